@@ -1,0 +1,21 @@
+/** Benchmark output convention: a human table, then one JSON line with `bench`, figures and `ratio`. */
+export const percentile = (sorted: ArrayLike<number>, p: number): number =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+
+export const summarize = (samples: Array<number>) => {
+  const sorted = Float64Array.from(samples).sort()
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), count: sorted.length }
+}
+
+export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string | number>>): string => {
+  const cells = [headers, ...rows.map((r) => r.map((c) => (typeof c === "number" ? format(c) : c)))]
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => String(r[i] ?? "").length)))
+  const line = (r: ReadonlyArray<string | number>) => r.map((c, i) => String(c).padEnd(widths[i]!)).join("  ")
+  return [line(cells[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)].join("\n")
+}
+
+const format = (n: number) => (Number.isInteger(n) ? String(n) : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toPrecision(3))
+
+export const emit = (text: string, result: { bench: string; ratio: number } & Record<string, unknown>): void => {
+  process.stdout.write(`${text}\n${JSON.stringify(result)}\n`)
+}

@@ -1,0 +1,113 @@
+/**
+ * The typed wrapper around the C++ addon. This is the only module that loads or calls it.
+ */
+import { Data, Effect } from "effect"
+import { existsSync, readFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+export type WaitOutcome = "woken" | "not-equal" | "timed-out"
+export type OpenMode = "create" | "attach" | "create-or-attach"
+export type RegionKind = "shm" | "file"
+
+export interface NativeFeatures {
+  readonly flush: "clwb" | "clflushopt" | "clflush" | "dc-civac" | "fence-only"
+  readonly crc32c: "sse4.2" | "software"
+}
+
+/** What the compiled addon exports (see cxlog_native.cc). */
+export interface NativeAddon {
+  open(kind: RegionKind, name: string, mode: OpenMode, size: number): { buffer: ArrayBuffer; size: number; created: boolean }
+  close(buffer: ArrayBuffer): void
+  unlink(kind: RegionKind, name: string): void
+  flush(bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number): void
+  fence(): void
+  setFlushRecording(on: boolean): void
+  takeFlushRecords(): Float64Array
+  wait(buffer: ArrayBuffer, offset: number, expected: number, timeoutMs: number): Promise<WaitOutcome>
+  wake(buffer: ArrayBuffer, offset: number, count: number): number
+  crc32c(bytes: ArrayBuffer | ArrayBufferView, offset?: number, length?: number, seed?: number): number
+  monotonicNs(): number
+  features(): NativeFeatures
+}
+
+/** The compiled addon could not be loaded; `fix` says what to run. */
+export class NativeUnavailable extends Data.TaggedError("NativeUnavailable")<{
+  readonly path: string
+  readonly reason: string
+}> {
+  get fix(): string {
+    return "run `npm rebuild` in the cxlog package (needs a C++ toolchain and python3 for node-gyp)"
+  }
+  override get message(): string {
+    return `cxlog native addon unavailable at ${this.path}: ${this.reason}; fix: ${this.fix}`
+  }
+}
+
+/** A system call in the addon failed. */
+export class NativeError extends Data.TaggedError("NativeError")<{
+  readonly op: string
+  readonly errno: number
+  readonly code: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `${this.op}: ${this.reason}`
+  }
+}
+
+const packageRoot = (): string => {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    const manifest = join(dir, "package.json")
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "cxlog") return dir
+    const parent = dirname(dir)
+    if (parent === dir) return process.cwd()
+    dir = parent
+  }
+}
+
+/** Where the addon is loaded from: `CXLOG_NATIVE_PATH`, else node-gyp's Release output. */
+export const defaultAddonPath = (): string =>
+  process.env["CXLOG_NATIVE_PATH"] ?? join(packageRoot(), "build", "Release", "cxlog_native.node")
+
+const require = createRequire(import.meta.url)
+const loaded = new Map<string, NativeAddon>()
+
+/** Loads the addon from `path` synchronously, throwing `NativeUnavailable`. */
+export const loadAddonSync = (path: string = defaultAddonPath()): NativeAddon => {
+  const cached = loaded.get(path)
+  if (cached !== undefined) return cached
+  if (!existsSync(path)) throw new NativeUnavailable({ path, reason: "file not found" })
+  try {
+    const addon = require(path) as NativeAddon
+    loaded.set(path, addon)
+    return addon
+  } catch (error) {
+    throw new NativeUnavailable({ path, reason: error instanceof Error ? error.message : String(error) })
+  }
+}
+
+/** Loads the addon from `path` (default: the package's build). */
+export const loadAddon = (path?: string): Effect.Effect<NativeAddon, NativeUnavailable> =>
+  Effect.try({
+    try: () => loadAddonSync(path),
+    catch: (error) =>
+      error instanceof NativeUnavailable ? error : new NativeUnavailable({ path: path ?? defaultAddonPath(), reason: String(error) })
+  })
+
+/** Turns an exception thrown by the addon into a `NativeError`. */
+export const toNativeError = (op: string, error: unknown): NativeError => {
+  const e = error as { errno?: number; code?: string; message?: string }
+  return new NativeError({
+    op,
+    errno: typeof e?.errno === "number" ? e.errno : 0,
+    code: typeof e?.code === "string" ? e.code : "EINVAL",
+    reason: typeof e?.message === "string" ? e.message : String(error)
+  })
+}
+
+/** A region name with a `/` after its first character is a file path (DAX device, CXL-node file); otherwise a POSIX shm name. */
+export const regionKind = (name: string): { kind: RegionKind; path: string } =>
+  name.indexOf("/", 1) > 0 ? { kind: "file", path: name } : { kind: "shm", path: name.startsWith("/") ? name : `/${name}` }

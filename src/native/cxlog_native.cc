@@ -1,0 +1,570 @@
+// cxlog native memory module: region mapping, cache-line flush, futex doorbells,
+// crc32c and a monotonic clock. Everything else in cxlog is TypeScript.
+#include <napi.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define CXLOG_X86 1
+#endif
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Errors: every failure becomes a JS Error carrying errno, code and syscall.
+
+Napi::Value ThrowErrno(Napi::Env env, const char* syscallName, int err, const std::string& what) {
+  std::string message = what + ": " + syscallName + " failed: " + std::strerror(err);
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, syscallName));
+  const char* code = err == ENOENT ? "ENOENT" : err == EEXIST ? "EEXIST" : err == EACCES ? "EACCES"
+                   : err == EINVAL ? "EINVAL" : err == ENOMEM ? "ENOMEM" : err == ENOSPC ? "ENOSPC" : "EIO";
+  error.Set("code", Napi::String::New(env, code));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowType(Napi::Env env, const std::string& message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowRange(Napi::Env env, const std::string& message) {
+  Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------
+// Mappings. One external ArrayBuffer per mapping; the registry lets close() and the GC
+// finalizer agree on who unmaps, and defers the unmap while a futex wait is in flight.
+
+struct Mapping {
+  uint64_t id;
+  uint8_t* base;
+  size_t size;
+  int pendingWaits;
+  bool closed;
+};
+
+std::mutex registryMutex;
+std::unordered_map<uint64_t, Mapping*> registry;
+uint64_t nextMappingId = 1;
+
+Mapping* FindByBase(const void* base) {
+  for (auto& entry : registry) {
+    if (entry.second->base == base && !entry.second->closed) return entry.second;
+  }
+  return nullptr;
+}
+
+void ReleaseIfIdle(Mapping* mapping) {
+  if (mapping->closed && mapping->pendingWaits == 0) {
+    munmap(mapping->base, mapping->size);
+    registry.erase(mapping->id);
+    delete mapping;
+  }
+}
+
+void FinalizeMapping(Napi::Env, void*, uint64_t* idHint) {
+  std::lock_guard<std::mutex> lock(registryMutex);
+  auto found = registry.find(*idHint);
+  if (found != registry.end() && !found->second->closed) {
+    found->second->closed = true;
+    ReleaseIfIdle(found->second);
+  }
+  delete idHint;
+}
+
+// Reads (pointer, length) out of an ArrayBuffer, a TypedArray or a DataView.
+bool BytesOf(const Napi::Value& value, uint8_t** data, size_t* length) {
+  if (value.IsArrayBuffer()) {
+    Napi::ArrayBuffer buffer = value.As<Napi::ArrayBuffer>();
+    *data = static_cast<uint8_t*>(buffer.Data());
+    *length = buffer.ByteLength();
+    return true;
+  }
+  if (value.IsTypedArray()) {
+    Napi::TypedArray array = value.As<Napi::TypedArray>();
+    *data = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+    *length = array.ByteLength();
+    return true;
+  }
+  if (value.IsDataView()) {
+    Napi::DataView view = value.As<Napi::DataView>();
+    *data = static_cast<uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+    *length = view.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+// Validates that [offset, offset + length) lies inside a byte range; offsets arrive as doubles.
+bool RangeOk(double offset, double length, size_t size) {
+  return offset >= 0 && length >= 0 && offset == static_cast<double>(static_cast<uint64_t>(offset)) &&
+         length == static_cast<double>(static_cast<uint64_t>(length)) && offset + length <= static_cast<double>(size);
+}
+
+// open(kind: "shm" | "file", name, mode: "create" | "attach" | "create-or-attach", size)
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() || !info[3].IsNumber()) {
+    return ThrowType(env, "open(kind, name, mode, size) expects (string, string, string, number)");
+  }
+  const std::string kind = info[0].As<Napi::String>();
+  const std::string name = info[1].As<Napi::String>();
+  const std::string mode = info[2].As<Napi::String>();
+  const double requested = info[3].As<Napi::Number>().DoubleValue();
+  const bool isShm = kind == "shm";
+  if (!isShm && kind != "file") return ThrowType(env, "kind must be \"shm\" or \"file\"");
+  if (mode != "create" && mode != "attach" && mode != "create-or-attach") {
+    return ThrowType(env, "mode must be \"create\", \"attach\" or \"create-or-attach\"");
+  }
+  if (requested < 0 || requested > 1099511627776.0 || requested != static_cast<double>(static_cast<uint64_t>(requested))) {
+    return ThrowRange(env, "size must be a whole number of bytes below 1 TiB");
+  }
+
+  auto openFd = [&](int flags) { return isShm ? shm_open(name.c_str(), flags, 0600) : ::open(name.c_str(), flags, 0600); };
+  bool created = false;
+  int fd = -1;
+  if (mode != "attach") {
+    fd = openFd(O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC);
+    if (fd >= 0) {
+      created = true;
+    } else if (errno != EEXIST || mode == "create") {
+      return ThrowErrno(env, isShm ? "shm_open" : "open", errno, "cannot create region " + name);
+    }
+  }
+  if (fd < 0) {
+    fd = openFd(O_RDWR | O_CLOEXEC);
+    if (fd < 0) return ThrowErrno(env, isShm ? "shm_open" : "open", errno, "cannot attach region " + name);
+  }
+
+  auto failAndClean = [&](const char* syscallName, int err, const std::string& what) {
+    ::close(fd);
+    if (created) {
+      if (isShm) shm_unlink(name.c_str()); else ::unlink(name.c_str());
+    }
+    return ThrowErrno(env, syscallName, err, what);
+  };
+
+  struct stat st;
+  if (fstat(fd, &st) != 0) return failAndClean("fstat", errno, "cannot stat region " + name);
+  size_t size = static_cast<size_t>(requested);
+  if (S_ISREG(st.st_mode)) {
+    if (created) {
+      if (size == 0) return failAndClean("ftruncate", EINVAL, "a new region needs a size");
+      if (ftruncate(fd, static_cast<off_t>(size)) != 0) return failAndClean("ftruncate", errno, "cannot size region " + name);
+    } else {
+      size = static_cast<size_t>(st.st_size);
+    }
+  } else if (size == 0) {
+    return failAndClean("fstat", EINVAL, "a device region needs an explicit size");
+  }
+  if (size == 0) return failAndClean("mmap", EINVAL, "region " + name + " is empty (its creator may still be sizing it)");
+
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int mmapErr = errno;
+  ::close(fd);
+  if (base == MAP_FAILED) {
+    if (created) {
+      if (isShm) shm_unlink(name.c_str()); else ::unlink(name.c_str());
+    }
+    return ThrowErrno(env, "mmap", mmapErr, "cannot map region " + name);
+  }
+
+  Mapping* mapping = new Mapping{0, static_cast<uint8_t*>(base), size, 0, false};
+  {
+    std::lock_guard<std::mutex> lock(registryMutex);
+    mapping->id = nextMappingId++;
+    registry[mapping->id] = mapping;
+  }
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, base, size, FinalizeMapping, new uint64_t(mapping->id));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("buffer", buffer);
+  result.Set("size", Napi::Number::New(env, static_cast<double>(size)));
+  result.Set("created", Napi::Boolean::New(env, created));
+  return result;
+}
+
+// close(buffer): detaches the ArrayBuffer (views read as empty, never as freed memory)
+// and unmaps once no futex wait still uses the address.
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) return ThrowType(env, "close(buffer) expects the region ArrayBuffer");
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  void* base = buffer.Data();
+  Mapping* mapping;
+  {
+    std::lock_guard<std::mutex> lock(registryMutex);
+    mapping = FindByBase(base);
+    if (mapping == nullptr) return ThrowType(env, "close: not an open cxlog mapping (already closed?)");
+    mapping->closed = true;
+  }
+  buffer.Detach();
+  std::lock_guard<std::mutex> lock(registryMutex);
+  ReleaseIfIdle(mapping);
+  return env.Undefined();
+}
+
+Napi::Value Unlink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) return ThrowType(env, "unlink(kind, name) expects strings");
+  const std::string kind = info[0].As<Napi::String>();
+  const std::string name = info[1].As<Napi::String>();
+  const int rc = kind == "shm" ? shm_unlink(name.c_str()) : ::unlink(name.c_str());
+  if (rc != 0) return ThrowErrno(env, kind == "shm" ? "shm_unlink" : "unlink", errno, "cannot unlink region " + name);
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------
+// Cache-line write-back. Feature detection once at load.
+
+enum class FlushKind { Clwb, Clflushopt, Clflush, ArmCvac, FenceOnly };
+FlushKind flushKind = FlushKind::FenceOnly;
+bool crcHardware = false;
+
+#ifdef CXLOG_X86
+__attribute__((target("clwb"))) void FlushClwb(uint8_t* p, uint8_t* end) {
+  for (; p < end; p += 64) _mm_clwb(p);
+  _mm_sfence();
+}
+__attribute__((target("clflushopt"))) void FlushClflushopt(uint8_t* p, uint8_t* end) {
+  for (; p < end; p += 64) _mm_clflushopt(p);
+  _mm_sfence();
+}
+void FlushClflush(uint8_t* p, uint8_t* end) {
+  for (; p < end; p += 64) _mm_clflush(p);
+  _mm_mfence();
+}
+#endif
+
+void FlushLines(uint8_t* start, size_t length) {
+  uint8_t* p = reinterpret_cast<uint8_t*>(reinterpret_cast<uintptr_t>(start) & ~static_cast<uintptr_t>(63));
+  uint8_t* end = start + length;
+  switch (flushKind) {
+#ifdef CXLOG_X86
+    case FlushKind::Clwb: FlushClwb(p, end); return;
+    case FlushKind::Clflushopt: FlushClflushopt(p, end); return;
+    case FlushKind::Clflush: FlushClflush(p, end); return;
+#endif
+#if defined(__aarch64__)
+    case FlushKind::ArmCvac:
+      for (; p < end; p += 64) asm volatile("dc civac, %0" ::"r"(p) : "memory");
+      asm volatile("dsb ish" ::: "memory");
+      return;
+#endif
+    default:
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      return;
+  }
+}
+
+// Test-only record of flushed ranges (offset within the flushed buffer, length).
+std::atomic<bool> flushRecording{false};
+std::mutex flushLogMutex;
+std::vector<double> flushLog;
+
+Napi::Value Flush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data;
+  size_t size;
+  if (info.Length() < 3 || !BytesOf(info[0], &data, &size) || !info[1].IsNumber() || !info[2].IsNumber()) {
+    return ThrowType(env, "flush(buffer, offset, length) expects (ArrayBuffer | TypedArray, number, number)");
+  }
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  if (!RangeOk(offset, length, size)) return ThrowRange(env, "flush range is outside the buffer");
+  FlushLines(data + static_cast<size_t>(offset), static_cast<size_t>(length));
+  if (flushRecording.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> lock(flushLogMutex);
+    flushLog.push_back(offset);
+    flushLog.push_back(length);
+  }
+  return env.Undefined();
+}
+
+Napi::Value Fence(const Napi::CallbackInfo& info) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return info.Env().Undefined();
+}
+
+Napi::Value SetFlushRecording(const Napi::CallbackInfo& info) {
+  const bool on = info.Length() > 0 && info[0].ToBoolean().Value();
+  flushRecording.store(on);
+  std::lock_guard<std::mutex> lock(flushLogMutex);
+  flushLog.clear();
+  return info.Env().Undefined();
+}
+
+Napi::Value TakeFlushRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<double> taken;
+  {
+    std::lock_guard<std::mutex> lock(flushLogMutex);
+    taken.swap(flushLog);
+  }
+  Napi::Float64Array out = Napi::Float64Array::New(env, taken.size());
+  if (!taken.empty()) std::memcpy(out.Data(), taken.data(), taken.size() * sizeof(double));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Doorbells: shared (not private) futexes, so waits cross processes.
+
+long Futex(uint32_t* address, int op, uint32_t value, const struct timespec* timeout) {
+  return syscall(SYS_futex, address, op, value, timeout, nullptr, 0);
+}
+
+class WaitWorker : public Napi::AsyncWorker {
+ public:
+  WaitWorker(Napi::Env env, Napi::ArrayBuffer buffer, Mapping* mapping, uint32_t* address, uint32_t expected, double timeoutMs)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), mapping_(mapping), address_(address),
+        expected_(expected), timeoutMs_(timeoutMs) {
+    bufferRef_ = Napi::Persistent(buffer.As<Napi::Object>());
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    struct timespec timeout;
+    const double ms = timeoutMs_ < 0 ? 0 : timeoutMs_;
+    timeout.tv_sec = static_cast<time_t>(ms / 1000);
+    timeout.tv_nsec = static_cast<long>((ms - static_cast<double>(timeout.tv_sec) * 1000) * 1e6);
+    const long rc = Futex(address_, FUTEX_WAIT, expected_, &timeout);
+    if (rc == 0) outcome_ = "woken";
+    else if (errno == EAGAIN) outcome_ = "not-equal";
+    else if (errno == ETIMEDOUT) outcome_ = "timed-out";
+    else if (errno == EINTR) outcome_ = "woken";  // callers re-check their condition after any wake
+    else { outcome_ = "error"; error_ = errno; }
+  }
+
+  void OnOK() override {
+    Settle();
+    if (outcome_ == "error") {
+      Napi::Error error = Napi::Error::New(Env(), std::string("futex wait failed: ") + std::strerror(error_));
+      error.Set("errno", Napi::Number::New(Env(), error_));
+      deferred_.Reject(error.Value());
+    } else {
+      deferred_.Resolve(Napi::String::New(Env(), outcome_));
+    }
+  }
+
+  void OnError(const Napi::Error& error) override {
+    Settle();
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  void Settle() {
+    std::lock_guard<std::mutex> lock(registryMutex);
+    mapping_->pendingWaits--;
+    ReleaseIfIdle(mapping_);
+    bufferRef_.Reset();
+  }
+
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference bufferRef_;
+  Mapping* mapping_;
+  uint32_t* address_;
+  uint32_t expected_;
+  double timeoutMs_;
+  std::string outcome_;
+  int error_ = 0;
+};
+
+// Resolves the 32-bit word at `offset` of a region buffer, or throws.
+uint32_t* WordAt(const Napi::CallbackInfo& info, Mapping** mappingOut) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsArrayBuffer() || !info[1].IsNumber()) {
+    ThrowType(env, "expects (regionBuffer, offset, ...)");
+    return nullptr;
+  }
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  if (!RangeOk(offset, 4, buffer.ByteLength()) || static_cast<uint64_t>(offset) % 4 != 0) {
+    ThrowRange(env, "doorbell offset must be a 4-byte aligned offset inside the region");
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(registryMutex);
+  Mapping* mapping = FindByBase(buffer.Data());
+  if (mapping == nullptr) {
+    ThrowType(env, "doorbell buffer is not an open cxlog mapping");
+    return nullptr;
+  }
+  if (mappingOut != nullptr) *mappingOut = mapping;
+  return reinterpret_cast<uint32_t*>(mapping->base + static_cast<size_t>(offset));
+}
+
+// wait(buffer, offset, expected, timeoutMs) -> Promise<"woken" | "not-equal" | "timed-out">
+Napi::Value Wait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Mapping* mapping = nullptr;
+  uint32_t* address = WordAt(info, &mapping);
+  if (address == nullptr) return env.Undefined();
+  if (info.Length() < 4 || !info[2].IsNumber() || !info[3].IsNumber()) return ThrowType(env, "wait(buffer, offset, expected, timeoutMs)");
+  const uint32_t expected = info[2].As<Napi::Number>().Uint32Value();
+  const double timeoutMs = info[3].As<Napi::Number>().DoubleValue();
+  {
+    std::lock_guard<std::mutex> lock(registryMutex);
+    mapping->pendingWaits++;
+  }
+  WaitWorker* worker = new WaitWorker(env, info[0].As<Napi::ArrayBuffer>(), mapping, address, expected, timeoutMs);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// wake(buffer, offset, count) -> number of waiters woken
+Napi::Value Wake(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t* address = WordAt(info, nullptr);
+  if (address == nullptr) return env.Undefined();
+  const double count = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 2147483647.0;
+  const int n = count >= 2147483647.0 ? 2147483647 : count < 1 ? 1 : static_cast<int>(count);
+  const long rc = Futex(address, FUTEX_WAKE, static_cast<uint32_t>(n), nullptr);
+  if (rc < 0) return ThrowErrno(env, "futex", errno, "doorbell wake");
+  return Napi::Number::New(env, static_cast<double>(rc));
+}
+
+// ---------------------------------------------------------------------------
+// crc32c (Castagnoli), hardware where available, slicing-by-8 otherwise.
+
+uint32_t crcTable[8][256];
+
+void InitCrcTable() {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    crcTable[0][i] = c;
+  }
+  for (uint32_t i = 0; i < 256; i++) {
+    for (int t = 1; t < 8; t++) crcTable[t][i] = (crcTable[t - 1][i] >> 8) ^ crcTable[0][crcTable[t - 1][i] & 0xFF];
+  }
+}
+
+uint32_t CrcSoftware(uint32_t crc, const uint8_t* p, size_t n) {
+  while (n >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    word ^= crc;
+    crc = crcTable[7][word & 0xFF] ^ crcTable[6][(word >> 8) & 0xFF] ^ crcTable[5][(word >> 16) & 0xFF] ^
+          crcTable[4][(word >> 24) & 0xFF] ^ crcTable[3][(word >> 32) & 0xFF] ^ crcTable[2][(word >> 40) & 0xFF] ^
+          crcTable[1][(word >> 48) & 0xFF] ^ crcTable[0][word >> 56];
+    p += 8;
+    n -= 8;
+  }
+  while (n-- > 0) crc = (crc >> 8) ^ crcTable[0][(crc ^ *p++) & 0xFF];
+  return crc;
+}
+
+#ifdef CXLOG_X86
+__attribute__((target("sse4.2"))) uint32_t CrcHardware(uint32_t crc, const uint8_t* p, size_t n) {
+  uint64_t c = crc;
+  while (n >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = _mm_crc32_u64(c, word);
+    p += 8;
+    n -= 8;
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  while (n-- > 0) c32 = _mm_crc32_u8(c32, *p++);
+  return c32;
+}
+#endif
+
+uint32_t Crc32c(uint32_t seed, const uint8_t* p, size_t n) {
+  uint32_t crc = ~seed;
+#ifdef CXLOG_X86
+  if (crcHardware) return ~CrcHardware(crc, p, n);
+#endif
+  return ~CrcSoftware(crc, p, n);
+}
+
+// crc32c(bytes, offset, length, seed) -> uint32
+Napi::Value Crc32cJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data;
+  size_t size;
+  if (info.Length() < 1 || !BytesOf(info[0], &data, &size)) return ThrowType(env, "crc32c(bytes, offset?, length?, seed?) expects bytes");
+  const double offset = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
+  const double length = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : static_cast<double>(size) - offset;
+  const uint32_t seed = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0;
+  if (!RangeOk(offset, length, size)) return ThrowRange(env, "crc32c range is outside the bytes");
+  return Napi::Number::New(env, Crc32c(seed, data + static_cast<size_t>(offset), static_cast<size_t>(length)));
+}
+
+Napi::Value MonotonicNs(const Napi::CallbackInfo& info) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return Napi::Number::New(info.Env(), static_cast<double>(now.tv_sec) * 1e9 + static_cast<double>(now.tv_nsec));
+}
+
+Napi::Value Features(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  const char* flush = flushKind == FlushKind::Clwb ? "clwb" : flushKind == FlushKind::Clflushopt ? "clflushopt"
+                    : flushKind == FlushKind::Clflush ? "clflush" : flushKind == FlushKind::ArmCvac ? "dc-civac" : "fence-only";
+  out.Set("flush", Napi::String::New(env, flush));
+  out.Set("crc32c", Napi::String::New(env, crcHardware ? "sse4.2" : "software"));
+  return out;
+}
+
+void DetectFeatures() {
+#ifdef CXLOG_X86
+  unsigned eax, ebx, ecx, edx;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
+    crcHardware = (ecx & (1u << 20)) != 0;
+    if (edx & (1u << 19)) flushKind = FlushKind::Clflush;
+  }
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) {
+    if (ebx & (1u << 23)) flushKind = FlushKind::Clflushopt;
+    if (ebx & (1u << 24)) flushKind = FlushKind::Clwb;
+  }
+#elif defined(__aarch64__)
+  flushKind = FlushKind::ArmCvac;
+#endif
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    InitCrcTable();
+    DetectFeatures();
+  });
+  exports.Set("open", Napi::Function::New(env, Open));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("unlink", Napi::Function::New(env, Unlink));
+  exports.Set("flush", Napi::Function::New(env, Flush));
+  exports.Set("fence", Napi::Function::New(env, Fence));
+  exports.Set("setFlushRecording", Napi::Function::New(env, SetFlushRecording));
+  exports.Set("takeFlushRecords", Napi::Function::New(env, TakeFlushRecords));
+  exports.Set("wait", Napi::Function::New(env, Wait));
+  exports.Set("wake", Napi::Function::New(env, Wake));
+  exports.Set("crc32c", Napi::Function::New(env, Crc32cJs));
+  exports.Set("monotonicNs", Napi::Function::New(env, MonotonicNs));
+  exports.Set("features", Napi::Function::New(env, Features));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(cxlog_native, Init)

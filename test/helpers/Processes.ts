@@ -1,0 +1,67 @@
+/**
+ * Test helpers for multi-process tests: unique region names and child processes that are
+ * killed when the test's scope closes, pass or fail.
+ */
+import { Deferred, Effect, Queue, type Scope } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { existsSync, unlinkSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+
+export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures")
+
+/** A region name no other test run uses; unlinked in a finalizer even if the test fails. */
+export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(Effect.sync(() => `cxlog-test-${label}-${process.pid}-${randomBytes(4).toString("hex")}`), (name) =>
+    Effect.sync(() => {
+      if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
+    }))
+
+export interface Child {
+  readonly process: ChildProcess
+  /** Lines the child printed on stdout, parsed as JSON. */
+  readonly messages: Queue.Dequeue<unknown>
+  /** Next message satisfying `predicate`, failing after `timeoutMs`. */
+  readonly next: <A = Record<string, unknown>>(timeoutMs?: number) => Effect.Effect<A, Error>
+  readonly exited: Deferred.Deferred<{ code: number | null; signal: NodeJS.Signals | null }>
+  readonly stderr: () => string
+}
+
+/** Runs `test/fixtures/<fixture>.ts` under tsx; SIGKILLs it when the scope closes. */
+export const spawnFixture = (fixture: string, args: ReadonlyArray<string> = [], env: Record<string, string> = {}): Effect.Effect<Child, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const messages = yield* Queue.unbounded<unknown>()
+    const exited = yield* Deferred.make<{ code: number | null; signal: NodeJS.Signals | null }>()
+    let stderr = ""
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, ["--import", "tsx", join(fixturesDir, `${fixture}.ts`), ...args], {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: { ...process.env, ...env }
+        })
+      ),
+      (child) =>
+        Effect.sync(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+        })
+    )
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      try {
+        Queue.unsafeOffer(messages, JSON.parse(line))
+      } catch {
+        Queue.unsafeOffer(messages, { text: line })
+      }
+    })
+    child.stderr!.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    child.on("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
+    const next = <A>(timeoutMs = 30_000) =>
+      Queue.take(messages).pipe(
+        Effect.map((m) => m as A),
+        Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`${fixture}: no message within ${timeoutMs} ms; stderr: ${stderr}`) })
+      )
+    return { process: child, messages, next, exited, stderr: () => stderr }
+  })
