@@ -2,7 +2,8 @@
  * The doorbell layer over CxlMemory (live or fake): one waiting loop per process, spinning
  * briefly and then parking with a single native wait; see services/Doorbell.ts.
  */
-import { Effect, Layer, Runtime, type Scope } from "effect"
+import { Effect, Layer, Metric, Runtime, type Scope } from "effect"
+import { doorbellParks } from "../Metrics.js"
 import { CxlMemory, type RegionOutOfBounds } from "../services/CxlMemory.js"
 import { Doorbell, DOORBELL_BYTES, type DoorbellShape } from "../services/Doorbell.js"
 
@@ -68,6 +69,7 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
         sweep(performance.now())
         if (waiters.size > 0) {
           const parkFor = Math.max(0, Math.min(parkMillis, nearestDeadline() - performance.now()))
+          yield* Metric.increment(doorbellParks)
           yield* region.wait(offset, bell, parkFor).pipe(Effect.orDie)
         }
         Atomics.store(i32, parkedFlag, 0)
