@@ -1,0 +1,40 @@
+/**
+ * ProcessSlot: this process's row in the region's process table. A process claims a free
+ * (or dead) slot, bumps its occurrence, and heartbeats until its scope closes. The slot's
+ * second line is the process's doorbell.
+ */
+import { Context, Data } from "effect"
+
+export type Role = "head" | "broker" | "client" | "worker"
+export const ROLES: ReadonlyArray<Role> = ["head", "broker", "client", "worker"]
+
+/** Bytes of one process-table slot: the owner's line, then its doorbell line. */
+export const PROCESS_SLOT_BYTES = 128
+
+export const SlotState = { free: 0, claiming: 1, active: 2 } as const
+
+export interface SlotInfo {
+  readonly slot: number
+  readonly state: number
+  readonly pid: number
+  readonly occurrence: number
+  readonly role: Role
+  readonly heartbeatMs: number
+}
+
+export interface ProcessSlotShape {
+  readonly slot: number
+  readonly occurrence: number
+  readonly pid: number
+  readonly role: Role
+  /** Region offset of this process's doorbell line. */
+  readonly doorbellOffset: number
+}
+
+export class ProcessSlot extends Context.Tag("cxlog/ProcessSlot")<ProcessSlot, ProcessSlotShape>() {}
+
+export class ProcessTableFull extends Data.TaggedError("ProcessTableFull")<{ readonly slots: number }> {
+  override get message() {
+    return `all ${this.slots} process slots are taken by live processes (raise maxProcesses)`
+  }
+}
