@@ -1,0 +1,107 @@
+/**
+ * The JSON bodies of control frames (HELLO, WELCOME, ERROR), validated with Schema on
+ * receipt, and the error codes a broker sends before it closes a connection.
+ */
+import { Data, Either, Schema } from "effect"
+import { encodeFrame, FrameType } from "./Frame.js"
+
+/** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
+export const PROTOCOL_VERSION = 1
+
+const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
+
+export const AckLevel = Schema.Literal(0, 1, 2)
+export type AckLevel = typeof AckLevel.Type
+
+/** client → broker, the first frame of every connection. */
+export class Hello extends Schema.Class<Hello>("Hello")({
+  protocol: Schema.Int,
+  topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
+  clientId: U32,
+  sessionEpoch: U32,
+  ackLevel: AckLevel
+}) {}
+
+/** broker → client: the handshake is accepted; batches may follow. */
+export class Welcome extends Schema.Class<Welcome>("Welcome")({
+  protocol: Schema.Int,
+  brokerId: Schema.Int.pipe(Schema.nonNegative()),
+  /** The largest batch payload this broker accepts. */
+  maxBatchBytes: Schema.Int.pipe(Schema.positive())
+}) {}
+
+export const WireErrorCode = Schema.Literal(
+  "bad-magic",
+  "version-mismatch",
+  "bad-frame-type",
+  "oversized",
+  "truncated",
+  "bad-crc",
+  "bad-handshake",
+  "unknown-topic",
+  "unexpected-frame",
+  "session-mismatch",
+  "bad-batch",
+  "append-failed",
+  "handshake-timeout",
+  "too-many-connections",
+  "slow-consumer",
+  "internal"
+)
+export type WireErrorCode = typeof WireErrorCode.Type
+
+/** Errors a publisher cannot cure by reconnecting: its configuration is wrong. */
+export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set(["unknown-topic", "version-mismatch", "bad-handshake"])
+
+/** broker → client: why the connection is being closed. */
+export class ErrorBody extends Schema.Class<ErrorBody>("ErrorBody")({
+  code: WireErrorCode,
+  message: Schema.String
+}) {}
+
+/** A protocol violation seen on a connection: becomes an ERROR frame, then the connection closes. */
+export class WireViolation extends Data.TaggedError("WireViolation")<{
+  readonly code: WireErrorCode
+  readonly detail: string
+}> {
+  override get message() {
+    return `${this.code}: ${this.detail}`
+  }
+}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+
+/** Decodes a control frame's JSON payload with `schema`; any failure is a `WireViolation` with `code`. */
+export const decodeControl = <A, I>(schema: Schema.Schema<A, I>, payload: Uint8Array, code: WireErrorCode): Either.Either<A, WireViolation> => {
+  let text: string
+  try {
+    text = textDecoder.decode(payload)
+  } catch {
+    return Either.left(new WireViolation({ code, detail: "payload is not UTF-8" }))
+  }
+  return Schema.decodeUnknownEither(Schema.parseJson(schema))(text).pipe(
+    Either.mapLeft((error) => new WireViolation({ code, detail: error.message.slice(0, 500) }))
+  )
+}
+
+const encodeJson = <A, I>(schema: Schema.Schema<A, I>, value: A): Uint8Array =>
+  textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
+
+export const helloFrame = (hello: Hello): Buffer =>
+  encodeFrame({ type: FrameType.HELLO, clientId: hello.clientId, sessionEpoch: hello.sessionEpoch, seq: 0, messageCount: 0 }, encodeJson(Hello, hello))
+
+export const welcomeFrame = (welcome: Welcome): Buffer =>
+  encodeFrame({ type: FrameType.WELCOME, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Welcome, welcome))
+
+export const errorFrame = (code: WireErrorCode, message: string): Buffer =>
+  encodeFrame(
+    { type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
+    encodeJson(ErrorBody, new ErrorBody({ code, message: message.slice(0, 500) }))
+  )
+
+export const ackFrame = (clientId: number, sessionEpoch: number, acked: number, level: AckLevel): Buffer =>
+  encodeFrame({ type: FrameType.ACK, clientId, sessionEpoch, seq: acked, messageCount: level })
+
+export const sessionFencedFrame = (clientId: number, sessionEpoch: number, committed: number): Buffer =>
+  encodeFrame({ type: FrameType.SESSION_FENCED, clientId, sessionEpoch, seq: committed, messageCount: 0 })

@@ -1,0 +1,114 @@
+/**
+ * Wire frames: every frame, in both directions, is a fixed 32-byte little-endian header
+ * followed by `payloadBytes` of payload whose crc32c the header carries.
+ *
+ * | offset | size | field                                                             |
+ * |-------:|-----:|-------------------------------------------------------------------|
+ * |      0 |   u8 | frame type (FrameType)                                            |
+ * |      1 |   u8 | wire version (WIRE_VERSION)                                       |
+ * |      2 |  u16 | magic 0x5843 ("CX")                                               |
+ * |      4 |  u32 | client id                                                         |
+ * |      8 |  u32 | session epoch                                                     |
+ * |     12 |  u32 | sequence, low 32 bits  (BATCH: batch seq; ACK: acked count;       |
+ * |     16 |  u32 | sequence, high 21 bits  SESSION_FENCED: committed frontier)       |
+ * |     20 |  u32 | message count (ACK: the ack level)                                |
+ * |     24 |  u32 | payload bytes                                                     |
+ * |     28 |  u32 | crc32c of the payload (0 for an empty payload)                    |
+ */
+import { crc32c } from "./Crc32c.js"
+
+export const FRAME_HEADER_BYTES = 32
+export const WIRE_VERSION = 1
+export const FRAME_MAGIC = 0x5843
+/** Control frames (HELLO, WELCOME, ERROR) carry small JSON bodies. */
+export const MAX_CONTROL_PAYLOAD_BYTES = 4096
+/** Sequences travel as two u32 halves and stay below 2^53. */
+export const MAX_SEQUENCE = 2 ** 53 - 1
+
+export const FrameType = {
+  /** client → broker: JSON handshake (Handshake.Hello). */
+  HELLO: 1,
+  /** broker → client: JSON handshake accepted (Handshake.Welcome). */
+  WELCOME: 2,
+  /** client → broker: one batch; the payload is the batch's messages. */
+  BATCH: 3,
+  /** broker → client: batches 0..seq-1 of the session are acknowledged at the session's level. */
+  ACK: 4,
+  /** broker → client: the session is fenced; seq = its committed frontier (batches 0..seq-1 are in the order). */
+  SESSION_FENCED: 5,
+  /** broker → client: JSON error (Handshake.ErrorBody); the broker closes the connection after it. */
+  ERROR: 6
+} as const
+export type FrameType = (typeof FrameType)[keyof typeof FrameType]
+
+export const frameTypeName = (type: number): string =>
+  Object.entries(FrameType).find(([, value]) => value === type)?.[0] ?? `type-${type}`
+
+export interface FrameHeader {
+  readonly type: FrameType
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly seq: number
+  readonly messageCount: number
+  readonly payloadBytes: number
+  readonly crc32c: number
+}
+
+export interface Frame extends FrameHeader {
+  /** A view of the payload: valid until the reader that produced it is advanced. */
+  readonly payload: Uint8Array
+}
+
+const TWO_32 = 2 ** 32
+
+/** Writes a header at `offset` of `target` (which must have 32 bytes there). */
+export const writeHeader = (target: Uint8Array, offset: number, header: FrameHeader): void => {
+  const view = new DataView(target.buffer, target.byteOffset + offset, FRAME_HEADER_BYTES)
+  view.setUint8(0, header.type)
+  view.setUint8(1, WIRE_VERSION)
+  view.setUint16(2, FRAME_MAGIC, true)
+  view.setUint32(4, header.clientId, true)
+  view.setUint32(8, header.sessionEpoch, true)
+  view.setUint32(12, header.seq % TWO_32, true)
+  view.setUint32(16, Math.floor(header.seq / TWO_32), true)
+  view.setUint32(20, header.messageCount, true)
+  view.setUint32(24, header.payloadBytes, true)
+  view.setUint32(28, header.crc32c, true)
+}
+
+/** A complete frame (header + payload) in one buffer; the crc is computed here. */
+export const encodeFrame = (
+  fields: Omit<FrameHeader, "payloadBytes" | "crc32c">,
+  payload: Uint8Array = new Uint8Array(0)
+): Buffer => {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
+  writeHeader(out, 0, { ...fields, payloadBytes: payload.length, crc32c: crc32c(payload, 0, payload.length) })
+  out.set(payload, FRAME_HEADER_BYTES)
+  return out
+}
+
+/** Just the header of a frame whose payload is sent separately (no copy of the payload). */
+export const encodeHeader = (header: FrameHeader): Buffer => {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES)
+  writeHeader(out, 0, header)
+  return out
+}
+
+/** The raw fields of a header at `offset` (no validation; see FrameReader). */
+export const readRawHeader = (source: Uint8Array, offset: number) => {
+  const view = new DataView(source.buffer, source.byteOffset + offset, FRAME_HEADER_BYTES)
+  return {
+    type: view.getUint8(0),
+    version: view.getUint8(1),
+    magic: view.getUint16(2, true),
+    clientId: view.getUint32(4, true),
+    sessionEpoch: view.getUint32(8, true),
+    seqLow: view.getUint32(12, true),
+    seqHigh: view.getUint32(16, true),
+    messageCount: view.getUint32(20, true),
+    payloadBytes: view.getUint32(24, true),
+    crc32c: view.getUint32(28, true)
+  }
+}
+
+export const sequenceOf = (low: number, high: number): number => high * TWO_32 + low

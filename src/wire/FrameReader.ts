@@ -1,0 +1,155 @@
+/**
+ * Incremental frame decoder over socket chunks. Headers are parsed in place; a payload that
+ * lies wholly inside one chunk is returned as a view of that chunk (no copy); only a frame
+ * that straddles chunks is reassembled, into one reusable buffer. Every length is checked
+ * against its bound before anything is allocated, so a reader holds at most
+ * 32 + maxBatchBytes bytes of its own.
+ */
+import { WireViolation } from "./Control.js"
+import { crc32c } from "./Crc32c.js"
+import {
+  type Frame,
+  FRAME_HEADER_BYTES,
+  FRAME_MAGIC,
+  FrameType,
+  frameTypeName,
+  MAX_CONTROL_PAYLOAD_BYTES,
+  readRawHeader,
+  sequenceOf,
+  WIRE_VERSION
+} from "./Frame.js"
+
+const MAX_SEQ_HIGH = 2 ** 21 - 1
+
+export interface FrameReaderOptions {
+  /** Frame types this side accepts; anything else is `bad-frame-type`. */
+  readonly accept: ReadonlyArray<FrameType>
+  /** Upper bound of a BATCH payload. */
+  readonly maxBatchBytes: number
+}
+
+type PendingHeader = Omit<Frame, "payload">
+
+export class FrameReader {
+  private readonly accepted: ReadonlyArray<boolean>
+  private chunk: Uint8Array = new Uint8Array(0)
+  private position = 0
+  private readonly headerBytes = new Uint8Array(FRAME_HEADER_BYTES)
+  private headerFill = 0
+  private pending: PendingHeader | undefined = undefined
+  private reassembly = new Uint8Array(0)
+  private reassemblyFill = 0
+  private failure: WireViolation | undefined = undefined
+
+  constructor(private readonly options: FrameReaderOptions) {
+    const accepted: Array<boolean> = []
+    for (const type of options.accept) accepted[type] = true
+    this.accepted = accepted
+  }
+
+  /** Hands over the next chunk; call only once `next()` has returned `undefined`. */
+  push(chunk: Uint8Array): void {
+    this.chunk = chunk
+    this.position = 0
+  }
+
+  /** True while a frame is partly received (what an end of stream now would truncate). */
+  get midFrame(): boolean {
+    return this.headerFill > 0 || this.pending !== undefined
+  }
+
+  /** Bytes of the current chunk not consumed yet. */
+  get buffered(): number {
+    return this.chunk.length - this.position
+  }
+
+  /**
+   * The next complete frame, `undefined` when the chunk is used up, or the violation that
+   * poisons this reader (returned again on every later call).
+   */
+  next(): Frame | undefined | WireViolation {
+    if (this.failure !== undefined) return this.failure
+    const available = this.chunk.length - this.position
+    if (this.pending !== undefined) return this.continuePayload()
+    if (this.headerFill > 0) {
+      const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, available)
+      this.headerBytes.set(this.chunk.subarray(this.position, this.position + take), this.headerFill)
+      this.headerFill += take
+      this.position += take
+      if (this.headerFill < FRAME_HEADER_BYTES) return undefined
+      this.headerFill = 0
+      return this.startPayload(this.headerBytes, 0)
+    }
+    if (available === 0) return undefined
+    if (available < FRAME_HEADER_BYTES) {
+      this.headerBytes.set(this.chunk.subarray(this.position), 0)
+      this.headerFill = available
+      this.position = this.chunk.length
+      return undefined
+    }
+    const at = this.position
+    this.position += FRAME_HEADER_BYTES
+    return this.startPayload(this.chunk, at)
+  }
+
+  private fail(code: WireViolation["code"], detail: string): WireViolation {
+    this.failure = new WireViolation({ code, detail })
+    return this.failure
+  }
+
+  private startPayload(source: Uint8Array, at: number): Frame | undefined | WireViolation {
+    const raw = readRawHeader(source, at)
+    if (raw.magic !== FRAME_MAGIC) return this.fail("bad-magic", `frame magic 0x${raw.magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
+    if (raw.version !== WIRE_VERSION) return this.fail("version-mismatch", `wire version ${raw.version}, this side speaks ${WIRE_VERSION}`)
+    if (this.accepted[raw.type] !== true) return this.fail("bad-frame-type", `frame type ${frameTypeName(raw.type)} is not accepted here`)
+    if (raw.seqHigh > MAX_SEQ_HIGH) return this.fail("oversized", "sequence is not below 2^53")
+    const limit = raw.type === FrameType.BATCH
+      ? this.options.maxBatchBytes
+      : raw.type === FrameType.ACK || raw.type === FrameType.SESSION_FENCED
+      ? 0
+      : MAX_CONTROL_PAYLOAD_BYTES
+    if (raw.payloadBytes > limit) {
+      return this.fail("oversized", `${frameTypeName(raw.type)} payload of ${raw.payloadBytes} bytes exceeds ${limit}`)
+    }
+    const header: PendingHeader = {
+      type: raw.type as FrameType,
+      clientId: raw.clientId,
+      sessionEpoch: raw.sessionEpoch,
+      seq: sequenceOf(raw.seqLow, raw.seqHigh),
+      messageCount: raw.messageCount,
+      payloadBytes: raw.payloadBytes,
+      crc32c: raw.crc32c
+    }
+    const available = this.chunk.length - this.position
+    if (available >= header.payloadBytes) {
+      const payload = this.chunk.subarray(this.position, this.position + header.payloadBytes)
+      this.position += header.payloadBytes
+      return this.complete(header, payload)
+    }
+    if (this.reassembly.length < header.payloadBytes) this.reassembly = new Uint8Array(header.payloadBytes)
+    this.reassembly.set(this.chunk.subarray(this.position), 0)
+    this.reassemblyFill = available
+    this.position = this.chunk.length
+    this.pending = header
+    return undefined
+  }
+
+  private continuePayload(): Frame | undefined | WireViolation {
+    const header = this.pending!
+    const take = Math.min(header.payloadBytes - this.reassemblyFill, this.chunk.length - this.position)
+    this.reassembly.set(this.chunk.subarray(this.position, this.position + take), this.reassemblyFill)
+    this.reassemblyFill += take
+    this.position += take
+    if (this.reassemblyFill < header.payloadBytes) return undefined
+    this.pending = undefined
+    return this.complete(header, this.reassembly.subarray(0, header.payloadBytes))
+  }
+
+  private complete(header: PendingHeader, payload: Uint8Array): Frame | WireViolation {
+    const crc = crc32c(payload, 0, payload.length)
+    if (crc !== header.crc32c) {
+      return this.fail("bad-crc", `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${header.crc32c.toString(16)}`)
+    }
+    return { ...header, payload }
+  }
+}
