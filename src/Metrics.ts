@@ -35,3 +35,24 @@ export const rpcRejectedRequests = Metric.counter("cxlog_rpc_rejected_requests",
   description: "RPC requests a server could not decode (answered with a typed error when addressable)",
   incremental: true
 })
+
+// ---- log core: append and sequencer ---------------------------------------------------
+export const logAppendBatches = Metric.counter("cxlog_log_append_batches", { description: "batches appended into PBRs", incremental: true })
+export const logAppendBytes = Metric.counter("cxlog_log_append_bytes", { description: "payload bytes appended into Blogs", incremental: true })
+export const logRingFullWaits = Metric.counter("cxlog_log_ring_full_waits", {
+  description: "appends that waited for PBR or Blog room (backpressure)",
+  incremental: true
+})
+export const sequencerBatchesOrdered = Metric.counter("cxlog_sequencer_batches_ordered", { description: "batches ordered (tag: broker)", incremental: true })
+export const sequencerMessagesOrdered = Metric.counter("cxlog_sequencer_messages_ordered", { description: "messages ordered (tag: broker)", incremental: true })
+export const sequencerDuplicates = Metric.counter("cxlog_sequencer_duplicates", { description: "duplicate batches dropped (still acknowledged)", incremental: true })
+export const sequencerHeld = Metric.gauge("cxlog_sequencer_held", { description: "batches held behind a mode-5 gap now" })
+export const sequencerFencedSessions = Metric.counter("cxlog_sequencer_fenced_sessions", { description: "sessions fenced by the hold timeout", incremental: true })
+export const sequencerDropped = Metric.counter("cxlog_sequencer_dropped", {
+  description: "batches not ordered: of fenced sessions, refused (session table full) or corrupt",
+  incremental: true
+})
+export const sequencerGoiFullWaits = Metric.counter("cxlog_sequencer_goi_full_waits", {
+  description: "rounds that found a GOI full (registered subscribers behind)",
+  incremental: true
+})

@@ -1,0 +1,240 @@
+/**
+ * Rings: single-writer, many-reader frame rings in a range of the region — the control
+ * plane's transport.
+ *
+ * A ring is a control line (the writer's: leading sequence, occurrence, pid, closed flag,
+ * doorbell), one progress line per reader slot (`delivered`, `processed`, occurrence, pid,
+ * state, heartbeat, doorbell) and a data area of variable-size, 8-byte aligned frames with a
+ * padding frame at the wrap point. Sequences are absolute byte positions in the writer's
+ * space, so a reader's progress compares directly with the writer's leading sequence.
+ */
+import { Context, Data, type Effect, type Scope, type Stream } from "effect"
+
+/** Where a ring lives; the caller (a region layout) places it. */
+export interface RingAddress {
+  /** The ring's id; with the writer occurrence it names the ring's sequence space. */
+  readonly id: number
+  /** Region offset of the ring, 64-byte aligned. */
+  readonly offset: number
+  /** Bytes of the data area: a multiple of 8, at least 64, below 2^31. */
+  readonly dataBytes: number
+  /** How many readers can attach at once. */
+  readonly readerSlots: number
+}
+
+/** Bytes a ring occupies in the region (64-byte aligned): the control line, one line per reader slot, the data area. */
+export const ringFootprint = (dataBytes: number, readerSlots: number): number =>
+  64 * (1 + readerSlots) + Math.ceil(dataBytes / 64) * 64
+
+export interface WriterOptions {
+  /** Largest frame, as a fraction of `dataBytes` in (0, 1/2] (default 1/4); larger is `FrameTooLarge`. */
+  readonly maxFrameFraction?: number
+  /** How long `reserve`/`write` wait for space before `RingFull` (default 10 s). */
+  readonly timeoutMs?: number
+}
+
+export interface ReaderOptions {
+  /** Attach to this slot (it must be free) instead of the first free one. */
+  readonly slot?: number
+}
+
+export interface RingWriter {
+  readonly address: RingAddress
+  /** This writer's occurrence: bumped every time a writer opens the ring. */
+  readonly occurrence: number
+  /** Largest payload a frame may carry. */
+  readonly maxFrameBytes: number
+  /** Where reserved payloads are filled: `tryReserve` and `reserve` return offsets into it. */
+  readonly bytes: Uint8Array
+  /**
+   * Reserves a frame of `length` payload bytes without waiting: returns the offset of its
+   * payload in `bytes`, or -1 when the ring has no room now (or the frame is too large or the
+   * writer closed — `reserve` tells which). Fill it, then `commit`.
+   */
+  readonly tryReserve: (length: number) => number
+  /** Like `tryReserve`, but commits pending frames and waits for room; `RingFull` after the timeout. */
+  readonly reserve: (length: number) => Effect.Effect<number, RingWriteError>
+  /** Publishes every reserved frame at once, wakes readers parked on the ring, and returns the leading sequence. */
+  readonly commit: () => number
+  /** Reserves, copies and commits one frame; returns the leading sequence. */
+  readonly write: (payload: Uint8Array) => Effect.Effect<number, RingWriteError>
+  /** Writes many frames, committing as space runs out and once at the end; returns the leading sequence. */
+  readonly writeAll: (payloads: Iterable<Uint8Array>) => Effect.Effect<number, RingWriteError>
+  /** The leading sequence: the position after the last committed frame. */
+  readonly sequence: () => number
+  /** Commits pending frames and marks the ring closed: readers end after the last frame. Also runs when the scope closes. */
+  readonly close: Effect.Effect<void>
+}
+
+/**
+ * Frames a `take` returned: payload `i` is `bytes[offsets[i] .. offsets[i] + lengths[i])`,
+ * read in place (zero-copy for the region-backed layer). Entries past `count` are stale.
+ * The batch and its views are valid until the next `take`.
+ */
+export interface FrameBatch {
+  readonly count: number
+  /** Position after the last frame: what `delivered` became. */
+  readonly end: number
+  readonly bytes: Uint8Array
+  readonly offsets: Float64Array
+  readonly lengths: Uint32Array
+  /** Each frame's sequence: the position of its first byte. */
+  readonly sequences: Float64Array
+  /** A view of frame `i`'s payload. */
+  readonly frame: (i: number) => Uint8Array
+}
+
+/** A frame as the `stream` emits it: a copy, safe to keep. */
+export interface Frame {
+  readonly sequence: number
+  readonly bytes: Uint8Array
+}
+
+export interface RingReader {
+  readonly address: RingAddress
+  readonly slot: number
+  /** This reader's occurrence in its slot: bumped at every attach. */
+  readonly occurrence: number
+  /**
+   * Every frame available now (waiting until there is one, or `timeoutMs` → an empty batch).
+   * Marks the previous batch processed, then advances `delivered` to the new batch's end.
+   * Fails with `RingClosed`/`RingWriterDead` once every committed frame was delivered.
+   */
+  readonly take: (timeoutMs?: number) => Effect.Effect<FrameBatch, RingReadError>
+  /** Marks every delivered frame processed (frees its space for the writer). */
+  readonly complete: Effect.Effect<void>
+  /**
+   * Runs `handler` on every frame in order, zero-copy (the view is valid while the handler
+   * runs): `delivered` passes a frame just before its handler runs, `processed` just after it
+   * completes. Returns when the writer closes the ring.
+   */
+  readonly consume: <E, R>(
+    handler: (frame: Uint8Array, sequence: number) => Effect.Effect<void, E, R>
+  ) => Effect.Effect<void, E | Exclude<RingReadError, RingClosed>, R>
+  /**
+   * The frames as a stream of copies, one chunk per batch; ends when the writer closes. A
+   * chunk counts as delivered when emitted and processed when the stream is pulled again.
+   */
+  readonly stream: Stream.Stream<Frame, Exclude<RingReadError, RingClosed>>
+  /** This reader's own counters. */
+  readonly progress: () => { readonly delivered: number; readonly processed: number }
+}
+
+export type ReaderSlotState = "free" | "attaching" | "attached" | "corrupt"
+
+/** A reader slot's progress line as it is in the region now. */
+export interface ReaderProgress {
+  readonly slot: number
+  readonly state: ReaderSlotState
+  readonly occurrence: number
+  readonly pid: number
+  /** Position after the last frame its consumer's handler was invoked with (writer's sequence space). */
+  readonly delivered: number
+  /** Position after the last handler run that completed. */
+  readonly processed: number
+  readonly heartbeatMs: number
+}
+
+/** The ring's control line as it is in the region now. */
+export interface WriterProgress {
+  /** The leading sequence: position after the last committed frame. */
+  readonly sequence: number
+  /** 0 while no writer ever opened the ring. */
+  readonly occurrence: number
+  readonly pid: number
+  readonly closed: boolean
+}
+
+/** Read-only, synchronous views of a ring's lines (cheap enough for a doorbell condition). */
+export interface RingInspector {
+  readonly address: RingAddress
+  readonly writer: () => WriterProgress
+  readonly reader: (slot: number) => ReaderProgress
+  readonly readers: () => ReadonlyArray<ReaderProgress>
+}
+
+export interface RingsShape {
+  /** Opens the ring for writing (one writer at a time); it continues from the leading sequence. */
+  readonly writer: (
+    address: RingAddress,
+    options?: WriterOptions
+  ) => Effect.Effect<RingWriter, InvalidRingAddress | RingWriterBusy | RingCorrupt, Scope.Scope>
+  /** Attaches a reader to a free slot, starting at the current leading sequence; detaches with the scope. */
+  readonly reader: (
+    address: RingAddress,
+    options?: ReaderOptions
+  ) => Effect.Effect<RingReader, InvalidRingAddress | NoFreeReaderSlot | RingCorrupt, Scope.Scope>
+  readonly inspect: (address: RingAddress) => Effect.Effect<RingInspector, InvalidRingAddress>
+  /** Frees a reader slot so it no longer holds the writer back; its reader then fails with `ReaderReaped`. True if it was attached. */
+  readonly reap: (address: RingAddress, slot: number) => Effect.Effect<boolean, InvalidRingAddress>
+  /** Reaps every slot whose process is gone (`process.kill(pid, 0)`); returns the slots reaped. */
+  readonly reapDead: (address: RingAddress) => Effect.Effect<ReadonlyArray<number>, InvalidRingAddress>
+}
+
+export class Rings extends Context.Tag("cxlog/Rings")<Rings, RingsShape>() {}
+
+export class InvalidRingAddress extends Data.TaggedError("InvalidRingAddress")<{ readonly ring: number; readonly reason: string }> {
+  override get message() {
+    return `ring ${this.ring}: ${this.reason}`
+  }
+}
+
+export class RingWriterBusy extends Data.TaggedError("RingWriterBusy")<{ readonly ring: number; readonly pid: number }> {
+  override get message() {
+    return `ring ${this.ring} already has a live writer (pid ${this.pid})`
+  }
+}
+
+export class NoFreeReaderSlot extends Data.TaggedError("NoFreeReaderSlot")<{ readonly ring: number; readonly readerSlots: number; readonly slot?: number }> {
+  override get message() {
+    return this.slot === undefined
+      ? `ring ${this.ring}: all ${this.readerSlots} reader slots are taken`
+      : `ring ${this.ring}: reader slot ${this.slot} is taken`
+  }
+}
+
+export class FrameTooLarge extends Data.TaggedError("FrameTooLarge")<{ readonly ring: number; readonly length: number; readonly maxFrameBytes: number }> {
+  override get message() {
+    return `ring ${this.ring}: a ${this.length}-byte frame exceeds the ${this.maxFrameBytes}-byte limit`
+  }
+}
+
+export class RingFull extends Data.TaggedError("RingFull")<{
+  readonly ring: number
+  readonly needed: number
+  readonly free: number
+  readonly waitedMs: number
+  /** The slot whose `processed` holds the writer back, -1 if none. */
+  readonly slowestSlot: number
+}> {
+  override get message() {
+    return `ring ${this.ring}: no room for ${this.needed} bytes after ${this.waitedMs} ms (${this.free} free; slowest reader slot ${this.slowestSlot})`
+  }
+}
+
+export class RingClosed extends Data.TaggedError("RingClosed")<{ readonly ring: number; readonly sequence: number }> {
+  override get message() {
+    return `ring ${this.ring} is closed at sequence ${this.sequence}`
+  }
+}
+
+export class RingWriterDead extends Data.TaggedError("RingWriterDead")<{ readonly ring: number; readonly pid: number; readonly sequence: number }> {
+  override get message() {
+    return `ring ${this.ring}: writer pid ${this.pid} died; every frame up to sequence ${this.sequence} was delivered`
+  }
+}
+
+export class RingCorrupt extends Data.TaggedError("RingCorrupt")<{ readonly ring: number; readonly position: number; readonly reason: string }> {
+  override get message() {
+    return `ring ${this.ring} is corrupt at position ${this.position}: ${this.reason}`
+  }
+}
+
+export class ReaderReaped extends Data.TaggedError("ReaderReaped")<{ readonly ring: number; readonly slot: number; readonly occurrence: number }> {
+  override get message() {
+    return `ring ${this.ring}: reader slot ${this.slot} (occurrence ${this.occurrence}) was reaped`
+  }
+}
+
+export type RingWriteError = FrameTooLarge | RingFull | RingClosed
+export type RingReadError = RingClosed | RingWriterDead | RingCorrupt | ReaderReaped
