@@ -148,7 +148,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
     }
 
-    const server: Server = createServer({ noDelay: true })
+    const server: Server = createServer({ noDelay: true, allowHalfOpen: true })
     server.on("connection", (socket) => {
       counts.accepted++
       socket.on("error", () => {})

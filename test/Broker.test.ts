@@ -1,0 +1,179 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Layer } from "effect"
+import * as BrokerLayers from "../src/layers/Broker.js"
+import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
+import { Broker, type BrokerOptions } from "../src/services/Broker.js"
+import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../src/wire/Frame.js"
+import { batchFrame, errorCode, hello, rawConnect } from "./fixtures/net-raw-client.js"
+
+const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
+
+/** A broker over a fresh memory log; returns both. */
+const broker = (options: BrokerOptions = {}, holdTimeoutMs = 5_000, brokerId = 0) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs })
+    const server = yield* BrokerLayers.make(options).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, brokerId)))
+    return { log, server }
+  })
+
+describe("Broker", () => {
+  it.scopedLive("handshake, then cumulative ACKs coalesced over a fast stream of batches", () =>
+    Effect.gen(function*() {
+      const { log, server } = yield* broker({}, 5_000, 3)
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 11, 0))
+      const welcome = yield* client.nextFrame()
+      expect(welcome.type).toBe(FrameType.WELCOME)
+      expect(JSON.parse(Buffer.from(welcome.payload).toString())).toMatchObject({ protocol: 1, brokerId: 3 })
+      const batches = 200
+      client.write(Buffer.concat(Array.from({ length: batches }, (_, seq) => batchFrame(11, 0, seq, [message(seq), message(seq + 1)]))))
+      let acked = 0
+      let ackFrames = 0
+      while (acked < batches) {
+        const frame = yield* client.nextFrame()
+        expect(frame.type).toBe(FrameType.ACK)
+        expect(frame.seq).toBeGreaterThan(acked)
+        expect([frame.clientId, frame.sessionEpoch, frame.messageCount]).toEqual([11, 0, 1])
+        acked = frame.seq
+        ackFrames++
+      }
+      expect(ackFrames).toBeLessThan(batches / 2)
+      expect(server.stats()).toMatchObject({ batches, messages: 2 * batches, ackFrames })
+      expect(log.ordered("t").map((b) => b.batchSeq)).toEqual(Array.from({ length: batches }, (_, i) => i))
+      expect(log.ordered("t")[5]!.broker).toBe(3)
+    }))
+
+  it.scopedLive("the ACK is per session across brokers: each connection that carried a batch learns the shared frontier", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const b0 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const b1 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const c0 = yield* rawConnect(b0.port)
+      const c1 = yield* rawConnect(b1.port)
+      const c2 = yield* rawConnect(b1.port)
+      for (const c of [c0, c1, c2]) c.write(hello("t", 5, 2, 2))
+      for (const c of [c0, c1, c2]) expect((yield* c.nextFrame()).type).toBe(FrameType.WELCOME)
+      c1.write(batchFrame(5, 2, 1, [message(1)]))
+      yield* Effect.sleep("30 millis")
+      c0.write(batchFrame(5, 2, 0, [message(0)]))
+      const ack0 = yield* c0.nextFrame()
+      const ack1 = yield* c1.nextFrame()
+      expect([ack0.type, ack0.seq, ack0.messageCount]).toEqual([FrameType.ACK, 2, 2])
+      expect([ack1.type, ack1.seq]).toEqual([FrameType.ACK, 2])
+      // c2 carried nothing, so it is not sent ACKs it has no use for.
+      yield* Effect.sleep("30 millis")
+      expect(yield* c2.frames.size).toBe(0)
+    }))
+
+  it.scopedLive("ack level 0 sends no ACK frames", () =>
+    Effect.gen(function*() {
+      const { log, server } = yield* broker()
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 1, 0, 0))
+      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      client.write(Buffer.concat([batchFrame(1, 0, 0, [message(0)]), batchFrame(1, 0, 1, [message(1)])]))
+      while (log.ordered("t").length < 2) yield* Effect.sleep("5 millis")
+      yield* Effect.sleep("30 millis")
+      expect(yield* client.frames.size).toBe(0)
+    }))
+
+  it.scopedLive("a gap held past the hold timeout gets SESSION_FENCED with the committed frontier", () =>
+    Effect.gen(function*() {
+      const { server } = yield* broker({}, 50)
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 9, 4))
+      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      client.write(Buffer.concat([batchFrame(9, 4, 0, [message(0)]), batchFrame(9, 4, 1, [message(1)]), batchFrame(9, 4, 3, [message(3)])]))
+      let frame = yield* client.nextFrame()
+      while (frame.type === FrameType.ACK) frame = yield* client.nextFrame()
+      expect([frame.type, frame.clientId, frame.sessionEpoch, frame.seq]).toEqual([FrameType.SESSION_FENCED, 9, 4, 2])
+      expect(server.stats().fencedFrames).toBe(1)
+    }))
+
+  const badInputs: ReadonlyArray<readonly [string, string, (port: number) => ReadonlyArray<Uint8Array>]> = [
+    ["garbage", "bad-magic", () => [new Uint8Array(64).fill(0x41)]],
+    ["a batch before the handshake", "unexpected-frame", () => [batchFrame(1, 0, 0, [message(0)])]],
+    ["a HELLO whose JSON does not decode", "bad-handshake", () => [
+      encodeFrame({ type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 }, Buffer.from("{\"protocol\":1,\"topic\":7}"))
+    ]],
+    ["an unknown topic", "unknown-topic", () => [hello("nope", 1, 0)]],
+    ["another protocol version", "version-mismatch", () => [hello("t", 1, 0, 1, 2)]],
+    ["another wire version", "version-mismatch", () => {
+      const frame = hello("t", 1, 0)
+      frame[1] = 2
+      return [frame]
+    }],
+    ["a wrong crc32c", "bad-crc", () => {
+      const frame = batchFrame(1, 0, 0, [message(0)])
+      frame[FRAME_HEADER_BYTES + 9] ^= 0xff
+      return [hello("t", 1, 0), frame]
+    }],
+    ["an oversized length", "oversized", () => {
+      const header = new Uint8Array(FRAME_HEADER_BYTES)
+      writeHeader(header, 0, { type: FrameType.BATCH, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 1, payloadBytes: 2 ** 31, crc32c: 0 })
+      return [hello("t", 1, 0), header]
+    }],
+    ["a batch of another session", "session-mismatch", () => [hello("t", 1, 0), batchFrame(1, 1, 0, [message(0)])]],
+    ["a batch whose messages do not add up", "bad-batch", () => {
+      const frame = batchFrame(1, 0, 0, [message(0), message(1)])
+      frame.writeUInt32LE(3, 20)
+      return [hello("t", 1, 0), frame]
+    }],
+    ["a second HELLO", "unexpected-frame", () => [hello("t", 1, 0), hello("t", 1, 0)]]
+  ]
+
+  for (const [what, code, input] of badInputs) {
+    it.scopedLive(`${what}: ERROR ${code}, that connection closed, the others served`, () =>
+      Effect.gen(function*() {
+        const { log, server } = yield* broker()
+        const good = yield* rawConnect(server.port)
+        good.write(hello("t", 100, 0))
+        expect((yield* good.nextFrame()).type).toBe(FrameType.WELCOME)
+        const bad = yield* rawConnect(server.port)
+        for (const bytes of input(server.port)) bad.write(bytes)
+        const frames = yield* Deferred.await(bad.closed)
+        expect(errorCode(frames[frames.length - 1])).toBe(code)
+        expect(server.stats().rejected[code as "bad-crc"]).toBe(1)
+        good.write(batchFrame(100, 0, 0, [message(7)]))
+        expect((yield* good.nextFrame()).seq).toBe(1)
+        expect(log.ordered("t").filter((b) => b.clientId !== 100)).toEqual([])
+      }))
+  }
+
+  it.scopedLive("a frame cut short by the end of the stream: ERROR truncated, nothing appended", () =>
+    Effect.gen(function*() {
+      const { log, server } = yield* broker()
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 1, 0))
+      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      const frame = batchFrame(1, 0, 0, [message(0)])
+      client.socket.end(frame.subarray(0, frame.length - 5))
+      const frames = yield* Deferred.await(client.closed)
+      expect(errorCode(frames[frames.length - 1])).toBe("truncated")
+      expect(log.ordered("t")).toEqual([])
+    }))
+
+  it.scopedLive("a silent connection is dropped after the handshake timeout; past maxConnections, refused", () =>
+    Effect.gen(function*() {
+      const { server } = yield* broker({ handshakeTimeoutMs: 50, maxConnections: 1 })
+      const silent = yield* rawConnect(server.port)
+      yield* Effect.sleep("10 millis")
+      const extra = yield* rawConnect(server.port)
+      expect(errorCode((yield* Deferred.await(extra.closed))[0])).toBe("too-many-connections")
+      expect(errorCode((yield* Deferred.await(silent.closed))[0])).toBe("handshake-timeout")
+    }))
+
+  it.scopedLive("closing the broker's scope closes its connections and stops listening", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const { port, client } = yield* Effect.scoped(Effect.gen(function*() {
+        const server = yield* Broker
+        const client = yield* rawConnect(server.port)
+        client.write(hello("t", 1, 0))
+        expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+        return { port: server.port, client }
+      }).pipe(Effect.provide(BrokerLayers.layer().pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
+      yield* Deferred.await(client.closed)
+      expect((yield* Effect.flip(rawConnect(port))).message).toMatch(/ECONNREFUSED/)
+    }))
+})

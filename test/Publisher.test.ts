@@ -1,0 +1,174 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { CxlogPublisher } from "../src/client/CxlogPublisher.js"
+import * as BrokerLayers from "../src/layers/Broker.js"
+import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
+import * as PublisherLayers from "../src/layers/Publisher.js"
+import type { BrokerShape } from "../src/services/Broker.js"
+import { BrokerLog, type BrokerLogShape } from "../src/services/BrokerLog.js"
+import type { PublisherOptions } from "../src/services/Publisher.js"
+import { audit, clean, publishTestMessages, testMessage } from "./fixtures/net-audit.js"
+
+/** `count` brokers over one memory log, each in its own scope so a test can kill it. */
+const cluster = (count: number, options: { holdTimeoutMs?: number; wrap?: (log: BrokerLogShape) => BrokerLogShape } = {}) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: options.holdTimeoutMs ?? 2_000 })
+    const parent = yield* Effect.scope
+    const brokers: Array<{ server: BrokerShape; kill: Effect.Effect<void> }> = []
+    for (let id = 0; id < count; id++) {
+      const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+      const view = options.wrap === undefined ? log.forBroker(id) : options.wrap(log.forBroker(id))
+      const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, view), Scope.extend(scope))
+      brokers.push({ server, kill: Scope.close(scope, Exit.void) })
+    }
+    const addresses = brokers.map((b) => ({ host: "127.0.0.1", port: b.server.port }))
+    const publisher = (options: Partial<PublisherOptions> = {}) => PublisherLayers.make({ brokers: addresses, topic: "t", ...options })
+    return { log, brokers, addresses, publisher }
+  })
+
+describe("Publisher", () => {
+  it.scopedLive("two publishers over 4 brokers: everything acked, each message once, per-client FIFO, batches spread", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(4)
+      const a = yield* publisher({ clientId: 1, batchBytes: 8192 })
+      const b = yield* publisher({ clientId: 2, batchBytes: 4096, maxInFlightBatches: 8 })
+      yield* Effect.all([publishTestMessages(a, 1, 20_000), publishTestMessages(b, 2, 10_000)], { concurrency: 2 })
+      yield* Effect.all([a.flush(10_000), b.flush(10_000)], { concurrency: 2 })
+      expect(audit(log.ordered("t"), new Map([[1, 20_000], [2, 10_000]]))).toEqual({ messages: 30_000, ...clean })
+      const stats = a.stats()
+      expect(stats).toMatchObject({ messages: 20_000, inFlight: 0, resends: 0, fences: 0 })
+      expect(stats.ackedBatches).toBe(stats.batches)
+      expect(stats.brokers.map((x) => x.sent > 0)).toEqual([true, true, true, true])
+      expect(stats.brokers.reduce((n, x) => n + x.acked, 0)).toBe(stats.batches)
+      expect(a.ackLatencies().length).toBe(stats.batches)
+      expect(new Set(log.ordered("t").map((x) => x.broker))).toEqual(new Set([0, 1, 2, 3]))
+    }))
+
+  it.scopedLive("sticky spread keeps to one broker; ack level 2 and level 0 complete too", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(3)
+      const sticky = yield* publisher({ clientId: 3, spread: "sticky", ackLevel: 2, batchBytes: 1024 })
+      yield* publishTestMessages(sticky, 3, 2_000, 200)
+      yield* sticky.flush(10_000)
+      expect(sticky.stats().brokers.filter((x) => x.sent > 0).length).toBe(1)
+      const fireAndForget = yield* publisher({ clientId: 4, ackLevel: 0, batchBytes: 1024 })
+      yield* publishTestMessages(fireAndForget, 4, 2_000, 200)
+      yield* fireAndForget.flush(10_000)
+      while (audit(log.ordered("t"), new Map([[4, 2_000]])).messages < 2_000) yield* Effect.sleep("5 millis")
+      expect(audit(log.ordered("t"), new Map([[3, 2_000], [4, 2_000]]))).toEqual({ messages: 4_000, ...clean })
+    }))
+
+  it.scopedLive("a broker killed mid-run: its batches are rerouted and resent; all acked, the audit passes", () =>
+    Effect.gen(function*() {
+      // In-process brokers destroyed abruptly (the memory log cannot be shared across
+      // processes); the cluster run over the region repeats this with SIGKILL.
+      const { log, brokers, publisher } = yield* cluster(4)
+      const p = yield* publisher({ clientId: 5, batchBytes: 4096, maxInFlightBatches: 32 })
+      const total = 40_000
+      const running = yield* Effect.fork(publishTestMessages(p, 5, total))
+      while (p.stats().ackedMessages < total / 4) yield* Effect.sleep("1 millis")
+      yield* brokers[1]!.kill
+      yield* Fiber.join(running)
+      yield* p.flush(10_000)
+      expect(audit(log.ordered("t"), new Map([[5, total]]))).toEqual({ messages: total, ...clean })
+      const stats = p.stats()
+      expect(stats.brokers[1]!.connected).toBe(false)
+      expect(stats.ackedBatches).toBe(stats.batches)
+      const sentAfterKill = stats.brokers[1]!.sent
+      yield* publishTestMessages(p, 5, 1000, 1024, total)
+      yield* p.flush(10_000)
+      expect(p.stats().brokers[1]!.sent).toBe(sentAfterKill)
+    }))
+
+  it.scopedLive("every broker down for a while: batches wait, then go out when one comes back", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const first = yield* Scope.make()
+      const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log.forBroker(0)), Scope.extend(first))
+      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", clientId: 6, reconnectDelayMs: 5 })
+      yield* publishTestMessages(p, 6, 100)
+      yield* p.flush(5_000)
+      yield* Scope.close(first, Exit.void)
+      yield* publishTestMessages(p, 6, 100, 1024, 100)
+      yield* Effect.sleep("50 millis")
+      expect(p.stats().inFlight).toBeGreaterThan(0)
+      yield* BrokerLayers.make({ port: server.port }).pipe(Effect.provideService(BrokerLog, log.forBroker(0)))
+      yield* p.flush(5_000)
+      expect(audit(log.ordered("t"), new Map([[6, 200]]))).toEqual({ messages: 200, ...clean })
+    }))
+
+  it.scopedLive("SessionFenced: the publisher opens the next epoch and replays its unacked suffix", () =>
+    Effect.gen(function*() {
+      // Broker 0 loses the first batch 3 it is given (acknowledges the frame, never appends it):
+      // the gap outlives the hold timeout and the sequencer fences the session.
+      let lost = false
+      const dropOnce = (log: BrokerLogShape): BrokerLogShape => ({
+        ...log,
+        append: (topic, header, payload) =>
+          header.batchSeq === 3 && header.sessionEpoch === 0 && !lost ? Effect.sync(() => void (lost = true)) : log.append(topic, header, payload)
+      })
+      const { log, publisher } = yield* cluster(2, { holdTimeoutMs: 100, wrap: dropOnce })
+      const p = yield* publisher({ clientId: 7, batchBytes: 1024, sessionEpoch: 0 })
+      yield* publishTestMessages(p, 7, 3_000, 100)
+      yield* p.flush(10_000)
+      expect(lost).toBe(true)
+      expect(audit(log.ordered("t"), new Map([[7, 3_000]]))).toEqual({ messages: 3_000, ...clean })
+      expect(p.stats()).toMatchObject({ fences: 1, sessionEpoch: 1, inFlight: 0 })
+      expect(log.ordered("t").filter((b) => b.sessionEpoch === 0).map((b) => b.batchSeq)).toEqual([0, 1, 2])
+      expect(log.stats("t").fencedSessions).toBe(1)
+    }))
+
+  it.scopedLive("flush timeout: AckTimeout names each broker's acked/sent counts", () =>
+    Effect.gen(function*() {
+      // Broker 1's log takes batches but never orders them.
+      const swallow = (log: BrokerLogShape): BrokerLogShape => log.brokerId === 1 ? { ...log, append: () => Effect.void } : log
+      const { publisher } = yield* cluster(2, { wrap: swallow, holdTimeoutMs: 60_000 })
+      const p = yield* publisher({ clientId: 8, batchBytes: 1024, maxInFlightBatches: 4 })
+      while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
+      const published = yield* Effect.fork(publishTestMessages(p, 8, 2_000, 100))
+      while (p.stats().inFlight < 4) yield* Effect.sleep("1 millis")
+      const error = yield* Effect.flip(p.flush(300))
+      if (error._tag !== "AckTimeout") throw error
+      const [b0, b1] = error.brokers
+      expect(b0!.acked).toBe(1)
+      expect(b1!.acked).toBe(0)
+      // Batches 0..4: 0 ordered, 1 swallowed, 2..4 held behind it; the window (4) is full.
+      expect(b0!.sent + b1!.sent).toBe(5)
+      expect(error.outstanding).toBe(5)
+      expect(error.message).toContain(`B0=1/${b0!.sent}, B1=0/${b1!.sent}`)
+      expect(error.message).toMatch(/batches not acknowledged within 300 ms/)
+      // Backpressure: the window stayed full, so the publishing fiber is still waiting.
+      expect(p.stats().inFlight).toBe(4)
+      expect(published.unsafePoll()).toBeNull()
+    }))
+
+  it.scopedLive("refusals: an unknown topic fails the publisher with BrokerRejected; an oversized message is refused", () =>
+    Effect.gen(function*() {
+      const { addresses } = yield* cluster(1)
+      const p = yield* PublisherLayers.make({ brokers: addresses, topic: "missing", clientId: 9 })
+      yield* p.publish(testMessage(9, 0, 100))
+      const error = yield* Effect.flip(p.flush(5_000))
+      expect(error._tag).toBe("BrokerRejected")
+      expect(error.message).toMatch(/unknown-topic/)
+      const ok = yield* PublisherLayers.make({ brokers: addresses, topic: "t", maxBatchBytes: 4096, batchBytes: 1024 })
+      expect((yield* Effect.flip(ok.publish(new Uint8Array(5000))))._tag).toBe("MessageTooLarge")
+      yield* ok.publish(new Uint8Array(3000))
+      yield* ok.flush(5_000)
+      expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe("InvalidPublisherOptions")
+    }))
+
+  it.scopedLive("the Promise facade publishes, flushes and closes", () =>
+    Effect.gen(function*() {
+      const { log, addresses } = yield* cluster(2)
+      yield* Effect.promise(async () => {
+        const client = await CxlogPublisher.open({ brokers: addresses, topic: "t", clientId: 10 })
+        for (let i = 0; i < 500; i++) await client.publish(testMessage(10, i, 64))
+        await client.publish("a string works too")
+        await client.flush(5_000)
+        expect(client.stats().ackedMessages).toBe(501)
+        await client.close()
+        await expect(client.publish(new Uint8Array(8))).rejects.toMatchObject({ _tag: "PublisherClosed" })
+      })
+      expect(audit(log.ordered("t"), new Map([[10, 500]]))).toEqual({ messages: 500, ...clean })
+    }))
+})
