@@ -1,0 +1,383 @@
+/**
+ * Appender layers: `layer` appends into the region (PBR + Blog of this broker slot),
+ * `layerMemory` into the in-process store. Both wait for room (backpressure) and fail with
+ * `AppendTimeout` after `timeoutMs`.
+ *
+ * Room: PBR slots and Blog bytes are reused only when the sequencer has consumed them and
+ * every live registered subscriber has read past them. Each batch starts on a 64-byte line;
+ * one that would straddle the Blog's end starts at its beginning instead.
+ */
+import { Effect, Layer, Metric, type Scope } from "effect"
+import { logAppendBatches, logAppendBytes, logRingFullWaits } from "../Metrics.js"
+import {
+  Appender,
+  type AppenderShape,
+  type AppendReceipt,
+  AppendTimeout,
+  type BatchHeader,
+  BatchRejected,
+  BrokerSlotTaken
+} from "../services/Appender.js"
+import { CxlMemory } from "../services/CxlMemory.js"
+import { Doorbell } from "../services/Doorbell.js"
+import { LogCorrupt, type TopicInfo, TopicNotFound } from "../services/Topics.js"
+import type { FlushAudit } from "./LogFlushAudit.js"
+import { type LogArea, LogConfigInvalid } from "./LogLayout.js"
+import { type MemoryBatch, type MemoryLogStore, reclaimMemory } from "./LogMemory.js"
+import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine } from "./LogParticipants.js"
+import { alignLine, BrokerLine, lapMark, LeaseLine, PbrSlot, SequencerLine } from "./LogRecords.js"
+import { Offsets } from "./Superblock.js"
+import { topicResolver } from "./Topics.js"
+
+export interface AppenderOptions {
+  readonly brokerId: number
+  /** How long an append waits for room before `AppendTimeout`. */
+  readonly timeoutMs?: number
+  /** Test-only: verify that every PBR record is flushed before its commit word (non-coherent regions). */
+  readonly flushAudit?: FlushAudit
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000
+
+/** Why a header cannot be appended, or undefined. */
+export const headerProblem = (header: BatchHeader, maxBatchBytes: number): string | undefined => {
+  const { clientId, sessionEpoch, batchSeq, messageCount, payloadBytes, crc32c } = header
+  if (!(clientId >= 0 && clientId <= 0xffffffff && Number.isInteger(clientId))) return `client id ${clientId} is not a u32`
+  if (!(sessionEpoch >= 0 && sessionEpoch <= 0xffffffff && Number.isInteger(sessionEpoch))) return `session epoch ${sessionEpoch} is not a u32`
+  if (!(crc32c >= 0 && crc32c <= 0xffffffff && Number.isInteger(crc32c))) return `crc32c ${crc32c} is not a u32`
+  if (!(Number.isSafeInteger(batchSeq) && batchSeq >= 0)) return `batch seq ${batchSeq} is not a non-negative integer`
+  if (!(Number.isInteger(payloadBytes) && payloadBytes > 0 && payloadBytes % 8 === 0)) return `payload of ${payloadBytes} bytes is not a positive multiple of 8`
+  if (payloadBytes > maxBatchBytes) return `payload of ${payloadBytes} bytes exceeds maxBatchBytes ${maxBatchBytes}`
+  if (!(Number.isInteger(messageCount) && messageCount >= 1 && messageCount * 8 <= payloadBytes)) {
+    return `message count ${messageCount} does not fit a ${payloadBytes}-byte payload`
+  }
+  return undefined
+}
+
+type Full = "pbr" | "blog"
+
+/** Retries `attempt` until it returns a receipt, waiting with `awaitRoom` in between, up to `timeoutMs`. */
+const withBackpressure = <E>(
+  topic: string,
+  brokerId: number,
+  timeoutMs: number,
+  attempt: Effect.Effect<AppendReceipt | Full, E>,
+  awaitRoom: (full: Full, remainingMs: number) => Effect.Effect<boolean>,
+  onWait: () => void
+): Effect.Effect<AppendReceipt, E | AppendTimeout> =>
+  Effect.gen(function*() {
+    const first = yield* attempt
+    if (typeof first !== "string") return first
+    onWait()
+    yield* Metric.increment(logRingFullWaits)
+    const started = performance.now()
+    let full: Full = first
+    for (;;) {
+      const remaining = timeoutMs - (performance.now() - started)
+      if (remaining <= 0 || !(yield* awaitRoom(full, remaining))) {
+        return yield* new AppendTimeout({ topic, brokerId, waitedMs: Math.round(performance.now() - started), full })
+      }
+      const next = yield* attempt
+      if (typeof next !== "string") return next
+      full = next
+    }
+  })
+
+const countAppend = (receipt: AppendReceipt, payloadBytes: number) =>
+  Effect.zipRight(Metric.increment(logAppendBatches), Metric.incrementBy(logAppendBytes, payloadBytes)).pipe(Effect.as(receipt))
+
+/** This broker's writing state for one topic; recovered from the region on first use. */
+interface BrokerTopic {
+  readonly info: TopicInfo
+  readonly line: number
+  readonly sequencerLine: number
+  readonly pbr: number
+  readonly blog: number
+  head: number
+  blogHead: number
+  reclaimed: number
+  blogTail: number
+  appendedMessages: number
+  ringFullWaits: number
+}
+
+export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
+  Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const doorbell = yield* Doorbell
+    const { config } = area
+    const brokerId = options.brokerId
+    if (!Number.isInteger(brokerId) || brokerId < 0 || brokerId >= config.maxBrokers) {
+      return yield* new LogConfigInvalid({ problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`], config })
+    }
+    const occurrence = newOccurrence()
+    const owner = area.brokerOwner(brokerId)
+    yield* Effect.acquireRelease(
+      Effect.suspend(() => {
+        const holder = claimLine(region, owner, occurrence, doorbell.offset)
+        return holder === 0 ? Effect.void : Effect.fail(new BrokerSlotTaken({ brokerId, pid: holder }))
+      }),
+      () => Effect.sync(() => releaseLine(region, owner, occurrence))
+    )
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const audit = options.flushAudit
+    const { pbrSlots, blogBytes } = config
+    const { f64, u32, i32 } = region
+    const resolve = topicResolver(region, area)
+    const topics = new Map<string, BrokerTopic>()
+    const alive = livenessCache()
+
+    const recover = (info: TopicInfo): Effect.Effect<BrokerTopic, LogCorrupt> =>
+      Effect.suspend(() => {
+        const line = area.brokerLine(info.id, brokerId)
+        const bt: BrokerTopic = {
+          info,
+          line,
+          sequencerLine: area.sequencerLine(info.id, brokerId),
+          pbr: area.pbr(info.id, brokerId),
+          blog: area.blog(info.id, brokerId),
+          head: f64[(line + BrokerLine.pbrHead) / 8]!,
+          blogHead: f64[(line + BrokerLine.blogHead) / 8]!,
+          reclaimed: f64[(line + BrokerLine.pbrReclaimed) / 8]!,
+          blogTail: f64[(line + BrokerLine.blogTail) / 8]!,
+          appendedMessages: f64[(line + BrokerLine.appendedMessages) / 8]!,
+          ringFullWaits: f64[(line + BrokerLine.ringFullWaits) / 8]!
+        }
+        const sane = [bt.head, bt.blogHead, bt.reclaimed, bt.blogTail, bt.appendedMessages].every((n) => Number.isSafeInteger(n) && n >= 0) &&
+          bt.reclaimed <= bt.head && bt.head - bt.reclaimed <= pbrSlots && bt.blogTail <= bt.blogHead && bt.blogHead - bt.blogTail <= blogBytes
+        if (!sane) return Effect.fail(new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: broker line cursors are inconsistent` }))
+        // A previous owner may have committed slots without publishing its line: adopt them.
+        while (bt.head - bt.reclaimed < pbrSlots) {
+          const slot = bt.pbr + (bt.head % pbrSlots) * 128
+          if (Atomics.load(i32, (slot + PbrSlot.commit) / 4) !== lapMark(bt.head, pbrSlots)) break
+          const position = f64[(slot + PbrSlot.blogPosition) / 8]!
+          const bytes = u32[(slot + PbrSlot.payloadBytes) / 4]!
+          if (!Number.isSafeInteger(position) || position < bt.blogHead || bytes > config.maxBatchBytes || (position % blogBytes) + bytes > blogBytes) {
+            return Effect.fail(new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: PBR slot ${bt.head} has a bad Blog range` }))
+          }
+          bt.blogHead = position + alignLine(bytes)
+          bt.appendedMessages += u32[(slot + PbrSlot.messageCount) / 4]!
+          bt.head++
+        }
+        publishLine(bt)
+        topics.set(info.name, bt)
+        return Effect.succeed(bt)
+      })
+
+    const publishLine = (bt: BrokerTopic) => {
+      f64[(bt.line + BrokerLine.pbrHead) / 8] = bt.head
+      f64[(bt.line + BrokerLine.blogHead) / 8] = bt.blogHead
+      f64[(bt.line + BrokerLine.appendedMessages) / 8] = bt.appendedMessages
+      region.publish(bt.line, 64)
+    }
+
+    const brokerTopic = (name: string): Effect.Effect<BrokerTopic, TopicNotFound | LogCorrupt> => {
+      const known = topics.get(name)
+      return known !== undefined ? Effect.succeed(known) : Effect.flatMap(resolve(name), recover)
+    }
+
+    /** Frees finished slots no durable subscriber needs; publishes the new tail before the bytes can be reused. */
+    const reclaim = (bt: BrokerTopic): void => {
+      region.invalidate(bt.sequencerLine, 64)
+      const consumed = Math.min(f64[(bt.sequencerLine + SequencerLine.consumedThrough) / 8]!, bt.head)
+      if (!(bt.reclaimed < consumed)) return
+      const lowest = lowestDurableCursor(region, area, bt.info.id, alive)
+      const before = bt.reclaimed
+      while (bt.reclaimed < consumed) {
+        const slot = bt.pbr + (bt.reclaimed % pbrSlots) * 128
+        region.invalidate(slot + 64, 64)
+        if (Atomics.load(i32, (slot + PbrSlot.finish) / 4) !== lapMark(bt.reclaimed, pbrSlots)) break
+        const globalSeq = f64[(slot + PbrSlot.globalSeq) / 8]!
+        if (globalSeq >= 0 && globalSeq >= lowest) break
+        bt.blogTail = f64[(slot + PbrSlot.blogPosition) / 8]! + alignLine(u32[(slot + PbrSlot.payloadBytes) / 4]!)
+        bt.reclaimed++
+      }
+      if (bt.reclaimed === before) return
+      f64[(bt.line + BrokerLine.pbrReclaimed) / 8] = bt.reclaimed
+      f64[(bt.line + BrokerLine.blogTail) / 8] = bt.blogTail
+      region.publish(bt.line, 64)
+      Atomics.add(i32, (bt.line + BrokerLine.reclaimVersion) / 4, 1)
+    }
+
+    /** Where a batch of `bytes` would start in the Blog, or why it cannot yet. */
+    const reserve = (bt: BrokerTopic, bytes: number): number | Full => {
+      if (bt.head - bt.reclaimed >= pbrSlots) return "pbr"
+      const offset = bt.blogHead % blogBytes
+      const position = offset + bytes > blogBytes ? bt.blogHead + blogBytes - offset : bt.blogHead
+      return position + bytes - bt.blogTail <= blogBytes ? position : "blog"
+    }
+
+    const roomFor = (bt: BrokerTopic, bytes: number): number | Full => {
+      const first = reserve(bt, bytes)
+      if (typeof first === "number") return first
+      reclaim(bt)
+      return reserve(bt, bytes)
+    }
+
+    const ringSequencer = () => {
+      const bell = Atomics.load(i32, (Offsets.sequencerLease + LeaseLine.doorbell) / 4)
+      if (bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)) doorbell.ring(bell)
+    }
+
+    const commit = (bt: BrokerTopic, header: BatchHeader, position: number, fill: (dst: Uint8Array) => void): AppendReceipt => {
+      const { payloadBytes } = header
+      const at = bt.blog + (position % blogBytes)
+      fill(region.bytes.subarray(at, at + payloadBytes))
+      const pbrSeq = bt.head
+      const slot = bt.pbr + (pbrSeq % pbrSlots) * 128
+      u32[(slot + PbrSlot.clientId) / 4] = header.clientId
+      u32[(slot + PbrSlot.sessionEpoch) / 4] = header.sessionEpoch
+      f64[(slot + PbrSlot.batchSeq) / 8] = header.batchSeq
+      u32[(slot + PbrSlot.messageCount) / 4] = header.messageCount
+      u32[(slot + PbrSlot.payloadBytes) / 4] = payloadBytes
+      f64[(slot + PbrSlot.blogPosition) / 8] = position
+      u32[(slot + PbrSlot.crc32c) / 4] = header.crc32c
+      u32[(slot + PbrSlot.brokerId) / 4] = brokerId
+      f64[(slot + PbrSlot.receivedAtMs) / 8] = Date.now()
+      f64[(slot + PbrSlot.pbrSeq) / 8] = pbrSeq
+      region.publish(at, payloadBytes)
+      region.publish(slot, 64)
+      if (audit !== undefined) {
+        audit.beforeCommit(at, payloadBytes, `Blog of PBR ${brokerId}/${pbrSeq}`)
+        audit.beforeCommit(slot, PbrSlot.commit, `PBR header ${brokerId}/${pbrSeq}`)
+      }
+      Atomics.store(i32, (slot + PbrSlot.commit) / 4, lapMark(pbrSeq, pbrSlots))
+      region.publish(slot + PbrSlot.commit, 4)
+      bt.head = pbrSeq + 1
+      bt.blogHead = position + alignLine(payloadBytes)
+      bt.appendedMessages += header.messageCount
+      publishLine(bt)
+      ringSequencer()
+      return { brokerId, pbrSeq, blogPosition: position }
+    }
+
+    const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
+      Effect.gen(function*() {
+        const bt = yield* brokerTopic(topic).pipe(
+          Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message })))
+        )
+        const problem = headerProblem(header, config.maxBatchBytes)
+        if (problem !== undefined) return yield* new BatchRejected({ topic, reason: problem })
+        const bytes = alignLine(header.payloadBytes)
+        const attempt = Effect.try({
+          try: () => {
+            const position = roomFor(bt, bytes)
+            return typeof position === "number" ? commit(bt, header, position, fill) : position
+          },
+          catch: (error) => new BatchRejected({ topic, reason: `filling the payload failed: ${String(error)}` })
+        })
+        const receipt = yield* withBackpressure(
+          topic,
+          brokerId,
+          timeoutMs,
+          attempt,
+          (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
+          () => {
+            bt.ringFullWaits++
+            f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
+          }
+        )
+        return yield* countAppend(receipt, header.payloadBytes)
+      })
+
+    return {
+      brokerId,
+      appendWith,
+      append: (topic, header, payload) =>
+        payload.length !== header.payloadBytes
+          ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
+          : appendWith(topic, header, (dst) => dst.set(payload))
+    }
+  })
+
+export const layer = (area: LogArea, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell> =>
+  Layer.scoped(Appender, make(area, options))
+
+export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { config } = store
+    const brokerId = options.brokerId
+    if (!Number.isInteger(brokerId) || brokerId < 0 || brokerId >= config.maxBrokers) {
+      return yield* new LogConfigInvalid({ problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`], config })
+    }
+    const occurrence = newOccurrence()
+    const owners = store.owners
+    yield* Effect.acquireRelease(
+      Effect.suspend(() => {
+        if ((owners.get(brokerId) ?? 0) !== 0) return Effect.fail(new BrokerSlotTaken({ brokerId, pid: process.pid }))
+        owners.set(brokerId, occurrence)
+        return Effect.void
+      }),
+      () => Effect.sync(() => owners.get(brokerId) === occurrence && owners.delete(brokerId))
+    )
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+
+    const appendWith = (topicName: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
+      Effect.gen(function*() {
+        const topic = store.topics.find((t) => t.info.name === topicName)
+        if (topic === undefined) return yield* new TopicNotFound({ name: topicName })
+        const problem = headerProblem(header, config.maxBatchBytes)
+        if (problem !== undefined) return yield* new BatchRejected({ topic: topicName, reason: problem })
+        const broker = topic.brokers[brokerId]!
+        const bytes = alignLine(header.payloadBytes)
+        const room = (): Full | undefined => {
+          if (broker.head - broker.reclaimed >= config.pbrSlots || broker.blogUsed + bytes > config.blogBytes) reclaimMemory(topic, broker)
+          return broker.head - broker.reclaimed >= config.pbrSlots ? "pbr" : broker.blogUsed + bytes > config.blogBytes ? "blog" : undefined
+        }
+        const attempt = Effect.try({
+          try: (): AppendReceipt | Full => {
+            const full = room()
+            if (full !== undefined) return full
+            const payload = new Uint8Array(header.payloadBytes)
+            fill(payload)
+            const batch: MemoryBatch = {
+              broker: brokerId,
+              pbrSeq: broker.head,
+              clientId: header.clientId,
+              sessionEpoch: header.sessionEpoch,
+              batchSeq: header.batchSeq,
+              messageCount: header.messageCount,
+              crc32c: header.crc32c,
+              payload,
+              blogBytes: bytes,
+              finished: false,
+              globalSeq: 0,
+              totalOrder: 0,
+              reclaimed: false
+            }
+            broker.pbr.push(batch)
+            const blogPosition = broker.blogHead
+            broker.head++
+            broker.blogHead += bytes
+            broker.blogUsed += bytes
+            broker.appendedMessages += header.messageCount
+            store.signal.notify()
+            return { brokerId, pbrSeq: batch.pbrSeq, blogPosition }
+          },
+          catch: (error) => new BatchRejected({ topic: topicName, reason: `filling the payload failed: ${String(error)}` })
+        })
+        const receipt = yield* withBackpressure(
+          topicName,
+          brokerId,
+          timeoutMs,
+          attempt,
+          (_, remaining) => store.signal.await(() => room() === undefined, remaining),
+          () => {
+            broker.ringFullWaits++
+          }
+        )
+        return yield* countAppend(receipt, header.payloadBytes)
+      })
+
+    return {
+      brokerId,
+      appendWith,
+      append: (topic, header, payload) =>
+        payload.length !== header.payloadBytes
+          ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
+          : appendWith(topic, header, (dst) => dst.set(payload))
+    }
+  })
+
+export const layerMemory = (store: MemoryLogStore, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid> =>
+  Layer.scoped(Appender, makeMemory(store, options))

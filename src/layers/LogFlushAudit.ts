@@ -1,0 +1,53 @@
+/**
+ * Test-only check of the non-coherent publication rule: before a PBR or GOI commit word is
+ * written, every byte of its record must have been written back. The region's flush log
+ * records each `publish` range; at each commit the audit takes the ranges flushed since the
+ * previous commit and verifies they cover the record. Give one audit to the Appender and
+ * Sequencer layers of a process (their `flushAudit` option).
+ */
+import { Effect, type Scope } from "effect"
+import type { CxlMemoryShape } from "../services/CxlMemory.js"
+
+export interface FlushAudit {
+  /** Called right before a commit word: [offset, offset + length) must have been flushed since the last commit. */
+  readonly beforeCommit: (offset: number, length: number, what: string) => void
+  /** Commits checked so far. */
+  readonly checked: () => number
+  /** Commits whose record was not (fully) flushed first. */
+  readonly violations: () => ReadonlyArray<string>
+}
+
+const covered = (ranges: Array<number>, offset: number, length: number): boolean => {
+  const spans: Array<[number, number]> = []
+  for (let i = 0; i + 1 < ranges.length; i += 2) spans.push([ranges[i]!, ranges[i]! + ranges[i + 1]!])
+  spans.sort((a, b) => a[0] - b[0])
+  let reached = offset
+  for (const [start, end] of spans) {
+    if (start > reached) break
+    reached = Math.max(reached, end)
+    if (reached >= offset + length) return true
+  }
+  return reached >= offset + length
+}
+
+/** Starts recording the region's flushes until the scope closes. Only meaningful with `coherence: "non-coherent"`. */
+export const makeFlushAudit = (region: CxlMemoryShape): Effect.Effect<FlushAudit, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      region.flushLog.start()
+      let checked = 0
+      const violations: Array<string> = []
+      return {
+        beforeCommit: (offset: number, length: number, what: string) => {
+          checked++
+          const flushed = Array.from(region.flushLog.take())
+          if (!covered(flushed, offset, length)) {
+            violations.push(`${what} [${offset}, +${length}) committed before it was flushed`)
+          }
+        },
+        checked: () => checked,
+        violations: () => violations
+      }
+    }),
+    () => Effect.sync(() => region.flushLog.stop())
+  )

@@ -1,0 +1,245 @@
+/**
+ * Where the shared log lives in the region: its configuration (sizes, with defaults and
+ * validation), the pure size function `logAreaBytes`, and `makeLogArea`, which gives every
+ * offset of the log area from a base offset. Field layouts inside each record are in
+ * LogRecords.ts.
+ *
+ * Log area, from `base` (64-byte lines; big areas start on 4 KiB pages):
+ *   broker owner lines   maxBrokers × 64        (each broker process its own line)
+ *   listener lines       listenerSlots × 64     (each waiting process its own line)
+ *   topics               maxTopics × topicStride
+ * One topic:
+ *   descriptor           128                    (head)
+ *   order line           64                     (sequencer)
+ *   per broker           3 × 64                 (broker line, sequencer line, replica line)
+ *   subscriber cursors   subscriberSlots × 64   (each subscriber its own line)
+ *   session table        sessionSlots × 64      (sequencer)
+ *   GOI                  goiSlots × 64          (sequencer)
+ *   per broker           PBR pbrSlots × 128, then Blog blogBytes (that broker; PBR line 1: sequencer)
+ */
+import { Config, Data, Effect } from "effect"
+
+export interface LogConfig {
+  readonly maxTopics: number
+  readonly maxBrokers: number
+  /** Batch headers per (topic, broker) ring; a power of two. */
+  readonly pbrSlots: number
+  /** Payload bytes per (topic, broker); a multiple of 4096. */
+  readonly blogBytes: number
+  /** Global order index entries per topic; a power of two. */
+  readonly goiSlots: number
+  /** Client sessions per topic; a power of two. */
+  readonly sessionSlots: number
+  /** Registered subscriber cursors per topic. */
+  readonly subscriberSlots: number
+  /** Processes that can ask the sequencer to ring them when the log moves. */
+  readonly listenerSlots: number
+  /** Largest batch payload; a multiple of 8. */
+  readonly maxBatchBytes: number
+}
+
+export const defaultLogConfig: LogConfig = {
+  maxTopics: 4,
+  maxBrokers: 4,
+  pbrSlots: 1024,
+  blogBytes: 16 << 20,
+  goiSlots: 1 << 16,
+  sessionSlots: 1024,
+  subscriberSlots: 8,
+  listenerSlots: 32,
+  maxBatchBytes: 1 << 20
+}
+
+const FIELDS = [
+  "maxTopics",
+  "maxBrokers",
+  "pbrSlots",
+  "blogBytes",
+  "goiSlots",
+  "sessionSlots",
+  "subscriberSlots",
+  "listenerSlots",
+  "maxBatchBytes"
+] as const satisfies ReadonlyArray<keyof LogConfig>
+
+/** The effective configuration as one line, `name=value …`. */
+export const describeLogConfig = (config: LogConfig): string => FIELDS.map((f) => `${f}=${config[f]}`).join(" ")
+
+/** The log configuration cannot work; every problem is listed next to the effective configuration. */
+export class LogConfigInvalid extends Data.TaggedError("LogConfigInvalid")<{
+  readonly problems: ReadonlyArray<string>
+  readonly config: LogConfig
+}> {
+  override get message() {
+    return `invalid log configuration:\n${this.problems.map((p) => `  - ${p}`).join("\n")}\neffective configuration: ${describeLogConfig(this.config)}`
+  }
+}
+
+const isPowerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0
+
+/** Every reason `config` cannot work (empty when it can). */
+export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
+  const problems: Array<string> = []
+  for (const field of FIELDS) {
+    const value = config[field]
+    if (!Number.isSafeInteger(value) || value < 1) problems.push(`${field} must be a positive integer (got ${value})`)
+  }
+  if (problems.length > 0) return problems
+  if (config.maxTopics > 256) problems.push(`maxTopics ${config.maxTopics} exceeds 256`)
+  if (config.maxBrokers > 64) problems.push(`maxBrokers ${config.maxBrokers} exceeds 64`)
+  if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) problems.push(`pbrSlots ${config.pbrSlots} must be a power of two ≥ 8`)
+  if (!isPowerOfTwo(config.goiSlots)) problems.push(`goiSlots ${config.goiSlots} must be a power of two`)
+  if (!isPowerOfTwo(config.sessionSlots)) problems.push(`sessionSlots ${config.sessionSlots} must be a power of two`)
+  if (config.maxBatchBytes % 8 !== 0 || config.maxBatchBytes < 16) {
+    problems.push(`maxBatchBytes ${config.maxBatchBytes} must be a multiple of 8 and at least 16`)
+  }
+  if (config.blogBytes % 4096 !== 0) problems.push(`blogBytes ${config.blogBytes} must be a multiple of 4096`)
+  if (config.blogBytes < 2 * alignLine(config.maxBatchBytes)) {
+    problems.push(
+      `the Blog of ${config.blogBytes} bytes per (topic, broker) cannot hold two batches of maxBatchBytes=${config.maxBatchBytes}: raise blogBytes or lower maxBatchBytes`
+    )
+  }
+  // Mode 5 may hold every PBR slot of every broker while a gap is open; closing the gap must
+  // then fit in the GOI, or ordering would stall for good.
+  if (config.goiSlots < config.maxBrokers * config.pbrSlots) {
+    problems.push(
+      `goiSlots ${config.goiSlots} is smaller than maxBrokers × pbrSlots = ${config.maxBrokers * config.pbrSlots} (the batches mode 5 may hold): raise goiSlots or lower pbrSlots / maxBrokers`
+    )
+  }
+  if (problems.length === 0 && !Number.isSafeInteger(logAreaBytesUnchecked(config))) problems.push("the log area exceeds 2^53 bytes")
+  return problems
+}
+
+export const validateLogConfig = (config: LogConfig): Effect.Effect<LogConfig, LogConfigInvalid> => {
+  const problems = logConfigProblems(config)
+  return problems.length === 0 ? Effect.succeed(config) : Effect.fail(new LogConfigInvalid({ problems, config }))
+}
+
+const LINE = 64
+const PAGE = 4096
+export const PBR_SLOT_BYTES = 128
+export const GOI_ENTRY_BYTES = 64
+export const TOPIC_DESCRIPTOR_BYTES = 128
+const alignLine = (n: number) => Math.ceil(n / LINE) * LINE
+const alignPage = (n: number) => Math.ceil(n / PAGE) * PAGE
+
+interface TopicGeometry {
+  readonly orderLine: number
+  readonly brokerLines: number
+  readonly subscribers: number
+  readonly sessions: number
+  readonly goi: number
+  readonly pbrs: number
+  readonly pbrStride: number
+  readonly pbrBytes: number
+  readonly stride: number
+}
+
+const topicGeometry = (c: LogConfig): TopicGeometry => {
+  const orderLine = TOPIC_DESCRIPTOR_BYTES
+  const brokerLines = orderLine + LINE
+  const subscribers = brokerLines + c.maxBrokers * 3 * LINE
+  const sessions = subscribers + c.subscriberSlots * LINE
+  const goi = alignPage(sessions + c.sessionSlots * LINE)
+  const pbrs = alignPage(goi + c.goiSlots * GOI_ENTRY_BYTES)
+  const pbrBytes = alignPage(c.pbrSlots * PBR_SLOT_BYTES)
+  const pbrStride = pbrBytes + c.blogBytes
+  return { orderLine, brokerLines, subscribers, sessions, goi, pbrs, pbrStride, pbrBytes, stride: pbrs + c.maxBrokers * pbrStride }
+}
+
+const headerBytes = (c: LogConfig) => alignPage((c.maxBrokers + c.listenerSlots) * LINE)
+
+const logAreaBytesUnchecked = (c: LogConfig) => headerBytes(c) + c.maxTopics * topicGeometry(c).stride
+
+/** Bytes the log area needs for `config` (a multiple of 4096). Validate the config first. */
+export const logAreaBytes = (config: LogConfig): number => logAreaBytesUnchecked(config)
+
+/** Every offset of the log area, absolute in the region. */
+export interface LogArea {
+  readonly base: number
+  readonly config: LogConfig
+  readonly bytes: number
+  readonly brokerOwner: (broker: number) => number
+  readonly listener: (slot: number) => number
+  readonly topic: (topic: number) => number
+  readonly descriptor: (topic: number) => number
+  readonly orderLine: (topic: number) => number
+  readonly brokerLine: (topic: number, broker: number) => number
+  readonly sequencerLine: (topic: number, broker: number) => number
+  /** Written by the replicator (replicated-through), once replication exists. */
+  readonly replicaLine: (topic: number, broker: number) => number
+  readonly subscriber: (topic: number, slot: number) => number
+  readonly sessions: (topic: number) => number
+  readonly goi: (topic: number) => number
+  readonly pbr: (topic: number, broker: number) => number
+  readonly blog: (topic: number, broker: number) => number
+}
+
+/** The log area at `base` (64-byte aligned) for a validated `config`. */
+export const makeLogArea = (base: number, config: LogConfig): LogArea => {
+  const g = topicGeometry(config)
+  const topicsBase = base + headerBytes(config)
+  const topic = (t: number) => topicsBase + t * g.stride
+  return {
+    base,
+    config,
+    bytes: logAreaBytes(config),
+    brokerOwner: (b) => base + b * LINE,
+    listener: (i) => base + (config.maxBrokers + i) * LINE,
+    topic,
+    descriptor: topic,
+    orderLine: (t) => topic(t) + g.orderLine,
+    brokerLine: (t, b) => topic(t) + g.brokerLines + b * 3 * LINE,
+    sequencerLine: (t, b) => topic(t) + g.brokerLines + (b * 3 + 1) * LINE,
+    replicaLine: (t, b) => topic(t) + g.brokerLines + (b * 3 + 2) * LINE,
+    subscriber: (t, i) => topic(t) + g.subscribers + i * LINE,
+    sessions: (t) => topic(t) + g.sessions,
+    goi: (t) => topic(t) + g.goi,
+    pbr: (t, b) => topic(t) + g.pbrs + b * g.pbrStride,
+    blog: (t, b) => topic(t) + g.pbrs + b * g.pbrStride + g.pbrBytes
+  }
+}
+
+/**
+ * Validates `config`, places the area at `base` and checks that it fits a region of
+ * `regionBytes`; every problem is reported with the effective configuration.
+ */
+export const resolveLogArea = (base: number, config: LogConfig, regionBytes: number): Effect.Effect<LogArea, LogConfigInvalid> =>
+  Effect.gen(function*() {
+    yield* validateLogConfig(config)
+    if (!Number.isSafeInteger(base) || base < 0 || base % LINE !== 0) {
+      return yield* new LogConfigInvalid({ problems: [`the log area's base ${base} is not a 64-byte aligned offset`], config })
+    }
+    const bytes = logAreaBytes(config)
+    if (base + bytes > regionBytes) {
+      return yield* new LogConfigInvalid({
+        problems: [`the log area needs ${bytes} bytes at offset ${base}, but the region has ${regionBytes} bytes (needs ≥ ${base + bytes})`],
+        config
+      })
+    }
+    return makeLogArea(base, config)
+  })
+
+/** The area as superblock parameters: base, then the config fields in a fixed order. */
+export const logAreaParams = (base: number, config: LogConfig): ReadonlyArray<number> => [base, ...FIELDS.map((f) => config[f])]
+
+export const LOG_AREA_PARAMS = 1 + FIELDS.length
+
+/** Reads `logAreaParams` back from superblock parameters starting at index `at`. */
+export const logAreaFromParams = (params: ReadonlyArray<number>, at = 0): { readonly base: number; readonly config: LogConfig } => {
+  const config = Object.fromEntries(FIELDS.map((f, i) => [f, params[at + 1 + i] ?? Number.NaN])) as unknown as LogConfig
+  return { base: params[at] ?? Number.NaN, config }
+}
+
+/** The log configuration from `CXLOG_LOG_*` variables, defaulting each field. */
+export const logConfig: Config.Config<LogConfig> = Config.all({
+  maxTopics: Config.integer("CXLOG_LOG_MAX_TOPICS").pipe(Config.withDefault(defaultLogConfig.maxTopics)),
+  maxBrokers: Config.integer("CXLOG_LOG_MAX_BROKERS").pipe(Config.withDefault(defaultLogConfig.maxBrokers)),
+  pbrSlots: Config.integer("CXLOG_LOG_PBR_SLOTS").pipe(Config.withDefault(defaultLogConfig.pbrSlots)),
+  blogBytes: Config.integer("CXLOG_LOG_BLOG_BYTES").pipe(Config.withDefault(defaultLogConfig.blogBytes)),
+  goiSlots: Config.integer("CXLOG_LOG_GOI_SLOTS").pipe(Config.withDefault(defaultLogConfig.goiSlots)),
+  sessionSlots: Config.integer("CXLOG_LOG_SESSION_SLOTS").pipe(Config.withDefault(defaultLogConfig.sessionSlots)),
+  subscriberSlots: Config.integer("CXLOG_LOG_SUBSCRIBER_SLOTS").pipe(Config.withDefault(defaultLogConfig.subscriberSlots)),
+  listenerSlots: Config.integer("CXLOG_LOG_LISTENER_SLOTS").pipe(Config.withDefault(defaultLogConfig.listenerSlots)),
+  maxBatchBytes: Config.integer("CXLOG_LOG_MAX_BATCH_BYTES").pipe(Config.withDefault(defaultLogConfig.maxBatchBytes))
+})

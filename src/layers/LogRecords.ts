@@ -1,0 +1,101 @@
+/**
+ * Field offsets inside each record of the log area (see LogLayout.ts for where records
+ * are). Numbers are byte offsets within the record; 64-bit values are f64 (below 2^53);
+ * commit words are i32 written last with `Atomics.store` and read with `Atomics.load`.
+ */
+
+/** A participant line: broker owners, listeners. The claim word is the occurrence (compare-and-swap from 0). */
+export const Participant = { occurrence: 0, pid: 4, doorbell: 8 } as const
+
+/** Topic descriptor (the head): `state` is its commit word. Name: UTF-8, at most `maxNameBytes`. */
+export const Descriptor = { state: 0, order: 4, ackLevel: 8, replicationFactor: 12, nameBytes: 16, name: 20, maxNameBytes: 108 } as const
+export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
+
+/** Topic order line (the sequencer). `progress` is bumped after every round that moved anything. */
+export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32 } as const
+
+/** Per (topic, broker), written by the broker. `reclaimVersion` is bumped after the reclaim cursors move. */
+export const BrokerLine = {
+  pbrHead: 0,
+  blogHead: 8,
+  appendedMessages: 16,
+  pbrReclaimed: 24,
+  blogTail: 32,
+  reclaimVersion: 40,
+  ringFullWaits: 48
+} as const
+
+/** Per (topic, broker), written by the sequencer. */
+export const SequencerLine = { consumedThrough: 0, orderedBatches: 8, orderedMessages: 16, duplicates: 24, dropped: 32, held: 40 } as const
+
+/** A subscriber cursor line (that subscriber): `cursor` is the next global batch seq it will read. */
+export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12, cursor: 16 } as const
+
+/**
+ * A session line (the sequencer), a seqlock: `version` is odd while it is being written.
+ * `next` counts the session's batches in the total order (0..next-1); once fenced it is the
+ * committed frontier and never moves again.
+ */
+export const SessionLine = {
+  version: 0,
+  state: 4,
+  clientId: 8,
+  sessionEpoch: 12,
+  next: 16,
+  orderedMessages: 24,
+  duplicates: 32,
+  held: 40,
+  lastActivityMs: 48
+} as const
+export const SessionState = { empty: 0, active: 1, fenced: 2 } as const
+
+/** PBR slot: line 0 by the broker (commit = lap + 1), line 1 by the sequencer (finish = lap + 1). */
+export const PbrSlot = {
+  clientId: 0,
+  sessionEpoch: 4,
+  batchSeq: 8,
+  messageCount: 16,
+  payloadBytes: 20,
+  blogPosition: 24,
+  crc32c: 32,
+  brokerId: 36,
+  receivedAtMs: 40,
+  pbrSeq: 48,
+  commit: 60,
+  globalSeq: 64,
+  totalOrder: 72,
+  finish: 124
+} as const
+
+/** What line 1 of a finished PBR slot says instead of a global seq when the batch is not in the GOI. */
+export const Dropped = { duplicate: -1, fenced: -2, refused: -3, corrupt: -4 } as const
+
+/** GOI entry, one per batch; the global batch seq (`seqHi`, then `seqLo` as commit word) is written last. */
+export const GoiEntry = {
+  totalOrder: 0,
+  blogPosition: 8,
+  pbrSeq: 16,
+  batchSeq: 24,
+  brokerId: 32,
+  payloadBytes: 36,
+  messageCount: 40,
+  clientId: 44,
+  sessionEpoch: 48,
+  crc32c: 52,
+  seqHi: 56,
+  seqLo: 60
+} as const
+
+/** `seqLo` while the entry is being rewritten: never a valid low half. */
+export const GOI_INVALID = -1
+const LOW = 2 ** 31
+export const goiSeqLo = (g: number): number => g % LOW
+export const goiSeqHi = (g: number): number => Math.floor(g / LOW) + 1
+
+/** The sequencer lease line in the superblock (`Superblock.Offsets.sequencerLease`). */
+export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16 } as const
+
+/** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
+export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1
+
+export const alignLine = (n: number): number => Math.ceil(n / 64) * 64

@@ -1,0 +1,726 @@
+/**
+ * Sequencer layers: `layer` orders the region's log (lease in the superblock, state in the
+ * log area), `layerMemory` the in-process store. Both drive the same OrderEngine.
+ *
+ * Per batch the live sequencer writes, in this order: the GOI entry (sequence word last),
+ * the PBR slot's finish line (global seq; commit last). Per round: session lines (seqlock),
+ * per-broker sequencer lines (consumed-through = the oldest held slot or the scan cursor),
+ * then the topic's committed frontier and progress word, then it rings brokers and
+ * listeners. Recovery after a crash trusts only what was committed: it replays the GOI
+ * past the published frontier, then rescans every PBR from its consumed-through, skipping
+ * slots already finished, so no batch is ordered twice or lost.
+ */
+import { Clock, Effect, Layer, Metric, type Scope } from "effect"
+import {
+  sequencerBatchesOrdered,
+  sequencerDropped,
+  sequencerDuplicates,
+  sequencerFencedSessions,
+  sequencerGoiFullWaits,
+  sequencerHeld,
+  sequencerMessagesOrdered
+} from "../Metrics.js"
+import { CxlMemory } from "../services/CxlMemory.js"
+import { Doorbell } from "../services/Doorbell.js"
+import {
+  defaultSequencerOptions,
+  Sequencer,
+  SequencerLeaseHeld,
+  SequencerLeaseLost,
+  type SequencerOptions,
+  type SequencerRound,
+  type SequencerShape
+} from "../services/Sequencer.js"
+import { LogCorrupt, type TopicInfo } from "../services/Topics.js"
+import type { FlushAudit } from "./LogFlushAudit.js"
+import type { LogArea } from "./LogLayout.js"
+import { lowestCursor, type MemoryLogStore, type MemoryTopic, sessionKey } from "./LogMemory.js"
+import { type DropReason, OrderEngine, type OrderSink, type Session, Verdict } from "./LogOrderEngine.js"
+import { livenessCache, lowestDurableCursor, newOccurrence, ringEveryone } from "./LogParticipants.js"
+import {
+  Dropped,
+  GOI_INVALID,
+  GoiEntry,
+  goiSeqHi,
+  goiSeqLo,
+  lapMark,
+  LeaseLine,
+  OrderLine,
+  PbrSlot,
+  SequencerLine,
+  SessionLine,
+  SessionState
+} from "./LogRecords.js"
+import { isPidAlive } from "./ProcessSlot.js"
+import { Offsets } from "./Superblock.js"
+import { listTopics } from "./Topics.js"
+
+export interface SequencerLayerOptions extends SequencerOptions {
+  /** Test-only: verify that every GOI entry and PBR finish line is flushed before its commit word. */
+  readonly flushAudit?: FlushAudit
+}
+
+const DROP_CODE: Record<DropReason, number> = { duplicate: Dropped.duplicate, fenced: Dropped.fenced, refused: Dropped.refused }
+
+/** Sessions fill the table up to 7/8, so a broker's probe for an unknown session always ends at an empty line. */
+const sessionCapacity = (slots: number) => slots - Math.max(1, slots >> 3)
+
+export const sessionHash = (clientId: number, sessionEpoch: number, slots: number): number =>
+  ((Math.imul(clientId, 0x9e3779b1) ^ Math.imul(sessionEpoch + 0x7f4a7c15, 0x85ebca77)) >>> 0) & (slots - 1)
+
+/** Per broker counters of one topic, as published in its sequencer line. */
+interface BrokerCounters {
+  scan: number
+  orderedBatches: number
+  orderedMessages: number
+  duplicates: number
+  dropped: number
+}
+
+interface RoundTally {
+  ordered: number
+  messages: number
+  duplicates: number
+  held: number
+  fenced: number
+  dropped: number
+  stalled: boolean
+  readonly perBroker: Array<{ batches: number; messages: number }>
+}
+
+const emptyTally = (brokers: number): RoundTally => ({
+  ordered: 0,
+  messages: 0,
+  duplicates: 0,
+  held: 0,
+  fenced: 0,
+  dropped: 0,
+  stalled: false,
+  perBroker: Array.from({ length: brokers }, () => ({ batches: 0, messages: 0 }))
+})
+
+const tallyMetrics = (tally: RoundTally, heldNow: number) =>
+  Effect.gen(function*() {
+    for (let b = 0; b < tally.perBroker.length; b++) {
+      const { batches, messages } = tally.perBroker[b]!
+      if (batches === 0) continue
+      yield* Metric.incrementBy(Metric.tagged(sequencerBatchesOrdered, "broker", String(b)), batches)
+      yield* Metric.incrementBy(Metric.tagged(sequencerMessagesOrdered, "broker", String(b)), messages)
+    }
+    if (tally.duplicates > 0) yield* Metric.incrementBy(sequencerDuplicates, tally.duplicates)
+    if (tally.fenced > 0) yield* Metric.incrementBy(sequencerFencedSessions, tally.fenced)
+    if (tally.dropped > 0) yield* Metric.incrementBy(sequencerDropped, tally.dropped)
+    if (tally.stalled) yield* Metric.increment(sequencerGoiFullWaits)
+    yield* Metric.set(sequencerHeld, heldNow)
+  })
+
+const toRound = (t: RoundTally): SequencerRound => ({
+  ordered: t.ordered,
+  messages: t.messages,
+  duplicates: t.duplicates,
+  held: t.held,
+  fenced: t.fenced,
+  dropped: t.dropped,
+  stalled: t.stalled
+})
+
+const moved = (t: RoundTally) => t.ordered + t.duplicates + t.held + t.fenced + t.dropped > 0
+
+export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld, CxlMemory | Doorbell | Scope.Scope> =>
+  Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const doorbell = yield* Doorbell
+    const { config } = area
+    const { f64, u32, i32 } = region
+    const holdTimeoutMs = options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs
+    const leaseMs = options.leaseMs ?? defaultSequencerOptions.leaseMs
+    const maxPerBroker = options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
+    const audit = options.flushAudit
+    const { pbrSlots, goiSlots, blogBytes, maxBrokers } = config
+    const lease = Offsets.sequencerLease
+    const occurrence = newOccurrence()
+    const alive = livenessCache()
+
+    // ---- lease ----------------------------------------------------------------------
+    const tryAcquire = (): number | SequencerLeaseHeld => {
+      const word = (lease + LeaseLine.occurrence) / 4
+      const current = Atomics.load(i32, word)
+      const pid = Atomics.load(i32, (lease + LeaseLine.pid) / 4)
+      const expiresAtMs = f64[(lease + LeaseLine.expiresAtMs) / 8]!
+      const free = current === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidAlive(pid))
+      if (!free || Atomics.compareExchange(i32, word, current, occurrence) !== current) return new SequencerLeaseHeld({ pid, expiresAtMs })
+      const epoch = i32[(lease + LeaseLine.epoch) / 4]! + 1
+      i32[(lease + LeaseLine.epoch) / 4] = epoch
+      i32[(lease + LeaseLine.doorbell) / 4] = doorbell.offset
+      f64[(lease + LeaseLine.expiresAtMs) / 8] = Date.now() + leaseMs
+      region.publish(lease, 64)
+      Atomics.store(i32, (lease + LeaseLine.pid) / 4, process.pid)
+      return epoch
+    }
+    const acquire = Effect.gen(function*() {
+      const deadline = Date.now() + (options.waitForLeaseMs ?? defaultSequencerOptions.waitForLeaseMs)
+      for (;;) {
+        const outcome = tryAcquire()
+        if (typeof outcome === "number") return outcome
+        if (Date.now() >= deadline) return yield* outcome
+        yield* Effect.sleep(Math.min(50, Math.max(1, deadline - Date.now())))
+      }
+    })
+    const epoch = yield* Effect.acquireRelease(acquire, () =>
+      Effect.sync(() => {
+        if (Atomics.load(i32, (lease + LeaseLine.occurrence) / 4) !== occurrence) return
+        Atomics.store(i32, (lease + LeaseLine.pid) / 4, 0)
+        i32[(lease + LeaseLine.doorbell) / 4] = 0
+        f64[(lease + LeaseLine.expiresAtMs) / 8] = 0
+        Atomics.compareExchange(i32, (lease + LeaseLine.occurrence) / 4, occurrence, 0)
+        region.publish(lease, 64)
+      }))
+    const leaseLost = () => new SequencerLeaseLost({ epoch, holderPid: Atomics.load(i32, (lease + LeaseLine.pid) / 4) })
+    const holdsLease = () => Atomics.load(i32, (lease + LeaseLine.occurrence) / 4) === occurrence
+    const renew = Effect.suspend(() => {
+      if (!holdsLease()) return Effect.fail(leaseLost())
+      f64[(lease + LeaseLine.expiresAtMs) / 8] = Date.now() + leaseMs
+      region.publish(lease + LeaseLine.expiresAtMs, 8)
+      return Effect.void
+    })
+
+    // ---- one topic ------------------------------------------------------------------
+    interface TopicState {
+      readonly info: TopicInfo
+      readonly engine: OrderEngine
+      readonly orderLine: number
+      readonly goi: number
+      readonly sessions: number
+      readonly brokers: Array<BrokerCounters>
+      goiNext: number
+      totalNext: number
+      sessionsUsed: number
+      /** Lowest durable subscriber cursor, refreshed each round. */
+      lowest: number
+      tally: RoundTally
+    }
+
+    const pbrSlotAt = (t: number, b: number, pbrSeq: number) => area.pbr(t, b) + (pbrSeq % pbrSlots) * 128
+
+    const finish = (slot: number, pbrSeq: number, globalSeq: number, totalOrder: number) => {
+      f64[(slot + PbrSlot.globalSeq) / 8] = globalSeq
+      f64[(slot + PbrSlot.totalOrder) / 8] = totalOrder
+      region.publish(slot + 64, 64)
+      audit?.beforeCommit(slot + 64, PbrSlot.finish - 64, `PBR finish ${pbrSeq}`)
+      Atomics.store(i32, (slot + PbrSlot.finish) / 4, lapMark(pbrSeq, pbrSlots))
+      region.publish(slot + PbrSlot.finish, 4)
+    }
+
+    const writeGoi = (st: TopicState, g: number, slot: number, broker: number, pbrSeq: number, totalOrder: number) => {
+      const e = st.goi + (g % goiSlots) * 64
+      // Invalidate first: a reader validating an older entry of this slot then sees a mismatch.
+      Atomics.store(i32, (e + GoiEntry.seqLo) / 4, GOI_INVALID)
+      f64[(e + GoiEntry.totalOrder) / 8] = totalOrder
+      f64[(e + GoiEntry.blogPosition) / 8] = f64[(slot + PbrSlot.blogPosition) / 8]!
+      f64[(e + GoiEntry.pbrSeq) / 8] = pbrSeq
+      f64[(e + GoiEntry.batchSeq) / 8] = f64[(slot + PbrSlot.batchSeq) / 8]!
+      u32[(e + GoiEntry.brokerId) / 4] = broker
+      u32[(e + GoiEntry.payloadBytes) / 4] = u32[(slot + PbrSlot.payloadBytes) / 4]!
+      u32[(e + GoiEntry.messageCount) / 4] = u32[(slot + PbrSlot.messageCount) / 4]!
+      u32[(e + GoiEntry.clientId) / 4] = u32[(slot + PbrSlot.clientId) / 4]!
+      u32[(e + GoiEntry.sessionEpoch) / 4] = u32[(slot + PbrSlot.sessionEpoch) / 4]!
+      u32[(e + GoiEntry.crc32c) / 4] = u32[(slot + PbrSlot.crc32c) / 4]!
+      i32[(e + GoiEntry.seqHi) / 4] = goiSeqHi(g)
+      region.publish(e, 64)
+      audit?.beforeCommit(e, GoiEntry.seqLo, `GOI ${g}`)
+      Atomics.store(i32, (e + GoiEntry.seqLo) / 4, goiSeqLo(g))
+      region.publish(e + GoiEntry.seqLo, 4)
+    }
+
+    const makeSink = (st: () => TopicState, t: number): OrderSink => ({
+      room: () => {
+        const s = st()
+        return s.lowest === Infinity ? goiSlots : goiSlots - (s.goiNext - s.lowest)
+      },
+      order: (broker, pbrSeq) => {
+        const s = st()
+        const slot = pbrSlotAt(t, broker, pbrSeq)
+        const count = u32[(slot + PbrSlot.messageCount) / 4]!
+        const g = s.goiNext
+        writeGoi(s, g, slot, broker, pbrSeq, s.totalNext)
+        finish(slot, pbrSeq, g, s.totalNext)
+        s.goiNext = g + 1
+        s.totalNext += count
+        const counters = s.brokers[broker]!
+        counters.orderedBatches++
+        counters.orderedMessages += count
+        s.tally.ordered++
+        s.tally.messages += count
+        s.tally.perBroker[broker]!.batches++
+        s.tally.perBroker[broker]!.messages += count
+        return count
+      },
+      drop: (broker, pbrSeq, reason) => {
+        const s = st()
+        finish(pbrSlotAt(t, broker, pbrSeq), pbrSeq, DROP_CODE[reason], 0)
+        if (reason === "duplicate") {
+          s.brokers[broker]!.duplicates++
+          s.tally.duplicates++
+        } else {
+          s.brokers[broker]!.dropped++
+          s.tally.dropped++
+        }
+      },
+      openSession: (clientId, sessionEpoch) => {
+        const s = st()
+        if (s.sessionsUsed >= sessionCapacity(config.sessionSlots)) return -1
+        let i = sessionHash(clientId, sessionEpoch, config.sessionSlots)
+        while (Atomics.load(i32, (s.sessions + i * 64 + SessionLine.state) / 4) !== SessionState.empty) i = (i + 1) & (config.sessionSlots - 1)
+        const line = s.sessions + i * 64
+        u32[(line + SessionLine.clientId) / 4] = clientId
+        u32[(line + SessionLine.sessionEpoch) / 4] = sessionEpoch
+        f64[(line + SessionLine.next) / 8] = 0
+        region.publish(line, 64)
+        Atomics.store(i32, (line + SessionLine.state) / 4, SessionState.active)
+        s.sessionsUsed++
+        return i
+      }
+    })
+
+    const publishSession = (st: TopicState, session: Session) => {
+      const line = st.sessions + session.slot * 64
+      const version = i32[(line + SessionLine.version) / 4]! & ~1
+      Atomics.store(i32, (line + SessionLine.version) / 4, version + 1)
+      f64[(line + SessionLine.next) / 8] = session.next
+      f64[(line + SessionLine.orderedMessages) / 8] = session.orderedMessages
+      f64[(line + SessionLine.duplicates) / 8] = session.duplicates
+      f64[(line + SessionLine.held) / 8] = session.held.size
+      f64[(line + SessionLine.lastActivityMs) / 8] = session.lastActivityMs
+      Atomics.store(i32, (line + SessionLine.state) / 4, session.fenced ? SessionState.fenced : SessionState.active)
+      region.publish(line, 64)
+      Atomics.store(i32, (line + SessionLine.version) / 4, version + 2)
+      session.dirty = false
+    }
+
+    /** Publishes what the round changed: sessions, per-broker lines, then the frontier and progress word. */
+    const publishTopic = (st: TopicState) => {
+      const { engine } = st
+      for (const session of engine.dirty) publishSession(st, session)
+      engine.dirty.length = 0
+      for (let b = 0; b < maxBrokers; b++) {
+        const c = st.brokers[b]!
+        const line = area.sequencerLine(st.info.id, b)
+        f64[(line + SequencerLine.consumedThrough) / 8] = Math.min(engine.lowestHeld(b), c.scan)
+        f64[(line + SequencerLine.orderedBatches) / 8] = c.orderedBatches
+        f64[(line + SequencerLine.orderedMessages) / 8] = c.orderedMessages
+        f64[(line + SequencerLine.duplicates) / 8] = c.duplicates
+        f64[(line + SequencerLine.dropped) / 8] = c.dropped
+        f64[(line + SequencerLine.held) / 8] = engine.heldCount(b)
+        region.publish(line, 64)
+      }
+      f64[(st.orderLine + OrderLine.committed) / 8] = st.goiNext
+      f64[(st.orderLine + OrderLine.totalOrder) / 8] = st.totalNext
+      i32[(st.orderLine + OrderLine.epoch) / 4] = epoch
+      f64[(st.orderLine + OrderLine.fencedSessions) / 8] = engine.fencedSessions
+      f64[(st.orderLine + OrderLine.sessions) / 8] = st.sessionsUsed
+      region.publish(st.orderLine, 64)
+      Atomics.add(i32, (st.orderLine + OrderLine.progress) / 4, 1)
+      region.publish(st.orderLine + OrderLine.progress, 4)
+    }
+
+    const corrupt = (info: TopicInfo, reason: string) => new LogCorrupt({ reason: `topic ${info.name}: ${reason}` })
+
+    /** Rebuilds a topic's state from the region alone (first sight of the topic, or restart). */
+    const recover = (info: TopicInfo, nowMs: number): Effect.Effect<TopicState, LogCorrupt> =>
+      Effect.suspend(() => {
+        const t = info.id
+        const orderLine = area.orderLine(t)
+        let state: TopicState | undefined
+        const engine = new OrderEngine(info.order, holdTimeoutMs, maxBrokers, makeSink(() => state!, t))
+        const committed = f64[(orderLine + OrderLine.committed) / 8]!
+        const totalOrder = f64[(orderLine + OrderLine.totalOrder) / 8]!
+        if (!Number.isSafeInteger(committed) || committed < 0 || !Number.isSafeInteger(totalOrder) || totalOrder < committed) {
+          return Effect.fail(corrupt(info, `order line frontier ${committed} / ${totalOrder} is invalid`))
+        }
+        const brokers: Array<BrokerCounters> = []
+        for (let b = 0; b < maxBrokers; b++) {
+          const line = area.sequencerLine(t, b)
+          const consumed = f64[(line + SequencerLine.consumedThrough) / 8]!
+          if (!Number.isSafeInteger(consumed) || consumed < 0) return Effect.fail(corrupt(info, `broker ${b} consumed-through ${consumed} is invalid`))
+          brokers.push({
+            scan: consumed,
+            orderedBatches: f64[(line + SequencerLine.orderedBatches) / 8]!,
+            orderedMessages: f64[(line + SequencerLine.orderedMessages) / 8]!,
+            duplicates: f64[(line + SequencerLine.duplicates) / 8]!,
+            dropped: f64[(line + SequencerLine.dropped) / 8]!
+          })
+        }
+        const st: TopicState = {
+          info,
+          engine,
+          orderLine,
+          goi: area.goi(t),
+          sessions: area.sessions(t),
+          brokers,
+          goiNext: committed,
+          totalNext: totalOrder,
+          sessionsUsed: 0,
+          lowest: lowestDurableCursor(region, area, t, alive),
+          tally: emptyTally(maxBrokers)
+        }
+        state = st
+        for (let i = 0; i < config.sessionSlots; i++) {
+          const line = st.sessions + i * 64
+          const sessionState = Atomics.load(i32, (line + SessionLine.state) / 4)
+          if (sessionState === SessionState.empty) continue
+          // A writer killed inside the seqlock left it odd: we are the writer now, values are monotonic.
+          i32[(line + SessionLine.version) / 4] = i32[(line + SessionLine.version) / 4]! & ~1
+          const next = f64[(line + SessionLine.next) / 8]!
+          if (!Number.isSafeInteger(next) || next < 0) return Effect.fail(corrupt(info, `session line ${i} frontier ${next} is invalid`))
+          engine.restore(u32[(line + SessionLine.clientId) / 4]!, u32[(line + SessionLine.sessionEpoch) / 4]!, i, {
+            next,
+            fenced: sessionState === SessionState.fenced,
+            orderedMessages: f64[(line + SessionLine.orderedMessages) / 8]!,
+            duplicates: f64[(line + SessionLine.duplicates) / 8]!
+          })
+          st.sessionsUsed++
+        }
+        // Every retained GOI entry, and the tail past the published frontier that a killed
+        // sequencer committed: frontiers and duplicate detection must account for them all.
+        for (let g = Math.max(0, committed - goiSlots); ; g++) {
+          const e = st.goi + (g % goiSlots) * 64
+          const valid = Atomics.load(i32, (e + GoiEntry.seqLo) / 4) === goiSeqLo(g) && i32[(e + GoiEntry.seqHi) / 4] === goiSeqHi(g)
+          if (!valid) {
+            if (g < committed) continue
+            break
+          }
+          const broker = u32[(e + GoiEntry.brokerId) / 4]!
+          const pbrSeq = f64[(e + GoiEntry.pbrSeq) / 8]!
+          const count = u32[(e + GoiEntry.messageCount) / 4]!
+          if (broker >= maxBrokers || !Number.isSafeInteger(pbrSeq) || pbrSeq < 0) return Effect.fail(corrupt(info, `GOI entry ${g} is invalid`))
+          const clientId = u32[(e + GoiEntry.clientId) / 4]!
+          const sessionEpoch = u32[(e + GoiEntry.sessionEpoch) / 4]!
+          const session = engine.session(clientId, sessionEpoch) ?? engine.recoverSession(clientId, sessionEpoch, nowMs)
+          if (session === undefined) return Effect.fail(corrupt(info, `GOI entry ${g}: no session line left for ${clientId}/${sessionEpoch}`))
+          engine.recoverOrdered(session, f64[(e + GoiEntry.batchSeq) / 8]!)
+          if (g < committed) continue
+          if (f64[(e + GoiEntry.totalOrder) / 8] !== st.totalNext) return Effect.fail(corrupt(info, `GOI entry ${g} breaks the total order`))
+          const slot = pbrSlotAt(t, broker, pbrSeq)
+          if (Atomics.load(i32, (slot + PbrSlot.finish) / 4) !== lapMark(pbrSeq, pbrSlots)) finish(slot, pbrSeq, g, st.totalNext)
+          st.goiNext = g + 1
+          st.totalNext += count
+        }
+        publishTopic(st)
+        return Effect.succeed(st)
+      })
+
+    /** Scans the topic's PBRs once; returns false when its GOI stalled. */
+    const scanTopic = (st: TopicState, nowMs: number) => {
+      const t = st.info.id
+      const { engine } = st
+      st.lowest = lowestDurableCursor(region, area, t, alive)
+      for (let b = 0; b < maxBrokers; b++) {
+        const counters = st.brokers[b]!
+        let s = counters.scan
+        for (let n = 0; n < maxPerBroker; n++) {
+          const slot = pbrSlotAt(t, b, s)
+          region.invalidate(slot, 128)
+          const lap = lapMark(s, pbrSlots)
+          if (Atomics.load(i32, (slot + PbrSlot.commit) / 4) !== lap) break
+          // Finished before a restart (a slot after a held one): already accounted for.
+          if (Atomics.load(i32, (slot + PbrSlot.finish) / 4) === lap) {
+            s++
+            continue
+          }
+          const bytes = u32[(slot + PbrSlot.payloadBytes) / 4]!
+          const count = u32[(slot + PbrSlot.messageCount) / 4]!
+          const position = f64[(slot + PbrSlot.blogPosition) / 8]!
+          const batchSeq = f64[(slot + PbrSlot.batchSeq) / 8]!
+          const sane = count >= 1 && bytes % 8 === 0 && bytes >= 8 * count && bytes <= config.maxBatchBytes &&
+            Number.isSafeInteger(position) && position >= 0 && position % 64 === 0 && (position % blogBytes) + bytes <= blogBytes &&
+            Number.isSafeInteger(batchSeq) && batchSeq >= 0 && f64[(slot + PbrSlot.pbrSeq) / 8] === s
+          if (!sane) {
+            finish(slot, s, Dropped.corrupt, 0)
+            counters.dropped++
+            st.tally.dropped++
+            s++
+            continue
+          }
+          const verdict = engine.arrive(b, s, u32[(slot + PbrSlot.clientId) / 4]!, u32[(slot + PbrSlot.sessionEpoch) / 4]!, batchSeq, nowMs)
+          if (verdict === Verdict.stall) {
+            st.tally.stalled = true
+            break
+          }
+          if (verdict === Verdict.held) st.tally.held++
+          s++
+        }
+        counters.scan = s
+        if (st.tally.stalled) break
+      }
+      st.tally.fenced += engine.expire(nowMs)
+    }
+
+    const topics: Array<TopicState> = []
+    const known = new Set<number>()
+
+    const discover = (nowMs: number) =>
+      Effect.suspend(() => {
+        if (known.size === config.maxTopics) return Effect.void
+        const fresh = listTopics(region, area).filter((info) => !known.has(info.id))
+        return Effect.forEach(fresh, (info) => {
+          known.add(info.id)
+          return recover(info, nowMs).pipe(
+            Effect.map((st) => topics.push(st)),
+            Effect.catchAll((e) => Effect.logError(`sequencer: ${e.message}; topic ${info.name} is not ordered`))
+          )
+        }, { discard: true })
+      })
+
+    const step: Effect.Effect<SequencerRound, SequencerLeaseLost> = Effect.gen(function*() {
+      if (!holdsLease()) return yield* leaseLost()
+      const nowMs = yield* Clock.currentTimeMillis
+      yield* discover(nowMs)
+      const total = emptyTally(maxBrokers)
+      let heldNow = 0
+      let any = false
+      yield* Effect.sync(() => {
+        for (const st of topics) {
+          st.tally = emptyTally(maxBrokers)
+          scanTopic(st, nowMs)
+          const t = st.tally
+          if (moved(t) || st.engine.dirty.length > 0) {
+            publishTopic(st)
+            any = true
+          }
+          total.ordered += t.ordered
+          total.messages += t.messages
+          total.duplicates += t.duplicates
+          total.held += t.held
+          total.fenced += t.fenced
+          total.dropped += t.dropped
+          total.stalled ||= t.stalled
+          for (let b = 0; b < maxBrokers; b++) {
+            total.perBroker[b]!.batches += t.perBroker[b]!.batches
+            total.perBroker[b]!.messages += t.perBroker[b]!.messages
+            heldNow += st.engine.heldCount(b)
+          }
+        }
+        if (any) ringEveryone(region, area, doorbell)
+      })
+      yield* tallyMetrics(total, heldNow)
+      return toRound(total)
+    })
+
+    /** Something to scan: a committed slot at a scan cursor, a new topic, or GOI room for a stalled topic. */
+    const hasWork = (): boolean => {
+      for (const st of topics) {
+        for (let b = 0; b < maxBrokers; b++) {
+          const s = st.brokers[b]!.scan
+          const slot = pbrSlotAt(st.info.id, b, s)
+          region.invalidate(slot, 64)
+          if (Atomics.load(i32, (slot + PbrSlot.commit) / 4) === lapMark(s, pbrSlots)) return true
+        }
+      }
+      return known.size < config.maxTopics && listTopics(region, area).length > known.size
+    }
+
+    const nextDeadline = () => topics.reduce((d, st) => Math.min(d, st.engine.nextDeadline()), Infinity)
+
+    const run: Effect.Effect<never, SequencerLeaseLost> = Effect.gen(function*() {
+      let renewedAt = 0
+      for (;;) {
+        if (Date.now() - renewedAt >= leaseMs / 3) {
+          yield* renew
+          renewedAt = Date.now()
+        }
+        const round = yield* step
+        if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped > 0 && !round.stalled) {
+          yield* Effect.yieldNow()
+          continue
+        }
+        const nowMs = yield* Clock.currentTimeMillis
+        const idleMs = Math.max(1, Math.min(round.stalled ? 5 : 100, leaseMs / 3, nextDeadline() - nowMs))
+        yield* doorbell.await(hasWork, idleMs)
+      }
+    })
+
+    return { epoch, step, run }
+  })
+
+export const layer = (area: LogArea, options: SequencerLayerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld, CxlMemory | Doorbell> =>
+  Layer.scoped(Sequencer, make(area, options))
+
+// ---- in-memory ----------------------------------------------------------------------
+
+export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld, Scope.Scope> =>
+  Effect.gen(function*() {
+    const holdTimeoutMs = options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs
+    const maxPerBroker = options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
+    const { config } = store
+    const occurrence = newOccurrence()
+    yield* Effect.acquireRelease(
+      Effect.suspend(() => {
+        if (store.sequencer !== 0) return Effect.fail(new SequencerLeaseHeld({ pid: process.pid, expiresAtMs: Infinity }))
+        store.sequencer = occurrence
+        store.epoch++
+        return Effect.void
+      }),
+      () => Effect.sync(() => store.sequencer === occurrence && (store.sequencer = 0))
+    )
+    const epoch = store.epoch
+
+    interface MemoryState {
+      readonly topic: MemoryTopic
+      readonly engine: OrderEngine
+      readonly scan: Array<number>
+      tally: RoundTally
+    }
+
+    const batchAt = (topic: MemoryTopic, broker: number, pbrSeq: number) => {
+      const b = topic.brokers[broker]!
+      return b.pbr[pbrSeq - b.reclaimed]!
+    }
+
+    const makeState = (topic: MemoryTopic): MemoryState => {
+      let state: MemoryState | undefined
+      const sink: OrderSink = {
+        room: () => {
+          const lowest = lowestCursor(topic)
+          const next = topic.goiBase + topic.goi.length
+          return lowest === Infinity ? config.goiSlots : config.goiSlots - (next - lowest)
+        },
+        order: (broker, pbrSeq) => {
+          const batch = batchAt(topic, broker, pbrSeq)
+          batch.globalSeq = topic.goiBase + topic.goi.length
+          batch.totalOrder = topic.totalOrder
+          batch.finished = true
+          topic.goi.push(batch)
+          if (topic.goi.length > config.goiSlots) {
+            topic.goi.shift()
+            topic.goiBase++
+          }
+          topic.totalOrder += batch.messageCount
+          const b = topic.brokers[broker]!
+          b.orderedBatches++
+          b.orderedMessages += batch.messageCount
+          const tally = state!.tally
+          tally.ordered++
+          tally.messages += batch.messageCount
+          tally.perBroker[broker]!.batches++
+          tally.perBroker[broker]!.messages += batch.messageCount
+          return batch.messageCount
+        },
+        drop: (broker, pbrSeq, reason) => {
+          const batch = batchAt(topic, broker, pbrSeq)
+          batch.finished = true
+          batch.globalSeq = DROP_CODE[reason]
+          if (reason === "duplicate") {
+            topic.brokers[broker]!.duplicates++
+            state!.tally.duplicates++
+          } else {
+            topic.brokers[broker]!.dropped++
+            state!.tally.dropped++
+          }
+        },
+        openSession: (clientId, sessionEpoch) => {
+          if (topic.sessions.size >= sessionCapacity(config.sessionSlots)) return -1
+          topic.sessions.set(sessionKey(clientId, sessionEpoch), { next: 0, fenced: false })
+          return topic.sessions.size - 1
+        }
+      }
+      state = {
+        topic,
+        engine: new OrderEngine(topic.info.order, holdTimeoutMs, config.maxBrokers, sink),
+        scan: topic.brokers.map((b) => b.consumedThrough),
+        tally: emptyTally(config.maxBrokers)
+      }
+      return state
+    }
+
+    const states = new Map<MemoryTopic, MemoryState>()
+
+    const step: Effect.Effect<SequencerRound, SequencerLeaseLost> = Effect.gen(function*() {
+      if (store.sequencer !== occurrence) return yield* new SequencerLeaseLost({ epoch, holderPid: process.pid })
+      const nowMs = yield* Clock.currentTimeMillis
+      const total = emptyTally(config.maxBrokers)
+      let heldNow = 0
+      yield* Effect.sync(() => {
+        let any = false
+        for (const topic of store.topics) {
+          let st = states.get(topic)
+          if (st === undefined) {
+            st = makeState(topic)
+            states.set(topic, st)
+          }
+          st.tally = emptyTally(config.maxBrokers)
+          for (let b = 0; b < config.maxBrokers && !st.tally.stalled; b++) {
+            const broker = topic.brokers[b]!
+            let s = st.scan[b]!
+            for (let n = 0; n < maxPerBroker && s < broker.head; n++) {
+              const batch = batchAt(topic, b, s)
+              const verdict = st.engine.arrive(b, s, batch.clientId, batch.sessionEpoch, batch.batchSeq, nowMs)
+              if (verdict === Verdict.stall) {
+                st.tally.stalled = true
+                break
+              }
+              if (verdict === Verdict.held) st.tally.held++
+              s++
+            }
+            st.scan[b] = s
+          }
+          st.tally.fenced += st.engine.expire(nowMs)
+          const t = st.tally
+          if (moved(t) || st.engine.dirty.length > 0) {
+            for (const session of st.engine.dirty) {
+              const record = topic.sessions.get(sessionKey(session.clientId, session.sessionEpoch))!
+              record.next = session.next
+              record.fenced = session.fenced
+              session.dirty = false
+            }
+            st.engine.dirty.length = 0
+            for (let b = 0; b < config.maxBrokers; b++) {
+              topic.brokers[b]!.consumedThrough = Math.min(st.engine.lowestHeld(b), st.scan[b]!)
+              topic.brokers[b]!.held = st.engine.heldCount(b)
+            }
+            topic.progress++
+            any = true
+          }
+          total.ordered += t.ordered
+          total.messages += t.messages
+          total.duplicates += t.duplicates
+          total.held += t.held
+          total.fenced += t.fenced
+          total.dropped += t.dropped
+          total.stalled ||= t.stalled
+          for (let b = 0; b < config.maxBrokers; b++) {
+            total.perBroker[b]!.batches += t.perBroker[b]!.batches
+            total.perBroker[b]!.messages += t.perBroker[b]!.messages
+            heldNow += st.engine.heldCount(b)
+          }
+        }
+        if (any) store.signal.notify()
+      })
+      yield* tallyMetrics(total, heldNow)
+      return toRound(total)
+    })
+
+    const hasWork = () =>
+      store.topics.some((topic) => {
+        const st = states.get(topic)
+        return st === undefined || topic.brokers.some((b, i) => st.scan[i]! < b.head)
+      })
+
+    const run: Effect.Effect<never, SequencerLeaseLost> = Effect.gen(function*() {
+      for (;;) {
+        const round = yield* step
+        if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped > 0 && !round.stalled) {
+          yield* Effect.yieldNow()
+          continue
+        }
+        const nowMs = yield* Clock.currentTimeMillis
+        let deadline = Infinity
+        for (const st of states.values()) deadline = Math.min(deadline, st.engine.nextDeadline())
+        yield* store.signal.await(hasWork, Math.max(1, Math.min(round.stalled ? 5 : 100, deadline - nowMs)))
+      }
+    })
+
+    return { epoch, step, run }
+  })
+
+export const layerMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld> =>
+  Layer.scoped(Sequencer, makeMemory(store, options))

@@ -1,0 +1,81 @@
+/**
+ * AckTracker: per client session, how far its batches are acknowledged at each ACK level,
+ * read from the region (read-only; any broker process). Level 1: in the total order (mode
+ * 0: written, i.e. scanned by the sequencer); level 2: replicated to RF copies (equal to
+ * level 1 while RF = 1). Frontiers are counts: batches 0..n-1 of the session.
+ */
+import { Context, type Effect, Schema } from "effect"
+import type { AckLevel, LogCorrupt, TopicNotFound } from "./Topics.js"
+
+export interface SessionAcks {
+  /** Level 1: batches 0..ordered-1 are in the total order. */
+  readonly ordered: number
+  /** Level 2: batches 0..replicated-1 have RF copies. */
+  readonly replicated: number
+  /** The sequencer fenced the session: `ordered` is its committed frontier and never moves again. */
+  readonly fenced: boolean
+  /** False while the sequencer has not seen any batch of the session. */
+  readonly known: boolean
+}
+
+export const BrokerCounts = Schema.Struct({
+  brokerId: Schema.Int,
+  /** Batches of this broker the sequencer has finished (ordered or dropped as duplicates). */
+  acked: Schema.Number,
+  /** Batches this broker appended. */
+  sent: Schema.Number
+})
+export type BrokerCounts = typeof BrokerCounts.Type
+
+export interface AckTrackerShape {
+  readonly sessionAcks: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionAcks, TopicNotFound | LogCorrupt>
+  readonly brokerCounts: (topic: string) => Effect.Effect<ReadonlyArray<BrokerCounts>, TopicNotFound>
+  /** A number that changes whenever a frontier of the topic may have moved. */
+  readonly progress: (topic: string) => Effect.Effect<number, TopicNotFound>
+  /** The topic's progress once it differs from `seen`, or after `timeoutMs` (then it may equal `seen`). */
+  readonly awaitProgress: (topic: string, seen: number, timeoutMs: number) => Effect.Effect<number, TopicNotFound>
+  /**
+   * Waits until batch `batchSeq` of the session and all before it are acknowledged at
+   * `level` (default: the topic's ACK level).
+   */
+  readonly awaitAcked: (
+    topic: string,
+    clientId: number,
+    sessionEpoch: number,
+    batchSeq: number,
+    options: { readonly timeoutMs: number; readonly level?: AckLevel }
+  ) => Effect.Effect<SessionAcks, AckTimeout | SessionFenced | TopicNotFound | LogCorrupt>
+}
+
+export class AckTracker extends Context.Tag("cxlog/AckTracker")<AckTracker, AckTrackerShape>() {}
+
+/** Lists each broker's acked/sent counts so a stuck broker stands out. */
+export class AckTimeout extends Schema.TaggedError<AckTimeout>()("AckTimeout", {
+  topic: Schema.String,
+  clientId: Schema.Number,
+  sessionEpoch: Schema.Number,
+  batchSeq: Schema.Number,
+  level: Schema.Number,
+  /** The session's frontier at that level when the wait gave up. */
+  acked: Schema.Number,
+  waitedMs: Schema.Number,
+  brokers: Schema.Array(BrokerCounts)
+}) {
+  override get message() {
+    const brokers = this.brokers.map((b) => `B${b.brokerId}=${b.acked}/${b.sent}`).join(", ")
+    return `topic ${this.topic} session ${this.clientId}/${this.sessionEpoch}: batch ${this.batchSeq} not acknowledged at level ${this.level} within ${this.waitedMs} ms (acknowledged: 0..${this.acked - 1}); brokers acked/sent: ${brokers}`
+  }
+}
+
+/** The sequencer fenced the session (a gap outlived the hold timeout): open a new epoch and replay from `committed`. */
+export class SessionFenced extends Schema.TaggedError<SessionFenced>()("SessionFenced", {
+  topic: Schema.String,
+  clientId: Schema.Number,
+  sessionEpoch: Schema.Number,
+  /** Batches 0..committed-1 are in the total order; the rest were not ordered. */
+  committed: Schema.Number
+}) {
+  override get message() {
+    return `topic ${this.topic} session ${this.clientId}/${this.sessionEpoch} was fenced; batches 0..${this.committed - 1} are committed, replay the rest in a new epoch`
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Appender: the broker side of the log, in the process that owns a broker slot. It copies a
+ * batch into the topic's Blog for this broker, writes the 128-byte batch header into the
+ * next PBR slot, publishes its commit word last and rings the sequencer. A full PBR or Blog
+ * is backpressure: it waits, then fails with `AppendTimeout`; nothing is dropped.
+ */
+import { Context, Data, type Effect, Schema } from "effect"
+import type { TopicNotFound } from "./Topics.js"
+
+const U32 = Schema.Int.pipe(Schema.between(0, 0xffffffff))
+
+/** What a publisher's batch header says; the payload (messages `u32 length, u32 flags, payload`, each padded to 8) travels next to it. */
+export const BatchHeader = Schema.Struct({
+  clientId: U32,
+  sessionEpoch: U32,
+  /** Per session (client id, session epoch): 0, 1, 2, … contiguous across all brokers. */
+  batchSeq: Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER)),
+  messageCount: Schema.Int.pipe(Schema.positive()),
+  payloadBytes: Schema.Int.pipe(Schema.positive()),
+  /** crc32c (Castagnoli) of the payload; the broker checks it before appending. */
+  crc32c: U32
+})
+export type BatchHeader = typeof BatchHeader.Type
+
+/** Where an appended batch went. */
+export interface AppendReceipt {
+  readonly brokerId: number
+  /** Absolute position in this broker's PBR for the topic. */
+  readonly pbrSeq: number
+  /** Absolute byte position of the payload in this broker's Blog for the topic. */
+  readonly blogPosition: number
+}
+
+export type AppendError = TopicNotFound | AppendTimeout | BatchRejected
+
+export interface AppenderShape {
+  /** The broker slot this process owns. */
+  readonly brokerId: number
+  /** Copies `payload` (e.g. a view of a socket chunk; not retained) into the log and commits the batch. */
+  readonly append: (topic: string, header: BatchHeader, payload: Uint8Array) => Effect.Effect<AppendReceipt, AppendError>
+  /**
+   * Zero-copy: reserves `header.payloadBytes` in the Blog and lets `fill` write the payload
+   * there in place before the batch is committed. `fill` must not keep `dst`.
+   */
+  readonly appendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => Effect.Effect<AppendReceipt, AppendError>
+}
+
+export class Appender extends Context.Tag("cxlog/Appender")<Appender, AppenderShape>() {}
+
+export class AppendTimeout extends Schema.TaggedError<AppendTimeout>()("AppendTimeout", {
+  topic: Schema.String,
+  brokerId: Schema.Int,
+  waitedMs: Schema.Number,
+  /** What was full: "pbr" (batch headers) or "blog" (payload bytes). */
+  full: Schema.Literal("pbr", "blog")
+}) {
+  override get message() {
+    return `topic ${this.topic}, broker ${this.brokerId}: the ${this.full === "pbr" ? "PBR" : "Blog"} stayed full for ${this.waitedMs} ms (is the sequencer running? is a registered subscriber stuck?)`
+  }
+}
+
+export class BatchRejected extends Schema.TaggedError<BatchRejected>()("BatchRejected", { topic: Schema.String, reason: Schema.String }) {
+  override get message() {
+    return `topic ${this.topic}: batch rejected: ${this.reason}`
+  }
+}
+
+/** Another live process owns the broker slot. */
+export class BrokerSlotTaken extends Data.TaggedError("BrokerSlotTaken")<{ readonly brokerId: number; readonly pid: number }> {
+  override get message() {
+    return `broker slot ${this.brokerId} is owned by live process ${this.pid}`
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Sequencer: the one active process (it holds the lease in the superblock) that scans every
+ * broker's PBR of every topic and assigns the global order per the topic's mode, writing
+ * GOI entries, the committed frontier, per-broker counters and per-session frontiers into
+ * the region. Restarted after a crash, it continues from the region state alone.
+ */
+import { Config, Context, Data, type Effect } from "effect"
+
+/** What one scan round did, over every topic. */
+export interface SequencerRound {
+  /** Batches put into the total order. */
+  readonly ordered: number
+  readonly messages: number
+  readonly duplicates: number
+  /** Batches newly held behind a gap (mode 5). */
+  readonly held: number
+  /** Sessions fenced because a gap outlived the hold timeout. */
+  readonly fenced: number
+  /** Batches dropped without ordering: of fenced sessions, refused (session table full) or corrupt. */
+  readonly dropped: number
+  /** A topic's GOI was full (registered subscribers behind): ordering waits for them. */
+  readonly stalled: boolean
+}
+
+export interface SequencerShape {
+  /** The cluster epoch this sequencer took the lease with. */
+  readonly epoch: number
+  /** One scan round over every topic (tests and benchmarks drive it directly). */
+  readonly step: Effect.Effect<SequencerRound, SequencerLeaseLost>
+  /** Rounds until interrupted, parking on the doorbell when idle and renewing the lease. */
+  readonly run: Effect.Effect<never, SequencerLeaseLost>
+}
+
+export class Sequencer extends Context.Tag("cxlog/Sequencer")<Sequencer, SequencerShape>() {}
+
+export interface SequencerOptions {
+  /** How long a mode-5 gap may stay open before its session is fenced. */
+  readonly holdTimeoutMs?: number
+  /** Lease duration; renewed every third of it. */
+  readonly leaseMs?: number
+  /** How long to wait for a live holder's lease to expire (a standby); 0 fails at once. */
+  readonly waitForLeaseMs?: number
+  /** Batches scanned per broker per round, so a round stays short. */
+  readonly maxBatchesPerBroker?: number
+}
+
+export const defaultSequencerOptions = { holdTimeoutMs: 5_000, leaseMs: 3_000, waitForLeaseMs: 0, maxBatchesPerBroker: 256 } as const
+
+/** Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SEQUENCER_LEASE_MS`. */
+export const sequencerOptionsConfig: Config.Config<SequencerOptions> = Config.all({
+  holdTimeoutMs: Config.integer("CXLOG_HOLD_TIMEOUT_MS").pipe(Config.withDefault(defaultSequencerOptions.holdTimeoutMs)),
+  leaseMs: Config.integer("CXLOG_SEQUENCER_LEASE_MS").pipe(Config.withDefault(defaultSequencerOptions.leaseMs))
+})
+
+export class SequencerLeaseHeld extends Data.TaggedError("SequencerLeaseHeld")<{ readonly pid: number; readonly expiresAtMs: number }> {
+  override get message() {
+    return `the sequencer lease is held by live process ${this.pid} until ${new Date(this.expiresAtMs).toISOString()}`
+  }
+}
+
+export class SequencerLeaseLost extends Data.TaggedError("SequencerLeaseLost")<{ readonly epoch: number; readonly holderPid: number }> {
+  override get message() {
+    return `this sequencer (epoch ${this.epoch}) lost its lease to process ${this.holderPid}; it stops ordering`
+  }
+}

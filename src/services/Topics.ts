@@ -1,0 +1,79 @@
+/**
+ * Topics: the region's topic table. A topic has a name, an order mode, an ACK level and a
+ * replication factor; creating one (the head does, for the coordinator) makes its PBRs,
+ * Blogs, GOI and session table live. Every process can look topics up.
+ */
+import { Context, Data, type Effect, Schema } from "effect"
+
+/** 0: per-broker arrival only; 2: one total order; 4: + FIFO per (client, broker); 5: + FIFO per client session. */
+export const OrderMode = Schema.Literal(0, 2, 4, 5)
+export type OrderMode = typeof OrderMode.Type
+
+/** 0: no ACK; 1: ordered (mode 0: written); 2: replicated to RF copies. */
+export const AckLevel = Schema.Literal(0, 1, 2)
+export type AckLevel = typeof AckLevel.Type
+
+export const TopicName = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a topic name is 1 to 100 of A-Z a-z 0-9 . _ -" })
+)
+
+export const TopicSpec = Schema.Struct({
+  name: TopicName,
+  order: OrderMode,
+  ackLevel: AckLevel,
+  /** Copies of each batch, the region's included. */
+  replicationFactor: Schema.Int.pipe(Schema.between(1, 16))
+})
+export type TopicSpec = typeof TopicSpec.Type
+
+export const TopicInfo = Schema.Struct({ ...TopicSpec.fields, id: Schema.Int })
+export type TopicInfo = typeof TopicInfo.Type
+
+export interface TopicsShape {
+  /** Creates a topic (one writer: the head); fails if the name exists or the table is full. */
+  readonly create: (spec: TopicSpec) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec>
+  readonly lookup: (name: string) => Effect.Effect<TopicInfo, TopicNotFound>
+  readonly list: Effect.Effect<ReadonlyArray<TopicInfo>>
+}
+
+export class Topics extends Context.Tag("cxlog/Topics")<Topics, TopicsShape>() {}
+
+export class TopicExists extends Schema.TaggedError<TopicExists>()("TopicExists", { name: Schema.String }) {
+  override get message() {
+    return `topic ${JSON.stringify(this.name)} already exists`
+  }
+}
+
+export class TopicNotFound extends Schema.TaggedError<TopicNotFound>()("TopicNotFound", { name: Schema.String }) {
+  override get message() {
+    return `unknown topic ${JSON.stringify(this.name)}`
+  }
+}
+
+export class TopicTableFull extends Schema.TaggedError<TopicTableFull>()("TopicTableFull", { maxTopics: Schema.Int }) {
+  override get message() {
+    return `the topic table is full (${this.maxTopics} topics; raise CXLOG_LOG_MAX_TOPICS)`
+  }
+}
+
+export class ReplicationUnavailable extends Schema.TaggedError<ReplicationUnavailable>()("ReplicationUnavailable", {
+  name: Schema.String,
+  replicationFactor: Schema.Int
+}) {
+  override get message() {
+    return `topic ${JSON.stringify(this.name)}: replication factor ${this.replicationFactor} needs replication, which is not available yet (use 1)`
+  }
+}
+
+export class InvalidTopicSpec extends Schema.TaggedError<InvalidTopicSpec>()("InvalidTopicSpec", { reason: Schema.String }) {
+  override get message() {
+    return `invalid topic: ${this.reason}`
+  }
+}
+
+/** A record read from the region failed its bounds or consistency checks. */
+export class LogCorrupt extends Data.TaggedError("LogCorrupt")<{ readonly reason: string }> {
+  override get message() {
+    return `the log is corrupt: ${this.reason}`
+  }
+}
