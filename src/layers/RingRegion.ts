@@ -20,8 +20,10 @@ import {
   RingWriterBusy,
   RingWriterDead,
   type ReaderProgress,
-  type ReaderSlotState
+  type ReaderSlotState,
+  ringFootprint
 } from "../services/Rings.js"
+import { SUPERBLOCK_BYTES } from "./Superblock.js"
 import { MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
 import {
   FRAME_HEADER_BYTES,
@@ -73,13 +75,16 @@ export interface Lines {
   readonly control: number
   readonly data: number
   readonly line: (slot: number) => number
+  /** Offset just past the ring. */
+  readonly end: number
 }
 
 export const lines = (address: RingAddress): Lines => ({
   address,
   control: address.offset,
   data: address.offset + LINE_BYTES * (1 + address.readerSlots),
-  line: (slot) => address.offset + LINE_BYTES * (1 + slot)
+  line: (slot) => address.offset + LINE_BYTES * (1 + slot),
+  end: address.offset + ringFootprint(address.dataBytes, address.readerSlots)
 })
 
 const read64 = (region: CxlMemoryShape, lowByte: number, fullByte: number): number => {
@@ -95,7 +100,9 @@ const write64 = (region: CxlMemoryShape, lowByte: number, fullByte: number, valu
 
 const readHead = (region: CxlMemoryShape, l: Lines) => read64(region, l.control + Control.headLow, l.control + Control.head)
 
-const validBell = (region: CxlMemoryShape, bell: number) => bell % LINE_BYTES === 0 && region.inBounds(bell, LINE_BYTES)
+/** A doorbell offset read from the region: a line past the superblock, outside this ring. */
+const validBell = (region: CxlMemoryShape, l: Lines, bell: number) =>
+  bell % LINE_BYTES === 0 && bell >= SUPERBLOCK_BYTES && region.inBounds(bell, LINE_BYTES) && (bell < l.control || bell >= l.end)
 
 const slotStates: ReadonlyArray<ReaderSlotState> = ["free", "attaching", "attached"]
 
@@ -141,7 +148,7 @@ export const reapSlot = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lin
   if (onlyIfDead && (state !== ATTACHED || pidAlive(Atomics.load(i32, (line + Reader.pid) / 4)))) return false
   if (Atomics.compareExchange(u32, (line + Reader.state) / 4, state, FREE) !== state) return false
   for (const bell of [u32[(l.control + Control.bell) / 4]!, u32[(line + Reader.bell) / 4]!]) {
-    if (validBell(region, bell)) doorbell.ring(bell)
+    if (validBell(region, l, bell)) doorbell.ring(bell)
   }
   return true
 }
@@ -254,17 +261,21 @@ export const openWriter = (
       }
     }
 
+    const wakeReaders = () => {
+      for (let s = 0; s < readerSlots; s++) {
+        if (Atomics.load(u32, waitingWords[s]!) === 0 || Atomics.load(u32, stateWords[s]!) !== ATTACHED) continue
+        const bell = u32[bellWords[s]!]!
+        if (validBell(region, l, bell)) doorbell.ring(bell)
+      }
+    }
+
     const commit = (): number => {
       if (reserved === committed) return committed
       if (region.coherence === "non-coherent") publishData(committed, reserved)
       write64(region, control + Control.headLow, control + Control.head, reserved)
       region.publish(control, LINE_BYTES)
       committed = reserved
-      for (let s = 0; s < readerSlots; s++) {
-        if (Atomics.load(u32, waitingWords[s]!) === 0) continue
-        const bell = u32[bellWords[s]!]!
-        if (validBell(region, bell)) doorbell.ring(bell)
-      }
+      wakeReaders()
       return committed
     }
 
@@ -311,10 +322,7 @@ export const openWriter = (
         closed = true
         Atomics.store(u32, closedWord, 1)
         region.publish(control, LINE_BYTES)
-        for (let s = 0; s < readerSlots; s++) {
-          const bell = u32[bellWords[s]!]!
-          if (Atomics.load(u32, waitingWords[s]!) !== 0 && validBell(region, bell)) doorbell.ring(bell)
-        }
+        wakeReaders()
       }
     }
     return Effect.succeed(core)
@@ -384,7 +392,7 @@ export const openReader = (
     const ringWriter = () => {
       if (Atomics.load(u32, writerWaitingWord) === 0) return
       const bell = u32[(control + Control.bell) / 4]!
-      if (validBell(region, bell)) doorbell.ring(bell)
+      if (validBell(region, l, bell)) doorbell.ring(bell)
     }
 
     const corrupt = (position: number, reason: string) => new RingCorrupt({ ring: id, position, reason })
