@@ -623,12 +623,15 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
           return topic.sessions.size - 1
         }
       }
-      state = {
-        topic,
-        engine: new OrderEngine(topic.info.order, holdTimeoutMs, config.maxBrokers, sink),
-        scan: topic.brokers.map((b) => b.consumedThrough),
-        tally: emptyTally(config.maxBrokers)
+      const engine = new OrderEngine(topic.info.order, holdTimeoutMs, config.maxBrokers, sink)
+      state = { topic, engine, scan: topic.brokers.map((b) => b.consumedThrough), tally: emptyTally(config.maxBrokers) }
+      // A restarted sequencer: sessions from their records, duplicates from the retained GOI.
+      let slot = 0
+      for (const [key, record] of topic.sessions) {
+        const [clientId, sessionEpoch] = key.split("/").map(Number) as [number, number]
+        engine.restore(clientId, sessionEpoch, slot++, { next: record.next, fenced: record.fenced, orderedMessages: 0, duplicates: 0 })
       }
+      for (const batch of topic.goi) engine.recoverOrdered(engine.session(batch.clientId, batch.sessionEpoch)!, batch.batchSeq)
       return state
     }
 
@@ -653,6 +656,10 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
             let s = st.scan[b]!
             for (let n = 0; n < maxPerBroker && s < broker.head; n++) {
               const batch = batchAt(topic, b, s)
+              if (batch.finished) {
+                s++
+                continue
+              }
               const verdict = st.engine.arrive(b, s, batch.clientId, batch.sessionEpoch, batch.batchSeq, nowMs)
               if (verdict === Verdict.stall) {
                 st.tally.stalled = true

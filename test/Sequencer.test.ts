@@ -1,0 +1,182 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, TestClock } from "effect"
+import { PbrSlot } from "../src/layers/LogRecords.js"
+import { appendSimple, drain, implementations, readAll } from "./fixtures/log-harness.js"
+
+const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
+
+for (const impl of implementations) {
+  describe(`Sequencer contract: ${impl.label}`, () => {
+    for (const order of [0, 2, 4, 5] as const) {
+      it.scoped(`mode ${order}: batches of 4 brokers get one contiguous total order, intact`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make()
+          yield* cluster.topics.create(spec(order))
+          const appenders = yield* Effect.forEach([0, 1, 2, 3], (b) => cluster.appender(b))
+          const sequencer = yield* cluster.sequencer()
+          // Session (client b) sends its batches 0..2 to its own broker.
+          for (let seq = 0; seq < 3; seq++) {
+            for (const a of appenders) yield* appendSimple(a, "t", a.brokerId, 1, seq, 1 + a.brokerId)
+          }
+          yield* drain(sequencer)
+          const read = yield* readAll(cluster.reader, "t")
+          expect(read.map((b) => b.globalSeq)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+          let total = 0
+          for (const b of read) {
+            expect(b.totalOrder).toBe(total)
+            expect(b.crcOk).toBe(true)
+            expect(b.brokerId).toBe(b.clientId)
+            total += b.messageCount
+          }
+          for (let client = 0; client < 4; client++) {
+            expect(read.filter((b) => b.clientId === client).map((b) => b.batchSeq)).toEqual([0, 1, 2])
+            expect(yield* cluster.acks.sessionAcks("t", client, 1)).toEqual({ ordered: 3, replicated: 3, fenced: false, known: true })
+          }
+        }))
+
+      it.scoped(`mode ${order}: a duplicate is dropped, counted and still acknowledged`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make()
+          yield* cluster.topics.create(spec(order))
+          const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+          const sequencer = yield* cluster.sequencer()
+          yield* appendSimple(a!, "t", 7, 0, 0)
+          yield* appendSimple(b!, "t", 7, 0, 0)
+          yield* appendSimple(b!, "t", 7, 0, 1)
+          yield* appendSimple(a!, "t", 7, 0, 1)
+          const round = yield* sequencer.step
+          expect(round.ordered).toBe(2)
+          expect(round.duplicates).toBe(2)
+          expect((yield* readAll(cluster.reader, "t")).map((x) => x.batchSeq)).toEqual([0, 1])
+          expect((yield* cluster.acks.sessionAcks("t", 7, 0)).ordered).toBe(2)
+          expect((yield* cluster.acks.brokerCounts("t")).map((c) => [c.acked, c.sent])).toEqual([[2, 2], [2, 2]])
+        }))
+    }
+
+    it.scoped("mode 5: a batch that arrives before its predecessor is held, then ordered once the gap closes", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a!, "t", 3, 9, 2)
+        yield* appendSimple(a!, "t", 3, 9, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 0, held: 2 })
+        expect(yield* readAll(cluster.reader, "t")).toEqual([])
+        expect((yield* cluster.acks.sessionAcks("t", 3, 9)).ordered).toBe(0)
+        yield* appendSimple(b!, "t", 3, 9, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 3, held: 0 })
+        expect((yield* readAll(cluster.reader, "t")).map((x) => [x.batchSeq, x.brokerId])).toEqual([[0, 1], [1, 0], [2, 0]])
+        expect((yield* cluster.acks.sessionAcks("t", 3, 9)).ordered).toBe(3)
+      }))
+
+    it.scoped("mode 5: a gap open past the hold timeout fences the session; the next epoch is a fresh session", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer({ holdTimeoutMs: 1_000 })
+        yield* appendSimple(a, "t", 5, 1, 0)
+        yield* appendSimple(a, "t", 5, 1, 2)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, held: 1 })
+        yield* TestClock.adjust("999 millis")
+        expect(yield* sequencer.step).toMatchObject({ fenced: 0 })
+        yield* TestClock.adjust("2 millis")
+        expect(yield* sequencer.step).toMatchObject({ fenced: 1, dropped: 1 })
+        expect(yield* cluster.acks.sessionAcks("t", 5, 1)).toEqual({ ordered: 1, replicated: 1, fenced: true, known: true })
+        // Late batches of the fenced epoch are dropped; the publisher replays in epoch 2.
+        yield* appendSimple(a, "t", 5, 1, 1)
+        yield* appendSimple(a, "t", 5, 2, 0)
+        yield* appendSimple(a, "t", 5, 2, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 2, dropped: 1 })
+        const read = yield* readAll(cluster.reader, "t")
+        expect(read.map((x) => `${x.sessionEpoch}:${x.batchSeq}`)).toEqual(["1:0", "2:0", "2:1"])
+      }))
+
+    it.scoped("mode 4: each broker's batches keep their arrival order; mode 0 likewise", () =>
+      Effect.gen(function*() {
+        for (const order of [4, 0] as const) {
+          const cluster = yield* impl.make()
+          yield* cluster.topics.create(spec(order))
+          const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+          const sequencer = yield* cluster.sequencer()
+          for (const seq of [3, 0, 2]) yield* appendSimple(a!, "t", 1, 0, seq)
+          for (const seq of [1, 5, 4]) yield* appendSimple(b!, "t", 1, 0, seq)
+          yield* drain(sequencer)
+          const read = yield* readAll(cluster.reader, "t")
+          expect(read.filter((x) => x.brokerId === 0).map((x) => x.batchSeq)).toEqual([3, 0, 2])
+          expect(read.filter((x) => x.brokerId === 1).map((x) => x.batchSeq)).toEqual([1, 5, 4])
+          expect((yield* cluster.acks.sessionAcks("t", 1, 0)).ordered).toBe(6)
+        }
+      }))
+
+    it.scoped("a second sequencer is refused while the first holds the lease; a successor continues without loss or duplicate", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+        const first = yield* Effect.scoped(Effect.gen(function*() {
+          const sequencer = yield* cluster.sequencer({ maxBatchesPerBroker: 2 })
+          expect(yield* Effect.flip(Effect.scoped(cluster.sequencer()))).toMatchObject({ _tag: "SequencerLeaseHeld" })
+          for (let seq = 0; seq < 10; seq++) yield* appendSimple(seq % 3 === 0 ? a! : b!, "t", 4, 0, seq)
+          yield* appendSimple(a!, "t", 4, 0, 12)
+          yield* sequencer.step
+          return sequencer.epoch
+        }))
+        const second = yield* cluster.sequencer()
+        expect(second.epoch).toBe(first + 1)
+        for (let seq = 10; seq < 14; seq++) if (seq !== 12) yield* appendSimple(b!, "t", 4, 0, seq)
+        yield* appendSimple(a!, "t", 4, 0, 3)
+        yield* drain(second)
+        const read = yield* readAll(cluster.reader, "t")
+        expect(read.map((x) => x.batchSeq)).toEqual(Array.from({ length: 14 }, (_, i) => i))
+        expect(read.map((x) => x.globalSeq)).toEqual(Array.from({ length: 14 }, (_, i) => i))
+      }))
+  })
+}
+
+describe("Sequencer over the region", () => {
+  it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(2))
+      const a = yield* cluster.appender(0)
+      const sequencer = yield* cluster.sequencer()
+      yield* appendSimple(a, "t", 1, 0, 0)
+      yield* appendSimple(a, "t", 1, 0, 1)
+      const { memory, area } = cluster.region!
+      memory.u32[(area.pbr(0, 0) + PbrSlot.payloadBytes) / 4] = 0xfffffff0
+      expect(yield* sequencer.step).toMatchObject({ ordered: 1, dropped: 1 })
+      expect((yield* readAll(cluster.reader, "t")).map((x) => x.batchSeq)).toEqual([1])
+    }))
+
+  it.scoped("a GOI entry committed by a killed sequencer past the published frontier is adopted, not repeated", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory, area } = cluster.region!
+      yield* Effect.scoped(Effect.gen(function*() {
+        const sequencer = yield* cluster.sequencer()
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+        yield* sequencer.step
+      }))
+      // Simulate a crash after the GOI entries and PBR finish lines but before the round's
+      // publication: roll the frontier, session and consumed-through back.
+      memory.f64[(area.orderLine(0) + 0) / 8] = 1
+      memory.f64[(area.orderLine(0) + 8) / 8] = 2
+      memory.f64[(area.sequencerLine(0, 0) + 0) / 8] = 1
+      const sessionLine = area.sessions(0) + 64 * Array.from({ length: 64 }, (_, i) => i).find((i) =>
+        memory.i32[(area.sessions(0) + i * 64 + 4) / 4] !== 0
+      )!
+      memory.f64[(sessionLine + 16) / 8] = 1
+      const sequencer = yield* cluster.sequencer()
+      yield* appendSimple(a, "t", 1, 0, 2)
+      yield* appendSimple(a, "t", 1, 0, 3)
+      yield* drain(sequencer)
+      const read = yield* readAll(cluster.reader, "t")
+      expect(read.map((x) => x.batchSeq)).toEqual([0, 1, 2, 3])
+      expect(read.map((x) => x.totalOrder)).toEqual([0, 2, 4, 6])
+      expect(yield* cluster.acks.sessionAcks("t", 1, 0)).toMatchObject({ ordered: 4 })
+    }))
+})
