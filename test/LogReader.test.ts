@@ -82,7 +82,7 @@ for (const impl of implementations) {
         yield* drain(sequencer)
         const error = yield* Effect.flip(early.poll(() => {}))
         expect(error).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
-        expect(error.earliest).toBeGreaterThan(0)
+        expect(error._tag === "LogOutOfRange" && error.earliest).toBeGreaterThan(0)
         expect(yield* Effect.flip(cluster.reader.subscribe("t", { from: 0 }))).toMatchObject({ _tag: "LogOutOfRange" })
         const { earliest, end } = yield* cluster.reader.bounds("t")
         expect(end).toBe((2 * smallConfig.pbrSlots + 1) * 2)
