@@ -1,11 +1,5 @@
 /** Benchmark output convention: a human table, then one JSON line with `bench`, figures and `ratio`. */
-export const percentile = (sorted: ArrayLike<number>, p: number): number =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
-
-export const summarize = (samples: Array<number>) => {
-  const sorted = Float64Array.from(samples).sort()
-  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), count: sorted.length }
-}
+export { percentile, summarize } from "../src/Percentiles.js"
 
 export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string | number>>): string => {
   const cells = [headers, ...rows.map((r) => r.map((c) => (typeof c === "number" ? format(c) : c)))]

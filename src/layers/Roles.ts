@@ -1,0 +1,79 @@
+/**
+ * Role compositions: which layers a head, a broker and a region client are made of. The
+ * head creates the region (its size and parameters from the RegionConfig); everyone else
+ * attaches and recomputes the layout from the superblock.
+ */
+import { Effect, Layer } from "effect"
+import type { BrokerOptions } from "../services/Broker.js"
+import type { Coherence } from "../services/CxlMemory.js"
+import type { Role } from "../services/ProcessSlot.js"
+import type { SequencerOptions } from "../services/Sequencer.js"
+import * as AckTrackerLayers from "./AckTracker.js"
+import * as AppenderLayers from "./Appender.js"
+import * as BrokerLayers from "./Broker.js"
+import * as BrokerLogRegion from "./BrokerLogRegion.js"
+import * as CxlMemoryLayers from "./CxlMemory.js"
+import * as LogReaderLayers from "./LogReader.js"
+import * as ProcessSlotLayers from "./ProcessSlot.js"
+import { type RegionConfig, RegionLayout, regionBytes, regionParams } from "./RegionLayout.js"
+import * as RegionLayoutLayers from "./RegionLayout.js"
+import * as SequencerLayers from "./Sequencer.js"
+import * as TopicsLayers from "./Topics.js"
+
+export interface RegionAccess {
+  readonly name: string
+  readonly coherence?: Coherence
+}
+
+/** Creates the region for `config`; unlinked when the scope closes unless `keep`. */
+export const createRegion = (access: RegionAccess, config: RegionConfig, keep = false) =>
+  RegionLayoutLayers.layer.pipe(
+    Layer.provideMerge(
+      CxlMemoryLayers.layer({
+        name: access.name,
+        size: regionBytes(config),
+        mode: "create",
+        params: regionParams(config),
+        coherence: access.coherence ?? "coherent",
+        keep
+      })
+    )
+  )
+
+export const attachRegion = (access: RegionAccess) =>
+  RegionLayoutLayers.layer.pipe(
+    Layer.provideMerge(CxlMemoryLayers.layer({ name: access.name, mode: "attach", coherence: access.coherence ?? "coherent" }))
+  )
+
+/** A layer built from the region's layout. */
+const fromLayout = <A, E, R>(f: (layout: RegionLayoutLayers.Layout) => Layer.Layer<A, E, R>) =>
+  Layer.unwrapEffect(Effect.map(RegionLayout, f))
+
+/** This process's slot in the process table, with its Doorbell. */
+export const processSlot = (role: Role, preferredSlot?: number) =>
+  fromLayout((layout) =>
+    ProcessSlotLayers.layer({ table: layout.processTable, role, ...(preferredSlot === undefined ? {} : { preferredSlot }) })
+  )
+
+/** The head's log duties: the topic table's writer and the sequencer. */
+export const headLog = (sequencer: SequencerOptions = {}) =>
+  fromLayout((layout) => Layer.merge(TopicsLayers.layer(layout.log), SequencerLayers.layer(layout.log, sequencer)))
+
+/** A broker: owns a broker slot, appends, tracks ACKs, serves TCP. */
+export const brokerLog = (brokerId: number) =>
+  fromLayout((layout) =>
+    BrokerLogRegion.layer.pipe(
+      Layer.provideMerge(
+        Layer.mergeAll(
+          TopicsLayers.layer(layout.log),
+          AppenderLayers.layer(layout.log, { brokerId }),
+          AckTrackerLayers.layer(layout.log)
+        )
+      )
+    )
+  )
+
+export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(options)
+
+/** A local reader of the log. */
+export const reader = fromLayout((layout) => Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log)))

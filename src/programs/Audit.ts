@@ -1,0 +1,91 @@
+/**
+ * The end-to-end audit used by `cxlog run`, `cxlog bench` and the cluster tests. Each
+ * message carries (publisher, seq) in its first 8 bytes; the reader checks that every
+ * (publisher, seq) arrives exactly once, in per-publisher order, in batches whose crc32c
+ * matches.
+ */
+
+export const AUDIT_HEADER_BYTES = 8
+
+/** Stamps `payload` as message `seq` of `publisher`. */
+export const stamp = (payload: Uint8Array, publisher: number, seq: number): void => {
+  payload[0] = publisher & 0xff
+  payload[1] = (publisher >>> 8) & 0xff
+  payload[2] = (publisher >>> 16) & 0xff
+  payload[3] = publisher >>> 24
+  payload[4] = seq & 0xff
+  payload[5] = (seq >>> 8) & 0xff
+  payload[6] = (seq >>> 16) & 0xff
+  payload[7] = seq >>> 24
+}
+
+const u32 = (b: Uint8Array, o: number) => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+
+export interface AuditResult {
+  readonly expected: number
+  readonly received: number
+  readonly lost: number
+  readonly duplicated: number
+  readonly outOfOrder: number
+  readonly crcMismatches: number
+  readonly malformed: number
+  /** True when nothing was lost, duplicated, reordered, corrupt or malformed. */
+  readonly passed: boolean
+}
+
+/** Tracks messages of `publishers` publishers, `perPublisher` messages each. */
+export const makeAudit = (publishers: number, perPublisher: number) => {
+  const seen = new Uint8Array(publishers * perPublisher)
+  const next = new Float64Array(publishers)
+  let received = 0
+  let distinct = 0
+  let duplicated = 0
+  let outOfOrder = 0
+  let crcMismatches = 0
+  let malformed = 0
+  return {
+    /** One message's payload at bytes[offset, offset + length). */
+    message: (bytes: Uint8Array, offset: number, length: number): void => {
+      received++
+      if (length < AUDIT_HEADER_BYTES) {
+        malformed++
+        return
+      }
+      const publisher = u32(bytes, offset)
+      const seq = u32(bytes, offset + 4)
+      if (publisher >= publishers || seq >= perPublisher) {
+        malformed++
+        return
+      }
+      const index = publisher * perPublisher + seq
+      if (seen[index] !== 0) {
+        duplicated++
+        return
+      }
+      seen[index] = 1
+      distinct++
+      if (seq !== next[publisher]) outOfOrder++
+      next[publisher] = seq + 1
+    },
+    batchCrc: (ok: boolean): void => {
+      if (!ok) crcMismatches++
+    },
+    complete: () => distinct === publishers * perPublisher,
+    distinct: () => distinct,
+    received: () => received,
+    result: (): AuditResult => {
+      const expected = publishers * perPublisher
+      const lost = expected - distinct
+      return {
+        expected,
+        received,
+        lost,
+        duplicated,
+        outOfOrder,
+        crcMismatches,
+        malformed,
+        passed: lost === 0 && duplicated === 0 && outOfOrder === 0 && crcMismatches === 0 && malformed === 0
+      }
+    }
+  }
+}

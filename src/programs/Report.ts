@@ -1,0 +1,24 @@
+/**
+ * How a role process talks to the `cxlog run` / `cxlog bench` orchestrator that forked it:
+ * structured events over the IPC channel. A process with no parent channel reports nothing.
+ * When the parent goes away, the child stops itself so its finalizers run (unmap, leave).
+ */
+export type RoleEvent = { readonly event: string } & Record<string, unknown>
+
+export const report = (event: RoleEvent): void => {
+  if (process.send !== undefined && process.connected) process.send(event)
+}
+
+/** Children of an orchestrator end (with finalizers) when the orchestrator disappears. */
+export const exitWithParent = (): void => {
+  if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
+}
+
+/** "1GiB", "64MiB", "512KiB", "4096" → bytes. */
+export const parseBytes = (text: string): number => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(b|kib|kb|k|mib|mb|m|gib|gb|g)?\s*$/i.exec(text)
+  if (match === null) throw new Error(`not a size: ${JSON.stringify(text)} (try 64MiB or 1GiB)`)
+  const unit = (match[2] ?? "b").toLowerCase()
+  const scale = unit.startsWith("k") ? 1024 : unit.startsWith("m") ? 1024 ** 2 : unit.startsWith("g") ? 1024 ** 3 : 1
+  return Math.round(Number(match[1]) * scale)
+}

@@ -1,0 +1,166 @@
+/**
+ * `cxlog run` (= `npm start`): a whole cluster on the embedded default. A head and N broker
+ * processes on a fresh region under /dev/shm, a publisher process publishing stamped
+ * messages over TCP and a subscriber process auditing the total order; a live progress line
+ * and a summary (throughput, ACK latency, audit).
+ */
+import { Console, Effect, Fiber, Schedule } from "effect"
+import { defaultLogConfig } from "../layers/LogLayout.js"
+import { type AuditResult } from "./Audit.js"
+import { regionGuard, RoleFailed, spawnRole } from "./Cluster.js"
+
+export interface RunOptions {
+  readonly totalBytes: number
+  readonly messageBytes: number
+  readonly brokers: number
+  readonly order: 0 | 2 | 4 | 5
+  readonly ackLevel: 0 | 1 | 2
+  readonly batchBytes: number
+  readonly json: boolean
+  /** Kill this broker (index) with SIGKILL once this fraction of the messages is acked (tests). */
+  readonly killBroker?: { readonly index: number; readonly atFraction: number }
+}
+
+export interface RunSummary {
+  readonly messages: number
+  readonly bytes: number
+  readonly messageBytes: number
+  readonly brokers: number
+  readonly order: number
+  readonly ackLevel: number
+  readonly elapsedMs: number
+  readonly throughputMBps: number
+  readonly ackLatencyP50Us: number
+  readonly ackLatencyP99Us: number
+  readonly lost: number
+  readonly duplicated: number
+  readonly outOfOrder: number
+  readonly crcMismatches: number
+  readonly resends: number
+  readonly auditPassed: boolean
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
+
+/** Region sizing for the run: one topic, `brokers` broker slots, blogs large enough to absorb bursts. */
+const logEnv = (options: RunOptions): Record<string, string> => ({
+  CXLOG_LOG_MAX_TOPICS: "1",
+  CXLOG_LOG_MAX_BROKERS: `${Math.max(options.brokers, 1)}`,
+  CXLOG_LOG_BLOG_BYTES: `${32 << 20}`,
+  CXLOG_LOG_PBR_SLOTS: `${Math.max(defaultLogConfig.pbrSlots, 2048)}`,
+  CXLOG_LOG_MAX_BATCH_BYTES: `${Math.max(options.batchBytes, 1 << 20)}`
+})
+
+export const run = (options: RunOptions) =>
+  Effect.gen(function*() {
+    const region = `cxlog-run-${process.pid}`
+    const messages = Math.floor(options.totalBytes / options.messageBytes)
+    const bytes = messages * options.messageBytes
+    const env = { ...logEnv(options), CXLOG_REGION: region }
+    yield* regionGuard(region)
+    const interactive = process.stdout.isTTY === true && !options.json
+    const say = (line: string) => (options.json ? Effect.void : Console.log(line))
+
+    yield* say(`cxlog run: ${mib(bytes)} of ${options.messageBytes}-byte messages, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${region}`)
+    const head = yield* spawnRole("head", ["head", "--topic", `run:${options.order}:${options.ackLevel}`], env)
+    yield* head.event("ready", 20_000)
+    const brokers = yield* Effect.forEach(
+      Array.from({ length: options.brokers }, (_, i) => i),
+      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], env),
+      { concurrency: "unbounded" }
+    )
+    const ports = yield* Effect.forEach(brokers, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number))
+    const subscriber = yield* spawnRole(
+      "subscriber",
+      ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--idle-timeout-ms", "30000"],
+      env
+    )
+    yield* subscriber.event("subscribed", 20_000)
+    const publisher = yield* spawnRole("publisher", [
+      "publish",
+      "--brokers",
+      ports.map((p) => `127.0.0.1:${p}`).join(","),
+      "--topic",
+      "run",
+      "--count",
+      `${messages}`,
+      "--message-bytes",
+      `${options.messageBytes}`,
+      "--batch-bytes",
+      `${options.batchBytes}`,
+      "--ack",
+      `${options.ackLevel}`
+    ], env)
+
+    const progress = { acked: 0, ordered: 0, read: 0, started: Date.now() }
+    publisher.on((e) => {
+      if (e.event === "progress") progress.acked = (e["ackedMessages"] as number) ?? progress.acked
+    })
+    head.on((e) => {
+      if (e.event === "ordered") progress.ordered = ((e["ordered"] as Record<string, number>)["run"]) ?? progress.ordered
+    })
+    subscriber.on((e) => {
+      if (e.event === "progress") progress.read = (e["messages"] as number) ?? progress.read
+    })
+    const kill = options.killBroker
+    if (kill !== undefined) {
+      publisher.on((e) => {
+        const victim = brokers[kill.index]
+        if (e.event === "progress" && progress.acked >= messages * kill.atFraction && victim !== undefined && victim.child.exitCode === null) {
+          victim.kill("SIGKILL")
+        }
+      })
+    }
+    const line = () => {
+      const seconds = (Date.now() - progress.started) / 1000
+      const pct = (n: number) => `${((100 * n) / messages).toFixed(0).padStart(3)}%`
+      return `${(progress.acked * options.messageBytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0).padStart(5)} MB/s  acked ${pct(progress.acked)}  ordered ${pct(progress.ordered)}  read ${pct(progress.read)}  ${seconds.toFixed(1)} s`
+    }
+    const ticker = yield* Effect.sync(() => (interactive ? process.stdout.write(`\r${line()}`) : undefined)).pipe(
+      Effect.zipRight(options.json || interactive ? Effect.void : Effect.suspend(() => Console.log(line()))),
+      Effect.repeat(Schedule.spaced(interactive ? "250 millis" : "2 seconds")),
+      Effect.delay("250 millis"),
+      Effect.fork
+    )
+    // Any role dying before it is done fails the run, with its last output.
+    const watchdog = Effect.raceAll([head.exited, ...brokers.filter((_, i) => i !== kill?.index).map((b) => b.exited)])
+    const published = yield* publisher.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
+    const audited = yield* subscriber.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
+    yield* Fiber.interrupt(ticker)
+    if (interactive) process.stdout.write(`\r${line()}\n`)
+
+    const audit = audited["audit"] as AuditResult
+    const elapsedMs = published["elapsedMs"] as number
+    const summary: RunSummary = {
+      messages,
+      bytes,
+      messageBytes: options.messageBytes,
+      brokers: options.brokers,
+      order: options.order,
+      ackLevel: options.ackLevel,
+      elapsedMs: Math.round(elapsedMs),
+      throughputMBps: Math.round((bytes / 1e6 / (elapsedMs / 1000)) * 10) / 10,
+      ackLatencyP50Us: Math.round(published["ackLatencyP50Us"] as number),
+      ackLatencyP99Us: Math.round(published["ackLatencyP99Us"] as number),
+      lost: audit.lost,
+      duplicated: audit.duplicated,
+      outOfOrder: audit.outOfOrder,
+      crcMismatches: audit.crcMismatches,
+      resends: published["resends"] as number,
+      auditPassed: audit.passed
+    }
+    if (options.json) {
+      yield* Console.log(JSON.stringify(summary))
+    } else {
+      yield* Console.log(
+        [
+          "",
+          `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
+          `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
+          `subscriber audit: lost ${audit.lost}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${audit.passed ? "PASSED" : "FAILED"}`
+        ].join("\n")
+      )
+    }
+    if (!audit.passed) return yield* new RoleFailed({ role: "subscriber", reason: "the audit failed", stderr: "" })
+    return summary
+  }).pipe(Effect.scoped)
