@@ -2,7 +2,8 @@
 import { Effect } from "effect"
 
 const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>) => Effect.Effect<void, unknown> }>> = {
-  doorbell: () => import("./doorbell.js")
+  doorbell: () => import("./doorbell.js"),
+  loopback: () => import("./loopback.js")
 }
 
 const [name, ...args] = process.argv.slice(2)

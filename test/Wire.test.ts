@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
 import * as fc from "effect/FastCheck"
 import { crc32cSoftware } from "../src/layers/Crc32cSoftware.js"
-import { BatchBuilder, checkBatchPayload, forEachMessage, messageRecordBytes } from "../src/wire/BatchPayload.js"
+import { BatchBuilder, BufferPool, checkBatchPayload, forEachMessage, messageRecordBytes } from "../src/wire/BatchPayload.js"
 import { parseAddresses } from "../src/wire/ClientConnection.js"
 import { decodeControl, ErrorBody, errorFrame, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../src/wire/Control.js"
 import { crc32c, crc32cKind } from "../src/wire/Crc32c.js"
@@ -167,7 +167,7 @@ describe("control frames", () => {
 describe("batch payloads", () => {
   it("what the builder seals, the checker accepts and the walker returns, message by message", () => {
     fc.assert(fc.property(fc.array(fc.tuple(fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 2 ** 32 - 1 })), { minLength: 1, maxLength: 40 }), (messages) => {
-      const builder = new BatchBuilder(512)
+      const builder = new BatchBuilder(new BufferPool(512, 4))
       const batches: Array<{ payload: Uint8Array; count: number; crc: number }> = []
       const expected: Array<Array<[Array<number>, number]>> = [[]]
       for (const [message, flags] of messages) {
@@ -192,8 +192,23 @@ describe("batch payloads", () => {
     }))
   })
 
+  it("a recycled buffer's old bytes never leak into padding", () => {
+    const pool = new BufferPool(64, 1)
+    pool.give(new Uint8Array(64).fill(0xff))
+    const builder = new BatchBuilder(pool)
+    builder.add(new Uint8Array([1, 2, 3]), 5)
+    builder.add(new Uint8Array(0))
+    builder.add(new Uint8Array(9).fill(4))
+    const { payload } = builder.seal()
+    expect([...payload]).toEqual([
+      3, 0, 0, 0, 5, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 0, 0, 0, 0,
+      9, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0
+    ])
+  })
+
   it("the checker refuses payloads whose framing does not add up", () => {
-    const builder = new BatchBuilder(256)
+    const builder = new BatchBuilder(new BufferPool(256, 0))
     builder.add(new Uint8Array(10))
     builder.add(new Uint8Array(3))
     const { payload } = builder.seal()

@@ -48,7 +48,7 @@ const settingsOf = (options: BrokerOptions): Settings => ({
   host: options.host ?? "127.0.0.1",
   port: options.port ?? 0,
   maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
-  ackIntervalMs: options.ackIntervalMs ?? 1,
+  ackIntervalMs: options.ackIntervalMs ?? 0,
   handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
   maxConnections: options.maxConnections ?? 1024,
   readBufferBytes: options.readBufferBytes ?? 1 << 20,
@@ -59,6 +59,12 @@ const settingsOf = (options: BrokerOptions): Settings => ({
 const REJECT_GRACE_MS = 1_000
 /** Upper bound of one wait for frontier progress (the ACK tracker re-reads after it). */
 const PROGRESS_WAIT_MS = 1_000
+
+/** Resumes after the event loop has polled I/O once more, so every batch already received is appended first. */
+const nextLoopTurn = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
 
 /** Received chunks of one socket, handed to its connection fiber in order; pauses the socket past `highWater` bytes. */
 const makeInbox = (socket: Socket, highWater: number) => {
@@ -273,7 +279,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
      * This connection's ACK tracker: re-reads the session's frontier whenever the topic's
      * progress moves and sends the cumulative ACK if it advanced past what this connection
      * was sent and covers a batch this connection carried; after sending it waits
-     * `ackIntervalMs`, so a fast stream gets one ACK per interval, not one per batch.
+     * `ackIntervalMs` (0: one event-loop turn, in which every batch already received is
+     * appended), so a fast stream gets one ACK per interval or turn, not one per batch.
      */
     const ackTracker = (socket: Socket, log: BrokerLogShape, hello: Hello, received: { highest: number }) =>
       Effect.gen(function*() {
@@ -297,7 +304,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             }
             return
           }
-          if (sent) yield* Effect.sleep(Duration.millis(settings.ackIntervalMs))
+          if (sent) yield* settings.ackIntervalMs > 0 ? Effect.sleep(Duration.millis(settings.ackIntervalMs)) : nextLoopTurn
           seen = yield* log.awaitProgress(hello.topic, seen, PROGRESS_WAIT_MS)
         }
       }).pipe(
@@ -343,7 +350,7 @@ export const config: Config.Config<BrokerOptions> = Config.all({
   host: Config.string("CXLOG_BROKER_HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.integer("CXLOG_BROKER_PORT").pipe(Config.withDefault(7400)),
   maxBatchBytes: Config.integer("CXLOG_MAX_BATCH_BYTES").pipe(Config.withDefault(1 << 20)),
-  ackIntervalMs: Config.number("CXLOG_ACK_INTERVAL_MS").pipe(Config.withDefault(1))
+  ackIntervalMs: Config.number("CXLOG_ACK_INTERVAL_MS").pipe(Config.withDefault(0))
 })
 
 export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(

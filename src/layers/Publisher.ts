@@ -19,7 +19,7 @@ import {
   type PublisherShape,
   type PublishError
 } from "../services/Publisher.js"
-import { BatchBuilder, messageRecordBytes } from "../wire/BatchPayload.js"
+import { BatchBuilder, BufferPool, messageRecordBytes } from "../wire/BatchPayload.js"
 import { type BrokerAddress, type ClientConnection, formatAddress, openConnection, parseAddresses } from "../wire/ClientConnection.js"
 import { type AckLevel, fatalWireErrors, Hello, PROTOCOL_VERSION } from "../wire/Control.js"
 import { FrameType } from "../wire/Frame.js"
@@ -28,6 +28,9 @@ interface Batch {
   /** Batch seq in the current epoch (renumbered when a fence opens the next one). */
   seq: number
   readonly payload: Uint8Array
+  /** The pooled buffer under `payload`, given back once the batch is done and no write of it is pending. */
+  readonly buffer: Uint8Array
+  pendingWrites: number
   readonly messageCount: number
   readonly crc32c: number
   /** The link it is outstanding on, or -1 while it waits for one. */
@@ -91,7 +94,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
 
     let epoch = settings.sessionEpoch
     let nextSeq = 0
-    const builder = new BatchBuilder(settings.batchBytes)
+    const pool = new BufferPool(settings.batchBytes, window + 2)
+    const builder = new BatchBuilder(pool)
     /** Sealed batches not yet done, in seq order from `head` (done ones are dropped from the front). */
     let unacked: Array<Batch> = []
     let head = 0
@@ -143,6 +147,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       publisherAckLatency.unsafeUpdate(micros, [])
       counts.ackedBatches++
       counts.ackedMessages += batch.messageCount
+      if (batch.pendingWrites === 0) pool.give(batch.buffer)
     }
 
     const afterProgress = () => {
@@ -189,13 +194,14 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         publisherResends.unsafeUpdate(1, [])
       }
       link.sent++
-      const written = ackLevel === 0
-        ? () => {
-          if (batch.done) return
+      batch.pendingWrites++
+      const written = (error: Error | null | undefined) => {
+        if (--batch.pendingWrites === 0 && batch.done) pool.give(batch.buffer)
+        else if (ackLevel === 0 && !batch.done && error == null) {
           complete(batch)
           afterProgress()
         }
-        : undefined
+      }
       link.connection!.sendBatch({
         type: FrameType.BATCH,
         clientId,
@@ -232,6 +238,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       const batch: Batch = {
         seq: nextSeq++,
         payload: sealed.payload,
+        buffer: sealed.buffer,
+        pendingWrites: 0,
         messageCount: sealed.messageCount,
         crc32c: sealed.crc32c,
         link: -1,

@@ -4,8 +4,8 @@
  * Per connection: a HELLO (Schema-validated: protocol version, topic, client id, session
  * epoch, ack level), a WELCOME, then BATCH frames, each checked (session, message framing,
  * crc32c) and appended through `BrokerLog`; the broker's own ACK tracker sends cumulative
- * ACK frames for the session as its frontier moves (at most one per `ackIntervalMs` while it
- * keeps moving) and a SESSION_FENCED frame if the sequencer fences it. Any bad input gets an
+ * ACK frames for the session as its frontier moves (coalesced: at most one per event-loop turn or
+ * `ackIntervalMs` while it keeps moving) and a SESSION_FENCED frame if the sequencer fences it. Any bad input gets an
  * ERROR frame and closes that connection only; see src/wire/ for the byte layout.
  */
 import { Context, Data } from "effect"
@@ -18,7 +18,10 @@ export interface BrokerOptions {
   readonly port?: number
   /** Largest batch payload accepted; a larger length is refused before anything is allocated. Default 1 MiB. */
   readonly maxBatchBytes?: number
-  /** Minimum gap between two ACK frames of one connection while its frontier keeps moving. Default 1 ms. */
+  /**
+   * Minimum gap between two ACK frames of one connection while its frontier keeps moving;
+   * 0 (default) sends at most one per event-loop turn (all batches read in that turn).
+   */
   readonly ackIntervalMs?: number
   /** A connection must complete its HELLO within this. Default 5 s. */
   readonly handshakeTimeoutMs?: number

@@ -54,17 +54,42 @@ export interface SealedPayload {
 }
 
 /**
- * Accumulates messages into one batch payload of `capacity` bytes; a single message larger
+ * Reusable batch buffers of one size. Buffers are not zeroed (the builder writes every byte
+ * of a record, padding included); they come back once a batch is acknowledged and no write
+ * of it is pending, so a steady stream allocates nothing per batch.
+ */
+export class BufferPool {
+  private readonly free: Array<Uint8Array> = []
+
+  constructor(readonly size: number, private readonly keep: number) {}
+
+  take(): Uint8Array {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size)
+  }
+
+  give(buffer: Uint8Array): void {
+    if (buffer.length === this.size && this.free.length < this.keep) this.free.push(buffer)
+  }
+}
+
+export interface SealedBatch extends SealedPayload {
+  /** The whole buffer the payload is a view of (give it back to the pool when done). */
+  readonly buffer: Uint8Array
+}
+
+/**
+ * Accumulates messages into one batch payload of `pool.size` bytes; a single message larger
  * than that gets a batch of its own, sized to it.
  */
 export class BatchBuilder {
-  private bytes = new Uint8Array(0)
-  private view = new DataView(this.bytes.buffer)
+  private bytes: Uint8Array
+  private view: DataView
   private used = 0
   private count = 0
 
-  constructor(private readonly capacity: number) {
-    this.allocate(capacity)
+  constructor(private readonly pool: BufferPool) {
+    this.bytes = pool.take()
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length)
   }
 
   get messageCount(): number {
@@ -83,8 +108,13 @@ export class BatchBuilder {
   /** Appends a message; the caller has checked `fits`. */
   add(message: Uint8Array, flags = 0): void {
     const record = messageRecordBytes(message.length)
-    if (this.count === 0 && record > this.bytes.length) this.allocate(record)
+    if (this.count === 0 && record > this.bytes.length) {
+      this.pool.give(this.bytes)
+      this.use(new Uint8Array(record))
+    }
     const at = this.used
+    // Zero the record's last 8 bytes first: the message overwrites all but its padding.
+    this.view.setFloat64(at + record - 8, 0)
     this.view.setUint32(at, message.length, true)
     this.view.setUint32(at + 4, flags, true)
     this.bytes.set(message, at + MESSAGE_HEADER_BYTES)
@@ -92,17 +122,17 @@ export class BatchBuilder {
     this.count++
   }
 
-  /** Hands out the batch (a view of its buffer) and starts a fresh buffer. */
-  seal(): SealedPayload {
+  /** Hands out the batch (a view of its buffer) and starts on a fresh buffer from the pool. */
+  seal(): SealedBatch {
     const payload = this.bytes.subarray(0, this.used)
-    const sealed = { payload, messageCount: this.count, crc32c: crc32c(payload, 0, payload.length) }
-    this.allocate(this.capacity)
+    const sealed = { payload, buffer: this.bytes, messageCount: this.count, crc32c: crc32c(payload, 0, payload.length) }
+    this.use(this.pool.take())
     return sealed
   }
 
-  private allocate(bytes: number): void {
-    this.bytes = new Uint8Array(bytes)
-    this.view = new DataView(this.bytes.buffer)
+  private use(bytes: Uint8Array): void {
+    this.bytes = bytes
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length)
     this.used = 0
     this.count = 0
   }

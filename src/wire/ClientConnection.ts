@@ -37,8 +37,11 @@ export interface ConnectionEvents {
 }
 
 export interface ClientConnection {
-  /** Sends a batch frame; `onWritten` runs once its bytes are handed to the kernel. */
-  readonly sendBatch: (header: FrameHeader, payload: Uint8Array, onWritten?: () => void) => void
+  /**
+   * Sends a batch frame; `onWritten` runs once its bytes are handed to the kernel, or with
+   * an error once the connection dropped them (exactly once either way).
+   */
+  readonly sendBatch: (header: FrameHeader, payload: Uint8Array, onWritten: (error: Error | null | undefined) => void) => void
   readonly close: () => void
 }
 
@@ -95,10 +98,10 @@ export const openConnection = (
 
   return {
     sendBatch: (header, payload, onWritten) => {
-      if (closed) return
+      if (closed) return queueMicrotask(() => onWritten(new Error("connection closed")))
       socket.cork()
       socket.write(encodeHeader(header))
-      socket.write(payload, onWritten === undefined ? undefined : (error) => error === undefined || error === null ? onWritten() : undefined)
+      socket.write(payload, onWritten)
       socket.uncork()
     },
     close: () => {
