@@ -4,3 +4,26 @@ export * as CxlMemoryLayers from "./layers/CxlMemory.js"
 export * from "./services/Doorbell.js"
 export * as DoorbellLayers from "./layers/Doorbell.js"
 export { NativeError, NativeUnavailable, loadAddon } from "./native/Native.js"
+export {
+  AckTimeout,
+  type BrokerAddress,
+  type BrokerCounts,
+  BrokerRejected,
+  InvalidPublisherOptions,
+  MessageTooLarge,
+  Publisher,
+  PublisherClosed,
+  type PublishError,
+  type PublisherOptions,
+  type PublisherShape,
+  type PublisherStats
+} from "./services/Publisher.js"
+export * as PublisherLayers from "./layers/Publisher.js"
+export { CxlogPublisher } from "./client/CxlogPublisher.js"
+export { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "./services/Broker.js"
+export * as BrokerLayers from "./layers/Broker.js"
+export { BrokerLog, type BrokerLogShape } from "./services/BrokerLog.js"
+export * as BrokerLogLayers from "./layers/BrokerLog.js"
+export { checkBatchPayload, forEachMessage, messageRecordBytes } from "./wire/BatchPayload.js"
+export { parseAddresses } from "./wire/ClientConnection.js"
+export { PROTOCOL_VERSION } from "./wire/Control.js"
