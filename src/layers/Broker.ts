@@ -175,18 +175,25 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       Effect.gen(function*() {
         const inbox = makeInbox(socket, settings.readBufferBytes)
         const reader = new FrameReader({ accept: [FrameType.HELLO, FrameType.BATCH], maxBatchBytes: settings.maxBatchBytes })
-        const nextFrame = Effect.gen(function*() {
+        /** Waits for chunks until the reader completes a frame, the stream ends, or the input is bad. */
+        const pull = Effect.gen(function*() {
           for (;;) {
-            const frame = reader.next()
-            if (frame instanceof WireViolation) return yield* Effect.fail(frame)
-            if (frame !== undefined) return frame
             const chunk = yield* inbox.next
             if (chunk === undefined) {
               if (reader.midFrame) return yield* new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" })
               return undefined
             }
             reader.push(chunk)
+            const frame = reader.next()
+            if (frame instanceof WireViolation) return yield* Effect.fail(frame)
+            if (frame !== undefined) return frame
           }
+        })
+        // Fast path: the next frame is already in the current chunk.
+        const nextFrame = Effect.suspend(() => {
+          const frame = reader.next()
+          if (frame === undefined) return pull
+          return frame instanceof WireViolation ? Effect.fail(frame) : Effect.succeed(frame)
         })
         const outcome = yield* Effect.either(Effect.scoped(session(socket, nextFrame)))
         inbox.stop()
