@@ -1,0 +1,306 @@
+/**
+ * Rpc over Rings (either Rings layer). Frames: a 12-byte header — kind (u8), tag length
+ * (u16 at +2), client (u32 at +4), request id (u32 at +8) — then the method or notice tag,
+ * then the payload as JSON of the Schema-encoded value.
+ */
+import { Cause, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
+import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../Metrics.js"
+import {
+  type AnyRpcMethod,
+  type DeferredReply,
+  type Failure,
+  type Payload,
+  DeferredReplyTypeId,
+  Rpc,
+  type RpcCallError,
+  type RpcClient,
+  type RpcClientOptions,
+  RpcHandlerDefect,
+  type RpcHandler,
+  RpcInvalidPayload,
+  RpcInvalidReply,
+  RpcProtocolError,
+  type RpcServer,
+  type RpcServerOptions,
+  type RpcShape,
+  RpcTimeout,
+  RpcUnknownMethod,
+  type Success
+} from "../services/Rpc.js"
+import { type RingReader, Rings, type RingsShape } from "../services/Rings.js"
+import * as RingsLayers from "./Rings.js"
+
+const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
+const HEADER_BYTES = 12
+/** Addressee of a notice meant for every client. */
+const ALL_CLIENTS = 0xffffffff
+const DEFAULT_TIMEOUT_MS = 10_000
+/** How often a server or client looks again at a ring whose writer closed or died. */
+const REOPEN_POLL_MS = 200
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+interface WireFrame {
+  readonly kind: number
+  readonly client: number
+  readonly requestId: number
+  readonly tag: string
+  readonly json: string
+}
+
+const encodeFrame = (kind: number, client: number, requestId: number, tag: string, json: string): Uint8Array => {
+  const tagBytes = encoder.encode(tag)
+  const body = encoder.encode(json)
+  const frame = new Uint8Array(HEADER_BYTES + tagBytes.length + body.length)
+  const view = new DataView(frame.buffer)
+  view.setUint8(0, kind)
+  view.setUint16(2, tagBytes.length, true)
+  view.setUint32(4, client, true)
+  view.setUint32(8, requestId, true)
+  frame.set(tagBytes, HEADER_BYTES)
+  frame.set(body, HEADER_BYTES + tagBytes.length)
+  return frame
+}
+
+/** Reads a frame (copying out of the ring); undefined when the header is malformed. */
+const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
+  if (frame.length < HEADER_BYTES) return undefined
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
+  const kind = view.getUint8(0)
+  const tagLength = view.getUint16(2, true)
+  if (kind < Kind.request || kind > Kind.notice || HEADER_BYTES + tagLength > frame.length) return undefined
+  return {
+    kind,
+    client: view.getUint32(4, true),
+    requestId: view.getUint32(8, true),
+    tag: decoder.decode(frame.subarray(HEADER_BYTES, HEADER_BYTES + tagLength)),
+    json: decoder.decode(frame.subarray(HEADER_BYTES + tagLength))
+  }
+}
+
+/** A method's Schema as the wire sees it: values in, JSON out, and back. */
+const wireSchema = (schema: AnyRpcMethod["payload"]) => Schema.parseJson(schema as Schema.Schema<unknown, unknown>)
+const toJson = (schema: AnyRpcMethod["payload"], value: unknown) => Schema.encodeEither(wireSchema(schema))(value)
+const fromJson = (schema: AnyRpcMethod["payload"], text: string) => Schema.decodeUnknownEither(wireSchema(schema))(text)
+const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error)
+
+/** Reads `reader` with `handler` for good: a closed or dead writer is waited out (a new one may come), other errors are logged. */
+const serveForever = (reader: RingReader, handler: (frame: Uint8Array) => Effect.Effect<void>) =>
+  reader.consume(handler).pipe(
+    Effect.catchAll((error) =>
+      error._tag === "RingWriterDead" ? Effect.void : Effect.logWarning(`rpc: ring ${reader.address.id}: ${error.message}`)
+    ),
+    Effect.zipRight(Effect.sleep(REOPEN_POLL_MS)),
+    Effect.forever
+  )
+
+interface Outbound {
+  readonly frame: Uint8Array
+  readonly committed?: Deferred.Deferred<number>
+}
+
+const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
+  Effect.gen(function*() {
+    const context = yield* Effect.context<R>()
+    const byTag = new Map(handlers.map((h) => [h.method.tag, h]))
+    const outbound = yield* Queue.unbounded<Outbound>()
+    const writer = yield* rings.writer(options.replies)
+
+    // The reply ring's only writer: replies, deferred replies and notices all funnel here.
+    const send = (frame: Uint8Array) =>
+      Effect.gen(function*() {
+        let at = writer.tryReserve(frame.length)
+        while (at < 0) {
+          at = yield* writer.reserve(frame.length).pipe(
+            Effect.catchTag("RingFull", (e) => Effect.as(Effect.logWarning(`rpc: reply ring: ${e.message}; still waiting`), -1))
+          )
+        }
+        writer.bytes.set(frame, at)
+      })
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const items = yield* Queue.takeBetween(outbound, 1, 4096)
+      for (const item of items) {
+        yield* send(item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
+      }
+      const sequence = writer.commit()
+      for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
+    })))
+
+    const enqueue = (frame: Uint8Array) => Queue.offer(outbound, { frame })
+    const protocolError = (client: number, requestId: number, tag: string, error: RpcProtocolError) =>
+      enqueue(encodeFrame(Kind.protocolError, client, requestId, tag, JSON.stringify(Schema.encodeSync(RpcProtocolError)(error))))
+
+    /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
+    const reply = (method: AnyRpcMethod, client: number, requestId: number, exit: Exit.Exit<unknown, unknown>) => {
+      const defect = (defect: string) => protocolError(client, requestId, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
+      if (Exit.isSuccess(exit)) {
+        const json = toJson(method.success, exit.value)
+        if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
+        const frame = encodeFrame(Kind.success, client, requestId, method.tag, json.right)
+        return frame.length > writer.maxFrameBytes ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`) : enqueue(frame)
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 2000))
+      const json = toJson(method.failure, failure.value)
+      if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
+      return enqueue(encodeFrame(Kind.failure, client, requestId, method.tag, json.right))
+    }
+
+    const deferredReply = (method: AnyRpcMethod, client: number, requestId: number): DeferredReply<unknown, unknown> => {
+      let done = false
+      const complete = (exit: Exit.Exit<unknown, unknown>) =>
+        Effect.suspend(() => {
+          if (done) return Effect.void
+          done = true
+          return reply(method, client, requestId, exit)
+        })
+      return {
+        [DeferredReplyTypeId]: DeferredReplyTypeId,
+        client,
+        requestId,
+        succeed: (value) => Effect.asVoid(complete(Exit.succeed(value))),
+        fail: (error) => Effect.asVoid(complete(Exit.fail(error)))
+      }
+    }
+
+    const onRequest = (client: number) => (bytes: Uint8Array) =>
+      Effect.gen(function*() {
+        const frame = decodeFrame(bytes)
+        if (frame === undefined || frame.kind !== Kind.request) {
+          yield* Metric.increment(rpcRejectedRequests)
+          return yield* Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`)
+        }
+        const { requestId, tag } = frame
+        const handler = byTag.get(tag)
+        if (handler === undefined) {
+          yield* Metric.increment(rpcRejectedRequests)
+          return yield* protocolError(client, requestId, tag, new RpcUnknownMethod({ method: tag, requestId }))
+        }
+        const payload = fromJson(handler.method.payload, frame.json)
+        if (Either.isLeft(payload)) {
+          yield* Metric.increment(rpcRejectedRequests)
+          return yield* protocolError(client, requestId, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) }))
+        }
+        let deferred: DeferredReply<unknown, unknown> | undefined
+        const request = {
+          client,
+          requestId,
+          method: tag,
+          defer: () => (deferred ??= deferredReply(handler.method, client, requestId))
+        }
+        const exit = yield* Effect.exit(Effect.provide(handler.run(payload.right, request), context))
+        if (deferred === undefined) return yield* reply(handler.method, client, requestId, exit)
+        // Deferred: the handle answers; a handler that failed after deferring answers through it.
+        if (Exit.isFailure(exit)) {
+          const failure = Cause.failureOption(exit.cause)
+          yield* Option.isSome(failure) ? deferred.fail(failure.value) : reply(handler.method, client, requestId, exit)
+        }
+      })
+
+    for (const { client, ring } of options.requests) {
+      const reader = yield* rings.reader(ring)
+      yield* Effect.forkScoped(serveForever(reader, onRequest(client)))
+    }
+
+    const server: RpcServer = {
+      notify: (notice, value, client) =>
+        Effect.gen(function*() {
+          const json = yield* Schema.encode(Schema.parseJson(notice.schema))(value)
+          const committed = yield* Deferred.make<number>()
+          yield* Queue.offer(outbound, { frame: encodeFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json), committed })
+          return yield* Deferred.await(committed)
+        })
+    }
+    return server
+  })
+
+interface Reply {
+  readonly kind: number
+  readonly json: string
+}
+
+const client = (rings: RingsShape) => (options: RpcClientOptions) =>
+  Effect.gen(function*() {
+    const me = options.client
+    const defaultTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const writer = yield* rings.writer(options.requests)
+    const reader = yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot })
+    const pending = new Map<number, Deferred.Deferred<Reply>>()
+    const notices = yield* PubSub.unbounded<WireFrame>()
+    let nextId = 1
+
+    yield* Effect.forkScoped(serveForever(reader, (bytes) =>
+      Effect.suspend(() => {
+        const frame = decodeFrame(bytes)
+        if (frame === undefined || (frame.client !== me && frame.client !== ALL_CLIENTS)) return Effect.void
+        if (frame.kind === Kind.notice) return PubSub.publish(notices, frame)
+        const waiting = pending.get(frame.requestId)
+        return waiting === undefined ? Effect.void : Deferred.succeed(waiting, { kind: frame.kind, json: frame.json })
+      })))
+
+    const call = <M extends AnyRpcMethod>(
+      method: M,
+      payload: Payload<M>,
+      callOptions?: { readonly timeoutMs?: number }
+    ): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
+      Effect.suspend(() => {
+        const requestId = nextId
+        nextId = nextId === 0xfffffffe ? 1 : nextId + 1
+        const timeoutMs = callOptions?.timeoutMs ?? defaultTimeoutMs
+        const invalidReply = (issue: string) => new RpcInvalidReply({ method: method.tag, requestId, issue })
+        return Effect.gen(function*() {
+          yield* Metric.increment(rpcCalls)
+          const json = toJson(method.payload, payload)
+          if (Either.isLeft(json)) return yield* new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })
+          const replied = yield* Deferred.make<Reply>()
+          pending.set(requestId, replied)
+          yield* writer.write(encodeFrame(Kind.request, me, requestId, method.tag, json.right))
+          const reply = yield* Deferred.await(replied).pipe(
+            Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new RpcTimeout({ method: method.tag, requestId, timeoutMs }) }),
+            Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts))
+          )
+          // The Schemas are the method's own, so what they decode has the method's types.
+          switch (reply.kind) {
+            case Kind.success:
+              return (yield* Effect.mapError(Schema.decodeUnknown(wireSchema(method.success))(reply.json), (e) => invalidReply(describe(e)))) as Success<M>
+            case Kind.failure: {
+              const failure = yield* Effect.mapError(Schema.decodeUnknown(wireSchema(method.failure))(reply.json), (e) => invalidReply(describe(e)))
+              return yield* Effect.fail(failure as Failure<M>)
+            }
+            case Kind.protocolError: {
+              const error = yield* Effect.mapError(Schema.decodeUnknown(Schema.parseJson(RpcProtocolError))(reply.json), (e) => invalidReply(describe(e)))
+              return yield* Effect.fail(error)
+            }
+            default:
+              return yield* invalidReply(`unexpected frame kind ${reply.kind}`)
+          }
+        }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(requestId))))
+      })
+
+    const rpcClient: RpcClient = {
+      client: me,
+      call,
+      notices: (notice) =>
+        Effect.map(Stream.fromPubSub(notices, { scoped: true }), (subscribed) =>
+          subscribed.pipe(
+            Stream.filter((frame) => frame.tag === notice.tag),
+            Stream.mapEffect((frame) =>
+              Schema.decodeUnknown(Schema.parseJson(notice.schema))(frame.json).pipe(
+                Effect.map(Option.some),
+                Effect.catchAll((e) => Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none()))
+              )
+            ),
+            Stream.filterMap((value) => value)
+          ))
+    }
+    return rpcClient
+  })
+
+export const make: Effect.Effect<RpcShape, never, Rings> = Effect.map(Rings, (rings) => ({ serve: serve(rings), client: client(rings) }))
+
+/** Rpc over whichever Rings layer is provided (the region's, or the in-memory fake). */
+export const layer: Layer.Layer<Rpc, never, Rings> = Layer.effect(Rpc, make)
+
+/** Rpc over in-memory rings: servers and clients in one process, no region. */
+export const layerMemory: Layer.Layer<Rpc> = layer.pipe(Layer.provide(RingsLayers.layerMemory))

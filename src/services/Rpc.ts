@@ -1,0 +1,179 @@
+/**
+ * Rpc: request/reply over rings, shaped for the coordinator. Every client writes requests on
+ * its own request ring; one server reads them all and answers on ONE reply ring that a single
+ * server fiber writes (replies, deferred replies and notices alike); every client reads that
+ * ring and keeps what is addressed to it.
+ *
+ * A method names a tag and the Schemas of its payload, success and failure. Payloads travel as
+ * JSON of the Schema-encoded value; the receiver decodes with the same Schema. A request that
+ * fails to decode is answered with `RpcInvalidPayload` and the server keeps serving.
+ */
+import { Context, Data, type Effect, type ParseResult, Schema, type Scope, type Stream } from "effect"
+import type { InvalidRingAddress, NoFreeReaderSlot, RingAddress, RingCorrupt, RingWriteError, RingWriterBusy } from "./Rings.js"
+
+export interface RpcMethod<Tag extends string, P, PI, S, SI, F, FI> {
+  readonly tag: Tag
+  readonly payload: Schema.Schema<P, PI>
+  readonly success: Schema.Schema<S, SI>
+  readonly failure: Schema.Schema<F, FI>
+}
+
+/** Any context-free Schema, `never` sides included (a method without failures has `Schema.Never`). */
+type AnySchema = Schema.Schema<any, any> | Schema.Schema<never, never> | Schema.Schema<any, never> | Schema.Schema<never, any>
+
+export interface AnyRpcMethod {
+  readonly tag: string
+  readonly payload: AnySchema
+  readonly success: AnySchema
+  readonly failure: AnySchema
+}
+export type Payload<M extends AnyRpcMethod> = Schema.Schema.Type<M["payload"]>
+export type Success<M extends AnyRpcMethod> = Schema.Schema.Type<M["success"]>
+export type Failure<M extends AnyRpcMethod> = Schema.Schema.Type<M["failure"]>
+
+/** Declares a method; `failure` (the handler's typed errors, e.g. a `Schema.TaggedError`) defaults to none. */
+export const method = <const Tag extends string, P, PI, S, SI, F = never, FI = never>(
+  tag: Tag,
+  schemas: {
+    readonly payload: Schema.Schema<P, PI>
+    readonly success: Schema.Schema<S, SI>
+    readonly failure?: Schema.Schema<F, FI>
+  }
+): RpcMethod<Tag, P, PI, S, SI, F, FI> => ({
+  tag,
+  payload: schemas.payload,
+  success: schemas.success,
+  failure: schemas.failure ?? (Schema.Never as unknown as Schema.Schema<F, FI>)
+})
+
+/** A one-way message the server sends on the reply ring, to one client or to all. */
+export interface RpcNotice<Tag extends string, A, I> {
+  readonly tag: Tag
+  readonly schema: Schema.Schema<A, I>
+}
+
+export const notice = <const Tag extends string, A, I>(tag: Tag, schema: Schema.Schema<A, I>): RpcNotice<Tag, A, I> => ({ tag, schema })
+
+export const DeferredReplyTypeId: unique symbol = Symbol.for("cxlog/Rpc/DeferredReply")
+
+/** A reply a handler took over (`request.defer()`): complete it once, from any fiber, later. */
+export interface DeferredReply<S, F> {
+  readonly [DeferredReplyTypeId]: typeof DeferredReplyTypeId
+  readonly client: number
+  readonly requestId: number
+  readonly succeed: (value: S) => Effect.Effect<void>
+  readonly fail: (error: F) => Effect.Effect<void>
+}
+
+export interface RpcRequest<S, F> {
+  readonly client: number
+  readonly requestId: number
+  readonly method: string
+  /**
+   * Takes over the reply: the server answers only when the returned handle is completed (the
+   * handler returns the handle, or anything — its success value is then ignored). The server
+   * goes on reading this client's ring meanwhile.
+   */
+  readonly defer: () => DeferredReply<S, F>
+}
+
+export interface RpcHandler<R> {
+  readonly method: AnyRpcMethod
+  readonly run: (payload: unknown, request: RpcRequest<unknown, unknown>) => Effect.Effect<unknown, unknown, R>
+}
+
+/** A handler: its success is the reply, its typed failure a failure reply, a defect `RpcHandlerDefect`. */
+export const handle = <M extends AnyRpcMethod, R = never>(
+  method: M,
+  run: (
+    payload: Payload<M>,
+    request: RpcRequest<Success<M>, Failure<M>>
+  ) => Effect.Effect<Success<M> | DeferredReply<Success<M>, Failure<M>>, Failure<M>, R>
+): RpcHandler<R> => ({ method, run: run as RpcHandler<R>["run"] })
+
+/** The request payload did not decode with the method's Schema (sent by the server, or raised by a client that cannot encode). */
+export class RpcInvalidPayload extends Schema.TaggedError<RpcInvalidPayload>()("RpcInvalidPayload", {
+  method: Schema.String,
+  requestId: Schema.Number,
+  issue: Schema.String
+}) {}
+
+export class RpcUnknownMethod extends Schema.TaggedError<RpcUnknownMethod>()("RpcUnknownMethod", {
+  method: Schema.String,
+  requestId: Schema.Number
+}) {}
+
+/** The handler died, or its reply did not encode; `defect` describes it. */
+export class RpcHandlerDefect extends Schema.TaggedError<RpcHandlerDefect>()("RpcHandlerDefect", {
+  method: Schema.String,
+  requestId: Schema.Number,
+  defect: Schema.String
+}) {}
+
+/** What a server answers when it cannot run a handler's own reply. */
+export const RpcProtocolError = Schema.Union(RpcInvalidPayload, RpcUnknownMethod, RpcHandlerDefect)
+export type RpcProtocolError = typeof RpcProtocolError.Type
+
+export class RpcTimeout extends Data.TaggedError("RpcTimeout")<{ readonly method: string; readonly requestId: number; readonly timeoutMs: number }> {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: no reply within ${this.timeoutMs} ms`
+  }
+}
+
+/** A reply that did not decode with the method's Schema. */
+export class RpcInvalidReply extends Data.TaggedError("RpcInvalidReply")<{ readonly method: string; readonly requestId: number; readonly issue: string }> {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: invalid reply: ${this.issue}`
+  }
+}
+
+export type RpcCallError = RpcProtocolError | RpcTimeout | RpcInvalidReply | RingWriteError
+export type RpcOpenError = InvalidRingAddress | RingWriterBusy | NoFreeReaderSlot | RingCorrupt
+
+export interface RpcServerOptions {
+  /** One request ring per client: the client writes it, the server reads it. */
+  readonly requests: ReadonlyArray<{ readonly client: number; readonly ring: RingAddress }>
+  /** The reply ring: written by one server fiber, read by every client. */
+  readonly replies: RingAddress
+}
+
+export interface RpcClientOptions {
+  /** This client's number: the server addresses replies by it. */
+  readonly client: number
+  readonly requests: RingAddress
+  readonly replies: RingAddress
+  /** This client's reader slot on the reply ring (default: any free one). */
+  readonly replySlot?: number
+  /** Default call timeout (10 s). */
+  readonly timeoutMs?: number
+}
+
+export interface RpcServer {
+  /**
+   * Sends a notice to `client` (every client when omitted) through the reply ring's single
+   * writer; returns the reply ring's leading sequence once the notice is committed.
+   */
+  readonly notify: <Tag extends string, A, I>(notice: RpcNotice<Tag, A, I>, value: A, client?: number) => Effect.Effect<number, ParseResult.ParseError>
+}
+
+export interface RpcClient {
+  readonly client: number
+  readonly call: <M extends AnyRpcMethod>(
+    method: M,
+    payload: Payload<M>,
+    options?: { readonly timeoutMs?: number }
+  ) => Effect.Effect<Success<M>, Failure<M> | RpcCallError>
+  /**
+   * Subscribes now to notices of this kind addressed to this client or to all; the stream
+   * yields those that arrive from here on (undecodable ones are logged and skipped).
+   */
+  readonly notices: <Tag extends string, A, I>(notice: RpcNotice<Tag, A, I>) => Effect.Effect<Stream.Stream<A>, never, Scope.Scope>
+}
+
+export interface RpcShape {
+  /** Serves `handlers` on every request ring until the scope closes. */
+  readonly serve: <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) => Effect.Effect<RpcServer, RpcOpenError, Scope.Scope | R>
+  readonly client: (options: RpcClientOptions) => Effect.Effect<RpcClient, RpcOpenError, Scope.Scope>
+}
+
+export class Rpc extends Context.Tag("cxlog/Rpc")<Rpc, RpcShape>() {}
