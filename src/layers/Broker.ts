@@ -200,7 +200,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         if (Either.isLeft(outcome)) {
           yield* Effect.logDebug(`broker ${log.brokerId}: closing a connection: ${outcome.left.message}`)
           reject(socket, outcome.left)
-        } else {
+        } else if (!socket.writableEnded) {
           socket.destroy()
         }
       }).pipe(
@@ -253,7 +253,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         yield* Effect.forkScoped(ackTracker(socket, log, hello, received))
         for (;;) {
           const frame = yield* nextFrame
-          if (frame === undefined) return
+          // Done, or the ACK tracker dropped the connection (slow consumer): append nothing more.
+          if (frame === undefined || socket.writableEnded) return
           if (frame.type !== FrameType.BATCH) return yield* new WireViolation({ code: "unexpected-frame", detail: "only BATCH frames follow the handshake" })
           if (frame.clientId !== hello.clientId || frame.sessionEpoch !== hello.sessionEpoch) {
             return yield* new WireViolation({
