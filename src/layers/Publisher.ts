@@ -367,9 +367,10 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return true
     }
 
+    /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
     const writable: Effect.Effect<void, PublishError> = Effect.suspend(function check(): Effect.Effect<void, PublishError> {
       if (failure !== undefined) return Effect.fail(failure)
-      if (inFlight < window) return Effect.void
+      if (inFlight < window || builder.messageCount === 0) return Effect.void
       return Effect.zipRight(changed, Effect.suspend(check))
     })
 
@@ -378,7 +379,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         const taken = tryPublish(payload)
         if (taken === true) return Effect.void
         if (taken !== false) return Effect.fail(taken)
-        return Effect.zipRight(writable, Effect.suspend(attempt))
+        return Effect.zipRight(changed, Effect.suspend(attempt))
       })
 
     const brokerCounts = (): ReadonlyArray<BrokerCounts> =>
