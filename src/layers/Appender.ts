@@ -237,10 +237,7 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       f64[(slot + PbrSlot.pbrSeq) / 8] = pbrSeq
       region.publish(at, payloadBytes)
       region.publish(slot, 64)
-      if (audit !== undefined) {
-        audit.beforeCommit(at, payloadBytes, `Blog of PBR ${brokerId}/${pbrSeq}`)
-        audit.beforeCommit(slot, PbrSlot.commit, `PBR header ${brokerId}/${pbrSeq}`)
-      }
+      audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
       Atomics.store(i32, (slot + PbrSlot.commit) / 4, lapMark(pbrSeq, pbrSlots))
       region.publish(slot + PbrSlot.commit, 4)
       bt.head = pbrSeq + 1

@@ -9,8 +9,11 @@ import { Effect, type Scope } from "effect"
 import type { CxlMemoryShape } from "../services/CxlMemory.js"
 
 export interface FlushAudit {
-  /** Called right before a commit word: [offset, offset + length) must have been flushed since the last commit. */
-  readonly beforeCommit: (offset: number, length: number, what: string) => void
+  /**
+   * Called right before a commit word: every range of the record (`ranges` holds offset,
+   * length pairs) must have been flushed since the previous commit.
+   */
+  readonly beforeCommit: (what: string, ranges: ReadonlyArray<number>) => void
   /** Commits checked so far. */
   readonly checked: () => number
   /** Commits whose record was not (fully) flushed first. */
@@ -38,11 +41,13 @@ export const makeFlushAudit = (region: CxlMemoryShape): Effect.Effect<FlushAudit
       let checked = 0
       const violations: Array<string> = []
       return {
-        beforeCommit: (offset: number, length: number, what: string) => {
+        beforeCommit: (what: string, ranges: ReadonlyArray<number>) => {
           checked++
           const flushed = Array.from(region.flushLog.take())
-          if (!covered(flushed, offset, length)) {
-            violations.push(`${what} [${offset}, +${length}) committed before it was flushed`)
+          for (let i = 0; i + 1 < ranges.length; i += 2) {
+            if (covered(flushed, ranges[i]!, ranges[i + 1]!)) continue
+            violations.push(`${what} [${ranges[i]}, +${ranges[i + 1]}) committed before it was flushed`)
+            return
           }
         },
         checked: () => checked,

@@ -206,7 +206,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       f64[(slot + PbrSlot.globalSeq) / 8] = globalSeq
       f64[(slot + PbrSlot.totalOrder) / 8] = totalOrder
       region.publish(slot + 64, 64)
-      audit?.beforeCommit(slot + 64, PbrSlot.finish - 64, `PBR finish ${pbrSeq}`)
+      audit?.beforeCommit(`PBR finish ${pbrSeq}`, [slot + 64, PbrSlot.finish - 64])
       Atomics.store(i32, (slot + PbrSlot.finish) / 4, lapMark(pbrSeq, pbrSlots))
       region.publish(slot + PbrSlot.finish, 4)
     }
@@ -227,7 +227,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       u32[(e + GoiEntry.crc32c) / 4] = u32[(slot + PbrSlot.crc32c) / 4]!
       i32[(e + GoiEntry.seqHi) / 4] = goiSeqHi(g)
       region.publish(e, 64)
-      audit?.beforeCommit(e, GoiEntry.seqLo, `GOI ${g}`)
+      audit?.beforeCommit(`GOI ${g}`, [e, GoiEntry.seqLo])
       Atomics.store(i32, (e + GoiEntry.seqLo) / 4, goiSeqLo(g))
       region.publish(e + GoiEntry.seqLo, 4)
     }
