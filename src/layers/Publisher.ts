@@ -54,7 +54,7 @@ interface Link {
   retry: ReturnType<typeof setTimeout> | undefined
 }
 
-const LATENCY_SAMPLES = 1 << 20
+const LATENCY_SAMPLES = 1 << 16
 const MAX_RECONNECT_DELAY_MS = 1_000
 
 const settingsOf = (options: PublisherOptions) => ({

@@ -79,7 +79,7 @@ export interface PublisherShape {
   /** Seals the current batch and waits until everything published is acknowledged at the ack level. */
   readonly flush: (timeoutMs: number) => Effect.Effect<void, PublishError | AckTimeout>
   readonly stats: () => PublisherStats
-  /** Seal-to-ACK latency of each acknowledged batch so far, in µs (the most recent 2^20). */
+  /** Seal-to-ACK latency of each acknowledged batch so far, in µs (the most recent 65,536). */
   readonly ackLatencies: () => Float64Array
 }
 
