@@ -12,9 +12,12 @@ import * as AckTrackerLayers from "./AckTracker.js"
 import * as AppenderLayers from "./Appender.js"
 import * as BrokerLayers from "./Broker.js"
 import * as BrokerLogRegion from "./BrokerLogRegion.js"
+import * as CoordinatorLayers from "./Coordinator.js"
 import * as CxlMemoryLayers from "./CxlMemory.js"
 import * as LogReaderLayers from "./LogReader.js"
 import * as ProcessSlotLayers from "./ProcessSlot.js"
+import * as RingsLayers from "./Rings.js"
+import * as RpcLayers from "./Rpc.js"
 import { type RegionConfig, RegionLayout, regionBytes, regionParams } from "./RegionLayout.js"
 import * as RegionLayoutLayers from "./RegionLayout.js"
 import * as SequencerLayers from "./Sequencer.js"
@@ -77,3 +80,13 @@ export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(optio
 
 /** A local reader of the log. */
 export const reader = fromLayout((layout) => Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log)))
+
+/** Rings and RPC over the region (needs the region and this process's doorbell). */
+export const controlTransport = RpcLayers.layer.pipe(Layer.provideMerge(RingsLayers.layer))
+
+/** The coordinator itself (head only): needs the transport and the topic table. */
+export const coordinatorServer = (options?: CoordinatorLayers.ServerOptions) =>
+  options === undefined ? CoordinatorLayers.layerServerConfig : CoordinatorLayers.layerServer(options)
+
+/** Every process's coordinator client: joins on build, leaves on close. */
+export const coordinatorClient = (options?: CoordinatorLayers.ClientOptions) => CoordinatorLayers.layer(options)

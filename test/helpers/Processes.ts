@@ -14,7 +14,7 @@ export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "
 
 /** A region name no other test run uses; unlinked in a finalizer even if the test fails. */
 export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.Scope> =>
-  Effect.acquireRelease(Effect.sync(() => `cxlog-test-${label}-${process.pid}-${randomBytes(4).toString("hex")}`), (name) =>
+  Effect.acquireRelease(Effect.sync(() => `cxlog-test-${process.env["CXLOG_TEST_RUN"] ?? "adhoc"}-${label}-${process.pid}-${randomBytes(4).toString("hex")}`), (name) =>
     Effect.sync(() => {
       if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
     }))
