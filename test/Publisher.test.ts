@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { ConfigProvider, Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
 import { CxlogPublisher } from "../src/client/CxlogPublisher.js"
 import * as BrokerLayers from "../src/layers/Broker.js"
 import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
@@ -8,6 +8,9 @@ import type { BrokerShape } from "../src/services/Broker.js"
 import { BrokerLog, type BrokerLogShape } from "../src/services/BrokerLog.js"
 import type { PublisherOptions } from "../src/services/Publisher.js"
 import { audit, clean, publishTestMessages, testMessage } from "./fixtures/net-audit.js"
+
+/** `npm run test:stress` runs the long variants. */
+const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
 
 /** `count` brokers over one memory log, each in its own scope so a test can kill it. */
 const cluster = (count: number, options: { holdTimeoutMs?: number; wrap?: (log: BrokerLogShape) => BrokerLogShape } = {}) =>
@@ -32,11 +35,11 @@ describe("Publisher", () => {
       const { log, publisher } = yield* cluster(4)
       const a = yield* publisher({ clientId: 1, batchBytes: 8192 })
       const b = yield* publisher({ clientId: 2, batchBytes: 4096, maxInFlightBatches: 8 })
-      yield* Effect.all([publishTestMessages(a, 1, 20_000), publishTestMessages(b, 2, 10_000)], { concurrency: 2 })
-      yield* Effect.all([a.flush(10_000), b.flush(10_000)], { concurrency: 2 })
-      expect(audit(log.ordered("t"), new Map([[1, 20_000], [2, 10_000]]))).toEqual({ messages: 30_000, ...clean })
+      yield* Effect.all([publishTestMessages(a, 1, 20_000 * SCALE), publishTestMessages(b, 2, 10_000 * SCALE)], { concurrency: 2 })
+      yield* Effect.all([a.flush(30_000), b.flush(30_000)], { concurrency: 2 })
+      expect(audit(log.ordered("t"), new Map([[1, 20_000 * SCALE], [2, 10_000 * SCALE]]))).toEqual({ messages: 30_000 * SCALE, ...clean })
       const stats = a.stats()
-      expect(stats).toMatchObject({ messages: 20_000, inFlight: 0, resends: 0, fences: 0 })
+      expect(stats).toMatchObject({ messages: 20_000 * SCALE, inFlight: 0, resends: 0, fences: 0 })
       expect(stats.ackedBatches).toBe(stats.batches)
       expect(stats.brokers.map((x) => x.sent > 0)).toEqual([true, true, true, true])
       expect(stats.brokers.reduce((n, x) => n + x.acked, 0)).toBe(stats.batches)
@@ -64,7 +67,7 @@ describe("Publisher", () => {
       // processes); the cluster run over the region repeats this with SIGKILL.
       const { log, brokers, publisher } = yield* cluster(4)
       const p = yield* publisher({ clientId: 5, batchBytes: 4096, maxInFlightBatches: 32 })
-      const total = 40_000
+      const total = 40_000 * SCALE
       const running = yield* Effect.fork(publishTestMessages(p, 5, total))
       while (p.stats().ackedMessages < total / 4) yield* Effect.sleep("1 millis")
       yield* brokers[1]!.kill
@@ -170,5 +173,23 @@ describe("Publisher", () => {
         await expect(client.publish(new Uint8Array(8))).rejects.toMatchObject({ _tag: "PublisherClosed" })
       })
       expect(audit(log.ordered("t"), new Map([[10, 500]]))).toEqual({ messages: 500, ...clean })
+    }))
+
+  it.effect("layerConfig reads the CXLOG_* names", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        PublisherLayers.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(entries))))
+      expect(yield* read([["CXLOG_BROKERS", "10.0.0.1:7400,7401"], ["CXLOG_TOPIC", "events"], ["CXLOG_ACK_LEVEL", "2"], ["CXLOG_CLIENT_ID", "42"]])).toEqual({
+        brokers: [{ host: "10.0.0.1", port: 7400 }, { host: "127.0.0.1", port: 7401 }],
+        topic: "events",
+        clientId: 42,
+        ackLevel: 2,
+        batchBytes: 65536,
+        lingerMs: 1,
+        maxInFlightBatches: 64,
+        spread: "round-robin"
+      })
+      expect((yield* read([["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe("MissingData")
+      expect((yield* read([["CXLOG_BROKERS", "nope:x"], ["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe("InvalidData")
     }))
 })
