@@ -1,6 +1,6 @@
 /** `cxlog broker`: attaches the region, owns a broker slot, and serves publishers over TCP. */
 import { Effect, Layer } from "effect"
-import { attachRegion, brokerLog, brokerServer, processSlot, type RegionAccess } from "../layers/Roles.js"
+import { attachRegion, brokerLog, brokerServer, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../layers/Roles.js"
 import { Broker, type BrokerOptions } from "../services/Broker.js"
 import { report } from "./Report.js"
 
@@ -21,6 +21,8 @@ export const broker = (options: BrokerMainOptions) =>
     Effect.provide(
       brokerServer(options.server).pipe(
         Layer.provideMerge(brokerLog(options.brokerId)),
+        Layer.provideMerge(coordinatorClient()),
+        Layer.provideMerge(controlTransport),
         Layer.provideMerge(processSlot("broker")),
         Layer.provideMerge(attachRegion(options.region))
       )

@@ -1,6 +1,6 @@
 /** `cxlog head`: creates the region, owns process slot 0, writes the topic table and runs the sequencer. */
 import { Duration, Effect, Layer, Schedule } from "effect"
-import { type RegionAccess, createRegion, headLog, processSlot } from "../layers/Roles.js"
+import { controlTransport, coordinatorClient, coordinatorServer, createRegion, headLog, processSlot, type RegionAccess } from "../layers/Roles.js"
 import type { RegionConfig } from "../layers/RegionLayout.js"
 import { LogReader } from "../services/LogReader.js"
 import { Sequencer, type SequencerOptions } from "../services/Sequencer.js"
@@ -48,7 +48,10 @@ export const head = (options: HeadOptions) =>
   }).pipe(
     Effect.scoped,
     Effect.provide(
-      headLog(options.sequencer).pipe(
+      coordinatorClient().pipe(
+        Layer.provideMerge(coordinatorServer()),
+        Layer.provideMerge(headLog(options.sequencer)),
+        Layer.provideMerge(controlTransport),
         Layer.provideMerge(processSlot("head", 0)),
         Layer.provideMerge(createRegion(options.region, options.config, options.keep))
       )
