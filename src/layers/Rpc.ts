@@ -79,10 +79,24 @@ const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
   }
 }
 
-/** A method's Schema as the wire sees it: values in, JSON out, and back. */
-const wireSchema = (schema: AnyRpcMethod["payload"]) => Schema.parseJson(schema as Schema.Schema<unknown, unknown>)
-const toJson = (schema: AnyRpcMethod["payload"], value: unknown) => Schema.encodeEither(wireSchema(schema))(value)
-const fromJson = (schema: AnyRpcMethod["payload"], text: string) => Schema.decodeUnknownEither(wireSchema(schema))(text)
+interface WireCodec {
+  readonly encode: (value: unknown) => Either.Either<string, ParseResult.ParseError>
+  readonly decode: (json: string) => Either.Either<unknown, ParseResult.ParseError>
+}
+
+/** A Schema's JSON codec, built once per Schema: building one compiles the Schema, far costlier than a call. */
+const codecs = new WeakMap<object, WireCodec>()
+const codec = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError): WireCodec => {
+  let found = codecs.get(schema)
+  if (found === undefined) {
+    const json = Schema.parseJson(schema as Schema.Schema<unknown, unknown>)
+    found = { encode: Schema.encodeEither(json), decode: Schema.decodeUnknownEither(json) }
+    codecs.set(schema, found)
+  }
+  return found
+}
+const toJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, value: unknown) => codec(schema).encode(value)
+const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, text: string) => codec(schema).decode(text)
 const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error)
 
 /** Reads `reader` with `handler` for good: a closed or dead writer is waited out (a new one may come), other errors are logged. */
@@ -129,7 +143,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
 
     const enqueue = (frame: Uint8Array) => Queue.offer(outbound, { frame })
     const protocolError = (client: number, requestId: number, tag: string, error: RpcProtocolError) =>
-      enqueue(encodeFrame(Kind.protocolError, client, requestId, tag, JSON.stringify(Schema.encodeSync(RpcProtocolError)(error))))
+      enqueue(encodeFrame(Kind.protocolError, client, requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))))
 
     /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
     const reply = (method: AnyRpcMethod, client: number, requestId: number, exit: Exit.Exit<unknown, unknown>) => {
@@ -206,7 +220,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     const server: RpcServer = {
       notify: (notice, value, client) =>
         Effect.gen(function*() {
-          const json = yield* Schema.encode(Schema.parseJson(notice.schema))(value)
+          const json = yield* toJson(notice.schema, value)
           const committed = yield* Deferred.make<number>()
           yield* Queue.offer(outbound, { frame: encodeFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json), committed })
           return yield* Deferred.await(committed)
@@ -263,14 +277,14 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
           // The Schemas are the method's own, so what they decode has the method's types.
           switch (reply.kind) {
             case Kind.success:
-              return (yield* Effect.mapError(Schema.decodeUnknown(wireSchema(method.success))(reply.json), (e) => invalidReply(describe(e)))) as Success<M>
+              return (yield* Effect.mapError(fromJson(method.success, reply.json), (e) => invalidReply(describe(e)))) as Success<M>
             case Kind.failure: {
-              const failure = yield* Effect.mapError(Schema.decodeUnknown(wireSchema(method.failure))(reply.json), (e) => invalidReply(describe(e)))
+              const failure = yield* Effect.mapError(fromJson(method.failure, reply.json), (e) => invalidReply(describe(e)))
               return yield* Effect.fail(failure as Failure<M>)
             }
             case Kind.protocolError: {
-              const error = yield* Effect.mapError(Schema.decodeUnknown(Schema.parseJson(RpcProtocolError))(reply.json), (e) => invalidReply(describe(e)))
-              return yield* Effect.fail(error)
+              const error = yield* Effect.mapError(fromJson(RpcProtocolError, reply.json), (e) => invalidReply(describe(e)))
+              return yield* Effect.fail(error as RpcProtocolError)
             }
             default:
               return yield* invalidReply(`unexpected frame kind ${reply.kind}`)
@@ -286,8 +300,8 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
           subscribed.pipe(
             Stream.filter((frame) => frame.tag === notice.tag),
             Stream.mapEffect((frame) =>
-              Schema.decodeUnknown(Schema.parseJson(notice.schema))(frame.json).pipe(
-                Effect.map(Option.some),
+              fromJson(notice.schema, frame.json).pipe(
+                Effect.map((value) => Option.some(value as Schema.Schema.Type<typeof notice.schema>)),
                 Effect.catchAll((e) => Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none()))
               )
             ),
