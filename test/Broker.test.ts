@@ -3,6 +3,7 @@ import { Deferred, Effect, Layer } from "effect"
 import * as BrokerLayers from "../src/layers/Broker.js"
 import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
 import { Broker, type BrokerOptions } from "../src/services/Broker.js"
+import { BrokerLog } from "../src/services/BrokerLog.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../src/wire/Frame.js"
 import { batchFrame, errorCode, hello, rawConnect } from "./fixtures/net-raw-client.js"
 
@@ -161,6 +162,30 @@ describe("Broker", () => {
       const extra = yield* rawConnect(server.port)
       expect(errorCode((yield* Deferred.await(extra.closed))[0])).toBe("too-many-connections")
       expect(errorCode((yield* Deferred.await(silent.closed))[0])).toBe("handshake-timeout")
+    }))
+
+  it.scopedLive("a fast client against a stalled log: the socket is paused, the broker's queue stays bounded", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const gate = yield* Deferred.make<void>()
+      const memory = log.forBroker(0)
+      const stalled = { ...memory, append: (...args: Parameters<typeof memory.append>) => Effect.zipRight(Deferred.await(gate), memory.append(...args)) }
+      const readBufferBytes = 256 << 10
+      const server = yield* BrokerLayers.make({ readBufferBytes }).pipe(Effect.provideService(BrokerLog, stalled))
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 1, 0))
+      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      const batches = 512
+      const payload = new Uint8Array(60_000)
+      for (let seq = 0; seq < batches; seq++) client.write(batchFrame(1, 0, seq, [payload]))
+      yield* Effect.sleep("300 millis")
+      expect(server.stats().queuedBytes).toBeGreaterThan(0)
+      expect(server.stats().queuedBytes).toBeLessThanOrEqual(readBufferBytes + (64 << 10))
+      expect(client.socket.writableLength).toBeGreaterThan(8 << 20)
+      yield* Deferred.succeed(gate, undefined)
+      let acked = 0
+      while (acked < batches) acked = (yield* client.nextFrame(10_000)).seq
+      expect(log.ordered("t").length).toBe(batches)
     }))
 
   it.scopedLive("closing the broker's scope closes its connections and stops listening", () =>

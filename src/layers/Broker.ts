@@ -110,6 +110,8 @@ const makeInbox = (socket: Socket, highWater: number) => {
     return chunk
   }
   return {
+    /** Bytes received and not yet consumed (the chunk being parsed included). */
+    queued: () => queued,
     /** The next chunk, or `undefined` once the peer has finished (or the inbox was stopped). */
     next: Effect.suspend(() =>
       chunks.length > 0 || ended
@@ -137,6 +139,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const log = yield* BrokerLog
     const settings = settingsOf(options)
     const sockets = new Set<Socket>()
+    const inboxes = new Set<{ readonly queued: () => number }>()
     const counts = { accepted: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 }
     const rejected: Partial<Record<WireErrorCode, number>> = {}
     const run = yield* FiberSet.makeRuntime<never>()
@@ -174,6 +177,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const serve = (socket: Socket) =>
       Effect.gen(function*() {
         const inbox = makeInbox(socket, settings.readBufferBytes)
+        inboxes.add(inbox)
+        yield* Effect.addFinalizer(() => Effect.sync(() => inboxes.delete(inbox)))
         const reader = new FrameReader({ accept: [FrameType.HELLO, FrameType.BATCH], maxBatchBytes: settings.maxBatchBytes })
         /** Waits for chunks until the reader completes a frame, the stream ends, or the input is bad. */
         const pull = Effect.gen(function*() {
@@ -204,6 +209,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           socket.destroy()
         }
       }).pipe(
+        Effect.scoped,
         Effect.catchAllCause((cause) =>
           Effect.logWarning(`broker ${log.brokerId}: connection failed`, cause).pipe(
             Effect.zipRight(Effect.sync(() => reject(socket, new WireViolation({ code: "internal", detail: "internal broker error" }))))
@@ -347,7 +353,11 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       brokerId: log.brokerId,
       host: settings.host,
       port,
-      stats: (): BrokerStats => ({ connections: sockets.size, ...counts, rejected: { ...rejected } })
+      stats: (): BrokerStats => {
+        let queuedBytes = 0
+        for (const inbox of inboxes) queuedBytes += inbox.queued()
+        return { connections: sockets.size, ...counts, queuedBytes, rejected: { ...rejected } }
+      }
     }
   })
 

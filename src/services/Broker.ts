@@ -40,6 +40,8 @@ export interface BrokerStats {
   readonly bytes: number
   readonly ackFrames: number
   readonly fencedFrames: number
+  /** Received bytes waiting to be appended, over all connections (each bounded by `readBufferBytes` plus one chunk). */
+  readonly queuedBytes: number
   /** Connections closed with an error frame, by code. */
   readonly rejected: Readonly<Partial<Record<WireErrorCode, number>>>
 }
