@@ -22,6 +22,7 @@ export interface RunOptions {
 }
 
 export interface RunSummary {
+  readonly region: string
   readonly messages: number
   readonly bytes: number
   readonly messageBytes: number
@@ -37,6 +38,8 @@ export interface RunSummary {
   readonly outOfOrder: number
   readonly crcMismatches: number
   readonly resends: number
+  /** The broker SIGKILLed mid-run (`--kill-broker`), if it was. */
+  readonly killedBroker: number | null
   readonly auditPassed: boolean
 }
 
@@ -103,10 +106,12 @@ export const run = (options: RunOptions) =>
       if (e.event === "progress") progress.read = (e["messages"] as number) ?? progress.read
     })
     const kill = options.killBroker
+    let killedBroker: number | null = null
     if (kill !== undefined) {
       publisher.on((e) => {
         const victim = brokers[kill.index]
-        if (e.event === "progress" && progress.acked >= messages * kill.atFraction && victim !== undefined && victim.child.exitCode === null) {
+        if (e.event === "progress" && killedBroker === null && progress.acked >= messages * kill.atFraction && victim !== undefined) {
+          killedBroker = kill.index
           victim.kill("SIGKILL")
         }
       })
@@ -132,6 +137,7 @@ export const run = (options: RunOptions) =>
     const audit = audited["audit"] as AuditResult
     const elapsedMs = published["elapsedMs"] as number
     const summary: RunSummary = {
+      region,
       messages,
       bytes,
       messageBytes: options.messageBytes,
@@ -147,6 +153,7 @@ export const run = (options: RunOptions) =>
       outOfOrder: audit.outOfOrder,
       crcMismatches: audit.crcMismatches,
       resends: published["resends"] as number,
+      killedBroker,
       auditPassed: audit.passed
     }
     if (options.json) {
