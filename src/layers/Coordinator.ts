@@ -73,6 +73,35 @@ const makeProbe = (rings: RingsShape, layout: Layout) =>
     return { probe, inspectors }
   })
 
+/** Members by slot and named groups; `all` and `brokers` are derived. */
+const makeMembership = () => {
+  const members = new Map<number, Member>()
+  const groups = new Map<string, Set<number>>()
+  return {
+    members,
+    groupMembers: (group: string): ReadonlyArray<Member> | undefined => {
+      if (group === GROUP_ALL) return [...members.values()]
+      if (group === GROUP_BROKERS) return [...members.values()].filter((m) => m.role === "broker")
+      const slots = groups.get(group)
+      return slots === undefined ? undefined : [...slots].flatMap((s) => members.get(s) ?? [])
+    },
+    createGroup: (name: string, slots: ReadonlyArray<number>) => {
+      groups.set(name, new Set(slots))
+    },
+    joinGroup: (name: string, slot: number) => {
+      const set = groups.get(name) ?? new Set<number>()
+      set.add(slot)
+      groups.set(name, set)
+    },
+    /** False if the slot was not a member. */
+    remove: (slot: number) => {
+      if (!members.delete(slot)) return false
+      for (const set of groups.values()) set.delete(slot)
+      return true
+    }
+  }
+}
+
 export const makeServer = (options: ServerOptions = {}) =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
@@ -82,16 +111,9 @@ export const makeServer = (options: ServerOptions = {}) =>
     const topics = yield* Topics
     const scope = yield* Effect.scope
     const staleMs = options.heartbeatStaleMs ?? 2_000
-    const members = new Map<number, Member>()
-    const groups = new Map<string, Set<number>>()
+    const membership = makeMembership()
+    const { members, groupMembers } = membership
     const { probe } = yield* makeProbe(rings, layout)
-
-    const groupMembers = (group: string): ReadonlyArray<Member> | undefined => {
-      if (group === GROUP_ALL) return [...members.values()]
-      if (group === GROUP_BROKERS) return [...members.values()].filter((m) => m.role === "broker")
-      const slots = groups.get(group)
-      return slots === undefined ? undefined : [...slots].flatMap((s) => members.get(s) ?? [])
-    }
 
     let server: RpcServer | undefined
     const engine: BarrierEngine = yield* makeEngine({
@@ -106,8 +128,7 @@ export const makeServer = (options: ServerOptions = {}) =>
 
     const drop = (slot: number, reason: string) =>
       Effect.gen(function*() {
-        if (!members.delete(slot)) return
-        for (const set of groups.values()) set.delete(slot)
+        if (!membership.remove(slot)) return
         yield* Effect.logInfo(`coordinator: slot ${slot} left the membership: ${reason}`)
         for (const address of allRings(layout)) yield* rings.reapDead(address).pipe(Effect.orDie)
         yield* engine.memberGone(slot, reason)
@@ -133,14 +154,12 @@ export const makeServer = (options: ServerOptions = {}) =>
       }),
       handle(CreateGroupMethod, ({ name, members: slots }) =>
         Effect.sync(() => {
-          groups.set(name, new Set(slots))
+          membership.createGroup(name, slots)
           return null
         })),
       handle(JoinGroupMethod, ({ name, slot }) =>
         Effect.sync(() => {
-          const set = groups.get(name) ?? new Set<number>()
-          set.add(slot)
-          groups.set(name, set)
+          membership.joinGroup(name, slot)
           return null
         })),
       handle(BarrierArriveMethod, (arrive, request) =>
@@ -191,6 +210,15 @@ export const serverOptionsConfig: Config.Config<ServerOptions> = Config.all({
 
 export const layerServerConfig = Layer.unwrapEffect(Effect.map(serverOptionsConfig, layerServer))
 
+/** The streams this process writes, at their leading sequences now. */
+const drainTargetsOf = (inspectors: ReadonlyArray<RingInspector>): ReadonlyArray<DrainTarget> =>
+  inspectors.flatMap((inspector) => {
+    const writer = inspector.writer()
+    return writer.pid === process.pid && writer.occurrence > 0 && !writer.closed
+      ? [{ ring: inspector.address.id, occurrence: writer.occurrence, sequence: writer.sequence }]
+      : []
+  })
+
 const BARRIER_ERROR_TAGS = [
   "BarrierTimeout",
   "BarrierModeMismatch",
@@ -240,14 +268,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       () => client.call(LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(Effect.ignore)
     )
 
-    /** The streams this process writes, at their leading sequences now. */
-    const drainTargets = (): ReadonlyArray<DrainTarget> =>
-      writable.flatMap((inspector) => {
-        const writer = inspector.writer()
-        return writer.pid === process.pid && writer.occurrence > 0 && !writer.closed
-          ? [{ ring: inspector.address.id, occurrence: writer.occurrence, sequence: writer.sequence }]
-          : []
-      })
+    const drainTargets = () => drainTargetsOf(writable)
 
     return {
       self,
@@ -284,3 +305,71 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
   })
 
 export const layer = (options: ClientOptions = {}) => Layer.scoped(Coordinator, makeClient(options))
+
+/**
+ * The in-process fake: one hub per "cluster", each participant a client of it. The same
+ * barrier engine runs over the same ring inspectors (in-memory Rings), without RPC or a region.
+ */
+export interface MemoryHub {
+  readonly membership: ReturnType<typeof makeMembership>
+  readonly engine: BarrierEngine
+  readonly inspectors: ReadonlyArray<RingInspector>
+  nextSlot: number
+  nextWatermark: number
+}
+
+export const makeMemoryHub = (layout: Layout, options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> = {}): Effect.Effect<
+  MemoryHub,
+  never,
+  Rings | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const rings = yield* Rings
+    const { probe, inspectors } = yield* makeProbe(rings, layout)
+    const membership = makeMembership()
+    const hub: MemoryHub = {
+      membership,
+      inspectors: [...inspectors.values()].filter((i) => i.address.id !== layout.broadcastRing.id),
+      nextSlot: 0,
+      nextWatermark: 0,
+      engine: yield* makeEngine({
+        probe,
+        groupMembers: membership.groupMembers,
+        isPidAlive,
+        release: () => Effect.sync(() => ++hub.nextWatermark),
+        onParticipantDeath: options.onParticipantDeath ?? "drop",
+        debug: options.debugBarriers ?? false
+      })
+    }
+    return hub
+  })
+
+export const makeMemoryClient = (hub: MemoryHub, role: Member["role"]): Effect.Effect<CoordinatorShape, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const self: Member = { slot: hub.nextSlot++, pid: process.pid, occurrence: 1, role }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => hub.membership.members.set(self.slot, self)),
+      () => Effect.suspend(() => (hub.membership.remove(self.slot) ? hub.engine.memberGone(self.slot, "left") : Effect.void))
+    )
+    return {
+      self,
+      members: (group = GROUP_ALL) => {
+        const list = hub.membership.groupMembers(group)
+        return list === undefined ? Effect.fail(new UnknownGroup({ group })) : Effect.succeed(list)
+      },
+      createGroup: (name, slots) => Effect.sync(() => hub.membership.createGroup(name, slots)),
+      joinGroup: (name) => Effect.sync(() => hub.membership.joinGroup(name, self.slot)),
+      barrier: (name, options) =>
+        hub.engine.arrive({
+          barrier: name,
+          mode: options.mode,
+          group: options.group ?? GROUP_ALL,
+          participant: self.slot,
+          occurrence: self.occurrence,
+          drainTargets: drainTargetsOf(hub.inspectors),
+          timeoutMs: options.timeoutMs ?? 30_000
+        })
+    }
+  })
+
+export const layerMemory = (hub: MemoryHub, role: Member["role"]): Layer.Layer<Coordinator> => Layer.scoped(Coordinator, makeMemoryClient(hub, role))
