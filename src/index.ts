@@ -27,3 +27,34 @@ export * as BrokerLogLayers from "./layers/BrokerLog.js"
 export { checkBatchPayload, forEachMessage, messageRecordBytes } from "./wire/BatchPayload.js"
 export { parseAddresses } from "./wire/ClientConnection.js"
 export { PROTOCOL_VERSION } from "./wire/Control.js"
+export * from "./services/Rings.js"
+export * as RingsLayers from "./layers/Rings.js"
+export {
+  type AnyRpcMethod,
+  type DeferredReply,
+  type Failure as RpcFailure,
+  handle as rpcHandle,
+  method as rpcMethod,
+  notice as rpcNotice,
+  type Payload as RpcPayload,
+  Rpc,
+  type RpcCallError,
+  type RpcClient,
+  type RpcClientOptions,
+  RpcHandlerDefect,
+  type RpcHandler,
+  RpcInvalidPayload,
+  RpcInvalidReply,
+  type RpcMethod,
+  type RpcNotice,
+  type RpcOpenError,
+  RpcProtocolError,
+  type RpcRequest,
+  type RpcServer,
+  type RpcServerOptions,
+  type RpcShape,
+  RpcTimeout,
+  RpcUnknownMethod,
+  type Success as RpcSuccess
+} from "./services/Rpc.js"
+export * as RpcLayers from "./layers/Rpc.js"
