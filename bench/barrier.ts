@@ -1,0 +1,147 @@
+/**
+ * bench barrier: barrier round-trip latency with 4 participant processes, for each mode,
+ * idle and while every participant streams frames into a ring its neighbour reads; the
+ * coordinator RPC round trip (a `members` call) measured in the same run is the reference.
+ * `ratio` = RPC p50 / idle delivery-fence p50.
+ */
+import { Effect, Layer } from "effect"
+import { fork } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { defaultLogConfig } from "../src/layers/LogLayout.js"
+import { defaultControlConfig, type RegionConfig, RegionLayout } from "../src/layers/RegionLayout.js"
+import * as Roles from "../src/layers/Roles.js"
+import * as TopicsLayers from "../src/layers/Topics.js"
+import { type BarrierMode, Coordinator } from "../src/services/Coordinator.js"
+import { Rings } from "../src/services/Rings.js"
+import { emit, summarize, table } from "./Report.js"
+
+const PARTICIPANTS = 4
+const FRAME_BYTES = 256
+const MODES: ReadonlyArray<BarrierMode> = ["rendezvous", "delivery-fence", "processing-fence"]
+
+const config: RegionConfig = {
+  control: { ...defaultControlConfig, maxProcesses: 8, appRings: PARTICIPANTS, appRingBytes: 1 << 20 },
+  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
+}
+
+const topics = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))
+
+interface Samples {
+  readonly key: string
+  readonly micros: ReadonlyArray<number>
+}
+
+/** One participant: RPC round trips, then every (mode, load) configuration, in lockstep with the others. */
+const participant = (region: string, index: number, rounds: number) =>
+  Effect.gen(function*() {
+    const coordinator = yield* Coordinator
+    const rings = yield* Rings
+    const layout = yield* RegionLayout
+    yield* coordinator.joinGroup("bench")
+    while ((yield* coordinator.members("bench")).length < PARTICIPANTS) yield* Effect.sleep("5 millis")
+    const samples: Array<Samples> = []
+    const time = <A, E>(effect: Effect.Effect<A, E>) =>
+      Effect.gen(function*() {
+        const t0 = process.hrtime.bigint()
+        yield* effect
+        return Number(process.hrtime.bigint() - t0) / 1000
+      })
+    const rpc: Array<number> = []
+    for (let i = 0; i < rounds; i++) rpc.push(yield* time(coordinator.members("bench")))
+    samples.push({ key: "rpc", micros: rpc })
+
+    // Streaming load: write 256-byte frames to my ring; read my neighbour's ring.
+    const writer = yield* rings.writer(layout.appRing(index))
+    const reader = yield* rings.reader(layout.appRing((index + 1) % PARTICIPANTS))
+    yield* reader.consume(() => Effect.void).pipe(Effect.forkScoped)
+    let streaming = false
+    yield* Effect.gen(function*() {
+      for (;;) {
+        if (streaming) {
+          for (let k = 0; k < 32 && writer.tryReserve(FRAME_BYTES) >= 0; k++);
+          writer.commit()
+        }
+        yield* Effect.sleep("200 micros")
+      }
+    }).pipe(Effect.forkScoped)
+
+    for (const load of ["idle", "streaming"] as const) {
+      streaming = load === "streaming"
+      for (const mode of MODES) {
+        const name = `${mode}-${load}`
+        yield* coordinator.barrier(`${name}-warm`, { mode, group: "bench", timeoutMs: 30_000 })
+        const micros: Array<number> = []
+        for (let i = 0; i < rounds; i++) micros.push(yield* time(coordinator.barrier(name, { mode, group: "bench", timeoutMs: 30_000 })))
+        samples.push({ key: `${mode}/${load}`, micros })
+      }
+    }
+    streaming = false
+    process.send!({ samples })
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(
+      Roles.coordinatorClient().pipe(
+        Layer.provideMerge(Roles.controlTransport),
+        Layer.provideMerge(Roles.processSlot("worker")),
+        Layer.provideMerge(Roles.attachRegion({ name: region }))
+      )
+    )
+  )
+
+export const run = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const rounds = Number(args.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 500)
+    const region = `cxlog-bench-barrier-${process.pid}`
+    const children = Array.from({ length: PARTICIPANTS }, (_, i) => i)
+    const collected = yield* Effect.forEach(
+      children,
+      (i) =>
+        Effect.acquireRelease(
+          Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--participant", region, `${i}`, `${rounds}`], { stdio: "inherit" })),
+          (c) => Effect.sync(() => void c.kill("SIGKILL"))
+        ).pipe(
+          Effect.flatMap((child) =>
+            Effect.async<ReadonlyArray<Samples>, Error>((resume) => {
+              child.once("message", (m) => resume(Effect.succeed((m as { samples: ReadonlyArray<Samples> }).samples)))
+              child.once("exit", (code) => resume(Effect.fail(new Error(`participant ${i} exited with ${code}`))))
+            })
+          )
+        ),
+      { concurrency: "unbounded" }
+    )
+    const merged = (key: string) => summarize(collected.flatMap((s) => s.find((x) => x.key === key)?.micros.slice(rounds / 10) ?? []))
+    const rpc = merged("rpc")
+    const rows = MODES.flatMap((mode) => ["idle", "streaming"].map((load) => ({ mode, load, ...merged(`${mode}/${load}`) })))
+    const text = table(["barrier round trip (µs), 4 processes", "p50", "p99", "samples", "RPC p50 / this p50"], [
+      ...rows.map((r) => [`${r.mode}, ${r.load}`, r.p50, r.p99, r.count, rpc.p50 / r.p50]),
+      ["coordinator RPC round trip (reference)", rpc.p50, rpc.p99, rpc.count, 1]
+    ])
+    const idleFence = rows.find((r) => r.mode === "delivery-fence" && r.load === "idle")!
+    emit(text, {
+      bench: "barrier",
+      participants: PARTICIPANTS,
+      rounds,
+      rpcP50Us: rpc.p50,
+      rpcP99Us: rpc.p99,
+      ...Object.fromEntries(rows.flatMap((r) => [[`${r.mode}-${r.load}-p50Us`, r.p50], [`${r.mode}-${r.load}-p99Us`, r.p99]])),
+      ratio: rpc.p50 / idleFence.p50
+    })
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(
+      Roles.coordinatorServer({ checkEveryMs: 100 }).pipe(
+        Layer.provideMerge(topics),
+        Layer.provideMerge(Roles.controlTransport),
+        Layer.provideMerge(Roles.processSlot("head", 0)),
+        Layer.provideMerge(Roles.createRegion({ name: `cxlog-bench-barrier-${process.pid}` }, config))
+      )
+    )
+  )
+
+if (process.argv[2] === "--participant") {
+  const [region, index, rounds] = process.argv.slice(3)
+  Effect.runPromise(participant(region!, Number(index), Number(rounds))).then(() => process.exit(0), (error) => {
+    console.error(error)
+    process.exit(1)
+  })
+}
