@@ -20,6 +20,8 @@ export interface PublishOptions {
   readonly publisherIndex: number
   readonly flushTimeoutMs: number
   readonly reportEveryMs: number
+  /** Offered load in MB/s (stamped mode); unset = as fast as the in-flight window allows. */
+  readonly rateMBps?: number
 }
 
 const publishStamped = (count: number, options: PublishOptions) =>
@@ -28,9 +30,13 @@ const publishStamped = (count: number, options: PublishOptions) =>
     const payload = new Uint8Array(Math.max(options.messageBytes, AUDIT_HEADER_BYTES))
     for (let i = AUDIT_HEADER_BYTES; i < payload.length; i++) payload[i] = (i * 31) & 0xff
     let seq = 0
-    // Per message: stamp and copy into the open batch, no Effect; yield only when the window is full.
+    const started = performance.now()
+    const perMs = options.rateMBps === undefined ? Infinity : (options.rateMBps * 1e6) / payload.length / 1000
+    // Per message: stamp and copy into the open batch, no Effect; yield only when the window is full
+    // or, under an offered load, when the schedule is ahead of the clock.
     const fill = Effect.sync(() => {
-      while (seq < count) {
+      const allowed = Math.min(count, perMs === Infinity ? count : Math.floor((performance.now() - started) * perMs) + 1)
+      while (seq < allowed) {
         stamp(payload, options.publisherIndex, seq)
         const taken = publisher.tryPublish(payload)
         if (taken !== true) return taken
@@ -42,6 +48,7 @@ const publishStamped = (count: number, options: PublishOptions) =>
       const outcome = yield* fill
       if (outcome === false) yield* publisher.writable
       else if (outcome !== true) return yield* Effect.fail(outcome)
+      else if (seq < count) yield* Effect.sleep("1 millis")
     }
   })
 

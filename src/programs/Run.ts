@@ -16,7 +16,12 @@ export interface RunOptions {
   readonly order: 0 | 2 | 4 | 5
   readonly ackLevel: 0 | 1 | 2
   readonly batchBytes: number
-  readonly json: boolean
+  /** human: progress line and summary; json: the summary as one JSON line; silent: nothing (for `cxlog bench`). */
+  readonly output: "human" | "json" | "silent"
+  /** Run an auditing subscriber (end-to-end); without one the run measures publish → ACK only. */
+  readonly subscriber?: boolean
+  /** Offered load: the publisher paces itself to this many MB/s (latency tests); unset = as fast as the window allows. */
+  readonly offeredMBps?: number
   /** Kill this broker (index) with SIGKILL once this fraction of the messages is acked (tests). */
   readonly killBroker?: { readonly index: number; readonly atFraction: number }
 }
@@ -41,6 +46,8 @@ export interface RunSummary {
   /** The broker SIGKILLed mid-run (`--kill-broker`), if it was. */
   readonly killedBroker: number | null
   readonly auditPassed: boolean
+  /** Whether a subscriber read (and audited) the whole run. */
+  readonly endToEnd: boolean
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
@@ -61,8 +68,9 @@ export const run = (options: RunOptions) =>
     const bytes = messages * options.messageBytes
     const env = { ...logEnv(options), CXLOG_REGION: region }
     yield* regionGuard(region)
-    const interactive = process.stdout.isTTY === true && !options.json
-    const say = (line: string) => (options.json ? Effect.void : Console.log(line))
+    const human = options.output === "human"
+    const interactive = process.stdout.isTTY === true && human
+    const say = (line: string) => (human ? Console.log(line) : Effect.void)
 
     yield* say(`cxlog run: ${mib(bytes)} of ${options.messageBytes}-byte messages, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${region}`)
     const head = yield* spawnRole("head", ["head", "--topic", `run:${options.order}:${options.ackLevel}`], env)
@@ -73,12 +81,15 @@ export const run = (options: RunOptions) =>
       { concurrency: "unbounded" }
     )
     const ports = yield* Effect.forEach(brokers, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number))
-    const subscriber = yield* spawnRole(
-      "subscriber",
-      ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--idle-timeout-ms", "30000"],
-      env
-    )
-    yield* subscriber.event("subscribed", 20_000)
+    const withSubscriber = options.subscriber !== false
+    const subscriber = withSubscriber
+      ? yield* spawnRole(
+        "subscriber",
+        ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--idle-timeout-ms", "30000"],
+        env
+      )
+      : undefined
+    if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000)
     const publisher = yield* spawnRole("publisher", [
       "publish",
       "--brokers",
@@ -92,7 +103,8 @@ export const run = (options: RunOptions) =>
       "--batch-bytes",
       `${options.batchBytes}`,
       "--ack",
-      `${options.ackLevel}`
+      `${options.ackLevel}`,
+      ...(options.offeredMBps === undefined ? [] : ["--rate-mbps", `${options.offeredMBps}`])
     ], env)
 
     const progress = { acked: 0, ordered: 0, read: 0, started: Date.now() }
@@ -102,7 +114,7 @@ export const run = (options: RunOptions) =>
     head.on((e) => {
       if (e.event === "ordered") progress.ordered = ((e["ordered"] as Record<string, number>)["run"]) ?? progress.ordered
     })
-    subscriber.on((e) => {
+    subscriber?.on((e) => {
       if (e.event === "progress") progress.read = (e["messages"] as number) ?? progress.read
     })
     const kill = options.killBroker
@@ -117,12 +129,13 @@ export const run = (options: RunOptions) =>
       })
     }
     const line = () => {
+      if (!withSubscriber) progress.read = 0
       const seconds = (Date.now() - progress.started) / 1000
       const pct = (n: number) => `${((100 * n) / messages).toFixed(0).padStart(3)}%`
       return `${(progress.acked * options.messageBytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0).padStart(5)} MB/s  acked ${pct(progress.acked)}  ordered ${pct(progress.ordered)}  read ${pct(progress.read)}  ${seconds.toFixed(1)} s`
     }
     const ticker = yield* Effect.sync(() => (interactive ? process.stdout.write(`\r${line()}`) : undefined)).pipe(
-      Effect.zipRight(options.json || interactive ? Effect.void : Effect.suspend(() => Console.log(line()))),
+      Effect.zipRight(!human || interactive ? Effect.void : Effect.suspend(() => Console.log(line()))),
       Effect.repeat(Schedule.spaced(interactive ? "250 millis" : "2 seconds")),
       Effect.delay("250 millis"),
       Effect.fork
@@ -130,11 +143,13 @@ export const run = (options: RunOptions) =>
     // Any role dying before it is done fails the run, with its last output.
     const watchdog = Effect.raceAll([head.exited, ...brokers.filter((_, i) => i !== kill?.index).map((b) => b.exited)])
     const published = yield* publisher.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
-    const audited = yield* subscriber.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
+    const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
     yield* Fiber.interrupt(ticker)
     if (interactive) process.stdout.write(`\r${line()}\n`)
 
-    const audit = audited["audit"] as AuditResult
+    const audit: AuditResult = audited === undefined
+      ? { expected: messages, received: 0, lost: 0, duplicated: 0, outOfOrder: 0, crcMismatches: 0, malformed: 0, passed: true }
+      : audited["audit"] as AuditResult
     const elapsedMs = published["elapsedMs"] as number
     const summary: RunSummary = {
       region,
@@ -154,17 +169,20 @@ export const run = (options: RunOptions) =>
       crcMismatches: audit.crcMismatches,
       resends: published["resends"] as number,
       killedBroker,
+      endToEnd: withSubscriber,
       auditPassed: audit.passed
     }
-    if (options.json) {
+    if (options.output === "json") {
       yield* Console.log(JSON.stringify(summary))
-    } else {
+    } else if (human) {
       yield* Console.log(
         [
           "",
           `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
-          `subscriber audit: lost ${audit.lost}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${audit.passed ? "PASSED" : "FAILED"}`
+          audited === undefined
+            ? "no subscriber (publish → ACK only)"
+            : `subscriber audit: lost ${audit.lost}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${audit.passed ? "PASSED" : "FAILED"}`
         ].join("\n")
       )
     }

@@ -6,6 +6,7 @@ import { Config, Effect, Option } from "effect"
 import { fileURLToPath } from "node:url"
 import { regionConfig } from "../layers/RegionLayout.js"
 import { parseAddresses } from "../wire/ClientConnection.js"
+import { bench } from "./Bench.js"
 import { broker } from "./BrokerMain.js"
 import { head } from "./Head.js"
 import { publish } from "./Publish.js"
@@ -98,7 +99,8 @@ const publishCommand = Command.make(
     ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
     clientId: Options.integer("client-id").pipe(Options.optional),
     publisherIndex: int("publisher-index", 0),
-    flushTimeoutMs: int("flush-timeout-ms", 120_000)
+    flushTimeoutMs: int("flush-timeout-ms", 120_000),
+    rateMbps: Options.float("rate-mbps").pipe(Options.optional, Options.withDescription("offered load in MB/s (with --count)"))
   },
   (o) =>
     Effect.gen(function*() {
@@ -117,7 +119,8 @@ const publishCommand = Command.make(
         messageBytes: o.messageBytes,
         publisherIndex: o.publisherIndex,
         flushTimeoutMs: o.flushTimeoutMs,
-        reportEveryMs: 250
+        reportEveryMs: 250,
+        ...Option.match(o.rateMbps, { onNone: () => ({}), onSome: (rateMBps) => ({ rateMBps }) })
       })
     })
 ).pipe(Command.withDescription("Publish messages (stdin lines, or --count stamped test messages)"))
@@ -171,10 +174,40 @@ const runCommand = Command.make(
       order: Number(o.order) as 0 | 2 | 4 | 5,
       ackLevel: Number(o.ack) as 0 | 1 | 2,
       batchBytes: o.batchBytes,
-      json: o.json,
+      output: o.json ? "json" : "human",
       ...Option.match(o.killBroker, { onNone: () => ({}), onSome: (index) => ({ killBroker: { index, atFraction: 0.3 } }) })
     }).pipe(Effect.asVoid)
 ).pipe(Command.withDescription("Run a whole cluster on a fresh region: head, brokers, a publisher and an auditing subscriber"))
+
+const benchCommand = Command.make(
+  "bench",
+  {
+    bytes: bytesOption("bytes", "256MiB"),
+    messageBytes: int("message-bytes", 1024),
+    brokers: int("brokers", 4),
+    order: Options.choice("order", ["0", "2", "4", "5"]).pipe(Options.withDefault("5" as const)),
+    ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
+    batchBytes: bytesOption("batch-bytes", "64KiB"),
+    type: Options.choice("type", ["publish", "e2e", "latency"]).pipe(
+      Options.withDefault("e2e" as const),
+      Options.withDescription("publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps)")
+    ),
+    rateMbps: Options.float("rate-mbps").pipe(Options.withDefault(50)),
+    json: Options.boolean("json").pipe(Options.withDescription("only the JSON line"))
+  },
+  (o) =>
+    bench({
+      totalBytes: o.bytes,
+      messageBytes: o.messageBytes,
+      brokers: o.brokers,
+      order: Number(o.order) as 0 | 2 | 4 | 5,
+      ackLevel: Number(o.ack) as 0 | 1 | 2,
+      batchBytes: o.batchBytes,
+      type: o.type,
+      rateMBps: o.rateMbps,
+      json: o.json
+    }).pipe(Effect.asVoid)
+).pipe(Command.withDescription("Measure a local cluster's throughput and ACK latency next to the loopback TCP bound"))
 
 const selfcheckCommand = Command.make(
   "selfcheck",
@@ -183,7 +216,7 @@ const selfcheckCommand = Command.make(
 ).pipe(Command.withDescription("Create a region, attach it from a second process, exchange a value and doorbell wakes"))
 
 const cxlog = Command.make("cxlog").pipe(
-  Command.withSubcommands([runCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, selfcheckCommand])
+  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, selfcheckCommand])
 )
 
 const cli = Command.run(cxlog, { name: "cxlog", version: "0.1.0" })

@@ -1,0 +1,77 @@
+/**
+ * `cxlog bench`: a shared-log throughput harness over a real local cluster (the same
+ * processes as `cxlog run`), next to the loopback TCP bound — one Node process streaming the
+ * same bytes to another over 127.0.0.1 — measured in the same run. `ratio` = cluster
+ * throughput over loopback throughput.
+ *
+ * Test types: `publish` (publish → ACK, no subscriber), `e2e` (an auditing subscriber reads
+ * the whole total order), `latency` (ACK latency at a fixed offered load).
+ */
+import { Console, Effect } from "effect"
+import { measureLoopbackMBps } from "../../bench/loopback.js"
+import { table } from "../../bench/Report.js"
+import { run } from "./Run.js"
+
+export interface BenchOptions {
+  readonly totalBytes: number
+  readonly messageBytes: number
+  readonly brokers: number
+  readonly order: 0 | 2 | 4 | 5
+  readonly ackLevel: 0 | 1 | 2
+  readonly batchBytes: number
+  readonly type: "publish" | "e2e" | "latency"
+  /** Offered load for `latency`, MB/s. */
+  readonly rateMBps: number
+  readonly json: boolean
+}
+
+export const bench = (options: BenchOptions) =>
+  Effect.gen(function*() {
+    const loopbackMBps = yield* measureLoopbackMBps(options.totalBytes, options.batchBytes)
+    const summary = yield* run({
+      totalBytes: options.totalBytes,
+      messageBytes: options.messageBytes,
+      brokers: options.brokers,
+      order: options.order,
+      ackLevel: options.ackLevel,
+      batchBytes: options.batchBytes,
+      output: "silent",
+      subscriber: options.type === "e2e",
+      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
+    })
+    const ratio = summary.throughputMBps / loopbackMBps
+    const result = {
+      bench: "cxlog",
+      type: options.type,
+      messages: summary.messages,
+      messageBytes: options.messageBytes,
+      totalBytes: summary.bytes,
+      brokers: options.brokers,
+      order: options.order,
+      ackLevel: options.ackLevel,
+      batchBytes: options.batchBytes,
+      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {}),
+      throughputMBps: summary.throughputMBps,
+      loopbackMBps: Math.round(loopbackMBps * 10) / 10,
+      ackLatencyP50Us: summary.ackLatencyP50Us,
+      ackLatencyP99Us: summary.ackLatencyP99Us,
+      auditPassed: summary.auditPassed,
+      ratio: Math.round(ratio * 1000) / 1000
+    }
+    if (!options.json) {
+      yield* Console.log(
+        table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "vs loopback"], [
+          [
+            `${options.type}: ${summary.messages} × ${options.messageBytes} B, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers`,
+            summary.throughputMBps,
+            summary.ackLatencyP50Us,
+            summary.ackLatencyP99Us,
+            ratio
+          ],
+          ["loopback TCP, one stream (reference)", loopbackMBps, "", "", 1]
+        ])
+      )
+    }
+    yield* Console.log(JSON.stringify(result))
+    return result
+  })
