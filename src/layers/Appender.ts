@@ -7,11 +7,12 @@
  * every live registered subscriber has read past them. Each batch starts on a 64-byte line;
  * one that would straddle the Blog's end starts at its beginning instead.
  */
-import { Effect, Layer, Metric, type Scope } from "effect"
+import { Effect, Layer, type Scope } from "effect"
 import { logAppendBatches, logAppendBytes, logRingFullWaits } from "../Metrics.js"
 import {
   Appender,
   type AppenderShape,
+  type AppendError,
   type AppendReceipt,
   AppendTimeout,
   type BatchHeader,
@@ -56,22 +57,21 @@ export const headerProblem = (header: BatchHeader, maxBatchBytes: number): strin
 
 type Full = "pbr" | "blog"
 
-/** Retries `attempt` until it returns a receipt, waiting with `awaitRoom` in between, up to `timeoutMs`. */
+/** After a first try found `first` full: waits with `awaitRoom` and retries `attempt` until a receipt, up to `timeoutMs`. */
 const withBackpressure = <E>(
   topic: string,
   brokerId: number,
   timeoutMs: number,
+  first: Full,
   attempt: Effect.Effect<AppendReceipt | Full, E>,
   awaitRoom: (full: Full, remainingMs: number) => Effect.Effect<boolean>,
   onWait: () => void
 ): Effect.Effect<AppendReceipt, E | AppendTimeout> =>
   Effect.gen(function*() {
-    const first = yield* attempt
-    if (typeof first !== "string") return first
     onWait()
-    yield* Metric.increment(logRingFullWaits)
+    logRingFullWaits.unsafeUpdate(1, [])
     const started = performance.now()
-    let full: Full = first
+    let full = first
     for (;;) {
       const remaining = timeoutMs - (performance.now() - started)
       if (remaining <= 0 || !(yield* awaitRoom(full, remaining))) {
@@ -83,8 +83,12 @@ const withBackpressure = <E>(
     }
   })
 
-const countAppend = (receipt: AppendReceipt, payloadBytes: number) =>
-  Effect.zipRight(Metric.increment(logAppendBatches), Metric.incrementBy(logAppendBytes, payloadBytes)).pipe(Effect.as(receipt))
+/** Counts an appended batch (plain metric updates: this is per batch). */
+const counted = (receipt: AppendReceipt, payloadBytes: number): AppendReceipt => {
+  logAppendBatches.unsafeUpdate(1, [])
+  logAppendBytes.unsafeUpdate(payloadBytes, [])
+  return receipt
+}
 
 /** This broker's writing state for one topic; recovered from the region on first use. */
 interface BrokerTopic {
@@ -248,33 +252,48 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       return { brokerId, pbrSeq, blogPosition: position }
     }
 
-    const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
-      Effect.gen(function*() {
-        const bt = yield* brokerTopic(topic).pipe(
-          Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message })))
+    /** One try: a receipt, what is full, or why the batch cannot be appended (no Effect: the hot path). */
+    const attempt = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
+      try {
+        const position = roomFor(bt, alignLine(header.payloadBytes))
+        return typeof position === "number" ? commit(bt, header, position, fill) : position
+      } catch (error) {
+        return new BatchRejected({ topic, reason: `filling the payload failed: ${String(error)}` })
+      }
+    }
+
+    const appendTo = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> => {
+      const problem = headerProblem(header, config.maxBatchBytes)
+      if (problem !== undefined) return Effect.fail(new BatchRejected({ topic, reason: problem }))
+      const first = attempt(bt, topic, header, fill)
+      if (first instanceof BatchRejected) return Effect.fail(first)
+      if (typeof first !== "string") return Effect.succeed(counted(first, header.payloadBytes))
+      const bytes = alignLine(header.payloadBytes)
+      return withBackpressure(
+        topic,
+        brokerId,
+        timeoutMs,
+        first,
+        Effect.suspend(() => {
+          const next = attempt(bt, topic, header, fill)
+          return next instanceof BatchRejected ? Effect.fail(next) : Effect.succeed(next)
+        }),
+        (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
+        () => {
+          bt.ringFullWaits++
+          f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
+        }
+      ).pipe(Effect.map((receipt) => counted(receipt, header.payloadBytes)))
+    }
+
+    const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> =>
+      Effect.suspend(() => {
+        const known = topics.get(topic)
+        if (known !== undefined) return appendTo(known, topic, header, fill)
+        return brokerTopic(topic).pipe(
+          Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message }))),
+          Effect.flatMap((bt) => appendTo(bt, topic, header, fill))
         )
-        const problem = headerProblem(header, config.maxBatchBytes)
-        if (problem !== undefined) return yield* new BatchRejected({ topic, reason: problem })
-        const bytes = alignLine(header.payloadBytes)
-        const attempt = Effect.try({
-          try: () => {
-            const position = roomFor(bt, bytes)
-            return typeof position === "number" ? commit(bt, header, position, fill) : position
-          },
-          catch: (error) => new BatchRejected({ topic, reason: `filling the payload failed: ${String(error)}` })
-        })
-        const receipt = yield* withBackpressure(
-          topic,
-          brokerId,
-          timeoutMs,
-          attempt,
-          (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
-          () => {
-            bt.ringFullWaits++
-            f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
-          }
-        )
-        return yield* countAppend(receipt, header.payloadBytes)
       })
 
     return {
@@ -353,17 +372,20 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
           },
           catch: (error) => new BatchRejected({ topic: topicName, reason: `filling the payload failed: ${String(error)}` })
         })
+        const first = yield* attempt
+        if (typeof first !== "string") return counted(first, header.payloadBytes)
         const receipt = yield* withBackpressure(
           topicName,
           brokerId,
           timeoutMs,
+          first,
           attempt,
           (_, remaining) => store.signal.await(() => room() === undefined, remaining),
           () => {
             broker.ringFullWaits++
           }
         )
-        return yield* countAppend(receipt, header.payloadBytes)
+        return counted(receipt, header.payloadBytes)
       })
 
     return {

@@ -132,9 +132,10 @@ export class OrderEngine {
     if (batchSeq < session.next) return
     if (this.mode === 5) {
       session.next = batchSeq + 1
+    } else if (batchSeq === session.next) {
+      this.advance(session)
     } else {
       session.ahead.add(batchSeq)
-      this.advance(session)
     }
     this.markDirty(session)
   }
@@ -164,8 +165,9 @@ export class OrderEngine {
     if (this.mode !== 5) {
       if (this.sink.room() < 1) return Verdict.stall
       this.orderOne(broker, pbrSeq, session)
-      session.ahead.add(batchSeq)
-      this.advance(session)
+      if (batchSeq !== session.next) session.ahead.add(batchSeq)
+      else if (session.ahead.size === 0) session.next++
+      else this.advance(session)
       return Verdict.ordered
     }
     if (batchSeq > session.next) {
@@ -232,7 +234,10 @@ export class OrderEngine {
     this.markDirty(session)
   }
 
+  /** Moves `next` over `next` itself (just ordered) and every ordered seq right after it. */
   private advance(session: Session) {
+    session.ahead.delete(session.next)
+    session.next++
     while (session.ahead.delete(session.next)) session.next++
   }
 

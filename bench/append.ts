@@ -1,0 +1,108 @@
+/**
+ * bench append: local append throughput (the broker side, no network) of 1 KiB messages
+ * into the region's PBR + Blog, next to a plain memcpy of the same bytes into the same
+ * Blog positions, in the same run. The sequencer runs between timed phases (untimed) so
+ * appends never wait. `ratio` = append GB/s over memcpy GB/s for 64-message batches.
+ */
+import { Effect } from "effect"
+import * as AppenderLayers from "../src/layers/Appender.js"
+import { alignLine } from "../src/layers/LogRecords.js"
+import * as SequencerLayers from "../src/layers/Sequencer.js"
+import * as TopicsLayers from "../src/layers/Topics.js"
+import { batchPayload, benchRegion, flag } from "./LogBench.js"
+import { emit, table } from "./Report.js"
+
+const MESSAGE_BYTES = 1024
+
+export const run = (args: ReadonlyArray<string>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const totalBytes = flag(args, "mib", 2048) * 2 ** 20
+    const config = {
+      maxTopics: 1,
+      maxBrokers: 1,
+      pbrSlots: 8192,
+      blogBytes: 128 << 20,
+      goiSlots: 8192,
+      sessionSlots: 64,
+      subscriberSlots: 2,
+      listenerSlots: 4,
+      maxBatchBytes: 1 << 20
+    }
+    const { region, area, provide } = yield* benchRegion("append", config)
+    const topics = yield* provide(TopicsLayers.make(area))
+    yield* topics.create({ name: "bench", order: 2, ackLevel: 1, replicationFactor: 1 })
+    const appender = yield* provide(AppenderLayers.make(area, { brokerId: 0 }))
+    const sequencer = yield* provide(SequencerLayers.make(area, { maxBatchesPerBroker: 8192 }))
+    const blog = area.blog(0, 0)
+
+    const measure = (messagesPerBatch: number) =>
+      Effect.gen(function*() {
+        const payload = batchPayload(messagesPerBatch, MESSAGE_BYTES)
+        const crc32c = region.crc32c(payload, 0, payload.length)
+        // Half the Blog (or PBR) per timed phase; the sequencer frees it between phases.
+        const perPhase = Math.min(config.pbrSlots / 2, Math.floor(config.blogBytes / 2 / alignLine(payload.length)))
+        let seq = 0
+        const appendPhase = Effect.gen(function*() {
+          const t0 = performance.now()
+          for (let i = 0; i < perPhase; i++) {
+            const header = { clientId: messagesPerBatch, sessionEpoch: 0, batchSeq: seq++, messageCount: messagesPerBatch, payloadBytes: payload.length, crc32c }
+            yield* appender.append("bench", header, payload)
+          }
+          const ms = performance.now() - t0
+          yield* sequencer.step
+          return ms
+        })
+        let position = 0
+        const copyPhase = () => {
+          const t0 = performance.now()
+          for (let i = 0; i < perPhase; i++) {
+            const offset = position % config.blogBytes
+            if (offset + payload.length > config.blogBytes) position += config.blogBytes - offset
+            region.bytes.set(payload, blog + (position % config.blogBytes))
+            position += alignLine(payload.length)
+          }
+          return performance.now() - t0
+        }
+        // Warm up: touch every Blog page and let the JIT settle.
+        for (let i = 0; i < 2; i++) {
+          yield* appendPhase
+          copyPhase()
+        }
+        const phaseBytes = perPhase * payload.length
+        const phases = Math.max(2, Math.ceil(totalBytes / phaseBytes))
+        let appendMs = 0
+        let copyMs = 0
+        for (let p = 0; p < phases; p++) {
+          appendMs += yield* appendPhase
+          copyMs += copyPhase()
+        }
+        const bytes = phases * phaseBytes
+        return {
+          messagesPerBatch,
+          batchBytes: payload.length,
+          appendGBps: bytes / appendMs / 1e6,
+          memcpyGBps: bytes / copyMs / 1e6,
+          batchesPerSec: (phases * perPhase) / (appendMs / 1000)
+        }
+      })
+
+    const rows = []
+    for (const messagesPerBatch of [1, 16, 64]) rows.push(yield* measure(messagesPerBatch))
+    const text = table(["messages per batch (1 KiB)", "batch bytes", "append GB/s", "memcpy GB/s", "append / memcpy", "appends/s"], rows.map((r) => [
+      r.messagesPerBatch,
+      r.batchBytes,
+      r.appendGBps,
+      r.memcpyGBps,
+      r.appendGBps / r.memcpyGBps,
+      Math.round(r.batchesPerSec)
+    ]))
+    const headline = rows.at(-1)!
+    emit(text, {
+      bench: "append",
+      messageBytes: MESSAGE_BYTES,
+      rows,
+      appendGBps: headline.appendGBps,
+      memcpyGBps: headline.memcpyGBps,
+      ratio: headline.appendGBps / headline.memcpyGBps
+    })
+  }))
