@@ -4,7 +4,9 @@ import { Effect } from "effect"
 const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>) => Effect.Effect<void, unknown> }>> = {
   doorbell: () => import("./doorbell.js"),
   rings: () => import("./rings.js"),
-  loopback: () => import("./loopback.js")
+  loopback: () => import("./loopback.js"),
+  append: () => import("./append.js"),
+  sequencer: () => import("./sequencer.js")
 }
 
 const [name, ...args] = process.argv.slice(2)
