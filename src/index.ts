@@ -58,3 +58,22 @@ export {
   type Success as RpcSuccess
 } from "./services/Rpc.js"
 export * as RpcLayers from "./layers/Rpc.js"
+export * from "./services/Topics.js"
+export * as TopicsLayers from "./layers/Topics.js"
+export * from "./services/Appender.js"
+export * as AppenderLayers from "./layers/Appender.js"
+export * from "./services/Sequencer.js"
+export * as SequencerLayers from "./layers/Sequencer.js"
+export {
+  AckTimeout as LogAckTimeout,
+  AckTracker,
+  type AckTrackerShape,
+  type BrokerCounts as LogBrokerCounts,
+  type SessionAcks,
+  SessionFenced
+} from "./services/AckTracker.js"
+export * as AckTrackerLayers from "./layers/AckTracker.js"
+export * from "./services/LogReader.js"
+export * as LogReaderLayers from "./layers/LogReader.js"
+export * as LogLayout from "./layers/LogLayout.js"
+export { makeMemoryStore as makeLogMemoryStore, type MemoryLogStore } from "./layers/LogMemory.js"
