@@ -38,6 +38,8 @@ import { lowestCursor, type MemoryLogStore, type MemoryTopic, sessionKey } from 
 import { type DropReason, OrderEngine, type OrderSink, type Session, Verdict } from "./LogOrderEngine.js"
 import { livenessCache, lowestDurableCursor, newOccurrence, ringEveryone } from "./LogParticipants.js"
 import {
+  Descriptor,
+  DescriptorState,
   Dropped,
   GOI_INVALID,
   GoiEntry,
@@ -53,7 +55,7 @@ import {
 } from "./LogRecords.js"
 import { isPidAlive } from "./ProcessSlot.js"
 import { Offsets } from "./Superblock.js"
-import { listTopics } from "./Topics.js"
+import { readTopic } from "./Topics.js"
 
 export interface SequencerLayerOptions extends SequencerOptions {
   /** Test-only: verify that every GOI entry and PBR finish line is flushed before its commit word. */
@@ -458,18 +460,29 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
     const topics: Array<TopicState> = []
     const known = new Set<number>()
 
+    /** Table slots whose descriptor became ready since we last looked (one atomic load per unknown slot). */
+    const newTopics = (): Array<number> => {
+      const fresh: Array<number> = []
+      if (known.size === config.maxTopics) return fresh
+      for (let t = 0; t < config.maxTopics; t++) {
+        if (known.has(t)) continue
+        const at = area.descriptor(t)
+        region.invalidate(at, 64)
+        if (Atomics.load(i32, (at + Descriptor.state) / 4) === DescriptorState.ready) fresh.push(t)
+      }
+      return fresh
+    }
+
     const discover = (nowMs: number) =>
-      Effect.suspend(() => {
-        if (known.size === config.maxTopics) return Effect.void
-        const fresh = listTopics(region, area).filter((info) => !known.has(info.id))
-        return Effect.forEach(fresh, (info) => {
-          known.add(info.id)
-          return recover(info, nowMs).pipe(
-            Effect.map((st) => topics.push(st)),
-            Effect.catchAll((e) => Effect.logError(`sequencer: ${e.message}; topic ${info.name} is not ordered`))
-          )
-        }, { discard: true })
-      })
+      Effect.forEach(newTopics(), (t) => {
+        known.add(t)
+        const info = readTopic(region, area, t)
+        if (info === undefined) return Effect.logError(`sequencer: topic table slot ${t} holds an invalid descriptor; it is not ordered`)
+        return recover(info, nowMs).pipe(
+          Effect.map((st) => topics.push(st)),
+          Effect.catchAll((e) => Effect.logError(`sequencer: ${e.message}; topic ${info.name} is not ordered`))
+        )
+      }, { discard: true })
 
     const step: Effect.Effect<SequencerRound, SequencerLeaseLost> = Effect.gen(function*() {
       if (!holdsLease()) return yield* leaseLost()
@@ -516,7 +529,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
           if (Atomics.load(i32, (slot + PbrSlot.commit) / 4) === lapMark(s, pbrSlots)) return true
         }
       }
-      return known.size < config.maxTopics && listTopics(region, area).length > known.size
+      return newTopics().length > 0
     }
 
     const nextDeadline = () => topics.reduce((d, st) => Math.min(d, st.engine.nextDeadline()), Infinity)

@@ -20,7 +20,7 @@ export const Offsets = {
   createdAtMs: 24, // f64
   paramCount: 32, // u32
   params: 64, // f64 × 64, lines 1–8
-  /** Sequencer lease line: holder pid, holder occurrence, cluster epoch (i32), expiry ms (f64 at +16). */
+  /** Sequencer lease line: holder occurrence (claim word), holder pid, cluster epoch, doorbell offset (i32 each), expiry ms (f64 at +16); see LogRecords.LeaseLine. */
   sequencerLease: 640,
   /** Coordinator lease line: same shape. */
   coordinatorLease: 704
