@@ -3,6 +3,7 @@ import { Effect } from "effect"
 
 const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>) => Effect.Effect<void, unknown> }>> = {
   doorbell: () => import("./doorbell.js"),
+  barrier: () => import("./barrier.js"),
   rings: () => import("./rings.js"),
   loopback: () => import("./loopback.js"),
   append: () => import("./append.js"),

@@ -31,6 +31,12 @@ export interface RoleProcess {
 
 const TAIL_BYTES = 8192
 
+/** `CXLOG_PROFILE_DIR=dir` writes a V8 CPU profile of every role process there (finding hot spots). */
+const profileArgs = (): Array<string> => {
+  const dir = process.env["CXLOG_PROFILE_DIR"]
+  return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}`]
+}
+
 /** Forks `cxlog <args>`; SIGTERM then SIGKILL when the scope closes. */
 export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<RoleProcess, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -48,7 +54,12 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
     }
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        fork(cliPath, [...args], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, ...env }, serialization: "advanced" })
+        fork(cliPath, [...args], {
+          stdio: ["ignore", "pipe", "pipe", "ipc"],
+          env: { ...process.env, ...env },
+          serialization: "advanced",
+          execArgv: profileArgs()
+        })
       ),
       (child) =>
         Effect.async<void>((resume) => {
