@@ -97,7 +97,8 @@ const codec = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError): WireC
 }
 const toJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, value: unknown) => codec(schema).encode(value)
 const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, text: string) => codec(schema).decode(text)
-const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error)
+/** A Schema issue for an error reply, kept short enough for the reply ring. */
+const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)
 
 /** Reads `reader` with `handler` for good: a closed or dead writer is waited out (a new one may come), other errors are logged. */
 const serveForever = (reader: RingReader, handler: (frame: Uint8Array) => Effect.Effect<void>) =>
@@ -155,7 +156,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
         return frame.length > writer.maxFrameBytes ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`) : enqueue(frame)
       }
       const failure = Cause.failureOption(exit.cause)
-      if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 2000))
+      if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
       const json = toJson(method.failure, failure.value)
       if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
       return enqueue(encodeFrame(Kind.failure, client, requestId, method.tag, json.right))
