@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, FastCheck as fc, Fiber, Option, Stream } from "effect"
+import { frameCheck } from "../src/layers/RingFrames.js"
 import { type FrameBatch, type RingAddress, type RingReader, ringFootprint, type RingWriter } from "../src/services/Rings.js"
-import { openRegionRings } from "./fixtures/ring-harness.js"
-import { type OpenRings, ringLayers } from "./fixtures/ring-harness.js"
+import { type OpenRings, openRegionRings, ringLayers } from "./fixtures/ring-harness.js"
 
 /** Payload `n` of `length` bytes: every byte derived from (n, index), so any mix-up shows. */
 const payload = (n: number, length: number) => Uint8Array.from({ length }, (_, i) => (n * 31 + i * 7) & 0xff)
@@ -432,7 +432,7 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
               r.bytes.set(bytes, data)
               if (firstLength !== undefined) {
                 r.u32[data / 4] = firstLength
-                r.u32[data / 4 + 1] = (0 ^ 0x474c5843) >>> 0
+                r.u32[data / 4 + 1] = frameCheck(0)
               }
               typedOrSuccess(yield* Effect.exit(Effect.gen(function*() {
                 for (let i = 0; i < 3; i++) {
