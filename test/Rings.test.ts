@@ -254,7 +254,7 @@ const contract = (label: string, open: OpenRings) =>
         const view = held.frame(1)
         const before = Array.from(view)
         // keep writing until the ring is full: the held frames' bytes must not change
-        const outcome = yield* Effect.exit(Effect.forever(writer.write(payload(3, 100))))
+        const outcome = yield* Effect.exit(Effect.repeatN(writer.write(payload(3, 100)), 20))
         expect(Exit.isFailure(outcome)).toBe(true)
         expect(Array.from(view)).toEqual(before)
         expect(Array.from(held.frame(0))).toEqual(Array.from(payload(1, 100)))
