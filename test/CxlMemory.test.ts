@@ -146,22 +146,20 @@ describe("native region across processes", () => {
     Effect.gen(function*() {
       const name = yield* uniqueRegion("xproc")
       const region = yield* CxlMemoryLayers.make({ name, size: SIZE, mode: "create", params: [42] })
-      const [valueOffset, parentBell, childBell] = [8192, 8256, 8320]
-      const child = yield* spawnFixture("region-peer", [name, `${valueOffset}`, "987654", `${parentBell}`, `${childBell}`])
+      const [valueOffset, parentBell, childBell, parentAck, childAck] = [8192, 8256, 8320, 8384, 8448]
+      const child = yield* spawnFixture("region-peer", [name, ...[valueOffset, 987654, parentBell, childBell, parentAck, childAck].map(String)])
       const attached = yield* child.next<{ attached: boolean; size: number; params: Array<number> }>()
       expect(attached).toMatchObject({ attached: true, size: SIZE, params: [42] })
-      // Parked before the child writes: only the child's wake can end this wait early.
-      const outcome = yield* region.wait(parentBell, 0, 20_000)
-      expect(outcome).toBe("woken")
+      // The bell word stays 0, so only the child's wake can end this wait before its timeout.
+      expect(yield* region.wait(parentBell, 0, 20_000)).toBe("woken")
       expect(Atomics.load(region.i32, valueOffset / 4)).toBe(987654)
-      expect(yield* child.next()).toMatchObject({ wrote: 987654, wokeParent: 1 })
-      let woken = 0
-      Atomics.store(region.i32, childBell / 4, 1)
-      for (let i = 0; i < 400 && woken === 0; i++) {
-        woken = region.wake(childBell)
-        if (woken === 0) yield* Effect.sleep("5 millis")
+      Atomics.store(region.i32, parentAck / 4, 1)
+      expect(yield* child.next()).toMatchObject({ wrote: 987654, wokeParent: true })
+      while (Atomics.load(region.i32, childAck / 4) === 0) {
+        region.wake(childBell)
+        yield* Effect.sleep("2 millis")
       }
-      expect(yield* child.next()).toMatchObject({ childWait: "woken", seen: 1 })
+      expect(yield* child.next()).toMatchObject({ childWait: "woken" })
       expect((yield* child.exited).code).toBe(0)
     }))
 
