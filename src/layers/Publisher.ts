@@ -160,6 +160,20 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       notify()
     }
 
+    /**
+     * Level 0 completes batches one write callback at a time: handle them together once the
+     * callbacks of this event-loop turn have run, so a waiting publisher wakes once for many.
+     */
+    let afterWritesScheduled = false
+    const afterWritesSoon = () => {
+      if (afterWritesScheduled) return
+      afterWritesScheduled = true
+      setImmediate(() => {
+        afterWritesScheduled = false
+        afterProgress()
+      })
+    }
+
     /** Batches 0..count-1 of the current epoch are acknowledged. */
     const acknowledge = (count: number) => {
       let moved = false
@@ -199,7 +213,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         if (--batch.pendingWrites === 0 && batch.done) pool.give(batch.buffer)
         else if (ackLevel === 0 && !batch.done && error == null) {
           complete(batch)
-          afterProgress()
+          afterWritesSoon()
         }
       }
       link.connection!.sendBatch({
