@@ -1,5 +1,5 @@
 /**
- * End to end: `cxlog run` as a user runs it (the compiled CLI), a head, 4 broker processes,
+ * End to end: `cxlog run` as a user runs it (the bundled CLI, `dist/cxlog.mjs`), a head, 4 broker processes,
  * a publisher and an auditing subscriber — once plain, once with a broker SIGKILLed mid-run.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -9,7 +9,7 @@ import { existsSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
-const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "src", "programs", "cli.js")
+const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "cxlog.mjs")
 
 /** Runs the CLI to completion; SIGTERM (then SIGKILL) if the scope closes first. */
 const runCli = (args: ReadonlyArray<string>) =>
@@ -34,7 +34,7 @@ const runCli = (args: ReadonlyArray<string>) =>
 
 const summaryOf = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number | boolean | string | null>
 
-describe("cxlog run (compiled CLI, real processes)", () => {
+describe("cxlog run (bundled CLI, real processes)", () => {
   it.live("64 MiB of 1 KiB messages, mode 5, ACK 1, 4 brokers: the audit passes and the region is removed", () =>
     Effect.gen(function*() {
       expect(existsSync(cli)).toBe(true)

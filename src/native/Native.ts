@@ -2,10 +2,10 @@
  * The typed wrapper around the C++ addon. This is the only module that loads or calls it.
  */
 import { Data, Effect } from "effect"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
-import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { join } from "node:path"
+import { packageRoot } from "../PackageRoot.js"
 
 export type WaitOutcome = "woken" | "not-equal" | "timed-out"
 export type OpenMode = "create" | "attach" | "create-or-attach"
@@ -54,17 +54,6 @@ export class NativeError extends Data.TaggedError("NativeError")<{
 }> {
   override get message(): string {
     return `${this.op}: ${this.reason}`
-  }
-}
-
-const packageRoot = (): string => {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (;;) {
-    const manifest = join(dir, "package.json")
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "cxlog") return dir
-    const parent = dirname(dir)
-    if (parent === dir) return process.cwd()
-    dir = parent
   }
 }
 

@@ -8,8 +8,8 @@
  * the whole total order), `latency` (ACK latency at a fixed offered load).
  */
 import { Console, Effect } from "effect"
-import { measureLoopbackMBps } from "../../bench/loopback.js"
-import { table } from "../../bench/Report.js"
+import { table } from "../Table.js"
+import { measureLoopbackMBps } from "./Loopback.js"
 import { run } from "./Run.js"
 
 export interface BenchOptions {
@@ -19,6 +19,7 @@ export interface BenchOptions {
   readonly order: 0 | 2 | 4 | 5
   readonly ackLevel: 0 | 1 | 2
   readonly batchBytes: number
+  readonly window: number
   readonly type: "publish" | "e2e" | "latency"
   /** Offered load for `latency`, MB/s. */
   readonly rateMBps: number
@@ -35,6 +36,7 @@ export const bench = (options: BenchOptions) =>
       order: options.order,
       ackLevel: options.ackLevel,
       batchBytes: options.batchBytes,
+      window: options.window,
       output: "silent",
       subscriber: options.type === "e2e",
       ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
@@ -50,6 +52,7 @@ export const bench = (options: BenchOptions) =>
       order: options.order,
       ackLevel: options.ackLevel,
       batchBytes: options.batchBytes,
+      window: options.window,
       ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {}),
       throughputMBps: summary.throughputMBps,
       loopbackMBps: Math.round(loopbackMBps * 10) / 10,

@@ -6,10 +6,8 @@
 import { Data, Deferred, Duration, Effect, FiberId, type Scope } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
-import { fileURLToPath } from "node:url"
+import { cliEntry } from "../PackageRoot.js"
 import type { RoleEvent } from "./Report.js"
-
-const cliPath = fileURLToPath(new URL("./cli.js", import.meta.url))
 
 export class RoleFailed extends Data.TaggedError("RoleFailed")<{ readonly role: string; readonly reason: string; readonly stderr: string }> {
   override get message() {
@@ -54,7 +52,7 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
     }
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        fork(cliPath, [...args], {
+        fork(cliEntry(), [...args], {
           stdio: ["ignore", "pipe", "pipe", "ipc"],
           env: { ...process.env, ...env },
           serialization: "advanced",

@@ -16,6 +16,8 @@ export interface RunOptions {
   readonly order: 0 | 2 | 4 | 5
   readonly ackLevel: 0 | 1 | 2
   readonly batchBytes: number
+  /** The publisher's in-flight window, in batches. */
+  readonly window: number
   /** human: progress line and summary; json: the summary as one JSON line; silent: nothing (for `cxlog bench`). */
   readonly output: "human" | "json" | "silent"
   /** Run an auditing subscriber (end-to-end); without one the run measures publish → ACK only. */
@@ -102,6 +104,8 @@ export const run = (options: RunOptions) =>
       `${options.messageBytes}`,
       "--batch-bytes",
       `${options.batchBytes}`,
+      "--window",
+      `${options.window}`,
       "--ack",
       `${options.ackLevel}`,
       ...(options.offeredMBps === undefined ? [] : ["--rate-mbps", `${options.offeredMBps}`])

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `cxlog` command line. Flags fall back to `CXLOG_*` environment variables. */
-import { Command, Options } from "@effect/cli"
+import { Args, Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Option } from "effect"
 import { fileURLToPath } from "node:url"
@@ -9,6 +9,7 @@ import { parseAddresses } from "../wire/ClientConnection.js"
 import { bench } from "./Bench.js"
 import { broker } from "./BrokerMain.js"
 import { head } from "./Head.js"
+import { loopbackSend } from "./Loopback.js"
 import { publish } from "./Publish.js"
 import { exitWithParent, parseBytes } from "./Report.js"
 import { run } from "./Run.js"
@@ -163,6 +164,7 @@ const runCommand = Command.make(
     order: Options.choice("order", ["0", "2", "4", "5"]).pipe(Options.withDefault("5" as const)),
     ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
     batchBytes: bytesOption("batch-bytes", "64KiB"),
+    window: int("window", 64),
     json: Options.boolean("json").pipe(Options.withDescription("print the summary as one JSON line")),
     killBroker: Options.integer("kill-broker").pipe(Options.optional, Options.withDescription("(testing) SIGKILL this broker halfway"))
   },
@@ -174,6 +176,7 @@ const runCommand = Command.make(
       order: Number(o.order) as 0 | 2 | 4 | 5,
       ackLevel: Number(o.ack) as 0 | 1 | 2,
       batchBytes: o.batchBytes,
+      window: o.window,
       output: o.json ? "json" : "human",
       ...Option.match(o.killBroker, { onNone: () => ({}), onSome: (index) => ({ killBroker: { index, atFraction: 0.3 } }) })
     }).pipe(Effect.asVoid)
@@ -188,6 +191,7 @@ const benchCommand = Command.make(
     order: Options.choice("order", ["0", "2", "4", "5"]).pipe(Options.withDefault("5" as const)),
     ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
     batchBytes: bytesOption("batch-bytes", "64KiB"),
+    window: int("window", 64),
     type: Options.choice("type", ["publish", "e2e", "latency"]).pipe(
       Options.withDefault("e2e" as const),
       Options.withDescription("publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps)")
@@ -203,11 +207,18 @@ const benchCommand = Command.make(
       order: Number(o.order) as 0 | 2 | 4 | 5,
       ackLevel: Number(o.ack) as 0 | 1 | 2,
       batchBytes: o.batchBytes,
+      window: o.window,
       type: o.type,
       rateMBps: o.rateMbps,
       json: o.json
     }).pipe(Effect.asVoid)
 ).pipe(Command.withDescription("Measure a local cluster's throughput and ACK latency next to the loopback TCP bound"))
+
+const loopbackSendCommand = Command.make(
+  "loopback-send",
+  { args: Args.integer().pipe(Args.repeated) },
+  ({ args }) => loopbackSend(args[0] ?? 0, args[1] ?? 0, args[2] ?? 65536)
+).pipe(Command.withDescription("internal: the sending side of the loopback TCP reference"))
 
 const selfcheckCommand = Command.make(
   "selfcheck",
@@ -216,7 +227,7 @@ const selfcheckCommand = Command.make(
 ).pipe(Command.withDescription("Create a region, attach it from a second process, exchange a value and doorbell wakes"))
 
 const cxlog = Command.make("cxlog").pipe(
-  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, selfcheckCommand])
+  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, selfcheckCommand, loopbackSendCommand])
 )
 
 const cli = Command.run(cxlog, { name: "cxlog", version: "0.1.0" })
