@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
+import { Effect, Fiber } from "effect"
 import * as fc from "effect/FastCheck"
 import * as BrokerLayers from "../src/layers/Broker.js"
 import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
@@ -7,7 +7,7 @@ import * as PublisherLayers from "../src/layers/Publisher.js"
 import { FRAME_HEADER_BYTES, FrameType, writeHeader } from "../src/wire/Frame.js"
 import { crc32c } from "../src/wire/Crc32c.js"
 import { audit, clean, publishTestMessages } from "./fixtures/net-audit.js"
-import { batchFrame, hello, rawConnect } from "./fixtures/net-raw-client.js"
+import { batchFrame, hello, sendAndAwaitClose } from "./fixtures/net-raw-client.js"
 
 const FRAMES = process.env["CXLOG_STRESS"] ? 100_000 : 10_000
 const MAX_BATCH = 1 << 16
@@ -83,12 +83,14 @@ describe("Broker under fuzzed input", () => {
         }
       }))
       const inputs = fc.sample(badFrame, { numRuns: FRAMES, seed: 0x5eed })
-      yield* Effect.forEach(inputs, (bytes) =>
-        Effect.scoped(Effect.gen(function*() {
-          const client = yield* rawConnect(broker.port)
-          client.socket.end(bytes)
-          yield* Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the broker kept a bad connection open") }))
-        })), { concurrency: 16, discard: true })
+      yield* Effect.forEach(
+        inputs,
+        (bytes) =>
+          Effect.tryPromise(() => sendAndAwaitClose(broker.port, bytes)).pipe(
+            Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the broker kept a bad connection open") })
+          ),
+        { concurrency: 16, discard: true }
+      )
       fuzzing = false
       yield* Fiber.join(good)
       expect(total).toBeGreaterThan(1_000)

@@ -157,6 +157,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
     }
 
+    const welcome = welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: log.brokerId, maxBatchBytes: settings.maxBatchBytes }))
     const server: Server = createServer({ noDelay: true, allowHalfOpen: true })
     server.on("connection", (socket) => {
       counts.accepted++
@@ -200,7 +201,13 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (frame === undefined) return pull
           return frame instanceof WireViolation ? Effect.fail(frame) : Effect.succeed(frame)
         })
-        const outcome = yield* Effect.either(Effect.scoped(session(socket, nextFrame)))
+        // A plain timer, not an Effect timeout: it costs nothing per connection beyond itself.
+        const handshakeTimer = setTimeout(() => {
+          reject(socket, new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` }))
+          inbox.stop()
+        }, settings.handshakeTimeoutMs)
+        yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(handshakeTimer)))
+        const outcome = yield* Effect.either(Effect.scoped(session(socket, nextFrame, handshakeTimer)))
         inbox.stop()
         if (Either.isLeft(outcome)) {
           yield* Effect.logDebug(`broker ${log.brokerId}: closing a connection: ${outcome.left.message}`)
@@ -242,18 +249,14 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           return yield* new WireViolation({ code: "bad-handshake", detail: "the HELLO header and body name different sessions" })
         }
         yield* log.topic(hello.topic).pipe(Effect.mapError((e) => new WireViolation({ code: "unknown-topic", detail: e.message })))
-        send(socket, welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: log.brokerId, maxBatchBytes: settings.maxBatchBytes })))
+        send(socket, welcome)
         return hello
-      }).pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(settings.handshakeTimeoutMs),
-          onTimeout: () => new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` })
-        })
-      )
+      })
 
-    const session = (socket: Socket, nextFrame: Effect.Effect<Frame | undefined, WireViolation>) =>
+    const session = (socket: Socket, nextFrame: Effect.Effect<Frame | undefined, WireViolation>, handshakeTimer: ReturnType<typeof setTimeout>) =>
       Effect.gen(function*() {
         const hello = yield* handshake(socket, nextFrame)
+        clearTimeout(handshakeTimer)
         if (hello === undefined) return
         const received = { highest: -1 }
         yield* Effect.forkScoped(ackTracker(socket, log, hello, received))
