@@ -5,7 +5,8 @@
  *    writer's own sequence space) are recorded and its reply deferred.
  * 2. Drain: when the last live member of the group has arrived, one fiber per
  *    (target, reader) pair waits on that reader's progress line, read straight from the
- *    region; the fibers are joined as one unit under the barrier's deadline.
+ *    region, woken by the reader when it passes the target (or polling, without a way to be
+ *    woken); the fibers are joined as one unit under the barrier's deadline.
  * 3. Release: only then is the release handed to the single broadcast writer; its
  *    watermark goes back to every participant.
  */
@@ -40,6 +41,11 @@ export interface ProgressProbe {
   readonly readers: (ring: number) => ReadonlyArray<ReaderProgress>
   /** Request rings are read only by the coordinator: all their readers count, group or not. */
   readonly isRequestRing: (ring: number) => boolean
+  /**
+   * Resolves `true` once `reached()` holds, `false` after `timeoutMs`, re-checking it as soon
+   * as a reader of `ring` passes `target`. Without it, drains poll every DRAIN_POLL.
+   */
+  readonly awaitProgress?: (ring: number, target: number, reached: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
 }
 
 export interface EngineOptions {
@@ -81,6 +87,8 @@ type DrainOutcome =
   | { readonly _tag: "dropped"; readonly reason: string }
 
 const DRAIN_POLL = "500 micros"
+/** How long a woken drain waits before it looks again anyway (a reader's pid dying rings no one). */
+const DRAIN_SLICE_MS = 10
 
 export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -105,6 +113,12 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
     const drainOne = (round: Round, participant: number, target: DrainTarget, reader: ReaderProgress) =>
       Effect.gen(function*() {
         const from = progressOf(round, reader)
+        /** Whether the loop below has something to decide: drained, void, or the reader changed. */
+        const settled = () => {
+          if (probe.writerOccurrence(target.ring) !== target.occurrence) return true
+          const now = probe.readers(target.ring).find((r) => r.index === reader.index)
+          return now === undefined || now.occurrence !== reader.occurrence || progressOf(round, now) >= target.sequence
+        }
         for (;;) {
           if (probe.writerOccurrence(target.ring) !== target.occurrence) {
             yield* trace(`name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
@@ -121,7 +135,8 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
             yield* trace(`name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.index} observed=${observed}`)
             return { _tag: "drained", observed, from } as DrainOutcome
           }
-          yield* Effect.sleep(DRAIN_POLL)
+          if (probe.awaitProgress === undefined) yield* Effect.sleep(DRAIN_POLL)
+          else yield* probe.awaitProgress(target.ring, target.sequence, settled, DRAIN_SLICE_MS)
         }
       })
 

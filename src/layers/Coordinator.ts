@@ -68,7 +68,11 @@ const makeProbe = (rings: RingsShape, layout: Layout) =>
         (inspectors.get(ring)?.readers() ?? [])
           .filter((r) => r.state === "attached")
           .map((r) => ({ index: r.slot, pid: r.pid, occurrence: r.occurrence, delivered: r.delivered, processed: r.processed })),
-      isRequestRing: layout.isRequestRing
+      isRequestRing: layout.isRequestRing,
+      awaitProgress: (ring, target, reached, timeoutMs) => {
+        const address = layout.ring(ring)
+        return address === undefined ? Effect.as(Effect.sleep(timeoutMs), false) : rings.awaitProgress(address, target, reached, timeoutMs).pipe(Effect.orDie)
+      }
     }
     return { probe, inspectors }
   })

@@ -92,6 +92,9 @@ const awaitCondition = (ring: MemoryRing, condition: () => boolean, timeoutMs: n
     })
   )
 
+/** Resolves once `reached()` holds (re-checked after every change to the ring), false after `timeoutMs`. */
+export const awaitMemoryProgress = (ring: MemoryRing, reached: () => boolean, timeoutMs: number) => awaitCondition(ring, reached, timeoutMs)
+
 /** Lowest `processed` over attached readers (the head when there are none) and whose it is. */
 const slowest = (ring: MemoryRing, head: number) => {
   let lowest = head
@@ -297,7 +300,9 @@ export const openMemoryReader = (
       processed: () => processed,
       publishDelivered: (position: number) => {
         delivered = position
-        if (mine()) s.delivered = position
+        if (!mine()) return
+        s.delivered = position
+        if (ring.waiters.size > 0) changed(ring)
       },
       publishProcessed: (position: number) => {
         if (position === processed) return

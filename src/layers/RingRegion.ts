@@ -40,6 +40,8 @@ import {
 const FREE = 0
 const ATTACHING = 1
 const ATTACHED = 2
+/** A reader slot taken by a process that watches the readers' progress (see `progressWatch`). */
+const OBSERVING = 3
 
 /** Byte offsets in the control line (written by the writer only). */
 const Control = {
@@ -67,6 +69,20 @@ const Reader = {
   processed: 32, // f64
   heartbeat: 40, // f64 ms since the epoch
   waiting: 48 // u32: 1 while the reader waits for frames
+} as const
+
+/**
+ * Byte offsets in an observer's line: the ring's last reader slot while a process watches the
+ * readers' progress. Written by that observer only; readers read `state`, `bell` and the
+ * target, which sits in bytes a reader's own fields never use.
+ */
+const Observer = {
+  state: 0, // u32 OBSERVING while watched
+  occurrence: 4, // u32
+  pid: 8, // i32
+  bell: 12, // u32 observer's doorbell line
+  targetLow: 52, // u32 commit word: low 32 bits of the target
+  target: 56 // f64: readers ring `bell` when their delivered or processed crosses it
 } as const
 
 /** Word indexes of one ring's lines in a region. */
@@ -104,7 +120,7 @@ const readHead = (region: CxlMemoryShape, l: Lines) => read64(region, l.control 
 const validBell = (region: CxlMemoryShape, l: Lines, bell: number) =>
   bell % LINE_BYTES === 0 && bell >= SUPERBLOCK_BYTES && region.inBounds(bell, LINE_BYTES) && (bell < l.control || bell >= l.end)
 
-const slotStates: ReadonlyArray<ReaderSlotState> = ["free", "attaching", "attached"]
+const slotStates: ReadonlyArray<ReaderSlotState> = ["free", "attaching", "attached", "observing"]
 
 export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
   const { u32, i32, f64 } = region
@@ -145,7 +161,7 @@ export const reapSlot = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lin
   const line = l.line(slot)
   const state = Atomics.load(u32, (line + Reader.state) / 4)
   if (state === FREE) return false
-  if (onlyIfDead && (state !== ATTACHED || pidAlive(Atomics.load(i32, (line + Reader.pid) / 4)))) return false
+  if (onlyIfDead && ((state !== ATTACHED && state !== OBSERVING) || pidAlive(Atomics.load(i32, (line + Reader.pid) / 4)))) return false
   if (Atomics.compareExchange(u32, (line + Reader.state) / 4, state, FREE) !== state) return false
   for (const bell of [u32[(l.control + Control.bell) / 4]!, u32[(line + Reader.bell) / 4]!]) {
     if (validBell(region, l, bell)) doorbell.ring(bell)
@@ -395,6 +411,20 @@ export const openReader = (
       if (validBell(region, l, bell)) doorbell.ring(bell)
     }
 
+    // After publishing progress (so an observer that set its target first sees it, or we see
+    // the target): ring the observer, if any, when this step crossed its target.
+    const observerLine = l.line(readerSlots - 1)
+    const watchable = slot !== readerSlots - 1
+    const ringObserver = (before: number, after: number) => {
+      if (!watchable) return
+      region.invalidate(observerLine, LINE_BYTES)
+      if (Atomics.load(u32, (observerLine + Observer.state) / 4) !== OBSERVING) return
+      const target = read64(region, observerLine + Observer.targetLow, observerLine + Observer.target)
+      if (!(before < target && target <= after)) return
+      const bell = u32[(observerLine + Observer.bell) / 4]!
+      if (validBell(region, l, bell)) doorbell.ring(bell)
+    }
+
     const corrupt = (position: number, reason: string) => new RingCorrupt({ ring: id, position, reason })
 
     const scan = () => {
@@ -493,18 +523,22 @@ export const openReader = (
       // A reaped reader must not write a line that may already be another reader's.
       publishDelivered: (position: number) => {
         if (position === delivered) return
+        const before = delivered
         delivered = position
         if (!mine()) return
         write64(region, line + Reader.deliveredLow, line + Reader.delivered, position)
         region.publish(line, LINE_BYTES)
+        ringObserver(before, position)
       },
       publishProcessed: (position: number) => {
         if (position === processed) return
+        const before = processed
         processed = position
         if (!mine()) return
         write64(region, line + Reader.processedLow, line + Reader.processed, position)
         region.publish(line, LINE_BYTES)
         ringWriter()
+        ringObserver(before, position)
       },
       detach: () => {
         Atomics.store(u32, waitingWord, 0)
@@ -514,3 +548,91 @@ export const openReader = (
       }
     })
   })
+
+/** Targets this process watches on one ring; see `progressWatch`. */
+export interface ProgressWatch {
+  /**
+   * Watches `target`: readers that cross it ring this process. False when no observer line
+   * could be had (the ring's last reader slot is a reader's, or the only free one), so the
+   * caller has to poll.
+   */
+  readonly add: (target: number) => boolean
+  /** Stops watching one `add`ed target; the last one frees the observer line. */
+  readonly remove: (target: number) => void
+}
+
+/**
+ * The observer side of progress wake-ups: while it watches targets, this process holds the
+ * ring's last reader slot as an observer line (never the last free slot, so attaching readers
+ * still find one) holding its doorbell and the lowest target, which readers ring on crossing.
+ * A line left by a dead observer is taken over. The target is set before the caller checks the
+ * readers' progress and readers publish progress before they read it, so one of the two sees
+ * the other.
+ */
+export const progressWatch = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lines): ProgressWatch => {
+  const { u32, i32 } = region
+  const { readerSlots } = l.address
+  const line = l.line(readerSlots - 1)
+  const stateWord = (line + Observer.state) / 4
+  const occurrenceWord = (line + Observer.occurrence) / 4
+  const targets: Array<number> = []
+  let occurrence = 0
+
+  const owned = () =>
+    occurrence !== 0 && Atomics.load(u32, stateWord) === OBSERVING && Atomics.load(u32, occurrenceWord) === occurrence
+
+  const anotherSlotFree = () => {
+    for (let s = 0; s < readerSlots - 1; s++) {
+      if (Atomics.load(u32, (l.line(s) + Reader.state) / 4) === FREE) return true
+    }
+    return false
+  }
+
+  const claim = (): boolean => {
+    if (readerSlots < 2) return false
+    const state = Atomics.load(u32, stateWord)
+    const abandoned = state === OBSERVING && !pidAlive(Atomics.load(i32, (line + Observer.pid) / 4))
+    if (!((state === FREE && anotherSlotFree()) || abandoned)) return false
+    if (Atomics.compareExchange(u32, stateWord, state, ATTACHING) !== state) return false
+    occurrence = ((u32[occurrenceWord]! + 1) >>> 0) || 1
+    i32[(line + Observer.pid) / 4] = process.pid
+    u32[(line + Observer.bell) / 4] = doorbell.offset
+    Atomics.store(u32, occurrenceWord, occurrence)
+    write64(region, line + Observer.targetLow, line + Observer.target, Infinity)
+    Atomics.store(u32, stateWord, OBSERVING)
+    region.publish(line, LINE_BYTES)
+    return true
+  }
+
+  const publishTarget = () => {
+    let lowest = Infinity
+    for (const target of targets) lowest = Math.min(lowest, target)
+    write64(region, line + Observer.targetLow, line + Observer.target, lowest)
+    region.publish(line, LINE_BYTES)
+  }
+
+  return {
+    add: (target) => {
+      targets.push(target)
+      if (!owned() && !claim()) {
+        occurrence = 0
+        return false
+      }
+      publishTarget()
+      return true
+    },
+    remove: (target) => {
+      const at = targets.indexOf(target)
+      if (at >= 0) targets.splice(at, 1)
+      if (!owned()) return
+      if (targets.length > 0) {
+        publishTarget()
+        // A waiter whose target is now the lowest may have been passed without a ring.
+        doorbell.poke()
+        return
+      }
+      if (Atomics.compareExchange(u32, stateWord, OBSERVING, FREE) === OBSERVING) region.publish(line, LINE_BYTES)
+      occurrence = 0
+    }
+  }
+}

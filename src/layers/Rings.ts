@@ -9,11 +9,21 @@ import { Doorbell } from "../services/Doorbell.js"
 import { InvalidRingAddress, type RingAddress, ringFootprint, Rings, type RingsShape } from "../services/Rings.js"
 import { makeReader, makeWriter } from "./RingEndpoints.js"
 import { validateAddress, validateFraction } from "./RingFrames.js"
-import { memoryInspector, memoryRing, type MemoryRing, openMemoryReader, openMemoryWriter, reapMemorySlot } from "./RingMemory.js"
-import { inspector, lines, openReader, openWriter, reapDeadSlots, reapSlot } from "./RingRegion.js"
+import {
+  awaitMemoryProgress,
+  memoryInspector,
+  memoryRing,
+  type MemoryRing,
+  openMemoryReader,
+  openMemoryWriter,
+  reapMemorySlot
+} from "./RingMemory.js"
+import { inspector, lines, openReader, openWriter, type ProgressWatch, progressWatch, reapDeadSlots, reapSlot } from "./RingRegion.js"
 
 const DEFAULT_MAX_FRAME_FRACTION = 0.25
 const DEFAULT_WRITE_TIMEOUT_MS = 10_000
+/** How often `awaitProgress` re-checks when the ring has no observer line to spare. */
+const PROGRESS_POLL_MS = 1
 
 const countReaped = (slots: number) => Metric.incrementBy(ringReadersReaped, slots)
 
@@ -26,6 +36,8 @@ const validateSlot = (address: RingAddress, slot: number) =>
 export const make: Effect.Effect<RingsShape, never, CxlMemory | Doorbell> = Effect.gen(function*() {
   const region = yield* CxlMemory
   const doorbell = yield* Doorbell
+  /** This process's progress watches, by ring offset. */
+  const watches = new Map<number, ProgressWatch>()
   const locate = (address: RingAddress) =>
     validateAddress(address).pipe(
       Effect.zipRight(region.check(address.offset, ringFootprint(address.dataBytes, address.readerSlots))),
@@ -54,6 +66,25 @@ export const make: Effect.Effect<RingsShape, never, CxlMemory | Doorbell> = Effe
         return makeReader(core)
       }),
     inspect: (address) => Effect.map(locate(address), (l) => inspector(region, l)),
+    awaitProgress: (address, target, reached, timeoutMs) =>
+      Effect.flatMap(locate(address), (l) =>
+        Effect.suspend(() => {
+          if (reached()) return Effect.succeed(true)
+          let watch = watches.get(address.offset)
+          if (watch === undefined) {
+            watch = progressWatch(region, doorbell, l)
+            watches.set(address.offset, watch)
+          }
+          const rung = watch.add(target)
+          const deadline = performance.now() + timeoutMs
+          const poll: Effect.Effect<boolean> = Effect.suspend(() => {
+            const left = deadline - performance.now()
+            return doorbell.await(reached, Math.min(left, PROGRESS_POLL_MS)).pipe(
+              Effect.flatMap((ok) => (ok || left <= PROGRESS_POLL_MS ? Effect.succeed(ok) : poll))
+            )
+          })
+          return (rung ? doorbell.await(reached, timeoutMs) : poll).pipe(Effect.ensuring(Effect.sync(() => watch.remove(target))))
+        })),
     reap: (address, slot) =>
       Effect.gen(function*() {
         const l = yield* locate(address)
@@ -105,6 +136,7 @@ export const makeMemory: Effect.Effect<RingsShape> = Effect.sync(() => {
         return makeReader(core)
       }),
     inspect: (address) => Effect.map(locate(address), memoryInspector),
+    awaitProgress: (address, _target, reached, timeoutMs) => Effect.flatMap(locate(address), (ring) => awaitMemoryProgress(ring, reached, timeoutMs)),
     reap: (address, slot) =>
       Effect.gen(function*() {
         const ring = yield* locate(address)

@@ -7,6 +7,10 @@
  * state, heartbeat, doorbell) and a data area of variable-size, 8-byte aligned frames with a
  * padding frame at the wrap point. Sequences are absolute byte positions in the writer's
  * space, so a reader's progress compares directly with the writer's leading sequence.
+ *
+ * A process that waits for readers' progress (the coordinator draining a barrier) can be
+ * rung when a reader passes a target instead of polling: while it waits, it holds the ring's
+ * last reader slot as an observer line (when that slot is free and not the only free one).
  */
 import { Context, Data, type Effect, type Scope, type Stream } from "effect"
 
@@ -120,7 +124,8 @@ export interface RingReader {
   readonly progress: () => { readonly delivered: number; readonly processed: number }
 }
 
-export type ReaderSlotState = "free" | "attaching" | "attached" | "corrupt"
+/** `observing`: the slot holds a progress watcher's line (see `RingsShape.awaitProgress`), not a reader. */
+export type ReaderSlotState = "free" | "attaching" | "attached" | "observing" | "corrupt"
 
 /** A reader slot's progress line as it is in the region now. */
 export interface ReaderProgress {
@@ -165,6 +170,19 @@ export interface RingsShape {
     options?: ReaderOptions
   ) => Effect.Effect<RingReader, InvalidRingAddress | NoFreeReaderSlot | RingCorrupt, Scope.Scope>
   readonly inspect: (address: RingAddress) => Effect.Effect<RingInspector, InvalidRingAddress>
+  /**
+   * Resolves `true` as soon as `reached()` holds, `false` after `timeoutMs`. Meanwhile a
+   * reader of the ring whose `delivered` or `processed` crosses `target` wakes this process,
+   * so `reached` (cheap, side-effect free, typically "every reader I wait for passed
+   * `target`") is re-checked at once; when the ring has no observer line to spare it is
+   * re-checked every millisecond instead.
+   */
+  readonly awaitProgress: (
+    address: RingAddress,
+    target: number,
+    reached: () => boolean,
+    timeoutMs: number
+  ) => Effect.Effect<boolean, InvalidRingAddress>
   /** Frees a reader slot so it no longer holds the writer back; its reader then fails with `ReaderReaped`. True if it was attached. */
   readonly reap: (address: RingAddress, slot: number) => Effect.Effect<boolean, InvalidRingAddress>
   /** Reaps every slot whose process is gone (`process.kill(pid, 0)`); returns the slots reaped. */
