@@ -9,11 +9,11 @@
  */
 import { Effect } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
-import { connect, createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import * as BrokerLayers from "../src/layers/Broker.js"
 import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
 import * as PublisherLayers from "../src/layers/Publisher.js"
+import { measureLoopbackMBps } from "../src/programs/Loopback.js"
 import { emit, summarize, table } from "./Report.js"
 
 const MB = 1e6
@@ -30,54 +30,6 @@ const firstMessage = <A>(child: ChildProcess) =>
     child.once("message", (m) => resume(Effect.succeed(m as A)))
     child.once("exit", (code) => resume(Effect.fail(new Error(`bench child exited with ${code}`))))
   })
-
-/**
- * The loopback TCP bound: a child process writes `totalBytes` in `chunkBytes` writes to this
- * one over 127.0.0.1; MB/s (10^6 bytes) from the first byte received to the last.
- */
-export const measureLoopbackMBps = (totalBytes: number, chunkBytes: number): Effect.Effect<number, Error> =>
-  Effect.scoped(Effect.gen(function*() {
-    const server = createServer()
-    yield* Effect.addFinalizer(() => Effect.sync(() => server.close()))
-    const received = Effect.async<number, Error>((resume) => {
-      server.once("connection", (socket) => {
-        let bytes = 0
-        let started = 0
-        socket.on("data", (chunk: Buffer) => {
-          if (bytes === 0) started = performance.now()
-          bytes += chunk.length
-          if (bytes >= totalBytes) {
-            const seconds = (performance.now() - started) / 1000
-            socket.destroy()
-            resume(Effect.succeed(totalBytes / MB / seconds))
-          }
-        })
-        socket.on("error", (error) => resume(Effect.fail(error)))
-      })
-    })
-    const port = yield* Effect.async<number>((resume) => {
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as { port: number }).port)))
-    })
-    yield* spawnSelf(["--loopback-sender", String(port), String(totalBytes), String(chunkBytes)])
-    return yield* received
-  }))
-
-const loopbackSender = (port: number, totalBytes: number, chunkBytes: number) => {
-  const chunk = Buffer.alloc(chunkBytes, 7)
-  const socket = connect({ host: "127.0.0.1", port, noDelay: true }, () => {
-    let sent = 0
-    const pump = () => {
-      while (sent < totalBytes) {
-        const n = Math.min(chunkBytes, totalBytes - sent)
-        sent += n
-        if (!socket.write(n === chunkBytes ? chunk : chunk.subarray(0, n))) return void socket.once("drain", pump)
-      }
-    }
-    pump()
-  })
-  socket.on("error", () => process.exit(0))
-  socket.on("close", () => process.exit(0))
-}
 
 /** The broker process: `count` brokers over one in-memory log (no payloads retained), ports sent to the parent. */
 const brokerProcess = (count: number, maxBatchBytes: number) =>
@@ -155,9 +107,7 @@ export const run = (args: ReadonlyArray<string>) =>
     })
   }))
 
-if (process.argv[2] === "--loopback-sender") {
-  loopbackSender(Number(process.argv[3]), Number(process.argv[4]), Number(process.argv[5]))
-} else if (process.argv[2] === "--broker") {
+if (process.argv[2] === "--broker") {
   Effect.runPromise(brokerProcess(Number(process.argv[3]), Number(process.argv[4]))).catch((error) => {
     console.error(error)
     process.exit(1)
