@@ -9,6 +9,7 @@ import { defaultLogConfig } from "../src/layers/LogLayout.js"
 import { defaultControlConfig, type Layout, type RegionConfig, RegionLayout, regionBytes, resolve } from "../src/layers/RegionLayout.js"
 import * as RingsLayers from "../src/layers/Rings.js"
 import * as Roles from "../src/layers/Roles.js"
+import { makeMemoryStore } from "../src/layers/LogMemory.js"
 import * as TopicsLayers from "../src/layers/Topics.js"
 import { Coordinator, type CoordinatorShape, type Member } from "../src/services/Coordinator.js"
 import { Rings, type RingsShape } from "../src/services/Rings.js"
@@ -55,7 +56,9 @@ const live: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*(
 const memory: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*() {
   const layout = yield* resolve(config, regionBytes(config))
   const rings = yield* RingsLayers.makeMemory
-  const hub = yield* CoordinatorLayers.makeMemoryHub(layout).pipe(Effect.provideService(Rings, rings))
+  const hub = yield* CoordinatorLayers.makeMemoryHub(layout, TopicsLayers.makeMemory(makeMemoryStore(config.log))).pipe(
+    Effect.provideService(Rings, rings)
+  )
   return {
     layout,
     rings,
@@ -127,6 +130,20 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
         expect(yield* Effect.flip(a!.barrier("t", { mode: "rendezvous", group: "e", timeoutMs: 100 }))).toMatchObject({
           _tag: "BarrierTimeout",
           notArrived: [b!.self.slot]
+        })
+      }))
+
+    it.scopedLive("createTopic goes through the coordinator; a second create of the name is TopicExists", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const p = yield* cluster.participant("client", yield* Effect.scope)
+        const info = yield* p.createTopic({ name: "orders", order: 5, ackLevel: 1, replicationFactor: 1 })
+        expect(info).toMatchObject({ name: "orders", order: 5, ackLevel: 1 })
+        expect(yield* Effect.flip(p.createTopic({ name: "orders", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
+          _tag: "TopicExists"
+        })
+        expect(yield* Effect.flip(p.createTopic({ name: "replicated", order: 2, ackLevel: 2, replicationFactor: 3 }))).toMatchObject({
+          _tag: "ReplicationUnavailable"
         })
       }))
   })

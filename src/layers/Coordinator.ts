@@ -24,7 +24,7 @@ import {
 import { ProcessSlot } from "../services/ProcessSlot.js"
 import { type RingAddress, type RingInspector, Rings, type RingsShape } from "../services/Rings.js"
 import { handle, Rpc, type RpcServer } from "../services/Rpc.js"
-import { Topics } from "../services/Topics.js"
+import { Topics, type TopicsShape } from "../services/Topics.js"
 import { type BarrierEngine, make as makeEngine, type ProgressProbe } from "./BarrierEngine.js"
 import {
   BarrierArriveMethod,
@@ -304,7 +304,11 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           // Local fence: this process's own reader of the broadcast ring reaches the release.
           while (broadcast.reader(self.slot).delivered < released.releaseWatermark) yield* Effect.sleep("200 micros")
           return released
-        })
+        }),
+      createTopic: (spec) =>
+        client.call(CreateTopicMethod, spec).pipe(
+          Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))
+        )
     } satisfies CoordinatorShape
   })
 
@@ -316,13 +320,18 @@ export const layer = (options: ClientOptions = {}) => Layer.scoped(Coordinator, 
  */
 export interface MemoryHub {
   readonly membership: ReturnType<typeof makeMembership>
+  readonly topics: TopicsShape
   readonly engine: BarrierEngine
   readonly inspectors: ReadonlyArray<RingInspector>
   nextSlot: number
   nextWatermark: number
 }
 
-export const makeMemoryHub = (layout: Layout, options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> = {}): Effect.Effect<
+export const makeMemoryHub = (
+  layout: Layout,
+  topics: TopicsShape,
+  options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> = {}
+): Effect.Effect<
   MemoryHub,
   never,
   Rings | Scope.Scope
@@ -333,6 +342,7 @@ export const makeMemoryHub = (layout: Layout, options: Pick<ServerOptions, "onPa
     const membership = makeMembership()
     const hub: MemoryHub = {
       membership,
+      topics,
       inspectors: [...inspectors.values()].filter((i) => i.address.id !== layout.broadcastRing.id),
       nextSlot: 0,
       nextWatermark: 0,
@@ -372,7 +382,8 @@ export const makeMemoryClient = (hub: MemoryHub, role: Member["role"]): Effect.E
           occurrence: self.occurrence,
           drainTargets: drainTargetsOf(hub.inspectors),
           timeoutMs: options.timeoutMs ?? 30_000
-        })
+        }),
+      createTopic: hub.topics.create
     }
   })
 

@@ -8,6 +8,7 @@ import { regionConfig } from "../layers/RegionLayout.js"
 import { parseAddresses } from "../wire/ClientConnection.js"
 import { bench } from "./Bench.js"
 import { broker } from "./BrokerMain.js"
+import { createTopic } from "./CreateTopic.js"
 import { head } from "./Head.js"
 import { loopbackSend } from "./Loopback.js"
 import { publish } from "./Publish.js"
@@ -214,6 +215,12 @@ const benchCommand = Command.make(
     }).pipe(Effect.asVoid)
 ).pipe(Command.withDescription("Measure a local cluster's throughput and ACK latency next to the loopback TCP bound"))
 
+const createTopicCommand = Command.make(
+  "create-topic",
+  { region, coherence, topics: topicSpec },
+  (o) => createTopic({ name: o.region, coherence: o.coherence }, o.topics)
+).pipe(Command.withDescription("Create topics through the running head's coordinator (--topic name:order:ack …)"))
+
 const loopbackSendCommand = Command.make(
   "loopback-send",
   { args: Args.integer().pipe(Args.repeated) },
@@ -227,7 +234,7 @@ const selfcheckCommand = Command.make(
 ).pipe(Command.withDescription("Create a region, attach it from a second process, exchange a value and doorbell wakes"))
 
 const cxlog = Command.make("cxlog").pipe(
-  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, selfcheckCommand, loopbackSendCommand])
+  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, createTopicCommand, selfcheckCommand, loopbackSendCommand])
 )
 
 const cli = Command.run(cxlog, { name: "cxlog", version: "0.1.0" })

@@ -4,6 +4,7 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
+import type { InvalidTopicSpec, ReplicationUnavailable, TopicExists, TopicInfo, TopicSpec, TopicTableFull } from "./Topics.js"
 
 export const BarrierMode = Schema.Literal("rendezvous", "delivery-fence", "processing-fence")
 export type BarrierMode = typeof BarrierMode.Type
@@ -133,6 +134,10 @@ export interface CoordinatorShape {
    * arrived; processing fence: the same for completed handler runs; rendezvous: everyone arrived.
    */
   readonly barrier: (name: string, options: BarrierOptions) => Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable>
+  /** Creates a topic in the region's topic table (the head writes it). */
+  readonly createTopic: (
+    spec: TopicSpec
+  ) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec | CoordinatorUnavailable>
 }
 
 export class CoordinatorUnavailable extends Schema.TaggedError<CoordinatorUnavailable>()("CoordinatorUnavailable", {
