@@ -156,28 +156,39 @@ const subscribeCommand = Command.make(
     })
 ).pipe(Command.withDescription("Read a topic's total order from the region (prints messages, or audits stamped ones)"))
 
+/** The cluster shape `run` and `bench` share; `bytes` defaults differ. */
+const clusterFlags = (defaultBytes: string) => ({
+  bytes: bytesOption("bytes", defaultBytes),
+  messageBytes: int("message-bytes", 1024),
+  brokers: int("brokers", 4),
+  order: Options.choice("order", ["0", "2", "4", "5"]).pipe(Options.withDefault("5" as const)),
+  ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
+  batchBytes: bytesOption("batch-bytes", "64KiB"),
+  window: int("window", 64)
+})
+
+type ClusterFlags = { [K in keyof ReturnType<typeof clusterFlags>]: Options.Options.Value<ReturnType<typeof clusterFlags>[K]> }
+
+const clusterShape = (o: ClusterFlags) => ({
+  totalBytes: o.bytes,
+  messageBytes: o.messageBytes,
+  brokers: o.brokers,
+  order: Number(o.order) as 0 | 2 | 4 | 5,
+  ackLevel: Number(o.ack) as 0 | 1 | 2,
+  batchBytes: o.batchBytes,
+  window: o.window
+})
+
 const runCommand = Command.make(
   "run",
   {
-    bytes: bytesOption("bytes", "1GiB"),
-    messageBytes: int("message-bytes", 1024),
-    brokers: int("brokers", 4),
-    order: Options.choice("order", ["0", "2", "4", "5"]).pipe(Options.withDefault("5" as const)),
-    ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
-    batchBytes: bytesOption("batch-bytes", "64KiB"),
-    window: int("window", 64),
+    ...clusterFlags("1GiB"),
     json: Options.boolean("json").pipe(Options.withDescription("print the summary as one JSON line")),
     killBroker: Options.integer("kill-broker").pipe(Options.optional, Options.withDescription("(testing) SIGKILL this broker halfway"))
   },
   (o) =>
     run({
-      totalBytes: o.bytes,
-      messageBytes: o.messageBytes,
-      brokers: o.brokers,
-      order: Number(o.order) as 0 | 2 | 4 | 5,
-      ackLevel: Number(o.ack) as 0 | 1 | 2,
-      batchBytes: o.batchBytes,
-      window: o.window,
+      ...clusterShape(o),
       output: o.json ? "json" : "human",
       ...Option.match(o.killBroker, { onNone: () => ({}), onSome: (index) => ({ killBroker: { index, atFraction: 0.3 } }) })
     }).pipe(Effect.asVoid)
@@ -186,13 +197,7 @@ const runCommand = Command.make(
 const benchCommand = Command.make(
   "bench",
   {
-    bytes: bytesOption("bytes", "256MiB"),
-    messageBytes: int("message-bytes", 1024),
-    brokers: int("brokers", 4),
-    order: Options.choice("order", ["0", "2", "4", "5"]).pipe(Options.withDefault("5" as const)),
-    ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
-    batchBytes: bytesOption("batch-bytes", "64KiB"),
-    window: int("window", 64),
+    ...clusterFlags("256MiB"),
     type: Options.choice("type", ["publish", "e2e", "latency"]).pipe(
       Options.withDefault("e2e" as const),
       Options.withDescription("publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps)")
@@ -202,13 +207,7 @@ const benchCommand = Command.make(
   },
   (o) =>
     bench({
-      totalBytes: o.bytes,
-      messageBytes: o.messageBytes,
-      brokers: o.brokers,
-      order: Number(o.order) as 0 | 2 | 4 | 5,
-      ackLevel: Number(o.ack) as 0 | 1 | 2,
-      batchBytes: o.batchBytes,
-      window: o.window,
+      ...clusterShape(o),
       type: o.type,
       rateMBps: o.rateMbps,
       json: o.json
