@@ -1,10 +1,38 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { type BarrierEngine, make, type ReaderProgress } from "../src/layers/BarrierEngine.js"
+import { type BarrierEngine, make, type ProgressProbe, type ReaderProgress } from "../src/layers/BarrierEngine.js"
 import type { BarrierArrive, Member } from "../src/services/Coordinator.js"
 
-/** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200). */
-const setup = (onParticipantDeath: "drop" | "fail" = "drop") =>
+/** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200); drains poll it. */
+const setup = (onParticipantDeath: "drop" | "fail" = "drop") => scripted(onParticipantDeath, undefined)
+
+/**
+ * The same region, whose probe can also wake a drain: `publish` moves the reader and
+ * re-checks every waiting drain, as a reader's ring does; `watched` lists what drains waited on.
+ */
+const setupWoken = Effect.gen(function*() {
+  const waits = new Set<() => void>()
+  const watched: Array<{ ring: number; target: number }> = []
+  const awaitProgress = (ring: number, target: number, reached: () => boolean) =>
+    Effect.async<boolean>((resume) => {
+      watched.push({ ring, target })
+      const check = () => {
+        if (!reached()) return
+        waits.delete(check)
+        resume(Effect.succeed(true))
+      }
+      waits.add(check)
+      return Effect.sync(() => waits.delete(check))
+    })
+  const setup = yield* scripted("drop", awaitProgress)
+  const publish = (reader: ReaderProgress) => {
+    setup.state.reader = reader
+    for (const check of [...waits]) check()
+  }
+  return { ...setup, publish, watched }
+})
+
+const scripted = (onParticipantDeath: "drop" | "fail", awaitProgress: ProgressProbe["awaitProgress"]) =>
   Effect.gen(function*() {
     const members: Array<Member> = [
       { slot: 1, pid: 100, occurrence: 1, role: "worker" },
@@ -15,7 +43,8 @@ const setup = (onParticipantDeath: "drop" | "fail" = "drop") =>
       probe: {
         writerOccurrence: () => state.writerOccurrence,
         readers: (ring) => (ring === 10 ? [state.reader] : []),
-        isRequestRing: () => false
+        isRequestRing: () => false,
+        ...(awaitProgress === undefined ? {} : { awaitProgress })
       },
       groupMembers: (group) => (group === "all" ? members : undefined),
       isPidAlive: (pid) => members.some((m) => m.pid === pid) || pid === 200,
@@ -52,6 +81,35 @@ describe("BarrierEngine", () => {
       expect(ra).toEqual(rb)
       expect(ra).toMatchObject({ barrier: "b", round: 1, releaseWatermark: 1000, participants: [1, 2] })
       expect(ra.drainedBytes).toBe(512)
+    }))
+
+  // `it.scoped` runs on the TestClock, which never moves here: a drain that polled on a timer
+  // would never look again, so only the reader's progress can release these rounds.
+  it.scoped("a drain is woken by the reader's progress, without a poll tick", () =>
+    Effect.gen(function*() {
+      const { engine, state, publish, watched } = yield* setupWoken
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "processing-fence", 512)))
+      const b = yield* Effect.fork(engine.arrive(arrival(2, "processing-fence")))
+      while (watched.length === 0) yield* Effect.yieldNow()
+      expect(watched[0]).toEqual({ ring: 10, target: 512 })
+      publish({ ...state.reader, delivered: 512, processed: 256 })
+      yield* Effect.yieldNow()
+      expect(state.releases).toBe(0)
+      publish({ ...state.reader, delivered: 512, processed: 512 })
+      const [ra, rb] = [yield* Fiber.join(a), yield* Fiber.join(b)]
+      expect(ra).toEqual(rb)
+      expect(ra).toMatchObject({ round: 1, participants: [1, 2], drainedBytes: 512 })
+    }))
+
+  it.scoped("a woken drain still sees its target go void when the writer reopens", () =>
+    Effect.gen(function*() {
+      const { engine, state, publish, watched } = yield* setupWoken
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "delivery-fence", 4096)))
+      yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence")))
+      while (watched.length === 0) yield* Effect.yieldNow()
+      state.writerOccurrence = 2
+      publish(state.reader)
+      expect(yield* Fiber.join(a)).toMatchObject({ round: 1, drainedBytes: 0 })
     }))
 
   it.scopedLive("processing fence waits on processed, not delivered", () =>

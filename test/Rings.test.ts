@@ -1,8 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, FastCheck as fc, Fiber, Option, Stream } from "effect"
+import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
+import * as DoorbellLayers from "../src/layers/Doorbell.js"
 import { frameCheck } from "../src/layers/RingFrames.js"
+import * as RingsLayers from "../src/layers/Rings.js"
+import { CxlMemory } from "../src/services/CxlMemory.js"
+import { Doorbell } from "../src/services/Doorbell.js"
 import { type FrameBatch, type RingAddress, type RingReader, ringFootprint, type RingWriter } from "../src/services/Rings.js"
 import { type OpenRings, openRegionRings, ringLayers } from "./fixtures/ring-harness.js"
+import { uniqueRegion } from "./helpers/Processes.js"
 
 /** Payload `n` of `length` bytes: every byte derived from (n, index), so any mix-up shows. */
 const payload = (n: number, length: number) => Uint8Array.from({ length }, (_, i) => (n * 31 + i * 7) & 0xff)
@@ -343,6 +349,26 @@ const contract = (label: string, open: OpenRings) =>
         expect(yield* Effect.flip(rings.reap(ring, 3))).toMatchObject({ _tag: "InvalidRingAddress" })
       }))
 
+    it.scopedLive("awaitProgress: true once the readers pass the target (delivered, then processed); false after the timeout", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const ring = address()
+        const reader = yield* rings.reader(ring)
+        const writer = yield* rings.writer(ring)
+        const target = yield* writer.write(payload(0, 40))
+        const inspector = yield* rings.inspect(ring)
+        const delivered = () => inspector.reader(reader.slot).delivered >= target
+        const processed = () => inspector.reader(reader.slot).processed >= target
+        expect(yield* rings.awaitProgress(ring, target, delivered, 20)).toBe(false)
+        const waitingDelivered = yield* Effect.fork(rings.awaitProgress(ring, target, delivered, 30_000))
+        const waitingProcessed = yield* Effect.fork(rings.awaitProgress(ring, target, processed, 30_000))
+        yield* reader.take()
+        expect(yield* Fiber.join(waitingDelivered)).toBe(true)
+        expect(processed()).toBe(false)
+        yield* reader.complete
+        expect(yield* Fiber.join(waitingProcessed)).toBe(true)
+      }))
+
     it.scopedLive("invalid addresses are typed errors", () =>
       Effect.gen(function*() {
         const { rings } = yield* open()
@@ -497,5 +523,100 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
       region!.flushLog.stop()
       expect(log).toEqual([data, 48, ring.offset, 64])
       expect(frames(yield* reader.take())).toEqual([Array.from(payload(0, 40))])
+    }))
+})
+
+describe("region-backed ring: progress observers", () => {
+  /** Rings whose doorbell never spins and parks longer than any test: only a ring wakes it before a deadline. */
+  const openQuietRings = Effect.gen(function*() {
+    const name = yield* uniqueRegion("observer")
+    const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
+    const doorbell = yield* DoorbellLayers.make({ offset: 4096, spinMicros: 0, parkMillis: 600_000 }).pipe(Effect.provideService(CxlMemory, region))
+    const rings = yield* RingsLayers.make.pipe(Effect.provideService(CxlMemory, region), Effect.provideService(Doorbell, doorbell))
+    return { rings, doorbell, region }
+  })
+  /** Longer than the test timeout: a wait that is not rung fails the test. */
+  const UNRUNG_MS = 600_000
+
+  it.scopedLive("a reader crossing the target rings the observer, which holds the ring's last slot only while it waits", () =>
+    Effect.gen(function*() {
+      const { rings } = yield* openQuietRings
+      const ring = address()
+      const inspector = yield* rings.inspect(ring)
+      const reader = yield* rings.reader(ring)
+      const writer = yield* rings.writer(ring)
+      yield* writer.write(payload(0, 40))
+      const target = yield* writer.write(payload(1, 40))
+      const passed = () => inspector.reader(reader.slot).delivered >= target
+      const waiting = yield* Effect.fork(rings.awaitProgress(ring, target, passed, UNRUNG_MS))
+      while (inspector.reader(ring.readerSlots - 1).state !== "observing") yield* Effect.sleep("1 millis")
+      expect(inspector.readers().map((r) => r.state)).toEqual(["attached", "free", "observing"])
+      // Frames are there already: the reader publishes without waiting, so only its ring can wake us.
+      expect((yield* reader.take()).count).toBe(2)
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      expect(inspector.reader(ring.readerSlots - 1).state).toBe("free")
+    }))
+
+  it.scopedLive("several waits share the line (the lowest target first); one the readers never reach stays waiting", () =>
+    Effect.gen(function*() {
+      const { rings } = yield* openQuietRings
+      const ring = address()
+      const inspector = yield* rings.inspect(ring)
+      const reader = yield* rings.reader(ring)
+      const writer = yield* rings.writer(ring)
+      const first = yield* writer.write(payload(0, 40))
+      const second = yield* writer.write(payload(1, 40))
+      const processedPast = (target: number) => () => inspector.reader(reader.slot).processed >= target
+      const beyond = yield* Effect.fork(rings.awaitProgress(ring, second + 8, processedPast(second + 8), UNRUNG_MS))
+      const waitFirst = yield* Effect.fork(rings.awaitProgress(ring, first, processedPast(first), UNRUNG_MS))
+      const waitSecond = yield* Effect.fork(rings.awaitProgress(ring, second, processedPast(second), UNRUNG_MS))
+      while (inspector.reader(ring.readerSlots - 1).state !== "observing") yield* Effect.sleep("1 millis")
+      yield* reader.take()
+      yield* reader.complete
+      expect(yield* Fiber.join(waitFirst)).toBe(true)
+      expect(yield* Fiber.join(waitSecond)).toBe(true)
+      expect(Option.isNone(yield* Fiber.poll(beyond))).toBe(true)
+      expect(inspector.reader(ring.readerSlots - 1).state).toBe("observing")
+      yield* Fiber.interrupt(beyond)
+      expect(inspector.reader(ring.readerSlots - 1).state).toBe("free")
+    }))
+
+  it.scopedLive("with no observer line to spare (last slot a reader's, or the only free one) the wait re-checks on its own", () =>
+    Effect.gen(function*() {
+      const { rings } = yield* openQuietRings
+      const ring = address()
+      const inspector = yield* rings.inspect(ring)
+      const readers = [yield* rings.reader(ring), yield* rings.reader(ring)]
+      const writer = yield* rings.writer(ring)
+      const target = yield* writer.write(payload(0, 40))
+      const passed = () => inspector.reader(0).delivered >= target
+      const waiting = yield* Effect.fork(rings.awaitProgress(ring, target, passed, UNRUNG_MS))
+      yield* Effect.sleep("5 millis")
+      expect(inspector.reader(ring.readerSlots - 1).state).toBe("free")
+      const last = yield* rings.reader(ring)
+      expect(last.slot).toBe(ring.readerSlots - 1)
+      yield* readers[0]!.take()
+      expect(yield* Fiber.join(waiting)).toBe(true)
+    }))
+
+  it.scopedLive("a dead observer's line is taken over; reapDead frees it", () =>
+    Effect.gen(function*() {
+      const { rings, region } = yield* openQuietRings
+      const ring = address()
+      const inspector = yield* rings.inspect(ring)
+      const observerLine = ring.offset + 64 * ring.readerSlots
+      // A line as a killed observer leaves it: observing, its pid gone, its target never reached.
+      region.u32[observerLine / 4] = 3
+      region.i32[(observerLine + 8) / 4] = 2 ** 31 - 1
+      expect(inspector.reader(ring.readerSlots - 1)).toMatchObject({ state: "observing", pid: 2 ** 31 - 1 })
+      expect(yield* rings.reapDead(ring)).toEqual([ring.readerSlots - 1])
+      region.u32[observerLine / 4] = 3
+      const reader = yield* rings.reader(ring)
+      const writer = yield* rings.writer(ring)
+      const target = yield* writer.write(payload(0, 40))
+      const waiting = yield* Effect.fork(rings.awaitProgress(ring, target, () => inspector.reader(reader.slot).delivered >= target, UNRUNG_MS))
+      while (inspector.reader(ring.readerSlots - 1).pid !== process.pid) yield* Effect.sleep("1 millis")
+      yield* reader.take()
+      expect(yield* Fiber.join(waiting)).toBe(true)
     }))
 })
