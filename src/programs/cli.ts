@@ -167,7 +167,8 @@ const clusterFlags = (defaultBytes: string) => ({
   window: int("window", 64)
 })
 
-type ClusterFlags = { [K in keyof ReturnType<typeof clusterFlags>]: Options.Options.Value<ReturnType<typeof clusterFlags>[K]> }
+type ValueOf<T> = T extends Options.Options<infer A> ? A : never
+type ClusterFlags = { [K in keyof ReturnType<typeof clusterFlags>]: ValueOf<ReturnType<typeof clusterFlags>[K]> }
 
 const clusterShape = (o: ClusterFlags) => ({
   totalBytes: o.bytes,
