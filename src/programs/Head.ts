@@ -40,8 +40,8 @@ export const head = (options: HeadOptions) =>
     )
     report({ event: "ready", region: options.region.name, epoch: sequencer.epoch })
     yield* reportOrdered(options.topics).pipe(
-      Effect.provide(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => LogReaderLayers.layer(l.log)))),
       Effect.repeat(Schedule.spaced(Duration.millis(options.reportEveryMs))),
+      Effect.provide(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => LogReaderLayers.layer(l.log)))),
       Effect.forkScoped
     )
     return yield* sequencer.run
