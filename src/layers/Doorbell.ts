@@ -162,7 +162,22 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
       Runtime.runFork(runtime)(loop)
     }
 
+    // A ring of our own bell (a local commit) needs no futex round trip through the thread
+    // pool: one sweep after the committing code has run settles whoever it satisfied.
+    let localSweepScheduled = false
+    const localSweep = () => {
+      localSweepScheduled = false
+      if (!closed && waiters.size > 0) sweep(performance.now())
+    }
+
     const ring = (bell: number) => {
+      if (bell === offset) {
+        if (!localSweepScheduled) {
+          localSweepScheduled = true
+          queueMicrotask(localSweep)
+        }
+        return
+      }
       if (Atomics.load(i32, bell / 4 + 1) !== 0) {
         Atomics.add(i32, bell / 4, 1)
         region.wake(bell)

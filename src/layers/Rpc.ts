@@ -63,6 +63,10 @@ const encodeFrame = (kind: number, client: number, requestId: number, tag: strin
   return frame
 }
 
+/** The addressee of a frame, read from its header without decoding it (-1 when too short). */
+const addresseeOf = (frame: Uint8Array): number =>
+  frame.length < HEADER_BYTES ? -1 : (frame[4]! | (frame[5]! << 8) | (frame[6]! << 16) | (frame[7]! << 24)) >>> 0
+
 /** Reads a frame (copying out of the ring); undefined when the header is malformed. */
 const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
   if (frame.length < HEADER_BYTES) return undefined
@@ -123,6 +127,18 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     const writer = yield* rings.writer(options.replies)
 
     // The reply ring's only writer: replies, deferred replies and notices all funnel here.
+    // While nothing is queued, a reply that fits goes straight into the ring; the replies of
+    // one burst are committed together, once the code that produced them has run.
+    let queued = 0
+    let commitScheduled = false
+    const commitSoon = () => {
+      if (commitScheduled) return
+      commitScheduled = true
+      queueMicrotask(() => {
+        commitScheduled = false
+        writer.commit()
+      })
+    }
     const send = (frame: Uint8Array) =>
       Effect.gen(function*() {
         let at = writer.tryReserve(frame.length)
@@ -139,10 +155,23 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
         yield* send(item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
       }
       const sequence = writer.commit()
+      queued -= items.length
       for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
     })))
 
-    const enqueue = (frame: Uint8Array) => Queue.offer(outbound, { frame })
+    const enqueue = (frame: Uint8Array): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (queued === 0) {
+          const at = writer.tryReserve(frame.length)
+          if (at >= 0) {
+            writer.bytes.set(frame, at)
+            commitSoon()
+            return Effect.void
+          }
+        }
+        queued++
+        return Queue.offer(outbound, { frame })
+      })
     const protocolError = (client: number, requestId: number, tag: string, error: RpcProtocolError) =>
       enqueue(encodeFrame(Kind.protocolError, client, requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))))
 
@@ -223,6 +252,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
         Effect.gen(function*() {
           const json = yield* toJson(notice.schema, value)
           const committed = yield* Deferred.make<number>()
+          queued++
           yield* Queue.offer(outbound, { frame: encodeFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json), committed })
           return yield* Deferred.await(committed)
         })
@@ -241,18 +271,48 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
     const defaultTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     const writer = yield* rings.writer(options.requests)
     const reader = yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot })
-    const pending = new Map<number, Deferred.Deferred<Reply>>()
+    /** Calls waiting for their reply, by request id. */
+    const pending = new Map<number, (reply: Reply) => void>()
     const notices = yield* PubSub.unbounded<WireFrame>()
     let nextId = 1
 
-    yield* Effect.forkScoped(serveForever(reader, (bytes) =>
-      Effect.suspend(() => {
-        const frame = decodeFrame(bytes)
-        if (frame === undefined || (frame.client !== me && frame.client !== ALL_CLIENTS)) return Effect.void
-        if (frame.kind === Kind.notice) return PubSub.publish(notices, frame)
-        const waiting = pending.get(frame.requestId)
-        return waiting === undefined ? Effect.void : Deferred.succeed(waiting, { kind: frame.kind, json: frame.json })
-      })))
+    yield* Effect.forkScoped(serveForever(reader, (bytes) => {
+      // Every client reads every reply: look at the addressee before decoding anything.
+      const addressee = addresseeOf(bytes)
+      if (addressee !== me && addressee !== ALL_CLIENTS) return Effect.void
+      const frame = decodeFrame(bytes)
+      if (frame === undefined) return Effect.void
+      if (frame.kind === Kind.notice) return PubSub.publish(notices, frame)
+      pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
+      return Effect.void
+    }))
+
+    /**
+     * Starts listening for the reply to `requestId` now (before the request is written, so a
+     * reply cannot come first); the returned effect waits for it, or fails with `RpcTimeout`
+     * after `timeoutMs` — one timer, no extra fiber.
+     */
+    const listen = (method: string, requestId: number, timeoutMs: number) => {
+      let early: Reply | undefined
+      let deliver: ((reply: Reply) => void) | undefined
+      pending.set(requestId, (reply) => {
+        pending.delete(requestId)
+        if (deliver === undefined) early = reply
+        else deliver(reply)
+      })
+      return Effect.async<Reply, RpcTimeout>((resume) => {
+        if (early !== undefined) return resume(Effect.succeed(early))
+        const timer = setTimeout(() => {
+          pending.delete(requestId)
+          resume(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
+        }, Math.min(timeoutMs, 2 ** 31 - 1))
+        deliver = (reply) => {
+          clearTimeout(timer)
+          resume(Effect.succeed(reply))
+        }
+        return Effect.sync(() => clearTimeout(timer))
+      })
+    }
 
     const call = <M extends AnyRpcMethod>(
       method: M,
@@ -268,13 +328,9 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
           yield* Metric.increment(rpcCalls)
           const json = toJson(method.payload, payload)
           if (Either.isLeft(json)) return yield* new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })
-          const replied = yield* Deferred.make<Reply>()
-          pending.set(requestId, replied)
+          const replied = listen(method.tag, requestId, timeoutMs)
           yield* writer.write(encodeFrame(Kind.request, me, requestId, method.tag, json.right))
-          const reply = yield* Deferred.await(replied).pipe(
-            Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new RpcTimeout({ method: method.tag, requestId, timeoutMs }) }),
-            Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts))
-          )
+          const reply = yield* replied.pipe(Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts)))
           // The Schemas are the method's own, so what they decode has the method's types.
           switch (reply.kind) {
             case Kind.success:
