@@ -59,19 +59,21 @@ export const bench = (options: BenchOptions) =>
       ackLatencyP50Us: summary.ackLatencyP50Us,
       ackLatencyP99Us: summary.ackLatencyP99Us,
       auditPassed: summary.auditPassed,
+      cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
       ratio: Math.round(ratio * 1000) / 1000
     }
     if (!options.json) {
       yield* Console.log(
-        table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "vs loopback"], [
+        table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback"], [
           [
             `${options.type}: ${summary.messages} × ${options.messageBytes} B, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers`,
             summary.throughputMBps,
             summary.ackLatencyP50Us,
             summary.ackLatencyP99Us,
+            summary.cpuSecondsPerGiB.total,
             ratio
           ],
-          ["loopback TCP, one stream (reference)", loopbackMBps, "", "", 1]
+          ["loopback TCP, one stream (reference)", loopbackMBps, "", "", "", 1]
         ])
       )
     }

@@ -5,7 +5,7 @@
  */
 import { Data, Deferred, Duration, Effect, FiberId, type Scope } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
-import { existsSync, unlinkSync } from "node:fs"
+import { existsSync, readFileSync, unlinkSync } from "node:fs"
 import { cliEntry } from "../PackageRoot.js"
 import type { RoleEvent } from "./Report.js"
 
@@ -25,9 +25,25 @@ export interface RoleProcess {
   /** Fails when the process exits before `done` was reported. */
   readonly exited: Effect.Effect<never, RoleFailed>
   readonly kill: (signal: NodeJS.Signals) => void
+  /** CPU seconds (user + system, all threads) the process has used so far; undefined once it is gone or off Linux. */
+  readonly cpuSeconds: () => number | undefined
 }
 
 const TAIL_BYTES = 8192
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux ABI Node supports). */
+const USER_HZ = 100
+
+/** utime + stime of a process from /proc/PID/stat, in seconds. */
+export const processCpuSeconds = (pid: number): number | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // Fields after the command name (which may hold spaces) start at state; utime and stime are the 12th and 13th of them.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / USER_HZ
+  } catch {
+    return undefined
+  }
+}
 
 /** `CXLOG_PROFILE_DIR=dir` writes a V8 CPU profile of every role process there (finding hot spots). */
 const profileArgs = (): Array<string> => {
@@ -101,7 +117,8 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
       exited: Deferred.await(exit),
       kill: (signal) => {
         child.kill(signal)
-      }
+      },
+      cpuSeconds: () => (child.pid === undefined || child.exitCode !== null || child.signalCode !== null ? undefined : processCpuSeconds(child.pid))
     }
   })
 
@@ -113,3 +130,35 @@ export const regionGuard = (name: string): Effect.Effect<void, never, Scope.Scop
       if (existsSync(path)) unlinkSync(path)
     })
   )
+
+/**
+ * CPU seconds each role spends between `start()` (the first call counts) and `stop(role)`,
+ * read from /proc: the cost of a run without the processes' start-up. Roles not stopped
+ * explicitly are stopped by `stopAll()`; a role that died in between counts as 0.
+ */
+export const makeCpuMeter = (roles: ReadonlyArray<RoleProcess>) => {
+  const started = new Map<RoleProcess, number>()
+  const used = new Map<RoleProcess, number>()
+  const stop = (role: RoleProcess) => {
+    const from = started.get(role)
+    if (from === undefined || used.has(role)) return
+    used.set(role, Math.max(0, (role.cpuSeconds() ?? from) - from))
+  }
+  return {
+    start: () => {
+      if (started.size > 0) return
+      for (const role of roles) {
+        const now = role.cpuSeconds()
+        if (now !== undefined) started.set(role, now)
+      }
+    },
+    stop,
+    stopAll: () => roles.forEach(stop),
+    /** Seconds used by the roles `pick` selects. */
+    seconds: (pick: (role: RoleProcess) => boolean) => {
+      let total = 0
+      for (const [role, seconds] of used) if (pick(role)) total += seconds
+      return total
+    }
+  }
+}

@@ -7,7 +7,7 @@
 import { Console, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/LogLayout.js"
 import { type AuditResult } from "./Audit.js"
-import { regionGuard, RoleFailed, spawnRole } from "./Cluster.js"
+import { makeCpuMeter, regionGuard, RoleFailed, spawnRole } from "./Cluster.js"
 
 export interface RunOptions {
   readonly totalBytes: number
@@ -50,9 +50,20 @@ export interface RunSummary {
   readonly auditPassed: boolean
   /** Whether a subscriber read (and audited) the whole run. */
   readonly endToEnd: boolean
+  /**
+   * CPU seconds (user + system) per GiB published, by role, from the publisher's start to
+   * each role's end of the run (process start-up excluded); 0 where /proc is unavailable.
+   */
+  readonly cpuSecondsPerGiB: { readonly head: number; readonly brokers: number; readonly publisher: number; readonly subscriber: number; readonly total: number }
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
+
+const perGiB = <K extends string>(bytes: number, seconds: Record<K, number>): Record<K, number> => {
+  const out = {} as Record<K, number>
+  for (const key of Object.keys(seconds) as Array<K>) out[key] = Math.round((seconds[key] / (bytes / 2 ** 30)) * 100) / 100
+  return out
+}
 
 /** Region sizing for the run: one topic, `brokers` broker slots, blogs large enough to absorb bursts. */
 const logEnv = (options: RunOptions): Record<string, string> => ({
@@ -112,6 +123,14 @@ export const run = (options: RunOptions) =>
     ], env)
 
     const progress = { acked: 0, ordered: 0, read: 0, started: Date.now() }
+    const cpu = makeCpuMeter([head, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
+    publisher.on((e) => {
+      if (e.event === "progress") cpu.start()
+      else if (e.event === "done") cpu.stop(publisher)
+    })
+    subscriber?.on((e) => {
+      if (e.event === "done") cpu.stop(subscriber)
+    })
     publisher.on((e) => {
       if (e.event === "progress") progress.acked = (e["ackedMessages"] as number) ?? progress.acked
     })
@@ -148,6 +167,7 @@ export const run = (options: RunOptions) =>
     const watchdog = Effect.raceAll([head.exited, ...brokers.filter((_, i) => i !== kill?.index).map((b) => b.exited)])
     const published = yield* publisher.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
     const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
+    cpu.stopAll()
     yield* Fiber.interrupt(ticker)
     if (interactive) process.stdout.write(`\r${line()}\n`)
 
@@ -174,7 +194,14 @@ export const run = (options: RunOptions) =>
       resends: published["resends"] as number,
       killedBroker,
       endToEnd: withSubscriber,
-      auditPassed: audit.passed
+      auditPassed: audit.passed,
+      cpuSecondsPerGiB: perGiB(bytes, {
+        head: cpu.seconds((r) => r === head),
+        brokers: cpu.seconds((r) => brokers.includes(r)),
+        publisher: cpu.seconds((r) => r === publisher),
+        subscriber: cpu.seconds((r) => r === subscriber),
+        total: cpu.seconds(() => true)
+      })
     }
     if (options.output === "json") {
       yield* Console.log(JSON.stringify(summary))
@@ -184,6 +211,7 @@ export const run = (options: RunOptions) =>
           "",
           `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
+          `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}; total ${summary.cpuSecondsPerGiB.total}`,
           audited === undefined
             ? "no subscriber (publish → ACK only)"
             : `subscriber audit: lost ${audit.lost}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${audit.passed ? "PASSED" : "FAILED"}`
