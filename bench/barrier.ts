@@ -1,8 +1,10 @@
 /**
  * bench barrier: barrier round-trip latency with 4 participant processes, for each mode,
- * idle and while every participant streams frames into a ring its neighbour reads; the
- * coordinator RPC round trip (a `members` call) measured in the same run is the reference.
- * `ratio` = RPC p50 / idle delivery-fence p50.
+ * idle and while every participant streams frames into a ring its neighbour reads, and the
+ * coordinator RPC round trip (a `members` call). The reference, measured in the same run by
+ * the same processes, is a `process.send` round trip between each participant and the head,
+ * all four at once: it tracks how loaded the machine is, so ratios compare across runs.
+ * `ratio` = process.send p50 / idle delivery-fence p50; `rpcRatio` = process.send p50 / RPC p50.
  */
 import { Effect, Layer } from "effect"
 import { fork } from "node:child_process"
@@ -46,6 +48,14 @@ const participant = (region: string, index: number, rounds: number) =>
         yield* effect
         return Number(process.hrtime.bigint() - t0) / 1000
       })
+    const echo = (i: number) =>
+      Effect.async<void>((resume) => {
+        process.once("message", () => resume(Effect.void))
+        process.send!({ ping: i })
+      })
+    const ipc: Array<number> = []
+    for (let i = 0; i < rounds; i++) ipc.push(yield* time(echo(i)))
+    samples.push({ key: "ipc", micros: ipc })
     const rpc: Array<number> = []
     for (let i = 0; i < rounds; i++) rpc.push(yield* time(coordinator.members("bench")))
     samples.push({ key: "rpc", micros: rpc })
@@ -102,7 +112,10 @@ export const run = (args: ReadonlyArray<string>) =>
         ).pipe(
           Effect.flatMap((child) =>
             Effect.async<ReadonlyArray<Samples>, Error>((resume) => {
-              child.once("message", (m) => resume(Effect.succeed((m as { samples: ReadonlyArray<Samples> }).samples)))
+              child.on("message", (m: { samples: ReadonlyArray<Samples> } | { ping: number }) => {
+                if ("ping" in m) child.send(m)
+                else resume(Effect.succeed(m.samples))
+              })
               child.once("exit", (code) => resume(Effect.fail(new Error(`participant ${i} exited with ${code}`))))
             })
           )
@@ -110,21 +123,26 @@ export const run = (args: ReadonlyArray<string>) =>
       { concurrency: "unbounded" }
     )
     const merged = (key: string) => summarize(collected.flatMap((s) => s.find((x) => x.key === key)?.micros.slice(rounds / 10) ?? []))
+    const ipc = merged("ipc")
     const rpc = merged("rpc")
     const rows = MODES.flatMap((mode) => ["idle", "streaming"].map((load) => ({ mode, load, ...merged(`${mode}/${load}`) })))
-    const text = table(["barrier round trip (µs), 4 processes", "p50", "p99", "samples", "RPC p50 / this p50"], [
-      ...rows.map((r) => [`${r.mode}, ${r.load}`, r.p50, r.p99, r.count, rpc.p50 / r.p50]),
-      ["coordinator RPC round trip (reference)", rpc.p50, rpc.p99, rpc.count, 1]
+    const text = table(["round trip (µs), 4 processes at once", "p50", "p99", "samples", "process.send p50 / this p50"], [
+      ...rows.map((r) => [`barrier: ${r.mode}, ${r.load}`, r.p50, r.p99, r.count, ipc.p50 / r.p50]),
+      ["coordinator RPC (members)", rpc.p50, rpc.p99, rpc.count, ipc.p50 / rpc.p50],
+      ["process.send, participant ↔ head (reference)", ipc.p50, ipc.p99, ipc.count, 1]
     ])
     const idleFence = rows.find((r) => r.mode === "delivery-fence" && r.load === "idle")!
     emit(text, {
       bench: "barrier",
       participants: PARTICIPANTS,
       rounds,
+      processSendP50Us: ipc.p50,
+      processSendP99Us: ipc.p99,
       rpcP50Us: rpc.p50,
       rpcP99Us: rpc.p99,
       ...Object.fromEntries(rows.flatMap((r) => [[`${r.mode}-${r.load}-p50Us`, r.p50], [`${r.mode}-${r.load}-p99Us`, r.p99]])),
-      ratio: rpc.p50 / idleFence.p50
+      rpcRatio: ipc.p50 / rpc.p50,
+      ratio: ipc.p50 / idleFence.p50
     })
   }).pipe(
     Effect.scoped,

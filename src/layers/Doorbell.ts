@@ -178,7 +178,9 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
         }
         return
       }
-      if (Atomics.load(i32, bell / 4 + 1) !== 0) {
+      // Only the ringer that clears `parked` pays for the futex wake: the owner re-checks
+      // every condition after waking and before it parks again, so later rings are covered.
+      if (Atomics.load(i32, bell / 4 + 1) !== 0 && Atomics.compareExchange(i32, bell / 4 + 1, 1, 0) === 1) {
         Atomics.add(i32, bell / 4, 1)
         region.wake(bell)
       }

@@ -3,9 +3,10 @@
  *
  * Each process owns one doorbell: a 64-byte line in the region holding a 32-bit bell word
  * and a `parked` flag. Waiting fibers register a condition; one loop per process checks them
- * all, spins briefly, then parks with a single outstanding native futex wait. Writers call
- * `ring(bell)` after they commit: it bumps the bell word and wakes the futex only when the
- * owner is parked, so an uncontended commit costs two atomic loads.
+ * all, spins briefly (while recent waits say spinning pays), then parks with a single
+ * outstanding native futex wait. Writers call `ring(bell)` after they commit: it bumps the
+ * bell word and wakes the futex only when the owner is parked — once per park, by the ringer
+ * that clears the `parked` flag — so an uncontended commit costs two atomic loads.
  */
 import { Context, type Effect } from "effect"
 
