@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, type Scope } from "effect"
+import { Effect, Fiber, Layer, Option, type Scope } from "effect"
 import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
 import * as DoorbellLayers from "../src/layers/Doorbell.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../src/services/CxlMemory.js"
@@ -80,5 +80,54 @@ describe("Doorbell across processes", () => {
         }
         expect((yield* child.exited).code).toBe(0)
       }).pipe(Effect.provide(layer))
+    }))
+})
+
+describe("Doorbell spin policy and rings", () => {
+  it("adaptive spin: misses halve the budget down to none; a satisfied short wait raises it, never past the limit", () => {
+    const policy = DoorbellLayers.adaptiveSpin(0.05)
+    expect(policy.budgetMs()).toBe(0.05)
+    for (let miss = 0; miss < 20; miss++) policy.spun(false, policy.budgetMs())
+    expect(policy.budgetMs()).toBe(0)
+    policy.parked(true, 0.5)
+    expect(policy.budgetMs()).toBe(0)
+    policy.parked(false, 0.004)
+    expect(policy.budgetMs()).toBe(0)
+    policy.parked(true, 0.004)
+    expect(policy.budgetMs()).toBe(0.008)
+    policy.spun(true, 0.002)
+    expect(policy.budgetMs()).toBe(0.008)
+    policy.parked(true, 0.04)
+    expect(policy.budgetMs()).toBe(0.05)
+    expect(DoorbellLayers.fixedSpin(0.05).budgetMs()).toBe(0.05)
+  })
+
+  it.scopedLive("rings while the owner is parked cost one futex wake: only the ringer that clears parked bumps the word", () =>
+    Effect.gen(function*() {
+      const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)
+      const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+      const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
+      while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+      const word = Atomics.load(region.i32, BELL / 4)
+      ringer.ring(BELL)
+      ringer.ring(BELL)
+      expect(Atomics.load(region.i32, BELL / 4)).toBe(word + 1)
+      expect(Atomics.load(region.i32, BELL / 4 + 1)).toBe(0)
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      Atomics.store(region.i32, VALUE / 4, 1)
+      ringer.ring(BELL)
+      expect(yield* Fiber.join(waiting)).toBe(true)
+    }))
+
+  it.scopedLive("a ring of the own bell settles local waiters without touching the bell word", () =>
+    Effect.gen(function*() {
+      const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)
+      const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
+      while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+      const word = Atomics.load(region.i32, BELL / 4)
+      Atomics.store(region.i32, VALUE / 4, 1)
+      doorbell.ring(doorbell.offset)
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      expect(Atomics.load(region.i32, BELL / 4)).toBe(word)
     }))
 })
