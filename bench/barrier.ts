@@ -3,12 +3,14 @@
  * idle and while every participant streams frames into a ring its neighbour reads, and the
  * coordinator RPC round trip (a `members` call). The reference, measured in the same run by
  * the same processes, is a `process.send` round trip between each participant and the head,
- * all four at once: it tracks how loaded the machine is, so ratios compare across runs.
+ * all four at once: it tracks how loaded the machine is, so ratios compare across runs. The
+ * head's own coordinator client then times the same RPC in-process, alone.
  * `ratio` = process.send p50 / idle delivery-fence p50; `rpcRatio` = process.send p50 / RPC p50.
  */
 import { Effect, Layer } from "effect"
 import { fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import * as CoordinatorLayers from "../src/layers/Coordinator.js"
 import { defaultLogConfig } from "../src/layers/LogLayout.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../src/layers/RegionLayout.js"
 import * as Roles from "../src/layers/Roles.js"
@@ -122,6 +124,17 @@ export const run = (args: ReadonlyArray<string>) =>
         ),
       { concurrency: "unbounded" }
     )
+    // The same call from the head's own client: RPC over rings with no process hop.
+    const inProcess = yield* Effect.scoped(Effect.gen(function*() {
+      const coordinator = yield* CoordinatorLayers.makeClient()
+      const micros: Array<number> = []
+      for (let i = 0; i < rounds; i++) {
+        const t0 = process.hrtime.bigint()
+        yield* coordinator.members()
+        micros.push(Number(process.hrtime.bigint() - t0) / 1000)
+      }
+      return summarize(micros.slice(rounds / 10))
+    }))
     const merged = (key: string) => summarize(collected.flatMap((s) => s.find((x) => x.key === key)?.micros.slice(rounds / 10) ?? []))
     const ipc = merged("ipc")
     const rpc = merged("rpc")
@@ -129,6 +142,7 @@ export const run = (args: ReadonlyArray<string>) =>
     const text = table(["round trip (µs), 4 processes at once", "p50", "p99", "samples", "process.send p50 / this p50"], [
       ...rows.map((r) => [`barrier: ${r.mode}, ${r.load}`, r.p50, r.p99, r.count, ipc.p50 / r.p50]),
       ["coordinator RPC (members)", rpc.p50, rpc.p99, rpc.count, ipc.p50 / rpc.p50],
+      ["coordinator RPC (members), head's own client, alone", inProcess.p50, inProcess.p99, inProcess.count, ipc.p50 / inProcess.p50],
       ["process.send, participant ↔ head (reference)", ipc.p50, ipc.p99, ipc.count, 1]
     ])
     const idleFence = rows.find((r) => r.mode === "delivery-fence" && r.load === "idle")!
@@ -140,6 +154,8 @@ export const run = (args: ReadonlyArray<string>) =>
       processSendP99Us: ipc.p99,
       rpcP50Us: rpc.p50,
       rpcP99Us: rpc.p99,
+      rpcInProcessP50Us: inProcess.p50,
+      rpcInProcessP99Us: inProcess.p99,
       ...Object.fromEntries(rows.flatMap((r) => [[`${r.mode}-${r.load}-p50Us`, r.p50], [`${r.mode}-${r.load}-p99Us`, r.p99]])),
       rpcRatio: ipc.p50 / rpc.p50,
       ratio: ipc.p50 / idleFence.p50
