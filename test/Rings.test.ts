@@ -599,6 +599,38 @@ describe("region-backed ring: progress observers", () => {
       expect(yield* Fiber.join(waiting)).toBe(true)
     }))
 
+  it.scopedLive("commit(wake) rings only the named reader slots, and readers over half a ring behind", () =>
+    Effect.gen(function*() {
+      const name = yield* uniqueRegion("wake")
+      const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
+      // One Rings per would-be process, each with its own quiet doorbell.
+      const processRings = (bell: number) =>
+        Effect.gen(function*() {
+          const doorbell = yield* DoorbellLayers.make({ offset: bell, spinMicros: 0, parkMillis: 600_000 }).pipe(Effect.provideService(CxlMemory, region))
+          return yield* RingsLayers.make.pipe(Effect.provideService(CxlMemory, region), Effect.provideService(Doorbell, doorbell))
+        })
+      const ring = address()
+      const [a, b, w] = [yield* processRings(4096), yield* processRings(4160), yield* processRings(4224)]
+      const readerA = yield* a.reader(ring)
+      const readerB = yield* b.reader(ring)
+      const writer = yield* w.writer(ring)
+      const takeA = yield* Effect.fork(readerA.take(UNRUNG_MS))
+      const takeB = yield* Effect.fork(readerB.take(UNRUNG_MS))
+      const parked = (bell: number) => Atomics.load(region.i32, bell / 4 + 1) === 1
+      while (!parked(4096) || !parked(4160)) yield* Effect.sleep("1 millis")
+      const bellB = Atomics.load(region.i32, 4160 / 4)
+      writer.tryReserve(40)
+      writer.commit([readerA.slot])
+      expect((yield* Fiber.join(takeA)).count).toBe(1)
+      expect(Atomics.load(region.i32, 4160 / 4)).toBe(bellB)
+      expect(Option.isNone(yield* Fiber.poll(takeB))).toBe(true)
+      // Past half a ring behind, B is rung even though the commit names only A.
+      const frames = Math.ceil(ring.dataBytes / 2 / 48)
+      for (let n = 0; n < frames; n++) writer.tryReserve(40)
+      writer.commit([readerA.slot])
+      expect((yield* Fiber.join(takeB)).count).toBe(frames + 1)
+    }))
+
   it.scopedLive("a dead observer's line is taken over; reapDead frees it", () =>
     Effect.gen(function*() {
       const { rings, region } = yield* openQuietRings

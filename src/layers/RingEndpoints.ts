@@ -25,7 +25,7 @@ export interface WriterCore {
   readonly maxFrameBytes: number
   readonly bytes: Uint8Array
   readonly tryReserve: (length: number) => number
-  readonly commit: () => number
+  readonly commit: (wake?: ReadonlyArray<number>) => number
   readonly sequence: () => number
   readonly closed: () => boolean
   /** Waits until a frame of `length` fits or `timeoutMs` passes, reaping dead readers that hold it back. */

@@ -277,21 +277,25 @@ export const openWriter = (
       }
     }
 
-    const wakeReaders = () => {
+    /** Rings waiting readers: all, or only `only`'s slots and whoever is over half a ring behind. */
+    const wakeReaders = (only?: ReadonlyArray<number>) => {
       for (let s = 0; s < readerSlots; s++) {
         if (Atomics.load(u32, waitingWords[s]!) === 0 || Atomics.load(u32, stateWords[s]!) !== ATTACHED) continue
+        if (only !== undefined && !only.includes(s) && committed - read64(region, processedLows[s]!, processedFulls[s]!) <= dataBytes / 2) {
+          continue
+        }
         const bell = u32[bellWords[s]!]!
         if (validBell(region, l, bell)) doorbell.ring(bell)
       }
     }
 
-    const commit = (): number => {
+    const commit = (wake?: ReadonlyArray<number>): number => {
       if (reserved === committed) return committed
       if (region.coherence === "non-coherent") publishData(committed, reserved)
       write64(region, control + Control.headLow, control + Control.head, reserved)
       region.publish(control, LINE_BYTES)
       committed = reserved
-      wakeReaders()
+      wakeReaders(wake)
       return committed
     }
 

@@ -1,7 +1,9 @@
 /**
- * Rpc over Rings (either Rings layer). Frames: a 12-byte header — kind (u8), tag length
- * (u16 at +2), client (u32 at +4), request id (u32 at +8) — then the method or notice tag,
- * then the payload as JSON of the Schema-encoded value.
+ * Rpc over Rings (either Rings layer). Frames: a 12-byte header — kind (u8), the client's
+ * reply-ring reader slot + 1 (u8 at +1, requests only; 0 = unknown), tag length (u16 at +2),
+ * client (u32 at +4), request id (u32 at +8) — then the method or notice tag, then the payload
+ * as JSON of the Schema-encoded value. A reply wakes only its client's reader slot when the
+ * request named it; notices wake every reader.
  */
 import { Cause, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
 import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../Metrics.js"
@@ -41,20 +43,26 @@ const REOPEN_POLL_MS = 200
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
+/** Reader slots a one-byte header field can name. */
+const MAX_NAMED_SLOT = 254
+
 interface WireFrame {
   readonly kind: number
+  /** The requesting client's reader slot on the reply ring, -1 if unknown. */
+  readonly replySlot: number
   readonly client: number
   readonly requestId: number
   readonly tag: string
   readonly json: string
 }
 
-const encodeFrame = (kind: number, client: number, requestId: number, tag: string, json: string): Uint8Array => {
+const encodeFrame = (kind: number, client: number, requestId: number, tag: string, json: string, replySlot = -1): Uint8Array => {
   const tagBytes = encoder.encode(tag)
   const body = encoder.encode(json)
   const frame = new Uint8Array(HEADER_BYTES + tagBytes.length + body.length)
   const view = new DataView(frame.buffer)
   view.setUint8(0, kind)
+  view.setUint8(1, replySlot >= 0 && replySlot <= MAX_NAMED_SLOT ? replySlot + 1 : 0)
   view.setUint16(2, tagBytes.length, true)
   view.setUint32(4, client, true)
   view.setUint32(8, requestId, true)
@@ -76,6 +84,7 @@ const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
   if (kind < Kind.request || kind > Kind.notice || HEADER_BYTES + tagLength > frame.length) return undefined
   return {
     kind,
+    replySlot: view.getUint8(1) - 1,
     client: view.getUint32(4, true),
     requestId: view.getUint32(8, true),
     tag: decoder.decode(frame.subarray(HEADER_BYTES, HEADER_BYTES + tagLength)),
@@ -114,9 +123,35 @@ const serveForever = (reader: RingReader, handler: (frame: Uint8Array) => Effect
     Effect.forever
   )
 
+/** Who a reply goes to: the client, its request, and its reader slot on the reply ring (-1: unknown). */
+interface Requester {
+  readonly client: number
+  readonly requestId: number
+  readonly replySlot: number
+}
+
 interface Outbound {
   readonly frame: Uint8Array
+  /** The reader slot to wake for it; -1 wakes every reader. */
+  readonly wake: number
   readonly committed?: Deferred.Deferred<number>
+}
+
+/** Reader slots to wake at the next commit: some, or (`all`) every reader. */
+class WakeList {
+  all = false
+  readonly slots: Array<number> = []
+  add(slot: number) {
+    if (slot < 0) this.all = true
+    else if (!this.slots.includes(slot)) this.slots.push(slot)
+  }
+  /** The argument for `commit`, then empty again. */
+  take(): ReadonlyArray<number> | undefined {
+    const wake = this.all ? undefined : this.slots.slice()
+    this.all = false
+    this.slots.length = 0
+    return wake
+  }
 }
 
 const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
@@ -131,12 +166,13 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     // one burst are committed together, once the code that produced them has run.
     let queued = 0
     let commitScheduled = false
+    const toWake = new WakeList()
     const commitSoon = () => {
       if (commitScheduled) return
       commitScheduled = true
       queueMicrotask(() => {
         commitScheduled = false
-        writer.commit()
+        writer.commit(toWake.take())
       })
     }
     const send = (frame: Uint8Array) =>
@@ -153,94 +189,92 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
       const items = yield* Queue.takeBetween(outbound, 1, 4096)
       for (const item of items) {
         yield* send(item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
+        toWake.add(item.wake)
       }
-      const sequence = writer.commit()
+      const sequence = writer.commit(toWake.take())
       queued -= items.length
       for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
     })))
 
-    const enqueue = (frame: Uint8Array): Effect.Effect<void> =>
+    /** Sends a reply, waking reader slot `wake` (-1: every reader). */
+    const enqueue = (frame: Uint8Array, wake: number): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (queued === 0) {
           const at = writer.tryReserve(frame.length)
           if (at >= 0) {
             writer.bytes.set(frame, at)
+            toWake.add(wake)
             commitSoon()
             return Effect.void
           }
         }
         queued++
-        return Queue.offer(outbound, { frame })
+        return Queue.offer(outbound, { frame, wake })
       })
-    const protocolError = (client: number, requestId: number, tag: string, error: RpcProtocolError) =>
-      enqueue(encodeFrame(Kind.protocolError, client, requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))))
+    const protocolError = (to: Requester, tag: string, error: RpcProtocolError) =>
+      enqueue(encodeFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
 
     /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
-    const reply = (method: AnyRpcMethod, client: number, requestId: number, exit: Exit.Exit<unknown, unknown>) => {
-      const defect = (defect: string) => protocolError(client, requestId, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
+    const reply = (method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>) => {
+      const { client, requestId, replySlot } = to
+      const defect = (defect: string) => protocolError(to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
       if (Exit.isSuccess(exit)) {
         const json = toJson(method.success, exit.value)
         if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
         const frame = encodeFrame(Kind.success, client, requestId, method.tag, json.right)
-        return frame.length > writer.maxFrameBytes ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`) : enqueue(frame)
+        return frame.length > writer.maxFrameBytes ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`) : enqueue(frame, replySlot)
       }
       const failure = Cause.failureOption(exit.cause)
       if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
       const json = toJson(method.failure, failure.value)
       if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
-      return enqueue(encodeFrame(Kind.failure, client, requestId, method.tag, json.right))
+      return enqueue(encodeFrame(Kind.failure, client, requestId, method.tag, json.right), replySlot)
     }
 
-    const deferredReply = (method: AnyRpcMethod, client: number, requestId: number): DeferredReply<unknown, unknown> => {
+    const deferredReply = (method: AnyRpcMethod, to: Requester): DeferredReply<unknown, unknown> => {
       let done = false
       const complete = (exit: Exit.Exit<unknown, unknown>) =>
         Effect.suspend(() => {
           if (done) return Effect.void
           done = true
-          return reply(method, client, requestId, exit)
+          return reply(method, to, exit)
         })
       return {
         [DeferredReplyTypeId]: DeferredReplyTypeId,
-        client,
-        requestId,
+        client: to.client,
+        requestId: to.requestId,
         succeed: (value) => Effect.asVoid(complete(Exit.succeed(value))),
         fail: (error) => Effect.asVoid(complete(Exit.fail(error)))
       }
     }
 
-    const onRequest = (client: number) => (bytes: Uint8Array) =>
-      Effect.gen(function*() {
-        const frame = decodeFrame(bytes)
-        if (frame === undefined || frame.kind !== Kind.request) {
-          yield* Metric.increment(rpcRejectedRequests)
-          return yield* Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`)
-        }
-        const { requestId, tag } = frame
-        const handler = byTag.get(tag)
-        if (handler === undefined) {
-          yield* Metric.increment(rpcRejectedRequests)
-          return yield* protocolError(client, requestId, tag, new RpcUnknownMethod({ method: tag, requestId }))
-        }
-        const payload = fromJson(handler.method.payload, frame.json)
-        if (Either.isLeft(payload)) {
-          yield* Metric.increment(rpcRejectedRequests)
-          return yield* protocolError(client, requestId, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) }))
-        }
-        let deferred: DeferredReply<unknown, unknown> | undefined
-        const request = {
-          client,
-          requestId,
-          method: tag,
-          defer: () => (deferred ??= deferredReply(handler.method, client, requestId))
-        }
-        const exit = yield* Effect.exit(Effect.provide(handler.run(payload.right, request), context))
-        if (deferred === undefined) return yield* reply(handler.method, client, requestId, exit)
+    const countRejected = Metric.increment(rpcRejectedRequests)
+
+    const onRequest = (client: number) => (bytes: Uint8Array): Effect.Effect<void> => {
+      const frame = decodeFrame(bytes)
+      if (frame === undefined || frame.kind !== Kind.request) {
+        return Effect.zipRight(countRejected, Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`))
+      }
+      const { requestId, tag } = frame
+      const to: Requester = { client, requestId, replySlot: frame.replySlot < options.replies.readerSlots ? frame.replySlot : -1 }
+      const handler = byTag.get(tag)
+      if (handler === undefined) {
+        return Effect.zipRight(countRejected, protocolError(to, tag, new RpcUnknownMethod({ method: tag, requestId })))
+      }
+      const payload = fromJson(handler.method.payload, frame.json)
+      if (Either.isLeft(payload)) {
+        return Effect.zipRight(countRejected, protocolError(to, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) })))
+      }
+      let deferred: DeferredReply<unknown, unknown> | undefined
+      const request = { client, requestId, method: tag, defer: () => (deferred ??= deferredReply(handler.method, to)) }
+      return Effect.flatMap(Effect.exit(Effect.provide(handler.run(payload.right, request), context)), (exit) => {
+        if (deferred === undefined) return reply(handler.method, to, exit)
         // Deferred: the handle answers; a handler that failed after deferring answers through it.
-        if (Exit.isFailure(exit)) {
-          const failure = Cause.failureOption(exit.cause)
-          yield* Option.isSome(failure) ? deferred.fail(failure.value) : reply(handler.method, client, requestId, exit)
-        }
+        if (Exit.isSuccess(exit)) return Effect.void
+        const failure = Cause.failureOption(exit.cause)
+        return Option.isSome(failure) ? deferred.fail(failure.value) : reply(handler.method, to, exit)
       })
+    }
 
     for (const { client, ring } of options.requests) {
       const reader = yield* rings.reader(ring)
@@ -253,7 +287,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
           const json = yield* toJson(notice.schema, value)
           const committed = yield* Deferred.make<number>()
           queued++
-          yield* Queue.offer(outbound, { frame: encodeFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json), committed })
+          yield* Queue.offer(outbound, { frame: encodeFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json), wake: -1, committed })
           return yield* Deferred.await(committed)
         })
     }
@@ -329,7 +363,7 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
           const json = toJson(method.payload, payload)
           if (Either.isLeft(json)) return yield* new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })
           const replied = listen(method.tag, requestId, timeoutMs)
-          yield* writer.write(encodeFrame(Kind.request, me, requestId, method.tag, json.right))
+          yield* writer.write(encodeFrame(Kind.request, me, requestId, method.tag, json.right, reader.slot))
           const reply = yield* replied.pipe(Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts)))
           // The Schemas are the method's own, so what they decode has the method's types.
           switch (reply.kind) {

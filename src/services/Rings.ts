@@ -58,8 +58,14 @@ export interface RingWriter {
   readonly tryReserve: (length: number) => number
   /** Like `tryReserve`, but commits pending frames and waits for room; `RingFull` after the timeout. */
   readonly reserve: (length: number) => Effect.Effect<number, RingWriteError>
-  /** Publishes every reserved frame at once, wakes readers parked on the ring, and returns the leading sequence. */
-  readonly commit: () => number
+  /**
+   * Publishes every reserved frame at once, wakes readers parked on the ring, and returns the
+   * leading sequence. With `wake`, only those reader slots are woken (plus any reader more
+   * than half a ring behind, so none holds the writer back for long): for frames only some
+   * readers need now, as a cross-process wake-up costs the waker a system call. The others
+   * see the frames at their next wake-up, at the latest when their doorbell's park times out.
+   */
+  readonly commit: (wake?: ReadonlyArray<number>) => number
   /** Reserves, copies and commits one frame; returns the leading sequence. */
   readonly write: (payload: Uint8Array) => Effect.Effect<number, RingWriteError>
   /** Writes many frames, committing as space runs out and once at the end; returns the leading sequence. */
