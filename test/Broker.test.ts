@@ -2,8 +2,15 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Layer } from "effect"
 import * as BrokerLayers from "../src/layers/Broker.js"
 import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
+import * as BrokerLogRegion from "../src/layers/BrokerLogRegion.js"
+import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
+import { AckTracker } from "../src/services/AckTracker.js"
+import { Appender } from "../src/services/Appender.js"
+import { Topics } from "../src/services/Topics.js"
+import { crc32c } from "../src/wire/Crc32c.js"
+import { drain, regionCluster } from "./fixtures/log-harness.js"
 import { Broker, type BrokerOptions } from "../src/services/Broker.js"
-import { BrokerLog } from "../src/services/BrokerLog.js"
+import { BrokerLog, type BrokerLogShape } from "../src/services/BrokerLog.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../src/wire/Frame.js"
 import { batchFrame, errorCode, hello, rawConnect } from "./fixtures/net-raw-client.js"
 
@@ -169,7 +176,13 @@ describe("Broker", () => {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
       const gate = yield* Deferred.make<void>()
       const memory = log.forBroker(0)
-      const stalled = { ...memory, append: (...args: Parameters<typeof memory.append>) => Effect.zipRight(Deferred.await(gate), memory.append(...args)) }
+      // No room until the gate opens: the fast path declines, the waiting path waits for the gate.
+      let open = false
+      const stalled: BrokerLogShape = {
+        ...memory,
+        tryAppendWith: (...args) => open && memory.tryAppendWith(...args),
+        appendWith: (...args) => Effect.zipRight(Deferred.await(gate), memory.appendWith(...args))
+      }
       const readBufferBytes = 256 << 10
       const server = yield* BrokerLayers.make({ readBufferBytes }).pipe(Effect.provideService(BrokerLog, stalled))
       const client = yield* rawConnect(server.port)
@@ -182,6 +195,7 @@ describe("Broker", () => {
       expect(server.stats().queuedBytes).toBeGreaterThan(0)
       expect(server.stats().queuedBytes).toBeLessThanOrEqual(readBufferBytes + (64 << 10))
       expect(client.socket.writableLength).toBeGreaterThan(8 << 20)
+      open = true
       yield* Deferred.succeed(gate, undefined)
       let acked = 0
       while (acked < batches) acked = (yield* client.nextFrame(10_000)).seq
@@ -200,5 +214,45 @@ describe("Broker", () => {
       }).pipe(Effect.provide(BrokerLayers.layer().pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
       yield* Deferred.await(client.closed)
       expect((yield* Effect.flip(rawConnect(port))).message).toMatch(/ECONNREFUSED/)
+    }))
+
+  it.scopedLive("over the region: batches cut into many socket chunks are gathered straight into the Blog, intact and in order", () =>
+    Effect.gen(function*() {
+      const cluster = yield* regionCluster(CxlMemoryLayers.make)()
+      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+      const appender = yield* cluster.appender(0)
+      const log = yield* BrokerLogRegion.make.pipe(
+        Effect.provideService(Appender, appender),
+        Effect.provideService(AckTracker, cluster.acks),
+        Effect.provideService(Topics, cluster.topics)
+      )
+      const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log))
+      const client = yield* rawConnect(server.port)
+      client.socket.setNoDelay(true)
+      client.write(hello("t", 21, 0))
+      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      const messages = (seq: number) => Array.from({ length: 12 }, (_, i) => new Uint8Array(1000 + i).map((_, k) => (seq * 13 + i * 7 + k) & 0xff))
+      const frames = [0, 1, 2].map((seq) => batchFrame(21, 0, seq, messages(seq)))
+      // Every frame goes out in pieces of 700 bytes (headers and message headers cut too), each its own TCP segment.
+      for (const frame of frames) {
+        for (let at = 0; at < frame.length; at += 700) {
+          client.write(frame.subarray(at, at + 700))
+          yield* Effect.sleep("1 millis")
+        }
+      }
+      const sequencer = yield* cluster.sequencer()
+      let acked = 0
+      while (acked < 3) {
+        yield* drain(sequencer)
+        const frame = yield* client.nextFrame(200).pipe(Effect.option)
+        if (frame._tag === "Some") acked = frame.value.seq
+      }
+      const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
+      const read: Array<{ seq: number; crcOk: boolean; payloads: Array<Array<number>> }> = []
+      yield* cursor.pollBatches((b) => read.push({ seq: b.batchSeq, crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, payloads: [] }))
+      yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => read[m.batch.batchSeq]!.payloads.push([...m.payload]))
+      expect(read.map((b) => [b.seq, b.crcOk])).toEqual([[0, true], [1, true], [2, true]])
+      expect(read.map((b) => b.payloads)).toEqual([0, 1, 2].map((seq) => messages(seq).map((m) => [...m])))
+      expect(server.stats()).toMatchObject({ batches: 3, messages: 36, rejected: {} })
     }))
 })

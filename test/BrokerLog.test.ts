@@ -1,10 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, type Scope } from "effect"
 import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
+import * as BrokerLogRegion from "../src/layers/BrokerLogRegion.js"
+import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
+import { AckTracker } from "../src/services/AckTracker.js"
+import { Appender, type AppenderShape } from "../src/services/Appender.js"
 import type { BatchHeader, BrokerLogShape } from "../src/services/BrokerLog.js"
+import { Topics } from "../src/services/Topics.js"
+import { drain, regionCluster } from "./fixtures/log-harness.js"
 
-/** Builds a log with `topics` whose sessions are fenced after `holdTimeoutMs`; returns broker views. */
-type MakeLog = (options: { topics: ReadonlyArray<string>; holdTimeoutMs: number }) => Effect.Effect<(brokerId: number) => BrokerLogShape, unknown, Scope.Scope>
+/**
+ * Builds a log with `topics` whose sessions are fenced after `holdTimeoutMs`: broker views,
+ * and `settle`, after which everything appended so far has been through the sequencer.
+ */
+type MakeLog = (options: { topics: ReadonlyArray<string>; holdTimeoutMs: number }) => Effect.Effect<
+  { readonly broker: (brokerId: number) => BrokerLogShape; readonly settle: Effect.Effect<void> },
+  unknown,
+  Scope.Scope
+>
 
 const header = (clientId: number, sessionEpoch: number, batchSeq: number): BatchHeader => ({
   clientId,
@@ -21,29 +34,37 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
   describe(`BrokerLog contract: ${label}`, () => {
     it.scopedLive("an unknown topic is a typed error everywhere", () =>
       Effect.gen(function*() {
-        const log = (yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 }))(0)
+        const log = (yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 })).broker(0)
         expect((yield* Effect.flip(log.topic("nope")))._tag).toBe("UnknownTopic")
         expect((yield* Effect.flip(log.append("nope", header(1, 0, 0), payload)))._tag).toBe("UnknownTopic")
+        expect((yield* Effect.flip(log.appendWith("nope", header(1, 0, 0), (dst) => dst.set(payload))))._tag).toBe("UnknownTopic")
+        // The fast path says so, or declines (it only appends to topics this broker has set up) and leaves it to appendWith.
+        const fast = log.tryAppendWith("nope", header(1, 0, 0), (dst) => dst.set(payload))
+        if (fast !== false) expect(fast).toMatchObject({ _tag: "UnknownTopic" })
         expect((yield* Effect.flip(log.sessionAcks("nope", 1, 0)))._tag).toBe("UnknownTopic")
         expect((yield* log.topic("t")).name).toBe("t")
       }))
 
     it.scopedLive("mode 5: next → ordered, duplicate → dropped but acknowledged, ahead → held until the gap closes", () =>
       Effect.gen(function*() {
-        const broker = yield* makeLog({ topics: ["t"], holdTimeoutMs: 5_000 })
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 5_000 })
         const b0 = broker(0)
         const b1 = broker(1)
         expect(yield* b0.sessionAcks("t", 1, 0)).toEqual({ ordered: 0, replicated: 0, fenced: false })
         yield* b0.append("t", header(1, 0, 0), payload)
+        yield* settle
         expect((yield* b1.sessionAcks("t", 1, 0)).ordered).toBe(1)
         const before = b0.progress("t")
         yield* b1.append("t", header(1, 0, 0), payload)
+        yield* settle
         expect(b0.progress("t")).not.toBe(before)
         expect((yield* b0.sessionAcks("t", 1, 0)).ordered).toBe(1)
-        yield* b1.append("t", header(1, 0, 2), payload)
-        yield* b1.append("t", header(1, 0, 3), payload)
+        yield* b1.appendWith("t", header(1, 0, 2), (dst) => dst.set(payload))
+        expect(b1.tryAppendWith("t", header(1, 0, 3), (dst) => dst.set(payload))).toBe(true)
+        yield* settle
         expect((yield* b0.sessionAcks("t", 1, 0)).ordered).toBe(1)
         yield* b0.append("t", header(1, 0, 1), payload)
+        yield* settle
         expect(yield* b1.sessionAcks("t", 1, 0)).toEqual({ ordered: 4, replicated: 4, fenced: false })
         // Another epoch of the same client is another session.
         expect((yield* b0.sessionAcks("t", 1, 1)).ordered).toBe(0)
@@ -51,31 +72,80 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
 
     it.scopedLive("a gap open past the hold timeout fences the session at its committed frontier", () =>
       Effect.gen(function*() {
-        const log = (yield* makeLog({ topics: ["t"], holdTimeoutMs: 50 }))(0)
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 50 })
+        const log = broker(0)
         yield* log.append("t", header(2, 0, 0), payload)
         yield* log.append("t", header(2, 0, 1), payload)
         yield* log.append("t", header(2, 0, 3), payload)
         let seen = log.progress("t")
-        while (!(yield* log.sessionAcks("t", 2, 0)).fenced) seen = yield* log.awaitProgress("t", seen, 1_000)
+        for (;;) {
+          yield* settle
+          if ((yield* log.sessionAcks("t", 2, 0)).fenced) break
+          seen = yield* log.awaitProgress("t", seen, 20)
+        }
         expect(yield* log.sessionAcks("t", 2, 0)).toEqual({ ordered: 2, replicated: 2, fenced: true })
         yield* log.append("t", header(2, 0, 2), payload)
+        yield* settle
         expect(yield* log.sessionAcks("t", 2, 0)).toEqual({ ordered: 2, replicated: 2, fenced: true })
       }))
 
     it.scopedLive("awaitProgress resolves when a frontier moves and times out otherwise", () =>
       Effect.gen(function*() {
-        const log = (yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 }))(0)
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 })
+        const log = broker(0)
         const seen = log.progress("t")
         expect(yield* log.awaitProgress("t", seen, 20)).toBe(seen)
         const waiting = yield* Effect.fork(log.awaitProgress("t", seen, 5_000))
         yield* Effect.sleep("10 millis")
         yield* log.append("t", header(3, 0, 0), payload)
+        yield* settle
         expect(yield* Fiber.join(waiting)).not.toBe(seen)
+      }))
+    it.scopedLive("appendWith and tryAppendWith take the payload from a fill function", () =>
+      Effect.gen(function*() {
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 })
+        const log = broker(2)
+        const sizes: Array<number> = []
+        const fill = (n: number) => (dst: Uint8Array) => {
+          sizes.push(dst.length)
+          dst.fill(n)
+        }
+        // The fast path may decline (the region's appender sets a topic up on its first append): then appendWith waits.
+        if (log.tryAppendWith("t", header(4, 0, 0), fill(1)) !== true) yield* log.appendWith("t", header(4, 0, 0), fill(1))
+        yield* log.appendWith("t", header(4, 0, 1), fill(2))
+        expect(log.tryAppendWith("t", header(4, 0, 2), fill(3))).toBe(true)
+        yield* settle
+        expect(sizes.every((n) => n === 16)).toBe(true)
+        expect((yield* log.sessionAcks("t", 4, 0)).ordered).toBe(3)
       }))
   })
 
 brokerLogContract("layerMemory", ({ holdTimeoutMs, topics }) =>
-  Effect.map(BrokerLogLayers.makeMemoryLog({ topics: topics.map((name) => ({ name })), holdTimeoutMs }), (log) => log.forBroker))
+  Effect.map(BrokerLogLayers.makeMemoryLog({ topics: topics.map((name) => ({ name })), holdTimeoutMs }), (log) => ({
+    broker: log.forBroker,
+    settle: Effect.void
+  })))
+
+brokerLogContract("layer (the region adapter over the log core, fake region)", ({ holdTimeoutMs, topics }) =>
+  Effect.gen(function*() {
+    const cluster = yield* regionCluster(CxlMemoryLayers.makeMemory)()
+    for (const name of topics) yield* cluster.topics.create({ name, order: 5, ackLevel: 1, replicationFactor: 1 })
+    const sequencer = yield* cluster.sequencer({ holdTimeoutMs })
+    const appenders = new Map<number, AppenderShape>()
+    for (const id of [0, 1, 2]) appenders.set(id, yield* cluster.appender(id))
+    const views = new Map<number, BrokerLogShape>()
+    for (const [id, appender] of appenders) {
+      views.set(
+        id,
+        yield* BrokerLogRegion.make.pipe(
+          Effect.provideService(Appender, appender),
+          Effect.provideService(AckTracker, cluster.acks),
+          Effect.provideService(Topics, cluster.topics)
+        )
+      )
+    }
+    return { broker: (id: number) => views.get(id)!, settle: Effect.orDie(drain(sequencer)) }
+  }))
 
 describe("MemoryLog", () => {
   it.scopedLive("records the total order with contiguous message orders and its own copy of each payload", () =>

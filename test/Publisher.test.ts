@@ -5,7 +5,7 @@ import * as BrokerLayers from "../src/layers/Broker.js"
 import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
 import * as PublisherLayers from "../src/layers/Publisher.js"
 import type { BrokerShape } from "../src/services/Broker.js"
-import { BrokerLog, type BrokerLogShape } from "../src/services/BrokerLog.js"
+import { type BatchHeader, BrokerLog, type BrokerLogShape } from "../src/services/BrokerLog.js"
 import type { PublisherOptions } from "../src/services/Publisher.js"
 import { audit, clean, publishTestMessages, testMessage } from "./fixtures/net-audit.js"
 
@@ -105,10 +105,11 @@ describe("Publisher", () => {
       // Broker 0 loses the first batch 3 it is given (acknowledges the frame, never appends it):
       // the gap outlives the hold timeout and the sequencer fences the session.
       let lost = false
+      const losing = (header: BatchHeader) => header.batchSeq === 3 && header.sessionEpoch === 0 && !lost
       const dropOnce = (log: BrokerLogShape): BrokerLogShape => ({
         ...log,
-        append: (topic, header, payload) =>
-          header.batchSeq === 3 && header.sessionEpoch === 0 && !lost ? Effect.sync(() => void (lost = true)) : log.append(topic, header, payload)
+        tryAppendWith: (topic, header, fill) => (losing(header) ? (lost = true) : log.tryAppendWith(topic, header, fill)),
+        appendWith: (topic, header, fill) => (losing(header) ? Effect.sync(() => void (lost = true)) : log.appendWith(topic, header, fill))
       })
       const { log, publisher } = yield* cluster(2, { holdTimeoutMs: 100, wrap: dropOnce })
       const p = yield* publisher({ clientId: 7, batchBytes: 1024, sessionEpoch: 0 })
@@ -124,7 +125,8 @@ describe("Publisher", () => {
   it.scopedLive("flush timeout: AckTimeout names each broker's acked/sent counts", () =>
     Effect.gen(function*() {
       // Broker 1's log takes batches but never orders them.
-      const swallow = (log: BrokerLogShape): BrokerLogShape => log.brokerId === 1 ? { ...log, append: () => Effect.void } : log
+      const swallow = (log: BrokerLogShape): BrokerLogShape =>
+        log.brokerId === 1 ? { ...log, tryAppendWith: () => true, appendWith: () => Effect.void } : log
       const { publisher } = yield* cluster(2, { wrap: swallow, holdTimeoutMs: 60_000 })
       const p = yield* publisher({ clientId: 8, batchBytes: 1024, maxInFlightBatches: 4 })
       while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")

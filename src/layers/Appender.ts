@@ -25,7 +25,7 @@ import { LogCorrupt, type TopicInfo, TopicNotFound } from "../services/Topics.js
 import type { FlushAudit } from "./LogFlushAudit.js"
 import { type LogArea, LogConfigInvalid } from "./LogLayout.js"
 import { type MemoryBatch, type MemoryLogStore, reclaimMemory } from "./LogMemory.js"
-import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine } from "./LogParticipants.js"
+import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine, waitingForRoom } from "./LogParticipants.js"
 import { alignLine, BrokerLine, lapMark, LeaseLine, PbrSlot, SequencerLine } from "./LogRecords.js"
 import { Offsets } from "./Superblock.js"
 import { topicResolver } from "./Topics.js"
@@ -124,6 +124,7 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const roomWaits = waitingForRoom(region, owner)
     const audit = options.flushAudit
     const { pbrSlots, blogBytes } = config
     const { f64, u32, i32 } = region
@@ -262,28 +263,36 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       }
     }
 
-    const appendTo = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> => {
+    /** One try without waiting: a counted receipt, what is full, or why not. */
+    const tryOnce = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
       const problem = headerProblem(header, config.maxBatchBytes)
-      if (problem !== undefined) return Effect.fail(new BatchRejected({ topic, reason: problem }))
+      if (problem !== undefined) return new BatchRejected({ topic, reason: problem })
       const first = attempt(bt, topic, header, fill)
+      return typeof first === "string" || first instanceof BatchRejected ? first : counted(first, header.payloadBytes)
+    }
+
+    const appendTo = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> => {
+      const first = tryOnce(bt, topic, header, fill)
       if (first instanceof BatchRejected) return Effect.fail(first)
-      if (typeof first !== "string") return Effect.succeed(counted(first, header.payloadBytes))
+      if (typeof first !== "string") return Effect.succeed(first)
       const bytes = alignLine(header.payloadBytes)
-      return withBackpressure(
-        topic,
-        brokerId,
-        timeoutMs,
-        first,
-        Effect.suspend(() => {
-          const next = attempt(bt, topic, header, fill)
-          return next instanceof BatchRejected ? Effect.fail(next) : Effect.succeed(next)
-        }),
-        (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
-        () => {
-          bt.ringFullWaits++
-          f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
-        }
-      ).pipe(Effect.map((receipt) => counted(receipt, header.payloadBytes)))
+      // Counted as waiting before the first re-check, so whoever frees room after it rings us (see ringRoomWaiters).
+      return Effect.acquireUseRelease(Effect.sync(roomWaits.begin), () =>
+        withBackpressure(
+          topic,
+          brokerId,
+          timeoutMs,
+          first,
+          Effect.suspend(() => {
+            const next = attempt(bt, topic, header, fill)
+            return next instanceof BatchRejected ? Effect.fail(next) : Effect.succeed(next)
+          }),
+          (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
+          () => {
+            bt.ringFullWaits++
+            f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
+          }
+        ), () => Effect.sync(roomWaits.end)).pipe(Effect.map((receipt) => counted(receipt, header.payloadBytes)))
     }
 
     const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> =>
@@ -299,6 +308,12 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
     return {
       brokerId,
       appendWith,
+      tryAppendWith: (topic, header, fill) => {
+        const known = topics.get(topic)
+        if (known === undefined) return "wait"
+        const outcome = tryOnce(known, topic, header, fill)
+        return typeof outcome === "string" ? "wait" : outcome
+      },
       append: (topic, header, payload) =>
         payload.length !== header.payloadBytes
           ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
@@ -328,58 +343,72 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
     )
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
 
+    /** The topic and room check of one append, or why it cannot be appended at all. */
+    const prepare = (topicName: string, header: BatchHeader) => {
+      const topic = store.topics.find((t) => t.info.name === topicName)
+      if (topic === undefined) return new TopicNotFound({ name: topicName })
+      const problem = headerProblem(header, config.maxBatchBytes)
+      if (problem !== undefined) return new BatchRejected({ topic: topicName, reason: problem })
+      const broker = topic.brokers[brokerId]!
+      const bytes = alignLine(header.payloadBytes)
+      const room = (): Full | undefined => {
+        if (broker.head - broker.reclaimed >= config.pbrSlots || broker.blogUsed + bytes > config.blogBytes) reclaimMemory(topic, broker)
+        return broker.head - broker.reclaimed >= config.pbrSlots ? "pbr" : broker.blogUsed + bytes > config.blogBytes ? "blog" : undefined
+      }
+      /** One try: a receipt, what is full, or the batch rejected because `fill` threw. */
+      const attempt = (fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
+        try {
+          const full = room()
+          if (full !== undefined) return full
+          const payload = new Uint8Array(header.payloadBytes)
+          fill(payload)
+          const batch: MemoryBatch = {
+            broker: brokerId,
+            pbrSeq: broker.head,
+            clientId: header.clientId,
+            sessionEpoch: header.sessionEpoch,
+            batchSeq: header.batchSeq,
+            messageCount: header.messageCount,
+            crc32c: header.crc32c,
+            payload,
+            blogBytes: bytes,
+            finished: false,
+            globalSeq: 0,
+            totalOrder: 0,
+            reclaimed: false
+          }
+          broker.pbr.push(batch)
+          const blogPosition = broker.blogHead
+          broker.head++
+          broker.blogHead += bytes
+          broker.blogUsed += bytes
+          broker.appendedMessages += header.messageCount
+          store.signal.notify()
+          return { brokerId, pbrSeq: batch.pbrSeq, blogPosition }
+        } catch (error) {
+          return new BatchRejected({ topic: topicName, reason: `filling the payload failed: ${String(error)}` })
+        }
+      }
+      return { broker, room, attempt }
+    }
+
     const appendWith = (topicName: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
       Effect.gen(function*() {
-        const topic = store.topics.find((t) => t.info.name === topicName)
-        if (topic === undefined) return yield* new TopicNotFound({ name: topicName })
-        const problem = headerProblem(header, config.maxBatchBytes)
-        if (problem !== undefined) return yield* new BatchRejected({ topic: topicName, reason: problem })
-        const broker = topic.brokers[brokerId]!
-        const bytes = alignLine(header.payloadBytes)
-        const room = (): Full | undefined => {
-          if (broker.head - broker.reclaimed >= config.pbrSlots || broker.blogUsed + bytes > config.blogBytes) reclaimMemory(topic, broker)
-          return broker.head - broker.reclaimed >= config.pbrSlots ? "pbr" : broker.blogUsed + bytes > config.blogBytes ? "blog" : undefined
-        }
-        const attempt = Effect.try({
-          try: (): AppendReceipt | Full => {
-            const full = room()
-            if (full !== undefined) return full
-            const payload = new Uint8Array(header.payloadBytes)
-            fill(payload)
-            const batch: MemoryBatch = {
-              broker: brokerId,
-              pbrSeq: broker.head,
-              clientId: header.clientId,
-              sessionEpoch: header.sessionEpoch,
-              batchSeq: header.batchSeq,
-              messageCount: header.messageCount,
-              crc32c: header.crc32c,
-              payload,
-              blogBytes: bytes,
-              finished: false,
-              globalSeq: 0,
-              totalOrder: 0,
-              reclaimed: false
-            }
-            broker.pbr.push(batch)
-            const blogPosition = broker.blogHead
-            broker.head++
-            broker.blogHead += bytes
-            broker.blogUsed += bytes
-            broker.appendedMessages += header.messageCount
-            store.signal.notify()
-            return { brokerId, pbrSeq: batch.pbrSeq, blogPosition }
-          },
-          catch: (error) => new BatchRejected({ topic: topicName, reason: `filling the payload failed: ${String(error)}` })
+        const prepared = prepare(topicName, header)
+        if (prepared instanceof TopicNotFound || prepared instanceof BatchRejected) return yield* prepared
+        const { attempt, broker, room } = prepared
+        const once = Effect.suspend(() => {
+          const outcome = attempt(fill)
+          return outcome instanceof BatchRejected ? Effect.fail(outcome) : Effect.succeed(outcome)
         })
-        const first = yield* attempt
+        const first = yield* once
         if (typeof first !== "string") return counted(first, header.payloadBytes)
         const receipt = yield* withBackpressure(
           topicName,
           brokerId,
           timeoutMs,
           first,
-          attempt,
+          once,
           (_, remaining) => store.signal.await(() => room() === undefined, remaining),
           () => {
             broker.ringFullWaits++
@@ -391,6 +420,12 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
     return {
       brokerId,
       appendWith,
+      tryAppendWith: (topicName, header, fill) => {
+        const prepared = prepare(topicName, header)
+        if (prepared instanceof TopicNotFound || prepared instanceof BatchRejected) return prepared
+        const outcome = prepared.attempt(fill)
+        return typeof outcome === "string" ? "wait" : outcome instanceof BatchRejected ? outcome : counted(outcome, header.payloadBytes)
+      },
       append: (topic, header, payload) =>
         payload.length !== header.payloadBytes
           ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))

@@ -1,9 +1,11 @@
 /**
  * The TCP broker over `BrokerLog` (see services/Broker.ts for the behaviour). Receive path:
- * socket chunks are queued (the socket is paused past `readBufferBytes`), frame headers are
- * parsed in place, and a batch payload is handed to `append` as a view of its chunk, so the
- * only copy is the log's own (chunk → region); a batch that straddles chunks is first
- * reassembled into the connection's one reusable buffer.
+ * once a connection is past its handshake, each socket chunk is handled right in the
+ * socket's data callback — frame headers parsed in place, the batch checked, and its
+ * payload gathered from the chunk(s) it arrived in straight into the log's space
+ * (`tryAppendWith`), so the only copy is chunk → region and no fiber runs per batch. Only
+ * when the log has no room does the connection's fiber take over: it waits in `appendWith`
+ * while later chunks queue (the socket is paused past `readBufferBytes`), then hands back.
  */
 import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, type Scope } from "effect"
 import { createServer, type Server, type Socket } from "node:net"
@@ -16,8 +18,8 @@ import {
   brokerRejected
 } from "../Metrics.js"
 import { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "../services/Broker.js"
-import { BrokerLog, type BrokerLogShape } from "../services/BrokerLog.js"
-import { checkBatchPayload } from "../wire/BatchPayload.js"
+import { type AppendTimeout, BrokerLog, type BrokerLogShape, type LogCorrupt, type UnknownTopic } from "../services/BrokerLog.js"
+import { checkBatchPieces, gatherPieces } from "../wire/BatchPayload.js"
 import {
   ackFrame,
   errorFrame,
@@ -30,7 +32,7 @@ import {
   type WireErrorCode,
   WireViolation
 } from "../wire/Control.js"
-import { type Frame, FrameType } from "../wire/Frame.js"
+import { type Frame, FrameType, payloadPieces } from "../wire/Frame.js"
 import { FrameReader } from "../wire/FrameReader.js"
 
 interface Settings {
@@ -60,13 +62,21 @@ const REJECT_GRACE_MS = 1_000
 /** Upper bound of one wait for frontier progress (the ACK tracker re-reads after it). */
 const PROGRESS_WAIT_MS = 1_000
 
+/** `drain` outcomes besides a batch waiting for room or a violation: every received byte is handled; the input is over. */
+const IDLE = "idle" as const
+const DONE = "done" as const
+
 /** Resumes after the event loop has polled I/O once more, so every batch already received is appended first. */
 const nextLoopTurn = Effect.async<void>((resume) => {
   const handle = setImmediate(() => resume(Effect.void))
   return Effect.sync(() => clearImmediate(handle))
 })
 
-/** Received chunks of one socket, handed to its connection fiber in order; pauses the socket past `highWater` bytes. */
+/**
+ * Received chunks of one socket, handed out in order; pauses the socket past `highWater`
+ * bytes. A chunk is taken by the connection's fiber (`next`), or, while a direct consumer
+ * is set, handed to it from the data callback itself.
+ */
 const makeInbox = (socket: Socket, highWater: number) => {
   const chunks: Array<Buffer> = []
   let queued = 0
@@ -74,11 +84,15 @@ const makeInbox = (socket: Socket, highWater: number) => {
   let paused = false
   let ended = false
   let waiting: (() => void) | undefined
+  let direct: (() => void) | undefined
   const deliver = () => {
-    if (waiting !== undefined && (chunks.length > 0 || ended)) {
+    if (chunks.length === 0 && !ended) return
+    if (waiting !== undefined) {
       const wake = waiting
       waiting = undefined
       wake()
+    } else if (direct !== undefined) {
+      direct()
     }
   }
   const onData = (chunk: Buffer) => {
@@ -112,6 +126,17 @@ const makeInbox = (socket: Socket, highWater: number) => {
   return {
     /** Bytes received and not yet consumed (the chunk being parsed included). */
     queued: () => queued,
+    /** The next queued chunk now, if any (the previous one is consumed). */
+    takeNow: (): Buffer | undefined => (chunks.length > 0 ? take() : undefined),
+    /** Whether the peer has finished (or the inbox was stopped). */
+    ended: () => ended,
+    /**
+     * While set, `consume` is called from the data callback whenever a chunk arrives or the
+     * stream ends (it takes the chunks with `takeNow`); unset it to go back to `next`.
+     */
+    setDirect: (consume: (() => void) | undefined) => {
+      direct = consume
+    },
     /** The next chunk, or `undefined` once the peer has finished (or the inbox was stopped). */
     next: Effect.suspend(() =>
       chunks.length > 0 || ended
@@ -133,6 +158,8 @@ const makeInbox = (socket: Socket, highWater: number) => {
     }
   }
 }
+
+type Inbox = ReturnType<typeof makeInbox>
 
 export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
@@ -180,7 +207,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const inbox = makeInbox(socket, settings.readBufferBytes)
         inboxes.add(inbox)
         yield* Effect.addFinalizer(() => Effect.sync(() => inboxes.delete(inbox)))
-        const reader = new FrameReader({ accept: [FrameType.HELLO, FrameType.BATCH], maxBatchBytes: settings.maxBatchBytes })
+        const reader = new FrameReader({ accept: [FrameType.HELLO, FrameType.BATCH], maxBatchBytes: settings.maxBatchBytes, gatherBatches: true })
         /** Waits for chunks until the reader completes a frame, the stream ends, or the input is bad. */
         const pull = Effect.gen(function*() {
           for (;;) {
@@ -207,7 +234,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           inbox.stop()
         }, settings.handshakeTimeoutMs)
         yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(handshakeTimer)))
-        const outcome = yield* Effect.either(Effect.scoped(session(socket, nextFrame, handshakeTimer)))
+        const outcome = yield* Effect.either(Effect.scoped(session(socket, inbox, reader, nextFrame, handshakeTimer)))
         inbox.stop()
         if (Either.isLeft(outcome)) {
           yield* Effect.logDebug(`broker ${log.brokerId}: closing a connection: ${outcome.left.message}`)
@@ -253,44 +280,126 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         return hello
       })
 
-    const session = (socket: Socket, nextFrame: Effect.Effect<Frame | undefined, WireViolation>, handshakeTimer: ReturnType<typeof setTimeout>) =>
+    const session = (
+      socket: Socket,
+      inbox: Inbox,
+      reader: FrameReader,
+      nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
+      handshakeTimer: ReturnType<typeof setTimeout>
+    ) =>
       Effect.gen(function*() {
         const hello = yield* handshake(socket, nextFrame)
         clearTimeout(handshakeTimer)
         if (hello === undefined) return
         const received = { highest: -1 }
         yield* Effect.forkScoped(ackTracker(socket, log, hello, received))
+        const batches = batchStream(socket, inbox, reader, hello, received)
         for (;;) {
-          const frame = yield* nextFrame
-          // Done, or the ACK tracker dropped the connection (slow consumer): append nothing more.
-          if (frame === undefined || socket.writableEnded) return
-          if (frame.type !== FrameType.BATCH) return yield* new WireViolation({ code: "unexpected-frame", detail: "only BATCH frames follow the handshake" })
+          const stop = batches.drain()
+          if (stop === DONE) return
+          if (stop instanceof WireViolation) return yield* Effect.fail(stop)
+          if (stop === IDLE) {
+            // Caught up: from here the data callback appends; this fiber sleeps until it cannot.
+            const next = yield* batches.direct
+            if (next === DONE) return
+            if (next instanceof WireViolation) return yield* Effect.fail(next)
+            if (next === IDLE) continue
+            yield* batches.appendWaiting(next)
+          } else {
+            yield* batches.appendWaiting(stop)
+          }
+        }
+      })
+
+    /**
+     * The batch frames of one connection after its handshake. `drain` handles every frame
+     * already received without waiting: it stops at the end of the input (`IDLE`), at the end
+     * of the stream or of the connection (`DONE`), at a violation, or at a batch the log has
+     * no room for now (returned: `appendWaiting` waits for room and appends it).
+     */
+    const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, hello: Hello, received: { highest: number }) => {
+      const count = (frame: Frame) => {
+        if (frame.seq > received.highest) received.highest = frame.seq
+        counts.batches++
+        counts.messages += frame.messageCount
+        counts.bytes += frame.payloadBytes
+        brokerBatches.unsafeUpdate(1, [])
+        brokerBytes.unsafeUpdate(frame.payloadBytes, [])
+      }
+      const headerOf = (frame: Frame) => ({
+        clientId: frame.clientId,
+        sessionEpoch: frame.sessionEpoch,
+        batchSeq: frame.seq,
+        messageCount: frame.messageCount,
+        payloadBytes: frame.payloadBytes,
+        crc32c: frame.crc32c
+      })
+      const fillFrom = (frame: Frame) => {
+        const pieces = frame.pieces
+        return pieces === undefined ? (dst: Uint8Array) => dst.set(frame.payload) : (dst: Uint8Array) => gatherPieces(pieces, dst)
+      }
+      const appendFailed = (e: UnknownTopic | AppendTimeout | LogCorrupt) =>
+        new WireViolation({ code: e._tag === "LogCorrupt" ? "internal" : "append-failed", detail: e.message })
+
+      const drain = (): Frame | typeof IDLE | typeof DONE | WireViolation => {
+        for (;;) {
+          // The ACK tracker dropped the connection (slow consumer): append nothing more.
+          if (socket.writableEnded) return DONE
+          const frame = reader.next()
+          if (frame === undefined) {
+            const chunk = inbox.takeNow()
+            if (chunk !== undefined) {
+              reader.push(chunk)
+              continue
+            }
+            if (!inbox.ended()) return IDLE
+            return reader.midFrame ? new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" }) : DONE
+          }
+          if (frame instanceof WireViolation) return frame
+          if (frame.type !== FrameType.BATCH) return new WireViolation({ code: "unexpected-frame", detail: "only BATCH frames follow the handshake" })
           if (frame.clientId !== hello.clientId || frame.sessionEpoch !== hello.sessionEpoch) {
-            return yield* new WireViolation({
+            return new WireViolation({
               code: "session-mismatch",
               detail: `batch of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${hello.clientId}/${hello.sessionEpoch}`
             })
           }
-          const malformed = checkBatchPayload(frame.payload, frame.messageCount)
-          if (malformed !== undefined) return yield* new WireViolation({ code: "bad-batch", detail: malformed })
-          yield* log.append(hello.topic, {
-            clientId: frame.clientId,
-            sessionEpoch: frame.sessionEpoch,
-            batchSeq: frame.seq,
-            messageCount: frame.messageCount,
-            payloadBytes: frame.payloadBytes,
-            crc32c: frame.crc32c
-          }, frame.payload).pipe(
-            Effect.mapError((e) => new WireViolation({ code: e._tag === "LogCorrupt" ? "internal" : "append-failed", detail: e.message }))
-          )
-          if (frame.seq > received.highest) received.highest = frame.seq
-          counts.batches++
-          counts.messages += frame.messageCount
-          counts.bytes += frame.payloadBytes
-          brokerBatches.unsafeUpdate(1, [])
-          brokerBytes.unsafeUpdate(frame.payloadBytes, [])
+          const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
+          if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
+          const appended = log.tryAppendWith(hello.topic, headerOf(frame), fillFrom(frame))
+          if (appended === false) return frame
+          if (appended !== true) return appendFailed(appended)
+          count(frame)
         }
-      })
+      }
+
+      return {
+        drain,
+        /** Lets the data callback drain as chunks arrive; resumes with the first stop that is not `IDLE`. */
+        direct: Effect.async<Frame | typeof IDLE | typeof DONE | WireViolation>((resume) => {
+          const consume = () => {
+            let stop: ReturnType<typeof drain>
+            try {
+              stop = drain()
+            } catch (error) {
+              stop = new WireViolation({ code: "internal", detail: `receiving a batch failed: ${String(error)}` })
+            }
+            if (stop === IDLE) return
+            inbox.setDirect(undefined)
+            resume(Effect.succeed(stop))
+          }
+          inbox.setDirect(consume)
+          // Chunks that arrived between the fiber's last drain and now.
+          consume()
+          return Effect.sync(() => inbox.setDirect(undefined))
+        }),
+        /** Appends a batch the log had no room for, waiting for room (later chunks queue meanwhile). */
+        appendWaiting: (frame: Frame) =>
+          log.appendWith(hello.topic, headerOf(frame), fillFrom(frame)).pipe(
+            Effect.mapError(appendFailed),
+            Effect.map(() => count(frame))
+          )
+      }
+    }
 
     /**
      * This connection's ACK tracker: re-reads the session's frontier whenever the topic's

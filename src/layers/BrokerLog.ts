@@ -119,13 +119,20 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       for (const wake of waiters) wake()
     }
 
+    /** A copy of the payload `fill` writes. */
+    const copied = (bytes: number, fill: (dst: Uint8Array) => void): Uint8Array => {
+      const payload = new Uint8Array(bytes)
+      fill(payload)
+      return payload
+    }
+
     /** The one copy into "the region": retained for audits, or into the blog ring. */
-    const store = (payload: Uint8Array): Uint8Array => {
-      if (retain) return payload.slice()
-      if (payload.length > blog.length) return new Uint8Array(0)
-      if (blogHead + payload.length > blog.length) blogHead = 0
-      blog.set(payload, blogHead)
-      blogHead += payload.length
+    const store = (bytes: number, fill: (dst: Uint8Array) => void): Uint8Array => {
+      if (retain) return copied(bytes, fill)
+      if (bytes > blog.length) return new Uint8Array(0)
+      if (blogHead + bytes > blog.length) blogHead = 0
+      fill(blog.subarray(blogHead, blogHead + bytes))
+      blogHead += bytes
       return new Uint8Array(0)
     }
 
@@ -163,7 +170,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       session.gapTimer.unref()
     }
 
-    const append = (topic: TopicState, broker: number, header: BatchHeader, payload: Uint8Array) => {
+    const append = (topic: TopicState, broker: number, header: BatchHeader, fill: (dst: Uint8Array) => void) => {
       const key = sessionKey(header.clientId, header.sessionEpoch)
       let session = topic.sessions.get(key)
       if (session === undefined) {
@@ -180,17 +187,17 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
         return
       }
       if (header.batchSeq > session.next) {
-        session.held.set(header.batchSeq, { broker, header, payload: payload.slice() })
+        session.held.set(header.batchSeq, { broker, header, payload: copied(header.payloadBytes, fill) })
         topic.stats.held++
         if (session.gapTimer === undefined) armGapTimer(topic, session)
         return
       }
-      order(topic, broker, header, store(payload))
+      order(topic, broker, header, store(header.payloadBytes, fill))
       session.next++
       for (let held = session.held.get(session.next); held !== undefined; held = session.held.get(session.next)) {
         session.held.delete(session.next)
         topic.stats.held--
-        order(topic, held.broker, held.header, retain ? held.payload : store(held.payload))
+        order(topic, held.broker, held.header, retain ? held.payload : store(held.payload.length, (dst) => dst.set(held.payload)))
         session.next++
       }
       armGapTimer(topic, session)
@@ -205,7 +212,14 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     const forBroker = (brokerId: number): BrokerLogShape => ({
       brokerId,
       topic: (name) => Effect.map(lookup(name), (topic) => topic.info),
-      append: (name, header, payload) => Effect.map(lookup(name), (topic) => append(topic, brokerId, header, payload)),
+      append: (name, header, payload) => Effect.map(lookup(name), (topic) => append(topic, brokerId, header, (dst) => dst.set(payload))),
+      appendWith: (name, header, fill) => Effect.map(lookup(name), (topic) => append(topic, brokerId, header, fill)),
+      tryAppendWith: (name, header, fill) => {
+        const topic = topics.get(name)
+        if (topic === undefined) return new UnknownTopic({ topic: name })
+        append(topic, brokerId, header, fill)
+        return true
+      },
       sessionAcks: (name, clientId, sessionEpoch) =>
         Effect.map(lookup(name), (topic): SessionAcks => {
           const session = topic.sessions.get(sessionKey(clientId, sessionEpoch))

@@ -4,15 +4,22 @@
  */
 import { Effect, Layer } from "effect"
 import { AckTracker } from "../services/AckTracker.js"
-import { Appender } from "../services/Appender.js"
-import { AppendTimeout, BrokerLog, type BrokerLogShape, LogCorrupt, UnknownTopic } from "../services/BrokerLog.js"
-import { Topics } from "../services/Topics.js"
+import { Appender, type AppendError, BatchRejected } from "../services/Appender.js"
+import { AppendTimeout, type BatchHeader, BrokerLog, type BrokerLogShape, LogCorrupt, UnknownTopic } from "../services/BrokerLog.js"
+import { TopicNotFound, Topics } from "../services/Topics.js"
 
 export const make: Effect.Effect<BrokerLogShape, never, Appender | AckTracker | Topics> = Effect.gen(function*() {
   const appender = yield* Appender
   const acks = yield* AckTracker
   const topics = yield* Topics
   const unknown = (topic: string) => () => new UnknownTopic({ topic })
+  /** The log core's append errors in BrokerLog's terms (a rejected batch is one the broker should have refused). */
+  const refused = (topic: string, e: TopicNotFound | BatchRejected): UnknownTopic | LogCorrupt =>
+    e instanceof TopicNotFound ? new UnknownTopic({ topic }) : new LogCorrupt({ reason: e.reason })
+  const appendError = (topic: string, e: AppendError): UnknownTopic | AppendTimeout | LogCorrupt =>
+    e._tag === "AppendTimeout" ? new AppendTimeout({ topic, waitedMs: e.waitedMs }) : refused(topic, e)
+  const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
+    appender.appendWith(topic, header, fill).pipe(Effect.asVoid, Effect.mapError((e) => appendError(topic, e)))
   return {
     brokerId: appender.brokerId,
     topic: (name) =>
@@ -21,14 +28,15 @@ export const make: Effect.Effect<BrokerLogShape, never, Appender | AckTracker | 
         Effect.mapError(unknown(name))
       ),
     append: (topic, header, payload) =>
-      appender.append(topic, header, payload).pipe(
-        Effect.asVoid,
-        Effect.catchTags({
-          TopicNotFound: () => Effect.fail(new UnknownTopic({ topic })),
-          AppendTimeout: (e) => Effect.fail(new AppendTimeout({ topic, waitedMs: e.waitedMs })),
-          BatchRejected: (e) => Effect.fail(new LogCorrupt({ reason: e.reason }))
-        })
-      ),
+      payload.length === header.payloadBytes
+        ? appendWith(topic, header, (dst) => dst.set(payload))
+        : Effect.fail(new LogCorrupt({ reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` })),
+    appendWith,
+    tryAppendWith: (topic, header, fill) => {
+      const outcome = appender.tryAppendWith(topic, header, fill)
+      if (outcome === "wait") return false
+      return outcome instanceof BatchRejected || outcome instanceof TopicNotFound ? refused(topic, outcome) : true
+    },
     sessionAcks: (topic, clientId, sessionEpoch) =>
       acks.sessionAcks(topic, clientId, sessionEpoch).pipe(
         Effect.map(({ fenced, ordered, replicated }) => ({ ordered, replicated, fenced })),

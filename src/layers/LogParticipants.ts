@@ -33,6 +33,7 @@ export const claimLine = (region: CxlMemoryShape, offset: number, occurrence: nu
   }
   if (Atomics.compareExchange(region.i32, word, current, occurrence) !== current) return livePid(region, offset) || -1
   region.i32[(offset + Participant.doorbell) / 4] = doorbell
+  Atomics.store(region.i32, (offset + Participant.roomWaits) / 4, 0)
   Atomics.store(region.i32, (offset + Participant.pid) / 4, process.pid)
   region.publish(offset, 64)
   return 0
@@ -43,27 +44,68 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
   if (Atomics.load(region.i32, word) !== occurrence) return
   Atomics.store(region.i32, (offset + Participant.pid) / 4, 0)
   region.i32[(offset + Participant.doorbell) / 4] = 0
+  Atomics.store(region.i32, (offset + Participant.roomWaits) / 4, 0)
   Atomics.compareExchange(region.i32, word, occurrence, 0)
   region.publish(offset, 64)
 }
 
+/** The doorbell a live line names, if it names one inside the region; else 0. */
+const bellOf = (region: CxlMemoryShape, offset: number): number => {
+  if (Atomics.load(region.i32, (offset + Participant.occurrence) / 4) === 0) return 0
+  const bell = region.i32[(offset + Participant.doorbell) / 4]!
+  return bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64) ? bell : 0
+}
+
 /** Rings the doorbell a line names, if it names one inside the region. */
 export const ringLine = (region: CxlMemoryShape, doorbell: DoorbellShape, offset: number): void => {
-  if (Atomics.load(region.i32, (offset + Participant.occurrence) / 4) === 0) return
-  const bell = region.i32[(offset + Participant.doorbell) / 4]!
-  if (bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)) doorbell.ring(bell)
+  const bell = bellOf(region, offset)
+  if (bell !== 0) doorbell.ring(bell)
 }
 
-/** Rings every broker owner and every listener (after the sequencer or a subscriber moved something). */
+/** Doorbells rung in one sweep (a process's owner and listener lines name the same bell: ring it once). */
+const rung: Array<number> = []
+
+/**
+ * After the sequencer moved something: rings every listener and every broker owner with an
+ * append waiting for room (consumed-through moved), each doorbell once.
+ */
 export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
-  for (let b = 0; b < area.config.maxBrokers; b++) ringLine(region, doorbell, area.brokerOwner(b))
-  for (let i = 0; i < area.config.listenerSlots; i++) ringLine(region, doorbell, area.listener(i))
+  rung.length = 0
+  const ringOnce = (offset: number) => {
+    const bell = bellOf(region, offset)
+    if (bell === 0 || rung.includes(bell)) return
+    rung.push(bell)
+    doorbell.ring(bell)
+  }
+  for (let i = 0; i < area.config.listenerSlots; i++) ringOnce(area.listener(i))
+  for (let b = 0; b < area.config.maxBrokers; b++) {
+    const owner = area.brokerOwner(b)
+    if (Atomics.load(region.i32, (owner + Participant.roomWaits) / 4) > 0) ringOnce(owner)
+  }
 }
 
-/** Rings the broker owners only (retention moved: appenders may have room). */
-export const ringBrokers = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
-  for (let b = 0; b < area.config.maxBrokers; b++) ringLine(region, doorbell, area.brokerOwner(b))
+/**
+ * Retention moved (a durable cursor advanced or left): rings the broker owners with an append
+ * waiting for room. The caller wrote its cursor before, then a sequentially consistent store
+ * (a full fence), so a broker that starts waiting concurrently either sees the new cursor when
+ * it re-checks or is rung here.
+ */
+export const ringRoomWaiters = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
+  for (let b = 0; b < area.config.maxBrokers; b++) {
+    const owner = area.brokerOwner(b)
+    if (Atomics.load(region.i32, (owner + Participant.roomWaits) / 4) > 0) ringLine(region, doorbell, owner)
+  }
 }
+
+/** Counts an append of this broker as waiting for room while `wait` runs (see `ringRoomWaiters`). */
+export const waitingForRoom = (region: CxlMemoryShape, owner: number) => ({
+  begin: () => {
+    Atomics.add(region.i32, (owner + Participant.roomWaits) / 4, 1)
+  },
+  end: () => {
+    Atomics.sub(region.i32, (owner + Participant.roomWaits) / 4, 1)
+  }
+})
 
 /**
  * Registers this process's doorbell in a free listener line until the scope closes, so the

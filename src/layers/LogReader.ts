@@ -24,7 +24,7 @@ import {
 import { LogCorrupt, type TopicInfo, TopicNotFound } from "../services/Topics.js"
 import type { LogArea } from "./LogLayout.js"
 import { type MemoryBatch, type MemoryLogStore, type MemoryTopic, reclaimMemory } from "./LogMemory.js"
-import { claimLine, listen, newOccurrence, releaseLine, ringBrokers } from "./LogParticipants.js"
+import { claimLine, listen, newOccurrence, releaseLine, ringRoomWaiters } from "./LogParticipants.js"
 import { BrokerLine, GoiEntry, goiSeqHi, goiSeqLo, LeaseLine, OrderLine, SubscriberLine } from "./LogRecords.js"
 import { Offsets } from "./Superblock.js"
 import { topicResolver } from "./Topics.js"
@@ -250,6 +250,14 @@ export const make = (area: LogArea): Effect.Effect<LogReaderShape, never, CxlMem
       if (bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)) doorbell.ring(bell)
     }
 
+    /** Retention of topic `t` moved (a durable cursor advanced or left): wake whoever waits for room, and only them. */
+    const retentionMoved = (t: number) => {
+      ringRoomWaiters(region, area, doorbell)
+      const line = area.orderLine(t)
+      region.invalidate(line, 64)
+      if (Atomics.load(i32, (line + OrderLine.stalled) / 4) !== 0) ringSequencer()
+    }
+
     const register = (t: number, cursor: number, topicName: string) =>
       Effect.acquireRelease(
         Effect.suspend(() => {
@@ -268,8 +276,7 @@ export const make = (area: LogArea): Effect.Effect<LogReaderShape, never, CxlMem
           Effect.sync(() => {
             Atomics.store(i32, (line + SubscriberLine.durable) / 4, 0)
             releaseLine(region, line, occurrence)
-            ringBrokers(region, area, doorbell)
-            ringSequencer()
+            retentionMoved(t)
           })
       )
 
@@ -297,8 +304,9 @@ export const make = (area: LogArea): Effect.Effect<LogReaderShape, never, CxlMem
             if (durable === undefined) return
             f64[(durable.line + SubscriberLine.cursor) / 8] = next
             region.publish(durable.line, 64)
-            ringBrokers(region, area, doorbell)
-            ringSequencer()
+            // A sequentially consistent store after the cursor (a full fence) before reading who waits; see ringRoomWaiters.
+            Atomics.store(i32, (durable.line + SubscriberLine.durable) / 4, 1)
+            retentionMoved(t)
           },
           awaitMore: (next, timeoutMs) => doorbell.await(() => committedOf(t) > next(), timeoutMs)
         }

@@ -4,15 +4,23 @@
  * commit words are i32 written last with `Atomics.store` and read with `Atomics.load`.
  */
 
-/** A participant line: broker owners, listeners. The claim word is the occurrence (compare-and-swap from 0). */
-export const Participant = { occurrence: 0, pid: 4, doorbell: 8 } as const
+/**
+ * A participant line: broker owners, listeners. The claim word is the occurrence (compare-and-swap from 0).
+ * `roomWaits` (broker owners): how many of the owner's appends wait for PBR or Blog room now, so
+ * whoever frees room rings only brokers that wait for it.
+ */
+export const Participant = { occurrence: 0, pid: 4, doorbell: 8, roomWaits: 12 } as const
 
 /** Topic descriptor (the head): `state` is its commit word. Name: UTF-8, at most `maxNameBytes`. */
 export const Descriptor = { state: 0, order: 4, ackLevel: 8, replicationFactor: 12, nameBytes: 16, name: 20, maxNameBytes: 108 } as const
 export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
 
-/** Topic order line (the sequencer). `progress` is bumped after every round that moved anything. */
-export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32 } as const
+/**
+ * Topic order line (the sequencer). `progress` is bumped after every round that moved anything;
+ * `stalled` is 1 while the topic's GOI is full (durable subscribers behind), so readers that move
+ * their cursor ring the sequencer only then.
+ */
+export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32, stalled: 40 } as const
 
 /** Per (topic, broker), written by the broker. `reclaimVersion` is bumped after the reclaim cursors move. */
 export const BrokerLine = {

@@ -101,20 +101,24 @@ const emptyTally = (brokers: number): RoundTally => ({
   perBroker: Array.from({ length: brokers }, () => ({ batches: 0, messages: 0 }))
 })
 
-const tallyMetrics = (tally: RoundTally, heldNow: number) =>
-  Effect.gen(function*() {
+/** Records a round's tally in the metrics, without an Effect per update (it runs every round); tagged metrics are made once. */
+const makeTallyMetrics = (brokers: number) => {
+  const batchesOf = Array.from({ length: brokers }, (_, b) => Metric.tagged(sequencerBatchesOrdered, "broker", String(b)))
+  const messagesOf = Array.from({ length: brokers }, (_, b) => Metric.tagged(sequencerMessagesOrdered, "broker", String(b)))
+  return (tally: RoundTally, heldNow: number): void => {
     for (let b = 0; b < tally.perBroker.length; b++) {
       const { batches, messages } = tally.perBroker[b]!
       if (batches === 0) continue
-      yield* Metric.incrementBy(Metric.tagged(sequencerBatchesOrdered, "broker", String(b)), batches)
-      yield* Metric.incrementBy(Metric.tagged(sequencerMessagesOrdered, "broker", String(b)), messages)
+      batchesOf[b]!.unsafeUpdate(batches, [])
+      messagesOf[b]!.unsafeUpdate(messages, [])
     }
-    if (tally.duplicates > 0) yield* Metric.incrementBy(sequencerDuplicates, tally.duplicates)
-    if (tally.fenced > 0) yield* Metric.incrementBy(sequencerFencedSessions, tally.fenced)
-    if (tally.dropped > 0) yield* Metric.incrementBy(sequencerDropped, tally.dropped)
-    if (tally.stalled) yield* Metric.increment(sequencerGoiFullWaits)
-    yield* Metric.set(sequencerHeld, heldNow)
-  })
+    if (tally.duplicates > 0) sequencerDuplicates.unsafeUpdate(tally.duplicates, [])
+    if (tally.fenced > 0) sequencerFencedSessions.unsafeUpdate(tally.fenced, [])
+    if (tally.dropped > 0) sequencerDropped.unsafeUpdate(tally.dropped, [])
+    if (tally.stalled) sequencerGoiFullWaits.unsafeUpdate(1, [])
+    sequencerHeld.unsafeUpdate(heldNow, [])
+  }
+}
 
 const toRound = (t: RoundTally): SequencerRound => ({
   ordered: t.ordered,
@@ -200,6 +204,8 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       /** Lowest durable subscriber cursor, refreshed each round. */
       lowest: number
       tally: RoundTally
+      /** What the order line's `stalled` word says now. */
+      stalled: boolean
     }
 
     const pbrSlotAt = (t: number, b: number, pbrSeq: number) => area.pbr(t, b) + (pbrSeq % pbrSlots) * 128
@@ -363,7 +369,8 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
           totalNext: totalOrder,
           sessionsUsed: 0,
           lowest: lowestDurableCursor(region, area, t, alive),
-          tally: emptyTally(maxBrokers)
+          tally: emptyTally(maxBrokers),
+          stalled: false
         }
         state = st
         for (let i = 0; i < config.sessionSlots; i++) {
@@ -484,39 +491,51 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
         )
       }, { discard: true })
 
-    const step: Effect.Effect<SequencerRound, SequencerLeaseLost> = Effect.gen(function*() {
-      if (!holdsLease()) return yield* leaseLost()
-      const nowMs = yield* Clock.currentTimeMillis
-      yield* discover(nowMs)
+    const tallyMetrics = makeTallyMetrics(maxBrokers)
+
+    /** One round over every known topic, as plain code (it runs for every few batches). */
+    const round = (nowMs: number): SequencerRound => {
       const total = emptyTally(maxBrokers)
       let heldNow = 0
       let any = false
-      yield* Effect.sync(() => {
-        for (const st of topics) {
-          st.tally = emptyTally(maxBrokers)
-          scanTopic(st, nowMs)
-          const t = st.tally
-          if (moved(t) || st.engine.dirty.length > 0) {
-            publishTopic(st)
-            any = true
-          }
-          total.ordered += t.ordered
-          total.messages += t.messages
-          total.duplicates += t.duplicates
-          total.held += t.held
-          total.fenced += t.fenced
-          total.dropped += t.dropped
-          total.stalled ||= t.stalled
-          for (let b = 0; b < maxBrokers; b++) {
-            total.perBroker[b]!.batches += t.perBroker[b]!.batches
-            total.perBroker[b]!.messages += t.perBroker[b]!.messages
-            heldNow += st.engine.heldCount(b)
-          }
+      for (const st of topics) {
+        st.tally = emptyTally(maxBrokers)
+        scanTopic(st, nowMs)
+        const t = st.tally
+        if (t.stalled !== st.stalled) {
+          // Set before the sequencer waits for GOI room, so readers moving their cursors ring it (see LogReader).
+          st.stalled = t.stalled
+          Atomics.store(i32, (st.orderLine + OrderLine.stalled) / 4, t.stalled ? 1 : 0)
+          region.publish(st.orderLine + OrderLine.stalled, 4)
         }
-        if (any) ringEveryone(region, area, doorbell)
-      })
-      yield* tallyMetrics(total, heldNow)
+        if (moved(t) || st.engine.dirty.length > 0) {
+          publishTopic(st)
+          any = true
+        }
+        total.ordered += t.ordered
+        total.messages += t.messages
+        total.duplicates += t.duplicates
+        total.held += t.held
+        total.fenced += t.fenced
+        total.dropped += t.dropped
+        total.stalled ||= t.stalled
+        for (let b = 0; b < maxBrokers; b++) {
+          total.perBroker[b]!.batches += t.perBroker[b]!.batches
+          total.perBroker[b]!.messages += t.perBroker[b]!.messages
+          heldNow += st.engine.heldCount(b)
+        }
+      }
+      if (any) ringEveryone(region, area, doorbell)
+      tallyMetrics(total, heldNow)
       return toRound(total)
+    }
+
+    const step: Effect.Effect<SequencerRound, SequencerLeaseLost> = Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
+      if (!holdsLease()) return Effect.fail(leaseLost())
+      // Discovery is an Effect (it logs); a round without a new topic stays plain code.
+      return newTopics().length > 0
+        ? Effect.zipRight(discover(nowMs), Effect.sync(() => round(nowMs)))
+        : Effect.succeed(round(nowMs))
     })
 
     /** Something to scan: a committed slot at a scan cursor, a new topic, or GOI room for a stalled topic. */
@@ -649,6 +668,7 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
     }
 
     const states = new Map<MemoryTopic, MemoryState>()
+    const tallyMetrics = makeTallyMetrics(config.maxBrokers)
 
     const step: Effect.Effect<SequencerRound, SequencerLeaseLost> = Effect.gen(function*() {
       if (store.sequencer !== occurrence) return yield* new SequencerLeaseLost({ epoch, holderPid: process.pid })
@@ -715,7 +735,7 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
         }
         if (any) store.signal.notify()
       })
-      yield* tallyMetrics(total, heldNow)
+      tallyMetrics(total, heldNow)
       return toRound(total)
     })
 

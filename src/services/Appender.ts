@@ -43,6 +43,12 @@ export interface AppenderShape {
    * there in place before the batch is committed. `fill` must not keep `dst`.
    */
   readonly appendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => Effect.Effect<AppendReceipt, AppendError>
+  /**
+   * `appendWith` without an Effect and without waiting, for hot receive paths: the receipt,
+   * or `"wait"` when it cannot append right now (no room, or the topic's state is not set
+   * up in this process yet) — then call `appendWith`, which waits — or the error.
+   */
+  readonly tryAppendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => AppendReceipt | "wait" | TopicNotFound | BatchRejected
 }
 
 export class Appender extends Context.Tag("cxlog/Appender")<Appender, AppenderShape>() {}

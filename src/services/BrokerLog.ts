@@ -44,6 +44,17 @@ export interface BrokerLogShape {
    * log and commits the batch; waits for space, failing with `AppendTimeout`.
    */
   readonly append: (topic: string, header: BatchHeader, payload: Uint8Array) => Effect.Effect<void, UnknownTopic | AppendTimeout | LogCorrupt>
+  /**
+   * Like `append`, but `fill` writes the payload straight into the log's space for it (e.g.
+   * gathering the socket chunks a batch arrived in); `fill` must not keep `dst`.
+   */
+  readonly appendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => Effect.Effect<void, UnknownTopic | AppendTimeout | LogCorrupt>
+  /**
+   * `appendWith` without waiting or an Effect (the receive path's fast path): `true` once
+   * appended, `false` when it cannot append right now — call `appendWith`, which waits —
+   * or the error.
+   */
+  readonly tryAppendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => boolean | UnknownTopic | LogCorrupt
   /** The session's frontiers now (read-only). */
   readonly sessionAcks: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionAcks, UnknownTopic | LogCorrupt>
   /**

@@ -1,9 +1,12 @@
 /**
  * Incremental frame decoder over socket chunks. Headers are parsed in place; a payload that
- * lies wholly inside one chunk is returned as a view of that chunk (no copy); only a frame
- * that straddles chunks is reassembled, into one reusable buffer. Every length is checked
- * against its bound before anything is allocated, so a reader holds at most
- * 32 + maxBatchBytes bytes of its own.
+ * lies wholly inside one chunk is returned as a view of that chunk (no copy); a frame that
+ * straddles chunks is reassembled into one reusable buffer — or, for BATCH frames with
+ * `gatherBatches`, handed out as views of the chunks it arrived in (no copy either; the
+ * consumer gathers them where they go). Every length is checked against its bound before
+ * anything is allocated, so a reader holds at most 32 + maxBatchBytes bytes of its own
+ * (gathering, it keeps the chunks of one batch alive instead: maxBatchBytes plus two
+ * chunks' slack).
  */
 import { WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
@@ -20,12 +23,19 @@ import {
 } from "./Frame.js"
 
 const MAX_SEQ_HIGH = 2 ** 21 - 1
+const EMPTY = new Uint8Array(0)
 
 export interface FrameReaderOptions {
   /** Frame types this side accepts; anything else is `bad-frame-type`. */
   readonly accept: ReadonlyArray<FrameType>
   /** Upper bound of a BATCH payload. */
   readonly maxBatchBytes: number
+  /**
+   * Hand out a BATCH payload that straddles chunks as views of the chunks (`Frame.pieces`)
+   * instead of copying it together. Only for chunks that are never reused after they are
+   * pushed (Node's socket chunks are fresh buffers).
+   */
+  readonly gatherBatches?: boolean
 }
 
 type PendingHeader = Omit<Frame, "payload">
@@ -39,6 +49,8 @@ export class FrameReader {
   private pending: PendingHeader | undefined = undefined
   private reassembly = new Uint8Array(0)
   private reassemblyFill = 0
+  /** The pieces of the BATCH payload being gathered, or undefined while reassembling (or between frames). */
+  private gathered: Array<Uint8Array> | undefined = undefined
   private failure: WireViolation | undefined = undefined
 
   constructor(private readonly options: FrameReaderOptions) {
@@ -126,8 +138,12 @@ export class FrameReader {
       this.position += header.payloadBytes
       return this.complete(header, payload)
     }
-    if (this.reassembly.length < header.payloadBytes) this.reassembly = new Uint8Array(header.payloadBytes)
-    this.reassembly.set(this.chunk.subarray(this.position), 0)
+    if (this.options.gatherBatches === true && header.type === FrameType.BATCH) {
+      this.gathered = available > 0 ? [this.chunk.subarray(this.position)] : []
+    } else {
+      if (this.reassembly.length < header.payloadBytes) this.reassembly = new Uint8Array(header.payloadBytes)
+      this.reassembly.set(this.chunk.subarray(this.position), 0)
+    }
     this.reassemblyFill = available
     this.position = this.chunk.length
     this.pending = header
@@ -137,19 +153,33 @@ export class FrameReader {
   private continuePayload(): Frame | undefined | WireViolation {
     const header = this.pending!
     const take = Math.min(header.payloadBytes - this.reassemblyFill, this.chunk.length - this.position)
-    this.reassembly.set(this.chunk.subarray(this.position, this.position + take), this.reassemblyFill)
+    const piece = this.chunk.subarray(this.position, this.position + take)
+    if (this.gathered !== undefined) {
+      if (take > 0) this.gathered.push(piece)
+    } else {
+      this.reassembly.set(piece, this.reassemblyFill)
+    }
     this.reassemblyFill += take
     this.position += take
     if (this.reassemblyFill < header.payloadBytes) return undefined
     this.pending = undefined
-    return this.complete(header, this.reassembly.subarray(0, header.payloadBytes))
+    const pieces = this.gathered
+    this.gathered = undefined
+    return pieces === undefined ? this.complete(header, this.reassembly.subarray(0, header.payloadBytes)) : this.completeGathered(header, pieces)
+  }
+
+  private checkCrc(header: PendingHeader, crc: number): WireViolation | undefined {
+    if (crc === header.crc32c) return undefined
+    return this.fail("bad-crc", `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${header.crc32c.toString(16)}`)
   }
 
   private complete(header: PendingHeader, payload: Uint8Array): Frame | WireViolation {
-    const crc = crc32c(payload, 0, payload.length)
-    if (crc !== header.crc32c) {
-      return this.fail("bad-crc", `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${header.crc32c.toString(16)}`)
-    }
-    return { ...header, payload }
+    return this.checkCrc(header, crc32c(payload, 0, payload.length)) ?? { ...header, payload }
+  }
+
+  private completeGathered(header: PendingHeader, pieces: ReadonlyArray<Uint8Array>): Frame | WireViolation {
+    let crc = 0
+    for (const piece of pieces) crc = crc32c(piece, 0, piece.length, crc)
+    return this.checkCrc(header, crc) ?? { ...header, payload: EMPTY, pieces }
   }
 }
