@@ -5,7 +5,8 @@
 import { Console, Effect, Layer } from "effect"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../layers/Roles.js"
 import { loadAddonSync } from "../native/Native.js"
-import { LogReader, type LogMessageView } from "../services/LogReader.js"
+import { type LogBatchView, LogReader, type LogMessageView } from "../services/LogReader.js"
+import { LogCorrupt } from "../services/Topics.js"
 import { type AuditResult, makeAudit } from "./Audit.js"
 import { report } from "./Report.js"
 
@@ -32,28 +33,47 @@ export const subscribe = (options: SubscribeOptions) =>
     const addon = loadAddonSync()
     const audit = options.audit === undefined ? undefined : makeAudit(options.audit.publishers, options.audit.perPublisher)
     const decoder = new TextDecoder()
-    let batchSeen = -1
     let messages = 0
     let bytes = 0
     const onMessage = (m: LogMessageView) => {
       messages++
       bytes += m.length
-      if (audit !== undefined) {
-        if (m.batch.globalSeq !== batchSeen) {
-          batchSeen = m.batch.globalSeq
-          audit.batchCrc(addon.crc32c(m.batch.bytes, m.batch.offset, m.batch.length) === m.batch.crc32c)
+      if (options.print) process.stdout.write(`${m.totalOrder}\t${decoder.decode(m.payload)}\n`)
+    }
+    /**
+     * Audit mode reads whole batches: one callback per batch, the crc32c over its payload, then
+     * a plain loop over its messages (their lengths bounds-checked, as `poll` would).
+     */
+    let malformed: string | undefined
+    const u32 = (b: Uint8Array, o: number) => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+    const onBatch = (batch: LogBatchView) => {
+      if (audit === undefined) return
+      audit.batchCrc(addon.crc32c(batch.bytes, batch.offset, batch.length) === batch.crc32c)
+      const { bytes: region, messageCount, startIndex } = batch
+      const end = batch.offset + batch.length
+      let at = batch.offset
+      for (let i = 0; i < messageCount; i++) {
+        const length = at + 8 <= end ? u32(region, at) : -1
+        if (length < 0 || length > end - at - 8) {
+          malformed ??= `batch ${batch.globalSeq}: message ${i} overruns its payload`
+          return
         }
-        audit.message(m.bytes, m.offset, m.length)
-      } else if (options.print) {
-        process.stdout.write(`${m.totalOrder}\t${decoder.decode(m.payload)}\n`)
+        if (i >= startIndex) {
+          messages++
+          bytes += length
+          audit.message(region, at + 8, length)
+        }
+        at += 8 + ((length + 7) & ~7)
       }
+      if (at !== end) malformed ??= `batch ${batch.globalSeq}: ${end - at} bytes follow its last message`
     }
     const done = () => (audit !== undefined ? audit.complete() : options.limit !== undefined && messages >= options.limit)
     const started = Date.now()
     let lastReport = started
     let lastProgress = started
     while (!done()) {
-      const n = yield* cursor.poll(onMessage, 256)
+      const n = audit === undefined ? yield* cursor.poll(onMessage, 256) : yield* cursor.pollBatches(onBatch, 256)
+      if (malformed !== undefined) return yield* new LogCorrupt({ reason: `topic ${options.topic}: ${malformed}` })
       const now = Date.now()
       if (n > 0) lastProgress = now
       if (now - lastReport >= options.reportEveryMs) {

@@ -44,12 +44,15 @@ export const checkBatchPieces = (pieces: ReadonlyArray<Uint8Array>, messageCount
   /** The little-endian u32 at payload offset `at` (inside the payload), which may straddle pieces. */
   const u32At = (at: number): number => {
     while (at >= pieceStart + pieces[piece]!.length) pieceStart += pieces[piece++]!.length
+    const first = pieces[piece]!
+    const local = at - pieceStart
+    if (local + 4 <= first.length) return (first[local]! | (first[local + 1]! << 8) | (first[local + 2]! << 16) | (first[local + 3]! << 24)) >>> 0
     let value = 0
     for (let k = 0, p = piece, start = pieceStart; k < 4; k++) {
       while (at + k >= start + pieces[p]!.length) start += pieces[p++]!.length
-      value += pieces[p]![at + k - start]! * 2 ** (8 * k)
+      value |= pieces[p]![at + k - start]! << (8 * k)
     }
-    return value
+    return value >>> 0
   }
   let at = 0
   for (let i = 0; i < messageCount; i++) {
