@@ -26,6 +26,7 @@ export interface WriterCore {
   readonly bytes: Uint8Array
   readonly tryReserve: (length: number) => number
   readonly commit: (wake?: ReadonlyArray<number>) => number
+  readonly wake: (slots?: ReadonlyArray<number>) => void
   readonly sequence: () => number
   readonly closed: () => boolean
   /** Waits until a frame of `length` fits or `timeoutMs` passes, reaping dead readers that hold it back. */
@@ -88,6 +89,7 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
     tryReserve: core.tryReserve,
     reserve,
     commit: core.commit,
+    wake: core.wake,
     write: (payload) =>
       Effect.suspend(() => {
         const at = core.tryReserve(payload.length)

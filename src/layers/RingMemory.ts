@@ -206,6 +206,8 @@ export const openMemoryWriter = (ring: MemoryRing, maxFrameBytes: number): Effec
       bytes: staging,
       tryReserve,
       commit,
+      // Every commit here wakes every waiter already.
+      wake: () => {},
       sequence: () => committed,
       closed: () => closed,
       awaitRoom: (length, timeoutMs) =>

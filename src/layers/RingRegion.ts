@@ -323,6 +323,7 @@ export const openWriter = (
       bytes,
       tryReserve,
       commit,
+      wake: wakeReaders,
       sequence: () => committed,
       closed: () => closed,
       awaitRoom,

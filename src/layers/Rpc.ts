@@ -29,7 +29,7 @@ import {
   RpcUnknownMethod,
   type Success
 } from "../services/Rpc.js"
-import { type RingReader, Rings, type RingsShape } from "../services/Rings.js"
+import { type RingReader, Rings, type RingsShape, type RingWriter } from "../services/Rings.js"
 import * as RingsLayers from "./Rings.js"
 
 const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
@@ -137,20 +137,39 @@ interface Outbound {
   readonly committed?: Deferred.Deferred<number>
 }
 
-/** Reader slots to wake at the next commit: some, or (`all`) every reader. */
-class WakeList {
-  all = false
-  readonly slots: Array<number> = []
-  add(slot: number) {
-    if (slot < 0) this.all = true
-    else if (!this.slots.includes(slot)) this.slots.push(slot)
+/**
+ * Who the reply ring's commits wake. Replies wake their client's reader slot. A notice wakes
+ * every reader, but one macrotask later unless a commit comes first: the coordinator's
+ * barrier release is a notice followed at once by one reply per participant, and a futex wake
+ * costs the head a system call per parked process (tens of µs on a VM) — done once, not twice.
+ */
+const wakeList = (writer: RingWriter) => {
+  const slots: Array<number> = []
+  /** A notice was added since the last commit. */
+  let notice = false
+  /** A committed notice has not woken everyone yet. */
+  let everyoneDue = false
+  const wakeEveryone = () => {
+    if (!everyoneDue) return
+    everyoneDue = false
+    writer.wake()
   }
-  /** The argument for `commit`, then empty again. */
-  take(): ReadonlyArray<number> | undefined {
-    const wake = this.all ? undefined : this.slots.slice()
-    this.all = false
-    this.slots.length = 0
-    return wake
+  return {
+    /** Adds reader `slot` to the next commit's wake-ups; -1 for a notice (every reader). */
+    add: (slot: number) => {
+      if (slot < 0) notice = true
+      else if (!slots.includes(slot)) slots.push(slot)
+    },
+    /** Commits, waking the slots added since the last commit (everyone, when a notice is due). */
+    commit: (): number => {
+      const everyone = everyoneDue
+      const sequence = writer.commit(everyone ? undefined : slots.slice())
+      everyoneDue = notice && !everyone
+      if (everyoneDue) setImmediate(wakeEveryone)
+      notice = false
+      slots.length = 0
+      return sequence
+    }
   }
 }
 
@@ -165,14 +184,16 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     // While nothing is queued, a reply that fits goes straight into the ring; the replies of
     // one burst are committed together, once the code that produced them has run.
     let queued = 0
+    /** True while the writer fiber fills a batch: its own commit then covers direct writes too. */
+    let sending = false
     let commitScheduled = false
-    const toWake = new WakeList()
+    const toWake = wakeList(writer)
     const commitSoon = () => {
       if (commitScheduled) return
       commitScheduled = true
       queueMicrotask(() => {
         commitScheduled = false
-        writer.commit(toWake.take())
+        if (!sending) toWake.commit()
       })
     }
     const send = (frame: Uint8Array) =>
@@ -187,11 +208,13 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
       })
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       const items = yield* Queue.takeBetween(outbound, 1, 4096)
+      sending = true
       for (const item of items) {
         yield* send(item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
         toWake.add(item.wake)
       }
-      const sequence = writer.commit(toWake.take())
+      sending = false
+      const sequence = toWake.commit()
       queued -= items.length
       for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
     })))

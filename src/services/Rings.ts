@@ -66,6 +66,8 @@ export interface RingWriter {
    * see the frames at their next wake-up, at the latest when their doorbell's park times out.
    */
   readonly commit: (wake?: ReadonlyArray<number>) => number
+  /** Rings the parked readers (all, or only `slots`) without committing: for frames a `commit(wake)` left others to find later. */
+  readonly wake: (slots?: ReadonlyArray<number>) => void
   /** Reserves, copies and commits one frame; returns the leading sequence. */
   readonly write: (payload: Uint8Array) => Effect.Effect<number, RingWriteError>
   /** Writes many frames, committing as space runs out and once at the end; returns the leading sequence. */
