@@ -1,7 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
+import * as DoorbellLayers from "../src/layers/Doorbell.js"
 import { PbrSlot } from "../src/layers/LogRecords.js"
-import { appendSimple, drain, implementations, readAll } from "./fixtures/log-harness.js"
+import * as SequencerLayers from "../src/layers/Sequencer.js"
+import { CxlMemory } from "../src/services/CxlMemory.js"
+import { Doorbell } from "../src/services/Doorbell.js"
+import { appendSimple, bell, drain, implementations, readAll } from "./fixtures/log-harness.js"
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
@@ -136,6 +140,31 @@ for (const impl of implementations) {
 }
 
 describe("Sequencer over the region", () => {
+  it.scopedLive("run orders a trickle round by round, and after a busy round pauses before the next", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory, area } = cluster.region!
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+      const sequencer = yield* SequencerLayers.make(area, { busyRoundBatches: 4, busyRoundGapMs: 1_000 }).pipe(
+        Effect.provideService(CxlMemory, memory),
+        Effect.provideService(Doorbell, doorbell)
+      )
+      yield* Effect.forkScoped(sequencer.run)
+      const acked = (seq: number) => cluster.acks.awaitAcked("t", 1, 0, seq, { timeoutMs: 5_000 })
+      yield* appendSimple(a, "t", 1, 0, 0)
+      yield* acked(0)
+      // Five batches at once: one busy round, then a pause, during which batch 5 waits.
+      for (let seq = 1; seq <= 5; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+      yield* acked(5)
+      yield* appendSimple(a, "t", 1, 0, 6)
+      yield* Effect.sleep("50 millis")
+      expect((yield* cluster.acks.sessionAcks("t", 1, 0)).ordered).toBe(6)
+      yield* acked(6)
+      expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual([0, 1, 2, 3, 4, 5, 6])
+    }))
+
   it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()

@@ -60,7 +60,29 @@ import { readTopic } from "./Topics.js"
 export interface SequencerLayerOptions extends SequencerOptions {
   /** Test-only: verify that every GOI entry and PBR finish line is flushed before its commit word. */
   readonly flushAudit?: FlushAudit
+  /**
+   * `run`: a round that ordered at least this many batches means a busy stream; the next round
+   * then waits `busyRoundGapMs`, so rounds carry many batches each (default 4).
+   */
+  readonly busyRoundBatches?: number
+  /**
+   * How long `run` waits after a busy round (default 2 ms; 0 = not at all). Every round that
+   * moves something wakes every ACK tracker and reader (each then writes ACK frames or reads),
+   * so fewer, larger rounds cost far fewer wake-ups per batch across the cluster; a trickle
+   * (smaller rounds) is still ordered at once.
+   */
+  readonly busyRoundGapMs?: number
 }
+
+const DEFAULT_BUSY_ROUND_BATCHES = 4
+const DEFAULT_BUSY_ROUND_GAP_MS = 2
+
+/** A real-time pause (a plain timer: independent of the TestClock, and nothing rings it). */
+const pause = (ms: number) =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), ms)
+    return Effect.sync(() => clearTimeout(timer))
+  })
 
 const DROP_CODE: Record<DropReason, number> = { duplicate: Dropped.duplicate, fenced: Dropped.fenced, refused: Dropped.refused }
 
@@ -553,6 +575,9 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
 
     const nextDeadline = () => topics.reduce((d, st) => Math.min(d, st.engine.nextDeadline()), Infinity)
 
+    const busyBatches = options.busyRoundBatches ?? DEFAULT_BUSY_ROUND_BATCHES
+    const busyGapMs = options.busyRoundGapMs ?? DEFAULT_BUSY_ROUND_GAP_MS
+
     const run: Effect.Effect<never, SequencerLeaseLost> = Effect.gen(function*() {
       let renewedAt = 0
       for (;;) {
@@ -562,7 +587,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
         }
         const round = yield* step
         if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped > 0 && !round.stalled) {
-          yield* Effect.yieldNow()
+          yield* busyGapMs > 0 && round.ordered >= busyBatches ? pause(busyGapMs) : Effect.yieldNow()
           continue
         }
         const nowMs = yield* Clock.currentTimeMillis
