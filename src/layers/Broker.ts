@@ -295,19 +295,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         yield* Effect.forkScoped(ackTracker(socket, log, hello, received))
         const batches = batchStream(socket, inbox, reader, hello, received)
         for (;;) {
-          const stop = batches.drain()
+          const drained = batches.drain()
+          // Caught up: from here the data callback appends; this fiber sleeps until it cannot.
+          const stop = drained === IDLE ? yield* batches.direct : drained
           if (stop === DONE) return
           if (stop instanceof WireViolation) return yield* Effect.fail(stop)
-          if (stop === IDLE) {
-            // Caught up: from here the data callback appends; this fiber sleeps until it cannot.
-            const next = yield* batches.direct
-            if (next === DONE) return
-            if (next instanceof WireViolation) return yield* Effect.fail(next)
-            if (next === IDLE) continue
-            yield* batches.appendWaiting(next)
-          } else {
-            yield* batches.appendWaiting(stop)
-          }
+          yield* batches.appendWaiting(stop)
         }
       })
 
@@ -375,7 +368,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       return {
         drain,
         /** Lets the data callback drain as chunks arrive; resumes with the first stop that is not `IDLE`. */
-        direct: Effect.async<Frame | typeof IDLE | typeof DONE | WireViolation>((resume) => {
+        direct: Effect.async<Frame | typeof DONE | WireViolation>((resume) => {
           const consume = () => {
             let stop: ReturnType<typeof drain>
             try {
