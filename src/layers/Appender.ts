@@ -277,22 +277,26 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       if (typeof first !== "string") return Effect.succeed(first)
       const bytes = alignLine(header.payloadBytes)
       // Counted as waiting before the first re-check, so whoever frees room after it rings us (see ringRoomWaiters).
-      return Effect.acquireUseRelease(Effect.sync(roomWaits.begin), () =>
-        withBackpressure(
-          topic,
-          brokerId,
-          timeoutMs,
-          first,
-          Effect.suspend(() => {
-            const next = attempt(bt, topic, header, fill)
-            return next instanceof BatchRejected ? Effect.fail(next) : Effect.succeed(next)
-          }),
-          (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
-          () => {
-            bt.ringFullWaits++
-            f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
-          }
-        ), () => Effect.sync(roomWaits.end)).pipe(Effect.map((receipt) => counted(receipt, header.payloadBytes)))
+      return Effect.acquireUseRelease(
+        Effect.sync(roomWaits.begin),
+        () =>
+          withBackpressure(
+            topic,
+            brokerId,
+            timeoutMs,
+            first,
+            Effect.suspend(() => {
+              const next = attempt(bt, topic, header, fill)
+              return next instanceof BatchRejected ? Effect.fail(next) : Effect.succeed(next)
+            }),
+            (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
+            () => {
+              bt.ringFullWaits++
+              f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
+            }
+          ),
+        () => Effect.sync(roomWaits.end)
+      ).pipe(Effect.map((receipt) => counted(receipt, header.payloadBytes)))
     }
 
     const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> =>
