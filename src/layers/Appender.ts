@@ -116,15 +116,17 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
     }
     const occurrence = newOccurrence()
     const owner = area.brokerOwner(brokerId)
+    const roomWaits = waitingForRoom(region, owner)
     yield* Effect.acquireRelease(
       Effect.suspend(() => {
         const holder = claimLine(region, owner, occurrence, doorbell.offset)
-        return holder === 0 ? Effect.void : Effect.fail(new BrokerSlotTaken({ brokerId, pid: holder }))
+        if (holder !== 0) return Effect.fail(new BrokerSlotTaken({ brokerId, pid: holder }))
+        roomWaits.reset()
+        return Effect.void
       }),
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    const roomWaits = waitingForRoom(region, owner)
     const audit = options.flushAudit
     const { pbrSlots, blogBytes } = config
     const { f64, u32, i32 } = region

@@ -33,7 +33,6 @@ export const claimLine = (region: CxlMemoryShape, offset: number, occurrence: nu
   }
   if (Atomics.compareExchange(region.i32, word, current, occurrence) !== current) return livePid(region, offset) || -1
   region.i32[(offset + Participant.doorbell) / 4] = doorbell
-  Atomics.store(region.i32, (offset + Participant.roomWaits) / 4, 0)
   Atomics.store(region.i32, (offset + Participant.pid) / 4, process.pid)
   region.publish(offset, 64)
   return 0
@@ -44,7 +43,6 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
   if (Atomics.load(region.i32, word) !== occurrence) return
   Atomics.store(region.i32, (offset + Participant.pid) / 4, 0)
   region.i32[(offset + Participant.doorbell) / 4] = 0
-  Atomics.store(region.i32, (offset + Participant.roomWaits) / 4, 0)
   Atomics.compareExchange(region.i32, word, occurrence, 0)
   region.publish(offset, 64)
 }
@@ -97,8 +95,12 @@ export const ringRoomWaiters = (region: CxlMemoryShape, area: LogArea, doorbell:
   }
 }
 
-/** Counts an append of this broker as waiting for room while `wait` runs (see `ringRoomWaiters`). */
+/** Counts the appends of the broker owning `owner` that wait for room (see `ringRoomWaiters`). */
 export const waitingForRoom = (region: CxlMemoryShape, owner: number) => ({
+  /** A new owner starts from none (a previous owner may have died while waiting). */
+  reset: () => {
+    Atomics.store(region.i32, (owner + Participant.roomWaits) / 4, 0)
+  },
   begin: () => {
     Atomics.add(region.i32, (owner + Participant.roomWaits) / 4, 1)
   },
