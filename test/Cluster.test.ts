@@ -32,7 +32,8 @@ const runCli = (args: ReadonlyArray<string>) =>
       })
   )
 
-const summaryOf = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number | boolean | string | null>
+const summaryOf = (stdout: string) =>
+  JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number | boolean | string | null | Record<string, number>>
 
 describe("cxlog run (bundled CLI, real processes)", () => {
   it.live("64 MiB of 1 KiB messages, mode 5, ACK 1, 4 brokers: the audit passes and the region is removed", () =>
@@ -44,6 +45,10 @@ describe("cxlog run (bundled CLI, real processes)", () => {
       expect(summary).toMatchObject({ messages: 65536, lost: 0, duplicated: 0, outOfOrder: 0, crcMismatches: 0, auditPassed: true, brokers: 4 })
       expect(summary["throughputMBps"]).toBeGreaterThan(0)
       expect(summary["ackLatencyP99Us"]).toBeGreaterThanOrEqual(summary["ackLatencyP50Us"] as number)
+      // Every role did work while the messages flowed, and the total is the roles' sum (rounding aside).
+      const cpu = summary["cpuSecondsPerGiB"] as Record<string, number>
+      for (const role of ["head", "brokers", "publisher", "subscriber"]) expect(cpu[role]).toBeGreaterThan(0)
+      expect(Math.abs(cpu["total"]! - (cpu["head"]! + cpu["brokers"]! + cpu["publisher"]! + cpu["subscriber"]!))).toBeLessThan(0.05)
       expect(existsSync(`/dev/shm/${summary["region"]}`)).toBe(false)
     }), 240_000)
 

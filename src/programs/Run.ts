@@ -24,7 +24,11 @@ export interface RunOptions {
   readonly subscriber?: boolean
   /** Offered load: the publisher paces itself to this many MB/s (latency tests); unset = as fast as the window allows. */
   readonly offeredMBps?: number
-  /** Kill this broker (index) with SIGKILL once this fraction of the messages is acked (tests). */
+  /**
+   * Kill this broker (index) with SIGKILL once this fraction of the messages is acked (tests).
+   * Without `offeredMBps` the publisher is then paced to take about 2 s, so the kill, decided
+   * on the publisher's progress reports (4 a second), lands mid-run however fast the cluster is.
+   */
   readonly killBroker?: { readonly index: number; readonly atFraction: number }
 }
 
@@ -57,6 +61,9 @@ export interface RunSummary {
   readonly cpuSecondsPerGiB: { readonly head: number; readonly brokers: number; readonly publisher: number; readonly subscriber: number; readonly total: number }
 }
 
+/** How long a run with a broker to kill is paced to take (see `RunOptions.killBroker`). */
+const KILL_RUN_SECONDS = 2
+
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
 
 const perGiB = <K extends string>(bytes: number, seconds: Record<K, number>): Record<K, number> => {
@@ -80,6 +87,7 @@ export const run = (options: RunOptions) =>
     const messages = Math.floor(options.totalBytes / options.messageBytes)
     const bytes = messages * options.messageBytes
     const env = { ...logEnv(options), CXLOG_REGION: region }
+    const offeredMBps = options.offeredMBps ?? (options.killBroker === undefined ? undefined : bytes / 1e6 / KILL_RUN_SECONDS)
     yield* regionGuard(region)
     const human = options.output === "human"
     const interactive = process.stdout.isTTY === true && human
@@ -119,7 +127,7 @@ export const run = (options: RunOptions) =>
       `${options.window}`,
       "--ack",
       `${options.ackLevel}`,
-      ...(options.offeredMBps === undefined ? [] : ["--rate-mbps", `${options.offeredMBps}`])
+      ...(offeredMBps === undefined ? [] : ["--rate-mbps", `${offeredMBps}`])
     ], env)
 
     const progress = { acked: 0, ordered: 0, read: 0, started: Date.now() }
