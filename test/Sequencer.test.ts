@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
 import * as DoorbellLayers from "../src/layers/Doorbell.js"
-import { PbrSlot } from "../src/layers/LogRecords.js"
+import { LeaseLine, PbrSlot } from "../src/layers/LogRecords.js"
 import * as SequencerLayers from "../src/layers/Sequencer.js"
+import { Offsets } from "../src/layers/Superblock.js"
 import { CxlMemory } from "../src/services/CxlMemory.js"
 import { Doorbell } from "../src/services/Doorbell.js"
 import { appendSimple, bell, drain, implementations, readAll } from "./fixtures/log-harness.js"
@@ -140,6 +141,26 @@ for (const impl of implementations) {
 }
 
 describe("Sequencer over the region", () => {
+  it.scopedLive("while run waits for batches the lease line says so (appenders ring only then), and a commit wakes it", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[0]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory } = cluster.region!
+      const waiting = () => Atomics.load(memory.i32, (Offsets.sequencerLease + LeaseLine.waiting) / 4)
+      const running = yield* Effect.scoped(Effect.gen(function*() {
+        const sequencer = yield* cluster.sequencer()
+        const fiber = yield* Effect.forkScoped(sequencer.run)
+        while (waiting() === 0) yield* Effect.sleep("1 millis")
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* cluster.acks.awaitAcked("t", 1, 0, 0, { timeoutMs: 5_000 })
+        while (waiting() === 0) yield* Effect.sleep("1 millis")
+        return fiber
+      }))
+      expect(running.unsafePoll()).not.toBeNull()
+      expect(waiting()).toBe(0)
+    }))
+
   it.scopedLive("run orders a trickle round by round, and after a busy round pauses before the next", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()

@@ -221,7 +221,10 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       return reserve(bt, bytes)
     }
 
+    /** After a commit (a sequentially consistent store): rings the sequencer if it waits for batches. */
     const ringSequencer = () => {
+      region.invalidate(Offsets.sequencerLease + LeaseLine.waiting, 4)
+      if (Atomics.load(i32, (Offsets.sequencerLease + LeaseLine.waiting) / 4) === 0) return
       const bell = Atomics.load(i32, (Offsets.sequencerLease + LeaseLine.doorbell) / 4)
       if (bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)) doorbell.ring(bell)
     }

@@ -100,8 +100,12 @@ const LOW = 2 ** 31
 export const goiSeqLo = (g: number): number => g % LOW
 export const goiSeqHi = (g: number): number => Math.floor(g / LOW) + 1
 
-/** The sequencer lease line in the superblock (`Superblock.Offsets.sequencerLease`). */
-export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16 } as const
+/**
+ * The sequencer lease line in the superblock (`Superblock.Offsets.sequencerLease`). `waiting`
+ * is 1 while the sequencer waits on its doorbell for batches: appenders ring it only then (its
+ * process's doorbell also serves other waiters, which a ring would wake for nothing).
+ */
+export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16, waiting: 24 } as const
 
 /** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
 export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1

@@ -575,6 +575,18 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
 
     const nextDeadline = () => topics.reduce((d, st) => Math.min(d, st.engine.nextDeadline()), Infinity)
 
+    /**
+     * Waits on the doorbell for `hasWork`, with the lease line's `waiting` word set meanwhile
+     * (appenders ring only then). Set before `hasWork` is first checked: an appender commits,
+     * then reads the word, so either it sees 1 and rings, or the check sees its commit.
+     */
+    const markWaiting = (waiting: 0 | 1) =>
+      Effect.sync(() => {
+        Atomics.store(i32, (lease + LeaseLine.waiting) / 4, waiting)
+        region.publish(lease + LeaseLine.waiting, 4)
+      })
+    const awaitWork = (timeoutMs: number) => Effect.acquireUseRelease(markWaiting(1), () => doorbell.await(hasWork, timeoutMs), () => markWaiting(0))
+
     const busyBatches = options.busyRoundBatches ?? DEFAULT_BUSY_ROUND_BATCHES
     const busyGapMs = options.busyRoundGapMs ?? DEFAULT_BUSY_ROUND_GAP_MS
 
@@ -592,7 +604,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
         }
         const nowMs = yield* Clock.currentTimeMillis
         const idleMs = Math.max(1, Math.min(round.stalled ? 5 : 100, leaseMs / 3, nextDeadline() - nowMs))
-        yield* doorbell.await(hasWork, idleMs)
+        yield* awaitWork(idleMs)
       }
     })
 
