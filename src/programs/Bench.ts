@@ -10,16 +10,9 @@
 import { Console, Effect } from "effect"
 import { table } from "../Table.js"
 import { measureLoopbackMBps } from "./Loopback.js"
-import { run } from "./Run.js"
+import { type ClusterShape, run } from "./Run.js"
 
-export interface BenchOptions {
-  readonly totalBytes: number
-  readonly messageBytes: number
-  readonly brokers: number
-  readonly order: 0 | 2 | 4 | 5
-  readonly ackLevel: 0 | 1 | 2
-  readonly batchBytes: number
-  readonly window: number
+export interface BenchOptions extends ClusterShape {
   readonly type: "publish" | "e2e" | "latency"
   /** Offered load for `latency`, MB/s. */
   readonly rateMBps: number

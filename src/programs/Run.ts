@@ -9,7 +9,8 @@ import { defaultLogConfig } from "../layers/LogLayout.js"
 import { type AuditResult } from "./Audit.js"
 import { makeCpuMeter, regionGuard, RoleFailed, spawnRole } from "./Cluster.js"
 
-export interface RunOptions {
+/** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
+export interface ClusterShape {
   readonly totalBytes: number
   readonly messageBytes: number
   readonly brokers: number
@@ -18,6 +19,9 @@ export interface RunOptions {
   readonly batchBytes: number
   /** The publisher's in-flight window, in batches. */
   readonly window: number
+}
+
+export interface RunOptions extends ClusterShape {
   /** human: progress line and summary; json: the summary as one JSON line; silent: nothing (for `cxlog bench`). */
   readonly output: "human" | "json" | "silent"
   /** Run an auditing subscriber (end-to-end); without one the run measures publish → ACK only. */
