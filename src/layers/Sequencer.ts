@@ -123,6 +123,21 @@ const emptyTally = (brokers: number): RoundTally => ({
   perBroker: Array.from({ length: brokers }, () => ({ batches: 0, messages: 0 }))
 })
 
+/** Adds one topic's tally into the round's total (the live and in-memory sequencers both do). */
+const addTally = (total: RoundTally, t: RoundTally): void => {
+  total.ordered += t.ordered
+  total.messages += t.messages
+  total.duplicates += t.duplicates
+  total.held += t.held
+  total.fenced += t.fenced
+  total.dropped += t.dropped
+  total.stalled ||= t.stalled
+  for (let b = 0; b < total.perBroker.length; b++) {
+    total.perBroker[b]!.batches += t.perBroker[b]!.batches
+    total.perBroker[b]!.messages += t.perBroker[b]!.messages
+  }
+}
+
 /** Records a round's tally in the metrics, without an Effect per update (it runs every round); tagged metrics are made once. */
 const makeTallyMetrics = (brokers: number) => {
   const batchesOf = Array.from({ length: brokers }, (_, b) => Metric.tagged(sequencerBatchesOrdered, "broker", String(b)))
@@ -534,18 +549,8 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
           publishTopic(st)
           any = true
         }
-        total.ordered += t.ordered
-        total.messages += t.messages
-        total.duplicates += t.duplicates
-        total.held += t.held
-        total.fenced += t.fenced
-        total.dropped += t.dropped
-        total.stalled ||= t.stalled
-        for (let b = 0; b < maxBrokers; b++) {
-          total.perBroker[b]!.batches += t.perBroker[b]!.batches
-          total.perBroker[b]!.messages += t.perBroker[b]!.messages
-          heldNow += st.engine.heldCount(b)
-        }
+        addTally(total, t)
+        for (let b = 0; b < maxBrokers; b++) heldNow += st.engine.heldCount(b)
       }
       if (any) ringEveryone(region, area, doorbell)
       tallyMetrics(total, heldNow)
@@ -757,18 +762,8 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
             topic.progress++
             any = true
           }
-          total.ordered += t.ordered
-          total.messages += t.messages
-          total.duplicates += t.duplicates
-          total.held += t.held
-          total.fenced += t.fenced
-          total.dropped += t.dropped
-          total.stalled ||= t.stalled
-          for (let b = 0; b < config.maxBrokers; b++) {
-            total.perBroker[b]!.batches += t.perBroker[b]!.batches
-            total.perBroker[b]!.messages += t.perBroker[b]!.messages
-            heldNow += st.engine.heldCount(b)
-          }
+          addTally(total, t)
+          for (let b = 0; b < config.maxBrokers; b++) heldNow += st.engine.heldCount(b)
         }
         if (any) store.signal.notify()
       })
