@@ -125,15 +125,19 @@ describe("frames", () => {
     }))
   })
 
-  it("gathering: a wrong crc across pieces is bad-crc; control frames are still reassembled", () => {
+  it("a wrong crc across chunks is bad-crc once the last piece arrives (gathered or reassembled), never a silent drop; control frames are still reassembled", () => {
     const payload = new Uint8Array(3000).map((_, i) => i & 0xff)
     const batch = encodeFrame({ type: FrameType.BATCH, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 1 }, payload)
     batch[FRAME_HEADER_BYTES + 2000] ^= 1
-    const reader = new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH, gatherBatches: true })
-    for (const chunk of splitAt(batch, [100, 1500, 2800])) {
-      reader.push(chunk)
-      const f = reader.next()
-      if (f !== undefined) expect((f as WireViolation).code).toBe("bad-crc")
+    for (const gatherBatches of [true, false]) {
+      const reader = new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH, gatherBatches })
+      const answers = splitAt(batch, [100, 1500, 2800]).map((chunk) => {
+        reader.push(chunk)
+        const f = reader.next()
+        return f instanceof WireViolation ? f.code : f === undefined ? "waiting" : "frame"
+      })
+      expect(answers).toEqual(["waiting", "waiting", "waiting", "bad-crc"])
+      expect(reader.next()).toBeInstanceOf(WireViolation)
     }
     const hello = helloFrame(new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, sessionEpoch: 0, ackLevel: 1 }))
     const { frames } = readAll(new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH, gatherBatches: true }), splitAt(hello, [40, 50]))
