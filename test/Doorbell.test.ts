@@ -60,10 +60,13 @@ contract("the native region", CxlMemoryLayers.make)
 contract("the in-memory fake", CxlMemoryLayers.makeMemory)
 
 describe("Doorbell across processes", () => {
-  it.scopedLive("a child's ring wakes the parked parent, round after round", () =>
+  // Both sides park for as long as their waits allow (no 100 ms re-check), so a round only
+  // completes if the other process's ring woke the futex: without the wake every round's
+  // wait ends false at its bound.
+  it.scopedLive("a child's ring wakes the parked parent, and the parent's ring the parked child, round after round", () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("bellx")
-      const layer = DoorbellLayers.layer({ offset: BELL, spinMicros: 0 }).pipe(
+      const layer = DoorbellLayers.layer({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
         Layer.provideMerge(CxlMemoryLayers.layer({ name, size: 1 << 20, mode: "create" }))
       )
       yield* Effect.gen(function*() {
