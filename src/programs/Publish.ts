@@ -1,25 +1,32 @@
 /**
  * `cxlog publish`: publishes messages to brokers over TCP. With `--count` it publishes that
  * many stamped messages (see Audit.ts) as fast as the in-flight window allows; otherwise it
- * publishes each line of standard input as one message.
+ * publishes each line of standard input as one message. A line the publisher refuses (too
+ * large for a batch, or a broker refused the session) stops the command: the lines before it
+ * are flushed, none after it is sent (a skipped line would change the stream's order), and
+ * the command fails naming the line.
  */
-import { Console, Effect, Schedule } from "effect"
+import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
 import * as PublisherLayers from "../layers/Publisher.js"
 import { summarize } from "../Percentiles.js"
-import { Publisher, type PublisherOptions } from "../services/Publisher.js"
+import { Publisher, type PublisherOptions, type PublishError } from "../services/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
-import { report } from "./Report.js"
+import { report as reportToParent, type RoleEvent } from "./Report.js"
 
 export interface PublishOptions {
   readonly publisher: PublisherOptions
-  /** Stamped messages to publish; undefined reads lines from stdin. */
+  /** Stamped messages to publish; undefined publishes lines (of `lines`, default stdin). */
   readonly count?: number
+  /** The lines to publish when `count` is unset; default standard input. */
+  readonly lines?: AsyncIterable<string>
   readonly messageBytes: number
   /** This publisher's index in the audit (stamped into each message). */
   readonly publisherIndex: number
   readonly flushTimeoutMs: number
   readonly reportEveryMs: number
+  /** Where progress and done events go; default the orchestrator's IPC channel, if any. */
+  readonly report?: (event: RoleEvent) => void
   /** Offered load in MB/s (stamped mode); unset = as fast as the in-flight window allows. */
   readonly rateMBps?: number
 }
@@ -53,25 +60,48 @@ const publishStamped = (count: number, options: PublishOptions) =>
   })
 
 
+/** An input line the publisher refused; the lines before it were published, none after it. */
+export class LineNotPublished extends Data.TaggedError("LineNotPublished")<{
+  /** 1-based line number. */
+  readonly line: number
+  readonly bytes: number
+  readonly cause: PublishError
+}> {
+  override get message() {
+    return `line ${this.line} (${this.bytes} bytes) was not published: ${this.cause.message}; the ${this.line - 1} lines before it were, none after it`
+  }
+}
+
+const publishLines = (lines: AsyncIterable<string>) =>
+  Effect.gen(function*() {
+    const publisher = yield* Publisher
+    const encoder = new TextEncoder()
+    let line = 0
+    return yield* Stream.fromAsyncIterable(lines, (error) => new Error(`reading input: ${String(error)}`)).pipe(
+      Stream.runForEach((text) => {
+        line++
+        const payload = encoder.encode(text)
+        return Effect.mapError(publisher.publish(payload), (cause) => new LineNotPublished({ line, bytes: payload.length, cause }))
+      }),
+      Effect.either
+    )
+  })
+
 export const publish = (options: PublishOptions) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
+    const report = options.report ?? reportToParent
     const started = performance.now()
     yield* Effect.sync(() => report({ event: "progress", ...publisher.stats() })).pipe(
       Effect.repeat(Schedule.spaced(options.reportEveryMs)),
       Effect.forkScoped
     )
-    if (options.count === undefined) {
-      yield* Effect.promise(async () => {
-        const encoder = new TextEncoder()
-        for await (const line of createInterface({ input: process.stdin })) {
-          await Effect.runPromise(Effect.either(publisher.publish(encoder.encode(line))))
-        }
-      })
-    } else {
-      yield* publishStamped(options.count, options)
-    }
+    // Lines: a refused line ends the input, but what was taken before it is still flushed first.
+    const input = options.count === undefined
+      ? yield* publishLines(options.lines ?? createInterface({ input: process.stdin }))
+      : yield* Effect.as(publishStamped(options.count, options), undefined)
     yield* publisher.flush(options.flushTimeoutMs)
+    if (input?._tag === "Left") return yield* Effect.fail(input.left)
     const elapsedMs = performance.now() - started
     const latency = summarize(publisher.ackLatencies())
     const stats = publisher.stats()
