@@ -59,7 +59,6 @@ const publishStamped = (count: number, options: PublishOptions) =>
     }
   })
 
-
 /** An input line the publisher refused; the lines before it were published, none after it. */
 export class LineNotPublished extends Data.TaggedError("LineNotPublished")<{
   /** 1-based line number. */
@@ -72,12 +71,18 @@ export class LineNotPublished extends Data.TaggedError("LineNotPublished")<{
   }
 }
 
+export class InputUnreadable extends Data.TaggedError("InputUnreadable")<{ readonly reason: string }> {
+  override get message() {
+    return `reading the lines to publish failed: ${this.reason}`
+  }
+}
+
 const publishLines = (lines: AsyncIterable<string>) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const encoder = new TextEncoder()
     let line = 0
-    return yield* Stream.fromAsyncIterable(lines, (error) => new Error(`reading input: ${String(error)}`)).pipe(
+    return yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) })).pipe(
       Stream.runForEach((text) => {
         line++
         const payload = encoder.encode(text)
