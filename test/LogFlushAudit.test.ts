@@ -8,6 +8,7 @@ import { Effect } from "effect"
 import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
 import { makeFlushAudit } from "../src/layers/LogFlushAudit.js"
 import { appendSimple, drain, type LogCluster, readAll, regionCluster } from "./fixtures/log-harness.js"
+import { expectedCacheInstructions } from "./helpers/CacheInstructions.js"
 
 /** Mode 5 traffic with reordering (held batches) and a duplicate over 4 brokers; returns the batches read. */
 const traffic = (cluster: LogCluster) =>
@@ -25,7 +26,13 @@ const traffic = (cluster: LogCluster) =>
     return yield* readAll(cluster.reader, "t")
   })
 
-for (const [label, open] of [["native region", CxlMemoryLayers.make], ["fake region", CxlMemoryLayers.makeMemory]] as const) {
+const natively = expectedCacheInstructions()
+const cases = [
+  ["native region", CxlMemoryLayers.make, natively],
+  ["fake region", CxlMemoryLayers.makeMemory, { publish: "none", invalidate: "none" }]
+] as const
+
+for (const [label, open, instructions] of cases) {
   describe(`flush audit: ${label}`, () => {
     it.scoped("non-coherent: every committed PBR and GOI record was flushed first", () =>
       Effect.gen(function*() {
@@ -35,6 +42,16 @@ for (const [label, open] of [["native region", CxlMemoryLayers.make], ["fake reg
         // One commit per appended batch (Blog + header), two per ordered batch (GOI entry, PBR finish), one per duplicate.
         expect(cluster.audit!.checked()).toBe(46 + 2 * 40 + 6)
         expect(cluster.audit!.violations()).toEqual([])
+      }))
+
+    it.scoped("non-coherent: the sequencer and readers invalidate with an evicting instruction, publications write back with the best one", () =>
+      Effect.gen(function*() {
+        const cluster = yield* regionCluster(open)(undefined, { coherence: "non-coherent", flushAudit: true })
+        yield* traffic(cluster)
+        const used = cluster.audit!.instructions()
+        expect(Object.keys(used.publish)).toEqual([instructions.publish])
+        expect(Object.keys(used.invalidate)).toEqual([instructions.invalidate])
+        expect(used.invalidate[instructions.invalidate]).toBeGreaterThan(0)
       }))
 
     it.scoped("the audit catches commits whose records were not written back (a coherent region flushes nothing)", () =>

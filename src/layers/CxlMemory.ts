@@ -4,13 +4,16 @@
  */
 import { Config, type ConfigError, Effect, Layer, Option, Schedule, type Scope } from "effect"
 import {
+  CACHE_INSTRUCTIONS,
   loadAddon,
   type NativeAddon,
   type NativeUnavailable,
+  regionByteLimit,
   regionKind,
   toNativeError
 } from "../native/Native.js"
 import {
+  type CacheLineOp,
   type Coherence,
   CxlMemory,
   type CxlMemoryShape,
@@ -22,6 +25,7 @@ import {
   type RegionOptions,
   RegionOutOfBounds,
   RegionSystemError,
+  RegionTooLarge,
   type WaitOutcome
 } from "../services/CxlMemory.js"
 import { crc32cSoftware } from "./Crc32cSoftware.js"
@@ -78,9 +82,11 @@ const makeShape = (
 const validateCreateSize = (name: string, size: number | undefined) =>
   Effect.gen(function*() {
     if (size === undefined) return yield* new InvalidRegionSize({ name, size: 0, reason: "creating a region needs a size" })
-    if (!Number.isInteger(size) || size < SUPERBLOCK_BYTES * 2 || size % PAGE !== 0) {
+    if (!Number.isSafeInteger(size) || size < SUPERBLOCK_BYTES * 2 || size % PAGE !== 0) {
       return yield* new InvalidRegionSize({ name, size, reason: `must be a multiple of ${PAGE} and at least ${SUPERBLOCK_BYTES * 2}` })
     }
+    const limit = regionByteLimit()
+    if (size > limit) return yield* new RegionTooLarge({ name, size, limit })
     return size
   })
 
@@ -89,25 +95,48 @@ const validateParams = (name: string, params: ReadonlyArray<number>) =>
     ? Effect.fail(new InvalidRegionSize({ name, size: params.length, reason: `at most ${MAX_PARAMS} finite layout parameters` }))
     : Effect.void
 
+/** The addon's flush records: quadruples (path, instruction code, offset, length). */
+const decodeOps = (records: Float64Array): Array<CacheLineOp> => {
+  const ops: Array<CacheLineOp> = []
+  for (let i = 0; i + 3 < records.length; i += 4) {
+    ops.push({
+      path: records[i] === 0 ? "publish" : "invalidate",
+      instruction: CACHE_INSTRUCTIONS[records[i + 1]!]!,
+      offset: records[i + 2]!,
+      length: records[i + 3]!
+    })
+  }
+  return ops
+}
+
+const publishPairs = (ops: ReadonlyArray<CacheLineOp>): Float64Array =>
+  Float64Array.from(ops.filter((op) => op.path === "publish").flatMap((op) => [op.offset, op.length]))
+
 const nativeBackend = (addon: NativeAddon, buffer: ArrayBuffer): Backend => ({
   flush: (offset, length) => addon.flush(buffer, offset, length),
-  invalidate: (offset, length) => addon.flush(buffer, offset, length),
+  invalidate: (offset, length) => addon.invalidate(buffer, offset, length),
   fence: () => addon.fence(),
   wait: (offset, expected, timeoutMs) => addon.wait(buffer, offset, expected, timeoutMs),
   wake: (offset, count) => addon.wake(buffer, offset, count),
   crc32c: (bytes, offset, length, seed = 0) => addon.crc32c(bytes, offset, length, seed),
   flushLog: {
-    start: () => addon.setFlushRecording(true),
-    take: () => addon.takeFlushRecords(),
+    start: (options) => addon.setFlushRecording(true, options?.invalidations === true),
+    take: () => publishPairs(decodeOps(addon.takeFlushRecords())),
+    takeOps: () => decodeOps(addon.takeFlushRecords()),
     stop: () => addon.setFlushRecording(false)
   }
 })
 
 const openNative = (addon: NativeAddon, name: string, mode: OpenMode, size: number, readyTimeoutMs: number) => {
   const { kind, path } = regionKind(name)
+  const limit = regionByteLimit()
   const attempt = Effect.try({
-    try: () => addon.open(kind, path, mode, size),
+    try: () => addon.open(kind, path, mode, size, limit),
     catch: (error): RegionOpenError => {
+      const tooLarge = error as { code?: unknown; size?: unknown }
+      if (tooLarge?.code === "ERR_REGION_TOO_LARGE") {
+        return new RegionTooLarge({ name, size: typeof tooLarge.size === "number" ? tooLarge.size : size, limit })
+      }
       const e = toNativeError("open", error)
       if (e.code === "EEXIST") return new RegionExists({ name })
       if (e.code === "ENOENT") return new RegionMissing({ name })
@@ -170,14 +199,22 @@ const memoryWaiters = new WeakMap<ArrayBuffer, Map<number, Set<(outcome: WaitOut
 
 const memoryBackend = (buffer: ArrayBuffer): Backend => {
   const words = new Int32Array(buffer)
+  const takeAll = () => {
+    const taken = log ?? []
+    if (log !== undefined) log = []
+    return taken
+  }
   const waiters = memoryWaiters.get(buffer) ?? new Map<number, Set<(outcome: WaitOutcome) => void>>()
   memoryWaiters.set(buffer, waiters)
-  let log: Array<number> | undefined
+  let log: Array<CacheLineOp> | undefined
+  let withInvalidations = false
   return {
     flush: (offset, length) => {
-      log?.push(offset, length)
+      log?.push({ path: "publish", instruction: "none", offset, length })
     },
-    invalidate: () => {},
+    invalidate: (offset, length) => {
+      if (withInvalidations) log?.push({ path: "invalidate", instruction: "none", offset, length })
+    },
     fence: () => {},
     wait: (offset, expected, timeoutMs) =>
       new Promise<WaitOutcome>((resolve) => {
@@ -205,14 +242,12 @@ const memoryBackend = (buffer: ArrayBuffer): Backend => {
     },
     crc32c: crc32cSoftware,
     flushLog: {
-      start: () => {
+      start: (options) => {
         log = []
+        withInvalidations = options?.invalidations === true
       },
-      take: () => {
-        const taken = Float64Array.from(log ?? [])
-        if (log !== undefined) log = []
-        return taken
-      },
+      take: () => publishPairs(takeAll()),
+      takeOps: () => takeAll(),
       stop: () => {
         log = undefined
       }

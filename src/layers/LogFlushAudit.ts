@@ -3,7 +3,8 @@
  * written, every byte of its record must have been written back. The region's flush log
  * records each `publish` range; at each commit the audit takes the ranges flushed since the
  * previous commit and verifies they cover the record. Give one audit to the Appender and
- * Sequencer layers of a process (their `flushAudit` option).
+ * Sequencer layers of a process (their `flushAudit` option). It also tallies which cache-line
+ * instruction every publish and invalidate ran, so a test can see that invalidation evicts.
  */
 import { Effect, type Scope } from "effect"
 import type { CxlMemoryShape } from "../services/CxlMemory.js"
@@ -18,6 +19,11 @@ export interface FlushAudit {
   readonly checked: () => number
   /** Commits whose record was not (fully) flushed first. */
   readonly violations: () => ReadonlyArray<string>
+  /** How many publish and invalidate calls ran each instruction so far. */
+  readonly instructions: () => {
+    readonly publish: Readonly<Record<string, number>>
+    readonly invalidate: Readonly<Record<string, number>>
+  }
 }
 
 const covered = (ranges: Array<number>, offset: number, length: number): boolean => {
@@ -37,21 +43,36 @@ const covered = (ranges: Array<number>, offset: number, length: number): boolean
 export const makeFlushAudit = (region: CxlMemoryShape): Effect.Effect<FlushAudit, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      region.flushLog.start()
+      region.flushLog.start({ invalidations: true })
       let checked = 0
       const violations: Array<string> = []
+      const used = { publish: {} as Record<string, number>, invalidate: {} as Record<string, number> }
+      /** Publish ranges since the previous commit, as (offset, length) pairs. */
+      let flushed: Array<number> = []
+      const drain = () => {
+        for (const op of region.flushLog.takeOps()) {
+          used[op.path][op.instruction] = (used[op.path][op.instruction] ?? 0) + 1
+          if (op.path === "publish") flushed.push(op.offset, op.length)
+        }
+      }
       return {
         beforeCommit: (what: string, ranges: ReadonlyArray<number>) => {
           checked++
-          const flushed = Array.from(region.flushLog.take())
+          drain()
+          const since = flushed
+          flushed = []
           for (let i = 0; i + 1 < ranges.length; i += 2) {
-            if (covered(flushed, ranges[i]!, ranges[i + 1]!)) continue
+            if (covered(since, ranges[i]!, ranges[i + 1]!)) continue
             violations.push(`${what} [${ranges[i]}, +${ranges[i + 1]}) committed before it was flushed`)
             return
           }
         },
         checked: () => checked,
-        violations: () => violations
+        violations: () => violations,
+        instructions: () => {
+          drain()
+          return used
+        }
       }
     }),
     () => Effect.sync(() => region.flushLog.stop())

@@ -2,6 +2,7 @@
  * The typed wrapper around the C++ addon. This is the only module that loads or calls it.
  */
 import { Data, Effect } from "effect"
+import { constants as bufferConstants } from "node:buffer"
 import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import { join } from "node:path"
@@ -11,19 +12,36 @@ export type WaitOutcome = "woken" | "not-equal" | "timed-out"
 export type OpenMode = "create" | "attach" | "create-or-attach"
 export type RegionKind = "shm" | "file"
 
+/** Cache-line instructions, in the addon's code order (CacheOp in cxlog_native.cc). */
+export const CACHE_INSTRUCTIONS = ["clwb", "clflushopt", "clflush", "dc-cvac", "dc-civac", "fence-only"] as const
+export type CacheInstruction = (typeof CACHE_INSTRUCTIONS)[number]
+
 export interface NativeFeatures {
-  readonly flush: "clwb" | "clflushopt" | "clflush" | "dc-civac" | "fence-only"
+  /** What `flush` (publish) executes: the cheapest write-back, which may keep the line cached. */
+  readonly flush: CacheInstruction
+  /** What `invalidate` executes: always an evicting instruction (never clwb / dc cvac). */
+  readonly invalidate: CacheInstruction
   readonly crc32c: "sse4.2" | "software"
 }
 
 /** What the compiled addon exports (see cxlog_native.cc). */
 export interface NativeAddon {
-  open(kind: RegionKind, name: string, mode: OpenMode, size: number): { buffer: ArrayBuffer; size: number; created: boolean }
+  /** `maxBytes`: refuse (ERR_REGION_TOO_LARGE) a region larger than one ArrayBuffer can be; see `regionByteLimit`. */
+  open(
+    kind: RegionKind,
+    name: string,
+    mode: OpenMode,
+    size: number,
+    maxBytes?: number
+  ): { buffer: ArrayBuffer; size: number; created: boolean }
   close(buffer: ArrayBuffer): void
   unlink(kind: RegionKind, name: string): void
   flush(bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number): void
+  invalidate(bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number): void
   fence(): void
-  setFlushRecording(on: boolean): void
+  /** Test-only: record flush calls, and invalidate calls too if `withInvalidations`. */
+  setFlushRecording(on: boolean, withInvalidations?: boolean): void
+  /** Quadruples (path 0 flush | 1 invalidate, CACHE_INSTRUCTIONS index, offset, length) since the last take. */
   takeFlushRecords(): Float64Array
   wait(buffer: ArrayBuffer, offset: number, expected: number, timeoutMs: number): Promise<WaitOutcome>
   wake(buffer: ArrayBuffer, offset: number, count: number): number
@@ -96,6 +114,13 @@ export const toNativeError = (op: string, error: unknown): NativeError => {
     reason: typeof e?.message === "string" ? e.message : String(error)
   })
 }
+
+/**
+ * The largest region this Node.js can map: one ArrayBuffer over it and a Uint8Array over that.
+ * Node-API wraps external memory in a Buffer, so this is `buffer.constants.MAX_LENGTH`:
+ * 2^32 bytes on Node 20, 2^53 − 1 from Node 22 on.
+ */
+export const regionByteLimit = (): number => bufferConstants.MAX_LENGTH
 
 /** A region name with a `/` after its first character is a file path (DAX device, CXL-node file); otherwise a POSIX shm name. */
 export const regionKind = (name: string): { kind: RegionKind; path: string } =>

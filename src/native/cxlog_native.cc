@@ -83,14 +83,20 @@ void ReleaseIfIdle(Mapping* mapping) {
   }
 }
 
-void FinalizeMapping(Napi::Env, void*, uint64_t* idHint) {
-  std::lock_guard<std::mutex> lock(registryMutex);
-  auto found = registry.find(*idHint);
+// Closes a mapping unless already closed; the caller holds registryMutex.
+void CloseMapping(uint64_t id) {
+  auto found = registry.find(id);
   if (found != registry.end() && !found->second->closed) {
     found->second->closed = true;
     ReleaseIfIdle(found->second);
   }
-  delete idHint;
+}
+
+// The hint is the mapping id itself, not a heap cell: Node calls this finalizer even when
+// creating the ArrayBuffer fails, so nothing here may be freed twice.
+void FinalizeMapping(napi_env, void*, void* idHint) {
+  std::lock_guard<std::mutex> lock(registryMutex);
+  CloseMapping(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(idHint)));
 }
 
 // Reads (pointer, length) out of an ArrayBuffer, a TypedArray or a DataView.
@@ -122,7 +128,27 @@ bool RangeOk(double offset, double length, size_t size) {
          length == static_cast<double>(static_cast<uint64_t>(length)) && offset + length <= static_cast<double>(size);
 }
 
-// open(kind: "shm" | "file", name, mode: "create" | "attach" | "create-or-attach", size)
+// Sizes and offsets cross into JS as Numbers, exact up to 2^53.
+constexpr double kMaxSafeBytes = 9007199254740991.0;
+
+// A region the runtime cannot wrap in one ArrayBuffer: a RangeError naming the limit when
+// it is known (limit < 0: the runtime refused without saying).
+Napi::Value ThrowTooLarge(Napi::Env env, const std::string& name, double size, double limit) {
+  const std::string bytes = std::to_string(static_cast<uint64_t>(size));
+  Napi::RangeError error = Napi::RangeError::New(
+      env, limit < 0 ? "region " + name + ": this Node.js refused an ArrayBuffer of " + bytes + " bytes over it"
+                     : "region " + name + " is " + bytes + " bytes, more than the " +
+                           std::to_string(static_cast<uint64_t>(limit)) + " bytes one ArrayBuffer can hold in this Node.js");
+  error.Set("code", Napi::String::New(env, "ERR_REGION_TOO_LARGE"));
+  error.Set("size", Napi::Number::New(env, size));
+  if (limit >= 0) error.Set("limit", Napi::Number::New(env, limit));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// open(kind: "shm" | "file", name, mode: "create" | "attach" | "create-or-attach", size, maxBytes?)
+// `maxBytes` is the largest ArrayBuffer the runtime can wrap around a mapping; a larger region
+// is refused before anything is created (or, when attaching, before it is mapped).
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString() || !info[3].IsNumber()) {
@@ -132,14 +158,16 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   const std::string name = info[1].As<Napi::String>();
   const std::string mode = info[2].As<Napi::String>();
   const double requested = info[3].As<Napi::Number>().DoubleValue();
+  const double maxBytes = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : kMaxSafeBytes;
   const bool isShm = kind == "shm";
   if (!isShm && kind != "file") return ThrowType(env, "kind must be \"shm\" or \"file\"");
   if (mode != "create" && mode != "attach" && mode != "create-or-attach") {
     return ThrowType(env, "mode must be \"create\", \"attach\" or \"create-or-attach\"");
   }
-  if (requested < 0 || requested > 1099511627776.0 || requested != static_cast<double>(static_cast<uint64_t>(requested))) {
-    return ThrowRange(env, "size must be a whole number of bytes below 1 TiB");
+  if (!(requested >= 0 && requested <= kMaxSafeBytes) || requested != static_cast<double>(static_cast<uint64_t>(requested))) {
+    return ThrowRange(env, "size must be a whole number of bytes below 2^53");
   }
+  if (requested > maxBytes) return ThrowTooLarge(env, name, requested, maxBytes);
 
   auto openFd = [&](int flags) { return isShm ? shm_open(name.c_str(), flags, 0600) : ::open(name.c_str(), flags, 0600); };
   bool created = false;
@@ -157,36 +185,43 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     if (fd < 0) return ThrowErrno(env, isShm ? "shm_open" : "open", errno, "cannot attach region " + name);
   }
 
-  auto failAndClean = [&](const char* syscallName, int err, const std::string& what) {
-    ::close(fd);
+  // Every failure after a create removes the file again: a failed create leaves nothing behind.
+  auto unlinkCreated = [&] {
     if (created) {
       if (isShm) shm_unlink(name.c_str()); else ::unlink(name.c_str());
     }
+  };
+  auto failAndClean = [&](const char* syscallName, int err, const std::string& what) {
+    ::close(fd);
+    unlinkCreated();
     return ThrowErrno(env, syscallName, err, what);
   };
 
   struct stat st;
   if (fstat(fd, &st) != 0) return failAndClean("fstat", errno, "cannot stat region " + name);
-  size_t size = static_cast<size_t>(requested);
+  uint64_t size = static_cast<uint64_t>(requested);
   if (S_ISREG(st.st_mode)) {
     if (created) {
       if (size == 0) return failAndClean("ftruncate", EINVAL, "a new region needs a size");
       if (ftruncate(fd, static_cast<off_t>(size)) != 0) return failAndClean("ftruncate", errno, "cannot size region " + name);
     } else {
-      size = static_cast<size_t>(st.st_size);
+      size = static_cast<uint64_t>(st.st_size);
     }
   } else if (size == 0) {
     return failAndClean("fstat", EINVAL, "a device region needs an explicit size");
   }
   if (size == 0) return failAndClean("mmap", EINVAL, "region " + name + " is empty (its creator may still be sizing it)");
+  if (static_cast<double>(size) > maxBytes || static_cast<uint64_t>(static_cast<size_t>(size)) != size) {
+    ::close(fd);
+    unlinkCreated();
+    return ThrowTooLarge(env, name, static_cast<double>(size), maxBytes);
+  }
 
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   const int mmapErr = errno;
   ::close(fd);
   if (base == MAP_FAILED) {
-    if (created) {
-      if (isShm) shm_unlink(name.c_str()); else ::unlink(name.c_str());
-    }
+    unlinkCreated();
     return ThrowErrno(env, "mmap", mmapErr, "cannot map region " + name);
   }
 
@@ -196,7 +231,20 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     mapping->id = nextMappingId++;
     registry[mapping->id] = mapping;
   }
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, base, size, FinalizeMapping, new uint64_t(mapping->id));
+  napi_value buffer;
+  const napi_status status = napi_create_external_arraybuffer(env, base, size, FinalizeMapping,
+                                                              reinterpret_cast<void*>(static_cast<uintptr_t>(mapping->id)), &buffer);
+  if (status != napi_ok) {
+    // The runtime refused the length (Node 20 wraps external memory in a Buffer capped at
+    // buffer.constants.MAX_LENGTH). It may or may not have run the finalizer already.
+    if (env.IsExceptionPending()) env.GetAndClearPendingException();
+    {
+      std::lock_guard<std::mutex> lock(registryMutex);
+      CloseMapping(mapping->id);
+    }
+    unlinkCreated();
+    return ThrowTooLarge(env, name, static_cast<double>(size), -1);
+  }
   Napi::Object result = Napi::Object::New(env);
   result.Set("buffer", buffer);
   result.Set("size", Napi::Number::New(env, static_cast<double>(size)));
@@ -235,38 +283,50 @@ Napi::Value Unlink(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------
-// Cache-line write-back. Feature detection once at load.
+// Cache lines, for non-coherent regions. Two paths: write-back (publish) may leave the line
+// cached, so it uses the cheapest instruction that writes back (CLWB); invalidation must
+// evict, or a later load could hit a stale cached copy of another host's write (CLFLUSHOPT,
+// CLFLUSH, `dc civac`; never CLWB). The instructions are chosen once at load.
 
-enum class FlushKind { Clwb, Clflushopt, Clflush, ArmCvac, FenceOnly };
-FlushKind flushKind = FlushKind::FenceOnly;
+// Codes shared with Native.ts (CACHE_INSTRUCTIONS): keep the order.
+enum class CacheOp { Clwb = 0, Clflushopt = 1, Clflush = 2, DcCvac = 3, DcCivac = 4, FenceOnly = 5 };
+const char* const kCacheOpNames[] = {"clwb", "clflushopt", "clflush", "dc-cvac", "dc-civac", "fence-only"};
+CacheOp writeBackOp = CacheOp::FenceOnly;
+CacheOp evictOp = CacheOp::FenceOnly;
 bool crcHardware = false;
 
 #ifdef CXLOG_X86
-__attribute__((target("clwb"))) void FlushClwb(uint8_t* p, uint8_t* end) {
+__attribute__((target("clwb"))) void WriteBackClwb(uint8_t* p, uint8_t* end) {
   for (; p < end; p += 64) _mm_clwb(p);
   _mm_sfence();
 }
-__attribute__((target("clflushopt"))) void FlushClflushopt(uint8_t* p, uint8_t* end) {
+// Write-back is followed by the commit store (SFENCE orders it); an eviction is followed by
+// loads, which only MFENCE keeps from passing the flush.
+__attribute__((target("clflushopt"))) void Clflushopt(uint8_t* p, uint8_t* end, bool beforeLoads) {
   for (; p < end; p += 64) _mm_clflushopt(p);
-  _mm_sfence();
+  if (beforeLoads) _mm_mfence(); else _mm_sfence();
 }
-void FlushClflush(uint8_t* p, uint8_t* end) {
+void Clflush(uint8_t* p, uint8_t* end) {
   for (; p < end; p += 64) _mm_clflush(p);
   _mm_mfence();
 }
 #endif
 
-void FlushLines(uint8_t* start, size_t length) {
+void RunCacheOp(CacheOp op, uint8_t* start, size_t length, bool beforeLoads) {
   uint8_t* p = reinterpret_cast<uint8_t*>(reinterpret_cast<uintptr_t>(start) & ~static_cast<uintptr_t>(63));
   uint8_t* end = start + length;
-  switch (flushKind) {
+  switch (op) {
 #ifdef CXLOG_X86
-    case FlushKind::Clwb: FlushClwb(p, end); return;
-    case FlushKind::Clflushopt: FlushClflushopt(p, end); return;
-    case FlushKind::Clflush: FlushClflush(p, end); return;
+    case CacheOp::Clwb: WriteBackClwb(p, end); return;
+    case CacheOp::Clflushopt: Clflushopt(p, end, beforeLoads); return;
+    case CacheOp::Clflush: Clflush(p, end); return;
 #endif
 #if defined(__aarch64__)
-    case FlushKind::ArmCvac:
+    case CacheOp::DcCvac:
+      for (; p < end; p += 64) asm volatile("dc cvac, %0" ::"r"(p) : "memory");
+      asm volatile("dsb ish" ::: "memory");
+      return;
+    case CacheOp::DcCivac:
       for (; p < end; p += 64) asm volatile("dc civac, %0" ::"r"(p) : "memory");
       asm volatile("dsb ish" ::: "memory");
       return;
@@ -277,40 +337,46 @@ void FlushLines(uint8_t* start, size_t length) {
   }
 }
 
-// Test-only record of flushed ranges (offset within the flushed buffer, length).
-std::atomic<bool> flushRecording{false};
-std::mutex flushLogMutex;
-std::vector<double> flushLog;
+// Test-only record of cache-line calls: (path 0 write-back | 1 invalidate, CacheOp, offset, length).
+std::atomic<int> recording{0};  // 0 off, 1 write-backs, 2 write-backs and invalidations
+std::mutex recordMutex;
+std::vector<double> records;
 
-Napi::Value Flush(const Napi::CallbackInfo& info) {
+// flush(bytes, offset, length) / invalidate(bytes, offset, length)
+Napi::Value CacheLines(const Napi::CallbackInfo& info, int path) {
   Napi::Env env = info.Env();
   uint8_t* data;
   size_t size;
   if (info.Length() < 3 || !BytesOf(info[0], &data, &size) || !info[1].IsNumber() || !info[2].IsNumber()) {
-    return ThrowType(env, "flush(buffer, offset, length) expects (ArrayBuffer | TypedArray, number, number)");
+    return ThrowType(env, "flush / invalidate (buffer, offset, length) expects (ArrayBuffer | TypedArray, number, number)");
   }
   const double offset = info[1].As<Napi::Number>().DoubleValue();
   const double length = info[2].As<Napi::Number>().DoubleValue();
-  if (!RangeOk(offset, length, size)) return ThrowRange(env, "flush range is outside the buffer");
-  FlushLines(data + static_cast<size_t>(offset), static_cast<size_t>(length));
-  if (flushRecording.load(std::memory_order_relaxed)) {
-    std::lock_guard<std::mutex> lock(flushLogMutex);
-    flushLog.push_back(offset);
-    flushLog.push_back(length);
+  if (!RangeOk(offset, length, size)) return ThrowRange(env, "flush / invalidate range is outside the buffer");
+  const CacheOp op = path == 0 ? writeBackOp : evictOp;
+  RunCacheOp(op, data + static_cast<size_t>(offset), static_cast<size_t>(length), path == 1);
+  if (recording.load(std::memory_order_relaxed) > path) {
+    std::lock_guard<std::mutex> lock(recordMutex);
+    records.insert(records.end(), {static_cast<double>(path), static_cast<double>(op), offset, length});
   }
   return env.Undefined();
 }
+
+Napi::Value Flush(const Napi::CallbackInfo& info) { return CacheLines(info, 0); }
+Napi::Value Invalidate(const Napi::CallbackInfo& info) { return CacheLines(info, 1); }
 
 Napi::Value Fence(const Napi::CallbackInfo& info) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return info.Env().Undefined();
 }
 
+// setFlushRecording(on, withInvalidations?)
 Napi::Value SetFlushRecording(const Napi::CallbackInfo& info) {
   const bool on = info.Length() > 0 && info[0].ToBoolean().Value();
-  flushRecording.store(on);
-  std::lock_guard<std::mutex> lock(flushLogMutex);
-  flushLog.clear();
+  const bool withInvalidations = info.Length() > 1 && info[1].ToBoolean().Value();
+  recording.store(on ? (withInvalidations ? 2 : 1) : 0);
+  std::lock_guard<std::mutex> lock(recordMutex);
+  records.clear();
   return info.Env().Undefined();
 }
 
@@ -318,8 +384,8 @@ Napi::Value TakeFlushRecords(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<double> taken;
   {
-    std::lock_guard<std::mutex> lock(flushLogMutex);
-    taken.swap(flushLog);
+    std::lock_guard<std::mutex> lock(recordMutex);
+    taken.swap(records);
   }
   Napi::Float64Array out = Napi::Float64Array::New(env, taken.size());
   if (!taken.empty()) std::memcpy(out.Data(), taken.data(), taken.size() * sizeof(double));
@@ -521,9 +587,8 @@ Napi::Value MonotonicNs(const Napi::CallbackInfo& info) {
 Napi::Value Features(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
-  const char* flush = flushKind == FlushKind::Clwb ? "clwb" : flushKind == FlushKind::Clflushopt ? "clflushopt"
-                    : flushKind == FlushKind::Clflush ? "clflush" : flushKind == FlushKind::ArmCvac ? "dc-civac" : "fence-only";
-  out.Set("flush", Napi::String::New(env, flush));
+  out.Set("flush", Napi::String::New(env, kCacheOpNames[static_cast<int>(writeBackOp)]));
+  out.Set("invalidate", Napi::String::New(env, kCacheOpNames[static_cast<int>(evictOp)]));
   out.Set("crc32c", Napi::String::New(env, crcHardware ? "sse4.2" : "software"));
   return out;
 }
@@ -533,14 +598,15 @@ void DetectFeatures() {
   unsigned eax, ebx, ecx, edx;
   if (__get_cpuid(1, &eax, &ebx, &ecx, &edx)) {
     crcHardware = (ecx & (1u << 20)) != 0;
-    if (edx & (1u << 19)) flushKind = FlushKind::Clflush;
+    if (edx & (1u << 19)) writeBackOp = evictOp = CacheOp::Clflush;
   }
   if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) {
-    if (ebx & (1u << 23)) flushKind = FlushKind::Clflushopt;
-    if (ebx & (1u << 24)) flushKind = FlushKind::Clwb;
+    if (ebx & (1u << 23)) writeBackOp = evictOp = CacheOp::Clflushopt;
+    if (ebx & (1u << 24)) writeBackOp = CacheOp::Clwb;  // writes back only: never for invalidation
   }
 #elif defined(__aarch64__)
-  flushKind = FlushKind::ArmCvac;
+  writeBackOp = CacheOp::DcCvac;
+  evictOp = CacheOp::DcCivac;
 #endif
 }
 
@@ -554,6 +620,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("unlink", Napi::Function::New(env, Unlink));
   exports.Set("flush", Napi::Function::New(env, Flush));
+  exports.Set("invalidate", Napi::Function::New(env, Invalidate));
   exports.Set("fence", Napi::Function::New(env, Fence));
   exports.Set("setFlushRecording", Napi::Function::New(env, SetFlushRecording));
   exports.Set("takeFlushRecords", Napi::Function::New(env, TakeFlushRecords));

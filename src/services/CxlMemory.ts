@@ -3,9 +3,9 @@
  * fence per coherence mode, doorbell wait/wake, and bounds-checked access.
  */
 import { Context, Data, Effect } from "effect"
-import type { WaitOutcome } from "../native/Native.js"
+import type { CacheInstruction, WaitOutcome } from "../native/Native.js"
 
-export type { WaitOutcome }
+export type { CacheInstruction, WaitOutcome }
 export type Coherence = "coherent" | "non-coherent"
 export type OpenMode = "create" | "attach" | "create-or-attach"
 
@@ -24,6 +24,14 @@ export interface RegionOptions {
   readonly layoutVersion?: number
   /** How long an attacher waits for a creator that is still initialising. */
   readonly readyTimeoutMs?: number
+}
+
+/** One recorded `publish` or `invalidate`, with the instruction it ran ("none" in the in-process fake). */
+export interface CacheLineOp {
+  readonly path: "publish" | "invalidate"
+  readonly instruction: CacheInstruction | "none"
+  readonly offset: number
+  readonly length: number
 }
 
 export interface CxlMemoryShape {
@@ -45,7 +53,10 @@ export interface CxlMemoryShape {
    * and fences, so a commit word written next is never visible before them; coherent: nothing.
    */
   readonly publish: (offset: number, length: number) => void
-  /** Before polling a line written by another host in non-coherent mode; coherent: nothing. */
+  /**
+   * Before polling a line written by another host in non-coherent mode: evicts the lines (never
+   * a write-back that may keep them, such as CLWB), so the next load reads memory; coherent: nothing.
+   */
   readonly invalidate: (offset: number, length: number) => void
   /** A full memory fence. */
   readonly fence: () => void
@@ -59,8 +70,15 @@ export interface CxlMemoryShape {
   readonly wake: (offset: number, count?: number) => number
   /** crc32c (Castagnoli) of `length` bytes at `offset` of any buffer, chained from `seed`. */
   readonly crc32c: (bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number, seed?: number) => number
-  /** Test-only: record every range `publish` writes back, to prove flush-before-commit. */
-  readonly flushLog: { readonly start: () => void; readonly take: () => Float64Array; readonly stop: () => void }
+  /** Test-only: record every range `publish` writes back (to prove flush-before-commit), and optionally every `invalidate`. */
+  readonly flushLog: {
+    readonly start: (options?: { readonly invalidations?: boolean }) => void
+    /** The publish ranges since the last take, as (offset, length) pairs; drains the log. */
+    readonly take: () => Float64Array
+    /** Every recorded publish and invalidate since the last take, with its instruction; drains the log. */
+    readonly takeOps: () => ReadonlyArray<CacheLineOp>
+    readonly stop: () => void
+  }
 }
 
 export class CxlMemory extends Context.Tag("cxlog/CxlMemory")<CxlMemory, CxlMemoryShape>() {}
@@ -92,6 +110,13 @@ export class RegionSystemError extends Data.TaggedError("RegionSystemError")<{
 export class InvalidRegionSize extends Data.TaggedError("InvalidRegionSize")<{ readonly name: string; readonly size: number; readonly reason: string }> {
   override get message() {
     return `region ${this.name}: invalid size ${this.size}: ${this.reason}`
+  }
+}
+
+/** Larger than one ArrayBuffer can be in this Node.js (`buffer.constants.MAX_LENGTH`): 4 GiB on Node 20, 2^53 − 1 bytes from Node 22. */
+export class RegionTooLarge extends Data.TaggedError("RegionTooLarge")<{ readonly name: string; readonly size: number; readonly limit: number }> {
+  override get message() {
+    return `region ${this.name} is ${this.size} bytes, more than this Node.js ${process.version} can map as one ArrayBuffer (${this.limit} bytes, buffer.constants.MAX_LENGTH; Node.js 22 and later allow 2^53 - 1)`
   }
 }
 
@@ -130,6 +155,7 @@ export type RegionOpenError =
   | RegionMissing
   | RegionSystemError
   | InvalidRegionSize
+  | RegionTooLarge
   | RegionSizeMismatch
   | RegionLayoutMismatch
   | RegionCorrupt
