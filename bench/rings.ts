@@ -3,7 +3,11 @@
  * frames: a cxlog ring (writer here, reader in a child process), `process.send` to a child
  * (child_process IPC, advanced serialization) and a `worker_threads` MessagePort, in the same
  * run on the same payloads. Every receiver touches each payload's first and last byte.
- * `ratio` = ring frames/s over process.send messages/s for 64 B frames.
+ * The ring writer commits every 32 frames (64 KiB at most), so `process.send` runs twice: with
+ * the same batching (one send carries an array of as many distinct frames as one commit) and
+ * one frame per send.
+ * `ratio` = ring frames/s over batched process.send frames/s for 64 B frames (like for like);
+ * `ratioUnbatched` is the same over one process.send per frame.
  * Flags: --scale=N multiplies the frame counts (default 1).
  */
 import { Effect, Layer } from "effect"
@@ -30,15 +34,26 @@ interface Case {
   readonly size: number
   readonly ring: number
   readonly ipc: number
+  /** Frames for process.send carrying a commit's worth of frames per send. */
+  readonly ipcBatched: number
   readonly port: number
 }
 
 const cases = (scale: number): ReadonlyArray<Case> =>
   [
-    { size: 64, ring: 4_000_000, ipc: 200_000, port: 400_000 },
-    { size: 1024, ring: 1_000_000, ipc: 100_000, port: 200_000 },
-    { size: 65536, ring: 40_000, ipc: 10_000, port: 20_000 }
-  ].map((c) => ({ size: c.size, ring: Math.ceil(c.ring * scale), ipc: Math.ceil(c.ipc * scale), port: Math.ceil(c.port * scale) }))
+    { size: 64, ring: 4_000_000, ipc: 200_000, ipcBatched: 1_000_000, port: 400_000 },
+    { size: 1024, ring: 1_000_000, ipc: 100_000, ipcBatched: 400_000, port: 200_000 },
+    { size: 65536, ring: 40_000, ipc: 10_000, ipcBatched: 10_000, port: 20_000 }
+  ].map((c) => ({
+    size: c.size,
+    ring: Math.ceil(c.ring * scale),
+    ipc: Math.ceil(c.ipc * scale),
+    ipcBatched: Math.ceil(c.ipcBatched * scale),
+    port: Math.ceil(c.port * scale)
+  }))
+
+/** Frames per ring commit for `size`-byte frames, and so per batched process.send. */
+const framesPerCommit = (size: number) => Math.max(1, Math.min(COMMIT_EVERY, Math.floor(COMMIT_BYTES / size)))
 
 interface Received {
   frames: number
@@ -75,7 +90,7 @@ const ringRun = (name: string, all: ReadonlyArray<Case>) =>
         const writer = yield* rings.writer(RING)
         child.send({ attach: true })
         yield* nextMessage(child)
-        const commitEvery = Math.max(1, Math.min(COMMIT_EVERY, Math.floor(COMMIT_BYTES / size)))
+        const commitEvery = framesPerCommit(size)
         const started = performance.now()
         for (let n = 0; n < count; n++) {
           let at = writer.tryReserve(size)
@@ -116,16 +131,16 @@ const ringReader = (name: string) =>
     }
   }).pipe(Effect.provide(regionLayers(name, CHILD_BELL, "attach")))
 
-/** Sends `count` copies of `payload` through `send`, at most WINDOW ahead of the receiver's acks. */
-const windowed = (count: number, send: () => void, acks: { acked: number; wake?: () => void }) =>
+/** Sends `count` frames, `perSend` at a time, through `send(frames)`, at most WINDOW frames ahead of the receiver's acks. */
+const windowed = (count: number, perSend: number, send: (frames: number) => void, acks: { acked: number; wake?: () => void }) =>
   Effect.gen(function*() {
-    for (let n = 0; n < count; n++) {
+    for (let n = 0; n < count; n += perSend) {
       if (n - acks.acked >= WINDOW) {
         yield* Effect.async<void>((resume) => {
           acks.wake = () => resume(Effect.void)
         })
       }
-      send()
+      send(Math.min(perSend, count - n))
     }
   })
 
@@ -138,8 +153,13 @@ const onAck = (acks: { acked: number; wake?: () => void }) => (message: unknown)
   }
 }
 
-/** child_process IPC with structured-clone serialization, so bytes go as bytes. */
-const ipcRun = (all: ReadonlyArray<Case>) =>
+/**
+ * child_process IPC with structured-clone serialization, so bytes go as bytes. `batched`: each
+ * send carries an array of one ring commit's worth of distinct frames (distinct objects, so
+ * the serializer cannot write one and refer back to it); sizes whose commit is one frame are
+ * skipped (undefined), as that is the unbatched run.
+ */
+const ipcRun = (all: ReadonlyArray<Case>, batched: boolean) =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
@@ -148,9 +168,17 @@ const ipcRun = (all: ReadonlyArray<Case>) =>
       (c) => Effect.sync(() => void c.kill("SIGKILL"))
     )
     yield* nextMessage(child)
-    const seconds: Array<number> = []
-    for (const { size, ipc: count } of all) {
+    const seconds: Array<number | undefined> = []
+    for (const { ipc, ipcBatched, size } of all) {
+      const count = batched ? ipcBatched : ipc
+      const perSend = batched ? framesPerCommit(size) : 1
+      if (batched && perSend === 1) {
+        seconds.push(undefined)
+        continue
+      }
       const payload = payloadOf(size)
+      const frames = Array.from({ length: perSend }, () => payloadOf(size))
+      const arrays = frames.map((_, k) => frames.slice(0, k + 1))
       const acks: { acked: number; wake?: () => void } = { acked: 0 }
       const listener = onAck(acks)
       child.send({ expect: count })
@@ -166,7 +194,8 @@ const ipcRun = (all: ReadonlyArray<Case>) =>
         }
         child.on("message", finish)
       })
-      const [, received] = yield* Effect.all([windowed(count, () => child.send(payload), acks), done], { concurrency: "unbounded" })
+      const send = batched ? (k: number) => void child.send(arrays[k - 1]) : () => void child.send(payload)
+      const [, received] = yield* Effect.all([windowed(count, perSend, send, acks), done], { concurrency: "unbounded" })
       child.off("message", listener)
       if (received.frames !== count || received.bytes !== count * size) return yield* Effect.die(new Error("ipc receiver lost messages"))
       seconds.push((performance.now() - started) / 1000)
@@ -174,15 +203,17 @@ const ipcRun = (all: ReadonlyArray<Case>) =>
     return seconds
   })
 
-/** A receiver for the IPC and MessagePort paths: acks every ACK_EVERY messages, reports at `expect`. */
+/** A receiver for the IPC and MessagePort paths (a frame, or an array of frames): acks every ACK_EVERY frames, reports at `expect`. */
 const receiver = (post: (message: unknown) => void) => {
   let expected = 0
   let received: Received = { frames: 0, bytes: 0, touched: 0 }
   return (message: unknown) => {
-    if (message instanceof Uint8Array) {
-      touch(received, message, 0, message.length)
+    if (message instanceof Uint8Array || Array.isArray(message)) {
+      const before = received.frames
+      if (message instanceof Uint8Array) touch(received, message, 0, message.length)
+      else for (const frame of message as Array<Uint8Array>) touch(received, frame, 0, frame.length)
       if (received.frames === expected) post(received)
-      else if (received.frames % ACK_EVERY === 0) post(received.frames)
+      else if (Math.floor(received.frames / ACK_EVERY) > Math.floor(before / ACK_EVERY)) post(received.frames)
     } else {
       expected = (message as { expect: number }).expect
       received = { frames: 0, bytes: 0, touched: 0 }
@@ -218,7 +249,7 @@ const portRun = (all: ReadonlyArray<Case>) =>
         }
         port1.on("message", finish)
       })
-      const [, received] = yield* Effect.all([windowed(count, () => port1.postMessage(payload), acks), done], { concurrency: "unbounded" })
+      const [, received] = yield* Effect.all([windowed(count, 1, () => port1.postMessage(payload), acks), done], { concurrency: "unbounded" })
       port1.off("message", listener)
       if (received.frames !== count) return yield* Effect.die(new Error("port receiver lost messages"))
       seconds.push((performance.now() - started) / 1000)
@@ -242,7 +273,8 @@ export const run = (args: ReadonlyArray<string>) =>
     const all = cases(scale)
     const name = `cxlog-bench-rings-${process.pid}`
     const ring = yield* ringRun(name, all).pipe(Effect.provide(regionLayers(name, PARENT_BELL, "create")))
-    const ipc = yield* ipcRun(all)
+    const ipcBatched = yield* ipcRun(all, true)
+    const ipc = yield* ipcRun(all, false)
     const port = yield* portRun(all)
     const rows: Array<Array<string | number>> = []
     const figures: Record<string, number> = {}
@@ -250,20 +282,29 @@ export const run = (args: ReadonlyArray<string>) =>
       const rate = (count: number, seconds: number) => count / seconds
       const ringRate = rate(c.ring, ring[i]!)
       const ipcRate = rate(c.ipc, ipc[i]!)
+      const perSend = framesPerCommit(c.size)
+      const batchedSeconds = ipcBatched[i]
+      const ipcBatchedRate = batchedSeconds === undefined ? ipcRate : rate(c.ipcBatched, batchedSeconds)
       const portRate = rate(c.port, port[i]!)
       const label = c.size >= 1024 ? `${c.size / 1024} KiB` : `${c.size} B`
       rows.push([label, "ring", Math.round(ringRate), (ringRate * c.size) / 1e9, 1, c.ring])
-      rows.push([label, "process.send", Math.round(ipcRate), (ipcRate * c.size) / 1e9, ringRate / ipcRate, c.ipc])
+      if (perSend > 1) {
+        rows.push([label, `process.send, ${perSend} per send`, Math.round(ipcBatchedRate), (ipcBatchedRate * c.size) / 1e9, ringRate / ipcBatchedRate, c.ipcBatched])
+      }
+      rows.push([label, `process.send, 1 per send${perSend === 1 ? " (= a commit)" : ""}`, Math.round(ipcRate), (ipcRate * c.size) / 1e9, ringRate / ipcRate, c.ipc])
       rows.push([label, "MessagePort", Math.round(portRate), (portRate * c.size) / 1e9, ringRate / portRate, c.port])
       figures[`ring${c.size}FramesPerSec`] = Math.round(ringRate)
+      figures[`processSendBatched${c.size}FramesPerSec`] = Math.round(ipcBatchedRate)
       figures[`processSend${c.size}MessagesPerSec`] = Math.round(ipcRate)
       figures[`messagePort${c.size}MessagesPerSec`] = Math.round(portRate)
       figures[`ring${c.size}GBps`] = (ringRate * c.size) / 1e9
     })
-    const ratio = figures["ring64FramesPerSec"]! / figures["processSend64MessagesPerSec"]!
+    const ratio = figures["ring64FramesPerSec"]! / figures["processSendBatched64FramesPerSec"]!
+    const ratioUnbatched = figures["ring64FramesPerSec"]! / figures["processSend64MessagesPerSec"]!
     emit(table(["frame", "transport", "frames/s", "GB/s", "ring ÷ this (frames/s)", "frames"], rows), {
       bench: "rings",
       ...figures,
+      ratioUnbatched,
       ratio
     })
   }))
