@@ -2,7 +2,9 @@
  * The end-to-end audit used by `cxlog run`, `cxlog bench` and the cluster tests. Each
  * message carries (publisher, seq) in its first 8 bytes; the reader checks that every
  * (publisher, seq) arrives exactly once, in per-publisher order, in batches whose crc32c
- * matches.
+ * matches. A missing message is *lost* only if the reader read to the end of the ordered log
+ * (as of after every publisher finished) without it; a reader that stopped before that end
+ * (timeout, head gone) reports it as *not delivered*.
  */
 
 export const AUDIT_HEADER_BYTES = 8
@@ -23,13 +25,17 @@ const u32 = (b: Uint8Array, o: number) => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]!
 
 export interface AuditResult {
   readonly expected: number
+  /** Messages the reader observed, duplicates and malformed ones included. */
   readonly received: number
+  /** Missing although the reader read to the end of the ordered log. */
   readonly lost: number
+  /** Missing when the reader stopped before the end of the ordered log. */
+  readonly notDelivered: number
   readonly duplicated: number
   readonly outOfOrder: number
   readonly crcMismatches: number
   readonly malformed: number
-  /** True when nothing was lost, duplicated, reordered, corrupt or malformed. */
+  /** True when every message arrived once, in order, intact. */
   readonly passed: boolean
 }
 
@@ -73,18 +79,20 @@ export const makeAudit = (publishers: number, perPublisher: number) => {
     complete: () => distinct === publishers * perPublisher,
     distinct: () => distinct,
     received: () => received,
-    result: (): AuditResult => {
+    /** `readToEnd`: whether the reader reached the end of the ordered log (see the module comment). */
+    result: (readToEnd: boolean): AuditResult => {
       const expected = publishers * perPublisher
-      const lost = expected - distinct
+      const missing = expected - distinct
       return {
         expected,
         received,
-        lost,
+        lost: readToEnd ? missing : 0,
+        notDelivered: readToEnd ? 0 : missing,
         duplicated,
         outOfOrder,
         crcMismatches,
         malformed,
-        passed: lost === 0 && duplicated === 0 && outOfOrder === 0 && crcMismatches === 0 && malformed === 0
+        passed: missing === 0 && duplicated === 0 && outOfOrder === 0 && crcMismatches === 0 && malformed === 0
       }
     }
   }

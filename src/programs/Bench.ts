@@ -51,7 +51,10 @@ export const bench = (options: BenchOptions) =>
       loopbackMBps: Math.round(loopbackMBps * 10) / 10,
       ackLatencyP50Us: summary.ackLatencyP50Us,
       ackLatencyP99Us: summary.ackLatencyP99Us,
-      auditPassed: summary.auditPassed,
+      // Only an e2e run has a subscriber; without one there is no audit to report.
+      ...(summary.auditPassed === null
+        ? {}
+        : { auditPassed: summary.auditPassed, received: summary.received, lost: summary.lost, notDelivered: summary.notDelivered, duplicated: summary.duplicated }),
       cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
       ratio: Math.round(ratio * 1000) / 1000
     }

@@ -9,6 +9,21 @@ export const report = (event: RoleEvent): void => {
   if (process.send !== undefined && process.connected) process.send(event)
 }
 
+/**
+ * Whether the orchestrator has sent `{ event }` yet. The listener holds the IPC channel open,
+ * so it is removed once the event came, or by `close`.
+ */
+export const parentEvent = (event: string): { readonly said: () => boolean; readonly close: () => void } => {
+  let said = false
+  const listener = (message: unknown) => {
+    if ((message as RoleEvent | undefined)?.event !== event) return
+    said = true
+    process.off("message", listener)
+  }
+  if (process.send !== undefined) process.on("message", listener)
+  return { said: () => said, close: () => void process.off("message", listener) }
+}
+
 /** Children of an orchestrator end (with finalizers) when the orchestrator disappears. */
 export const exitWithParent = (): void => {
   if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))

@@ -48,14 +48,22 @@ export interface RunSummary {
   readonly throughputMBps: number
   readonly ackLatencyP50Us: number
   readonly ackLatencyP99Us: number
-  readonly lost: number
-  readonly duplicated: number
-  readonly outOfOrder: number
-  readonly crcMismatches: number
+  /**
+   * The audit's figures (null without a subscriber): `received` is what the subscriber read
+   * (duplicates included; `messages` is what was published); a missing message is `lost` if
+   * the subscriber read to the end of the log, else `notDelivered` (see Audit.ts).
+   */
+  readonly received: number | null
+  readonly lost: number | null
+  readonly notDelivered: number | null
+  readonly duplicated: number | null
+  readonly outOfOrder: number | null
+  readonly crcMismatches: number | null
   readonly resends: number
   /** The broker SIGKILLed mid-run (`--kill-broker`), if it was. */
   readonly killedBroker: number | null
-  readonly auditPassed: boolean
+  /** Null when no subscriber audited the run. */
+  readonly auditPassed: boolean | null
   /** Whether a subscriber read (and audited) the whole run. */
   readonly endToEnd: boolean
   /**
@@ -110,7 +118,7 @@ export const run = (options: RunOptions) =>
     const subscriber = withSubscriber
       ? yield* spawnRole(
         "subscriber",
-        ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--idle-timeout-ms", "30000"],
+        ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--idle-timeout-ms", "30000", "--until-publishers-done"],
         env
       )
       : undefined
@@ -178,14 +186,14 @@ export const run = (options: RunOptions) =>
     // Any role dying before it is done fails the run, with its last output.
     const watchdog = Effect.raceAll([head.exited, ...brokers.filter((_, i) => i !== kill?.index).map((b) => b.exited)])
     const published = yield* publisher.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
+    // Everything is acked: the subscriber now reads to the log's end, duplicates after the last distinct message included.
+    if (subscriber?.child.connected === true) subscriber.child.send({ event: "publishersDone" })
     const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
     cpu.stopAll()
     yield* Fiber.interrupt(ticker)
     if (interactive) process.stdout.write(`\r${line()}\n`)
 
-    const audit: AuditResult = audited === undefined
-      ? { expected: messages, received: 0, lost: 0, duplicated: 0, outOfOrder: 0, crcMismatches: 0, malformed: 0, passed: true }
-      : audited["audit"] as AuditResult
+    const audit = audited === undefined ? undefined : audited["audit"] as AuditResult
     const elapsedMs = published["elapsedMs"] as number
     const summary: RunSummary = {
       region,
@@ -199,14 +207,16 @@ export const run = (options: RunOptions) =>
       throughputMBps: Math.round((bytes / 1e6 / (elapsedMs / 1000)) * 10) / 10,
       ackLatencyP50Us: Math.round(published["ackLatencyP50Us"] as number),
       ackLatencyP99Us: Math.round(published["ackLatencyP99Us"] as number),
-      lost: audit.lost,
-      duplicated: audit.duplicated,
-      outOfOrder: audit.outOfOrder,
-      crcMismatches: audit.crcMismatches,
+      received: audit?.received ?? null,
+      lost: audit?.lost ?? null,
+      notDelivered: audit?.notDelivered ?? null,
+      duplicated: audit?.duplicated ?? null,
+      outOfOrder: audit?.outOfOrder ?? null,
+      crcMismatches: audit?.crcMismatches ?? null,
       resends: published["resends"] as number,
       killedBroker,
       endToEnd: withSubscriber,
-      auditPassed: audit.passed,
+      auditPassed: audit?.passed ?? null,
       cpuSecondsPerGiB: perGiB(bytes, {
         head: cpu.seconds((r) => r === head),
         brokers: cpu.seconds((r) => brokers.includes(r)),
@@ -224,12 +234,14 @@ export const run = (options: RunOptions) =>
           `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
           `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}; total ${summary.cpuSecondsPerGiB.total}`,
-          audited === undefined
+          audit === undefined
             ? "no subscriber (publish → ACK only)"
-            : `subscriber audit: lost ${audit.lost}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${audit.passed ? "PASSED" : "FAILED"}`
+            : `subscriber audit: received ${audit.received} of ${audit.expected}; lost ${audit.lost}, not delivered ${audit.notDelivered}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${
+              audit.passed ? "PASSED" : "FAILED"
+            }`
         ].join("\n")
       )
     }
-    if (!audit.passed) return yield* new RoleFailed({ role: "subscriber", reason: "the audit failed", stderr: "" })
+    if (audit !== undefined && !audit.passed) return yield* new RoleFailed({ role: "subscriber", reason: "the audit failed", stderr: "" })
     return summary
   }).pipe(Effect.scoped)

@@ -1,6 +1,13 @@
 /**
  * `cxlog subscribe`: a local reader of a topic's total order (it maps the region). With
  * `--audit` it checks the messages `cxlog publish`/`run` stamped and reports the audit.
+ *
+ * An audit reads to the end of the ordered log, not just until every message arrived once,
+ * so a duplicate ordered after the last distinct message is counted: the end is the log's end
+ * when `publishersDone` first holds (`cxlog run` says so once its publisher is acked), or,
+ * without that signal, when every message has arrived once. Past that end with messages still
+ * missing, it keeps reading until `idleTimeoutMs` (with ACK 0 they may still be ordered); what
+ * is then missing is lost. Stopping before that end, missing messages are "not delivered".
  */
 import { Console, Effect, Layer } from "effect"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../layers/Roles.js"
@@ -8,14 +15,16 @@ import { loadAddonSync } from "../native/Native.js"
 import { type LogBatchView, LogReader, type LogMessageView } from "../services/LogReader.js"
 import { LogCorrupt } from "../services/Topics.js"
 import { type AuditResult, makeAudit } from "./Audit.js"
-import { report } from "./Report.js"
+import { report as reportToParent, type RoleEvent } from "./Report.js"
 
 export interface SubscribeOptions {
   readonly region: RegionAccess
   readonly topic: string
   readonly from: number | "earliest" | "latest"
-  /** Audit `publishers × perPublisher` stamped messages and stop when all arrived. */
+  /** Audit `publishers × perPublisher` stamped messages, reading to the end of the log (see above). */
   readonly audit?: { readonly publishers: number; readonly perPublisher: number }
+  /** Audit mode: true once every publisher has finished; the log's end then is where the audit stops. */
+  readonly publishersDone?: () => boolean
   /** Without an audit: stop after this many messages (default: run until interrupted). */
   readonly limit?: number
   /** Give up when nothing new arrives for this long (audit mode). */
@@ -23,10 +32,14 @@ export interface SubscribeOptions {
   readonly reportEveryMs: number
   /** Print each message (no audit): its total order and payload as text. */
   readonly print: boolean
+  /** Where progress and done events go; default the orchestrator's IPC channel, if any. */
+  readonly report?: (event: RoleEvent) => void
 }
 
-export const subscribe = (options: SubscribeOptions) =>
+/** The reader over whatever LogReader is provided (`subscribe` maps the region for it). */
+export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
   Effect.gen(function*() {
+    const report = options.report ?? reportToParent
     const log = yield* LogReader
     const cursor = yield* log.subscribe(options.topic, { from: options.from, durable: true })
     report({ event: "subscribed", position: cursor.position() })
@@ -67,11 +80,13 @@ export const subscribe = (options: SubscribeOptions) =>
       }
       if (at !== end) malformed ??= `batch ${batch.globalSeq}: ${end - at} bytes follow its last message`
     }
-    const done = () => (audit !== undefined ? audit.complete() : options.limit !== undefined && messages >= options.limit)
+    /** Audit mode: the log's end the audit reads to, once known, and whether the reader got there. */
+    let end: number | undefined
+    let readToEnd = false
     const started = Date.now()
     let lastReport = started
     let lastProgress = started
-    while (!done()) {
+    for (;;) {
       const n = audit === undefined ? yield* cursor.poll(onMessage, 256) : yield* cursor.pollBatches(onBatch, 256)
       if (malformed !== undefined) return yield* new LogCorrupt({ reason: `topic ${options.topic}: ${malformed}` })
       const now = Date.now()
@@ -80,21 +95,36 @@ export const subscribe = (options: SubscribeOptions) =>
         lastReport = now
         report({ event: "progress", messages, bytes, position: cursor.position() })
       }
+      if (audit === undefined) {
+        if (options.limit !== undefined && messages >= options.limit) break
+      } else {
+        if (end === undefined && (options.publishersDone === undefined ? audit.complete() : options.publishersDone())) {
+          end = (yield* log.bounds(options.topic)).end
+        }
+        if (end !== undefined && cursor.position() >= end) {
+          readToEnd = true
+          if (audit.complete()) break
+        }
+      }
       if (n === 0) {
         if (audit !== undefined && now - lastProgress > options.idleTimeoutMs) break
         yield* cursor.awaitMore(100)
       }
     }
     const elapsedMs = Date.now() - started
-    const result: AuditResult | undefined = audit?.result()
+    const result: AuditResult | undefined = audit?.result(readToEnd)
     report({ event: "done", messages, bytes, elapsedMs, audit: result })
     if (result !== undefined) {
       yield* Console.error(
-        `subscriber: ${messages} messages; audit ${result.passed ? "passed" : "FAILED"}: lost ${result.lost}, duplicated ${result.duplicated}, out of order ${result.outOfOrder}, crc mismatches ${result.crcMismatches}`
+        `subscriber: ${messages} messages${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
+          result.passed ? "passed" : "FAILED"
+        }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, out of order ${result.outOfOrder}, crc mismatches ${result.crcMismatches}`
       )
     }
     return result
-  }).pipe(
-    Effect.scoped,
+  }).pipe(Effect.scoped)
+
+export const subscribe = (options: SubscribeOptions) =>
+  readTopic(options).pipe(
     Effect.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region))))
   )

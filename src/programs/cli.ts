@@ -12,7 +12,7 @@ import { createTopic } from "./CreateTopic.js"
 import { head } from "./Head.js"
 import { loopbackSend } from "./Loopback.js"
 import { publish } from "./Publish.js"
-import { exitWithParent, parseBytes } from "./Report.js"
+import { exitWithParent, parentEvent, parseBytes } from "./Report.js"
 import { run } from "./Run.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
 import { subscribe } from "./Subscribe.js"
@@ -137,12 +137,19 @@ const subscribeCommand = Command.make(
     auditPublishers: int("audit-publishers", 0),
     auditMessages: int("audit-messages", 0),
     limit: Options.integer("limit").pipe(Options.optional),
-    idleTimeoutMs: int("idle-timeout-ms", 30_000)
+    idleTimeoutMs: int("idle-timeout-ms", 30_000),
+    untilPublishersDone: Options.boolean("until-publishers-done").pipe(
+      Options.withDescription("(audit, under cxlog run) read to the log's end as of the orchestrator's publishersDone message")
+    )
   },
   (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      const publishersDone = o.untilPublishersDone
+        ? yield* Effect.acquireRelease(Effect.sync(() => parentEvent("publishersDone")), (signal) => Effect.sync(signal.close))
+        : undefined
       const result = yield* subscribe({
+        ...(publishersDone === undefined ? {} : { publishersDone: publishersDone.said }),
         region: { name: o.region, coherence: o.coherence },
         topic: o.topic,
         from: o.from === "earliest" || o.from === "latest" ? o.from : Number(o.from),
@@ -153,7 +160,7 @@ const subscribeCommand = Command.make(
         print: o.auditPublishers === 0
       })
       if (result !== undefined && !result.passed) return yield* Effect.fail(new Error("audit failed"))
-    })
+    }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("Read a topic's total order from the region (prints messages, or audits stamped ones)"))
 
 /** The cluster shape `run` and `bench` share; `bytes` defaults differ. */
