@@ -7,10 +7,15 @@
  * passed the payload, checked before the callbacks and again after them. Anything else is
  * `LogOutOfRange` (the reader fell behind the retained window; what the callbacks saw of
  * that batch must be discarded), never silently skipped or torn data.
+ *
+ * A live cursor waiting for the next batch watches the head between doorbell waits: once the
+ * head has been unavailable past `CXLOG_HEAD_LOST_MS` the wait fails with `HeadUnavailable`
+ * (nothing would ever be ordered); with the head alive it simply keeps waiting.
  */
-import { Effect, Layer, type Scope } from "effect"
+import { type ConfigError, Effect, Layer, type Scope } from "effect"
 import { CxlMemory } from "../services/CxlMemory.js"
 import { Doorbell } from "../services/Doorbell.js"
+import type { HeadUnavailable } from "../services/HeadWatch.js"
 import {
   type LogBatchView,
   type LogCursor,
@@ -22,6 +27,7 @@ import {
   SubscriberTableFull
 } from "../services/LogReader.js"
 import { LogCorrupt, type TopicInfo, TopicNotFound } from "../services/Topics.js"
+import { HEAD_CHECK_MS, headWatch } from "./HeadWatch.js"
 import type { LogArea } from "./LogLayout.js"
 import { type MemoryBatch, type MemoryLogStore, type MemoryTopic, reclaimMemory } from "./LogMemory.js"
 import { claimLine, listen, newOccurrence, releaseLine, ringRoomWaiters } from "./LogParticipants.js"
@@ -96,7 +102,7 @@ interface CursorCore {
   readonly committed: () => number
   readonly bounds: () => { earliest: number; end: number }
   readonly advanced: (next: number) => void
-  readonly awaitMore: (next: () => number, timeoutMs: number) => Effect.Effect<boolean>
+  readonly awaitMore: (next: () => number, timeoutMs: number) => Effect.Effect<boolean, HeadUnavailable>
 }
 
 const makeCursor = (core: CursorCore, start: { next: number; position: number; skip: number }): LogCursor => {
@@ -168,10 +174,16 @@ const locate = (
   return order === undefined ? "out-of-range" : { next: lo, position: from, skip: from - order }
 }
 
-export const make = (area: LogArea): Effect.Effect<LogReaderShape, never, CxlMemory | Doorbell | Scope.Scope> =>
+export interface LogReaderOptions {
+  /** How long the head may be unavailable before a waiting cursor fails (default `CXLOG_HEAD_LOST_MS`). */
+  readonly headLostMs?: number
+}
+
+export const make = (area: LogArea, options: LogReaderOptions = {}): Effect.Effect<LogReaderShape, ConfigError.ConfigError, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
+    const head = yield* headWatch(region, options.headLostMs)
     yield* listen(region, area, doorbell)
     const { config } = area
     const { f64, u32, i32 } = region
@@ -308,7 +320,22 @@ export const make = (area: LogArea): Effect.Effect<LogReaderShape, never, CxlMem
             Atomics.store(i32, (durable.line + SubscriberLine.durable) / 4, 1)
             retentionMoved(t)
           },
-          awaitMore: (next, timeoutMs) => doorbell.await(() => committedOf(t) > next(), timeoutMs)
+          awaitMore: (next, timeoutMs) => {
+            const more = () => committedOf(t) > next()
+            const waitingFor = () => `topic ${topicName}: batch ${next()} of the total order (committed ${committedOf(t)})`
+            const deadline = performance.now() + timeoutMs
+            // Waits in slices so the head is looked at every HEAD_CHECK_MS; a commit still wakes at once.
+            const slice: Effect.Effect<boolean, HeadUnavailable> = Effect.suspend(() => {
+              const left = deadline - performance.now()
+              return Effect.flatMap(doorbell.await(more, Math.max(0, Math.min(left, HEAD_CHECK_MS))), (woken) => {
+                if (woken) return Effect.succeed(true)
+                const lost = head.check(waitingFor)
+                if (lost !== undefined) return Effect.fail(lost)
+                return left <= HEAD_CHECK_MS ? Effect.succeed(false) : slice
+              })
+            })
+            return slice
+          }
         }
         return makeCursor(core, start)
       })
@@ -319,7 +346,8 @@ export const make = (area: LogArea): Effect.Effect<LogReaderShape, never, CxlMem
     }
   })
 
-export const layer = (area: LogArea): Layer.Layer<LogReader, never, CxlMemory | Doorbell> => Layer.scoped(LogReader, make(area))
+export const layer = (area: LogArea, options: LogReaderOptions = {}): Layer.Layer<LogReader, ConfigError.ConfigError, CxlMemory | Doorbell> =>
+  Layer.scoped(LogReader, make(area, options))
 
 // ---- in-memory ----------------------------------------------------------------------
 

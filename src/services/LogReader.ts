@@ -5,6 +5,7 @@
  * behind the retained window gets `LogOutOfRange`, never skipped or torn data.
  */
 import { Context, Data, type Effect, Schema, type Scope } from "effect"
+import type { HeadUnavailable } from "./HeadWatch.js"
 import type { LogCorrupt, TopicInfo, TopicNotFound } from "./Topics.js"
 
 /** One batch of the total order; valid only during the callback it is passed to. */
@@ -51,8 +52,11 @@ export interface LogCursor {
   readonly poll: (onMessage: (message: LogMessageView) => void, maxBatches?: number) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
   /** Delivers whole batches available now; returns how many batches. */
   readonly pollBatches: (onBatch: (batch: LogBatchView) => void, maxBatches?: number) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
-  /** True once there is something to read, false after `timeoutMs`. */
-  readonly awaitMore: (timeoutMs: number) => Effect.Effect<boolean>
+  /**
+   * True once there is something to read, false after `timeoutMs`. Fails with `HeadUnavailable`
+   * once the head has been unavailable past its bound (nothing more would be ordered).
+   */
+  readonly awaitMore: (timeoutMs: number) => Effect.Effect<boolean, HeadUnavailable>
 }
 
 export interface SubscribeOptions {
