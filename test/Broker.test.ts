@@ -12,7 +12,8 @@ import { drain, regionCluster } from "./fixtures/log-harness.js"
 import { Broker, type BrokerOptions } from "../src/services/Broker.js"
 import { BrokerLog, type BrokerLogShape } from "../src/services/BrokerLog.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../src/wire/Frame.js"
-import { batchFrame, errorCode, hello, rawConnect } from "./fixtures/net-raw-client.js"
+import { PROTOCOL_VERSION } from "../src/wire/Control.js"
+import { batchFrame, epochOf, errorCode, hello, rawConnect } from "./fixtures/net-raw-client.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
@@ -29,19 +30,22 @@ describe("Broker", () => {
     Effect.gen(function*() {
       const { log, server } = yield* broker({}, 5_000, 3)
       const client = yield* rawConnect(server.port)
-      client.write(hello("t", 11, 0))
+      client.write(hello("t", 11))
       const welcome = yield* client.nextFrame()
       expect(welcome.type).toBe(FrameType.WELCOME)
-      expect(JSON.parse(Buffer.from(welcome.payload).toString())).toMatchObject({ protocol: 1, brokerId: 3 })
+      expect(JSON.parse(Buffer.from(welcome.payload).toString())).toMatchObject({ protocol: PROTOCOL_VERSION, brokerId: 3 })
+      // The HELLO registered a new session: the log handed out its epoch.
+      const epoch = epochOf(welcome)
+      expect(epoch).toBeGreaterThan(0)
       const batches = 200
-      client.write(Buffer.concat(Array.from({ length: batches }, (_, seq) => batchFrame(11, 0, seq, [message(seq), message(seq + 1)]))))
+      client.write(Buffer.concat(Array.from({ length: batches }, (_, seq) => batchFrame(11, epoch, seq, [message(seq), message(seq + 1)]))))
       let acked = 0
       let ackFrames = 0
       while (acked < batches) {
         const frame = yield* client.nextFrame()
         expect(frame.type).toBe(FrameType.ACK)
         expect(frame.seq).toBeGreaterThan(acked)
-        expect([frame.clientId, frame.sessionEpoch, frame.messageCount]).toEqual([11, 0, 1])
+        expect([frame.clientId, frame.sessionEpoch, frame.messageCount]).toEqual([11, epoch, 1])
         acked = frame.seq
         ackFrames++
       }
@@ -59,11 +63,14 @@ describe("Broker", () => {
       const c0 = yield* rawConnect(b0.port)
       const c1 = yield* rawConnect(b1.port)
       const c2 = yield* rawConnect(b1.port)
-      for (const c of [c0, c1, c2]) c.write(hello("t", 5, 2, 2))
-      for (const c of [c0, c1, c2]) expect((yield* c.nextFrame()).type).toBe(FrameType.WELCOME)
-      c1.write(batchFrame(5, 2, 1, [message(1)]))
+      // c0 registers the session; the others attach to it.
+      c0.write(hello("t", 5, undefined, 2))
+      const epoch = epochOf(yield* c0.nextFrame())
+      for (const c of [c1, c2]) c.write(hello("t", 5, epoch, 2))
+      for (const c of [c1, c2]) expect((yield* c.nextFrame()).type).toBe(FrameType.WELCOME)
+      c1.write(batchFrame(5, epoch, 1, [message(1)]))
       yield* Effect.sleep("30 millis")
-      c0.write(batchFrame(5, 2, 0, [message(0)]))
+      c0.write(batchFrame(5, epoch, 0, [message(0)]))
       const ack0 = yield* c0.nextFrame()
       const ack1 = yield* c1.nextFrame()
       expect([ack0.type, ack0.seq, ack0.messageCount]).toEqual([FrameType.ACK, 2, 2])
@@ -77,9 +84,9 @@ describe("Broker", () => {
     Effect.gen(function*() {
       const { log, server } = yield* broker()
       const client = yield* rawConnect(server.port)
-      client.write(hello("t", 1, 0, 0))
-      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
-      client.write(Buffer.concat([batchFrame(1, 0, 0, [message(0)]), batchFrame(1, 0, 1, [message(1)])]))
+      client.write(hello("t", 1, undefined, 0))
+      const epoch = epochOf(yield* client.nextFrame())
+      client.write(Buffer.concat([batchFrame(1, epoch, 0, [message(0)]), batchFrame(1, epoch, 1, [message(1)])]))
       while (log.ordered("t").length < 2) yield* Effect.sleep("5 millis")
       yield* Effect.sleep("30 millis")
       expect(yield* client.frames.size).toBe(0)
@@ -89,45 +96,47 @@ describe("Broker", () => {
     Effect.gen(function*() {
       const { server } = yield* broker({}, 50)
       const client = yield* rawConnect(server.port)
-      client.write(hello("t", 9, 4))
-      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
-      client.write(Buffer.concat([batchFrame(9, 4, 0, [message(0)]), batchFrame(9, 4, 1, [message(1)]), batchFrame(9, 4, 3, [message(3)])]))
+      client.write(hello("t", 9))
+      const epoch = epochOf(yield* client.nextFrame())
+      client.write(Buffer.concat([batchFrame(9, epoch, 0, [message(0)]), batchFrame(9, epoch, 1, [message(1)]), batchFrame(9, epoch, 3, [message(3)])]))
       let frame = yield* client.nextFrame()
       while (frame.type === FrameType.ACK) frame = yield* client.nextFrame()
-      expect([frame.type, frame.clientId, frame.sessionEpoch, frame.seq]).toEqual([FrameType.SESSION_FENCED, 9, 4, 2])
+      expect([frame.type, frame.clientId, frame.sessionEpoch, frame.seq]).toEqual([FrameType.SESSION_FENCED, 9, epoch, 2])
       expect(server.stats().fencedFrames).toBe(1)
     }))
 
-  const badInputs: ReadonlyArray<readonly [string, string, (port: number) => ReadonlyArray<Uint8Array>]> = [
+  /** Each bad input, given the epoch of client 1's registered session. */
+  const badInputs: ReadonlyArray<readonly [string, string, (epoch: number) => ReadonlyArray<Uint8Array>]> = [
     ["garbage", "bad-magic", () => [new Uint8Array(64).fill(0x41)]],
-    ["a batch before the handshake", "unexpected-frame", () => [batchFrame(1, 0, 0, [message(0)])]],
+    ["a batch before the handshake", "unexpected-frame", (e) => [batchFrame(1, e, 0, [message(0)])]],
     ["a HELLO whose JSON does not decode", "bad-handshake", () => [
       encodeFrame({ type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 }, Buffer.from("{\"protocol\":1,\"topic\":7}"))
     ]],
-    ["an unknown topic", "unknown-topic", () => [hello("nope", 1, 0)]],
-    ["another protocol version", "version-mismatch", () => [hello("t", 1, 0, 1, 2)]],
-    ["another wire version", "version-mismatch", () => {
-      const frame = hello("t", 1, 0)
+    ["an unknown topic", "unknown-topic", (e) => [hello("nope", 1, e)]],
+    ["another protocol version", "version-mismatch", (e) => [hello("t", 1, e, 1, PROTOCOL_VERSION + 1)]],
+    ["another wire version", "version-mismatch", (e) => {
+      const frame = hello("t", 1, e)
       frame[1] = 2
       return [frame]
     }],
-    ["a wrong crc32c", "bad-crc", () => {
-      const frame = batchFrame(1, 0, 0, [message(0)])
+    ["a wrong crc32c", "bad-crc", (e) => {
+      const frame = batchFrame(1, e, 0, [message(0)])
       frame[FRAME_HEADER_BYTES + 9] ^= 0xff
-      return [hello("t", 1, 0), frame]
+      return [hello("t", 1, e), frame]
     }],
-    ["an oversized length", "oversized", () => {
+    ["an oversized length", "oversized", (e) => {
       const header = new Uint8Array(FRAME_HEADER_BYTES)
-      writeHeader(header, 0, { type: FrameType.BATCH, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 1, payloadBytes: 2 ** 31, crc32c: 0 })
-      return [hello("t", 1, 0), header]
+      writeHeader(header, 0, { type: FrameType.BATCH, clientId: 1, sessionEpoch: e, seq: 0, messageCount: 1, payloadBytes: 2 ** 31, crc32c: 0 })
+      return [hello("t", 1, e), header]
     }],
-    ["a batch of another session", "session-mismatch", () => [hello("t", 1, 0), batchFrame(1, 1, 0, [message(0)])]],
-    ["a batch whose messages do not add up", "bad-batch", () => {
-      const frame = batchFrame(1, 0, 0, [message(0), message(1)])
+    ["a batch of another session", "session-mismatch", (e) => [hello("t", 1, e), batchFrame(1, e + 1000, 0, [message(0)])]],
+    ["a batch whose messages do not add up", "bad-batch", (e) => {
+      const frame = batchFrame(1, e, 0, [message(0), message(1)])
       frame.writeUInt32LE(3, 20)
-      return [hello("t", 1, 0), frame]
+      return [hello("t", 1, e), frame]
     }],
-    ["a second HELLO", "unexpected-frame", () => [hello("t", 1, 0), hello("t", 1, 0)]]
+    ["a second HELLO", "unexpected-frame", (e) => [hello("t", 1, e), hello("t", 1, e)]],
+    ["a HELLO attaching to a session the log never registered", "unknown-session", (e) => [hello("t", 1, e + 1000)]]
   ]
 
   for (const [what, code, input] of badInputs) {
@@ -135,14 +144,15 @@ describe("Broker", () => {
       Effect.gen(function*() {
         const { log, server } = yield* broker()
         const good = yield* rawConnect(server.port)
-        good.write(hello("t", 100, 0))
-        expect((yield* good.nextFrame()).type).toBe(FrameType.WELCOME)
+        good.write(hello("t", 100))
+        const goodEpoch = epochOf(yield* good.nextFrame())
+        const badEpoch = yield* log.forBroker(0).registerSession("t", 1)
         const bad = yield* rawConnect(server.port)
-        for (const bytes of input(server.port)) bad.write(bytes)
+        for (const bytes of input(badEpoch)) bad.write(bytes)
         const frames = yield* Deferred.await(bad.closed)
         expect(errorCode(frames[frames.length - 1])).toBe(code)
         expect(server.stats().rejected[code as "bad-crc"]).toBe(1)
-        good.write(batchFrame(100, 0, 0, [message(7)]))
+        good.write(batchFrame(100, goodEpoch, 0, [message(7)]))
         expect((yield* good.nextFrame()).seq).toBe(1)
         expect(log.ordered("t").filter((b) => b.clientId !== 100)).toEqual([])
       }))
@@ -152,9 +162,8 @@ describe("Broker", () => {
     Effect.gen(function*() {
       const { log, server } = yield* broker()
       const client = yield* rawConnect(server.port)
-      client.write(hello("t", 1, 0))
-      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
-      const frame = batchFrame(1, 0, 0, [message(0)])
+      client.write(hello("t", 1))
+      const frame = batchFrame(1, epochOf(yield* client.nextFrame()), 0, [message(0)])
       client.socket.end(frame.subarray(0, frame.length - 5))
       const frames = yield* Deferred.await(client.closed)
       expect(errorCode(frames[frames.length - 1])).toBe("truncated")
@@ -186,11 +195,11 @@ describe("Broker", () => {
       const readBufferBytes = 256 << 10
       const server = yield* BrokerLayers.make({ readBufferBytes }).pipe(Effect.provideService(BrokerLog, stalled))
       const client = yield* rawConnect(server.port)
-      client.write(hello("t", 1, 0))
-      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      client.write(hello("t", 1))
+      const epoch = epochOf(yield* client.nextFrame())
       const batches = 512
       const payload = new Uint8Array(60_000)
-      for (let seq = 0; seq < batches; seq++) client.write(batchFrame(1, 0, seq, [payload]))
+      for (let seq = 0; seq < batches; seq++) client.write(batchFrame(1, epoch, seq, [payload]))
       yield* Effect.sleep("300 millis")
       expect(server.stats().queuedBytes).toBeGreaterThan(0)
       expect(server.stats().queuedBytes).toBeLessThanOrEqual(readBufferBytes + (64 << 10))
@@ -208,7 +217,7 @@ describe("Broker", () => {
       const { port, client } = yield* Effect.scoped(Effect.gen(function*() {
         const server = yield* Broker
         const client = yield* rawConnect(server.port)
-        client.write(hello("t", 1, 0))
+        client.write(hello("t", 1))
         expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
         return { port: server.port, client }
       }).pipe(Effect.provide(BrokerLayers.layer().pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
@@ -229,10 +238,10 @@ describe("Broker", () => {
       const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log))
       const client = yield* rawConnect(server.port)
       client.socket.setNoDelay(true)
-      client.write(hello("t", 21, 0))
-      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      client.write(hello("t", 21))
+      const epoch = epochOf(yield* client.nextFrame())
       const messages = (seq: number) => Array.from({ length: 12 }, (_, i) => new Uint8Array(1000 + i).map((_, k) => (seq * 13 + i * 7 + k) & 0xff))
-      const frames = [0, 1, 2].map((seq) => batchFrame(21, 0, seq, messages(seq)))
+      const frames = [0, 1, 2].map((seq) => batchFrame(21, epoch, seq, messages(seq)))
       // Every frame goes out in pieces of 700 bytes (headers and message headers cut too), each its own TCP segment.
       for (const frame of frames) {
         for (let at = 0; at < frame.length; at += 700) {

@@ -9,13 +9,17 @@ import { CxlMemory } from "../services/CxlMemory.js"
 import { Doorbell } from "../services/Doorbell.js"
 import { type AckLevel, LogCorrupt, type TopicInfo, TopicNotFound } from "../services/Topics.js"
 import type { LogArea } from "./LogLayout.js"
-import { type MemoryLogStore, type MemoryTopic, sessionKey } from "./LogMemory.js"
+import type { MemoryLogStore, MemoryTopic } from "./LogMemory.js"
 import { listen } from "./LogParticipants.js"
-import { BrokerLine, OrderLine, Participant, SequencerLine, SessionLine, SessionState } from "./LogRecords.js"
-import { sessionHash } from "./Sequencer.js"
+import { BrokerLine, OrderLine, Participant, SequencerLine } from "./LogRecords.js"
+import { type SessionRecord, SessionTable } from "./SessionTable.js"
 import { topicResolver } from "./Topics.js"
 
 const UNKNOWN: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: false }
+
+/** What the session's line says, as ACK frontiers (a released session is over like a fenced one). */
+const acksOf = (record: SessionRecord | undefined): SessionAcks =>
+  record === undefined ? UNKNOWN : { ordered: record.next, replicated: record.next, fenced: record.state !== "active", known: true }
 
 /** The frontier at `level`: level 2 equals level 1 while replication factor is 1 (creating RF > 1 is refused). */
 const ackedAt = (acks: SessionAcks, level: AckLevel) => (level === 2 ? acks.replicated : acks.ordered)
@@ -62,43 +66,22 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
     const doorbell = yield* Doorbell
     yield* listen(region, area, doorbell)
     const { config } = area
-    const { f64, u32, i32 } = region
+    const { f64, i32 } = region
     const resolve = topicResolver(region, area)
-    /** Session line index by topic and session, once found (sessions never move). */
-    const lines = new Map<string, number>()
+    const tables = new Map<number, SessionTable>()
+    /** Where each session was last found (lines are reused, so the table checks the key again). */
+    const hints = new Map<string, number>()
 
-    const findLine = (t: number, clientId: number, sessionEpoch: number): number => {
+    const read = (t: number, clientId: number, sessionEpoch: number): SessionAcks => {
+      let table = tables.get(t)
+      if (table === undefined) {
+        table = new SessionTable(region, area.sessions(t), area.registryLine(t), config.sessionSlots)
+        tables.set(t, table)
+      }
       const key = `${t}/${clientId}/${sessionEpoch}`
-      const cached = lines.get(key)
-      if (cached !== undefined) return cached
-      const table = area.sessions(t)
-      let i = sessionHash(clientId, sessionEpoch, config.sessionSlots)
-      for (let probes = 0; probes < config.sessionSlots; probes++, i = (i + 1) & (config.sessionSlots - 1)) {
-        const line = table + i * 64
-        region.invalidate(line, 64)
-        if (Atomics.load(i32, (line + SessionLine.state) / 4) === SessionState.empty) return -1
-        if (u32[(line + SessionLine.clientId) / 4] === clientId && u32[(line + SessionLine.sessionEpoch) / 4] === sessionEpoch) {
-          lines.set(key, line)
-          return line
-        }
-      }
-      return -1
-    }
-
-    const read = (t: number, clientId: number, sessionEpoch: number): SessionAcks | LogCorrupt => {
-      const line = findLine(t, clientId, sessionEpoch)
-      if (line < 0) return UNKNOWN
-      for (let attempt = 0; attempt < 10_000; attempt++) {
-        region.invalidate(line, 64)
-        const before = Atomics.load(i32, (line + SessionLine.version) / 4)
-        if ((before & 1) !== 0) continue
-        const next = f64[(line + SessionLine.next) / 8]!
-        const fenced = Atomics.load(i32, (line + SessionLine.state) / 4) === SessionState.fenced
-        if (Atomics.load(i32, (line + SessionLine.version) / 4) !== before) continue
-        if (!Number.isSafeInteger(next) || next < 0) return new LogCorrupt({ reason: `session ${clientId}/${sessionEpoch}: frontier ${next} is invalid` })
-        return { ordered: next, replicated: next, fenced, known: true }
-      }
-      return new LogCorrupt({ reason: `session ${clientId}/${sessionEpoch}: its line never became stable` })
+      const record = table.lookup(clientId, sessionEpoch, hints.get(key))
+      if (record !== undefined) hints.set(key, record.slot)
+      return acksOf(record)
     }
 
     const counts = (t: number): ReadonlyArray<BrokerCounts> => {
@@ -120,10 +103,7 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
 
     return {
       sessionAcks: (topic, clientId, sessionEpoch) =>
-        Effect.flatMap(resolve(topic), (info) => {
-          const acks = read(info.id, clientId, sessionEpoch)
-          return acks instanceof LogCorrupt ? Effect.fail(acks) : Effect.succeed(acks)
-        }),
+        Effect.map(resolve(topic), (info) => read(info.id, clientId, sessionEpoch)),
       brokerCounts: (topic) => Effect.map(resolve(topic), (info) => counts(info.id)),
       progress: (topic) => Effect.map(resolve(topic), (info) => progressOf(info.id)),
       awaitProgress: (topic, seen, timeoutMs) =>
@@ -143,10 +123,7 @@ export const makeMemory = (store: MemoryLogStore): AckTrackerShape => {
     const topic = store.topics.find((t) => t.info.name === name)
     return topic === undefined ? Effect.fail(new TopicNotFound({ name })) : Effect.succeed(topic)
   }
-  const read = (topic: MemoryTopic, clientId: number, sessionEpoch: number): SessionAcks => {
-    const record = topic.sessions.get(sessionKey(clientId, sessionEpoch))
-    return record === undefined ? UNKNOWN : { ordered: record.next, replicated: record.next, fenced: record.fenced, known: true }
-  }
+  const read = (topic: MemoryTopic, clientId: number, sessionEpoch: number): SessionAcks => acksOf(topic.sessions.lookup(clientId, sessionEpoch))
   const counts = (topic: MemoryTopic): ReadonlyArray<BrokerCounts> =>
     topic.brokers.flatMap((b, brokerId) =>
       b.head === 0 && !store.owners.has(brokerId) ? [] : [{ brokerId, acked: b.consumedThrough, sent: b.head }]

@@ -17,7 +17,8 @@ import {
   AppendTimeout,
   type BatchHeader,
   BatchRejected,
-  BrokerSlotTaken
+  BrokerSlotTaken,
+  SessionTableFull
 } from "../services/Appender.js"
 import { CxlMemory } from "../services/CxlMemory.js"
 import { Doorbell } from "../services/Doorbell.js"
@@ -26,7 +27,8 @@ import type { FlushAudit } from "./LogFlushAudit.js"
 import { type LogArea, LogConfigInvalid } from "./LogLayout.js"
 import { type MemoryBatch, type MemoryLogStore, reclaimMemory } from "./LogMemory.js"
 import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine, waitingForRoom } from "./LogParticipants.js"
-import { alignLine, BrokerLine, lapMark, LeaseLine, PbrSlot, SequencerLine } from "./LogRecords.js"
+import { alignLine, BrokerLine, lapMark, LeaseLine, PbrKind, type PbrKindCode, PbrSlot, SequencerLine } from "./LogRecords.js"
+import { SessionTable } from "./SessionTable.js"
 import { Offsets } from "./Superblock.js"
 import { topicResolver } from "./Topics.js"
 
@@ -83,6 +85,20 @@ const withBackpressure = <E>(
     }
   })
 
+/** The close marker's header: no payload; `batchSeq` carries the batch count. */
+const closeHeader = (clientId: number, sessionEpoch: number, batches: number): BatchHeader => ({
+  clientId,
+  sessionEpoch,
+  batchSeq: batches,
+  messageCount: 0,
+  payloadBytes: 0,
+  crc32c: 0
+})
+
+/** The registration outcome in the service's terms. */
+const registered = (topic: string, outcome: ReturnType<SessionTable["register"]>): Effect.Effect<number, SessionTableFull> =>
+  "full" in outcome ? Effect.fail(new SessionTableFull({ topic, capacity: outcome.capacity })) : Effect.succeed(outcome.sessionEpoch)
+
 /** Counts an appended batch (plain metric updates: this is per batch). */
 const counted = (receipt: AppendReceipt, payloadBytes: number): AppendReceipt => {
   logAppendBatches.unsafeUpdate(1, [])
@@ -132,6 +148,7 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
     const { f64, u32, i32 } = region
     const resolve = topicResolver(region, area)
     const topics = new Map<string, BrokerTopic>()
+    const sessionTables = new Map<number, SessionTable>()
     const alive = livenessCache()
 
     const recover = (info: TopicInfo): Effect.Effect<BrokerTopic, LogCorrupt> =>
@@ -229,7 +246,7 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       if (bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)) doorbell.ring(bell)
     }
 
-    const commit = (bt: BrokerTopic, header: BatchHeader, position: number, fill: (dst: Uint8Array) => void): AppendReceipt => {
+    const commit = (bt: BrokerTopic, header: BatchHeader, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): AppendReceipt => {
       const { payloadBytes } = header
       const at = bt.blog + (position % blogBytes)
       fill(region.bytes.subarray(at, at + payloadBytes))
@@ -245,6 +262,7 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       u32[(slot + PbrSlot.brokerId) / 4] = brokerId
       f64[(slot + PbrSlot.receivedAtMs) / 8] = Date.now()
       f64[(slot + PbrSlot.pbrSeq) / 8] = pbrSeq
+      u32[(slot + PbrSlot.kind) / 4] = kind
       region.publish(at, payloadBytes)
       region.publish(slot, 64)
       audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
@@ -259,10 +277,16 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
     }
 
     /** One try: a receipt, what is full, or why the batch cannot be appended (no Effect: the hot path). */
-    const attempt = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
+    const attempt = (
+      bt: BrokerTopic,
+      topic: string,
+      header: BatchHeader,
+      fill: (dst: Uint8Array) => void,
+      kind: PbrKindCode = PbrKind.batch
+    ): AppendReceipt | Full | BatchRejected => {
       try {
         const position = roomFor(bt, alignLine(header.payloadBytes))
-        return typeof position === "number" ? commit(bt, header, position, fill) : position
+        return typeof position === "number" ? commit(bt, header, position, fill, kind) : position
       } catch (error) {
         return new BatchRejected({ topic, reason: `filling the payload failed: ${String(error)}` })
       }
@@ -276,8 +300,14 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       return typeof first === "string" || first instanceof BatchRejected ? first : counted(first, header.payloadBytes)
     }
 
-    const appendTo = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> => {
-      const first = tryOnce(bt, topic, header, fill)
+    const appendTo = (
+      bt: BrokerTopic,
+      topic: string,
+      header: BatchHeader,
+      fill: (dst: Uint8Array) => void,
+      kind: PbrKindCode = PbrKind.batch
+    ): Effect.Effect<AppendReceipt, AppendError> => {
+      const first = kind === PbrKind.batch ? tryOnce(bt, topic, header, fill) : attempt(bt, topic, header, fill, kind)
       if (first instanceof BatchRejected) return Effect.fail(first)
       if (typeof first !== "string") return Effect.succeed(first)
       const bytes = alignLine(header.payloadBytes)
@@ -291,7 +321,7 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
             timeoutMs,
             first,
             Effect.suspend(() => {
-              const next = attempt(bt, topic, header, fill)
+              const next = attempt(bt, topic, header, fill, kind)
               return next instanceof BatchRejected ? Effect.fail(next) : Effect.succeed(next)
             }),
             (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
@@ -304,19 +334,35 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       ).pipe(Effect.map((receipt) => counted(receipt, header.payloadBytes)))
     }
 
+    /** This broker's state for the topic (set up from the region on first use). */
+    const topicState = (topic: string): Effect.Effect<BrokerTopic, TopicNotFound | BatchRejected> =>
+      Effect.suspend(() => {
+        const known = topics.get(topic)
+        if (known !== undefined) return Effect.succeed(known)
+        return brokerTopic(topic).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message }))))
+      })
+
     const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> =>
       Effect.suspend(() => {
         const known = topics.get(topic)
         if (known !== undefined) return appendTo(known, topic, header, fill)
-        return brokerTopic(topic).pipe(
-          Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message }))),
-          Effect.flatMap((bt) => appendTo(bt, topic, header, fill))
-        )
+        return Effect.flatMap(topicState(topic), (bt) => appendTo(bt, topic, header, fill))
       })
 
     return {
       brokerId,
       appendWith,
+      registerSession: (topic, clientId) =>
+        Effect.flatMap(resolve(topic), (info) => {
+          let table = sessionTables.get(info.id)
+          if (table === undefined) {
+            table = new SessionTable(region, area.sessions(info.id), area.registryLine(info.id), config.sessionSlots)
+            sessionTables.set(info.id, table)
+          }
+          return registered(topic, table.register(clientId, Date.now()))
+        }),
+      closeSession: (topic, clientId, sessionEpoch, batches) =>
+        Effect.flatMap(topicState(topic), (bt) => appendTo(bt, topic, closeHeader(clientId, sessionEpoch, batches), () => {}, PbrKind.close)),
       tryAppendWith: (topic, header, fill) => {
         const known = topics.get(topic)
         if (known === undefined) return "wait"
@@ -353,10 +399,10 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
 
     /** The topic and room check of one append, or why it cannot be appended at all. */
-    const prepare = (topicName: string, header: BatchHeader) => {
+    const prepare = (topicName: string, header: BatchHeader, kind: PbrKindCode = PbrKind.batch) => {
       const topic = store.topics.find((t) => t.info.name === topicName)
       if (topic === undefined) return new TopicNotFound({ name: topicName })
-      const problem = headerProblem(header, config.maxBatchBytes)
+      const problem = kind === PbrKind.batch ? headerProblem(header, config.maxBatchBytes) : undefined
       if (problem !== undefined) return new BatchRejected({ topic: topicName, reason: problem })
       const broker = topic.brokers[brokerId]!
       const bytes = alignLine(header.payloadBytes)
@@ -372,6 +418,7 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
           const payload = new Uint8Array(header.payloadBytes)
           fill(payload)
           const batch: MemoryBatch = {
+            kind,
             broker: brokerId,
             pbrSeq: broker.head,
             clientId: header.clientId,
@@ -401,9 +448,9 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
       return { broker, room, attempt }
     }
 
-    const appendWith = (topicName: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
+    const appendWith = (topicName: string, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode = PbrKind.batch) =>
       Effect.gen(function*() {
-        const prepared = prepare(topicName, header)
+        const prepared = prepare(topicName, header, kind)
         if (prepared instanceof TopicNotFound || prepared instanceof BatchRejected) return yield* prepared
         const { attempt, broker, room } = prepared
         const once = Effect.suspend(() => {
@@ -412,6 +459,7 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
         })
         const first = yield* once
         if (typeof first !== "string") return counted(first, header.payloadBytes)
+        broker.roomWaits++
         const receipt = yield* withBackpressure(
           topicName,
           brokerId,
@@ -422,7 +470,7 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
           () => {
             broker.ringFullWaits++
           }
-        )
+        ).pipe(Effect.ensuring(Effect.sync(() => broker.roomWaits--)))
         return counted(receipt, header.payloadBytes)
       })
 
@@ -438,7 +486,13 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
       append: (topic, header, payload) =>
         payload.length !== header.payloadBytes
           ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
-          : appendWith(topic, header, (dst) => dst.set(payload))
+          : appendWith(topic, header, (dst) => dst.set(payload)),
+      registerSession: (topicName, clientId) =>
+        Effect.suspend((): Effect.Effect<number, TopicNotFound | SessionTableFull> => {
+          const topic = store.topics.find((t) => t.info.name === topicName)
+          return topic === undefined ? Effect.fail(new TopicNotFound({ name: topicName })) : registered(topicName, topic.sessions.register(clientId, Date.now()))
+        }),
+      closeSession: (topic, clientId, sessionEpoch, batches) => appendWith(topic, closeHeader(clientId, sessionEpoch, batches), () => {}, PbrKind.close)
     }
   })
 

@@ -6,8 +6,17 @@
  * (`tryAppendWith`), so the only copy is chunk → region and no fiber runs per batch. Only
  * when the log has no room does the connection's fiber take over: it waits in `appendWith`
  * while later chunks queue (the socket is paused past `readBufferBytes`), then hands back.
+ *
+ * What one connection may hold: before its handshake, a HELLO (the reader refuses any other
+ * frame from its header, and the socket pauses past 32 + 4 KiB queued) plus the one chunk it
+ * came in; after it, `readBufferBytes` of queued chunks plus one chunk, the batch being
+ * gathered or waiting for room (≤ `maxBatchBytes` plus two chunks' slack), and
+ * `writeBufferBytes` of output. Sessions that exchange nothing for `idleTimeoutMs` are closed,
+ * and connections past `maxConnections` (kept below the process's open-file limit) are
+ * refused with an ERROR frame.
  */
 import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, type Scope } from "effect"
+import { readFileSync } from "node:fs"
 import { createServer, type Server, type Socket } from "node:net"
 import {
   brokerAckFrames,
@@ -21,6 +30,7 @@ import { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type 
 import { type AppendTimeout, BrokerLog, type BrokerLogShape, type LogCorrupt, type UnknownTopic } from "../services/BrokerLog.js"
 import { checkBatchPieces, gatherPieces } from "../wire/BatchPayload.js"
 import {
+  type AckLevel,
   ackFrame,
   errorFrame,
   Hello,
@@ -32,7 +42,7 @@ import {
   type WireErrorCode,
   WireViolation
 } from "../wire/Control.js"
-import { type Frame, FrameType, payloadPieces } from "../wire/Frame.js"
+import { type Frame, FRAME_HEADER_BYTES, FrameType, frameTypeName, MAX_CONTROL_PAYLOAD_BYTES, payloadPieces } from "../wire/Frame.js"
 import { FrameReader } from "../wire/FrameReader.js"
 
 interface Settings {
@@ -41,10 +51,14 @@ interface Settings {
   readonly maxBatchBytes: number
   readonly ackIntervalMs: number
   readonly handshakeTimeoutMs: number
+  readonly idleTimeoutMs: number
   readonly maxConnections: number
   readonly readBufferBytes: number
   readonly writeBufferBytes: number
 }
+
+/** See `BrokerOptions.idleTimeoutMs`. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000
 
 const settingsOf = (options: BrokerOptions): Settings => ({
   host: options.host ?? "127.0.0.1",
@@ -52,13 +66,41 @@ const settingsOf = (options: BrokerOptions): Settings => ({
   maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
   ackIntervalMs: options.ackIntervalMs ?? 0,
   handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
+  idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   maxConnections: options.maxConnections ?? 1024,
   readBufferBytes: options.readBufferBytes ?? 1 << 20,
   writeBufferBytes: options.writeBufferBytes ?? 1 << 20
 })
 
+/** The session a connection carries once its handshake registered or attached it. */
+interface ConnectionSession {
+  readonly topic: string
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly ackLevel: AckLevel
+}
+
 /** How long a rejected connection may take to read its error frame before it is destroyed. */
 const REJECT_GRACE_MS = 1_000
+/** Input queued before the handshake past which the socket pauses: one HELLO of the largest size. */
+const HANDSHAKE_BUFFER_BYTES = FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES
+/**
+ * Open files the broker process keeps beside its connections (region, doorbell, stdio,
+ * libuv's own, the listener, refused connections in their grace period): `maxConnections`
+ * stays this far below the open-file limit, so the connection past it still gets its ERROR
+ * frame instead of an accept that fails (EMFILE) and a silently dropped connection.
+ */
+const RESERVED_FILES = 64
+
+/** The process's soft limit of open files (Linux: /proc/self/limits); undefined where unknown or unlimited. */
+const openFileLimit = (): number | undefined => {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"))
+    return match === null ? undefined : Number(match[1])
+  } catch {
+    return undefined
+  }
+}
 /** Upper bound of one wait for frontier progress (the ACK tracker re-reads after it). */
 const PROGRESS_WAIT_MS = 1_000
 
@@ -77,7 +119,8 @@ const nextLoopTurn = Effect.async<void>((resume) => {
  * bytes. A chunk is taken by the connection's fiber (`next`), or, while a direct consumer
  * is set, handed to it from the data callback itself.
  */
-const makeInbox = (socket: Socket, highWater: number) => {
+const makeInbox = (socket: Socket, initialHighWater: number) => {
+  let highWater = initialHighWater
   const chunks: Array<Buffer> = []
   let queued = 0
   let handedOut = 0
@@ -111,14 +154,17 @@ const makeInbox = (socket: Socket, highWater: number) => {
   socket.on("data", onData)
   socket.on("end", onEnd)
   socket.on("close", onEnd)
-  /** The previous chunk has been consumed entirely when the next one is asked for. */
-  const take = (): Buffer | undefined => {
-    queued -= handedOut
-    handedOut = 0
+  const resumeBelowHalf = () => {
     if (paused && !ended && queued <= highWater / 2) {
       paused = false
       socket.resume()
     }
+  }
+  /** The previous chunk has been consumed entirely when the next one is asked for. */
+  const take = (): Buffer | undefined => {
+    queued -= handedOut
+    handedOut = 0
+    resumeBelowHalf()
     const chunk = chunks.shift()
     if (chunk !== undefined) handedOut = chunk.length
     return chunk
@@ -126,6 +172,15 @@ const makeInbox = (socket: Socket, highWater: number) => {
   return {
     /** Bytes received and not yet consumed (the chunk being parsed included). */
     queued: () => queued,
+    /** Bytes in chunks not handed out yet. */
+    waiting: () => queued - handedOut,
+    /** Whether the consumer is waiting for input (the broker holds up nothing of this client's). */
+    starved: () => waiting !== undefined || direct !== undefined,
+    /** A new pause threshold (the handshake done, the session's own). */
+    setHighWater: (bytes: number) => {
+      highWater = bytes
+      resumeBelowHalf()
+    },
     /** The next queued chunk now, if any (the previous one is consumed). */
     takeNow: (): Buffer | undefined => (chunks.length > 0 ? take() : undefined),
     /** Whether the peer has finished (or the inbox was stopped). */
@@ -148,12 +203,18 @@ const makeInbox = (socket: Socket, highWater: number) => {
           })
         })
     ),
-    /** Stops reading: later data is ignored. */
+    /**
+     * Stops taking input: later data is read and dropped, so a rejected socket goes as soon as
+     * its client closes its side, and leaves no unread input behind (whose reset could discard
+     * the ERROR frame before the client reads it).
+     */
     stop: () => {
       ended = true
       chunks.length = 0
+      queued = 0
+      handedOut = 0
       socket.off("data", onData)
-      socket.pause()
+      socket.resume()
       deliver()
     }
   }
@@ -164,9 +225,19 @@ type Inbox = ReturnType<typeof makeInbox>
 export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
     const log = yield* BrokerLog
-    const settings = settingsOf(options)
+    const requested = settingsOf(options)
+    const fileLimit = openFileLimit()
+    const settings: Settings = fileLimit !== undefined && requested.maxConnections > fileLimit - RESERVED_FILES
+      ? { ...requested, maxConnections: Math.max(1, fileLimit - RESERVED_FILES) }
+      : requested
+    if (settings.maxConnections < requested.maxConnections) {
+      yield* Effect.logWarning(
+        `broker ${log.brokerId}: serving at most ${settings.maxConnections} connections, not ${requested.maxConnections}: the process may open ${fileLimit} files (ulimit -n)`
+      )
+    }
     const sockets = new Set<Socket>()
-    const inboxes = new Set<{ readonly queued: () => number }>()
+    /** What each connection holds of its client's input, for `stats().queuedBytes`. */
+    const held = new Set<() => number>()
     const counts = { accepted: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 }
     const rejected: Partial<Record<WireErrorCode, number>> = {}
     const run = yield* FiberSet.makeRuntime<never>()
@@ -176,7 +247,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       brokerRejected.pipe(Metric.tagged("code", code)).unsafeUpdate(1, [])
     }
 
-    /** Sends the error frame, stops reading, and destroys the socket once it is flushed (or after a grace period). */
+    /** Sends the error frame and closes the connection once it is flushed and the client closed its side, or after a grace period. */
     const reject = (socket: Socket, violation: WireViolation) => {
       if (socket.destroyed || socket.writableEnded) return
       countRejection(violation.code)
@@ -184,13 +255,16 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
     }
 
-    const welcome = welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: log.brokerId, maxBatchBytes: settings.maxBatchBytes }))
+    const welcome = (sessionEpoch: number) =>
+      welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: log.brokerId, maxBatchBytes: settings.maxBatchBytes, sessionEpoch }))
     const server: Server = createServer({ noDelay: true, allowHalfOpen: true })
     server.on("connection", (socket) => {
       counts.accepted++
       socket.on("error", () => {})
       if (sockets.size >= settings.maxConnections) {
         reject(socket, new WireViolation({ code: "too-many-connections", detail: `this broker serves at most ${settings.maxConnections} connections` }))
+        // Its HELLO is read and dropped: the socket goes as soon as the client, told, closes.
+        socket.resume()
         return
       }
       sockets.add(socket)
@@ -204,10 +278,19 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
 
     const serve = (socket: Socket) =>
       Effect.gen(function*() {
-        const inbox = makeInbox(socket, settings.readBufferBytes)
-        inboxes.add(inbox)
-        yield* Effect.addFinalizer(() => Effect.sync(() => inboxes.delete(inbox)))
-        const reader = new FrameReader({ accept: [FrameType.HELLO, FrameType.BATCH], maxBatchBytes: settings.maxBatchBytes, gatherBatches: true })
+        const inbox = makeInbox(socket, HANDSHAKE_BUFFER_BYTES)
+        let handshaken = false
+        const reader = new FrameReader({
+          accept: [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE],
+          maxBatchBytes: settings.maxBatchBytes,
+          gatherBatches: true,
+          // Before the handshake a BATCH is refused from its header: none of its payload is buffered.
+          admit: (type) =>
+            handshaken || type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
+        })
+        const holds = () => inbox.waiting() + reader.heldBytes
+        held.add(holds)
+        yield* Effect.addFinalizer(() => Effect.sync(() => held.delete(holds)))
         /** Waits for chunks until the reader completes a frame, the stream ends, or the input is bad. */
         const pull = Effect.gen(function*() {
           for (;;) {
@@ -228,13 +311,33 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (frame === undefined) return pull
           return frame instanceof WireViolation ? Effect.fail(frame) : Effect.succeed(frame)
         })
-        // A plain timer, not an Effect timeout: it costs nothing per connection beyond itself.
+        // Plain timers, not Effect timeouts: they cost nothing per connection beyond themselves.
         const handshakeTimer = setTimeout(() => {
           reject(socket, new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` }))
           inbox.stop()
         }, settings.handshakeTimeoutMs)
         yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(handshakeTimer)))
-        const outcome = yield* Effect.either(Effect.scoped(session(socket, inbox, reader, nextFrame, handshakeTimer)))
+        /**
+         * Nothing read or written for `idleTimeoutMs` past the handshake: closed with `idle-timeout`,
+         * even with batches still awaiting their ACK, since that long without one means ordering
+         * has stalled far past any flush timeout, and closing loses nothing (the publisher sends
+         * them again on another connection or after reconnecting; the log drops what it already
+         * has). Not idle while the broker itself holds the client up: a batch waits for log room.
+         */
+        const onIdle = () => {
+          if (!inbox.starved()) return void socket.setTimeout(settings.idleTimeoutMs, onIdle)
+          reject(socket, new WireViolation({ code: "idle-timeout", detail: `nothing sent or received for ${settings.idleTimeoutMs} ms` }))
+          inbox.stop()
+        }
+        /** The HELLO is accepted: the session's own input bound and idle timeout from here. */
+        const handshakeDone = () => {
+          clearTimeout(handshakeTimer)
+          handshaken = true
+          inbox.setHighWater(settings.readBufferBytes)
+          // Node's socket timeout: pushed back by every read and write, at no cost per chunk beyond that; it calls `onIdle` once.
+          if (settings.idleTimeoutMs > 0) socket.setTimeout(settings.idleTimeoutMs, onIdle)
+        }
+        const outcome = yield* Effect.either(Effect.scoped(session(socket, inbox, reader, nextFrame, handshakeDone)))
         inbox.stop()
         if (Either.isLeft(outcome)) {
           yield* Effect.logDebug(`broker ${log.brokerId}: closing a connection: ${outcome.left.message}`)
@@ -272,34 +375,70 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         if (hello.protocol !== PROTOCOL_VERSION) {
           return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${hello.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
         }
-        if (frame.clientId !== hello.clientId || frame.sessionEpoch !== hello.sessionEpoch) {
+        if (frame.clientId !== hello.clientId || frame.sessionEpoch !== (hello.sessionEpoch ?? 0)) {
           return yield* new WireViolation({ code: "bad-handshake", detail: "the HELLO header and body name different sessions" })
         }
-        yield* log.topic(hello.topic).pipe(Effect.mapError((e) => new WireViolation({ code: "unknown-topic", detail: e.message })))
-        send(socket, welcome)
-        return hello
+        const unknownTopic = (e: { readonly message: string }) => new WireViolation({ code: "unknown-topic", detail: e.message })
+        yield* log.topic(hello.topic).pipe(Effect.mapError(unknownTopic))
+        const sessionEpoch = hello.sessionEpoch === undefined
+          ? yield* registerSession(hello)
+          : yield* attachSession(hello, hello.sessionEpoch)
+        send(socket, welcome(sessionEpoch))
+        return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel }
       })
+
+    /** A HELLO without an epoch: the log registers a new session and hands out its epoch. */
+    const registerSession = (hello: Hello) =>
+      log.registerSession(hello.topic, hello.clientId).pipe(
+        Effect.mapError((e) =>
+          e._tag === "SessionTableFull"
+            ? new WireViolation({ code: "session-table-full", detail: e.message })
+            : new WireViolation({ code: "unknown-topic", detail: e.message })
+        )
+      )
+
+    /** A HELLO naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker). */
+    const attachSession = (hello: Hello, sessionEpoch: number) =>
+      log.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
+        Effect.mapError((e) => new WireViolation({ code: e._tag === "UnknownTopic" ? "unknown-topic" : "internal", detail: e.message })),
+        Effect.flatMap((acks) =>
+          acks.known
+            ? Effect.succeed(sessionEpoch)
+            : Effect.fail(
+              new WireViolation({
+                code: "unknown-session",
+                detail: `session ${hello.clientId}/${sessionEpoch} is not registered on topic ${hello.topic} (it was never, or it ended and its line was reused): register a new one`
+              })
+            )
+        )
+      )
 
     const session = (
       socket: Socket,
       inbox: Inbox,
       reader: FrameReader,
       nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
-      handshakeTimer: ReturnType<typeof setTimeout>
+      handshakeDone: () => void
     ) =>
       Effect.gen(function*() {
-        const hello = yield* handshake(socket, nextFrame)
-        clearTimeout(handshakeTimer)
-        if (hello === undefined) return
+        const session = yield* handshake(socket, nextFrame)
+        if (session === undefined) return
+        handshakeDone()
         const received = { highest: -1 }
-        yield* Effect.forkScoped(ackTracker(socket, log, hello, received))
-        const batches = batchStream(socket, inbox, reader, hello, received)
+        yield* Effect.forkScoped(ackTracker(socket, log, session, received))
+        const batches = batchStream(socket, inbox, reader, session, received)
         for (;;) {
           const drained = batches.drain()
           // Caught up: from here the data callback appends; this fiber sleeps until it cannot.
           const stop = drained === IDLE ? yield* batches.direct : drained
           if (stop === DONE) return
           if (stop instanceof WireViolation) return yield* Effect.fail(stop)
+          if (stop.type === FrameType.CLOSE) {
+            // After every batch this connection carried: the log releases the session once they are ordered.
+            return yield* log.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq).pipe(
+              Effect.mapError((e) => new WireViolation({ code: e._tag === "LogCorrupt" ? "internal" : "append-failed", detail: e.message }))
+            )
+          }
           yield* batches.appendWaiting(stop)
         }
       })
@@ -310,7 +449,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
      * of the stream or of the connection (`DONE`), at a violation, or at a batch the log has
      * no room for now (returned: `appendWaiting` waits for room and appends it).
      */
-    const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, hello: Hello, received: { highest: number }) => {
+    const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, session: ConnectionSession, received: { highest: number }) => {
       const count = (frame: Frame) => {
         if (frame.seq > received.highest) received.highest = frame.seq
         counts.batches++
@@ -349,16 +488,17 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             return reader.midFrame ? new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" }) : DONE
           }
           if (frame instanceof WireViolation) return frame
-          if (frame.type !== FrameType.BATCH) return new WireViolation({ code: "unexpected-frame", detail: "only BATCH frames follow the handshake" })
-          if (frame.clientId !== hello.clientId || frame.sessionEpoch !== hello.sessionEpoch) {
+          if (frame.type === FrameType.HELLO) return new WireViolation({ code: "unexpected-frame", detail: "only BATCH and CLOSE frames follow the handshake" })
+          if (frame.clientId !== session.clientId || frame.sessionEpoch !== session.sessionEpoch) {
             return new WireViolation({
               code: "session-mismatch",
-              detail: `batch of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${hello.clientId}/${hello.sessionEpoch}`
+              detail: `${frameTypeName(frame.type)} of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${session.clientId}/${session.sessionEpoch}`
             })
           }
+          if (frame.type === FrameType.CLOSE) return frame
           const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
           if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
-          const appended = log.tryAppendWith(hello.topic, headerOf(frame), fillFrom(frame))
+          const appended = log.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
           if (appended === false) return frame
           if (appended !== true) return appendFailed(appended)
           count(frame)
@@ -387,7 +527,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         }),
         /** Appends a batch the log had no room for, waiting for room (later chunks queue meanwhile). */
         appendWaiting: (frame: Frame) =>
-          log.appendWith(hello.topic, headerOf(frame), fillFrom(frame)).pipe(
+          log.appendWith(session.topic, headerOf(frame), fillFrom(frame)).pipe(
             Effect.mapError(appendFailed),
             Effect.map(() => count(frame))
           )
@@ -401,30 +541,36 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
      * `ackIntervalMs` (0: one event-loop turn, in which every batch already received is
      * appended), so a fast stream gets one ACK per interval or turn, not one per batch.
      */
-    const ackTracker = (socket: Socket, log: BrokerLogShape, hello: Hello, received: { highest: number }) =>
+    const ackTracker = (socket: Socket, log: BrokerLogShape, session: ConnectionSession, received: { highest: number }) =>
       Effect.gen(function*() {
-        let seen = log.progress(hello.topic)
+        const { ackLevel, clientId, sessionEpoch, topic } = session
+        let seen = log.progress(topic)
         let acked = 0
         for (;;) {
-          const acks = yield* log.sessionAcks(hello.topic, hello.clientId, hello.sessionEpoch)
-          const frontier = hello.ackLevel === 2 ? acks.replicated : acks.ordered
+          const acks = yield* log.sessionAcks(topic, clientId, sessionEpoch)
+          if (!acks.known) {
+            // Released and its line reused: where it ended is no longer known.
+            return reject(socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
+          }
+          const frontier = ackLevel === 2 ? acks.replicated : acks.ordered
           let sent = false
-          if (hello.ackLevel > 0 && frontier > acked && received.highest >= acked) {
+          if (ackLevel > 0 && frontier > acked && received.highest >= acked) {
             acked = frontier
-            if (!send(socket, ackFrame(hello.clientId, hello.sessionEpoch, frontier, hello.ackLevel))) return
+            if (!send(socket, ackFrame(clientId, sessionEpoch, frontier, ackLevel))) return
             counts.ackFrames++
             brokerAckFrames.unsafeUpdate(1, [])
             sent = true
           }
           if (acks.fenced) {
-            if (send(socket, sessionFencedFrame(hello.clientId, hello.sessionEpoch, acks.ordered))) {
+            // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
+            if (send(socket, sessionFencedFrame(clientId, sessionEpoch, acks.ordered))) {
               counts.fencedFrames++
               brokerFencedFrames.unsafeUpdate(1, [])
             }
             return
           }
           if (sent) yield* settings.ackIntervalMs > 0 ? Effect.sleep(Duration.millis(settings.ackIntervalMs)) : nextLoopTurn
-          seen = yield* log.awaitProgress(hello.topic, seen, PROGRESS_WAIT_MS)
+          seen = yield* log.awaitProgress(topic, seen, PROGRESS_WAIT_MS)
         }
       }).pipe(
         Effect.catchAll((error) =>
@@ -460,7 +606,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       port,
       stats: (): BrokerStats => {
         let queuedBytes = 0
-        for (const inbox of inboxes) queuedBytes += inbox.queued()
+        for (const holds of held) queuedBytes += holds()
         return { connections: sockets.size, ...counts, queuedBytes, rejected: { ...rejected } }
       }
     }
@@ -468,12 +614,17 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
 
 export const layer = (options: BrokerOptions = {}): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> => Layer.scoped(Broker, make(options))
 
-/** Options from `CXLOG_BROKER_HOST` (127.0.0.1), `CXLOG_BROKER_PORT` (7400), `CXLOG_MAX_BATCH_BYTES`, `CXLOG_ACK_INTERVAL_MS`. */
+/**
+ * Options from `CXLOG_BROKER_HOST` (127.0.0.1), `CXLOG_BROKER_PORT` (7400), `CXLOG_MAX_BATCH_BYTES`,
+ * `CXLOG_ACK_INTERVAL_MS`, `CXLOG_BROKER_IDLE_TIMEOUT_MS` (10 minutes; 0: never) and `CXLOG_BROKER_MAX_CONNECTIONS` (1024).
+ */
 export const config: Config.Config<BrokerOptions> = Config.all({
   host: Config.string("CXLOG_BROKER_HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.integer("CXLOG_BROKER_PORT").pipe(Config.withDefault(7400)),
   maxBatchBytes: Config.integer("CXLOG_MAX_BATCH_BYTES").pipe(Config.withDefault(1 << 20)),
-  ackIntervalMs: Config.number("CXLOG_ACK_INTERVAL_MS").pipe(Config.withDefault(0))
+  ackIntervalMs: Config.number("CXLOG_ACK_INTERVAL_MS").pipe(Config.withDefault(0)),
+  idleTimeoutMs: Config.number("CXLOG_BROKER_IDLE_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_IDLE_TIMEOUT_MS)),
+  maxConnections: Config.integer("CXLOG_BROKER_MAX_CONNECTIONS").pipe(Config.withDefault(1024))
 })
 
 export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(

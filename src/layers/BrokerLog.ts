@@ -5,8 +5,12 @@
  * duplicate (dropped, still acknowledged), seq > next → held; a gap open longer than the
  * hold timeout fences the session at its committed frontier and drops what it held.
  * Progress moves on every ordering, fence and dropped duplicate (a duplicate is acknowledged).
+ * Sessions are registered in the same SessionTable code as the region's; a batch of an
+ * unregistered (or released) session is refused, and a closed session is released once
+ * every batch it announced is ordered.
  */
 import { Effect, Layer, type Scope } from "effect"
+import { SessionTableFull } from "../services/Appender.js"
 import {
   type BatchHeader,
   BrokerLog,
@@ -15,6 +19,8 @@ import {
   type TopicInfo,
   UnknownTopic
 } from "../services/BrokerLog.js"
+import { defaultLogConfig } from "./LogLayout.js"
+import { memorySessionTable, type SessionTable } from "./SessionTable.js"
 
 export interface MemoryLogOptions {
   readonly topics: ReadonlyArray<{ readonly name: string; readonly ackLevel?: 0 | 1 | 2 }>
@@ -27,6 +33,8 @@ export interface MemoryLogOptions {
    */
   readonly retainOrdered?: boolean
   readonly blogBytes?: number
+  /** Session lines per topic (a power of two). */
+  readonly sessionSlots?: number
 }
 
 export interface OrderedBatch {
@@ -50,6 +58,8 @@ export interface MemoryLogStats {
   readonly fencedSessions: number
   /** Batches of fenced sessions that arrived after the fence and were dropped. */
   readonly stale: number
+  /** Batches of sessions that were never registered (or were released): dropped. */
+  readonly refused: number
 }
 
 export interface MemoryLog {
@@ -67,7 +77,10 @@ interface HeldBatch {
 }
 
 interface Session {
+  readonly slot: number
   next: number
+  /** The batch count its close announced (Infinity until then). */
+  closeAt: number
   fenced: boolean
   readonly held: Map<number, HeldBatch>
   gapTimer: ReturnType<typeof setTimeout> | undefined
@@ -76,14 +89,17 @@ interface Session {
 interface TopicState {
   readonly info: TopicInfo
   readonly sessions: Map<string, Session>
+  readonly table: SessionTable
   readonly ordered: Array<OrderedBatch>
   nextOrder: number
   progress: number
   readonly waiters: Set<() => void>
-  stats: { batches: number; messages: number; bytes: number; duplicates: number; held: number; fencedSessions: number; stale: number }
+  stats: { batches: number; messages: number; bytes: number; duplicates: number; held: number; fencedSessions: number; stale: number; refused: number }
 }
 
 const sessionKey = (clientId: number, sessionEpoch: number) => `${clientId}/${sessionEpoch}`
+
+const emptyStats = () => ({ batches: 0, messages: 0, bytes: 0, duplicates: 0, held: 0, fencedSessions: 0, stale: 0, refused: 0 })
 
 export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLog, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -96,11 +112,12 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       topics.set(spec.name, {
         info: { name: spec.name, order: 5, ackLevel: spec.ackLevel ?? 1 },
         sessions: new Map(),
+        table: memorySessionTable(options.sessionSlots ?? defaultLogConfig.sessionSlots),
         ordered: [],
         nextOrder: 0,
         progress: 0,
         waiters: new Set(),
-        stats: { batches: 0, messages: 0, bytes: 0, duplicates: 0, held: 0, fencedSessions: 0, stale: 0 }
+        stats: emptyStats()
       })
     }
     yield* Effect.addFinalizer(() =>
@@ -170,12 +187,28 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       session.gapTimer.unref()
     }
 
+    /** Ends a session whose batches are all ordered after its close (or that was fenced and closed). */
+    const releaseIfDone = (topic: TopicState, clientId: number, sessionEpoch: number, session: Session) => {
+      if (session.closeAt === Number.POSITIVE_INFINITY || (!session.fenced && (session.next < session.closeAt || session.held.size > 0))) return
+      clearTimeout(session.gapTimer)
+      topic.sessions.delete(sessionKey(clientId, sessionEpoch))
+      topic.table.release(session.slot, clientId, sessionEpoch, {
+        next: session.next,
+        orderedMessages: 0,
+        duplicates: 0,
+        held: 0,
+        lastActivityMs: Date.now(),
+        fenced: session.fenced
+      })
+      bump(topic)
+    }
+
     const append = (topic: TopicState, broker: number, header: BatchHeader, fill: (dst: Uint8Array) => void) => {
       const key = sessionKey(header.clientId, header.sessionEpoch)
-      let session = topic.sessions.get(key)
+      const session = topic.sessions.get(key)
       if (session === undefined) {
-        session = { next: 0, fenced: false, held: new Map(), gapTimer: undefined }
-        topic.sessions.set(key, session)
+        topic.stats.refused++
+        return
       }
       if (session.fenced) {
         topic.stats.stale++
@@ -202,6 +235,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       }
       armGapTimer(topic, session)
       bump(topic)
+      releaseIfDone(topic, header.clientId, header.sessionEpoch, session)
     }
 
     const lookup = (name: string) => {
@@ -220,11 +254,35 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
         append(topic, brokerId, header, fill)
         return true
       },
+      registerSession: (name, clientId) =>
+        Effect.flatMap(lookup(name), (topic) => {
+          const outcome = topic.table.register(clientId, Date.now())
+          if ("full" in outcome) return Effect.fail(new SessionTableFull({ topic: name, capacity: outcome.capacity }))
+          topic.sessions.set(sessionKey(clientId, outcome.sessionEpoch), {
+            slot: outcome.slot,
+            next: 0,
+            closeAt: Number.POSITIVE_INFINITY,
+            fenced: false,
+            held: new Map(),
+            gapTimer: undefined
+          })
+          return Effect.succeed(outcome.sessionEpoch)
+        }),
+      closeSession: (name, clientId, sessionEpoch, batches) =>
+        Effect.map(lookup(name), (topic) => {
+          const session = topic.sessions.get(sessionKey(clientId, sessionEpoch))
+          if (session === undefined) return
+          session.closeAt = Math.min(session.closeAt, batches)
+          releaseIfDone(topic, clientId, sessionEpoch, session)
+        }),
       sessionAcks: (name, clientId, sessionEpoch) =>
         Effect.map(lookup(name), (topic): SessionAcks => {
           const session = topic.sessions.get(sessionKey(clientId, sessionEpoch))
-          const ordered = session?.next ?? 0
-          return { ordered, replicated: ordered, fenced: session?.fenced ?? false }
+          if (session !== undefined) return { ordered: session.next, replicated: session.next, fenced: session.fenced, known: true }
+          const record = topic.table.lookup(clientId, sessionEpoch)
+          return record === undefined
+            ? { ordered: 0, replicated: 0, fenced: false, known: false }
+            : { ordered: record.next, replicated: record.next, fenced: true, known: true }
         }),
       progress: (name) => topics.get(name)?.progress ?? 0,
       awaitProgress: (name, seen, timeoutMs) =>
@@ -248,7 +306,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     return {
       forBroker,
       ordered: (name) => topics.get(name)?.ordered ?? [],
-      stats: (name) => ({ ...(topics.get(name)?.stats ?? { batches: 0, messages: 0, bytes: 0, duplicates: 0, held: 0, fencedSessions: 0, stale: 0 }) })
+      stats: (name) => ({ ...(topics.get(name)?.stats ?? emptyStats()) })
     }
   })
 

@@ -32,6 +32,10 @@ export const make: Effect.Effect<BrokerLogShape, never, Appender | AckTracker | 
         ? appendWith(topic, header, (dst) => dst.set(payload))
         : Effect.fail(new LogCorrupt({ reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` })),
     appendWith,
+    registerSession: (topic, clientId) =>
+      appender.registerSession(topic, clientId).pipe(Effect.catchTag("TopicNotFound", () => Effect.fail(new UnknownTopic({ topic })))),
+    closeSession: (topic, clientId, sessionEpoch, batches) =>
+      appender.closeSession(topic, clientId, sessionEpoch, batches).pipe(Effect.asVoid, Effect.mapError((e) => appendError(topic, e))),
     tryAppendWith: (topic, header, fill) => {
       const outcome = appender.tryAppendWith(topic, header, fill)
       if (outcome === "wait") return false
@@ -39,7 +43,7 @@ export const make: Effect.Effect<BrokerLogShape, never, Appender | AckTracker | 
     },
     sessionAcks: (topic, clientId, sessionEpoch) =>
       acks.sessionAcks(topic, clientId, sessionEpoch).pipe(
-        Effect.map(({ fenced, ordered, replicated }) => ({ ordered, replicated, fenced })),
+        Effect.map(({ fenced, known, ordered, replicated }) => ({ ordered, replicated, fenced, known })),
         Effect.catchTags({
           TopicNotFound: () => Effect.fail(new UnknownTopic({ topic })),
           LogCorrupt: (e) => Effect.fail(new LogCorrupt({ reason: e.reason }))

@@ -11,6 +11,7 @@
  * One topic:
  *   descriptor           128                    (head)
  *   order line           64                     (sequencer)
+ *   registry line        64                     (brokers, atomically: session epochs and live sessions)
  *   per broker           3 × 64                 (broker line, sequencer line, replica line)
  *   subscriber cursors   subscriberSlots × 64   (each subscriber its own line)
  *   session table        sessionSlots × 64      (sequencer)
@@ -125,6 +126,7 @@ const alignPage = (n: number) => Math.ceil(n / PAGE) * PAGE
 
 interface TopicGeometry {
   readonly orderLine: number
+  readonly registryLine: number
   readonly brokerLines: number
   readonly subscribers: number
   readonly sessions: number
@@ -137,14 +139,15 @@ interface TopicGeometry {
 
 const topicGeometry = (c: LogConfig): TopicGeometry => {
   const orderLine = TOPIC_DESCRIPTOR_BYTES
-  const brokerLines = orderLine + LINE
+  const registryLine = orderLine + LINE
+  const brokerLines = registryLine + LINE
   const subscribers = brokerLines + c.maxBrokers * 3 * LINE
   const sessions = subscribers + c.subscriberSlots * LINE
   const goi = alignPage(sessions + c.sessionSlots * LINE)
   const pbrs = alignPage(goi + c.goiSlots * GOI_ENTRY_BYTES)
   const pbrBytes = alignPage(c.pbrSlots * PBR_SLOT_BYTES)
   const pbrStride = pbrBytes + c.blogBytes
-  return { orderLine, brokerLines, subscribers, sessions, goi, pbrs, pbrStride, pbrBytes, stride: pbrs + c.maxBrokers * pbrStride }
+  return { orderLine, registryLine, brokerLines, subscribers, sessions, goi, pbrs, pbrStride, pbrBytes, stride: pbrs + c.maxBrokers * pbrStride }
 }
 
 const headerBytes = (c: LogConfig) => alignPage((c.maxBrokers + c.listenerSlots) * LINE)
@@ -164,6 +167,7 @@ export interface LogArea {
   readonly topic: (topic: number) => number
   readonly descriptor: (topic: number) => number
   readonly orderLine: (topic: number) => number
+  readonly registryLine: (topic: number) => number
   readonly brokerLine: (topic: number, broker: number) => number
   readonly sequencerLine: (topic: number, broker: number) => number
   /** Written by the replicator (replicated-through), once replication exists. */
@@ -189,6 +193,7 @@ export const makeLogArea = (base: number, config: LogConfig): LogArea => {
     topic,
     descriptor: topic,
     orderLine: (t) => topic(t) + g.orderLine,
+    registryLine: (t) => topic(t) + g.registryLine,
     brokerLine: (t, b) => topic(t) + g.brokerLines + b * 3 * LINE,
     sequencerLine: (t, b) => topic(t) + g.brokerLines + (b * 3 + 1) * LINE,
     replicaLine: (t, b) => topic(t) + g.brokerLines + (b * 3 + 2) * LINE,

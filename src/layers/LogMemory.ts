@@ -7,9 +7,13 @@
 import { Effect } from "effect"
 import type { TopicInfo } from "../services/Topics.js"
 import { defaultLogConfig, type LogConfig } from "./LogLayout.js"
+import type { PbrKindCode } from "./LogRecords.js"
+import { memorySessionTable, type SessionTable } from "./SessionTable.js"
 
 /** A batch in a broker's PBR; once ordered it is also a GOI entry. */
 export interface MemoryBatch {
+  /** A batch of messages or a session's close marker (PbrKind). */
+  readonly kind: PbrKindCode
   readonly broker: number
   readonly pbrSeq: number
   readonly clientId: number
@@ -36,17 +40,14 @@ export interface MemoryBroker {
   blogUsed: number
   appendedMessages: number
   ringFullWaits: number
+  /** Appends waiting for room now. */
+  roomWaits: number
   consumedThrough: number
   orderedBatches: number
   orderedMessages: number
   duplicates: number
   dropped: number
   held: number
-}
-
-export interface MemorySessionRecord {
-  next: number
-  fenced: boolean
 }
 
 export interface MemoryTopic {
@@ -56,7 +57,8 @@ export interface MemoryTopic {
   readonly goi: Array<MemoryBatch>
   goiBase: number
   totalOrder: number
-  readonly sessions: Map<string, MemorySessionRecord>
+  /** The same session table code as the region's, over a private buffer. */
+  readonly sessions: SessionTable
   progress: number
   /** Durable subscriber cursors (next global seq to read), by id. */
   readonly cursors: Map<number, number>
@@ -79,8 +81,6 @@ export interface MemoryLogStore {
   sequencer: number
   epoch: number
 }
-
-export const sessionKey = (clientId: number, sessionEpoch: number): string => `${clientId}/${sessionEpoch}`
 
 const makeSignal = (): LogSignal => {
   const wakers = new Set<() => void>()
@@ -126,6 +126,7 @@ export const makeMemoryTopic = (config: LogConfig, info: TopicInfo): MemoryTopic
     blogUsed: 0,
     appendedMessages: 0,
     ringFullWaits: 0,
+    roomWaits: 0,
     consumedThrough: 0,
     orderedBatches: 0,
     orderedMessages: 0,
@@ -136,7 +137,7 @@ export const makeMemoryTopic = (config: LogConfig, info: TopicInfo): MemoryTopic
   goi: [],
   goiBase: 0,
   totalOrder: 0,
-  sessions: new Map(),
+  sessions: memorySessionTable(config.sessionSlots),
   progress: 0,
   cursors: new Map()
 })

@@ -9,10 +9,24 @@
  * longer than the hold timeout, which fences the session (its held batches are dropped;
  * `next` is its committed frontier). Modes 0, 2 and 4 order every batch as it is scanned
  * (a broker's PBR in arrival order) and drop duplicates of batches already ordered.
+ *
+ * Sessions are registered by brokers (SessionTable.ts); a batch of a session the table does
+ * not hold as active is refused. A session ends by its close marker (once every batch before
+ * it is ordered) or by idling out; either way it is released with its final frontier.
+ *
+ * Waiting for room is not a gap: while the topic is backpressured (its GOI waits for
+ * readers, or brokers wait for PBR/Blog room) and still ordering, gap clocks restart, so a
+ * healthy session is never fenced because the log was full. Only a topic that has ordered
+ * nothing for the hold timeout fences, which also breaks a full log whose room is held by
+ * batches waiting for each other.
  */
 import type { OrderMode } from "../services/Topics.js"
 
-export type DropReason = "duplicate" | "fenced" | "refused"
+/** `marker`: a close marker, handled and finished (it is no batch). */
+export type DropReason = "duplicate" | "fenced" | "refused" | "marker"
+
+/** What holds the topic up this round: nothing, brokers waiting for room, or a full GOI. */
+export type Backpressure = "none" | "room" | "stalled"
 
 export interface Session {
   readonly clientId: number
@@ -28,6 +42,10 @@ export interface Session {
   /** When the oldest still-open gap opened (clock ms). */
   gapSince: number
   fenced: boolean
+  /** The batch count its close marker announced (Infinity until then). */
+  closeAt: number
+  /** Released: no longer in the engine; its line says where it ended. */
+  released: boolean
   orderedMessages: number
   duplicates: number
   lastActivityMs: number
@@ -45,8 +63,10 @@ export interface OrderSink {
   /** Puts the batch at (broker, pbrSeq) next in the total order; returns its message count. */
   readonly order: (broker: number, pbrSeq: number, session: Session) => number
   readonly drop: (broker: number, pbrSeq: number, reason: DropReason) => void
-  /** A storage slot for a new session, or -1 when the session table is full. */
-  readonly openSession: (clientId: number, sessionEpoch: number) => number
+  /** The storage slot of a registered, active session with this key, or -1. */
+  readonly adoptSession: (clientId: number, sessionEpoch: number) => number
+  /** Publishes that the session ended (its line keeps the frontier). */
+  readonly releaseSession: (session: Session) => void
 }
 
 export const Verdict = { ordered: 0, duplicate: 1, held: 2, fenced: 3, refused: 4, stall: 5 } as const
@@ -87,6 +107,9 @@ export class OrderEngine {
   /** Sessions whose published record is stale. */
   readonly dirty: Array<Session> = []
   fencedSessions = 0
+  releasedSessions = 0
+  /** When a batch was last ordered (clock ms); -Infinity until the first `expire` sets the clock. */
+  private lastOrderedMs = Number.NEGATIVE_INFINITY
 
   constructor(
     readonly mode: OrderMode,
@@ -108,20 +131,19 @@ export class OrderEngine {
   }
 
   /** Re-creates a session from its published record (restart recovery). */
-  restore(clientId: number, sessionEpoch: number, slot: number, state: { next: number; fenced: boolean; orderedMessages: number; duplicates: number }) {
-    const session = this.newSession(clientId, sessionEpoch, slot, 0, false)
+  restore(
+    clientId: number,
+    sessionEpoch: number,
+    slot: number,
+    state: { next: number; fenced: boolean; orderedMessages: number; duplicates: number; lastActivityMs: number }
+  ) {
+    const session = this.newSession(clientId, sessionEpoch, slot, state.lastActivityMs, false)
     session.next = state.next
     session.fenced = state.fenced
     session.orderedMessages = state.orderedMessages
     session.duplicates = state.duplicates
     if (session.fenced) this.fencedSessions++
     return session
-  }
-
-  /** Restart recovery: a session seen in the GOI whose record was never published; undefined if the table is full. */
-  recoverSession(clientId: number, sessionEpoch: number, nowMs: number): Session | undefined {
-    const slot = this.sink.openSession(clientId, sessionEpoch)
-    return slot < 0 ? undefined : this.newSession(clientId, sessionEpoch, slot, nowMs, true)
   }
 
   /**
@@ -142,14 +164,10 @@ export class OrderEngine {
 
   /** Decides one scanned batch. `stall` means nothing was done: retry later. */
   arrive(broker: number, pbrSeq: number, clientId: number, sessionEpoch: number, batchSeq: number, nowMs: number): Verdict {
-    let session = this.session(clientId, sessionEpoch)
+    const session = this.sessionFor(clientId, sessionEpoch, nowMs)
     if (session === undefined) {
-      const slot = this.sink.openSession(clientId, sessionEpoch)
-      if (slot < 0) {
-        this.sink.drop(broker, pbrSeq, "refused")
-        return Verdict.refused
-      }
-      session = this.newSession(clientId, sessionEpoch, slot, nowMs, true)
+      this.sink.drop(broker, pbrSeq, "refused")
+      return Verdict.refused
     }
     session.lastActivityMs = nowMs
     if (session.fenced) {
@@ -164,10 +182,11 @@ export class OrderEngine {
     }
     if (this.mode !== 5) {
       if (this.sink.room() < 1) return Verdict.stall
-      this.orderOne(broker, pbrSeq, session)
+      this.orderOne(broker, pbrSeq, session, nowMs)
       if (batchSeq !== session.next) session.ahead.add(batchSeq)
       else if (session.ahead.size === 0) session.next++
       else this.advance(session)
+      this.releaseIfDone(session)
       return Verdict.ordered
     }
     if (batchSeq > session.next) {
@@ -181,21 +200,56 @@ export class OrderEngine {
       return Verdict.held
     }
     if (this.sink.room() < 1 + session.held.size) return Verdict.stall
-    this.orderOne(broker, pbrSeq, session)
+    this.orderOne(broker, pbrSeq, session, nowMs)
     session.next++
     for (let h = session.held.get(session.next); h !== undefined; h = session.held.get(session.next)) {
       session.held.delete(session.next)
       this.heldByBroker[h.broker]!.release(h.pbrSeq)
-      this.orderOne(h.broker, h.pbrSeq, session)
+      this.orderOne(h.broker, h.pbrSeq, session, nowMs)
       session.next++
     }
     if (session.held.size === 0) this.holding.delete(session)
     else session.gapSince = nowMs
+    this.releaseIfDone(session)
     return Verdict.ordered
   }
 
-  /** Fences every session whose gap has been open for the hold timeout; returns how many. */
-  expire(nowMs: number): number {
+  /**
+   * A session's close marker at (broker, pbrSeq): the session sent `batches` batches. It is
+   * released once all of them are ordered (at once if they are); the marker is finished.
+   */
+  close(broker: number, pbrSeq: number, clientId: number, sessionEpoch: number, batches: number, nowMs: number): void {
+    this.sink.drop(broker, pbrSeq, "marker")
+    const session = this.sessionFor(clientId, sessionEpoch, nowMs)
+    if (session === undefined) return
+    session.closeAt = Math.min(session.closeAt, batches)
+    session.lastActivityMs = nowMs
+    this.releaseIfDone(session)
+  }
+
+  /** Releases every session (fenced ones included) with nothing held and no batch for `idleMs`; returns how many. */
+  evictIdle(nowMs: number, idleMs: number): number {
+    let evicted = 0
+    for (const byEpoch of this.sessions.values()) {
+      for (const session of byEpoch.values()) {
+        if (session.held.size > 0 || nowMs - session.lastActivityMs < idleMs) continue
+        this.release(session)
+        evicted++
+      }
+    }
+    return evicted
+  }
+
+  /**
+   * Fences every session whose gap has been open for the hold timeout; returns how many.
+   * Under backpressure the clocks restart instead, while the topic still orders (see above).
+   */
+  expire(nowMs: number, backpressure: Backpressure = "none"): number {
+    if (this.lastOrderedMs === Number.NEGATIVE_INFINITY) this.lastOrderedMs = nowMs
+    if (backpressure === "stalled" || (backpressure === "room" && nowMs - this.lastOrderedMs < this.holdTimeoutMs)) {
+      for (const session of this.holding) session.gapSince = nowMs
+      return 0
+    }
     let fenced = 0
     for (const session of this.holding) {
       if (nowMs - session.gapSince < this.holdTimeoutMs) continue
@@ -229,9 +283,34 @@ export class OrderEngine {
     return this.heldByBroker[broker]!.size
   }
 
-  private orderOne(broker: number, pbrSeq: number, session: Session) {
+  private orderOne(broker: number, pbrSeq: number, session: Session, nowMs: number) {
     session.orderedMessages += this.sink.order(broker, pbrSeq, session)
+    this.lastOrderedMs = nowMs
     this.markDirty(session)
+  }
+
+  /** The engine's session, else the table's registered one (adopted now), else undefined. */
+  private sessionFor(clientId: number, sessionEpoch: number, nowMs: number): Session | undefined {
+    const known = this.session(clientId, sessionEpoch)
+    if (known !== undefined) return known
+    const slot = this.sink.adoptSession(clientId, sessionEpoch)
+    return slot < 0 ? undefined : this.newSession(clientId, sessionEpoch, slot, nowMs, true)
+  }
+
+  private releaseIfDone(session: Session) {
+    if (session.fenced || (session.next >= session.closeAt && session.held.size === 0 && session.ahead.size === 0)) {
+      if (session.closeAt !== Number.POSITIVE_INFINITY) this.release(session)
+    }
+  }
+
+  private release(session: Session) {
+    const byEpoch = this.sessions.get(session.clientId)
+    byEpoch?.delete(session.sessionEpoch)
+    if (byEpoch?.size === 0) this.sessions.delete(session.clientId)
+    this.holding.delete(session)
+    session.released = true
+    this.releasedSessions++
+    this.sink.releaseSession(session)
   }
 
   /** Moves `next` over `next` itself (just ordered) and every ordered seq right after it. */
@@ -257,6 +336,8 @@ export class OrderEngine {
       held: new Map(),
       gapSince: nowMs,
       fenced: false,
+      closeAt: Number.POSITIVE_INFINITY,
+      released: false,
       orderedMessages: 0,
       duplicates: 0,
       lastActivityMs: nowMs,

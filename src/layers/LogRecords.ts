@@ -40,9 +40,10 @@ export const SequencerLine = { consumedThrough: 0, orderedBatches: 8, orderedMes
 export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12, cursor: 16 } as const
 
 /**
- * A session line (the sequencer), a seqlock: `version` is odd while it is being written.
- * `next` counts the session's batches in the total order (0..next-1); once fenced it is the
- * committed frontier and never moves again.
+ * A session line, a seqlock: `version` is odd while it is being written. A broker claims a
+ * free line when it registers a session (see SessionTable.ts); from then on only the
+ * sequencer writes it. `next` counts the session's batches in the total order (0..next-1);
+ * once fenced or released it is the committed frontier and never moves again.
  */
 export const SessionLine = {
   version: 0,
@@ -55,7 +56,19 @@ export const SessionLine = {
   held: 40,
   lastActivityMs: 48
 } as const
-export const SessionState = { empty: 0, active: 1, fenced: 2 } as const
+/**
+ * `empty` lines end a probe; `released` lines (closed or evicted sessions) keep their key and
+ * frontier for late lookups until a new registration reuses them; `claiming` is a broker
+ * between its compare-and-swap and its first publication of the line.
+ */
+export const SessionState = { empty: 0, active: 1, fenced: 2, released: 3, claiming: 4 } as const
+
+/**
+ * Per topic, next to the order line: `epochs` hands out session epochs (brokers add 1 per
+ * registration, so no two sessions of a topic ever share one); `live` counts lines that are
+ * not free (claimed by a registration, dropped by the sequencer's release).
+ */
+export const RegistryLine = { epochs: 0, live: 4 } as const
 
 /** PBR slot: line 0 by the broker (commit = lap + 1), line 1 by the sequencer (finish = lap + 1). */
 export const PbrSlot = {
@@ -69,14 +82,23 @@ export const PbrSlot = {
   brokerId: 36,
   receivedAtMs: 40,
   pbrSeq: 48,
+  kind: 56,
   commit: 60,
   globalSeq: 64,
   totalOrder: 72,
   finish: 124
 } as const
 
+/**
+ * What a PBR slot carries: a batch of messages, or a session's close marker (no payload;
+ * `batchSeq` is the number of batches the session sent), which the sequencer handles in
+ * the session's order so the session is released only after its last batch.
+ */
+export const PbrKind = { batch: 0, close: 1 } as const
+export type PbrKindCode = (typeof PbrKind)[keyof typeof PbrKind]
+
 /** What line 1 of a finished PBR slot says instead of a global seq when the batch is not in the GOI. */
-export const Dropped = { duplicate: -1, fenced: -2, refused: -3, corrupt: -4 } as const
+export const Dropped = { duplicate: -1, fenced: -2, refused: -3, corrupt: -4, marker: -5 } as const
 
 /** GOI entry, one per batch; the global batch seq (`seqHi`, then `seqLo` as commit word) is written last. */
 export const GoiEntry = {

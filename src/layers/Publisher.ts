@@ -61,7 +61,6 @@ const settingsOf = (options: PublisherOptions) => ({
   brokers: options.brokers,
   topic: options.topic,
   clientId: options.clientId ?? randomInt(0, 2 ** 32 - 1),
-  sessionEpoch: options.sessionEpoch ?? 0,
   ackLevel: options.ackLevel ?? 1,
   batchBytes: options.batchBytes ?? 64 << 10,
   lingerMs: options.lingerMs ?? 1,
@@ -69,6 +68,7 @@ const settingsOf = (options: PublisherOptions) => ({
   maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
   spread: options.spread ?? "round-robin",
   connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+  ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
   reconnectDelayMs: options.reconnectDelayMs ?? 25
 })
 
@@ -76,7 +76,8 @@ const validate = (s: ReturnType<typeof settingsOf>): string | undefined => {
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
   if (s.brokers.length === 0) return "at least one broker address is needed"
   if (s.topic.length === 0) return "a topic is needed"
-  if (!u32(s.clientId) || !u32(s.sessionEpoch)) return "client id and session epoch are unsigned 32-bit integers"
+  if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
+  if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`
   if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) return `batchBytes ${s.batchBytes} must be a multiple of 8, at least 16`
   if (s.batchBytes > s.maxBatchBytes) return `batchBytes ${s.batchBytes} exceeds maxBatchBytes ${s.maxBatchBytes}`
   if (!Number.isInteger(s.window) || s.window < 1) return `maxInFlightBatches ${s.window} must be at least 1`
@@ -92,7 +93,10 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     const { clientId, ackLevel, window, topic } = settings
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
 
-    let epoch = settings.sessionEpoch
+    /** The session's epoch once the log registered it (epoch 0 is never handed out). */
+    let epoch: number | undefined
+    /** The link whose HELLO is registering the session; the others connect once it is registered. */
+    let registrar: Link | undefined
     let nextSeq = 0
     const pool = new BufferPool(settings.batchBytes, window + 2)
     const builder = new BatchBuilder(pool)
@@ -187,7 +191,9 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       if (moved) afterProgress()
     }
 
+    /** A ready link for the next batch (none before the session is registered). */
     const choose = (): Link | undefined => {
+      if (epoch === undefined) return undefined
       const n = links.length
       for (let k = 0; k < n; k++) {
         const i = settings.spread === "sticky" ? (sticky + k) % n : (roundRobin + k) % n
@@ -200,7 +206,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return undefined
     }
 
-    const transmit = (link: Link, batch: Batch) => {
+    const transmit = (link: Link, batch: Batch, sessionEpoch: number) => {
       batch.link = link.index
       batch.lastLink = link.index
       if (batch.sends++ > 0) {
@@ -219,7 +225,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       link.connection!.sendBatch({
         type: FrameType.BATCH,
         clientId,
-        sessionEpoch: epoch,
+        sessionEpoch,
         seq: batch.seq,
         messageCount: batch.messageCount,
         payloadBytes: batch.payload.length,
@@ -229,11 +235,11 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
 
     const dispatch = (batch: Batch) => {
       const link = choose()
-      if (link === undefined) {
+      if (link === undefined || epoch === undefined) {
         batch.link = -1
         unrouted.push(batch)
       } else {
-        transmit(link, batch)
+        transmit(link, batch, epoch)
       }
     }
 
@@ -289,10 +295,24 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       notify()
     }
 
+    /**
+     * Connects a link. Without a session, the first link to connect registers one (the log
+     * hands out the epoch in its WELCOME) and the others attach to it once it exists.
+     */
     const connectLink = (link: Link) => {
       link.retry = undefined
       if (failure !== undefined) return
-      const hello = new Hello({ protocol: PROTOCOL_VERSION, topic, clientId, sessionEpoch: epoch, ackLevel: ackLevel as AckLevel })
+      if (epoch === undefined) {
+        if (registrar !== undefined && registrar !== link) return
+        registrar = link
+      }
+      const hello = new Hello({
+        protocol: PROTOCOL_VERSION,
+        topic,
+        clientId,
+        ackLevel: ackLevel as AckLevel,
+        ...(epoch === undefined ? {} : { sessionEpoch: epoch })
+      })
       const where = `${link.name} ${formatAddress(link.address)}`
       const connection: ClientConnection = openConnection(link.address, hello, {
         onWelcome: (welcome) => {
@@ -306,6 +326,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           }
           link.ready = true
           link.failures = 0
+          if (epoch === undefined) registered(link, welcome.sessionEpoch)
           drainUnrouted()
         },
         onAck: (sessionEpoch, acked) => {
@@ -317,12 +338,50 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         onBrokerError: (error) => {
           if (link.connection !== connection) return
           if (fatalWireErrors.has(error.code)) fail(new BrokerRejected({ broker: where, code: error.code, detail: error.message }))
+          else if (error.code === "unknown-session") sessionLost(where, error.message)
         },
         onClosed: (reason) => {
           if (link.connection === connection) linkDown(link, reason)
         }
       }, settings.connectTimeoutMs)
       link.connection = connection
+    }
+
+    /** The log registered the session on `link`: the other links attach to it now. */
+    const registered = (link: Link, sessionEpoch: number) => {
+      epoch = sessionEpoch
+      registrar = undefined
+      for (const other of links) {
+        if (other === link || other.connection !== undefined) continue
+        clearTimeout(other.retry)
+        connectLink(other)
+      }
+    }
+
+    /**
+     * The broker no longer knows the session (it ended and its record was reused). With
+     * nothing unacknowledged a new session carries on; otherwise whether those batches are
+     * in the log cannot be known, and the publisher fails rather than guess.
+     */
+    const sessionLost = (where: string, detail: string) => {
+      if (unacked.slice(head).some((batch) => !batch.done)) {
+        return fail(new BrokerRejected({ broker: where, code: "unknown-session", detail }))
+      }
+      restartSession()
+    }
+
+    /** Drops every connection and registers a new session; batches waiting for a link go out under it. */
+    const restartSession = () => {
+      epoch = undefined
+      registrar = undefined
+      for (const link of links) {
+        clearTimeout(link.retry)
+        link.retry = undefined
+        link.connection?.close()
+        link.connection = undefined
+        link.ready = false
+      }
+      for (const link of links) connectLink(link)
     }
 
     /** A connection failed: its outstanding batches go to the other links now; this one reconnects after a backoff. */
@@ -336,19 +395,27 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         if (!batch.done && batch.link === link.index) dispatch(batch)
       }
       if (failure !== undefined) return
+      if (registrar === link) {
+        // Another link registers the session meanwhile, if one can.
+        registrar = undefined
+        const next = links.find((other) => other !== link && other.connection === undefined && other.retry === undefined)
+        if (next !== undefined) connectLink(next)
+      }
       const delay = Math.min(MAX_RECONNECT_DELAY_MS, settings.reconnectDelayMs * 2 ** (link.failures - 1))
       link.retry = setTimeout(() => connectLink(link), delay)
       link.retry.unref()
     }
 
-    /** The sequencer fenced the session at `committed`: open the next epoch and replay the rest under it. */
+    /**
+     * The session ended at `committed` (fenced by a gap, or released after idling): register
+     * a new session and replay the rest under it.
+     */
     const fence = (committed: number) => {
       acknowledge(committed)
       counts.fences++
       publisherFenced.unsafeUpdate(1, [])
       const replay = unacked.slice(head).filter((batch) => !batch.done)
-      runFork(Effect.logInfo(`publisher ${clientId}: session epoch ${epoch} fenced at ${committed}; replaying ${replay.length} batches as epoch ${epoch + 1}`))
-      epoch++
+      runFork(Effect.logInfo(`publisher ${clientId}: session epoch ${epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`))
       replay.forEach((batch, seq) => {
         batch.seq = seq
         batch.link = -1
@@ -357,13 +424,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       head = 0
       unrouted = [...replay]
       nextSeq = replay.length
-      for (const link of links) {
-        clearTimeout(link.retry)
-        link.connection?.close()
-        link.connection = undefined
-        link.ready = false
-        connectLink(link)
-      }
+      restartSession()
     }
 
     const tryPublish = (payload: Uint8Array): boolean | PublishError => {
@@ -381,23 +442,51 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return true
     }
 
-    /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
-    const writable: Effect.Effect<void, PublishError> = Effect.suspend(function check(): Effect.Effect<void, PublishError> {
-      if (failure !== undefined) return Effect.fail(failure)
-      if (inFlight < window || builder.messageCount === 0) return Effect.void
-      return Effect.zipRight(changed, Effect.suspend(check))
-    })
+    const brokerCounts = (): ReadonlyArray<BrokerCounts> =>
+      links.map((link) => ({ name: link.name, address: formatAddress(link.address), acked: link.acked, sent: link.sent, connected: link.ready }))
 
-    const publish = (payload: Uint8Array): Effect.Effect<void, PublishError> =>
-      Effect.suspend(function attempt(): Effect.Effect<void, PublishError> {
+    const outstanding = () => inFlight + (builder.messageCount > 0 ? 1 : 0)
+
+    /** Bounds a wait for ACKs: without progress for `timeoutMs` it fails naming each broker's counts. */
+    const withinAckTimeout = <A>(wait: Effect.Effect<A, PublishError>, timeoutMs: number) =>
+      wait.pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(timeoutMs),
+          onTimeout: () => new AckTimeout({ timeoutMs, outstanding: outstanding(), brokers: brokerCounts() })
+        })
+      )
+
+    /**
+     * Waits for window room; an ACK that completes a batch restarts the bound, so only a
+     * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails.
+     */
+    const awaitRoom = (ready: () => boolean): Effect.Effect<void, PublishError | AckTimeout> =>
+      Effect.suspend(function check(): Effect.Effect<void, PublishError | AckTimeout> {
+        if (failure !== undefined) return Effect.fail(failure)
+        if (ready()) return Effect.void
+        const acked = counts.ackedBatches
+        return Effect.zipRight(
+          withinAckTimeout(
+            Effect.suspend(function progress(): Effect.Effect<void, PublishError> {
+              if (failure !== undefined) return Effect.fail(failure)
+              return ready() || counts.ackedBatches !== acked ? Effect.void : Effect.zipRight(changed, Effect.suspend(progress))
+            }),
+            settings.ackTimeoutMs
+          ),
+          Effect.suspend(check)
+        )
+      })
+
+    /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
+    const writable: Effect.Effect<void, PublishError | AckTimeout> = awaitRoom(() => inFlight < window || builder.messageCount === 0)
+
+    const publish = (payload: Uint8Array): Effect.Effect<void, PublishError | AckTimeout> =>
+      Effect.suspend(function attempt(): Effect.Effect<void, PublishError | AckTimeout> {
         const taken = tryPublish(payload)
         if (taken === true) return Effect.void
         if (taken !== false) return Effect.fail(taken)
-        return Effect.zipRight(changed, Effect.suspend(attempt))
+        return Effect.zipRight(writable, Effect.suspend(attempt))
       })
-
-    const brokerCounts = (): ReadonlyArray<BrokerCounts> =>
-      links.map((link) => ({ name: link.name, address: formatAddress(link.address), acked: link.acked, sent: link.sent, connected: link.ready }))
 
     const flush = (timeoutMs: number): Effect.Effect<void, PublishError | AckTimeout> =>
       Effect.suspend(function check(): Effect.Effect<void, PublishError> {
@@ -405,14 +494,22 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         if (builder.messageCount > 0 && inFlight < window) seal()
         if (builder.messageCount === 0 && inFlight === 0) return Effect.void
         return Effect.zipRight(changed, Effect.suspend(check))
-      }).pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(timeoutMs),
-          onTimeout: () => new AckTimeout({ timeoutMs, outstanding: inFlight + (builder.messageCount > 0 ? 1 : 0), brokers: brokerCounts() })
-        })
-      )
+      }).pipe((wait) => withinAckTimeout(wait, timeoutMs))
 
-    yield* Effect.addFinalizer(() => Effect.sync(() => fail(new PublisherClosed())))
+    /**
+     * Closing: the session is released at once (its CLOSE names how many batches it sent, so
+     * the log releases it once those are ordered), not left to idle out.
+     */
+    const close = () => {
+      const link = epoch === undefined ? undefined : links.find((candidate) => candidate.ready)
+      if (link !== undefined && epoch !== undefined) {
+        link.connection?.closeSession(epoch, nextSeq)
+        link.connection = undefined
+      }
+      fail(new PublisherClosed())
+    }
+
+    yield* Effect.addFinalizer(() => Effect.sync(close))
     for (const link of links) connectLink(link)
 
     return {
@@ -421,7 +518,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       tryPublish,
       writable,
       flush,
-      stats: () => ({ clientId, sessionEpoch: epoch, ...counts, inFlight, brokers: brokerCounts() }),
+      stats: () => ({ clientId, sessionEpoch: epoch ?? 0, ...counts, inFlight, brokers: brokerCounts() }),
       ackLatencies: () => latencies.slice(0, Math.min(latencyCount, LATENCY_SAMPLES))
     }
   })

@@ -34,9 +34,9 @@ import {
 import { LogCorrupt, type TopicInfo } from "../services/Topics.js"
 import type { FlushAudit } from "./LogFlushAudit.js"
 import type { LogArea } from "./LogLayout.js"
-import { lowestCursor, type MemoryLogStore, type MemoryTopic, sessionKey } from "./LogMemory.js"
-import { type DropReason, OrderEngine, type OrderSink, type Session, Verdict } from "./LogOrderEngine.js"
-import { livenessCache, lowestDurableCursor, newOccurrence, ringEveryone } from "./LogParticipants.js"
+import { lowestCursor, type MemoryLogStore, type MemoryTopic } from "./LogMemory.js"
+import { type Backpressure, type DropReason, OrderEngine, type OrderSink, type Session, Verdict } from "./LogOrderEngine.js"
+import { livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone } from "./LogParticipants.js"
 import {
   Descriptor,
   DescriptorState,
@@ -48,12 +48,14 @@ import {
   lapMark,
   LeaseLine,
   OrderLine,
+  Participant,
+  PbrKind,
   PbrSlot,
   SequencerLine,
-  SessionLine,
   SessionState
 } from "./LogRecords.js"
 import { isPidAlive } from "./ProcessSlot.js"
+import { type SessionFields, SessionTable } from "./SessionTable.js"
 import { Offsets } from "./Superblock.js"
 import { readTopic } from "./Topics.js"
 
@@ -84,13 +86,34 @@ const pause = (ms: number) =>
     return Effect.sync(() => clearTimeout(timer))
   })
 
-const DROP_CODE: Record<DropReason, number> = { duplicate: Dropped.duplicate, fenced: Dropped.fenced, refused: Dropped.refused }
+const DROP_CODE: Record<DropReason, number> = { duplicate: Dropped.duplicate, fenced: Dropped.fenced, refused: Dropped.refused, marker: Dropped.marker }
 
-/** Sessions fill the table up to 7/8, so a broker's probe for an unknown session always ends at an empty line. */
-const sessionCapacity = (slots: number) => slots - Math.max(1, slots >> 3)
+/** How often idle sessions and dead registrations are looked for. */
+const SESSION_SWEEP_MS = 1_000
 
-export const sessionHash = (clientId: number, sessionEpoch: number, slots: number): number =>
-  ((Math.imul(clientId, 0x9e3779b1) ^ Math.imul(sessionEpoch + 0x7f4a7c15, 0x85ebca77)) >>> 0) & (slots - 1)
+/** A session's published fields. */
+const fieldsOf = (session: Session): SessionFields => ({
+  next: session.next,
+  orderedMessages: session.orderedMessages,
+  duplicates: session.duplicates,
+  held: session.held.size,
+  lastActivityMs: session.lastActivityMs,
+  fenced: session.fenced
+})
+
+/** Counts a dropped batch by reason (a close marker is no batch and counts nowhere). */
+const countDrop = (reason: DropReason, tally: RoundTally): "duplicates" | "dropped" | undefined => {
+  if (reason === "marker") {
+    tally.markers++
+    return undefined
+  }
+  if (reason === "duplicate") {
+    tally.duplicates++
+    return "duplicates"
+  }
+  tally.dropped++
+  return "dropped"
+}
 
 /** Per broker counters of one topic, as published in its sequencer line. */
 interface BrokerCounters {
@@ -108,6 +131,9 @@ interface RoundTally {
   held: number
   fenced: number
   dropped: number
+  /** Close markers handled and sessions released. */
+  markers: number
+  released: number
   stalled: boolean
   readonly perBroker: Array<{ batches: number; messages: number }>
 }
@@ -119,6 +145,8 @@ const emptyTally = (brokers: number): RoundTally => ({
   held: 0,
   fenced: 0,
   dropped: 0,
+  markers: 0,
+  released: 0,
   stalled: false,
   perBroker: Array.from({ length: brokers }, () => ({ batches: 0, messages: 0 }))
 })
@@ -131,6 +159,8 @@ const addTally = (total: RoundTally, t: RoundTally): void => {
   total.held += t.held
   total.fenced += t.fenced
   total.dropped += t.dropped
+  total.markers += t.markers
+  total.released += t.released
   total.stalled ||= t.stalled
   for (let b = 0; b < total.perBroker.length; b++) {
     total.perBroker[b]!.batches += t.perBroker[b]!.batches
@@ -164,10 +194,31 @@ const toRound = (t: RoundTally): SequencerRound => ({
   held: t.held,
   fenced: t.fenced,
   dropped: t.dropped,
+  released: t.released,
   stalled: t.stalled
 })
 
-const moved = (t: RoundTally) => t.ordered + t.duplicates + t.held + t.fenced + t.dropped > 0
+const moved = (t: RoundTally) => t.ordered + t.duplicates + t.held + t.fenced + t.dropped + t.markers + t.released > 0
+
+/** Publishes the sessions a round changed; a released one's line was written at its release (and may be reused already). */
+const publishDirtySessions = (engine: OrderEngine, table: SessionTable): void => {
+  for (const session of engine.dirty) {
+    session.dirty = false
+    if (!session.released) table.publish(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
+  }
+  engine.dirty.length = 0
+}
+
+/** Re-creates the engine's sessions from the table (a restart): active and fenced lines; else names a bad line. */
+const restoreSessions = (engine: OrderEngine, table: SessionTable): string | undefined => {
+  let problem: string | undefined
+  table.forEachSession((slot, clientId, sessionEpoch, state, fields) => {
+    if (state !== SessionState.active && state !== SessionState.fenced) return
+    if (!Number.isSafeInteger(fields.next) || fields.next < 0) problem ??= `session line ${slot} frontier ${fields.next} is invalid`
+    else engine.restore(clientId, sessionEpoch, slot, fields)
+  })
+  return problem
+}
 
 export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
@@ -176,6 +227,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
     const { config } = area
     const { f64, u32, i32 } = region
     const holdTimeoutMs = options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs
+    const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
     const leaseMs = options.leaseMs ?? defaultSequencerOptions.leaseMs
     const maxPerBroker = options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
     const audit = options.flushAudit
@@ -233,11 +285,10 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       readonly engine: OrderEngine
       readonly orderLine: number
       readonly goi: number
-      readonly sessions: number
+      readonly sessions: SessionTable
       readonly brokers: Array<BrokerCounters>
       goiNext: number
       totalNext: number
-      sessionsUsed: number
       /** Lowest durable subscriber cursor, refreshed each round. */
       lowest: number
       tally: RoundTally
@@ -303,50 +354,21 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       drop: (broker, pbrSeq, reason) => {
         const s = st()
         finish(pbrSlotAt(t, broker, pbrSeq), pbrSeq, DROP_CODE[reason], 0)
-        if (reason === "duplicate") {
-          s.brokers[broker]!.duplicates++
-          s.tally.duplicates++
-        } else {
-          s.brokers[broker]!.dropped++
-          s.tally.dropped++
-        }
+        const counter = countDrop(reason, s.tally)
+        if (counter !== undefined) s.brokers[broker]![counter]++
       },
-      openSession: (clientId, sessionEpoch) => {
+      adoptSession: (clientId, sessionEpoch) => st().sessions.adopt(clientId, sessionEpoch),
+      releaseSession: (session) => {
         const s = st()
-        if (s.sessionsUsed >= sessionCapacity(config.sessionSlots)) return -1
-        let i = sessionHash(clientId, sessionEpoch, config.sessionSlots)
-        while (Atomics.load(i32, (s.sessions + i * 64 + SessionLine.state) / 4) !== SessionState.empty) i = (i + 1) & (config.sessionSlots - 1)
-        const line = s.sessions + i * 64
-        u32[(line + SessionLine.clientId) / 4] = clientId
-        u32[(line + SessionLine.sessionEpoch) / 4] = sessionEpoch
-        f64[(line + SessionLine.next) / 8] = 0
-        region.publish(line, 64)
-        Atomics.store(i32, (line + SessionLine.state) / 4, SessionState.active)
-        s.sessionsUsed++
-        return i
+        s.sessions.release(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
+        s.tally.released++
       }
     })
-
-    const publishSession = (st: TopicState, session: Session) => {
-      const line = st.sessions + session.slot * 64
-      const version = i32[(line + SessionLine.version) / 4]! & ~1
-      Atomics.store(i32, (line + SessionLine.version) / 4, version + 1)
-      f64[(line + SessionLine.next) / 8] = session.next
-      f64[(line + SessionLine.orderedMessages) / 8] = session.orderedMessages
-      f64[(line + SessionLine.duplicates) / 8] = session.duplicates
-      f64[(line + SessionLine.held) / 8] = session.held.size
-      f64[(line + SessionLine.lastActivityMs) / 8] = session.lastActivityMs
-      Atomics.store(i32, (line + SessionLine.state) / 4, session.fenced ? SessionState.fenced : SessionState.active)
-      region.publish(line, 64)
-      Atomics.store(i32, (line + SessionLine.version) / 4, version + 2)
-      session.dirty = false
-    }
 
     /** Publishes what the round changed: sessions, per-broker lines, then the frontier and progress word. */
     const publishTopic = (st: TopicState) => {
       const { engine } = st
-      for (const session of engine.dirty) publishSession(st, session)
-      engine.dirty.length = 0
+      publishDirtySessions(engine, st.sessions)
       for (let b = 0; b < maxBrokers; b++) {
         const c = st.brokers[b]!
         const line = area.sequencerLine(st.info.id, b)
@@ -362,7 +384,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       f64[(st.orderLine + OrderLine.totalOrder) / 8] = st.totalNext
       i32[(st.orderLine + OrderLine.epoch) / 4] = epoch
       f64[(st.orderLine + OrderLine.fencedSessions) / 8] = engine.fencedSessions
-      f64[(st.orderLine + OrderLine.sessions) / 8] = st.sessionsUsed
+      f64[(st.orderLine + OrderLine.sessions) / 8] = st.sessions.liveCount()
       region.publish(st.orderLine, 64)
       Atomics.add(i32, (st.orderLine + OrderLine.progress) / 4, 1)
       region.publish(st.orderLine + OrderLine.progress, 4)
@@ -371,7 +393,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
     const corrupt = (info: TopicInfo, reason: string) => new LogCorrupt({ reason: `topic ${info.name}: ${reason}` })
 
     /** Rebuilds a topic's state from the region alone (first sight of the topic, or restart). */
-    const recover = (info: TopicInfo, nowMs: number): Effect.Effect<TopicState, LogCorrupt> =>
+    const recover = (info: TopicInfo): Effect.Effect<TopicState, LogCorrupt> =>
       Effect.suspend(() => {
         const t = info.id
         const orderLine = area.orderLine(t)
@@ -400,32 +422,17 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
           engine,
           orderLine,
           goi: area.goi(t),
-          sessions: area.sessions(t),
+          sessions: new SessionTable(region, area.sessions(t), area.registryLine(t), config.sessionSlots),
           brokers,
           goiNext: committed,
           totalNext: totalOrder,
-          sessionsUsed: 0,
           lowest: lowestDurableCursor(region, area, t, alive),
           tally: emptyTally(maxBrokers),
           stalled: false
         }
         state = st
-        for (let i = 0; i < config.sessionSlots; i++) {
-          const line = st.sessions + i * 64
-          const sessionState = Atomics.load(i32, (line + SessionLine.state) / 4)
-          if (sessionState === SessionState.empty) continue
-          // A writer killed inside the seqlock left it odd: we are the writer now, values are monotonic.
-          i32[(line + SessionLine.version) / 4] = i32[(line + SessionLine.version) / 4]! & ~1
-          const next = f64[(line + SessionLine.next) / 8]!
-          if (!Number.isSafeInteger(next) || next < 0) return Effect.fail(corrupt(info, `session line ${i} frontier ${next} is invalid`))
-          engine.restore(u32[(line + SessionLine.clientId) / 4]!, u32[(line + SessionLine.sessionEpoch) / 4]!, i, {
-            next,
-            fenced: sessionState === SessionState.fenced,
-            orderedMessages: f64[(line + SessionLine.orderedMessages) / 8]!,
-            duplicates: f64[(line + SessionLine.duplicates) / 8]!
-          })
-          st.sessionsUsed++
-        }
+        const badLine = restoreSessions(engine, st.sessions)
+        if (badLine !== undefined) return Effect.fail(corrupt(info, badLine))
         // Every retained GOI entry, and the tail past the published frontier that a killed
         // sequencer committed: frontiers and duplicate detection must account for them all.
         for (let g = Math.max(0, committed - goiSlots); ; g++) {
@@ -439,11 +446,9 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
           const pbrSeq = f64[(e + GoiEntry.pbrSeq) / 8]!
           const count = u32[(e + GoiEntry.messageCount) / 4]!
           if (broker >= maxBrokers || !Number.isSafeInteger(pbrSeq) || pbrSeq < 0) return Effect.fail(corrupt(info, `GOI entry ${g} is invalid`))
-          const clientId = u32[(e + GoiEntry.clientId) / 4]!
-          const sessionEpoch = u32[(e + GoiEntry.sessionEpoch) / 4]!
-          const session = engine.session(clientId, sessionEpoch) ?? engine.recoverSession(clientId, sessionEpoch, nowMs)
-          if (session === undefined) return Effect.fail(corrupt(info, `GOI entry ${g}: no session line left for ${clientId}/${sessionEpoch}`))
-          engine.recoverOrdered(session, f64[(e + GoiEntry.batchSeq) / 8]!)
+          // Released sessions are over: their lines hold final frontiers.
+          const session = engine.session(u32[(e + GoiEntry.clientId) / 4]!, u32[(e + GoiEntry.sessionEpoch) / 4]!)
+          if (session !== undefined) engine.recoverOrdered(session, f64[(e + GoiEntry.batchSeq) / 8]!)
           if (g < committed) continue
           if (f64[(e + GoiEntry.totalOrder) / 8] !== st.totalNext) return Effect.fail(corrupt(info, `GOI entry ${g} breaks the total order`))
           const slot = pbrSlotAt(t, broker, pbrSeq)
@@ -473,6 +478,12 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
             s++
             continue
           }
+          if (u32[(slot + PbrSlot.kind) / 4] === PbrKind.close && f64[(slot + PbrSlot.pbrSeq) / 8] === s) {
+            const batches = f64[(slot + PbrSlot.batchSeq) / 8]!
+            engine.close(b, s, u32[(slot + PbrSlot.clientId) / 4]!, u32[(slot + PbrSlot.sessionEpoch) / 4]!, Number.isSafeInteger(batches) ? batches : 0, nowMs)
+            s++
+            continue
+          }
           const bytes = u32[(slot + PbrSlot.payloadBytes) / 4]!
           const count = u32[(slot + PbrSlot.messageCount) / 4]!
           const position = f64[(slot + PbrSlot.blogPosition) / 8]!
@@ -498,7 +509,18 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
         counters.scan = s
         if (st.tally.stalled) break
       }
-      st.tally.fenced += engine.expire(nowMs)
+      st.tally.fenced += engine.expire(nowMs, backpressure(st.tally.stalled))
+    }
+
+    /** Brokers (live owners) with appends waiting for PBR or Blog room; the line does not say which topic. */
+    const backpressure = (stalled: boolean): Backpressure => {
+      if (stalled) return "stalled"
+      for (let b = 0; b < maxBrokers; b++) {
+        const owner = area.brokerOwner(b)
+        region.invalidate(owner, 64)
+        if (Atomics.load(i32, (owner + Participant.roomWaits) / 4) > 0 && livePid(region, owner) !== 0) return "room"
+      }
+      return "none"
     }
 
     const topics: Array<TopicState> = []
@@ -517,27 +539,34 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       return fresh
     }
 
-    const discover = (nowMs: number) =>
+    const discover = () =>
       Effect.forEach(newTopics(), (t) => {
         known.add(t)
         const info = readTopic(region, area, t)
         if (info === undefined) return Effect.logError(`sequencer: topic table slot ${t} holds an invalid descriptor; it is not ordered`)
-        return recover(info, nowMs).pipe(
+        return recover(info).pipe(
           Effect.map((st) => topics.push(st)),
           Effect.catchAll((e) => Effect.logError(`sequencer: ${e.message}; topic ${info.name} is not ordered`))
         )
       }, { discard: true })
 
     const tallyMetrics = makeTallyMetrics(maxBrokers)
+    let nextSweepMs = 0
 
     /** One round over every known topic, as plain code (it runs for every few batches). */
     const round = (nowMs: number): SequencerRound => {
       const total = emptyTally(maxBrokers)
       let heldNow = 0
       let any = false
+      const sweep = nowMs >= nextSweepMs
+      if (sweep) nextSweepMs = nowMs + SESSION_SWEEP_MS
       for (const st of topics) {
         st.tally = emptyTally(maxBrokers)
         scanTopic(st, nowMs)
+        if (sweep) {
+          st.engine.evictIdle(nowMs, sessionIdleMs)
+          st.tally.released += st.sessions.releaseDeadClaims()
+        }
         const t = st.tally
         if (t.stalled !== st.stalled) {
           // Set before the sequencer waits for GOI room, so readers moving their cursors ring it (see LogReader).
@@ -561,7 +590,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       if (!holdsLease()) return Effect.fail(leaseLost())
       // Discovery is an Effect (it logs); a round without a new topic stays plain code.
       return newTopics().length > 0
-        ? Effect.zipRight(discover(nowMs), Effect.sync(() => round(nowMs)))
+        ? Effect.zipRight(discover(), Effect.sync(() => round(nowMs)))
         : Effect.succeed(round(nowMs))
     })
 
@@ -624,6 +653,7 @@ export const layer = (area: LogArea, options: SequencerLayerOptions = {}): Layer
 export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld, Scope.Scope> =>
   Effect.gen(function*() {
     const holdTimeoutMs = options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs
+    const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
     const maxPerBroker = options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
     const { config } = store
     const occurrence = newOccurrence()
@@ -683,40 +713,37 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
           const batch = batchAt(topic, broker, pbrSeq)
           batch.finished = true
           batch.globalSeq = DROP_CODE[reason]
-          if (reason === "duplicate") {
-            topic.brokers[broker]!.duplicates++
-            state!.tally.duplicates++
-          } else {
-            topic.brokers[broker]!.dropped++
-            state!.tally.dropped++
-          }
+          const counter = countDrop(reason, state!.tally)
+          if (counter !== undefined) topic.brokers[broker]![counter]++
         },
-        openSession: (clientId, sessionEpoch) => {
-          if (topic.sessions.size >= sessionCapacity(config.sessionSlots)) return -1
-          topic.sessions.set(sessionKey(clientId, sessionEpoch), { next: 0, fenced: false })
-          return topic.sessions.size - 1
+        adoptSession: (clientId, sessionEpoch) => topic.sessions.adopt(clientId, sessionEpoch),
+        releaseSession: (session) => {
+          topic.sessions.release(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
+          state!.tally.released++
         }
       }
       const engine = new OrderEngine(topic.info.order, holdTimeoutMs, config.maxBrokers, sink)
       state = { topic, engine, scan: topic.brokers.map((b) => b.consumedThrough), tally: emptyTally(config.maxBrokers) }
-      // A restarted sequencer: sessions from their records, duplicates from the retained GOI.
-      let slot = 0
-      for (const [key, record] of topic.sessions) {
-        const [clientId, sessionEpoch] = key.split("/").map(Number) as [number, number]
-        engine.restore(clientId, sessionEpoch, slot++, { next: record.next, fenced: record.fenced, orderedMessages: 0, duplicates: 0 })
+      // A restarted sequencer: sessions from the table, duplicates from the retained GOI.
+      restoreSessions(engine, topic.sessions)
+      for (const batch of topic.goi) {
+        const session = engine.session(batch.clientId, batch.sessionEpoch)
+        if (session !== undefined) engine.recoverOrdered(session, batch.batchSeq)
       }
-      for (const batch of topic.goi) engine.recoverOrdered(engine.session(batch.clientId, batch.sessionEpoch)!, batch.batchSeq)
       return state
     }
 
     const states = new Map<MemoryTopic, MemoryState>()
     const tallyMetrics = makeTallyMetrics(config.maxBrokers)
+    let nextSweepMs = 0
 
     const step: Effect.Effect<SequencerRound, SequencerLeaseLost> = Effect.gen(function*() {
       if (store.sequencer !== occurrence) return yield* new SequencerLeaseLost({ epoch, holderPid: process.pid })
       const nowMs = yield* Clock.currentTimeMillis
       const total = emptyTally(config.maxBrokers)
       let heldNow = 0
+      const sweep = nowMs >= nextSweepMs
+      if (sweep) nextSweepMs = nowMs + SESSION_SWEEP_MS
       yield* Effect.sync(() => {
         let any = false
         for (const topic of store.topics) {
@@ -735,6 +762,11 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
                 s++
                 continue
               }
+              if (batch.kind === PbrKind.close) {
+                st.engine.close(b, s, batch.clientId, batch.sessionEpoch, batch.batchSeq, nowMs)
+                s++
+                continue
+              }
               const verdict = st.engine.arrive(b, s, batch.clientId, batch.sessionEpoch, batch.batchSeq, nowMs)
               if (verdict === Verdict.stall) {
                 st.tally.stalled = true
@@ -745,16 +777,12 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
             }
             st.scan[b] = s
           }
-          st.tally.fenced += st.engine.expire(nowMs)
+          const roomWaits = topic.brokers.some((b) => b.roomWaits > 0)
+          st.tally.fenced += st.engine.expire(nowMs, st.tally.stalled ? "stalled" : roomWaits ? "room" : "none")
+          if (sweep) st.engine.evictIdle(nowMs, sessionIdleMs)
           const t = st.tally
           if (moved(t) || st.engine.dirty.length > 0) {
-            for (const session of st.engine.dirty) {
-              const record = topic.sessions.get(sessionKey(session.clientId, session.sessionEpoch))!
-              record.next = session.next
-              record.fenced = session.fenced
-              session.dirty = false
-            }
-            st.engine.dirty.length = 0
+            publishDirtySessions(st.engine, topic.sessions)
             for (let b = 0; b < config.maxBrokers; b++) {
               topic.brokers[b]!.consumedThrough = Math.min(st.engine.lowestHeld(b), st.scan[b]!)
               topic.brokers[b]!.held = st.engine.heldCount(b)

@@ -49,6 +49,17 @@ export interface AppenderShape {
    * up in this process yet) — then call `appendWith`, which waits — or the error.
    */
   readonly tryAppendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => AppendReceipt | "wait" | TopicNotFound | BatchRejected
+  /**
+   * Registers a new publisher session of `clientId` on the topic and returns its epoch,
+   * handed out by the log (never chosen by the client), so a restarted publisher or a
+   * stranger reusing the client id can never have its batches taken for resends.
+   */
+  readonly registerSession: (topic: string, clientId: number) => Effect.Effect<number, TopicNotFound | SessionTableFull>
+  /**
+   * Appends the session's close marker: it sent batches 0..batches-1. The sequencer releases
+   * the session once they are all ordered (at once if they are), freeing its table line.
+   */
+  readonly closeSession: (topic: string, clientId: number, sessionEpoch: number, batches: number) => Effect.Effect<AppendReceipt, AppendError>
 }
 
 export class Appender extends Context.Tag("cxlog/Appender")<Appender, AppenderShape>() {}
@@ -68,6 +79,13 @@ export class AppendTimeout extends Schema.TaggedError<AppendTimeout>()("AppendTi
 export class BatchRejected extends Schema.TaggedError<BatchRejected>()("BatchRejected", { topic: Schema.String, reason: Schema.String }) {
   override get message() {
     return `topic ${this.topic}: batch rejected: ${this.reason}`
+  }
+}
+
+/** Every session line of the topic is in use (live sessions fill at most 7/8 of the table). */
+export class SessionTableFull extends Schema.TaggedError<SessionTableFull>()("SessionTableFull", { topic: Schema.String, capacity: Schema.Int }) {
+  override get message() {
+    return `topic ${this.topic}: all ${this.capacity} publisher sessions are in use (sessions are released when a publisher closes, or after CXLOG_SESSION_IDLE_MS without a batch; raise CXLOG_LOG_SESSION_SLOTS for more)`
   }
 }
 

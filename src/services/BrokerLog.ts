@@ -5,6 +5,9 @@
  * over the log core (Appender, AckTracker); `layerMemory` is a faithful in-process fake.
  */
 import { Context, Data, type Effect } from "effect"
+import type { SessionTableFull } from "./Appender.js"
+
+export type { SessionTableFull }
 
 /** What a publisher's batch header says; `payload` travels next to it. */
 export interface BatchHeader {
@@ -30,8 +33,13 @@ export interface SessionAcks {
   readonly ordered: number
   /** Level 2: replicated to RF copies (equal to `ordered` while RF = 1). */
   readonly replicated: number
-  /** The sequencer fenced the session; `ordered` is then its committed frontier and never moves again. */
+  /**
+   * The session takes no more batches (fenced, or released after closing or idling):
+   * `ordered` is then its committed frontier and never moves again.
+   */
   readonly fenced: boolean
+  /** False when no session line holds the key (never registered, or released and reused). */
+  readonly known: boolean
 }
 
 export interface BrokerLogShape {
@@ -55,6 +63,10 @@ export interface BrokerLogShape {
    * or the error.
    */
   readonly tryAppendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => boolean | UnknownTopic | LogCorrupt
+  /** Registers a new session of `clientId`: the log hands out its epoch. */
+  readonly registerSession: (topic: string, clientId: number) => Effect.Effect<number, UnknownTopic | SessionTableFull>
+  /** The session sent batches 0..batches-1 and is done: it is released once they are ordered. */
+  readonly closeSession: (topic: string, clientId: number, sessionEpoch: number, batches: number) => Effect.Effect<void, UnknownTopic | AppendTimeout | LogCorrupt>
   /** The session's frontiers now (read-only). */
   readonly sessionAcks: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionAcks, UnknownTopic | LogCorrupt>
   /**

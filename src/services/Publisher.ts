@@ -7,8 +7,13 @@
  * `maxInFlightBatches` sealed batches wait for their ACK; past that, `publish` waits
  * (backpressure). Every unacked batch is kept: when a connection fails the batches it
  * carried are resent through the other brokers (or the same one once it is back); the
- * sequencer drops what it had already ordered, so each batch enters the order once. On
- * SESSION_FENCED the publisher opens the next epoch and replays its unacked suffix under it.
+ * sequencer drops what it had already ordered, so each batch enters the order once.
+ *
+ * The session is registered with the log on the first connection (the log hands out its
+ * epoch; the client never picks one), so a restarted publisher with the same client id is a
+ * new session, never taken for resends. On SESSION_FENCED (a gap outlived the hold timeout,
+ * or the session idled out) it registers a new session and replays its unacked suffix under
+ * it. Closing sends CLOSE, which releases the session once its batches are ordered.
  */
 import { Context, Data, type Effect } from "effect"
 import type { AckLevel, WireErrorCode } from "../wire/Control.js"
@@ -19,10 +24,8 @@ export type { BrokerAddress }
 export interface PublisherOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
   readonly topic: string
-  /** Default: a random u32. Two live publishers must not share a client id and epoch. */
+  /** Default: a random u32. Identifies the client in logs and the GOI; sessions are told apart by their epoch. */
   readonly clientId?: number
-  /** First session epoch (default 0); each fence moves to the next one. */
-  readonly sessionEpoch?: number
   /** 0: none (a batch is done once written to the socket), 1: ordered (default), 2: replicated. */
   readonly ackLevel?: AckLevel
   /** A batch seals when the next message would not fit these bytes. Default 64 KiB. */
@@ -37,6 +40,11 @@ export interface PublisherOptions {
   readonly spread?: "round-robin" | "sticky"
   /** A connection must be accepted (WELCOME) within this. Default 5 s. */
   readonly connectTimeoutMs?: number
+  /**
+   * `publish` waiting for window room fails with `AckTimeout` when no batch is
+   * acknowledged for this long (the head or every broker is gone). Default 30 s.
+   */
+  readonly ackTimeoutMs?: number
   /** First reconnect delay after a failure; doubles per failure up to 1 s. Default 25 ms. */
   readonly reconnectDelayMs?: number
 }
@@ -54,6 +62,7 @@ export interface BrokerCounts {
 
 export interface PublisherStats {
   readonly clientId: number
+  /** The current session's epoch, handed out by the log (0 while none is registered). */
   readonly sessionEpoch: number
   readonly messages: number
   readonly batches: number
@@ -67,15 +76,15 @@ export interface PublisherStats {
 
 export interface PublisherShape {
   readonly clientId: number
-  /** Adds a message to the current batch; waits while the in-flight window is full. */
-  readonly publish: (payload: Uint8Array) => Effect.Effect<void, PublishError>
+  /** Adds a message to the current batch; waits while the in-flight window is full (bounded by `ackTimeoutMs`). */
+  readonly publish: (payload: Uint8Array) => Effect.Effect<void, PublishError | AckTimeout>
   /**
    * The same without an Effect per message: `true` if taken, `false` if the window is full
    * (then wait with `writable`), or the error `publish` would fail with.
    */
   readonly tryPublish: (payload: Uint8Array) => boolean | PublishError
   /** Resolves once `tryPublish` can take a message again. */
-  readonly writable: Effect.Effect<void, PublishError>
+  readonly writable: Effect.Effect<void, PublishError | AckTimeout>
   /** Seals the current batch and waits until everything published is acknowledged at the ack level. */
   readonly flush: (timeoutMs: number) => Effect.Effect<void, PublishError | AckTimeout>
   readonly stats: () => PublisherStats
@@ -95,7 +104,7 @@ export class AckTimeout extends Data.TaggedError("AckTimeout")<{
   override get message() {
     const counts = this.brokers.map((b) => `${b.name}=${b.acked}/${b.sent}`).join(", ")
     const where = this.brokers.map((b) => `${b.name} ${b.address}${b.connected ? "" : " down"}`).join(", ")
-    return `${this.outstanding} batches not acknowledged within ${this.timeoutMs} ms; acked/sent: ${counts} (${where})`
+    return `${this.outstanding} batches not acknowledged within ${this.timeoutMs} ms; acked/sent: ${counts} (${where}); is the head (sequencer) running?`
   }
 }
 

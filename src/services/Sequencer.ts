@@ -18,6 +18,8 @@ export interface SequencerRound {
   readonly fenced: number
   /** Batches dropped without ordering: of fenced sessions, refused (session table full) or corrupt. */
   readonly dropped: number
+  /** Sessions released: closed by their publisher, or idle for the session idle time. */
+  readonly released: number
   /** A topic's GOI was full (registered subscribers behind): ordering waits for them. */
   readonly stalled: boolean
 }
@@ -36,6 +38,12 @@ export class Sequencer extends Context.Tag("cxlog/Sequencer")<Sequencer, Sequenc
 export interface SequencerOptions {
   /** How long a mode-5 gap may stay open before its session is fenced. */
   readonly holdTimeoutMs?: number
+  /**
+   * A session with no batch for this long (and nothing held) is released: its line is freed
+   * for new sessions and keeps its final frontier for late lookups until reused. A publisher
+   * still connected learns it as a fence (it re-registers and resends what was not ordered).
+   */
+  readonly sessionIdleMs?: number
   /** Lease duration; renewed every third of it. */
   readonly leaseMs?: number
   /** How long to wait for a live holder's lease to expire (a standby); 0 fails at once. */
@@ -44,11 +52,18 @@ export interface SequencerOptions {
   readonly maxBatchesPerBroker?: number
 }
 
-export const defaultSequencerOptions = { holdTimeoutMs: 5_000, leaseMs: 3_000, waitForLeaseMs: 0, maxBatchesPerBroker: 256 } as const
+export const defaultSequencerOptions = {
+  holdTimeoutMs: 5_000,
+  sessionIdleMs: 10 * 60_000,
+  leaseMs: 3_000,
+  waitForLeaseMs: 0,
+  maxBatchesPerBroker: 256
+} as const
 
-/** Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SEQUENCER_LEASE_MS`. */
+/** Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SESSION_IDLE_MS`, `CXLOG_SEQUENCER_LEASE_MS`. */
 export const sequencerOptionsConfig: Config.Config<SequencerOptions> = Config.all({
   holdTimeoutMs: Config.integer("CXLOG_HOLD_TIMEOUT_MS").pipe(Config.withDefault(defaultSequencerOptions.holdTimeoutMs)),
+  sessionIdleMs: Config.integer("CXLOG_SESSION_IDLE_MS").pipe(Config.withDefault(defaultSequencerOptions.sessionIdleMs)),
   leaseMs: Config.integer("CXLOG_SEQUENCER_LEASE_MS").pipe(Config.withDefault(defaultSequencerOptions.leaseMs))
 })
 

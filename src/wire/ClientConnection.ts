@@ -2,13 +2,17 @@
  * The client side of one broker connection: connects, sends HELLO, waits for WELCOME, then
  * sends batches (header and payload written separately, never copied together) and reports
  * the broker's ACK, SESSION_FENCED and ERROR frames. Any failure ends in exactly one
- * `onClosed`.
+ * `onClosed`, with a `ConnectionClosed` that names the broker's ERROR code when it sent one
+ * (`too-many-connections`, `idle-timeout`, …), so a refusal is told apart from a broker that is down.
  */
-import { Either } from "effect"
+import { Data, Either } from "effect"
 import { connect, type Socket } from "node:net"
-import { ErrorBody, type Hello, helloFrame, decodeControl, Welcome, WireViolation } from "./Control.js"
+import { closeFrame, ErrorBody, type Hello, helloFrame, decodeControl, Welcome, type WireErrorCode, WireViolation } from "./Control.js"
 import { encodeHeader, type FrameHeader, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
+
+/** How long a clean close waits for the broker to close its side. */
+const CLOSE_GRACE_MS = 5_000
 
 export interface BrokerAddress {
   readonly host: string
@@ -27,13 +31,30 @@ export const parseAddresses = (text: string): ReadonlyArray<BrokerAddress> =>
     return { host, port }
   })
 
+/**
+ * Why a broker connection ended: the code of the broker's ERROR frame, or what the client saw
+ * itself — `unreachable` (the connection failed or broke), `closed` (the broker closed without
+ * an ERROR), `no-welcome` (no WELCOME within the connect timeout), `bad-frame` (the broker sent
+ * a frame this client cannot read).
+ */
+export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
+  readonly broker: string
+  readonly code: WireErrorCode | "unreachable" | "closed" | "no-welcome" | "bad-frame"
+  readonly detail: string
+}> {
+  override get message() {
+    return `broker ${this.broker}: ${this.code}: ${this.detail}`
+  }
+}
+
 export interface ConnectionEvents {
   readonly onWelcome: (welcome: Welcome) => void
   readonly onAck: (sessionEpoch: number, acked: number) => void
   readonly onFenced: (sessionEpoch: number, committed: number) => void
-  /** The broker's ERROR frame; the connection closes right after. */
+  /** The broker's ERROR frame; the connection closes right after (`onClosed` with its code). */
   readonly onBrokerError: (error: ErrorBody) => void
-  readonly onClosed: (reason: string) => void
+  /** Exactly once, unless `close` was called first; `reason` is `closed.message`. */
+  readonly onClosed: (reason: string, closed: ConnectionClosed) => void
 }
 
 export interface ClientConnection {
@@ -42,6 +63,11 @@ export interface ClientConnection {
    * an error once the connection dropped them (exactly once either way).
    */
   readonly sendBatch: (header: FrameHeader, payload: Uint8Array, onWritten: (error: Error | null | undefined) => void) => void
+  /**
+   * Ends the session cleanly: sends CLOSE (the session sent `batches` batches) after
+   * everything written before, then ends the connection; no event follows.
+   */
+  readonly closeSession: (sessionEpoch: number, batches: number) => void
   readonly close: () => void
 }
 
@@ -53,29 +79,30 @@ export const openConnection = (
 ): ClientConnection => {
   let closed = false
   const socket: Socket = connect({ host: address.host, port: address.port, noDelay: true })
-  const finish = (reason: string) => {
+  const finish = (code: ConnectionClosed["code"], detail: string) => {
     if (closed) return
     closed = true
     clearTimeout(welcomeTimer)
     socket.destroy()
-    events.onClosed(reason)
+    const error = new ConnectionClosed({ broker: formatAddress(address), code, detail })
+    events.onClosed(error.message, error)
   }
-  const welcomeTimer = setTimeout(() => finish(`no WELCOME within ${connectTimeoutMs} ms`), connectTimeoutMs)
+  const welcomeTimer = setTimeout(() => finish("no-welcome", `no WELCOME within ${connectTimeoutMs} ms`), connectTimeoutMs)
   welcomeTimer.unref()
   const reader = new FrameReader({ accept: [FrameType.WELCOME, FrameType.ACK, FrameType.SESSION_FENCED, FrameType.ERROR], maxBatchBytes: 0 })
   let welcomed = false
 
   socket.on("connect", () => socket.write(helloFrame(hello)))
-  socket.on("error", (error) => finish(error.message))
-  socket.on("close", () => finish("connection closed"))
+  socket.on("error", (error) => finish("unreachable", error.message))
+  socket.on("close", () => finish("closed", "the broker closed the connection"))
   socket.on("data", (chunk: Buffer) => {
     reader.push(chunk)
     for (let frame = reader.next(); frame !== undefined && !closed; frame = reader.next()) {
-      if (frame instanceof WireViolation) return finish(`broker sent a bad frame: ${frame.message}`)
+      if (frame instanceof WireViolation) return finish("bad-frame", frame.message)
       switch (frame.type) {
         case FrameType.WELCOME: {
           const welcome = decodeControl(Welcome, frame.payload, "bad-handshake")
-          if (Either.isLeft(welcome)) return finish(`bad WELCOME: ${welcome.left.message}`)
+          if (Either.isLeft(welcome)) return finish("bad-frame", `bad WELCOME: ${welcome.left.message}`)
           welcomed = true
           clearTimeout(welcomeTimer)
           events.onWelcome(welcome.right)
@@ -89,8 +116,9 @@ export const openConnection = (
           break
         case FrameType.ERROR: {
           const error = decodeControl(ErrorBody, frame.payload, "internal")
-          if (Either.isRight(error)) events.onBrokerError(error.right)
-          return finish(Either.isRight(error) ? `broker error ${error.right.code}: ${error.right.message}` : "broker error")
+          if (Either.isLeft(error)) return finish("bad-frame", `undecodable ERROR: ${error.left.message}`)
+          events.onBrokerError(error.right)
+          return finish(error.right.code, error.right.message)
         }
       }
     }
@@ -103,6 +131,14 @@ export const openConnection = (
       socket.write(encodeHeader(header))
       socket.write(payload, onWritten)
       socket.uncork()
+    },
+    closeSession: (sessionEpoch, batches) => {
+      if (closed) return
+      closed = true
+      clearTimeout(welcomeTimer)
+      socket.end(closeFrame(hello.clientId, sessionEpoch, batches))
+      // The broker closes its side once it has the frame; don't wait on it for ever.
+      setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref()
     },
     close: () => {
       if (closed) return

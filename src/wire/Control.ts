@@ -6,19 +6,23 @@ import { Data, Either, Schema } from "effect"
 import { encodeFrame, FrameType } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
 
 export const AckLevel = Schema.Literal(0, 1, 2)
 export type AckLevel = typeof AckLevel.Type
 
-/** client → broker, the first frame of every connection. */
+/**
+ * client → broker, the first frame of every connection. Without `sessionEpoch` it registers
+ * a new session and the WELCOME says the epoch the log handed out; with one it attaches to
+ * that registered session (a publisher's further connections, and reconnections).
+ */
 export class Hello extends Schema.Class<Hello>("Hello")({
   protocol: Schema.Int,
   topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
   clientId: U32,
-  sessionEpoch: U32,
+  sessionEpoch: Schema.optional(U32),
   ackLevel: AckLevel
 }) {}
 
@@ -27,7 +31,9 @@ export class Welcome extends Schema.Class<Welcome>("Welcome")({
   protocol: Schema.Int,
   brokerId: Schema.Int.pipe(Schema.nonNegative()),
   /** The largest batch payload this broker accepts. */
-  maxBatchBytes: Schema.Int.pipe(Schema.positive())
+  maxBatchBytes: Schema.Int.pipe(Schema.positive()),
+  /** The session this connection carries (handed out by the log when the HELLO registered one). */
+  sessionEpoch: U32
 }) {}
 
 export const WireErrorCode = Schema.Literal(
@@ -44,6 +50,9 @@ export const WireErrorCode = Schema.Literal(
   "bad-batch",
   "append-failed",
   "handshake-timeout",
+  "idle-timeout",
+  "session-table-full",
+  "unknown-session",
   "too-many-connections",
   "slow-consumer",
   "internal"
@@ -51,7 +60,7 @@ export const WireErrorCode = Schema.Literal(
 export type WireErrorCode = typeof WireErrorCode.Type
 
 /** Errors a publisher cannot cure by reconnecting: its configuration is wrong. */
-export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set(["unknown-topic", "version-mismatch", "bad-handshake"])
+export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set(["unknown-topic", "version-mismatch", "bad-handshake", "session-table-full"])
 
 /** broker → client: why the connection is being closed. */
 export class ErrorBody extends Schema.Class<ErrorBody>("ErrorBody")({
@@ -89,7 +98,7 @@ const encodeJson = <A, I>(schema: Schema.Schema<A, I>, value: A): Uint8Array =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
 
 export const helloFrame = (hello: Hello): Buffer =>
-  encodeFrame({ type: FrameType.HELLO, clientId: hello.clientId, sessionEpoch: hello.sessionEpoch, seq: 0, messageCount: 0 }, encodeJson(Hello, hello))
+  encodeFrame({ type: FrameType.HELLO, clientId: hello.clientId, sessionEpoch: hello.sessionEpoch ?? 0, seq: 0, messageCount: 0 }, encodeJson(Hello, hello))
 
 export const welcomeFrame = (welcome: Welcome): Buffer =>
   encodeFrame({ type: FrameType.WELCOME, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Welcome, welcome))
@@ -103,6 +112,9 @@ export const errorFrame = (code: WireErrorCode, message: string): Buffer =>
 
 export const ackFrame = (clientId: number, sessionEpoch: number, acked: number, level: AckLevel): Buffer =>
   encodeFrame({ type: FrameType.ACK, clientId, sessionEpoch, seq: acked, messageCount: level })
+
+export const closeFrame = (clientId: number, sessionEpoch: number, batches: number): Buffer =>
+  encodeFrame({ type: FrameType.CLOSE, clientId, sessionEpoch, seq: batches, messageCount: 0 })
 
 export const sessionFencedFrame = (clientId: number, sessionEpoch: number, committed: number): Buffer =>
   encodeFrame({ type: FrameType.SESSION_FENCED, clientId, sessionEpoch, seq: committed, messageCount: 0 })

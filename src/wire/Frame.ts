@@ -10,7 +10,8 @@
  * |      4 |  u32 | client id                                                         |
  * |      8 |  u32 | session epoch                                                     |
  * |     12 |  u32 | sequence, low 32 bits  (BATCH: batch seq; ACK: acked count;       |
- * |     16 |  u32 | sequence, high 21 bits  SESSION_FENCED: committed frontier)       |
+ * |     16 |  u32 | sequence, high 21 bits  SESSION_FENCED: committed frontier;       |
+ * |        |      |                         CLOSE: batches the session sent)          |
  * |     20 |  u32 | message count (ACK: the ack level)                                |
  * |     24 |  u32 | payload bytes                                                     |
  * |     28 |  u32 | crc32c of the payload (0 for an empty payload)                    |
@@ -37,7 +38,12 @@ export const FrameType = {
   /** broker → client: the session is fenced; seq = its committed frontier (batches 0..seq-1 are in the order). */
   SESSION_FENCED: 5,
   /** broker → client: JSON error (Handshake.ErrorBody); the broker closes the connection after it. */
-  ERROR: 6
+  ERROR: 6,
+  /**
+   * client → broker: the session is done; seq = the number of batches it sent. The log
+   * releases the session once they are all ordered; the broker closes the connection.
+   */
+  CLOSE: 7
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 
