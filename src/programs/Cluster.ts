@@ -9,14 +9,37 @@ import { existsSync, readFileSync, unlinkSync } from "node:fs"
 import { cliEntry } from "../PackageRoot.js"
 import type { RoleEvent } from "./Report.js"
 
-export class RoleFailed extends Data.TaggedError("RoleFailed")<{ readonly role: string; readonly reason: string; readonly stderr: string }> {
+/** The typed error a role reported before it failed (`reportFailure`): its tag, message and fields. */
+export type ReportedError = { readonly _tag: string; readonly message: string } & Record<string, unknown>
+
+export class RoleFailed extends Data.TaggedError("RoleFailed")<{
+  readonly role: string
+  /** The role's process id (0 if it never started). */
+  readonly pid?: number
+  readonly reason: string
+  /** What the orchestrator was waiting for when the role failed. */
+  readonly waitingFor?: string
+  /** The typed error the role reported, if it did. */
+  readonly error?: ReportedError
+  readonly stderr: string
+}> {
   override get message() {
-    return `${this.role} failed: ${this.reason}${this.stderr.trim() === "" ? "" : `\n--- ${this.role} stderr (last lines) ---\n${this.stderr.trimEnd()}`}`
+    const who = this.pid === undefined ? this.role : `${this.role} (pid ${this.pid})`
+    const during = this.waitingFor === undefined ? "" : ` while the run waited for ${this.waitingFor}`
+    const typed = this.error === undefined ? "" : `: ${this.error._tag}: ${this.error.message}`
+    const tail = this.stderr.trim() === "" ? "" : `\n--- ${this.role} stderr (last lines) ---\n${this.stderr.trimEnd()}`
+    return `${who} failed: ${this.reason}${during}${typed}${tail}`
+  }
+  /** The same failure, seen while the run waited for `waitingFor`. */
+  during(waitingFor: string): RoleFailed {
+    const { role, pid, reason, error, stderr } = this
+    return new RoleFailed({ role, reason, stderr, waitingFor, ...(pid === undefined ? {} : { pid }), ...(error === undefined ? {} : { error }) })
   }
 }
 
 export interface RoleProcess {
   readonly role: string
+  readonly pid: number
   readonly child: ChildProcess
   /** The first event of this kind (waits for it). */
   readonly event: (kind: string, timeoutMs: number) => Effect.Effect<RoleEvent, RoleFailed>
@@ -58,6 +81,7 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
     const listeners: Array<(event: RoleEvent) => void> = []
     const exit = yield* Deferred.make<never, RoleFailed>()
     let stderr = ""
+    let reported: ReportedError | undefined
     const deferredFor = (kind: string) => {
       let d = seen.get(kind)
       if (d === undefined) {
@@ -91,24 +115,29 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
     }
     child.stdout!.on("data", keep)
     child.stderr!.on("data", keep)
+    const pid = child.pid ?? 0
+    const failed = (reason: string, waitingFor: string) =>
+      new RoleFailed({ role, pid, reason, waitingFor, ...(reported === undefined ? {} : { error: reported }), stderr })
     child.on("message", (message) => {
       const event = message as RoleEvent
+      if (event.event === "failed") reported = event["error"] as ReportedError
       for (const listener of listeners) listener(event)
       Deferred.unsafeDone(deferredFor(event.event), Effect.succeed(event))
     })
     child.on("exit", (code, signal) => {
-      const failure = new RoleFailed({ role, reason: `exited with ${signal ?? `code ${code}`}`, stderr })
-      Deferred.unsafeDone(exit, Effect.fail(failure))
-      for (const d of seen.values()) Deferred.unsafeDone(d, Effect.fail(failure))
+      const reason = `exited with ${signal ?? `code ${code}`}`
+      Deferred.unsafeDone(exit, Effect.fail(failed(reason, "it to finish")))
+      for (const [kind, d] of seen) Deferred.unsafeDone(d, Effect.fail(failed(reason, `its "${kind}" event`)))
     })
     return {
       role,
+      pid,
       child,
       event: (kind, timeoutMs) =>
         Deferred.await(deferredFor(kind)).pipe(
           Effect.timeoutFail({
             duration: Duration.millis(timeoutMs),
-            onTimeout: () => new RoleFailed({ role, reason: `no "${kind}" within ${timeoutMs} ms`, stderr })
+            onTimeout: () => failed(`no "${kind}" within ${timeoutMs} ms`, `its "${kind}" event`)
           })
         ),
       on: (listener) => {
@@ -121,6 +150,21 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
       cpuSeconds: () => (child.pid === undefined || child.exitCode !== null || child.signalCode !== null ? undefined : processCpuSeconds(child.pid))
     }
   })
+
+/**
+ * `effect`, failed by the first of `roles` to exit meanwhile (its RoleFailed says what the run
+ * was waiting for): a run never waits on roles that are gone.
+ */
+export const whileAlive = (roles: ReadonlyArray<RoleProcess>, waitingFor: string) =>
+<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | RoleFailed, R> =>
+  roles.length === 0
+    ? effect
+    : Effect.raceFirst(
+      effect,
+      Effect.raceAll(roles.map((role) => Effect.flip(role.exited))).pipe(
+        Effect.flatMap((failure) => Effect.fail(failure.during(waitingFor)))
+      )
+    )
 
 /** Unlinks the region at scope close if a crashed head left it behind. */
 export const regionGuard = (name: string): Effect.Effect<void, never, Scope.Scope> =>

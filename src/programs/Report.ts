@@ -24,6 +24,22 @@ export const parentEvent = (event: string): { readonly said: () => boolean; read
   return { said: () => said, close: () => void process.off("message", listener) }
 }
 
+/**
+ * Tells the orchestrator why this role is failing: `{ event: "failed", error }` with the
+ * error's tag, message and fields, so it can name the typed error rather than only an exit code.
+ */
+export const reportFailure = (error: unknown): void => {
+  const fields = typeof error === "object" && error !== null ? { ...error } : {}
+  const tag = (error as { _tag?: unknown } | null)?._tag
+  const named = { _tag: typeof tag === "string" ? tag : "Error", message: error instanceof Error ? error.message : String(error) }
+  try {
+    report({ event: "failed", error: { ...fields, ...named } })
+  } catch {
+    // a field the channel cannot carry: the tag and message still can
+    report({ event: "failed", error: named })
+  }
+}
+
 /** Children of an orchestrator end (with finalizers) when the orchestrator disappears. */
 export const exitWithParent = (): void => {
   if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))

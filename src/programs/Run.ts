@@ -7,7 +7,7 @@
 import { Console, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/LogLayout.js"
 import { type AuditResult } from "./Audit.js"
-import { makeCpuMeter, regionGuard, RoleFailed, spawnRole } from "./Cluster.js"
+import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, whileAlive } from "./Cluster.js"
 
 /** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
 export interface ClusterShape {
@@ -113,7 +113,9 @@ export const run = (options: RunOptions) =>
       (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], env),
       { concurrency: "unbounded" }
     )
-    const ports = yield* Effect.forEach(brokers, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number))
+    const ports = yield* Effect.forEach(brokers, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number)).pipe(
+      whileAlive([head], "the brokers to listen")
+    )
     const withSubscriber = options.subscriber !== false
     const subscriber = withSubscriber
       ? yield* spawnRole(
@@ -122,7 +124,7 @@ export const run = (options: RunOptions) =>
         env
       )
       : undefined
-    if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000)
+    if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000).pipe(whileAlive([head, ...brokers], "the subscriber to subscribe"))
     const publisher = yield* spawnRole("publisher", [
       "publish",
       "--brokers",
@@ -183,12 +185,12 @@ export const run = (options: RunOptions) =>
       Effect.delay("250 millis"),
       Effect.fork
     )
-    // Any role dying before it is done fails the run, with its last output.
-    const watchdog = Effect.raceAll([head.exited, ...brokers.filter((_, i) => i !== kill?.index).map((b) => b.exited)])
-    const published = yield* publisher.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
+    // Any role dying before it is done fails the run at once, naming it, what the run waited for, and its last output.
+    const essential = [head, ...brokers.filter((_, i) => i !== kill?.index)]
+    const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive(essential, "the publisher to finish"))
     // Everything is acked: the subscriber now reads to the log's end, duplicates after the last distinct message included.
     if (subscriber?.child.connected === true) subscriber.child.send({ event: "publishersDone" })
-    const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(Effect.raceFirst(watchdog))
+    const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(whileAlive(essential, "the subscriber's audit"))
     cpu.stopAll()
     yield* Fiber.interrupt(ticker)
     if (interactive) process.stdout.write(`\r${line()}\n`)

@@ -8,14 +8,18 @@
  * without that signal, when every message has arrived once. Past that end with messages still
  * missing, it keeps reading until `idleTimeoutMs` (with ACK 0 they may still be ordered); what
  * is then missing is lost. Stopping before that end, missing messages are "not delivered".
+ *
+ * Every wait is bounded: `--limit` fails with `ReadIdle` after `idleTimeoutMs` without a new
+ * message, and any wait fails with `HeadUnavailable` once the head is gone past its bound (a
+ * plain tail with the head alive waits for as long as it runs).
  */
-import { Console, Effect, Layer } from "effect"
+import { Console, Data, Effect, Layer } from "effect"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../layers/Roles.js"
 import { loadAddonSync } from "../native/Native.js"
 import { type LogBatchView, LogReader, type LogMessageView } from "../services/LogReader.js"
 import { LogCorrupt } from "../services/Topics.js"
 import { type AuditResult, makeAudit } from "./Audit.js"
-import { report as reportToParent, type RoleEvent } from "./Report.js"
+import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
 
 export interface SubscribeOptions {
   readonly region: RegionAccess
@@ -27,13 +31,25 @@ export interface SubscribeOptions {
   readonly publishersDone?: () => boolean
   /** Without an audit: stop after this many messages (default: run until interrupted). */
   readonly limit?: number
-  /** Give up when nothing new arrives for this long (audit mode). */
+  /** Give up when nothing new arrives for this long (audit mode, and `limit`). */
   readonly idleTimeoutMs: number
   readonly reportEveryMs: number
   /** Print each message (no audit): its total order and payload as text. */
   readonly print: boolean
   /** Where progress and done events go; default the orchestrator's IPC channel, if any. */
   readonly report?: (event: RoleEvent) => void
+}
+
+export class ReadIdle extends Data.TaggedError("ReadIdle")<{
+  readonly topic: string
+  readonly received: number
+  readonly limit: number
+  readonly idleMs: number
+  readonly position: number
+}> {
+  override get message() {
+    return `topic ${this.topic}: no new message for ${this.idleMs} ms after ${this.received} of the ${this.limit} asked for (at offset ${this.position}; --idle-timeout-ms)`
+  }
 }
 
 /** The reader over whatever LogReader is provided (`subscribe` maps the region for it). */
@@ -108,6 +124,9 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
       }
       if (n === 0) {
         if (audit !== undefined && now - lastProgress > options.idleTimeoutMs) break
+        if (options.limit !== undefined && now - lastProgress > options.idleTimeoutMs) {
+          return yield* new ReadIdle({ topic: options.topic, received: messages, limit: options.limit, idleMs: now - lastProgress, position: cursor.position() })
+        }
         yield* cursor.awaitMore(100)
       }
     }
@@ -126,5 +145,6 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
 
 export const subscribe = (options: SubscribeOptions) =>
   readTopic(options).pipe(
-    Effect.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region))))
+    Effect.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))),
+    Effect.tapError((error) => Effect.sync(() => reportFailure(error)))
   )
