@@ -7,15 +7,23 @@ import * as PublisherLayers from "../src/layers/Publisher.js"
 import type { BrokerShape } from "../src/services/Broker.js"
 import { type BatchHeader, BrokerLog, type BrokerLogShape } from "../src/services/BrokerLog.js"
 import type { PublisherOptions } from "../src/services/Publisher.js"
+import { BatchBuilder, BufferPool } from "../src/wire/BatchPayload.js"
 import { audit, clean, publishTestMessages, testMessage } from "./fixtures/net-audit.js"
 
 /** `npm run test:stress` runs the long variants. */
 const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
 
 /** `count` brokers over one memory log, each in its own scope so a test can kill it. */
-const cluster = (count: number, options: { holdTimeoutMs?: number; wrap?: (log: BrokerLogShape) => BrokerLogShape } = {}) =>
+const cluster = (
+  count: number,
+  options: { holdTimeoutMs?: number; sessionSlots?: number; wrap?: (log: BrokerLogShape) => BrokerLogShape } = {}
+) =>
   Effect.gen(function*() {
-    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: options.holdTimeoutMs ?? 2_000 })
+    const log = yield* BrokerLogLayers.makeMemoryLog({
+      topics: [{ name: "t" }],
+      holdTimeoutMs: options.holdTimeoutMs ?? 2_000,
+      ...(options.sessionSlots === undefined ? {} : { sessionSlots: options.sessionSlots })
+    })
     const parent = yield* Effect.scope
     const brokers: Array<{ server: BrokerShape; kill: Effect.Effect<void> }> = []
     for (let id = 0; id < count; id++) {
@@ -30,6 +38,68 @@ const cluster = (count: number, options: { holdTimeoutMs?: number; wrap?: (log: 
   })
 
 describe("Publisher", () => {
+  it.scopedLive("a publisher restarted with the same client id is a new session: every message of both runs is in the log", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(2)
+      // Someone sends batches for client 7 before the publisher ever starts (its own registered session).
+      const stranger = yield* log.forBroker(0).registerSession("t", 7)
+      for (let seq = 0; seq < 3; seq++) {
+        const builder = new BatchBuilder(new BufferPool(1024, 0))
+        builder.add(testMessage(1000, seq, 64))
+        const batch = builder.seal()
+        const header = { clientId: 7, sessionEpoch: stranger, batchSeq: seq, messageCount: 1, payloadBytes: batch.payload.length, crc32c: batch.crc32c }
+        yield* log.forBroker(0).append("t", header, batch.payload)
+      }
+      // Two runs of `cxlog publish --client-id 7`, one after the other.
+      const epochs: Array<number> = []
+      for (const from of [0, 300]) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const p = yield* publisher({ clientId: 7, batchBytes: 1024 })
+          yield* publishTestMessages(p, 7, 300, 100, from)
+          yield* p.flush(10_000)
+          epochs.push(p.stats().sessionEpoch)
+        }))
+      }
+      expect(new Set([stranger, ...epochs]).size).toBe(3)
+      expect(audit(log.ordered("t"), new Map([[7, 600]]))).toEqual({ messages: 600, ...clean })
+      expect(log.stats("t").duplicates).toBe(0)
+    }))
+
+  it.scopedLive("closing releases the session at once, so sessions never run out; a truly full table is a typed refusal", () =>
+    Effect.gen(function*() {
+      // 8 lines: at most 7 live sessions. 20 publishers, one after the other, each closing cleanly.
+      const { log, publisher } = yield* cluster(2, { sessionSlots: 8 })
+      let last = { clientId: 0, sessionEpoch: 0 }
+      for (let run = 0; run < 20; run++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const p = yield* publisher({ clientId: 50 + run, batchBytes: 1024 })
+          yield* publishTestMessages(p, 50 + run, 20, 100)
+          yield* p.flush(10_000)
+          last = p.stats()
+        }))
+      }
+      expect(audit(log.ordered("t"), new Map(Array.from({ length: 20 }, (_, i) => [50 + i, 20] as const)))).toEqual({ messages: 400, ...clean })
+      // The last CLOSE is on its way: once it is handled, that session is released with its frontier.
+      while (!(yield* log.forBroker(0).sessionAcks("t", last.clientId, last.sessionEpoch)).fenced) yield* Effect.sleep("2 millis")
+      expect(yield* log.forBroker(0).sessionAcks("t", last.clientId, last.sessionEpoch)).toMatchObject({ fenced: true, known: true })
+      // Seven sessions that stay open fill the table: the eighth publisher is told why, not left to time out.
+      for (let client = 0; client < 7; client++) yield* log.forBroker(0).registerSession("t", client)
+      const late = yield* publisher({ clientId: 99, connectTimeoutMs: 60_000, ackTimeoutMs: 60_000 })
+      const error = yield* Effect.flip(Effect.zipRight(late.publish(testMessage(99, 0, 64)), late.flush(60_000)))
+      expect(error).toMatchObject({ _tag: "BrokerRejected", code: "session-table-full" })
+    }))
+
+  it.scopedLive("a full window with nothing acknowledged fails publish with AckTimeout after ackTimeoutMs instead of waiting for ever", () =>
+    Effect.gen(function*() {
+      // The log takes batches and never orders them (as when the head is gone).
+      const swallow = (log: BrokerLogShape): BrokerLogShape => ({ ...log, tryAppendWith: () => true, appendWith: () => Effect.void })
+      const { publisher } = yield* cluster(1, { wrap: swallow })
+      const p = yield* publisher({ clientId: 12, batchBytes: 1024, maxInFlightBatches: 2, ackTimeoutMs: 200 })
+      const error = yield* Effect.flip(publishTestMessages(p, 12, 10_000, 200))
+      expect(error).toMatchObject({ _tag: "AckTimeout", timeoutMs: 200 })
+      expect(error.message).toMatch(/B0=0\/\d+.*head/)
+    }))
+
   it.scopedLive("two publishers over 4 brokers: everything acked, each message once, per-client FIFO, batches spread", () =>
     Effect.gen(function*() {
       const { log, publisher } = yield* cluster(4)
