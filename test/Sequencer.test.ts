@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Effect, Fiber, TestClock } from "effect"
 import * as DoorbellLayers from "../src/layers/Doorbell.js"
 import { LeaseLine, PbrSlot } from "../src/layers/LogRecords.js"
 import * as SequencerLayers from "../src/layers/Sequencer.js"
@@ -96,6 +96,76 @@ for (const impl of implementations) {
         expect(yield* sequencer.step).toMatchObject({ ordered: 2, dropped: 1 })
         const read = yield* readAll(cluster.reader, "t")
         expect(read.map((x) => `${x.sessionEpoch}:${x.batchSeq}`)).toEqual(["1:0", "2:0", "2:1"])
+      }))
+
+    it.scoped("mode 5: waiting for room is not a gap: no session is fenced while the log is full but still ordering", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
+        const sequencer = yield* cluster.sequencer({ holdTimeoutMs: 1_000 })
+        // Session 2's batches 1..64 fill broker 1's PBR, held behind its missing batch 0.
+        for (let seq = 1; seq <= 64; seq++) yield* appendSimple(a1!, "t", 2, 1, seq)
+        // Session 1 has a gap at 1; its batch 1 waits for room on broker 1.
+        yield* appendSimple(a0!, "t", 1, 1, 0)
+        yield* appendSimple(a0!, "t", 1, 1, 2)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, held: 65 })
+        const waiting = yield* Effect.fork(appendSimple(a1!, "t", 1, 1, 1))
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+        // Well past the hold timeout, while another session keeps the topic ordering: nobody is fenced.
+        yield* appendSimple(a0!, "t", 3, 1, 0)
+        yield* TestClock.adjust("1500 millis")
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, fenced: 0 })
+        yield* TestClock.adjust("1500 millis")
+        yield* appendSimple(a0!, "t", 3, 1, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, fenced: 0 })
+        // Session 2's gap closes: its batches are ordered, broker 1 has room, session 1's batch 1 goes in.
+        yield* appendSimple(a0!, "t", 2, 1, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 65, fenced: 0 })
+        yield* Fiber.join(waiting)
+        yield* drain(sequencer)
+        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({ ordered: 3, replicated: 3, fenced: false, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 2, 1)).toEqual({ ordered: 65, replicated: 65, fenced: false, known: true })
+      }))
+
+    it.scoped("sessions: unregistered batches are refused; a closed session is released after its last batch, an idle one after sessionIdleMs", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const a = yield* cluster.appender(0, { registered: false })
+        const sequencer = yield* cluster.sequencer({ sessionIdleMs: 5_000 })
+        const sessions = cluster.sessions("t")
+        const registered = (clientId: number) => {
+          const outcome = sessions.register(clientId, Date.now())
+          if ("full" in outcome) throw new Error("the session table is full")
+          return outcome.sessionEpoch
+        }
+        // A session the log never handed out.
+        yield* appendSimple(a, "t", 9, 777, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
+        expect((yield* cluster.acks.sessionAcks("t", 9, 777)).known).toBe(false)
+        // Closed announcing 3 batches: released once batch 2 is ordered too.
+        const closing = registered(3)
+        yield* appendSimple(a, "t", 3, closing, 0)
+        yield* appendSimple(a, "t", 3, closing, 1)
+        yield* a.closeSession("t", 3, closing, 3)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 2, released: 0 })
+        yield* appendSimple(a, "t", 3, closing, 2)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, released: 1 })
+        expect(yield* cluster.acks.sessionAcks("t", 3, closing)).toEqual({ ordered: 3, replicated: 3, fenced: true, known: true })
+        expect(sessions.liveCount()).toBe(0)
+        // Idle: released after sessionIdleMs with its frontier; a late batch is refused.
+        const idle = registered(4)
+        yield* appendSimple(a, "t", 4, idle, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, released: 0 })
+        yield* TestClock.adjust("4000 millis")
+        expect(yield* sequencer.step).toMatchObject({ released: 0 })
+        yield* TestClock.adjust("2000 millis")
+        expect(yield* sequencer.step).toMatchObject({ released: 1 })
+        expect(yield* cluster.acks.sessionAcks("t", 4, idle)).toEqual({ ordered: 1, replicated: 1, fenced: true, known: true })
+        yield* appendSimple(a, "t", 4, idle, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
+        expect(sessions.liveCount()).toBe(0)
       }))
 
     it.scoped("mode 4: each broker's batches keep their arrival order; mode 0 likewise", () =>
