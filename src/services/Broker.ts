@@ -23,10 +23,27 @@ export interface BrokerOptions {
    * 0 (default) sends at most one per event-loop turn (all batches read in that turn).
    */
   readonly ackIntervalMs?: number
-  /** A connection must complete its HELLO within this. Default 5 s. */
+  /**
+   * A connection must complete its HELLO within this. Default 5 s. Until then it may queue one
+   * HELLO (32 + 4 KiB) before its socket is paused, and any other frame is refused from its header.
+   */
   readonly handshakeTimeoutMs?: number
+  /**
+   * A session past its handshake that sends and receives nothing for this long gets ERROR
+   * `idle-timeout` and is closed (batches still awaiting their ACK do not keep it open; a batch
+   * waiting for log room does). Default 10 minutes; 0: never.
+   */
+  readonly idleTimeoutMs?: number
+  /**
+   * Connections served at once; the next one gets ERROR `too-many-connections`. Default 1024,
+   * lowered (with a warning) to 64 below the process's open-file limit so that refusal can still be sent.
+   */
   readonly maxConnections?: number
-  /** Received bytes queued per connection before the socket is paused (bounds its memory). Default 1 MiB. */
+  /**
+   * Received bytes queued per connection past its handshake before the socket is paused. With
+   * the batch being gathered or waiting for room (≤ maxBatchBytes) and `writeBufferBytes`, this
+   * bounds a connection's memory. Default 1 MiB.
+   */
   readonly readBufferBytes?: number
   /** Outgoing bytes queued to a client that does not read before it is dropped as `slow-consumer`. Default 1 MiB. */
   readonly writeBufferBytes?: number
@@ -40,7 +57,11 @@ export interface BrokerStats {
   readonly bytes: number
   readonly ackFrames: number
   readonly fencedFrames: number
-  /** Received bytes waiting to be appended, over all connections (each bounded by `readBufferBytes` plus one chunk). */
+  /**
+   * Received bytes the broker holds, over all connections: chunks not parsed yet, the part of a
+   * frame received so far, and a batch waiting for log room (per connection at most
+   * `readBufferBytes` + `maxBatchBytes` plus three chunks; before the handshake 32 + 4 KiB plus one chunk).
+   */
   readonly queuedBytes: number
   /** Connections closed with an error frame, by code. */
   readonly rejected: Readonly<Partial<Record<WireErrorCode, number>>>

@@ -6,7 +6,8 @@
  * consumer gathers them where they go). Every length is checked against its bound before
  * anything is allocated, so a reader holds at most 32 + maxBatchBytes bytes of its own
  * (gathering, it keeps the chunks of one batch alive instead: maxBatchBytes plus two
- * chunks' slack).
+ * chunks' slack). `admit` refuses a frame from its header, before any of its payload is
+ * taken (a broker before the handshake takes a HELLO only: at most 32 + 4 KiB).
  */
 import { WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
@@ -36,6 +37,12 @@ export interface FrameReaderOptions {
    * pushed (Node's socket chunks are fresh buffers).
    */
   readonly gatherBatches?: boolean
+  /**
+   * Looked at with the type of each accepted header before any of its payload is taken: a
+   * violation returned refuses the frame right there (and poisons the reader), so a payload
+   * the consumer would refuse anyway is never buffered.
+   */
+  readonly admit?: (type: FrameType) => WireViolation | undefined
 }
 
 type PendingHeader = Omit<Frame, "payload">
@@ -52,6 +59,8 @@ export class FrameReader {
   /** The pieces of the BATCH payload being gathered, or undefined while reassembling (or between frames). */
   private gathered: Array<Uint8Array> | undefined = undefined
   private failure: WireViolation | undefined = undefined
+  /** Payload bytes of the frame last returned: still the consumer's until the next call. */
+  private returnedBytes = 0
 
   constructor(private readonly options: FrameReaderOptions) {
     const accepted: Array<boolean> = []
@@ -76,11 +85,21 @@ export class FrameReader {
   }
 
   /**
+   * Received bytes this reader holds for its consumer: the rest of the current chunk, the
+   * part of a frame received so far, and the payload of the frame last returned (valid until
+   * the next call).
+   */
+  get heldBytes(): number {
+    return this.chunk.length - this.position + this.headerFill + (this.pending === undefined ? 0 : this.reassemblyFill) + this.returnedBytes
+  }
+
+  /**
    * The next complete frame, `undefined` when the chunk is used up, or the violation that
    * poisons this reader (returned again on every later call).
    */
   next(): Frame | undefined | WireViolation {
     if (this.failure !== undefined) return this.failure
+    this.returnedBytes = 0
     const available = this.chunk.length - this.position
     if (this.pending !== undefined) return this.continuePayload()
     if (this.headerFill > 0) {
@@ -92,7 +111,12 @@ export class FrameReader {
       this.headerFill = 0
       return this.startPayload(this.headerBytes, 0)
     }
-    if (available === 0) return undefined
+    if (available === 0) {
+      // Let go of a used-up chunk: an idle connection should not keep its last 64 KiB alive.
+      this.chunk = EMPTY
+      this.position = 0
+      return undefined
+    }
     if (available < FRAME_HEADER_BYTES) {
       this.headerBytes.set(this.chunk.subarray(this.position), 0)
       this.headerFill = available
@@ -114,6 +138,11 @@ export class FrameReader {
     if (raw.magic !== FRAME_MAGIC) return this.fail("bad-magic", `frame magic 0x${raw.magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
     if (raw.version !== WIRE_VERSION) return this.fail("version-mismatch", `wire version ${raw.version}, this side speaks ${WIRE_VERSION}`)
     if (this.accepted[raw.type] !== true) return this.fail("bad-frame-type", `frame type ${frameTypeName(raw.type)} is not accepted here`)
+    const refused = this.options.admit?.(raw.type as FrameType)
+    if (refused !== undefined) {
+      this.failure = refused
+      return refused
+    }
     if (raw.seqHigh > MAX_SEQ_HIGH) return this.fail("oversized", "sequence is not below 2^53")
     const limit = raw.type === FrameType.BATCH
       ? this.options.maxBatchBytes
@@ -174,12 +203,14 @@ export class FrameReader {
   }
 
   private complete(header: PendingHeader, payload: Uint8Array): Frame | WireViolation {
+    this.returnedBytes = header.payloadBytes
     return this.checkCrc(header, crc32c(payload, 0, payload.length)) ?? { ...header, payload }
   }
 
   private completeGathered(header: PendingHeader, pieces: ReadonlyArray<Uint8Array>): Frame | WireViolation {
     let crc = 0
     for (const piece of pieces) crc = crc32c(piece, 0, piece.length, crc)
+    this.returnedBytes = header.payloadBytes
     return this.checkCrc(header, crc) ?? { ...header, payload: EMPTY, pieces }
   }
 }
