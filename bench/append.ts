@@ -42,10 +42,11 @@ export const run = (args: ReadonlyArray<string>) =>
         // Half the Blog (or PBR) per timed phase; the sequencer frees it between phases.
         const perPhase = Math.min(config.pbrSlots / 2, Math.floor(config.blogBytes / 2 / alignLine(payload.length)))
         let seq = 0
+        const sessionEpoch = yield* appender.registerSession("bench", messagesPerBatch)
         const appendPhase = Effect.gen(function*() {
           const t0 = performance.now()
           for (let i = 0; i < perPhase; i++) {
-            const header = { clientId: messagesPerBatch, sessionEpoch: 0, batchSeq: seq++, messageCount: messagesPerBatch, payloadBytes: payload.length, crc32c }
+            const header = { clientId: messagesPerBatch, sessionEpoch, batchSeq: seq++, messageCount: messagesPerBatch, payloadBytes: payload.length, crc32c }
             yield* appender.append("bench", header, payload)
           }
           const ms = performance.now() - t0

@@ -72,15 +72,23 @@ export const run = (args: ReadonlyArray<string>) =>
     const perPhase = BROKERS * SESSIONS_PER_BROKER * perSession
     const state = cases.map((c) => ({ ...c, random: xorshift(12345), phase: 0, rates: [] as Array<number> }))
     yield* Effect.forEach(cases, (c) => topics.create({ name: c.name, order: c.order, ackLevel: 1, replicationFactor: 1 }))
+    /** Each case's sessions, registered as a broker registers them: epoch by case and client id. */
+    const epochs = new Map<string, number>()
+    for (const c of cases) {
+      for (let client = 0; client < BROKERS * SESSIONS_PER_BROKER; client++) {
+        epochs.set(`${c.name}/${client}`, yield* appenders[0]!.registerSession(c.name, client))
+      }
+    }
 
     /** Appends one phase of the case's arrivals (untimed), then times the rounds that order them. */
     const phase = (c: (typeof state)[number], timed: boolean) =>
       Effect.gen(function*() {
         for (let b = 0; b < BROKERS; b++) {
           for (const { session, seq } of arrivals(c.phase, perSession, c.reorder, c.random)) {
+            const clientId = b * SESSIONS_PER_BROKER + session
             const header = {
-              clientId: b * SESSIONS_PER_BROKER + session,
-              sessionEpoch: 0,
+              clientId,
+              sessionEpoch: epochs.get(`${c.name}/${clientId}`)!,
               batchSeq: seq,
               messageCount: MESSAGES_PER_BATCH,
               payloadBytes: payload.length,
