@@ -325,6 +325,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
          * has). Not idle while the broker itself holds the client up: a batch waits for log room.
          */
         const onIdle = () => {
+          if (socket.writableEnded) return
           if (!inbox.starved()) return void socket.setTimeout(settings.idleTimeoutMs, onIdle)
           reject(socket, new WireViolation({ code: "idle-timeout", detail: `nothing sent or received for ${settings.idleTimeoutMs} ms` }))
           inbox.stop()
