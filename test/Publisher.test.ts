@@ -9,6 +9,7 @@ import { type BatchHeader, BrokerLog, type BrokerLogShape } from "../src/service
 import type { PublisherOptions } from "../src/services/Publisher.js"
 import { BatchBuilder, BufferPool } from "../src/wire/BatchPayload.js"
 import { audit, clean, publishTestMessages, testMessage } from "./fixtures/net-audit.js"
+import { hello, rawConnect } from "./fixtures/net-raw-client.js"
 
 /** `npm run test:stress` runs the long variants. */
 const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
@@ -87,6 +88,18 @@ describe("Publisher", () => {
       const late = yield* publisher({ clientId: 99, connectTimeoutMs: 60_000, ackTimeoutMs: 60_000 })
       const error = yield* Effect.flip(Effect.zipRight(late.publish(testMessage(99, 0, 64)), late.flush(60_000)))
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "session-table-full" })
+    }))
+
+  it.scopedLive("every broker full of connections: the publisher fails with too-many-connections, not a timeout", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const server = yield* BrokerLayers.make({ maxConnections: 1 }).pipe(Effect.provideService(BrokerLog, log.forBroker(0)))
+      const taken = yield* rawConnect(server.port)
+      taken.write(hello("t", 1))
+      yield* taken.nextFrame()
+      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 300, ackTimeoutMs: 60_000 })
+      const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(60_000)))
+      expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
     }))
 
   it.scopedLive("a full window with nothing acknowledged fails publish with AckTimeout after ackTimeoutMs instead of waiting for ever", () =>

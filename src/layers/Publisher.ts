@@ -20,7 +20,14 @@ import {
   type PublishError
 } from "../services/Publisher.js"
 import { BatchBuilder, BufferPool, messageRecordBytes } from "../wire/BatchPayload.js"
-import { type BrokerAddress, type ClientConnection, formatAddress, openConnection, parseAddresses } from "../wire/ClientConnection.js"
+import {
+  type BrokerAddress,
+  type ClientConnection,
+  type ConnectionClosed,
+  formatAddress,
+  openConnection,
+  parseAddresses
+} from "../wire/ClientConnection.js"
 import { type AckLevel, fatalWireErrors, Hello, PROTOCOL_VERSION } from "../wire/Control.js"
 import { FrameType } from "../wire/Frame.js"
 
@@ -51,6 +58,8 @@ interface Link {
   sent: number
   acked: number
   failures: number
+  /** Why its last connection ended (a broker's ERROR code, or what the client saw). */
+  lastClose: ConnectionClosed["code"] | undefined
   retry: ReturnType<typeof setTimeout> | undefined
 }
 
@@ -124,6 +133,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       sent: 0,
       acked: 0,
       failures: 0,
+      lastClose: undefined,
       retry: undefined
     }))
 
@@ -340,8 +350,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           if (fatalWireErrors.has(error.code)) fail(new BrokerRejected({ broker: where, code: error.code, detail: error.message }))
           else if (error.code === "unknown-session") sessionLost(where, error.message)
         },
-        onClosed: (reason) => {
-          if (link.connection === connection) linkDown(link, reason)
+        onClosed: (reason, closed) => {
+          if (link.connection === connection) linkDown(link, reason, closed.code)
         }
       }, settings.connectTimeoutMs)
       link.connection = connection
@@ -384,11 +394,35 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       for (const link of links) connectLink(link)
     }
 
+    /** Since when every broker refuses this publisher as one connection too many (undefined: not so). */
+    let refusedSince: number | undefined
+
+    /**
+     * Every broker full of connections for longer than the connect timeout: fail with that
+     * reason rather than wait for ACKs that cannot come. True when it failed.
+     */
+    const refusedEverywhere = (): boolean => {
+      if (!links.every((l) => !l.ready && l.lastClose === "too-many-connections")) {
+        refusedSince = undefined
+        return false
+      }
+      refusedSince ??= performance.now()
+      if (performance.now() - refusedSince < settings.connectTimeoutMs) return false
+      fail(new BrokerRejected({
+        broker: links.map((l) => `${l.name} ${formatAddress(l.address)}`).join(", "),
+        code: "too-many-connections",
+        detail: `every broker refused the connection for ${settings.connectTimeoutMs} ms: they serve their maximum of connections`
+      }))
+      return true
+    }
+
     /** A connection failed: its outstanding batches go to the other links now; this one reconnects after a backoff. */
-    const linkDown = (link: Link, reason: string) => {
+    const linkDown = (link: Link, reason: string, code: ConnectionClosed["code"]) => {
       link.connection = undefined
       link.ready = false
-      link.failures++
+      link.lastClose = code
+      // An idle close is routine: reconnect without backing off.
+      if (code !== "idle-timeout") link.failures++
       runFork(Effect.logDebug(`publisher ${clientId}: ${link.name} ${formatAddress(link.address)} down: ${reason}`))
       for (let i = head; i < unacked.length; i++) {
         const batch = unacked[i]!
@@ -401,7 +435,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         const next = links.find((other) => other !== link && other.connection === undefined && other.retry === undefined)
         if (next !== undefined) connectLink(next)
       }
-      const delay = Math.min(MAX_RECONNECT_DELAY_MS, settings.reconnectDelayMs * 2 ** (link.failures - 1))
+      if (refusedEverywhere()) return
+      const delay = link.failures === 0 ? 0 : Math.min(MAX_RECONNECT_DELAY_MS, settings.reconnectDelayMs * 2 ** (link.failures - 1))
       link.retry = setTimeout(() => connectLink(link), delay)
       link.retry.unref()
     }
@@ -443,7 +478,14 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     }
 
     const brokerCounts = (): ReadonlyArray<BrokerCounts> =>
-      links.map((link) => ({ name: link.name, address: formatAddress(link.address), acked: link.acked, sent: link.sent, connected: link.ready }))
+      links.map((link) => ({
+        name: link.name,
+        address: formatAddress(link.address),
+        acked: link.acked,
+        sent: link.sent,
+        connected: link.ready,
+        ...(link.ready || link.lastClose === undefined ? {} : { lastClose: link.lastClose })
+      }))
 
     const outstanding = () => inFlight + (builder.messageCount > 0 ? 1 : 0)
 

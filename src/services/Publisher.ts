@@ -58,6 +58,8 @@ export interface BrokerCounts {
   /** Batches sent to this broker, resends included. */
   readonly sent: number
   readonly connected: boolean
+  /** While not connected: why its last connection ended (e.g. `too-many-connections`, `unreachable`). */
+  readonly lastClose?: string
 }
 
 export interface PublisherStats {
@@ -103,7 +105,7 @@ export class AckTimeout extends Data.TaggedError("AckTimeout")<{
 }> {
   override get message() {
     const counts = this.brokers.map((b) => `${b.name}=${b.acked}/${b.sent}`).join(", ")
-    const where = this.brokers.map((b) => `${b.name} ${b.address}${b.connected ? "" : " down"}`).join(", ")
+    const where = this.brokers.map((b) => `${b.name} ${b.address}${b.connected ? "" : ` down${b.lastClose === undefined ? "" : ` (${b.lastClose})`}`}`).join(", ")
     return `${this.outstanding} batches not acknowledged within ${this.timeoutMs} ms; acked/sent: ${counts} (${where}); is the head (sequencer) running?`
   }
 }
