@@ -18,6 +18,8 @@ export interface HeadWatch {
   readonly boundMs: number
   /** Undefined while the head is available, or unavailable for at most the bound; else the error for `waitingFor`. */
   readonly check: (waitingFor: () => string) => HeadUnavailable | undefined
+  /** Whether the head was available at the last `check`. */
+  readonly available: () => boolean
 }
 
 export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatch => {
@@ -28,6 +30,7 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
   let lastEpoch = 0
   return {
     boundMs,
+    available: () => unavailableSince === undefined,
     check: (waitingFor) => {
       region.invalidate(lease, 64)
       const holder = Atomics.load(i32, (lease + LeaseLine.occurrence) / 4)
@@ -68,6 +71,17 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
 /** A watch whose bound comes from `CXLOG_HEAD_LOST_MS` unless given. */
 export const headWatch = (region: CxlMemoryShape, boundMs?: number) =>
   Effect.map(boundMs === undefined ? headLostMsConfig : Effect.succeed(boundMs), (ms) => makeHeadWatch(region, ms))
+
+/** Waits until the head is available (checking every `HEAD_CHECK_MS`); fails once it has been unavailable past the bound. */
+export const awaitHead = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<void, HeadUnavailable> =>
+  Effect.gen(function*() {
+    for (;;) {
+      const lost = watch.check(waitingFor)
+      if (lost !== undefined) return yield* lost
+      if (watch.available()) return
+      yield* Effect.sleep(HEAD_CHECK_MS)
+    }
+  })
 
 /**
  * Fails once the head has been unavailable past the bound, looking every `HEAD_CHECK_MS`: for a

@@ -349,7 +349,12 @@ export const openWriter = (
     return Effect.succeed(core)
   })
 
-/** Attaches a reader to a free slot (or `wanted`), starting at the leading sequence. */
+/**
+ * Attaches a reader to a free slot (or `wanted`), starting at the leading sequence. A slot
+ * still attached by a process that is gone is reclaimed (a dead reader never detaches, and
+ * its process may have been the only one to use that slot, e.g. a head's reply slot):
+ * free slots are taken first, a dead one only when none is free.
+ */
 export const openReader = (
   region: CxlMemoryShape,
   doorbell: DoorbellShape,
@@ -361,9 +366,10 @@ export const openReader = (
     const { address, control, data } = l
     const { dataBytes, readerSlots, id } = address
     const candidates = wanted === undefined ? Array.from({ length: readerSlots }, (_, s) => s) : [wanted]
-    const slot = candidates.find((s) =>
+    const take = (s: number) =>
       s >= 0 && s < readerSlots && Atomics.compareExchange(u32, (l.line(s) + Reader.state) / 4, FREE, ATTACHING) === FREE
-    )
+    const reclaim = (s: number) => s >= 0 && s < readerSlots && reapSlot(region, doorbell, l, s, true) && take(s)
+    const slot = candidates.find(take) ?? candidates.find(reclaim)
     if (slot === undefined) {
       return Effect.fail(new NoFreeReaderSlot(wanted === undefined ? { ring: id, readerSlots } : { ring: id, readerSlots, slot: wanted }))
     }

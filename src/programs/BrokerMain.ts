@@ -5,7 +5,7 @@
  * broker stops with `HeadUnavailable` instead of serving silently.
  */
 import { Effect, Layer } from "effect"
-import { failWhenHeadLost, headWatch } from "../layers/HeadWatch.js"
+import { awaitHead, failWhenHeadLost, headWatch } from "../layers/HeadWatch.js"
 import { BrokerLine, SequencerLine } from "../layers/LogRecords.js"
 import { RegionLayout } from "../layers/RegionLayout.js"
 import { attachRegion, brokerLog, brokerServer, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../layers/Roles.js"
@@ -46,7 +46,7 @@ export const broker = (options: BrokerMainOptions) =>
       serving = true
       yield* Effect.logInfo(`broker ${server.brokerId}: listening on ${server.host}:${server.port}, region ${options.region.name}`)
       report({ event: "listening", brokerId: server.brokerId, host: server.host, port: server.port })
-      return yield* Effect.never
+      return yield* failWhenHeadLost(watch, waitingFor)
     }).pipe(
       Effect.provide(
         brokerServer(options.server).pipe(
@@ -57,7 +57,11 @@ export const broker = (options: BrokerMainOptions) =>
         )
       )
     )
-    return yield* Effect.raceFirst(serve, failWhenHeadLost(watch, waitingFor))
+    // Join only a head that is there; joining itself is bounded by the coordinator client's timeout.
+    yield* awaitHead(watch, waitingFor)
+    return yield* serve.pipe(
+      Effect.catchTag("CoordinatorUnavailable", (unavailable) => Effect.fail(watch.check(waitingFor) ?? unavailable))
+    )
   }).pipe(
     Effect.provide(attachRegion(options.region)),
     Effect.tapError((error) => Effect.sync(() => reportFailure(error)))

@@ -8,6 +8,7 @@ import { Console, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/LogLayout.js"
 import { type AuditResult } from "./Audit.js"
 import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, whileAlive } from "./Cluster.js"
+import { pruneRunRegions, runRegionName } from "./Regions.js"
 
 /** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
 export interface ClusterShape {
@@ -38,6 +39,8 @@ export interface RunOptions extends ClusterShape {
 
 export interface RunSummary {
   readonly region: string
+  /** Orphaned regions of earlier runs (their run gone, nothing using them) this run removed first. */
+  readonly reclaimedRegions: ReadonlyArray<string>
   readonly messages: number
   readonly bytes: number
   readonly messageBytes: number
@@ -95,7 +98,8 @@ const logEnv = (options: RunOptions): Record<string, string> => ({
 
 export const run = (options: RunOptions) =>
   Effect.gen(function*() {
-    const region = `cxlog-run-${process.pid}`
+    const region = runRegionName(process.pid)
+    const reclaimed = yield* pruneRunRegions
     const messages = Math.floor(options.totalBytes / options.messageBytes)
     const bytes = messages * options.messageBytes
     const env = { ...logEnv(options), CXLOG_REGION: region }
@@ -105,6 +109,9 @@ export const run = (options: RunOptions) =>
     const interactive = process.stdout.isTTY === true && human
     const say = (line: string) => (human ? Console.log(line) : Effect.void)
 
+    if (reclaimed.length > 0) {
+      yield* say(`reclaimed ${reclaimed.length} orphaned run region(s) of earlier runs: ${reclaimed.map((r) => `${r.name} (${mib(r.bytes)})`).join(", ")}`)
+    }
     yield* say(`cxlog run: ${mib(bytes)} of ${options.messageBytes}-byte messages, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${region}`)
     const head = yield* spawnRole("head", ["head", "--topic", `run:${options.order}:${options.ackLevel}`], env)
     yield* head.event("ready", 20_000)
@@ -199,6 +206,7 @@ export const run = (options: RunOptions) =>
     const elapsedMs = published["elapsedMs"] as number
     const summary: RunSummary = {
       region,
+      reclaimedRegions: reclaimed.map((r) => r.name),
       messages,
       bytes,
       messageBytes: options.messageBytes,

@@ -12,6 +12,7 @@ import { createTopic } from "./CreateTopic.js"
 import { head } from "./Head.js"
 import { loopbackSend } from "./Loopback.js"
 import { publish } from "./Publish.js"
+import { regions } from "./Regions.js"
 import { exitWithParent, parentEvent, parseBytes } from "./Report.js"
 import { run } from "./Run.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
@@ -50,6 +51,9 @@ const headCommand = Command.make(
     coherence,
     topics: topicSpec,
     keep: Options.boolean("keep").pipe(Options.withDescription("leave the region in /dev/shm on exit")),
+    attach: Options.boolean("attach").pipe(
+      Options.withDescription("take over the existing region (its head gone), keeping its data; the region stays on exit")
+    ),
     holdTimeoutMs: int("hold-timeout-ms", 5_000)
   },
   (o) =>
@@ -61,6 +65,7 @@ const headCommand = Command.make(
         config,
         topics: o.topics,
         keep: o.keep,
+        attach: o.attach,
         sequencer: { holdTimeoutMs: o.holdTimeoutMs },
         reportEveryMs: 250
       })
@@ -228,6 +233,16 @@ const createTopicCommand = Command.make(
   (o) => createTopic({ name: o.region, coherence: o.coherence }, o.topics)
 ).pipe(Command.withDescription("Create topics through the running head's coordinator (--topic name:order:ack …)"))
 
+const regionsCommand = Command.make(
+  "regions",
+  {
+    remove: Options.text("remove").pipe(Options.optional, Options.withDescription("remove this region (refused while a live process uses it; its data is lost)")),
+    prune: Options.boolean("prune").pipe(Options.withDescription("remove every orphaned `cxlog run` region (its run gone, nothing using it)")),
+    json: Options.boolean("json").pipe(Options.withDescription("print JSON"))
+  },
+  (o) => regions({ ...Option.match(o.remove, { onNone: () => ({}), onSome: (remove) => ({ remove }) }), prune: o.prune, json: o.json })
+).pipe(Command.withDescription("List the cxlog regions in /dev/shm (size, owner, whether it runs); --remove NAME, --prune"))
+
 const loopbackSendCommand = Command.make(
   "loopback-send",
   { args: Args.integer().pipe(Args.repeated) },
@@ -241,7 +256,7 @@ const selfcheckCommand = Command.make(
 ).pipe(Command.withDescription("Create a region, attach it from a second process, exchange a value and doorbell wakes"))
 
 const cxlog = Command.make("cxlog").pipe(
-  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, createTopicCommand, selfcheckCommand, loopbackSendCommand])
+  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, createTopicCommand, regionsCommand, selfcheckCommand, loopbackSendCommand])
 )
 
 const cli = Command.run(cxlog, { name: "cxlog", version: "0.1.0" })
