@@ -5,6 +5,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Option } from "effect"
 import { fileURLToPath } from "node:url"
 import { regionConfig } from "../layers/RegionLayout.js"
+import { defaultSequencerOptions } from "../services/Sequencer.js"
 import { parseAddresses } from "../wire/ClientConnection.js"
 import { bench } from "./Bench.js"
 import { broker } from "./BrokerMain.js"
@@ -54,7 +55,15 @@ const headCommand = Command.make(
     attach: Options.boolean("attach").pipe(
       Options.withDescription("take over the existing region (its head gone), keeping its data; the region stays on exit")
     ),
-    holdTimeoutMs: int("hold-timeout-ms", 5_000)
+    holdTimeoutMs: Options.integer("hold-timeout-ms").pipe(
+      Options.withFallbackConfig(Config.integer("CXLOG_HOLD_TIMEOUT_MS")),
+      Options.withDefault(defaultSequencerOptions.holdTimeoutMs)
+    ),
+    sessionIdleMs: Options.integer("session-idle-ms").pipe(
+      Options.withFallbackConfig(Config.integer("CXLOG_SESSION_IDLE_MS")),
+      Options.withDefault(defaultSequencerOptions.sessionIdleMs),
+      Options.withDescription("release a publisher session with no batch for this long")
+    )
   },
   (o) =>
     Effect.gen(function*() {
@@ -66,7 +75,7 @@ const headCommand = Command.make(
         topics: o.topics,
         keep: o.keep,
         attach: o.attach,
-        sequencer: { holdTimeoutMs: o.holdTimeoutMs },
+        sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs },
         reportEveryMs: 250
       })
     })
