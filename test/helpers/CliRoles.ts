@@ -1,0 +1,115 @@
+/**
+ * Test helpers for the bundled CLI (`dist/cxlog.mjs`) as its roles run under an orchestrator:
+ * each forked with an IPC channel, whose events (`ready`, `listening`, `subscribed`, `failed`
+ * with the typed error …) the test awaits. Every process is SIGKILLed when the scope closes.
+ */
+import { Deferred, Effect, type Scope } from "effect"
+import { type ChildProcess, fork, spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "cxlog.mjs")
+
+export type Event = { readonly event: string } & Record<string, unknown>
+
+export interface CliRole {
+  readonly child: ChildProcess
+  readonly pid: number
+  /** The first event of this kind (it may have come already); fails after `timeoutMs` or if the process exits first. */
+  readonly event: (kind: string, timeoutMs?: number) => Effect.Effect<Event, Error>
+  readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  readonly output: () => string
+}
+
+/** A small region: one topic, one broker slot, 1 MiB Blogs (256 KiB batches at most). */
+export const smallRegionEnv: Record<string, string> = {
+  CXLOG_LOG_MAX_TOPICS: "1",
+  CXLOG_LOG_MAX_BROKERS: "1",
+  CXLOG_LOG_BLOG_BYTES: `${1 << 20}`,
+  CXLOG_LOG_MAX_BATCH_BYTES: `${256 << 10}`,
+  CXLOG_LOG_GOI_SLOTS: "4096"
+}
+
+/** Forks `cxlog <args>` with an IPC channel; SIGKILL when the scope closes. */
+export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<CliRole, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const events: Array<Event> = []
+    const waiters: Array<() => void> = []
+    const exit = yield* Deferred.make<{ code: number | null; signal: NodeJS.Signals | null }>()
+    let output = ""
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        fork(cli, [...args], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, ...env }, serialization: "advanced" })
+      ),
+      (child) =>
+        Effect.sync(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+        })
+    )
+    const keep = (chunk: Buffer) => {
+      output += chunk.toString()
+    }
+    child.stdout!.on("data", keep)
+    child.stderr!.on("data", keep)
+    const notify = () => waiters.splice(0).forEach((wake) => wake())
+    child.on("message", (message) => {
+      events.push(message as Event)
+      notify()
+    })
+    child.on("exit", (code, signal) => {
+      Deferred.unsafeDone(exit, Effect.succeed({ code, signal }))
+      notify()
+    })
+    const event = (kind: string, timeoutMs = 30_000) =>
+      Effect.async<Event, Error>((resume) => {
+        const look = () => {
+          const found = events.find((e) => e.event === kind)
+          if (found !== undefined) return resume(Effect.succeed(found)), true
+          if (child.exitCode !== null || child.signalCode !== null) {
+            return resume(Effect.fail(new Error(`cxlog ${args[0]} exited (${child.exitCode ?? child.signalCode}) before "${kind}": ${output}`))), true
+          }
+          return false
+        }
+        const retry = () => {
+          if (!look()) waiters.push(retry)
+        }
+        retry()
+      }).pipe(
+        Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`cxlog ${args[0]}: no "${kind}" within ${timeoutMs} ms: ${output}`) })
+      )
+    return { child, pid: child.pid!, event, exited: Deferred.await(exit), output: () => output }
+  })
+
+/** Runs `cxlog <args>` to completion (no IPC channel: as a user runs it); SIGKILL if the scope closes first. */
+export const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}, onStart: (child: ChildProcess) => void = () => {}) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })),
+    (child) =>
+      Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
+        let stdout = ""
+        let stderr = ""
+        child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()))
+        child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
+        child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+        onStart(child)
+      }),
+    (child) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+      })
+  )
+
+/** Child processes of `pid` whose command line contains `word`, from /proc. */
+export const childrenOf = (pid: number, word: string): Array<number> =>
+  readdirSync("/proc").flatMap((entry) => {
+    if (!/^\d+$/.test(entry)) return []
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0")
+      return ppid === pid && cmdline.includes(word) ? [Number(entry)] : []
+    } catch {
+      return []
+    }
+  })
