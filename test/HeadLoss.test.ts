@@ -5,7 +5,13 @@
  * slots reclaimed) with the data it held. Real processes of the bundled CLI.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Exit, Fiber, Scope } from "effect"
+import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
+import * as DoorbellLayers from "../src/layers/Doorbell.js"
+import * as LogReaderLayers from "../src/layers/LogReader.js"
+import { CxlMemory } from "../src/services/CxlMemory.js"
+import { Doorbell } from "../src/services/Doorbell.js"
+import { bell, regionCluster } from "./fixtures/log-harness.js"
 import { childrenOf, forkCli, runCli, smallRegionEnv } from "./helpers/CliRoles.js"
 import { uniqueRegion } from "./helpers/Processes.js"
 
@@ -21,6 +27,31 @@ interface Reported {
 }
 
 const failureOf = (event: Record<string, unknown>) => event["error"] as Reported
+
+describe("head loss: a LogReader cursor (one process, fake region)", () => {
+  it.scopedLive("waits as long as the head holds its lease (a live tail), then fails with HeadUnavailable once the head has released it past the bound", () =>
+    Effect.gen(function*() {
+      const cluster = yield* regionCluster(CxlMemoryLayers.makeMemory)()
+      const { memory, area } = cluster.region!
+      yield* cluster.topics.create({ name: "t", order: 2, ackLevel: 1, replicationFactor: 1 })
+      const headScope = yield* Scope.make()
+      const sequencer = yield* cluster.sequencer({ leaseMs: 300 }).pipe(Scope.extend(headScope))
+      const ordering = yield* Effect.fork(sequencer.run)
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(40) }).pipe(Effect.provideService(CxlMemory, memory))
+      const reader = yield* LogReaderLayers.make(area, { headLostMs: 200 }).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, doorbell))
+      const cursor = yield* reader.subscribe("t")
+
+      // Nothing to read while the head renews its lease: the wait just times out, past the bound several times over.
+      expect(yield* cursor.awaitMore(1_000)).toBe(false)
+
+      yield* Fiber.interrupt(ordering)
+      yield* Scope.close(headScope, Exit.void)
+      const lost = yield* Effect.flip(cursor.awaitMore(5_000))
+      expect(lost).toMatchObject({ _tag: "HeadUnavailable", pid: process.pid, epoch: sequencer.epoch, state: "released", boundMs: 200 })
+      expect(lost.lapsedMs).toBeGreaterThan(200)
+      expect(lost.waitingFor).toContain("topic t: batch 0")
+    }))
+})
 
 describe("head loss (bundled CLI, real processes)", () => {
   it.scopedLive("a SIGKILLed head: a subscriber waiting for the next batch and a broker fail with HeadUnavailable naming it", () =>
