@@ -75,6 +75,7 @@ export {
 export * as AckTrackerLayers from "./layers/AckTracker.js"
 export * from "./services/LogReader.js"
 export * as LogReaderLayers from "./layers/LogReader.js"
+export * from "./services/HeadWatch.js"
 export * as LogLayout from "./layers/LogLayout.js"
 export { makeMemoryStore as makeLogMemoryStore, type MemoryLogStore } from "./layers/LogMemory.js"
 export * from "./services/Coordinator.js"
