@@ -1,10 +1,10 @@
 /** Shared by the log benchmarks: a native region holding one log area, and batch payloads of 1 KiB-style messages. */
 import { Effect } from "effect"
-import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
-import * as DoorbellLayers from "../src/layers/Doorbell.js"
-import { logAreaBytes, logAreaParams, type LogConfig, makeLogArea } from "../src/layers/LogLayout.js"
-import { CxlMemory } from "../src/services/CxlMemory.js"
-import { Doorbell } from "../src/services/Doorbell.js"
+import * as CxlMemoryLayers from "../src/layers/region/CxlMemory.js"
+import * as DoorbellLayers from "../src/layers/region/Doorbell.js"
+import { logAreaBytes, logAreaParams, type LogConfig, makeLogArea } from "../src/layers/log/Layout.js"
+import { CxlMemory } from "../src/services/region/CxlMemory.js"
+import { Doorbell } from "../src/services/region/Doorbell.js"
 
 const BELLS = 4096
 const LOG_BASE = 8192

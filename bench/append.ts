@@ -5,10 +5,10 @@
  * appends never wait. `ratio` = append GB/s over memcpy GB/s for 64-message batches.
  */
 import { Effect } from "effect"
-import * as AppenderLayers from "../src/layers/Appender.js"
-import { alignLine } from "../src/layers/LogRecords.js"
-import * as SequencerLayers from "../src/layers/Sequencer.js"
-import * as TopicsLayers from "../src/layers/Topics.js"
+import * as AppenderLayers from "../src/layers/log/Appender.js"
+import { alignLine } from "../src/layers/log/Records.js"
+import * as SequencerLayers from "../src/layers/log/Sequencer.js"
+import * as TopicsLayers from "../src/layers/log/Topics.js"
 import { batchPayload, benchRegion, flag } from "./LogBench.js"
 import { emit, table } from "./Report.js"
 

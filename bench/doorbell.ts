@@ -10,10 +10,10 @@
 import { Effect } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import * as CxlMemoryLayers from "../src/layers/CxlMemory.js"
-import * as DoorbellLayers from "../src/layers/Doorbell.js"
-import { CxlMemory, type CxlMemoryShape } from "../src/services/CxlMemory.js"
-import type { DoorbellShape } from "../src/services/Doorbell.js"
+import * as CxlMemoryLayers from "../src/layers/region/CxlMemory.js"
+import * as DoorbellLayers from "../src/layers/region/Doorbell.js"
+import { CxlMemory, type CxlMemoryShape } from "../src/services/region/CxlMemory.js"
+import type { DoorbellShape } from "../src/services/region/Doorbell.js"
 import { emit, summarize, table } from "./Report.js"
 
 const PING = 8192

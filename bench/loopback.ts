@@ -10,9 +10,9 @@
 import { Effect } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import * as BrokerLayers from "../src/layers/Broker.js"
-import * as BrokerLogLayers from "../src/layers/BrokerLog.js"
-import * as PublisherLayers from "../src/layers/Publisher.js"
+import * as BrokerLayers from "../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../src/layers/net/BrokerLogMemory.js"
+import * as PublisherLayers from "../src/layers/net/Publisher.js"
 import { measureLoopbackMBps } from "../src/programs/Loopback.js"
 import { emit, summarize, table } from "./Report.js"
 

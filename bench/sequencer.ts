@@ -5,10 +5,10 @@
  * rounds are timed; each figure is the median phase. `ratio` = mode 5 over mode 2 at 0% reordering.
  */
 import { Effect } from "effect"
-import * as AppenderLayers from "../src/layers/Appender.js"
-import * as SequencerLayers from "../src/layers/Sequencer.js"
-import * as TopicsLayers from "../src/layers/Topics.js"
-import type { SequencerShape } from "../src/services/Sequencer.js"
+import * as AppenderLayers from "../src/layers/log/Appender.js"
+import * as SequencerLayers from "../src/layers/log/Sequencer.js"
+import * as TopicsLayers from "../src/layers/log/Topics.js"
+import type { SequencerShape } from "../src/services/log/Sequencer.js"
 import { batchPayload, benchRegion, flag } from "./LogBench.js"
 import { emit, summarize, table } from "./Report.js"
 

@@ -1,8 +1,8 @@
 /** cxlog: a totally ordered shared log whose hot tier lives in CXL (shared) memory. */
-export * from "./services/CxlMemory.js"
-export * as CxlMemoryLayers from "./layers/CxlMemory.js"
-export * from "./services/Doorbell.js"
-export * as DoorbellLayers from "./layers/Doorbell.js"
+export * from "./services/region/CxlMemory.js"
+export * as CxlMemoryLayers from "./layers/region/CxlMemory.js"
+export * from "./services/region/Doorbell.js"
+export * as DoorbellLayers from "./layers/region/Doorbell.js"
 export { NativeError, NativeUnavailable, loadAddon } from "./native/Native.js"
 export {
   AckTimeout,
@@ -17,18 +17,18 @@ export {
   type PublisherOptions,
   type PublisherShape,
   type PublisherStats
-} from "./services/Publisher.js"
-export * as PublisherLayers from "./layers/Publisher.js"
-export { CxlogPublisher } from "./client/CxlogPublisher.js"
-export { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "./services/Broker.js"
-export * as BrokerLayers from "./layers/Broker.js"
-export { BrokerLog, type BrokerLogShape } from "./services/BrokerLog.js"
-export * as BrokerLogLayers from "./layers/BrokerLog.js"
-export { checkBatchPayload, forEachMessage, messageRecordBytes } from "./wire/BatchPayload.js"
-export { parseAddresses } from "./wire/ClientConnection.js"
-export { PROTOCOL_VERSION } from "./wire/Control.js"
-export * from "./services/Rings.js"
-export * as RingsLayers from "./layers/Rings.js"
+} from "./services/net/Publisher.js"
+export * as PublisherLayers from "./layers/net/Publisher.js"
+export { CxlogPublisher } from "./layers/net/CxlogPublisher.js"
+export { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "./services/net/Broker.js"
+export * as BrokerLayers from "./layers/net/Broker.js"
+export { BrokerLog, type BrokerLogShape } from "./services/net/BrokerLog.js"
+export * as BrokerLogLayers from "./layers/net/BrokerLogMemory.js"
+export { checkBatchPayload, forEachMessage, messageRecordBytes } from "./layers/net/BatchPayload.js"
+export { parseAddresses } from "./layers/net/ClientConnection.js"
+export { PROTOCOL_VERSION } from "./layers/net/Control.js"
+export * from "./services/control/Rings.js"
+export * as RingsLayers from "./layers/control/Rings.js"
 export {
   type AnyRpcMethod,
   type DeferredReply,
@@ -56,14 +56,14 @@ export {
   RpcTimeout,
   RpcUnknownMethod,
   type Success as RpcSuccess
-} from "./services/Rpc.js"
-export * as RpcLayers from "./layers/Rpc.js"
-export * from "./services/Topics.js"
-export * as TopicsLayers from "./layers/Topics.js"
-export * from "./services/Appender.js"
-export * as AppenderLayers from "./layers/Appender.js"
-export * from "./services/Sequencer.js"
-export * as SequencerLayers from "./layers/Sequencer.js"
+} from "./services/control/Rpc.js"
+export * as RpcLayers from "./layers/control/Rpc.js"
+export * from "./services/log/Topics.js"
+export * as TopicsLayers from "./layers/log/Topics.js"
+export * from "./services/log/Appender.js"
+export * as AppenderLayers from "./layers/log/Appender.js"
+export * from "./services/log/Sequencer.js"
+export * as SequencerLayers from "./layers/log/Sequencer.js"
 export {
   AckTimeout as LogAckTimeout,
   AckTracker,
@@ -71,16 +71,16 @@ export {
   type BrokerCounts as LogBrokerCounts,
   type SessionAcks,
   SessionFenced
-} from "./services/AckTracker.js"
-export * as AckTrackerLayers from "./layers/AckTracker.js"
-export * from "./services/LogReader.js"
-export * as LogReaderLayers from "./layers/LogReader.js"
-export * from "./services/HeadWatch.js"
-export * as LogLayout from "./layers/LogLayout.js"
-export { makeMemoryStore as makeLogMemoryStore, type MemoryLogStore } from "./layers/LogMemory.js"
-export * from "./services/Coordinator.js"
-export * as CoordinatorLayers from "./layers/Coordinator.js"
-export * from "./services/ProcessSlot.js"
-export * as ProcessSlotLayers from "./layers/ProcessSlot.js"
-export * as RegionLayout from "./layers/RegionLayout.js"
+} from "./services/log/AckTracker.js"
+export * as AckTrackerLayers from "./layers/log/AckTracker.js"
+export * from "./services/log/LogReader.js"
+export * as LogReaderLayers from "./layers/log/LogReader.js"
+export * from "./services/control/HeadWatch.js"
+export * as LogLayout from "./layers/log/Layout.js"
+export { makeMemoryStore as makeLogMemoryStore, type MemoryLogStore } from "./layers/log/MemoryStore.js"
+export * from "./services/control/Coordinator.js"
+export * as CoordinatorLayers from "./layers/control/Coordinator.js"
+export * from "./services/region/ProcessSlot.js"
+export * as ProcessSlotLayers from "./layers/region/ProcessSlot.js"
+export * as RegionLayout from "./layers/region/RegionLayout.js"
 export * as Roles from "./layers/Roles.js"

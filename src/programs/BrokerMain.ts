@@ -5,13 +5,13 @@
  * broker stops with `HeadUnavailable` instead of serving silently.
  */
 import { Effect, Layer } from "effect"
-import { awaitHead, failWhenHeadLost, headWatch } from "../layers/HeadWatch.js"
-import { BrokerLine, SequencerLine } from "../layers/LogRecords.js"
-import { RegionLayout } from "../layers/RegionLayout.js"
+import { awaitHead, failWhenHeadLost, headWatch } from "../layers/control/HeadWatch.js"
+import { BrokerLine, SequencerLine } from "../layers/log/Records.js"
+import { RegionLayout } from "../layers/region/RegionLayout.js"
 import { attachRegion, brokerLog, brokerServer, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../layers/Roles.js"
-import { listTopics } from "../layers/Topics.js"
-import { Broker, type BrokerOptions } from "../services/Broker.js"
-import { CxlMemory } from "../services/CxlMemory.js"
+import { listTopics } from "../layers/log/Topics.js"
+import { Broker, type BrokerOptions } from "../services/net/Broker.js"
+import { CxlMemory } from "../services/region/CxlMemory.js"
 import { report, reportFailure } from "./Report.js"
 
 export interface BrokerMainOptions {

@@ -1,8 +1,8 @@
 /** `cxlog create-topic`: joins the cluster and asks the coordinator to create a topic. */
 import { Console, Effect, Layer } from "effect"
 import { attachRegion, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../layers/Roles.js"
-import { Coordinator } from "../services/Coordinator.js"
-import type { TopicSpec } from "../services/Topics.js"
+import { Coordinator } from "../services/control/Coordinator.js"
+import type { TopicSpec } from "../services/log/Topics.js"
 
 export const createTopic = (region: RegionAccess, specs: ReadonlyArray<TopicSpec>) =>
   Effect.gen(function*() {

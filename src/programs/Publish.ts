@@ -8,9 +8,9 @@
  */
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
-import * as PublisherLayers from "../layers/Publisher.js"
+import * as PublisherLayers from "../layers/net/Publisher.js"
 import { summarize } from "../Percentiles.js"
-import { type AckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/Publisher.js"
+import { type AckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/net/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
 

@@ -11,12 +11,12 @@
  */
 import { Console, Data, Effect } from "effect"
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
-import * as CxlMemoryLayers from "../layers/CxlMemory.js"
-import { LeaseLine, OrderLine } from "../layers/LogRecords.js"
-import { isPidAlive, readSlot } from "../layers/ProcessSlot.js"
-import { configFromParams, resolve } from "../layers/RegionLayout.js"
-import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../layers/Superblock.js"
-import { listTopics } from "../layers/Topics.js"
+import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
+import { LeaseLine, OrderLine } from "../layers/log/Records.js"
+import { isPidAlive, readSlot } from "../layers/region/ProcessSlot.js"
+import { configFromParams, resolve } from "../layers/region/RegionLayout.js"
+import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../layers/region/Superblock.js"
+import { listTopics } from "../layers/log/Topics.js"
 import { table } from "../Table.js"
 
 export const SHM_DIR = "/dev/shm"

@@ -5,7 +5,7 @@
  * and a summary (throughput, ACK latency, audit).
  */
 import { Console, Effect, Fiber, Schedule } from "effect"
-import { defaultLogConfig } from "../layers/LogLayout.js"
+import { defaultLogConfig } from "../layers/log/Layout.js"
 import { type AuditResult } from "./Audit.js"
 import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, whileAlive } from "./Cluster.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"

@@ -9,9 +9,9 @@
  */
 import { Console, Data, Deferred, Duration, Effect } from "effect"
 import { fork } from "node:child_process"
-import * as CxlMemoryLayers from "../layers/CxlMemory.js"
+import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { loadAddon } from "../native/Native.js"
-import type { CxlMemoryShape } from "../services/CxlMemory.js"
+import type { CxlMemoryShape } from "../services/region/CxlMemory.js"
 
 /** Region offsets the two sides use, one cache line each. */
 export const SELF_CHECK_WORDS = { peerValue: 8192, toParent: 8256, toPeer: 8320, parentValue: 8384 } as const

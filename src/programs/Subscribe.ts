@@ -16,8 +16,8 @@
 import { Console, Data, Effect, Layer } from "effect"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../layers/Roles.js"
 import { loadAddonSync } from "../native/Native.js"
-import { type LogBatchView, LogReader, type LogMessageView } from "../services/LogReader.js"
-import { LogCorrupt } from "../services/Topics.js"
+import { type LogBatchView, LogReader, type LogMessageView } from "../services/log/LogReader.js"
+import { LogCorrupt } from "../services/log/Topics.js"
 import { type AuditResult, makeAudit } from "./Audit.js"
 import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
 

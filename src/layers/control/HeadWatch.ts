@@ -1,0 +1,97 @@
+/**
+ * Watching the head from the region: its sequencer lease line in the superblock says who
+ * holds the lease (occurrence, pid, epoch) and until when. Waiters call `check` between
+ * doorbell waits (every few hundred ms, never per message); it costs a few loads and, while
+ * the lease is current, one `kill(pid, 0)`.
+ */
+import { Effect } from "effect"
+import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { HeadUnavailable, headLostMsConfig } from "../../services/control/HeadWatch.js"
+import { LeaseLine } from "../log/Records.js"
+import { isPidAlive } from "../region/ProcessSlot.js"
+import { Offsets } from "../region/Superblock.js"
+
+/** How often a waiter on the head looks at its lease while nothing else wakes it. */
+export const HEAD_CHECK_MS = 250
+
+export interface HeadWatch {
+  readonly boundMs: number
+  /** Undefined while the head is available, or unavailable for at most the bound; else the error for `waitingFor`. */
+  readonly check: (waitingFor: () => string) => HeadUnavailable | undefined
+  /** Whether the head was available at the last `check`. */
+  readonly available: () => boolean
+}
+
+export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatch => {
+  const { i32, f64 } = region
+  const lease = Offsets.sequencerLease
+  let unavailableSince: number | undefined
+  let lastPid = 0
+  let lastEpoch = 0
+  return {
+    boundMs,
+    available: () => unavailableSince === undefined,
+    check: (waitingFor) => {
+      region.invalidate(lease, 64)
+      const holder = Atomics.load(i32, (lease + LeaseLine.occurrence) / 4)
+      const pid = Atomics.load(i32, (lease + LeaseLine.pid) / 4)
+      const epoch = i32[(lease + LeaseLine.epoch) / 4]!
+      const expiresAtMs = f64[(lease + LeaseLine.expiresAtMs) / 8]!
+      const now = Date.now()
+      const running = pid > 0 && isPidAlive(pid)
+      if (holder !== 0 && running && now <= expiresAtMs) {
+        unavailableSince = undefined
+        lastPid = pid
+        lastEpoch = epoch
+        return undefined
+      }
+      if (pid > 0) {
+        lastPid = pid
+        lastEpoch = epoch
+      }
+      unavailableSince ??= now
+      // A lease that lapsed before this process looked counts from its expiry.
+      const since = expiresAtMs > 0 ? Math.min(unavailableSince, expiresAtMs) : unavailableSince
+      const lapsedMs = now - since
+      if (lapsedMs <= boundMs) return undefined
+      const state = holder === 0 ? (epoch === 0 ? "never-started" : "released") : running ? "lease-lapsed" : "exited"
+      return new HeadUnavailable({
+        region: region.name,
+        pid: lastPid,
+        epoch: lastEpoch,
+        state,
+        lapsedMs,
+        boundMs,
+        waitingFor: waitingFor()
+      })
+    }
+  }
+}
+
+/** A watch whose bound comes from `CXLOG_HEAD_LOST_MS` unless given. */
+export const headWatch = (region: CxlMemoryShape, boundMs?: number) =>
+  Effect.map(boundMs === undefined ? headLostMsConfig : Effect.succeed(boundMs), (ms) => makeHeadWatch(region, ms))
+
+/** Waits until the head is available (checking every `HEAD_CHECK_MS`); fails once it has been unavailable past the bound. */
+export const awaitHead = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<void, HeadUnavailable> =>
+  Effect.gen(function*() {
+    for (;;) {
+      const lost = watch.check(waitingFor)
+      if (lost !== undefined) return yield* lost
+      if (watch.available()) return
+      yield* Effect.sleep(HEAD_CHECK_MS)
+    }
+  })
+
+/**
+ * Fails once the head has been unavailable past the bound, looking every `HEAD_CHECK_MS`: for a
+ * role that depends on the head as a whole (a broker), beside its own event-driven waits.
+ */
+export const failWhenHeadLost = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<never, HeadUnavailable> =>
+  Effect.gen(function*() {
+    for (;;) {
+      const lost = watch.check(waitingFor)
+      if (lost !== undefined) return yield* lost
+      yield* Effect.sleep(HEAD_CHECK_MS)
+    }
+  })

@@ -1,0 +1,212 @@
+/**
+ * The public writer and reader, built over a small synchronous core that each ring layer
+ * implements (region-backed or in-memory). Everything per frame stays inside the core's
+ * plain loops; Effect wraps per batch and per wait.
+ */
+import { Chunk, Effect, Metric, Option, Stream } from "effect"
+import { ringBackpressureWaits, ringCorruptions } from "../../Metrics.js"
+import {
+  type Frame,
+  type FrameBatch,
+  FrameTooLarge,
+  type RingAddress,
+  RingClosed,
+  type RingFull,
+  type RingReader,
+  type RingReadError,
+  type RingWriteError,
+  type RingWriter
+} from "../../services/control/Rings.js"
+import { frameSpan, LIVENESS_SLICE_MS, MAX_BATCH_FRAMES } from "./RingFrames.js"
+
+export interface WriterCore {
+  readonly address: RingAddress
+  readonly occurrence: number
+  readonly maxFrameBytes: number
+  readonly bytes: Uint8Array
+  readonly tryReserve: (length: number) => number
+  readonly commit: (wake?: ReadonlyArray<number>) => number
+  readonly wake: (slots?: ReadonlyArray<number>) => void
+  readonly sequence: () => number
+  readonly closed: () => boolean
+  /** Waits until a frame of `length` fits or `timeoutMs` passes, reaping dead readers that hold it back. */
+  readonly awaitRoom: (length: number, timeoutMs: number) => Effect.Effect<void>
+  readonly fullError: (length: number, waitedMs: number) => RingFull
+  /** Commits, marks the ring closed and wakes its readers. Idempotent. */
+  readonly close: () => void
+}
+
+export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
+  const { address } = core
+  /** Commits pending frames, then waits until `length` fits; fails when it never can. */
+  const waitForRoom = (length: number, started: number) =>
+    Effect.suspend(() => {
+      if (!(Number.isInteger(length) && length >= 0 && length <= core.maxFrameBytes)) {
+        return Effect.fail<RingWriteError>(new FrameTooLarge({ ring: address.id, length, maxFrameBytes: core.maxFrameBytes }))
+      }
+      if (core.closed()) return Effect.fail(new RingClosed({ ring: address.id, sequence: core.sequence() }))
+      core.commit()
+      const waited = performance.now() - started
+      if (waited >= timeoutMs) return Effect.fail(core.fullError(length, Math.round(waited)))
+      return Effect.zipRight(Metric.increment(ringBackpressureWaits), core.awaitRoom(length, timeoutMs - waited))
+    })
+
+  const reserve = (length: number) =>
+    Effect.suspend(() => {
+      const at = core.tryReserve(length)
+      if (at >= 0) return Effect.succeed(at)
+      return Effect.gen(function*() {
+        const started = performance.now()
+        for (;;) {
+          yield* waitForRoom(length, started)
+          const retried = core.tryReserve(length)
+          if (retried >= 0) return retried
+        }
+      })
+    })
+
+  // Reserve, fill and commit run in one synchronous step, so another fiber's commit never
+  // publishes a frame this one has reserved but not filled yet.
+  const writeAll = (payloads: Iterable<Uint8Array>) =>
+    Effect.gen(function*() {
+      for (const payload of payloads) {
+        let at = core.tryReserve(payload.length)
+        const started = performance.now()
+        while (at < 0) {
+          yield* waitForRoom(payload.length, started)
+          at = core.tryReserve(payload.length)
+        }
+        core.bytes.set(payload, at)
+      }
+      return core.commit()
+    })
+
+  return {
+    address,
+    occurrence: core.occurrence,
+    maxFrameBytes: core.maxFrameBytes,
+    bytes: core.bytes,
+    tryReserve: core.tryReserve,
+    reserve,
+    commit: core.commit,
+    wake: core.wake,
+    write: (payload) =>
+      Effect.suspend(() => {
+        const at = core.tryReserve(payload.length)
+        if (at < 0) return writeAll([payload])
+        core.bytes.set(payload, at)
+        return Effect.succeed(core.commit())
+      }),
+    writeAll,
+    sequence: core.sequence,
+    close: Effect.sync(core.close)
+  }
+}
+
+/** A reader's reusable batch: the core fills it, `take` hands it out. */
+export class MutableFrameBatch implements FrameBatch {
+  count = 0
+  end = 0
+  readonly offsets: Float64Array
+  readonly lengths: Uint32Array
+  readonly sequences: Float64Array
+  constructor(public bytes: Uint8Array, dataBytes: number) {
+    const capacity = Math.min(Math.floor(dataBytes / 8), MAX_BATCH_FRAMES)
+    this.offsets = new Float64Array(capacity)
+    this.lengths = new Uint32Array(capacity)
+    this.sequences = new Float64Array(capacity)
+  }
+  get capacity(): number {
+    return this.offsets.length
+  }
+  frame(i: number): Uint8Array {
+    return this.bytes.subarray(this.offsets[i]!, this.offsets[i]! + this.lengths[i]!)
+  }
+}
+
+export interface ReaderCore {
+  readonly address: RingAddress
+  readonly slot: number
+  readonly occurrence: number
+  readonly batch: MutableFrameBatch
+  /**
+   * Fills `batch` with committed frames from `delivered()` on. With none, returns why there
+   * will be none (closed, writer dead, corrupt, reaped) or undefined to wait. Frames before a
+   * corrupt one are returned first; the next scan reports the corruption.
+   */
+  readonly scan: () => RingReadError | undefined
+  /** Waits until frames may have arrived or the ring changed, at most `timeoutMs`; checks the writer's liveness on the way. */
+  readonly awaitFrames: (timeoutMs: number) => Effect.Effect<void>
+  readonly delivered: () => number
+  readonly processed: () => number
+  readonly publishDelivered: (position: number) => void
+  readonly publishProcessed: (position: number) => void
+}
+
+export const makeReader = (core: ReaderCore): RingReader => {
+  const { batch } = core
+
+  /** Frames after `delivered` (none after `timeoutMs`), without publishing anything. */
+  const fetch = (timeoutMs: number) =>
+    Effect.gen(function*() {
+      const started = performance.now()
+      for (;;) {
+        const ended = core.scan()
+        if (batch.count > 0) return batch
+        if (ended !== undefined) {
+          if (ended._tag === "RingCorrupt") yield* Metric.increment(ringCorruptions)
+          return yield* Effect.fail(ended)
+        }
+        const left = timeoutMs - (performance.now() - started)
+        if (left <= 0) return batch
+        yield* core.awaitFrames(Math.min(left, LIVENESS_SLICE_MS))
+      }
+    })
+
+  const take = (timeoutMs = Infinity) =>
+    Effect.suspend(() => {
+      core.publishProcessed(core.delivered())
+      return Effect.tap(fetch(timeoutMs), (taken) => core.publishDelivered(taken.end))
+    })
+
+  const consume = <E, R>(handler: (frame: Uint8Array, sequence: number) => Effect.Effect<void, E, R>) =>
+    Effect.gen(function*() {
+      for (;;) {
+        core.publishProcessed(core.delivered())
+        const taken = yield* fetch(Infinity).pipe(
+          Effect.catchTag("RingClosed", () => Effect.succeed(undefined))
+        )
+        if (taken === undefined) return
+        const count = taken.count
+        for (let i = 0; i < count; i++) {
+          const sequence = taken.sequences[i]!
+          const end = sequence + frameSpan(taken.lengths[i]!)
+          core.publishDelivered(end)
+          yield* handler(taken.frame(i), sequence)
+          core.publishProcessed(end)
+        }
+      }
+    })
+
+  const copies = (taken: FrameBatch): Chunk.Chunk<Frame> => {
+    const frames = new Array<Frame>(taken.count)
+    for (let i = 0; i < taken.count; i++) frames[i] = { sequence: taken.sequences[i]!, bytes: taken.frame(i).slice() }
+    return Chunk.unsafeFromArray(frames)
+  }
+
+  return {
+    address: core.address,
+    slot: core.slot,
+    occurrence: core.occurrence,
+    take,
+    complete: Effect.sync(() => core.publishProcessed(core.delivered())),
+    consume,
+    stream: Stream.repeatEffectChunkOption(
+      take().pipe(
+        Effect.map(copies),
+        Effect.mapError((error) => (error._tag === "RingClosed" ? Option.none() : Option.some(error)))
+      )
+    ) as Stream.Stream<Frame, Exclude<RingReadError, RingClosed>>,
+    progress: () => ({ delivered: core.delivered(), processed: core.processed() })
+  }
+}

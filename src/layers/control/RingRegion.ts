@@ -1,0 +1,649 @@
+/**
+ * The region-backed ring: its lines, its writer and reader cores, inspection and reaping.
+ *
+ * 64-bit positions are published as an f64 plus its low 32 bits written last with
+ * `Atomics.store` (the commit word). A reader loads the low word first, then the f64, and
+ * rebuilds the value the low word released: f64 - ((low(f64) - low) mod 2^32). The f64 can
+ * only be newer, and never by 2^32 bytes, so no store is ever seen torn or early.
+ */
+import { Effect } from "effect"
+import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
+import {
+  NoFreeReaderSlot,
+  ReaderReaped,
+  type RingAddress,
+  RingClosed,
+  RingCorrupt,
+  RingFull,
+  type RingInspector,
+  RingWriterBusy,
+  RingWriterDead,
+  type ReaderProgress,
+  type ReaderSlotState,
+  ringFootprint
+} from "../../services/control/Rings.js"
+import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
+import { MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
+import {
+  FRAME_HEADER_BYTES,
+  frameCheck,
+  frameSpan,
+  isPosition,
+  LINE_BYTES,
+  LIVENESS_SLICE_MS,
+  PADDING_LENGTH,
+  pidAlive,
+  placementBytes
+} from "./RingFrames.js"
+
+const FREE = 0
+const ATTACHING = 1
+const ATTACHED = 2
+/** A reader slot taken by a process that watches the readers' progress (see `progressWatch`). */
+const OBSERVING = 3
+
+/** Byte offsets in the control line (written by the writer only). */
+const Control = {
+  headLow: 0, // u32 commit word: low 32 bits of the leading sequence
+  closed: 4, // u32
+  head: 8, // f64 leading sequence
+  occurrence: 16, // u32
+  pid: 20, // i32
+  bell: 24, // u32 writer's doorbell line
+  waiting: 28, // u32: 1 while the writer waits for space
+  id: 32, // u32
+  readerSlots: 36, // u32
+  dataBytes: 40 // f64
+} as const
+
+/** Byte offsets in a reader's progress line (written by that reader; a reaper only swaps `state`). */
+const Reader = {
+  state: 0, // u32 free / attaching / attached
+  occurrence: 4, // u32
+  pid: 8, // i32
+  bell: 12, // u32 reader's doorbell line
+  deliveredLow: 16, // u32
+  processedLow: 20, // u32
+  delivered: 24, // f64
+  processed: 32, // f64
+  heartbeat: 40, // f64 ms since the epoch
+  waiting: 48 // u32: 1 while the reader waits for frames
+} as const
+
+/**
+ * Byte offsets in an observer's line: the ring's last reader slot while a process watches the
+ * readers' progress. Written by that observer only; readers read `state`, `bell` and the
+ * target, which sits in bytes a reader's own fields never use.
+ */
+const Observer = {
+  state: 0, // u32 OBSERVING while watched
+  occurrence: 4, // u32
+  pid: 8, // i32
+  bell: 12, // u32 observer's doorbell line
+  targetLow: 52, // u32 commit word: low 32 bits of the target
+  target: 56 // f64: readers ring `bell` when their delivered or processed crosses it
+} as const
+
+/** Word indexes of one ring's lines in a region. */
+export interface Lines {
+  readonly address: RingAddress
+  readonly control: number
+  readonly data: number
+  readonly line: (slot: number) => number
+  /** Offset just past the ring. */
+  readonly end: number
+}
+
+export const lines = (address: RingAddress): Lines => ({
+  address,
+  control: address.offset,
+  data: address.offset + LINE_BYTES * (1 + address.readerSlots),
+  line: (slot) => address.offset + LINE_BYTES * (1 + slot),
+  end: address.offset + ringFootprint(address.dataBytes, address.readerSlots)
+})
+
+const read64 = (region: CxlMemoryShape, lowByte: number, fullByte: number): number => {
+  const low = Atomics.load(region.u32, lowByte / 4)
+  const full = region.f64[fullByte / 8]!
+  return full - (((full >>> 0) - low) >>> 0)
+}
+
+const write64 = (region: CxlMemoryShape, lowByte: number, fullByte: number, value: number): void => {
+  region.f64[fullByte / 8] = value
+  Atomics.store(region.u32, lowByte / 4, value >>> 0)
+}
+
+const readHead = (region: CxlMemoryShape, l: Lines) => read64(region, l.control + Control.headLow, l.control + Control.head)
+
+/** A doorbell offset read from the region: a line past the superblock, outside this ring. */
+const validBell = (region: CxlMemoryShape, l: Lines, bell: number) =>
+  bell % LINE_BYTES === 0 && bell >= SUPERBLOCK_BYTES && region.inBounds(bell, LINE_BYTES) && (bell < l.control || bell >= l.end)
+
+const slotStates: ReadonlyArray<ReaderSlotState> = ["free", "attaching", "attached", "observing"]
+
+export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
+  const { u32, i32, f64 } = region
+  const reader = (slot: number): ReaderProgress => {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= l.address.readerSlots) {
+      throw new RangeError(`ring ${l.address.id} has no reader slot ${slot}`)
+    }
+    const line = l.line(slot)
+    return {
+      slot,
+      state: slotStates[Atomics.load(u32, (line + Reader.state) / 4)] ?? "corrupt",
+      occurrence: Atomics.load(u32, (line + Reader.occurrence) / 4),
+      pid: Atomics.load(i32, (line + Reader.pid) / 4),
+      delivered: read64(region, line + Reader.deliveredLow, line + Reader.delivered),
+      processed: read64(region, line + Reader.processedLow, line + Reader.processed),
+      heartbeatMs: f64[(line + Reader.heartbeat) / 8]!
+    }
+  }
+  return {
+    address: l.address,
+    writer: () => ({
+      sequence: readHead(region, l),
+      occurrence: Atomics.load(u32, (l.control + Control.occurrence) / 4),
+      pid: Atomics.load(i32, (l.control + Control.pid) / 4),
+      closed: Atomics.load(u32, (l.control + Control.closed) / 4) !== 0
+    }),
+    reader,
+    readers: () => Array.from({ length: l.address.readerSlots }, (_, slot) => reader(slot))
+  }
+}
+
+/**
+ * Frees `slot` (only if its process is gone when `onlyIfDead`), then rings the writer if it
+ * waits for space and the reader so a live one notices. True if a slot was freed.
+ */
+export const reapSlot = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lines, slot: number, onlyIfDead: boolean): boolean => {
+  const { u32, i32 } = region
+  const line = l.line(slot)
+  const state = Atomics.load(u32, (line + Reader.state) / 4)
+  if (state === FREE) return false
+  if (onlyIfDead && ((state !== ATTACHED && state !== OBSERVING) || pidAlive(Atomics.load(i32, (line + Reader.pid) / 4)))) return false
+  if (Atomics.compareExchange(u32, (line + Reader.state) / 4, state, FREE) !== state) return false
+  for (const bell of [u32[(l.control + Control.bell) / 4]!, u32[(line + Reader.bell) / 4]!]) {
+    if (validBell(region, l, bell)) doorbell.ring(bell)
+  }
+  return true
+}
+
+export const reapDeadSlots = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lines): Array<number> => {
+  const reaped: Array<number> = []
+  for (let slot = 0; slot < l.address.readerSlots; slot++) {
+    if (reapSlot(region, doorbell, l, slot, true)) reaped.push(slot)
+  }
+  return reaped
+}
+
+/** Opens the ring for writing; the caller has validated the address and bounds. */
+export const openWriter = (
+  region: CxlMemoryShape,
+  doorbell: DoorbellShape,
+  l: Lines,
+  maxFrameBytes: number,
+  onReaped: (slots: number) => Effect.Effect<void>
+): Effect.Effect<WriterCore, RingWriterBusy | RingCorrupt> =>
+  Effect.suspend((): Effect.Effect<WriterCore, RingWriterBusy | RingCorrupt> => {
+    const { u32, i32, f64, bytes } = region
+    const { address, control, data } = l
+    const { dataBytes, readerSlots, id } = address
+    const pidWord = (control + Control.pid) / 4
+    const closedWord = (control + Control.closed) / 4
+    const waitingWord = (control + Control.waiting) / 4
+    const previous = Atomics.load(i32, pidWord)
+    if (previous !== 0 && Atomics.load(u32, closedWord) === 0 && pidAlive(previous)) {
+      return Effect.fail(new RingWriterBusy({ ring: id, pid: previous }))
+    }
+    const head = readHead(region, l)
+    if (!isPosition(head)) return Effect.fail(new RingCorrupt({ ring: id, position: head, reason: "leading sequence is not a position" }))
+    if (Atomics.compareExchange(i32, pidWord, previous, process.pid) !== previous) {
+      return Effect.fail(new RingWriterBusy({ ring: id, pid: Atomics.load(i32, pidWord) }))
+    }
+    const occurrence = ((u32[(control + Control.occurrence) / 4]! + 1) >>> 0) || 1
+    u32[(control + Control.id) / 4] = id
+    u32[(control + Control.readerSlots) / 4] = readerSlots
+    f64[(control + Control.dataBytes) / 8] = dataBytes
+    u32[(control + Control.bell) / 4] = doorbell.offset
+    Atomics.store(u32, waitingWord, 0)
+    Atomics.store(u32, (control + Control.occurrence) / 4, occurrence)
+    Atomics.store(u32, closedWord, 0)
+
+    const stateWords = Array.from({ length: readerSlots }, (_, s) => (l.line(s) + Reader.state) / 4)
+    const waitingWords = Array.from({ length: readerSlots }, (_, s) => (l.line(s) + Reader.waiting) / 4)
+    const bellWords = Array.from({ length: readerSlots }, (_, s) => (l.line(s) + Reader.bell) / 4)
+    const processedLows = Array.from({ length: readerSlots }, (_, s) => l.line(s) + Reader.processedLow)
+    const processedFulls = Array.from({ length: readerSlots }, (_, s) => l.line(s) + Reader.processed)
+
+    /** Reserved end, committed end, the data-area index of `reserved`, and how far we may write. */
+    let reserved = head
+    let committed = head
+    let index = head % dataBytes
+    let limit = head
+    let slowestSlot = -1
+    let closed = false
+
+    // The limit is the lowest `processed` of the attached readers (or the committed head when
+    // there are none) plus the ring size. Reader lines are read again only when a frame does
+    // not fit under it, so a reader attaching later starts at a head at least that high.
+    const refreshLimit = () => {
+      let lowest = committed
+      slowestSlot = -1
+      for (let s = 0; s < readerSlots; s++) {
+        if (Atomics.load(u32, stateWords[s]!) !== ATTACHED) continue
+        const processed = read64(region, processedLows[s]!, processedFulls[s]!)
+        if (processed < lowest) {
+          lowest = processed
+          slowestSlot = s
+        }
+      }
+      limit = lowest + dataBytes
+    }
+
+    const fits = (span: number) => reserved + placementBytes(index, span, dataBytes) <= limit
+
+    const tryReserve = (length: number): number => {
+      if (closed || !(length >= 0 && length <= maxFrameBytes)) return -1
+      const span = frameSpan(length)
+      if (!fits(span)) {
+        refreshLimit()
+        if (!fits(span)) return -1
+      }
+      if (index + span > dataBytes) {
+        const word = (data + index) / 4
+        u32[word] = PADDING_LENGTH
+        u32[word + 1] = frameCheck(reserved)
+        reserved += dataBytes - index
+        index = 0
+      }
+      const word = (data + index) / 4
+      u32[word] = length
+      u32[word + 1] = frameCheck(reserved)
+      const at = data + index + FRAME_HEADER_BYTES
+      reserved += span
+      index += span
+      if (index === dataBytes) index = 0
+      return at
+    }
+
+    const publishData = (from: number, to: number) => {
+      const start = from % dataBytes
+      const length = to - from
+      if (start + length <= dataBytes) region.publish(data + start, length)
+      else {
+        region.publish(data + start, dataBytes - start)
+        region.publish(data, length - (dataBytes - start))
+      }
+    }
+
+    /** Rings waiting readers: all, or only `only`'s slots and whoever is over half a ring behind. */
+    const wakeReaders = (only?: ReadonlyArray<number>) => {
+      for (let s = 0; s < readerSlots; s++) {
+        if (Atomics.load(u32, waitingWords[s]!) === 0 || Atomics.load(u32, stateWords[s]!) !== ATTACHED) continue
+        if (only !== undefined && !only.includes(s) && committed - read64(region, processedLows[s]!, processedFulls[s]!) <= dataBytes / 2) {
+          continue
+        }
+        const bell = u32[bellWords[s]!]!
+        if (validBell(region, l, bell)) doorbell.ring(bell)
+      }
+    }
+
+    const commit = (wake?: ReadonlyArray<number>): number => {
+      if (reserved === committed) return committed
+      if (region.coherence === "non-coherent") publishData(committed, reserved)
+      write64(region, control + Control.headLow, control + Control.head, reserved)
+      region.publish(control, LINE_BYTES)
+      committed = reserved
+      wakeReaders(wake)
+      return committed
+    }
+
+    const awaitRoom = (length: number, timeoutMs: number) =>
+      Effect.gen(function*() {
+        const span = frameSpan(length)
+        const deadline = performance.now() + timeoutMs
+        Atomics.store(u32, waitingWord, 1)
+        for (;;) {
+          const left = deadline - performance.now()
+          const roomy = yield* doorbell.await(() => {
+            refreshLimit()
+            return fits(span)
+          }, Math.min(left, LIVENESS_SLICE_MS))
+          if (roomy || left <= LIVENESS_SLICE_MS) return
+          const reaped = reapDeadSlots(region, doorbell, l)
+          if (reaped.length > 0) yield* onReaped(reaped.length)
+        }
+      }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
+
+    const core: WriterCore = {
+      address,
+      occurrence,
+      maxFrameBytes,
+      bytes,
+      tryReserve,
+      commit,
+      wake: wakeReaders,
+      sequence: () => committed,
+      closed: () => closed,
+      awaitRoom,
+      fullError: (length, waitedMs) => {
+        refreshLimit()
+        return new RingFull({
+          ring: id,
+          needed: placementBytes(index, frameSpan(length), dataBytes),
+          free: Math.max(0, limit - reserved),
+          waitedMs,
+          slowestSlot
+        })
+      },
+      close: () => {
+        if (closed) return
+        commit()
+        closed = true
+        Atomics.store(u32, closedWord, 1)
+        region.publish(control, LINE_BYTES)
+        wakeReaders()
+      }
+    }
+    return Effect.succeed(core)
+  })
+
+/**
+ * Attaches a reader to a free slot (or `wanted`), starting at the leading sequence. A slot
+ * still attached by a process that is gone is reclaimed (a dead reader never detaches, and
+ * its process may have been the only one to use that slot, e.g. a head's reply slot):
+ * free slots are taken first, a dead one only when none is free.
+ */
+export const openReader = (
+  region: CxlMemoryShape,
+  doorbell: DoorbellShape,
+  l: Lines,
+  wanted: number | undefined
+): Effect.Effect<ReaderCore & { readonly detach: () => void }, NoFreeReaderSlot | RingCorrupt> =>
+  Effect.suspend((): Effect.Effect<ReaderCore & { readonly detach: () => void }, NoFreeReaderSlot | RingCorrupt> => {
+    const { u32, i32, f64 } = region
+    const { address, control, data } = l
+    const { dataBytes, readerSlots, id } = address
+    const candidates = wanted === undefined ? Array.from({ length: readerSlots }, (_, s) => s) : [wanted]
+    const take = (s: number) =>
+      s >= 0 && s < readerSlots && Atomics.compareExchange(u32, (l.line(s) + Reader.state) / 4, FREE, ATTACHING) === FREE
+    const reclaim = (s: number) => s >= 0 && s < readerSlots && reapSlot(region, doorbell, l, s, true) && take(s)
+    const slot = candidates.find(take) ?? candidates.find(reclaim)
+    if (slot === undefined) {
+      return Effect.fail(new NoFreeReaderSlot(wanted === undefined ? { ring: id, readerSlots } : { ring: id, readerSlots, slot: wanted }))
+    }
+    const line = l.line(slot)
+    const stateWord = (line + Reader.state) / 4
+    const occurrenceWord = (line + Reader.occurrence) / 4
+    const waitingWord = (line + Reader.waiting) / 4
+    const headLowWord = (control + Control.headLow) / 4
+    const closedWord = (control + Control.closed) / 4
+    const writerWaitingWord = (control + Control.waiting) / 4
+    const occurrence = ((u32[occurrenceWord]! + 1) >>> 0) || 1
+    i32[(line + Reader.pid) / 4] = process.pid
+    u32[(line + Reader.bell) / 4] = doorbell.offset
+    f64[(line + Reader.heartbeat) / 8] = Date.now()
+    Atomics.store(u32, waitingWord, 0)
+    Atomics.store(u32, occurrenceWord, occurrence)
+
+    let delivered = 0
+    let processed = 0
+    const setBoth = (position: number) => {
+      delivered = position
+      processed = position
+      write64(region, line + Reader.deliveredLow, line + Reader.delivered, position)
+      write64(region, line + Reader.processedLow, line + Reader.processed, position)
+      region.publish(line, LINE_BYTES)
+    }
+    // Publish a provisional position, become visible to the writer, then start at the head
+    // read after that: any writer that missed us had committed at most that head.
+    const provisional = readHead(region, l)
+    if (isPosition(provisional)) setBoth(provisional)
+    if (Atomics.compareExchange(u32, stateWord, ATTACHING, ATTACHED) !== ATTACHING) {
+      return Effect.fail(new NoFreeReaderSlot({ ring: id, readerSlots, slot }))
+    }
+    const start = readHead(region, l)
+    if (!isPosition(start) || !isPosition(provisional)) {
+      Atomics.store(u32, stateWord, FREE)
+      return Effect.fail(new RingCorrupt({ ring: id, position: start, reason: "leading sequence is not a position" }))
+    }
+    setBoth(start)
+
+    const batch = new MutableFrameBatch(region.bytes, dataBytes)
+    let deadWriterOccurrence = 0
+    let deadWriterPid = 0
+
+    const mine = () => Atomics.load(u32, stateWord) === ATTACHED && Atomics.load(u32, occurrenceWord) === occurrence
+
+    const ringWriter = () => {
+      if (Atomics.load(u32, writerWaitingWord) === 0) return
+      const bell = u32[(control + Control.bell) / 4]!
+      if (validBell(region, l, bell)) doorbell.ring(bell)
+    }
+
+    // After publishing progress (so an observer that set its target first sees it, or we see
+    // the target): ring the observer, if any, when this step crossed its target.
+    const observerLine = l.line(readerSlots - 1)
+    const watchable = slot !== readerSlots - 1
+    const ringObserver = (before: number, after: number) => {
+      if (!watchable) return
+      region.invalidate(observerLine, LINE_BYTES)
+      if (Atomics.load(u32, (observerLine + Observer.state) / 4) !== OBSERVING) return
+      const target = read64(region, observerLine + Observer.targetLow, observerLine + Observer.target)
+      if (!(before < target && target <= after)) return
+      const bell = u32[(observerLine + Observer.bell) / 4]!
+      if (validBell(region, l, bell)) doorbell.ring(bell)
+    }
+
+    const corrupt = (position: number, reason: string) => new RingCorrupt({ ring: id, position, reason })
+
+    const scan = () => {
+      batch.count = 0
+      batch.end = delivered
+      if (!mine()) return new ReaderReaped({ ring: id, slot, occurrence })
+      region.invalidate(control, LINE_BYTES)
+      const closedNow = Atomics.load(u32, closedWord) !== 0
+      const writerOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
+      const head = readHead(region, l)
+      let position = delivered
+      if (!(Number.isSafeInteger(head) && head >= position && head - position <= dataBytes)) {
+        return corrupt(position, `leading sequence ${head} is not within ${dataBytes} bytes after the reader`)
+      }
+      f64[(line + Reader.heartbeat) / 8] = Date.now()
+      if (head === position) {
+        if (closedNow) return new RingClosed({ ring: id, sequence: head })
+        if (deadWriterOccurrence !== 0 && deadWriterOccurrence === writerOccurrence) {
+          return new RingWriterDead({ ring: id, pid: deadWriterPid, sequence: head })
+        }
+        return undefined
+      }
+      if (region.coherence === "non-coherent") region.invalidate(data, dataBytes)
+      const { offsets, lengths, sequences } = batch
+      const capacity = batch.capacity
+      let index = position % dataBytes
+      let count = 0
+      let problem: string | undefined
+      while (position < head && count < capacity) {
+        const word = (data + index) / 4
+        const length = u32[word]!
+        if (u32[word + 1] !== frameCheck(position)) {
+          problem = "frame header does not belong to this position"
+          break
+        }
+        if (length === PADDING_LENGTH) {
+          if (index === 0 || position + dataBytes - index > head) {
+            problem = "padding frame out of place"
+            break
+          }
+          position += dataBytes - index
+          index = 0
+          continue
+        }
+        if (length > dataBytes - index - FRAME_HEADER_BYTES) {
+          problem = `frame length ${length} runs past the data area`
+          break
+        }
+        const span = frameSpan(length)
+        if (position + span > head) {
+          problem = `frame length ${length} runs past the leading sequence`
+          break
+        }
+        offsets[count] = data + index + FRAME_HEADER_BYTES
+        lengths[count] = length
+        sequences[count] = position
+        count++
+        position += span
+        index += span
+        if (index === dataBytes) index = 0
+      }
+      if (count === 0 && problem !== undefined) return corrupt(position, problem)
+      batch.count = count
+      batch.end = count > 0 ? sequences[count - 1]! + frameSpan(lengths[count - 1]!) : position
+      return undefined
+    }
+
+    const awaitFrames = (timeoutMs: number) =>
+      Effect.gen(function*() {
+        Atomics.store(u32, waitingWord, 1)
+        const woken = yield* doorbell.await(
+          () =>
+            Atomics.load(u32, headLowWord) !== (delivered >>> 0) ||
+            Atomics.load(u32, closedWord) !== 0 ||
+            !mine(),
+          timeoutMs
+        )
+        if (woken) return
+        f64[(line + Reader.heartbeat) / 8] = Date.now()
+        const pid = Atomics.load(i32, (control + Control.pid) / 4)
+        if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !pidAlive(pid)) {
+          deadWriterPid = pid
+          deadWriterOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
+        }
+      }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
+
+    return Effect.succeed({
+      address,
+      slot,
+      occurrence,
+      batch,
+      scan,
+      awaitFrames,
+      delivered: () => delivered,
+      processed: () => processed,
+      // A reaped reader must not write a line that may already be another reader's.
+      publishDelivered: (position: number) => {
+        if (position === delivered) return
+        const before = delivered
+        delivered = position
+        if (!mine()) return
+        write64(region, line + Reader.deliveredLow, line + Reader.delivered, position)
+        region.publish(line, LINE_BYTES)
+        ringObserver(before, position)
+      },
+      publishProcessed: (position: number) => {
+        if (position === processed) return
+        const before = processed
+        processed = position
+        if (!mine()) return
+        write64(region, line + Reader.processedLow, line + Reader.processed, position)
+        region.publish(line, LINE_BYTES)
+        ringWriter()
+        ringObserver(before, position)
+      },
+      detach: () => {
+        Atomics.store(u32, waitingWord, 0)
+        if (Atomics.load(u32, occurrenceWord) === occurrence && Atomics.compareExchange(u32, stateWord, ATTACHED, FREE) === ATTACHED) {
+          ringWriter()
+        }
+      }
+    })
+  })
+
+/** Targets this process watches on one ring; see `progressWatch`. */
+export interface ProgressWatch {
+  /**
+   * Watches `target`: readers that cross it ring this process. False when no observer line
+   * could be had (the ring's last reader slot is a reader's, or the only free one), so the
+   * caller has to poll.
+   */
+  readonly add: (target: number) => boolean
+  /** Stops watching one `add`ed target; the last one frees the observer line. */
+  readonly remove: (target: number) => void
+}
+
+/**
+ * The observer side of progress wake-ups: while it watches targets, this process holds the
+ * ring's last reader slot as an observer line (never the last free slot, so attaching readers
+ * still find one) holding its doorbell and the lowest target, which readers ring on crossing.
+ * A line left by a dead observer is taken over. The target is set before the caller checks the
+ * readers' progress and readers publish progress before they read it, so one of the two sees
+ * the other.
+ */
+export const progressWatch = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lines): ProgressWatch => {
+  const { u32, i32 } = region
+  const { readerSlots } = l.address
+  const line = l.line(readerSlots - 1)
+  const stateWord = (line + Observer.state) / 4
+  const occurrenceWord = (line + Observer.occurrence) / 4
+  const targets: Array<number> = []
+  let occurrence = 0
+
+  const owned = () =>
+    occurrence !== 0 && Atomics.load(u32, stateWord) === OBSERVING && Atomics.load(u32, occurrenceWord) === occurrence
+
+  const anotherSlotFree = () => {
+    for (let s = 0; s < readerSlots - 1; s++) {
+      if (Atomics.load(u32, (l.line(s) + Reader.state) / 4) === FREE) return true
+    }
+    return false
+  }
+
+  const claim = (): boolean => {
+    if (readerSlots < 2) return false
+    const state = Atomics.load(u32, stateWord)
+    const abandoned = state === OBSERVING && !pidAlive(Atomics.load(i32, (line + Observer.pid) / 4))
+    if (!((state === FREE && anotherSlotFree()) || abandoned)) return false
+    if (Atomics.compareExchange(u32, stateWord, state, ATTACHING) !== state) return false
+    occurrence = ((u32[occurrenceWord]! + 1) >>> 0) || 1
+    i32[(line + Observer.pid) / 4] = process.pid
+    u32[(line + Observer.bell) / 4] = doorbell.offset
+    Atomics.store(u32, occurrenceWord, occurrence)
+    write64(region, line + Observer.targetLow, line + Observer.target, Infinity)
+    Atomics.store(u32, stateWord, OBSERVING)
+    region.publish(line, LINE_BYTES)
+    return true
+  }
+
+  const publishTarget = () => {
+    let lowest = Infinity
+    for (const target of targets) lowest = Math.min(lowest, target)
+    write64(region, line + Observer.targetLow, line + Observer.target, lowest)
+    region.publish(line, LINE_BYTES)
+  }
+
+  return {
+    add: (target) => {
+      targets.push(target)
+      if (!owned() && !claim()) {
+        occurrence = 0
+        return false
+      }
+      publishTarget()
+      return true
+    },
+    remove: (target) => {
+      const at = targets.indexOf(target)
+      if (at >= 0) targets.splice(at, 1)
+      if (!owned()) return
+      if (targets.length > 0) {
+        publishTarget()
+        // A waiter whose target is now the lowest may have been passed without a ring.
+        doorbell.poke()
+        return
+      }
+      if (Atomics.compareExchange(u32, stateWord, OBSERVING, FREE) === OBSERVING) region.publish(line, LINE_BYTES)
+      occurrence = 0
+    }
+  }
+}

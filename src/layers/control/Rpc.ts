@@ -1,0 +1,434 @@
+/**
+ * Rpc over Rings (either Rings layer). Frames: a 12-byte header — kind (u8), the client's
+ * reply-ring reader slot + 1 (u8 at +1, requests only; 0 = unknown), tag length (u16 at +2),
+ * client (u32 at +4), request id (u32 at +8) — then the method or notice tag, then the payload
+ * as JSON of the Schema-encoded value. A reply wakes only its client's reader slot when the
+ * request named it; notices wake every reader.
+ */
+import { Cause, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
+import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
+import {
+  type AnyRpcMethod,
+  type DeferredReply,
+  type Failure,
+  type Payload,
+  DeferredReplyTypeId,
+  Rpc,
+  type RpcCallError,
+  type RpcClient,
+  type RpcClientOptions,
+  RpcHandlerDefect,
+  type RpcHandler,
+  RpcInvalidPayload,
+  RpcInvalidReply,
+  RpcProtocolError,
+  type RpcServer,
+  type RpcServerOptions,
+  type RpcShape,
+  RpcTimeout,
+  RpcUnknownMethod,
+  type Success
+} from "../../services/control/Rpc.js"
+import { type RingReader, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
+import * as RingsLayers from "./Rings.js"
+
+const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
+const HEADER_BYTES = 12
+/** Addressee of a notice meant for every client. */
+const ALL_CLIENTS = 0xffffffff
+const DEFAULT_TIMEOUT_MS = 10_000
+/** How often a server or client looks again at a ring whose writer closed or died. */
+const REOPEN_POLL_MS = 200
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** Reader slots a one-byte header field can name. */
+const MAX_NAMED_SLOT = 254
+
+interface WireFrame {
+  readonly kind: number
+  /** The requesting client's reader slot on the reply ring, -1 if unknown. */
+  readonly replySlot: number
+  readonly client: number
+  readonly requestId: number
+  readonly tag: string
+  readonly json: string
+}
+
+const encodeFrame = (kind: number, client: number, requestId: number, tag: string, json: string, replySlot = -1): Uint8Array => {
+  const tagBytes = encoder.encode(tag)
+  const body = encoder.encode(json)
+  const frame = new Uint8Array(HEADER_BYTES + tagBytes.length + body.length)
+  const view = new DataView(frame.buffer)
+  view.setUint8(0, kind)
+  view.setUint8(1, replySlot >= 0 && replySlot <= MAX_NAMED_SLOT ? replySlot + 1 : 0)
+  view.setUint16(2, tagBytes.length, true)
+  view.setUint32(4, client, true)
+  view.setUint32(8, requestId, true)
+  frame.set(tagBytes, HEADER_BYTES)
+  frame.set(body, HEADER_BYTES + tagBytes.length)
+  return frame
+}
+
+/** The addressee of a frame, read from its header without decoding it (-1 when too short). */
+const addresseeOf = (frame: Uint8Array): number =>
+  frame.length < HEADER_BYTES ? -1 : (frame[4]! | (frame[5]! << 8) | (frame[6]! << 16) | (frame[7]! << 24)) >>> 0
+
+/** Reads a frame (copying out of the ring); undefined when the header is malformed. */
+const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
+  if (frame.length < HEADER_BYTES) return undefined
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
+  const kind = view.getUint8(0)
+  const tagLength = view.getUint16(2, true)
+  if (kind < Kind.request || kind > Kind.notice || HEADER_BYTES + tagLength > frame.length) return undefined
+  return {
+    kind,
+    replySlot: view.getUint8(1) - 1,
+    client: view.getUint32(4, true),
+    requestId: view.getUint32(8, true),
+    tag: decoder.decode(frame.subarray(HEADER_BYTES, HEADER_BYTES + tagLength)),
+    json: decoder.decode(frame.subarray(HEADER_BYTES + tagLength))
+  }
+}
+
+interface WireCodec {
+  readonly encode: (value: unknown) => Either.Either<string, ParseResult.ParseError>
+  readonly decode: (json: string) => Either.Either<unknown, ParseResult.ParseError>
+}
+
+/** A Schema's JSON codec, built once per Schema: building one compiles the Schema, far costlier than a call. */
+const codecs = new WeakMap<object, WireCodec>()
+const codec = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError): WireCodec => {
+  let found = codecs.get(schema)
+  if (found === undefined) {
+    const json = Schema.parseJson(schema as Schema.Schema<unknown, unknown>)
+    found = { encode: Schema.encodeEither(json), decode: Schema.decodeUnknownEither(json) }
+    codecs.set(schema, found)
+  }
+  return found
+}
+const toJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, value: unknown) => codec(schema).encode(value)
+const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, text: string) => codec(schema).decode(text)
+/** A Schema issue for an error reply, kept short enough for the reply ring. */
+const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)
+
+/** Reads `reader` with `handler` for good: a closed or dead writer is waited out (a new one may come), other errors are logged. */
+const serveForever = (reader: RingReader, handler: (frame: Uint8Array) => Effect.Effect<void>) =>
+  reader.consume(handler).pipe(
+    Effect.catchAll((error) =>
+      error._tag === "RingWriterDead" ? Effect.void : Effect.logWarning(`rpc: ring ${reader.address.id}: ${error.message}`)
+    ),
+    Effect.zipRight(Effect.sleep(REOPEN_POLL_MS)),
+    Effect.forever
+  )
+
+/** Who a reply goes to: the client, its request, and its reader slot on the reply ring (-1: unknown). */
+interface Requester {
+  readonly client: number
+  readonly requestId: number
+  readonly replySlot: number
+}
+
+interface Outbound {
+  readonly frame: Uint8Array
+  /** The reader slot to wake for it; -1 wakes every reader. */
+  readonly wake: number
+  readonly committed?: Deferred.Deferred<number>
+}
+
+/**
+ * Who the reply ring's commits wake. Replies wake their client's reader slot. A notice wakes
+ * every reader, but one macrotask later unless a commit comes first: the coordinator's
+ * barrier release is a notice followed at once by one reply per participant, and a futex wake
+ * costs the head a system call per parked process (tens of µs on a VM) — done once, not twice.
+ */
+const wakeList = (writer: RingWriter) => {
+  const slots: Array<number> = []
+  /** A notice was added since the last commit. */
+  let notice = false
+  /** A committed notice has not woken everyone yet. */
+  let everyoneDue = false
+  const wakeEveryone = () => {
+    if (!everyoneDue) return
+    everyoneDue = false
+    writer.wake()
+  }
+  return {
+    /** Adds reader `slot` to the next commit's wake-ups; -1 for a notice (every reader). */
+    add: (slot: number) => {
+      if (slot < 0) notice = true
+      else if (!slots.includes(slot)) slots.push(slot)
+    },
+    /** Commits, waking the slots added since the last commit (everyone, when a notice is due). */
+    commit: (): number => {
+      const everyone = everyoneDue
+      const sequence = writer.commit(everyone ? undefined : slots.slice())
+      everyoneDue = notice && !everyone
+      if (everyoneDue) setImmediate(wakeEveryone)
+      notice = false
+      slots.length = 0
+      return sequence
+    }
+  }
+}
+
+const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
+  Effect.gen(function*() {
+    const context = yield* Effect.context<R>()
+    const byTag = new Map(handlers.map((h) => [h.method.tag, h]))
+    const outbound = yield* Queue.unbounded<Outbound>()
+    const writer = yield* rings.writer(options.replies)
+
+    // The reply ring's only writer: replies, deferred replies and notices all funnel here.
+    // While nothing is queued, a reply that fits goes straight into the ring; the replies of
+    // one burst are committed together, once the code that produced them has run.
+    let queued = 0
+    /** True while the writer fiber fills a batch: its own commit then covers direct writes too. */
+    let sending = false
+    let commitScheduled = false
+    const toWake = wakeList(writer)
+    const commitSoon = () => {
+      if (commitScheduled) return
+      commitScheduled = true
+      queueMicrotask(() => {
+        commitScheduled = false
+        if (!sending) toWake.commit()
+      })
+    }
+    const send = (frame: Uint8Array) =>
+      Effect.gen(function*() {
+        let at = writer.tryReserve(frame.length)
+        while (at < 0) {
+          at = yield* writer.reserve(frame.length).pipe(
+            Effect.catchTag("RingFull", (e) => Effect.as(Effect.logWarning(`rpc: reply ring: ${e.message}; still waiting`), -1))
+          )
+        }
+        writer.bytes.set(frame, at)
+      })
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const items = yield* Queue.takeBetween(outbound, 1, 4096)
+      sending = true
+      for (const item of items) {
+        yield* send(item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
+        toWake.add(item.wake)
+      }
+      sending = false
+      const sequence = toWake.commit()
+      queued -= items.length
+      for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
+    })))
+
+    /** Sends a reply, waking reader slot `wake` (-1: every reader). */
+    const enqueue = (frame: Uint8Array, wake: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (queued === 0) {
+          const at = writer.tryReserve(frame.length)
+          if (at >= 0) {
+            writer.bytes.set(frame, at)
+            toWake.add(wake)
+            commitSoon()
+            return Effect.void
+          }
+        }
+        queued++
+        return Queue.offer(outbound, { frame, wake })
+      })
+    const protocolError = (to: Requester, tag: string, error: RpcProtocolError) =>
+      enqueue(encodeFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
+
+    /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
+    const reply = (method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>) => {
+      const { client, requestId, replySlot } = to
+      const defect = (defect: string) => protocolError(to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
+      if (Exit.isSuccess(exit)) {
+        const json = toJson(method.success, exit.value)
+        if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
+        const frame = encodeFrame(Kind.success, client, requestId, method.tag, json.right)
+        return frame.length > writer.maxFrameBytes ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`) : enqueue(frame, replySlot)
+      }
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
+      const json = toJson(method.failure, failure.value)
+      if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
+      return enqueue(encodeFrame(Kind.failure, client, requestId, method.tag, json.right), replySlot)
+    }
+
+    const deferredReply = (method: AnyRpcMethod, to: Requester): DeferredReply<unknown, unknown> => {
+      let done = false
+      const complete = (exit: Exit.Exit<unknown, unknown>) =>
+        Effect.suspend(() => {
+          if (done) return Effect.void
+          done = true
+          return reply(method, to, exit)
+        })
+      return {
+        [DeferredReplyTypeId]: DeferredReplyTypeId,
+        client: to.client,
+        requestId: to.requestId,
+        succeed: (value) => Effect.asVoid(complete(Exit.succeed(value))),
+        fail: (error) => Effect.asVoid(complete(Exit.fail(error)))
+      }
+    }
+
+    const countRejected = Metric.increment(rpcRejectedRequests)
+
+    const onRequest = (client: number) => (bytes: Uint8Array): Effect.Effect<void> => {
+      const frame = decodeFrame(bytes)
+      if (frame === undefined || frame.kind !== Kind.request) {
+        return Effect.zipRight(countRejected, Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`))
+      }
+      const { requestId, tag } = frame
+      const to: Requester = { client, requestId, replySlot: frame.replySlot < options.replies.readerSlots ? frame.replySlot : -1 }
+      const handler = byTag.get(tag)
+      if (handler === undefined) {
+        return Effect.zipRight(countRejected, protocolError(to, tag, new RpcUnknownMethod({ method: tag, requestId })))
+      }
+      const payload = fromJson(handler.method.payload, frame.json)
+      if (Either.isLeft(payload)) {
+        return Effect.zipRight(countRejected, protocolError(to, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) })))
+      }
+      let deferred: DeferredReply<unknown, unknown> | undefined
+      const request = { client, requestId, method: tag, defer: () => (deferred ??= deferredReply(handler.method, to)) }
+      return Effect.flatMap(Effect.exit(Effect.provide(handler.run(payload.right, request), context)), (exit) => {
+        if (deferred === undefined) return reply(handler.method, to, exit)
+        // Deferred: the handle answers; a handler that failed after deferring answers through it.
+        if (Exit.isSuccess(exit)) return Effect.void
+        const failure = Cause.failureOption(exit.cause)
+        return Option.isSome(failure) ? deferred.fail(failure.value) : reply(handler.method, to, exit)
+      })
+    }
+
+    for (const { client, ring } of options.requests) {
+      const reader = yield* rings.reader(ring)
+      yield* Effect.forkScoped(serveForever(reader, onRequest(client)))
+    }
+
+    const server: RpcServer = {
+      notify: (notice, value, client) =>
+        Effect.gen(function*() {
+          const json = yield* toJson(notice.schema, value)
+          const committed = yield* Deferred.make<number>()
+          queued++
+          yield* Queue.offer(outbound, { frame: encodeFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json), wake: -1, committed })
+          return yield* Deferred.await(committed)
+        })
+    }
+    return server
+  })
+
+interface Reply {
+  readonly kind: number
+  readonly json: string
+}
+
+const client = (rings: RingsShape) => (options: RpcClientOptions) =>
+  Effect.gen(function*() {
+    const me = options.client
+    const defaultTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const writer = yield* rings.writer(options.requests)
+    const reader = yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot })
+    /** Calls waiting for their reply, by request id. */
+    const pending = new Map<number, (reply: Reply) => void>()
+    const notices = yield* PubSub.unbounded<WireFrame>()
+    let nextId = 1
+
+    yield* Effect.forkScoped(serveForever(reader, (bytes) => {
+      // Every client reads every reply: look at the addressee before decoding anything.
+      const addressee = addresseeOf(bytes)
+      if (addressee !== me && addressee !== ALL_CLIENTS) return Effect.void
+      const frame = decodeFrame(bytes)
+      if (frame === undefined) return Effect.void
+      if (frame.kind === Kind.notice) return PubSub.publish(notices, frame)
+      pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
+      return Effect.void
+    }))
+
+    /**
+     * Starts listening for the reply to `requestId` now (before the request is written, so a
+     * reply cannot come first); the returned effect waits for it, or fails with `RpcTimeout`
+     * after `timeoutMs` — one timer, no extra fiber.
+     */
+    const listen = (method: string, requestId: number, timeoutMs: number) => {
+      let early: Reply | undefined
+      let deliver: ((reply: Reply) => void) | undefined
+      pending.set(requestId, (reply) => {
+        pending.delete(requestId)
+        if (deliver === undefined) early = reply
+        else deliver(reply)
+      })
+      return Effect.async<Reply, RpcTimeout>((resume) => {
+        if (early !== undefined) return resume(Effect.succeed(early))
+        const timer = setTimeout(() => {
+          pending.delete(requestId)
+          resume(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
+        }, Math.min(timeoutMs, 2 ** 31 - 1))
+        deliver = (reply) => {
+          clearTimeout(timer)
+          resume(Effect.succeed(reply))
+        }
+        return Effect.sync(() => clearTimeout(timer))
+      })
+    }
+
+    const call = <M extends AnyRpcMethod>(
+      method: M,
+      payload: Payload<M>,
+      callOptions?: { readonly timeoutMs?: number }
+    ): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
+      Effect.suspend(() => {
+        const requestId = nextId
+        nextId = nextId === 0xfffffffe ? 1 : nextId + 1
+        const timeoutMs = callOptions?.timeoutMs ?? defaultTimeoutMs
+        const invalidReply = (issue: string) => new RpcInvalidReply({ method: method.tag, requestId, issue })
+        return Effect.gen(function*() {
+          yield* Metric.increment(rpcCalls)
+          const json = toJson(method.payload, payload)
+          if (Either.isLeft(json)) return yield* new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })
+          const replied = listen(method.tag, requestId, timeoutMs)
+          yield* writer.write(encodeFrame(Kind.request, me, requestId, method.tag, json.right, reader.slot))
+          const reply = yield* replied.pipe(Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts)))
+          // The Schemas are the method's own, so what they decode has the method's types.
+          switch (reply.kind) {
+            case Kind.success:
+              return (yield* Effect.mapError(fromJson(method.success, reply.json), (e) => invalidReply(describe(e)))) as Success<M>
+            case Kind.failure: {
+              const failure = yield* Effect.mapError(fromJson(method.failure, reply.json), (e) => invalidReply(describe(e)))
+              return yield* Effect.fail(failure as Failure<M>)
+            }
+            case Kind.protocolError: {
+              const error = yield* Effect.mapError(fromJson(RpcProtocolError, reply.json), (e) => invalidReply(describe(e)))
+              return yield* Effect.fail(error as RpcProtocolError)
+            }
+            default:
+              return yield* invalidReply(`unexpected frame kind ${reply.kind}`)
+          }
+        }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(requestId))))
+      })
+
+    const rpcClient: RpcClient = {
+      client: me,
+      call,
+      notices: (notice) =>
+        Effect.map(Stream.fromPubSub(notices, { scoped: true }), (subscribed) =>
+          subscribed.pipe(
+            Stream.filter((frame) => frame.tag === notice.tag),
+            Stream.mapEffect((frame) =>
+              fromJson(notice.schema, frame.json).pipe(
+                Effect.map((value) => Option.some(value as Schema.Schema.Type<typeof notice.schema>)),
+                Effect.catchAll((e) => Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none()))
+              )
+            ),
+            Stream.filterMap((value) => value)
+          ))
+    }
+    return rpcClient
+  })
+
+export const make: Effect.Effect<RpcShape, never, Rings> = Effect.map(Rings, (rings) => ({ serve: serve(rings), client: client(rings) }))
+
+/** Rpc over whichever Rings layer is provided (the region's, or the in-memory fake). */
+export const layer: Layer.Layer<Rpc, never, Rings> = Layer.effect(Rpc, make)
+
+/** Rpc over in-memory rings: servers and clients in one process, no region. */
+export const layerMemory: Layer.Layer<Rpc> = layer.pipe(Layer.provide(RingsLayers.layerMemory))

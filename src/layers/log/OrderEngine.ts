@@ -1,0 +1,355 @@
+/**
+ * The sequencer's decisions for one topic, independent of where batches are stored: per
+ * client session (client id, session epoch) it orders, drops duplicates, holds (mode 5) and
+ * fences. The live sequencer drives it over the region's PBRs, the in-memory one over
+ * arrays; a `sink` does the storing. Work is per batch, in plain code (no Effect).
+ *
+ * Mode 5: seq == next → ordered (then every held successor); seq < next → duplicate
+ * (dropped, counted, acknowledged); seq > next → held until the gap closes or stays open
+ * longer than the hold timeout, which fences the session (its held batches are dropped;
+ * `next` is its committed frontier). Modes 0, 2 and 4 order every batch as it is scanned
+ * (a broker's PBR in arrival order) and drop duplicates of batches already ordered.
+ *
+ * Sessions are registered by brokers (SessionTable.ts); a batch of a session the table does
+ * not hold as active is refused. A session ends by its close marker (once every batch before
+ * it is ordered) or by idling out; either way it is released with its final frontier.
+ *
+ * Waiting for room is not a gap: while the topic is backpressured (its GOI waits for
+ * readers, or brokers wait for PBR/Blog room) and still ordering, gap clocks restart, so a
+ * healthy session is never fenced because the log was full. Only a topic that has ordered
+ * nothing for the hold timeout fences, which also breaks a full log whose room is held by
+ * batches waiting for each other.
+ */
+import type { OrderMode } from "../../services/log/Topics.js"
+
+/** `marker`: a close marker, handled and finished (it is no batch). */
+export type DropReason = "duplicate" | "fenced" | "refused" | "marker"
+
+/** What holds the topic up this round: nothing, brokers waiting for room, or a full GOI. */
+export type Backpressure = "none" | "room" | "stalled"
+
+export interface Session {
+  readonly clientId: number
+  readonly sessionEpoch: number
+  /** Storage slot of the session's published record. */
+  readonly slot: number
+  /** Batches 0..next-1 are ordered. */
+  next: number
+  /** Modes 0/2/4: ordered batch seqs above `next`. */
+  readonly ahead: Set<number>
+  /** Mode 5: held batches by batch seq. */
+  readonly held: Map<number, Held>
+  /** When the oldest still-open gap opened (clock ms). */
+  gapSince: number
+  fenced: boolean
+  /** The batch count its close marker announced (Infinity until then). */
+  closeAt: number
+  /** Released: no longer in the engine; its line says where it ended. */
+  released: boolean
+  orderedMessages: number
+  duplicates: number
+  lastActivityMs: number
+  dirty: boolean
+}
+
+export interface Held {
+  readonly broker: number
+  readonly pbrSeq: number
+}
+
+export interface OrderSink {
+  /** GOI entries that can be written now (registered subscribers may hold the ring). */
+  readonly room: () => number
+  /** Puts the batch at (broker, pbrSeq) next in the total order; returns its message count. */
+  readonly order: (broker: number, pbrSeq: number, session: Session) => number
+  readonly drop: (broker: number, pbrSeq: number, reason: DropReason) => void
+  /** The storage slot of a registered, active session with this key, or -1. */
+  readonly adoptSession: (clientId: number, sessionEpoch: number) => number
+  /** Publishes that the session ended (its line keeps the frontier). */
+  readonly releaseSession: (session: Session) => void
+}
+
+export const Verdict = { ordered: 0, duplicate: 1, held: 2, fenced: 3, refused: 4, stall: 5 } as const
+export type Verdict = (typeof Verdict)[keyof typeof Verdict]
+
+/** PBR positions of one broker's held batches, oldest first, with lazy removal. */
+class HeldPositions {
+  private readonly positions: Array<number> = []
+  private head = 0
+  private readonly released = new Set<number>()
+  get size() {
+    return this.positions.length - this.head - this.released.size
+  }
+  add(pbrSeq: number) {
+    this.positions.push(pbrSeq)
+  }
+  release(pbrSeq: number) {
+    this.released.add(pbrSeq)
+    this.compact()
+  }
+  /** The oldest held position, or Infinity. */
+  lowest(): number {
+    return this.head < this.positions.length ? this.positions[this.head]! : Infinity
+  }
+  private compact() {
+    while (this.head < this.positions.length && this.released.delete(this.positions[this.head]!)) this.head++
+    if (this.head > 1024 && this.head * 2 > this.positions.length) {
+      this.positions.splice(0, this.head)
+      this.head = 0
+    }
+  }
+}
+
+export class OrderEngine {
+  private readonly sessions = new Map<number, Map<number, Session>>()
+  private readonly holding = new Set<Session>()
+  private readonly heldByBroker: Array<HeldPositions>
+  /** Sessions whose published record is stale. */
+  readonly dirty: Array<Session> = []
+  fencedSessions = 0
+  releasedSessions = 0
+  /** When a batch was last ordered (clock ms); -Infinity until the first `expire` sets the clock. */
+  private lastOrderedMs = Number.NEGATIVE_INFINITY
+
+  constructor(
+    readonly mode: OrderMode,
+    readonly holdTimeoutMs: number,
+    brokers: number,
+    private readonly sink: OrderSink
+  ) {
+    this.heldByBroker = Array.from({ length: brokers }, () => new HeldPositions())
+  }
+
+  get sessionCount(): number {
+    let n = 0
+    for (const byEpoch of this.sessions.values()) n += byEpoch.size
+    return n
+  }
+
+  session(clientId: number, sessionEpoch: number): Session | undefined {
+    return this.sessions.get(clientId)?.get(sessionEpoch)
+  }
+
+  /** Re-creates a session from its published record (restart recovery). */
+  restore(
+    clientId: number,
+    sessionEpoch: number,
+    slot: number,
+    state: { next: number; fenced: boolean; orderedMessages: number; duplicates: number; lastActivityMs: number }
+  ) {
+    const session = this.newSession(clientId, sessionEpoch, slot, state.lastActivityMs, false)
+    session.next = state.next
+    session.fenced = state.fenced
+    session.orderedMessages = state.orderedMessages
+    session.duplicates = state.duplicates
+    if (session.fenced) this.fencedSessions++
+    return session
+  }
+
+  /**
+   * Restart recovery: a batch found in the GOI. Moves `next` past it (mode 5) or records it
+   * as ordered ahead (other modes), so a copy scanned again is a duplicate.
+   */
+  recoverOrdered(session: Session, batchSeq: number) {
+    if (batchSeq < session.next) return
+    if (this.mode === 5) {
+      session.next = batchSeq + 1
+    } else if (batchSeq === session.next) {
+      this.advance(session)
+    } else {
+      session.ahead.add(batchSeq)
+    }
+    this.markDirty(session)
+  }
+
+  /** Decides one scanned batch. `stall` means nothing was done: retry later. */
+  arrive(broker: number, pbrSeq: number, clientId: number, sessionEpoch: number, batchSeq: number, nowMs: number): Verdict {
+    const session = this.sessionFor(clientId, sessionEpoch, nowMs)
+    if (session === undefined) {
+      this.sink.drop(broker, pbrSeq, "refused")
+      return Verdict.refused
+    }
+    session.lastActivityMs = nowMs
+    if (session.fenced) {
+      this.sink.drop(broker, pbrSeq, "fenced")
+      return Verdict.fenced
+    }
+    if (batchSeq < session.next || session.ahead.has(batchSeq) || session.held.has(batchSeq)) {
+      session.duplicates++
+      this.markDirty(session)
+      this.sink.drop(broker, pbrSeq, "duplicate")
+      return Verdict.duplicate
+    }
+    if (this.mode !== 5) {
+      if (this.sink.room() < 1) return Verdict.stall
+      this.orderOne(broker, pbrSeq, session, nowMs)
+      if (batchSeq !== session.next) session.ahead.add(batchSeq)
+      else if (session.ahead.size === 0) session.next++
+      else this.advance(session)
+      this.releaseIfDone(session)
+      return Verdict.ordered
+    }
+    if (batchSeq > session.next) {
+      if (session.held.size === 0) {
+        session.gapSince = nowMs
+        this.holding.add(session)
+      }
+      session.held.set(batchSeq, { broker, pbrSeq })
+      this.heldByBroker[broker]!.add(pbrSeq)
+      this.markDirty(session)
+      return Verdict.held
+    }
+    if (this.sink.room() < 1 + session.held.size) return Verdict.stall
+    this.orderOne(broker, pbrSeq, session, nowMs)
+    session.next++
+    for (let h = session.held.get(session.next); h !== undefined; h = session.held.get(session.next)) {
+      session.held.delete(session.next)
+      this.heldByBroker[h.broker]!.release(h.pbrSeq)
+      this.orderOne(h.broker, h.pbrSeq, session, nowMs)
+      session.next++
+    }
+    if (session.held.size === 0) this.holding.delete(session)
+    else session.gapSince = nowMs
+    this.releaseIfDone(session)
+    return Verdict.ordered
+  }
+
+  /**
+   * A session's close marker at (broker, pbrSeq): the session sent `batches` batches. It is
+   * released once all of them are ordered (at once if they are); the marker is finished.
+   */
+  close(broker: number, pbrSeq: number, clientId: number, sessionEpoch: number, batches: number, nowMs: number): void {
+    this.sink.drop(broker, pbrSeq, "marker")
+    const session = this.sessionFor(clientId, sessionEpoch, nowMs)
+    if (session === undefined) return
+    session.closeAt = Math.min(session.closeAt, batches)
+    session.lastActivityMs = nowMs
+    this.releaseIfDone(session)
+  }
+
+  /** Releases every session (fenced ones included) with nothing held and no batch for `idleMs`; returns how many. */
+  evictIdle(nowMs: number, idleMs: number): number {
+    let evicted = 0
+    for (const byEpoch of this.sessions.values()) {
+      for (const session of byEpoch.values()) {
+        if (session.held.size > 0 || nowMs - session.lastActivityMs < idleMs) continue
+        this.release(session)
+        evicted++
+      }
+    }
+    return evicted
+  }
+
+  /**
+   * Fences every session whose gap has been open for the hold timeout; returns how many.
+   * Under backpressure the clocks restart instead, while the topic still orders (see above).
+   */
+  expire(nowMs: number, backpressure: Backpressure = "none"): number {
+    if (this.lastOrderedMs === Number.NEGATIVE_INFINITY) this.lastOrderedMs = nowMs
+    if (backpressure === "stalled" || (backpressure === "room" && nowMs - this.lastOrderedMs < this.holdTimeoutMs)) {
+      for (const session of this.holding) session.gapSince = nowMs
+      return 0
+    }
+    let fenced = 0
+    for (const session of this.holding) {
+      if (nowMs - session.gapSince < this.holdTimeoutMs) continue
+      session.fenced = true
+      for (const h of session.held.values()) {
+        this.heldByBroker[h.broker]!.release(h.pbrSeq)
+        this.sink.drop(h.broker, h.pbrSeq, "fenced")
+      }
+      session.held.clear()
+      this.holding.delete(session)
+      this.markDirty(session)
+      fenced++
+    }
+    this.fencedSessions += fenced
+    return fenced
+  }
+
+  /** When the next hold timeout falls due (Infinity if nothing is held). */
+  nextDeadline(): number {
+    let deadline = Infinity
+    for (const session of this.holding) deadline = Math.min(deadline, session.gapSince + this.holdTimeoutMs)
+    return deadline
+  }
+
+  /** The oldest PBR position of `broker` that is held (Infinity if none): consumed-through stops there. */
+  lowestHeld(broker: number): number {
+    return this.heldByBroker[broker]!.lowest()
+  }
+
+  heldCount(broker: number): number {
+    return this.heldByBroker[broker]!.size
+  }
+
+  private orderOne(broker: number, pbrSeq: number, session: Session, nowMs: number) {
+    session.orderedMessages += this.sink.order(broker, pbrSeq, session)
+    this.lastOrderedMs = nowMs
+    this.markDirty(session)
+  }
+
+  /** The engine's session, else the table's registered one (adopted now), else undefined. */
+  private sessionFor(clientId: number, sessionEpoch: number, nowMs: number): Session | undefined {
+    const known = this.session(clientId, sessionEpoch)
+    if (known !== undefined) return known
+    const slot = this.sink.adoptSession(clientId, sessionEpoch)
+    return slot < 0 ? undefined : this.newSession(clientId, sessionEpoch, slot, nowMs, true)
+  }
+
+  private releaseIfDone(session: Session) {
+    if (session.fenced || (session.next >= session.closeAt && session.held.size === 0 && session.ahead.size === 0)) {
+      if (session.closeAt !== Number.POSITIVE_INFINITY) this.release(session)
+    }
+  }
+
+  private release(session: Session) {
+    const byEpoch = this.sessions.get(session.clientId)
+    byEpoch?.delete(session.sessionEpoch)
+    if (byEpoch?.size === 0) this.sessions.delete(session.clientId)
+    this.holding.delete(session)
+    session.released = true
+    this.releasedSessions++
+    this.sink.releaseSession(session)
+  }
+
+  /** Moves `next` over `next` itself (just ordered) and every ordered seq right after it. */
+  private advance(session: Session) {
+    session.ahead.delete(session.next)
+    session.next++
+    while (session.ahead.delete(session.next)) session.next++
+  }
+
+  private markDirty(session: Session) {
+    if (session.dirty) return
+    session.dirty = true
+    this.dirty.push(session)
+  }
+
+  private newSession(clientId: number, sessionEpoch: number, slot: number, nowMs: number, publish: boolean): Session {
+    const session: Session = {
+      clientId,
+      sessionEpoch,
+      slot,
+      next: 0,
+      ahead: new Set(),
+      held: new Map(),
+      gapSince: nowMs,
+      fenced: false,
+      closeAt: Number.POSITIVE_INFINITY,
+      released: false,
+      orderedMessages: 0,
+      duplicates: 0,
+      lastActivityMs: nowMs,
+      dirty: false
+    }
+    let byEpoch = this.sessions.get(clientId)
+    if (byEpoch === undefined) {
+      byEpoch = new Map()
+      this.sessions.set(clientId, byEpoch)
+    }
+    byEpoch.set(sessionEpoch, session)
+    if (publish) this.markDirty(session)
+    return session
+  }
+}

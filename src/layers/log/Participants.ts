@@ -1,0 +1,158 @@
+/**
+ * Participant lines of the log area: who owns a broker slot, who wants to be rung when the
+ * log moves (listeners), and the doorbells to ring. A line is claimed by compare-and-swap
+ * of its occurrence word from 0 (or from a dead owner's), so two claimers never both win,
+ * even inside one process.
+ */
+import { Effect, type Scope } from "effect"
+import { randomInt } from "node:crypto"
+import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
+import type { LogArea } from "./Layout.js"
+import { Participant, SubscriberLine } from "./Records.js"
+import { isPidAlive } from "../region/ProcessSlot.js"
+
+/** A fresh claim identity: distinguishes two claims by one process, and a restarted owner. */
+export const newOccurrence = (): number => randomInt(1, 0x7fffffff)
+
+/** The pid holding the line if a live process does (0 if free or its owner is gone). */
+export const livePid = (region: CxlMemoryShape, offset: number): number => {
+  if (Atomics.load(region.i32, (offset + Participant.occurrence) / 4) === 0) return 0
+  const pid = Atomics.load(region.i32, (offset + Participant.pid) / 4)
+  // A claimer between its compare-and-swap and its pid store: treat as live.
+  return pid === 0 ? -1 : isPidAlive(pid) ? pid : 0
+}
+
+/** Claims the line for this process unless a live process holds it; returns the live holder's pid, or 0 on success. */
+export const claimLine = (region: CxlMemoryShape, offset: number, occurrence: number, doorbell: number): number => {
+  const word = (offset + Participant.occurrence) / 4
+  const current = Atomics.load(region.i32, word)
+  if (current !== 0) {
+    const holder = livePid(region, offset)
+    if (holder !== 0) return holder
+  }
+  if (Atomics.compareExchange(region.i32, word, current, occurrence) !== current) return livePid(region, offset) || -1
+  region.i32[(offset + Participant.doorbell) / 4] = doorbell
+  Atomics.store(region.i32, (offset + Participant.pid) / 4, process.pid)
+  region.publish(offset, 64)
+  return 0
+}
+
+export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: number): void => {
+  const word = (offset + Participant.occurrence) / 4
+  if (Atomics.load(region.i32, word) !== occurrence) return
+  Atomics.store(region.i32, (offset + Participant.pid) / 4, 0)
+  region.i32[(offset + Participant.doorbell) / 4] = 0
+  Atomics.compareExchange(region.i32, word, occurrence, 0)
+  region.publish(offset, 64)
+}
+
+/** The doorbell a live line names, if it names one inside the region; else 0. */
+const bellOf = (region: CxlMemoryShape, offset: number): number => {
+  if (Atomics.load(region.i32, (offset + Participant.occurrence) / 4) === 0) return 0
+  const bell = region.i32[(offset + Participant.doorbell) / 4]!
+  return bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64) ? bell : 0
+}
+
+/** Rings the doorbell a line names, if it names one inside the region. */
+export const ringLine = (region: CxlMemoryShape, doorbell: DoorbellShape, offset: number): void => {
+  const bell = bellOf(region, offset)
+  if (bell !== 0) doorbell.ring(bell)
+}
+
+/** Doorbells rung in one sweep (a process's owner and listener lines name the same bell: ring it once). */
+const rung: Array<number> = []
+
+/**
+ * After the sequencer moved something: rings every listener and every broker owner with an
+ * append waiting for room (consumed-through moved), each doorbell once.
+ */
+export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
+  rung.length = 0
+  const ringOnce = (offset: number) => {
+    const bell = bellOf(region, offset)
+    if (bell === 0 || rung.includes(bell)) return
+    rung.push(bell)
+    doorbell.ring(bell)
+  }
+  for (let i = 0; i < area.config.listenerSlots; i++) ringOnce(area.listener(i))
+  for (let b = 0; b < area.config.maxBrokers; b++) {
+    const owner = area.brokerOwner(b)
+    if (Atomics.load(region.i32, (owner + Participant.roomWaits) / 4) > 0) ringOnce(owner)
+  }
+}
+
+/**
+ * Retention moved (a durable cursor advanced or left): rings the broker owners with an append
+ * waiting for room. The caller wrote its cursor before, then a sequentially consistent store
+ * (a full fence), so a broker that starts waiting concurrently either sees the new cursor when
+ * it re-checks or is rung here.
+ */
+export const ringRoomWaiters = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
+  for (let b = 0; b < area.config.maxBrokers; b++) {
+    const owner = area.brokerOwner(b)
+    if (Atomics.load(region.i32, (owner + Participant.roomWaits) / 4) > 0) ringLine(region, doorbell, owner)
+  }
+}
+
+/** Counts the appends of the broker owning `owner` that wait for room (see `ringRoomWaiters`). */
+export const waitingForRoom = (region: CxlMemoryShape, owner: number) => ({
+  /** A new owner starts from none (a previous owner may have died while waiting). */
+  reset: () => {
+    Atomics.store(region.i32, (owner + Participant.roomWaits) / 4, 0)
+  },
+  begin: () => {
+    Atomics.add(region.i32, (owner + Participant.roomWaits) / 4, 1)
+  },
+  end: () => {
+    Atomics.sub(region.i32, (owner + Participant.roomWaits) / 4, 1)
+  }
+})
+
+/**
+ * Registers this process's doorbell in a free listener line until the scope closes, so the
+ * sequencer rings it. With every line taken it still works, woken only by its park bound.
+ */
+export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const occurrence = newOccurrence()
+      for (let i = 0; i < area.config.listenerSlots; i++) {
+        if (claimLine(region, area.listener(i), occurrence, doorbell.offset) === 0) return { line: area.listener(i), occurrence }
+      }
+      return undefined
+    }),
+    (claim) => Effect.sync(() => claim !== undefined && releaseLine(region, claim.line, claim.occurrence))
+  ).pipe(
+    Effect.tap((claim) =>
+      claim === undefined ? Effect.logWarning(`all ${area.config.listenerSlots} log listener lines are taken; waits here rely on the park bound`) : Effect.void
+    ),
+    Effect.asVoid
+  )
+
+/** pid liveness, re-checked at most every 200 ms per pid (it costs a system call). */
+export const livenessCache = (): ((pid: number) => boolean) => {
+  const seen = new Map<number, { alive: boolean; at: number }>()
+  return (pid) => {
+    if (pid === process.pid) return true
+    const now = performance.now()
+    const cached = seen.get(pid)
+    if (cached !== undefined && now - cached.at < 200) return cached.alive
+    const alive = isPidAlive(pid)
+    seen.set(pid, { alive, at: now })
+    return alive
+  }
+}
+
+/** The lowest cursor of the topic's live durable subscribers (Infinity if none): retention keeps everything from it on. */
+export const lowestDurableCursor = (region: CxlMemoryShape, area: LogArea, topic: number, alive: (pid: number) => boolean): number => {
+  let lowest = Infinity
+  for (let s = 0; s < area.config.subscriberSlots; s++) {
+    const at = area.subscriber(topic, s)
+    region.invalidate(at, 64)
+    if (Atomics.load(region.i32, (at + SubscriberLine.occurrence) / 4) === 0) continue
+    if (region.i32[(at + SubscriberLine.durable) / 4] !== 1 || !alive(region.i32[(at + SubscriberLine.pid) / 4]!)) continue
+    lowest = Math.min(lowest, region.f64[(at + SubscriberLine.cursor) / 8]!)
+  }
+  return lowest
+}

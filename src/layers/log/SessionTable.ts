@@ -1,0 +1,275 @@
+/**
+ * One topic's session table: an open-addressing hash of 64-byte session lines (linear
+ * probing) plus the topic's registry line. The same code runs over the region (live
+ * layers) and over a private buffer (the in-memory fakes).
+ *
+ * - A broker registers a session: it takes a place in `live` (refused past 7/8 of the
+ *   slots, so a probe for an unknown key always meets an empty line), draws the next epoch
+ *   from `epochs` (so a session's identity never depends on the client's choice), and
+ *   claims the first free (empty or released) line on the key's probe path by
+ *   compare-and-swap of its state word.
+ * - From then on only the sequencer writes the line: frontiers each round, then `release`
+ *   when the session closes or idles out. A released line keeps its key and frontier, so a
+ *   late lookup still learns where the session ended, until a registration reuses it.
+ * - Every read is a seqlock read that checks the key, because released lines are reused.
+ */
+import type { SessionState as SessionStateCode } from "./Records.js"
+import { RegistryLine, SessionLine, SessionState } from "./Records.js"
+
+/** The typed arrays and coherence hooks the table works on (a `CxlMemoryShape` is one). */
+export interface LineView {
+  readonly i32: Int32Array
+  readonly u32: Uint32Array
+  readonly f64: Float64Array
+  readonly publish: (offset: number, length: number) => void
+  readonly invalidate: (offset: number, length: number) => void
+}
+
+export type LineState = (typeof SessionStateCode)[keyof typeof SessionStateCode]
+
+/** Sessions fill the table up to 7/8, so a probe for an unknown key always ends at an empty line. */
+export const sessionCapacity = (slots: number): number => slots - Math.max(1, slots >> 3)
+
+export const sessionHash = (clientId: number, sessionEpoch: number, slots: number): number =>
+  ((Math.imul(clientId, 0x9e3779b1) ^ Math.imul(sessionEpoch + 0x7f4a7c15, 0x85ebca77)) >>> 0) & (slots - 1)
+
+/** What a reader learns of a session's line. */
+export interface SessionRecord {
+  readonly slot: number
+  readonly state: "active" | "fenced" | "released"
+  /** Batches 0..next-1 are in the total order. */
+  readonly next: number
+}
+
+/** The sequencer's published state of a session. */
+export interface SessionFields {
+  readonly next: number
+  readonly orderedMessages: number
+  readonly duplicates: number
+  readonly held: number
+  readonly lastActivityMs: number
+  readonly fenced: boolean
+}
+
+/** A registration that could not take a line: every place of the table is in use. */
+export interface TableFull {
+  readonly full: true
+  readonly capacity: number
+}
+
+/** A line whose writer stays inside its seqlock this long is taken as a claim that died. */
+const STABLE_READ_ATTEMPTS = 10_000
+
+export class SessionTable {
+  readonly capacity: number
+  private readonly mask: number
+
+  constructor(
+    private readonly view: LineView,
+    /** Offset of line 0. */
+    private readonly table: number,
+    /** Offset of the registry line. */
+    private readonly registry: number,
+    readonly slots: number
+  ) {
+    this.capacity = sessionCapacity(slots)
+    this.mask = slots - 1
+  }
+
+  private line(slot: number): number {
+    return this.table + slot * 64
+  }
+
+  private word(offset: number): number {
+    return offset / 4
+  }
+
+  /** Lines in use (registered, fenced, or mid-claim). */
+  liveCount(): number {
+    this.view.invalidate(this.registry, 64)
+    return Atomics.load(this.view.i32, this.word(this.registry + RegistryLine.live))
+  }
+
+  /** Broker side: registers a new session of `clientId` and returns its epoch, or why not. */
+  register(clientId: number, nowMs: number): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
+    if (!this.reserve()) return { full: true, capacity: this.capacity }
+    let sessionEpoch = 0
+    // Epoch 0 is never handed out: it would look like a client's own default.
+    while (sessionEpoch === 0) sessionEpoch = (Atomics.add(this.view.i32, this.word(this.registry + RegistryLine.epochs), 1) + 1) >>> 0
+    return this.claim(clientId, sessionEpoch, nowMs)
+  }
+
+  /**
+   * Registers a session under an epoch the caller already has (rebuilding a log, and test
+   * fixtures); the caller guarantees no other session of the topic has it. Or why not.
+   */
+  registerAs(clientId: number, sessionEpoch: number, nowMs: number): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
+    return this.reserve() ? this.claim(clientId, sessionEpoch, nowMs) : { full: true, capacity: this.capacity }
+  }
+
+  /** Takes a place in `live`, unless the table is at capacity. */
+  private reserve(): boolean {
+    const liveWord = this.word(this.registry + RegistryLine.live)
+    if (Atomics.add(this.view.i32, liveWord, 1) + 1 <= this.capacity) return true
+    Atomics.sub(this.view.i32, liveWord, 1)
+    return false
+  }
+
+  /** Claims the first free line on the key's probe path (a place in `live` is reserved). */
+  private claim(clientId: number, sessionEpoch: number, nowMs: number): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
+    const { i32 } = this.view
+    let slot = sessionHash(clientId, sessionEpoch, this.slots)
+    // `live` ≤ capacity < slots guarantees a free line; lost races only move the probe on.
+    for (let probes = 0; probes < 4 * this.slots; probes++, slot = (slot + 1) & this.mask) {
+      const line = this.line(slot)
+      const stateWord = this.word(line + SessionLine.state)
+      this.view.invalidate(line, 64)
+      const state = Atomics.load(i32, stateWord)
+      if (state !== SessionState.empty && state !== SessionState.released) continue
+      if (Atomics.compareExchange(i32, stateWord, state, SessionState.claiming) !== state) continue
+      this.write(slot, clientId, sessionEpoch, { next: 0, orderedMessages: 0, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
+      return { sessionEpoch, slot }
+    }
+    Atomics.sub(i32, this.word(this.registry + RegistryLine.live), 1)
+    return { full: true, capacity: this.capacity }
+  }
+
+  /**
+   * The session's line, read consistently, or undefined when no line holds the key. `hint`
+   * is a slot where it was found before (lines are reused, so the key is checked again).
+   */
+  lookup(clientId: number, sessionEpoch: number, hint = -1): SessionRecord | undefined {
+    if (hint >= 0) {
+      const found = this.readSlot(hint, clientId, sessionEpoch)
+      if (found !== undefined && found !== "other") return found
+    }
+    let slot = sessionHash(clientId, sessionEpoch, this.slots)
+    for (let probes = 0; probes < this.slots; probes++, slot = (slot + 1) & this.mask) {
+      const found = this.readSlot(slot, clientId, sessionEpoch)
+      if (found === undefined) return undefined
+      if (found !== "other") return found
+    }
+    return undefined
+  }
+
+  /** One line: the record if it holds the key, "other" if it holds something else, undefined if empty. */
+  private readSlot(slot: number, clientId: number, sessionEpoch: number): SessionRecord | "other" | undefined {
+    const { i32, u32, f64 } = this.view
+    const line = this.line(slot)
+    for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
+      this.view.invalidate(line, 64)
+      const before = Atomics.load(i32, this.word(line + SessionLine.version))
+      if ((before & 1) !== 0) continue
+      const state = Atomics.load(i32, this.word(line + SessionLine.state))
+      const matches = u32[this.word(line + SessionLine.clientId)] === clientId && u32[this.word(line + SessionLine.sessionEpoch)] === sessionEpoch
+      const next = f64[(line + SessionLine.next) / 8]!
+      if (Atomics.load(i32, this.word(line + SessionLine.version)) !== before) continue
+      if (state === SessionState.empty) return undefined
+      if (!matches || state === SessionState.claiming || !Number.isSafeInteger(next) || next < 0) return "other"
+      return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next }
+    }
+    return "other"
+  }
+
+  /** Sequencer side: the slot of a registered, active session with this key, or -1. */
+  adopt(clientId: number, sessionEpoch: number): number {
+    const found = this.lookup(clientId, sessionEpoch)
+    return found !== undefined && found.state === "active" ? found.slot : -1
+  }
+
+  /** Sequencer side: publishes a session's state (a seqlock write). */
+  publish(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields): void {
+    this.write(slot, clientId, sessionEpoch, fields)
+  }
+
+  /** Sequencer side: the session is over; its line keeps key and frontier until reused, and leaves `live`. */
+  release(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields): void {
+    this.write(slot, clientId, sessionEpoch, fields, SessionState.released)
+    Atomics.sub(this.view.i32, this.word(this.registry + RegistryLine.live), 1)
+  }
+
+  /** Lines seen mid-claim by the previous `releaseDeadClaims`. */
+  private readonly claimsSeen = new Set<number>()
+
+  /**
+   * Sequencer side, called at most every second or so: a line still mid-claim since the
+   * previous call belongs to a registration whose process died between its compare-and-swap
+   * and its write (a live one takes microseconds); it is released. Returns how many.
+   */
+  releaseDeadClaims(): number {
+    let released = 0
+    const { i32 } = this.view
+    for (let slot = 0; slot < this.slots; slot++) {
+      const line = this.line(slot)
+      this.view.invalidate(line, 64)
+      if (Atomics.load(i32, this.word(line + SessionLine.state)) !== SessionState.claiming) {
+        this.claimsSeen.delete(slot)
+        continue
+      }
+      if (!this.claimsSeen.has(slot)) {
+        this.claimsSeen.add(slot)
+        continue
+      }
+      this.claimsSeen.delete(slot)
+      Atomics.store(i32, this.word(line + SessionLine.version), (i32[this.word(line + SessionLine.version)]! | 1) + 1)
+      Atomics.store(i32, this.word(line + SessionLine.state), SessionState.released)
+      Atomics.sub(i32, this.word(this.registry + RegistryLine.live), 1)
+      this.view.publish(line, 64)
+      released++
+    }
+    return released
+  }
+
+  /** Sequencer side (recovery): every line that holds a session, with what it says. */
+  forEachSession(visit: (slot: number, clientId: number, sessionEpoch: number, state: LineState, fields: SessionFields) => void): void {
+    const { i32, u32, f64 } = this.view
+    for (let slot = 0; slot < this.slots; slot++) {
+      const line = this.line(slot)
+      this.view.invalidate(line, 64)
+      const state = Atomics.load(i32, this.word(line + SessionLine.state)) as LineState
+      if (state === SessionState.empty) continue
+      // A writer killed inside the seqlock left it odd: the sequencer is the writer now.
+      if (state !== SessionState.claiming) i32[this.word(line + SessionLine.version)] = i32[this.word(line + SessionLine.version)]! & ~1
+      visit(slot, u32[this.word(line + SessionLine.clientId)]!, u32[this.word(line + SessionLine.sessionEpoch)]!, state, {
+        next: f64[(line + SessionLine.next) / 8]!,
+        orderedMessages: f64[(line + SessionLine.orderedMessages) / 8]!,
+        duplicates: f64[(line + SessionLine.duplicates) / 8]!,
+        held: f64[(line + SessionLine.held) / 8]!,
+        lastActivityMs: f64[(line + SessionLine.lastActivityMs) / 8]!,
+        fenced: state === SessionState.fenced
+      })
+    }
+  }
+
+  private write(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields, ended?: typeof SessionState.released): void {
+    const { i32, u32, f64 } = this.view
+    const line = this.line(slot)
+    const versionWord = this.word(line + SessionLine.version)
+    const version = i32[versionWord]! & ~1
+    Atomics.store(i32, versionWord, version + 1)
+    u32[this.word(line + SessionLine.clientId)] = clientId
+    u32[this.word(line + SessionLine.sessionEpoch)] = sessionEpoch
+    f64[(line + SessionLine.next) / 8] = fields.next
+    f64[(line + SessionLine.orderedMessages) / 8] = fields.orderedMessages
+    f64[(line + SessionLine.duplicates) / 8] = fields.duplicates
+    f64[(line + SessionLine.held) / 8] = fields.held
+    f64[(line + SessionLine.lastActivityMs) / 8] = fields.lastActivityMs
+    Atomics.store(i32, this.word(line + SessionLine.state), ended ?? (fields.fenced ? SessionState.fenced : SessionState.active))
+    this.view.publish(line, 64)
+    Atomics.store(i32, versionWord, version + 2)
+    this.view.publish(line, 4)
+  }
+}
+
+/** A session table over a private buffer (the in-memory fakes): registry line, then the lines. */
+export const memorySessionTable = (slots: number): SessionTable => {
+  const buffer = new ArrayBuffer(64 + slots * 64)
+  const view: LineView = {
+    i32: new Int32Array(buffer),
+    u32: new Uint32Array(buffer),
+    f64: new Float64Array(buffer),
+    publish: () => {},
+    invalidate: () => {}
+  }
+  return new SessionTable(view, 64, 0, slots)
+}

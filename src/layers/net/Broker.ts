@@ -1,0 +1,634 @@
+/**
+ * The TCP broker over `BrokerLog` (see services/Broker.ts for the behaviour). Receive path:
+ * once a connection is past its handshake, each socket chunk is handled right in the
+ * socket's data callback — frame headers parsed in place, the batch checked, and its
+ * payload gathered from the chunk(s) it arrived in straight into the log's space
+ * (`tryAppendWith`), so the only copy is chunk → region and no fiber runs per batch. Only
+ * when the log has no room does the connection's fiber take over: it waits in `appendWith`
+ * while later chunks queue (the socket is paused past `readBufferBytes`), then hands back.
+ *
+ * What one connection may hold: before its handshake, a HELLO (the reader refuses any other
+ * frame from its header, and the socket pauses past 32 + 4 KiB queued) plus the one chunk it
+ * came in; after it, `readBufferBytes` of queued chunks plus one chunk, the batch being
+ * gathered or waiting for room (≤ `maxBatchBytes` plus two chunks' slack), and
+ * `writeBufferBytes` of output. Sessions that exchange nothing for `idleTimeoutMs` are closed,
+ * and connections past `maxConnections` (kept below the process's open-file limit) are
+ * refused with an ERROR frame.
+ */
+import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, type Scope } from "effect"
+import { readFileSync } from "node:fs"
+import { createServer, type Server, type Socket } from "node:net"
+import {
+  brokerAckFrames,
+  brokerBatches,
+  brokerBytes,
+  brokerConnections,
+  brokerFencedFrames,
+  brokerRejected
+} from "../../Metrics.js"
+import { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
+import { type AppendTimeout, BrokerLog, type BrokerLogShape, type LogCorrupt, type UnknownTopic } from "../../services/net/BrokerLog.js"
+import { checkBatchPieces, gatherPieces } from "./BatchPayload.js"
+import {
+  type AckLevel,
+  ackFrame,
+  errorFrame,
+  Hello,
+  PROTOCOL_VERSION,
+  sessionFencedFrame,
+  Welcome,
+  welcomeFrame,
+  decodeControl,
+  type WireErrorCode,
+  WireViolation
+} from "./Control.js"
+import { type Frame, FRAME_HEADER_BYTES, FrameType, frameTypeName, MAX_CONTROL_PAYLOAD_BYTES, payloadPieces } from "./Frame.js"
+import { FrameReader } from "./FrameReader.js"
+
+interface Settings {
+  readonly host: string
+  readonly port: number
+  readonly maxBatchBytes: number
+  readonly ackIntervalMs: number
+  readonly handshakeTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly maxConnections: number
+  readonly readBufferBytes: number
+  readonly writeBufferBytes: number
+}
+
+/** See `BrokerOptions.idleTimeoutMs`. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000
+
+const settingsOf = (options: BrokerOptions): Settings => ({
+  host: options.host ?? "127.0.0.1",
+  port: options.port ?? 0,
+  maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
+  ackIntervalMs: options.ackIntervalMs ?? 0,
+  handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
+  idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+  maxConnections: options.maxConnections ?? 1024,
+  readBufferBytes: options.readBufferBytes ?? 1 << 20,
+  writeBufferBytes: options.writeBufferBytes ?? 1 << 20
+})
+
+/** The session a connection carries once its handshake registered or attached it. */
+interface ConnectionSession {
+  readonly topic: string
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly ackLevel: AckLevel
+}
+
+/** How long a rejected connection may take to read its error frame before it is destroyed. */
+const REJECT_GRACE_MS = 1_000
+/** Input queued before the handshake past which the socket pauses: one HELLO of the largest size. */
+const HANDSHAKE_BUFFER_BYTES = FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES
+/**
+ * Open files the broker process keeps beside its connections (region, doorbell, stdio,
+ * libuv's own, the listener, refused connections in their grace period): `maxConnections`
+ * stays this far below the open-file limit, so the connection past it still gets its ERROR
+ * frame instead of an accept that fails (EMFILE) and a silently dropped connection.
+ */
+const RESERVED_FILES = 64
+
+/** The process's soft limit of open files (Linux: /proc/self/limits); undefined where unknown or unlimited. */
+const openFileLimit = (): number | undefined => {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"))
+    return match === null ? undefined : Number(match[1])
+  } catch {
+    return undefined
+  }
+}
+/** Upper bound of one wait for frontier progress (the ACK tracker re-reads after it). */
+const PROGRESS_WAIT_MS = 1_000
+
+/** `drain` outcomes besides a batch waiting for room or a violation: every received byte is handled; the input is over. */
+const IDLE = "idle" as const
+const DONE = "done" as const
+
+/** Resumes after the event loop has polled I/O once more, so every batch already received is appended first. */
+const nextLoopTurn = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/**
+ * Received chunks of one socket, handed out in order; pauses the socket past `highWater`
+ * bytes. A chunk is taken by the connection's fiber (`next`), or, while a direct consumer
+ * is set, handed to it from the data callback itself.
+ */
+const makeInbox = (socket: Socket, initialHighWater: number) => {
+  let highWater = initialHighWater
+  const chunks: Array<Buffer> = []
+  let queued = 0
+  let handedOut = 0
+  let paused = false
+  let ended = false
+  let waiting: (() => void) | undefined
+  let direct: (() => void) | undefined
+  const deliver = () => {
+    if (chunks.length === 0 && !ended) return
+    if (waiting !== undefined) {
+      const wake = waiting
+      waiting = undefined
+      wake()
+    } else if (direct !== undefined) {
+      direct()
+    }
+  }
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk)
+    queued += chunk.length
+    if (queued > highWater && !paused) {
+      paused = true
+      socket.pause()
+    }
+    deliver()
+  }
+  const onEnd = () => {
+    ended = true
+    deliver()
+  }
+  socket.on("data", onData)
+  socket.on("end", onEnd)
+  socket.on("close", onEnd)
+  const resumeBelowHalf = () => {
+    if (paused && !ended && queued <= highWater / 2) {
+      paused = false
+      socket.resume()
+    }
+  }
+  /** The previous chunk has been consumed entirely when the next one is asked for. */
+  const take = (): Buffer | undefined => {
+    queued -= handedOut
+    handedOut = 0
+    resumeBelowHalf()
+    const chunk = chunks.shift()
+    if (chunk !== undefined) handedOut = chunk.length
+    return chunk
+  }
+  return {
+    /** Bytes received and not yet consumed (the chunk being parsed included). */
+    queued: () => queued,
+    /** Bytes in chunks not handed out yet. */
+    waiting: () => queued - handedOut,
+    /** Whether the consumer is waiting for input (the broker holds up nothing of this client's). */
+    starved: () => waiting !== undefined || direct !== undefined,
+    /** A new pause threshold (the handshake done, the session's own). */
+    setHighWater: (bytes: number) => {
+      highWater = bytes
+      resumeBelowHalf()
+    },
+    /** The next queued chunk now, if any (the previous one is consumed). */
+    takeNow: (): Buffer | undefined => (chunks.length > 0 ? take() : undefined),
+    /** Whether the peer has finished (or the inbox was stopped). */
+    ended: () => ended,
+    /**
+     * While set, `consume` is called from the data callback whenever a chunk arrives or the
+     * stream ends (it takes the chunks with `takeNow`); unset it to go back to `next`.
+     */
+    setDirect: (consume: (() => void) | undefined) => {
+      direct = consume
+    },
+    /** The next chunk, or `undefined` once the peer has finished (or the inbox was stopped). */
+    next: Effect.suspend(() =>
+      chunks.length > 0 || ended
+        ? Effect.succeed(take())
+        : Effect.async<Buffer | undefined>((resume) => {
+          waiting = () => resume(Effect.succeed(take()))
+          return Effect.sync(() => {
+            waiting = undefined
+          })
+        })
+    ),
+    /**
+     * Stops taking input: later data is read and dropped, so a rejected socket goes as soon as
+     * its client closes its side, and leaves no unread input behind (whose reset could discard
+     * the ERROR frame before the client reads it).
+     */
+    stop: () => {
+      ended = true
+      chunks.length = 0
+      queued = 0
+      handedOut = 0
+      socket.off("data", onData)
+      socket.resume()
+      deliver()
+    }
+  }
+}
+
+type Inbox = ReturnType<typeof makeInbox>
+
+export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLog
+    const requested = settingsOf(options)
+    const fileLimit = openFileLimit()
+    const settings: Settings = fileLimit !== undefined && requested.maxConnections > fileLimit - RESERVED_FILES
+      ? { ...requested, maxConnections: Math.max(1, fileLimit - RESERVED_FILES) }
+      : requested
+    if (settings.maxConnections < requested.maxConnections) {
+      yield* Effect.logWarning(
+        `broker ${log.brokerId}: serving at most ${settings.maxConnections} connections, not ${requested.maxConnections}: the process may open ${fileLimit} files (ulimit -n)`
+      )
+    }
+    const sockets = new Set<Socket>()
+    /** What each connection holds of its client's input, for `stats().queuedBytes`. */
+    const held = new Set<() => number>()
+    const counts = { accepted: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 }
+    const rejected: Partial<Record<WireErrorCode, number>> = {}
+    const run = yield* FiberSet.makeRuntime<never>()
+
+    const countRejection = (code: WireErrorCode) => {
+      rejected[code] = (rejected[code] ?? 0) + 1
+      brokerRejected.pipe(Metric.tagged("code", code)).unsafeUpdate(1, [])
+    }
+
+    /** Sends the error frame and closes the connection once it is flushed and the client closed its side, or after a grace period. */
+    const reject = (socket: Socket, violation: WireViolation) => {
+      if (socket.destroyed || socket.writableEnded) return
+      countRejection(violation.code)
+      socket.end(errorFrame(violation.code, violation.detail))
+      setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
+    }
+
+    const welcome = (sessionEpoch: number) =>
+      welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: log.brokerId, maxBatchBytes: settings.maxBatchBytes, sessionEpoch }))
+    const server: Server = createServer({ noDelay: true, allowHalfOpen: true })
+    server.on("connection", (socket) => {
+      counts.accepted++
+      socket.on("error", () => {})
+      if (sockets.size >= settings.maxConnections) {
+        reject(socket, new WireViolation({ code: "too-many-connections", detail: `this broker serves at most ${settings.maxConnections} connections` }))
+        // Its HELLO is read and dropped: the socket goes as soon as the client, told, closes.
+        socket.resume()
+        return
+      }
+      sockets.add(socket)
+      brokerConnections.unsafeUpdate(sockets.size, [])
+      socket.once("close", () => {
+        sockets.delete(socket)
+        brokerConnections.unsafeUpdate(sockets.size, [])
+      })
+      run(serve(socket))
+    })
+
+    const serve = (socket: Socket) =>
+      Effect.gen(function*() {
+        const inbox = makeInbox(socket, HANDSHAKE_BUFFER_BYTES)
+        let handshaken = false
+        const reader = new FrameReader({
+          accept: [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE],
+          maxBatchBytes: settings.maxBatchBytes,
+          gatherBatches: true,
+          // Before the handshake a BATCH is refused from its header: none of its payload is buffered.
+          admit: (type) =>
+            handshaken || type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
+        })
+        const holds = () => inbox.waiting() + reader.heldBytes
+        held.add(holds)
+        yield* Effect.addFinalizer(() => Effect.sync(() => held.delete(holds)))
+        /** Waits for chunks until the reader completes a frame, the stream ends, or the input is bad. */
+        const pull = Effect.gen(function*() {
+          for (;;) {
+            const chunk = yield* inbox.next
+            if (chunk === undefined) {
+              if (reader.midFrame) return yield* new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" })
+              return undefined
+            }
+            reader.push(chunk)
+            const frame = reader.next()
+            if (frame instanceof WireViolation) return yield* Effect.fail(frame)
+            if (frame !== undefined) return frame
+          }
+        })
+        // Fast path: the next frame is already in the current chunk.
+        const nextFrame = Effect.suspend(() => {
+          const frame = reader.next()
+          if (frame === undefined) return pull
+          return frame instanceof WireViolation ? Effect.fail(frame) : Effect.succeed(frame)
+        })
+        // Plain timers, not Effect timeouts: they cost nothing per connection beyond themselves.
+        const handshakeTimer = setTimeout(() => {
+          reject(socket, new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` }))
+          inbox.stop()
+        }, settings.handshakeTimeoutMs)
+        yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(handshakeTimer)))
+        /**
+         * Nothing read or written for `idleTimeoutMs` past the handshake: closed with `idle-timeout`,
+         * even with batches still awaiting their ACK, since that long without one means ordering
+         * has stalled far past any flush timeout, and closing loses nothing (the publisher sends
+         * them again on another connection or after reconnecting; the log drops what it already
+         * has). Not idle while the broker itself holds the client up: a batch waits for log room.
+         */
+        const onIdle = () => {
+          if (socket.writableEnded) return
+          if (!inbox.starved()) return void socket.setTimeout(settings.idleTimeoutMs, onIdle)
+          reject(socket, new WireViolation({ code: "idle-timeout", detail: `nothing sent or received for ${settings.idleTimeoutMs} ms` }))
+          inbox.stop()
+        }
+        /** The HELLO is accepted: the session's own input bound and idle timeout from here. */
+        const handshakeDone = () => {
+          clearTimeout(handshakeTimer)
+          handshaken = true
+          inbox.setHighWater(settings.readBufferBytes)
+          // Node's socket timeout: pushed back by every read and write, at no cost per chunk beyond that; it calls `onIdle` once.
+          if (settings.idleTimeoutMs > 0) socket.setTimeout(settings.idleTimeoutMs, onIdle)
+        }
+        const outcome = yield* Effect.either(Effect.scoped(session(socket, inbox, reader, nextFrame, handshakeDone)))
+        inbox.stop()
+        if (Either.isLeft(outcome)) {
+          yield* Effect.logDebug(`broker ${log.brokerId}: closing a connection: ${outcome.left.message}`)
+          reject(socket, outcome.left)
+        } else if (!socket.writableEnded) {
+          socket.destroy()
+        }
+      }).pipe(
+        Effect.scoped,
+        Effect.catchAllCause((cause) =>
+          Effect.logWarning(`broker ${log.brokerId}: connection failed`, cause).pipe(
+            Effect.zipRight(Effect.sync(() => reject(socket, new WireViolation({ code: "internal", detail: "internal broker error" }))))
+          )
+        ),
+        Effect.onInterrupt(() => Effect.sync(() => socket.destroy()))
+      )
+
+    /** Writes a frame unless the client stopped reading (then the connection is dropped). */
+    const send = (socket: Socket, frame: Buffer): boolean => {
+      if (socket.destroyed || socket.writableEnded) return false
+      if (socket.writableLength > settings.writeBufferBytes) {
+        reject(socket, new WireViolation({ code: "slow-consumer", detail: "the client does not read its ACK frames" }))
+        return false
+      }
+      socket.write(frame)
+      return true
+    }
+
+    const handshake = (socket: Socket, nextFrame: Effect.Effect<Frame | undefined, WireViolation>) =>
+      Effect.gen(function*() {
+        const frame = yield* nextFrame
+        if (frame === undefined) return undefined
+        if (frame.type !== FrameType.HELLO) return yield* new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
+        const hello = yield* decodeControl(Hello, frame.payload, "bad-handshake")
+        if (hello.protocol !== PROTOCOL_VERSION) {
+          return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${hello.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
+        }
+        if (frame.clientId !== hello.clientId || frame.sessionEpoch !== (hello.sessionEpoch ?? 0)) {
+          return yield* new WireViolation({ code: "bad-handshake", detail: "the HELLO header and body name different sessions" })
+        }
+        const unknownTopic = (e: { readonly message: string }) => new WireViolation({ code: "unknown-topic", detail: e.message })
+        yield* log.topic(hello.topic).pipe(Effect.mapError(unknownTopic))
+        const sessionEpoch = hello.sessionEpoch === undefined
+          ? yield* registerSession(hello)
+          : yield* attachSession(hello, hello.sessionEpoch)
+        send(socket, welcome(sessionEpoch))
+        return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel }
+      })
+
+    /** A HELLO without an epoch: the log registers a new session and hands out its epoch. */
+    const registerSession = (hello: Hello) =>
+      log.registerSession(hello.topic, hello.clientId).pipe(
+        Effect.mapError((e) =>
+          e._tag === "SessionTableFull"
+            ? new WireViolation({ code: "session-table-full", detail: e.message })
+            : new WireViolation({ code: "unknown-topic", detail: e.message })
+        )
+      )
+
+    /** A HELLO naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker). */
+    const attachSession = (hello: Hello, sessionEpoch: number) =>
+      log.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
+        Effect.mapError((e) => new WireViolation({ code: e._tag === "UnknownTopic" ? "unknown-topic" : "internal", detail: e.message })),
+        Effect.flatMap((acks) =>
+          acks.known
+            ? Effect.succeed(sessionEpoch)
+            : Effect.fail(
+              new WireViolation({
+                code: "unknown-session",
+                detail: `session ${hello.clientId}/${sessionEpoch} is not registered on topic ${hello.topic} (it was never, or it ended and its line was reused): register a new one`
+              })
+            )
+        )
+      )
+
+    const session = (
+      socket: Socket,
+      inbox: Inbox,
+      reader: FrameReader,
+      nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
+      handshakeDone: () => void
+    ) =>
+      Effect.gen(function*() {
+        const session = yield* handshake(socket, nextFrame)
+        if (session === undefined) return
+        handshakeDone()
+        const received = { highest: -1 }
+        yield* Effect.forkScoped(ackTracker(socket, log, session, received))
+        const batches = batchStream(socket, inbox, reader, session, received)
+        for (;;) {
+          const drained = batches.drain()
+          // Caught up: from here the data callback appends; this fiber sleeps until it cannot.
+          const stop = drained === IDLE ? yield* batches.direct : drained
+          if (stop === DONE) return
+          if (stop instanceof WireViolation) return yield* Effect.fail(stop)
+          if (stop.type === FrameType.CLOSE) {
+            // After every batch this connection carried: the log releases the session once they are ordered.
+            return yield* log.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq).pipe(
+              Effect.mapError((e) => new WireViolation({ code: e._tag === "LogCorrupt" ? "internal" : "append-failed", detail: e.message }))
+            )
+          }
+          yield* batches.appendWaiting(stop)
+        }
+      })
+
+    /**
+     * The batch frames of one connection after its handshake. `drain` handles every frame
+     * already received without waiting: it stops at the end of the input (`IDLE`), at the end
+     * of the stream or of the connection (`DONE`), at a violation, or at a batch the log has
+     * no room for now (returned: `appendWaiting` waits for room and appends it).
+     */
+    const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, session: ConnectionSession, received: { highest: number }) => {
+      const count = (frame: Frame) => {
+        if (frame.seq > received.highest) received.highest = frame.seq
+        counts.batches++
+        counts.messages += frame.messageCount
+        counts.bytes += frame.payloadBytes
+        brokerBatches.unsafeUpdate(1, [])
+        brokerBytes.unsafeUpdate(frame.payloadBytes, [])
+      }
+      const headerOf = (frame: Frame) => ({
+        clientId: frame.clientId,
+        sessionEpoch: frame.sessionEpoch,
+        batchSeq: frame.seq,
+        messageCount: frame.messageCount,
+        payloadBytes: frame.payloadBytes,
+        crc32c: frame.crc32c
+      })
+      const fillFrom = (frame: Frame) => {
+        const pieces = frame.pieces
+        return pieces === undefined ? (dst: Uint8Array) => dst.set(frame.payload) : (dst: Uint8Array) => gatherPieces(pieces, dst)
+      }
+      const appendFailed = (e: UnknownTopic | AppendTimeout | LogCorrupt) =>
+        new WireViolation({ code: e._tag === "LogCorrupt" ? "internal" : "append-failed", detail: e.message })
+
+      const drain = (): Frame | typeof IDLE | typeof DONE | WireViolation => {
+        for (;;) {
+          // The ACK tracker dropped the connection (slow consumer): append nothing more.
+          if (socket.writableEnded) return DONE
+          const frame = reader.next()
+          if (frame === undefined) {
+            const chunk = inbox.takeNow()
+            if (chunk !== undefined) {
+              reader.push(chunk)
+              continue
+            }
+            if (!inbox.ended()) return IDLE
+            return reader.midFrame ? new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" }) : DONE
+          }
+          if (frame instanceof WireViolation) return frame
+          if (frame.type === FrameType.HELLO) return new WireViolation({ code: "unexpected-frame", detail: "only BATCH and CLOSE frames follow the handshake" })
+          if (frame.clientId !== session.clientId || frame.sessionEpoch !== session.sessionEpoch) {
+            return new WireViolation({
+              code: "session-mismatch",
+              detail: `${frameTypeName(frame.type)} of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${session.clientId}/${session.sessionEpoch}`
+            })
+          }
+          if (frame.type === FrameType.CLOSE) return frame
+          const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
+          if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
+          const appended = log.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
+          if (appended === false) return frame
+          if (appended !== true) return appendFailed(appended)
+          count(frame)
+        }
+      }
+
+      return {
+        drain,
+        /** Lets the data callback drain as chunks arrive; resumes with the first stop that is not `IDLE`. */
+        direct: Effect.async<Frame | typeof DONE | WireViolation>((resume) => {
+          const consume = () => {
+            let stop: ReturnType<typeof drain>
+            try {
+              stop = drain()
+            } catch (error) {
+              stop = new WireViolation({ code: "internal", detail: `receiving a batch failed: ${String(error)}` })
+            }
+            if (stop === IDLE) return
+            inbox.setDirect(undefined)
+            resume(Effect.succeed(stop))
+          }
+          inbox.setDirect(consume)
+          // Chunks that arrived between the fiber's last drain and now.
+          consume()
+          return Effect.sync(() => inbox.setDirect(undefined))
+        }),
+        /** Appends a batch the log had no room for, waiting for room (later chunks queue meanwhile). */
+        appendWaiting: (frame: Frame) =>
+          log.appendWith(session.topic, headerOf(frame), fillFrom(frame)).pipe(
+            Effect.mapError(appendFailed),
+            Effect.map(() => count(frame))
+          )
+      }
+    }
+
+    /**
+     * This connection's ACK tracker: re-reads the session's frontier whenever the topic's
+     * progress moves and sends the cumulative ACK if it advanced past what this connection
+     * was sent and covers a batch this connection carried; after sending it waits
+     * `ackIntervalMs` (0: one event-loop turn, in which every batch already received is
+     * appended), so a fast stream gets one ACK per interval or turn, not one per batch.
+     */
+    const ackTracker = (socket: Socket, log: BrokerLogShape, session: ConnectionSession, received: { highest: number }) =>
+      Effect.gen(function*() {
+        const { ackLevel, clientId, sessionEpoch, topic } = session
+        let seen = log.progress(topic)
+        let acked = 0
+        for (;;) {
+          const acks = yield* log.sessionAcks(topic, clientId, sessionEpoch)
+          if (!acks.known) {
+            // Released and its line reused: where it ended is no longer known.
+            return reject(socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
+          }
+          const frontier = ackLevel === 2 ? acks.replicated : acks.ordered
+          let sent = false
+          if (ackLevel > 0 && frontier > acked && received.highest >= acked) {
+            acked = frontier
+            if (!send(socket, ackFrame(clientId, sessionEpoch, frontier, ackLevel))) return
+            counts.ackFrames++
+            brokerAckFrames.unsafeUpdate(1, [])
+            sent = true
+          }
+          if (acks.fenced) {
+            // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
+            if (send(socket, sessionFencedFrame(clientId, sessionEpoch, acks.ordered))) {
+              counts.fencedFrames++
+              brokerFencedFrames.unsafeUpdate(1, [])
+            }
+            return
+          }
+          if (sent) yield* settings.ackIntervalMs > 0 ? Effect.sleep(Duration.millis(settings.ackIntervalMs)) : nextLoopTurn
+          seen = yield* log.awaitProgress(topic, seen, PROGRESS_WAIT_MS)
+        }
+      }).pipe(
+        Effect.catchAll((error) =>
+          Effect.logWarning(`broker ${log.brokerId}: ACK tracker stopped: ${error.message}`).pipe(
+            Effect.zipRight(Effect.sync(() => reject(socket, new WireViolation({ code: "internal", detail: error.message }))))
+          )
+        )
+      )
+
+    yield* Effect.acquireRelease(
+      Effect.async<void, BrokerListenFailed>((resume) => {
+        const onError = (error: Error) => resume(Effect.fail(new BrokerListenFailed({ host: settings.host, port: settings.port, reason: error.message })))
+        server.once("error", onError)
+        server.listen(settings.port, settings.host, () => {
+          server.off("error", onError)
+          resume(Effect.void)
+        })
+      }),
+      () =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          for (const socket of sockets) socket.destroy()
+        })
+    )
+    server.on("error", (error) => run(Effect.logError(`broker ${log.brokerId}: server error: ${error.message}`)))
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : settings.port
+    yield* Effect.logDebug(`broker ${log.brokerId} listening on ${settings.host}:${port}`)
+
+    return {
+      brokerId: log.brokerId,
+      host: settings.host,
+      port,
+      stats: (): BrokerStats => {
+        let queuedBytes = 0
+        for (const holds of held) queuedBytes += holds()
+        return { connections: sockets.size, ...counts, queuedBytes, rejected: { ...rejected } }
+      }
+    }
+  })
+
+export const layer = (options: BrokerOptions = {}): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> => Layer.scoped(Broker, make(options))
+
+/**
+ * Options from `CXLOG_BROKER_HOST` (127.0.0.1), `CXLOG_BROKER_PORT` (7400), `CXLOG_MAX_BATCH_BYTES`,
+ * `CXLOG_ACK_INTERVAL_MS`, `CXLOG_BROKER_IDLE_TIMEOUT_MS` (10 minutes; 0: never) and `CXLOG_BROKER_MAX_CONNECTIONS` (1024).
+ */
+export const config: Config.Config<BrokerOptions> = Config.all({
+  host: Config.string("CXLOG_BROKER_HOST").pipe(Config.withDefault("127.0.0.1")),
+  port: Config.integer("CXLOG_BROKER_PORT").pipe(Config.withDefault(7400)),
+  maxBatchBytes: Config.integer("CXLOG_MAX_BATCH_BYTES").pipe(Config.withDefault(1 << 20)),
+  ackIntervalMs: Config.number("CXLOG_ACK_INTERVAL_MS").pipe(Config.withDefault(0)),
+  idleTimeoutMs: Config.number("CXLOG_BROKER_IDLE_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_IDLE_TIMEOUT_MS)),
+  maxConnections: Config.integer("CXLOG_BROKER_MAX_CONNECTIONS").pipe(Config.withDefault(1024))
+})
+
+export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(
+  Broker,
+  Effect.flatMap(config, make)
+)

@@ -1,0 +1,599 @@
+/**
+ * The publisher over TCP broker connections (see services/Publisher.ts for the contract).
+ * All state is plain mutable data touched from socket callbacks and fibers on the one JS
+ * thread; per message the work is a copy into the batch buffer, per batch a seal (crc32c)
+ * and one header allocation per send.
+ */
+import { Config, ConfigError, Duration, Effect, Either, Layer, Option, Runtime, type Scope } from "effect"
+import { randomInt } from "node:crypto"
+import { publisherAckLatency, publisherBatches, publisherFenced, publisherResends } from "../../Metrics.js"
+import {
+  AckTimeout,
+  type BrokerCounts,
+  BrokerRejected,
+  InvalidPublisherOptions,
+  MessageTooLarge,
+  Publisher,
+  PublisherClosed,
+  type PublisherOptions,
+  type PublisherShape,
+  type PublishError
+} from "../../services/net/Publisher.js"
+import { BatchBuilder, BufferPool, messageRecordBytes } from "./BatchPayload.js"
+import {
+  type BrokerAddress,
+  type ClientConnection,
+  type ConnectionClosed,
+  formatAddress,
+  openConnection,
+  parseAddresses
+} from "./ClientConnection.js"
+import { type AckLevel, fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
+import { FrameType } from "./Frame.js"
+
+interface Batch {
+  /** Batch seq in the current epoch (renumbered when a fence opens the next one). */
+  seq: number
+  readonly payload: Uint8Array
+  /** The pooled buffer under `payload`, given back once the batch is done and no write of it is pending. */
+  readonly buffer: Uint8Array
+  pendingWrites: number
+  readonly messageCount: number
+  readonly crc32c: number
+  /** The link it is outstanding on, or -1 while it waits for one. */
+  link: number
+  /** The link it was last sent to (its ACK is counted there). */
+  lastLink: number
+  sends: number
+  readonly sealedAt: number
+  done: boolean
+}
+
+interface Link {
+  readonly index: number
+  readonly name: string
+  readonly address: BrokerAddress
+  connection: ClientConnection | undefined
+  ready: boolean
+  sent: number
+  acked: number
+  failures: number
+  /** Why its last connection ended (a broker's ERROR code, or what the client saw). */
+  lastClose: ConnectionClosed["code"] | undefined
+  retry: ReturnType<typeof setTimeout> | undefined
+}
+
+const LATENCY_SAMPLES = 1 << 16
+const MAX_RECONNECT_DELAY_MS = 1_000
+
+const settingsOf = (options: PublisherOptions) => ({
+  brokers: options.brokers,
+  topic: options.topic,
+  clientId: options.clientId ?? randomInt(0, 2 ** 32 - 1),
+  ackLevel: options.ackLevel ?? 1,
+  batchBytes: options.batchBytes ?? 64 << 10,
+  lingerMs: options.lingerMs ?? 1,
+  window: options.maxInFlightBatches ?? 64,
+  maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
+  spread: options.spread ?? "round-robin",
+  connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+  ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
+  reconnectDelayMs: options.reconnectDelayMs ?? 25
+})
+
+const validate = (s: ReturnType<typeof settingsOf>): string | undefined => {
+  const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
+  if (s.brokers.length === 0) return "at least one broker address is needed"
+  if (s.topic.length === 0) return "a topic is needed"
+  if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
+  if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`
+  if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) return `batchBytes ${s.batchBytes} must be a multiple of 8, at least 16`
+  if (s.batchBytes > s.maxBatchBytes) return `batchBytes ${s.batchBytes} exceeds maxBatchBytes ${s.maxBatchBytes}`
+  if (!Number.isInteger(s.window) || s.window < 1) return `maxInFlightBatches ${s.window} must be at least 1`
+  if (!(s.lingerMs >= 0)) return `lingerMs ${s.lingerMs} must not be negative`
+  return undefined
+}
+
+export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> =>
+  Effect.gen(function*() {
+    const settings = settingsOf(options)
+    const invalid = validate(settings)
+    if (invalid !== undefined) return yield* new InvalidPublisherOptions({ reason: invalid })
+    const { clientId, ackLevel, window, topic } = settings
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+
+    /** The session's epoch once the log registered it (epoch 0 is never handed out). */
+    let epoch: number | undefined
+    /** The link whose HELLO is registering the session; the others connect once it is registered. */
+    let registrar: Link | undefined
+    let nextSeq = 0
+    const pool = new BufferPool(settings.batchBytes, window + 2)
+    const builder = new BatchBuilder(pool)
+    /** Sealed batches not yet done, in seq order from `head` (done ones are dropped from the front). */
+    let unacked: Array<Batch> = []
+    let head = 0
+    let inFlight = 0
+    /** Batches waiting for a ready link. */
+    let unrouted: Array<Batch> = []
+    let roundRobin = 0
+    let sticky = clientId % settings.brokers.length
+    let failure: PublishError | undefined
+    let lingerTimer: ReturnType<typeof setTimeout> | undefined
+    let lingerDue = false
+    const waiters = new Set<() => void>()
+    const counts = { messages: 0, batches: 0, ackedBatches: 0, ackedMessages: 0, resends: 0, fences: 0 }
+    const latencies = new Float64Array(LATENCY_SAMPLES)
+    let latencyCount = 0
+    const links: Array<Link> = settings.brokers.map((address, index) => ({
+      index,
+      name: `B${index}`,
+      address,
+      connection: undefined,
+      ready: false,
+      sent: 0,
+      acked: 0,
+      failures: 0,
+      lastClose: undefined,
+      retry: undefined
+    }))
+
+    const notify = () => {
+      if (waiters.size === 0) return
+      const woken = [...waiters]
+      waiters.clear()
+      for (const wake of woken) wake()
+    }
+    const changed = Effect.async<void>((resume) => {
+      const wake = () => resume(Effect.void)
+      waiters.add(wake)
+      return Effect.sync(() => {
+        waiters.delete(wake)
+      })
+    })
+
+    const complete = (batch: Batch) => {
+      batch.done = true
+      inFlight--
+      const link = links[batch.lastLink]
+      if (link !== undefined) link.acked++
+      const micros = (performance.now() - batch.sealedAt) * 1000
+      latencies[latencyCount++ % LATENCY_SAMPLES] = micros
+      publisherAckLatency.unsafeUpdate(micros, [])
+      counts.ackedBatches++
+      counts.ackedMessages += batch.messageCount
+      if (batch.pendingWrites === 0) pool.give(batch.buffer)
+    }
+
+    const afterProgress = () => {
+      while (head < unacked.length && unacked[head]!.done) head++
+      if (head > 4096 && head * 2 > unacked.length) {
+        unacked = unacked.slice(head)
+        head = 0
+      }
+      if (lingerDue && builder.messageCount > 0 && inFlight < window) seal()
+      notify()
+    }
+
+    /**
+     * Level 0 completes batches one write callback at a time: handle them together once the
+     * callbacks of this event-loop turn have run, so a waiting publisher wakes once for many.
+     */
+    let afterWritesScheduled = false
+    const afterWritesSoon = () => {
+      if (afterWritesScheduled) return
+      afterWritesScheduled = true
+      setImmediate(() => {
+        afterWritesScheduled = false
+        afterProgress()
+      })
+    }
+
+    /** Batches 0..count-1 of the current epoch are acknowledged. */
+    const acknowledge = (count: number) => {
+      let moved = false
+      for (let i = head; i < unacked.length && unacked[i]!.seq < count; i++) {
+        const batch = unacked[i]!
+        if (!batch.done) {
+          complete(batch)
+          moved = true
+        }
+      }
+      if (moved) afterProgress()
+    }
+
+    /** A ready link for the next batch (none before the session is registered). */
+    const choose = (): Link | undefined => {
+      if (epoch === undefined) return undefined
+      const n = links.length
+      for (let k = 0; k < n; k++) {
+        const i = settings.spread === "sticky" ? (sticky + k) % n : (roundRobin + k) % n
+        if (links[i]!.ready) {
+          if (settings.spread === "sticky") sticky = i
+          else roundRobin = i + 1
+          return links[i]
+        }
+      }
+      return undefined
+    }
+
+    const transmit = (link: Link, batch: Batch, sessionEpoch: number) => {
+      batch.link = link.index
+      batch.lastLink = link.index
+      if (batch.sends++ > 0) {
+        counts.resends++
+        publisherResends.unsafeUpdate(1, [])
+      }
+      link.sent++
+      batch.pendingWrites++
+      const written = (error: Error | null | undefined) => {
+        if (--batch.pendingWrites === 0 && batch.done) pool.give(batch.buffer)
+        else if (ackLevel === 0 && !batch.done && error == null) {
+          complete(batch)
+          afterWritesSoon()
+        }
+      }
+      link.connection!.sendBatch({
+        type: FrameType.BATCH,
+        clientId,
+        sessionEpoch,
+        seq: batch.seq,
+        messageCount: batch.messageCount,
+        payloadBytes: batch.payload.length,
+        crc32c: batch.crc32c
+      }, batch.payload, written)
+    }
+
+    const dispatch = (batch: Batch) => {
+      const link = choose()
+      if (link === undefined || epoch === undefined) {
+        batch.link = -1
+        unrouted.push(batch)
+      } else {
+        transmit(link, batch, epoch)
+      }
+    }
+
+    const drainUnrouted = () => {
+      if (unrouted.length === 0) return
+      const waiting = unrouted.filter((batch) => !batch.done).sort((a, b) => a.seq - b.seq)
+      unrouted = []
+      for (const batch of waiting) dispatch(batch)
+    }
+
+    function seal() {
+      clearTimeout(lingerTimer)
+      lingerTimer = undefined
+      lingerDue = false
+      const sealed = builder.seal()
+      const batch: Batch = {
+        seq: nextSeq++,
+        payload: sealed.payload,
+        buffer: sealed.buffer,
+        pendingWrites: 0,
+        messageCount: sealed.messageCount,
+        crc32c: sealed.crc32c,
+        link: -1,
+        lastLink: -1,
+        sends: 0,
+        sealedAt: performance.now(),
+        done: false
+      }
+      unacked.push(batch)
+      inFlight++
+      counts.batches++
+      publisherBatches.unsafeUpdate(1, [])
+      dispatch(batch)
+    }
+
+    const onLinger = () => {
+      lingerTimer = undefined
+      if (builder.messageCount === 0) return
+      if (inFlight < window) seal()
+      else lingerDue = true
+    }
+
+    const fail = (error: PublishError) => {
+      if (failure !== undefined) return
+      failure = error
+      clearTimeout(lingerTimer)
+      for (const link of links) {
+        clearTimeout(link.retry)
+        link.connection?.close()
+        link.connection = undefined
+        link.ready = false
+      }
+      notify()
+    }
+
+    /**
+     * Connects a link. Without a session, the first link to connect registers one (the log
+     * hands out the epoch in its WELCOME) and the others attach to it once it exists.
+     */
+    const connectLink = (link: Link) => {
+      link.retry = undefined
+      if (failure !== undefined) return
+      if (epoch === undefined) {
+        if (registrar !== undefined && registrar !== link) return
+        registrar = link
+      }
+      const hello = new Hello({
+        protocol: PROTOCOL_VERSION,
+        topic,
+        clientId,
+        ackLevel: ackLevel as AckLevel,
+        ...(epoch === undefined ? {} : { sessionEpoch: epoch })
+      })
+      const where = `${link.name} ${formatAddress(link.address)}`
+      const connection: ClientConnection = openConnection(link.address, hello, {
+        onWelcome: (welcome) => {
+          if (link.connection !== connection) return
+          if (welcome.maxBatchBytes < settings.maxBatchBytes) {
+            return fail(new BrokerRejected({
+              broker: where,
+              code: "oversized",
+              detail: `the broker takes batches up to ${welcome.maxBatchBytes} bytes, the publisher's maxBatchBytes is ${settings.maxBatchBytes}`
+            }))
+          }
+          link.ready = true
+          link.failures = 0
+          if (epoch === undefined) registered(link, welcome.sessionEpoch)
+          drainUnrouted()
+        },
+        onAck: (sessionEpoch, acked) => {
+          if (link.connection === connection && sessionEpoch === epoch) acknowledge(acked)
+        },
+        onFenced: (sessionEpoch, committed) => {
+          if (link.connection === connection && sessionEpoch === epoch) fence(committed)
+        },
+        onBrokerError: (error) => {
+          if (link.connection !== connection) return
+          if (fatalWireErrors.has(error.code)) fail(new BrokerRejected({ broker: where, code: error.code, detail: error.message }))
+          else if (error.code === "unknown-session") sessionLost(where, error.message)
+        },
+        onClosed: (reason, closed) => {
+          if (link.connection === connection) linkDown(link, reason, closed.code)
+        }
+      }, settings.connectTimeoutMs)
+      link.connection = connection
+    }
+
+    /** The log registered the session on `link`: the other links attach to it now. */
+    const registered = (link: Link, sessionEpoch: number) => {
+      epoch = sessionEpoch
+      registrar = undefined
+      for (const other of links) {
+        if (other === link || other.connection !== undefined) continue
+        clearTimeout(other.retry)
+        connectLink(other)
+      }
+    }
+
+    /**
+     * The broker no longer knows the session (it ended and its record was reused). With
+     * nothing unacknowledged a new session carries on; otherwise whether those batches are
+     * in the log cannot be known, and the publisher fails rather than guess.
+     */
+    const sessionLost = (where: string, detail: string) => {
+      if (unacked.slice(head).some((batch) => !batch.done)) {
+        return fail(new BrokerRejected({ broker: where, code: "unknown-session", detail }))
+      }
+      restartSession()
+    }
+
+    /** Drops every connection and registers a new session; batches waiting for a link go out under it. */
+    const restartSession = () => {
+      epoch = undefined
+      registrar = undefined
+      for (const link of links) {
+        clearTimeout(link.retry)
+        link.retry = undefined
+        link.connection?.close()
+        link.connection = undefined
+        link.ready = false
+      }
+      for (const link of links) connectLink(link)
+    }
+
+    /** Since when every broker refuses this publisher as one connection too many (undefined: not so). */
+    let refusedSince: number | undefined
+
+    /**
+     * Every broker full of connections for longer than the connect timeout: fail with that
+     * reason rather than wait for ACKs that cannot come. True when it failed.
+     */
+    const refusedEverywhere = (): boolean => {
+      if (!links.every((l) => !l.ready && l.lastClose === "too-many-connections")) {
+        refusedSince = undefined
+        return false
+      }
+      refusedSince ??= performance.now()
+      if (performance.now() - refusedSince < settings.connectTimeoutMs) return false
+      fail(new BrokerRejected({
+        broker: links.map((l) => `${l.name} ${formatAddress(l.address)}`).join(", "),
+        code: "too-many-connections",
+        detail: `every broker refused the connection for ${settings.connectTimeoutMs} ms: they serve their maximum of connections`
+      }))
+      return true
+    }
+
+    /** A connection failed: its outstanding batches go to the other links now; this one reconnects after a backoff. */
+    const linkDown = (link: Link, reason: string, code: ConnectionClosed["code"]) => {
+      link.connection = undefined
+      link.ready = false
+      link.lastClose = code
+      // An idle close is routine: reconnect without backing off.
+      if (code !== "idle-timeout") link.failures++
+      runFork(Effect.logDebug(`publisher ${clientId}: ${link.name} ${formatAddress(link.address)} down: ${reason}`))
+      for (let i = head; i < unacked.length; i++) {
+        const batch = unacked[i]!
+        if (!batch.done && batch.link === link.index) dispatch(batch)
+      }
+      if (failure !== undefined) return
+      if (registrar === link) {
+        // Another link registers the session meanwhile, if one can.
+        registrar = undefined
+        const next = links.find((other) => other !== link && other.connection === undefined && other.retry === undefined)
+        if (next !== undefined) connectLink(next)
+      }
+      if (refusedEverywhere()) return
+      const delay = link.failures === 0 ? 0 : Math.min(MAX_RECONNECT_DELAY_MS, settings.reconnectDelayMs * 2 ** (link.failures - 1))
+      link.retry = setTimeout(() => connectLink(link), delay)
+      link.retry.unref()
+    }
+
+    /**
+     * The session ended at `committed` (fenced by a gap, or released after idling): register
+     * a new session and replay the rest under it.
+     */
+    const fence = (committed: number) => {
+      acknowledge(committed)
+      counts.fences++
+      publisherFenced.unsafeUpdate(1, [])
+      const replay = unacked.slice(head).filter((batch) => !batch.done)
+      runFork(Effect.logInfo(`publisher ${clientId}: session epoch ${epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`))
+      replay.forEach((batch, seq) => {
+        batch.seq = seq
+        batch.link = -1
+      })
+      unacked = replay
+      head = 0
+      unrouted = [...replay]
+      nextSeq = replay.length
+      restartSession()
+    }
+
+    const tryPublish = (payload: Uint8Array): boolean | PublishError => {
+      if (failure !== undefined) return failure
+      if (messageRecordBytes(payload.length) > settings.maxBatchBytes) {
+        return new MessageTooLarge({ bytes: payload.length, maxBatchBytes: settings.maxBatchBytes })
+      }
+      if (!builder.fits(payload.length)) {
+        if (inFlight >= window) return false
+        seal()
+      }
+      builder.add(payload)
+      counts.messages++
+      if (lingerTimer === undefined) lingerTimer = setTimeout(onLinger, settings.lingerMs)
+      return true
+    }
+
+    const brokerCounts = (): ReadonlyArray<BrokerCounts> =>
+      links.map((link) => ({
+        name: link.name,
+        address: formatAddress(link.address),
+        acked: link.acked,
+        sent: link.sent,
+        connected: link.ready,
+        ...(link.ready || link.lastClose === undefined ? {} : { lastClose: link.lastClose })
+      }))
+
+    const outstanding = () => inFlight + (builder.messageCount > 0 ? 1 : 0)
+
+    /** Bounds a wait for ACKs: without progress for `timeoutMs` it fails naming each broker's counts. */
+    const withinAckTimeout = <A>(wait: Effect.Effect<A, PublishError>, timeoutMs: number) =>
+      wait.pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(timeoutMs),
+          onTimeout: () => new AckTimeout({ timeoutMs, outstanding: outstanding(), brokers: brokerCounts() })
+        })
+      )
+
+    /**
+     * Waits for window room; an ACK that completes a batch restarts the bound, so only a
+     * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails.
+     */
+    const awaitRoom = (ready: () => boolean): Effect.Effect<void, PublishError | AckTimeout> =>
+      Effect.suspend(function check(): Effect.Effect<void, PublishError | AckTimeout> {
+        if (failure !== undefined) return Effect.fail(failure)
+        if (ready()) return Effect.void
+        const acked = counts.ackedBatches
+        return Effect.zipRight(
+          withinAckTimeout(
+            Effect.suspend(function progress(): Effect.Effect<void, PublishError> {
+              if (failure !== undefined) return Effect.fail(failure)
+              return ready() || counts.ackedBatches !== acked ? Effect.void : Effect.zipRight(changed, Effect.suspend(progress))
+            }),
+            settings.ackTimeoutMs
+          ),
+          Effect.suspend(check)
+        )
+      })
+
+    /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
+    const writable: Effect.Effect<void, PublishError | AckTimeout> = awaitRoom(() => inFlight < window || builder.messageCount === 0)
+
+    const publish = (payload: Uint8Array): Effect.Effect<void, PublishError | AckTimeout> =>
+      Effect.suspend(function attempt(): Effect.Effect<void, PublishError | AckTimeout> {
+        const taken = tryPublish(payload)
+        if (taken === true) return Effect.void
+        if (taken !== false) return Effect.fail(taken)
+        return Effect.zipRight(writable, Effect.suspend(attempt))
+      })
+
+    const flush = (timeoutMs: number): Effect.Effect<void, PublishError | AckTimeout> =>
+      Effect.suspend(function check(): Effect.Effect<void, PublishError> {
+        if (failure !== undefined) return Effect.fail(failure)
+        if (builder.messageCount > 0 && inFlight < window) seal()
+        if (builder.messageCount === 0 && inFlight === 0) return Effect.void
+        return Effect.zipRight(changed, Effect.suspend(check))
+      }).pipe((wait) => withinAckTimeout(wait, timeoutMs))
+
+    /**
+     * Closing: the session is released at once (its CLOSE names how many batches it sent, so
+     * the log releases it once those are ordered), not left to idle out.
+     */
+    const close = () => {
+      const link = epoch === undefined ? undefined : links.find((candidate) => candidate.ready)
+      if (link !== undefined && epoch !== undefined) {
+        link.connection?.closeSession(epoch, nextSeq)
+        link.connection = undefined
+      }
+      fail(new PublisherClosed())
+    }
+
+    yield* Effect.addFinalizer(() => Effect.sync(close))
+    for (const link of links) connectLink(link)
+
+    return {
+      clientId,
+      publish,
+      tryPublish,
+      writable,
+      flush,
+      stats: () => ({ clientId, sessionEpoch: epoch ?? 0, ...counts, inFlight, brokers: brokerCounts() }),
+      ackLatencies: () => latencies.slice(0, Math.min(latencyCount, LATENCY_SAMPLES))
+    }
+  })
+
+export const layer = (options: PublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions> => Layer.scoped(Publisher, make(options))
+
+/**
+ * Options from `CXLOG_BROKERS` (`host:port,…`), `CXLOG_TOPIC`, `CXLOG_CLIENT_ID`,
+ * `CXLOG_ACK_LEVEL` (1), `CXLOG_BATCH_BYTES` (65536), `CXLOG_LINGER_MS` (1),
+ * `CXLOG_MAX_IN_FLIGHT` (64), `CXLOG_SPREAD` (round-robin | sticky).
+ */
+export const config: Config.Config<PublisherOptions> = Config.all({
+  brokers: Config.string("CXLOG_BROKERS").pipe(
+    Config.mapOrFail((text) => {
+      try {
+        return Either.right(parseAddresses(text))
+      } catch (error) {
+        return Either.left(ConfigError.InvalidData([], String(error)))
+      }
+    })
+  ),
+  topic: Config.string("CXLOG_TOPIC"),
+  clientId: Config.integer("CXLOG_CLIENT_ID").pipe(Config.option),
+  ackLevel: Config.literal(0, 1, 2)("CXLOG_ACK_LEVEL").pipe(Config.withDefault(1 as const)),
+  batchBytes: Config.integer("CXLOG_BATCH_BYTES").pipe(Config.withDefault(64 << 10)),
+  lingerMs: Config.number("CXLOG_LINGER_MS").pipe(Config.withDefault(1)),
+  maxInFlightBatches: Config.integer("CXLOG_MAX_IN_FLIGHT").pipe(Config.withDefault(64)),
+  spread: Config.literal("round-robin", "sticky")("CXLOG_SPREAD").pipe(Config.withDefault("round-robin" as const))
+}).pipe(
+  Config.map(({ clientId, ...rest }): PublisherOptions => (Option.isSome(clientId) ? { ...rest, clientId: clientId.value } : rest))
+)
+
+export const layerConfig: Layer.Layer<Publisher, InvalidPublisherOptions | ConfigError.ConfigError> = Layer.scoped(
+  Publisher,
+  Effect.flatMap(config, make)
+)

@@ -1,0 +1,127 @@
+/**
+ * The process table in the region and this process's claim on one of its slots.
+ *
+ * Slot line 0 (written by the owner): owner pid (i32, 0 = free; claimed by compare-and-swap
+ * so two claimers can never both win), ready occurrence (i32, 0 while claiming), occurrence
+ * (i32), role (i32), heartbeat ms (f64 at +16), started ms (f64 at +24).
+ * Slot line 1: the owner's doorbell.
+ */
+import { Context, Effect, Layer, Schedule, type Scope } from "effect"
+import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
+import {
+  PROCESS_SLOT_BYTES,
+  ProcessSlot,
+  type ProcessSlotShape,
+  ProcessTableFull,
+  type Role,
+  ROLES,
+  type SlotInfo
+} from "../../services/region/ProcessSlot.js"
+import * as DoorbellLayers from "./Doorbell.js"
+
+export interface ProcessTableLocation {
+  readonly offset: number
+  readonly slots: number
+}
+
+const OWNER = 0
+const READY = 4
+const OCCURRENCE = 8
+const ROLE = 12
+const HEARTBEAT = 16
+const STARTED = 24
+
+export const processTableBytes = (slots: number) => slots * PROCESS_SLOT_BYTES
+export const slotOffset = (table: ProcessTableLocation, slot: number) => table.offset + slot * PROCESS_SLOT_BYTES
+export const doorbellOffsetOf = (table: ProcessTableLocation, slot: number) => slotOffset(table, slot) + 64
+
+/** True while `pid` names a running process (EPERM still means it exists). */
+export const isPidAlive = (pid: number): boolean => {
+  if (pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, slot: number): SlotInfo => {
+  const base = slotOffset(table, slot)
+  const pid = Atomics.load(region.i32, (base + OWNER) / 4)
+  const ready = Atomics.load(region.i32, (base + READY) / 4)
+  const role = ROLES[region.i32[(base + ROLE) / 4]!] ?? "worker"
+  return {
+    slot,
+    state: pid === 0 ? 0 : ready === 0 ? 1 : 2,
+    pid,
+    occurrence: region.i32[(base + OCCURRENCE) / 4]!,
+    role,
+    heartbeatMs: region.f64[(base + HEARTBEAT) / 8]!
+  }
+}
+
+/** A slot whose owner is running and has heartbeated within `staleMs`. */
+export const isSlotLive = (info: SlotInfo, nowMs: number, staleMs: number): boolean =>
+  info.state === 2 && isPidAlive(info.pid) && nowMs - info.heartbeatMs <= staleMs
+
+export interface ProcessSlotOptions {
+  readonly table: ProcessTableLocation
+  readonly role: Role
+  readonly heartbeatMillis?: number
+  /** Try this slot first (the head takes slot 0). */
+  readonly preferredSlot?: number
+  readonly spinMicros?: number
+}
+
+/** Claims a free slot, or one whose owner process is gone, and heartbeats until the scope closes. */
+export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShape, ProcessTableFull | RegionOutOfBounds, CxlMemory | Scope.Scope> =>
+  Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const { table, role } = options
+    yield* region.check(table.offset, processTableBytes(table.slots))
+    const pid = process.pid
+    const order = Array.from({ length: table.slots }, (_, i) => (i + (options.preferredSlot ?? 0)) % table.slots)
+    const claim = () => {
+      for (const slot of order) {
+        const ownerIndex = (slotOffset(table, slot) + OWNER) / 4
+        const owner = Atomics.load(region.i32, ownerIndex)
+        if (owner !== 0 && isPidAlive(owner)) continue
+        if (Atomics.compareExchange(region.i32, ownerIndex, owner, pid) === owner) return slot
+      }
+      return -1
+    }
+    const slot = yield* Effect.acquireRelease(
+      Effect.suspend(() => {
+        const slot = claim()
+        return slot < 0 ? Effect.fail(new ProcessTableFull({ slots: table.slots })) : Effect.succeed(slot)
+      }),
+      (slot) =>
+        Effect.sync(() => {
+          const base = slotOffset(table, slot)
+          Atomics.store(region.i32, (base + READY) / 4, 0)
+          Atomics.compareExchange(region.i32, (base + OWNER) / 4, pid, 0)
+        })
+    )
+    const base = slotOffset(table, slot)
+    const occurrence = region.i32[(base + OCCURRENCE) / 4]! + 1
+    region.i32[(base + OCCURRENCE) / 4] = occurrence
+    region.i32[(base + ROLE) / 4] = ROLES.indexOf(role)
+    region.f64[(base + HEARTBEAT) / 8] = Date.now()
+    region.f64[(base + STARTED) / 8] = Date.now()
+    region.publish(base, 64)
+    Atomics.store(region.i32, (base + READY) / 4, occurrence)
+    yield* Effect.sync(() => {
+      region.f64[(base + HEARTBEAT) / 8] = Date.now()
+    }).pipe(Effect.repeat(Schedule.spaced(options.heartbeatMillis ?? 100)), Effect.forkScoped)
+    return { slot, occurrence, pid, role, doorbellOffset: base + 64 }
+  })
+
+/** This process's slot and, on its second line, its Doorbell. */
+export const layer = (options: ProcessSlotOptions): Layer.Layer<ProcessSlot | Doorbell, ProcessTableFull | RegionOutOfBounds, CxlMemory> =>
+  Layer.flatMap(Layer.scoped(ProcessSlot, make(options)), (context) =>
+    DoorbellLayers.layer({
+      offset: Context.get(context, ProcessSlot).doorbellOffset,
+      ...(options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros })
+    }).pipe(Layer.merge(Layer.succeedContext(context))))

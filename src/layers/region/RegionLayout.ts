@@ -1,0 +1,183 @@
+/**
+ * The whole region, in order: superblock, process table, control rings (one request ring
+ * per process slot, one broadcast ring, a few application rings), then the log area.
+ * The creator stores the configuration in the superblock parameters; every attacher
+ * recomputes the same offsets from them.
+ *
+ * Ring ids: request ring of slot s = s; broadcast = maxProcesses; application ring k =
+ * maxProcesses + 1 + k.
+ */
+import { Config, Context, Data, Effect, Layer } from "effect"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { type RingAddress, ringFootprint } from "../../services/control/Rings.js"
+import {
+  defaultLogConfig,
+  type LogArea,
+  LOG_AREA_PARAMS,
+  type LogConfigInvalid,
+  type LogConfig,
+  logAreaBytes,
+  logAreaFromParams,
+  logAreaParams,
+  logConfig,
+  resolveLogArea,
+  validateLogConfig
+} from "../log/Layout.js"
+import { processTableBytes, type ProcessTableLocation } from "./ProcessSlot.js"
+import { SUPERBLOCK_BYTES } from "./Superblock.js"
+
+export interface ControlConfig {
+  readonly maxProcesses: number
+  readonly requestRingBytes: number
+  readonly broadcastRingBytes: number
+  readonly appRings: number
+  readonly appRingBytes: number
+  readonly appRingReaders: number
+}
+
+export const defaultControlConfig: ControlConfig = {
+  maxProcesses: 32,
+  requestRingBytes: 64 << 10,
+  broadcastRingBytes: 256 << 10,
+  appRings: 8,
+  appRingBytes: 256 << 10,
+  appRingReaders: 8
+}
+
+export interface RegionConfig {
+  readonly control: ControlConfig
+  readonly log: LogConfig
+}
+
+export const defaultRegionConfig: RegionConfig = { control: defaultControlConfig, log: defaultLogConfig }
+
+const CONTROL_FIELDS = ["maxProcesses", "requestRingBytes", "broadcastRingBytes", "appRings", "appRingBytes", "appRingReaders"] as const
+
+/** Readers per request ring: the coordinator, and a spare for a standby. */
+export const REQUEST_RING_READERS = 2
+
+export interface Layout {
+  readonly config: RegionConfig
+  readonly processTable: ProcessTableLocation
+  readonly requestRing: (slot: number) => RingAddress
+  readonly broadcastRing: RingAddress
+  readonly appRing: (index: number) => RingAddress
+  readonly isRequestRing: (ringId: number) => boolean
+  /** Every control ring, by id. */
+  readonly ring: (ringId: number) => RingAddress | undefined
+  readonly log: LogArea
+  readonly totalBytes: number
+}
+
+export class RegionLayoutInvalid extends Data.TaggedError("RegionLayoutInvalid")<{ readonly reason: string; readonly config: RegionConfig }> {
+  override get message() {
+    return `invalid region layout: ${this.reason}; effective control configuration: ${CONTROL_FIELDS.map((f) => `${f}=${this.config.control[f]}`).join(" ")}`
+  }
+}
+
+const align = (n: number, to: number) => Math.ceil(n / to) * to
+
+const place = (config: RegionConfig) => {
+  const c = config.control
+  const processTable = { offset: SUPERBLOCK_BYTES, slots: c.maxProcesses }
+  const requestStride = ringFootprint(c.requestRingBytes, REQUEST_RING_READERS)
+  const requestBase = align(processTable.offset + processTableBytes(c.maxProcesses), 4096)
+  const broadcastBase = requestBase + c.maxProcesses * requestStride
+  const appStride = ringFootprint(c.appRingBytes, c.appRingReaders)
+  const appBase = align(broadcastBase + ringFootprint(c.broadcastRingBytes, c.maxProcesses), 64)
+  const logBase = align(appBase + c.appRings * appStride, 4096)
+  return { processTable, requestStride, requestBase, broadcastBase, appStride, appBase, logBase }
+}
+
+/** Bytes a region needs for `config` (whole pages). */
+export const regionBytes = (config: RegionConfig): number => align(place(config).logBase + logAreaBytes(config.log), 4096)
+
+/** The configuration as superblock parameters. */
+export const regionParams = (config: RegionConfig): ReadonlyArray<number> => [
+  ...CONTROL_FIELDS.map((f) => config.control[f]),
+  ...logAreaParams(place(config).logBase, config.log)
+]
+
+const validateControl = (config: RegionConfig) => {
+  const c = config.control
+  const problems = [
+    c.maxProcesses >= 2 && c.maxProcesses <= 1024 ? "" : "maxProcesses must be in [2, 1024]",
+    c.requestRingBytes >= 4096 && c.requestRingBytes % 64 === 0 ? "" : "requestRingBytes must be a multiple of 64, at least 4096",
+    c.broadcastRingBytes >= 4096 && c.broadcastRingBytes % 64 === 0 ? "" : "broadcastRingBytes must be a multiple of 64, at least 4096",
+    c.appRings >= 0 && c.appRings <= 256 ? "" : "appRings must be in [0, 256]",
+    c.appRingBytes >= 4096 && c.appRingBytes % 64 === 0 ? "" : "appRingBytes must be a multiple of 64, at least 4096",
+    c.appRingReaders >= 1 && c.appRingReaders <= 64 ? "" : "appRingReaders must be in [1, 64]"
+  ].filter((p) => p !== "")
+  return problems.length === 0 ? Effect.void : Effect.fail(new RegionLayoutInvalid({ reason: problems.join("; "), config }))
+}
+
+/** Places everything for `config` in a region of `size` bytes. */
+export const resolve = (config: RegionConfig, size: number) =>
+  Effect.gen(function*() {
+    yield* validateControl(config)
+    yield* validateLogConfig(config.log)
+    const p = place(config)
+    const log = yield* resolveLogArea(p.logBase, config.log, size)
+    const c = config.control
+    const requestRing = (slot: number): RingAddress => ({
+      id: slot,
+      offset: p.requestBase + slot * p.requestStride,
+      dataBytes: c.requestRingBytes,
+      readerSlots: REQUEST_RING_READERS
+    })
+    const broadcastRing: RingAddress = { id: c.maxProcesses, offset: p.broadcastBase, dataBytes: c.broadcastRingBytes, readerSlots: c.maxProcesses }
+    const appRing = (k: number): RingAddress => ({
+      id: c.maxProcesses + 1 + k,
+      offset: p.appBase + k * p.appStride,
+      dataBytes: c.appRingBytes,
+      readerSlots: c.appRingReaders
+    })
+    const layout: Layout = {
+      config,
+      processTable: p.processTable,
+      requestRing,
+      broadcastRing,
+      appRing,
+      isRequestRing: (id) => id >= 0 && id < c.maxProcesses,
+      ring: (id) =>
+        id >= 0 && id < c.maxProcesses
+          ? requestRing(id)
+          : id === c.maxProcesses
+          ? broadcastRing
+          : id > c.maxProcesses && id <= c.maxProcesses + c.appRings
+          ? appRing(id - c.maxProcesses - 1)
+          : undefined,
+      log,
+      totalBytes: regionBytes(config)
+    }
+    return layout
+  })
+
+/** Reads the configuration back from superblock parameters. */
+export const configFromParams = (params: ReadonlyArray<number>): RegionConfig => {
+  const control = Object.fromEntries(CONTROL_FIELDS.map((f, i) => [f, params[i] ?? Number.NaN])) as unknown as ControlConfig
+  return { control, log: logAreaFromParams(params, CONTROL_FIELDS.length).config }
+}
+
+export const REGION_PARAMS = CONTROL_FIELDS.length + LOG_AREA_PARAMS
+
+/** The region's layout, as every process computes it from the superblock. */
+export class RegionLayout extends Context.Tag("cxlog/RegionLayout")<RegionLayout, Layout>() {}
+
+/** Computes the layout from the attached region's superblock parameters. */
+export const layer: Layer.Layer<RegionLayout, RegionLayoutInvalid | LogConfigInvalid, CxlMemory> = Layer.effect(
+  RegionLayout,
+  Effect.flatMap(CxlMemory, (region) => resolve(configFromParams(region.params), region.size))
+)
+
+/** Control configuration from `CXLOG_MAX_PROCESSES`, `CXLOG_REQUEST_RING_BYTES`, … with defaults. */
+export const controlConfig: Config.Config<ControlConfig> = Config.all({
+  maxProcesses: Config.integer("CXLOG_MAX_PROCESSES").pipe(Config.withDefault(defaultControlConfig.maxProcesses)),
+  requestRingBytes: Config.integer("CXLOG_REQUEST_RING_BYTES").pipe(Config.withDefault(defaultControlConfig.requestRingBytes)),
+  broadcastRingBytes: Config.integer("CXLOG_BROADCAST_RING_BYTES").pipe(Config.withDefault(defaultControlConfig.broadcastRingBytes)),
+  appRings: Config.integer("CXLOG_APP_RINGS").pipe(Config.withDefault(defaultControlConfig.appRings)),
+  appRingBytes: Config.integer("CXLOG_APP_RING_BYTES").pipe(Config.withDefault(defaultControlConfig.appRingBytes)),
+  appRingReaders: Config.integer("CXLOG_APP_RING_READERS").pipe(Config.withDefault(defaultControlConfig.appRingReaders))
+})
+
+export const regionConfig: Config.Config<RegionConfig> = Config.all({ control: controlConfig, log: logConfig })

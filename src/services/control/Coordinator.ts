@@ -1,0 +1,156 @@
+/**
+ * Coordinator: membership, process groups and barriers. Every process uses this client
+ * interface; the coordinator itself runs in the head and answers over RPC.
+ */
+import { Context, Schema } from "effect"
+import type { Effect } from "effect"
+import type { InvalidTopicSpec, ReplicationUnavailable, TopicExists, TopicInfo, TopicSpec, TopicTableFull } from "../log/Topics.js"
+
+export const BarrierMode = Schema.Literal("rendezvous", "delivery-fence", "processing-fence")
+export type BarrierMode = typeof BarrierMode.Type
+
+export const RoleSchema = Schema.Literal("head", "broker", "client", "worker")
+
+const Slot = Schema.Int.pipe(Schema.between(0, 65_535))
+const Occurrence = Schema.Int.pipe(Schema.positive())
+const Position = Schema.Number.pipe(Schema.int(), Schema.nonNegative(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+
+/** A stream position a participant had written when it arrived, in its writer's own sequence space. */
+export const DrainTarget = Schema.Struct({ ring: Schema.Int.pipe(Schema.nonNegative()), occurrence: Occurrence, sequence: Position })
+export type DrainTarget = typeof DrainTarget.Type
+
+export const Member = Schema.Struct({ slot: Slot, pid: Schema.Int, occurrence: Occurrence, role: RoleSchema })
+export type Member = typeof Member.Type
+
+export const Join = Schema.Struct({ slot: Slot, pid: Schema.Int.pipe(Schema.positive()), occurrence: Occurrence, role: RoleSchema })
+export const Leave = Schema.Struct({ slot: Slot, occurrence: Occurrence })
+export const ListMembers = Schema.Struct({ group: Name })
+export const CreateGroup = Schema.Struct({ name: Name, members: Schema.Array(Slot) })
+export const JoinGroup = Schema.Struct({ name: Name, slot: Slot, occurrence: Occurrence })
+
+export const BarrierArrive = Schema.Struct({
+  barrier: Name,
+  mode: BarrierMode,
+  group: Name,
+  participant: Slot,
+  occurrence: Occurrence,
+  drainTargets: Schema.Array(DrainTarget),
+  timeoutMs: Schema.Number.pipe(Schema.positive(), Schema.lessThanOrEqualTo(3_600_000))
+})
+export type BarrierArrive = typeof BarrierArrive.Type
+
+export const DroppedParticipant = Schema.Struct({ participant: Slot, reason: Schema.String })
+
+/** What every participant of a completed round gets back. */
+export const BarrierReleased = Schema.Struct({
+  barrier: Name,
+  round: Schema.Int,
+  /** Position in the broadcast ring after the release: each participant's own reader must reach it before returning. */
+  releaseWatermark: Position,
+  participants: Schema.Array(Slot),
+  dropped: Schema.Array(DroppedParticipant),
+  /** Bytes of frames the drain waited for between arrival and release, over every (target, reader) pair. */
+  drainedBytes: Schema.Number
+})
+export type BarrierReleased = typeof BarrierReleased.Type
+
+export const UndrainedTarget = Schema.Struct({
+  ring: Schema.Int,
+  reader: Schema.Int,
+  target: Position,
+  observed: Schema.Number
+})
+
+export class BarrierTimeout extends Schema.TaggedError<BarrierTimeout>()("BarrierTimeout", {
+  barrier: Schema.String,
+  timeoutMs: Schema.Number,
+  notArrived: Schema.Array(Schema.Int),
+  undrained: Schema.Array(UndrainedTarget)
+}) {
+  override get message() {
+    const waiting = this.notArrived.length > 0 ? `not arrived: ${this.notArrived.join(", ")}` : ""
+    const drains = this.undrained.map((u) => `ring ${u.ring} reader ${u.reader} at ${u.observed} < ${u.target}`).join("; ")
+    return `barrier ${this.barrier} timed out after ${this.timeoutMs} ms; ${[waiting, drains && `not drained: ${drains}`].filter(Boolean).join("; ")}`
+  }
+}
+
+export class BarrierModeMismatch extends Schema.TaggedError<BarrierModeMismatch>()("BarrierModeMismatch", {
+  barrier: Schema.String,
+  modes: Schema.Array(BarrierMode)
+}) {
+  override get message() {
+    return `barrier ${this.barrier} was entered with mixed modes (${this.modes.join(", ")})`
+  }
+}
+
+export class BarrierNameReserved extends Schema.TaggedError<BarrierNameReserved>()("BarrierNameReserved", { barrier: Schema.String }) {
+  override get message() {
+    return `barrier names starting with "cxlog." are reserved (${this.barrier})`
+  }
+}
+
+export class BarrierParticipantDied extends Schema.TaggedError<BarrierParticipantDied>()("BarrierParticipantDied", {
+  barrier: Schema.String,
+  participant: Schema.Int,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `barrier ${this.barrier} failed: participant ${this.participant} died (${this.reason})`
+  }
+}
+
+export class NotAMember extends Schema.TaggedError<NotAMember>()("NotAMember", { slot: Schema.Int, group: Schema.String }) {
+  override get message() {
+    return `slot ${this.slot} is not a member of group ${this.group}`
+  }
+}
+
+export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGroup", { group: Schema.String }) {
+  override get message() {
+    return `no process group named ${this.group}`
+  }
+}
+
+export const BarrierError = Schema.Union(BarrierTimeout, BarrierModeMismatch, BarrierNameReserved, BarrierParticipantDied, NotAMember, UnknownGroup)
+export type BarrierError = typeof BarrierError.Type
+
+export interface BarrierOptions {
+  readonly mode: BarrierMode
+  /** Process group; `all` (every live member) by default, `brokers` for brokers. */
+  readonly group?: string
+  readonly timeoutMs?: number
+}
+
+export interface CoordinatorShape {
+  /** This process's membership. */
+  readonly self: Member
+  readonly members: (group?: string) => Effect.Effect<ReadonlyArray<Member>, UnknownGroup | CoordinatorUnavailable>
+  readonly createGroup: (name: string, members: ReadonlyArray<number>) => Effect.Effect<void, CoordinatorUnavailable>
+  readonly joinGroup: (name: string) => Effect.Effect<void, CoordinatorUnavailable>
+  /**
+   * Enters barrier `name`. Delivery fence: when it returns, every reader in the group has
+   * delivered every stream a participant writes up to where that participant was when it
+   * arrived; processing fence: the same for completed handler runs; rendezvous: everyone arrived.
+   */
+  readonly barrier: (name: string, options: BarrierOptions) => Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable>
+  /** Creates a topic in the region's topic table (the head writes it). */
+  readonly createTopic: (
+    spec: TopicSpec
+  ) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec | CoordinatorUnavailable>
+}
+
+export class CoordinatorUnavailable extends Schema.TaggedError<CoordinatorUnavailable>()("CoordinatorUnavailable", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `coordinator unavailable: ${this.reason}`
+  }
+}
+
+export class Coordinator extends Context.Tag("cxlog/Coordinator")<Coordinator, CoordinatorShape>() {}
+
+/** Groups every coordinator knows without creating them. */
+export const GROUP_ALL = "all"
+export const GROUP_BROKERS = "brokers"
+export const RESERVED_PREFIX = "cxlog."

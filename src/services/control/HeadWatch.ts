@@ -1,0 +1,51 @@
+/**
+ * The head (coordinator + sequencer) as the other roles see it: alive while it holds an
+ * unexpired sequencer lease in the superblock and its process runs. A role that waits on the
+ * head — a reader for the next batch, a broker for ordering — waits at most `CXLOG_HEAD_LOST_MS`
+ * past the moment the head became unavailable, then fails with `HeadUnavailable`. The bound
+ * leaves a standby head (which takes over a lapsed lease) time to do so.
+ */
+import { Config, Schema } from "effect"
+import { defaultSequencerOptions } from "../log/Sequencer.js"
+
+/** Why the head is unavailable: its process exited, its lease lapsed (a stuck head), it released it, or there never was one. */
+export const HeadState = Schema.Literal("exited", "lease-lapsed", "released", "never-started")
+export type HeadState = typeof HeadState.Type
+
+export class HeadUnavailable extends Schema.TaggedError<HeadUnavailable>()("HeadUnavailable", {
+  region: Schema.String,
+  /** The head's pid (the last one this process saw when the lease no longer names one); 0 if none was ever seen. */
+  pid: Schema.Number,
+  epoch: Schema.Number,
+  state: HeadState,
+  /** How long the head has been unavailable. */
+  lapsedMs: Schema.Number,
+  boundMs: Schema.Number,
+  /** What the failing wait was waiting for. */
+  waitingFor: Schema.String
+}) {
+  override get message() {
+    const why = this.state === "exited"
+      ? "its process is gone"
+      : this.state === "lease-lapsed"
+      ? "its sequencer lease lapsed (the process is stuck)"
+      : this.state === "released"
+      ? "it stopped and released its lease"
+      : "no head has held the sequencer lease yet"
+    const who = this.pid > 0 ? `pid ${this.pid}, epoch ${this.epoch}` : "no pid known"
+    return `the head of region ${this.region} (${who}) is unavailable: ${why}, for ${Math.round(this.lapsedMs)} ms ` +
+      `(bound ${this.boundMs} ms, CXLOG_HEAD_LOST_MS), while waiting for ${this.waitingFor}`
+  }
+}
+
+/** Extra time a standby gets after the lease (a few seconds). */
+const HEAD_LOST_MARGIN_MS = 3_000
+
+/** `CXLOG_HEAD_LOST_MS`, by default the sequencer lease (`CXLOG_SEQUENCER_LEASE_MS`) plus 3 s. */
+export const headLostMsConfig: Config.Config<number> = Config.all({
+  explicit: Config.option(Config.integer("CXLOG_HEAD_LOST_MS")),
+  leaseMs: Config.integer("CXLOG_SEQUENCER_LEASE_MS").pipe(Config.withDefault(defaultSequencerOptions.leaseMs))
+}).pipe(
+  Config.map(({ explicit, leaseMs }) => (explicit._tag === "Some" ? explicit.value : leaseMs + HEAD_LOST_MARGIN_MS)),
+  Config.validate({ message: "CXLOG_HEAD_LOST_MS must be a positive number of milliseconds", validation: (ms) => ms > 0 })
+)

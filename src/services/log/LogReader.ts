@@ -1,0 +1,93 @@
+/**
+ * LogReader: reads a topic's global order in the process that maps the region — strictly
+ * contiguous, from a message offset, with zero-copy views of each payload. A durable
+ * (registered) cursor holds retention: brokers do not reuse what it has not read. A reader
+ * behind the retained window gets `LogOutOfRange`, never skipped or torn data.
+ */
+import { Context, Data, type Effect, Schema, type Scope } from "effect"
+import type { HeadUnavailable } from "../control/HeadWatch.js"
+import type { LogCorrupt, TopicInfo, TopicNotFound } from "./Topics.js"
+
+/** One batch of the total order; valid only during the callback it is passed to. */
+export interface LogBatchView {
+  readonly globalSeq: number
+  /** Total order (message offset) of the batch's first message. */
+  readonly totalOrder: number
+  readonly messageCount: number
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly batchSeq: number
+  readonly brokerId: number
+  readonly crc32c: number
+  /** The bytes holding the payload (the region for the live layer) and where it is. */
+  readonly bytes: Uint8Array
+  readonly offset: number
+  readonly length: number
+  /** Messages of this batch before the cursor's position (only on the first batch read). */
+  readonly startIndex: number
+}
+
+/** One message; the same object is reused for every message, valid only during the callback. */
+export interface LogMessageView {
+  readonly batch: LogBatchView
+  readonly totalOrder: number
+  /** Index within its batch. */
+  readonly index: number
+  readonly flags: number
+  /** The payload is bytes[offset, offset + length). */
+  readonly bytes: Uint8Array
+  readonly offset: number
+  readonly length: number
+  /** A zero-copy view of the payload. */
+  readonly payload: Uint8Array
+}
+
+export interface LogCursor {
+  readonly topic: TopicInfo
+  /** Total order of the next message to read. */
+  readonly position: () => number
+  /** Global seq of the next batch to read. */
+  readonly nextBatch: () => number
+  /** Delivers every message available now, up to `maxBatches` batches; returns how many messages. */
+  readonly poll: (onMessage: (message: LogMessageView) => void, maxBatches?: number) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
+  /** Delivers whole batches available now; returns how many batches. */
+  readonly pollBatches: (onBatch: (batch: LogBatchView) => void, maxBatches?: number) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
+  /**
+   * True once there is something to read, false after `timeoutMs`. Fails with `HeadUnavailable`
+   * once the head has been unavailable past its bound (nothing more would be ordered).
+   */
+  readonly awaitMore: (timeoutMs: number) => Effect.Effect<boolean, HeadUnavailable>
+}
+
+export interface SubscribeOptions {
+  /** A message offset (total order), "earliest" retained, or "latest" (only what comes next). Default "earliest". */
+  readonly from?: number | "earliest" | "latest"
+  /** Register the cursor so retention waits for it (lossless; publishers get backpressure). */
+  readonly durable?: boolean
+}
+
+export interface LogReaderShape {
+  readonly subscribe: (topic: string, options?: SubscribeOptions) => Effect.Effect<LogCursor, TopicNotFound | LogOutOfRange | SubscriberTableFull, Scope.Scope>
+  /** Message offsets: the earliest retained and the end (the next to be ordered). */
+  readonly bounds: (topic: string) => Effect.Effect<{ readonly earliest: number; readonly end: number }, TopicNotFound>
+}
+
+export class LogReader extends Context.Tag("cxlog/LogReader")<LogReader, LogReaderShape>() {}
+
+export class LogOutOfRange extends Schema.TaggedError<LogOutOfRange>()("LogOutOfRange", {
+  topic: Schema.String,
+  /** The message offset asked for (or being read). */
+  requested: Schema.Number,
+  earliest: Schema.Number,
+  end: Schema.Number
+}) {
+  override get message() {
+    return `topic ${this.topic}: offset ${this.requested} is outside the retained window [${this.earliest}, ${this.end})`
+  }
+}
+
+export class SubscriberTableFull extends Data.TaggedError("SubscriberTableFull")<{ readonly topic: string; readonly slots: number }> {
+  override get message() {
+    return `topic ${this.topic}: all ${this.slots} durable subscriber slots are taken (raise CXLOG_LOG_SUBSCRIBER_SLOTS)`
+  }
+}

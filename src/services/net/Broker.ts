@@ -1,0 +1,88 @@
+/**
+ * Broker: a TCP server that takes publishers' batches into the log and acknowledges them.
+ *
+ * Per connection: a HELLO (Schema-validated: protocol version, topic, client id, session
+ * epoch, ack level), a WELCOME, then BATCH frames, each checked (session, message framing,
+ * crc32c) and appended through `BrokerLog`; the broker's own ACK tracker sends cumulative
+ * ACK frames for the session as its frontier moves (coalesced: at most one per event-loop turn or
+ * `ackIntervalMs` while it keeps moving) and a SESSION_FENCED frame if the sequencer fences it. Any bad input gets an
+ * ERROR frame and closes that connection only; see src/wire/ for the byte layout.
+ */
+import { Context, Data } from "effect"
+import type { WireErrorCode } from "../../layers/net/Control.js"
+
+export interface BrokerOptions {
+  /** Interface to listen on (default 127.0.0.1). */
+  readonly host?: string
+  /** TCP port; 0 picks a free one (see `BrokerShape.port`). Default 0. */
+  readonly port?: number
+  /** Largest batch payload accepted; a larger length is refused before anything is allocated. Default 1 MiB. */
+  readonly maxBatchBytes?: number
+  /**
+   * Minimum gap between two ACK frames of one connection while its frontier keeps moving;
+   * 0 (default) sends at most one per event-loop turn (all batches read in that turn).
+   */
+  readonly ackIntervalMs?: number
+  /**
+   * A connection must complete its HELLO within this. Default 5 s. Until then it may queue one
+   * HELLO (32 + 4 KiB) before its socket is paused, and any other frame is refused from its header.
+   */
+  readonly handshakeTimeoutMs?: number
+  /**
+   * A session past its handshake that sends and receives nothing for this long gets ERROR
+   * `idle-timeout` and is closed (batches still awaiting their ACK do not keep it open; a batch
+   * waiting for log room does). Default 10 minutes; 0: never.
+   */
+  readonly idleTimeoutMs?: number
+  /**
+   * Connections served at once; the next one gets ERROR `too-many-connections`. Default 1024,
+   * lowered (with a warning) to 64 below the process's open-file limit so that refusal can still be sent.
+   */
+  readonly maxConnections?: number
+  /**
+   * Received bytes queued per connection past its handshake before the socket is paused. With
+   * the batch being gathered or waiting for room (≤ maxBatchBytes) and `writeBufferBytes`, this
+   * bounds a connection's memory. Default 1 MiB.
+   */
+  readonly readBufferBytes?: number
+  /** Outgoing bytes queued to a client that does not read before it is dropped as `slow-consumer`. Default 1 MiB. */
+  readonly writeBufferBytes?: number
+}
+
+export interface BrokerStats {
+  readonly connections: number
+  readonly accepted: number
+  readonly batches: number
+  readonly messages: number
+  readonly bytes: number
+  readonly ackFrames: number
+  readonly fencedFrames: number
+  /**
+   * Received bytes the broker holds, over all connections: chunks not parsed yet, the part of a
+   * frame received so far, and a batch waiting for log room (per connection at most
+   * `readBufferBytes` + `maxBatchBytes` plus three chunks; before the handshake 32 + 4 KiB plus one chunk).
+   */
+  readonly queuedBytes: number
+  /** Connections closed with an error frame, by code. */
+  readonly rejected: Readonly<Partial<Record<WireErrorCode, number>>>
+}
+
+export interface BrokerShape {
+  readonly brokerId: number
+  readonly host: string
+  /** The port actually bound. */
+  readonly port: number
+  readonly stats: () => BrokerStats
+}
+
+export class Broker extends Context.Tag("cxlog/Broker")<Broker, BrokerShape>() {}
+
+export class BrokerListenFailed extends Data.TaggedError("BrokerListenFailed")<{
+  readonly host: string
+  readonly port: number
+  readonly reason: string
+}> {
+  override get message() {
+    return `broker cannot listen on ${this.host}:${this.port}: ${this.reason}`
+  }
+}

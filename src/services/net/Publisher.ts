@@ -1,0 +1,142 @@
+/**
+ * Publisher: the client that turns `publish(payload)` into batches on brokers.
+ *
+ * Messages go into the current batch, which seals at `batchBytes` or after `lingerMs`. Each
+ * sealed batch gets the next batch seq of the session (client id, epoch) — one sequence
+ * across all brokers — and goes to a broker chosen round-robin or sticky. At most
+ * `maxInFlightBatches` sealed batches wait for their ACK; past that, `publish` waits
+ * (backpressure). Every unacked batch is kept: when a connection fails the batches it
+ * carried are resent through the other brokers (or the same one once it is back); the
+ * sequencer drops what it had already ordered, so each batch enters the order once.
+ *
+ * The session is registered with the log on the first connection (the log hands out its
+ * epoch; the client never picks one), so a restarted publisher with the same client id is a
+ * new session, never taken for resends. On SESSION_FENCED (a gap outlived the hold timeout,
+ * or the session idled out) it registers a new session and replays its unacked suffix under
+ * it. Closing sends CLOSE, which releases the session once its batches are ordered.
+ */
+import { Context, Data, type Effect } from "effect"
+import type { AckLevel, WireErrorCode } from "../../layers/net/Control.js"
+import type { BrokerAddress } from "../../layers/net/ClientConnection.js"
+
+export type { BrokerAddress }
+
+export interface PublisherOptions {
+  readonly brokers: ReadonlyArray<BrokerAddress>
+  readonly topic: string
+  /** Default: a random u32. Identifies the client in logs and the GOI; sessions are told apart by their epoch. */
+  readonly clientId?: number
+  /** 0: none (a batch is done once written to the socket), 1: ordered (default), 2: replicated. */
+  readonly ackLevel?: AckLevel
+  /** A batch seals when the next message would not fit these bytes. Default 64 KiB. */
+  readonly batchBytes?: number
+  /** A batch seals this long after its first message at the latest. Default 1 ms. */
+  readonly lingerMs?: number
+  /** Sealed batches awaiting their ACK before `publish` waits. Default 64. */
+  readonly maxInFlightBatches?: number
+  /** Largest batch a broker accepts (a bigger message is refused). Default 1 MiB, the broker's default. */
+  readonly maxBatchBytes?: number
+  /** `round-robin` (default) spreads consecutive batches over the brokers; `sticky` keeps one until it fails. */
+  readonly spread?: "round-robin" | "sticky"
+  /** A connection must be accepted (WELCOME) within this. Default 5 s. */
+  readonly connectTimeoutMs?: number
+  /**
+   * `publish` waiting for window room fails with `AckTimeout` when no batch is
+   * acknowledged for this long (the head or every broker is gone). Default 30 s.
+   */
+  readonly ackTimeoutMs?: number
+  /** First reconnect delay after a failure; doubles per failure up to 1 s. Default 25 ms. */
+  readonly reconnectDelayMs?: number
+}
+
+/** One broker as the publisher sees it; `name` is `B<index in the brokers list>`. */
+export interface BrokerCounts {
+  readonly name: string
+  readonly address: string
+  /** Batches acknowledged whose last send went to this broker. */
+  readonly acked: number
+  /** Batches sent to this broker, resends included. */
+  readonly sent: number
+  readonly connected: boolean
+  /** While not connected: why its last connection ended (e.g. `too-many-connections`, `unreachable`). */
+  readonly lastClose?: string
+}
+
+export interface PublisherStats {
+  readonly clientId: number
+  /** The current session's epoch, handed out by the log (0 while none is registered). */
+  readonly sessionEpoch: number
+  readonly messages: number
+  readonly batches: number
+  readonly ackedBatches: number
+  readonly ackedMessages: number
+  readonly inFlight: number
+  readonly resends: number
+  readonly fences: number
+  readonly brokers: ReadonlyArray<BrokerCounts>
+}
+
+export interface PublisherShape {
+  readonly clientId: number
+  /** Adds a message to the current batch; waits while the in-flight window is full (bounded by `ackTimeoutMs`). */
+  readonly publish: (payload: Uint8Array) => Effect.Effect<void, PublishError | AckTimeout>
+  /**
+   * The same without an Effect per message: `true` if taken, `false` if the window is full
+   * (then wait with `writable`), or the error `publish` would fail with.
+   */
+  readonly tryPublish: (payload: Uint8Array) => boolean | PublishError
+  /** Resolves once `tryPublish` can take a message again. */
+  readonly writable: Effect.Effect<void, PublishError | AckTimeout>
+  /** Seals the current batch and waits until everything published is acknowledged at the ack level. */
+  readonly flush: (timeoutMs: number) => Effect.Effect<void, PublishError | AckTimeout>
+  readonly stats: () => PublisherStats
+  /** Seal-to-ACK latency of each acknowledged batch so far, in µs (the most recent 65,536). */
+  readonly ackLatencies: () => Float64Array
+}
+
+export class Publisher extends Context.Tag("cxlog/Publisher")<Publisher, PublisherShape>() {}
+
+/** `flush` ran out of time; names each broker's acked/sent counts. */
+export class AckTimeout extends Data.TaggedError("AckTimeout")<{
+  readonly timeoutMs: number
+  /** Batches (the open one included) not acknowledged yet. */
+  readonly outstanding: number
+  readonly brokers: ReadonlyArray<BrokerCounts>
+}> {
+  override get message() {
+    const counts = this.brokers.map((b) => `${b.name}=${b.acked}/${b.sent}`).join(", ")
+    const where = this.brokers.map((b) => `${b.name} ${b.address}${b.connected ? "" : ` down${b.lastClose === undefined ? "" : ` (${b.lastClose})`}`}`).join(", ")
+    return `${this.outstanding} batches not acknowledged within ${this.timeoutMs} ms; acked/sent: ${counts} (${where}); is the head (sequencer) running?`
+  }
+}
+
+/** A broker refused the session for a reason reconnecting cannot cure (unknown topic, protocol version, handshake). */
+export class BrokerRejected extends Data.TaggedError("BrokerRejected")<{
+  readonly broker: string
+  readonly code: WireErrorCode
+  readonly detail: string
+}> {
+  override get message() {
+    return `broker ${this.broker} refused the session: ${this.code}: ${this.detail}`
+  }
+}
+
+export class MessageTooLarge extends Data.TaggedError("MessageTooLarge")<{ readonly bytes: number; readonly maxBatchBytes: number }> {
+  override get message() {
+    return `a ${this.bytes}-byte message does not fit a batch of at most ${this.maxBatchBytes} bytes`
+  }
+}
+
+export class PublisherClosed extends Data.TaggedError("PublisherClosed")<{}> {
+  override get message() {
+    return "the publisher is closed"
+  }
+}
+
+export type PublishError = BrokerRejected | MessageTooLarge | PublisherClosed
+
+export class InvalidPublisherOptions extends Data.TaggedError("InvalidPublisherOptions")<{ readonly reason: string }> {
+  override get message() {
+    return `invalid publisher options: ${this.reason}`
+  }
+}

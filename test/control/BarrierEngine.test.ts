@@ -1,0 +1,192 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { type BarrierEngine, make, type ProgressProbe, type ReaderProgress } from "../../src/layers/control/BarrierEngine.js"
+import type { BarrierArrive, Member } from "../../src/services/control/Coordinator.js"
+
+/** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200); drains poll it. */
+const setup = (onParticipantDeath: "drop" | "fail" = "drop") => scripted(onParticipantDeath, undefined)
+
+/**
+ * The same region, whose probe can also wake a drain: `publish` moves the reader and
+ * re-checks every waiting drain, as a reader's ring does; `watched` lists what drains waited on.
+ */
+const setupWoken = Effect.gen(function*() {
+  const waits = new Set<() => void>()
+  const watched: Array<{ ring: number; target: number }> = []
+  const awaitProgress = (ring: number, target: number, reached: () => boolean) =>
+    Effect.async<boolean>((resume) => {
+      watched.push({ ring, target })
+      const check = () => {
+        if (!reached()) return
+        waits.delete(check)
+        resume(Effect.succeed(true))
+      }
+      waits.add(check)
+      return Effect.sync(() => waits.delete(check))
+    })
+  const setup = yield* scripted("drop", awaitProgress)
+  const publish = (reader: ReaderProgress) => {
+    setup.state.reader = reader
+    for (const check of [...waits]) check()
+  }
+  return { ...setup, publish, watched }
+})
+
+const scripted = (onParticipantDeath: "drop" | "fail", awaitProgress: ProgressProbe["awaitProgress"]) =>
+  Effect.gen(function*() {
+    const members: Array<Member> = [
+      { slot: 1, pid: 100, occurrence: 1, role: "worker" },
+      { slot: 2, pid: 200, occurrence: 1, role: "worker" }
+    ]
+    const state = { writerOccurrence: 1, reader: { index: 0, pid: 200, occurrence: 1, delivered: 0, processed: 0 } as ReaderProgress, releases: 0 }
+    const engine: BarrierEngine = yield* make({
+      probe: {
+        writerOccurrence: () => state.writerOccurrence,
+        readers: (ring) => (ring === 10 ? [state.reader] : []),
+        isRequestRing: () => false,
+        ...(awaitProgress === undefined ? {} : { awaitProgress })
+      },
+      groupMembers: (group) => (group === "all" ? members : undefined),
+      isPidAlive: (pid) => members.some((m) => m.pid === pid) || pid === 200,
+      release: () => Effect.sync(() => ++state.releases * 1000),
+      onParticipantDeath,
+      debug: false
+    })
+    return { engine, state, members }
+  })
+
+const arrival = (participant: number, mode: BarrierArrive["mode"], sequence = 0, timeoutMs = 5_000): BarrierArrive => ({
+  barrier: "b",
+  mode,
+  group: "all",
+  participant,
+  occurrence: 1,
+  drainTargets: sequence > 0 ? [{ ring: 10, occurrence: 1, sequence }] : [],
+  timeoutMs
+})
+
+describe("BarrierEngine", () => {
+  it.scopedLive("delivery fence: releases only after the reader delivered the writer's target", () =>
+    Effect.gen(function*() {
+      const { engine, state } = yield* setup()
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "delivery-fence", 512)))
+      const b = yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence")))
+      yield* Effect.sleep("30 millis")
+      expect(state.releases).toBe(0)
+      state.reader = { ...state.reader, delivered: 256 }
+      yield* Effect.sleep("10 millis")
+      expect(state.releases).toBe(0)
+      state.reader = { ...state.reader, delivered: 512 }
+      const [ra, rb] = [yield* Fiber.join(a), yield* Fiber.join(b)]
+      expect(ra).toEqual(rb)
+      expect(ra).toMatchObject({ barrier: "b", round: 1, releaseWatermark: 1000, participants: [1, 2] })
+      expect(ra.drainedBytes).toBe(512)
+    }))
+
+  // `it.scoped` runs on the TestClock, which never moves here: a drain that polled on a timer
+  // would never look again, so only the reader's progress can release these rounds.
+  it.scoped("a drain is woken by the reader's progress, without a poll tick", () =>
+    Effect.gen(function*() {
+      const { engine, state, publish, watched } = yield* setupWoken
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "processing-fence", 512)))
+      const b = yield* Effect.fork(engine.arrive(arrival(2, "processing-fence")))
+      while (watched.length === 0) yield* Effect.yieldNow()
+      expect(watched[0]).toEqual({ ring: 10, target: 512 })
+      publish({ ...state.reader, delivered: 512, processed: 256 })
+      yield* Effect.yieldNow()
+      expect(state.releases).toBe(0)
+      publish({ ...state.reader, delivered: 512, processed: 512 })
+      const [ra, rb] = [yield* Fiber.join(a), yield* Fiber.join(b)]
+      expect(ra).toEqual(rb)
+      expect(ra).toMatchObject({ round: 1, participants: [1, 2], drainedBytes: 512 })
+    }))
+
+  it.scoped("a woken drain still sees its target go void when the writer reopens", () =>
+    Effect.gen(function*() {
+      const { engine, state, publish, watched } = yield* setupWoken
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "delivery-fence", 4096)))
+      yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence")))
+      while (watched.length === 0) yield* Effect.yieldNow()
+      state.writerOccurrence = 2
+      publish(state.reader)
+      expect(yield* Fiber.join(a)).toMatchObject({ round: 1, drainedBytes: 0 })
+    }))
+
+  it.scopedLive("processing fence waits on processed, not delivered", () =>
+    Effect.gen(function*() {
+      const { engine, state } = yield* setup()
+      state.reader = { ...state.reader, delivered: 512 }
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "processing-fence", 512)))
+      yield* Effect.fork(engine.arrive(arrival(2, "processing-fence")))
+      yield* Effect.sleep("30 millis")
+      expect(state.releases).toBe(0)
+      state.reader = { ...state.reader, processed: 512 }
+      expect((yield* Fiber.join(a)).round).toBe(1)
+    }))
+
+  it.scopedLive("a target whose writer occurrence changed is void; rounds reuse the name", () =>
+    Effect.gen(function*() {
+      const { engine, state } = yield* setup()
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "delivery-fence", 4096)))
+      yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence")))
+      yield* Effect.sleep("20 millis")
+      state.writerOccurrence = 2
+      expect((yield* Fiber.join(a)).round).toBe(1)
+      const [r1, r2] = yield* Effect.all([engine.arrive(arrival(1, "rendezvous")), engine.arrive(arrival(2, "rendezvous"))], {
+        concurrency: 2
+      })
+      expect(r1.round).toBe(2)
+      expect(r2.releaseWatermark).toBe(2000)
+    }))
+
+  it.scopedLive("mixed modes fail every arrival with BarrierModeMismatch", () =>
+    Effect.gen(function*() {
+      const { engine } = yield* setup()
+      const a = yield* Effect.fork(Effect.flip(engine.arrive(arrival(1, "delivery-fence"))))
+      yield* Effect.sleep("5 millis")
+      const b = yield* Effect.flip(engine.arrive(arrival(2, "rendezvous")))
+      expect(b).toMatchObject({ _tag: "BarrierModeMismatch", barrier: "b" })
+      expect(yield* Fiber.join(a)).toMatchObject({ _tag: "BarrierModeMismatch" })
+    }))
+
+  it.scopedLive("a timeout names who had not arrived, or which targets were not drained", () =>
+    Effect.gen(function*() {
+      const { engine } = yield* setup()
+      expect(yield* Effect.flip(engine.arrive(arrival(1, "rendezvous", 0, 50)))).toMatchObject({
+        _tag: "BarrierTimeout",
+        notArrived: [2]
+      })
+      const a = yield* Effect.fork(Effect.flip(engine.arrive(arrival(1, "delivery-fence", 999, 80))))
+      yield* engine.arrive(arrival(2, "delivery-fence", 0, 80)).pipe(Effect.flip)
+      expect(yield* Fiber.join(a)).toMatchObject({
+        _tag: "BarrierTimeout",
+        notArrived: [],
+        undrained: [{ ring: 10, reader: 0, target: 999, observed: 0 }]
+      })
+    }))
+
+  it.scopedLive("a participant that dies is dropped and the others are released (or failed, if configured)", () =>
+    Effect.gen(function*() {
+      const { engine, members } = yield* setup()
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "rendezvous")))
+      yield* Effect.sleep("5 millis")
+      members.splice(1, 1)
+      yield* engine.memberGone(2, "pid 200 died")
+      expect(yield* Fiber.join(a)).toMatchObject({ participants: [1], dropped: [{ participant: 2, reason: "pid 200 died" }] })
+
+      const failing = yield* setup("fail")
+      const b = yield* Effect.fork(Effect.flip(failing.engine.arrive(arrival(1, "rendezvous"))))
+      yield* Effect.sleep("5 millis")
+      failing.members.splice(1, 1)
+      yield* failing.engine.memberGone(2, "pid 200 died")
+      expect(yield* Fiber.join(b)).toMatchObject({ _tag: "BarrierParticipantDied", participant: 2 })
+    }))
+
+  it.scopedLive("reserved names, unknown groups and non-members are typed errors", () =>
+    Effect.gen(function*() {
+      const { engine } = yield* setup()
+      expect(yield* Effect.flip(engine.arrive({ ...arrival(1, "rendezvous"), barrier: "cxlog.x" }))).toMatchObject({ _tag: "BarrierNameReserved" })
+      expect(yield* Effect.flip(engine.arrive({ ...arrival(1, "rendezvous"), group: "nope" }))).toMatchObject({ _tag: "UnknownGroup" })
+      expect(yield* Effect.flip(engine.arrive(arrival(7, "rendezvous")))).toMatchObject({ _tag: "NotAMember", slot: 7 })
+    }))
+})

@@ -1,0 +1,152 @@
+/**
+ * The Coordinator contract, run against the live layer (a real region, RPC over rings, each
+ * participant with its own process slot in this process) and the in-process fake.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
+import { defaultLogConfig } from "../../src/layers/log/Layout.js"
+import { defaultControlConfig, type Layout, type RegionConfig, RegionLayout, regionBytes, resolve } from "../../src/layers/region/RegionLayout.js"
+import * as RingsLayers from "../../src/layers/control/Rings.js"
+import * as Roles from "../../src/layers/Roles.js"
+import { makeMemoryStore } from "../../src/layers/log/MemoryStore.js"
+import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import { Coordinator, type CoordinatorShape, type Member } from "../../src/services/control/Coordinator.js"
+import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const config: RegionConfig = {
+  control: { ...defaultControlConfig, maxProcesses: 8, appRings: 2, appRingBytes: 64 << 10 },
+  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
+}
+
+interface Cluster {
+  readonly layout: Layout
+  readonly rings: RingsShape
+  /** A new participant whose membership lasts as long as `scope`. */
+  readonly participant: (role: Member["role"], scope: Scope.Scope) => Effect.Effect<CoordinatorShape, unknown>
+}
+
+const live: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*() {
+  const name = yield* uniqueRegion("coord-contract")
+  const region = yield* Layer.build(Roles.createRegion({ name }, config))
+  const head = yield* Layer.build(
+    CoordinatorLayers.layerServer({ checkEveryMs: 50 }).pipe(
+      Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))),
+      Layer.provideMerge(Roles.controlTransport),
+      Layer.provideMerge(Roles.processSlot("head", 0)),
+      Layer.provide(Layer.succeedContext(region))
+    )
+  )
+  return {
+    layout: Context.get(region, RegionLayout),
+    rings: Context.get(head, Rings),
+    participant: (role, scope) =>
+      Layer.buildWithScope(
+        Roles.coordinatorClient().pipe(
+          Layer.provideMerge(Roles.controlTransport),
+          Layer.provideMerge(Roles.processSlot(role)),
+          Layer.provide(Layer.succeedContext(region))
+        ),
+        scope
+      ).pipe(Effect.map((context) => Context.get(context, Coordinator)))
+  }
+})
+
+const memory: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*() {
+  const layout = yield* resolve(config, regionBytes(config))
+  const rings = yield* RingsLayers.makeMemory
+  const hub = yield* CoordinatorLayers.makeMemoryHub(layout, TopicsLayers.makeMemory(makeMemoryStore(config.log))).pipe(
+    Effect.provideService(Rings, rings)
+  )
+  return {
+    layout,
+    rings,
+    participant: (role, scope) => Scope.extend(CoordinatorLayers.makeMemoryClient(hub, role), scope)
+  }
+})
+
+const joined = (cluster: Cluster, n: number, group: string) =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const participants = yield* Effect.forEach(Array.from({ length: n }), () => cluster.participant("worker", scope))
+    for (const p of participants) yield* p.joinGroup(group)
+    return participants
+  })
+
+const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Scope.Scope>) =>
+  describe(`Coordinator contract: ${label}`, () => {
+    it.scopedLive("members join, are listed, and leave with their scope", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const scope = yield* Effect.scope
+        const a = yield* cluster.participant("broker", scope)
+        const bScope = yield* Scope.make()
+        const b = yield* cluster.participant("client", bScope)
+        expect((yield* a.members()).map((m) => m.slot).sort()).toEqual([a.self.slot, b.self.slot].sort())
+        expect((yield* a.members("brokers")).map((m) => m.slot)).toEqual([a.self.slot])
+        yield* Scope.close(bScope, Exit.void)
+        expect((yield* a.members()).map((m) => m.slot)).toEqual([a.self.slot])
+        expect(yield* Effect.flip(a.members("no-such-group"))).toMatchObject({ _tag: "UnknownGroup" })
+      }))
+
+    it.scopedLive("rendezvous: every participant gets the same round, and the name is reusable", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const ps = yield* joined(cluster, 3, "g")
+        for (let round = 1; round <= 3; round++) {
+          const results = yield* Effect.forEach(ps, (p) => p.barrier("r", { mode: "rendezvous", group: "g" }), { concurrency: "unbounded" })
+          expect(new Set(results.map((r) => r.round))).toEqual(new Set([round]))
+          expect(results[0]!.participants.slice().sort()).toEqual(ps.map((p) => p.self.slot).sort())
+        }
+      }))
+
+    it.scopedLive("delivery fence: a slow reader has been handed every frame the writer wrote before arriving", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const [writerP, readerP] = yield* joined(cluster, 2, "fence")
+        const writer = yield* cluster.rings.writer(cluster.layout.appRing(0))
+        const reader = yield* cluster.rings.reader(cluster.layout.appRing(0))
+        let invoked = 0
+        yield* reader.consume(() => Effect.zipRight(Effect.sync(() => invoked++), Effect.sleep("5 millis"))).pipe(Effect.forkScoped)
+        yield* writer.writeAll(Array.from({ length: 20 }, (_, i) => new Uint8Array([i])))
+        const writerSide = yield* Effect.fork(writerP!.barrier("f", { mode: "delivery-fence", group: "fence" }))
+        const released = yield* readerP!.barrier("f", { mode: "delivery-fence", group: "fence" })
+        expect(invoked).toBe(20)
+        expect((yield* Fiber.join(writerSide)).round).toBe(released.round)
+        expect(released.drainedBytes).toBeGreaterThan(0)
+      }))
+
+    it.scopedLive("mixed modes, reserved names, strangers and timeouts are typed errors", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const [a, b] = yield* joined(cluster, 2, "e")
+        const first = yield* Effect.fork(Effect.flip(a!.barrier("m", { mode: "rendezvous", group: "e" })))
+        yield* Effect.sleep("20 millis")
+        expect(yield* Effect.flip(b!.barrier("m", { mode: "delivery-fence", group: "e" }))).toMatchObject({ _tag: "BarrierModeMismatch" })
+        expect(yield* Fiber.join(first)).toMatchObject({ _tag: "BarrierModeMismatch" })
+        expect(yield* Effect.flip(a!.barrier("cxlog.internal", { mode: "rendezvous", group: "e" }))).toMatchObject({ _tag: "BarrierNameReserved" })
+        expect(yield* Effect.flip(a!.barrier("x", { mode: "rendezvous", group: "nobody" }))).toMatchObject({ _tag: "UnknownGroup" })
+        expect(yield* Effect.flip(a!.barrier("t", { mode: "rendezvous", group: "e", timeoutMs: 100 }))).toMatchObject({
+          _tag: "BarrierTimeout",
+          notArrived: [b!.self.slot]
+        })
+      }))
+
+    it.scopedLive("createTopic goes through the coordinator; a second create of the name is TopicExists", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const p = yield* cluster.participant("client", yield* Effect.scope)
+        const info = yield* p.createTopic({ name: "orders", order: 5, ackLevel: 1, replicationFactor: 1 })
+        expect(info).toMatchObject({ name: "orders", order: 5, ackLevel: 1 })
+        expect(yield* Effect.flip(p.createTopic({ name: "orders", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
+          _tag: "TopicExists"
+        })
+        expect(yield* Effect.flip(p.createTopic({ name: "replicated", order: 2, ackLevel: 2, replicationFactor: 3 }))).toMatchObject({
+          _tag: "ReplicationUnavailable"
+        })
+      }))
+  })
+
+contract("layer (region, RPC over rings)", live)
+contract("layerMemory (in-process fake)", memory)

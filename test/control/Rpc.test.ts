@@ -1,0 +1,130 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Effect, Fiber, Option, Stream } from "effect"
+import * as RpcLayers from "../../src/layers/control/Rpc.js"
+import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
+import { Rings } from "../../src/services/control/Rings.js"
+import { type OpenRings, ringLayers } from "../fixtures/ring-harness.js"
+import {
+  Add,
+  AddWithStrings,
+  Announcement,
+  Boom,
+  Later,
+  layout,
+  Overdrawn,
+  Release,
+  Sleep,
+  Unknown,
+  Wait,
+  Withdraw
+} from "../fixtures/rpc-methods.js"
+
+const handlers = (waiting: Map<string, DeferredReply<string, never>>) => [
+  handle(Add, ({ a, b }) => Effect.succeed(a + b)),
+  handle(Withdraw, ({ amount }) => (amount > 100 ? Effect.fail(new Overdrawn({ balance: 100 - amount })) : Effect.succeed(100 - amount))),
+  handle(Later, ({ at, days }) => Effect.succeed(new Date(at.getTime() + days * 86_400_000))),
+  handle(Wait, ({ name }, request) =>
+    Effect.sync(() => {
+      const reply = request.defer()
+      waiting.set(name, reply)
+      return reply
+    })),
+  handle(Release, ({ name }) =>
+    Effect.gen(function*() {
+      const reply = waiting.get(name)
+      if (reply === undefined) return 0
+      waiting.delete(name)
+      yield* reply.succeed(`released ${name}`)
+      return 1
+    })),
+  handle(Sleep, ({ ms }) => Effect.sleep(ms)),
+  handle(Boom, () => Effect.die(new Error("kaboom")))
+]
+
+const setup = (open: OpenRings) =>
+  Effect.gen(function*() {
+    const { rings } = yield* open()
+    const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+    const { replies, requests } = layout(65536)
+    const waiting = new Map<string, DeferredReply<string, never>>()
+    const server = yield* rpc.serve({ replies, requests }, handlers(waiting))
+    const [first, second] = yield* Effect.forEach([0, 1], (client) => rpc.client({ client, requests: requests[client]!.ring, replies }))
+    return { rings, server, first: first!, second: second!, requests, waiting }
+  })
+
+const contract = (label: string, open: OpenRings) =>
+  describe(`Rpc over ${label}`, () => {
+    it.scopedLive("round trips: a result, a Schema-transformed payload and result, a typed failure", () =>
+      Effect.gen(function*() {
+        const { first } = yield* setup(open)
+        expect(yield* first.call(Add, { a: 2, b: 40 })).toBe(42)
+        expect(yield* first.call(Later, { at: new Date("2024-02-28T00:00:00Z"), days: 2 })).toEqual(new Date("2024-03-01T00:00:00Z"))
+        expect(yield* first.call(Withdraw, { amount: 30 })).toBe(70)
+        const overdrawn = yield* Effect.flip(first.call(Withdraw, { amount: 130 }))
+        expect(overdrawn).toBeInstanceOf(Overdrawn)
+        expect(overdrawn).toMatchObject({ _tag: "Overdrawn", balance: -30 })
+      }))
+
+    it.scopedLive("concurrent calls from two clients each get their own reply", () =>
+      Effect.gen(function*() {
+        const { first, second } = yield* setup(open)
+        const calls = Array.from({ length: 400 }, (_, i) => ({ client: i % 2 === 0 ? first : second, a: i, b: i * 1000 }))
+        const results = yield* Effect.forEach(calls, ({ client, a, b }) => client.call(Add, { a, b }), { concurrency: "unbounded" })
+        expect(results).toEqual(calls.map(({ a, b }) => a + b))
+      }))
+
+    it.scopedLive("a deferred reply completes later while the server keeps serving the same client", () =>
+      Effect.gen(function*() {
+        const { first, second } = yield* setup(open)
+        const waiting = yield* Effect.fork(first.call(Wait, { name: "gate" }))
+        expect(yield* first.call(Add, { a: 1, b: 1 })).toBe(2)
+        expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+        expect(yield* second.call(Release, { name: "gate" })).toBe(1)
+        expect(yield* Fiber.join(waiting)).toBe("released gate")
+      }))
+
+    it.scopedLive("a call times out with RpcTimeout; the late reply is dropped and the client goes on", () =>
+      Effect.gen(function*() {
+        const { first } = yield* setup(open)
+        const timeout = yield* Effect.flip(first.call(Sleep, { ms: 300 }, { timeoutMs: 30 }))
+        expect(timeout).toMatchObject({ _tag: "RpcTimeout", method: "Sleep", timeoutMs: 30 })
+        expect(yield* first.call(Wait, { name: "never" }, { timeoutMs: 30 }).pipe(Effect.flip)).toMatchObject({ _tag: "RpcTimeout" })
+        expect(yield* first.call(Add, { a: 3, b: 4 })).toBe(7)
+      }))
+
+    it.scopedLive("a payload that fails the server's Schema gets RpcInvalidPayload and the server keeps serving", () =>
+      Effect.gen(function*() {
+        const { first, second } = yield* setup(open)
+        const invalid = yield* Effect.flip(first.call(AddWithStrings, { a: "two" }))
+        expect(invalid).toMatchObject({ _tag: "RpcInvalidPayload", method: "Add" })
+        expect((invalid as { issue: string }).issue).toContain("Expected number")
+        expect(yield* Effect.flip(first.call(Unknown, {}))).toMatchObject({ _tag: "RpcUnknownMethod", method: "NoSuchMethod" })
+        expect(yield* Effect.flip(first.call(Boom, {}))).toMatchObject({ _tag: "RpcHandlerDefect", method: "Boom" })
+        expect(yield* first.call(Add, { a: 5, b: 6 })).toBe(11)
+        expect(yield* second.call(Add, { a: 7, b: 8 })).toBe(15)
+      }))
+
+    it.scopedLive("garbage frames on a request ring are dropped; the server keeps serving", () =>
+      Effect.gen(function*() {
+        const { rings, first, requests } = yield* setup(open)
+        const raw = yield* rings.writer(requests[3]!.ring)
+        yield* raw.writeAll([new Uint8Array([1, 2, 3]), new Uint8Array(64).fill(0xff), Uint8Array.from([1, 0, 200, 0, 3, 0, 0, 0, 1, 0, 0, 0])])
+        expect(yield* first.call(Add, { a: 1, b: 2 })).toBe(3)
+      }))
+
+    it.scopedLive("notices reach every client, or only the one addressed, through the reply ring's single writer", () =>
+      Effect.gen(function*() {
+        const { server, first, second } = yield* setup(open)
+        const toFirst = yield* first.notices(Announcement)
+        const toSecond = yield* second.notices(Announcement)
+        const firstTwo = yield* Effect.fork(Stream.runCollect(Stream.take(toFirst, 2)))
+        const secondOne = yield* Effect.fork(Stream.runCollect(Stream.take(toSecond, 1)))
+        const watermark = yield* server.notify(Announcement, { text: "all" })
+        expect(watermark).toBeGreaterThan(0)
+        expect(yield* server.notify(Announcement, { text: "first only" }, first.client)).toBeGreaterThan(watermark)
+        expect(Chunk.toReadonlyArray(yield* Fiber.join(firstTwo))).toEqual([{ text: "all" }, { text: "first only" }])
+        expect(Chunk.toReadonlyArray(yield* Fiber.join(secondOne))).toEqual([{ text: "all" }])
+      }))
+  })
+
+for (const [label, open] of ringLayers) contract(label, open)

@@ -1,0 +1,152 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { GoiEntry } from "../../src/layers/log/Records.js"
+import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
+
+const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
+const decoder = new TextDecoder()
+
+for (const impl of implementations) {
+  describe(`LogReader contract: ${impl.label}`, () => {
+    it.scoped("delivers every message in contiguous total order with zero-copy payload views", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const words = ["alpha", "beta", "gamma", "delta", "epsilon"]
+        const encode = (s: string) => new TextEncoder().encode(s)
+        for (let seq = 0; seq < 2; seq++) {
+          const batch = makeBatch(words.map((w) => w.length))
+          const view = new DataView(batch.payload.buffer)
+          // Replace the pattern with the words themselves.
+          let at = 0
+          for (const w of words) {
+            batch.payload.set(encode(w), at + 8)
+            at += 8 + ((view.getUint32(at, true) + 7) & ~7)
+          }
+          yield* a.append("t", header(9, 1, seq, { ...batch, crc32c: 0 }), batch.payload)
+        }
+        yield* drain(yield* cluster.sequencer())
+        const cursor = yield* cluster.reader.subscribe("t")
+        const seen: Array<string> = []
+        const n = yield* cursor.poll((m) => {
+          seen.push(`${m.totalOrder}:${m.batch.batchSeq}:${m.index}:${m.flags}:${decoder.decode(m.payload)}`)
+          expect(m.batch.clientId).toBe(9)
+          if (cluster.region !== undefined) expect(m.payload.buffer).toBe(cluster.region.memory.buffer)
+        })
+        expect(n).toBe(10)
+        expect(seen.slice(0, 3)).toEqual(["0:0:0:0:alpha", "1:0:1:1:beta", "2:0:2:2:gamma"])
+        expect(seen[9]).toBe("9:1:4:4:epsilon")
+        expect(cursor.position()).toBe(10)
+        expect(cursor.nextBatch()).toBe(2)
+        expect(yield* cursor.poll(() => {})).toBe(0)
+      }))
+
+    it.scoped("starts at a message offset inside a batch, or at the latest end", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "t", 1, 0, seq, 4)
+        yield* drain(sequencer)
+        const mid = yield* cluster.reader.subscribe("t", { from: 6 })
+        const orders: Array<number> = []
+        yield* mid.poll((m) => orders.push(m.totalOrder))
+        expect(orders).toEqual([6, 7, 8, 9, 10, 11])
+        const latest = yield* cluster.reader.subscribe("t", { from: "latest" })
+        expect(yield* latest.poll(() => {})).toBe(0)
+        yield* appendSimple(a, "t", 1, 0, 3, 1)
+        yield* drain(sequencer)
+        const tail: Array<number> = []
+        yield* latest.poll((m) => tail.push(m.totalOrder))
+        expect(tail).toEqual([12])
+        expect(yield* Effect.flip(cluster.reader.subscribe("t", { from: 14 }))).toMatchObject({ _tag: "LogOutOfRange", requested: 14, end: 13 })
+        expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 0, end: 13 })
+      }))
+
+    it.scoped("a reader behind the retained window gets LogOutOfRange, never skipped data", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* drain(sequencer)
+        const early = yield* cluster.reader.subscribe("t", { from: 0 })
+        // Push more than a PBR's worth through: the broker reuses what nobody registered for.
+        for (let seq = 1; seq <= 2 * smallConfig.pbrSlots; seq++) {
+          yield* appendSimple(a, "t", 1, 0, seq)
+          if (seq % 16 === 0) yield* drain(sequencer)
+        }
+        yield* drain(sequencer)
+        const error = yield* Effect.flip(early.poll(() => {}))
+        expect(error).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
+        expect(error._tag === "LogOutOfRange" && error.earliest).toBeGreaterThan(0)
+        expect(yield* Effect.flip(cluster.reader.subscribe("t", { from: 0 }))).toMatchObject({ _tag: "LogOutOfRange" })
+        const { earliest, end } = yield* cluster.reader.bounds("t")
+        expect(end).toBe((2 * smallConfig.pbrSlots + 1) * 2)
+        const rest = yield* readAll(cluster.reader, "t")
+        expect(rest[0]!.totalOrder).toBe(earliest)
+        expect(rest.at(-1)!.batchSeq).toBe(2 * smallConfig.pbrSlots)
+      }))
+
+    it.scopedLive("a durable subscriber is lossless: publishers wait for it; awaitMore wakes when batches are ordered", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0, { timeoutMs: 10_000 })
+        const sequencer = yield* cluster.sequencer()
+        yield* Effect.forkScoped(sequencer.run)
+        const cursor = yield* cluster.reader.subscribe("t", { durable: true })
+        const total = 3 * smallConfig.pbrSlots
+        const producer = yield* Effect.fork(Effect.forEach(Array.from({ length: total }, (_, i) => i), (seq) => appendSimple(a, "t", 1, 0, seq), {
+          discard: true
+        }))
+        const seqs: Array<number> = []
+        while (seqs.length < total) {
+          expect(yield* cursor.awaitMore(5_000)).toBe(true)
+          yield* cursor.pollBatches((b) => seqs.push(b.batchSeq))
+        }
+        yield* Fiber.join(producer)
+        expect(seqs).toEqual(Array.from({ length: total }, (_, i) => i))
+      }))
+  })
+}
+
+describe("LogReader over the region", () => {
+  it.scoped("a GOI entry rewritten while it is read is reported out of range", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec)
+      const a = yield* cluster.appender(0)
+      for (let seq = 0; seq < 2; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+      yield* drain(yield* cluster.sequencer())
+      const { memory, area } = cluster.region!
+      const cursor = yield* cluster.reader.subscribe("t")
+      const error = yield* Effect.flip(cursor.poll(() => {
+        // A sequencer reusing the slot invalidates its sequence word first.
+        Atomics.store(memory.i32, (area.goi(0) + GoiEntry.seqLo) / 4, -1)
+      }))
+      expect(error).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
+    }))
+
+  it.scoped("a corrupt GOI entry is LogCorrupt, never an out-of-bounds read", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec)
+      const a = yield* cluster.appender(0)
+      yield* appendSimple(a, "t", 1, 0, 0)
+      yield* drain(yield* cluster.sequencer())
+      const { memory, area } = cluster.region!
+      memory.u32[(area.goi(0) + GoiEntry.payloadBytes) / 4] = 0x7ffffff8
+      const cursor = yield* cluster.reader.subscribe("t")
+      expect(yield* Effect.flip(cursor.poll(() => {}))).toMatchObject({ _tag: "LogCorrupt" })
+      memory.u32[(area.goi(0) + GoiEntry.payloadBytes) / 4] = 16
+      memory.u32[(area.goi(0) + GoiEntry.messageCount) / 4] = 1
+      // A message length that overruns its batch.
+      const blog = area.blog(0, 0)
+      memory.u32[blog / 4] = 1000
+      expect(yield* Effect.flip(cursor.poll(() => {}))).toMatchObject({ _tag: "LogCorrupt" })
+    }))
+})

@@ -1,0 +1,111 @@
+/**
+ * The log across processes: 4 appender processes (4 brokers, sessions spread over all of
+ * them, each with an ACK window), a sequencer process and an auditing reader process over
+ * the native region in mode 5 — once straight through, once with the sequencer SIGKILLed
+ * mid-run and started again.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { logAreaParams, type LogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
+import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { LOG_BASE, regionSize } from "../fixtures/log-harness.js"
+import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+
+const config: LogConfig = {
+  maxTopics: 1,
+  maxBrokers: 4,
+  pbrSlots: 1024,
+  blogBytes: 8 << 20,
+  goiSlots: 4096,
+  sessionSlots: 64,
+  subscriberSlots: 4,
+  listenerSlots: 16,
+  maxBatchBytes: 1 << 20
+}
+
+const BROKERS = 4
+const SESSIONS = 8
+const MESSAGES_PER_BATCH = 32
+const MESSAGE_BYTES = 1024
+const WINDOW = 16
+
+interface Audit {
+  readonly messages: number
+  readonly lost: number
+  readonly duplicated: number
+  readonly fifoViolations: number
+  readonly crcErrors: number
+  readonly outOfOrder: number
+  readonly badMessages: number
+  readonly mbps: number
+}
+
+const cluster = (mib: number, killSequencerAt?: number) =>
+  Effect.gen(function*() {
+    const name = yield* uniqueRegion("audit")
+    const region = yield* CxlMemoryLayers.make({ name, size: regionSize(config), mode: "create", params: logAreaParams(LOG_BASE, config) })
+    const topics = yield* TopicsLayers.make(makeLogArea(LOG_BASE, config)).pipe(Effect.provideService(CxlMemory, region))
+    yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })
+    const batchesPerSession = Math.ceil((mib * 2 ** 20) / MESSAGE_BYTES / MESSAGES_PER_BATCH / SESSIONS)
+    const expected = batchesPerSession * SESSIONS * MESSAGES_PER_BATCH
+    const sequencer = (bellIndex: number) => spawnFixture("log-sequencer", [name, `${bellIndex}`, "60000"])
+    let current: Child = yield* sequencer(0)
+    const first = yield* current.next<{ ready: boolean; epoch: number }>()
+    expect(first.ready).toBe(true)
+    const reader = yield* spawnFixture("log-reader", [name, "1", `${expected}`, `${MESSAGE_BYTES}`])
+    const readerReady = yield* reader.next()
+    expect(readerReady, JSON.stringify(readerReady)).toEqual({ ready: true })
+    const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), (b) =>
+      spawnFixture("log-appender", [
+        name,
+        `${2 + b}`,
+        `${b}`,
+        `${BROKERS}`,
+        `${SESSIONS}`,
+        `${batchesPerSession}`,
+        `${MESSAGES_PER_BATCH}`,
+        `${MESSAGE_BYTES}`,
+        `${WINDOW}`
+      ]))
+    let restartedEpoch: number | undefined
+    for (;;) {
+      const message = yield* reader.next<{ progress?: number; audit?: Audit; stalled?: boolean; error?: string }>(120_000)
+      if (message.audit !== undefined || message.stalled === true || message.error !== undefined) {
+        expect(message.stalled, `${JSON.stringify(message)}; sequencer: ${current.stderr()}; appenders: ${appenders.map((a) => a.stderr()).join(" | ")}`).toBeUndefined()
+        expect(message.error).toBeUndefined()
+        const done = yield* Effect.forEach(appenders, (a) =>
+          a.next<{ done?: boolean; resent: number }>(30_000).pipe(Effect.repeat({ until: (m) => m.done === true })))
+        const resent = done.reduce((n, d) => n + d.resent, 0)
+        expect(resent).toBeGreaterThan(0)
+        return { audit: message.audit!, expected, firstEpoch: first.epoch, restartedEpoch }
+      }
+      if (killSequencerAt !== undefined && restartedEpoch === undefined && message.progress! >= expected * killSequencerAt) {
+        current.process.kill("SIGKILL")
+        yield* current.exited
+        current = yield* sequencer(6)
+        restartedEpoch = (yield* current.next<{ epoch: number }>()).epoch
+      }
+    }
+  })
+
+const expectClean = (audit: Audit, expected: number) => {
+  expect(audit).toMatchObject({ messages: expected, lost: 0, duplicated: 0, fifoViolations: 0, crcErrors: 0, outOfOrder: 0, badMessages: 0 })
+}
+
+describe("the log across processes (mode 5, 1 KiB messages)", () => {
+  it.scopedLive("4 appenders + a sequencer + an auditing reader over 256 MiB: nothing lost, duplicated or out of order", () =>
+    Effect.gen(function*() {
+      const { audit, expected } = yield* cluster(process.env["CXLOG_STRESS"] ? 1024 : 256)
+      expectClean(audit, expected)
+      expect(audit.messages * MESSAGE_BYTES).toBeGreaterThanOrEqual(256 * 2 ** 20)
+    }), 180_000)
+
+  it.scopedLive("the sequencer SIGKILLed mid-run and started again: the audit still passes", () =>
+    Effect.gen(function*() {
+      const { audit, expected, firstEpoch, restartedEpoch } = yield* cluster(64, 0.3)
+      expect(restartedEpoch).toBe(firstEpoch + 1)
+      expectClean(audit, expected)
+    }), 180_000)
+})

@@ -1,0 +1,302 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, TestClock } from "effect"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { LeaseLine, PbrSlot } from "../../src/layers/log/Records.js"
+import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
+import { Offsets } from "../../src/layers/region/Superblock.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { appendSimple, bell, drain, implementations, readAll } from "../fixtures/log-harness.js"
+
+const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
+
+for (const impl of implementations) {
+  describe(`Sequencer contract: ${impl.label}`, () => {
+    for (const order of [0, 2, 4, 5] as const) {
+      it.scoped(`mode ${order}: batches of 4 brokers get one contiguous total order, intact`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make()
+          yield* cluster.topics.create(spec(order))
+          const appenders = yield* Effect.forEach([0, 1, 2, 3], (b) => cluster.appender(b))
+          const sequencer = yield* cluster.sequencer()
+          // Session (client b) sends its batches 0..2 to its own broker.
+          for (let seq = 0; seq < 3; seq++) {
+            for (const a of appenders) yield* appendSimple(a, "t", a.brokerId, 1, seq, 1 + a.brokerId)
+          }
+          yield* drain(sequencer)
+          const read = yield* readAll(cluster.reader, "t")
+          expect(read.map((b) => b.globalSeq)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+          let total = 0
+          for (const b of read) {
+            expect(b.totalOrder).toBe(total)
+            expect(b.crcOk).toBe(true)
+            expect(b.brokerId).toBe(b.clientId)
+            total += b.messageCount
+          }
+          for (let client = 0; client < 4; client++) {
+            expect(read.filter((b) => b.clientId === client).map((b) => b.batchSeq)).toEqual([0, 1, 2])
+            expect(yield* cluster.acks.sessionAcks("t", client, 1)).toEqual({ ordered: 3, replicated: 3, fenced: false, known: true })
+          }
+        }))
+
+      it.scoped(`mode ${order}: a duplicate is dropped, counted and still acknowledged`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make()
+          yield* cluster.topics.create(spec(order))
+          const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+          const sequencer = yield* cluster.sequencer()
+          yield* appendSimple(a!, "t", 7, 0, 0)
+          yield* appendSimple(b!, "t", 7, 0, 0)
+          yield* appendSimple(b!, "t", 7, 0, 1)
+          yield* appendSimple(a!, "t", 7, 0, 1)
+          const round = yield* sequencer.step
+          expect(round.ordered).toBe(2)
+          expect(round.duplicates).toBe(2)
+          expect((yield* readAll(cluster.reader, "t")).map((x) => x.batchSeq)).toEqual([0, 1])
+          expect((yield* cluster.acks.sessionAcks("t", 7, 0)).ordered).toBe(2)
+          expect((yield* cluster.acks.brokerCounts("t")).map((c) => [c.acked, c.sent])).toEqual([[2, 2], [2, 2]])
+        }))
+    }
+
+    it.scoped("mode 5: a batch that arrives before its predecessor is held, then ordered once the gap closes", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a!, "t", 3, 9, 2)
+        yield* appendSimple(a!, "t", 3, 9, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 0, held: 2 })
+        expect(yield* readAll(cluster.reader, "t")).toEqual([])
+        expect((yield* cluster.acks.sessionAcks("t", 3, 9)).ordered).toBe(0)
+        yield* appendSimple(b!, "t", 3, 9, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 3, held: 0 })
+        expect((yield* readAll(cluster.reader, "t")).map((x) => [x.batchSeq, x.brokerId])).toEqual([[0, 1], [1, 0], [2, 0]])
+        expect((yield* cluster.acks.sessionAcks("t", 3, 9)).ordered).toBe(3)
+      }))
+
+    it.scoped("mode 5: a gap open past the hold timeout fences the session; the next epoch is a fresh session", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer({ holdTimeoutMs: 1_000 })
+        yield* appendSimple(a, "t", 5, 1, 0)
+        yield* appendSimple(a, "t", 5, 1, 2)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, held: 1 })
+        yield* TestClock.adjust("999 millis")
+        expect(yield* sequencer.step).toMatchObject({ fenced: 0 })
+        yield* TestClock.adjust("2 millis")
+        expect(yield* sequencer.step).toMatchObject({ fenced: 1, dropped: 1 })
+        expect(yield* cluster.acks.sessionAcks("t", 5, 1)).toEqual({ ordered: 1, replicated: 1, fenced: true, known: true })
+        // Late batches of the fenced epoch are dropped; the publisher replays in epoch 2.
+        yield* appendSimple(a, "t", 5, 1, 1)
+        yield* appendSimple(a, "t", 5, 2, 0)
+        yield* appendSimple(a, "t", 5, 2, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 2, dropped: 1 })
+        const read = yield* readAll(cluster.reader, "t")
+        expect(read.map((x) => `${x.sessionEpoch}:${x.batchSeq}`)).toEqual(["1:0", "2:0", "2:1"])
+      }))
+
+    it.scoped("mode 5: waiting for room is not a gap: no session is fenced while the log is full but still ordering", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
+        const sequencer = yield* cluster.sequencer({ holdTimeoutMs: 1_000 })
+        // Session 2's batches 1..64 fill broker 1's PBR, held behind its missing batch 0.
+        for (let seq = 1; seq <= 64; seq++) yield* appendSimple(a1!, "t", 2, 1, seq)
+        // Session 1 has a gap at 1; its batch 1 waits for room on broker 1.
+        yield* appendSimple(a0!, "t", 1, 1, 0)
+        yield* appendSimple(a0!, "t", 1, 1, 2)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, held: 65 })
+        const waiting = yield* Effect.fork(appendSimple(a1!, "t", 1, 1, 1))
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+        // Well past the hold timeout, while another session keeps the topic ordering: nobody is fenced.
+        yield* appendSimple(a0!, "t", 3, 1, 0)
+        yield* TestClock.adjust("1500 millis")
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, fenced: 0 })
+        yield* TestClock.adjust("1500 millis")
+        yield* appendSimple(a0!, "t", 3, 1, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, fenced: 0 })
+        // Session 2's gap closes: its batches are ordered, broker 1 has room, session 1's batch 1 goes in.
+        yield* appendSimple(a0!, "t", 2, 1, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 65, fenced: 0 })
+        yield* Fiber.join(waiting)
+        yield* drain(sequencer)
+        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({ ordered: 3, replicated: 3, fenced: false, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 2, 1)).toEqual({ ordered: 65, replicated: 65, fenced: false, known: true })
+      }))
+
+    it.scoped("sessions: unregistered batches are refused; a closed session is released after its last batch, an idle one after sessionIdleMs", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const a = yield* cluster.appender(0, { registered: false })
+        const sequencer = yield* cluster.sequencer({ sessionIdleMs: 5_000 })
+        const sessions = cluster.sessions("t")
+        const registered = (clientId: number) => {
+          const outcome = sessions.register(clientId, Date.now())
+          if ("full" in outcome) throw new Error("the session table is full")
+          return outcome.sessionEpoch
+        }
+        // A session the log never handed out.
+        yield* appendSimple(a, "t", 9, 777, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
+        expect((yield* cluster.acks.sessionAcks("t", 9, 777)).known).toBe(false)
+        // Closed announcing 3 batches: released once batch 2 is ordered too.
+        const closing = registered(3)
+        yield* appendSimple(a, "t", 3, closing, 0)
+        yield* appendSimple(a, "t", 3, closing, 1)
+        yield* a.closeSession("t", 3, closing, 3)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 2, released: 0 })
+        yield* appendSimple(a, "t", 3, closing, 2)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, released: 1 })
+        expect(yield* cluster.acks.sessionAcks("t", 3, closing)).toEqual({ ordered: 3, replicated: 3, fenced: true, known: true })
+        expect(sessions.liveCount()).toBe(0)
+        // Idle: released after sessionIdleMs with its frontier; a late batch is refused.
+        const idle = registered(4)
+        yield* appendSimple(a, "t", 4, idle, 0)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 1, released: 0 })
+        yield* TestClock.adjust("4000 millis")
+        expect(yield* sequencer.step).toMatchObject({ released: 0 })
+        yield* TestClock.adjust("2000 millis")
+        expect(yield* sequencer.step).toMatchObject({ released: 1 })
+        expect(yield* cluster.acks.sessionAcks("t", 4, idle)).toEqual({ ordered: 1, replicated: 1, fenced: true, known: true })
+        yield* appendSimple(a, "t", 4, idle, 1)
+        expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
+        expect(sessions.liveCount()).toBe(0)
+      }))
+
+    it.scoped("mode 4: each broker's batches keep their arrival order; mode 0 likewise", () =>
+      Effect.gen(function*() {
+        for (const order of [4, 0] as const) {
+          const cluster = yield* impl.make()
+          yield* cluster.topics.create(spec(order))
+          const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+          const sequencer = yield* cluster.sequencer()
+          for (const seq of [3, 0, 2]) yield* appendSimple(a!, "t", 1, 0, seq)
+          for (const seq of [1, 5, 4]) yield* appendSimple(b!, "t", 1, 0, seq)
+          yield* drain(sequencer)
+          const read = yield* readAll(cluster.reader, "t")
+          expect(read.filter((x) => x.brokerId === 0).map((x) => x.batchSeq)).toEqual([3, 0, 2])
+          expect(read.filter((x) => x.brokerId === 1).map((x) => x.batchSeq)).toEqual([1, 5, 4])
+          expect((yield* cluster.acks.sessionAcks("t", 1, 0)).ordered).toBe(6)
+        }
+      }))
+
+    it.scoped("a second sequencer is refused while the first holds the lease; a successor continues without loss or duplicate", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec(5))
+        const [a, b] = yield* Effect.forEach([0, 1], (id) => cluster.appender(id))
+        const first = yield* Effect.scoped(Effect.gen(function*() {
+          const sequencer = yield* cluster.sequencer({ maxBatchesPerBroker: 2 })
+          expect(yield* Effect.flip(Effect.scoped(cluster.sequencer()))).toMatchObject({ _tag: "SequencerLeaseHeld" })
+          for (let seq = 0; seq < 10; seq++) yield* appendSimple(seq % 3 === 0 ? a! : b!, "t", 4, 0, seq)
+          yield* appendSimple(a!, "t", 4, 0, 12)
+          yield* sequencer.step
+          return sequencer.epoch
+        }))
+        const second = yield* cluster.sequencer()
+        expect(second.epoch).toBe(first + 1)
+        for (let seq = 10; seq < 14; seq++) if (seq !== 12) yield* appendSimple(b!, "t", 4, 0, seq)
+        yield* appendSimple(a!, "t", 4, 0, 3)
+        yield* drain(second)
+        const read = yield* readAll(cluster.reader, "t")
+        expect(read.map((x) => x.batchSeq)).toEqual(Array.from({ length: 14 }, (_, i) => i))
+        expect(read.map((x) => x.globalSeq)).toEqual(Array.from({ length: 14 }, (_, i) => i))
+      }))
+  })
+}
+
+describe("Sequencer over the region", () => {
+  it.scopedLive("while run waits for batches the lease line says so (appenders ring only then), and a commit wakes it", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[0]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory } = cluster.region!
+      const waiting = () => Atomics.load(memory.i32, (Offsets.sequencerLease + LeaseLine.waiting) / 4)
+      const running = yield* Effect.scoped(Effect.gen(function*() {
+        const sequencer = yield* cluster.sequencer()
+        const fiber = yield* Effect.forkScoped(sequencer.run)
+        while (waiting() === 0) yield* Effect.sleep("1 millis")
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* cluster.acks.awaitAcked("t", 1, 0, 0, { timeoutMs: 5_000 })
+        while (waiting() === 0) yield* Effect.sleep("1 millis")
+        return fiber
+      }))
+      expect(running.unsafePoll()).not.toBeNull()
+      expect(waiting()).toBe(0)
+    }))
+
+  it.scopedLive("run orders a trickle round by round, and after a busy round pauses before the next", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory, area } = cluster.region!
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+      const sequencer = yield* SequencerLayers.make(area, { busyRoundBatches: 4, busyRoundGapMs: 1_000 }).pipe(
+        Effect.provideService(CxlMemory, memory),
+        Effect.provideService(Doorbell, doorbell)
+      )
+      yield* Effect.forkScoped(sequencer.run)
+      const acked = (seq: number) => cluster.acks.awaitAcked("t", 1, 0, seq, { timeoutMs: 5_000 })
+      yield* appendSimple(a, "t", 1, 0, 0)
+      yield* acked(0)
+      // Five batches at once: one busy round, then a pause, during which batch 5 waits.
+      for (let seq = 1; seq <= 5; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+      yield* acked(5)
+      yield* appendSimple(a, "t", 1, 0, 6)
+      yield* Effect.sleep("50 millis")
+      expect((yield* cluster.acks.sessionAcks("t", 1, 0)).ordered).toBe(6)
+      yield* acked(6)
+      expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual([0, 1, 2, 3, 4, 5, 6])
+    }))
+
+  it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(2))
+      const a = yield* cluster.appender(0)
+      const sequencer = yield* cluster.sequencer()
+      yield* appendSimple(a, "t", 1, 0, 0)
+      yield* appendSimple(a, "t", 1, 0, 1)
+      const { memory, area } = cluster.region!
+      memory.u32[(area.pbr(0, 0) + PbrSlot.payloadBytes) / 4] = 0xfffffff0
+      expect(yield* sequencer.step).toMatchObject({ ordered: 1, dropped: 1 })
+      expect((yield* readAll(cluster.reader, "t")).map((x) => x.batchSeq)).toEqual([1])
+    }))
+
+  it.scoped("a GOI entry committed by a killed sequencer past the published frontier is adopted, not repeated", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory, area } = cluster.region!
+      yield* Effect.scoped(Effect.gen(function*() {
+        const sequencer = yield* cluster.sequencer()
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+        yield* sequencer.step
+      }))
+      // Simulate a crash after the GOI entries and PBR finish lines but before the round's
+      // publication: roll the frontier, session and consumed-through back.
+      memory.f64[(area.orderLine(0) + 0) / 8] = 1
+      memory.f64[(area.orderLine(0) + 8) / 8] = 2
+      memory.f64[(area.sequencerLine(0, 0) + 0) / 8] = 1
+      const sessionLine = area.sessions(0) + 64 * Array.from({ length: 64 }, (_, i) => i).find((i) =>
+        memory.i32[(area.sessions(0) + i * 64 + 4) / 4] !== 0
+      )!
+      memory.f64[(sessionLine + 16) / 8] = 1
+      const sequencer = yield* cluster.sequencer()
+      yield* appendSimple(a, "t", 1, 0, 2)
+      yield* appendSimple(a, "t", 1, 0, 3)
+      yield* drain(sequencer)
+      const read = yield* readAll(cluster.reader, "t")
+      expect(read.map((x) => x.batchSeq)).toEqual([0, 1, 2, 3])
+      expect(read.map((x) => x.totalOrder)).toEqual([0, 2, 4, 6])
+      expect(yield* cluster.acks.sessionAcks("t", 1, 0)).toMatchObject({ ordered: 4 })
+    }))
+})

@@ -1,0 +1,64 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { makeLogArea } from "../../src/layers/log/Layout.js"
+import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { implementations, LOG_BASE, smallConfig } from "../fixtures/log-harness.js"
+
+for (const impl of implementations) {
+  describe(`Topics contract: ${impl.label}`, () => {
+    it.scoped("creates, looks up and lists topics", () =>
+      Effect.gen(function*() {
+        const { topics } = yield* impl.make()
+        const a = yield* topics.create({ name: "orders", order: 5, ackLevel: 1, replicationFactor: 1 })
+        const b = yield* topics.create({ name: "clicks.v2", order: 0, ackLevel: 0, replicationFactor: 1 })
+        expect(a).toEqual({ id: 0, name: "orders", order: 5, ackLevel: 1, replicationFactor: 1 })
+        expect(b.id).toBe(1)
+        expect(yield* topics.lookup("clicks.v2")).toEqual(b)
+        expect((yield* topics.list).map((t) => t.name)).toEqual(["orders", "clicks.v2"])
+      }))
+
+    it.scoped("refuses a duplicate name, an unknown topic, a bad spec, RF > 1 and a full table with typed errors", () =>
+      Effect.gen(function*() {
+        const { topics } = yield* impl.make()
+        yield* topics.create({ name: "t", order: 2, ackLevel: 1, replicationFactor: 1 })
+        expect(yield* Effect.flip(topics.create({ name: "t", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({ _tag: "TopicExists", name: "t" })
+        expect(yield* Effect.flip(topics.lookup("nope"))).toMatchObject({ _tag: "TopicNotFound", name: "nope" })
+        const rf = yield* Effect.flip(topics.create({ name: "r", order: 2, ackLevel: 2, replicationFactor: 3 }))
+        expect(rf).toMatchObject({ _tag: "ReplicationUnavailable", replicationFactor: 3 })
+        expect(rf.message).toContain("not available")
+        expect(yield* Effect.flip(topics.create({ name: "bad name!", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
+          _tag: "InvalidTopicSpec"
+        })
+        expect(yield* Effect.flip(topics.create({ name: "m", order: 3 as 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
+          _tag: "InvalidTopicSpec"
+        })
+        for (let i = 1; i < smallConfig.maxTopics; i++) yield* topics.create({ name: `t${i}`, order: 2, ackLevel: 1, replicationFactor: 1 })
+        expect(yield* Effect.flip(topics.create({ name: "overflow", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
+          _tag: "TopicTableFull",
+          maxTopics: smallConfig.maxTopics
+        })
+      }))
+  })
+}
+
+describe("Topics in the region", () => {
+  it.scoped("a process attaching to the region sees the head's topics", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[0]!.make()
+      yield* cluster.topics.create({ name: "shared", order: 4, ackLevel: 1, replicationFactor: 1 })
+      const attached = yield* CxlMemoryLayers.make({ name: cluster.region!.name, mode: "attach" })
+      const other = yield* TopicsLayers.make(makeLogArea(LOG_BASE, smallConfig)).pipe(Effect.provideService(CxlMemory, attached))
+      expect(yield* other.lookup("shared")).toMatchObject({ id: 0, order: 4 })
+    }))
+
+  it.scoped("a corrupt descriptor reads as no topic, never as garbage", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create({ name: "x", order: 2, ackLevel: 1, replicationFactor: 1 })
+      const { memory, area } = cluster.region!
+      memory.i32[(area.descriptor(0) + 16) / 4] = 100_000
+      expect(yield* cluster.topics.list).toEqual([])
+    }))
+})

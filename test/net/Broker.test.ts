@@ -1,0 +1,267 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Layer } from "effect"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import * as BrokerLogRegion from "../../src/layers/net/BrokerLog.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { AckTracker } from "../../src/services/log/AckTracker.js"
+import { Appender } from "../../src/services/log/Appender.js"
+import { Topics } from "../../src/services/log/Topics.js"
+import { crc32c } from "../../src/layers/net/Crc32c.js"
+import { drain, regionCluster } from "../fixtures/log-harness.js"
+import { Broker, type BrokerOptions } from "../../src/services/net/Broker.js"
+import { BrokerLog, type BrokerLogShape } from "../../src/services/net/BrokerLog.js"
+import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
+import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
+import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+
+const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
+
+/** A broker over a fresh memory log; returns both. */
+const broker = (options: BrokerOptions = {}, holdTimeoutMs = 5_000, brokerId = 0) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs })
+    const server = yield* BrokerLayers.make(options).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, brokerId)))
+    return { log, server }
+  })
+
+describe("Broker", () => {
+  it.scopedLive("handshake, then cumulative ACKs coalesced over a fast stream of batches", () =>
+    Effect.gen(function*() {
+      const { log, server } = yield* broker({}, 5_000, 3)
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 11))
+      const welcome = yield* client.nextFrame()
+      expect(welcome.type).toBe(FrameType.WELCOME)
+      expect(JSON.parse(Buffer.from(welcome.payload).toString())).toMatchObject({ protocol: PROTOCOL_VERSION, brokerId: 3 })
+      // The HELLO registered a new session: the log handed out its epoch.
+      const epoch = epochOf(welcome)
+      expect(epoch).toBeGreaterThan(0)
+      const batches = 200
+      client.write(Buffer.concat(Array.from({ length: batches }, (_, seq) => batchFrame(11, epoch, seq, [message(seq), message(seq + 1)]))))
+      let acked = 0
+      let ackFrames = 0
+      while (acked < batches) {
+        const frame = yield* client.nextFrame()
+        expect(frame.type).toBe(FrameType.ACK)
+        expect(frame.seq).toBeGreaterThan(acked)
+        expect([frame.clientId, frame.sessionEpoch, frame.messageCount]).toEqual([11, epoch, 1])
+        acked = frame.seq
+        ackFrames++
+      }
+      expect(ackFrames).toBeLessThan(batches / 2)
+      expect(server.stats()).toMatchObject({ batches, messages: 2 * batches, ackFrames })
+      expect(log.ordered("t").map((b) => b.batchSeq)).toEqual(Array.from({ length: batches }, (_, i) => i))
+      expect(log.ordered("t")[5]!.broker).toBe(3)
+    }))
+
+  it.scopedLive("the ACK is per session across brokers: each connection that carried a batch learns the shared frontier", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const b0 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const b1 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const c0 = yield* rawConnect(b0.port)
+      const c1 = yield* rawConnect(b1.port)
+      const c2 = yield* rawConnect(b1.port)
+      // c0 registers the session; the others attach to it.
+      c0.write(hello("t", 5, undefined, 2))
+      const epoch = epochOf(yield* c0.nextFrame())
+      for (const c of [c1, c2]) c.write(hello("t", 5, epoch, 2))
+      for (const c of [c1, c2]) expect((yield* c.nextFrame()).type).toBe(FrameType.WELCOME)
+      c1.write(batchFrame(5, epoch, 1, [message(1)]))
+      yield* Effect.sleep("30 millis")
+      c0.write(batchFrame(5, epoch, 0, [message(0)]))
+      const ack0 = yield* c0.nextFrame()
+      const ack1 = yield* c1.nextFrame()
+      expect([ack0.type, ack0.seq, ack0.messageCount]).toEqual([FrameType.ACK, 2, 2])
+      expect([ack1.type, ack1.seq]).toEqual([FrameType.ACK, 2])
+      // c2 carried nothing, so it is not sent ACKs it has no use for.
+      yield* Effect.sleep("30 millis")
+      expect(yield* c2.frames.size).toBe(0)
+    }))
+
+  it.scopedLive("ack level 0 sends no ACK frames", () =>
+    Effect.gen(function*() {
+      const { log, server } = yield* broker()
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 1, undefined, 0))
+      const epoch = epochOf(yield* client.nextFrame())
+      client.write(Buffer.concat([batchFrame(1, epoch, 0, [message(0)]), batchFrame(1, epoch, 1, [message(1)])]))
+      while (log.ordered("t").length < 2) yield* Effect.sleep("5 millis")
+      yield* Effect.sleep("30 millis")
+      expect(yield* client.frames.size).toBe(0)
+    }))
+
+  it.scopedLive("a gap held past the hold timeout gets SESSION_FENCED with the committed frontier", () =>
+    Effect.gen(function*() {
+      const { server } = yield* broker({}, 50)
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 9))
+      const epoch = epochOf(yield* client.nextFrame())
+      client.write(Buffer.concat([batchFrame(9, epoch, 0, [message(0)]), batchFrame(9, epoch, 1, [message(1)]), batchFrame(9, epoch, 3, [message(3)])]))
+      let frame = yield* client.nextFrame()
+      while (frame.type === FrameType.ACK) frame = yield* client.nextFrame()
+      expect([frame.type, frame.clientId, frame.sessionEpoch, frame.seq]).toEqual([FrameType.SESSION_FENCED, 9, epoch, 2])
+      expect(server.stats().fencedFrames).toBe(1)
+    }))
+
+  /** Each bad input, given the epoch of client 1's registered session. */
+  const badInputs: ReadonlyArray<readonly [string, string, (epoch: number) => ReadonlyArray<Uint8Array>]> = [
+    ["garbage", "bad-magic", () => [new Uint8Array(64).fill(0x41)]],
+    ["a batch before the handshake", "unexpected-frame", (e) => [batchFrame(1, e, 0, [message(0)])]],
+    ["a HELLO whose JSON does not decode", "bad-handshake", () => [
+      encodeFrame({ type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 }, Buffer.from("{\"protocol\":1,\"topic\":7}"))
+    ]],
+    ["an unknown topic", "unknown-topic", (e) => [hello("nope", 1, e)]],
+    ["another protocol version", "version-mismatch", (e) => [hello("t", 1, e, 1, PROTOCOL_VERSION + 1)]],
+    ["another wire version", "version-mismatch", (e) => {
+      const frame = hello("t", 1, e)
+      frame[1] = 2
+      return [frame]
+    }],
+    ["a wrong crc32c", "bad-crc", (e) => {
+      const frame = batchFrame(1, e, 0, [message(0)])
+      frame[FRAME_HEADER_BYTES + 9] ^= 0xff
+      return [hello("t", 1, e), frame]
+    }],
+    ["an oversized length", "oversized", (e) => {
+      const header = new Uint8Array(FRAME_HEADER_BYTES)
+      writeHeader(header, 0, { type: FrameType.BATCH, clientId: 1, sessionEpoch: e, seq: 0, messageCount: 1, payloadBytes: 2 ** 31, crc32c: 0 })
+      return [hello("t", 1, e), header]
+    }],
+    ["a batch of another session", "session-mismatch", (e) => [hello("t", 1, e), batchFrame(1, e + 1000, 0, [message(0)])]],
+    ["a batch whose messages do not add up", "bad-batch", (e) => {
+      const frame = batchFrame(1, e, 0, [message(0), message(1)])
+      frame.writeUInt32LE(3, 20)
+      return [hello("t", 1, e), frame]
+    }],
+    ["a second HELLO", "unexpected-frame", (e) => [hello("t", 1, e), hello("t", 1, e)]],
+    ["a HELLO attaching to a session the log never registered", "unknown-session", (e) => [hello("t", 1, e + 1000)]]
+  ]
+
+  for (const [what, code, input] of badInputs) {
+    it.scopedLive(`${what}: ERROR ${code}, that connection closed, the others served`, () =>
+      Effect.gen(function*() {
+        const { log, server } = yield* broker()
+        const good = yield* rawConnect(server.port)
+        good.write(hello("t", 100))
+        const goodEpoch = epochOf(yield* good.nextFrame())
+        const badEpoch = yield* log.forBroker(0).registerSession("t", 1)
+        const bad = yield* rawConnect(server.port)
+        for (const bytes of input(badEpoch)) bad.write(bytes)
+        const frames = yield* Deferred.await(bad.closed)
+        expect(errorCode(frames[frames.length - 1])).toBe(code)
+        expect(server.stats().rejected[code as "bad-crc"]).toBe(1)
+        good.write(batchFrame(100, goodEpoch, 0, [message(7)]))
+        expect((yield* good.nextFrame()).seq).toBe(1)
+        expect(log.ordered("t").filter((b) => b.clientId !== 100)).toEqual([])
+      }))
+  }
+
+  it.scopedLive("a frame cut short by the end of the stream: ERROR truncated, nothing appended", () =>
+    Effect.gen(function*() {
+      const { log, server } = yield* broker()
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 1))
+      const frame = batchFrame(1, epochOf(yield* client.nextFrame()), 0, [message(0)])
+      client.socket.end(frame.subarray(0, frame.length - 5))
+      const frames = yield* Deferred.await(client.closed)
+      expect(errorCode(frames[frames.length - 1])).toBe("truncated")
+      expect(log.ordered("t")).toEqual([])
+    }))
+
+  it.scopedLive("a silent connection is dropped after the handshake timeout; past maxConnections, refused", () =>
+    Effect.gen(function*() {
+      const { server } = yield* broker({ handshakeTimeoutMs: 50, maxConnections: 1 })
+      const silent = yield* rawConnect(server.port)
+      yield* Effect.sleep("10 millis")
+      const extra = yield* rawConnect(server.port)
+      expect(errorCode((yield* Deferred.await(extra.closed))[0])).toBe("too-many-connections")
+      expect(errorCode((yield* Deferred.await(silent.closed))[0])).toBe("handshake-timeout")
+    }))
+
+  it.scopedLive("a fast client against a stalled log: the socket is paused, the broker's queue stays bounded", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const gate = yield* Deferred.make<void>()
+      const memory = log.forBroker(0)
+      // No room until the gate opens: the fast path declines, the waiting path waits for the gate.
+      let open = false
+      const stalled: BrokerLogShape = {
+        ...memory,
+        tryAppendWith: (...args) => open && memory.tryAppendWith(...args),
+        appendWith: (...args) => Effect.zipRight(Deferred.await(gate), memory.appendWith(...args))
+      }
+      const readBufferBytes = 256 << 10
+      const server = yield* BrokerLayers.make({ readBufferBytes }).pipe(Effect.provideService(BrokerLog, stalled))
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 1))
+      const epoch = epochOf(yield* client.nextFrame())
+      const batches = 512
+      const payload = new Uint8Array(60_000)
+      for (let seq = 0; seq < batches; seq++) client.write(batchFrame(1, epoch, seq, [payload]))
+      yield* Effect.sleep("300 millis")
+      expect(server.stats().queuedBytes).toBeGreaterThan(0)
+      expect(server.stats().queuedBytes).toBeLessThanOrEqual(readBufferBytes + (64 << 10))
+      expect(client.socket.writableLength).toBeGreaterThan(8 << 20)
+      open = true
+      yield* Deferred.succeed(gate, undefined)
+      let acked = 0
+      while (acked < batches) acked = (yield* client.nextFrame(10_000)).seq
+      expect(log.ordered("t").length).toBe(batches)
+    }))
+
+  it.scopedLive("closing the broker's scope closes its connections and stops listening", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const { port, client } = yield* Effect.scoped(Effect.gen(function*() {
+        const server = yield* Broker
+        const client = yield* rawConnect(server.port)
+        client.write(hello("t", 1))
+        expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+        return { port: server.port, client }
+      }).pipe(Effect.provide(BrokerLayers.layer().pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
+      yield* Deferred.await(client.closed)
+      expect((yield* Effect.flip(rawConnect(port))).message).toMatch(/ECONNREFUSED/)
+    }))
+
+  it.scopedLive("over the region: batches cut into many socket chunks are gathered straight into the Blog, intact and in order", () =>
+    Effect.gen(function*() {
+      const cluster = yield* regionCluster(CxlMemoryLayers.make)()
+      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+      const appender = yield* cluster.appender(0)
+      const log = yield* BrokerLogRegion.make.pipe(
+        Effect.provideService(Appender, appender),
+        Effect.provideService(AckTracker, cluster.acks),
+        Effect.provideService(Topics, cluster.topics)
+      )
+      const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log))
+      const client = yield* rawConnect(server.port)
+      client.socket.setNoDelay(true)
+      client.write(hello("t", 21))
+      const epoch = epochOf(yield* client.nextFrame())
+      const messages = (seq: number) => Array.from({ length: 12 }, (_, i) => new Uint8Array(1000 + i).map((_, k) => (seq * 13 + i * 7 + k) & 0xff))
+      const frames = [0, 1, 2].map((seq) => batchFrame(21, epoch, seq, messages(seq)))
+      // Every frame goes out in pieces of 700 bytes (headers and message headers cut too), each its own TCP segment.
+      for (const frame of frames) {
+        for (let at = 0; at < frame.length; at += 700) {
+          client.write(frame.subarray(at, at + 700))
+          yield* Effect.sleep("1 millis")
+        }
+      }
+      const sequencer = yield* cluster.sequencer()
+      let acked = 0
+      while (acked < 3) {
+        yield* drain(sequencer)
+        const frame = yield* client.nextFrame(200).pipe(Effect.option)
+        if (frame._tag === "Some") acked = frame.value.seq
+      }
+      const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
+      const read: Array<{ seq: number; crcOk: boolean; payloads: Array<Array<number>> }> = []
+      yield* cursor.pollBatches((b) => read.push({ seq: b.batchSeq, crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, payloads: [] }))
+      yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => read[m.batch.batchSeq]!.payloads.push([...m.payload]))
+      expect(read.map((b) => [b.seq, b.crcOk])).toEqual([[0, true], [1, true], [2, true]])
+      expect(read.map((b) => b.payloads)).toEqual([0, 1, 2].map((seq) => messages(seq).map((m) => [...m])))
+      expect(server.stats()).toMatchObject({ batches: 3, messages: 36, rejected: {} })
+    }))
+})

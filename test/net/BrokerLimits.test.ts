@@ -1,0 +1,299 @@
+/**
+ * What a connection may cost the broker: memory before and after the handshake, idle
+ * sessions, connections past the limit (and past the process's open-file limit), and how the
+ * client side reports the broker's refusals.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Schema } from "effect"
+import { spawn } from "node:child_process"
+import { connect, type Socket } from "node:net"
+import { join } from "node:path"
+import { createInterface } from "node:readline"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import type { BrokerOptions } from "../../src/services/net/Broker.js"
+import { BrokerLog, type BrokerLogShape } from "../../src/services/net/BrokerLog.js"
+import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
+import { type ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
+import { FRAME_HEADER_BYTES, FrameType, MAX_CONTROL_PAYLOAD_BYTES, writeHeader } from "../../src/layers/net/Frame.js"
+import { FrameReader } from "../../src/layers/net/FrameReader.js"
+import { fixturesDir } from "../helpers/Processes.js"
+import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
+
+/** A HELLO that registers a new session; its epoch comes back in the WELCOME. */
+const helloData = (clientId: number) => Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1 })
+const epochOf = (welcome: { readonly payload: Uint8Array }): number => JSON.parse(Buffer.from(welcome.payload).toString()).sessionEpoch
+
+const broker = (options: BrokerOptions, wrap: (log: BrokerLogShape) => BrokerLogShape = (log) => log) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+    return yield* BrokerLayers.make(options).pipe(Effect.provideService(BrokerLog, wrap(log.forBroker(0))))
+  })
+
+/** A bare header announcing `payloadBytes`. */
+const header = (type: FrameType, payloadBytes: number) => {
+  const bytes = new Uint8Array(FRAME_HEADER_BYTES)
+  writeHeader(bytes, 0, { type, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 1, payloadBytes, crc32c: 0 })
+  return bytes
+}
+
+/** Polls `condition` every few ms; fails naming `what` (and `state`) after `timeoutMs`. */
+const until = (what: string, condition: () => boolean, timeoutMs = 10_000, state: () => unknown = () => "") =>
+  Effect.gen(function*() {
+    while (!condition()) yield* Effect.sleep("5 millis")
+  }).pipe(Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`${what}: not within ${timeoutMs} ms ${JSON.stringify(state())}`) }))
+
+/** The fixture broker as a process whose open-file limit is `files`; killed when the scope closes. */
+const brokerProcess = (files: number, options: BrokerOptions) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn("sh", ["-c", `ulimit -n ${files} && exec "$0" --import tsx "$1" "$2"`, process.execPath, join(fixturesDir, "net-broker.ts"), JSON.stringify(options)], {
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (child) =>
+        Effect.sync(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+        })
+    )
+    let stderr = ""
+    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
+    return yield* Effect.async<number>((resume) => {
+      createInterface({ input: child.stdout }).once("line", (line) => resume(Effect.succeed(JSON.parse(line).port as number)))
+    }).pipe(Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error(`the broker process did not start: ${stderr}`) }))
+  })
+
+describe("FrameReader limits", () => {
+  it("admit refuses a frame from its header: none of its payload is taken, the reader is poisoned", () => {
+    const reader = new FrameReader({
+      accept: [FrameType.HELLO, FrameType.BATCH],
+      maxBatchBytes: 1 << 20,
+      gatherBatches: true,
+      admit: (type) => (type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "HELLO first" }))
+    })
+    const chunk = new Uint8Array(FRAME_HEADER_BYTES + 1000)
+    chunk.set(header(FrameType.BATCH, (1 << 20) - 8))
+    reader.push(chunk)
+    const refused = reader.next()
+    expect(refused).toBeInstanceOf(WireViolation)
+    expect((refused as WireViolation).code).toBe("unexpected-frame")
+    expect(reader.midFrame).toBe(false)
+    expect(reader.next()).toBe(refused)
+  })
+
+  it("heldBytes: the unread chunk, a frame in progress and the frame last returned until the next call", () => {
+    const reader = new FrameReader({ accept: [FrameType.BATCH], maxBatchBytes: 1 << 16, gatherBatches: true })
+    const frame = batchFrame(1, 0, 0, [new Uint8Array(5000)])
+    reader.push(frame.subarray(0, 3000))
+    expect(reader.heldBytes).toBe(3000)
+    expect(reader.next()).toBeUndefined()
+    expect(reader.heldBytes).toBe(3000 - FRAME_HEADER_BYTES)
+    reader.push(frame.subarray(3000))
+    const whole = reader.next()
+    expect(whole).toMatchObject({ type: FrameType.BATCH, payloadBytes: frame.length - FRAME_HEADER_BYTES })
+    // Still the consumer's until the next call (a batch waiting for log room).
+    expect(reader.heldBytes).toBe(frame.length - FRAME_HEADER_BYTES)
+    expect(reader.next()).toBeUndefined()
+    expect(reader.heldBytes).toBe(0)
+  })
+})
+
+describe("Broker limits", () => {
+  it.scopedLive("before the handshake, 200 connections announcing 1 MiB batches are refused from the header; the broker holds almost nothing", () =>
+    Effect.gen(function*() {
+      const connections = 200
+      const server = yield* broker({ handshakeTimeoutMs: 120_000 })
+      const clients = yield* Effect.forEach(Array.from({ length: connections }), () => rawConnect(server.port))
+      let peak = 0
+      const sample = () => {
+        peak = Math.max(peak, server.stats().queuedBytes)
+        return false
+      }
+      const part = new Uint8Array(256 << 10).fill(7)
+      for (const client of clients) {
+        client.write(header(FrameType.BATCH, (1 << 20) - 8))
+        // The rest of the batch never comes: a broker that gathers it holds this until the handshake timeout.
+        client.write(part)
+        sample()
+      }
+      const codes = yield* Effect.forEach(clients, (client) =>
+        Deferred.await(client.closed).pipe(
+          Effect.tap(sample),
+          Effect.map((frames) => errorCode(frames[frames.length - 1])),
+          Effect.timeoutFail({ duration: 20_000, onTimeout: () => new Error("a connection that announced a batch before HELLO is still open") })
+        ))
+      expect(new Set(codes)).toEqual(new Set(["unexpected-frame"]))
+      expect(server.stats().rejected["unexpected-frame"]).toBe(connections)
+      // At most the one chunk each header came in, far from the 256 KiB each client sent.
+      expect(peak).toBeLessThanOrEqual(connections * (FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES + (64 << 10)))
+      yield* until("connections released", () => server.stats().connections === 0)
+      expect(server.stats().queuedBytes).toBe(0)
+    }))
+
+  it.scopedLive("a HELLO header announcing more than 4 KiB is refused from the header", () =>
+    Effect.gen(function*() {
+      const server = yield* broker({ handshakeTimeoutMs: 120_000 })
+      const client = yield* rawConnect(server.port)
+      client.write(header(FrameType.HELLO, MAX_CONTROL_PAYLOAD_BYTES + 1))
+      client.write(new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES))
+      const frames = yield* Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") }))
+      expect(errorCode(frames[frames.length - 1])).toBe("oversized")
+    }))
+
+  it.scopedLive("while a handshake is under way, input past one HELLO pauses the socket", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const slowHandshake = (log: BrokerLogShape): BrokerLogShape => ({ ...log, topic: (name) => Effect.zipRight(Deferred.await(gate), log.topic(name)) })
+      const server = yield* broker({}, slowHandshake)
+      const client = yield* rawConnect(server.port)
+      client.write(helloFrame(helloData(3)))
+      // A client that does not wait for its WELCOME.
+      for (let i = 0; i < 64; i++) client.write(new Uint8Array(16 << 10).fill(1))
+      yield* until("input reaches the broker", () => server.stats().queuedBytes > 0)
+      yield* Effect.sleep("200 millis")
+      expect(server.stats().queuedBytes).toBeLessThanOrEqual(FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES + (64 << 10))
+      yield* Deferred.succeed(gate, undefined)
+      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+      // The rest is read now, and is not a frame.
+      const frames = yield* Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") }))
+      expect(errorCode(frames[frames.length - 1])).toBe("bad-magic")
+    }))
+
+  it.scopedLive("an idle session gets ERROR idle-timeout, which the client reports with that code; traffic keeps a session open", () =>
+    Effect.gen(function*() {
+      const idleTimeoutMs = 400
+      const server = yield* broker({ idleTimeoutMs })
+      // A session that keeps sending, a batch every 40 ms, for three idle timeouts: never cut.
+      const busy = yield* rawConnect(server.port)
+      busy.write(helloFrame(helloData(5)))
+      const welcome = yield* busy.nextFrame()
+      expect(welcome.type).toBe(FrameType.WELCOME)
+      const epoch = epochOf(welcome)
+      for (let seq = 0; seq < 30; seq++) {
+        busy.write(batchFrame(5, epoch, seq, [new Uint8Array(16)]))
+        yield* Effect.sleep("40 millis")
+      }
+      expect(server.stats().rejected["idle-timeout"]).toBeUndefined()
+      // Then it stops: ERROR idle-timeout, closed.
+      const frames = yield* Deferred.await(busy.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("an idle session is still open") }))
+      // WELCOME, the ACKs of the 30 batches, then the ERROR.
+      expect(frames.slice(1, -1).every((frame) => frame.type === FrameType.ACK)).toBe(true)
+      expect(frames[frames.length - 2]!.seq).toBe(30)
+      expect(errorCode(frames[frames.length - 1])).toBe("idle-timeout")
+      // The client side names the code.
+      const welcomed = yield* Deferred.make<void>()
+      const closed = yield* Deferred.make<ConnectionClosed>()
+      const connection = openConnection({ host: "127.0.0.1", port: server.port }, helloData(6), {
+        onWelcome: () => Deferred.unsafeDone(welcomed, Effect.void),
+        onAck: () => {},
+        onFenced: () => {},
+        onBrokerError: () => {},
+        onClosed: (_, error) => Deferred.unsafeDone(closed, Effect.succeed(error))
+      }, 60_000)
+      yield* Effect.addFinalizer(() => Effect.sync(connection.close))
+      yield* Deferred.await(welcomed)
+      const error = yield* Deferred.await(closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the idle connection was not closed") }))
+      expect(error.code).toBe("idle-timeout")
+      expect(server.stats().rejected["idle-timeout"]).toBe(2)
+    }))
+
+  it.scopedLive("a session whose batch waits for log room is not idle", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      let open = false
+      const stalled = (log: BrokerLogShape): BrokerLogShape => ({
+        ...log,
+        tryAppendWith: (...args) => open && log.tryAppendWith(...args),
+        appendWith: (...args) => Effect.zipRight(Deferred.await(gate), log.appendWith(...args))
+      })
+      const server = yield* broker({ idleTimeoutMs: 100 }, stalled)
+      const client = yield* rawConnect(server.port)
+      client.write(helloFrame(helloData(8)))
+      const epoch = epochOf(yield* client.nextFrame())
+      client.write(batchFrame(8, epoch, 0, [new Uint8Array(64)]))
+      yield* until("the batch reaches the broker", () => server.stats().queuedBytes > 0)
+      // Five idle timeouts while the broker itself holds the batch.
+      yield* Effect.sleep("500 millis")
+      expect(server.stats().rejected["idle-timeout"]).toBeUndefined()
+      expect(server.stats().connections).toBe(1)
+      open = true
+      yield* Deferred.succeed(gate, undefined)
+      const ack = yield* client.nextFrame()
+      expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 1])
+      // Now it is idle.
+      const frames = yield* Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") }))
+      expect(errorCode(frames[frames.length - 1])).toBe("idle-timeout")
+    }))
+
+  it.scopedLive("past maxConnections: ERROR too-many-connections at once, reported by the client with that code, not as a timeout", () =>
+    Effect.gen(function*() {
+      const server = yield* broker({ maxConnections: 3, handshakeTimeoutMs: 120_000 })
+      const silent = yield* Effect.forEach([1, 2, 3], () => rawConnect(server.port))
+      yield* until("three connections served", () => server.stats().connections === 3)
+      const refused = yield* Deferred.make<ErrorBody>()
+      const closed = yield* Deferred.make<ConnectionClosed>()
+      const events = {
+        onWelcome: () => {},
+        onAck: () => {},
+        onFenced: () => {},
+        onBrokerError: (error: ErrorBody) => Deferred.unsafeDone(refused, Effect.succeed(error)),
+        onClosed: (_: string, error: ConnectionClosed) => Deferred.unsafeDone(closed, Effect.succeed(error))
+      }
+      // A connect timeout far past the wait below: a refusal that ends in a timeout fails the test.
+      const connection = openConnection({ host: "127.0.0.1", port: server.port }, helloData(9), events, 120_000)
+      yield* Effect.addFinalizer(() => Effect.sync(connection.close))
+      const error = yield* Deferred.await(closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the refusal did not arrive") }))
+      expect(error).toMatchObject({ _tag: "ConnectionClosed", code: "too-many-connections", broker: `127.0.0.1:${server.port}` })
+      expect(error.message).toMatch(/too-many-connections: this broker serves at most 3 connections/)
+      expect((yield* Deferred.await(refused)).code).toBe("too-many-connections")
+      // A freed place is served again.
+      silent[0]!.socket.destroy()
+      yield* until("a place freed", () => server.stats().connections === 2)
+      const next = yield* rawConnect(server.port)
+      next.write(helloFrame(helloData(10)))
+      expect((yield* next.nextFrame()).type).toBe(FrameType.WELCOME)
+      expect(server.stats().rejected["too-many-connections"]).toBe(1)
+    }))
+
+  it.scopedLive("under an open-file limit of 512, a connection past what the broker can serve gets ERROR too-many-connections, not a silent drop", () =>
+    Effect.gen(function*() {
+      // Not much lower: Node opens the modules it loads at start-up all at once.
+      const files = 512
+      const served = files - 64
+      const port = yield* brokerProcess(files, { handshakeTimeoutMs: 120_000 })
+      const outcomes: Array<"connecting" | "open" | "refused" | "dropped"> = []
+      const sockets: Array<Socket> = []
+      yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((socket) => socket.destroy())))
+      /** Connects (without a HELLO); resolves once connected, recording what becomes of the connection. */
+      const attempt = Effect.async<number>((resume) => {
+        const i = outcomes.length
+        outcomes.push("connecting")
+        const socket = connect({ host: "127.0.0.1", port })
+        sockets.push(socket)
+        const reader = new FrameReader({ accept: [FrameType.ERROR], maxBatchBytes: 0 })
+        let code: string | undefined
+        socket.on("error", () => {})
+        socket.on("data", (chunk: Buffer) => {
+          reader.push(chunk)
+          const frame = reader.next()
+          if (frame !== undefined && !(frame instanceof WireViolation)) code = errorCode(frame)
+          // Told, the client goes, like a publisher's connection does.
+          socket.destroy()
+        })
+        socket.on("close", () => void (outcomes[i] = code === "too-many-connections" ? "refused" : "dropped"))
+        socket.once("connect", () => {
+          if (outcomes[i] === "connecting") outcomes[i] = "open"
+          resume(Effect.succeed(i))
+        })
+      })
+      const counts = () => Object.fromEntries(["open", "refused", "dropped"].map((o) => [o, outcomes.filter((x) => x === o).length]))
+      for (let i = 0; i < served; i++) yield* attempt
+      // One at a time past the limit, as new publishers come: each is told, none is dropped.
+      for (let extra = 0; extra < 20; extra++) {
+        const i = yield* attempt
+        yield* until(`connection ${i} answered`, () => outcomes[i] !== "open", 10_000, counts)
+      }
+      expect(counts()).toEqual({ open: served, refused: 20, dropped: 0 })
+    }))
+})

@@ -1,0 +1,215 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, type Scope } from "effect"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import * as BrokerLogRegion from "../../src/layers/net/BrokerLog.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { AckTracker } from "../../src/services/log/AckTracker.js"
+import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
+import type { BatchHeader, BrokerLogShape } from "../../src/services/net/BrokerLog.js"
+import { Topics } from "../../src/services/log/Topics.js"
+import { drain, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+
+/**
+ * Builds a log with `topics` whose sessions are fenced after `holdTimeoutMs`: broker views,
+ * and `settle`, after which everything appended so far has been through the sequencer.
+ */
+type MakeLog = (options: { topics: ReadonlyArray<string>; holdTimeoutMs: number; sessionSlots?: number }) => Effect.Effect<
+  { readonly broker: (brokerId: number) => BrokerLogShape; readonly settle: Effect.Effect<void> },
+  unknown,
+  Scope.Scope
+>
+
+const header = (clientId: number, sessionEpoch: number, batchSeq: number): BatchHeader => ({
+  clientId,
+  sessionEpoch,
+  batchSeq,
+  messageCount: 1,
+  payloadBytes: 16,
+  crc32c: 0
+})
+const payload = new Uint8Array(16)
+
+/** The BrokerLog contract; the live adapter over the log core runs the same suite. */
+const brokerLogContract = (label: string, makeLog: MakeLog) =>
+  describe(`BrokerLog contract: ${label}`, () => {
+    it.scopedLive("an unknown topic is a typed error everywhere", () =>
+      Effect.gen(function*() {
+        const log = (yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 })).broker(0)
+        expect((yield* Effect.flip(log.topic("nope")))._tag).toBe("UnknownTopic")
+        expect((yield* Effect.flip(log.append("nope", header(1, 0, 0), payload)))._tag).toBe("UnknownTopic")
+        expect((yield* Effect.flip(log.appendWith("nope", header(1, 0, 0), (dst) => dst.set(payload))))._tag).toBe("UnknownTopic")
+        // The fast path says so, or declines (it only appends to topics this broker has set up) and leaves it to appendWith.
+        const fast = log.tryAppendWith("nope", header(1, 0, 0), (dst) => dst.set(payload))
+        if (fast !== false) expect(fast).toMatchObject({ _tag: "UnknownTopic" })
+        expect((yield* Effect.flip(log.sessionAcks("nope", 1, 0)))._tag).toBe("UnknownTopic")
+        expect((yield* log.topic("t")).name).toBe("t")
+      }))
+
+    it.scopedLive("mode 5: next → ordered, duplicate → dropped but acknowledged, ahead → held until the gap closes", () =>
+      Effect.gen(function*() {
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 5_000 })
+        const b0 = broker(0)
+        const b1 = broker(1)
+        const e = yield* b0.registerSession("t", 1)
+        expect(yield* b0.sessionAcks("t", 1, e)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: true })
+        yield* b0.append("t", header(1, e, 0), payload)
+        yield* settle
+        expect((yield* b1.sessionAcks("t", 1, e)).ordered).toBe(1)
+        const before = b0.progress("t")
+        yield* b1.append("t", header(1, e, 0), payload)
+        yield* settle
+        expect(b0.progress("t")).not.toBe(before)
+        expect((yield* b0.sessionAcks("t", 1, e)).ordered).toBe(1)
+        yield* b1.appendWith("t", header(1, e, 2), (dst) => dst.set(payload))
+        expect(b1.tryAppendWith("t", header(1, e, 3), (dst) => dst.set(payload))).toBe(true)
+        yield* settle
+        expect((yield* b0.sessionAcks("t", 1, e)).ordered).toBe(1)
+        yield* b0.append("t", header(1, e, 1), payload)
+        yield* settle
+        expect(yield* b1.sessionAcks("t", 1, e)).toEqual({ ordered: 4, replicated: 4, fenced: false, known: true })
+      }))
+
+    it.scopedLive("sessions are the log's: a client id registered again is a new session, and unregistered batches are refused", () =>
+      Effect.gen(function*() {
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 5_000 })
+        const log = broker(0)
+        // A stranger sends batches under a session the log never handed out: nothing is ordered.
+        const strangerEpoch = 4242
+        for (let seq = 0; seq < 3; seq++) yield* log.append("t", header(7, strangerEpoch, seq), payload)
+        yield* settle
+        expect(yield* log.sessionAcks("t", 7, strangerEpoch)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false })
+        // A publisher with client id 7 runs, closes, and runs again: each run is its own session.
+        const first = yield* log.registerSession("t", 7)
+        for (let seq = 0; seq < 3; seq++) yield* log.append("t", header(7, first, seq), payload)
+        yield* settle
+        const second = yield* log.registerSession("t", 7)
+        expect(second).not.toBe(first)
+        for (let seq = 0; seq < 3; seq++) yield* log.append("t", header(7, second, seq), payload)
+        yield* settle
+        expect((yield* log.sessionAcks("t", 7, first)).ordered).toBe(3)
+        expect((yield* log.sessionAcks("t", 7, second)).ordered).toBe(3)
+      }))
+
+    it.scopedLive("a closed session is released once its batches are ordered, freeing its line; a full table is SessionTableFull", () =>
+      Effect.gen(function*() {
+        // 8 lines hold at most 7 live sessions.
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 5_000, sessionSlots: 8 })
+        const log = broker(0)
+        const epochs: Array<number> = []
+        for (let client = 0; client < 7; client++) epochs.push(yield* log.registerSession("t", client))
+        expect(yield* Effect.flip(log.registerSession("t", 99))).toMatchObject({ _tag: "SessionTableFull", capacity: 7 })
+        // Client 0 sent batches 0 and 2, then closes announcing 3: it stays until batch 1 is ordered.
+        yield* log.append("t", header(0, epochs[0]!, 0), payload)
+        yield* log.append("t", header(0, epochs[0]!, 2), payload)
+        yield* log.closeSession("t", 0, epochs[0]!, 3)
+        yield* settle
+        expect(yield* log.sessionAcks("t", 0, epochs[0]!)).toMatchObject({ ordered: 1, fenced: false })
+        expect(yield* Effect.flip(log.registerSession("t", 99))).toMatchObject({ _tag: "SessionTableFull" })
+        yield* log.append("t", header(0, epochs[0]!, 1), payload)
+        yield* settle
+        // Released with its final frontier; a late batch of it is refused, and its line is free for a new session.
+        expect(yield* log.sessionAcks("t", 0, epochs[0]!)).toEqual({ ordered: 3, replicated: 3, fenced: true, known: true })
+        yield* log.append("t", header(0, epochs[0]!, 3), payload)
+        yield* settle
+        expect((yield* log.sessionAcks("t", 0, epochs[0]!)).ordered).toBe(3)
+        const fresh = yield* log.registerSession("t", 99)
+        yield* log.append("t", header(99, fresh, 0), payload)
+        yield* settle
+        expect((yield* log.sessionAcks("t", 99, fresh)).ordered).toBe(1)
+      }))
+
+    it.scopedLive("a gap open past the hold timeout fences the session at its committed frontier", () =>
+      Effect.gen(function*() {
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 50 })
+        const log = broker(0)
+        const e = yield* log.registerSession("t", 2)
+        yield* log.append("t", header(2, e, 0), payload)
+        yield* log.append("t", header(2, e, 1), payload)
+        yield* log.append("t", header(2, e, 3), payload)
+        let seen = log.progress("t")
+        for (;;) {
+          yield* settle
+          if ((yield* log.sessionAcks("t", 2, e)).fenced) break
+          seen = yield* log.awaitProgress("t", seen, 20)
+        }
+        expect(yield* log.sessionAcks("t", 2, e)).toEqual({ ordered: 2, replicated: 2, fenced: true, known: true })
+        yield* log.append("t", header(2, e, 2), payload)
+        yield* settle
+        expect(yield* log.sessionAcks("t", 2, e)).toEqual({ ordered: 2, replicated: 2, fenced: true, known: true })
+      }))
+
+    it.scopedLive("awaitProgress resolves when a frontier moves and times out otherwise", () =>
+      Effect.gen(function*() {
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 })
+        const log = broker(0)
+        const seen = log.progress("t")
+        expect(yield* log.awaitProgress("t", seen, 20)).toBe(seen)
+        const e = yield* log.registerSession("t", 3)
+        const waiting = yield* Effect.fork(log.awaitProgress("t", seen, 5_000))
+        yield* Effect.sleep("10 millis")
+        yield* log.append("t", header(3, e, 0), payload)
+        yield* settle
+        expect(yield* Fiber.join(waiting)).not.toBe(seen)
+      }))
+    it.scopedLive("appendWith and tryAppendWith take the payload from a fill function", () =>
+      Effect.gen(function*() {
+        const { broker, settle } = yield* makeLog({ topics: ["t"], holdTimeoutMs: 1000 })
+        const log = broker(2)
+        const sizes: Array<number> = []
+        const fill = (n: number) => (dst: Uint8Array) => {
+          sizes.push(dst.length)
+          dst.fill(n)
+        }
+        const e = yield* log.registerSession("t", 4)
+        // The fast path may decline (the region's appender sets a topic up on its first append): then appendWith waits.
+        if (log.tryAppendWith("t", header(4, e, 0), fill(1)) !== true) yield* log.appendWith("t", header(4, e, 0), fill(1))
+        yield* log.appendWith("t", header(4, e, 1), fill(2))
+        expect(log.tryAppendWith("t", header(4, e, 2), fill(3))).toBe(true)
+        yield* settle
+        expect(sizes.every((n) => n === 16)).toBe(true)
+        expect((yield* log.sessionAcks("t", 4, e)).ordered).toBe(3)
+      }))
+  })
+
+brokerLogContract("layerMemory", ({ holdTimeoutMs, sessionSlots, topics }) =>
+  Effect.map(BrokerLogLayers.makeMemoryLog({ topics: topics.map((name) => ({ name })), holdTimeoutMs, ...(sessionSlots === undefined ? {} : { sessionSlots }) }), (log) => ({
+    broker: log.forBroker,
+    settle: Effect.void
+  })))
+
+brokerLogContract("layer (the region adapter over the log core, fake region)", ({ holdTimeoutMs, sessionSlots, topics }) =>
+  Effect.gen(function*() {
+    const cluster = yield* regionCluster(CxlMemoryLayers.makeMemory)(sessionSlots === undefined ? smallConfig : { ...smallConfig, sessionSlots })
+    for (const name of topics) yield* cluster.topics.create({ name, order: 5, ackLevel: 1, replicationFactor: 1 })
+    const sequencer = yield* cluster.sequencer({ holdTimeoutMs })
+    const appenders = new Map<number, AppenderShape>()
+    for (const id of [0, 1, 2]) appenders.set(id, yield* cluster.appender(id, { registered: false }))
+    const views = new Map<number, BrokerLogShape>()
+    for (const [id, appender] of appenders) {
+      views.set(
+        id,
+        yield* BrokerLogRegion.make.pipe(
+          Effect.provideService(Appender, appender),
+          Effect.provideService(AckTracker, cluster.acks),
+          Effect.provideService(Topics, cluster.topics)
+        )
+      )
+    }
+    return { broker: (id: number) => views.get(id)!, settle: Effect.orDie(drain(sequencer)) }
+  }))
+
+describe("MemoryLog", () => {
+  it.scopedLive("records the total order with contiguous message orders and its own copy of each payload", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const bytes = new Uint8Array(16).fill(1)
+      const e = yield* log.forBroker(0).registerSession("t", 5)
+      yield* log.forBroker(1).append("t", { ...header(5, e, 1), messageCount: 3 }, bytes)
+      yield* log.forBroker(0).append("t", { ...header(5, e, 0), messageCount: 2 }, bytes)
+      bytes.fill(9)
+      const ordered = log.ordered("t")
+      expect(ordered.map((b) => [b.batchSeq, b.broker, b.firstOrder])).toEqual([[0, 0, 0], [1, 1, 2]])
+      expect([...ordered[0]!.payload]).toEqual(new Array(16).fill(1))
+      expect(log.stats("t")).toMatchObject({ batches: 2, messages: 5, held: 0, duplicates: 0 })
+    }))
+})

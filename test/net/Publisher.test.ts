@@ -1,0 +1,286 @@
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import type { BrokerShape } from "../../src/services/net/Broker.js"
+import { type BatchHeader, BrokerLog, type BrokerLogShape } from "../../src/services/net/BrokerLog.js"
+import type { PublisherOptions } from "../../src/services/net/Publisher.js"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
+import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
+import { hello, rawConnect } from "../fixtures/net-raw-client.js"
+
+/** `npm run test:stress` runs the long variants. */
+const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
+
+/** `count` brokers over one memory log, each in its own scope so a test can kill it. */
+const cluster = (
+  count: number,
+  options: { holdTimeoutMs?: number; sessionSlots?: number; wrap?: (log: BrokerLogShape) => BrokerLogShape } = {}
+) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({
+      topics: [{ name: "t" }],
+      holdTimeoutMs: options.holdTimeoutMs ?? 2_000,
+      ...(options.sessionSlots === undefined ? {} : { sessionSlots: options.sessionSlots })
+    })
+    const parent = yield* Effect.scope
+    const brokers: Array<{ server: BrokerShape; kill: Effect.Effect<void> }> = []
+    for (let id = 0; id < count; id++) {
+      const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+      const view = options.wrap === undefined ? log.forBroker(id) : options.wrap(log.forBroker(id))
+      const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, view), Scope.extend(scope))
+      brokers.push({ server, kill: Scope.close(scope, Exit.void) })
+    }
+    const addresses = brokers.map((b) => ({ host: "127.0.0.1", port: b.server.port }))
+    const publisher = (options: Partial<PublisherOptions> = {}) => PublisherLayers.make({ brokers: addresses, topic: "t", ...options })
+    return { log, brokers, addresses, publisher }
+  })
+
+describe("Publisher", () => {
+  it.scopedLive("a publisher restarted with the same client id is a new session: every message of both runs is in the log", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(2)
+      // Someone sends batches for client 7 before the publisher ever starts (its own registered session).
+      const stranger = yield* log.forBroker(0).registerSession("t", 7)
+      for (let seq = 0; seq < 3; seq++) {
+        const builder = new BatchBuilder(new BufferPool(1024, 0))
+        builder.add(testMessage(1000, seq, 64))
+        const batch = builder.seal()
+        const header = { clientId: 7, sessionEpoch: stranger, batchSeq: seq, messageCount: 1, payloadBytes: batch.payload.length, crc32c: batch.crc32c }
+        yield* log.forBroker(0).append("t", header, batch.payload)
+      }
+      // Two runs of `cxlog publish --client-id 7`, one after the other.
+      const epochs: Array<number> = []
+      for (const from of [0, 300]) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const p = yield* publisher({ clientId: 7, batchBytes: 1024 })
+          yield* publishTestMessages(p, 7, 300, 100, from)
+          yield* p.flush(10_000)
+          epochs.push(p.stats().sessionEpoch)
+        }))
+      }
+      expect(new Set([stranger, ...epochs]).size).toBe(3)
+      expect(audit(log.ordered("t"), new Map([[7, 600]]))).toEqual({ messages: 600, ...clean })
+      expect(log.stats("t").duplicates).toBe(0)
+    }))
+
+  it.scopedLive("closing releases the session at once, so sessions never run out; a truly full table is a typed refusal", () =>
+    Effect.gen(function*() {
+      // 8 lines: at most 7 live sessions. 20 publishers, one after the other, each closing cleanly.
+      const { log, publisher } = yield* cluster(2, { sessionSlots: 8 })
+      let last = { clientId: 0, sessionEpoch: 0 }
+      for (let run = 0; run < 20; run++) {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const p = yield* publisher({ clientId: 50 + run, batchBytes: 1024 })
+          yield* publishTestMessages(p, 50 + run, 20, 100)
+          yield* p.flush(10_000)
+          last = p.stats()
+        }))
+      }
+      expect(audit(log.ordered("t"), new Map(Array.from({ length: 20 }, (_, i) => [50 + i, 20] as const)))).toEqual({ messages: 400, ...clean })
+      // The last CLOSE is on its way: once it is handled, that session is released with its frontier.
+      while (!(yield* log.forBroker(0).sessionAcks("t", last.clientId, last.sessionEpoch)).fenced) yield* Effect.sleep("2 millis")
+      expect(yield* log.forBroker(0).sessionAcks("t", last.clientId, last.sessionEpoch)).toMatchObject({ fenced: true, known: true })
+      // Seven sessions that stay open fill the table: the eighth publisher is told why, not left to time out.
+      for (let client = 0; client < 7; client++) yield* log.forBroker(0).registerSession("t", client)
+      const late = yield* publisher({ clientId: 99, connectTimeoutMs: 60_000, ackTimeoutMs: 60_000 })
+      const error = yield* Effect.flip(Effect.zipRight(late.publish(testMessage(99, 0, 64)), late.flush(60_000)))
+      expect(error).toMatchObject({ _tag: "BrokerRejected", code: "session-table-full" })
+    }))
+
+  it.scopedLive("every broker full of connections: the publisher fails with too-many-connections, not a timeout", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const server = yield* BrokerLayers.make({ maxConnections: 1 }).pipe(Effect.provideService(BrokerLog, log.forBroker(0)))
+      const taken = yield* rawConnect(server.port)
+      taken.write(hello("t", 1))
+      yield* taken.nextFrame()
+      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 300, ackTimeoutMs: 60_000 })
+      const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(60_000)))
+      expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
+    }))
+
+  it.scopedLive("a full window with nothing acknowledged fails publish with AckTimeout after ackTimeoutMs instead of waiting for ever", () =>
+    Effect.gen(function*() {
+      // The log takes batches and never orders them (as when the head is gone).
+      const swallow = (log: BrokerLogShape): BrokerLogShape => ({ ...log, tryAppendWith: () => true, appendWith: () => Effect.void })
+      const { publisher } = yield* cluster(1, { wrap: swallow })
+      const p = yield* publisher({ clientId: 12, batchBytes: 1024, maxInFlightBatches: 2, ackTimeoutMs: 200 })
+      const error = yield* Effect.flip(publishTestMessages(p, 12, 10_000, 200))
+      expect(error).toMatchObject({ _tag: "AckTimeout", timeoutMs: 200 })
+      expect(error.message).toMatch(/B0=0\/\d+.*head/)
+    }))
+
+  it.scopedLive("two publishers over 4 brokers: everything acked, each message once, per-client FIFO, batches spread", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(4)
+      const a = yield* publisher({ clientId: 1, batchBytes: 8192 })
+      const b = yield* publisher({ clientId: 2, batchBytes: 4096, maxInFlightBatches: 8 })
+      yield* Effect.all([publishTestMessages(a, 1, 20_000 * SCALE), publishTestMessages(b, 2, 10_000 * SCALE)], { concurrency: 2 })
+      yield* Effect.all([a.flush(30_000), b.flush(30_000)], { concurrency: 2 })
+      expect(audit(log.ordered("t"), new Map([[1, 20_000 * SCALE], [2, 10_000 * SCALE]]))).toEqual({ messages: 30_000 * SCALE, ...clean })
+      const stats = a.stats()
+      expect(stats).toMatchObject({ messages: 20_000 * SCALE, inFlight: 0, resends: 0, fences: 0 })
+      expect(stats.ackedBatches).toBe(stats.batches)
+      expect(stats.brokers.map((x) => x.sent > 0)).toEqual([true, true, true, true])
+      expect(stats.brokers.reduce((n, x) => n + x.acked, 0)).toBe(stats.batches)
+      expect(a.ackLatencies().length).toBe(stats.batches)
+      expect(new Set(log.ordered("t").map((x) => x.broker))).toEqual(new Set([0, 1, 2, 3]))
+    }))
+
+  it.scopedLive("sticky spread keeps to one broker; ack level 2 and level 0 complete too", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(3)
+      const sticky = yield* publisher({ clientId: 3, spread: "sticky", ackLevel: 2, batchBytes: 1024 })
+      yield* publishTestMessages(sticky, 3, 2_000, 200)
+      yield* sticky.flush(10_000)
+      expect(sticky.stats().brokers.filter((x) => x.sent > 0).length).toBe(1)
+      const fireAndForget = yield* publisher({ clientId: 4, ackLevel: 0, batchBytes: 1024 })
+      yield* publishTestMessages(fireAndForget, 4, 2_000, 200)
+      yield* fireAndForget.flush(10_000)
+      while (audit(log.ordered("t"), new Map([[4, 2_000]])).messages < 2_000) yield* Effect.sleep("5 millis")
+      expect(audit(log.ordered("t"), new Map([[3, 2_000], [4, 2_000]]))).toEqual({ messages: 4_000, ...clean })
+    }))
+
+  it.scopedLive("a broker killed mid-run: its batches are rerouted and resent; all acked, the audit passes", () =>
+    Effect.gen(function*() {
+      // In-process brokers destroyed abruptly (the memory log cannot be shared across
+      // processes); the cluster run over the region repeats this with SIGKILL.
+      const { log, brokers, publisher } = yield* cluster(4)
+      const p = yield* publisher({ clientId: 5, batchBytes: 4096, maxInFlightBatches: 32 })
+      const total = 40_000 * SCALE
+      const running = yield* Effect.fork(publishTestMessages(p, 5, total))
+      while (p.stats().ackedMessages < total / 4) yield* Effect.sleep("1 millis")
+      yield* brokers[1]!.kill
+      yield* Fiber.join(running)
+      yield* p.flush(10_000)
+      expect(audit(log.ordered("t"), new Map([[5, total]]))).toEqual({ messages: total, ...clean })
+      const stats = p.stats()
+      expect(stats.brokers[1]!.connected).toBe(false)
+      expect(stats.ackedBatches).toBe(stats.batches)
+      const sentAfterKill = stats.brokers[1]!.sent
+      yield* publishTestMessages(p, 5, 1000, 1024, total)
+      yield* p.flush(10_000)
+      expect(p.stats().brokers[1]!.sent).toBe(sentAfterKill)
+    }))
+
+  it.scopedLive("every broker down for a while: batches wait, then go out when one comes back", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const first = yield* Scope.make()
+      const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log.forBroker(0)), Scope.extend(first))
+      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", clientId: 6, reconnectDelayMs: 5 })
+      yield* publishTestMessages(p, 6, 100)
+      yield* p.flush(5_000)
+      yield* Scope.close(first, Exit.void)
+      yield* publishTestMessages(p, 6, 100, 1024, 100)
+      yield* Effect.sleep("50 millis")
+      expect(p.stats().inFlight).toBeGreaterThan(0)
+      yield* BrokerLayers.make({ port: server.port }).pipe(Effect.provideService(BrokerLog, log.forBroker(0)))
+      yield* p.flush(5_000)
+      expect(audit(log.ordered("t"), new Map([[6, 200]]))).toEqual({ messages: 200, ...clean })
+    }))
+
+  it.scopedLive("SessionFenced: the publisher opens the next epoch and replays its unacked suffix", () =>
+    Effect.gen(function*() {
+      // Broker 0 loses the first batch 3 it is given (acknowledges the frame, never appends it):
+      // the gap outlives the hold timeout and the sequencer fences the session.
+      let lost = false
+      let firstEpoch = -1
+      const losing = (header: BatchHeader) => {
+        if (firstEpoch < 0) firstEpoch = header.sessionEpoch
+        return header.batchSeq === 3 && header.sessionEpoch === firstEpoch && !lost
+      }
+      const dropOnce = (log: BrokerLogShape): BrokerLogShape => ({
+        ...log,
+        tryAppendWith: (topic, header, fill) => (losing(header) ? (lost = true) : log.tryAppendWith(topic, header, fill)),
+        appendWith: (topic, header, fill) => (losing(header) ? Effect.sync(() => void (lost = true)) : log.appendWith(topic, header, fill))
+      })
+      const { log, publisher } = yield* cluster(2, { holdTimeoutMs: 100, wrap: dropOnce })
+      const p = yield* publisher({ clientId: 7, batchBytes: 1024 })
+      yield* publishTestMessages(p, 7, 3_000, 100)
+      yield* p.flush(10_000)
+      expect(lost).toBe(true)
+      expect(audit(log.ordered("t"), new Map([[7, 3_000]]))).toEqual({ messages: 3_000, ...clean })
+      // The replay went out in a new session the log handed out.
+      expect(p.stats()).toMatchObject({ fences: 1, inFlight: 0 })
+      expect(p.stats().sessionEpoch).not.toBe(firstEpoch)
+      expect(log.ordered("t").filter((b) => b.sessionEpoch === firstEpoch).map((b) => b.batchSeq)).toEqual([0, 1, 2])
+      expect(log.stats("t").fencedSessions).toBe(1)
+    }))
+
+  it.scopedLive("flush timeout: AckTimeout names each broker's acked/sent counts", () =>
+    Effect.gen(function*() {
+      // Broker 1's log takes batches but never orders them.
+      const swallow = (log: BrokerLogShape): BrokerLogShape =>
+        log.brokerId === 1 ? { ...log, tryAppendWith: () => true, appendWith: () => Effect.void } : log
+      const { publisher } = yield* cluster(2, { wrap: swallow, holdTimeoutMs: 60_000 })
+      const p = yield* publisher({ clientId: 8, batchBytes: 1024, maxInFlightBatches: 4 })
+      while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
+      const published = yield* Effect.fork(publishTestMessages(p, 8, 2_000, 100))
+      while (p.stats().inFlight < 4) yield* Effect.sleep("1 millis")
+      const error = yield* Effect.flip(p.flush(300))
+      if (error._tag !== "AckTimeout") throw error
+      const [b0, b1] = error.brokers
+      expect(b0!.acked).toBe(1)
+      expect(b1!.acked).toBe(0)
+      // Batches 0..4: 0 ordered, 1 swallowed, 2..4 held behind it; the window (4) is full.
+      expect(b0!.sent + b1!.sent).toBe(5)
+      expect(error.outstanding).toBe(5)
+      expect(error.message).toContain(`B0=1/${b0!.sent}, B1=0/${b1!.sent}`)
+      expect(error.message).toMatch(/batches not acknowledged within 300 ms/)
+      // Backpressure: the window stayed full, so the publishing fiber is still waiting.
+      expect(p.stats().inFlight).toBe(4)
+      expect(published.unsafePoll()).toBeNull()
+    }))
+
+  it.scopedLive("refusals: an unknown topic fails the publisher with BrokerRejected; an oversized message is refused", () =>
+    Effect.gen(function*() {
+      const { addresses } = yield* cluster(1)
+      const p = yield* PublisherLayers.make({ brokers: addresses, topic: "missing", clientId: 9 })
+      yield* p.publish(testMessage(9, 0, 100))
+      const error = yield* Effect.flip(p.flush(5_000))
+      expect(error._tag).toBe("BrokerRejected")
+      expect(error.message).toMatch(/unknown-topic/)
+      const ok = yield* PublisherLayers.make({ brokers: addresses, topic: "t", maxBatchBytes: 4096, batchBytes: 1024 })
+      expect((yield* Effect.flip(ok.publish(new Uint8Array(5000))))._tag).toBe("MessageTooLarge")
+      yield* ok.publish(new Uint8Array(3000))
+      yield* ok.flush(5_000)
+      expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe("InvalidPublisherOptions")
+    }))
+
+  it.scopedLive("the Promise facade publishes, flushes and closes", () =>
+    Effect.gen(function*() {
+      const { log, addresses } = yield* cluster(2)
+      yield* Effect.promise(async () => {
+        const client = await CxlogPublisher.open({ brokers: addresses, topic: "t", clientId: 10 })
+        for (let i = 0; i < 500; i++) await client.publish(testMessage(10, i, 64))
+        await client.publish("a string works too")
+        await client.flush(5_000)
+        expect(client.stats().ackedMessages).toBe(501)
+        await client.close()
+        await expect(client.publish(new Uint8Array(8))).rejects.toMatchObject({ _tag: "PublisherClosed" })
+      })
+      expect(audit(log.ordered("t"), new Map([[10, 500]]))).toEqual({ messages: 500, ...clean })
+    }))
+
+  it.effect("layerConfig reads the CXLOG_* names", () =>
+    Effect.gen(function*() {
+      const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+        PublisherLayers.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(entries))))
+      expect(yield* read([["CXLOG_BROKERS", "10.0.0.1:7400,7401"], ["CXLOG_TOPIC", "events"], ["CXLOG_ACK_LEVEL", "2"], ["CXLOG_CLIENT_ID", "42"]])).toEqual({
+        brokers: [{ host: "10.0.0.1", port: 7400 }, { host: "127.0.0.1", port: 7401 }],
+        topic: "events",
+        clientId: 42,
+        ackLevel: 2,
+        batchBytes: 65536,
+        lingerMs: 1,
+        maxInFlightBatches: 64,
+        spread: "round-robin"
+      })
+      expect((yield* read([["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe("MissingData")
+      expect((yield* read([["CXLOG_BROKERS", "nope:x"], ["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe("InvalidData")
+    }))
+})

@@ -1,0 +1,95 @@
+/**
+ * End to end: `cxlog run` as a user runs it (the bundled CLI, `dist/cxlog.mjs`), a head, 4 broker processes,
+ * a publisher and an auditing subscriber — once plain, once with a broker SIGKILLed mid-run;
+ * and `cxlog bench --type publish`, which runs no subscriber and so reports no audit.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "cxlog.mjs")
+
+/** Runs the CLI to completion; SIGTERM (then SIGKILL) if the scope closes first. */
+const runCli = (args: ReadonlyArray<string>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] })),
+    (child) =>
+      Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
+        let stdout = ""
+        let stderr = ""
+        child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()))
+        child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
+        child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+      }),
+    (child) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill("SIGTERM")
+          setTimeout(() => child.kill("SIGKILL"), 3_000).unref()
+        }
+      })
+  )
+
+const summaryOf = (stdout: string) =>
+  JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number | boolean | string | null | Record<string, number>>
+
+describe("cxlog run and bench (bundled CLI, real processes)", () => {
+  it.live("64 MiB of 1 KiB messages, mode 5, ACK 1, 4 brokers: the audit passes and the region is removed", () =>
+    Effect.gen(function*() {
+      expect(existsSync(cli)).toBe(true)
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "64MiB", "--json"])
+      expect(code, stderr).toBe(0)
+      const summary = summaryOf(stdout)
+      expect(summary).toMatchObject({
+        messages: 65536,
+        received: 65536,
+        lost: 0,
+        notDelivered: 0,
+        duplicated: 0,
+        outOfOrder: 0,
+        crcMismatches: 0,
+        auditPassed: true,
+        brokers: 4
+      })
+      expect(summary["throughputMBps"]).toBeGreaterThan(0)
+      expect(summary["ackLatencyP99Us"]).toBeGreaterThanOrEqual(summary["ackLatencyP50Us"] as number)
+      // Every role did work while the messages flowed, and the total is the roles' sum (rounding aside).
+      const cpu = summary["cpuSecondsPerGiB"] as Record<string, number>
+      for (const role of ["head", "brokers", "publisher", "subscriber"]) expect(cpu[role]).toBeGreaterThan(0)
+      expect(Math.abs(cpu["total"]! - (cpu["head"]! + cpu["brokers"]! + cpu["publisher"]! + cpu["subscriber"]!))).toBeLessThan(0.05)
+      expect(existsSync(`/dev/shm/${summary["region"]}`)).toBe(false)
+    }), 240_000)
+
+  it.live("a broker SIGKILLed mid-run: the publisher resends what it had in flight there, everything is acked, the audit passes", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "64MiB", "--json", "--kill-broker", "1"])
+      expect(code, stderr).toBe(0)
+      const summary = summaryOf(stdout)
+      expect(summary).toMatchObject({
+        messages: 65536,
+        received: 65536,
+        lost: 0,
+        notDelivered: 0,
+        duplicated: 0,
+        outOfOrder: 0,
+        crcMismatches: 0,
+        auditPassed: true,
+        killedBroker: 1
+      })
+      // The kill landed while batches were in flight to that broker, and they were sent again.
+      expect(summary["resends"]).toBeGreaterThan(0)
+      expect(existsSync(`/dev/shm/${summary["region"]}`)).toBe(false)
+    }), 240_000)
+
+  it.live("bench --type publish runs no subscriber: the JSON has no audit fields", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["bench", "--type", "publish", "--bytes", "16MiB", "--brokers", "1", "--json"])
+      expect(code, stderr).toBe(0)
+      const result = summaryOf(stdout)
+      expect(result).toMatchObject({ bench: "cxlog", type: "publish", messages: 16384 })
+      for (const field of ["auditPassed", "received", "lost", "notDelivered", "duplicated"]) expect(result).not.toHaveProperty(field)
+    }), 240_000)
+})

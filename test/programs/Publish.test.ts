@@ -1,0 +1,51 @@
+/**
+ * `cxlog publish` from lines (stdin): every line's result is checked; a line the publisher
+ * refuses stops the command with a typed error naming it, after flushing the lines before it.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit } from "effect"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { publish } from "../../src/programs/Publish.js"
+import { BrokerLog } from "../../src/services/net/BrokerLog.js"
+import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
+
+async function* linesOf(lines: ReadonlyArray<string>) {
+  yield* lines
+}
+
+const publishLines = (lines: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
+    const broker = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log.forBroker(0)))
+    const exit = yield* Effect.exit(publish({
+      publisher: { brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 1024, maxBatchBytes: 4096 },
+      lines: linesOf(lines),
+      messageBytes: 0,
+      publisherIndex: 0,
+      flushTimeoutMs: 10_000,
+      reportEveryMs: 60_000,
+      report: () => {}
+    }))
+    const decoder = new TextDecoder()
+    const published: Array<string> = []
+    for (const batch of log.ordered("t")) forEachMessage(batch.payload, batch.messageCount, (m) => published.push(decoder.decode(m)))
+    return { exit, published }
+  })
+
+describe("cxlog publish (lines)", () => {
+  it.scopedLive("every line is published, in order", () =>
+    Effect.gen(function*() {
+      const { exit, published } = yield* publishLines(["a", "", "c"])
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(published).toEqual(["a", "", "c"])
+    }))
+
+  it.scopedLive("an oversized line fails the command naming it; the lines before it are published, none after it", () =>
+    Effect.gen(function*() {
+      const { exit, published } = yield* publishLines(["first", "second", "x".repeat(5000), "fourth"])
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "LineNotPublished", line: 3, bytes: 5000, cause: { _tag: "MessageTooLarge" } } } })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/line 3 \(5000 bytes\) was not published: a 5000-byte message does not fit/)
+      expect(published).toEqual(["first", "second"])
+    }))
+})

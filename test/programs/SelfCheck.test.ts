@@ -1,0 +1,44 @@
+/**
+ * `cxlog selfcheck`: a wake in each direction between two processes, and a failure whenever
+ * the peer reports anything but a wait ended by the parent's wake.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import { selfCheck } from "../../src/programs/SelfCheck.js"
+import { fixturesDir } from "../helpers/Processes.js"
+
+const peer = join(fixturesDir, "selfcheck-peer.ts")
+
+const checkWith = (mode: string) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const before = process.env["CXLOG_TEST_PEER_MODE"]
+      process.env["CXLOG_TEST_PEER_MODE"] = mode
+      return before
+    }),
+    () => Effect.either(selfCheck(peer, ["--import", "tsx"])),
+    (before) =>
+      Effect.sync(() => {
+        if (before === undefined) delete process.env["CXLOG_TEST_PEER_MODE"]
+        else process.env["CXLOG_TEST_PEER_MODE"] = before
+      })
+  )
+
+describe("self-check", () => {
+  it.live("both processes are woken by the other's ring and read the other's value; the region is removed", () =>
+    Effect.gen(function*() {
+      const result = yield* checkWith("real")
+      expect(Either.isRight(result), Either.isLeft(result) ? result.left.message : "").toBe(true)
+      expect(existsSync(`/dev/shm/cxlog-selfcheck-${process.pid}`)).toBe(false)
+    }), 30_000)
+
+  it.live("fails when the peer's wait did not end by a wake, or the peer reports nothing, though it exits 0", () =>
+    Effect.gen(function*() {
+      const notEqual = yield* checkWith("not-equal")
+      expect(Either.isLeft(notEqual) && notEqual.left.message).toMatch(/the peer's doorbell wait ended not-equal/)
+      const silent = yield* checkWith("silent")
+      expect(Either.isLeft(silent) && silent.left.message).toMatch(/without reporting its doorbell wait/)
+    }), 60_000)
+})

@@ -1,0 +1,136 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Option, type Scope } from "effect"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
+import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+
+const BELL = 8192
+const VALUE = 16384
+
+const withDoorbell = (
+  open: (o: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>,
+  spinMicros: number
+) =>
+  Effect.gen(function*() {
+    const name = yield* uniqueRegion("bell")
+    const region = yield* open({ name, size: 1 << 20, mode: "create" })
+    const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros }).pipe(Effect.provideService(CxlMemory, region))
+    return { region, doorbell, name }
+  })
+
+const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>) =>
+  describe(`Doorbell over ${label}`, () => {
+    for (const spinMicros of [0, 50]) {
+      it.scopedLive(`spin ${spinMicros} µs: immediate, timeout, and a poke wakes every waiter`, () =>
+        Effect.gen(function*() {
+          const { region, doorbell } = yield* withDoorbell(open, spinMicros)
+          expect(yield* doorbell.await(() => true, 10)).toBe(true)
+          const started = performance.now()
+          expect(yield* doorbell.await(() => false, 30)).toBe(false)
+          expect(performance.now() - started).toBeGreaterThanOrEqual(25)
+          const fibers = yield* Effect.forEach(
+            [1, 2, 3],
+            (n) => Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) >= n, 10_000)),
+            { concurrency: "unbounded" }
+          )
+          yield* Effect.sleep("20 millis")
+          Atomics.store(region.i32, VALUE / 4, 3)
+          doorbell.poke()
+          const results = yield* Fiber.joinAll(fibers)
+          expect(results).toEqual([true, true, true])
+        }))
+    }
+
+    it.scopedLive("an interrupted waiter leaves the others waiting", () =>
+      Effect.gen(function*() {
+        const { region, doorbell } = yield* withDoorbell(open, 0)
+        const a = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
+        const b = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
+        yield* Effect.sleep("10 millis")
+        yield* Fiber.interrupt(a)
+        Atomics.store(region.i32, VALUE / 4, 1)
+        doorbell.poke()
+        expect(yield* Fiber.join(b)).toBe(true)
+      }))
+  })
+
+contract("the native region", CxlMemoryLayers.make)
+contract("the in-memory fake", CxlMemoryLayers.makeMemory)
+
+describe("Doorbell across processes", () => {
+  // Both sides park for as long as their waits allow (no 100 ms re-check), so a round only
+  // completes if the other process's ring woke the futex: without the wake every round's
+  // wait ends false at its bound.
+  it.scopedLive("a child's ring wakes the parked parent, and the parent's ring the parked child, round after round", () =>
+    Effect.gen(function*() {
+      const name = yield* uniqueRegion("bellx")
+      const layer = DoorbellLayers.layer({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
+        Layer.provideMerge(CxlMemoryLayers.layer({ name, size: 1 << 20, mode: "create" }))
+      )
+      yield* Effect.gen(function*() {
+        const region = yield* CxlMemory
+        const doorbell = yield* Doorbell
+        const rounds = 50
+        const child = yield* spawnFixture("doorbell-ringer", [name, `${VALUE}`, `${BELL}`, `${rounds}`])
+        expect(yield* child.next()).toEqual({ ready: true })
+        for (let round = 1; round <= rounds; round++) {
+          const ok = yield* doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === round, 5_000)
+          expect(ok).toBe(true)
+          Atomics.store(region.i32, VALUE / 4 + 1, round)
+          doorbell.ring(8192 + 4096)
+        }
+        expect((yield* child.exited).code).toBe(0)
+      }).pipe(Effect.provide(layer))
+    }))
+})
+
+describe("Doorbell spin policy and rings", () => {
+  it("adaptive spin: misses halve the budget down to none; a satisfied short wait raises it, never past the limit", () => {
+    const policy = DoorbellLayers.adaptiveSpin(0.05)
+    expect(policy.budgetMs()).toBe(0.05)
+    for (let miss = 0; miss < 20; miss++) policy.spun(false, policy.budgetMs())
+    expect(policy.budgetMs()).toBe(0)
+    policy.parked(true, 0.5)
+    expect(policy.budgetMs()).toBe(0)
+    policy.parked(false, 0.004)
+    expect(policy.budgetMs()).toBe(0)
+    policy.parked(true, 0.004)
+    expect(policy.budgetMs()).toBe(0.008)
+    policy.spun(true, 0.002)
+    expect(policy.budgetMs()).toBe(0.008)
+    policy.parked(true, 0.04)
+    expect(policy.budgetMs()).toBe(0.05)
+    expect(DoorbellLayers.fixedSpin(0.05).budgetMs()).toBe(0.05)
+  })
+
+  it.scopedLive("rings while the owner is parked cost one futex wake: only the ringer that clears parked bumps the word", () =>
+    Effect.gen(function*() {
+      const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)
+      const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+      const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
+      while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+      const word = Atomics.load(region.i32, BELL / 4)
+      ringer.ring(BELL)
+      ringer.ring(BELL)
+      expect(Atomics.load(region.i32, BELL / 4)).toBe(word + 1)
+      expect(Atomics.load(region.i32, BELL / 4 + 1)).toBe(0)
+      expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+      Atomics.store(region.i32, VALUE / 4, 1)
+      ringer.ring(BELL)
+      expect(yield* Fiber.join(waiting)).toBe(true)
+    }))
+
+  it.scopedLive("a ring of the own bell settles local waiters without touching the bell word", () =>
+    Effect.gen(function*() {
+      const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)
+      const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
+      while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+      const word = Atomics.load(region.i32, BELL / 4)
+      Atomics.store(region.i32, VALUE / 4, 1)
+      doorbell.ring(doorbell.offset)
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      expect(Atomics.load(region.i32, BELL / 4)).toBe(word)
+    }))
+})
