@@ -88,7 +88,7 @@ const perGiB = <K extends string>(bytes: number, seconds: Record<K, number>): Re
 }
 
 /** Region sizing for the run: one topic, `brokers` broker slots, blogs large enough to absorb bursts. */
-const logEnv = (options: RunOptions): Record<string, string> => ({
+export const logEnv = (options: Pick<ClusterShape, "brokers" | "batchBytes">): Record<string, string> => ({
   CXLOG_LOG_MAX_TOPICS: "1",
   CXLOG_LOG_MAX_BROKERS: `${Math.max(options.brokers, 1)}`,
   CXLOG_LOG_BLOG_BYTES: `${32 << 20}`,

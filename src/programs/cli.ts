@@ -16,6 +16,7 @@ import { publish } from "./Publish.js"
 import { regions } from "./Regions.js"
 import { exitWithParent, parentEvent, parseBytes } from "./Report.js"
 import { run } from "./Run.js"
+import { loopbackEcho, rtt } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
 import { subscribe } from "./Subscribe.js"
 
@@ -220,20 +221,25 @@ const benchCommand = Command.make(
   "bench",
   {
     ...clusterFlags("256MiB"),
-    type: Options.choice("type", ["publish", "e2e", "latency"]).pipe(
+    type: Options.choice("type", ["publish", "e2e", "latency", "rtt"]).pipe(
       Options.withDefault("e2e" as const),
-      Options.withDescription("publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps)")
+      Options.withDescription(
+        "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (closed loop, one message at a time, next to a TCP ping-pong)"
+      )
     ),
     rateMbps: Options.float("rate-mbps").pipe(Options.withDefault(50)),
+    samples: Options.integer("samples").pipe(Options.withDefault(2_000), Options.withDescription("rtt: round trips measured")),
     json: Options.boolean("json").pipe(Options.withDescription("only the JSON line"))
   },
   (o) =>
-    bench({
-      ...clusterShape(o),
-      type: o.type,
-      rateMBps: o.rateMbps,
-      json: o.json
-    }).pipe(Effect.asVoid)
+    o.type === "rtt"
+      ? rtt({ brokers: o.brokers, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json }).pipe(Effect.asVoid)
+      : bench({
+        ...clusterShape(o),
+        type: o.type,
+        rateMBps: o.rateMbps,
+        json: o.json
+      }).pipe(Effect.asVoid)
 ).pipe(Command.withDescription("Measure a local cluster's throughput and ACK latency next to the loopback TCP bound"))
 
 const createTopicCommand = Command.make(
@@ -258,6 +264,10 @@ const loopbackSendCommand = Command.make(
   ({ args }) => loopbackSend(args[0] ?? 0, args[1] ?? 0, args[2] ?? 65536)
 ).pipe(Command.withDescription("internal: the sending side of the loopback TCP reference"))
 
+const loopbackEchoCommand = Command.make("loopback-echo", {}, () => loopbackEcho).pipe(
+  Command.withDescription("internal: the echo side of the TCP ping-pong reference")
+)
+
 const selfcheckCommand = Command.make(
   "selfcheck",
   { peer: Options.text("peer").pipe(Options.optional, Options.withDescription("internal: run as the attaching peer")) },
@@ -265,7 +275,7 @@ const selfcheckCommand = Command.make(
 ).pipe(Command.withDescription("Create a region, attach it from a second process, exchange a value and doorbell wakes"))
 
 const cxlog = Command.make("cxlog").pipe(
-  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, createTopicCommand, regionsCommand, selfcheckCommand, loopbackSendCommand])
+  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, createTopicCommand, regionsCommand, selfcheckCommand, loopbackSendCommand, loopbackEchoCommand])
 )
 
 const cli = Command.run(cxlog, { name: "cxlog", version: "0.1.0" })

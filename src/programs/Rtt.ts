@@ -1,0 +1,157 @@
+/**
+ * `cxlog bench --type rtt`: closed-loop latency, one message at a time. A local cluster (head
+ * and N brokers, as `cxlog run` starts them) and, in this process, a publisher through the
+ * public API: publish one message, wait for its ACK, repeat. The reference, measured in the
+ * same run: a Node TCP ping-pong of the same payload between this process and a child echo
+ * server. `ratio` = ping-pong p50 / ACK p50 (higher is better; 1 = as fast as a TCP round trip).
+ */
+import { Console, Effect } from "effect"
+import { fork } from "node:child_process"
+import { connect, createServer, type Socket } from "node:net"
+import * as PublisherLayers from "../layers/net/Publisher.js"
+import { cliEntry } from "../PackageRoot.js"
+import { percentile } from "../Percentiles.js"
+import { table } from "../Table.js"
+import { spawnRole, whileAlive } from "./Cluster.js"
+import { pruneRunRegions, runRegionName } from "./Regions.js"
+import { logEnv } from "./Run.js"
+
+export interface RttOptions {
+  readonly brokers: number
+  readonly messageBytes: number
+  readonly order: 0 | 2 | 4 | 5
+  readonly samples: number
+  readonly json: boolean
+}
+
+/** Round trips run before measuring (connections, JIT). */
+const WARMUP = 200
+/** A round trip that takes longer than this fails the bench rather than hang it. */
+const ROUND_TRIP_TIMEOUT_MS = 10_000
+
+const micros = (ms: number) => Math.round(ms * 1000 * 10) / 10
+
+/** p50 / p99 / p99.9 of round trips measured in ms, in µs. */
+const latencyMicros = (samples: Float64Array) => {
+  const sorted = Float64Array.from(samples).sort()
+  return { p50: micros(percentile(sorted, 50)), p99: micros(percentile(sorted, 99)), p999: micros(percentile(sorted, 99.9)) }
+}
+
+/** Closed-loop publish → ACK round trips through the public publisher API. */
+const measureAckRtt = (options: RttOptions) =>
+  Effect.gen(function*() {
+    yield* pruneRunRegions
+    const region = runRegionName(process.pid)
+    const env = {
+      ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10 }),
+      CXLOG_REGION: region
+    }
+    const head = yield* spawnRole("head", ["head", "--topic", `rtt:${options.order}:1`], env)
+    yield* head.event("ready", 20_000)
+    const brokers = yield* Effect.forEach(
+      Array.from({ length: options.brokers }, (_, i) => i),
+      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], env),
+      { concurrency: "unbounded" }
+    )
+    const ports = yield* Effect.forEach(brokers, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number)).pipe(
+      whileAlive([head], "the brokers to listen")
+    )
+    const publisher = yield* PublisherLayers.make({
+      brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
+      topic: "rtt",
+      ackLevel: 1
+    })
+    const payload = new Uint8Array(options.messageBytes).fill(7)
+    const samples = new Float64Array(options.samples)
+    for (let i = -WARMUP; i < options.samples; i++) {
+      const started = performance.now()
+      yield* publisher.publish(payload)
+      yield* publisher.flush(ROUND_TRIP_TIMEOUT_MS)
+      if (i >= 0) samples[i] = performance.now() - started
+    }
+    return latencyMicros(samples)
+  }).pipe(Effect.scoped)
+
+/** Closed-loop TCP ping-pong of `bytes` with a child echo server (`cxlog loopback-echo`). */
+const measurePingPong = (bytes: number, samples: number) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => fork(cliEntry(), ["loopback-echo"], { stdio: ["ignore", "ignore", "inherit", "ipc"] })),
+      (c) => Effect.sync(() => void c.kill("SIGKILL"))
+    )
+    const port = yield* Effect.async<number, Error>((resume) => {
+      child.once("message", (m) => resume(Effect.succeed((m as { port: number }).port)))
+      child.once("exit", (code) => resume(Effect.fail(new Error(`the echo server exited (${code})`))))
+    })
+    const socket = yield* Effect.acquireRelease(
+      Effect.async<Socket, Error>((resume) => {
+        const s = connect({ host: "127.0.0.1", port, noDelay: true }, () => resume(Effect.succeed(s)))
+        s.once("error", (error) => resume(Effect.fail(error)))
+      }),
+      (s) => Effect.sync(() => s.destroy())
+    )
+    const payload = Buffer.alloc(bytes, 7)
+    let received = 0
+    let arrived: (() => void) | undefined
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.length
+      if (received >= bytes && arrived !== undefined) {
+        received -= bytes
+        const done = arrived
+        arrived = undefined
+        done()
+      }
+    })
+    const roundTrip = Effect.async<void>((resume) => {
+      arrived = () => resume(Effect.void)
+      socket.write(payload)
+    })
+    const times = new Float64Array(samples)
+    for (let i = -WARMUP; i < samples; i++) {
+      const started = performance.now()
+      yield* roundTrip
+      if (i >= 0) times[i] = performance.now() - started
+    }
+    return latencyMicros(times)
+  }).pipe(Effect.scoped)
+
+export const rtt = (options: RttOptions) =>
+  Effect.gen(function*() {
+    const pingPong = yield* measurePingPong(options.messageBytes, options.samples)
+    const ack = yield* measureAckRtt(options)
+    const result = {
+      bench: "cxlog-rtt",
+      brokers: options.brokers,
+      order: options.order,
+      ackLevel: 1,
+      messageBytes: options.messageBytes,
+      samples: options.samples,
+      ackRttP50Us: ack.p50,
+      ackRttP99Us: ack.p99,
+      ackRttP999Us: ack.p999,
+      pingPongP50Us: pingPong.p50,
+      pingPongP99Us: pingPong.p99,
+      ratio: Math.round((pingPong.p50 / ack.p50) * 1000) / 1000
+    }
+    if (!options.json) {
+      yield* Console.log(
+        table(["closed loop, one message at a time", "p50 µs", "p99 µs", "p99.9 µs"], [
+          [`publish → ACK, ${options.messageBytes} B, order ${options.order}, ack 1, ${options.brokers} brokers`, ack.p50, ack.p99, ack.p999],
+          [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999]
+        ])
+      )
+    }
+    yield* Console.log(JSON.stringify(result))
+    return result
+  })
+
+/** The echo side of the ping-pong reference (`cxlog loopback-echo`): reports its port over IPC. */
+export const loopbackEcho: Effect.Effect<void> = Effect.async<void>(() => {
+  const server = createServer({ noDelay: true }, (socket) => {
+    socket.on("data", (chunk) => socket.write(chunk))
+    socket.on("error", () => socket.destroy())
+  })
+  server.listen(0, "127.0.0.1", () => process.send?.({ port: (server.address() as { port: number }).port }))
+  // The parent ends the bench by killing this process; losing the parent ends it too.
+  process.on("disconnect", () => process.exit(0))
+})
