@@ -45,6 +45,8 @@ export interface NativeAddon {
   takeFlushRecords(): Float64Array
   wait(buffer: ArrayBuffer, offset: number, expected: number, timeoutMs: number): Promise<WaitOutcome>
   wake(buffer: ArrayBuffer, offset: number, count: number): number
+  /** Creates a FIFO at `path` with `mode` (replacing a FIFO left there; anything else is EEXIST). */
+  mkfifo(path: string, mode: number): void
   crc32c(bytes: ArrayBuffer | ArrayBufferView, offset?: number, length?: number, seed?: number): number
   monotonicNs(): number
   features(): NativeFeatures

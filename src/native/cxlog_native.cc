@@ -610,6 +610,28 @@ void DetectFeatures() {
 #endif
 }
 
+// ---------------------------------------------------------------------------
+// Wake FIFOs: a process waits for doorbell rings by reading a FIFO that libuv watches on its
+// own loop (one kernel wake of the JS thread per ring); Node has no mkfifo of its own.
+
+// mkfifo(path, mode): creates the FIFO, replacing a FIFO a previous owner left; anything else at
+// the path is an error (EEXIST), never removed.
+Napi::Value Mkfifo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) return ThrowType(env, "mkfifo(path, mode)");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const mode_t mode = static_cast<mode_t>(info[1].As<Napi::Number>().Uint32Value() & 0777);
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISFIFO(st.st_mode)) return ThrowErrno(env, "mkfifo", EEXIST, "wake fifo " + path);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) return ThrowErrno(env, "unlink", errno, "wake fifo " + path);
+  }
+  if (mkfifo(path.c_str(), mode) != 0) return ThrowErrno(env, "mkfifo", errno, "wake fifo " + path);
+  // mkfifo honours the umask; the owner-only mode is what a doorbell needs.
+  if (chmod(path.c_str(), mode) != 0) return ThrowErrno(env, "chmod", errno, "wake fifo " + path);
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -629,6 +651,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32c", Napi::Function::New(env, Crc32cJs));
   exports.Set("monotonicNs", Napi::Function::New(env, MonotonicNs));
   exports.Set("features", Napi::Function::New(env, Features));
+  exports.Set("mkfifo", Napi::Function::New(env, Mkfifo));
   return exports;
 }
 
