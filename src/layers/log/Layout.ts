@@ -1,8 +1,9 @@
 /**
  * Where the shared log lives in the region: its configuration (sizes, with defaults and
  * validation), the pure size function `logAreaBytes`, and `makeLogArea`, which gives every
- * offset of the log area from a base offset. Field layouts inside each record are in
- * LogRecords.ts.
+ * offset of the log area from a base offset, down to one record (`pbrSlotOffset`,
+ * `goiEntryOffset`, `sessionLineOffset`). Field layouts inside each record are in
+ * Records.ts, their typed accessors in RecordViews.ts.
  *
  * Log area, from `base` (64-byte lines; big areas start on 4 KiB pages):
  *   broker owner lines   maxBrokers × 64        (each broker process its own line)
@@ -19,6 +20,7 @@
  *   per broker           PBR pbrSlots × 128, then Blog blogBytes (that broker; PBR line 1: sequencer)
  */
 import { Config, Data, Effect } from "effect"
+import { alignLine } from "./Records.js"
 
 export interface LogConfig {
   readonly maxTopics: number
@@ -120,8 +122,8 @@ const LINE = 64
 const PAGE = 4096
 export const PBR_SLOT_BYTES = 128
 export const GOI_ENTRY_BYTES = 64
+export const SESSION_LINE_BYTES = 64
 export const TOPIC_DESCRIPTOR_BYTES = 128
-const alignLine = (n: number) => Math.ceil(n / LINE) * LINE
 const alignPage = (n: number) => Math.ceil(n / PAGE) * PAGE
 
 interface TopicGeometry {
@@ -143,7 +145,7 @@ const topicGeometry = (c: LogConfig): TopicGeometry => {
   const brokerLines = registryLine + LINE
   const subscribers = brokerLines + c.maxBrokers * 3 * LINE
   const sessions = subscribers + c.subscriberSlots * LINE
-  const goi = alignPage(sessions + c.sessionSlots * LINE)
+  const goi = alignPage(sessions + c.sessionSlots * SESSION_LINE_BYTES)
   const pbrs = alignPage(goi + c.goiSlots * GOI_ENTRY_BYTES)
   const pbrBytes = alignPage(c.pbrSlots * PBR_SLOT_BYTES)
   const pbrStride = pbrBytes + c.blogBytes
@@ -204,6 +206,16 @@ export const makeLogArea = (base: number, config: LogConfig): LogArea => {
     blog: (t, b) => topic(t) + g.pbrs + b * g.pbrStride + g.pbrBytes
   }
 }
+
+/** The PBR slot that holds absolute position `pbrSeq` of (topic, broker). */
+export const pbrSlotOffset = (area: LogArea, topic: number, broker: number, pbrSeq: number): number =>
+  area.pbr(topic, broker) + (pbrSeq % area.config.pbrSlots) * PBR_SLOT_BYTES
+
+/** The GOI entry that holds global seq `g` of the topic. */
+export const goiEntryOffset = (area: LogArea, topic: number, g: number): number => area.goi(topic) + (g % area.config.goiSlots) * GOI_ENTRY_BYTES
+
+/** Session line `slot` of the topic's session table. */
+export const sessionLineOffset = (area: LogArea, topic: number, slot: number): number => area.sessions(topic) + slot * SESSION_LINE_BYTES
 
 /**
  * Validates `config`, places the area at `base` and checks that it fits a region of

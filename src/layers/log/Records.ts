@@ -1,6 +1,6 @@
 /**
- * Field offsets inside each record of the log area (see LogLayout.ts for where records
- * are). Numbers are byte offsets within the record; 64-bit values are f64 (below 2^53);
+ * Field offsets inside each record of the log area (see Layout.ts for where records
+ * are, RecordViews.ts for the typed accessors that read and write them). Numbers are byte offsets within the record; 64-bit values are f64 (below 2^53);
  * commit words are i32 written last with `Atomics.store` and read with `Atomics.load`.
  */
 
@@ -84,6 +84,8 @@ export const PbrSlot = {
   pbrSeq: 48,
   kind: 56,
   commit: 60,
+  /** Line 1, the sequencer's. */
+  sequencerLine: 64,
   globalSeq: 64,
   totalOrder: 72,
   finish: 124

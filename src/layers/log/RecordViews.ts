@@ -1,0 +1,230 @@
+/**
+ * Typed accessors for the log area's records (field offsets in Records.ts, record offsets
+ * from Layout.ts: `pbrSlotOffset`, `goiEntryOffset`, `sessionLineOffset`). A view is made
+ * once over the region's (or a private buffer's) typed arrays; every method takes the
+ * record's byte offset and reads or writes one field, so hot paths allocate nothing.
+ * 64-bit values are f64 (below 2^53). Commit and other shared words go through `Atomics`;
+ * flushing (`publish`) and invalidating stay with the caller, who knows the record's span.
+ */
+import {
+  BrokerLine,
+  GOI_INVALID,
+  GoiEntry,
+  goiSeqHi,
+  goiSeqLo,
+  lapMark,
+  LeaseLine,
+  OrderLine,
+  PbrSlot,
+  RegistryLine,
+  SequencerLine,
+  SessionLine
+} from "./Records.js"
+
+/** The typed arrays records live in (a `CxlMemoryShape` is one). */
+export interface RecordWords {
+  readonly i32: Int32Array
+  readonly u32: Uint32Array
+  readonly f64: Float64Array
+}
+
+class View {
+  protected readonly i32: Int32Array
+  protected readonly u32: Uint32Array
+  protected readonly f64: Float64Array
+  constructor(words: RecordWords) {
+    this.i32 = words.i32
+    this.u32 = words.u32
+    this.f64 = words.f64
+  }
+}
+
+/**
+ * A PBR slot of a ring of `slots`. Line 0 is the broker's (its commit word says lap + 1),
+ * line 1 the sequencer's (its finish word says lap + 1).
+ */
+export class PbrSlotView extends View {
+  constructor(words: RecordWords, readonly slots: number) {
+    super(words)
+  }
+  // line 0, the broker's
+  clientId(at: number): number { return this.u32[(at + PbrSlot.clientId) / 4] }
+  sessionEpoch(at: number): number { return this.u32[(at + PbrSlot.sessionEpoch) / 4] }
+  batchSeq(at: number): number { return this.f64[(at + PbrSlot.batchSeq) / 8] }
+  messageCount(at: number): number { return this.u32[(at + PbrSlot.messageCount) / 4] }
+  payloadBytes(at: number): number { return this.u32[(at + PbrSlot.payloadBytes) / 4] }
+  blogPosition(at: number): number { return this.f64[(at + PbrSlot.blogPosition) / 8] }
+  crc32c(at: number): number { return this.u32[(at + PbrSlot.crc32c) / 4] }
+  brokerId(at: number): number { return this.u32[(at + PbrSlot.brokerId) / 4] }
+  receivedAtMs(at: number): number { return this.f64[(at + PbrSlot.receivedAtMs) / 8] }
+  /** The absolute position the broker wrote the slot for (a check against stale or corrupt slots). */
+  pbrSeq(at: number): number { return this.f64[(at + PbrSlot.pbrSeq) / 8] }
+  kind(at: number): number { return this.u32[(at + PbrSlot.kind) / 4] }
+  setClientId(at: number, v: number): void { this.u32[(at + PbrSlot.clientId) / 4] = v }
+  setSessionEpoch(at: number, v: number): void { this.u32[(at + PbrSlot.sessionEpoch) / 4] = v }
+  setBatchSeq(at: number, v: number): void { this.f64[(at + PbrSlot.batchSeq) / 8] = v }
+  setMessageCount(at: number, v: number): void { this.u32[(at + PbrSlot.messageCount) / 4] = v }
+  setPayloadBytes(at: number, v: number): void { this.u32[(at + PbrSlot.payloadBytes) / 4] = v }
+  setBlogPosition(at: number, v: number): void { this.f64[(at + PbrSlot.blogPosition) / 8] = v }
+  setCrc32c(at: number, v: number): void { this.u32[(at + PbrSlot.crc32c) / 4] = v }
+  setBrokerId(at: number, v: number): void { this.u32[(at + PbrSlot.brokerId) / 4] = v }
+  setReceivedAtMs(at: number, v: number): void { this.f64[(at + PbrSlot.receivedAtMs) / 8] = v }
+  setPbrSeq(at: number, v: number): void { this.f64[(at + PbrSlot.pbrSeq) / 8] = v }
+  setKind(at: number, v: number): void { this.u32[(at + PbrSlot.kind) / 4] = v }
+  /** Whether the broker committed the slot for position `pbrSeq` (this lap). */
+  committed(at: number, pbrSeq: number): boolean { return Atomics.load(this.i32, (at + PbrSlot.commit) / 4) === lapMark(pbrSeq, this.slots) }
+  /** The broker's commit word, written last. */
+  commit(at: number, pbrSeq: number): void { Atomics.store(this.i32, (at + PbrSlot.commit) / 4, lapMark(pbrSeq, this.slots)) }
+  // line 1, the sequencer's
+  /** The batch's global seq, or a `Dropped` code. */
+  globalSeq(at: number): number { return this.f64[(at + PbrSlot.globalSeq) / 8] }
+  totalOrder(at: number): number { return this.f64[(at + PbrSlot.totalOrder) / 8] }
+  setGlobalSeq(at: number, v: number): void { this.f64[(at + PbrSlot.globalSeq) / 8] = v }
+  setTotalOrder(at: number, v: number): void { this.f64[(at + PbrSlot.totalOrder) / 8] = v }
+  /** Whether the sequencer finished the slot for position `pbrSeq` (this lap). */
+  finished(at: number, pbrSeq: number): boolean { return Atomics.load(this.i32, (at + PbrSlot.finish) / 4) === lapMark(pbrSeq, this.slots) }
+  /** The sequencer's finish word, written last. */
+  finish(at: number, pbrSeq: number): void { Atomics.store(this.i32, (at + PbrSlot.finish) / 4, lapMark(pbrSeq, this.slots)) }
+}
+
+/** A GOI entry; its global seq (high half, then the low half as commit word) is written last. */
+export class GoiEntryView extends View {
+  totalOrder(at: number): number { return this.f64[(at + GoiEntry.totalOrder) / 8] }
+  blogPosition(at: number): number { return this.f64[(at + GoiEntry.blogPosition) / 8] }
+  pbrSeq(at: number): number { return this.f64[(at + GoiEntry.pbrSeq) / 8] }
+  batchSeq(at: number): number { return this.f64[(at + GoiEntry.batchSeq) / 8] }
+  brokerId(at: number): number { return this.u32[(at + GoiEntry.brokerId) / 4] }
+  payloadBytes(at: number): number { return this.u32[(at + GoiEntry.payloadBytes) / 4] }
+  messageCount(at: number): number { return this.u32[(at + GoiEntry.messageCount) / 4] }
+  clientId(at: number): number { return this.u32[(at + GoiEntry.clientId) / 4] }
+  sessionEpoch(at: number): number { return this.u32[(at + GoiEntry.sessionEpoch) / 4] }
+  crc32c(at: number): number { return this.u32[(at + GoiEntry.crc32c) / 4] }
+  setTotalOrder(at: number, v: number): void { this.f64[(at + GoiEntry.totalOrder) / 8] = v }
+  setBlogPosition(at: number, v: number): void { this.f64[(at + GoiEntry.blogPosition) / 8] = v }
+  setPbrSeq(at: number, v: number): void { this.f64[(at + GoiEntry.pbrSeq) / 8] = v }
+  setBatchSeq(at: number, v: number): void { this.f64[(at + GoiEntry.batchSeq) / 8] = v }
+  setBrokerId(at: number, v: number): void { this.u32[(at + GoiEntry.brokerId) / 4] = v }
+  setPayloadBytes(at: number, v: number): void { this.u32[(at + GoiEntry.payloadBytes) / 4] = v }
+  setMessageCount(at: number, v: number): void { this.u32[(at + GoiEntry.messageCount) / 4] = v }
+  setClientId(at: number, v: number): void { this.u32[(at + GoiEntry.clientId) / 4] = v }
+  setSessionEpoch(at: number, v: number): void { this.u32[(at + GoiEntry.sessionEpoch) / 4] = v }
+  setCrc32c(at: number, v: number): void { this.u32[(at + GoiEntry.crc32c) / 4] = v }
+  /** Whether the entry is committed as global seq `g` (a reader checks again after reading it). */
+  holds(at: number, g: number): boolean {
+    return Atomics.load(this.i32, (at + GoiEntry.seqLo) / 4) === goiSeqLo(g) && this.i32[(at + GoiEntry.seqHi) / 4] === goiSeqHi(g)
+  }
+  /** Voids the entry before it is rewritten: a reader validating an older seq of this slot then sees a mismatch. */
+  markRewriting(at: number): void { Atomics.store(this.i32, (at + GoiEntry.seqLo) / 4, GOI_INVALID) }
+  setSeqHigh(at: number, g: number): void { this.i32[(at + GoiEntry.seqHi) / 4] = goiSeqHi(g) }
+  /** The commit word (the low half of `g`), written last. */
+  commitSeq(at: number, g: number): void { Atomics.store(this.i32, (at + GoiEntry.seqLo) / 4, goiSeqLo(g)) }
+}
+
+/** A session line, a seqlock (the version is odd while it is written); `state` is claimed by compare-and-swap. */
+export class SessionLineView extends View {
+  version(at: number): number { return Atomics.load(this.i32, (at + SessionLine.version) / 4) }
+  storeVersion(at: number, v: number): void { Atomics.store(this.i32, (at + SessionLine.version) / 4, v) }
+  state(at: number): number { return Atomics.load(this.i32, (at + SessionLine.state) / 4) }
+  storeState(at: number, v: number): void { Atomics.store(this.i32, (at + SessionLine.state) / 4, v) }
+  /** Compare-and-swap of the state word; true when it held `expected`. */
+  swapState(at: number, expected: number, v: number): boolean {
+    return Atomics.compareExchange(this.i32, (at + SessionLine.state) / 4, expected, v) === expected
+  }
+  clientId(at: number): number { return this.u32[(at + SessionLine.clientId) / 4] }
+  sessionEpoch(at: number): number { return this.u32[(at + SessionLine.sessionEpoch) / 4] }
+  next(at: number): number { return this.f64[(at + SessionLine.next) / 8] }
+  orderedMessages(at: number): number { return this.f64[(at + SessionLine.orderedMessages) / 8] }
+  duplicates(at: number): number { return this.f64[(at + SessionLine.duplicates) / 8] }
+  held(at: number): number { return this.f64[(at + SessionLine.held) / 8] }
+  lastActivityMs(at: number): number { return this.f64[(at + SessionLine.lastActivityMs) / 8] }
+  setClientId(at: number, v: number): void { this.u32[(at + SessionLine.clientId) / 4] = v }
+  setSessionEpoch(at: number, v: number): void { this.u32[(at + SessionLine.sessionEpoch) / 4] = v }
+  setNext(at: number, v: number): void { this.f64[(at + SessionLine.next) / 8] = v }
+  setOrderedMessages(at: number, v: number): void { this.f64[(at + SessionLine.orderedMessages) / 8] = v }
+  setDuplicates(at: number, v: number): void { this.f64[(at + SessionLine.duplicates) / 8] = v }
+  setHeld(at: number, v: number): void { this.f64[(at + SessionLine.held) / 8] = v }
+  setLastActivityMs(at: number, v: number): void { this.f64[(at + SessionLine.lastActivityMs) / 8] = v }
+}
+
+/** A topic's registry line, updated by brokers and the sequencer atomically. */
+export class RegistryLineView extends View {
+  /** Draws the next session epoch; returns the word's value before. */
+  addEpoch(at: number): number { return Atomics.add(this.i32, (at + RegistryLine.epochs) / 4, 1) }
+  live(at: number): number { return Atomics.load(this.i32, (at + RegistryLine.live) / 4) }
+  /** Adds `delta` to the live count; returns the value before. */
+  addLive(at: number, delta: number): number { return Atomics.add(this.i32, (at + RegistryLine.live) / 4, delta) }
+}
+
+/** A topic's order line (the sequencer's). */
+export class OrderLineView extends View {
+  committed(at: number): number { return this.f64[(at + OrderLine.committed) / 8] }
+  totalOrder(at: number): number { return this.f64[(at + OrderLine.totalOrder) / 8] }
+  epoch(at: number): number { return this.i32[(at + OrderLine.epoch) / 4] }
+  fencedSessions(at: number): number { return this.f64[(at + OrderLine.fencedSessions) / 8] }
+  sessions(at: number): number { return this.f64[(at + OrderLine.sessions) / 8] }
+  setCommitted(at: number, v: number): void { this.f64[(at + OrderLine.committed) / 8] = v }
+  setTotalOrder(at: number, v: number): void { this.f64[(at + OrderLine.totalOrder) / 8] = v }
+  setEpoch(at: number, v: number): void { this.i32[(at + OrderLine.epoch) / 4] = v }
+  setFencedSessions(at: number, v: number): void { this.f64[(at + OrderLine.fencedSessions) / 8] = v }
+  setSessions(at: number, v: number): void { this.f64[(at + OrderLine.sessions) / 8] = v }
+  /** Bumped after every round that moved anything (waiters poll it). */
+  progress(at: number): number { return Atomics.load(this.i32, (at + OrderLine.progress) / 4) }
+  bumpProgress(at: number): void { Atomics.add(this.i32, (at + OrderLine.progress) / 4, 1) }
+  stalled(at: number): number { return Atomics.load(this.i32, (at + OrderLine.stalled) / 4) }
+  storeStalled(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + OrderLine.stalled) / 4, v) }
+}
+
+/** A (topic, broker) line written by that broker. */
+export class BrokerLineView extends View {
+  pbrHead(at: number): number { return this.f64[(at + BrokerLine.pbrHead) / 8] }
+  blogHead(at: number): number { return this.f64[(at + BrokerLine.blogHead) / 8] }
+  appendedMessages(at: number): number { return this.f64[(at + BrokerLine.appendedMessages) / 8] }
+  pbrReclaimed(at: number): number { return this.f64[(at + BrokerLine.pbrReclaimed) / 8] }
+  blogTail(at: number): number { return this.f64[(at + BrokerLine.blogTail) / 8] }
+  ringFullWaits(at: number): number { return this.f64[(at + BrokerLine.ringFullWaits) / 8] }
+  setPbrHead(at: number, v: number): void { this.f64[(at + BrokerLine.pbrHead) / 8] = v }
+  setBlogHead(at: number, v: number): void { this.f64[(at + BrokerLine.blogHead) / 8] = v }
+  setAppendedMessages(at: number, v: number): void { this.f64[(at + BrokerLine.appendedMessages) / 8] = v }
+  setPbrReclaimed(at: number, v: number): void { this.f64[(at + BrokerLine.pbrReclaimed) / 8] = v }
+  setBlogTail(at: number, v: number): void { this.f64[(at + BrokerLine.blogTail) / 8] = v }
+  setRingFullWaits(at: number, v: number): void { this.f64[(at + BrokerLine.ringFullWaits) / 8] = v }
+  /** Bumped after the reclaim cursors move. */
+  reclaimVersion(at: number): number { return Atomics.load(this.i32, (at + BrokerLine.reclaimVersion) / 4) }
+  bumpReclaimVersion(at: number): void { Atomics.add(this.i32, (at + BrokerLine.reclaimVersion) / 4, 1) }
+}
+
+/** A (topic, broker) line written by the sequencer. */
+export class SequencerLineView extends View {
+  consumedThrough(at: number): number { return this.f64[(at + SequencerLine.consumedThrough) / 8] }
+  orderedBatches(at: number): number { return this.f64[(at + SequencerLine.orderedBatches) / 8] }
+  orderedMessages(at: number): number { return this.f64[(at + SequencerLine.orderedMessages) / 8] }
+  duplicates(at: number): number { return this.f64[(at + SequencerLine.duplicates) / 8] }
+  dropped(at: number): number { return this.f64[(at + SequencerLine.dropped) / 8] }
+  held(at: number): number { return this.f64[(at + SequencerLine.held) / 8] }
+  setConsumedThrough(at: number, v: number): void { this.f64[(at + SequencerLine.consumedThrough) / 8] = v }
+  setOrderedBatches(at: number, v: number): void { this.f64[(at + SequencerLine.orderedBatches) / 8] = v }
+  setOrderedMessages(at: number, v: number): void { this.f64[(at + SequencerLine.orderedMessages) / 8] = v }
+  setDuplicates(at: number, v: number): void { this.f64[(at + SequencerLine.duplicates) / 8] = v }
+  setDropped(at: number, v: number): void { this.f64[(at + SequencerLine.dropped) / 8] = v }
+  setHeld(at: number, v: number): void { this.f64[(at + SequencerLine.held) / 8] = v }
+}
+
+/** The sequencer lease line in the superblock: `occurrence` is claimed by compare-and-swap, `pid` published last. */
+export class LeaseLineView extends View {
+  occurrence(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.occurrence) / 4) }
+  /** Compare-and-swap of the holder's occurrence; true when it held `expected`. */
+  swapOccurrence(at: number, expected: number, v: number): boolean {
+    return Atomics.compareExchange(this.i32, (at + LeaseLine.occurrence) / 4, expected, v) === expected
+  }
+  pid(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.pid) / 4) }
+  storePid(at: number, v: number): void { Atomics.store(this.i32, (at + LeaseLine.pid) / 4, v) }
+  epoch(at: number): number { return this.i32[(at + LeaseLine.epoch) / 4] }
+  setEpoch(at: number, v: number): void { this.i32[(at + LeaseLine.epoch) / 4] = v }
+  doorbell(at: number): number { return this.i32[(at + LeaseLine.doorbell) / 4] }
+  setDoorbell(at: number, v: number): void { this.i32[(at + LeaseLine.doorbell) / 4] = v }
+  expiresAtMs(at: number): number { return this.f64[(at + LeaseLine.expiresAtMs) / 8] }
+  setExpiresAtMs(at: number, v: number): void { this.f64[(at + LeaseLine.expiresAtMs) / 8] = v }
+  /** 1 while the sequencer waits on its doorbell for batches (appenders ring it only then). */
+  waiting(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.waiting) / 4) }
+  storeWaiting(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + LeaseLine.waiting) / 4, v) }
+}
