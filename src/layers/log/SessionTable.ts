@@ -13,14 +13,13 @@
  *   late lookup still learns where the session ended, until a registration reuses it.
  * - Every read is a seqlock read that checks the key, because released lines are reused.
  */
+import { SESSION_LINE_BYTES } from "./Layout.js"
 import type { SessionState as SessionStateCode } from "./Records.js"
-import { RegistryLine, SessionLine, SessionState } from "./Records.js"
+import { SessionState } from "./Records.js"
+import { RegistryLineView, type RecordWords, SessionLineView } from "./RecordViews.js"
 
 /** The typed arrays and coherence hooks the table works on (a `CxlMemoryShape` is one). */
-export interface LineView {
-  readonly i32: Int32Array
-  readonly u32: Uint32Array
-  readonly f64: Float64Array
+export interface LineView extends RecordWords {
   readonly publish: (offset: number, length: number) => void
   readonly invalidate: (offset: number, length: number) => void
 }
@@ -63,6 +62,8 @@ const STABLE_READ_ATTEMPTS = 10_000
 export class SessionTable {
   readonly capacity: number
   private readonly mask: number
+  private readonly lines: SessionLineView
+  private readonly registryLine: RegistryLineView
 
   constructor(
     private readonly view: LineView,
@@ -74,20 +75,18 @@ export class SessionTable {
   ) {
     this.capacity = sessionCapacity(slots)
     this.mask = slots - 1
+    this.lines = new SessionLineView(view)
+    this.registryLine = new RegistryLineView(view)
   }
 
   private line(slot: number): number {
-    return this.table + slot * 64
-  }
-
-  private word(offset: number): number {
-    return offset / 4
+    return this.table + slot * SESSION_LINE_BYTES
   }
 
   /** Lines in use (registered, fenced, or mid-claim). */
   liveCount(): number {
     this.view.invalidate(this.registry, 64)
-    return Atomics.load(this.view.i32, this.word(this.registry + RegistryLine.live))
+    return this.registryLine.live(this.registry)
   }
 
   /** Broker side: registers a new session of `clientId` and returns its epoch, or why not. */
@@ -95,7 +94,7 @@ export class SessionTable {
     if (!this.reserve()) return { full: true, capacity: this.capacity }
     let sessionEpoch = 0
     // Epoch 0 is never handed out: it would look like a client's own default.
-    while (sessionEpoch === 0) sessionEpoch = (Atomics.add(this.view.i32, this.word(this.registry + RegistryLine.epochs), 1) + 1) >>> 0
+    while (sessionEpoch === 0) sessionEpoch = (this.registryLine.addEpoch(this.registry) + 1) >>> 0
     return this.claim(clientId, sessionEpoch, nowMs)
   }
 
@@ -109,28 +108,26 @@ export class SessionTable {
 
   /** Takes a place in `live`, unless the table is at capacity. */
   private reserve(): boolean {
-    const liveWord = this.word(this.registry + RegistryLine.live)
-    if (Atomics.add(this.view.i32, liveWord, 1) + 1 <= this.capacity) return true
-    Atomics.sub(this.view.i32, liveWord, 1)
+    if (this.registryLine.addLive(this.registry, 1) + 1 <= this.capacity) return true
+    this.registryLine.addLive(this.registry, -1)
     return false
   }
 
   /** Claims the first free line on the key's probe path (a place in `live` is reserved). */
   private claim(clientId: number, sessionEpoch: number, nowMs: number): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
-    const { i32 } = this.view
+    const { lines } = this
     let slot = sessionHash(clientId, sessionEpoch, this.slots)
     // `live` ≤ capacity < slots guarantees a free line; lost races only move the probe on.
     for (let probes = 0; probes < 4 * this.slots; probes++, slot = (slot + 1) & this.mask) {
       const line = this.line(slot)
-      const stateWord = this.word(line + SessionLine.state)
       this.view.invalidate(line, 64)
-      const state = Atomics.load(i32, stateWord)
+      const state = lines.state(line)
       if (state !== SessionState.empty && state !== SessionState.released) continue
-      if (Atomics.compareExchange(i32, stateWord, state, SessionState.claiming) !== state) continue
+      if (!lines.swapState(line, state, SessionState.claiming)) continue
       this.write(slot, clientId, sessionEpoch, { next: 0, orderedMessages: 0, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
       return { sessionEpoch, slot }
     }
-    Atomics.sub(i32, this.word(this.registry + RegistryLine.live), 1)
+    this.registryLine.addLive(this.registry, -1)
     return { full: true, capacity: this.capacity }
   }
 
@@ -154,16 +151,16 @@ export class SessionTable {
 
   /** One line: the record if it holds the key, "other" if it holds something else, undefined if empty. */
   private readSlot(slot: number, clientId: number, sessionEpoch: number): SessionRecord | "other" | undefined {
-    const { i32, u32, f64 } = this.view
+    const { lines } = this
     const line = this.line(slot)
     for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
       this.view.invalidate(line, 64)
-      const before = Atomics.load(i32, this.word(line + SessionLine.version))
+      const before = lines.version(line)
       if ((before & 1) !== 0) continue
-      const state = Atomics.load(i32, this.word(line + SessionLine.state))
-      const matches = u32[this.word(line + SessionLine.clientId)] === clientId && u32[this.word(line + SessionLine.sessionEpoch)] === sessionEpoch
-      const next = f64[(line + SessionLine.next) / 8]!
-      if (Atomics.load(i32, this.word(line + SessionLine.version)) !== before) continue
+      const state = lines.state(line)
+      const matches = lines.clientId(line) === clientId && lines.sessionEpoch(line) === sessionEpoch
+      const next = lines.next(line)
+      if (lines.version(line) !== before) continue
       if (state === SessionState.empty) return undefined
       if (!matches || state === SessionState.claiming || !Number.isSafeInteger(next) || next < 0) return "other"
       return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next }
@@ -185,7 +182,7 @@ export class SessionTable {
   /** Sequencer side: the session is over; its line keeps key and frontier until reused, and leaves `live`. */
   release(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields): void {
     this.write(slot, clientId, sessionEpoch, fields, SessionState.released)
-    Atomics.sub(this.view.i32, this.word(this.registry + RegistryLine.live), 1)
+    this.registryLine.addLive(this.registry, -1)
   }
 
   /** Lines seen mid-claim by the previous `releaseDeadClaims`. */
@@ -198,11 +195,11 @@ export class SessionTable {
    */
   releaseDeadClaims(): number {
     let released = 0
-    const { i32 } = this.view
+    const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
       this.view.invalidate(line, 64)
-      if (Atomics.load(i32, this.word(line + SessionLine.state)) !== SessionState.claiming) {
+      if (lines.state(line) !== SessionState.claiming) {
         this.claimsSeen.delete(slot)
         continue
       }
@@ -211,9 +208,9 @@ export class SessionTable {
         continue
       }
       this.claimsSeen.delete(slot)
-      Atomics.store(i32, this.word(line + SessionLine.version), (i32[this.word(line + SessionLine.version)]! | 1) + 1)
-      Atomics.store(i32, this.word(line + SessionLine.state), SessionState.released)
-      Atomics.sub(i32, this.word(this.registry + RegistryLine.live), 1)
+      lines.storeVersion(line, (lines.version(line) | 1) + 1)
+      lines.storeState(line, SessionState.released)
+      this.registryLine.addLive(this.registry, -1)
       this.view.publish(line, 64)
       released++
     }
@@ -222,48 +219,47 @@ export class SessionTable {
 
   /** Sequencer side (recovery): every line that holds a session, with what it says. */
   forEachSession(visit: (slot: number, clientId: number, sessionEpoch: number, state: LineState, fields: SessionFields) => void): void {
-    const { i32, u32, f64 } = this.view
+    const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
       this.view.invalidate(line, 64)
-      const state = Atomics.load(i32, this.word(line + SessionLine.state)) as LineState
+      const state = lines.state(line) as LineState
       if (state === SessionState.empty) continue
       // A writer killed inside the seqlock left it odd: the sequencer is the writer now.
-      if (state !== SessionState.claiming) i32[this.word(line + SessionLine.version)] = i32[this.word(line + SessionLine.version)]! & ~1
-      visit(slot, u32[this.word(line + SessionLine.clientId)]!, u32[this.word(line + SessionLine.sessionEpoch)]!, state, {
-        next: f64[(line + SessionLine.next) / 8]!,
-        orderedMessages: f64[(line + SessionLine.orderedMessages) / 8]!,
-        duplicates: f64[(line + SessionLine.duplicates) / 8]!,
-        held: f64[(line + SessionLine.held) / 8]!,
-        lastActivityMs: f64[(line + SessionLine.lastActivityMs) / 8]!,
+      if (state !== SessionState.claiming) lines.storeVersion(line, lines.version(line) & ~1)
+      visit(slot, lines.clientId(line), lines.sessionEpoch(line), state, {
+        next: lines.next(line),
+        orderedMessages: lines.orderedMessages(line),
+        duplicates: lines.duplicates(line),
+        held: lines.held(line),
+        lastActivityMs: lines.lastActivityMs(line),
         fenced: state === SessionState.fenced
       })
     }
   }
 
   private write(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields, ended?: typeof SessionState.released): void {
-    const { i32, u32, f64 } = this.view
+    const { lines } = this
     const line = this.line(slot)
-    const versionWord = this.word(line + SessionLine.version)
-    const version = i32[versionWord]! & ~1
-    Atomics.store(i32, versionWord, version + 1)
-    u32[this.word(line + SessionLine.clientId)] = clientId
-    u32[this.word(line + SessionLine.sessionEpoch)] = sessionEpoch
-    f64[(line + SessionLine.next) / 8] = fields.next
-    f64[(line + SessionLine.orderedMessages) / 8] = fields.orderedMessages
-    f64[(line + SessionLine.duplicates) / 8] = fields.duplicates
-    f64[(line + SessionLine.held) / 8] = fields.held
-    f64[(line + SessionLine.lastActivityMs) / 8] = fields.lastActivityMs
-    Atomics.store(i32, this.word(line + SessionLine.state), ended ?? (fields.fenced ? SessionState.fenced : SessionState.active))
+    const version = lines.version(line) & ~1
+    lines.storeVersion(line, version + 1)
+    lines.setClientId(line, clientId)
+    lines.setSessionEpoch(line, sessionEpoch)
+    lines.setNext(line, fields.next)
+    lines.setOrderedMessages(line, fields.orderedMessages)
+    lines.setDuplicates(line, fields.duplicates)
+    lines.setHeld(line, fields.held)
+    lines.setLastActivityMs(line, fields.lastActivityMs)
+    lines.storeState(line, ended ?? (fields.fenced ? SessionState.fenced : SessionState.active))
     this.view.publish(line, 64)
-    Atomics.store(i32, versionWord, version + 2)
+    lines.storeVersion(line, version + 2)
     this.view.publish(line, 4)
   }
 }
 
 /** A session table over a private buffer (the in-memory fakes): registry line, then the lines. */
 export const memorySessionTable = (slots: number): SessionTable => {
-  const buffer = new ArrayBuffer(64 + slots * 64)
+  const buffer = new ArrayBuffer(64 + slots * SESSION_LINE_BYTES)
   const view: LineView = {
     i32: new Int32Array(buffer),
     u32: new Uint32Array(buffer),
