@@ -5,13 +5,13 @@ export * from "./services/region/Doorbell.js"
 export * as DoorbellLayers from "./layers/region/Doorbell.js"
 export { NativeError, NativeUnavailable, loadAddon } from "./native/Native.js"
 export {
-  AckTimeout,
   type BrokerAddress,
-  type BrokerCounts,
+  type BrokerLink,
   BrokerRejected,
   InvalidPublisherOptions,
   MessageTooLarge,
   Publisher,
+  PublishAckTimeout,
   PublisherClosed,
   type PublishError,
   type PublisherOptions,
@@ -64,14 +64,7 @@ export * from "./services/log/Appender.js"
 export * as AppenderLayers from "./layers/log/Appender.js"
 export * from "./services/log/Sequencer.js"
 export * as SequencerLayers from "./layers/log/Sequencer.js"
-export {
-  AckTimeout as LogAckTimeout,
-  AckTracker,
-  type AckTrackerShape,
-  type BrokerCounts as LogBrokerCounts,
-  type SessionAcks,
-  SessionFenced
-} from "./services/log/AckTracker.js"
+export * from "./services/log/AckTracker.js"
 export * as AckTrackerLayers from "./layers/log/AckTracker.js"
 export * from "./services/log/LogReader.js"
 export * as LogReaderLayers from "./layers/log/LogReader.js"

@@ -10,7 +10,7 @@ import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
 import * as PublisherLayers from "../layers/net/Publisher.js"
 import { summarize } from "../Percentiles.js"
-import { type AckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/net/Publisher.js"
+import { type PublishAckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/net/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
 
@@ -64,7 +64,7 @@ export class LineNotPublished extends Data.TaggedError("LineNotPublished")<{
   /** 1-based line number. */
   readonly line: number
   readonly bytes: number
-  readonly cause: PublishError | AckTimeout
+  readonly cause: PublishError | PublishAckTimeout
 }> {
   override get message() {
     return `line ${this.line} (${this.bytes} bytes) was not published: ${this.cause.message}; the ${this.line - 1} lines before it were, none after it`

@@ -189,7 +189,7 @@ describe("Broker", () => {
       let open = false
       const stalled: BrokerLogShape = {
         ...memory,
-        tryAppendWith: (...args) => open && memory.tryAppendWith(...args),
+        tryAppendWith: (...args) => (open ? memory.tryAppendWith(...args) : "wait"),
         appendWith: (...args) => Effect.zipRight(Deferred.await(gate), memory.appendWith(...args))
       }
       const readBufferBytes = 256 << 10

@@ -204,7 +204,7 @@ describe("Broker limits", () => {
       let open = false
       const stalled = (log: BrokerLogShape): BrokerLogShape => ({
         ...log,
-        tryAppendWith: (...args) => open && log.tryAppendWith(...args),
+        tryAppendWith: (...args) => (open ? log.tryAppendWith(...args) : "wait"),
         appendWith: (...args) => Effect.zipRight(Deferred.await(gate), log.appendWith(...args))
       })
       const server = yield* broker({ idleTimeoutMs: 100 }, stalled)

@@ -5,7 +5,8 @@ import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import type { BrokerShape } from "../../src/services/net/Broker.js"
-import { type BatchHeader, BrokerLog, type BrokerLogShape } from "../../src/services/net/BrokerLog.js"
+import type { AppendReceipt, BatchHeader } from "../../src/services/log/Appender.js"
+import { BrokerLog, type BrokerLogShape } from "../../src/services/net/BrokerLog.js"
 import type { PublisherOptions } from "../../src/services/net/Publisher.js"
 import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
 import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
@@ -13,6 +14,9 @@ import { hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 /** `npm run test:stress` runs the long variants. */
 const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
+
+/** What a log that loses a batch says when it takes it. */
+const swallowed: AppendReceipt = { brokerId: 0, pbrSeq: 0, blogPosition: 0 }
 
 /** `count` brokers over one memory log, each in its own scope so a test can kill it. */
 const cluster = (
@@ -102,14 +106,14 @@ describe("Publisher", () => {
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
     }))
 
-  it.scopedLive("a full window with nothing acknowledged fails publish with AckTimeout after ackTimeoutMs instead of waiting for ever", () =>
+  it.scopedLive("a full window with nothing acknowledged fails publish with PublishAckTimeout after ackTimeoutMs instead of waiting for ever", () =>
     Effect.gen(function*() {
       // The log takes batches and never orders them (as when the head is gone).
-      const swallow = (log: BrokerLogShape): BrokerLogShape => ({ ...log, tryAppendWith: () => true, appendWith: () => Effect.void })
+      const swallow = (log: BrokerLogShape): BrokerLogShape => ({ ...log, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
       const { publisher } = yield* cluster(1, { wrap: swallow })
       const p = yield* publisher({ clientId: 12, batchBytes: 1024, maxInFlightBatches: 2, ackTimeoutMs: 200 })
       const error = yield* Effect.flip(publishTestMessages(p, 12, 10_000, 200))
-      expect(error).toMatchObject({ _tag: "AckTimeout", timeoutMs: 200 })
+      expect(error).toMatchObject({ _tag: "PublishAckTimeout", timeoutMs: 200 })
       expect(error.message).toMatch(/B0=0\/\d+.*head/)
     }))
 
@@ -195,8 +199,8 @@ describe("Publisher", () => {
       }
       const dropOnce = (log: BrokerLogShape): BrokerLogShape => ({
         ...log,
-        tryAppendWith: (topic, header, fill) => (losing(header) ? (lost = true) : log.tryAppendWith(topic, header, fill)),
-        appendWith: (topic, header, fill) => (losing(header) ? Effect.sync(() => void (lost = true)) : log.appendWith(topic, header, fill))
+        tryAppendWith: (topic, header, fill) => (losing(header) ? ((lost = true), swallowed) : log.tryAppendWith(topic, header, fill)),
+        appendWith: (topic, header, fill) => (losing(header) ? Effect.sync(() => ((lost = true), swallowed)) : log.appendWith(topic, header, fill))
       })
       const { log, publisher } = yield* cluster(2, { holdTimeoutMs: 100, wrap: dropOnce })
       const p = yield* publisher({ clientId: 7, batchBytes: 1024 })
@@ -211,18 +215,18 @@ describe("Publisher", () => {
       expect(log.stats("t").fencedSessions).toBe(1)
     }))
 
-  it.scopedLive("flush timeout: AckTimeout names each broker's acked/sent counts", () =>
+  it.scopedLive("flush timeout: PublishAckTimeout names each broker's acked/sent counts", () =>
     Effect.gen(function*() {
       // Broker 1's log takes batches but never orders them.
       const swallow = (log: BrokerLogShape): BrokerLogShape =>
-        log.brokerId === 1 ? { ...log, tryAppendWith: () => true, appendWith: () => Effect.void } : log
+        log.brokerId === 1 ? { ...log, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) } : log
       const { publisher } = yield* cluster(2, { wrap: swallow, holdTimeoutMs: 60_000 })
       const p = yield* publisher({ clientId: 8, batchBytes: 1024, maxInFlightBatches: 4 })
       while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
       const published = yield* Effect.fork(publishTestMessages(p, 8, 2_000, 100))
       while (p.stats().inFlight < 4) yield* Effect.sleep("1 millis")
       const error = yield* Effect.flip(p.flush(300))
-      if (error._tag !== "AckTimeout") throw error
+      if (error._tag !== "PublishAckTimeout") throw error
       const [b0, b1] = error.brokers
       expect(b0!.acked).toBe(1)
       expect(b1!.acked).toBe(0)

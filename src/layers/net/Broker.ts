@@ -27,7 +27,9 @@ import {
   brokerRejected
 } from "../../Metrics.js"
 import { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
-import { type AppendTimeout, BrokerLog, type BrokerLogShape, type LogCorrupt, type UnknownTopic } from "../../services/net/BrokerLog.js"
+import { type AppendError, BatchRejected } from "../../services/log/Appender.js"
+import { TopicNotFound } from "../../services/log/Topics.js"
+import { BrokerLog, type BrokerLogShape } from "../../services/net/BrokerLog.js"
 import { checkBatchPieces, gatherPieces } from "./BatchPayload.js"
 import {
   type AckLevel,
@@ -222,6 +224,10 @@ const makeInbox = (socket: Socket, initialHighWater: number) => {
 
 type Inbox = ReturnType<typeof makeInbox>
 
+/** An append the log refused: a batch it rejects is one the broker should have refused itself (internal). */
+const appendFailed = (e: AppendError) =>
+  new WireViolation({ code: e._tag === "BatchRejected" ? "internal" : "append-failed", detail: e.message })
+
 export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
     const log = yield* BrokerLog
@@ -401,7 +407,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     /** A HELLO naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker). */
     const attachSession = (hello: Hello, sessionEpoch: number) =>
       log.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
-        Effect.mapError((e) => new WireViolation({ code: e._tag === "UnknownTopic" ? "unknown-topic" : "internal", detail: e.message })),
+        Effect.mapError((e) => new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message })),
         Effect.flatMap((acks) =>
           acks.known
             ? Effect.succeed(sessionEpoch)
@@ -437,7 +443,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (stop.type === FrameType.CLOSE) {
             // After every batch this connection carried: the log releases the session once they are ordered.
             return yield* log.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq).pipe(
-              Effect.mapError((e) => new WireViolation({ code: e._tag === "LogCorrupt" ? "internal" : "append-failed", detail: e.message }))
+              Effect.mapError(appendFailed),
+              Effect.asVoid
             )
           }
           yield* batches.appendWaiting(stop)
@@ -471,9 +478,6 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const pieces = frame.pieces
         return pieces === undefined ? (dst: Uint8Array) => dst.set(frame.payload) : (dst: Uint8Array) => gatherPieces(pieces, dst)
       }
-      const appendFailed = (e: UnknownTopic | AppendTimeout | LogCorrupt) =>
-        new WireViolation({ code: e._tag === "LogCorrupt" ? "internal" : "append-failed", detail: e.message })
-
       const drain = (): Frame | typeof IDLE | typeof DONE | WireViolation => {
         for (;;) {
           // The ACK tracker dropped the connection (slow consumer): append nothing more.
@@ -500,8 +504,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
           if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
           const appended = log.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
-          if (appended === false) return frame
-          if (appended !== true) return appendFailed(appended)
+          if (appended === "wait") return frame
+          if (appended instanceof TopicNotFound || appended instanceof BatchRejected) return appendFailed(appended)
           count(frame)
         }
       }
@@ -545,7 +549,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const ackTracker = (socket: Socket, log: BrokerLogShape, session: ConnectionSession, received: { highest: number }) =>
       Effect.gen(function*() {
         const { ackLevel, clientId, sessionEpoch, topic } = session
-        let seen = log.progress(topic)
+        let seen = yield* log.progress(topic)
         let acked = 0
         for (;;) {
           const acks = yield* log.sessionAcks(topic, clientId, sessionEpoch)

@@ -10,15 +10,10 @@
  * every batch it announced is ordered.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { SessionTableFull } from "../../services/log/Appender.js"
-import {
-  type BatchHeader,
-  BrokerLog,
-  type BrokerLogShape,
-  type SessionAcks,
-  type TopicInfo,
-  UnknownTopic
-} from "../../services/net/BrokerLog.js"
+import type { SessionAcks } from "../../services/log/AckTracker.js"
+import { type AppendReceipt, type BatchHeader, SessionTableFull } from "../../services/log/Appender.js"
+import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { BrokerLog, type BrokerLogShape } from "../../services/net/BrokerLog.js"
 import { defaultLogConfig } from "../log/Layout.js"
 import { memorySessionTable, type SessionTable } from "../log/SessionTable.js"
 
@@ -110,7 +105,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     const topics = new Map<string, TopicState>()
     for (const spec of options.topics) {
       topics.set(spec.name, {
-        info: { name: spec.name, order: 5, ackLevel: spec.ackLevel ?? 1 },
+        info: { id: topics.size, name: spec.name, order: 5, ackLevel: spec.ackLevel ?? 1, replicationFactor: 1 },
         sessions: new Map(),
         table: memorySessionTable(options.sessionSlots ?? defaultLogConfig.sessionSlots),
         ordered: [],
@@ -240,19 +235,30 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
 
     const lookup = (name: string) => {
       const topic = topics.get(name)
-      return topic === undefined ? Effect.fail(new UnknownTopic({ topic: name })) : Effect.succeed(topic)
+      return topic === undefined ? Effect.fail(new TopicNotFound({ name })) : Effect.succeed(topic)
     }
+
+    let appended = 0
+    const receipt = (brokerId: number): AppendReceipt => ({ brokerId, pbrSeq: appended++, blogPosition: 0 })
 
     const forBroker = (brokerId: number): BrokerLogShape => ({
       brokerId,
       topic: (name) => Effect.map(lookup(name), (topic) => topic.info),
-      append: (name, header, payload) => Effect.map(lookup(name), (topic) => append(topic, brokerId, header, (dst) => dst.set(payload))),
-      appendWith: (name, header, fill) => Effect.map(lookup(name), (topic) => append(topic, brokerId, header, fill)),
+      append: (name, header, payload) =>
+        Effect.map(lookup(name), (topic) => {
+          append(topic, brokerId, header, (dst) => dst.set(payload))
+          return receipt(brokerId)
+        }),
+      appendWith: (name, header, fill) =>
+        Effect.map(lookup(name), (topic) => {
+          append(topic, brokerId, header, fill)
+          return receipt(brokerId)
+        }),
       tryAppendWith: (name, header, fill) => {
         const topic = topics.get(name)
-        if (topic === undefined) return new UnknownTopic({ topic: name })
+        if (topic === undefined) return new TopicNotFound({ name })
         append(topic, brokerId, header, fill)
-        return true
+        return receipt(brokerId)
       },
       registerSession: (name, clientId) =>
         Effect.flatMap(lookup(name), (topic) => {
@@ -271,9 +277,11 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       closeSession: (name, clientId, sessionEpoch, batches) =>
         Effect.map(lookup(name), (topic) => {
           const session = topic.sessions.get(sessionKey(clientId, sessionEpoch))
-          if (session === undefined) return
-          session.closeAt = Math.min(session.closeAt, batches)
-          releaseIfDone(topic, clientId, sessionEpoch, session)
+          if (session !== undefined) {
+            session.closeAt = Math.min(session.closeAt, batches)
+            releaseIfDone(topic, clientId, sessionEpoch, session)
+          }
+          return receipt(brokerId)
         }),
       sessionAcks: (name, clientId, sessionEpoch) =>
         Effect.map(lookup(name), (topic): SessionAcks => {
@@ -284,11 +292,12 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
             ? { ordered: 0, replicated: 0, fenced: false, known: false }
             : { ordered: record.next, replicated: record.next, fenced: true, known: true }
         }),
-      progress: (name) => topics.get(name)?.progress ?? 0,
+      progress: (name) => Effect.map(lookup(name), (topic) => topic.progress),
       awaitProgress: (name, seen, timeoutMs) =>
-        Effect.async<number>((resume) => {
+        Effect.async<number, TopicNotFound>((resume) => {
           const topic = topics.get(name)
-          if (topic === undefined || topic.progress !== seen) return resume(Effect.succeed(topic?.progress ?? seen))
+          if (topic === undefined) return resume(Effect.fail(new TopicNotFound({ name })))
+          if (topic.progress !== seen) return resume(Effect.succeed(topic.progress))
           const wake = () => {
             clearTimeout(timer)
             topic.waiters.delete(wake)

@@ -5,7 +5,7 @@
  * ```ts
  * const publisher = await CxlogPublisher.open({ brokers: [{ host: "127.0.0.1", port: 7400 }], topic: "orders" })
  * await publisher.publish("hello")
- * await publisher.flush(5_000)   // rejects with AckTimeout naming each broker's acked/sent counts
+ * await publisher.flush(5_000)   // rejects with PublishAckTimeout naming each broker's acked/sent counts
  * await publisher.close()
  * ```
  */
@@ -55,7 +55,7 @@ export class CxlogPublisher {
     return this.run(this.publisher.publish(bytes))
   }
 
-  /** Resolves when everything published so far is acknowledged; rejects with `AckTimeout` after `timeoutMs`. */
+  /** Resolves when everything published so far is acknowledged; rejects with `PublishAckTimeout` after `timeoutMs`. */
   flush(timeoutMs = 30_000): Promise<void> {
     return this.run(this.publisher.flush(timeoutMs))
   }

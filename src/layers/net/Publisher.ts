@@ -8,8 +8,8 @@ import { Config, ConfigError, Duration, Effect, Either, Layer, Option, Runtime, 
 import { randomInt } from "node:crypto"
 import { publisherAckLatency, publisherBatches, publisherFenced, publisherResends } from "../../Metrics.js"
 import {
-  AckTimeout,
-  type BrokerCounts,
+  PublishAckTimeout,
+  type BrokerLink,
   BrokerRejected,
   InvalidPublisherOptions,
   MessageTooLarge,
@@ -477,7 +477,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return true
     }
 
-    const brokerCounts = (): ReadonlyArray<BrokerCounts> =>
+    const brokerCounts = (): ReadonlyArray<BrokerLink> =>
       links.map((link) => ({
         name: link.name,
         address: formatAddress(link.address),
@@ -494,7 +494,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       wait.pipe(
         Effect.timeoutFail({
           duration: Duration.millis(timeoutMs),
-          onTimeout: () => new AckTimeout({ timeoutMs, outstanding: outstanding(), brokers: brokerCounts() })
+          onTimeout: () => new PublishAckTimeout({ timeoutMs, outstanding: outstanding(), brokers: brokerCounts() })
         })
       )
 
@@ -502,8 +502,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
      * Waits for window room; an ACK that completes a batch restarts the bound, so only a
      * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails.
      */
-    const awaitRoom = (ready: () => boolean): Effect.Effect<void, PublishError | AckTimeout> =>
-      Effect.suspend(function check(): Effect.Effect<void, PublishError | AckTimeout> {
+    const awaitRoom = (ready: () => boolean): Effect.Effect<void, PublishError | PublishAckTimeout> =>
+      Effect.suspend(function check(): Effect.Effect<void, PublishError | PublishAckTimeout> {
         if (failure !== undefined) return Effect.fail(failure)
         if (ready()) return Effect.void
         const acked = counts.ackedBatches
@@ -520,17 +520,17 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       })
 
     /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
-    const writable: Effect.Effect<void, PublishError | AckTimeout> = awaitRoom(() => inFlight < window || builder.messageCount === 0)
+    const writable: Effect.Effect<void, PublishError | PublishAckTimeout> = awaitRoom(() => inFlight < window || builder.messageCount === 0)
 
-    const publish = (payload: Uint8Array): Effect.Effect<void, PublishError | AckTimeout> =>
-      Effect.suspend(function attempt(): Effect.Effect<void, PublishError | AckTimeout> {
+    const publish = (payload: Uint8Array): Effect.Effect<void, PublishError | PublishAckTimeout> =>
+      Effect.suspend(function attempt(): Effect.Effect<void, PublishError | PublishAckTimeout> {
         const taken = tryPublish(payload)
         if (taken === true) return Effect.void
         if (taken !== false) return Effect.fail(taken)
         return Effect.zipRight(writable, Effect.suspend(attempt))
       })
 
-    const flush = (timeoutMs: number): Effect.Effect<void, PublishError | AckTimeout> =>
+    const flush = (timeoutMs: number): Effect.Effect<void, PublishError | PublishAckTimeout> =>
       Effect.suspend(function check(): Effect.Effect<void, PublishError> {
         if (failure !== undefined) return Effect.fail(failure)
         if (builder.messageCount > 0 && inFlight < window) seal()

@@ -12,9 +12,12 @@ export interface SessionAcks {
   readonly ordered: number
   /** Level 2: batches 0..replicated-1 have RF copies. */
   readonly replicated: number
-  /** The sequencer fenced the session: `ordered` is its committed frontier and never moves again. */
+  /**
+   * The session takes no more batches (fenced, or released after closing or idling):
+   * `ordered` is then its committed frontier and never moves again.
+   */
   readonly fenced: boolean
-  /** False while the sequencer has not seen any batch of the session. */
+  /** False when no session line holds the key (never registered, or released and its line reused). */
   readonly known: boolean
 }
 

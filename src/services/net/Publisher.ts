@@ -41,7 +41,7 @@ export interface PublisherOptions {
   /** A connection must be accepted (WELCOME) within this. Default 5 s. */
   readonly connectTimeoutMs?: number
   /**
-   * `publish` waiting for window room fails with `AckTimeout` when no batch is
+   * `publish` waiting for window room fails with `PublishAckTimeout` when no batch is
    * acknowledged for this long (the head or every broker is gone). Default 30 s.
    */
   readonly ackTimeoutMs?: number
@@ -50,7 +50,7 @@ export interface PublisherOptions {
 }
 
 /** One broker as the publisher sees it; `name` is `B<index in the brokers list>`. */
-export interface BrokerCounts {
+export interface BrokerLink {
   readonly name: string
   readonly address: string
   /** Batches acknowledged whose last send went to this broker. */
@@ -73,22 +73,22 @@ export interface PublisherStats {
   readonly inFlight: number
   readonly resends: number
   readonly fences: number
-  readonly brokers: ReadonlyArray<BrokerCounts>
+  readonly brokers: ReadonlyArray<BrokerLink>
 }
 
 export interface PublisherShape {
   readonly clientId: number
   /** Adds a message to the current batch; waits while the in-flight window is full (bounded by `ackTimeoutMs`). */
-  readonly publish: (payload: Uint8Array) => Effect.Effect<void, PublishError | AckTimeout>
+  readonly publish: (payload: Uint8Array) => Effect.Effect<void, PublishError | PublishAckTimeout>
   /**
    * The same without an Effect per message: `true` if taken, `false` if the window is full
    * (then wait with `writable`), or the error `publish` would fail with.
    */
   readonly tryPublish: (payload: Uint8Array) => boolean | PublishError
   /** Resolves once `tryPublish` can take a message again. */
-  readonly writable: Effect.Effect<void, PublishError | AckTimeout>
+  readonly writable: Effect.Effect<void, PublishError | PublishAckTimeout>
   /** Seals the current batch and waits until everything published is acknowledged at the ack level. */
-  readonly flush: (timeoutMs: number) => Effect.Effect<void, PublishError | AckTimeout>
+  readonly flush: (timeoutMs: number) => Effect.Effect<void, PublishError | PublishAckTimeout>
   readonly stats: () => PublisherStats
   /** Seal-to-ACK latency of each acknowledged batch so far, in µs (the most recent 65,536). */
   readonly ackLatencies: () => Float64Array
@@ -96,12 +96,15 @@ export interface PublisherShape {
 
 export class Publisher extends Context.Tag("cxlog/Publisher")<Publisher, PublisherShape>() {}
 
-/** `flush` ran out of time; names each broker's acked/sent counts. */
-export class AckTimeout extends Data.TaggedError("AckTimeout")<{
+/**
+ * A publisher's wait for ACKs ran out of time (`flush`, or `publish` on a window that stayed full);
+ * names each broker's acked/sent counts. (The log's own `AckTimeout` is one session's wait in the AckTracker.)
+ */
+export class PublishAckTimeout extends Data.TaggedError("PublishAckTimeout")<{
   readonly timeoutMs: number
   /** Batches (the open one included) not acknowledged yet. */
   readonly outstanding: number
-  readonly brokers: ReadonlyArray<BrokerCounts>
+  readonly brokers: ReadonlyArray<BrokerLink>
 }> {
   override get message() {
     const counts = this.brokers.map((b) => `${b.name}=${b.acked}/${b.sent}`).join(", ")
