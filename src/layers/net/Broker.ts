@@ -1,11 +1,13 @@
 /**
- * The TCP broker over `BrokerLog` (see services/Broker.ts for the behaviour). Receive path:
- * once a connection is past its handshake, each socket chunk is handled right in the
- * socket's data callback — frame headers parsed in place, the batch checked, and its
- * payload gathered from the chunk(s) it arrived in straight into the log's space
- * (`tryAppendWith`), so the only copy is chunk → region and no fiber runs per batch. Only
- * when the log has no room does the connection's fiber take over: it waits in `appendWith`
- * while later chunks queue (the socket is paused past `readBufferBytes`), then hands back.
+ * The TCP broker over `BrokerLog` (see services/Broker.ts for the behaviour). A batch's path:
+ * `accept` → `serve` → `session` (handshake) → `receive` → `append` → the log, and back as
+ * `acknowledge` → ACK frame. Once a connection is past its handshake, each socket chunk is
+ * handled right in the socket's data callback (`receive`) — frame headers parsed in place,
+ * the batch checked, and its payload gathered from the chunk(s) it arrived in straight into
+ * the log's space (`append`: `tryAppendWith`), so the only copy is chunk → region and no
+ * fiber runs per batch. Only when the log has no room does the connection's fiber take over:
+ * it waits in `appendWaiting` while later chunks queue (the socket is paused past
+ * `readBufferBytes`), then hands back.
  *
  * What one connection may hold: before its handshake, a HELLO (the reader refuses any other
  * frame from its header, and the socket pauses past 32 + 4 KiB queued) plus the one chunk it
@@ -27,9 +29,9 @@ import {
   brokerRejected
 } from "../../Metrics.js"
 import { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
-import { type AppendError, BatchRejected } from "../../services/log/Appender.js"
+import { type AppendError, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicNotFound } from "../../services/log/Topics.js"
-import { BrokerLog, type BrokerLogShape } from "../../services/net/BrokerLog.js"
+import { BrokerLog } from "../../services/net/BrokerLog.js"
 import { checkBatchPieces, gatherPieces } from "./BatchPayload.js"
 import {
   type AckLevel,
@@ -106,7 +108,7 @@ const openFileLimit = (): number | undefined => {
 /** Upper bound of one wait for frontier progress (the ACK tracker re-reads after it). */
 const PROGRESS_WAIT_MS = 1_000
 
-/** `drain` outcomes besides a batch waiting for room or a violation: every received byte is handled; the input is over. */
+/** `receive` outcomes besides a batch waiting for room or a violation: every received byte is handled; the input is over. */
 const IDLE = "idle" as const
 const DONE = "done" as const
 
@@ -228,6 +230,32 @@ type Inbox = ReturnType<typeof makeInbox>
 const appendFailed = (e: AppendError) =>
   new WireViolation({ code: e._tag === "BatchRejected" ? "internal" : "append-failed", detail: e.message })
 
+/** The log's header for a BATCH frame. */
+const headerOf = (frame: Frame): BatchHeader => ({
+  clientId: frame.clientId,
+  sessionEpoch: frame.sessionEpoch,
+  batchSeq: frame.seq,
+  messageCount: frame.messageCount,
+  payloadBytes: frame.payloadBytes,
+  crc32c: frame.crc32c
+})
+
+/** Writes a frame's payload into the log's space for it, gathered from the socket chunks it arrived in. */
+const fillFrom = (frame: Frame): ((dst: Uint8Array) => void) => {
+  const pieces = frame.pieces
+  return pieces === undefined ? (dst) => dst.set(frame.payload) : (dst) => gatherPieces(pieces, dst)
+}
+
+/** Why a frame past the handshake is not one of this session's BATCH or CLOSE frames (undefined when it is). */
+const sessionViolation = (frame: Frame, session: ConnectionSession): WireViolation | undefined => {
+  if (frame.type === FrameType.HELLO) return new WireViolation({ code: "unexpected-frame", detail: "only BATCH and CLOSE frames follow the handshake" })
+  if (frame.clientId === session.clientId && frame.sessionEpoch === session.sessionEpoch) return undefined
+  return new WireViolation({
+    code: "session-mismatch",
+    detail: `${frameTypeName(frame.type)} of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${session.clientId}/${session.sessionEpoch}`
+  })
+}
+
 export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
     const log = yield* BrokerLog
@@ -264,7 +292,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const welcome = (sessionEpoch: number) =>
       welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: log.brokerId, maxBatchBytes: settings.maxBatchBytes, sessionEpoch }))
     const server: Server = createServer({ noDelay: true, allowHalfOpen: true })
-    server.on("connection", (socket) => {
+    /** A new connection: served (one fiber of the broker's scope), or refused past `maxConnections`. */
+    const accept = (socket: Socket) => {
       counts.accepted++
       socket.on("error", () => {})
       if (sockets.size >= settings.maxConnections) {
@@ -280,7 +309,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         brokerConnections.unsafeUpdate(sockets.size, [])
       })
       run(serve(socket))
-    })
+    }
+    server.on("connection", accept)
 
     const serve = (socket: Socket) =>
       Effect.gen(function*() {
@@ -432,12 +462,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         if (session === undefined) return
         handshakeDone()
         const received = { highest: -1 }
-        yield* Effect.forkScoped(ackTracker(socket, log, session, received))
+        yield* Effect.forkScoped(acknowledge(socket, session, received))
         const batches = batchStream(socket, inbox, reader, session, received)
         for (;;) {
-          const drained = batches.drain()
-          // Caught up: from here the data callback appends; this fiber sleeps until it cannot.
-          const stop = drained === IDLE ? yield* batches.direct : drained
+          const outcome = batches.receive()
+          // Caught up: from here the data callback receives; this fiber sleeps until it cannot.
+          const stop = outcome === IDLE ? yield* batches.direct : outcome
           if (stop === DONE) return
           if (stop instanceof WireViolation) return yield* Effect.fail(stop)
           if (stop.type === FrameType.CLOSE) {
@@ -452,13 +482,13 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       })
 
     /**
-     * The batch frames of one connection after its handshake. `drain` handles every frame
+     * The batch frames of one connection after its handshake. `receive` handles every frame
      * already received without waiting: it stops at the end of the input (`IDLE`), at the end
-     * of the stream or of the connection (`DONE`), at a violation, or at a batch the log has
-     * no room for now (returned: `appendWaiting` waits for room and appends it).
+     * of the stream or of the connection (`DONE`), at a violation, at a CLOSE, or at a batch
+     * the log has no room for now (returned: `appendWaiting` waits for room and appends it).
      */
     const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, session: ConnectionSession, received: { highest: number }) => {
-      const count = (frame: Frame) => {
+      const counted = (frame: Frame) => {
         if (frame.seq > received.highest) received.highest = frame.seq
         counts.batches++
         counts.messages += frame.messageCount
@@ -466,19 +496,20 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         brokerBatches.unsafeUpdate(1, [])
         brokerBytes.unsafeUpdate(frame.payloadBytes, [])
       }
-      const headerOf = (frame: Frame) => ({
-        clientId: frame.clientId,
-        sessionEpoch: frame.sessionEpoch,
-        batchSeq: frame.seq,
-        messageCount: frame.messageCount,
-        payloadBytes: frame.payloadBytes,
-        crc32c: frame.crc32c
-      })
-      const fillFrom = (frame: Frame) => {
-        const pieces = frame.pieces
-        return pieces === undefined ? (dst: Uint8Array) => dst.set(frame.payload) : (dst: Uint8Array) => gatherPieces(pieces, dst)
+
+      /** Append: a checked batch straight into the log's space for it, without waiting; "wait" when the log has no room now. */
+      const append = (frame: Frame): "wait" | WireViolation | undefined => {
+        const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
+        if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
+        const appended = log.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
+        if (appended === "wait") return appended
+        if (appended instanceof TopicNotFound || appended instanceof BatchRejected) return appendFailed(appended)
+        counted(frame)
+        return undefined
       }
-      const drain = (): Frame | typeof IDLE | typeof DONE | WireViolation => {
+
+      /** Receive: the socket chunks received so far → frames → `append`, until something stops it. */
+      const receive = (): Frame | typeof IDLE | typeof DONE | WireViolation => {
         for (;;) {
           // The ACK tracker dropped the connection (slow consumer): append nothing more.
           if (socket.writableEnded) return DONE
@@ -493,31 +524,23 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             return reader.midFrame ? new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" }) : DONE
           }
           if (frame instanceof WireViolation) return frame
-          if (frame.type === FrameType.HELLO) return new WireViolation({ code: "unexpected-frame", detail: "only BATCH and CLOSE frames follow the handshake" })
-          if (frame.clientId !== session.clientId || frame.sessionEpoch !== session.sessionEpoch) {
-            return new WireViolation({
-              code: "session-mismatch",
-              detail: `${frameTypeName(frame.type)} of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${session.clientId}/${session.sessionEpoch}`
-            })
-          }
+          const wrong = sessionViolation(frame, session)
+          if (wrong !== undefined) return wrong
           if (frame.type === FrameType.CLOSE) return frame
-          const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
-          if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
-          const appended = log.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
+          const appended = append(frame)
           if (appended === "wait") return frame
-          if (appended instanceof TopicNotFound || appended instanceof BatchRejected) return appendFailed(appended)
-          count(frame)
+          if (appended !== undefined) return appended
         }
       }
 
       return {
-        drain,
-        /** Lets the data callback drain as chunks arrive; resumes with the first stop that is not `IDLE`. */
+        receive,
+        /** Lets the data callback `receive` as chunks arrive; resumes with the first stop that is not `IDLE`. */
         direct: Effect.async<Frame | typeof DONE | WireViolation>((resume) => {
-          const consume = () => {
-            let stop: ReturnType<typeof drain>
+          const onChunk = () => {
+            let stop: ReturnType<typeof receive>
             try {
-              stop = drain()
+              stop = receive()
             } catch (error) {
               stop = new WireViolation({ code: "internal", detail: `receiving a batch failed: ${String(error)}` })
             }
@@ -525,28 +548,36 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             inbox.setDirect(undefined)
             resume(Effect.succeed(stop))
           }
-          inbox.setDirect(consume)
-          // Chunks that arrived between the fiber's last drain and now.
-          consume()
+          inbox.setDirect(onChunk)
+          // Chunks that arrived between the fiber's last `receive` and now.
+          onChunk()
           return Effect.sync(() => inbox.setDirect(undefined))
         }),
         /** Appends a batch the log had no room for, waiting for room (later chunks queue meanwhile). */
         appendWaiting: (frame: Frame) =>
           log.appendWith(session.topic, headerOf(frame), fillFrom(frame)).pipe(
             Effect.mapError(appendFailed),
-            Effect.map(() => count(frame))
+            Effect.map(() => counted(frame))
           )
       }
     }
 
+    /** Sends the cumulative ACK of batches 0..frontier-1; false once the connection is gone. */
+    const sendAck = (socket: Socket, session: ConnectionSession, frontier: number): boolean => {
+      if (!send(socket, ackFrame(session.clientId, session.sessionEpoch, frontier, session.ackLevel))) return false
+      counts.ackFrames++
+      brokerAckFrames.unsafeUpdate(1, [])
+      return true
+    }
+
     /**
-     * This connection's ACK tracker: re-reads the session's frontier whenever the topic's
-     * progress moves and sends the cumulative ACK if it advanced past what this connection
-     * was sent and covers a batch this connection carried; after sending it waits
+     * Acknowledge: this connection's ACK tracker. It re-reads the session's frontier whenever
+     * the topic's progress moves and sends the cumulative ACK if it advanced past what this
+     * connection was sent and covers a batch this connection carried; after sending it waits
      * `ackIntervalMs` (0: one event-loop turn, in which every batch already received is
      * appended), so a fast stream gets one ACK per interval or turn, not one per batch.
      */
-    const ackTracker = (socket: Socket, log: BrokerLogShape, session: ConnectionSession, received: { highest: number }) =>
+    const acknowledge = (socket: Socket, session: ConnectionSession, received: { highest: number }) =>
       Effect.gen(function*() {
         const { ackLevel, clientId, sessionEpoch, topic } = session
         let seen = yield* log.progress(topic)
@@ -561,9 +592,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           let sent = false
           if (ackLevel > 0 && frontier > acked && received.highest >= acked) {
             acked = frontier
-            if (!send(socket, ackFrame(clientId, sessionEpoch, frontier, ackLevel))) return
-            counts.ackFrames++
-            brokerAckFrames.unsafeUpdate(1, [])
+            if (!sendAck(socket, session, frontier)) return
             sent = true
           }
           if (acks.fenced) {

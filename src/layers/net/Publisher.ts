@@ -2,9 +2,11 @@
  * The publisher over TCP broker connections (see services/Publisher.ts for the contract).
  * All state is plain mutable data touched from socket callbacks and fibers on the one JS
  * thread; per message the work is a copy into the batch buffer, per batch a seal (crc32c)
- * and one header allocation per send.
+ * and one header allocation per send. A message's path: `tryPublish` → the open batch →
+ * `seal` → `dispatch` (`choose` a link) → `transmit` → the broker; back: an ACK frame →
+ * `acknowledge` → `complete` → `afterProgress` (window room, waiters woken).
  */
-import { Config, ConfigError, Duration, Effect, Either, Layer, Option, Runtime, type Scope } from "effect"
+import { Config, ConfigError, Duration, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
 import { randomInt } from "node:crypto"
 import { publisherAckLatency, publisherBatches, publisherFenced, publisherResends } from "../../Metrics.js"
 import {
@@ -100,7 +102,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     const invalid = validate(settings)
     if (invalid !== undefined) return yield* new InvalidPublisherOptions({ reason: invalid })
     const { clientId, ackLevel, window, topic } = settings
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    /** Runs what socket callbacks log as fibers of the publisher's scope. */
+    const log = yield* FiberSet.makeRuntime<never>()
 
     /** The session's epoch once the log registered it (epoch 0 is never handed out). */
     let epoch: number | undefined
@@ -423,7 +426,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       link.lastClose = code
       // An idle close is routine: reconnect without backing off.
       if (code !== "idle-timeout") link.failures++
-      runFork(Effect.logDebug(`publisher ${clientId}: ${link.name} ${formatAddress(link.address)} down: ${reason}`))
+      log(Effect.logDebug(`publisher ${clientId}: ${link.name} ${formatAddress(link.address)} down: ${reason}`))
       for (let i = head; i < unacked.length; i++) {
         const batch = unacked[i]!
         if (!batch.done && batch.link === link.index) dispatch(batch)
@@ -450,7 +453,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       counts.fences++
       publisherFenced.unsafeUpdate(1, [])
       const replay = unacked.slice(head).filter((batch) => !batch.done)
-      runFork(Effect.logInfo(`publisher ${clientId}: session epoch ${epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`))
+      log(Effect.logInfo(`publisher ${clientId}: session epoch ${epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`))
       replay.forEach((batch, seq) => {
         batch.seq = seq
         batch.link = -1
