@@ -5,12 +5,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
+import * as CoordinatorMemoryLayers from "../../src/layers/control/CoordinatorMemory.js"
 import { defaultLogConfig } from "../../src/layers/log/Layout.js"
 import { defaultControlConfig, type Layout, type RegionConfig, RegionLayout, regionBytes, resolve } from "../../src/layers/region/RegionLayout.js"
-import * as RingsLayers from "../../src/layers/control/Rings.js"
+import * as RingsMemoryLayers from "../../src/layers/control/RingsMemory.js"
 import * as Roles from "../../src/layers/Roles.js"
 import { makeMemoryStore } from "../../src/layers/log/MemoryStore.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import * as TopicsMemoryLayers from "../../src/layers/log/TopicsMemory.js"
 import { Coordinator, type CoordinatorShape, type Member } from "../../src/services/control/Coordinator.js"
 import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -55,14 +57,14 @@ const live: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*(
 
 const memory: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*() {
   const layout = yield* resolve(config, regionBytes(config))
-  const rings = yield* RingsLayers.makeMemory
-  const hub = yield* CoordinatorLayers.makeMemoryHub(layout, TopicsLayers.makeMemory(makeMemoryStore(config.log))).pipe(
+  const rings = yield* RingsMemoryLayers.makeMemory
+  const hub = yield* CoordinatorMemoryLayers.makeMemoryHub(layout, yield* TopicsMemoryLayers.makeMemory(makeMemoryStore(config.log))).pipe(
     Effect.provideService(Rings, rings)
   )
   return {
     layout,
     rings,
-    participant: (role, scope) => Scope.extend(CoordinatorLayers.makeMemoryClient(hub, role), scope)
+    participant: (role, scope) => Scope.extend(CoordinatorMemoryLayers.makeMemoryClient(hub, role), scope)
   }
 })
 

@@ -1,7 +1,9 @@
 /**
- * Appender layers: `layer` appends into the region (PBR + Blog of this broker slot),
- * `layerMemory` into the in-process store. Both wait for room (backpressure) and fail with
- * `AppendTimeout` after `timeoutMs`.
+ * Appender: the one append algorithm (`appenderOver`: header checks, room, commit,
+ * backpressure, sessions) over an `AppendBacking`, and the live layer, whose backing is this
+ * broker slot's PBR + Blog in the region (the fake's is the in-process store:
+ * AppenderMemory.ts). An append waits for room (backpressure) and fails with `AppendTimeout`
+ * after `timeoutMs`.
  *
  * Room: PBR slots and Blog bytes are reused only when the sequencer has consumed them and
  * every live registered subscriber has read past them. Each batch starts on a 64-byte line;
@@ -24,13 +26,12 @@ import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { LogCorrupt, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
-import { type LogArea, LogConfigInvalid } from "./Layout.js"
-import { type MemoryBatch, type MemoryLogStore, reclaimMemory } from "./MemoryStore.js"
-import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine, waitingForRoom } from "./Participants.js"
-import { alignLine, BrokerLine, lapMark, LeaseLine, PbrKind, type PbrKindCode, PbrSlot, SequencerLine } from "./Records.js"
-import { SessionTable } from "./SessionTable.js"
-import { Offsets } from "../region/Superblock.js"
-import { topicResolver } from "./Topics.js"
+import { type LogArea, type LogConfig, LogConfigInvalid, pbrSlotOffset } from "./Layout.js"
+import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
+import { alignLine, PbrKind, type PbrKindCode, PbrSlot } from "./Records.js"
+import { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import type { SessionTable } from "./SessionTable.js"
+import { regionSessionTables, topicResolver } from "./Topics.js"
 
 export interface AppenderOptions {
   readonly brokerId: number
@@ -57,33 +58,98 @@ export const headerProblem = (header: BatchHeader, maxBatchBytes: number): strin
   return undefined
 }
 
-type Full = "pbr" | "blog"
+/** The broker id is one of the log's broker slots. */
+export const checkBrokerId = (config: LogConfig, brokerId: number): Effect.Effect<void, LogConfigInvalid> =>
+  Number.isInteger(brokerId) && brokerId >= 0 && brokerId < config.maxBrokers
+    ? Effect.void
+    : Effect.fail(new LogConfigInvalid({ problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`], config }))
 
-/** After a first try found `first` full: waits with `awaitRoom` and retries `attempt` until a receipt, up to `timeoutMs`. */
-const withBackpressure = <E>(
-  topic: string,
-  brokerId: number,
-  timeoutMs: number,
-  first: Full,
-  attempt: Effect.Effect<AppendReceipt | Full, E>,
-  awaitRoom: (full: Full, remainingMs: number) => Effect.Effect<boolean>,
-  onWait: () => void
-): Effect.Effect<AppendReceipt, E | AppendTimeout> =>
-  Effect.gen(function*() {
-    onWait()
-    logRingFullWaits.unsafeUpdate(1, [])
-    const started = performance.now()
-    let full = first
-    for (;;) {
-      const remaining = timeoutMs - (performance.now() - started)
-      if (remaining <= 0 || !(yield* awaitRoom(full, remaining))) {
-        return yield* new AppendTimeout({ topic, brokerId, waitedMs: Math.round(performance.now() - started), full })
-      }
-      const next = yield* attempt
-      if (typeof next !== "string") return next
-      full = next
-    }
-  })
+/** What is full when a batch cannot be appended now. */
+export type Full = "pbr" | "blog"
+
+/** A broker's cursors over one topic's PBR and Blog, as absolute positions (the region's broker line, or the store's broker). */
+export interface AppendCursors {
+  /** The next PBR position; positions before `reclaimed` may be reused. */
+  head: number
+  reclaimed: number
+  /** The next Blog byte; bytes before `blogTail` may be reused. */
+  blogHead: number
+  blogTail: number
+  appendedMessages: number
+  ringFullWaits: number
+}
+
+/** Where a batch of `bytes` (line-aligned) would start in the Blog, or what is full. */
+export const reserve = (c: AppendCursors, bytes: number, pbrSlots: number, blogBytes: number): number | Full => {
+  if (c.head - c.reclaimed >= pbrSlots) return "pbr"
+  const offset = c.blogHead % blogBytes
+  const position = offset + bytes > blogBytes ? c.blogHead + blogBytes - offset : c.blogHead
+  return position + bytes - c.blogTail <= blogBytes ? position : "blog"
+}
+
+/** What reclaiming reads of a broker's PBR slots, wherever they live. */
+export interface ReclaimSource {
+  /** The lowest cursor of the topic's live durable subscribers (Infinity if none): nothing from it on is reused. */
+  lowestCursor(): number
+  /** The sequencer finished the slot at PBR position `pbrSeq`. */
+  finished(pbrSeq: number): boolean
+  /** Its global seq, or a `Dropped` code. */
+  globalSeq(pbrSeq: number): number
+  /** The Blog position just past its payload. */
+  blogEnd(pbrSeq: number): number
+}
+
+/**
+ * reclaim: frees the broker's finished slots before `consumed`, oldest first, up to the first
+ * one a durable subscriber still needs, moving the Blog tail past their payloads. Returns how
+ * many it freed.
+ */
+export const reclaim = (c: AppendCursors, consumed: number, slots: ReclaimSource): number => {
+  if (!(c.reclaimed < consumed)) return 0
+  const lowest = slots.lowestCursor()
+  const before = c.reclaimed
+  while (c.reclaimed < consumed) {
+    const pbrSeq = c.reclaimed
+    if (!slots.finished(pbrSeq)) break
+    const globalSeq = slots.globalSeq(pbrSeq)
+    if (globalSeq >= 0 && globalSeq >= lowest) break
+    c.blogTail = slots.blogEnd(pbrSeq)
+    c.reclaimed = pbrSeq + 1
+  }
+  return c.reclaimed - before
+}
+
+/** One topic as this broker appends to it: its cursors, and what depends on where its bytes live. */
+export interface AppendTarget {
+  readonly topic: string
+  readonly cursors: AppendCursors
+  /** Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), and publishes the new tail. */
+  readonly reclaim: () => void
+  /** Writes the payload (`fill`) at Blog `position` and the header into PBR position `pbrSeq`, the commit word last. */
+  readonly write: (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode) => void
+  /** After the cursors moved past a batch: publishes them and wakes the sequencer. */
+  readonly published: () => void
+  /** An append starts (+1) or stops (-1) waiting for room; a start also publishes `ringFullWaits`. */
+  readonly waiting: (delta: 1 | -1) => void
+}
+
+/** Where a broker's appends land: the region's log area or the in-process store. */
+export interface AppendBacking {
+  readonly brokerId: number
+  readonly config: LogConfig
+  /** How long an append waits for room (default 10 s). */
+  readonly timeoutMs: number | undefined
+  /**
+   * The topic's target if it is set up (the hot path: no Effect); undefined if it is not
+   * yet, or TopicNotFound if the backing knows at once that there is no such topic.
+   */
+  readonly known: (topic: string) => AppendTarget | TopicNotFound | undefined
+  /** The topic's target, set up on first use. */
+  readonly target: (topic: string) => Effect.Effect<AppendTarget, TopicNotFound | BatchRejected>
+  readonly sessions: (topic: string) => Effect.Effect<SessionTable, TopicNotFound>
+  /** True as soon as `condition()` holds, false after `timeoutMs`. */
+  readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+}
 
 /** The close marker's header: no payload; `batchSeq` carries the batch count. */
 const closeHeader = (clientId: number, sessionEpoch: number, batches: number): BatchHeader => ({
@@ -95,9 +161,7 @@ const closeHeader = (clientId: number, sessionEpoch: number, batches: number): B
   crc32c: 0
 })
 
-/** The registration outcome in the service's terms. */
-const registered = (topic: string, outcome: ReturnType<SessionTable["register"]>): Effect.Effect<number, SessionTableFull> =>
-  "full" in outcome ? Effect.fail(new SessionTableFull({ topic, capacity: outcome.capacity })) : Effect.succeed(outcome.sessionEpoch)
+const noPayload = (): void => {}
 
 /** Counts an appended batch (plain metric updates: this is per batch). */
 const counted = (receipt: AppendReceipt, payloadBytes: number): AppendReceipt => {
@@ -106,30 +170,129 @@ const counted = (receipt: AppendReceipt, payloadBytes: number): AppendReceipt =>
   return receipt
 }
 
-/** This broker's writing state for one topic; recovered from the region on first use. */
-interface BrokerTopic {
-  readonly info: TopicInfo
-  readonly line: number
-  readonly sequencerLine: number
-  readonly pbr: number
-  readonly blog: number
-  head: number
-  blogHead: number
-  reclaimed: number
-  blogTail: number
-  appendedMessages: number
-  ringFullWaits: number
+/** The Appender service over a backing: every append, wherever its bytes go, runs this code. */
+export const appenderOver = (backing: AppendBacking): AppenderShape => {
+  const { brokerId } = backing
+  const timeoutMs = backing.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const { pbrSlots, blogBytes, maxBatchBytes } = backing.config
+
+  /** Where a batch of `bytes` starts in the Blog, reclaiming first when full; or what stays full. */
+  const roomFor = (t: AppendTarget, bytes: number): number | Full => {
+    const first = reserve(t.cursors, bytes, pbrSlots, blogBytes)
+    if (typeof first === "number") return first
+    t.reclaim()
+    return reserve(t.cursors, bytes, pbrSlots, blogBytes)
+  }
+
+  /** append: payload → PBR slot → commit word; then the cursors move past the batch and the sequencer is rung. */
+  const appendBatch = (t: AppendTarget, header: BatchHeader, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): AppendReceipt => {
+    const c = t.cursors
+    const pbrSeq = c.head
+    t.write(header, pbrSeq, position, fill, kind)
+    c.head = pbrSeq + 1
+    c.blogHead = position + alignLine(header.payloadBytes)
+    c.appendedMessages += header.messageCount
+    t.published()
+    return { brokerId, pbrSeq, blogPosition: position }
+  }
+
+  /** One try: a receipt, what is full, or the batch rejected because `fill` threw (no Effect: the hot path). */
+  const attempt = (t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode): AppendReceipt | Full | BatchRejected => {
+    try {
+      const position = roomFor(t, alignLine(header.payloadBytes))
+      return typeof position === "number" ? appendBatch(t, header, position, fill, kind) : position
+    } catch (error) {
+      return new BatchRejected({ topic: t.topic, reason: `filling the payload failed: ${String(error)}` })
+    }
+  }
+
+  /** One try of a batch without waiting: a counted receipt, what is full, or why not. */
+  const tryOnce = (t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
+    const problem = headerProblem(header, maxBatchBytes)
+    if (problem !== undefined) return new BatchRejected({ topic: t.topic, reason: problem })
+    const outcome = attempt(t, header, fill, PbrKind.batch)
+    return typeof outcome === "string" || outcome instanceof BatchRejected ? outcome : counted(outcome, header.payloadBytes)
+  }
+
+  /** Backpressure: after a try found `first` full, waits for room and retries until a receipt, or `AppendTimeout`. */
+  const appendWhenRoom = (t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode, first: Full) => {
+    const bytes = alignLine(header.payloadBytes)
+    const hasRoom = () => typeof roomFor(t, bytes) === "number"
+    const retry = Effect.gen(function*() {
+      const started = performance.now()
+      let full = first
+      for (;;) {
+        const remaining = timeoutMs - (performance.now() - started)
+        if (remaining <= 0 || !(yield* backing.await(hasRoom, remaining))) {
+          return yield* new AppendTimeout({ topic: t.topic, brokerId, waitedMs: Math.round(performance.now() - started), full })
+        }
+        const next = attempt(t, header, fill, kind)
+        if (next instanceof BatchRejected) return yield* next
+        if (typeof next !== "string") return next
+        full = next
+      }
+    })
+    // Counted as waiting before the first re-check, so whoever frees room after it wakes us (see ringRoomWaiters).
+    const startWaiting = Effect.sync(() => {
+      t.cursors.ringFullWaits++
+      t.waiting(1)
+      logRingFullWaits.unsafeUpdate(1, [])
+    })
+    return Effect.acquireUseRelease(startWaiting, () => retry, () => Effect.sync(() => t.waiting(-1)))
+  }
+
+  const appendTo = (t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode): Effect.Effect<AppendReceipt, AppendError> => {
+    const first = kind === PbrKind.batch ? tryOnce(t, header, fill) : attempt(t, header, fill, kind)
+    if (first instanceof BatchRejected) return Effect.fail(first)
+    if (typeof first !== "string") return Effect.succeed(first)
+    const waited = appendWhenRoom(t, header, fill, kind, first)
+    return kind === PbrKind.batch ? Effect.map(waited, (receipt) => counted(receipt, header.payloadBytes)) : waited
+  }
+
+  /** Runs `use` with the topic's target (set up from the backing on first use). */
+  const withTarget = <A, E>(topic: string, use: (t: AppendTarget) => Effect.Effect<A, E>) =>
+    Effect.suspend(() => {
+      const known = backing.known(topic)
+      if (known === undefined) return Effect.flatMap(backing.target(topic), use)
+      return known instanceof TopicNotFound ? Effect.fail(known) : use(known)
+    })
+
+  const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
+    withTarget(topic, (t) => appendTo(t, header, fill, PbrKind.batch))
+
+  return {
+    brokerId,
+    appendWith,
+    tryAppendWith: (topic, header, fill) => {
+      const known = backing.known(topic)
+      if (known === undefined) return "wait"
+      if (known instanceof TopicNotFound) return known
+      const outcome = tryOnce(known, header, fill)
+      return typeof outcome === "string" ? "wait" : outcome
+    },
+    append: (topic, header, payload) =>
+      payload.length !== header.payloadBytes
+        ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
+        : appendWith(topic, header, (dst) => dst.set(payload)),
+    registerSession: (topic, clientId) =>
+      Effect.flatMap(backing.sessions(topic), (table) => {
+        const outcome = table.register(clientId, Date.now())
+        return "full" in outcome ? Effect.fail(new SessionTableFull({ topic, capacity: outcome.capacity })) : Effect.succeed(outcome.sessionEpoch)
+      }),
+    closeSession: (topic, clientId, sessionEpoch, batches) =>
+      withTarget(topic, (t) => appendTo(t, closeHeader(clientId, sessionEpoch, batches), noPayload, PbrKind.close))
+  }
 }
+
+// ---- the region: this broker slot's PBR + Blog --------------------------------------
 
 export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
     const { config } = area
-    const brokerId = options.brokerId
-    if (!Number.isInteger(brokerId) || brokerId < 0 || brokerId >= config.maxBrokers) {
-      return yield* new LogConfigInvalid({ problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`], config })
-    }
+    const { brokerId } = options
+    yield* checkBrokerId(config, brokerId)
     const occurrence = newOccurrence()
     const owner = area.brokerOwner(brokerId)
     const roomWaits = waitingForRoom(region, owner)
@@ -142,359 +305,142 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       }),
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     const audit = options.flushAudit
     const { pbrSlots, blogBytes } = config
-    const { f64, u32, i32 } = region
     const resolve = topicResolver(region, area)
-    const topics = new Map<string, BrokerTopic>()
-    const sessionTables = new Map<number, SessionTable>()
+    const sessionTable = regionSessionTables(region, area)
+    const targets = new Map<string, AppendTarget>()
     const alive = livenessCache()
+    const slots = new PbrSlotView(region, pbrSlots)
+    const brokerLines = new BrokerLineView(region)
+    const sequencerLines = new SequencerLineView(region)
+    const sequencer = sequencerBell(region, doorbell)
 
-    const recover = (info: TopicInfo): Effect.Effect<BrokerTopic, LogCorrupt> =>
+    /** This broker's target for a topic, its cursors recovered from the region (adopting slots a previous owner committed). */
+    const recover = (info: TopicInfo): Effect.Effect<AppendTarget, LogCorrupt> =>
       Effect.suspend(() => {
-        const line = area.brokerLine(info.id, brokerId)
-        const bt: BrokerTopic = {
-          info,
-          line,
-          sequencerLine: area.sequencerLine(info.id, brokerId),
-          pbr: area.pbr(info.id, brokerId),
-          blog: area.blog(info.id, brokerId),
-          head: f64[(line + BrokerLine.pbrHead) / 8]!,
-          blogHead: f64[(line + BrokerLine.blogHead) / 8]!,
-          reclaimed: f64[(line + BrokerLine.pbrReclaimed) / 8]!,
-          blogTail: f64[(line + BrokerLine.blogTail) / 8]!,
-          appendedMessages: f64[(line + BrokerLine.appendedMessages) / 8]!,
-          ringFullWaits: f64[(line + BrokerLine.ringFullWaits) / 8]!
+        const t = info.id
+        const line = area.brokerLine(t, brokerId)
+        const sequencerLine = area.sequencerLine(t, brokerId)
+        const blog = area.blog(t, brokerId)
+        const corrupt = (what: string) => Effect.fail(new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: ${what}` }))
+        const c: AppendCursors = {
+          head: brokerLines.pbrHead(line),
+          blogHead: brokerLines.blogHead(line),
+          reclaimed: brokerLines.pbrReclaimed(line),
+          blogTail: brokerLines.blogTail(line),
+          appendedMessages: brokerLines.appendedMessages(line),
+          ringFullWaits: brokerLines.ringFullWaits(line)
         }
-        const sane = [bt.head, bt.blogHead, bt.reclaimed, bt.blogTail, bt.appendedMessages].every((n) => Number.isSafeInteger(n) && n >= 0) &&
-          bt.reclaimed <= bt.head && bt.head - bt.reclaimed <= pbrSlots && bt.blogTail <= bt.blogHead && bt.blogHead - bt.blogTail <= blogBytes
-        if (!sane) return Effect.fail(new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: broker line cursors are inconsistent` }))
+        const sane = [c.head, c.blogHead, c.reclaimed, c.blogTail, c.appendedMessages].every((n) => Number.isSafeInteger(n) && n >= 0) &&
+          c.reclaimed <= c.head && c.head - c.reclaimed <= pbrSlots && c.blogTail <= c.blogHead && c.blogHead - c.blogTail <= blogBytes
+        if (!sane) return corrupt("broker line cursors are inconsistent")
         // A previous owner may have committed slots without publishing its line: adopt them.
-        while (bt.head - bt.reclaimed < pbrSlots) {
-          const slot = bt.pbr + (bt.head % pbrSlots) * 128
-          if (Atomics.load(i32, (slot + PbrSlot.commit) / 4) !== lapMark(bt.head, pbrSlots)) break
-          const position = f64[(slot + PbrSlot.blogPosition) / 8]!
-          const bytes = u32[(slot + PbrSlot.payloadBytes) / 4]!
-          if (!Number.isSafeInteger(position) || position < bt.blogHead || bytes > config.maxBatchBytes || (position % blogBytes) + bytes > blogBytes) {
-            return Effect.fail(new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: PBR slot ${bt.head} has a bad Blog range` }))
+        while (c.head - c.reclaimed < pbrSlots) {
+          const slot = pbrSlotOffset(area, t, brokerId, c.head)
+          if (!slots.committed(slot, c.head)) break
+          const position = slots.blogPosition(slot)
+          const bytes = slots.payloadBytes(slot)
+          if (!Number.isSafeInteger(position) || position < c.blogHead || bytes > config.maxBatchBytes || (position % blogBytes) + bytes > blogBytes) {
+            return corrupt(`PBR slot ${c.head} has a bad Blog range`)
           }
-          bt.blogHead = position + alignLine(bytes)
-          bt.appendedMessages += u32[(slot + PbrSlot.messageCount) / 4]!
-          bt.head++
+          c.blogHead = position + alignLine(bytes)
+          c.appendedMessages += slots.messageCount(slot)
+          c.head++
         }
-        publishLine(bt)
-        topics.set(info.name, bt)
-        return Effect.succeed(bt)
-      })
 
-    const publishLine = (bt: BrokerTopic) => {
-      f64[(bt.line + BrokerLine.pbrHead) / 8] = bt.head
-      f64[(bt.line + BrokerLine.blogHead) / 8] = bt.blogHead
-      f64[(bt.line + BrokerLine.appendedMessages) / 8] = bt.appendedMessages
-      region.publish(bt.line, 64)
-    }
+        const publishLine = (): void => {
+          brokerLines.setPbrHead(line, c.head)
+          brokerLines.setBlogHead(line, c.blogHead)
+          brokerLines.setAppendedMessages(line, c.appendedMessages)
+          region.publish(line, 64)
+        }
 
-    const brokerTopic = (name: string): Effect.Effect<BrokerTopic, TopicNotFound | LogCorrupt> => {
-      const known = topics.get(name)
-      return known !== undefined ? Effect.succeed(known) : Effect.flatMap(resolve(name), recover)
-    }
-
-    /** Frees finished slots no durable subscriber needs; publishes the new tail before the bytes can be reused. */
-    const reclaim = (bt: BrokerTopic): void => {
-      region.invalidate(bt.sequencerLine, 64)
-      const consumed = Math.min(f64[(bt.sequencerLine + SequencerLine.consumedThrough) / 8]!, bt.head)
-      if (!(bt.reclaimed < consumed)) return
-      const lowest = lowestDurableCursor(region, area, bt.info.id, alive)
-      const before = bt.reclaimed
-      while (bt.reclaimed < consumed) {
-        const slot = bt.pbr + (bt.reclaimed % pbrSlots) * 128
-        region.invalidate(slot + 64, 64)
-        if (Atomics.load(i32, (slot + PbrSlot.finish) / 4) !== lapMark(bt.reclaimed, pbrSlots)) break
-        const globalSeq = f64[(slot + PbrSlot.globalSeq) / 8]!
-        if (globalSeq >= 0 && globalSeq >= lowest) break
-        bt.blogTail = f64[(slot + PbrSlot.blogPosition) / 8]! + alignLine(u32[(slot + PbrSlot.payloadBytes) / 4]!)
-        bt.reclaimed++
-      }
-      if (bt.reclaimed === before) return
-      f64[(bt.line + BrokerLine.pbrReclaimed) / 8] = bt.reclaimed
-      f64[(bt.line + BrokerLine.blogTail) / 8] = bt.blogTail
-      region.publish(bt.line, 64)
-      Atomics.add(i32, (bt.line + BrokerLine.reclaimVersion) / 4, 1)
-    }
-
-    /** Where a batch of `bytes` would start in the Blog, or why it cannot yet. */
-    const reserve = (bt: BrokerTopic, bytes: number): number | Full => {
-      if (bt.head - bt.reclaimed >= pbrSlots) return "pbr"
-      const offset = bt.blogHead % blogBytes
-      const position = offset + bytes > blogBytes ? bt.blogHead + blogBytes - offset : bt.blogHead
-      return position + bytes - bt.blogTail <= blogBytes ? position : "blog"
-    }
-
-    const roomFor = (bt: BrokerTopic, bytes: number): number | Full => {
-      const first = reserve(bt, bytes)
-      if (typeof first === "number") return first
-      reclaim(bt)
-      return reserve(bt, bytes)
-    }
-
-    /** After a commit (a sequentially consistent store): rings the sequencer if it waits for batches. */
-    const ringSequencer = () => {
-      region.invalidate(Offsets.sequencerLease + LeaseLine.waiting, 4)
-      if (Atomics.load(i32, (Offsets.sequencerLease + LeaseLine.waiting) / 4) === 0) return
-      const bell = Atomics.load(i32, (Offsets.sequencerLease + LeaseLine.doorbell) / 4)
-      if (bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)) doorbell.ring(bell)
-    }
-
-    const commit = (bt: BrokerTopic, header: BatchHeader, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): AppendReceipt => {
-      const { payloadBytes } = header
-      const at = bt.blog + (position % blogBytes)
-      fill(region.bytes.subarray(at, at + payloadBytes))
-      const pbrSeq = bt.head
-      const slot = bt.pbr + (pbrSeq % pbrSlots) * 128
-      u32[(slot + PbrSlot.clientId) / 4] = header.clientId
-      u32[(slot + PbrSlot.sessionEpoch) / 4] = header.sessionEpoch
-      f64[(slot + PbrSlot.batchSeq) / 8] = header.batchSeq
-      u32[(slot + PbrSlot.messageCount) / 4] = header.messageCount
-      u32[(slot + PbrSlot.payloadBytes) / 4] = payloadBytes
-      f64[(slot + PbrSlot.blogPosition) / 8] = position
-      u32[(slot + PbrSlot.crc32c) / 4] = header.crc32c
-      u32[(slot + PbrSlot.brokerId) / 4] = brokerId
-      f64[(slot + PbrSlot.receivedAtMs) / 8] = Date.now()
-      f64[(slot + PbrSlot.pbrSeq) / 8] = pbrSeq
-      u32[(slot + PbrSlot.kind) / 4] = kind
-      region.publish(at, payloadBytes)
-      region.publish(slot, 64)
-      audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
-      Atomics.store(i32, (slot + PbrSlot.commit) / 4, lapMark(pbrSeq, pbrSlots))
-      region.publish(slot + PbrSlot.commit, 4)
-      bt.head = pbrSeq + 1
-      bt.blogHead = position + alignLine(payloadBytes)
-      bt.appendedMessages += header.messageCount
-      publishLine(bt)
-      ringSequencer()
-      return { brokerId, pbrSeq, blogPosition: position }
-    }
-
-    /** One try: a receipt, what is full, or why the batch cannot be appended (no Effect: the hot path). */
-    const attempt = (
-      bt: BrokerTopic,
-      topic: string,
-      header: BatchHeader,
-      fill: (dst: Uint8Array) => void,
-      kind: PbrKindCode = PbrKind.batch
-    ): AppendReceipt | Full | BatchRejected => {
-      try {
-        const position = roomFor(bt, alignLine(header.payloadBytes))
-        return typeof position === "number" ? commit(bt, header, position, fill, kind) : position
-      } catch (error) {
-        return new BatchRejected({ topic, reason: `filling the payload failed: ${String(error)}` })
-      }
-    }
-
-    /** One try without waiting: a counted receipt, what is full, or why not. */
-    const tryOnce = (bt: BrokerTopic, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
-      const problem = headerProblem(header, config.maxBatchBytes)
-      if (problem !== undefined) return new BatchRejected({ topic, reason: problem })
-      const first = attempt(bt, topic, header, fill)
-      return typeof first === "string" || first instanceof BatchRejected ? first : counted(first, header.payloadBytes)
-    }
-
-    const appendTo = (
-      bt: BrokerTopic,
-      topic: string,
-      header: BatchHeader,
-      fill: (dst: Uint8Array) => void,
-      kind: PbrKindCode = PbrKind.batch
-    ): Effect.Effect<AppendReceipt, AppendError> => {
-      const first = kind === PbrKind.batch ? tryOnce(bt, topic, header, fill) : attempt(bt, topic, header, fill, kind)
-      if (first instanceof BatchRejected) return Effect.fail(first)
-      if (typeof first !== "string") return Effect.succeed(first)
-      const bytes = alignLine(header.payloadBytes)
-      // Counted as waiting before the first re-check, so whoever frees room after it rings us (see ringRoomWaiters).
-      return Effect.acquireUseRelease(
-        Effect.sync(roomWaits.begin),
-        () =>
-          withBackpressure(
-            topic,
-            brokerId,
-            timeoutMs,
-            first,
-            Effect.suspend(() => {
-              const next = attempt(bt, topic, header, fill, kind)
-              return next instanceof BatchRejected ? Effect.fail(next) : Effect.succeed(next)
-            }),
-            (_, remaining) => doorbell.await(() => typeof roomFor(bt, bytes) === "number", remaining),
-            () => {
-              bt.ringFullWaits++
-              f64[(bt.line + BrokerLine.ringFullWaits) / 8] = bt.ringFullWaits
-            }
-          ),
-        () => Effect.sync(roomWaits.end)
-      ).pipe(Effect.map((receipt) => counted(receipt, header.payloadBytes)))
-    }
-
-    /** This broker's state for the topic (set up from the region on first use). */
-    const topicState = (topic: string): Effect.Effect<BrokerTopic, TopicNotFound | BatchRejected> =>
-      Effect.suspend(() => {
-        const known = topics.get(topic)
-        if (known !== undefined) return Effect.succeed(known)
-        return brokerTopic(topic).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message }))))
-      })
-
-    const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void): Effect.Effect<AppendReceipt, AppendError> =>
-      Effect.suspend(() => {
-        const known = topics.get(topic)
-        if (known !== undefined) return appendTo(known, topic, header, fill)
-        return Effect.flatMap(topicState(topic), (bt) => appendTo(bt, topic, header, fill))
-      })
-
-    return {
-      brokerId,
-      appendWith,
-      registerSession: (topic, clientId) =>
-        Effect.flatMap(resolve(topic), (info) => {
-          let table = sessionTables.get(info.id)
-          if (table === undefined) {
-            table = new SessionTable(region, area.sessions(info.id), area.registryLine(info.id), config.sessionSlots)
-            sessionTables.set(info.id, table)
+        /** The sequencer's half of a slot (line 1), read fresh. */
+        const finishedSlot = (pbrSeq: number): number => {
+          const slot = pbrSlotOffset(area, t, brokerId, pbrSeq)
+          region.invalidate(slot + 64, 64)
+          return slot
+        }
+        const reclaimSource: ReclaimSource = {
+          lowestCursor: () => lowestDurableCursor(region, area, t, alive),
+          finished: (pbrSeq) => slots.finished(finishedSlot(pbrSeq), pbrSeq),
+          globalSeq: (pbrSeq) => slots.globalSeq(pbrSlotOffset(area, t, brokerId, pbrSeq)),
+          blogEnd: (pbrSeq) => {
+            const slot = pbrSlotOffset(area, t, brokerId, pbrSeq)
+            return slots.blogPosition(slot) + alignLine(slots.payloadBytes(slot))
           }
-          return registered(topic, table.register(clientId, Date.now()))
+        }
+
+        /** The bytes of a batch: payload into the Blog, header into the PBR slot, flushed, then the commit word. */
+        const writeBatch = (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): void => {
+          const { payloadBytes } = header
+          const at = blog + (position % blogBytes)
+          fill(region.bytes.subarray(at, at + payloadBytes))
+          const slot = pbrSlotOffset(area, t, brokerId, pbrSeq)
+          slots.setClientId(slot, header.clientId)
+          slots.setSessionEpoch(slot, header.sessionEpoch)
+          slots.setBatchSeq(slot, header.batchSeq)
+          slots.setMessageCount(slot, header.messageCount)
+          slots.setPayloadBytes(slot, payloadBytes)
+          slots.setBlogPosition(slot, position)
+          slots.setCrc32c(slot, header.crc32c)
+          slots.setBrokerId(slot, brokerId)
+          slots.setReceivedAtMs(slot, Date.now())
+          slots.setPbrSeq(slot, pbrSeq)
+          slots.setKind(slot, kind)
+          region.publish(at, payloadBytes)
+          region.publish(slot, 64)
+          audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
+          slots.commit(slot, pbrSeq)
+          region.publish(slot + PbrSlot.commit, 4)
+        }
+
+        publishLine()
+        const target: AppendTarget = {
+          topic: info.name,
+          cursors: c,
+          reclaim: () => {
+            region.invalidate(sequencerLine, 64)
+            if (reclaim(c, Math.min(sequencerLines.consumedThrough(sequencerLine), c.head), reclaimSource) === 0) return
+            brokerLines.setPbrReclaimed(line, c.reclaimed)
+            brokerLines.setBlogTail(line, c.blogTail)
+            region.publish(line, 64)
+            brokerLines.bumpReclaimVersion(line)
+          },
+          write: writeBatch,
+          published: () => {
+            publishLine()
+            sequencer.ringIfWaiting()
+          },
+          waiting: (delta) => {
+            if (delta === 1) {
+              roomWaits.begin()
+              brokerLines.setRingFullWaits(line, c.ringFullWaits)
+            } else {
+              roomWaits.end()
+            }
+          }
+        }
+        targets.set(info.name, target)
+        return Effect.succeed(target)
+      })
+
+    return appenderOver({
+      brokerId,
+      config,
+      timeoutMs: options.timeoutMs,
+      known: (topic) => targets.get(topic),
+      target: (topic) =>
+        Effect.suspend(() => {
+          const known = targets.get(topic)
+          if (known !== undefined) return Effect.succeed(known)
+          return Effect.flatMap(resolve(topic), recover).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message }))))
         }),
-      closeSession: (topic, clientId, sessionEpoch, batches) =>
-        Effect.flatMap(topicState(topic), (bt) => appendTo(bt, topic, closeHeader(clientId, sessionEpoch, batches), () => {}, PbrKind.close)),
-      tryAppendWith: (topic, header, fill) => {
-        const known = topics.get(topic)
-        if (known === undefined) return "wait"
-        const outcome = tryOnce(known, topic, header, fill)
-        return typeof outcome === "string" ? "wait" : outcome
-      },
-      append: (topic, header, payload) =>
-        payload.length !== header.payloadBytes
-          ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
-          : appendWith(topic, header, (dst) => dst.set(payload))
-    }
+      sessions: (topic) => Effect.map(resolve(topic), sessionTable),
+      await: doorbell.await
+    })
   })
 
 export const layer = (area: LogArea, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell> =>
   Layer.scoped(Appender, make(area, options))
-
-export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, Scope.Scope> =>
-  Effect.gen(function*() {
-    const { config } = store
-    const brokerId = options.brokerId
-    if (!Number.isInteger(brokerId) || brokerId < 0 || brokerId >= config.maxBrokers) {
-      return yield* new LogConfigInvalid({ problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`], config })
-    }
-    const occurrence = newOccurrence()
-    const owners = store.owners
-    yield* Effect.acquireRelease(
-      Effect.suspend(() => {
-        if ((owners.get(brokerId) ?? 0) !== 0) return Effect.fail(new BrokerSlotTaken({ brokerId, pid: process.pid }))
-        owners.set(brokerId, occurrence)
-        return Effect.void
-      }),
-      () => Effect.sync(() => owners.get(brokerId) === occurrence && owners.delete(brokerId))
-    )
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-
-    /** The topic and room check of one append, or why it cannot be appended at all. */
-    const prepare = (topicName: string, header: BatchHeader, kind: PbrKindCode = PbrKind.batch) => {
-      const topic = store.topics.find((t) => t.info.name === topicName)
-      if (topic === undefined) return new TopicNotFound({ name: topicName })
-      const problem = kind === PbrKind.batch ? headerProblem(header, config.maxBatchBytes) : undefined
-      if (problem !== undefined) return new BatchRejected({ topic: topicName, reason: problem })
-      const broker = topic.brokers[brokerId]!
-      const bytes = alignLine(header.payloadBytes)
-      const room = (): Full | undefined => {
-        if (broker.head - broker.reclaimed >= config.pbrSlots || broker.blogUsed + bytes > config.blogBytes) reclaimMemory(topic, broker)
-        return broker.head - broker.reclaimed >= config.pbrSlots ? "pbr" : broker.blogUsed + bytes > config.blogBytes ? "blog" : undefined
-      }
-      /** One try: a receipt, what is full, or the batch rejected because `fill` threw. */
-      const attempt = (fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
-        try {
-          const full = room()
-          if (full !== undefined) return full
-          const payload = new Uint8Array(header.payloadBytes)
-          fill(payload)
-          const batch: MemoryBatch = {
-            kind,
-            broker: brokerId,
-            pbrSeq: broker.head,
-            clientId: header.clientId,
-            sessionEpoch: header.sessionEpoch,
-            batchSeq: header.batchSeq,
-            messageCount: header.messageCount,
-            crc32c: header.crc32c,
-            payload,
-            blogBytes: bytes,
-            finished: false,
-            globalSeq: 0,
-            totalOrder: 0,
-            reclaimed: false
-          }
-          broker.pbr.push(batch)
-          const blogPosition = broker.blogHead
-          broker.head++
-          broker.blogHead += bytes
-          broker.blogUsed += bytes
-          broker.appendedMessages += header.messageCount
-          store.signal.notify()
-          return { brokerId, pbrSeq: batch.pbrSeq, blogPosition }
-        } catch (error) {
-          return new BatchRejected({ topic: topicName, reason: `filling the payload failed: ${String(error)}` })
-        }
-      }
-      return { broker, room, attempt }
-    }
-
-    const appendWith = (topicName: string, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode = PbrKind.batch) =>
-      Effect.gen(function*() {
-        const prepared = prepare(topicName, header, kind)
-        if (prepared instanceof TopicNotFound || prepared instanceof BatchRejected) return yield* prepared
-        const { attempt, broker, room } = prepared
-        const once = Effect.suspend(() => {
-          const outcome = attempt(fill)
-          return outcome instanceof BatchRejected ? Effect.fail(outcome) : Effect.succeed(outcome)
-        })
-        const first = yield* once
-        if (typeof first !== "string") return counted(first, header.payloadBytes)
-        broker.roomWaits++
-        const receipt = yield* withBackpressure(
-          topicName,
-          brokerId,
-          timeoutMs,
-          first,
-          once,
-          (_, remaining) => store.signal.await(() => room() === undefined, remaining),
-          () => {
-            broker.ringFullWaits++
-          }
-        ).pipe(Effect.ensuring(Effect.sync(() => broker.roomWaits--)))
-        return counted(receipt, header.payloadBytes)
-      })
-
-    return {
-      brokerId,
-      appendWith,
-      tryAppendWith: (topicName, header, fill) => {
-        const prepared = prepare(topicName, header)
-        if (prepared instanceof TopicNotFound || prepared instanceof BatchRejected) return prepared
-        const outcome = prepared.attempt(fill)
-        return typeof outcome === "string" ? "wait" : outcome instanceof BatchRejected ? outcome : counted(outcome, header.payloadBytes)
-      },
-      append: (topic, header, payload) =>
-        payload.length !== header.payloadBytes
-          ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
-          : appendWith(topic, header, (dst) => dst.set(payload)),
-      registerSession: (topicName, clientId) =>
-        Effect.suspend((): Effect.Effect<number, TopicNotFound | SessionTableFull> => {
-          const topic = store.topics.find((t) => t.info.name === topicName)
-          return topic === undefined ? Effect.fail(new TopicNotFound({ name: topicName })) : registered(topicName, topic.sessions.register(clientId, Date.now()))
-        }),
-      closeSession: (topic, clientId, sessionEpoch, batches) => appendWith(topic, closeHeader(clientId, sessionEpoch, batches), () => {}, PbrKind.close)
-    }
-  })
-
-export const layerMemory = (store: MemoryLogStore, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid> =>
-  Layer.scoped(Appender, makeMemory(store, options))

@@ -1,11 +1,12 @@
 /**
- * The in-process store behind every log `layerMemory` (Topics, Appender, Sequencer,
- * AckTracker, LogReader): the same records as the region's log area, as JS arrays and
- * maps, with the same capacities (PBR slots, Blog bytes, GOI window) so backpressure and
- * out-of-range behave alike. One store per simulated cluster; share it between the layers.
+ * The in-process store behind every log fake (TopicsMemory, AppenderMemory, SequencerMemory,
+ * AckTrackerMemory, LogReaderMemory): the same records as the region's log area, as JS
+ * arrays and maps, with the same capacities (PBR slots, Blog bytes and their positions, GOI
+ * window) so backpressure and out-of-range behave alike. One store per simulated cluster;
+ * share it between the layers. Each fake is `makeMemory(store, options)` / `layerMemory(store, options)`.
  */
 import { Effect } from "effect"
-import type { TopicInfo } from "../../services/log/Topics.js"
+import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { defaultLogConfig, type LogConfig } from "./Layout.js"
 import type { PbrKindCode } from "./Records.js"
 import { memorySessionTable, type SessionTable } from "./SessionTable.js"
@@ -22,7 +23,8 @@ export interface MemoryBatch {
   readonly messageCount: number
   readonly crc32c: number
   readonly payload: Uint8Array
-  /** Blog bytes it occupies (line-aligned, like the region). */
+  /** Where it sits in its broker's Blog and the bytes it occupies there (line-aligned), as in the region. */
+  readonly blogPosition: number
   readonly blogBytes: number
   finished: boolean
   /** The global seq, or a `Dropped` code. */
@@ -37,7 +39,8 @@ export interface MemoryBroker {
   reclaimed: number
   head: number
   blogHead: number
-  blogUsed: number
+  /** Blog bytes before this position are free (the reclaimed batches'). */
+  blogTail: number
   appendedMessages: number
   ringFullWaits: number
   /** Appends waiting for room now. */
@@ -63,6 +66,9 @@ export interface MemoryTopic {
   /** Durable subscriber cursors (next global seq to read), by id. */
   readonly cursors: Map<number, number>
 }
+
+/** The options of a fake that has none (every fake is made as `(store, options)`). */
+export type NoOptions = Readonly<Record<string, never>>
 
 /** Wakes waiters when anything in the store moved (the fakes' doorbell). */
 export interface LogSignal {
@@ -123,7 +129,7 @@ export const makeMemoryTopic = (config: LogConfig, info: TopicInfo): MemoryTopic
     reclaimed: 0,
     head: 0,
     blogHead: 0,
-    blogUsed: 0,
+    blogTail: 0,
     appendedMessages: 0,
     ringFullWaits: 0,
     roomWaits: 0,
@@ -149,15 +155,11 @@ export const lowestCursor = (topic: MemoryTopic): number => {
   return lowest
 }
 
-/** Frees the broker's finished PBR slots (and their Blog bytes) that no durable cursor still needs. */
-export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void => {
-  const lowest = lowestCursor(topic)
-  while (broker.pbr.length > 0 && broker.reclaimed < broker.consumedThrough) {
-    const batch = broker.pbr[0]!
-    if (batch.globalSeq >= 0 && batch.globalSeq >= lowest) break
-    broker.pbr.shift()
-    batch.reclaimed = true
-    broker.blogUsed -= batch.blogBytes
-    broker.reclaimed++
-  }
-}
+/** The store's topic of that name, or undefined. */
+export const findTopic = (store: MemoryLogStore, name: string): MemoryTopic | undefined => store.topics.find((t) => t.info.name === name)
+
+export const memoryTopic = (store: MemoryLogStore, name: string): Effect.Effect<MemoryTopic, TopicNotFound> =>
+  Effect.suspend(() => {
+    const topic = findTopic(store, name)
+    return topic === undefined ? Effect.fail(new TopicNotFound({ name })) : Effect.succeed(topic)
+  })

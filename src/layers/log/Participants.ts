@@ -9,15 +9,20 @@ import { randomInt } from "node:crypto"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
-import { Participant, SubscriberLine } from "./Records.js"
+import { LeaseLine, Participant, SubscriberLine } from "./Records.js"
+import { LeaseLineView } from "./RecordViews.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
+import { Offsets } from "../region/Superblock.js"
 
 /** A fresh claim identity: distinguishes two claims by one process, and a restarted owner. */
 export const newOccurrence = (): number => randomInt(1, 0x7fffffff)
 
+/** Whether some claim holds the line (its owner may be gone: see `livePid`). */
+export const lineTaken = (region: CxlMemoryShape, offset: number): boolean => Atomics.load(region.i32, (offset + Participant.occurrence) / 4) !== 0
+
 /** The pid holding the line if a live process does (0 if free or its owner is gone). */
 export const livePid = (region: CxlMemoryShape, offset: number): number => {
-  if (Atomics.load(region.i32, (offset + Participant.occurrence) / 4) === 0) return 0
+  if (!lineTaken(region, offset)) return 0
   const pid = Atomics.load(region.i32, (offset + Participant.pid) / 4)
   // A claimer between its compare-and-swap and its pid store: treat as live.
   return pid === 0 ? -1 : isPidAlive(pid) ? pid : 0
@@ -47,11 +52,32 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
   region.publish(offset, 64)
 }
 
+/** Whether a doorbell word read from the region names a doorbell line inside it. */
+const isBell = (region: CxlMemoryShape, bell: number): boolean => bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)
+
 /** The doorbell a live line names, if it names one inside the region; else 0. */
 const bellOf = (region: CxlMemoryShape, offset: number): number => {
-  if (Atomics.load(region.i32, (offset + Participant.occurrence) / 4) === 0) return 0
-  const bell = region.i32[(offset + Participant.doorbell) / 4]!
-  return bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64) ? bell : 0
+  if (!lineTaken(region, offset)) return 0
+  const bell = region.i32[(offset + Participant.doorbell) / 4]
+  return isBell(region, bell) ? bell : 0
+}
+
+/**
+ * The sequencer's doorbell, named in its lease line: `ring` always, `ringIfWaiting` only
+ * while it waits for batches (after a commit, itself a sequentially consistent store).
+ */
+export const sequencerBell = (region: CxlMemoryShape, doorbell: DoorbellShape) => {
+  const lease = new LeaseLineView(region)
+  const at = Offsets.sequencerLease
+  const ring = (): void => {
+    const bell = lease.doorbell(at)
+    if (isBell(region, bell)) doorbell.ring(bell)
+  }
+  const ringIfWaiting = (): void => {
+    region.invalidate(at + LeaseLine.waiting, 4)
+    if (lease.waiting(at) !== 0) ring()
+  }
+  return { ring, ringIfWaiting }
 }
 
 /** Rings the doorbell a line names, if it names one inside the region. */
@@ -151,8 +177,8 @@ export const lowestDurableCursor = (region: CxlMemoryShape, area: LogArea, topic
     const at = area.subscriber(topic, s)
     region.invalidate(at, 64)
     if (Atomics.load(region.i32, (at + SubscriberLine.occurrence) / 4) === 0) continue
-    if (region.i32[(at + SubscriberLine.durable) / 4] !== 1 || !alive(region.i32[(at + SubscriberLine.pid) / 4]!)) continue
-    lowest = Math.min(lowest, region.f64[(at + SubscriberLine.cursor) / 8]!)
+    if (region.i32[(at + SubscriberLine.durable) / 4] !== 1 || !alive(region.i32[(at + SubscriberLine.pid) / 4])) continue
+    lowest = Math.min(lowest, region.f64[(at + SubscriberLine.cursor) / 8])
   }
   return lowest
 }

@@ -1,7 +1,8 @@
 /**
- * Topics layers: `layer` keeps the topic table in the region's log area; `layerMemory` in
- * an in-process store (see LogMemory.ts). Also the table readers every region layer uses
- * to resolve a topic name.
+ * Topics: the one creation and lookup algorithm (`topicsOver`) over a topic table, and the
+ * live layer, whose table is the descriptors in the region's log area (the fake's is the
+ * in-process store: TopicsMemory.ts). Also the table readers every region layer uses to
+ * resolve a topic name.
  */
 import { Effect, Layer, Schema } from "effect"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
@@ -17,8 +18,50 @@ import {
   TopicTableFull
 } from "../../services/log/Topics.js"
 import type { LogArea } from "./Layout.js"
-import { makeMemoryTopic, type MemoryLogStore } from "./MemoryStore.js"
 import { Descriptor, DescriptorState } from "./Records.js"
+import { SessionTable } from "./SessionTable.js"
+
+/** Where topics are kept: the region's descriptors or the store's array. Topics are never deleted or renamed. */
+export interface TopicTable {
+  readonly maxTopics: number
+  readonly list: () => ReadonlyArray<TopicInfo>
+  /** Takes a free entry for `spec` (a checked spec whose name is not taken): the new topic, or undefined when none is free. */
+  readonly add: (spec: TopicSpec) => TopicInfo | undefined
+}
+
+/** Resolves names to topics, caching hits (topics are never deleted or renamed). */
+export const resolverOver = (list: () => ReadonlyArray<TopicInfo>) => {
+  const cache = new Map<string, TopicInfo>()
+  return (name: string): Effect.Effect<TopicInfo, TopicNotFound> =>
+    Effect.suspend(() => {
+      const cached = cache.get(name)
+      if (cached !== undefined) return Effect.succeed(cached)
+      const found = list().find((t) => t.name === name)
+      if (found === undefined) return Effect.fail(new TopicNotFound({ name }))
+      cache.set(name, found)
+      return Effect.succeed(found)
+    })
+}
+
+/** Creates a topic: a valid spec, replication the log can give, a name not taken, a free entry. */
+const createTopic = (table: TopicTable, input: TopicSpec) =>
+  Effect.gen(function*() {
+    const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message })))
+    if (spec.replicationFactor > 1) return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
+    if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
+    const info = table.add(spec)
+    if (info === undefined) return yield* new TopicTableFull({ maxTopics: table.maxTopics })
+    return info
+  })
+
+/** The Topics service over a table. */
+export const topicsOver = (table: TopicTable): TopicsShape => ({
+  create: (spec) => createTopic(table, spec),
+  lookup: resolverOver(table.list),
+  list: Effect.sync(table.list)
+})
+
+// ---- the region's topic table -------------------------------------------------------
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -29,10 +72,10 @@ export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): Top
   const at = area.descriptor(t)
   region.invalidate(at, 128)
   if (Atomics.load(region.i32, (at + Descriptor.state) / 4) !== DescriptorState.ready) return undefined
-  const order = region.i32[(at + Descriptor.order) / 4]!
-  const ackLevel = region.i32[(at + Descriptor.ackLevel) / 4]!
-  const replicationFactor = region.i32[(at + Descriptor.replicationFactor) / 4]!
-  const nameBytes = region.i32[(at + Descriptor.nameBytes) / 4]!
+  const order = region.i32[(at + Descriptor.order) / 4]
+  const ackLevel = region.i32[(at + Descriptor.ackLevel) / 4]
+  const replicationFactor = region.i32[(at + Descriptor.replicationFactor) / 4]
+  const nameBytes = region.i32[(at + Descriptor.nameBytes) / 4]
   if (!ORDERS.has(order) || ackLevel < 0 || ackLevel > 2 || replicationFactor < 1 || nameBytes < 1 || nameBytes > Descriptor.maxNameBytes) {
     return undefined
   }
@@ -49,75 +92,52 @@ export const listTopics = (region: CxlMemoryShape, area: LogArea): ReadonlyArray
   return topics
 }
 
-/** Resolves names to topics, caching hits (topics are never deleted or renamed). */
-export const topicResolver = (region: CxlMemoryShape, area: LogArea) => {
-  const cache = new Map<string, TopicInfo>()
-  return (name: string): Effect.Effect<TopicInfo, TopicNotFound> =>
-    Effect.suspend(() => {
-      const cached = cache.get(name)
-      if (cached !== undefined) return Effect.succeed(cached)
-      const found = listTopics(region, area).find((t) => t.name === name)
-      if (found === undefined) return Effect.fail(new TopicNotFound({ name }))
-      cache.set(name, found)
-      return Effect.succeed(found)
-    })
+/** Resolves names to the region's topics. */
+export const topicResolver = (region: CxlMemoryShape, area: LogArea) => resolverOver(() => listTopics(region, area))
+
+/** `make` once per topic (by id): the per-topic state a layer keeps (topics are never deleted). */
+export const perTopic = <A>(make: (info: TopicInfo) => A): ((info: TopicInfo) => A) => {
+  const made = new Map<number, A>()
+  return (info) => {
+    let found = made.get(info.id)
+    if (found === undefined) {
+      found = make(info)
+      made.set(info.id, found)
+    }
+    return found
+  }
 }
 
-const decodeSpec = (spec: TopicSpec) =>
-  Schema.decodeUnknown(TopicSpec)(spec).pipe(Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message })))
+/** Each topic's session table in the region. */
+export const regionSessionTables = (region: CxlMemoryShape, area: LogArea) =>
+  perTopic((info) => new SessionTable(region, area.sessions(info.id), area.registryLine(info.id), area.config.sessionSlots))
 
-const checkReplication = (spec: TopicSpec) =>
-  spec.replicationFactor > 1 ? Effect.fail(new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })) : Effect.void
+/** Claims a free descriptor by compare-and-swap (two creators never both win it) and publishes it, state word last. */
+const addTopic = (region: CxlMemoryShape, area: LogArea, spec: TopicSpec): TopicInfo | undefined => {
+  const name = encoder.encode(spec.name)
+  for (let t = 0; t < area.config.maxTopics; t++) {
+    const at = area.descriptor(t)
+    const state = (at + Descriptor.state) / 4
+    if (Atomics.compareExchange(region.i32, state, DescriptorState.free, DescriptorState.creating) !== DescriptorState.free) continue
+    region.i32[(at + Descriptor.order) / 4] = spec.order
+    region.i32[(at + Descriptor.ackLevel) / 4] = spec.ackLevel
+    region.i32[(at + Descriptor.replicationFactor) / 4] = spec.replicationFactor
+    region.i32[(at + Descriptor.nameBytes) / 4] = name.length
+    region.bytes.set(name, at + Descriptor.name)
+    region.publish(at, 128)
+    Atomics.store(region.i32, state, DescriptorState.ready)
+    region.publish(at, 64)
+    return { id: t, ...spec }
+  }
+  return undefined
+}
 
 export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory> =>
-  Effect.gen(function*() {
-    const region = yield* CxlMemory
-    const create = (input: TopicSpec) =>
-      Effect.gen(function*() {
-        const spec = yield* decodeSpec(input)
-        yield* checkReplication(spec)
-        const name = encoder.encode(spec.name)
-        if (listTopics(region, area).some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
-        for (let t = 0; t < area.config.maxTopics; t++) {
-          const at = area.descriptor(t)
-          const state = (at + Descriptor.state) / 4
-          if (Atomics.compareExchange(region.i32, state, DescriptorState.free, DescriptorState.creating) !== DescriptorState.free) continue
-          region.i32[(at + Descriptor.order) / 4] = spec.order
-          region.i32[(at + Descriptor.ackLevel) / 4] = spec.ackLevel
-          region.i32[(at + Descriptor.replicationFactor) / 4] = spec.replicationFactor
-          region.i32[(at + Descriptor.nameBytes) / 4] = name.length
-          region.bytes.set(name, at + Descriptor.name)
-          region.publish(at, 128)
-          Atomics.store(region.i32, state, DescriptorState.ready)
-          region.publish(at, 64)
-          return { id: t, ...spec }
-        }
-        return yield* new TopicTableFull({ maxTopics: area.config.maxTopics })
-      })
-    const resolve = topicResolver(region, area)
-    return { create, lookup: resolve, list: Effect.sync(() => listTopics(region, area)) }
-  })
+  Effect.map(CxlMemory, (region) =>
+    topicsOver({
+      maxTopics: area.config.maxTopics,
+      list: () => listTopics(region, area),
+      add: (spec) => addTopic(region, area, spec)
+    }))
 
 export const layer = (area: LogArea): Layer.Layer<Topics, never, CxlMemory> => Layer.effect(Topics, make(area))
-
-export const makeMemory = (store: MemoryLogStore): TopicsShape => ({
-  create: (input) =>
-    Effect.gen(function*() {
-      const spec = yield* decodeSpec(input)
-      yield* checkReplication(spec)
-      if (store.topics.some((t) => t.info.name === spec.name)) return yield* new TopicExists({ name: spec.name })
-      if (store.topics.length >= store.config.maxTopics) return yield* new TopicTableFull({ maxTopics: store.config.maxTopics })
-      const info = { id: store.topics.length, ...spec }
-      store.topics.push(makeMemoryTopic(store.config, info))
-      store.signal.notify()
-      return info
-    }),
-  lookup: (name) =>
-    Effect.suspend(() => {
-      const topic = store.topics.find((t) => t.info.name === name)
-      return topic === undefined ? Effect.fail(new TopicNotFound({ name })) : Effect.succeed(topic.info)
-    }),
-  list: Effect.sync(() => store.topics.map((t) => t.info))
-})
-
-export const layerMemory = (store: MemoryLogStore): Layer.Layer<Topics> => Layer.succeed(Topics, makeMemory(store))

@@ -1,0 +1,26 @@
+/** AckTracker fake: `ackTrackerOver` (AckTracker.ts) reading the in-process store. */
+import { Effect, Layer } from "effect"
+import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.js"
+import { ackTrackerOver, type AckTopic } from "./AckTracker.js"
+import { type MemoryLogStore, memoryTopic, type MemoryTopic, type NoOptions } from "./MemoryStore.js"
+
+const storeTopic = (store: MemoryLogStore, topic: MemoryTopic): AckTopic => ({
+  info: topic.info,
+  sessions: topic.sessions,
+  brokers: topic.brokers.length,
+  sent: (b) => topic.brokers[b].head,
+  acked: (b) => topic.brokers[b].consumedThrough,
+  owned: (b) => store.owners.has(b),
+  progress: () => topic.progress
+})
+
+export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<AckTrackerShape> =>
+  Effect.sync(() =>
+    ackTrackerOver({
+      topic: (name) => Effect.map(memoryTopic(store, name), (topic) => storeTopic(store, topic)),
+      await: store.signal.await
+    })
+  )
+
+export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<AckTracker> =>
+  Layer.effect(AckTracker, makeMemory(store, options))

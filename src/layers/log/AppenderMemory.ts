@@ -1,0 +1,103 @@
+/**
+ * Appender fake: `appenderOver` (Appender.ts) with the in-process store as its backing. A
+ * broker's PBR is the store's array of batches, its Blog positions and room the same
+ * arithmetic as the region's; only where the bytes live differs.
+ */
+import { Effect, Layer, type Scope } from "effect"
+import { Appender, type AppenderShape, BrokerSlotTaken } from "../../services/log/Appender.js"
+import { TopicNotFound } from "../../services/log/Topics.js"
+import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId, reclaim } from "./Appender.js"
+import type { LogConfigInvalid } from "./Layout.js"
+import { findTopic, lowestCursor, type MemoryBroker, type MemoryLogStore, memoryTopic, type MemoryTopic } from "./MemoryStore.js"
+import { newOccurrence } from "./Participants.js"
+import { alignLine } from "./Records.js"
+
+/** reclaim over the store: frees the broker's finished batches (and their Blog bytes) that no durable cursor still needs. */
+export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void => {
+  const base = broker.reclaimed
+  const batch = (pbrSeq: number) => broker.pbr[pbrSeq - base]
+  const freed = reclaim(broker, Math.min(broker.consumedThrough, broker.head), {
+    lowestCursor: () => lowestCursor(topic),
+    finished: (pbrSeq) => batch(pbrSeq).finished,
+    globalSeq: (pbrSeq) => batch(pbrSeq).globalSeq,
+    blogEnd: (pbrSeq) => batch(pbrSeq).blogPosition + batch(pbrSeq).blogBytes
+  })
+  for (const gone of broker.pbr.splice(0, freed)) gone.reclaimed = true
+}
+
+/** A broker's target for one topic of the store. */
+const memoryTarget = (store: MemoryLogStore, topic: MemoryTopic, brokerId: number): AppendTarget => {
+  const broker = topic.brokers[brokerId]
+  return {
+    topic: topic.info.name,
+    cursors: broker,
+    reclaim: () => reclaimMemory(topic, broker),
+    write: (header, pbrSeq, position, fill, kind) => {
+      const payload = new Uint8Array(header.payloadBytes)
+      fill(payload)
+      broker.pbr.push({
+        kind,
+        broker: brokerId,
+        pbrSeq,
+        clientId: header.clientId,
+        sessionEpoch: header.sessionEpoch,
+        batchSeq: header.batchSeq,
+        messageCount: header.messageCount,
+        crc32c: header.crc32c,
+        payload,
+        blogPosition: position,
+        blogBytes: alignLine(header.payloadBytes),
+        finished: false,
+        globalSeq: 0,
+        totalOrder: 0,
+        reclaimed: false
+      })
+    },
+    published: store.signal.notify,
+    waiting: (delta) => {
+      broker.roomWaits += delta
+    }
+  }
+}
+
+export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { brokerId } = options
+    yield* checkBrokerId(store.config, brokerId)
+    const occurrence = newOccurrence()
+    const { owners } = store
+    yield* Effect.acquireRelease(
+      Effect.suspend(() => {
+        if ((owners.get(brokerId) ?? 0) !== 0) return Effect.fail(new BrokerSlotTaken({ brokerId, pid: process.pid }))
+        owners.set(brokerId, occurrence)
+        return Effect.void
+      }),
+      () => Effect.sync(() => owners.get(brokerId) === occurrence && owners.delete(brokerId))
+    )
+    const targets = new Map<string, AppendTarget>()
+    const known = (name: string): AppendTarget | TopicNotFound => {
+      const cached = targets.get(name)
+      if (cached !== undefined) return cached
+      const topic = findTopic(store, name)
+      if (topic === undefined) return new TopicNotFound({ name })
+      const target = memoryTarget(store, topic, brokerId)
+      targets.set(name, target)
+      return target
+    }
+    return appenderOver({
+      brokerId,
+      config: store.config,
+      timeoutMs: options.timeoutMs,
+      known,
+      target: (name) =>
+        Effect.suspend(() => {
+          const target = known(name)
+          return target instanceof TopicNotFound ? Effect.fail(target) : Effect.succeed(target)
+        }),
+      sessions: (name) => Effect.map(memoryTopic(store, name), (topic) => topic.sessions),
+      await: store.signal.await
+    })
+  })
+
+export const layerMemory = (store: MemoryLogStore, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid> =>
+  Layer.scoped(Appender, makeMemory(store, options))
