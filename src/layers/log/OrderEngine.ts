@@ -22,8 +22,8 @@
  */
 import type { OrderMode } from "../../services/log/Topics.js"
 
-/** `marker`: a close marker, handled and finished (it is no batch). */
-export type DropReason = "duplicate" | "fenced" | "refused" | "marker"
+/** `marker`: a close marker, handled and finished (it is no batch); `corrupt`: a slot whose header cannot be a batch (the scan's, not the engine's). */
+export type DropReason = "duplicate" | "fenced" | "refused" | "corrupt" | "marker"
 
 /** What holds the topic up this round: nothing, brokers waiting for room, or a full GOI. */
 export type Backpressure = "none" | "room" | "stalled"

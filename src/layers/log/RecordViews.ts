@@ -8,6 +8,7 @@
  */
 import {
   BrokerLine,
+  Descriptor,
   GOI_INVALID,
   GoiEntry,
   goiSeqHi,
@@ -15,6 +16,7 @@ import {
   lapMark,
   LeaseLine,
   OrderLine,
+  Participant,
   PbrSlot,
   RegistryLine,
   SequencerLine,
@@ -227,4 +229,18 @@ export class LeaseLineView extends View {
   /** 1 while the sequencer waits on its doorbell for batches (appenders ring it only then). */
   waiting(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.waiting) / 4) }
   storeWaiting(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + LeaseLine.waiting) / 4, v) }
+}
+
+/** A participant line (broker owners, listeners): each process its own. */
+export class ParticipantLineView extends View {
+  occurrence(at: number): number { return Atomics.load(this.i32, (at + Participant.occurrence) / 4) }
+  pid(at: number): number { return Atomics.load(this.i32, (at + Participant.pid) / 4) }
+  doorbell(at: number): number { return this.i32[(at + Participant.doorbell) / 4] }
+  /** How many of the owner's appends wait for PBR or Blog room now. */
+  roomWaits(at: number): number { return Atomics.load(this.i32, (at + Participant.roomWaits) / 4) }
+}
+
+/** A topic descriptor (the head's); `state` is its commit word. */
+export class DescriptorView extends View {
+  state(at: number): number { return Atomics.load(this.i32, (at + Descriptor.state) / 4) }
 }

@@ -1,0 +1,176 @@
+/**
+ * The in-process Sequencer fake: the same round as the live layer (SequencerRound.ts) over
+ * a `MemoryLogStore`, whose PBRs and GOI are JS arrays of batches. The lease is the store's
+ * `sequencer` word; waiters are woken through the store's signal.
+ */
+import { Effect, Layer, type Scope } from "effect"
+import {
+  defaultSequencerOptions,
+  Sequencer,
+  SequencerLeaseHeld,
+  SequencerLeaseLost,
+  type SequencerOptions,
+  type SequencerShape
+} from "../../services/log/Sequencer.js"
+import { lowestCursor, type MemoryBatch, type MemoryLogStore, type MemoryTopic } from "./MemoryStore.js"
+import { newOccurrence } from "./Participants.js"
+import { PbrKind } from "./Records.js"
+import type { SessionTable } from "./SessionTable.js"
+import { type LogStorage, makeSequencerCore, type OrderSettings, replayOrdered, restoreSessions, TopicOrder, type TopicStorage } from "./SequencerRound.js"
+
+/** One topic's batches in the store: a broker's PBR is `pbr[pbrSeq - reclaimed]`, the GOI a window of batches. */
+class MemoryTopicStorage implements TopicStorage {
+  readonly sessions: SessionTable
+  /** The cursor: a broker's PBR and an index into it. */
+  private pbr: Array<MemoryBatch> = []
+  private index = 0
+
+  constructor(readonly topic: MemoryTopic, private readonly goiSlots: number) {
+    this.sessions = topic.sessions
+  }
+
+  /** A committed position (at or past the broker's consumed-through, so not reclaimed). */
+  private batchAt(broker: number, pbrSeq: number): MemoryBatch {
+    const b = this.topic.brokers[broker]
+    return b.pbr[pbrSeq - b.reclaimed]
+  }
+
+  committed(broker: number, pbrSeq: number): boolean {
+    return pbrSeq < this.topic.brokers[broker].head
+  }
+
+  seek(broker: number, pbrSeq: number): boolean {
+    const b = this.topic.brokers[broker]
+    this.pbr = b.pbr
+    this.index = pbrSeq - b.reclaimed
+    return pbrSeq < b.head
+  }
+
+  finished(): boolean {
+    return this.pbr[this.index].finished
+  }
+
+  isClose(): boolean {
+    return this.pbr[this.index].kind === PbrKind.close
+  }
+
+  /** Batches in the store are whole objects: never corrupt. */
+  sane(): boolean {
+    return true
+  }
+
+  clientId(): number {
+    return this.pbr[this.index].clientId
+  }
+
+  sessionEpoch(): number {
+    return this.pbr[this.index].sessionEpoch
+  }
+
+  batchSeq(): number {
+    return this.pbr[this.index].batchSeq
+  }
+
+  writeGoi(_g: number, broker: number, pbrSeq: number): number {
+    const { topic } = this
+    const batch = this.batchAt(broker, pbrSeq)
+    topic.goi.push(batch)
+    if (topic.goi.length > this.goiSlots) {
+      topic.goi.shift()
+      topic.goiBase++
+    }
+    return batch.messageCount
+  }
+
+  finish(broker: number, pbrSeq: number, globalSeq: number, totalOrder: number): void {
+    const batch = this.batchAt(broker, pbrSeq)
+    batch.globalSeq = globalSeq
+    batch.totalOrder = totalOrder
+    batch.finished = true
+  }
+
+  lowestCursor(): number {
+    return lowestCursor(this.topic)
+  }
+
+  roomWaits(): boolean {
+    return this.topic.brokers.some((b) => b.roomWaits > 0)
+  }
+
+  /** Readers of the store are woken by its signal whatever stalls. */
+  publishStalled(): void {}
+
+  publishFrontier(order: TopicOrder): void {
+    const { topic } = this
+    topic.brokers.forEach((b, i) => {
+      b.consumedThrough = order.consumedThrough(i)
+      b.held = order.engine.heldCount(i)
+      b.orderedBatches = order.orderedBatches[i]
+      b.orderedMessages = order.orderedMessages[i]
+      b.duplicates = order.duplicates[i]
+      b.dropped = order.dropped[i]
+    })
+    topic.totalOrder = order.totalNext
+    topic.progress++
+  }
+}
+
+/** A topic seen for the first time (or by a restarted sequencer): cursors and counters from the store, sessions from its table, duplicates from the retained GOI. */
+const recoverTopic = (topic: MemoryTopic, settings: OrderSettings): TopicOrder => {
+  const order = new TopicOrder(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), settings)
+  topic.brokers.forEach((b, i) => {
+    order.scan[i] = b.consumedThrough
+    order.orderedBatches[i] = b.orderedBatches
+    order.orderedMessages[i] = b.orderedMessages
+    order.duplicates[i] = b.duplicates
+    order.dropped[i] = b.dropped
+  })
+  order.goiNext = topic.goiBase + topic.goi.length
+  order.totalNext = topic.totalOrder
+  restoreSessions(order)
+  for (const batch of topic.goi) replayOrdered(order, batch.clientId, batch.sessionEpoch, batch.batchSeq)
+  return order
+}
+
+export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld, Scope.Scope> =>
+  Effect.gen(function*() {
+    const occurrence = newOccurrence()
+    yield* Effect.acquireRelease(
+      Effect.suspend(() => {
+        if (store.sequencer !== 0) return Effect.fail(new SequencerLeaseHeld({ pid: process.pid, expiresAtMs: Infinity }))
+        store.sequencer = occurrence
+        store.epoch++
+        return Effect.void
+      }),
+      () => Effect.sync(() => store.sequencer === occurrence && (store.sequencer = 0))
+    )
+    const epoch = store.epoch
+    const { config } = store
+    const settings: OrderSettings = {
+      maxBrokers: config.maxBrokers,
+      goiSlots: config.goiSlots,
+      holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
+      sessionIdleMs: options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs,
+      maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
+    }
+    /** Topics of the store that have a TopicOrder (store.topics only grows). */
+    let known = 0
+    const log: LogStorage = {
+      holdsLease: () => store.sequencer === occurrence,
+      leaseLost: () => new SequencerLeaseLost({ epoch, holderPid: process.pid }),
+      hasNewTopics: () => known < store.topics.length,
+      discover: Effect.sync(() => store.topics.slice(known).map((topic) => recoverTopic(topic, settings))).pipe(
+        Effect.tap((found) => {
+          known += found.length
+        })
+      ),
+      ring: () => store.signal.notify(),
+      awaitWork: (hasWork, timeoutMs) => store.signal.await(hasWork, timeoutMs)
+    }
+    const core = makeSequencerCore(log, settings)
+    const run = core.run({ busyBatches: Infinity, busyGapMs: 0, maxIdleMs: Infinity, renew: Effect.void, renewEveryMs: Infinity })
+    return { epoch, step: core.step, run }
+  })
+
+export const layerMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld> =>
+  Layer.scoped(Sequencer, makeMemory(store, options))
