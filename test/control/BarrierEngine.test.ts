@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { type BarrierEngine, make, type ProgressProbe, type ReaderProgress } from "../../src/layers/control/BarrierEngine.js"
+import { type BarrierEngine, make, type ProgressProbe, type ProbedReader } from "../../src/layers/control/BarrierEngine.js"
 import type { BarrierArrive, Member } from "../../src/services/control/Coordinator.js"
 
 /** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200); drains poll it. */
@@ -25,7 +25,7 @@ const setupWoken = Effect.gen(function*() {
       return Effect.sync(() => waits.delete(check))
     })
   const setup = yield* scripted("drop", awaitProgress)
-  const publish = (reader: ReaderProgress) => {
+  const publish = (reader: ProbedReader) => {
     setup.state.reader = reader
     for (const check of [...waits]) check()
   }
@@ -38,7 +38,7 @@ const scripted = (onParticipantDeath: "drop" | "fail", awaitProgress: ProgressPr
       { slot: 1, pid: 100, occurrence: 1, role: "worker" },
       { slot: 2, pid: 200, occurrence: 1, role: "worker" }
     ]
-    const state = { writerOccurrence: 1, reader: { index: 0, pid: 200, occurrence: 1, delivered: 0, processed: 0 } as ReaderProgress, releases: 0 }
+    const state = { writerOccurrence: 1, reader: { slot: 0, pid: 200, occurrence: 1, delivered: 0, processed: 0 } as ProbedReader, releases: 0 }
     const engine: BarrierEngine = yield* make({
       probe: {
         writerOccurrence: () => state.writerOccurrence,

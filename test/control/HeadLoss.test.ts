@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
@@ -31,7 +31,7 @@ const failureOf = (event: Record<string, unknown>) => event["error"] as Reported
 describe("head loss: a LogReader cursor (one process, fake region)", () => {
   it.scopedLive("waits as long as the head holds its lease (a live tail), then fails with HeadUnavailable once the head has released it past the bound", () =>
     Effect.gen(function*() {
-      const cluster = yield* regionCluster(CxlMemoryLayers.makeMemory)()
+      const cluster = yield* regionCluster(CxlMemoryMemoryLayers.makeMemory)()
       const { memory, area } = cluster.region!
       yield* cluster.topics.create({ name: "t", order: 2, ackLevel: 1, replicationFactor: 1 })
       const headScope = yield* Scope.make()

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc, TestClock } from "effect"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { appendSimple, drain, type LogCluster, memoryCluster, readAll, regionCluster, smallConfig } from "../fixtures/log-harness.js"
 
 const config = { ...smallConfig, maxTopics: 1, pbrSlots: 128, goiSlots: 512 }
@@ -109,7 +109,7 @@ const check = (order: 0 | 2 | 4 | 5, make: () => Effect.Effect<LogCluster, unkno
   }))
 
 const makers = {
-  "fake region": () => regionCluster(CxlMemoryLayers.makeMemory)(config),
+  "fake region": () => regionCluster(CxlMemoryMemoryLayers.makeMemory)(config),
   layerMemory: () => memoryCluster(config)
 }
 

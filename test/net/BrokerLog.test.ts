@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, type Scope } from "effect"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as BrokerLogRegion from "../../src/layers/net/BrokerLog.js"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
 import type { BatchHeader } from "../../src/services/log/Appender.js"
@@ -180,7 +180,7 @@ brokerLogContract("layerMemory", ({ holdTimeoutMs, sessionSlots, topics }) =>
 
 brokerLogContract("layer (the region adapter over the log core, fake region)", ({ holdTimeoutMs, sessionSlots, topics }) =>
   Effect.gen(function*() {
-    const cluster = yield* regionCluster(CxlMemoryLayers.makeMemory)(sessionSlots === undefined ? smallConfig : { ...smallConfig, sessionSlots })
+    const cluster = yield* regionCluster(CxlMemoryMemoryLayers.makeMemory)(sessionSlots === undefined ? smallConfig : { ...smallConfig, sessionSlots })
     for (const name of topics) yield* cluster.topics.create({ name, order: 5, ackLevel: 1, replicationFactor: 1 })
     const sequencer = yield* cluster.sequencer({ holdTimeoutMs })
     const appenders = new Map<number, AppenderShape>()

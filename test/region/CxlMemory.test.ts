@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, type Scope } from "effect"
 import { closeSync, existsSync, ftruncateSync, openSync } from "node:fs"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { LAYOUT_VERSION, Offsets } from "../../src/layers/region/Superblock.js"
 import { loadAddon, loadAddonSync, regionByteLimit, regionKind } from "../../src/native/Native.js"
 import { type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
@@ -185,7 +186,7 @@ const contract = (label: string, open: Open, native: boolean) =>
   })
 
 contract("layer (native region)", CxlMemoryLayers.make, true)
-contract("layerMemory (in-process fake)", CxlMemoryLayers.makeMemory, false)
+contract("layerMemory (in-process fake)", CxlMemoryMemoryLayers.makeMemory, false)
 
 describe("native region across processes", () => {
   it.scopedLive("a child attaches, writes with Atomics and wakes the parent; the parent wakes the child", () =>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option, type Scope } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
@@ -57,7 +58,7 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
   })
 
 contract("the native region", CxlMemoryLayers.make)
-contract("the in-memory fake", CxlMemoryLayers.makeMemory)
+contract("the in-memory fake", CxlMemoryMemoryLayers.makeMemory)
 
 describe("Doorbell across processes", () => {
   // Both sides park for as long as their waits allow (no 100 ms re-check), so a round only

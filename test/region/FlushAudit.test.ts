@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { makeFlushAudit } from "../../src/layers/region/FlushAudit.js"
 import { appendSimple, drain, type LogCluster, readAll, regionCluster } from "../fixtures/log-harness.js"
 import { expectedCacheInstructions } from "../helpers/CacheInstructions.js"
@@ -29,7 +30,7 @@ const traffic = (cluster: LogCluster) =>
 const natively = expectedCacheInstructions()
 const cases = [
   ["native region", CxlMemoryLayers.make, natively],
-  ["fake region", CxlMemoryLayers.makeMemory, { publish: "none", invalidate: "none" }]
+  ["fake region", CxlMemoryMemoryLayers.makeMemory, { publish: "none", invalidate: "none" }]
 ] as const
 
 for (const [label, open, instructions] of cases) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, type Scope } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as ProcessSlotLayers from "../../src/layers/region/ProcessSlot.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
@@ -45,7 +46,7 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
   })
 
 contract("the native region", CxlMemoryLayers.make)
-contract("the in-memory fake", CxlMemoryLayers.makeMemory)
+contract("the in-memory fake", CxlMemoryMemoryLayers.makeMemory)
 
 describe("ProcessSlot across processes", () => {
   it.scopedLive("a SIGKILLed owner's slot is reclaimed with a new occurrence", () =>
@@ -68,7 +69,7 @@ describe("ProcessSlot across processes", () => {
     Effect.gen(function*() {
       const name = yield* uniqueRegion("slotbell")
       const layer = ProcessSlotLayers.layer({ table, role: "broker" }).pipe(
-        Layer.provideMerge(CxlMemoryLayers.layerMemory({ name, size: 1 << 20, mode: "create" }))
+        Layer.provideMerge(CxlMemoryMemoryLayers.layerMemory({ name, size: 1 << 20, mode: "create" }))
       )
       const { self, bell } = yield* Effect.all({ self: ProcessSlot, bell: Doorbell }).pipe(Effect.provide(layer))
       expect(bell.offset).toBe(self.doorbellOffset)

@@ -25,20 +25,15 @@ import {
   RESERVED_PREFIX,
   UnknownGroup
 } from "../../services/control/Coordinator.js"
+import type { ReaderProgress } from "../../services/control/Rings.js"
 
-/** One attached reader of a ring, as its progress line says. */
-export interface ReaderProgress {
-  readonly index: number
-  readonly pid: number
-  readonly occurrence: number
-  readonly delivered: number
-  readonly processed: number
-}
+/** One attached reader of a ring, as its progress line says: what a drain reads of it. */
+export type ProbedReader = Pick<ReaderProgress, "slot" | "pid" | "occurrence" | "delivered" | "processed">
 
 /** Read-only view of ring state in the region. */
 export interface ProgressProbe {
   readonly writerOccurrence: (ring: number) => number
-  readonly readers: (ring: number) => ReadonlyArray<ReaderProgress>
+  readonly readers: (ring: number) => ReadonlyArray<ProbedReader>
   /** Request rings are read only by the coordinator: all their readers count, group or not. */
   readonly isRequestRing: (ring: number) => boolean
   /**
@@ -106,17 +101,17 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
         for (const arrival of round.arrivals.values()) yield* Deferred.fail(arrival.reply, error)
       })
 
-    const progressOf = (round: Round, reader: ReaderProgress) =>
+    const progressOf = (round: Round, reader: ProbedReader) =>
       round.mode === "processing-fence" ? reader.processed : reader.delivered
 
     /** Waits until `reader` has passed `target`, the target became void, or the reader died. */
-    const drainOne = (round: Round, participant: number, target: DrainTarget, reader: ReaderProgress) =>
+    const drainOne = (round: Round, participant: number, target: DrainTarget, reader: ProbedReader) =>
       Effect.gen(function*() {
         const from = progressOf(round, reader)
         /** Whether the loop below has something to decide: drained, void, or the reader changed. */
         const settled = () => {
           if (probe.writerOccurrence(target.ring) !== target.occurrence) return true
-          const now = probe.readers(target.ring).find((r) => r.index === reader.index)
+          const now = probe.readers(target.ring).find((r) => r.slot === reader.slot)
           return now === undefined || now.occurrence !== reader.occurrence || progressOf(round, now) >= target.sequence
         }
         for (;;) {
@@ -124,15 +119,15 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
             yield* trace(`name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
             return { _tag: "void" } as DrainOutcome
           }
-          const now = probe.readers(target.ring).find((r) => r.index === reader.index)
+          const now = probe.readers(target.ring).find((r) => r.slot === reader.slot)
           if (now === undefined || now.occurrence !== reader.occurrence || !options.isPidAlive(now.pid)) {
             const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
-            yield* Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.index} dropped: ${reason}`)
+            yield* Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`)
             return { _tag: "dropped", reason } as DrainOutcome
           }
           const observed = progressOf(round, now)
           if (observed >= target.sequence) {
-            yield* trace(`name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.index} observed=${observed}`)
+            yield* trace(`name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`)
             return { _tag: "drained", observed, from } as DrainOutcome
           }
           if (probe.awaitProgress === undefined) yield* Effect.sleep(DRAIN_POLL)
@@ -164,9 +159,9 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
         if (round.timer !== undefined) yield* Fiber.interrupt(round.timer)
         if (outcomes._tag === "None") {
           const undrained = pairs.flatMap(({ target, reader }) => {
-            const now = probe.readers(target.ring).find((r) => r.index === reader.index)
+            const now = probe.readers(target.ring).find((r) => r.slot === reader.slot)
             const observed = now === undefined ? -1 : progressOf(round, now)
-            return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.index, target: target.sequence, observed }]
+            return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
           })
           return yield* failRound(round, new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: [], undrained }))
         }

@@ -1,31 +1,22 @@
 /**
- * Coordinator layers.
+ * The live coordinator layers.
  *
  * `layerServer` runs in the head: it serves every process slot's request ring, answers on
  * the broadcast ring (one writer), keeps membership and groups, detects deaths (pid gone or
  * heartbeat stale), reaps dead readers, and runs the barrier engine.
  * `layer` is every process's client (the head's too): it joins over RPC, leaves on close,
  * and enters barriers with drain targets captured from the rings this process writes.
- * `layerMemory` is an in-process fake with the same contract.
+ * The fake (CoordinatorMemory.ts) runs the same barrier engine and membership without RPC.
  */
 import { Config, Effect, Layer, Schedule, type Scope } from "effect"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
-import {
-  BarrierMode,
-  Coordinator,
-  CoordinatorUnavailable,
-  type CoordinatorShape,
-  type DrainTarget,
-  GROUP_ALL,
-  GROUP_BROKERS,
-  type Member,
-  UnknownGroup
-} from "../../services/control/Coordinator.js"
+import { Coordinator, CoordinatorUnavailable, type CoordinatorShape, GROUP_ALL, type Member } from "../../services/control/Coordinator.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
-import { type RingAddress, type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
+import { Rings } from "../../services/control/Rings.js"
 import { handle, Rpc, type RpcServer } from "../../services/control/Rpc.js"
-import { Topics, type TopicsShape } from "../../services/log/Topics.js"
-import { type BarrierEngine, make as makeEngine, type ProgressProbe } from "./BarrierEngine.js"
+import { Topics } from "../../services/log/Topics.js"
+import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
+import { arrival, controlRings, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
 import {
   BarrierArriveMethod,
   BarrierReleaseNotice,
@@ -36,8 +27,9 @@ import {
   LeaveMethod,
   ListMembersMethod
 } from "./CoordinatorProtocol.js"
+import { makeMembership } from "./Membership.js"
 import { isPidAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
-import { type Layout, RegionLayout } from "../region/RegionLayout.js"
+import { RegionLayout } from "../region/RegionLayout.js"
 
 export interface ServerOptions {
   /** A participant dying mid-barrier: drop it and release the others, or fail the barrier. */
@@ -48,62 +40,6 @@ export interface ServerOptions {
   readonly checkEveryMs?: number
   /** Log every recorded target and observed progress value (`CXLOG_DEBUG_BARRIERS`). */
   readonly debugBarriers?: boolean
-}
-
-/** Every control ring of the layout, by id. */
-const allRings = (layout: Layout): ReadonlyArray<RingAddress> => [
-  ...Array.from({ length: layout.config.control.maxProcesses }, (_, s) => layout.requestRing(s)),
-  layout.broadcastRing,
-  ...Array.from({ length: layout.config.control.appRings }, (_, k) => layout.appRing(k))
-]
-
-/** Reads rings' control and progress lines straight from the region. */
-const makeProbe = (rings: RingsShape, layout: Layout) =>
-  Effect.gen(function*() {
-    const inspectors = new Map<number, RingInspector>()
-    for (const address of allRings(layout)) inspectors.set(address.id, yield* rings.inspect(address).pipe(Effect.orDie))
-    const probe: ProgressProbe = {
-      writerOccurrence: (ring) => inspectors.get(ring)?.writer().occurrence ?? -1,
-      readers: (ring) =>
-        (inspectors.get(ring)?.readers() ?? [])
-          .filter((r) => r.state === "attached")
-          .map((r) => ({ index: r.slot, pid: r.pid, occurrence: r.occurrence, delivered: r.delivered, processed: r.processed })),
-      isRequestRing: layout.isRequestRing,
-      awaitProgress: (ring, target, reached, timeoutMs) => {
-        const address = layout.ring(ring)
-        return address === undefined ? Effect.as(Effect.sleep(timeoutMs), false) : rings.awaitProgress(address, target, reached, timeoutMs).pipe(Effect.orDie)
-      }
-    }
-    return { probe, inspectors }
-  })
-
-/** Members by slot and named groups; `all` and `brokers` are derived. */
-const makeMembership = () => {
-  const members = new Map<number, Member>()
-  const groups = new Map<string, Set<number>>()
-  return {
-    members,
-    groupMembers: (group: string): ReadonlyArray<Member> | undefined => {
-      if (group === GROUP_ALL) return [...members.values()]
-      if (group === GROUP_BROKERS) return [...members.values()].filter((m) => m.role === "broker")
-      const slots = groups.get(group)
-      return slots === undefined ? undefined : [...slots].flatMap((s) => members.get(s) ?? [])
-    },
-    createGroup: (name: string, slots: ReadonlyArray<number>) => {
-      groups.set(name, new Set(slots))
-    },
-    joinGroup: (name: string, slot: number) => {
-      const set = groups.get(name) ?? new Set<number>()
-      set.add(slot)
-      groups.set(name, set)
-    },
-    /** False if the slot was not a member. */
-    remove: (slot: number) => {
-      if (!members.delete(slot)) return false
-      for (const set of groups.values()) set.delete(slot)
-      return true
-    }
-  }
 }
 
 export const makeServer = (options: ServerOptions = {}) =>
@@ -117,7 +53,7 @@ export const makeServer = (options: ServerOptions = {}) =>
     const staleMs = options.heartbeatStaleMs ?? 2_000
     const membership = makeMembership()
     const { members, groupMembers } = membership
-    const { probe } = yield* makeProbe(rings, layout)
+    const probe = yield* ringProbe(rings, layout)
 
     let server: RpcServer | undefined
     const engine: BarrierEngine = yield* makeEngine({
@@ -134,7 +70,7 @@ export const makeServer = (options: ServerOptions = {}) =>
       Effect.gen(function*() {
         if (!membership.remove(slot)) return
         yield* Effect.logInfo(`coordinator: slot ${slot} left the membership: ${reason}`)
-        for (const address of allRings(layout)) yield* rings.reapDead(address).pipe(Effect.orDie)
+        for (const address of controlRings(layout)) yield* rings.reapDead(address).pipe(Effect.orDie)
         yield* engine.memberGone(slot, reason)
       })
 
@@ -152,10 +88,7 @@ export const makeServer = (options: ServerOptions = {}) =>
         })),
       handle(LeaveMethod, (leave) =>
         Effect.as(members.get(leave.slot)?.occurrence === leave.occurrence ? drop(leave.slot, "left") : Effect.void, null)),
-      handle(ListMembersMethod, ({ group }) => {
-        const list = groupMembers(group)
-        return list === undefined ? Effect.fail(new UnknownGroup({ group })) : Effect.succeed(list)
-      }),
+      handle(ListMembersMethod, ({ group }) => membership.list(group)),
       handle(CreateGroupMethod, ({ name, members: slots }) =>
         Effect.sync(() => {
           membership.createGroup(name, slots)
@@ -214,15 +147,6 @@ export const serverOptionsConfig: Config.Config<ServerOptions> = Config.all({
 
 export const layerServerConfig = Layer.unwrapEffect(Effect.map(serverOptionsConfig, layerServer))
 
-/** The streams this process writes, at their leading sequences now. */
-const drainTargetsOf = (inspectors: ReadonlyArray<RingInspector>): ReadonlyArray<DrainTarget> =>
-  inspectors.flatMap((inspector) => {
-    const writer = inspector.writer()
-    return writer.pid === process.pid && writer.occurrence > 0 && !writer.closed
-      ? [{ ring: inspector.address.id, occurrence: writer.occurrence, sequence: writer.sequence }]
-      : []
-  })
-
 const BARRIER_ERROR_TAGS = [
   "BarrierTimeout",
   "BarrierModeMismatch",
@@ -257,7 +181,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       ...(options.callTimeoutMs === undefined ? {} : { timeoutMs: options.callTimeoutMs })
     }).pipe(Effect.mapError((e) => unavailable(e.message)))
     const broadcast = yield* rings.inspect(layout.broadcastRing).pipe(Effect.orDie)
-    const writable = yield* Effect.forEach(allRings(layout).filter((a) => a.id !== layout.broadcastRing.id), (a) => rings.inspect(a).pipe(Effect.orDie))
+    const writable = yield* participantRings(rings, layout)
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
 
     /** Typed coordinator errors pass through; transport failures become `CoordinatorUnavailable`. */
@@ -272,8 +196,6 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       () => client.call(LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(Effect.ignore)
     )
 
-    const drainTargets = () => drainTargetsOf(writable)
-
     return {
       self,
       members: (group = GROUP_ALL) =>
@@ -287,20 +209,10 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
         ),
       barrier: (name, barrierOptions) =>
         Effect.gen(function*() {
-          const timeoutMs = barrierOptions.timeoutMs ?? 30_000
-          const released = yield* client.call(
-            BarrierArriveMethod,
-            {
-              barrier: name,
-              mode: BarrierMode.literals.includes(barrierOptions.mode) ? barrierOptions.mode : "rendezvous",
-              group: barrierOptions.group ?? GROUP_ALL,
-              participant: self.slot,
-              occurrence: self.occurrence,
-              drainTargets: drainTargets(),
-              timeoutMs
-            },
-            { timeoutMs: timeoutMs + 5_000 }
-          ).pipe(Effect.mapError(passThrough(BARRIER_ERROR_TAGS)))
+          const arrive = arrival(self, name, barrierOptions, drainTargetsOf(writable))
+          const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000 }).pipe(
+            Effect.mapError(passThrough(BARRIER_ERROR_TAGS))
+          )
           // Local fence: this process's own reader of the broadcast ring reaches the release.
           while (broadcast.reader(self.slot).delivered < released.releaseWatermark) yield* Effect.sleep("200 micros")
           return released
@@ -313,78 +225,3 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
   })
 
 export const layer = (options: ClientOptions = {}) => Layer.scoped(Coordinator, makeClient(options))
-
-/**
- * The in-process fake: one hub per "cluster", each participant a client of it. The same
- * barrier engine runs over the same ring inspectors (in-memory Rings), without RPC or a region.
- */
-export interface MemoryHub {
-  readonly membership: ReturnType<typeof makeMembership>
-  readonly topics: TopicsShape
-  readonly engine: BarrierEngine
-  readonly inspectors: ReadonlyArray<RingInspector>
-  nextSlot: number
-  nextWatermark: number
-}
-
-export const makeMemoryHub = (
-  layout: Layout,
-  topics: TopicsShape,
-  options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> = {}
-): Effect.Effect<
-  MemoryHub,
-  never,
-  Rings | Scope.Scope
-> =>
-  Effect.gen(function*() {
-    const rings = yield* Rings
-    const { probe, inspectors } = yield* makeProbe(rings, layout)
-    const membership = makeMembership()
-    const hub: MemoryHub = {
-      membership,
-      topics,
-      inspectors: [...inspectors.values()].filter((i) => i.address.id !== layout.broadcastRing.id),
-      nextSlot: 0,
-      nextWatermark: 0,
-      engine: yield* makeEngine({
-        probe,
-        groupMembers: membership.groupMembers,
-        isPidAlive,
-        release: () => Effect.sync(() => ++hub.nextWatermark),
-        onParticipantDeath: options.onParticipantDeath ?? "drop",
-        debug: options.debugBarriers ?? false
-      })
-    }
-    return hub
-  })
-
-export const makeMemoryClient = (hub: MemoryHub, role: Member["role"]): Effect.Effect<CoordinatorShape, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const self: Member = { slot: hub.nextSlot++, pid: process.pid, occurrence: 1, role }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => hub.membership.members.set(self.slot, self)),
-      () => Effect.suspend(() => (hub.membership.remove(self.slot) ? hub.engine.memberGone(self.slot, "left") : Effect.void))
-    )
-    return {
-      self,
-      members: (group = GROUP_ALL) => {
-        const list = hub.membership.groupMembers(group)
-        return list === undefined ? Effect.fail(new UnknownGroup({ group })) : Effect.succeed(list)
-      },
-      createGroup: (name, slots) => Effect.sync(() => hub.membership.createGroup(name, slots)),
-      joinGroup: (name) => Effect.sync(() => hub.membership.joinGroup(name, self.slot)),
-      barrier: (name, options) =>
-        hub.engine.arrive({
-          barrier: name,
-          mode: options.mode,
-          group: options.group ?? GROUP_ALL,
-          participant: self.slot,
-          occurrence: self.occurrence,
-          drainTargets: drainTargetsOf(hub.inspectors),
-          timeoutMs: options.timeoutMs ?? 30_000
-        }),
-      createTopic: hub.topics.create
-    }
-  })
-
-export const layerMemory = (hub: MemoryHub, role: Member["role"]): Layer.Layer<Coordinator> => Layer.scoped(Coordinator, makeMemoryClient(hub, role))

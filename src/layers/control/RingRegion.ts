@@ -1,15 +1,20 @@
 /**
- * The region-backed ring: its lines, its writer and reader cores, inspection and reaping.
+ * The ring engine over region bytes: its lines, its writer and reader cores, inspection,
+ * reaping, progress watches, and the Rings service over rings placed in a region — the live
+ * layer places them in the process's region (Rings.ts), the fake each in a private in-process
+ * one (RingsMemory.ts).
  *
  * 64-bit positions are published as an f64 plus its low 32 bits written last with
  * `Atomics.store` (the commit word). A reader loads the low word first, then the f64, and
  * rebuilds the value the low word released: f64 - ((low(f64) - low) mod 2^32). The f64 can
  * only be newer, and never by 2^32 bytes, so no store is ever seen torn or early.
  */
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
+import { ringReadersReaped } from "../../Metrics.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import {
+  InvalidRingAddress,
   NoFreeReaderSlot,
   ReaderReaped,
   type RingAddress,
@@ -21,10 +26,11 @@ import {
   RingWriterDead,
   type ReaderProgress,
   type ReaderSlotState,
-  ringFootprint
+  ringFootprint,
+  type RingsShape
 } from "../../services/control/Rings.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
-import { MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
+import { makeReader, makeWriter, MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
 import {
   FRAME_HEADER_BYTES,
   frameCheck,
@@ -34,7 +40,8 @@ import {
   LIVENESS_SLICE_MS,
   PADDING_LENGTH,
   pidAlive,
-  placementBytes
+  placementBytes,
+  validateFraction
 } from "./RingFrames.js"
 
 const FREE = 0
@@ -95,12 +102,13 @@ export interface Lines {
   readonly end: number
 }
 
-export const lines = (address: RingAddress): Lines => ({
+/** The lines of the ring at `address`, placed at region offset `at` (its own offset, unless the ring lives in a region of its own). */
+export const lines = (address: RingAddress, at = address.offset): Lines => ({
   address,
-  control: address.offset,
-  data: address.offset + LINE_BYTES * (1 + address.readerSlots),
-  line: (slot) => address.offset + LINE_BYTES * (1 + slot),
-  end: address.offset + ringFootprint(address.dataBytes, address.readerSlots)
+  control: at,
+  data: at + LINE_BYTES * (1 + address.readerSlots),
+  line: (slot) => at + LINE_BYTES * (1 + slot),
+  end: at + ringFootprint(address.dataBytes, address.readerSlots)
 })
 
 const read64 = (region: CxlMemoryShape, lowByte: number, fullByte: number): number => {
@@ -436,6 +444,14 @@ export const openReader = (
       if (validBell(region, l, bell)) doorbell.ring(bell)
     }
 
+    /** Writes one of this reader's counters to its line; false (nothing written) once the slot was reaped, as it may be another reader's now. */
+    const publishCounter = (lowByte: number, fullByte: number, position: number) => {
+      if (!mine()) return false
+      write64(region, line + lowByte, line + fullByte, position)
+      region.publish(line, LINE_BYTES)
+      return true
+    }
+
     const corrupt = (position: number, reason: string) => new RingCorrupt({ ring: id, position, reason })
 
     const scan = () => {
@@ -531,23 +547,17 @@ export const openReader = (
       awaitFrames,
       delivered: () => delivered,
       processed: () => processed,
-      // A reaped reader must not write a line that may already be another reader's.
       publishDelivered: (position: number) => {
         if (position === delivered) return
         const before = delivered
         delivered = position
-        if (!mine()) return
-        write64(region, line + Reader.deliveredLow, line + Reader.delivered, position)
-        region.publish(line, LINE_BYTES)
-        ringObserver(before, position)
+        if (publishCounter(Reader.deliveredLow, Reader.delivered, position)) ringObserver(before, position)
       },
       publishProcessed: (position: number) => {
         if (position === processed) return
         const before = processed
         processed = position
-        if (!mine()) return
-        write64(region, line + Reader.processedLow, line + Reader.processed, position)
-        region.publish(line, LINE_BYTES)
+        if (!publishCounter(Reader.processedLow, Reader.processed, position)) return
         ringWriter()
         ringObserver(before, position)
       },
@@ -645,5 +655,98 @@ export const progressWatch = (region: CxlMemoryShape, doorbell: DoorbellShape, l
       if (Atomics.compareExchange(u32, stateWord, OBSERVING, FREE) === OBSERVING) region.publish(line, LINE_BYTES)
       occurrence = 0
     }
+  }
+}
+
+/** A ring placed in some region's bytes, with the doorbell of the process that uses it. */
+export interface PlacedRing {
+  readonly region: CxlMemoryShape
+  readonly doorbell: DoorbellShape
+  readonly lines: Lines
+}
+
+const DEFAULT_MAX_FRAME_FRACTION = 0.25
+const DEFAULT_WRITE_TIMEOUT_MS = 10_000
+/** How often `awaitProgress` re-checks when the ring has no observer line to spare. */
+const PROGRESS_POLL_MS = 1
+
+const countReaped = (slots: number) => Metric.incrementBy(ringReadersReaped, slots)
+
+const validateSlot = (address: RingAddress, slot: number) =>
+  Number.isInteger(slot) && slot >= 0 && slot < address.readerSlots
+    ? Effect.void
+    : Effect.fail(new InvalidRingAddress({ ring: address.id, reason: `no reader slot ${slot}` }))
+
+/**
+ * Waits until `reached()` holds: rung by readers crossing `target` while this process holds the
+ * ring's observer line, else re-checking every PROGRESS_POLL_MS.
+ */
+const awaitProgressOf = (
+  { doorbell, lines: l, region }: PlacedRing,
+  watches: Map<number, ProgressWatch>,
+  target: number,
+  reached: () => boolean,
+  timeoutMs: number
+): Effect.Effect<boolean> =>
+  Effect.suspend(() => {
+    if (reached()) return Effect.succeed(true)
+    let watch = watches.get(l.address.offset)
+    if (watch === undefined) {
+      watch = progressWatch(region, doorbell, l)
+      watches.set(l.address.offset, watch)
+    }
+    const rung = watch.add(target)
+    const deadline = performance.now() + timeoutMs
+    const poll: Effect.Effect<boolean> = Effect.suspend(() => {
+      const left = deadline - performance.now()
+      return doorbell.await(reached, Math.min(left, PROGRESS_POLL_MS)).pipe(
+        Effect.flatMap((ok) => (ok || left <= PROGRESS_POLL_MS ? Effect.succeed(ok) : poll))
+      )
+    })
+    return (rung ? doorbell.await(reached, timeoutMs) : poll).pipe(Effect.ensuring(Effect.sync(() => watch.remove(target))))
+  })
+
+/**
+ * The Rings service over rings that `place` validates and puts in region bytes: the live layer
+ * places every ring in the process's region, the fake each in a private region of its own.
+ */
+export const ringsOver = (place: (address: RingAddress) => Effect.Effect<PlacedRing, InvalidRingAddress>): RingsShape => {
+  /** This process's progress watches, by ring offset. */
+  const watches = new Map<number, ProgressWatch>()
+  return {
+    writer: (address, options) =>
+      Effect.gen(function*() {
+        const { region, doorbell, lines: l } = yield* place(address)
+        const maxFrameBytes = yield* validateFraction(address, options?.maxFrameFraction ?? DEFAULT_MAX_FRAME_FRACTION)
+        const core = yield* Effect.acquireRelease(
+          openWriter(region, doorbell, l, maxFrameBytes, countReaped),
+          (core) => Effect.sync(core.close)
+        )
+        return makeWriter(core, options?.timeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS)
+      }),
+    reader: (address, options) =>
+      Effect.gen(function*() {
+        const { region, doorbell, lines: l } = yield* place(address)
+        const core = yield* Effect.acquireRelease(openReader(region, doorbell, l, options?.slot), (core) => Effect.sync(core.detach))
+        return makeReader(core)
+      }),
+    inspect: (address) => Effect.map(place(address), (placed) => inspector(placed.region, placed.lines)),
+    awaitProgress: (address, target, reached, timeoutMs) =>
+      Effect.flatMap(place(address), (placed) => awaitProgressOf(placed, watches, target, reached, timeoutMs)),
+    reap: (address, slot) =>
+      Effect.gen(function*() {
+        const { region, doorbell, lines: l } = yield* place(address)
+        yield* validateSlot(address, slot)
+        const reaped = reapSlot(region, doorbell, l, slot, false)
+        if (reaped) yield* countReaped(1)
+        return reaped
+      }),
+    reapDead: (address) =>
+      Effect.gen(function*() {
+        const { region, doorbell, lines: l } = yield* place(address)
+        const reaped = reapDeadSlots(region, doorbell, l)
+        yield* countReaped(reaped.length)
+        return reaped
+      })
   }
 }

@@ -30,7 +30,6 @@ import {
   type Success
 } from "../../services/control/Rpc.js"
 import { type RingReader, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
-import * as RingsLayers from "./Rings.js"
 
 const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
 const HEADER_BYTES = 12
@@ -429,6 +428,3 @@ export const make: Effect.Effect<RpcShape, never, Rings> = Effect.map(Rings, (ri
 
 /** Rpc over whichever Rings layer is provided (the region's, or the in-memory fake). */
 export const layer: Layer.Layer<Rpc, never, Rings> = Layer.effect(Rpc, make)
-
-/** Rpc over in-memory rings: servers and clients in one process, no region. */
-export const layerMemory: Layer.Layer<Rpc> = layer.pipe(Layer.provide(RingsLayers.layerMemory))

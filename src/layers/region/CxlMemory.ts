@@ -1,6 +1,7 @@
 /**
- * Layers for CxlMemory: `layer` maps a real region through the addon, `layerMemory` is the
- * same contract over a plain in-process buffer, `layerConfig` reads `CXLOG_REGION*`.
+ * The live CxlMemory layer: `make`/`layer` map a real region (a POSIX shm name, a file or a
+ * DAX device) through the addon; `layerConfig` reads `CXLOG_REGION*`. The in-process fake,
+ * over the same opening steps, is CxlMemoryMemory.ts.
  */
 import { Config, type ConfigError, Effect, Layer, Option, Schedule, type Scope } from "effect"
 import {
@@ -14,86 +15,17 @@ import {
 } from "../../native/Native.js"
 import {
   type CacheLineOp,
-  type Coherence,
   CxlMemory,
   type CxlMemoryShape,
-  InvalidRegionSize,
   type OpenMode,
   RegionExists,
   RegionMissing,
   type RegionOpenError,
   type RegionOptions,
-  RegionOutOfBounds,
   RegionSystemError,
-  RegionTooLarge,
-  type WaitOutcome
+  RegionTooLarge
 } from "../../services/region/CxlMemory.js"
-import { crc32cSoftware } from "../../native/Crc32cSoftware.js"
-import { LAYOUT_VERSION, MAX_PARAMS, readSuperblock, SUPERBLOCK_BYTES, writeSuperblock } from "./Superblock.js"
-
-const PAGE = 4096
-const MAX_WAIT_MS = 2 ** 31 - 1
-
-interface Backend {
-  readonly flush: (offset: number, length: number) => void
-  readonly invalidate: (offset: number, length: number) => void
-  readonly fence: () => void
-  readonly wait: (offset: number, expected: number, timeoutMs: number) => Promise<WaitOutcome>
-  readonly wake: (offset: number, count: number) => number
-  readonly crc32c: CxlMemoryShape["crc32c"]
-  readonly flushLog: CxlMemoryShape["flushLog"]
-}
-
-const makeShape = (
-  meta: { name: string; size: number; created: boolean; coherence: Coherence; layoutVersion: number; params: ReadonlyArray<number> },
-  buffer: ArrayBuffer,
-  backend: Backend
-): CxlMemoryShape => {
-  const size = buffer.byteLength
-  const bytes = new Uint8Array(buffer)
-  const inBounds = (offset: number, length: number) =>
-    Number.isInteger(offset) && Number.isInteger(length) && offset >= 0 && length >= 0 && offset + length <= size
-  const check = (offset: number, length: number) =>
-    inBounds(offset, length) ? Effect.void : Effect.fail(new RegionOutOfBounds({ offset, length, size }))
-  const coherent = meta.coherence === "coherent"
-  return {
-    ...meta,
-    buffer,
-    bytes,
-    i32: new Int32Array(buffer),
-    u32: new Uint32Array(buffer),
-    f64: new Float64Array(buffer),
-    publish: coherent ? () => {} : backend.flush,
-    invalidate: coherent ? () => {} : backend.invalidate,
-    fence: backend.fence,
-    inBounds,
-    check,
-    slice: (offset, length) => Effect.as(check(offset, length), bytes.subarray(offset, offset + length)),
-    wait: (offset, expected, timeoutMs) =>
-      inBounds(offset, 4) && offset % 4 === 0
-        ? Effect.promise(() => backend.wait(offset, expected >>> 0, Math.min(Math.max(timeoutMs, 0), MAX_WAIT_MS)))
-        : Effect.fail(new RegionOutOfBounds({ offset, length: 4, size })),
-    wake: (offset, count = 2 ** 31 - 1) => (inBounds(offset, 4) && offset % 4 === 0 ? backend.wake(offset, count) : 0),
-    crc32c: backend.crc32c,
-    flushLog: backend.flushLog
-  }
-}
-
-const validateCreateSize = (name: string, size: number | undefined) =>
-  Effect.gen(function*() {
-    if (size === undefined) return yield* new InvalidRegionSize({ name, size: 0, reason: "creating a region needs a size" })
-    if (!Number.isSafeInteger(size) || size < SUPERBLOCK_BYTES * 2 || size % PAGE !== 0) {
-      return yield* new InvalidRegionSize({ name, size, reason: `must be a multiple of ${PAGE} and at least ${SUPERBLOCK_BYTES * 2}` })
-    }
-    const limit = regionByteLimit()
-    if (size > limit) return yield* new RegionTooLarge({ name, size, limit })
-    return size
-  })
-
-const validateParams = (name: string, params: ReadonlyArray<number>) =>
-  params.length > MAX_PARAMS || params.some((p) => !Number.isFinite(p))
-    ? Effect.fail(new InvalidRegionSize({ name, size: params.length, reason: `at most ${MAX_PARAMS} finite layout parameters` }))
-    : Effect.void
+import { type Backend, type MapRegion, openRegion, publishPairs } from "./RegionOpen.js"
 
 /** The addon's flush records: quadruples (path, instruction code, offset, length). */
 const decodeOps = (records: Float64Array): Array<CacheLineOp> => {
@@ -108,9 +40,6 @@ const decodeOps = (records: Float64Array): Array<CacheLineOp> => {
   }
   return ops
 }
-
-const publishPairs = (ops: ReadonlyArray<CacheLineOp>): Float64Array =>
-  Float64Array.from(ops.filter((op) => op.path === "publish").flatMap((op) => [op.offset, op.length]))
 
 const nativeBackend = (addon: NativeAddon, buffer: ArrayBuffer): Backend => ({
   flush: (offset, length) => addon.flush(buffer, offset, length),
@@ -153,20 +82,13 @@ const openNative = (addon: NativeAddon, name: string, mode: OpenMode, size: numb
   )
 }
 
-/** Maps a region through the native addon; unmaps when the scope closes and, as its creator, unlinks it unless `keep`. */
-export const make = (options: RegionOptions): Effect.Effect<CxlMemoryShape, RegionOpenError | NativeUnavailable, Scope.Scope> =>
+/** Maps the region with the addon, releasing it with the scope: unmapped, and unlinked by its creator unless `keep`. */
+const mapNative = (options: RegionOptions): MapRegion<NativeUnavailable> => (mode, size) =>
   Effect.gen(function*() {
     const { name } = options
-    const mode = options.mode ?? "create-or-attach"
-    const coherence = options.coherence ?? "coherent"
-    const version = options.layoutVersion ?? LAYOUT_VERSION
-    const params = options.params ?? []
-    const readyTimeoutMs = options.readyTimeoutMs ?? 5_000
-    const size = mode === "attach" ? options.size ?? 0 : yield* validateCreateSize(name, options.size)
-    yield* validateParams(name, params)
     const addon = yield* loadAddon()
     const { kind, path } = regionKind(name)
-    const mapping = yield* Effect.acquireRelease(openNative(addon, name, mode, size, readyTimeoutMs), (m) =>
+    const mapping = yield* Effect.acquireRelease(openNative(addon, name, mode, size, options.readyTimeoutMs ?? 5_000), (m) =>
       Effect.sync(() => {
         addon.close(m.buffer)
         if (m.created && options.keep !== true) {
@@ -177,117 +99,15 @@ export const make = (options: RegionOptions): Effect.Effect<CxlMemoryShape, Regi
           }
         }
       }))
-    const views = { u32: new Uint32Array(mapping.buffer), i32: new Int32Array(mapping.buffer), f64: new Float64Array(mapping.buffer) }
-    const stored = mapping.created
-      ? (writeSuperblock(views, mapping.size, version, params), { params, version })
-      : yield* readSuperblock(name, views, mapping.size, { version, size: options.size, readyTimeoutMs })
-    return makeShape(
-      { name, size: mapping.size, created: mapping.created, coherence, layoutVersion: stored.version, params: stored.params },
-      mapping.buffer,
-      nativeBackend(addon, mapping.buffer)
-    )
+    return { ...mapping, backend: nativeBackend(addon, mapping.buffer) }
   })
+
+/** Maps a region through the native addon; unmaps when the scope closes and, as its creator, unlinks it unless `keep`. */
+export const make = (options: RegionOptions): Effect.Effect<CxlMemoryShape, RegionOpenError | NativeUnavailable, Scope.Scope> =>
+  openRegion(options, mapNative(options))
 
 export const layer = (options: RegionOptions): Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable> =>
   Layer.scoped(CxlMemory, make(options))
-
-/** Regions of the in-memory fake, by name, shared by every `layerMemory` in this process. */
-const memoryRegions = new Map<string, ArrayBuffer>()
-
-/** Doorbell waiters of the fake, keyed by buffer and word offset. */
-const memoryWaiters = new WeakMap<ArrayBuffer, Map<number, Set<(outcome: WaitOutcome) => void>>>()
-
-const memoryBackend = (buffer: ArrayBuffer): Backend => {
-  const words = new Int32Array(buffer)
-  const takeAll = () => {
-    const taken = log ?? []
-    if (log !== undefined) log = []
-    return taken
-  }
-  const waiters = memoryWaiters.get(buffer) ?? new Map<number, Set<(outcome: WaitOutcome) => void>>()
-  memoryWaiters.set(buffer, waiters)
-  let log: Array<CacheLineOp> | undefined
-  let withInvalidations = false
-  return {
-    flush: (offset, length) => {
-      log?.push({ path: "publish", instruction: "none", offset, length })
-    },
-    invalidate: (offset, length) => {
-      if (withInvalidations) log?.push({ path: "invalidate", instruction: "none", offset, length })
-    },
-    fence: () => {},
-    wait: (offset, expected, timeoutMs) =>
-      new Promise<WaitOutcome>((resolve) => {
-        if ((Atomics.load(words, offset / 4) >>> 0) !== expected) return resolve("not-equal")
-        const parked = waiters.get(offset) ?? new Set()
-        waiters.set(offset, parked)
-        const timer = setTimeout(() => settle("timed-out"), timeoutMs)
-        const settle = (outcome: WaitOutcome) => {
-          clearTimeout(timer)
-          parked.delete(settle)
-          resolve(outcome)
-        }
-        parked.add(settle)
-      }),
-    wake: (offset, count) => {
-      const parked = waiters.get(offset)
-      if (parked === undefined) return 0
-      let woken = 0
-      for (const settle of [...parked]) {
-        if (woken >= count) break
-        settle("woken")
-        woken++
-      }
-      return woken
-    },
-    crc32c: crc32cSoftware,
-    flushLog: {
-      start: (options) => {
-        log = []
-        withInvalidations = options?.invalidations === true
-      },
-      take: () => publishPairs(takeAll()),
-      takeOps: () => takeAll(),
-      stop: () => {
-        log = undefined
-      }
-    }
-  }
-}
-
-/** The same contract over an in-process buffer: no addon, no processes. Regions are shared by name within the process. */
-export const makeMemory = (options: RegionOptions): Effect.Effect<CxlMemoryShape, RegionOpenError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const { name } = options
-    const mode = options.mode ?? "create-or-attach"
-    const version = options.layoutVersion ?? LAYOUT_VERSION
-    const params = options.params ?? []
-    const existing = memoryRegions.get(name)
-    if (existing !== undefined && mode === "create") return yield* new RegionExists({ name })
-    if (existing === undefined && mode === "attach") return yield* new RegionMissing({ name })
-    const created = existing === undefined
-    const size = created ? yield* validateCreateSize(name, options.size) : existing.byteLength
-    yield* validateParams(name, params)
-    const buffer = existing ?? new ArrayBuffer(size)
-    if (created) memoryRegions.set(name, buffer)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        if (created && options.keep !== true && memoryRegions.get(name) === buffer) memoryRegions.delete(name)
-      })
-    )
-    const views = { u32: new Uint32Array(buffer), i32: new Int32Array(buffer), f64: new Float64Array(buffer) }
-    const stored = created
-      ? (writeSuperblock(views, size, version, params), { params, version })
-      : yield* readSuperblock(name, views, size, { version, size: options.size, readyTimeoutMs: options.readyTimeoutMs ?? 5_000 })
-    return makeShape(
-      { name, size, created, coherence: options.coherence ?? "coherent", layoutVersion: stored.version, params: stored.params },
-      buffer,
-      memoryBackend(buffer)
-    )
-  })
-
-export const layerMemory = (options: RegionOptions): Layer.Layer<CxlMemory, RegionOpenError> =>
-  Layer.scoped(CxlMemory, makeMemory(options))
 
 /** Region options from the environment: `CXLOG_REGION`, `CXLOG_REGION_BYTES`, `CXLOG_REGION_MODE`, `CXLOG_COHERENCE`, `CXLOG_REGION_KEEP`. */
 export const regionOptionsConfig: Config.Config<RegionOptions> = Config.all({

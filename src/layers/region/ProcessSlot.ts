@@ -1,10 +1,8 @@
 /**
  * The process table in the region and this process's claim on one of its slots.
  *
- * Slot line 0 (written by the owner): owner pid (i32, 0 = free; claimed by compare-and-swap
- * so two claimers can never both win), ready occurrence (i32, 0 while claiming), occurrence
- * (i32), role (i32), heartbeat ms (f64 at +16), started ms (f64 at +24).
- * Slot line 1: the owner's doorbell.
+ * Slot line 0 is the owner's (`SlotLine`): its pid is claimed by compare-and-swap, so two
+ * claimers can never both win. Slot line 1 is the owner's doorbell.
  */
 import { Context, Effect, Layer, Schedule, type Scope } from "effect"
 import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
@@ -25,12 +23,15 @@ export interface ProcessTableLocation {
   readonly slots: number
 }
 
-const OWNER = 0
-const READY = 4
-const OCCURRENCE = 8
-const ROLE = 12
-const HEARTBEAT = 16
-const STARTED = 24
+/** Byte offsets in a slot's owner line. */
+const SlotLine = {
+  owner: 0, // i32 pid, 0 = free; the claim word
+  ready: 4, // i32 occurrence once ready, 0 while claiming
+  occurrence: 8, // i32
+  role: 12, // i32 index in ROLES
+  heartbeat: 16, // f64 ms since the epoch
+  started: 24 // f64 ms since the epoch
+} as const
 
 export const processTableBytes = (slots: number) => slots * PROCESS_SLOT_BYTES
 export const slotOffset = (table: ProcessTableLocation, slot: number) => table.offset + slot * PROCESS_SLOT_BYTES
@@ -49,16 +50,16 @@ export const isPidAlive = (pid: number): boolean => {
 
 export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, slot: number): SlotInfo => {
   const base = slotOffset(table, slot)
-  const pid = Atomics.load(region.i32, (base + OWNER) / 4)
-  const ready = Atomics.load(region.i32, (base + READY) / 4)
-  const role = ROLES[region.i32[(base + ROLE) / 4]!] ?? "worker"
+  const pid = Atomics.load(region.i32, (base + SlotLine.owner) / 4)
+  const ready = Atomics.load(region.i32, (base + SlotLine.ready) / 4)
+  const role = ROLES[region.i32[(base + SlotLine.role) / 4]!] ?? "worker"
   return {
     slot,
     state: pid === 0 ? 0 : ready === 0 ? 1 : 2,
     pid,
-    occurrence: region.i32[(base + OCCURRENCE) / 4]!,
+    occurrence: region.i32[(base + SlotLine.occurrence) / 4]!,
     role,
-    heartbeatMs: region.f64[(base + HEARTBEAT) / 8]!
+    heartbeatMs: region.f64[(base + SlotLine.heartbeat) / 8]!
   }
 }
 
@@ -85,7 +86,7 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     const order = Array.from({ length: table.slots }, (_, i) => (i + (options.preferredSlot ?? 0)) % table.slots)
     const claim = () => {
       for (const slot of order) {
-        const ownerIndex = (slotOffset(table, slot) + OWNER) / 4
+        const ownerIndex = (slotOffset(table, slot) + SlotLine.owner) / 4
         const owner = Atomics.load(region.i32, ownerIndex)
         if (owner !== 0 && isPidAlive(owner)) continue
         if (Atomics.compareExchange(region.i32, ownerIndex, owner, pid) === owner) return slot
@@ -100,22 +101,22 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
       (slot) =>
         Effect.sync(() => {
           const base = slotOffset(table, slot)
-          Atomics.store(region.i32, (base + READY) / 4, 0)
-          Atomics.compareExchange(region.i32, (base + OWNER) / 4, pid, 0)
+          Atomics.store(region.i32, (base + SlotLine.ready) / 4, 0)
+          Atomics.compareExchange(region.i32, (base + SlotLine.owner) / 4, pid, 0)
         })
     )
     const base = slotOffset(table, slot)
-    const occurrence = region.i32[(base + OCCURRENCE) / 4]! + 1
-    region.i32[(base + OCCURRENCE) / 4] = occurrence
-    region.i32[(base + ROLE) / 4] = ROLES.indexOf(role)
-    region.f64[(base + HEARTBEAT) / 8] = Date.now()
-    region.f64[(base + STARTED) / 8] = Date.now()
+    const occurrence = region.i32[(base + SlotLine.occurrence) / 4]! + 1
+    region.i32[(base + SlotLine.occurrence) / 4] = occurrence
+    region.i32[(base + SlotLine.role) / 4] = ROLES.indexOf(role)
+    region.f64[(base + SlotLine.heartbeat) / 8] = Date.now()
+    region.f64[(base + SlotLine.started) / 8] = Date.now()
     region.publish(base, 64)
-    Atomics.store(region.i32, (base + READY) / 4, occurrence)
+    Atomics.store(region.i32, (base + SlotLine.ready) / 4, occurrence)
     yield* Effect.sync(() => {
-      region.f64[(base + HEARTBEAT) / 8] = Date.now()
+      region.f64[(base + SlotLine.heartbeat) / 8] = Date.now()
     }).pipe(Effect.repeat(Schedule.spaced(options.heartbeatMillis ?? 100)), Effect.forkScoped)
-    return { slot, occurrence, pid, role, doorbellOffset: base + 64 }
+    return { slot, occurrence, pid, role, doorbellOffset: doorbellOffsetOf(table, slot) }
   })
 
 /** This process's slot and, on its second line, its Doorbell. */

@@ -170,14 +170,17 @@ export const layer: Layer.Layer<RegionLayout, RegionLayoutInvalid | LogConfigInv
   Effect.flatMap(CxlMemory, (region) => resolve(configFromParams(region.params), region.size))
 )
 
+/** One control field from the environment variable `env`, by default the default configuration's. */
+const controlField = (field: keyof ControlConfig, env: string) => Config.integer(env).pipe(Config.withDefault(defaultControlConfig[field]))
+
 /** Control configuration from `CXLOG_MAX_PROCESSES`, `CXLOG_REQUEST_RING_BYTES`, … with defaults. */
 export const controlConfig: Config.Config<ControlConfig> = Config.all({
-  maxProcesses: Config.integer("CXLOG_MAX_PROCESSES").pipe(Config.withDefault(defaultControlConfig.maxProcesses)),
-  requestRingBytes: Config.integer("CXLOG_REQUEST_RING_BYTES").pipe(Config.withDefault(defaultControlConfig.requestRingBytes)),
-  broadcastRingBytes: Config.integer("CXLOG_BROADCAST_RING_BYTES").pipe(Config.withDefault(defaultControlConfig.broadcastRingBytes)),
-  appRings: Config.integer("CXLOG_APP_RINGS").pipe(Config.withDefault(defaultControlConfig.appRings)),
-  appRingBytes: Config.integer("CXLOG_APP_RING_BYTES").pipe(Config.withDefault(defaultControlConfig.appRingBytes)),
-  appRingReaders: Config.integer("CXLOG_APP_RING_READERS").pipe(Config.withDefault(defaultControlConfig.appRingReaders))
+  maxProcesses: controlField("maxProcesses", "CXLOG_MAX_PROCESSES"),
+  requestRingBytes: controlField("requestRingBytes", "CXLOG_REQUEST_RING_BYTES"),
+  broadcastRingBytes: controlField("broadcastRingBytes", "CXLOG_BROADCAST_RING_BYTES"),
+  appRings: controlField("appRings", "CXLOG_APP_RINGS"),
+  appRingBytes: controlField("appRingBytes", "CXLOG_APP_RING_BYTES"),
+  appRingReaders: controlField("appRingReaders", "CXLOG_APP_RING_READERS")
 })
 
 export const regionConfig: Config.Config<RegionConfig> = Config.all({ control: controlConfig, log: logConfig })

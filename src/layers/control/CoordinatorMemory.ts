@@ -1,0 +1,70 @@
+/**
+ * The in-process fake of the coordinator: one hub per "cluster", each participant a client of
+ * it. The live barrier engine and membership run over the same ring probe (over whichever
+ * Rings the hub is given, typically the in-memory fake), without RPC or a process table.
+ */
+import { Effect, Layer, type Scope } from "effect"
+import { Coordinator, type CoordinatorShape, GROUP_ALL, type Member } from "../../services/control/Coordinator.js"
+import { type RingInspector, Rings } from "../../services/control/Rings.js"
+import type { TopicsShape } from "../../services/log/Topics.js"
+import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
+import { arrival, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
+import type { ServerOptions } from "./Coordinator.js"
+import { makeMembership, type Membership } from "./Membership.js"
+import { isPidAlive } from "../region/ProcessSlot.js"
+import type { Layout } from "../region/RegionLayout.js"
+
+export interface MemoryHub {
+  readonly membership: Membership
+  readonly topics: TopicsShape
+  readonly engine: BarrierEngine
+  /** The rings participants write, for their drain targets. */
+  readonly inspectors: ReadonlyArray<RingInspector>
+  nextSlot: number
+  nextWatermark: number
+}
+
+export const makeMemoryHub = (
+  layout: Layout,
+  topics: TopicsShape,
+  options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> = {}
+): Effect.Effect<MemoryHub, never, Rings | Scope.Scope> =>
+  Effect.gen(function*() {
+    const rings = yield* Rings
+    const membership = makeMembership()
+    const hub: MemoryHub = {
+      membership,
+      topics,
+      inspectors: yield* participantRings(rings, layout),
+      nextSlot: 0,
+      nextWatermark: 0,
+      engine: yield* makeEngine({
+        probe: yield* ringProbe(rings, layout),
+        groupMembers: membership.groupMembers,
+        isPidAlive,
+        release: () => Effect.sync(() => ++hub.nextWatermark),
+        onParticipantDeath: options.onParticipantDeath ?? "drop",
+        debug: options.debugBarriers ?? false
+      })
+    }
+    return hub
+  })
+
+export const makeMemoryClient = (hub: MemoryHub, role: Member["role"]): Effect.Effect<CoordinatorShape, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const self: Member = { slot: hub.nextSlot++, pid: process.pid, occurrence: 1, role }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => hub.membership.members.set(self.slot, self)),
+      () => Effect.suspend(() => (hub.membership.remove(self.slot) ? hub.engine.memberGone(self.slot, "left") : Effect.void))
+    )
+    return {
+      self,
+      members: (group = GROUP_ALL) => hub.membership.list(group),
+      createGroup: (name, slots) => Effect.sync(() => hub.membership.createGroup(name, slots)),
+      joinGroup: (name) => Effect.sync(() => hub.membership.joinGroup(name, self.slot)),
+      barrier: (name, options) => hub.engine.arrive(arrival(self, name, options, drainTargetsOf(hub.inspectors))),
+      createTopic: hub.topics.create
+    }
+  })
+
+export const layerMemory = (hub: MemoryHub, role: Member["role"]): Layer.Layer<Coordinator> => Layer.scoped(Coordinator, makeMemoryClient(hub, role))
