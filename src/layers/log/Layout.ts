@@ -20,7 +20,7 @@
  *   per broker           PBR pbrSlots × 128, then Blog blogBytes (that broker; PBR line 1: sequencer)
  */
 import { Config, Data, Effect } from "effect"
-import { alignLine } from "./Records.js"
+import { alignLine, LINE_BYTES } from "./Records.js"
 
 export interface LogConfig {
   readonly maxTopics: number
@@ -118,7 +118,7 @@ export const validateLogConfig = (config: LogConfig): Effect.Effect<LogConfig, L
   return problems.length === 0 ? Effect.succeed(config) : Effect.fail(new LogConfigInvalid({ problems, config }))
 }
 
-const LINE = 64
+const LINE = LINE_BYTES
 const PAGE = 4096
 export const PBR_SLOT_BYTES = 128
 export const GOI_ENTRY_BYTES = 64

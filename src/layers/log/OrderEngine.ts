@@ -89,10 +89,10 @@ class HeldPositions {
   }
   /** The oldest held position, or Infinity. */
   lowest(): number {
-    return this.head < this.positions.length ? this.positions[this.head]! : Infinity
+    return this.head < this.positions.length ? this.positions[this.head] : Infinity
   }
   private compact() {
-    while (this.head < this.positions.length && this.released.delete(this.positions[this.head]!)) this.head++
+    while (this.head < this.positions.length && this.released.delete(this.positions[this.head])) this.head++
     if (this.head > 1024 && this.head * 2 > this.positions.length) {
       this.positions.splice(0, this.head)
       this.head = 0
@@ -195,7 +195,7 @@ export class OrderEngine {
         this.holding.add(session)
       }
       session.held.set(batchSeq, { broker, pbrSeq })
-      this.heldByBroker[broker]!.add(pbrSeq)
+      this.heldByBroker[broker].add(pbrSeq)
       this.markDirty(session)
       return Verdict.held
     }
@@ -204,7 +204,7 @@ export class OrderEngine {
     session.next++
     for (let h = session.held.get(session.next); h !== undefined; h = session.held.get(session.next)) {
       session.held.delete(session.next)
-      this.heldByBroker[h.broker]!.release(h.pbrSeq)
+      this.heldByBroker[h.broker].release(h.pbrSeq)
       this.orderOne(h.broker, h.pbrSeq, session, nowMs)
       session.next++
     }
@@ -255,7 +255,7 @@ export class OrderEngine {
       if (nowMs - session.gapSince < this.holdTimeoutMs) continue
       session.fenced = true
       for (const h of session.held.values()) {
-        this.heldByBroker[h.broker]!.release(h.pbrSeq)
+        this.heldByBroker[h.broker].release(h.pbrSeq)
         this.sink.drop(h.broker, h.pbrSeq, "fenced")
       }
       session.held.clear()
@@ -276,11 +276,11 @@ export class OrderEngine {
 
   /** The oldest PBR position of `broker` that is held (Infinity if none): consumed-through stops there. */
   lowestHeld(broker: number): number {
-    return this.heldByBroker[broker]!.lowest()
+    return this.heldByBroker[broker].lowest()
   }
 
   heldCount(broker: number): number {
-    return this.heldByBroker[broker]!.size
+    return this.heldByBroker[broker].size
   }
 
   private orderOne(broker: number, pbrSeq: number, session: Session, nowMs: number) {

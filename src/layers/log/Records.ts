@@ -134,4 +134,7 @@ export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expire
 /** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
 export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1
 
-export const alignLine = (n: number): number => Math.ceil(n / 64) * 64
+/** A cache line: the unit of `publish` / `invalidate`, and of one writer per line. */
+export const LINE_BYTES = 64
+
+export const alignLine = (n: number): number => Math.ceil(n / LINE_BYTES) * LINE_BYTES

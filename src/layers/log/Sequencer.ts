@@ -28,9 +28,9 @@ import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
 import { Offsets } from "../region/Superblock.js"
-import { goiEntryOffset, type LogArea, pbrSlotOffset } from "./Layout.js"
+import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
 import { livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone } from "./Participants.js"
-import { DescriptorState, GoiEntry, LeaseLine, OrderLine, PbrKind, PbrSlot } from "./Records.js"
+import { DescriptorState, GoiEntry, LeaseLine, LINE_BYTES, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import {
   DescriptorView,
   GoiEntryView,
@@ -91,7 +91,7 @@ interface RegionViews {
 const brokersWaitForRoom = ({ region, area, owners }: RegionViews): boolean => {
   for (let b = 0; b < area.config.maxBrokers; b++) {
     const owner = area.brokerOwner(b)
-    region.invalidate(owner, 64)
+    region.invalidate(owner, LINE_BYTES)
     if (owners.roomWaits(owner) > 0 && livePid(region, owner) !== 0) return true
   }
   return false
@@ -113,13 +113,13 @@ class RegionTopic implements TopicStorage {
 
   committed(broker: number, pbrSeq: number): boolean {
     const slot = pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq)
-    this.v.region.invalidate(slot, 64)
+    this.v.region.invalidate(slot, LINE_BYTES)
     return this.v.pbr.committed(slot, pbrSeq)
   }
 
   seek(broker: number, pbrSeq: number): boolean {
     const slot = pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq)
-    this.v.region.invalidate(slot, 128)
+    this.v.region.invalidate(slot, PBR_SLOT_BYTES)
     this.at = slot
     this.position = pbrSeq
     return this.v.pbr.committed(slot, pbrSeq)
@@ -143,7 +143,7 @@ class RegionTopic implements TopicStorage {
     const position = pbr.blogPosition(at)
     const batchSeq = pbr.batchSeq(at)
     return count >= 1 && bytes % 8 === 0 && bytes >= 8 * count && bytes <= maxBatchBytes &&
-      Number.isSafeInteger(position) && position >= 0 && position % 64 === 0 && (position % blogBytes) + bytes <= blogBytes &&
+      Number.isSafeInteger(position) && position >= 0 && position % LINE_BYTES === 0 && (position % blogBytes) + bytes <= blogBytes &&
       Number.isSafeInteger(batchSeq) && batchSeq >= 0 && pbr.pbrSeq(at) === this.position
   }
 
@@ -176,7 +176,7 @@ class RegionTopic implements TopicStorage {
     goi.setSessionEpoch(e, pbr.sessionEpoch(slot))
     goi.setCrc32c(e, pbr.crc32c(slot))
     goi.setSeqHigh(e, g)
-    region.publish(e, 64)
+    region.publish(e, GOI_ENTRY_BYTES)
     audit?.beforeCommit(`GOI ${g}`, [e, GoiEntry.seqLo])
     goi.commitSeq(e, g)
     region.publish(e + GoiEntry.seqLo, 4)
@@ -211,7 +211,7 @@ function finishSlot(v: RegionViews, slot: number, pbrSeq: number, globalSeq: num
   const line = slot + PbrSlot.sequencerLine
   pbr.setGlobalSeq(slot, globalSeq)
   pbr.setTotalOrder(slot, totalOrder)
-  region.publish(line, 64)
+  region.publish(line, LINE_BYTES)
   audit?.beforeCommit(`PBR finish ${pbrSeq}`, [line, PbrSlot.finish - PbrSlot.sequencerLine])
   pbr.finish(slot, pbrSeq)
   region.publish(slot + PbrSlot.finish, 4)
@@ -229,7 +229,7 @@ function publishFrontier(v: RegionViews, storage: RegionTopic, topic: TopicOrder
     lines.setDuplicates(line, topic.duplicates[b])
     lines.setDropped(line, topic.dropped[b])
     lines.setHeld(line, engine.heldCount(b))
-    region.publish(line, 64)
+    region.publish(line, LINE_BYTES)
   }
   const at = storage.orderLine
   orderLines.setCommitted(at, topic.goiNext)
@@ -237,7 +237,7 @@ function publishFrontier(v: RegionViews, storage: RegionTopic, topic: TopicOrder
   orderLines.setEpoch(at, v.epoch)
   orderLines.setFencedSessions(at, engine.fencedSessions)
   orderLines.setSessions(at, storage.sessions.liveCount())
-  region.publish(at, 64)
+  region.publish(at, LINE_BYTES)
   orderLines.bumpProgress(at)
   region.publish(at + OrderLine.progress, 4)
 }
@@ -316,7 +316,7 @@ const regionLog = (
     for (let t = 0; t < maxTopics; t++) {
       if (known.has(t)) continue
       const at = area.descriptor(t)
-      region.invalidate(at, 64)
+      region.invalidate(at, LINE_BYTES)
       if (descriptors.state(at) === DescriptorState.ready) fresh.push(t)
     }
     return fresh
@@ -373,7 +373,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       leaseLine.setEpoch(at, epoch)
       leaseLine.setDoorbell(at, doorbell.offset)
       leaseLine.setExpiresAtMs(at, Date.now() + leaseMs)
-      region.publish(at, 64)
+      region.publish(at, LINE_BYTES)
       leaseLine.storePid(at, process.pid)
       return epoch
     }
@@ -393,7 +393,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
         leaseLine.setDoorbell(at, 0)
         leaseLine.setExpiresAtMs(at, 0)
         leaseLine.swapOccurrence(at, occurrence, 0)
-        region.publish(at, 64)
+        region.publish(at, LINE_BYTES)
       }))
     const holds = () => leaseLine.occurrence(at) === occurrence
     const lost = () => new SequencerLeaseLost({ epoch, holderPid: leaseLine.pid(at) })

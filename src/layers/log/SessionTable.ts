@@ -15,7 +15,7 @@
  */
 import { SESSION_LINE_BYTES } from "./Layout.js"
 import type { SessionState as SessionStateCode } from "./Records.js"
-import { SessionState } from "./Records.js"
+import { LINE_BYTES, SessionState } from "./Records.js"
 import { RegistryLineView, type RecordWords, SessionLineView } from "./RecordViews.js"
 
 /** The typed arrays and coherence hooks the table works on (a `CxlMemoryShape` is one). */
@@ -85,7 +85,7 @@ export class SessionTable {
 
   /** Lines in use (registered, fenced, or mid-claim). */
   liveCount(): number {
-    this.view.invalidate(this.registry, 64)
+    this.view.invalidate(this.registry, LINE_BYTES)
     return this.registryLine.live(this.registry)
   }
 
@@ -120,7 +120,7 @@ export class SessionTable {
     // `live` ≤ capacity < slots guarantees a free line; lost races only move the probe on.
     for (let probes = 0; probes < 4 * this.slots; probes++, slot = (slot + 1) & this.mask) {
       const line = this.line(slot)
-      this.view.invalidate(line, 64)
+      this.view.invalidate(line, SESSION_LINE_BYTES)
       const state = lines.state(line)
       if (state !== SessionState.empty && state !== SessionState.released) continue
       if (!lines.swapState(line, state, SessionState.claiming)) continue
@@ -154,7 +154,7 @@ export class SessionTable {
     const { lines } = this
     const line = this.line(slot)
     for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
-      this.view.invalidate(line, 64)
+      this.view.invalidate(line, SESSION_LINE_BYTES)
       const before = lines.version(line)
       if ((before & 1) !== 0) continue
       const state = lines.state(line)
@@ -198,7 +198,7 @@ export class SessionTable {
     const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
-      this.view.invalidate(line, 64)
+      this.view.invalidate(line, SESSION_LINE_BYTES)
       if (lines.state(line) !== SessionState.claiming) {
         this.claimsSeen.delete(slot)
         continue
@@ -211,7 +211,7 @@ export class SessionTable {
       lines.storeVersion(line, (lines.version(line) | 1) + 1)
       lines.storeState(line, SessionState.released)
       this.registryLine.addLive(this.registry, -1)
-      this.view.publish(line, 64)
+      this.view.publish(line, SESSION_LINE_BYTES)
       released++
     }
     return released
@@ -222,7 +222,7 @@ export class SessionTable {
     const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
-      this.view.invalidate(line, 64)
+      this.view.invalidate(line, SESSION_LINE_BYTES)
       const state = lines.state(line) as LineState
       if (state === SessionState.empty) continue
       // A writer killed inside the seqlock left it odd: the sequencer is the writer now.
@@ -251,7 +251,7 @@ export class SessionTable {
     lines.setHeld(line, fields.held)
     lines.setLastActivityMs(line, fields.lastActivityMs)
     lines.storeState(line, ended ?? (fields.fenced ? SessionState.fenced : SessionState.active))
-    this.view.publish(line, 64)
+    this.view.publish(line, SESSION_LINE_BYTES)
     lines.storeVersion(line, version + 2)
     this.view.publish(line, 4)
   }
@@ -259,7 +259,7 @@ export class SessionTable {
 
 /** A session table over a private buffer (the in-memory fakes): registry line, then the lines. */
 export const memorySessionTable = (slots: number): SessionTable => {
-  const buffer = new ArrayBuffer(64 + slots * SESSION_LINE_BYTES)
+  const buffer = new ArrayBuffer(LINE_BYTES + slots * SESSION_LINE_BYTES)
   const view: LineView = {
     i32: new Int32Array(buffer),
     u32: new Uint32Array(buffer),
@@ -267,5 +267,5 @@ export const memorySessionTable = (slots: number): SessionTable => {
     publish: () => {},
     invalidate: () => {}
   }
-  return new SessionTable(view, 64, 0, slots)
+  return new SessionTable(view, LINE_BYTES, 0, slots)
 }
