@@ -8,7 +8,7 @@
  */
 import { Effect, Layer, type Scope } from "effect"
 import { AckTimeout, AckTracker, type AckTrackerShape, type BrokerCounts, type SessionAcks, SessionFenced } from "../../services/log/AckTracker.js"
-import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { LogArea } from "./Layout.js"
@@ -112,6 +112,27 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
 
 // ---- the region ---------------------------------------------------------------------
 
+/** A topic's session lines, broker lines and order line in the region. */
+const regionTopic = (region: CxlMemoryShape, area: LogArea, sessions: SessionTable, info: TopicInfo): AckTopic => {
+  const t = info.id
+  const brokerLines = new BrokerLineView(region)
+  const sequencerLines = new SequencerLineView(region)
+  const orderLines = new OrderLineView(region)
+  const orderLine = area.orderLine(t)
+  return {
+    info,
+    sessions,
+    brokers: area.config.maxBrokers,
+    sent: (b) => brokerLines.pbrHead(area.brokerLine(t, b)),
+    acked: (b) => sequencerLines.consumedThrough(area.sequencerLine(t, b)),
+    owned: (b) => lineTaken(region, area.brokerOwner(b)),
+    progress: () => {
+      region.invalidate(orderLine, 64)
+      return orderLines.progress(orderLine)
+    }
+  }
+}
+
 export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
@@ -119,28 +140,7 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
     yield* listen(region, area, doorbell)
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)
-    const brokerLines = new BrokerLineView(region)
-    const sequencerLines = new SequencerLineView(region)
-    const orderLines = new OrderLineView(region)
-
-    const regionTopic = (info: TopicInfo): AckTopic => {
-      const t = info.id
-      const orderLine = area.orderLine(t)
-      return {
-        info,
-        sessions: sessionTable(info),
-        brokers: area.config.maxBrokers,
-        sent: (b) => brokerLines.pbrHead(area.brokerLine(t, b)),
-        acked: (b) => sequencerLines.consumedThrough(area.sequencerLine(t, b)),
-        owned: (b) => lineTaken(region, area.brokerOwner(b)),
-        progress: () => {
-          region.invalidate(orderLine, 64)
-          return orderLines.progress(orderLine)
-        }
-      }
-    }
-
-    const topicOf = perTopic(regionTopic)
+    const topicOf = perTopic((info) => regionTopic(region, area, sessionTable(info), info))
     return ackTrackerOver({ topic: (name) => Effect.map(resolve(name), topicOf), await: doorbell.await })
   })
 

@@ -22,7 +22,7 @@ import {
   BrokerSlotTaken,
   SessionTableFull
 } from "../../services/log/Appender.js"
-import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { LogCorrupt, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
@@ -286,13 +286,155 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
 
 // ---- the region: this broker slot's PBR + Blog --------------------------------------
 
+/** This process's broker slot in the region: what its topics' targets share. */
+interface RegionBroker {
+  readonly region: CxlMemoryShape
+  readonly area: LogArea
+  readonly brokerId: number
+  readonly audit: FlushAudit | undefined
+  readonly slots: PbrSlotView
+  readonly brokerLines: BrokerLineView
+  readonly sequencerLines: SequencerLineView
+  readonly sequencer: ReturnType<typeof sequencerBell>
+  readonly roomWaits: ReturnType<typeof waitingForRoom>
+  readonly alive: (pid: number) => boolean
+}
+
+/** This broker's cursors for a topic, from its broker line, adopting slots a previous owner committed but did not publish. */
+const recoverCursors = (b: RegionBroker, info: TopicInfo): AppendCursors | LogCorrupt => {
+  const { area, brokerId, brokerLines, slots } = b
+  const { pbrSlots, blogBytes, maxBatchBytes } = area.config
+  const line = area.brokerLine(info.id, brokerId)
+  const corrupt = (what: string) => new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: ${what}` })
+  const c: AppendCursors = {
+    head: brokerLines.pbrHead(line),
+    blogHead: brokerLines.blogHead(line),
+    reclaimed: brokerLines.pbrReclaimed(line),
+    blogTail: brokerLines.blogTail(line),
+    appendedMessages: brokerLines.appendedMessages(line),
+    ringFullWaits: brokerLines.ringFullWaits(line)
+  }
+  const sane = [c.head, c.blogHead, c.reclaimed, c.blogTail, c.appendedMessages].every((n) => Number.isSafeInteger(n) && n >= 0) &&
+    c.reclaimed <= c.head && c.head - c.reclaimed <= pbrSlots && c.blogTail <= c.blogHead && c.blogHead - c.blogTail <= blogBytes
+  if (!sane) return corrupt("broker line cursors are inconsistent")
+  while (c.head - c.reclaimed < pbrSlots) {
+    const slot = pbrSlotOffset(area, info.id, brokerId, c.head)
+    if (!slots.committed(slot, c.head)) break
+    const position = slots.blogPosition(slot)
+    const bytes = slots.payloadBytes(slot)
+    if (!Number.isSafeInteger(position) || position < c.blogHead || bytes > maxBatchBytes || (position % blogBytes) + bytes > blogBytes) {
+      return corrupt(`PBR slot ${c.head} has a bad Blog range`)
+    }
+    c.blogHead = position + alignLine(bytes)
+    c.appendedMessages += slots.messageCount(slot)
+    c.head++
+  }
+  return c
+}
+
+/** One topic's PBR + Blog of this broker slot in the region. */
+class RegionTarget implements AppendTarget, ReclaimSource {
+  readonly topic: string
+  private readonly id: number
+  private readonly line: number
+  private readonly sequencerLine: number
+  private readonly blog: number
+
+  constructor(private readonly b: RegionBroker, info: TopicInfo, readonly cursors: AppendCursors) {
+    this.topic = info.name
+    this.id = info.id
+    this.line = b.area.brokerLine(info.id, b.brokerId)
+    this.sequencerLine = b.area.sequencerLine(info.id, b.brokerId)
+    this.blog = b.area.blog(info.id, b.brokerId)
+  }
+
+  private slot(pbrSeq: number): number {
+    return pbrSlotOffset(this.b.area, this.id, this.b.brokerId, pbrSeq)
+  }
+
+  /** Publishes the cursors the sequencer reads: PBR head, Blog head, messages appended. */
+  publishLine(): void {
+    const { brokerLines, region } = this.b
+    const c = this.cursors
+    brokerLines.setPbrHead(this.line, c.head)
+    brokerLines.setBlogHead(this.line, c.blogHead)
+    brokerLines.setAppendedMessages(this.line, c.appendedMessages)
+    region.publish(this.line, 64)
+  }
+
+  /** The bytes of a batch: payload into the Blog, header into the PBR slot, flushed, then the commit word. */
+  write(header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): void {
+    const { region, slots, brokerId } = this.b
+    const { payloadBytes } = header
+    const at = this.blog + (position % this.b.area.config.blogBytes)
+    fill(region.bytes.subarray(at, at + payloadBytes))
+    const slot = this.slot(pbrSeq)
+    slots.setClientId(slot, header.clientId)
+    slots.setSessionEpoch(slot, header.sessionEpoch)
+    slots.setBatchSeq(slot, header.batchSeq)
+    slots.setMessageCount(slot, header.messageCount)
+    slots.setPayloadBytes(slot, payloadBytes)
+    slots.setBlogPosition(slot, position)
+    slots.setCrc32c(slot, header.crc32c)
+    slots.setBrokerId(slot, brokerId)
+    slots.setReceivedAtMs(slot, Date.now())
+    slots.setPbrSeq(slot, pbrSeq)
+    slots.setKind(slot, kind)
+    region.publish(at, payloadBytes)
+    region.publish(slot, 64)
+    this.b.audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
+    slots.commit(slot, pbrSeq)
+    region.publish(slot + PbrSlot.commit, 4)
+  }
+
+  published(): void {
+    this.publishLine()
+    this.b.sequencer.ringIfWaiting()
+  }
+
+  /** reclaim over the region, then publishes the new tail (readers check it) before the bytes can be reused. */
+  reclaim(): void {
+    const { region, brokerLines, sequencerLines } = this.b
+    region.invalidate(this.sequencerLine, 64)
+    if (reclaim(this.cursors, Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head), this) === 0) return
+    brokerLines.setPbrReclaimed(this.line, this.cursors.reclaimed)
+    brokerLines.setBlogTail(this.line, this.cursors.blogTail)
+    region.publish(this.line, 64)
+    brokerLines.bumpReclaimVersion(this.line)
+  }
+
+  lowestCursor(): number {
+    return lowestDurableCursor(this.b.region, this.b.area, this.id, this.b.alive)
+  }
+
+  finished(pbrSeq: number): boolean {
+    const slot = this.slot(pbrSeq)
+    this.b.region.invalidate(slot + 64, 64)
+    return this.b.slots.finished(slot, pbrSeq)
+  }
+
+  globalSeq(pbrSeq: number): number {
+    return this.b.slots.globalSeq(this.slot(pbrSeq))
+  }
+
+  blogEnd(pbrSeq: number): number {
+    const slot = this.slot(pbrSeq)
+    return this.b.slots.blogPosition(slot) + alignLine(this.b.slots.payloadBytes(slot))
+  }
+
+  waiting(delta: 1 | -1): void {
+    if (delta === -1) return this.b.roomWaits.end()
+    this.b.roomWaits.begin()
+    this.b.brokerLines.setRingFullWaits(this.line, this.cursors.ringFullWaits)
+  }
+}
+
 export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
-    const { config } = area
     const { brokerId } = options
-    yield* checkBrokerId(config, brokerId)
+    yield* checkBrokerId(area.config, brokerId)
     const occurrence = newOccurrence()
     const owner = area.brokerOwner(brokerId)
     const roomWaits = waitingForRoom(region, owner)
@@ -305,138 +447,41 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       }),
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
-    const audit = options.flushAudit
-    const { pbrSlots, blogBytes } = config
+    const broker: RegionBroker = {
+      region,
+      area,
+      brokerId,
+      audit: options.flushAudit,
+      slots: new PbrSlotView(region, area.config.pbrSlots),
+      brokerLines: new BrokerLineView(region),
+      sequencerLines: new SequencerLineView(region),
+      sequencer: sequencerBell(region, doorbell),
+      roomWaits,
+      alive: livenessCache()
+    }
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)
     const targets = new Map<string, AppendTarget>()
-    const alive = livenessCache()
-    const slots = new PbrSlotView(region, pbrSlots)
-    const brokerLines = new BrokerLineView(region)
-    const sequencerLines = new SequencerLineView(region)
-    const sequencer = sequencerBell(region, doorbell)
 
-    /** This broker's target for a topic, its cursors recovered from the region (adopting slots a previous owner committed). */
-    const recover = (info: TopicInfo): Effect.Effect<AppendTarget, LogCorrupt> =>
-      Effect.suspend(() => {
-        const t = info.id
-        const line = area.brokerLine(t, brokerId)
-        const sequencerLine = area.sequencerLine(t, brokerId)
-        const blog = area.blog(t, brokerId)
-        const corrupt = (what: string) => Effect.fail(new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: ${what}` }))
-        const c: AppendCursors = {
-          head: brokerLines.pbrHead(line),
-          blogHead: brokerLines.blogHead(line),
-          reclaimed: brokerLines.pbrReclaimed(line),
-          blogTail: brokerLines.blogTail(line),
-          appendedMessages: brokerLines.appendedMessages(line),
-          ringFullWaits: brokerLines.ringFullWaits(line)
-        }
-        const sane = [c.head, c.blogHead, c.reclaimed, c.blogTail, c.appendedMessages].every((n) => Number.isSafeInteger(n) && n >= 0) &&
-          c.reclaimed <= c.head && c.head - c.reclaimed <= pbrSlots && c.blogTail <= c.blogHead && c.blogHead - c.blogTail <= blogBytes
-        if (!sane) return corrupt("broker line cursors are inconsistent")
-        // A previous owner may have committed slots without publishing its line: adopt them.
-        while (c.head - c.reclaimed < pbrSlots) {
-          const slot = pbrSlotOffset(area, t, brokerId, c.head)
-          if (!slots.committed(slot, c.head)) break
-          const position = slots.blogPosition(slot)
-          const bytes = slots.payloadBytes(slot)
-          if (!Number.isSafeInteger(position) || position < c.blogHead || bytes > config.maxBatchBytes || (position % blogBytes) + bytes > blogBytes) {
-            return corrupt(`PBR slot ${c.head} has a bad Blog range`)
-          }
-          c.blogHead = position + alignLine(bytes)
-          c.appendedMessages += slots.messageCount(slot)
-          c.head++
-        }
-
-        const publishLine = (): void => {
-          brokerLines.setPbrHead(line, c.head)
-          brokerLines.setBlogHead(line, c.blogHead)
-          brokerLines.setAppendedMessages(line, c.appendedMessages)
-          region.publish(line, 64)
-        }
-
-        /** The sequencer's half of a slot (line 1), read fresh. */
-        const finishedSlot = (pbrSeq: number): number => {
-          const slot = pbrSlotOffset(area, t, brokerId, pbrSeq)
-          region.invalidate(slot + 64, 64)
-          return slot
-        }
-        const reclaimSource: ReclaimSource = {
-          lowestCursor: () => lowestDurableCursor(region, area, t, alive),
-          finished: (pbrSeq) => slots.finished(finishedSlot(pbrSeq), pbrSeq),
-          globalSeq: (pbrSeq) => slots.globalSeq(pbrSlotOffset(area, t, brokerId, pbrSeq)),
-          blogEnd: (pbrSeq) => {
-            const slot = pbrSlotOffset(area, t, brokerId, pbrSeq)
-            return slots.blogPosition(slot) + alignLine(slots.payloadBytes(slot))
-          }
-        }
-
-        /** The bytes of a batch: payload into the Blog, header into the PBR slot, flushed, then the commit word. */
-        const writeBatch = (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): void => {
-          const { payloadBytes } = header
-          const at = blog + (position % blogBytes)
-          fill(region.bytes.subarray(at, at + payloadBytes))
-          const slot = pbrSlotOffset(area, t, brokerId, pbrSeq)
-          slots.setClientId(slot, header.clientId)
-          slots.setSessionEpoch(slot, header.sessionEpoch)
-          slots.setBatchSeq(slot, header.batchSeq)
-          slots.setMessageCount(slot, header.messageCount)
-          slots.setPayloadBytes(slot, payloadBytes)
-          slots.setBlogPosition(slot, position)
-          slots.setCrc32c(slot, header.crc32c)
-          slots.setBrokerId(slot, brokerId)
-          slots.setReceivedAtMs(slot, Date.now())
-          slots.setPbrSeq(slot, pbrSeq)
-          slots.setKind(slot, kind)
-          region.publish(at, payloadBytes)
-          region.publish(slot, 64)
-          audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
-          slots.commit(slot, pbrSeq)
-          region.publish(slot + PbrSlot.commit, 4)
-        }
-
-        publishLine()
-        const target: AppendTarget = {
-          topic: info.name,
-          cursors: c,
-          reclaim: () => {
-            region.invalidate(sequencerLine, 64)
-            if (reclaim(c, Math.min(sequencerLines.consumedThrough(sequencerLine), c.head), reclaimSource) === 0) return
-            brokerLines.setPbrReclaimed(line, c.reclaimed)
-            brokerLines.setBlogTail(line, c.blogTail)
-            region.publish(line, 64)
-            brokerLines.bumpReclaimVersion(line)
-          },
-          write: writeBatch,
-          published: () => {
-            publishLine()
-            sequencer.ringIfWaiting()
-          },
-          waiting: (delta) => {
-            if (delta === 1) {
-              roomWaits.begin()
-              brokerLines.setRingFullWaits(line, c.ringFullWaits)
-            } else {
-              roomWaits.end()
-            }
-          }
-        }
-        targets.set(info.name, target)
+    /** The topic's target, set up from the region on first use; a corrupt broker line rejects the batch. */
+    const setUp = (topic: string): Effect.Effect<AppendTarget, TopicNotFound | BatchRejected> =>
+      Effect.flatMap(resolve(topic), (info) => {
+        const known = targets.get(topic)
+        if (known !== undefined) return Effect.succeed(known)
+        const cursors = recoverCursors(broker, info)
+        if (cursors instanceof LogCorrupt) return Effect.fail(new BatchRejected({ topic, reason: cursors.message }))
+        const target = new RegionTarget(broker, info, cursors)
+        target.publishLine()
+        targets.set(topic, target)
         return Effect.succeed(target)
       })
 
     return appenderOver({
       brokerId,
-      config,
+      config: area.config,
       timeoutMs: options.timeoutMs,
       known: (topic) => targets.get(topic),
-      target: (topic) =>
-        Effect.suspend(() => {
-          const known = targets.get(topic)
-          if (known !== undefined) return Effect.succeed(known)
-          return Effect.flatMap(resolve(topic), recover).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.fail(new BatchRejected({ topic, reason: e.message }))))
-        }),
+      target: setUp,
       sessions: (topic) => Effect.map(resolve(topic), sessionTable),
       await: doorbell.await
     })

@@ -4,13 +4,13 @@
  * arithmetic as the region's; only where the bytes live differs.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { Appender, type AppenderShape, BrokerSlotTaken } from "../../services/log/Appender.js"
+import { Appender, type AppenderShape, type BatchHeader, BrokerSlotTaken } from "../../services/log/Appender.js"
 import { TopicNotFound } from "../../services/log/Topics.js"
 import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId, reclaim } from "./Appender.js"
 import type { LogConfigInvalid } from "./Layout.js"
 import { findTopic, lowestCursor, type MemoryBroker, type MemoryLogStore, memoryTopic, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
-import { alignLine } from "./Records.js"
+import { alignLine, type PbrKindCode } from "./Records.js"
 
 /** reclaim over the store: frees the broker's finished batches (and their Blog bytes) that no durable cursor still needs. */
 export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void => {
@@ -25,38 +25,49 @@ export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void =>
   for (const gone of broker.pbr.splice(0, freed)) gone.reclaimed = true
 }
 
-/** A broker's target for one topic of the store. */
-const memoryTarget = (store: MemoryLogStore, topic: MemoryTopic, brokerId: number): AppendTarget => {
-  const broker = topic.brokers[brokerId]
-  return {
-    topic: topic.info.name,
-    cursors: broker,
-    reclaim: () => reclaimMemory(topic, broker),
-    write: (header, pbrSeq, position, fill, kind) => {
-      const payload = new Uint8Array(header.payloadBytes)
-      fill(payload)
-      broker.pbr.push({
-        kind,
-        broker: brokerId,
-        pbrSeq,
-        clientId: header.clientId,
-        sessionEpoch: header.sessionEpoch,
-        batchSeq: header.batchSeq,
-        messageCount: header.messageCount,
-        crc32c: header.crc32c,
-        payload,
-        blogPosition: position,
-        blogBytes: alignLine(header.payloadBytes),
-        finished: false,
-        globalSeq: 0,
-        totalOrder: 0,
-        reclaimed: false
-      })
-    },
-    published: store.signal.notify,
-    waiting: (delta) => {
-      broker.roomWaits += delta
-    }
+/** One topic's PBR + Blog of a broker in the store. */
+class StoreTarget implements AppendTarget {
+  readonly topic: string
+  readonly cursors: MemoryBroker
+
+  constructor(private readonly store: MemoryLogStore, private readonly memoryTopic: MemoryTopic, private readonly brokerId: number) {
+    this.topic = memoryTopic.info.name
+    this.cursors = memoryTopic.brokers[brokerId]
+  }
+
+  /** The batch, its payload copied into a buffer of its own, appended to the broker's PBR. */
+  write(header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): void {
+    const payload = new Uint8Array(header.payloadBytes)
+    fill(payload)
+    this.cursors.pbr.push({
+      kind,
+      broker: this.brokerId,
+      pbrSeq,
+      clientId: header.clientId,
+      sessionEpoch: header.sessionEpoch,
+      batchSeq: header.batchSeq,
+      messageCount: header.messageCount,
+      crc32c: header.crc32c,
+      payload,
+      blogPosition: position,
+      blogBytes: alignLine(header.payloadBytes),
+      finished: false,
+      globalSeq: 0,
+      totalOrder: 0,
+      reclaimed: false
+    })
+  }
+
+  published(): void {
+    this.store.signal.notify()
+  }
+
+  reclaim(): void {
+    reclaimMemory(this.memoryTopic, this.cursors)
+  }
+
+  waiting(delta: 1 | -1): void {
+    this.cursors.roomWaits += delta
   }
 }
 
@@ -80,7 +91,7 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
       if (cached !== undefined) return cached
       const topic = findTopic(store, name)
       if (topic === undefined) return new TopicNotFound({ name })
-      const target = memoryTarget(store, topic, brokerId)
+      const target = new StoreTarget(store, topic, brokerId)
       targets.set(name, target)
       return target
     }

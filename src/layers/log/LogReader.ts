@@ -16,8 +16,8 @@
  * (nothing would ever be ordered); with the head alive it simply keeps waiting.
  */
 import { type ConfigError, Effect, Layer, type Scope } from "effect"
-import { CxlMemory } from "../../services/region/CxlMemory.js"
-import { Doorbell } from "../../services/region/Doorbell.js"
+import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import type { HeadUnavailable } from "../../services/control/HeadWatch.js"
 import {
   type LogBatchView,
@@ -30,10 +30,9 @@ import {
   SubscriberTableFull
 } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
-import { HEAD_CHECK_MS, headWatch } from "../control/HeadWatch.js"
+import { HEAD_CHECK_MS, type HeadWatch, headWatch } from "../control/HeadWatch.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
-import { claimLine, listen, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
-import { SubscriberLine } from "./Records.js"
+import { claimSubscriber, listen, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
 import { perTopic, topicResolver } from "./Topics.js"
 
@@ -249,142 +248,170 @@ export interface LogReaderOptions {
   readonly headLostMs?: number
 }
 
+/** What a process's region reader shares between its topics. */
+interface RegionReader {
+  readonly region: CxlMemoryShape
+  readonly area: LogArea
+  readonly doorbell: DoorbellShape
+  readonly entries: GoiEntryView
+  readonly orderLines: OrderLineView
+  readonly brokerLines: BrokerLineView
+  readonly sequencer: ReturnType<typeof sequencerBell>
+}
+
+/** One topic's GOI and its brokers' Blogs in the region, read in place. */
+class RegionTopic implements ReadTopic {
+  private readonly orderLine: number
+
+  constructor(private readonly r: RegionReader, readonly info: TopicInfo) {
+    this.orderLine = r.area.orderLine(info.id)
+  }
+
+  private entry(g: number): number {
+    return goiEntryOffset(this.r.area, this.info.id, g)
+  }
+
+  /** Whether broker `broker`'s Blog still holds `position` (its tail has not passed it). */
+  private blogRetained(broker: number, position: number): boolean {
+    const { region, area, brokerLines } = this.r
+    const line = area.brokerLine(this.info.id, broker)
+    region.invalidate(line, 64)
+    brokerLines.reclaimVersion(line)
+    return brokerLines.blogTail(line) <= position
+  }
+
+  committed(): number {
+    this.r.region.invalidate(this.orderLine, 64)
+    this.r.orderLines.progress(this.orderLine)
+    return this.r.orderLines.committed(this.orderLine)
+  }
+
+  total(): number {
+    return this.r.orderLines.totalOrder(this.orderLine)
+  }
+
+  oldest(committed: number): number {
+    return Math.max(0, committed - this.r.area.config.goiSlots)
+  }
+
+  retained(g: number): boolean {
+    const { entries, area } = this.r
+    const e = this.entry(g)
+    return entries.holds(e, g) && this.blogRetained(entries.brokerId(e) % area.config.maxBrokers, entries.blogPosition(e))
+  }
+
+  totalOrderOf(g: number): number | undefined {
+    const e = this.entry(g)
+    const order = this.r.entries.totalOrder(e)
+    return this.r.entries.holds(e, g) ? order : undefined
+  }
+
+  /** Reads GOI entry `g` into `view` seqlock-style and points it at the payload in its broker's Blog. */
+  load(g: number, view: BatchView): "ok" | "gone" | "corrupt" {
+    const { region, area, entries } = this.r
+    const { maxBrokers, maxBatchBytes, blogBytes } = area.config
+    const e = this.entry(g)
+    region.invalidate(e, 64)
+    if (!entries.holds(e, g)) return "gone"
+    const broker = entries.brokerId(e)
+    const length = entries.payloadBytes(e)
+    const count = entries.messageCount(e)
+    const position = entries.blogPosition(e)
+    view.globalSeq = g
+    view.totalOrder = entries.totalOrder(e)
+    view.messageCount = count
+    view.clientId = entries.clientId(e)
+    view.sessionEpoch = entries.sessionEpoch(e)
+    view.batchSeq = entries.batchSeq(e)
+    view.brokerId = broker
+    view.crc32c = entries.crc32c(e)
+    view.length = length
+    if (!entries.holds(e, g)) return "gone"
+    const sane = broker < maxBrokers && count >= 1 && length % 8 === 0 && length >= 8 * count && length <= maxBatchBytes &&
+      Number.isSafeInteger(position) && position >= 0 && (position % blogBytes) + length <= blogBytes
+    if (!sane) return "corrupt"
+    view.offset = area.blog(this.info.id, broker) + (position % blogBytes)
+    view.bytes = region.bytes
+    view.words = region.u32
+    view.blogPosition = position
+    if (!this.blogRetained(broker, position)) return "gone"
+    region.invalidate(view.offset, length)
+    return "ok"
+  }
+
+  stillThere(g: number, view: BatchView): boolean {
+    return this.r.entries.holds(this.entry(g), g) && this.blogRetained(view.brokerId, view.blogPosition)
+  }
+
+  /** Retention moved (a durable cursor advanced or left): wakes whoever waits for room, and only them. */
+  private retentionMoved(): void {
+    const { region, area, doorbell, orderLines, sequencer } = this.r
+    ringRoomWaiters(region, area, doorbell)
+    region.invalidate(this.orderLine, 64)
+    if (orderLines.stalled(this.orderLine) !== 0) sequencer.ring()
+  }
+
+  hold(cursor: number): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> {
+    const { region, area, doorbell } = this.r
+    const claim = Effect.suspend(() => {
+      const claimed = claimSubscriber(region, area, doorbell, this.info.id, cursor)
+      return claimed !== undefined
+        ? Effect.succeed(claimed)
+        : Effect.fail(new SubscriberTableFull({ topic: this.info.name, slots: area.config.subscriberSlots }))
+    })
+    const release = ({ line, occurrence }: { readonly line: number; readonly occurrence: number }) =>
+      Effect.sync(() => {
+        releaseSubscriber(region, line, occurrence)
+        this.retentionMoved()
+      })
+    return Effect.map(Effect.acquireRelease(claim, release), ({ line }) => (next: number) => {
+      moveSubscriber(region, line, next)
+      this.retentionMoved()
+    })
+  }
+}
+
+/** Waits in slices so the head is looked at every HEAD_CHECK_MS; a commit still wakes at once. */
+const awaitWatchingHead = (
+  doorbell: DoorbellShape,
+  head: HeadWatch,
+  condition: () => boolean,
+  timeoutMs: number,
+  waitingFor: () => string
+): Effect.Effect<boolean, HeadUnavailable> => {
+  const deadline = performance.now() + timeoutMs
+  const slice: Effect.Effect<boolean, HeadUnavailable> = Effect.suspend(() => {
+    const left = deadline - performance.now()
+    return Effect.flatMap(doorbell.await(condition, Math.max(0, Math.min(left, HEAD_CHECK_MS))), (woken) => {
+      if (woken) return Effect.succeed(true)
+      const lost = head.check(waitingFor)
+      if (lost !== undefined) return Effect.fail(lost)
+      return left <= HEAD_CHECK_MS ? Effect.succeed(false) : slice
+    })
+  })
+  return slice
+}
+
 export const make = (area: LogArea, options: LogReaderOptions = {}): Effect.Effect<LogReaderShape, ConfigError.ConfigError, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
     const head = yield* headWatch(region, options.headLostMs)
     yield* listen(region, area, doorbell)
-    const { config } = area
-    const { goiSlots, blogBytes } = config
+    const reader: RegionReader = {
+      region,
+      area,
+      doorbell,
+      entries: new GoiEntryView(region),
+      orderLines: new OrderLineView(region),
+      brokerLines: new BrokerLineView(region),
+      sequencer: sequencerBell(region, doorbell)
+    }
     const resolve = topicResolver(region, area)
-    const entries = new GoiEntryView(region)
-    const orderLines = new OrderLineView(region)
-    const brokerLines = new BrokerLineView(region)
-    const sequencer = sequencerBell(region, doorbell)
-
-    /** The topic's durable cursors: subscriber lines, claimed like participant lines, whose cursor holds retention. */
-    const durableCursors = (t: number, topicName: string) => {
-      /** Retention moved (a durable cursor advanced or left): wake whoever waits for room, and only them. */
-      const retentionMoved = () => {
-        ringRoomWaiters(region, area, doorbell)
-        const line = area.orderLine(t)
-        region.invalidate(line, 64)
-        if (orderLines.stalled(line) !== 0) sequencer.ring()
-      }
-      return (cursor: number) =>
-        Effect.acquireRelease(
-          Effect.suspend(() => {
-            const occurrence = newOccurrence()
-            for (let s = 0; s < config.subscriberSlots; s++) {
-              const line = area.subscriber(t, s)
-              if (claimLine(region, line, occurrence, doorbell.offset) !== 0) continue
-              region.f64[(line + SubscriberLine.cursor) / 8] = cursor
-              region.publish(line, 64)
-              Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 1)
-              return Effect.succeed({ line, occurrence })
-            }
-            return Effect.fail(new SubscriberTableFull({ topic: topicName, slots: config.subscriberSlots }))
-          }),
-          ({ line, occurrence }) =>
-            Effect.sync(() => {
-              Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 0)
-              releaseLine(region, line, occurrence)
-              retentionMoved()
-            })
-        ).pipe(Effect.map(({ line }) => (next: number) => {
-          region.f64[(line + SubscriberLine.cursor) / 8] = next
-          region.publish(line, 64)
-          // A sequentially consistent store after the cursor (a full fence) before reading who waits; see ringRoomWaiters.
-          Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 1)
-          retentionMoved()
-        }))
-    }
-
-    const regionTopic = (info: TopicInfo): ReadTopic => {
-      const t = info.id
-      const orderLine = area.orderLine(t)
-      const entryAt = (g: number) => goiEntryOffset(area, t, g)
-      /** Whether broker `broker`'s Blog still holds `position` (its tail has not passed it). */
-      const blogRetained = (broker: number, position: number) => {
-        const line = area.brokerLine(t, broker)
-        region.invalidate(line, 64)
-        brokerLines.reclaimVersion(line)
-        return brokerLines.blogTail(line) <= position
-      }
-
-      /** Reads GOI entry `g` into `view` seqlock-style and points it at the payload in its broker's Blog. */
-      const loadEntry = (g: number, view: BatchView): "ok" | "gone" | "corrupt" => {
-        const e = entryAt(g)
-        region.invalidate(e, 64)
-        if (!entries.holds(e, g)) return "gone"
-        const broker = entries.brokerId(e)
-        const length = entries.payloadBytes(e)
-        const count = entries.messageCount(e)
-        const position = entries.blogPosition(e)
-        view.globalSeq = g
-        view.totalOrder = entries.totalOrder(e)
-        view.messageCount = count
-        view.clientId = entries.clientId(e)
-        view.sessionEpoch = entries.sessionEpoch(e)
-        view.batchSeq = entries.batchSeq(e)
-        view.brokerId = broker
-        view.crc32c = entries.crc32c(e)
-        view.length = length
-        if (!entries.holds(e, g)) return "gone"
-        const sane = broker < config.maxBrokers && count >= 1 && length % 8 === 0 && length >= 8 * count && length <= config.maxBatchBytes &&
-          Number.isSafeInteger(position) && position >= 0 && (position % blogBytes) + length <= blogBytes
-        if (!sane) return "corrupt"
-        view.offset = area.blog(t, broker) + (position % blogBytes)
-        view.bytes = region.bytes
-        view.words = region.u32
-        view.blogPosition = position
-        if (!blogRetained(broker, position)) return "gone"
-        region.invalidate(view.offset, length)
-        return "ok"
-      }
-
-      return {
-        info,
-        committed: () => {
-          region.invalidate(orderLine, 64)
-          orderLines.progress(orderLine)
-          return orderLines.committed(orderLine)
-        },
-        total: () => orderLines.totalOrder(orderLine),
-        oldest: (committed) => Math.max(0, committed - goiSlots),
-        retained: (g) => {
-          const e = entryAt(g)
-          return entries.holds(e, g) && blogRetained(entries.brokerId(e) % config.maxBrokers, entries.blogPosition(e))
-        },
-        totalOrderOf: (g) => {
-          const e = entryAt(g)
-          const order = entries.totalOrder(e)
-          return entries.holds(e, g) ? order : undefined
-        },
-        load: loadEntry,
-        stillThere: (g, view) => entries.holds(entryAt(g), g) && blogRetained(view.brokerId, view.blogPosition),
-        hold: durableCursors(t, info.name)
-      }
-    }
-
-    const topicOf = perTopic(regionTopic)
+    const topicOf = perTopic((info) => new RegionTopic(reader, info))
     return logReaderOver({
       topic: (name) => Effect.map(resolve(name), topicOf),
-      // Waits in slices so the head is looked at every HEAD_CHECK_MS; a commit still wakes at once.
-      await: (condition, timeoutMs, waitingFor) => {
-        const deadline = performance.now() + timeoutMs
-        const slice: Effect.Effect<boolean, HeadUnavailable> = Effect.suspend(() => {
-          const left = deadline - performance.now()
-          return Effect.flatMap(doorbell.await(condition, Math.max(0, Math.min(left, HEAD_CHECK_MS))), (woken) => {
-            if (woken) return Effect.succeed(true)
-            const lost = head.check(waitingFor)
-            if (lost !== undefined) return Effect.fail(lost)
-            return left <= HEAD_CHECK_MS ? Effect.succeed(false) : slice
-          })
-        })
-        return slice
-      }
+      await: (condition, timeoutMs, waitingFor) => awaitWatchingHead(doorbell, head, condition, timeoutMs, waitingFor)
     })
   })
 

@@ -1,75 +1,94 @@
 /** LogReader fake: `logReaderOver` (LogReader.ts) reading the in-process store's GOI and payloads. */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, type Scope } from "effect"
 import { LogReader, type LogReaderShape, SubscriberTableFull } from "../../services/log/LogReader.js"
+import type { TopicInfo } from "../../services/log/Topics.js"
 import { reclaimMemory } from "./AppenderMemory.js"
-import type { BatchView, ReadTopic } from "./LogReader.js"
-import { logReaderOver } from "./LogReader.js"
+import { type BatchView, logReaderOver, type ReadTopic } from "./LogReader.js"
 import { type MemoryBatch, type MemoryLogStore, memoryTopic, type MemoryTopic, type NoOptions } from "./MemoryStore.js"
 import { perTopic } from "./Topics.js"
 
-/** Batch `g` while the topic retains it. */
-const entry = (topic: MemoryTopic, g: number): MemoryBatch | undefined => {
-  const batch = g >= topic.goiBase ? topic.goi[g - topic.goiBase] : undefined
-  return batch !== undefined && !batch.reclaimed ? batch : undefined
-}
+/** One topic's GOI window and payloads in the store. */
+class StoreTopic implements ReadTopic {
+  readonly info: TopicInfo
+  private nextCursorId = 1
 
-/** Points `view` at a stored batch. */
-const loadStored = (topic: MemoryTopic, g: number, view: BatchView): "ok" | "gone" => {
-  const batch = entry(topic, g)
-  if (batch === undefined) return "gone"
-  view.globalSeq = g
-  view.totalOrder = batch.totalOrder
-  view.messageCount = batch.messageCount
-  view.clientId = batch.clientId
-  view.sessionEpoch = batch.sessionEpoch
-  view.batchSeq = batch.batchSeq
-  view.brokerId = batch.broker
-  view.crc32c = batch.crc32c
-  view.bytes = batch.payload
-  view.words = new Uint32Array(batch.payload.buffer)
-  view.offset = batch.payload.byteOffset
-  view.length = batch.payload.length
-  view.source = batch
-  return "ok"
-}
+  constructor(private readonly store: MemoryLogStore, private readonly topic: MemoryTopic) {
+    this.info = topic.info
+  }
 
-/** Durable cursors of the store's topic: each holds retention until its scope closes; moving one reclaims what it frees. */
-const durableCursors = (store: MemoryLogStore, topic: MemoryTopic) => {
-  let nextId = 1
-  return (cursor: number) =>
-    Effect.suspend(() => {
-      if (topic.cursors.size >= store.config.subscriberSlots) {
-        return Effect.fail(new SubscriberTableFull({ topic: topic.info.name, slots: store.config.subscriberSlots }))
-      }
-      const id = nextId++
-      return Effect.acquireRelease(Effect.sync(() => topic.cursors.set(id, cursor)), () =>
-        Effect.sync(() => {
-          topic.cursors.delete(id)
-          store.signal.notify()
-        })).pipe(Effect.as((next: number) => {
-          if (!topic.cursors.has(id)) return
-          topic.cursors.set(id, next)
-          for (const broker of topic.brokers) reclaimMemory(topic, broker)
-          store.signal.notify()
-        }))
+  /** Batch `g` while the topic retains it. */
+  private entry(g: number): MemoryBatch | undefined {
+    const batch = g >= this.topic.goiBase ? this.topic.goi[g - this.topic.goiBase] : undefined
+    return batch !== undefined && !batch.reclaimed ? batch : undefined
+  }
+
+  committed(): number {
+    return this.topic.goiBase + this.topic.goi.length
+  }
+
+  total(): number {
+    return this.topic.totalOrder
+  }
+
+  oldest(): number {
+    return this.topic.goiBase
+  }
+
+  retained(g: number): boolean {
+    return this.entry(g) !== undefined
+  }
+
+  totalOrderOf(g: number): number | undefined {
+    return this.entry(g)?.totalOrder
+  }
+
+  /** Points `view` at a stored batch. */
+  load(g: number, view: BatchView): "ok" | "gone" {
+    const batch = this.entry(g)
+    if (batch === undefined) return "gone"
+    view.globalSeq = g
+    view.totalOrder = batch.totalOrder
+    view.messageCount = batch.messageCount
+    view.clientId = batch.clientId
+    view.sessionEpoch = batch.sessionEpoch
+    view.batchSeq = batch.batchSeq
+    view.brokerId = batch.broker
+    view.crc32c = batch.crc32c
+    view.bytes = batch.payload
+    view.words = new Uint32Array(batch.payload.buffer)
+    view.offset = batch.payload.byteOffset
+    view.length = batch.payload.length
+    view.source = batch
+    return "ok"
+  }
+
+  stillThere(g: number, view: BatchView): boolean {
+    return this.entry(g) === view.source
+  }
+
+  /** A durable cursor holds retention until its scope closes; moving it reclaims what it frees. */
+  hold(cursor: number): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> {
+    const { store, topic } = this
+    if (topic.cursors.size >= store.config.subscriberSlots) {
+      return Effect.fail(new SubscriberTableFull({ topic: topic.info.name, slots: store.config.subscriberSlots }))
+    }
+    const id = this.nextCursorId++
+    const release = Effect.sync(() => {
+      topic.cursors.delete(id)
+      store.signal.notify()
     })
+    return Effect.acquireRelease(Effect.sync(() => topic.cursors.set(id, cursor)), () => release).pipe(Effect.as((next: number) => {
+      if (!topic.cursors.has(id)) return
+      topic.cursors.set(id, next)
+      for (const broker of topic.brokers) reclaimMemory(topic, broker)
+      store.signal.notify()
+    }))
+  }
 }
-
-const storeTopic = (store: MemoryLogStore, topic: MemoryTopic): ReadTopic => ({
-  info: topic.info,
-  committed: () => topic.goiBase + topic.goi.length,
-  total: () => topic.totalOrder,
-  oldest: () => topic.goiBase,
-  retained: (g) => entry(topic, g) !== undefined,
-  totalOrderOf: (g) => entry(topic, g)?.totalOrder,
-  load: (g, view) => loadStored(topic, g, view),
-  stillThere: (g, view) => entry(topic, g) === view.source,
-  hold: durableCursors(store, topic)
-})
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<LogReaderShape> =>
   Effect.sync(() => {
-    const topicOf = perTopic((info) => storeTopic(store, store.topics[info.id]))
+    const topicOf = perTopic((info) => new StoreTopic(store, store.topics[info.id]))
     return logReaderOver({
       topic: (name) => Effect.map(memoryTopic(store, name), (topic) => topicOf(topic.info)),
       await: (condition, timeoutMs) => store.signal.await(condition, timeoutMs)

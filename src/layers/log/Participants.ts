@@ -156,6 +156,42 @@ export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: Doorbell
     Effect.asVoid
   )
 
+/**
+ * Durable subscribers: a subscriber line of the topic, claimed like a participant line, whose
+ * cursor (the next global seq it reads) holds retention. Returns the claim, or undefined when
+ * every line of the topic is taken.
+ */
+export const claimSubscriber = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  doorbell: DoorbellShape,
+  topic: number,
+  cursor: number
+): { readonly line: number; readonly occurrence: number } | undefined => {
+  const occurrence = newOccurrence()
+  for (let s = 0; s < area.config.subscriberSlots; s++) {
+    const line = area.subscriber(topic, s)
+    if (claimLine(region, line, occurrence, doorbell.offset) !== 0) continue
+    region.f64[(line + SubscriberLine.cursor) / 8] = cursor
+    region.publish(line, 64)
+    Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 1)
+    return { line, occurrence }
+  }
+  return undefined
+}
+
+/** Moves a durable subscriber's cursor; the sequentially consistent store after it is the fence `ringRoomWaiters` relies on. */
+export const moveSubscriber = (region: CxlMemoryShape, line: number, cursor: number): void => {
+  region.f64[(line + SubscriberLine.cursor) / 8] = cursor
+  region.publish(line, 64)
+  Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 1)
+}
+
+export const releaseSubscriber = (region: CxlMemoryShape, line: number, occurrence: number): void => {
+  Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 0)
+  releaseLine(region, line, occurrence)
+}
+
 /** pid liveness, re-checked at most every 200 ms per pid (it costs a system call). */
 export const livenessCache = (): ((pid: number) => boolean) => {
   const seen = new Map<number, { alive: boolean; at: number }>()
