@@ -44,6 +44,7 @@ import {
   type LogStorage,
   makeSequencerCore,
   type OrderSettings,
+  orderSettings,
   publishTopic,
   replayOrdered,
   restoreSessions,
@@ -409,13 +410,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
     }
 
     const { config } = area
-    const settings: OrderSettings = {
-      maxBrokers: config.maxBrokers,
-      goiSlots: config.goiSlots,
-      holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
-      sessionIdleMs: options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs,
-      maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
-    }
+    const settings = orderSettings(config, options)
     const views: RegionViews = {
       region,
       area,

@@ -4,19 +4,21 @@
  * `sequencer` word; waiters are woken through the store's signal.
  */
 import { Effect, Layer, type Scope } from "effect"
-import {
-  defaultSequencerOptions,
-  Sequencer,
-  SequencerLeaseHeld,
-  SequencerLeaseLost,
-  type SequencerOptions,
-  type SequencerShape
-} from "../../services/log/Sequencer.js"
+import { Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions, type SequencerShape } from "../../services/log/Sequencer.js"
 import { lowestCursor, type MemoryBatch, type MemoryLogStore, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { PbrKind } from "./Records.js"
 import type { SessionTable } from "./SessionTable.js"
-import { type LogStorage, makeSequencerCore, type OrderSettings, replayOrdered, restoreSessions, TopicOrder, type TopicStorage } from "./SequencerRound.js"
+import {
+  type LogStorage,
+  makeSequencerCore,
+  type OrderSettings,
+  orderSettings,
+  replayOrdered,
+  restoreSessions,
+  TopicOrder,
+  type TopicStorage
+} from "./SequencerRound.js"
 
 /** One topic's batches in the store: a broker's PBR is `pbr[pbrSeq - reclaimed]`, the GOI a window of batches. */
 class MemoryTopicStorage implements TopicStorage {
@@ -145,14 +147,7 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
       () => Effect.sync(() => store.sequencer === occurrence && (store.sequencer = 0))
     )
     const epoch = store.epoch
-    const { config } = store
-    const settings: OrderSettings = {
-      maxBrokers: config.maxBrokers,
-      goiSlots: config.goiSlots,
-      holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
-      sessionIdleMs: options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs,
-      maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
-    }
+    const settings = orderSettings(store.config, options)
     /** Topics of the store that have a TopicOrder (store.topics only grows). */
     let known = 0
     const log: LogStorage = {

@@ -18,8 +18,9 @@ import {
   sequencerHeld,
   sequencerMessagesOrdered
 } from "../../Metrics.js"
-import type { SequencerLeaseLost, SequencerRound } from "../../services/log/Sequencer.js"
+import { defaultSequencerOptions, type SequencerLeaseLost, type SequencerOptions, type SequencerRound } from "../../services/log/Sequencer.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
+import type { LogConfig } from "./Layout.js"
 import { type Backpressure, type DropReason, OrderEngine, type OrderSink, type Session, Verdict } from "./OrderEngine.js"
 import { Dropped, SessionState } from "./Records.js"
 import type { SessionFields, SessionTable } from "./SessionTable.js"
@@ -144,6 +145,15 @@ export interface OrderSettings {
   /** Positions scanned per broker per round. */
   readonly maxPerBroker: number
 }
+
+/** The settings from the layer's options, defaulted, for a log of `config`. */
+export const orderSettings = (config: LogConfig, options: SequencerOptions): OrderSettings => ({
+  maxBrokers: config.maxBrokers,
+  goiSlots: config.goiSlots,
+  holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
+  sessionIdleMs: options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs,
+  maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
+})
 
 /** A session's published fields. */
 const fieldsOf = (session: Session): SessionFields => ({
@@ -355,7 +365,6 @@ const pause = (ms: number) =>
 
 /** The sequencer over a storage: its topics, one round, and the loop that runs rounds. */
 export interface SequencerCore {
-  readonly topics: Array<TopicOrder>
   readonly step: Effect.Effect<SequencerRound, SequencerLeaseLost>
   readonly run: (settings: RunSettings) => Effect.Effect<never, SequencerLeaseLost>
 }
@@ -420,7 +429,7 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
 
   const nextDeadline = () => topics.reduce((d, topic) => Math.min(d, topic.engine.nextDeadline()), Infinity)
 
-  const run = (run: RunSettings): Effect.Effect<never, SequencerLeaseLost> =>
+  const runRounds = (run: RunSettings): Effect.Effect<never, SequencerLeaseLost> =>
     Effect.gen(function*() {
       let renewedAt = Number.NEGATIVE_INFINITY
       for (;;) {
@@ -438,5 +447,5 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
       }
     })
 
-  return { topics, step: Effect.map(tallyStep, (t) => t.toRound()), run }
+  return { step: Effect.map(tallyStep, (t) => t.toRound()), run: runRounds }
 }
