@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { Participant } from "../../src/layers/log/Records.js"
+import { BrokerLineView, ParticipantLineView } from "../../src/layers/log/RecordViews.js"
 import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 2 as const, ackLevel: 1 as const, replicationFactor: 1 }
@@ -129,7 +129,7 @@ describe("Appender over the region", () => {
       const cluster = yield* implementations[1]!.make()
       yield* cluster.topics.create(spec)
       const { memory, area } = cluster.region!
-      const roomWaits = () => Atomics.load(memory.i32, (area.brokerOwner(0) + Participant.roomWaits) / 4)
+      const roomWaits = () => new ParticipantLineView(memory).roomWaits(area.brokerOwner(0))
       const a = yield* cluster.appender(0, { timeoutMs: 10_000 })
       const cursor = yield* cluster.reader.subscribe("t", { durable: true })
       for (let seq = 0; seq < smallConfig.pbrSlots; seq++) yield* appendSimple(a, "t", 1, 0, seq)
@@ -156,8 +156,9 @@ describe("Appender over the region", () => {
         for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "t", 1, 0, seq)
       }))
       // As if killed after committing slots 1 and 2 but before publishing its line.
-      memory.f64[(area.brokerLine(0, 0) + 0) / 8] = 1
-      memory.f64[(area.brokerLine(0, 0) + 8) / 8] = 64
+      const brokerLines = new BrokerLineView(memory)
+      brokerLines.setPbrHead(area.brokerLine(0, 0), 1)
+      brokerLines.setBlogHead(area.brokerLine(0, 0), 64)
       const a = yield* cluster.appender(0)
       expect((yield* appendSimple(a, "t", 1, 0, 3)).pbrSeq).toBe(3)
       yield* drain(yield* cluster.sequencer())

@@ -2,15 +2,21 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import {
   defaultLogConfig,
+  GOI_ENTRY_BYTES,
   LOG_AREA_PARAMS,
   logAreaBytes,
   logAreaFromParams,
   logAreaParams,
   logConfigProblems,
   makeLogArea,
+  PBR_SLOT_BYTES,
   resolveLogArea,
+  SESSION_LINE_BYTES,
+  TOPIC_DESCRIPTOR_BYTES,
   validateLogConfig
 } from "../../src/layers/log/Layout.js"
+import { LINE_BYTES } from "../../src/layers/log/Records.js"
+import * as Views from "../../src/layers/log/RecordViews.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 
 describe("log layout", () => {
@@ -46,16 +52,16 @@ describe("log layout", () => {
     const area = makeLogArea(8192, smallConfig)
     const c = smallConfig
     const spans: Array<[string, number, number]> = []
-    for (let b = 0; b < c.maxBrokers; b++) spans.push([`owner ${b}`, area.brokerOwner(b), 64])
-    for (let i = 0; i < c.listenerSlots; i++) spans.push([`listener ${i}`, area.listener(i), 64])
+    for (let b = 0; b < c.maxBrokers; b++) spans.push([`owner ${b}`, area.brokerOwner(b), LINE_BYTES])
+    for (let i = 0; i < c.listenerSlots; i++) spans.push([`listener ${i}`, area.listener(i), LINE_BYTES])
     for (let t = 0; t < c.maxTopics; t++) {
-      spans.push([`descriptor ${t}`, area.descriptor(t), 128], [`order ${t}`, area.orderLine(t), 64])
-      spans.push([`sessions ${t}`, area.sessions(t), c.sessionSlots * 64], [`goi ${t}`, area.goi(t), c.goiSlots * 64])
-      for (let i = 0; i < c.subscriberSlots; i++) spans.push([`subscriber ${t}/${i}`, area.subscriber(t, i), 64])
+      spans.push([`descriptor ${t}`, area.descriptor(t), TOPIC_DESCRIPTOR_BYTES], [`order ${t}`, area.orderLine(t), LINE_BYTES])
+      spans.push([`sessions ${t}`, area.sessions(t), c.sessionSlots * SESSION_LINE_BYTES], [`goi ${t}`, area.goi(t), c.goiSlots * GOI_ENTRY_BYTES])
+      for (let i = 0; i < c.subscriberSlots; i++) spans.push([`subscriber ${t}/${i}`, area.subscriber(t, i), LINE_BYTES])
       for (let b = 0; b < c.maxBrokers; b++) {
-        spans.push([`broker line ${t}/${b}`, area.brokerLine(t, b), 64], [`sequencer line ${t}/${b}`, area.sequencerLine(t, b), 64])
-        spans.push([`replica line ${t}/${b}`, area.replicaLine(t, b), 64])
-        spans.push([`pbr ${t}/${b}`, area.pbr(t, b), c.pbrSlots * 128], [`blog ${t}/${b}`, area.blog(t, b), c.blogBytes])
+        spans.push([`broker line ${t}/${b}`, area.brokerLine(t, b), LINE_BYTES], [`sequencer line ${t}/${b}`, area.sequencerLine(t, b), LINE_BYTES])
+        spans.push([`replica line ${t}/${b}`, area.replicaLine(t, b), LINE_BYTES])
+        spans.push([`pbr ${t}/${b}`, area.pbr(t, b), c.pbrSlots * PBR_SLOT_BYTES], [`blog ${t}/${b}`, area.blog(t, b), c.blogBytes])
       }
     }
     spans.sort((a, b) => a[1] - b[1])
@@ -72,5 +78,69 @@ describe("log layout", () => {
     const params = [7, 8, ...logAreaParams(12288, smallConfig)]
     expect(params).toHaveLength(2 + LOG_AREA_PARAMS)
     expect(logAreaFromParams(params, 2)).toEqual({ base: 12288, config: smallConfig })
+  })
+})
+
+/** Every record view with the span of its record. */
+const recordViews = (words: Views.RecordWords): ReadonlyArray<[string, object, number]> => [
+  ["PBR slot", new Views.PbrSlotView(words, 8), PBR_SLOT_BYTES],
+  ["GOI entry", new Views.GoiEntryView(words), GOI_ENTRY_BYTES],
+  ["session line", new Views.SessionLineView(words), SESSION_LINE_BYTES],
+  ["registry line", new Views.RegistryLineView(words), LINE_BYTES],
+  ["order line", new Views.OrderLineView(words), LINE_BYTES],
+  ["broker line", new Views.BrokerLineView(words), LINE_BYTES],
+  ["sequencer line", new Views.SequencerLineView(words), LINE_BYTES],
+  ["lease line", new Views.LeaseLineView(words), LINE_BYTES],
+  ["participant line", new Views.ParticipantLineView(words), LINE_BYTES],
+  ["subscriber line", new Views.SubscriberLineView(words), LINE_BYTES],
+  ["topic descriptor", new Views.DescriptorView(words), TOPIC_DESCRIPTOR_BYTES]
+]
+
+const bufferWords = (bytes: number) => {
+  const buffer = new ArrayBuffer(bytes)
+  return { i32: new Int32Array(buffer), u32: new Uint32Array(buffer), f64: new Float64Array(buffer), bytes: new Uint8Array(buffer) }
+}
+
+describe("record views", () => {
+  it("each field has its own place inside its record: every field written reads back, nothing lands outside", () => {
+    const words = bufferWords(3 * 256)
+    const at = 256
+    for (const [record, view, span] of recordViews(words)) {
+      words.bytes.fill(0)
+      const methods = view as unknown as Record<string, (at: number, v?: number) => number>
+      // One writer per field (set, store, or add onto zero) and the reader of the same name.
+      const fields = new Map<string, string>()
+      for (const name of Object.getOwnPropertyNames(Object.getPrototypeOf(view))) {
+        const reader = /^(?:set|store|add)([A-Z].*)$/.exec(name)?.[1]?.replace(/^./, (c) => c.toLowerCase())
+        if (reader !== undefined && typeof methods[reader] === "function" && !fields.has(reader)) fields.set(reader, name)
+      }
+      expect(fields.size, record).toBeGreaterThan(0)
+      // Distinct small values fit every field type (u32, i32, f64), so two fields sharing bytes show up.
+      const written = [...fields].map(([reader, writer], i) => {
+        methods[writer]!.call(view, at, i + 1)
+        return [reader, i + 1] as const
+      })
+      for (const [reader, value] of written) expect(methods[reader]!.call(view, at), `${record}: ${reader}`).toBe(value)
+      const outside = [...words.bytes.subarray(0, at), ...words.bytes.subarray(at + span)]
+      expect(outside.every((b) => b === 0), `${record} writes outside its ${span} bytes`).toBe(true)
+    }
+  })
+
+  it("commit words name their position: a PBR slot's commit and finish, a GOI entry's global seq", () => {
+    const words = bufferWords(PBR_SLOT_BYTES)
+    const slots = new Views.PbrSlotView(words, 8)
+    expect(slots.committed(0, 0)).toBe(false)
+    slots.commit(0, 9)
+    expect([slots.committed(0, 9), slots.committed(0, 1), slots.committed(0, 17)]).toEqual([true, false, false])
+    expect(slots.finished(0, 9)).toBe(false)
+    slots.finish(0, 9)
+    expect([slots.finished(0, 9), slots.finished(0, 17)]).toEqual([true, false])
+    const entries = new Views.GoiEntryView(words)
+    const g = 2 ** 40 + 5
+    entries.setSeqHigh(0, g)
+    entries.commitSeq(0, g)
+    expect([entries.holds(0, g), entries.holds(0, g + 1), entries.holds(0, g + 2 ** 31)]).toEqual([true, false, false])
+    entries.markRewriting(0)
+    expect(entries.holds(0, g)).toBe(false)
   })
 })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { GoiEntry } from "../../src/layers/log/Records.js"
+import { GoiEntryView } from "../../src/layers/log/RecordViews.js"
 import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
@@ -126,7 +126,7 @@ describe("LogReader over the region", () => {
       const cursor = yield* cluster.reader.subscribe("t")
       const error = yield* Effect.flip(cursor.poll(() => {
         // A sequencer reusing the slot invalidates its sequence word first.
-        Atomics.store(memory.i32, (area.goi(0) + GoiEntry.seqLo) / 4, -1)
+        new GoiEntryView(memory).markRewriting(area.goi(0))
       }))
       expect(error).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
     }))
@@ -139,11 +139,12 @@ describe("LogReader over the region", () => {
       yield* appendSimple(a, "t", 1, 0, 0)
       yield* drain(yield* cluster.sequencer())
       const { memory, area } = cluster.region!
-      memory.u32[(area.goi(0) + GoiEntry.payloadBytes) / 4] = 0x7ffffff8
+      const entries = new GoiEntryView(memory)
+      entries.setPayloadBytes(area.goi(0), 0x7ffffff8)
       const cursor = yield* cluster.reader.subscribe("t")
       expect(yield* Effect.flip(cursor.poll(() => {}))).toMatchObject({ _tag: "LogCorrupt" })
-      memory.u32[(area.goi(0) + GoiEntry.payloadBytes) / 4] = 16
-      memory.u32[(area.goi(0) + GoiEntry.messageCount) / 4] = 1
+      entries.setPayloadBytes(area.goi(0), 16)
+      entries.setMessageCount(area.goi(0), 1)
       // A message length that overruns its batch.
       const blog = area.blog(0, 0)
       memory.u32[blog / 4] = 1000

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { makeLogArea } from "../../src/layers/log/Layout.js"
+import { DescriptorView } from "../../src/layers/log/RecordViews.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { implementations, LOG_BASE, smallConfig } from "../fixtures/log-harness.js"
@@ -58,7 +59,7 @@ describe("Topics in the region", () => {
       const cluster = yield* implementations[1]!.make()
       yield* cluster.topics.create({ name: "x", order: 2, ackLevel: 1, replicationFactor: 1 })
       const { memory, area } = cluster.region!
-      memory.i32[(area.descriptor(0) + 16) / 4] = 100_000
+      new DescriptorView(memory).setNameBytes(area.descriptor(0), 100_000)
       expect(yield* cluster.topics.list).toEqual([])
     }))
 })

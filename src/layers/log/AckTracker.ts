@@ -15,6 +15,7 @@ import type { LogArea } from "./Layout.js"
 import { lineTaken, listen } from "./Participants.js"
 import { BrokerLineView, OrderLineView, SequencerLineView } from "./RecordViews.js"
 import type { SessionTable } from "./SessionTable.js"
+import { LINE_BYTES } from "./Records.js"
 import { perTopic, regionSessionTables, topicResolver } from "./Topics.js"
 
 /** One topic as the AckTracker reads it, wherever its records live. */
@@ -127,7 +128,7 @@ const regionTopic = (region: CxlMemoryShape, area: LogArea, sessions: SessionTab
     acked: (b) => sequencerLines.consumedThrough(area.sequencerLine(t, b)),
     owned: (b) => lineTaken(region, area.brokerOwner(b)),
     progress: () => {
-      region.invalidate(orderLine, 64)
+      region.invalidate(orderLine, LINE_BYTES)
       return orderLines.progress(orderLine)
     }
   }

@@ -28,7 +28,7 @@ import { LogCorrupt, type TopicInfo, TopicNotFound } from "../../services/log/To
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { type LogArea, type LogConfig, LogConfigInvalid, pbrSlotOffset } from "./Layout.js"
 import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
-import { alignLine, PbrKind, type PbrKindCode, PbrSlot } from "./Records.js"
+import { alignLine, LINE_BYTES, PbrKind, type PbrKindCode, PbrSlot } from "./Records.js"
 import { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import type { SessionTable } from "./SessionTable.js"
 import { regionSessionTables, topicResolver } from "./Topics.js"
@@ -359,7 +359,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     brokerLines.setPbrHead(this.line, c.head)
     brokerLines.setBlogHead(this.line, c.blogHead)
     brokerLines.setAppendedMessages(this.line, c.appendedMessages)
-    region.publish(this.line, 64)
+    region.publish(this.line, LINE_BYTES)
   }
 
   /** The bytes of a batch: payload into the Blog, header into the PBR slot, flushed, then the commit word. */
@@ -381,7 +381,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     slots.setPbrSeq(slot, pbrSeq)
     slots.setKind(slot, kind)
     region.publish(at, payloadBytes)
-    region.publish(slot, 64)
+    region.publish(slot, LINE_BYTES)
     this.b.audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
     slots.commit(slot, pbrSeq)
     region.publish(slot + PbrSlot.commit, 4)
@@ -395,11 +395,11 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   /** reclaim over the region, then publishes the new tail (readers check it) before the bytes can be reused. */
   reclaim(): void {
     const { region, brokerLines, sequencerLines } = this.b
-    region.invalidate(this.sequencerLine, 64)
+    region.invalidate(this.sequencerLine, LINE_BYTES)
     if (reclaim(this.cursors, Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head), this) === 0) return
     brokerLines.setPbrReclaimed(this.line, this.cursors.reclaimed)
     brokerLines.setBlogTail(this.line, this.cursors.blogTail)
-    region.publish(this.line, 64)
+    region.publish(this.line, LINE_BYTES)
     brokerLines.bumpReclaimVersion(this.line)
   }
 
@@ -409,7 +409,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
 
   finished(pbrSeq: number): boolean {
     const slot = this.slot(pbrSeq)
-    this.b.region.invalidate(slot + 64, 64)
+    this.b.region.invalidate(slot + PbrSlot.sequencerLine, LINE_BYTES)
     return this.b.slots.finished(slot, pbrSeq)
   }
 

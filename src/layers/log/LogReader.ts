@@ -34,6 +34,7 @@ import { HEAD_CHECK_MS, type HeadWatch, headWatch } from "../control/HeadWatch.j
 import { goiEntryOffset, type LogArea } from "./Layout.js"
 import { claimSubscriber, listen, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
+import { LINE_BYTES } from "./Records.js"
 import { perTopic, topicResolver } from "./Topics.js"
 
 /** The batch a cursor is delivering; one per cursor, refilled for every batch. */
@@ -275,13 +276,13 @@ class RegionTopic implements ReadTopic {
   private blogRetained(broker: number, position: number): boolean {
     const { region, area, brokerLines } = this.r
     const line = area.brokerLine(this.info.id, broker)
-    region.invalidate(line, 64)
+    region.invalidate(line, LINE_BYTES)
     brokerLines.reclaimVersion(line)
     return brokerLines.blogTail(line) <= position
   }
 
   committed(): number {
-    this.r.region.invalidate(this.orderLine, 64)
+    this.r.region.invalidate(this.orderLine, LINE_BYTES)
     this.r.orderLines.progress(this.orderLine)
     return this.r.orderLines.committed(this.orderLine)
   }
@@ -311,7 +312,7 @@ class RegionTopic implements ReadTopic {
     const { region, area, entries } = this.r
     const { maxBrokers, maxBatchBytes, blogBytes } = area.config
     const e = this.entry(g)
-    region.invalidate(e, 64)
+    region.invalidate(e, LINE_BYTES)
     if (!entries.holds(e, g)) return "gone"
     const broker = entries.brokerId(e)
     const length = entries.payloadBytes(e)
@@ -347,7 +348,7 @@ class RegionTopic implements ReadTopic {
   private retentionMoved(): void {
     const { region, area, doorbell, orderLines, sequencer } = this.r
     ringRoomWaiters(region, area, doorbell)
-    region.invalidate(this.orderLine, 64)
+    region.invalidate(this.orderLine, LINE_BYTES)
     if (orderLines.stalled(this.orderLine) !== 0) sequencer.ring()
   }
 

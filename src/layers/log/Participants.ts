@@ -9,56 +9,67 @@ import { randomInt } from "node:crypto"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
-import { LeaseLine, Participant, SubscriberLine } from "./Records.js"
-import { LeaseLineView } from "./RecordViews.js"
+import { LeaseLine, LINE_BYTES } from "./Records.js"
+import { LeaseLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
 import { Offsets } from "../region/Superblock.js"
+
+/** The line views over a region, made once per region (these functions take the region, not views). */
+const viewsByRegion = new WeakMap<CxlMemoryShape, { readonly lines: ParticipantLineView; readonly subscribers: SubscriberLineView }>()
+const views = (region: CxlMemoryShape) => {
+  let found = viewsByRegion.get(region)
+  if (found === undefined) {
+    found = { lines: new ParticipantLineView(region), subscribers: new SubscriberLineView(region) }
+    viewsByRegion.set(region, found)
+  }
+  return found
+}
 
 /** A fresh claim identity: distinguishes two claims by one process, and a restarted owner. */
 export const newOccurrence = (): number => randomInt(1, 0x7fffffff)
 
 /** Whether some claim holds the line (its owner may be gone: see `livePid`). */
-export const lineTaken = (region: CxlMemoryShape, offset: number): boolean => Atomics.load(region.i32, (offset + Participant.occurrence) / 4) !== 0
+export const lineTaken = (region: CxlMemoryShape, offset: number): boolean => views(region).lines.occurrence(offset) !== 0
 
 /** The pid holding the line if a live process does (0 if free or its owner is gone). */
 export const livePid = (region: CxlMemoryShape, offset: number): number => {
   if (!lineTaken(region, offset)) return 0
-  const pid = Atomics.load(region.i32, (offset + Participant.pid) / 4)
+  const pid = views(region).lines.pid(offset)
   // A claimer between its compare-and-swap and its pid store: treat as live.
   return pid === 0 ? -1 : isPidAlive(pid) ? pid : 0
 }
 
 /** Claims the line for this process unless a live process holds it; returns the live holder's pid, or 0 on success. */
 export const claimLine = (region: CxlMemoryShape, offset: number, occurrence: number, doorbell: number): number => {
-  const word = (offset + Participant.occurrence) / 4
-  const current = Atomics.load(region.i32, word)
+  const { lines } = views(region)
+  const current = lines.occurrence(offset)
   if (current !== 0) {
     const holder = livePid(region, offset)
     if (holder !== 0) return holder
   }
-  if (Atomics.compareExchange(region.i32, word, current, occurrence) !== current) return livePid(region, offset) || -1
-  region.i32[(offset + Participant.doorbell) / 4] = doorbell
-  Atomics.store(region.i32, (offset + Participant.pid) / 4, process.pid)
-  region.publish(offset, 64)
+  if (!lines.swapOccurrence(offset, current, occurrence)) return livePid(region, offset) || -1
+  lines.setDoorbell(offset, doorbell)
+  lines.storePid(offset, process.pid)
+  region.publish(offset, LINE_BYTES)
   return 0
 }
 
 export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: number): void => {
-  const word = (offset + Participant.occurrence) / 4
-  if (Atomics.load(region.i32, word) !== occurrence) return
-  Atomics.store(region.i32, (offset + Participant.pid) / 4, 0)
-  region.i32[(offset + Participant.doorbell) / 4] = 0
-  Atomics.compareExchange(region.i32, word, occurrence, 0)
-  region.publish(offset, 64)
+  const { lines } = views(region)
+  if (lines.occurrence(offset) !== occurrence) return
+  lines.storePid(offset, 0)
+  lines.setDoorbell(offset, 0)
+  lines.swapOccurrence(offset, occurrence, 0)
+  region.publish(offset, LINE_BYTES)
 }
 
 /** Whether a doorbell word read from the region names a doorbell line inside it. */
-const isBell = (region: CxlMemoryShape, bell: number): boolean => bell > 0 && bell % 64 === 0 && region.inBounds(bell, 64)
+const isBell = (region: CxlMemoryShape, bell: number): boolean => bell > 0 && bell % LINE_BYTES === 0 && region.inBounds(bell, LINE_BYTES)
 
 /** The doorbell a live line names, if it names one inside the region; else 0. */
 const bellOf = (region: CxlMemoryShape, offset: number): number => {
   if (!lineTaken(region, offset)) return 0
-  const bell = region.i32[(offset + Participant.doorbell) / 4]
+  const bell = views(region).lines.doorbell(offset)
   return isBell(region, bell) ? bell : 0
 }
 
@@ -95,6 +106,7 @@ const rung: Array<number> = []
  */
 export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
   rung.length = 0
+  const { lines } = views(region)
   const ringOnce = (offset: number) => {
     const bell = bellOf(region, offset)
     if (bell === 0 || rung.includes(bell)) return
@@ -104,7 +116,7 @@ export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: Do
   for (let i = 0; i < area.config.listenerSlots; i++) ringOnce(area.listener(i))
   for (let b = 0; b < area.config.maxBrokers; b++) {
     const owner = area.brokerOwner(b)
-    if (Atomics.load(region.i32, (owner + Participant.roomWaits) / 4) > 0) ringOnce(owner)
+    if (lines.roomWaits(owner) > 0) ringOnce(owner)
   }
 }
 
@@ -115,25 +127,23 @@ export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: Do
  * it re-checks or is rung here.
  */
 export const ringRoomWaiters = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
+  const { lines } = views(region)
   for (let b = 0; b < area.config.maxBrokers; b++) {
     const owner = area.brokerOwner(b)
-    if (Atomics.load(region.i32, (owner + Participant.roomWaits) / 4) > 0) ringLine(region, doorbell, owner)
+    if (lines.roomWaits(owner) > 0) ringLine(region, doorbell, owner)
   }
 }
 
 /** Counts the appends of the broker owning `owner` that wait for room (see `ringRoomWaiters`). */
-export const waitingForRoom = (region: CxlMemoryShape, owner: number) => ({
-  /** A new owner starts from none (a previous owner may have died while waiting). */
-  reset: () => {
-    Atomics.store(region.i32, (owner + Participant.roomWaits) / 4, 0)
-  },
-  begin: () => {
-    Atomics.add(region.i32, (owner + Participant.roomWaits) / 4, 1)
-  },
-  end: () => {
-    Atomics.sub(region.i32, (owner + Participant.roomWaits) / 4, 1)
+export const waitingForRoom = (region: CxlMemoryShape, owner: number) => {
+  const { lines } = views(region)
+  return {
+    /** A new owner starts from none (a previous owner may have died while waiting). */
+    reset: () => lines.storeRoomWaits(owner, 0),
+    begin: () => lines.addRoomWaits(owner, 1),
+    end: () => lines.addRoomWaits(owner, -1)
   }
-})
+}
 
 /**
  * Registers this process's doorbell in a free listener line until the scope closes, so the
@@ -172,9 +182,7 @@ export const claimSubscriber = (
   for (let s = 0; s < area.config.subscriberSlots; s++) {
     const line = area.subscriber(topic, s)
     if (claimLine(region, line, occurrence, doorbell.offset) !== 0) continue
-    region.f64[(line + SubscriberLine.cursor) / 8] = cursor
-    region.publish(line, 64)
-    Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 1)
+    moveSubscriber(region, line, cursor)
     return { line, occurrence }
   }
   return undefined
@@ -182,13 +190,14 @@ export const claimSubscriber = (
 
 /** Moves a durable subscriber's cursor; the sequentially consistent store after it is the fence `ringRoomWaiters` relies on. */
 export const moveSubscriber = (region: CxlMemoryShape, line: number, cursor: number): void => {
-  region.f64[(line + SubscriberLine.cursor) / 8] = cursor
-  region.publish(line, 64)
-  Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 1)
+  const { subscribers } = views(region)
+  subscribers.setCursor(line, cursor)
+  region.publish(line, LINE_BYTES)
+  subscribers.storeDurable(line, 1)
 }
 
 export const releaseSubscriber = (region: CxlMemoryShape, line: number, occurrence: number): void => {
-  Atomics.store(region.i32, (line + SubscriberLine.durable) / 4, 0)
+  views(region).subscribers.storeDurable(line, 0)
   releaseLine(region, line, occurrence)
 }
 
@@ -208,13 +217,13 @@ export const livenessCache = (): ((pid: number) => boolean) => {
 
 /** The lowest cursor of the topic's live durable subscribers (Infinity if none): retention keeps everything from it on. */
 export const lowestDurableCursor = (region: CxlMemoryShape, area: LogArea, topic: number, alive: (pid: number) => boolean): number => {
+  const { lines, subscribers } = views(region)
   let lowest = Infinity
   for (let s = 0; s < area.config.subscriberSlots; s++) {
     const at = area.subscriber(topic, s)
-    region.invalidate(at, 64)
-    if (Atomics.load(region.i32, (at + SubscriberLine.occurrence) / 4) === 0) continue
-    if (region.i32[(at + SubscriberLine.durable) / 4] !== 1 || !alive(region.i32[(at + SubscriberLine.pid) / 4])) continue
-    lowest = Math.min(lowest, region.f64[(at + SubscriberLine.cursor) / 8])
+    region.invalidate(at, LINE_BYTES)
+    if (!lineTaken(region, at) || subscribers.durable(at) !== 1 || !alive(lines.pid(at))) continue
+    lowest = Math.min(lowest, subscribers.cursor(at))
   }
   return lowest
 }

@@ -20,7 +20,8 @@ import {
   PbrSlot,
   RegistryLine,
   SequencerLine,
-  SessionLine
+  SessionLine,
+  SubscriberLine
 } from "./Records.js"
 
 /** The typed arrays records live in (a `CxlMemoryShape` is one). */
@@ -231,16 +232,50 @@ export class LeaseLineView extends View {
   storeWaiting(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + LeaseLine.waiting) / 4, v) }
 }
 
-/** A participant line (broker owners, listeners): each process its own. */
+/**
+ * A participant line (broker owners, listeners): each process its own, claimed by
+ * compare-and-swap of its occurrence word. Subscriber lines start with the same claim words.
+ */
 export class ParticipantLineView extends View {
   occurrence(at: number): number { return Atomics.load(this.i32, (at + Participant.occurrence) / 4) }
+  /** Compare-and-swap of the occurrence word; true when it held `expected`. */
+  swapOccurrence(at: number, expected: number, v: number): boolean {
+    return Atomics.compareExchange(this.i32, (at + Participant.occurrence) / 4, expected, v) === expected
+  }
   pid(at: number): number { return Atomics.load(this.i32, (at + Participant.pid) / 4) }
+  storePid(at: number, v: number): void { Atomics.store(this.i32, (at + Participant.pid) / 4, v) }
   doorbell(at: number): number { return this.i32[(at + Participant.doorbell) / 4] }
+  setDoorbell(at: number, v: number): void { this.i32[(at + Participant.doorbell) / 4] = v }
   /** How many of the owner's appends wait for PBR or Blog room now. */
   roomWaits(at: number): number { return Atomics.load(this.i32, (at + Participant.roomWaits) / 4) }
+  storeRoomWaits(at: number, v: number): void { Atomics.store(this.i32, (at + Participant.roomWaits) / 4, v) }
+  addRoomWaits(at: number, delta: number): void { Atomics.add(this.i32, (at + Participant.roomWaits) / 4, delta) }
 }
 
-/** A topic descriptor (the head's); `state` is its commit word. */
+/** A subscriber line: a participant line's claim words, then whether it is durable and its cursor. */
+export class SubscriberLineView extends View {
+  /** 1 while its cursor holds retention; the store that sets it fences the cursor before it. */
+  durable(at: number): number { return Atomics.load(this.i32, (at + SubscriberLine.durable) / 4) }
+  storeDurable(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + SubscriberLine.durable) / 4, v) }
+  /** The next global seq it reads. */
+  cursor(at: number): number { return this.f64[(at + SubscriberLine.cursor) / 8] }
+  setCursor(at: number, v: number): void { this.f64[(at + SubscriberLine.cursor) / 8] = v }
+}
+
+/** A topic descriptor (the head's); `state` is its commit word, claimed by compare-and-swap. */
 export class DescriptorView extends View {
   state(at: number): number { return Atomics.load(this.i32, (at + Descriptor.state) / 4) }
+  storeState(at: number, v: number): void { Atomics.store(this.i32, (at + Descriptor.state) / 4, v) }
+  /** Compare-and-swap of the state word; true when it held `expected`. */
+  swapState(at: number, expected: number, v: number): boolean {
+    return Atomics.compareExchange(this.i32, (at + Descriptor.state) / 4, expected, v) === expected
+  }
+  order(at: number): number { return this.i32[(at + Descriptor.order) / 4] }
+  ackLevel(at: number): number { return this.i32[(at + Descriptor.ackLevel) / 4] }
+  replicationFactor(at: number): number { return this.i32[(at + Descriptor.replicationFactor) / 4] }
+  nameBytes(at: number): number { return this.i32[(at + Descriptor.nameBytes) / 4] }
+  setOrder(at: number, v: number): void { this.i32[(at + Descriptor.order) / 4] = v }
+  setAckLevel(at: number, v: number): void { this.i32[(at + Descriptor.ackLevel) / 4] = v }
+  setReplicationFactor(at: number, v: number): void { this.i32[(at + Descriptor.replicationFactor) / 4] = v }
+  setNameBytes(at: number, v: number): void { this.i32[(at + Descriptor.nameBytes) / 4] = v }
 }

@@ -17,8 +17,9 @@ import {
   TopicSpec,
   TopicTableFull
 } from "../../services/log/Topics.js"
-import type { LogArea } from "./Layout.js"
-import { Descriptor, DescriptorState } from "./Records.js"
+import { type LogArea, TOPIC_DESCRIPTOR_BYTES } from "./Layout.js"
+import { Descriptor, DescriptorState, LINE_BYTES } from "./Records.js"
+import { DescriptorView } from "./RecordViews.js"
 import { SessionTable } from "./SessionTable.js"
 
 /** Where topics are kept: the region's descriptors or the store's array. Topics are never deleted or renamed. */
@@ -69,13 +70,14 @@ const ORDERS = new Set([0, 2, 4, 5])
 
 /** The ready topic at table index `t`, or undefined; a descriptor that fails its checks reads as absent. */
 export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): TopicInfo | undefined => {
+  const descriptors = new DescriptorView(region)
   const at = area.descriptor(t)
-  region.invalidate(at, 128)
-  if (Atomics.load(region.i32, (at + Descriptor.state) / 4) !== DescriptorState.ready) return undefined
-  const order = region.i32[(at + Descriptor.order) / 4]
-  const ackLevel = region.i32[(at + Descriptor.ackLevel) / 4]
-  const replicationFactor = region.i32[(at + Descriptor.replicationFactor) / 4]
-  const nameBytes = region.i32[(at + Descriptor.nameBytes) / 4]
+  region.invalidate(at, TOPIC_DESCRIPTOR_BYTES)
+  if (descriptors.state(at) !== DescriptorState.ready) return undefined
+  const order = descriptors.order(at)
+  const ackLevel = descriptors.ackLevel(at)
+  const replicationFactor = descriptors.replicationFactor(at)
+  const nameBytes = descriptors.nameBytes(at)
   if (!ORDERS.has(order) || ackLevel < 0 || ackLevel > 2 || replicationFactor < 1 || nameBytes < 1 || nameBytes > Descriptor.maxNameBytes) {
     return undefined
   }
@@ -114,19 +116,19 @@ export const regionSessionTables = (region: CxlMemoryShape, area: LogArea) =>
 
 /** Claims a free descriptor by compare-and-swap (two creators never both win it) and publishes it, state word last. */
 const addTopic = (region: CxlMemoryShape, area: LogArea, spec: TopicSpec): TopicInfo | undefined => {
+  const descriptors = new DescriptorView(region)
   const name = encoder.encode(spec.name)
   for (let t = 0; t < area.config.maxTopics; t++) {
     const at = area.descriptor(t)
-    const state = (at + Descriptor.state) / 4
-    if (Atomics.compareExchange(region.i32, state, DescriptorState.free, DescriptorState.creating) !== DescriptorState.free) continue
-    region.i32[(at + Descriptor.order) / 4] = spec.order
-    region.i32[(at + Descriptor.ackLevel) / 4] = spec.ackLevel
-    region.i32[(at + Descriptor.replicationFactor) / 4] = spec.replicationFactor
-    region.i32[(at + Descriptor.nameBytes) / 4] = name.length
+    if (!descriptors.swapState(at, DescriptorState.free, DescriptorState.creating)) continue
+    descriptors.setOrder(at, spec.order)
+    descriptors.setAckLevel(at, spec.ackLevel)
+    descriptors.setReplicationFactor(at, spec.replicationFactor)
+    descriptors.setNameBytes(at, name.length)
     region.bytes.set(name, at + Descriptor.name)
-    region.publish(at, 128)
-    Atomics.store(region.i32, state, DescriptorState.ready)
-    region.publish(at, 64)
+    region.publish(at, TOPIC_DESCRIPTOR_BYTES)
+    descriptors.storeState(at, DescriptorState.ready)
+    region.publish(at, LINE_BYTES)
     return { id: t, ...spec }
   }
   return undefined
