@@ -8,7 +8,7 @@
  * and enters barriers with drain targets captured from the rings this process writes.
  * The fake (CoordinatorMemory.ts) runs the same barrier engine and membership without RPC.
  */
-import { Config, Effect, Layer, Schedule, type Scope } from "effect"
+import { Config, Deferred, Effect, Layer, Schedule, type Scope } from "effect"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Coordinator, CoordinatorUnavailable, type CoordinatorShape, GROUP_ALL, type Member } from "../../services/control/Coordinator.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
@@ -55,13 +55,18 @@ export const makeServer = (options: ServerOptions = {}) =>
     const { members, groupMembers } = membership
     const probe = yield* ringProbe(rings, layout)
 
-    let server: RpcServer | undefined
+    // The engine releases through the RPC server's reply ring, and the server serves the
+    // engine: the server is handed over once it exists (a release waits for it until then).
+    const broadcastWriter = yield* Deferred.make<RpcServer>()
     const engine: BarrierEngine = yield* makeEngine({
       probe,
       groupMembers,
       isPidAlive,
       release: (barrier, round) =>
-        Effect.suspend(() => server!.notify(BarrierReleaseNotice, { barrier, round })).pipe(Effect.orDie),
+        Deferred.await(broadcastWriter).pipe(
+          Effect.flatMap((server) => server.notify(BarrierReleaseNotice, { barrier, round })),
+          Effect.orDie
+        ),
       onParticipantDeath: options.onParticipantDeath ?? "drop",
       debug: options.debugBarriers ?? false
     })
@@ -111,13 +116,14 @@ export const makeServer = (options: ServerOptions = {}) =>
       handle(CreateTopicMethod, (spec) => topics.create(spec))
     ]
 
-    server = yield* rpc.serve(
+    const server = yield* rpc.serve(
       {
         requests: Array.from({ length: layout.config.control.maxProcesses }, (_, s) => ({ client: s, ring: layout.requestRing(s) })),
         replies: layout.broadcastRing
       },
       handlers
     )
+    yield* Deferred.succeed(broadcastWriter, server)
 
     yield* Effect.gen(function*() {
       const now = Date.now()

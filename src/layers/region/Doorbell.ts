@@ -3,7 +3,7 @@
  * briefly (for as long as recent waits say spinning pays) and then parking with a single
  * native wait; see services/Doorbell.ts.
  */
-import { Effect, Layer, Metric, Runtime, type Scope } from "effect"
+import { Effect, Layer, Metric, type Scope } from "effect"
 import { availableParallelism } from "node:os"
 import { doorbellParks } from "../../Metrics.js"
 import { CxlMemory, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
@@ -80,7 +80,8 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
     const parkedFlag = word + 1
     const i32 = region.i32
     const waiters = new Set<Waiter>()
-    let looping = false
+    /** Resumes the loop while it idles without waiters. */
+    let resumeIdle: (() => void) | undefined
     let closed = false
     /** Waiters the last sweep resumed with a satisfied condition. */
     let satisfied = 0
@@ -125,10 +126,22 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
       return settled > 0
     }
 
+    /** Waits until there is a waiter. */
+    const idle = Effect.async<void>((resume) => {
+      if (waiters.size > 0) return resume(Effect.void)
+      resumeIdle = () => {
+        resumeIdle = undefined
+        resume(Effect.void)
+      }
+      return Effect.sync(() => {
+        resumeIdle = undefined
+      })
+    })
+
     // Whenever a sweep resumed someone, the loop yields before it sweeps, spins or parks
     // again: the resumed fibers run (and often commit what the next waiter wants) instead of
     // waiting behind a spin for the waiters that remain.
-    const loop = Effect.gen(function*() {
+    const serveWaiters = Effect.gen(function*() {
       while (waiters.size > 0 && !closed) {
         if (sweep(performance.now()) > 0 || spin()) {
           if (waiters.size > 0) yield* Effect.yieldNow()
@@ -152,15 +165,7 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
         }
         Atomics.store(i32, parkedFlag, 0)
       }
-      looping = false
     })
-
-    const runtime = yield* Effect.runtime<never>()
-    const startLoop = () => {
-      if (looping) return
-      looping = true
-      Runtime.runFork(runtime)(loop)
-    }
 
     // A ring of our own bell (a local commit) needs no futex round trip through the thread
     // pool: one sweep after the committing code has run settles whoever it satisfied.
@@ -191,10 +196,14 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
         closed = true
         for (const waiter of waiters) waiter.resume(false)
         waiters.clear()
+        Atomics.store(i32, parkedFlag, 0)
         Atomics.add(i32, word, 1)
         region.wake(offset)
       })
     )
+    // The process's one waiting loop, owned by this scope: it idles while no fiber waits, and
+    // is interrupted (before the finalizer above ends any native wait) when the scope closes.
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(idle, serveWaiters)))
 
     return {
       offset,
@@ -205,7 +214,7 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
           return Effect.async<boolean>((resume) => {
             const waiter: Waiter = { condition, deadline: performance.now() + timeoutMs, resume: (ok) => resume(Effect.succeed(ok)) }
             waiters.add(waiter)
-            startLoop()
+            resumeIdle?.()
             return Effect.sync(() => {
               waiters.delete(waiter)
             })
