@@ -11,6 +11,7 @@ import type { LogConfigInvalid } from "./Layout.js"
 import { findTopic, lowestCursor, type MemoryBroker, type MemoryLogStore, memoryTopic, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { alignLine, type PbrKindCode } from "./Records.js"
+import { perTopic } from "./Topics.js"
 
 /** reclaim over the store: frees the broker's finished batches (and their Blog bytes) that no durable cursor still needs. */
 export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void => {
@@ -85,15 +86,10 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
       }),
       () => Effect.sync(() => owners.get(brokerId) === occurrence && owners.delete(brokerId))
     )
-    const targets = new Map<string, AppendTarget>()
+    const targetOf = perTopic((info) => new StoreTarget(store, store.topics[info.id], brokerId))
     const known = (name: string): AppendTarget | TopicNotFound => {
-      const cached = targets.get(name)
-      if (cached !== undefined) return cached
       const topic = findTopic(store, name)
-      if (topic === undefined) return new TopicNotFound({ name })
-      const target = new StoreTarget(store, topic, brokerId)
-      targets.set(name, target)
-      return target
+      return topic === undefined ? new TopicNotFound({ name }) : targetOf(topic.info)
     }
     return appenderOver({
       brokerId,

@@ -8,6 +8,7 @@
 import { Effect } from "effect"
 import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { defaultLogConfig, type LogConfig } from "./Layout.js"
+import type { AppendCursors } from "./Appender.js"
 import type { PbrKindCode } from "./Records.js"
 import { memorySessionTable, type SessionTable } from "./SessionTable.js"
 
@@ -33,16 +34,10 @@ export interface MemoryBatch {
   reclaimed: boolean
 }
 
-export interface MemoryBroker {
+/** A broker of a topic: its append cursors, as in the region's broker line, and its PBR. */
+export interface MemoryBroker extends AppendCursors {
   /** PBR positions reclaimed..head-1, oldest first. */
   readonly pbr: Array<MemoryBatch>
-  reclaimed: number
-  head: number
-  blogHead: number
-  /** Blog bytes before this position are free (the reclaimed batches'). */
-  blogTail: number
-  appendedMessages: number
-  ringFullWaits: number
   /** Appends waiting for room now. */
   roomWaits: number
   consumedThrough: number
