@@ -1,14 +1,16 @@
 /**
  * The coordinator's barrier engine: the design's two-phase completion.
  *
- * 1. Arrive: each participant's drain targets (ring, writer occurrence, position in the
- *    writer's own sequence space) are recorded and its reply deferred.
- * 2. Drain: when the last live member of the group has arrived, one fiber per
- *    (target, reader) pair waits on that reader's progress line, read straight from the
- *    region, woken by the reader when it passes the target (or polling, without a way to be
- *    woken); the fibers are joined as one unit under the barrier's deadline.
- * 3. Release: only then is the release handed to the single broadcast writer; its
- *    watermark goes back to every participant.
+ * 1. Arrive (`arrive` → `recordTargets`): each participant's drain targets (ring, writer
+ *    occurrence, position in the writer's own sequence space) are recorded and its reply
+ *    deferred; `releaseWhenAllArrived` starts the round's completion after the last one.
+ * 2. Drain (`drainAndRelease` → `drainPairs` → `drainPair`): one fiber per (target, reader)
+ *    pair waits on that reader's progress line, read straight from the region, woken by the
+ *    reader when it passes the target (or polling, without a way to be woken); the fibers are
+ *    joined as one unit under the barrier's deadline.
+ * 3. Release (`release`): only then is the release handed to the single broadcast writer; its
+ *    watermark goes back to every participant, who then waits for its own reader of the
+ *    broadcast ring to reach it (the coordinator client's `awaitReleaseWatermark`).
  */
 import { Deferred, Effect, Fiber, type Scope } from "effect"
 import {
@@ -85,187 +87,248 @@ const DRAIN_POLL = "500 micros"
 /** How long a woken drain waits before it looks again anyway (a reader's pid dying rings no one). */
 const DRAIN_SLICE_MS = 10
 
-export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never, Scope.Scope> =>
+interface Engine {
+  readonly options: EngineOptions
+  readonly scope: Scope.Scope
+  /** The open round of each barrier name. */
+  readonly open: Map<string, Round>
+  /** The last round number of each barrier name. */
+  readonly roundNumbers: Map<string, number>
+}
+
+/** One reader that must pass one participant's target before the round is released. */
+interface DrainPair {
+  readonly participant: number
+  readonly target: DrainTarget
+  readonly reader: ProbedReader
+}
+
+const trace = (engine: Engine, message: string) => (engine.options.debug ? Effect.logInfo(`[barrier] ${message}`) : Effect.void)
+
+const progressOf = (round: Round, reader: ProbedReader) => (round.mode === "processing-fence" ? reader.processed : reader.delivered)
+
+const readerNow = (engine: Engine, ring: number, slot: number) => engine.options.probe.readers(ring).find((r) => r.slot === slot)
+
+/** Ends the round with `error` for every participant that arrived. */
+const failRound = (engine: Engine, round: Round, error: BarrierError) =>
   Effect.gen(function*() {
-    const scope = yield* Effect.scope
-    const open = new Map<string, Round>()
-    const roundNumbers = new Map<string, number>()
-    const { probe } = options
+    if (engine.open.get(round.barrier) === round) engine.open.delete(round.barrier)
+    if (round.timer !== undefined) yield* Fiber.interruptFork(round.timer)
+    for (const arrival of round.arrivals.values()) yield* Deferred.fail(arrival.reply, error)
+  })
 
-    const trace = (message: string) => (options.debug ? Effect.logInfo(`[barrier] ${message}`) : Effect.void)
+/** Checks an arrival against the group: reserved names, unknown groups and non-members are refused. */
+const checkArrival = (engine: Engine, a: BarrierArrive): Effect.Effect<void, BarrierError> => {
+  if (a.barrier.startsWith(RESERVED_PREFIX) && engine.options.allowReserved !== true) {
+    return Effect.fail(new BarrierNameReserved({ barrier: a.barrier }))
+  }
+  const members = engine.options.groupMembers(a.group)
+  if (members === undefined) return Effect.fail(new UnknownGroup({ group: a.group }))
+  if (!members.some((m) => m.slot === a.participant)) return Effect.fail(new NotAMember({ slot: a.participant, group: a.group }))
+  return Effect.void
+}
 
-    const failRound = (round: Round, error: BarrierError) =>
-      Effect.gen(function*() {
-        if (open.get(round.barrier) === round) open.delete(round.barrier)
-        if (round.timer !== undefined) yield* Fiber.interruptFork(round.timer)
-        for (const arrival of round.arrivals.values()) yield* Deferred.fail(arrival.reply, error)
-      })
+const openRound = (engine: Engine, arrive: BarrierArrive): Round => {
+  const number = (engine.roundNumbers.get(arrive.barrier) ?? 0) + 1
+  engine.roundNumbers.set(arrive.barrier, number)
+  const round: Round = {
+    barrier: arrive.barrier,
+    mode: arrive.mode,
+    group: arrive.group,
+    number,
+    startedAt: Date.now(),
+    timeoutMs: arrive.timeoutMs,
+    arrivals: new Map(),
+    dropped: [],
+    membersAtOpen: new Set((engine.options.groupMembers(arrive.group) ?? []).map((m) => m.slot)),
+    timer: undefined
+  }
+  engine.open.set(arrive.barrier, round)
+  return round
+}
 
-    const progressOf = (round: Round, reader: ProbedReader) =>
-      round.mode === "processing-fence" ? reader.processed : reader.delivered
-
-    /** Waits until `reader` has passed `target`, the target became void, or the reader died. */
-    const drainOne = (round: Round, participant: number, target: DrainTarget, reader: ProbedReader) =>
-      Effect.gen(function*() {
-        const from = progressOf(round, reader)
-        /** Whether the loop below has something to decide: drained, void, or the reader changed. */
-        const settled = () => {
-          if (probe.writerOccurrence(target.ring) !== target.occurrence) return true
-          const now = probe.readers(target.ring).find((r) => r.slot === reader.slot)
-          return now === undefined || now.occurrence !== reader.occurrence || progressOf(round, now) >= target.sequence
-        }
-        for (;;) {
-          if (probe.writerOccurrence(target.ring) !== target.occurrence) {
-            yield* trace(`name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
-            return { _tag: "void" } as DrainOutcome
-          }
-          const now = probe.readers(target.ring).find((r) => r.slot === reader.slot)
-          if (now === undefined || now.occurrence !== reader.occurrence || !options.isPidAlive(now.pid)) {
-            const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
-            yield* Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`)
-            return { _tag: "dropped", reason } as DrainOutcome
-          }
-          const observed = progressOf(round, now)
-          if (observed >= target.sequence) {
-            yield* trace(`name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`)
-            return { _tag: "drained", observed, from } as DrainOutcome
-          }
-          if (probe.awaitProgress === undefined) yield* Effect.sleep(DRAIN_POLL)
-          else yield* probe.awaitProgress(target.ring, target.sequence, settled, DRAIN_SLICE_MS)
-        }
-      })
-
-    const readersFor = (round: Round, target: DrainTarget) => {
-      const readers = probe.readers(target.ring)
-      if (probe.isRequestRing(target.ring)) return readers
-      const pids = new Set((options.groupMembers(round.group) ?? []).map((m) => m.pid))
-      return readers.filter((r) => pids.has(r.pid))
+/** Records an arrival and the drain targets it brought (traced with debug on). */
+const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, reply: Arrival["reply"]) =>
+  Effect.gen(function*() {
+    for (const target of a.drainTargets) {
+      yield* trace(engine, `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`)
     }
+    round.arrivals.set(a.participant, { arrive: a, reply })
+  })
 
-    const complete = (round: Round) =>
-      Effect.gen(function*() {
-        open.delete(round.barrier)
-        const pairs = round.mode === "rendezvous"
-          ? []
-          : [...round.arrivals.values()].flatMap(({ arrive }) =>
-            arrive.drainTargets.flatMap((target) =>
-              readersFor(round, target).map((reader) => ({ participant: arrive.participant, target, reader }))
+const notArrived = (engine: Engine, round: Round) => {
+  const members = engine.options.groupMembers(round.group) ?? []
+  return members.filter((m) => !round.arrivals.has(m.slot)).map((m) => m.slot)
+}
+
+/** From the first arrival on, the round fails with `BarrierTimeout` (naming who has not arrived) once its timeout passes. */
+const armTimeout = (engine: Engine, round: Round) =>
+  Effect.gen(function*() {
+    if (round.timer !== undefined) return
+    round.timer = yield* Effect.sleep(round.timeoutMs).pipe(
+      Effect.zipRight(
+        Effect.suspend(() =>
+          engine.open.get(round.barrier) === round
+            ? failRound(
+              engine,
+              round,
+              new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(engine, round), undrained: [] })
             )
-          )
-        const remaining = Math.max(0, round.startedAt + round.timeoutMs - Date.now())
-        const outcomes = yield* Effect.forEach(pairs, (p) => drainOne(round, p.participant, p.target, p.reader), {
-          concurrency: "unbounded"
-        }).pipe(Effect.timeout(remaining), Effect.option)
-        if (round.timer !== undefined) yield* Fiber.interrupt(round.timer)
-        if (outcomes._tag === "None") {
-          const undrained = pairs.flatMap(({ target, reader }) => {
-            const now = probe.readers(target.ring).find((r) => r.slot === reader.slot)
-            const observed = now === undefined ? -1 : progressOf(round, now)
-            return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
-          })
-          return yield* failRound(round, new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: [], undrained }))
-        }
-        const drainedBytes = outcomes.value.reduce((sum, o) => sum + (o._tag === "drained" ? Math.max(0, o.observed - o.from) : 0), 0)
-        const releaseWatermark = yield* options.release(round.barrier, round.number)
-        yield* trace(`name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
-        const released: BarrierReleased = {
-          barrier: round.barrier,
-          round: round.number,
-          releaseWatermark,
-          participants: [...round.arrivals.keys()],
-          dropped: round.dropped,
-          drainedBytes
-        }
-        for (const arrival of round.arrivals.values()) yield* Deferred.succeed(arrival.reply, released)
-      })
+            : Effect.void
+        )
+      ),
+      Effect.forkIn(engine.scope)
+    )
+  })
 
-    const notArrived = (round: Round) => {
-      const members = options.groupMembers(round.group) ?? []
-      return members.filter((m) => !round.arrivals.has(m.slot)).map((m) => m.slot)
+/** Once every live member of the group has arrived, drains and releases the round in a fiber of the engine's scope. */
+const releaseWhenAllArrived = (engine: Engine, round: Round) =>
+  engine.open.get(round.barrier) === round && round.arrivals.size > 0 && notArrived(engine, round).length === 0
+    ? Effect.forkIn(drainAndRelease(engine, round), engine.scope).pipe(Effect.asVoid)
+    : Effect.void
+
+/** Records an arrival; resolves when its round is released (the deferred reply), or fails with the round. */
+const arrive = (engine: Engine, a: BarrierArrive): Effect.Effect<BarrierReleased, BarrierError> =>
+  Effect.gen(function*() {
+    yield* checkArrival(engine, a)
+    const reply = yield* Deferred.make<BarrierReleased, BarrierError>()
+    const round = engine.open.get(a.barrier) ?? openRound(engine, a)
+    if (round.mode !== a.mode || round.group !== a.group) {
+      round.arrivals.set(a.participant, { arrive: a, reply })
+      yield* failRound(engine, round, new BarrierModeMismatch({ barrier: a.barrier, modes: [...new Set([round.mode, a.mode])] }))
+      return yield* Deferred.await(reply)
     }
+    yield* recordTargets(engine, round, a, reply)
+    yield* armTimeout(engine, round)
+    yield* releaseWhenAllArrived(engine, round)
+    return yield* Deferred.await(reply)
+  })
 
-    const checkComplete = (round: Round) =>
-      open.get(round.barrier) === round && round.arrivals.size > 0 && notArrived(round).length === 0
-        ? Effect.forkIn(complete(round), scope).pipe(Effect.asVoid)
-        : Effect.void
+/** The readers a target must be drained by: every reader of a request ring (the coordinator's), else the group's. */
+const readersFor = (engine: Engine, round: Round, target: DrainTarget) => {
+  const readers = engine.options.probe.readers(target.ring)
+  if (engine.options.probe.isRequestRing(target.ring)) return readers
+  const pids = new Set((engine.options.groupMembers(round.group) ?? []).map((m) => m.pid))
+  return readers.filter((r) => pids.has(r.pid))
+}
 
-    const openRound = (arrive: BarrierArrive): Round => {
-      const number = (roundNumbers.get(arrive.barrier) ?? 0) + 1
-      roundNumbers.set(arrive.barrier, number)
-      const round: Round = {
-        barrier: arrive.barrier,
-        mode: arrive.mode,
-        group: arrive.group,
-        number,
-        startedAt: Date.now(),
-        timeoutMs: arrive.timeoutMs,
-        arrivals: new Map(),
-        dropped: [],
-        membersAtOpen: new Set((options.groupMembers(arrive.group) ?? []).map((m) => m.slot)),
-        timer: undefined
+/** Every (target, reader) pair the round waits for; none for a rendezvous. */
+const drainPairs = (engine: Engine, round: Round): ReadonlyArray<DrainPair> =>
+  round.mode === "rendezvous"
+    ? []
+    : [...round.arrivals.values()].flatMap(({ arrive }) =>
+      arrive.drainTargets.flatMap((target) => readersFor(engine, round, target).map((reader) => ({ participant: arrive.participant, target, reader })))
+    )
+
+/** Waits until the pair's reader has passed its target, the target became void, or the reader died. */
+const drainPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair) =>
+  Effect.gen(function*() {
+    const { probe } = engine.options
+    const from = progressOf(round, reader)
+    /** Whether the loop below has something to decide: drained, void, or the reader changed. */
+    const settled = () => {
+      if (probe.writerOccurrence(target.ring) !== target.occurrence) return true
+      const now = readerNow(engine, target.ring, reader.slot)
+      return now === undefined || now.occurrence !== reader.occurrence || progressOf(round, now) >= target.sequence
+    }
+    for (;;) {
+      if (probe.writerOccurrence(target.ring) !== target.occurrence) {
+        yield* trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
+        return { _tag: "void" } as DrainOutcome
       }
-      open.set(arrive.barrier, round)
-      return round
+      const now = readerNow(engine, target.ring, reader.slot)
+      if (now === undefined || now.occurrence !== reader.occurrence || !engine.options.isPidAlive(now.pid)) {
+        const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
+        yield* Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`)
+        return { _tag: "dropped", reason } as DrainOutcome
+      }
+      const observed = progressOf(round, now)
+      if (observed >= target.sequence) {
+        yield* trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`)
+        return { _tag: "drained", observed, from } as DrainOutcome
+      }
+      if (probe.awaitProgress === undefined) yield* Effect.sleep(DRAIN_POLL)
+      else yield* probe.awaitProgress(target.ring, target.sequence, settled, DRAIN_SLICE_MS)
     }
+  })
 
-    const arrive = (a: BarrierArrive): Effect.Effect<BarrierReleased, BarrierError> =>
-      Effect.gen(function*() {
-        if (a.barrier.startsWith(RESERVED_PREFIX) && options.allowReserved !== true) {
-          return yield* new BarrierNameReserved({ barrier: a.barrier })
-        }
-        const members = options.groupMembers(a.group)
-        if (members === undefined) return yield* new UnknownGroup({ group: a.group })
-        if (!members.some((m) => m.slot === a.participant)) return yield* new NotAMember({ slot: a.participant, group: a.group })
-        const reply = yield* Deferred.make<BarrierReleased, BarrierError>()
-        const round = open.get(a.barrier) ?? openRound(a)
-        if (round.mode !== a.mode || round.group !== a.group) {
-          round.arrivals.set(a.participant, { arrive: a, reply })
-          yield* failRound(round, new BarrierModeMismatch({ barrier: a.barrier, modes: [...new Set([round.mode, a.mode])] }))
-          return yield* Deferred.await(reply)
-        }
-        for (const target of a.drainTargets) {
-          yield* trace(`name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`)
-        }
-        round.arrivals.set(a.participant, { arrive: a, reply })
-        if (round.timer === undefined) {
-          round.timer = yield* Effect.sleep(round.timeoutMs).pipe(
-            Effect.zipRight(
-              Effect.suspend(() =>
-                open.get(round.barrier) === round
-                  ? failRound(round, new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(round), undrained: [] }))
-                  : Effect.void
-              )
-            ),
-            Effect.forkIn(scope)
-          )
-        }
-        yield* checkComplete(round)
-        return yield* Deferred.await(reply)
-      })
+/** The pairs still short of their targets, for a `BarrierTimeout`. */
+const undrained = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>) =>
+  pairs.flatMap(({ reader, target }) => {
+    const now = readerNow(engine, target.ring, reader.slot)
+    const observed = now === undefined ? -1 : progressOf(round, now)
+    return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
+  })
 
-    const memberGone = (slot: number, reason: string) =>
-      Effect.gen(function*() {
-        for (const round of [...open.values()]) {
-          const arrived = round.arrivals.get(slot)
-          if (arrived === undefined && !round.membersAtOpen.has(slot)) {
-            yield* checkComplete(round)
-            continue
-          }
-          if (options.onParticipantDeath === "fail") {
-            yield* failRound(round, new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason }))
-            continue
-          }
-          yield* Effect.logWarning(`[barrier] name=${round.barrier} participant=${slot} dropped: ${reason}`)
-          if (arrived !== undefined) {
-            round.arrivals.delete(slot)
-            yield* Deferred.fail(arrived.reply, new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason }))
-          }
-          round.dropped.push({ participant: slot, reason })
-          yield* checkComplete(round)
-        }
-      })
+/** Hands the release to the broadcast writer and answers every participant with its watermark. */
+const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>) =>
+  Effect.gen(function*() {
+    const drainedBytes = outcomes.reduce((sum, o) => sum + (o._tag === "drained" ? Math.max(0, o.observed - o.from) : 0), 0)
+    const releaseWatermark = yield* engine.options.release(round.barrier, round.number)
+    yield* trace(engine, `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
+    const released: BarrierReleased = {
+      barrier: round.barrier,
+      round: round.number,
+      releaseWatermark,
+      participants: [...round.arrivals.keys()],
+      dropped: round.dropped,
+      drainedBytes
+    }
+    for (const arrival of round.arrivals.values()) yield* Deferred.succeed(arrival.reply, released)
+  })
 
-    return { arrive, memberGone, openRounds: () => open.size }
+/** Closes the round to arrivals, drains every (target, reader) pair as one unit under the round's deadline, then releases it. */
+const drainAndRelease = (engine: Engine, round: Round) =>
+  Effect.gen(function*() {
+    engine.open.delete(round.barrier)
+    const pairs = drainPairs(engine, round)
+    const remaining = Math.max(0, round.startedAt + round.timeoutMs - Date.now())
+    const outcomes = yield* Effect.forEach(pairs, (pair) => drainPair(engine, round, pair), { concurrency: "unbounded" }).pipe(
+      Effect.timeout(remaining),
+      Effect.option
+    )
+    if (round.timer !== undefined) yield* Fiber.interrupt(round.timer)
+    if (outcomes._tag === "None") {
+      return yield* failRound(
+        engine,
+        round,
+        new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: [], undrained: undrained(engine, round, pairs) })
+      )
+    }
+    yield* release(engine, round, pairs, outcomes.value)
+  })
+
+/** A member died or left: drop it from open rounds (or fail them, per configuration), then release rounds it no longer holds up. */
+const memberGone = (engine: Engine, slot: number, reason: string) =>
+  Effect.gen(function*() {
+    for (const round of [...engine.open.values()]) {
+      const arrived = round.arrivals.get(slot)
+      if (arrived === undefined && !round.membersAtOpen.has(slot)) {
+        yield* releaseWhenAllArrived(engine, round)
+        continue
+      }
+      if (engine.options.onParticipantDeath === "fail") {
+        yield* failRound(engine, round, new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason }))
+        continue
+      }
+      yield* Effect.logWarning(`[barrier] name=${round.barrier} participant=${slot} dropped: ${reason}`)
+      if (arrived !== undefined) {
+        round.arrivals.delete(slot)
+        yield* Deferred.fail(arrived.reply, new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason }))
+      }
+      round.dropped.push({ participant: slot, reason })
+      yield* releaseWhenAllArrived(engine, round)
+    }
+  })
+
+export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never, Scope.Scope> =>
+  Effect.map(Effect.scope, (scope) => {
+    const engine: Engine = { options, scope, open: new Map(), roundNumbers: new Map() }
+    return {
+      arrive: (a) => arrive(engine, a),
+      memberGone: (slot, reason) => memberGone(engine, slot, reason),
+      openRounds: () => engine.open.size
+    }
   })
 
 export interface BarrierEngine {

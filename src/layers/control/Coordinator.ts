@@ -7,13 +7,27 @@
  * `layer` is every process's client (the head's too): it joins over RPC, leaves on close,
  * and enters barriers with drain targets captured from the rings this process writes.
  * The fake (CoordinatorMemory.ts) runs the same barrier engine and membership without RPC.
+ *
+ * A barrier from arrival to release: `enterBarrier` (the participant: `arrival` with its
+ * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `arrive` …
+ * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
 import { Config, Deferred, Effect, Layer, Schedule, type Scope } from "effect"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
-import { Coordinator, CoordinatorUnavailable, type CoordinatorShape, GROUP_ALL, type Member } from "../../services/control/Coordinator.js"
+import {
+  type BarrierArrive,
+  type BarrierError,
+  type BarrierOptions,
+  type BarrierReleased,
+  Coordinator,
+  CoordinatorUnavailable,
+  type CoordinatorShape,
+  GROUP_ALL,
+  type Member
+} from "../../services/control/Coordinator.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
-import { Rings } from "../../services/control/Rings.js"
-import { handle, Rpc, type RpcServer } from "../../services/control/Rpc.js"
+import { type RingInspector, Rings } from "../../services/control/Rings.js"
+import { handle, Rpc, type RpcClient, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
 import { Topics } from "../../services/log/Topics.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { arrival, controlRings, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
@@ -104,15 +118,7 @@ export const makeServer = (options: ServerOptions = {}) =>
           membership.joinGroup(name, slot)
           return null
         })),
-      handle(BarrierArriveMethod, (arrive, request) =>
-        Effect.gen(function*() {
-          const reply = request.defer()
-          yield* engine.arrive(arrive).pipe(
-            Effect.matchEffect({ onFailure: reply.fail, onSuccess: reply.succeed }),
-            Effect.forkIn(scope)
-          )
-          return reply
-        })),
+      handle(BarrierArriveMethod, (arrive, request) => deferArrival(engine, scope, arrive, request)),
       handle(CreateTopicMethod, (spec) => topics.create(spec))
     ]
 
@@ -153,6 +159,37 @@ export const serverOptionsConfig: Config.Config<ServerOptions> = Config.all({
 
 export const layerServerConfig = Layer.unwrapEffect(Effect.map(serverOptionsConfig, layerServer))
 
+/**
+ * The coordinator's side of `BarrierArrive`: the reply is deferred (the server goes on
+ * reading requests) and answered when the engine releases or fails the round.
+ */
+const deferArrival = (
+  engine: BarrierEngine,
+  scope: Scope.Scope,
+  arrive: BarrierArrive,
+  request: RpcRequest<BarrierReleased, BarrierError>
+) =>
+  Effect.gen(function*() {
+    const reply = request.defer()
+    yield* engine.arrive(arrive).pipe(
+      Effect.matchEffect({ onFailure: reply.fail, onSuccess: reply.succeed }),
+      Effect.forkIn(scope)
+    )
+    return reply
+  })
+
+const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })
+
+/** Typed coordinator errors pass through; transport failures become `CoordinatorUnavailable`. */
+const passThrough = <T extends string>(tags: ReadonlyArray<T>) => <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
+  (tags as ReadonlyArray<string>).includes(e._tag) ? (e as Extract<E, { readonly _tag: T }>) : unavailable(e.message)
+
+/** Local fence: returns once this process's own reader of the broadcast ring has reached the release watermark. */
+const awaitReleaseWatermark = (broadcast: RingInspector, slot: number, releaseWatermark: number) =>
+  Effect.gen(function*() {
+    while (broadcast.reader(slot).delivered < releaseWatermark) yield* Effect.sleep("200 micros")
+  })
+
 const BARRIER_ERROR_TAGS = [
   "BarrierTimeout",
   "BarrierModeMismatch",
@@ -168,6 +205,30 @@ export interface ClientOptions {
   readonly callTimeoutMs?: number
 }
 
+/** What a participant needs to enter barriers: its RPC client, its membership, the rings it writes, the broadcast ring it reads. */
+interface Participant {
+  readonly client: RpcClient
+  readonly self: Member
+  readonly writable: ReadonlyArray<RingInspector>
+  readonly broadcast: RingInspector
+}
+
+/**
+ * A participant enters a barrier: its arrival, with the drain targets of the rings it writes
+ * captured now, goes to the coordinator, whose deferred reply is the release; then the local
+ * fence on the release watermark.
+ */
+const enterBarrier = (participant: Participant, name: string, options: BarrierOptions) =>
+  Effect.gen(function*() {
+    const { broadcast, client, self, writable } = participant
+    const arrive = arrival(self, name, options, drainTargetsOf(writable))
+    const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000 }).pipe(
+      Effect.mapError(passThrough(BARRIER_ERROR_TAGS))
+    )
+    yield* awaitReleaseWatermark(broadcast, self.slot, released.releaseWatermark)
+    return released
+  })
+
 export const makeClient = (options: ClientOptions = {}): Effect.Effect<
   CoordinatorShape,
   CoordinatorUnavailable,
@@ -178,7 +239,6 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const rings = yield* Rings
     const rpc = yield* Rpc
     const slot = yield* ProcessSlot
-    const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })
     const client = yield* rpc.client({
       client: slot.slot,
       requests: layout.requestRing(slot.slot),
@@ -189,10 +249,6 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const broadcast = yield* rings.inspect(layout.broadcastRing).pipe(Effect.orDie)
     const writable = yield* participantRings(rings, layout)
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
-
-    /** Typed coordinator errors pass through; transport failures become `CoordinatorUnavailable`. */
-    const passThrough = <T extends string>(tags: ReadonlyArray<T>) => <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
-      (tags as ReadonlyArray<string>).includes(e._tag) ? (e as Extract<E, { readonly _tag: T }>) : unavailable(e.message)
 
     yield* Effect.acquireRelease(
       client.call(JoinMethod, self, { timeoutMs: 1_000 }).pipe(
@@ -213,16 +269,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           Effect.asVoid,
           Effect.mapError((e) => unavailable(e.message))
         ),
-      barrier: (name, barrierOptions) =>
-        Effect.gen(function*() {
-          const arrive = arrival(self, name, barrierOptions, drainTargetsOf(writable))
-          const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000 }).pipe(
-            Effect.mapError(passThrough(BARRIER_ERROR_TAGS))
-          )
-          // Local fence: this process's own reader of the broadcast ring reaches the release.
-          while (broadcast.reader(self.slot).delivered < released.releaseWatermark) yield* Effect.sleep("200 micros")
-          return released
-        }),
+      barrier: (name, barrierOptions) => enterBarrier({ client, self, writable, broadcast }, name, barrierOptions),
       createTopic: (spec) =>
         client.call(CreateTopicMethod, spec).pipe(
           Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))

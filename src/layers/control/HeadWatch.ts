@@ -72,26 +72,24 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
 export const headWatch = (region: CxlMemoryShape, boundMs?: number) =>
   Effect.map(boundMs === undefined ? headLostMsConfig : Effect.succeed(boundMs), (ms) => makeHeadWatch(region, ms))
 
-/** Waits until the head is available (checking every `HEAD_CHECK_MS`); fails once it has been unavailable past the bound. */
-export const awaitHead = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<void, HeadUnavailable> =>
+/** Checks the head every `HEAD_CHECK_MS` until `done()`; fails once it has been unavailable past the bound. */
+const pollHead = (watch: HeadWatch, waitingFor: () => string, done: () => boolean): Effect.Effect<void, HeadUnavailable> =>
   Effect.gen(function*() {
     for (;;) {
       const lost = watch.check(waitingFor)
       if (lost !== undefined) return yield* lost
-      if (watch.available()) return
+      if (done()) return
       yield* Effect.sleep(HEAD_CHECK_MS)
     }
   })
+
+/** Waits until the head is available (checking every `HEAD_CHECK_MS`); fails once it has been unavailable past the bound. */
+export const awaitHead = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<void, HeadUnavailable> =>
+  pollHead(watch, waitingFor, watch.available)
 
 /**
  * Fails once the head has been unavailable past the bound, looking every `HEAD_CHECK_MS`: for a
  * role that depends on the head as a whole (a broker), beside its own event-driven waits.
  */
 export const failWhenHeadLost = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<never, HeadUnavailable> =>
-  Effect.gen(function*() {
-    for (;;) {
-      const lost = watch.check(waitingFor)
-      if (lost !== undefined) return yield* lost
-      yield* Effect.sleep(HEAD_CHECK_MS)
-    }
-  })
+  Effect.zipRight(pollHead(watch, waitingFor, () => false), Effect.never)

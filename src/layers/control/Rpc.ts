@@ -4,8 +4,12 @@
  * client (u32 at +4), request id (u32 at +8) — then the method or notice tag, then the payload
  * as JSON of the Schema-encoded value. A reply wakes only its client's reader slot when the
  * request named it; notices wake every reader.
+ *
+ * A call's path: `call` → `requestFrame` (written to the client's request ring) → the server's
+ * `dispatch` → `runHandler` → `reply` → `sendReply` (the reply ring's single writer) → the
+ * client's `receive` → `awaitReply` → `decodeReply`.
  */
-import { Cause, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
+import { Cause, type Context, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
 import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
 import {
   type AnyRpcMethod,
@@ -21,6 +25,7 @@ import {
   type RpcHandler,
   RpcInvalidPayload,
   RpcInvalidReply,
+  type RpcNotice,
   RpcProtocolError,
   type RpcServer,
   type RpcServerOptions,
@@ -122,6 +127,10 @@ const serveForever = (reader: RingReader, handler: (frame: Uint8Array) => Effect
     Effect.forever
   )
 
+// ---------------------------------------------------------------------------------------
+// The server: dispatch (request frame → handler) → reply → the reply ring's single writer.
+// ---------------------------------------------------------------------------------------
+
 /** Who a reply goes to: the client, its request, and its reader slot on the reply ring (-1: unknown). */
 interface Requester {
   readonly client: number
@@ -172,254 +181,334 @@ const wakeList = (writer: RingWriter) => {
   }
 }
 
+/**
+ * The reply ring's only writer: replies, deferred replies and notices all funnel here. While
+ * nothing is queued, a reply that fits goes straight into the ring (`sendReply`); the replies
+ * of one burst are committed together, once the code that produced them has run. Anything
+ * else waits in `outbound` for the writer fiber (`writeQueued`).
+ */
+interface ReplyChannel {
+  readonly writer: RingWriter
+  readonly outbound: Queue.Queue<Outbound>
+  readonly toWake: ReturnType<typeof wakeList>
+  /** Frames in `outbound` or being written by the writer fiber. */
+  queued: number
+  /** True while the writer fiber fills a batch: its own commit then covers direct writes too. */
+  sending: boolean
+  commitScheduled: boolean
+}
+
+/** Commits the direct writes of this burst once the code that produced them has run. */
+const commitSoon = (channel: ReplyChannel) => {
+  if (channel.commitScheduled) return
+  channel.commitScheduled = true
+  queueMicrotask(() => {
+    channel.commitScheduled = false
+    if (!channel.sending) channel.toWake.commit()
+  })
+}
+
+/** Reserves room for `frame`, waiting (and warning) while the ring is full, and copies it in uncommitted. */
+const writeFrame = (writer: RingWriter, frame: Uint8Array) =>
+  Effect.gen(function*() {
+    let at = writer.tryReserve(frame.length)
+    while (at < 0) {
+      at = yield* writer.reserve(frame.length).pipe(
+        Effect.catchTag("RingFull", (e) => Effect.as(Effect.logWarning(`rpc: reply ring: ${e.message}; still waiting`), -1))
+      )
+    }
+    writer.bytes.set(frame, at)
+  })
+
+/** The writer fiber: writes queued frames in batches, one commit per batch, then tells notices where they were committed. */
+const writeQueued = (channel: ReplyChannel) =>
+  Effect.forever(Effect.gen(function*() {
+    const items = yield* Queue.takeBetween(channel.outbound, 1, 4096)
+    channel.sending = true
+    for (const item of items) {
+      yield* writeFrame(channel.writer, item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
+      channel.toWake.add(item.wake)
+    }
+    channel.sending = false
+    const sequence = channel.toWake.commit()
+    channel.queued -= items.length
+    for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
+  }))
+
+/** Sends a reply, waking reader slot `wake` (-1: every reader). */
+const sendReply = (channel: ReplyChannel, frame: Uint8Array, wake: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (channel.queued === 0) {
+      const at = channel.writer.tryReserve(frame.length)
+      if (at >= 0) {
+        channel.writer.bytes.set(frame, at)
+        channel.toWake.add(wake)
+        commitSoon(channel)
+        return Effect.void
+      }
+    }
+    channel.queued++
+    return Queue.offer(channel.outbound, { frame, wake })
+  })
+
+/** Sends a notice to `client` through the writer fiber; resolves to the leading sequence once it is committed. */
+const sendNotice = (channel: ReplyChannel, client: number, tag: string, json: string) =>
+  Effect.gen(function*() {
+    const committed = yield* Deferred.make<number>()
+    channel.queued++
+    yield* Queue.offer(channel.outbound, { frame: encodeFrame(Kind.notice, client, 0, tag, json), wake: -1, committed })
+    return yield* Deferred.await(committed)
+  })
+
+const protocolError = (channel: ReplyChannel, to: Requester, tag: string, error: RpcProtocolError) =>
+  sendReply(channel, encodeFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
+
+/** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
+const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>) => {
+  const { client, requestId, replySlot } = to
+  const defect = (defect: string) => protocolError(channel, to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
+  if (Exit.isSuccess(exit)) {
+    const json = toJson(method.success, exit.value)
+    if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
+    const frame = encodeFrame(Kind.success, client, requestId, method.tag, json.right)
+    return frame.length > channel.writer.maxFrameBytes
+      ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`)
+      : sendReply(channel, frame, replySlot)
+  }
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
+  const json = toJson(method.failure, failure.value)
+  if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
+  return sendReply(channel, encodeFrame(Kind.failure, client, requestId, method.tag, json.right), replySlot)
+}
+
+/** The handle of a reply a handler took over: the first completion replies, later ones do nothing. */
+const deferredReply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester): DeferredReply<unknown, unknown> => {
+  let done = false
+  const complete = (exit: Exit.Exit<unknown, unknown>) =>
+    Effect.suspend(() => {
+      if (done) return Effect.void
+      done = true
+      return reply(channel, method, to, exit)
+    })
+  return {
+    [DeferredReplyTypeId]: DeferredReplyTypeId,
+    client: to.client,
+    requestId: to.requestId,
+    succeed: (value) => Effect.asVoid(complete(Exit.succeed(value))),
+    fail: (error) => Effect.asVoid(complete(Exit.fail(error)))
+  }
+}
+
+interface Dispatcher<R> {
+  readonly channel: ReplyChannel
+  readonly byTag: ReadonlyMap<string, RpcHandler<R>>
+  readonly context: Context.Context<R>
+  /** Reader slots of the reply ring: a request naming another is answered waking everyone. */
+  readonly replySlots: number
+}
+
+const countRejected = Metric.increment(rpcRejectedRequests)
+
+/**
+ * One request frame from `client`: decodes it, finds the method's handler, decodes the
+ * payload with its Schema and runs the handler; a malformed frame is dropped, an unknown
+ * method or an undecodable payload answered with a protocol error.
+ */
+const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): Effect.Effect<void> => {
+  const frame = decodeFrame(bytes)
+  if (frame === undefined || frame.kind !== Kind.request) {
+    return Effect.zipRight(countRejected, Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`))
+  }
+  const { requestId, tag } = frame
+  const to: Requester = { client, requestId, replySlot: frame.replySlot < server.replySlots ? frame.replySlot : -1 }
+  const handler = server.byTag.get(tag)
+  if (handler === undefined) {
+    return Effect.zipRight(countRejected, protocolError(server.channel, to, tag, new RpcUnknownMethod({ method: tag, requestId })))
+  }
+  const payload = fromJson(handler.method.payload, frame.json)
+  if (Either.isLeft(payload)) {
+    return Effect.zipRight(countRejected, protocolError(server.channel, to, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) })))
+  }
+  return runHandler(server, handler, to, payload.right)
+}
+
+/** Runs a handler and replies with its exit — unless it deferred: then its handle replies (a failure after deferring included). */
+const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Requester, payload: unknown): Effect.Effect<void> => {
+  let deferred: DeferredReply<unknown, unknown> | undefined
+  const request = {
+    client: to.client,
+    requestId: to.requestId,
+    method: handler.method.tag,
+    defer: () => (deferred ??= deferredReply(server.channel, handler.method, to))
+  }
+  return Effect.flatMap(Effect.exit(Effect.provide(handler.run(payload, request), server.context)), (exit) => {
+    if (deferred === undefined) return reply(server.channel, handler.method, to, exit)
+    if (Exit.isSuccess(exit)) return Effect.void
+    const failure = Cause.failureOption(exit.cause)
+    return Option.isSome(failure) ? deferred.fail(failure.value) : reply(server.channel, handler.method, to, exit)
+  })
+}
+
 const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
   Effect.gen(function*() {
-    const context = yield* Effect.context<R>()
-    const byTag = new Map(handlers.map((h) => [h.method.tag, h]))
-    const outbound = yield* Queue.unbounded<Outbound>()
     const writer = yield* rings.writer(options.replies)
-
-    // The reply ring's only writer: replies, deferred replies and notices all funnel here.
-    // While nothing is queued, a reply that fits goes straight into the ring; the replies of
-    // one burst are committed together, once the code that produced them has run.
-    let queued = 0
-    /** True while the writer fiber fills a batch: its own commit then covers direct writes too. */
-    let sending = false
-    let commitScheduled = false
-    const toWake = wakeList(writer)
-    const commitSoon = () => {
-      if (commitScheduled) return
-      commitScheduled = true
-      queueMicrotask(() => {
-        commitScheduled = false
-        if (!sending) toWake.commit()
-      })
+    const channel: ReplyChannel = {
+      writer,
+      outbound: yield* Queue.unbounded<Outbound>(),
+      toWake: wakeList(writer),
+      queued: 0,
+      sending: false,
+      commitScheduled: false
     }
-    const send = (frame: Uint8Array) =>
-      Effect.gen(function*() {
-        let at = writer.tryReserve(frame.length)
-        while (at < 0) {
-          at = yield* writer.reserve(frame.length).pipe(
-            Effect.catchTag("RingFull", (e) => Effect.as(Effect.logWarning(`rpc: reply ring: ${e.message}; still waiting`), -1))
-          )
-        }
-        writer.bytes.set(frame, at)
-      })
-    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-      const items = yield* Queue.takeBetween(outbound, 1, 4096)
-      sending = true
-      for (const item of items) {
-        yield* send(item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
-        toWake.add(item.wake)
-      }
-      sending = false
-      const sequence = toWake.commit()
-      queued -= items.length
-      for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
-    })))
-
-    /** Sends a reply, waking reader slot `wake` (-1: every reader). */
-    const enqueue = (frame: Uint8Array, wake: number): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (queued === 0) {
-          const at = writer.tryReserve(frame.length)
-          if (at >= 0) {
-            writer.bytes.set(frame, at)
-            toWake.add(wake)
-            commitSoon()
-            return Effect.void
-          }
-        }
-        queued++
-        return Queue.offer(outbound, { frame, wake })
-      })
-    const protocolError = (to: Requester, tag: string, error: RpcProtocolError) =>
-      enqueue(encodeFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
-
-    /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
-    const reply = (method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>) => {
-      const { client, requestId, replySlot } = to
-      const defect = (defect: string) => protocolError(to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
-      if (Exit.isSuccess(exit)) {
-        const json = toJson(method.success, exit.value)
-        if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
-        const frame = encodeFrame(Kind.success, client, requestId, method.tag, json.right)
-        return frame.length > writer.maxFrameBytes ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`) : enqueue(frame, replySlot)
-      }
-      const failure = Cause.failureOption(exit.cause)
-      if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
-      const json = toJson(method.failure, failure.value)
-      if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
-      return enqueue(encodeFrame(Kind.failure, client, requestId, method.tag, json.right), replySlot)
+    yield* Effect.forkScoped(writeQueued(channel))
+    const server: Dispatcher<R> = {
+      channel,
+      byTag: new Map(handlers.map((h) => [h.method.tag, h])),
+      context: yield* Effect.context<R>(),
+      replySlots: options.replies.readerSlots
     }
-
-    const deferredReply = (method: AnyRpcMethod, to: Requester): DeferredReply<unknown, unknown> => {
-      let done = false
-      const complete = (exit: Exit.Exit<unknown, unknown>) =>
-        Effect.suspend(() => {
-          if (done) return Effect.void
-          done = true
-          return reply(method, to, exit)
-        })
-      return {
-        [DeferredReplyTypeId]: DeferredReplyTypeId,
-        client: to.client,
-        requestId: to.requestId,
-        succeed: (value) => Effect.asVoid(complete(Exit.succeed(value))),
-        fail: (error) => Effect.asVoid(complete(Exit.fail(error)))
-      }
-    }
-
-    const countRejected = Metric.increment(rpcRejectedRequests)
-
-    const onRequest = (client: number) => (bytes: Uint8Array): Effect.Effect<void> => {
-      const frame = decodeFrame(bytes)
-      if (frame === undefined || frame.kind !== Kind.request) {
-        return Effect.zipRight(countRejected, Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`))
-      }
-      const { requestId, tag } = frame
-      const to: Requester = { client, requestId, replySlot: frame.replySlot < options.replies.readerSlots ? frame.replySlot : -1 }
-      const handler = byTag.get(tag)
-      if (handler === undefined) {
-        return Effect.zipRight(countRejected, protocolError(to, tag, new RpcUnknownMethod({ method: tag, requestId })))
-      }
-      const payload = fromJson(handler.method.payload, frame.json)
-      if (Either.isLeft(payload)) {
-        return Effect.zipRight(countRejected, protocolError(to, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) })))
-      }
-      let deferred: DeferredReply<unknown, unknown> | undefined
-      const request = { client, requestId, method: tag, defer: () => (deferred ??= deferredReply(handler.method, to)) }
-      return Effect.flatMap(Effect.exit(Effect.provide(handler.run(payload.right, request), context)), (exit) => {
-        if (deferred === undefined) return reply(handler.method, to, exit)
-        // Deferred: the handle answers; a handler that failed after deferring answers through it.
-        if (Exit.isSuccess(exit)) return Effect.void
-        const failure = Cause.failureOption(exit.cause)
-        return Option.isSome(failure) ? deferred.fail(failure.value) : reply(handler.method, to, exit)
-      })
-    }
-
     for (const { client, ring } of options.requests) {
       const reader = yield* rings.reader(ring)
-      yield* Effect.forkScoped(serveForever(reader, onRequest(client)))
+      yield* Effect.forkScoped(serveForever(reader, (bytes) => dispatch(server, client, bytes)))
     }
-
-    const server: RpcServer = {
+    const rpcServer: RpcServer = {
       notify: (notice, value, client) =>
-        Effect.gen(function*() {
-          const json = yield* toJson(notice.schema, value)
-          const committed = yield* Deferred.make<number>()
-          queued++
-          yield* Queue.offer(outbound, { frame: encodeFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json), wake: -1, committed })
-          return yield* Deferred.await(committed)
-        })
+        Effect.flatMap(toJson(notice.schema, value), (json) => sendNotice(channel, client ?? ALL_CLIENTS, notice.tag, json))
     }
-    return server
+    return rpcServer
   })
+
+// ---------------------------------------------------------------------------------------
+// The client: call → request frame → (the server) → receive → decodeReply.
+// ---------------------------------------------------------------------------------------
 
 interface Reply {
   readonly kind: number
   readonly json: string
 }
 
+interface Caller {
+  readonly me: number
+  readonly writer: RingWriter
+  readonly reader: RingReader
+  readonly defaultTimeoutMs: number
+  /** Calls waiting for their reply, by request id. */
+  readonly pending: Map<number, (reply: Reply) => void>
+  readonly notices: PubSub.PubSub<WireFrame>
+  nextId: number
+}
+
+/** One reply-ring frame: a reply goes to its waiting call, a notice to subscribers; frames addressed to other clients are skipped undecoded. */
+const receive = (caller: Caller, bytes: Uint8Array): Effect.Effect<void> => {
+  const addressee = addresseeOf(bytes)
+  if (addressee !== caller.me && addressee !== ALL_CLIENTS) return Effect.void
+  const frame = decodeFrame(bytes)
+  if (frame === undefined) return Effect.void
+  if (frame.kind === Kind.notice) return PubSub.publish(caller.notices, frame)
+  caller.pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
+  return Effect.void
+}
+
+/**
+ * Starts listening for the reply to `requestId` now (before the request is written, so a
+ * reply cannot come first); the returned effect waits for it, or fails with `RpcTimeout`
+ * after `timeoutMs` — one timer, no extra fiber.
+ */
+const awaitReply = (caller: Caller, method: string, requestId: number, timeoutMs: number) => {
+  let early: Reply | undefined
+  let deliver: ((reply: Reply) => void) | undefined
+  caller.pending.set(requestId, (reply) => {
+    caller.pending.delete(requestId)
+    if (deliver === undefined) early = reply
+    else deliver(reply)
+  })
+  return Effect.async<Reply, RpcTimeout>((resume) => {
+    if (early !== undefined) return resume(Effect.succeed(early))
+    const timer = setTimeout(() => {
+      caller.pending.delete(requestId)
+      resume(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
+    }, Math.min(timeoutMs, 2 ** 31 - 1))
+    deliver = (reply) => {
+      clearTimeout(timer)
+      resume(Effect.succeed(reply))
+    }
+    return Effect.sync(() => clearTimeout(timer))
+  })
+}
+
+/** A request frame: it names this client's reader slot on the reply ring, so the reply wakes only this client. */
+const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, json: string) =>
+  encodeFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
+
+/** The reply decoded with the method's own Schemas (so it has the method's types): its success, or its typed or protocol failure. */
+const decodeReply = <M extends AnyRpcMethod>(method: M, requestId: number, reply: Reply): Effect.Effect<Success<M>, Failure<M> | RpcCallError> => {
+  const invalidReply = (issue: ParseResult.ParseError) => new RpcInvalidReply({ method: method.tag, requestId, issue: describe(issue) })
+  switch (reply.kind) {
+    case Kind.success:
+      return Effect.mapError(fromJson(method.success, reply.json), invalidReply) as Effect.Effect<Success<M>, RpcInvalidReply>
+    case Kind.failure:
+      return Effect.flatMap(Effect.mapError(fromJson(method.failure, reply.json), invalidReply), (failure) => Effect.fail(failure as Failure<M>))
+    case Kind.protocolError:
+      return Effect.flatMap(Effect.mapError(fromJson(RpcProtocolError, reply.json), invalidReply), (error) => Effect.fail(error as RpcProtocolError))
+    default:
+      return Effect.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: `unexpected frame kind ${reply.kind}` }))
+  }
+}
+
+/** Calls `method`: encodes the payload, listens for the reply, writes the request frame, then waits for the reply and decodes it. */
+const call = <M extends AnyRpcMethod>(
+  caller: Caller,
+  method: M,
+  payload: Payload<M>,
+  options?: { readonly timeoutMs?: number }
+): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
+  Effect.suspend(() => {
+    const requestId = caller.nextId
+    caller.nextId = requestId === 0xfffffffe ? 1 : requestId + 1
+    const timeoutMs = options?.timeoutMs ?? caller.defaultTimeoutMs
+    return Effect.gen(function*() {
+      yield* Metric.increment(rpcCalls)
+      const json = toJson(method.payload, payload)
+      if (Either.isLeft(json)) return yield* new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })
+      const replied = awaitReply(caller, method.tag, requestId, timeoutMs)
+      yield* caller.writer.write(requestFrame(caller, method, requestId, json.right))
+      const received = yield* replied.pipe(Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts)))
+      return yield* decodeReply(method, requestId, received)
+    }).pipe(Effect.ensuring(Effect.sync(() => caller.pending.delete(requestId))))
+  })
+
+/** Notices of one kind addressed to this client or to all, from the moment of subscribing; undecodable ones are logged and skipped. */
+const noticesOf = <Tag extends string, A, I>(caller: Caller, notice: RpcNotice<Tag, A, I>) =>
+  Effect.map(Stream.fromPubSub(caller.notices, { scoped: true }), (subscribed) =>
+    subscribed.pipe(
+      Stream.filter((frame) => frame.tag === notice.tag),
+      Stream.mapEffect((frame) =>
+        fromJson(notice.schema, frame.json).pipe(
+          Effect.map((value) => Option.some(value as A)),
+          Effect.catchAll((e) => Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none()))
+        )
+      ),
+      Stream.filterMap((value) => value)
+    ))
+
 const client = (rings: RingsShape) => (options: RpcClientOptions) =>
   Effect.gen(function*() {
-    const me = options.client
-    const defaultTimeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    const writer = yield* rings.writer(options.requests)
-    const reader = yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot })
-    /** Calls waiting for their reply, by request id. */
-    const pending = new Map<number, (reply: Reply) => void>()
-    const notices = yield* PubSub.unbounded<WireFrame>()
-    let nextId = 1
-
-    yield* Effect.forkScoped(serveForever(reader, (bytes) => {
-      // Every client reads every reply: look at the addressee before decoding anything.
-      const addressee = addresseeOf(bytes)
-      if (addressee !== me && addressee !== ALL_CLIENTS) return Effect.void
-      const frame = decodeFrame(bytes)
-      if (frame === undefined) return Effect.void
-      if (frame.kind === Kind.notice) return PubSub.publish(notices, frame)
-      pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
-      return Effect.void
-    }))
-
-    /**
-     * Starts listening for the reply to `requestId` now (before the request is written, so a
-     * reply cannot come first); the returned effect waits for it, or fails with `RpcTimeout`
-     * after `timeoutMs` — one timer, no extra fiber.
-     */
-    const listen = (method: string, requestId: number, timeoutMs: number) => {
-      let early: Reply | undefined
-      let deliver: ((reply: Reply) => void) | undefined
-      pending.set(requestId, (reply) => {
-        pending.delete(requestId)
-        if (deliver === undefined) early = reply
-        else deliver(reply)
-      })
-      return Effect.async<Reply, RpcTimeout>((resume) => {
-        if (early !== undefined) return resume(Effect.succeed(early))
-        const timer = setTimeout(() => {
-          pending.delete(requestId)
-          resume(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
-        }, Math.min(timeoutMs, 2 ** 31 - 1))
-        deliver = (reply) => {
-          clearTimeout(timer)
-          resume(Effect.succeed(reply))
-        }
-        return Effect.sync(() => clearTimeout(timer))
-      })
+    const caller: Caller = {
+      me: options.client,
+      writer: yield* rings.writer(options.requests),
+      reader: yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot }),
+      defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      pending: new Map(),
+      notices: yield* PubSub.unbounded<WireFrame>(),
+      nextId: 1
     }
-
-    const call = <M extends AnyRpcMethod>(
-      method: M,
-      payload: Payload<M>,
-      callOptions?: { readonly timeoutMs?: number }
-    ): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
-      Effect.suspend(() => {
-        const requestId = nextId
-        nextId = nextId === 0xfffffffe ? 1 : nextId + 1
-        const timeoutMs = callOptions?.timeoutMs ?? defaultTimeoutMs
-        const invalidReply = (issue: string) => new RpcInvalidReply({ method: method.tag, requestId, issue })
-        return Effect.gen(function*() {
-          yield* Metric.increment(rpcCalls)
-          const json = toJson(method.payload, payload)
-          if (Either.isLeft(json)) return yield* new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })
-          const replied = listen(method.tag, requestId, timeoutMs)
-          yield* writer.write(encodeFrame(Kind.request, me, requestId, method.tag, json.right, reader.slot))
-          const reply = yield* replied.pipe(Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts)))
-          // The Schemas are the method's own, so what they decode has the method's types.
-          switch (reply.kind) {
-            case Kind.success:
-              return (yield* Effect.mapError(fromJson(method.success, reply.json), (e) => invalidReply(describe(e)))) as Success<M>
-            case Kind.failure: {
-              const failure = yield* Effect.mapError(fromJson(method.failure, reply.json), (e) => invalidReply(describe(e)))
-              return yield* Effect.fail(failure as Failure<M>)
-            }
-            case Kind.protocolError: {
-              const error = yield* Effect.mapError(fromJson(RpcProtocolError, reply.json), (e) => invalidReply(describe(e)))
-              return yield* Effect.fail(error as RpcProtocolError)
-            }
-            default:
-              return yield* invalidReply(`unexpected frame kind ${reply.kind}`)
-          }
-        }).pipe(Effect.ensuring(Effect.sync(() => pending.delete(requestId))))
-      })
-
+    // Every client reads every reply.
+    yield* Effect.forkScoped(serveForever(caller.reader, (bytes) => receive(caller, bytes)))
     const rpcClient: RpcClient = {
-      client: me,
-      call,
-      notices: (notice) =>
-        Effect.map(Stream.fromPubSub(notices, { scoped: true }), (subscribed) =>
-          subscribed.pipe(
-            Stream.filter((frame) => frame.tag === notice.tag),
-            Stream.mapEffect((frame) =>
-              fromJson(notice.schema, frame.json).pipe(
-                Effect.map((value) => Option.some(value as Schema.Schema.Type<typeof notice.schema>)),
-                Effect.catchAll((e) => Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none()))
-              )
-            ),
-            Stream.filterMap((value) => value)
-          ))
+      client: caller.me,
+      call: (method, payload, callOptions) => call(caller, method, payload, callOptions),
+      notices: (notice) => noticesOf(caller, notice)
     }
     return rpcClient
   })
