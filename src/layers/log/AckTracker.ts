@@ -13,9 +13,9 @@ import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { LogArea } from "./Layout.js"
 import { lineTaken, listen } from "./Participants.js"
+import { LINE_BYTES } from "./Records.js"
 import { BrokerLineView, OrderLineView, SequencerLineView } from "./RecordViews.js"
 import type { SessionTable } from "./SessionTable.js"
-import { LINE_BYTES } from "./Records.js"
 import { perTopic, regionSessionTables, topicResolver } from "./Topics.js"
 
 /** One topic as the AckTracker reads it, wherever its records live. */

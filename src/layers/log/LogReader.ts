@@ -33,8 +33,8 @@ import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/l
 import { HEAD_CHECK_MS, type HeadWatch, headWatch } from "../control/HeadWatch.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
 import { claimSubscriber, listen, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
-import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
 import { LINE_BYTES } from "./Records.js"
+import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
 import { perTopic, topicResolver } from "./Topics.js"
 
 /** The batch a cursor is delivering; one per cursor, refilled for every batch. */
