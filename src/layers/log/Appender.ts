@@ -249,16 +249,15 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     return kind === PbrKind.batch ? Effect.map(waited, (receipt) => counted(receipt, header.payloadBytes)) : waited
   }
 
-  /** Runs `use` with the topic's target (set up from the backing on first use). */
-  const withTarget = <A, E>(topic: string, use: (t: AppendTarget) => Effect.Effect<A, E>) =>
+  /** Appends to the topic's target, set up from the backing on first use (no closure per batch once it is). */
+  const appendToTopic = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode) =>
     Effect.suspend(() => {
       const known = backing.known(topic)
-      if (known === undefined) return Effect.flatMap(backing.target(topic), use)
-      return known instanceof TopicNotFound ? Effect.fail(known) : use(known)
+      if (known === undefined) return Effect.flatMap(backing.target(topic), (t) => appendTo(t, header, fill, kind))
+      return known instanceof TopicNotFound ? Effect.fail(known) : appendTo(known, header, fill, kind)
     })
 
-  const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
-    withTarget(topic, (t) => appendTo(t, header, fill, PbrKind.batch))
+  const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => appendToTopic(topic, header, fill, PbrKind.batch)
 
   return {
     brokerId,
@@ -280,7 +279,7 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
         return "full" in outcome ? Effect.fail(new SessionTableFull({ topic, capacity: outcome.capacity })) : Effect.succeed(outcome.sessionEpoch)
       }),
     closeSession: (topic, clientId, sessionEpoch, batches) =>
-      withTarget(topic, (t) => appendTo(t, closeHeader(clientId, sessionEpoch, batches), noPayload, PbrKind.close))
+      appendToTopic(topic, closeHeader(clientId, sessionEpoch, batches), noPayload, PbrKind.close)
   }
 }
 
