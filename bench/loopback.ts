@@ -34,7 +34,7 @@ const firstMessage = <A>(child: ChildProcess) =>
 /** The broker process: `count` brokers over one in-memory log (no payloads retained), ports sent to the parent. */
 const brokerProcess = (count: number, maxBatchBytes: number) =>
   Effect.scoped(Effect.gen(function*() {
-    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "bench" }], retainOrdered: false })
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "bench" }], retainOrdered: false, brokers: count, maxBatchBytes })
     const ports: Array<number> = []
     for (let id = 0; id < count; id++) {
       const broker = yield* BrokerLayers.make({ maxBatchBytes }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, id)))

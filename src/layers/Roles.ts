@@ -11,7 +11,6 @@ import type { SequencerOptions } from "../services/log/Sequencer.js"
 import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as BrokerLayers from "./net/Broker.js"
-import * as BrokerLogRegion from "./net/BrokerLog.js"
 import * as CoordinatorLayers from "./control/Coordinator.js"
 import * as CxlMemoryLayers from "./region/CxlMemory.js"
 import * as LogReaderLayers from "./log/LogReader.js"
@@ -62,17 +61,13 @@ export const processSlot = (role: Role, preferredSlot?: number) =>
 export const headLog = (sequencer: SequencerOptions = {}) =>
   fromLayout((layout) => Layer.merge(TopicsLayers.layer(layout.log), SequencerLayers.layer(layout.log, sequencer)))
 
-/** A broker: owns a broker slot, appends, tracks ACKs, serves TCP. */
+/** What a broker needs of the log (`BrokerLog`): its broker slot's Appender, the AckTracker and the topic table. */
 export const brokerLog = (brokerId: number) =>
   fromLayout((layout) =>
-    BrokerLogRegion.layer.pipe(
-      Layer.provideMerge(
-        Layer.mergeAll(
-          TopicsLayers.layer(layout.log),
-          AppenderLayers.layer(layout.log, { brokerId }),
-          AckTrackerLayers.layer(layout.log)
-        )
-      )
+    Layer.mergeAll(
+      TopicsLayers.layer(layout.log),
+      AppenderLayers.layer(layout.log, { brokerId }),
+      AckTrackerLayers.layer(layout.log)
     )
   )
 

@@ -1,16 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Layer } from "effect"
+import { Context, Deferred, Effect, Layer } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import * as BrokerLogRegion from "../../src/layers/net/BrokerLog.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
-import { Appender } from "../../src/services/log/Appender.js"
+import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import { crc32c } from "../../src/layers/net/Crc32c.js"
 import { drain, regionCluster } from "../fixtures/log-harness.js"
 import { Broker, type BrokerOptions } from "../../src/services/net/Broker.js"
-import { BrokerLog, type BrokerLogShape } from "../../src/services/net/BrokerLog.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
@@ -146,7 +144,7 @@ describe("Broker", () => {
         const good = yield* rawConnect(server.port)
         good.write(hello("t", 100))
         const goodEpoch = epochOf(yield* good.nextFrame())
-        const badEpoch = yield* log.forBroker(0).registerSession("t", 1)
+        const badEpoch = yield* log.appender(0).registerSession("t", 1)
         const bad = yield* rawConnect(server.port)
         for (const bytes of input(badEpoch)) bad.write(bytes)
         const frames = yield* Deferred.await(bad.closed)
@@ -184,16 +182,16 @@ describe("Broker", () => {
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
       const gate = yield* Deferred.make<void>()
-      const memory = log.forBroker(0)
+      const memory = log.appender(0)
       // No room until the gate opens: the fast path declines, the waiting path waits for the gate.
       let open = false
-      const stalled: BrokerLogShape = {
+      const stalled: AppenderShape = {
         ...memory,
         tryAppendWith: (...args) => (open ? memory.tryAppendWith(...args) : "wait"),
         appendWith: (...args) => Effect.zipRight(Deferred.await(gate), memory.appendWith(...args))
       }
       const readBufferBytes = 256 << 10
-      const server = yield* BrokerLayers.make({ readBufferBytes }).pipe(Effect.provideService(BrokerLog, stalled))
+      const server = yield* BrokerLayers.make({ readBufferBytes }).pipe(Effect.provide(Context.add(log.forBroker(0), Appender, stalled)))
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 1))
       const epoch = epochOf(yield* client.nextFrame())
@@ -230,12 +228,11 @@ describe("Broker", () => {
       const cluster = yield* regionCluster(CxlMemoryLayers.make)()
       yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
       const appender = yield* cluster.appender(0)
-      const log = yield* BrokerLogRegion.make.pipe(
+      const server = yield* BrokerLayers.make().pipe(
         Effect.provideService(Appender, appender),
         Effect.provideService(AckTracker, cluster.acks),
         Effect.provideService(Topics, cluster.topics)
       )
-      const server = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log))
       const client = yield* rawConnect(server.port)
       client.socket.setNoDelay(true)
       client.write(hello("t", 21))

@@ -4,7 +4,7 @@
  * client side reports the broker's refusals.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Schema } from "effect"
+import { Context, Deferred, Effect, Schema } from "effect"
 import { spawn } from "node:child_process"
 import { connect, type Socket } from "node:net"
 import { join } from "node:path"
@@ -12,7 +12,8 @@ import { createInterface } from "node:readline"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
-import { BrokerLog, type BrokerLogShape } from "../../src/services/net/BrokerLog.js"
+import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
+import { Topics, type TopicsShape } from "../../src/services/log/Topics.js"
 import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
 import { type ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
 import { FRAME_HEADER_BYTES, FrameType, MAX_CONTROL_PAYLOAD_BYTES, writeHeader } from "../../src/layers/net/Frame.js"
@@ -24,10 +25,18 @@ import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js
 const helloData = (clientId: number) => Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1 })
 const epochOf = (welcome: { readonly payload: Uint8Array }): number => JSON.parse(Buffer.from(welcome.payload).toString()).sessionEpoch
 
-const broker = (options: BrokerOptions, wrap: (log: BrokerLogShape) => BrokerLogShape = (log) => log) =>
+/** A broker over a fresh memory log, its Appender or Topics wrapped to stall. */
+const broker = (
+  options: BrokerOptions,
+  wrap: { readonly appender?: (appender: AppenderShape) => AppenderShape; readonly topics?: (topics: TopicsShape) => TopicsShape } = {}
+) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-    return yield* BrokerLayers.make(options).pipe(Effect.provideService(BrokerLog, wrap(log.forBroker(0))))
+    const services = log.forBroker(0).pipe(
+      Context.add(Appender, (wrap.appender ?? ((a) => a))(log.appender(0))),
+      Context.add(Topics, (wrap.topics ?? ((t) => t))(log.topics))
+    )
+    return yield* BrokerLayers.make(options).pipe(Effect.provide(services))
   })
 
 /** A bare header announcing `payloadBytes`. */
@@ -144,8 +153,8 @@ describe("Broker limits", () => {
   it.scopedLive("while a handshake is under way, input past one HELLO pauses the socket", () =>
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
-      const slowHandshake = (log: BrokerLogShape): BrokerLogShape => ({ ...log, topic: (name) => Effect.zipRight(Deferred.await(gate), log.topic(name)) })
-      const server = yield* broker({}, slowHandshake)
+      const slowHandshake = (topics: TopicsShape): TopicsShape => ({ ...topics, lookup: (name) => Effect.zipRight(Deferred.await(gate), topics.lookup(name)) })
+      const server = yield* broker({}, { topics: slowHandshake })
       const client = yield* rawConnect(server.port)
       client.write(helloFrame(helloData(3)))
       // A client that does not wait for its WELCOME.
@@ -202,12 +211,12 @@ describe("Broker limits", () => {
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       let open = false
-      const stalled = (log: BrokerLogShape): BrokerLogShape => ({
-        ...log,
-        tryAppendWith: (...args) => (open ? log.tryAppendWith(...args) : "wait"),
-        appendWith: (...args) => Effect.zipRight(Deferred.await(gate), log.appendWith(...args))
+      const stalled = (appender: AppenderShape): AppenderShape => ({
+        ...appender,
+        tryAppendWith: (...args) => (open ? appender.tryAppendWith(...args) : "wait"),
+        appendWith: (...args) => Effect.zipRight(Deferred.await(gate), appender.appendWith(...args))
       })
-      const server = yield* broker({ idleTimeoutMs: 100 }, stalled)
+      const server = yield* broker({ idleTimeoutMs: 100 }, { appender: stalled })
       const client = yield* rawConnect(server.port)
       client.write(helloFrame(helloData(8)))
       const epoch = epochOf(yield* client.nextFrame())

@@ -7,7 +7,6 @@ import { Effect, Exit } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { publish } from "../../src/programs/Publish.js"
-import { BrokerLog } from "../../src/services/net/BrokerLog.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 
 async function* linesOf(lines: ReadonlyArray<string>) {
@@ -17,7 +16,7 @@ async function* linesOf(lines: ReadonlyArray<string>) {
 const publishLines = (lines: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
-    const broker = yield* BrokerLayers.make().pipe(Effect.provideService(BrokerLog, log.forBroker(0)))
+    const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
     const exit = yield* Effect.exit(publish({
       publisher: { brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 1024, maxBatchBytes: 4096 },
       lines: linesOf(lines),

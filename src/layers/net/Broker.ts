@@ -1,5 +1,5 @@
 /**
- * The TCP broker over `BrokerLog` (see services/Broker.ts for the behaviour). A batch's path:
+ * The TCP broker over the log core (see services/net/Broker.ts for the behaviour). A batch's path:
  * `accept` → `serve` → `session` (handshake) → `receive` → `append` → the log, and back as
  * `acknowledge` → ACK frame. Once a connection is past its handshake, each socket chunk is
  * handled right in the socket's data callback (`receive`) — frame headers parsed in place,
@@ -28,10 +28,10 @@ import {
   brokerFencedFrames,
   brokerRejected
 } from "../../Metrics.js"
-import { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
-import { type AppendError, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
-import { TopicNotFound } from "../../services/log/Topics.js"
-import { BrokerLog } from "../../services/net/BrokerLog.js"
+import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
+import { AckTracker } from "../../services/log/AckTracker.js"
+import { Appender, type AppendError, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
+import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { checkBatchPieces, gatherPieces } from "./BatchPayload.js"
 import {
   type AckLevel,
@@ -258,7 +258,10 @@ const sessionViolation = (frame: Frame, session: ConnectionSession): WireViolati
 
 export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
-    const log = yield* BrokerLog
+    const appender = yield* Appender
+    const acks = yield* AckTracker
+    const topics = yield* Topics
+    const { brokerId } = appender
     const requested = settingsOf(options)
     const fileLimit = openFileLimit()
     const settings: Settings = fileLimit !== undefined && requested.maxConnections > fileLimit - RESERVED_FILES
@@ -266,7 +269,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       : requested
     if (settings.maxConnections < requested.maxConnections) {
       yield* Effect.logWarning(
-        `broker ${log.brokerId}: serving at most ${settings.maxConnections} connections, not ${requested.maxConnections}: the process may open ${fileLimit} files (ulimit -n)`
+        `broker ${brokerId}: serving at most ${settings.maxConnections} connections, not ${requested.maxConnections}: the process may open ${fileLimit} files (ulimit -n)`
       )
     }
     const sockets = new Set<Socket>()
@@ -290,7 +293,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     }
 
     const welcome = (sessionEpoch: number) =>
-      welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: log.brokerId, maxBatchBytes: settings.maxBatchBytes, sessionEpoch }))
+      welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId, maxBatchBytes: settings.maxBatchBytes, sessionEpoch }))
     const server: Server = createServer({ noDelay: true, allowHalfOpen: true })
     /** A new connection: served (one fiber of the broker's scope), or refused past `maxConnections`. */
     const accept = (socket: Socket) => {
@@ -377,7 +380,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const outcome = yield* Effect.either(Effect.scoped(session(socket, inbox, reader, nextFrame, handshakeDone)))
         inbox.stop()
         if (Either.isLeft(outcome)) {
-          yield* Effect.logDebug(`broker ${log.brokerId}: closing a connection: ${outcome.left.message}`)
+          yield* Effect.logDebug(`broker ${brokerId}: closing a connection: ${outcome.left.message}`)
           reject(socket, outcome.left)
         } else if (!socket.writableEnded) {
           socket.destroy()
@@ -385,7 +388,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       }).pipe(
         Effect.scoped,
         Effect.catchAllCause((cause) =>
-          Effect.logWarning(`broker ${log.brokerId}: connection failed`, cause).pipe(
+          Effect.logWarning(`broker ${brokerId}: connection failed`, cause).pipe(
             Effect.zipRight(Effect.sync(() => reject(socket, new WireViolation({ code: "internal", detail: "internal broker error" }))))
           )
         ),
@@ -416,7 +419,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           return yield* new WireViolation({ code: "bad-handshake", detail: "the HELLO header and body name different sessions" })
         }
         const unknownTopic = (e: { readonly message: string }) => new WireViolation({ code: "unknown-topic", detail: e.message })
-        yield* log.topic(hello.topic).pipe(Effect.mapError(unknownTopic))
+        yield* topics.lookup(hello.topic).pipe(Effect.mapError(unknownTopic))
         const sessionEpoch = hello.sessionEpoch === undefined
           ? yield* registerSession(hello)
           : yield* attachSession(hello, hello.sessionEpoch)
@@ -426,7 +429,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
 
     /** A HELLO without an epoch: the log registers a new session and hands out its epoch. */
     const registerSession = (hello: Hello) =>
-      log.registerSession(hello.topic, hello.clientId).pipe(
+      appender.registerSession(hello.topic, hello.clientId).pipe(
         Effect.mapError((e) =>
           e._tag === "SessionTableFull"
             ? new WireViolation({ code: "session-table-full", detail: e.message })
@@ -436,7 +439,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
 
     /** A HELLO naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker). */
     const attachSession = (hello: Hello, sessionEpoch: number) =>
-      log.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
+      acks.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
         Effect.mapError((e) => new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message })),
         Effect.flatMap((acks) =>
           acks.known
@@ -472,7 +475,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (stop instanceof WireViolation) return yield* Effect.fail(stop)
           if (stop.type === FrameType.CLOSE) {
             // After every batch this connection carried: the log releases the session once they are ordered.
-            return yield* log.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq).pipe(
+            return yield* appender.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq).pipe(
               Effect.mapError(appendFailed),
               Effect.asVoid
             )
@@ -501,7 +504,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       const append = (frame: Frame): "wait" | WireViolation | undefined => {
         const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
         if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
-        const appended = log.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
+        const appended = appender.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
         if (appended === "wait") return appended
         if (appended instanceof TopicNotFound || appended instanceof BatchRejected) return appendFailed(appended)
         counted(frame)
@@ -555,7 +558,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         }),
         /** Appends a batch the log had no room for, waiting for room (later chunks queue meanwhile). */
         appendWaiting: (frame: Frame) =>
-          log.appendWith(session.topic, headerOf(frame), fillFrom(frame)).pipe(
+          appender.appendWith(session.topic, headerOf(frame), fillFrom(frame)).pipe(
             Effect.mapError(appendFailed),
             Effect.map(() => counted(frame))
           )
@@ -580,35 +583,35 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const acknowledge = (socket: Socket, session: ConnectionSession, received: { highest: number }) =>
       Effect.gen(function*() {
         const { ackLevel, clientId, sessionEpoch, topic } = session
-        let seen = yield* log.progress(topic)
+        let seen = yield* acks.progress(topic)
         let acked = 0
         for (;;) {
-          const acks = yield* log.sessionAcks(topic, clientId, sessionEpoch)
-          if (!acks.known) {
+          const frontiers = yield* acks.sessionAcks(topic, clientId, sessionEpoch)
+          if (!frontiers.known) {
             // Released and its line reused: where it ended is no longer known.
             return reject(socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
           }
-          const frontier = ackLevel === 2 ? acks.replicated : acks.ordered
+          const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
           let sent = false
           if (ackLevel > 0 && frontier > acked && received.highest >= acked) {
             acked = frontier
             if (!sendAck(socket, session, frontier)) return
             sent = true
           }
-          if (acks.fenced) {
+          if (frontiers.fenced) {
             // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
-            if (send(socket, sessionFencedFrame(clientId, sessionEpoch, acks.ordered))) {
+            if (send(socket, sessionFencedFrame(clientId, sessionEpoch, frontiers.ordered))) {
               counts.fencedFrames++
               brokerFencedFrames.unsafeUpdate(1, [])
             }
             return
           }
           if (sent) yield* settings.ackIntervalMs > 0 ? Effect.sleep(Duration.millis(settings.ackIntervalMs)) : nextLoopTurn
-          seen = yield* log.awaitProgress(topic, seen, PROGRESS_WAIT_MS)
+          seen = yield* acks.awaitProgress(topic, seen, PROGRESS_WAIT_MS)
         }
       }).pipe(
         Effect.catchAll((error) =>
-          Effect.logWarning(`broker ${log.brokerId}: ACK tracker stopped: ${error.message}`).pipe(
+          Effect.logWarning(`broker ${brokerId}: ACK tracker stopped: ${error.message}`).pipe(
             Effect.zipRight(Effect.sync(() => reject(socket, new WireViolation({ code: "internal", detail: error.message }))))
           )
         )
@@ -629,13 +632,13 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           for (const socket of sockets) socket.destroy()
         })
     )
-    server.on("error", (error) => run(Effect.logError(`broker ${log.brokerId}: server error: ${error.message}`)))
+    server.on("error", (error) => run(Effect.logError(`broker ${brokerId}: server error: ${error.message}`)))
     const address = server.address()
     const port = typeof address === "object" && address !== null ? address.port : settings.port
-    yield* Effect.logDebug(`broker ${log.brokerId} listening on ${settings.host}:${port}`)
+    yield* Effect.logDebug(`broker ${brokerId} listening on ${settings.host}:${port}`)
 
     return {
-      brokerId: log.brokerId,
+      brokerId,
       host: settings.host,
       port,
       stats: (): BrokerStats => {

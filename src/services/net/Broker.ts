@@ -3,13 +3,19 @@
  *
  * Per connection: a HELLO (Schema-validated: protocol version, topic, client id, session
  * epoch, ack level), a WELCOME, then BATCH frames, each checked (session, message framing,
- * crc32c) and appended through `BrokerLog`; the broker's own ACK tracker sends cumulative
+ * crc32c) and appended through its `Appender`; the broker's own ACK tracker sends cumulative
  * ACK frames for the session as its frontier moves (coalesced: at most one per event-loop turn or
  * `ackIntervalMs` while it keeps moving) and a SESSION_FENCED frame if the sequencer fences it. Any bad input gets an
  * ERROR frame and closes that connection only; see src/wire/ for the byte layout.
  */
 import { Context, Data } from "effect"
 import type { WireErrorCode } from "../../layers/net/Control.js"
+import type { AckTracker } from "../log/AckTracker.js"
+import type { Appender } from "../log/Appender.js"
+import type { Topics } from "../log/Topics.js"
+
+/** What a broker needs of the log: its broker slot's Appender, the AckTracker and the topic table. */
+export type BrokerLog = Appender | AckTracker | Topics
 
 export interface BrokerOptions {
   /** Interface to listen on (default 127.0.0.1). */
