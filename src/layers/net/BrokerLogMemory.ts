@@ -2,14 +2,17 @@
  * The log a broker uses (Appender, AckTracker, Topics), in memory: the log core's fakes run
  * together over one `MemoryLogStore` — Topics, one Appender per broker slot, the AckTracker,
  * and the Sequencer running in the background — so brokers over it are ordered by the same
- * OrderEngine and session table as over the region, with the same capacities. Every topic
- * orders in mode 5. Several brokers in one process share one log (`forBroker`).
+ * OrderEngine and session table as over the region, and a full PBR or Blog is backpressure
+ * as there. Every topic orders in mode 5. Several brokers in one process share one log
+ * (`forBroker`).
  */
 import { Context, Effect, Layer, type Scope } from "effect"
 import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.js"
 import { Appender, type AppenderShape, type BrokerSlotTaken } from "../../services/log/Appender.js"
 import type { SequencerLeaseHeld, SequencerShape } from "../../services/log/Sequencer.js"
+import type { BrokerLog } from "../../services/net/Broker.js"
 import {
+  type AckLevel,
   type InvalidTopicSpec,
   type ReplicationUnavailable,
   type TopicExists,
@@ -25,7 +28,7 @@ import * as SequencerMemory from "../log/SequencerMemory.js"
 import * as TopicsMemory from "../log/TopicsMemory.js"
 
 export interface MemoryLogOptions {
-  readonly topics: ReadonlyArray<{ readonly name: string; readonly ackLevel?: 0 | 1 | 2 }>
+  readonly topics: ReadonlyArray<{ readonly name: string; readonly ackLevel?: AckLevel }>
   /** How long a gap in a session may stay open before the session is fenced. Default 2 s. */
   readonly holdTimeoutMs?: number
   /**
@@ -64,7 +67,7 @@ export interface MemoryLog {
   readonly appender: (brokerId: number) => AppenderShape
   readonly acks: AckTrackerShape
   /** What broker `brokerId` needs of the log. */
-  readonly forBroker: (brokerId: number) => Context.Context<Appender | AckTracker | Topics>
+  readonly forBroker: (brokerId: number) => Context.Context<BrokerLog>
   /** Returns once a sequencer round moves nothing: everything appended before is ordered, held or dropped. */
   readonly settle: Effect.Effect<void>
   /** The topic's total order so far (batches, in order; only the last GOI window's unless `retainOrdered`). */
@@ -157,9 +160,9 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
   })
 
 /** Broker `brokerId`'s view of a shared `MemoryLog` (several brokers in one process share one log). */
-export const layerMemory = (log: MemoryLog, brokerId: number): Layer.Layer<Appender | AckTracker | Topics> =>
+export const layerMemory = (log: MemoryLog, brokerId: number): Layer.Layer<BrokerLog> =>
   Layer.succeedContext(log.forBroker(brokerId))
 
 /** A private `MemoryLog` served as broker 0: a broker alone, for tests and the bench's broker process. */
-export const layerMemoryStandalone = (options: MemoryLogOptions): Layer.Layer<Appender | AckTracker | Topics, MemoryLogError> =>
+export const layerMemoryStandalone = (options: MemoryLogOptions): Layer.Layer<BrokerLog, MemoryLogError> =>
   Layer.scopedContext(Effect.map(makeMemoryLog(options), (log) => log.forBroker(0)))
