@@ -5,9 +5,9 @@
  * broker stops with `HeadUnavailable` instead of serving silently.
  */
 import { Effect, Layer } from "effect"
-import { awaitHead, failWhenHeadLost, headWatch } from "../layers/control/HeadWatch.js"
+import { awaitHead, failWhenHeadLost, headWatch } from "../layers/log/HeadWatch.js"
 import { BrokerLine, SequencerLine } from "../layers/log/Records.js"
-import { RegionLayout } from "../layers/region/RegionLayout.js"
+import { RegionLayout } from "../layers/RegionLayout.js"
 import { attachRegion, brokerLog, brokerServer, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../layers/Roles.js"
 import { listTopics } from "../layers/log/Topics.js"
 import { Broker, type BrokerOptions } from "../services/net/Broker.js"

@@ -15,13 +15,13 @@ import {
   processSlot,
   type RegionAccess
 } from "../layers/Roles.js"
-import type { RegionConfig } from "../layers/region/RegionLayout.js"
+import type { RegionConfig } from "../layers/RegionLayout.js"
 import { LogReader } from "../services/log/LogReader.js"
 import type { RegionExists } from "../services/region/CxlMemory.js"
 import { Sequencer, type SequencerOptions } from "../services/log/Sequencer.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
-import { RegionLayout } from "../layers/region/RegionLayout.js"
+import { RegionLayout } from "../layers/RegionLayout.js"
 import { inspectRegion } from "./Regions.js"
 import { report } from "./Report.js"
 

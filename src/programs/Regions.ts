@@ -14,7 +14,7 @@ import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unl
 import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { LeaseLine, OrderLine } from "../layers/log/Records.js"
 import { isPidAlive, readSlot } from "../layers/region/ProcessSlot.js"
-import { configFromParams, resolve } from "../layers/region/RegionLayout.js"
+import { configFromParams, resolve } from "../layers/RegionLayout.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../layers/region/Superblock.js"
 import { listTopics } from "../layers/log/Topics.js"
 import { table } from "../Table.js"

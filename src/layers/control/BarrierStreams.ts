@@ -14,7 +14,7 @@ import {
   type Member
 } from "../../services/control/Coordinator.js"
 import type { RingAddress, RingInspector, RingsShape } from "../../services/control/Rings.js"
-import type { Layout } from "../region/RegionLayout.js"
+import type { Layout } from "../RegionLayout.js"
 import type { ProgressProbe } from "./BarrierEngine.js"
 
 const DEFAULT_BARRIER_TIMEOUT_MS = 30_000

@@ -43,7 +43,7 @@ import {
 } from "./CoordinatorProtocol.js"
 import { makeMembership } from "./Membership.js"
 import { isPidAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
-import { RegionLayout } from "../region/RegionLayout.js"
+import { RegionLayout } from "../RegionLayout.js"
 
 export interface ServerOptions {
   /** A participant dying mid-barrier: drop it and release the others, or fail the barrier. */

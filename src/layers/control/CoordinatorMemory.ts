@@ -12,7 +12,7 @@ import { arrival, drainTargetsOf, participantRings, ringProbe } from "./BarrierS
 import type { ServerOptions } from "./Coordinator.js"
 import { makeMembership, type Membership } from "./Membership.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
-import type { Layout } from "../region/RegionLayout.js"
+import type { Layout } from "../RegionLayout.js"
 
 export interface MemoryHub {
   readonly membership: Membership

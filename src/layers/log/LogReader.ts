@@ -18,7 +18,7 @@
 import { type ConfigError, Effect, Layer, type Scope } from "effect"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
-import type { HeadUnavailable } from "../../services/control/HeadWatch.js"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import {
   type LogBatchView,
   type LogCursor,
@@ -30,7 +30,7 @@ import {
   SubscriberTableFull
 } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
-import { HEAD_CHECK_MS, type HeadWatch, headWatch } from "../control/HeadWatch.js"
+import { HEAD_CHECK_MS, type HeadWatch, headWatch } from "./HeadWatch.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
 import { claimSubscriber, listen, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { LINE_BYTES } from "./Records.js"

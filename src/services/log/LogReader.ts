@@ -5,7 +5,7 @@
  * behind the retained window gets `LogOutOfRange`, never skipped or torn data.
  */
 import { Context, Data, type Effect, Schema, type Scope } from "effect"
-import type { HeadUnavailable } from "../control/HeadWatch.js"
+import type { HeadUnavailable } from "./HeadWatch.js"
 import type { LogCorrupt, TopicInfo, TopicNotFound } from "./Topics.js"
 
 /** One batch of the total order; valid only during the callback it is passed to. */

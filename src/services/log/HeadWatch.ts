@@ -6,7 +6,7 @@
  * leaves a standby head (which takes over a lapsed lease) time to do so.
  */
 import { Config, Schema } from "effect"
-import { defaultSequencerOptions } from "../log/Sequencer.js"
+import { defaultSequencerOptions } from "./Sequencer.js"
 
 /** Why the head is unavailable: its process exited, its lease lapsed (a stuck head), it released it, or there never was one. */
 export const HeadState = Schema.Literal("exited", "lease-lapsed", "released", "never-started")

@@ -8,8 +8,8 @@
  * maxProcesses + 1 + k.
  */
 import { Config, Context, Data, Effect, Layer } from "effect"
-import { CxlMemory } from "../../services/region/CxlMemory.js"
-import { type RingAddress, ringFootprint } from "../../services/control/Rings.js"
+import { CxlMemory } from "../services/region/CxlMemory.js"
+import { type RingAddress, ringFootprint } from "../services/control/Rings.js"
 import {
   defaultLogConfig,
   type LogArea,
@@ -22,9 +22,9 @@ import {
   logConfig,
   resolveLogArea,
   validateLogConfig
-} from "../log/Layout.js"
-import { processTableBytes, type ProcessTableLocation } from "./ProcessSlot.js"
-import { SUPERBLOCK_BYTES } from "./Superblock.js"
+} from "./log/Layout.js"
+import { processTableBytes, type ProcessTableLocation } from "./region/ProcessSlot.js"
+import { SUPERBLOCK_BYTES } from "./region/Superblock.js"
 
 export interface ControlConfig {
   readonly maxProcesses: number

@@ -6,8 +6,8 @@
  */
 import { Effect } from "effect"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import { HeadUnavailable, headLostMsConfig } from "../../services/control/HeadWatch.js"
-import { LeaseLine } from "../log/Records.js"
+import { HeadUnavailable, headLostMsConfig } from "../../services/log/HeadWatch.js"
+import { LeaseLine } from "./Records.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
 import { Offsets } from "../region/Superblock.js"
 
