@@ -206,3 +206,19 @@ export const makeCpuMeter = (roles: ReadonlyArray<RoleProcess>) => {
     }
   }
 }
+
+/** A head serving `topic` (`name:order:ack`) and `brokers` broker processes on their own ports, once all are ready. */
+export const startHeadAndBrokers = (topic: string, brokers: number, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const head = yield* spawnRole("head", ["head", "--topic", topic], env)
+    yield* head.event("ready", 20_000)
+    const brokerRoles = yield* Effect.forEach(
+      Array.from({ length: brokers }, (_, i) => i),
+      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], env),
+      { concurrency: "unbounded" }
+    )
+    const ports = yield* Effect.forEach(brokerRoles, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number)).pipe(
+      whileAlive([head], "the brokers to listen")
+    )
+    return { head, brokers: brokerRoles, ports }
+  })

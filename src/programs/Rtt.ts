@@ -12,7 +12,7 @@ import * as PublisherLayers from "../layers/net/Publisher.js"
 import { cliEntry } from "../PackageRoot.js"
 import { percentile } from "../Percentiles.js"
 import { table } from "../Table.js"
-import { spawnRole, whileAlive } from "./Cluster.js"
+import { regionGuard, startHeadAndBrokers } from "./Cluster.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 import { logEnv } from "./Run.js"
 
@@ -46,16 +46,8 @@ const measureAckRtt = (options: RttOptions) =>
       ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10 }),
       CXLOG_REGION: region
     }
-    const head = yield* spawnRole("head", ["head", "--topic", `rtt:${options.order}:1`], env)
-    yield* head.event("ready", 20_000)
-    const brokers = yield* Effect.forEach(
-      Array.from({ length: options.brokers }, (_, i) => i),
-      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], env),
-      { concurrency: "unbounded" }
-    )
-    const ports = yield* Effect.forEach(brokers, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number)).pipe(
-      whileAlive([head], "the brokers to listen")
-    )
+    yield* regionGuard(region)
+    const { ports } = yield* startHeadAndBrokers(`rtt:${options.order}:1`, options.brokers, env)
     const publisher = yield* PublisherLayers.make({
       brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
       topic: "rtt",

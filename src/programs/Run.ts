@@ -7,7 +7,7 @@
 import { Console, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/log/Layout.js"
 import { type AuditResult } from "./Audit.js"
-import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, whileAlive } from "./Cluster.js"
+import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 
 /** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
@@ -113,16 +113,7 @@ export const run = (options: RunOptions) =>
       yield* say(`reclaimed ${reclaimed.length} orphaned run region(s) of earlier runs: ${reclaimed.map((r) => `${r.name} (${mib(r.bytes)})`).join(", ")}`)
     }
     yield* say(`cxlog run: ${mib(bytes)} of ${options.messageBytes}-byte messages, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${region}`)
-    const head = yield* spawnRole("head", ["head", "--topic", `run:${options.order}:${options.ackLevel}`], env)
-    yield* head.event("ready", 20_000)
-    const brokers = yield* Effect.forEach(
-      Array.from({ length: options.brokers }, (_, i) => i),
-      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], env),
-      { concurrency: "unbounded" }
-    )
-    const ports = yield* Effect.forEach(brokers, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number)).pipe(
-      whileAlive([head], "the brokers to listen")
-    )
+    const { brokers, head, ports } = yield* startHeadAndBrokers(`run:${options.order}:${options.ackLevel}`, options.brokers, env)
     const withSubscriber = options.subscriber !== false
     const subscriber = withSubscriber
       ? yield* spawnRole(
