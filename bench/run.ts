@@ -7,7 +7,8 @@ const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>)
   rings: () => import("./rings.js"),
   loopback: () => import("./loopback.js"),
   append: () => import("./append.js"),
-  sequencer: () => import("./sequencer.js")
+  sequencer: () => import("./sequencer.js"),
+  idle: () => import("./idle.js")
 }
 
 const [name, ...args] = process.argv.slice(2)

@@ -1,0 +1,143 @@
+/**
+ * bench idle: what an idle cluster costs. Starts `cxlog head --topic t` and 4 `cxlog broker`s
+ * on a fresh region, as a user would (plain CLI, no orchestrator channel), lets them settle,
+ * then reads each process's CPU time (utime + stime, /proc/<pid>/stat, every thread) and its
+ * threads' context switches (each a wake-up) over `--seconds` (default 10). The reference is
+ * a Node process that does nothing but keep its loop alive, measured in the same window.
+ * `ratio` = 0.02 / total cores: ≥ 1 meets the goal of under 2 % of one core for the cluster.
+ * Every process is killed and the region unlinked when the bench ends, pass or fail.
+ */
+import { Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, readdirSync, readFileSync, unlinkSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
+import { emit, table } from "./Report.js"
+
+const BROKERS = 4
+const GOAL_CORES = 0.02
+/** Clock ticks per second of /proc's utime and stime (USER_HZ; 100 on Linux). */
+const TICKS_PER_SECOND = 100
+const READY_TIMEOUT_MS = 30_000
+
+const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "cxlog.mjs")
+
+class IdleBenchFailed extends Error {}
+
+interface Sample {
+  readonly ticks: number
+  readonly switches: number
+}
+
+/** CPU ticks of the whole process and context switches summed over its threads. */
+const sample = (pid: number): Sample => {
+  // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  const ticks = Number(fields[11]) + Number(fields[12])
+  let switches = 0
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, "utf8")
+      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) switches += Number(m[1])
+    } catch {
+      // the thread ended between listing and reading
+    }
+  }
+  return { ticks, switches }
+}
+
+interface Role {
+  readonly name: string
+  readonly child: ChildProcess
+}
+
+/** Spawns `args`, resolving once a stdout line matches `ready`; killed (SIGTERM, then SIGKILL) with the scope. */
+const start = (name: string, command: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
+  Effect.acquireRelease(
+    Effect.sync(() => spawn(process.execPath, command, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })),
+    (child) =>
+      Effect.async<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        const force = setTimeout(() => child.kill("SIGKILL"), 3_000)
+        child.once("exit", () => {
+          clearTimeout(force)
+          resume(Effect.void)
+        })
+        child.kill("SIGTERM")
+      })
+  ).pipe(
+    Effect.flatMap((child) =>
+      Effect.async<Role, IdleBenchFailed>((resume) => {
+        let stderr = ""
+        child.stderr!.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
+        const timer = setTimeout(() => resume(Effect.fail(new IdleBenchFailed(`${name}: not ready within ${READY_TIMEOUT_MS} ms; stderr: ${stderr}`))), READY_TIMEOUT_MS)
+        createInterface({ input: child.stdout! }).on("line", (line) => {
+          if (!ready.test(line)) return
+          clearTimeout(timer)
+          resume(Effect.succeed({ name, child }))
+        })
+        child.once("exit", (code) => {
+          clearTimeout(timer)
+          resume(Effect.fail(new IdleBenchFailed(`${name} exited with ${code} before it was ready; stderr: ${stderr}`)))
+        })
+      })
+    )
+  )
+
+export const run = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const seconds = Number(args.find((a) => a.startsWith("--seconds="))?.slice(10) ?? 10)
+    const settleMs = Number(args.find((a) => a.startsWith("--settle-ms="))?.slice(12) ?? 2_000)
+    const region = yield* Effect.acquireRelease(Effect.succeed(`cxlog-bench-idle-${process.pid}`), (name) =>
+      Effect.sync(() => {
+        if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
+      }))
+    const env = { CXLOG_REGION: region }
+    const roles: Array<Role> = [yield* start("head", [cli, "head", "--topic", "t"], env, /head: region/)]
+    for (let b = 0; b < BROKERS; b++) {
+      roles.push(yield* start(`broker ${b}`, [cli, "broker", "--broker-id", `${b}`, "--port", "0"], env, /listening on/))
+    }
+    const reference = yield* start("reference", ["-e", "console.log('up'); setInterval(() => {}, 2 ** 30)"], {}, /up/)
+    yield* Effect.sleep(settleMs)
+    const measured = [...roles, reference]
+    const before = measured.map((r) => sample(r.child.pid!))
+    const t0 = performance.now()
+    yield* Effect.sleep(seconds * 1000)
+    const after = measured.map((r) => sample(r.child.pid!))
+    const elapsed = (performance.now() - t0) / 1000
+    const rows = measured.map((r, i) => ({
+      name: r.name,
+      cores: (after[i]!.ticks - before[i]!.ticks) / TICKS_PER_SECOND / elapsed,
+      wakeups: (after[i]!.switches - before[i]!.switches) / elapsed
+    }))
+    const cluster = rows.slice(0, roles.length)
+    const cores = cluster.reduce((s, r) => s + r.cores, 0)
+    const wakeups = cluster.reduce((s, r) => s + r.wakeups, 0)
+    const head = cluster[0]!
+    const brokers = cluster.slice(1)
+    const ref = rows[rows.length - 1]!
+    const text = table(["idle process", "cores (CPU s / s)", "context switches / s"], [
+      ...cluster.map((r) => [r.name, r.cores, r.wakeups]),
+      [`cluster (head + ${BROKERS} brokers)`, cores, wakeups],
+      ["a Node process doing nothing (reference)", ref.cores, ref.wakeups]
+    ])
+    emit(text, {
+      bench: "idle",
+      seconds: elapsed,
+      cores,
+      contextSwitchesPerSecond: wakeups,
+      perRole: {
+        head: { cores: head.cores, contextSwitchesPerSecond: head.wakeups },
+        brokers: {
+          cores: brokers.reduce((s, r) => s + r.cores, 0),
+          contextSwitchesPerSecond: brokers.reduce((s, r) => s + r.wakeups, 0)
+        }
+      },
+      referenceCores: ref.cores,
+      referenceContextSwitchesPerSecond: ref.wakeups,
+      // A cluster that measured no ticks at all meets the goal by any margin.
+      ratio: cores > 0 ? GOAL_CORES / cores : GOAL_CORES * TICKS_PER_SECOND * elapsed
+    })
+  }).pipe(Effect.scoped)
