@@ -48,6 +48,7 @@ const nativeBackend = (addon: NativeAddon, buffer: ArrayBuffer): Backend => ({
   wait: (offset, expected, timeoutMs) => addon.wait(buffer, offset, expected, timeoutMs),
   wake: (offset, count) => addon.wake(buffer, offset, count),
   crc32c: (bytes, offset, length, seed = 0) => addon.crc32c(bytes, offset, length, seed),
+  crossProcess: true,
   flushLog: {
     start: (options) => addon.setFlushRecording(true, options?.invalidations === true),
     take: () => publishPairs(decodeOps(addon.takeFlushRecords())),

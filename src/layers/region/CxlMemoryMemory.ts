@@ -60,6 +60,7 @@ const memoryBackend = (buffer: ArrayBuffer): Backend => {
       return woken
     },
     crc32c: crc32cSoftware,
+    crossProcess: false,
     flushLog: {
       start: (options) => {
         log = []

@@ -1,13 +1,22 @@
 /**
  * The doorbell layer over CxlMemory (live or fake): one waiting loop per process, spinning
- * briefly (for as long as recent waits say spinning pays) and then parking with a single
- * native wait; see services/Doorbell.ts.
+ * briefly (while recent waits say spinning pays and the machine is not oversubscribed) and
+ * then parking on the event loop until a wake; see services/region/Doorbell.ts.
+ *
+ * Over a live region a parked process is woken through its wake FIFO, which libuv watches on
+ * the process's own loop: one kernel wake of the JS thread per wake, no pool thread. Over the
+ * in-process fake (and for a target in this same process) a ring resumes the parked loop
+ * directly.
  */
 import { Effect, Layer, Metric, type Scope } from "effect"
-import { availableParallelism } from "node:os"
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs"
+import { Socket } from "node:net"
+import { availableParallelism, loadavg, tmpdir } from "node:os"
+import { join } from "node:path"
 import { doorbellParks } from "../../Metrics.js"
-import { CxlMemory, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
-import { Doorbell, DOORBELL_BYTES, type DoorbellShape } from "../../services/region/Doorbell.js"
+import { loadAddonSync } from "../../native/Native.js"
+import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
+import { Doorbell, DOORBELL_BYTES, type DoorbellShape, WakeFifoUnavailable } from "../../services/region/Doorbell.js"
 
 export interface DoorbellOptions {
   /** Region offset of this process's doorbell line (64-byte aligned). */
@@ -19,7 +28,7 @@ export interface DoorbellOptions {
   readonly spinMicros?: number
   /** `adaptive` (default) spins only while recent waits say it pays; `fixed` always spins `spinMicros`. */
   readonly spinPolicy?: "adaptive" | "fixed"
-  /** Upper bound of one native park, so timeouts and shutdown stay prompt even without a wake. */
+  /** Upper bound of one park: every waiter's condition is re-checked at least this often even without a wake. */
   readonly parkMillis?: number
 }
 
@@ -62,19 +71,136 @@ export const fixedSpin = (maxMs: number): SpinPolicy => ({ budgetMs: () => maxMs
 
 const defaultSpinMicros = () => (availableParallelism() > 1 ? 50 : 0)
 
+/** Runnable tasks on the machine now: the 4th field of Linux's /proc/loadavg, else the 1-minute load average. */
+const runnableTasks = (): number => {
+  try {
+    const runnable = Number(readFileSync("/proc/loadavg", "latin1").split(" ")[3]?.split("/")[0])
+    if (Number.isFinite(runnable)) return runnable
+  } catch {
+    // Not Linux: fall through to the load average.
+  }
+  return loadavg()[0] ?? 0
+}
+
+/**
+ * Whether the machine is oversubscribed (more runnable tasks than cores), sampled at most
+ * once per `refreshMs` and only when a spin is about to start, so an idle process reads
+ * nothing. Runnable tasks count every busy process, cxlog's included: a spin then would
+ * steal the core the awaited process needs.
+ */
+export const oversubscribed = (cores: number, sample: () => number = runnableTasks, refreshMs = 100): () => boolean => {
+  let sampledAt = -Infinity
+  let over = false
+  return () => {
+    const now = performance.now()
+    if (now - sampledAt >= refreshMs) {
+      sampledAt = now
+      over = sample() > cores
+    }
+    return over
+  }
+}
+
+/** This user's wake FIFOs: a private directory under the temp dir (not /dev/shm, which holds regions). */
+export const wakeDirectory = (): string => join(tmpdir(), `cxlog-wake-${process.getuid?.() ?? 0}`)
+
+/** The wake FIFO of the doorbell at `offset` of region `name`: every process of the region derives it from those two. */
+export const wakeFifoPath = (name: string, offset: number): string =>
+  join(wakeDirectory(), `${name.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")}.${offset}`)
+
+const ONE_BYTE = new Uint8Array([1])
+
+/**
+ * Wakes the owner of the FIFO at `path`: one byte, written without blocking. A missing FIFO
+ * (ENOENT) or one nobody reads (ENXIO) is a dead owner: skipped. EAGAIN means a wake is
+ * already pending. Any other failure is skipped too: a ring must never fail the commit that
+ * rang, and the owner re-checks at its park bound. The path is opened per wake (no cached
+ * fd), so a restarted owner's new FIFO gets the next wake.
+ */
+const signalFifo = (path: string) => {
+  let fd: number
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
+  } catch {
+    return
+  }
+  try {
+    writeSync(fd, ONE_BYTE)
+  } catch {
+    // EAGAIN: the FIFO already holds an unread wake.
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Makes the wake directory if needed and refuses one that another user could write into. */
+const privateDirectory = (dir: string) => {
+  try {
+    mkdirSync(dir, { mode: 0o700 })
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+  }
+  const stat = lstatSync(dir)
+  const uid = process.getuid?.()
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
+    throw new Error(`${dir} is not a directory private to this user (owner only, mode 0700)`)
+  }
+}
+
+/**
+ * This process's wake FIFO, watched by libuv on this loop: created (replacing one a previous
+ * owner of the bell left), opened read-write so it never reports EOF, and wrapped in a socket
+ * whose 'data' events are wakes. Unlinked (if still ours) and closed with the scope.
+ */
+const wakeFifo = (path: string, onWake: () => void) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        privateDirectory(wakeDirectory())
+        loadAddonSync().mkfifo(path, 0o600)
+        const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK)
+        const inode = fstatSync(fd).ino
+        const socket = new Socket({ fd, readable: true, writable: false })
+        // Every byte is a wake: the stream reads them all; one re-check covers however many arrived.
+        socket.on("data", onWake)
+        // A read error leaves the park bound as the wake; it must not crash the process.
+        socket.on("error", () => {})
+        socket.unref()
+        return { socket, inode }
+      },
+      catch: (error) => new WakeFifoUnavailable({ path, reason: error instanceof Error ? error.message : String(error) })
+    }),
+    ({ inode, socket }) =>
+      Effect.sync(() => {
+        try {
+          if (lstatSync(path).ino === inode) unlinkSync(path)
+        } catch {
+          // Already gone.
+        }
+        socket.destroy()
+      })
+  )
+
+/** Wakes of doorbells owned by this process, by region bytes and offset: a ring of one needs no system call. */
+const localWakes = new WeakMap<ArrayBuffer, Map<number, () => void>>()
+
 interface Waiter {
   readonly condition: () => boolean
   readonly deadline: number
   readonly resume: (satisfied: boolean) => void
 }
 
-export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, RegionOutOfBounds, CxlMemory | Scope.Scope> =>
+export const make = (
+  options: DoorbellOptions
+): Effect.Effect<DoorbellShape, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory | Scope.Scope> =>
   Effect.gen(function*() {
-    const region = yield* CxlMemory
+    const region: CxlMemoryShape = yield* CxlMemory
     const { offset } = options
     yield* region.check(offset, DOORBELL_BYTES)
     const spinMs = (options.spinMicros ?? defaultSpinMicros()) / 1000
-    const policy = options.spinPolicy === "fixed" ? fixedSpin(spinMs) : adaptiveSpin(spinMs)
+    const adaptive = options.spinPolicy !== "fixed"
+    const policy = adaptive ? adaptiveSpin(spinMs) : fixedSpin(spinMs)
+    const overloaded = oversubscribed(availableParallelism())
     const parkMillis = options.parkMillis ?? 100
     const word = offset / 4
     const parkedFlag = word + 1
@@ -85,6 +211,21 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
     let closed = false
     /** Waiters the last sweep resumed with a satisfied condition. */
     let satisfied = 0
+    /** Ends the current park; set only while parked. */
+    let endPark: (() => void) | undefined
+    /** A wake arrived while not parked: the next park returns at once (spurious at worst, never lost). */
+    let pendingWake = false
+
+    const onWake = () => {
+      if (endPark !== undefined) endPark()
+      else pendingWake = true
+    }
+
+    const fifo = region.crossProcess ? yield* wakeFifo(wakeFifoPath(region.name, offset), onWake) : undefined
+    const owned = localWakes.get(region.buffer) ?? new Map<number, () => void>()
+    localWakes.set(region.buffer, owned)
+    owned.set(offset, onWake)
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (owned.get(offset) === onWake && owned.delete(offset))))
 
     /** Settles every waiter whose condition holds or whose deadline passed; returns how many. */
     const sweep = (now: number) => {
@@ -111,10 +252,10 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
       return nearest
     }
 
-    /** Spins up to the policy's budget; true if it settled a waiter. */
+    /** Spins up to the policy's budget, never on an oversubscribed machine; true if it settled a waiter. */
     const spin = () => {
       const budget = policy.budgetMs()
-      if (budget <= 0) return false
+      if (budget <= 0 || (adaptive && overloaded())) return false
       const started = performance.now()
       let now = started
       let settled = 0
@@ -138,6 +279,30 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
       })
     })
 
+    /**
+     * Returns to the event loop until a wake or `ms`. The FIFO is ref'd only meanwhile, so a
+     * process with no parked fiber can exit.
+     */
+    const park = (ms: number) =>
+      Effect.async<void>((resume) => {
+        if (pendingWake) return resume(Effect.void)
+        const stop = () => {
+          clearTimeout(timer)
+          endPark = undefined
+          fifo?.socket.unref()
+        }
+        const timer = setTimeout(() => {
+          stop()
+          resume(Effect.void)
+        }, ms)
+        endPark = () => {
+          stop()
+          resume(Effect.void)
+        }
+        fifo?.socket.ref()
+        return Effect.sync(stop)
+      })
+
     // Whenever a sweep resumed someone, the loop yields before it sweeps, spins or parks
     // again: the resumed fibers run (and often commit what the next waiter wants) instead of
     // waiting behind a spin for the waiters that remain.
@@ -147,16 +312,17 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
           if (waiters.size > 0) yield* Effect.yieldNow()
           continue
         }
-        // Dekker handshake with writers: publish `parked`, then re-check, then sleep on the
-        // bell value read before the re-check. A writer that commits after our re-check sees
-        // `parked` and bumps the word, so the futex wait returns at once.
-        const bell = Atomics.load(i32, word)
+        // Dekker handshake with ringers: publish `parked` (sequentially consistent), then
+        // re-check every condition, then return to the loop. A ringer commits before it
+        // reads `parked`, so either our re-check sees its commit or it sees `parked` and
+        // wakes us: no wake can be lost. Wakes from before this park are stale: dropped.
+        pendingWake = false
         Atomics.store(i32, parkedFlag, 1)
         if (sweep(performance.now()) === 0 && waiters.size > 0) {
           const parkFor = Math.max(0, Math.min(parkMillis, nearestDeadline() - performance.now()))
           yield* Metric.increment(doorbellParks)
           const parkedAt = performance.now()
-          yield* region.wait(offset, bell, parkFor).pipe(Effect.orDie)
+          yield* park(parkFor)
           Atomics.store(i32, parkedFlag, 0)
           const now = performance.now()
           const settled = sweep(now)
@@ -167,12 +333,19 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
       }
     })
 
-    // A ring of our own bell (a local commit) needs no futex round trip through the thread
-    // pool: one sweep after the committing code has run settles whoever it satisfied.
+    // A ring of our own bell (a local commit) needs no wake at all: one sweep after the
+    // committing code has run settles whoever it satisfied.
     let localSweepScheduled = false
     const localSweep = () => {
       localSweepScheduled = false
       if (!closed && waiters.size > 0) sweep(performance.now())
+    }
+
+    const fifoPaths = new Map<number, string>()
+    const fifoOf = (bell: number) => {
+      let path = fifoPaths.get(bell)
+      if (path === undefined) fifoPaths.set(bell, path = wakeFifoPath(region.name, bell))
+      return path
     }
 
     const ring = (bell: number) => {
@@ -183,11 +356,14 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
         }
         return
       }
-      // Only the ringer that clears `parked` pays for the futex wake: the owner re-checks
-      // every condition after waking and before it parks again, so later rings are covered.
+      // Only the ringer that clears `parked` pays for the wake: the owner re-checks every
+      // condition after waking and before it parks again, so later rings are covered. The
+      // wake count records each paid wake (diagnostics and tests).
       if (Atomics.load(i32, bell / 4 + 1) !== 0 && Atomics.compareExchange(i32, bell / 4 + 1, 1, 0) === 1) {
         Atomics.add(i32, bell / 4, 1)
-        region.wake(bell)
+        const local = owned.get(bell)
+        if (local !== undefined) local()
+        else if (region.crossProcess) signalFifo(fifoOf(bell))
       }
     }
 
@@ -197,12 +373,10 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
         for (const waiter of waiters) waiter.resume(false)
         waiters.clear()
         Atomics.store(i32, parkedFlag, 0)
-        Atomics.add(i32, word, 1)
-        region.wake(offset)
       })
     )
     // The process's one waiting loop, owned by this scope: it idles while no fiber waits, and
-    // is interrupted (before the finalizer above ends any native wait) when the scope closes.
+    // is interrupted (ending any park) before the finalizers above run.
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(idle, serveWaiters)))
 
     return {
@@ -225,5 +399,5 @@ export const make = (options: DoorbellOptions): Effect.Effect<DoorbellShape, Reg
     }
   })
 
-export const layer = (options: DoorbellOptions): Layer.Layer<Doorbell, RegionOutOfBounds, CxlMemory> =>
+export const layer = (options: DoorbellOptions): Layer.Layer<Doorbell, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory> =>
   Layer.scoped(Doorbell, make(options))

@@ -6,7 +6,7 @@
  */
 import { Context, Effect, Layer, Schedule, type Scope } from "effect"
 import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
-import { Doorbell } from "../../services/region/Doorbell.js"
+import { Doorbell, type WakeFifoUnavailable } from "../../services/region/Doorbell.js"
 import {
   PROCESS_SLOT_BYTES,
   ProcessSlot,
@@ -120,7 +120,9 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
   })
 
 /** This process's slot and, on its second line, its Doorbell. */
-export const layer = (options: ProcessSlotOptions): Layer.Layer<ProcessSlot | Doorbell, ProcessTableFull | RegionOutOfBounds, CxlMemory> =>
+export const layer = (
+  options: ProcessSlotOptions
+): Layer.Layer<ProcessSlot | Doorbell, ProcessTableFull | RegionOutOfBounds | WakeFifoUnavailable, CxlMemory> =>
   Layer.flatMap(Layer.scoped(ProcessSlot, make(options)), (context) =>
     DoorbellLayers.layer({
       offset: Context.get(context, ProcessSlot).doorbellOffset,

@@ -30,6 +30,8 @@ export interface Backend {
   readonly wake: (offset: number, count: number) => number
   readonly crc32c: CxlMemoryShape["crc32c"]
   readonly flushLog: CxlMemoryShape["flushLog"]
+  /** Other processes can map the bytes: a doorbell's wake must cross processes. */
+  readonly crossProcess: boolean
 }
 
 /** The mapped bytes (`created` when this open made the region) and what backs them. */
@@ -53,6 +55,7 @@ export const makeShape = (meta: Meta, buffer: ArrayBuffer, backend: Backend): Cx
   const coherent = meta.coherence === "coherent"
   return {
     ...meta,
+    crossProcess: backend.crossProcess,
     buffer,
     bytes,
     i32: new Int32Array(buffer),

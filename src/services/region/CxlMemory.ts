@@ -43,6 +43,8 @@ export interface CxlMemoryShape {
   readonly layoutVersion: number
   /** The creator's layout parameters, as stored in the superblock. */
   readonly params: ReadonlyArray<number>
+  /** True when other processes can map these bytes (the live layer); the fake's bytes live in this process only. */
+  readonly crossProcess: boolean
   readonly buffer: ArrayBuffer
   readonly bytes: Uint8Array
   readonly i32: Int32Array

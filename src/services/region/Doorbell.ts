@@ -1,16 +1,18 @@
 /**
  * Doorbell: how a process waits for shared-memory conditions without blocking its event loop.
  *
- * Each process owns one doorbell: a 64-byte line in the region holding a 32-bit bell word
- * and a `parked` flag. Waiting fibers register a condition; one loop per process checks them
- * all, spins briefly (while recent waits say spinning pays), then parks with a single
- * outstanding native futex wait. Writers call `ring(bell)` after they commit: it bumps the
- * bell word and wakes the futex only when the owner is parked — once per park, by the ringer
- * that clears the `parked` flag — so an uncontended commit costs two atomic loads.
+ * Each process owns one doorbell: a 64-byte line in the region holding a 32-bit wake count
+ * and a `parked` flag, and (over a live region) a wake FIFO that libuv watches on the
+ * process's own loop. Waiting fibers register a condition; one loop per process checks them
+ * all, spins briefly (while recent waits say spinning pays and the machine is not
+ * oversubscribed), then parks: publishes `parked`, re-checks, and returns to the event loop.
+ * Writers call `ring(bell)` after they commit: only when the owner is parked, and only the
+ * ringer whose compare-and-swap clears `parked`, writes one byte into the owner's FIFO — one
+ * kernel wake of the owner's JS thread — so an uncontended commit costs two atomic loads.
  */
-import { Context, type Effect } from "effect"
+import { Context, Data, type Effect } from "effect"
 
-/** Bytes of a doorbell line: word at +0, parked flag at +4, the rest reserved. */
+/** Bytes of a doorbell line: wake count at +0, parked flag at +4, the rest reserved. */
 export const DOORBELL_BYTES = 64
 
 export interface DoorbellShape {
@@ -21,10 +23,17 @@ export interface DoorbellShape {
    * is re-checked after every wake, so it must be cheap and side-effect free.
    */
   readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
-  /** Rings the doorbell line at `bell` (any process's): cheap when its owner is not parked. */
+  /** Rings the doorbell line at `bell` (any process's): cheap when its owner is not parked; a dead owner is skipped. */
   readonly ring: (bell: number) => void
   /** Re-checks this process's waiters now (after a local commit that a local fiber waits on). */
   readonly poke: () => void
+}
+
+/** This process's wake FIFO could not be made or opened (its directory is not a private one of this user, or a system call failed). */
+export class WakeFifoUnavailable extends Data.TaggedError("WakeFifoUnavailable")<{ readonly path: string; readonly reason: string }> {
+  override get message() {
+    return `doorbell wake FIFO ${this.path}: ${this.reason}`
+  }
 }
 
 export class Doorbell extends Context.Tag("cxlog/Doorbell")<Doorbell, DoorbellShape>() {}
