@@ -179,7 +179,7 @@ describe("frames", () => {
     expect(violationOf(header)).toBe("oversized")
     writeHeader(header, 0, { type: FrameType.HELLO, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 0, payloadBytes: 5000, crc32c: 0 })
     expect(violationOf(header)).toBe("oversized")
-    writeHeader(header, 0, { type: FrameType.ACK, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1, payloadBytes: 8, crc32c: 0 })
+    writeHeader(header, 0, { type: FrameType.ACK, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1, payloadBytes: 4096 + 16, crc32c: 0 })
     expect(violationOf(header)).toBe("oversized")
     const seq = good()
     seq.writeUInt32LE(2 ** 21, 16)

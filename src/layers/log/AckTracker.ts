@@ -11,10 +11,10 @@ import { AckTimeout, AckTracker, type AckTrackerShape, type BrokerCounts, type S
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
-import type { LogArea } from "./Layout.js"
+import { type LogArea, pbrSlotOffset } from "./Layout.js"
 import { lineTaken, listen } from "./Participants.js"
-import { LINE_BYTES } from "./Records.js"
-import { BrokerLineView, OrderLineView, SequencerLineView } from "./RecordViews.js"
+import { LINE_BYTES, PbrSlot } from "./Records.js"
+import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import type { SessionTable } from "./SessionTable.js"
 import { perTopic, regionSessionTables, topicResolver } from "./Topics.js"
 
@@ -31,6 +31,8 @@ export interface AckTopic {
   readonly owned: (b: number) => boolean
   /** A number that changes whenever a frontier of the topic may have moved. */
   readonly progress: () => number
+  /** The total order of the batch at (broker `b`, `pbrSeq`) once ordered (see `AckTrackerShape.totalOrders`). */
+  readonly totalOrder: (b: number, pbrSeq: number) => number | undefined
 }
 
 export interface AckSource {
@@ -103,6 +105,7 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
   return {
     sessionAcks: (topic, clientId, sessionEpoch) => Effect.map(source.topic(topic), (t) => acknowledge(t, clientId, sessionEpoch)),
     brokerCounts: (topic) => Effect.map(source.topic(topic), brokerCounts),
+    totalOrders: (topic) => Effect.map(source.topic(topic), (t) => t.totalOrder),
     progress: (topic) => Effect.map(source.topic(topic), (t) => t.progress()),
     awaitProgress: (topic, seen, timeoutMs) =>
       Effect.flatMap(source.topic(topic), (t) => Effect.map(source.await(() => t.progress() !== seen, timeoutMs), () => t.progress())),
@@ -120,6 +123,8 @@ const regionTopic = (region: CxlMemoryShape, area: LogArea, sessions: SessionTab
   const sequencerLines = new SequencerLineView(region)
   const orderLines = new OrderLineView(region)
   const orderLine = area.orderLine(t)
+  const slots = area.config.pbrSlots
+  const pbr = new PbrSlotView(region, slots)
   return {
     info,
     sessions,
@@ -130,6 +135,14 @@ const regionTopic = (region: CxlMemoryShape, area: LogArea, sessions: SessionTab
     progress: () => {
       region.invalidate(orderLine, LINE_BYTES)
       return orderLines.progress(orderLine)
+    },
+    totalOrder: (b, pbrSeq) => {
+      // Until the broker appends at pbrSeq + slots the slot's sequencer line is this batch's.
+      if (brokerLines.pbrHead(area.brokerLine(t, b)) - pbrSeq > slots) return undefined
+      const slot = pbrSlotOffset(area, t, b, pbrSeq)
+      region.invalidate(slot + PbrSlot.sequencerLine, LINE_BYTES)
+      if (!pbr.finished(slot, pbrSeq) || pbr.globalSeq(slot) < 0) return undefined
+      return pbr.totalOrder(slot)
     }
   }
 }

@@ -11,7 +11,12 @@ const storeTopic = (store: MemoryLogStore, topic: MemoryTopic): AckTopic => ({
   sent: (b) => topic.brokers[b].head,
   acked: (b) => topic.brokers[b].consumedThrough,
   owned: (b) => store.owners.has(b),
-  progress: () => topic.progress
+  progress: () => topic.progress,
+  totalOrder: (b, pbrSeq) => {
+    const broker = topic.brokers[b]
+    const batch = broker?.pbr[pbrSeq - broker.reclaimed]
+    return batch !== undefined && batch.pbrSeq === pbrSeq && batch.finished && batch.globalSeq >= 0 ? batch.totalOrder : undefined
+  }
 })
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<AckTrackerShape> =>

@@ -30,12 +30,13 @@ import {
 } from "../../Metrics.js"
 import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
-import { Appender, type AppendError, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
+import { Appender, type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { checkBatchPieces, gatherPieces } from "./BatchPayload.js"
 import {
   type AckLevel,
   ackFrame,
+  MAX_ACK_ORDERS,
   errorFrame,
   Hello,
   PROTOCOL_VERSION,
@@ -76,6 +77,57 @@ const settingsOf = (options: BrokerOptions): Settings => ({
   writeBufferBytes: options.writeBufferBytes ?? 1 << 20
 })
 
+/**
+ * The batches a connection carried that its ACKs have not covered yet, in arrival order: batch
+ * seq and where it went (PBR position), so an ACK can name each one's total order.
+ */
+class Carried {
+  /** The highest batch seq carried (-1: none). */
+  highest = -1
+  private seqs: Array<number> = []
+  private pbrSeqs: Array<number> = []
+  /** Scratch for one ACK's (batch seq, total order) pairs. */
+  orders = new Float64Array(2 * MAX_ACK_ORDERS)
+
+  add(batchSeq: number, pbrSeq: number): void {
+    if (batchSeq > this.highest) this.highest = batchSeq
+    this.seqs.push(batchSeq)
+    this.pbrSeqs.push(pbrSeq)
+  }
+
+  /**
+   * Takes the batches below `frontier` and writes the pairs of those with a known total order
+   * into `orders` (grown as needed); returns how many pairs.
+   */
+  take(frontier: number, orderOf: (pbrSeq: number) => number | undefined): number {
+    let pairs = 0
+    const { seqs, pbrSeqs } = this
+    let kept = 0
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i]!
+      if (seq >= frontier) {
+        // Resends can arrive out of order: keep it for a later ACK.
+        seqs[kept] = seq
+        pbrSeqs[kept++] = pbrSeqs[i]!
+        continue
+      }
+      const order = orderOf(pbrSeqs[i]!)
+      if (order === undefined) continue
+      if (2 * pairs + 2 > this.orders.length) {
+        const grown = new Float64Array(this.orders.length * 2)
+        grown.set(this.orders)
+        this.orders = grown
+      }
+      this.orders[2 * pairs] = seq
+      this.orders[2 * pairs + 1] = order
+      pairs++
+    }
+    seqs.length = kept
+    pbrSeqs.length = kept
+    return pairs
+  }
+}
+
 /** The session a connection carries once its handshake registered or attached it. */
 interface ConnectionSession {
   readonly topic: string
@@ -105,8 +157,13 @@ const openFileLimit = (): number | undefined => {
     return undefined
   }
 }
-/** Upper bound of one wait for frontier progress (the ACK tracker re-reads after it). */
-const PROGRESS_WAIT_MS = 1_000
+/**
+ * Upper bound of one wait for frontier progress; its expiry only re-reads. The wake itself
+ * comes from the doorbell: the sequencer rings every listener after each round that moved a
+ * frontier, so an idle connection's tracker sleeps without wake-ups. The bound is a backstop
+ * (a head that died between publishing a frontier and ringing) and costs one wake a minute.
+ */
+const PROGRESS_WAIT_MS = 60_000
 
 /** `receive` outcomes besides a batch waiting for room or a violation: every received byte is handled; the input is over. */
 const IDLE = "idle" as const
@@ -464,9 +521,9 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const session = yield* handshake(socket, nextFrame)
         if (session === undefined) return
         handshakeDone()
-        const received = { highest: -1 }
-        yield* Effect.forkScoped(acknowledge(socket, session, received))
-        const batches = batchStream(socket, inbox, reader, session, received)
+        const carried = new Carried()
+        yield* Effect.forkScoped(acknowledge(socket, session, carried))
+        const batches = batchStream(socket, inbox, reader, session, carried)
         for (;;) {
           const outcome = batches.receive()
           // Caught up: from here the data callback receives; this fiber sleeps until it cannot.
@@ -490,9 +547,9 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
      * of the stream or of the connection (`DONE`), at a violation, at a CLOSE, or at a batch
      * the log has no room for now (returned: `appendWaiting` waits for room and appends it).
      */
-    const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, session: ConnectionSession, received: { highest: number }) => {
-      const counted = (frame: Frame) => {
-        if (frame.seq > received.highest) received.highest = frame.seq
+    const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, session: ConnectionSession, carried: Carried) => {
+      const counted = (frame: Frame, receipt: AppendReceipt) => {
+        carried.add(frame.seq, receipt.pbrSeq)
         counts.batches++
         counts.messages += frame.messageCount
         counts.bytes += frame.payloadBytes
@@ -507,7 +564,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const appended = appender.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
         if (appended === "wait") return appended
         if (appended instanceof TopicNotFound || appended instanceof BatchRejected) return appendFailed(appended)
-        counted(frame)
+        counted(frame, appended)
         return undefined
       }
 
@@ -560,17 +617,27 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         appendWaiting: (frame: Frame) =>
           appender.appendWith(session.topic, headerOf(frame), fillFrom(frame)).pipe(
             Effect.mapError(appendFailed),
-            Effect.map(() => counted(frame))
+            Effect.map((receipt) => counted(frame, receipt))
           )
       }
     }
 
-    /** Sends the cumulative ACK of batches 0..frontier-1; false once the connection is gone. */
-    const sendAck = (socket: Socket, session: ConnectionSession, frontier: number): boolean => {
-      if (!send(socket, ackFrame(session.clientId, session.sessionEpoch, frontier, session.ackLevel))) return false
-      counts.ackFrames++
-      brokerAckFrames.unsafeUpdate(1, [])
-      return true
+    /**
+     * Sends the cumulative ACK of batches 0..frontier-1 with the total orders of the `pairs`
+     * batches in `orders`; false once the connection is gone. Past one frame's worth of pairs,
+     * the first frames repeat the previous frontier (`before`), so the publisher learns every
+     * order before the frontier covers its batch.
+     */
+    const sendAck = (socket: Socket, session: ConnectionSession, before: number, frontier: number, orders: Float64Array, pairs: number): boolean => {
+      for (let from = 0; ; from += MAX_ACK_ORDERS) {
+        const count = Math.min(MAX_ACK_ORDERS, pairs - from)
+        const last = from + count >= pairs
+        const frame = ackFrame(session.clientId, session.sessionEpoch, last ? frontier : before, session.ackLevel, orders, from, count)
+        if (!send(socket, frame)) return false
+        counts.ackFrames++
+        brokerAckFrames.unsafeUpdate(1, [])
+        if (last) return true
+      }
     }
 
     /**
@@ -580,9 +647,11 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
      * `ackIntervalMs` (0: one event-loop turn, in which every batch already received is
      * appended), so a fast stream gets one ACK per interval or turn, not one per batch.
      */
-    const acknowledge = (socket: Socket, session: ConnectionSession, received: { highest: number }) =>
+    const acknowledge = (socket: Socket, session: ConnectionSession, carried: Carried) =>
       Effect.gen(function*() {
         const { ackLevel, clientId, sessionEpoch, topic } = session
+        const totalOrder = yield* acks.totalOrders(topic)
+        const orderOf = (pbrSeq: number) => totalOrder(brokerId, pbrSeq)
         let seen = yield* acks.progress(topic)
         let acked = 0
         for (;;) {
@@ -593,9 +662,11 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           }
           const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
           let sent = false
-          if (ackLevel > 0 && frontier > acked && received.highest >= acked) {
+          if (ackLevel > 0 && frontier > acked && carried.highest >= acked) {
+            const pairs = carried.take(frontier, orderOf)
+            const before = acked
             acked = frontier
-            if (!sendAck(socket, session, frontier)) return
+            if (!sendAck(socket, session, before, frontier, carried.orders, pairs)) return
             sent = true
           }
           if (frontiers.fenced) {

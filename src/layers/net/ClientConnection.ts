@@ -8,7 +8,7 @@
 import { Data, Either } from "effect"
 import { connect, type Socket } from "node:net"
 import { closeFrame, ErrorBody, type Hello, helloFrame, decodeControl, Welcome, type WireErrorCode, WireViolation } from "./Control.js"
-import { encodeHeader, type FrameHeader, FrameType } from "./Frame.js"
+import { ACK_ORDER_BYTES, encodeHeader, type FrameHeader, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 
 /** How long a clean close waits for the broker to close its side. */
@@ -49,7 +49,8 @@ export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
 
 export interface ConnectionEvents {
   readonly onWelcome: (welcome: Welcome) => void
-  readonly onAck: (sessionEpoch: number, acked: number) => void
+  /** `orders`: pairs (batch seq, total order), f64 LE, of batches this connection carried; a view valid during the call. */
+  readonly onAck: (sessionEpoch: number, acked: number, orders: Uint8Array) => void
   readonly onFenced: (sessionEpoch: number, committed: number) => void
   /** The broker's ERROR frame; the connection closes right after (`onClosed` with its code). */
   readonly onBrokerError: (error: ErrorBody) => void
@@ -109,7 +110,8 @@ export const openConnection = (
           break
         }
         case FrameType.ACK:
-          if (welcomed && frame.clientId === hello.clientId) events.onAck(frame.sessionEpoch, frame.seq)
+          if (frame.payload.length % ACK_ORDER_BYTES !== 0) return finish("bad-frame", `an ACK payload of ${frame.payload.length} bytes is not (batch seq, total order) pairs`)
+          if (welcomed && frame.clientId === hello.clientId) events.onAck(frame.sessionEpoch, frame.seq, frame.payload)
           break
         case FrameType.SESSION_FENCED:
           if (welcomed && frame.clientId === hello.clientId) events.onFenced(frame.sessionEpoch, frame.seq)

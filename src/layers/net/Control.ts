@@ -3,10 +3,10 @@
  * receipt, and the error codes a broker sends before it closes a connection.
  */
 import { Data, Either, Schema } from "effect"
-import { encodeFrame, FrameType } from "./Frame.js"
+import { ACK_ORDER_BYTES, encodeFrame, FrameType, MAX_ACK_PAYLOAD_BYTES } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
 
@@ -110,8 +110,27 @@ export const errorFrame = (code: WireErrorCode, message: string): Buffer =>
     textEncoder.encode(JSON.stringify({ code, message: message.slice(0, 500) }))
   )
 
-export const ackFrame = (clientId: number, sessionEpoch: number, acked: number, level: AckLevel): Buffer =>
-  encodeFrame({ type: FrameType.ACK, clientId, sessionEpoch, seq: acked, messageCount: level })
+/** An ACK's most (batch seq, total order) pairs. */
+export const MAX_ACK_ORDERS = MAX_ACK_PAYLOAD_BYTES / ACK_ORDER_BYTES
+
+/**
+ * `orders`: (batch seq, total order) pairs, flat, at most `MAX_ACK_ORDERS` of them; `count`
+ * pairs from `from` are sent.
+ */
+export const ackFrame = (
+  clientId: number,
+  sessionEpoch: number,
+  acked: number,
+  level: AckLevel,
+  orders?: Float64Array,
+  from = 0,
+  count = 0
+): Buffer => {
+  const payload = orders === undefined || count === 0
+    ? undefined
+    : new Uint8Array(orders.buffer, orders.byteOffset + from * ACK_ORDER_BYTES, count * ACK_ORDER_BYTES)
+  return encodeFrame({ type: FrameType.ACK, clientId, sessionEpoch, seq: acked, messageCount: level }, payload)
+}
 
 export const closeFrame = (clientId: number, sessionEpoch: number, batches: number): Buffer =>
   encodeFrame({ type: FrameType.CLOSE, clientId, sessionEpoch, seq: batches, messageCount: 0 })

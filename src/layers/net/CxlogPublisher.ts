@@ -5,6 +5,7 @@
  * ```ts
  * const publisher = await CxlogPublisher.open({ brokers: [{ host: "127.0.0.1", port: 7400 }], topic: "orders" })
  * await publisher.publish("hello")
+ * const { offset } = await publisher.publish("one", { acked: true })   // once acknowledged: its place in the total order
  * await publisher.flush(5_000)   // rejects with PublishAckTimeout naming each broker's acked/sent counts
  * await publisher.close()
  * ```
@@ -15,6 +16,7 @@ import {
   type InvalidPublisherOptions,
   Publisher,
   PublisherClosed,
+  type PublishAck,
   type PublisherOptions,
   type PublisherShape,
   type PublisherStats
@@ -46,9 +48,16 @@ export class CxlogPublisher {
     return this.publisher.clientId
   }
 
-  /** Resolves once the message is in a batch (at once unless the in-flight window is full). */
-  publish(payload: Uint8Array | string): Promise<void> {
+  /**
+   * Resolves once the message is in a batch (at once unless the in-flight window is full);
+   * with `{ acked: true }`, once it is acknowledged, with its offset in the total order
+   * (rejects with `PublishAckTimeout` after `ackTimeoutMs`).
+   */
+  publish(payload: Uint8Array | string): Promise<void>
+  publish(payload: Uint8Array | string, options: { readonly acked: true }): Promise<PublishAck>
+  publish(payload: Uint8Array | string, options?: { readonly acked: true }): Promise<void | PublishAck> {
     const bytes = typeof payload === "string" ? encoder.encode(payload) : payload
+    if (options?.acked === true) return this.run(this.publisher.publishAcked(bytes))
     const taken = this.publisher.tryPublish(bytes)
     if (taken === true) return accepted
     if (taken !== false) return Promise.reject(taken)

@@ -15,6 +15,9 @@
  * |     20 |  u32 | message count (ACK: the ack level)                                |
  * |     24 |  u32 | payload bytes                                                     |
  * |     28 |  u32 | crc32c of the payload (0 for an empty payload)                    |
+ *
+ * An ACK's payload (protocol 3) names the total order of batches the connection carried:
+ * pairs (batch seq, total order of its first message), each two little-endian f64.
  */
 import { crc32c } from "./Crc32c.js"
 
@@ -23,6 +26,10 @@ export const WIRE_VERSION = 1
 export const FRAME_MAGIC = 0x5843
 /** Control frames (HELLO, WELCOME, ERROR) carry small JSON bodies. */
 export const MAX_CONTROL_PAYLOAD_BYTES = 4096
+/** Bytes of one (batch seq, total order) pair in an ACK payload. */
+export const ACK_ORDER_BYTES = 16
+/** An ACK names at most 256 batches' orders; more go in further ACK frames. */
+export const MAX_ACK_PAYLOAD_BYTES = 4096
 /** Sequences travel as two u32 halves and stay below 2^53. */
 export const MAX_SEQUENCE = 2 ** 53 - 1
 
@@ -33,7 +40,10 @@ export const FrameType = {
   WELCOME: 2,
   /** client → broker: one batch; the payload is the batch's messages. */
   BATCH: 3,
-  /** broker → client: batches 0..seq-1 of the session are acknowledged at the session's level. */
+  /**
+   * broker → client: batches 0..seq-1 of the session are acknowledged at the session's level;
+   * the payload gives the total order of those this connection carried (see above).
+   */
   ACK: 4,
   /** broker → client: the session is fenced; seq = its committed frontier (batches 0..seq-1 are in the order). */
   SESSION_FENCED: 5,

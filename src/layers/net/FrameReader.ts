@@ -17,6 +17,7 @@ import {
   FRAME_MAGIC,
   FrameType,
   frameTypeName,
+  MAX_ACK_PAYLOAD_BYTES,
   MAX_CONTROL_PAYLOAD_BYTES,
   readRawHeader,
   sequenceOf,
@@ -146,7 +147,9 @@ export class FrameReader {
     if (raw.seqHigh > MAX_SEQ_HIGH) return this.fail("oversized", "sequence is not below 2^53")
     const limit = raw.type === FrameType.BATCH
       ? this.options.maxBatchBytes
-      : raw.type === FrameType.ACK || raw.type === FrameType.SESSION_FENCED
+      : raw.type === FrameType.ACK
+      ? MAX_ACK_PAYLOAD_BYTES
+      : raw.type === FrameType.SESSION_FENCED
       ? 0
       : MAX_CONTROL_PAYLOAD_BYTES
     if (raw.payloadBytes > limit) {

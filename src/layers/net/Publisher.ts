@@ -5,6 +5,11 @@
  * and one header allocation per send. A message's path: `tryPublish` → the open batch →
  * `seal` → `dispatch` (`choose` a link) → `transmit` → the broker; back: an ACK frame →
  * `acknowledge` → `complete` → `afterProgress` (window room, waiters woken).
+ *
+ * Batching is self-clocking: a message that finds nothing in flight is sealed and sent at
+ * once; while batches are in flight, messages gather until the batch is full or an ACK frees
+ * window room (`afterProgress` seals the open batch). `lingerMs` only bounds how long an open
+ * batch may wait for that ACK; its timer exists only while a batch is open behind others.
  */
 import { Config, ConfigError, Duration, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
 import { randomInt } from "node:crypto"
@@ -19,6 +24,7 @@ import {
   PublisherClosed,
   type PublisherOptions,
   type PublisherShape,
+  type PublishAck,
   type PublishError
 } from "../../services/net/Publisher.js"
 import { BatchBuilder, BufferPool, messageRecordBytes } from "./BatchPayload.js"
@@ -49,6 +55,16 @@ interface Batch {
   sends: number
   readonly sealedAt: number
   done: boolean
+  /** Total order of its first message once an ACK named it (-1: not known). */
+  firstOffset: number
+  /** `publishAcked` calls waiting for this batch's ACK (undefined: none, the usual case). */
+  ackWaiters: Array<AckWaiter> | undefined
+}
+
+/** One `publishAcked` message: its index in the batch and how to resume its caller. */
+interface AckWaiter {
+  readonly index: number
+  readonly resume: (result: Either.Either<PublishAck, PublishError>) => void
 }
 
 interface Link {
@@ -122,7 +138,13 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     let sticky = clientId % settings.brokers.length
     let failure: PublishError | undefined
     let lingerTimer: ReturnType<typeof setTimeout> | undefined
-    let lingerDue = false
+    /** `publishAcked` waiters of the open batch (they move to the batch when it seals). */
+    let openAckWaiters: Array<AckWaiter> | undefined
+    /**
+     * Batches with ACK waiters that are done but whose offset is not known yet: the ACK frame
+     * from the connection that carried them names it (or settles that it is unknown).
+     */
+    let awaitingOffset: Array<Batch> = []
     const waiters = new Set<() => void>()
     const counts = { messages: 0, batches: 0, ackedBatches: 0, ackedMessages: 0, resends: 0, fences: 0 }
     const latencies = new Float64Array(LATENCY_SAMPLES)
@@ -165,6 +187,45 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       counts.ackedBatches++
       counts.ackedMessages += batch.messageCount
       if (batch.pendingWrites === 0) pool.give(batch.buffer)
+      if (batch.ackWaiters !== undefined) {
+        if (batch.firstOffset >= 0 || ackLevel === 0) settleAcks(batch)
+        else awaitingOffset.push(batch)
+      }
+    }
+
+    /** Resumes the batch's `publishAcked` callers with their offsets (undefined where not known). */
+    const settleAcks = (batch: Batch) => {
+      const waiting = batch.ackWaiters
+      if (waiting === undefined) return
+      batch.ackWaiters = undefined
+      for (const waiter of waiting) {
+        waiter.resume(Either.right({ offset: batch.firstOffset >= 0 ? batch.firstOffset + waiter.index : undefined }))
+      }
+    }
+
+    /**
+     * Done batches still waiting for their offset that no ACK can name any more (their
+     * connection is gone, or their epoch ended): settled with what is known.
+     */
+    const settleAwaiting = (gone: (batch: Batch) => boolean) => {
+      if (awaitingOffset.length === 0) return
+      const keep: Array<Batch> = []
+      for (const batch of awaitingOffset) {
+        if (gone(batch)) settleAcks(batch)
+        else keep.push(batch)
+      }
+      awaitingOffset = keep
+    }
+
+    /** The total orders an ACK frame names: pairs (batch seq, total order of its first message), little-endian f64. */
+    const learnOffsets = (orders: Uint8Array) => {
+      if (orders.length < 16 || unacked.length === 0) return
+      const view = new DataView(orders.buffer, orders.byteOffset, orders.length)
+      const base = unacked[0]!.seq
+      for (let at = 0; at + 16 <= orders.length; at += 16) {
+        const batch = unacked[view.getFloat64(at, true) - base]
+        if (batch !== undefined) batch.firstOffset = view.getFloat64(at + 8, true)
+      }
     }
 
     const afterProgress = () => {
@@ -173,7 +234,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         unacked = unacked.slice(head)
         head = 0
       }
-      if (lingerDue && builder.messageCount > 0 && inFlight < window) seal()
+      // Self-clocking: an ACK that leaves window room sends what gathered meanwhile.
+      if (builder.messageCount > 0 && inFlight < window) seal()
       notify()
     }
 
@@ -191,8 +253,12 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       })
     }
 
-    /** Batches 0..count-1 of the current epoch are acknowledged. */
-    const acknowledge = (count: number) => {
+    /**
+     * Batches 0..count-1 of the current epoch are acknowledged; `link` sent the ACK (undefined:
+     * a fence). Its ACK named the offsets of the batches it carried, so those it has not
+     * named are not known.
+     */
+    const acknowledge = (count: number, link: number | undefined) => {
       let moved = false
       for (let i = head; i < unacked.length && unacked[i]!.seq < count; i++) {
         const batch = unacked[i]!
@@ -200,6 +266,9 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           complete(batch)
           moved = true
         }
+      }
+      if (awaitingOffset.length > 0) {
+        settleAwaiting((batch) => batch.firstOffset >= 0 || (batch.seq < count && (link === undefined || batch.lastLink === link)))
       }
       if (moved) afterProgress()
     }
@@ -264,9 +333,10 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     }
 
     function seal() {
-      clearTimeout(lingerTimer)
-      lingerTimer = undefined
-      lingerDue = false
+      if (lingerTimer !== undefined) {
+        clearTimeout(lingerTimer)
+        lingerTimer = undefined
+      }
       const sealed = builder.seal()
       const batch: Batch = {
         seq: nextSeq++,
@@ -279,8 +349,11 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         lastLink: -1,
         sends: 0,
         sealedAt: performance.now(),
-        done: false
+        done: false,
+        firstOffset: -1,
+        ackWaiters: openAckWaiters
       }
+      openAckWaiters = undefined
       unacked.push(batch)
       inFlight++
       counts.batches++
@@ -288,17 +361,22 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       dispatch(batch)
     }
 
+    /** The open batch waited `lingerMs` for an ACK: it goes now if the window has room, else with the next ACK. */
     const onLinger = () => {
       lingerTimer = undefined
-      if (builder.messageCount === 0) return
-      if (inFlight < window) seal()
-      else lingerDue = true
+      if (builder.messageCount > 0 && inFlight < window) seal()
     }
 
     const fail = (error: PublishError) => {
       if (failure !== undefined) return
       failure = error
       clearTimeout(lingerTimer)
+      const failed = Either.left(error)
+      const waiting = [openAckWaiters, ...awaitingOffset.map((b) => b.ackWaiters), ...unacked.slice(head).map((b) => b.ackWaiters)]
+      for (const batch of [...awaitingOffset, ...unacked]) batch.ackWaiters = undefined
+      awaitingOffset = []
+      openAckWaiters = undefined
+      for (const waiters of waiting) for (const waiter of waiters ?? []) waiter.resume(failed)
       for (const link of links) {
         clearTimeout(link.retry)
         link.connection?.close()
@@ -342,8 +420,10 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           if (epoch === undefined) registered(link, welcome.sessionEpoch)
           drainUnrouted()
         },
-        onAck: (sessionEpoch, acked) => {
-          if (link.connection === connection && sessionEpoch === epoch) acknowledge(acked)
+        onAck: (sessionEpoch, acked, orders) => {
+          if (link.connection !== connection || sessionEpoch !== epoch) return
+          learnOffsets(orders)
+          acknowledge(acked, link.index)
         },
         onFenced: (sessionEpoch, committed) => {
           if (link.connection === connection && sessionEpoch === epoch) fence(committed)
@@ -431,6 +511,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         const batch = unacked[i]!
         if (!batch.done && batch.link === link.index) dispatch(batch)
       }
+      // Done batches it carried whose offset it had not named yet: it never will.
+      settleAwaiting((batch) => batch.lastLink === link.index)
       if (failure !== undefined) return
       if (registrar === link) {
         // Another link registers the session meanwhile, if one can.
@@ -449,7 +531,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
      * a new session and replay the rest under it.
      */
     const fence = (committed: number) => {
-      acknowledge(committed)
+      acknowledge(committed, undefined)
       counts.fences++
       publisherFenced.unsafeUpdate(1, [])
       const replay = unacked.slice(head).filter((batch) => !batch.done)
@@ -476,9 +558,45 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       }
       builder.add(payload)
       counts.messages++
-      if (lingerTimer === undefined) lingerTimer = setTimeout(onLinger, settings.lingerMs)
+      // Nothing in flight: no ACK is coming to clock this batch out, so it goes now.
+      if (inFlight === 0) seal()
+      else if (lingerTimer === undefined) lingerTimer = setTimeout(onLinger, settings.lingerMs)
       return true
     }
+
+    /** The message's index in the open batch, once `tryPublish` took it (before any seal it caused). */
+    const publishAckedNow = (payload: Uint8Array, resume: AckWaiter["resume"]): boolean | PublishError => {
+      if (failure !== undefined) return failure
+      if (messageRecordBytes(payload.length) > settings.maxBatchBytes) {
+        return new MessageTooLarge({ bytes: payload.length, maxBatchBytes: settings.maxBatchBytes })
+      }
+      if (!builder.fits(payload.length) && inFlight >= window) return false
+      // Registered before `tryPublish`, which may seal the batch (taking its waiters along).
+      const index = builder.fits(payload.length) ? builder.messageCount : 0
+      if (index === 0 && builder.messageCount > 0) seal()
+      ;(openAckWaiters ??= []).push({ index, resume })
+      return tryPublish(payload)
+    }
+
+    const publishAcked = (payload: Uint8Array): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> =>
+      Effect.suspend(function attempt(): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> {
+        let settled: Either.Either<PublishAck, PublishError> | undefined
+        let resumeCaller: ((result: Either.Either<PublishAck, PublishError>) => void) | undefined
+        const taken = publishAckedNow(payload, (result) => {
+          settled = result
+          resumeCaller?.(result)
+        })
+        if (taken === false) return Effect.zipRight(writable, Effect.suspend(attempt))
+        if (taken !== true) return Effect.fail(taken)
+        const acked = Effect.async<PublishAck, PublishError>((resume) => {
+          if (settled !== undefined) return resume(settled)
+          resumeCaller = resume
+          return Effect.sync(() => {
+            resumeCaller = undefined
+          })
+        })
+        return withinAckTimeout(acked, settings.ackTimeoutMs)
+      })
 
     const brokerCounts = (): ReadonlyArray<BrokerLink> =>
       links.map((link) => ({
@@ -560,6 +678,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     return {
       clientId,
       publish,
+      publishAcked,
       tryPublish,
       writable,
       flush,

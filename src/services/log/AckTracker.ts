@@ -33,6 +33,13 @@ export type BrokerCounts = typeof BrokerCounts.Type
 export interface AckTrackerShape {
   readonly sessionAcks: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionAcks, TopicNotFound | LogCorrupt>
   readonly brokerCounts: (topic: string) => Effect.Effect<ReadonlyArray<BrokerCounts>, TopicNotFound>
+  /**
+   * Reads total orders: `(broker, pbrSeq)` → the total order of the first message of the
+   * batch in that PBR slot once the sequencer ordered it; undefined while not ordered, when
+   * it was dropped (a duplicate) or when the slot was reused. Exact in the broker slot's
+   * owner process (slots are reused only by its own appends); elsewhere best effort.
+   */
+  readonly totalOrders: (topic: string) => Effect.Effect<(broker: number, pbrSeq: number) => number | undefined, TopicNotFound>
   /** A number that changes whenever a frontier of the topic may have moved. */
   readonly progress: (topic: string) => Effect.Effect<number, TopicNotFound>
   /** The topic's progress once it differs from `seen`, or after `timeoutMs` (then it may equal `seen`). */

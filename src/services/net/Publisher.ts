@@ -1,7 +1,9 @@
 /**
  * Publisher: the client that turns `publish(payload)` into batches on brokers.
  *
- * Messages go into the current batch, which seals at `batchBytes` or after `lingerMs`. Each
+ * Batching is self-clocking: a message published while nothing is in flight is sealed and
+ * sent at once; while batches are in flight, messages gather into the open batch until it
+ * reaches `batchBytes` or an ACK frees window room, with `lingerMs` as an upper bound. Each
  * sealed batch gets the next batch seq of the session (client id, epoch) — one sequence
  * across all brokers — and goes to a broker chosen round-robin or sticky. At most
  * `maxInFlightBatches` sealed batches wait for their ACK; past that, `publish` waits
@@ -30,7 +32,10 @@ export interface PublisherOptions {
   readonly ackLevel?: AckLevel
   /** A batch seals when the next message would not fit these bytes. Default 64 KiB. */
   readonly batchBytes?: number
-  /** A batch seals this long after its first message at the latest. Default 1 ms. */
+  /**
+   * Upper bound on how long an open batch waits behind batches in flight for the ACK that
+   * sends it (a message that finds nothing in flight goes at once, with no timer). Default 1 ms.
+   */
   readonly lingerMs?: number
   /** Sealed batches awaiting their ACK before `publish` waits. Default 64. */
   readonly maxInFlightBatches?: number
@@ -76,10 +81,24 @@ export interface PublisherStats {
   readonly brokers: ReadonlyArray<BrokerLink>
 }
 
+/** A message's ACK: its offset (position in the topic's total order). */
+export interface PublishAck {
+  /**
+   * Undefined at ACK level 0 (no ACK frames), and for a batch resent after its connection was
+   * lost whose first copy is the one the log ordered (the resend was dropped as a duplicate).
+   */
+  readonly offset: number | undefined
+}
+
 export interface PublisherShape {
   readonly clientId: number
   /** Adds a message to the current batch; waits while the in-flight window is full (bounded by `ackTimeoutMs`). */
   readonly publish: (payload: Uint8Array) => Effect.Effect<void, PublishError | PublishAckTimeout>
+  /**
+   * `publish`, then waits for this message's ACK (bounded by `ackTimeoutMs`) and gives its
+   * offset. Costs a waiter per message: plain `publish` keeps the hot path free of it.
+   */
+  readonly publishAcked: (payload: Uint8Array) => Effect.Effect<PublishAck, PublishError | PublishAckTimeout>
   /**
    * The same without an Effect per message: `true` if taken, `false` if the window is full
    * (then wait with `writable`), or the error `publish` would fail with.
