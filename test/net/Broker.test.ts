@@ -11,7 +11,7 @@ import { drain, regionCluster } from "../fixtures/log-harness.js"
 import { Broker, type BrokerOptions } from "../../src/services/net/Broker.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
-import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { ackOrders, batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
@@ -53,6 +53,36 @@ describe("Broker", () => {
       expect(log.ordered("t")[5]!.broker).toBe(3)
     }))
 
+  it.scopedLive("ACKs name every carried batch's total order before their frontier covers it, split past 256 batches a frame", () =>
+    Effect.gen(function*() {
+      // One ACK, then a pause: the next ACK covers hundreds of batches.
+      const { server } = yield* broker({ ackIntervalMs: 500 })
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 12))
+      const epoch = epochOf(yield* client.nextFrame())
+      const batches = 1_000
+      client.write(Buffer.concat(Array.from({ length: batches }, (_, seq) => batchFrame(12, epoch, seq, [message(seq), message(seq + 1)]))))
+      const orders = new Map<number, number>()
+      let acked = 0
+      let largest = 0
+      while (acked < batches) {
+        const frame = yield* client.nextFrame()
+        expect(frame.type).toBe(FrameType.ACK)
+        const pairs = ackOrders(frame)
+        largest = Math.max(largest, pairs.length)
+        // Named no later than the frame whose frontier covers them.
+        for (const [seq, order] of pairs) {
+          expect(seq).toBeGreaterThanOrEqual(acked)
+          orders.set(seq, order)
+        }
+        expect(frame.seq).toBeGreaterThanOrEqual(acked)
+        acked = frame.seq
+        for (let seq = 0; seq < acked; seq++) expect(orders.has(seq)).toBe(true)
+      }
+      expect([...orders]).toEqual(Array.from({ length: batches }, (_, seq) => [seq, 2 * seq]))
+      expect(largest).toBe(256)
+    }))
+
   it.scopedLive("the ACK is per session across brokers: each connection that carried a batch learns the shared frontier", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
@@ -73,6 +103,9 @@ describe("Broker", () => {
       const ack1 = yield* c1.nextFrame()
       expect([ack0.type, ack0.seq, ack0.messageCount]).toEqual([FrameType.ACK, 2, 2])
       expect([ack1.type, ack1.seq]).toEqual([FrameType.ACK, 2])
+      // Each ACK names the total order of the batches its connection carried, and only those.
+      expect(ackOrders(ack0)).toEqual([[0, 0]])
+      expect(ackOrders(ack1)).toEqual([[1, 1]])
       // c2 carried nothing, so it is not sent ACKs it has no use for.
       yield* Effect.sleep("30 millis")
       expect(yield* c2.frames.size).toBe(0)

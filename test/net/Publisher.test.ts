@@ -8,7 +8,7 @@ import type { BrokerShape } from "../../src/services/net/Broker.js"
 import { Appender, type AppendReceipt, type AppenderShape, type BatchHeader } from "../../src/services/log/Appender.js"
 import type { PublisherOptions } from "../../src/services/net/Publisher.js"
 import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
-import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
+import { audit, clean, offsetsOf, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 /** `npm run test:stress` runs the long variants. */
@@ -253,6 +253,57 @@ describe("Publisher", () => {
       yield* ok.publish(new Uint8Array(3000))
       yield* ok.flush(5_000)
       expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe("InvalidPublisherOptions")
+    }))
+
+  it.scopedLive("self-clocking: a message with nothing in flight is sealed at once, with no linger timer; one behind it goes with the ACK", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(1)
+      // A linger no test would wait for: only the mechanism can send these messages.
+      const p = yield* publisher({ clientId: 20, lingerMs: 60_000, ackTimeoutMs: 10_000 })
+      expect(p.tryPublish(testMessage(20, 0, 64))).toBe(true)
+      expect(p.stats()).toMatchObject({ batches: 1, inFlight: 1 })
+      // Behind batch 0 it gathers in the open batch; batch 0's ACK sends it (no flush).
+      expect(yield* p.publishAcked(testMessage(20, 1, 64))).toEqual({ offset: 1 })
+      expect(p.stats()).toMatchObject({ batches: 2, ackedMessages: 2 })
+      // Idle again: sealed at once.
+      expect(p.tryPublish(testMessage(20, 2, 64))).toBe(true)
+      expect(p.stats().batches).toBe(3)
+      expect(yield* p.publishAcked(testMessage(20, 3, 64))).toEqual({ offset: 3 })
+      expect(audit(log.ordered("t"), new Map([[20, 4]]))).toEqual({ messages: 4, ...clean })
+    }))
+
+  it.scopedLive("self-clocking under load: batches still fill, and the last one goes out with an ACK, not a timer", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(2)
+      const p = yield* publisher({ clientId: 21, lingerMs: 60_000, ackTimeoutMs: 10_000, batchBytes: 8192, maxInFlightBatches: 2 })
+      yield* publishTestMessages(p, 21, 5_000, 100)
+      expect(yield* p.publishAcked(testMessage(21, 5_000, 64))).toEqual({ offset: 5_000 })
+      const stats = p.stats()
+      expect(stats.ackedMessages).toBe(5_001)
+      expect(stats.messages / stats.batches).toBeGreaterThan(20)
+      expect(audit(log.ordered("t"), new Map([[21, 5_001]]))).toEqual({ messages: 5_001, ...clean })
+    }))
+
+  it.scopedLive("publishAcked gives each message its offset in the total order, across brokers and publishers", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(3)
+      const run = (client: number, count: number) =>
+        Effect.gen(function*() {
+          const p = yield* publisher({ clientId: client, batchBytes: 1024, maxInFlightBatches: 4 })
+          // Acked and plain messages mixed in the same batches.
+          const acked = yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
+            i % 3 === 0 ? p.publishAcked(testMessage(client, i, 8 + (i * 37) % 300)) : Effect.as(p.publish(testMessage(client, i, 8 + (i * 37) % 300)), undefined), { concurrency: 32 })
+          yield* p.flush(10_000)
+          return acked
+        })
+      const [a, b] = yield* Effect.all([run(30, 1_000), run(31, 1_000)], { concurrency: 2 })
+      const offsets = offsetsOf(log.ordered("t"))
+      expect(offsets.size).toBe(2_000)
+      for (const [client, acks] of [[30, a], [31, b]] as const) {
+        acks.forEach((ack, i) => {
+          if (ack !== undefined) expect([i, ack.offset]).toEqual([i, offsets.get(`${client}/${i}`)])
+        })
+      }
     }))
 
   it.scopedLive("the Promise facade publishes, flushes and closes", () =>
