@@ -281,11 +281,17 @@ describe("Broker", () => {
       }
       const sequencer = yield* cluster.sequencer()
       let acked = 0
+      const orders: Array<[number, number]> = []
       while (acked < 3) {
         yield* drain(sequencer)
         const frame = yield* client.nextFrame(200).pipe(Effect.option)
-        if (frame._tag === "Some") acked = frame.value.seq
+        if (frame._tag === "Some") {
+          acked = frame.value.seq
+          orders.push(...ackOrders(frame.value))
+        }
       }
+      // The ACKs name each batch's total order, read from its PBR slot's sequencer line.
+      expect(orders).toEqual([[0, 0], [1, 12], [2, 24]])
       const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
       const read: Array<{ seq: number; crcOk: boolean; payloads: Array<Array<number>> }> = []
       yield* cursor.pollBatches((b) => read.push({ seq: b.batchSeq, crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, payloads: [] }))

@@ -313,12 +313,14 @@ describe("Publisher", () => {
         const client = await CxlogPublisher.open({ brokers: addresses, topic: "t", clientId: 10 })
         for (let i = 0; i < 500; i++) await client.publish(testMessage(10, i, 64))
         await client.publish("a string works too")
+        // Asked for, the promise resolves at the ACK with the message's offset (no flush).
+        expect(await client.publish(testMessage(10, 500, 64), { acked: true })).toEqual({ offset: 501 })
         await client.flush(5_000)
-        expect(client.stats().ackedMessages).toBe(501)
+        expect(client.stats().ackedMessages).toBe(502)
         await client.close()
         await expect(client.publish(new Uint8Array(8))).rejects.toMatchObject({ _tag: "PublisherClosed" })
       })
-      expect(audit(log.ordered("t"), new Map([[10, 500]]))).toEqual({ messages: 500, ...clean })
+      expect(audit(log.ordered("t"), new Map([[10, 501]]))).toEqual({ messages: 501, ...clean })
     }))
 
   it.effect("layerConfig reads the CXLOG_* names", () =>
