@@ -83,6 +83,30 @@ describe("Broker", () => {
       expect(largest).toBe(256)
     }))
 
+  it.scopedLive("an idle connection's ACK tracker sleeps until the topic moves: no periodic re-reads", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      let reads = 0
+      const counting = Context.add(log.forBroker(0), AckTracker, {
+        ...log.acks,
+        sessionAcks: (topic, clientId, sessionEpoch) => Effect.zipRight(Effect.sync(() => reads++), log.acks.sessionAcks(topic, clientId, sessionEpoch))
+      })
+      const server = yield* BrokerLayers.make().pipe(Effect.provide(counting))
+      const client = yield* rawConnect(server.port)
+      client.write(hello("t", 13))
+      const epoch = epochOf(yield* client.nextFrame())
+      client.write(batchFrame(13, epoch, 0, [message(0)]))
+      expect((yield* client.nextFrame()).seq).toBe(1)
+      yield* log.settle
+      // Longer than the old 1 s re-check: an idle tracker reads nothing meanwhile.
+      const before = reads
+      yield* Effect.sleep("1500 millis")
+      expect(reads).toBe(before)
+      // And it still wakes when the topic moves.
+      client.write(batchFrame(13, epoch, 1, [message(1)]))
+      expect((yield* client.nextFrame()).seq).toBe(2)
+    }))
+
   it.scopedLive("the ACK is per session across brokers: each connection that carried a batch learns the shared frontier", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
