@@ -12,6 +12,7 @@ export {
   InvalidPublisherOptions,
   MessageTooLarge,
   Publisher,
+  type PublishAck,
   PublishAckTimeout,
   PublisherClosed,
   type PublishError,
