@@ -8,7 +8,7 @@ import { Metric, MetricBoundaries } from "effect"
 export const latencyMicros = MetricBoundaries.exponential({ start: 1, factor: 2, count: 21 })
 
 // ---- doorbell -------------------------------------------------------------------------
-export const doorbellParks = Metric.counter("cxlog_doorbell_parks", { description: "native futex parks", incremental: true })
+export const doorbellParks = Metric.counter("cxlog_doorbell_parks", { description: "doorbell parks (the waiting loop returned to the event loop until a wake)", incremental: true })
 
 // ---- broker and publisher (TCP data plane) --------------------------------------------
 export const brokerConnections = Metric.gauge("cxlog_broker_connections", { description: "open publisher connections" })

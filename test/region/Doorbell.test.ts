@@ -61,9 +61,8 @@ contract("the native region", CxlMemoryLayers.make)
 contract("the in-memory fake", CxlMemoryMemoryLayers.makeMemory)
 
 describe("Doorbell across processes", () => {
-  // Both sides park for as long as their waits allow (no 100 ms re-check), so a round only
-  // completes if the other process's ring woke the futex: without the wake every round's
-  // wait ends false at its bound.
+  // Both sides park with bounds that outlast the rounds' outer bounds (no 100 ms re-check),
+  // so a round only completes if the other process's ring woke it through its wake FIFO.
   it.scopedLive("a child's ring wakes the parked parent, and the parent's ring the parked child, round after round", () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("bellx")
@@ -77,7 +76,10 @@ describe("Doorbell across processes", () => {
         const child = yield* spawnFixture("doorbell-ringer", [name, `${VALUE}`, `${BELL}`, `${rounds}`])
         expect(yield* child.next()).toEqual({ ready: true })
         for (let round = 1; round <= rounds; round++) {
-          const ok = yield* doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === round, 5_000)
+          // The outer bound ends the wait before its own bound would re-check: only a wake ends it true.
+          const ok = yield* doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === round, 60_000).pipe(
+            Effect.timeoutTo({ duration: "10 seconds", onSuccess: (ok) => ok, onTimeout: () => false })
+          )
           expect(ok).toBe(true)
           Atomics.store(region.i32, VALUE / 4 + 1, round)
           doorbell.ring(8192 + 4096)
@@ -106,7 +108,7 @@ describe("Doorbell spin policy and rings", () => {
     expect(DoorbellLayers.fixedSpin(0.05).budgetMs()).toBe(0.05)
   })
 
-  it.scopedLive("rings while the owner is parked cost one futex wake: only the ringer that clears parked bumps the word", () =>
+  it.scopedLive("rings while the owner is parked cost one wake: only the ringer that clears parked pays (bumps the wake count)", () =>
     Effect.gen(function*() {
       const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)
       const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
