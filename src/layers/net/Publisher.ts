@@ -564,7 +564,10 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return true
     }
 
-    /** The message's index in the open batch, once `tryPublish` took it (before any seal it caused). */
+    /**
+     * `tryPublish` that also registers `resume` as the message's ACK waiter, with its index in
+     * the batch it lands in (the waiters of the open batch move to it when it seals).
+     */
     const publishAckedNow = (payload: Uint8Array, resume: AckWaiter["resume"]): boolean | PublishError => {
       if (failure !== undefined) return failure
       if (messageRecordBytes(payload.length) > settings.maxBatchBytes) {
