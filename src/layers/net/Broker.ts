@@ -87,7 +87,7 @@ class Carried {
   private seqs: Array<number> = []
   private pbrSeqs: Array<number> = []
   /** Scratch for one ACK's (batch seq, total order) pairs. */
-  orders = new Float64Array(2 * MAX_ACK_ORDERS)
+  orders = new Float64Array(32)
 
   add(batchSeq: number, pbrSeq: number): void {
     if (batchSeq > this.highest) this.highest = batchSeq
@@ -549,7 +549,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
      */
     const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, session: ConnectionSession, carried: Carried) => {
       const counted = (frame: Frame, receipt: AppendReceipt) => {
-        carried.add(frame.seq, receipt.pbrSeq)
+        // Level 0 gets no ACKs, so nothing would ever take what it carried.
+        if (session.ackLevel > 0) carried.add(frame.seq, receipt.pbrSeq)
         counts.batches++
         counts.messages += frame.messageCount
         counts.bytes += frame.payloadBytes
