@@ -57,22 +57,7 @@ import { readTopic } from "./Topics.js"
 export interface SequencerLayerOptions extends SequencerOptions {
   /** Test-only: verify that every GOI entry and PBR finish line is flushed before its commit word. */
   readonly flushAudit?: FlushAudit
-  /**
-   * `run`: a round that ordered at least this many batches means a busy stream; the next round
-   * then waits `busyRoundGapMs`, so rounds carry many batches each (default 4).
-   */
-  readonly busyRoundBatches?: number
-  /**
-   * How long `run` waits after a busy round (default 2 ms; 0 = not at all). Every round that
-   * moves something wakes every ACK tracker and reader (each then writes ACK frames or reads),
-   * so fewer, larger rounds cost far fewer wake-ups per batch across the cluster; a trickle
-   * (smaller rounds) is still ordered at once.
-   */
-  readonly busyRoundGapMs?: number
 }
-
-const DEFAULT_BUSY_ROUND_BATCHES = 4
-const DEFAULT_BUSY_ROUND_GAP_MS = 2
 
 /** The region's views, made once per sequencer. */
 interface RegionViews {
@@ -424,13 +409,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       alive: livenessCache()
     }
     const core = makeSequencerCore(regionLog(views, doorbell, settings, { holds, lost, markWaiting }), settings)
-    const run = core.run({
-      busyBatches: options.busyRoundBatches ?? DEFAULT_BUSY_ROUND_BATCHES,
-      busyGapMs: options.busyRoundGapMs ?? DEFAULT_BUSY_ROUND_GAP_MS,
-      maxIdleMs: leaseMs / 3,
-      renew,
-      renewEveryMs: leaseMs / 3
-    })
+    const run = core.run({ maxIdleMs: leaseMs / 3, renew, renewEveryMs: leaseMs / 3 })
     return { epoch, step: core.step, run }
   })
 

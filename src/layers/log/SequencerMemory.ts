@@ -163,7 +163,7 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
       awaitWork: (hasWork, timeoutMs) => store.signal.await(hasWork, timeoutMs)
     }
     const core = makeSequencerCore(log, settings)
-    const run = core.run({ busyBatches: Infinity, busyGapMs: 0, maxIdleMs: Infinity, renew: Effect.void, renewEveryMs: Infinity })
+    const run = core.run({ maxIdleMs: Infinity, renew: Effect.void, renewEveryMs: Infinity })
     return { epoch, step: core.step, run }
   })
 

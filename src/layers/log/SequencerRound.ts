@@ -345,23 +345,21 @@ const makeTallyMetrics = (brokers: number) => {
 
 /** How `runRounds` paces itself. */
 export interface RunSettings {
-  /** A round that ordered at least this many batches means a busy stream: the next one waits `busyGapMs`. */
-  readonly busyBatches: number
-  /** 0: a busy round is followed at once (after a yield). */
-  readonly busyGapMs: number
-  /** The longest idle wait (the live layer renews its lease within it). */
+  /** The longest idle wait (the live layer renews its lease within it); session sweeps and hold deadlines bound it too. */
   readonly maxIdleMs: number
   /** Runs before a round once `renewEveryMs` passed since it last ran (the lease). */
   readonly renew: Effect.Effect<void, SequencerLeaseLost>
   readonly renewEveryMs: number
 }
 
-/** A real-time pause (a plain timer: independent of the TestClock, and nothing rings it). */
-const pause = (ms: number) =>
-  Effect.async<void>((resume) => {
-    const timer = setTimeout(() => resume(Effect.void), ms)
-    return Effect.sync(() => clearTimeout(timer))
-  })
+/**
+ * Yields to the event loop (a macrotask, after pending I/O and timers): between busy rounds,
+ * so the process's other work runs and the next round carries whatever arrived meanwhile.
+ */
+const yieldToLoop = Effect.async<void>((resume) => {
+  const immediate = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(immediate))
+})
 
 /** The sequencer over a storage: its topics, one round, and the loop that runs rounds. */
 export interface SequencerCore {
@@ -419,16 +417,28 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
       : Effect.succeed(sequencerRound(nowMs))
   })
 
-  /** Something to scan: a committed slot at a scan cursor, or a new topic. */
+  /**
+   * Something to do: a committed slot at a scan cursor, GOI room for a topic that stalled (a
+   * reader moving its cursor rings us), or a new topic.
+   */
   const hasWork = (): boolean => {
     for (const topic of topics) {
+      if (topic.stalled) {
+        if (topic.storage.lowestCursor() !== topic.lowest) return true
+        continue
+      }
       for (let b = 0; b < topic.scan.length; b++) if (topic.storage.committed(b, topic.scan[b])) return true
     }
     return log.hasNewTopics()
   }
 
-  const nextDeadline = () => topics.reduce((d, topic) => Math.min(d, topic.engine.nextDeadline()), Infinity)
+  /** The next moment a round has something to do with no one ringing: a hold's deadline or the session sweep. */
+  const nextDeadline = () => topics.reduce((d, topic) => Math.min(d, topic.engine.nextDeadline()), nextSweepMs)
 
+  // Self-clocking: a round takes every batch committed since the last one. After a round that
+  // moved something, the loop yields to the event loop and goes on at once if more is
+  // committed; otherwise it parks on the doorbell (appenders ring it while it waits), so an
+  // idle sequencer wakes only for its lease, a deadline or a sweep.
   const runRounds = (run: RunSettings): Effect.Effect<never, SequencerLeaseLost> =>
     Effect.gen(function*() {
       let renewedAt = Number.NEGATIVE_INFINITY
@@ -438,12 +448,10 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
           renewedAt = Date.now()
         }
         const round = yield* tallyStep
-        if (round.moved() && !round.stalled) {
-          yield* run.busyGapMs > 0 && round.ordered >= run.busyBatches ? pause(run.busyGapMs) : Effect.yieldNow()
-          continue
-        }
+        if (round.moved()) yield* yieldToLoop
         const nowMs = yield* Clock.currentTimeMillis
-        yield* log.awaitWork(hasWork, Math.max(1, Math.min(round.stalled ? 5 : 100, run.maxIdleMs, nextDeadline() - nowMs)))
+        const renewInMs = renewedAt + run.renewEveryMs - Date.now()
+        yield* log.awaitWork(hasWork, Math.max(1, Math.min(run.maxIdleMs, renewInMs, nextDeadline() - nowMs)))
       }
     })
 
