@@ -33,7 +33,7 @@ export interface HeadOptions {
   /** Take over the existing region (its head gone) instead of creating one. */
   readonly attach: boolean
   readonly sequencer: SequencerOptions
-  /** How often to report each topic's ordered count to an orchestrator. */
+  /** How often to report each topic's ordered count to an orchestrator (only when there is one: an IPC parent). */
   readonly reportEveryMs: number
 }
 
@@ -92,11 +92,14 @@ export const head = (options: HeadOptions) =>
       }`
     )
     report({ event: "ready", region: options.region.name, epoch: sequencer.epoch })
-    yield* reportOrdered(options.topics).pipe(
-      Effect.repeat(Schedule.spaced(Duration.millis(options.reportEveryMs))),
-      Effect.provide(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => LogReaderLayers.layer(l.log)))),
-      Effect.forkScoped
-    )
+    // Progress reports are for an orchestrator (`cxlog run` / `bench`); a head started by hand has no one to tell, and no timer.
+    if (process.send !== undefined) {
+      yield* reportOrdered(options.topics).pipe(
+        Effect.repeat(Schedule.spaced(Duration.millis(options.reportEveryMs))),
+        Effect.provide(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => LogReaderLayers.layer(l.log)))),
+        Effect.forkScoped
+      )
+    }
     return yield* sequencer.run
   }).pipe(
     Effect.scoped,

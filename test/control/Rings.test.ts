@@ -385,6 +385,30 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
   const data = ring.offset + 64 * (1 + ring.readerSlots)
   const openRegion = openRegionRings()
 
+  it.scopedLive("a reader whose writer closed parks in awaitWriter until a new writer opens the ring, which wakes it", () =>
+    Effect.gen(function*() {
+      // Parks never end by themselves here: only a ring can wake the waiter.
+      const name = yield* uniqueRegion("rings-reopen")
+      const region = yield* CxlMemoryLayers.make({ name, size: 4 << 20, mode: "create" })
+      const doorbell = yield* DoorbellLayers.make({ offset: 4096, parkMillis: 60_000 }).pipe(Effect.provideService(CxlMemory, region))
+      const rings = yield* RingsLayers.make.pipe(Effect.provideService(CxlMemory, region), Effect.provideService(Doorbell, doorbell))
+      const ring = address()
+      const reader = yield* rings.reader(ring)
+      yield* Effect.scoped(Effect.flatMap(rings.writer(ring), (writer) => writer.write(payload(0, 8))))
+      expect((yield* reader.take()).count).toBe(1)
+      expect(yield* Effect.flip(reader.take())).toMatchObject({ _tag: "RingClosed" })
+      // Still the closed writer: nothing to wait for yet.
+      expect(yield* reader.awaitWriter(20)).toBe(false)
+      const waiting = yield* Effect.fork(reader.awaitWriter(60_000))
+      yield* Effect.sleep("20 millis")
+      expect(waiting.unsafePoll()).toBeNull()
+      const second = yield* rings.writer(ring)
+      // Only the opening writer's ring can end this wait before its 60 s bound.
+      expect(yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))).toBe(true)
+      yield* second.write(payload(1, 8))
+      expect(frames(yield* reader.take())).toEqual([Array.from(payload(1, 8))])
+    }))
+
   it.scopedLive("a frame whose header does not belong to its position is RingCorrupt, after the good frames before it", () =>
     Effect.gen(function*() {
       const { rings, region } = yield* openRegion()

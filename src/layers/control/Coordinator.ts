@@ -12,13 +12,14 @@
  * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `arrive` …
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
-import { Config, Deferred, Effect, Layer, Schedule, type Scope } from "effect"
+import { Config, Deferred, Effect, Layer, type Scope } from "effect"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import {
   type BarrierArrive,
   type BarrierError,
   type BarrierOptions,
   type BarrierReleased,
+  BarrierTimeout,
   Coordinator,
   CoordinatorUnavailable,
   type CoordinatorShape,
@@ -26,7 +27,7 @@ import {
   type Member
 } from "../../services/control/Coordinator.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
-import { type RingInspector, Rings } from "../../services/control/Rings.js"
+import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { handle, Rpc, type RpcClient, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
 import { Topics } from "../../services/log/Topics.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
@@ -42,6 +43,7 @@ import {
   ListMembersMethod
 } from "./CoordinatorProtocol.js"
 import { makeMembership } from "./Membership.js"
+import { everyTick } from "../region/Cadence.js"
 import { isPidAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { RegionLayout } from "../RegionLayout.js"
 
@@ -50,11 +52,19 @@ export interface ServerOptions {
   readonly onParticipantDeath?: "drop" | "fail"
   /** A member whose heartbeat is older than this is dead. */
   readonly heartbeatStaleMs?: number
-  /** How often membership is checked for deaths. */
+  /**
+   * How often membership is checked for deaths while no barrier is open (default 1 s: within
+   * the 2 s stale bound, and nothing waits on a member meanwhile).
+   */
   readonly checkEveryMs?: number
+  /** How often while a barrier is open, whose participants wait on the others (default 100 ms, or `checkEveryMs` if lower). */
+  readonly checkWhileWaitingMs?: number
   /** Log every recorded target and observed progress value (`CXLOG_DEBUG_BARRIERS`). */
   readonly debugBarriers?: boolean
 }
+
+const DEFAULT_CHECK_EVERY_MS = 1_000
+const DEFAULT_CHECK_WHILE_WAITING_MS = 100
 
 export const makeServer = (options: ServerOptions = {}) =>
   Effect.gen(function*() {
@@ -131,7 +141,9 @@ export const makeServer = (options: ServerOptions = {}) =>
     )
     yield* Deferred.succeed(broadcastWriter, server)
 
-    yield* Effect.gen(function*() {
+    const idleCheckMs = options.checkEveryMs ?? DEFAULT_CHECK_EVERY_MS
+    const waitingCheckMs = Math.min(idleCheckMs, options.checkWhileWaitingMs ?? DEFAULT_CHECK_WHILE_WAITING_MS)
+    yield* everyTick(() => (engine.openRounds() > 0 ? waitingCheckMs : idleCheckMs), Effect.gen(function*() {
       const now = Date.now()
       for (const member of [...members.values()]) {
         const info = readSlot(region, layout.processTable, member.slot)
@@ -139,7 +151,7 @@ export const makeServer = (options: ServerOptions = {}) =>
         else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`)
         else if (!isSlotLive(info, now, staleMs)) yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`)
       }
-    }).pipe(Effect.repeat(Schedule.spaced(options.checkEveryMs ?? 100)), Effect.forkScoped)
+    })).pipe(Effect.forkScoped)
 
     return { members: () => [...members.values()], openBarriers: engine.openRounds }
   })
@@ -184,10 +196,24 @@ const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })
 const passThrough = <T extends string>(tags: ReadonlyArray<T>) => <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
   (tags as ReadonlyArray<string>).includes(e._tag) ? (e as Extract<E, { readonly _tag: T }>) : unavailable(e.message)
 
-/** Local fence: returns once this process's own reader of the broadcast ring has reached the release watermark. */
-const awaitReleaseWatermark = (broadcast: RingInspector, slot: number, releaseWatermark: number) =>
+/**
+ * Local fence: returns once this process's own reader of the broadcast ring has delivered
+ * past the release watermark. The reply comes after the release in that ring and the reader
+ * publishes `delivered` before handing a frame on, so this normally holds at once; otherwise
+ * the reader crossing the watermark wakes the wait (`awaitProgress`). Bounded by the barrier's
+ * timeout: past it, `BarrierTimeout` names this reader and how far it got.
+ */
+const awaitReleaseWatermark = (rings: RingsShape, broadcast: RingInspector, slot: number, barrier: string, releaseWatermark: number, timeoutMs: number) =>
   Effect.gen(function*() {
-    while (broadcast.reader(slot).delivered < releaseWatermark) yield* Effect.sleep("200 micros")
+    const reached = () => broadcast.reader(slot).delivered >= releaseWatermark
+    const passed = yield* rings.awaitProgress(broadcast.address, releaseWatermark, reached, timeoutMs).pipe(Effect.orDie)
+    if (passed) return
+    return yield* new BarrierTimeout({
+      barrier,
+      timeoutMs,
+      notArrived: [],
+      undrained: [{ ring: broadcast.address.id, reader: slot, target: releaseWatermark, observed: broadcast.reader(slot).delivered }]
+    })
   })
 
 const BARRIER_ERROR_TAGS = [
@@ -207,6 +233,7 @@ export interface ClientOptions {
 
 /** What a participant needs to enter barriers: its RPC client, its membership, the rings it writes, the broadcast ring it reads. */
 interface Participant {
+  readonly rings: RingsShape
   readonly client: RpcClient
   readonly self: Member
   readonly writable: ReadonlyArray<RingInspector>
@@ -220,12 +247,12 @@ interface Participant {
  */
 const enterBarrier = (participant: Participant, name: string, options: BarrierOptions) =>
   Effect.gen(function*() {
-    const { broadcast, client, self, writable } = participant
+    const { broadcast, client, rings, self, writable } = participant
     const arrive = arrival(self, name, options, drainTargetsOf(writable))
     const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000 }).pipe(
       Effect.mapError(passThrough(BARRIER_ERROR_TAGS))
     )
-    yield* awaitReleaseWatermark(broadcast, self.slot, released.releaseWatermark)
+    yield* awaitReleaseWatermark(rings, broadcast, self.slot, name, released.releaseWatermark, arrive.timeoutMs)
     return released
   })
 
@@ -269,7 +296,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           Effect.asVoid,
           Effect.mapError((e) => unavailable(e.message))
         ),
-      barrier: (name, barrierOptions) => enterBarrier({ client, self, writable, broadcast }, name, barrierOptions),
+      barrier: (name, barrierOptions) => enterBarrier({ rings, client, self, writable, broadcast }, name, barrierOptions),
       createTopic: (spec) =>
         client.call(CreateTopicMethod, spec).pipe(
           Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))

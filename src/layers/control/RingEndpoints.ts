@@ -17,7 +17,8 @@ import {
   type RingWriteError,
   type RingWriter
 } from "../../services/control/Rings.js"
-import { frameSpan, LIVENESS_SLICE_MS, MAX_BATCH_FRAMES } from "./RingFrames.js"
+import { alignedDelayMs } from "../region/Cadence.js"
+import { frameSpan, MAX_BATCH_FRAMES, READER_LIVENESS_MS } from "./RingFrames.js"
 
 export interface WriterCore {
   readonly address: RingAddress
@@ -137,6 +138,8 @@ export interface ReaderCore {
   readonly scan: () => RingReadError | undefined
   /** Waits until frames may have arrived or the ring changed, at most `timeoutMs`; checks the writer's liveness on the way. */
   readonly awaitFrames: (timeoutMs: number) => Effect.Effect<void>
+  /** Waits until a writer other than the one that closed or died opens the ring, or the slot is reaped (false after `timeoutMs`). */
+  readonly awaitWriter: (timeoutMs: number) => Effect.Effect<boolean>
   readonly delivered: () => number
   readonly processed: () => number
   readonly publishDelivered: (position: number) => void
@@ -159,7 +162,7 @@ export const makeReader = (core: ReaderCore): RingReader => {
         }
         const left = timeoutMs - (performance.now() - started)
         if (left <= 0) return batch
-        yield* core.awaitFrames(Math.min(left, LIVENESS_SLICE_MS))
+        yield* core.awaitFrames(Math.min(left, alignedDelayMs(READER_LIVENESS_MS)))
       }
     })
 
@@ -207,6 +210,7 @@ export const makeReader = (core: ReaderCore): RingReader => {
         Effect.mapError((error) => (error._tag === "RingClosed" ? Option.none() : Option.some(error)))
       )
     ) as Stream.Stream<Frame, Exclude<RingReadError, RingClosed>>,
-    progress: () => ({ delivered: core.delivered(), processed: core.processed() })
+    progress: () => ({ delivered: core.delivered(), processed: core.processed() }),
+    awaitWriter: core.awaitWriter
   }
 }

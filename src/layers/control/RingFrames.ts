@@ -13,8 +13,14 @@ export const FRAME_HEADER_BYTES = 8
 export const PADDING_LENGTH = 0xffffffff
 /** Largest `take` batch, in frames. */
 export const MAX_BATCH_FRAMES = 65_536
-/** How long a waiting reader or writer sleeps between liveness checks and heartbeats. */
+/** How long a writer waiting for room sleeps between reaping dead readers (only while it is held back). */
 export const LIVENESS_SLICE_MS = 250
+/**
+ * How often a reader waiting for frames (idle most of the time: the coordinator reads every
+ * slot's request ring) heartbeats and checks that its writer lives, on the shared cadence's
+ * grid so a process's idle readers wake together.
+ */
+export const READER_LIVENESS_MS = 1_000
 
 /** Bytes a frame with `length` payload bytes occupies (header included). */
 export const frameSpan = (length: number): number => FRAME_HEADER_BYTES + length + ((8 - (length & 7)) & 7)

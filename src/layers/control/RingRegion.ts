@@ -218,6 +218,7 @@ export const openWriter = (
     Atomics.store(u32, (control + Control.occurrence) / 4, occurrence)
     Atomics.store(u32, closedWord, 0)
 
+    region.publish(control, LINE_BYTES)
     const stateWords = Array.from({ length: readerSlots }, (_, s) => (l.line(s) + Reader.state) / 4)
     const waitingWords = Array.from({ length: readerSlots }, (_, s) => (l.line(s) + Reader.waiting) / 4)
     const bellWords = Array.from({ length: readerSlots }, (_, s) => (l.line(s) + Reader.bell) / 4)
@@ -324,6 +325,9 @@ export const openWriter = (
         }
       }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
 
+    // Readers parked on a closed or dead predecessor (`awaitWriter`) go on with this writer.
+    wakeReaders()
+
     const core: WriterCore = {
       address,
       occurrence,
@@ -421,6 +425,8 @@ export const openReader = (
     const batch = new MutableFrameBatch(region.bytes, dataBytes)
     let deadWriterOccurrence = 0
     let deadWriterPid = 0
+    /** The writer occurrence the last scan found closed or dead (`awaitWriter` waits for another). */
+    let endedWriter = 0
 
     const mine = () => Atomics.load(u32, stateWord) === ATTACHED && Atomics.load(u32, occurrenceWord) === occurrence
 
@@ -468,8 +474,12 @@ export const openReader = (
       }
       f64[(line + Reader.heartbeat) / 8] = Date.now()
       if (head === position) {
-        if (closedNow) return new RingClosed({ ring: id, sequence: head })
+        if (closedNow) {
+          endedWriter = writerOccurrence
+          return new RingClosed({ ring: id, sequence: head })
+        }
         if (deadWriterOccurrence !== 0 && deadWriterOccurrence === writerOccurrence) {
+          endedWriter = writerOccurrence
           return new RingWriterDead({ ring: id, pid: deadWriterPid, sequence: head })
         }
         return undefined
@@ -538,6 +548,16 @@ export const openReader = (
         }
       }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
 
+    const writerOccurrenceWord = (control + Control.occurrence) / 4
+    const awaitWriter = (timeoutMs: number) =>
+      Effect.suspend(() => {
+        Atomics.store(u32, waitingWord, 1)
+        return doorbell.await(
+          () => (Atomics.load(u32, writerOccurrenceWord) !== endedWriter && Atomics.load(u32, closedWord) === 0) || !mine(),
+          timeoutMs
+        )
+      }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
+
     return Effect.succeed({
       address,
       slot,
@@ -545,6 +565,7 @@ export const openReader = (
       batch,
       scan,
       awaitFrames,
+      awaitWriter,
       delivered: () => delivered,
       processed: () => processed,
       publishDelivered: (position: number) => {

@@ -41,8 +41,10 @@ const HEADER_BYTES = 12
 /** Addressee of a notice meant for every client. */
 const ALL_CLIENTS = 0xffffffff
 const DEFAULT_TIMEOUT_MS = 10_000
-/** How often a server or client looks again at a ring whose writer closed or died. */
-const REOPEN_POLL_MS = 200
+/** Bound of one wait for a new writer of a ring whose writer closed or died (a writer opening the ring wakes it at once). */
+const REOPEN_WAIT_MS = 60_000
+/** Pause before reading a ring again after an error other than its writer ending. */
+const RETRY_AFTER_ERROR_MS = 1_000
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -117,13 +119,20 @@ const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, tex
 /** A Schema issue for an error reply, kept short enough for the reply ring. */
 const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)
 
-/** Reads `reader` with `handler` for good: a closed or dead writer is waited out (a new one may come), other errors are logged. */
+/**
+ * Reads `reader` with `handler` for good: a closed or dead writer is waited out (a new one may
+ * come, and opening the ring wakes us at once); any other error (a corrupt ring, a reaped
+ * slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
+ */
 const serveForever = (reader: RingReader, handler: (frame: Uint8Array) => Effect.Effect<void>) =>
   reader.consume(handler).pipe(
-    Effect.catchAll((error) =>
-      error._tag === "RingWriterDead" ? Effect.void : Effect.logWarning(`rpc: ring ${reader.address.id}: ${error.message}`)
-    ),
-    Effect.zipRight(Effect.sleep(REOPEN_POLL_MS)),
+    Effect.matchEffect({
+      onSuccess: () => reader.awaitWriter(REOPEN_WAIT_MS),
+      onFailure: (error) =>
+        error._tag === "RingWriterDead"
+          ? reader.awaitWriter(REOPEN_WAIT_MS)
+          : Effect.zipRight(Effect.logWarning(`rpc: ring ${reader.address.id}: ${error.message}`), Effect.sleep(RETRY_AFTER_ERROR_MS))
+    }),
     Effect.forever
   )
 

@@ -1,21 +1,28 @@
 /**
  * Watching the head from the region: its sequencer lease line in the superblock says who
  * holds the lease (occurrence, pid, epoch) and until when. Waiters call `check` between
- * doorbell waits (every few hundred ms, never per message); it costs a few loads and, while
+ * doorbell waits (every `checkEveryMs`, never per message); it costs a few loads and, while
  * the lease is current, one `kill(pid, 0)`.
  */
 import { Effect } from "effect"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { HeadUnavailable, headLostMsConfig } from "../../services/log/HeadWatch.js"
 import { LeaseLine } from "./Records.js"
+import { alignedDelayMs } from "../region/Cadence.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
 import { Offsets } from "../region/Superblock.js"
 
-/** How often a waiter on the head looks at its lease while nothing else wakes it. */
-export const HEAD_CHECK_MS = 250
+/**
+ * How often a waiter on the head looks at its lease while nothing else wakes it: a quarter of
+ * the bound (so a loss is reported within 1.25 × the bound), at most once a second, at least
+ * every 50 ms for small bounds.
+ */
+export const headCheckMs = (boundMs: number): number => Math.min(1_000, Math.max(50, boundMs / 4))
 
 export interface HeadWatch {
   readonly boundMs: number
+  /** How often waiters call `check` (see `headCheckMs`). */
+  readonly checkEveryMs: number
   /** Undefined while the head is available, or unavailable for at most the bound; else the error for `waitingFor`. */
   readonly check: (waitingFor: () => string) => HeadUnavailable | undefined
   /** Whether the head was available at the last `check`. */
@@ -30,6 +37,7 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
   let lastEpoch = 0
   return {
     boundMs,
+    checkEveryMs: headCheckMs(boundMs),
     available: () => unavailableSince === undefined,
     check: (waitingFor) => {
       region.invalidate(lease, 64)
@@ -72,23 +80,23 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
 export const headWatch = (region: CxlMemoryShape, boundMs?: number) =>
   Effect.map(boundMs === undefined ? headLostMsConfig : Effect.succeed(boundMs), (ms) => makeHeadWatch(region, ms))
 
-/** Checks the head every `HEAD_CHECK_MS` until `done()`; fails once it has been unavailable past the bound. */
+/** Checks the head every `checkEveryMs` (on the shared cadence's grid) until `done()`; fails once it has been unavailable past the bound. */
 const pollHead = (watch: HeadWatch, waitingFor: () => string, done: () => boolean): Effect.Effect<void, HeadUnavailable> =>
   Effect.gen(function*() {
     for (;;) {
       const lost = watch.check(waitingFor)
       if (lost !== undefined) return yield* lost
       if (done()) return
-      yield* Effect.sleep(HEAD_CHECK_MS)
+      yield* Effect.sleep(alignedDelayMs(watch.checkEveryMs))
     }
   })
 
-/** Waits until the head is available (checking every `HEAD_CHECK_MS`); fails once it has been unavailable past the bound. */
+/** Waits until the head is available (checking every `checkEveryMs`); fails once it has been unavailable past the bound. */
 export const awaitHead = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<void, HeadUnavailable> =>
   pollHead(watch, waitingFor, watch.available)
 
 /**
- * Fails once the head has been unavailable past the bound, looking every `HEAD_CHECK_MS`: for a
+ * Fails once the head has been unavailable past the bound, looking every `checkEveryMs`: for a
  * role that depends on the head as a whole (a broker), beside its own event-driven waits.
  */
 export const failWhenHeadLost = (watch: HeadWatch, waitingFor: () => string): Effect.Effect<never, HeadUnavailable> =>

@@ -30,7 +30,8 @@ import {
   SubscriberTableFull
 } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
-import { HEAD_CHECK_MS, type HeadWatch, headWatch } from "./HeadWatch.js"
+import { alignedDelayMs } from "../region/Cadence.js"
+import { type HeadWatch, headWatch } from "./HeadWatch.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
 import { claimSubscriber, listen, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { LINE_BYTES } from "./Records.js"
@@ -372,7 +373,7 @@ class RegionTopic implements ReadTopic {
   }
 }
 
-/** Waits in slices so the head is looked at every HEAD_CHECK_MS; a commit still wakes at once. */
+/** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
 const awaitWatchingHead = (
   doorbell: DoorbellShape,
   head: HeadWatch,
@@ -383,11 +384,12 @@ const awaitWatchingHead = (
   const deadline = performance.now() + timeoutMs
   const slice: Effect.Effect<boolean, HeadUnavailable> = Effect.suspend(() => {
     const left = deadline - performance.now()
-    return Effect.flatMap(doorbell.await(condition, Math.max(0, Math.min(left, HEAD_CHECK_MS))), (woken) => {
+    const sliceMs = alignedDelayMs(head.checkEveryMs)
+    return Effect.flatMap(doorbell.await(condition, Math.max(0, Math.min(left, sliceMs))), (woken) => {
       if (woken) return Effect.succeed(true)
       const lost = head.check(waitingFor)
       if (lost !== undefined) return Effect.fail(lost)
-      return left <= HEAD_CHECK_MS ? Effect.succeed(false) : slice
+      return left <= sliceMs ? Effect.succeed(false) : slice
     })
   })
   return slice

@@ -4,7 +4,7 @@
  * Slot line 0 is the owner's (`SlotLine`): its pid is claimed by compare-and-swap, so two
  * claimers can never both win. Slot line 1 is the owner's doorbell.
  */
-import { Context, Effect, Layer, Schedule, type Scope } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
 import { Doorbell, type WakeFifoUnavailable } from "../../services/region/Doorbell.js"
 import {
@@ -16,7 +16,11 @@ import {
   ROLES,
   type SlotInfo
 } from "../../services/region/ProcessSlot.js"
+import { CADENCE_MS, everyTick } from "./Cadence.js"
 import * as DoorbellLayers from "./Doorbell.js"
+
+/** On the shared cadence: an idle process wakes for it once per tick, with its other timers. */
+const DEFAULT_HEARTBEAT_MS = CADENCE_MS
 
 export interface ProcessTableLocation {
   readonly offset: number
@@ -70,6 +74,7 @@ export const isSlotLive = (info: SlotInfo, nowMs: number, staleMs: number): bool
 export interface ProcessSlotOptions {
   readonly table: ProcessTableLocation
   readonly role: Role
+  /** How often the slot's heartbeat is written (default 500 ms, a quarter of the coordinator's 2 s stale bound). */
   readonly heartbeatMillis?: number
   /** Try this slot first (the head takes slot 0). */
   readonly preferredSlot?: number
@@ -113,9 +118,10 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     region.f64[(base + SlotLine.started) / 8] = Date.now()
     region.publish(base, 64)
     Atomics.store(region.i32, (base + SlotLine.ready) / 4, occurrence)
-    yield* Effect.sync(() => {
+    const heartbeatMs = options.heartbeatMillis ?? DEFAULT_HEARTBEAT_MS
+    yield* everyTick(() => heartbeatMs, Effect.sync(() => {
       region.f64[(base + SlotLine.heartbeat) / 8] = Date.now()
-    }).pipe(Effect.repeat(Schedule.spaced(options.heartbeatMillis ?? 100)), Effect.forkScoped)
+    })).pipe(Effect.forkScoped)
     return { slot, occurrence, pid, role, doorbellOffset: doorbellOffsetOf(table, slot) }
   })
 

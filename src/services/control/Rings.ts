@@ -130,6 +130,12 @@ export interface RingReader {
   readonly stream: Stream.Stream<Frame, Exclude<RingReadError, RingClosed>>
   /** This reader's own counters. */
   readonly progress: () => { readonly delivered: number; readonly processed: number }
+  /**
+   * After `take` or `consume` ended with `RingClosed` or `RingWriterDead`: waits until another
+   * writer opens the ring (opening rings waiting readers) or this slot is reaped; false after
+   * `timeoutMs`.
+   */
+  readonly awaitWriter: (timeoutMs: number) => Effect.Effect<boolean>
 }
 
 /** `observing`: the slot holds a progress watcher's line (see `RingsShape.awaitProgress`), not a reader. */
