@@ -1,10 +1,13 @@
 /**
- * bench doorbell: cross-process wake latency. Two processes ping-pong through futex
- * doorbells in one region: raw futex words, parking at once and spinning 50 µs first; then
- * the Doorbell service itself, with its adaptive spin (the default) and with a fixed 50 µs
- * spin, alone and while two more process pairs ping-pong the same way (6 processes: more
- * than this machine's cores on small machines). The same run measures a `process.send`
- * round trip. `ratio` = process.send p50 / Doorbell service (adaptive, alone) p50.
+ * bench doorbell: cross-process wake latency. Two processes ping-pong through one region:
+ * raw futex words (a wait on libuv's thread pool, then a hop to the JS thread), parking at
+ * once and spinning 50 µs first, for reference; then the Doorbell service itself (parked
+ * processes woken through their wake FIFOs, watched on their own loops): parking at once
+ * (the wake path alone), with its adaptive spin (the default; no spin while runnable tasks
+ * outnumber the cores) and with a fixed 50 µs spin, alone and while two more process pairs
+ * ping-pong the same way (6 processes: more than this machine's cores on small machines).
+ * The same run measures a `process.send` round trip. `ratio` = process.send p50 / Doorbell
+ * service (adaptive, alone) p50; `serviceParkRatio` the same for the service parking at once.
  * Flags: --rounds=N (default 20000; the contended rows use N/4).
  */
 import { Effect } from "effect"
@@ -22,14 +25,17 @@ const SPIN_NS = 50_000
 /** Process pairs ping-ponging besides the measured one in the contended rows. */
 const BACKGROUND_PAIRS = 2
 
-type Policy = "adaptive" | "fixed"
+/** `park`: the service parking at once (spinMicros 0). */
+type Policy = "adaptive" | "fixed" | "park"
 
 /** One Doorbell-service pair's lines from `base`: ping, pong, the driver's and the peer's doorbells, a stop word. */
 const pairLines = (base: number) => ({ ping: base, pong: base + 64, driverBell: base + 128, peerBell: base + 192, stop: base + 256 })
 const pairBase = (pair: number) => 16384 + pair * 512
 
 const serviceDoorbell = (region: CxlMemoryShape, offset: number, policy: Policy) =>
-  DoorbellLayers.make({ offset, spinMicros: SPIN_NS / 1000, spinPolicy: policy }).pipe(Effect.provideService(CxlMemory, region))
+  DoorbellLayers.make(
+    policy === "park" ? { offset, spinMicros: 0 } : { offset, spinMicros: SPIN_NS / 1000, spinPolicy: policy }
+  ).pipe(Effect.provideService(CxlMemory, region))
 
 /** Answers every ping with a pong through the Doorbell service, until the ping goes negative. */
 const servicePeer = (name: string, policy: Policy, base: number) =>
@@ -162,6 +168,7 @@ export const run = (args: ReadonlyArray<string>) =>
     const spinning = yield* pingPong(SPIN_NS)
     const contendedRounds = Math.ceil(rounds / 4)
     const service = {
+      park: yield* servicePingPong("park", false, rounds),
       adaptive: yield* servicePingPong("adaptive", false, rounds),
       fixed: yield* servicePingPong("fixed", false, rounds),
       adaptiveContended: yield* servicePingPong("adaptive", true, contendedRounds),
@@ -188,6 +195,7 @@ export const run = (args: ReadonlyArray<string>) =>
     const d = summarize(parked.slice(rounds / 10))
     const s = summarize(spinning.slice(rounds / 10))
     const p = summarize(ipc.slice(rounds / 10))
+    const k = summarize(service.park.slice(rounds / 10))
     const a = summarize(service.adaptive.slice(rounds / 10))
     const f = summarize(service.fixed.slice(rounds / 10))
     const ac = summarize(service.adaptiveContended.slice(contendedRounds / 10))
@@ -196,6 +204,7 @@ export const run = (args: ReadonlyArray<string>) =>
     const text = table(["round trip (µs)", "p50", "p99", "samples", "process.send p50 / this p50"], [
       ["raw futex words, park at once (futex wait off the JS thread)", d.p50, d.p99, d.count, p.p50 / d.p50],
       [`raw futex words, spin ${SPIN_NS / 1000} µs then park`, s.p50, s.p99, s.count, p.p50 / s.p50],
+      ["Doorbell service, park at once (wake FIFO on the JS thread's loop)", k.p50, k.p99, k.count, p.p50 / k.p50],
       ["Doorbell service, adaptive spin (cxlog default)", a.p50, a.p99, a.count, p.p50 / a.p50],
       [`Doorbell service, fixed ${SPIN_NS / 1000} µs spin`, f.p50, f.p99, f.count, p.p50 / f.p50],
       [`Doorbell service, adaptive spin, ${contendedLabel}`, ac.p50, ac.p99, ac.count, p.p50 / ac.p50],
@@ -208,6 +217,8 @@ export const run = (args: ReadonlyArray<string>) =>
       doorbellParkP99Us: d.p99,
       doorbellSpinP50Us: s.p50,
       doorbellSpinP99Us: s.p99,
+      serviceParkP50Us: k.p50,
+      serviceParkP99Us: k.p99,
       serviceAdaptiveP50Us: a.p50,
       serviceAdaptiveP99Us: a.p99,
       serviceFixedP50Us: f.p50,
@@ -221,6 +232,7 @@ export const run = (args: ReadonlyArray<string>) =>
       rounds,
       parkRatio: p.p50 / d.p50,
       spinRatio: p.p50 / s.p50,
+      serviceParkRatio: p.p50 / k.p50,
       ratio: p.p50 / a.p50
     })
   }))
