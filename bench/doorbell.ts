@@ -90,6 +90,8 @@ const servicePingPong = (policy: Policy, contended: boolean, rounds: number) =>
   Effect.scoped(Effect.gen(function*() {
     const name = `cxlog-bench-doorbell-${process.pid}-${policy}-${contended ? "contended" : "alone"}`
     const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
+    // Runs after the peers are killed: SIGKILLed processes leave their wake FIFOs behind.
+    yield* Effect.addFinalizer(() => Effect.sync(() => DoorbellLayers.removeWakeFifos(name)))
     const pairs = contended ? BACKGROUND_PAIRS : 0
     for (let pair = 1; pair <= pairs; pair++) {
       yield* forkReady(["--service-peer", name, policy, `${pairBase(pair)}`])

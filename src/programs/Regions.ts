@@ -15,6 +15,7 @@ import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { LeaseLine, OrderLine } from "../layers/log/Records.js"
 import { isPidAlive, readSlot } from "../layers/region/ProcessSlot.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
+import { removeWakeFifos } from "../layers/region/Doorbell.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../layers/region/Superblock.js"
 import { listTopics } from "../layers/log/Topics.js"
 import { table } from "../Table.js"
@@ -185,8 +186,12 @@ export const listRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(
 /** A run region whose run is gone and that no live process uses. */
 export const isOrphanedRun = (info: RegionInfo): boolean => info.kind === "run" && !info.inUse
 
+/** Removes the region and the wake FIFOs its processes left (those killed could not remove theirs). */
 const unlink = (name: string) =>
-  Effect.try(() => unlinkSync(`${SHM_DIR}/${name}`)).pipe(
+  Effect.try(() => {
+    unlinkSync(`${SHM_DIR}/${name}`)
+    removeWakeFifos(name)
+  }).pipe(
     Effect.as(true),
     // Someone else removed it meanwhile: it is gone either way.
     Effect.orElseSucceed(() => false)

@@ -9,6 +9,7 @@ import { existsSync, unlinkSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import { removeWakeFifos } from "../../src/layers/region/Doorbell.js"
 
 export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures")
 
@@ -17,6 +18,8 @@ export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.
   Effect.acquireRelease(Effect.sync(() => `cxlog-test-${process.env["CXLOG_TEST_RUN"] ?? "adhoc"}-${label}-${process.pid}-${randomBytes(4).toString("hex")}`), (name) =>
     Effect.sync(() => {
       if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
+      // Its processes are gone by now; the SIGKILLed ones left their wake FIFOs behind.
+      removeWakeFifos(name)
     }))
 
 export interface Child {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Metric, type Scope } from "effect"
-import { existsSync, lstatSync, unlinkSync } from "node:fs"
+import { existsSync, lstatSync } from "node:fs"
 import { doorbellParks } from "../../src/Metrics.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
@@ -24,15 +24,6 @@ const nativeRegion = Effect.gen(function*() {
   const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
   return { name, region }
 })
-
-/** Unlinks the wake FIFO of `bell` when the scope closes: a SIGKILLed owner cannot. */
-const removeFifoAfter = (name: string, bell: number) =>
-  Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      const path = DoorbellLayers.wakeFifoPath(name, bell)
-      if (existsSync(path)) unlinkSync(path)
-    })
-  )
 
 /**
  * Ends a doorbell wait false after 20 s, before the wait's own 60 s bound would re-check its
@@ -61,7 +52,6 @@ describe("Doorbell wake path across processes", () => {
       )
       const rounds = 3000
       const child = yield* spawnFixture("doorbell-racer", [name, `${CHILD_BELL}`, `${BELL}`, `${VALUE}`, `${rounds}`])
-      yield* removeFifoAfter(name, CHILD_BELL)
       expect(yield* child.next()).toEqual({ ready: true })
       const paidBefore = Atomics.load(region.i32, BELL / 4)
       for (let round = 1; round <= rounds; round++) {
@@ -80,7 +70,6 @@ describe("Doorbell wake path across processes", () => {
       const { name, region } = yield* nativeRegion
       const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
       const target = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
-      yield* removeFifoAfter(name, CHILD_BELL)
       expect(yield* target.next()).toEqual({ ready: true })
       yield* untilParked(region, CHILD_BELL)
       target.process.kill("SIGKILL")
@@ -99,13 +88,15 @@ describe("Doorbell wake path across processes", () => {
       Atomics.store(region.i32, stray / 4 + 1, 1)
       ringer.ring(stray)
       expect(parkedFlagOf(region, stray)).toBe(0)
+      // Whoever retires the region removes the FIFO the SIGKILLed owner left.
+      expect(DoorbellLayers.removeWakeFifos(name)).toBeGreaterThanOrEqual(1)
+      expect(existsSync(DoorbellLayers.wakeFifoPath(name, CHILD_BELL))).toBe(false)
     }))
 
   it.scopedLive("a target that restarts at the same bell gets the wakes through its new FIFO", () =>
     Effect.gen(function*() {
       const { name, region } = yield* nativeRegion
       const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
-      yield* removeFifoAfter(name, CHILD_BELL)
       const first = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
       expect(yield* first.next()).toEqual({ ready: true })
       yield* untilParked(region, CHILD_BELL)

@@ -9,7 +9,7 @@
  * directly.
  */
 import { Effect, Layer, Metric, type Scope } from "effect"
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs"
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from "node:fs"
 import { Socket } from "node:net"
 import { availableParallelism, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
@@ -104,9 +104,38 @@ export const oversubscribed = (cores: number, sample: () => number = runnableTas
 /** This user's wake FIFOs: a private directory under the temp dir (not /dev/shm, which holds regions). */
 export const wakeDirectory = (): string => join(tmpdir(), `cxlog-wake-${process.getuid?.() ?? 0}`)
 
+const fifoPrefix = (name: string) => `${name.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")}.`
+
 /** The wake FIFO of the doorbell at `offset` of region `name`: every process of the region derives it from those two. */
-export const wakeFifoPath = (name: string, offset: number): string =>
-  join(wakeDirectory(), `${name.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")}.${offset}`)
+export const wakeFifoPath = (name: string, offset: number): string => join(wakeDirectory(), `${fifoPrefix(name)}${offset}`)
+
+/**
+ * Removes every wake FIFO of region `name`, for whoever retires the region once none of its
+ * processes runs: a process killed with SIGKILL cannot remove its own. Returns how many.
+ */
+export const removeWakeFifos = (name: string): number => {
+  const prefix = fifoPrefix(name)
+  let removed = 0
+  let entries: Array<string>
+  try {
+    entries = readdirSync(wakeDirectory())
+  } catch {
+    return 0
+  }
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix) || !/^\d+$/.test(entry.slice(prefix.length))) continue
+    const path = join(wakeDirectory(), entry)
+    try {
+      if (lstatSync(path).isFIFO()) {
+        unlinkSync(path)
+        removed++
+      }
+    } catch {
+      // Removed meanwhile.
+    }
+  }
+  return removed
+}
 
 const ONE_BYTE = new Uint8Array([1])
 
