@@ -6,7 +6,7 @@ import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { appendSimple, bell, drain, implementations, readAll } from "../fixtures/log-harness.js"
+import { appendSimple, bell, drain, implementations, readAll, smallConfig } from "../fixtures/log-harness.js"
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
@@ -278,6 +278,36 @@ describe("Sequencer over the region", () => {
       // Still event-driven: a commit is ordered without waiting for the next wake.
       yield* appendSimple(a, "t", 1, 0, 1)
       yield* cluster.acks.awaitAcked("t", 1, 0, 1, { timeoutMs: 5_000 })
+    }))
+
+  it.scopedLive("a run stalled on a full GOI parks (no re-scanning) until a durable subscriber's cursor moves, then orders the rest", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make({ ...smallConfig, goiSlots: 8 })
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory, area } = cluster.region!
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+      let waits = 0
+      const counting = { ...doorbell, await: (condition: () => boolean, timeoutMs: number) => Effect.suspend(() => {
+        waits++
+        return doorbell.await(condition, timeoutMs)
+      }) }
+      const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, counting))
+      const cursor = yield* cluster.reader.subscribe("t", { durable: true })
+      yield* Effect.forkScoped(sequencer.run)
+      for (let seq = 0; seq < 12; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+      yield* cluster.acks.awaitAcked("t", 1, 0, 7, { timeoutMs: 5_000 })
+      const before = waits
+      yield* Effect.sleep("300 millis")
+      // The cursor holds all 8 GOI slots: the run waits for it to move, at most a wake or two here.
+      expect(waits - before).toBeLessThanOrEqual(3)
+      expect((yield* cluster.acks.sessionAcks("t", 1, 0)).ordered).toBe(8)
+      const seqs: Array<number> = []
+      while (seqs.length < 12) {
+        expect(yield* cursor.awaitMore(5_000)).toBe(true)
+        yield* cursor.pollBatches((b) => seqs.push(b.batchSeq))
+      }
+      expect(seqs).toEqual(Array.from({ length: 12 }, (_, i) => i))
     }))
 
   it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>
