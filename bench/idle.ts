@@ -6,7 +6,8 @@
  * a Node process that does nothing but keep its loop alive, measured in the same window.
  * `ratio` = 0.02 / total cores: ≥ 1 meets the goal of under 2 % of one core for the cluster.
  * Flags: --seconds=N, --settle-ms=N (default 5000: start-up GC settles first), --cli=PATH (default: the bundled dist/cxlog.mjs).
- * Every process is killed and the region unlinked when the bench ends, pass or fail.
+ * Every process is killed, the region unlinked and its wake FIFOs removed when the bench ends,
+ * pass or fail.
  */
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -14,6 +15,7 @@ import { existsSync, readdirSync, readFileSync, unlinkSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import { removeWakeFifos } from "../src/layers/region/Doorbell.js"
 import { emit, table } from "./Report.js"
 
 const BROKERS = 4
@@ -96,6 +98,8 @@ export const run = (args: ReadonlyArray<string>) =>
     const region = yield* Effect.acquireRelease(Effect.succeed(`cxlog-bench-idle-${process.pid}`), (name) =>
       Effect.sync(() => {
         if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
+        // A process that had to be SIGKILLed cannot remove its own wake FIFO.
+        removeWakeFifos(name)
       }))
     const env = { CXLOG_REGION: region }
     const roles: Array<Role> = [yield* start("head", [cli, "head", "--topic", "t"], env, /head: region/)]
