@@ -28,7 +28,11 @@ export interface DoorbellOptions {
   readonly spinMicros?: number
   /** `adaptive` (default) spins only while recent waits say it pays; `fixed` always spins `spinMicros`. */
   readonly spinPolicy?: "adaptive" | "fixed"
-  /** Upper bound of one park: every waiter's condition is re-checked at least this often even without a wake. */
+  /**
+   * Upper bound of one park (default 1 s): every waiter's condition is re-checked at least this
+   * often even without a wake. Waits end at their own deadlines regardless; this is only the
+   * safety net for a condition that changes without a ring, so idle processes wake rarely.
+   */
   readonly parkMillis?: number
 }
 
@@ -230,7 +234,7 @@ export const make = (
     const adaptive = options.spinPolicy !== "fixed"
     const policy = adaptive ? adaptiveSpin(spinMs) : fixedSpin(spinMs)
     const overloaded = oversubscribed(availableParallelism())
-    const parkMillis = options.parkMillis ?? 100
+    const parkMillis = options.parkMillis ?? 1_000
     const word = offset / 4
     const parkedFlag = word + 1
     const i32 = region.i32
