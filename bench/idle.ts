@@ -16,6 +16,7 @@ import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { removeWakeFifos } from "../src/layers/region/Doorbell.js"
+import { stopChild } from "../src/programs/Cluster.js"
 import { emit, table } from "./Report.js"
 
 const BROKERS = 4
@@ -60,16 +61,7 @@ interface Role {
 const start = (name: string, command: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
   Effect.acquireRelease(
     Effect.sync(() => spawn(process.execPath, command, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })),
-    (child) =>
-      Effect.async<void>((resume) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-        const force = setTimeout(() => child.kill("SIGKILL"), 3_000)
-        child.once("exit", () => {
-          clearTimeout(force)
-          resume(Effect.void)
-        })
-        child.kill("SIGTERM")
-      })
+    stopChild
   ).pipe(
     Effect.flatMap((child) =>
       Effect.async<Role, IdleBenchFailed>((resume) => {

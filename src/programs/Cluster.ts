@@ -75,6 +75,18 @@ const profileArgs = (): Array<string> => {
   return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}`]
 }
 
+/** Stops a child process: SIGTERM, then SIGKILL if it has not exited within 3 s; resumes once it is gone. */
+export const stopChild = (child: ChildProcess): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    const force = setTimeout(() => child.kill("SIGKILL"), 3_000)
+    child.once("exit", () => {
+      clearTimeout(force)
+      resume(Effect.void)
+    })
+    child.kill("SIGTERM")
+  })
+
 /** Forks `cxlog <args>`; SIGTERM then SIGKILL when the scope closes. */
 export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<RoleProcess, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -100,16 +112,7 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
           execArgv: profileArgs()
         })
       ),
-      (child) =>
-        Effect.async<void>((resume) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-          const force = setTimeout(() => child.kill("SIGKILL"), 3_000)
-          child.once("exit", () => {
-            clearTimeout(force)
-            resume(Effect.void)
-          })
-          child.kill("SIGTERM")
-        })
+      stopChild
     )
     const keep = (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-TAIL_BYTES)
