@@ -21,6 +21,11 @@ export const publisherBatches = Metric.counter("cxlog_publisher_batches", { desc
 export const publisherResends = Metric.counter("cxlog_publisher_resends", { description: "batches sent again after a connection failure or a fence", incremental: true })
 export const publisherFenced = Metric.counter("cxlog_publisher_sessions_fenced", { description: "sessions fenced (a new epoch replayed the unacked suffix)", incremental: true })
 export const publisherAckLatency = Metric.histogram("cxlog_publisher_ack_latency_us", latencyMicros, "seal-to-ack latency per batch (µs)")
+export const publisherAckedMessages = Metric.counter("cxlog_publisher_acked_messages", { description: "messages acknowledged", incremental: true })
+export const publisherAckedBytes = Metric.counter("cxlog_publisher_acked_bytes", { description: "batch payload bytes acknowledged", incremental: true })
+export const brokerUnordered = Metric.gauge("cxlog_broker_unordered_batches", {
+  description: "batches this broker appended that the sequencer has not consumed yet (read at scrape)"
+})
 
 // ---- rings and rpc --------------------------------------------------------------------
 export const ringBackpressureWaits = Metric.counter("cxlog_ring_backpressure_waits", {
@@ -29,6 +34,14 @@ export const ringBackpressureWaits = Metric.counter("cxlog_ring_backpressure_wai
 })
 export const ringReadersReaped = Metric.counter("cxlog_ring_readers_reaped", { description: "reader slots reaped", incremental: true })
 export const ringCorruptions = Metric.counter("cxlog_ring_corruptions", { description: "corrupt ring frames or lines seen by readers", incremental: true })
+export const ringOccupancy = Metric.gauge("cxlog_ring_occupancy_bytes", {
+  description: "bytes a ring's slowest attached reader has not processed yet (tag: ring; read at scrape)"
+})
+export const barrierDuration = Metric.histogram(
+  "cxlog_barrier_duration_us",
+  latencyMicros,
+  "barrier rounds from the first arrival to the release, as the coordinator saw them (µs; tag: mode)"
+)
 export const rpcCalls = Metric.counter("cxlog_rpc_calls", { description: "RPC calls made", incremental: true })
 export const rpcTimeouts = Metric.counter("cxlog_rpc_timeouts", { description: "RPC calls that timed out", incremental: true })
 export const rpcRejectedRequests = Metric.counter("cxlog_rpc_rejected_requests", {
@@ -43,6 +56,7 @@ export const logRingFullWaits = Metric.counter("cxlog_log_ring_full_waits", {
   description: "appends that waited for PBR or Blog room (backpressure)",
   incremental: true
 })
+export const sequencerRounds = Metric.counter("cxlog_sequencer_rounds", { description: "sequencer rounds run (every topic scanned once)", incremental: true })
 export const sequencerBatchesOrdered = Metric.counter("cxlog_sequencer_batches_ordered", { description: "batches ordered (tag: broker)", incremental: true })
 export const sequencerMessagesOrdered = Metric.counter("cxlog_sequencer_messages_ordered", { description: "messages ordered (tag: broker)", incremental: true })
 export const sequencerDuplicates = Metric.counter("cxlog_sequencer_duplicates", { description: "duplicate batches dropped (still acknowledged)", incremental: true })
@@ -56,3 +70,28 @@ export const sequencerGoiFullWaits = Metric.counter("cxlog_sequencer_goi_full_wa
   description: "rounds that found a GOI full (registered subscribers behind)",
   incremental: true
 })
+
+// ---- readers --------------------------------------------------------------------------
+export const readerMessages = Metric.counter("cxlog_reader_messages", { description: "messages delivered to a subscriber (tag: topic)", incremental: true })
+export const readerBatches = Metric.counter("cxlog_reader_batches", { description: "batches delivered to a subscriber (tag: topic)", incremental: true })
+export const readerLag = Metric.gauge("cxlog_reader_lag_messages", {
+  description: "messages in a topic's total order a subscriber has not read yet (tag: topic; read at scrape)"
+})
+
+// ---- values read at scrape time -------------------------------------------------------
+const samplers = new Set<() => void>()
+
+/**
+ * Gauges that are read rather than pushed (a ring's occupancy, a reader's lag): `sample`
+ * updates them and runs before every export, so a stalled component still shows its true
+ * value. Returns the function that stops sampling.
+ */
+export const sampleOnScrape = (sample: () => void): (() => void) => {
+  samplers.add(sample)
+  return () => void samplers.delete(sample)
+}
+
+/** Runs every registered sampler (the exporter calls it before reading the registry). */
+export const runSamplers = (): void => {
+  for (const sample of samplers) sample()
+}

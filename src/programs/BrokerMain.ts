@@ -5,12 +5,14 @@
  * broker stops with `HeadUnavailable` instead of serving silently.
  */
 import { Effect, Layer } from "effect"
+import { brokerUnordered, sampleOnScrape } from "../Metrics.js"
+import { everyTick } from "../layers/region/Cadence.js"
 import { awaitHead, failWhenHeadLost, headWatch } from "../layers/log/HeadWatch.js"
 import { BrokerLine, SequencerLine } from "../layers/log/Records.js"
 import { RegionLayout } from "../layers/RegionLayout.js"
 import { attachRegion, brokerLog, brokerServer, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../layers/Roles.js"
 import { listTopics } from "../layers/log/Topics.js"
-import { Broker, type BrokerOptions } from "../services/net/Broker.js"
+import { Broker, type BrokerOptions, type BrokerShape } from "../services/net/Broker.js"
 import { CxlMemory } from "../services/region/CxlMemory.js"
 import { report, reportFailure } from "./Report.js"
 
@@ -18,7 +20,34 @@ export interface BrokerMainOptions {
   readonly region: RegionAccess
   readonly brokerId: number
   readonly server: BrokerOptions
+  /** Log a stats line (connections, batches, MB/s, unordered backlog) this often while anything moves; 0 = never. */
   readonly statsEveryMs: number
+}
+
+/** Logs the broker's counters every `everyMs`, skipping ticks where nothing changed (an idle broker stays quiet). */
+const logStats = (server: BrokerShape, everyMs: number, unordered: () => number) => {
+  let last = server.stats()
+  let lastAt = Date.now()
+  return everyTick(() => everyMs, Effect.suspend(() => {
+    const now = server.stats()
+    const at = Date.now()
+    const moved = now.batches !== last.batches || now.connections !== last.connections || now.accepted !== last.accepted
+    const mbps = ((now.bytes - last.bytes) / 1e6) / Math.max((at - lastAt) / 1000, 1e-3)
+    last = now
+    lastAt = at
+    if (!moved) return Effect.void
+    return Effect.logInfo(`broker ${server.brokerId}: stats`).pipe(
+      Effect.annotateLogs({
+        connections: now.connections,
+        batches: now.batches,
+        messages: now.messages,
+        bytes: now.bytes,
+        mbps: Math.round(mbps * 10) / 10,
+        ackFrames: now.ackFrames,
+        unorderedBatches: unordered()
+      })
+    )
+  }))
 }
 
 export const broker = (options: BrokerMainOptions) =>
@@ -46,8 +75,14 @@ export const broker = (options: BrokerMainOptions) =>
       serving = true
       yield* Effect.logInfo(`broker ${server.brokerId}: listening on ${server.host}:${server.port}, region ${options.region.name}`)
       report({ event: "listening", brokerId: server.brokerId, host: server.host, port: server.port })
+      yield* Effect.acquireRelease(
+        Effect.sync(() => sampleOnScrape(() => brokerUnordered.unsafeUpdate(unordered(), []))),
+        (stop) => Effect.sync(stop)
+      )
+      if (options.statsEveryMs > 0) yield* Effect.forkScoped(logStats(server, options.statsEveryMs, unordered))
       return yield* failWhenHeadLost(watch, waitingFor)
     }).pipe(
+      Effect.scoped,
       Effect.provide(
         brokerServer(options.server).pipe(
           Layer.provideMerge(brokerLog(options.brokerId)),

@@ -12,7 +12,8 @@
  *    watermark goes back to every participant, who then waits for its own reader of the
  *    broadcast ring to reach it (the coordinator client's `awaitReleaseWatermark`).
  */
-import { Deferred, Effect, Fiber, type Scope } from "effect"
+import { Deferred, Effect, Fiber, Metric, type Scope } from "effect"
+import { barrierDuration } from "../../Metrics.js"
 import {
   type BarrierArrive,
   type BarrierError,
@@ -265,6 +266,7 @@ const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, 
   Effect.gen(function*() {
     const drainedBytes = outcomes.reduce((sum, o) => sum + (o._tag === "drained" ? Math.max(0, o.observed - o.from) : 0), 0)
     const releaseWatermark = yield* engine.options.release(round.barrier, round.number)
+    yield* Metric.update(Metric.tagged(barrierDuration, "mode", round.mode), (Date.now() - round.startedAt) * 1000)
     yield* trace(engine, `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
     const released: BarrierReleased = {
       barrier: round.barrier,

@@ -10,7 +10,7 @@
  * only be newer, and never by 2^32 bytes, so no store is ever seen torn or early.
  */
 import { Effect, Metric } from "effect"
-import { ringReadersReaped } from "../../Metrics.js"
+import { ringOccupancy, ringReadersReaped, sampleOnScrape } from "../../Metrics.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import {
@@ -252,6 +252,13 @@ export const openWriter = (
 
     const fits = (span: number) => reserved + placementBytes(index, span, dataBytes) <= limit
 
+    // Read at scrape time: a reader that stalls shows as a filling ring even while nothing is written.
+    const occupancy = Metric.tagged(ringOccupancy, "ring", String(id))
+    const stopSampling = sampleOnScrape(() => {
+      refreshLimit()
+      occupancy.unsafeUpdate(committed - (limit - dataBytes), [])
+    })
+
     const tryReserve = (length: number): number => {
       if (closed || !(length >= 0 && length <= maxFrameBytes)) return -1
       const span = frameSpan(length)
@@ -353,6 +360,7 @@ export const openWriter = (
         if (closed) return
         commit()
         closed = true
+        stopSampling()
         Atomics.store(u32, closedWord, 1)
         region.publish(control, LINE_BYTES)
         wakeReaders()

@@ -15,7 +15,8 @@
  * head has been unavailable past `CXLOG_HEAD_LOST_MS` the wait fails with `HeadUnavailable`
  * (nothing would ever be ordered); with the head alive it simply keeps waiting.
  */
-import { type ConfigError, Effect, Layer, type Scope } from "effect"
+import { type ConfigError, Effect, Layer, Metric, type Scope } from "effect"
+import { readerBatches, readerLag, readerMessages, sampleOnScrape } from "../../Metrics.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
@@ -178,6 +179,8 @@ const makeCursor = (
   const name = t.info.name
   let next = start.next
   let position = start.position
+  const batchesRead = Metric.tagged(readerBatches, "topic", name)
+  const messagesRead = Metric.tagged(readerMessages, "topic", name)
   let skip = start.skip
   const outOfRange = () => {
     const { earliest, end } = boundsOf(t)
@@ -211,7 +214,11 @@ const makeCursor = (
       next++
       batches++
     }
-    if (batches > 0) move?.(next)
+    if (batches > 0) {
+      move?.(next)
+      batchesRead.unsafeUpdate(batches, [])
+      messagesRead.unsafeUpdate(messages, [])
+    }
     return onBatch !== undefined ? batches : messages
   }
 
@@ -238,7 +245,13 @@ export const logReaderOver = (source: ReadSource): LogReaderShape => ({
         return yield* new LogOutOfRange({ topic, requested: typeof options.from === "number" ? options.from : earliest, earliest, end })
       }
       const move = options.durable === true ? yield* t.hold(start.next) : undefined
-      return makeCursor(source, t, start, move)
+      const cursor = makeCursor(source, t, start, move)
+      const lag = Metric.tagged(readerLag, "topic", topic)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => sampleOnScrape(() => lag.unsafeUpdate(t.total() - cursor.position(), []))),
+        (stop) => Effect.sync(stop)
+      )
+      return cursor
     }),
   bounds: (topic) => Effect.map(source.topic(topic), boundsOf)
 })

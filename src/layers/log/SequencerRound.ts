@@ -16,7 +16,8 @@ import {
   sequencerFencedSessions,
   sequencerGoiFullWaits,
   sequencerHeld,
-  sequencerMessagesOrdered
+  sequencerMessagesOrdered,
+  sequencerRounds
 } from "../../Metrics.js"
 import { defaultSequencerOptions, type SequencerLeaseLost, type SequencerOptions, type SequencerRound } from "../../services/log/Sequencer.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
@@ -74,7 +75,12 @@ export interface TopicStorage {
 
 /** Where the whole log lives: its topics, the lease, and how waiters are woken. */
 export interface LogStorage {
-  readonly holdsLease: () => boolean
+  /**
+   * Enters a round's writes: false when this sequencer no longer holds the lease (it must
+   * write nothing). Every write of a round, discovery included, happens between it and `endRound`.
+   */
+  readonly beginRound: () => boolean
+  readonly endRound: () => void
   readonly leaseLost: () => SequencerLeaseLost
   /** Whether topics appeared that are not ordered yet (runs every round). */
   readonly hasNewTopics: () => boolean
@@ -340,6 +346,7 @@ const makeTallyMetrics = (brokers: number) => {
     if (tally.dropped > 0) sequencerDropped.unsafeUpdate(tally.dropped, [])
     if (tally.stalled) sequencerGoiFullWaits.unsafeUpdate(1, [])
     sequencerHeld.unsafeUpdate(heldNow, [])
+    sequencerRounds.unsafeUpdate(1, [])
   }
 }
 
@@ -350,6 +357,8 @@ export interface RunSettings {
   /** Runs before a round once `renewEveryMs` passed since it last ran (the lease). */
   readonly renew: Effect.Effect<void, SequencerLeaseLost>
   readonly renewEveryMs: number
+  /** Called once, with the time, after the first round that wrote a GOI entry (a takeover's end). */
+  readonly onFirstOrdered?: (atMs: number) => void
 }
 
 /**
@@ -409,12 +418,24 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
     topics.push(...found)
   })
 
-  /** A round, after taking in new topics (discovery is an Effect, it logs; a round without one stays plain code). */
+  /** A round inside the lease's fence; a throw (a defect) still leaves the fence. */
+  const fencedRound = (nowMs: number): RoundTally => {
+    try {
+      return sequencerRound(nowMs)
+    } finally {
+      log.endRound()
+    }
+  }
+
+  /**
+   * A round, after taking in new topics (discovery is an Effect, it logs; a round without one
+   * stays plain code). Both write, so both run inside `beginRound` … `endRound`.
+   */
   const tallyStep: Effect.Effect<RoundTally, SequencerLeaseLost> = Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
-    if (!log.holdsLease()) return Effect.fail(log.leaseLost())
+    if (!log.beginRound()) return Effect.fail(log.leaseLost())
     return log.hasNewTopics()
-      ? Effect.zipRight(discoverTopics, Effect.sync(() => sequencerRound(nowMs)))
-      : Effect.succeed(sequencerRound(nowMs))
+      ? Effect.zipRight(discoverTopics.pipe(Effect.onExit((exit) => (exit._tag === "Failure" ? Effect.sync(log.endRound) : Effect.void))), Effect.sync(() => fencedRound(nowMs)))
+      : Effect.sync(() => fencedRound(nowMs))
   })
 
   /**
@@ -442,12 +463,17 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
   const runRounds = (run: RunSettings): Effect.Effect<never, SequencerLeaseLost> =>
     Effect.gen(function*() {
       let renewedAt = Number.NEGATIVE_INFINITY
+      let first = run.onFirstOrdered
       for (;;) {
         if (Date.now() - renewedAt >= run.renewEveryMs) {
           yield* run.renew
           renewedAt = Date.now()
         }
         const round = yield* tallyStep
+        if (first !== undefined && round.ordered > 0) {
+          first(Date.now())
+          first = undefined
+        }
         if (round.moved()) yield* yieldToLoop
         const nowMs = yield* Clock.currentTimeMillis
         const renewInMs = renewedAt + run.renewEveryMs - Date.now()

@@ -13,7 +13,7 @@
  */
 import { Config, ConfigError, Duration, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
 import { randomInt } from "node:crypto"
-import { publisherAckLatency, publisherBatches, publisherFenced, publisherResends } from "../../Metrics.js"
+import { publisherAckedBytes, publisherAckedMessages, publisherAckLatency, publisherBatches, publisherFenced, publisherResends } from "../../Metrics.js"
 import {
   PublishAckTimeout,
   type BrokerLink,
@@ -184,6 +184,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       const micros = (performance.now() - batch.sealedAt) * 1000
       latencies[latencyCount++ % LATENCY_SAMPLES] = micros
       publisherAckLatency.unsafeUpdate(micros, [])
+      publisherAckedMessages.unsafeUpdate(batch.messageCount, [])
+      publisherAckedBytes.unsafeUpdate(batch.payload.byteLength, [])
       counts.ackedBatches++
       counts.ackedMessages += batch.messageCount
       if (batch.pendingWrites === 0) pool.give(batch.buffer)
