@@ -48,10 +48,11 @@ const effectFamilies = (): Map<string, Family> => {
     } else if (MetricState.isGaugeState(metricState)) {
       family("gauge").values.push({ value: number(metricState.value), labels })
     } else if (MetricState.isHistogramState(metricState)) {
-      // Effect's buckets are cumulative already, as Prometheus's are; +Inf is the count.
+      // Effect's buckets are cumulative already, as Prometheus's are, and end with an Infinity boundary (+Inf).
       const values = family("histogram").values
-      for (const [le, count] of metricState.buckets) values.push({ metricName: `${metricKey.name}_bucket`, value: count, labels: { ...labels, le: String(le) } })
-      values.push({ metricName: `${metricKey.name}_bucket`, value: metricState.count, labels: { ...labels, le: "+Inf" } })
+      for (const [le, count] of metricState.buckets) {
+        values.push({ metricName: `${metricKey.name}_bucket`, value: count, labels: { ...labels, le: le === Infinity ? "+Inf" : String(le) } })
+      }
       values.push({ metricName: `${metricKey.name}_sum`, value: metricState.sum, labels })
       values.push({ metricName: `${metricKey.name}_count`, value: metricState.count, labels })
     }

@@ -1,0 +1,77 @@
+/**
+ * The metrics endpoint: what `GET /metrics` serves parses as Prometheus text (with an
+ * independent parser) and its counters move while a broker and a publisher carry traffic.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import parsePrometheusTextFormat from "parse-prometheus-text-format"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { serveMetrics } from "../../src/programs/MetricsServer.js"
+import { publishTestMessages } from "../fixtures/net-audit.js"
+
+type Family = ReturnType<typeof parsePrometheusTextFormat>[number]
+
+const scrape = (port: number) =>
+  Effect.promise(async () => {
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+    return { contentType: response.headers.get("content-type") ?? "", families: parsePrometheusTextFormat(await response.text()) }
+  })
+
+const family = (families: ReadonlyArray<Family>, name: string): Family => {
+  const found = families.find((f) => f.name === name)
+  if (found === undefined) throw new Error(`no metric family ${name} in the scrape`)
+  return found
+}
+
+/** The value of a counter or gauge series (summed over label sets). */
+const value = (families: ReadonlyArray<Family>, name: string): number =>
+  family(families, name).metrics.reduce((sum, m) => sum + Number("value" in m ? m.value : 0), 0)
+
+describe("metrics endpoint", () => {
+  it.scopedLive("parses as Prometheus text; broker and publisher counters and the ACK latency histogram move with traffic", () =>
+    Effect.gen(function*() {
+      const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "test" } })
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: 2_000 })
+      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 4096 })
+
+      // Counters are process-wide and other tests in this worker may have moved them: compare deltas.
+      const before = yield* scrape(port)
+      expect(before.contentType).toMatch(/^text\/plain; version=0\.0\.4/)
+      yield* publishTestMessages(publisher, 9, 500, 200)
+      yield* publisher.flush(10_000)
+      const after = yield* scrape(port)
+      const f = after.families
+
+      const stats = publisher.stats()
+      const delta = (name: string) => value(f, name) - (before.families.some((x) => x.name === name) ? value(before.families, name) : 0)
+      expect(delta("cxlog_publisher_acked_messages")).toBe(500)
+      expect(delta("cxlog_broker_batches")).toBe(stats.ackedBatches)
+      expect(delta("cxlog_broker_bytes")).toBeGreaterThan(500 * 8)
+      expect(value(f, "cxlog_broker_connections")).toBeGreaterThanOrEqual(1)
+
+      const latency = family(f, "cxlog_publisher_ack_latency_us")
+      expect(latency.type).toBe("HISTOGRAM")
+      // (This parser keeps a labelled histogram's buckets but not its _count: +Inf is the count.)
+      const series = latency.metrics[0] as { buckets: Record<string, string> }
+      expect(Number(series.buckets["+Inf"])).toBeGreaterThanOrEqual(stats.ackedBatches)
+      // Buckets are cumulative: never decreasing with `le`.
+      const counts = Object.entries(series.buckets).sort(([a], [b]) => Number(a) - Number(b)).map(([, c]) => Number(c))
+      expect(counts).toEqual([...counts].sort((a, b) => a - b))
+
+      // The role label is on every series, cxlog's and the process's own (CPU from prom-client's defaults).
+      expect((family(f, "cxlog_broker_batches").metrics[0] as { labels?: Record<string, string> }).labels?.["role"]).toBe("test")
+      expect(value(f, "process_cpu_seconds_total")).toBeGreaterThan(0)
+      expect(family(f, "cxlog_broker_batches").help).toBe("batches received and appended")
+    }))
+
+  it.scopedLive("anything but GET /metrics is a 404 naming the endpoint", () =>
+    Effect.gen(function*() {
+      const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: {} })
+      const response = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/`))
+      expect(response.status).toBe(404)
+      expect(yield* Effect.promise(() => response.text())).toContain("GET /metrics")
+    }))
+})
