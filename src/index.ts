@@ -9,6 +9,7 @@ export {
   type BrokerAddress,
   type BrokerLink,
   BrokerRejected,
+  BrokersUnreachable,
   InvalidPublisherOptions,
   MessageTooLarge,
   Publisher,

@@ -70,7 +70,7 @@ export const processCpuSeconds = (pid: number): number | undefined => {
 }
 
 /** `CXLOG_PROFILE_DIR=dir` writes a V8 CPU profile of every role process there (finding hot spots). */
-const profileArgs = (): Array<string> => {
+export const profileArgs = (): Array<string> => {
   const dir = process.env["CXLOG_PROFILE_DIR"]
   return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}`]
 }

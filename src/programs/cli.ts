@@ -1,72 +1,158 @@
 #!/usr/bin/env node
-/** The `cxlog` command line. Flags fall back to `CXLOG_*` environment variables. */
-import { Args, Command, Options } from "@effect/cli"
+/**
+ * The `cxlog` command line: a table of commands whose flags (CliKit) each carry their meaning,
+ * default and `CXLOG_*` variable. A mistake of the user's is one line on stderr and exit code
+ * 2 (usage) or 1 (runtime); `--verbose` adds the full cause.
+ */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Config, Effect, Option } from "effect"
+import { Cause, Console, Effect, Either, Logger } from "effect"
 import { fileURLToPath } from "node:url"
 import { regionConfig } from "../layers/RegionLayout.js"
 import { defaultSequencerOptions } from "../services/log/Sequencer.js"
 import { parseAddresses } from "../layers/net/ClientConnection.js"
+import type { TopicSpec } from "../services/log/Topics.js"
 import { bench } from "./Bench.js"
 import { broker } from "./BrokerMain.js"
+import * as Cli from "./CliKit.js"
+import { configuration } from "./Configuration.js"
 import { createTopic } from "./CreateTopic.js"
-import { head } from "./Head.js"
+import { DEFAULT_STANDBY_CHECK_MS, head } from "./Head.js"
 import { loopbackSend } from "./Loopback.js"
 import { publish } from "./Publish.js"
 import { regions } from "./Regions.js"
-import { exitWithParent, parentEvent, parseBytes } from "./Report.js"
+import { exitWithParent, parentEvent } from "./Report.js"
 import { run } from "./Run.js"
 import { loopbackEcho, rtt } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
 import { subscribe } from "./Subscribe.js"
 
 const cliPath = fileURLToPath(import.meta.url)
+const VERSION = "0.1.0"
 
-const region = Options.text("region").pipe(
-  Options.withFallbackConfig(Config.string("CXLOG_REGION")),
-  Options.withDefault("cxlog"),
-  Options.withDescription("region: a POSIX shm name, or a path (DAX device / file on the CXL node)")
-)
-const coherence = Options.choice("coherence", ["coherent", "non-coherent"]).pipe(
-  Options.withFallbackConfig(Config.literal("coherent", "non-coherent")("CXLOG_COHERENCE")),
-  Options.withDefault("coherent" as const)
-)
-const bytesOption = (name: string, fallback: string) =>
-  Options.text(name).pipe(Options.withDefault(fallback), Options.mapEffect((t) => Effect.try(() => parseBytes(t)).pipe(Effect.orDie)))
-const int = (name: string, fallback: number) => Options.integer(name).pipe(Options.withDefault(fallback))
+// ---- flags shared by several commands ---------------------------------------------------------
 
-const topicSpec = Options.text("topic").pipe(
-  Options.repeated,
-  Options.withDescription("topic to create, name[:order[:ack[:rf]]], e.g. orders:5:1"),
-  Options.map((specs) =>
-    specs.map((spec) => {
-      const [name, order = "5", ack = "1", rf = "1"] = spec.split(":")
-      return { name: name!, order: Number(order) as 0 | 2 | 4 | 5, ackLevel: Number(ack) as 0 | 1 | 2, replicationFactor: Number(rf) }
-    })
-  )
+const region = Cli.text("region", {
+  default: "cxlog",
+  placeholder: "NAME",
+  env: "CXLOG_REGION",
+  description: "the region: a POSIX shared-memory name (under /dev/shm), or a path (a DAX device or a file on the CXL node)"
+})
+const coherence = Cli.choice("coherence", ["coherent", "non-coherent"], {
+  default: "coherent",
+  env: "CXLOG_COHERENCE",
+  description: "non-coherent: flush every line written and invalidate before reading (multi-host CXL without coherence)"
+})
+const json = Cli.toggle("json", { description: "print the result as JSON" })
+const messageBytes = Cli.integer("message-bytes", {
+  default: 1024,
+  min: 1,
+  placeholder: "BYTES",
+  env: "CXLOG_MESSAGE_BYTES",
+  description: "size of each test message"
+})
+const batchBytes = Cli.size("batch-bytes", {
+  default: "64KiB",
+  env: "CXLOG_BATCH_BYTES",
+  description: "a publisher's batch seals when the next message would not fit"
+})
+const window = Cli.integer("window", {
+  default: 64,
+  min: 1,
+  env: "CXLOG_MAX_IN_FLIGHT",
+  description: "batches a publisher keeps in flight awaiting their ACK"
+})
+const ack = Cli.choice("ack", ["0", "1", "2"], {
+  default: "1",
+  env: "CXLOG_ACK_LEVEL",
+  description: "when a batch counts as published: 0 written to the socket, 1 ordered, 2 replicated"
+})
+const order = Cli.choice("order", ["0", "2", "4", "5"], {
+  default: "5",
+  env: "CXLOG_ORDER",
+  description: "order mode: 0 per-broker arrival, 2 one total order, 4 + FIFO per (client, broker), 5 + FIFO per client session"
+})
+
+const ORDERS = [0, 2, 4, 5] as const
+const ACKS = [0, 1, 2] as const
+
+/** `name[:order[:ack[:rf]]]` → a topic spec, or the field that is wrong. */
+export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> => {
+  const [name = "", orderText = "5", ackText = "1", rfText = "1", ...extra] = spec.split(":")
+  if (extra.length > 0) return Either.left(`${spec}: a topic is name[:order[:ack[:rf]]], 4 fields at most`)
+  if (!/^[A-Za-z0-9._-]{1,100}$/.test(name)) return Either.left(`${spec}: the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`)
+  const orderMode = ORDERS.find((o) => `${o}` === orderText)
+  if (orderMode === undefined) return Either.left(`${spec}: the order ${orderText} is not one of 0, 2, 4, 5`)
+  const ackLevel = ACKS.find((a) => `${a}` === ackText)
+  if (ackLevel === undefined) return Either.left(`${spec}: the ack level ${ackText} is not one of 0, 1, 2`)
+  const rf = /^\d+$/.test(rfText) ? Number(rfText) : Number.NaN
+  if (!(rf >= 1 && rf <= 16)) return Either.left(`${spec}: the replication factor ${rfText} is not a whole number from 1 to 16`)
+  return Either.right({ name, order: orderMode, ackLevel, replicationFactor: rf })
+}
+
+const topics = Cli.repeated(
+  Cli.custom<TopicSpec>("topic", "NAME[:ORDER[:ACK[:RF]]]", parseTopicSpec, {
+    default: { name: "", order: 5, ackLevel: 1, replicationFactor: 1 },
+    shown: "",
+    env: "CXLOG_TOPICS",
+    description: "a topic to create, e.g. orders:5:1 (order 5, ack 1, RF 1; those are the defaults); repeat for more"
+  })
 )
 
-const headCommand = Command.make(
-  "head",
-  {
+// ---- commands ---------------------------------------------------------------------------------
+
+const headCommand = Cli.command({
+  name: "head",
+  summary: "Create the region and run its coordinator and sequencer",
+  details: "The head creates the region (sized by the CXLOG_LOG_* and ring variables, see cxlog config), owns " +
+    "process slot 0, writes the topic table and orders every topic's batches. It runs until stopped (Ctrl-C); " +
+    "without --keep the region is removed when it stops.",
+  flags: {
     region,
     coherence,
-    topics: topicSpec,
-    keep: Options.boolean("keep").pipe(Options.withDescription("leave the region in /dev/shm on exit")),
-    attach: Options.boolean("attach").pipe(
-      Options.withDescription("take over the existing region (its head gone), keeping its data; the region stays on exit")
-    ),
-    holdTimeoutMs: Options.integer("hold-timeout-ms").pipe(
-      Options.withFallbackConfig(Config.integer("CXLOG_HOLD_TIMEOUT_MS")),
-      Options.withDefault(defaultSequencerOptions.holdTimeoutMs)
-    ),
-    sessionIdleMs: Options.integer("session-idle-ms").pipe(
-      Options.withFallbackConfig(Config.integer("CXLOG_SESSION_IDLE_MS")),
-      Options.withDefault(defaultSequencerOptions.sessionIdleMs),
-      Options.withDescription("release a publisher session with no batch for this long")
-    )
+    topics,
+    keep: Cli.toggle("keep", { env: "CXLOG_REGION_KEEP", description: "leave the region in /dev/shm when the head stops" }),
+    attach: Cli.toggle("attach", {
+      env: "CXLOG_ATTACH",
+      description: "take over an existing region whose head is gone, keeping its data (the region stays on exit)"
+    }),
+    holdTimeoutMs: Cli.integer("hold-timeout-ms", {
+      default: defaultSequencerOptions.holdTimeoutMs,
+      placeholder: "MS",
+      env: "CXLOG_HOLD_TIMEOUT_MS",
+      description: "order 5: how long the sequencer holds a session's later batches for a gap before skipping it"
+    }),
+    sessionIdleMs: Cli.integer("session-idle-ms", {
+      default: defaultSequencerOptions.sessionIdleMs,
+      placeholder: "MS",
+      env: "CXLOG_SESSION_IDLE_MS",
+      description: "release a publisher session that sent no batch for this long"
+    }),
+    leaseMs: Cli.integer("sequencer-lease-ms", {
+      default: defaultSequencerOptions.leaseMs,
+      min: 1,
+      placeholder: "MS",
+      env: "CXLOG_SEQUENCER_LEASE_MS",
+      description: "the sequencer's lease in the region: a head that stops renewing it is gone after this long"
+    }),
+    standby: Cli.toggle("standby", {
+      env: "CXLOG_STANDBY",
+      description: "attach to a running region and take over its sequencer and coordinator when its head's lease lapses"
+    }),
+    standbyCheckMs: Cli.integer("standby-check-ms", {
+      default: DEFAULT_STANDBY_CHECK_MS,
+      min: 1,
+      placeholder: "MS",
+      env: "CXLOG_STANDBY_CHECK_MS",
+      description: "--standby: how often to look at the head's lease"
+    })
   },
-  (o) =>
+  examples: [
+    "cxlog head --topic events",
+    "cxlog head --region orders --topic orders:5:1 --topic audit:2:0 --keep",
+    "cxlog head --attach            # carry on with a region whose head died",
+    "cxlog head --standby           # a second head: takes over when the first dies or hangs"
+  ],
+  run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
       const config = yield* regionConfig
@@ -76,50 +162,133 @@ const headCommand = Command.make(
         topics: o.topics,
         keep: o.keep,
         attach: o.attach,
-        sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs },
+        standby: o.standby,
+        checkEveryMs: o.standbyCheckMs,
+        sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs, leaseMs: o.leaseMs },
         reportEveryMs: 250
       })
     })
-).pipe(Command.withDescription("Create the region and run the coordinator and the sequencer"))
+})
 
-const brokerCommand = Command.make(
-  "broker",
-  {
+const brokerCommand = Cli.command({
+  name: "broker",
+  summary: "Serve publishers over TCP, appending their batches into the region",
+  details: "A broker attaches the region a head created, takes a broker slot and listens for publishers. " +
+    "It stops with an error once the head has been gone for CXLOG_HEAD_LOST_MS.",
+  flags: {
     region,
     coherence,
-    brokerId: Options.integer("broker-id").pipe(Options.withFallbackConfig(Config.integer("CXLOG_BROKER_ID")), Options.withDefault(0)),
-    host: Options.text("host").pipe(Options.withFallbackConfig(Config.string("CXLOG_BROKER_HOST")), Options.withDefault("127.0.0.1")),
-    port: Options.integer("port").pipe(Options.withFallbackConfig(Config.integer("CXLOG_BROKER_PORT")), Options.withDefault(7400))
+    brokerId: Cli.integer("broker-id", { default: 0, env: "CXLOG_BROKER_ID", description: "this broker's slot (0 … CXLOG_LOG_MAX_BROKERS-1)" }),
+    host: Cli.text("host", {
+      default: "127.0.0.1",
+      placeholder: "ADDRESS",
+      env: "CXLOG_BROKER_HOST",
+      description: "address to listen on (0.0.0.0 for every interface)"
+    }),
+    port: Cli.integer("port", { default: 7400, env: "CXLOG_BROKER_PORT", description: "TCP port to listen on (0: any free port)" }),
+    maxBatchBytes: Cli.size("max-batch-bytes", {
+      default: "1MiB",
+      env: "CXLOG_MAX_BATCH_BYTES",
+      description: "largest batch accepted from a publisher (also bounded by the region's CXLOG_LOG_MAX_BATCH_BYTES)"
+    }),
+    ackIntervalMs: Cli.float("ack-interval-ms", {
+      default: 0,
+      placeholder: "MS",
+      env: "CXLOG_ACK_INTERVAL_MS",
+      description: "coalesce ACKs to one per connection per interval (0: at most one per event-loop turn)"
+    }),
+    idleTimeoutMs: Cli.float("idle-timeout-ms", {
+      default: 600_000,
+      placeholder: "MS",
+      env: "CXLOG_BROKER_IDLE_TIMEOUT_MS",
+      description: "close a connection that sent nothing for this long (0: never)"
+    }),
+    maxConnections: Cli.integer("max-connections", {
+      default: 1024,
+      min: 1,
+      env: "CXLOG_BROKER_MAX_CONNECTIONS",
+      description: "refuse connections beyond this many"
+    })
   },
-  (o) =>
+  examples: [
+    "cxlog broker --broker-id 0 --port 7400",
+    "cxlog broker --region orders --broker-id 1 --host 0.0.0.0 --port 7401"
+  ],
+  run: (o) =>
     Effect.sync(exitWithParent).pipe(
       Effect.zipRight(
-        broker({ region: { name: o.region, coherence: o.coherence }, brokerId: o.brokerId, server: { host: o.host, port: o.port }, statsEveryMs: 1000 })
+        broker({
+          region: { name: o.region, coherence: o.coherence },
+          brokerId: o.brokerId,
+          server: {
+            host: o.host,
+            port: o.port,
+            maxBatchBytes: o.maxBatchBytes,
+            ackIntervalMs: o.ackIntervalMs,
+            idleTimeoutMs: o.idleTimeoutMs,
+            maxConnections: o.maxConnections
+          },
+          statsEveryMs: 1000
+        })
       )
     )
-).pipe(Command.withDescription("Serve publishers over TCP, appending into the region"))
+})
 
-const publishCommand = Command.make(
-  "publish",
-  {
-    brokers: Options.text("brokers").pipe(
-      Options.withFallbackConfig(Config.string("CXLOG_BROKERS")),
-      Options.withDefault("127.0.0.1:7400"),
-      Options.withDescription("host:port,host:port")
-    ),
-    topic: Options.text("topic").pipe(Options.withDefault("events")),
-    count: Options.integer("count").pipe(Options.optional, Options.withDescription("publish this many stamped test messages (default: stdin lines)")),
-    messageBytes: int("message-bytes", 1024),
-    batchBytes: bytesOption("batch-bytes", "64KiB"),
-    lingerMs: int("linger-ms", 1),
-    window: int("window", 64),
-    ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
-    clientId: Options.integer("client-id").pipe(Options.optional),
-    publisherIndex: int("publisher-index", 0),
-    flushTimeoutMs: int("flush-timeout-ms", 120_000),
-    rateMbps: Options.float("rate-mbps").pipe(Options.optional, Options.withDescription("offered load in MB/s (with --count)"))
+const brokers = Cli.text("brokers", {
+  default: "127.0.0.1:7400",
+  placeholder: "HOST:PORT,…",
+  env: "CXLOG_BROKERS",
+  description: "the brokers' addresses",
+  check: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? `${t} is not a list of host:port addresses` : undefined
+})
+
+const publishCommand = Cli.command({
+  name: "publish",
+  summary: "Publish stdin lines (or --count test messages) to a topic through the brokers",
+  details: "Each stdin line is one message. With --count it publishes stamped test messages a subscriber can " +
+    "audit. It exits once every message is acknowledged at the --ack level, or with an error naming the first " +
+    "line that could not be published.",
+  flags: {
+    brokers,
+    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to publish to" }),
+    count: Cli.optionalInteger("count", { min: 0, shown: "stdin lines", description: "publish this many stamped test messages instead of stdin" }),
+    messageBytes,
+    batchBytes,
+    lingerMs: Cli.float("linger-ms", {
+      default: 1,
+      placeholder: "MS",
+      env: "CXLOG_LINGER_MS",
+      description: "a batch waiting behind batches in flight goes this long after its first message at the latest"
+    }),
+    window,
+    ack,
+    clientId: Cli.optionalInteger("client-id", { shown: "random", env: "CXLOG_CLIENT_ID", description: "this publisher's client id" }),
+    spread: Cli.choice("spread", ["round-robin", "sticky"], {
+      default: "round-robin",
+      env: "CXLOG_SPREAD",
+      description: "round-robin batches over the brokers, or sticky: one broker until it fails"
+    }),
+    connectTimeoutMs: Cli.integer("connect-timeout-ms", {
+      default: 5_000,
+      min: 1,
+      placeholder: "MS",
+      env: "CXLOG_CONNECT_TIMEOUT_MS",
+      description: "give up when no broker accepts a connection within this long"
+    }),
+    flushTimeoutMs: Cli.integer("flush-timeout-ms", {
+      default: 120_000,
+      placeholder: "MS",
+      env: "CXLOG_FLUSH_TIMEOUT_MS",
+      description: "at the end, wait this long at most for the last ACKs"
+    }),
+    rateMbps: Cli.optionalFloat("rate-mbps", { shown: "as fast as possible", env: "CXLOG_RATE_MBPS", description: "offered load in MB/s (with --count)" }),
+    publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" })
   },
-  (o) =>
+  examples: [
+    "seq 1 5 | cxlog publish --brokers 127.0.0.1:7400,127.0.0.1:7401 --topic events",
+    "cxlog publish --topic events --count 100000 --message-bytes 256 --ack 2"
+  ],
+  run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
       yield* publish({
@@ -130,34 +299,56 @@ const publishCommand = Command.make(
           batchBytes: o.batchBytes,
           lingerMs: o.lingerMs,
           maxInFlightBatches: o.window,
-          ...Option.match(o.clientId, { onNone: () => ({}), onSome: (clientId) => ({ clientId }) })
+          spread: o.spread,
+          connectTimeoutMs: o.connectTimeoutMs,
+          ...(o.clientId === undefined ? {} : { clientId: o.clientId })
         },
-        ...Option.match(o.count, { onNone: () => ({}), onSome: (count) => ({ count }) }),
+        ...(o.count === undefined ? {} : { count: o.count }),
         messageBytes: o.messageBytes,
         publisherIndex: o.publisherIndex,
         flushTimeoutMs: o.flushTimeoutMs,
         reportEveryMs: 250,
-        ...Option.match(o.rateMbps, { onNone: () => ({}), onSome: (rateMBps) => ({ rateMBps }) })
+        ...(o.rateMbps === undefined ? {} : { rateMBps: o.rateMbps })
       })
     })
-).pipe(Command.withDescription("Publish messages (stdin lines, or --count stamped test messages)"))
+})
 
-const subscribeCommand = Command.make(
-  "subscribe",
-  {
+const parseFrom = (t: string): Either.Either<number | "earliest" | "latest", string> =>
+  t === "earliest" || t === "latest"
+    ? Either.right(t)
+    : /^\d+$/.test(t)
+    ? Either.right(Number(t))
+    : Either.left(`${t} is not a position: use earliest, latest or a message offset (0, 1, …)`)
+
+const subscribeCommand = Cli.command({
+  name: "subscribe",
+  summary: "Print a topic's messages in their total order, read straight from the region",
+  details: "Runs on the region's host (it maps the region). Prints one message per line until stopped, or until --limit messages.",
+  flags: {
     region,
     coherence,
-    topic: Options.text("topic").pipe(Options.withDefault("events")),
-    from: Options.text("from").pipe(Options.withDefault("earliest"), Options.withDescription("earliest, latest, or a message offset")),
-    auditPublishers: int("audit-publishers", 0),
-    auditMessages: int("audit-messages", 0),
-    limit: Options.integer("limit").pipe(Options.optional),
-    idleTimeoutMs: int("idle-timeout-ms", 30_000),
-    untilPublishersDone: Options.boolean("until-publishers-done").pipe(
-      Options.withDescription("(audit, under cxlog run) read to the log's end as of the orchestrator's publishersDone message")
-    )
+    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to read" }),
+    from: Cli.custom("from", "earliest|latest|OFFSET", parseFrom, {
+      default: "earliest",
+      shown: "earliest",
+      description: "where to start: the oldest message held, the end, or a message offset"
+    }),
+    limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
+    idleTimeoutMs: Cli.integer("idle-timeout-ms", {
+      default: 30_000,
+      placeholder: "MS",
+      env: "CXLOG_SUBSCRIBE_IDLE_MS",
+      description: "with --limit (or an audit): give up after this long without a new message"
+    }),
+    auditPublishers: Cli.integer("audit-publishers", { default: 0, hidden: true, description: "audit stamped messages of this many publishers" }),
+    auditMessages: Cli.integer("audit-messages", { default: 0, hidden: true, description: "messages each audited publisher sends" }),
+    untilPublishersDone: Cli.toggle("until-publishers-done", {
+      hidden: true,
+      description: "read to the log's end as of the orchestrator's publishersDone message"
+    })
   },
-  (o) =>
+  examples: ["cxlog subscribe --topic events", "cxlog subscribe --topic events --from 1000 --limit 10"],
+  run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
       const publishersDone = o.untilPublishersDone
@@ -167,118 +358,217 @@ const subscribeCommand = Command.make(
         ...(publishersDone === undefined ? {} : { publishersDone: publishersDone.said }),
         region: { name: o.region, coherence: o.coherence },
         topic: o.topic,
-        from: o.from === "earliest" || o.from === "latest" ? o.from : Number(o.from),
+        from: o.from,
         ...(o.auditPublishers > 0 ? { audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages } } : {}),
-        ...Option.match(o.limit, { onNone: () => ({}), onSome: (limit) => ({ limit }) }),
+        ...(o.limit === undefined ? {} : { limit: o.limit }),
         idleTimeoutMs: o.idleTimeoutMs,
         reportEveryMs: 250,
         print: o.auditPublishers === 0
       })
       if (result !== undefined && !result.passed) return yield* Effect.fail(new Error("audit failed"))
     }).pipe(Effect.scoped)
-).pipe(Command.withDescription("Read a topic's total order from the region (prints messages, or audits stamped ones)"))
-
-/** The cluster shape `run` and `bench` share; `bytes` defaults differ. */
-const clusterFlags = (defaultBytes: string) => ({
-  bytes: bytesOption("bytes", defaultBytes),
-  messageBytes: int("message-bytes", 1024),
-  brokers: int("brokers", 4),
-  order: Options.choice("order", ["0", "2", "4", "5"]).pipe(Options.withDefault("5" as const)),
-  ack: Options.choice("ack", ["0", "1", "2"]).pipe(Options.withDefault("1" as const)),
-  batchBytes: bytesOption("batch-bytes", "64KiB"),
-  window: int("window", 64)
 })
 
-type ValueOf<T> = T extends Options.Options<infer A> ? A : never
-type ClusterFlags = { [K in keyof ReturnType<typeof clusterFlags>]: ValueOf<ReturnType<typeof clusterFlags>[K]> }
+/** The local cluster `run` and `bench` start; `bytes` defaults differ. */
+const clusterFlags = (defaultBytes: string) => ({
+  bytes: Cli.size("bytes", { default: defaultBytes, env: "CXLOG_BYTES", description: "payload to publish in all" }),
+  messageBytes,
+  brokerCount: Cli.integer("broker-count", { default: 4, min: 1, env: "CXLOG_BROKER_COUNT", description: "broker processes to start" }),
+  order,
+  ack,
+  batchBytes,
+  window
+})
 
-const clusterShape = (o: ClusterFlags) => ({
+const clusterShape = (o: {
+  bytes: number
+  messageBytes: number
+  brokerCount: number
+  order: "0" | "2" | "4" | "5"
+  ack: "0" | "1" | "2"
+  batchBytes: number
+  window: number
+}) => ({
   totalBytes: o.bytes,
   messageBytes: o.messageBytes,
-  brokers: o.brokers,
+  brokers: o.brokerCount,
   order: Number(o.order) as 0 | 2 | 4 | 5,
   ackLevel: Number(o.ack) as 0 | 1 | 2,
   batchBytes: o.batchBytes,
   window: o.window
 })
 
-const runCommand = Command.make(
-  "run",
-  {
+const runCommand = Cli.command({
+  name: "run",
+  summary: "Run a whole cluster on a fresh region: head, brokers, a publisher and an auditing subscriber",
+  details: "Everything in one command: it starts the processes, publishes --bytes of stamped messages, checks that " +
+    "the subscriber read each one once and in order, prints the throughput and ACK latency, and removes its region.",
+  flags: {
     ...clusterFlags("1GiB"),
-    json: Options.boolean("json").pipe(Options.withDescription("print the summary as one JSON line")),
-    killBroker: Options.integer("kill-broker").pipe(Options.optional, Options.withDescription("(testing) SIGKILL this broker halfway"))
+    json: Cli.toggle("json", { description: "print the summary as one JSON line" }),
+    killBroker: Cli.optionalInteger("kill-broker", {
+      shown: "none",
+      placeholder: "INDEX",
+      description: "SIGKILL this broker 30 % into the run (the publisher must fail over)"
+    }),
+    killHead: Cli.toggle("kill-head", { description: "run standby heads and SIGKILL the active head 30 % into the run; reports takeoverMs" }),
+    standby: Cli.integer("standby", { default: 1, min: 1, description: "--kill-head: how many standby heads to run" })
   },
-  (o) =>
+  examples: ["cxlog run", "cxlog run --bytes 64MiB --broker-count 2 --order 2 --ack 1", "cxlog run --bytes 256MiB --kill-broker 1"],
+  run: (o) =>
     run({
       ...clusterShape(o),
       output: o.json ? "json" : "human",
-      ...Option.match(o.killBroker, { onNone: () => ({}), onSome: (index) => ({ killBroker: { index, atFraction: 0.3 } }) })
+      ...(o.killBroker === undefined ? {} : { killBroker: { index: o.killBroker, atFraction: 0.3 } }),
+      ...(o.killHead ? { killHead: { standbys: o.standby, atFraction: 0.3 } } : {})
     }).pipe(Effect.asVoid)
-).pipe(Command.withDescription("Run a whole cluster on a fresh region: head, brokers, a publisher and an auditing subscriber"))
+})
 
-const benchCommand = Command.make(
-  "bench",
-  {
+const benchCommand = Cli.command({
+  name: "bench",
+  summary: "Measure a local cluster's throughput and ACK latency next to the loopback TCP bound",
+  flags: {
     ...clusterFlags("256MiB"),
-    type: Options.choice("type", ["publish", "e2e", "latency", "rtt"]).pipe(
-      Options.withDefault("e2e" as const),
-      Options.withDescription(
-        "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (closed loop, one message at a time, next to a TCP ping-pong)"
-      )
-    ),
-    rateMbps: Options.float("rate-mbps").pipe(Options.withDefault(50)),
-    samples: Options.integer("samples").pipe(Options.withDefault(2_000), Options.withDescription("rtt: round trips measured")),
-    json: Options.boolean("json").pipe(Options.withDescription("only the JSON line"))
+    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt"], {
+      default: "e2e",
+      env: "CXLOG_BENCH_TYPE",
+      description: "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong)"
+    }),
+    rateMbps: Cli.float("rate-mbps", { default: 50, env: "CXLOG_RATE_MBPS", description: "latency: the offered load in MB/s" }),
+    samples: Cli.integer("samples", { default: 2_000, min: 1, env: "CXLOG_SAMPLES", description: "rtt: round trips measured" }),
+    json: Cli.toggle("json", { description: "print only the JSON line" })
   },
-  (o) =>
+  examples: ["cxlog bench", "cxlog bench --type publish --bytes 1GiB --broker-count 2", "cxlog bench --type rtt --samples 5000"],
+  run: (o) =>
     o.type === "rtt"
-      ? rtt({ brokers: o.brokers, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json }).pipe(Effect.asVoid)
-      : bench({
-        ...clusterShape(o),
-        type: o.type,
-        rateMBps: o.rateMbps,
-        json: o.json
-      }).pipe(Effect.asVoid)
-).pipe(Command.withDescription("Measure a local cluster's throughput and ACK latency next to the loopback TCP bound"))
+      ? rtt({ brokers: o.brokerCount, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json }).pipe(Effect.asVoid)
+      : bench({ ...clusterShape(o), type: o.type, rateMBps: o.rateMbps, json: o.json }).pipe(Effect.asVoid)
+})
 
-const createTopicCommand = Command.make(
-  "create-topic",
-  { region, coherence, topics: topicSpec },
-  (o) => createTopic({ name: o.region, coherence: o.coherence }, o.topics)
-).pipe(Command.withDescription("Create topics through the running head's coordinator (--topic name:order:ack …)"))
+const createTopicCommand = Cli.command({
+  name: "create-topic",
+  summary: "Create topics through the running head's coordinator",
+  flags: { region, coherence, topics },
+  examples: ["cxlog create-topic --topic orders:5:1", "cxlog create-topic --region orders --topic audit:2:0 --topic clicks:0:0"],
+  run: (o) =>
+    o.topics.length === 0
+      ? Cli.failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF]]]")
+      : createTopic({ name: o.region, coherence: o.coherence }, o.topics)
+})
 
-const regionsCommand = Command.make(
-  "regions",
-  {
-    remove: Options.text("remove").pipe(Options.optional, Options.withDescription("remove this region (refused while a live process uses it; its data is lost)")),
-    prune: Options.boolean("prune").pipe(Options.withDescription("remove every orphaned `cxlog run` region (its run gone, nothing using it)")),
-    json: Options.boolean("json").pipe(Options.withDescription("print JSON"))
+const regionsCommand = Cli.command({
+  name: "regions",
+  summary: "List the cxlog regions in /dev/shm (size, owner, whether it runs); remove or prune them",
+  flags: {
+    remove: Cli.optionalText("remove", {
+      placeholder: "NAME",
+      shown: "none",
+      description: "remove this region (refused while a live process uses it; its data is lost)"
+    }),
+    prune: Cli.toggle("prune", { description: "remove every orphaned `cxlog run` region (its run gone, nothing using it)" }),
+    json
   },
-  (o) => regions({ ...Option.match(o.remove, { onNone: () => ({}), onSome: (remove) => ({ remove }) }), prune: o.prune, json: o.json })
-).pipe(Command.withDescription("List the cxlog regions in /dev/shm (size, owner, whether it runs); --remove NAME, --prune"))
+  examples: ["cxlog regions", "cxlog regions --remove orders", "cxlog regions --prune"],
+  run: (o) => regions({ ...(o.remove === undefined ? {} : { remove: o.remove }), prune: o.prune, json: o.json })
+})
 
-const loopbackSendCommand = Command.make(
-  "loopback-send",
-  { args: Args.integer().pipe(Args.repeated) },
-  ({ args }) => loopbackSend(args[0] ?? 0, args[1] ?? 0, args[2] ?? 65536)
-).pipe(Command.withDescription("internal: the sending side of the loopback TCP reference"))
+const selfcheckCommand = Cli.command({
+  name: "selfcheck",
+  summary: "Check this host: create a region, attach it from a second process, exchange a value and doorbell wakes",
+  flags: { peer: Cli.optionalText("peer", { hidden: true, description: "run as the attaching peer of this region" }) },
+  examples: ["cxlog selfcheck"],
+  run: ({ peer }) => (peer === undefined ? selfCheck(cliPath) : selfCheckPeer(peer))
+})
 
-const loopbackEchoCommand = Command.make("loopback-echo", {}, () => loopbackEcho).pipe(
-  Command.withDescription("internal: the echo side of the TCP ping-pong reference")
-)
+const loopbackSendCommand = Cli.command({
+  name: "loopback-send",
+  summary: "internal: the sending side of the loopback TCP reference",
+  hidden: true,
+  positional: "PORT BYTES CHUNK",
+  flags: {},
+  run: (_, args) => loopbackSend(Number(args[0] ?? 0), Number(args[1] ?? 0), Number(args[2] ?? 65536))
+})
 
-const selfcheckCommand = Command.make(
-  "selfcheck",
-  { peer: Options.text("peer").pipe(Options.optional, Options.withDescription("internal: run as the attaching peer")) },
-  ({ peer }) => Option.match(peer, { onNone: () => selfCheck(cliPath), onSome: selfCheckPeer })
-).pipe(Command.withDescription("Create a region, attach it from a second process, exchange a value and doorbell wakes"))
+const loopbackEchoCommand = Cli.command({
+  name: "loopback-echo",
+  summary: "internal: the echo side of the TCP ping-pong reference",
+  hidden: true,
+  flags: {},
+  run: () => loopbackEcho
+})
 
-const cxlog = Command.make("cxlog").pipe(
-  Command.withSubcommands([runCommand, benchCommand, headCommand, brokerCommand, publishCommand, subscribeCommand, createTopicCommand, regionsCommand, selfcheckCommand, loopbackSendCommand, loopbackEchoCommand])
-)
+const configCommand = Cli.command({
+  name: "config",
+  summary: "Print every CXLOG_* variable's value as cxlog resolves it here, and where it came from",
+  details: "Flags fall back to their variable, then to their default. The region, ring and coordinator variables " +
+    "have no flag: the head reads them when it creates the region. docs/configuration.md describes each.",
+  flags: { json },
+  examples: ["cxlog config", "CXLOG_LOG_BLOG_BYTES=67108864 cxlog config --json"],
+  run: (o) => configuration(commands, o.json)
+})
 
-const cli = Command.run(cxlog, { name: "cxlog", version: "0.1.0" })
+const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
+  runCommand,
+  benchCommand,
+  headCommand,
+  brokerCommand,
+  publishCommand,
+  subscribeCommand,
+  createTopicCommand,
+  regionsCommand,
+  configCommand,
+  selfcheckCommand,
+  loopbackSendCommand,
+  loopbackEchoCommand
+]
 
-cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)
+const verbose = Cli.toggle("verbose", { env: "CXLOG_VERBOSE", description: "on an error, print its full cause too" })
+const globals = [
+  Cli.toggle("help", { description: "show help (also: cxlog help COMMAND)" }),
+  verbose,
+  Cli.toggle("version", { description: "print the version" })
+]
 
+const ABOUT = "a totally ordered shared log whose hot tier lives in shared (CXL) memory"
+const FOOTER = "Start with `cxlog run` (a whole local cluster in one command), or by hand: `cxlog head --topic events`, " +
+  "`cxlog broker`, then `cxlog publish` and `cxlog subscribe`. Every flag can also be set by the CXLOG_* variable " +
+  "its help names; `cxlog config` shows the resolved configuration (docs/configuration.md)."
+
+const main = Effect.suspend(() => {
+  const words = process.argv.slice(2)
+  const isVerbose = words.includes("--verbose") ||
+    Either.getOrElse(Cli.resolveFlag("cxlog", verbose, [], process.env), () => ({ value: false })).value === true
+  const invocation = Cli.parse("cxlog", commands, words.filter((w) => w !== "--verbose"), process.env)
+  const color = Cli.useColor(process.stdout, process.env)
+  const program = Either.match(invocation, {
+    onLeft: (error): Effect.Effect<unknown, unknown, NodeContext.NodeContext> => Effect.fail(error),
+    onRight: (it): Effect.Effect<unknown, unknown, NodeContext.NodeContext> => {
+      switch (it._tag) {
+        case "Help":
+          return Console.log(
+            it.command === undefined
+              ? Cli.programHelp("cxlog", ABOUT, commands, color, globals, FOOTER)
+              : Cli.commandHelp("cxlog", it.command, color, globals)
+          )
+        case "Version":
+          return Console.log(`cxlog ${VERSION}`)
+        case "Run":
+          return it.command.run(it.values, it.args)
+      }
+    }
+  })
+  return program.pipe(
+    Effect.catchAllCause((cause) => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+      const failure = Cli.describeFailure(cause, Either.isRight(invocation) && invocation.right._tag === "Run" ? `cxlog ${invocation.right.command.name}` : "cxlog")
+      return Effect.sync(() => {
+        process.stderr.write(`${failure.line}\n`)
+        if (isVerbose) process.stderr.write(`${Cause.pretty(cause, { renderErrorCause: true })}\n`)
+        process.exitCode = failure.exitCode
+      })
+    }),
+    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ colors: color })))
+  )
+})
+
+main.pipe(Effect.provide(NodeContext.layer), (effect) => NodeRuntime.runMain(effect, { disablePrettyLogger: true }))

@@ -81,7 +81,7 @@ describe("head loss (bundled CLI, real processes)", () => {
   it.scopedLive("cxlog run whose head is SIGKILLed ends at once with RoleFailed naming the head's pid and what the run waited for", () =>
     Effect.gen(function*() {
       let headPid = 0
-      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "4GiB", "--brokers", "1", "--json"], {}, (run) => {
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "4GiB", "--broker-count", "1", "--json"], {}, (run) => {
         // Mid-run: once the publisher is started, the head dies.
         const poll = setInterval(() => {
           if (childrenOf(run.pid!, "publish").length === 0) return
@@ -94,7 +94,7 @@ describe("head loss (bundled CLI, real processes)", () => {
       expect(headPid).toBeGreaterThan(0)
       expect(code).toBe(1)
       // The runtime logs the failure (on stdout or stderr, depending on the logger).
-      expect(stdout + stderr).toMatch(new RegExp(`RoleFailed: head \\(pid ${headPid}\\) failed: exited with SIGKILL while the run waited for the publisher to finish`))
+      expect(stdout + stderr).toMatch(new RegExp(`cxlog run: head \\(pid ${headPid}\\) failed: exited with SIGKILL while the run waited for the publisher to finish`))
     }), 120_000)
 
   it.scopedLive("the region of a SIGKILLed head: cxlog head says how to attach or remove it (never rm), and --attach takes it over with its data", () =>

@@ -86,7 +86,7 @@ describe("cxlog run and bench (bundled CLI, real processes)", () => {
 
   it.live("bench --type publish runs no subscriber: the JSON has no audit fields", () =>
     Effect.gen(function*() {
-      const { code, stdout, stderr } = yield* runCli(["bench", "--type", "publish", "--bytes", "16MiB", "--brokers", "1", "--json"])
+      const { code, stdout, stderr } = yield* runCli(["bench", "--type", "publish", "--bytes", "16MiB", "--broker-count", "1", "--json"])
       expect(code, stderr).toBe(0)
       const result = summaryOf(stdout)
       expect(result).toMatchObject({ bench: "cxlog", type: "publish", messages: 16384 })

@@ -65,10 +65,10 @@ describe("cxlog regions (bundled CLI)", () => {
 
       const refused = yield* runCli(["regions", "--remove", live])
       expect(refused.code).toBe(1)
-      expect(refused.stdout + refused.stderr).toContain(`RegionInUse: region ${live} is in use by live process ${owner.pid}`)
+      expect(refused.stdout + refused.stderr).toContain(`cxlog regions: region ${live} is in use by live process ${owner.pid}`)
       expect(existsSync(`/dev/shm/${live}`)).toBe(true)
 
-      const run = yield* runCli(["run", "--bytes", "1MiB", "--brokers", "1", "--json"])
+      const run = yield* runCli(["run", "--bytes", "1MiB", "--broker-count", "1", "--json"])
       expect(run.code, run.stdout + run.stderr).toBe(0)
       const summary = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { reclaimedRegions: Array<string> }
       expect(summary.reclaimedRegions).toContain(orphan)

@@ -25,7 +25,8 @@ import {
   type PublisherOptions,
   type PublisherShape,
   type PublishAck,
-  type PublishError
+  type PublishError,
+  BrokersUnreachable
 } from "../../services/net/Publisher.js"
 import { BatchBuilder, BufferPool, messageRecordBytes } from "./BatchPayload.js"
 import {
@@ -78,6 +79,8 @@ interface Link {
   failures: number
   /** Why its last connection ended (a broker's ERROR code, or what the client saw). */
   lastClose: ConnectionClosed["code"] | undefined
+  /** What its last connection attempt or connection saw, in words. */
+  lastReason: string | undefined
   retry: ReturnType<typeof setTimeout> | undefined
 }
 
@@ -159,6 +162,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       acked: 0,
       failures: 0,
       lastClose: undefined,
+      lastReason: undefined,
       retry: undefined
     }))
 
@@ -419,6 +423,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           }
           link.ready = true
           link.failures = 0
+          accepted = true
           if (epoch === undefined) registered(link, welcome.sessionEpoch)
           drainUnrouted()
         },
@@ -436,7 +441,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           else if (error.code === "unknown-session") sessionLost(where, error.message)
         },
         onClosed: (reason, closed) => {
-          if (link.connection === connection) linkDown(link, reason, closed.code)
+          if (link.connection === connection) linkDown(link, reason, closed)
         }
       }, settings.connectTimeoutMs)
       link.connection = connection
@@ -501,11 +506,30 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return true
     }
 
+    const startedAt = performance.now()
+    /** Whether any broker ever accepted this publisher (before that, an unreachable cluster is an error, not a wait). */
+    let accepted = false
+
+    /**
+     * No broker accepted the publisher in the connect timeout since it started: fail naming
+     * each address rather than wait for a cluster that may never come. True when it failed.
+     */
+    const unreachableEverywhere = (): boolean => {
+      if (accepted || performance.now() - startedAt < settings.connectTimeoutMs) return false
+      fail(new BrokersUnreachable({
+        timeoutMs: settings.connectTimeoutMs,
+        brokers: links.map((l) => ({ address: formatAddress(l.address), reason: l.lastReason ?? "not tried yet" }))
+      }))
+      return true
+    }
+
     /** A connection failed: its outstanding batches go to the other links now; this one reconnects after a backoff. */
-    const linkDown = (link: Link, reason: string, code: ConnectionClosed["code"]) => {
+    const linkDown = (link: Link, reason: string, closed: ConnectionClosed) => {
+      const code = closed.code
       link.connection = undefined
       link.ready = false
       link.lastClose = code
+      link.lastReason = `${code}: ${closed.detail}`
       // An idle close is routine: reconnect without backing off.
       if (code !== "idle-timeout") link.failures++
       log(Effect.logDebug(`publisher ${clientId}: ${link.name} ${formatAddress(link.address)} down: ${reason}`))
@@ -522,7 +546,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         const next = links.find((other) => other !== link && other.connection === undefined && other.retry === undefined)
         if (next !== undefined) connectLink(next)
       }
-      if (refusedEverywhere()) return
+      if (refusedEverywhere() || unreachableEverywhere()) return
       const delay = link.failures === 0 ? 0 : Math.min(MAX_RECONNECT_DELAY_MS, settings.reconnectDelayMs * 2 ** (link.failures - 1))
       link.retry = setTimeout(() => connectLink(link), delay)
       link.retry.unref()

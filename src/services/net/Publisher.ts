@@ -143,6 +143,16 @@ export class BrokerRejected extends Data.TaggedError("BrokerRejected")<{
   }
 }
 
+/** Since it started, no broker accepted the publisher within the connect timeout: each address with what went wrong. */
+export class BrokersUnreachable extends Data.TaggedError("BrokersUnreachable")<{
+  readonly timeoutMs: number
+  readonly brokers: ReadonlyArray<{ readonly address: string; readonly reason: string }>
+}> {
+  override get message() {
+    return `no broker accepted a connection within ${this.timeoutMs} ms: ${this.brokers.map((b) => `${b.address} (${b.reason})`).join(", ")}`
+  }
+}
+
 export class MessageTooLarge extends Data.TaggedError("MessageTooLarge")<{ readonly bytes: number; readonly maxBatchBytes: number }> {
   override get message() {
     return `a ${this.bytes}-byte message does not fit a batch of at most ${this.maxBatchBytes} bytes`
@@ -155,7 +165,7 @@ export class PublisherClosed extends Data.TaggedError("PublisherClosed")<{}> {
   }
 }
 
-export type PublishError = BrokerRejected | MessageTooLarge | PublisherClosed
+export type PublishError = BrokerRejected | BrokersUnreachable | MessageTooLarge | PublisherClosed
 
 export class InvalidPublisherOptions extends Data.TaggedError("InvalidPublisherOptions")<{ readonly reason: string }> {
   override get message() {
