@@ -16,12 +16,19 @@ export type RegionKind = "shm" | "file"
 export const CACHE_INSTRUCTIONS = ["clwb", "clflushopt", "clflush", "dc-cvac", "dc-civac", "fence-only"] as const
 export type CacheInstruction = (typeof CACHE_INSTRUCTIONS)[number]
 
+/** crc32c implementations, in the addon's code order (CrcPath in cxlog_native.cc); all compute the same function. */
+export const CRC32C_PATHS = ["software", "sse4.2", "sse4.2-3way", "avx512-vpclmulqdq", "armv8-crc"] as const
+export type Crc32cPath = (typeof CRC32C_PATHS)[number]
+
 export interface NativeFeatures {
   /** What `flush` (publish) executes: the cheapest write-back, which may keep the line cached. */
   readonly flush: CacheInstruction
   /** What `invalidate` executes: always an evicting instruction (never clwb / dc cvac). */
   readonly invalidate: CacheInstruction
-  readonly crc32c: "sse4.2" | "software"
+  /** The crc32c implementation `crc32c` uses: the fastest of `crc32cPaths`. */
+  readonly crc32c: Crc32cPath
+  /** The crc32c implementations this CPU can run. */
+  readonly crc32cPaths: ReadonlyArray<Crc32cPath>
 }
 
 /** What the compiled addon exports (see cxlog_native.cc). */
@@ -48,6 +55,8 @@ export interface NativeAddon {
   /** Creates a FIFO at `path` with `mode` (replacing a FIFO left there; anything else is EEXIST). */
   mkfifo(path: string, mode: number): void
   crc32c(bytes: ArrayBuffer | ArrayBufferView, offset?: number, length?: number, seed?: number): number
+  /** Test-only: `crc32c` on a named implementation; RangeError if this CPU lacks it. */
+  crc32cVia(path: Crc32cPath, bytes: ArrayBuffer | ArrayBufferView, offset?: number, length?: number, seed?: number): number
   monotonicNs(): number
   features(): NativeFeatures
 }
