@@ -25,6 +25,7 @@ import { run } from "./Run.js"
 import { loopbackEcho, rtt } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
 import { subscribe } from "./Subscribe.js"
+import { topics as listTopics } from "./TopicAdmin.js"
 
 const cliPath = fileURLToPath(import.meta.url)
 const VERSION = "0.1.0"
@@ -472,6 +473,20 @@ const regionsCommand = Cli.command({
   run: (o) => regions({ ...(o.remove === undefined ? {} : { remove: o.remove }), prune: o.prune, json: o.json })
 })
 
+const topicsCommand = Cli.command({
+  name: "topics",
+  summary: "List and describe a region's topics: order, ACK, RF, offsets held, sessions, subscribers, retention",
+  details: "Reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone.",
+  flags: {
+    region,
+    coherence,
+    topic: Cli.optionalText("topic", { placeholder: "NAME", shown: "every topic", description: "describe only this topic" }),
+    json: Cli.toggle("json", { description: "print the description as JSON" })
+  },
+  examples: ["cxlog topics", "cxlog topics --region orders --topic orders --json"],
+  run: (o) => listTopics({ region: { name: o.region, coherence: o.coherence }, ...(o.topic === undefined ? {} : { topic: o.topic }), json: o.json })
+})
+
 const selfcheckCommand = Cli.command({
   name: "selfcheck",
   summary: "Check this host: create a region, attach it from a second process, exchange a value and doorbell wakes",
@@ -515,6 +530,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   publishCommand,
   subscribeCommand,
   createTopicCommand,
+  topicsCommand,
   regionsCommand,
   configCommand,
   selfcheckCommand,

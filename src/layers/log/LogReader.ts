@@ -386,6 +386,24 @@ class RegionTopic implements ReadTopic {
   }
 }
 
+/**
+ * A topic's message offsets (earliest held, end), read in place by a process that has not
+ * joined the region (`cxlog topics`). Bounds neither wait nor ring, so the doorbell and the
+ * sequencer's bell, which only `hold` and waits use, are never touched.
+ */
+export const peekBounds = (region: CxlMemoryShape, area: LogArea, info: TopicInfo): { readonly earliest: number; readonly end: number } =>
+  boundsOf(
+    new RegionTopic({
+      region,
+      area,
+      entries: new GoiEntryView(region),
+      orderLines: new OrderLineView(region),
+      brokerLines: new BrokerLineView(region),
+      doorbell: undefined as never,
+      sequencer: undefined as never
+    }, info)
+  )
+
 /** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
 const awaitWatchingHead = (
   doorbell: DoorbellShape,
