@@ -9,7 +9,7 @@
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
 import * as PublisherLayers from "../layers/net/Publisher.js"
-import { summarize } from "../Percentiles.js"
+import { quantiles, summarize } from "../Percentiles.js"
 import { type PublishAckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/net/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
@@ -110,7 +110,14 @@ export const publish = (options: PublishOptions) =>
     const elapsedMs = performance.now() - started
     const latency = summarize(publisher.ackLatencies())
     const stats = publisher.stats()
-    report({ event: "done", elapsedMs, ackLatencyP50Us: latency.p50, ackLatencyP99Us: latency.p99, ...stats })
+    report({
+      event: "done",
+      elapsedMs,
+      ackLatencyP50Us: latency.p50,
+      ackLatencyP99Us: latency.p99,
+      ackLatencyQuantilesUs: quantiles(publisher.ackLatencies()),
+      ...stats
+    })
     yield* Console.error(
       `publisher: ${stats.messages} messages in ${stats.batches} batches, ${(elapsedMs / 1000).toFixed(2)} s; ack latency p50 ${
         latency.p50.toFixed(0)

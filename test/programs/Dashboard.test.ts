@@ -1,0 +1,84 @@
+/**
+ * `cxlog dashboard` in a real browser: headless Chromium opens the page while a broker and a
+ * publisher carry traffic, and the rendered charts must show live data — the throughput
+ * chart's points grow and it shows a non-zero rate, the ACK latency chart is drawn.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import puppeteer from "puppeteer-core"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { dashboard, intervalQuantile } from "../../src/programs/Dashboard.js"
+import { serveMetrics } from "../../src/programs/MetricsServer.js"
+import { publishTestMessages } from "../fixtures/net-audit.js"
+import { ensureChromium } from "../helpers/Chromium.js"
+
+const chromium = ensureChromium()
+if ("skip" in chromium) console.warn(`Dashboard browser test skipped: ${chromium.skip}`)
+
+/** What the page shows for one chart: its point count (data-points) and status line. */
+const chartState = (page: puppeteer.Page, id: string) =>
+  Effect.promise(() =>
+    page.evaluate((id) => {
+      const box = document.getElementById(`chart-${id}`)
+      return {
+        points: Number(box?.dataset["points"] ?? 0),
+        status: box?.querySelector(".status")?.textContent ?? "",
+        canvases: box?.querySelectorAll("canvas").length ?? 0
+      }
+    }, id)
+  )
+
+describe("dashboard", () => {
+  it.scopedLive.skipIf("skip" in chromium)("headless Chromium: the charts fill with live data while traffic flows", () =>
+    Effect.gen(function*() {
+      const executablePath = (chromium as { path: string }).path
+      const metrics = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "publisher" } })
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: 2_000 })
+      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 4096 })
+      // Steady traffic until the test's scope closes.
+      let from = 0
+      yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+        yield* publishTestMessages(publisher, 3, 200, 400, from)
+        from += 200
+        yield* publisher.flush(10_000)
+        yield* Effect.sleep("20 millis")
+      })))
+
+      const { url } = yield* dashboard({ targets: [`127.0.0.1:${metrics.port}`], host: "127.0.0.1", port: 0, everyMs: 300, keep: 200 })
+      const browser = yield* Effect.acquireRelease(
+        Effect.promise(() => puppeteer.launch({ executablePath, headless: true, args: ["--no-sandbox", "--disable-gpu"] })),
+        (b) => Effect.promise(() => b.close())
+      )
+      const page = yield* Effect.promise(() => browser.newPage())
+      yield* Effect.promise(() => page.goto(url))
+
+      const waitFor = (expression: string) => Effect.promise(() => page.waitForFunction(expression, { timeout: 15_000 }))
+      yield* waitFor(`Number(document.getElementById("chart-throughput")?.dataset.points ?? 0) >= 3`)
+      const first = yield* chartState(page, "throughput")
+      // The page keeps polling: more points later, drawn by uPlot on a canvas, with a non-zero acked rate.
+      yield* waitFor(`Number(document.getElementById("chart-throughput")?.dataset.points ?? 0) >= ${first.points + 3}`)
+      const later = yield* chartState(page, "throughput")
+      expect(later.points).toBeGreaterThanOrEqual(first.points + 3)
+      expect(later.canvases).toBeGreaterThan(0)
+      const acked = /publisher acked ([\d.]+)/.exec(later.status)
+      expect(acked, later.status).not.toBeNull()
+      expect(Number(acked![1])).toBeGreaterThan(0)
+
+      yield* waitFor(`/p99 [\\d.]+/.test(document.querySelector("#chart-ack-latency .status")?.textContent ?? "")`)
+      const latency = yield* chartState(page, "ack-latency")
+      expect(Number(/p50 ([\d.]+)/.exec(latency.status)?.[1])).toBeGreaterThan(0)
+      const targets = yield* Effect.promise(() => page.evaluate(() => document.getElementById("extra")?.textContent ?? ""))
+      expect(targets).toContain("up")
+    }), 30_000)
+
+  it("interval quantiles interpolate within the bucket, from the difference of two scrapes", () => {
+    const before: Array<[number, number]> = [[10, 5], [100, 5], [Infinity, 5]]
+    const after: Array<[number, number]> = [[10, 5], [100, 15], [Infinity, 15]]
+    // 10 new observations, all in (10, 100]: the median is halfway up that bucket.
+    expect(intervalQuantile(before, after, 0.5)).toBe(55)
+    expect(intervalQuantile(after, after, 0.5)).toBeNull()
+  })
+})
