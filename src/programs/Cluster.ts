@@ -213,14 +213,17 @@ export const makeCpuMeter = (roles: ReadonlyArray<RoleProcess>) => {
   }
 }
 
-/** A head serving `topic` (`name:order:ack`) and `brokers` broker processes on their own ports, once all are ready. */
-export const startHeadAndBrokers = (topic: string, brokers: number, env: Record<string, string>) =>
+/**
+ * A head serving `topic` (`name:order:ack`) and `brokers` broker processes on their own ports, once all are ready.
+ * `envOf(i)` adds to the environment of the head (0) and broker i (i + 1): each its own metrics port.
+ */
+export const startHeadAndBrokers = (topic: string, brokers: number, env: Record<string, string>, envOf: (index: number) => Record<string, string> = () => ({})) =>
   Effect.gen(function*() {
-    const head = yield* spawnRole("head", ["head", "--topic", topic], env)
+    const head = yield* spawnRole("head", ["head", "--topic", topic], { ...env, ...envOf(0) })
     yield* head.event("ready", 20_000)
     const brokerRoles = yield* Effect.forEach(
       Array.from({ length: brokers }, (_, i) => i),
-      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], env),
+      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], { ...env, ...envOf(i + 1) }),
       { concurrency: "unbounded" }
     )
     const ports = yield* Effect.forEach(brokerRoles, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number)).pipe(

@@ -8,6 +8,7 @@ import { Console, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/log/Layout.js"
 import { type AuditResult } from "./Audit.js"
 import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
+import { makeTimeline, writeReport } from "./HtmlReport.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 
 /** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
@@ -35,6 +36,10 @@ export interface RunOptions extends ClusterShape {
    * on the publisher's progress reports (4 a second), lands mid-run however fast the cluster is.
    */
   readonly killBroker?: { readonly index: number; readonly atFraction: number }
+  /** Metrics ports: the head serves on this one, broker i on +1+i, the publisher and subscriber next; 0 = none. */
+  readonly metricsPort?: number
+  /** Write an HTML report of the run here (`extra` joins its configuration table: a bench's loopback figure). */
+  readonly report?: { readonly path: string; readonly title: string; readonly extra?: Record<string, unknown> }
 }
 
 export interface RunSummary {
@@ -102,7 +107,8 @@ export const run = (options: RunOptions) =>
     const reclaimed = yield* pruneRunRegions
     const messages = Math.floor(options.totalBytes / options.messageBytes)
     const bytes = messages * options.messageBytes
-    const env = { ...logEnv(options), CXLOG_REGION: region }
+    // No role serves metrics unless given its own port below (CXLOG_METRICS_PORT in our environment is not theirs).
+    const env = { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0" }
     const offeredMBps = options.offeredMBps ?? (options.killBroker === undefined ? undefined : bytes / 1e6 / KILL_RUN_SECONDS)
     yield* regionGuard(region)
     const human = options.output === "human"
@@ -113,13 +119,21 @@ export const run = (options: RunOptions) =>
       yield* say(`reclaimed ${reclaimed.length} orphaned run region(s) of earlier runs: ${reclaimed.map((r) => `${r.name} (${mib(r.bytes)})`).join(", ")}`)
     }
     yield* say(`cxlog run: ${mib(bytes)} of ${options.messageBytes}-byte messages, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${region}`)
-    const { brokers, head, ports } = yield* startHeadAndBrokers(`run:${options.order}:${options.ackLevel}`, options.brokers, env)
+    const metricsBase = options.metricsPort ?? 0
+    const metricsEnv = (index: number) => ({ CXLOG_METRICS_PORT: metricsBase > 0 ? `${metricsBase + index}` : "0" })
+    if (metricsBase > 0) {
+      const at = (index: number) => `127.0.0.1:${metricsBase + index}`
+      const names = ["head", ...Array.from({ length: options.brokers }, (_, i) => `broker ${i}`), "publisher", ...(options.subscriber !== false ? ["subscriber"] : [])]
+      yield* say(`metrics: ${names.map((name, i) => `${name} http://${at(i)}/metrics`).join(", ")}`)
+      yield* say(`watch: cxlog dashboard --targets ${names.map((_, i) => at(i)).join(",")}`)
+    }
+    const { brokers, head, ports } = yield* startHeadAndBrokers(`run:${options.order}:${options.ackLevel}`, options.brokers, env, metricsEnv)
     const withSubscriber = options.subscriber !== false
     const subscriber = withSubscriber
       ? yield* spawnRole(
         "subscriber",
         ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--idle-timeout-ms", "30000", "--until-publishers-done"],
-        env
+        { ...env, ...metricsEnv(options.brokers + 2) }
       )
       : undefined
     if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000).pipe(whileAlive([head, ...brokers], "the subscriber to subscribe"))
@@ -140,7 +154,10 @@ export const run = (options: RunOptions) =>
       "--ack",
       `${options.ackLevel}`,
       ...(offeredMBps === undefined ? [] : ["--rate-mbps", `${offeredMBps}`])
-    ], env)
+    ], { ...env, ...metricsEnv(options.brokers + 1) })
+    const timeline = options.report === undefined
+      ? undefined
+      : yield* makeTimeline([head, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
 
     const progress = { acked: 0, ordered: 0, read: 0, started: Date.now() }
     const cpu = makeCpuMeter([head, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
@@ -242,6 +259,31 @@ export const run = (options: RunOptions) =>
             }`
         ].join("\n")
       )
+    }
+    if (options.report !== undefined && timeline !== undefined) {
+      yield* writeReport(options.report.path, {
+        title: options.report.title,
+        rows: timeline.rows(),
+        messageBytes: options.messageBytes,
+        ackLatencyQuantilesUs: (published["ackLatencyQuantilesUs"] as ReadonlyArray<number> | undefined) ?? [],
+        configuration: {
+          region,
+          messages,
+          messageBytes: options.messageBytes,
+          brokers: options.brokers,
+          order: options.order,
+          ackLevel: options.ackLevel,
+          batchBytes: options.batchBytes,
+          window: options.window,
+          offeredMBps: offeredMBps ?? "as fast as the window allows",
+          subscriber: withSubscriber,
+          ...(kill === undefined ? {} : { killBroker: kill.index }),
+          ...options.report.extra
+        },
+        summary: { ...summary },
+        audit: audit === undefined ? undefined : { ...audit }
+      })
+      yield* say(`report: ${options.report.path}`)
     }
     if (audit !== undefined && !audit.passed) return yield* new RoleFailed({ role: "subscriber", reason: "the audit failed", stderr: "" })
     return summary
