@@ -20,14 +20,14 @@ if ("skip" in chromium) console.warn(`Dashboard browser test skipped: ${chromium
 /** What the page shows for one chart: its point count (data-points) and status line. */
 const chartState = (page: puppeteer.Page, id: string) =>
   Effect.promise(() =>
-    page.evaluate((id) => {
-      const box = document.getElementById(`chart-${id}`)
+    page.evaluate(`(() => {
+      const box = document.getElementById("chart-${id}")
       return {
-        points: Number(box?.dataset["points"] ?? 0),
+        points: Number(box?.dataset.points ?? 0),
         status: box?.querySelector(".status")?.textContent ?? "",
         canvases: box?.querySelectorAll("canvas").length ?? 0
       }
-    }, id)
+    })()`) as Promise<{ points: number; status: string; canvases: number }>
   )
 
 describe("dashboard", () => {
@@ -70,7 +70,7 @@ describe("dashboard", () => {
       yield* waitFor(`/p99 [\\d.]+/.test(document.querySelector("#chart-ack-latency .status")?.textContent ?? "")`)
       const latency = yield* chartState(page, "ack-latency")
       expect(Number(/p50 ([\d.]+)/.exec(latency.status)?.[1])).toBeGreaterThan(0)
-      const targets = yield* Effect.promise(() => page.evaluate(() => document.getElementById("extra")?.textContent ?? ""))
+      const targets = yield* Effect.promise(() => page.evaluate(`document.getElementById("extra")?.textContent ?? ""`) as Promise<string>)
       expect(targets).toContain("up")
     }), 30_000)
 
