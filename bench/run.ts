@@ -8,7 +8,8 @@ const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>)
   loopback: () => import("./loopback.js"),
   append: () => import("./append.js"),
   sequencer: () => import("./sequencer.js"),
-  idle: () => import("./idle.js")
+  idle: () => import("./idle.js"),
+  crc: () => import("./crc.js")
 }
 
 const [name, ...args] = process.argv.slice(2)

@@ -774,19 +774,44 @@ uint32_t CrcVia(CrcPath path, uint32_t crc, const uint8_t* p, size_t n) {
   }
 }
 
-// Parses (bytes, offset?, length?, seed?) from info[first]; false after throwing.
+size_t TypedArrayElementBytes(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int16_array: case napi_uint16_array: return 2;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: return 4;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: return 8;
+    default: return 1;
+  }
+}
+
+// Parses (bytes, offset?, length?, seed?) from info[first]; false after throwing. A crc of a
+// small batch costs less than the call, so typed arrays (the usual argument) and the numbers
+// are read with one raw Node-API call each.
 bool CrcArgs(const Napi::CallbackInfo& info, size_t first, const uint8_t** p, size_t* n, uint32_t* seed) {
   Napi::Env env = info.Env();
-  uint8_t* data;
-  size_t size;
-  if (info.Length() <= first || !BytesOf(info[first], &data, &size)) {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  bool typed = false;
+  if (info.Length() > first && napi_is_typedarray(env, info[first], &typed) == napi_ok && typed) {
+    napi_typedarray_type type;
+    size_t count;
+    void* start;
+    if (napi_get_typedarray_info(env, info[first], &type, &count, &start, nullptr, nullptr) != napi_ok) typed = false;
+    data = static_cast<uint8_t*>(start);  // already at the view's byte offset
+    size = count * TypedArrayElementBytes(type);
+  }
+  if (!typed && (info.Length() <= first || !BytesOf(info[first], &data, &size))) {
     ThrowType(env, "crc32c(bytes, offset?, length?, seed?) expects bytes");
     return false;
   }
-  const auto arg = [&](size_t i) { return info.Length() > first + i && info[first + i].IsNumber(); };
-  const double offset = arg(1) ? info[first + 1].As<Napi::Number>().DoubleValue() : 0;
-  const double length = arg(2) ? info[first + 2].As<Napi::Number>().DoubleValue() : static_cast<double>(size) - offset;
-  *seed = arg(3) ? info[first + 3].As<Napi::Number>().Uint32Value() : 0;
+  // A missing or non-number argument takes its default.
+  const auto number = [&](size_t i, double fallback) {
+    double value;
+    return info.Length() > first + i && napi_get_value_double(env, info[first + i], &value) == napi_ok ? value : fallback;
+  };
+  const double offset = number(1, 0);
+  const double length = number(2, static_cast<double>(size) - offset);
+  uint32_t seedValue;
+  *seed = info.Length() > first + 3 && napi_get_value_uint32(env, info[first + 3], &seedValue) == napi_ok ? seedValue : 0;
   if (!RangeOk(offset, length, size)) {
     ThrowRange(env, "crc32c range is outside the bytes");
     return false;

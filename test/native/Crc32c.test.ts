@@ -102,6 +102,16 @@ describe("crc32c (addon)", () => {
     )
   })
 
+  it("reads the same bytes through an ArrayBuffer, a DataView and wider typed arrays (offsets in bytes)", () => {
+    const at = 4096 + 24
+    const expected = crc32cSoftware(big, at + 5, 3000)
+    expect(addon.crc32c(big.buffer, at + 5, 3000)).toBe(expected)
+    expect(addon.crc32c(new DataView(big.buffer, at, 4000), 5, 3000)).toBe(expected)
+    expect(addon.crc32c(new Uint32Array(big.buffer, at, 1000), 5, 3000)).toBe(expected)
+    expect(addon.crc32c(new Float64Array(big.buffer, at, 500), 5, 3000)).toBe(expected)
+    expect(addon.crc32c(new Uint16Array(big.buffer, at, 2000), 5)).toBe(crc32cSoftware(big, at + 5, 3995))
+  })
+
   it("refuses a range outside the bytes with a RangeError", () => {
     expect(() => addon.crc32c(big, big.length - 4, 5)).toThrow(RangeError)
     expect(() => addon.crc32c(big.subarray(8, 16), 0, 9)).toThrow(RangeError)
