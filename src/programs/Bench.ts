@@ -17,6 +17,10 @@ export interface BenchOptions extends ClusterShape {
   /** Offered load for `latency`, MB/s. */
   readonly rateMBps: number
   readonly json: boolean
+  /** Metrics ports for the run's roles (see `RunOptions.metricsPort`); 0 = none. */
+  readonly metricsPort?: number
+  /** Write the run's HTML report here. */
+  readonly report?: string
 }
 
 export const bench = (options: BenchOptions) =>
@@ -32,7 +36,11 @@ export const bench = (options: BenchOptions) =>
       window: options.window,
       output: "silent",
       subscriber: options.type === "e2e",
-      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
+      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {}),
+      ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
+      ...(options.report === undefined
+        ? {}
+        : { report: { path: options.report, title: `cxlog bench ${options.type}`, extra: { bench: options.type, loopbackMBps: Math.round(loopbackMBps * 10) / 10 } } })
     })
     const ratio = summary.throughputMBps / loopbackMBps
     const result = {

@@ -2,24 +2,26 @@
  * What every role process shares for being watched: `--metrics-port` (its Prometheus
  * endpoint) and `--log-format` (text, or one JSON object a line on stderr).
  */
-import { Options } from "@effect/cli"
-import { Config, Effect, FiberRef, HashSet, Logger } from "effect"
+import { Effect, FiberRef, HashSet, Logger } from "effect"
+import * as Cli from "./CliKit.js"
 import { serveMetrics } from "./MetricsServer.js"
 
-export const metricsPortOption = Options.integer("metrics-port").pipe(
-  Options.withFallbackConfig(Config.integer("CXLOG_METRICS_PORT")),
-  Options.withDefault(0),
-  Options.withDescription("serve Prometheus metrics on this port at /metrics (0 = off; host CXLOG_METRICS_HOST, default 127.0.0.1) [CXLOG_METRICS_PORT]")
-)
+export const metricsPortFlag = Cli.integer("metrics-port", {
+  default: 0,
+  min: 0,
+  placeholder: "PORT",
+  env: "CXLOG_METRICS_PORT",
+  description: "serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off; CXLOG_METRICS_HOST sets the address)"
+})
 
-export const logFormatOption = Options.choice("log-format", ["text", "json"]).pipe(
-  Options.withFallbackConfig(Config.literal("text", "json")("CXLOG_LOG_FORMAT")),
-  Options.withDefault("text" as const),
-  Options.withDescription("log lines as text, or as one JSON object a line on stderr [CXLOG_LOG_FORMAT]")
-)
+export const logFormatFlag = Cli.choice("log-format", ["text", "json"], {
+  default: "text",
+  env: "CXLOG_LOG_FORMAT",
+  description: "log lines as text, or as one JSON object a line on stderr"
+})
 
-/** The options every role command takes. */
-export const observeFlags = { metricsPort: metricsPortOption, logFormat: logFormatOption }
+/** The flags every role command takes. */
+export const observeFlags = { metricsPort: metricsPortFlag, logFormat: logFormatFlag }
 
 export interface ObserveSettings {
   readonly metricsPort: number
@@ -27,9 +29,9 @@ export interface ObserveSettings {
 }
 
 /**
- * JSON log lines replace whatever logger the runtime installed (runMain's pretty one), on
- * stderr so a command's data on stdout (subscribe's messages) stays clean. The format goes
- * into the environment too, so the roles `cxlog run` and `bench` fork log the same way.
+ * JSON log lines replace whatever loggers the CLI installed (its pretty one), on stderr so a
+ * command's data on stdout (subscribe's messages) stays clean. The format goes into the
+ * environment too, so the roles `cxlog run` and `bench` fork log the same way.
  */
 export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   format === "text"
@@ -37,11 +39,7 @@ export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effe
     : Effect.sync(() => {
       process.env["CXLOG_LOG_FORMAT"] = "json"
     }).pipe(
-      Effect.zipRight(Effect.locallyWith(effect, FiberRef.currentLoggers, (loggers) =>
-        HashSet.add(
-          HashSet.filter(loggers, (logger) => logger !== Logger.defaultLogger && logger !== Logger.prettyLoggerDefault),
-          Logger.withConsoleError(Logger.jsonLogger)
-        )))
+      Effect.zipRight(Effect.locallyWith(effect, FiberRef.currentLoggers, () => HashSet.make(Logger.withConsoleError(Logger.jsonLogger))))
     )
 
 /**

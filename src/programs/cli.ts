@@ -16,8 +16,10 @@ import { broker } from "./BrokerMain.js"
 import * as Cli from "./CliKit.js"
 import { configuration } from "./Configuration.js"
 import { createTopic } from "./CreateTopic.js"
+import { runDashboard } from "./Dashboard.js"
 import { DEFAULT_STANDBY_CHECK_MS, head } from "./Head.js"
 import { loopbackSend } from "./Loopback.js"
+import { logFormatFlag, observed, observeFlags, withLogFormat } from "./Observe.js"
 import { publish } from "./Publish.js"
 import { regions } from "./Regions.js"
 import { exitWithParent, parentEvent } from "./Report.js"
@@ -145,7 +147,8 @@ const headCommand = Cli.command({
       placeholder: "MS",
       env: "CXLOG_STANDBY_CHECK_MS",
       description: "--standby: how often to look at the head's lease"
-    })
+    }),
+    ...observeFlags
   },
   examples: [
     "cxlog head --topic events",
@@ -168,7 +171,7 @@ const headCommand = Cli.command({
         sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs, leaseMs: o.leaseMs },
         reportEveryMs: 250
       })
-    })
+    }).pipe(observed("head", o))
 })
 
 const brokerCommand = Cli.command({
@@ -209,7 +212,15 @@ const brokerCommand = Cli.command({
       min: 1,
       env: "CXLOG_BROKER_MAX_CONNECTIONS",
       description: "refuse connections beyond this many"
-    })
+    }),
+    statsEveryMs: Cli.integer("stats-every-ms", {
+      default: 10_000,
+      min: 0,
+      placeholder: "MS",
+      env: "CXLOG_STATS_EVERY_MS",
+      description: "log a stats line (connections, batches, MB/s, unordered backlog) this often while traffic flows (0: never)"
+    }),
+    ...observeFlags
   },
   examples: [
     "cxlog broker --broker-id 0 --port 7400",
@@ -229,9 +240,10 @@ const brokerCommand = Cli.command({
             idleTimeoutMs: o.idleTimeoutMs,
             maxConnections: o.maxConnections
           },
-          statsEveryMs: 1000
+          statsEveryMs: o.statsEveryMs
         })
-      )
+      ),
+      observed("broker", o, { broker: `${o.brokerId}` })
     )
 })
 
@@ -283,7 +295,8 @@ const publishCommand = Cli.command({
       description: "at the end, wait this long at most for the last ACKs"
     }),
     rateMbps: Cli.optionalFloat("rate-mbps", { shown: "as fast as possible", env: "CXLOG_RATE_MBPS", description: "offered load in MB/s (with --count)" }),
-    publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" })
+    publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
+    ...observeFlags
   },
   examples: [
     "seq 1 5 | cxlog publish --brokers 127.0.0.1:7400,127.0.0.1:7401 --topic events",
@@ -311,7 +324,7 @@ const publishCommand = Cli.command({
         reportEveryMs: 250,
         ...(o.rateMbps === undefined ? {} : { rateMBps: o.rateMbps })
       })
-    })
+    }).pipe(observed("publisher", o))
 })
 
 const parseFrom = (t: string): Either.Either<number | "earliest" | "latest", string> =>
@@ -346,7 +359,8 @@ const subscribeCommand = Cli.command({
     untilPublishersDone: Cli.toggle("until-publishers-done", {
       hidden: true,
       description: "read to the log's end as of the orchestrator's publishersDone message"
-    })
+    }),
+    ...observeFlags
   },
   examples: ["cxlog subscribe --topic events", "cxlog subscribe --topic events --from 1000 --limit 10"],
   run: (o) =>
@@ -367,8 +381,26 @@ const subscribeCommand = Cli.command({
         print: o.auditPublishers === 0
       })
       if (result !== undefined && !result.passed) return yield* Effect.fail(new Error("audit failed"))
-    }).pipe(Effect.scoped)
+    }).pipe(Effect.scoped, observed("subscriber", o))
 })
+
+/** What `run` and `bench` give their roles for being watched, and where their report goes. */
+const clusterObserveFlags = {
+  metricsPort: Cli.integer("metrics-port", {
+    default: 0,
+    min: 0,
+    placeholder: "PORT",
+    env: "CXLOG_METRICS_PORT",
+    description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i, then the publisher and the subscriber (0: none)"
+  }),
+  logFormat: logFormatFlag,
+  report: Cli.optionalText("report", {
+    placeholder: "FILE.html",
+    shown: "none",
+    env: "CXLOG_REPORT",
+    description: "write a self-contained HTML report: throughput per role over time, ACK latency CDF, CPU per role, configuration, audit"
+  })
+}
 
 /** The local cluster `run` and `bench` start; `bytes` defaults differ. */
 const clusterFlags = (defaultBytes: string) => ({
@@ -413,7 +445,8 @@ const runCommand = Cli.command({
       description: "SIGKILL this broker 30 % into the run (the publisher must fail over)"
     }),
     killHead: Cli.toggle("kill-head", { description: "run standby heads and SIGKILL the active head 30 % into the run; reports takeoverMs" }),
-    standby: Cli.integer("standby", { default: 1, min: 1, description: "--kill-head: how many standby heads to run" })
+    standby: Cli.integer("standby", { default: 1, min: 1, description: "--kill-head: how many standby heads to run" }),
+    ...clusterObserveFlags
   },
   examples: ["cxlog run", "cxlog run --bytes 64MiB --broker-count 2 --order 2 --ack 1", "cxlog run --bytes 256MiB --kill-broker 1"],
   run: (o) =>
@@ -421,8 +454,10 @@ const runCommand = Cli.command({
       ...clusterShape(o),
       output: o.json ? "json" : "human",
       ...(o.killBroker === undefined ? {} : { killBroker: { index: o.killBroker, atFraction: 0.3 } }),
-      ...(o.killHead ? { killHead: { standbys: o.standby, atFraction: 0.3 } } : {})
-    }).pipe(Effect.asVoid)
+      ...(o.killHead ? { killHead: { standbys: o.standby, atFraction: 0.3 } } : {}),
+      metricsPort: o.metricsPort,
+      ...(o.report === undefined ? {} : { report: { path: o.report, title: "cxlog run" } })
+    }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
 })
 
 const benchCommand = Cli.command({
@@ -437,13 +472,48 @@ const benchCommand = Cli.command({
     }),
     rateMbps: Cli.float("rate-mbps", { default: 50, env: "CXLOG_RATE_MBPS", description: "latency: the offered load in MB/s" }),
     samples: Cli.integer("samples", { default: 2_000, min: 1, env: "CXLOG_SAMPLES", description: "rtt: round trips measured" }),
-    json: Cli.toggle("json", { description: "print only the JSON line" })
+    json: Cli.toggle("json", { description: "print only the JSON line" }),
+    ...clusterObserveFlags
   },
   examples: ["cxlog bench", "cxlog bench --type publish --bytes 1GiB --broker-count 2", "cxlog bench --type rtt --samples 5000"],
   run: (o) =>
     o.type === "rtt"
       ? rtt({ brokers: o.brokerCount, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json }).pipe(Effect.asVoid)
-      : bench({ ...clusterShape(o), type: o.type, rateMBps: o.rateMbps, json: o.json }).pipe(Effect.asVoid)
+      : bench({
+        ...clusterShape(o),
+        type: o.type,
+        rateMBps: o.rateMbps,
+        json: o.json,
+        metricsPort: o.metricsPort,
+        ...(o.report === undefined ? {} : { report: o.report })
+      }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
+})
+
+const dashboardCommand = Cli.command({
+  name: "dashboard",
+  summary: "Serve a live web page of a cluster's metrics: throughput, ACK latency, per-broker rates, sequencer, lag, CPU",
+  details: "It scrapes each role's Prometheus endpoint (--metrics-port on head, broker, publish, subscribe; `cxlog run " +
+    "--metrics-port PORT` prints the list) and serves the charts at http://HOST:PORT/. See docs/observability.md.",
+  flags: {
+    targets: Cli.optionalText("targets", {
+      placeholder: "HOST:PORT,…",
+      shown: "none",
+      env: "CXLOG_DASHBOARD_TARGETS",
+      description: "the metrics endpoints to scrape"
+    }),
+    host: Cli.text("host", { default: "127.0.0.1", placeholder: "ADDRESS", env: "CXLOG_DASHBOARD_HOST", description: "address to serve the page on" }),
+    port: Cli.integer("port", { default: 9300, min: 0, env: "CXLOG_DASHBOARD_PORT", description: "port to serve the page on (0: any free port)" }),
+    everyMs: Cli.integer("every-ms", { default: 1_000, min: 100, placeholder: "MS", env: "CXLOG_DASHBOARD_EVERY_MS", description: "scrape and refresh interval" }),
+    keep: Cli.integer("keep", { default: 600, min: 2, placeholder: "N", env: "CXLOG_DASHBOARD_KEEP", description: "samples each chart keeps" })
+  },
+  examples: [
+    "cxlog run --bytes 4GiB --metrics-port 9400    # prints the dashboard command for its roles",
+    "cxlog dashboard --targets 127.0.0.1:9400,127.0.0.1:9401,127.0.0.1:9402"
+  ],
+  run: (o) =>
+    o.targets === undefined || o.targets.trim() === ""
+      ? Cli.failUsage("cxlog dashboard: name the metrics endpoints with --targets HOST:PORT,… (cxlog run --metrics-port PORT prints them)")
+      : runDashboard({ targets: o.targets.split(",").map((t) => t.trim()).filter((t) => t !== ""), host: o.host, port: o.port, everyMs: o.everyMs, keep: o.keep })
 })
 
 const createTopicCommand = Cli.command({
@@ -531,6 +601,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   subscribeCommand,
   createTopicCommand,
   topicsCommand,
+  dashboardCommand,
   regionsCommand,
   configCommand,
   selfcheckCommand,
