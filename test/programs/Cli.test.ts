@@ -1,0 +1,141 @@
+/**
+ * The `cxlog` command line as a user meets it (the bundled CLI, spawned without an IPC
+ * channel): a mistake is one line on stderr, no stack trace or internal dump, and exit code
+ * 2 for a usage mistake or 1 for a runtime failure; `--verbose` adds the cause. Help names
+ * every flag's default and variable, lists no internal command, and has no colour when piped.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { createServer } from "node:net"
+import { useColor } from "../../src/programs/CliKit.js"
+import { runCli } from "../helpers/CliRoles.js"
+
+/** stderr is exactly one line, and reads as words rather than a dump or a stack. */
+const oneLine = (stderr: string): string => {
+  const lines = stderr.trimEnd().split("\n")
+  expect(lines).toHaveLength(1)
+  expect(stderr).not.toMatch(/^\s+at /m)
+  expect(stderr).not.toMatch(/[{}]|_tag|Exception|\u001b\[/)
+  return lines[0]!
+}
+
+/** A TCP port nothing listens on: bound, then released. */
+const deadPort = Effect.async<number>((resume) => {
+  const server = createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
+  })
+})
+
+describe("cxlog: a user's mistake is one line and an exit code", () => {
+  it.effect("a size that is not one: exit 2, naming the flag and the forms a size takes", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "12XB"])
+      expect(code).toBe(2)
+      expect(stdout).toBe("")
+      expect(oneLine(stderr)).toBe("cxlog run: --bytes: 12XB is not a size: use 64KiB, 1GiB, … or a number of bytes")
+    }))
+
+  it.effect("the same mistake in the flag's variable names the variable", () =>
+    Effect.gen(function*() {
+      const { code, stderr } = yield* runCli(["bench"], { CXLOG_BYTES: "lots" })
+      expect(code).toBe(2)
+      expect(oneLine(stderr)).toBe("cxlog bench: CXLOG_BYTES=lots: lots is not a size: use 64KiB, 1GiB, … or a number of bytes")
+    }))
+
+  it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>
+    Effect.gen(function*() {
+      const { code, stderr } = yield* runCli(["rnu", "--bytes", "1MiB"])
+      expect(code).toBe(2)
+      expect(oneLine(stderr)).toBe("cxlog: unknown command rnu (did you mean run?); see cxlog --help")
+    }))
+
+  it.effect("an unknown flag: exit 2, suggesting the flag meant (--brokers is addresses; run counts with --broker-count)", () =>
+    Effect.gen(function*() {
+      const { code, stderr } = yield* runCli(["run", "--brokers", "2"])
+      expect(code).toBe(2)
+      expect(oneLine(stderr)).toBe("cxlog run: unknown flag --brokers (did you mean --broker-count?); see cxlog run --help")
+    }))
+
+  it.effect("--from that is no position: exit 2, saying what a position is", () =>
+    Effect.gen(function*() {
+      const { code, stderr } = yield* runCli(["subscribe", "--from", "abc"])
+      expect(code).toBe(2)
+      expect(oneLine(stderr)).toBe("cxlog subscribe: --from: abc is not a position: use earliest, latest or a message offset (0, 1, …)")
+    }))
+
+  it.effect("a topic spec with a bad field: exit 2, naming the field, before anything is contacted", () =>
+    Effect.gen(function*() {
+      const order = yield* runCli(["create-topic", "--topic", "bad:x:9"])
+      expect(order.code).toBe(2)
+      expect(oneLine(order.stderr)).toBe("cxlog create-topic: --topic: bad:x:9: the order x is not one of 0, 2, 4, 5")
+      const ack = yield* runCli(["create-topic", "--topic", "bad:5:9"])
+      expect(ack.code).toBe(2)
+      expect(oneLine(ack.stderr)).toBe("cxlog create-topic: --topic: bad:5:9: the ack level 9 is not one of 0, 1, 2")
+    }))
+
+  it.effect("publishing with no broker listening fails within the connect timeout, naming the address: exit 1", () =>
+    Effect.gen(function*() {
+      const port = yield* deadPort
+      const { code, stderr } = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--count", "1", "--connect-timeout-ms", "500"])
+      expect(code).toBe(1)
+      expect(oneLine(stderr)).toMatch(
+        new RegExp(`^cxlog publish: no broker accepted a connection within 500 ms: 127\\.0\\.0\\.1:${port} \\(unreachable: connect ECONNREFUSED`)
+      )
+    }))
+
+  it.effect("a runtime failure is one line, exit 1; --verbose adds its cause", () =>
+    Effect.gen(function*() {
+      const plain = yield* runCli(["subscribe", "--region", "cxlog-test-no-such-region"])
+      expect(plain.code).toBe(1)
+      expect(oneLine(plain.stderr)).toMatch(/^cxlog subscribe: region cxlog-test-no-such-region does not exist/)
+      const verbose = yield* runCli(["subscribe", "--region", "cxlog-test-no-such-region", "--verbose"])
+      expect(verbose.code).toBe(1)
+      expect(verbose.stderr.split("\n")[0]).toBe(plain.stderr.trimEnd())
+      expect(verbose.stderr.trimEnd().split("\n").length).toBeGreaterThan(1)
+    }))
+})
+
+describe("cxlog --help", () => {
+  it.effect("lists the commands a user runs, not the internal roles, without colour when piped", () =>
+    Effect.gen(function*() {
+      const { code, stdout } = yield* runCli(["--help"])
+      expect(code).toBe(0)
+      for (const command of ["run", "bench", "head", "broker", "publish", "subscribe", "create-topic", "topics", "regions", "config"]) {
+        expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"))
+      }
+      expect(stdout).not.toMatch(/loopback-(send|echo)|--peer/)
+      expect(stdout).not.toContain("\u001b[")
+    }))
+
+  it.effect("every command's flags show a meaning and a default; configuration flags their CXLOG_ variable; examples follow", () =>
+    Effect.gen(function*() {
+      const { stdout: top } = yield* runCli(["--help"])
+      const commands = [...top.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!)
+      expect(commands.length).toBeGreaterThan(8)
+      for (const command of commands) {
+        const { code, stdout } = yield* runCli([command, "--help"])
+        expect(code).toBe(0)
+        const flags = stdout.split("\n\nGlobal flags")[0]!.split(/^(?= {2}--)/m).slice(1)
+        for (const flag of flags) {
+          const [heading, ...rest] = flag.trimEnd().split("\n")
+          expect(rest.length, `${command} ${heading}`).toBeGreaterThanOrEqual(2)
+          expect(rest.at(-1), `${command} ${heading}`).toMatch(/^ {6}\[default [^\]]+\]$/)
+        }
+        expect(stdout, command).toMatch(/\nExamples\n {2}.*cxlog /)
+      }
+      const { stdout: run } = yield* runCli(["run", "--help"])
+      expect(run).toContain("  --bytes SIZE\n      payload to publish in all\n      [default 1GiB, env CXLOG_BYTES]")
+      const { stdout: selfcheck } = yield* runCli(["selfcheck", "--help"])
+      expect(selfcheck).not.toContain("--peer")
+    }))
+
+  it("colour only on a terminal, and never with NO_COLOR", () => {
+    const tty = { isTTY: true } as NodeJS.WriteStream
+    const pipe = { isTTY: false } as NodeJS.WriteStream
+    expect(useColor(tty, {})).toBe(true)
+    expect(useColor(tty, { NO_COLOR: "1" })).toBe(false)
+    expect(useColor(pipe, {})).toBe(false)
+  })
+})
