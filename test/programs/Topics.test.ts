@@ -1,0 +1,48 @@
+/**
+ * `cxlog topics` describes a running cluster's topics from the region, read in place: each
+ * topic's order mode, ACK level and replication factor as created, the message offsets it
+ * holds once messages were published, and its sessions; a topic it does not have is one line.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+describe("cxlog topics", () => {
+  it.scoped("lists each topic's spec, the offsets it holds and its sessions, beside a running cluster", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("topics")
+      const env = { ...smallRegionEnv, CXLOG_LOG_MAX_TOPICS: "2", CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "ev:5:1", "--topic", "au:2:0:1"], env)
+      yield* head.event("ready")
+      const broker = yield* forkCli(["broker", "--port", "0"], env)
+      const port = (yield* broker.event("listening"))["port"] as number
+      const published = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "ev", "--count", "25", "--message-bytes", "64"])
+      expect(published.code, published.stderr).toBe(0)
+
+      const listed = yield* runCli(["topics", "--json"], { CXLOG_REGION: region })
+      expect(listed.code, listed.stderr).toBe(0)
+      const report = JSON.parse(listed.stdout) as {
+        region: string
+        retention: { goiSlots: number; blogBytesPerBroker: number }
+        topics: ReadonlyArray<Record<string, unknown>>
+      }
+      expect(report.region).toBe(region)
+      expect(report.retention).toMatchObject({ goiSlots: 4096, blogBytesPerBroker: 1 << 20 })
+      expect(report.topics).toHaveLength(2)
+      expect(report.topics[0]).toMatchObject({ name: "ev", order: 5, ackLevel: 1, replicationFactor: 1, earliest: 0, end: 25, subscribers: [] })
+      expect(report.topics[0]!["orderedBatches"]).toBeGreaterThanOrEqual(1)
+      // The publisher has closed: its session was released.
+      expect(report.topics[0]!["sessions"]).toBe(0)
+      expect(report.topics[1]).toMatchObject({ name: "au", order: 2, ackLevel: 0, replicationFactor: 1, earliest: 0, end: 0, orderedBatches: 0 })
+
+      const human = yield* runCli(["topics"], { CXLOG_REGION: region })
+      expect(human.code).toBe(0)
+      expect(human.stdout).toMatch(/^ev +5 \(\+FIFO session\) +1 \(ordered\) +1 +0\.\.24 /m)
+      expect(human.stdout).toMatch(/^au +2 \(total\) +0 \(none\) +1 +none /m)
+
+      const missing = yield* runCli(["topics", "--topic", "nope"], { CXLOG_REGION: region })
+      expect(missing.code).toBe(1)
+      expect(missing.stderr).toBe(`cxlog topics: unknown topic "nope"\n`)
+    }))
+})
