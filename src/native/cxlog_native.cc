@@ -529,7 +529,7 @@ Napi::Value Wake(const Napi::CallbackInfo& info) {
 //    bytes per step by carry-less multiplication, are folded into one 128-bit value, and the
 //    crc32 instruction finishes it (and the last 0..15 bytes); below 256 bytes, sse4.2-3way.
 //    Long buffers go in groups that also keep five crc32 streams busy beside the folding:
-//    neither unit alone keeps up with memcpy (about 60 and 50 GB/s on a Zen 5), both ~85.
+//    neither unit alone keeps up with memcpy (about 60 and 50 GB/s on a Zen 5), both ~88.
 //  - sse4.2-3way: three crc32 instruction streams over adjacent blocks, because the
 //    instruction's latency is about three times its issue interval; the three crcs are
 //    combined by shifting two of them with one carry-less multiply each (PCLMUL).
@@ -635,7 +635,7 @@ struct FoldPair {
   uint64_t first, last;
 };
 FoldPair FoldBy(uint32_t bytes) { return {ShiftConstant(8 * bytes + 64), ShiftConstant(8 * bytes)}; }
-FoldPair fold256, fold64, fold48, fold32, fold16;
+FoldPair fold256, fold64, fold48, fold32, fold16, foldGap;
 
 __attribute__((target("sse4.2,pclmul"))) __m128i Fold128(__m128i chunk, const FoldPair& k, __m128i next) {
   const __m128i constants = _mm_set_epi64x(static_cast<long long>(k.last), static_cast<long long>(k.first));
@@ -651,16 +651,16 @@ __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2"))) __m512i Broadcast(co
 }
 
 // Hybrid groups: the vector unit folds the first kHybridVector bytes while kHybridStreams
-// crc32 streams take the kHybridBlock-byte blocks after them (different execution units);
-// the group's crcs are then shifted into place and combined. The split (5 streams of 4 words
-// per 256 vector bytes) was the fastest measured on a Zen 5; 3..8 streams were within 10 %.
+// crc32 streams take the kHybridBlock-byte blocks after them (different execution units).
+// The split (5 streams of 4 words per 256 vector bytes) was among the fastest measured on a
+// Zen 5; 4..8 streams of 3..6 words were within 10 %.
 constexpr size_t kHybridStreams = 5;
 constexpr size_t kHybridWords = 4;  // crc32 steps per stream per 256 vector bytes
 constexpr size_t kHybridVector = 4096;
 constexpr size_t kHybridBlock = 8 * kHybridWords * (kHybridVector / 256 - 1);
 constexpr size_t kHybridGroup = kHybridVector + kHybridStreams * kHybridBlock;
-// hybridShift[i] multiplies the i-th crc of a group (0: the running crc, 1: the vector part's,
-// then the streams') by x^(8 * the bytes after it in the group).
+// Multipliers by x^(8 * bytes): [0] a group (the running stream crc), [1] the stream blocks of
+// a group (the vector part's crc, at the end), [2 + k] the stream blocks after stream k.
 uint64_t hybridShift[kHybridStreams + 1];
 
 __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2"))) uint32_t Reduce512(__m512i z) {
@@ -671,11 +671,16 @@ __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2"))) uint32_t Reduce512(_
   return static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(x))), static_cast<uint64_t>(_mm_extract_epi64(x, 1))));
 }
 
+// Whole groups from p (n >= kHybridGroup). The accumulators run on across groups, folding over
+// each group's stream blocks as over zeros (foldGap); the streams' crcs go into a running crc
+// per group; both meet once at the end.
 __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2"))) uint32_t CrcHybridGroups(uint32_t crc, const uint8_t*& p, size_t& n) {
   const __m512i k256 = Broadcast(fold256);
-  const __m512i k64 = Broadcast(fold64);
-  for (; n >= kHybridGroup; p += kHybridGroup, n -= kHybridGroup) {
-    __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64), z2 = _mm512_loadu_si512(p + 128), z3 = _mm512_loadu_si512(p + 192);
+  const __m512i kGap = Broadcast(foldGap);
+  __m512i z0 = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_zextsi128_si512(_mm_cvtsi32_si128(static_cast<int>(crc))));
+  __m512i z1 = _mm512_loadu_si512(p + 64), z2 = _mm512_loadu_si512(p + 128), z3 = _mm512_loadu_si512(p + 192);
+  uint64_t streamed = 0;  // crc of the stream blocks so far, the vector parts read as zeros
+  for (;;) {
     uint64_t streams[kHybridStreams] = {};
     const uint8_t* s = p + kHybridVector;
     for (const uint8_t* v = p + 256; v < p + kHybridVector; v += 256) {
@@ -689,21 +694,30 @@ __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2"))) uint32_t CrcHybridGr
         for (size_t k = 0; k < kHybridStreams; k++) streams[k] = _mm_crc32_u64(streams[k], Load64(s + k * kHybridBlock));
       }
     }
-    const uint64_t vector = Reduce512(Fold512(Fold512(Fold512(z0, k64, z1), k64, z2), k64, z3));
-    __m128i shifted = _mm_xor_si128(_mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<long long>(crc)), _mm_cvtsi64_si128(static_cast<long long>(hybridShift[0])), 0x00),
-                                    _mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<long long>(vector)), _mm_cvtsi64_si128(static_cast<long long>(hybridShift[1])), 0x00));
+    __m128i shifted = _mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<long long>(streamed)), _mm_cvtsi64_si128(static_cast<long long>(hybridShift[0])), 0x00);
     for (size_t k = 0; k + 1 < kHybridStreams; k++) {
       shifted = _mm_xor_si128(shifted, _mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<long long>(streams[k])), _mm_cvtsi64_si128(static_cast<long long>(hybridShift[k + 2])), 0x00));
     }
-    crc = static_cast<uint32_t>(streams[kHybridStreams - 1] ^ _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(shifted))));
+    streamed = streams[kHybridStreams - 1] ^ _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(shifted)));
+    p += kHybridGroup;
+    n -= kHybridGroup;
+    if (n < kHybridGroup) break;
+    z0 = Fold512(z0, kGap, _mm512_loadu_si512(p));
+    z1 = Fold512(z1, kGap, _mm512_loadu_si512(p + 64));
+    z2 = Fold512(z2, kGap, _mm512_loadu_si512(p + 128));
+    z3 = Fold512(z3, kGap, _mm512_loadu_si512(p + 192));
   }
-  return crc;
+  const __m512i k64 = Broadcast(fold64);
+  const uint64_t vector = Reduce512(Fold512(Fold512(Fold512(z0, k64, z1), k64, z2), k64, z3));
+  // The last group's stream blocks follow the vector part: shift it over them.
+  const __m128i product = _mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<long long>(vector)), _mm_cvtsi64_si128(static_cast<long long>(hybridShift[1])), 0x00);
+  return static_cast<uint32_t>(streamed ^ _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(product))));
 }
 
 // Folding keeps a value congruent mod P to the message read so far (the crc's initial value
 // XORed into its first 4 bytes); the crc of that 128-bit value, taken from 0, is the crc.
 __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2"))) uint32_t CrcAvx512(uint32_t crc, const uint8_t* p, size_t n) {
-  crc = CrcHybridGroups(crc, p, n);
+  if (n >= kHybridGroup) crc = CrcHybridGroups(crc, p, n);
   if (n < 256) return CrcSse42ThreeWay(crc, p, n);
   __m512i z0 = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_zextsi128_si512(_mm_cvtsi32_si128(static_cast<int>(crc))));
   __m512i z1 = _mm512_loadu_si512(p + 64);
@@ -752,6 +766,7 @@ void InitCrc() {
   hybridShift[1] = ShiftConstant(8 * kHybridStreams * kHybridBlock);
   for (size_t k = 0; k + 1 < kHybridStreams; k++) hybridShift[k + 2] = ShiftConstant(static_cast<uint32_t>(8 * (kHybridStreams - 1 - k) * kHybridBlock));
   fold256 = FoldBy(256);
+  foldGap = FoldBy(static_cast<uint32_t>(256 + kHybridStreams * kHybridBlock));
   fold64 = FoldBy(64);
   fold48 = FoldBy(48);
   fold32 = FoldBy(32);
