@@ -29,7 +29,8 @@ interface Row {
 
 /**
  * Samples `roles` every 250 ms until the scope closes: message counts from their events,
- * CPU seconds from /proc. `rows()` is the series so far.
+ * CPU seconds from /proc. `rows()` is the series so far, ending with a sample taken then
+ * (a short run's last events otherwise fall between samples).
  */
 export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{ readonly rows: () => ReadonlyArray<Row> }, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -48,14 +49,18 @@ export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{
     }
     const rows: Array<Row> = []
     const started = performance.now()
-    const sample = Effect.sync(() => {
+    const takeSample = () => {
       const cpu: Record<string, number | null> = {}
       for (const role of roles) cpu[role.role] = role.cpuSeconds() ?? null
       rows.push({ t: (performance.now() - started) / 1000, published: latest.published, ordered: latest.ordered, read: latest.read, brokerAcks: { ...latest.brokerAcks }, cpu })
-    })
-    yield* Effect.forkScoped(Effect.repeat(sample, Schedule.spaced(`${SAMPLE_EVERY_MS} millis`)))
-    yield* Effect.addFinalizer(() => sample)
-    return { rows: () => rows }
+    }
+    yield* Effect.forkScoped(Effect.repeat(Effect.sync(takeSample), Schedule.spaced(`${SAMPLE_EVERY_MS} millis`)))
+    return {
+      rows: () => {
+        takeSample()
+        return rows
+      }
+    }
   })
 
 /** Per-interval rate of a cumulative series (null where either end is unknown); the first point has none. */
