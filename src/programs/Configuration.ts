@@ -12,13 +12,15 @@ import { defaultAddonPath } from "../native/Native.js"
 import { cliEntry } from "../PackageRoot.js"
 import { headLostMsConfig } from "../services/log/HeadWatch.js"
 import { table } from "../Table.js"
-import { type Command, resolveFlag, type Source } from "./CliKit.js"
+import { type Command, type Flag, resolveFlag, type Source } from "./CliKit.js"
 import { profileArgs } from "./Cluster.js"
+import { metricsHost } from "./Observe.js"
 
-/** A variable without a flag: who reads it, and how to read it as they do. */
+/** A variable without a flag: who reads it, what its values look like, and how to read it as they do. */
 interface Setting {
   readonly env: string
   readonly usedBy: string
+  readonly kind: string
   readonly read: Effect.Effect<unknown, unknown>
 }
 
@@ -32,7 +34,7 @@ const settings: ReadonlyArray<Setting> = [
     ["CXLOG_APP_RINGS", "appRings"],
     ["CXLOG_APP_RING_BYTES", "appRingBytes"],
     ["CXLOG_APP_RING_READERS", "appRingReaders"]
-  ] as const).map(([env, key]) => ({ env, usedBy: "head (region layout)", read: field(controlConfig, key) })),
+  ] as const).map(([env, key]) => ({ env, usedBy: "head (region layout)", kind: "N", read: field(controlConfig, key) })),
   ...([
     ["CXLOG_LOG_MAX_TOPICS", "maxTopics"],
     ["CXLOG_LOG_MAX_BROKERS", "maxBrokers"],
@@ -43,16 +45,17 @@ const settings: ReadonlyArray<Setting> = [
     ["CXLOG_LOG_SUBSCRIBER_SLOTS", "subscriberSlots"],
     ["CXLOG_LOG_LISTENER_SLOTS", "listenerSlots"],
     ["CXLOG_LOG_MAX_BATCH_BYTES", "maxBatchBytes"]
-  ] as const).map(([env, key]) => ({ env, usedBy: "head (region layout)", read: field(logConfig, key) })),
-  { env: "CXLOG_BARRIER_ON_DEATH", usedBy: "head (coordinator)", read: field(serverOptionsConfig, "onParticipantDeath") },
-  { env: "CXLOG_HEARTBEAT_STALE_MS", usedBy: "head (coordinator)", read: field(serverOptionsConfig, "heartbeatStaleMs") },
-  { env: "CXLOG_DEBUG_BARRIERS", usedBy: "head (coordinator)", read: field(serverOptionsConfig, "debugBarriers") },
-  { env: "CXLOG_HEAD_LOST_MS", usedBy: "broker, subscribe", read: headLostMsConfig },
-  { env: "CXLOG_REGION_BYTES", usedBy: "library (CxlMemory.layerConfig)", read: field(regionOptionsConfig, "size") },
-  { env: "CXLOG_REGION_MODE", usedBy: "library (CxlMemory.layerConfig)", read: field(regionOptionsConfig, "mode") },
-  { env: "CXLOG_NATIVE_PATH", usedBy: "every process (the addon)", read: Effect.sync(defaultAddonPath) },
-  { env: "CXLOG_CLI", usedBy: "run, bench (the roles' entry)", read: Effect.sync(cliEntry) },
-  { env: "CXLOG_PROFILE_DIR", usedBy: "run, bench (V8 profiles of the roles)", read: Effect.sync(() => profileArgs().join(" ")) }
+  ] as const).map(([env, key]) => ({ env, usedBy: "head (region layout)", kind: "N", read: field(logConfig, key) })),
+  { env: "CXLOG_BARRIER_ON_DEATH", usedBy: "head (coordinator)", kind: "drop|fail", read: field(serverOptionsConfig, "onParticipantDeath") },
+  { env: "CXLOG_HEARTBEAT_STALE_MS", usedBy: "head (coordinator)", kind: "MS", read: field(serverOptionsConfig, "heartbeatStaleMs") },
+  { env: "CXLOG_DEBUG_BARRIERS", usedBy: "head (coordinator)", kind: "", read: field(serverOptionsConfig, "debugBarriers") },
+  { env: "CXLOG_HEAD_LOST_MS", usedBy: "broker, subscribe", kind: "MS", read: headLostMsConfig },
+  { env: "CXLOG_METRICS_HOST", usedBy: "roles with --metrics-port", kind: "ADDRESS", read: Effect.sync(metricsHost) },
+  { env: "CXLOG_REGION_BYTES", usedBy: "library (CxlMemory.layerConfig)", kind: "N", read: field(regionOptionsConfig, "size") },
+  { env: "CXLOG_REGION_MODE", usedBy: "library (CxlMemory.layerConfig)", kind: "create|attach|create-or-attach", read: field(regionOptionsConfig, "mode") },
+  { env: "CXLOG_NATIVE_PATH", usedBy: "every process (the addon)", kind: "PATH", read: Effect.sync(defaultAddonPath) },
+  { env: "CXLOG_CLI", usedBy: "run, bench (the roles' entry)", kind: "PATH", read: Effect.sync(cliEntry) },
+  { env: "CXLOG_PROFILE_DIR", usedBy: "run, bench (V8 profiles of the roles)", kind: "PATH", read: Effect.sync(() => profileArgs().join(" ")) }
 ]
 
 export interface ResolvedVariable {
@@ -60,29 +63,32 @@ export interface ResolvedVariable {
   readonly value: unknown
   readonly source: Source
   readonly usedBy: ReadonlyArray<string>
+  /** What its values look like: `N`, `MS`, `SIZE`, `a|b`, "" for a switch, `PATH`, … */
+  readonly kind: string
 }
 
 /** Every variable's resolved value: one row per distinct (variable, value), naming its users. */
-export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, env: Record<string, string | undefined>) =>
+export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, globals: ReadonlyArray<Flag<unknown>>, env: Record<string, string | undefined>) =>
   Effect.gen(function*() {
-    const rows: Array<{ variable: string; value: unknown; source: Source; usedBy: Array<string> }> = []
-    const add = (variable: string, value: unknown, source: Source, user: string) => {
+    const rows: Array<{ variable: string; value: unknown; source: Source; usedBy: Array<string>; kind: string }> = []
+    const add = (variable: string, value: unknown, source: Source, user: string, kind: string) => {
       const same = rows.find((r) => r.variable === variable && JSON.stringify(r.value) === JSON.stringify(value))
-      if (same === undefined) rows.push({ variable, value, source, usedBy: [user] })
+      if (same === undefined) rows.push({ variable, value, source, usedBy: [user], kind })
       else if (!same.usedBy.includes(user)) same.usedBy.push(user)
     }
-    for (const cmd of commands) {
-      for (const flag of Object.values(cmd.flags)) {
+    const flagUsers = [...commands.map((cmd) => ({ name: cmd.name, flags: Object.values(cmd.flags) })), { name: "every command", flags: globals }]
+    for (const { name, flags } of flagUsers) {
+      for (const flag of flags) {
         if (flag.env === undefined) continue
-        const resolved = resolveFlag(`cxlog ${cmd.name}`, flag, [], env)
+        const resolved = resolveFlag(`cxlog ${name}`, flag, [], env)
         if (Either.isLeft(resolved)) return yield* resolved.left
-        add(flag.env, resolved.right.value, resolved.right.source, `${cmd.name} --${flag.name}`)
+        add(flag.env, resolved.right.value, resolved.right.source, `${name} --${flag.name}`, flag.placeholder)
       }
     }
     for (const setting of settings) {
       const value = yield* setting.read
       const set = env[setting.env] !== undefined && env[setting.env] !== ""
-      add(setting.env, value, set ? "env" : "default", setting.usedBy)
+      add(setting.env, value, set ? "env" : "default", setting.usedBy, setting.kind)
     }
     return rows.sort((a, b) => a.variable.localeCompare(b.variable)) as ReadonlyArray<ResolvedVariable>
   })
@@ -94,8 +100,8 @@ const show = (value: unknown): string => {
   return typeof value === "string" ? value : JSON.stringify(value)
 }
 
-export const configuration = <R>(commands: ReadonlyArray<Command<R>>, json: boolean) =>
-  Effect.flatMap(resolveAll(commands, process.env), (rows) =>
+export const configuration = <R>(commands: ReadonlyArray<Command<R>>, globals: ReadonlyArray<Flag<unknown>>, json: boolean) =>
+  Effect.flatMap(resolveAll(commands, globals, process.env), (rows) =>
     json
       ? Console.log(JSON.stringify(rows.map((r) => ({ ...r, value: show(r.value) }))))
       : Console.log(table(["variable", "value", "from", "used by"], rows.map((r) => [r.variable, show(r.value), r.source, r.usedBy.join(", ")]))))

@@ -47,9 +47,12 @@ export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effe
  * every series (`role`, and `broker` for a broker) so one Prometheus or dashboard tells roles
  * apart. The address it serves on is logged.
  */
+/** The address metrics endpoints listen on: `CXLOG_METRICS_HOST`, else loopback only. */
+export const metricsHost = (): string => process.env["CXLOG_METRICS_HOST"] ?? "127.0.0.1"
+
 export const observed = (role: string, settings: ObserveSettings, labels: Record<string, string> = {}) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>) => {
-  const host = process.env["CXLOG_METRICS_HOST"] ?? "127.0.0.1"
+  const host = metricsHost()
   const withMetrics = settings.metricsPort > 0
     ? Effect.gen(function*() {
       const served = yield* serveMetrics({ host, port: settings.metricsPort, labels: { role, ...labels } })

@@ -589,7 +589,7 @@ const configCommand = Cli.command({
     "have no flag: the head reads them when it creates the region. docs/configuration.md describes each.",
   flags: { json },
   examples: ["cxlog config", "CXLOG_LOG_BLOG_BYTES=67108864 cxlog config --json"],
-  run: (o) => configuration(commands, o.json)
+  run: (o) => configuration(commands, globals, o.json)
 })
 
 const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [

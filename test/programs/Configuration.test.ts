@@ -1,0 +1,115 @@
+/**
+ * docs/configuration.md's table is the configuration: every `CXLOG_*` name the sources use is
+ * in it, and every variable in it is wired. Each one is set, alone, to a value of its kind;
+ * `cxlog config` (which resolves flag variables through the commands' own flag definitions
+ * and the others through the `Config` each layer reads) must then report it from the
+ * environment with a changed value. The test suite's own variables must be read by the suite.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { cli } from "../helpers/CliRoles.js"
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
+
+interface Row {
+  readonly variable: string
+  readonly readBy: string
+}
+
+/** The table's rows: `| \`CXLOG_X\` | flag | default | read by | meaning |`. */
+const tableRows = (): ReadonlyArray<Row> =>
+  readFileSync(join(root, "docs", "configuration.md"), "utf8")
+    .split("\n")
+    .filter((line) => /^\| `CXLOG_[A-Z0-9_]+` \|/.test(line))
+    .map((line) => {
+      const cells = line.split("|").map((c) => c.trim())
+      return { variable: cells[1]!.replaceAll("`", ""), readBy: cells[4]! }
+    })
+
+const sourceFiles = (dir: string): Array<string> =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith(".ts") ? [join(dir, entry.name)] : []
+  )
+
+/** `CXLOG_*` names in the TypeScript under `dirs` (a prefix such as `CXLOG_LOG_*` is not a name). */
+const namesIn = (dirs: ReadonlyArray<string>, except: string = ""): Set<string> =>
+  new Set(
+    dirs.flatMap((dir) => sourceFiles(join(root, dir)))
+      .filter((file) => file !== except)
+      .flatMap((file) => [...readFileSync(file, "utf8").matchAll(/CXLOG_[A-Z0-9_]+\b/g)].map((m) => m[0]))
+      .filter((name) => !name.endsWith("_"))
+  )
+
+interface Resolved {
+  readonly variable: string
+  readonly value: string
+  readonly source: string
+  readonly usedBy: ReadonlyArray<string>
+  readonly kind: string
+}
+
+/** `cxlog config --json` in an environment without any CXLOG_* variable but `extra`. */
+const resolvedWith = (extra: Record<string, string>) =>
+  Effect.async<ReadonlyArray<Resolved>, Error>((resume) => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CXLOG_")))
+    const child = spawn(process.execPath, [cli, "config", "--json"], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, ...extra } })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()))
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
+    child.on("exit", (code) =>
+      resume(code === 0 ? Effect.try(() => JSON.parse(stdout) as ReadonlyArray<Resolved>) : Effect.fail(new Error(`cxlog config ${JSON.stringify(extra)}: exit ${code}: ${stderr}`)))
+    )
+  })
+
+/** A valid value of `kind` that differs from `baseline`. */
+const probeValue = (kind: string, baseline: string): string => {
+  if (kind === "") return baseline === "true" ? "false" : "true"
+  if (/^[a-z0-9-]+(\|[a-z0-9-]+)+$/.test(kind)) return kind.split("|").find((choice) => choice !== baseline)!
+  if (kind === "SIZE") return "3MiB"
+  if (["N", "MS", "PORT", "BYTES", "X"].includes(kind)) return "777"
+  if (kind.startsWith("HOST:PORT")) return "10.0.0.9:7777"
+  if (kind === "ADDRESS") return "10.0.0.9"
+  if (kind.startsWith("NAME[")) return "probe:2:0"
+  return "cxlog-config-probe"
+}
+
+describe("the configuration table", () => {
+  it("names every CXLOG_ variable the sources use, once", () => {
+    const documented = tableRows().map((r) => r.variable)
+    expect(new Set(documented).size).toBe(documented.length)
+    const used = namesIn(["src", "bench", "test"], fileURLToPath(import.meta.url))
+    expect([...used].filter((name) => !documented.includes(name)).sort()).toEqual([])
+  })
+
+  it.effect("every variable in it has an effect: cxlog config reports it from the environment, changed", () =>
+    Effect.gen(function*() {
+      const rows = tableRows()
+      expect(rows.length).toBeGreaterThan(60)
+      const baseline = yield* resolvedWith({})
+      const suiteReads = namesIn(["test"], fileURLToPath(import.meta.url))
+      const unwired: Array<string> = []
+      yield* Effect.forEach(rows, (row) =>
+        Effect.gen(function*() {
+          if (row.readBy.includes("test suite")) {
+            if (!suiteReads.has(row.variable)) unwired.push(`${row.variable}: the test suite does not read it`)
+            return
+          }
+          const before = baseline.filter((r) => r.variable === row.variable)
+          if (before.length === 0) return void unwired.push(`${row.variable}: cxlog config does not know it`)
+          const value = probeValue(before[0]!.kind, before[0]!.value)
+          const after = (yield* resolvedWith({ [row.variable]: value })).filter((r) => r.variable === row.variable)
+          for (const was of before) {
+            const now = after.find((r) => r.usedBy.join() === was.usedBy.join()) ?? after.find((r) => r.usedBy.some((u) => was.usedBy.includes(u)))
+            if (now === undefined || now.source !== "env" || now.value === was.value) {
+              unwired.push(`${row.variable}=${value}: ${was.usedBy.join(", ")} still ${now?.value ?? "absent"} (${now?.source ?? "—"})`)
+            }
+          }
+        }), { concurrency: 2 })
+      expect(unwired).toEqual([])
+    }), 120_000)
+})
