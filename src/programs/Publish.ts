@@ -97,7 +97,8 @@ export const publish = (options: PublishOptions) =>
     const publisher = yield* Publisher
     const report = options.report ?? reportToParent
     const started = performance.now()
-    yield* Effect.sync(() => report({ event: "progress", ...publisher.stats() })).pipe(
+    // elapsedMs: the orchestrator's live rate uses the same clock as the summary's.
+    yield* Effect.sync(() => report({ event: "progress", elapsedMs: performance.now() - started, ...publisher.stats() })).pipe(
       Effect.repeat(Schedule.spaced(options.reportEveryMs)),
       Effect.forkScoped
     )
