@@ -125,8 +125,9 @@ class History {
     values[values.length - 1] = value === undefined || value === null || !Number.isFinite(value) ? null : Math.round(value * 100) / 100
   }
 
-  specs(): Array<ChartSpec> {
-    return [...this.charts].map(([id, c]) => ({
+  /** The charts in `order` (by id), each once it has a series. */
+  specs(order: ReadonlyArray<string>): Array<ChartSpec> {
+    return [...this.charts].sort(([a], [b]) => order.indexOf(a) - order.indexOf(b)).map(([id, c]) => ({
       id,
       title: c.title,
       unit: c.unit,
@@ -137,7 +138,7 @@ class History {
   }
 }
 
-/** Chart order on the page (charts appear as their first value comes). */
+/** The charts, in their order on the page (each appears once it has a value). */
 const CHARTS = {
   throughput: ["throughput", "Throughput", "MB/s"],
   perBroker: ["per-broker", "Ordered messages per broker (sequencer)", "msg/s"],
@@ -202,7 +203,7 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
     })
 
     const data = (): PageData => ({
-      charts: history.specs(),
+      charts: history.specs(Object.values(CHARTS).map(([id]) => id)),
       html: `<table><caption>Targets</caption><tr><th>endpoint</th><th>role</th><th>state</th></tr>${
         [...status].map(([target, s]) =>
           `<tr><td>${escapeHtml(target)}</td><td>${escapeHtml(s.name)}</td><td>${s.up ? "up" : `down: ${escapeHtml(s.error)}`}</td></tr>`
