@@ -10,7 +10,10 @@
  * lag, CPU per role.
  */
 import { Data, Effect, Schedule, type Scope } from "effect"
+import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format"
 import { chartPage, type ChartSpec, escapeHtml, type PageData } from "./ChartPage.js"
 
@@ -24,9 +27,45 @@ export class DashboardListenFailed extends Data.TaggedError("DashboardListenFail
   }
 }
 
+// ---- local runs announce their endpoints ------------------------------------------------
+
+const ANNOUNCE_PREFIX = "cxlog-metrics-"
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/**
+ * `cxlog run --metrics-port` tells dashboards on this host where its roles serve: a file
+ * in the temporary directory named after its pid, removed when the run ends.
+ */
+export const announceTargets = (targets: ReadonlyArray<string>): Effect.Effect<void, never, Scope.Scope> => {
+  const file = join(tmpdir(), `${ANNOUNCE_PREFIX}${process.pid}.json`)
+  return Effect.acquireRelease(
+    Effect.sync(() => writeFileSync(file, JSON.stringify({ pid: process.pid, targets }))),
+    () => Effect.sync(() => unlinkSync(file))
+  ).pipe(Effect.catchAllDefect(() => Effect.void))
+}
+
+/** The endpoints every live local run announced (files of runs that are gone are skipped). */
+export const discoverTargets = (): Array<string> =>
+  readdirSync(tmpdir()).filter((name) => name.startsWith(ANNOUNCE_PREFIX) && name.endsWith(".json")).flatMap((name) => {
+    try {
+      const { pid, targets } = JSON.parse(readFileSync(join(tmpdir(), name), "utf8")) as { pid: number; targets: Array<string> }
+      return alive(pid) ? targets : []
+    } catch {
+      return []
+    }
+  })
+
 export interface DashboardOptions {
-  /** host:port of each role's metrics endpoint. */
-  readonly targets: ReadonlyArray<string>
+  /** host:port of each role's metrics endpoint; "discover": those local runs announce, looked up every round. */
+  readonly targets: ReadonlyArray<string> | "discover"
   readonly host: string
   /** 0 = any free port. */
   readonly port: number
@@ -154,7 +193,7 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
     const history = new History(options.keep)
     const last = new Map<string, Scrape>()
     const status = new Map<string, { name: string; up: boolean; error: string }>()
-    for (const target of options.targets) status.set(target, { name: target, up: false, error: "not scraped yet" })
+    const currentTargets = () => (options.targets === "discover" ? discoverTargets() : options.targets)
 
     const scrapeTarget = (target: string): Promise<Scrape> =>
       fetch(`http://${target}/metrics`, { signal: AbortSignal.timeout(Math.max(options.everyMs, 500)) }).then(async (response) => {
@@ -163,10 +202,12 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
       })
 
     const round = Effect.promise(async () => {
-      const results = await Promise.allSettled(options.targets.map(scrapeTarget))
+      const targets = currentTargets()
+      for (const target of status.keys()) if (!targets.includes(target)) status.delete(target)
+      const results = await Promise.allSettled(targets.map(scrapeTarget))
       history.tick(Date.now())
       const set = (chart: readonly [string, string, string], label: string, value: number | null | undefined) => history.set(chart[0], chart[1], chart[2], label, value)
-      options.targets.forEach((target, i) => {
+      targets.forEach((target, i) => {
         const result = results[i]!
         const before = last.get(target)
         if (result.status === "rejected") {
@@ -204,7 +245,7 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
 
     const data = (): PageData => ({
       charts: history.specs(Object.values(CHARTS).map(([id]) => id)),
-      html: `<table><caption>Targets</caption><tr><th>endpoint</th><th>role</th><th>state</th></tr>${
+      html: status.size === 0 ? "<p>No endpoints yet: waiting for a local `cxlog run --metrics-port PORT`.</p>" : `<table><caption>Targets</caption><tr><th>endpoint</th><th>role</th><th>state</th></tr>${
         [...status].map(([target, s]) =>
           `<tr><td>${escapeHtml(target)}</td><td>${escapeHtml(s.name)}</td><td>${s.up ? "up" : `down: ${escapeHtml(s.error)}`}</td></tr>`
         ).join("")
@@ -220,7 +261,8 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
           if (path === "/data") {
             response.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(data()))
           } else if (path === "/") {
-            const page = chartPage({ title: "cxlog dashboard", subtitle: `${options.targets.length} endpoints, every ${options.everyMs} ms`, data: data(), live: { url: "/data", everyMs: options.everyMs } })
+            const watching = options.targets === "discover" ? "the endpoints local runs announce" : `${options.targets.length} endpoints`
+            const page = chartPage({ title: "cxlog dashboard", subtitle: `${watching}, every ${options.everyMs} ms`, data: data(), live: { url: "/data", everyMs: options.everyMs } })
             response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(page)
           } else {
             response.writeHead(404, { "content-type": "text/plain" }).end("cxlog dashboard: / (the page), /data (its JSON)\n")
@@ -244,6 +286,7 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
 export const runDashboard = (options: DashboardOptions) =>
   Effect.gen(function*() {
     const { url } = yield* dashboard(options)
-    yield* Effect.logInfo(`cxlog dashboard: ${url} (scraping ${options.targets.join(", ")})`)
+    const watching = options.targets === "discover" ? "the endpoints of local `cxlog run --metrics-port` runs" : options.targets.join(", ")
+    yield* Effect.logInfo(`cxlog dashboard: ${url} (scraping ${watching})`)
     return yield* Effect.never
   }).pipe(Effect.scoped)

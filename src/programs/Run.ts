@@ -8,6 +8,7 @@ import { Console, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/log/Layout.js"
 import { type AuditResult } from "./Audit.js"
 import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
+import { announceTargets } from "./Dashboard.js"
 import { makeTimeline, writeReport } from "./HtmlReport.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 
@@ -125,7 +126,8 @@ export const run = (options: RunOptions) =>
       const at = (index: number) => `127.0.0.1:${metricsBase + index}`
       const names = ["head", ...Array.from({ length: options.brokers }, (_, i) => `broker ${i}`), "publisher", ...(options.subscriber !== false ? ["subscriber"] : [])]
       yield* say(`metrics: ${names.map((name, i) => `${name} http://${at(i)}/metrics`).join(", ")}`)
-      yield* say(`watch: cxlog dashboard --targets ${names.map((_, i) => at(i)).join(",")}`)
+      yield* say(`watch: cxlog dashboard (or --targets ${names.map((_, i) => at(i)).join(",")})`)
+      yield* announceTargets(names.map((_, i) => at(i)))
     }
     const { brokers, head, ports } = yield* startHeadAndBrokers(`run:${options.order}:${options.ackLevel}`, options.brokers, env, metricsEnv)
     const withSubscriber = options.subscriber !== false

@@ -499,7 +499,7 @@ const dashboardCommand = Cli.command({
       placeholder: "HOST:PORT,…",
       shown: "none",
       env: "CXLOG_DASHBOARD_TARGETS",
-      description: "the metrics endpoints to scrape"
+      description: "the metrics endpoints to scrape; without it, those every local `cxlog run --metrics-port` announces"
     }),
     host: Cli.text("host", { default: "127.0.0.1", placeholder: "ADDRESS", env: "CXLOG_DASHBOARD_HOST", description: "address to serve the page on" }),
     port: Cli.integer("port", { default: 9300, min: 0, env: "CXLOG_DASHBOARD_PORT", description: "port to serve the page on (0: any free port)" }),
@@ -508,12 +508,17 @@ const dashboardCommand = Cli.command({
   },
   examples: [
     "cxlog run --bytes 4GiB --metrics-port 9400    # prints the dashboard command for its roles",
-    "cxlog dashboard --targets 127.0.0.1:9400,127.0.0.1:9401,127.0.0.1:9402"
+    "cxlog dashboard --targets 127.0.0.1:9400,127.0.0.1:9401,127.0.0.1:9402",
+    "cxlog dashboard                                  # whatever local runs with --metrics-port serve"
   ],
   run: (o) =>
-    o.targets === undefined || o.targets.trim() === ""
-      ? Cli.failUsage("cxlog dashboard: name the metrics endpoints with --targets HOST:PORT,… (cxlog run --metrics-port PORT prints them)")
-      : runDashboard({ targets: o.targets.split(",").map((t) => t.trim()).filter((t) => t !== ""), host: o.host, port: o.port, everyMs: o.everyMs, keep: o.keep })
+    runDashboard({
+      targets: o.targets === undefined ? "discover" : o.targets.split(",").map((t) => t.trim()).filter((t) => t !== ""),
+      host: o.host,
+      port: o.port,
+      everyMs: o.everyMs,
+      keep: o.keep
+    })
 })
 
 const createTopicCommand = Cli.command({

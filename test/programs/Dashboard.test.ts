@@ -9,7 +9,7 @@ import puppeteer from "puppeteer-core"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
-import { dashboard, intervalQuantile } from "../../src/programs/Dashboard.js"
+import { announceTargets, dashboard, discoverTargets, intervalQuantile } from "../../src/programs/Dashboard.js"
 import { serveMetrics } from "../../src/programs/MetricsServer.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
 import { ensureChromium } from "../helpers/Chromium.js"
@@ -73,6 +73,16 @@ describe("dashboard", () => {
       const targets = yield* Effect.promise(() => page.evaluate(`document.getElementById("extra")?.textContent ?? ""`) as Promise<string>)
       expect(targets).toContain("up")
     }), 30_000)
+
+  it.scoped("a run's announced endpoints are discovered while it lives, and gone with it", () =>
+    Effect.gen(function*() {
+      const mine = [`127.0.0.1:${40000 + (process.pid % 20000)}`, "127.0.0.1:1"]
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* announceTargets(mine)
+        expect(discoverTargets()).toEqual(expect.arrayContaining(mine))
+      }))
+      expect(discoverTargets()).not.toContain(mine[0])
+    }))
 
   it("interval quantiles interpolate within the bucket, from the difference of two scrapes", () => {
     const before: Array<[number, number]> = [[10, 5], [100, 5], [Infinity, 5]]
