@@ -7,10 +7,9 @@
  * cxlog hands it the Effect `Metric` registry on every scrape through one collector per metric
  * name, so src/Metrics.ts stays the one place metrics are declared and updated.
  */
-import { Data, Effect, MetricState, Option, type Scope } from "effect"
+import { Data, Effect, Metric as EffectMetric, MetricState, Option, type Scope } from "effect"
 import { createServer, type Server } from "node:http"
 import { collectDefaultMetrics, type Metric, Registry } from "prom-client"
-import { Metric as EffectMetric } from "effect"
 import { runSamplers } from "../Metrics.js"
 
 export class MetricsListenFailed extends Data.TaggedError("MetricsListenFailed")<{
