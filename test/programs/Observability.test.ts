@@ -1,7 +1,7 @@
 /**
  * Observability of real role processes (the bundled CLI, `dist/cxlog.mjs`): each role's
  * `--metrics-port` endpoint parses as Prometheus text and its counters move while traffic
- * flows; `--log-format json` logs JSON lines; `cxlog run --report` writes a self-contained
+ * flows; `--log-format json` logs JSON lines, a broker's stats lines among them; `cxlog run --report` writes a self-contained
  * HTML report with the run's data series.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -40,7 +40,7 @@ describe("observability of role processes", () => {
       const [headPort, brokerPort, subscriberPort] = [yield* freePort, yield* freePort, yield* freePort]
       const head = yield* forkCli(["head", "--topic", "t:5:1", "--metrics-port", `${headPort}`], env)
       yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--metrics-port", `${brokerPort}`, "--log-format", "json"], env)
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--metrics-port", `${brokerPort}`, "--log-format", "json", "--stats-every-ms", "500"], env)
       const listening = yield* broker.event("listening")
       const subscriber = yield* forkCli(["subscribe", "--topic", "t", "--metrics-port", `${subscriberPort}`], env)
       yield* subscriber.event("subscribed")
@@ -70,10 +70,15 @@ describe("observability of role processes", () => {
       // The subscriber: everything read, so no lag (read at the scrape).
       expect(sum(subscriberAfter, "cxlog_reader_messages")).toBe(2000)
       expect(series(subscriberAfter, "cxlog_reader_lag_messages")).toEqual([{ labels: { topic: "t", role: "subscriber" }, value: 0 }])
-      // The broker's log lines are JSON objects (its "listening" line among them).
-      const lines = broker.output().split("\n").filter((l) => l.startsWith("{"))
-      const logged = lines.map((l) => JSON.parse(l) as { message: unknown; logLevel: string })
-      expect(logged.some((l) => String(l.message).includes("listening on"))).toBe(true)
+      // The broker's log lines are JSON objects: its "listening" line, and a stats line once traffic moved.
+      type Line = { message: unknown; annotations: Record<string, unknown> }
+      const logged = () => broker.output().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Line)
+      expect(logged().some((l) => String(l.message).includes("listening on"))).toBe(true)
+      const stats = yield* Effect.sync(() => logged().find((l) => String(l.message).includes("stats"))).pipe(
+        Effect.filterOrFail((found) => found !== undefined, () => new Error("no stats line from the broker")),
+        Effect.retry({ times: 30, schedule: Schedule.spaced("100 millis") })
+      )
+      expect(stats?.annotations).toMatchObject({ messages: 2000 })
     }), 30_000)
 
   it.scopedLive("cxlog run --report writes a self-contained HTML report with the run's series, configuration and audit", () =>
