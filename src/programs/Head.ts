@@ -3,6 +3,12 @@
  * sequencer. With `--attach` it takes over an existing region whose head is gone instead: the
  * sequencer carries on from the region's state (epoch + 1), the coordinator from its rings, and
  * the region is left in place on exit (it holds data this process did not create).
+ *
+ * With `--standby` it maps the region and watches the sequencer lease (a timer, a few loads);
+ * when the lease lapses or its holder is gone it does what `--attach` does, racing any other
+ * standby for the lease (compare-and-swap: one wins, the others go on watching). A head that
+ * finds itself fenced (a newer head holds the lease) exits at once, running no finalizer: all
+ * it would release is reclaimed as a dead process's, and it writes nothing into the region.
  */
 import { Data, Duration, Effect, Layer, Schedule } from "effect"
 import {
@@ -17,8 +23,11 @@ import {
 } from "../layers/Roles.js"
 import type { RegionConfig } from "../layers/RegionLayout.js"
 import { LogReader } from "../services/log/LogReader.js"
-import type { RegionExists } from "../services/region/CxlMemory.js"
-import { Sequencer, type SequencerOptions } from "../services/log/Sequencer.js"
+import { CxlMemory, type RegionExists } from "../services/region/CxlMemory.js"
+import { Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions } from "../services/log/Sequencer.js"
+import { LeaseLine } from "../layers/log/Records.js"
+import { isPidAlive } from "../layers/region/ProcessSlot.js"
+import { Offsets } from "../layers/region/Superblock.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
 import { RegionLayout } from "../layers/RegionLayout.js"
@@ -32,6 +41,10 @@ export interface HeadOptions {
   readonly keep: boolean
   /** Take over the existing region (its head gone) instead of creating one. */
   readonly attach: boolean
+  /** Watch the region's head and take over when its lease lapses (implies attaching). */
+  readonly standby?: boolean
+  /** How often a standby looks at the lease. */
+  readonly checkEveryMs?: number
   readonly sequencer: SequencerOptions
   /** How often to report each topic's ordered count to an orchestrator (only when there is one: an IPC parent). */
   readonly reportEveryMs: number
@@ -67,6 +80,26 @@ export class HeadRegionExists extends Data.TaggedError("HeadRegionExists")<{
   }
 }
 
+/** `cxlog head --attach` on a region whose head is alive and holds its lease. */
+export class HeadActive extends Data.TaggedError("HeadActive")<{
+  readonly region: string
+  readonly pid: number
+  readonly expiresAtMs: number
+}> {
+  override get message() {
+    return `region ${this.region} is served by a live head (pid ${this.pid}) that holds the sequencer lease; ` +
+      `--attach is for a region whose head is gone. Start this head with --standby to take over when that one stops or dies`
+  }
+}
+
+/** A head that lost its lease to a newer one (it was stopped or hung past the lease): it exits without writing. */
+const exitFenced = (lost: SequencerLeaseLost): never => {
+  report({ event: "fenced", epoch: lost.epoch, holderPid: lost.holderPid })
+  process.stderr.write(`cxlog head: ${lost.message}; exiting without writing\n`)
+  // No finalizer may run: each would write (close the broadcast ring, release slots) into a region a newer head owns.
+  process.exit(3)
+}
+
 /** Creates each topic, or with `attach` keeps one that exists with the same spec. */
 const ensureTopics = (specs: ReadonlyArray<TopicSpec>, attach: boolean) =>
   Effect.gen(function*() {
@@ -81,17 +114,23 @@ const ensureTopics = (specs: ReadonlyArray<TopicSpec>, attach: boolean) =>
     }
   })
 
-export const head = (options: HeadOptions) =>
+/** One head's life on the region: create (or attach), coordinator and sequencer, until stopped or fenced. */
+const serve = (options: HeadOptions) =>
   Effect.gen(function*() {
-    yield* ensureTopics(options.topics, options.attach)
     const sequencer = yield* Sequencer
+    // Stopped (SIGSTOP) past its lease and continued: look before anything else runs.
+    const onContinue = () => {
+      if (!sequencer.holdsLease()) exitFenced(new SequencerLeaseLost({ epoch: sequencer.epoch, holderPid: 0 }))
+    }
+    yield* Effect.acquireRelease(Effect.sync(() => process.on("SIGCONT", onContinue)), () => Effect.sync(() => process.off("SIGCONT", onContinue)))
+    yield* ensureTopics(options.topics, options.attach)
     const layout = yield* RegionLayout
     yield* Effect.logInfo(
       `head: region ${options.region.name} (${(layout.totalBytes / 2 ** 20).toFixed(1)} MiB), sequencer epoch ${sequencer.epoch}, topics: ${
         options.topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
       }`
     )
-    report({ event: "ready", region: options.region.name, epoch: sequencer.epoch })
+    report({ event: "ready", region: options.region.name, epoch: sequencer.epoch, pid: process.pid })
     // Progress reports are for an orchestrator (`cxlog run` / `bench`); a head started by hand has no one to tell, and no timer.
     if (process.send !== undefined) {
       yield* reportOrdered(options.topics).pipe(
@@ -100,13 +139,16 @@ export const head = (options: HeadOptions) =>
         Effect.forkScoped
       )
     }
-    return yield* sequencer.run
+    return yield* sequencer.run.pipe(Effect.catchTag("SequencerLeaseLost", (lost) => Effect.sync(() => exitFenced(lost))))
   }).pipe(
     Effect.scoped,
     Effect.provide(
       coordinatorClient().pipe(
         Layer.provideMerge(coordinatorServer()),
-        Layer.provideMerge(headLog(options.sequencer)),
+        Layer.provideMerge(headLog({
+          ...options.sequencer,
+          onFirstOrdered: (atMs) => report({ event: "firstOrdered", atMs, pid: process.pid })
+        })),
         Layer.provideMerge(controlTransport),
         Layer.provideMerge(processSlot("head", 0)),
         Layer.provideMerge(options.attach ? attachRegion(options.region) : createRegion(options.region, options.config, options.keep))
@@ -124,5 +166,45 @@ export const head = (options: HeadOptions) =>
               orderedMessages: info.orderedMessages,
               topics: info.topics
             })
-          )))
+          ))),
+    Effect.catchTag("SequencerLeaseHeld", (held): Effect.Effect<never, HeadActive | SequencerLeaseHeld> =>
+      options.standby === true ? Effect.fail(held) : Effect.fail(new HeadActive({ region: options.region.name, pid: held.pid, expiresAtMs: held.expiresAtMs })))
   )
+
+/** Whether the region's head is gone: no lease holder, its lease expired, or its process exited. */
+const headGone = (region: { readonly i32: Int32Array; readonly f64: Float64Array; readonly invalidate: (offset: number, bytes: number) => void }): boolean => {
+  const at = Offsets.sequencerLease
+  region.invalidate(at, 64)
+  const holder = Atomics.load(region.i32, (at + LeaseLine.occurrence) / 4)
+  const pid = Atomics.load(region.i32, (at + LeaseLine.pid) / 4)
+  const expiresAtMs = region.f64[(at + LeaseLine.expiresAtMs) / 8]!
+  return holder === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidAlive(pid))
+}
+
+/** How often a standby looks at the lease by default (with the 1 s lease: takeover well within a second of a crash). */
+export const DEFAULT_STANDBY_CHECK_MS = 100
+
+/** Maps the region and waits (a timer, no spinning) until its head is gone. */
+const awaitHeadGone = (options: HeadOptions) =>
+  Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const everyMs = options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS
+    while (!headGone(region)) yield* Effect.sleep(everyMs)
+  }).pipe(Effect.provide(attachRegion(options.region)))
+
+export const head = (options: HeadOptions) =>
+  options.standby !== true
+    ? serve(options)
+    : Effect.gen(function*() {
+      const attached: HeadOptions = { ...options, attach: true, sequencer: { ...options.sequencer, waitForLeaseMs: 0 } }
+      report({ event: "standby", region: options.region.name, pid: process.pid })
+      yield* Effect.logInfo(`head: standing by for region ${options.region.name}, checking its lease every ${options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS} ms`)
+      for (;;) {
+        yield* awaitHeadGone(options)
+        const lostRace = yield* serve(attached).pipe(
+          Effect.as(false),
+          Effect.catchTag("SequencerLeaseHeld", (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true))
+        )
+        if (!lostRace) return
+      }
+    })

@@ -4,7 +4,7 @@
  * messages over TCP and a subscriber process auditing the total order; a live progress line
  * and a summary (throughput, ACK latency, audit).
  */
-import { Console, Effect, Fiber, Schedule } from "effect"
+import { Console, Deferred, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/log/Layout.js"
 import { type AuditResult } from "./Audit.js"
 import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
@@ -37,6 +37,11 @@ export interface RunOptions extends ClusterShape {
    * on the publisher's progress reports (4 a second), lands mid-run however fast the cluster is.
    */
   readonly killBroker?: { readonly index: number; readonly atFraction: number }
+  /**
+   * Run `standbys` standby heads and SIGKILL the active head once this fraction of the
+   * messages is acked (paced like `killBroker`); the summary gives `takeoverMs`.
+   */
+  readonly killHead?: { readonly standbys: number; readonly atFraction: number }
   /** Metrics ports: the head serves on this one, broker i on +1+i, the publisher and subscriber next; 0 = none. */
   readonly metricsPort?: number
   /** Write an HTML report of the run here (`extra` joins its configuration table: a bench's loopback figure). */
@@ -71,6 +76,13 @@ export interface RunSummary {
   readonly resends: number
   /** The broker SIGKILLed mid-run (`--kill-broker`), if it was. */
   readonly killedBroker: number | null
+  /**
+   * `--kill-head`: from the SIGKILL of the active head to the first GOI entry written by the
+   * standby that took over (null without `--kill-head`).
+   */
+  readonly takeoverMs: number | null
+  /** `--kill-head`: the epoch of the head that took over (the killed one's + 1). */
+  readonly takeoverEpoch: number | null
   /** Null when no subscriber audited the run. */
   readonly auditPassed: boolean | null
   /** Whether a subscriber read (and audited) the whole run. */
@@ -82,8 +94,10 @@ export interface RunSummary {
   readonly cpuSecondsPerGiB: { readonly head: number; readonly brokers: number; readonly publisher: number; readonly subscriber: number; readonly total: number }
 }
 
-/** How long a run with a broker to kill is paced to take (see `RunOptions.killBroker`). */
+/** How long a run with a broker or head to kill is paced to take (see `RunOptions.killBroker`). */
 const KILL_RUN_SECONDS = 2
+/** How long a run waits after killing its head for a standby's first GOI entry before it fails. */
+const TAKEOVER_BOUND_MS = 10_000
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
 
@@ -110,7 +124,8 @@ export const run = (options: RunOptions) =>
     const bytes = messages * options.messageBytes
     // No role serves metrics unless given its own port below (CXLOG_METRICS_PORT in our environment is not theirs).
     const env = { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0" }
-    const offeredMBps = options.offeredMBps ?? (options.killBroker === undefined ? undefined : bytes / 1e6 / KILL_RUN_SECONDS)
+    const killing = options.killBroker !== undefined || options.killHead !== undefined
+    const offeredMBps = options.offeredMBps ?? (killing ? bytes / 1e6 / KILL_RUN_SECONDS : undefined)
     yield* regionGuard(region)
     const human = options.output === "human"
     const interactive = process.stdout.isTTY === true && human
@@ -130,6 +145,11 @@ export const run = (options: RunOptions) =>
       yield* announceTargets(names.map((_, i) => at(i)))
     }
     const { brokers, head, ports } = yield* startHeadAndBrokers(`run:${options.order}:${options.ackLevel}`, options.brokers, env, metricsEnv)
+    const standbys = yield* Effect.forEach(
+      Array.from({ length: options.killHead?.standbys ?? 0 }, (_, i) => i),
+      (i) => spawnRole(`standby head ${i}`, ["head", "--standby"], env)
+    )
+    yield* Effect.forEach(standbys, (s) => s.event("standby", 20_000)).pipe(whileAlive([head, ...brokers], "the standby heads to start"))
     const withSubscriber = options.subscriber !== false
     const subscriber = withSubscriber
       ? yield* spawnRole(
@@ -161,8 +181,9 @@ export const run = (options: RunOptions) =>
       ? undefined
       : yield* makeTimeline([head, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
 
-    const progress = { acked: 0, ordered: 0, read: 0, started: Date.now() }
-    const cpu = makeCpuMeter([head, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
+    // elapsedMs is the publisher's own clock, the one the summary's MB/s divides by.
+    const progress = { acked: 0, ordered: 0, read: 0, elapsedMs: 0 }
+    const cpu = makeCpuMeter([head, ...standbys, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
     publisher.on((e) => {
       if (e.event === "progress") cpu.start()
       else if (e.event === "done") cpu.stop(publisher)
@@ -171,11 +192,16 @@ export const run = (options: RunOptions) =>
       if (e.event === "done") cpu.stop(subscriber)
     })
     publisher.on((e) => {
-      if (e.event === "progress") progress.acked = (e["ackedMessages"] as number) ?? progress.acked
+      if (e.event === "progress") {
+        progress.acked = (e["ackedMessages"] as number) ?? progress.acked
+        progress.elapsedMs = (e["elapsedMs"] as number) ?? progress.elapsedMs
+      }
     })
-    head.on((e) => {
-      if (e.event === "ordered") progress.ordered = ((e["ordered"] as Record<string, number>)["run"]) ?? progress.ordered
-    })
+    for (const h of [head, ...standbys]) {
+      h.on((e) => {
+        if (e.event === "ordered") progress.ordered = ((e["ordered"] as Record<string, number>)["run"]) ?? progress.ordered
+      })
+    }
     subscriber?.on((e) => {
       if (e.event === "progress") progress.read = (e["messages"] as number) ?? progress.read
     })
@@ -190,10 +216,40 @@ export const run = (options: RunOptions) =>
         }
       })
     }
+    // --kill-head: the kill, then the standby that took over says when it wrote its first GOI entry.
+    const killHead = options.killHead
+    const headKilledAt = yield* Deferred.make<number>()
+    const takeover = yield* Deferred.make<{ readonly atMs: number; readonly epoch: number }>()
+    if (killHead !== undefined) {
+      let killedAtMs = 0
+      publisher.on((e) => {
+        if (e.event === "progress" && killedAtMs === 0 && progress.acked >= messages * killHead.atFraction) {
+          killedAtMs = Date.now()
+          head.kill("SIGKILL")
+          Deferred.unsafeDone(headKilledAt, Effect.succeed(killedAtMs))
+        }
+      })
+      for (const standby of standbys) {
+        let epoch = 0
+        standby.on((e) => {
+          if (e.event === "ready") epoch = e["epoch"] as number
+          else if (e.event === "firstOrdered" && killedAtMs > 0) Deferred.unsafeDone(takeover, Effect.succeed({ atMs: e["atMs"] as number, epoch }))
+        })
+      }
+    }
+    /** Fails the run when no standby took over within the bound after the kill (never, without one). */
+    const takenOver = Effect.flatMap(Deferred.await(headKilledAt), () =>
+      Deferred.await(takeover).pipe(
+        Effect.timeoutFail({
+          duration: TAKEOVER_BOUND_MS,
+          onTimeout: () => new RoleFailed({ role: "standby heads", reason: `no standby head ordered a batch within ${TAKEOVER_BOUND_MS} ms of the head's SIGKILL`, stderr: "" })
+        }),
+        Effect.zipRight(Effect.never)
+      ))
     const line = () => {
       if (!withSubscriber) progress.read = 0
-      const seconds = (Date.now() - progress.started) / 1000
-      const pct = (n: number) => `${((100 * n) / messages).toFixed(0).padStart(3)}%`
+      const seconds = progress.elapsedMs / 1000
+      const pct = (n: number) => `${((100 * Math.min(n, messages)) / messages).toFixed(0).padStart(3)}%`
       return `${(progress.acked * options.messageBytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0).padStart(5)} MB/s  acked ${pct(progress.acked)}  ordered ${pct(progress.ordered)}  read ${pct(progress.read)}  ${seconds.toFixed(1)} s`
     }
     const ticker = yield* Effect.sync(() => (interactive ? process.stdout.write(`\r${line()}`) : undefined)).pipe(
@@ -203,16 +259,24 @@ export const run = (options: RunOptions) =>
       Effect.fork
     )
     // Any role dying before it is done fails the run at once, naming it, what the run waited for, and its last output.
-    const essential = [head, ...brokers.filter((_, i) => i !== kill?.index)]
-    const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive(essential, "the publisher to finish"))
+    const essential = [...(killHead === undefined ? [head] : standbys), ...brokers.filter((_, i) => i !== kill?.index)]
+    const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive(essential, "the publisher to finish"), Effect.raceFirst(takenOver))
     // Everything is acked: the subscriber now reads to the log's end, duplicates after the last distinct message included.
     if (subscriber?.child.connected === true) subscriber.child.send({ event: "publishersDone" })
     const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(whileAlive(essential, "the subscriber's audit"))
     cpu.stopAll()
     yield* Fiber.interrupt(ticker)
+    // The last line is the summary's own numbers: every message acked (else the publisher failed), what the subscriber read, in the publisher's time.
+    progress.acked = messages
+    progress.elapsedMs = published["elapsedMs"] as number
+    if (audited !== undefined) progress.read = audited["messages"] as number
+    progress.ordered = Math.max(progress.ordered, progress.read, options.ackLevel >= 1 ? messages : 0)
     if (interactive) process.stdout.write(`\r${line()}\n`)
+    else yield* say(line())
 
     const audit = audited === undefined ? undefined : audited["audit"] as AuditResult
+    const killedAt = yield* Deferred.poll(headKilledAt).pipe(Effect.flatMap((o) => (o._tag === "Some" ? o.value : Effect.succeed(undefined))))
+    const tookOver = yield* Deferred.poll(takeover).pipe(Effect.flatMap((o) => (o._tag === "Some" ? o.value : Effect.succeed(undefined))))
     const elapsedMs = published["elapsedMs"] as number
     const summary: RunSummary = {
       region,
@@ -235,10 +299,12 @@ export const run = (options: RunOptions) =>
       crcMismatches: audit?.crcMismatches ?? null,
       resends: published["resends"] as number,
       killedBroker,
+      takeoverMs: killedAt === undefined || tookOver === undefined ? null : Math.max(0, tookOver.atMs - killedAt),
+      takeoverEpoch: tookOver?.epoch ?? null,
       endToEnd: withSubscriber,
       auditPassed: audit?.passed ?? null,
       cpuSecondsPerGiB: perGiB(bytes, {
-        head: cpu.seconds((r) => r === head),
+        head: cpu.seconds((r) => r === head || standbys.includes(r)),
         brokers: cpu.seconds((r) => brokers.includes(r)),
         publisher: cpu.seconds((r) => r === publisher),
         subscriber: cpu.seconds((r) => r === subscriber),
@@ -253,6 +319,7 @@ export const run = (options: RunOptions) =>
           "",
           `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
+          ...(summary.takeoverMs === null ? [] : [`head SIGKILLed mid-run: a standby took over (epoch ${summary.takeoverEpoch}) and ordered its first batch ${summary.takeoverMs} ms after the kill`]),
           `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}; total ${summary.cpuSecondsPerGiB.total}`,
           audit === undefined
             ? "no subscriber (publish → ACK only)"

@@ -12,7 +12,7 @@
  * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `arrive` …
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
-import { Config, Deferred, Effect, Layer, type Scope } from "effect"
+import { Config, Deferred, Effect, Layer, Option, type Scope, Stream } from "effect"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import {
   type BarrierArrive,
@@ -28,13 +28,15 @@ import {
 } from "../../services/control/Coordinator.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
-import { handle, Rpc, type RpcClient, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
+import { handle, Rpc, type RpcClient, type RpcHandler, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
+import { Sequencer } from "../../services/log/Sequencer.js"
 import { Topics } from "../../services/log/Topics.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { arrival, controlRings, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
 import {
   BarrierArriveMethod,
   BarrierReleaseNotice,
+  CoordinatorTakeoverNotice,
   CreateGroupMethod,
   CreateTopicMethod,
   JoinGroupMethod,
@@ -74,6 +76,11 @@ export const makeServer = (options: ServerOptions = {}) =>
     const rpc = yield* Rpc
     const topics = yield* Topics
     const scope = yield* Effect.scope
+    // In a head, the sequencer's lease is the coordinator's too: its epoch says whether this is
+    // a takeover, and a head that lost it (fenced) must write nothing.
+    const lease = yield* Effect.serviceOption(Sequencer)
+    const epoch = Option.match(lease, { onNone: () => 0, onSome: (s) => s.epoch })
+    const fenced = Option.match(lease, { onNone: () => () => false, onSome: (s) => () => !s.holdsLease() })
     const staleMs = options.heartbeatStaleMs ?? 2_000
     const membership = makeMembership()
     const { members, groupMembers } = membership
@@ -102,6 +109,18 @@ export const makeServer = (options: ServerOptions = {}) =>
         for (const address of controlRings(layout)) yield* rings.reapDead(address).pipe(Effect.orDie)
         yield* engine.memberGone(slot, reason)
       })
+
+    // A takeover starts from the process table: every live member of the old coordinator
+    // (heads excepted: the head's own client joins, a standby that lost the race is leaving).
+    if (epoch > 1) {
+      const now = Date.now()
+      for (let s = 0; s < layout.config.control.maxProcesses; s++) {
+        const info = readSlot(region, layout.processTable, s)
+        if (info.role !== "head" && isSlotLive(info, now, staleMs)) {
+          members.set(s, { slot: s, pid: info.pid, occurrence: info.occurrence, role: info.role })
+        }
+      }
+    }
 
     const handlers = [
       handle(JoinMethod, (join) =>
@@ -135,11 +154,14 @@ export const makeServer = (options: ServerOptions = {}) =>
     const server = yield* rpc.serve(
       {
         requests: Array.from({ length: layout.config.control.maxProcesses }, (_, s) => ({ client: s, ring: layout.requestRing(s) })),
-        replies: layout.broadcastRing
+        replies: layout.broadcastRing,
+        // Holding the lease, the broadcast ring is ours even if a fenced head still runs.
+        takeOver: Option.isSome(lease)
       },
-      handlers
+      handlers.map((h) => fence(h, fenced))
     )
     yield* Deferred.succeed(broadcastWriter, server)
+    if (epoch > 1) yield* server.notify(CoordinatorTakeoverNotice, { epoch }).pipe(Effect.orDie)
 
     const idleCheckMs = options.checkEveryMs ?? DEFAULT_CHECK_EVERY_MS
     const waitingCheckMs = Math.min(idleCheckMs, options.checkWhileWaitingMs ?? DEFAULT_CHECK_WHILE_WAITING_MS)
@@ -155,6 +177,12 @@ export const makeServer = (options: ServerOptions = {}) =>
 
     return { members: () => [...members.values()], openBarriers: engine.openRounds }
   })
+
+/** A handler that runs only while this head holds the lease (a fenced head's handlers die; their replies are fenced by the ring). */
+const fence = <R>(h: RpcHandler<R>, fenced: () => boolean): RpcHandler<R> => ({
+  method: h.method,
+  run: (payload, request) => Effect.suspend(() => (fenced() ? Effect.dieMessage("this head was fenced: a newer head holds the lease") : h.run(payload, request)))
+})
 
 export class CoordinatorServer extends Effect.Tag("cxlog/CoordinatorServer")<
   CoordinatorServer,
@@ -238,6 +266,8 @@ interface Participant {
   readonly self: Member
   readonly writable: ReadonlyArray<RingInspector>
   readonly broadcast: RingInspector
+  /** Completed with the new epoch when a new coordinator takes over (then replaced by a fresh one). */
+  readonly takeover: () => Deferred.Deferred<number>
 }
 
 /**
@@ -249,8 +279,12 @@ const enterBarrier = (participant: Participant, name: string, options: BarrierOp
   Effect.gen(function*() {
     const { broadcast, client, rings, self, writable } = participant
     const arrive = arrival(self, name, options, drainTargetsOf(writable))
+    // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw it.
+    const failedOver = Effect.flatMap(Deferred.await(participant.takeover()), (epoch) =>
+      Effect.fail(unavailable(`the coordinator failed over (epoch ${epoch}) while barrier ${name} was in flight; enter it again`)))
     const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000 }).pipe(
-      Effect.mapError(passThrough(BARRIER_ERROR_TAGS))
+      Effect.mapError(passThrough(BARRIER_ERROR_TAGS)),
+      Effect.raceFirst(failedOver)
     )
     yield* awaitReleaseWatermark(rings, broadcast, self.slot, name, released.releaseWatermark, arrive.timeoutMs)
     return released
@@ -277,12 +311,37 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const writable = yield* participantRings(rings, layout)
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
 
+    const join = client.call(JoinMethod, self, { timeoutMs: 1_000 }).pipe(
+      Effect.retry({ times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000) }),
+      Effect.mapError((e) => unavailable(`join failed: ${e.message}`))
+    )
     yield* Effect.acquireRelease(
-      client.call(JoinMethod, self, { timeoutMs: 1_000 }).pipe(
-        Effect.retry({ times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000) }),
-        Effect.mapError((e) => unavailable(`join failed: ${e.message}`))
-      ),
+      join,
       () => client.call(LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(Effect.ignore)
+    )
+
+    // A new coordinator (a standby head took over) knows the live members from the process
+    // table but not the groups: re-join, re-create and re-join them, and fail barriers in flight.
+    const created = new Map<string, ReadonlyArray<number>>()
+    const joined = new Set<string>()
+    let takeover = yield* Deferred.make<number>()
+    const rejoin = Effect.gen(function*() {
+      yield* join
+      for (const [name, slots] of created) yield* client.call(CreateGroupMethod, { name, members: slots })
+      for (const name of joined) yield* client.call(JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
+    }).pipe(Effect.catchAll((e) => Effect.logWarning(`coordinator: re-joining the new coordinator failed: ${e.message}`)))
+    const takeovers = yield* client.notices(CoordinatorTakeoverNotice)
+    yield* takeovers.pipe(
+      Stream.runForEach(({ epoch }) =>
+        Effect.gen(function*() {
+          const current = takeover
+          takeover = yield* Deferred.make<number>()
+          yield* Deferred.succeed(current, epoch)
+          yield* Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`)
+          yield* rejoin
+        })
+      ),
+      Effect.forkScoped
     )
 
     return {
@@ -290,13 +349,18 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       members: (group = GROUP_ALL) =>
         client.call(ListMembersMethod, { group }).pipe(Effect.mapError(passThrough(["UnknownGroup"]))),
       createGroup: (name, slots) =>
-        client.call(CreateGroupMethod, { name, members: slots }).pipe(Effect.asVoid, Effect.mapError((e) => unavailable(e.message))),
-      joinGroup: (name) =>
-        client.call(JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence }).pipe(
+        client.call(CreateGroupMethod, { name, members: slots }).pipe(
+          Effect.tap(() => Effect.sync(() => created.set(name, slots))),
           Effect.asVoid,
           Effect.mapError((e) => unavailable(e.message))
         ),
-      barrier: (name, barrierOptions) => enterBarrier({ rings, client, self, writable, broadcast }, name, barrierOptions),
+      joinGroup: (name) =>
+        client.call(JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence }).pipe(
+          Effect.tap(() => Effect.sync(() => joined.add(name))),
+          Effect.asVoid,
+          Effect.mapError((e) => unavailable(e.message))
+        ),
+      barrier: (name, barrierOptions) => enterBarrier({ rings, client, self, writable, broadcast, takeover: () => takeover }, name, barrierOptions),
       createTopic: (spec) =>
         client.call(CreateTopicMethod, spec).pipe(
           Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))

@@ -30,5 +30,11 @@ export const CreateTopicMethod = method("cxlog.createTopic", {
   failure: Schema.Union(TopicExists, TopicTableFull, ReplicationUnavailable, InvalidTopicSpec)
 })
 
+/**
+ * Sent on the broadcast ring by a coordinator that took over from an earlier head (epoch > 1):
+ * barrier arrivals the old one held are lost, so participants fail them and members re-join.
+ */
+export const CoordinatorTakeoverNotice = notice("cxlog.coordinatorTakeover", Schema.Struct({ epoch: Schema.Int }))
+
 /** Sent on the broadcast ring when a barrier round is released (its position is the release watermark). */
 export const BarrierReleaseNotice = notice("cxlog.barrierRelease", Schema.Struct({ barrier: Schema.String, round: Schema.Int }))

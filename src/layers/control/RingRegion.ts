@@ -191,7 +191,8 @@ export const openWriter = (
   doorbell: DoorbellShape,
   l: Lines,
   maxFrameBytes: number,
-  onReaped: (slots: number) => Effect.Effect<void>
+  onReaped: (slots: number) => Effect.Effect<void>,
+  takeOver = false
 ): Effect.Effect<WriterCore, RingWriterBusy | RingCorrupt> =>
   Effect.suspend((): Effect.Effect<WriterCore, RingWriterBusy | RingCorrupt> => {
     const { u32, i32, f64, bytes } = region
@@ -201,7 +202,7 @@ export const openWriter = (
     const closedWord = (control + Control.closed) / 4
     const waitingWord = (control + Control.waiting) / 4
     const previous = Atomics.load(i32, pidWord)
-    if (previous !== 0 && Atomics.load(u32, closedWord) === 0 && pidAlive(previous)) {
+    if (!takeOver && previous !== 0 && Atomics.load(u32, closedWord) === 0 && pidAlive(previous)) {
       return Effect.fail(new RingWriterBusy({ ring: id, pid: previous }))
     }
     const head = readHead(region, l)
@@ -259,8 +260,16 @@ export const openWriter = (
       occupancy.unsafeUpdate(committed - (limit - dataBytes), [])
     })
 
+    // A writer whose ring was taken over (`takeOver`) becomes closed without writing a byte.
+    const occurrenceWord = (control + Control.occurrence) / 4
+    const superseded = (): boolean => {
+      if (Atomics.load(u32, occurrenceWord) === occurrence) return false
+      closed = true
+      return true
+    }
+
     const tryReserve = (length: number): number => {
-      if (closed || !(length >= 0 && length <= maxFrameBytes)) return -1
+      if (closed || superseded() || !(length >= 0 && length <= maxFrameBytes)) return -1
       const span = frameSpan(length)
       if (!fits(span)) {
         refreshLimit()
@@ -306,7 +315,7 @@ export const openWriter = (
     }
 
     const commit = (wake?: ReadonlyArray<number>): number => {
-      if (reserved === committed) return committed
+      if (reserved === committed || superseded()) return committed
       if (region.coherence === "non-coherent") publishData(committed, reserved)
       write64(region, control + Control.headLow, control + Control.head, reserved)
       region.publish(control, LINE_BYTES)
@@ -357,7 +366,7 @@ export const openWriter = (
         })
       },
       close: () => {
-        if (closed) return
+        if (closed || superseded()) return
         commit()
         closed = true
         stopSampling()
@@ -748,7 +757,7 @@ export const ringsOver = (place: (address: RingAddress) => Effect.Effect<PlacedR
         const { region, doorbell, lines: l } = yield* place(address)
         const maxFrameBytes = yield* validateFraction(address, options?.maxFrameFraction ?? DEFAULT_MAX_FRAME_FRACTION)
         const core = yield* Effect.acquireRelease(
-          openWriter(region, doorbell, l, maxFrameBytes, countReaped),
+          openWriter(region, doorbell, l, maxFrameBytes, countReaped, options?.takeOver === true),
           (core) => Effect.sync(core.close)
         )
         return makeWriter(core, options?.timeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS)

@@ -361,7 +361,7 @@ const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Reques
 
 const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
   Effect.gen(function*() {
-    const writer = yield* rings.writer(options.replies)
+    const writer = yield* rings.writer(options.replies, options.takeOver === true ? { takeOver: true } : undefined)
     const channel: ReplyChannel = {
       writer,
       outbound: yield* Queue.unbounded<Outbound>(),

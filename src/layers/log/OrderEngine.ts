@@ -67,6 +67,12 @@ export interface OrderSink {
   readonly adoptSession: (clientId: number, sessionEpoch: number) => number
   /** Publishes that the session ended (its line keeps the frontier). */
   readonly releaseSession: (session: Session) => void
+  /**
+   * Publishes the session's line now (it is fenced): before any of its held batches is
+   * dropped, so a sequencer that dies in between leaves a fenced session, never an active
+   * one whose batches were dropped unseen (a takeover would order past them).
+   */
+  readonly publishSession: (session: Session) => void
 }
 
 export const Verdict = { ordered: 0, duplicate: 1, held: 2, fenced: 3, refused: 4, stall: 5 } as const
@@ -254,6 +260,7 @@ export class OrderEngine {
     for (const session of this.holding) {
       if (nowMs - session.gapSince < this.holdTimeoutMs) continue
       session.fenced = true
+      this.sink.publishSession(session)
       for (const h of session.held.values()) {
         this.heldByBroker[h.broker].release(h.pbrSeq)
         this.sink.drop(h.broker, h.pbrSeq, "fenced")

@@ -84,6 +84,9 @@ export class PbrSlotView extends View {
   totalOrder(at: number): number { return this.f64[(at + PbrSlot.totalOrder) / 8] }
   setGlobalSeq(at: number, v: number): void { this.f64[(at + PbrSlot.globalSeq) / 8] = v }
   setTotalOrder(at: number, v: number): void { this.f64[(at + PbrSlot.totalOrder) / 8] = v }
+  /** The epoch of the sequencer that finished the slot. */
+  orderedEpoch(at: number): number { return this.i32[(at + PbrSlot.epoch) / 4] }
+  setOrderedEpoch(at: number, v: number): void { this.i32[(at + PbrSlot.epoch) / 4] = v }
   /** Whether the sequencer finished the slot for position `pbrSeq` (this lap). */
   finished(at: number, pbrSeq: number): boolean { return Atomics.load(this.i32, (at + PbrSlot.finish) / 4) === lapMark(pbrSeq, this.slots) }
   /** The sequencer's finish word, written last. */

@@ -88,6 +88,8 @@ export const PbrSlot = {
   sequencerLine: 64,
   globalSeq: 64,
   totalOrder: 72,
+  /** The epoch of the sequencer that finished the slot (which head ordered the batch). */
+  epoch: 80,
   finish: 124
 } as const
 
@@ -128,8 +130,10 @@ export const goiSeqHi = (g: number): number => Math.floor(g / LOW) + 1
  * The sequencer lease line in the superblock (`Superblock.Offsets.sequencerLease`). `waiting`
  * is 1 while the sequencer waits on its doorbell for batches: appenders ring it only then (its
  * process's doorbell also serves other waiters, which a ring would wake for nothing).
+ * `writing` is the pid of the sequencer inside a round (0 between rounds): the fence a new
+ * holder waits on (see Sequencer.ts).
  */
-export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16, waiting: 24 } as const
+export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16, waiting: 24, writing: 28 } as const
 
 /** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
 export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1

@@ -197,6 +197,7 @@ function finishSlot(v: RegionViews, slot: number, pbrSeq: number, globalSeq: num
   const line = slot + PbrSlot.sequencerLine
   pbr.setGlobalSeq(slot, globalSeq)
   pbr.setTotalOrder(slot, totalOrder)
+  pbr.setOrderedEpoch(slot, v.epoch)
   region.publish(line, LINE_BYTES)
   audit?.beforeCommit(`PBR finish ${pbrSeq}`, [line, PbrSlot.finish - PbrSlot.sequencerLine])
   pbr.finish(slot, pbrSeq)
@@ -288,7 +289,12 @@ const regionLog = (
   v: RegionViews,
   doorbell: DoorbellShape,
   settings: OrderSettings,
-  lease: { readonly holds: () => boolean; readonly lost: () => SequencerLeaseLost; readonly markWaiting: (waiting: 0 | 1) => void }
+  lease: {
+    readonly beginRound: () => boolean
+    readonly endRound: () => void
+    readonly lost: () => SequencerLeaseLost
+    readonly markWaiting: (waiting: 0 | 1) => void
+  }
 ): LogStorage => {
   const { region, area } = v
   const { maxTopics } = area.config
@@ -331,7 +337,8 @@ const regionLog = (
     )
 
   return {
-    holdsLease: lease.holds,
+    beginRound: lease.beginRound,
+    endRound: lease.endRound,
     leaseLost: lease.lost,
     hasNewTopics: () => newTopics().length > 0,
     discover: Effect.suspend(() => Effect.map(Effect.forEach(newTopics(), discoverTopic), (found) => found.flat())),
@@ -363,11 +370,39 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       leaseLine.storePid(at, process.pid)
       return epoch
     }
+    const writingWord = (at + LeaseLine.writing) / 4
+    /**
+     * The fence, after winning the lease: an earlier holder may be inside a round (it checked
+     * the lease before we took it, then stalled). Wait until its marker clears, or names a
+     * process that is gone (SIGKILL: cleared here). A holder stopped inside a round is waited
+     * for however long it stays stopped: its round began under its lease, and we recover
+     * from what it wrote.
+     */
+    const awaitEarlierRound = Effect.gen(function*() {
+      const started = Date.now()
+      let warned = false
+      for (;;) {
+        const marker = Atomics.load(region.i32, writingWord)
+        if (marker === 0) return
+        if (!isPidAlive(marker)) {
+          Atomics.compareExchange(region.i32, writingWord, marker, 0)
+          continue
+        }
+        if (!warned && Date.now() - started >= leaseMs) {
+          warned = true
+          yield* Effect.logWarning(`sequencer: process ${marker} of an earlier epoch is stopped inside a round; ordering waits until it finishes the round or is gone`)
+        }
+        yield* Effect.sleep(2)
+      }
+    })
     const acquire = Effect.gen(function*() {
       const deadline = Date.now() + (options.waitForLeaseMs ?? defaultSequencerOptions.waitForLeaseMs)
       for (;;) {
         const outcome = tryAcquire()
-        if (typeof outcome === "number") return outcome
+        if (typeof outcome === "number") {
+          yield* awaitEarlierRound
+          return outcome
+        }
         if (Date.now() >= deadline) return yield* outcome
         yield* Effect.sleep(Math.min(50, Math.max(1, deadline - Date.now())))
       }
@@ -383,6 +418,28 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       }))
     const holds = () => leaseLine.occurrence(at) === occurrence
     const lost = () => new SequencerLeaseLost({ epoch, holderPid: leaseLine.pid(at) })
+    /**
+     * Dekker's handshake with a new holder: publish our pid as the round's marker, then check
+     * the lease; a new holder swaps the lease, then reads the marker (both sequentially
+     * consistent), so either we see its lease and write nothing, or it sees our marker and
+     * waits for the round to end (`awaitEarlierRound`). A marker we find set while we hold the
+     * lease belongs to a fenced head between its own two steps (the earlier holder's round was
+     * waited out at acquisition): we overwrite it, and its check then fails.
+     */
+    const pid = process.pid
+    const beginRound = (): boolean => {
+      const seen = Atomics.compareExchange(region.i32, writingWord, 0, pid)
+      if (seen !== 0 && seen !== pid) {
+        if (!holds()) return false
+        Atomics.store(region.i32, writingWord, pid)
+      }
+      if (holds()) return true
+      Atomics.compareExchange(region.i32, writingWord, pid, 0)
+      return false
+    }
+    const endRound = (): void => {
+      Atomics.compareExchange(region.i32, writingWord, pid, 0)
+    }
     const renew = Effect.suspend(() => {
       if (!holds()) return Effect.fail(lost())
       leaseLine.setExpiresAtMs(at, Date.now() + leaseMs)
@@ -408,9 +465,14 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       epoch,
       alive: livenessCache()
     }
-    const core = makeSequencerCore(regionLog(views, doorbell, settings, { holds, lost, markWaiting }), settings)
-    const run = core.run({ maxIdleMs: leaseMs / 3, renew, renewEveryMs: leaseMs / 3 })
-    return { epoch, step: core.step, run }
+    const core = makeSequencerCore(regionLog(views, doorbell, settings, { beginRound, endRound, lost, markWaiting }), settings)
+    const run = core.run({
+      maxIdleMs: leaseMs / 3,
+      renew,
+      renewEveryMs: leaseMs / 3,
+      ...(options.onFirstOrdered === undefined ? {} : { onFirstOrdered: options.onFirstOrdered })
+    })
+    return { epoch, holdsLease: holds, step: core.step, run }
   })
 
 export const layer = (area: LogArea, options: SequencerLayerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld, CxlMemory | Doorbell> =>

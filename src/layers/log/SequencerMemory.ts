@@ -151,7 +151,9 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
     /** Topics of the store that have a TopicOrder (store.topics only grows). */
     let known = 0
     const log: LogStorage = {
-      holdsLease: () => store.sequencer === occurrence,
+      // One process: no round of another holder can be in progress, the check is the whole fence.
+      beginRound: () => store.sequencer === occurrence,
+      endRound: () => {},
       leaseLost: () => new SequencerLeaseLost({ epoch, holderPid: process.pid }),
       hasNewTopics: () => known < store.topics.length,
       discover: Effect.sync(() => store.topics.slice(known).map((topic) => recoverTopic(topic, settings))).pipe(
@@ -164,7 +166,7 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
     }
     const core = makeSequencerCore(log, settings)
     const run = core.run({ maxIdleMs: Infinity, renew: Effect.void, renewEveryMs: Infinity })
-    return { epoch, step: core.step, run }
+    return { epoch, holdsLease: () => store.sequencer === occurrence, step: core.step, run }
   })
 
 export const layerMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld> =>

@@ -226,6 +226,10 @@ export class TopicOrder implements OrderSink {
     releaseSession(this, session)
   }
 
+  publishSession(session: Session): void {
+    this.storage.sessions.publish(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
+  }
+
   /** Where the broker's consumed-through stands: its oldest held position, else the scan cursor. */
   consumedThrough(broker: number): number {
     return Math.min(this.engine.lowestHeld(broker), this.scan[broker])

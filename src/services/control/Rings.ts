@@ -35,6 +35,12 @@ export interface WriterOptions {
   readonly maxFrameFraction?: number
   /** How long `reserve`/`write` wait for space before `RingFull` (default 10 s). */
   readonly timeoutMs?: number
+  /**
+   * Take the ring over even from a writer whose process still runs (a head that was fenced:
+   * the caller holds the lease that says so). The old writer then writes nothing more: each
+   * reserve, commit and close checks that the ring's occurrence is still its own.
+   */
+  readonly takeOver?: boolean
 }
 
 export interface ReaderOptions {

@@ -135,6 +135,8 @@ export interface RpcServerOptions {
   readonly requests: ReadonlyArray<{ readonly client: number; readonly ring: RingAddress }>
   /** The reply ring: written by one server fiber, read by every client. */
   readonly replies: RingAddress
+  /** Take the reply ring over from a live earlier server (a fenced head; see `WriterOptions.takeOver`). */
+  readonly takeOver?: boolean
 }
 
 export interface RpcClientOptions {

@@ -27,6 +27,8 @@ export interface SequencerRound {
 export interface SequencerShape {
   /** The cluster epoch this sequencer took the lease with. */
   readonly epoch: number
+  /** Whether it still holds the lease (false once a newer head took it: it is fenced). */
+  readonly holdsLease: () => boolean
   /** One scan round over every topic (tests and benchmarks drive it directly). */
   readonly step: Effect.Effect<SequencerRound, SequencerLeaseLost>
   /** Rounds until interrupted, parking on the doorbell when idle and renewing the lease. */
@@ -50,12 +52,14 @@ export interface SequencerOptions {
   readonly waitForLeaseMs?: number
   /** Batches scanned per broker per round, so a round stays short. */
   readonly maxBatchesPerBroker?: number
+  /** Called once, with the time, after the first round that wrote a GOI entry (how long a takeover took). */
+  readonly onFirstOrdered?: (atMs: number) => void
 }
 
 export const defaultSequencerOptions = {
   holdTimeoutMs: 5_000,
   sessionIdleMs: 10 * 60_000,
-  leaseMs: 3_000,
+  leaseMs: 1_000,
   waitForLeaseMs: 0,
   maxBatchesPerBroker: 256
 } as const
