@@ -1,8 +1,8 @@
 /**
  * Observability of real role processes (the bundled CLI, `dist/cxlog.mjs`): each role's
  * `--metrics-port` endpoint parses as Prometheus text and its counters move while traffic
- * flows; `--log-format json` logs JSON lines, a broker's stats lines among them; `cxlog run --report` writes a self-contained
- * HTML report with the run's data series.
+ * flows; `--log-format json` logs JSON lines, a broker's stats lines among them; `cxlog run
+ * --report` writes a self-contained HTML report with the run's data series.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
