@@ -2,14 +2,15 @@
  * `cxlog bench`: a shared-log throughput harness over a real local cluster (the same
  * processes as `cxlog run`), next to the loopback TCP bound — one Node process streaming the
  * same bytes to another over 127.0.0.1 — measured in the same run. `ratio` = cluster
- * throughput over loopback throughput.
+ * throughput over loopback throughput; `cpuRatio` = the cluster's CPU seconds per GiB over the
+ * loopback stream's (sender + receiver).
  *
  * Test types: `publish` (publish → ACK, no subscriber), `e2e` (an auditing subscriber reads
  * the whole total order), `latency` (ACK latency at a fixed offered load).
  */
 import { Console, Effect } from "effect"
 import { table } from "../Table.js"
-import { measureLoopbackMBps } from "./Loopback.js"
+import { measureLoopback } from "./Loopback.js"
 import { type ClusterShape, run } from "./Run.js"
 
 export interface BenchOptions extends ClusterShape {
@@ -25,7 +26,8 @@ export interface BenchOptions extends ClusterShape {
 
 export const bench = (options: BenchOptions) =>
   Effect.gen(function*() {
-    const loopbackMBps = yield* measureLoopbackMBps(options.totalBytes, options.batchBytes)
+    const loopback = yield* measureLoopback(options.totalBytes, options.batchBytes)
+    const loopbackMBps = loopback.mBps
     const summary = yield* run({
       totalBytes: options.totalBytes,
       messageBytes: options.messageBytes,
@@ -43,6 +45,10 @@ export const bench = (options: BenchOptions) =>
         : { report: { path: options.report, title: `cxlog bench ${options.type}`, extra: { bench: options.type, loopbackMBps: Math.round(loopbackMBps * 10) / 10 } } })
     })
     const ratio = summary.throughputMBps / loopbackMBps
+    const round2 = (n: number) => Math.round(n * 100) / 100
+    // The cluster's CPU per GiB over what the loopback stream's two processes spent on the same bytes (lower is better).
+    const loopbackCpu = loopback.cpuSecondsPerGiB
+    const cpuRatio = loopbackCpu === undefined || loopbackCpu <= 0 ? undefined : round2(summary.cpuSecondsPerGiB.total / loopbackCpu)
     const result = {
       bench: "cxlog",
       type: options.type,
@@ -64,20 +70,23 @@ export const bench = (options: BenchOptions) =>
         ? {}
         : { auditPassed: summary.auditPassed, received: summary.received, lost: summary.lost, notDelivered: summary.notDelivered, duplicated: summary.duplicated }),
       cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
+      ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
+      ...(cpuRatio === undefined ? {} : { cpuRatio }),
       ratio: Math.round(ratio * 1000) / 1000
     }
     if (!options.json) {
       yield* Console.log(
-        table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback"], [
+        table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback", "CPU vs loopback"], [
           [
             `${options.type}: ${summary.messages} × ${options.messageBytes} B, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers`,
             summary.throughputMBps,
             summary.ackLatencyP50Us,
             summary.ackLatencyP99Us,
             summary.cpuSecondsPerGiB.total,
-            ratio
+            ratio,
+            cpuRatio ?? ""
           ],
-          ["loopback TCP, one stream (reference)", loopbackMBps, "", "", "", 1]
+          ["loopback TCP, one stream (reference)", loopbackMBps, "", "", loopbackCpu === undefined ? "" : round2(loopbackCpu), 1, 1]
         ])
       )
     }
