@@ -17,7 +17,7 @@ import { Topics, type TopicsShape } from "../../src/services/log/Topics.js"
 import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
 import { type ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
 import { FRAME_HEADER_BYTES, FrameType, MAX_CONTROL_PAYLOAD_BYTES, writeHeader } from "../../src/layers/net/Frame.js"
-import { FrameReader } from "../../src/layers/net/FrameReader.js"
+import { FrameReader, InPlaceFrameReader } from "../../src/layers/net/FrameReader.js"
 import { fixturesDir } from "../helpers/Processes.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 
@@ -73,33 +73,45 @@ const brokerProcess = (files: number, options: BrokerOptions) =>
     }).pipe(Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error(`the broker process did not start: ${stderr}`) }))
   })
 
-describe("FrameReader limits", () => {
-  it("admit refuses a frame from its header: none of its payload is taken, the reader is poisoned", () => {
-    const reader = new FrameReader({
+/** Reads `bytes` into `reader` as it asks for them until it returns something: that and how many bytes it took. */
+const feed = (reader: InPlaceFrameReader, bytes: Uint8Array) => {
+  let taken = 0
+  while (taken < bytes.length) {
+    const into = reader.buffer()
+    const n = Math.min(into.length, bytes.length - taken)
+    into.set(bytes.subarray(taken, taken + n))
+    reader.filled(n)
+    taken += n
+    const out = reader.next()
+    if (out !== undefined) return { taken, out }
+  }
+  return { taken, out: undefined }
+}
+
+describe("InPlaceFrameReader limits", () => {
+  it("admit refuses a frame from its header: none of its payload is read, the reader is poisoned", () => {
+    const reader = new InPlaceFrameReader({
       accept: [FrameType.HELLO, FrameType.BATCH],
       maxBatchBytes: 1 << 20,
-      gatherBatches: true,
       admit: (type) => (type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "HELLO first" }))
     })
-    const chunk = new Uint8Array(FRAME_HEADER_BYTES + 1000)
-    chunk.set(header(FrameType.BATCH, (1 << 20) - 8))
-    reader.push(chunk)
-    const refused = reader.next()
+    const stream = new Uint8Array(FRAME_HEADER_BYTES + 1000)
+    stream.set(header(FrameType.BATCH, (1 << 20) - 8))
+    // The reader asks for the header alone, refuses it, and asks for nothing of the payload.
+    const { out: refused, taken } = feed(reader, stream)
+    expect(taken).toBe(FRAME_HEADER_BYTES)
     expect(refused).toBeInstanceOf(WireViolation)
     expect((refused as WireViolation).code).toBe("unexpected-frame")
     expect(reader.midFrame).toBe(false)
     expect(reader.next()).toBe(refused)
   })
 
-  it("heldBytes: the unread chunk, a frame in progress and the frame last returned until the next call", () => {
-    const reader = new FrameReader({ accept: [FrameType.BATCH], maxBatchBytes: 1 << 16, gatherBatches: true })
+  it("heldBytes: a frame in progress, and the frame last returned until the next call", () => {
+    const reader = new InPlaceFrameReader({ accept: [FrameType.BATCH], maxBatchBytes: 1 << 16 })
     const frame = batchFrame(1, 0, 0, [new Uint8Array(5000)])
-    reader.push(frame.subarray(0, 3000))
-    expect(reader.heldBytes).toBe(3000)
-    expect(reader.next()).toBeUndefined()
+    expect(feed(reader, frame.subarray(0, 3000)).out).toBeUndefined()
     expect(reader.heldBytes).toBe(3000 - FRAME_HEADER_BYTES)
-    reader.push(frame.subarray(3000))
-    const whole = reader.next()
+    const whole = feed(reader, frame.subarray(3000)).out
     expect(whole).toMatchObject({ type: FrameType.BATCH, payloadBytes: frame.length - FRAME_HEADER_BYTES })
     // Still the consumer's until the next call (a batch waiting for log room).
     expect(reader.heldBytes).toBe(frame.length - FRAME_HEADER_BYTES)

@@ -6,15 +6,13 @@ import {
   BatchBuilder,
   BufferPool,
   checkBatchPayload,
-  checkBatchPieces,
   forEachMessage,
-  gatherPieces,
   messageRecordBytes
 } from "../../src/layers/net/BatchPayload.js"
 import { parseAddresses } from "../../src/layers/net/ClientConnection.js"
 import { decodeControl, ErrorBody, errorFrame, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
 import { crc32c, crc32cKind } from "../../src/layers/net/Crc32c.js"
-import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, payloadPieces, writeHeader } from "../../src/layers/net/Frame.js"
+import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { FrameReader } from "../../src/layers/net/FrameReader.js"
 
 const allTypes = Object.values(FrameType)
@@ -100,48 +98,20 @@ describe("frames", () => {
     expect([...straddling.payload]).toEqual([...payload])
   })
 
-  it("gathering: a BATCH cut into many chunks comes out as views of those chunks, in order, crc checked across them", () => {
-    fc.assert(fc.property(fc.array(frameSpec, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 40 }), (specs, cuts) => {
-      const stream = concat(specs.map(({ payload, ...h }) => encodeFrame(h, payload)))
-      const chunks = splitAt(stream, cuts)
-      const reader = new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH, gatherBatches: true })
-      const frames: Array<Frame> = []
-      for (const chunk of chunks) {
-        reader.push(chunk)
-        for (let f = reader.next(); f !== undefined; f = reader.next()) {
-          if (f instanceof WireViolation) throw f
-          // Pieces stay valid after the reader moves on (they are views of chunks, which are never reused).
-          frames.push(f.pieces === undefined ? { ...f, payload: f.payload.slice() } : f)
-        }
-      }
-      expect(reader.midFrame).toBe(false)
-      expect(frames.map((f) => [...concat(payloadPieces(f))])).toEqual(specs.map((s) => [...s.payload]))
-      for (const f of frames) {
-        if (f.pieces === undefined) continue
-        expect(f.type).toBe(FrameType.BATCH)
-        expect(f.payload.length).toBe(0)
-        for (const piece of f.pieces) expect(chunks.some((c) => c.buffer === piece.buffer)).toBe(true)
-      }
-    }))
-  })
-
-  it("a wrong crc across chunks is bad-crc once the last piece arrives (gathered or reassembled), never a silent drop; control frames are still reassembled", () => {
+  it("a wrong crc across chunks is bad-crc once the last piece arrives, never a silent drop; control frames are reassembled", () => {
     const payload = new Uint8Array(3000).map((_, i) => i & 0xff)
     const batch = encodeFrame({ type: FrameType.BATCH, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 1 }, payload)
     batch[FRAME_HEADER_BYTES + 2000] ^= 1
-    for (const gatherBatches of [true, false]) {
-      const reader = new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH, gatherBatches })
-      const answers = splitAt(batch, [100, 1500, 2800]).map((chunk) => {
-        reader.push(chunk)
-        const f = reader.next()
-        return f instanceof WireViolation ? f.code : f === undefined ? "waiting" : "frame"
-      })
-      expect(answers).toEqual(["waiting", "waiting", "waiting", "bad-crc"])
-      expect(reader.next()).toBeInstanceOf(WireViolation)
-    }
+    const reader = new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH })
+    const answers = splitAt(batch, [100, 1500, 2800]).map((chunk) => {
+      reader.push(chunk)
+      const f = reader.next()
+      return f instanceof WireViolation ? f.code : f === undefined ? "waiting" : "frame"
+    })
+    expect(answers).toEqual(["waiting", "waiting", "waiting", "bad-crc"])
+    expect(reader.next()).toBeInstanceOf(WireViolation)
     const hello = helloFrame(new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, sessionEpoch: 0, ackLevel: 1 }))
-    const { frames } = readAll(new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH, gatherBatches: true }), splitAt(hello, [40, 50]))
-    expect(frames[0]!.pieces).toBeUndefined()
+    const { frames } = readAll(new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH }), splitAt(hello, [40, 50]))
     expect([...frames[0]!.payload]).toEqual([...hello.subarray(FRAME_HEADER_BYTES)])
   })
 
@@ -258,23 +228,6 @@ describe("batch payloads", () => {
       0, 0, 0, 0, 0, 0, 0, 0,
       9, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0
     ])
-  })
-
-  it("the checker and the gather copy give the same answers for a payload cut into pieces anywhere", () => {
-    const record = fc.tuple(fc.nat({ max: 40 }), fc.constantFrom(0, 1, 7, 1000))
-    fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 60 }), { minLength: 1, maxLength: 12 }), fc.array(fc.nat(), { maxLength: 10 }), fc.array(record, { maxLength: 3 }), (messages, cuts, damage) => {
-      const builder = new BatchBuilder(new BufferPool(4096, 0))
-      for (const m of messages) builder.add(m)
-      const { messageCount, payload } = builder.seal()
-      const bytes = payload.slice()
-      // Overwrite some length words (or none) so the framing may no longer add up.
-      for (const [at, length] of damage) if (at * 8 + 4 <= bytes.length) new DataView(bytes.buffer).setUint32(at * 8, length, true)
-      const pieces = splitAt(bytes, cuts)
-      for (const count of [messageCount - 1, messageCount, messageCount + 1]) expect(checkBatchPieces(pieces, count)).toBe(checkBatchPayload(bytes, count))
-      const gathered = new Uint8Array(bytes.length)
-      gatherPieces(pieces, gathered)
-      expect([...gathered]).toEqual([...bytes])
-    }))
   })
 
   it("the checker refuses payloads whose framing does not add up", () => {

@@ -127,6 +127,8 @@ export interface AppendTarget {
   readonly reclaim: () => void
   /** Writes the payload (`fill`) at Blog `position` and the header into PBR position `pbrSeq`, the commit word last. */
   readonly write: (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode) => void
+  /** The Blog space at `position` (from `reserve`) as a view of `bytes`, for receiving a payload in place. */
+  readonly view: (position: number, bytes: number) => Uint8Array
   /** After the cursors moved past a batch: publishes them and wakes the sequencer. */
   readonly published: () => void
   /** An append starts (+1) or stops (-1) waiting for room; a start also publishes `ringFullWaits`. */
@@ -184,10 +186,21 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     return reserve(t.cursors, bytes, pbrSlots, blogBytes)
   }
 
+  /** Per target, the `revoked` callback of the space `tryReserve` handed out last (until the next append). */
+  const reserved = new Map<AppendTarget, () => void>()
+  const revokeReserved = (t: AppendTarget) => {
+    const revoked = reserved.get(t)
+    if (revoked === undefined) return
+    reserved.delete(t)
+    revoked()
+  }
+
   /** append: payload → PBR slot → commit word; then the cursors move past the batch and the sequencer is rung. */
   const appendBatch = (t: AppendTarget, header: BatchHeader, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): AppendReceipt => {
     const c = t.cursors
     const pbrSeq = c.head
+    // Whoever received into this space (if it is not this very batch) copies its bytes out before they are overwritten.
+    revokeReserved(t)
     t.write(header, pbrSeq, position, fill, kind)
     c.head = pbrSeq + 1
     c.blogHead = position + alignLine(header.payloadBytes)
@@ -268,6 +281,20 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
       if (known instanceof TopicNotFound) return known
       const outcome = tryOnce(known, header, fill)
       return typeof outcome === "string" ? "wait" : outcome
+    },
+    tryReserve: (topic, payloadBytes, slackBytes, revoked) => {
+      const known = backing.known(topic)
+      if (known === undefined) return "wait"
+      if (known instanceof TopicNotFound) return known
+      // A size the append would refuse is received elsewhere; the append then says why.
+      if (!(Number.isInteger(payloadBytes) && payloadBytes > 0 && payloadBytes <= maxBatchBytes)) return "wait"
+      const position = roomFor(known, alignLine(payloadBytes))
+      if (typeof position !== "number") return "wait"
+      revokeReserved(known)
+      reserved.set(known, revoked)
+      // Slack only where it is free space at the same position (no wrap, no one's bytes).
+      const slack = slackBytes > 0 && reserve(known.cursors, alignLine(payloadBytes + slackBytes), pbrSlots, blogBytes) === position ? slackBytes : 0
+      return known.view(position, payloadBytes + slack)
     },
     append: (topic, header, payload) =>
       payload.length !== header.payloadBytes
@@ -384,6 +411,11 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     this.b.audit?.beforeCommit(`PBR ${brokerId}/${pbrSeq}`, [at, payloadBytes, slot, PbrSlot.commit])
     slots.commit(slot, pbrSeq)
     region.publish(slot + PbrSlot.commit, 4)
+  }
+
+  view(position: number, bytes: number): Uint8Array {
+    const at = this.blog + (position % this.b.area.config.blogBytes)
+    return this.b.region.bytes.subarray(at, at + bytes)
   }
 
   published(): void {

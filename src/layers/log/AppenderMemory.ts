@@ -30,6 +30,7 @@ export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void =>
 class StoreTarget implements AppendTarget {
   readonly topic: string
   readonly cursors: MemoryBroker
+  private received = new Uint8Array(0)
 
   constructor(private readonly store: MemoryLogStore, private readonly memoryTopic: MemoryTopic, private readonly brokerId: number) {
     this.topic = memoryTopic.info.name
@@ -57,6 +58,12 @@ class StoreTarget implements AppendTarget {
       totalOrder: 0,
       reclaimed: false
     })
+  }
+
+  /** The store keeps each payload in a buffer of its own: space received into is a scratch buffer the append copies from. */
+  view(_position: number, bytes: number): Uint8Array {
+    if (this.received.length < bytes) this.received = new Uint8Array(bytes)
+    return this.received.subarray(0, bytes)
   }
 
   published(): void {

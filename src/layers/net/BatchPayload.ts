@@ -30,50 +30,6 @@ export const checkBatchPayload = (payload: Uint8Array, messageCount: number): st
 }
 
 /**
- * `checkBatchPayload` for a payload that arrived in pieces (views of socket chunks, in
- * order), without copying it together: message headers may straddle pieces.
- */
-export const checkBatchPieces = (pieces: ReadonlyArray<Uint8Array>, messageCount: number): string | undefined => {
-  if (pieces.length === 1) return checkBatchPayload(pieces[0]!, messageCount)
-  let total = 0
-  for (const piece of pieces) total += piece.length
-  if (total % 8 !== 0) return `payload of ${total} bytes is not a multiple of 8`
-  if (messageCount < 1 || messageCount * MESSAGE_HEADER_BYTES > total) return `message count ${messageCount} does not fit a ${total}-byte payload`
-  let piece = 0
-  let pieceStart = 0
-  /** The little-endian u32 at payload offset `at` (inside the payload), which may straddle pieces. */
-  const u32At = (at: number): number => {
-    while (at >= pieceStart + pieces[piece]!.length) pieceStart += pieces[piece++]!.length
-    const first = pieces[piece]!
-    const local = at - pieceStart
-    if (local + 4 <= first.length) return (first[local]! | (first[local + 1]! << 8) | (first[local + 2]! << 16) | (first[local + 3]! << 24)) >>> 0
-    let value = 0
-    for (let k = 0, p = piece, start = pieceStart; k < 4; k++) {
-      while (at + k >= start + pieces[p]!.length) start += pieces[p++]!.length
-      value |= pieces[p]![at + k - start]! << (8 * k)
-    }
-    return value >>> 0
-  }
-  let at = 0
-  for (let i = 0; i < messageCount; i++) {
-    if (at + MESSAGE_HEADER_BYTES > total) return `message ${i} starts past the payload end`
-    const length = u32At(at)
-    if (length > total - at - MESSAGE_HEADER_BYTES) return `message ${i} of ${length} bytes overruns the payload`
-    at += messageRecordBytes(length)
-  }
-  return at === total ? undefined : `${total - at} bytes follow the last of ${messageCount} messages`
-}
-
-/** Copies `pieces` back to back into `dst` (which must hold them all). */
-export const gatherPieces = (pieces: ReadonlyArray<Uint8Array>, dst: Uint8Array): void => {
-  let at = 0
-  for (const piece of pieces) {
-    dst.set(piece, at)
-    at += piece.length
-  }
-}
-
-/**
  * Calls `visit` with a zero-copy view of each message of a well-formed payload (check it
  * first with `checkBatchPayload`); one loop, no allocation besides the views.
  */

@@ -1,25 +1,25 @@
 /**
  * The TCP broker over the log core (see services/net/Broker.ts for the behaviour). A batch's path:
  * `accept` → `serve` → `session` (handshake) → `receive` → `append` → the log, and back as
- * `acknowledge` → ACK frame. Once a connection is past its handshake, each socket chunk is
- * handled right in the socket's data callback (`receive`) — frame headers parsed in place,
- * the batch checked, and its payload gathered from the chunk(s) it arrived in straight into
- * the log's space (`append`: `tryAppendWith`), so the only copy is chunk → region and no
- * fiber runs per batch. Only when the log has no room does the connection's fiber take over:
- * it waits in `appendWaiting` while later chunks queue (the socket is paused past
- * `readBufferBytes`), then hands back.
+ * `acknowledge` → ACK frame. The socket reads in place (`adopt`: Node's `onread` with the
+ * buffer chosen per read): a frame header into the reader's 32 bytes, a BATCH payload straight
+ * into the Blog space the appender reserved for it (`place` → `Appender.tryReserve`), so the
+ * only copy of a payload is the kernel's, into where it will live, and no Buffer is made per
+ * read. Past the handshake each read is handled right in the read callback (`receive`): the
+ * frame's crc and messages checked, and the batch committed (`append`: `tryAppendWith`, which
+ * finds the payload already in place). Only when the log has no room does the connection's
+ * fiber take over: it waits in `appendWaiting` with reading stopped, then hands back.
  *
- * What one connection may hold: before its handshake, a HELLO (the reader refuses any other
- * frame from its header, and the socket pauses past 32 + 4 KiB queued) plus the one chunk it
- * came in; after it, `readBufferBytes` of queued chunks plus one chunk, the batch being
- * gathered or waiting for room (≤ `maxBatchBytes` plus two chunks' slack), and
- * `writeBufferBytes` of output. Sessions that exchange nothing for `idleTimeoutMs` are closed,
- * and connections past `maxConnections` (kept below the process's open-file limit) are
- * refused with an ERROR frame.
+ * What one connection may hold: a frame header, one frame's payload (≤ 4 KiB before the
+ * handshake: the reader refuses any frame but HELLO from its header; ≤ `maxBatchBytes` after it,
+ * in its own buffer only when a batch could not be received in place), and `writeBufferBytes`
+ * of output; the kernel's socket buffer holds the rest, since reading stops whenever nothing
+ * consumes. Sessions that exchange nothing for `idleTimeoutMs` are closed, and connections
+ * past `maxConnections` (kept below the process's open-file limit) are refused with an ERROR frame.
  */
 import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, type Scope } from "effect"
 import { readFileSync } from "node:fs"
-import { createServer, type Server, type Socket } from "node:net"
+import { createServer, type Server, Socket, type SocketConstructorOpts } from "node:net"
 import {
   brokerAckFrames,
   brokerBatches,
@@ -32,7 +32,7 @@ import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type Br
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender, type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
-import { checkBatchPieces, gatherPieces } from "./BatchPayload.js"
+import { checkBatchPayload } from "./BatchPayload.js"
 import {
   type AckLevel,
   ackFrame,
@@ -47,8 +47,8 @@ import {
   type WireErrorCode,
   WireViolation
 } from "./Control.js"
-import { type Frame, FRAME_HEADER_BYTES, FrameType, frameTypeName, MAX_CONTROL_PAYLOAD_BYTES, payloadPieces } from "./Frame.js"
-import { FrameReader } from "./FrameReader.js"
+import { type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, frameTypeName } from "./Frame.js"
+import { InPlaceFrameReader } from "./FrameReader.js"
 
 interface Settings {
   readonly host: string
@@ -58,7 +58,6 @@ interface Settings {
   readonly handshakeTimeoutMs: number
   readonly idleTimeoutMs: number
   readonly maxConnections: number
-  readonly readBufferBytes: number
   readonly writeBufferBytes: number
 }
 
@@ -73,7 +72,6 @@ const settingsOf = (options: BrokerOptions): Settings => ({
   handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
   idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   maxConnections: options.maxConnections ?? 1024,
-  readBufferBytes: options.readBufferBytes ?? 1 << 20,
   writeBufferBytes: options.writeBufferBytes ?? 1 << 20
 })
 
@@ -138,8 +136,6 @@ interface ConnectionSession {
 
 /** How long a rejected connection may take to read its error frame before it is destroyed. */
 const REJECT_GRACE_MS = 1_000
-/** Input queued before the handshake past which the socket pauses: one HELLO of the largest size. */
-const HANDSHAKE_BUFFER_BYTES = FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES
 /**
  * Open files the broker process keeps beside its connections (region, doorbell, stdio,
  * libuv's own, the listener, refused connections in their grace period): `maxConnections`
@@ -175,22 +171,51 @@ const nextLoopTurn = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
+/** Node's TCP handle, as far as reading in place needs it (not in Node's typings). */
+interface ReadHandle {
+  useUserBuffer(buffer: Uint8Array): void
+}
+const handleOf = (socket: Socket): ReadHandle | null => (socket as unknown as { _handle: ReadHandle | null })._handle
+
+/** Where input goes once a connection stops taking it (read and dropped). */
+const DROPPED = new Uint8Array(4096)
+
 /**
- * Received chunks of one socket, handed out in order; pauses the socket past `highWater`
- * bytes. A chunk is taken by the connection's fiber (`next`), or, while a direct consumer
- * is set, handed to it from the data callback itself.
+ * A connection's input, read in place: the accepted socket's handle is taken over by a socket
+ * that reads with Node's `onread` into the buffer `reader.buffer()` names for each read (no
+ * Buffer per read, no stream machinery). Reading runs only while someone consumes: a direct
+ * consumer called from the read callback itself (it returns false to stop reading), or the
+ * connection's fiber waiting in `read`; otherwise it is stopped, and the kernel holds the rest.
  */
-const makeInbox = (socket: Socket, initialHighWater: number) => {
-  let highWater = initialHighWater
-  const chunks: Array<Buffer> = []
-  let queued = 0
-  let handedOut = 0
-  let paused = false
+const adopt = (raw: Socket, reader: InPlaceFrameReader) => {
   let ended = false
+  let dropping = false
   let waiting: (() => void) | undefined
-  let direct: (() => void) | undefined
-  const deliver = () => {
-    if (chunks.length === 0 && !ended) return
+  let direct: (() => boolean) | undefined
+  const onRead = (n: number): boolean => {
+    if (dropping) return true
+    reader.filled(n)
+    if (direct !== undefined) return direct()
+    if (waiting !== undefined) {
+      const wake = waiting
+      waiting = undefined
+      wake()
+    }
+    // The fiber takes it from here and asks for more with `read`.
+    return false
+  }
+  // The server accepted it paused (`pauseOnConnect`): nothing was read yet. Its handle moves to
+  // a socket made with `onread` (Node offers that option only to sockets it constructs).
+  const handle = handleOf(raw)
+  ;(raw as unknown as { _handle: ReadHandle | null })._handle = null
+  raw.destroy()
+  const socket = new Socket({
+    handle,
+    allowHalfOpen: true,
+    onread: { buffer: () => (dropping ? DROPPED : reader.buffer()), callback: onRead }
+  } as SocketConstructorOpts)
+  const onEnd = () => {
+    ended = true
     if (waiting !== undefined) {
       const wake = waiting
       waiting = undefined
@@ -199,89 +224,57 @@ const makeInbox = (socket: Socket, initialHighWater: number) => {
       direct()
     }
   }
-  const onData = (chunk: Buffer) => {
-    chunks.push(chunk)
-    queued += chunk.length
-    if (queued > highWater && !paused) {
-      paused = true
-      socket.pause()
-    }
-    deliver()
-  }
-  const onEnd = () => {
-    ended = true
-    deliver()
-  }
-  socket.on("data", onData)
   socket.on("end", onEnd)
   socket.on("close", onEnd)
-  const resumeBelowHalf = () => {
-    if (paused && !ended && queued <= highWater / 2) {
-      paused = false
-      socket.resume()
-    }
-  }
-  /** The previous chunk has been consumed entirely when the next one is asked for. */
-  const take = (): Buffer | undefined => {
-    queued -= handedOut
-    handedOut = 0
-    resumeBelowHalf()
-    const chunk = chunks.shift()
-    if (chunk !== undefined) handedOut = chunk.length
-    return chunk
+  // A read that resumes into a buffer the reader has since moved on from lands in its stash (its own memory).
+  const resume = () => {
+    if (ended || socket.destroyed) return
+    socket.resume()
   }
   return {
-    /** Bytes received and not yet consumed (the chunk being parsed included). */
-    queued: () => queued,
-    /** Bytes in chunks not handed out yet. */
-    waiting: () => queued - handedOut,
+    socket,
+    /** Whether the peer has finished (or the input was stopped). */
+    ended: () => ended,
     /** Whether the consumer is waiting for input (the broker holds up nothing of this client's). */
     starved: () => waiting !== undefined || direct !== undefined,
-    /** A new pause threshold (the handshake done, the session's own). */
-    setHighWater: (bytes: number) => {
-      highWater = bytes
-      resumeBelowHalf()
-    },
-    /** The next queued chunk now, if any (the previous one is consumed). */
-    takeNow: (): Buffer | undefined => (chunks.length > 0 ? take() : undefined),
-    /** Whether the peer has finished (or the inbox was stopped). */
-    ended: () => ended,
     /**
-     * While set, `consume` is called from the data callback whenever a chunk arrives or the
-     * stream ends (it takes the chunks with `takeNow`); unset it to go back to `next`.
+     * The reader's payload was evicted from the log's space outside a read callback: the next
+     * read must not go there. (Node keeps each buffer set this way until the socket closes, so
+     * a connection does this at most once: see `revoked`.)
      */
-    setDirect: (consume: (() => void) | undefined) => {
+    aim: () => handleOf(socket)?.useUserBuffer(dropping ? DROPPED : reader.buffer()),
+    /** Resumes once more input was read (or the input ended). */
+    read: Effect.async<void>((wake) => {
+      if (ended) return wake(Effect.void)
+      waiting = () => wake(Effect.void)
+      resume()
+      return Effect.sync(() => {
+        waiting = undefined
+      })
+    }),
+    /** While set, `consume` is called from the read callback after each read and at the end; unset, reading stops. */
+    setDirect: (consume: (() => boolean) | undefined) => {
       direct = consume
+      if (consume !== undefined) resume()
+      else socket.pause()
     },
-    /** The next chunk, or `undefined` once the peer has finished (or the inbox was stopped). */
-    next: Effect.suspend(() =>
-      chunks.length > 0 || ended
-        ? Effect.succeed(take())
-        : Effect.async<Buffer | undefined>((resume) => {
-          waiting = () => resume(Effect.succeed(take()))
-          return Effect.sync(() => {
-            waiting = undefined
-          })
-        })
-    ),
     /**
      * Stops taking input: later data is read and dropped, so a rejected socket goes as soon as
      * its client closes its side, and leaves no unread input behind (whose reset could discard
      * the ERROR frame before the client reads it).
      */
     stop: () => {
-      ended = true
-      chunks.length = 0
-      queued = 0
-      handedOut = 0
-      socket.off("data", onData)
-      socket.resume()
-      deliver()
+      const wasEnded = ended
+      dropping = true
+      direct = undefined
+      // The read already aimed goes to the reader (its own memory, or log space it still holds: anyone taking that revokes it first).
+      if (!wasEnded && !socket.destroyed) socket.resume()
+      onEnd()
     }
   }
 }
 
-type Inbox = ReturnType<typeof makeInbox>
+type Intake = ReturnType<typeof adopt>
 
 /** An append the log refused: a batch it rejects is one the broker should have refused itself (internal). */
 const appendFailed = (e: AppendError) =>
@@ -297,10 +290,9 @@ const headerOf = (frame: Frame): BatchHeader => ({
   crc32c: frame.crc32c
 })
 
-/** Writes a frame's payload into the log's space for it, gathered from the socket chunks it arrived in. */
-const fillFrom = (frame: Frame): ((dst: Uint8Array) => void) => {
-  const pieces = frame.pieces
-  return pieces === undefined ? (dst) => dst.set(frame.payload) : (dst) => gatherPieces(pieces, dst)
+/** Writes a frame's payload into the log's space for it, unless it was received right there. */
+const fillFrom = (payload: Uint8Array) => (dst: Uint8Array): void => {
+  if (dst.buffer !== payload.buffer || dst.byteOffset !== payload.byteOffset) dst.set(payload)
 }
 
 /** Why a frame past the handshake is not one of this session's BATCH or CLOSE frames (undefined when it is). */
@@ -351,66 +343,86 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
 
     const welcome = (sessionEpoch: number) =>
       welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId, maxBatchBytes: settings.maxBatchBytes, sessionEpoch }))
-    const server: Server = createServer({ noDelay: true, allowHalfOpen: true })
+    // Accepted paused, so nothing is read before `adopt` takes the handle over.
+    const server: Server = createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true })
     /** A new connection: served (one fiber of the broker's scope), or refused past `maxConnections`. */
-    const accept = (socket: Socket) => {
+    const accept = (raw: Socket) => {
       counts.accepted++
-      socket.on("error", () => {})
+      raw.on("error", () => {})
       if (sockets.size >= settings.maxConnections) {
-        reject(socket, new WireViolation({ code: "too-many-connections", detail: `this broker serves at most ${settings.maxConnections} connections` }))
+        reject(raw, new WireViolation({ code: "too-many-connections", detail: `this broker serves at most ${settings.maxConnections} connections` }))
         // Its HELLO is read and dropped: the socket goes as soon as the client, told, closes.
-        socket.resume()
+        raw.resume()
         return
       }
+      /** The session once the handshake is done: BATCH frames are admitted and received in place from then on. */
+      let current: ConnectionSession | undefined
+      /** The Blog space the batch being read was placed in (until it is committed or revoked). */
+      let reserved: Uint8Array | undefined
+      /** Cleared once another connection's append took this one's space mid-batch: from then on it receives into its own buffer. */
+      let inPlace = true
+      const revoked = () => {
+        const view = reserved
+        reserved = undefined
+        // Another append takes the space while this batch is still arriving: what arrived moves to the reader's own
+        // buffer, and so does the rest. Re-aiming a read costs Node a buffer record kept until the socket closes, so
+        // a connection that collides with another on this topic stops receiving in place (one record at most).
+        if (view !== undefined && reader.evict(view)) {
+          inPlace = false
+          intake.aim()
+        }
+      }
+      const reader = new InPlaceFrameReader({
+        accept: [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE],
+        maxBatchBytes: settings.maxBatchBytes,
+        // Before the handshake a BATCH is refused from its header: none of its payload is read.
+        admit: (type) =>
+          current !== undefined || type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" }),
+        place: (header: FrameHeader) => {
+          if (current === undefined || !inPlace) return undefined
+          const view = appender.tryReserve(current.topic, header.payloadBytes, FRAME_HEADER_BYTES, revoked)
+          if (!(view instanceof Uint8Array)) return undefined
+          reserved = view
+          return view
+        }
+      })
+      const intake = adopt(raw, reader)
+      const socket = intake.socket
+      socket.on("error", () => {})
       sockets.add(socket)
       brokerConnections.unsafeUpdate(sockets.size, [])
       socket.once("close", () => {
         sockets.delete(socket)
         brokerConnections.unsafeUpdate(sockets.size, [])
       })
-      run(serve(socket))
+      run(serve(socket, intake, reader, (session) => {
+        current = session
+      }))
     }
     server.on("connection", accept)
 
-    const serve = (socket: Socket) =>
+    const serve = (socket: Socket, intake: Intake, reader: InPlaceFrameReader, started: (session: ConnectionSession) => void) =>
       Effect.gen(function*() {
-        const inbox = makeInbox(socket, HANDSHAKE_BUFFER_BYTES)
-        let handshaken = false
-        const reader = new FrameReader({
-          accept: [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE],
-          maxBatchBytes: settings.maxBatchBytes,
-          gatherBatches: true,
-          // Before the handshake a BATCH is refused from its header: none of its payload is buffered.
-          admit: (type) =>
-            handshaken || type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
-        })
-        const holds = () => inbox.waiting() + reader.heldBytes
+        const holds = () => reader.heldBytes
         held.add(holds)
         yield* Effect.addFinalizer(() => Effect.sync(() => held.delete(holds)))
-        /** Waits for chunks until the reader completes a frame, the stream ends, or the input is bad. */
-        const pull = Effect.gen(function*() {
+        /** The next frame, reading until the reader completes one; undefined once the stream ended between frames. */
+        const nextFrame: Effect.Effect<Frame | undefined, WireViolation> = Effect.gen(function*() {
           for (;;) {
-            const chunk = yield* inbox.next
-            if (chunk === undefined) {
-              if (reader.midFrame) return yield* new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" })
-              return undefined
-            }
-            reader.push(chunk)
             const frame = reader.next()
             if (frame instanceof WireViolation) return yield* Effect.fail(frame)
             if (frame !== undefined) return frame
+            if (intake.ended()) {
+              if (reader.midFrame) return yield* new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" })
+              return undefined
+            }
+            yield* intake.read
           }
-        })
-        // Fast path: the next frame is already in the current chunk.
-        const nextFrame = Effect.suspend(() => {
-          const frame = reader.next()
-          if (frame === undefined) return pull
-          return frame instanceof WireViolation ? Effect.fail(frame) : Effect.succeed(frame)
         })
         // Plain timers, not Effect timeouts: they cost nothing per connection beyond themselves.
         const handshakeTimer = setTimeout(() => {
           reject(socket, new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` }))
-          inbox.stop()
+          intake.stop()
         }, settings.handshakeTimeoutMs)
         yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(handshakeTimer)))
         /**
@@ -422,20 +434,19 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
          */
         const onIdle = () => {
           if (socket.writableEnded) return
-          if (!inbox.starved()) return void socket.setTimeout(settings.idleTimeoutMs, onIdle)
+          if (!intake.starved()) return void socket.setTimeout(settings.idleTimeoutMs, onIdle)
           reject(socket, new WireViolation({ code: "idle-timeout", detail: `nothing sent or received for ${settings.idleTimeoutMs} ms` }))
-          inbox.stop()
+          intake.stop()
         }
-        /** The HELLO is accepted: the session's own input bound and idle timeout from here. */
-        const handshakeDone = () => {
+        /** The HELLO is accepted: batches are admitted (and received in place) and the idle timeout runs from here. */
+        const handshakeDone = (session: ConnectionSession) => {
           clearTimeout(handshakeTimer)
-          handshaken = true
-          inbox.setHighWater(settings.readBufferBytes)
+          started(session)
           // Node's socket timeout: pushed back by every read and write, at no cost per chunk beyond that; it calls `onIdle` once.
           if (settings.idleTimeoutMs > 0) socket.setTimeout(settings.idleTimeoutMs, onIdle)
         }
-        const outcome = yield* Effect.either(Effect.scoped(session(socket, inbox, reader, nextFrame, handshakeDone)))
-        inbox.stop()
+        const outcome = yield* Effect.either(Effect.scoped(session(socket, intake, reader, nextFrame, handshakeDone)))
+        intake.stop()
         if (Either.isLeft(outcome)) {
           yield* Effect.logDebug(`broker ${brokerId}: closing a connection: ${outcome.left.message}`)
           reject(socket, outcome.left)
@@ -512,18 +523,18 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
 
     const session = (
       socket: Socket,
-      inbox: Inbox,
-      reader: FrameReader,
+      intake: Intake,
+      reader: InPlaceFrameReader,
       nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
-      handshakeDone: () => void
+      handshakeDone: (session: ConnectionSession) => void
     ) =>
       Effect.gen(function*() {
         const session = yield* handshake(socket, nextFrame)
         if (session === undefined) return
-        handshakeDone()
+        handshakeDone(session)
         const carried = new Carried()
         yield* Effect.forkScoped(acknowledge(socket, session, carried))
-        const batches = batchStream(socket, inbox, reader, session, carried)
+        const batches = batchStream(socket, intake, reader, session, carried)
         for (;;) {
           const outcome = batches.receive()
           // Caught up: from here the data callback receives; this fiber sleeps until it cannot.
@@ -547,7 +558,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
      * of the stream or of the connection (`DONE`), at a violation, at a CLOSE, or at a batch
      * the log has no room for now (returned: `appendWaiting` waits for room and appends it).
      */
-    const batchStream = (socket: Socket, inbox: Inbox, reader: FrameReader, session: ConnectionSession, carried: Carried) => {
+    const batchStream = (socket: Socket, intake: Intake, reader: InPlaceFrameReader, session: ConnectionSession, carried: Carried) => {
       const counted = (frame: Frame, receipt: AppendReceipt) => {
         // Level 0 gets no ACKs, so nothing would ever take what it carried.
         if (session.ackLevel > 0) carried.add(frame.seq, receipt.pbrSeq)
@@ -558,30 +569,25 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         brokerBytes.unsafeUpdate(frame.payloadBytes, [])
       }
 
-      /** Append: a checked batch straight into the log's space for it, without waiting; "wait" when the log has no room now. */
+      /** Append: a checked batch into the log without waiting (usually already in place); "wait" when the log has no room now. */
       const append = (frame: Frame): "wait" | WireViolation | undefined => {
-        const malformed = checkBatchPieces(payloadPieces(frame), frame.messageCount)
+        const malformed = checkBatchPayload(frame.payload, frame.messageCount)
         if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
-        const appended = appender.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame))
+        const appended = appender.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame.payload))
         if (appended === "wait") return appended
         if (appended instanceof TopicNotFound || appended instanceof BatchRejected) return appendFailed(appended)
         counted(frame, appended)
         return undefined
       }
 
-      /** Receive: the socket chunks received so far → frames → `append`, until something stops it. */
+      /** Receive: the frames read so far → `append`, until something stops it. */
       const receive = (): Frame | typeof IDLE | typeof DONE | WireViolation => {
         for (;;) {
           // The ACK tracker dropped the connection (slow consumer): append nothing more.
           if (socket.writableEnded) return DONE
           const frame = reader.next()
           if (frame === undefined) {
-            const chunk = inbox.takeNow()
-            if (chunk !== undefined) {
-              reader.push(chunk)
-              continue
-            }
-            if (!inbox.ended()) return IDLE
+            if (!intake.ended()) return IDLE
             return reader.midFrame ? new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" }) : DONE
           }
           if (frame instanceof WireViolation) return frame
@@ -589,34 +595,41 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (wrong !== undefined) return wrong
           if (frame.type === FrameType.CLOSE) return frame
           const appended = append(frame)
-          if (appended === "wait") return frame
+          // Waiting for room, a payload received in the log's space is copied out: that space is anyone's until then.
+          if (appended === "wait") return reader.inPlace ? { ...frame, payload: frame.payload.slice() } : frame
           if (appended !== undefined) return appended
         }
       }
 
       return {
         receive,
-        /** Lets the data callback `receive` as chunks arrive; resumes with the first stop that is not `IDLE`. */
+        /** Lets the read callback `receive` after each read; resumes with the first stop that is not `IDLE` (reading stopped). */
         direct: Effect.async<Frame | typeof DONE | WireViolation>((resume) => {
-          const onChunk = () => {
+          let stopped = false
+          const onInput = (): boolean => {
+            if (stopped) return false
             let stop: ReturnType<typeof receive>
             try {
               stop = receive()
             } catch (error) {
               stop = new WireViolation({ code: "internal", detail: `receiving a batch failed: ${String(error)}` })
             }
-            if (stop === IDLE) return
-            inbox.setDirect(undefined)
+            if (stop === IDLE) return true
+            stopped = true
+            intake.setDirect(undefined)
             resume(Effect.succeed(stop))
+            return false
           }
-          inbox.setDirect(onChunk)
-          // Chunks that arrived between the fiber's last `receive` and now.
-          onChunk()
-          return Effect.sync(() => inbox.setDirect(undefined))
+          // Frames the last read completed first; then each read as it comes.
+          if (onInput()) intake.setDirect(onInput)
+          return Effect.sync(() => {
+            stopped = true
+            intake.setDirect(undefined)
+          })
         }),
-        /** Appends a batch the log had no room for, waiting for room (later chunks queue meanwhile). */
+        /** Appends a batch the log had no room for, waiting for room (reading stopped meanwhile). */
         appendWaiting: (frame: Frame) =>
-          appender.appendWith(session.topic, headerOf(frame), fillFrom(frame)).pipe(
+          appender.appendWith(session.topic, headerOf(frame), fillFrom(frame.payload)).pipe(
             Effect.mapError(appendFailed),
             Effect.map((receipt) => counted(frame, receipt))
           )

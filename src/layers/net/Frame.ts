@@ -73,15 +73,7 @@ export interface FrameHeader {
 export interface Frame extends FrameHeader {
   /** A view of the payload: valid until the reader that produced it is advanced. */
   readonly payload: Uint8Array
-  /**
-   * Only from a reader with `gatherBatches`: a BATCH payload that arrived in several chunks,
-   * as views of those chunks in order (`payload` is then empty). See `payloadPieces`.
-   */
-  readonly pieces?: ReadonlyArray<Uint8Array>
 }
-
-/** A frame's payload as the pieces it arrived in (one piece unless the reader gathered it). */
-export const payloadPieces = (frame: Frame): ReadonlyArray<Uint8Array> => frame.pieces ?? [frame.payload]
 
 const TWO_32 = 2 ** 32
 

@@ -1,19 +1,18 @@
 /**
- * Incremental frame decoder over socket chunks. Headers are parsed in place; a payload that
- * lies wholly inside one chunk is returned as a view of that chunk (no copy); a frame that
- * straddles chunks is reassembled into one reusable buffer — or, for BATCH frames with
- * `gatherBatches`, handed out as views of the chunks it arrived in (no copy either; the
- * consumer gathers them where they go). Every length is checked against its bound before
- * anything is allocated, so a reader holds at most 32 + maxBatchBytes bytes of its own
- * (gathering, it keeps the chunks of one batch alive instead: maxBatchBytes plus two
- * chunks' slack). `admit` refuses a frame from its header, before any of its payload is
- * taken (a broker before the handshake takes a HELLO only: at most 32 + 4 KiB).
+ * Frame decoders. `FrameReader` (the publisher's, over socket chunks): headers are parsed in
+ * place; a payload that lies wholly inside one chunk is returned as a view of that chunk (no
+ * copy); a frame that straddles chunks is reassembled into one reusable buffer. Every length
+ * is checked against its bound before anything is allocated, so a reader holds at most
+ * 32 + maxBatchBytes bytes of its own. `admit` refuses a frame from its header, before any of
+ * its payload is taken. `InPlaceFrameReader` (the broker's) chooses where each read goes, so
+ * a batch is received straight into the log's space: see below.
  */
 import { WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
 import {
   type Frame,
   FRAME_HEADER_BYTES,
+  type FrameHeader,
   FRAME_MAGIC,
   FrameType,
   frameTypeName,
@@ -33,12 +32,6 @@ export interface FrameReaderOptions {
   /** Upper bound of a BATCH payload. */
   readonly maxBatchBytes: number
   /**
-   * Hand out a BATCH payload that straddles chunks as views of the chunks (`Frame.pieces`)
-   * instead of copying it together. Only for chunks that are never reused after they are
-   * pushed (Node's socket chunks are fresh buffers).
-   */
-  readonly gatherBatches?: boolean
-  /**
    * Looked at with the type of each accepted header before any of its payload is taken: a
    * violation returned refuses the frame right there (and poisons the reader), so a payload
    * the consumer would refuse anyway is never buffered.
@@ -47,6 +40,48 @@ export interface FrameReaderOptions {
 }
 
 type PendingHeader = Omit<Frame, "payload">
+
+/** The payload bound of a frame type. */
+const payloadLimit = (type: number, maxBatchBytes: number): number =>
+  type === FrameType.BATCH
+    ? maxBatchBytes
+    : type === FrameType.ACK
+    ? MAX_ACK_PAYLOAD_BYTES
+    : type === FrameType.SESSION_FENCED
+    ? 0
+    : MAX_CONTROL_PAYLOAD_BYTES
+
+/** Why a header is refused before any of its payload is taken (magic, version, type, admission, bounds), or undefined. */
+const headerViolation = (
+  raw: ReturnType<typeof readRawHeader>,
+  accepted: ReadonlyArray<boolean>,
+  options: Pick<FrameReaderOptions, "admit" | "maxBatchBytes">
+): WireViolation | undefined => {
+  const fail = (code: WireViolation["code"], detail: string) => new WireViolation({ code, detail })
+  if (raw.magic !== FRAME_MAGIC) return fail("bad-magic", `frame magic 0x${raw.magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
+  if (raw.version !== WIRE_VERSION) return fail("version-mismatch", `wire version ${raw.version}, this side speaks ${WIRE_VERSION}`)
+  if (accepted[raw.type] !== true) return fail("bad-frame-type", `frame type ${frameTypeName(raw.type)} is not accepted here`)
+  const refused = options.admit?.(raw.type as FrameType)
+  if (refused !== undefined) return refused
+  if (raw.seqHigh > MAX_SEQ_HIGH) return fail("oversized", "sequence is not below 2^53")
+  const limit = payloadLimit(raw.type, options.maxBatchBytes)
+  if (raw.payloadBytes > limit) return fail("oversized", `${frameTypeName(raw.type)} payload of ${raw.payloadBytes} bytes exceeds ${limit}`)
+  return undefined
+}
+
+const crcViolation = (header: FrameHeader, crc: number): WireViolation | undefined =>
+  crc === header.crc32c
+    ? undefined
+    : new WireViolation({
+      code: "bad-crc",
+      detail: `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${header.crc32c.toString(16)}`
+    })
+
+const acceptedTypes = (accept: ReadonlyArray<FrameType>): ReadonlyArray<boolean> => {
+  const accepted: Array<boolean> = []
+  for (const type of accept) accepted[type] = true
+  return accepted
+}
 
 export class FrameReader {
   private readonly accepted: ReadonlyArray<boolean>
@@ -57,16 +92,12 @@ export class FrameReader {
   private pending: PendingHeader | undefined = undefined
   private reassembly = new Uint8Array(0)
   private reassemblyFill = 0
-  /** The pieces of the BATCH payload being gathered, or undefined while reassembling (or between frames). */
-  private gathered: Array<Uint8Array> | undefined = undefined
   private failure: WireViolation | undefined = undefined
   /** Payload bytes of the frame last returned: still the consumer's until the next call. */
   private returnedBytes = 0
 
   constructor(private readonly options: FrameReaderOptions) {
-    const accepted: Array<boolean> = []
-    for (const type of options.accept) accepted[type] = true
-    this.accepted = accepted
+    this.accepted = acceptedTypes(options.accept)
   }
 
   /** Hands over the next chunk; call only once `next()` has returned `undefined`. */
@@ -129,31 +160,12 @@ export class FrameReader {
     return this.startPayload(this.chunk, at)
   }
 
-  private fail(code: WireViolation["code"], detail: string): WireViolation {
-    this.failure = new WireViolation({ code, detail })
-    return this.failure
-  }
-
   private startPayload(source: Uint8Array, at: number): Frame | undefined | WireViolation {
     const raw = readRawHeader(source, at)
-    if (raw.magic !== FRAME_MAGIC) return this.fail("bad-magic", `frame magic 0x${raw.magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
-    if (raw.version !== WIRE_VERSION) return this.fail("version-mismatch", `wire version ${raw.version}, this side speaks ${WIRE_VERSION}`)
-    if (this.accepted[raw.type] !== true) return this.fail("bad-frame-type", `frame type ${frameTypeName(raw.type)} is not accepted here`)
-    const refused = this.options.admit?.(raw.type as FrameType)
+    const refused = headerViolation(raw, this.accepted, this.options)
     if (refused !== undefined) {
       this.failure = refused
       return refused
-    }
-    if (raw.seqHigh > MAX_SEQ_HIGH) return this.fail("oversized", "sequence is not below 2^53")
-    const limit = raw.type === FrameType.BATCH
-      ? this.options.maxBatchBytes
-      : raw.type === FrameType.ACK
-      ? MAX_ACK_PAYLOAD_BYTES
-      : raw.type === FrameType.SESSION_FENCED
-      ? 0
-      : MAX_CONTROL_PAYLOAD_BYTES
-    if (raw.payloadBytes > limit) {
-      return this.fail("oversized", `${frameTypeName(raw.type)} payload of ${raw.payloadBytes} bytes exceeds ${limit}`)
     }
     const header: PendingHeader = {
       type: raw.type as FrameType,
@@ -170,12 +182,8 @@ export class FrameReader {
       this.position += header.payloadBytes
       return this.complete(header, payload)
     }
-    if (this.options.gatherBatches === true && header.type === FrameType.BATCH) {
-      this.gathered = available > 0 ? [this.chunk.subarray(this.position)] : []
-    } else {
-      if (this.reassembly.length < header.payloadBytes) this.reassembly = new Uint8Array(header.payloadBytes)
-      this.reassembly.set(this.chunk.subarray(this.position), 0)
-    }
+    if (this.reassembly.length < header.payloadBytes) this.reassembly = new Uint8Array(header.payloadBytes)
+    this.reassembly.set(this.chunk.subarray(this.position), 0)
     this.reassemblyFill = available
     this.position = this.chunk.length
     this.pending = header
@@ -185,35 +193,253 @@ export class FrameReader {
   private continuePayload(): Frame | undefined | WireViolation {
     const header = this.pending!
     const take = Math.min(header.payloadBytes - this.reassemblyFill, this.chunk.length - this.position)
-    const piece = this.chunk.subarray(this.position, this.position + take)
-    if (this.gathered !== undefined) {
-      if (take > 0) this.gathered.push(piece)
-    } else {
-      this.reassembly.set(piece, this.reassemblyFill)
-    }
+    this.reassembly.set(this.chunk.subarray(this.position, this.position + take), this.reassemblyFill)
     this.reassemblyFill += take
     this.position += take
     if (this.reassemblyFill < header.payloadBytes) return undefined
     this.pending = undefined
-    const pieces = this.gathered
-    this.gathered = undefined
-    return pieces === undefined ? this.complete(header, this.reassembly.subarray(0, header.payloadBytes)) : this.completeGathered(header, pieces)
+    return this.complete(header, this.reassembly.subarray(0, header.payloadBytes))
   }
 
   private checkCrc(header: PendingHeader, crc: number): WireViolation | undefined {
-    if (crc === header.crc32c) return undefined
-    return this.fail("bad-crc", `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${header.crc32c.toString(16)}`)
+    const wrong = crcViolation(header, crc)
+    if (wrong !== undefined) this.failure = wrong
+    return wrong
   }
 
   private complete(header: PendingHeader, payload: Uint8Array): Frame | WireViolation {
     this.returnedBytes = header.payloadBytes
     return this.checkCrc(header, crc32c(payload, 0, payload.length)) ?? { ...header, payload }
   }
+}
 
-  private completeGathered(header: PendingHeader, pieces: ReadonlyArray<Uint8Array>): Frame | WireViolation {
-    let crc = 0
-    for (const piece of pieces) crc = crc32c(piece, 0, piece.length, crc)
-    this.returnedBytes = header.payloadBytes
-    return this.checkCrc(header, crc) ?? { ...header, payload: EMPTY, pieces }
+export interface InPlaceFrameReaderOptions {
+  /** Frame types this side accepts; anything else is `bad-frame-type`. */
+  readonly accept: ReadonlyArray<FrameType>
+  /** Upper bound of a BATCH payload. */
+  readonly maxBatchBytes: number
+  /** As `FrameReaderOptions.admit`: refuses a frame from its header, before any of its payload is read. */
+  readonly admit?: (type: FrameType) => WireViolation | undefined
+  /**
+   * Where the payload of an admitted BATCH frame should be read to: a view of at least
+   * `payloadBytes` bytes (the log's space for it), or undefined to read it into the reader's
+   * own buffer. Bytes past the payload, up to the view's end (at most `FRAME_HEADER_BYTES`),
+   * may be read into too: the next header's first bytes land there and are copied out at once.
+   * Called once per frame, from `next`, before any of its payload is read. A view longer than
+   * `payloadBytes + FRAME_HEADER_BYTES` is not used.
+   */
+  readonly place?: (header: FrameHeader) => Uint8Array | undefined
+}
+
+/**
+ * A frame decoder that tells its input where to go instead of taking chunks: every read of
+ * the stream goes to `buffer()` — the next header's 32 bytes, or the payload's destination
+ * (for a BATCH, where `place` put it: the log's own space), so a payload is copied once, by
+ * the kernel, into where it will live. A read into a payload may run up to 32 bytes past it
+ * (the view's slack), so a busy stream costs one read per frame; those bytes, the start of
+ * the next header, are the only ones copied. Every header is checked (and a BATCH admitted)
+ * before any of its payload is read, and every payload's crc32c before the frame is handed out.
+ *
+ * The consumer calls `buffer()` for each read and `filled(n)` after it, then `next()` until it
+ * returns undefined before reading more; a frame's payload stays valid until the next read.
+ * A read that lands in a buffer handed out earlier than the last state change (say, reading
+ * resumed after `next()` ran on its own), or while a complete header waits for `next()`, goes
+ * to the stash, and `next()` moves it on from there (a copy, off the busy path).
+ */
+export class InPlaceFrameReader {
+  private readonly accepted: ReadonlyArray<boolean>
+  private readonly header = new Uint8Array(FRAME_HEADER_BYTES)
+  private headerFill = 0
+  /** The frame whose payload is being read, its destination (payload + slack) and the payload bytes in it. */
+  private pending: FrameHeader | undefined = undefined
+  private destination: Uint8Array = EMPTY
+  private destinationFill = 0
+  /** The destination when `place` gave it (undefined once evicted, or for the reader's own buffer). */
+  private placed: Uint8Array | undefined = undefined
+  /** The reader's own payload buffer, for frames `place` leaves to it (32 bytes of slack past the largest payload). */
+  private own = new Uint8Array(0)
+  /** Input received before the reader knew where it goes: bytes stashStart..stashEnd. */
+  private stash = new Uint8Array(0)
+  private stashStart = 0
+  private stashEnd = 0
+  /** The buffer `buffer()` handed out last: where the next `filled` bytes are. */
+  private installed: Uint8Array = EMPTY
+  /** Payload bytes of the frame last returned: still the consumer's until the next `next()`. */
+  private returnedBytes = 0
+  private failure: WireViolation | undefined = undefined
+
+  constructor(private readonly options: InPlaceFrameReaderOptions) {
+    this.accepted = acceptedTypes(options.accept)
+  }
+
+  /** Where the next read should go (never empty); the next `filled` counts bytes read into it. */
+  buffer(): Uint8Array {
+    this.installed = this.target()
+    return this.installed
+  }
+
+  private target(): Uint8Array {
+    if (this.stashEnd === this.stashStart) {
+      if (this.pending !== undefined) return this.destination.subarray(this.destinationFill)
+      if (this.headerFill < FRAME_HEADER_BYTES) return this.header.subarray(this.headerFill)
+    }
+    // Input that must wait for `next()`: after what already waits.
+    if (this.stashStart === this.stashEnd) this.stashStart = this.stashEnd = 0
+    if (this.stash.length - this.stashEnd < STASH_BYTES) this.growStash(STASH_BYTES)
+    return this.stash.subarray(this.stashEnd)
+  }
+
+  private growStash(room: number): void {
+    const grown = new Uint8Array(Math.max(2 * this.stash.length, this.stashEnd - this.stashStart + room))
+    grown.set(this.stash.subarray(this.stashStart, this.stashEnd), 0)
+    this.stashEnd -= this.stashStart
+    this.stashStart = 0
+    this.stash = grown
+  }
+
+  /** `n` bytes were read into the last `buffer()`. */
+  filled(n: number): void {
+    const into = this.installed
+    if (into.buffer === this.stash.buffer && into.byteOffset === this.stash.byteOffset + this.stashEnd && this.stash.length > 0) {
+      this.stashEnd += n
+      return
+    }
+    const want = this.stashEnd === this.stashStart ? this.target() : EMPTY
+    if (want.length === 0 || into.buffer !== want.buffer || into.byteOffset !== want.byteOffset) {
+      // Read into a buffer the reader has moved on from (it is the reader's own): it waits in the stash.
+      if (this.stash.length - this.stashEnd < n) this.growStash(n)
+      this.stash.set(into.subarray(0, n), this.stashEnd)
+      this.stashEnd += n
+      return
+    }
+    const pending = this.pending
+    if (pending === undefined) {
+      this.headerFill += n
+      return
+    }
+    const end = this.destinationFill + n
+    if (end <= pending.payloadBytes) {
+      this.destinationFill = end
+      return
+    }
+    // Read past the payload: the next header's first bytes.
+    this.header.set(this.destination.subarray(pending.payloadBytes, end), 0)
+    this.headerFill = end - pending.payloadBytes
+    this.destinationFill = pending.payloadBytes
+  }
+
+  /** True while a frame is partly received (what an end of stream now would truncate). */
+  get midFrame(): boolean {
+    return this.headerFill > 0 || this.pending !== undefined || this.stashEnd > this.stashStart
+  }
+
+  /** Received bytes this reader holds for its consumer: a partial header, the payload read so far, the stash, the frame last returned. */
+  get heldBytes(): number {
+    return this.headerFill + (this.pending === undefined ? 0 : this.destinationFill) + this.stashEnd - this.stashStart + this.returnedBytes
+  }
+
+  /**
+   * Moves the payload being read out of `view` (a destination `place` gave, which its owner
+   * takes back) into the reader's own buffer, where the rest of it goes. False (nothing done)
+   * unless `view` is the current destination; then the next read must go to a new `buffer()`.
+   */
+  evict(view: Uint8Array): boolean {
+    if (this.pending === undefined || this.placed !== view) return false
+    const own = this.ownBuffer(this.pending.payloadBytes)
+    own.set(view.subarray(0, this.destinationFill), 0)
+    this.destination = own
+    this.placed = undefined
+    return true
+  }
+
+  /** Whether the payload being read, or the one last handed out, is in a view `place` gave (not evicted). */
+  get inPlace(): boolean {
+    return this.placed !== undefined
+  }
+
+  /**
+   * The next complete frame, `undefined` when input is wanted, or the violation that poisons
+   * this reader (returned again on every later call).
+   */
+  next(): Frame | undefined | WireViolation {
+    if (this.failure !== undefined) return this.failure
+    this.returnedBytes = 0
+    for (;;) {
+      this.drainStash()
+      const pending = this.pending
+      if (pending !== undefined) {
+        if (this.destinationFill < pending.payloadBytes) return undefined
+        this.pending = undefined
+        return this.complete(pending, this.destination.subarray(0, pending.payloadBytes))
+      }
+      if (this.headerFill < FRAME_HEADER_BYTES) return undefined
+      const frame = this.startFrame()
+      if (frame !== undefined) return frame
+    }
+  }
+
+  /** Moves stashed input to where it goes now: the header, or the payload being read. */
+  private drainStash(): void {
+    const available = this.stashEnd - this.stashStart
+    if (available === 0) return
+    const from = this.stashStart
+    if (this.pending !== undefined) {
+      const take = Math.min(available, this.pending.payloadBytes - this.destinationFill)
+      this.destination.set(this.stash.subarray(from, from + take), this.destinationFill)
+      this.destinationFill += take
+      this.stashStart += take
+    } else if (this.headerFill < FRAME_HEADER_BYTES) {
+      const take = Math.min(available, FRAME_HEADER_BYTES - this.headerFill)
+      this.header.set(this.stash.subarray(from, from + take), this.headerFill)
+      this.headerFill += take
+      this.stashStart += take
+    }
+  }
+
+  /** A complete header: checked, then its payload placed (a frame without payload is complete at once). */
+  private startFrame(): Frame | WireViolation | undefined {
+    this.headerFill = 0
+    const raw = readRawHeader(this.header, 0)
+    const refused = headerViolation(raw, this.accepted, this.options)
+    if (refused !== undefined) {
+      this.failure = refused
+      return refused
+    }
+    const header: FrameHeader = {
+      type: raw.type as FrameType,
+      clientId: raw.clientId,
+      sessionEpoch: raw.sessionEpoch,
+      seq: sequenceOf(raw.seqLow, raw.seqHigh),
+      messageCount: raw.messageCount,
+      payloadBytes: raw.payloadBytes,
+      crc32c: raw.crc32c
+    }
+    this.placed = undefined
+    if (header.payloadBytes === 0) return this.complete(header, EMPTY)
+    const placed = header.type === FrameType.BATCH ? this.options.place?.(header) : undefined
+    const fits = placed !== undefined && placed.length >= header.payloadBytes && placed.length <= header.payloadBytes + FRAME_HEADER_BYTES
+    this.placed = fits ? placed : undefined
+    this.destination = fits ? placed : this.ownBuffer(header.payloadBytes)
+    this.destinationFill = 0
+    this.pending = header
+    return undefined
+  }
+
+  private ownBuffer(payloadBytes: number): Uint8Array {
+    if (this.own.length < payloadBytes + FRAME_HEADER_BYTES) this.own = new Uint8Array(payloadBytes + FRAME_HEADER_BYTES)
+    return this.own.subarray(0, payloadBytes + FRAME_HEADER_BYTES)
+  }
+
+  private complete(header: FrameHeader, payload: Uint8Array): Frame | WireViolation {
+    const wrong = crcViolation(header, crc32c(payload, 0, payload.length))
+    if (wrong === undefined) {
+      this.returnedBytes = payload.length
+      return { ...header, payload }
+    }
+    this.failure = wrong
+    return wrong
   }
 }
+
+/** Free stash space offered for one read. */
+const STASH_BYTES = 16 << 10

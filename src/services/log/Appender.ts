@@ -50,6 +50,17 @@ export interface AppenderShape {
    */
   readonly tryAppendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => AppendReceipt | "wait" | TopicNotFound | BatchRejected
   /**
+   * Receiving in place: the Blog space where the topic's next batch of `payloadBytes` will
+   * go, as a view the caller may fill before it appends (a socket reading straight into it),
+   * with up to `slackBytes` of free space past the payload it may write too. The next append
+   * to the topic on this broker goes there: where the log keeps payloads in that space, its
+   * `fill` gets a `dst` over the view's own bytes (nothing to copy). Any append, or another
+   * `tryReserve`, first calls `revoked` (at once, before writing): the view is then no longer
+   * the caller's, who copies out what it still needs.
+   * `"wait"` when there is no room now or the topic is not set up in this process yet.
+   */
+  readonly tryReserve: (topic: string, payloadBytes: number, slackBytes: number, revoked: () => void) => Uint8Array | "wait" | TopicNotFound
+  /**
    * Registers a new publisher session of `clientId` on the topic and returns its epoch,
    * handed out by the log (never chosen by the client), so a restarted publisher or a
    * stranger reusing the client id can never have its batches taken for resends.

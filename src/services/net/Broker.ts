@@ -45,12 +45,6 @@ export interface BrokerOptions {
    * lowered (with a warning) to 64 below the process's open-file limit so that refusal can still be sent.
    */
   readonly maxConnections?: number
-  /**
-   * Received bytes queued per connection past its handshake before the socket is paused. With
-   * the batch being gathered or waiting for room (≤ maxBatchBytes) and `writeBufferBytes`, this
-   * bounds a connection's memory. Default 1 MiB.
-   */
-  readonly readBufferBytes?: number
   /** Outgoing bytes queued to a client that does not read before it is dropped as `slow-consumer`. Default 1 MiB. */
   readonly writeBufferBytes?: number
 }
@@ -64,9 +58,9 @@ export interface BrokerStats {
   readonly ackFrames: number
   readonly fencedFrames: number
   /**
-   * Received bytes the broker holds, over all connections: chunks not parsed yet, the part of a
-   * frame received so far, and a batch waiting for log room (per connection at most
-   * `readBufferBytes` + `maxBatchBytes` plus three chunks; before the handshake 32 + 4 KiB plus one chunk).
+   * Received bytes the broker holds, over all connections: the part of a frame received so far
+   * (per connection at most 32 + `maxBatchBytes`; before the handshake 32 + 4 KiB). Reading
+   * stops while a batch waits for log room, so the kernel's socket buffers hold the rest.
    */
   readonly queuedBytes: number
   /** Connections closed with an error frame, by code. */
