@@ -402,7 +402,31 @@ export const failUsage = (message: string) => Effect.fail(new UsageError({ messa
 
 // ---------------------------------------------------------------------------------------------
 
-const firstLine = (text: string) => text.split("\n")[0]!.trim()
+/**
+ * A message as one line: its first line, or, when that introduces a list ("…:"), the list
+ * joined after it.
+ */
+const firstLine = (text: string) => {
+  const [first = "", ...rest] = text.split("\n").map((l) => l.trim()).filter((l) => l !== "")
+  return first.endsWith(":") && rest.length > 0 ? `${first} ${rest.map((l) => l.replace(/^- /, "")).join("; ")}` : first
+}
+
+/** A configuration error in words: `CXLOG_X: why`. */
+const describeConfigError = (error: ConfigError.ConfigError): string => {
+  switch (error._op) {
+    case "And":
+    case "Or":
+      return describeConfigError(error.left)
+    case "InvalidData":
+    case "MissingData":
+    case "SourceUnavailable":
+    case "Unsupported":
+      return error.path.length === 0 ? error.message : `${error.path.join(".")}: ${error.message}`
+  }
+}
+
+/** Errors that mean the configuration given is wrong (exit 2, like a usage mistake). */
+const CONFIGURATION_ERRORS = new Set(["LogConfigInvalid", "RegionLayoutInvalid"])
 
 /** A failure's own words: its message, else its tag and its plain fields. */
 const describe = (error: unknown): string => {
@@ -410,7 +434,7 @@ const describe = (error: unknown): string => {
   const tagged = error as { readonly _tag?: unknown; readonly message?: unknown; readonly error?: unknown }
   // Effect.try without a catch: the thrown error is what matters.
   if (tagged._tag === "UnknownException" && tagged.error !== undefined) return describe(tagged.error)
-  if (ConfigError.isConfigError(error)) return firstLine(String(error))
+  if (ConfigError.isConfigError(error)) return describeConfigError(error)
   if (typeof tagged.message === "string" && tagged.message.trim() !== "") return firstLine(tagged.message)
   const fields = Object.entries(error)
     .filter(([k, v]) => k !== "_tag" && (typeof v === "string" || typeof v === "number" || typeof v === "boolean"))
@@ -422,7 +446,8 @@ const describe = (error: unknown): string => {
 export const describeFailure = (cause: Cause.Cause<unknown>, prefix: string): { readonly line: string; readonly exitCode: 1 | 2 } => {
   const failure = Cause.failureOption(cause)
   const error = Option.isSome(failure) ? failure.value : Cause.squash(cause)
-  const usageMistake = error instanceof UsageError || ConfigError.isConfigError(error)
+  const usageMistake = error instanceof UsageError || ConfigError.isConfigError(error) ||
+    CONFIGURATION_ERRORS.has((error as { readonly _tag?: string } | null)?._tag ?? "")
   if (error instanceof UsageError) return { line: error.message, exitCode: 2 }
   return { line: `${prefix}: ${describe(error)}`, exitCode: usageMistake ? 2 : 1 }
 }

@@ -9,6 +9,7 @@ import { Effect } from "effect"
 import { createServer } from "node:net"
 import { useColor } from "../../src/programs/CliKit.js"
 import { runCli } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
 
 /** stderr is exactly one line, and reads as words rather than a dump or a stack. */
 const oneLine = (stderr: string): string => {
@@ -82,6 +83,19 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(code).toBe(1)
       expect(oneLine(stderr)).toMatch(
         new RegExp(`^cxlog publish: no broker accepted a connection within 500 ms: 127\\.0\\.0\\.1:${port} \\(unreachable: connect ECONNREFUSED`)
+      )
+    }))
+
+  it.scoped("a malformed or unworkable region variable: exit 2, one line naming the variable or every problem", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("cli-config")
+      const malformed = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "abc" })
+      expect(malformed.code).toBe(2)
+      expect(oneLine(malformed.stderr)).toBe(`cxlog head: CXLOG_LOG_BLOG_BYTES: Expected an integer value but received "abc"`)
+      const unworkable = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "100" })
+      expect(unworkable.code).toBe(2)
+      expect(oneLine(unworkable.stderr)).toMatch(
+        /^cxlog head: invalid log configuration: blogBytes 100 must be a multiple of 4096; .*; effective configuration: maxTopics=/
       )
     }))
 
