@@ -352,7 +352,7 @@ const subscribeCommand = Cli.command({
       default: 30_000,
       placeholder: "MS",
       env: "CXLOG_SUBSCRIBE_IDLE_MS",
-      description: "with --limit (or an audit): give up after this long without a new message"
+      description: "with --limit: give up after this long without a new message"
     }),
     auditPublishers: Cli.integer("audit-publishers", { default: 0, hidden: true, description: "audit stamped messages of this many publishers" }),
     auditMessages: Cli.integer("audit-messages", { default: 0, hidden: true, description: "messages each audited publisher sends" }),
