@@ -5,7 +5,7 @@
  * 2 (usage) or 1 (runtime); `--verbose` adds the full cause.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Either, Logger } from "effect"
+import { Cause, Console, Effect, Either, Exit, Logger } from "effect"
 import { fileURLToPath } from "node:url"
 import { regionConfig } from "../layers/RegionLayout.js"
 import { defaultSequencerOptions } from "../services/log/Sequencer.js"
@@ -663,4 +663,9 @@ const main = Effect.suspend(() => {
   )
 })
 
-main.pipe(Effect.provide(NodeContext.layer), (effect) => NodeRuntime.runMain(effect, { disablePrettyLogger: true }))
+// The exit code main chose (2 usage, 1 runtime) ends the process even with an IPC channel to a parent holding the loop open.
+main.pipe(Effect.provide(NodeContext.layer), (effect) =>
+  NodeRuntime.runMain(effect, {
+    disablePrettyLogger: true,
+    teardown: (exit, onExit) => onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? 1 : Number(process.exitCode ?? 0))
+  }))
