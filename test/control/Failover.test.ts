@@ -1,0 +1,149 @@
+/**
+ * Head failover (bundled CLI, real processes): standby heads take over the sequencer and the
+ * coordinator when the active head is SIGKILLed under load (the run's audit passes, per-client
+ * FIFO in mode 5 included); a head SIGSTOPped past its lease and continued finds itself fenced
+ * and exits having written nothing (checked in the region: which epoch finished each GOI
+ * entry's PBR slot); a barrier in flight at the takeover fails with a typed error at once.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { goiEntryOffset, pbrSlotOffset } from "../../src/layers/log/Layout.js"
+import { GoiEntryView, OrderLineView, PbrSlotView } from "../../src/layers/log/RecordViews.js"
+import { RegionLayout } from "../../src/layers/RegionLayout.js"
+import { attachRegion } from "../../src/layers/Roles.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+
+interface Summary {
+  readonly takeoverMs: number | null
+  readonly takeoverEpoch: number | null
+  readonly auditPassed: boolean
+  readonly messages: number
+  readonly received: number
+  readonly lost: number
+  readonly duplicated: number
+  readonly outOfOrder: number
+  readonly crcMismatches: number
+  readonly order: number
+}
+
+const runKillHead = (standbys: number) =>
+  Effect.gen(function*() {
+    const { code, stdout, stderr } = yield* runCli(["run", "--kill-head", "--standby", `${standbys}`, "--bytes", "32MiB", "--broker-count", "2", "--json"])
+    expect(code, stdout + stderr).toBe(0)
+    return JSON.parse(stdout.trim().split("\n").at(-1)!) as Summary
+  })
+
+/** For every GOI entry of topic 0 whose PBR slot still holds its batch: the epoch of the head that finished that slot, in GOI order. */
+const orderingEpochs = (region: string) =>
+  Effect.gen(function*() {
+    const memory = yield* CxlMemory
+    const { log: area } = yield* RegionLayout
+    const goi = new GoiEntryView(memory)
+    const pbr = new PbrSlotView(memory, area.config.pbrSlots)
+    const committed = new OrderLineView(memory).committed(area.orderLine(0))
+    const epochs: Array<number> = []
+    for (let g = 0; g < committed; g++) {
+      const e = goiEntryOffset(area, 0, g)
+      if (!goi.holds(e, g)) continue
+      const slot = pbrSlotOffset(area, 0, goi.brokerId(e), goi.pbrSeq(e))
+      if (pbr.pbrSeq(slot) === goi.pbrSeq(e)) epochs.push(pbr.orderedEpoch(slot))
+    }
+    return { epochs, orderLineEpoch: new OrderLineView(memory).epoch(area.orderLine(0)) }
+  }).pipe(Effect.scoped, Effect.provide(Layer.fresh(attachRegion({ name: region }))))
+
+describe("head failover (bundled CLI, real processes)", () => {
+  for (const standbys of [1, 2]) {
+    it.scopedLive(`cxlog run --kill-head --standby ${standbys}: one standby takes over mid-run, the audit passes (mode 5, per-client FIFO)`, () =>
+      Effect.gen(function*() {
+        const summary = yield* runKillHead(standbys)
+        expect(summary).toMatchObject({ order: 5, auditPassed: true, lost: 0, duplicated: 0, outOfOrder: 0, crcMismatches: 0 })
+        expect(summary.received).toBe(summary.messages)
+        // Exactly one standby won the lease: one epoch past the killed head's.
+        expect(summary.takeoverEpoch).toBe(2)
+        expect(summary.takeoverMs).toBeGreaterThan(0)
+      }), 120_000)
+  }
+
+  it.scopedLive("a head SIGSTOPped past its lease is fenced: the standby takes over, the old head continued exits having written nothing", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("fence")
+      const messages = 4_000
+      const env = {
+        ...smallRegionEnv,
+        CXLOG_REGION: region,
+        // Long enough that a loaded machine's stall is no takeover; the stop outlasts it.
+        CXLOG_SEQUENCER_LEASE_MS: "1500",
+        // Every batch of the run keeps its PBR slot and GOI entry, so the region shows who ordered each.
+        CXLOG_LOG_PBR_SLOTS: "16384",
+        CXLOG_LOG_GOI_SLOTS: "16384"
+      }
+      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+      expect((yield* head.event("ready"))["epoch"]).toBe(1)
+      const standby = yield* forkCli(["head", "--standby", "--standby-check-ms", "50"], env)
+      yield* standby.event("standby")
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+      const port = (yield* broker.event("listening"))["port"] as number
+      const subscriber = yield* forkCli(
+        ["subscribe", "--topic", "t", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--idle-timeout-ms", "30000"],
+        env
+      )
+      yield* subscriber.event("subscribed")
+      // About 8 s of load: before, during and after the stop.
+      const publisher = yield* forkCli(
+        ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "t", "--count", `${messages}`, "--message-bytes", "128", "--rate-mbps", "0.064"],
+        env
+      )
+      yield* publisher.event("progress")
+      yield* Effect.sleep("500 millis")
+      expect(head.child.exitCode).toBe(null)
+
+      head.child.kill("SIGSTOP")
+      // The standby takes over once the lease lapses, unless the head stopped inside a round (then it waits for it).
+      yield* standby.event("firstOrdered", 5_000).pipe(Effect.ignore)
+      head.child.kill("SIGCONT")
+      expect((yield* standby.event("ready"))["epoch"]).toBe(2)
+
+      yield* publisher.event("done", 60_000)
+      const audited = yield* subscriber.event("done", 60_000)
+      expect(audited["audit"]).toMatchObject({ passed: true, lost: 0, duplicated: 0, outOfOrder: 0 })
+
+      // In GOI order: the first head's entries, then only the standby's; the frontier is the standby's.
+      const { epochs, orderLineEpoch } = yield* orderingEpochs(region)
+      expect(epochs.length).toBeGreaterThan(0)
+      const firstOfNew = epochs.indexOf(2)
+      expect(firstOfNew).toBeGreaterThan(0)
+      expect(epochs.slice(0, firstOfNew).every((e) => e === 1)).toBe(true)
+      expect(epochs.slice(firstOfNew).every((e) => e === 2)).toBe(true)
+      expect(orderLineEpoch).toBe(2)
+
+      // The continued head found itself fenced and exited at once, without finalizers.
+      const exit = yield* head.exited.pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error(`the fenced head still runs: ${head.output()}`) }))
+      expect(exit.code, head.output()).toBe(3)
+      expect(head.output()).toContain("exiting without writing")
+    }), 120_000)
+
+  it.scopedLive("a barrier in flight when the head dies fails with CoordinatorUnavailable at the takeover, well before its timeout", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("fobarrier")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_DEBUG_BARRIERS: "true" }
+      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+      yield* head.event("ready")
+      const standby = yield* forkCli(["head", "--standby"], env)
+      yield* standby.event("standby")
+      const sleeper = yield* spawnFixture("coord-node", ["sleeper", region, "2"])
+      const survivor = yield* spawnFixture("coord-node", ["survivor", region, "2"])
+      yield* sleeper.next()
+      // The coordinator logs the survivor's arrival (debug barriers): the barrier is in flight.
+      while (!head.output().includes("name=stuck")) yield* Effect.sleep("20 millis")
+
+      head.child.kill("SIGKILL")
+      yield* standby.event("ready")
+      // Its log lines (the re-join) come first on stdout; the result is its last line.
+      let result: { result?: boolean; outcome?: { error?: string; message?: string } } = {}
+      while (result.result !== true) result = yield* survivor.next(15_000)
+      expect(result.outcome?.error).toBe("CoordinatorUnavailable")
+      expect(result.outcome?.message).toContain("the coordinator failed over (epoch 2) while barrier stuck was in flight")
+    }), 60_000)
+})
