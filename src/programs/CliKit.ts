@@ -411,7 +411,7 @@ const firstLine = (text: string) => {
   return first.endsWith(":") && rest.length > 0 ? `${first} ${rest.map((l) => l.replace(/^- /, "")).join("; ")}` : first
 }
 
-/** A configuration error in words: `CXLOG_X: why`. */
+/** A configuration error in words: the variable, then why. */
 const describeConfigError = (error: ConfigError.ConfigError): string => {
   switch (error._op) {
     case "And":
