@@ -111,6 +111,19 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
     }))
 })
 
+describe("cxlog run's output", () => {
+  it.effect("the live line ends at 100 % acked, ordered and read, at the summary's MB/s", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "16MiB", "--broker-count", "1"])
+      expect(code, stderr).toBe(0)
+      const live = [...stdout.matchAll(/^ *(\d+) MB\/s {2}acked +(\d+)% {2}ordered +(\d+)% {2}read +(\d+)% /gm)]
+      const last = live.at(-1)!
+      expect(last.slice(2).map(Number)).toEqual([100, 100, 100])
+      const summary = Number(/^published \d+ messages \([\d.]+ MiB\) in [\d.]+ s: ([\d.]+) MB\/s$/m.exec(stdout)![1])
+      expect(Math.abs(Number(last[1]) - summary)).toBeLessThanOrEqual(0.5)
+    }))
+})
+
 describe("cxlog --help", () => {
   it.effect("lists the commands a user runs, not the internal roles, without colour when piped", () =>
     Effect.gen(function*() {
