@@ -4,7 +4,7 @@
  * (over the in-memory log) in its own process. `ratio` = publisher MB/s over loopback MB/s.
  *
  * Flags: --bytes=N (default 256 MiB), --message=N (1024), --chunk=N (loopback write size,
- * 65536), --batch=N (publisher batch bytes, 65536), --ack=0|1|2 (1), --brokers=N (1; several
+ * 65536), --batch=N (publisher batch bytes, 65536), --ack=0|1|2 (1), --broker-count=N (1; several
  * broker servers in the one broker process, sharing its log), --window=N (64).
  */
 import { Effect } from "effect"
@@ -56,7 +56,7 @@ export const run = (args: ReadonlyArray<string>) =>
     const chunkBytes = flag(args, "chunk", 64 << 10)
     const batchBytes = flag(args, "batch", 64 << 10)
     const ackLevel = flag(args, "ack", 1) as 0 | 1 | 2
-    const brokerCount = flag(args, "brokers", 1)
+    const brokerCount = flag(args, "broker-count", 1)
     const window = flag(args, "window", 64)
     const maxBatchBytes = Math.max(1 << 20, batchBytes)
 
