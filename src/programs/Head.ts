@@ -26,7 +26,7 @@ import { LogReader } from "../services/log/LogReader.js"
 import { CxlMemory, type RegionExists } from "../services/region/CxlMemory.js"
 import { Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions } from "../services/log/Sequencer.js"
 import { LeaseLine } from "../layers/log/Records.js"
-import { isPidAlive } from "../layers/region/ProcessSlot.js"
+import { isPidRunning } from "../layers/log/Participants.js"
 import { Offsets } from "../layers/region/Superblock.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
@@ -178,10 +178,10 @@ const headGone = (region: { readonly i32: Int32Array; readonly f64: Float64Array
   const holder = Atomics.load(region.i32, (at + LeaseLine.occurrence) / 4)
   const pid = Atomics.load(region.i32, (at + LeaseLine.pid) / 4)
   const expiresAtMs = region.f64[(at + LeaseLine.expiresAtMs) / 8]!
-  return holder === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidAlive(pid))
+  return holder === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidRunning(pid))
 }
 
-/** How often a standby looks at the lease by default (with the 1 s lease: takeover well within a second of a crash). */
+/** How often a standby looks at the lease by default: a crashed head (its process gone) is replaced well within a second. */
 export const DEFAULT_STANDBY_CHECK_MS = 100
 
 /** Maps the region and waits (a timer, no spinning) until its head is gone. */

@@ -150,6 +150,11 @@ export const run = (options: RunOptions) =>
       (i) => spawnRole(`standby head ${i}`, ["head", "--standby"], env)
     )
     yield* Effect.forEach(standbys, (s) => s.event("standby", 20_000)).pipe(whileAlive([head, ...brokers], "the standby heads to start"))
+    // With standbys, the active head is whichever said ready last (one may take over early from a
+    // head stalled past its lease on a loaded machine), and no single head is essential.
+    let activeHead = head
+    for (const standby of standbys) standby.on((e) => e.event === "ready" && (activeHead = standby))
+    const heads = standbys.length === 0 ? [head] : []
     const withSubscriber = options.subscriber !== false
     const subscriber = withSubscriber
       ? yield* spawnRole(
@@ -158,7 +163,7 @@ export const run = (options: RunOptions) =>
         { ...env, ...metricsEnv(options.brokers + 2) }
       )
       : undefined
-    if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000).pipe(whileAlive([head, ...brokers], "the subscriber to subscribe"))
+    if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000).pipe(whileAlive([...heads, ...brokers], "the subscriber to subscribe"))
     const publisher = yield* spawnRole("publisher", [
       "publish",
       "--brokers",
@@ -222,10 +227,12 @@ export const run = (options: RunOptions) =>
     const takeover = yield* Deferred.make<{ readonly atMs: number; readonly epoch: number }>()
     if (killHead !== undefined) {
       let killedAtMs = 0
+      let victim = head
       publisher.on((e) => {
         if (e.event === "progress" && killedAtMs === 0 && progress.acked >= messages * killHead.atFraction) {
           killedAtMs = Date.now()
-          head.kill("SIGKILL")
+          victim = activeHead
+          victim.kill("SIGKILL")
           Deferred.unsafeDone(headKilledAt, Effect.succeed(killedAtMs))
         }
       })
@@ -233,7 +240,9 @@ export const run = (options: RunOptions) =>
         let epoch = 0
         standby.on((e) => {
           if (e.event === "ready") epoch = e["epoch"] as number
-          else if (e.event === "firstOrdered" && killedAtMs > 0) Deferred.unsafeDone(takeover, Effect.succeed({ atMs: e["atMs"] as number, epoch }))
+          else if (e.event === "firstOrdered" && killedAtMs > 0 && standby !== victim) {
+            Deferred.unsafeDone(takeover, Effect.succeed({ atMs: e["atMs"] as number, epoch }))
+          }
         })
       }
     }
@@ -259,7 +268,7 @@ export const run = (options: RunOptions) =>
       Effect.fork
     )
     // Any role dying before it is done fails the run at once, naming it, what the run waited for, and its last output.
-    const essential = [...(killHead === undefined ? [head] : standbys), ...brokers.filter((_, i) => i !== kill?.index)]
+    const essential = [...heads, ...brokers.filter((_, i) => i !== kill?.index)]
     const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive(essential, "the publisher to finish"), Effect.raceFirst(takenOver))
     // Everything is acked: the subscriber now reads to the log's end, duplicates after the last distinct message included.
     if (subscriber?.child.connected === true) subscriber.child.send({ event: "publishersDone" })

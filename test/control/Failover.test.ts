@@ -7,6 +7,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { goiEntryOffset, pbrSlotOffset } from "../../src/layers/log/Layout.js"
 import { GoiEntryView, OrderLineView, PbrSlotView } from "../../src/layers/log/RecordViews.js"
 import { RegionLayout } from "../../src/layers/RegionLayout.js"
@@ -53,18 +56,38 @@ const orderingEpochs = (region: string) =>
     return { epochs, orderLineEpoch: new OrderLineView(memory).epoch(area.orderLine(0)) }
   }).pipe(Effect.scoped, Effect.provide(Layer.fresh(attachRegion({ name: region }))))
 
+const stressScript = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "stress-failover.mjs")
+
+/** `npm run stress:failover` once (its speed goal off: that is for the stress runs, not CI); its JSON summary. */
+const stressOnce = Effect.async<{ code: number | null; output: string }>((resume) => {
+  const child = spawn(process.execPath, [stressScript, "--runs", "1", "--bytes", "32MiB", "--no-goal"], { stdio: ["ignore", "pipe", "pipe"] })
+  let output = ""
+  child.stdout.on("data", (c: Buffer) => (output += c.toString()))
+  child.stderr.on("data", (c: Buffer) => (output += c.toString()))
+  child.on("exit", (code) => resume(Effect.succeed({ code, output })))
+  return Effect.sync(() => child.kill("SIGKILL"))
+})
+
 describe("head failover (bundled CLI, real processes)", () => {
-  for (const standbys of [1, 2]) {
-    it.scopedLive(`cxlog run --kill-head --standby ${standbys}: one standby takes over mid-run, the audit passes (mode 5, per-client FIFO)`, () =>
-      Effect.gen(function*() {
-        const summary = yield* runKillHead(standbys)
-        expect(summary).toMatchObject({ order: 5, auditPassed: true, lost: 0, duplicated: 0, outOfOrder: 0, crcMismatches: 0 })
-        expect(summary.received).toBe(summary.messages)
-        // Exactly one standby won the lease: one epoch past the killed head's.
-        expect(summary.takeoverEpoch).toBe(2)
-        expect(summary.takeoverMs).toBeGreaterThan(0)
-      }), 120_000)
-  }
+  it.scopedLive("npm run stress:failover, one run: cxlog run --kill-head (1 standby) — the standby takes over mid-run, the audit passes", () =>
+    Effect.gen(function*() {
+      const { code, output } = yield* stressOnce
+      expect(code, output).toBe(0)
+      const summary = JSON.parse(output.trim().split("\n").at(-1)!)
+      expect(summary).toMatchObject({ stress: "failover", runs: 1, failed: 0, auditsPassed: 1 })
+      expect(summary.takeoverMs.all[0]).toBeGreaterThan(0)
+      expect(output).toContain("epoch 2), lost 0, duplicated 0, out of order 0, audit passed")
+    }), 120_000)
+
+  it.scopedLive("cxlog run --kill-head --standby 2: exactly one of two standbys takes over mid-run, the audit passes (mode 5, per-client FIFO)", () =>
+    Effect.gen(function*() {
+      const summary = yield* runKillHead(2)
+      expect(summary).toMatchObject({ order: 5, auditPassed: true, lost: 0, duplicated: 0, outOfOrder: 0, crcMismatches: 0 })
+      expect(summary.received).toBe(summary.messages)
+      // One standby won the lease: one epoch past the killed head's.
+      expect(summary.takeoverEpoch).toBe(2)
+      expect(summary.takeoverMs).toBeGreaterThan(0)
+    }), 120_000)
 
   it.scopedLive("a head SIGSTOPped past its lease is fenced: the standby takes over, the old head continued exits having written nothing", () =>
     Effect.gen(function*() {

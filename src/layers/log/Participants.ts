@@ -6,6 +6,7 @@
  */
 import { Effect, type Scope } from "effect"
 import { randomInt } from "node:crypto"
+import { readFileSync } from "node:fs"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
@@ -61,6 +62,21 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
   lines.setDoorbell(offset, 0)
   lines.swapOccurrence(offset, occurrence, 0)
   region.publish(offset, LINE_BYTES)
+}
+
+/**
+ * Whether `pid` still runs: alive and not a zombie. A SIGKILLed head stays a zombie until its
+ * parent reaps it (a busy `cxlog run` may take a while), and a zombie writes nothing: a standby
+ * need not wait for the reaping, nor for its lease to expire.
+ */
+export const isPidRunning = (pid: number): boolean => {
+  if (!isPidAlive(pid)) return false
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat[stat.lastIndexOf(")") + 2] !== "Z"
+  } catch {
+    return true
+  }
 }
 
 /** Whether a doorbell word read from the region names a doorbell line inside it. */

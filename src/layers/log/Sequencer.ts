@@ -26,10 +26,9 @@ import {
 } from "../../services/log/Sequencer.js"
 import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
-import { isPidAlive } from "../region/ProcessSlot.js"
 import { Offsets } from "../region/Superblock.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
-import { livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone } from "./Participants.js"
+import { isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone } from "./Participants.js"
 import { DescriptorState, GoiEntry, LeaseLine, LINE_BYTES, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import {
   DescriptorView,
@@ -360,7 +359,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       const current = leaseLine.occurrence(at)
       const pid = leaseLine.pid(at)
       const expiresAtMs = leaseLine.expiresAtMs(at)
-      const free = current === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidAlive(pid))
+      const free = current === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidRunning(pid))
       if (!free || !leaseLine.swapOccurrence(at, current, occurrence)) return new SequencerLeaseHeld({ pid, expiresAtMs })
       const epoch = leaseLine.epoch(at) + 1
       leaseLine.setEpoch(at, epoch)
@@ -384,7 +383,7 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       for (;;) {
         const marker = Atomics.load(region.i32, writingWord)
         if (marker === 0) return
-        if (!isPidAlive(marker)) {
+        if (!isPidRunning(marker)) {
           Atomics.compareExchange(region.i32, writingWord, marker, 0)
           continue
         }

@@ -59,7 +59,7 @@ export interface SequencerOptions {
 export const defaultSequencerOptions = {
   holdTimeoutMs: 5_000,
   sessionIdleMs: 10 * 60_000,
-  leaseMs: 1_000,
+  leaseMs: 2_000,
   waitForLeaseMs: 0,
   maxBatchesPerBroker: 256
 } as const
