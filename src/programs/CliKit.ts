@@ -1,14 +1,13 @@
 /**
- * The small command-line kit behind `cxlog`. Each flag is declared once with its meaning, its
- * default and its `CXLOG_*` variable, so help, parsing, the environment fallback and
- * `cxlog config` cannot disagree. A mistake on the command line is a `UsageError`: one line,
- * exit code 2. (@effect/cli could neither hide internal subcommands, show a flag's variable
- * nor keep its errors to one line, hence this.)
+ * `cxlog`'s flags on @effect/cli. Each flag is declared once with its meaning, its default and
+ * its `CXLOG_*` variable; that declaration makes the @effect/cli option (the variable through
+ * Options.withFallbackConfig, default and variable in its help) and the row `cxlog config`
+ * prints, so help, parsing, the environment fallback and `cxlog config` cannot disagree.
+ * A flag's value is parsed here so that a mistake is one line naming the flag or variable.
  */
-import { Cause, ConfigError, Data, Effect, Either, Option } from "effect"
-
-/** A mistake in the arguments or in a `CXLOG_*` variable: one line, exit code 2. */
-export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+import { Args, CliConfig, Command as CliCommand, HelpDoc, Options, ValidationError } from "@effect/cli"
+import { Config, Console, Effect, Either, Option } from "effect"
+import { stripAnsi, UsageError, validationLine } from "./CliFailure.js"
 
 /** Why `text` is not a valid value, as a phrase naming it (Left), or the value. */
 type Parse<A> = (text: string) => Either.Either<A, string>
@@ -25,6 +24,7 @@ export interface Flag<A> {
   readonly parse: Parse<A>
   readonly switch: boolean
   readonly repeated: boolean
+  /** Only for the roles other cxlog processes start: accepted, never in help. */
   readonly hidden: boolean
 }
 
@@ -132,13 +132,67 @@ export const repeated = <A>(flag: Flag<A>): Flag<ReadonlyArray<A>> => ({
   parse: (t) => Either.all(t.split(",").filter((s) => s !== "").map(flag.parse))
 })
 
-// ---------------------------------------------------------------------------------------------
-
 type AnyFlag = Flag<any>
-type Values<F extends Record<string, AnyFlag>> = { readonly [K in keyof F]: F[K] extends Flag<infer A> ? A : never }
 
 /** Where a flag's value came from. */
 export type Source = "flag" | "env" | "default"
+
+/** The value of `flag` without the command line: its variable in `env`, else its default. */
+export const resolveFlag = (
+  prefix: string,
+  flag: AnyFlag,
+  env: Record<string, string | undefined>
+): Either.Either<{ readonly value: unknown; readonly source: Source }, UsageError> => {
+  const fromEnv = flag.env === undefined ? undefined : env[flag.env]
+  if (fromEnv === undefined || fromEnv === "") return Either.right({ value: flag.default, source: "default" })
+  return Either.match(flag.parse(fromEnv), {
+    onLeft: (why) => Either.left(new UsageError({ message: `${prefix}: ${flag.env}=${fromEnv}: ${why}` })),
+    onRight: (value) => Either.right({ value, source: "env" as const })
+  })
+}
+
+/** A value read from a flag's variable, told apart from one given on the command line. */
+class FromEnv {
+  constructor(readonly text: string) {}
+}
+
+const mistake = (line: string) => ValidationError.invalidValue(HelpDoc.p(line))
+
+/** `flag` as an @effect/cli option; `prefix` (`cxlog run`) begins its one-line mistakes. */
+export const toOptions = <A>(prefix: string, flag: Flag<A>): Options.Options<A> => {
+  const facts = [
+    flag.shownDefault === undefined ? undefined : `default ${flag.shownDefault}`,
+    flag.env === undefined ? undefined : `env ${flag.env}`
+  ].filter((f) => f !== undefined).join(", ")
+  const described = <B>(option: Options.Options<B>) => {
+    const named = Options.withDescription(flag.placeholder === "" ? option : Options.withPseudoName(option, flag.placeholder), flag.description)
+    return facts === "" ? named : Options.withDescription(named, `[${facts}]`)
+  }
+  const given = (texts: ReadonlyArray<string>): Effect.Effect<A, ValidationError.ValidationError> =>
+    Either.match(flag.repeated ? Either.all(texts.map(flag.parse)).pipe(Either.map((v) => v.flat() as A)) : flag.parse(texts[0]!), {
+      onLeft: (why) => Effect.fail(mistake(`${prefix}: --${flag.name}: ${why}`)),
+      onRight: Effect.succeed
+    })
+  const fromEnv = (value: A | FromEnv): Effect.Effect<A, ValidationError.ValidationError> =>
+    !(value instanceof FromEnv) ? Effect.succeed(value) : Either.match(resolveFlag(prefix, flag, { [flag.env!]: value.text }), {
+      onLeft: (error) => Effect.fail(mistake(error.message)),
+      onRight: (resolved) => Effect.succeed(resolved.value as A)
+    })
+  const withEnv = <B>(option: Options.Options<B>): Options.Options<B | FromEnv> =>
+    flag.env === undefined ? option : Options.withFallbackConfig(option, Config.map(Config.string(flag.env), (t) => new FromEnv(t)))
+  if (flag.switch) return Options.mapEffect(withEnv(described(Options.boolean(flag.name) as Options.Options<A>)), fromEnv)
+  const single = described(Options.text(flag.name))
+  // None given is missing, so the variable (withFallbackConfig), then the default, apply.
+  const fromFlag = flag.repeated
+    ? Options.mapEffect(Options.repeated(single), (texts) => texts.length === 0 ? Effect.fail(ValidationError.missingValue(HelpDoc.empty)) : given(texts))
+    : Options.mapEffect(single, (t) => given([t]))
+  return Options.mapEffect(
+    Options.optional(withEnv(fromFlag)),
+    Option.match({ onNone: () => Effect.succeed(flag.default), onSome: fromEnv })
+  )
+}
+
+type Values<F extends Record<string, AnyFlag>> = { readonly [K in keyof F]: F[K] extends Flag<infer A> ? A : never }
 
 export interface Command<R> {
   readonly name: string
@@ -175,279 +229,96 @@ export const command = <F extends Record<string, AnyFlag>, R>(spec: {
   run: spec.run as Command<R>["run"]
 })
 
-/** What the command line asked for. */
-export type Invocation<R> =
-  | { readonly _tag: "Help"; readonly command: Command<R> | undefined }
-  | { readonly _tag: "Version" }
-  | {
-    readonly _tag: "Run"
-    readonly command: Command<R>
-    readonly values: Record<string, unknown>
-    readonly sources: Record<string, Source>
-    readonly args: ReadonlyArray<string>
-  }
-
-/** Edit distance, for "did you mean". */
-const distance = (a: string, b: string): number => {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
-      diagonal = above
-    }
-  }
-  return row[b.length]!
-}
-
-/** The closest of `candidates` to `word`, if it is close enough to be a typo of it. */
-export const suggest = (word: string, candidates: ReadonlyArray<string>): string | undefined => {
-  let best: { name: string; d: number } | undefined
-  for (const name of candidates) {
-    const d = (name.startsWith(word) && word.length >= 2) || (word.length >= 5 && name.startsWith(word.slice(0, -1))) ? 0 : distance(word, name)
-    if (d <= Math.max(2, Math.floor(name.length / 3)) && (best === undefined || d < best.d)) best = { name, d }
-  }
-  return best?.name
-}
-
-const usage = (message: string) => Either.left(new UsageError({ message }))
-
-/** The value of `flag` from what was given, else its variable in `env`, else its default. */
-export const resolveFlag = (
-  prefix: string,
-  flag: AnyFlag,
-  given: ReadonlyArray<string>,
-  env: Record<string, string | undefined>
-): Either.Either<{ readonly value: unknown; readonly source: Source }, UsageError> => {
-  if (given.length > 0) {
-    const parsed = flag.repeated ? Either.all(given.map(flag.parse)).pipe(Either.map((v) => v.flat())) : flag.parse(given[0]!)
-    return Either.match(parsed, {
-      onLeft: (why) => usage(`${prefix}: --${flag.name}: ${why}`),
-      onRight: (value) => Either.right({ value, source: "flag" as const })
-    })
-  }
-  const fromEnv = flag.env === undefined ? undefined : env[flag.env]
-  if (fromEnv !== undefined && fromEnv !== "") {
-    return Either.match(flag.parse(fromEnv), {
-      onLeft: (why) => usage(`${prefix}: ${flag.env}=${fromEnv}: ${why}`),
-      onRight: (value) => Either.right({ value, source: "env" as const })
-    })
-  }
-  return Either.right({ value: flag.default, source: "default" })
-}
-
-/** Parses `argv` (the words after `cxlog`) against `commands`. */
-export const parse = <R>(
-  program: string,
-  commands: ReadonlyArray<Command<R>>,
-  argv: ReadonlyArray<string>,
-  env: Record<string, string | undefined>
-): Either.Either<Invocation<R>, UsageError> => {
-  const [first, ...rest] = argv
-  if (first === undefined || first === "--help" || first === "-h") return Either.right({ _tag: "Help", command: undefined })
-  if (first === "--version" || first === "-V") return Either.right({ _tag: "Version" })
-  const find = (name: string) => commands.find((c) => c.name === name)
-  if (first === "help") {
-    const named = rest[0] === undefined ? undefined : find(rest[0])
-    if (rest[0] !== undefined && named === undefined) return unknownCommand(program, commands, rest[0])
-    return Either.right({ _tag: "Help", command: named })
-  }
-  if (first.startsWith("-")) return usage(`${program}: a command comes first, then its flags: ${program} COMMAND [flags] (see ${program} --help)`)
-  const cmd = find(first)
-  if (cmd === undefined) return unknownCommand(program, commands, first)
-  const prefix = `${program} ${cmd.name}`
-  const byName = new Map(Object.values(cmd.flags).map((f) => [f.name, f]))
-  const given = new Map<string, Array<string>>()
-  const args: Array<string> = []
-  for (let i = 0; i < rest.length; i++) {
-    const word = rest[i]!
-    if (word === "--help" || word === "-h") return Either.right({ _tag: "Help", command: cmd })
-    if (!word.startsWith("--") || word === "--") {
-      if (cmd.positional === undefined) return usage(`${prefix}: unexpected argument ${word} (flags start with --; see ${prefix} --help)`)
-      args.push(word)
-      continue
-    }
-    const eq = word.indexOf("=")
-    const name = word.slice(2, eq < 0 ? undefined : eq)
-    const flag = byName.get(name)
-    if (flag === undefined) {
-      const near = suggest(name, [...byName.values()].filter((f) => !f.hidden).map((f) => f.name))
-      return usage(`${prefix}: unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}; see ${prefix} --help`)
-    }
-    let value: string
-    if (eq >= 0) value = word.slice(eq + 1)
-    else if (flag.switch) value = "true"
-    else {
-      const next = rest[i + 1]
-      if (next === undefined || (next.startsWith("--") && next.length > 2)) {
-        return usage(`${prefix}: --${name} needs a value (${flag.placeholder})`)
-      }
-      value = next
-      i++
-    }
-    const previous = given.get(name) ?? []
-    if (previous.length > 0 && !flag.repeated) return usage(`${prefix}: --${name} is given twice`)
-    given.set(name, [...previous, value])
-  }
-  const values: Record<string, unknown> = {}
-  const sources: Record<string, Source> = {}
-  for (const [key, flag] of Object.entries(cmd.flags)) {
-    const resolved = resolveFlag(prefix, flag, given.get(flag.name) ?? [], env)
-    if (Either.isLeft(resolved)) return Either.left(resolved.left)
-    values[key] = resolved.right.value
-    sources[key] = resolved.right.source
-  }
-  return Either.right({ _tag: "Run", command: cmd, values, sources, args })
-}
-
-const unknownCommand = <R>(program: string, commands: ReadonlyArray<Command<R>>, word: string) => {
-  const near = suggest(word, commands.filter((c) => !c.hidden).map((c) => c.name))
-  return usage(`${program}: unknown command ${word}${near === undefined ? "" : ` (did you mean ${near}?)`}; see ${program} --help`)
-}
-
-// ---------------------------------------------------------------------------------------------
-
 /** Colour only for a terminal, and never when `NO_COLOR` is set (no-color.org). */
 export const useColor = (stream: NodeJS.WriteStream, env: Record<string, string | undefined>): boolean =>
   stream.isTTY === true && (env["NO_COLOR"] === undefined || env["NO_COLOR"] === "")
 
-const WIDTH = 100
-
-const wrap = (text: string, width: number): Array<string> => {
-  const lines: Array<string> = []
-  let line = ""
-  for (const word of text.split(/\s+/).filter((w) => w !== "")) {
-    if (line !== "" && line.length + 1 + word.length > width) {
-      lines.push(line)
-      line = word
-    } else line = line === "" ? word : `${line} ${word}`
-  }
-  if (line !== "") lines.push(line)
-  return lines
+export interface App<R> {
+  readonly name: string
+  readonly version: string
+  /** One line: what the program is. */
+  readonly about: string
+  readonly commands: ReadonlyArray<Command<R>>
+  /** Flags every command takes (help lists them once, in the overview). */
+  readonly globals: ReadonlyArray<AnyFlag>
+  readonly footer: string
 }
 
-const styler = (color: boolean) => ({
-  bold: (s: string) => (color ? `\u001b[1m${s}\u001b[22m` : s),
-  dim: (s: string) => (color ? `\u001b[2m${s}\u001b[22m` : s)
-})
-
-/** A flag's lines in help: name and value, meaning, then its default and variable. */
-const flagHelp = (flag: AnyFlag, style: ReturnType<typeof styler>): Array<string> => {
-  const head = `  --${flag.name}${flag.placeholder === "" ? "" : ` ${flag.placeholder}`}${flag.repeated ? " …" : ""}`
-  const facts = [
-    flag.shownDefault === undefined ? undefined : `default ${flag.shownDefault}`,
-    flag.env === undefined ? undefined : `env ${flag.env}`
-  ].filter((f) => f !== undefined).join(", ")
-  return [
-    style.bold(head),
-    ...wrap(flag.description, WIDTH - 6).map((l) => `      ${l}`),
-    ...(facts === "" ? [] : [`      ${style.dim(`[${facts}]`)}`])
-  ]
-}
-
-export const commandHelp = <R>(program: string, cmd: Command<R>, color: boolean, globals: ReadonlyArray<AnyFlag>): string => {
-  const style = styler(color)
-  const flags = Object.values(cmd.flags).filter((f) => !f.hidden)
-  return [
-    `${style.bold(`${program} ${cmd.name}`)}: ${cmd.summary}`,
-    ...(cmd.details === undefined ? [] : ["", ...cmd.details.split("\n\n").flatMap((p, i) => [...(i > 0 ? [""] : []), ...wrap(p, WIDTH)])]),
-    "",
-    style.bold("Usage"),
-    `  ${program} ${cmd.name}${flags.length > 0 ? " [flags]" : ""}${cmd.positional === undefined ? "" : ` ${cmd.positional}`}`,
-    ...(flags.length === 0 ? [] : ["", style.bold("Flags"), ...flags.flatMap((f) => flagHelp(f, style))]),
-    "",
-    style.bold("Global flags"),
-    ...globals.flatMap((f) => flagHelp(f, style)),
-    ...(cmd.examples.length === 0 ? [] : ["", style.bold("Examples"), ...cmd.examples.map((e) => `  ${e}`)]),
-    ""
-  ].join("\n")
-}
-
-export const programHelp = <R>(
-  program: string,
-  about: string,
-  commands: ReadonlyArray<Command<R>>,
-  color: boolean,
-  globals: ReadonlyArray<AnyFlag>,
-  footer: string
-): string => {
-  const style = styler(color)
-  const visible = commands.filter((c) => !c.hidden)
-  const width = Math.max(...visible.map((c) => c.name.length)) + 2
-  return [
-    `${style.bold(program)}: ${about}`,
-    "",
-    style.bold("Usage"),
-    `  ${program} COMMAND [flags]`,
-    `  ${program} COMMAND --help`,
-    "",
-    style.bold("Commands"),
-    ...visible.flatMap((c) => {
-      const [firstLine = "", ...more] = wrap(c.summary, WIDTH - width - 4)
-      return [`  ${style.bold(c.name.padEnd(width))}${firstLine}`, ...more.map((l) => `  ${" ".repeat(width)}${l}`)]
-    }),
-    "",
-    style.bold("Global flags"),
-    ...globals.flatMap((f) => flagHelp(f, style)),
-    "",
-    ...wrap(footer, WIDTH),
-    ""
-  ].join("\n")
-}
-
-/** A usage mistake found by a command itself (a combination of flags its parser cannot see). */
-export const failUsage = (message: string) => Effect.fail(new UsageError({ message }))
-
-// ---------------------------------------------------------------------------------------------
+/** A command's help text before its flags: its summary, details and examples. */
+const commandDoc = <R>(spec: Command<R>) =>
+  HelpDoc.blocks([
+    HelpDoc.p(spec.summary),
+    ...(spec.details?.split("\n\n").map((p) => HelpDoc.p(p)) ?? []),
+    ...(spec.examples.length === 0 ? [] : [HelpDoc.h1("EXAMPLES"), ...spec.examples.map((e) => HelpDoc.p(`  ${e}`))])
+  ])
 
 /**
- * A message as one line: its first line, or, when that introduces a list ("…:"), the list
- * joined after it.
+ * `spec` as an @effect/cli command. Its hidden flags are left out unless `internal` (the tree
+ * for roles cxlog starts itself); left out, they keep their default. The command runs with
+ * `console`, the one the program was given (the parsing phase has its own, see runApp).
  */
-const firstLine = (text: string) => {
-  const [first = "", ...rest] = text.split("\n").map((l) => l.trim()).filter((l) => l !== "")
-  return first.endsWith(":") && rest.length > 0 ? `${first} ${rest.map((l) => l.replace(/^- /, "")).join("; ")}` : first
+const toCommand = <R>(app: App<R>, spec: Command<R>, internal: boolean, console: Console.Console) => {
+  const prefix = `${app.name} ${spec.name}`
+  const shown = Object.entries(spec.flags).filter(([, f]) => internal || !f.hidden)
+  const defaults = Object.fromEntries(Object.entries(spec.flags).map(([k, f]) => [k, f.default]))
+  return CliCommand.make(
+    spec.name,
+    {
+      flags: shown.length === 0
+        ? Options.map(Options.none, () => ({}))
+        : Options.all(Object.fromEntries(shown.map(([k, f]) => [k, toOptions(prefix, f)]))),
+      args: spec.positional === undefined ? Args.none : Args.repeated(Args.text({ name: spec.positional }))
+    },
+    ({ args, flags }) => Effect.withConsole(Effect.asVoid(spec.run({ ...defaults, ...flags }, args ?? [])), console)
+  ).pipe(CliCommand.withDescription(commandDoc(spec)))
 }
 
-/** A configuration error in words: the variable, then why. */
-const describeConfigError = (error: ConfigError.ConfigError): string => {
-  switch (error._op) {
-    case "And":
-    case "Or":
-      return describeConfigError(error.left)
-    case "InvalidData":
-    case "MissingData":
-    case "SourceUnavailable":
-    case "Unsupported":
-      return error.path.length === 0 ? error.message : `${error.path.join(".")}: ${error.message}`
-  }
+/** The command list: what `cxlog` and `cxlog --help` print. */
+const overview = <R>(app: App<R>) => {
+  const visible = app.commands.filter((c) => !c.hidden)
+  const width = Math.max(...visible.map((c) => c.name.length)) + 2
+  return HelpDoc.blocks([
+    HelpDoc.p(`${app.name}: ${app.about}`),
+    HelpDoc.h1("USAGE"),
+    HelpDoc.p(`$ ${app.name} COMMAND [flags]`),
+    HelpDoc.p(`$ ${app.name} COMMAND --help`),
+    HelpDoc.h1("COMMANDS"),
+    HelpDoc.p(visible.map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join("\n")),
+    HelpDoc.h1("GLOBAL FLAGS"),
+    Options.getHelp(Options.all(app.globals.map((f) => toOptions(app.name, f)))),
+    HelpDoc.p(app.footer)
+  ])
 }
 
-/** Errors that mean the configuration given is wrong (exit 2, like a usage mistake). */
-const CONFIGURATION_ERRORS = new Set(["LogConfigInvalid", "RegionLayoutInvalid"])
-
-/** A failure's own words: its message, else its tag and its plain fields. */
-const describe = (error: unknown): string => {
-  if (typeof error !== "object" || error === null) return String(error)
-  const tagged = error as { readonly _tag?: unknown; readonly message?: unknown; readonly error?: unknown }
-  // Effect.try without a catch: the thrown error is what matters.
-  if (tagged._tag === "UnknownException" && tagged.error !== undefined) return describe(tagged.error)
-  if (ConfigError.isConfigError(error)) return describeConfigError(error)
-  if (typeof tagged.message === "string" && tagged.message.trim() !== "") return firstLine(tagged.message)
-  const fields = Object.entries(error)
-    .filter(([k, v]) => k !== "_tag" && (typeof v === "string" || typeof v === "number" || typeof v === "boolean"))
-    .map(([k, v]) => `${k} ${v}`)
-  return `${typeof tagged._tag === "string" ? tagged._tag : "error"}${fields.length > 0 ? ` (${fields.join(", ")})` : ""}`
-}
-
-/** One line for a failed command, and its exit code: 2 for a usage or configuration mistake, else 1. */
-export const describeFailure = (cause: Cause.Cause<unknown>, prefix: string): { readonly line: string; readonly exitCode: 1 | 2 } => {
-  const failure = Cause.failureOption(cause)
-  const error = Option.isSome(failure) ? failure.value : Cause.squash(cause)
-  const usageMistake = error instanceof UsageError || ConfigError.isConfigError(error) ||
-    CONFIGURATION_ERRORS.has((error as { readonly _tag?: string } | null)?._tag ?? "")
-  if (error instanceof UsageError) return { line: error.message, exitCode: 2 }
-  return { line: `${prefix}: ${describe(error)}`, exitCode: usageMistake ? 2 : 1 }
-}
+/**
+ * Runs `words` (the arguments after the program's name) through @effect/cli. Roles other cxlog
+ * processes start (hidden commands, hidden flags) are parsed by a second tree that has them,
+ * chosen when the words name one, so help never lists them. While @effect/cli parses, its
+ * console prints help without colour unless `color`, and drops its own multi-line account of
+ * a refused command line: that fails as a one-line UsageError instead.
+ */
+export const runApp = <R>(app: App<R>, words: ReadonlyArray<string>, color: boolean) =>
+  Effect.consoleWith((console) => {
+    const parsing: Console.Console = {
+      ...console,
+      log: (...args) => console.log(...args.map((a) => (typeof a === "string" && !color ? stripAnsi(a) : a))),
+      error: () => Effect.void
+    }
+    const [first, ...rest] = words
+    if (first === undefined || first === "--help" || first === "-h" || (first === "help" && rest.length === 0)) {
+      return Effect.withConsole(Console.log(HelpDoc.toAnsiText(overview(app))), parsing)
+    }
+    const argv = first === "help" ? [...rest, "--help"] : words
+    const named = app.commands.find((c) => c.name === argv[0])
+    const internal = named !== undefined && (named.hidden || Object.values(named.flags).some((f) =>
+      f.hidden && argv.some((w) => w === `--${f.name}` || w.startsWith(`--${f.name}=`))
+    ))
+    const children = app.commands.filter((c) => internal || !c.hidden).map((c) => toCommand(app, c, internal, console))
+    const root = CliCommand.make(app.name).pipe(CliCommand.withSubcommands(children as [typeof children[0], ...typeof children]))
+    return CliCommand.run(root, { name: app.name, version: app.version })([process.argv0, app.name, ...argv]).pipe(
+      Effect.catchIf(ValidationError.isValidationError, (error) =>
+        Effect.fail(new UsageError({ message: validationLine(error, app.name, argv, app.commands) }))),
+      Effect.withConsole(parsing),
+      Effect.provide(CliConfig.layer({ showBuiltIns: false }))
+    )
+  })

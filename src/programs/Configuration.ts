@@ -80,7 +80,7 @@ export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, globals: Read
     for (const { name, flags } of flagUsers) {
       for (const flag of flags) {
         if (flag.env === undefined) continue
-        const resolved = resolveFlag(`cxlog ${name}`, flag, [], env)
+        const resolved = resolveFlag(`cxlog ${name}`, flag, env)
         if (Either.isLeft(resolved)) return yield* resolved.left
         add(flag.env, resolved.right.value, resolved.right.source, `${name} --${flag.name}`, flag.placeholder)
       }

@@ -5,7 +5,7 @@
  * 2 (usage) or 1 (runtime); `--verbose` adds the full cause.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Either, Exit, Logger } from "effect"
+import { Cause, Effect, Either, Exit, Logger } from "effect"
 import { fileURLToPath } from "node:url"
 import { regionConfig } from "../layers/RegionLayout.js"
 import { defaultSequencerOptions } from "../services/log/Sequencer.js"
@@ -13,6 +13,7 @@ import { parseAddresses } from "../layers/net/ClientConnection.js"
 import type { TopicSpec } from "../services/log/Topics.js"
 import { bench } from "./Bench.js"
 import { broker } from "./BrokerMain.js"
+import { describeFailure, failUsage } from "./CliFailure.js"
 import * as Cli from "./CliKit.js"
 import { configuration } from "./Configuration.js"
 import { createTopic } from "./CreateTopic.js"
@@ -528,7 +529,7 @@ const createTopicCommand = Cli.command({
   examples: ["cxlog create-topic --topic orders:5:1", "cxlog create-topic --region orders --topic audit:2:0 --topic clicks:0:0"],
   run: (o) =>
     o.topics.length === 0
-      ? Cli.failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF]]]")
+      ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF]]]")
       : createTopic({ name: o.region, coherence: o.coherence }, o.topics)
 })
 
@@ -626,33 +627,19 @@ const FOOTER = "Start with `cxlog run` (a whole local cluster in one command), o
   "`cxlog broker`, then `cxlog publish` and `cxlog subscribe`. Every flag can also be set by the CXLOG_* variable " +
   "its help names; `cxlog config` shows the resolved configuration (docs/configuration.md)."
 
+const app: Cli.App<NodeContext.NodeContext> = { name: "cxlog", version: VERSION, about: ABOUT, commands, globals, footer: FOOTER }
+
 const main = Effect.suspend(() => {
   const words = process.argv.slice(2)
+  // Read before parsing: it says how a command line that does not parse is reported.
   const isVerbose = words.includes("--verbose") ||
-    Either.getOrElse(Cli.resolveFlag("cxlog", verbose, [], process.env), () => ({ value: false })).value === true
-  const invocation = Cli.parse("cxlog", commands, words.filter((w) => w !== "--verbose"), process.env)
+    Either.getOrElse(Cli.resolveFlag("cxlog", verbose, process.env), () => ({ value: false })).value === true
   const color = Cli.useColor(process.stdout, process.env)
-  const program = Either.match(invocation, {
-    onLeft: (error): Effect.Effect<unknown, unknown, NodeContext.NodeContext> => Effect.fail(error),
-    onRight: (it): Effect.Effect<unknown, unknown, NodeContext.NodeContext> => {
-      switch (it._tag) {
-        case "Help":
-          return Console.log(
-            it.command === undefined
-              ? Cli.programHelp("cxlog", ABOUT, commands, color, globals, FOOTER)
-              : Cli.commandHelp("cxlog", it.command, color, globals)
-          )
-        case "Version":
-          return Console.log(`cxlog ${VERSION}`)
-        case "Run":
-          return it.command.run(it.values, it.args)
-      }
-    }
-  })
-  return program.pipe(
+  const named = commands.find((c) => c.name === words[0])
+  return Cli.runApp(app, words.filter((w) => w !== "--verbose"), color).pipe(
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-      const failure = Cli.describeFailure(cause, Either.isRight(invocation) && invocation.right._tag === "Run" ? `cxlog ${invocation.right.command.name}` : "cxlog")
+      const failure = describeFailure(cause, named === undefined ? "cxlog" : `cxlog ${named.name}`)
       return Effect.sync(() => {
         process.stderr.write(`${failure.line}\n`)
         if (isVerbose) process.stderr.write(`${Cause.pretty(cause, { renderErrorCause: true })}\n`)
