@@ -321,7 +321,8 @@ interface RegionBroker {
   readonly slots: PbrSlotView
   readonly brokerLines: BrokerLineView
   readonly sequencerLines: SequencerLineView
-  readonly sequencer: ReturnType<typeof sequencerBell>
+  /** Rings the sequencer, if it waits for batches, once this event-loop turn's appends are in (see `make`). */
+  readonly ringSequencer: () => void
   readonly roomWaits: ReturnType<typeof waitingForRoom>
   readonly alive: (pid: number) => boolean
 }
@@ -420,7 +421,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
 
   published(): void {
     this.publishLine()
-    this.b.sequencer.ringIfWaiting()
+    this.b.ringSequencer()
   }
 
   /** reclaim over the region, then publishes the new tail (readers check it) before the bytes can be reused. */
@@ -478,6 +479,16 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       }),
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
+    // One ring per event-loop turn, after every batch the turn's reads completed is committed:
+    // a parked sequencer then wakes to one round over all of them instead of one round per
+    // batch, and a lone batch waits only for the end of its turn (the check phase that follows).
+    const bell = sequencerBell(region, doorbell)
+    let ringPending: ReturnType<typeof setImmediate> | undefined
+    const ringNow = () => {
+      ringPending = undefined
+      bell.ringIfWaiting()
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => ringPending !== undefined && clearImmediate(ringPending)))
     const broker: RegionBroker = {
       region,
       area,
@@ -486,7 +497,9 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       slots: new PbrSlotView(region, area.config.pbrSlots),
       brokerLines: new BrokerLineView(region),
       sequencerLines: new SequencerLineView(region),
-      sequencer: sequencerBell(region, doorbell),
+      ringSequencer: () => {
+        ringPending ??= setImmediate(ringNow)
+      },
       roomWaits,
       alive: livenessCache()
     }
