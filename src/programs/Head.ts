@@ -171,26 +171,37 @@ const serve = (options: HeadOptions) =>
       options.standby === true ? Effect.fail(held) : Effect.fail(new HeadActive({ region: options.region.name, pid: held.pid, expiresAtMs: held.expiresAtMs })))
   )
 
-/** Whether the region's head is gone: no lease holder, its lease expired, or its process exited. */
+/**
+ * Whether the region's head is gone: no lease holder, its lease expired, or its process exited.
+ * A region no head has held yet (epoch 0) is its creator's to start: not gone.
+ */
 const headGone = (region: { readonly i32: Int32Array; readonly f64: Float64Array; readonly invalidate: (offset: number, bytes: number) => void }): boolean => {
   const at = Offsets.sequencerLease
   region.invalidate(at, 64)
   const holder = Atomics.load(region.i32, (at + LeaseLine.occurrence) / 4)
   const pid = Atomics.load(region.i32, (at + LeaseLine.pid) / 4)
   const expiresAtMs = region.f64[(at + LeaseLine.expiresAtMs) / 8]!
+  if (region.i32[(at + LeaseLine.epoch) / 4] === 0) return false
   return holder === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidRunning(pid))
 }
 
 /** How often a standby looks at the lease by default: a crashed head (its process gone) is replaced well within a second. */
 export const DEFAULT_STANDBY_CHECK_MS = 100
 
-/** Maps the region and waits (a timer, no spinning) until its head is gone. */
-const awaitHeadGone = (options: HeadOptions) =>
-  Effect.gen(function*() {
+/**
+ * Maps the region and waits (a timer, no spinning) until its head is gone. A region that does
+ * not exist yet, or is still being created, is waited for too: a standby may start with its head.
+ */
+const awaitHeadGone = (options: HeadOptions) => {
+  const everyMs = options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS
+  return Effect.gen(function*() {
     const region = yield* CxlMemory
-    const everyMs = options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS
     while (!headGone(region)) yield* Effect.sleep(everyMs)
-  }).pipe(Effect.provide(attachRegion(options.region)))
+  }).pipe(
+    Effect.provide(attachRegion(options.region)),
+    Effect.retry({ while: (e) => e._tag === "RegionMissing" || e._tag === "RegionNotReady", schedule: Schedule.spaced(Duration.millis(everyMs)) })
+  )
+}
 
 export const head = (options: HeadOptions) =>
   options.standby !== true

@@ -147,6 +147,19 @@ describe("head failover (bundled CLI, real processes)", () => {
       expect(head.output()).toContain("exiting without writing")
     }), 120_000)
 
+  it.scopedLive("a standby started before its head waits for the region and for the head to start, then takes over when it is SIGKILLed", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("early")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      const standby = yield* forkCli(["head", "--standby"], env)
+      yield* standby.event("standby")
+      yield* Effect.sleep("300 millis")
+      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+      expect((yield* head.event("ready"))["epoch"]).toBe(1)
+      head.child.kill("SIGKILL")
+      expect(yield* standby.event("ready")).toMatchObject({ epoch: 2, pid: standby.pid })
+    }), 60_000)
+
   it.scopedLive("a barrier in flight when the head dies fails with CoordinatorUnavailable at the takeover, well before its timeout", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("fobarrier")
