@@ -61,13 +61,17 @@ export const processSlot = (role: Role, preferredSlot?: number) =>
 export const headLog = (sequencer: SequencerOptions = {}) =>
   fromLayout((layout) => Layer.merge(TopicsLayers.layer(layout.log), SequencerLayers.layer(layout.log, sequencer)))
 
-/** What a broker needs of the log (`BrokerLog`): its broker slot's Appender, the AckTracker and the topic table. */
+/**
+ * What a broker needs of the log (`BrokerLog`): its broker slot's Appender, the AckTracker and
+ * the topic table; and a LogReader, with which it serves subscribers.
+ */
 export const brokerLog = (brokerId: number) =>
   fromLayout((layout) =>
     Layer.mergeAll(
       TopicsLayers.layer(layout.log),
       AppenderLayers.layer(layout.log, { brokerId }),
-      AckTrackerLayers.layer(layout.log)
+      AckTrackerLayers.layer(layout.log),
+      LogReaderLayers.layer(layout.log)
     )
   )
 

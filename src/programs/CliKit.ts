@@ -304,12 +304,14 @@ export const runApp = <R>(app: App<R>, words: ReadonlyArray<string>, color: bool
       log: (...args) => console.log(...args.map((a) => (typeof a === "string" && !color ? stripAnsi(a) : a))),
       error: () => Effect.void
     }
-    const [first, ...rest] = words
-    if (first === undefined || first === "--help" || first === "-h" || (first === "help" && rest.length === 0)) {
-      return Effect.withConsole(Console.log(HelpDoc.toAnsiText(overview(app))), parsing)
-    }
-    const argv = first === "help" ? [...rest, "--help"] : words
+    const argv = words[0] === "help" ? [...words.slice(1), "--help"] : words
     const named = app.commands.find((c) => c.name === argv[0])
+    // Without a command, help is the command list (@effect/cli's own would spell out every command's flags).
+    if (named === undefined && (argv.length === 0 || argv.includes("--help") || argv.includes("-h"))) {
+      return argv.length > 1 && words[0] === "help"
+        ? Effect.fail(new UsageError({ message: validationLine(ValidationError.commandMismatch(HelpDoc.empty), app.name, argv, app.commands) }))
+        : Effect.withConsole(Console.log(HelpDoc.toAnsiText(overview(app))), parsing)
+    }
     const internal = named !== undefined && (named.hidden || Object.values(named.flags).some((f) =>
       f.hidden && argv.some((w) => w === `--${f.name}` || w.startsWith(`--${f.name}=`))
     ))

@@ -230,7 +230,8 @@ const makeCursor = (
     nextBatch: () => next,
     poll: (onMessage, maxBatches = Infinity) => Effect.suspend(() => settle(read(undefined, onMessage, maxBatches))),
     pollBatches: (onBatch, maxBatches = Infinity) => Effect.suspend(() => settle(read(onBatch, undefined, maxBatches))),
-    awaitMore: (timeoutMs) => source.await(more, timeoutMs, waitingFor)
+    awaitMore: (timeoutMs) => source.await(more, timeoutMs, waitingFor),
+    retained: (g) => t.retained(g)
   }
 }
 

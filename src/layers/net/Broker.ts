@@ -17,7 +17,7 @@
  * consumes. Sessions that exchange nothing for `idleTimeoutMs` are closed, and connections
  * past `maxConnections` (kept below the process's open-file limit) are refused with an ERROR frame.
  */
-import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, type Scope } from "effect"
+import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { createServer, type Server, Socket, type SocketConstructorOpts } from "node:net"
 import {
@@ -32,6 +32,7 @@ import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type Br
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender, type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
+import { LogReader } from "../../services/log/LogReader.js"
 import { checkBatchPayload } from "./BatchPayload.js"
 import {
   type AckLevel,
@@ -49,6 +50,7 @@ import {
 } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, frameTypeName } from "./Frame.js"
 import { InPlaceFrameReader } from "./FrameReader.js"
+import { subscriptionServer } from "./SubscriptionServer.js"
 
 interface Settings {
   readonly host: string
@@ -311,6 +313,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const acks = yield* AckTracker
     const topics = yield* Topics
     const { brokerId } = appender
+    // A broker given the process's LogReader serves subscribers too (SubscriptionServer.ts).
+    const subscriptions = subscriptionServer({
+      brokerId,
+      reader: Option.getOrUndefined(yield* Effect.serviceOption(LogReader)),
+      authenticating: false
+    })
     const requested = settingsOf(options)
     const fileLimit = openFileLimit()
     const settings: Settings = fileLimit !== undefined && requested.maxConnections > fileLimit - RESERVED_FILES
@@ -359,6 +367,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       let current: ConnectionSession | undefined
       /** The Blog space the batch being read was placed in (until it is committed or revoked). */
       let reserved: Uint8Array | undefined
+      let firstFrame = true
+      let subscribing = false
       /** Cleared once another connection's append took this one's space mid-batch: from then on it receives into its own buffer. */
       let inPlace = true
       const revoked = () => {
@@ -373,11 +383,22 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         }
       }
       const reader = new InPlaceFrameReader({
-        accept: [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE],
+        accept: [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE, FrameType.SUBSCRIBE, FrameType.CREDIT],
         maxBatchBytes: settings.maxBatchBytes,
         // Before the handshake a BATCH is refused from its header: none of its payload is read.
-        admit: (type) =>
-          current !== undefined || type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" }),
+        admit: (type) => {
+          const opening = firstFrame
+          firstFrame = false
+          // A SUBSCRIBE opens a subscriber connection (only CREDIT frames follow it); it is nothing else.
+          if (type === FrameType.SUBSCRIBE && opening) subscribing = true
+          if (subscribing) return type === FrameType.CREDIT || opening ? undefined : new WireViolation({ code: "unexpected-frame", detail: "only CREDIT frames follow a SUBSCRIBE" })
+          if (type === FrameType.SUBSCRIBE || type === FrameType.CREDIT) {
+            return new WireViolation({ code: "unexpected-frame", detail: "SUBSCRIBE opens a subscriber connection, CREDIT frames follow it" })
+          }
+          return current !== undefined || type === FrameType.HELLO
+            ? undefined
+            : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
+        },
         place: (header: FrameHeader) => {
           if (current === undefined || !inPlace) return undefined
           const view = appender.tryReserve(current.topic, header.payloadBytes, FRAME_HEADER_BYTES, revoked)
@@ -445,7 +466,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           // Node's socket timeout: pushed back by every read and write, at no cost per chunk beyond that; it calls `onIdle` once.
           if (settings.idleTimeoutMs > 0) socket.setTimeout(settings.idleTimeoutMs, onIdle)
         }
-        const outcome = yield* Effect.either(Effect.scoped(session(socket, intake, reader, nextFrame, handshakeDone)))
+        const subscribed = () => clearTimeout(handshakeTimer)
+        const outcome = yield* Effect.either(Effect.scoped(session(socket, intake, reader, nextFrame, handshakeDone, subscribed)))
         intake.stop()
         if (Either.isLeft(outcome)) {
           yield* Effect.logDebug(`broker ${brokerId}: closing a connection: ${outcome.left.message}`)
@@ -526,10 +548,22 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       intake: Intake,
       reader: InPlaceFrameReader,
       nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
-      handshakeDone: (session: ConnectionSession) => void
+      handshakeDone: (session: ConnectionSession) => void,
+      subscribed: () => void
     ) =>
       Effect.gen(function*() {
-        const session = yield* handshake(socket, nextFrame)
+        const first = yield* nextFrame
+        if (first === undefined) return
+        if (first.type === FrameType.SUBSCRIBE) {
+          subscribed()
+          return yield* subscriptions(socket, first, nextFrame)
+        }
+        let opening: Frame | undefined = first
+        const session = yield* handshake(socket, Effect.suspend(() => {
+          const frame = opening
+          opening = undefined
+          return frame === undefined ? nextFrame : Effect.succeed(frame)
+        }))
         if (session === undefined) return
         handshakeDone(session)
         const carried = new Carried()

@@ -8,6 +8,7 @@
  */
 import { Context, Effect, Layer, type Scope } from "effect"
 import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.js"
+import { LogReader } from "../../services/log/LogReader.js"
 import { Appender, type AppenderShape, type BrokerSlotTaken } from "../../services/log/Appender.js"
 import type { SequencerLeaseHeld, SequencerShape } from "../../services/log/Sequencer.js"
 import type { BrokerLog } from "../../services/net/Broker.js"
@@ -22,6 +23,7 @@ import {
 } from "../../services/log/Topics.js"
 import * as AckTrackerMemory from "../log/AckTrackerMemory.js"
 import * as AppenderMemory from "../log/AppenderMemory.js"
+import * as LogReaderMemory from "../log/LogReaderMemory.js"
 import { defaultLogConfig, type LogConfigInvalid, validateLogConfig } from "../log/Layout.js"
 import { findTopic, makeMemoryStore, type MemoryBatch, type MemoryLogStore } from "../log/MemoryStore.js"
 import * as SequencerMemory from "../log/SequencerMemory.js"
@@ -66,8 +68,8 @@ export interface MemoryLog {
   /** Broker `brokerId`'s Appender (its slot is claimed for the log's lifetime, so brokers may come and go over it). */
   readonly appender: (brokerId: number) => AppenderShape
   readonly acks: AckTrackerShape
-  /** What broker `brokerId` needs of the log. */
-  readonly forBroker: (brokerId: number) => Context.Context<BrokerLog>
+  /** What broker `brokerId` needs of the log, and the LogReader it serves subscribers with. */
+  readonly forBroker: (brokerId: number) => Context.Context<BrokerLog | LogReader>
   /** Returns once a sequencer round moves nothing: everything appended before is ordered, held or dropped. */
   readonly settle: Effect.Effect<void>
   /** The topic's total order so far (batches, in order; only the last GOI window's unless `retainOrdered`). */
@@ -128,6 +130,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     const appenders: Array<AppenderShape> = []
     for (let brokerId = 0; brokerId < brokers; brokerId++) appenders.push(yield* AppenderMemory.makeMemory(store, { brokerId }))
     const acks = yield* AckTrackerMemory.makeMemory(store)
+    const reader = yield* LogReaderMemory.makeMemory(store)
     const sequencer = yield* SequencerMemory.makeMemory(store, { holdTimeoutMs: options.holdTimeoutMs ?? 2_000 })
     yield* Effect.forkScoped(sequencer.run.pipe(Effect.catchAllCause((cause) => Effect.logError("the memory log's sequencer stopped", cause))))
 
@@ -152,7 +155,8 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       topics,
       appender,
       acks,
-      forBroker: (brokerId) => Context.make(Appender, appender(brokerId)).pipe(Context.add(AckTracker, acks), Context.add(Topics, topics)),
+      forBroker: (brokerId) =>
+        Context.make(Appender, appender(brokerId)).pipe(Context.add(AckTracker, acks), Context.add(Topics, topics), Context.add(LogReader, reader)),
       settle: settleRounds(sequencer),
       ordered: (name) => findTopic(store, name)?.goi.slice() ?? [],
       stats: counted
@@ -160,9 +164,9 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
   })
 
 /** Broker `brokerId`'s view of a shared `MemoryLog` (several brokers in one process share one log). */
-export const layerMemory = (log: MemoryLog, brokerId: number): Layer.Layer<BrokerLog> =>
+export const layerMemory = (log: MemoryLog, brokerId: number): Layer.Layer<BrokerLog | LogReader> =>
   Layer.succeedContext(log.forBroker(brokerId))
 
 /** A private `MemoryLog` served as broker 0: a broker alone, for tests and the bench's broker process. */
-export const layerMemoryStandalone = (options: MemoryLogOptions): Layer.Layer<BrokerLog, MemoryLogError> =>
+export const layerMemoryStandalone = (options: MemoryLogOptions): Layer.Layer<BrokerLog | LogReader, MemoryLogError> =>
   Layer.scopedContext(Effect.map(makeMemoryLog(options), (log) => log.forBroker(0)))

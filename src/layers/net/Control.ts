@@ -6,7 +6,7 @@ import { Data, Either, Schema } from "effect"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType, MAX_ACK_PAYLOAD_BYTES } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
 
@@ -55,6 +55,8 @@ export const WireErrorCode = Schema.Literal(
   "unknown-session",
   "too-many-connections",
   "slow-consumer",
+  "bad-subscribe",
+  "out-of-range",
   "internal"
 )
 export type WireErrorCode = typeof WireErrorCode.Type
@@ -65,7 +67,11 @@ export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set(["unknown-top
 /** broker → client: why the connection is being closed. */
 export class ErrorBody extends Schema.Class<ErrorBody>("ErrorBody")({
   code: WireErrorCode,
-  message: Schema.String
+  message: Schema.String,
+  /** `out-of-range`: the offset asked for (or being read) and the window the topic holds, [earliest, end). */
+  requested: Schema.optional(Schema.Number),
+  earliest: Schema.optional(Schema.Number),
+  end: Schema.optional(Schema.Number)
 }) {}
 
 /** A protocol violation seen on a connection: becomes an ERROR frame, then the connection closes. */
@@ -104,10 +110,10 @@ export const welcomeFrame = (welcome: Welcome): Buffer =>
   encodeFrame({ type: FrameType.WELCOME, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Welcome, welcome))
 
 /** Built without Schema: brokers send these to hostile input at a high rate, and the type already fixes the shape. */
-export const errorFrame = (code: WireErrorCode, message: string): Buffer =>
+export const errorFrame = (code: WireErrorCode, message: string, extra?: Pick<ErrorBody, "requested" | "earliest" | "end">): Buffer =>
   encodeFrame(
     { type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
-    textEncoder.encode(JSON.stringify({ code, message: message.slice(0, 500) }))
+    textEncoder.encode(JSON.stringify({ code, message: message.slice(0, 500), ...extra }))
   )
 
 /** An ACK's most (batch seq, total order) pairs. */

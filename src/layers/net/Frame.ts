@@ -53,7 +53,18 @@ export const FrameType = {
    * client → broker: the session is done; seq = the number of batches it sent. The log
    * releases the session once they are all ordered; the broker closes the connection.
    */
-  CLOSE: 7
+  CLOSE: 7,
+  /** client → broker, the first frame of a subscriber connection: JSON (Subscription.Subscribe). */
+  SUBSCRIBE: 8,
+  /** broker → client: JSON (Subscription.Subscribed): where the stream starts and the bounds held. */
+  SUBSCRIBED: 9,
+  /** client → broker: seq = further DATA frames the client can take (credit-based flow control). */
+  CREDIT: 10,
+  /**
+   * broker → client: one batch of the total order, its payload the batch's messages as stored;
+   * seq = offset of its first message, client id and epoch its session's, crc32c its own.
+   */
+  DATA: 11
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

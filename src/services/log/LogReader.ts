@@ -57,6 +57,11 @@ export interface LogCursor {
    * once the head has been unavailable past its bound (nothing more would be ordered).
    */
   readonly awaitMore: (timeoutMs: number) => Effect.Effect<boolean, HeadUnavailable>
+  /**
+   * Whether batch `globalSeq` (its GOI entry and payload) is still held: what was read of a batch
+   * after its callback returned (a view kept, bytes still being sent) is intact only while this holds.
+   */
+  readonly retained: (globalSeq: number) => boolean
 }
 
 export interface SubscribeOptions {

@@ -1,0 +1,58 @@
+/**
+ * The frames of a subscriber connection (docs/protocol.md, "Subscribing"): SUBSCRIBE and
+ * SUBSCRIBED carry Schema-validated JSON; CREDIT and DATA are bare headers (DATA's payload is
+ * a stored batch, sent from where it lies).
+ */
+import { Schema } from "effect"
+import { encodeFrame, type FrameHeader, FrameType, writeHeader } from "./Frame.js"
+
+/** Most DATA frames a client may have outstanding (its credit): bounds what a broker queues per subscriber. */
+export const MAX_CREDIT = 4096
+
+const Offset = Schema.Int.pipe(Schema.between(0, 2 ** 53 - 1))
+
+/** client → broker, the first frame of a subscriber connection. */
+export class Subscribe extends Schema.Class<Subscribe>("Subscribe")({
+  protocol: Schema.Int,
+  topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
+  from: Schema.Union(Offset, Schema.Literal("earliest", "latest")),
+  /** DATA frames the broker may send before the client's first CREDIT. */
+  credit: Schema.Int.pipe(Schema.between(1, MAX_CREDIT))
+}) {}
+
+/** broker → client: the subscription runs; DATA frames follow as credit allows. */
+export class Subscribed extends Schema.Class<Subscribed>("Subscribed")({
+  protocol: Schema.Int,
+  brokerId: Schema.Int.pipe(Schema.nonNegative()),
+  /** Offset of the first message the stream delivers. */
+  start: Offset,
+  /** The window held when it started: [earliest, end). */
+  earliest: Offset,
+  end: Offset
+}) {}
+
+const textEncoder = new TextEncoder()
+const json = <A, I>(schema: Schema.Schema<A, I>, value: A) => textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
+const bare = { clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }
+
+export const subscribeFrame = (subscribe: Subscribe): Buffer => encodeFrame({ ...bare, type: FrameType.SUBSCRIBE }, json(Subscribe, subscribe))
+
+export const subscribedFrame = (subscribed: Subscribed): Buffer => encodeFrame({ ...bare, type: FrameType.SUBSCRIBED }, json(Subscribed, subscribed))
+
+export const creditFrame = (frames: number): Buffer => encodeFrame({ ...bare, type: FrameType.CREDIT, seq: frames })
+
+/** Writes a DATA header for a stored batch at `at` of `target`: its crc32c is the batch's own (the publisher's). */
+export const writeDataHeader = (
+  target: Uint8Array,
+  at: number,
+  batch: Pick<FrameHeader, "clientId" | "sessionEpoch" | "messageCount" | "payloadBytes" | "crc32c"> & { readonly offset: number }
+): void =>
+  writeHeader(target, at, {
+    type: FrameType.DATA,
+    clientId: batch.clientId,
+    sessionEpoch: batch.sessionEpoch,
+    seq: batch.offset,
+    messageCount: batch.messageCount,
+    payloadBytes: batch.payloadBytes,
+    crc32c: batch.crc32c
+  })

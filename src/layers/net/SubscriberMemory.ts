@@ -1,0 +1,11 @@
+/** Subscriber fake: `subscriberOver` (Subscriber.ts) reading the in-memory log through its LogReader fake. */
+import { Effect, Layer } from "effect"
+import { Subscriber, type SubscriberShape } from "../../services/net/Subscriber.js"
+import * as LogReaderMemory from "../log/LogReaderMemory.js"
+import type { MemoryLogStore, NoOptions } from "../log/MemoryStore.js"
+import { subscriberOver } from "./Subscriber.js"
+
+export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<SubscriberShape> =>
+  Effect.map(LogReaderMemory.makeMemory(store), subscriberOver)
+
+export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Subscriber> => Layer.effect(Subscriber, makeMemory(store, options))

@@ -1,0 +1,163 @@
+/**
+ * A broker's side of a subscriber connection (docs/protocol.md, "Subscribing"): after the
+ * client's SUBSCRIBE, the broker reads the topic's total order from the region through its
+ * `LogReader` (any broker serves any topic: the region holds them all) and sends each batch as
+ * a DATA frame — a 32-byte header, then the stored payload written to the socket from where it
+ * lies, with no copy per message or per batch — as long as the client has credit. The client
+ * grants more with CREDIT frames as it consumes, so a slow subscriber slows only its own
+ * connection, and the broker queues at most its credit's worth of frames for it.
+ *
+ * Subscribers hold no retention. The bytes a DATA frame names stay the region's while the
+ * kernel takes them: a batch reclaimed before the kernel had all of it may arrive torn, so
+ * after each round's writes are flushed the broker checks that every batch it sent is still
+ * held, and if one is not it sends `out-of-range` (naming the oldest offset held) and closes.
+ * The client checks each DATA frame's crc32c (the publisher's) and reads a mismatch followed by
+ * that error as out-of-range: torn data is never delivered.
+ */
+import { Effect, Either, type Scope } from "effect"
+import type { Socket } from "node:net"
+import { type LogBatchView, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
+import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
+import { type Frame, FRAME_HEADER_BYTES } from "./Frame.js"
+import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } from "./SubscribeFrames.js"
+
+/** Batches written per round (one corked write of their headers and payloads). */
+const ROUND_BATCHES = 64
+/** One wait for the log to move; its end only re-checks (a commit wakes it at once). */
+const WAIT_SLICE_MS = 60_000
+/** How long a refused subscriber may take to read its error frame before its socket is destroyed. */
+const REJECT_GRACE_MS = 1_000
+
+export interface SubscriptionServerOptions {
+  readonly brokerId: number
+  /** The broker's reader of the region; without one, subscriptions are refused. */
+  readonly reader: LogReaderShape | undefined
+  /** The broker authenticates its clients: until subscribers can, they are refused (`auth-required`). */
+  readonly authenticating: boolean
+}
+
+/** Sends `out-of-range` with the window held, then closes the connection. */
+const refuseOutOfRange = (socket: Socket, e: LogOutOfRange): void => {
+  if (socket.destroyed || socket.writableEnded) return
+  socket.end(errorFrame("out-of-range", e.message, { requested: e.requested, earliest: e.earliest, end: e.end }))
+  setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
+}
+
+/** Resumes once everything written so far was handed to the kernel, or the socket is gone. */
+const flushed = (socket: Socket) =>
+  Effect.async<void>((resume) => {
+    if (socket.writableLength === 0 || socket.destroyed) return resume(Effect.void)
+    const done = () => resume(Effect.void)
+    socket.once("drain", done)
+    socket.once("close", done)
+    return Effect.sync(() => {
+      socket.off("drain", done)
+      socket.off("close", done)
+    })
+  })
+
+/**
+ * Serves one subscriber connection whose first frame, `first`, is its SUBSCRIBE; `nextFrame`
+ * gives its later frames (the broker's reader admits only CREDIT frames after a SUBSCRIBE).
+ * Returns when the client closes; fails with the violation the broker should send. The
+ * subscription's cursor lives in the scope (the connection's).
+ */
+export const subscriptionServer = (options: SubscriptionServerOptions) =>
+(socket: Socket, first: Frame, nextFrame: Effect.Effect<Frame | undefined, WireViolation>): Effect.Effect<void, WireViolation, Scope.Scope> =>
+  Effect.gen(function*() {
+    const request = yield* decodeControl(Subscribe, first.payload, "bad-subscribe")
+    if (request.protocol !== PROTOCOL_VERSION) {
+      return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${request.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
+    }
+    if (options.authenticating) {
+      return yield* new WireViolation({ code: "auth-required", detail: `broker ${options.brokerId} authenticates its clients, and subscribers cannot authenticate yet` })
+    }
+    const reader = options.reader
+    if (reader === undefined) return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
+    const { topic } = request
+    const subscribed = yield* Effect.either(reader.subscribe(topic, { from: request.from }))
+    if (Either.isLeft(subscribed)) {
+      const e = subscribed.left
+      if (e._tag === "LogOutOfRange") return refuseOutOfRange(socket, e)
+      return yield* new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message })
+    }
+    const cursor = subscribed.right
+    const held = yield* reader.bounds(topic).pipe(Effect.orDie)
+    socket.write(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: options.brokerId, start: cursor.position(), ...held })))
+
+    let credit = request.credit
+    let creditArrived: (() => void) | undefined
+    /** Reads CREDIT frames until the client closes its side. */
+    const credits = Effect.gen(function*() {
+      for (;;) {
+        const frame = yield* nextFrame
+        if (frame === undefined) return
+        credit = Math.min(MAX_CREDIT, credit + frame.seq)
+        const wake = creditArrived
+        creditArrived = undefined
+        wake?.()
+      }
+    })
+    const awaitCredit = Effect.async<void>((resume) => {
+      if (credit > 0) return resume(Effect.void)
+      creditArrived = () => resume(Effect.void)
+      return Effect.sync(() => {
+        creditArrived = undefined
+      })
+    })
+
+    const headers = Buffer.allocUnsafe(ROUND_BATCHES * FRAME_HEADER_BYTES)
+    /** Global seq and first offset of each batch of the round, checked once the kernel has them. */
+    const sent: Array<number> = []
+    let frames = 0
+    const sendBatch = (b: LogBatchView) => {
+      const at = frames * FRAME_HEADER_BYTES
+      writeDataHeader(headers, at, { ...b, offset: b.totalOrder, payloadBytes: b.length })
+      socket.write(headers.subarray(at, at + FRAME_HEADER_BYTES))
+      socket.write(b.bytes.subarray(b.offset, b.offset + b.length))
+      sent.push(b.globalSeq, b.totalOrder)
+      frames++
+    }
+    /** The first batch of the round that left the window (its bytes may have gone out torn), as out-of-range. */
+    const reclaimed = (): Effect.Effect<LogOutOfRange | undefined> =>
+      Effect.gen(function*() {
+        for (let i = 0; i < sent.length; i += 2) {
+          if (cursor.retained(sent[i]!)) continue
+          const { earliest, end } = yield* reader.bounds(topic).pipe(Effect.orDie)
+          return new LogOutOfRange({ topic, requested: sent[i + 1]!, earliest, end })
+        }
+        return undefined
+      })
+
+    /** Sends batches while there is credit, waiting for the log or for credit when there is none. */
+    const stream = Effect.gen(function*() {
+      for (;;) {
+        if (socket.destroyed || socket.writableEnded) return
+        if (credit === 0) {
+          yield* awaitCredit
+          continue
+        }
+        frames = 0
+        sent.length = 0
+        socket.cork()
+        const n = yield* cursor.pollBatches(sendBatch, Math.min(credit, ROUND_BATCHES)).pipe(Effect.ensuring(Effect.sync(() => socket.uncork())))
+        if (n === 0) {
+          yield* cursor.awaitMore(WAIT_SLICE_MS)
+          continue
+        }
+        credit -= n
+        // Until the kernel has them, the writes still point into the log's space.
+        yield* flushed(socket)
+        const gone = yield* reclaimed()
+        if (gone !== undefined) return yield* gone
+      }
+    })
+
+    const outcome = yield* Effect.either(Effect.raceFirst(credits, stream))
+    if (Either.isLeft(outcome)) {
+      const e = outcome.left
+      if (e instanceof LogOutOfRange) return refuseOutOfRange(socket, e)
+      if (e instanceof WireViolation) return yield* e
+      return yield* new WireViolation({ code: "internal", detail: e.message })
+    }
+  })

@@ -1,0 +1,101 @@
+/**
+ * Subscriber: reads a topic's total order as a `Stream` of batches, wherever the reader is —
+ * in the process that maps the region (`layer`, over its `LogReader`), over TCP from any
+ * broker (`layerRemote`), or over the in-memory log (`layerMemory`). One interface for all.
+ *
+ * A batch is a zero-copy view — of the region, or of the socket's receive buffer — valid until
+ * the next pull of its stream; `copy()` keeps one. A local reader's view lies in the region,
+ * where retention may reuse the bytes of a reader that does not hold it: everything read of a
+ * batch, a `copy()` included, is confirmed intact by the next pull, which fails with
+ * `LogOutOfRange` instead when the batch was reclaimed meanwhile. A remote batch arrives
+ * checked (its crc32c) and stays intact. Anonymous subscribers hold no retention: one that
+ * falls behind the retained window gets `LogOutOfRange`, naming the oldest offset still held,
+ * never skipped or torn data.
+ */
+import { Context, Data, type Effect, type Scope, type Stream } from "effect"
+import type { HeadUnavailable } from "../log/HeadWatch.js"
+import type { LogOutOfRange } from "../log/LogReader.js"
+import type { LogCorrupt, TopicNotFound } from "../log/Topics.js"
+
+/** One message of a batch; the same object is reused for every message of a subscription. */
+export interface SubscriberMessage {
+  /** Its offset in the topic's total order. */
+  readonly offset: number
+  readonly flags: number
+  /** A zero-copy view of the payload, valid as long as its batch. */
+  readonly payload: Uint8Array
+}
+
+/** Consecutive messages of the total order (one batch as it was published, less any before the subscription's start). */
+export interface SubscriberBatch {
+  readonly topic: string
+  /** Offset of the first message delivered in this batch. */
+  readonly offset: number
+  /** Messages delivered: offsets `offset … offset + count - 1`. */
+  readonly count: number
+  /** The publisher session that wrote the batch. */
+  readonly clientId: number
+  readonly sessionEpoch: number
+  /** Payload bytes of the messages delivered (their record headers included). */
+  readonly bytes: number
+  /** Each message in order; `message` is reused, so keep `message.payload.slice()` (or `copy()` the batch), not the object. */
+  readonly forEach: (onMessage: (message: SubscriberMessage) => void) => void
+  /** The same, as an iterator (one reused message object). */
+  readonly [Symbol.iterator]: () => Iterator<SubscriberMessage>
+  /** An independent copy, valid for ever (it owns its bytes). */
+  readonly copy: () => SubscriberBatch
+}
+
+export interface SubscribeOptions {
+  /** A message offset, "earliest" held, or "latest" (only what comes next). Default "earliest". */
+  readonly from?: number | "earliest" | "latest"
+}
+
+export interface Subscription {
+  readonly topic: string
+  /** Where the subscription started (its first offset). */
+  readonly start: number
+  /**
+   * The batches from `start` on, in order, without end (until the subscription's scope closes
+   * or it fails). Each is valid until the next pull; pull one at a time (no read-ahead operators).
+   */
+  readonly batches: Stream.Stream<SubscriberBatch, SubscriptionError>
+  /** Offset of the next message the stream delivers. */
+  readonly position: () => number
+  /** Messages in the order past `position()` (the log's end looked up now: a remote subscriber asks a broker). */
+  readonly lag: Effect.Effect<number, SubscribeError>
+}
+
+export interface SubscriberShape {
+  readonly subscribe: (topic: string, options?: SubscribeOptions) => Effect.Effect<Subscription, SubscribeError, Scope.Scope>
+  /** Message offsets: the earliest held and the end (the next to be ordered). */
+  readonly bounds: (topic: string) => Effect.Effect<{ readonly earliest: number; readonly end: number }, SubscribeError>
+}
+
+export class Subscriber extends Context.Tag("cxlog/Subscriber")<Subscriber, SubscriberShape>() {}
+
+/**
+ * A remote subscription's connection failed: `code` is the broker's ERROR code when it sent one,
+ * else what the client saw (`unreachable`, `closed`, `timeout`, `bad-frame`).
+ */
+export class SubscriberConnectionFailed extends Data.TaggedError("SubscriberConnectionFailed")<{
+  readonly broker: string
+  readonly code: string
+  readonly detail: string
+}> {
+  override get message() {
+    return `broker ${this.broker}: ${this.code}: ${this.detail}`
+  }
+}
+
+/** No broker of the list took the subscription: each address with what went wrong. */
+export class SubscriberBrokersUnreachable extends Data.TaggedError("SubscriberBrokersUnreachable")<{
+  readonly brokers: ReadonlyArray<{ readonly address: string; readonly reason: string }>
+}> {
+  override get message() {
+    return `no broker took the subscription: ${this.brokers.map((b) => `${b.address} (${b.reason})`).join(", ")}`
+  }
+}
+
+export type SubscriptionError = LogOutOfRange | LogCorrupt | HeadUnavailable | SubscriberConnectionFailed
+export type SubscribeError = SubscriptionError | TopicNotFound | SubscriberBrokersUnreachable

@@ -1,0 +1,238 @@
+/**
+ * Subscriber contract: the same behaviour from the local layer (the region read in place), the
+ * in-memory fake, and the remote layer (a broker streaming over TCP, over the native region
+ * and over the memory log).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Effect, Fiber, Option, type Scope, Stream } from "effect"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { subscriberOver } from "../../src/layers/net/Subscriber.js"
+import * as SubscriberMemoryLayers from "../../src/layers/net/SubscriberMemory.js"
+import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
+import { AckTracker } from "../../src/services/log/AckTracker.js"
+import { Appender } from "../../src/services/log/Appender.js"
+import { LogReader } from "../../src/services/log/LogReader.js"
+import { Topics } from "../../src/services/log/Topics.js"
+import type { SubscriberBatch, SubscriberShape, Subscription } from "../../src/services/net/Subscriber.js"
+import { appendSimple, drain, header, type LogCluster, makeBatch, memoryCluster, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+
+const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
+
+interface Options {
+  /** Remote: DATA frames the broker may send ahead. */
+  readonly credit?: number
+}
+
+interface Impl {
+  readonly label: string
+  readonly make: (options?: Options) => Effect.Effect<{ cluster: LogCluster; subscriber: SubscriberShape }, unknown, Scope.Scope>
+  readonly zeroCopyOfRegion: boolean
+}
+
+/** A broker (slot 3) over the cluster's log, and a remote subscriber talking to it. */
+const remote = (cluster: LogCluster, options: Options) =>
+  Effect.gen(function*() {
+    const appender = yield* cluster.appender(3, { registered: false })
+    const broker = yield* BrokerLayers.make({}).pipe(
+      Effect.provideService(Appender, appender),
+      Effect.provideService(AckTracker, cluster.acks),
+      Effect.provideService(Topics, cluster.topics),
+      Effect.provideService(LogReader, cluster.reader)
+    )
+    return makeRemote({ brokers: [{ host: "127.0.0.1", port: broker.port }], ...(options.credit === undefined ? {} : { credit: options.credit }) })
+  })
+
+const impls: ReadonlyArray<Impl> = [
+  {
+    label: "layer (native region)",
+    zeroCopyOfRegion: true,
+    make: () => Effect.map(regionCluster(CxlMemoryLayers.make)(), (cluster) => ({ cluster, subscriber: subscriberOver(cluster.reader) }))
+  },
+  {
+    label: "layerMemory",
+    zeroCopyOfRegion: false,
+    make: () =>
+      Effect.gen(function*() {
+        const cluster = yield* memoryCluster()
+        return { cluster, subscriber: yield* SubscriberMemoryLayers.makeMemory(cluster.store!) }
+      })
+  },
+  {
+    label: "layerRemote (a broker over the native region)",
+    zeroCopyOfRegion: false,
+    make: (options = {}) =>
+      Effect.gen(function*() {
+        const cluster = yield* regionCluster(CxlMemoryLayers.make)()
+        return { cluster, subscriber: yield* remote(cluster, options) }
+      })
+  },
+  {
+    label: "layerRemote (a broker over the memory log)",
+    zeroCopyOfRegion: false,
+    make: (options = {}) =>
+      Effect.gen(function*() {
+        const cluster = yield* memoryCluster()
+        return { cluster, subscriber: yield* remote(cluster, options) }
+      })
+  }
+]
+
+/** Pulls one batch at a time, as the contract asks (each valid until the next pull). */
+const puller = (subscription: Subscription) =>
+  Effect.map(Stream.toPull(subscription.batches), (pull) =>
+    pull.pipe(
+      Effect.map((chunk) => {
+        expect(Chunk.size(chunk)).toBe(1)
+        return Chunk.unsafeHead(chunk)
+      }),
+      Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.dieMessage("the stream ended")))
+    ))
+
+/** The bytes `appendSimple` gives message i of batch `seq` (a pattern of the batch, the message and the byte). */
+const expectedPayload = (seq: number, i: number) => Uint8Array.from({ length: 8 + i }, (_, k) => (seq * 31 + i * 7 + k) & 0xff)
+
+const messagesOf = (batch: SubscriberBatch) => {
+  const out: Array<{ offset: number; flags: number; payload: Array<number> }> = []
+  batch.forEach((m) => out.push({ offset: m.offset, flags: m.flags, payload: Array.from(m.payload) }))
+  return out
+}
+
+for (const impl of impls) {
+  describe(`Subscriber contract: ${impl.label}`, () => {
+    it.scopedLive("streams every message in order from the earliest, as views of the stored batch; copy() keeps one", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        for (let seq = 0; seq < 5; seq++) yield* appendSimple(a, "t", 4, 1, seq, 3)
+        yield* drain(yield* cluster.sequencer())
+        const subscription = yield* subscriber.subscribe("t")
+        expect(subscription.start).toBe(0)
+        const next = yield* puller(subscription)
+        const first = yield* next
+        expect([first.offset, first.count, first.clientId, first.sessionEpoch]).toEqual([0, 3, 4, 1])
+        expect(messagesOf(first)).toEqual([0, 1, 2].map((i) => ({ offset: i, flags: i, payload: Array.from(expectedPayload(0, i)) })))
+        if (impl.zeroCopyOfRegion) for (const m of first) expect(m.payload.buffer).toBe(cluster.region!.memory.bytes.buffer)
+        const kept = first.copy()
+        const offsets: Array<number> = []
+        for (const m of first) offsets.push(m.offset)
+        for (let seq = 1; seq < 5; seq++) {
+          const batch = yield* next
+          for (const m of batch) {
+            offsets.push(m.offset)
+            expect(Array.from(m.payload)).toEqual(Array.from(expectedPayload(seq, m.offset - 3 * seq)))
+          }
+        }
+        expect(offsets).toEqual(Array.from({ length: 15 }, (_, i) => i))
+        expect(messagesOf(kept).map((m) => m.payload)).toEqual([0, 1, 2].map((i) => Array.from(expectedPayload(0, i))))
+        expect(subscription.position()).toBe(15)
+        expect(yield* subscription.lag).toBe(0)
+        expect(yield* subscriber.bounds("t")).toEqual({ earliest: 0, end: 15 })
+      }))
+
+    it.scopedLive("starts at an offset inside a batch, or at the latest end, and waits for what comes next", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "t", 1, 0, seq, 4)
+        yield* drain(sequencer)
+        const mid = yield* subscriber.subscribe("t", { from: 6 })
+        expect(mid.start).toBe(6)
+        const midNext = yield* puller(mid)
+        const partial = yield* midNext
+        expect([partial.offset, partial.count]).toEqual([6, 2])
+        expect(messagesOf(partial).map((m) => [m.offset, m.flags])).toEqual([[6, 2], [7, 3]])
+        expect(messagesOf(partial.copy()).map((m) => m.offset)).toEqual([6, 7])
+        expect((yield* midNext).offset).toBe(8)
+        expect(yield* mid.lag).toBe(0)
+
+        const latest = yield* subscriber.subscribe("t", { from: "latest" })
+        expect(latest.start).toBe(12)
+        const waiting = yield* Effect.fork(Effect.flatMap(puller(latest), (next) => next))
+        yield* Effect.sleep("50 millis")
+        expect(waiting.unsafePoll()).toBeNull()
+        yield* appendSimple(a, "t", 1, 0, 3, 1)
+        yield* drain(sequencer)
+        const tail = yield* Fiber.join(waiting)
+        expect([tail.offset, tail.count]).toEqual([12, 1])
+        expect(yield* mid.lag).toBe(1)
+      }))
+
+    it.scopedLive("an offset past the end is LogOutOfRange naming the window; an unknown topic is TopicNotFound", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        for (let seq = 0; seq < 2; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+        yield* drain(yield* cluster.sequencer())
+        expect(yield* Effect.flip(subscriber.subscribe("t", { from: 5 }))).toMatchObject({ _tag: "LogOutOfRange", requested: 5, earliest: 0, end: 4 })
+        expect(yield* Effect.flip(subscriber.subscribe("nope"))).toMatchObject({ _tag: "TopicNotFound", name: "nope" })
+        // The end itself is where a subscriber waits for the next message.
+        expect((yield* subscriber.subscribe("t", { from: 4 })).start).toBe(4)
+      }))
+
+    it.scopedLive("a subscriber that fell behind retention gets LogOutOfRange naming the oldest offset held, never skipped data", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make({ credit: 1 })
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* drain(sequencer)
+        const early = yield* subscriber.subscribe("t", { from: 0 })
+        // More than a PBR's worth: the broker reuses what nobody holds.
+        for (let seq = 1; seq <= 2 * smallConfig.pbrSlots; seq++) {
+          yield* appendSimple(a, "t", 1, 0, seq)
+          if (seq % 16 === 0) yield* drain(sequencer)
+        }
+        yield* drain(sequencer)
+        const { earliest, end } = yield* subscriber.bounds("t")
+        expect(earliest).toBeGreaterThan(2)
+        // What arrived before its bytes were reused (a remote subscriber may have batch 0 in hand) is intact and contiguous; then the error.
+        const next = yield* puller(early)
+        const delivered: Array<number> = []
+        const error = yield* Effect.flip(Effect.forever(Effect.map(next, (batch) => {
+          for (const m of batch) {
+            expect(Array.from(m.payload)).toEqual(Array.from(expectedPayload(m.offset >> 1, m.offset & 1)))
+            delivered.push(m.offset)
+          }
+        })))
+        expect(delivered).toEqual(Array.from({ length: delivered.length }, (_, i) => i))
+        expect(delivered.length).toBeLessThan(earliest)
+        expect(error).toMatchObject({ _tag: "LogOutOfRange", earliest, end })
+        expect(error._tag === "LogOutOfRange" && error.requested).toBe(delivered.length)
+        // From the oldest held on, everything is there.
+        const rest = yield* subscriber.subscribe("t", { from: "earliest" })
+        expect(rest.start).toBe(earliest)
+        expect((yield* (yield* puller(rest))).offset).toBe(earliest)
+      }))
+
+    if (!impl.label.startsWith("layerRemote")) {
+      it.scopedLive("a view kept past reuse of its bytes fails the next pull (LogOutOfRange at its offset); a copy() made before stays intact", () =>
+        Effect.gen(function*() {
+          const { cluster, subscriber } = yield* impl.make()
+          yield* cluster.topics.create(spec)
+          const a = yield* cluster.appender(0)
+          const sequencer = yield* cluster.sequencer()
+          yield* appendSimple(a, "t", 1, 0, 0, 3)
+          yield* drain(sequencer)
+          const next = yield* puller(yield* subscriber.subscribe("t"))
+          const first = yield* next
+          const kept = first.copy()
+          // Big enough batches that the Blog wraps over batch 0's bytes.
+          for (let seq = 1; seq <= 2 * smallConfig.pbrSlots; seq++) {
+            const batch = makeBatch([4096, 4096, 4096], seq)
+            yield* a.append("t", header(1, 0, seq, batch), batch.payload)
+            if (seq % 16 === 0) yield* drain(sequencer)
+          }
+          yield* drain(sequencer)
+          const { earliest } = yield* subscriber.bounds("t")
+          expect(yield* Effect.flip(next)).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest })
+          expect(messagesOf(kept).map((m) => m.payload)).toEqual([0, 1, 2].map((i) => Array.from(expectedPayload(0, i))))
+        }))
+    }
+  })
+}
