@@ -70,7 +70,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${request.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
     }
     if (options.authenticating) {
-      return yield* new WireViolation({ code: "auth-required", detail: `broker ${options.brokerId} authenticates its clients, and subscribers cannot authenticate yet` })
+      return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} authenticates its clients, and subscribers cannot authenticate yet` })
     }
     const reader = options.reader
     if (reader === undefined) return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
