@@ -59,6 +59,21 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(oneLine(stderr)).toBe("cxlog run: unknown flag --brokers (did you mean --broker-count?); see cxlog run --help")
     }))
 
+  it.effect("words @effect/cli does not take: a flag without its value or given twice, a stray word, a flag before the command", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["run", "--bytes"], "cxlog run: --bytes needs a value (SIZE)"],
+        [["run", "--bytes", "1MiB", "--bytes", "2MiB"], "cxlog run: --bytes is given twice"],
+        [["run", "fast"], "cxlog run: unexpected argument fast (flags start with --; see cxlog run --help)"],
+        [["--bytes", "1MiB", "run"], "cxlog: a command comes first, then its flags: cxlog COMMAND [flags] (see cxlog --help)"]
+      ]
+      for (const [args, line] of cases) {
+        const { code, stderr } = yield* runCli(args)
+        expect(code, args.join(" ")).toBe(2)
+        expect(oneLine(stderr)).toBe(line)
+      }
+    }))
+
   it.effect("--from that is no position: exit 2, saying what a position is", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["subscribe", "--from", "abc"])
