@@ -147,7 +147,7 @@ describe("head failover (bundled CLI, real processes)", () => {
       expect(head.output()).toContain("exiting without writing")
     }), 120_000)
 
-  it.scopedLive("a standby started before its head waits for the region and for the head to start, then takes over when it is SIGKILLed", () =>
+  it.scopedLive("a standby started before its head waits for the region and for the head to start; --attach on the live head is HeadActive; the standby takes over when the head is SIGKILLed", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("early")
       const env = { ...smallRegionEnv, CXLOG_REGION: region }
@@ -156,6 +156,11 @@ describe("head failover (bundled CLI, real processes)", () => {
       yield* Effect.sleep("300 millis")
       const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
       expect((yield* head.event("ready"))["epoch"]).toBe(1)
+      // --attach is for a region whose head is gone: this one is live and owns its lease.
+      const attach = yield* runCli(["head", "--attach", "--topic", "t:5:1"], env)
+      expect(attach.code).toBe(1)
+      expect(attach.stdout + attach.stderr).toContain(`is served by a live head (pid ${head.pid}) that holds the sequencer lease`)
+      expect(attach.stdout + attach.stderr).toContain("--standby")
       head.child.kill("SIGKILL")
       expect(yield* standby.event("ready")).toMatchObject({ epoch: 2, pid: standby.pid })
     }), 60_000)
