@@ -19,7 +19,8 @@
  */
 import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
-import { createServer, type Server, Socket, type SocketConstructorOpts } from "node:net"
+import { createServer, isIPv4, type Server, Socket, type SocketConstructorOpts } from "node:net"
+import { createServer as createTlsServer, type TlsOptions } from "node:tls"
 import {
   brokerAckFrames,
   brokerBatches,
@@ -33,6 +34,8 @@ import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender, type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { LogReader } from "../../services/log/LogReader.js"
+import { type AuthServer, CredentialError, RateBudget, type UserRecord } from "./Auth.js"
+import * as Auth from "./Auth.js"
 import { checkBatchPayload } from "./BatchPayload.js"
 import {
   type AckLevel,
@@ -134,6 +137,19 @@ interface ConnectionSession {
   readonly clientId: number
   readonly sessionEpoch: number
   readonly ackLevel: AckLevel
+  /** The rate budgets its batches draw on (the connection's and its user's); empty: unlimited. */
+  readonly budgets: ReadonlyArray<{ readonly budget: RateBudget; readonly of: "messages" | "bytes"; readonly whose: string }>
+}
+
+/** Whether `host` is a loopback address (a broker beyond it needs TLS and authentication). */
+const isLoopback = (host: string): boolean =>
+  host === "localhost" || host === "::1" || (isIPv4(host) && host.startsWith("127."))
+
+/** What a user holds on this broker: its live connections and its rate budgets. */
+interface UserUse {
+  connections: number
+  readonly messages: RateBudget | undefined
+  readonly bytes: RateBudget | undefined
 }
 
 /** How long a rejected connection may take to read its error frame before it is destroyed. */
@@ -278,6 +294,104 @@ const adopt = (raw: Socket, reader: InPlaceFrameReader) => {
 
 type Intake = ReturnType<typeof adopt>
 
+/**
+ * A connection's input from a TLS socket, whose reads cannot be aimed (Node decrypts into its
+ * own chunks): each decrypted chunk is copied into the buffer `reader.buffer()` names — a batch
+ * payload's reserved log space — so the payload still reaches the log in one copy. Same
+ * interface and rules as `adopt`; a chunk nobody consumes waits with the socket paused.
+ */
+const adoptStream = (socket: Socket, reader: InPlaceFrameReader): Intake => {
+  let ended = false
+  let dropping = false
+  let waiting: (() => void) | undefined
+  let direct: (() => boolean) | undefined
+  let chunk: Uint8Array = DROPPED.subarray(0, 0)
+  let at = 0
+  /** Hands the pending chunk to the reader while someone consumes; true once all of it went. */
+  const feed = (): boolean => {
+    while (at < chunk.length) {
+      if (dropping) {
+        at = chunk.length
+        break
+      }
+      if (direct === undefined && waiting === undefined) return false
+      const into = reader.buffer()
+      const n = Math.min(into.length, chunk.length - at)
+      into.set(chunk.subarray(at, at + n))
+      at += n
+      reader.filled(n)
+      if (direct !== undefined) {
+        // A consumer that stops unsets itself (reading pauses below).
+        direct()
+      } else if (waiting !== undefined) {
+        const wake = waiting
+        waiting = undefined
+        wake()
+      }
+    }
+    return true
+  }
+  const pump = () => {
+    if (!feed()) return void socket.pause()
+    if (!ended && !socket.destroyed) socket.resume()
+  }
+  socket.on("data", (data: Buffer) => {
+    chunk = data
+    at = 0
+    if (!feed()) socket.pause()
+  })
+  const onEnd = () => {
+    ended = true
+    if (waiting !== undefined) {
+      const wake = waiting
+      waiting = undefined
+      wake()
+    } else if (direct !== undefined) {
+      direct()
+    }
+  }
+  socket.on("end", onEnd)
+  socket.on("close", onEnd)
+  // Nothing consumes yet: the handshake's first `read` starts the flow.
+  socket.pause()
+  return {
+    socket,
+    ended: () => ended && at >= chunk.length,
+    starved: () => waiting !== undefined || direct !== undefined,
+    // Each piece of a chunk asks the reader for its buffer afresh: nothing to re-aim.
+    aim: () => {},
+    read: Effect.async<void>((wake) => {
+      if (ended && at >= chunk.length) return wake(Effect.void)
+      waiting = () => wake(Effect.void)
+      pump()
+      return Effect.sync(() => {
+        waiting = undefined
+      })
+    }),
+    setDirect: (consume: (() => boolean) | undefined) => {
+      direct = consume
+      if (consume !== undefined) pump()
+      else socket.pause()
+    },
+    stop: () => {
+      const wasEnded = ended
+      dropping = true
+      direct = undefined
+      at = chunk.length
+      if (!wasEnded && !socket.destroyed) socket.resume()
+      onEnd()
+    }
+  }
+}
+
+/** The broker's TLS server options from its PEM files (read once, at start), or why not. */
+const secureContextOf = (tls: NonNullable<BrokerOptions["tls"]>): TlsOptions => ({
+  cert: readFileSync(tls.cert),
+  key: readFileSync(tls.key),
+  ...(tls.clientCa === undefined ? {} : { ca: readFileSync(tls.clientCa), requestCert: true }),
+  rejectUnauthorized: true
+})
+
 /** An append the log refused: a batch it rejects is one the broker should have refused itself (internal). */
 const appendFailed = (e: AppendError) =>
   new WireViolation({ code: e._tag === "BatchRejected" ? "internal" : "append-failed", detail: e.message })
@@ -314,11 +428,6 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const topics = yield* Topics
     const { brokerId } = appender
     // A broker given the process's LogReader serves subscribers too (SubscriptionServer.ts).
-    const subscriptions = subscriptionServer({
-      brokerId,
-      reader: Option.getOrUndefined(yield* Effect.serviceOption(LogReader)),
-      authenticating: false
-    })
     const requested = settingsOf(options)
     const fileLimit = openFileLimit()
     const settings: Settings = fileLimit !== undefined && requested.maxConnections > fileLimit - RESERVED_FILES
@@ -328,6 +437,43 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       yield* Effect.logWarning(
         `broker ${brokerId}: serving at most ${settings.maxConnections} connections, not ${requested.maxConnections}: the process may open ${fileLimit} files (ulimit -n)`
       )
+    }
+    const refuse = (reason: string) => new BrokerListenFailed({ host: settings.host, port: settings.port, reason })
+    const auth: AuthServer | undefined = options.credentials === undefined ? undefined : yield* Effect.try({
+      try: () => Auth.AuthServer.open(options.credentials!),
+      catch: (e) => refuse(e instanceof CredentialError ? e.message : `credentials ${options.credentials}: ${String(e)}`)
+    })
+    const secure = options.tls === undefined ? undefined : yield* Effect.try({
+      try: () => secureContextOf(options.tls!),
+      catch: (e) => refuse(`cannot load its TLS certificate or key: ${(e as Error).message}`)
+    })
+    // A broker given the process's LogReader serves subscribers too (SubscriptionServer.ts).
+    const subscriptions = subscriptionServer({
+      brokerId,
+      reader: Option.getOrUndefined(yield* Effect.serviceOption(LogReader)),
+      authenticating: auth !== undefined
+    })
+    if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
+      return yield* refuse(
+        `refusing to serve beyond loopback without ${secure === undefined ? "TLS" : ""}${secure === undefined && auth === undefined ? " and " : ""}${
+          auth === undefined ? "authentication" : ""
+        }: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)`
+      )
+    }
+    /** Per user: live connections and rate budgets, shared by all its connections to this broker. */
+    const userUse = new Map<string, UserUse>()
+    const useOf = (user: UserRecord): UserUse => {
+      let use = userUse.get(user.name)
+      if (use === undefined) {
+        const { messagesPerSecond = 0, bytesPerSecond = 0 } = user.limits ?? {}
+        use = {
+          connections: 0,
+          messages: messagesPerSecond > 0 ? new RateBudget(messagesPerSecond) : undefined,
+          bytes: bytesPerSecond > 0 ? new RateBudget(bytesPerSecond) : undefined
+        }
+        userUse.set(user.name, use)
+      }
+      return use
     }
     const sockets = new Set<Socket>()
     /** What each connection holds of its client's input, for `stats().queuedBytes`. */
@@ -349,14 +495,32 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
     }
 
-    const welcome = (sessionEpoch: number) =>
-      welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId, maxBatchBytes: settings.maxBatchBytes, sessionEpoch }))
-    // Accepted paused, so nothing is read before `adopt` takes the handle over.
-    const server: Server = createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true })
+    const welcome = (sessionEpoch: number, serverSignature: string | undefined) =>
+      welcomeFrame(
+        new Welcome({
+          protocol: PROTOCOL_VERSION,
+          brokerId,
+          maxBatchBytes: settings.maxBatchBytes,
+          sessionEpoch,
+          ...(serverSignature === undefined ? {} : { serverSignature })
+        })
+      )
+    // Accepted paused, so nothing is read before `adopt` takes the handle over. With TLS, a
+    // connection is handed over once its TLS handshake is done (and its client certificate checked).
+    const server: Server = secure === undefined
+      ? createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true })
+      : createTlsServer({ ...secure, allowHalfOpen: true })
+    if (secure !== undefined) {
+      server.on("tlsClientError", (error) => {
+        countRejection("auth-failed")
+        run(Effect.logDebug(`broker ${brokerId}: a TLS handshake failed: ${error.message}`))
+      })
+    }
     /** A new connection: served (one fiber of the broker's scope), or refused past `maxConnections`. */
     const accept = (raw: Socket) => {
       counts.accepted++
       raw.on("error", () => {})
+      raw.setNoDelay(true)
       if (sockets.size >= settings.maxConnections) {
         reject(raw, new WireViolation({ code: "too-many-connections", detail: `this broker serves at most ${settings.maxConnections} connections` }))
         // Its HELLO is read and dropped: the socket goes as soon as the client, told, closes.
@@ -383,7 +547,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         }
       }
       const reader = new InPlaceFrameReader({
-        accept: [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE, FrameType.SUBSCRIBE, FrameType.CREDIT],
+        accept: [FrameType.HELLO, FrameType.AUTH, FrameType.BATCH, FrameType.CLOSE, FrameType.SUBSCRIBE, FrameType.CREDIT],
         maxBatchBytes: settings.maxBatchBytes,
         // Before the handshake a BATCH is refused from its header: none of its payload is read.
         admit: (type) => {
@@ -395,7 +559,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (type === FrameType.SUBSCRIBE || type === FrameType.CREDIT) {
             return new WireViolation({ code: "unexpected-frame", detail: "SUBSCRIBE opens a subscriber connection, CREDIT frames follow it" })
           }
-          return current !== undefined || type === FrameType.HELLO
+          return current !== undefined || type === FrameType.HELLO || type === FrameType.AUTH
             ? undefined
             : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
         },
@@ -407,7 +571,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           return view
         }
       })
-      const intake = adopt(raw, reader)
+      const intake = secure === undefined ? adopt(raw, reader) : adoptStream(raw, reader)
       const socket = intake.socket
       socket.on("error", () => {})
       sockets.add(socket)
@@ -420,7 +584,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         current = session
       }))
     }
-    server.on("connection", accept)
+    server.on(secure === undefined ? "connection" : "secureConnection", accept)
 
     const serve = (socket: Socket, intake: Intake, reader: InPlaceFrameReader, started: (session: ConnectionSession) => void) =>
       Effect.gen(function*() {
@@ -508,13 +672,34 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         if (frame.clientId !== hello.clientId || frame.sessionEpoch !== (hello.sessionEpoch ?? 0)) {
           return yield* new WireViolation({ code: "bad-handshake", detail: "the HELLO header and body name different sessions" })
         }
+        // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
+        const authenticated = auth === undefined
+          ? undefined
+          : yield* Auth.authenticate(auth, hello, "publish", hello.topic, { send: (frame) => void send(socket, frame), next: nextFrame })
+        if (authenticated === null) return undefined
         const unknownTopic = (e: { readonly message: string }) => new WireViolation({ code: "unknown-topic", detail: e.message })
         yield* topics.lookup(hello.topic).pipe(Effect.mapError(unknownTopic))
+        const budgets: Array<ConnectionSession["budgets"][number]> = []
+        const { messagesPerSecond = 0, bytesPerSecond = 0 } = options.limits ?? {}
+        if (messagesPerSecond > 0) budgets.push({ budget: new RateBudget(messagesPerSecond), of: "messages", whose: "the connection's" })
+        if (bytesPerSecond > 0) budgets.push({ budget: new RateBudget(bytesPerSecond), of: "bytes", whose: "the connection's" })
+        if (authenticated !== undefined) {
+          const use = useOf(authenticated.user)
+          const limit = authenticated.user.limits?.connections ?? 0
+          if (limit > 0 && use.connections >= limit) {
+            return yield* new WireViolation({ code: "too-many-connections", detail: `user ${authenticated.user.name} may hold ${limit} connections to this broker` })
+          }
+          use.connections++
+          yield* Effect.addFinalizer(() => Effect.sync(() => void use.connections--))
+          const whose = `user ${authenticated.user.name}'s`
+          if (use.messages !== undefined) budgets.push({ budget: use.messages, of: "messages", whose })
+          if (use.bytes !== undefined) budgets.push({ budget: use.bytes, of: "bytes", whose })
+        }
         const sessionEpoch = hello.sessionEpoch === undefined
           ? yield* registerSession(hello)
           : yield* attachSession(hello, hello.sessionEpoch)
-        send(socket, welcome(sessionEpoch))
-        return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel }
+        send(socket, welcome(sessionEpoch, authenticated?.serverSignature))
+        return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel, budgets }
       })
 
     /** A HELLO without an epoch: the log registers a new session and hands out its epoch. */
@@ -603,8 +788,21 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         brokerBytes.unsafeUpdate(frame.payloadBytes, [])
       }
 
+      /** The first rate budget this batch would overdraw, as the connection's ERROR; undefined when all allow it. */
+      const overLimit = (frame: Frame): WireViolation | undefined => {
+        for (const { budget, of, whose } of session.budgets) {
+          if (budget.take(of === "messages" ? frame.messageCount : frame.payloadBytes)) continue
+          return new WireViolation({ code: "rate-limited", detail: `over ${whose} limit of ${budget.perSecond} ${of} a second` })
+        }
+        return undefined
+      }
+
       /** Append: a checked batch into the log without waiting (usually already in place); "wait" when the log has no room now. */
       const append = (frame: Frame): "wait" | WireViolation | undefined => {
+        if (session.budgets.length > 0) {
+          const limited = overLimit(frame)
+          if (limited !== undefined) return limited
+        }
         const malformed = checkBatchPayload(frame.payload, frame.messageCount)
         if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
         const appended = appender.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame.payload))

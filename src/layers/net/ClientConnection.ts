@@ -6,8 +6,22 @@
  * (`too-many-connections`, `idle-timeout`, …), so a refusal is told apart from a broker that is down.
  */
 import { Data, Either } from "effect"
-import { connect, type Socket } from "node:net"
-import { closeFrame, ErrorBody, type Hello, helloFrame, decodeControl, Welcome, type WireErrorCode, WireViolation } from "./Control.js"
+import { connect, isIP, type Socket } from "node:net"
+import { connect as connectTls } from "node:tls"
+import { clientProof, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
+import {
+  authFrame,
+  AuthProof,
+  Challenge,
+  closeFrame,
+  ErrorBody,
+  Hello,
+  helloFrame,
+  decodeControl,
+  Welcome,
+  type WireErrorCode,
+  WireViolation
+} from "./Control.js"
 import { ACK_ORDER_BYTES, encodeHeader, type FrameHeader, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 
@@ -58,6 +72,14 @@ export interface ConnectionEvents {
   readonly onClosed: (reason: string, closed: ConnectionClosed) => void
 }
 
+/** How a client proves who it is and protects the connection (docs/security.md). */
+export interface ClientSecurity {
+  /** Answer the broker's CHALLENGE as this user; without it, only a broker without authentication accepts. */
+  readonly credentials?: Credentials
+  /** Connect with TLS, verifying the broker against `ca` (PEM; default Node's CAs) and presenting `cert` and `key` when given. */
+  readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
+}
+
 export interface ClientConnection {
   /**
    * Sends a batch frame; `onWritten` runs once its bytes are handed to the kernel, or with
@@ -76,10 +98,24 @@ export const openConnection = (
   address: BrokerAddress,
   hello: Hello,
   events: ConnectionEvents,
-  connectTimeoutMs: number
+  connectTimeoutMs: number,
+  security: ClientSecurity = {}
 ): ClientConnection => {
   let closed = false
-  const socket: Socket = connect({ host: address.host, port: address.port, noDelay: true })
+  const { credentials, tls } = security
+  const nonce = credentials === undefined ? undefined : newNonce()
+  /** The broker's signature the WELCOME must carry once this client answered a CHALLENGE. */
+  let expectedSignature: string | undefined
+  const socket: Socket = tls === undefined
+    ? connect({ host: address.host, port: address.port, noDelay: true })
+    : connectTls({
+      host: address.host,
+      port: address.port,
+      ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
+      ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
+      ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
+      ...(tls.key === undefined ? {} : { key: Buffer.from(tls.key) })
+    })
   const finish = (code: ConnectionClosed["code"], detail: string) => {
     if (closed) return
     closed = true
@@ -90,10 +126,16 @@ export const openConnection = (
   }
   const welcomeTimer = setTimeout(() => finish("no-welcome", `no WELCOME within ${connectTimeoutMs} ms`), connectTimeoutMs)
   welcomeTimer.unref()
-  const reader = new FrameReader({ accept: [FrameType.WELCOME, FrameType.ACK, FrameType.SESSION_FENCED, FrameType.ERROR], maxBatchBytes: 0 })
+  socket.setNoDelay(true)
+  const reader = new FrameReader({
+    accept: [FrameType.WELCOME, FrameType.CHALLENGE, FrameType.ACK, FrameType.SESSION_FENCED, FrameType.ERROR],
+    maxBatchBytes: 0
+  })
   let welcomed = false
 
-  socket.on("connect", () => socket.write(helloFrame(hello)))
+  const introduce = () =>
+    socket.write(helloFrame(credentials === undefined ? hello : new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }) })))
+  socket.on(tls === undefined ? "connect" : "secureConnect", introduce)
   socket.on("error", (error) => finish("unreachable", error.message))
   socket.on("close", () => finish("closed", "the broker closed the connection"))
   socket.on("data", (chunk: Buffer) => {
@@ -101,9 +143,26 @@ export const openConnection = (
     for (let frame = reader.next(); frame !== undefined && !closed; frame = reader.next()) {
       if (frame instanceof WireViolation) return finish("bad-frame", frame.message)
       switch (frame.type) {
+        case FrameType.CHALLENGE: {
+          if (credentials === undefined || nonce === undefined) {
+            return finish("auth-required", "the broker requires authentication and this client has no credentials (--secret-file / CXLOG_SECRET_FILE)")
+          }
+          if (welcomed || expectedSignature !== undefined) return finish("bad-frame", "an unexpected CHALLENGE")
+          const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
+          if (Either.isLeft(challenge)) return finish("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
+          const answer = clientProof(credentials, nonce, challenge.right)
+          expectedSignature = answer.serverSignature
+          socket.write(authFrame(hello.clientId, new AuthProof({ proof: answer.proof })))
+          break
+        }
         case FrameType.WELCOME: {
           const welcome = decodeControl(Welcome, frame.payload, "bad-handshake")
           if (Either.isLeft(welcome)) return finish("bad-frame", `bad WELCOME: ${welcome.left.message}`)
+          if (expectedSignature !== undefined && !serverSignatureMatches(expectedSignature, welcome.right.serverSignature)) {
+            const detail = "the broker did not prove that it holds this user's keys: not the broker of this credential file"
+            events.onBrokerError(new ErrorBody({ code: "auth-failed", message: detail }))
+            return finish("auth-failed", detail)
+          }
           welcomed = true
           clearTimeout(welcomeTimer)
           events.onWelcome(welcome.right)

@@ -6,7 +6,7 @@ import { Data, Either, Schema } from "effect"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType, MAX_ACK_PAYLOAD_BYTES } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
 
@@ -23,7 +23,23 @@ export class Hello extends Schema.Class<Hello>("Hello")({
   topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
   clientId: U32,
   sessionEpoch: Schema.optional(U32),
-  ackLevel: AckLevel
+  ackLevel: AckLevel,
+  /** The user to authenticate as, and the client's fresh nonce (both, or neither: a broker without authentication). */
+  user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
+  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
+}) {}
+
+/** broker → client: authenticate as the HELLO's user (see Auth.ts). */
+export class Challenge extends Schema.Class<Challenge>("Challenge")({
+  salt: Schema.String.pipe(Schema.maxLength(255)),
+  iterations: Schema.Int.pipe(Schema.between(1, 10_000_000)),
+  /** The broker's fresh nonce: a proof is good for this handshake only. */
+  nonce: Schema.String.pipe(Schema.maxLength(255))
+}) {}
+
+/** client → broker: the answer to the CHALLENGE. */
+export class AuthProof extends Schema.Class<AuthProof>("AuthProof")({
+  proof: Schema.String.pipe(Schema.maxLength(255))
 }) {}
 
 /** broker → client: the handshake is accepted; batches may follow. */
@@ -33,7 +49,9 @@ export class Welcome extends Schema.Class<Welcome>("Welcome")({
   /** The largest batch payload this broker accepts. */
   maxBatchBytes: Schema.Int.pipe(Schema.positive()),
   /** The session this connection carries (handed out by the log when the HELLO registered one). */
-  sessionEpoch: U32
+  sessionEpoch: U32,
+  /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
+  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}
 
 export const WireErrorCode = Schema.Literal(
@@ -57,12 +75,24 @@ export const WireErrorCode = Schema.Literal(
   "slow-consumer",
   "bad-subscribe",
   "out-of-range",
+  "auth-required",
+  "auth-failed",
+  "forbidden",
+  "rate-limited",
   "internal"
 )
 export type WireErrorCode = typeof WireErrorCode.Type
 
 /** Errors a publisher cannot cure by reconnecting: its configuration is wrong. */
-export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set(["unknown-topic", "version-mismatch", "bad-handshake", "session-table-full"])
+export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set([
+  "unknown-topic",
+  "version-mismatch",
+  "bad-handshake",
+  "session-table-full",
+  "auth-required",
+  "auth-failed",
+  "forbidden"
+])
 
 /** broker → client: why the connection is being closed. */
 export class ErrorBody extends Schema.Class<ErrorBody>("ErrorBody")({
@@ -105,6 +135,12 @@ const encodeJson = <A, I>(schema: Schema.Schema<A, I>, value: A): Uint8Array =>
 
 export const helloFrame = (hello: Hello): Buffer =>
   encodeFrame({ type: FrameType.HELLO, clientId: hello.clientId, sessionEpoch: hello.sessionEpoch ?? 0, seq: 0, messageCount: 0 }, encodeJson(Hello, hello))
+
+export const challengeFrame = (challenge: Challenge): Buffer =>
+  encodeFrame({ type: FrameType.CHALLENGE, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Challenge, challenge))
+
+export const authFrame = (clientId: number, proof: AuthProof): Buffer =>
+  encodeFrame({ type: FrameType.AUTH, clientId, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(AuthProof, proof))
 
 export const welcomeFrame = (welcome: Welcome): Buffer =>
   encodeFrame({ type: FrameType.WELCOME, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Welcome, welcome))

@@ -24,7 +24,7 @@ import { crc32c } from "./Crc32c.js"
 export const FRAME_HEADER_BYTES = 32
 export const WIRE_VERSION = 1
 export const FRAME_MAGIC = 0x5843
-/** Control frames (HELLO, WELCOME, ERROR) carry small JSON bodies. */
+/** Control frames (HELLO, WELCOME, ERROR, CHALLENGE, AUTH) carry small JSON bodies. */
 export const MAX_CONTROL_PAYLOAD_BYTES = 4096
 /** Bytes of one (batch seq, total order) pair in an ACK payload. */
 export const ACK_ORDER_BYTES = 16
@@ -64,7 +64,11 @@ export const FrameType = {
    * broker → client: one batch of the total order, its payload the batch's messages as stored;
    * seq = offset of its first message, client id and epoch its session's, crc32c its own.
    */
-  DATA: 11
+  DATA: 11,
+  /** broker → client (protocol 4): the user's salt and iterations and the broker's nonce (Auth.ts). */
+  CHALLENGE: 12,
+  /** client → broker (protocol 4): the proof answering the CHALLENGE. */
+  AUTH: 13
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

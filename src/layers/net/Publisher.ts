@@ -98,6 +98,10 @@ const settingsOf = (options: PublisherOptions) => ({
   maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
   spread: options.spread ?? "round-robin",
   connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+  security: {
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    ...(options.tls === undefined ? {} : { tls: options.tls })
+  },
   ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
   reconnectDelayMs: options.reconnectDelayMs ?? 25
 })
@@ -443,7 +447,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         onClosed: (reason, closed) => {
           if (link.connection === connection) linkDown(link, reason, closed)
         }
-      }, settings.connectTimeoutMs)
+      }, settings.connectTimeoutMs, settings.security)
       link.connection = connection
     }
 

@@ -47,6 +47,17 @@ export interface BrokerOptions {
   readonly maxConnections?: number
   /** Outgoing bytes queued to a client that does not read before it is dropped as `slow-consumer`. Default 1 MiB. */
   readonly writeBufferBytes?: number
+  /**
+   * A credential file (docs/security.md): every session authenticates as one of its users
+   * (challenge–response) and may use only the topics its rights name. Without it, no authentication.
+   */
+  readonly credentials?: string
+  /** TLS: the broker's certificate and key (PEM files); with `clientCa`, clients must present a certificate it signed. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly clientCa?: string }
+  /** Listen beyond loopback without TLS and authentication (refused otherwise). */
+  readonly insecure?: boolean
+  /** Per connection: past this many messages or bytes a second (about a second's burst) a batch gets ERROR `rate-limited`. 0: unlimited. */
+  readonly limits?: { readonly messagesPerSecond?: number; readonly bytesPerSecond?: number }
 }
 
 export interface BrokerStats {

@@ -19,7 +19,7 @@
  */
 import { Context, Data, type Effect } from "effect"
 import type { AckLevel, WireErrorCode } from "../../layers/net/Control.js"
-import type { BrokerAddress } from "../../layers/net/ClientConnection.js"
+import type { BrokerAddress, ClientSecurity } from "../../layers/net/ClientConnection.js"
 
 export type { BrokerAddress }
 
@@ -52,6 +52,10 @@ export interface PublisherOptions {
   readonly ackTimeoutMs?: number
   /** First reconnect delay after a failure; doubles per failure up to 1 s. Default 25 ms. */
   readonly reconnectDelayMs?: number
+  /** The user and secret to authenticate as, for brokers that require it (docs/security.md). */
+  readonly credentials?: ClientSecurity["credentials"]
+  /** Connect with TLS: the CA (PEM) that signed the brokers' certificates; a client certificate and key when they ask for one. */
+  readonly tls?: ClientSecurity["tls"]
 }
 
 /** One broker as the publisher sees it; `name` is `B<index in the brokers list>`. */

@@ -1,0 +1,415 @@
+/**
+ * Who may use a broker, and for what: the credential file, the salted challenge–response every
+ * TCP session runs (SCRAM-SHA-256 in spirit), per-topic rights and per-user limits. One module
+ * for any TCP session — publishers now, remote subscribers later — so the handshake step
+ * (`AuthServer.challenge` → `AuthServer.verify`) and the rights check (`authorize`) are the
+ * same everywhere.
+ *
+ * The exchange: the client's HELLO names its user and a fresh client nonce; the broker answers
+ * CHALLENGE with the user's salt, iteration count and a fresh server nonce; the client sends
+ * AUTH with a proof, ClientKey XOR HMAC(StoredKey, message), where message binds both nonces and
+ * the user; the broker recomputes, checks H(ClientKey) = StoredKey and answers WELCOME with its
+ * own signature, HMAC(ServerKey, message), which the client checks (an impostor broker without
+ * the credential file cannot make it). The file holds StoredKey and ServerKey only, never the
+ * secret, and the secret never crosses the wire; a captured handshake replayed later fails,
+ * since the broker's nonce differs every time.
+ */
+import { Data, Effect } from "effect"
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
+import { tmpdir, userInfo } from "node:os"
+import { dirname, join } from "node:path"
+import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
+import { type Frame, FrameType } from "./Frame.js"
+
+/** A refused handshake or action; the broker sends its code in an ERROR frame. */
+export type AuthErrorCode = "auth-required" | "auth-failed" | "forbidden" | "rate-limited" | "too-many-connections"
+
+export type Action = "publish" | "read"
+
+/** Per-user limits, per broker process; 0 or absent: unlimited. */
+export interface UserLimits {
+  readonly messagesPerSecond?: number
+  readonly bytesPerSecond?: number
+  readonly connections?: number
+}
+
+/** One user of the credential file: derived keys only (base64), rights as topic patterns (`*` matches any run of characters). */
+export interface UserRecord {
+  readonly name: string
+  readonly salt: string
+  readonly iterations: number
+  readonly storedKey: string
+  readonly serverKey: string
+  readonly publish: ReadonlyArray<string>
+  readonly read: ReadonlyArray<string>
+  readonly limits?: UserLimits
+}
+
+export interface CredentialFile {
+  readonly version: 1
+  readonly users: ReadonlyArray<UserRecord>
+}
+
+/** What a client authenticates with: a user and its secret (from a secret file, `NAME:SECRET`). */
+export interface Credentials {
+  readonly user: string
+  readonly secret: string
+}
+
+export class CredentialError extends Data.TaggedError("CredentialError")<{ readonly path: string; readonly reason: string }> {
+  override get message() {
+    return `credentials ${this.path}: ${this.reason}`
+  }
+}
+
+/** PBKDF2 rounds for new users: the client pays them once per connection (cached per salt), the broker never. */
+export const DEFAULT_ITERATIONS = 4096
+const KEY_BYTES = 32
+
+const hmac = (key: Uint8Array, text: string | Uint8Array) => createHmac("sha256", key).update(text).digest()
+const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest()
+const xor = (a: Uint8Array, b: Uint8Array) => {
+  const out = Buffer.alloc(a.length)
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! ^ b[i]!
+  return out
+}
+const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64")
+const unb64 = (text: string) => Buffer.from(text, "base64")
+
+const saltedCache = new Map<string, Buffer>()
+/** The salted secret (PBKDF2), cached so a reconnecting client does not pay the rounds again. */
+const salted = (secret: string, salt: string, iterations: number): Buffer => {
+  const key = `${salt}:${iterations}:${createHash("sha256").update(secret).digest("base64")}`
+  let value = saltedCache.get(key)
+  if (value === undefined) {
+    value = pbkdf2Sync(secret, unb64(salt), iterations, KEY_BYTES, "sha256")
+    if (saltedCache.size > 64) saltedCache.clear()
+    saltedCache.set(key, value)
+  }
+  return value
+}
+
+const clientKeyOf = (saltedSecret: Uint8Array) => hmac(saltedSecret, "Client Key")
+const serverKeyOf = (saltedSecret: Uint8Array) => hmac(saltedSecret, "Server Key")
+
+/** The text both sides sign: the user and both nonces, so a proof is good for one handshake only. */
+const authMessage = (user: string, clientNonce: string, serverNonce: string) => `cxlog-auth-1,${user},${clientNonce},${serverNonce}`
+
+export const newNonce = (): string => randomBytes(18).toString("base64")
+export const newSecret = (): string => randomBytes(24).toString("base64url")
+
+/** A user record for `secret` (fresh salt): what `cxlog user add` and the head write. */
+export const userRecord = (name: string, secret: string, rights: { publish: ReadonlyArray<string>; read: ReadonlyArray<string> }, limits?: UserLimits, iterations = DEFAULT_ITERATIONS): UserRecord => {
+  const salt = b64(randomBytes(16))
+  const s = salted(secret, salt, iterations)
+  return {
+    name,
+    salt,
+    iterations,
+    storedKey: b64(sha256(clientKeyOf(s))),
+    serverKey: b64(serverKeyOf(s)),
+    publish: rights.publish,
+    read: rights.read,
+    ...(limits === undefined ? {} : { limits })
+  }
+}
+
+// ---- the client's side ------------------------------------------------------------------------
+
+/** The client's proof for a CHALLENGE, and the broker signature it expects in the WELCOME. */
+export const clientProof = (credentials: Credentials, clientNonce: string, challenge: { salt: string; iterations: number; nonce: string }) => {
+  const s = salted(credentials.secret, challenge.salt, challenge.iterations)
+  const clientKey = clientKeyOf(s)
+  const message = authMessage(credentials.user, clientNonce, challenge.nonce)
+  const signature = hmac(sha256(clientKey), message)
+  return { proof: b64(xor(clientKey, signature)), serverSignature: b64(hmac(serverKeyOf(s), message)) }
+}
+
+/** Whether the WELCOME's signature is the one only a holder of the user's keys can make. */
+export const serverSignatureMatches = (expected: string, got: string | undefined): boolean => {
+  if (got === undefined) return false
+  const a = unb64(expected)
+  const b = unb64(got)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+// ---- the broker's side ------------------------------------------------------------------------
+
+/** Matches `*` as any run of characters; everything else literally. */
+const patternMatches = (pattern: string, topic: string): boolean => {
+  if (!pattern.includes("*")) return pattern === topic
+  const parts = pattern.split("*")
+  if (!topic.startsWith(parts[0]!) || !topic.endsWith(parts[parts.length - 1]!)) return false
+  let at = parts[0]!.length
+  for (let i = 1; i < parts.length - 1; i++) {
+    const found = topic.indexOf(parts[i]!, at)
+    if (found < 0) return false
+    at = found + parts[i]!.length
+  }
+  return at <= topic.length - parts[parts.length - 1]!.length
+}
+
+/** The one rights check of every TCP session: undefined when `user` may `action` on `topic`, else why not. */
+export const authorize = (user: UserRecord, action: Action, topic: string): string | undefined =>
+  (action === "publish" ? user.publish : user.read).some((p) => patternMatches(p, topic))
+    ? undefined
+    : `user ${user.name} may not ${action} ${action === "publish" ? "to" : "from"} topic ${topic} (its ${action} rights: ${
+      (action === "publish" ? user.publish : user.read).join(", ") || "none"
+    })`
+
+/** A pending challenge: what the broker sent, to check the AUTH against. */
+export interface Challenge {
+  readonly user: UserRecord | undefined
+  readonly userName: string
+  readonly clientNonce: string
+  readonly salt: string
+  readonly iterations: number
+  readonly nonce: string
+}
+
+/** A fake salt for a user the file does not hold, stable per name, so a CHALLENGE does not reveal who exists. */
+const decoySalt = (() => {
+  const key = randomBytes(32)
+  return (name: string) => b64(hmac(key, name).subarray(0, 16))
+})()
+
+/**
+ * The broker's handle on a credential file: re-read when it changes (a `cxlog user add` takes
+ * effect for the next connection), checked to be private to its owner.
+ */
+export class AuthServer {
+  private users = new Map<string, UserRecord>()
+  private loadedMtimeMs = -1
+  private loadedSize = -1
+
+  private constructor(readonly path: string) {}
+
+  static open(path: string): AuthServer {
+    const server = new AuthServer(path)
+    server.refresh()
+    return server
+  }
+
+  /** Re-reads the file if it changed since the last read (one stat). */
+  refresh(): void {
+    const stat = statSync(this.path, { throwIfNoEntry: false })
+    if (stat === undefined) throw new CredentialError({ path: this.path, reason: "no such file (the head creates it; `cxlog user add` adds users)" })
+    if (stat.mtimeMs === this.loadedMtimeMs && stat.size === this.loadedSize) return
+    if ((stat.mode & 0o077) !== 0) {
+      throw new CredentialError({ path: this.path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+    }
+    const file = readCredentialFile(this.path)
+    this.users = new Map(file.users.map((u) => [u.name, u]))
+    this.loadedMtimeMs = stat.mtimeMs
+    this.loadedSize = stat.size
+  }
+
+  /** The CHALLENGE for a HELLO naming `userName` (a decoy one for a user the file lacks: it fails at `verify`). */
+  challenge(userName: string, clientNonce: string): Challenge {
+    try {
+      this.refresh()
+    } catch {
+      // A file being rewritten or removed: keep the users as last read.
+    }
+    const user = this.users.get(userName)
+    return {
+      user,
+      userName,
+      clientNonce,
+      salt: user?.salt ?? decoySalt(userName),
+      iterations: user?.iterations ?? DEFAULT_ITERATIONS,
+      nonce: newNonce()
+    }
+  }
+
+  /** The user when `proof` answers `challenge`, with the WELCOME's signature; else undefined. */
+  verify(challenge: Challenge, proof: string): { user: UserRecord; serverSignature: string } | undefined {
+    const user = challenge.user
+    if (user === undefined) return undefined
+    const message = authMessage(challenge.userName, challenge.clientNonce, challenge.nonce)
+    const storedKey = unb64(user.storedKey)
+    const given = unb64(proof)
+    if (given.length !== KEY_BYTES || storedKey.length !== KEY_BYTES) return undefined
+    const clientKey = xor(given, hmac(storedKey, message))
+    if (!timingSafeEqual(sha256(clientKey), storedKey)) return undefined
+    return { user, serverSignature: b64(hmac(unb64(user.serverKey), message)) }
+  }
+}
+
+/**
+ * The authentication step of any TCP session's handshake, after its opening frame named `who`
+ * (user and client nonce): CHALLENGE, the client's AUTH proof checked against the credential
+ * file, then the user's right to `action` on `topic`. The user and the WELCOME's signature, or
+ * null when the connection ended meanwhile; a refusal is the connection's typed error.
+ */
+export const authenticate = (
+  server: AuthServer,
+  who: { readonly user?: string | undefined; readonly nonce?: string | undefined },
+  action: Action,
+  topic: string,
+  io: { readonly send: (frame: Buffer) => void; readonly next: Effect.Effect<Frame | undefined, WireViolation> }
+): Effect.Effect<{ user: UserRecord; serverSignature: string } | null, WireViolation> =>
+  Effect.gen(function*() {
+    if (who.user === undefined || who.nonce === undefined) {
+      return yield* new WireViolation({
+        code: "auth-required",
+        detail: "this broker requires authentication: give the client a secret file (--secret-file / CXLOG_SECRET_FILE; docs/security.md)"
+      })
+    }
+    const challenge = server.challenge(who.user, who.nonce)
+    io.send(challengeFrame(new ChallengeBody({ salt: challenge.salt, iterations: challenge.iterations, nonce: challenge.nonce })))
+    const frame = yield* io.next
+    if (frame === undefined) return null
+    if (frame.type !== FrameType.AUTH) return yield* new WireViolation({ code: "unexpected-frame", detail: "a CHALLENGE is answered with AUTH" })
+    const answer = yield* decodeControl(AuthProof, frame.payload, "bad-handshake")
+    const verified = server.verify(challenge, answer.proof)
+    if (verified === undefined) {
+      return yield* new WireViolation({ code: "auth-failed", detail: `authentication as ${who.user} failed: no such user, or the wrong secret` })
+    }
+    const denied = authorize(verified.user, action, topic)
+    if (denied !== undefined) return yield* new WireViolation({ code: "forbidden", detail: denied })
+    return verified
+  })
+
+// ---- limits -----------------------------------------------------------------------------------
+
+/**
+ * A rate over about a second: `take` succeeds while the budget is not in debt (a batch may
+ * overdraw it, so any batch size passes at a low rate), and the budget refills at `perSecond`
+ * up to one second's worth.
+ */
+export class RateBudget {
+  private tokens: number
+  private at = performance.now()
+  constructor(readonly perSecond: number) {
+    this.tokens = perSecond
+  }
+  take(amount: number): boolean {
+    const now = performance.now()
+    this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.at) / 1000) * this.perSecond)
+    this.at = now
+    if (this.tokens <= 0) return false
+    this.tokens -= amount
+    return true
+  }
+}
+
+// ---- files ------------------------------------------------------------------------------------
+
+/**
+ * This user's private directory for credential and secret files: `$XDG_RUNTIME_DIR/cxlog`, else
+ * `<tmp>/cxlog-auth-<uid>`; created 0700 and refused unless it is a directory of this user that
+ * nobody else may enter (a squatted one in a shared /tmp would leak secrets).
+ */
+export const authDirectory = (): string => {
+  const runtime = process.env["XDG_RUNTIME_DIR"]
+  const dir = runtime !== undefined && runtime !== "" ? join(runtime, "cxlog") : join(tmpdir(), `cxlog-auth-${process.getuid?.() ?? 0}`)
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const stat = lstatSync(dir)
+  const uid = process.getuid?.()
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
+    throw new CredentialError({ path: dir, reason: "not a private directory of this user (owner and mode 700 expected)" })
+  }
+  return dir
+}
+
+const fileStem = (region: string) => region.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")
+/** The region's default credential file (the head creates it). */
+export const defaultCredentialPath = (region: string): string => join(authDirectory(), `${fileStem(region)}.users`)
+/** The region's default secret file: the local user's `NAME:SECRET`, which the local publisher reads. */
+export const defaultSecretPath = (region: string): string => join(authDirectory(), `${fileStem(region)}.secret`)
+
+/** The local OS user's name: the default user of a region's credential file. */
+export const localUserName = (): string => {
+  try {
+    return userInfo().username.replace(/[^A-Za-z0-9._-]/g, "_") || "local"
+  } catch {
+    return "local"
+  }
+}
+
+/** Writes `text` to `path` with mode 0600 through a temporary file and a rename, so readers never see half of it. */
+export const writePrivateFile = (path: string, text: string): void => {
+  const temporary = join(dirname(path), `.${process.pid}.${randomBytes(4).toString("hex")}.tmp`)
+  const fd = openSync(temporary, "wx", 0o600)
+  try {
+    writeSync(fd, text)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  renameSync(temporary, path)
+}
+
+const isStrings = (v: unknown): v is Array<string> => Array.isArray(v) && v.every((s) => typeof s === "string")
+
+export const readCredentialFile = (path: string): CredentialFile => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"))
+  } catch (error) {
+    throw new CredentialError({ path, reason: `unreadable: ${(error as Error).message}` })
+  }
+  const users = (parsed as { users?: unknown }).users
+  if ((parsed as { version?: unknown }).version !== 1 || !Array.isArray(users)) throw new CredentialError({ path, reason: "not a cxlog credential file (version 1)" })
+  for (const u of users as Array<Partial<UserRecord>>) {
+    if (
+      typeof u.name !== "string" || typeof u.salt !== "string" || typeof u.storedKey !== "string" || typeof u.serverKey !== "string" ||
+      typeof u.iterations !== "number" || !isStrings(u.publish) || !isStrings(u.read)
+    ) throw new CredentialError({ path, reason: `a malformed user record${typeof u.name === "string" ? ` (${u.name})` : ""}` })
+  }
+  return parsed as CredentialFile
+}
+
+export const writeCredentialFile = (path: string, file: CredentialFile): void => writePrivateFile(path, `${JSON.stringify(file, null, 2)}\n`)
+
+/** Adds (or replaces) a user; returns its record. */
+export const upsertUser = (path: string, record: UserRecord): void => {
+  const existing = statSync(path, { throwIfNoEntry: false }) === undefined ? { version: 1 as const, users: [] } : readCredentialFile(path)
+  writeCredentialFile(path, { version: 1, users: [...existing.users.filter((u) => u.name !== record.name), record] })
+}
+
+/** Removes a user; false when the file did not hold it. */
+export const removeUser = (path: string, name: string): boolean => {
+  const existing = readCredentialFile(path)
+  if (!existing.users.some((u) => u.name === name)) return false
+  writeCredentialFile(path, { version: 1, users: existing.users.filter((u) => u.name !== name) })
+  return true
+}
+
+/** A secret file's `NAME:SECRET` (refused when others may read it). */
+export const readSecretFile = (path: string): Credentials => {
+  const stat = statSync(path, { throwIfNoEntry: false })
+  if (stat === undefined) throw new CredentialError({ path, reason: "no such secret file" })
+  if ((stat.mode & 0o077) !== 0) throw new CredentialError({ path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+  const text = readFileSync(path, "utf8").trim()
+  const colon = text.indexOf(":")
+  if (colon <= 0 || colon === text.length - 1) throw new CredentialError({ path, reason: "not NAME:SECRET" })
+  return { user: text.slice(0, colon), secret: text.slice(colon + 1) }
+}
+
+export const writeSecretFile = (path: string, credentials: Credentials): void => writePrivateFile(path, `${credentials.user}:${credentials.secret}\n`)
+
+/**
+ * The head's part: the region's credential file with the local user (every right) and that
+ * user's secret file, unless a credential file is already there (kept: users added to it stay).
+ */
+export const ensureRegionCredentials = (credentialPath: string, secretPath: string): { created: boolean } => {
+  if (statSync(credentialPath, { throwIfNoEntry: false }) !== undefined) return { created: false }
+  const credentials = { user: localUserName(), secret: newSecret() }
+  writeSecretFile(secretPath, credentials)
+  upsertUser(credentialPath, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }))
+  return { created: true }
+}
+
+/** Removes the region's default files (the head that created them, when it removes its region). */
+export const removeRegionCredentials = (credentialPath: string, secretPath: string): void => {
+  for (const path of [credentialPath, secretPath]) {
+    try {
+      unlinkSync(path)
+    } catch {
+      // Already gone.
+    }
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Security (docs/security.md): every session authenticates against the broker's credential file
+ * and may publish only where its rights say; TLS with a CA the test makes; a broker beyond
+ * loopback without TLS and authentication does not start; rate and connection limits.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import {
+  AuthServer,
+  authorize,
+  clientProof,
+  type Credentials,
+  ensureRegionCredentials,
+  newNonce,
+  readSecretFile,
+  upsertUser,
+  userRecord,
+  type UserLimits
+} from "../../src/layers/net/Auth.js"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
+import { FrameType } from "../../src/layers/net/Frame.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import type { BrokerOptions } from "../../src/services/net/Broker.js"
+import type { PublisherOptions } from "../../src/services/net/Publisher.js"
+import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
+import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
+
+const ALICE: Credentials = { user: "alice", secret: "alice-secret-1" }
+const BOB: Credentials = { user: "bob", secret: "bob-secret-2" }
+
+/** A private directory for the test's files, removed when the test ends. */
+const privateDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-security-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A credential file: alice may publish to t, bob only to other; `extra` users with limits. */
+const credentialFile = (dir: string, extra: ReadonlyArray<{ credentials: Credentials; limits: UserLimits }> = []) => {
+  const path = join(dir, "users")
+  upsertUser(path, userRecord(ALICE.user, ALICE.secret, { publish: ["t"], read: ["*"] }, undefined, 64))
+  upsertUser(path, userRecord(BOB.user, BOB.secret, { publish: ["oth*"], read: [] }, undefined, 64))
+  for (const { credentials, limits } of extra) upsertUser(path, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }, limits, 64))
+  return path
+}
+
+const secureBroker = (options: BrokerOptions) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }, { name: "other" }] })
+    const server = yield* BrokerLayers.make(options).pipe(Effect.provide(log.forBroker(0)))
+    const publisher = (options: Partial<PublisherOptions>) =>
+      PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 2_000, ackTimeoutMs: 10_000, ...options })
+    return { log, server, publisher }
+  })
+
+/** How a publisher with `options` ends: the error of its first publish and flush. */
+const refusal = (publisher: ReturnType<Awaited<ReturnType<typeof secureBroker>>["publisher"]>, clientId: number) =>
+  Effect.flip(Effect.gen(function*() {
+    const p = yield* publisher
+    yield* p.publish(testMessage(clientId, 0, 64))
+    yield* p.flush(10_000)
+  }))
+
+/** A raw client's full handshake as `credentials`: the HELLO and AUTH bytes it sent, and the broker's answer. */
+const rawHandshake = (port: number, credentials: Credentials, clientId: number, topic = "t") =>
+  Effect.gen(function*() {
+    const client = yield* rawConnect(port)
+    const nonce = newNonce()
+    const hello = helloFrame(new Hello({ protocol: PROTOCOL_VERSION, topic, clientId, ackLevel: 1, user: credentials.user, nonce }))
+    client.write(hello)
+    const challengeFrame = yield* client.nextFrame()
+    expect(challengeFrame.type).toBe(FrameType.CHALLENGE)
+    const challenge = Either.getOrThrow(decodeControl(Challenge, challengeFrame.payload, "bad-handshake"))
+    const auth = authFrame(clientId, new AuthProof({ proof: clientProof(credentials, nonce, challenge).proof }))
+    client.write(auth)
+    return { client, hello, auth, answer: yield* client.nextFrame() }
+  })
+
+/** A CA, a broker certificate for 127.0.0.1 and a client certificate, made with openssl in `dir`. */
+const makeCertificates = (dir: string) => {
+  const ssl = (args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
+  ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=cxlog test CA"])
+  for (const [name, san] of [["broker", "subjectAltName=IP:127.0.0.1,DNS:localhost"], ["client", "subjectAltName=DNS:alice"]] as const) {
+    ssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`])
+    writeFileSync(join(dir, `${name}.ext`), `${san}\n`)
+    ssl(["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`])
+  }
+  return {
+    ca: join(dir, "ca.pem"),
+    brokerCert: join(dir, "broker.pem"),
+    brokerKey: join(dir, "broker.key"),
+    clientCert: readFileSync(join(dir, "client.pem")),
+    clientKey: readFileSync(join(dir, "client.key"))
+  }
+}
+
+describe("Security", () => {
+  it.scopedLive("an authorised publisher's audited run passes while no credentials, a wrong secret, a replayed handshake and rights on another topic only are each refused", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const { log, publisher, server } = yield* secureBroker({ credentials: credentialFile(dir) })
+      const alice = yield* publisher({ clientId: 1, credentials: ALICE, batchBytes: 4096 })
+      yield* publishTestMessages(alice, 1, 500, 200)
+
+      expect(yield* refusal(publisher({ clientId: 2 }), 2)).toMatchObject({ _tag: "BrokerRejected", code: "auth-required" })
+      expect(yield* refusal(publisher({ clientId: 3, credentials: { user: "alice", secret: "wrong" } }), 3)).toMatchObject({
+        _tag: "BrokerRejected",
+        code: "auth-failed"
+      })
+      // A user the file does not hold is told no more than a wrong secret.
+      expect(yield* refusal(publisher({ clientId: 4, credentials: { user: "mallory", secret: "x" } }), 4)).toMatchObject({ code: "auth-failed" })
+      const forbidden = yield* refusal(publisher({ clientId: 5, credentials: BOB }), 5)
+      expect(forbidden).toMatchObject({ _tag: "BrokerRejected", code: "forbidden" })
+      expect(forbidden.message).toMatch(/bob may not publish to topic t/)
+      // Bob's own topic stays his: the refusal on t took nothing else.
+      const bobOwn = yield* publisher({ clientId: 6, credentials: BOB, topic: "other" })
+      yield* bobOwn.publish(testMessage(6, 0, 64))
+      yield* bobOwn.flush(10_000)
+
+      // A captured handshake replayed byte for byte: the broker's nonce differs, so the proof no longer fits.
+      const captured = yield* rawHandshake(server.port, ALICE, 7)
+      expect(captured.answer.type).toBe(FrameType.WELCOME)
+      const replay = yield* rawConnect(server.port)
+      replay.write(captured.hello)
+      expect((yield* replay.nextFrame()).type).toBe(FrameType.CHALLENGE)
+      replay.write(captured.auth)
+      expect(errorCode(yield* replay.nextFrame())).toBe("auth-failed")
+      // Nor do batches get in without a handshake, or with an old protocol.
+      const blind = yield* rawConnect(server.port)
+      blind.write(batchFrame(8, 1, 0, [testMessage(8, 0, 64)]))
+      expect(errorCode(yield* blind.nextFrame())).toBe("unexpected-frame")
+      const old = yield* rawConnect(server.port)
+      old.write(helloFrame(new Hello({ protocol: 3, topic: "t", clientId: 9, ackLevel: 1 })))
+      expect(errorCode(yield* old.nextFrame())).toBe("version-mismatch")
+
+      yield* publishTestMessages(alice, 1, 500, 200, 500)
+      yield* alice.flush(10_000)
+      expect(audit(log.ordered("t"), new Map([[1, 1000]]))).toEqual({ messages: 1000, ...clean })
+      expect(log.ordered("other").length).toBe(1)
+      expect(server.stats().rejected).toMatchObject({ "auth-required": 1, "auth-failed": 3, forbidden: 1, "unexpected-frame": 1, "version-mismatch": 1 })
+    }))
+
+  it.scopedLive("TLS end to end with a CA the test makes: client certificates required, a client without one refused; beyond loopback only with TLS and authentication", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const certs = makeCertificates(dir)
+      const credentials = credentialFile(dir)
+      const { log, publisher } = yield* secureBroker({
+        host: "0.0.0.0",
+        credentials,
+        tls: { cert: certs.brokerCert, key: certs.brokerKey, clientCa: certs.ca }
+      })
+      const ca = readFileSync(certs.ca)
+      const alice = yield* publisher({ clientId: 1, credentials: ALICE, tls: { ca, cert: certs.clientCert, key: certs.clientKey }, batchBytes: 4096 })
+      yield* publishTestMessages(alice, 1, 2_000, 1_000)
+      yield* alice.flush(10_000)
+      expect(audit(log.ordered("t"), new Map([[1, 2000]]))).toEqual({ messages: 2000, ...clean })
+      // Without a client certificate the TLS handshake fails: no broker is ever reached.
+      const anonymous = yield* refusal(publisher({ clientId: 2, credentials: ALICE, tls: { ca }, connectTimeoutMs: 500 }), 2)
+      expect(anonymous._tag).toBe("BrokersUnreachable")
+      // Plain TCP to a TLS port gets no WELCOME either.
+      const plain = yield* refusal(publisher({ clientId: 3, credentials: ALICE, connectTimeoutMs: 500 }), 3)
+      expect(plain._tag).toBe("BrokersUnreachable")
+
+      const memory = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const bare = yield* Effect.flip(BrokerLayers.make({ host: "0.0.0.0" }).pipe(Effect.provide(memory.forBroker(1))))
+      expect(bare.message).toBe(
+        "broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS and authentication: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)"
+      )
+      const tlsOnly = yield* Effect.flip(
+        BrokerLayers.make({ host: "0.0.0.0", tls: { cert: certs.brokerCert, key: certs.brokerKey } }).pipe(Effect.provide(memory.forBroker(1)))
+      )
+      expect(tlsOnly.message).toMatch(/without authentication:/)
+      const insecure = yield* BrokerLayers.make({ host: "0.0.0.0", insecure: true }).pipe(Effect.provide(memory.forBroker(1)))
+      expect(insecure.port).toBeGreaterThan(0)
+    }))
+
+  it.scopedLive("limits: a connection over its messages a second and a user over its shared budget or connections get their typed errors", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const carol: Credentials = { user: "carol", secret: "c" }
+      const dave: Credentials = { user: "dave", secret: "d" }
+      const credentials = credentialFile(dir, [
+        { credentials: carol, limits: { connections: 1 } },
+        { credentials: dave, limits: { messagesPerSecond: 100 } }
+      ])
+      const { server } = yield* secureBroker({ credentials, limits: { messagesPerSecond: 100_000, bytesPerSecond: 1_000_000 } })
+      const batch = (clientId: number, epoch: number, seq: number, messages: number) =>
+        batchFrame(clientId, epoch, seq, Array.from({ length: messages }, (_, i) => testMessage(clientId, seq * messages + i, 64)))
+      const epochOf = (frame: { payload: Uint8Array }) => (JSON.parse(Buffer.from(frame.payload).toString()) as { sessionEpoch: number }).sessionEpoch
+
+      // Dave's 100 messages a second are shared by his connections: 60 + 60 overdraws them, the next batch is refused.
+      const a = yield* rawHandshake(server.port, dave, 11)
+      const b = yield* rawHandshake(server.port, dave, 12)
+      a.client.write(batch(11, epochOf(a.answer), 0, 60))
+      expect((yield* a.client.nextFrame()).type).toBe(FrameType.ACK)
+      b.client.write(batch(12, epochOf(b.answer), 0, 60))
+      expect((yield* b.client.nextFrame()).type).toBe(FrameType.ACK)
+      a.client.write(batch(11, epochOf(a.answer), 1, 1))
+      const limited = yield* a.client.nextFrame()
+      expect(errorCode(limited)).toBe("rate-limited")
+      expect(Buffer.from(limited.payload).toString()).toMatch(/user dave's limit of 100 messages a second/)
+
+      // Carol holds one connection at most.
+      const first = yield* rawHandshake(server.port, carol, 13)
+      expect(first.answer.type).toBe(FrameType.WELCOME)
+      const second = yield* rawHandshake(server.port, carol, 14)
+      expect(errorCode(second.answer)).toBe("too-many-connections")
+      first.client.socket.destroy()
+      yield* Effect.sleep("50 millis")
+      expect((yield* rawHandshake(server.port, carol, 15)).answer.type).toBe(FrameType.WELCOME)
+
+      // The connection's own bytes a second: 1 MB, overdrawn by 30 batches of 56 KiB.
+      const fast = yield* rawHandshake(server.port, ALICE, 16)
+      for (let seq = 0; seq < 30; seq++) fast.client.write(batch(16, epochOf(fast.answer), seq, 800))
+      const frames = yield* fast.client.closed
+      const refusedWith = frames.map(errorCode).filter((code) => code !== undefined)
+      expect(refusedWith).toEqual(["rate-limited"])
+      expect(server.stats().rejected).toMatchObject({ "rate-limited": 2, "too-many-connections": 1 })
+    }))
+
+  it("the head's default files are private; rights patterns; the credential file is refused when others may read it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cxlog-security-"))
+    try {
+      const users = join(dir, "r.users")
+      const secret = join(dir, "r.secret")
+      expect(ensureRegionCredentials(users, secret)).toEqual({ created: true })
+      expect(ensureRegionCredentials(users, secret)).toEqual({ created: false })
+      expect(statSync(users).mode & 0o777).toBe(0o600)
+      expect(statSync(secret).mode & 0o777).toBe(0o600)
+      const local = readSecretFile(secret)
+      const server = AuthServer.open(users)
+      const nonce = newNonce()
+      const challenge = server.challenge(local.user, nonce)
+      expect(server.verify(challenge, clientProof(local, nonce, challenge).proof)?.user.name).toBe(local.user)
+      // The file holds derived keys, never the secret.
+      expect(readFileSync(users, "utf8")).not.toContain(local.secret)
+      const record = userRecord("u", "s", { publish: ["orders.*", "audit"], read: ["*"] }, undefined, 1)
+      expect(authorize(record, "publish", "orders.eu")).toBeUndefined()
+      expect(authorize(record, "publish", "audit")).toBeUndefined()
+      expect(authorize(record, "publish", "auditx")).toMatch(/may not publish/)
+      expect(authorize(record, "read", "anything")).toBeUndefined()
+      execFileSync("chmod", ["644", users])
+      expect(() => AuthServer.open(users)).toThrow(/lets others read it/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
