@@ -290,6 +290,15 @@ const overview = <R>(app: App<R>) => {
   ])
 }
 
+/** @effect/cli's generic paragraphs: every flag here already says what it takes and where it comes from. */
+const GENERIC_PARAGRAPHS = /\n[ \t]*\n[ \t]*(A user-defined piece of text\.|This setting is optional\.|This option can be set from environment variables\.)[ \t]*(?=\n|$)/g
+
+/** Help as printed: without @effect/cli's generic paragraphs, usage lines naming the program, colour only when wanted. */
+const tidyHelp = (text: string, program: string, color: boolean) => {
+  const plain = color ? text : stripAnsi(text)
+  return plain.replace(GENERIC_PARAGRAPHS, "").replace(/^\$ (?!\S*cxlog)/gm, `$ ${program} `)
+}
+
 /**
  * Runs `words` (the arguments after the program's name) through @effect/cli. Roles other cxlog
  * processes start (hidden commands, hidden flags) are parsed by a second tree that has them,
@@ -301,7 +310,7 @@ export const runApp = <R>(app: App<R>, words: ReadonlyArray<string>, color: bool
   Effect.consoleWith((console) => {
     const parsing: Console.Console = {
       ...console,
-      log: (...args) => console.log(...args.map((a) => (typeof a === "string" && !color ? stripAnsi(a) : a))),
+      log: (...args) => console.log(...args.map((a) => (typeof a === "string" ? tidyHelp(a, app.name, color) : a))),
       error: () => Effect.void
     }
     const argv = words[0] === "help" ? [...words.slice(1), "--help"] : words

@@ -170,6 +170,8 @@ describe("cxlog --help", () => {
           if (!rest[facts]!.includes(", env CXLOG_")) withoutVariable.push(`${command} ${heading!.split(" ")[0]}`)
         }
         expect(stdout, command).toMatch(/\nEXAMPLES\n\n {2}.*cxlog /)
+        expect(stdout, command).toMatch(new RegExp(`\\n\\$ cxlog ${command}[ \\n]`))
+        expect(stdout, command).not.toMatch(/A user-defined piece of text|This setting is optional|can be set from environment variables/)
       }
       // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
       const once = /^(\S+ --(json|count|from|limit|remove|prune|kill-broker|kill-head|standby)|topics --topic)$/
