@@ -23,7 +23,7 @@ import {
 } from "../layers/Roles.js"
 import type { RegionConfig } from "../layers/RegionLayout.js"
 import { LogReader } from "../services/log/LogReader.js"
-import { CxlMemory, type RegionExists } from "../services/region/CxlMemory.js"
+import { CxlMemory, type CxlMemoryShape, type RegionExists } from "../services/region/CxlMemory.js"
 import { Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions } from "../services/log/Sequencer.js"
 import { LeaseLine } from "../layers/log/Records.js"
 import { isPidRunning } from "../layers/log/Participants.js"
@@ -175,7 +175,7 @@ const serve = (options: HeadOptions) =>
  * Whether the region's head is gone: no lease holder, its lease expired, or its process exited.
  * A region no head has held yet (epoch 0) is its creator's to start: not gone.
  */
-const headGone = (region: { readonly i32: Int32Array; readonly f64: Float64Array; readonly invalidate: (offset: number, bytes: number) => void }): boolean => {
+const headGone = (region: CxlMemoryShape): boolean => {
   const at = Offsets.sequencerLease
   region.invalidate(at, 64)
   const holder = Atomics.load(region.i32, (at + LeaseLine.occurrence) / 4)
@@ -212,10 +212,14 @@ export const head = (options: HeadOptions) =>
       yield* Effect.logInfo(`head: standing by for region ${options.region.name}, checking its lease every ${options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS} ms`)
       for (;;) {
         yield* awaitHeadGone(options)
-        const lostRace = yield* serve(attached).pipe(
+        const standingBy = yield* serve(attached).pipe(
           Effect.as(false),
-          Effect.catchTag("SequencerLeaseHeld", (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true))
+          Effect.catchTags({
+            SequencerLeaseHeld: (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true),
+            // The last head stopped and removed the region (it was not started with --keep): wait for the next one.
+            RegionMissing: () => Effect.as(Effect.logWarning(`head: region ${options.region.name} was removed; standing by for a new one`), true)
+          })
         )
-        if (!lostRace) return
+        if (!standingBy) return
       }
     })
