@@ -12,6 +12,7 @@ import { Console, Effect } from "effect"
 import { table } from "../Table.js"
 import { measureLoopback } from "./Loopback.js"
 import { type ClusterShape, run } from "./Run.js"
+import { benchTls } from "./Users.js"
 
 export interface BenchOptions extends ClusterShape {
   readonly type: "publish" | "e2e" | "latency"
@@ -22,9 +23,68 @@ export interface BenchOptions extends ClusterShape {
   readonly metricsPort?: number
   /** Write the run's HTML report here. */
   readonly report?: string
+  /** Run the cluster twice, without and with TLS and authentication; `ratio` is secured MB/s over plain MB/s. */
+  readonly tls?: boolean
 }
 
+/**
+ * `bench --tls`: the same cluster run twice in one process, first with `--insecure` brokers
+ * (no authentication, plain TCP), then with TLS (a throwaway CA) and authentication (the
+ * head's credential file, the local user's secret): the cost of security in throughput.
+ */
+const benchSecured = (options: BenchOptions) =>
+  Effect.gen(function*() {
+    const shape = {
+      totalBytes: options.totalBytes,
+      messageBytes: options.messageBytes,
+      brokers: options.brokers,
+      order: options.order,
+      ackLevel: options.ackLevel,
+      batchBytes: options.batchBytes,
+      window: options.window,
+      output: "silent" as const,
+      subscriber: options.type === "e2e",
+      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
+    }
+    const plain = yield* run({ ...shape, env: { CXLOG_INSECURE: "true" } })
+    const tls = yield* benchTls
+    const secured = yield* run({ ...shape, env: tls.env })
+    const ratio = Math.round((secured.throughputMBps / plain.throughputMBps) * 1000) / 1000
+    const audit = (s: typeof plain) => (s.auditPassed === null ? {} : { auditPassed: s.auditPassed })
+    const result = {
+      bench: "cxlog-tls",
+      type: options.type,
+      messages: secured.messages,
+      messageBytes: options.messageBytes,
+      totalBytes: secured.bytes,
+      brokers: options.brokers,
+      plainMBps: plain.throughputMBps,
+      securedMBps: secured.throughputMBps,
+      plainAckLatencyP50Us: plain.ackLatencyP50Us,
+      securedAckLatencyP50Us: secured.ackLatencyP50Us,
+      plainCpuSecondsPerGiB: plain.cpuSecondsPerGiB.total,
+      securedCpuSecondsPerGiB: secured.cpuSecondsPerGiB.total,
+      plain: audit(plain),
+      secured: audit(secured),
+      ratio
+    }
+    if (!options.json) {
+      yield* Console.log(
+        table(["cxlog bench --tls", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs plain"], [
+          ["TLS + authentication", secured.throughputMBps, secured.ackLatencyP50Us, secured.ackLatencyP99Us, secured.cpuSecondsPerGiB.total, ratio],
+          ["plain TCP, no authentication (reference)", plain.throughputMBps, plain.ackLatencyP50Us, plain.ackLatencyP99Us, plain.cpuSecondsPerGiB.total, 1]
+        ])
+      )
+    }
+    yield* Console.log(JSON.stringify(result))
+    return result
+  }).pipe(Effect.scoped)
+
+/** Prints the bench's table (unless `json`) and its JSON line last. */
 export const bench = (options: BenchOptions) =>
+  options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options))
+
+const benchPlain = (options: BenchOptions) =>
   Effect.gen(function*() {
     const loopback = yield* measureLoopback(options.totalBytes, options.batchBytes)
     const loopbackMBps = loopback.mBps

@@ -27,6 +27,8 @@ export interface ClusterShape {
 export interface RunOptions extends ClusterShape {
   /** human: progress line and summary; json: the summary as one JSON line; silent: nothing (for `cxlog bench`). */
   readonly output: "human" | "json" | "silent"
+  /** More environment for every role (`bench --tls`: the TLS files and security switches). */
+  readonly env?: Record<string, string>
   /** Run an auditing subscriber (end-to-end); without one the run measures publish → ACK only. */
   readonly subscriber?: boolean
   /** Offered load: the publisher paces itself to this many MB/s (latency tests); unset = as fast as the window allows. */
@@ -123,7 +125,7 @@ export const run = (options: RunOptions) =>
     const messages = Math.floor(options.totalBytes / options.messageBytes)
     const bytes = messages * options.messageBytes
     // No role serves metrics unless given its own port below (CXLOG_METRICS_PORT in our environment is not theirs).
-    const env = { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0" }
+    const env = { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0", ...options.env }
     const killing = options.killBroker !== undefined || options.killHead !== undefined
     const offeredMBps = options.offeredMBps ?? (killing ? bytes / 1e6 / KILL_RUN_SECONDS : undefined)
     yield* regionGuard(region)

@@ -29,6 +29,7 @@ import { loopbackEcho, rtt } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
 import { subscribe } from "./Subscribe.js"
 import { topics as listTopics } from "./TopicAdmin.js"
+import { brokerSecurity, clientSecurity, headCredentials, users } from "./Users.js"
 
 const cliPath = fileURLToPath(import.meta.url)
 const VERSION = "0.1.0"
@@ -76,6 +77,37 @@ const order = Cli.choice("order", ["0", "2", "4", "5"], {
   description: "order mode: 0 per-broker arrival, 2 one total order, 4 + FIFO per (client, broker), 5 + FIFO per client session"
 })
 
+const credentials = Cli.optionalText("credentials", {
+  placeholder: "FILE",
+  shown: "the region's, in this user's private directory",
+  env: "CXLOG_CREDENTIALS",
+  description: "the credential file (0600): users, their salted keys and topic rights; the head creates it (docs/security.md)"
+})
+const secretFile = Cli.optionalText("secret-file", {
+  placeholder: "FILE",
+  shown: "the region's local user's, when readable",
+  env: "CXLOG_SECRET_FILE",
+  description: "authenticate as the user in this 0600 file (NAME:SECRET, from `cxlog user add`)"
+})
+const tlsCa = Cli.optionalText("tls-ca", {
+  placeholder: "FILE",
+  shown: "no TLS",
+  env: "CXLOG_TLS_CA",
+  description: "connect with TLS, trusting brokers whose certificate this CA (PEM) signed"
+})
+const tlsClientCert = Cli.optionalText("tls-client-cert", {
+  placeholder: "FILE",
+  shown: "none",
+  env: "CXLOG_TLS_CLIENT_CERT",
+  description: "with --tls-ca: present this client certificate (PEM) to brokers that ask for one"
+})
+const tlsClientKey = Cli.optionalText("tls-client-key", {
+  placeholder: "FILE",
+  shown: "none",
+  env: "CXLOG_TLS_CLIENT_KEY",
+  description: "the key of --tls-client-cert (PEM)"
+})
+
 const ORDERS = [0, 2, 4, 5] as const
 const ACKS = [0, 1, 2] as const
 
@@ -115,6 +147,7 @@ const headCommand = Cli.command({
     coherence,
     topics,
     keep: Cli.toggle("keep", { env: "CXLOG_REGION_KEEP", description: "leave the region in /dev/shm when the head stops" }),
+    credentials,
     attach: Cli.toggle("attach", {
       env: "CXLOG_ATTACH",
       description: "take over an existing region whose head is gone, keeping its data (the region stays on exit)"
@@ -161,6 +194,7 @@ const headCommand = Cli.command({
     Effect.gen(function*() {
       exitWithParent()
       const config = yield* regionConfig
+      yield* headCredentials(o.region, o.credentials, o.keep || o.attach || o.standby)
       yield* head({
         region: { name: o.region, coherence: o.coherence },
         config,
@@ -172,7 +206,7 @@ const headCommand = Cli.command({
         sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs, leaseMs: o.leaseMs },
         reportEveryMs: 250
       })
-    }).pipe(observed("head", o))
+    }).pipe(Effect.scoped, observed("head", o))
 })
 
 const brokerCommand = Cli.command({
@@ -214,6 +248,30 @@ const brokerCommand = Cli.command({
       env: "CXLOG_BROKER_MAX_CONNECTIONS",
       description: "refuse connections beyond this many"
     }),
+    credentials,
+    insecure: Cli.toggle("insecure", {
+      env: "CXLOG_INSECURE",
+      description: "authenticate nobody, and allow listening beyond loopback without TLS (docs/security.md)"
+    }),
+    tlsCert: Cli.optionalText("tls-cert", { placeholder: "FILE", shown: "no TLS", env: "CXLOG_TLS_CERT", description: "serve TLS with this certificate (PEM)" }),
+    tlsKey: Cli.optionalText("tls-key", { placeholder: "FILE", shown: "no TLS", env: "CXLOG_TLS_KEY", description: "the key of --tls-cert (PEM)" }),
+    tlsClientCa: Cli.optionalText("tls-client-ca", {
+      placeholder: "FILE",
+      shown: "no client certificates",
+      env: "CXLOG_TLS_CLIENT_CA",
+      description: "require client certificates signed by this CA (PEM)"
+    }),
+    connectionMessagesPerS: Cli.integer("connection-messages-per-s", {
+      default: 0,
+      env: "CXLOG_CONNECTION_MESSAGES_PER_S",
+      description: "a connection past this many messages a second gets ERROR rate-limited (0: no limit; per-user limits: cxlog user add)"
+    }),
+    connectionBytesPerS: Cli.integer("connection-bytes-per-s", {
+      default: 0,
+      placeholder: "BYTES",
+      env: "CXLOG_CONNECTION_BYTES_PER_S",
+      description: "a connection past this many bytes a second gets ERROR rate-limited (0: no limit)"
+    }),
     statsEveryMs: Cli.integer("stats-every-ms", {
       default: 10_000,
       min: 0,
@@ -229,7 +287,8 @@ const brokerCommand = Cli.command({
   ],
   run: (o) =>
     Effect.sync(exitWithParent).pipe(
-      Effect.zipRight(
+      Effect.zipRight(brokerSecurity({ ...o, region: o.region })),
+      Effect.flatMap((security) =>
         broker({
           region: { name: o.region, coherence: o.coherence },
           brokerId: o.brokerId,
@@ -239,7 +298,8 @@ const brokerCommand = Cli.command({
             maxBatchBytes: o.maxBatchBytes,
             ackIntervalMs: o.ackIntervalMs,
             idleTimeoutMs: o.idleTimeoutMs,
-            maxConnections: o.maxConnections
+            maxConnections: o.maxConnections,
+            ...security
           },
           statsEveryMs: o.statsEveryMs
         })
@@ -297,6 +357,11 @@ const publishCommand = Cli.command({
     }),
     rateMbps: Cli.optionalFloat("rate-mbps", { shown: "as fast as possible", env: "CXLOG_RATE_MBPS", description: "offered load in MB/s (with --count)" }),
     publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
+    region,
+    secretFile,
+    tlsCa,
+    tlsClientCert,
+    tlsClientKey,
     ...observeFlags
   },
   examples: [
@@ -306,8 +371,10 @@ const publishCommand = Cli.command({
   run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      const security = yield* clientSecurity(o)
       yield* publish({
         publisher: {
+          ...security,
           brokers: parseAddresses(o.brokers),
           topic: o.topic,
           ackLevel: Number(o.ack) as 0 | 1 | 2,
@@ -474,6 +541,10 @@ const benchCommand = Cli.command({
     rateMbps: Cli.float("rate-mbps", { default: 50, env: "CXLOG_RATE_MBPS", description: "latency: the offered load in MB/s" }),
     samples: Cli.integer("samples", { default: 2_000, min: 1, env: "CXLOG_SAMPLES", description: "rtt: round trips measured" }),
     json: Cli.toggle("json", { description: "print only the JSON line" }),
+    tls: Cli.toggle("tls", {
+      env: "CXLOG_BENCH_TLS",
+      description: "run twice, plain and with TLS + authentication (a throwaway CA); ratio = secured MB/s ÷ plain MB/s"
+    }),
     ...clusterObserveFlags
   },
   examples: ["cxlog bench", "cxlog bench --type publish --bytes 1GiB --broker-count 2", "cxlog bench --type rtt --samples 5000"],
@@ -485,6 +556,7 @@ const benchCommand = Cli.command({
         type: o.type,
         rateMBps: o.rateMbps,
         json: o.json,
+        tls: o.tls,
         metricsPort: o.metricsPort,
         ...(o.report === undefined ? {} : { report: o.report })
       }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
@@ -563,6 +635,37 @@ const topicsCommand = Cli.command({
   run: (o) => listTopics({ region: { name: o.region, coherence: o.coherence }, ...(o.topic === undefined ? {} : { topic: o.topic }), json: o.json })
 })
 
+const userCommand = Cli.command({
+  name: "user",
+  summary: "Add, remove or list the users of a credential file: who may publish to and read which topics",
+  details: "add NAME makes a random secret and prints NAME:SECRET once (or writes it to --secret-file, 0600): the " +
+    "content of that user's secret file. Brokers re-read the file on change: a removed user's next connection is refused. " +
+    "Per-user limits hold per broker. See docs/security.md.",
+  positional: "add NAME | remove NAME | list",
+  flags: {
+    region,
+    credentials,
+    publish: Cli.text("publish", {
+      default: "*",
+      placeholder: "PATTERN,…",
+      description: "add: topics the user may publish to (* matches any characters; \"\" for none)"
+    }),
+    read: Cli.text("read", { default: "*", placeholder: "PATTERN,…", description: "add: topics the user may read (* matches any characters)" }),
+    secretFile: Cli.optionalText("secret-file", { placeholder: "FILE", shown: "print it", description: "add: write the user's secret file here (0600)" }),
+    messagesPerS: Cli.integer("messages-per-s", { default: 0, description: "add: the user's messages a second per broker (0: no limit)" }),
+    bytesPerS: Cli.integer("bytes-per-s", { default: 0, placeholder: "BYTES", description: "add: the user's bytes a second per broker (0: no limit)" }),
+    connections: Cli.integer("connections", { default: 0, description: "add: the user's connections per broker (0: no limit)" }),
+    json
+  },
+  examples: [
+    "cxlog user add alice --publish 'orders.*' --read '*' --secret-file alice.secret",
+    "cxlog user add metrics --publish metrics --read '' --messages-per-s 10000 --connections 4",
+    "cxlog user list",
+    "cxlog user remove alice"
+  ],
+  run: (o, args) => users({ ...o, action: args[0], name: args[1] })
+})
+
 const selfcheckCommand = Cli.command({
   name: "selfcheck",
   summary: "Check this host: create a region, attach it from a second process, exchange a value and doorbell wakes",
@@ -609,6 +712,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   topicsCommand,
   dashboardCommand,
   regionsCommand,
+  userCommand,
   configCommand,
   selfcheckCommand,
   loopbackSendCommand,

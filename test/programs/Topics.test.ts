@@ -17,7 +17,7 @@ describe("cxlog topics", () => {
       yield* head.event("ready")
       const broker = yield* forkCli(["broker", "--port", "0"], env)
       const port = (yield* broker.event("listening"))["port"] as number
-      const published = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "ev", "--count", "25", "--message-bytes", "64"])
+      const published = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "ev", "--count", "25", "--message-bytes", "64"], env)
       expect(published.code, published.stderr).toBe(0)
 
       const listed = yield* runCli(["topics", "--json"], { CXLOG_REGION: region })
