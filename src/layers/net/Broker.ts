@@ -20,7 +20,7 @@
 import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { createServer, isIPv4, type Server, Socket, type SocketConstructorOpts } from "node:net"
-import { createServer as createTlsServer, type TlsOptions } from "node:tls"
+import { createServer as createTlsServer, DEFAULT_CIPHERS, type TlsOptions } from "node:tls"
 import {
   brokerAckFrames,
   brokerBatches,
@@ -389,7 +389,10 @@ const secureContextOf = (tls: NonNullable<BrokerOptions["tls"]>): TlsOptions => 
   cert: readFileSync(tls.cert),
   key: readFileSync(tls.key),
   ...(tls.clientCa === undefined ? {} : { ca: readFileSync(tls.clientCa), requestCert: true }),
-  rejectUnauthorized: true
+  rejectUnauthorized: true,
+  // AES-128-GCM first: as safe for this use and about a third cheaper per byte than Node's preferred AES-256-GCM.
+  ciphers: `TLS_AES_128_GCM_SHA256:${DEFAULT_CIPHERS}`,
+  honorCipherOrder: true
 })
 
 /** An append the log refused: a batch it rejects is one the broker should have refused itself (internal). */
