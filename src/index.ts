@@ -23,6 +23,25 @@ export {
 } from "./services/net/Publisher.js"
 export * as PublisherLayers from "./layers/net/Publisher.js"
 export { CxlogPublisher } from "./layers/net/CxlogPublisher.js"
+export { CxlogSubscriber, type CxlogMessage, type CxlogSubscriberOptions } from "./layers/net/CxlogSubscriber.js"
+export {
+  CommitRejected,
+  type SubscribeError,
+  Subscriber,
+  type SubscriberBatch,
+  SubscriberBrokersUnreachable,
+  SubscriberConnectionFailed,
+  type SubscriberMessage,
+  type SubscriberShape,
+  type Subscription,
+  type SubscriptionError
+} from "./services/net/Subscriber.js"
+export * as SubscriberLayers from "./layers/net/Subscriber.js"
+export * as SubscriberMemoryLayers from "./layers/net/SubscriberMemory.js"
+export * as SubscriberRemoteLayers from "./layers/net/SubscriberRemote.js"
+export * from "./services/log/Consumers.js"
+export * as ConsumersLayers from "./layers/log/Consumers.js"
+export * as ConsumersMemoryLayers from "./layers/log/ConsumersMemory.js"
 export { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "./services/net/Broker.js"
 export * as BrokerLayers from "./layers/net/Broker.js"
 export * as BrokerLogMemoryLayers from "./layers/net/BrokerLogMemory.js"

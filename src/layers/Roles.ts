@@ -12,6 +12,7 @@ import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as BrokerLayers from "./net/Broker.js"
 import * as CoordinatorLayers from "./control/Coordinator.js"
+import * as ConsumersLayers from "./log/Consumers.js"
 import * as CxlMemoryLayers from "./region/CxlMemory.js"
 import * as LogReaderLayers from "./log/LogReader.js"
 import * as ProcessSlotLayers from "./region/ProcessSlot.js"
@@ -63,7 +64,7 @@ export const headLog = (sequencer: SequencerOptions = {}) =>
 
 /**
  * What a broker needs of the log (`BrokerLog`): its broker slot's Appender, the AckTracker and
- * the topic table; and a LogReader, with which it serves subscribers.
+ * the topic table; and a LogReader and the named consumers, with which it serves subscribers.
  */
 export const brokerLog = (brokerId: number) =>
   fromLayout((layout) =>
@@ -71,14 +72,17 @@ export const brokerLog = (brokerId: number) =>
       TopicsLayers.layer(layout.log),
       AppenderLayers.layer(layout.log, { brokerId }),
       AckTrackerLayers.layer(layout.log),
-      LogReaderLayers.layer(layout.log)
+      LogReaderLayers.layer(layout.log),
+      ConsumersLayers.layer(layout.log)
     )
   )
 
 export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(options)
 
-/** A local reader of the log. */
-export const reader = fromLayout((layout) => Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log)))
+/** A local reader of the log (with the named consumers, so `SubscriberLayers.layer` can run over it). */
+export const reader = fromLayout((layout) =>
+  Layer.mergeAll(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log), ConsumersLayers.layer(layout.log))
+)
 
 /** Rings and RPC over the region (needs the region and this process's doorbell). */
 export const controlTransport = RpcLayers.layer.pipe(Layer.provideMerge(RingsLayers.layer))

@@ -15,7 +15,13 @@ import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import type { SubscriberBatch, SubscriberShape, Subscription } from "../../src/services/net/Subscriber.js"
-import { appendSimple, drain, header, type LogCluster, makeBatch, memoryCluster, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import { appendSimple, bell, drain, header, type LogCluster, makeBatch, memoryCluster, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import * as ConsumersLayers from "../../src/layers/log/Consumers.js"
+import * as ConsumersMemoryLayers from "../../src/layers/log/ConsumersMemory.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { Consumers, type ConsumersShape } from "../../src/services/log/Consumers.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { Doorbell } from "../../src/services/region/Doorbell.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -26,28 +32,43 @@ interface Options {
 
 interface Impl {
   readonly label: string
-  readonly make: (options?: Options) => Effect.Effect<{ cluster: LogCluster; subscriber: SubscriberShape }, unknown, Scope.Scope>
+  readonly make: (options?: Options) => Effect.Effect<{ cluster: LogCluster; subscriber: SubscriberShape; consumers: ConsumersShape }, unknown, Scope.Scope>
   readonly zeroCopyOfRegion: boolean
 }
+
+/** The cluster's named consumers: over the region (with a doorbell line of their own) or the store. */
+const consumersOf = (cluster: LogCluster) =>
+  cluster.region === undefined
+    ? ConsumersMemoryLayers.makeMemory(cluster.store!)
+    : Effect.flatMap(DoorbellLayers.make({ offset: bell(60) }), (doorbell) =>
+      ConsumersLayers.make(cluster.region!.area).pipe(Effect.provideService(Doorbell, doorbell))).pipe(
+        Effect.provideService(CxlMemory, cluster.region.memory)
+      )
+
+const local = (cluster: LogCluster) =>
+  Effect.map(consumersOf(cluster), (consumers) => ({ cluster, consumers, subscriber: subscriberOver(cluster.reader, consumers) }))
 
 /** A broker (slot 3) over the cluster's log, and a remote subscriber talking to it. */
 const remote = (cluster: LogCluster, options: Options) =>
   Effect.gen(function*() {
     const appender = yield* cluster.appender(3, { registered: false })
+    const consumers = yield* consumersOf(cluster)
     const broker = yield* BrokerLayers.make({}).pipe(
       Effect.provideService(Appender, appender),
       Effect.provideService(AckTracker, cluster.acks),
       Effect.provideService(Topics, cluster.topics),
-      Effect.provideService(LogReader, cluster.reader)
+      Effect.provideService(LogReader, cluster.reader),
+      Effect.provideService(Consumers, consumers)
     )
-    return makeRemote({ brokers: [{ host: "127.0.0.1", port: broker.port }], ...(options.credit === undefined ? {} : { credit: options.credit }) })
+    const subscriber = makeRemote({ brokers: [{ host: "127.0.0.1", port: broker.port }], ...(options.credit === undefined ? {} : { credit: options.credit }) })
+    return { cluster, consumers, subscriber }
   })
 
 const impls: ReadonlyArray<Impl> = [
   {
     label: "layer (native region)",
     zeroCopyOfRegion: true,
-    make: () => Effect.map(regionCluster(CxlMemoryLayers.make)(), (cluster) => ({ cluster, subscriber: subscriberOver(cluster.reader) }))
+    make: () => Effect.flatMap(regionCluster(CxlMemoryLayers.make)(), local)
   },
   {
     label: "layerMemory",
@@ -55,26 +76,18 @@ const impls: ReadonlyArray<Impl> = [
     make: () =>
       Effect.gen(function*() {
         const cluster = yield* memoryCluster()
-        return { cluster, subscriber: yield* SubscriberMemoryLayers.makeMemory(cluster.store!) }
+        return { cluster, consumers: yield* consumersOf(cluster), subscriber: yield* SubscriberMemoryLayers.makeMemory(cluster.store!) }
       })
   },
   {
     label: "layerRemote (a broker over the native region)",
     zeroCopyOfRegion: false,
-    make: (options = {}) =>
-      Effect.gen(function*() {
-        const cluster = yield* regionCluster(CxlMemoryLayers.make)()
-        return { cluster, subscriber: yield* remote(cluster, options) }
-      })
+    make: (options = {}) => Effect.flatMap(regionCluster(CxlMemoryLayers.make)(), (cluster) => remote(cluster, options))
   },
   {
     label: "layerRemote (a broker over the memory log)",
     zeroCopyOfRegion: false,
-    make: (options = {}) =>
-      Effect.gen(function*() {
-        const cluster = yield* memoryCluster()
-        return { cluster, subscriber: yield* remote(cluster, options) }
-      })
+    make: (options = {}) => Effect.flatMap(memoryCluster(), (cluster) => remote(cluster, options))
   }
 ]
 
@@ -234,5 +247,79 @@ for (const impl of impls) {
           expect(messagesOf(kept).map((m) => m.payload)).toEqual([0, 1, 2].map((i) => Array.from(expectedPayload(0, i))))
         }))
     }
+
+    it.scopedLive("a named consumer: one member at a time, the next resumes at the committed offset; commits stay within what was delivered", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber, consumers } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        for (let seq = 0; seq < 4; seq++) yield* appendSimple(a, "t", 1, 0, seq, 3)
+        yield* drain(yield* cluster.sequencer())
+        const first = yield* Effect.gen(function*() {
+          const member = yield* subscriber.subscribe("t", { consumer: "audit", autoCommit: "off" })
+          expect([member.start, member.consumer]).toEqual([0, "audit"])
+          const next = yield* puller(member)
+          yield* next
+          yield* next
+          // The second member waits its turn.
+          expect(yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "audit" })))).toMatchObject({ _tag: "ConsumerBusy" })
+          expect(yield* Effect.flip(member.commit(7))).toMatchObject({ _tag: "CommitRejected" })
+          yield* member.commit(4)
+          expect(yield* Effect.flip(member.commit(3))).toMatchObject({ _tag: "CommitRejected" })
+          yield* member.commit()
+          // Delivered (and pulled) past the commit: redelivered to the next member.
+          yield* next
+          return member.position()
+        }).pipe(Effect.scoped)
+        expect(first).toBe(9)
+        const second = yield* subscriber.subscribe("t", { consumer: "audit", from: "latest" })
+        expect(second.start).toBe(6)
+        expect((yield* (yield* puller(second))).offset).toBe(6)
+        const anonymous = yield* subscriber.subscribe("t")
+        expect(yield* Effect.flip(anonymous.commit(0))).toMatchObject({ _tag: "CommitRejected" })
+        // A remote commit is applied in order with the connection's frames: wait for the broker.
+        yield* Effect.sleep("50 millis")
+        expect(yield* consumers.list("t")).toEqual([{ topic: "t", name: "audit", committed: 6, end: 12, lag: 6, member: expect.any(Number) }])
+      }))
+
+    it.scopedLive("auto-commit every N messages: what a member pulled before its last pull is committed", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        for (let seq = 0; seq < 4; seq++) yield* appendSimple(a, "t", 1, 0, seq, 3)
+        yield* drain(yield* cluster.sequencer())
+        yield* Effect.gen(function*() {
+          const next = yield* puller(yield* subscriber.subscribe("t", { consumer: "c", autoCommit: { everyMessages: 6 } }))
+          for (let i = 0; i < 4; i++) yield* next
+        }).pipe(Effect.scoped)
+        yield* Effect.sleep("50 millis")
+        // Pulling batch 3 committed 0–5 (6 messages since the last commit); batches 2 and 3 come again.
+        expect((yield* subscriber.subscribe("t", { consumer: "c" })).start).toBe(6)
+      }))
+
+    it.scopedLive("a named consumer holds retention without a member: publishers wait (backpressure) until it commits or is deleted", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber, consumers } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0, { timeoutMs: 300 })
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* drain(sequencer)
+        yield* Effect.scoped(subscriber.subscribe("t", { consumer: "slow" }))
+        let seq = 1
+        const appended = yield* Effect.either(Effect.gen(function*() {
+          for (; seq <= 4 * smallConfig.pbrSlots; seq++) {
+            yield* appendSimple(a, "t", 1, 0, seq)
+            if (seq % 16 === 0) yield* drain(sequencer)
+          }
+        }))
+        expect(appended._tag === "Left" && appended.left._tag).toBe("AppendTimeout")
+        expect(seq).toBeLessThanOrEqual(smallConfig.pbrSlots + 1)
+        expect(yield* consumers.remove("t", "slow")).toBe(true)
+        expect(yield* consumers.list("t")).toEqual([])
+        yield* drain(sequencer)
+        yield* appendSimple(a, "t", 1, 0, seq)
+      }))
   })
 }

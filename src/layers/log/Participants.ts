@@ -231,14 +231,19 @@ export const livenessCache = (): ((pid: number) => boolean) => {
   }
 }
 
-/** The lowest cursor of the topic's live durable subscribers (Infinity if none): retention keeps everything from it on. */
+/**
+ * The lowest cursor of the topic's live durable subscribers and its named consumers, live members
+ * or not (Infinity if none): retention keeps everything from it on.
+ */
 export const lowestDurableCursor = (region: CxlMemoryShape, area: LogArea, topic: number, alive: (pid: number) => boolean): number => {
   const { lines, subscribers } = views(region)
   let lowest = Infinity
   for (let s = 0; s < area.config.subscriberSlots; s++) {
     const at = area.subscriber(topic, s)
     region.invalidate(at, LINE_BYTES)
-    if (!lineTaken(region, at) || subscribers.durable(at) !== 1 || !alive(lines.pid(at))) continue
+    if (!lineTaken(region, at)) continue
+    const durable = subscribers.durable(at)
+    if (durable !== 2 && (durable !== 1 || !alive(lines.pid(at)))) continue
     lowest = Math.min(lowest, subscribers.cursor(at))
   }
   return lowest

@@ -257,9 +257,25 @@ export class ParticipantLineView extends View {
 
 /** A subscriber line: a participant line's claim words, then whether it is durable and its cursor. */
 export class SubscriberLineView extends View {
-  /** 1 while its cursor holds retention; the store that sets it fences the cursor before it. */
+  /**
+   * 1 while its cursor holds retention (its owner alive), 2 for a named consumer (holding it for
+   * as long as the consumer exists); the store that sets it fences the cursor before it.
+   */
   durable(at: number): number { return Atomics.load(this.i32, (at + SubscriberLine.durable) / 4) }
-  storeDurable(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + SubscriberLine.durable) / 4, v) }
+  storeDurable(at: number, v: 0 | 1 | 2): void { Atomics.store(this.i32, (at + SubscriberLine.durable) / 4, v) }
+  /** A named consumer's committed offset: where its next member starts. */
+  committed(at: number): number { return this.f64[(at + SubscriberLine.committed) / 8] }
+  setCommitted(at: number, v: number): void { this.f64[(at + SubscriberLine.committed) / 8] = v }
+  /** The pid of a named consumer's active member (0: none), taken by compare-and-swap. */
+  member(at: number): number { return Atomics.load(this.i32, (at + SubscriberLine.member) / 4) }
+  swapMember(at: number, expected: number, v: number): boolean {
+    return Atomics.compareExchange(this.i32, (at + SubscriberLine.member) / 4, expected, v) === expected
+  }
+  storeMember(at: number, v: number): void { Atomics.store(this.i32, (at + SubscriberLine.member) / 4, v) }
+  nameLength(at: number): number { return this.u32[(at + SubscriberLine.nameLength) / 4] }
+  setNameLength(at: number, v: number): void { this.u32[(at + SubscriberLine.nameLength) / 4] = v }
+  /** Where a named consumer's name bytes start. */
+  nameAt(at: number): number { return at + SubscriberLine.name }
   /** The next global seq it reads. */
   cursor(at: number): number { return this.f64[(at + SubscriberLine.cursor) / 8] }
   setCursor(at: number, v: number): void { this.f64[(at + SubscriberLine.cursor) / 8] = v }

@@ -36,8 +36,13 @@ export const BrokerLine = {
 /** Per (topic, broker), written by the sequencer. */
 export const SequencerLine = { consumedThrough: 0, orderedBatches: 8, orderedMessages: 16, duplicates: 24, dropped: 32, held: 40 } as const
 
-/** A subscriber cursor line (that subscriber): `cursor` is the next global batch seq it will read. */
-export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12, cursor: 16 } as const
+/**
+ * A subscriber cursor line (that subscriber): `cursor` is the next global batch seq it will read.
+ * A named consumer's line (`durable` 2, see Consumers.ts) lives as long as the consumer: its
+ * committed offset, the pid of its active member (0: none) and its name (UTF-8, ≤ 24 bytes).
+ */
+export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12, cursor: 16, committed: 24, member: 32, nameLength: 36, name: 40 } as const
+export const CONSUMER_NAME_BYTES = 24
 
 /**
  * A session line, a seqlock: `version` is odd while it is being written. A broker claims a

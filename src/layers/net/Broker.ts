@@ -34,6 +34,7 @@ import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender, type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { LogReader } from "../../services/log/LogReader.js"
+import { Consumers } from "../../services/log/Consumers.js"
 import { type AuthServer, CredentialError, RateBudget, type UserRecord } from "./Auth.js"
 import * as Auth from "./Auth.js"
 import { checkBatchPayload } from "./BatchPayload.js"
@@ -454,7 +455,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const subscriptions = subscriptionServer({
       brokerId,
       reader: Option.getOrUndefined(yield* Effect.serviceOption(LogReader)),
-      authenticating: auth !== undefined
+      consumers: Option.getOrUndefined(yield* Effect.serviceOption(Consumers)),
+      auth
     })
     if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
       return yield* refuse(
@@ -550,17 +552,21 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         }
       }
       const reader = new InPlaceFrameReader({
-        accept: [FrameType.HELLO, FrameType.AUTH, FrameType.BATCH, FrameType.CLOSE, FrameType.SUBSCRIBE, FrameType.CREDIT],
+        accept: [FrameType.HELLO, FrameType.AUTH, FrameType.BATCH, FrameType.CLOSE, FrameType.SUBSCRIBE, FrameType.CREDIT, FrameType.COMMIT],
         maxBatchBytes: settings.maxBatchBytes,
         // Before the handshake a BATCH is refused from its header: none of its payload is read.
         admit: (type) => {
           const opening = firstFrame
           firstFrame = false
-          // A SUBSCRIBE opens a subscriber connection (only CREDIT frames follow it); it is nothing else.
+          // A SUBSCRIBE opens a subscriber connection (AUTH, CREDIT and COMMIT frames follow it); it is nothing else.
           if (type === FrameType.SUBSCRIBE && opening) subscribing = true
-          if (subscribing) return type === FrameType.CREDIT || opening ? undefined : new WireViolation({ code: "unexpected-frame", detail: "only CREDIT frames follow a SUBSCRIBE" })
-          if (type === FrameType.SUBSCRIBE || type === FrameType.CREDIT) {
-            return new WireViolation({ code: "unexpected-frame", detail: "SUBSCRIBE opens a subscriber connection, CREDIT frames follow it" })
+          if (subscribing) {
+            return opening || type === FrameType.CREDIT || type === FrameType.COMMIT || type === FrameType.AUTH
+              ? undefined
+              : new WireViolation({ code: "unexpected-frame", detail: "only AUTH, CREDIT and COMMIT frames follow a SUBSCRIBE" })
+          }
+          if (type === FrameType.SUBSCRIBE || type === FrameType.CREDIT || type === FrameType.COMMIT) {
+            return new WireViolation({ code: "unexpected-frame", detail: "SUBSCRIBE opens a subscriber connection, CREDIT and COMMIT frames follow it" })
           }
           return current !== undefined || type === FrameType.HELLO || type === FrameType.AUTH
             ? undefined

@@ -9,6 +9,7 @@
 import { Context, Effect, Layer, type Scope } from "effect"
 import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.js"
 import { LogReader } from "../../services/log/LogReader.js"
+import { Consumers } from "../../services/log/Consumers.js"
 import { Appender, type AppenderShape, type BrokerSlotTaken } from "../../services/log/Appender.js"
 import type { SequencerLeaseHeld, SequencerShape } from "../../services/log/Sequencer.js"
 import type { BrokerLog } from "../../services/net/Broker.js"
@@ -24,6 +25,7 @@ import {
 import * as AckTrackerMemory from "../log/AckTrackerMemory.js"
 import * as AppenderMemory from "../log/AppenderMemory.js"
 import * as LogReaderMemory from "../log/LogReaderMemory.js"
+import * as ConsumersMemory from "../log/ConsumersMemory.js"
 import { defaultLogConfig, type LogConfigInvalid, validateLogConfig } from "../log/Layout.js"
 import { findTopic, makeMemoryStore, type MemoryBatch, type MemoryLogStore } from "../log/MemoryStore.js"
 import * as SequencerMemory from "../log/SequencerMemory.js"
@@ -68,8 +70,8 @@ export interface MemoryLog {
   /** Broker `brokerId`'s Appender (its slot is claimed for the log's lifetime, so brokers may come and go over it). */
   readonly appender: (brokerId: number) => AppenderShape
   readonly acks: AckTrackerShape
-  /** What broker `brokerId` needs of the log, and the LogReader it serves subscribers with. */
-  readonly forBroker: (brokerId: number) => Context.Context<BrokerLog | LogReader>
+  /** What broker `brokerId` needs of the log, and the LogReader and Consumers it serves subscribers with. */
+  readonly forBroker: (brokerId: number) => Context.Context<BrokerLog | LogReader | Consumers>
   /** Returns once a sequencer round moves nothing: everything appended before is ordered, held or dropped. */
   readonly settle: Effect.Effect<void>
   /** The topic's total order so far (batches, in order; only the last GOI window's unless `retainOrdered`). */
@@ -131,6 +133,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     for (let brokerId = 0; brokerId < brokers; brokerId++) appenders.push(yield* AppenderMemory.makeMemory(store, { brokerId }))
     const acks = yield* AckTrackerMemory.makeMemory(store)
     const reader = yield* LogReaderMemory.makeMemory(store)
+    const consumers = yield* ConsumersMemory.makeMemory(store)
     const sequencer = yield* SequencerMemory.makeMemory(store, { holdTimeoutMs: options.holdTimeoutMs ?? 2_000 })
     yield* Effect.forkScoped(sequencer.run.pipe(Effect.catchAllCause((cause) => Effect.logError("the memory log's sequencer stopped", cause))))
 
@@ -156,7 +159,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       appender,
       acks,
       forBroker: (brokerId) =>
-        Context.make(Appender, appender(brokerId)).pipe(Context.add(AckTracker, acks), Context.add(Topics, topics), Context.add(LogReader, reader)),
+        Context.make(Appender, appender(brokerId)).pipe(Context.add(AckTracker, acks), Context.add(Topics, topics), Context.add(LogReader, reader), Context.add(Consumers, consumers)),
       settle: settleRounds(sequencer),
       ordered: (name) => findTopic(store, name)?.goi.slice() ?? [],
       stats: counted
@@ -164,9 +167,9 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
   })
 
 /** Broker `brokerId`'s view of a shared `MemoryLog` (several brokers in one process share one log). */
-export const layerMemory = (log: MemoryLog, brokerId: number): Layer.Layer<BrokerLog | LogReader> =>
+export const layerMemory = (log: MemoryLog, brokerId: number): Layer.Layer<BrokerLog | LogReader | Consumers> =>
   Layer.succeedContext(log.forBroker(brokerId))
 
 /** A private `MemoryLog` served as broker 0: a broker alone, for tests and the bench's broker process. */
-export const layerMemoryStandalone = (options: MemoryLogOptions): Layer.Layer<BrokerLog | LogReader, MemoryLogError> =>
+export const layerMemoryStandalone = (options: MemoryLogOptions): Layer.Layer<BrokerLog | LogReader | Consumers, MemoryLogError> =>
   Layer.scopedContext(Effect.map(makeMemoryLog(options), (log) => log.forBroker(0)))

@@ -68,7 +68,9 @@ export const FrameType = {
   /** broker → client (protocol 4): the user's salt and iterations and the broker's nonce (Auth.ts). */
   CHALLENGE: 12,
   /** client → broker (protocol 4): the proof answering the CHALLENGE. */
-  AUTH: 13
+  AUTH: 13,
+  /** client → broker, on a named consumer's connection: seq = the offset to commit (the first message not processed). */
+  COMMIT: 14
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

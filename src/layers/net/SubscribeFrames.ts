@@ -17,7 +17,12 @@ export class Subscribe extends Schema.Class<Subscribe>("Subscribe")({
   topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
   from: Schema.Union(Offset, Schema.Literal("earliest", "latest")),
   /** DATA frames the broker may send before the client's first CREDIT. */
-  credit: Schema.Int.pipe(Schema.between(1, MAX_CREDIT))
+  credit: Schema.Int.pipe(Schema.between(1, MAX_CREDIT)),
+  /** Read as this named consumer (`from` then only places a new one). */
+  consumer: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
+  /** The user to authenticate as, and the client's fresh nonce (as in HELLO; see Auth.ts). */
+  user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
+  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
 }) {}
 
 /** broker → client: the subscription runs; DATA frames follow as credit allows. */
@@ -28,7 +33,9 @@ export class Subscribed extends Schema.Class<Subscribed>("Subscribed")({
   start: Offset,
   /** The window held when it started: [earliest, end). */
   earliest: Offset,
-  end: Offset
+  end: Offset,
+  /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
+  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}
 
 const textEncoder = new TextEncoder()
@@ -40,6 +47,8 @@ export const subscribeFrame = (subscribe: Subscribe): Buffer => encodeFrame({ ..
 export const subscribedFrame = (subscribed: Subscribed): Buffer => encodeFrame({ ...bare, type: FrameType.SUBSCRIBED }, json(Subscribed, subscribed))
 
 export const creditFrame = (frames: number): Buffer => encodeFrame({ ...bare, type: FrameType.CREDIT, seq: frames })
+
+export const commitFrame = (offset: number): Buffer => encodeFrame({ ...bare, type: FrameType.COMMIT, seq: offset })
 
 /** Writes a DATA header for a stored batch at `at` of `target`: its crc32c is the batch's own (the publisher's). */
 export const writeDataHeader = (

@@ -4,23 +4,58 @@
  * (SubscriberMemory.ts); both run this code. Each pull delivers one batch as a view of where
  * it is stored, after confirming that the batch handed out before is still held (see
  * services/net/Subscriber.ts): a reader that fell behind retention fails with `LogOutOfRange`.
+ *
+ * A named consumer joins through `Consumers` (one member at a time) and reads from its
+ * committed offset; a commit finds the batch holding the offset (the reader's `locate`) so
+ * retention is released up to it.
  */
 import { Effect, Layer, Option, Stream } from "effect"
-import { type LogBatchView, LogOutOfRange, LogReader, type LogReaderShape } from "../../services/log/LogReader.js"
+import { type ConsumerLease, Consumers, type ConsumersShape } from "../../services/log/Consumers.js"
+import { type LogBatchView, type LogCursor, LogOutOfRange, LogReader, type LogReaderShape } from "../../services/log/LogReader.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
-import { Subscriber, type SubscriberShape, type Subscription, type SubscriptionError } from "../../services/net/Subscriber.js"
+import {
+  CommitRejected,
+  type SubscribeOptions,
+  Subscriber,
+  type SubscriberShape,
+  type Subscription,
+  type SubscriptionError
+} from "../../services/net/Subscriber.js"
 import { BatchView } from "./SubscriberBatch.js"
 
 /** One wait for the next batch; it only re-checks when it ends (the head's liveness is watched inside it). */
 const WAIT_SLICE_MS = 60_000
+export const DEFAULT_AUTO_COMMIT_MS = 1_000
 
-export const subscriberOver = (reader: LogReaderShape): SubscriberShape => ({
-  subscribe: (topic, options = {}) =>
+/** When a named consumer commits by itself (see `SubscribeOptions.autoCommit`). */
+export const autoCommitPolicy = (option: SubscribeOptions["autoCommit"]) => {
+  if (option === "off") return { everyMessages: Infinity, intervalMs: Infinity }
+  const everyMessages = option?.everyMessages ?? Infinity
+  const intervalMs = option?.intervalMs ?? (option?.everyMessages === undefined ? DEFAULT_AUTO_COMMIT_MS : Infinity)
+  return { everyMessages, intervalMs }
+}
+
+export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShape): SubscriberShape => {
+  /** The next global seq from offset `offset` on (the batch holding it). */
+  const batchAt = (topic: string, offset: number) =>
+    Effect.scoped(Effect.map(reader.subscribe(topic, { from: offset }), (c) => c.nextBatch())).pipe(Effect.orDie)
+
+  /** A cursor at `from`, joined as consumer `name` when given (resuming at its committed offset). */
+  const open = (topic: string, options: SubscribeOptions) =>
     Effect.gen(function*() {
       // Not durable, so it cannot fail with SubscriberTableFull.
-      const cursor = yield* reader.subscribe(topic, { from: options.from ?? "earliest" }).pipe(
-        Effect.catchTag("SubscriberTableFull", (e) => Effect.die(e))
-      )
+      const subscribe = (from: SubscribeOptions["from"]) =>
+        reader.subscribe(topic, { from: from ?? "earliest" }).pipe(Effect.catchTag("SubscriberTableFull", (e) => Effect.die(e)))
+      const cursor = yield* subscribe(options.from)
+      if (options.consumer === undefined) return { cursor, lease: undefined }
+      if (consumers === undefined) return yield* Effect.dieMessage("this Subscriber has no Consumers service for named consumers")
+      const lease: ConsumerLease = yield* consumers.join(topic, options.consumer, { offset: cursor.position(), globalSeq: cursor.nextBatch() })
+      return { cursor: lease.created ? cursor : yield* subscribe(lease.committed()), lease }
+    })
+
+  const subscribe: SubscriberShape["subscribe"] = (topic, options = {}) =>
+    Effect.gen(function*() {
+      const { cursor, lease }: { cursor: LogCursor; lease: ConsumerLease | undefined } = yield* open(topic, options)
       const start = cursor.position()
       const view = new BatchView(topic)
       /** The batch handed out last (its global seq and first offset), confirmed at the next pull. */
@@ -33,9 +68,33 @@ export const subscriberOver = (reader: LogReaderShape): SubscriberShape => ({
       }
       const outOfRange = (requested: number) =>
         Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest, end }) => Effect.fail(new LogOutOfRange({ topic, requested, earliest, end })))
+
+      const policy = autoCommitPolicy(options.autoCommit)
+      let committedAt = performance.now()
+      let committed = start
+      const commitAt = (offset: number) =>
+        Effect.gen(function*() {
+          if (lease === undefined) return yield* new CommitRejected({ topic, reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)" })
+          if (!Number.isSafeInteger(offset) || offset < committed || offset > cursor.position()) {
+            return yield* new CommitRejected({ topic, reason: `offset ${offset} is outside [${committed}, ${cursor.position()}] (committed, delivered)` })
+          }
+          lease.commit(offset, yield* batchAt(topic, offset))
+          committed = offset
+          committedAt = performance.now()
+          // Committed past the batch in hand: it is done with, and retention may take it now.
+          if (offset === cursor.position()) handedOut = undefined
+        })
+      /** A pull means what was handed out before is processed: committed once the policy says so. */
+      const autoCommit = Effect.suspend(() => {
+        if (lease === undefined || handedOut === undefined) return Effect.void
+        const due = cursor.position() - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs
+        return due ? Effect.orDie(commitAt(cursor.position())) : Effect.void
+      })
+
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
         if (handedOut !== undefined) {
           if (!cursor.retained(handedOut.g)) return yield* outOfRange(handedOut.offset)
+          yield* autoCommit
           handedOut = undefined
         }
         for (;;) {
@@ -48,14 +107,20 @@ export const subscriberOver = (reader: LogReaderShape): SubscriberShape => ({
       const subscription: Subscription = {
         topic,
         start,
+        consumer: options.consumer,
         batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
         position: cursor.position,
-        lag: Effect.map(reader.bounds(topic).pipe(Effect.orDie), ({ end }) => Math.max(0, end - cursor.position()))
+        lag: Effect.map(reader.bounds(topic).pipe(Effect.orDie), ({ end }) => Math.max(0, end - cursor.position())),
+        commit: (offset) => Effect.suspend(() => commitAt(offset ?? cursor.position()))
       }
       return subscription
-    }),
-  bounds: (topic) => reader.bounds(topic)
-})
+    })
 
-/** The local Subscriber: reads the region this process maps (needs its `LogReader`, e.g. `Roles.reader`). */
-export const layer: Layer.Layer<Subscriber, never, LogReader> = Layer.effect(Subscriber, Effect.map(LogReader, subscriberOver))
+  return { subscribe, bounds: (topic) => reader.bounds(topic) }
+}
+
+/** The local Subscriber: reads the region this process maps (needs its `LogReader` and `Consumers`, e.g. `Roles.reader`). */
+export const layer: Layer.Layer<Subscriber, never, LogReader | Consumers> = Layer.effect(
+  Subscriber,
+  Effect.map(Effect.all([LogReader, Consumers]), ([reader, consumers]) => subscriberOver(reader, consumers))
+)

@@ -1,11 +1,12 @@
-/** Subscriber fake: `subscriberOver` (Subscriber.ts) reading the in-memory log through its LogReader fake. */
+/** Subscriber fake: `subscriberOver` (Subscriber.ts) reading the in-memory log through its LogReader and Consumers fakes. */
 import { Effect, Layer } from "effect"
 import { Subscriber, type SubscriberShape } from "../../services/net/Subscriber.js"
+import * as ConsumersMemory from "../log/ConsumersMemory.js"
 import * as LogReaderMemory from "../log/LogReaderMemory.js"
 import type { MemoryLogStore, NoOptions } from "../log/MemoryStore.js"
 import { subscriberOver } from "./Subscriber.js"
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<SubscriberShape> =>
-  Effect.map(LogReaderMemory.makeMemory(store), subscriberOver)
+  Effect.map(Effect.all([LogReaderMemory.makeMemory(store), ConsumersMemory.makeMemory(store)]), ([reader, consumers]) => subscriberOver(reader, consumers))
 
 export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Subscriber> => Layer.effect(Subscriber, makeMemory(store, options))

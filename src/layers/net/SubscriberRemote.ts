@@ -15,7 +15,9 @@ import { Effect, Either, Layer, Option, Stream } from "effect"
 import { connect, type Socket } from "node:net"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicNotFound } from "../../services/log/Topics.js"
+import { ConsumerBusy, ConsumerTableFull } from "../../services/log/Consumers.js"
 import {
+  CommitRejected,
   type SubscribeError,
   Subscriber,
   SubscriberBrokersUnreachable,
@@ -25,11 +27,13 @@ import {
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
 import { type BrokerAddress, formatAddress } from "./ClientConnection.js"
-import { decodeControl, ErrorBody, PROTOCOL_VERSION } from "./Control.js"
+import { clientProof, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
+import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
-import { creditFrame, MAX_CREDIT, Subscribe, subscribeFrame, Subscribed } from "./SubscribeFrames.js"
+import { commitFrame, creditFrame, MAX_CREDIT, Subscribe, subscribeFrame, Subscribed } from "./SubscribeFrames.js"
+import { autoCommitPolicy } from "./Subscriber.js"
 import { BatchView } from "./SubscriberBatch.js"
 
 export interface RemoteSubscriberOptions {
@@ -42,6 +46,8 @@ export interface RemoteSubscriberOptions {
   readonly bufferBytes?: number
   /** Upper bound of one DATA payload (the brokers' `maxBatchBytes`). Default 64 MiB. */
   readonly maxBatchBytes?: number
+  /** Answer a broker's CHALLENGE as this user (it needs the right to read the topic); without it, only a broker without authentication accepts. */
+  readonly credentials?: Credentials
 }
 
 /** How long a client waits, after a DATA frame failed its crc32c, for the error frame that explains it. */
@@ -57,7 +63,7 @@ class Connection {
   private wake: (() => void) | undefined
 
   constructor(readonly socket: Socket, readonly broker: string, private readonly bufferBytes: number, maxBatchBytes: number) {
-    this.reader = new FrameReader({ accept: [FrameType.SUBSCRIBED, FrameType.DATA, FrameType.ERROR], maxBatchBytes })
+    this.reader = new FrameReader({ accept: [FrameType.CHALLENGE, FrameType.SUBSCRIBED, FrameType.DATA, FrameType.ERROR], maxBatchBytes })
     socket.on("data", (chunk: Buffer) => {
       this.chunks.push(chunk)
       this.queued += chunk.length
@@ -120,11 +126,15 @@ class Connection {
 }
 
 /** What an ERROR frame means to a subscriber. */
-const brokerError = (connection: Connection, topic: string, frame: Frame): SubscribeError => {
+const brokerError = (connection: Connection, request: Subscribe, frame: Frame): SubscribeError => {
   const decoded = decodeControl(ErrorBody, frame.payload, "internal")
   if (Either.isLeft(decoded)) return connection.failed("bad-frame", `undecodable ERROR: ${decoded.left.message}`)
   const body = decoded.right
+  const topic = request.topic
   if (body.code === "unknown-topic") return new TopicNotFound({ name: topic })
+  const name = request.consumer ?? ""
+  if (body.code === "consumer-busy") return new ConsumerBusy({ topic, name, pid: 0 })
+  if (body.code === "consumer-table-full") return new ConsumerTableFull({ topic, slots: 0 })
   if (body.code === "out-of-range" && body.requested !== undefined && body.earliest !== undefined && body.end !== undefined) {
     return new LogOutOfRange({ topic, requested: body.requested, earliest: body.earliest, end: body.end })
   }
@@ -132,41 +142,72 @@ const brokerError = (connection: Connection, topic: string, frame: Frame): Subsc
 }
 
 /** A broker's ERROR in mid-stream (where an unknown topic can only mean a broken stream). */
-const streamError = (connection: Connection, topic: string, frame: Frame): SubscriptionError => {
-  const e = brokerError(connection, topic, frame)
-  return e._tag === "TopicNotFound" || e._tag === "SubscriberBrokersUnreachable" ? connection.failed("bad-frame", e.message) : e
+const streamError = (connection: Connection, request: Subscribe, frame: Frame): SubscriptionError => {
+  const e = brokerError(connection, request, frame)
+  return e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable" || e._tag === "SubscriberConnectionFailed"
+    ? e
+    : connection.failed("bad-frame", e.message)
 }
 
-/** Connects to one broker and subscribes: the connection and the broker's SUBSCRIBED. */
-const open = (address: BrokerAddress, request: Subscribe, options: Required<Omit<RemoteSubscriberOptions, "brokers">>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const socket = connect({ host: address.host, port: address.port, noDelay: true })
-      socket.on("connect", () => socket.write(subscribeFrame(request)))
-      return new Connection(socket, formatAddress(address), options.bufferBytes, options.maxBatchBytes)
-    }),
-    (connection) => Effect.sync(() => connection.socket.destroy())
-  ).pipe(
-    Effect.flatMap((connection) =>
-      Effect.flatMap(connection.next(options.connectTimeoutMs), (frame): Effect.Effect<{ connection: Connection; subscribed: Subscribed }, SubscribeError> => {
-        if (frame.type === FrameType.ERROR) return Effect.fail(brokerError(connection, request.topic, frame))
-        if (frame.type !== FrameType.SUBSCRIBED) return Effect.fail(connection.failed("bad-frame", "the first frame is not SUBSCRIBED"))
-        const subscribed = decodeControl(Subscribed, frame.payload, "internal")
-        if (Either.isLeft(subscribed)) return Effect.fail(connection.failed("bad-frame", `bad SUBSCRIBED: ${subscribed.left.message}`))
-        return Effect.succeed({ connection, subscribed: subscribed.right })
-      })
+interface Settings {
+  readonly connectTimeoutMs: number
+  readonly bufferBytes: number
+  readonly maxBatchBytes: number
+  readonly credentials: Credentials | undefined
+}
+
+/**
+ * Connects to one broker and subscribes: the connection and the broker's SUBSCRIBED. With
+ * credentials the SUBSCRIBE names the user, a CHALLENGE is answered, and the SUBSCRIBED must
+ * carry the broker's proof that it holds the user's keys.
+ */
+const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =>
+  Effect.gen(function*() {
+    const { credentials } = options
+    const nonce = credentials === undefined ? undefined : newNonce()
+    const request = credentials === undefined || nonce === undefined ? subscribe : new Subscribe({ ...subscribe, user: credentials.user, nonce })
+    const connection = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const socket = connect({ host: address.host, port: address.port, noDelay: true })
+        socket.on("connect", () => socket.write(subscribeFrame(request)))
+        return new Connection(socket, formatAddress(address), options.bufferBytes, options.maxBatchBytes)
+      }),
+      (connection) => Effect.sync(() => connection.socket.destroy())
     )
-  )
+    let expectedSignature: string | undefined
+    let frame = yield* connection.next(options.connectTimeoutMs)
+    if (frame.type === FrameType.CHALLENGE) {
+      if (credentials === undefined || nonce === undefined) {
+        return yield* connection.failed("auth-required", "the broker requires authentication and this subscriber has no credentials (--secret-file / CXLOG_SECRET_FILE)")
+      }
+      const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
+      if (Either.isLeft(challenge)) return yield* connection.failed("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
+      const answer = clientProof(credentials, nonce, challenge.right)
+      expectedSignature = answer.serverSignature
+      connection.socket.write(authFrame(0, new AuthProof({ proof: answer.proof })))
+      frame = yield* connection.next(options.connectTimeoutMs)
+    }
+    if (frame.type === FrameType.ERROR) return yield* Effect.fail(brokerError(connection, request, frame))
+    if (frame.type !== FrameType.SUBSCRIBED) return yield* connection.failed("bad-frame", "the broker did not answer with SUBSCRIBED")
+    const subscribed = decodeControl(Subscribed, frame.payload, "internal")
+    if (Either.isLeft(subscribed)) return yield* connection.failed("bad-frame", `bad SUBSCRIBED: ${subscribed.left.message}`)
+    if (expectedSignature !== undefined && !serverSignatureMatches(expectedSignature, subscribed.right.serverSignature)) {
+      return yield* connection.failed("auth-failed", "the broker did not prove that it holds this user's keys: not the broker of this credential file")
+    }
+    return { connection, subscribed: subscribed.right }
+  })
 
 /** Errors that another broker would answer the same way: no point trying the next one. */
-const definitive = (e: SubscribeError) => e._tag === "TopicNotFound" || e._tag === "LogOutOfRange"
+const definitive = (e: SubscribeError) =>
+  e._tag !== "SubscriberConnectionFailed" ? e._tag !== "SubscriberBrokersUnreachable" : (fatalWireErrors as ReadonlySet<string>).has(e.code)
 
 export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape => {
   const settings = {
     credit: Math.min(MAX_CREDIT, Math.max(1, options.credit ?? 256)),
     connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
     bufferBytes: options.bufferBytes ?? 8 << 20,
-    maxBatchBytes: options.maxBatchBytes ?? 64 << 20
+    maxBatchBytes: options.maxBatchBytes ?? 64 << 20,
+    credentials: options.credentials
   }
   /** The first broker that takes the subscription (in the given order). */
   const subscribeAny = (request: Subscribe) =>
@@ -189,7 +230,13 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
 
   const subscribe: SubscriberShape["subscribe"] = (topic, subscribeOptions = {}) =>
     Effect.gen(function*() {
-      const request = new Subscribe({ protocol: PROTOCOL_VERSION, topic, from: subscribeOptions.from ?? "earliest", credit: settings.credit })
+      const request = new Subscribe({
+        protocol: PROTOCOL_VERSION,
+        topic,
+        from: subscribeOptions.from ?? "earliest",
+        credit: settings.credit,
+        ...(subscribeOptions.consumer === undefined ? {} : { consumer: subscribeOptions.consumer })
+      })
       const { connection, subscribed } = yield* subscribeAny(request)
       const view = new BatchView(topic)
       let position = subscribed.start
@@ -201,16 +248,36 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
         connection.socket.write(creditFrame(consumed))
         consumed = 0
       }
+      const named = subscribeOptions.consumer !== undefined
+      const policy = autoCommitPolicy(subscribeOptions.autoCommit)
+      let committed = subscribed.start
+      let committedAt = performance.now()
+      let handedOut = false
+      /** A COMMIT frame: the broker commits it in order with what it reads of this connection. */
+      const commitAt = (offset: number) =>
+        Effect.suspend(() => {
+          if (!named) return Effect.fail(new CommitRejected({ topic, reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)" }))
+          if (!Number.isSafeInteger(offset) || offset < committed || offset > position) {
+            return Effect.fail(new CommitRejected({ topic, reason: `offset ${offset} is outside [${committed}, ${position}] (committed, delivered)` }))
+          }
+          connection.socket.write(commitFrame(offset))
+          committed = offset
+          committedAt = performance.now()
+          return Effect.void
+        })
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
+        if (named && handedOut && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)) {
+          yield* Effect.orDie(commitAt(position))
+        }
         for (;;) {
           const frame = yield* connection.next(undefined)
-          if (frame.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, topic, frame))
+          if (frame.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, request, frame))
           if (frame.type !== FrameType.DATA) return yield* connection.failed("bad-frame", `unexpected frame type ${frame.type}`)
           if (crc32c(frame.payload, 0, frame.payload.length) !== frame.crc32c) {
             // Torn while the broker sent it: its out-of-range ERROR explains it (anything else is a broken stream).
             for (;;) {
               const after = yield* connection.next(TORN_GRACE_MS)
-              if (after.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, topic, after))
+              if (after.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, request, after))
             }
           }
           grant()
@@ -222,6 +289,7 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
             return yield* new LogCorrupt({ reason: `topic ${topic}: broker ${connection.broker} sent offset ${view.offset}, expected ${position}` })
           }
           position = view.offset + view.count
+          handedOut = true
           return view
         }
       })
@@ -230,7 +298,9 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
         start: subscribed.start,
         batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
         position: () => position,
-        lag: Effect.map(bounds(topic), (held) => Math.max(0, held.end - position))
+        lag: Effect.map(bounds(topic), (held) => Math.max(0, held.end - position)),
+        consumer: subscribeOptions.consumer,
+        commit: (offset) => Effect.suspend(() => commitAt(offset ?? position))
       }
       return subscription
     })

@@ -16,9 +16,11 @@
  */
 import { Effect, Either, type Scope } from "effect"
 import type { Socket } from "node:net"
-import { type LogBatchView, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
+import type { ConsumerLease, ConsumersShape } from "../../services/log/Consumers.js"
+import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
+import { authenticate, type AuthServer } from "./Auth.js"
 import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
-import { type Frame, FRAME_HEADER_BYTES } from "./Frame.js"
+import { type Frame, FRAME_HEADER_BYTES, FrameType } from "./Frame.js"
 import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } from "./SubscribeFrames.js"
 
 /** Batches written per round (one corked write of their headers and payloads). */
@@ -32,9 +34,35 @@ export interface SubscriptionServerOptions {
   readonly brokerId: number
   /** The broker's reader of the region; without one, subscriptions are refused. */
   readonly reader: LogReaderShape | undefined
-  /** The broker authenticates its clients: until subscribers can, they are refused (`auth-required`). */
-  readonly authenticating: boolean
+  /** The region's named consumers; without them, subscriptions naming one are refused. */
+  readonly consumers: ConsumersShape | undefined
+  /** The broker's authentication, when it authenticates its clients: a subscriber needs the right to read the topic. */
+  readonly auth: AuthServer | undefined
 }
+
+/** The subscription's cursor, joined as the named consumer when the request names one (resuming at its committed offset). */
+const open = (reader: LogReaderShape, request: Subscribe, consumers: ConsumersShape | undefined) =>
+  Effect.gen(function*() {
+    const subscribe = (from: Subscribe["from"]) =>
+      reader.subscribe(request.topic, { from }).pipe(
+        Effect.catchTags({
+          TopicNotFound: (e) => Effect.fail(new WireViolation({ code: "unknown-topic", detail: e.message })),
+          SubscriberTableFull: (e) => Effect.die(e)
+        })
+      )
+    const cursor: LogCursor = yield* subscribe(request.from)
+    if (request.consumer === undefined) return { cursor, lease: undefined }
+    if (consumers === undefined) return yield* new WireViolation({ code: "bad-subscribe", detail: "this broker keeps no named consumers" })
+    const lease: ConsumerLease = yield* consumers.join(request.topic, request.consumer, { offset: cursor.position(), globalSeq: cursor.nextBatch() }).pipe(
+      Effect.mapError((e) =>
+        new WireViolation({
+          code: e._tag === "ConsumerBusy" ? "consumer-busy" : e._tag === "ConsumerTableFull" ? "consumer-table-full" : e._tag === "TopicNotFound" ? "unknown-topic" : "bad-subscribe",
+          detail: e.message
+        })
+      )
+    )
+    return { cursor: lease.created ? cursor : yield* subscribe(lease.committed()), lease }
+  })
 
 /** Sends `out-of-range` with the window held, then closes the connection. */
 const refuseOutOfRange = (socket: Socket, e: LogOutOfRange): void => {
@@ -69,21 +97,35 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     if (request.protocol !== PROTOCOL_VERSION) {
       return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${request.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
     }
-    if (options.authenticating) {
-      return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} authenticates its clients, and subscribers cannot authenticate yet` })
-    }
+    // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
+    const authenticated = options.auth === undefined
+      ? undefined
+      : yield* authenticate(options.auth, request, "read", request.topic, { send: (frame) => void socket.write(frame), next: nextFrame })
+    if (authenticated === null) return
     const reader = options.reader
     if (reader === undefined) return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
     const { topic } = request
-    const subscribed = yield* Effect.either(reader.subscribe(topic, { from: request.from }))
-    if (Either.isLeft(subscribed)) {
-      const e = subscribed.left
-      if (e._tag === "LogOutOfRange") return refuseOutOfRange(socket, e)
-      return yield* new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message })
+    const opened = yield* Effect.either(open(reader, request, options.consumers))
+    if (Either.isLeft(opened)) {
+      const e = opened.left
+      if (e instanceof LogOutOfRange) return refuseOutOfRange(socket, e)
+      return yield* e
     }
-    const cursor = subscribed.right
+    const { cursor, lease } = opened.right
+    let committed = cursor.position()
+    /** A COMMIT: the offset must lie between the committed one and what was sent. */
+    const commit = (offset: number) =>
+      Effect.gen(function*() {
+        if (lease === undefined) return yield* new WireViolation({ code: "bad-commit", detail: "COMMIT on an anonymous subscription" })
+        if (offset < committed || offset > cursor.position()) {
+          return yield* new WireViolation({ code: "bad-commit", detail: `offset ${offset} is outside [${committed}, ${cursor.position()}] (committed, sent)` })
+        }
+        const g = yield* Effect.scoped(Effect.map(reader.subscribe(topic, { from: offset }), (c) => c.nextBatch())).pipe(Effect.orDie)
+        lease.commit(offset, g)
+        committed = offset
+      })
     const held = yield* reader.bounds(topic).pipe(Effect.orDie)
-    socket.write(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: options.brokerId, start: cursor.position(), ...held })))
+    socket.write(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: options.brokerId, start: cursor.position(), ...held, ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature }) })))
 
     let credit = request.credit
     let creditArrived: (() => void) | undefined
@@ -92,6 +134,10 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       for (;;) {
         const frame = yield* nextFrame
         if (frame === undefined) return
+        if (frame.type === FrameType.COMMIT) {
+          yield* commit(frame.seq)
+          continue
+        }
         credit = Math.min(MAX_CREDIT, credit + frame.seq)
         const wake = creditArrived
         creditArrived = undefined

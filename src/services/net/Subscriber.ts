@@ -16,6 +16,7 @@ import { Context, Data, type Effect, type Scope, type Stream } from "effect"
 import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { LogOutOfRange } from "../log/LogReader.js"
 import type { LogCorrupt, TopicNotFound } from "../log/Topics.js"
+import type { ConsumerError } from "../log/Consumers.js"
 
 /** One message of a batch; the same object is reused for every message of a subscription. */
 export interface SubscriberMessage {
@@ -47,8 +48,23 @@ export interface SubscriberBatch {
 }
 
 export interface SubscribeOptions {
-  /** A message offset, "earliest" held, or "latest" (only what comes next). Default "earliest". */
+  /**
+   * A message offset, "earliest" held, or "latest" (only what comes next). Default "earliest".
+   * With `consumer`, where a new consumer starts; an existing one resumes at its committed offset.
+   */
   readonly from?: number | "earliest" | "latest"
+  /**
+   * Read as this named consumer of the topic (services/log/Consumers.ts): its committed offset
+   * holds retention, one member reads at a time, and the next member resumes where it committed.
+   */
+  readonly consumer?: string
+  /**
+   * When a named consumer commits by itself: at a pull, once `everyMessages` were delivered or
+   * `intervalMs` passed since the last commit, everything delivered before that pull is committed
+   * (pulling again means the batch before was processed). Default `{ intervalMs: 1000 }`; "off":
+   * only `commit()`. What a member pulled after its last commit is delivered again to the next one.
+   */
+  readonly autoCommit?: "off" | { readonly everyMessages?: number; readonly intervalMs?: number }
 }
 
 export interface Subscription {
@@ -64,6 +80,13 @@ export interface Subscription {
   readonly position: () => number
   /** Messages in the order past `position()` (the log's end looked up now: a remote subscriber asks a broker). */
   readonly lag: Effect.Effect<number, SubscribeError>
+  /** The named consumer it reads as, if any. */
+  readonly consumer: string | undefined
+  /**
+   * Commits `offset` (default `position()`: everything delivered so far) as the named consumer's
+   * committed offset. It must lie between the committed offset and `position()`.
+   */
+  readonly commit: (offset?: number) => Effect.Effect<void, CommitRejected | SubscriptionError>
 }
 
 export interface SubscriberShape {
@@ -97,5 +120,12 @@ export class SubscriberBrokersUnreachable extends Data.TaggedError("SubscriberBr
   }
 }
 
+/** A commit that cannot be: an anonymous subscription, or an offset outside [committed, position]. */
+export class CommitRejected extends Data.TaggedError("CommitRejected")<{ readonly topic: string; readonly reason: string }> {
+  override get message() {
+    return `topic ${this.topic}: commit refused: ${this.reason}`
+  }
+}
+
 export type SubscriptionError = LogOutOfRange | LogCorrupt | HeadUnavailable | SubscriberConnectionFailed
-export type SubscribeError = SubscriptionError | TopicNotFound | SubscriberBrokersUnreachable
+export type SubscribeError = SubscriptionError | TopicNotFound | SubscriberBrokersUnreachable | ConsumerError

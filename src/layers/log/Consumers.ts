@@ -1,0 +1,194 @@
+/**
+ * Named consumers in the region (see services/log/Consumers.ts): each is a subscriber line of
+ * its topic with `durable` 2, claimed when the consumer is created and released when it is
+ * deleted, so its cursor holds retention with or without a member (`lowestDurableCursor`).
+ * The line's pid word stays 0 (a claimer in progress, to everyone else: never reclaimed as a
+ * dead owner's); the active member's pid is the `member` word, taken by compare-and-swap from 0
+ * or from a dead member's. Two processes creating the same name at once both claim a line; the
+ * later line (higher index) then deletes itself and joins the first.
+ */
+import { Effect, Layer } from "effect"
+import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
+import {
+  ConsumerBusy,
+  type ConsumerInfo,
+  type ConsumerLease,
+  ConsumerNameInvalid,
+  Consumers,
+  type ConsumersShape,
+  ConsumerTableFull
+} from "../../services/log/Consumers.js"
+import type { TopicInfo } from "../../services/log/Topics.js"
+import { isPidAlive } from "../region/ProcessSlot.js"
+import type { LogArea } from "./Layout.js"
+import { claimLine, lineTaken, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
+import { CONSUMER_NAME_BYTES, LINE_BYTES } from "./Records.js"
+import { OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
+import { topicResolver } from "./Topics.js"
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A consumer name as stored: 1–24 UTF-8 bytes, no control characters. */
+export const consumerNameBytes = (name: string): Uint8Array | ConsumerNameInvalid => {
+  const bytes = encoder.encode(name)
+  if (bytes.length === 0 || bytes.length > CONSUMER_NAME_BYTES) {
+    return new ConsumerNameInvalid({ name, reason: `must be 1 to ${CONSUMER_NAME_BYTES} bytes of UTF-8, not ${bytes.length}` })
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) return new ConsumerNameInvalid({ name, reason: "must not contain control characters" })
+  return bytes
+}
+
+/** Lines of the region this process holds as a consumer's member (a pid alone cannot tell two members in one process apart). */
+const heldByRegion = new WeakMap<CxlMemoryShape, Set<number>>()
+
+export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMemory | Doorbell> =>
+  Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const doorbell: DoorbellShape = yield* Doorbell
+    const lines = new SubscriberLineView(region)
+    const participants = new ParticipantLineView(region)
+    const orderLines = new OrderLineView(region)
+    const sequencer = sequencerBell(region, doorbell)
+    const resolve = topicResolver(region, area)
+    let held = heldByRegion.get(region)
+    if (held === undefined) heldByRegion.set(region, held = new Set())
+    const heldHere = held
+
+    const nameOf = (line: number) => decoder.decode(region.bytes.subarray(lines.nameAt(line), lines.nameAt(line) + Math.min(CONSUMER_NAME_BYTES, lines.nameLength(line))))
+    const isConsumer = (line: number) => {
+      region.invalidate(line, LINE_BYTES)
+      return lineTaken(region, line) && lines.durable(line) === 2
+    }
+    /** Lines of the topic's consumers, in index order. */
+    const consumerLines = (info: TopicInfo) => {
+      const found: Array<number> = []
+      for (let s = 0; s < area.config.subscriberSlots; s++) if (isConsumer(area.subscriber(info.id, s))) found.push(area.subscriber(info.id, s))
+      return found
+    }
+    const find = (info: TopicInfo, name: string) => consumerLines(info).find((line) => nameOf(line) === name)
+    /** The member's pid if a live member holds the line, else 0. */
+    const liveMember = (line: number) => {
+      const member = lines.member(line)
+      if (member === 0) return 0
+      if (member === process.pid) return heldHere.has(line) ? member : 0
+      return isPidAlive(member) ? member : 0
+    }
+    /** Retention moved: wakes appends waiting for room, and a sequencer stalled on a full GOI. */
+    const retentionMoved = (info: TopicInfo) => {
+      ringRoomWaiters(region, area, doorbell)
+      const orderLine = area.orderLine(info.id)
+      region.invalidate(orderLine, LINE_BYTES)
+      if (orderLines.stalled(orderLine) !== 0) sequencer.ring()
+    }
+    const endOf = (info: TopicInfo) => {
+      const orderLine = area.orderLine(info.id)
+      region.invalidate(orderLine, LINE_BYTES)
+      return orderLines.totalOrder(orderLine)
+    }
+    const moveTo = (line: number, offset: number, globalSeq: number) => {
+      lines.setCommitted(line, offset)
+      lines.setCursor(line, globalSeq)
+      region.publish(line, LINE_BYTES)
+      // The sequentially consistent store is the fence `ringRoomWaiters` relies on.
+      lines.storeDurable(line, 2)
+    }
+    const erase = (info: TopicInfo, line: number) => {
+      lines.storeDurable(line, 0)
+      lines.setNameLength(line, 0)
+      lines.storeMember(line, 0)
+      releaseLine(region, line, participants.occurrence(line))
+      retentionMoved(info)
+    }
+
+    /** Creates the consumer at `initial` in a free line, its member this process; undefined when every line is taken. */
+    const create = (info: TopicInfo, name: Uint8Array, initial: { offset: number; globalSeq: number }): number | undefined => {
+      const occurrence = newOccurrence()
+      for (let s = 0; s < area.config.subscriberSlots; s++) {
+        const line = area.subscriber(info.id, s)
+        if (claimLine(region, line, occurrence, 0) !== 0) continue
+        region.bytes.set(name, lines.nameAt(line))
+        lines.setNameLength(line, name.length)
+        lines.storeMember(line, process.pid)
+        moveTo(line, initial.offset, initial.globalSeq)
+        // Held by the consumer from now on, not by this process: a pid of 0 is never taken for a dead owner's.
+        participants.storePid(line, 0)
+        region.publish(line, LINE_BYTES)
+        return line
+      }
+      return undefined
+    }
+
+    const join: ConsumersShape["join"] = (topic, name, initial) =>
+      Effect.gen(function*() {
+        const bytes = consumerNameBytes(name)
+        if (bytes instanceof ConsumerNameInvalid) return yield* bytes
+        const info = yield* resolve(topic)
+        const acquire = Effect.suspend((): Effect.Effect<{ line: number; created: boolean }, ConsumerBusy | ConsumerTableFull> => {
+          const existing = find(info, name)
+          if (existing === undefined) {
+            const line = create(info, bytes, initial)
+            if (line === undefined) return Effect.fail(new ConsumerTableFull({ topic, slots: area.config.subscriberSlots }))
+            const first = find(info, name)
+            if (first !== line && first !== undefined) {
+              // Created at the same time elsewhere: the first line is the consumer.
+              erase(info, line)
+              return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(first) }))
+            }
+            heldHere.add(line)
+            return Effect.succeed({ line, created: true })
+          }
+          const member = lines.member(existing)
+          const live = liveMember(existing)
+          if (live !== 0 || heldHere.has(existing)) return Effect.fail(new ConsumerBusy({ topic, name, pid: live || process.pid }))
+          if (!lines.swapMember(existing, member, process.pid)) return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
+          heldHere.add(existing)
+          return Effect.succeed({ line: existing, created: false })
+        })
+        const { line, created } = yield* Effect.acquireRelease(acquire, ({ line }) =>
+          Effect.sync(() => {
+            heldHere.delete(line)
+            lines.swapMember(line, process.pid, 0)
+          }))
+        const lease: ConsumerLease = {
+          topic,
+          name,
+          created,
+          committed: () => {
+            region.invalidate(line, LINE_BYTES)
+            return lines.committed(line)
+          },
+          commit: (offset, globalSeq) => {
+            if (!heldHere.has(line) || lines.durable(line) !== 2) return
+            moveTo(line, offset, globalSeq)
+            retentionMoved(info)
+          }
+        }
+        return lease
+      })
+
+    const list: ConsumersShape["list"] = (topic) =>
+      Effect.map(resolve(topic), (info) => {
+        const end = endOf(info)
+        return consumerLines(info).map((line): ConsumerInfo => {
+          const committed = lines.committed(line)
+          return { topic, name: nameOf(line), committed, end, lag: Math.max(0, end - committed), member: liveMember(line) }
+        })
+      })
+
+    const remove: ConsumersShape["remove"] = (topic, name) =>
+      Effect.flatMap(resolve(topic), (info) => {
+        const line = find(info, name)
+        if (line === undefined) return Effect.succeed(false)
+        const member = liveMember(line)
+        if (member !== 0) return Effect.fail(new ConsumerBusy({ topic, name, pid: member }))
+        erase(info, line)
+        return Effect.succeed(true)
+      })
+
+    return { join, list, remove }
+  })
+
+export const layer = (area: LogArea): Layer.Layer<Consumers, never, CxlMemory | Doorbell> => Layer.effect(Consumers, make(area))

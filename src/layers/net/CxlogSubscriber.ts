@@ -1,0 +1,163 @@
+/**
+ * A plain Promise facade over the remote Subscriber, for applications that do not use Effect:
+ * a subscription over a `ManagedRuntime` that `close()` disposes.
+ *
+ * ```ts
+ * const subscriber = await CxlogSubscriber.open({ brokers: [{ host: "127.0.0.1", port: 7400 }], topic: "orders", consumer: "billing" })
+ * for await (const message of subscriber) console.log(message.offset, message.text())
+ * ```
+ *
+ * A message (and a batch) is a view of the received bytes, valid until the next iteration;
+ * `copy()` keeps a batch, `payload.slice()` a message. With a consumer name, what was iterated
+ * is committed once a second by default (`autoCommit`), and `commit()` commits now.
+ */
+import { Cause, Chunk, Effect, Exit, ManagedRuntime, Option, Scope, Stream } from "effect"
+import type { SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
+import { Subscriber } from "../../services/net/Subscriber.js"
+import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
+
+const decoder = new TextDecoder()
+
+export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, SubscribeOptions {
+  readonly topic: string
+  /** Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError. */
+  readonly signal?: AbortSignal
+}
+
+/** A message as the facade hands it out: `text()` decodes the payload as UTF-8. */
+export interface CxlogMessage extends SubscriberMessage {
+  readonly text: () => string
+}
+
+class FacadeMessage implements CxlogMessage {
+  offset = 0
+  flags = 0
+  payload: Uint8Array = new Uint8Array(0)
+  text(): string {
+    return decoder.decode(this.payload)
+  }
+}
+
+export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
+  private readonly stop = new AbortController()
+  private closing: Promise<void> | undefined
+
+  private constructor(
+    private readonly runtime: ManagedRuntime.ManagedRuntime<Subscriber, never>,
+    private readonly scope: Scope.CloseableScope,
+    private readonly subscription: Subscription,
+    private readonly pull: Effect.Effect<SubscriberBatch, unknown>,
+    signal: AbortSignal | undefined
+  ) {
+    signal?.addEventListener("abort", () => void this.close(), { once: true })
+  }
+
+  /** Connects to the first broker that takes the subscription; rejects with its typed error (`TopicNotFound`, `LogOutOfRange`, `ConsumerBusy`, …). */
+  static async open(options: CxlogSubscriberOptions): Promise<CxlogSubscriber> {
+    if (options.signal?.aborted === true) throw options.signal.reason
+    const runtime = ManagedRuntime.make(layerRemote(options))
+    const exit = await runtime.runPromiseExit(Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const opened = yield* Effect.gen(function*() {
+        const subscriber = yield* Subscriber
+        const subscription = yield* subscriber.subscribe(options.topic, {
+          ...(options.from === undefined ? {} : { from: options.from }),
+          ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
+          ...(options.autoCommit === undefined ? {} : { autoCommit: options.autoCommit })
+        })
+        const pull = yield* Stream.toPull(subscription.batches)
+        return { subscription, pull }
+      }).pipe(Scope.extend(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
+      return { scope, ...opened }
+    }))
+    if (Exit.isFailure(exit)) {
+      await runtime.dispose()
+      throw Cause.squash(exit.cause)
+    }
+    const { scope, subscription, pull } = exit.value
+    const one = pull.pipe(
+      Effect.map(Chunk.unsafeHead),
+      Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.dieMessage("the subscription ended")))
+    )
+    return new CxlogSubscriber(runtime, scope, subscription, one, options.signal)
+  }
+
+  get topic(): string {
+    return this.subscription.topic
+  }
+
+  /** Offset of the next message. */
+  get position(): number {
+    return this.subscription.position()
+  }
+
+  /** The next batch (a view valid until the next read); rejects once closed or aborted. */
+  nextBatch(): Promise<SubscriberBatch> {
+    return this.run(this.pull)
+  }
+
+  /** Messages one by one, in order, until `close()` or the signal; the message object is reused. */
+  async *[Symbol.asyncIterator](): AsyncIterator<CxlogMessage> {
+    const message = new FacadeMessage()
+    while (!this.stop.signal.aborted) {
+      let batch: SubscriberBatch
+      try {
+        batch = await this.nextBatch()
+      } catch (error) {
+        if (this.stop.signal.aborted) return
+        throw error
+      }
+      for (const m of batch) {
+        message.offset = m.offset
+        message.flags = m.flags
+        message.payload = m.payload
+        yield message
+        if (this.stop.signal.aborted) return
+      }
+    }
+  }
+
+  /** Calls `handler` with each batch, awaiting it before the next, until `close()`, the signal, or a rejection. */
+  async eachBatch(handler: (batch: SubscriberBatch) => void | Promise<void>, options: { readonly signal?: AbortSignal } = {}): Promise<void> {
+    const until = options.signal
+    const stopped = () => this.stop.signal.aborted || until?.aborted === true
+    while (!stopped()) {
+      let batch: SubscriberBatch
+      try {
+        batch = await this.run(this.pull, until)
+      } catch (error) {
+        if (stopped()) return
+        throw error
+      }
+      await handler(batch)
+    }
+  }
+
+  /** Commits `offset` (default: everything iterated so far) as the consumer's committed offset. */
+  commit(offset?: number): Promise<void> {
+    return this.run(this.subscription.commit(offset))
+  }
+
+  /** Messages published past the position. */
+  lag(): Promise<number> {
+    return this.run(this.subscription.lag)
+  }
+
+  /** Ends the subscription (a consumer's member leaves: what it did not commit goes to the next one). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stop.abort()
+      await Effect.runPromise(Scope.close(this.scope, Exit.void))
+      await this.runtime.dispose()
+    })()
+    return this.closing
+  }
+
+  /** Runs `effect` until it ends or a signal fires; rejects with its typed error itself. */
+  private async run<A, E>(effect: Effect.Effect<A, E, Subscriber>, signal?: AbortSignal): Promise<A> {
+    const signals = signal === undefined ? this.stop.signal : AbortSignal.any([this.stop.signal, signal])
+    const exit = await this.runtime.runPromiseExit(effect, { signal: signals })
+    if (Exit.isSuccess(exit)) return exit.value
+    throw Cause.squash(exit.cause)
+  }
+}

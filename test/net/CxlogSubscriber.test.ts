@@ -1,0 +1,72 @@
+/** The Promise facade: publish and read back without Effect, a consumer's commit and lag, AbortSignal. */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
+import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
+
+const brokerPort = Effect.gen(function*() {
+  const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
+  return (yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))).port
+})
+
+describe("CxlogSubscriber", () => {
+  it.scopedLive("for await reads back what CxlogPublisher published; a consumer commits, reports its lag and resumes where it committed", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        for (let i = 0; i < 10; i++) await publisher.publish(`message ${i}`)
+        await publisher.flush(5_000)
+        await publisher.close()
+
+        const subscriber = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader", autoCommit: "off" })
+        const seen: Array<string> = []
+        for await (const message of subscriber) {
+          seen.push(`${message.offset}:${message.text()}`)
+          if (message.offset === 5) break
+        }
+        expect(seen).toEqual(Array.from({ length: 6 }, (_, i) => `${i}:message ${i}`))
+        await subscriber.commit(4)
+        expect(await subscriber.lag()).toBe(10 - subscriber.position)
+        await expect(subscriber.commit(100)).rejects.toMatchObject({ _tag: "CommitRejected" })
+        await subscriber.close()
+
+        const again = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader" })
+        const batch = await again.nextBatch()
+        expect(batch.offset).toBe(4)
+        await again.close()
+      })
+    }))
+
+  it.scopedLive("eachBatch runs until its AbortSignal; aborting the open signal ends iteration; a bad topic rejects with TopicNotFound", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        for (let i = 0; i < 3; i++) await publisher.publish(`m${i}`)
+        await publisher.flush(5_000)
+        await publisher.close()
+
+        const stopBatches = new AbortController()
+        const subscriber = await CxlogSubscriber.open({ brokers, topic: "events" })
+        const offsets: Array<number> = []
+        await subscriber.eachBatch((batch) => {
+          batch.forEach((m) => offsets.push(m.offset))
+          if (offsets.length === 3) stopBatches.abort()
+        }, { signal: stopBatches.signal })
+        expect(offsets).toEqual([0, 1, 2])
+        await subscriber.close()
+
+        const stop = new AbortController()
+        const tail = await CxlogSubscriber.open({ brokers, topic: "events", from: "latest", signal: stop.signal })
+        setTimeout(() => stop.abort(), 50)
+        const read: Array<number> = []
+        for await (const m of tail) read.push(m.offset)
+        expect(read).toEqual([])
+
+        await expect(CxlogSubscriber.open({ brokers, topic: "nope" })).rejects.toMatchObject({ _tag: "TopicNotFound" })
+      })
+    }))
+})
