@@ -15,7 +15,7 @@ import { type LogArea, pbrSlotOffset } from "./Layout.js"
 import { lineTaken, listen } from "./Participants.js"
 import { LINE_BYTES, PbrSlot } from "./Records.js"
 import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
-import type { SessionTable } from "./SessionTable.js"
+import { type SessionTable, UNSETTLED } from "./SessionTable.js"
 import { perTopic, regionSessionTables, topicResolver } from "./Topics.js"
 
 /** One topic as the AckTracker reads it, wherever its records live. */
@@ -42,6 +42,8 @@ export interface AckSource {
 }
 
 const UNKNOWN: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: false }
+/** A session whose line could not be read yet (its writer preempted mid-write): nothing acked, nothing concluded. */
+const NOT_YET_READ: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: true }
 
 /** The frontier at `level`: level 2 equals level 1 while replication factor is 1 (creating RF > 1 is refused). */
 const ackedAt = (acks: SessionAcks, level: AckLevel) => (level === 2 ? acks.replicated : acks.ordered)
@@ -59,16 +61,23 @@ const brokerCounts = (t: AckTopic): ReadonlyArray<BrokerCounts> => {
 
 /** The AckTracker service over a source: every acknowledgement, wherever its records live, runs this code. */
 export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
-  /** Where each session was last found (lines are reused, so the table checks the key again). */
-  const hints = new Map<string, number>()
+  /** Where each session was last found and what it said (lines are reused, so the table checks the key again). */
+  const lastSeen = new Map<string, { readonly slot: number; readonly acks: SessionAcks }>()
 
   /** acknowledge: what the session's line says, as ACK frontiers (a released session is over like a fenced one). */
   const acknowledge = (t: AckTopic, clientId: number, sessionEpoch: number): SessionAcks => {
     const key = `${t.info.id}/${clientId}/${sessionEpoch}`
-    const record = t.sessions.lookup(clientId, sessionEpoch, hints.get(key))
-    if (record === undefined) return UNKNOWN
-    hints.set(key, record.slot)
-    return { ordered: record.next, replicated: record.next, fenced: record.state !== "active", known: true }
+    const seen = lastSeen.get(key)
+    const record = t.sessions.lookup(clientId, sessionEpoch, seen?.slot)
+    // Frontiers only grow, so the last reading stands until the line can be read again.
+    if (record === UNSETTLED) return seen?.acks ?? NOT_YET_READ
+    if (record === undefined) {
+      lastSeen.delete(key)
+      return UNKNOWN
+    }
+    const acks = { ordered: record.next, replicated: record.next, fenced: record.state !== "active", known: true }
+    lastSeen.set(key, { slot: record.slot, acks })
+    return acks
   }
 
   /** Until batch `batchSeq` is acknowledged at `level`, the session is fenced, or the timeout. */

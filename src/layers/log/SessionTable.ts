@@ -56,8 +56,14 @@ export interface TableFull {
   readonly capacity: number
 }
 
-/** A line whose writer stays inside its seqlock this long is taken as a claim that died. */
+/** Reads of a line whose writer stays inside its seqlock this long give up on it for now. */
 const STABLE_READ_ATTEMPTS = 10_000
+
+/**
+ * A lookup that met a line its writer held inside the seqlock past the read's bound (a writer
+ * preempted mid-write): the line may hold the key, so absence cannot be concluded. Read again later.
+ */
+export const UNSETTLED = "unsettled" as const
 
 export class SessionTable {
   readonly capacity: number
@@ -135,22 +141,24 @@ export class SessionTable {
    * The session's line, read consistently, or undefined when no line holds the key. `hint`
    * is a slot where it was found before (lines are reused, so the key is checked again).
    */
-  lookup(clientId: number, sessionEpoch: number, hint = -1): SessionRecord | undefined {
+  lookup(clientId: number, sessionEpoch: number, hint = -1): SessionRecord | typeof UNSETTLED | undefined {
     if (hint >= 0) {
       const found = this.readSlot(hint, clientId, sessionEpoch)
       if (found !== undefined && found !== "other") return found
     }
+    let unsettled = false
     let slot = sessionHash(clientId, sessionEpoch, this.slots)
     for (let probes = 0; probes < this.slots; probes++, slot = (slot + 1) & this.mask) {
       const found = this.readSlot(slot, clientId, sessionEpoch)
-      if (found === undefined) return undefined
-      if (found !== "other") return found
+      if (found === undefined) break
+      if (found === UNSETTLED) unsettled = true
+      else if (found !== "other") return found
     }
-    return undefined
+    return unsettled ? UNSETTLED : undefined
   }
 
   /** One line: the record if it holds the key, "other" if it holds something else, undefined if empty. */
-  private readSlot(slot: number, clientId: number, sessionEpoch: number): SessionRecord | "other" | undefined {
+  private readSlot(slot: number, clientId: number, sessionEpoch: number): SessionRecord | "other" | typeof UNSETTLED | undefined {
     const { lines } = this
     const line = this.line(slot)
     for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
@@ -165,13 +173,14 @@ export class SessionTable {
       if (!matches || state === SessionState.claiming || !Number.isSafeInteger(next) || next < 0) return "other"
       return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next }
     }
-    return "other"
+    return UNSETTLED
   }
 
   /** Sequencer side: the slot of a registered, active session with this key, or -1. */
   adopt(clientId: number, sessionEpoch: number): number {
+    // Batches follow their registration's WELCOME, so a line still mid-write cannot be this session's claim.
     const found = this.lookup(clientId, sessionEpoch)
-    return found !== undefined && found.state === "active" ? found.slot : -1
+    return found !== undefined && found !== UNSETTLED && found.state === "active" ? found.slot : -1
   }
 
   /** Sequencer side: publishes a session's state (a seqlock write). */

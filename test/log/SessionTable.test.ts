@@ -1,0 +1,83 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { ackTrackerOver, type AckTopic } from "../../src/layers/log/AckTracker.js"
+import { SESSION_LINE_BYTES } from "../../src/layers/log/Layout.js"
+import { LINE_BYTES } from "../../src/layers/log/Records.js"
+import { SessionLineView } from "../../src/layers/log/RecordViews.js"
+import { type LineView, SessionTable, UNSETTLED } from "../../src/layers/log/SessionTable.js"
+
+const SLOTS = 16
+
+/** An ACK tracker over one topic whose sessions live in `table`. */
+const trackerOver = (table: SessionTable) => {
+  const topic = {
+    info: { name: "t", id: 0, order: 5, ackLevel: 1, replicationFactor: 1 },
+    sessions: table,
+    brokers: 1,
+    sent: () => 0,
+    acked: () => 0,
+    owned: () => true,
+    progress: () => 0,
+    totalOrder: () => undefined
+  } as unknown as AckTopic
+  return ackTrackerOver({ topic: () => Effect.succeed(topic), await: (condition) => Effect.sync(condition) })
+}
+
+/** A table over private memory: the registry line, then the session lines. */
+const privateTable = () => {
+  const buffer = new ArrayBuffer(LINE_BYTES + SLOTS * SESSION_LINE_BYTES)
+  const view: LineView = {
+    i32: new Int32Array(buffer),
+    u32: new Uint32Array(buffer),
+    f64: new Float64Array(buffer),
+    publish: () => {},
+    invalidate: () => {}
+  }
+  return { table: new SessionTable(view, LINE_BYTES, 0, SLOTS), lines: new SessionLineView(view), lineAt: (slot: number) => LINE_BYTES + slot * SESSION_LINE_BYTES }
+}
+
+describe("SessionTable lookups while a writer is preempted inside a line's seqlock", () => {
+  it("a line held mid-write on the probe path makes the lookup unsettled, never 'not registered'", () => {
+    const { lineAt, lines, table } = privateTable()
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const found = table.lookup(7, registered.sessionEpoch)
+    expect(found).toMatchObject({ slot: registered.slot, state: "active" })
+
+    // The sequencer publishing this session's state, descheduled between its two version stores.
+    const line = lineAt(registered.slot)
+    const version = lines.version(line)
+    lines.storeVersion(line, version + 1)
+    expect(table.lookup(7, registered.sessionEpoch)).toBe(UNSETTLED)
+    expect(table.lookup(7, registered.sessionEpoch, registered.slot)).toBe(UNSETTLED)
+    // The sequencer's own adoption is not fooled either way: batches follow a finished registration.
+    expect(table.adopt(7, registered.sessionEpoch)).toBe(-1)
+
+    lines.storeVersion(line, version + 2)
+    expect(table.lookup(7, registered.sessionEpoch)).toMatchObject({ slot: registered.slot, state: "active" })
+  })
+
+  it("a key that is truly absent is still undefined when no line on its path is mid-write", () => {
+    const { table } = privateTable()
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const absentEpoch = registered.sessionEpoch + 1000
+    expect(table.lookup(7, absentEpoch)).toBeUndefined()
+  })
+})
+
+describe("AckTracker over a preempted seqlock writer", () => {
+  it.effect("keeps the session known at its last frontier instead of reporting it gone (the broker would reject a live session)", () =>
+    Effect.gen(function*() {
+      const { lineAt, lines, table } = privateTable()
+      const registered = table.register(7, 0)
+      if ("full" in registered) throw new Error("table full")
+      table.publish(registered.slot, 7, registered.sessionEpoch, { next: 5, orderedMessages: 50, duplicates: 0, held: 0, lastActivityMs: 0, fenced: false })
+      const acks = trackerOver(table)
+      expect(yield* acks.sessionAcks("t", 7, registered.sessionEpoch)).toMatchObject({ known: true, ordered: 5 })
+
+      const line = lineAt(registered.slot)
+      lines.storeVersion(line, lines.version(line) + 1)
+      expect(yield* acks.sessionAcks("t", 7, registered.sessionEpoch)).toMatchObject({ known: true, ordered: 5, fenced: false })
+    }))
+})
