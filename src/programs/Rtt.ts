@@ -15,6 +15,7 @@ import { table } from "../Table.js"
 import { regionGuard, startHeadAndBrokers } from "./Cluster.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 import { logEnv } from "./Run.js"
+import { clientSecurity } from "./Users.js"
 
 export interface RttOptions {
   readonly brokers: number
@@ -48,10 +49,13 @@ const measureAckRtt = (options: RttOptions) =>
     }
     yield* regionGuard(region)
     const { ports } = yield* startHeadAndBrokers(`rtt:${options.order}:1`, options.brokers, env)
+    // The brokers authenticate by default: this user's secret file of the region, as `cxlog publish` reads it.
+    const security = yield* clientSecurity({ region, secretFile: undefined, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined })
     const publisher = yield* PublisherLayers.make({
       brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
       topic: "rtt",
-      ackLevel: 1
+      ackLevel: 1,
+      ...security
     })
     const payload = new Uint8Array(options.messageBytes).fill(7)
     const samples = new Float64Array(options.samples)
