@@ -4,7 +4,7 @@
  * loopback without TLS and authentication does not start; rate and connection limits.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Effect, Either, type Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -27,7 +27,7 @@ import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROT
 import { FrameType } from "../../src/layers/net/Frame.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
-import type { PublisherOptions } from "../../src/services/net/Publisher.js"
+import type { InvalidPublisherOptions, PublisherOptions, PublisherShape } from "../../src/services/net/Publisher.js"
 import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 
@@ -58,8 +58,8 @@ const secureBroker = (options: BrokerOptions) =>
     return { log, server, publisher }
   })
 
-/** How a publisher with `options` ends: the error of its first publish and flush. */
-const refusal = (publisher: ReturnType<Awaited<ReturnType<typeof secureBroker>>["publisher"]>, clientId: number) =>
+/** How a publisher ends: the error of its first publish and flush. */
+const refusal = (publisher: Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope>, clientId: number) =>
   Effect.flip(Effect.gen(function*() {
     const p = yield* publisher
     yield* p.publish(testMessage(clientId, 0, 64))

@@ -1,0 +1,84 @@
+/**
+ * Security from the command line (docs/security.md): the head's credential file lets the local
+ * user publish with no flags, while a process of another OS user and users without the right
+ * are refused with their typed errors; `cxlog user` adds and removes users; a broker beyond
+ * loopback without TLS refuses to start in one line.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { defaultCredentialPath, defaultSecretPath } from "../../src/layers/net/Auth.js"
+import { cli, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const NOBODY = 65534
+
+/** `cxlog ARGS` as the OS user nobody (only root may switch users). */
+const runAsNobody = (args: ReadonlyArray<string>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], uid: NOBODY, gid: NOBODY, env: { PATH: process.env["PATH"] ?? "" } })),
+    (child) =>
+      Effect.async<{ code: number | null; stderr: string }>((resume) => {
+        let stderr = ""
+        child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
+        child.on("exit", (code) => resume(Effect.succeed({ code, stderr })))
+      }),
+    (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
+  )
+
+describe("cxlog security", () => {
+  it.scoped("the local user publishes with no flags; another OS user, a user without the right and a removed user are refused", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("security")
+      const dir = yield* Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-security-cli-"))), (d) =>
+        Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const env = { ...smallRegionEnv, CXLOG_LOG_MAX_TOPICS: "2", CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "t:5:1", "--topic", "other:5:1"], env)
+      yield* head.event("ready")
+      const users = defaultCredentialPath(region)
+      expect(statSync(users).mode & 0o777).toBe(0o600)
+      expect(statSync(defaultSecretPath(region)).mode & 0o777).toBe(0o600)
+      const wide = yield* runCli(["broker", "--host", "0.0.0.0", "--port", "0"], env)
+      expect(wide.code).toBe(1)
+      expect(wide.stderr.trim().split("\n")).toEqual([
+        "cxlog broker: broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)"
+      ])
+      const broker = yield* forkCli(["broker", "--port", "0"], env)
+      const port = (yield* broker.event("listening"))["port"] as number
+      const brokers = `127.0.0.1:${port}`
+
+      const local = yield* runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", "20", "--message-bytes", "64"], env)
+      expect(local.code, local.stderr).toBe(0)
+
+      if (process.getuid?.() === 0) {
+        const stranger = yield* runAsNobody(["publish", "--brokers", brokers, "--topic", "t", "--count", "1", "--region", region])
+        expect(stranger.code).toBe(1)
+        expect(stranger.stderr).toMatch(/refused the session: auth-required:/)
+      }
+
+      const bobSecret = join(dir, "bob.secret")
+      const added = yield* runCli(["user", "add", "bob", "--publish", "other", "--read", "", "--secret-file", bobSecret], env)
+      expect(added.code, added.stderr).toBe(0)
+      expect(statSync(bobSecret).mode & 0o777).toBe(0o600)
+      const listed = yield* runCli(["user", "list", "--json"], env)
+      expect(JSON.parse(listed.stdout).users).toContainEqual({ user: "bob", publish: "other", read: "-", limits: "-" })
+      const forbidden = yield* runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", "1", "--secret-file", bobSecret], env)
+      expect(forbidden.code).toBe(1)
+      expect(forbidden.stderr).toMatch(/forbidden: user bob may not publish to topic t/)
+      const own = yield* runCli(["publish", "--brokers", brokers, "--topic", "other", "--count", "5", "--secret-file", bobSecret], env)
+      expect(own.code, own.stderr).toBe(0)
+      expect((yield* runCli(["user", "remove", "bob"], env)).code).toBe(0)
+      const removed = yield* runCli(["publish", "--brokers", brokers, "--topic", "other", "--count", "1", "--secret-file", bobSecret], env)
+      expect(removed.stderr).toMatch(/auth-failed/)
+
+      const topics = yield* runCli(["topics", "--json"], env)
+      expect(JSON.parse(topics.stdout).topics.map((t: { end: number }) => t.end)).toEqual([20, 5])
+      // The head that made the files removes them with its region.
+      head.child.kill("SIGTERM")
+      yield* head.exited
+      expect(existsSync(users)).toBe(false)
+    }))
+})
