@@ -514,7 +514,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     // connection is handed over once its TLS handshake is done (and its client certificate checked).
     const server: Server = secure === undefined
       ? createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true })
-      : createTlsServer({ ...secure, allowHalfOpen: true })
+      : createTlsServer({ ...secure, allowHalfOpen: true, noDelay: true })
     if (secure !== undefined) {
       server.on("tlsClientError", (error) => {
         countRejection("auth-failed")

@@ -109,8 +109,10 @@ export const openConnection = (
   const socket: Socket = tls === undefined
     ? connect({ host: address.host, port: address.port, noDelay: true })
     : connectTls({
+      // Over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off, which holds a batch's last record back.
+      socket: connect({ host: address.host, port: address.port, noDelay: true }),
+      // The name the broker's certificate must carry.
       host: address.host,
-      port: address.port,
       ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
       ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
       ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
@@ -126,7 +128,6 @@ export const openConnection = (
   }
   const welcomeTimer = setTimeout(() => finish("no-welcome", `no WELCOME within ${connectTimeoutMs} ms`), connectTimeoutMs)
   welcomeTimer.unref()
-  socket.setNoDelay(true)
   const reader = new FrameReader({
     accept: [FrameType.WELCOME, FrameType.CHALLENGE, FrameType.ACK, FrameType.SESSION_FENCED, FrameType.ERROR],
     maxBatchBytes: 0
