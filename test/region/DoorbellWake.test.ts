@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Metric, type Scope } from "effect"
-import { existsSync, lstatSync } from "node:fs"
+import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync } from "node:fs"
 import { doorbellParks } from "../../src/Metrics.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
@@ -120,6 +120,67 @@ describe("Doorbell wake path across processes", () => {
       ringer.ring(CHILD_BELL)
       expect(yield* third.next()).toEqual({ woke: true })
       expect((yield* third.exited).code).toBe(0)
+    }))
+})
+
+/** File descriptors this process holds now. */
+const openFds = () => readdirSync("/proc/self/fd").length
+
+describe("Doorbell wake fds", () => {
+  it.scopedLive("a ringer keeps the owner's FIFO open across wakes and closes it once the owner died: rings to a dead target leak no fd", () =>
+    Effect.gen(function*() {
+      const { name, region } = yield* nativeRegion
+      const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+      const target = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
+      expect(yield* target.next()).toEqual({ ready: true })
+      // Wakes that do not satisfy the target: it re-checks and parks again each time.
+      yield* untilParked(region, CHILD_BELL)
+      const beforeFirst = openFds()
+      ringer.ring(CHILD_BELL)
+      expect(openFds()).toBe(beforeFirst + 1)
+      for (let wake = 0; wake < 20; wake++) {
+        yield* untilParked(region, CHILD_BELL)
+        ringer.ring(CHILD_BELL)
+      }
+      expect(openFds()).toBe(beforeFirst + 1)
+      target.process.kill("SIGKILL")
+      yield* target.exited
+      // Counted around a synchronous loop: nothing else of this process opens or closes fds meanwhile.
+      const paid = Atomics.load(region.i32, CHILD_BELL / 4)
+      const beforeDead = openFds()
+      for (let ring = 0; ring < 1000; ring++) {
+        Atomics.store(region.i32, CHILD_BELL / 4 + 1, 1)
+        ringer.ring(CHILD_BELL)
+      }
+      expect(Atomics.load(region.i32, CHILD_BELL / 4)).toBe(paid + 1000)
+      expect(openFds()).toBe(beforeDead - 1)
+    }))
+
+  it.scopedLive("a target restarted while its old FIFO still has a reader gets the wakes through its new FIFO", () =>
+    Effect.gen(function*() {
+      const { name, region } = yield* nativeRegion
+      const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+      const first = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
+      expect(yield* first.next()).toEqual({ ready: true })
+      yield* untilParked(region, CHILD_BELL)
+      // The ringer opens the first owner's FIFO (an unsatisfying wake: the owner parks again).
+      ringer.ring(CHILD_BELL)
+      yield* untilParked(region, CHILD_BELL)
+      // Something still reads the old FIFO after its owner dies, so writes into it succeed.
+      yield* Effect.acquireRelease(
+        Effect.sync(() => openSync(DoorbellLayers.wakeFifoPath(name, CHILD_BELL), constants.O_RDWR | constants.O_NONBLOCK)),
+        (fd) => Effect.sync(() => closeSync(fd))
+      )
+      first.process.kill("SIGKILL")
+      yield* first.exited
+      Atomics.store(region.i32, CHILD_BELL / 4 + 1, 0)
+      const second = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "2"])
+      expect(yield* second.next()).toEqual({ ready: true })
+      yield* untilParked(region, CHILD_BELL)
+      Atomics.store(region.i32, VALUE / 4, 2)
+      ringer.ring(CHILD_BELL)
+      expect(yield* second.next()).toEqual({ woke: true })
+      expect((yield* second.exited).code).toBe(0)
     }))
 })
 

@@ -4,7 +4,8 @@
  * then parking on the event loop until a wake; see services/region/Doorbell.ts.
  *
  * Over a live region a parked process is woken through its wake FIFO, which libuv watches on
- * the process's own loop: one kernel wake of the JS thread per wake, no pool thread. Over the
+ * the process's own loop: one kernel wake of the JS thread per wake, no pool thread; a ringer
+ * keeps the write ends it opened, so a wake costs it one write(2). Over the
  * in-process fake (and for a target in this same process) a ring resumes the parked loop
  * directly.
  */
@@ -143,26 +144,74 @@ export const removeWakeFifos = (name: string): number => {
 
 const ONE_BYTE = new Uint8Array([1])
 
+/** Open write ends kept per ringer: more than a process rings in practice; past it the least recently opened is closed. */
+export const WAKE_FD_CACHE = 64
+
 /**
- * Wakes the owner of the FIFO at `path`: one byte, written without blocking. A missing FIFO
- * (ENOENT) or one nobody reads (ENXIO) is a dead owner: skipped. EAGAIN means a wake is
- * already pending. Any other failure is skipped too: a ring must never fail the commit that
- * rang, and the owner re-checks at its park bound. The path is opened per wake (no cached
- * fd), so a restarted owner's new FIFO gets the next wake.
+ * The identity of a wake FIFO as its owner publishes it in its doorbell line (+8): the low 32
+ * bits of the inode, never 0. A ringer's open fd is still the owner's FIFO while the two agree;
+ * the ringer holds its fd open, so the inode cannot be reused meanwhile.
  */
-const signalFifo = (path: string) => {
-  let fd: number
-  try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
-  } catch {
-    return
+const fifoIdentity = (ino: number) => (ino % 2 ** 32 | 0) || 1
+
+interface WakeFd {
+  readonly fd: number
+  readonly identity: number
+}
+
+/**
+ * Write ends of owners' wake FIFOs, opened on the first paid wake and kept, so a ring costs
+ * one write(2). An fd is trusted only while its FIFO's identity matches the one the owner
+ * published before it parked (a restarted owner made a new FIFO at the same path: reopened).
+ * EPIPE on write means the FIFO's owner died: the fd is closed. A missing FIFO (ENOENT) or one
+ * nobody reads (ENXIO) is a dead owner: skipped, nothing kept. EAGAIN means a wake is already
+ * pending. Any other failure is skipped too: a ring must never fail the commit that rang, and
+ * the owner re-checks at its park bound.
+ */
+const wakeFds = () => {
+  const open = new Map<string, WakeFd>()
+  const drop = (path: string, entry: WakeFd) => {
+    open.delete(path)
+    try {
+      closeSync(entry.fd)
+    } catch {
+      // Already closed.
+    }
   }
-  try {
-    writeSync(fd, ONE_BYTE)
-  } catch {
-    // EAGAIN: the FIFO already holds an unread wake.
-  } finally {
-    closeSync(fd)
+  const opened = (path: string): WakeFd | undefined => {
+    let fd: number
+    try {
+      fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK)
+    } catch {
+      return undefined
+    }
+    const entry = { fd, identity: fifoIdentity(fstatSync(fd).ino) }
+    if (open.size >= WAKE_FD_CACHE) {
+      const [oldest, old] = open.entries().next().value as [string, WakeFd]
+      drop(oldest, old)
+    }
+    open.set(path, entry)
+    return entry
+  }
+  return {
+    signal: (path: string, identity: number) => {
+      let entry = open.get(path)
+      if (entry !== undefined && entry.identity !== identity) {
+        drop(path, entry)
+        entry = undefined
+      }
+      entry ??= opened(path)
+      if (entry === undefined) return
+      try {
+        writeSync(entry.fd, ONE_BYTE)
+      } catch (error) {
+        // EAGAIN: the FIFO already holds an unread wake. EPIPE: its owner is gone.
+        if ((error as NodeJS.ErrnoException).code !== "EAGAIN") drop(path, entry)
+      }
+    },
+    close: () => {
+      for (const [path, entry] of open) drop(path, entry)
+    }
   }
 }
 
@@ -237,6 +286,7 @@ export const make = (
     const parkMillis = options.parkMillis ?? 1_000
     const word = offset / 4
     const parkedFlag = word + 1
+    const identityWord = word + 2
     const i32 = region.i32
     const waiters = new Set<Waiter>()
     /** Resumes the loop while it idles without waiters. */
@@ -255,6 +305,10 @@ export const make = (
     }
 
     const fifo = region.crossProcess ? yield* wakeFifo(wakeFifoPath(region.name, offset), onWake) : undefined
+    // Published before this process ever parks, so a ringer that saw `parked` sees this FIFO's identity.
+    if (fifo !== undefined) Atomics.store(i32, identityWord, fifoIdentity(fifo.inode))
+    const fds = wakeFds()
+    yield* Effect.addFinalizer(() => Effect.sync(fds.close))
     const owned = localWakes.get(region.buffer) ?? new Map<number, () => void>()
     localWakes.set(region.buffer, owned)
     owned.set(offset, onWake)
@@ -396,7 +450,7 @@ export const make = (
         Atomics.add(i32, bell / 4, 1)
         const local = owned.get(bell)
         if (local !== undefined) local()
-        else if (region.crossProcess) signalFifo(fifoOf(bell))
+        else if (region.crossProcess) fds.signal(fifoOf(bell), Atomics.load(i32, bell / 4 + 2))
       }
     }
 

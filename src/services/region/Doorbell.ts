@@ -12,7 +12,7 @@
  */
 import { Context, Data, type Effect } from "effect"
 
-/** Bytes of a doorbell line: wake count at +0, parked flag at +4, the rest reserved. */
+/** Bytes of a doorbell line: wake count at +0, parked flag at +4, the identity of its owner's wake FIFO at +8, the rest reserved. */
 export const DOORBELL_BYTES = 64
 
 export interface DoorbellShape {
