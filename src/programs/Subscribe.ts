@@ -13,8 +13,11 @@
  * message, and any wait fails with `HeadUnavailable` once the head is gone past its bound (a
  * plain tail with the head alive waits for as long as it runs).
  */
-import { Console, Data, Effect, Layer } from "effect"
+import { Chunk, Console, Data, Effect, Layer, Option, Stream } from "effect"
+import * as SubscriberLayers from "../layers/net/Subscriber.js"
+import { layerRemote, type RemoteSubscriberOptions } from "../layers/net/SubscriberRemote.js"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../layers/Roles.js"
+import { Subscriber, type SubscriberMessage } from "../services/net/Subscriber.js"
 import { loadAddonSync } from "../native/Native.js"
 import { type LogBatchView, LogReader, type LogMessageView } from "../services/log/LogReader.js"
 import { LogCorrupt } from "../services/log/Topics.js"
@@ -147,4 +150,81 @@ export const subscribe = (options: SubscribeOptions) =>
   readTopic(options).pipe(
     Effect.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))),
     Effect.tapError((error) => Effect.sync(() => reportFailure(error)))
+  )
+
+export interface PrintOptions {
+  readonly topic: string
+  readonly from: number | "earliest" | "latest"
+  /** Read over TCP from these brokers (with these credentials); without, read the region in place. */
+  readonly remote?: Pick<RemoteSubscriberOptions, "brokers" | "credentials">
+  readonly region: RegionAccess
+  /** Read as this named consumer: it resumes where it committed, and commits what was printed. */
+  readonly consumer?: string
+  /** Print exactly this many messages, then commit and exit. */
+  readonly limit?: number
+  /** With `limit`: give up (`ReadIdle`) after this long without a new message. */
+  readonly idleTimeoutMs: number
+  readonly format: "text" | "json"
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** One output line: `offset<TAB>text`, or JSON with the payload as text (or base64 when it is not UTF-8). */
+const formatLine = (format: PrintOptions["format"], m: SubscriberMessage): string => {
+  let text: string | undefined
+  try {
+    text = utf8.decode(m.payload)
+  } catch {
+    text = undefined
+  }
+  if (format === "text") return `${m.offset}\t${text ?? Buffer.from(m.payload).toString("base64")}\n`
+  return `${JSON.stringify(text === undefined ? { offset: m.offset, payloadBase64: Buffer.from(m.payload).toString("base64") } : { offset: m.offset, payload: text })}\n`
+}
+
+/**
+ * `cxlog subscribe` without an audit: prints the topic through the Subscriber — over TCP from
+ * any broker, or from the region in place — holding no retention unless it reads as a named
+ * consumer. With `limit` it prints exactly that many messages; a consumer then commits the
+ * offset after the last one printed (and, while it runs, what it printed once a second).
+ */
+export const printTopic = (options: PrintOptions) =>
+  Effect.gen(function*() {
+    const subscriber = yield* Subscriber
+    const subscription = yield* subscriber.subscribe(options.topic, {
+      from: options.from,
+      ...(options.consumer === undefined ? {} : { consumer: options.consumer })
+    })
+    const pull = yield* Stream.toPull(subscription.batches)
+    const next = pull.pipe(
+      Effect.map(Chunk.unsafeHead),
+      Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.dieMessage("the subscription ended")))
+    )
+    const limit = options.limit ?? Infinity
+    let printed = 0
+    let last = subscription.start
+    while (printed < limit) {
+      const batch = options.limit === undefined
+        ? yield* next
+        : yield* next.pipe(Effect.timeoutFail({
+          duration: options.idleTimeoutMs,
+          onTimeout: () => new ReadIdle({ topic: options.topic, received: printed, limit, idleMs: options.idleTimeoutMs, position: last })
+        }))
+      let out = ""
+      for (const m of batch) {
+        if (printed === limit) break
+        out += formatLine(options.format, m)
+        printed++
+        last = m.offset + 1
+      }
+      process.stdout.write(out)
+    }
+    if (options.consumer !== undefined) yield* subscription.commit(last)
+    return printed
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(
+      options.remote !== undefined
+        ? layerRemote(options.remote)
+        : SubscriberLayers.layer.pipe(Layer.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))))
+    )
   )

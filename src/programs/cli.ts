@@ -27,7 +27,8 @@ import { exitWithParent, parentEvent } from "./Report.js"
 import { run } from "./Run.js"
 import { loopbackEcho, rtt } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
-import { subscribe } from "./Subscribe.js"
+import { printTopic, subscribe } from "./Subscribe.js"
+import { consumersReport } from "./Consumers.js"
 import { topics as listTopics } from "./TopicAdmin.js"
 import { brokerSecurity, clientSecurity, headCredentials, users } from "./Users.js"
 
@@ -404,12 +405,33 @@ const parseFrom = (t: string): Either.Either<number | "earliest" | "latest", str
 
 const subscribeCommand = Cli.command({
   name: "subscribe",
-  summary: "Print a topic's messages in their total order, read straight from the region",
-  details: "Runs on the region's host (it maps the region). Prints one message per line until stopped, or until --limit messages.",
+  summary: "Print a topic's messages in their total order, over TCP from any broker or from the region in place",
+  details: "With --brokers it reads over TCP (from anywhere); without, it maps the region (on its host). It prints one " +
+    "message per line until stopped, or exactly --limit messages. It holds no retention unless it reads as a named " +
+    "--consumer, which resumes where it committed and commits what it printed (a message printed after the last commit " +
+    "is printed again by the next member).",
   flags: {
     region,
     coherence,
     topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to read" }),
+    brokers: Cli.optionalText("brokers", {
+      placeholder: "HOST:PORT,…",
+      shown: "read the region in place",
+      env: "CXLOG_SUBSCRIBE_BROKERS",
+      description: "read over TCP from the first of these brokers that takes the subscription"
+    }),
+    consumer: Cli.optionalText("consumer", {
+      placeholder: "NAME",
+      shown: "anonymous",
+      env: "CXLOG_CONSUMER",
+      description: "read as this named consumer of the topic (≤ 24 bytes): one member at a time, resuming at its committed offset"
+    }),
+    format: Cli.choice("format", ["text", "json"], {
+      default: "text",
+      env: "CXLOG_SUBSCRIBE_FORMAT",
+      description: "text: offset TAB payload; json: one object per line with offset and payload (base64 when not UTF-8)"
+    }),
+    secretFile,
     from: Cli.custom("from", "earliest|latest|OFFSET", parseFrom, {
       default: "earliest",
       shown: "earliest",
@@ -430,10 +452,31 @@ const subscribeCommand = Cli.command({
     }),
     ...observeFlags
   },
-  examples: ["cxlog subscribe --topic events", "cxlog subscribe --topic events --from 1000 --limit 10"],
+  examples: [
+    "cxlog subscribe --topic events",
+    "cxlog subscribe --brokers 10.0.0.5:7400 --topic events --from 1000 --limit 10 --format json",
+    "cxlog subscribe --brokers 127.0.0.1:7400 --topic events --consumer billing"
+  ],
   run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      if (o.auditPublishers === 0) {
+        const { credentials } = yield* clientSecurity({ ...o, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined })
+        const remote = o.brokers === undefined
+          ? undefined
+          : { brokers: parseAddresses(o.brokers), ...(credentials === undefined ? {} : { credentials }) }
+        yield* printTopic({
+          topic: o.topic,
+          from: o.from,
+          region: { name: o.region, coherence: o.coherence },
+          ...(remote === undefined ? {} : { remote }),
+          ...(o.consumer === undefined ? {} : { consumer: o.consumer }),
+          ...(o.limit === undefined ? {} : { limit: o.limit }),
+          idleTimeoutMs: o.idleTimeoutMs,
+          format: o.format
+        })
+        return
+      }
       const publishersDone = o.untilPublishersDone
         ? yield* Effect.acquireRelease(Effect.sync(() => parentEvent("publishersDone")), (signal) => Effect.sync(signal.close))
         : undefined
@@ -621,6 +664,28 @@ const regionsCommand = Cli.command({
   run: (o) => regions({ ...(o.remove === undefined ? {} : { remove: o.remove }), prune: o.prune, json: o.json })
 })
 
+const consumersCommand = Cli.command({
+  name: "consumers",
+  summary: "List a topic's named consumers with their committed offset, lag and active member; --remove one",
+  details: "Runs on the region's host. A consumer holds retention from its committed offset on, with or without a member: " +
+    "delete one that is no longer read (refused while a member is active).",
+  flags: {
+    region,
+    coherence,
+    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic whose consumers to list" }),
+    remove: Cli.optionalText("remove", { placeholder: "NAME", shown: "none", description: "delete this consumer (its retention is released)" }),
+    json
+  },
+  examples: ["cxlog consumers --topic events", "cxlog consumers --topic events --remove billing"],
+  run: (o) =>
+    consumersReport({
+      region: { name: o.region, coherence: o.coherence },
+      topic: o.topic,
+      ...(o.remove === undefined ? {} : { remove: o.remove }),
+      json: o.json
+    })
+})
+
 const topicsCommand = Cli.command({
   name: "topics",
   summary: "List and describe a region's topics: order, ACK, RF, offsets held, sessions, subscribers, retention",
@@ -708,6 +773,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   brokerCommand,
   publishCommand,
   subscribeCommand,
+  consumersCommand,
   createTopicCommand,
   topicsCommand,
   dashboardCommand,
