@@ -195,7 +195,8 @@ const headCommand = Cli.command({
     Effect.gen(function*() {
       exitWithParent()
       const config = yield* regionConfig
-      yield* headCredentials(o.region, o.credentials, o.keep || o.attach || o.standby)
+      // A standby uses what its head made (creating them too could race it).
+      if (!o.standby) yield* headCredentials(o.region, o.credentials, o.keep || o.attach)
       yield* head({
         region: { name: o.region, coherence: o.coherence },
         config,
