@@ -33,10 +33,15 @@ describe("CxlogSubscriber", () => {
         await expect(subscriber.commit(100)).rejects.toMatchObject({ _tag: "CommitRejected" })
         await subscriber.close()
 
-        const again = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader" })
-        const batch = await again.nextBatch()
-        expect(batch.offset).toBe(4)
+        const again = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader", autoCommit: "off" })
+        for await (const message of again) if (message.offset === 7) break
+        // By default, up to the last message iterated, even inside a batch.
+        await again.commit()
         await again.close()
+        const third = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader" })
+        const batch = await third.nextBatch()
+        expect(batch.offset).toBe(8)
+        await third.close()
       })
     }))
 

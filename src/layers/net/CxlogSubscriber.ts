@@ -8,8 +8,9 @@
  * ```
  *
  * A message (and a batch) is a view of the received bytes, valid until the next iteration;
- * `copy()` keeps a batch, `payload.slice()` a message. With a consumer name, what was iterated
- * is committed once a second by default (`autoCommit`), and `commit()` commits now.
+ * `copy()` keeps a batch, `payload.slice()` a message. With a consumer name, the batches
+ * iterated past are committed once a second by default (`autoCommit`), and `commit()` commits
+ * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Chunk, Effect, Exit, ManagedRuntime, Option, Scope, Stream } from "effect"
 import type { SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
@@ -41,6 +42,8 @@ class FacadeMessage implements CxlogMessage {
 export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   private readonly stop = new AbortController()
   private closing: Promise<void> | undefined
+  /** The offset after the last message the iterator handed out (undefined: whole batches so far). */
+  private iterated: number | undefined
 
   private constructor(
     private readonly runtime: ManagedRuntime.ManagedRuntime<Subscriber, never>,
@@ -111,6 +114,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         message.offset = m.offset
         message.flags = m.flags
         message.payload = m.payload
+        this.iterated = m.offset + 1
         yield message
         if (this.stop.signal.aborted) return
       }
@@ -129,13 +133,14 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         if (stopped()) return
         throw error
       }
+      this.iterated = undefined
       await handler(batch)
     }
   }
 
-  /** Commits `offset` (default: everything iterated so far) as the consumer's committed offset. */
+  /** Commits `offset` as the consumer's committed offset; default: up to the last message iterated (or batch handed to `eachBatch`). */
   commit(offset?: number): Promise<void> {
-    return this.run(this.subscription.commit(offset))
+    return this.run(this.subscription.commit(offset ?? this.iterated))
   }
 
   /** Messages published past the position. */
