@@ -7,6 +7,7 @@ import { Data, Deferred, Duration, Effect, FiberId, type Scope } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { existsSync, readFileSync, unlinkSync } from "node:fs"
 import { removeWakeFifos } from "../layers/region/Doorbell.js"
+import { removeDefaultCredentials } from "../layers/net/Auth.js"
 import { cliEntry } from "../PackageRoot.js"
 import type { RoleEvent } from "./Report.js"
 
@@ -176,8 +177,9 @@ export const regionGuard = (name: string): Effect.Effect<void, never, Scope.Scop
     Effect.sync(() => {
       const path = `/dev/shm/${name.replace(/^\//, "")}`
       if (existsSync(path)) unlinkSync(path)
-      // Its processes are stopped by now; a SIGKILLed one left its wake FIFO behind.
+      // Its processes are stopped by now; a SIGKILLed one left its wake FIFO (and a killed head its credential files) behind.
       removeWakeFifos(name)
+      removeDefaultCredentials(name)
     })
   )
 

@@ -16,6 +16,7 @@ import { LeaseLine, OrderLine } from "../layers/log/Records.js"
 import { isPidAlive, readSlot } from "../layers/region/ProcessSlot.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
 import { removeWakeFifos } from "../layers/region/Doorbell.js"
+import { removeDefaultCredentials } from "../layers/net/Auth.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../layers/region/Superblock.js"
 import { listTopics } from "../layers/log/Topics.js"
 import { table } from "../Table.js"
@@ -191,6 +192,8 @@ const unlink = (name: string) =>
   Effect.try(() => {
     unlinkSync(`${SHM_DIR}/${name}`)
     removeWakeFifos(name)
+    // A run's credential files are its own; another region's may serve the next head of that name.
+    if (RUN_REGION.test(name)) removeDefaultCredentials(name)
   }).pipe(
     Effect.as(true),
     // Someone else removed it meanwhile: it is gone either way.

@@ -413,3 +413,12 @@ export const removeRegionCredentials = (credentialPath: string, secretPath: stri
     }
   }
 }
+
+/** Removes a retired region's default files (those of a killed head stay behind), if this user's directory is usable. */
+export const removeDefaultCredentials = (region: string): void => {
+  try {
+    removeRegionCredentials(defaultCredentialPath(region), defaultSecretPath(region))
+  } catch {
+    // No usable private directory: nothing of ours is there.
+  }
+}
