@@ -25,8 +25,28 @@ export interface RttOptions {
   readonly json: boolean
 }
 
-/** Round trips run before measuring (connections, JIT). */
+/**
+ * Round trips run before measuring: at least this many, and for at least WARMUP_MS. V8 takes
+ * seconds to optimize every role's hot path (head, broker and publisher each run a few hundred
+ * µs of code per round trip), and 200 round trips measured that start-up: p50 fell about 2×
+ * between the first thousands and round trips after a few seconds.
+ */
 const WARMUP = 200
+const WARMUP_MS = 4_000
+
+/** Runs `roundTrip` WARMUP times and for WARMUP_MS at least, then `samples` times; the measured durations in ms. */
+const closedLoop = <E>(roundTrip: Effect.Effect<void, E>, samples: number) =>
+  Effect.gen(function*() {
+    const warmUntil = performance.now() + WARMUP_MS
+    for (let i = 0; i < WARMUP || performance.now() < warmUntil; i++) yield* roundTrip
+    const times = new Float64Array(samples)
+    for (let i = 0; i < samples; i++) {
+      const started = performance.now()
+      yield* roundTrip
+      times[i] = performance.now() - started
+    }
+    return times
+  })
 /** A round trip that takes longer than this fails the bench rather than hang it. */
 const ROUND_TRIP_TIMEOUT_MS = 10_000
 
@@ -58,14 +78,8 @@ const measureAckRtt = (options: RttOptions) =>
       ...security
     })
     const payload = new Uint8Array(options.messageBytes).fill(7)
-    const samples = new Float64Array(options.samples)
-    for (let i = -WARMUP; i < options.samples; i++) {
-      const started = performance.now()
-      yield* publisher.publish(payload)
-      yield* publisher.flush(ROUND_TRIP_TIMEOUT_MS)
-      if (i >= 0) samples[i] = performance.now() - started
-    }
-    return latencyMicros(samples)
+    const roundTrip = Effect.zipRight(publisher.publish(payload), publisher.flush(ROUND_TRIP_TIMEOUT_MS))
+    return latencyMicros(yield* closedLoop(roundTrip, options.samples))
   }).pipe(Effect.scoped)
 
 /** Closed-loop TCP ping-pong of `bytes` with a child echo server (`cxlog loopback-echo`). */
@@ -102,13 +116,7 @@ const measurePingPong = (bytes: number, samples: number) =>
       arrived = () => resume(Effect.void)
       socket.write(payload)
     })
-    const times = new Float64Array(samples)
-    for (let i = -WARMUP; i < samples; i++) {
-      const started = performance.now()
-      yield* roundTrip
-      if (i >= 0) times[i] = performance.now() - started
-    }
-    return latencyMicros(times)
+    return latencyMicros(yield* closedLoop(roundTrip, samples))
   }).pipe(Effect.scoped)
 
 export const rtt = (options: RttOptions) =>
