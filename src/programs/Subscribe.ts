@@ -185,7 +185,7 @@ const formatLine = (format: PrintOptions["format"], m: SubscriberMessage): strin
  * `cxlog subscribe` without an audit: prints the topic through the Subscriber — over TCP from
  * any broker, or from the region in place — holding no retention unless it reads as a named
  * consumer. With `limit` it prints exactly that many messages; a consumer then commits the
- * offset after the last one printed (and, while it runs, what it printed once a second).
+ * offset after the last one printed (and, while it runs, what it printed every 100 ms).
  */
 export const printTopic = (options: PrintOptions) =>
   Effect.gen(function*() {

@@ -9,7 +9,7 @@
  *
  * A message (and a batch) is a view of the received bytes, valid until the next iteration;
  * `copy()` keeps a batch, `payload.slice()` a message. With a consumer name, the batches
- * iterated past are committed once a second by default (`autoCommit`), and `commit()` commits
+ * iterated past are committed every 100 ms by default (`autoCommit`), and `commit()` commits
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Chunk, Effect, Exit, ManagedRuntime, Option, Scope, Stream } from "effect"

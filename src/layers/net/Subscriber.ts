@@ -25,15 +25,13 @@ import { BatchView } from "./SubscriberBatch.js"
 
 /** One wait for the next batch; it only re-checks when it ends (the head's liveness is watched inside it). */
 const WAIT_SLICE_MS = 60_000
-export const DEFAULT_AUTO_COMMIT_MS = 1_000
+export const DEFAULT_AUTO_COMMIT_MS = 100
 
 /** When a named consumer commits by itself (see `SubscribeOptions.autoCommit`). */
-export const autoCommitPolicy = (option: SubscribeOptions["autoCommit"]) => {
-  if (option === "off") return { everyMessages: Infinity, intervalMs: Infinity }
-  const everyMessages = option?.everyMessages ?? Infinity
-  const intervalMs = option?.intervalMs ?? (option?.everyMessages === undefined ? DEFAULT_AUTO_COMMIT_MS : Infinity)
-  return { everyMessages, intervalMs }
-}
+export const autoCommitPolicy = (option: SubscribeOptions["autoCommit"]) =>
+  option === "off"
+    ? { everyMessages: Infinity, intervalMs: Infinity }
+    : { everyMessages: option?.everyMessages ?? Infinity, intervalMs: option?.intervalMs ?? DEFAULT_AUTO_COMMIT_MS }
 
 export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShape): SubscriberShape => {
   /** The next global seq from offset `offset` on (the batch holding it). */
@@ -84,16 +82,21 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
           // Committed past the batch in hand: it is done with, and retention may take it now.
           if (offset === cursor.position()) handedOut = undefined
         })
-      /** A pull means what was handed out before is processed: committed once the policy says so. */
+      /** A pull means what was handed out before is processed: committed once the policy says so (also while the pull waits). */
+      let delivered = start
       const autoCommit = Effect.suspend(() => {
-        if (lease === undefined || handedOut === undefined) return Effect.void
-        const due = cursor.position() - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs
-        return due ? Effect.orDie(commitAt(cursor.position())) : Effect.void
+        if (lease === undefined || delivered === committed) return Effect.void
+        const due = delivered - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs
+        return due ? Effect.orDie(commitAt(delivered)) : Effect.void
       })
+      /** How long a waiting pull may sleep before an auto-commit is due. */
+      const waitMs = () =>
+        lease === undefined || delivered === committed ? WAIT_SLICE_MS : Math.max(0, Math.min(WAIT_SLICE_MS, committedAt + policy.intervalMs - performance.now()))
 
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
         if (handedOut !== undefined) {
           if (!cursor.retained(handedOut.g)) return yield* outOfRange(handedOut.offset)
+          delivered = cursor.position()
           yield* autoCommit
           handedOut = undefined
         }
@@ -101,7 +104,8 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
           const n = yield* cursor.pollBatches(onBatch, 1)
           if (malformed !== undefined) return yield* new LogCorrupt({ reason: `topic ${topic}: batch at offset ${view.offset}: ${malformed}` })
           if (n === 1) return view
-          yield* cursor.awaitMore(WAIT_SLICE_MS)
+          yield* cursor.awaitMore(waitMs())
+          yield* autoCommit
         }
       })
       const subscription: Subscription = {

@@ -92,8 +92,11 @@ class Connection {
     return new SubscriberConnectionFailed({ broker: this.broker, code, detail })
   }
 
-  /** The next frame (its payload valid until the next call), or a failure once the stream ended or broke. */
-  next(timeoutMs: number | undefined): Effect.Effect<Frame, SubscriberConnectionFailed> {
+  /**
+   * The next frame (its payload valid until the next call), or a failure once the stream ended or
+   * broke. While it waits, `due.run` runs whenever `due.inMs()` says it is due (an auto-commit).
+   */
+  next(timeoutMs: number | undefined, due?: { readonly inMs: () => number; readonly run: Effect.Effect<void> }): Effect.Effect<Frame, SubscriberConnectionFailed> {
     return Effect.suspend(() => {
       for (;;) {
         const frame = this.reader.next()
@@ -117,10 +120,13 @@ class Connection {
           this.wake = undefined
         })
       })
+      const dueInMs = due?.inMs() ?? Infinity
+      if (dueInMs <= 0) return Effect.zipRight(due!.run, this.next(timeoutMs, due))
+      const bounded = dueInMs === Infinity ? arrived : Effect.raceFirst(arrived, Effect.sleep(dueInMs))
       const waited = timeoutMs === undefined
-        ? arrived
-        : arrived.pipe(Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => this.failed("timeout", `no frame within ${timeoutMs} ms`) }))
-      return Effect.zipRight(waited, this.next(timeoutMs))
+        ? bounded
+        : bounded.pipe(Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => this.failed("timeout", `no frame within ${timeoutMs} ms`) }))
+      return Effect.zipRight(waited, this.next(timeoutMs, due))
     })
   }
 }
@@ -265,12 +271,18 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
           committedAt = performance.now()
           return Effect.void
         })
+      /** Pulling again means what was handed out before is processed: committed when the policy says so, also while waiting. */
+      const uncommitted = () => named && handedOut && position > committed
+      const due = {
+        inMs: () => (uncommitted() ? Math.max(0, committedAt + policy.intervalMs - performance.now()) : Infinity),
+        run: Effect.suspend(() => (uncommitted() ? Effect.orDie(commitAt(position)) : Effect.void))
+      }
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
-        if (named && handedOut && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)) {
+        if (uncommitted() && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)) {
           yield* Effect.orDie(commitAt(position))
         }
         for (;;) {
-          const frame = yield* connection.next(undefined)
+          const frame = yield* connection.next(undefined, due)
           if (frame.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, request, frame))
           if (frame.type !== FrameType.DATA) return yield* connection.failed("bad-frame", `unexpected frame type ${frame.type}`)
           if (crc32c(frame.payload, 0, frame.payload.length) !== frame.crc32c) {

@@ -71,19 +71,6 @@ const refuseOutOfRange = (socket: Socket, e: LogOutOfRange): void => {
   setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
 }
 
-/** Resumes once everything written so far was handed to the kernel, or the socket is gone. */
-const flushed = (socket: Socket) =>
-  Effect.async<void>((resume) => {
-    if (socket.writableLength === 0 || socket.destroyed) return resume(Effect.void)
-    const done = () => resume(Effect.void)
-    socket.once("drain", done)
-    socket.once("close", done)
-    return Effect.sync(() => {
-      socket.off("drain", done)
-      socket.off("close", done)
-    })
-  })
-
 /**
  * Serves one subscriber connection whose first frame, `first`, is its SUBSCRIBE; `nextFrame`
  * gives its later frames (the broker's reader admits only CREDIT frames after a SUBSCRIBE).
@@ -153,22 +140,50 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     })
 
     const headers = Buffer.allocUnsafe(ROUND_BATCHES * FRAME_HEADER_BYTES)
-    /** Global seq and first offset of each batch of the round, checked once the kernel has them. */
+    /** Global seq, first and end offset of each batch of the round, checked once the kernel has them. */
     const sent: Array<number> = []
     let frames = 0
+    /**
+     * Payload writes the kernel has not taken yet (their callbacks have not run): a write below
+     * the socket's high-water mark can stay pending without any 'drain' to follow.
+     */
+    let unwritten = 0
+    let allWritten: (() => void) | undefined
+    const written = () => {
+      if (--unwritten > 0) return
+      const wake = allWritten
+      allWritten = undefined
+      wake?.()
+    }
+    /** Resumes once every payload written so far was handed to the kernel, or the socket is gone. */
+    const flushed = Effect.async<void>((resume) => {
+      if (unwritten === 0 || socket.destroyed) return resume(Effect.void)
+      const done = () => resume(Effect.void)
+      allWritten = done
+      socket.once("close", done)
+      return Effect.sync(() => {
+        allWritten = undefined
+        socket.off("close", done)
+      })
+    })
     const sendBatch = (b: LogBatchView) => {
       const at = frames * FRAME_HEADER_BYTES
       writeDataHeader(headers, at, { ...b, offset: b.totalOrder, payloadBytes: b.length })
       socket.write(headers.subarray(at, at + FRAME_HEADER_BYTES))
-      socket.write(b.bytes.subarray(b.offset, b.offset + b.length))
-      sent.push(b.globalSeq, b.totalOrder)
+      unwritten++
+      socket.write(b.bytes.subarray(b.offset, b.offset + b.length), written)
+      sent.push(b.globalSeq, b.totalOrder, b.totalOrder + b.messageCount)
       frames++
     }
-    /** The first batch of the round that left the window (its bytes may have gone out torn), as out-of-range. */
+    /**
+     * The first batch of the round that left the window (its bytes may have gone out torn), as
+     * out-of-range. A named consumer's client may have committed past some already (it had them
+     * intact, checked): those may be gone by now.
+     */
     const reclaimed = (): Effect.Effect<LogOutOfRange | undefined> =>
       Effect.gen(function*() {
-        for (let i = 0; i < sent.length; i += 2) {
-          if (cursor.retained(sent[i]!)) continue
+        for (let i = 0; i < sent.length; i += 3) {
+          if (sent[i + 2]! <= committed || cursor.retained(sent[i]!)) continue
           const { earliest, end } = yield* reader.bounds(topic).pipe(Effect.orDie)
           return new LogOutOfRange({ topic, requested: sent[i + 1]!, earliest, end })
         }
@@ -193,7 +208,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
         }
         credit -= n
         // Until the kernel has them, the writes still point into the log's space.
-        yield* flushed(socket)
+        yield* flushed
         const gone = yield* reclaimed()
         if (gone !== undefined) return yield* gone
       }

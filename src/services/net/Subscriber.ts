@@ -59,10 +59,12 @@ export interface SubscribeOptions {
    */
   readonly consumer?: string
   /**
-   * When a named consumer commits by itself: at a pull, once `everyMessages` were delivered or
-   * `intervalMs` passed since the last commit, everything delivered before that pull is committed
-   * (pulling again means the batch before was processed). Default `{ intervalMs: 1000 }`; "off":
-   * only `commit()`. What a member pulled after its last commit is delivered again to the next one.
+   * When a named consumer commits by itself: once `everyMessages` were delivered or `intervalMs`
+   * (default 100) passed since the last commit, everything delivered before the current pull is
+   * committed — at that pull, or while it waits (pulling again means the batch before was
+   * processed). Its commits are what releases retention, so the interval bounds how fast it can
+   * read through a log that holds little (Blog bytes per broker per interval). "off": only
+   * `commit()`. What a member pulled after its last commit is delivered again to the next one.
    */
   readonly autoCommit?: "off" | { readonly everyMessages?: number; readonly intervalMs?: number }
 }
