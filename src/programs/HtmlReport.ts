@@ -29,10 +29,18 @@ interface Row {
 
 /**
  * Samples `roles` every 250 ms until the scope closes: message counts from their events,
- * CPU seconds from /proc. `rows()` is the series so far, ending with a sample taken then
- * (a short run's last events otherwise fall between samples).
+ * CPU seconds from /proc. `rows(final)` is the series so far, ending with a sample taken then
+ * that counts at least the run's final figures (a short run's last events otherwise fall
+ * between samples, or never come).
  */
-export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{ readonly rows: () => ReadonlyArray<Row> }, never, Scope.Scope> =>
+/** The run's final counts: the roles' last events may never come (the head reports every 250 ms). */
+export interface FinalCounts {
+  readonly published: number
+  readonly ordered: number
+  readonly read: number
+}
+
+export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{ readonly rows: (final?: FinalCounts) => ReadonlyArray<Row> }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const latest = { published: 0, ordered: 0, read: 0, brokerAcks: {} as Record<string, number> }
     for (const role of roles) {
@@ -56,7 +64,12 @@ export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{
     }
     yield* Effect.forkScoped(Effect.repeat(Effect.sync(takeSample), Schedule.spaced(`${SAMPLE_EVERY_MS} millis`)))
     return {
-      rows: () => {
+      rows: (final) => {
+        if (final !== undefined) {
+          latest.published = Math.max(latest.published, final.published)
+          latest.ordered = Math.max(latest.ordered, final.ordered)
+          latest.read = Math.max(latest.read, final.read)
+        }
         takeSample()
         return rows
       }

@@ -343,7 +343,7 @@ export const run = (options: RunOptions) =>
     if (options.report !== undefined && timeline !== undefined) {
       yield* writeReport(options.report.path, {
         title: options.report.title,
-        rows: timeline.rows(),
+        rows: timeline.rows({ published: progress.acked, ordered: progress.ordered, read: progress.read }),
         messageBytes: options.messageBytes,
         ackLatencyQuantilesUs: (published["ackLatencyQuantilesUs"] as ReadonlyArray<number> | undefined) ?? [],
         configuration: {

@@ -194,6 +194,7 @@ export const printTopic = (options: PrintOptions) =>
       from: options.from,
       ...(options.consumer === undefined ? {} : { consumer: options.consumer })
     })
+    reportToParent({ event: "subscribed", position: subscription.start })
     const pull = yield* Stream.toPull(subscription.batches)
     const next = pull.pipe(
       Effect.map(Chunk.unsafeHead),
@@ -219,9 +220,11 @@ export const printTopic = (options: PrintOptions) =>
       process.stdout.write(out)
     }
     if (options.consumer !== undefined) yield* subscription.commit(last)
+    reportToParent({ event: "done", messages: printed, position: last })
     return printed
   }).pipe(
     Effect.scoped,
+    Effect.tapError((error) => Effect.sync(() => reportFailure(error))),
     Effect.provide(
       options.remote !== undefined
         ? layerRemote(options.remote)
