@@ -5,10 +5,11 @@
 import { Deferred, Effect, Queue, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, unlinkSync } from "node:fs"
+import { existsSync, rmSync, unlinkSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
+import { defaultCredentialPath, defaultSecretPath } from "../../src/layers/net/Auth.js"
 import { removeWakeFifos } from "../../src/layers/region/Doorbell.js"
 
 export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures")
@@ -18,8 +19,10 @@ export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.
   Effect.acquireRelease(Effect.sync(() => `cxlog-test-${process.env["CXLOG_TEST_RUN"] ?? "adhoc"}-${label}-${process.pid}-${randomBytes(4).toString("hex")}`), (name) =>
     Effect.sync(() => {
       if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
-      // Its processes are gone by now; the SIGKILLed ones left their wake FIFOs behind.
+      // Its processes are gone by now; the SIGKILLed ones left their wake FIFOs and their head its credential files behind.
       removeWakeFifos(name)
+      rmSync(defaultCredentialPath(name), { force: true })
+      rmSync(defaultSecretPath(name), { force: true })
     }))
 
 export interface Child {
