@@ -69,6 +69,25 @@ const headerViolation = (
   return undefined
 }
 
+/** The header at `at` of `source`, checked (see `headerViolation`), or why it is refused. */
+const checkedHeader = (
+  source: Uint8Array,
+  at: number,
+  accepted: ReadonlyArray<boolean>,
+  options: Pick<FrameReaderOptions, "admit" | "maxBatchBytes">
+): FrameHeader | WireViolation => {
+  const raw = readRawHeader(source, at)
+  return headerViolation(raw, accepted, options) ?? {
+    type: raw.type as FrameType,
+    clientId: raw.clientId,
+    sessionEpoch: raw.sessionEpoch,
+    seq: sequenceOf(raw.seqLow, raw.seqHigh),
+    messageCount: raw.messageCount,
+    payloadBytes: raw.payloadBytes,
+    crc32c: raw.crc32c
+  }
+}
+
 const crcViolation = (header: FrameHeader, crc: number): WireViolation | undefined =>
   crc === header.crc32c
     ? undefined
@@ -161,20 +180,10 @@ export class FrameReader {
   }
 
   private startPayload(source: Uint8Array, at: number): Frame | undefined | WireViolation {
-    const raw = readRawHeader(source, at)
-    const refused = headerViolation(raw, this.accepted, this.options)
-    if (refused !== undefined) {
-      this.failure = refused
-      return refused
-    }
-    const header: PendingHeader = {
-      type: raw.type as FrameType,
-      clientId: raw.clientId,
-      sessionEpoch: raw.sessionEpoch,
-      seq: sequenceOf(raw.seqLow, raw.seqHigh),
-      messageCount: raw.messageCount,
-      payloadBytes: raw.payloadBytes,
-      crc32c: raw.crc32c
+    const header = checkedHeader(source, at, this.accepted, this.options)
+    if (header instanceof WireViolation) {
+      this.failure = header
+      return header
     }
     const available = this.chunk.length - this.position
     if (available >= header.payloadBytes) {
@@ -402,20 +411,10 @@ export class InPlaceFrameReader {
   /** A complete header: checked, then its payload placed (a frame without payload is complete at once). */
   private startFrame(): Frame | WireViolation | undefined {
     this.headerFill = 0
-    const raw = readRawHeader(this.header, 0)
-    const refused = headerViolation(raw, this.accepted, this.options)
-    if (refused !== undefined) {
-      this.failure = refused
-      return refused
-    }
-    const header: FrameHeader = {
-      type: raw.type as FrameType,
-      clientId: raw.clientId,
-      sessionEpoch: raw.sessionEpoch,
-      seq: sequenceOf(raw.seqLow, raw.seqHigh),
-      messageCount: raw.messageCount,
-      payloadBytes: raw.payloadBytes,
-      crc32c: raw.crc32c
+    const header = checkedHeader(this.header, 0, this.accepted, this.options)
+    if (header instanceof WireViolation) {
+      this.failure = header
+      return header
     }
     this.placed = undefined
     if (header.payloadBytes === 0) return this.complete(header, EMPTY)
