@@ -34,18 +34,7 @@ export interface BenchOptions extends ClusterShape {
  */
 const benchSecured = (options: BenchOptions) =>
   Effect.gen(function*() {
-    const shape = {
-      totalBytes: options.totalBytes,
-      messageBytes: options.messageBytes,
-      brokers: options.brokers,
-      order: options.order,
-      ackLevel: options.ackLevel,
-      batchBytes: options.batchBytes,
-      window: options.window,
-      output: "silent" as const,
-      subscriber: options.type === "e2e",
-      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
-    }
+    const shape = runShape(options)
     const plain = yield* run({ ...shape, env: { CXLOG_INSECURE: "true" } })
     const tls = yield* benchTls
     const secured = yield* run({ ...shape, env: tls.env })
@@ -80,6 +69,20 @@ const benchSecured = (options: BenchOptions) =>
     return result
   }).pipe(Effect.scoped)
 
+/** The run a bench measures: its sizes and shape, silent, with an auditing subscriber for e2e. */
+const runShape = (options: BenchOptions) => ({
+  totalBytes: options.totalBytes,
+  messageBytes: options.messageBytes,
+  brokers: options.brokers,
+  order: options.order,
+  ackLevel: options.ackLevel,
+  batchBytes: options.batchBytes,
+  window: options.window,
+  output: "silent" as const,
+  subscriber: options.type === "e2e",
+  ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
+})
+
 /** Prints the bench's table (unless `json`) and its JSON line last. */
 export const bench = (options: BenchOptions) =>
   options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options))
@@ -89,16 +92,7 @@ const benchPlain = (options: BenchOptions) =>
     const loopback = yield* measureLoopback(options.totalBytes, options.batchBytes)
     const loopbackMBps = loopback.mBps
     const summary = yield* run({
-      totalBytes: options.totalBytes,
-      messageBytes: options.messageBytes,
-      brokers: options.brokers,
-      order: options.order,
-      ackLevel: options.ackLevel,
-      batchBytes: options.batchBytes,
-      window: options.window,
-      output: "silent",
-      subscriber: options.type === "e2e",
-      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {}),
+      ...runShape(options),
       ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
       ...(options.report === undefined
         ? {}
