@@ -23,6 +23,8 @@ export interface BenchOptions extends ClusterShape {
   readonly metricsPort?: number
   /** Write the run's HTML report here. */
   readonly report?: string
+  /** e2e: also this many subscribers reading over TCP from the brokers, each auditing the whole order (`remoteSubscriberMBps`: the slowest). */
+  readonly remoteSubscribers?: number
   /** Run the cluster twice, without and with TLS and authentication; `ratio` is secured MB/s over plain MB/s. */
   readonly tls?: boolean
 }
@@ -80,6 +82,7 @@ const runShape = (options: BenchOptions) => ({
   window: options.window,
   output: "silent" as const,
   subscriber: options.type === "e2e",
+  ...(options.type === "e2e" && options.remoteSubscribers !== undefined ? { remoteSubscribers: options.remoteSubscribers } : {}),
   ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
 })
 
@@ -123,6 +126,9 @@ const benchPlain = (options: BenchOptions) =>
       ...(summary.auditPassed === null
         ? {}
         : { auditPassed: summary.auditPassed, received: summary.received, lost: summary.lost, notDelivered: summary.notDelivered, duplicated: summary.duplicated }),
+      ...(summary.remoteSubscriberMBps === null
+        ? {}
+        : { remoteSubscribers: summary.remoteSubscribers.length, remoteSubscriberMBps: summary.remoteSubscriberMBps, remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps) }),
       cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
       ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
       ...(cpuRatio === undefined ? {} : { cpuRatio }),
@@ -140,6 +146,17 @@ const benchPlain = (options: BenchOptions) =>
             ratio,
             cpuRatio ?? ""
           ],
+          ...(summary.remoteSubscriberMBps === null
+            ? []
+            : [[
+              `${summary.remoteSubscribers.length} remote subscriber(s) over TCP, slowest read; audit ${summary.auditPassed === true ? "passed" : "FAILED"}`,
+              summary.remoteSubscriberMBps,
+              "",
+              "",
+              "",
+              round2(summary.remoteSubscriberMBps / loopbackMBps),
+              ""
+            ]]),
           ["loopback TCP, one stream (reference)", loopbackMBps, "", "", loopbackCpu === undefined ? "" : round2(loopbackCpu), 1, 1]
         ])
       )

@@ -31,6 +31,11 @@ export interface RunOptions extends ClusterShape {
   readonly env?: Record<string, string>
   /** Run an auditing subscriber (end-to-end); without one the run measures publish → ACK only. */
   readonly subscriber?: boolean
+  /**
+   * Also run this many subscriber processes reading over TCP from the brokers (each starting
+   * at a different broker, round-robin), each auditing the whole total order (RemoteAudit.ts).
+   */
+  readonly remoteSubscribers?: number
   /** Offered load: the publisher paces itself to this many MB/s (latency tests); unset = as fast as the window allows. */
   readonly offeredMBps?: number
   /**
@@ -85,8 +90,14 @@ export interface RunSummary {
   readonly takeoverMs: number | null
   /** `--kill-head`: the epoch of the head that took over (the killed one's + 1). */
   readonly takeoverEpoch: number | null
-  /** Null when no subscriber audited the run. */
+  /** Null when no subscriber audited the run; with remote subscribers, whether every audit (local and remote) passed. */
   readonly auditPassed: boolean | null
+  /**
+   * `remoteSubscribers`: each remote subscriber's audit and read throughput (payload MB/s from
+   * its first batch to the end of its audit); `remoteSubscriberMBps` is the slowest one's (null without).
+   */
+  readonly remoteSubscribers: ReadonlyArray<AuditResult & { readonly mBps: number }>
+  readonly remoteSubscriberMBps: number | null
   /** Whether a subscriber read (and audited) the whole run. */
   readonly endToEnd: boolean
   /**
@@ -166,6 +177,23 @@ export const run = (options: RunOptions) =>
       )
       : undefined
     if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000).pipe(whileAlive([...heads, ...brokers], "the subscriber to subscribe"))
+    // Remote subscribers: anonymous (they hold no retention), each trying the brokers from its own first one.
+    const remotes = yield* Effect.forEach(Array.from({ length: options.remoteSubscribers ?? 0 }, (_, i) => i), (i) =>
+      spawnRole(`remote subscriber ${i}`, [
+        "subscribe",
+        "--brokers",
+        ports.map((_, j) => `127.0.0.1:${ports[(i + j) % ports.length]}`).join(","),
+        "--topic",
+        "run",
+        "--audit-publishers",
+        "1",
+        "--audit-messages",
+        `${messages}`,
+        "--idle-timeout-ms",
+        "30000",
+        "--until-publishers-done"
+      ], env))
+    yield* Effect.forEach(remotes, (r) => r.event("subscribed", 20_000)).pipe(whileAlive([...heads, ...brokers], "the remote subscribers to subscribe"))
     const publisher = yield* spawnRole("publisher", [
       "publish",
       "--brokers",
@@ -190,7 +218,8 @@ export const run = (options: RunOptions) =>
 
     // elapsedMs is the publisher's own clock, the one the summary's MB/s divides by.
     const progress = { acked: 0, ordered: 0, read: 0, elapsedMs: 0 }
-    const cpu = makeCpuMeter([head, ...standbys, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
+    const cpu = makeCpuMeter([head, ...standbys, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber]), ...remotes])
+    for (const r of remotes) r.on((e) => e.event === "done" && cpu.stop(r))
     publisher.on((e) => {
       if (e.event === "progress") cpu.start()
       else if (e.event === "done") cpu.stop(publisher)
@@ -273,8 +302,17 @@ export const run = (options: RunOptions) =>
     const essential = [...heads, ...brokers.filter((_, i) => i !== kill?.index)]
     const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive(essential, "the publisher to finish"), Effect.raceFirst(takenOver))
     // Everything is acked: the subscriber now reads to the log's end, duplicates after the last distinct message included.
-    if (subscriber?.child.connected === true) subscriber.child.send({ event: "publishersDone" })
+    for (const s of [...(subscriber === undefined ? [] : [subscriber]), ...remotes]) if (s.child.connected) s.child.send({ event: "publishersDone" })
     const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(whileAlive(essential, "the subscriber's audit"))
+    // A remote subscriber that fell out of retention fails (LogOutOfRange) and so fails the run, naming it.
+    const remoteAudits = yield* Effect.forEach(remotes, (r) =>
+      r.event("done", 3_600_000).pipe(
+        whileAlive(essential, `${r.role}'s audit`),
+        Effect.map((e) => ({
+          ...(e["audit"] as AuditResult),
+          mBps: Math.round(((e["bytes"] as number) / 1e6 / Math.max((e["elapsedMs"] as number) / 1000, 1e-3)) * 10) / 10
+        }))
+      ))
     cpu.stopAll()
     yield* Fiber.interrupt(ticker)
     // The last line is the summary's own numbers: every message acked (else the publisher failed), what the subscriber read, in the publisher's time.
@@ -313,7 +351,9 @@ export const run = (options: RunOptions) =>
       takeoverMs: killedAt === undefined || tookOver === undefined ? null : Math.max(0, tookOver.atMs - killedAt),
       takeoverEpoch: tookOver?.epoch ?? null,
       endToEnd: withSubscriber,
-      auditPassed: audit?.passed ?? null,
+      auditPassed: audit === undefined ? null : audit.passed && remoteAudits.every((r) => r.passed),
+      remoteSubscribers: remoteAudits,
+      remoteSubscriberMBps: remoteAudits.length === 0 ? null : Math.min(...remoteAudits.map((r) => r.mBps)),
       cpuSecondsPerGiB: perGiB(bytes, {
         head: cpu.seconds((r) => r === head || standbys.includes(r)),
         brokers: cpu.seconds((r) => brokers.includes(r)),
@@ -336,7 +376,12 @@ export const run = (options: RunOptions) =>
             ? "no subscriber (publish → ACK only)"
             : `subscriber audit: received ${audit.received} of ${audit.expected}; lost ${audit.lost}, not delivered ${audit.notDelivered}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${
               audit.passed ? "PASSED" : "FAILED"
+            }`,
+          ...remoteAudits.map((r, i) =>
+            `remote subscriber ${i} audit (over TCP, ${r.mBps} MB/s): received ${r.received} of ${r.expected}; lost ${r.lost}, not delivered ${r.notDelivered}, duplicated ${r.duplicated}, out of order ${r.outOfOrder}, crc mismatches ${r.crcMismatches} — ${
+              r.passed ? "PASSED" : "FAILED"
             }`
+          )
         ].join("\n")
       )
     }
@@ -366,5 +411,7 @@ export const run = (options: RunOptions) =>
       yield* say(`report: ${options.report.path}`)
     }
     if (audit !== undefined && !audit.passed) return yield* new RoleFailed({ role: "subscriber", reason: "the audit failed", stderr: "" })
+    const failedRemote = remoteAudits.findIndex((r) => !r.passed)
+    if (failedRemote >= 0) return yield* new RoleFailed({ role: `remote subscriber ${failedRemote}`, reason: "the audit failed", stderr: "" })
     return summary
   }).pipe(Effect.scoped)

@@ -31,6 +31,7 @@ import { printTopic, subscribe } from "./Subscribe.js"
 import { consumersReport } from "./Consumers.js"
 import { topics as listTopics } from "./TopicAdmin.js"
 import { brokerSecurity, clientSecurity, headCredentials, users } from "./Users.js"
+import { remoteAudit } from "./RemoteAudit.js"
 
 const cliPath = fileURLToPath(import.meta.url)
 const VERSION = "0.1.0"
@@ -481,6 +482,21 @@ const subscribeCommand = Cli.command({
       const publishersDone = o.untilPublishersDone
         ? yield* Effect.acquireRelease(Effect.sync(() => parentEvent("publishersDone")), (signal) => Effect.sync(signal.close))
         : undefined
+      if (o.brokers !== undefined) {
+        // `run --remote-subscribers`: audit over TCP, as the local user (the region's secret file).
+        const { credentials } = yield* clientSecurity({ ...o, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined })
+        const audited = yield* remoteAudit({
+          remote: { brokers: parseAddresses(o.brokers), ...(credentials === undefined ? {} : { credentials }) },
+          topic: o.topic,
+          publishers: o.auditPublishers,
+          perPublisher: o.auditMessages,
+          publishersDone: publishersDone?.said ?? (() => false),
+          idleTimeoutMs: o.idleTimeoutMs,
+          reportEveryMs: 250
+        })
+        if (!audited.passed) return yield* Effect.fail(new Error("audit failed"))
+        return
+      }
       const result = yield* subscribe({
         ...(publishersDone === undefined ? {} : { publishersDone: publishersDone.said }),
         region: { name: o.region, coherence: o.coherence },
@@ -522,7 +538,13 @@ const clusterFlags = (defaultBytes: string) => ({
   order,
   ack,
   batchBytes,
-  window
+  window,
+  remoteSubscribers: Cli.integer("remote-subscribers", {
+    default: 0,
+    min: 0,
+    placeholder: "N",
+    description: "also run N subscribers reading over TCP from the brokers (round-robin), each auditing the whole total order"
+  })
 })
 
 const clusterShape = (o: {
@@ -568,6 +590,7 @@ const runCommand = Cli.command({
       ...(o.killBroker === undefined ? {} : { killBroker: { index: o.killBroker, atFraction: 0.3 } }),
       ...(o.killHead ? { killHead: { standbys: o.standby, atFraction: 0.3 } } : {}),
       metricsPort: o.metricsPort,
+      remoteSubscribers: o.remoteSubscribers,
       ...(o.report === undefined ? {} : { report: { path: o.report, title: "cxlog run" } })
     }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
 })
@@ -602,6 +625,7 @@ const benchCommand = Cli.command({
         json: o.json,
         tls: o.tls,
         metricsPort: o.metricsPort,
+        remoteSubscribers: o.remoteSubscribers,
         ...(o.report === undefined ? {} : { report: o.report })
       }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
 })

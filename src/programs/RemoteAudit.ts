@@ -1,0 +1,88 @@
+/**
+ * The remote auditing subscriber of `cxlog run` / `cxlog bench --remote-subscribers N`: it
+ * reads a topic's total order over TCP from the brokers (the remote Subscriber) and audits it
+ * like the local subscriber (Audit.ts), reading to the log's end as of the orchestrator's
+ * `publishersDone`. It is anonymous, so it holds no retention: one that falls out of the
+ * retained window fails with the Subscriber's typed `LogOutOfRange`, never a hang.
+ *
+ * The batches are audited in a fiber of their own as they arrive (each view is valid only
+ * until the next pull); the main loop only watches the position, the end and the idle bound.
+ */
+import { Console, Effect, Fiber, Stream } from "effect"
+import { layerRemote, type RemoteSubscriberOptions } from "../layers/net/SubscriberRemote.js"
+import { Subscriber } from "../services/net/Subscriber.js"
+import { type AuditResult, makeAudit } from "./Audit.js"
+import { report, reportFailure } from "./Report.js"
+
+export interface RemoteAuditOptions {
+  readonly remote: Pick<RemoteSubscriberOptions, "brokers" | "credentials">
+  readonly topic: string
+  readonly publishers: number
+  readonly perPublisher: number
+  /** True once every publisher has finished; the log's end then is where the audit stops. */
+  readonly publishersDone: () => boolean
+  /** Stop (what is missing then is "not delivered") when nothing new arrives for this long. */
+  readonly idleTimeoutMs: number
+  readonly reportEveryMs: number
+}
+
+export const remoteAudit = (options: RemoteAuditOptions) =>
+  Effect.gen(function*() {
+    const subscriber = yield* Subscriber
+    const subscription = yield* subscriber.subscribe(options.topic, { from: "earliest" })
+    report({ event: "subscribed", position: subscription.start })
+    const audit = makeAudit(options.publishers, options.perPublisher)
+    let messages = 0
+    let bytes = 0
+    let lastProgress = Date.now()
+    /** Read throughput counts from the first batch (the publisher starts after every subscriber subscribed). */
+    let firstBatchAt: number | undefined
+    const reading = yield* Stream.runForEach(subscription.batches, (batch) =>
+      Effect.sync(() => {
+        batch.forEach((m) => {
+          audit.message(m.payload, 0, m.payload.length)
+          bytes += m.payload.length
+        })
+        messages += batch.count
+        lastProgress = Date.now()
+        firstBatchAt ??= lastProgress
+      })).pipe(Effect.fork)
+    const started = Date.now()
+    let lastReport = started
+    let end: number | undefined
+    let readToEnd = false
+    for (;;) {
+      // The reader failing (LogOutOfRange, the broker gone) fails the audit with its typed error.
+      const exit = yield* Fiber.poll(reading)
+      if (exit._tag === "Some") {
+        yield* exit.value
+        break
+      }
+      const now = Date.now()
+      if (now - lastReport >= options.reportEveryMs) {
+        lastReport = now
+        report({ event: "progress", messages, bytes, position: subscription.position() })
+      }
+      if (end === undefined && options.publishersDone()) end = (yield* subscriber.bounds(options.topic)).end
+      if (end !== undefined && subscription.position() >= end) {
+        readToEnd = true
+        if (audit.complete()) break
+      }
+      if (now - lastProgress > options.idleTimeoutMs) break
+      yield* Effect.sleep("20 millis")
+    }
+    yield* Fiber.interrupt(reading)
+    const elapsedMs = Date.now() - (firstBatchAt ?? started)
+    const result: AuditResult = audit.result(readToEnd)
+    report({ event: "done", messages, bytes, elapsedMs, audit: result })
+    yield* Console.error(
+      `remote subscriber: ${messages} messages in ${elapsedMs} ms${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
+        result.passed ? "passed" : "FAILED"
+      }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, out of order ${result.outOfOrder}, crc mismatches ${result.crcMismatches}`
+    )
+    return result
+  }).pipe(
+    Effect.scoped,
+    Effect.tapError((error) => Effect.sync(() => reportFailure(error))),
+    Effect.provide(layerRemote(options.remote))
+  )
