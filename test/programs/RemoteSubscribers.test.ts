@@ -1,0 +1,68 @@
+/**
+ * `cxlog run --remote-subscribers 3` (the bundled CLI, real processes): three subscribers read
+ * the topic over TCP from the brokers, as the local user, and each audits the whole total
+ * order — every message once, in order, intact — next to the local subscriber.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "cxlog.mjs")
+
+/** Runs the CLI to completion; SIGTERM (then SIGKILL) if the scope closes first (the run then stops its roles and removes its region). */
+const runCli = (args: ReadonlyArray<string>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] })),
+    (child) =>
+      Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
+        let stdout = ""
+        let stderr = ""
+        child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()))
+        child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
+        child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+      }),
+    (child) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill("SIGTERM")
+          setTimeout(() => child.kill("SIGKILL"), 3_000).unref()
+        }
+      })
+  )
+
+describe("cxlog run --remote-subscribers", () => {
+  it.live("16 MiB, 2 brokers, 3 remote subscribers: each one's audit passes with every message, once, in order", () =>
+    Effect.gen(function*() {
+      expect(existsSync(cli)).toBe(true)
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "16MiB", "--broker-count", "2", "--remote-subscribers", "3", "--json"])
+      const summary = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as {
+        messages: number
+        region: string
+        auditPassed: boolean
+        remoteSubscriberMBps: number
+        remoteSubscribers: Array<Record<string, number | boolean>>
+      }
+      expect(summary.messages).toBe(16384)
+      expect(summary.remoteSubscribers).toHaveLength(3)
+      for (const remote of summary.remoteSubscribers) {
+        expect(remote).toMatchObject({
+          expected: 16384,
+          received: 16384,
+          lost: 0,
+          notDelivered: 0,
+          duplicated: 0,
+          outOfOrder: 0,
+          crcMismatches: 0,
+          malformed: 0,
+          passed: true
+        })
+      }
+      expect(summary.auditPassed).toBe(true)
+      expect(summary.remoteSubscriberMBps).toBe(Math.min(...summary.remoteSubscribers.map((r) => r["mBps"] as number)))
+      expect(code, stderr).toBe(0)
+      expect(existsSync(`/dev/shm/${summary.region}`)).toBe(false)
+    }), 240_000)
+})
