@@ -71,7 +71,7 @@ describe("cxlog regions (bundled CLI)", () => {
       const run = yield* runCli(["run", "--bytes", "1MiB", "--broker-count", "1", "--json"])
       expect(run.code, run.stdout + run.stderr).toBe(0)
       const summary = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { reclaimedRegions: Array<string> }
-      expect(summary.reclaimedRegions).toContain(orphan)
+      // Test files run in parallel, so another file's `cxlog run` may reclaim the orphan first: what must hold is that it is gone (below).
       expect(summary.reclaimedRegions).not.toContain(live)
       expect(summary.reclaimedRegions).not.toContain(head)
       expect(existsSync(`/dev/shm/${orphan}`)).toBe(false)
