@@ -160,11 +160,11 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
-    yield* listen(region, area, doorbell)
+    const listening = yield* listen(region, area, doorbell)
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)
     const topicOf = perTopic((info) => regionTopic(region, area, sessionTable(info), info))
-    return ackTrackerOver({ topic: (name) => Effect.map(resolve(name), topicOf), await: doorbell.await })
+    return ackTrackerOver({ topic: (name) => Effect.map(resolve(name), topicOf), await: listening })
   })
 
 export const layer = (area: LogArea): Layer.Layer<AckTracker, never, CxlMemory | Doorbell> => Layer.scoped(AckTracker, make(area))

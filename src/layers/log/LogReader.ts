@@ -34,7 +34,7 @@ import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/l
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
-import { claimSubscriber, listen, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
+import { claimSubscriber, listen, type ListenerAwait, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { LINE_BYTES } from "./Records.js"
 import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
 import { perTopic, topicResolver } from "./Topics.js"
@@ -407,7 +407,7 @@ export const peekBounds = (region: CxlMemoryShape, area: LogArea, info: TopicInf
 
 /** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
 const awaitWatchingHead = (
-  doorbell: DoorbellShape,
+  listening: ListenerAwait,
   head: HeadWatch,
   condition: () => boolean,
   timeoutMs: number,
@@ -417,7 +417,7 @@ const awaitWatchingHead = (
   const slice: Effect.Effect<boolean, HeadUnavailable> = Effect.suspend(() => {
     const left = deadline - performance.now()
     const sliceMs = alignedDelayMs(head.checkEveryMs)
-    return Effect.flatMap(doorbell.await(condition, Math.max(0, Math.min(left, sliceMs))), (woken) => {
+    return Effect.flatMap(listening(condition, Math.max(0, Math.min(left, sliceMs))), (woken) => {
       if (woken) return Effect.succeed(true)
       const lost = head.check(waitingFor)
       if (lost !== undefined) return Effect.fail(lost)
@@ -432,7 +432,7 @@ export const make = (area: LogArea, options: LogReaderOptions = {}): Effect.Effe
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
     const head = yield* headWatch(region, options.headLostMs)
-    yield* listen(region, area, doorbell)
+    const listening = yield* listen(region, area, doorbell)
     const reader: RegionReader = {
       region,
       area,
@@ -446,7 +446,7 @@ export const make = (area: LogArea, options: LogReaderOptions = {}): Effect.Effe
     const topicOf = perTopic((info) => new RegionTopic(reader, info))
     return logReaderOver({
       topic: (name) => Effect.map(resolve(name), topicOf),
-      await: (condition, timeoutMs, waitingFor) => awaitWatchingHead(doorbell, head, condition, timeoutMs, waitingFor)
+      await: (condition, timeoutMs, waitingFor) => awaitWatchingHead(listening, head, condition, timeoutMs, waitingFor)
     })
   })
 

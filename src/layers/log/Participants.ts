@@ -117,8 +117,11 @@ export const ringLine = (region: CxlMemoryShape, doorbell: DoorbellShape, offset
 const rung: Array<number> = []
 
 /**
- * After the sequencer moved something: rings every listener and every broker owner with an
- * append waiting for room (consumed-through moved), each doorbell once.
+ * After the sequencer moved something: rings every listener with a fiber waiting for progress
+ * and every broker owner with an append waiting for room (consumed-through moved), each
+ * doorbell once. The sequencer committed what moved before (a sequentially consistent store),
+ * then reads the counts: a waiter counts itself before it re-checks its condition (see
+ * `listen`), so it either sees the commit or is counted here.
  */
 export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
   rung.length = 0
@@ -129,7 +132,10 @@ export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: Do
     rung.push(bell)
     doorbell.ring(bell)
   }
-  for (let i = 0; i < area.config.listenerSlots; i++) ringOnce(area.listener(i))
+  for (let i = 0; i < area.config.listenerSlots; i++) {
+    const line = area.listener(i)
+    if (lines.roomWaits(line) > 0) ringOnce(line)
+  }
   for (let b = 0; b < area.config.maxBrokers; b++) {
     const owner = area.brokerOwner(b)
     if (lines.roomWaits(owner) > 0) ringOnce(owner)
@@ -161,16 +167,27 @@ export const waitingForRoom = (region: CxlMemoryShape, owner: number) => {
   }
 }
 
+/** A listener's wait: true as soon as `condition()` holds, false after `timeoutMs`. */
+export type ListenerAwait = (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+
 /**
- * Registers this process's doorbell in a free listener line until the scope closes, so the
- * sequencer rings it. With every line taken it still works, woken only by its park bound.
+ * Registers this process's doorbell in a free listener line until the scope closes, and
+ * returns the wait through it: the sequencer rings the line only while a fiber waits there.
+ * A waiter counts itself in the line's wait word (a sequentially consistent add) before the
+ * doorbell re-checks its condition and parks, and uncounts itself however the wait ends. With
+ * every line taken it still works, woken only by its park bound.
  */
-export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<void, never, Scope.Scope> =>
+export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<ListenerAwait, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const occurrence = newOccurrence()
       for (let i = 0; i < area.config.listenerSlots; i++) {
-        if (claimLine(region, area.listener(i), occurrence, doorbell.offset) === 0) return { line: area.listener(i), occurrence }
+        const line = area.listener(i)
+        if (claimLine(region, line, occurrence, doorbell.offset) === 0) {
+          // A previous owner may have died counted as waiting.
+          views(region).lines.storeRoomWaits(line, 0)
+          return { line, occurrence }
+        }
       }
       return undefined
     }),
@@ -179,7 +196,14 @@ export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: Doorbell
     Effect.tap((claim) =>
       claim === undefined ? Effect.logWarning(`all ${area.config.listenerSlots} log listener lines are taken; waits here rely on the park bound`) : Effect.void
     ),
-    Effect.asVoid
+    Effect.map((claim): ListenerAwait => {
+      if (claim === undefined) return doorbell.await
+      const { lines } = views(region)
+      const counted = Effect.sync(() => lines.addRoomWaits(claim.line, 1))
+      const uncounted = Effect.sync(() => lines.addRoomWaits(claim.line, -1))
+      // `doorbell.await` checks the condition first: that is the re-check after counting.
+      return (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted)
+    })
   )
 
 /**

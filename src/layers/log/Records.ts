@@ -7,7 +7,8 @@
 /**
  * A participant line: broker owners, listeners. The claim word is the occurrence (compare-and-swap from 0).
  * `roomWaits` (broker owners): how many of the owner's appends wait for PBR or Blog room now, so
- * whoever frees room rings only brokers that wait for it.
+ * whoever frees room rings only brokers that wait for it. In a listener line the same word counts
+ * the owner's fibers waiting for the log to move, so the sequencer rings only lines with a waiter.
  */
 export const Participant = { occurrence: 0, pid: 4, doorbell: 8, roomWaits: 12 } as const
 

@@ -93,10 +93,41 @@ class Carried {
   /** Scratch for one ACK's (batch seq, total order) pairs. */
   orders = new Float64Array(32)
 
+  /** Whether some batch carried awaits its ACK. */
+  get inFlight(): boolean {
+    return this.seqs.length > 0
+  }
+
+  /** Resumes the ACK tracker waiting in `untilCarried`, if one is. */
+  private onCarried: (() => void) | undefined = undefined
+
   add(batchSeq: number, pbrSeq: number): void {
     if (batchSeq > this.highest) this.highest = batchSeq
     this.seqs.push(batchSeq)
     this.pbrSeqs.push(pbrSeq)
+    this.onCarried?.()
+  }
+
+  /**
+   * Until some batch is carried and not yet acknowledged, or `timeoutMs`: a connection with
+   * nothing in flight waits here, not on the log's progress, so the sequencer's rounds for
+   * other connections do not wake its process.
+   */
+  untilCarried(timeoutMs: number): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      if (this.inFlight) return resume(Effect.void)
+      const done = () => {
+        clearTimeout(timer)
+        this.onCarried = undefined
+        resume(Effect.void)
+      }
+      const timer = setTimeout(done, timeoutMs)
+      this.onCarried = done
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        this.onCarried = undefined
+      })
+    })
   }
 
   /**
@@ -933,6 +964,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             return
           }
           if (sent) yield* settings.ackIntervalMs > 0 ? Effect.sleep(Duration.millis(settings.ackIntervalMs)) : nextLoopTurn
+          if (ackLevel > 0 && !carried.inFlight) {
+            // Nothing to acknowledge: wait for a batch (a fence is seen at the bound or with the next batch).
+            yield* carried.untilCarried(PROGRESS_WAIT_MS)
+            seen = yield* acks.progress(topic)
+            continue
+          }
           seen = yield* acks.awaitProgress(topic, seen, PROGRESS_WAIT_MS)
         }
       }).pipe(

@@ -1,0 +1,74 @@
+/**
+ * Listener lines count their waiters, and the sequencer's ring skips lines without one. A
+ * waiter racing a ring never loses its wake: it counts itself before it re-checks its
+ * condition, and the ringer commits before it reads the count. Lost wakes fail through long
+ * park bounds (a wait that ends false), never through a measured duration.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { defaultLogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
+import { listen, ringEveryone } from "../../src/layers/log/Participants.js"
+import { Participant } from "../../src/layers/log/Records.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const WAITER_BELL = 8192
+const RINGER_BELL = 8256
+const VALUE = 16384
+const AREA_BASE = 65536
+
+const setup = Effect.gen(function*() {
+  const name = yield* uniqueRegion("listen")
+  const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
+  const area = makeLogArea(AREA_BASE, defaultLogConfig)
+  // Park and wait bounds far past `onlyByWake`: only a ring ends a wait true.
+  const waiterBell = yield* DoorbellLayers.make({ offset: WAITER_BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(Effect.provideService(CxlMemory, region))
+  const ringerBell = yield* DoorbellLayers.make({ offset: RINGER_BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+  const listening = yield* listen(region, area, waiterBell)
+  const line = area.listener(0)
+  const waits = () => Atomics.load(region.i32, (line + Participant.roomWaits) / 4)
+  return { region, area, waiterBell, ringerBell, listening, waits }
+})
+
+/** Ends a wait false after 20 s, before its own 60 s bound would re-check the condition. */
+const onlyByWake = (wait: Effect.Effect<boolean>) => wait.pipe(Effect.timeoutTo({ duration: "20 seconds", onSuccess: (ok) => ok, onTimeout: () => false }))
+
+describe("Listener lines", () => {
+  it.scopedLive("a ring racing a listener's wait never loses the wake, over thousands of rounds", () =>
+    Effect.gen(function*() {
+      const { area, listening, region, ringerBell, waiterBell, waits } = yield* setup
+      // An uncounted wait that never ends keeps the doorbell parked between rounds, so no
+      // sweep of its loop covers a listener that skipped its own re-check.
+      yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
+      const rounds = 3000
+      for (let round = 1; round <= rounds; round++) {
+        const waiter = yield* Effect.fork(onlyByWake(listening(() => Atomics.load(region.i32, VALUE / 4) >= round, 60_000)))
+        // The commit and the ring land before, during or after the waiter's count and park.
+        for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
+        Atomics.store(region.i32, VALUE / 4, round)
+        ringEveryone(region, area, ringerBell)
+        expect(yield* Fiber.join(waiter)).toBe(true)
+      }
+      // However each wait ended, it uncounted itself: the line has no waiter, and a round skips it.
+      expect(waits()).toBe(0)
+      const parked = Atomics.load(region.i32, WAITER_BELL / 4 + 1)
+      const paid = Atomics.load(region.i32, WAITER_BELL / 4)
+      ringEveryone(region, area, ringerBell)
+      expect([Atomics.load(region.i32, WAITER_BELL / 4 + 1), Atomics.load(region.i32, WAITER_BELL / 4)]).toEqual([parked, paid])
+    }), 120_000)
+
+  it.scopedLive("a listener's wait counts itself while it waits, and a wait ended by its timeout or an interrupt uncounts itself", () =>
+    Effect.gen(function*() {
+      const { listening, waits } = yield* setup
+      expect(waits()).toBe(0)
+      const waiting = yield* Effect.fork(listening(() => false, 60_000))
+      yield* Effect.yieldNow()
+      expect(waits()).toBe(1)
+      expect(yield* listening(() => false, 5)).toBe(false)
+      expect(waits()).toBe(1)
+      yield* Fiber.interrupt(waiting)
+      expect(waits()).toBe(0)
+    }))
+})

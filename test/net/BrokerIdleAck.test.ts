@@ -1,0 +1,53 @@
+/**
+ * An ACK tracker whose connection has nothing in flight does not wait on the log's progress:
+ * rounds ordering other sessions' batches do not wake it (counted through its AckTracker).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect } from "effect"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { AckTracker } from "../../src/services/log/AckTracker.js"
+import { FrameType } from "../../src/layers/net/Frame.js"
+import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
+
+const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
+
+describe("Broker ACK tracker with nothing in flight", () => {
+  it.scopedLive("is not woken by rounds for other connections, and still acknowledges its next batch", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      // Broker 0's tracker: every progress wait and frontier read it makes is counted.
+      let progressWaits = 0
+      let reads = 0
+      const counting = Context.add(log.forBroker(0), AckTracker, {
+        ...log.acks,
+        awaitProgress: (topic, seen, timeoutMs) => Effect.zipRight(Effect.sync(() => progressWaits++), log.acks.awaitProgress(topic, seen, timeoutMs)),
+        sessionAcks: (topic, clientId, sessionEpoch) => Effect.zipRight(Effect.sync(() => reads++), log.acks.sessionAcks(topic, clientId, sessionEpoch))
+      })
+      const idle = yield* BrokerLayers.make().pipe(Effect.provide(counting))
+      const busy = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const quiet = yield* rawConnect(idle.port)
+      quiet.write(hello("t", 7))
+      const quietEpoch = epochOf(yield* quiet.nextFrame())
+      quiet.write(batchFrame(7, quietEpoch, 0, [message(0)]))
+      expect((yield* quiet.nextFrame()).seq).toBe(1)
+      yield* log.settle
+      const before = { progressWaits, reads }
+      // Another session on another broker: 20 batches, each ordered (the topic's progress moves each time) and acknowledged.
+      const loud = yield* rawConnect(busy.port)
+      loud.write(hello("t", 8))
+      const loudEpoch = epochOf(yield* loud.nextFrame())
+      for (let seq = 0; seq < 20; seq++) {
+        loud.write(batchFrame(8, loudEpoch, seq, [message(seq)]))
+        const ack = yield* loud.nextFrame()
+        expect([ack.type, ack.seq]).toEqual([FrameType.ACK, seq + 1])
+      }
+      yield* log.settle
+      expect({ progressWaits, reads }).toEqual(before)
+      // A batch in flight again: the tracker waits on progress and acknowledges it.
+      quiet.write(batchFrame(7, quietEpoch, 1, [message(1)]))
+      const ack = yield* quiet.nextFrame()
+      expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 2])
+      expect(reads).toBeGreaterThan(before.reads)
+    }))
+})
