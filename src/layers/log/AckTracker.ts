@@ -42,6 +42,9 @@ export interface AckSource {
 }
 
 const UNKNOWN: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: false }
+/** Sessions whose last reading an ACK tracker keeps (a few per connection). */
+const LAST_SEEN_LIMIT = 4096
+
 /** A session whose line could not be read yet (its writer preempted mid-write): nothing acked, nothing concluded. */
 const NOT_YET_READ: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: true }
 
@@ -61,7 +64,11 @@ const brokerCounts = (t: AckTopic): ReadonlyArray<BrokerCounts> => {
 
 /** The AckTracker service over a source: every acknowledgement, wherever its records live, runs this code. */
 export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
-  /** Where each session was last found and what it said (lines are reused, so the table checks the key again). */
+  /**
+   * Where each session was last found and what it said (lines are reused, so the table checks
+   * the key again). Only a shortcut and a fallback, so it is dropped whole when it grows large:
+   * sessions that ended are never asked about again and would otherwise stay forever.
+   */
   const lastSeen = new Map<string, { readonly slot: number; readonly acks: SessionAcks }>()
 
   /** acknowledge: what the session's line says, as ACK frontiers (a released session is over like a fenced one). */
@@ -76,6 +83,7 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
       return UNKNOWN
     }
     const acks = { ordered: record.next, replicated: record.next, fenced: record.state !== "active", known: true }
+    if (lastSeen.size >= LAST_SEEN_LIMIT && !lastSeen.has(key)) lastSeen.clear()
     lastSeen.set(key, { slot: record.slot, acks })
     return acks
   }
