@@ -4,7 +4,7 @@ import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { LeaseLine, PbrSlot } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
-import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { appendSimple, bell, drain, implementations, readAll, smallConfig } from "../fixtures/log-harness.js"
 
@@ -210,6 +210,18 @@ for (const impl of implementations) {
   })
 }
 
+/** A doorbell at bell 60 that counts its waits, for a sequencer run to use. */
+const countingDoorbell = (memory: CxlMemoryShape) =>
+  Effect.gen(function*() {
+    const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+    let waits = 0
+    const counting = { ...doorbell, await: (condition: () => boolean, timeoutMs: number) => Effect.suspend(() => {
+      waits++
+      return doorbell.await(condition, timeoutMs)
+    }) }
+    return { counting, waits: () => waits }
+  })
+
 describe("Sequencer over the region", () => {
   it.scopedLive("while run waits for batches the lease line says so (appenders ring only then), and a commit wakes it", () =>
     Effect.gen(function*() {
@@ -256,13 +268,8 @@ describe("Sequencer over the region", () => {
       yield* cluster.topics.create(spec(5))
       const a = yield* cluster.appender(0)
       const { memory, area } = cluster.region!
-      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
       // Every idle wake of the run loop is one doorbell wait (and one round after it).
-      let waits = 0
-      const counting = { ...doorbell, await: (condition: () => boolean, timeoutMs: number) => Effect.suspend(() => {
-        waits++
-        return doorbell.await(condition, timeoutMs)
-      }) }
+      const { counting, waits } = yield* countingDoorbell(memory)
       const sequencer = yield* SequencerLayers.make(area, { leaseMs: 3_000 }).pipe(
         Effect.provideService(CxlMemory, memory),
         Effect.provideService(Doorbell, counting)
@@ -270,11 +277,11 @@ describe("Sequencer over the region", () => {
       yield* Effect.forkScoped(sequencer.run)
       yield* appendSimple(a, "t", 1, 0, 0)
       yield* cluster.acks.awaitAcked("t", 1, 0, 0, { timeoutMs: 5_000 })
-      const before = waits
+      const before = waits()
       yield* Effect.sleep("1500 millis")
       // The lease is renewed every second (leaseMs / 3), sessions swept as often: at most a
       // few waits in 1.5 s, where a 100 ms re-scan would make fifteen.
-      expect(waits - before).toBeLessThanOrEqual(4)
+      expect(waits() - before).toBeLessThanOrEqual(4)
       // Still event-driven: a commit is ordered without waiting for the next wake.
       yield* appendSimple(a, "t", 1, 0, 1)
       yield* cluster.acks.awaitAcked("t", 1, 0, 1, { timeoutMs: 5_000 })
@@ -286,21 +293,16 @@ describe("Sequencer over the region", () => {
       yield* cluster.topics.create(spec(5))
       const a = yield* cluster.appender(0)
       const { memory, area } = cluster.region!
-      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
-      let waits = 0
-      const counting = { ...doorbell, await: (condition: () => boolean, timeoutMs: number) => Effect.suspend(() => {
-        waits++
-        return doorbell.await(condition, timeoutMs)
-      }) }
+      const { counting, waits } = yield* countingDoorbell(memory)
       const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, counting))
       const cursor = yield* cluster.reader.subscribe("t", { durable: true })
       yield* Effect.forkScoped(sequencer.run)
       for (let seq = 0; seq < 12; seq++) yield* appendSimple(a, "t", 1, 0, seq)
       yield* cluster.acks.awaitAcked("t", 1, 0, 7, { timeoutMs: 5_000 })
-      const before = waits
+      const before = waits()
       yield* Effect.sleep("300 millis")
       // The cursor holds all 8 GOI slots: the run waits for it to move, at most a wake or two here.
-      expect(waits - before).toBeLessThanOrEqual(3)
+      expect(waits() - before).toBeLessThanOrEqual(3)
       expect((yield* cluster.acks.sessionAcks("t", 1, 0)).ordered).toBe(8)
       const seqs: Array<number> = []
       while (seqs.length < 12) {

@@ -5,33 +5,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
-
-const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "cxlog.mjs")
-
-/** Runs the CLI to completion; SIGTERM (then SIGKILL) if the scope closes first. */
-const runCli = (args: ReadonlyArray<string>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] })),
-    (child) =>
-      Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
-        let stdout = ""
-        let stderr = ""
-        child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()))
-        child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
-        child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-      }),
-    (child) =>
-      Effect.sync(() => {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill("SIGTERM")
-          setTimeout(() => child.kill("SIGKILL"), 3_000).unref()
-        }
-      })
-  )
+import { cli, runCli } from "../helpers/RunJson.js"
 
 const summaryOf = (stdout: string) =>
   JSON.parse(stdout.trim().split("\n").at(-1)!) as Record<string, number | boolean | string | null | Record<string, number>>

@@ -12,8 +12,8 @@ import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
-import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { Doorbell, type DoorbellShape } from "../../src/services/region/Doorbell.js"
+import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const BELL = 8192
 const CHILD_BELL = 8256
@@ -38,6 +38,34 @@ const parkedFlagOf = (region: CxlMemoryShape, bell: number) => Atomics.load(regi
 const untilParked = (region: CxlMemoryShape, bell: number) =>
   Effect.gen(function*() {
     while (parkedFlagOf(region, bell) === 0) yield* Effect.sleep("1 millis")
+  })
+
+/** A ringer with its own bell at BELL, spinning not at all. */
+const ringerOver = (region: CxlMemoryShape) =>
+  DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+
+/** A `doorbell-waiter` owning CHILD_BELL until VALUE is `until`: ready, then parked. */
+const parkedWaiter = (name: string, region: CxlMemoryShape, until: number) =>
+  Effect.gen(function*() {
+    const waiter = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, `${until}`])
+    expect(yield* waiter.next()).toEqual({ ready: true })
+    yield* untilParked(region, CHILD_BELL)
+    return waiter
+  })
+
+const sigkilled = (child: Child) =>
+  Effect.gen(function*() {
+    child.process.kill("SIGKILL")
+    yield* child.exited
+  })
+
+/** Satisfies a parked waiter and rings it: it reports the wake and exits 0. */
+const wokenToExit = (ringer: DoorbellShape, region: CxlMemoryShape, waiter: Child, value: number) =>
+  Effect.gen(function*() {
+    Atomics.store(region.i32, VALUE / 4, value)
+    ringer.ring(CHILD_BELL)
+    expect(yield* waiter.next()).toEqual({ woke: true })
+    expect((yield* waiter.exited).code).toBe(0)
   })
 
 describe("Doorbell wake path across processes", () => {
@@ -68,12 +96,9 @@ describe("Doorbell wake path across processes", () => {
   it.scopedLive("a ring of a dead target returns without error, clears its parked flag once and wakes nobody", () =>
     Effect.gen(function*() {
       const { name, region } = yield* nativeRegion
-      const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
-      const target = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
-      expect(yield* target.next()).toEqual({ ready: true })
-      yield* untilParked(region, CHILD_BELL)
-      target.process.kill("SIGKILL")
-      yield* target.exited
+      const ringer = yield* ringerOver(region)
+      const target = yield* parkedWaiter(name, region, 1)
+      yield* sigkilled(target)
       // The dead target's FIFO is still there, with no reader, and its line still says parked.
       expect(lstatSync(DoorbellLayers.wakeFifoPath(name, CHILD_BELL)).isFIFO()).toBe(true)
       expect(parkedFlagOf(region, CHILD_BELL)).toBe(1)
@@ -96,30 +121,14 @@ describe("Doorbell wake path across processes", () => {
   it.scopedLive("a target that restarts at the same bell gets the wakes through its new FIFO", () =>
     Effect.gen(function*() {
       const { name, region } = yield* nativeRegion
-      const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
-      const first = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
-      expect(yield* first.next()).toEqual({ ready: true })
-      yield* untilParked(region, CHILD_BELL)
+      const ringer = yield* ringerOver(region)
       // The first owner is woken through its FIFO.
-      Atomics.store(region.i32, VALUE / 4, 1)
-      ringer.ring(CHILD_BELL)
-      expect(yield* first.next()).toEqual({ woke: true })
-      expect((yield* first.exited).code).toBe(0)
+      yield* wokenToExit(ringer, region, yield* parkedWaiter(name, region, 1), 1)
       // A second owner of the bell dies parked, leaving its FIFO behind; a third takes the bell.
-      const second = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "2"])
-      expect(yield* second.next()).toEqual({ ready: true })
-      yield* untilParked(region, CHILD_BELL)
-      second.process.kill("SIGKILL")
-      yield* second.exited
+      yield* sigkilled(yield* parkedWaiter(name, region, 2))
       // The dead owner's parked flag would hide when the third one parks.
       Atomics.store(region.i32, CHILD_BELL / 4 + 1, 0)
-      const third = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "3"])
-      expect(yield* third.next()).toEqual({ ready: true })
-      yield* untilParked(region, CHILD_BELL)
-      Atomics.store(region.i32, VALUE / 4, 3)
-      ringer.ring(CHILD_BELL)
-      expect(yield* third.next()).toEqual({ woke: true })
-      expect((yield* third.exited).code).toBe(0)
+      yield* wokenToExit(ringer, region, yield* parkedWaiter(name, region, 3), 3)
     }))
 })
 
@@ -130,11 +139,9 @@ describe("Doorbell wake fds", () => {
   it.scopedLive("a ringer keeps the owner's FIFO open across wakes and closes it once the owner died: rings to a dead target leak no fd", () =>
     Effect.gen(function*() {
       const { name, region } = yield* nativeRegion
-      const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
-      const target = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
-      expect(yield* target.next()).toEqual({ ready: true })
+      const ringer = yield* ringerOver(region)
       // Wakes that do not satisfy the target: it re-checks and parks again each time.
-      yield* untilParked(region, CHILD_BELL)
+      const target = yield* parkedWaiter(name, region, 1)
       const beforeFirst = openFds()
       ringer.ring(CHILD_BELL)
       expect(openFds()).toBe(beforeFirst + 1)
@@ -143,8 +150,7 @@ describe("Doorbell wake fds", () => {
         ringer.ring(CHILD_BELL)
       }
       expect(openFds()).toBe(beforeFirst + 1)
-      target.process.kill("SIGKILL")
-      yield* target.exited
+      yield* sigkilled(target)
       // Counted around a synchronous loop: nothing else of this process opens or closes fds meanwhile.
       const paid = Atomics.load(region.i32, CHILD_BELL / 4)
       const beforeDead = openFds()
@@ -159,10 +165,8 @@ describe("Doorbell wake fds", () => {
   it.scopedLive("a target restarted while its old FIFO still has a reader gets the wakes through its new FIFO", () =>
     Effect.gen(function*() {
       const { name, region } = yield* nativeRegion
-      const ringer = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
-      const first = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "1"])
-      expect(yield* first.next()).toEqual({ ready: true })
-      yield* untilParked(region, CHILD_BELL)
+      const ringer = yield* ringerOver(region)
+      const first = yield* parkedWaiter(name, region, 1)
       // The ringer opens the first owner's FIFO (an unsatisfying wake: the owner parks again).
       ringer.ring(CHILD_BELL)
       yield* untilParked(region, CHILD_BELL)
@@ -171,16 +175,9 @@ describe("Doorbell wake fds", () => {
         Effect.sync(() => openSync(DoorbellLayers.wakeFifoPath(name, CHILD_BELL), constants.O_RDWR | constants.O_NONBLOCK)),
         (fd) => Effect.sync(() => closeSync(fd))
       )
-      first.process.kill("SIGKILL")
-      yield* first.exited
+      yield* sigkilled(first)
       Atomics.store(region.i32, CHILD_BELL / 4 + 1, 0)
-      const second = yield* spawnFixture("doorbell-waiter", [name, `${CHILD_BELL}`, `${VALUE}`, "2"])
-      expect(yield* second.next()).toEqual({ ready: true })
-      yield* untilParked(region, CHILD_BELL)
-      Atomics.store(region.i32, VALUE / 4, 2)
-      ringer.ring(CHILD_BELL)
-      expect(yield* second.next()).toEqual({ woke: true })
-      expect((yield* second.exited).code).toBe(0)
+      yield* wokenToExit(ringer, region, yield* parkedWaiter(name, region, 2), 2)
     }))
 })
 
