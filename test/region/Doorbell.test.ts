@@ -44,6 +44,25 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         }))
     }
 
+    it.scopedLive("a waiter whose condition throws dies alone: the others are still served and still time out", () =>
+      Effect.gen(function*() {
+        const { region, doorbell } = yield* withDoorbell(open, 0)
+        let calls = 0
+        const faulty = yield* Effect.fork(doorbell.await(() => {
+          if (++calls > 1) throw new Error("condition broke")
+          return false
+        }, 10_000))
+        const timing = yield* Effect.fork(doorbell.await(() => false, 50))
+        const served = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 7, 10_000))
+        doorbell.poke()
+        const died = yield* Fiber.await(faulty)
+        expect(died._tag === "Failure" && String(died.cause)).toContain("condition broke")
+        expect(yield* Fiber.join(timing)).toBe(false)
+        Atomics.store(region.i32, VALUE / 4, 7)
+        doorbell.poke()
+        expect(yield* Fiber.join(served)).toBe(true)
+      }))
+
     it.scopedLive("an interrupted waiter leaves the others waiting", () =>
       Effect.gen(function*() {
         const { region, doorbell } = yield* withDoorbell(open, 0)

@@ -473,7 +473,22 @@ export const make = (
           if (condition()) return Effect.succeed(true)
           if (closed) return Effect.succeed(false)
           return Effect.async<boolean>((resume) => {
-            const waiter: Waiter = { condition, deadline: performance.now() + timeoutMs, resume: (ok) => resume(Effect.succeed(ok)) }
+            // A condition that throws ends its own wait as a defect; the process's one waiting loop
+            // must keep serving (and timing out) every other waiter.
+            let thrown: { readonly cause: unknown } | undefined
+            const guarded = () => {
+              try {
+                return condition()
+              } catch (cause) {
+                thrown = { cause }
+                return true
+              }
+            }
+            const waiter: Waiter = {
+              condition: guarded,
+              deadline: performance.now() + timeoutMs,
+              resume: (ok) => resume(thrown === undefined ? Effect.succeed(ok) : Effect.die(thrown.cause))
+            }
             waiters.add(waiter)
             resumeIdle?.()
             return Effect.sync(() => {
