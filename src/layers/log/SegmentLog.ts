@@ -1,0 +1,492 @@
+/**
+ * The segment engine, over any `SegmentFiles` (the live disk or the fake): a stream's recovery
+ * when it opens, its group-commit writer, reads, and retention.
+ *
+ * Files: `DIR/STREAM/<first record, 20 digits>.seg`. Appends copy the record into a pending
+ * chunk and return at once; one writer fiber per stream takes everything pending, writes it
+ * with one call per segment touched and one fdatasync at the end, and only then moves the
+ * durable frontier (group commit: the more appends arrive while a sync runs, the more the next
+ * one covers). A segment is synced before the next one gets any byte, so only the last segment
+ * can hold a torn tail after a crash.
+ */
+import { Deferred, Effect, Exit, Fiber, FiberId } from "effect"
+import { join } from "node:path"
+import {
+  DiskFull,
+  InvalidStreamName,
+  type SegmentLog,
+  type SegmentLogOptions,
+  SegmentCorrupt,
+  SegmentIoError,
+  SegmentOutOfRange,
+  type SegmentRecovery,
+  type SegmentsShape,
+  SegmentWaitTimeout,
+  type SegmentWriteError
+} from "../../services/log/Segments.js"
+import type { SegmentFile, SegmentFiles } from "./SegmentFiles.js"
+import { checkRecord, encodeRecord, MAX_RECORD_BYTES, payloadLength, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
+
+export const defaultSegmentBytes = 64 << 20
+export const defaultMaxPendingBytes = 64 << 20
+/** Pending chunks are at least this large (a record larger gets a chunk of its own size). */
+const CHUNK_BYTES = 256 << 10
+/** Reads fetch this much at a time. */
+const READ_BYTES = 1 << 20
+/** How long closing a stream waits for its writer to write and sync what is pending. */
+const CLOSE_DRAIN_MS = 30_000
+
+const STREAM_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/
+const SEGMENT_NAME = /^(\d{20})\.seg$/
+
+export const segmentFileName = (base: number): string => `${String(base).padStart(20, "0")}.seg`
+
+interface Segment {
+  readonly base: number
+  readonly path: string
+  /** Bytes in the file (written ones; for the open segment, durable ones are `durableBytes`). */
+  bytes: number
+  /** Records in it. */
+  records: number
+  modifiedAt: number
+}
+
+type Pending =
+  | { readonly kind: "bytes"; readonly chunk: Uint8Array; readonly start: number; end: number; recordsAfter: number }
+  | { readonly kind: "roll"; readonly base: number }
+
+const errnoOf = (e: unknown): { code: string; reason: string } => {
+  const err = e as NodeJS.ErrnoException
+  return { code: typeof err?.code === "string" ? err.code : "EIO", reason: err instanceof Error ? err.message : String(e) }
+}
+
+/** A promise of a file operation as an Effect whose failure names the path and the operation; ENOSPC/EDQUOT is `DiskFull`. */
+const io = <A>(directory: string, path: string, operation: string, run: () => Promise<A>): Effect.Effect<A, SegmentWriteError> =>
+  Effect.tryPromise({
+    try: run,
+    catch: (e) => {
+      const { code, reason } = errnoOf(e)
+      return code === "ENOSPC" || code === "EDQUOT" ? new DiskFull({ directory, path }) : new SegmentIoError({ path, operation, code, reason })
+    }
+  })
+
+/** `io` for reads and deletions, where a full disk cannot happen. */
+const ioRead = <A>(path: string, operation: string, run: () => Promise<A>): Effect.Effect<A, SegmentIoError> =>
+  Effect.tryPromise({ try: run, catch: (e) => new SegmentIoError({ path, operation, ...errnoOf(e) }) })
+
+/** How a segment file ended when it was scanned. */
+interface Scanned {
+  readonly records: number
+  /** The end of its last intact record. */
+  readonly end: number
+  readonly size: number
+  /** The first record that was not intact, if one was. */
+  readonly bad?: { readonly offset: number; readonly reason: string }
+}
+
+/**
+ * Reads a segment's records in order, from its start up to `limit` bytes, calling `onRecord`
+ * for each (false stops). Stops at the first record that is not intact.
+ */
+const scanFile = async (
+  file: SegmentFile,
+  limit: number,
+  onRecord: (view: Uint8Array) => boolean | void
+): Promise<Scanned> => {
+  let buf = new Uint8Array(Math.min(READ_BYTES, Math.max(limit, RECORD_HEADER_BYTES)))
+  /** The file offset of buf[0], and how many bytes of buf hold the file's. */
+  let base = 0
+  let filled = 0
+  let at = 0
+  let records = 0
+  for (;;) {
+    const check = checkRecord(buf, at, filled)
+    if (check.kind === "ok") {
+      records++
+      if (onRecord(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + check.length)) === false) {
+        return { records, end: base + check.next, size: limit }
+      }
+      at = check.next
+      continue
+    }
+    if (check.kind === "bad") return { records, end: base + at, size: limit, bad: { offset: base + at, reason: check.reason } }
+    // short: fetch more of the file, if there is more
+    if (base + filled >= limit) {
+      if (base + at === limit) return { records, end: limit, size: limit }
+      const reason = check.length < 0
+        ? `${limit - base - at} bytes, less than a record header`
+        : `a record of ${check.length} bytes runs past the end of the file`
+      return { records, end: base + at, size: limit, bad: { offset: base + at, reason } }
+    }
+    const need = check.length < 0 ? RECORD_HEADER_BYTES : recordBytes(check.length)
+    if (need > buf.length) {
+      const bigger = new Uint8Array(need)
+      bigger.set(buf.subarray(at, filled))
+      buf = bigger
+    } else {
+      buf.copyWithin(0, at, filled)
+    }
+    base += at
+    filled -= at
+    at = 0
+    const want = Math.min(buf.length - filled, limit - base - filled)
+    const got = await file.read(buf.subarray(filled, filled + want), base + filled)
+    if (got <= 0) return { records, end: base, size: base + filled, bad: { offset: base, reason: "the file is shorter than its size" } }
+    filled += got
+  }
+}
+
+/** Whether an intact record starts at any 8-byte boundary after `from`: then the damage at `from` is not a torn tail. */
+const intactRecordAfter = async (file: SegmentFile, from: number, size: number): Promise<number | undefined> => {
+  if (size - from > MAX_RECORD_BYTES * 2) return from + RECORD_HEADER_BYTES
+  const rest = new Uint8Array(size - from)
+  let got = 0
+  while (got < rest.length) {
+    const n = await file.read(rest.subarray(got), from + got)
+    if (n <= 0) break
+    got += n
+  }
+  for (let at = RECORD_HEADER_BYTES; at + RECORD_HEADER_BYTES <= got; at += 8) {
+    if (checkRecord(rest, at, got).kind === "ok") return from + at
+  }
+  return undefined
+}
+
+/** The segment engine over `files`, rooted at `directory`. */
+export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsShape => {
+  const open = (stream: string, options: SegmentLogOptions = {}) =>
+    Effect.gen(function*() {
+      if (!STREAM_NAME.test(stream)) return yield* new InvalidStreamName({ stream })
+      const dir = join(directory, stream)
+      const segmentBytes = options.segmentBytes ?? defaultSegmentBytes
+      const maxPendingBytes = options.maxPendingBytes ?? defaultMaxPendingBytes
+      yield* io(directory, dir, "mkdir", () => files.mkdir(dir))
+
+      // ---- recovery -------------------------------------------------------------------
+      const names = yield* io(directory, dir, "readdir", () => files.list(dir))
+      const bases = names.flatMap((n) => {
+        const m = SEGMENT_NAME.exec(n)
+        return m === null ? [] : [Number(m[1])]
+      }).sort((a, b) => a - b)
+      const segments: Array<Segment> = []
+      let cutBytes = 0
+      let current: SegmentFile | undefined
+      yield* Effect.addFinalizer(() => current === undefined ? Effect.void : Effect.promise(() => current!.close().catch(() => undefined)))
+      for (let i = 0; i < bases.length; i++) {
+        const base = bases[i]!
+        const path = join(dir, segmentFileName(base))
+        const last = i === bases.length - 1
+        const previous = segments[segments.length - 1]
+        if (previous !== undefined && previous.base + previous.records !== base) {
+          return yield* new SegmentCorrupt({
+            file: path,
+            offset: 0,
+            reason: `it begins at record ${base}, but ${previous.path} ends at record ${previous.base + previous.records}`
+          })
+        }
+        const size = yield* io(directory, path, "stat", () => files.size(path))
+        const modifiedAt = yield* io(directory, path, "stat", () => files.modifiedAt(path))
+        const file = yield* io(directory, path, "open", () => files.open(path))
+        if (last) current = file
+        const scanned = yield* io(directory, path, "read", () => scanFile(file, size, () => undefined))
+        if (scanned.bad !== undefined) {
+          const bad = scanned.bad
+          const later = last ? yield* io(directory, path, "read", () => intactRecordAfter(file, bad.offset, size)) : bad.offset
+          if (later !== undefined) {
+            if (!last) yield* Effect.promise(() => file.close().catch(() => undefined))
+            const where = last ? `an intact record follows at byte ${later}` : "a segment after it was begun, so this one was complete"
+            return yield* new SegmentCorrupt({ file: path, offset: bad.offset, reason: `${bad.reason}; ${where}` })
+          }
+          // A torn tail: the crash came while these bytes were being written; none was acknowledged.
+          yield* io(directory, path, "truncate", () => file.truncate(bad.offset))
+          yield* io(directory, path, "fdatasync", () => file.datasync())
+          cutBytes = size - bad.offset
+          yield* Effect.logWarning(
+            `segments: cut a torn tail of ${cutBytes} bytes from ${path} at byte ${bad.offset} (${bad.reason}); ${scanned.records} intact records kept in that segment`
+          )
+        }
+        if (!last) yield* io(directory, path, "close", () => file.close())
+        segments.push({ base, path, bytes: scanned.end, records: scanned.records, modifiedAt })
+      }
+      if (segments.length === 0) {
+        const path = join(dir, segmentFileName(0))
+        current = yield* io(directory, path, "create", () => files.create(path))
+        yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
+        segments.push({ base: 0, path, bytes: 0, records: 0, modifiedAt: files.now() })
+      }
+      const tail = segments[segments.length - 1]!
+      const recovered = tail.base + tail.records
+      const recovery: SegmentRecovery = { records: recovered, cutBytes, segments: segments.length }
+
+      // ---- state ----------------------------------------------------------------------
+      let appended = recovered
+      let durable = recovered
+      /** Bytes of the open segment covered by the last fdatasync. */
+      let durableBytes = tail.bytes
+      /** Bytes the open segment will hold once everything pending is written (to decide rolls). */
+      let tailBytes = tail.bytes
+      let pending: Array<Pending> = []
+      let pendingBytes = 0
+      let chunk = new Uint8Array(0)
+      let chunkFill = 0
+      let syncs = 0
+      let syncedBytes = 0
+      let failure: SegmentWriteError | undefined
+      let closing = false
+      let wake = Deferred.unsafeMake<void>(FiberId.none)
+      let changed = Deferred.unsafeMake<void>(FiberId.none)
+      const listeners = new Set<(durable: number) => void>()
+
+      const announce = () => {
+        const done = changed
+        changed = Deferred.unsafeMake<void>(FiberId.none)
+        Deferred.unsafeDone(done, Exit.void)
+        for (const listener of listeners) listener(durable)
+      }
+
+      const retainNow = Effect.gen(function*() {
+        const { maxBytes, maxAgeMs } = options.retention ?? {}
+        if (maxBytes === undefined && maxAgeMs === undefined) return 0
+        let total = 0
+        for (const s of segments) total += s.bytes
+        const now = files.now()
+        let deleted = 0
+        while (segments.length > 1) {
+          const oldest = segments[0]!
+          const tooBig = maxBytes !== undefined && total > maxBytes
+          const tooOld = maxAgeMs !== undefined && now - oldest.modifiedAt > maxAgeMs
+          if (!tooBig && !tooOld) break
+          yield* ioRead(oldest.path, "unlink", () => files.unlink(oldest.path))
+          segments.shift()
+          total -= oldest.bytes
+          deleted++
+        }
+        if (deleted > 0) yield* ioRead(dir, "fsync", () => files.syncDirectory(dir))
+        return deleted
+      })
+
+      /** One group commit: everything pending written, the last segment synced, the frontier moved. */
+      const commit = (items: ReadonlyArray<Pending>) =>
+        Effect.gen(function*() {
+          let bytes = 0
+          let records = durable
+          let batch: Array<Uint8Array> = []
+          const flush = Effect.suspend(() => {
+            if (batch.length === 0) return Effect.void
+            const open = segments[segments.length - 1]!
+            const buffers = batch
+            batch = []
+            let n = 0
+            for (const b of buffers) n += b.length
+            return Effect.map(io(directory, open.path, "write", () => current!.write(buffers, open.bytes)), () => {
+              open.bytes += n
+              open.modifiedAt = files.now()
+              bytes += n
+            })
+          })
+          for (const item of items) {
+            if (item.kind === "bytes") {
+              batch.push(item.chunk.subarray(item.start, item.end))
+              records = item.recordsAfter
+              continue
+            }
+            yield* flush
+            const closed = segments[segments.length - 1]!
+            yield* io(directory, closed.path, "fdatasync", () => current!.datasync())
+            closed.records = records - closed.base
+            yield* io(directory, closed.path, "close", () => current!.close())
+            current = undefined
+            const path = join(dir, segmentFileName(item.base))
+            current = yield* io(directory, path, "create", () => files.create(path))
+            yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
+            segments.push({ base: item.base, path, bytes: 0, records: 0, modifiedAt: files.now() })
+            syncs++
+            durable = item.base
+            durableBytes = 0
+            yield* retainNow
+          }
+          yield* flush
+          const open = segments[segments.length - 1]!
+          yield* io(directory, open.path, "fdatasync", () => current!.datasync())
+          open.records = records - open.base
+          durableBytes = open.bytes
+          syncs++
+          syncedBytes += bytes
+          durable = records
+        })
+
+      const writer = Effect.gen(function*() {
+        for (;;) {
+          if (pending.length === 0) {
+            if (closing) return
+            yield* Deferred.await(wake)
+            wake = Deferred.unsafeMake<void>(FiberId.none)
+            continue
+          }
+          const items = pending
+          pending = []
+          let taken = 0
+          for (const item of items) if (item.kind === "bytes") taken += item.end - item.start
+          const result = yield* Effect.either(commit(items))
+          pendingBytes -= taken
+          if (result._tag === "Left") {
+            failure = result.left
+            // Leave no partial record behind the durable bytes (recovery would cut it anyway).
+            const open = segments[segments.length - 1]!
+            if (current !== undefined) yield* Effect.promise(() => current!.truncate(durableBytes).catch(() => undefined))
+            open.bytes = durableBytes
+            yield* Effect.logError(`segments: stream ${stream} stopped: ${failure.message}`)
+            announce()
+            return
+          }
+          announce()
+        }
+      })
+      const writerFiber = yield* Effect.forkDaemon(writer.pipe(
+        Effect.catchAllDefect((defect) =>
+          Effect.sync(() => {
+            failure = new SegmentIoError({ path: dir, operation: "write", code: "EFAULT", reason: `the writer failed: ${String(defect)}` })
+            announce()
+          })
+        )
+      ))
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function*() {
+          closing = true
+          Deferred.unsafeDone(wake, Exit.void)
+          const drained = yield* Fiber.await(writerFiber).pipe(Effect.timeoutOption(CLOSE_DRAIN_MS))
+          if (drained._tag === "None") yield* Fiber.interrupt(writerFiber)
+        })
+      )
+
+      // ---- appends --------------------------------------------------------------------
+      const tryAppend = (record: Uint8Array | ReadonlyArray<Uint8Array>): number | "full" | SegmentWriteError => {
+        if (failure !== undefined) return failure
+        const length = payloadLength(record)
+        const size = recordBytes(length)
+        if (length > MAX_RECORD_BYTES) {
+          return new SegmentIoError({ path: dir, operation: "append", code: "EMSGSIZE", reason: `a record of ${length} bytes exceeds ${MAX_RECORD_BYTES}` })
+        }
+        if (pendingBytes > 0 && pendingBytes + size > maxPendingBytes) return "full"
+        if (tailBytes > 0 && tailBytes + size > segmentBytes) {
+          pending.push({ kind: "roll", base: appended })
+          tailBytes = 0
+        }
+        if (chunk.length - chunkFill < size) {
+          chunk = new Uint8Array(Math.max(CHUNK_BYTES, size))
+          chunkFill = 0
+        }
+        const start = chunkFill
+        chunkFill = encodeRecord(chunk, start, record, length)
+        appended++
+        const last = pending[pending.length - 1]
+        if (last !== undefined && last.kind === "bytes" && last.chunk === chunk && last.end === start) {
+          last.end = chunkFill
+          last.recordsAfter = appended
+        } else {
+          pending.push({ kind: "bytes", chunk, start, end: chunkFill, recordsAfter: appended })
+        }
+        tailBytes += size
+        pendingBytes += size
+        Deferred.unsafeDone(wake, Exit.void)
+        return appended - 1
+      }
+
+      /** Waits until `ready()` or the writer stops, at most `timeoutMs`. */
+      const waitFor = <A>(ready: () => A | undefined, timeoutMs: number, waitingFor: string) =>
+        Effect.gen(function*() {
+          const started = Date.now()
+          for (;;) {
+            const value = ready()
+            if (value !== undefined) return value
+            if (failure !== undefined) return yield* failure
+            const left = timeoutMs - (Date.now() - started)
+            const moved = left > 0 ? yield* Deferred.await(changed).pipe(Effect.timeoutOption(left)) : undefined
+            if (moved === undefined || moved._tag === "None") {
+              const value = ready()
+              if (value !== undefined) return value
+              return yield* new SegmentWaitTimeout({ stream, waitingFor, waitedMs: Date.now() - started })
+            }
+          }
+        })
+
+      const append = (record: Uint8Array | ReadonlyArray<Uint8Array>, timeoutMs: number) =>
+        Effect.flatMap(
+          waitFor(() => {
+            const r = tryAppend(record)
+            return r === "full" ? undefined : r
+          }, timeoutMs, `room for a record (${pendingBytes} bytes pending, at most ${maxPendingBytes})`),
+          (r) => (typeof r === "number" ? Effect.succeed(r) : Effect.fail(r))
+        )
+
+      // ---- reads ----------------------------------------------------------------------
+      const read = (from: number, onRecord: (index: number, record: Uint8Array) => boolean | void) =>
+        Effect.gen(function*() {
+          const first = segments[0]!.base
+          if (from < first || from > durable) return yield* new SegmentOutOfRange({ stream, from, first, durable })
+          let index = from
+          // A snapshot: retention may drop segments from the front meanwhile (an open fd still reads them).
+          for (const segment of [...segments]) {
+            const isOpen = segment === segments[segments.length - 1]
+            const end = segment.base + (isOpen ? durable - segment.base : segment.records)
+            if (end <= index) continue
+            if (index >= durable) break
+            const limit = isOpen ? durableBytes : segment.bytes
+            const frontier = durable
+            const file = yield* ioRead(segment.path, "open", () => files.open(segment.path)).pipe(
+              Effect.catchTag("SegmentIoError", (e): Effect.Effect<never, SegmentIoError | SegmentOutOfRange> =>
+                Effect.fail(e.code === "ENOENT" ? new SegmentOutOfRange({ stream, from: index, first: segments[0]!.base, durable }) : e)
+              )
+            )
+            let at = segment.base
+            let stopped = false
+            const scanned = yield* ioRead(segment.path, "read", () =>
+              scanFile(file, limit, (view) => {
+                const i = at++
+                if (i < index) return
+                if (i >= frontier || onRecord(i, view) === false) {
+                  stopped = true
+                  return false
+                }
+                index = i + 1
+              }).finally(() => file.close().catch(() => undefined))
+            )
+            if (scanned.bad !== undefined) {
+              return yield* new SegmentCorrupt({ file: segment.path, offset: scanned.bad.offset, reason: scanned.bad.reason })
+            }
+            if (stopped) break
+          }
+          return index
+        })
+
+      const log: SegmentLog = {
+        stream,
+        recovery,
+        first: () => segments[0]!.base,
+        appended: () => appended,
+        durable: () => durable,
+        syncs: () => syncs,
+        syncedBytes: () => syncedBytes,
+        failure: () => failure,
+        tryAppend,
+        append,
+        onDurable: (listener) => {
+          listeners.add(listener)
+          return () => listeners.delete(listener)
+        },
+        awaitDurable: (count, timeoutMs) => waitFor(() => (durable >= count ? durable : undefined), timeoutMs, `records 0..${count - 1} to be durable`),
+        read,
+        retain: () => retainNow
+      }
+      return log
+    })
+
+  const streams = () =>
+    Effect.map(ioRead(directory, "readdir", () => files.list(directory)), (names) => names.filter((n) => STREAM_NAME.test(n)).sort())
+
+  return {
+    directory,
+    open: open as SegmentsShape["open"],
+    streams
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Segments: the durable tier's append-only files. A data directory holds named streams (a
+ * broker's batches, a topic's total order); each stream is a run of segment files of
+ * checksummed records, numbered 0, 1, 2, … across the stream. Appends never wait for the disk:
+ * a writer fiber writes what gathered and covers it with one fdatasync (group commit), and
+ * only then moves the stream's durable frontier. Opening a stream recovers it: a torn tail
+ * (a record half-written at a crash) is cut at the last good record, a damaged record with
+ * good records after it is `SegmentCorrupt`.
+ */
+import { Context, Data, type Effect, type Scope } from "effect"
+
+export interface SegmentLogOptions {
+  /** A segment is closed (synced) and the next one begun before it would grow past this. Default 64 MiB. */
+  readonly segmentBytes?: number
+  /** Bytes appended and not yet written that make `tryAppend` answer `"full"` (and `append` wait). Default 64 MiB. */
+  readonly maxPendingBytes?: number
+  /** Whole old segments are deleted once the stream holds more than `maxBytes`, or once their last write is older than `maxAgeMs`. */
+  readonly retention?: { readonly maxBytes?: number; readonly maxAgeMs?: number }
+}
+
+/** What opening a stream found on disk. */
+export interface SegmentRecovery {
+  /** Records found intact (the stream's `appended` and `durable` start here). */
+  readonly records: number
+  /** Bytes of a torn tail cut from the last segment (0 when it ended cleanly). */
+  readonly cutBytes: number
+  readonly segments: number
+}
+
+export type SegmentWriteError = DiskFull | SegmentIoError
+
+/** One stream of records. Record `i` is the i-th appended since the stream began (retention drops whole segments from the front). */
+export interface SegmentLog {
+  readonly stream: string
+  readonly recovery: SegmentRecovery
+  /** The first record still held (retention deletes older ones). */
+  readonly first: () => number
+  /** Records appended: 0..appended-1. */
+  readonly appended: () => number
+  /** Records 0..durable-1 were covered by an fdatasync that returned. */
+  readonly durable: () => number
+  /** fdatasyncs that returned, and the bytes they covered, since the stream was opened. */
+  readonly syncs: () => number
+  readonly syncedBytes: () => number
+  /** The error that stopped the writer, if one did: every later append and wait fails with it. */
+  readonly failure: () => SegmentWriteError | undefined
+  /**
+   * Takes the record (copied; the caller may reuse its bytes) without waiting and returns its
+   * index; `"full"` while `maxPendingBytes` wait for the disk; the writer's failure once it stopped.
+   */
+  readonly tryAppend: (record: Uint8Array | ReadonlyArray<Uint8Array>) => number | "full" | SegmentWriteError
+  /** `tryAppend` that waits (at most `timeoutMs`) while the stream is full. */
+  readonly append: (record: Uint8Array | ReadonlyArray<Uint8Array>, timeoutMs: number) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
+  /** Calls `listener(durable)` after every fdatasync that moved the durable frontier; the returned function unregisters it. */
+  readonly onDurable: (listener: (durable: number) => void) => () => void
+  /** Waits until records 0..count-1 are durable. */
+  readonly awaitDurable: (count: number, timeoutMs: number) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
+  /**
+   * Reads durable records `from`.. in order; `onRecord` gets a view valid during the call;
+   * returning false stops. Resolves to the next index not read.
+   */
+  readonly read: (
+    from: number,
+    onRecord: (index: number, record: Uint8Array) => boolean | void
+  ) => Effect.Effect<number, SegmentOutOfRange | SegmentCorrupt | SegmentIoError>
+  /** Applies the retention policy now; resolves to the segments deleted. (It also runs at every segment roll.) */
+  readonly retain: () => Effect.Effect<number, SegmentIoError>
+}
+
+export interface SegmentsShape {
+  readonly directory: string
+  /**
+   * Opens (creating if new) and recovers a stream; the writer drains and the files close with
+   * the scope. One opener per stream at a time.
+   */
+  readonly open: (
+    stream: string,
+    options?: SegmentLogOptions
+  ) => Effect.Effect<SegmentLog, SegmentCorrupt | SegmentWriteError | InvalidStreamName, Scope.Scope>
+  /** Streams present in the directory. */
+  readonly streams: () => Effect.Effect<ReadonlyArray<string>, SegmentIoError>
+}
+
+export class Segments extends Context.Tag("cxlog/Segments")<Segments, SegmentsShape>() {}
+
+/** A record that fails its checksum (or cannot be a record) with intact records after it, or in a closed segment. */
+export class SegmentCorrupt extends Data.TaggedError("SegmentCorrupt")<{
+  readonly file: string
+  readonly offset: number
+  readonly reason: string
+}> {
+  override get message() {
+    return `segment ${this.file} is corrupt at byte ${this.offset}: ${this.reason}`
+  }
+}
+
+/** The file system holding the data directory is full (ENOSPC / EDQUOT). */
+export class DiskFull extends Data.TaggedError("DiskFull")<{ readonly directory: string; readonly path: string }> {
+  override get message() {
+    return `the disk holding ${this.directory} is full (writing ${this.path}); records not yet durable were not acknowledged`
+  }
+}
+
+export class SegmentIoError extends Data.TaggedError("SegmentIoError")<{
+  readonly path: string
+  readonly operation: string
+  readonly code: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `${this.operation} ${this.path} failed: ${this.code} ${this.reason}`
+  }
+}
+
+export class InvalidStreamName extends Data.TaggedError("InvalidStreamName")<{ readonly stream: string }> {
+  override get message() {
+    return `segment stream name ${JSON.stringify(this.stream)} is not 1-100 characters of [A-Za-z0-9._-] (not starting with a dot)`
+  }
+}
+
+/** A read of records retention already deleted, or not durable yet. */
+export class SegmentOutOfRange extends Data.TaggedError("SegmentOutOfRange")<{
+  readonly stream: string
+  readonly from: number
+  readonly first: number
+  readonly durable: number
+}> {
+  override get message() {
+    return `stream ${this.stream}: record ${this.from} is outside the records held on disk (${this.first}..${this.durable - 1})`
+  }
+}
+
+export class SegmentWaitTimeout extends Data.TaggedError("SegmentWaitTimeout")<{
+  readonly stream: string
+  readonly waitingFor: string
+  readonly waitedMs: number
+}> {
+  override get message() {
+    return `stream ${this.stream}: gave up after ${this.waitedMs} ms waiting for ${this.waitingFor}`
+  }
+}
