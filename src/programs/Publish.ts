@@ -4,13 +4,13 @@
  * publishes each line of standard input as one message. A line the publisher refuses (too
  * large for a batch, or a broker refused the session) stops the command: the lines before it
  * are flushed, none after it is sent (a skipped line would change the stream's order), and
- * the command fails naming the line.
+ * the command fails naming the line. `message` (a key, headers) goes with every message.
  */
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
 import * as PublisherLayers from "../layers/net/Publisher.js"
 import { quantiles, summarize } from "../Percentiles.js"
-import { type PublishAckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/net/Publisher.js"
+import { type MessageOptions, type PublishAckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/net/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
 
@@ -29,6 +29,8 @@ export interface PublishOptions {
   readonly report?: (event: RoleEvent) => void
   /** Offered load in MB/s (stamped mode); unset = as fast as the in-flight window allows. */
   readonly rateMBps?: number
+  /** A key and headers every message carries. */
+  readonly message?: MessageOptions
 }
 
 const publishStamped = (count: number, options: PublishOptions) =>
@@ -45,7 +47,7 @@ const publishStamped = (count: number, options: PublishOptions) =>
       const allowed = Math.min(count, perMs === Infinity ? count : Math.floor((performance.now() - started) * perMs) + 1)
       while (seq < allowed) {
         stamp(payload, options.publisherIndex, seq)
-        const taken = publisher.tryPublish(payload)
+        const taken = publisher.tryPublish(payload, options.message)
         if (taken !== true) return taken
         seq++
       }
@@ -77,7 +79,7 @@ export class InputUnreadable extends Data.TaggedError("InputUnreadable")<{ reado
   }
 }
 
-const publishLines = (lines: AsyncIterable<string>) =>
+const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | undefined) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const encoder = new TextEncoder()
@@ -86,7 +88,7 @@ const publishLines = (lines: AsyncIterable<string>) =>
       Stream.runForEach((text) => {
         line++
         const payload = encoder.encode(text)
-        return Effect.mapError(publisher.publish(payload), (cause) => new LineNotPublished({ line, bytes: payload.length, cause }))
+        return Effect.mapError(publisher.publish(payload, message), (cause) => new LineNotPublished({ line, bytes: payload.length, cause }))
       }),
       Effect.either
     )
@@ -104,7 +106,7 @@ export const publish = (options: PublishOptions) =>
     )
     // Lines: a refused line ends the input, but what was taken before it is still flushed first.
     const input = options.count === undefined
-      ? yield* publishLines(options.lines ?? createInterface({ input: process.stdin }))
+      ? yield* publishLines(options.lines ?? createInterface({ input: process.stdin }), options.message)
       : yield* Effect.as(publishStamped(options.count, options), undefined)
     yield* publisher.flush(options.flushTimeoutMs)
     if (input?._tag === "Left") return yield* Effect.fail(input.left)

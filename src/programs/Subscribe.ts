@@ -21,6 +21,7 @@ import { Subscriber, type SubscriberMessage } from "../services/net/Subscriber.j
 import { loadAddonSync } from "../native/Native.js"
 import { type LogBatchView, LogReader, type LogMessageView } from "../services/log/LogReader.js"
 import { LogCorrupt } from "../services/log/Topics.js"
+import { valueStart } from "../layers/net/BatchPayload.js"
 import { type AuditResult, makeAudit } from "./Audit.js"
 import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
 
@@ -70,7 +71,11 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
     const onMessage = (m: LogMessageView) => {
       messages++
       bytes += m.length
-      if (options.print) process.stdout.write(`${m.totalOrder}\t${decoder.decode(m.payload)}\n`)
+      if (options.print) {
+        // The log hands out whole record bodies: the value follows the key and headers (checked by the broker).
+        const start = valueStart(m.bytes, m.offset - 8, m.flags, m.length)
+        process.stdout.write(`${m.totalOrder}\t${decoder.decode(m.bytes.subarray(Math.max(start, m.offset), m.offset + m.length))}\n`)
+      }
     }
     /**
      * Audit mode reads whole batches: one callback per batch, the crc32c over its payload, then
@@ -93,7 +98,11 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
         if (i >= startIndex) {
           messages++
           bytes += length
-          audit.message(region, at + 8, length)
+          // A plain record's value starts after its 8-byte header; the batch's first carries its base timestamp first.
+          const flags = u32(region, at + 4)
+          const value = (flags & 0xff) === 0 ? at + 8 : valueStart(region, at, flags, length)
+          if (value < 0) audit.message(region, at + 8, 0)
+          else audit.message(region, value, at + 8 + length - value)
         }
         at += 8 + ((length + 7) & ~7)
       }
@@ -169,16 +178,39 @@ export interface PrintOptions {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
-/** One output line: `offset<TAB>text`, or JSON with the payload as text (or base64 when it is not UTF-8). */
-const formatLine = (format: PrintOptions["format"], m: SubscriberMessage): string => {
-  let text: string | undefined
+/** Bytes as UTF-8 text, or undefined when they are not. */
+const textOf = (bytes: Uint8Array): string | undefined => {
   try {
-    text = utf8.decode(m.payload)
+    return utf8.decode(bytes)
   } catch {
-    text = undefined
+    return undefined
   }
-  if (format === "text") return `${m.offset}\t${text ?? Buffer.from(m.payload).toString("base64")}\n`
-  return `${JSON.stringify(text === undefined ? { offset: m.offset, payloadBase64: Buffer.from(m.payload).toString("base64") } : { offset: m.offset, payload: text })}\n`
+}
+const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")
+
+/**
+ * One output line: `offset<TAB>value` (base64 when the value is not UTF-8), or JSON with the
+ * offset, timestamp, key and headers when the message has them, and the value. Each of key,
+ * header value and value is text under its name, or base64 under `…Base64` when it is not UTF-8.
+ */
+export const formatLine = (format: PrintOptions["format"], m: SubscriberMessage): string => {
+  const text = textOf(m.payload)
+  if (format === "text") return `${m.offset}\t${text ?? base64(m.payload)}\n`
+  const line: Record<string, unknown> = { offset: m.offset, timestamp: m.timestamp }
+  if (m.key !== undefined) {
+    const key = textOf(m.key)
+    if (key === undefined) line["keyBase64"] = base64(m.key)
+    else line["key"] = key
+  }
+  if (m.headers !== undefined) {
+    line["headers"] = m.headers.map((h) => {
+      const value = textOf(h.value)
+      return value === undefined ? { name: h.name, valueBase64: base64(h.value) } : { name: h.name, value }
+    })
+  }
+  if (text === undefined) line["payloadBase64"] = base64(m.payload)
+  else line["payload"] = text
+  return `${JSON.stringify(line)}\n`
 }
 
 /**

@@ -319,6 +319,21 @@ const brokers = Cli.text("brokers", {
   check: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? `${t} is not a list of host:port addresses` : undefined
 })
 
+const parseHeader = (t: string): Either.Either<readonly [string, string], string> => {
+  const at = t.indexOf("=")
+  return at < 1 ? Either.left(`${t} is not a header: use NAME=VALUE`) : Either.right([t.slice(0, at), t.slice(at + 1)] as const)
+}
+
+/** `--header name=value`, repeatable; each taken whole (a value may hold commas and `=`). */
+const messageHeader: Cli.Flag<ReadonlyArray<readonly [string, string]>> = {
+  ...Cli.repeated(Cli.custom("header", "NAME=VALUE", parseHeader, {
+    default: ["", ""] as const,
+    shown: "none",
+    description: "a header every message carries (repeat for more; the value is UTF-8 text)"
+  })),
+  parse: (t) => Either.map(parseHeader(t), (header) => [header])
+}
+
 const publishCommand = Cli.command({
   name: "publish",
   summary: "Publish stdin lines (or --count test messages) to a topic through the brokers",
@@ -359,6 +374,8 @@ const publishCommand = Cli.command({
       description: "at the end, wait this long at most for the last ACKs"
     }),
     rateMbps: Cli.optionalFloat("rate-mbps", { shown: "as fast as possible", env: "CXLOG_RATE_MBPS", description: "offered load in MB/s (with --count)" }),
+    key: Cli.optionalText("key", { placeholder: "KEY", shown: "none", description: "the key every message carries (UTF-8)" }),
+    header: messageHeader,
     publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
     region,
     secretFile,
@@ -369,7 +386,8 @@ const publishCommand = Cli.command({
   },
   examples: [
     "seq 1 5 | cxlog publish --brokers 127.0.0.1:7400,127.0.0.1:7401 --topic events",
-    "cxlog publish --topic events --count 100000 --message-bytes 256 --ack 2"
+    "cxlog publish --topic events --count 100000 --message-bytes 256 --ack 2",
+    "echo '{\"total\": 12}' | cxlog publish --topic orders --key order-17 --header source=web --header trace=ab12"
   ],
   run: (o) =>
     Effect.gen(function*() {
@@ -393,7 +411,10 @@ const publishCommand = Cli.command({
         publisherIndex: o.publisherIndex,
         flushTimeoutMs: o.flushTimeoutMs,
         reportEveryMs: 250,
-        ...(o.rateMbps === undefined ? {} : { rateMBps: o.rateMbps })
+        ...(o.rateMbps === undefined ? {} : { rateMBps: o.rateMbps }),
+        ...(o.key === undefined && o.header.length === 0 ? {} : {
+          message: { ...(o.key === undefined ? {} : { key: o.key }), ...(o.header.length === 0 ? {} : { headers: o.header }) }
+        })
       })
     }).pipe(observed("publisher", o))
 })

@@ -7,7 +7,7 @@ import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import { crc32c } from "../../src/layers/net/Crc32c.js"
-import { drain, regionCluster } from "../fixtures/log-harness.js"
+import { drain, recordValue, regionCluster } from "../fixtures/log-harness.js"
 import { Broker, type BrokerOptions } from "../../src/services/net/Broker.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
@@ -257,8 +257,8 @@ describe("Broker", () => {
       yield* Effect.sleep("300 millis")
       expect(server.stats().queuedBytes).toBeGreaterThan(0)
       // The batch waiting for room and at most the next frame's header: reading stops meanwhile, the kernel holds the rest.
-      // (One message of 60 000 bytes makes a payload of 60 008.)
-      expect(server.stats().queuedBytes).toBeLessThanOrEqual(60_008 + FRAME_HEADER_BYTES)
+      // (One message of 60 000 bytes makes a payload of 60 016: its record header and the batch's base timestamp.)
+      expect(server.stats().queuedBytes).toBeLessThanOrEqual(60_016 + FRAME_HEADER_BYTES)
       expect(client.socket.writableLength).toBeGreaterThan(8 << 20)
       open = true
       yield* Deferred.succeed(gate, undefined)
@@ -320,7 +320,7 @@ describe("Broker", () => {
       const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
       const read: Array<{ seq: number; crcOk: boolean; payloads: Array<Array<number>> }> = []
       yield* cursor.pollBatches((b) => read.push({ seq: b.batchSeq, crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, payloads: [] }))
-      yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => read[m.batch.batchSeq]!.payloads.push([...m.payload]))
+      yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => read[m.batch.batchSeq]!.payloads.push([...recordValue(m)]))
       expect(read.map((b) => [b.seq, b.crcOk])).toEqual([[0, true], [1, true], [2, true]])
       expect(read.map((b) => b.payloads)).toEqual([0, 1, 2].map((seq) => messages(seq).map((m) => [...m])))
       expect(server.stats()).toMatchObject({ batches: 3, messages: 36, rejected: {} })

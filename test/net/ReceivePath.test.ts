@@ -13,7 +13,7 @@ import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { Topics } from "../../src/services/log/Topics.js"
-import { drain, regionCluster } from "../fixtures/log-harness.js"
+import { drain, recordValue, regionCluster } from "../fixtures/log-harness.js"
 import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 const MAX_BATCH = 1 << 16
@@ -174,7 +174,7 @@ const regionBroker = Effect.gen(function*() {
     const out = new Map<string, { crcOk: boolean; messages: Array<Array<number>> }>()
     const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
     yield* cursor.pollBatches((b) => void out.set(`${b.clientId}/${b.batchSeq}`, { crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, messages: [] }))
-    yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => void out.get(`${m.batch.clientId}/${m.batch.batchSeq}`)!.messages.push([...m.payload]))
+    yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => void out.get(`${m.batch.clientId}/${m.batch.batchSeq}`)!.messages.push([...recordValue(m)]))
     return out
   })
   return { server, sequencer, logged }

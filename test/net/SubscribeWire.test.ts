@@ -19,7 +19,7 @@ import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import type { Subscription } from "../../src/services/net/Subscriber.js"
-import { header, makeBatch, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import { header, makeMessageBatch, regionCluster, smallConfig } from "../fixtures/log-harness.js"
 import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 const subscribe = (topic: string, from: Subscribe["from"] = "earliest", credit = 16, protocol = PROTOCOL_VERSION) =>
@@ -83,8 +83,8 @@ describe("Subscribing over TCP", () => {
   it.scopedLive("a DATA frame torn in flight is never delivered: with the broker's out-of-range after it, the pull fails LogOutOfRange", () =>
     Effect.gen(function*() {
       // A fake broker: SUBSCRIBED, one good batch, one whose bytes changed after its crc32c was taken, then the error.
-      const good = makeBatch([16, 16], 1)
-      const torn = makeBatch([16, 16], 2)
+      const good = makeMessageBatch([16, 16], 1)
+      const torn = makeMessageBatch([16, 16], 2)
       const sockets: Array<Socket> = []
       const withError = { value: true }
       const fake = createServer((socket) => {
@@ -143,7 +143,7 @@ describe("Subscribing over TCP", () => {
       // 16 × the Blog through the log; the fast subscriber keeps up, batch by batch.
       const batches = 16 * Math.ceil(smallConfig.blogBytes / (15 * 4008))
       for (let seq = 0; seq < batches; seq++) {
-        const batch = makeBatch(sizes, seq)
+        const batch = makeMessageBatch(sizes, seq)
         yield* a.append("t", header(1, 0, seq, batch), batch.payload)
         const got = yield* fastNext
         expect([got.offset, got.count]).toEqual([fastRead, 15])

@@ -14,8 +14,8 @@ import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
-import type { SubscriberBatch, SubscriberShape, Subscription } from "../../src/services/net/Subscriber.js"
-import { appendSimple, bell, drain, header, type LogCluster, makeBatch, memoryCluster, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import type { SubscriberBatch, SubscriberMessage, SubscriberShape, Subscription } from "../../src/services/net/Subscriber.js"
+import { appendMessages, bell, drain, header, type LogCluster, makeMessageBatch, memoryCluster, messageTime, regionCluster, smallConfig } from "../fixtures/log-harness.js"
 import * as ConsumersLayers from "../../src/layers/log/Consumers.js"
 import * as ConsumersMemoryLayers from "../../src/layers/log/ConsumersMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -105,11 +105,38 @@ const puller = (subscription: Subscription) =>
 /** The bytes `appendSimple` gives message i of batch `seq` (a pattern of the batch, the message and the byte). */
 const expectedPayload = (seq: number, i: number) => Uint8Array.from({ length: 8 + i }, (_, k) => (seq * 31 + i * 7 + k) & 0xff)
 
+/** Message i of batch `seq` carries a key when i % 3 is 1, two headers when it is 2, neither when 0. */
+const partsOf = (seq: number) => (i: number) =>
+  i % 3 === 1 ? { key: `k${seq}.${i}` } : i % 3 === 2 ? { headers: [["trace", `t${seq}.${i}`], ["raw", Uint8Array.of(0, 255, i)]] as const } : undefined
+
+/** Batch `seq` of `count` messages as a publisher builds it (values as `expectedPayload`, parts as `partsOf`). */
+const appendSimple = (appender: Parameters<typeof appendMessages>[0], topic: string, clientId: number, sessionEpoch: number, seq: number, count = 2) =>
+  appendMessages(appender, topic, clientId, sessionEpoch, seq, count, partsOf(seq))
+
+const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : new TextDecoder().decode(bytes))
+
+const viewOf = (m: SubscriberMessage) => ({
+  offset: m.offset,
+  timestamp: m.timestamp,
+  key: text(m.key),
+  headers: m.headers?.map((h) => [h.name, Array.from(h.value)]),
+  payload: Array.from(m.payload)
+})
+
 const messagesOf = (batch: SubscriberBatch) => {
-  const out: Array<{ offset: number; flags: number; payload: Array<number> }> = []
-  batch.forEach((m) => out.push({ offset: m.offset, flags: m.flags, payload: Array.from(m.payload) }))
+  const out: Array<ReturnType<typeof viewOf>> = []
+  batch.forEach((m) => out.push(viewOf(m)))
   return out
 }
+
+/** What message i of batch `seq` (at `offset`) reads as. */
+const expectedMessage = (seq: number, i: number, offset: number) => ({
+  offset,
+  timestamp: messageTime(seq, i),
+  key: i % 3 === 1 ? `k${seq}.${i}` : undefined,
+  headers: i % 3 === 2 ? [["trace", Array.from(new TextEncoder().encode(`t${seq}.${i}`))], ["raw", [0, 255, i]]] : undefined,
+  payload: Array.from(expectedPayload(seq, i))
+})
 
 for (const impl of impls) {
   describe(`Subscriber contract: ${impl.label}`, () => {
@@ -125,9 +152,15 @@ for (const impl of impls) {
         const next = yield* puller(subscription)
         const first = yield* next
         expect([first.offset, first.count, first.clientId, first.sessionEpoch]).toEqual([0, 3, 4, 1])
-        expect(messagesOf(first)).toEqual([0, 1, 2].map((i) => ({ offset: i, flags: i, payload: Array.from(expectedPayload(0, i)) })))
-        if (impl.zeroCopyOfRegion) for (const m of first) expect(m.payload.buffer).toBe(cluster.region!.memory.bytes.buffer)
+        expect(messagesOf(first)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
+        if (impl.zeroCopyOfRegion) {
+          for (const m of first) {
+            for (const view of [m.payload, m.key ?? m.payload, ...(m.headers ?? []).map((h) => h.value)]) expect(view.buffer).toBe(cluster.region!.memory.bytes.buffer)
+          }
+        }
         const kept = first.copy()
+        const keptMessages: Array<SubscriberMessage> = []
+        first.forEach((m) => keptMessages.push(m.copy()))
         const offsets: Array<number> = []
         for (const m of first) offsets.push(m.offset)
         for (let seq = 1; seq < 5; seq++) {
@@ -138,7 +171,8 @@ for (const impl of impls) {
           }
         }
         expect(offsets).toEqual(Array.from({ length: 15 }, (_, i) => i))
-        expect(messagesOf(kept).map((m) => m.payload)).toEqual([0, 1, 2].map((i) => Array.from(expectedPayload(0, i))))
+        expect(messagesOf(kept)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
+        expect(keptMessages.map(viewOf)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
         expect(subscription.position()).toBe(15)
         expect(yield* subscription.lag).toBe(0)
         expect(yield* subscriber.bounds("t")).toEqual({ earliest: 0, end: 15 })
@@ -157,8 +191,9 @@ for (const impl of impls) {
         const midNext = yield* puller(mid)
         const partial = yield* midNext
         expect([partial.offset, partial.count]).toEqual([6, 2])
-        expect(messagesOf(partial).map((m) => [m.offset, m.flags])).toEqual([[6, 2], [7, 3]])
-        expect(messagesOf(partial.copy()).map((m) => m.offset)).toEqual([6, 7])
+        // The batch's base timestamp lies in its first message, which this subscription skips.
+        expect(messagesOf(partial)).toEqual([expectedMessage(1, 2, 6), expectedMessage(1, 3, 7)])
+        expect(messagesOf(partial.copy())).toEqual([expectedMessage(1, 2, 6), expectedMessage(1, 3, 7)])
         expect((yield* midNext).offset).toBe(8)
         expect(yield* mid.lag).toBe(0)
 
@@ -235,16 +270,19 @@ for (const impl of impls) {
           const next = yield* puller(yield* subscriber.subscribe("t"))
           const first = yield* next
           const kept = first.copy()
+          const keptMessages: Array<SubscriberMessage> = []
+          for (const m of first) keptMessages.push(m.copy())
           // Big enough batches that the Blog wraps over batch 0's bytes.
           for (let seq = 1; seq <= 2 * smallConfig.pbrSlots; seq++) {
-            const batch = makeBatch([4096, 4096, 4096], seq)
+            const batch = makeMessageBatch([4096, 4096, 4096], seq)
             yield* a.append("t", header(1, 0, seq, batch), batch.payload)
             if (seq % 16 === 0) yield* drain(sequencer)
           }
           yield* drain(sequencer)
           const { earliest } = yield* subscriber.bounds("t")
           expect(yield* Effect.flip(next)).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest })
-          expect(messagesOf(kept).map((m) => m.payload)).toEqual([0, 1, 2].map((i) => Array.from(expectedPayload(0, i))))
+          expect(messagesOf(kept)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
+          expect(keptMessages.map(viewOf)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
         }))
     }
 

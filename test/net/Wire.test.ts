@@ -6,7 +6,11 @@ import {
   BatchBuilder,
   BufferPool,
   checkBatchPayload,
+  encodeParts,
   forEachMessage,
+  MAX_TIME_DELTA_MS,
+  MessageFlags,
+  type MessageRecord,
   messageRecordBytes
 } from "../../src/layers/net/BatchPayload.js"
 import { parseAddresses } from "../../src/layers/net/ClientConnection.js"
@@ -187,20 +191,60 @@ describe("control frames", () => {
   })
 })
 
+/** A message as published: value, time, and perhaps a key and headers. */
+const publishedMessage = fc.record({
+  value: fc.uint8Array({ maxLength: 300 }),
+  at: fc.nat({ max: 20_000_000 }),
+  key: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }),
+  headers: fc.option(fc.array(fc.tuple(fc.string({ maxLength: 12 }), fc.uint8Array({ maxLength: 30 })), { minLength: 1, maxLength: 4 }), { nil: undefined })
+})
+
+type Seen = { value: Array<number>; timestamp: number; key: Array<number> | undefined; headers: Array<[string, Array<number>]> | undefined }
+
+const seenOf = (m: MessageRecord): Seen => ({
+  value: [...m.payload],
+  timestamp: m.timestamp,
+  key: m.key === undefined ? undefined : [...m.key],
+  headers: m.headers?.map((h) => [h.name, [...h.value]])
+})
+
+/** A one-message batch whose first record's parts are written by hand (after its base timestamp). */
+const handMade = (flags: number, body: ReadonlyArray<number>, withBase = true) => {
+  const bodyBytes = (withBase ? 8 : 0) + body.length
+  const payload = new Uint8Array(messageRecordBytes(bodyBytes))
+  const view = new DataView(payload.buffer)
+  view.setUint32(0, bodyBytes, true)
+  view.setUint32(4, flags | (withBase ? MessageFlags.BASE_TIME : 0), true)
+  if (withBase) view.setFloat64(8, 1_700_000_000_000, true)
+  payload.set(body, withBase ? 16 : 8)
+  return payload
+}
+const u32le = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24]
+
 describe("batch payloads", () => {
-  it("what the builder seals, the checker accepts and the walker returns, message by message", () => {
-    fc.assert(fc.property(fc.array(fc.tuple(fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 2 ** 32 - 1 })), { minLength: 1, maxLength: 40 }), (messages) => {
+  it("what the builder seals, the checker accepts and the walker returns: value, key, headers and timestamp of each message", () => {
+    fc.assert(fc.property(fc.array(publishedMessage, { minLength: 1, maxLength: 40 }), fc.nat({ max: 2 ** 40 }), (messages, epoch) => {
       const builder = new BatchBuilder(new BufferPool(512, 4))
       const batches: Array<{ payload: Uint8Array; count: number; crc: number }> = []
-      const expected: Array<Array<[Array<number>, number]>> = [[]]
-      for (const [message, flags] of messages) {
-        if (!builder.fits(message.length)) {
+      const expected: Array<Array<Seen>> = [[]]
+      let base = 0
+      for (const { value, at, key, headers } of messages) {
+        const parts = encodeParts({ key, headers })
+        const timestamp = epoch + at
+        if (!builder.fits(value.length, parts?.bytes ?? 0, timestamp)) {
           const sealed = builder.seal()
           batches.push({ payload: sealed.payload, count: sealed.messageCount, crc: sealed.crc32c })
           expected.push([])
         }
-        builder.add(message, flags)
-        expected[expected.length - 1]!.push([[...message], flags])
+        if (builder.messageCount === 0) base = timestamp
+        builder.add(value, timestamp, parts)
+        expected[expected.length - 1]!.push({
+          value: [...value],
+          // A clock that stepped back is read as the batch's base.
+          timestamp: Math.max(base, timestamp),
+          key: key === undefined ? undefined : [...key],
+          headers: headers?.map(([name, v]) => [new TextDecoder().decode(new TextEncoder().encode(name)), [...v]])
+        })
       }
       const sealed = builder.seal()
       batches.push({ payload: sealed.payload, count: sealed.messageCount, crc: sealed.crc32c })
@@ -208,23 +252,39 @@ describe("batch payloads", () => {
         expect(checkBatchPayload(b.payload, b.count)).toBeUndefined()
         expect(b.crc).toBe(crc32c(b.payload, 0, b.payload.length))
         expect(b.payload.length <= 512 || b.count === 1).toBe(true)
-        const seen: Array<[Array<number>, number]> = []
-        forEachMessage(b.payload, b.count, (m, flags) => seen.push([[...m], flags]))
+        const seen: Array<Seen> = []
+        forEachMessage(b.payload, b.count, (m) => seen.push(seenOf(m)))
         return seen
       })).toEqual(expected)
     }))
+  })
+
+  it("a plain message costs its 8-byte record header; the batch's base timestamp rides on its first record", () => {
+    const builder = new BatchBuilder(new BufferPool(4096, 0))
+    builder.add(new Uint8Array(1024), 1_700_000_000_000)
+    builder.add(new Uint8Array(1024), 1_700_000_000_250)
+    const { payload } = builder.seal()
+    expect(payload.length).toBe(messageRecordBytes(8 + 1024) + messageRecordBytes(1024))
+    const times: Array<number> = []
+    forEachMessage(payload, 2, (m) => times.push(m.timestamp))
+    expect(times).toEqual([1_700_000_000_000, 1_700_000_000_250])
+    // A message past the largest delta the flags hold starts a new batch.
+    expect(builder.fits(8, 0, 1_700_000_000_000)).toBe(true)
+    builder.add(new Uint8Array(8), 1_700_000_000_000)
+    expect(builder.fits(8, 0, 1_700_000_000_000 + MAX_TIME_DELTA_MS)).toBe(true)
+    expect(builder.fits(8, 0, 1_700_000_000_000 + MAX_TIME_DELTA_MS + 1)).toBe(false)
   })
 
   it("a recycled buffer's old bytes never leak into padding", () => {
     const pool = new BufferPool(64, 1)
     pool.give(new Uint8Array(64).fill(0xff))
     const builder = new BatchBuilder(pool)
-    builder.add(new Uint8Array([1, 2, 3]), 5)
-    builder.add(new Uint8Array(0))
-    builder.add(new Uint8Array(9).fill(4))
+    builder.add(new Uint8Array([1, 2, 3]), 0)
+    builder.add(new Uint8Array(0), 0)
+    builder.add(new Uint8Array(9).fill(4), 0)
     const { payload } = builder.seal()
     expect([...payload]).toEqual([
-      3, 0, 0, 0, 5, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0,
+      11, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0,
       9, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0
     ])
@@ -235,7 +295,7 @@ describe("batch payloads", () => {
     builder.add(new Uint8Array(10))
     builder.add(new Uint8Array(3))
     const { payload } = builder.seal()
-    expect(payload.length).toBe(messageRecordBytes(10) + messageRecordBytes(3))
+    expect(payload.length).toBe(messageRecordBytes(18) + messageRecordBytes(3))
     expect(checkBatchPayload(payload, 2)).toBeUndefined()
     expect(checkBatchPayload(payload, 1)).toMatch(/follow the last/)
     expect(checkBatchPayload(payload, 3)).toMatch(/starts past|overruns/)
@@ -244,6 +304,53 @@ describe("batch payloads", () => {
     const overrun = payload.slice()
     new DataView(overrun.buffer).setUint32(0, 1000, true)
     expect(checkBatchPayload(overrun, 2)).toMatch(/overruns/)
+  })
+
+  it("the checker refuses key and header lengths that run past their record, unknown flags and a misplaced base timestamp", () => {
+    const { KEY, HEADERS, BASE_TIME } = MessageFlags
+    const header = (name: number, value: number, bytes: number) => [...u32le(name), ...u32le(value), ...Array<number>(bytes).fill(97)]
+    // Well-formed first: a 2-byte key and one header ("a" = "aa"), then a value.
+    expect(checkBatchPayload(handMade(KEY | HEADERS, [...u32le(2), 1, 2, ...u32le(11), ...header(1, 2, 3), 7]), 1)).toBeUndefined()
+    const cases: Array<[string, Uint8Array, RegExp]> = [
+      ["a key longer than its record", handMade(KEY, [...u32le(9), 1, 2]), /9-byte key overruns/],
+      ["a key length cut off", handMade(KEY, [1, 2]), /key length overruns/],
+      ["a key length near 2^32", handMade(KEY, [...u32le(2 ** 32 - 1), 1]), /key overruns/],
+      ["headers longer than the record", handMade(HEADERS, [...u32le(40), ...header(1, 1, 2)]), /40 bytes of headers overrun/],
+      ["a header name past the headers", handMade(HEADERS, [...u32le(10), ...header(5, 0, 2)]), /header 0 overruns/],
+      ["a header value past the headers", handMade(HEADERS, [...u32le(11), ...header(1, 2 ** 32 - 1, 3)]), /header 0 overruns/],
+      ["a header cut off", handMade(HEADERS, [...u32le(12), ...header(1, 2, 3), 0]), /header 1 overruns/],
+      ["an empty headers part", handMade(HEADERS, [...u32le(0)]), /no header/],
+      ["unknown flag bits", handMade(0x20, [1, 2, 3]), /unknown flag bits/],
+      ["no base timestamp on the first record", handMade(0, [1, 2, 3], false), /lacks the batch's base timestamp/],
+      ["a base timestamp that is not a time", (() => {
+        const p = handMade(0, [])
+        new DataView(p.buffer).setFloat64(8, Number.NaN, true)
+        return p
+      })(), /not a time/]
+    ]
+    for (const [label, payload, reason] of cases) expect(checkBatchPayload(payload, 1) ?? "accepted", label).toMatch(reason)
+    // A second record with a base timestamp of its own.
+    const builder = new BatchBuilder(new BufferPool(256, 0))
+    builder.add(new Uint8Array(16))
+    builder.add(new Uint8Array(16))
+    const { payload } = builder.seal()
+    const second = messageRecordBytes(24)
+    new DataView(payload.buffer, payload.byteOffset).setUint32(second + 4, BASE_TIME, true)
+    expect(checkBatchPayload(payload, 2)).toMatch(/message 1: only the first record/)
+  })
+
+  it("the checker never throws and the walker agrees with it, whatever the bytes", () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 8, maxLength: 200 }), fc.nat({ max: 6 }), (bytes, count) => {
+      const payload = bytes.subarray(0, bytes.length & ~7)
+      if (checkBatchPayload(payload, count) !== undefined) return
+      let walked = 0
+      forEachMessage(payload, count, (m) => {
+        walked++
+        expect(m.payload.byteOffset + m.payload.length).toBeLessThanOrEqual(payload.byteOffset + payload.length)
+        void m.headers
+      })
+      expect(walked).toBe(count)
+    }))
   })
 })
 

@@ -28,7 +28,7 @@ const publishLines = (lines: ReadonlyArray<string>) =>
     }))
     const decoder = new TextDecoder()
     const published: Array<string> = []
-    for (const batch of log.ordered("t")) forEachMessage(batch.payload, batch.messageCount, (m) => published.push(decoder.decode(m)))
+    for (const batch of log.ordered("t")) forEachMessage(batch.payload, batch.messageCount, (m) => published.push(decoder.decode(m.payload)))
     return { exit, published }
   })
 

@@ -11,6 +11,9 @@ import { uniqueRegion } from "../helpers/Processes.js"
 
 interface Line {
   readonly offset: number
+  readonly timestamp: number
+  readonly key?: string
+  readonly headers?: ReadonlyArray<{ readonly name: string; readonly value?: string; readonly valueBase64?: string }>
   readonly payloadBase64?: string
   readonly payload?: string
 }
@@ -51,6 +54,36 @@ describe("cxlog subscribe over TCP", () => {
       // Exactly --limit, from an offset, as text.
       const some = yield* runCli(["subscribe", "--brokers", brokers[1]!, "--topic", "t", "--from", "290", "--limit", "3"], env)
       expect(some.stdout.split("\n").filter((l) => l !== "").map((l) => Number(l.split("\t")[0]))).toEqual([290, 291, 292])
+    }))
+
+  it.scoped("a key and headers given to cxlog publish come out of cxlog subscribe --format json with each message's timestamp, locally and over TCP", () =>
+    Effect.gen(function*() {
+      const { env, brokers } = yield* cluster
+      const before = Date.now()
+      const published = yield* runCli(
+        ["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "5", "--message-bytes", "16", "--key", "order-17", "--header", "source=web", "--header", "note=a,b=c"],
+        env
+      )
+      expect(published.code, published.stderr).toBe(0)
+      const after = Date.now()
+      for (const args of [[], ["--brokers", brokers[1]!]]) {
+        const read = yield* runCli(["subscribe", "--topic", "t", "--limit", "5", "--format", "json", ...args], env)
+        expect(read.code, read.stderr).toBe(0)
+        const got = lines(read.stdout)
+        expect(got.map((l) => [l.offset, l.key, l.headers])).toEqual(
+          Array.from({ length: 5 }, (_, i) => [i, "order-17", [{ name: "source", value: "web" }, { name: "note", value: "a,b=c" }]])
+        )
+        for (const l of got) {
+          expect(l.timestamp).toBeGreaterThanOrEqual(before)
+          expect(l.timestamp).toBeLessThanOrEqual(after)
+          expect(Buffer.from(l.payloadBase64!, "base64").length).toBe(16)
+        }
+      }
+      // A plain message's line has no key or headers, only its offset, timestamp and value.
+      const plain = yield* runCli(["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "1", "--message-bytes", "16"], env)
+      expect(plain.code, plain.stderr).toBe(0)
+      const last = lines((yield* runCli(["subscribe", "--topic", "t", "--from", "5", "--limit", "1", "--format", "json"], env)).stdout)
+      expect(Object.keys(last[0]!).sort()).toEqual(["offset", "payloadBase64", "timestamp"])
     }))
 
   it.scopedLive("a named consumer tailing a publisher through a log 20 times smaller than the stream: its commits release retention as it reads, and it reads everything in order", () =>

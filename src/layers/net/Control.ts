@@ -6,7 +6,7 @@ import { Data, Either, Schema } from "effect"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType, MAX_ACK_PAYLOAD_BYTES } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
-export const PROTOCOL_VERSION = 5
+export const PROTOCOL_VERSION = 6
 
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
 

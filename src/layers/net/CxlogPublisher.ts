@@ -6,6 +6,7 @@
  * const publisher = await CxlogPublisher.open({ brokers: [{ host: "127.0.0.1", port: 7400 }], topic: "orders" })
  * await publisher.publish("hello")
  * const { offset } = await publisher.publish("one", { acked: true })   // once acknowledged: its place in the total order
+ * await publisher.publish("paid", { key: "order-17", headers: { source: "web" } })
  * await publisher.flush(5_000)   // rejects with PublishAckTimeout naming each broker's acked/sent counts
  * await publisher.close()
  * ```
@@ -14,6 +15,7 @@ import { Cause, type Effect, Exit, ManagedRuntime } from "effect"
 import * as PublisherLayers from "./Publisher.js"
 import {
   type InvalidPublisherOptions,
+  type MessageOptions,
   Publisher,
   PublisherClosed,
   type PublishAck,
@@ -51,17 +53,19 @@ export class CxlogPublisher {
   /**
    * Resolves once the message is in a batch (at once unless the in-flight window is full);
    * with `{ acked: true }`, once it is acknowledged, with its offset in the total order
-   * (rejects with `PublishAckTimeout` after `ackTimeoutMs`).
+   * (rejects with `PublishAckTimeout` after `ackTimeoutMs`). `key` and `headers` travel with
+   * it (strings as UTF-8); it is stamped with the time of this call.
    */
-  publish(payload: Uint8Array | string): Promise<void>
-  publish(payload: Uint8Array | string, options: { readonly acked: true }): Promise<PublishAck>
-  publish(payload: Uint8Array | string, options?: { readonly acked: true }): Promise<void | PublishAck> {
+  publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: false }): Promise<void>
+  publish(payload: Uint8Array | string, options: MessageOptions & { readonly acked: true }): Promise<PublishAck>
+  publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: boolean }): Promise<void | PublishAck> {
     const bytes = typeof payload === "string" ? encoder.encode(payload) : payload
-    if (options?.acked === true) return this.run(this.publisher.publishAcked(bytes))
-    const taken = this.publisher.tryPublish(bytes)
+    const message = options?.key === undefined && options?.headers === undefined ? undefined : options
+    if (options?.acked === true) return this.run(this.publisher.publishAcked(bytes, message))
+    const taken = this.publisher.tryPublish(bytes, message)
     if (taken === true) return accepted
     if (taken !== false) return Promise.reject(taken)
-    return this.run(this.publisher.publish(bytes))
+    return this.run(this.publisher.publish(bytes, message))
   }
 
   /** Resolves when everything published so far is acknowledged; rejects with `PublishAckTimeout` after `timeoutMs`. */

@@ -4,16 +4,16 @@
  *
  * ```ts
  * const subscriber = await CxlogSubscriber.open({ brokers: [{ host: "127.0.0.1", port: 7400 }], topic: "orders", consumer: "billing" })
- * for await (const message of subscriber) console.log(message.offset, message.text())
+ * for await (const message of subscriber) console.log(message.offset, message.timestamp, message.key, message.headers, message.text())
  * ```
  *
  * A message (and a batch) is a view of the received bytes, valid until the next iteration;
- * `copy()` keeps a batch, `payload.slice()` a message. With a consumer name, the batches
+ * `copy()` keeps one (a batch's, or a message's: its key, headers and value included). With a consumer name, the batches
  * iterated past are committed every 100 ms by default (`autoCommit`), and `commit()` commits
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Chunk, Effect, Exit, ManagedRuntime, Option, Scope, Stream } from "effect"
-import type { SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
+import type { MessageHeader, SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
@@ -25,17 +25,37 @@ export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, Subscri
   readonly signal?: AbortSignal
 }
 
-/** A message as the facade hands it out: `text()` decodes the payload as UTF-8. */
+/** A message as the facade hands it out: `text()` decodes the payload (the value) as UTF-8. */
 export interface CxlogMessage extends SubscriberMessage {
   readonly text: () => string
 }
 
+/** The subscription's reused message, with `text()`; its fields are the current message's. */
 class FacadeMessage implements CxlogMessage {
-  offset = 0
-  flags = 0
-  payload: Uint8Array = new Uint8Array(0)
+  current!: SubscriberMessage
+  get offset(): number {
+    return this.current.offset
+  }
+  get timestamp(): number {
+    return this.current.timestamp
+  }
+  get flags(): number {
+    return this.current.flags
+  }
+  get key(): Uint8Array | undefined {
+    return this.current.key
+  }
+  get headers(): ReadonlyArray<MessageHeader> | undefined {
+    return this.current.headers
+  }
+  get payload(): Uint8Array {
+    return this.current.payload
+  }
   text(): string {
-    return decoder.decode(this.payload)
+    return decoder.decode(this.current.payload)
+  }
+  copy(): SubscriberMessage {
+    return this.current.copy()
   }
 }
 
@@ -111,9 +131,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         throw error
       }
       for (const m of batch) {
-        message.offset = m.offset
-        message.flags = m.flags
-        message.payload = m.payload
+        message.current = m
         this.iterated = m.offset + 1
         yield message
         if (this.stop.signal.aborted) return

@@ -19,6 +19,7 @@ import {
   type BrokerLink,
   BrokerRejected,
   InvalidPublisherOptions,
+  type MessageOptions,
   MessageTooLarge,
   Publisher,
   PublisherClosed,
@@ -28,7 +29,7 @@ import {
   type PublishError,
   BrokersUnreachable
 } from "../../services/net/Publisher.js"
-import { BatchBuilder, BufferPool, messageRecordBytes } from "./BatchPayload.js"
+import { BatchBuilder, BufferPool, encodeParts, firstRecordBytes, type MessageParts } from "./BatchPayload.js"
 import {
   type BrokerAddress,
   type ClientConnection,
@@ -577,16 +578,22 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       restartSession()
     }
 
-    const tryPublish = (payload: Uint8Array): boolean | PublishError => {
+    /** A message too big for any batch (as the first of one, which also carries the batch's base timestamp). */
+    const tooLarge = (payload: Uint8Array, parts: MessageParts | undefined): MessageTooLarge | undefined => {
+      const bytes = payload.length + (parts === undefined ? 0 : parts.bytes)
+      return firstRecordBytes(bytes) > settings.maxBatchBytes ? new MessageTooLarge({ bytes, maxBatchBytes: settings.maxBatchBytes }) : undefined
+    }
+
+    /** Takes a message published at `timestamp`, its key and headers encoded in `parts`. */
+    const offer = (payload: Uint8Array, parts: MessageParts | undefined, timestamp: number): boolean | PublishError => {
       if (failure !== undefined) return failure
-      if (messageRecordBytes(payload.length) > settings.maxBatchBytes) {
-        return new MessageTooLarge({ bytes: payload.length, maxBatchBytes: settings.maxBatchBytes })
-      }
-      if (!builder.fits(payload.length)) {
+      const large = tooLarge(payload, parts)
+      if (large !== undefined) return large
+      if (!builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)) {
         if (inFlight >= window) return false
         seal()
       }
-      builder.add(payload)
+      builder.add(payload, timestamp, parts)
       counts.messages++
       // Nothing in flight: no ACK is coming to clock this batch out, so it goes now.
       if (inFlight === 0) seal()
@@ -594,41 +601,48 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return true
     }
 
+    const tryPublish = (payload: Uint8Array, message?: MessageOptions): boolean | PublishError => offer(payload, encodeParts(message), Date.now())
+
     /**
-     * `tryPublish` that also registers `resume` as the message's ACK waiter, with its index in
+     * `offer` that also registers `resume` as the message's ACK waiter, with its index in
      * the batch it lands in (the waiters of the open batch move to it when it seals).
      */
-    const publishAckedNow = (payload: Uint8Array, resume: AckWaiter["resume"]): boolean | PublishError => {
+    const publishAckedNow = (payload: Uint8Array, parts: MessageParts | undefined, timestamp: number, resume: AckWaiter["resume"]): boolean | PublishError => {
       if (failure !== undefined) return failure
-      if (messageRecordBytes(payload.length) > settings.maxBatchBytes) {
-        return new MessageTooLarge({ bytes: payload.length, maxBatchBytes: settings.maxBatchBytes })
-      }
-      if (!builder.fits(payload.length) && inFlight >= window) return false
-      // Registered before `tryPublish`, which may seal the batch (taking its waiters along).
-      const index = builder.fits(payload.length) ? builder.messageCount : 0
+      const large = tooLarge(payload, parts)
+      if (large !== undefined) return large
+      const fits = builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)
+      if (!fits && inFlight >= window) return false
+      // Registered before `offer`, which may seal the batch (taking its waiters along).
+      const index = fits ? builder.messageCount : 0
       if (index === 0 && builder.messageCount > 0) seal()
       ;(openAckWaiters ??= []).push({ index, resume })
-      return tryPublish(payload)
+      return offer(payload, parts, timestamp)
     }
 
-    const publishAcked = (payload: Uint8Array): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> =>
-      Effect.suspend(function attempt(): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> {
-        let settled: Either.Either<PublishAck, PublishError> | undefined
-        let resumeCaller: ((result: Either.Either<PublishAck, PublishError>) => void) | undefined
-        const taken = publishAckedNow(payload, (result) => {
-          settled = result
-          resumeCaller?.(result)
-        })
-        if (taken === false) return Effect.zipRight(writable, Effect.suspend(attempt))
-        if (taken !== true) return Effect.fail(taken)
-        const acked = Effect.async<PublishAck, PublishError>((resume) => {
-          if (settled !== undefined) return resume(settled)
-          resumeCaller = resume
-          return Effect.sync(() => {
-            resumeCaller = undefined
+    const publishAcked = (payload: Uint8Array, message?: MessageOptions): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> =>
+      Effect.suspend(() => {
+        // Stamped once, at publish: a wait for window room does not move it.
+        const parts = encodeParts(message)
+        const timestamp = Date.now()
+        return Effect.suspend(function attempt(): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> {
+          let settled: Either.Either<PublishAck, PublishError> | undefined
+          let resumeCaller: ((result: Either.Either<PublishAck, PublishError>) => void) | undefined
+          const taken = publishAckedNow(payload, parts, timestamp, (result) => {
+            settled = result
+            resumeCaller?.(result)
           })
+          if (taken === false) return Effect.zipRight(writable, Effect.suspend(attempt))
+          if (taken !== true) return Effect.fail(taken)
+          const acked = Effect.async<PublishAck, PublishError>((resume) => {
+            if (settled !== undefined) return resume(settled)
+            resumeCaller = resume
+            return Effect.sync(() => {
+              resumeCaller = undefined
+            })
+          })
+          return withinAckTimeout(acked, settings.ackTimeoutMs)
         })
-        return withinAckTimeout(acked, settings.ackTimeoutMs)
       })
 
     const brokerCounts = (): ReadonlyArray<BrokerLink> =>
@@ -676,12 +690,17 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
     const writable: Effect.Effect<void, PublishError | PublishAckTimeout> = awaitRoom(() => inFlight < window || builder.messageCount === 0)
 
-    const publish = (payload: Uint8Array): Effect.Effect<void, PublishError | PublishAckTimeout> =>
-      Effect.suspend(function attempt(): Effect.Effect<void, PublishError | PublishAckTimeout> {
-        const taken = tryPublish(payload)
-        if (taken === true) return Effect.void
-        if (taken !== false) return Effect.fail(taken)
-        return Effect.zipRight(writable, Effect.suspend(attempt))
+    const publish = (payload: Uint8Array, message?: MessageOptions): Effect.Effect<void, PublishError | PublishAckTimeout> =>
+      Effect.suspend(() => {
+        // Stamped once, at publish: a wait for window room does not move it.
+        const parts = encodeParts(message)
+        const timestamp = Date.now()
+        return Effect.suspend(function attempt(): Effect.Effect<void, PublishError | PublishAckTimeout> {
+          const taken = offer(payload, parts, timestamp)
+          if (taken === true) return Effect.void
+          if (taken !== false) return Effect.fail(taken)
+          return Effect.zipRight(writable, Effect.suspend(attempt))
+        })
       })
 
     const flush = (timeoutMs: number): Effect.Effect<void, PublishError | PublishAckTimeout> =>

@@ -2,15 +2,32 @@
  * The batch a subscriber hands out (`SubscriberBatch`): a view of one stored batch payload —
  * in the region, the in-memory log, or a socket's receive buffer — from the first message the
  * subscription delivers. One object per subscription, re-aimed for every batch (`aim`); its
- * framing is checked before it is handed out, so walking it needs no further bounds checks.
+ * framing and every record's parts are checked before it is handed out, so walking it needs
+ * no further bounds checks.
  */
-import type { SubscriberBatch, SubscriberMessage } from "../../services/net/Subscriber.js"
-import { checkBatchPayload, MESSAGE_HEADER_BYTES, messageRecordBytes } from "./BatchPayload.js"
+import type { MessageHeader, SubscriberBatch, SubscriberMessage } from "../../services/net/Subscriber.js"
+import { baseTimestamp, checkBatchPayload, MessageRecord } from "./BatchPayload.js"
 
-class MessageView implements SubscriberMessage {
+class MessageView extends MessageRecord implements SubscriberMessage {
   offset = 0
-  flags = 0
-  payload: Uint8Array = new Uint8Array(0)
+
+  copy(): SubscriberMessage {
+    return ownedMessage(this)
+  }
+}
+
+/** A message that owns its bytes. */
+const ownedMessage = (m: SubscriberMessage): SubscriberMessage => {
+  const owned: SubscriberMessage = {
+    offset: m.offset,
+    timestamp: m.timestamp,
+    flags: m.flags,
+    key: m.key?.slice(),
+    headers: m.headers?.map((h): MessageHeader => ({ name: h.name, value: h.value.slice() })),
+    payload: m.payload.slice(),
+    copy: () => owned
+  }
+  return owned
 }
 
 export class BatchView implements SubscriberBatch {
@@ -19,10 +36,13 @@ export class BatchView implements SubscriberBatch {
   clientId = 0
   sessionEpoch = 0
   bytes = 0
-  /** The whole stored payload (messages before `offset` included) and its message count. */
+  /** The whole stored payload (messages before `offset` included), its message count and first offset. */
   private payload: Uint8Array = new Uint8Array(0)
   private view: DataView = new DataView(new ArrayBuffer(0))
-  private skip = 0
+  private messageCount = 0
+  private firstOffset = 0
+  /** The batch's base timestamp (its first record carries it). */
+  private base = 0
   /** Byte position of the first delivered message in `payload`. */
   private first = 0
   private readonly message = new MessageView()
@@ -38,48 +58,47 @@ export class BatchView implements SubscriberBatch {
     if (malformed !== undefined) return malformed
     this.payload = payload
     this.view = new DataView(payload.buffer, payload.byteOffset, payload.length)
-    this.skip = Math.min(messageCount, Math.max(0, from - firstOffset))
-    this.offset = firstOffset + this.skip
-    this.count = messageCount - this.skip
+    this.messageCount = messageCount
+    this.firstOffset = firstOffset
+    this.base = baseTimestamp(this.view)
+    const skip = Math.min(messageCount, Math.max(0, from - firstOffset))
+    this.offset = firstOffset + skip
+    this.count = messageCount - skip
     this.clientId = clientId
     this.sessionEpoch = sessionEpoch
     let at = 0
-    for (let i = 0; i < this.skip; i++) at += messageRecordBytes(this.view.getUint32(at, true))
+    for (let i = 0; i < skip; i++) at += 8 + ((this.view.getUint32(at, true) + 7) & ~7)
     this.first = at
     this.bytes = payload.length - at
     return undefined
   }
 
   forEach(onMessage: (message: SubscriberMessage) => void): void {
-    const { view, payload, message } = this
+    const { view, payload, message, base } = this
     let at = this.first
     for (let i = 0; i < this.count; i++) {
-      const length = view.getUint32(at, true)
       message.offset = this.offset + i
-      message.flags = view.getUint32(at + 4, true)
-      message.payload = payload.subarray(at + MESSAGE_HEADER_BYTES, at + MESSAGE_HEADER_BYTES + length)
+      const bytes = message.load(payload, view, at, base)
       onMessage(message)
-      at += messageRecordBytes(length)
+      at += bytes
     }
   }
 
   *[Symbol.iterator](): Iterator<SubscriberMessage> {
-    const { view, payload, message } = this
+    const { view, payload, message, base } = this
     let at = this.first
     for (let i = 0; i < this.count; i++) {
-      const length = view.getUint32(at, true)
       message.offset = this.offset + i
-      message.flags = view.getUint32(at + 4, true)
-      message.payload = payload.subarray(at + MESSAGE_HEADER_BYTES, at + MESSAGE_HEADER_BYTES + length)
+      const bytes = message.load(payload, view, at, base)
       yield message
-      at += messageRecordBytes(length)
+      at += bytes
     }
   }
 
+  /** The whole stored payload is copied: the messages skipped hold the base timestamp. */
   copy(): SubscriberBatch {
     const owned = new BatchView(this.topic)
-    const bytes = this.payload.slice(this.first)
-    owned.aim(bytes, this.count, this.offset, this.offset, this.clientId, this.sessionEpoch)
+    owned.aim(this.payload.slice(), this.messageCount, this.firstOffset, this.offset, this.clientId, this.sessionEpoch)
     return owned
   }
 }

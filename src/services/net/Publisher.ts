@@ -18,10 +18,11 @@
  * it. Closing sends CLOSE, which releases the session once its batches are ordered.
  */
 import { Context, Data, type Effect } from "effect"
+import type { HeadersInit } from "../../layers/net/BatchPayload.js"
 import type { AckLevel, WireErrorCode } from "../../layers/net/Control.js"
 import type { BrokerAddress, ClientSecurity } from "../../layers/net/ClientConnection.js"
 
-export type { BrokerAddress }
+export type { BrokerAddress, HeadersInit }
 
 export interface PublisherOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
@@ -94,20 +95,31 @@ export interface PublishAck {
   readonly offset: number | undefined
 }
 
+/** What a message may carry besides its value (docs/protocol.md, "Messages"). */
+export interface MessageOptions {
+  /** Its key: bytes, or a string sent as UTF-8. */
+  readonly key?: Uint8Array | string
+  /** Its headers, in order: `[name, value]` pairs or an object; values are bytes or strings (UTF-8). */
+  readonly headers?: HeadersInit
+}
+
 export interface PublisherShape {
   readonly clientId: number
-  /** Adds a message to the current batch; waits while the in-flight window is full (bounded by `ackTimeoutMs`). */
-  readonly publish: (payload: Uint8Array) => Effect.Effect<void, PublishError | PublishAckTimeout>
+  /**
+   * Adds a message (stamped with the time now) to the current batch; waits while the in-flight
+   * window is full (bounded by `ackTimeoutMs`).
+   */
+  readonly publish: (payload: Uint8Array, message?: MessageOptions) => Effect.Effect<void, PublishError | PublishAckTimeout>
   /**
    * `publish`, then waits for this message's ACK (bounded by `ackTimeoutMs`) and gives its
    * offset. Costs a waiter per message: plain `publish` keeps the hot path free of it.
    */
-  readonly publishAcked: (payload: Uint8Array) => Effect.Effect<PublishAck, PublishError | PublishAckTimeout>
+  readonly publishAcked: (payload: Uint8Array, message?: MessageOptions) => Effect.Effect<PublishAck, PublishError | PublishAckTimeout>
   /**
    * The same without an Effect per message: `true` if taken, `false` if the window is full
    * (then wait with `writable`), or the error `publish` would fail with.
    */
-  readonly tryPublish: (payload: Uint8Array) => boolean | PublishError
+  readonly tryPublish: (payload: Uint8Array, message?: MessageOptions) => boolean | PublishError
   /** Resolves once `tryPublish` can take a message again. */
   readonly writable: Effect.Effect<void, PublishError | PublishAckTimeout>
   /** Seals the current batch and waits until everything published is acknowledged at the ack level. */

@@ -18,13 +18,31 @@ import type { LogOutOfRange } from "../log/LogReader.js"
 import type { LogCorrupt, TopicNotFound } from "../log/Topics.js"
 import type { ConsumerError } from "../log/Consumers.js"
 
-/** One message of a batch; the same object is reused for every message of a subscription. */
+/** One header of a message: its name, and its value as a zero-copy view (valid as long as its batch). */
+export interface MessageHeader {
+  readonly name: string
+  readonly value: Uint8Array
+}
+
+/**
+ * One message of a batch; the same object is reused for every message of a subscription, and
+ * its views (`payload`, `key`, header values) are valid as long as the batch: `copy()` keeps one.
+ */
 export interface SubscriberMessage {
   /** Its offset in the topic's total order. */
   readonly offset: number
+  /** When it was published (taken at `publish`): ms since the epoch. */
+  readonly timestamp: number
+  /** The parts its record carries (`MessageFlags` in BatchPayload.ts: bit 1 key, bit 2 headers). */
   readonly flags: number
-  /** A zero-copy view of the payload, valid as long as its batch. */
+  /** Its key, if it was published with one (a zero-copy view). */
+  readonly key: Uint8Array | undefined
+  /** Its headers in the order given, if any (names decoded as UTF-8, values zero-copy views). */
+  readonly headers: ReadonlyArray<MessageHeader> | undefined
+  /** A zero-copy view of the value. */
   readonly payload: Uint8Array
+  /** An independent copy of this message (its bytes included), valid for ever. */
+  readonly copy: () => SubscriberMessage
 }
 
 /** Consecutive messages of the total order (one batch as it was published, less any before the subscription's start). */
@@ -39,7 +57,7 @@ export interface SubscriberBatch {
   readonly sessionEpoch: number
   /** Payload bytes of the messages delivered (their record headers included). */
   readonly bytes: number
-  /** Each message in order; `message` is reused, so keep `message.payload.slice()` (or `copy()` the batch), not the object. */
+  /** Each message in order; `message` is reused, so keep `message.copy()` (or `copy()` the batch), not the object. */
   readonly forEach: (onMessage: (message: SubscriberMessage) => void) => void
   /** The same, as an iterator (one reused message object). */
   readonly [Symbol.iterator]: () => Iterator<SubscriberMessage>
