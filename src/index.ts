@@ -11,6 +11,7 @@ export {
   BrokerRejected,
   BrokersUnreachable,
   InvalidPublisherOptions,
+  type MessageOptions,
   MessageTooLarge,
   Publisher,
   type PublishAck,
@@ -28,6 +29,7 @@ export {
   CommitRejected,
   type SubscribeError,
   Subscriber,
+  type MessageHeader,
   type SubscriberBatch,
   SubscriberBrokersUnreachable,
   SubscriberConnectionFailed,
@@ -45,7 +47,7 @@ export * as ConsumersMemoryLayers from "./layers/log/ConsumersMemory.js"
 export { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "./services/net/Broker.js"
 export * as BrokerLayers from "./layers/net/Broker.js"
 export * as BrokerLogMemoryLayers from "./layers/net/BrokerLogMemory.js"
-export { checkBatchPayload, forEachMessage, messageRecordBytes } from "./layers/net/BatchPayload.js"
+export { checkBatchPayload, forEachMessage, type HeadersInit, MessageFlags, MessageRecord, messageRecordBytes } from "./layers/net/BatchPayload.js"
 export { parseAddresses } from "./layers/net/ClientConnection.js"
 export { PROTOCOL_VERSION } from "./layers/net/Control.js"
 export * from "./services/control/Rings.js"

@@ -6,6 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
+import { BatchBuilder, BufferPool, encodeParts } from "../../src/layers/net/BatchPayload.js"
+import { BatchView } from "../../src/layers/net/SubscriberBatch.js"
+import { formatLine } from "../../src/programs/Subscribe.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -32,6 +35,29 @@ const cluster = Effect.gen(function*() {
     ports.push((yield* broker.event("listening"))["port"] as number)
   }
   return { env, brokers: ports.map((p) => `127.0.0.1:${p}`) }
+})
+
+describe("cxlog subscribe --format", () => {
+  it("json: offset and timestamp, then the key and headers a message has, each as text or, when not UTF-8, base64", () => {
+    const builder = new BatchBuilder(new BufferPool(1024, 0))
+    const bytes = (s: string) => new TextEncoder().encode(s)
+    builder.add(bytes("v"), 1_700_000_000_000, encodeParts({ key: "k", headers: [["a", "x,y=z"], ["bin", Uint8Array.of(0xff)]] }))
+    builder.add(Uint8Array.of(0xfe), 1_700_000_000_005, encodeParts({ key: Uint8Array.of(0xff) }))
+    builder.add(bytes("plain"), 1_700_000_000_009)
+    const { payload, messageCount } = builder.seal()
+    const view = new BatchView("t")
+    expect(view.aim(payload, messageCount, 40, 40, 1, 1)).toBeUndefined()
+    const out: Array<unknown> = []
+    view.forEach((m) => out.push(JSON.parse(formatLine("json", m))))
+    expect(out).toEqual([
+      { offset: 40, timestamp: 1_700_000_000_000, key: "k", headers: [{ name: "a", value: "x,y=z" }, { name: "bin", valueBase64: "/w==" }], payload: "v" },
+      { offset: 41, timestamp: 1_700_000_000_005, keyBase64: "/w==", payloadBase64: "/g==" },
+      { offset: 42, timestamp: 1_700_000_000_009, payload: "plain" }
+    ])
+    const text: Array<string> = []
+    view.forEach((m) => text.push(formatLine("text", m)))
+    expect(text).toEqual(["40\tv\n", "41\t/g==\n", "42\tplain\n"])
+  })
 })
 
 describe("cxlog subscribe over TCP", () => {
