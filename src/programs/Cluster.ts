@@ -96,11 +96,14 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
     const exit = yield* Deferred.make<never, RoleFailed>()
     let stderr = ""
     let reported: ReportedError | undefined
+    /** Why the child exited, once it has: an event first asked for after that fails at once. */
+    let exitReason: string | undefined
     const deferredFor = (kind: string) => {
       let d = seen.get(kind)
       if (d === undefined) {
         d = Deferred.unsafeMake<RoleEvent, RoleFailed>(FiberId.none)
         seen.set(kind, d)
+        if (exitReason !== undefined) Deferred.unsafeDone(d, Effect.fail(failed(exitReason, `its "${kind}" event`)))
       }
       return d
     }
@@ -130,7 +133,7 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
       Deferred.unsafeDone(deferredFor(event.event), Effect.succeed(event))
     })
     child.on("exit", (code, signal) => {
-      const reason = `exited with ${signal ?? `code ${code}`}`
+      const reason = exitReason = `exited with ${signal ?? `code ${code}`}`
       Deferred.unsafeDone(exit, Effect.fail(failed(reason, "it to finish")))
       for (const [kind, d] of seen) Deferred.unsafeDone(d, Effect.fail(failed(reason, `its "${kind}" event`)))
     })

@@ -2,8 +2,9 @@
  * The remote auditing subscriber of `cxlog run` / `cxlog bench --remote-subscribers N`: it
  * reads a topic's total order over TCP from the brokers (the remote Subscriber) and audits it
  * like the local subscriber (Audit.ts), reading to the log's end as of the orchestrator's
- * `publishersDone`. It is anonymous, so it holds no retention: one that falls out of the
- * retained window fails with the Subscriber's typed `LogOutOfRange`, never a hang.
+ * `publishersDone`. As a named consumer (`cxlog run` names each) its commits hold retention, so
+ * the publishers wait for it; anonymous, it holds none, and one that falls out of the retained
+ * window fails with the Subscriber's typed `LogOutOfRange`, never a hang.
  *
  * The batches are audited in a fiber of their own as they arrive (each view is valid only
  * until the next pull); the main loop only watches the position, the end and the idle bound.
@@ -24,12 +25,17 @@ export interface RemoteAuditOptions {
   /** Stop (what is missing then is "not delivered") when nothing new arrives for this long. */
   readonly idleTimeoutMs: number
   readonly reportEveryMs: number
+  /** Read as this named consumer (committing as it goes), so retention waits for it. */
+  readonly consumer?: string
 }
 
 export const remoteAudit = (options: RemoteAuditOptions) =>
   Effect.gen(function*() {
     const subscriber = yield* Subscriber
-    const subscription = yield* subscriber.subscribe(options.topic, { from: "earliest" })
+    const subscription = yield* subscriber.subscribe(options.topic, {
+      from: "earliest",
+      ...(options.consumer === undefined ? {} : { consumer: options.consumer })
+    })
     report({ event: "subscribed", position: subscription.start })
     const audit = makeAudit(options.publishers, options.perPublisher)
     let messages = 0

@@ -177,7 +177,8 @@ export const run = (options: RunOptions) =>
       )
       : undefined
     if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000).pipe(whileAlive([...heads, ...brokers], "the subscriber to subscribe"))
-    // Remote subscribers: anonymous (they hold no retention), each trying the brokers from its own first one.
+    // Remote subscribers: each a named consumer (its commits hold retention, so it reads everything while the
+    // publishers wait for it, as a durable reader would), each trying the brokers from its own first one.
     const remotes = yield* Effect.forEach(Array.from({ length: options.remoteSubscribers ?? 0 }, (_, i) => i), (i) =>
       spawnRole(`remote subscriber ${i}`, [
         "subscribe",
@@ -191,7 +192,9 @@ export const run = (options: RunOptions) =>
         `${messages}`,
         "--idle-timeout-ms",
         "30000",
-        "--until-publishers-done"
+        "--until-publishers-done",
+        "--consumer",
+        `run-remote-${i}`
       ], env))
     yield* Effect.forEach(remotes, (r) => r.event("subscribed", 20_000)).pipe(whileAlive([...heads, ...brokers], "the remote subscribers to subscribe"))
     const publisher = yield* spawnRole("publisher", [
@@ -300,9 +303,11 @@ export const run = (options: RunOptions) =>
     )
     // Any role dying before it is done fails the run at once, naming it, what the run waited for, and its last output.
     const essential = [...heads, ...brokers.filter((_, i) => i !== kill?.index)]
-    const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive(essential, "the publisher to finish"), Effect.raceFirst(takenOver))
+    // A subscriber gone before the publishers are done failed (out of retention, say): the run fails now, naming it.
+    const readers = [...(subscriber === undefined ? [] : [subscriber]), ...remotes]
+    const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive([...essential, ...readers], "the publisher to finish"), Effect.raceFirst(takenOver))
     // Everything is acked: the subscriber now reads to the log's end, duplicates after the last distinct message included.
-    for (const s of [...(subscriber === undefined ? [] : [subscriber]), ...remotes]) if (s.child.connected) s.child.send({ event: "publishersDone" })
+    for (const s of readers) if (s.child.connected) s.child.send({ event: "publishersDone" })
     const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(whileAlive(essential, "the subscriber's audit"))
     // A remote subscriber that fell out of retention fails (LogOutOfRange) and so fails the run, naming it.
     const remoteAudits = yield* Effect.forEach(remotes, (r) =>

@@ -513,7 +513,8 @@ const subscribeCommand = Cli.command({
           perPublisher: o.auditMessages,
           publishersDone: publishersDone?.said ?? (() => false),
           idleTimeoutMs: o.idleTimeoutMs,
-          reportEveryMs: 250
+          reportEveryMs: 250,
+          ...(o.consumer === undefined ? {} : { consumer: o.consumer })
         })
         if (!audited.passed) return yield* Effect.fail(new Error("audit failed"))
         return
