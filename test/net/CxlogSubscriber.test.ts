@@ -5,6 +5,7 @@ import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
+import type { SubscriberMessage } from "../../src/services/net/Subscriber.js"
 
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
@@ -17,17 +18,27 @@ describe("CxlogSubscriber", () => {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
         const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
-        for (let i = 0; i < 10; i++) await publisher.publish(`message ${i}`)
+        const before = Date.now()
+        // Even messages carry a key (odd ones a header): strings go as UTF-8.
+        for (let i = 0; i < 10; i++) await publisher.publish(`message ${i}`, i % 2 === 0 ? { key: `k${i}` } : { headers: [["n", `${i}`]] })
         await publisher.flush(5_000)
         await publisher.close()
+        const after = Date.now()
 
         const subscriber = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader", autoCommit: "off" })
         const seen: Array<string> = []
+        const copies: Array<SubscriberMessage> = []
+        const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? "-" : new TextDecoder().decode(bytes))
         for await (const message of subscriber) {
-          seen.push(`${message.offset}:${message.text()}`)
+          seen.push(`${message.offset}:${message.text()}:${text(message.key)}:${message.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"}`)
+          expect(message.timestamp).toBeGreaterThanOrEqual(before)
+          expect(message.timestamp).toBeLessThanOrEqual(after)
+          copies.push(message.copy())
           if (message.offset === 5) break
         }
-        expect(seen).toEqual(Array.from({ length: 6 }, (_, i) => `${i}:message ${i}`))
+        const expected = Array.from({ length: 6 }, (_, i) => `${i}:message ${i}:${i % 2 === 0 ? `k${i}:-` : `-:n=${i}`}`)
+        expect(seen).toEqual(expected)
+        expect(copies.map((m) => `${m.offset}:${text(m.payload)}:${text(m.key)}:${m.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"}`)).toEqual(expected)
         await subscriber.commit(4)
         expect(await subscriber.lag()).toBe(10 - subscriber.position)
         await expect(subscriber.commit(100)).rejects.toMatchObject({ _tag: "CommitRejected" })
