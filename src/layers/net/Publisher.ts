@@ -1,7 +1,7 @@
 /**
  * The publisher over TCP broker connections (see services/Publisher.ts for the contract).
  * All state is plain mutable data touched from socket callbacks and fibers on the one JS
- * thread; per message the work is a copy into the batch buffer, per batch a seal (crc32c)
+ * thread; per message the work is a timestamp and a copy into the batch buffer, per batch a seal (crc32c)
  * and one header allocation per send. A message's path: `tryPublish` → the open batch →
  * `seal` → `dispatch` (`choose` a link) → `transmit` → the broker; back: an ACK frame →
  * `acknowledge` → `complete` → `afterProgress` (window room, waiters woken).

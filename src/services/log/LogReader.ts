@@ -34,11 +34,15 @@ export interface LogMessageView {
   /** Index within its batch. */
   readonly index: number
   readonly flags: number
-  /** The payload is bytes[offset, offset + length). */
+  /**
+   * The record's body is bytes[offset, offset + length): the log does not look inside it. A
+   * key, headers and (on a batch's first record) the batch's base timestamp precede the value
+   * (docs/protocol.md, "Messages"); the Subscriber and `MessageRecord` decode them.
+   */
   readonly bytes: Uint8Array
   readonly offset: number
   readonly length: number
-  /** A zero-copy view of the payload. */
+  /** A zero-copy view of the body. */
   readonly payload: Uint8Array
 }
 
