@@ -6,14 +6,14 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { publish } from "../../src/programs/Publish.js"
+import { publish, type PublishOptions } from "../../src/programs/Publish.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 
 async function* linesOf(lines: ReadonlyArray<string>) {
   yield* lines
 }
 
-const publishLines = (lines: ReadonlyArray<string>) =>
+const publishLines = (lines: ReadonlyArray<string>, message?: PublishOptions["message"]) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
     const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
@@ -24,12 +24,19 @@ const publishLines = (lines: ReadonlyArray<string>) =>
       publisherIndex: 0,
       flushTimeoutMs: 10_000,
       reportEveryMs: 60_000,
-      report: () => {}
+      report: () => {},
+      ...(message === undefined ? {} : { message })
     }))
     const decoder = new TextDecoder()
     const published: Array<string> = []
-    for (const batch of log.ordered("t")) forEachMessage(batch.payload, batch.messageCount, (m) => published.push(decoder.decode(m.payload)))
-    return { exit, published }
+    const parts: Array<string> = []
+    for (const batch of log.ordered("t")) {
+      forEachMessage(batch.payload, batch.messageCount, (m) => {
+        published.push(decoder.decode(m.payload))
+        parts.push(`${m.key === undefined ? "-" : decoder.decode(m.key)} ${m.headers?.map((h) => `${h.name}=${decoder.decode(h.value)}`).join(",") ?? "-"}`)
+      })
+    }
+    return { exit, published, parts }
   })
 
 describe("cxlog publish (lines)", () => {
@@ -38,6 +45,14 @@ describe("cxlog publish (lines)", () => {
       const { exit, published } = yield* publishLines(["a", "", "c"])
       expect(Exit.isSuccess(exit)).toBe(true)
       expect(published).toEqual(["a", "", "c"])
+    }))
+
+  it.scopedLive("--key and --header go with every line", () =>
+    Effect.gen(function*() {
+      const { exit, published, parts } = yield* publishLines(["a", "b"], { key: "k", headers: [["source", "cli"], ["note", "x,y"]] })
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(published).toEqual(["a", "b"])
+      expect(parts).toEqual(["k source=cli,note=x,y", "k source=cli,note=x,y"])
     }))
 
   it.scopedLive("an oversized line fails the command naming it; the lines before it are published, none after it", () =>
