@@ -16,7 +16,7 @@ import { type AuditResult, makeAudit } from "./Audit.js"
 import { report, reportFailure } from "./Report.js"
 
 export interface RemoteAuditOptions {
-  readonly remote: Pick<RemoteSubscriberOptions, "brokers" | "credentials">
+  readonly remote: Pick<RemoteSubscriberOptions, "brokers" | "credentials" | "tls">
   readonly topic: string
   readonly publishers: number
   readonly perPublisher: number

@@ -165,7 +165,7 @@ export interface PrintOptions {
   readonly topic: string
   readonly from: number | "earliest" | "latest"
   /** Read over TCP from these brokers (with these credentials); without, read the region in place. */
-  readonly remote?: Pick<RemoteSubscriberOptions, "brokers" | "credentials">
+  readonly remote?: Pick<RemoteSubscriberOptions, "brokers" | "credentials" | "tls">
   readonly region: RegionAccess
   /** Read as this named consumer: it resumes where it committed, and commits what was printed. */
   readonly consumer?: string

@@ -90,7 +90,7 @@ const readPem = (flag: string, path: string) =>
 export const clientSecurity = (o: ClientSecurityFlags) =>
   Effect.gen(function*() {
     if ((o.tlsClientCert === undefined) !== (o.tlsClientKey === undefined)) {
-      return yield* failUsage("cxlog publish: --tls-client-cert and --tls-client-key go together")
+      return yield* failUsage("--tls-client-cert and --tls-client-key go together")
     }
     let credentials: Credentials | undefined
     if (o.secretFile !== undefined) {

@@ -455,6 +455,9 @@ const subscribeCommand = Cli.command({
       description: "text: offset TAB payload; json: one object per line with offset and payload (base64 when not UTF-8)"
     }),
     secretFile,
+    tlsCa,
+    tlsClientCert,
+    tlsClientKey,
     from: Cli.custom("from", "earliest|latest|OFFSET", parseFrom, {
       default: "earliest",
       shown: "earliest",
@@ -484,10 +487,8 @@ const subscribeCommand = Cli.command({
     Effect.gen(function*() {
       exitWithParent()
       if (o.auditPublishers === 0) {
-        const { credentials } = yield* clientSecurity({ ...o, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined })
-        const remote = o.brokers === undefined
-          ? undefined
-          : { brokers: parseAddresses(o.brokers), ...(credentials === undefined ? {} : { credentials }) }
+        const security = yield* clientSecurity(o)
+        const remote = o.brokers === undefined ? undefined : { brokers: parseAddresses(o.brokers), ...security }
         yield* printTopic({
           topic: o.topic,
           from: o.from,
@@ -505,9 +506,9 @@ const subscribeCommand = Cli.command({
         : undefined
       if (o.brokers !== undefined) {
         // `run --remote-subscribers`: audit over TCP, as the local user (the region's secret file).
-        const { credentials } = yield* clientSecurity({ ...o, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined })
+        const security = yield* clientSecurity(o)
         const audited = yield* remoteAudit({
-          remote: { brokers: parseAddresses(o.brokers), ...(credentials === undefined ? {} : { credentials }) },
+          remote: { brokers: parseAddresses(o.brokers), ...security },
           topic: o.topic,
           publishers: o.auditPublishers,
           perPublisher: o.auditMessages,

@@ -1,10 +1,11 @@
 /**
  * Security (docs/security.md): every session authenticates against the broker's credential file
- * and may publish only where its rights say; TLS with a CA the test makes; a broker beyond
+ * and may publish only where its rights say; TLS with a CA the test makes (publishers and remote
+ * subscribers); a broker beyond
  * loopback without TLS and authentication does not start; rate and connection limits.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, type Scope } from "effect"
+import { Effect, Either, type Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -26,6 +27,7 @@ import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { FrameType } from "../../src/layers/net/Frame.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import type { InvalidPublisherOptions, PublisherOptions, PublisherShape } from "../../src/services/net/Publisher.js"
 import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
@@ -150,7 +152,7 @@ describe("Security", () => {
       const dir = yield* privateDir
       const certs = makeCertificates(dir)
       const credentials = credentialFile(dir)
-      const { log, publisher } = yield* secureBroker({
+      const { log, publisher, server } = yield* secureBroker({
         host: "0.0.0.0",
         credentials,
         tls: { cert: certs.brokerCert, key: certs.brokerKey, clientCa: certs.ca }
@@ -160,6 +162,19 @@ describe("Security", () => {
       yield* publishTestMessages(alice, 1, 2_000, 1_000)
       yield* alice.flush(10_000)
       expect(audit(log.ordered("t"), new Map([[1, 2000]]))).toEqual({ messages: 2000, ...clean })
+      // A remote subscriber reads it back over the same TLS port, with its client certificate.
+      const subscriber = (tls: { ca: Uint8Array; cert?: Uint8Array; key?: Uint8Array } | undefined) =>
+        makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials: ALICE, connectTimeoutMs: 500, ...(tls === undefined ? {} : { tls }) })
+      const subscription = yield* subscriber({ ca, cert: certs.clientCert, key: certs.clientKey }).subscribe("t")
+      const read = yield* subscription.batches.pipe(
+        Stream.mapConcat((batch) => Array.from(batch, (m) => m.offset)),
+        Stream.take(2000),
+        Stream.runCollect
+      )
+      expect(Array.from(read)).toEqual(Array.from({ length: 2000 }, (_, i) => i))
+      // Without a client certificate, or in plain TCP, no subscription is taken.
+      expect((yield* Effect.flip(subscriber({ ca }).subscribe("t")))._tag).toBe("SubscriberBrokersUnreachable")
+      expect((yield* Effect.flip(subscriber(undefined).subscribe("t")))._tag).toBe("SubscriberBrokersUnreachable")
       // Without a client certificate the TLS handshake fails: no broker is ever reached.
       const anonymous = yield* refusal(publisher({ clientId: 2, credentials: ALICE, tls: { ca }, connectTimeoutMs: 500 }), 2)
       expect(anonymous._tag).toBe("BrokersUnreachable")

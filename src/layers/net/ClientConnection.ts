@@ -80,6 +80,27 @@ export interface ClientSecurity {
   readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
 }
 
+/**
+ * Opens a TCP connection to a broker, under TLS when `tls` is given (verifying the broker's
+ * certificate for its address), and says which event means it is ready for the first frame.
+ */
+export const dialBroker = (address: BrokerAddress, tls: ClientSecurity["tls"]): { readonly socket: Socket; readonly ready: "connect" | "secureConnect" } =>
+  tls === undefined
+    ? { socket: connect({ host: address.host, port: address.port, noDelay: true }), ready: "connect" }
+    : {
+      socket: connectTls({
+        // Over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off, which holds a batch's last record back.
+        socket: connect({ host: address.host, port: address.port, noDelay: true }),
+        // The name the broker's certificate must carry.
+        host: address.host,
+        ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
+        ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
+        ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
+        ...(tls.key === undefined ? {} : { key: Buffer.from(tls.key) })
+      }),
+      ready: "secureConnect"
+    }
+
 export interface ClientConnection {
   /**
    * Sends a batch frame; `onWritten` runs once its bytes are handed to the kernel, or with
@@ -106,18 +127,7 @@ export const openConnection = (
   const nonce = credentials === undefined ? undefined : newNonce()
   /** The broker's signature the WELCOME must carry once this client answered a CHALLENGE. */
   let expectedSignature: string | undefined
-  const socket: Socket = tls === undefined
-    ? connect({ host: address.host, port: address.port, noDelay: true })
-    : connectTls({
-      // Over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off, which holds a batch's last record back.
-      socket: connect({ host: address.host, port: address.port, noDelay: true }),
-      // The name the broker's certificate must carry.
-      host: address.host,
-      ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
-      ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
-      ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
-      ...(tls.key === undefined ? {} : { key: Buffer.from(tls.key) })
-    })
+  const { socket, ready } = dialBroker(address, tls)
   const finish = (code: ConnectionClosed["code"], detail: string) => {
     if (closed) return
     closed = true
@@ -136,7 +146,7 @@ export const openConnection = (
 
   const introduce = () =>
     socket.write(helloFrame(credentials === undefined ? hello : new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }) })))
-  socket.on(tls === undefined ? "connect" : "secureConnect", introduce)
+  socket.on(ready, introduce)
   socket.on("error", (error) => finish("unreachable", error.message))
   socket.on("close", () => finish("closed", "the broker closed the connection"))
   socket.on("data", (chunk: Buffer) => {

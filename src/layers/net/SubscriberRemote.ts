@@ -12,7 +12,7 @@
  * `LogOutOfRange`; the torn batch is never delivered.
  */
 import { Effect, Either, Layer, Option, Stream } from "effect"
-import { connect, type Socket } from "node:net"
+import type { Socket } from "node:net"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicNotFound } from "../../services/log/Topics.js"
 import { ConsumerBusy, ConsumerTableFull } from "../../services/log/Consumers.js"
@@ -26,7 +26,7 @@ import {
   type Subscription,
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
-import { type BrokerAddress, formatAddress } from "./ClientConnection.js"
+import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
 import { clientProof, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
 import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
@@ -47,7 +47,9 @@ export interface RemoteSubscriberOptions {
   /** Upper bound of one DATA payload (the brokers' `maxBatchBytes`). Default 64 MiB. */
   readonly maxBatchBytes?: number
   /** Answer a broker's CHALLENGE as this user (it needs the right to read the topic); without it, only a broker without authentication accepts. */
-  readonly credentials?: Credentials
+  readonly credentials?: Credentials | undefined
+  /** Connect with TLS (the brokers' CA, and a client certificate when they ask for one), as publishers do. */
+  readonly tls?: ClientSecurity["tls"]
 }
 
 /** How long a client waits, after a DATA frame failed its crc32c, for the error frame that explains it. */
@@ -160,6 +162,7 @@ interface Settings {
   readonly bufferBytes: number
   readonly maxBatchBytes: number
   readonly credentials: Credentials | undefined
+  readonly tls: ClientSecurity["tls"]
 }
 
 /**
@@ -174,8 +177,8 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     const request = credentials === undefined || nonce === undefined ? subscribe : new Subscribe({ ...subscribe, user: credentials.user, nonce })
     const connection = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const socket = connect({ host: address.host, port: address.port, noDelay: true })
-        socket.on("connect", () => socket.write(subscribeFrame(request)))
+        const { socket, ready } = dialBroker(address, options.tls)
+        socket.on(ready, () => socket.write(subscribeFrame(request)))
         return new Connection(socket, formatAddress(address), options.bufferBytes, options.maxBatchBytes)
       }),
       (connection) => Effect.sync(() => connection.socket.destroy())
@@ -213,7 +216,8 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
     connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
     bufferBytes: options.bufferBytes ?? 8 << 20,
     maxBatchBytes: options.maxBatchBytes ?? 64 << 20,
-    credentials: options.credentials
+    credentials: options.credentials,
+    tls: options.tls
   }
   /** The first broker that takes the subscription (in the given order). */
   const subscribeAny = (request: Subscribe) =>
