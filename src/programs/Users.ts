@@ -5,7 +5,7 @@
  */
 import { Console, Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
@@ -14,6 +14,7 @@ import {
   defaultCredentialPath,
   defaultSecretPath,
   ensureRegionCredentials,
+  localCredentials,
   newSecret,
   readCredentialFile,
   readSecretFile,
@@ -96,8 +97,7 @@ export const clientSecurity = (o: ClientSecurityFlags) =>
     if (o.secretFile !== undefined) {
       credentials = yield* attempt(() => readSecretFile(o.secretFile!))
     } else {
-      const fallback = yield* attempt(() => defaultSecretPath(o.region)).pipe(Effect.orElseSucceed(() => undefined))
-      if (fallback !== undefined && statSync(fallback, { throwIfNoEntry: false }) !== undefined) credentials = yield* attempt(() => readSecretFile(fallback))
+      credentials = yield* attempt(() => localCredentials(o.region))
     }
     const tls = o.tlsCa === undefined && o.tlsClientCert === undefined ? undefined : {
       ...(o.tlsCa === undefined ? {} : { ca: yield* readPem("--tls-ca", o.tlsCa) }),

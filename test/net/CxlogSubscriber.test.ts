@@ -1,6 +1,7 @@
 /** The Promise facade: publish and read back without Effect, a consumer's commit and lag, AbortSignal. */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { defaultCredentialPath, defaultSecretPath, ensureRegionCredentials, removeRegionCredentials } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
@@ -13,6 +14,27 @@ const brokerPort = Effect.gen(function*() {
 })
 
 describe("CxlogSubscriber", () => {
+  it.scopedLive("without credentials both facades authenticate as the local user of their region, from the secret file its head wrote", () =>
+    Effect.gen(function*() {
+      const region = `cxlog-test-facade-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+      const files = [defaultCredentialPath(region), defaultSecretPath(region)] as const
+      yield* Effect.acquireRelease(Effect.sync(() => ensureRegionCredentials(...files)), () => Effect.sync(() => removeRegionCredentials(...files)))
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
+      const broker = yield* BrokerLayers.make({ credentials: files[0] }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const brokers = [{ host: "127.0.0.1", port: broker.port }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ brokers, topic: "events", region })
+        await publisher.publish("hello")
+        await publisher.flush(5_000)
+        await publisher.close()
+        const subscriber = await CxlogSubscriber.open({ brokers, topic: "events", region })
+        expect((await subscriber.nextBatch()).offset).toBe(0)
+        await subscriber.close()
+        // A region whose head left no secret file here: no credentials, so the broker refuses.
+        await expect(CxlogSubscriber.open({ brokers, topic: "events", region: `${region}-none` })).rejects.toMatchObject({ code: "auth-required" })
+      })
+    }))
+
   it.scopedLive("for await reads back what CxlogPublisher published; a consumer commits, reports its lag and resumes where it committed", () =>
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]

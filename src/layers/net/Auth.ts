@@ -320,6 +320,34 @@ export const defaultCredentialPath = (region: string): string => join(authDirect
 /** The region's default secret file: the local user's `NAME:SECRET`, which the local publisher reads. */
 export const defaultSecretPath = (region: string): string => join(authDirectory(), `${fileStem(region)}.secret`)
 
+/**
+ * The local user's credentials for `region` from its default secret file (what a client on the
+ * head's host uses when given none); undefined when there is no such file or no private
+ * directory for one. A file that is there but unusable throws its `CredentialError`.
+ */
+export const localCredentials = (region: string): Credentials | undefined => {
+  let path: string
+  try {
+    path = defaultSecretPath(region)
+  } catch {
+    return undefined
+  }
+  return statSync(path, { throwIfNoEntry: false }) === undefined ? undefined : readSecretFile(path)
+}
+
+/** Where a client library finds the local user's secret file when given no credentials. */
+export interface LocalRegion {
+  /** The region whose default secret file (the head writes it) to use when `credentials` is not given. Default "cxlog". */
+  readonly region?: string
+}
+
+/** `options` with the local user's credentials for its region when it names none (and the head's secret file is there). */
+export const withLocalCredentials = <O extends LocalRegion & { readonly credentials?: Credentials | undefined }>(options: O): O => {
+  if (options.credentials !== undefined) return options
+  const credentials = localCredentials(options.region ?? "cxlog")
+  return credentials === undefined ? options : { ...options, credentials }
+}
+
 /** The local OS user's name: the default user of a region's credential file. */
 export const localUserName = (): string => {
   try {

@@ -12,6 +12,7 @@
  * ```
  */
 import { Cause, type Effect, Exit, ManagedRuntime } from "effect"
+import { type LocalRegion, withLocalCredentials } from "./Auth.js"
 import * as PublisherLayers from "./Publisher.js"
 import {
   type InvalidPublisherOptions,
@@ -35,9 +36,12 @@ export class CxlogPublisher {
     private readonly publisher: PublisherShape
   ) {}
 
-  /** Starts connecting to the brokers; rejects with `InvalidPublisherOptions`. */
-  static async open(options: PublisherOptions): Promise<CxlogPublisher> {
-    const runtime = ManagedRuntime.make(PublisherLayers.layer(options))
+  /**
+   * Starts connecting to the brokers; rejects with `InvalidPublisherOptions`. Without
+   * `credentials` it authenticates as the local user of `region` (its secret file), as the CLI does.
+   */
+  static async open(options: PublisherOptions & LocalRegion): Promise<CxlogPublisher> {
+    const runtime = ManagedRuntime.make(PublisherLayers.layer(withLocalCredentials(options)))
     const exit = await runtime.runPromiseExit(Publisher)
     if (Exit.isFailure(exit)) {
       await runtime.dispose()

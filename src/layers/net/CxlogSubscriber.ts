@@ -15,11 +15,12 @@
 import { Cause, Chunk, Effect, Exit, ManagedRuntime, Option, Scope, Stream } from "effect"
 import type { MessageHeader, SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
+import { type LocalRegion, withLocalCredentials } from "./Auth.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
 const decoder = new TextDecoder()
 
-export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, SubscribeOptions {
+export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, SubscribeOptions, LocalRegion {
   readonly topic: string
   /** Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError. */
   readonly signal?: AbortSignal
@@ -78,7 +79,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   /** Connects to the first broker that takes the subscription; rejects with its typed error (`TopicNotFound`, `LogOutOfRange`, `ConsumerBusy`, …). */
   static async open(options: CxlogSubscriberOptions): Promise<CxlogSubscriber> {
     if (options.signal?.aborted === true) throw options.signal.reason
-    const runtime = ManagedRuntime.make(layerRemote(options))
+    const runtime = ManagedRuntime.make(layerRemote(withLocalCredentials(options)))
     const exit = await runtime.runPromiseExit(Effect.gen(function*() {
       const scope = yield* Scope.make()
       const opened = yield* Effect.gen(function*() {
