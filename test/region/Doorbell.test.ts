@@ -144,6 +144,25 @@ describe("Doorbell spin policy and rings", () => {
       expect(yield* Fiber.join(waiting)).toBe(true)
     }))
 
+  // The wake's own callback re-checks and resumes the waiter: no fiber, timer or park bound
+  // between the ring and the resume (a long park bound makes a timer-settled wait visible too).
+  it.scopedLive("a ring of a parked owner resumes its satisfied waiter inside the ring itself, not from a timer", () =>
+    Effect.gen(function*() {
+      const name = yield* uniqueRegion("bell")
+      const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
+      const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(Effect.provideService(CxlMemory, region))
+      const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+      const internals = DoorbellLayers.internalsOf(doorbell)!
+      const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 60_000))
+      while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+      const before = internals.settledByWake()
+      Atomics.store(region.i32, VALUE / 4, 1)
+      ringer.ring(BELL)
+      expect(internals.settledByWake()).toBe(before + 1)
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      expect(internals.settledByTimer()).toBe(0)
+    }))
+
   it.scopedLive("a ring of the own bell settles local waiters without touching the bell word", () =>
     Effect.gen(function*() {
       const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)

@@ -9,7 +9,7 @@
  * in-process fake (and for a target in this same process) a ring resumes the parked loop
  * directly.
  */
-import { Effect, Layer, Metric, type Scope } from "effect"
+import { Effect, Layer, type Scope } from "effect"
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from "node:fs"
 import { Socket } from "node:net"
 import { availableParallelism, loadavg, tmpdir } from "node:os"
@@ -272,6 +272,31 @@ interface Waiter {
   readonly resume: (satisfied: boolean) => void
 }
 
+/** Introspection for tests: how this doorbell's waits were settled. */
+export interface DoorbellInternals {
+  /** Waits settled by a sweep that ran in a wake's own callback (a FIFO wake, a local ring, a poke). */
+  readonly settledByWake: () => number
+  /** Waits settled by the bound timer (timed out, or found satisfied when it fired). */
+  readonly settledByTimer: () => number
+}
+
+const internals = new WeakMap<DoorbellShape, DoorbellInternals>()
+
+/** The introspection counters of a doorbell made by `make` (tests). */
+export const internalsOf = (doorbell: DoorbellShape): DoorbellInternals | undefined => internals.get(doorbell)
+
+const succeedTrue = Effect.succeed(true)
+const succeedFalse = Effect.succeed(false)
+
+/**
+ * The waiting machinery runs in callbacks, not in a fiber: a wake's callback (the FIFO's data
+ * event, a ring from this process) re-checks every waiter and resumes the satisfied ones' fibers
+ * directly — the kernel wake reaches the waiting fiber with no hop through another fiber. A
+ * park step (spin briefly if that pays, publish `parked`, re-check) runs from `setImmediate`, once
+ * the fibers that the last wake resumed have run (they often commit what the next waiter wants).
+ * One timer, kept across wakes, bounds every wait (its deadline, and `parkMillis`); it is ref'd
+ * only while a fiber waits, so a process with nothing waiting can exit.
+ */
 export const make = (
   options: DoorbellOptions
 ): Effect.Effect<DoorbellShape, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory | Scope.Scope> =>
@@ -289,30 +314,20 @@ export const make = (
     const identityWord = word + 2
     const i32 = region.i32
     const waiters = new Set<Waiter>()
-    /** Resumes the loop while it idles without waiters. */
-    let resumeIdle: (() => void) | undefined
     let closed = false
     /** Waiters the last sweep resumed with a satisfied condition. */
     let satisfied = 0
-    /** Ends the current park; set only while parked. */
-    let endPark: (() => void) | undefined
-    /** A wake arrived while not parked: the next park returns at once (spurious at worst, never lost). */
-    let pendingWake = false
-
-    const onWake = () => {
-      if (endPark !== undefined) endPark()
-      else pendingWake = true
-    }
-
-    const fifo = region.crossProcess ? yield* wakeFifo(wakeFifoPath(region.name, offset), onWake) : undefined
-    // Published before this process ever parks, so a ringer that saw `parked` sees this FIFO's identity.
-    if (fifo !== undefined) Atomics.store(i32, identityWord, fifoIdentity(fifo.inode))
-    const fds = wakeFds()
-    yield* Effect.addFinalizer(() => Effect.sync(fds.close))
-    const owned = localWakes.get(region.buffer) ?? new Map<number, () => void>()
-    localWakes.set(region.buffer, owned)
-    owned.set(offset, onWake)
-    yield* Effect.addFinalizer(() => Effect.sync(() => void (owned.get(offset) === onWake && owned.delete(offset))))
+    /** `parked` is published and every waiter was re-checked after it (or a wake is on its way). */
+    let parked = false
+    let parkedAt = 0
+    /** A park step is queued. */
+    let parkStep: NodeJS.Immediate | undefined
+    /** The bound timer and when it fires. */
+    let timer: NodeJS.Timeout | undefined
+    let timerAt = Infinity
+    let timerRefd = false
+    let byWake = 0
+    let byTimer = 0
 
     /** Settles every waiter whose condition holds or whose deadline passed; returns how many. */
     const sweep = (now: number) => {
@@ -330,13 +345,68 @@ export const make = (
           settled++
         }
       }
+      if (waiters.size === 0) idle()
       return settled
+    }
+
+    /** Nobody waits: ringers need not pay to wake us, and the timer must not keep the process alive. */
+    const idle = () => {
+      if (parked) {
+        parked = false
+        Atomics.store(i32, parkedFlag, 0)
+      }
+      if (timer !== undefined && timerRefd) {
+        timer.unref()
+        timerRefd = false
+      }
     }
 
     const nearestDeadline = () => {
       let nearest = Infinity
       for (const waiter of waiters) nearest = Math.min(nearest, waiter.deadline)
       return nearest
+    }
+
+    /** Makes the timer fire by `due` (kept when it already does: firing early only costs a re-check). */
+    const armTimer = (due: number) => {
+      if (timer !== undefined && timerAt <= due) {
+        if (!timerRefd) {
+          timer.ref()
+          timerRefd = true
+        }
+        return
+      }
+      if (timer !== undefined) clearTimeout(timer)
+      timerAt = due
+      timerRefd = true
+      timer = setTimeout(onTimer, Math.max(0, due - performance.now()))
+    }
+
+    /** A wake (or the timer): `parked` was cleared by the ringer; re-check everyone, resume the satisfied, park again later. */
+    const wake = (byTimerNow: boolean) => {
+      if (closed) return
+      const wasParked = parked
+      if (parked) {
+        parked = false
+        Atomics.store(i32, parkedFlag, 0)
+      }
+      const now = performance.now()
+      const settled = sweep(now)
+      if (byTimerNow) byTimer += settled
+      else byWake += settled
+      if (wasParked) policy.parked(satisfied > 0, now - parkedAt)
+      schedulePark()
+    }
+    const onWake = () => wake(false)
+    const onTimer = () => {
+      timer = undefined
+      timerAt = Infinity
+      timerRefd = false
+      wake(true)
+    }
+
+    const schedulePark = () => {
+      if (parkStep === undefined && !parked && waiters.size > 0 && !closed) parkStep = setImmediate(parkNow)
     }
 
     /** Spins up to the policy's budget, never on an oversubscribed machine; true if it settled a waiter. */
@@ -349,83 +419,46 @@ export const make = (
       do {
         now = performance.now()
         settled = sweep(now)
-      } while (settled === 0 && now - started < budget)
+      } while (settled === 0 && waiters.size > 0 && now - started < budget)
       policy.spun(satisfied > 0, now - started)
       return settled > 0
     }
 
-    /** Waits until there is a waiter. */
-    const idle = Effect.async<void>((resume) => {
-      if (waiters.size > 0) return resume(Effect.void)
-      resumeIdle = () => {
-        resumeIdle = undefined
-        resume(Effect.void)
-      }
-      return Effect.sync(() => {
-        resumeIdle = undefined
-      })
-    })
+    // Dekker handshake with ringers: publish `parked` (sequentially consistent), then re-check
+    // every condition, then return to the loop. A ringer commits before it reads `parked`, so
+    // either the re-check sees its commit or it sees `parked` and wakes us: no wake can be lost.
+    // A waiter added while parked is checked as it registers, after `parked` was published.
+    const parkNow = () => {
+      parkStep = undefined
+      if (closed || parked || waiters.size === 0) return
+      // A spin that settled someone lets the resumed fibers run before we spin or park again.
+      if (spin()) return schedulePark()
+      Atomics.store(i32, parkedFlag, 1)
+      parked = true
+      const now = performance.now()
+      parkedAt = now
+      sweep(now)
+      if (!parked) return
+      doorbellParks.unsafeUpdate(1, [])
+      armTimer(Math.min(nearestDeadline(), now + parkMillis))
+    }
 
-    /**
-     * Returns to the event loop until a wake or `ms`. The FIFO is ref'd only meanwhile, so a
-     * process with no parked fiber can exit.
-     */
-    const park = (ms: number) =>
-      Effect.async<void>((resume) => {
-        if (pendingWake) return resume(Effect.void)
-        const stop = () => {
-          clearTimeout(timer)
-          endPark = undefined
-          fifo?.socket.unref()
-        }
-        const timer = setTimeout(() => {
-          stop()
-          resume(Effect.void)
-        }, ms)
-        endPark = () => {
-          stop()
-          resume(Effect.void)
-        }
-        fifo?.socket.ref()
-        return Effect.sync(stop)
-      })
-
-    // Whenever a sweep resumed someone, the loop yields before it sweeps, spins or parks
-    // again: the resumed fibers run (and often commit what the next waiter wants) instead of
-    // waiting behind a spin for the waiters that remain.
-    const serveWaiters = Effect.gen(function*() {
-      while (waiters.size > 0 && !closed) {
-        if (sweep(performance.now()) > 0 || spin()) {
-          if (waiters.size > 0) yield* Effect.yieldNow()
-          continue
-        }
-        // Dekker handshake with ringers: publish `parked` (sequentially consistent), then
-        // re-check every condition, then return to the loop. A ringer commits before it
-        // reads `parked`, so either our re-check sees its commit or it sees `parked` and
-        // wakes us: no wake can be lost. Wakes from before this park are stale: dropped.
-        pendingWake = false
-        Atomics.store(i32, parkedFlag, 1)
-        if (sweep(performance.now()) === 0 && waiters.size > 0) {
-          const parkFor = Math.max(0, Math.min(parkMillis, nearestDeadline() - performance.now()))
-          yield* Metric.increment(doorbellParks)
-          const parkedAt = performance.now()
-          yield* park(parkFor)
-          Atomics.store(i32, parkedFlag, 0)
-          const now = performance.now()
-          const settled = sweep(now)
-          policy.parked(satisfied > 0, now - parkedAt)
-          if (settled > 0 && waiters.size > 0) yield* Effect.yieldNow()
-        }
-        Atomics.store(i32, parkedFlag, 0)
-      }
-    })
+    const fifo = region.crossProcess ? yield* wakeFifo(wakeFifoPath(region.name, offset), onWake) : undefined
+    // Published before this process ever parks, so a ringer that saw `parked` sees this FIFO's identity.
+    if (fifo !== undefined) Atomics.store(i32, identityWord, fifoIdentity(fifo.inode))
+    const fds = wakeFds()
+    yield* Effect.addFinalizer(() => Effect.sync(fds.close))
+    const owned = localWakes.get(region.buffer) ?? new Map<number, () => void>()
+    localWakes.set(region.buffer, owned)
+    owned.set(offset, onWake)
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (owned.get(offset) === onWake && owned.delete(offset))))
 
     // A ring of our own bell (a local commit) needs no wake at all: one sweep after the
     // committing code has run settles whoever it satisfied.
     let localSweepScheduled = false
     const localSweep = () => {
       localSweepScheduled = false
-      if (!closed && waiters.size > 0) sweep(performance.now())
+      if (!closed && waiters.size > 0) byWake += sweep(performance.now())
     }
 
     const fifoPaths = new Map<number, string>()
@@ -457,24 +490,24 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         closed = true
+        if (parkStep !== undefined) clearImmediate(parkStep)
+        if (timer !== undefined) clearTimeout(timer)
         for (const waiter of waiters) waiter.resume(false)
         waiters.clear()
+        parked = false
         Atomics.store(i32, parkedFlag, 0)
       })
     )
-    // The process's one waiting loop, owned by this scope: it idles while no fiber waits, and
-    // is interrupted (ending any park) before the finalizers above run.
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(idle, serveWaiters)))
 
-    return {
+    const doorbell: DoorbellShape = {
       offset,
       await: (condition, timeoutMs) =>
         Effect.suspend(() => {
-          if (condition()) return Effect.succeed(true)
-          if (closed) return Effect.succeed(false)
+          if (condition()) return succeedTrue
+          if (closed) return succeedFalse
           return Effect.async<boolean>((resume) => {
-            // A condition that throws ends its own wait as a defect; the process's one waiting loop
-            // must keep serving (and timing out) every other waiter.
+            // A condition that throws ends its own wait as a defect; the others must keep being
+            // served (and timed out).
             let thrown: { readonly cause: unknown } | undefined
             const guarded = () => {
               try {
@@ -487,18 +520,23 @@ export const make = (
             const waiter: Waiter = {
               condition: guarded,
               deadline: performance.now() + timeoutMs,
-              resume: (ok) => resume(thrown === undefined ? Effect.succeed(ok) : Effect.die(thrown.cause))
+              resume: (ok) => resume(thrown === undefined ? (ok ? succeedTrue : succeedFalse) : Effect.die(thrown.cause))
             }
+            // Checked again as it registers: while parked, this check is the re-check after `parked`.
+            if (closed || guarded()) return waiter.resume(!closed)
             waiters.add(waiter)
-            resumeIdle?.()
+            if (parked) armTimer(waiter.deadline)
+            else schedulePark()
             return Effect.sync(() => {
-              waiters.delete(waiter)
+              if (waiters.delete(waiter) && waiters.size === 0) idle()
             })
           })
         }),
       ring,
       poke: () => ring(offset)
     }
+    internals.set(doorbell, { settledByWake: () => byWake, settledByTimer: () => byTimer })
+    return doorbell
   })
 
 export const layer = (options: DoorbellOptions): Layer.Layer<Doorbell, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory> =>
