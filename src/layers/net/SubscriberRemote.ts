@@ -11,7 +11,7 @@
  * sending it: the broker's `out-of-range` ERROR follows, and the pull fails with
  * `LogOutOfRange`; the torn batch is never delivered.
  */
-import { Effect, Either, Layer, Option, Stream } from "effect"
+import { Effect, Either, Layer, Option, Scope, Stream } from "effect"
 import type { Socket } from "node:net"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicNotFound } from "../../services/log/Topics.js"
@@ -206,6 +206,12 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     return { connection, subscribed: subscribed.right }
   })
 
+/** How often a subscription whose broker is gone asks the brokers again. */
+const FAILOVER_RETRY_MS = 100
+
+/** The connection ended or failed under the subscription (not a frame or an error its broker sent). */
+const brokerGone = (e: SubscriberConnectionFailed) => e.code === "closed" || e.code === "unreachable"
+
 /** Errors that another broker would answer the same way: no point trying the next one. */
 const definitive = (e: SubscribeError) =>
   e._tag !== "SubscriberConnectionFailed" ? e._tag !== "SubscriberBrokersUnreachable" : (fatalWireErrors as ReadonlySet<string>).has(e.code)
@@ -247,7 +253,10 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
         credit: settings.credit,
         ...(subscribeOptions.consumer === undefined ? {} : { consumer: subscribeOptions.consumer })
       })
-      const { connection, subscribed } = yield* subscribeAny(request)
+      const scope = yield* Effect.scope
+      const opened = yield* subscribeAny(request)
+      const subscribed = opened.subscribed
+      let connection = opened.connection
       const view = new BatchView(topic)
       let position = subscribed.start
       /** DATA frames taken since the last CREDIT. */
@@ -281,12 +290,51 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
         inMs: () => (uncommitted() ? Math.max(0, committedAt + policy.intervalMs - performance.now()) : Infinity),
         run: Effect.suspend(() => (uncommitted() ? Effect.orDie(commitAt(position)) : Effect.void))
       }
+      /**
+       * The connection broke (its broker died, stopped or the network failed): the subscription
+       * goes on at the next broker that takes it — any broker serves any topic — from `position`
+       * (a named consumer's new broker starts at its committed offset; what this subscription
+       * already delivered is skipped). Tried until `connectTimeoutMs` has passed.
+       */
+      const failOver = (broken: SubscriberConnectionFailed) =>
+        Effect.gen(function*() {
+          connection.socket.destroy()
+          const again = named ? request : new Subscribe({ ...request, from: position })
+          const deadline = performance.now() + settings.connectTimeoutMs
+          for (;;) {
+            const attempt = yield* Effect.either(Scope.extend(subscribeAny(again), scope))
+            if (Either.isRight(attempt)) {
+              connection = attempt.right.connection
+              committed = Math.min(committed, attempt.right.subscribed.start)
+              consumed = 0
+              return
+            }
+            const e = attempt.left
+            if (e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable") return yield* Effect.fail(e)
+            // The old broker may not have released a named consumer yet, or every broker is restarting.
+            const passing = e._tag === "SubscriberBrokersUnreachable" || e._tag === "ConsumerBusy"
+            if (!passing || performance.now() >= deadline) {
+              return yield* new SubscriberConnectionFailed({
+                broker: broken.broker,
+                code: broken.code,
+                detail: `${broken.detail}; no other broker took the subscription over: ${e.message}`
+              })
+            }
+            yield* Effect.sleep(FAILOVER_RETRY_MS)
+          }
+        })
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
         if (uncommitted() && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)) {
           yield* Effect.orDie(commitAt(position))
         }
         for (;;) {
-          const frame = yield* connection.next(undefined, due)
+          const next = yield* Effect.either(connection.next(undefined, due))
+          if (Either.isLeft(next)) {
+            if (!brokerGone(next.left)) return yield* next.left
+            yield* failOver(next.left)
+            continue
+          }
+          const frame = next.right
           if (frame.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, request, frame))
           if (frame.type !== FrameType.DATA) return yield* connection.failed("bad-frame", `unexpected frame type ${frame.type}`)
           if (crc32c(frame.payload, 0, frame.payload.length) !== frame.crc32c) {
