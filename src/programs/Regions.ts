@@ -15,7 +15,7 @@ import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { LeaseLine, OrderLine } from "../layers/log/Records.js"
 import { isPidAlive, readSlot } from "../layers/region/ProcessSlot.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
-import { removeWakeFifos } from "../layers/region/Doorbell.js"
+import { removeOrphanedWakeFifos, removeWakeFifos } from "../layers/region/Doorbell.js"
 import { removeDefaultCredentials } from "../layers/net/Auth.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../layers/region/Superblock.js"
 import { listTopics } from "../layers/log/Topics.js"
@@ -213,12 +213,16 @@ export const removeRegion = (name: string): Effect.Effect<RegionInfo, RegionNotF
     return info
   })
 
-/** Removes every orphaned run region (`cxlog run` does when it starts); returns what it removed. */
+/**
+ * Removes every orphaned run region and the wake FIFOs no process reads any more (`cxlog run`
+ * does when it starts); returns the regions it removed.
+ */
 export const pruneRunRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(function*() {
   const removed: Array<RegionInfo> = []
   for (const info of yield* listRegions) {
     if (isOrphanedRun(info) && (yield* unlink(info.name))) removed.push(info)
   }
+  removeOrphanedWakeFifos()
   return removed
 })
 

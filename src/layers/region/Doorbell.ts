@@ -142,6 +142,40 @@ export const removeWakeFifos = (name: string): number => {
   return removed
 }
 
+/**
+ * Removes wake FIFOs that no process has open for reading (their owners are gone: a region
+ * removed while one of its processes still made its FIFO, or a process killed after its region's
+ * cleanup) and that are older than `minAgeMs` (so a FIFO just made, not yet opened, stays).
+ * A FIFO with a reader is live: opening it for writing without blocking succeeds. Returns how many.
+ */
+export const removeOrphanedWakeFifos = (minAgeMs = 60_000, directory = wakeDirectory()): number => {
+  let entries: Array<string>
+  try {
+    entries = readdirSync(directory)
+  } catch {
+    return 0
+  }
+  let removed = 0
+  for (const entry of entries) {
+    const path = join(directory, entry)
+    try {
+      const stat = lstatSync(path)
+      if (!stat.isFIFO() || Date.now() - stat.ctimeMs < minAgeMs) continue
+      closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK))
+    } catch (error) {
+      // ENXIO: nobody reads it. (Anything else, a FIFO removed meanwhile included, leaves it be.)
+      if ((error as NodeJS.ErrnoException).code !== "ENXIO") continue
+      try {
+        unlinkSync(path)
+        removed++
+      } catch {
+        // Removed meanwhile.
+      }
+    }
+  }
+  return removed
+}
+
 const ONE_BYTE = new Uint8Array([1])
 
 /** Open write ends kept per ringer: more than a process rings in practice; past it the least recently opened is closed. */
