@@ -56,6 +56,10 @@ export const logRingFullWaits = Metric.counter("cxlog_log_ring_full_waits", {
   description: "appends that waited for PBR or Blog room (backpressure)",
   incremental: true
 })
+export const logConsumerCutOffs = Metric.counter("cxlog_log_consumer_cut_offs", {
+  description: "named consumers cut off: their hold kept appends waiting for room past CXLOG_CONSUMER_HOLD_MS",
+  incremental: true
+})
 export const sequencerRounds = Metric.counter("cxlog_sequencer_rounds", { description: "sequencer rounds run (every topic scanned once)", incremental: true })
 export const sequencerBatchesOrdered = Metric.counter("cxlog_sequencer_batches_ordered", { description: "batches ordered (tag: broker)", incremental: true })
 export const sequencerMessagesOrdered = Metric.counter("cxlog_sequencer_messages_ordered", { description: "messages ordered (tag: broker)", incremental: true })

@@ -66,11 +66,11 @@ export const headLog = (sequencer: SequencerOptions = {}) =>
  * What a broker needs of the log (`BrokerLog`): its broker slot's Appender, the AckTracker and
  * the topic table; and a LogReader and the named consumers, with which it serves subscribers.
  */
-export const brokerLog = (brokerId: number) =>
+export const brokerLog = (brokerId: number, appender: { readonly consumerHoldMs?: number } = {}) =>
   fromLayout((layout) =>
     Layer.mergeAll(
       TopicsLayers.layer(layout.log),
-      AppenderLayers.layer(layout.log, { brokerId }),
+      AppenderLayers.layer(layout.log, { brokerId, ...appender }),
       AckTrackerLayers.layer(layout.log),
       LogReaderLayers.layer(layout.log),
       ConsumersLayers.layer(layout.log)

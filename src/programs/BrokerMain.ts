@@ -22,6 +22,8 @@ export interface BrokerMainOptions {
   readonly server: BrokerOptions
   /** Log a stats line (connections, batches, MB/s, unordered backlog) this often while anything moves; 0 = never. */
   readonly statsEveryMs: number
+  /** How long appends may wait for room a named consumer holds before it is cut off (0: never). */
+  readonly consumerHoldMs?: number
 }
 
 /** Logs the broker's counters every `everyMs`, skipping ticks where nothing changed (an idle broker stays quiet). */
@@ -85,7 +87,7 @@ export const broker = (options: BrokerMainOptions) =>
       Effect.scoped,
       Effect.provide(
         brokerServer(options.server).pipe(
-          Layer.provideMerge(brokerLog(options.brokerId)),
+          Layer.provideMerge(brokerLog(options.brokerId, options.consumerHoldMs === undefined ? {} : { consumerHoldMs: options.consumerHoldMs })),
           Layer.provideMerge(coordinatorClient()),
           Layer.provideMerge(controlTransport),
           Layer.provideMerge(processSlot("broker"))

@@ -1,6 +1,7 @@
 /**
  * `cxlog consumers`: a topic's named consumers as the region holds them — committed offset,
- * lag behind the topic's end, and the active member's pid — and `--delete NAME`.
+ * lag behind the topic's end, the active member's pid, and whether it holds retention or was
+ * cut off — and `--remove NAME`.
  */
 import { Console, Effect, Layer } from "effect"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../layers/Roles.js"
@@ -15,8 +16,8 @@ export interface ConsumersOptions {
 
 const table = (topic: string, consumers: ReadonlyArray<ConsumerInfo>): string => {
   if (consumers.length === 0) return `topic ${topic}: no named consumers`
-  const rows = consumers.map((c) => [c.name, String(c.committed), String(c.lag), c.member === 0 ? "none" : `pid ${c.member}`])
-  const header = ["consumer", "committed", "lag", "member"]
+  const rows = consumers.map((c) => [c.name, String(c.committed), String(c.lag), c.member === 0 ? "none" : `pid ${c.member}`, c.cutOff ? "cut off" : "holding"])
+  const header = ["consumer", "committed", "lag", "member", "retention"]
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
   return [`topic ${topic} (end ${consumers[0]!.end})`, line(header), ...rows.map(line)].join("\n")

@@ -282,6 +282,13 @@ const brokerCommand = Cli.command({
       env: "CXLOG_STATS_EVERY_MS",
       description: "log a stats line (connections, batches, MB/s, unordered backlog) this often while traffic flows (0: never)"
     }),
+    consumerHoldMs: Cli.integer("consumer-hold-ms", {
+      default: 30_000,
+      min: 0,
+      placeholder: "MS",
+      env: "CXLOG_CONSUMER_HOLD_MS",
+      description: "cut off a named consumer whose committed offset kept appends waiting for room this long (0: never; docs/clients.md)"
+    }),
     ...observeFlags
   },
   examples: [
@@ -304,7 +311,8 @@ const brokerCommand = Cli.command({
             maxConnections: o.maxConnections,
             ...security
           },
-          statsEveryMs: o.statsEveryMs
+          statsEveryMs: o.statsEveryMs,
+          consumerHoldMs: o.consumerHoldMs
         })
       ),
       observed("broker", o, { broker: `${o.brokerId}` })

@@ -4,7 +4,8 @@
  * and over the memory log).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Option, type Scope, Stream } from "effect"
+import { Chunk, Effect, Fiber, Metric, Option, type Scope, Stream } from "effect"
+import { logConsumerCutOffs } from "../../src/Metrics.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { subscriberOver } from "../../src/layers/net/Subscriber.js"
@@ -112,6 +113,22 @@ const partsOf = (seq: number) => (i: number) =>
 /** Batch `seq` of `count` messages as a publisher builds it (values as `expectedPayload`, parts as `partsOf`). */
 const appendSimple = (appender: Parameters<typeof appendMessages>[0], topic: string, clientId: number, sessionEpoch: number, seq: number, count = 2) =>
   appendMessages(appender, topic, clientId, sessionEpoch, seq, count, partsOf(seq))
+
+/** Small bounds for the cut-off tests: a consumer holding appends 200 ms is cut off; an append gives up only after 10 s. */
+const HOLD_MS = 200
+const PATIENT_MS = 10_000
+
+const cutOffs = Effect.map(Metric.value(logConsumerCutOffs), (state) => state.count)
+
+/** Appends batches `from … to` (2 messages each) of client 1, ordering every 16. */
+const appendRange = (a: Parameters<typeof appendMessages>[0], sequencer: Parameters<typeof drain>[0], from: number, to: number) =>
+  Effect.gen(function*() {
+    for (let seq = from; seq <= to; seq++) {
+      yield* appendSimple(a, "t", 1, 0, seq)
+      if (seq % 16 === 0) yield* drain(sequencer)
+    }
+    yield* drain(sequencer)
+  })
 
 const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : new TextDecoder().decode(bytes))
 
@@ -317,7 +334,7 @@ for (const impl of impls) {
         expect(yield* Effect.flip(anonymous.commit(0))).toMatchObject({ _tag: "CommitRejected" })
         // A remote commit is applied in order with the connection's frames: wait for the broker.
         yield* Effect.sleep("50 millis")
-        expect(yield* consumers.list("t")).toEqual([{ topic: "t", name: "audit", committed: 6, end: 12, lag: 6, member: expect.any(Number) }])
+        expect(yield* consumers.list("t")).toEqual([{ topic: "t", name: "audit", committed: 6, end: 12, lag: 6, member: expect.any(Number), cutOff: false }])
       }))
 
     it.scopedLive("auto-commit every N messages: what a member pulled before its last pull is committed", () =>
@@ -358,6 +375,116 @@ for (const impl of impls) {
         expect(yield* consumers.list("t")).toEqual([])
         yield* drain(sequencer)
         yield* appendSimple(a, "t", 1, 0, seq)
+      }))
+
+    it.scopedLive("a named consumer holding publishers past the bound is cut off: the appends go through, and subscribing as it again is LogOutOfRange; removed, it starts afresh", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber, consumers } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0, { timeoutMs: PATIENT_MS, consumerHoldMs: HOLD_MS })
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* drain(sequencer)
+        yield* Effect.scoped(subscriber.subscribe("t", { consumer: "stalled" }))
+        const before = yield* cutOffs
+        // Four PBRs' worth: an append waits for the room the consumer holds until the bound, then every batch goes in.
+        yield* appendRange(a, sequencer, 1, 4 * smallConfig.pbrSlots)
+        expect((yield* cutOffs) - before).toBe(1)
+        const { earliest, end } = yield* subscriber.bounds("t")
+        expect(end).toBe(2 * (4 * smallConfig.pbrSlots + 1))
+        expect(yield* consumers.list("t")).toEqual([{ topic: "t", name: "stalled", committed: 0, end, lag: end, member: 0, cutOff: true }])
+        // Its committed offset is gone: a typed error naming the oldest offset held, and it stays cut off.
+        expect(yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "stalled" })))).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest })
+        expect((yield* consumers.list("t"))[0]).toMatchObject({ cutOff: true, member: 0 })
+        expect(yield* consumers.remove("t", "stalled")).toBe(true)
+        // Created again, it starts at the oldest offset held (the fake reclaims eagerly: maybe the end).
+        const held = yield* subscriber.bounds("t")
+        const again = yield* subscriber.subscribe("t", { consumer: "stalled" })
+        expect(again.start).toBe(held.earliest)
+        yield* appendRange(a, sequencer, 4 * smallConfig.pbrSlots + 1, 4 * smallConfig.pbrSlots + 1)
+        expect((yield* (yield* puller(again))).offset).toBe(held.earliest)
+      }))
+
+    it.scopedLive("the member of a consumer cut off gets ConsumerCutOff naming its committed offset and the oldest held; nothing is skipped before it", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0, { timeoutMs: PATIENT_MS, consumerHoldMs: HOLD_MS })
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* drain(sequencer)
+        const member = yield* subscriber.subscribe("t", { consumer: "m", autoCommit: "off" })
+        const next = yield* puller(member)
+        expect((yield* next).offset).toBe(0)
+        yield* member.commit()
+        yield* appendRange(a, sequencer, 1, 4 * smallConfig.pbrSlots)
+        const { earliest } = yield* subscriber.bounds("t")
+        // A remote member may first get what the broker had sent before it saw the cut: in order and intact.
+        const delivered: Array<number> = []
+        const error = yield* Effect.flip(Effect.forever(Effect.map(next, (batch) => {
+          for (const m of batch) {
+            expect(Array.from(m.payload)).toEqual(Array.from(expectedPayload(m.offset >> 1, m.offset & 1)))
+            delivered.push(m.offset)
+          }
+        })))
+        expect(delivered).toEqual(Array.from({ length: delivered.length }, (_, i) => 2 + i))
+        expect(error).toMatchObject({ _tag: "ConsumerCutOff", topic: "t", name: "m", committed: 2, earliest })
+        if (!impl.label.startsWith("layerRemote")) {
+          expect(delivered).toEqual([])
+          expect(yield* Effect.flip(member.commit())).toMatchObject({ _tag: "ConsumerCutOff", committed: 2 })
+        }
+      }))
+
+    it.scopedLive("re-subscribing as a cut-off consumer whose committed offset is still held resumes there and holds retention again", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber, consumers } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0, { timeoutMs: PATIENT_MS, consumerHoldMs: HOLD_MS })
+        const b = yield* cluster.appender(1)
+        const sequencer = yield* cluster.sequencer()
+        // The consumer's committed batch lies in broker 1's Blog, which the cut-off on broker 0 leaves alone.
+        yield* appendSimple(b, "t", 2, 0, 0)
+        yield* drain(sequencer)
+        yield* Effect.scoped(subscriber.subscribe("t", { consumer: "c" }))
+        yield* appendRange(a, sequencer, 0, smallConfig.pbrSlots)
+        expect((yield* consumers.list("t"))[0]).toMatchObject({ committed: 0, cutOff: true })
+        const resumed = yield* subscriber.subscribe("t", { consumer: "c", autoCommit: "off" })
+        expect(resumed.start).toBe(0)
+        expect((yield* consumers.list("t"))[0]).toMatchObject({ committed: 0, cutOff: false })
+        const next = yield* puller(resumed)
+        expect(messagesOf(yield* next)).toEqual([0, 1].map((i) => expectedMessage(0, i, i)))
+        // Broker 0's first batches went with the cut: a typed error, not a skip.
+        expect(yield* Effect.flip(next)).toMatchObject({ _tag: "LogOutOfRange", requested: 2 })
+      }))
+
+    it.scopedLive("a consumer that keeps committing within the bound is never cut off, however long publishers wait for it overall", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber, consumers } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        // The bound is 10× the consumer's pace between commits; the publisher waits for it well past the bound in all.
+        const a = yield* cluster.appender(0, { timeoutMs: PATIENT_MS, consumerHoldMs: 1_000 })
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(a, "t", 1, 0, 0)
+        yield* drain(sequencer)
+        const before = yield* cutOffs
+        const member = yield* subscriber.subscribe("t", { consumer: "steady", autoCommit: "off" })
+        const next = yield* puller(member)
+        const batches = smallConfig.pbrSlots + 40
+        const publishing = yield* Effect.fork(appendRange(a, sequencer, 1, batches))
+        for (let i = 0; i < 20; i++) {
+          yield* next
+          yield* member.commit()
+          yield* Effect.sleep("100 millis")
+        }
+        expect(publishing.unsafePoll()).toBeNull()
+        // Then it catches up, and the publisher finishes.
+        while (member.position() < 2 * (batches + 1)) {
+          yield* next
+          yield* member.commit()
+        }
+        yield* Fiber.join(publishing)
+        expect((yield* cutOffs) - before).toBe(0)
+        expect((yield* consumers.list("t"))[0]).toMatchObject({ name: "steady", cutOff: false })
       }))
   })
 }

@@ -8,9 +8,13 @@
  * Room: PBR slots and Blog bytes are reused only when the sequencer has consumed them and
  * every live registered subscriber has read past them. Each batch starts on a 64-byte line;
  * one that would straddle the Blog's end starts at its beginning instead.
+ *
+ * A named consumer's hold has a bound: once appends of a topic have waited for room that named
+ * consumers hold for `consumerHoldMs`, with none getting through and the holders' cursor not
+ * moving, the broker cuts those consumers off (services/log/Consumers.ts) and the appends go on.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { logAppendBatches, logAppendBytes, logRingFullWaits } from "../../Metrics.js"
+import { logAppendBatches, logAppendBytes, logConsumerCutOffs, logRingFullWaits } from "../../Metrics.js"
 import {
   Appender,
   type AppenderShape,
@@ -23,10 +27,11 @@ import {
   SessionTableFull
 } from "../../services/log/Appender.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import { Doorbell } from "../../services/region/Doorbell.js"
+import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import { LogCorrupt, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { type LogArea, type LogConfig, LogConfigInvalid, pbrSlotOffset } from "./Layout.js"
+import { consumersHolding, cutOffHolding } from "./Consumers.js"
 import { claimLine, livenessCache, lowestDurableCursor, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
 import { alignLine, LINE_BYTES, PbrKind, type PbrKindCode, PbrSlot } from "./Records.js"
 import { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
@@ -37,11 +42,14 @@ export interface AppenderOptions {
   readonly brokerId: number
   /** How long an append waits for room before `AppendTimeout`. */
   readonly timeoutMs?: number
+  /** How long appends may wait for room a named consumer holds before it is cut off (default 30 s). */
+  readonly consumerHoldMs?: number
   /** Test-only: verify that every PBR record is flushed before its commit word (non-coherent regions). */
   readonly flushAudit?: FlushAudit
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000
+export const DEFAULT_CONSUMER_HOLD_MS = 30_000
 
 /** Why a header cannot be appended, or undefined. */
 export const headerProblem = (header: BatchHeader, maxBatchBytes: number): string | undefined => {
@@ -119,6 +127,13 @@ export const reclaim = (c: AppendCursors, consumed: number, slots: ReclaimSource
   return c.reclaimed - before
 }
 
+/** The global seq of the batch `reclaim` stopped at because a durable cursor still needs it, or undefined (nothing held, or the sequencer's to finish). */
+export const heldBatch = (c: AppendCursors, consumed: number, slots: ReclaimSource): number | undefined => {
+  if (!(c.reclaimed < consumed) || !slots.finished(c.reclaimed)) return undefined
+  const g = slots.globalSeq(c.reclaimed)
+  return g >= 0 && g >= slots.lowestCursor() ? g : undefined
+}
+
 /** One topic as this broker appends to it: its cursors, and what depends on where its bytes live. */
 export interface AppendTarget {
   readonly topic: string
@@ -133,6 +148,13 @@ export interface AppendTarget {
   readonly published: () => void
   /** An append starts (+1) or stops (-1) waiting for room; a start also publishes `ringFullWaits`. */
   readonly waiting: (delta: 1 | -1) => void
+  /**
+   * When named consumers' retention keeps this broker from reclaiming room (`heldBatch`): the
+   * lowest of their cursors; undefined when what keeps it, if anything, is no named consumer.
+   */
+  readonly consumerHold: () => number | undefined
+  /** Cuts off the named consumers `consumerHold` names; returns how many this call cut off. */
+  readonly cutOffConsumers: () => number
 }
 
 /** Where a broker's appends land: the region's log area or the in-process store. */
@@ -141,6 +163,8 @@ export interface AppendBacking {
   readonly config: LogConfig
   /** How long an append waits for room (default 10 s). */
   readonly timeoutMs: number | undefined
+  /** How long appends wait for room named consumers hold before they are cut off (default 30 s). */
+  readonly consumerHoldMs: number | undefined
   /**
    * The topic's target if it is set up (the hot path: no Effect); undefined if it is not
    * yet, or TopicNotFound if the backing knows at once that there is no such topic.
@@ -176,6 +200,9 @@ const counted = (receipt: AppendReceipt, payloadBytes: number): AppendReceipt =>
 export const appenderOver = (backing: AppendBacking): AppenderShape => {
   const { brokerId } = backing
   const timeoutMs = backing.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  // 0: never cut off (a consumer holds retention for as long as it exists).
+  const holdSetting = backing.consumerHoldMs ?? DEFAULT_CONSUMER_HOLD_MS
+  const consumerHoldMs = holdSetting > 0 ? holdSetting : Infinity
   const { pbrSlots, blogBytes, maxBatchBytes } = backing.config
 
   /** Where a batch of `bytes` starts in the Blog, reclaiming first when full; or what stays full. */
@@ -227,6 +254,36 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     return typeof outcome === "string" || outcome instanceof BatchRejected ? outcome : counted(outcome, header.payloadBytes)
   }
 
+  /**
+   * Per target, since when its appends have waited for room named consumers hold: the clock
+   * starts again when an append gets through (the PBR head moves) or the holders' cursor moves,
+   * and it runs on across appends that time out (a publisher retrying still waits for the same hold).
+   */
+  const holds = new Map<AppendTarget, { since: number; cursor: number; head: number }>()
+  /** When the consumers holding `t`'s room are to be cut off (Infinity when none holds it). */
+  const cutOffAt = (t: AppendTarget, now: number): number => {
+    const cursor = t.consumerHold()
+    if (cursor === undefined) {
+      holds.delete(t)
+      return Infinity
+    }
+    let hold = holds.get(t)
+    if (hold === undefined || hold.cursor !== cursor || hold.head !== t.cursors.head) holds.set(t, hold = { since: now, cursor, head: t.cursors.head })
+    return hold.since + consumerHoldMs
+  }
+  const cutOff = (t: AppendTarget) =>
+    Effect.suspend(() => {
+      const waitedMs = Math.round(performance.now() - (holds.get(t)?.since ?? performance.now()))
+      holds.delete(t)
+      const cut = t.cutOffConsumers()
+      if (cut === 0) return Effect.void
+      logConsumerCutOffs.unsafeUpdate(cut, [])
+      return Effect.logWarning(
+        `topic ${t.topic}: cut off ${cut} named consumer(s) whose committed offset kept broker ${brokerId}'s appends waiting for room ${waitedMs} ms ` +
+          `(CXLOG_CONSUMER_HOLD_MS ${consumerHoldMs}); their members get ConsumerCutOff`
+      )
+    })
+
   /** Backpressure: after a try found `first` full, waits for room and retries until a receipt, or `AppendTimeout`. */
   const appendWhenRoom = (t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode, first: Full) => {
     const bytes = alignLine(header.payloadBytes)
@@ -235,8 +292,14 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
       const started = performance.now()
       let full = first
       for (;;) {
-        const remaining = timeoutMs - (performance.now() - started)
-        if (remaining <= 0 || !(yield* backing.await(hasRoom, remaining))) {
+        const now = performance.now()
+        const remaining = timeoutMs - (now - started)
+        const cutAt = cutOffAt(t, now)
+        if (remaining > 0 && cutAt <= now) {
+          yield* cutOff(t)
+          if (!hasRoom()) continue
+        } else if (remaining <= 0 || !(yield* backing.await(hasRoom, Math.min(remaining, cutAt - now)))) {
+          if (performance.now() - started < timeoutMs) continue
           return yield* new AppendTimeout({ topic: t.topic, brokerId, waitedMs: Math.round(performance.now() - started), full })
         }
         const next = attempt(t, header, fill, kind)
@@ -325,6 +388,7 @@ interface RegionBroker {
   readonly ringSequencer: () => void
   readonly roomWaits: ReturnType<typeof waitingForRoom>
   readonly alive: (pid: number) => boolean
+  readonly doorbell: DoorbellShape
 }
 
 /** This broker's cursors for a topic, from its broker line, adopting slots a previous owner committed but did not publish. */
@@ -454,6 +518,24 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     return this.b.slots.blogPosition(slot) + alignLine(this.b.slots.payloadBytes(slot))
   }
 
+  /** The batch reclaim stopped at for a durable cursor, if any (the sequencer's consumed-through read afresh). */
+  private held(): number | undefined {
+    const { region, sequencerLines } = this.b
+    region.invalidate(this.sequencerLine, LINE_BYTES)
+    return heldBatch(this.cursors, Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head), this)
+  }
+
+  consumerHold(): number | undefined {
+    const g = this.held()
+    const lowest = g === undefined ? Infinity : consumersHolding(this.b.region, this.b.area, this.id, g)
+    return lowest === Infinity ? undefined : lowest
+  }
+
+  cutOffConsumers(): number {
+    const g = this.held()
+    return g === undefined ? 0 : cutOffHolding(this.b.region, this.b.area, this.b.doorbell, this.id, g)
+  }
+
   waiting(delta: 1 | -1): void {
     if (delta === -1) return this.b.roomWaits.end()
     this.b.roomWaits.begin()
@@ -501,7 +583,8 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
         ringPending ??= setImmediate(ringNow)
       },
       roomWaits,
-      alive: livenessCache()
+      alive: livenessCache(),
+      doorbell
     }
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)
@@ -524,6 +607,7 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       brokerId,
       config: area.config,
       timeoutMs: options.timeoutMs,
+      consumerHoldMs: options.consumerHoldMs,
       known: (topic) => targets.get(topic),
       target: setUp,
       sessions: (topic) => Effect.map(resolve(topic), sessionTable),

@@ -6,25 +6,33 @@
 import { Effect, Layer, type Scope } from "effect"
 import { Appender, type AppenderShape, type BatchHeader, BrokerSlotTaken } from "../../services/log/Appender.js"
 import { TopicNotFound } from "../../services/log/Topics.js"
-import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId, reclaim } from "./Appender.js"
+import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId, heldBatch, reclaim, type ReclaimSource } from "./Appender.js"
 import type { LogConfigInvalid } from "./Layout.js"
 import { findTopic, lowestCursor, type MemoryBroker, type MemoryLogStore, memoryTopic, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { alignLine, type PbrKindCode } from "./Records.js"
 import { perTopic } from "./Topics.js"
 
-/** reclaim over the store: frees the broker's finished batches (and their Blog bytes) that no durable cursor still needs. */
-export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void => {
+/** The broker's PBR in the store as `reclaim` reads it. */
+const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource => {
   const base = broker.reclaimed
   const batch = (pbrSeq: number) => broker.pbr[pbrSeq - base]
-  const freed = reclaim(broker, Math.min(broker.consumedThrough, broker.head), {
+  return {
     lowestCursor: () => lowestCursor(topic),
     finished: (pbrSeq) => batch(pbrSeq).finished,
     globalSeq: (pbrSeq) => batch(pbrSeq).globalSeq,
     blogEnd: (pbrSeq) => batch(pbrSeq).blogPosition + batch(pbrSeq).blogBytes
-  })
+  }
+}
+
+/** reclaim over the store: frees the broker's finished batches (and their Blog bytes) that no durable cursor still needs. */
+export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void => {
+  const freed = reclaim(broker, Math.min(broker.consumedThrough, broker.head), reclaimSource(topic, broker))
   for (const gone of broker.pbr.splice(0, freed)) gone.reclaimed = true
 }
+
+/** The store's named consumers (negative cursor ids, see ConsumersMemory.ts) that hold batch `g`. */
+const consumersHolding = (topic: MemoryTopic, g: number) => [...topic.cursors].filter(([id, cursor]) => id < 0 && cursor <= g)
 
 /** One topic's PBR + Blog of a broker in the store. */
 class StoreTarget implements AppendTarget {
@@ -77,6 +85,25 @@ class StoreTarget implements AppendTarget {
   waiting(delta: 1 | -1): void {
     this.cursors.roomWaits += delta
   }
+
+  private held(): number | undefined {
+    return heldBatch(this.cursors, Math.min(this.cursors.consumedThrough, this.cursors.head), reclaimSource(this.memoryTopic, this.cursors))
+  }
+
+  consumerHold(): number | undefined {
+    const g = this.held()
+    const holding = g === undefined ? [] : consumersHolding(this.memoryTopic, g)
+    return holding.length === 0 ? undefined : Math.min(...holding.map(([, cursor]) => cursor))
+  }
+
+  /** A cut-off consumer's cursor leaves the store's cursors (ConsumersMemory sees that as cut off). */
+  cutOffConsumers(): number {
+    const g = this.held()
+    const holding = g === undefined ? [] : consumersHolding(this.memoryTopic, g)
+    for (const [id] of holding) this.memoryTopic.cursors.delete(id)
+    if (holding.length > 0) this.store.signal.notify()
+    return holding.length
+  }
 }
 
 export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, Scope.Scope> =>
@@ -102,6 +129,7 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
       brokerId,
       config: store.config,
       timeoutMs: options.timeoutMs,
+      consumerHoldMs: options.consumerHoldMs,
       known,
       target: (name) =>
         Effect.suspend(() => {

@@ -6,6 +6,11 @@
  * dead owner's); the active member's pid is the `member` word, taken by compare-and-swap from 0
  * or from a dead member's. Two processes creating the same name at once both claim a line; the
  * later line (higher index) then deletes itself and joins the first.
+ *
+ * A broker whose appends a consumer's hold kept waiting past its bound cuts it off
+ * (`cutOffHolding`): `durable` 2 → 3 by compare-and-swap, so whichever process notices first does
+ * it, once. The line keeps its name and committed offset; a member sees the 3 at its next pull or
+ * commit, and the next member to join takes the hold again (`resume`, 3 → 2).
  */
 import { Effect, Layer } from "effect"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
@@ -23,7 +28,7 @@ import type { TopicInfo } from "../../services/log/Topics.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
 import type { LogArea } from "./Layout.js"
 import { claimLine, lineTaken, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
-import { CONSUMER_NAME_BYTES, LINE_BYTES } from "./Records.js"
+import { CONSUMER_NAME_BYTES, LINE_BYTES, SubscriberLine } from "./Records.js"
 import { OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
 import { topicResolver } from "./Topics.js"
 
@@ -41,6 +46,48 @@ export const consumerNameBytes = (name: string): Uint8Array | ConsumerNameInvali
   return bytes
 }
 
+/** A named consumer's `durable` word: holding retention, or cut off. */
+const HOLDING = 2
+const CUT_OFF = 3
+
+/** The lowest cursor of the topic's named consumers that hold batch `g` (their cursor is at or before it); Infinity if none. */
+export const consumersHolding = (region: CxlMemoryShape, area: LogArea, topic: number, g: number): number => {
+  const lines = new SubscriberLineView(region)
+  let lowest = Infinity
+  for (let s = 0; s < area.config.subscriberSlots; s++) {
+    const line = area.subscriber(topic, s)
+    region.invalidate(line, LINE_BYTES)
+    if (lineTaken(region, line) && lines.durable(line) === HOLDING && lines.cursor(line) <= g) lowest = Math.min(lowest, lines.cursor(line))
+  }
+  return lowest
+}
+
+/** Retention moved: wakes appends waiting for room, and a sequencer stalled on a full GOI. */
+const retentionMovedIn = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, topic: number) => {
+  ringRoomWaiters(region, area, doorbell)
+  const orderLine = area.orderLine(topic)
+  region.invalidate(orderLine, LINE_BYTES)
+  if (new OrderLineView(region).stalled(orderLine) !== 0) sequencerBell(region, doorbell).ring()
+}
+
+/**
+ * Cuts off the topic's named consumers that hold batch `g`, each by a compare-and-swap of its
+ * `durable` word (2 → 3): of the processes that notice at once, one cuts each. Returns how many
+ * this call cut off (their hold is gone, and waiting appends are rung).
+ */
+export const cutOffHolding = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, topic: number, g: number): number => {
+  const lines = new SubscriberLineView(region)
+  let cut = 0
+  for (let s = 0; s < area.config.subscriberSlots; s++) {
+    const line = area.subscriber(topic, s)
+    region.invalidate(line, LINE_BYTES)
+    if (!lineTaken(region, line) || lines.durable(line) !== HOLDING || lines.cursor(line) > g) continue
+    if (lines.swapDurable(line, HOLDING, CUT_OFF)) cut++
+  }
+  if (cut > 0) retentionMovedIn(region, area, doorbell, topic)
+  return cut
+}
+
 /** Lines of the region this process holds as a consumer's member (a pid alone cannot tell two members in one process apart). */
 const heldByRegion = new WeakMap<CxlMemoryShape, Set<number>>()
 
@@ -51,7 +98,6 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
     const lines = new SubscriberLineView(region)
     const participants = new ParticipantLineView(region)
     const orderLines = new OrderLineView(region)
-    const sequencer = sequencerBell(region, doorbell)
     const resolve = topicResolver(region, area)
     let held = heldByRegion.get(region)
     if (held === undefined) heldByRegion.set(region, held = new Set())
@@ -60,7 +106,8 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
     const nameOf = (line: number) => decoder.decode(region.bytes.subarray(lines.nameAt(line), lines.nameAt(line) + Math.min(CONSUMER_NAME_BYTES, lines.nameLength(line))))
     const isConsumer = (line: number) => {
       region.invalidate(line, LINE_BYTES)
-      return lineTaken(region, line) && lines.durable(line) === 2
+      const durable = lines.durable(line)
+      return lineTaken(region, line) && (durable === HOLDING || durable === CUT_OFF)
     }
     /** Lines of the topic's consumers, in index order. */
     const consumerLines = (info: TopicInfo) => {
@@ -76,12 +123,10 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       if (member === process.pid) return heldHere.has(line) ? member : 0
       return isPidAlive(member) ? member : 0
     }
-    /** Retention moved: wakes appends waiting for room, and a sequencer stalled on a full GOI. */
-    const retentionMoved = (info: TopicInfo) => {
-      ringRoomWaiters(region, area, doorbell)
-      const orderLine = area.orderLine(info.id)
-      region.invalidate(orderLine, LINE_BYTES)
-      if (orderLines.stalled(orderLine) !== 0) sequencer.ring()
+    const retentionMoved = (info: TopicInfo) => retentionMovedIn(region, area, doorbell, info.id)
+    const isCutOff = (line: number) => {
+      region.invalidate(line + SubscriberLine.durable, 4)
+      return lines.durable(line) === CUT_OFF
     }
     const endOf = (info: TopicInfo) => {
       const orderLine = area.orderLine(info.id)
@@ -93,7 +138,7 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       lines.setCursor(line, globalSeq)
       region.publish(line, LINE_BYTES)
       // The sequentially consistent store is the fence `ringRoomWaiters` relies on.
-      lines.storeDurable(line, 2)
+      lines.storeDurable(line, HOLDING)
     }
     const erase = (info: TopicInfo, line: number) => {
       lines.storeDurable(line, 0)
@@ -161,10 +206,19 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
             return lines.committed(line)
           },
           commit: (offset, globalSeq) => {
-            if (!heldHere.has(line) || lines.durable(line) !== 2) return
-            moveTo(line, offset, globalSeq)
+            if (!heldHere.has(line)) return true
+            if (isCutOff(line)) return false
+            lines.setCommitted(line, offset)
+            lines.setCursor(line, globalSeq)
+            region.publish(line, LINE_BYTES)
+            // A sequentially consistent read-modify-write: the fence `ringRoomWaiters` relies on. Should a
+            // broker cut the consumer off meanwhile, the commit stands and the next pull reports the cut.
+            lines.swapDurable(line, HOLDING, HOLDING)
             retentionMoved(info)
-          }
+            return true
+          },
+          cutOff: () => isCutOff(line),
+          resume: () => void lines.swapDurable(line, CUT_OFF, HOLDING)
         }
         return lease
       })
@@ -174,7 +228,7 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
         const end = endOf(info)
         return consumerLines(info).map((line): ConsumerInfo => {
           const committed = lines.committed(line)
-          return { topic, name: nameOf(line), committed, end, lag: Math.max(0, end - committed), member: liveMember(line) }
+          return { topic, name: nameOf(line), committed, end, lag: Math.max(0, end - committed), member: liveMember(line), cutOff: isCutOff(line) }
         })
       })
 

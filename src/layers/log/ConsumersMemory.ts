@@ -1,7 +1,9 @@
 /**
  * Named consumers over the in-memory store: the same rules as the region's (Consumers.ts) — a
  * consumer holds retention from its committed batch on, one member at a time — kept per topic
- * in the store's durable cursors (under negative ids, which the LogReader fake never uses).
+ * in the store's durable cursors (under negative ids, which the LogReader fake never uses). A
+ * consumer the appender fake cut off (`cutOffMemory` in AppenderMemory.ts) is one whose cursor
+ * left them while it stays in the table.
  */
 import { Effect, Layer } from "effect"
 import {
@@ -32,8 +34,12 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
       if (table === undefined) consumersOf.set(topic, table = new Map())
       return table
     }
+    const isCutOff = (topic: MemoryTopic, consumer: MemoryConsumer) => !topic.cursors.has(consumer.id)
+    /** The batch a consumer's committed offset lies in: where its hold starts when it is resumed. */
+    const heldFrom = new WeakMap<MemoryConsumer, number>()
     const move = (topic: MemoryTopic, consumer: MemoryConsumer, offset: number, globalSeq: number) => {
       consumer.committed = offset
+      heldFrom.set(consumer, globalSeq)
       topic.cursors.set(consumer.id, globalSeq)
       for (const broker of topic.brokers) reclaimMemory(topic, broker)
       store.signal.notify()
@@ -49,9 +55,12 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
           let consumer = table.get(consumerName)
           const created = consumer === undefined
           if (consumer === undefined) {
-            if (topic.cursors.size >= store.config.subscriberSlots) return Effect.fail(new ConsumerTableFull({ topic: name, slots: store.config.subscriberSlots }))
+            // A cut-off consumer keeps its line in the region: it counts here too.
+            const cutOff = [...table.values()].filter((c) => isCutOff(topic, c)).length
+            if (topic.cursors.size + cutOff >= store.config.subscriberSlots) return Effect.fail(new ConsumerTableFull({ topic: name, slots: store.config.subscriberSlots }))
             consumer = { id: nextId--, committed: initial.offset, member: false }
             table.set(consumerName, consumer)
+            heldFrom.set(consumer, initial.globalSeq)
             topic.cursors.set(consumer.id, initial.globalSeq)
           }
           if (consumer.member) return Effect.fail(new ConsumerBusy({ topic: name, name: consumerName, pid: process.pid }))
@@ -65,7 +74,14 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
           created,
           committed: () => consumer.committed,
           commit: (offset, globalSeq) => {
-            if (table.get(consumerName) === consumer) move(topic, consumer, offset, globalSeq)
+            if (table.get(consumerName) !== consumer) return true
+            if (isCutOff(topic, consumer)) return false
+            move(topic, consumer, offset, globalSeq)
+            return true
+          },
+          cutOff: () => isCutOff(topic, consumer),
+          resume: () => {
+            if (table.get(consumerName) === consumer && isCutOff(topic, consumer)) topic.cursors.set(consumer.id, heldFrom.get(consumer) ?? 0)
           }
         }
         return lease
@@ -81,7 +97,8 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
             committed: c.committed,
             end: topic.totalOrder,
             lag: Math.max(0, topic.totalOrder - c.committed),
-            member: c.member ? process.pid : 0
+            member: c.member ? process.pid : 0,
+            cutOff: isCutOff(topic, c)
           }))),
       remove: (name, consumerName) =>
         Effect.flatMap(memoryTopic(store, name), (topic) => {

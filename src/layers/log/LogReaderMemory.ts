@@ -38,8 +38,9 @@ class StoreTopic implements ReadTopic {
     return this.entry(g) !== undefined
   }
 
+  /** As the region's GOI entry, it outlives its payload: a reclaimed batch (another broker's retention) still has its place. */
   totalOrderOf(g: number): number | undefined {
-    return this.entry(g)?.totalOrder
+    return g >= this.topic.goiBase ? this.topic.goi[g - this.topic.goiBase]?.totalOrder : undefined
   }
 
   /** Points `view` at a stored batch. */

@@ -259,10 +259,14 @@ export class ParticipantLineView extends View {
 export class SubscriberLineView extends View {
   /**
    * 1 while its cursor holds retention (its owner alive), 2 for a named consumer (holding it for
-   * as long as the consumer exists); the store that sets it fences the cursor before it.
+   * as long as the consumer exists), 3 for a named consumer cut off (holding nothing); the store
+   * that sets it fences the cursor before it.
    */
   durable(at: number): number { return Atomics.load(this.i32, (at + SubscriberLine.durable) / 4) }
   storeDurable(at: number, v: 0 | 1 | 2): void { Atomics.store(this.i32, (at + SubscriberLine.durable) / 4, v) }
+  swapDurable(at: number, expected: number, v: number): boolean {
+    return Atomics.compareExchange(this.i32, (at + SubscriberLine.durable) / 4, expected, v) === expected
+  }
   /** A named consumer's committed offset: where its next member starts. */
   committed(at: number): number { return this.f64[(at + SubscriberLine.committed) / 8] }
   setCommitted(at: number, v: number): void { this.f64[(at + SubscriberLine.committed) / 8] = v }

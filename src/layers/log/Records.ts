@@ -39,8 +39,8 @@ export const SequencerLine = { consumedThrough: 0, orderedBatches: 8, orderedMes
 
 /**
  * A subscriber cursor line (that subscriber): `cursor` is the next global batch seq it will read.
- * A named consumer's line (`durable` 2, see Consumers.ts) lives as long as the consumer: its
- * committed offset, the pid of its active member (0: none) and its name (UTF-8, ≤ 24 bytes).
+ * A named consumer's line (`durable` 2, or 3 once cut off, see Consumers.ts) lives as long as the
+ * consumer: its committed offset, the pid of its active member (0: none) and its name (UTF-8, ≤ 24 bytes).
  */
 export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12, cursor: 16, committed: 24, member: 32, nameLength: 36, name: 40 } as const
 export const CONSUMER_NAME_BYTES = 24

@@ -77,6 +77,7 @@ export const WireErrorCode = Schema.Literal(
   "out-of-range",
   "consumer-busy",
   "consumer-table-full",
+  "consumer-cut-off",
   "bad-commit",
   "auth-required",
   "auth-failed",
@@ -104,7 +105,9 @@ export class ErrorBody extends Schema.Class<ErrorBody>("ErrorBody")({
   /** `out-of-range`: the offset asked for (or being read) and the window the topic holds, [earliest, end). */
   requested: Schema.optional(Schema.Number),
   earliest: Schema.optional(Schema.Number),
-  end: Schema.optional(Schema.Number)
+  end: Schema.optional(Schema.Number),
+  /** `consumer-cut-off`: the consumer's committed offset (and in `earliest`, the oldest offset held). */
+  committed: Schema.optional(Schema.Number)
 }) {}
 
 /** A protocol violation seen on a connection: becomes an ERROR frame, then the connection closes. */
@@ -149,7 +152,7 @@ export const welcomeFrame = (welcome: Welcome): Buffer =>
   encodeFrame({ type: FrameType.WELCOME, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Welcome, welcome))
 
 /** Built without Schema: brokers send these to hostile input at a high rate, and the type already fixes the shape. */
-export const errorFrame = (code: WireErrorCode, message: string, extra?: Pick<ErrorBody, "requested" | "earliest" | "end">): Buffer =>
+export const errorFrame = (code: WireErrorCode, message: string, extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed">): Buffer =>
   encodeFrame(
     { type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
     textEncoder.encode(JSON.stringify({ code, message: message.slice(0, 500), ...extra }))

@@ -7,10 +7,12 @@
  *
  * A named consumer joins through `Consumers` (one member at a time) and reads from its
  * committed offset; a commit finds the batch holding the offset (the reader's `locate`) so
- * retention is released up to it.
+ * retention is released up to it. A consumer cut off for holding publishers too long fails its
+ * member's next pull or commit with `ConsumerCutOff`; the next member resumes it (taking its hold
+ * again) when its committed offset is still held, else gets `LogOutOfRange`.
  */
 import { Effect, Layer, Option, Stream } from "effect"
-import { type ConsumerLease, Consumers, type ConsumersShape } from "../../services/log/Consumers.js"
+import { ConsumerCutOff, type ConsumerLease, Consumers, type ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogBatchView, type LogCursor, LogOutOfRange, LogReader, type LogReaderShape } from "../../services/log/LogReader.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
 import {
@@ -48,7 +50,11 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
       if (options.consumer === undefined) return { cursor, lease: undefined }
       if (consumers === undefined) return yield* Effect.dieMessage("this Subscriber has no Consumers service for named consumers")
       const lease: ConsumerLease = yield* consumers.join(topic, options.consumer, { offset: cursor.position(), globalSeq: cursor.nextBatch() })
-      return { cursor: lease.created ? cursor : yield* subscribe(lease.committed()), lease }
+      if (lease.created) return { cursor, lease }
+      // A cut-off consumer whose committed offset left the log stays cut off (LogOutOfRange names the oldest offset held).
+      const resumed = yield* subscribe(lease.committed())
+      if (lease.cutOff()) lease.resume()
+      return { cursor: resumed, lease }
     })
 
   const subscribe: SubscriberShape["subscribe"] = (topic, options = {}) =>
@@ -66,6 +72,9 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
       }
       const outOfRange = (requested: number) =>
         Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest, end }) => Effect.fail(new LogOutOfRange({ topic, requested, earliest, end })))
+      const cutOff = (l: ConsumerLease) =>
+        Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest }) =>
+          Effect.fail(new ConsumerCutOff({ topic, name: l.name, committed: l.committed(), earliest })))
 
       const policy = autoCommitPolicy(options.autoCommit)
       let committedAt = performance.now()
@@ -76,7 +85,8 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
           if (!Number.isSafeInteger(offset) || offset < committed || offset > cursor.position()) {
             return yield* new CommitRejected({ topic, reason: `offset ${offset} is outside [${committed}, ${cursor.position()}] (committed, delivered)` })
           }
-          lease.commit(offset, yield* batchAt(topic, offset))
+          // A cut-off consumer's batches may be gone already.
+          if (lease.cutOff() || !lease.commit(offset, yield* batchAt(topic, offset))) return yield* cutOff(lease)
           committed = offset
           committedAt = performance.now()
           // Committed past the batch in hand: it is done with, and retention may take it now.
@@ -87,13 +97,14 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
       const autoCommit = Effect.suspend(() => {
         if (lease === undefined || delivered === committed) return Effect.void
         const due = delivered - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs
-        return due ? Effect.orDie(commitAt(delivered)) : Effect.void
+        return due ? commitAt(delivered).pipe(Effect.catchTag("CommitRejected", Effect.die)) : Effect.void
       })
       /** How long a waiting pull may sleep before an auto-commit is due. */
       const waitMs = () =>
         lease === undefined || delivered === committed ? WAIT_SLICE_MS : Math.max(0, Math.min(WAIT_SLICE_MS, committedAt + policy.intervalMs - performance.now()))
 
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
+        if (lease?.cutOff()) return yield* cutOff(lease)
         if (handedOut !== undefined) {
           if (!cursor.retained(handedOut.g)) return yield* outOfRange(handedOut.offset)
           delivered = cursor.position()
@@ -105,6 +116,7 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
           if (malformed !== undefined) return yield* new LogCorrupt({ reason: `topic ${topic}: batch at offset ${view.offset}: ${malformed}` })
           if (n === 1) return view
           yield* cursor.awaitMore(waitMs())
+          if (lease?.cutOff()) return yield* cutOff(lease)
           yield* autoCommit
         }
       })

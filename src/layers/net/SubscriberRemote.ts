@@ -15,7 +15,7 @@ import { Effect, Either, Layer, Option, Scope, Stream } from "effect"
 import type { Socket } from "node:net"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicNotFound } from "../../services/log/Topics.js"
-import { ConsumerBusy, ConsumerTableFull } from "../../services/log/Consumers.js"
+import { ConsumerBusy, ConsumerCutOff, ConsumerTableFull } from "../../services/log/Consumers.js"
 import {
   CommitRejected,
   type SubscribeError,
@@ -143,6 +143,9 @@ const brokerError = (connection: Connection, request: Subscribe, frame: Frame): 
   const name = request.consumer ?? ""
   if (body.code === "consumer-busy") return new ConsumerBusy({ topic, name, pid: 0 })
   if (body.code === "consumer-table-full") return new ConsumerTableFull({ topic, slots: 0 })
+  if (body.code === "consumer-cut-off" && body.committed !== undefined && body.earliest !== undefined) {
+    return new ConsumerCutOff({ topic, name, committed: body.committed, earliest: body.earliest })
+  }
   if (body.code === "out-of-range" && body.requested !== undefined && body.earliest !== undefined && body.end !== undefined) {
     return new LogOutOfRange({ topic, requested: body.requested, earliest: body.earliest, end: body.end })
   }
@@ -152,7 +155,8 @@ const brokerError = (connection: Connection, request: Subscribe, frame: Frame): 
 /** A broker's ERROR in mid-stream (where an unknown topic can only mean a broken stream). */
 const streamError = (connection: Connection, request: Subscribe, frame: Frame): SubscriptionError => {
   const e = brokerError(connection, request, frame)
-  return e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable" || e._tag === "SubscriberConnectionFailed"
+  return e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable" || e._tag === "SubscriberConnectionFailed" ||
+      e._tag === "ConsumerCutOff"
     ? e
     : connection.failed("bad-frame", e.message)
 }

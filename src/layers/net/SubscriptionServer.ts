@@ -13,10 +13,14 @@
  * held, and if one is not it sends `out-of-range` (naming the oldest offset held) and closes.
  * The client checks each DATA frame's crc32c (the publisher's) and reads a mismatch followed by
  * that error as out-of-range: torn data is never delivered.
+ *
+ * A named consumer cut off for holding publishers too long (services/log/Consumers.ts) gets
+ * `consumer-cut-off` (its committed offset, the oldest offset held) when the broker next sends,
+ * waits or commits for it; the client maps it back to `ConsumerCutOff`.
  */
 import { Effect, Either, type Scope } from "effect"
 import type { Socket } from "node:net"
-import type { ConsumerLease, ConsumersShape } from "../../services/log/Consumers.js"
+import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
 import { authenticate, type AuthServer } from "./Auth.js"
 import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
@@ -61,13 +65,24 @@ const open = (reader: LogReaderShape, request: Subscribe, consumers: ConsumersSh
         })
       )
     )
-    return { cursor: lease.created ? cursor : yield* subscribe(lease.committed()), lease }
+    if (lease.created) return { cursor, lease }
+    // A cut-off consumer whose committed offset left the log stays cut off (out-of-range names the oldest offset held).
+    const resumed = yield* subscribe(lease.committed())
+    if (lease.cutOff()) lease.resume()
+    return { cursor: resumed, lease }
   })
 
 /** Sends `out-of-range` with the window held, then closes the connection. */
 const refuseOutOfRange = (socket: Socket, e: LogOutOfRange): void => {
   if (socket.destroyed || socket.writableEnded) return
   socket.end(errorFrame("out-of-range", e.message, { requested: e.requested, earliest: e.earliest, end: e.end }))
+  setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
+}
+
+/** Sends `consumer-cut-off` with the committed offset and the oldest held, then closes the connection. */
+const refuseCutOff = (socket: Socket, e: ConsumerCutOff): void => {
+  if (socket.destroyed || socket.writableEnded) return
+  socket.end(errorFrame("consumer-cut-off", e.message, { committed: e.committed, earliest: e.earliest }))
   setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
 }
 
@@ -100,6 +115,9 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     }
     const { cursor, lease } = opened.right
     let committed = cursor.position()
+    const cutOff = (l: ConsumerLease) =>
+      Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest }) =>
+        Effect.fail(new ConsumerCutOff({ topic, name: l.name, committed: l.committed(), earliest })))
     /** A COMMIT: the offset must lie between the committed one and what was sent. */
     const commit = (offset: number) =>
       Effect.gen(function*() {
@@ -107,8 +125,10 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
         if (offset < committed || offset > cursor.position()) {
           return yield* new WireViolation({ code: "bad-commit", detail: `offset ${offset} is outside [${committed}, ${cursor.position()}] (committed, sent)` })
         }
+        // A cut-off consumer's batches may be gone already.
+        if (lease.cutOff()) return yield* cutOff(lease)
         const g = yield* Effect.scoped(Effect.map(reader.subscribe(topic, { from: offset }), (c) => c.nextBatch())).pipe(Effect.orDie)
-        lease.commit(offset, g)
+        if (!lease.commit(offset, g)) return yield* cutOff(lease)
         committed = offset
       })
     const held = yield* reader.bounds(topic).pipe(Effect.orDie)
@@ -194,6 +214,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     const stream = Effect.gen(function*() {
       for (;;) {
         if (socket.destroyed || socket.writableEnded) return
+        if (lease?.cutOff()) return yield* cutOff(lease)
         if (credit === 0) {
           yield* awaitCredit
           continue
@@ -218,6 +239,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     if (Either.isLeft(outcome)) {
       const e = outcome.left
       if (e instanceof LogOutOfRange) return refuseOutOfRange(socket, e)
+      if (e instanceof ConsumerCutOff) return refuseCutOff(socket, e)
       if (e instanceof WireViolation) return yield* e
       return yield* new WireViolation({ code: "internal", detail: e.message })
     }

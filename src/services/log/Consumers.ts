@@ -7,6 +7,14 @@
  * compare-and-swap); when it dies or leaves, the next to join takes over at the committed
  * offset. Delivery is at-least-once: what a member read after its last commit is delivered
  * again to the next one.
+ *
+ * The hold has a bound (docs/clients.md, "Named consumers"): once a consumer's hold has kept a
+ * broker's appends waiting for room for `consumerHoldMs` (CXLOG_CONSUMER_HOLD_MS) with none
+ * getting through, the broker cuts it off — it keeps its name and committed offset but holds
+ * nothing, the appends proceed, and its member fails with `ConsumerCutOff` at its next pull or
+ * commit. The next member to join resumes at the committed offset (taking the hold again) if the
+ * log still holds it, else gets `LogOutOfRange` naming the oldest offset held: nothing is skipped
+ * without a typed error.
  */
 import { Context, Data, type Effect, type Scope } from "effect"
 import type { TopicNotFound } from "./Topics.js"
@@ -21,6 +29,8 @@ export interface ConsumerInfo {
   readonly lag: number
   /** The active member's pid; 0 when none. */
   readonly member: number
+  /** Cut off for holding publishers too long: it holds no retention until a member resumes it. */
+  readonly cutOff: boolean
 }
 
 /** A member's hold on its consumer, until its scope closes. */
@@ -33,9 +43,14 @@ export interface ConsumerLease {
   readonly committed: () => number
   /**
    * Commits `offset` (the first message not processed), which lies in batch `globalSeq` of the
-   * total order (the batch it starts, when it is the first of one): retention is released up to that batch.
+   * total order (the batch it starts, when it is the first of one): retention is released up to
+   * that batch. False, committing nothing, when the consumer is cut off.
    */
-  readonly commit: (offset: number, globalSeq: number) => void
+  readonly commit: (offset: number, globalSeq: number) => boolean
+  /** Whether the consumer is cut off now (it was at the join when it is `resume`d). */
+  readonly cutOff: () => boolean
+  /** A cut-off consumer takes its hold again, from its committed offset's batch on. */
+  readonly resume: () => void
 }
 
 export interface ConsumersShape {
@@ -70,6 +85,24 @@ export class ConsumerTableFull extends Data.TaggedError("ConsumerTableFull")<{ r
 export class ConsumerNameInvalid extends Data.TaggedError("ConsumerNameInvalid")<{ readonly name: string; readonly reason: string }> {
   override get message() {
     return `consumer name ${JSON.stringify(this.name)}: ${this.reason}`
+  }
+}
+
+/**
+ * The consumer was cut off: its hold kept publishers waiting for room past the bound
+ * (CXLOG_CONSUMER_HOLD_MS), and retention no longer waits for it. `earliest` is the oldest
+ * offset the topic still holds when this is reported.
+ */
+export class ConsumerCutOff extends Data.TaggedError("ConsumerCutOff")<{
+  readonly topic: string
+  readonly name: string
+  readonly committed: number
+  readonly earliest: number
+}> {
+  override get message() {
+    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} was cut off: its committed offset ${this.committed} kept publishers waiting ` +
+      `past CXLOG_CONSUMER_HOLD_MS, and retention no longer waits for it (oldest offset held: ${this.earliest}); ` +
+      `subscribe as it again to resume at ${this.committed} while that is held, else remove it (cxlog consumers --remove) and create it again`
   }
 }
 

@@ -16,7 +16,7 @@ import { Context, Data, type Effect, type Scope, type Stream } from "effect"
 import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { LogOutOfRange } from "../log/LogReader.js"
 import type { LogCorrupt, TopicNotFound } from "../log/Topics.js"
-import type { ConsumerError } from "../log/Consumers.js"
+import type { ConsumerCutOff, ConsumerError } from "../log/Consumers.js"
 
 /** One header of a message: its name, and its value as a zero-copy view (valid as long as its batch). */
 export interface MessageHeader {
@@ -147,5 +147,5 @@ export class CommitRejected extends Data.TaggedError("CommitRejected")<{ readonl
   }
 }
 
-export type SubscriptionError = LogOutOfRange | LogCorrupt | HeadUnavailable | SubscriberConnectionFailed
+export type SubscriptionError = LogOutOfRange | LogCorrupt | HeadUnavailable | SubscriberConnectionFailed | ConsumerCutOff
 export type SubscribeError = SubscriptionError | TopicNotFound | SubscriberBrokersUnreachable | ConsumerError
