@@ -116,18 +116,25 @@ class Connection {
         const detail = this.failure ?? (this.reader.midFrame ? "the connection ended inside a frame" : "the broker closed the connection")
         return Effect.fail(this.failed(this.failure === undefined ? "closed" : "unreachable", detail))
       }
-      const arrived = Effect.async<void>((resume) => {
-        this.wake = () => resume(Effect.void)
-        return Effect.sync(() => {
-          this.wake = undefined
-        })
-      })
       const dueInMs = due?.inMs() ?? Infinity
       if (dueInMs <= 0) return Effect.zipRight(due!.run, this.next(timeoutMs, due))
-      const bounded = dueInMs === Infinity ? arrived : Effect.raceFirst(arrived, Effect.sleep(dueInMs))
-      const waited = timeoutMs === undefined
-        ? bounded
-        : bounded.pipe(Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => this.failed("timeout", `no frame within ${timeoutMs} ms`) }))
+      // One callback wait, ended by data, by what is due or by the frame bound: no fibers raced per wait (a wait per batch).
+      const timesOut = timeoutMs !== undefined && timeoutMs <= dueInMs
+      const limitMs = Math.min(dueInMs, timeoutMs ?? Infinity)
+      const waited = Effect.async<void, SubscriberConnectionFailed>((resume) => {
+        const timer = limitMs === Infinity ? undefined : setTimeout(() => {
+          this.wake = undefined
+          resume(timesOut ? Effect.fail(this.failed("timeout", `no frame within ${timeoutMs} ms`)) : Effect.void)
+        }, limitMs)
+        this.wake = () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        }
+        return Effect.sync(() => {
+          this.wake = undefined
+          clearTimeout(timer)
+        })
+      })
       return Effect.zipRight(waited, this.next(timeoutMs, due))
     })
   }
