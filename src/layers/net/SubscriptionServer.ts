@@ -178,7 +178,12 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     /** Resumes once every payload written so far was handed to the kernel, or the socket is gone. */
     const flushed = Effect.async<void>((resume) => {
       if (unwritten === 0 || socket.destroyed) return resume(Effect.void)
-      const done = () => resume(Effect.void)
+      // Either way out takes the other's hook with it: a close listener left per round would pile up on the socket.
+      const done = () => {
+        allWritten = undefined
+        socket.off("close", done)
+        resume(Effect.void)
+      }
       allWritten = done
       socket.once("close", done)
       return Effect.sync(() => {
