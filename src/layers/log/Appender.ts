@@ -49,7 +49,7 @@ export interface AppenderOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000
-export const DEFAULT_CONSUMER_HOLD_MS = 30_000
+const DEFAULT_CONSUMER_HOLD_MS = 30_000
 
 /** Why a header cannot be appended, or undefined. */
 export const headerProblem = (header: BatchHeader, maxBatchBytes: number): string | undefined => {

@@ -74,6 +74,8 @@ export interface SubscribeOptions {
   /**
    * Read as this named consumer of the topic (services/log/Consumers.ts): its committed offset
    * holds retention, one member reads at a time, and the next member resumes where it committed.
+   * A consumer whose hold kept publishers waiting past the brokers' bound (CXLOG_CONSUMER_HOLD_MS)
+   * is cut off: its member's next pull or commit fails with `ConsumerCutOff`.
    */
   readonly consumer?: string
   /**
