@@ -62,6 +62,7 @@ export {
   notice as rpcNotice,
   type Payload as RpcPayload,
   Rpc,
+  RpcAbandoned,
   type RpcCallError,
   type RpcClient,
   type RpcClientOptions,

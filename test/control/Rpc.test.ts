@@ -65,6 +65,43 @@ const contract = (label: string, open: OpenRings) =>
         expect(overdrawn).toMatchObject({ _tag: "Overdrawn", balance: -30 })
       }))
 
+    // A reply is committed as its handler returns, so its client can be woken while the server
+    // goes on with the next request, not after the whole burst (asserted on the reply ring's
+    // leading sequence as each handler starts, not on time).
+    it.scopedLive("each reply is committed before the server runs the next request's handler", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+        const { replies, requests } = layout(65536)
+        const inspector = yield* rings.inspect(replies)
+        const seen: Array<number> = []
+        yield* rpc.serve({ replies, requests }, [
+          handle(Add, ({ a, b }) => Effect.sync(() => seen.push(inspector.writer().sequence)).pipe(Effect.as(a + b)))
+        ])
+        const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
+        const results = yield* Effect.all([client.call(Add, { a: 1, b: 1 }), client.call(Add, { a: 2, b: 2 }), client.call(Add, { a: 3, b: 3 })], {
+          concurrency: "unbounded"
+        })
+        expect(results).toEqual([2, 4, 6])
+        expect(seen).toHaveLength(3)
+        expect(seen[1]).toBeGreaterThan(seen[0]!)
+        expect(seen[2]).toBeGreaterThan(seen[1]!)
+      }))
+
+    // The wait's own bound (60 s) outlasts the test: only the abort can end it.
+    it.scopedLive("aborting a call's signal ends its wait with RpcAbandoned; the client keeps working", () =>
+      Effect.gen(function*() {
+        const { first } = yield* setup(open)
+        const controller = new AbortController()
+        const waiting = yield* Effect.fork(first.call(Wait, { name: "never" }, { timeoutMs: 60_000, signal: controller.signal }))
+        yield* Effect.sleep("20 millis")
+        controller.abort("epoch 2")
+        expect(yield* Effect.flip(Fiber.join(waiting))).toMatchObject({ _tag: "RpcAbandoned", method: "Wait", reason: "epoch 2" })
+        // An already aborted signal fails at once; other calls are unaffected.
+        expect(yield* Effect.flip(first.call(Wait, { name: "late" }, { signal: controller.signal }))).toMatchObject({ _tag: "RpcAbandoned" })
+        expect(yield* first.call(Add, { a: 1, b: 2 }, { signal: new AbortController().signal })).toBe(3)
+      }))
+
     it.scopedLive("concurrent calls from two clients each get their own reply", () =>
       Effect.gen(function*() {
         const { first, second } = yield* setup(open)

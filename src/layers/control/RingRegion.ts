@@ -546,24 +546,27 @@ export const openReader = (
       return undefined
     }
 
+    // Built once: a wait per batch allocates nothing but the doorbell's waiter.
+    const framesArrived = () =>
+      Atomics.load(u32, headLowWord) !== (delivered >>> 0) ||
+      Atomics.load(u32, closedWord) !== 0 ||
+      !mine()
+    const afterFramesWait = (woken: boolean) => {
+      Atomics.store(u32, waitingWord, 0)
+      if (woken) return
+      f64[(line + Reader.heartbeat) / 8] = Date.now()
+      const pid = Atomics.load(i32, (control + Control.pid) / 4)
+      if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !pidAlive(pid)) {
+        deadWriterPid = pid
+        deadWriterOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
+      }
+    }
+    const stopWaiting = Effect.sync(() => Atomics.store(u32, waitingWord, 0))
     const awaitFrames = (timeoutMs: number) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         Atomics.store(u32, waitingWord, 1)
-        const woken = yield* doorbell.await(
-          () =>
-            Atomics.load(u32, headLowWord) !== (delivered >>> 0) ||
-            Atomics.load(u32, closedWord) !== 0 ||
-            !mine(),
-          timeoutMs
-        )
-        if (woken) return
-        f64[(line + Reader.heartbeat) / 8] = Date.now()
-        const pid = Atomics.load(i32, (control + Control.pid) / 4)
-        if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !pidAlive(pid)) {
-          deadWriterPid = pid
-          deadWriterOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
-        }
-      }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
+        return doorbell.await(framesArrived, timeoutMs)
+      }).pipe(Effect.map(afterFramesWait), Effect.onInterrupt(() => stopWaiting))
 
     const writerOccurrenceWord = (control + Control.occurrence) / 4
     const awaitWriter = (timeoutMs: number) =>

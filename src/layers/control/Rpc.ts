@@ -9,7 +9,7 @@
  * `dispatch` → `runHandler` → `reply` → `sendReply` (the reply ring's single writer) → the
  * client's `receive` → `awaitReply` → `decodeReply`.
  */
-import { Cause, type Context, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
 import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
 import {
   type AnyRpcMethod,
@@ -27,6 +27,7 @@ import {
   RpcInvalidReply,
   type RpcNotice,
   RpcProtocolError,
+  RpcAbandoned,
   type RpcServer,
   type RpcServerOptions,
   type RpcShape,
@@ -35,6 +36,7 @@ import {
   type Success
 } from "../../services/control/Rpc.js"
 import { type RingReader, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
+import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
 
 const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
 const HEADER_BYTES = 12
@@ -62,19 +64,66 @@ interface WireFrame {
   readonly json: string
 }
 
-const encodeFrame = (kind: number, client: number, requestId: number, tag: string, json: string, replySlot = -1): Uint8Array => {
-  const tagBytes = encoder.encode(tag)
-  const body = encoder.encode(json)
-  const frame = new Uint8Array(HEADER_BYTES + tagBytes.length + body.length)
-  const view = new DataView(frame.buffer)
-  view.setUint8(0, kind)
-  view.setUint8(1, replySlot >= 0 && replySlot <= MAX_NAMED_SLOT ? replySlot + 1 : 0)
-  view.setUint16(2, tagBytes.length, true)
-  view.setUint32(4, client, true)
-  view.setUint32(8, requestId, true)
-  frame.set(tagBytes, HEADER_BYTES)
-  frame.set(body, HEADER_BYTES + tagBytes.length)
-  return frame
+/** Tags' UTF-8 bytes: a few method and notice names, encoded once. */
+const tagBytes = new Map<string, Uint8Array>()
+const tagBytesOf = (tag: string) => {
+  let bytes = tagBytes.get(tag)
+  if (bytes === undefined) tagBytes.set(tag, bytes = encoder.encode(tag))
+  return bytes
+}
+
+/**
+ * A frame to send, written straight into a ring where it fits now (no copy, no allocation),
+ * or materialized with `frameBytes` when it must wait.
+ */
+interface OutFrame {
+  readonly kind: number
+  readonly client: number
+  readonly requestId: number
+  readonly tag: Uint8Array
+  readonly json: string
+  readonly replySlot: number
+  readonly length: number
+}
+
+const outFrame = (kind: number, client: number, requestId: number, tag: string, json: string, replySlot = -1): OutFrame => {
+  const tagged = tagBytesOf(tag)
+  return { kind, client, requestId, tag: tagged, json, replySlot, length: HEADER_BYTES + tagged.length + Buffer.byteLength(json, "utf8") }
+}
+
+const writeU32 = (bytes: Uint8Array, at: number, value: number) => {
+  bytes[at] = value & 0xff
+  bytes[at + 1] = (value >>> 8) & 0xff
+  bytes[at + 2] = (value >>> 16) & 0xff
+  bytes[at + 3] = value >>> 24
+}
+
+/** Writes `frame`'s header, tag and payload at `bytes[at]` (`frame.length` bytes). */
+const writeFrameAt = (bytes: Uint8Array, at: number, frame: OutFrame) => {
+  const { replySlot, tag } = frame
+  bytes[at] = frame.kind
+  bytes[at + 1] = replySlot >= 0 && replySlot <= MAX_NAMED_SLOT ? replySlot + 1 : 0
+  bytes[at + 2] = tag.length & 0xff
+  bytes[at + 3] = tag.length >>> 8
+  writeU32(bytes, at + 4, frame.client)
+  writeU32(bytes, at + 8, frame.requestId)
+  bytes.set(tag, at + HEADER_BYTES)
+  encoder.encodeInto(frame.json, bytes.subarray(at + HEADER_BYTES + tag.length, at + frame.length))
+}
+
+const frameBytes = (frame: OutFrame): Uint8Array => {
+  const bytes = new Uint8Array(frame.length)
+  writeFrameAt(bytes, 0, frame)
+  return bytes
+}
+
+/** Writes `frame` into `writer`'s ring and commits it if it fits now; false if it does not. */
+const tryWriteNow = (writer: RingWriter, frame: OutFrame): boolean => {
+  const at = writer.tryReserve(frame.length)
+  if (at < 0) return false
+  writeFrameAt(writer.bytes, at, frame)
+  writer.commit()
+  return true
 }
 
 /** The addressee of a frame, read from its header without decoding it (-1 when too short). */
@@ -98,18 +147,12 @@ const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
   }
 }
 
-interface WireCodec {
-  readonly encode: (value: unknown) => Either.Either<string, ParseResult.ParseError>
-  readonly decode: (json: string) => Either.Either<unknown, ParseResult.ParseError>
-}
-
 /** A Schema's JSON codec, built once per Schema: building one compiles the Schema, far costlier than a call. */
-const codecs = new WeakMap<object, WireCodec>()
-const codec = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError): WireCodec => {
+const codecs = new WeakMap<object, JsonCodec>()
+const codec = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError): JsonCodec => {
   let found = codecs.get(schema)
   if (found === undefined) {
-    const json = Schema.parseJson(schema as Schema.Schema<unknown, unknown>)
-    found = { encode: Schema.encodeEither(json), decode: Schema.decodeUnknownEither(json) }
+    found = jsonCodec(schema as Schema.Schema<unknown, unknown>)
     codecs.set(schema, found)
   }
   return found
@@ -124,7 +167,7 @@ const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.fo
  * come, and opening the ring wakes us at once); any other error (a corrupt ring, a reaped
  * slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
  */
-const serveForever = (reader: RingReader, handler: (frame: Uint8Array) => Effect.Effect<void>) =>
+const serveForever = <R>(reader: RingReader, handler: (frame: Uint8Array) => Effect.Effect<void, never, R>) =>
   reader.consume(handler).pipe(
     Effect.matchEffect({
       onSuccess: () => reader.awaitWriter(REOPEN_WAIT_MS),
@@ -192,9 +235,9 @@ const wakeList = (writer: RingWriter) => {
 
 /**
  * The reply ring's only writer: replies, deferred replies and notices all funnel here. While
- * nothing is queued, a reply that fits goes straight into the ring (`sendReply`); the replies
- * of one burst are committed together, once the code that produced them has run. Anything
- * else waits in `outbound` for the writer fiber (`writeQueued`).
+ * nothing is queued, a reply that fits goes straight into the ring and is committed at once
+ * (`sendReply`): its client is woken before the server reads its next request, not after the
+ * whole burst. Anything else waits in `outbound` for the writer fiber (`writeQueued`).
  */
 interface ReplyChannel {
   readonly writer: RingWriter
@@ -202,19 +245,8 @@ interface ReplyChannel {
   readonly toWake: ReturnType<typeof wakeList>
   /** Frames in `outbound` or being written by the writer fiber. */
   queued: number
-  /** True while the writer fiber fills a batch: its own commit then covers direct writes too. */
+  /** True while the writer fiber fills a batch (then `queued` > 0, so nothing is written directly). */
   sending: boolean
-  commitScheduled: boolean
-}
-
-/** Commits the direct writes of this burst once the code that produced them has run. */
-const commitSoon = (channel: ReplyChannel) => {
-  if (channel.commitScheduled) return
-  channel.commitScheduled = true
-  queueMicrotask(() => {
-    channel.commitScheduled = false
-    if (!channel.sending) channel.toWake.commit()
-  })
 }
 
 /** Reserves room for `frame`, waiting (and warning) while the ring is full, and copies it in uncommitted. */
@@ -245,32 +277,46 @@ const writeQueued = (channel: ReplyChannel) =>
   }))
 
 /** Sends a reply, waking reader slot `wake` (-1: every reader). */
-const sendReply = (channel: ReplyChannel, frame: Uint8Array, wake: number): Effect.Effect<void> =>
+const sendReply = (channel: ReplyChannel, frame: OutFrame, wake: number): Effect.Effect<void> =>
   Effect.suspend(() => {
     if (channel.queued === 0) {
       const at = channel.writer.tryReserve(frame.length)
       if (at >= 0) {
-        channel.writer.bytes.set(frame, at)
+        writeFrameAt(channel.writer.bytes, at, frame)
         channel.toWake.add(wake)
-        commitSoon(channel)
+        channel.toWake.commit()
         return Effect.void
       }
     }
     channel.queued++
-    return Queue.offer(channel.outbound, { frame, wake })
+    return Queue.offer(channel.outbound, { frame: frameBytes(frame), wake })
   })
 
-/** Sends a notice to `client` through the writer fiber; resolves to the leading sequence once it is committed. */
+/**
+ * Sends a notice to `client` (written at once while nothing is queued, else through the writer
+ * fiber); resolves to the reply ring's leading sequence once it is committed.
+ */
 const sendNotice = (channel: ReplyChannel, client: number, tag: string, json: string) =>
-  Effect.gen(function*() {
-    const committed = yield* Deferred.make<number>()
-    channel.queued++
-    yield* Queue.offer(channel.outbound, { frame: encodeFrame(Kind.notice, client, 0, tag, json), wake: -1, committed })
-    return yield* Deferred.await(committed)
+  Effect.suspend(() => {
+    const frame = outFrame(Kind.notice, client, 0, tag, json)
+    if (channel.queued === 0) {
+      const at = channel.writer.tryReserve(frame.length)
+      if (at >= 0) {
+        writeFrameAt(channel.writer.bytes, at, frame)
+        channel.toWake.add(-1)
+        return Effect.succeed(channel.toWake.commit())
+      }
+    }
+    return Effect.gen(function*() {
+      const committed = yield* Deferred.make<number>()
+      channel.queued++
+      yield* Queue.offer(channel.outbound, { frame: frameBytes(frame), wake: -1, committed })
+      return yield* Deferred.await(committed)
+    })
   })
 
 const protocolError = (channel: ReplyChannel, to: Requester, tag: string, error: RpcProtocolError) =>
-  sendReply(channel, encodeFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
+  sendReply(channel, outFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
 
 /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
 const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>) => {
@@ -279,7 +325,7 @@ const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit:
   if (Exit.isSuccess(exit)) {
     const json = toJson(method.success, exit.value)
     if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
-    const frame = encodeFrame(Kind.success, client, requestId, method.tag, json.right)
+    const frame = outFrame(Kind.success, client, requestId, method.tag, json.right)
     return frame.length > channel.writer.maxFrameBytes
       ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`)
       : sendReply(channel, frame, replySlot)
@@ -288,7 +334,7 @@ const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit:
   if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
   const json = toJson(method.failure, failure.value)
   if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
-  return sendReply(channel, encodeFrame(Kind.failure, client, requestId, method.tag, json.right), replySlot)
+  return sendReply(channel, outFrame(Kind.failure, client, requestId, method.tag, json.right), replySlot)
 }
 
 /** The handle of a reply a handler took over: the first completion replies, later ones do nothing. */
@@ -312,7 +358,6 @@ const deferredReply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requeste
 interface Dispatcher<R> {
   readonly channel: ReplyChannel
   readonly byTag: ReadonlyMap<string, RpcHandler<R>>
-  readonly context: Context.Context<R>
   /** Reader slots of the reply ring: a request naming another is answered waking everyone. */
   readonly replySlots: number
 }
@@ -324,7 +369,7 @@ const countRejected = Metric.increment(rpcRejectedRequests)
  * payload with its Schema and runs the handler; a malformed frame is dropped, an unknown
  * method or an undecodable payload answered with a protocol error.
  */
-const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): Effect.Effect<void> => {
+const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): Effect.Effect<void, never, R> => {
   const frame = decodeFrame(bytes)
   if (frame === undefined || frame.kind !== Kind.request) {
     return Effect.zipRight(countRejected, Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`))
@@ -342,8 +387,12 @@ const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): 
   return runHandler(server, handler, to, payload.right)
 }
 
-/** Runs a handler and replies with its exit — unless it deferred: then its handle replies (a failure after deferring included). */
-const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Requester, payload: unknown): Effect.Effect<void> => {
+/**
+ * Runs a handler and replies with its exit — unless it deferred: then its handle replies (a
+ * failure after deferring included). It runs in the server's reader fibers, forked where `serve`
+ * was given the handlers' requirements, so they are in its context already.
+ */
+const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Requester, payload: unknown): Effect.Effect<void, never, R> => {
   let deferred: DeferredReply<unknown, unknown> | undefined
   const request = {
     client: to.client,
@@ -351,7 +400,7 @@ const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Reques
     method: handler.method.tag,
     defer: () => (deferred ??= deferredReply(server.channel, handler.method, to))
   }
-  return Effect.flatMap(Effect.exit(Effect.provide(handler.run(payload, request), server.context)), (exit) => {
+  return Effect.flatMap(Effect.exit(handler.run(payload, request)), (exit) => {
     if (deferred === undefined) return reply(server.channel, handler.method, to, exit)
     if (Exit.isSuccess(exit)) return Effect.void
     const failure = Cause.failureOption(exit.cause)
@@ -367,14 +416,12 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
       outbound: yield* Queue.unbounded<Outbound>(),
       toWake: wakeList(writer),
       queued: 0,
-      sending: false,
-      commitScheduled: false
+      sending: false
     }
     yield* Effect.forkScoped(writeQueued(channel))
     const server: Dispatcher<R> = {
       channel,
       byTag: new Map(handlers.map((h) => [h.method.tag, h])),
-      context: yield* Effect.context<R>(),
       replySlots: options.replies.readerSlots
     }
     for (const { client, ring } of options.requests) {
@@ -422,9 +469,9 @@ const receive = (caller: Caller, bytes: Uint8Array): Effect.Effect<void> => {
 /**
  * Starts listening for the reply to `requestId` now (before the request is written, so a
  * reply cannot come first); the returned effect waits for it, or fails with `RpcTimeout`
- * after `timeoutMs` — one timer, no extra fiber.
+ * after `timeoutMs` (or `RpcAbandoned` when `signal` aborts) — one timer, no extra fiber.
  */
-const awaitReply = (caller: Caller, method: string, requestId: number, timeoutMs: number) => {
+const awaitReply = (caller: Caller, method: string, requestId: number, timeoutMs: number, signal?: AbortSignal) => {
   let early: Reply | undefined
   let deliver: ((reply: Reply) => void) | undefined
   caller.pending.set(requestId, (reply) => {
@@ -432,23 +479,40 @@ const awaitReply = (caller: Caller, method: string, requestId: number, timeoutMs
     if (deliver === undefined) early = reply
     else deliver(reply)
   })
-  return Effect.async<Reply, RpcTimeout>((resume) => {
+  const abandoned = () => new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
+  return Effect.async<Reply, RpcTimeout | RpcAbandoned>((resume) => {
     if (early !== undefined) return resume(Effect.succeed(early))
-    const timer = setTimeout(() => {
+    if (signal?.aborted === true) {
       caller.pending.delete(requestId)
+      return resume(Effect.fail(abandoned()))
+    }
+    const stop = () => {
+      clearTimeout(timer)
+      signal?.removeEventListener("abort", onAbort)
+    }
+    const onAbort = () => {
+      stop()
+      caller.pending.delete(requestId)
+      resume(Effect.fail(abandoned()))
+    }
+    const timer = setTimeout(() => {
+      stop()
+      caller.pending.delete(requestId)
+      rpcTimeouts.unsafeUpdate(1, [])
       resume(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
     }, Math.min(timeoutMs, 2 ** 31 - 1))
+    signal?.addEventListener("abort", onAbort, { once: true })
     deliver = (reply) => {
-      clearTimeout(timer)
+      stop()
       resume(Effect.succeed(reply))
     }
-    return Effect.sync(() => clearTimeout(timer))
+    return Effect.sync(stop)
   })
 }
 
 /** A request frame: it names this client's reader slot on the reply ring, so the reply wakes only this client. */
 const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, json: string) =>
-  encodeFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
+  outFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
 
 /** The reply decoded with the method's own Schemas (so it has the method's types): its success, or its typed or protocol failure. */
 const decodeReply = <M extends AnyRpcMethod>(method: M, requestId: number, reply: Reply): Effect.Effect<Success<M>, Failure<M> | RpcCallError> => {
@@ -470,21 +534,23 @@ const call = <M extends AnyRpcMethod>(
   caller: Caller,
   method: M,
   payload: Payload<M>,
-  options?: { readonly timeoutMs?: number }
+  options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }
 ): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
   Effect.suspend(() => {
     const requestId = caller.nextId
     caller.nextId = requestId === 0xfffffffe ? 1 : requestId + 1
     const timeoutMs = options?.timeoutMs ?? caller.defaultTimeoutMs
-    return Effect.gen(function*() {
-      yield* Metric.increment(rpcCalls)
-      const json = toJson(method.payload, payload)
-      if (Either.isLeft(json)) return yield* new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })
-      const replied = awaitReply(caller, method.tag, requestId, timeoutMs)
-      yield* caller.writer.write(requestFrame(caller, method, requestId, json.right))
-      const received = yield* replied.pipe(Effect.tapErrorTag("RpcTimeout", () => Metric.increment(rpcTimeouts)))
-      return yield* decodeReply(method, requestId, received)
-    }).pipe(Effect.ensuring(Effect.sync(() => caller.pending.delete(requestId))))
+    rpcCalls.unsafeUpdate(1, [])
+    const json = toJson(method.payload, payload)
+    if (Either.isLeft(json)) return Effect.fail(new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) }))
+    const replied = awaitReply(caller, method.tag, requestId, timeoutMs, options?.signal)
+    const request = requestFrame(caller, method, requestId, json.right)
+    // Written and committed at once when it fits (the common case): the call is then one wait.
+    const sent = tryWriteNow(caller.writer, request) ? replied : Effect.zipRight(caller.writer.write(frameBytes(request)), replied)
+    return sent.pipe(
+      Effect.flatMap((received) => decodeReply(method, requestId, received)),
+      Effect.onExit(() => Effect.sync(() => caller.pending.delete(requestId)))
+    )
   })
 
 /** Notices of one kind addressed to this client or to all, from the moment of subscribing; undecodable ones are logged and skipped. */

@@ -127,7 +127,14 @@ export class RpcInvalidReply extends Data.TaggedError("RpcInvalidReply")<{ reado
   }
 }
 
-export type RpcCallError = RpcProtocolError | RpcTimeout | RpcInvalidReply | RingWriteError
+/** The caller's `signal` aborted while the call waited for its reply (the request may still be served). */
+export class RpcAbandoned extends Data.TaggedError("RpcAbandoned")<{ readonly method: string; readonly requestId: number; readonly reason: string }> {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: abandoned: ${this.reason}`
+  }
+}
+
+export type RpcCallError = RpcProtocolError | RpcTimeout | RpcAbandoned | RpcInvalidReply | RingWriteError
 export type RpcOpenError = InvalidRingAddress | RingWriterBusy | NoFreeReaderSlot | RingCorrupt
 
 export interface RpcServerOptions {
@@ -163,7 +170,11 @@ export interface RpcClient {
   readonly call: <M extends AnyRpcMethod>(
     method: M,
     payload: Payload<M>,
-    options?: { readonly timeoutMs?: number }
+    /**
+     * `signal`: aborting it ends the wait for the reply with `RpcAbandoned` (its reason the
+     * signal's) — a cheap race with another event, without forking fibers.
+     */
+    options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }
   ) => Effect.Effect<Success<M>, Failure<M> | RpcCallError>
   /**
    * Subscribes now to notices of this kind addressed to this client or to all; the stream
