@@ -5,9 +5,11 @@
  * the same processes, is a `process.send` round trip between each participant and the head,
  * all four at once: it tracks how loaded the machine is, so ratios compare across runs. The
  * head's own coordinator client then times the same RPC in-process, alone.
+ * Every phase first runs `--warmup=N` untimed rounds (default 200), so V8 has optimized the
+ * path it measures; participants stream only in the streaming rows.
  * `ratio` = process.send p50 / idle delivery-fence p50; `rpcRatio` = process.send p50 / RPC p50.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer } from "effect"
 import { fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as CoordinatorLayers from "../src/layers/control/Coordinator.js"
@@ -36,7 +38,7 @@ interface Samples {
 }
 
 /** One participant: RPC round trips, then every (mode, load) configuration, in lockstep with the others. */
-const participant = (region: string, index: number, rounds: number) =>
+const participant = (region: string, index: number, rounds: number, warmup: number) =>
   Effect.gen(function*() {
     const coordinator = yield* Coordinator
     const rings = yield* Rings
@@ -55,10 +57,13 @@ const participant = (region: string, index: number, rounds: number) =>
         process.once("message", () => resume(Effect.void))
         process.send!({ ping: i })
       })
+    // Each phase runs `warmup` untimed rounds first: V8 still optimizes the path for a few hundred.
     const ipc: Array<number> = []
+    for (let i = 0; i < warmup; i++) yield* echo(i)
     for (let i = 0; i < rounds; i++) ipc.push(yield* time(echo(i)))
     samples.push({ key: "ipc", micros: ipc })
     const rpc: Array<number> = []
+    for (let i = 0; i < warmup; i++) yield* coordinator.members("bench")
     for (let i = 0; i < rounds; i++) rpc.push(yield* time(coordinator.members("bench")))
     samples.push({ key: "rpc", micros: rpc })
 
@@ -66,28 +71,26 @@ const participant = (region: string, index: number, rounds: number) =>
     const writer = yield* rings.writer(layout.appRing(index))
     const reader = yield* rings.reader(layout.appRing((index + 1) % PARTICIPANTS))
     yield* reader.consume(() => Effect.void).pipe(Effect.forkScoped)
-    let streaming = false
-    yield* Effect.gen(function*() {
+    // The writer runs only while streaming: idle rows measure a cluster with nothing else to do.
+    const stream = Effect.gen(function*() {
       for (;;) {
-        if (streaming) {
-          for (let k = 0; k < 32 && writer.tryReserve(FRAME_BYTES) >= 0; k++);
-          writer.commit()
-        }
+        for (let k = 0; k < 32 && writer.tryReserve(FRAME_BYTES) >= 0; k++);
+        writer.commit()
         yield* Effect.sleep("200 micros")
       }
-    }).pipe(Effect.forkScoped)
+    })
 
     for (const load of ["idle", "streaming"] as const) {
-      streaming = load === "streaming"
+      const streamer = load === "streaming" ? yield* Effect.fork(stream) : undefined
       for (const mode of MODES) {
         const name = `${mode}-${load}`
-        yield* coordinator.barrier(`${name}-warm`, { mode, group: "bench", timeoutMs: 30_000 })
+        for (let i = 0; i < Math.max(1, warmup); i++) yield* coordinator.barrier(`${name}-warm`, { mode, group: "bench", timeoutMs: 30_000 })
         const micros: Array<number> = []
         for (let i = 0; i < rounds; i++) micros.push(yield* time(coordinator.barrier(name, { mode, group: "bench", timeoutMs: 30_000 })))
         samples.push({ key: `${mode}/${load}`, micros })
       }
+      if (streamer !== undefined) yield* Fiber.interrupt(streamer)
     }
-    streaming = false
     process.send!({ samples })
   }).pipe(
     Effect.scoped,
@@ -103,13 +106,14 @@ const participant = (region: string, index: number, rounds: number) =>
 export const run = (args: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const rounds = Number(args.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 500)
+    const warmup = Number(args.find((a) => a.startsWith("--warmup="))?.slice(9) ?? 200)
     const region = `cxlog-bench-barrier-${process.pid}`
     const children = Array.from({ length: PARTICIPANTS }, (_, i) => i)
     const collected = yield* Effect.forEach(
       children,
       (i) =>
         Effect.acquireRelease(
-          Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--participant", region, `${i}`, `${rounds}`], { stdio: "inherit" })),
+          Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--participant", region, `${i}`, `${rounds}`, `${warmup}`], { stdio: "inherit" })),
           (c) => Effect.sync(() => void c.kill("SIGKILL"))
         ).pipe(
           Effect.flatMap((child) =>
@@ -128,6 +132,7 @@ export const run = (args: ReadonlyArray<string>) =>
     const inProcess = yield* Effect.scoped(Effect.gen(function*() {
       const coordinator = yield* CoordinatorLayers.makeClient()
       const micros: Array<number> = []
+      for (let i = 0; i < warmup; i++) yield* coordinator.members()
       for (let i = 0; i < rounds; i++) {
         const t0 = process.hrtime.bigint()
         yield* coordinator.members()
@@ -150,6 +155,7 @@ export const run = (args: ReadonlyArray<string>) =>
       bench: "barrier",
       participants: PARTICIPANTS,
       rounds,
+      warmup,
       processSendP50Us: ipc.p50,
       processSendP99Us: ipc.p99,
       rpcP50Us: rpc.p50,
@@ -173,8 +179,8 @@ export const run = (args: ReadonlyArray<string>) =>
   )
 
 if (process.argv[2] === "--participant") {
-  const [region, index, rounds] = process.argv.slice(3)
-  Effect.runPromise(participant(region!, Number(index), Number(rounds))).then(() => process.exit(0), (error) => {
+  const [region, index, rounds, warmup] = process.argv.slice(3)
+  Effect.runPromise(participant(region!, Number(index), Number(rounds), Number(warmup))).then(() => process.exit(0), (error) => {
     console.error(error)
     process.exit(1)
   })

@@ -12,7 +12,7 @@
  *    watermark goes back to every participant, who then waits for its own reader of the
  *    broadcast ring to reach it (the coordinator client's `awaitReleaseWatermark`).
  */
-import { Deferred, Effect, Fiber, Metric, type Scope } from "effect"
+import { Deferred, Effect, Fiber, Metric, Option, type Scope } from "effect"
 import { barrierDuration } from "../../Metrics.js"
 import {
   type BarrierArrive,
@@ -103,6 +103,13 @@ interface DrainPair {
   readonly target: DrainTarget
   readonly reader: ProbedReader
 }
+
+/** The duration histogram of each mode, tagged once. */
+const durationOf = {
+  "rendezvous": Metric.tagged(barrierDuration, "mode", "rendezvous"),
+  "delivery-fence": Metric.tagged(barrierDuration, "mode", "delivery-fence"),
+  "processing-fence": Metric.tagged(barrierDuration, "mode", "processing-fence")
+} as const
 
 const trace = (engine: Engine, message: string) => (engine.options.debug ? Effect.logInfo(`[barrier] ${message}`) : Effect.void)
 
@@ -221,11 +228,32 @@ const drainPairs = (engine: Engine, round: Round): ReadonlyArray<DrainPair> =>
       arrive.drainTargets.flatMap((target) => readersFor(engine, round, target).map((reader) => ({ participant: arrive.participant, target, reader })))
     )
 
+/** Where the pair stands now: its outcome (logged), or undefined while its reader is short of the target. */
+const checkPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair): Effect.Effect<DrainOutcome> | undefined => {
+  if (engine.options.probe.writerOccurrence(target.ring) !== target.occurrence) {
+    return Effect.as(
+      trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`),
+      { _tag: "void" }
+    )
+  }
+  const now = readerNow(engine, target.ring, reader.slot)
+  if (now === undefined || now.occurrence !== reader.occurrence || !engine.options.isPidAlive(now.pid)) {
+    const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
+    return Effect.as(Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`), { _tag: "dropped", reason })
+  }
+  const observed = progressOf(round, now)
+  if (observed < target.sequence) return undefined
+  return Effect.as(
+    trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`),
+    { _tag: "drained", observed, from: progressOf(round, reader) }
+  )
+}
+
 /** Waits until the pair's reader has passed its target, the target became void, or the reader died. */
-const drainPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair) =>
+const drainPair = (engine: Engine, round: Round, pair: DrainPair) =>
   Effect.gen(function*() {
     const { probe } = engine.options
-    const from = progressOf(round, reader)
+    const { reader, target } = pair
     /** Whether the loop below has something to decide: drained, void, or the reader changed. */
     const settled = () => {
       if (probe.writerOccurrence(target.ring) !== target.occurrence) return true
@@ -233,21 +261,8 @@ const drainPair = (engine: Engine, round: Round, { participant, reader, target }
       return now === undefined || now.occurrence !== reader.occurrence || progressOf(round, now) >= target.sequence
     }
     for (;;) {
-      if (probe.writerOccurrence(target.ring) !== target.occurrence) {
-        yield* trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
-        return { _tag: "void" } as DrainOutcome
-      }
-      const now = readerNow(engine, target.ring, reader.slot)
-      if (now === undefined || now.occurrence !== reader.occurrence || !engine.options.isPidAlive(now.pid)) {
-        const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
-        yield* Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`)
-        return { _tag: "dropped", reason } as DrainOutcome
-      }
-      const observed = progressOf(round, now)
-      if (observed >= target.sequence) {
-        yield* trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`)
-        return { _tag: "drained", observed, from } as DrainOutcome
-      }
+      const outcome = checkPair(engine, round, pair)
+      if (outcome !== undefined) return yield* outcome
       if (probe.awaitProgress === undefined) yield* Effect.sleep(DRAIN_POLL)
       else yield* probe.awaitProgress(target.ring, target.sequence, settled, DRAIN_SLICE_MS)
     }
@@ -266,7 +281,7 @@ const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, 
   Effect.gen(function*() {
     const drainedBytes = outcomes.reduce((sum, o) => sum + (o._tag === "drained" ? Math.max(0, o.observed - o.from) : 0), 0)
     const releaseWatermark = yield* engine.options.release(round.barrier, round.number)
-    yield* Metric.update(Metric.tagged(barrierDuration, "mode", round.mode), (Date.now() - round.startedAt) * 1000)
+    yield* Metric.update(durationOf[round.mode], (Date.now() - round.startedAt) * 1000)
     yield* trace(engine, `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
     const released: BarrierReleased = {
       barrier: round.barrier,
@@ -279,17 +294,25 @@ const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, 
     for (const arrival of round.arrivals.values()) yield* Deferred.succeed(arrival.reply, released)
   })
 
-/** Closes the round to arrivals, drains every (target, reader) pair as one unit under the round's deadline, then releases it. */
+/**
+ * Closes the round to arrivals, drains every (target, reader) pair as one unit under the
+ * round's deadline, then releases it. Pairs already settled are decided at once: only those
+ * still short of their targets get a waiting fiber (none, in an idle fence).
+ */
 const drainAndRelease = (engine: Engine, round: Round) =>
   Effect.gen(function*() {
     engine.open.delete(round.barrier)
     const pairs = drainPairs(engine, round)
     const remaining = Math.max(0, round.startedAt + round.timeoutMs - Date.now())
-    const outcomes = yield* Effect.forEach(pairs, (pair) => drainPair(engine, round, pair), { concurrency: "unbounded" }).pipe(
-      Effect.timeout(remaining),
-      Effect.option
-    )
-    if (round.timer !== undefined) yield* Fiber.interrupt(round.timer)
+    const now = pairs.map((pair) => checkPair(engine, round, pair))
+    const outcomes = now.every((outcome) => outcome !== undefined)
+      ? Option.some(yield* Effect.all(now))
+      : yield* Effect.forEach(pairs, (pair, i) => now[i] ?? drainPair(engine, round, pair), { concurrency: "unbounded" }).pipe(
+        Effect.timeout(remaining),
+        Effect.option
+      )
+    // The timeout fiber is only sleeping: it need not be waited for.
+    if (round.timer !== undefined) yield* Fiber.interruptFork(round.timer)
     if (outcomes._tag === "None") {
       return yield* failRound(
         engine,

@@ -266,8 +266,8 @@ interface Participant {
   readonly self: Member
   readonly writable: ReadonlyArray<RingInspector>
   readonly broadcast: RingInspector
-  /** Completed with the new epoch when a new coordinator takes over (then replaced by a fresh one). */
-  readonly takeover: () => Deferred.Deferred<number>
+  /** Aborted (reason `epoch N`) when a new coordinator takes over; then replaced by a fresh one. */
+  readonly takeover: () => AbortSignal
 }
 
 /**
@@ -279,12 +279,14 @@ const enterBarrier = (participant: Participant, name: string, options: BarrierOp
   Effect.gen(function*() {
     const { broadcast, client, rings, self, writable } = participant
     const arrive = arrival(self, name, options, drainTargetsOf(writable))
-    // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw it.
-    const failedOver = Effect.flatMap(Deferred.await(participant.takeover()), (epoch) =>
-      Effect.fail(unavailable(`the coordinator failed over (epoch ${epoch}) while barrier ${name} was in flight; enter it again`)))
-    const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000 }).pipe(
-      Effect.mapError(passThrough(BARRIER_ERROR_TAGS)),
-      Effect.raceFirst(failedOver)
+    // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw
+    // it. A takeover aborts the signal, which ends the wait for the reply (no racing fibers).
+    const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000, signal: participant.takeover() }).pipe(
+      Effect.mapError((e) =>
+        e._tag === "RpcAbandoned"
+          ? unavailable(`the coordinator failed over (${e.reason}) while barrier ${name} was in flight; enter it again`)
+          : passThrough(BARRIER_ERROR_TAGS)(e)
+      )
     )
     yield* awaitReleaseWatermark(rings, broadcast, self.slot, name, released.releaseWatermark, arrive.timeoutMs)
     return released
@@ -324,7 +326,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     // table but not the groups: re-join, re-create and re-join them, and fail barriers in flight.
     const created = new Map<string, ReadonlyArray<number>>()
     const joined = new Set<string>()
-    let takeover = yield* Deferred.make<number>()
+    let takeover = new AbortController()
     const rejoin = Effect.gen(function*() {
       yield* join
       for (const [name, slots] of created) yield* client.call(CreateGroupMethod, { name, members: slots })
@@ -335,8 +337,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       Stream.runForEach(({ epoch }) =>
         Effect.gen(function*() {
           const current = takeover
-          takeover = yield* Deferred.make<number>()
-          yield* Deferred.succeed(current, epoch)
+          takeover = new AbortController()
+          current.abort(`epoch ${epoch}`)
           yield* Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`)
           yield* rejoin
         })
@@ -360,7 +362,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           Effect.asVoid,
           Effect.mapError((e) => unavailable(e.message))
         ),
-      barrier: (name, barrierOptions) => enterBarrier({ rings, client, self, writable, broadcast, takeover: () => takeover }, name, barrierOptions),
+      barrier: (name, barrierOptions) => enterBarrier({ rings, client, self, writable, broadcast, takeover: () => takeover.signal }, name, barrierOptions),
       createTopic: (spec) =>
         client.call(CreateTopicMethod, spec).pipe(
           Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))
