@@ -57,7 +57,8 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
       events.push(message as Event)
       notify()
     })
-    child.on("exit", (code, signal) => {
+    // "close", not "exit": by then its output has been read to the end (a pipe may still hold some at "exit").
+    child.on("close", (code, signal) => {
       Deferred.unsafeDone(exit, Effect.succeed({ code, signal }))
       notify()
     })
@@ -91,7 +92,7 @@ export const runCli = (args: ReadonlyArray<string>, env: Record<string, string> 
         let stderr = ""
         child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()))
         child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
-        child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+        child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
         onStart(child)
       }),
     (child) =>

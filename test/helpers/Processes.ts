@@ -63,7 +63,8 @@ export const spawnFixture = (fixture: string, args: ReadonlyArray<string> = [], 
     child.stderr!.on("data", (chunk: Buffer) => {
       stderr += chunk.toString()
     })
-    child.on("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
+    // "close", not "exit": its output has been read to the end by then.
+    child.on("close", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal })))
     const next = <A>(timeoutMs = 30_000) =>
       Queue.take(messages).pipe(
         Effect.map((m) => m as A),

@@ -19,7 +19,8 @@ export const runCli = (args: ReadonlyArray<string>) =>
         let stderr = ""
         child.stdout!.on("data", (c: Buffer) => (stdout += c.toString()))
         child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
-        child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+        // "close", not "exit": the output has been read to the end by then.
+        child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
       }),
     (child) =>
       Effect.sync(() => {
