@@ -213,6 +213,12 @@ export const formatLine = (format: PrintOptions["format"], m: SubscriberMessage)
   return `${JSON.stringify(line)}\n`
 }
 
+/** Writes `text` to stdout, resuming once it is written (or stdout failed: nothing more can be printed then). */
+const writeOut = (text: string) =>
+  Effect.async<void>((resume) => {
+    process.stdout.write(text, () => resume(Effect.void))
+  })
+
 /**
  * `cxlog subscribe` without an audit: prints the topic through the Subscriber — over TCP from
  * any broker, or from the region in place — holding no retention unless it reads as a named
@@ -249,7 +255,9 @@ export const printTopic = (options: PrintOptions) =>
         printed++
         last = m.offset + 1
       }
-      process.stdout.write(out)
+      // The next pull may commit this batch: only once stdout has handed it to the kernel (a
+      // pipe's writes can queue in this process, and a SIGKILL would lose them).
+      yield* writeOut(out)
     }
     if (options.consumer !== undefined) yield* subscription.commit(last)
     reportToParent({ event: "done", messages: printed, position: last })
