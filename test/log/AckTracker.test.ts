@@ -42,6 +42,30 @@ for (const impl of implementations) {
         expect(yield* Fiber.join(moved)).not.toBe(seen)
       }))
 
+    it.scopedLive("a session watch reads the frontiers as they move, and its progress wait resumes once the progress moves", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        const watch = yield* cluster.acks.watch("t", 3, 0)
+        expect(watch.acks()).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false })
+        const seen = watch.progress()
+        const moved = yield* Effect.fork(watch.awaitProgress(seen, 5_000))
+        yield* Effect.sleep("20 millis")
+        expect(moved.unsafePoll()).toBeNull()
+        yield* Effect.forkScoped(sequencer.run)
+        yield* appendSimple(a, "t", 3, 0, 0)
+        const now = yield* Fiber.join(moved)
+        expect(now).not.toBe(seen)
+        yield* cluster.acks.awaitAcked("t", 3, 0, 0, { timeoutMs: 5_000 })
+        expect(watch.acks()).toEqual({ ordered: 1, replicated: 1, fenced: false, known: true })
+        expect(watch.acks()).toEqual(yield* cluster.acks.sessionAcks("t", 3, 0))
+        // Already moved past `seen`: resumes with the progress now, whatever the bound.
+        expect(yield* watch.awaitProgress(seen, 0)).toBe(watch.progress())
+        expect(yield* Effect.flip(cluster.acks.watch("nope", 1, 1))).toMatchObject({ _tag: "TopicNotFound" })
+      }))
+
     it.scopedLive("on timeout, AckTimeout names each broker's acked and sent counts", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()

@@ -287,6 +287,26 @@ describe("Sequencer over the region", () => {
       yield* cluster.acks.awaitAcked("t", 1, 0, 1, { timeoutMs: 5_000 })
     }))
 
+  it.scopedLive("a busy stream: a round that finds more committed after the last one runs at once, with no doorbell wait between", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory, area } = cluster.region!
+      const { counting, waits } = yield* countingDoorbell(memory)
+      // Two batches a round: twelve committed before the run start take six rounds, each but the last finding more.
+      const sequencer = yield* SequencerLayers.make(area, { maxBatchesPerBroker: 2 }).pipe(
+        Effect.provideService(CxlMemory, memory),
+        Effect.provideService(Doorbell, counting)
+      )
+      for (let seq = 0; seq < 12; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+      yield* Effect.forkScoped(sequencer.run)
+      yield* cluster.acks.awaitAcked("t", 1, 0, 11, { timeoutMs: 5_000 })
+      // At most the one wait once caught up; none between the six rounds.
+      expect(waits()).toBeLessThanOrEqual(1)
+      expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+    }))
+
   it.scopedLive("a run stalled on a full GOI parks (no re-scanning) until a durable subscriber's cursor moves, then orders the rest", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make({ ...smallConfig, goiSlots: 8 })

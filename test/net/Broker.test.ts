@@ -89,7 +89,15 @@ describe("Broker", () => {
       let reads = 0
       const counting = Context.add(log.forBroker(0), AckTracker, {
         ...log.acks,
-        sessionAcks: (topic, clientId, sessionEpoch) => Effect.zipRight(Effect.sync(() => reads++), log.acks.sessionAcks(topic, clientId, sessionEpoch))
+        // A connection's tracker reads its session's frontiers through its watch.
+        watch: (topic, clientId, sessionEpoch) =>
+          Effect.map(log.acks.watch(topic, clientId, sessionEpoch), (watch) => ({
+            ...watch,
+            acks: () => {
+              reads++
+              return watch.acks()
+            }
+          }))
       })
       const server = yield* BrokerLayers.make().pipe(Effect.provide(counting))
       const client = yield* rawConnect(server.port)

@@ -21,8 +21,16 @@ describe("Broker ACK tracker with nothing in flight", () => {
       let reads = 0
       const counting = Context.add(log.forBroker(0), AckTracker, {
         ...log.acks,
-        awaitProgress: (topic, seen, timeoutMs) => Effect.zipRight(Effect.sync(() => progressWaits++), log.acks.awaitProgress(topic, seen, timeoutMs)),
-        sessionAcks: (topic, clientId, sessionEpoch) => Effect.zipRight(Effect.sync(() => reads++), log.acks.sessionAcks(topic, clientId, sessionEpoch))
+        // A connection's tracker reads its session's frontiers and waits on progress through its watch.
+        watch: (topic, clientId, sessionEpoch) =>
+          Effect.map(log.acks.watch(topic, clientId, sessionEpoch), (watch) => ({
+            ...watch,
+            acks: () => {
+              reads++
+              return watch.acks()
+            },
+            awaitProgress: (seen, timeoutMs) => Effect.zipRight(Effect.sync(() => progressWaits++), watch.awaitProgress(seen, timeoutMs))
+          }))
       })
       const idle = yield* BrokerLayers.make().pipe(Effect.provide(counting))
       const busy = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))

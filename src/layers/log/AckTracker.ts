@@ -7,7 +7,7 @@
  * (AckTrackerMemory.ts).
  */
 import { Effect, Layer, type Scope } from "effect"
-import { AckTimeout, AckTracker, type AckTrackerShape, type BrokerCounts, type SessionAcks, SessionFenced } from "../../services/log/AckTracker.js"
+import { AckTimeout, AckTracker, type AckTrackerShape, type BrokerCounts, type SessionAcks, SessionFenced, type SessionWatch } from "../../services/log/AckTracker.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
@@ -48,7 +48,7 @@ const LAST_SEEN_LIMIT = 4096
 /** A session whose line could not be read yet (its writer preempted mid-write): nothing acked, nothing concluded. */
 const NOT_YET_READ: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: true }
 
-/** The frontier at `level`: level 2 equals level 1 while replication factor is 1 (creating RF > 1 is refused). */
+/** The frontier at `level`: level 2 is the durable frontier with replication factor 2, and equals level 1 with 1. */
 const ackedAt = (acks: SessionAcks, level: AckLevel) => (level === 2 ? acks.replicated : acks.ordered)
 
 /** Each broker's acked/sent counts, leaving out slots that never appended and have no owner. */
@@ -72,8 +72,7 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
   const lastSeen = new Map<string, { readonly slot: number; readonly acks: SessionAcks }>()
 
   /** acknowledge: what the session's line says, as ACK frontiers (a released session is over like a fenced one). */
-  const acknowledge = (t: AckTopic, clientId: number, sessionEpoch: number): SessionAcks => {
-    const key = `${t.info.id}/${clientId}/${sessionEpoch}`
+  const acknowledge = (t: AckTopic, clientId: number, sessionEpoch: number, key = `${t.info.id}/${clientId}/${sessionEpoch}`): SessionAcks => {
     const seen = lastSeen.get(key)
     const record = t.sessions.lookup(clientId, sessionEpoch, seen?.slot)
     // Frontiers only grow, so the last reading stands until the line can be read again.
@@ -82,7 +81,9 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
       lastSeen.delete(key)
       return UNKNOWN
     }
-    const acks = { ordered: record.next, replicated: record.next, fenced: record.state !== "active", known: true }
+    // Replication factor 2 keeps a copy on disk: level 2 is the durable frontier the head's durable tier publishes.
+    const replicated = t.info.replicationFactor >= 2 ? Math.min(record.durable, record.next) : record.next
+    const acks = { ordered: record.next, replicated, fenced: record.state !== "active", known: true }
     if (lastSeen.size >= LAST_SEEN_LIMIT && !lastSeen.has(key)) lastSeen.clear()
     lastSeen.set(key, { slot: record.slot, acks })
     return acks
@@ -119,13 +120,28 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
       })
     })
 
+  /** The topic's progress once it differs from `seen`: at once when it already does (no wait, no listener count). */
+  const awaitProgress = (t: AckTopic, seen: number, timeoutMs: number): Effect.Effect<number> => {
+    const moved = () => t.progress() !== seen
+    return moved() ? Effect.sync(t.progress) : Effect.map(source.await(moved, timeoutMs), () => t.progress())
+  }
+
+  const watch = (t: AckTopic, clientId: number, sessionEpoch: number): SessionWatch => {
+    const key = `${t.info.id}/${clientId}/${sessionEpoch}`
+    return {
+      acks: () => acknowledge(t, clientId, sessionEpoch, key),
+      progress: t.progress,
+      awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs)
+    }
+  }
+
   return {
+    watch: (topic, clientId, sessionEpoch) => Effect.map(source.topic(topic), (t) => watch(t, clientId, sessionEpoch)),
     sessionAcks: (topic, clientId, sessionEpoch) => Effect.map(source.topic(topic), (t) => acknowledge(t, clientId, sessionEpoch)),
     brokerCounts: (topic) => Effect.map(source.topic(topic), brokerCounts),
     totalOrders: (topic) => Effect.map(source.topic(topic), (t) => t.totalOrder),
     progress: (topic) => Effect.map(source.topic(topic), (t) => t.progress()),
-    awaitProgress: (topic, seen, timeoutMs) =>
-      Effect.flatMap(source.topic(topic), (t) => Effect.map(source.await(() => t.progress() !== seen, timeoutMs), () => t.progress())),
+    awaitProgress: (topic, seen, timeoutMs) => Effect.flatMap(source.topic(topic), (t) => awaitProgress(t, seen, timeoutMs)),
     awaitAcked: (topic, clientId, sessionEpoch, batchSeq, options) =>
       Effect.flatMap(source.topic(topic), (t) => awaitAcked(t, clientId, sessionEpoch, batchSeq, options))
   }

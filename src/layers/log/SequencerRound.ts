@@ -478,7 +478,11 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
           first(Date.now())
           first = undefined
         }
-        if (round.moved()) yield* yieldToLoop
+        if (round.moved()) {
+          yield* yieldToLoop
+          // Committed meanwhile (a busy stream): the next round at once, without the park's bookkeeping in between.
+          if (hasWork()) continue
+        }
         const nowMs = yield* Clock.currentTimeMillis
         const renewInMs = renewedAt + run.renewEveryMs - Date.now()
         yield* log.awaitWork(hasWork, Math.max(1, Math.min(run.maxIdleMs, renewInMs, nextDeadline() - nowMs)))

@@ -938,10 +938,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const { ackLevel, clientId, sessionEpoch, topic } = session
         const totalOrder = yield* acks.totalOrders(topic)
         const orderOf = (pbrSeq: number) => totalOrder(brokerId, pbrSeq)
-        let seen = yield* acks.progress(topic)
+        // Resolved once: a wake re-reads the session line with plain calls, and its only Effect is the wait.
+        const watch = yield* acks.watch(topic, clientId, sessionEpoch)
+        let seen = watch.progress()
         let acked = 0
         for (;;) {
-          const frontiers = yield* acks.sessionAcks(topic, clientId, sessionEpoch)
+          const frontiers = watch.acks()
           if (!frontiers.known) {
             // Released and its line reused: where it ended is no longer known.
             return reject(socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
@@ -967,10 +969,10 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (ackLevel > 0 && !carried.inFlight) {
             // Nothing to acknowledge: wait for a batch (a fence is seen at the bound or with the next batch).
             yield* carried.untilCarried(PROGRESS_WAIT_MS)
-            seen = yield* acks.progress(topic)
+            seen = watch.progress()
             continue
           }
-          seen = yield* acks.awaitProgress(topic, seen, PROGRESS_WAIT_MS)
+          seen = yield* watch.awaitProgress(seen, PROGRESS_WAIT_MS)
         }
       }).pipe(
         Effect.catchAll((error) =>

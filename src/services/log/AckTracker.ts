@@ -1,8 +1,9 @@
 /**
  * AckTracker: per client session, how far its batches are acknowledged at each ACK level,
  * read from the region (read-only; any broker process). Level 1: in the total order (mode
- * 0: written, i.e. scanned by the sequencer); level 2: replicated to RF copies (equal to
- * level 1 while RF = 1). Frontiers are counts: batches 0..n-1 of the session.
+ * 0: written, i.e. scanned by the sequencer); level 2: replicated to RF copies (RF 2: the
+ * batch and its place in the order are on disk, docs/durability.md; equal to level 1 while
+ * RF = 1). Frontiers are counts: batches 0..n-1 of the session.
  */
 import { Context, type Effect, Schema } from "effect"
 import type { AckLevel, LogCorrupt, TopicNotFound } from "./Topics.js"
@@ -30,7 +31,22 @@ export const BrokerCounts = Schema.Struct({
 })
 export type BrokerCounts = typeof BrokerCounts.Type
 
+/**
+ * One session's frontiers and its topic's progress as plain reads, resolved once: for a tracker
+ * that re-reads them on every wake (a broker connection's), so a wake costs no Effect per read.
+ */
+export interface SessionWatch {
+  /** What `sessionAcks` says now. */
+  readonly acks: () => SessionAcks
+  /** What `progress` says now. */
+  readonly progress: () => number
+  /** As `awaitProgress`; resumes at once (no wait) when the progress already differs from `seen`. */
+  readonly awaitProgress: (seen: number, timeoutMs: number) => Effect.Effect<number>
+}
+
 export interface AckTrackerShape {
+  /** The session's `SessionWatch` (the topic is resolved here, once). */
+  readonly watch: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionWatch, TopicNotFound>
   readonly sessionAcks: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionAcks, TopicNotFound | LogCorrupt>
   readonly brokerCounts: (topic: string) => Effect.Effect<ReadonlyArray<BrokerCounts>, TopicNotFound>
   /**
