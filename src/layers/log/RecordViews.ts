@@ -143,6 +143,8 @@ export class SessionLineView extends View {
   duplicates(at: number): number { return this.f64[(at + SessionLine.duplicates) / 8] }
   held(at: number): number { return this.f64[(at + SessionLine.held) / 8] }
   lastActivityMs(at: number): number { return this.f64[(at + SessionLine.lastActivityMs) / 8] }
+  durable(at: number): number { return this.f64[(at + SessionLine.durable) / 8] }
+  setDurable(at: number, v: number): void { this.f64[(at + SessionLine.durable) / 8] = v }
   setClientId(at: number, v: number): void { this.u32[(at + SessionLine.clientId) / 4] = v }
   setSessionEpoch(at: number, v: number): void { this.u32[(at + SessionLine.sessionEpoch) / 4] = v }
   setNext(at: number, v: number): void { this.f64[(at + SessionLine.next) / 8] = v }

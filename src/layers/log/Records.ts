@@ -49,7 +49,10 @@ export const CONSUMER_NAME_BYTES = 24
  * A session line, a seqlock: `version` is odd while it is being written. A broker claims a
  * free line when it registers a session (see SessionTable.ts); from then on only the
  * sequencer writes it. `next` counts the session's batches in the total order (0..next-1);
- * once fenced or released it is the committed frontier and never moves again.
+ * once fenced or released it is the committed frontier and never moves again. `durable`
+ * (topics with replication factor 2) counts the session's batches whose payload and place in
+ * the order are on disk; the head's durable tier writes it (docs/durability.md), in the
+ * sequencer's process, so the line still has one writing process.
  */
 export const SessionLine = {
   version: 0,
@@ -60,7 +63,8 @@ export const SessionLine = {
   orderedMessages: 24,
   duplicates: 32,
   held: 40,
-  lastActivityMs: 48
+  lastActivityMs: 48,
+  durable: 56
 } as const
 /**
  * `empty` lines end a probe; `released` lines (closed or evicted sessions) keep their key and

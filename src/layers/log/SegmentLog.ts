@@ -465,6 +465,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         first: () => segments[0]!.base,
         appended: () => appended,
         durable: () => durable,
+        pendingBytes: () => pendingBytes,
         syncs: () => syncs,
         syncedBytes: () => syncedBytes,
         failure: () => failure,

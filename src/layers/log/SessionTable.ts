@@ -38,6 +38,8 @@ export interface SessionRecord {
   readonly state: "active" | "fenced" | "released"
   /** Batches 0..next-1 are in the total order. */
   readonly next: number
+  /** Batches 0..durable-1 are on disk, payload and place in the order (topics with replication factor 2). */
+  readonly durable: number
 }
 
 /** The sequencer's published state of a session. */
@@ -130,6 +132,8 @@ export class SessionTable {
       const state = lines.state(line)
       if (state !== SessionState.empty && state !== SessionState.released) continue
       if (!lines.swapState(line, state, SessionState.claiming)) continue
+      // A reused line must not show its last session's durable frontier.
+      lines.setDurable(line, 0)
       this.write(slot, clientId, sessionEpoch, { next: 0, orderedMessages: 0, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
       return { sessionEpoch, slot }
     }
@@ -168,10 +172,11 @@ export class SessionTable {
       const state = lines.state(line)
       const matches = lines.clientId(line) === clientId && lines.sessionEpoch(line) === sessionEpoch
       const next = lines.next(line)
+      const durable = lines.durable(line)
       if (lines.version(line) !== before) continue
       if (state === SessionState.empty) return undefined
       if (!matches || state === SessionState.claiming || !Number.isSafeInteger(next) || next < 0) return "other"
-      return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next }
+      return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next, durable }
     }
     return UNSETTLED
   }
@@ -186,6 +191,27 @@ export class SessionTable {
   /** Sequencer side: publishes a session's state (a seqlock write). */
   publish(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields): void {
     this.write(slot, clientId, sessionEpoch, fields)
+  }
+
+  /**
+   * The head's durable tier (in the sequencer's process, so never between a sequencer write's
+   * halves): batches 0..durable-1 of the session are on disk. A seqlock write of that word
+   * alone; a frontier never moves back, and a released line (its session over, the line
+   * claimable by a broker) is left alone. False when no active or fenced line holds the key.
+   */
+  setDurable(clientId: number, sessionEpoch: number, durable: number): boolean {
+    const found = this.lookup(clientId, sessionEpoch)
+    if (found === undefined || found === UNSETTLED || found.state === "released") return false
+    if (durable <= found.durable) return true
+    const { lines } = this
+    const line = this.line(found.slot)
+    const version = lines.version(line) & ~1
+    lines.storeVersion(line, version + 1)
+    lines.setDurable(line, durable)
+    this.view.publish(line, SESSION_LINE_BYTES)
+    lines.storeVersion(line, version + 2)
+    this.view.publish(line, 4)
+    return true
   }
 
   /** Sequencer side: the session is over; its line keeps key and frontier until reused, and leaves `live`. */

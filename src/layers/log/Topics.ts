@@ -48,7 +48,8 @@ export const resolverOver = (list: () => ReadonlyArray<TopicInfo>) => {
 const createTopic = (table: TopicTable, input: TopicSpec) =>
   Effect.gen(function*() {
     const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message })))
-    if (spec.replicationFactor > 1) return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
+    // RF 2 is the region plus the head's segments on disk (docs/durability.md); more copies are not built.
+    if (spec.replicationFactor > 2) return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
     if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
     const info = table.add(spec)
     if (info === undefined) return yield* new TopicTableFull({ maxTopics: table.maxTopics })

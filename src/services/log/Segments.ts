@@ -39,6 +39,8 @@ export interface SegmentLog {
   readonly appended: () => number
   /** Records 0..durable-1 were covered by an fdatasync that returned. */
   readonly durable: () => number
+  /** Bytes appended and not yet durable. */
+  readonly pendingBytes: () => number
   /** fdatasyncs that returned, and the bytes they covered, since the stream was opened. */
   readonly syncs: () => number
   readonly syncedBytes: () => number

@@ -61,7 +61,7 @@ export class ReplicationUnavailable extends Schema.TaggedError<ReplicationUnavai
   replicationFactor: Schema.Int
 }) {
   override get message() {
-    return `topic ${JSON.stringify(this.name)}: replication factor ${this.replicationFactor} needs replication, which is not available yet (use 1)`
+    return `topic ${JSON.stringify(this.name)}: replication factor ${this.replicationFactor} needs more copies than the region and one disk copy, which is not available yet (use 1, or 2 for a copy on disk)`
   }
 }
 

@@ -1,0 +1,215 @@
+/**
+ * The durable tier's writer for one topic (replication factor 2), run by the head: it reads
+ * the topic's total order with a durable cursor (so retention keeps every batch until it was
+ * read) and appends each batch — its place in the order and its payload, one record — to the
+ * topic's segment stream `topic-NAME`. After each fdatasync it publishes, per session, how many
+ * batches are on disk (the session line's `durable` word), bumps the topic's progress and rings
+ * the waiters: the ACK trackers acknowledge level 2 from that word.
+ *
+ * One stream holds both the data and the order, so one fdatasync makes a batch and its place
+ * durable together, and recovery is one sequential read in the recorded order.
+ */
+import { Data, Effect } from "effect"
+import { LogReader } from "../../services/log/LogReader.js"
+import { type SegmentLog, type SegmentLogOptions, Segments, type SegmentWriteError } from "../../services/log/Segments.js"
+import type { TopicInfo } from "../../services/log/Topics.js"
+import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
+import type { LogArea } from "./Layout.js"
+import { findTopic, type MemoryLogStore } from "./MemoryStore.js"
+import { ringEveryone } from "./Participants.js"
+import { OrderLineView } from "./RecordViews.js"
+import type { SessionTable } from "./SessionTable.js"
+import { regionSessionTables } from "./Topics.js"
+
+/** The header of a batch's record in a topic's stream; the payload (messages as in the Blog) follows. */
+export const OrderRecord = {
+  globalSeq: 0,
+  totalOrder: 8,
+  batchSeq: 16,
+  clientId: 24,
+  sessionEpoch: 28,
+  messageCount: 32,
+  brokerId: 36,
+  crc32c: 40,
+  payloadBytes: 44,
+  bytes: 64
+} as const
+
+export const streamOf = (topic: string): string => `topic-${topic}`
+
+/** A batch's record read back. */
+export interface OrderedBatch {
+  readonly globalSeq: number
+  readonly totalOrder: number
+  readonly batchSeq: number
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly messageCount: number
+  readonly brokerId: number
+  readonly crc32c: number
+  /** A view valid during the read callback. */
+  readonly payload: Uint8Array
+}
+
+export const decodeOrderRecord = (record: Uint8Array): OrderedBatch | undefined => {
+  if (record.length < OrderRecord.bytes) return undefined
+  const v = new DataView(record.buffer, record.byteOffset, record.byteLength)
+  const payloadBytes = v.getUint32(OrderRecord.payloadBytes, true)
+  if (OrderRecord.bytes + payloadBytes !== record.length) return undefined
+  return {
+    globalSeq: v.getFloat64(OrderRecord.globalSeq, true),
+    totalOrder: v.getFloat64(OrderRecord.totalOrder, true),
+    batchSeq: v.getFloat64(OrderRecord.batchSeq, true),
+    clientId: v.getUint32(OrderRecord.clientId, true),
+    sessionEpoch: v.getUint32(OrderRecord.sessionEpoch, true),
+    messageCount: v.getUint32(OrderRecord.messageCount, true),
+    brokerId: v.getUint32(OrderRecord.brokerId, true),
+    crc32c: v.getUint32(OrderRecord.crc32c, true),
+    payload: record.subarray(OrderRecord.bytes)
+  }
+}
+
+/** Where the durable frontiers are published: the topic's session table, and how its waiters learn that something moved. */
+export interface DurableMarks {
+  readonly sessions: (topic: TopicInfo) => SessionTable
+  readonly moved: (topic: TopicInfo) => void
+}
+
+/** Over the region: session lines, the order line's progress word, and the doorbells of whoever waits. */
+export const regionMarks = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): DurableMarks => {
+  const orderLines = new OrderLineView(region)
+  return {
+    sessions: regionSessionTables(region, area),
+    moved: (topic) => {
+      orderLines.bumpProgress(area.orderLine(topic.id))
+      region.publish(area.orderLine(topic.id), 64)
+      ringEveryone(region, area, doorbell)
+    }
+  }
+}
+
+/** Over the in-process store (the log fakes). */
+export const memoryMarks = (store: MemoryLogStore): DurableMarks => ({
+  sessions: (topic) => findTopic(store, topic.name)!.sessions,
+  moved: (topic) => {
+    findTopic(store, topic.name)!.progress++
+    store.signal.notify()
+  }
+})
+
+/** The topic's stream holds batches past the end of the log in the region: it belongs to an earlier log (recover from it, or use another data directory). */
+export class DurableStreamAhead extends Data.TaggedError("DurableStreamAhead")<{
+  readonly topic: string
+  readonly stream: string
+  readonly streamEnd: number
+  readonly logEnd: number
+}> {
+  override get message() {
+    return `topic ${this.topic}: the data directory's stream ${this.stream} holds messages up to offset ${this.streamEnd}, ` +
+      `but the log in the region ends at ${this.logEnd}: it belongs to an earlier log. Recover from it, or give the head another data directory`
+  }
+}
+
+export interface PersistOptions {
+  readonly segments?: SegmentLogOptions
+  /** Stop reading while this many bytes wait for the disk (default 32 MiB). */
+  readonly maxPendingBytes?: number
+  /** Called once per record appended, before it is durable (tests). */
+  readonly onAppended?: (batch: { readonly clientId: number; readonly sessionEpoch: number; readonly batchSeq: number }) => void
+}
+
+/** The message offset after the last batch in the stream, or 0 when it is empty. */
+const streamEnd = (log: SegmentLog) =>
+  Effect.gen(function*() {
+    if (log.durable() === 0 || log.durable() === log.first()) return 0
+    let end = 0
+    yield* log.read(log.durable() - 1, (_, record) => {
+      const batch = decodeOrderRecord(record)
+      if (batch !== undefined) end = batch.totalOrder + batch.messageCount
+    })
+    return end
+  })
+
+/**
+ * Persists `topic` until interrupted (or a write fails: `DiskFull`, an I/O error). Level 2 is
+ * published only from the durable frontier, so nothing is acknowledged that a crash could lose.
+ */
+export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: PersistOptions = {}) =>
+  Effect.gen(function*() {
+    const segments = yield* Segments
+    const reader = yield* LogReader
+    // The bound on what waits for the disk is this loop's own (`maxPendingBytes`): an append never finds the stream full.
+    const log = yield* segments.open(streamOf(topic.name), { ...options.segments, maxPendingBytes: Number.POSITIVE_INFINITY })
+    const resumeAt = yield* streamEnd(log)
+    const bounds = yield* reader.bounds(topic.name)
+    if (resumeAt > bounds.end) {
+      return yield* new DurableStreamAhead({ topic: topic.name, stream: log.stream, streamEnd: resumeAt, logEnd: bounds.end })
+    }
+    if (resumeAt < bounds.earliest) {
+      yield* Effect.logWarning(
+        `durable tier: topic ${topic.name}: messages ${resumeAt}..${bounds.earliest - 1} were recycled before they reached the disk (the tier was not running); persisting from ${bounds.earliest}`
+      )
+    }
+    const cursor = yield* reader.subscribe(topic.name, { from: Math.max(resumeAt, bounds.earliest), durable: true })
+    const sessions = marks.sessions(topic)
+    const maxPending = options.maxPendingBytes ?? 32 << 20
+
+    // Records appended and not yet durable, oldest first: which session batch each one is.
+    const clients: Array<number> = []
+    const epochs: Array<number> = []
+    const seqs: Array<number> = []
+    let firstIndex = log.appended()
+    const frontiers = new Map<string, { clientId: number; sessionEpoch: number; durable: number }>()
+    log.onDurable((durable) => {
+      const n = Math.min(durable - firstIndex, seqs.length)
+      if (n <= 0) return
+      frontiers.clear()
+      for (let i = 0; i < n; i++) {
+        const key = `${clients[i]}/${epochs[i]}`
+        const f = frontiers.get(key)
+        // GOI order keeps each session's batches in order (order 5): the last one is its frontier.
+        if (f === undefined) frontiers.set(key, { clientId: clients[i]!, sessionEpoch: epochs[i]!, durable: seqs[i]! + 1 })
+        else f.durable = Math.max(f.durable, seqs[i]! + 1)
+      }
+      clients.splice(0, n)
+      epochs.splice(0, n)
+      seqs.splice(0, n)
+      firstIndex += n
+      for (const f of frontiers.values()) sessions.setDurable(f.clientId, f.sessionEpoch, f.durable)
+      marks.moved(topic)
+    })
+
+    const header = new Uint8Array(OrderRecord.bytes)
+    const view = new DataView(header.buffer)
+    for (;;) {
+      if (log.pendingBytes() >= maxPending) {
+        yield* log.awaitDurable(log.appended(), 60_000)
+        continue
+      }
+      if (!(yield* cursor.awaitMore(1_000))) continue
+      let failed: SegmentWriteError | undefined
+      yield* cursor.pollBatches((batch) => {
+        if (failed !== undefined) return
+        view.setFloat64(OrderRecord.globalSeq, batch.globalSeq, true)
+        view.setFloat64(OrderRecord.totalOrder, batch.totalOrder, true)
+        view.setFloat64(OrderRecord.batchSeq, batch.batchSeq, true)
+        view.setUint32(OrderRecord.clientId, batch.clientId, true)
+        view.setUint32(OrderRecord.sessionEpoch, batch.sessionEpoch, true)
+        view.setUint32(OrderRecord.messageCount, batch.messageCount, true)
+        view.setUint32(OrderRecord.brokerId, batch.brokerId, true)
+        view.setUint32(OrderRecord.crc32c, batch.crc32c, true)
+        view.setUint32(OrderRecord.payloadBytes, batch.length, true)
+        const appended = log.tryAppend([header, batch.bytes.subarray(batch.offset, batch.offset + batch.length)])
+        if (typeof appended !== "number") {
+          if (appended !== "full") failed = appended
+          return
+        }
+        clients.push(batch.clientId)
+        epochs.push(batch.sessionEpoch)
+        seqs.push(batch.batchSeq)
+        options.onAppended?.(batch)
+      }, 64)
+      if (failed !== undefined) return yield* failed
+    }
+  }).pipe(Effect.scoped)

@@ -1,0 +1,127 @@
+/**
+ * The durable tier's writer (DurableOrder.ts) over every log implementation, with the
+ * in-process disk (whose fdatasyncs a test can hold and watch): ACK level 2 of a replication
+ * factor 2 topic moves only after the fdatasync covering the batch returned, while level 1
+ * moves at ordering; what was acknowledged at level 2 is on disk, in the recorded order, after
+ * a crash; a stream that is ahead of the log is refused.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer } from "effect"
+import { decodeOrderRecord, type DurableMarks, memoryMarks, persistTopic, regionMarks, streamOf } from "../../src/layers/log/DurableOrder.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
+import { LogReader } from "../../src/services/log/LogReader.js"
+import { Segments } from "../../src/services/log/Segments.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { appendSimple, bell, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
+
+const marksOf = (cluster: LogCluster) =>
+  cluster.store !== undefined
+    ? Effect.succeed(memoryMarks(cluster.store))
+    : Effect.map(
+      DoorbellLayers.make({ offset: bell(40) }).pipe(Effect.provideService(CxlMemory, cluster.region!.memory)),
+      (doorbell): DurableMarks => regionMarks(cluster.region!.memory, cluster.region!.area, doorbell)
+    )
+
+/** The stream's records, read back from the disk alone. */
+const onDisk = (disk: MemoryDisk, topic: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const segments = yield* SegmentsMemoryLayers.makeMemory(disk)
+    const log = yield* segments.open(streamOf(topic))
+    const batches: Array<{ globalSeq: number; totalOrder: number; clientId: number; batchSeq: number }> = []
+    yield* log.read(log.first(), (_, record) => {
+      const b = decodeOrderRecord(record)!
+      batches.push({ globalSeq: b.globalSeq, totalOrder: b.totalOrder, clientId: b.clientId, batchSeq: b.batchSeq })
+    })
+    return batches
+  }))
+
+for (const impl of implementations) {
+  describe(`durable tier: ${impl.label}`, () => {
+    it.scopedLive("ACK 2 comes only after the fdatasync covering the batch; ACK 1 at ordering; acknowledged batches survive a crash", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const a = yield* cluster.appender(0)
+        const b = yield* cluster.appender(1)
+        const sequencer = yield* cluster.sequencer()
+        const disk = makeMemoryDisk()
+        const marks = yield* marksOf(cluster)
+        let appended = 0
+        const layers = Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
+        // The disk holds every fdatasync until released.
+        let release = () => {}
+        disk.gate = new Promise((resolve) => (release = resolve))
+        const writer = yield* Effect.forkScoped(persistTopic(topic, marks, { onAppended: () => void appended++ }).pipe(Effect.provide(layers)))
+        // However the test ends, no sync stays held (closing the stream waits for its writer); this runs before the writer is stopped.
+        yield* Effect.addFinalizer(() => Effect.sync(() => release()))
+
+        for (let seq = 0; seq < 6; seq++) yield* appendSimple(seq % 2 === 0 ? a : b, "d", 7, 1, seq)
+        yield* drain(sequencer)
+        while (appended < 6) yield* Effect.sleep(1)
+        // Ordered (level 1), written to the file, not synced: nothing at level 2.
+        expect(yield* cluster.acks.sessionAcks("d", 7, 1)).toMatchObject({ ordered: 6, replicated: 0 })
+        expect(yield* cluster.acks.awaitAcked("d", 7, 1, 5, { timeoutMs: 5_000, level: 1 })).toMatchObject({ ordered: 6 })
+        expect(yield* Effect.flip(cluster.acks.awaitAcked("d", 7, 1, 0, { timeoutMs: 50, level: 2 }))).toMatchObject({ _tag: "AckTimeout", level: 2, acked: 0 })
+
+        // At the moment each fdatasync returns, level 2 still shows only what earlier syncs covered.
+        const atSync: Array<{ readonly sync: number; readonly replicated: number }> = []
+        disk.onSync = () => atSync.push({ sync: disk.datasyncs, replicated: Effect.runSync(cluster.acks.sessionAcks("d", 7, 1)).replicated })
+        const waiter = yield* Effect.fork(cluster.acks.awaitAcked("d", 7, 1, 5, { timeoutMs: 5_000, level: 2 }))
+        disk.gate = undefined
+        release()
+        expect(yield* Fiber.join(waiter)).toMatchObject({ ordered: 6, replicated: 6 })
+        expect(atSync[0]).toEqual({ sync: 1, replicated: 0 })
+
+        // More batches while syncs run freely; then the process and the disk crash mid-write.
+        for (let seq = 6; seq < 10; seq++) yield* appendSimple(a, "d", 7, 1, seq)
+        yield* drain(sequencer)
+        yield* cluster.acks.awaitAcked("d", 7, 1, 9, { timeoutMs: 5_000, level: 2 })
+        for (const s of atSync) expect(s.replicated).toBeLessThan(10)
+        let unblock = () => {}
+        disk.gate = new Promise((resolve) => (unblock = resolve))
+        yield* Effect.addFinalizer(() => Effect.sync(() => unblock()))
+        for (let seq = 10; seq < 12; seq++) yield* appendSimple(b, "d", 7, 1, seq)
+        yield* drain(sequencer)
+        while (appended < 12) yield* Effect.sleep(1)
+        const acked = (yield* cluster.acks.sessionAcks("d", 7, 1)).replicated
+        expect(acked).toBe(10)
+        crash(disk)
+        disk.gate = undefined
+        // The held sync now fails (the disk is gone), so the writer stops.
+        unblock()
+        yield* Fiber.interrupt(writer)
+        restart(disk)
+        const kept = yield* onDisk(disk, "d")
+        // Every batch acknowledged at level 2 is there, once, in the recorded order; nothing else was invented.
+        expect(kept.map((k) => k.batchSeq)).toEqual(Array.from({ length: acked }, (_, i) => i))
+        expect(kept.map((k) => k.globalSeq)).toEqual(Array.from({ length: acked }, (_, i) => i))
+        expect(kept.every((k, i) => i === 0 || k.totalOrder > kept[i - 1]!.totalOrder)).toBe(true)
+      }))
+
+    it.scopedLive("a data directory whose stream is ahead of the log in the region is DurableStreamAhead", () =>
+      Effect.gen(function*() {
+        const disk = makeMemoryDisk()
+        const first = yield* impl.make()
+        const topic = yield* first.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const a = yield* first.appender(0)
+        const sequencer = yield* first.sequencer()
+        const layersOf = (cluster: LogCluster) => Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
+        const marks = yield* marksOf(first)
+        const writer = yield* Effect.forkScoped(persistTopic(topic, marks).pipe(Effect.provide(layersOf(first))))
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "d", 7, 1, seq)
+        yield* drain(sequencer)
+        yield* first.acks.awaitAcked("d", 7, 1, 2, { timeoutMs: 5_000, level: 2 })
+        yield* Fiber.interrupt(writer)
+        // A new, empty log with the same data directory.
+        const second = yield* impl.make()
+        const again = yield* second.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const error = yield* Effect.flip(persistTopic(again, yield* marksOf(second)).pipe(Effect.provide(layersOf(second)), Effect.scoped))
+        expect(error).toMatchObject({ _tag: "DurableStreamAhead", topic: "d", logEnd: 0 })
+        expect(error.message).toContain("belongs to an earlier log")
+        const segments = yield* Segments.pipe(Effect.provide(SegmentsMemoryLayers.layerMemory(disk)))
+        expect(yield* segments.streams()).toEqual([streamOf("d")])
+      }))
+  })
+}
