@@ -48,7 +48,7 @@ const LAST_SEEN_LIMIT = 4096
 /** A session whose line could not be read yet (its writer preempted mid-write): nothing acked, nothing concluded. */
 const NOT_YET_READ: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: true }
 
-/** The frontier at `level`: level 2 equals level 1 while replication factor is 1 (creating RF > 1 is refused). */
+/** The frontier at `level`: level 2 is the durable frontier with replication factor 2, and equals level 1 with 1. */
 const ackedAt = (acks: SessionAcks, level: AckLevel) => (level === 2 ? acks.replicated : acks.ordered)
 
 /** Each broker's acked/sent counts, leaving out slots that never appended and have no owner. */
@@ -81,7 +81,9 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
       lastSeen.delete(key)
       return UNKNOWN
     }
-    const acks = { ordered: record.next, replicated: record.next, fenced: record.state !== "active", known: true }
+    // Replication factor 2 keeps a copy on disk: level 2 is the durable frontier the head's durable tier publishes.
+    const replicated = t.info.replicationFactor >= 2 ? Math.min(record.durable, record.next) : record.next
+    const acks = { ordered: record.next, replicated, fenced: record.state !== "active", known: true }
     if (lastSeen.size >= LAST_SEEN_LIMIT && !lastSeen.has(key)) lastSeen.clear()
     lastSeen.set(key, { slot: record.slot, acks })
     return acks

@@ -1,8 +1,9 @@
 /**
  * AckTracker: per client session, how far its batches are acknowledged at each ACK level,
  * read from the region (read-only; any broker process). Level 1: in the total order (mode
- * 0: written, i.e. scanned by the sequencer); level 2: replicated to RF copies (equal to
- * level 1 while RF = 1). Frontiers are counts: batches 0..n-1 of the session.
+ * 0: written, i.e. scanned by the sequencer); level 2: replicated to RF copies (RF 2: the
+ * batch and its place in the order are on disk, docs/durability.md; equal to level 1 while
+ * RF = 1). Frontiers are counts: batches 0..n-1 of the session.
  */
 import { Context, type Effect, Schema } from "effect"
 import type { AckLevel, LogCorrupt, TopicNotFound } from "./Topics.js"
