@@ -37,6 +37,8 @@ export type ProbedReader = Pick<ReaderProgress, "slot" | "pid" | "occurrence" | 
 export interface ProgressProbe {
   readonly writerOccurrence: (ring: number) => number
   readonly readers: (ring: number) => ReadonlyArray<ProbedReader>
+  /** One attached reader of `ring` (undefined if that slot is not attached): a drain's check reads only its own line. */
+  readonly reader?: (ring: number, slot: number) => ProbedReader | undefined
   /** Request rings are read only by the coordinator: all their readers count, group or not. */
   readonly isRequestRing: (ring: number) => boolean
   /**
@@ -115,7 +117,10 @@ const trace = (engine: Engine, message: string) => (engine.options.debug ? Effec
 
 const progressOf = (round: Round, reader: ProbedReader) => (round.mode === "processing-fence" ? reader.processed : reader.delivered)
 
-const readerNow = (engine: Engine, ring: number, slot: number) => engine.options.probe.readers(ring).find((r) => r.slot === slot)
+const readerNow = (engine: Engine, ring: number, slot: number) => {
+  const { probe } = engine.options
+  return probe.reader !== undefined ? probe.reader(ring, slot) : probe.readers(ring).find((r) => r.slot === slot)
+}
 
 /** Ends the round with `error` for every participant that arrived. */
 const failRound = (engine: Engine, round: Round, error: BarrierError) =>

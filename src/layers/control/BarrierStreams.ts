@@ -34,6 +34,12 @@ export const ringProbe = (rings: RingsShape, layout: Layout): Effect.Effect<Prog
     const probe: ProgressProbe = {
       writerOccurrence: (ring) => inspectors.get(ring)?.writer().occurrence ?? -1,
       readers: (ring) => (inspectors.get(ring)?.readers() ?? []).filter((r) => r.state === "attached"),
+      reader: (ring, slot) => {
+        const inspector = inspectors.get(ring)
+        if (inspector === undefined || slot < 0 || slot >= inspector.address.readerSlots) return undefined
+        const reader = inspector.reader(slot)
+        return reader.state === "attached" ? reader : undefined
+      },
       isRequestRing: layout.isRequestRing,
       awaitProgress: (ring, target, reached, timeoutMs) => {
         const address = layout.ring(ring)

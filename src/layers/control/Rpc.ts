@@ -451,7 +451,11 @@ interface Caller {
   readonly defaultTimeoutMs: number
   /** Calls waiting for their reply, by request id. */
   readonly pending: Map<number, (reply: Reply) => void>
-  readonly notices: PubSub.PubSub<WireFrame>
+  /**
+   * Notices by tag, one hub per tag someone subscribed to: a notice nobody listens for (every
+   * barrier release, on most clients) is dropped here, not woken through a stream.
+   */
+  readonly notices: Map<string, PubSub.PubSub<WireFrame>>
   nextId: number
 }
 
@@ -461,7 +465,10 @@ const receive = (caller: Caller, bytes: Uint8Array): Effect.Effect<void> => {
   if (addressee !== caller.me && addressee !== ALL_CLIENTS) return Effect.void
   const frame = decodeFrame(bytes)
   if (frame === undefined) return Effect.void
-  if (frame.kind === Kind.notice) return PubSub.publish(caller.notices, frame)
+  if (frame.kind === Kind.notice) {
+    const hub = caller.notices.get(frame.tag)
+    return hub === undefined ? Effect.void : PubSub.publish(hub, frame)
+  }
   caller.pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
   return Effect.void
 }
@@ -553,11 +560,19 @@ const call = <M extends AnyRpcMethod>(
     )
   })
 
+/** The hub of one notice tag, made at its first subscription. */
+const hubOf = (caller: Caller, tag: string) =>
+  Effect.suspend(() => {
+    const existing = caller.notices.get(tag)
+    if (existing !== undefined) return Effect.succeed(existing)
+    return Effect.tap(PubSub.unbounded<WireFrame>(), (hub) => Effect.sync(() => caller.notices.set(tag, hub)))
+  })
+
 /** Notices of one kind addressed to this client or to all, from the moment of subscribing; undecodable ones are logged and skipped. */
 const noticesOf = <Tag extends string, A, I>(caller: Caller, notice: RpcNotice<Tag, A, I>) =>
-  Effect.map(Stream.fromPubSub(caller.notices, { scoped: true }), (subscribed) =>
-    subscribed.pipe(
-      Stream.filter((frame) => frame.tag === notice.tag),
+  Effect.gen(function*() {
+    const subscribed = yield* Stream.fromPubSub(yield* hubOf(caller, notice.tag), { scoped: true })
+    return subscribed.pipe(
       Stream.mapEffect((frame) =>
         fromJson(notice.schema, frame.json).pipe(
           Effect.map((value) => Option.some(value as A)),
@@ -565,7 +580,8 @@ const noticesOf = <Tag extends string, A, I>(caller: Caller, notice: RpcNotice<T
         )
       ),
       Stream.filterMap((value) => value)
-    ))
+    )
+  })
 
 const client = (rings: RingsShape) => (options: RpcClientOptions) =>
   Effect.gen(function*() {
@@ -575,7 +591,7 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       reader: yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot }),
       defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       pending: new Map(),
-      notices: yield* PubSub.unbounded<WireFrame>(),
+      notices: new Map(),
       nextId: 1
     }
     // Every client reads every reply.
