@@ -130,6 +130,8 @@ const benchPlain = (options: BenchOptions) =>
         ? {}
         : { remoteSubscribers: summary.remoteSubscribers.length, remoteSubscriberMBps: summary.remoteSubscriberMBps, remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps) }),
       cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
+      // ACK 2: the durable tier's group commit (docs/durability.md).
+      ...(summary.durable === null ? {} : { fsyncs: summary.durable.fsyncs, bytesPerFsync: summary.durable.bytesPerFsync }),
       ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
       ...(cpuRatio === undefined ? {} : { cpuRatio }),
       ratio: Math.round(ratio * 1000) / 1000

@@ -30,6 +30,8 @@ import { isPidRunning } from "../layers/log/Participants.js"
 import { Offsets } from "../layers/region/Superblock.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
+import { durableStats, type DurableStats, durableTier, requireDataDir } from "../layers/log/DurableTier.js"
+import * as SegmentsLayers from "../layers/log/Segments.js"
 import { RegionLayout } from "../layers/RegionLayout.js"
 import { inspectRegion } from "./Regions.js"
 import { report } from "./Report.js"
@@ -48,6 +50,8 @@ export interface HeadOptions {
   readonly sequencer: SequencerOptions
   /** How often to report each topic's ordered count to an orchestrator (only when there is one: an IPC parent). */
   readonly reportEveryMs: number
+  /** The durable tier's data directory: topics with replication factor 2 are persisted there (docs/durability.md). */
+  readonly dataDir?: string
 }
 
 const reportOrdered = (topics: ReadonlyArray<TopicSpec>) =>
@@ -123,6 +127,7 @@ const serve = (options: HeadOptions) =>
       if (!sequencer.holdsLease()) exitFenced(new SequencerLeaseLost({ epoch: sequencer.epoch, holderPid: 0 }))
     }
     yield* Effect.acquireRelease(Effect.sync(() => process.on("SIGCONT", onContinue)), () => Effect.sync(() => process.off("SIGCONT", onContinue)))
+    yield* requireDataDir(options.topics, options.dataDir)
     yield* ensureTopics(options.topics, options.attach)
     const layout = yield* RegionLayout
     yield* Effect.logInfo(
@@ -130,6 +135,23 @@ const serve = (options: HeadOptions) =>
         options.topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
       }`
     )
+    if (options.dataDir !== undefined) {
+      const stats: DurableStats = { streams: new Map() }
+      yield* durableTier(stats).pipe(
+        Effect.provide(Layer.merge(
+          SegmentsLayers.layer({ directory: options.dataDir }),
+          Layer.unwrapEffect(Effect.map(RegionLayout, (l) => LogReaderLayers.layer(l.log)))
+        )),
+        Effect.forkScoped
+      )
+      yield* Effect.logInfo(`head: durable tier in ${options.dataDir} (topics with replication factor 2)`)
+      if (process.send !== undefined) {
+        yield* Effect.sync(() => report({ event: "durable", ...durableStats(stats) })).pipe(
+          Effect.repeat(Schedule.spaced(Duration.millis(options.reportEveryMs))),
+          Effect.forkScoped
+        )
+      }
+    }
     report({ event: "ready", region: options.region.name, epoch: sequencer.epoch, pid: process.pid })
     // Progress reports are for an orchestrator (`cxlog run` / `bench`); a head started by hand has no one to tell, and no timer.
     if (process.send !== undefined) {

@@ -7,7 +7,10 @@
 import { Console, Deferred, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/log/Layout.js"
 import { type AuditResult } from "./Audit.js"
-import { makeCpuMeter, regionGuard, RoleFailed, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { makeCpuMeter, regionGuard, RoleFailed, type RoleProcess, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import { announceTargets } from "./Dashboard.js"
 import { makeTimeline, writeReport } from "./HtmlReport.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
@@ -100,11 +103,47 @@ export interface RunSummary {
   readonly remoteSubscriberMBps: number | null
   /** Whether a subscriber read (and audited) the whole run. */
   readonly endToEnd: boolean
+  /** ACK 2 runs (topic RF 2, the head's durable tier): the head's fdatasyncs and the bytes each covered on average; null otherwise. */
+  readonly durable: { readonly fsyncs: number; readonly bytesPerFsync: number } | null
   /**
    * CPU seconds (user + system) per GiB published, by role, from the publisher's start to
    * each role's end of the run (process start-up excluded); 0 where /proc is unavailable.
    */
   readonly cpuSecondsPerGiB: { readonly head: number; readonly brokers: number; readonly publisher: number; readonly subscriber: number; readonly total: number }
+}
+
+/** A fresh data directory for an ACK 2 run, removed with the run's scope. */
+const runDataDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(process.env["CXLOG_DATA_DIR"] ?? tmpdir(), "cxlog-run-data-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** The head's durable-tier reports (`durable` events: fsyncs and bytes so far); `next` waits for one after the call. */
+const durableReports = (head: RoleProcess) => {
+  let waiter: ((figures: { fsyncs: number; bytes: number }) => void) | undefined
+  head.on((e) => {
+    if (e.event !== "durable") return
+    const w = waiter
+    waiter = undefined
+    w?.({ fsyncs: e["fsyncs"] as number, bytes: e["bytes"] as number })
+  })
+  return {
+    next: (timeoutMs: number) =>
+      Effect.async<{ fsyncs: number; bytes: number }, RoleFailed>((resume) => {
+        const timer = setTimeout(() => {
+          waiter = undefined
+          resume(Effect.fail(new RoleFailed({ role: head.role, reason: `no durable-tier report within ${timeoutMs} ms`, stderr: "" })))
+        }, timeoutMs)
+        waiter = (figures) => {
+          clearTimeout(timer)
+          resume(Effect.succeed(figures))
+        }
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          waiter = undefined
+        })
+      })
+  }
 }
 
 /** How long a run with a broker or head to kill is paced to take (see `RunOptions.killBroker`). */
@@ -135,8 +174,10 @@ export const run = (options: RunOptions) =>
     const reclaimed = yield* pruneRunRegions
     const messages = Math.floor(options.totalBytes / options.messageBytes)
     const bytes = messages * options.messageBytes
+    // ACK 2: the topic keeps a copy on disk, in a fresh directory (under CXLOG_DATA_DIR if set) removed after the run.
+    const dataDir = options.ackLevel === 2 ? yield* runDataDir : undefined
     // No role serves metrics unless given its own port below (CXLOG_METRICS_PORT in our environment is not theirs).
-    const env = { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0", ...options.env }
+    const env = { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0", ...options.env, ...(dataDir === undefined ? {} : { CXLOG_DATA_DIR: dataDir }) }
     const killing = options.killBroker !== undefined || options.killHead !== undefined
     const offeredMBps = options.offeredMBps ?? (killing ? bytes / 1e6 / KILL_RUN_SECONDS : undefined)
     yield* regionGuard(region)
@@ -157,7 +198,13 @@ export const run = (options: RunOptions) =>
       yield* say(`watch: cxlog dashboard (or --targets ${names.map((_, i) => at(i)).join(",")})`)
       yield* announceTargets(names.map((_, i) => at(i)))
     }
-    const { brokers, head, ports } = yield* startHeadAndBrokers(`run:${options.order}:${options.ackLevel}`, options.brokers, env, metricsEnv)
+    const { brokers, head, ports } = yield* startHeadAndBrokers(
+      `run:${options.order}:${options.ackLevel}${dataDir === undefined ? "" : ":2"}`,
+      options.brokers,
+      env,
+      metricsEnv
+    )
+    const durable = durableReports(head)
     const standbys = yield* Effect.forEach(
       Array.from({ length: options.killHead?.standbys ?? 0 }, (_, i) => i),
       (i) => spawnRole(`standby head ${i}`, ["head", "--standby"], env)
@@ -306,6 +353,8 @@ export const run = (options: RunOptions) =>
     // A subscriber gone before the publishers are done failed (out of retention, say): the run fails now, naming it.
     const readers = [...(subscriber === undefined ? [] : [subscriber]), ...remotes]
     const published = yield* publisher.event("done", 3_600_000).pipe(whileAlive([...essential, ...readers], "the publisher to finish"), Effect.raceFirst(takenOver))
+    // Every ACK 2 came after its fdatasync: the head's next report counts them all.
+    const durableFigures = dataDir === undefined ? null : yield* durable.next(5_000)
     // Everything is acked: the subscriber now reads to the log's end, duplicates after the last distinct message included.
     for (const s of readers) if (s.child.connected) s.child.send({ event: "publishersDone" })
     const audited = subscriber === undefined ? undefined : yield* subscriber.event("done", 3_600_000).pipe(whileAlive(essential, "the subscriber's audit"))
@@ -356,6 +405,9 @@ export const run = (options: RunOptions) =>
       takeoverMs: killedAt === undefined || tookOver === undefined ? null : Math.max(0, tookOver.atMs - killedAt),
       takeoverEpoch: tookOver?.epoch ?? null,
       endToEnd: withSubscriber,
+      durable: durableFigures === null
+        ? null
+        : { fsyncs: durableFigures.fsyncs, bytesPerFsync: Math.round(durableFigures.bytes / Math.max(durableFigures.fsyncs, 1)) },
       auditPassed: audit === undefined ? null : audit.passed && remoteAudits.every((r) => r.passed),
       remoteSubscribers: remoteAudits,
       remoteSubscriberMBps: remoteAudits.length === 0 ? null : Math.min(...remoteAudits.map((r) => r.mBps)),
@@ -375,6 +427,7 @@ export const run = (options: RunOptions) =>
           "",
           `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
+          ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average`]),
           ...(summary.takeoverMs === null ? [] : [`head SIGKILLed mid-run: a standby took over (epoch ${summary.takeoverEpoch}) and ordered its first batch ${summary.takeoverMs} ms after the kill`]),
           `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}; total ${summary.cpuSecondsPerGiB.total}`,
           audit === undefined

@@ -184,6 +184,11 @@ const headCommand = Cli.command({
       env: "CXLOG_STANDBY_CHECK_MS",
       description: "--standby: how often to look at the head's lease"
     }),
+    dataDir: Cli.optionalText("data-dir", {
+      placeholder: "DIR",
+      env: "CXLOG_DATA_DIR",
+      description: "the durable tier: topics with replication factor 2 are persisted here, and ACK 2 means on disk (docs/durability.md)"
+    }),
     ...observeFlags
   },
   examples: [
@@ -207,7 +212,8 @@ const headCommand = Cli.command({
         standby: o.standby,
         checkEveryMs: o.standbyCheckMs,
         sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs, leaseMs: o.leaseMs },
-        reportEveryMs: 250
+        reportEveryMs: 250,
+        ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir })
       })
     }).pipe(Effect.scoped, observed("head", o))
 })

@@ -115,6 +115,8 @@ export interface PersistOptions {
   readonly segments?: SegmentLogOptions
   /** Stop reading while this many bytes wait for the disk (default 32 MiB). */
   readonly maxPendingBytes?: number
+  /** Called with the topic's stream once it is open (its counters: syncs, bytes). */
+  readonly onOpen?: (log: SegmentLog) => void
   /** Called once per record appended, before it is durable (tests). */
   readonly onAppended?: (batch: { readonly clientId: number; readonly sessionEpoch: number; readonly batchSeq: number }) => void
 }
@@ -141,6 +143,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     const reader = yield* LogReader
     // The bound on what waits for the disk is this loop's own (`maxPendingBytes`): an append never finds the stream full.
     const log = yield* segments.open(streamOf(topic.name), { ...options.segments, maxPendingBytes: Number.POSITIVE_INFINITY })
+    options.onOpen?.(log)
     const resumeAt = yield* streamEnd(log)
     const bounds = yield* reader.bounds(topic.name)
     if (resumeAt > bounds.end) {

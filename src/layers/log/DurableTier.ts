@@ -1,0 +1,61 @@
+/**
+ * The head's durable tier: every topic with replication factor 2 — those the head created and
+ * those created later (it looks at the topic table every second) — is persisted by
+ * `persistTopic` into the data directory. A topic whose writer stops (a full disk, an I/O
+ * error) is logged and its ACK 2 stops moving; the other topics carry on.
+ */
+import { Data, Effect } from "effect"
+import { RegionLayout } from "../RegionLayout.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
+import type { SegmentLog } from "../../services/log/Segments.js"
+import { Topics, type TopicSpec } from "../../services/log/Topics.js"
+import { persistTopic, regionMarks } from "./DurableOrder.js"
+
+/** A topic with replication factor 2 and a head without a data directory: its ACK 2 could never be given. */
+export class DataDirRequired extends Data.TaggedError("DataDirRequired")<{ readonly topics: ReadonlyArray<string> }> {
+  override get message() {
+    return `topic(s) ${this.topics.join(", ")} keep a copy on disk (replication factor 2): start the head with --data-dir DIR (CXLOG_DATA_DIR)`
+  }
+}
+
+/** Refuses RF 2 topics when there is no data directory. */
+export const requireDataDir = (topics: ReadonlyArray<TopicSpec>, dataDir: string | undefined) => {
+  const durable = topics.filter((t) => t.replicationFactor >= 2).map((t) => t.name)
+  return durable.length > 0 && dataDir === undefined ? Effect.fail(new DataDirRequired({ topics: durable })) : Effect.void
+}
+
+/** Streams being written, for the head's reports (fsyncs and the bytes they covered). */
+export interface DurableStats {
+  readonly streams: Map<string, SegmentLog>
+}
+
+export const durableStats = (stats: DurableStats) => {
+  let fsyncs = 0
+  let bytes = 0
+  for (const log of stats.streams.values()) {
+    fsyncs += log.syncs()
+    bytes += log.syncedBytes()
+  }
+  return { fsyncs, bytes }
+}
+
+/** Runs until interrupted; needs the region's LogReader and Segments over the data directory. */
+export const durableTier = (stats: DurableStats) =>
+  Effect.gen(function*() {
+    const topics = yield* Topics
+    const layout = yield* RegionLayout
+    const marks = regionMarks(yield* CxlMemory, layout.log, yield* Doorbell)
+    const started = new Set<string>()
+    for (;;) {
+      for (const topic of yield* topics.list) {
+        if (topic.replicationFactor < 2 || started.has(topic.name)) continue
+        started.add(topic.name)
+        yield* persistTopic(topic, marks, { onOpen: (log) => stats.streams.set(topic.name, log) }).pipe(
+          Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)),
+          Effect.forkScoped
+        )
+      }
+      yield* Effect.sleep(1_000)
+    }
+  })
