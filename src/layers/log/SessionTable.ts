@@ -114,6 +114,14 @@ export class SessionTable {
     return this.reserve() ? this.claim(clientId, sessionEpoch, nowMs) : { full: true, capacity: this.capacity }
   }
 
+  /**
+   * Rebuilding a log: epochs up to `sessionEpoch` are taken, so a registration never draws one
+   * a recovered session holds.
+   */
+  reserveEpochsThrough(sessionEpoch: number): void {
+    while (((this.registryLine.addEpoch(this.registry) + 1) >>> 0) < sessionEpoch);
+  }
+
   /** Takes a place in `live`, unless the table is at capacity. */
   private reserve(): boolean {
     if (this.registryLine.addLive(this.registry, 1) + 1 <= this.capacity) return true

@@ -1,0 +1,110 @@
+/**
+ * Recovery over every log implementation, from the in-process disk: a topic persisted by the
+ * durable tier (two sessions through two brokers, acknowledged at level 2), its stream's tail
+ * torn, is rebuilt in an empty log in exactly the recorded order — same offsets, sessions,
+ * batch seqs, intact payloads — with the torn record cut; the recovered sessions are known and
+ * durable, so a resend across the crash is a duplicate; the durable tier then carries on the
+ * same stream. A log that is not empty is refused.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer } from "effect"
+import { type DurableMarks, memoryMarks, persistTopic, regionMarks, streamOf } from "../../src/layers/log/DurableOrder.js"
+import { recoverTopic } from "../../src/layers/log/Recovery.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
+import { Appender } from "../../src/services/log/Appender.js"
+import { LogReader } from "../../src/services/log/LogReader.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { appendSimple, bell, drain, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
+
+const marksOf = (cluster: LogCluster) =>
+  cluster.store !== undefined
+    ? Effect.succeed(memoryMarks(cluster.store))
+    : Effect.map(
+      DoorbellLayers.make({ offset: bell(41) }).pipe(Effect.provideService(CxlMemory, cluster.region!.memory)),
+      (doorbell): DurableMarks => regionMarks(cluster.region!.memory, cluster.region!.area, doorbell)
+    )
+
+const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
+
+for (const impl of implementations) {
+  describe(`recovery: ${impl.label}`, () => {
+    it.scopedLive("rebuilds the log from the stream in the recorded order, torn tail cut; sessions resume with dedup; persisting carries on", () =>
+      Effect.gen(function*() {
+        const disk = makeMemoryDisk()
+        const layersOf = (cluster: LogCluster) => Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
+
+        // The first life: 2 sessions through 2 brokers, interleaved, all acknowledged at level 2.
+        const first = yield* impl.make()
+        const topic = yield* first.topics.create(spec)
+        const [a, b] = yield* Effect.forEach([0, 1], (id) => first.appender(id))
+        const sequencer = yield* first.sequencer()
+        const writer = yield* Effect.forkScoped(persistTopic(topic, yield* marksOf(first)).pipe(Effect.provide(layersOf(first))))
+        // Holds retention, so the first life's log can be read whole at the end to compare.
+        yield* first.reader.subscribe("d", { from: 0, durable: true })
+        for (let seq = 0; seq < 8; seq++) {
+          yield* appendSimple(seq % 2 === 0 ? a! : b!, "d", 7, 1, seq, 1 + (seq % 3))
+          yield* appendSimple(seq % 2 === 0 ? b! : a!, "d", 9, 4, seq, 2)
+          if (seq % 3 === 0) yield* drain(sequencer)
+        }
+        yield* drain(sequencer)
+        yield* first.acks.awaitAcked("d", 7, 1, 7, { timeoutMs: 5_000, level: 2 })
+        yield* first.acks.awaitAcked("d", 9, 4, 7, { timeoutMs: 5_000, level: 2 })
+        const original = yield* readAll(first.reader, "d")
+        yield* Fiber.interrupt(writer)
+        expect(original).toHaveLength(16)
+
+        // A record torn at the crash: half of one more record's bytes at the stream's end.
+        const [file] = [...disk.files.keys()].filter((p) => p.includes(streamOf("d")))
+        const f = disk.files.get(file!)!
+        const torn = 40
+        f.data.set(f.data.subarray(0, torn), f.size)
+        f.size += torn
+        f.syncedSize = f.size
+
+        // The second life: an empty region, recovered from the disk.
+        const second = yield* impl.make()
+        const again = yield* second.topics.create(spec)
+        const sequencer2 = yield* second.sequencer()
+        const appender = yield* second.appender(0, { registered: false })
+        const result = yield* recoverTopic(again, second.sessions("d"), drain(sequencer2)).pipe(
+          Effect.provide(Layer.merge(layersOf(second), Layer.succeed(Appender, appender)))
+        )
+        expect(result).toEqual({ batches: 16, messages: original.reduce((n, x) => n + x.messageCount, 0), sessions: 2, cutBytes: torn })
+        const recovered = yield* readAll(second.reader, "d")
+        const shape = (x: (typeof original)[number]) => ({ ...x, brokerId: 0 })
+        expect(recovered).toEqual(original.map(shape))
+        expect(recovered.every((x) => x.crcOk)).toBe(true)
+        expect(yield* second.acks.sessionAcks("d", 7, 1)).toEqual({ ordered: 8, replicated: 8, fenced: false, known: true })
+
+        // A publisher resending its last batch across the crash: a duplicate, dropped and acknowledged.
+        yield* appendSimple(appender, "d", 7, 1, 7, 1 + (7 % 3))
+        yield* drain(sequencer2)
+        expect(yield* readAll(second.reader, "d")).toHaveLength(16)
+        // A new session never draws a recovered epoch.
+        expect(second.sessions("d").register(7, Date.now())).toMatchObject({ sessionEpoch: 5 })
+
+        // The durable tier resumes the same stream where it ends.
+        const writer2 = yield* Effect.forkScoped(persistTopic(again, yield* marksOf(second)).pipe(Effect.provide(layersOf(second))))
+        yield* appendSimple(appender, "d", 9, 4, 8, 2)
+        yield* drain(sequencer2)
+        yield* second.acks.awaitAcked("d", 9, 4, 8, { timeoutMs: 5_000, level: 2 })
+        yield* Fiber.interrupt(writer2)
+      }))
+
+    it.scopedLive("a log that is not empty is not recovered into", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create(spec)
+        const appender = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(appender, "d", 1, 1, 0)
+        yield* drain(sequencer)
+        const layers = Layer.mergeAll(SegmentsMemoryLayers.layerMemory(makeMemoryDisk()), Layer.succeed(LogReader, cluster.reader), Layer.succeed(Appender, appender))
+        const error = yield* Effect.flip(recoverTopic(topic, cluster.sessions("d"), Effect.orDie(drain(sequencer))).pipe(Effect.provide(layers)))
+        expect(error).toMatchObject({ _tag: "RecoveryFailed", topic: "d" })
+        expect(error.message).toContain("not empty")
+      }))
+  })
+}
