@@ -1,13 +1,14 @@
 /**
- * The doorbell layer over CxlMemory (live or fake): one waiting loop per process, spinning
- * briefly (while recent waits say spinning pays and the machine is not oversubscribed) and
- * then parking on the event loop until a wake; see services/region/Doorbell.ts.
+ * The doorbell layer over CxlMemory (live or fake): one set of waiters per process, served
+ * from callbacks — it spins briefly (while recent waits say spinning pays and the machine is
+ * not oversubscribed), then parks on the event loop until a wake; see
+ * services/region/Doorbell.ts.
  *
  * Over a live region a parked process is woken through its wake FIFO, which libuv watches on
- * the process's own loop: one kernel wake of the JS thread per wake, no pool thread; a ringer
- * keeps the write ends it opened, so a wake costs it one write(2). Over the
- * in-process fake (and for a target in this same process) a ring resumes the parked loop
- * directly.
+ * the process's own loop: one kernel wake of the JS thread per wake, no pool thread, and the
+ * FIFO's data callback resumes the satisfied waiters itself; a ringer keeps the write ends it
+ * opened, so a wake costs it one write(2). Over the in-process fake (and for a target in this
+ * same process) a ring calls that callback directly.
  */
 import { Effect, Layer, type Scope } from "effect"
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from "node:fs"

@@ -3,9 +3,10 @@
  *
  * Each process owns one doorbell: a 64-byte line in the region holding a 32-bit wake count
  * and a `parked` flag, and (over a live region) a wake FIFO that libuv watches on the
- * process's own loop. Waiting fibers register a condition; one loop per process checks them
- * all, spins briefly (while recent waits say spinning pays and the machine is not
- * oversubscribed), then parks: publishes `parked`, re-checks, and returns to the event loop.
+ * process's own loop. Waiting fibers register a condition; once the process has nothing else
+ * to run, it spins briefly (while recent waits say spinning pays and the machine is not
+ * oversubscribed), then parks: publishes `parked`, re-checks every condition, and returns to the
+ * event loop. A wake's callback re-checks them and resumes the satisfied waiters directly.
  * Writers call `ring(bell)` after they commit: only when the owner is parked, and only the
  * ringer whose compare-and-swap clears `parked`, writes one byte into the owner's FIFO — one
  * kernel wake of the owner's JS thread — so an uncontended commit costs two atomic loads.
