@@ -423,19 +423,6 @@ const recoverCursors = (b: RegionBroker, info: TopicInfo): AppendCursors | LogCo
   return c
 }
 
-/** The page size the kernel maps region memory in (x86-64 and arm64 Linux: 4 KiB, or a multiple of it). */
-const PAGE_BYTES = 4096
-
-/**
- * Writes every page of a Blog once, as the broker takes the topic up: the kernel maps a page of
- * the region at its first write, and without this the first lap of appends would pay a page
- * fault (allocating and zeroing the page) every 4 KiB, inside the socket read that fills it.
- * An atomic add of 0 changes nothing a reader of those bytes could see.
- */
-const touchPages = (region: CxlMemoryShape, offset: number, bytes: number): void => {
-  for (let at = offset; at < offset + bytes; at += PAGE_BYTES) Atomics.add(region.i32, at >> 2, 0)
-}
-
 /** One topic's PBR + Blog of this broker slot in the region. */
 class RegionTarget implements AppendTarget, ReclaimSource {
   readonly topic: string
@@ -611,7 +598,6 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
         const cursors = recoverCursors(broker, info)
         if (cursors instanceof LogCorrupt) return Effect.fail(new BatchRejected({ topic, reason: cursors.message }))
         const target = new RegionTarget(broker, info, cursors)
-        touchPages(region, area.blog(info.id, brokerId), area.config.blogBytes)
         target.publishLine()
         targets.set(topic, target)
         return Effect.succeed(target)
