@@ -30,7 +30,7 @@ import { isPidRunning } from "../layers/log/Participants.js"
 import { Offsets } from "../layers/region/Superblock.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
-import { durableStats, type DurableStats, durableTier, requireDataDir } from "../layers/log/DurableTier.js"
+import { durableStats, type DurableStats, durableTier, recoverAll, requireDataDir } from "../layers/log/DurableTier.js"
 import * as SegmentsLayers from "../layers/log/Segments.js"
 import { RegionLayout } from "../layers/RegionLayout.js"
 import { inspectRegion } from "./Regions.js"
@@ -52,6 +52,8 @@ export interface HeadOptions {
   readonly reportEveryMs: number
   /** The durable tier's data directory: topics with replication factor 2 are persisted there (docs/durability.md). */
   readonly dataDir?: string
+  /** Rebuild the RF 2 topics' logs from `dataDir` before serving (the region is new). */
+  readonly recover?: boolean
 }
 
 const reportOrdered = (topics: ReadonlyArray<TopicSpec>) =>
@@ -136,6 +138,7 @@ const serve = (options: HeadOptions) =>
       }`
     )
     if (options.dataDir !== undefined) {
+      if (options.recover === true) yield* recoverAll(sequencer).pipe(Effect.provide(SegmentsLayers.layer({ directory: options.dataDir })))
       const stats: DurableStats = { streams: new Map() }
       yield* durableTier(stats).pipe(
         Effect.provide(Layer.merge(

@@ -189,6 +189,10 @@ const headCommand = Cli.command({
       env: "CXLOG_DATA_DIR",
       description: "the durable tier: topics with replication factor 2 are persisted here, and ACK 2 means on disk (docs/durability.md)"
     }),
+    recover: Cli.optionalText("recover", {
+      placeholder: "DIR",
+      description: "create the region and rebuild its replication factor 2 topics (give them with --topic) from the data directory DIR, in the recorded order; then persist there"
+    }),
     ...observeFlags
   },
   examples: [
@@ -213,7 +217,7 @@ const headCommand = Cli.command({
         checkEveryMs: o.standbyCheckMs,
         sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs, leaseMs: o.leaseMs },
         reportEveryMs: 250,
-        ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir })
+        ...(o.recover !== undefined ? { dataDir: o.recover, recover: true } : o.dataDir === undefined ? {} : { dataDir: o.dataDir })
       })
     }).pipe(Effect.scoped, observed("head", o))
 })

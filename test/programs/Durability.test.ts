@@ -2,11 +2,16 @@
  * The durable tier through the bundled CLI (real processes): `cxlog run --ack 2` creates its
  * topic with replication factor 2 and gives the head a fresh data directory; every message is
  * acknowledged at level 2 (after the head's fdatasyncs, which covered every payload byte) and
- * the audit passes. A head given an RF 2 topic without a data directory refuses to start.
+ * the audit passes. A head given an RF 2 topic without a data directory refuses to start. After
+ * an ACK 2 publish, SIGKILL of head and broker and the region unlinked, `cxlog head --recover`
+ * rebuilds the same log: every message at its offset, intact.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, unlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
 import { cli, runCli } from "../helpers/RunJson.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -40,4 +45,40 @@ describe("cxlog run --ack 2", () => {
       expect(stderr).toContain("replication factor 2")
       expect(stderr).toContain("--data-dir")
     }), 60_000)
+})
+
+describe("cxlog head --recover", () => {
+  it.scopedLive("SIGKILL head and broker after an ACK 2 publish, unlink the region: the recovered log holds every message at its offset", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-recover-"))),
+        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+      )
+      const first = yield* uniqueRegion("durable1")
+      const env = { ...smallRegionEnv, CXLOG_REGION: first }
+      const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
+      yield* head.event("ready")
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+      const port = (yield* broker.event("listening"))["port"] as number
+      const published = yield* runRole(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", "3000", "--message-bytes", "64", "--ack", "2"], env)
+      expect(published.code, published.stderr).toBe(0)
+      const read = (region: string) =>
+        Effect.map(runRole(["subscribe", "--topic", "d", "--limit", "3000", "--format", "json"], { ...env, CXLOG_REGION: region }), (r) => {
+          expect(r.code, r.stderr).toBe(0)
+          return r.stdout.trim().split("\n")
+        })
+      const before = yield* read(first)
+      expect(before).toHaveLength(3000)
+      head.child.kill("SIGKILL")
+      broker.child.kill("SIGKILL")
+      yield* head.exited
+      yield* broker.exited
+      unlinkSync(`/dev/shm/${first}`)
+
+      const second = yield* uniqueRegion("durable2")
+      const recovered = yield* forkCli(["head", "--topic", "d:5:2:2", "--recover", dir], { ...env, CXLOG_REGION: second })
+      yield* recovered.event("ready")
+      expect(recovered.output()).toContain("3000 messages")
+      expect(yield* read(second)).toEqual(before)
+    }), 120_000)
 })

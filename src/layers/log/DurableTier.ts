@@ -4,13 +4,18 @@
  * `persistTopic` into the data directory. A topic whose writer stops (a full disk, an I/O
  * error) is logged and its ACK 2 stops moving; the other topics carry on.
  */
-import { Data, Effect } from "effect"
+import { Data, Effect, Layer } from "effect"
 import { RegionLayout } from "../RegionLayout.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { SegmentLog } from "../../services/log/Segments.js"
 import { Topics, type TopicSpec } from "../../services/log/Topics.js"
+import type { SequencerShape } from "../../services/log/Sequencer.js"
+import * as AppenderLayers from "./Appender.js"
+import * as LogReaderLayers from "./LogReader.js"
 import { persistTopic, regionMarks } from "./DurableOrder.js"
+import { recoverTopic } from "./Recovery.js"
+import { regionSessionTables } from "./Topics.js"
 
 /** A topic with replication factor 2 and a head without a data directory: its ACK 2 could never be given. */
 export class DataDirRequired extends Data.TaggedError("DataDirRequired")<{ readonly topics: ReadonlyArray<string> }> {
@@ -57,5 +62,31 @@ export const durableTier = (stats: DurableStats) =>
         )
       }
       yield* Effect.sleep(1_000)
+    }
+  })
+
+/** Steps the sequencer until a round moves nothing (recovery: the head orders its own replay before anyone else appends). */
+const orderAll = (sequencer: SequencerShape) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const round = yield* sequencer.step
+      if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped === 0) return
+    }
+  })
+
+/**
+ * `cxlog head --recover DIR`: every RF 2 topic of the new region is rebuilt from its stream,
+ * replayed through broker slot 0 (held only meanwhile), before the head reports ready.
+ */
+export const recoverAll = (sequencer: SequencerShape) =>
+  Effect.gen(function*() {
+    const topics = yield* Topics
+    const layout = yield* RegionLayout
+    const sessionsOf = regionSessionTables(yield* CxlMemory, layout.log)
+    for (const topic of yield* topics.list) {
+      if (topic.replicationFactor < 2) continue
+      yield* recoverTopic(topic, sessionsOf(topic), orderAll(sequencer)).pipe(
+        Effect.provide(Layer.merge(AppenderLayers.layer(layout.log, { brokerId: 0 }), LogReaderLayers.layer(layout.log)))
+      )
     }
   })
