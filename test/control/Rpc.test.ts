@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Option, Stream } from "effect"
 import * as RpcLayers from "../../src/layers/control/Rpc.js"
 import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
-import { Rings } from "../../src/services/control/Rings.js"
+import { Rings, type RingWriter } from "../../src/services/control/Rings.js"
 import { type OpenRings, ringLayers } from "../fixtures/ring-harness.js"
 import {
   Add,
@@ -165,3 +165,40 @@ const contract = (label: string, open: OpenRings) =>
   })
 
 for (const [label, open] of ringLayers) contract(label, open)
+
+describe("Rpc reply ring wake-ups", () => {
+  // A barrier release: a notice, then one reply per participant, each committed at once.
+  it("a notice wakes, a macrotask later, only the readers no reply woke since it: each reader is woken once", async () => {
+    const commits: Array<ReadonlyArray<number> | undefined> = []
+    const wakes: Array<ReadonlyArray<number> | undefined> = []
+    const writer = {
+      address: { id: 1, offset: 0, dataBytes: 1024, readerSlots: 5 },
+      commit: (wake?: ReadonlyArray<number>) => {
+        commits.push(wake === undefined ? undefined : [...wake])
+        return commits.length
+      },
+      wake: (slots?: ReadonlyArray<number>) => void wakes.push(slots === undefined ? undefined : [...slots])
+    } as unknown as RingWriter
+    const list = RpcLayers.wakeList(writer)
+    list.add(-1)
+    list.commit()
+    for (const slot of [1, 3]) {
+      list.add(slot)
+      list.commit()
+    }
+    expect(commits).toEqual([[], [1], [3]])
+    expect(wakes).toEqual([])
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(wakes).toEqual([[0, 2, 4]])
+    // A second notice counts only the wakes after it.
+    list.add(2)
+    list.commit()
+    list.add(-1)
+    list.commit()
+    list.add(4)
+    list.commit()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(wakes).toEqual([[0, 2, 4], [0, 1, 2, 3]])
+  })
+})
+

@@ -198,34 +198,41 @@ interface Outbound {
 }
 
 /**
- * Who the reply ring's commits wake. Replies wake their client's reader slot. A notice wakes
- * every reader, but one macrotask later unless a commit comes first: the coordinator's
- * barrier release is a notice followed at once by one reply per participant, and a futex wake
- * costs the head a system call per parked process (tens of µs on a VM) — done once, not twice.
+ * Who the reply ring's commits wake. A reply wakes its client's reader slot. A notice wakes
+ * every reader, one macrotask later and only those no reply woke meanwhile: a barrier release
+ * is a notice followed at once by one reply per participant, each committed as it is written,
+ * and a wake costs the head a system call per parked process (tens of µs on a VM) — each
+ * participant is woken once, by its reply, not once by the notice and again by its reply.
  */
-const wakeList = (writer: RingWriter) => {
+export const wakeList = (writer: RingWriter) => {
   const slots: Array<number> = []
   /** A notice was added since the last commit. */
   let notice = false
-  /** A committed notice has not woken everyone yet. */
-  let everyoneDue = false
-  const wakeEveryone = () => {
-    if (!everyoneDue) return
-    everyoneDue = false
-    writer.wake()
+  /** A committed notice has not woken everyone yet: the slots woken since. */
+  let wokenSinceNotice: Set<number> | undefined
+  const wakeTheRest = () => {
+    if (wokenSinceNotice === undefined) return
+    const rest: Array<number> = []
+    for (let slot = 0; slot < writer.address.readerSlots; slot++) if (!wokenSinceNotice.has(slot)) rest.push(slot)
+    wokenSinceNotice = undefined
+    writer.wake(rest)
   }
   return {
-    /** Adds reader `slot` to the next commit's wake-ups; -1 for a notice (every reader). */
+    /** Adds reader `slot` to the next commit's wake-ups; -1 for a notice (every reader, soon). */
     add: (slot: number) => {
       if (slot < 0) notice = true
       else if (!slots.includes(slot)) slots.push(slot)
     },
-    /** Commits, waking the slots added since the last commit (everyone, when a notice is due). */
+    /** Commits, waking the slots added since the last commit; a notice's other readers are woken a macrotask later. */
     commit: (): number => {
-      const everyone = everyoneDue
-      const sequence = writer.commit(everyone ? undefined : slots.slice())
-      everyoneDue = notice && !everyone
-      if (everyoneDue) setImmediate(wakeEveryone)
+      const sequence = writer.commit(slots)
+      if (notice) {
+        // Only wakes from this commit on have seen this notice.
+        if (wokenSinceNotice === undefined) setImmediate(wakeTheRest)
+        wokenSinceNotice = new Set(slots)
+      } else if (wokenSinceNotice !== undefined) {
+        for (const slot of slots) wokenSinceNotice.add(slot)
+      }
       notice = false
       slots.length = 0
       return sequence
