@@ -186,11 +186,13 @@ const headCommand = Cli.command({
     }),
     dataDir: Cli.optionalText("data-dir", {
       placeholder: "DIR",
+      shown: "none: memory only (no topic may have replication factor 2)",
       env: "CXLOG_DATA_DIR",
       description: "the durable tier: topics with replication factor 2 are persisted here, and ACK 2 means on disk (docs/durability.md)"
     }),
     recover: Cli.optionalText("recover", {
       placeholder: "DIR",
+      shown: "none",
       description: "create the region and rebuild its replication factor 2 topics (give them with --topic) from the data directory DIR, in the recorded order; then persist there"
     }),
     ...observeFlags

@@ -174,7 +174,7 @@ describe("cxlog --help", () => {
         expect(stdout, command).not.toMatch(/A user-defined piece of text|This setting is optional|can be set from environment variables/)
       }
       // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
-      const once = /^(\S+ --(json|count|from|limit|remove|prune|kill-broker|kill-head|standby|remote-subscribers)|publish --(key|header)|topics --topic|user --\S+)$/
+      const once = /^(\S+ --(json|count|from|limit|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover)|publish --(key|header)|topics --topic|user --\S+)$/
       expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
       const { stdout: run } = yield* runCli(["run", "--help"])
       expect(run).toMatch(/^--bytes SIZE\n(\n {2}.+\n)*\n {2}payload to publish in all\n\n {2}\[default 1GiB, env CXLOG_BYTES\]\n/m)
