@@ -9,7 +9,8 @@ const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>)
   append: () => import("./append.js"),
   sequencer: () => import("./sequencer.js"),
   idle: () => import("./idle.js"),
-  crc: () => import("./crc.js")
+  crc: () => import("./crc.js"),
+  durable: () => import("./durable.js")
 }
 
 const [name, ...args] = process.argv.slice(2)

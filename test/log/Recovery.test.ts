@@ -68,7 +68,8 @@ for (const impl of implementations) {
         const again = yield* second.topics.create(spec)
         const sequencer2 = yield* second.sequencer()
         const appender = yield* second.appender(0, { registered: false })
-        const result = yield* recoverTopic(again, second.sessions("d"), drain(sequencer2)).pipe(
+        // Read in chunks of 5 batches: the stream is read in pieces, each batch once.
+        const result = yield* recoverTopic(again, second.sessions("d"), drain(sequencer2), { chunk: 5 }).pipe(
           Effect.provide(Layer.merge(layersOf(second), Layer.succeed(Appender, appender)))
         )
         expect(result).toEqual({ batches: 16, messages: original.reduce((n, x) => n + x.messageCount, 0), sessions: 2, cutBytes: torn })

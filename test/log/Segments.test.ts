@@ -121,6 +121,16 @@ for (const backend of backends) {
             expect(yield* appendAll(log, 0, 100)).toBe(100)
             expectRecords(yield* readAll(log), 0, 100)
             expectRecords(yield* readAll(log, 57), 57, 100)
+            // Reading in pieces (stopping after every 7th record) gives each record once.
+            const pieces: Array<[number, Uint8Array]> = []
+            for (let from = 0; from < 100;) {
+              let taken = 0
+              from = yield* log.read(from, (i, bytes) => {
+                pieces.push([i, bytes.slice()])
+                return ++taken < 7
+              })
+            }
+            expectRecords(pieces, 0, 100)
           }))
         const files = b.files("orders.b0")
         expect(files.length).toBeGreaterThan(5)

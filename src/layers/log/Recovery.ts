@@ -29,19 +29,25 @@ export interface RecoveryResult {
   readonly cutBytes: number
 }
 
-/** Batches appended between two rounds of the sequencer (bounded by the region's room anyway). */
+/** Batches appended between two rounds of the sequencer, by default (bounded by the region's room anyway). */
 const CHUNK = 256
 
 /**
  * Replays the topic's stream into the (empty) log. `order` runs the sequencer until it is idle
  * (the head steps its own; nothing else may append meanwhile).
  */
-export const recoverTopic = <E>(topic: TopicInfo, sessions: SessionTable, order: Effect.Effect<void, E>, appendTimeoutMs = 30_000) =>
+export const recoverTopic = <E>(
+  topic: TopicInfo,
+  sessions: SessionTable,
+  order: Effect.Effect<void, E>,
+  options: { readonly appendTimeoutMs?: number; readonly chunk?: number } = {}
+) =>
   Effect.gen(function*() {
     const segments = yield* Segments
     const appender = yield* Appender
     const reader = yield* LogReader
     const fail = (reason: string) => new RecoveryFailed({ topic: topic.name, reason })
+    const { appendTimeoutMs = 30_000, chunk: chunkSize = CHUNK } = options
     const bounds = yield* reader.bounds(topic.name)
     if (bounds.end !== 0) return yield* fail(`the log in the region is not empty (it holds offsets up to ${bounds.end})`)
     const log = yield* segments.open(streamOf(topic.name))
@@ -61,7 +67,7 @@ export const recoverTopic = <E>(topic: TopicInfo, sessions: SessionTable, order:
           return false
         }
         chunk.push({ ...batch, payload: batch.payload.slice() })
-        return chunk.length < CHUNK
+        return chunk.length < chunkSize
       })
       if (bad !== undefined) return yield* fail(bad)
       for (const batch of chunk) {

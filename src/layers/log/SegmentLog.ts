@@ -444,11 +444,16 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
               scanFile(file, limit, (view) => {
                 const i = at++
                 if (i < index) return
-                if (i >= frontier || onRecord(i, view) === false) {
+                if (i >= frontier) {
                   stopped = true
                   return false
                 }
+                const more = onRecord(i, view)
                 index = i + 1
+                if (more === false) {
+                  stopped = true
+                  return false
+                }
               }).finally(() => file.close().catch(() => undefined))
             )
             if (scanned.bad !== undefined) {

@@ -59,7 +59,7 @@ export interface SegmentLog {
   readonly awaitDurable: (count: number, timeoutMs: number) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
   /**
    * Reads durable records `from`.. in order; `onRecord` gets a view valid during the call;
-   * returning false stops. Resolves to the next index not read.
+   * returning false stops after that record. Resolves to the next index not read.
    */
   readonly read: (
     from: number,

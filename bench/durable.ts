@@ -1,0 +1,150 @@
+/**
+ * bench durable (#15): the durable tier's two goals, each against its same-run reference.
+ *
+ * 1. ACK 2 throughput: `cxlog run` e2e (1 KiB messages, order 5, 4 brokers, the CLI's batch
+ *    and window defaults), alternating ACK 1 and ACK 2 `--runs` times each (default 3);
+ *    medians, and ACK 2's fdatasyncs and bytes per fdatasync. `ratio` = ACK 2 / ACK 1 (goal ≥ 0.5).
+ * 2. Recovery: a head with a data directory takes `--recover-bytes` (default 256 MiB) of
+ *    1 KiB messages at ACK 2 through one broker; both are SIGKILLed and the region removed.
+ *    Then the stream's files are read sequentially (1 MiB reads; the page cache is as warm for
+ *    both), and `cxlog head --recover` rebuilds the log in a new region: its time to ready,
+ *    less a plain head's time to ready, against the sequential read. `recoveryRatio` (goal ≥ 0.5).
+ * Flags: --bytes=SIZE (default 128MiB), --runs=N, --recover-bytes=SIZE. Every process is
+ * stopped and every region and data directory removed when the bench ends.
+ */
+import { Effect } from "effect"
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, unlinkSync } from "node:fs"
+import { open } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { removeWakeFifos } from "../src/layers/region/Doorbell.js"
+import { streamOf } from "../src/layers/log/DurableOrder.js"
+import { spawnRole } from "../src/programs/Cluster.js"
+import { run as runCluster } from "../src/programs/Run.js"
+import { emit, table } from "./Report.js"
+
+const flag = (args: ReadonlyArray<string>, name: string, fallback: number): number => {
+  const raw = args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+  if (raw === undefined) return fallback
+  const m = /^(\d+)(KiB|MiB|GiB)?$/.exec(raw)
+  if (m === null) throw new Error(`--${name}=${raw}: a number, or a size such as 64MiB`)
+  return Number(m[1]) * ({ KiB: 1 << 10, MiB: 1 << 20, GiB: 1 << 30 }[m[2] as "KiB"] ?? 1)
+}
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+const removeRegion = (name: string) =>
+  Effect.sync(() => {
+    if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
+    removeWakeFifos(name)
+  })
+
+/** A scoped temporary directory. */
+const tempDir = (prefix: string) =>
+  Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+
+/** A scoped region name, removed at the end whatever happened. */
+const regionName = (label: string) => Effect.acquireRelease(Effect.sync(() => `cxlog-bench-durable-${label}-${process.pid}`), removeRegion)
+
+/** Sequential read of every file in `dir`, 1 MiB at a time: MB/s and bytes. */
+const sequentialRead = (dir: string) =>
+  Effect.promise(async () => {
+    const buf = Buffer.allocUnsafe(1 << 20)
+    let bytes = 0
+    const started = performance.now()
+    for (const name of readdirSync(dir).sort()) {
+      const fh = await open(join(dir, name), "r")
+      try {
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+          if (bytesRead === 0) break
+          bytes += bytesRead
+        }
+      } finally {
+        await fh.close()
+      }
+    }
+    return { bytes, mBps: bytes / 1e6 / ((performance.now() - started) / 1000) }
+  })
+
+/** Milliseconds from spawning `cxlog head ARGS` until it reports ready; then it is stopped. */
+const headReadyMs = (args: ReadonlyArray<string>, region: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const started = performance.now()
+    const head = yield* spawnRole("head", ["head", "--region", region, ...args])
+    yield* head.event("ready", 600_000)
+    return performance.now() - started
+  }))
+
+const recovery = (recoverBytes: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const dir = yield* tempDir("cxlog-bench-durable-")
+    const first = yield* regionName("a")
+    const messages = Math.floor(recoverBytes / 1024)
+    yield* Effect.scoped(Effect.gen(function*() {
+      const env = { CXLOG_REGION: first }
+      const head = yield* spawnRole("head", ["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
+      yield* head.event("ready", 30_000)
+      const broker = yield* spawnRole("broker", ["broker", "--broker-id", "0", "--port", "0"], env)
+      const port = (yield* broker.event("listening", 30_000))["port"] as number
+      const publisher = yield* spawnRole("publisher", [
+        "publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", `${messages}`, "--message-bytes", "1024", "--ack", "2"
+      ], env)
+      yield* publisher.event("done", 600_000)
+      head.kill("SIGKILL")
+      broker.kill("SIGKILL")
+    }))
+    yield* removeRegion(first)
+    const streamDir = join(dir, streamOf("d"))
+    const onDisk = readdirSync(streamDir).reduce((n, f) => n + statSync(join(streamDir, f)).size, 0)
+    const read = yield* sequentialRead(streamDir)
+    const plainMs = yield* headReadyMs(["--topic", "d:5:1"], yield* regionName("b"))
+    const recoverMs = yield* headReadyMs(["--topic", "d:5:2:2", "--recover", dir], yield* regionName("c"))
+    const recoveryMBps = onDisk / 1e6 / (Math.max(recoverMs - plainMs, 1) / 1000)
+    return { messages, onDisk, readMBps: read.mBps, plainMs, recoverMs, recoveryMBps }
+  }))
+
+export const run = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const totalBytes = flag(args, "bytes", 128 << 20)
+    const runs = flag(args, "runs", 3)
+    const recoverBytes = flag(args, "recover-bytes", 256 << 20)
+    const shape = { totalBytes, messageBytes: 1024, brokers: 4, order: 5 as const, batchBytes: 64 << 10, window: 64, output: "silent" as const, subscriber: true }
+    const ack1: Array<number> = []
+    const ack2: Array<number> = []
+    const fsyncs: Array<number> = []
+    const perFsync: Array<number> = []
+    for (let i = 0; i < runs; i++) {
+      ack1.push((yield* Effect.scoped(runCluster({ ...shape, ackLevel: 1 }))).throughputMBps)
+      const durable = yield* Effect.scoped(runCluster({ ...shape, ackLevel: 2 }))
+      ack2.push(durable.throughputMBps)
+      fsyncs.push(durable.durable?.fsyncs ?? 0)
+      perFsync.push(durable.durable?.bytesPerFsync ?? 0)
+    }
+    const rec = yield* recovery(recoverBytes)
+    const ratio = Math.round((median(ack2) / median(ack1)) * 1000) / 1000
+    const recoveryRatio = Math.round((rec.recoveryMBps / rec.readMBps) * 1000) / 1000
+    const mb = (n: number) => Math.round(n * 10) / 10
+    emit(
+      table(["bench durable", "MB/s (median)", "runs", "fdatasyncs", "bytes/fdatasync"], [
+        [`ACK 1, e2e, ${totalBytes >> 20} MiB of 1 KiB, order 5, 4 brokers (reference)`, mb(median(ack1)), ack1.map(mb).join(" "), "", ""],
+        ["ACK 2 (on disk)", mb(median(ack2)), ack2.map(mb).join(" "), median(fsyncs), median(perFsync)],
+        [`sequential read of the stream (${mb(rec.onDisk / 1e6)} MB, reference)`, mb(rec.readMBps), "", "", ""],
+        [`cxlog head --recover (${rec.messages} messages; ${Math.round(rec.recoverMs)} ms to ready less ${Math.round(rec.plainMs)} ms for a plain head)`, mb(rec.recoveryMBps), "", "", ""]
+      ]),
+      {
+        bench: "durable",
+        ack1MBps: mb(median(ack1)),
+        ack2MBps: mb(median(ack2)),
+        ack1Runs: ack1,
+        ack2Runs: ack2,
+        fsyncs: median(fsyncs),
+        bytesPerFsync: median(perFsync),
+        recoverBytesOnDisk: rec.onDisk,
+        sequentialReadMBps: mb(rec.readMBps),
+        recoveryMBps: mb(rec.recoveryMBps),
+        recoveryRatio,
+        ratio
+      }
+    )
+  })
