@@ -94,6 +94,9 @@ const benchPlain = (options: BenchOptions) =>
   Effect.gen(function*() {
     const loopback = yield* measureLoopback(options.totalBytes, options.batchBytes)
     const loopbackMBps = loopback.mBps
+    // With remote subscribers, the same run without them first: what serving them costs the publishers, in one run.
+    const remotes = options.type === "e2e" ? options.remoteSubscribers ?? 0 : 0
+    const withoutRemote = remotes === 0 ? undefined : yield* run({ ...runShape(options), remoteSubscribers: 0 })
     const summary = yield* run({
       ...runShape(options),
       ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
@@ -129,6 +132,9 @@ const benchPlain = (options: BenchOptions) =>
       ...(summary.remoteSubscriberMBps === null
         ? {}
         : { remoteSubscribers: summary.remoteSubscribers.length, remoteSubscriberMBps: summary.remoteSubscriberMBps, remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps) }),
+      ...(withoutRemote === undefined
+        ? {}
+        : { publishMBpsWithoutRemote: withoutRemote.throughputMBps, remotePublishRatio: round2(summary.throughputMBps / withoutRemote.throughputMBps) }),
       cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
       // ACK 2: the durable tier's group commit (docs/durability.md).
       ...(summary.durable === null ? {} : { fsyncs: summary.durable.fsyncs, bytesPerFsync: summary.durable.bytesPerFsync }),
@@ -157,6 +163,17 @@ const benchPlain = (options: BenchOptions) =>
               "",
               "",
               round2(summary.remoteSubscriberMBps / loopbackMBps),
+              ""
+            ]]),
+          ...(withoutRemote === undefined
+            ? []
+            : [[
+              "the same run without remote subscribers (before)",
+              withoutRemote.throughputMBps,
+              withoutRemote.ackLatencyP50Us,
+              withoutRemote.ackLatencyP99Us,
+              withoutRemote.cpuSecondsPerGiB.total,
+              round2(withoutRemote.throughputMBps / loopbackMBps),
               ""
             ]]),
           ["loopback TCP, one stream (reference)", loopbackMBps, "", "", loopbackCpu === undefined ? "" : round2(loopbackCpu), 1, 1]

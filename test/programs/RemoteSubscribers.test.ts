@@ -1,7 +1,8 @@
 /**
  * `cxlog run --remote-subscribers 3` (the bundled CLI, real processes): three subscribers read
  * the topic over TCP from the brokers, as the local user, and each audits the whole total
- * order — every message once, in order, intact — next to the local subscriber.
+ * order — every message once, in order, intact — next to the local subscriber; `cxlog bench`
+ * with remote subscribers also runs without them and reports what they cost the publishers.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -39,5 +40,16 @@ describe("cxlog run --remote-subscribers", () => {
       expect(summary.remoteSubscriberMBps).toBe(Math.min(...summary.remoteSubscribers.map((r) => r["mBps"] as number)))
       expect(code, stderr).toBe(0)
       expect(existsSync(`/dev/shm/${summary.region}`)).toBe(false)
+    }), 240_000)
+
+  it.live("bench: the same run without remote subscribers comes first, and the ratio of the two publish rates is reported", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["bench", "--type", "e2e", "--bytes", "8MiB", "--broker-count", "2", "--remote-subscribers", "1", "--json"])
+      expect(code, stderr).toBe(0)
+      const result = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as Record<string, number | boolean>
+      expect(result).toMatchObject({ remoteSubscribers: 1, auditPassed: true })
+      const without = result["publishMBpsWithoutRemote"] as number
+      expect(without).toBeGreaterThan(0)
+      expect(result["remotePublishRatio"]).toBe(Math.round(((result["throughputMBps"] as number) / without) * 100) / 100)
     }), 240_000)
 })
