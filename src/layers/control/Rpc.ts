@@ -476,8 +476,11 @@ const receive = (caller: Caller, bytes: Uint8Array): Effect.Effect<void> => {
     const hub = caller.notices.get(frame.tag)
     return hub === undefined ? Effect.void : PubSub.publish(hub, frame)
   }
-  caller.pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
-  return Effect.void
+  const waiting = caller.pending.get(frame.requestId)
+  if (waiting === undefined) return Effect.void
+  waiting({ kind: frame.kind, json: frame.json })
+  // The resumed call runs first: its caller is waiting, the reader's next wait is not urgent.
+  return Effect.yieldNow()
 }
 
 /**
