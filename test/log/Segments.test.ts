@@ -8,8 +8,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, Scope } from "effect"
-import { execFileSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { execFileSync, spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as SegmentsLayers from "../../src/layers/log/Segments.js"
@@ -256,6 +256,20 @@ for (const backend of backends) {
         expect(b.files("age")).toEqual(files.slice(2))
       }))
 
+    it.scopedLive("one opener per stream: a second open while it is open is StreamLocked naming the holder; after closing it opens", () =>
+      Effect.gen(function*() {
+        const b = yield* backend.make
+        yield* withLog(b.segments, "locked", {}, (log) =>
+          Effect.gen(function*() {
+            yield* appendAll(log, 0, 3)
+            const error = yield* Effect.flip(withLog(b.segments, "locked", {}, () => Effect.void))
+            expect(error).toMatchObject({ _tag: "StreamLocked", stream: "locked", pid: process.pid })
+            // The holder was not disturbed.
+            yield* appendAll(log, 3, 5)
+          }))
+        yield* withLog(b.segments, "locked", {}, (log) => Effect.sync(() => expect(log.recovery.records).toBe(5)))
+      }))
+
     it.scopedLive("a stream name that could leave the data directory is InvalidStreamName", () =>
       Effect.gen(function*() {
         const b = yield* backend.make
@@ -265,6 +279,19 @@ for (const backend of backends) {
       }))
   })
 }
+
+describe("Segments on the local disk", () => {
+  it.scopedLive("a lock left by a process that died is taken over", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const { segments } = yield* liveBackend(directory)
+      const dead = spawnSync(process.execPath, ["-e", ""]).pid!
+      mkdirSync(join(directory, "s"))
+      writeFileSync(join(directory, "s", "LOCK"), `${dead}\n`)
+      yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
+      expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
+    }))
+})
 
 describe("Segments on the in-process disk", () => {
   it.scopedLive("the durable frontier moves only after the fdatasync covering it returned; a crash keeps exactly what was durable", () =>

@@ -33,6 +33,11 @@ export interface SegmentFiles {
   readonly syncDirectory: (dir: string) => Promise<void>
   /** Now, ms since the epoch, on the clock `modifiedAt` uses. */
   readonly now: () => number
+  /**
+   * Takes the directory's lock for this process: resolves to a release function, or to the pid
+   * of the live process holding it. A lock whose holder is gone is taken over.
+   */
+  readonly lock: (dir: string) => Promise<(() => Promise<void>) | number>
 }
 
 const fileOver = (handle: fs.FileHandle): SegmentFile => ({
@@ -82,5 +87,32 @@ export const nodeSegmentFiles: SegmentFiles = {
       await handle.close()
     }
   },
-  now: () => Date.now()
+  now: () => Date.now(),
+  lock: async (dir) => {
+    const path = `${dir}/LOCK`
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const handle = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
+        await handle.writeFile(`${process.pid}\n`)
+        await handle.close()
+        return () => fs.unlink(path).catch(() => undefined)
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+      }
+      const holder = Number((await fs.readFile(path, "utf8").catch(() => "")).trim())
+      if (Number.isInteger(holder) && holder > 0 && alive(holder)) return holder
+      // Its holder died (or the file is half-written by one that did): take it over.
+      await fs.unlink(path).catch(() => undefined)
+    }
+    throw Object.assign(new Error(`could not take ${path}`), { code: "EBUSY" })
+  }
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
 }

@@ -22,7 +22,8 @@ import {
   type SegmentRecovery,
   type SegmentsShape,
   SegmentWaitTimeout,
-  type SegmentWriteError
+  type SegmentWriteError,
+  StreamLocked
 } from "../../services/log/Segments.js"
 import type { SegmentFile, SegmentFiles } from "./SegmentFiles.js"
 import { checkRecord, encodeRecord, MAX_RECORD_BYTES, payloadLength, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
@@ -161,6 +162,10 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
       const segmentBytes = options.segmentBytes ?? defaultSegmentBytes
       const maxPendingBytes = options.maxPendingBytes ?? defaultMaxPendingBytes
       yield* io(directory, dir, "mkdir", () => files.mkdir(dir))
+      const locked = yield* io(directory, dir, "lock", () => files.lock(dir))
+      if (typeof locked === "number") return yield* new StreamLocked({ stream, directory, pid: locked })
+      // Released last, after the writer drained and the files closed (finalizers run in reverse).
+      yield* Effect.addFinalizer(() => Effect.promise(() => locked().catch(() => undefined)))
 
       // ---- recovery -------------------------------------------------------------------
       const names = yield* io(directory, dir, "readdir", () => files.list(dir))

@@ -34,6 +34,8 @@ export interface MemoryDisk {
   gate: Promise<void> | undefined
   /** After `crash`, until `restart`: every operation fails with EIO (the process that used the disk is gone). */
   crashed: boolean
+  /** Stream directories open now (a crash releases them: their process is gone). */
+  readonly locks: Set<string>
 }
 
 export const makeMemoryDisk = (options: { readonly capacity?: number } = {}): MemoryDisk => ({
@@ -44,13 +46,15 @@ export const makeMemoryDisk = (options: { readonly capacity?: number } = {}): Me
   datasyncs: 0,
   onSync: undefined,
   gate: undefined,
-  crashed: false
+  crashed: false,
+  locks: new Set()
 })
 
 /** Every file loses the bytes written after its last sync, as after a power cut; the disk fails every operation until `restart`. */
 export const crash = (disk: MemoryDisk): void => {
   for (const file of disk.files.values()) file.size = Math.min(file.size, file.syncedSize)
   disk.crashed = true
+  disk.locks.clear()
 }
 
 export const restart = (disk: MemoryDisk): void => {
@@ -143,7 +147,12 @@ export const memorySegmentFiles = (disk: MemoryDisk): SegmentFiles => ({
     if (!disk.files.delete(path)) throw errno("ENOENT", path)
   },
   syncDirectory: async () => undefined,
-  now: () => disk.clock
+  now: () => disk.clock,
+  lock: async (dir) => {
+    if (disk.locks.has(dir)) return process.pid
+    disk.locks.add(dir)
+    return async () => void disk.locks.delete(dir)
+  }
 })
 
 export const makeMemory = (disk: MemoryDisk, directory = "/data"): Effect.Effect<SegmentsShape> =>

@@ -73,12 +73,13 @@ export interface SegmentsShape {
   readonly directory: string
   /**
    * Opens (creating if new) and recovers a stream; the writer drains and the files close with
-   * the scope. One opener per stream at a time.
+   * the scope. One opener per stream at a time: the stream's lock file names the live process
+   * holding it (`StreamLocked`); a dead holder's lock is taken over.
    */
   readonly open: (
     stream: string,
     options?: SegmentLogOptions
-  ) => Effect.Effect<SegmentLog, SegmentCorrupt | SegmentWriteError | InvalidStreamName, Scope.Scope>
+  ) => Effect.Effect<SegmentLog, SegmentCorrupt | SegmentWriteError | InvalidStreamName | StreamLocked, Scope.Scope>
   /** Streams present in the directory. */
   readonly streams: () => Effect.Effect<ReadonlyArray<string>, SegmentIoError>
 }
@@ -111,6 +112,13 @@ export class SegmentIoError extends Data.TaggedError("SegmentIoError")<{
 }> {
   override get message() {
     return `${this.operation} ${this.path} failed: ${this.code} ${this.reason}`
+  }
+}
+
+/** Another live process has the stream open (two writers would interleave their records). */
+export class StreamLocked extends Data.TaggedError("StreamLocked")<{ readonly stream: string; readonly directory: string; readonly pid: number }> {
+  override get message() {
+    return `segment stream ${this.stream} in ${this.directory} is open in process ${this.pid}; one process writes a stream at a time`
   }
 }
 
