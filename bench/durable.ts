@@ -31,7 +31,7 @@ const flag = (args: ReadonlyArray<string>, name: string, fallback: number): numb
   return Number(m[1]) * ({ KiB: 1 << 10, MiB: 1 << 20, GiB: 1 << 30 }[m[2] as "KiB"] ?? 1)
 }
 
-const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
 
 const removeRegion = (name: string) =>
   Effect.sync(() => {
@@ -122,7 +122,7 @@ export const run = (args: ReadonlyArray<string>) =>
       perFsync.push(durable.durable?.bytesPerFsync ?? 0)
     }
     const rec = yield* recovery(recoverBytes)
-    const ratio = Math.round((median(ack2) / median(ack1)) * 1000) / 1000
+    const ratio = runs === 0 ? 0 : Math.round((median(ack2) / median(ack1)) * 1000) / 1000
     const recoveryRatio = Math.round((rec.recoveryMBps / rec.readMBps) * 1000) / 1000
     const mb = (n: number) => Math.round(n * 10) / 10
     emit(

@@ -30,7 +30,7 @@ import { isPidRunning } from "../layers/log/Participants.js"
 import { Offsets } from "../layers/region/Superblock.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
-import { durableStats, type DurableStats, durableTier, recoverAll, requireDataDir } from "../layers/log/DurableTier.js"
+import { awaitSubscribed, durableStats, type DurableStats, durableTier, recoverAll, requireDataDir } from "../layers/log/DurableTier.js"
 import * as SegmentsLayers from "../layers/log/Segments.js"
 import { RegionLayout } from "../layers/RegionLayout.js"
 import { inspectRegion } from "./Regions.js"
@@ -139,7 +139,7 @@ const serve = (options: HeadOptions) =>
     )
     if (options.dataDir !== undefined) {
       if (options.recover === true) yield* recoverAll(sequencer).pipe(Effect.provide(SegmentsLayers.layer({ directory: options.dataDir })))
-      const stats: DurableStats = { streams: new Map() }
+      const stats: DurableStats = { streams: new Map(), subscribed: new Set() }
       yield* durableTier(stats).pipe(
         Effect.provide(Layer.merge(
           SegmentsLayers.layer({ directory: options.dataDir }),
@@ -147,6 +147,8 @@ const serve = (options: HeadOptions) =>
         )),
         Effect.forkScoped
       )
+      // Ready only once every RF 2 topic's writer holds retention: nothing published can be recycled before it is on disk.
+      yield* awaitSubscribed(stats, (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2).map((t) => t.name), 10_000)
       yield* Effect.logInfo(`head: durable tier in ${options.dataDir} (topics with replication factor 2)`)
       if (process.send !== undefined) {
         yield* Effect.sync(() => report({ event: "durable", ...durableStats(stats) })).pipe(

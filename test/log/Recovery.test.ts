@@ -7,7 +7,7 @@
  * same stream. A log that is not empty is refused.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import { type DurableMarks, memoryMarks, persistTopic, regionMarks, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { recoverTopic } from "../../src/layers/log/Recovery.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -16,7 +16,7 @@ import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { appendSimple, bell, drain, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
+import { appendSimple, bell, drain, header, implementations, type LogCluster, makeBatch, readAll } from "../fixtures/log-harness.js"
 
 const marksOf = (cluster: LogCluster) =>
   cluster.store !== undefined
@@ -92,6 +92,43 @@ for (const impl of implementations) {
         yield* drain(sequencer2)
         yield* second.acks.awaitAcked("d", 9, 4, 8, { timeoutMs: 5_000, level: 2 })
         yield* Fiber.interrupt(writer2)
+      }))
+
+    it.scopedLive("a stream larger than the hot tier is rebuilt through it: every batch in the recorded order, the tail held", () =>
+      Effect.gen(function*() {
+        const disk = makeMemoryDisk()
+        const layersOf = (cluster: LogCluster) => Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
+        const first = yield* impl.make()
+        const topic = yield* first.topics.create(spec)
+        const a = yield* first.appender(0)
+        const sequencer = yield* first.sequencer()
+        const subscribed = yield* Deferred.make<void>()
+        const writer = yield* Effect.forkScoped(
+          persistTopic(topic, yield* marksOf(first), { onSubscribed: () => Deferred.unsafeDone(subscribed, Exit.void) }).pipe(Effect.provide(layersOf(first)))
+        )
+        yield* Deferred.await(subscribed)
+        // 60 batches of 2 × 4 KiB: about twice the 256 KiB Blog of the test region.
+        for (let seq = 0; seq < 60; seq++) {
+          const batch = makeBatch([4096, 4096], seq)
+          yield* a.append("d", header(3, 2, seq, batch), batch.payload)
+          yield* drain(sequencer)
+        }
+        yield* first.acks.awaitAcked("d", 3, 2, 59, { timeoutMs: 5_000, level: 2 })
+        yield* Fiber.interrupt(writer)
+
+        const second = yield* impl.make()
+        const again = yield* second.topics.create(spec)
+        const sequencer2 = yield* second.sequencer()
+        const appender = yield* second.appender(0, { registered: false })
+        const result = yield* recoverTopic(again, second.sessions("d"), drain(sequencer2), { appendTimeoutMs: 2_000 }).pipe(
+          Effect.provide(Layer.merge(layersOf(second), Layer.succeed(Appender, appender)))
+        )
+        expect(result).toMatchObject({ batches: 60, messages: 120, sessions: 1 })
+        const tail = yield* readAll(second.reader, "d")
+        expect(tail.length).toBeGreaterThan(0)
+        expect(tail.length).toBeLessThan(60)
+        expect(tail.map((b) => b.batchSeq)).toEqual(Array.from({ length: tail.length }, (_, i) => 60 - tail.length + i))
+        expect(tail.map((b) => b.totalOrder)).toEqual(tail.map((b) => b.batchSeq * 2))
       }))
 
     it.scopedLive("a log that is not empty is not recovered into", () =>

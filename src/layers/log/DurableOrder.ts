@@ -117,6 +117,8 @@ export interface PersistOptions {
   readonly maxPendingBytes?: number
   /** Called with the topic's stream once it is open (its counters: syncs, bytes). */
   readonly onOpen?: (log: SegmentLog) => void
+  /** Called once its durable cursor holds retention: from then on nothing ordered can be recycled before it is persisted. */
+  readonly onSubscribed?: () => void
   /** Called once per record appended, before it is durable (tests). */
   readonly onAppended?: (batch: { readonly clientId: number; readonly sessionEpoch: number; readonly batchSeq: number }) => void
 }
@@ -155,6 +157,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       )
     }
     const cursor = yield* reader.subscribe(topic.name, { from: Math.max(resumeAt, bounds.earliest), durable: true })
+    options.onSubscribed?.()
     const sessions = marks.sessions(topic)
     const maxPending = options.maxPendingBytes ?? 32 << 20
 

@@ -33,6 +33,8 @@ export const requireDataDir = (topics: ReadonlyArray<TopicSpec>, dataDir: string
 /** Streams being written, for the head's reports (fsyncs and the bytes they covered). */
 export interface DurableStats {
   readonly streams: Map<string, SegmentLog>
+  /** Topics whose writer holds retention already. */
+  readonly subscribed: Set<string>
 }
 
 export const durableStats = (stats: DurableStats) => {
@@ -56,7 +58,7 @@ export const durableTier = (stats: DurableStats) =>
       for (const topic of yield* topics.list) {
         if (topic.replicationFactor < 2 || started.has(topic.name)) continue
         started.add(topic.name)
-        yield* persistTopic(topic, marks, { onOpen: (log) => stats.streams.set(topic.name, log) }).pipe(
+        yield* persistTopic(topic, marks, { onOpen: (log) => stats.streams.set(topic.name, log), onSubscribed: () => stats.subscribed.add(topic.name) }).pipe(
           Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)),
           Effect.forkScoped
         )
@@ -88,5 +90,17 @@ export const recoverAll = (sequencer: SequencerShape) =>
       yield* recoverTopic(topic, sessionsOf(topic), orderAll(sequencer)).pipe(
         Effect.provide(Layer.merge(AppenderLayers.layer(layout.log, { brokerId: 0 }), LogReaderLayers.layer(layout.log)))
       )
+    }
+  })
+
+/** Waits (at most `timeoutMs`) until the writer of every named topic holds retention, so nothing published after is recycled unpersisted. */
+export const awaitSubscribed = (stats: DurableStats, topics: ReadonlyArray<string>, timeoutMs: number) =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    while (!topics.every((t) => stats.subscribed.has(t))) {
+      if (Date.now() - started > timeoutMs) {
+        return yield* Effect.logWarning(`durable tier: not every topic's writer started within ${timeoutMs} ms (${topics.filter((t) => !stats.subscribed.has(t)).join(", ")})`)
+      }
+      yield* Effect.sleep(5)
     }
   })

@@ -79,18 +79,25 @@ export const recoverTopic = <E>(
           sessions.reserveEpochsThrough(batch.sessionEpoch)
           registered.add(key)
         }
-        yield* appender.append(
-          topic.name,
-          {
-            clientId: batch.clientId,
-            sessionEpoch: batch.sessionEpoch,
-            batchSeq: batch.batchSeq,
-            messageCount: batch.messageCount,
-            payloadBytes: batch.payload.length,
-            crc32c: batch.crc32c
-          },
-          batch.payload
-        ).pipe(Effect.timeoutFail({ duration: appendTimeoutMs, onTimeout: () => fail(`no room to append batch ${recorded.length} within ${appendTimeoutMs} ms`) }))
+        const header = {
+          clientId: batch.clientId,
+          sessionEpoch: batch.sessionEpoch,
+          batchSeq: batch.batchSeq,
+          messageCount: batch.messageCount,
+          payloadBytes: batch.payload.length,
+          crc32c: batch.crc32c
+        }
+        const fill = (dst: Uint8Array) => dst.set(batch.payload)
+        const appended = appender.tryAppendWith(topic.name, header, fill)
+        if (appended === "wait") {
+          // The hot tier is full: only ordering what was replayed frees room (nothing else reads yet).
+          yield* order
+          yield* appender.appendWith(topic.name, header, fill).pipe(
+            Effect.timeoutFail({ duration: appendTimeoutMs, onTimeout: () => fail(`no room to append batch ${recorded.length} within ${appendTimeoutMs} ms`) })
+          )
+        } else if (typeof appended === "object" && "_tag" in appended) {
+          return yield* fail(`batch ${recorded.length} was refused: ${appended.message}`)
+        }
         recorded.push(batch.totalOrder)
         durableOf.set(key, Math.max(durableOf.get(key) ?? 0, batch.batchSeq + 1))
         messages += batch.messageCount

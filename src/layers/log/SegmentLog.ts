@@ -86,17 +86,19 @@ interface Scanned {
 }
 
 /**
- * Reads a segment's records in order, from its start up to `limit` bytes, calling `onRecord`
- * for each (false stops). Stops at the first record that is not intact.
+ * Reads a segment's records in order, from byte `start` (a record boundary; default its start)
+ * up to `limit` bytes, calling `onRecord` with each and the offset after it (false stops).
+ * Stops at the first record that is not intact.
  */
 const scanFile = async (
   file: SegmentFile,
   limit: number,
-  onRecord: (view: Uint8Array) => boolean | void
+  onRecord: (view: Uint8Array, next: number) => boolean | void,
+  start = 0
 ): Promise<Scanned> => {
-  let buf = new Uint8Array(Math.min(READ_BYTES, Math.max(limit, RECORD_HEADER_BYTES)))
+  let buf = new Uint8Array(Math.min(READ_BYTES, Math.max(limit - start, RECORD_HEADER_BYTES)))
   /** The file offset of buf[0], and how many bytes of buf hold the file's. */
-  let base = 0
+  let base = start
   let filled = 0
   let at = 0
   let records = 0
@@ -104,7 +106,7 @@ const scanFile = async (
     const check = checkRecord(buf, at, filled)
     if (check.kind === "ok") {
       records++
-      if (onRecord(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + check.length)) === false) {
+      if (onRecord(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + check.length), base + check.next) === false) {
         return { records, end: base + check.next, size: limit }
       }
       at = check.next
@@ -425,6 +427,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         )
 
       // ---- reads ----------------------------------------------------------------------
+      /** Where the last read stopped (a record boundary), so reading on from there does not rescan the segment. */
+      let lastRead: { readonly base: number; readonly index: number; readonly offset: number } | undefined
       const read = (from: number, onRecord: (index: number, record: Uint8Array) => boolean | void) =>
         Effect.gen(function*() {
           const first = segments[0]!.base
@@ -443,10 +447,11 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
                 Effect.fail(e.code === "ENOENT" ? new SegmentOutOfRange({ stream, from: index, first: segments[0]!.base, durable }) : e)
               )
             )
-            let at = segment.base
+            const resume = lastRead !== undefined && lastRead.base === segment.base && lastRead.index <= index ? lastRead : undefined
+            let at = resume?.index ?? segment.base
             let stopped = false
             const scanned = yield* ioRead(segment.path, "read", () =>
-              scanFile(file, limit, (view) => {
+              scanFile(file, limit, (view, next) => {
                 const i = at++
                 if (i < index) return
                 if (i >= frontier) {
@@ -455,11 +460,12 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
                 }
                 const more = onRecord(i, view)
                 index = i + 1
+                lastRead = { base: segment.base, index, offset: next }
                 if (more === false) {
                   stopped = true
                   return false
                 }
-              }).finally(() => file.close().catch(() => undefined))
+              }, resume?.offset ?? 0).finally(() => file.close().catch(() => undefined))
             )
             if (scanned.bad !== undefined) {
               return yield* new SegmentCorrupt({ file: segment.path, offset: scanned.bad.offset, reason: scanned.bad.reason })
