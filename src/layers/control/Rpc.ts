@@ -210,7 +210,10 @@ export const wakeList = (writer: RingWriter) => {
   let notice = false
   /** A committed notice has not woken everyone yet: the slots woken since. */
   let wokenSinceNotice: Set<number> | undefined
+  /** The macrotask that wakes a notice's other readers, while one is due. */
+  let pending: NodeJS.Immediate | undefined
   const wakeTheRest = () => {
+    pending = undefined
     if (wokenSinceNotice === undefined) return
     const rest: Array<number> = []
     for (let slot = 0; slot < writer.address.readerSlots; slot++) if (!wokenSinceNotice.has(slot)) rest.push(slot)
@@ -228,7 +231,7 @@ export const wakeList = (writer: RingWriter) => {
       const sequence = writer.commit(slots)
       if (notice) {
         // Only wakes from this commit on have seen this notice.
-        if (wokenSinceNotice === undefined) setImmediate(wakeTheRest)
+        if (wokenSinceNotice === undefined) pending = setImmediate(wakeTheRest)
         wokenSinceNotice = new Set(slots)
       } else if (wokenSinceNotice !== undefined) {
         for (const slot of slots) wokenSinceNotice.add(slot)
@@ -236,6 +239,12 @@ export const wakeList = (writer: RingWriter) => {
       notice = false
       slots.length = 0
       return sequence
+    },
+    /** With the writer's scope: a due wake must not reach a ring whose region is unmapped by then. */
+    cancel: () => {
+      if (pending !== undefined) clearImmediate(pending)
+      pending = undefined
+      wokenSinceNotice = undefined
     }
   }
 }
@@ -425,6 +434,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
       queued: 0,
       sending: false
     }
+    yield* Effect.addFinalizer(() => Effect.sync(channel.toWake.cancel))
     yield* Effect.forkScoped(writeQueued(channel))
     const server: Dispatcher<R> = {
       channel,
