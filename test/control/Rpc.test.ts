@@ -199,6 +199,12 @@ describe("Rpc reply ring wake-ups", () => {
     list.commit()
     await new Promise((resolve) => setImmediate(resolve))
     expect(wakes).toEqual([[0, 2, 4], [0, 1, 2, 3]])
+    // Cancelled with its writer's scope: a due wake never reaches a ring that may be unmapped by then.
+    list.add(-1)
+    list.commit()
+    list.cancel()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(wakes).toHaveLength(2)
   })
 })
 
