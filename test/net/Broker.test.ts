@@ -12,6 +12,7 @@ import { Broker, type BrokerOptions } from "../../src/services/net/Broker.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { ackOrders, batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { countingAcks } from "../fixtures/counting-acks.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
@@ -86,19 +87,8 @@ describe("Broker", () => {
   it.scopedLive("an idle connection's ACK tracker sleeps until the topic moves: no periodic re-reads", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      let reads = 0
-      const counting = Context.add(log.forBroker(0), AckTracker, {
-        ...log.acks,
-        // A connection's tracker reads its session's frontiers through its watch.
-        watch: (topic, clientId, sessionEpoch) =>
-          Effect.map(log.acks.watch(topic, clientId, sessionEpoch), (watch) => ({
-            ...watch,
-            acks: () => {
-              reads++
-              return watch.acks()
-            }
-          }))
-      })
+      // A connection's tracker reads its session's frontiers through its watch: counted.
+      const { context: counting, counts } = countingAcks(log, 0)
       const server = yield* BrokerLayers.make().pipe(Effect.provide(counting))
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 13))
@@ -107,9 +97,9 @@ describe("Broker", () => {
       expect((yield* client.nextFrame()).seq).toBe(1)
       yield* log.settle
       // Longer than the old 1 s re-check: an idle tracker reads nothing meanwhile.
-      const before = reads
+      const before = counts.reads
       yield* Effect.sleep("1500 millis")
-      expect(reads).toBe(before)
+      expect(counts.reads).toBe(before)
       // And it still wakes when the topic moves.
       client.write(batchFrame(13, epoch, 1, [message(1)]))
       expect((yield* client.nextFrame()).seq).toBe(2)

@@ -3,11 +3,11 @@
  * rounds ordering other sessions' batches do not wake it (counted through its AckTracker).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect } from "effect"
+import { Effect } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { FrameType } from "../../src/layers/net/Frame.js"
+import { countingAcks } from "../fixtures/counting-acks.js"
 import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
@@ -16,22 +16,8 @@ describe("Broker ACK tracker with nothing in flight", () => {
   it.scopedLive("is not woken by rounds for other connections, and still acknowledges its next batch", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      // Broker 0's tracker: every progress wait and frontier read it makes is counted.
-      let progressWaits = 0
-      let reads = 0
-      const counting = Context.add(log.forBroker(0), AckTracker, {
-        ...log.acks,
-        // A connection's tracker reads its session's frontiers and waits on progress through its watch.
-        watch: (topic, clientId, sessionEpoch) =>
-          Effect.map(log.acks.watch(topic, clientId, sessionEpoch), (watch) => ({
-            ...watch,
-            acks: () => {
-              reads++
-              return watch.acks()
-            },
-            awaitProgress: (seen, timeoutMs) => Effect.zipRight(Effect.sync(() => progressWaits++), watch.awaitProgress(seen, timeoutMs))
-          }))
-      })
+      // Broker 0's tracker: every progress wait and frontier read it makes (through its session watch) is counted.
+      const { context: counting, counts } = countingAcks(log, 0)
       const idle = yield* BrokerLayers.make().pipe(Effect.provide(counting))
       const busy = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
       const quiet = yield* rawConnect(idle.port)
@@ -40,7 +26,7 @@ describe("Broker ACK tracker with nothing in flight", () => {
       quiet.write(batchFrame(7, quietEpoch, 0, [message(0)]))
       expect((yield* quiet.nextFrame()).seq).toBe(1)
       yield* log.settle
-      const before = { progressWaits, reads }
+      const before = { ...counts }
       // Another session on another broker: 20 batches, each ordered (the topic's progress moves each time) and acknowledged.
       const loud = yield* rawConnect(busy.port)
       loud.write(hello("t", 8))
@@ -51,11 +37,11 @@ describe("Broker ACK tracker with nothing in flight", () => {
         expect([ack.type, ack.seq]).toEqual([FrameType.ACK, seq + 1])
       }
       yield* log.settle
-      expect({ progressWaits, reads }).toEqual(before)
+      expect(counts).toEqual(before)
       // A batch in flight again: the tracker waits on progress and acknowledges it.
       quiet.write(batchFrame(7, quietEpoch, 1, [message(1)]))
       const ack = yield* quiet.nextFrame()
       expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 2])
-      expect(reads).toBeGreaterThan(before.reads)
+      expect(counts.reads).toBeGreaterThan(before.reads)
     }))
 })
