@@ -4,10 +4,12 @@
  * acknowledged at level 2 (after the head's fdatasyncs, which covered every payload byte) and
  * the audit passes. A head given an RF 2 topic without a data directory refuses to start. After
  * an ACK 2 publish, SIGKILL of head and broker and the region unlinked, `cxlog head --recover`
- * rebuilds the same log: every message at its offset, intact.
+ * rebuilds the same log: every message at its offset, intact. A data directory that fills up
+ * ends an ACK 2 publisher with a typed refusal naming it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -80,5 +82,48 @@ describe("cxlog head --recover", () => {
       yield* recovered.event("ready")
       expect(recovered.output()).toContain("3000 messages")
       expect(yield* read(second)).toEqual(before)
+    }), 120_000)
+})
+
+/** A 2 MiB tmpfs, when this machine lets the test mount one (root in a container that allows it). */
+const smallDisk = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = mkdtempSync(join(tmpdir(), "cxlog-durable-full-"))
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir], { stdio: "ignore" })
+      return { dir, mounted: true }
+    } catch {
+      return { dir, mounted: false }
+    }
+  }),
+  ({ dir, mounted }) =>
+    Effect.sync(() => {
+      if (mounted) execFileSync("umount", [dir], { stdio: "ignore" })
+      rmSync(dir, { recursive: true, force: true })
+    })
+)
+
+describe("a full data directory", () => {
+  it.scopedLive("an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout", () =>
+    Effect.gen(function*() {
+      const { dir, mounted } = yield* smallDisk
+      if (!mounted) {
+        console.warn("full data directory test skipped: cannot mount a tmpfs here")
+        return
+      }
+      const region = yield* uniqueRegion("durablefull")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", join(dir, "data")], env)
+      yield* head.event("ready")
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+      const port = (yield* broker.event("listening"))["port"] as number
+      // 8 MiB through a 2 MiB disk, with an ACK timeout far beyond the test's: only the refusal can end it in time.
+      const published = yield* runRole(
+        ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", "8192", "--message-bytes", "1024", "--ack", "2", "--flush-timeout-ms", "600000"],
+        env
+      )
+      expect(published.code).not.toBe(0)
+      expect(published.stderr).toContain("durability-unavailable")
+      expect(published.stderr).toContain("data directory is full")
     }), 120_000)
 })

@@ -7,7 +7,17 @@
  * (AckTrackerMemory.ts).
  */
 import { Effect, Layer, type Scope } from "effect"
-import { AckTimeout, AckTracker, type AckTrackerShape, type BrokerCounts, type SessionAcks, SessionFenced, type SessionWatch } from "../../services/log/AckTracker.js"
+import {
+  AckTimeout,
+  AckTracker,
+  type AckTrackerShape,
+  type BrokerCounts,
+  type DurableFailure,
+  durableFailureOf,
+  type SessionAcks,
+  SessionFenced,
+  type SessionWatch
+} from "../../services/log/AckTracker.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
@@ -33,6 +43,8 @@ export interface AckTopic {
   readonly progress: () => number
   /** The total order of the batch at (broker `b`, `pbrSeq`) once ordered (see `AckTrackerShape.totalOrders`). */
   readonly totalOrder: (b: number, pbrSeq: number) => number | undefined
+  /** Why the topic's copy on disk stopped, if it did (replication factor 2). */
+  readonly durableFailure: () => DurableFailure | undefined
 }
 
 export interface AckSource {
@@ -131,7 +143,8 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
     return {
       acks: () => acknowledge(t, clientId, sessionEpoch, key),
       progress: t.progress,
-      awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs)
+      awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs),
+      durableFailure: t.durableFailure
     }
   }
 
@@ -169,6 +182,8 @@ const regionTopic = (region: CxlMemoryShape, area: LogArea, sessions: SessionTab
       region.invalidate(orderLine, LINE_BYTES)
       return orderLines.progress(orderLine)
     },
+    // Read with progress (it is bumped when the word is set): the line is fresh here.
+    durableFailure: () => durableFailureOf(orderLines.durableFailure(orderLine)),
     totalOrder: (b, pbrSeq) => {
       // Until the broker appends at pbrSeq + slots the slot's sequencer line is this batch's.
       if (brokerLines.pbrHead(area.brokerLine(t, b)) - pbrSeq > slots) return undefined

@@ -12,6 +12,7 @@ const storeTopic = (store: MemoryLogStore, topic: MemoryTopic): AckTopic => ({
   acked: (b) => topic.brokers[b].consumedThrough,
   owned: (b) => store.owners.has(b),
   progress: () => topic.progress,
+  durableFailure: () => topic.durableFailure,
   totalOrder: (b, pbrSeq) => {
     const broker = topic.brokers[b]
     const batch = broker?.pbr[pbrSeq - broker.reclaimed]

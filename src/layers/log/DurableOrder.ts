@@ -10,6 +10,7 @@
  * durable together, and recovery is one sequential read in the recorded order.
  */
 import { Data, Effect } from "effect"
+import { type DurableFailure, DurableFailureCode } from "../../services/log/AckTracker.js"
 import { LogReader } from "../../services/log/LogReader.js"
 import { type SegmentLog, type SegmentLogOptions, Segments, type SegmentWriteError } from "../../services/log/Segments.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
@@ -74,6 +75,11 @@ export const decodeOrderRecord = (record: Uint8Array): OrderedBatch | undefined 
 export interface DurableMarks {
   readonly sessions: (topic: TopicInfo) => SessionTable
   readonly moved: (topic: TopicInfo) => void
+  /**
+   * The topic's copy on disk stopped (`failure`), or runs again (undefined): while stopped, brokers
+   * refuse its ACK 2 sessions (`durability-unavailable`) instead of leaving them waiting.
+   */
+  readonly failed: (topic: TopicInfo, failure: DurableFailure | undefined) => void
 }
 
 /** Over the region: session lines, the order line's progress word, and the doorbells of whoever waits. */
@@ -82,6 +88,12 @@ export const regionMarks = (region: CxlMemoryShape, area: LogArea, doorbell: Doo
   return {
     sessions: regionSessionTables(region, area),
     moved: (topic) => {
+      orderLines.bumpProgress(area.orderLine(topic.id))
+      region.publish(area.orderLine(topic.id), 64)
+      ringEveryone(region, area, doorbell)
+    },
+    failed: (topic, failure) => {
+      orderLines.storeDurableFailure(area.orderLine(topic.id), failure === undefined ? 0 : DurableFailureCode[failure])
       orderLines.bumpProgress(area.orderLine(topic.id))
       region.publish(area.orderLine(topic.id), 64)
       ringEveryone(region, area, doorbell)
@@ -94,6 +106,12 @@ export const memoryMarks = (store: MemoryLogStore): DurableMarks => ({
   sessions: (topic) => findTopic(store, topic.name)!.sessions,
   moved: (topic) => {
     findTopic(store, topic.name)!.progress++
+    store.signal.notify()
+  },
+  failed: (topic, failure) => {
+    const t = findTopic(store, topic.name)!
+    t.durableFailure = failure
+    t.progress++
     store.signal.notify()
   }
 })
@@ -157,6 +175,8 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       )
     }
     const cursor = yield* reader.subscribe(topic.name, { from: Math.max(resumeAt, bounds.earliest), durable: true })
+    // Writing (again): a failure an earlier writer left is over.
+    marks.failed(topic, undefined)
     options.onSubscribed?.()
     const sessions = marks.sessions(topic)
     const maxPending = options.maxPendingBytes ?? 32 << 20
@@ -218,4 +238,8 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       }, 64)
       if (failed !== undefined) return yield* failed
     }
-  }).pipe(Effect.scoped)
+  }).pipe(
+    Effect.scoped,
+    // Whatever stops the writer stops level 2 for good: the brokers are told, so ACK 2 sessions fail instead of waiting.
+    Effect.tapError((e) => Effect.sync(() => marks.failed(topic, e._tag === "DiskFull" ? "disk-full" : "stopped")))
+  )

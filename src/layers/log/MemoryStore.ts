@@ -6,6 +6,7 @@
  * share it between the layers. Each fake is `makeMemory(store, options)` / `layerMemory(store, options)`.
  */
 import { Effect } from "effect"
+import type { DurableFailure } from "../../services/log/AckTracker.js"
 import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { defaultLogConfig, type LogConfig } from "./Layout.js"
 import type { AppendCursors } from "./Appender.js"
@@ -60,6 +61,8 @@ export interface MemoryTopic {
   progress: number
   /** Durable subscriber cursors (next global seq to read), by id. */
   readonly cursors: Map<number, number>
+  /** Set when the durable tier stopped writing the topic's copy on disk (the order line's word in the region). */
+  durableFailure: DurableFailure | undefined
 }
 
 /** The options of a fake that has none (every fake is made as `(store, options)`). */
@@ -140,7 +143,8 @@ export const makeMemoryTopic = (config: LogConfig, info: TopicInfo): MemoryTopic
   totalOrder: 0,
   sessions: memorySessionTable(config.sessionSlots),
   progress: 0,
-  cursors: new Map()
+  cursors: new Map(),
+  durableFailure: undefined
 })
 
 /** The lowest durable cursor of the topic (Infinity when none): nothing at or above it may be reused. */

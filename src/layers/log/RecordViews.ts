@@ -180,6 +180,9 @@ export class OrderLineView extends View {
   bumpProgress(at: number): void { Atomics.add(this.i32, (at + OrderLine.progress) / 4, 1) }
   stalled(at: number): number { return Atomics.load(this.i32, (at + OrderLine.stalled) / 4) }
   storeStalled(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + OrderLine.stalled) / 4, v) }
+  /** Why the head's durable tier stopped persisting the topic (a DurableFailureCode; 0 while it runs). */
+  durableFailure(at: number): number { return Atomics.load(this.i32, (at + OrderLine.durableFailure) / 4) }
+  storeDurableFailure(at: number, code: number): void { Atomics.store(this.i32, (at + OrderLine.durableFailure) / 4, code) }
 }
 
 /** A (topic, broker) line written by that broker. */

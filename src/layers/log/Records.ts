@@ -19,9 +19,10 @@ export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
 /**
  * Topic order line (the sequencer). `progress` is bumped after every round that moved anything;
  * `stalled` is 1 while the topic's GOI is full (durable subscribers behind), so readers that move
- * their cursor ring the sequencer only then.
+ * their cursor ring the sequencer only then. `durableFailure` (the head's durable tier) says why an RF 2
+ * topic's copy on disk stopped (`DurableFailureCode`), so brokers refuse its ACK 2 sessions instead of leaving them waiting.
  */
-export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32, stalled: 40 } as const
+export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32, stalled: 40, durableFailure: 48 } as const
 
 /** Per (topic, broker), written by the broker. `reclaimVersion` is bumped after the reclaim cursors move. */
 export const BrokerLine = {

@@ -969,6 +969,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             if (!sendAck(socket, session, before, frontier, carried.orders, pairs)) return
             sent = true
           }
+          const failure = ackLevel === 2 ? watch.durableFailure() : undefined
+          if (failure !== undefined) {
+            // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
+            const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
+            return reject(socket, new WireViolation({ code: "durability-unavailable", detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given` }))
+          }
           if (frontiers.fenced) {
             // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
             if (send(socket, sessionFencedFrame(clientId, sessionEpoch, frontiers.ordered))) {

@@ -83,6 +83,7 @@ export const WireErrorCode = Schema.Literal(
   "auth-failed",
   "forbidden",
   "rate-limited",
+  "durability-unavailable",
   "internal"
 )
 export type WireErrorCode = typeof WireErrorCode.Type
@@ -95,7 +96,9 @@ export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set([
   "session-table-full",
   "auth-required",
   "auth-failed",
-  "forbidden"
+  "forbidden",
+  // ACK 2 of a topic whose copy on disk stopped: no broker can give it.
+  "durability-unavailable"
 ])
 
 /** broker → client: why the connection is being closed. */

@@ -22,6 +22,16 @@ export interface SessionAcks {
   readonly known: boolean
 }
 
+/** Why level 2 of a replication factor 2 topic no longer moves: the head stopped writing its copy on disk. */
+export type DurableFailure = "disk-full" | "stopped"
+
+/** `DurableFailure` as the order line's word holds it (0: the durable tier is writing). */
+export const DurableFailureCode = { "disk-full": 1, stopped: 2 } as const satisfies Record<DurableFailure, number>
+
+/** The failure a code names (undefined for 0 or an unknown code). */
+export const durableFailureOf = (code: number): DurableFailure | undefined =>
+  code === 1 ? "disk-full" : code === 2 ? "stopped" : undefined
+
 export const BrokerCounts = Schema.Struct({
   brokerId: Schema.Int,
   /** Batches of this broker the sequencer has finished (ordered or dropped as duplicates). */
@@ -42,6 +52,8 @@ export interface SessionWatch {
   readonly progress: () => number
   /** As `awaitProgress`; resumes at once (no wait) when the progress already differs from `seen`. */
   readonly awaitProgress: (seen: number, timeoutMs: number) => Effect.Effect<number>
+  /** Set once the topic's copy on disk stopped (replication factor 2): its level 2 will not move again. */
+  readonly durableFailure: () => DurableFailure | undefined
 }
 
 export interface AckTrackerShape {
