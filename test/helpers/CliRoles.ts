@@ -20,6 +20,8 @@ export interface CliRole {
   readonly event: (kind: string, timeoutMs?: number) => Effect.Effect<Event, Error>
   readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
   readonly output: () => string
+  /** The latest event of this kind so far, if any. */
+  readonly latest: (kind: string) => Event | undefined
 }
 
 /** A small region: one topic, one broker slot, 1 MiB Blogs (256 KiB batches at most). */
@@ -79,7 +81,11 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
       }).pipe(
         Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`cxlog ${args[0]}: no "${kind}" within ${timeoutMs} ms: ${output}`) })
       )
-    return { child, pid: child.pid!, event, exited: Deferred.await(exit), output: () => output }
+    const latest = (kind: string) => {
+      for (let i = events.length - 1; i >= 0; i--) if (events[i]!.event === kind) return events[i]
+      return undefined
+    }
+    return { child, pid: child.pid!, event, exited: Deferred.await(exit), output: () => output, latest }
   })
 
 /** Runs `cxlog <args>` to completion (no IPC channel: as a user runs it); SIGKILL if the scope closes first. */
