@@ -29,6 +29,10 @@ for (const impl of implementations) {
         const rf = yield* Effect.flip(topics.create({ name: "r", order: 2, ackLevel: 2, replicationFactor: 3 }))
         expect(rf).toMatchObject({ _tag: "ReplicationUnavailable", replicationFactor: 3 })
         expect(rf.message).toContain("not available")
+        // A copy on disk counts each session's batches in sequence: order 5 only.
+        const unordered = yield* Effect.flip(topics.create({ name: "d", order: 2, ackLevel: 2, replicationFactor: 2 }))
+        expect(unordered).toMatchObject({ _tag: "InvalidTopicSpec" })
+        expect(unordered.message).toContain("needs order 5")
         expect(yield* Effect.flip(topics.create({ name: "bad name!", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
           _tag: "InvalidTopicSpec"
         })

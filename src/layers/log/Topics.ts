@@ -50,6 +50,10 @@ const createTopic = (table: TopicTable, input: TopicSpec) =>
     const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message })))
     // RF 2 is the region plus the head's segments on disk (docs/durability.md); more copies are not built.
     if (spec.replicationFactor > 2) return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
+    // A session's durable frontier is its last batch on disk + 1: true only when its batches are ordered in seq order (order 5).
+    if (spec.replicationFactor === 2 && spec.order !== 5) {
+      return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: replication factor 2 needs order 5 (each session's batches ordered in sequence)` })
+    }
     if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
     const info = table.add(spec)
     if (info === undefined) return yield* new TopicTableFull({ maxTopics: table.maxTopics })
