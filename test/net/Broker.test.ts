@@ -158,6 +158,28 @@ describe("Broker", () => {
       expect(server.stats().fencedFrames).toBe(1)
     }))
 
+  it.scopedLive("at ACK 2 a fenced session's SESSION_FENCED waits until what was ordered is on disk (it counts as done)", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "d", ackLevel: 2, replicationFactor: 2 }], holdTimeoutMs: 50 })
+      const server = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const client = yield* rawConnect(server.port)
+      client.write(hello("d", 9, undefined, 2))
+      const epoch = epochOf(yield* client.nextFrame())
+      // Batches 0 and 1 are ordered, 3 waits for 2 past the hold timeout: fenced at 2, with nothing on disk yet.
+      client.write(Buffer.concat([batchFrame(9, epoch, 0, [message(0)]), batchFrame(9, epoch, 1, [message(1)]), batchFrame(9, epoch, 3, [message(3)])]))
+      const early = yield* Effect.either(Effect.timeout(client.nextFrame(), "500 millis"))
+      expect(early._tag).toBe("Left")
+      // The durable tier covers batches 0 and 1: the ACK at level 2, then the fence.
+      const topic = log.store.topics.find((t) => t.info.name === "d")!
+      expect(topic.sessions.setDurable(9, epoch, 2)).toBe(true)
+      topic.progress++
+      log.store.signal.notify()
+      const ack = yield* client.nextFrame()
+      expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 2])
+      const fenced = yield* client.nextFrame()
+      expect([fenced.type, fenced.seq]).toEqual([FrameType.SESSION_FENCED, 2])
+    }))
+
   /** Each bad input, given the epoch of client 1's registered session. */
   const badInputs: ReadonlyArray<readonly [string, string, (epoch: number) => ReadonlyArray<Uint8Array>]> = [
     ["garbage", "bad-magic", () => [new Uint8Array(64).fill(0x41)]],

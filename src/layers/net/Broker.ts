@@ -210,6 +210,8 @@ const openFileLimit = (): number | undefined => {
  * (a head that died between publishing a frontier and ringing) and costs one wake a minute.
  */
 const PROGRESS_WAIT_MS = 60_000
+/** How long a fenced ACK 2 session waits for the durable tier to cover what was ordered before the broker gives up on it. */
+const FENCE_DURABLE_WAIT_MS = 10_000
 
 /** `receive` outcomes besides a batch waiting for room or a violation: every received byte is handled; the input is over. */
 const IDLE = "idle" as const
@@ -954,6 +956,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const watch = yield* acks.watch(topic, clientId, sessionEpoch)
         let seen = watch.progress()
         let acked = 0
+        /** When the session was first seen fenced with batches ordered but not yet on disk (ACK 2). */
+        let fencedAt: number | undefined
         for (;;) {
           const frontiers = watch.acks()
           if (!frontiers.known) {
@@ -974,6 +978,19 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
             const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
             return reject(socket, new WireViolation({ code: "durability-unavailable", detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given` }))
+          }
+          if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
+            // The fence's frontier is what the publisher counts as done: at ACK 2 it must be on disk as well.
+            fencedAt ??= performance.now()
+            const leftMs = FENCE_DURABLE_WAIT_MS - (performance.now() - fencedAt)
+            if (leftMs > 0) {
+              seen = yield* watch.awaitProgress(seen, leftMs)
+              continue
+            }
+            return reject(socket, new WireViolation({
+              code: "durability-unavailable",
+              detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${frontiers.ordered - 1} ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
+            }))
           }
           if (frontiers.fenced) {
             // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.

@@ -32,7 +32,8 @@ import * as SequencerMemory from "../log/SequencerMemory.js"
 import * as TopicsMemory from "../log/TopicsMemory.js"
 
 export interface MemoryLogOptions {
-  readonly topics: ReadonlyArray<{ readonly name: string; readonly ackLevel?: AckLevel }>
+  /** Order 5; replication factor 2 acknowledges level 2 only at the durable frontier a test (or `memoryMarks`) sets. */
+  readonly topics: ReadonlyArray<{ readonly name: string; readonly ackLevel?: AckLevel; readonly replicationFactor?: 1 | 2 }>
   /** How long a gap in a session may stay open before the session is fenced. Default 2 s. */
   readonly holdTimeoutMs?: number
   /**
@@ -127,7 +128,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     )
     const topics = yield* TopicsMemory.makeMemory(store)
     for (const spec of options.topics) {
-      yield* topics.create({ name: spec.name, order: 5, ackLevel: spec.ackLevel ?? 1, replicationFactor: 1 })
+      yield* topics.create({ name: spec.name, order: 5, ackLevel: spec.ackLevel ?? 1, replicationFactor: spec.replicationFactor ?? 1 })
     }
     const appenders: Array<AppenderShape> = []
     for (let brokerId = 0; brokerId < brokers; brokerId++) appenders.push(yield* AppenderMemory.makeMemory(store, { brokerId }))
