@@ -153,8 +153,12 @@ export interface AppendTarget {
    * lowest of their cursors; undefined when what keeps it, if anything, is no named consumer.
    */
   readonly consumerHold: () => number | undefined
-  /** Cuts off the named consumers `consumerHold` names; returns how many this call cut off. */
-  readonly cutOffConsumers: () => number
+  /**
+   * Cuts off the named consumers that hold this broker's room with a cursor at or below `cursor`
+   * (the lowest one, unmoved for the whole bound: consumers still moving above it are spared);
+   * returns how many this call cut off.
+   */
+  readonly cutOffConsumers: (cursor: number) => number
 }
 
 /** Where a broker's appends land: the region's log area or the in-process store. */
@@ -273,9 +277,11 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
   }
   const cutOff = (t: AppendTarget) =>
     Effect.suspend(() => {
-      const waitedMs = Math.round(performance.now() - (holds.get(t)?.since ?? performance.now()))
+      const hold = holds.get(t)
       holds.delete(t)
-      const cut = t.cutOffConsumers()
+      if (hold === undefined) return Effect.void
+      const waitedMs = Math.round(performance.now() - hold.since)
+      const cut = t.cutOffConsumers(hold.cursor)
       if (cut === 0) return Effect.void
       logConsumerCutOffs.unsafeUpdate(cut, [])
       return Effect.logWarning(
@@ -531,9 +537,9 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     return lowest === Infinity ? undefined : lowest
   }
 
-  cutOffConsumers(): number {
+  cutOffConsumers(cursor: number): number {
     const g = this.held()
-    return g === undefined ? 0 : cutOffHolding(this.b.region, this.b.area, this.b.doorbell, this.id, g)
+    return g === undefined ? 0 : cutOffHolding(this.b.region, this.b.area, this.b.doorbell, this.id, Math.min(g, cursor))
   }
 
   waiting(delta: 1 | -1): void {

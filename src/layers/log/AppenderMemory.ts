@@ -97,9 +97,9 @@ class StoreTarget implements AppendTarget {
   }
 
   /** A cut-off consumer's cursor leaves the store's cursors (ConsumersMemory sees that as cut off). */
-  cutOffConsumers(): number {
+  cutOffConsumers(cursor: number): number {
     const g = this.held()
-    const holding = g === undefined ? [] : consumersHolding(this.memoryTopic, g)
+    const holding = g === undefined ? [] : consumersHolding(this.memoryTopic, Math.min(g, cursor))
     for (const [id] of holding) this.memoryTopic.cursors.delete(id)
     if (holding.length > 0) this.store.signal.notify()
     return holding.length
