@@ -11,7 +11,7 @@
  * sending it: the broker's `out-of-range` ERROR follows, and the pull fails with
  * `LogOutOfRange`; the torn batch is never delivered.
  */
-import { Effect, Either, Layer, Option, Scope, Stream } from "effect"
+import { Effect, Either, ExecutionStrategy, Exit, Layer, Option, Scope, Stream } from "effect"
 import type { Socket } from "node:net"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicNotFound } from "../../services/log/Topics.js"
@@ -265,7 +265,9 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
         ...(subscribeOptions.consumer === undefined ? {} : { consumer: subscribeOptions.consumer })
       })
       const scope = yield* Effect.scope
-      const opened = yield* subscribeAny(request)
+      /** The live connection's own scope (and its refused siblings'): closed as soon as a failover replaces it. */
+      let connectionScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      const opened = yield* Scope.extend(subscribeAny(request), connectionScope)
       const subscribed = opened.subscribed
       let connection = opened.connection
       const view = new BatchView(topic)
@@ -313,13 +315,17 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
           const again = named ? request : new Subscribe({ ...request, from: position })
           const deadline = performance.now() + settings.connectTimeoutMs
           for (;;) {
-            const attempt = yield* Effect.either(Scope.extend(subscribeAny(again), scope))
+            const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+            const attempt = yield* Effect.either(Scope.extend(subscribeAny(again), attemptScope))
             if (Either.isRight(attempt)) {
+              const replaced = connectionScope
+              connectionScope = attemptScope
               connection = attempt.right.connection
               committed = Math.min(committed, attempt.right.subscribed.start)
               consumed = 0
-              return
+              return yield* Scope.close(replaced, Exit.void)
             }
+            yield* Scope.close(attemptScope, Exit.void)
             const e = attempt.left
             if (e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable") return yield* Effect.fail(e)
             // The old broker may not have released a named consumer yet, or every broker is restarting.
