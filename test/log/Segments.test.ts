@@ -291,6 +291,17 @@ describe("Segments on the local disk", () => {
       yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
       expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
     }))
+
+  it.scopedLive("a lock naming this process's pid that this process does not hold (a restarted container's pid 1) is taken over", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir
+      const { segments } = yield* liveBackend(directory)
+      mkdirSync(join(directory, "s"))
+      writeFileSync(join(directory, "s", "LOCK"), `${process.pid}\n`)
+      yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
+      expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
+      expect(readdirSync(join(directory, "s")).filter((f) => f.startsWith("LOCK"))).toEqual([])
+    }))
 })
 
 describe("Segments on the in-process disk", () => {

@@ -90,23 +90,37 @@ export const nodeSegmentFiles: SegmentFiles = {
   now: () => Date.now(),
   lock: async (dir) => {
     const path = `${dir}/LOCK`
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const handle = await fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-        await handle.writeFile(`${process.pid}\n`)
-        await handle.close()
-        return () => fs.unlink(path).catch(() => undefined)
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+    // Written whole under a private name, then linked into place: a LOCK is never seen half-written.
+    const mine = `${dir}/LOCK.${process.pid}.${Math.random().toString(16).slice(2)}`
+    await fs.writeFile(mine, `${process.pid}\n`, { mode: 0o600 })
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await fs.link(mine, path)
+          heldLocks.add(path)
+          return () => {
+            heldLocks.delete(path)
+            return fs.unlink(path).catch(() => undefined)
+          }
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+        }
+        const holder = Number((await fs.readFile(path, "utf8").catch(() => "")).trim())
+        // Our own pid holds it only if this process took it; else an earlier process with our pid (a restarted container) left it.
+        const held = holder === process.pid ? heldLocks.has(path) : Number.isInteger(holder) && holder > 0 && alive(holder)
+        if (held) return holder
+        // Its holder is gone: take it over.
+        await fs.unlink(path).catch(() => undefined)
       }
-      const holder = Number((await fs.readFile(path, "utf8").catch(() => "")).trim())
-      if (Number.isInteger(holder) && holder > 0 && alive(holder)) return holder
-      // Its holder died (or the file is half-written by one that did): take it over.
-      await fs.unlink(path).catch(() => undefined)
+      throw Object.assign(new Error(`could not take ${path}`), { code: "EBUSY" })
+    } finally {
+      await fs.unlink(mine).catch(() => undefined)
     }
-    throw Object.assign(new Error(`could not take ${path}`), { code: "EBUSY" })
   }
 }
+
+/** The stream locks this process holds (a LOCK naming our pid that is not here was left by an earlier process). */
+const heldLocks = new Set<string>()
 
 const alive = (pid: number): boolean => {
   try {
