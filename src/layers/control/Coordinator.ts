@@ -13,6 +13,7 @@
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
 import { Config, Deferred, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { setMaxListeners } from "node:events"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import {
   type BarrierArrive,
@@ -326,7 +327,13 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     // table but not the groups: re-join, re-create and re-join them, and fail barriers in flight.
     const created = new Map<string, ReadonlyArray<number>>()
     const joined = new Set<string>()
-    let takeover = new AbortController()
+    /** One signal shared by every barrier call in flight (any number of them): no listener limit to warn about. */
+    const takeoverSignal = () => {
+      const controller = new AbortController()
+      setMaxListeners(0, controller.signal)
+      return controller
+    }
+    let takeover = takeoverSignal()
     const rejoin = Effect.gen(function*() {
       yield* join
       for (const [name, slots] of created) yield* client.call(CreateGroupMethod, { name, members: slots })
@@ -337,7 +344,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       Stream.runForEach(({ epoch }) =>
         Effect.gen(function*() {
           const current = takeover
-          takeover = new AbortController()
+          takeover = takeoverSignal()
           current.abort(`epoch ${epoch}`)
           yield* Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`)
           yield* rejoin
