@@ -218,7 +218,10 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
             return true
           },
           cutOff: () => isCutOff(line),
-          resume: () => void lines.swapDurable(line, CUT_OFF, HOLDING)
+          resume: () => void lines.swapDurable(line, CUT_OFF, HOLDING),
+          relinquish: () => {
+            if (lines.swapDurable(line, HOLDING, CUT_OFF)) retentionMoved(info)
+          }
         }
         return lease
       })

@@ -82,6 +82,10 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
           cutOff: () => isCutOff(topic, consumer),
           resume: () => {
             if (table.get(consumerName) === consumer && isCutOff(topic, consumer)) topic.cursors.set(consumer.id, heldFrom.get(consumer) ?? 0)
+          },
+          relinquish: () => {
+            if (table.get(consumerName) !== consumer || !topic.cursors.delete(consumer.id)) return
+            store.signal.notify()
           }
         }
         return lease

@@ -51,9 +51,11 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
       if (consumers === undefined) return yield* Effect.dieMessage("this Subscriber has no Consumers service for named consumers")
       const lease: ConsumerLease = yield* consumers.join(topic, options.consumer, { offset: cursor.position(), globalSeq: cursor.nextBatch() })
       if (lease.created) return { cursor, lease }
-      // A cut-off consumer whose committed offset left the log stays cut off (LogOutOfRange names the oldest offset held).
-      const resumed = yield* subscribe(lease.committed())
-      if (lease.cutOff()) lease.resume()
+      if (!lease.cutOff()) return { cursor: yield* subscribe(lease.committed()), lease }
+      // A cut-off consumer takes its hold back first, so nothing from its committed offset on is reclaimed while
+      // its cursor opens; if that offset left the log already, it stays cut off (LogOutOfRange names the oldest held).
+      lease.resume()
+      const resumed = yield* subscribe(lease.committed()).pipe(Effect.tapError(() => Effect.sync(lease.relinquish)))
       return { cursor: resumed, lease }
     })
 

@@ -51,6 +51,8 @@ export interface ConsumerLease {
   readonly cutOff: () => boolean
   /** A cut-off consumer takes its hold again, from its committed offset's batch on. */
   readonly resume: () => void
+  /** Undoes `resume` (the committed offset turned out to be reclaimed already): cut off again, holding nothing. */
+  readonly relinquish: () => void
 }
 
 export interface ConsumersShape {
