@@ -169,13 +169,11 @@ const smallDisk = Effect.acquireRelease(
 )
 
 describe("a full data directory", () => {
-  it.scopedLive("an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout", () =>
+  it.scopedLive("an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout", (ctx) =>
     Effect.gen(function*() {
       const { dir, mounted } = yield* smallDisk
-      if (!mounted) {
-        console.warn("full data directory test skipped: cannot mount a tmpfs here")
-        return
-      }
+      // Mounting needs root and a container that allows it: reported as skipped otherwise.
+      if (!mounted) return ctx.skip()
       const region = yield* uniqueRegion("durablefull")
       const env = { ...smallRegionEnv, CXLOG_REGION: region }
       const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", join(dir, "data")], env)
