@@ -17,9 +17,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, unlinkSync } fr
 import { open } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { removeWakeFifos } from "../src/layers/region/Doorbell.js"
 import { streamOf } from "../src/layers/log/DurableOrder.js"
-import { spawnRole } from "../src/programs/Cluster.js"
+import { regionGuard, spawnRole } from "../src/programs/Cluster.js"
 import { run as runCluster } from "../src/programs/Run.js"
 import { emit, table } from "./Report.js"
 
@@ -33,18 +32,15 @@ const flag = (args: ReadonlyArray<string>, name: string, fallback: number): numb
 
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
 
-const removeRegion = (name: string) =>
-  Effect.sync(() => {
-    if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
-    removeWakeFifos(name)
-  })
-
 /** A scoped temporary directory. */
 const tempDir = (prefix: string) =>
   Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
 
-/** A scoped region name, removed at the end whatever happened. */
-const regionName = (label: string) => Effect.acquireRelease(Effect.sync(() => `cxlog-bench-durable-${label}-${process.pid}`), removeRegion)
+/** A scoped region name: the region, its wake FIFOs and its credential files are removed at the end whatever happened. */
+const regionName = (label: string) => {
+  const name = `cxlog-bench-durable-${label}-${process.pid}`
+  return Effect.as(regionGuard(name), name)
+}
 
 /** Sequential read of every file in `dir`, 1 MiB at a time: MB/s and bytes. */
 const sequentialRead = (dir: string) =>
@@ -94,7 +90,8 @@ const recovery = (recoverBytes: number) =>
       head.kill("SIGKILL")
       broker.kill("SIGKILL")
     }))
-    yield* removeRegion(first)
+    // The region is lost (its wake FIFOs and credential files go with the guard at the end).
+    yield* Effect.sync(() => existsSync(`/dev/shm/${first}`) && unlinkSync(`/dev/shm/${first}`))
     const streamDir = join(dir, streamOf("d"))
     const onDisk = readdirSync(streamDir).reduce((n, f) => n + statSync(join(streamDir, f)).size, 0)
     const read = yield* sequentialRead(streamDir)

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, Scope } from "effect"
-import { execFileSync, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -17,6 +17,7 @@ import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layer
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { recordBytes } from "../../src/layers/log/SegmentRecord.js"
 import type { SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
+import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 /** One backend: its Segments and direct access to its files, to damage them as a crash or a bad disk would. */
 interface Backend {
@@ -391,28 +392,11 @@ const fillUntilFull = (log: SegmentLog, directory: string) =>
     return lastDurable
   })
 
-/** A 1 MiB tmpfs, when this machine lets the test mount one (root in a container that allows it). */
-const tmpfs = Effect.acquireRelease(
-  Effect.sync(() => {
-    const dir = mkdtempSync(join(tmpdir(), "cxlog-full-"))
-    try {
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir], { stdio: "ignore" })
-      return { dir, mounted: true }
-    } catch {
-      return { dir, mounted: false }
-    }
-  }),
-  ({ dir, mounted }) =>
-    Effect.sync(() => {
-      if (mounted) execFileSync("umount", [dir], { stdio: "ignore" })
-      rmSync(dir, { recursive: true, force: true })
-    })
-)
 
 describe("Segments on a full disk", () => {
   it.scopedLive("a 1 MiB tmpfs that fills up is DiskFull naming the directory; every durable record stays readable after reopening", (ctx) =>
     Effect.gen(function*() {
-      const { dir, mounted } = yield* tmpfs
+      const { dir, mounted } = yield* smallTmpfs("1m")
       // Mounting needs root and a container that allows it (reported as skipped otherwise); the in-process disk test covers the same logic.
       if (!mounted) return ctx.skip()
       const directory = join(dir, "data")

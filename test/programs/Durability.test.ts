@@ -9,13 +9,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, rmSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
 import { cli, runCli } from "../helpers/RunJson.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 describe("cxlog run --ack 2", () => {
   it.live("16 MiB, 2 brokers: acknowledged at level 2 after fdatasyncs that covered every byte; the audit passes", () =>
@@ -150,28 +150,11 @@ describe("crash matrix", () => {
     }), 240_000)
 })
 
-/** A 2 MiB tmpfs, when this machine lets the test mount one (root in a container that allows it). */
-const smallDisk = Effect.acquireRelease(
-  Effect.sync(() => {
-    const dir = mkdtempSync(join(tmpdir(), "cxlog-durable-full-"))
-    try {
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir], { stdio: "ignore" })
-      return { dir, mounted: true }
-    } catch {
-      return { dir, mounted: false }
-    }
-  }),
-  ({ dir, mounted }) =>
-    Effect.sync(() => {
-      if (mounted) execFileSync("umount", [dir], { stdio: "ignore" })
-      rmSync(dir, { recursive: true, force: true })
-    })
-)
 
 describe("a full data directory", () => {
   it.scopedLive("an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout", (ctx) =>
     Effect.gen(function*() {
-      const { dir, mounted } = yield* smallDisk
+      const { dir, mounted } = yield* smallTmpfs("2m")
       // Mounting needs root and a container that allows it: reported as skipped otherwise.
       if (!mounted) return ctx.skip()
       const region = yield* uniqueRegion("durablefull")
