@@ -7,22 +7,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { decodeOrderRecord, type DurableMarks, memoryMarks, persistTopic, regionMarks, streamOf } from "../../src/layers/log/DurableOrder.js"
-import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { decodeOrderRecord, persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
-import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { appendSimple, bell, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
-
-const marksOf = (cluster: LogCluster) =>
-  cluster.store !== undefined
-    ? Effect.succeed(memoryMarks(cluster.store))
-    : Effect.map(
-      DoorbellLayers.make({ offset: bell(40) }).pipe(Effect.provideService(CxlMemory, cluster.region!.memory)),
-      (doorbell): DurableMarks => regionMarks(cluster.region!.memory, cluster.region!.area, doorbell)
-    )
+import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
+import { marksOf } from "../fixtures/durable-marks.js"
 
 /** The stream's records, read back from the disk alone. */
 const onDisk = (disk: MemoryDisk, topic: string) =>
@@ -47,7 +38,7 @@ for (const impl of implementations) {
         const b = yield* cluster.appender(1)
         const sequencer = yield* cluster.sequencer()
         const disk = makeMemoryDisk()
-        const marks = yield* marksOf(cluster)
+        const marks = yield* marksOf(cluster, 40)
         let appended = 0
         const layers = Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
         // The disk holds every fdatasync until released.
@@ -108,7 +99,7 @@ for (const impl of implementations) {
         const a = yield* first.appender(0)
         const sequencer = yield* first.sequencer()
         const layersOf = (cluster: LogCluster) => Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
-        const marks = yield* marksOf(first)
+        const marks = yield* marksOf(first, 40)
         const writer = yield* Effect.forkScoped(persistTopic(topic, marks).pipe(Effect.provide(layersOf(first))))
         for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "d", 7, 1, seq)
         yield* drain(sequencer)
@@ -117,7 +108,7 @@ for (const impl of implementations) {
         // A new, empty log with the same data directory.
         const second = yield* impl.make()
         const again = yield* second.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
-        const error = yield* Effect.flip(persistTopic(again, yield* marksOf(second)).pipe(Effect.provide(layersOf(second)), Effect.scoped))
+        const error = yield* Effect.flip(persistTopic(again, yield* marksOf(second, 40)).pipe(Effect.provide(layersOf(second)), Effect.scoped))
         expect(error).toMatchObject({ _tag: "DurableStreamAhead", topic: "d", logEnd: 0 })
         expect(error.message).toContain("belongs to an earlier log")
         const segments = yield* Segments.pipe(Effect.provide(SegmentsMemoryLayers.layerMemory(disk)))

@@ -8,23 +8,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer } from "effect"
-import { type DurableMarks, memoryMarks, persistTopic, regionMarks, streamOf } from "../../src/layers/log/DurableOrder.js"
+import { persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { recoverTopic } from "../../src/layers/log/Recovery.js"
-import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
-import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { appendSimple, bell, drain, header, implementations, type LogCluster, makeBatch, readAll } from "../fixtures/log-harness.js"
-
-const marksOf = (cluster: LogCluster) =>
-  cluster.store !== undefined
-    ? Effect.succeed(memoryMarks(cluster.store))
-    : Effect.map(
-      DoorbellLayers.make({ offset: bell(41) }).pipe(Effect.provideService(CxlMemory, cluster.region!.memory)),
-      (doorbell): DurableMarks => regionMarks(cluster.region!.memory, cluster.region!.area, doorbell)
-    )
+import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, readAll } from "../fixtures/log-harness.js"
+import { marksOf } from "../fixtures/durable-marks.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
 
@@ -40,7 +31,7 @@ for (const impl of implementations) {
         const topic = yield* first.topics.create(spec)
         const [a, b] = yield* Effect.forEach([0, 1], (id) => first.appender(id))
         const sequencer = yield* first.sequencer()
-        const writer = yield* Effect.forkScoped(persistTopic(topic, yield* marksOf(first)).pipe(Effect.provide(layersOf(first))))
+        const writer = yield* Effect.forkScoped(persistTopic(topic, yield* marksOf(first, 41)).pipe(Effect.provide(layersOf(first))))
         // Holds retention, so the first life's log can be read whole at the end to compare.
         yield* first.reader.subscribe("d", { from: 0, durable: true })
         for (let seq = 0; seq < 8; seq++) {
@@ -87,7 +78,7 @@ for (const impl of implementations) {
         expect(second.sessions("d").register(7, Date.now())).toMatchObject({ sessionEpoch: 5 })
 
         // The durable tier resumes the same stream where it ends.
-        const writer2 = yield* Effect.forkScoped(persistTopic(again, yield* marksOf(second)).pipe(Effect.provide(layersOf(second))))
+        const writer2 = yield* Effect.forkScoped(persistTopic(again, yield* marksOf(second, 41)).pipe(Effect.provide(layersOf(second))))
         yield* appendSimple(appender, "d", 9, 4, 8, 2)
         yield* drain(sequencer2)
         yield* second.acks.awaitAcked("d", 9, 4, 8, { timeoutMs: 5_000, level: 2 })
@@ -104,7 +95,7 @@ for (const impl of implementations) {
         const sequencer = yield* first.sequencer()
         const subscribed = yield* Deferred.make<void>()
         const writer = yield* Effect.forkScoped(
-          persistTopic(topic, yield* marksOf(first), { onSubscribed: () => Deferred.unsafeDone(subscribed, Exit.void) }).pipe(Effect.provide(layersOf(first)))
+          persistTopic(topic, yield* marksOf(first, 41), { onSubscribed: () => Deferred.unsafeDone(subscribed, Exit.void) }).pipe(Effect.provide(layersOf(first)))
         )
         yield* Deferred.await(subscribed)
         // 60 batches of 2 × 4 KiB: about twice the 256 KiB Blog of the test region.
