@@ -112,6 +112,13 @@ const offsetOf = (base: number, k: number) => {
 
 for (const backend of backends) {
   describe(`Segments contract: ${backend.label}`, () => {
+    it.scopedLive("an append after the stream's scope closed is a typed error, never a silent drop", () =>
+      Effect.gen(function*() {
+        const b = yield* backend.make
+        const log = yield* Effect.scoped(b.segments.open("after-close", {}))
+        expect(log.tryAppend(record(0, 16))).toMatchObject({ _tag: "SegmentIoError", code: "ECLOSED" })
+      }))
+
     it.scopedLive("records come back in order, across segment rolls and after reopening", () =>
       Effect.gen(function*() {
         const b = yield* backend.make

@@ -369,6 +369,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
       // ---- appends --------------------------------------------------------------------
       const tryAppend = (record: Uint8Array | ReadonlyArray<Uint8Array>): number | "full" | SegmentWriteError => {
         if (failure !== undefined) return failure
+        // The writer is gone (its scope closed): nothing appended now would reach the disk.
+        if (closing) return new SegmentIoError({ path: dir, operation: "append", code: "ECLOSED", reason: "the stream is closed" })
         const length = payloadLength(record)
         const size = recordBytes(length)
         if (length > MAX_RECORD_BYTES) {
