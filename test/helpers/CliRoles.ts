@@ -88,8 +88,19 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
     return { child, pid: child.pid!, event, exited: Deferred.await(exit), output: () => output, latest }
   })
 
-/** Runs `cxlog <args>` to completion (no IPC channel: as a user runs it); SIGKILL if the scope closes first. */
-export const runCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}, onStart: (child: ChildProcess) => void = () => {}) =>
+/** How a child still running when its scope closes is stopped: SIGKILL at once. */
+const killNow = (child: ChildProcess) => child.kill("SIGKILL")
+
+/**
+ * Runs `cxlog <args>` to completion (no IPC channel: as a user runs it); `stop` ends it if the
+ * scope closes first (SIGKILL unless told otherwise).
+ */
+export const runCli = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {},
+  onStart: (child: ChildProcess) => void = () => {},
+  stop: (child: ChildProcess) => void = killNow
+) =>
   Effect.acquireUseRelease(
     Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })),
     (child) =>
@@ -103,7 +114,7 @@ export const runCli = (args: ReadonlyArray<string>, env: Record<string, string> 
       }),
     (child) =>
       Effect.sync(() => {
-        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+        if (child.exitCode === null && child.signalCode === null) stop(child)
       })
   )
 
