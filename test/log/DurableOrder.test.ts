@@ -13,7 +13,7 @@ import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
 import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
-import { marksOf } from "../fixtures/durable-marks.js"
+import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 
 /** The stream's records, read back from the disk alone. */
 const onDisk = (disk: MemoryDisk, topic: string) =>
@@ -98,7 +98,7 @@ for (const impl of implementations) {
         const topic = yield* first.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
         const a = yield* first.appender(0)
         const sequencer = yield* first.sequencer()
-        const layersOf = (cluster: LogCluster) => Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
+        const layersOf = (cluster: LogCluster) => durableLayers(disk, cluster)
         const marks = yield* marksOf(first, 40)
         const writer = yield* Effect.forkScoped(persistTopic(topic, marks).pipe(Effect.provide(layersOf(first))))
         for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "d", 7, 1, seq)

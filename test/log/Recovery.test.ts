@@ -15,7 +15,7 @@ import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, readAll } from "../fixtures/log-harness.js"
-import { marksOf } from "../fixtures/durable-marks.js"
+import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
 
@@ -24,7 +24,7 @@ for (const impl of implementations) {
     it.scopedLive("rebuilds the log from the stream in the recorded order, torn tail cut; sessions resume with dedup; persisting carries on", () =>
       Effect.gen(function*() {
         const disk = makeMemoryDisk()
-        const layersOf = (cluster: LogCluster) => Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
+        const layersOf = (cluster: LogCluster) => durableLayers(disk, cluster)
 
         // The first life: 2 sessions through 2 brokers, interleaved, all acknowledged at level 2.
         const first = yield* impl.make()
@@ -88,7 +88,7 @@ for (const impl of implementations) {
     it.scopedLive("a stream larger than the hot tier is rebuilt through it: every batch in the recorded order, the tail held", () =>
       Effect.gen(function*() {
         const disk = makeMemoryDisk()
-        const layersOf = (cluster: LogCluster) => Layer.merge(SegmentsMemoryLayers.layerMemory(disk), Layer.succeed(LogReader, cluster.reader))
+        const layersOf = (cluster: LogCluster) => durableLayers(disk, cluster)
         const first = yield* impl.make()
         const topic = yield* first.topics.create(spec)
         const a = yield* first.appender(0)
