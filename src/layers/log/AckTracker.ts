@@ -182,8 +182,10 @@ const regionTopic = (region: CxlMemoryShape, area: LogArea, sessions: SessionTab
       region.invalidate(orderLine, LINE_BYTES)
       return orderLines.progress(orderLine)
     },
-    // Read with progress (it is bumped when the word is set): the line is fresh here.
-    durableFailure: () => durableFailureOf(orderLines.durableFailure(orderLine)),
+    durableFailure: () => {
+      region.invalidate(orderLine, LINE_BYTES)
+      return durableFailureOf(orderLines.durableFailure(orderLine))
+    },
     totalOrder: (b, pbrSeq) => {
       // Until the broker appends at pbrSeq + slots the slot's sequencer line is this batch's.
       if (brokerLines.pbrHead(area.brokerLine(t, b)) - pbrSeq > slots) return undefined
