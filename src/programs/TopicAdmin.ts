@@ -12,7 +12,7 @@ import { ParticipantLineView, SubscriberLineView } from "../layers/log/RecordVie
 import { isPidAlive } from "../layers/region/ProcessSlot.js"
 import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
-import { TopicNotFound } from "../services/log/Topics.js"
+import { type DiskRetention, TopicNotFound } from "../services/log/Topics.js"
 import { table } from "../Table.js"
 import type { RegionAccess } from "../layers/Roles.js"
 
@@ -22,6 +22,8 @@ export interface TopicDescription {
   readonly order: number
   readonly ackLevel: number
   readonly replicationFactor: number
+  /** Replication factor 2: what the disk keeps of the topic (absent: all of it). */
+  readonly diskRetention?: DiskRetention
   /** Message offsets held: earliest .. end-1 (none when earliest = end). */
   readonly earliest: number
   readonly end: number
@@ -76,6 +78,7 @@ export const describeTopics = (access: RegionAccess) =>
         order: info.order,
         ackLevel: info.ackLevel,
         replicationFactor: info.replicationFactor,
+        ...(info.diskRetention === undefined ? {} : { diskRetention: info.diskRetention }),
         earliest,
         end,
         orderedBatches: committed,

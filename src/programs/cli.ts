@@ -113,10 +113,22 @@ const tlsClientKey = Cli.optionalText("tls-client-key", {
 const ORDERS = [0, 2, 4, 5] as const
 const ACKS = [0, 1, 2] as const
 
-/** `name[:order[:ack[:rf]]]` → a topic spec, or the field that is wrong. */
+const AGE_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** An age as `500ms`, `30s`, `15m`, `12h`, `7d` or a number of milliseconds. */
+export const parseAge = (text: string): Either.Either<number, string> => {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim())
+  const ms = match === null ? Number.NaN : Math.round(Number(match[1]) * AGE_UNITS[match[2] ?? "ms"]!)
+  return ms >= 1 && Number.isSafeInteger(ms) ? Either.right(ms) : Either.left(`${text} is not an age: use 500ms, 30s, 15m, 12h, 7d or a number of milliseconds`)
+}
+
+/**
+ * `name[:order[:ack[:rf[:disk-bytes[:disk-age]]]]]` → a topic spec, or the field that is wrong.
+ * The last two bound what the disk keeps of a replication factor 2 topic (empty: no bound).
+ */
 export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> => {
-  const [name = "", orderText = "5", ackText = "1", rfText = "1", ...extra] = spec.split(":")
-  if (extra.length > 0) return Either.left(`${spec}: a topic is name[:order[:ack[:rf]]], 4 fields at most`)
+  const [name = "", orderText = "5", ackText = "1", rfText = "1", bytesText = "", ageText = "", ...extra] = spec.split(":")
+  if (extra.length > 0) return Either.left(`${spec}: a topic is name[:order[:ack[:rf[:disk-bytes[:disk-age]]]]], 6 fields at most`)
   if (!/^[A-Za-z0-9._-]{1,100}$/.test(name)) return Either.left(`${spec}: the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`)
   const orderMode = ORDERS.find((o) => `${o}` === orderText)
   if (orderMode === undefined) return Either.left(`${spec}: the order ${orderText} is not one of 0, 2, 4, 5`)
@@ -124,17 +136,54 @@ export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> =
   if (ackLevel === undefined) return Either.left(`${spec}: the ack level ${ackText} is not one of 0, 1, 2`)
   const rf = /^\d+$/.test(rfText) ? Number(rfText) : Number.NaN
   if (!(rf >= 1 && rf <= 16)) return Either.left(`${spec}: the replication factor ${rfText} is not a whole number from 1 to 16`)
-  return Either.right({ name, order: orderMode, ackLevel, replicationFactor: rf })
+  const maxBytes = bytesText === "" ? undefined : Cli.parseSize(bytesText)
+  if (maxBytes !== undefined && Either.isLeft(maxBytes)) return Either.left(`${spec}: the disk retention size ${maxBytes.left}`)
+  const maxAgeMs = ageText === "" ? undefined : parseAge(ageText)
+  if (maxAgeMs !== undefined && Either.isLeft(maxAgeMs)) return Either.left(`${spec}: the disk retention age ${maxAgeMs.left}`)
+  const topic = { name, order: orderMode, ackLevel, replicationFactor: rf }
+  if (maxBytes === undefined && maxAgeMs === undefined) return Either.right(topic)
+  if (rf < 2) return Either.left(`${spec}: a disk retention needs replication factor 2 (a copy on disk)`)
+  return Either.right({
+    ...topic,
+    diskRetention: { ...(maxBytes === undefined ? {} : { maxBytes: maxBytes.right }), ...(maxAgeMs === undefined ? {} : { maxAgeMs: maxAgeMs.right }) }
+  })
 }
 
 const topics = Cli.repeated(
-  Cli.custom<TopicSpec>("topic", "NAME[:ORDER[:ACK[:RF]]]", parseTopicSpec, {
+  Cli.custom<TopicSpec>("topic", "NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]", parseTopicSpec, {
     default: { name: "", order: 5, ackLevel: 1, replicationFactor: 1 },
     shown: "",
     env: "CXLOG_TOPICS",
-    description: "a topic to create, e.g. orders:5:1 (order 5, ack 1, RF 1; those are the defaults); repeat for more"
+    description: "a topic to create, e.g. orders:5:1 (order 5, ack 1, RF 1; those are the defaults), or orders:5:2:2:10GiB:7d " +
+      "(a copy on disk, which keeps at most 10 GiB and 7 days of it); repeat for more"
   })
 )
+
+/** The disk retention of replication factor 2 topics whose spec gives none. */
+const diskRetentionFlags = {
+  diskRetentionBytes: Cli.custom<number | undefined>("disk-retention-bytes", "SIZE", Cli.parseSize, {
+    default: undefined,
+    shown: "no bound",
+    env: "CXLOG_DISK_RETENTION_BYTES",
+    description: "replication factor 2 topics created here whose --topic gives no disk size: the disk keeps at most this much of each (whole old segments are deleted)"
+  }),
+  diskRetentionAge: Cli.custom<number | undefined>("disk-retention-age", "AGE", parseAge, {
+    default: undefined,
+    shown: "no bound",
+    env: "CXLOG_DISK_RETENTION_AGE",
+    description: "likewise for age: segments whose last write is older than this (e.g. 7d, 12h) are deleted"
+  })
+}
+
+/** `specs` with the flags' disk retention filled in where a replication factor 2 topic gives none. */
+const withDiskRetention = (specs: ReadonlyArray<TopicSpec>, o: { readonly diskRetentionBytes: number | undefined; readonly diskRetentionAge: number | undefined }) =>
+  specs.map((spec): TopicSpec => {
+    if (spec.replicationFactor < 2) return spec
+    const maxBytes = spec.diskRetention?.maxBytes ?? o.diskRetentionBytes
+    const maxAgeMs = spec.diskRetention?.maxAgeMs ?? o.diskRetentionAge
+    if (maxBytes === undefined && maxAgeMs === undefined) return spec
+    return { ...spec, diskRetention: { ...(maxBytes === undefined ? {} : { maxBytes }), ...(maxAgeMs === undefined ? {} : { maxAgeMs }) } }
+  })
 
 // ---- commands ---------------------------------------------------------------------------------
 
@@ -148,11 +197,13 @@ const headCommand = Cli.command({
     region,
     coherence,
     topics,
+    ...diskRetentionFlags,
     keep: Cli.toggle("keep", { env: "CXLOG_REGION_KEEP", description: "leave the region in /dev/shm when the head stops" }),
     credentials,
     attach: Cli.toggle("attach", {
       env: "CXLOG_ATTACH",
-      description: "take over an existing region whose head is gone, keeping its data (the region stays on exit)"
+      description: "take over an existing region whose head is gone, keeping its data (the region stays on exit); " +
+        "if the region is gone and --data-dir is given, recover it from there as --recover does"
     }),
     holdTimeoutMs: Cli.integer("hold-timeout-ms", {
       default: defaultSequencerOptions.holdTimeoutMs,
@@ -193,7 +244,8 @@ const headCommand = Cli.command({
     recover: Cli.optionalText("recover", {
       placeholder: "DIR",
       shown: "none",
-      description: "create the region and rebuild its replication factor 2 topics (give them with --topic) from the data directory DIR, in the recorded order; then persist there"
+      description: "create the region and rebuild every topic the data directory DIR recorded (and any --topic), in the recorded order, " +
+        "with its named consumers at their committed offsets; then persist there"
     }),
     ...observeFlags
   },
@@ -212,7 +264,7 @@ const headCommand = Cli.command({
       yield* head({
         region: { name: o.region, coherence: o.coherence },
         config,
-        topics: o.topics,
+        topics: withDiskRetention(o.topics, o),
         keep: o.keep,
         attach: o.attach,
         standby: o.standby,
@@ -708,12 +760,16 @@ const dashboardCommand = Cli.command({
 const createTopicCommand = Cli.command({
   name: "create-topic",
   summary: "Create topics through the running head's coordinator",
-  flags: { region, coherence, topics },
-  examples: ["cxlog create-topic --topic orders:5:1", "cxlog create-topic --region orders --topic audit:2:0 --topic clicks:0:0"],
+  flags: { region, coherence, topics, ...diskRetentionFlags },
+  examples: [
+    "cxlog create-topic --topic orders:5:1",
+    "cxlog create-topic --region orders --topic audit:2:0 --topic clicks:0:0",
+    "cxlog create-topic --topic payments:5:2:2:10GiB:7d   # a copy on disk, keeping 10 GiB and 7 days at most"
+  ],
   run: (o) =>
     o.topics.length === 0
-      ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF]]]")
-      : createTopic({ name: o.region, coherence: o.coherence }, o.topics)
+      ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]")
+      : createTopic({ name: o.region, coherence: o.coherence }, withDiskRetention(o.topics, o))
 })
 
 const regionsCommand = Cli.command({

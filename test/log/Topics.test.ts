@@ -20,6 +20,25 @@ for (const impl of implementations) {
         expect((yield* topics.list).map((t) => t.name)).toEqual(["orders", "clicks.v2"])
       }))
 
+    it.scoped("keeps a replication factor 2 topic's disk retention (what another process reads back too) and refuses one without a disk copy", () =>
+      Effect.gen(function*() {
+        const { topics } = yield* impl.make()
+        const kept = yield* topics.create({ name: "kept", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 10 << 20, maxAgeMs: 86_400_000 } })
+        yield* topics.create({ name: "aged", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxAgeMs: 60_000 } })
+        yield* topics.create({ name: "whole", order: 5, ackLevel: 2, replicationFactor: 2 })
+        expect(kept.diskRetention).toEqual({ maxBytes: 10 << 20, maxAgeMs: 86_400_000 })
+        const listed = new Map((yield* topics.list).map((t) => [t.name, t.diskRetention]))
+        expect(listed.get("kept")).toEqual({ maxBytes: 10 << 20, maxAgeMs: 86_400_000 })
+        expect(listed.get("aged")).toEqual({ maxAgeMs: 60_000 })
+        expect(listed.get("whole")).toBeUndefined()
+        const memoryOnly = yield* Effect.flip(topics.create({ name: "m", order: 5, ackLevel: 1, replicationFactor: 1, diskRetention: { maxBytes: 1 << 20 } }))
+        expect(memoryOnly).toMatchObject({ _tag: "InvalidTopicSpec" })
+        expect(memoryOnly.message).toContain("needs replication factor 2")
+        expect(yield* Effect.flip(topics.create({ name: "z", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 0 } }))).toMatchObject({
+          _tag: "InvalidTopicSpec"
+        })
+      }))
+
     it.scoped("refuses a duplicate name, an unknown topic, a bad spec, RF > 1 and a full table with typed errors", () =>
       Effect.gen(function*() {
         const { topics } = yield* impl.make()

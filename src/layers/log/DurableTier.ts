@@ -1,8 +1,9 @@
 /**
  * The head's durable tier: every topic with replication factor 2 — those the head created and
  * those created later (it looks at the topic table every second) — is persisted by
- * `persistTopic` into the data directory. A topic whose writer stops (a full disk, an I/O
- * error) is logged and its ACK 2 stops moving; the other topics carry on.
+ * `persistTopic` into the data directory, under the topic's disk retention (its spec's
+ * `diskRetention`, applied at every segment roll and every 10 s). A topic whose writer stops
+ * (a full disk, an I/O error) is logged and its ACK 2 stops moving; the other topics carry on.
  */
 import { Data, Effect, Layer } from "effect"
 import { RegionLayout } from "../RegionLayout.js"
@@ -54,18 +55,32 @@ export const durableTier = (stats: DurableStats) =>
     const layout = yield* RegionLayout
     const marks = regionMarks(yield* CxlMemory, layout.log, yield* Doorbell)
     const started = new Set<string>()
+    let rounds = 0
     for (;;) {
       for (const topic of yield* topics.list) {
         if (topic.replicationFactor < 2 || started.has(topic.name)) continue
         started.add(topic.name)
-        yield* persistTopic(topic, marks, { onOpen: (log) => stats.streams.set(topic.name, log), onSubscribed: () => stats.subscribed.add(topic.name) }).pipe(
+        yield* persistTopic(topic, marks, {
+          ...(topic.diskRetention === undefined ? {} : { segments: { retention: topic.diskRetention } }),
+          onOpen: (log) => stats.streams.set(topic.name, log),
+          onSubscribed: () => stats.subscribed.add(topic.name)
+        }).pipe(
           Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)),
           Effect.forkScoped
         )
       }
+      // Retention runs at every segment roll; a topic that stopped growing has its segments aged out here.
+      if (++rounds % RETAIN_EVERY_ROUNDS === 0) {
+        for (const [name, log] of stats.streams) {
+          yield* log.retain().pipe(Effect.catchAll((e) => Effect.logWarning(`durable tier: topic ${name}: retention failed: ${e.message}`)))
+        }
+      }
       yield* Effect.sleep(1_000)
     }
   })
+
+/** Rounds (of one second) between the durable tier's own retention passes. */
+const RETAIN_EVERY_ROUNDS = 10
 
 /** Steps the sequencer until a round moves nothing (recovery: the head orders its own replay before anyone else appends). */
 const orderAll = (sequencer: SequencerShape) =>

@@ -123,7 +123,7 @@ const PAGE = 4096
 export const PBR_SLOT_BYTES = 128
 export const GOI_ENTRY_BYTES = 64
 export const SESSION_LINE_BYTES = 64
-export const TOPIC_DESCRIPTOR_BYTES = 128
+export const TOPIC_DESCRIPTOR_BYTES = 192
 const alignPage = (n: number) => Math.ceil(n / PAGE) * PAGE
 
 interface TopicGeometry {

@@ -306,4 +306,10 @@ export class DescriptorView extends View {
   setAckLevel(at: number, v: number): void { this.i32[(at + Descriptor.ackLevel) / 4] = v }
   setReplicationFactor(at: number, v: number): void { this.i32[(at + Descriptor.replicationFactor) / 4] = v }
   setNameBytes(at: number, v: number): void { this.i32[(at + Descriptor.nameBytes) / 4] = v }
+  diskRetentionBytes(at: number): number { return this.f64[(at + Descriptor.diskRetentionBytes) / 8] }
+  diskRetentionMs(at: number): number { return this.f64[(at + Descriptor.diskRetentionMs) / 8] }
+  setDiskRetention(at: number, bytes: number, ms: number): void {
+    this.f64[(at + Descriptor.diskRetentionBytes) / 8] = bytes
+    this.f64[(at + Descriptor.diskRetentionMs) / 8] = ms
+  }
 }

@@ -12,8 +12,21 @@
  */
 export const Participant = { occurrence: 0, pid: 4, doorbell: 8, roomWaits: 12 } as const
 
-/** Topic descriptor (the head): `state` is its commit word. Name: UTF-8, at most `maxNameBytes`. */
-export const Descriptor = { state: 0, order: 4, ackLevel: 8, replicationFactor: 12, nameBytes: 16, name: 20, maxNameBytes: 108 } as const
+/**
+ * Topic descriptor (the head): `state` is its commit word. Name: UTF-8, at most `maxNameBytes`.
+ * Second line: the disk copy's retention (replication factor 2), f64 each, 0 for no bound.
+ */
+export const Descriptor = {
+  state: 0,
+  order: 4,
+  ackLevel: 8,
+  replicationFactor: 12,
+  nameBytes: 16,
+  name: 20,
+  maxNameBytes: 108,
+  diskRetentionBytes: 128,
+  diskRetentionMs: 136
+} as const
 export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
 
 /**

@@ -7,6 +7,7 @@
 import { Effect, Layer, Schema } from "effect"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import {
+  type DiskRetention,
   InvalidTopicSpec,
   ReplicationUnavailable,
   TopicExists,
@@ -54,6 +55,9 @@ const createTopic = (table: TopicTable, input: TopicSpec) =>
     if (spec.replicationFactor === 2 && spec.order !== 5) {
       return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: replication factor 2 needs order 5 (each session's batches ordered in sequence)` })
     }
+    if (spec.diskRetention !== undefined && spec.replicationFactor < 2) {
+      return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: a disk retention needs replication factor 2 (a copy on disk)` })
+    }
     if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
     const info = table.add(spec)
     if (info === undefined) return yield* new TopicTableFull({ maxTopics: table.maxTopics })
@@ -87,7 +91,19 @@ export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): Top
     return undefined
   }
   const name = decoder.decode(region.bytes.subarray(at + Descriptor.name, at + Descriptor.name + nameBytes))
-  return { id: t, name, order: order as TopicInfo["order"], ackLevel: ackLevel as TopicInfo["ackLevel"], replicationFactor }
+  const info = { id: t, name, order: order as TopicInfo["order"], ackLevel: ackLevel as TopicInfo["ackLevel"], replicationFactor }
+  const diskRetention = retentionOf(descriptors.diskRetentionBytes(at), descriptors.diskRetentionMs(at))
+  return diskRetention === undefined ? info : { ...info, diskRetention }
+}
+
+/** A stored bound is a positive whole number; anything else (0, a torn or hostile value) is no bound. */
+const bound = (v: number): number | undefined => (Number.isSafeInteger(v) && v > 0 ? v : undefined)
+
+const retentionOf = (bytes: number, ms: number): DiskRetention | undefined => {
+  const maxBytes = bound(bytes)
+  const maxAgeMs = bound(ms)
+  if (maxBytes === undefined && maxAgeMs === undefined) return undefined
+  return { ...(maxBytes === undefined ? {} : { maxBytes }), ...(maxAgeMs === undefined ? {} : { maxAgeMs }) }
 }
 
 export const listTopics = (region: CxlMemoryShape, area: LogArea): ReadonlyArray<TopicInfo> => {
@@ -130,6 +146,7 @@ const addTopic = (region: CxlMemoryShape, area: LogArea, spec: TopicSpec): Topic
     descriptors.setAckLevel(at, spec.ackLevel)
     descriptors.setReplicationFactor(at, spec.replicationFactor)
     descriptors.setNameBytes(at, name.length)
+    descriptors.setDiskRetention(at, spec.diskRetention?.maxBytes ?? 0, spec.diskRetention?.maxAgeMs ?? 0)
     region.bytes.set(name, at + Descriptor.name)
     region.publish(at, TOPIC_DESCRIPTOR_BYTES)
     descriptors.storeState(at, DescriptorState.ready)

@@ -17,12 +17,21 @@ export const TopicName = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a topic name is 1 to 100 of A-Z a-z 0-9 . _ -" })
 )
 
+/** How much of a replication factor 2 topic's stream the disk keeps (whole old segments are deleted past either bound); the hot tier's size is separate. */
+export const DiskRetention = Schema.Struct({
+  maxBytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true }),
+  maxAgeMs: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true })
+})
+export type DiskRetention = typeof DiskRetention.Type
+
 export const TopicSpec = Schema.Struct({
   name: TopicName,
   order: OrderMode,
   ackLevel: AckLevel,
   /** Copies of each batch, the region's included. */
-  replicationFactor: Schema.Int.pipe(Schema.between(1, 16))
+  replicationFactor: Schema.Int.pipe(Schema.between(1, 16)),
+  /** Replication factor 2: the disk copy's retention (absent: kept whole). */
+  diskRetention: Schema.optionalWith(DiskRetention, { exact: true })
 })
 export type TopicSpec = typeof TopicSpec.Type
 
