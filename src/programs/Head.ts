@@ -2,7 +2,9 @@
  * `cxlog head`: creates the region, owns process slot 0, writes the topic table and runs the
  * sequencer. With `--attach` it takes over an existing region whose head is gone instead: the
  * sequencer carries on from the region's state (epoch + 1), the coordinator from its rings, and
- * the region is left in place on exit (it holds data this process did not create).
+ * the region is left in place on exit (it holds data this process did not create). When that
+ * region no longer exists and a data directory is given, it recovers from the directory instead
+ * (what `--recover DIR` does, docs/durability.md) and keeps the new region on exit.
  *
  * With `--standby` it maps the region and watches the sequencer lease (a timer, a few loads);
  * when the lease lapses or its holder is gone it does what `--attach` does, racing any other
@@ -32,6 +34,8 @@ import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
 import { awaitSubscribed, durableStats, type DurableStats, durableTier, recoverAll, requireDataDir } from "../layers/log/DurableTier.js"
 import * as SegmentsLayers from "../layers/log/Segments.js"
+import * as ConsumersLayers from "../layers/log/Consumers.js"
+import { restoreAllConsumers, topicsToRecover } from "../layers/log/DurableTopicState.js"
 import { RegionLayout } from "../layers/RegionLayout.js"
 import { inspectRegion } from "./Regions.js"
 import { report } from "./Report.js"
@@ -138,15 +142,16 @@ const serve = (options: HeadOptions) =>
       }`
     )
     if (options.dataDir !== undefined) {
-      if (options.recover === true) yield* recoverAll(sequencer).pipe(Effect.provide(SegmentsLayers.layer({ directory: options.dataDir })))
+      const segments = SegmentsLayers.layer({ directory: options.dataDir })
+      const regionLog = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => Layer.merge(LogReaderLayers.layer(l.log), ConsumersLayers.layer(l.log))))
+      if (options.recover === true) {
+        yield* recoverAll(sequencer).pipe(Effect.provide(segments))
+        // Named consumers at their committed offsets, before the head is ready (and before the tier's first snapshot).
+        const recovered = (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2)
+        yield* restoreAllConsumers(recovered).pipe(Effect.provide(Layer.merge(segments, regionLog)))
+      }
       const stats: DurableStats = { streams: new Map(), subscribed: new Set() }
-      yield* durableTier(stats).pipe(
-        Effect.provide(Layer.merge(
-          SegmentsLayers.layer({ directory: options.dataDir }),
-          Layer.unwrapEffect(Effect.map(RegionLayout, (l) => LogReaderLayers.layer(l.log)))
-        )),
-        Effect.forkScoped
-      )
+      yield* durableTier(stats).pipe(Effect.provide(Layer.merge(segments, regionLog)), Effect.forkScoped)
       // Ready only once every RF 2 topic's writer holds retention: nothing published can be recycled before it is on disk.
       yield* awaitSubscribed(stats, (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2).map((t) => t.name), 10_000)
       yield* Effect.logInfo(`head: durable tier in ${options.dataDir} (topics with replication factor 2)`)
@@ -230,23 +235,46 @@ const awaitHeadGone = (options: HeadOptions) => {
   )
 }
 
-export const head = (options: HeadOptions) =>
-  options.standby !== true
-    ? serve(options)
-    : Effect.gen(function*() {
-      const attached: HeadOptions = { ...options, attach: true, sequencer: { ...options.sequencer, waitForLeaseMs: 0 } }
-      report({ event: "standby", region: options.region.name, pid: process.pid })
-      yield* Effect.logInfo(`head: standing by for region ${options.region.name}, checking its lease every ${options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS} ms`)
-      for (;;) {
-        yield* awaitHeadGone(options)
-        const standingBy = yield* serve(attached).pipe(
-          Effect.as(false),
-          Effect.catchTags({
-            SequencerLeaseHeld: (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true),
-            // The last head stopped and removed the region (it was not started with --keep): wait for the next one.
-            RegionMissing: () => Effect.as(Effect.logWarning(`head: region ${options.region.name} was removed; standing by for a new one`), true)
-          })
-        )
-        if (!standingBy) return
-      }
-    })
+const standby = (options: HeadOptions) =>
+  Effect.gen(function*() {
+    const attached: HeadOptions = { ...options, attach: true, sequencer: { ...options.sequencer, waitForLeaseMs: 0 } }
+    report({ event: "standby", region: options.region.name, pid: process.pid })
+    yield* Effect.logInfo(`head: standing by for region ${options.region.name}, checking its lease every ${options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS} ms`)
+    for (;;) {
+      yield* awaitHeadGone(options)
+      const standingBy = yield* serve(attached).pipe(
+        Effect.as(false),
+        Effect.catchTags({
+          SequencerLeaseHeld: (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true),
+          // The last head stopped and removed the region (it was not started with --keep): wait for the next one.
+          RegionMissing: () => Effect.as(Effect.logWarning(`head: region ${options.region.name} was removed; standing by for a new one`), true)
+        })
+      )
+      if (!standingBy) return
+    }
+  })
+
+/**
+ * `--recover DIR` (or `--attach` finding no region): a new region with the topics given and every
+ * other topic the data directory recorded, rebuilt from it.
+ */
+const recovering = (options: HeadOptions & { readonly dataDir: string }) =>
+  Effect.gen(function*() {
+    const topics = yield* topicsToRecover(options.topics).pipe(Effect.provide(SegmentsLayers.layer({ directory: options.dataDir })))
+    yield* Effect.logInfo(`head: recovering ${topics.length} topic(s) from ${options.dataDir}: ${topics.map((t) => t.name).join(", ") || "none"}`)
+    return yield* serve({ ...options, topics, attach: false, recover: true })
+  })
+
+export const head = (options: HeadOptions) => {
+  const { dataDir } = options
+  if (options.standby === true) return standby(options)
+  if (options.recover === true && dataDir !== undefined) return recovering({ ...options, dataDir })
+  if (!options.attach || dataDir === undefined) return serve(options)
+  // The region is gone but its data directory is not: rebuild from it. The new region is kept on
+  // exit, as an attached one is, so the next `--attach` finds it.
+  return serve(options).pipe(Effect.catchTag("RegionMissing", (missing) =>
+    Effect.zipRight(
+      Effect.logWarning(`head: region ${missing.name} does not exist; recovering it from the data directory ${dataDir}`),
+      recovering({ ...options, dataDir, keep: true })
+    )))
+}

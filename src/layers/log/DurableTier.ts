@@ -15,6 +15,7 @@ import type { SequencerShape } from "../../services/log/Sequencer.js"
 import * as AppenderLayers from "./Appender.js"
 import * as LogReaderLayers from "./LogReader.js"
 import { persistTopic, regionMarks } from "./DurableOrder.js"
+import { persistTopicState } from "./DurableTopicState.js"
 import { recoverTopic } from "./Recovery.js"
 import { regionSessionTables } from "./Topics.js"
 
@@ -66,6 +67,11 @@ export const durableTier = (stats: DurableStats) =>
           onSubscribed: () => stats.subscribed.add(topic.name)
         }).pipe(
           Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)),
+          Effect.forkScoped
+        )
+        // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
+        yield* persistTopicState(topic).pipe(
+          Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`)),
           Effect.forkScoped
         )
       }
