@@ -5,8 +5,9 @@
  * alone, and each consumer is created again at the committed offset its last durable snapshot
  * held — a subscriber joining as it starts there. A commit made after that snapshot is lost (its
  * messages are delivered again: at-least-once); a committed offset past the recovered log's end
- * starts at that end; a consumer removed before the snapshot stays gone. A data stream without a
- * recorded spec, or a `--topic` contradicting the recorded one, is a typed error.
+ * starts at that end; a consumer removed before the snapshot stays gone, one cut off stays cut
+ * off. A data stream without a recorded spec, or a `--topic` contradicting the recorded one, is
+ * a typed error.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
@@ -14,12 +15,11 @@ import * as ConsumersLayers from "../../src/layers/log/Consumers.js"
 import * as ConsumersMemoryLayers from "../../src/layers/log/ConsumersMemory.js"
 import { persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { persistTopicState, restoreAllConsumers, stateStreamOf, type TopicState, topicsToRecover } from "../../src/layers/log/DurableTopicState.js"
-import { recoverTopic } from "../../src/layers/log/Recovery.js"
+import { recoverInto } from "../fixtures/recovery.js"
 import { crash, makeMemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { subscriberOver } from "../../src/layers/net/Subscriber.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
-import { Appender } from "../../src/services/log/Appender.js"
 import { Consumers } from "../../src/services/log/Consumers.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
@@ -71,7 +71,15 @@ for (const impl of implementations) {
         expect(ahead.commit(24, 12)).toBe(true)
         yield* Effect.scoped(consumers.join("d", "gone", { offset: 0, globalSeq: 0 }))
         expect(yield* consumers.remove("d", "gone")).toBe(true)
-        const wanted = [{ name: "billing", committed: 6, cutOff: false }, { name: "ahead", committed: 24, cutOff: false }]
+        // Cut off (as a broker does to a consumer that held publishers too long): it comes back cut off.
+        const paused = yield* consumers.join("d", "paused", { offset: 0, globalSeq: 0 })
+        expect(paused.commit(4, 2)).toBe(true)
+        paused.relinquish()
+        const wanted = [
+          { name: "billing", committed: 6, cutOff: false },
+          { name: "ahead", committed: 24, cutOff: false },
+          { name: "paused", committed: 4, cutOff: true }
+        ]
         for (let i = 0; i < 1_000 && !persisted.some((s) => JSON.stringify(s.consumers) === JSON.stringify(wanted)); i++) yield* Effect.sleep(5)
         expect(persisted.at(-1)).toEqual({ spec, consumers: wanted })
         // The crash comes before the writer's next snapshot: billing's next commit is lost.
@@ -85,18 +93,14 @@ for (const impl of implementations) {
         expect(yield* topicsToRecover([]).pipe(Effect.provide(segments))).toEqual([spec])
         const second = yield* impl.make()
         const again = yield* second.topics.create(spec)
-        const sequencer2 = yield* second.sequencer()
-        const appender = yield* second.appender(0, { registered: false })
-        const result = yield* recoverTopic(again, second.sessions("d"), drain(sequencer2)).pipe(
-          Effect.provide(Layer.merge(durableLayers(disk, second), Layer.succeed(Appender, appender)))
-        )
+        const result = yield* recoverInto(second, again, segments)
         expect(result.messages).toBe(20)
         const consumers2 = yield* consumersOf(second)
         yield* restoreAllConsumers([again]).pipe(
           Effect.provide(Layer.mergeAll(segments, Layer.succeed(LogReader, second.reader), Layer.succeed(Consumers, consumers2)))
         )
         const listed = yield* consumers2.list("d")
-        expect(listed.map((c) => [c.name, c.committed, c.member, c.cutOff])).toEqual([["billing", 6, 0, false], ["ahead", 20, 0, false]])
+        expect(listed.map((c) => [c.name, c.committed, c.member, c.cutOff])).toEqual([["billing", 6, 0, false], ["ahead", 20, 0, false], ["paused", 4, 0, true]])
 
         // A member joining resumes at the persisted commit: offsets 6.. (6..9 delivered again), nothing skipped.
         const subscriber = subscriberOver(second.reader, consumers2)
