@@ -21,6 +21,8 @@ import { streamOf } from "./DurableOrder.js"
 export const stateStreamOf = (topic: string): string => `state-${topic}`
 
 const STATE_PREFIX = "state-"
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
 const DATA_PREFIX = "topic-"
 
 const PersistedConsumer = Schema.Struct({
@@ -91,7 +93,7 @@ export const persistTopicState = (topic: TopicInfo, options: PersistStateOptions
       const state: TopicState = { spec, consumers: listed.map((c) => ({ name: c.name, committed: c.committed, cutOff: c.cutOff })) }
       const json = JSON.stringify(state)
       if (json !== written) {
-        const index = yield* log.append(new TextEncoder().encode(json), syncTimeoutMs)
+        const index = yield* log.append(encoder.encode(json), syncTimeoutMs)
         // Waiting for the sync is the coalescing: commits made meanwhile go into the next snapshot.
         yield* log.awaitDurable(index + 1, syncTimeoutMs)
         written = json
@@ -110,7 +112,7 @@ export const readTopicState = (topic: string) =>
     const last = log.durable() - 1
     let text = ""
     yield* log.read(last, (_, record) => {
-      text = new TextDecoder().decode(record)
+      text = decoder.decode(record)
       return false
     })
     const fail = (reason: string) => new TopicStateCorrupt({ stream: log.stream, record: last, reason })
