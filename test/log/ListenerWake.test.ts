@@ -5,9 +5,9 @@
  * park bounds (a wait that ends false), never through a measured duration.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Option } from "effect"
 import { defaultLogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
-import { listen, ringEveryone } from "../../src/layers/log/Participants.js"
+import { claimLine, listen, listenForOrdering, newOccurrence, ringEveryone, ringWaiters } from "../../src/layers/log/Participants.js"
 import { Participant } from "../../src/layers/log/Records.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -31,6 +31,32 @@ const setup = Effect.gen(function*() {
   const waits = () => Atomics.load(region.i32, (line + Participant.roomWaits) / 4)
   return { region, area, waiterBell, ringerBell, listening, waits }
 })
+
+/** Broker slot 1 owned by the waiter's process (its owner line names the waiter's doorbell). */
+const OWNED_BROKER = 1
+const setupOwner = Effect.gen(function*() {
+  const base = yield* setup
+  const { area, region, waiterBell } = base
+  const owner = area.brokerOwner(OWNED_BROKER)
+  expect(claimLine(region, owner, newOccurrence(), waiterBell.offset)).toBe(0)
+  const ordering = listenForOrdering(region, area, waiterBell, OWNED_BROKER)
+  if (ordering === undefined) return expect.unreachable("the owner line names the waiter's doorbell")
+  const ackWaits = () => Atomics.load(region.i32, (owner + Participant.ackWaits) / 4)
+  /** The waiter doorbell's words: they change only when someone rings it. */
+  const bellWords = () => [Atomics.load(region.i32, WAITER_BELL / 4 + 1), Atomics.load(region.i32, WAITER_BELL / 4)]
+  /** Forks a wait for the value to reach 1 and lets it count itself and park. */
+  const parkedWaiter = Effect.gen(function*() {
+    const waiter = yield* Effect.fork(onlyByWake(ordering(() => Atomics.load(region.i32, VALUE / 4) >= 1, 60_000)))
+    for (let turns = 0; ackWaits() === 0 && turns < 1000; turns++) yield* Effect.yieldNow()
+    // Parked (its flag set), so from now on only a ring re-checks the waiter's condition.
+    for (let ms = 0; Atomics.load(region.i32, WAITER_BELL / 4 + 1) !== 1 && ms < 10_000; ms++) yield* Effect.sleep("1 millis")
+    expect(Atomics.load(region.i32, WAITER_BELL / 4 + 1)).toBe(1)
+    return waiter
+  })
+  return { ...base, ordering, ackWaits, bellWords, parkedWaiter }
+})
+
+const onlyBroker = (broker: number) => (b: number) => b === broker
 
 /** Ends a wait false after 20 s, before its own 60 s bound would re-check the condition. */
 const onlyByWake = (wait: Effect.Effect<boolean>) => wait.pipe(Effect.timeoutTo({ duration: "20 seconds", onSuccess: (ok) => ok, onTimeout: () => false }))
@@ -70,5 +96,54 @@ describe("Listener lines", () => {
       expect(waits()).toBe(1)
       yield* Fiber.interrupt(waiting)
       expect(waits()).toBe(0)
+    }))
+
+  it.scopedLive("an ACK tracker's wait for its broker's batches is rung by a round that ordered one of them, not by rounds that ordered only other brokers'", () =>
+    Effect.gen(function*() {
+      const { ackWaits, area, bellWords, parkedWaiter, region, ringerBell, waits } = yield* setupOwner
+      const waiter = yield* parkedWaiter
+      // Counted in the owner line, not in the listener line every round rings.
+      expect([ackWaits(), waits()]).toEqual([1, 0])
+      Atomics.store(region.i32, VALUE / 4, 1)
+      const before = bellWords()
+      ringWaiters(region, area, ringerBell, onlyBroker(0))
+      for (let turns = 0; turns < 10; turns++) yield* Effect.yieldNow()
+      expect(bellWords()).toEqual(before)
+      expect(Option.isNone(yield* Fiber.poll(waiter))).toBe(true)
+      ringWaiters(region, area, ringerBell, onlyBroker(OWNED_BROKER))
+      expect(yield* Fiber.join(waiter)).toBe(true)
+      expect(ackWaits()).toBe(0)
+    }))
+
+  it.scopedLive("a change that may move any frontier (ringEveryone) rings every broker's waiting ACK trackers", () =>
+    Effect.gen(function*() {
+      const { area, parkedWaiter, region, ringerBell } = yield* setupOwner
+      const waiter = yield* parkedWaiter
+      Atomics.store(region.i32, VALUE / 4, 1)
+      ringEveryone(region, area, ringerBell)
+      expect(yield* Fiber.join(waiter)).toBe(true)
+    }))
+
+  it.scopedLive("a round ordering the broker's batch racing its ACK tracker's wait never loses the wake, over thousands of rounds", () =>
+    Effect.gen(function*() {
+      const { ackWaits, area, ordering, region, ringerBell, waiterBell } = yield* setupOwner
+      // As above: the doorbell stays parked between rounds, so only the ring can serve a waiter.
+      yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
+      const rounds = 3000
+      for (let round = 1; round <= rounds; round++) {
+        const waiter = yield* Effect.fork(onlyByWake(ordering(() => Atomics.load(region.i32, VALUE / 4) >= round, 60_000)))
+        for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
+        Atomics.store(region.i32, VALUE / 4, round)
+        ringWaiters(region, area, ringerBell, onlyBroker(OWNED_BROKER))
+        expect(yield* Fiber.join(waiter)).toBe(true)
+      }
+      expect(ackWaits()).toBe(0)
+    }), 120_000)
+
+  it.scopedLive("a process that does not own the broker slot gets no such wait (its ACK trackers wait as listeners)", () =>
+    Effect.gen(function*() {
+      const { area, region, ringerBell } = yield* setupOwner
+      expect(listenForOrdering(region, area, ringerBell, OWNED_BROKER)).toBeUndefined()
+      expect(listenForOrdering(region, area, ringerBell, 0)).toBeUndefined()
     }))
 })

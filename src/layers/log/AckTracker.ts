@@ -22,7 +22,7 @@ import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { type LogArea, pbrSlotOffset } from "./Layout.js"
-import { lineTaken, listen } from "./Participants.js"
+import { lineTaken, listen, type ListenerAwait, listenForOrdering } from "./Participants.js"
 import { LINE_BYTES, PbrSlot } from "./Records.js"
 import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { type SessionTable, UNSETTLED } from "./SessionTable.js"
@@ -50,7 +50,13 @@ export interface AckTopic {
 export interface AckSource {
   readonly topic: (name: string) => Effect.Effect<AckTopic, TopicNotFound>
   /** True as soon as `condition()` holds, false after `timeoutMs`. */
-  readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+  readonly await: ListenerAwait
+  /**
+   * A wait woken only when broker `broker`'s batches are ordered (or when any frontier may have
+   * moved otherwise), for ACK trackers in the process owning that broker slot; undefined where
+   * the source has no such wait.
+   */
+  readonly awaitOrdering?: (broker: number) => ListenerAwait | undefined
 }
 
 const UNKNOWN: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: false }
@@ -133,23 +139,27 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
     })
 
   /** The topic's progress once it differs from `seen`: at once when it already does (no wait, no listener count). */
-  const awaitProgress = (t: AckTopic, seen: number, timeoutMs: number): Effect.Effect<number> => {
+  const awaitProgress = (t: AckTopic, seen: number, timeoutMs: number, wait: ListenerAwait = source.await): Effect.Effect<number> => {
     const moved = () => t.progress() !== seen
-    return moved() ? Effect.sync(t.progress) : Effect.map(source.await(moved, timeoutMs), () => t.progress())
+    return moved() ? Effect.sync(t.progress) : Effect.map(wait(moved, timeoutMs), () => t.progress())
   }
 
-  const watch = (t: AckTopic, clientId: number, sessionEpoch: number): SessionWatch => {
+  const watch = (t: AckTopic, clientId: number, sessionEpoch: number, carrier: number | undefined): SessionWatch => {
     const key = `${t.info.id}/${clientId}/${sessionEpoch}`
+    // Under order 5 a session's frontier passes a batch in the round that orders it (its
+    // predecessors are ordered by then), so its carrier's tracker need only wake for its own
+    // broker's batches. Other orders may move the frontier with another broker's batch.
+    const wait = (carrier !== undefined && t.info.order === 5 ? source.awaitOrdering?.(carrier) : undefined) ?? source.await
     return {
       acks: () => acknowledge(t, clientId, sessionEpoch, key),
       progress: t.progress,
-      awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs),
+      awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs, wait),
       durableFailure: t.durableFailure
     }
   }
 
   return {
-    watch: (topic, clientId, sessionEpoch) => Effect.map(source.topic(topic), (t) => watch(t, clientId, sessionEpoch)),
+    watch: (topic, clientId, sessionEpoch, carrier) => Effect.map(source.topic(topic), (t) => watch(t, clientId, sessionEpoch, carrier)),
     sessionAcks: (topic, clientId, sessionEpoch) => Effect.map(source.topic(topic), (t) => acknowledge(t, clientId, sessionEpoch)),
     brokerCounts: (topic) => Effect.map(source.topic(topic), brokerCounts),
     totalOrders: (topic) => Effect.map(source.topic(topic), (t) => t.totalOrder),
@@ -205,7 +215,11 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)
     const topicOf = perTopic((info) => regionTopic(region, area, sessionTable(info), info))
-    return ackTrackerOver({ topic: (name) => Effect.map(resolve(name), topicOf), await: listening })
+    return ackTrackerOver({
+      topic: (name) => Effect.map(resolve(name), topicOf),
+      await: listening,
+      awaitOrdering: (broker) => listenForOrdering(region, area, doorbell, broker)
+    })
   })
 
 export const layer = (area: LogArea): Layer.Layer<AckTracker, never, CxlMemory | Doorbell> => Layer.scoped(AckTracker, make(area))

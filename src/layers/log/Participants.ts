@@ -117,13 +117,15 @@ export const ringLine = (region: CxlMemoryShape, doorbell: DoorbellShape, offset
 const rung: Array<number> = []
 
 /**
- * After the sequencer moved something: rings every listener with a fiber waiting for progress
- * and every broker owner with an append waiting for room (consumed-through moved), each
- * doorbell once. The sequencer committed what moved before (a sequentially consistent store),
- * then reads the counts: a waiter counts itself before it re-checks its condition (see
- * `listen`), so it either sees the commit or is counted here.
+ * After something moved a topic's frontiers (a sequencer round, the durable tier): rings every
+ * listener with a fiber waiting for progress, every broker owner with an append waiting for room
+ * (consumed-through moved), and every broker owner with an ACK tracker waiting for its batches
+ * for which `ordered(b)` says true; each doorbell once. The writer committed what moved before
+ * (a sequentially consistent store), then reads the counts: a waiter counts itself before it
+ * re-checks its condition (see `listen`, `listenForOrdering`), so it either sees the commit or is
+ * counted here.
  */
-export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => {
+export const ringWaiters = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, ordered: (broker: number) => boolean): void => {
   rung.length = 0
   const { lines } = views(region)
   const ringOnce = (offset: number) => {
@@ -138,9 +140,14 @@ export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: Do
   }
   for (let b = 0; b < area.config.maxBrokers; b++) {
     const owner = area.brokerOwner(b)
-    if (lines.roomWaits(owner) > 0) ringOnce(owner)
+    if (lines.roomWaits(owner) > 0 || (lines.ackWaits(owner) > 0 && ordered(b))) ringOnce(owner)
   }
 }
+
+const anyBroker = () => true
+
+/** `ringWaiters` for a change that may move any session's frontier (ACK trackers of every broker included). */
+export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => ringWaiters(region, area, doorbell, anyBroker)
 
 /**
  * Retention moved (a durable cursor advanced or left): rings the broker owners with an append
@@ -160,8 +167,11 @@ export const ringRoomWaiters = (region: CxlMemoryShape, area: LogArea, doorbell:
 export const waitingForRoom = (region: CxlMemoryShape, owner: number) => {
   const { lines } = views(region)
   return {
-    /** A new owner starts from none (a previous owner may have died while waiting). */
-    reset: () => lines.storeRoomWaits(owner, 0),
+    /** A new owner starts from no waiter, for room or for ordering (a previous owner may have died while waiting). */
+    reset: () => {
+      lines.storeRoomWaits(owner, 0)
+      lines.storeAckWaits(owner, 0)
+    },
     begin: () => lines.addRoomWaits(owner, 1),
     end: () => lines.addRoomWaits(owner, -1)
   }
@@ -205,6 +215,24 @@ export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: Doorbell
       return (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted)
     })
   )
+
+/**
+ * A wait of this process's ACK trackers for broker `broker`'s batches to be ordered, counted in
+ * the broker owner line's `ackWaits`: the sequencer rings it only after a round that ordered a
+ * batch of that broker (or one that may move any frontier: see `ringWaiters`), not after every
+ * round, so with N brokers a batch wakes one broker, not N. Same protocol as `listen`: counted
+ * (a sequentially consistent add) before the doorbell re-checks the condition. Undefined unless
+ * this process owns the broker slot (the owner line names this process's doorbell).
+ */
+export const listenForOrdering = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, broker: number): ListenerAwait | undefined => {
+  if (broker < 0 || broker >= area.config.maxBrokers) return undefined
+  const owner = area.brokerOwner(broker)
+  if (bellOf(region, owner) !== doorbell.offset) return undefined
+  const { lines } = views(region)
+  const counted = Effect.sync(() => lines.addAckWaits(owner, 1))
+  const uncounted = Effect.sync(() => lines.addAckWaits(owner, -1))
+  return (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted)
+}
 
 /**
  * Durable subscribers: a subscriber line of the topic, claimed like a participant line, whose

@@ -258,6 +258,10 @@ export class ParticipantLineView extends View {
   roomWaits(at: number): number { return Atomics.load(this.i32, (at + Participant.roomWaits) / 4) }
   storeRoomWaits(at: number, v: number): void { Atomics.store(this.i32, (at + Participant.roomWaits) / 4, v) }
   addRoomWaits(at: number, delta: number): void { Atomics.add(this.i32, (at + Participant.roomWaits) / 4, delta) }
+  /** How many of the owner's ACK trackers wait for the broker's batches to be ordered. */
+  ackWaits(at: number): number { return Atomics.load(this.i32, (at + Participant.ackWaits) / 4) }
+  storeAckWaits(at: number, v: number): void { Atomics.store(this.i32, (at + Participant.ackWaits) / 4, v) }
+  addAckWaits(at: number, delta: number): void { Atomics.add(this.i32, (at + Participant.ackWaits) / 4, delta) }
 }
 
 /** A subscriber line: a participant line's claim words, then whether it is durable and its cursor. */

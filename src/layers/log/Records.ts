@@ -9,8 +9,10 @@
  * `roomWaits` (broker owners): how many of the owner's appends wait for PBR or Blog room now, so
  * whoever frees room rings only brokers that wait for it. In a listener line the same word counts
  * the owner's fibers waiting for the log to move, so the sequencer rings only lines with a waiter.
+ * `ackWaits` (broker owners): how many of the owner's ACK trackers wait for the broker's own
+ * batches to be ordered, so a round rings only the brokers whose batches it ordered.
  */
-export const Participant = { occurrence: 0, pid: 4, doorbell: 8, roomWaits: 12 } as const
+export const Participant = { occurrence: 0, pid: 4, doorbell: 8, roomWaits: 12, ackWaits: 16 } as const
 
 /**
  * Topic descriptor (the head): `state` is its commit word. Name: UTF-8, at most `maxNameBytes`.

@@ -28,7 +28,7 @@ import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { Offsets } from "../region/Superblock.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
-import { isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone } from "./Participants.js"
+import { isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringWaiters } from "./Participants.js"
 import { DescriptorState, GoiEntry, LeaseLine, LINE_BYTES, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import {
   DescriptorView,
@@ -47,6 +47,7 @@ import {
   publishTopic,
   replayOrdered,
   restoreSessions,
+  type RoundTally,
   TopicOrder,
   type TopicStorage
 } from "./SequencerRound.js"
@@ -328,6 +329,11 @@ const regionLog = (
    * only then). Set before `hasWork` is first checked: an appender commits, then reads the
    * word, so either it sees 1 and rings, or the check sees its commit.
    */
+  // The round being rung, read by one closure made once (a round allocates nothing to ring).
+  let ringRound: RoundTally | undefined
+  const orderedInRound = (broker: number) => (ringRound?.batches[broker] ?? 0) > 0
+  const anyBroker = () => true
+
   const awaitWork = (hasWork: () => boolean, timeoutMs: number) =>
     Effect.acquireUseRelease(
       Effect.sync(() => lease.markWaiting(1)),
@@ -341,7 +347,10 @@ const regionLog = (
     leaseLost: lease.lost,
     hasNewTopics: () => newTopics().length > 0,
     discover: Effect.suspend(() => Effect.map(Effect.forEach(newTopics(), discoverTopic), (found) => found.flat())),
-    ring: () => ringEveryone(region, area, doorbell),
+    ring: (round) => {
+      ringRound = round
+      ringWaiters(region, area, doorbell, round.movedSessions() ? anyBroker : orderedInRound)
+    },
     awaitWork
   }
 }

@@ -86,8 +86,8 @@ export interface LogStorage {
   readonly hasNewTopics: () => boolean
   /** The new topics, recovered from what their storage holds (those that cannot be are logged and left out). */
   readonly discover: Effect.Effect<ReadonlyArray<TopicOrder>>
-  /** Wakes everyone waiting for the log to move. */
-  readonly ring: () => void
+  /** Wakes who waits for what `round` moved: every reader, and the ACK trackers of the brokers whose batches it ordered. */
+  readonly ring: (round: RoundTally) => void
   /** Waits until `hasWork()` holds (true) or `timeoutMs` passes (false). */
   readonly awaitWork: (hasWork: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
 }
@@ -131,6 +131,14 @@ export class RoundTally {
       this.batches[b] += t.batches[b]
       this.batchMessages[b] += t.batchMessages[b]
     }
+  }
+  /**
+   * Whether the round may have moved a session frontier other than by ordering batches (a fence,
+   * a release, a drop, a duplicate, a close marker): then every broker's ACK trackers look again,
+   * not only those of the brokers in `batches`.
+   */
+  movedSessions(): boolean {
+    return this.duplicates + this.fenced + this.dropped + this.markers + this.released > 0
   }
   /** Whether the round moved anything (then it is published, and the next round follows at once). */
   moved(): boolean {
@@ -413,7 +421,7 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
       total.add(tally)
       for (let b = 0; b < settings.maxBrokers; b++) heldNow += engine.heldCount(b)
     }
-    if (any) log.ring()
+    if (any) log.ring(total)
     tallyMetrics(total, heldNow)
     return total
   }

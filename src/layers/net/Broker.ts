@@ -953,7 +953,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const totalOrder = yield* acks.totalOrders(topic)
         const orderOf = (pbrSeq: number) => totalOrder(brokerId, pbrSeq)
         // Resolved once: a wake re-reads the session line with plain calls, and its only Effect is the wait.
-        const watch = yield* acks.watch(topic, clientId, sessionEpoch)
+        const watch = yield* acks.watch(topic, clientId, sessionEpoch, brokerId)
         let seen = watch.progress()
         let acked = 0
         /** When the session was first seen fenced with batches ordered but not yet on disk (ACK 2). */

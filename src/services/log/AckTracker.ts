@@ -50,15 +50,22 @@ export interface SessionWatch {
   readonly acks: () => SessionAcks
   /** What `progress` says now. */
   readonly progress: () => number
-  /** As `awaitProgress`; resumes at once (no wait) when the progress already differs from `seen`. */
+  /**
+   * As `awaitProgress`; resumes at once (no wait) when the progress already differs from `seen`.
+   * With a `carrier`, a change made only by ordering other brokers' batches may not resume it.
+   */
   readonly awaitProgress: (seen: number, timeoutMs: number) => Effect.Effect<number>
   /** Set once the topic's copy on disk stopped (replication factor 2): its level 2 will not move again. */
   readonly durableFailure: () => DurableFailure | undefined
 }
 
 export interface AckTrackerShape {
-  /** The session's `SessionWatch` (the topic is resolved here, once). */
-  readonly watch: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionWatch, TopicNotFound>
+  /**
+   * The session's `SessionWatch` (the topic is resolved here, once). `carrier`: the broker whose
+   * batches of the session the caller acknowledges, when it runs in that broker's process; its
+   * `awaitProgress` may then sleep through rounds that ordered only other brokers' batches.
+   */
+  readonly watch: (topic: string, clientId: number, sessionEpoch: number, carrier?: number) => Effect.Effect<SessionWatch, TopicNotFound>
   readonly sessionAcks: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionAcks, TopicNotFound | LogCorrupt>
   readonly brokerCounts: (topic: string) => Effect.Effect<ReadonlyArray<BrokerCounts>, TopicNotFound>
   /**
