@@ -145,7 +145,7 @@ const serve = (options: HeadOptions) =>
       const segments = SegmentsLayers.layer({ directory: options.dataDir })
       const regionLog = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => Layer.merge(LogReaderLayers.layer(l.log), ConsumersLayers.layer(l.log))))
       if (options.recover === true) {
-        yield* recoverAll(sequencer).pipe(Effect.provide(segments))
+        yield* recoverAll().pipe(Effect.provide(segments))
         // Named consumers at their committed offsets, before the head is ready (and before the tier's first snapshot).
         const recovered = (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2)
         yield* restoreAllConsumers(recovered).pipe(Effect.provide(Layer.merge(segments, regionLog)))

@@ -7,13 +7,11 @@
  * same stream. A log that is not empty is refused.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer } from "effect"
+import { Deferred, Effect, Exit, Fiber } from "effect"
 import { persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
-import { recoverTopic } from "../../src/layers/log/Recovery.js"
+import { recoverInto } from "../fixtures/recovery.js"
 import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
-import { Appender } from "../../src/services/log/Appender.js"
-import { LogReader } from "../../src/services/log/LogReader.js"
 import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, readAll } from "../fixtures/log-harness.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 
@@ -58,12 +56,9 @@ for (const impl of implementations) {
         const second = yield* impl.make()
         const again = yield* second.topics.create(spec)
         const sequencer2 = yield* second.sequencer()
+        const result = yield* recoverInto(second, again, layersOf(second))
         const appender = yield* second.appender(0, { registered: false })
-        // Read in chunks of 5 batches: the stream is read in pieces, each batch once.
-        const result = yield* recoverTopic(again, second.sessions("d"), drain(sequencer2), { chunk: 5 }).pipe(
-          Effect.provide(Layer.merge(layersOf(second), Layer.succeed(Appender, appender)))
-        )
-        expect(result).toEqual({ batches: 16, messages: original.reduce((n, x) => n + x.messageCount, 0), sessions: 2, cutBytes: torn })
+        expect(result).toEqual({ batches: 16, messages: original.reduce((n, x) => n + x.messageCount, 0), sessions: 2, cutBytes: torn, held: 16 })
         const recovered = yield* readAll(second.reader, "d")
         const shape = (x: (typeof original)[number]) => ({ ...x, brokerId: 0 })
         expect(recovered).toEqual(original.map(shape))
@@ -109,11 +104,7 @@ for (const impl of implementations) {
 
         const second = yield* impl.make()
         const again = yield* second.topics.create(spec)
-        const sequencer2 = yield* second.sequencer()
-        const appender = yield* second.appender(0, { registered: false })
-        const result = yield* recoverTopic(again, second.sessions("d"), drain(sequencer2), { appendTimeoutMs: 2_000 }).pipe(
-          Effect.provide(Layer.merge(layersOf(second), Layer.succeed(Appender, appender)))
-        )
+        const result = yield* recoverInto(second, again, layersOf(second))
         expect(result).toMatchObject({ batches: 60, messages: 120, sessions: 1 })
         const tail = yield* readAll(second.reader, "d")
         expect(tail.length).toBeGreaterThan(0)
@@ -130,8 +121,7 @@ for (const impl of implementations) {
         const sequencer = yield* cluster.sequencer()
         yield* appendSimple(appender, "d", 1, 1, 0)
         yield* drain(sequencer)
-        const layers = Layer.mergeAll(SegmentsMemoryLayers.layerMemory(makeMemoryDisk()), Layer.succeed(LogReader, cluster.reader), Layer.succeed(Appender, appender))
-        const error = yield* Effect.flip(recoverTopic(topic, cluster.sessions("d"), Effect.orDie(drain(sequencer))).pipe(Effect.provide(layers)))
+        const error = yield* Effect.flip(recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(makeMemoryDisk())))
         expect(error).toMatchObject({ _tag: "RecoveryFailed", topic: "d" })
         expect(error.message).toContain("not empty")
       }))

@@ -162,7 +162,13 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     const segments = yield* Segments
     const reader = yield* LogReader
     // The bound on what waits for the disk is this loop's own (`maxPendingBytes`): an append never finds the stream full.
-    const log = yield* segments.open(streamOf(topic.name), { ...options.segments, maxPendingBytes: Number.POSITIVE_INFINITY })
+    // The writer reads only the last record: the closed segments are checked by whoever reads them (recovery just did,
+    // and a head restarted on a long stream would otherwise read it whole before it persists anything).
+    const log = yield* segments.open(streamOf(topic.name), {
+      verifyClosedSegments: false,
+      ...options.segments,
+      maxPendingBytes: Number.POSITIVE_INFINITY
+    })
     options.onOpen?.(log)
     const resumeAt = yield* streamEnd(log)
     const bounds = yield* reader.bounds(topic.name)

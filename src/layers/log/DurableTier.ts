@@ -5,19 +5,15 @@
  * `diskRetention`, applied at every segment roll and every 10 s). A topic whose writer stops
  * (a full disk, an I/O error) is logged and its ACK 2 stops moving; the other topics carry on.
  */
-import { Data, Effect, Layer } from "effect"
+import { Data, Effect } from "effect"
 import { RegionLayout } from "../RegionLayout.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { SegmentLog } from "../../services/log/Segments.js"
 import { Topics, type TopicSpec } from "../../services/log/Topics.js"
-import type { SequencerShape } from "../../services/log/Sequencer.js"
-import * as AppenderLayers from "./Appender.js"
-import * as LogReaderLayers from "./LogReader.js"
 import { persistTopic, regionMarks } from "./DurableOrder.js"
 import { persistTopicState } from "./DurableTopicState.js"
-import { recoverTopic } from "./Recovery.js"
-import { regionSessionTables } from "./Topics.js"
+import { recoverTopic, regionRecoveryTarget } from "./Recovery.js"
 
 /** A topic with replication factor 2 and a head without a data directory: its ACK 2 could never be given. */
 export class DataDirRequired extends Data.TaggedError("DataDirRequired")<{ readonly topics: ReadonlyArray<string> }> {
@@ -88,29 +84,18 @@ export const durableTier = (stats: DurableStats) =>
 /** Rounds (of one second) between the durable tier's own retention passes. */
 const RETAIN_EVERY_ROUNDS = 10
 
-/** Steps the sequencer until a round moves nothing (recovery: the head orders its own replay before anyone else appends). */
-const orderAll = (sequencer: SequencerShape) =>
-  Effect.gen(function*() {
-    for (;;) {
-      const round = yield* sequencer.step
-      if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped === 0) return
-    }
-  })
-
 /**
- * `cxlog head --recover DIR`: every RF 2 topic of the new region is rebuilt from its stream,
- * replayed through broker slot 0 (held only meanwhile), before the head reports ready.
+ * `cxlog head --recover DIR`: every RF 2 topic of the new region is loaded from its stream
+ * (broker slot 0 held meanwhile) before the head reports ready and before its sequencer runs.
  */
-export const recoverAll = (sequencer: SequencerShape) =>
+export const recoverAll = () =>
   Effect.gen(function*() {
     const topics = yield* Topics
     const layout = yield* RegionLayout
-    const sessionsOf = regionSessionTables(yield* CxlMemory, layout.log)
+    const region = yield* CxlMemory
     for (const topic of yield* topics.list) {
       if (topic.replicationFactor < 2) continue
-      yield* recoverTopic(topic, sessionsOf(topic), orderAll(sequencer)).pipe(
-        Effect.provide(Layer.merge(AppenderLayers.layer(layout.log, { brokerId: 0 }), LogReaderLayers.layer(layout.log)))
-      )
+      yield* Effect.scoped(Effect.flatMap(regionRecoveryTarget(region, layout.log, topic), (target) => recoverTopic(topic, target)))
     }
   })
 

@@ -33,7 +33,7 @@ export const defaultMaxPendingBytes = 64 << 20
 /** Pending chunks are at least this large (a record larger gets a chunk of its own size). */
 const CHUNK_BYTES = 256 << 10
 /** Reads fetch this much at a time. */
-const READ_BYTES = 1 << 20
+const READ_BYTES = 4 << 20
 /** How long closing a stream waits for its writer to write and sync what is pending. */
 const CLOSE_DRAIN_MS = 30_000
 
@@ -50,6 +50,8 @@ interface Segment {
   /** Records in it. */
   records: number
   modifiedAt: number
+  /** False for a closed segment opening did not scan (`verifyClosedSegments: false`): its count comes from the next segment's name, and reads check it. */
+  readonly verified: boolean
 }
 
 type Pending =
@@ -85,57 +87,101 @@ interface Scanned {
   readonly bad?: { readonly offset: number; readonly reason: string }
 }
 
+/** Room before each read-ahead chunk for the part of a record the previous chunk ended with (a larger one is copied). */
+const CARRY_BYTES = 1 << 20
+
 /**
  * Reads a segment's records in order, from byte `start` (a record boundary; default its start)
  * up to `limit` bytes, calling `onRecord` with each and the offset after it (false stops).
- * Stops at the first record that is not intact.
+ * Stops at the first record that is not intact. The next chunk is read while this one is
+ * checked (two buffers; a record cut by a chunk's end is carried into the room before the next).
+ * Full-sized buffers come from `pool` and go back to it at the end.
  */
 const scanFile = async (
   file: SegmentFile,
   limit: number,
   onRecord: (view: Uint8Array, next: number) => boolean | void,
-  start = 0
+  start = 0,
+  pool: Array<Uint8Array> = []
 ): Promise<Scanned> => {
-  let buf = new Uint8Array(Math.min(READ_BYTES, Math.max(limit - start, RECORD_HEADER_BYTES)))
+  const chunkBytes = Math.min(READ_BYTES, Math.max(limit - start, RECORD_HEADER_BYTES))
+  const carry = Math.min(CARRY_BYTES, chunkBytes)
+  const pooled = carry + chunkBytes === CARRY_BYTES + READ_BYTES
+  const spare: Array<Uint8Array> = pooled ? pool.splice(0, 2) : []
+  /** The file offset the next chunk is read from. */
+  let ahead = start
+  const fetch = (): Promise<{ readonly buf: Uint8Array; readonly position: number; readonly want: number; readonly got: number }> | undefined => {
+    if (ahead >= limit) return undefined
+    const buf = spare.pop() ?? new Uint8Array(carry + chunkBytes)
+    const position = ahead
+    const want = Math.min(chunkBytes, limit - position)
+    ahead += want
+    return file.read(buf.subarray(carry, carry + want), position).then((got) => ({ buf, position, want, got }))
+  }
+  let pending = fetch()
+  let buf: Uint8Array = new Uint8Array(0)
   /** The file offset of buf[0], and how many bytes of buf hold the file's. */
   let base = start
   let filled = 0
   let at = 0
   let records = 0
+  /** Lets a read still in flight finish before the caller closes the file; the buffers go back to the pool. */
+  const done = async (scanned: Scanned): Promise<Scanned> => {
+    const inFlight = pending === undefined ? undefined : await pending.catch(() => undefined)
+    if (pooled) {
+      for (const b of [buf, ...spare, ...(inFlight === undefined ? [] : [inFlight.buf])]) {
+        if (b.length === carry + chunkBytes && pool.length < 2) pool.push(b)
+      }
+    }
+    return scanned
+  }
   for (;;) {
     const check = checkRecord(buf, at, filled)
     if (check.kind === "ok") {
       records++
       if (onRecord(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + check.length), base + check.next) === false) {
-        return { records, end: base + check.next, size: limit }
+        return done({ records, end: base + check.next, size: limit })
       }
       at = check.next
       continue
     }
-    if (check.kind === "bad") return { records, end: base + at, size: limit, bad: { offset: base + at, reason: check.reason } }
-    // short: fetch more of the file, if there is more
-    if (base + filled >= limit) {
-      if (base + at === limit) return { records, end: limit, size: limit }
+    if (check.kind === "bad") return done({ records, end: base + at, size: limit, bad: { offset: base + at, reason: check.reason } })
+    // short: take the next chunk, if there is more
+    if (pending === undefined) {
+      if (base + at === limit) return done({ records, end: limit, size: limit })
       const reason = check.length < 0
         ? `${limit - base - at} bytes, less than a record header`
         : `a record of ${check.length} bytes runs past the end of the file`
-      return { records, end: base + at, size: limit, bad: { offset: base + at, reason } }
+      return done({ records, end: base + at, size: limit, bad: { offset: base + at, reason } })
     }
-    const need = check.length < 0 ? RECORD_HEADER_BYTES : recordBytes(check.length)
-    if (need > buf.length) {
-      const bigger = new Uint8Array(need)
-      bigger.set(buf.subarray(at, filled))
-      buf = bigger
+    const fetched = await pending
+    pending = undefined
+    if (fetched.got <= 0) {
+      spare.push(fetched.buf)
+      return done({ records, end: base + at, size: base + filled, bad: { offset: base + at, reason: "the file is shorter than its size" } })
+    }
+    // A short read: the rest of that chunk is read next.
+    if (fetched.got < fetched.want) ahead = fetched.position + fetched.got
+    const left = filled - at
+    const reusable = buf.length === carry + chunkBytes ? buf : undefined
+    if (left <= carry) {
+      fetched.buf.set(buf.subarray(at, filled), carry - left)
+      buf = fetched.buf
+      base = fetched.position - carry
+      at = carry - left
+      filled = carry + fetched.got
     } else {
-      buf.copyWithin(0, at, filled)
+      const joined = new Uint8Array(left + fetched.got)
+      joined.set(buf.subarray(at, filled))
+      joined.set(fetched.buf.subarray(carry, carry + fetched.got), left)
+      spare.push(fetched.buf)
+      buf = joined
+      base += at
+      at = 0
+      filled = joined.length
     }
-    base += at
-    filled -= at
-    at = 0
-    const want = Math.min(buf.length - filled, limit - base - filled)
-    const got = await file.read(buf.subarray(filled, filled + want), base + filled)
-    if (got <= 0) return { records, end: base, size: base + filled, bad: { offset: base, reason: "the file is shorter than its size" } }
-    filled += got
+    if (reusable !== undefined) spare.push(reusable)
+    pending = fetch()
   }
 }
 
@@ -176,6 +222,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         return m === null ? [] : [Number(m[1])]
       }).sort((a, b) => a - b)
       const segments: Array<Segment> = []
+      /** Read-ahead buffers, reused by this stream's scans. */
+      const readBuffers: Array<Uint8Array> = []
       let cutBytes = 0
       let current: SegmentFile | undefined
       yield* Effect.addFinalizer(() => current === undefined ? Effect.void : Effect.promise(() => current!.close().catch(() => undefined)))
@@ -193,9 +241,13 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         }
         const size = yield* io(directory, path, "stat", () => files.size(path))
         const modifiedAt = yield* io(directory, path, "stat", () => files.modifiedAt(path))
+        if (!last && options.verifyClosedSegments === false) {
+          segments.push({ base, path, bytes: size, records: bases[i + 1]! - base, modifiedAt, verified: false })
+          continue
+        }
         const file = yield* io(directory, path, "open", () => files.open(path))
         if (last) current = file
-        const scanned = yield* io(directory, path, "read", () => scanFile(file, size, () => undefined))
+        const scanned = yield* io(directory, path, "read", () => scanFile(file, size, () => undefined, 0, readBuffers))
         if (scanned.bad !== undefined) {
           const bad = scanned.bad
           const later = last ? yield* io(directory, path, "read", () => intactRecordAfter(file, bad.offset, size)) : bad.offset
@@ -213,13 +265,13 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           )
         }
         if (!last) yield* io(directory, path, "close", () => file.close())
-        segments.push({ base, path, bytes: scanned.end, records: scanned.records, modifiedAt })
+        segments.push({ base, path, bytes: scanned.end, records: scanned.records, modifiedAt, verified: true })
       }
       if (segments.length === 0) {
         const path = join(dir, segmentFileName(0))
         current = yield* io(directory, path, "create", () => files.create(path))
         yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
-        segments.push({ base: 0, path, bytes: 0, records: 0, modifiedAt: files.now() })
+        segments.push({ base: 0, path, bytes: 0, records: 0, modifiedAt: files.now(), verified: true })
       }
       const tail = segments[segments.length - 1]!
       const recovered = tail.base + tail.records
@@ -306,7 +358,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             const path = join(dir, segmentFileName(item.base))
             current = yield* io(directory, path, "create", () => files.create(path))
             yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
-            segments.push({ base: item.base, path, bytes: 0, records: 0, modifiedAt: files.now() })
+            segments.push({ base: item.base, path, bytes: 0, records: 0, modifiedAt: files.now(), verified: true })
             syncs++
             durable = item.base
             durableBytes = 0
@@ -452,9 +504,17 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             const resume = lastRead !== undefined && lastRead.base === segment.base && lastRead.index <= index ? lastRead : undefined
             let at = resume?.index ?? segment.base
             let stopped = false
+            /** An unscanned closed segment holding more records than the next segment's name leaves it. */
+            let overrun = false
+            /** The byte after the last record delivered (-1: none). */
+            let readTo = -1
             const scanned = yield* ioRead(segment.path, "read", () =>
               scanFile(file, limit, (view, next) => {
                 const i = at++
+                if (i >= end && !isOpen) {
+                  overrun = true
+                  return false
+                }
                 if (i < index) return
                 if (i >= frontier) {
                   stopped = true
@@ -462,15 +522,23 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
                 }
                 const more = onRecord(i, view)
                 index = i + 1
-                lastRead = { base: segment.base, index, offset: next }
+                readTo = next
                 if (more === false) {
                   stopped = true
                   return false
                 }
-              }, resume?.offset ?? 0).finally(() => file.close().catch(() => undefined))
+              }, resume?.offset ?? 0, readBuffers).finally(() => file.close().catch(() => undefined))
             )
+            if (readTo >= 0) lastRead = { base: segment.base, index, offset: readTo }
             if (scanned.bad !== undefined) {
               return yield* new SegmentCorrupt({ file: segment.path, offset: scanned.bad.offset, reason: scanned.bad.reason })
+            }
+            if (overrun || (!stopped && !segment.verified && at !== end)) {
+              return yield* new SegmentCorrupt({
+                file: segment.path,
+                offset: scanned.end,
+                reason: `it holds ${overrun ? `more than ${end - segment.base}` : at - segment.base} records, but the next segment begins at record ${end}`
+              })
             }
             if (stopped) break
           }

@@ -16,6 +16,12 @@ export interface SegmentLogOptions {
   readonly maxPendingBytes?: number
   /** Whole old segments are deleted once the stream holds more than `maxBytes`, or once their last write is older than `maxAgeMs`. */
   readonly retention?: { readonly maxBytes?: number; readonly maxAgeMs?: number }
+  /**
+   * Whether opening checks every record of the closed segments (default true). False: only the
+   * last segment (the one that can hold a torn tail) is scanned; a closed segment's damage is then
+   * `SegmentCorrupt` from the read that reaches it (for a reader about to read the stream whole).
+   */
+  readonly verifyClosedSegments?: boolean
 }
 
 /** What opening a stream found on disk. */
