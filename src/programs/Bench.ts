@@ -55,6 +55,9 @@ const benchSecured = (options: BenchOptions) =>
       securedAckLatencyP50Us: secured.ackLatencyP50Us,
       plainCpuSecondsPerGiB: plain.cpuSecondsPerGiB.total,
       securedCpuSecondsPerGiB: secured.cpuSecondsPerGiB.total,
+      // Per role (head, brokers, publisher, subscriber): where security's CPU goes.
+      plainCpu: plain.cpuSecondsPerGiB,
+      securedCpu: secured.cpuSecondsPerGiB,
       plain: audit(plain),
       secured: audit(secured),
       ratio

@@ -232,12 +232,24 @@ const handleOf = (socket: Socket): ReadHandle | null => (socket as unknown as { 
 /** Where input goes once a connection stops taking it (read and dropped). */
 const DROPPED = new Uint8Array(4096)
 
+/** A TLS socket's link to its TLS session (Node's TLSWrap, which is also its handle); absent on plain sockets. */
+interface TlsLink {
+  ssl?: unknown
+}
+
 /**
  * A connection's input, read in place: the accepted socket's handle is taken over by a socket
  * that reads with Node's `onread` into the buffer `reader.buffer()` names for each read (no
  * Buffer per read, no stream machinery). Reading runs only while someone consumes: a direct
  * consumer called from the read callback itself (it returns false to stop reading), or the
  * connection's fiber waiting in `read`; otherwise it is stopped, and the kernel holds the rest.
+ *
+ * A TLS connection is taken over once its handshake is done: its handle is the TLS session
+ * (a stream like the TCP one), which decrypts each record into the buffer named for it, split
+ * across buffers where a record straddles frames, so a payload still reaches the log in one
+ * copy, made by Node's C++, and no Buffer is made per record. Unlike TCP, a TLS read that
+ * stops reading still delivers the rest of the records already received: they land where
+ * `reader.buffer()` says (its stash once a frame waits for `next()`).
  */
 const adopt = (raw: Socket, reader: InPlaceFrameReader) => {
   let ended = false
@@ -256,16 +268,30 @@ const adopt = (raw: Socket, reader: InPlaceFrameReader) => {
     // The fiber takes it from here and asks for more with `read`.
     return false
   }
-  // The server accepted it paused (`pauseOnConnect`): nothing was read yet. Its handle moves to
-  // a socket made with `onread` (Node offers that option only to sockets it constructs).
+  // A plain connection was accepted paused (`pauseOnConnect`): nothing was read yet. A TLS one,
+  // past its handshake, may hold decrypted input already: that goes to the reader first. Then the
+  // handle moves to a socket made with `onread` (Node offers that option only to sockets it constructs).
+  const tls = (raw as TlsLink).ssl !== undefined
+  for (let chunk: Buffer | null = tls ? raw.read() : null; chunk !== null; chunk = raw.read()) {
+    for (let at = 0; at < chunk.length;) {
+      const into = reader.buffer()
+      const n = Math.min(into.length, chunk.length - at)
+      into.set(chunk.subarray(at, at + n))
+      reader.filled(n)
+      at += n
+    }
+  }
   const handle = handleOf(raw)
   ;(raw as unknown as { _handle: ReadHandle | null })._handle = null
+  // The TLS session goes with the handle: closing the old socket must not end it, closing the new one does.
+  if (tls) (raw as TlsLink).ssl = null
   raw.destroy()
   const socket = new Socket({
     handle,
     allowHalfOpen: true,
     onread: { buffer: () => (dropping ? DROPPED : reader.buffer()), callback: onRead }
   } as SocketConstructorOpts)
+  if (tls) (socket as TlsLink).ssl = handle
   const onEnd = () => {
     ended = true
     if (waiting !== undefined) {
@@ -327,96 +353,6 @@ const adopt = (raw: Socket, reader: InPlaceFrameReader) => {
 }
 
 type Intake = ReturnType<typeof adopt>
-
-/**
- * A connection's input from a TLS socket, whose reads cannot be aimed (Node decrypts into its
- * own chunks): each decrypted chunk is copied into the buffer `reader.buffer()` names — a batch
- * payload's reserved log space — so the payload still reaches the log in one copy. Same
- * interface and rules as `adopt`; a chunk nobody consumes waits with the socket paused.
- */
-const adoptStream = (socket: Socket, reader: InPlaceFrameReader): Intake => {
-  let ended = false
-  let dropping = false
-  let waiting: (() => void) | undefined
-  let direct: (() => boolean) | undefined
-  let chunk: Uint8Array = DROPPED.subarray(0, 0)
-  let at = 0
-  /** Hands the pending chunk to the reader while someone consumes; true once all of it went. */
-  const feed = (): boolean => {
-    while (at < chunk.length) {
-      if (dropping) {
-        at = chunk.length
-        break
-      }
-      if (direct === undefined && waiting === undefined) return false
-      const into = reader.buffer()
-      const n = Math.min(into.length, chunk.length - at)
-      into.set(chunk.subarray(at, at + n))
-      at += n
-      reader.filled(n)
-      if (direct !== undefined) {
-        // A consumer that stops unsets itself (reading pauses below).
-        direct()
-      } else if (waiting !== undefined) {
-        const wake = waiting
-        waiting = undefined
-        wake()
-      }
-    }
-    return true
-  }
-  const pump = () => {
-    if (!feed()) return void socket.pause()
-    if (!ended && !socket.destroyed) socket.resume()
-  }
-  socket.on("data", (data: Buffer) => {
-    chunk = data
-    at = 0
-    if (!feed()) socket.pause()
-  })
-  const onEnd = () => {
-    ended = true
-    if (waiting !== undefined) {
-      const wake = waiting
-      waiting = undefined
-      wake()
-    } else if (direct !== undefined) {
-      direct()
-    }
-  }
-  socket.on("end", onEnd)
-  socket.on("close", onEnd)
-  // Nothing consumes yet: the handshake's first `read` starts the flow.
-  socket.pause()
-  return {
-    socket,
-    ended: () => ended && at >= chunk.length,
-    starved: () => waiting !== undefined || direct !== undefined,
-    // Each piece of a chunk asks the reader for its buffer afresh: nothing to re-aim.
-    aim: () => {},
-    read: Effect.async<void>((wake) => {
-      if (ended && at >= chunk.length) return wake(Effect.void)
-      waiting = () => wake(Effect.void)
-      pump()
-      return Effect.sync(() => {
-        waiting = undefined
-      })
-    }),
-    setDirect: (consume: (() => boolean) | undefined) => {
-      direct = consume
-      if (consume !== undefined) pump()
-      else socket.pause()
-    },
-    stop: () => {
-      const wasEnded = ended
-      dropping = true
-      direct = undefined
-      at = chunk.length
-      if (!wasEnded && !socket.destroyed) socket.resume()
-      onEnd()
-    }
-  }
-}
 
 /** The broker's TLS server options from its PEM files (read once, at start), or why not. */
 const secureContextOf = (tls: NonNullable<BrokerOptions["tls"]>): TlsOptions => ({
@@ -613,7 +549,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           return view
         }
       })
-      const intake = secure === undefined ? adopt(raw, reader) : adoptStream(raw, reader)
+      const intake = adopt(raw, reader)
       const socket = intake.socket
       socket.on("error", () => {})
       sockets.add(socket)
