@@ -9,8 +9,8 @@ import { Data, Effect } from "effect"
 import { RegionLayout } from "../RegionLayout.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
-import type { SegmentLog } from "../../services/log/Segments.js"
-import { Topics, type TopicSpec } from "../../services/log/Topics.js"
+import type { SegmentLog, SegmentLogOptions } from "../../services/log/Segments.js"
+import { type TopicInfo, Topics, type TopicSpec } from "../../services/log/Topics.js"
 import { persistTopic, regionMarks } from "./DurableOrder.js"
 import { persistTopicState } from "./DurableTopicState.js"
 import { recoverTopic, regionRecoveryTarget } from "./Recovery.js"
@@ -58,7 +58,7 @@ export const durableTier = (stats: DurableStats) =>
         if (topic.replicationFactor < 2 || started.has(topic.name)) continue
         started.add(topic.name)
         yield* persistTopic(topic, marks, {
-          ...(topic.diskRetention === undefined ? {} : { segments: { retention: topic.diskRetention } }),
+          segments: segmentOptionsOf(topic),
           onOpen: (log) => stats.streams.set(topic.name, log),
           onSubscribed: () => stats.subscribed.add(topic.name)
         }).pipe(
@@ -80,6 +80,9 @@ export const durableTier = (stats: DurableStats) =>
       yield* Effect.sleep(1_000)
     }
   })
+
+/** How a topic's stream is opened: its spec's disk retention. */
+export const segmentOptionsOf = (topic: TopicInfo): SegmentLogOptions => (topic.diskRetention === undefined ? {} : { retention: topic.diskRetention })
 
 /** Rounds (of one second) between the durable tier's own retention passes. */
 const RETAIN_EVERY_ROUNDS = 10

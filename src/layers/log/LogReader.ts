@@ -61,7 +61,7 @@ export class BatchView implements LogBatchView {
   source: unknown = undefined
 }
 
-class MessageView implements LogMessageView {
+export class MessageView implements LogMessageView {
   totalOrder = 0
   index = 0
   flags = 0
@@ -77,7 +77,7 @@ class MessageView implements LogMessageView {
  * Walks the messages of a batch payload, calling `onMessage` from `startIndex` on; returns
  * false if a length field runs past the payload or the records do not end at its end.
  */
-const visitMessages = (batch: BatchView, message: MessageView, onMessage: (m: LogMessageView) => void): boolean => {
+export const visitMessages = (batch: BatchView, message: MessageView, onMessage: (m: LogMessageView) => void): boolean => {
   const end = batch.offset + batch.length
   const words = batch.words
   let at = batch.offset

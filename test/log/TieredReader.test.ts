@@ -1,0 +1,142 @@
+/**
+ * Offsets the hot tier recycled, read from disk (TieredReader.ts, DiskStream.ts) over every log
+ * implementation and the in-process disk: a reader from offset 0 of a replication factor 2 topic
+ * whose region recycled it gets every message once, in order, from the head's stream on disk
+ * and then from the region (which alone holds the last ones); retention by size deletes old
+ * segments, and a reader asking for an offset they held gets LogOutOfRange naming the oldest
+ * offset still on disk.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { decodeOrderRecord, persistTopic, type PersistOptions } from "../../src/layers/log/DurableOrder.js"
+import { segmentOptionsOf } from "../../src/layers/log/DurableTier.js"
+import { makeMemoryDisk, type MemoryDisk, memorySegmentFiles } from "../../src/layers/log/SegmentsMemory.js"
+import { tieredReader } from "../../src/layers/log/TieredReader.js"
+import { crc32c } from "../../src/layers/net/Crc32c.js"
+import type { LogReaderShape } from "../../src/services/log/LogReader.js"
+import type { SegmentLog } from "../../src/services/log/Segments.js"
+import type { TopicInfo } from "../../src/services/log/Topics.js"
+import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
+import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
+
+/** Small segments, so the stream has many and retention has whole ones to delete. */
+const SEGMENT_BYTES = 4096
+
+/**
+ * Publishes `batches` batches (one session, order 5, two brokers) while the head's writer
+ * persists them, so the hot tier recycles the oldest; returns the writer (running) and its stream.
+ */
+const publishPersisted = (cluster: LogCluster, disk: MemoryDisk, topic: TopicInfo, batches: number, options: PersistOptions = {}) =>
+  Effect.gen(function*() {
+    const brokers = [yield* cluster.appender(0), yield* cluster.appender(1)]
+    const sequencer = yield* cluster.sequencer()
+    const marks = yield* marksOf(cluster, 40)
+    let appended = 0
+    let stream: SegmentLog | undefined
+    const writer = yield* Effect.forkScoped(
+      persistTopic(topic, marks, { ...options, onOpen: (log) => void (stream = log), onAppended: () => void appended++ }).pipe(
+        Effect.provide(durableLayers(disk, cluster))
+      )
+    )
+    // The writer holds retention: publish in rounds it can keep up with.
+    for (let seq = 0; seq < batches; seq++) {
+      yield* appendSimple(brokers[seq % 2]!, topic.name, 7, 1, seq, 3)
+      if (seq % 32 === 31 || seq === batches - 1) {
+        yield* drain(sequencer)
+        while (appended < seq + 1) yield* Effect.sleep(1)
+      }
+    }
+    yield* stream!.awaitDurable(stream!.appended(), 5_000)
+    return { writer, stream: stream!, brokers, sequencer }
+  })
+
+/** How `values` differs from from, from + 1, …, end - 1 (a short answer: a diff of thousands of numbers takes the runner minutes). */
+const inSequence = (values: ReadonlyArray<number>, from: number, end: number) => ({
+  length: values.length,
+  firstOutOfPlace: values.length === end - from ? values.findIndex((v, i) => v !== from + i) : Math.min(values.length, end - from)
+})
+
+/** Reads every message from `from` to the end of the log through `reader`: offsets, batch seqs, whether each batch's crc32c held. */
+const readToEnd = (reader: LogReaderShape, topic: string, from: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const { end } = yield* reader.bounds(topic)
+    const cursor = yield* reader.subscribe(topic, { from })
+    const offsets: Array<number> = []
+    const batchSeqs: Array<number> = []
+    let crcOk = true
+    /** Polls that found nothing: a cursor that says there is more and delivers nothing must fail, not spin. */
+    let idle = 0
+    while (cursor.position() < end) {
+      const n = yield* cursor.poll((m) => {
+        offsets.push(m.totalOrder)
+        if (m.index === m.batch.startIndex) {
+          batchSeqs.push(m.batch.batchSeq)
+          crcOk &&= crc32c(m.batch.bytes, m.batch.offset, m.batch.length) === m.batch.crc32c
+        }
+      }, 16)
+      if (n > 0) continue
+      expect(++idle, `stuck at offset ${cursor.position()} of ${end}`).toBeLessThan(1_000)
+      expect(yield* cursor.awaitMore(5_000)).toBe(true)
+    }
+    return { offsets, batchSeqs, crcOk, end }
+  }))
+
+for (const impl of implementations) {
+  describe(`reading recycled offsets from disk: ${impl.label}`, () => {
+    it.scopedLive("a reader from offset 0 after the region recycled it gets every message once, in order: from disk, then the region", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const disk = makeMemoryDisk()
+        const { writer, brokers, sequencer } = yield* publishPersisted(cluster, disk, topic, 700, { segments: { segmentBytes: SEGMENT_BYTES } })
+        // The region holds only the tail now: a plain reader from 0 is out of range.
+        const held = yield* cluster.reader.bounds("d")
+        expect(held.earliest).toBeGreaterThan(0)
+        expect(yield* Effect.flip(Effect.scoped(cluster.reader.subscribe("d", { from: 0 })))).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
+        // The last batches are only in the region (the writer is stopped): the reader must switch to it to get them.
+        yield* Fiber.interrupt(writer)
+        for (let seq = 700; seq < 720; seq++) yield* appendSimple(brokers[seq % 2]!, "d", 7, 1, seq, 3)
+        yield* drain(sequencer)
+
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        expect((yield* tiered.bounds("d")).earliest).toBe(0)
+        const read = yield* readToEnd(tiered, "d", 0)
+        expect(read.end).toBe(720 * 3)
+        expect(inSequence(read.offsets, 0, read.end)).toEqual({ length: read.end, firstOutOfPlace: -1 })
+        expect(inSequence(read.batchSeqs, 0, 720)).toEqual({ length: 720, firstOutOfPlace: -1 })
+        expect(read.crcOk).toBe(true)
+        // From the middle of a batch on disk: the rest of it, then on.
+        const mid = yield* readToEnd(tiered, "d", 100)
+        expect(inSequence(mid.offsets, 100, read.end)).toEqual({ length: read.end - 100, firstOutOfPlace: -1 })
+        // What the region holds is still read there.
+        expect((yield* readToEnd(tiered, "d", held.earliest)).offsets[0]).toBe(held.earliest)
+      }))
+
+    it.scopedLive("retention by size deletes old segments: a reader before them gets LogOutOfRange naming the oldest offset on disk", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create({ name: "r", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 4 * SEGMENT_BYTES } })
+        const disk = makeMemoryDisk()
+        const { stream } = yield* publishPersisted(cluster, disk, topic, 700, { segments: { ...segmentOptionsOf(topic), segmentBytes: SEGMENT_BYTES } })
+        expect(stream.first()).toBeGreaterThan(0)
+        let oldest = -1
+        yield* stream.read(stream.first(), (_, record) => {
+          oldest = decodeOrderRecord(record)!.totalOrder
+          return false
+        })
+        const held = yield* cluster.reader.bounds("r")
+        expect(oldest).toBeGreaterThan(0)
+        expect(oldest).toBeLessThan(held.earliest)
+
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        expect((yield* tiered.bounds("r")).earliest).toBe(oldest)
+        const refused = yield* Effect.flip(Effect.scoped(tiered.subscribe("r", { from: 0 })))
+        expect(refused).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest: oldest, end: held.end })
+        const fromOldest = yield* readToEnd(tiered, "r", oldest)
+        expect(inSequence(fromOldest.offsets, oldest, held.end)).toEqual({ length: held.end - oldest, firstOutOfPlace: -1 })
+        // "earliest" starts at the oldest offset on disk.
+        const earliest = yield* Effect.scoped(Effect.map(tiered.subscribe("r", { from: "earliest" }), (c) => c.position()))
+        expect(earliest).toBe(oldest)
+      }))
+  })
+}
