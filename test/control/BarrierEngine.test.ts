@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Either, Fiber } from "effect"
 import { type BarrierEngine, make, type ProgressProbe, type ProbedReader } from "../../src/layers/control/BarrierEngine.js"
-import type { BarrierArrive, Member } from "../../src/services/control/Coordinator.js"
+import type { BarrierArrive, BarrierError, BarrierReleased, Member } from "../../src/services/control/Coordinator.js"
 
 /** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200); drains poll it. */
 const setup = (onParticipantDeath: "drop" | "fail" = "drop") => scripted(onParticipantDeath, undefined)
@@ -180,6 +180,25 @@ describe("BarrierEngine", () => {
       failing.members.splice(1, 1)
       yield* failing.engine.memberGone(2, "pid 200 died")
       expect(yield* Fiber.join(b)).toMatchObject({ _tag: "BarrierParticipantDied", participant: 2 })
+    }))
+
+  // The coordinator answers arrivals through `enter`'s settle, with no fiber per arrival: the
+  // last arrival of a round whose drains are all settled releases it before `enter` returns.
+  it.scopedLive("enter: the last arrival of an idle round releases everyone before it returns, with no fiber forked", () =>
+    Effect.gen(function*() {
+      const { engine, state } = yield* setup()
+      const settled: Array<[number, Either.Either<BarrierReleased, BarrierError>]> = []
+      const settle = (participant: number) => (outcome: Either.Either<BarrierReleased, BarrierError>) =>
+        Effect.sync(() => void settled.push([participant, outcome]))
+      state.reader = { ...state.reader, delivered: 512 }
+      yield* engine.enter(arrival(1, "delivery-fence", 512), settle(1))
+      expect(settled).toEqual([])
+      yield* engine.enter(arrival(2, "delivery-fence"), settle(2))
+      expect(settled.map(([p, o]) => [p, Either.isRight(o) && o.right.round])).toEqual([[1, 1], [2, 1]])
+      expect(state.releases).toBe(1)
+      // A refused arrival is settled at once, with its typed error.
+      yield* engine.enter(arrival(7, "rendezvous"), settle(7))
+      expect(settled[2]).toMatchObject([7, { _tag: "Left", left: { _tag: "NotAMember" } }])
     }))
 
   it.scopedLive("reserved names, unknown groups and non-members are typed errors", () =>

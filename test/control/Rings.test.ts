@@ -124,6 +124,46 @@ const contract = (label: string, open: OpenRings) =>
         expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 56, processed: 56 })
       }))
 
+    it.scopedLive("consumeSync: frames reach the handler from the doorbell's wake callback, outside any fiber, with consume's delivered and processed steps", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const ring = address()
+        const reader = yield* rings.reader(ring)
+        const inspector = yield* rings.inspect(ring)
+        const writer = yield* rings.writer(ring)
+        const seen: Array<{ sequence: number; length: number; delivered: number; processed: number; inFiber: boolean }> = []
+        const consuming = yield* Effect.fork(reader.consumeSync((frame, sequence) => {
+          const { delivered, processed } = inspector.reader(reader.slot)
+          seen.push({ sequence, length: frame.length, delivered, processed, inFiber: Option.isSome(Fiber.getCurrentFiber()) })
+        }))
+        yield* Effect.sleep("20 millis") // parked on its doorbell by now
+        yield* writer.writeAll([payload(0, 8), payload(1, 24)])
+        yield* writer.close
+        yield* Fiber.join(consuming) // returns once the ring closed, after the last frame
+        expect(seen).toEqual([
+          { sequence: 0, length: 8, delivered: 16, processed: 0, inFiber: false },
+          { sequence: 16, length: 24, delivered: 48, processed: 16, inFiber: false }
+        ])
+        expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 48, processed: 48 })
+      }))
+
+    it.scopedLive("consumeSync: a handler that throws ends the read as a defect, its frame delivered but not processed", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const ring = address()
+        const reader = yield* rings.reader(ring)
+        const inspector = yield* rings.inspect(ring)
+        const writer = yield* rings.writer(ring)
+        const consuming = yield* Effect.fork(Effect.exit(reader.consumeSync((_, sequence) => {
+          if (sequence === 16) throw new Error("handler broke")
+        })))
+        yield* Effect.sleep("20 millis") // parked: the handler throws inside the doorbell's sweep, which must survive it
+        yield* writer.writeAll([payload(0, 8), payload(1, 8)])
+        const exit = yield* Fiber.join(consuming)
+        expect(Exit.isFailure(exit) && String(exit.cause)).toContain("handler broke")
+        expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 32, processed: 16 })
+      }))
+
     it.scopedLive("a failing handler leaves its frame delivered but not processed", () =>
       Effect.gen(function*() {
         const { rings } = yield* open()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, type Scope } from "effect"
+import { Effect, Fiber, Layer, Option, Schedule, type Scope } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -73,6 +73,40 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         Atomics.store(region.i32, VALUE / 4, 1)
         doorbell.poke()
         expect(yield* Fiber.join(b)).toBe(true)
+      }))
+
+    it.scopedLive("watch: a standing waiter, called from the wake every time its condition holds (rung through the parked flag), and after everyMs without; stopped, it is called no more", () =>
+      Effect.gen(function*() {
+        const { region, doorbell } = yield* withDoorbell(open, 0)
+        // Another doorbell of the region rings ours: the ring goes through our parked flag.
+        const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+        const value = () => Atomics.load(region.i32, VALUE / 4)
+        const calls: Array<[boolean, number]> = []
+        let seen = 0
+        const stop = doorbell.watch(() => value() !== seen, (ready) => {
+          if (ready) seen = value()
+          calls.push([ready, seen])
+        }, () => 60_000)
+        const quiet = doorbell.watch(() => false, (ready) => calls.push([ready, -1]), () => 40)
+        const until = (n: number) => Effect.repeat(Effect.sync(() => calls.length), { until: (length) => length >= n, schedule: Schedule.spaced("2 millis") }).pipe(Effect.timeout("5 seconds"))
+        yield* until(1) // the quiet watch's period passed with nothing: called with false
+        expect(calls).toEqual([[false, -1]])
+        quiet()
+        yield* Effect.sleep("10 millis")
+        expect(Atomics.load(region.i32, BELL / 4 + 1)).toBe(1) // parked, flag published
+        for (const n of [1, 2]) {
+          Atomics.store(region.i32, VALUE / 4, n)
+          ringer.ring(BELL)
+          yield* until(n + 1)
+        }
+        expect(calls).toEqual([[false, -1], [true, 1], [true, 2]])
+        stop()
+        Atomics.store(region.i32, VALUE / 4, 3)
+        ringer.ring(BELL)
+        doorbell.poke()
+        yield* Effect.sleep("30 millis")
+        expect(calls.length).toBe(3)
+        expect(Atomics.load(region.i32, BELL / 4 + 1)).toBe(0) // nobody waits: not parked
       }))
   })
 

@@ -12,7 +12,7 @@
  *    watermark goes back to every participant, who then waits for its own reader of the
  *    broadcast ring to reach it (the coordinator client's `awaitReleaseWatermark`).
  */
-import { Deferred, Effect, Fiber, Metric, Option, type Scope } from "effect"
+import { Deferred, Effect, Either, Metric, Runtime, type Scope } from "effect"
 import { barrierDuration } from "../../Metrics.js"
 import {
   type BarrierArrive,
@@ -62,9 +62,12 @@ export interface EngineOptions {
   readonly allowReserved?: boolean
 }
 
+/** How an arrival is answered: the coordinator's deferred RPC reply, or a Deferred the caller awaits (`arrive`). */
+export type Settle = (outcome: Either.Either<BarrierReleased, BarrierError>) => Effect.Effect<void>
+
 interface Arrival {
   readonly arrive: BarrierArrive
-  readonly reply: Deferred.Deferred<BarrierReleased, BarrierError>
+  readonly settle: Settle
 }
 
 interface Round {
@@ -78,7 +81,8 @@ interface Round {
   readonly dropped: Array<{ participant: number; reason: string }>
   /** Group members when the round opened, so a death reported after membership dropped it still counts. */
   readonly membersAtOpen: ReadonlySet<number>
-  timer: Fiber.RuntimeFiber<void> | undefined
+  /** The round's deadline: a plain timer (no fiber per round), cleared when the round ends. */
+  timer: ReturnType<typeof setTimeout> | undefined
 }
 
 type DrainOutcome =
@@ -93,6 +97,10 @@ const DRAIN_SLICE_MS = 10
 interface Engine {
   readonly options: EngineOptions
   readonly scope: Scope.Scope
+  /** Runs a round's timeout from its timer's callback. */
+  readonly runtime: Runtime.Runtime<never>
+  /** Rounds whose timer is armed (open or draining), cleared with the engine. */
+  readonly timed: Set<Round>
   /** The open round of each barrier name. */
   readonly open: Map<string, Round>
   /** The last round number of each barrier name. */
@@ -126,19 +134,17 @@ const readerNow = (engine: Engine, ring: number, slot: number) => {
 const failRound = (engine: Engine, round: Round, error: BarrierError) =>
   Effect.gen(function*() {
     if (engine.open.get(round.barrier) === round) engine.open.delete(round.barrier)
-    if (round.timer !== undefined) yield* Fiber.interruptFork(round.timer)
-    for (const arrival of round.arrivals.values()) yield* Deferred.fail(arrival.reply, error)
+    clearTimer(engine, round)
+    for (const arrival of round.arrivals.values()) yield* arrival.settle(Either.left(error))
   })
 
 /** Checks an arrival against the group: reserved names, unknown groups and non-members are refused. */
-const checkArrival = (engine: Engine, a: BarrierArrive): Effect.Effect<void, BarrierError> => {
-  if (a.barrier.startsWith(RESERVED_PREFIX) && engine.options.allowReserved !== true) {
-    return Effect.fail(new BarrierNameReserved({ barrier: a.barrier }))
-  }
+const checkArrival = (engine: Engine, a: BarrierArrive): BarrierError | undefined => {
+  if (a.barrier.startsWith(RESERVED_PREFIX) && engine.options.allowReserved !== true) return new BarrierNameReserved({ barrier: a.barrier })
   const members = engine.options.groupMembers(a.group)
-  if (members === undefined) return Effect.fail(new UnknownGroup({ group: a.group }))
-  if (!members.some((m) => m.slot === a.participant)) return Effect.fail(new NotAMember({ slot: a.participant, group: a.group }))
-  return Effect.void
+  if (members === undefined) return new UnknownGroup({ group: a.group })
+  if (!members.some((m) => m.slot === a.participant)) return new NotAMember({ slot: a.participant, group: a.group })
+  return undefined
 }
 
 const openRound = (engine: Engine, arrive: BarrierArrive): Round => {
@@ -161,13 +167,20 @@ const openRound = (engine: Engine, arrive: BarrierArrive): Round => {
 }
 
 /** Records an arrival and the drain targets it brought (traced with debug on). */
-const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, reply: Arrival["reply"]) =>
-  Effect.gen(function*() {
-    for (const target of a.drainTargets) {
-      yield* trace(engine, `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`)
-    }
-    round.arrivals.set(a.participant, { arrive: a, reply })
+const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, settle: Settle) =>
+  Effect.suspend(() => {
+    round.arrivals.set(a.participant, { arrive: a, settle })
+    return engine.options.debug
+      ? Effect.forEach(a.drainTargets, (target) =>
+        trace(engine, `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`), { discard: true })
+      : Effect.void
   })
+
+const clearTimer = (engine: Engine, round: Round) => {
+  if (round.timer !== undefined) clearTimeout(round.timer)
+  round.timer = undefined
+  engine.timed.delete(round)
+}
 
 const notArrived = (engine: Engine, round: Round) => {
   const members = engine.options.groupMembers(round.group) ?? []
@@ -176,46 +189,61 @@ const notArrived = (engine: Engine, round: Round) => {
 
 /** From the first arrival on, the round fails with `BarrierTimeout` (naming who has not arrived) once its timeout passes. */
 const armTimeout = (engine: Engine, round: Round) =>
-  Effect.gen(function*() {
+  Effect.sync(() => {
     if (round.timer !== undefined) return
-    round.timer = yield* Effect.sleep(round.timeoutMs).pipe(
-      Effect.zipRight(
-        Effect.suspend(() =>
-          engine.open.get(round.barrier) === round
-            ? failRound(
-              engine,
-              round,
-              new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(engine, round), undrained: [] })
-            )
-            : Effect.void
-        )
-      ),
-      Effect.forkIn(engine.scope)
+    engine.timed.add(round)
+    round.timer = setTimeout(() => {
+      clearTimer(engine, round)
+      if (engine.open.get(round.barrier) !== round) return
+      const timedOut = failRound(
+        engine,
+        round,
+        new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(engine, round), undrained: [] })
+      )
+      Runtime.runFork(engine.runtime)(Effect.forkIn(timedOut, engine.scope))
+    }, Math.min(round.timeoutMs, 2 ** 31 - 1))
+  })
+
+/**
+ * Once every live member of the group has arrived, drains and releases the round: at once, in
+ * the caller's fiber, when every pair is settled already (an idle fence, a rendezvous: no fiber
+ * forked), else in a fiber of the engine's scope.
+ */
+const releaseWhenAllArrived = (engine: Engine, round: Round) =>
+  Effect.suspend(() => {
+    if (engine.open.get(round.barrier) !== round || round.arrivals.size === 0 || notArrived(engine, round).length > 0) return Effect.void
+    engine.open.delete(round.barrier)
+    const pairs = drainPairs(engine, round)
+    const now = pairs.map((pair) => checkPair(engine, round, pair))
+    return now.every((outcome) => outcome !== undefined)
+      ? Effect.flatMap(Effect.all(now), (outcomes) => release(engine, round, pairs, outcomes))
+      : Effect.forkIn(drainAndRelease(engine, round, pairs, now), engine.scope).pipe(Effect.asVoid)
+  })
+
+/**
+ * Records an arrival, answered through `settle` when its round is released or fails (at once
+ * for an arrival refused); returns once recorded. The last arrival of an idle round releases it
+ * before returning.
+ */
+const enter = (engine: Engine, a: BarrierArrive, settle: Settle): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const refused = checkArrival(engine, a)
+    if (refused !== undefined) return settle(Either.left(refused))
+    const round = engine.open.get(a.barrier) ?? openRound(engine, a)
+    if (round.mode !== a.mode || round.group !== a.group) {
+      round.arrivals.set(a.participant, { arrive: a, settle })
+      return failRound(engine, round, new BarrierModeMismatch({ barrier: a.barrier, modes: [...new Set([round.mode, a.mode])] }))
+    }
+    return recordTargets(engine, round, a, settle).pipe(
+      Effect.zipRight(armTimeout(engine, round)),
+      Effect.zipRight(releaseWhenAllArrived(engine, round))
     )
   })
 
-/** Once every live member of the group has arrived, drains and releases the round in a fiber of the engine's scope. */
-const releaseWhenAllArrived = (engine: Engine, round: Round) =>
-  engine.open.get(round.barrier) === round && round.arrivals.size > 0 && notArrived(engine, round).length === 0
-    ? Effect.forkIn(drainAndRelease(engine, round), engine.scope).pipe(Effect.asVoid)
-    : Effect.void
-
-/** Records an arrival; resolves when its round is released (the deferred reply), or fails with the round. */
+/** Records an arrival; resolves when its round is released, or fails with the round. */
 const arrive = (engine: Engine, a: BarrierArrive): Effect.Effect<BarrierReleased, BarrierError> =>
-  Effect.gen(function*() {
-    yield* checkArrival(engine, a)
-    const reply = yield* Deferred.make<BarrierReleased, BarrierError>()
-    const round = engine.open.get(a.barrier) ?? openRound(engine, a)
-    if (round.mode !== a.mode || round.group !== a.group) {
-      round.arrivals.set(a.participant, { arrive: a, reply })
-      yield* failRound(engine, round, new BarrierModeMismatch({ barrier: a.barrier, modes: [...new Set([round.mode, a.mode])] }))
-      return yield* Deferred.await(reply)
-    }
-    yield* recordTargets(engine, round, a, reply)
-    yield* armTimeout(engine, round)
-    yield* releaseWhenAllArrived(engine, round)
-    return yield* Deferred.await(reply)
-  })
+  Effect.flatMap(Deferred.make<BarrierReleased, BarrierError>(), (reply) =>
+    Effect.zipRight(enter(engine, a, (outcome) => Effect.asVoid(Deferred.complete(reply, outcome))), Deferred.await(reply)))
 
 /** The readers a target must be drained by: every reader of a request ring (the coordinator's), else the group's. */
 const readersFor = (engine: Engine, round: Round, target: DrainTarget) => {
@@ -296,28 +324,23 @@ const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, 
       dropped: round.dropped,
       drainedBytes
     }
-    for (const arrival of round.arrivals.values()) yield* Deferred.succeed(arrival.reply, released)
+    clearTimer(engine, round)
+    for (const arrival of round.arrivals.values()) yield* arrival.settle(Either.right(released))
   })
 
 /**
- * Closes the round to arrivals, drains every (target, reader) pair as one unit under the
- * round's deadline, then releases it. Pairs already settled are decided at once: only those
- * still short of their targets get a waiting fiber (none, in an idle fence).
+ * Drains the pairs of a round closed to arrivals as one unit under the round's deadline, then
+ * releases it. Pairs already settled (`now`) are decided: only those still short of their
+ * targets get a waiting fiber.
  */
-const drainAndRelease = (engine: Engine, round: Round) =>
+const drainAndRelease = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, now: ReadonlyArray<Effect.Effect<DrainOutcome> | undefined>) =>
   Effect.gen(function*() {
-    engine.open.delete(round.barrier)
-    const pairs = drainPairs(engine, round)
     const remaining = Math.max(0, round.startedAt + round.timeoutMs - Date.now())
-    const now = pairs.map((pair) => checkPair(engine, round, pair))
-    const outcomes = now.every((outcome) => outcome !== undefined)
-      ? Option.some(yield* Effect.all(now))
-      : yield* Effect.forEach(pairs, (pair, i) => now[i] ?? drainPair(engine, round, pair), { concurrency: "unbounded" }).pipe(
-        Effect.timeout(remaining),
-        Effect.option
-      )
-    // The timeout fiber is only sleeping: it need not be waited for.
-    if (round.timer !== undefined) yield* Fiber.interruptFork(round.timer)
+    const outcomes = yield* Effect.forEach(pairs, (pair, i) => now[i] ?? drainPair(engine, round, pair), { concurrency: "unbounded" }).pipe(
+      Effect.timeout(remaining),
+      Effect.option
+    )
+    clearTimer(engine, round)
     if (outcomes._tag === "None") {
       return yield* failRound(
         engine,
@@ -344,7 +367,7 @@ const memberGone = (engine: Engine, slot: number, reason: string) =>
       yield* Effect.logWarning(`[barrier] name=${round.barrier} participant=${slot} dropped: ${reason}`)
       if (arrived !== undefined) {
         round.arrivals.delete(slot)
-        yield* Deferred.fail(arrived.reply, new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason }))
+        yield* arrived.settle(Either.left(new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason })))
       }
       round.dropped.push({ participant: slot, reason })
       yield* releaseWhenAllArrived(engine, round)
@@ -352,10 +375,20 @@ const memberGone = (engine: Engine, slot: number, reason: string) =>
   })
 
 export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never, Scope.Scope> =>
-  Effect.map(Effect.scope, (scope) => {
-    const engine: Engine = { options, scope, open: new Map(), roundNumbers: new Map() }
+  Effect.gen(function*() {
+    const engine: Engine = {
+      options,
+      scope: yield* Effect.scope,
+      runtime: yield* Effect.runtime<never>(),
+      timed: new Set(),
+      open: new Map(),
+      roundNumbers: new Map()
+    }
+    // A round left when the engine goes away must not keep its timer (or the process) alive.
+    yield* Effect.addFinalizer(() => Effect.sync(() => engine.timed.forEach((round) => clearTimer(engine, round))))
     return {
       arrive: (a) => arrive(engine, a),
+      enter: (a, settle) => enter(engine, a, settle),
       memberGone: (slot, reason) => memberGone(engine, slot, reason),
       openRounds: () => engine.open.size
     }
@@ -364,6 +397,13 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
 export interface BarrierEngine {
   /** Records an arrival; resolves when its round is released (the deferred reply). */
   readonly arrive: (arrive: BarrierArrive) => Effect.Effect<BarrierReleased, BarrierError>
+  /**
+   * Records an arrival and returns; `settle` answers it when the round is released or fails (at
+   * once if it is refused). No fiber per arrival: the coordinator answers its deferred RPC reply
+   * from `settle`, and the last arrival of a round whose drains are all settled releases it in
+   * its own fiber.
+   */
+  readonly enter: (arrive: BarrierArrive, settle: Settle) => Effect.Effect<void>
   /** A member died or left: drop it from open rounds (or fail them, per configuration). Call after membership no longer lists it. */
   readonly memberGone: (slot: number, reason: string) => Effect.Effect<void>
   readonly openRounds: () => number

@@ -9,10 +9,10 @@
  * The fake (CoordinatorMemory.ts) runs the same barrier engine and membership without RPC.
  *
  * A barrier from arrival to release: `enterBarrier` (the participant: `arrival` with its
- * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `arrive` …
+ * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `enter` …
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
-import { Config, Deferred, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { Config, Deferred, Effect, Either, Layer, Option, type Scope, Stream } from "effect"
 import { setMaxListeners } from "node:events"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import {
@@ -76,7 +76,6 @@ export const makeServer = (options: ServerOptions = {}) =>
     const rings = yield* Rings
     const rpc = yield* Rpc
     const topics = yield* Topics
-    const scope = yield* Effect.scope
     // In a head, the sequencer's lease is the coordinator's too: its epoch says whether this is
     // a takeover, and a head that lost it (fenced) must write nothing.
     const lease = yield* Effect.serviceOption(Sequencer)
@@ -148,7 +147,7 @@ export const makeServer = (options: ServerOptions = {}) =>
           membership.joinGroup(name, slot)
           return null
         })),
-      handle(BarrierArriveMethod, (arrive, request) => deferArrival(engine, scope, arrive, request)),
+      handle(BarrierArriveMethod, (arrive, request) => deferArrival(engine, arrive, request)),
       handle(CreateTopicMethod, (spec) => topics.create(spec))
     ]
 
@@ -202,21 +201,13 @@ export const layerServerConfig = Layer.unwrapEffect(Effect.map(serverOptionsConf
 
 /**
  * The coordinator's side of `BarrierArrive`: the reply is deferred (the server goes on
- * reading requests) and answered when the engine releases or fails the round.
+ * reading requests) and answered by the engine when it releases or fails the round — no fiber
+ * waits per arrival.
  */
-const deferArrival = (
-  engine: BarrierEngine,
-  scope: Scope.Scope,
-  arrive: BarrierArrive,
-  request: RpcRequest<BarrierReleased, BarrierError>
-) =>
-  Effect.gen(function*() {
+const deferArrival = (engine: BarrierEngine, arrive: BarrierArrive, request: RpcRequest<BarrierReleased, BarrierError>) =>
+  Effect.suspend(() => {
     const reply = request.defer()
-    yield* engine.arrive(arrive).pipe(
-      Effect.matchEffect({ onFailure: reply.fail, onSuccess: reply.succeed }),
-      Effect.forkIn(scope)
-    )
-    return reply
+    return Effect.as(engine.enter(arrive, Either.match({ onLeft: reply.fail, onRight: reply.succeed })), reply)
   })
 
 const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })

@@ -138,6 +138,12 @@ export interface ReaderCore {
   readonly scan: () => RingReadError | undefined
   /** Waits until frames may have arrived or the ring changed, at most `timeoutMs`; checks the writer's liveness on the way. */
   readonly awaitFrames: (timeoutMs: number) => Effect.Effect<void>
+  /**
+   * Calls `onReady` from the doorbell's wake callback (no fiber) whenever frames may have
+   * arrived or the ring changed, and after a liveness period without (once the writer's
+   * liveness was checked), until the returned function is called; see `DoorbellShape.watch`.
+   */
+  readonly watchFrames: (onReady: () => void) => () => void
   /** Waits until a writer other than the one that closed or died opens the ring, or the slot is reaped (false after `timeoutMs`). */
   readonly awaitWriter: (timeoutMs: number) => Effect.Effect<boolean>
   readonly delivered: () => number
@@ -191,6 +197,52 @@ export const makeReader = (core: ReaderCore): RingReader => {
       }
     })
 
+  /**
+   * `consume` with a synchronous handler run from the doorbell's wake callback: a batch of
+   * frames reaches the handler with no fiber resumed and no effect interpreted. Returns when the
+   * ring closes; fails like `consume`, or dies with what the handler threw.
+   */
+  const consumeSync = (handler: (frame: Uint8Array, sequence: number) => void) =>
+    Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
+      let stop: (() => void) | undefined
+      let done = false
+      const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
+        done = true
+        stop?.()
+        resume(outcome)
+      }
+      const drain = () => {
+        while (!done) {
+          core.publishProcessed(core.delivered())
+          const ended = core.scan()
+          const count = batch.count
+          if (count === 0) {
+            if (ended === undefined) return
+            if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
+            return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
+          }
+          for (let i = 0; i < count; i++) {
+            const sequence = batch.sequences[i]!
+            const end_ = sequence + frameSpan(batch.lengths[i]!)
+            core.publishDelivered(end_)
+            try {
+              handler(batch.frame(i), sequence)
+            } catch (defect) {
+              return end(Effect.die(defect))
+            }
+            core.publishProcessed(end_)
+          }
+        }
+      }
+      stop = core.watchFrames(drain)
+      // The check after registering: frames committed before the watch stood are read now.
+      drain()
+      return Effect.sync(() => {
+        done = true
+        stop?.()
+      })
+    })
+
   const copies = (taken: FrameBatch): Chunk.Chunk<Frame> => {
     const frames = new Array<Frame>(taken.count)
     for (let i = 0; i < taken.count; i++) frames[i] = { sequence: taken.sequences[i]!, bytes: taken.frame(i).slice() }
@@ -204,6 +256,7 @@ export const makeReader = (core: ReaderCore): RingReader => {
     take,
     complete: Effect.sync(() => core.publishProcessed(core.delivered())),
     consume,
+    consumeSync,
     stream: Stream.repeatEffectChunkOption(
       take().pipe(
         Effect.map(copies),

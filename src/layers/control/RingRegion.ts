@@ -29,6 +29,7 @@ import {
   ringFootprint,
   type RingsShape
 } from "../../services/control/Rings.js"
+import { alignedDelayMs } from "../region/Cadence.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import { makeReader, makeWriter, MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
 import {
@@ -41,6 +42,7 @@ import {
   PADDING_LENGTH,
   pidAlive,
   placementBytes,
+  READER_LIVENESS_MS,
   validateFraction
 } from "./RingFrames.js"
 
@@ -551,9 +553,8 @@ export const openReader = (
       Atomics.load(u32, headLowWord) !== (delivered >>> 0) ||
       Atomics.load(u32, closedWord) !== 0 ||
       !mine()
-    const afterFramesWait = (woken: boolean) => {
-      Atomics.store(u32, waitingWord, 0)
-      if (woken) return
+    /** A wait for frames ran out: heartbeat, and note a writer whose process died (the next scan reports it). */
+    const livenessCheck = () => {
       f64[(line + Reader.heartbeat) / 8] = Date.now()
       const pid = Atomics.load(i32, (control + Control.pid) / 4)
       if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !pidAlive(pid)) {
@@ -561,12 +562,30 @@ export const openReader = (
         deadWriterOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
       }
     }
+    const afterFramesWait = (woken: boolean) => {
+      Atomics.store(u32, waitingWord, 0)
+      if (!woken) livenessCheck()
+    }
     const stopWaiting = Effect.sync(() => Atomics.store(u32, waitingWord, 0))
     const awaitFrames = (timeoutMs: number) =>
       Effect.suspend(() => {
         Atomics.store(u32, waitingWord, 1)
         return doorbell.await(framesArrived, timeoutMs)
       }).pipe(Effect.map(afterFramesWait), Effect.onInterrupt(() => stopWaiting))
+
+    const livenessPeriod = () => alignedDelayMs(READER_LIVENESS_MS)
+    // Waiting stays published while the watch stands, so every commit rings this reader.
+    const watchFrames = (onReady: () => void) => {
+      Atomics.store(u32, waitingWord, 1)
+      const stop = doorbell.watch(framesArrived, (woken) => {
+        if (!woken) livenessCheck()
+        onReady()
+      }, livenessPeriod)
+      return () => {
+        stop()
+        Atomics.store(u32, waitingWord, 0)
+      }
+    }
 
     const writerOccurrenceWord = (control + Control.occurrence) / 4
     const awaitWriter = (timeoutMs: number) =>
@@ -585,6 +604,7 @@ export const openReader = (
       batch,
       scan,
       awaitFrames,
+      watchFrames,
       awaitWriter,
       delivered: () => delivered,
       processed: () => processed,

@@ -35,7 +35,7 @@ import {
   RpcUnknownMethod,
   type Success
 } from "../../services/control/Rpc.js"
-import { type RingReader, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
+import { type RingClosed, type RingReader, type RingReadError, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
 import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
 
 const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
@@ -163,12 +163,12 @@ const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, tex
 const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)
 
 /**
- * Reads `reader` with `handler` for good: a closed or dead writer is waited out (a new one may
- * come, and opening the ring wakes us at once); any other error (a corrupt ring, a reaped
- * slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
+ * Reads `reader` with `read` (its `consume` or `consumeSync`) for good: a closed or dead writer
+ * is waited out (a new one may come, and opening the ring wakes us at once); any other error (a
+ * corrupt ring, a reaped slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
  */
-const serveForever = <R>(reader: RingReader, handler: (frame: Uint8Array) => Effect.Effect<void, never, R>) =>
-  reader.consume(handler).pipe(
+const readForever = <R>(reader: RingReader, read: Effect.Effect<void, Exclude<RingReadError, RingClosed>, R>) =>
+  read.pipe(
     Effect.matchEffect({
       onSuccess: () => reader.awaitWriter(REOPEN_WAIT_MS),
       onFailure: (error) =>
@@ -443,7 +443,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     }
     for (const { client, ring } of options.requests) {
       const reader = yield* rings.reader(ring)
-      yield* Effect.forkScoped(serveForever(reader, (bytes) => dispatch(server, client, bytes)))
+      yield* Effect.forkScoped(readForever(reader, reader.consume((bytes) => dispatch(server, client, bytes))))
     }
     const rpcServer: RpcServer = {
       notify: (notice, value, client) =>
@@ -473,25 +473,35 @@ interface Caller {
    * barrier release, on most clients) is dropped here, not woken through a stream.
    */
   readonly notices: Map<string, PubSub.PubSub<WireFrame>>
+  /** Notices for a subscribed tag, read in the wake's callback, handed to a fiber that publishes them to their hub. */
+  readonly noticeInbox: Queue.Queue<WireFrame>
   nextId: number
 }
 
-/** One reply-ring frame: a reply goes to its waiting call, a notice to subscribers; frames addressed to other clients are skipped undecoded. */
-const receive = (caller: Caller, bytes: Uint8Array): Effect.Effect<void> => {
+/**
+ * One reply-ring frame, read in the doorbell's wake callback (`consumeSync`): a reply resumes
+ * its waiting call directly, a notice for a subscribed tag goes to the notice fiber; frames
+ * addressed to other clients are skipped undecoded.
+ */
+const receive = (caller: Caller, bytes: Uint8Array): void => {
   const addressee = addresseeOf(bytes)
-  if (addressee !== caller.me && addressee !== ALL_CLIENTS) return Effect.void
+  if (addressee !== caller.me && addressee !== ALL_CLIENTS) return
   const frame = decodeFrame(bytes)
-  if (frame === undefined) return Effect.void
+  if (frame === undefined) return
   if (frame.kind === Kind.notice) {
+    if (caller.notices.has(frame.tag)) Queue.unsafeOffer(caller.noticeInbox, frame)
+    return
+  }
+  caller.pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
+}
+
+/** Publishes the notices `receive` handed over to their tag's hub. */
+const publishNotices = (caller: Caller) =>
+  Effect.forever(Effect.flatMap(Queue.take(caller.noticeInbox), (frame) => {
     const hub = caller.notices.get(frame.tag)
     return hub === undefined ? Effect.void : PubSub.publish(hub, frame)
-  }
-  const waiting = caller.pending.get(frame.requestId)
-  if (waiting === undefined) return Effect.void
-  waiting({ kind: frame.kind, json: frame.json })
-  // The resumed call runs first: its caller is waiting, the reader's next wait is not urgent.
-  return Effect.yieldNow()
-}
+  }))
+
 
 /**
  * Starts listening for the reply to `requestId` now (before the request is written, so a
@@ -612,10 +622,12 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       pending: new Map(),
       notices: new Map(),
+      noticeInbox: yield* Queue.unbounded<WireFrame>(),
       nextId: 1
     }
-    // Every client reads every reply.
-    yield* Effect.forkScoped(serveForever(caller.reader, (bytes) => receive(caller, bytes)))
+    // Every client reads every reply, in the wake's callback: a reply resumes its call with no reader fiber in between.
+    yield* Effect.forkScoped(readForever(caller.reader, caller.reader.consumeSync((bytes) => receive(caller, bytes))))
+    yield* Effect.forkScoped(publishNotices(caller))
     const rpcClient: RpcClient = {
       client: caller.me,
       call: (method, payload, callOptions) => call(caller, method, payload, callOptions),

@@ -303,8 +303,10 @@ const localWakes = new WeakMap<ArrayBuffer, Map<number, () => void>>()
 
 interface Waiter {
   readonly condition: () => boolean
-  readonly deadline: number
+  deadline: number
   readonly resume: (satisfied: boolean) => void
+  /** A standing watch (`watch`): stays registered when it fires, and its deadline moves on by this many ms each time. */
+  readonly every?: () => number
 }
 
 /** Introspection for tests: how this doorbell's waits were settled. */
@@ -369,6 +371,16 @@ export const make = (
       let settled = 0
       satisfied = 0
       for (const waiter of waiters) {
+        if (waiter.every !== undefined) {
+          const ready = waiter.condition()
+          if (ready || now >= waiter.deadline) {
+            waiter.deadline = now + waiter.every()
+            waiter.resume(ready)
+            settled++
+            if (ready) satisfied++
+          }
+          continue
+        }
         if (waiter.condition()) {
           waiters.delete(waiter)
           waiter.resume(true)
@@ -527,7 +539,7 @@ export const make = (
         closed = true
         if (parkStep !== undefined) clearImmediate(parkStep)
         if (timer !== undefined) clearTimeout(timer)
-        for (const waiter of waiters) waiter.resume(false)
+        for (const waiter of waiters) if (waiter.every === undefined) waiter.resume(false)
         waiters.clear()
         parked = false
         Atomics.store(i32, parkedFlag, 0)
@@ -567,6 +579,18 @@ export const make = (
             })
           })
         }),
+      watch: (condition, onReady, everyMs) => {
+        if (closed) return () => {}
+        const waiter: Waiter = { condition, deadline: performance.now() + everyMs(), resume: onReady, every: everyMs }
+        waiters.add(waiter)
+        // Not checked here (the caller checks once it holds the stop function): while parked,
+        // that check is the re-check after `parked`.
+        if (parked) armTimer(waiter.deadline)
+        else schedulePark()
+        return () => {
+          if (waiters.delete(waiter) && waiters.size === 0) idle()
+        }
+      },
       ring,
       poke: () => ring(offset)
     }

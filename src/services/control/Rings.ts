@@ -130,6 +130,13 @@ export interface RingReader {
     handler: (frame: Uint8Array, sequence: number) => Effect.Effect<void, E, R>
   ) => Effect.Effect<void, E | Exclude<RingReadError, RingClosed>, R>
   /**
+   * `consume` with a synchronous handler, called from the doorbell's wake callback itself: no
+   * fiber is resumed and no effect run per batch (the RPC reply path). Same `delivered` and
+   * `processed` steps; returns when the writer closes the ring; a handler that throws ends it
+   * as a defect. The handler must not block.
+   */
+  readonly consumeSync: (handler: (frame: Uint8Array, sequence: number) => void) => Effect.Effect<void, Exclude<RingReadError, RingClosed>>
+  /**
    * The frames as a stream of copies, one chunk per batch; ends when the writer closes. A
    * chunk counts as delivered when emitted and processed when the stream is pulled again.
    */

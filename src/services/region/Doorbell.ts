@@ -24,6 +24,17 @@ export interface DoorbellShape {
    * is re-checked after every wake, so it must be cheap and side-effect free.
    */
   readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+  /**
+   * A standing waiter served from callbacks, with no fiber: whenever `condition()` holds at a
+   * re-check (a wake, a park's re-check, a spin), `onReady(true)` runs right there, in the wake's
+   * own callback; when it has not held for `everyMs()` ms, `onReady(false)`. It stays registered
+   * (and the process parks and is woken for it like for any waiter) until the returned function
+   * is called. It is not checked as it registers: the caller checks once after registering
+   * (while parked, that is the re-check that makes a lost wake impossible). `onReady` must
+   * consume what made the condition true, must not throw, and must not block: it runs inside
+   * the doorbell's sweep.
+   */
+  readonly watch: (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
   /** Rings the doorbell line at `bell` (any process's): cheap when its owner is not parked; a dead owner is skipped. */
   readonly ring: (bell: number) => void
   /** Re-checks this process's waiters now (after a local commit that a local fiber waits on). */
