@@ -112,6 +112,35 @@ for (const impl of implementations) {
         expect((yield* readToEnd(tiered, "d", held.earliest)).offsets[0]).toBe(held.earliest)
       }))
 
+    it.scopedLive("a cursor on the region that falls behind it carries on from disk, then from the region again", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create({ name: "f", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const disk = makeMemoryDisk()
+        const first = yield* publishPersisted(cluster, disk, topic, 300, { segments: { segmentBytes: SEGMENT_BYTES } })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const start = (yield* cluster.reader.bounds("f")).earliest
+        const cursor = yield* tiered.subscribe("f", { from: start })
+        const offsets: Array<number> = []
+        yield* cursor.poll((m) => void offsets.push(m.totalOrder), 4)
+        // 400 batches more: the region recycles what the cursor has not read (it holds no retention).
+        for (let seq = 300; seq < 700; seq++) {
+          yield* appendSimple(first.brokers[seq % 2]!, "f", 7, 1, seq, 3)
+          if (seq % 32 === 31) yield* drain(first.sequencer)
+        }
+        yield* drain(first.sequencer)
+        yield* first.stream.awaitDurable(700, 5_000)
+        expect((yield* cluster.reader.bounds("f")).earliest).toBeGreaterThan(cursor.position())
+        const { end } = yield* cluster.reader.bounds("f")
+        let idle = 0
+        while (cursor.position() < end) {
+          if ((yield* cursor.poll((m) => void offsets.push(m.totalOrder), 16)) > 0) continue
+          expect(++idle, `stuck at offset ${cursor.position()} of ${end}`).toBeLessThan(1_000)
+          yield* cursor.awaitMore(5_000)
+        }
+        expect(inSequence(offsets, start, end)).toEqual({ length: end - start, firstOutOfPlace: -1 })
+      }))
+
     it.scopedLive("retention by size deletes old segments: a reader before them gets LogOutOfRange naming the oldest offset on disk", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
