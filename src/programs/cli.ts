@@ -705,7 +705,7 @@ const benchCommand = Cli.command({
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
       env: "CXLOG_BENCH_TLS",
-      description: "run twice, plain and with TLS + authentication (a throwaway CA); ratio = secured MB/s ÷ plain MB/s"
+      description: "run four times, plain, with TLS + authentication (a throwaway CA) twice, plain; ratio = secured MB/s ÷ plain MB/s (means)"
     }),
     ...clusterObserveFlags
   },
