@@ -32,6 +32,8 @@ export const defaultSegmentBytes = 64 << 20
 export const defaultMaxPendingBytes = 64 << 20
 /** Pending chunks are at least this large (a record larger gets a chunk of its own size). */
 const CHUNK_BYTES = 256 << 10
+/** Written chunks kept for reuse per stream. */
+const FREE_CHUNKS = 64
 /** Reads fetch this much at a time. */
 const READ_BYTES = 4 << 20
 /** How long closing a stream waits for its writer to write and sync what is pending. */
@@ -55,7 +57,7 @@ interface Segment {
 }
 
 type Pending =
-  | { readonly kind: "bytes"; readonly chunk: Uint8Array; readonly start: number; end: number; recordsAfter: number }
+  | { readonly kind: "bytes"; readonly chunk: Uint8Array<ArrayBuffer>; readonly start: number; end: number; recordsAfter: number }
   | { readonly kind: "roll"; readonly base: number }
 
 const errnoOf = (e: unknown): { code: string; reason: string } => {
@@ -63,15 +65,15 @@ const errnoOf = (e: unknown): { code: string; reason: string } => {
   return { code: typeof err?.code === "string" ? err.code : "EIO", reason: err instanceof Error ? err.message : String(e) }
 }
 
-/** A promise of a file operation as an Effect whose failure names the path and the operation; ENOSPC/EDQUOT is `DiskFull`. */
+/** A file operation's failure, naming the path and the operation; ENOSPC/EDQUOT is `DiskFull`. */
+const errorOf = (directory: string, path: string, operation: string, e: unknown): SegmentWriteError => {
+  const { code, reason } = errnoOf(e)
+  return code === "ENOSPC" || code === "EDQUOT" ? new DiskFull({ directory, path }) : new SegmentIoError({ path, operation, code, reason })
+}
+
+/** A promise of a file operation as an Effect whose failure is `errorOf`. */
 const io = <A>(directory: string, path: string, operation: string, run: () => Promise<A>): Effect.Effect<A, SegmentWriteError> =>
-  Effect.tryPromise({
-    try: run,
-    catch: (e) => {
-      const { code, reason } = errnoOf(e)
-      return code === "ENOSPC" || code === "EDQUOT" ? new DiskFull({ directory, path }) : new SegmentIoError({ path, operation, code, reason })
-    }
-  })
+  Effect.tryPromise({ try: run, catch: (e) => errorOf(directory, path, operation, e) })
 
 /** `io` for reads and deletions, where a full disk cannot happen. */
 const ioRead = <A>(path: string, operation: string, run: () => Promise<A>): Effect.Effect<A, SegmentIoError> =>
@@ -324,11 +326,52 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         return deleted
       })
 
-      /** One group commit: everything pending written, the last segment synced, the frontier moved. */
-      const commit = (items: ReadonlyArray<Pending>) =>
+      /** Records written to the files (durable ≤ written ≤ appended), and bytes written but not yet covered by a started fdatasync. */
+      let written = recovered
+      let unsynced = 0
+      /** The fdatasync in flight (one at a time: a failed one must stop every later frontier move), settled when it returns. */
+      let syncing: Promise<void> | undefined
+      /** Written chunks, to be filled again (at most FREE_CHUNKS). */
+      const freeChunks: Array<Uint8Array<ArrayBuffer>> = []
+      const wakeWriter = () => Deferred.unsafeDone(wake, Exit.void)
+
+      /**
+       * Starts the fdatasync covering everything written so far; when it returns, the frontier
+       * moves there and the writer is woken. Writes go on meanwhile (group commit, pipelined: the
+       * next sync covers them).
+       */
+      const startSync = () => {
+        const open = segments[segments.length - 1]!
+        const covers = written
+        const coversBytes = open.bytes
+        const bytes = unsynced
+        unsynced = 0
+        syncing = current!.datasync().then(
+          () => {
+            // Every sync before this one returned without error (a failed one stops the writer before the next starts).
+            syncing = undefined
+            pendingBytes -= bytes
+            open.records = covers - open.base
+            durableBytes = coversBytes
+            durable = covers
+            syncs++
+            syncedBytes += bytes
+            announce()
+            wakeWriter()
+          },
+          (e) => {
+            syncing = undefined
+            failure ??= errorOf(directory, open.path, "fdatasync", e)
+            wakeWriter()
+          }
+        )
+      }
+      const awaitSync = Effect.promise(() => syncing ?? Promise.resolve())
+
+      /** Writes what was taken (one write per segment touched); a roll waits for the sync in flight, then syncs, closes and begins the next segment. */
+      const writeItems = (items: ReadonlyArray<Pending>) =>
         Effect.gen(function*() {
-          let bytes = 0
-          let records = durable
+          let records = written
           let batch: Array<Uint8Array> = []
           const flush = Effect.suspend(() => {
             if (batch.length === 0) return Effect.void
@@ -340,7 +383,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             return Effect.map(io(directory, open.path, "write", () => current!.write(buffers, open.bytes)), () => {
               open.bytes += n
               open.modifiedAt = files.now()
-              bytes += n
+              unsynced += n
+              written = records
             })
           })
           for (const item of items) {
@@ -350,6 +394,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
               continue
             }
             yield* flush
+            yield* awaitSync
+            if (failure !== undefined) return yield* Effect.fail(failure)
             const closed = segments[segments.length - 1]!
             yield* io(directory, closed.path, "fdatasync", () => current!.datasync())
             closed.records = records - closed.base
@@ -360,36 +406,34 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
             segments.push({ base: item.base, path, bytes: 0, records: 0, modifiedAt: files.now(), verified: true })
             syncs++
+            syncedBytes += unsynced
+            pendingBytes -= unsynced
+            unsynced = 0
             durable = item.base
             durableBytes = 0
+            announce()
             yield* retainNow
           }
           yield* flush
-          const open = segments[segments.length - 1]!
-          yield* io(directory, open.path, "fdatasync", () => current!.datasync())
-          open.records = records - open.base
-          durableBytes = open.bytes
-          syncs++
-          syncedBytes += bytes
-          durable = records
         })
 
       const writer = Effect.gen(function*() {
         for (;;) {
-          if (pending.length === 0) {
-            if (closing) return
-            yield* Deferred.await(wake)
-            wake = Deferred.unsafeMake<void>(FiberId.none)
-            continue
+          if (failure === undefined && pending.length > 0) {
+            const items = pending
+            pending = []
+            const result = yield* Effect.either(writeItems(items))
+            if (result._tag === "Left") failure ??= result.left
+            // Chunks written whole go back to be filled again (not the one being filled, nor one pending appends still use).
+            for (const item of items) {
+              const c = item.kind === "bytes" ? item.chunk : undefined
+              if (c === undefined || c === chunk || c.length !== CHUNK_BYTES || freeChunks.length >= FREE_CHUNKS || freeChunks.includes(c)) continue
+              if (!pending.some((p) => p.kind === "bytes" && p.chunk === c)) freeChunks.push(c)
+            }
           }
-          const items = pending
-          pending = []
-          let taken = 0
-          for (const item of items) if (item.kind === "bytes") taken += item.end - item.start
-          const result = yield* Effect.either(commit(items))
-          pendingBytes -= taken
-          if (result._tag === "Left") {
-            failure = result.left
+          if (failure === undefined && syncing === undefined && unsynced > 0) startSync()
+          if (failure !== undefined) {
+            yield* awaitSync
             // Leave no partial record behind the durable bytes (recovery would cut it anyway).
             const open = segments[segments.length - 1]!
             if (current !== undefined) yield* Effect.promise(() => current!.truncate(durableBytes).catch(() => undefined))
@@ -398,7 +442,10 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             announce()
             return
           }
-          announce()
+          if (pending.length > 0) continue
+          if (closing && syncing === undefined) return
+          yield* Deferred.await(wake)
+          wake = Deferred.unsafeMake<void>(FiberId.none)
         }
       })
       const writerFiber = yield* Effect.forkDaemon(writer.pipe(
@@ -434,7 +481,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           tailBytes = 0
         }
         if (chunk.length - chunkFill < size) {
-          chunk = new Uint8Array(Math.max(CHUNK_BYTES, size))
+          chunk = (size <= CHUNK_BYTES ? freeChunks.pop() : undefined) ?? new Uint8Array(Math.max(CHUNK_BYTES, size))
           chunkFill = 0
         }
         const start = chunkFill
@@ -449,7 +496,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         }
         tailBytes += size
         pendingBytes += size
-        Deferred.unsafeDone(wake, Exit.void)
+        wakeWriter()
         return appended - 1
       }
 
