@@ -192,23 +192,27 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     const epochs: Array<number> = []
     const seqs: Array<number> = []
     let firstIndex = log.appended()
-    const frontiers = new Map<string, { clientId: number; sessionEpoch: number; durable: number }>()
+    /** Per sync, each session's new durable frontier: by client id, then epoch (numbers, no key strings per sync). */
+    const frontiers = new Map<number, Map<number, number>>()
     log.onDurable((durable) => {
       const n = Math.min(durable - firstIndex, seqs.length)
       if (n <= 0) return
-      frontiers.clear()
       for (let i = 0; i < n; i++) {
-        const key = `${clients[i]}/${epochs[i]}`
-        const f = frontiers.get(key)
+        let byEpoch = frontiers.get(clients[i]!)
+        if (byEpoch === undefined) frontiers.set(clients[i]!, byEpoch = new Map())
         // GOI order keeps each session's batches in order (order 5): the last one is its frontier.
-        if (f === undefined) frontiers.set(key, { clientId: clients[i]!, sessionEpoch: epochs[i]!, durable: seqs[i]! + 1 })
-        else f.durable = Math.max(f.durable, seqs[i]! + 1)
+        byEpoch.set(epochs[i]!, Math.max(byEpoch.get(epochs[i]!) ?? 0, seqs[i]! + 1))
       }
       clients.splice(0, n)
       epochs.splice(0, n)
       seqs.splice(0, n)
       firstIndex += n
-      for (const f of frontiers.values()) sessions.setDurable(f.clientId, f.sessionEpoch, f.durable)
+      for (const [clientId, byEpoch] of frontiers) {
+        for (const [sessionEpoch, frontier] of byEpoch) sessions.setDurable(clientId, sessionEpoch, frontier)
+        byEpoch.clear()
+      }
+      // Clients come and go: the map keeps only what the last syncs saw.
+      if (frontiers.size > 1024) frontiers.clear()
       marks.moved(topic)
     })
 
