@@ -21,6 +21,7 @@ import * as RpcLayers from "./control/Rpc.js"
 import { type RegionConfig, RegionLayout, regionBytes, regionParams } from "./RegionLayout.js"
 import * as RegionLayoutLayers from "./RegionLayout.js"
 import * as SequencerLayers from "./log/Sequencer.js"
+import * as TieredReaderLayers from "./log/TieredReader.js"
 import * as TopicsLayers from "./log/Topics.js"
 
 export interface RegionAccess {
@@ -65,17 +66,24 @@ export const headLog = (sequencer: SequencerOptions = {}) =>
 /**
  * What a broker needs of the log (`BrokerLog`): its broker slot's Appender, the AckTracker and
  * the topic table; and a LogReader and the named consumers, with which it serves subscribers.
+ * Given the head's data directory, its LogReader also serves what the region recycled from disk.
  */
-export const brokerLog = (brokerId: number, appender: { readonly consumerHoldMs?: number } = {}) =>
+export const brokerLog = (brokerId: number, appender: { readonly consumerHoldMs?: number } = {}, dataDir?: string) =>
   fromLayout((layout) =>
     Layer.mergeAll(
       TopicsLayers.layer(layout.log),
       AppenderLayers.layer(layout.log, { brokerId, ...appender }),
       AckTrackerLayers.layer(layout.log),
-      LogReaderLayers.layer(layout.log),
+      regionReader(layout, dataDir),
       ConsumersLayers.layer(layout.log)
     )
   )
+
+/** The region's LogReader, tiered over the head's data directory when there is one. */
+const regionReader = (layout: RegionLayoutLayers.Layout, dataDir: string | undefined) =>
+  dataDir === undefined
+    ? LogReaderLayers.layer(layout.log)
+    : TieredReaderLayers.layer({ directory: dataDir }).pipe(Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log))))
 
 export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(options)
 

@@ -24,6 +24,8 @@ export interface BrokerMainOptions {
   readonly statsEveryMs: number
   /** How long appends may wait for room a named consumer holds before it is cut off (0: never). */
   readonly consumerHoldMs?: number
+  /** The head's data directory: offsets the region recycled are read from its copy on disk (TieredReader.ts). */
+  readonly dataDir?: string
 }
 
 /** Logs the broker's counters every `everyMs`, skipping ticks where nothing changed (an idle broker stays quiet). */
@@ -87,7 +89,7 @@ export const broker = (options: BrokerMainOptions) =>
       Effect.scoped,
       Effect.provide(
         brokerServer(options.server).pipe(
-          Layer.provideMerge(brokerLog(options.brokerId, options.consumerHoldMs === undefined ? {} : { consumerHoldMs: options.consumerHoldMs })),
+          Layer.provideMerge(brokerLog(options.brokerId, options.consumerHoldMs === undefined ? {} : { consumerHoldMs: options.consumerHoldMs }, options.dataDir)),
           Layer.provideMerge(coordinatorClient()),
           Layer.provideMerge(controlTransport),
           Layer.provideMerge(processSlot("broker"))

@@ -353,6 +353,12 @@ const brokerCommand = Cli.command({
       env: "CXLOG_CONSUMER_HOLD_MS",
       description: "cut off a named consumer whose committed offset kept appends waiting for room this long (0: never; docs/clients.md)"
     }),
+    dataDir: Cli.optionalText("data-dir", {
+      placeholder: "DIR",
+      shown: "none: only what the region holds",
+      env: "CXLOG_DATA_DIR",
+      description: "the head's data directory (same host): subscribers asking for offsets of replication factor 2 topics that the region recycled are served from the copy on disk (docs/durability.md)"
+    }),
     ...observeFlags
   },
   examples: [
@@ -376,7 +382,8 @@ const brokerCommand = Cli.command({
             ...security
           },
           statsEveryMs: o.statsEveryMs,
-          consumerHoldMs: o.consumerHoldMs
+          consumerHoldMs: o.consumerHoldMs,
+          ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir })
         })
       ),
       observed("broker", o, { broker: `${o.brokerId}` })
