@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Option, Stream } from "effect"
+import { Chunk, Effect, Fiber, Option, Schedule, Stream } from "effect"
 import * as RpcLayers from "../../src/layers/control/Rpc.js"
 import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
 import { Rings, type RingWriter } from "../../src/services/control/Rings.js"
@@ -127,6 +127,23 @@ const contract = (label: string, open: OpenRings) =>
         expect(timeout).toMatchObject({ _tag: "RpcTimeout", method: "Sleep", timeoutMs: 30 })
         expect(yield* first.call(Wait, { name: "never" }, { timeoutMs: 30 }).pipe(Effect.flip)).toMatchObject({ _tag: "RpcTimeout" })
         expect(yield* first.call(Add, { a: 3, b: 4 })).toBe(7)
+      }))
+
+    // A client's calls share one timer, armed for the earliest deadline: a call with a shorter
+    // bound than those already waiting must move it (else it would wait for theirs).
+    it.scopedLive("calls waiting together each end at their own bound: a shorter one after a longer one, an interrupted one stops listening", () =>
+      Effect.gen(function*() {
+        const { first, waiting } = yield* setup(open)
+        const long = yield* Effect.fork(first.call(Wait, { name: "long" }, { timeoutMs: 60_000 }))
+        const dropped = yield* Effect.fork(first.call(Wait, { name: "dropped" }, { timeoutMs: 60_000 }))
+        yield* Effect.repeat(Effect.sync(() => waiting.size), { until: (n) => n >= 2, schedule: Schedule.spaced("2 millis") })
+        expect(yield* Effect.flip(first.call(Wait, { name: "short" }, { timeoutMs: 40 }))).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 40 })
+        expect(long.unsafePoll()).toBeNull() // still waiting for its reply
+        yield* Fiber.interrupt(dropped)
+        yield* waiting.get("dropped")!.succeed("late") // its reply finds nobody listening
+        yield* waiting.get("long")!.succeed("released long")
+        expect(yield* Fiber.join(long)).toBe("released long")
+        expect(yield* first.call(Add, { a: 1, b: 2 })).toBe(3)
       }))
 
     it.scopedLive("a payload that fails the server's Schema gets RpcInvalidPayload and the server keeps serving", () =>

@@ -270,11 +270,13 @@ const checkPair = (engine: Engine, round: Round, { participant, reader, target }
     )
   }
   const now = readerNow(engine, target.ring, reader.slot)
-  if (now === undefined || now.occurrence !== reader.occurrence || !engine.options.isPidAlive(now.pid)) {
+  const same = now !== undefined && now.occurrence === reader.occurrence
+  const observed = same ? progressOf(round, now) : -1
+  // A reader past its target has the frames, dead or alive: its pid is checked (a system call) only while it is short.
+  if (!same || (observed < target.sequence && !engine.options.isPidAlive(now.pid))) {
     const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
     return Effect.as(Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`), { _tag: "dropped", reason })
   }
-  const observed = progressOf(round, now)
   if (observed < target.sequence) return undefined
   return Effect.as(
     trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`),

@@ -461,13 +461,24 @@ interface Reply {
   readonly json: string
 }
 
+interface PendingCall {
+  readonly deadline: number
+  /** Hands the reply to the call (kept until the call waits, if it comes first). */
+  readonly deliver: (reply: Reply) => void
+  /** The call's bound passed: it fails with `RpcTimeout`. */
+  readonly expire: () => void
+}
+
 interface Caller {
   readonly me: number
   readonly writer: RingWriter
   readonly reader: RingReader
   readonly defaultTimeoutMs: number
   /** Calls waiting for their reply, by request id. */
-  readonly pending: Map<number, (reply: Reply) => void>
+  readonly pending: Map<number, PendingCall>
+  /** The one timer that bounds every call (`boundCalls`), and when it fires. */
+  timer: ReturnType<typeof setTimeout> | undefined
+  timerAt: number
   /**
    * Notices by tag, one hub per tag someone subscribed to: a notice nobody listens for (every
    * barrier release, on most clients) is dropped here, not woken through a stream.
@@ -492,7 +503,7 @@ const receive = (caller: Caller, bytes: Uint8Array): void => {
     if (caller.notices.has(frame.tag)) Queue.unsafeOffer(caller.noticeInbox, frame)
     return
   }
-  caller.pending.get(frame.requestId)?.({ kind: frame.kind, json: frame.json })
+  caller.pending.get(frame.requestId)?.deliver({ kind: frame.kind, json: frame.json })
 }
 
 /** Publishes the notices `receive` handed over to their tag's hub. */
@@ -504,46 +515,70 @@ const publishNotices = (caller: Caller) =>
 
 
 /**
+ * One timer bounds every call of a client, armed for the earliest deadline and re-armed when it
+ * fires: a client's calls mostly share a timeout, so their deadlines come in order and the timer
+ * rarely moves — a call costs no timer of its own. It keeps the process alive only while calls wait.
+ */
+const armCallTimer = (caller: Caller, deadline: number) => {
+  if (caller.timer !== undefined && caller.timerAt <= deadline) return
+  if (caller.timer !== undefined) clearTimeout(caller.timer)
+  caller.timerAt = deadline
+  caller.timer = setTimeout(() => boundCalls(caller), Math.min(Math.max(0, deadline - performance.now()), 2 ** 31 - 1))
+}
+const boundCalls = (caller: Caller) => {
+  caller.timer = undefined
+  caller.timerAt = Infinity
+  const now = performance.now()
+  let next = Infinity
+  for (const call of caller.pending.values()) {
+    if (call.deadline <= now) call.expire()
+    else next = Math.min(next, call.deadline)
+  }
+  if (next < Infinity) armCallTimer(caller, next)
+}
+const track = (caller: Caller, requestId: number, call: PendingCall) => {
+  if (caller.pending.size === 0) caller.timer?.ref()
+  caller.pending.set(requestId, call)
+  armCallTimer(caller, call.deadline)
+}
+const untrack = (caller: Caller, requestId: number) => {
+  if (caller.pending.delete(requestId) && caller.pending.size === 0) caller.timer?.unref()
+}
+
+/**
  * Starts listening for the reply to `requestId` now (before the request is written, so a
  * reply cannot come first); the returned effect waits for it, or fails with `RpcTimeout`
- * after `timeoutMs` (or `RpcAbandoned` when `signal` aborts) — one timer, no extra fiber.
+ * after `timeoutMs` (or `RpcAbandoned` when `signal` aborts) — no timer or fiber of its own.
+ * An interrupted wait stops listening.
  */
 const awaitReply = (caller: Caller, method: string, requestId: number, timeoutMs: number, signal?: AbortSignal) => {
-  let early: Reply | undefined
-  let deliver: ((reply: Reply) => void) | undefined
-  caller.pending.set(requestId, (reply) => {
-    caller.pending.delete(requestId)
-    if (deliver === undefined) early = reply
-    else deliver(reply)
-  })
+  let early: Effect.Effect<Reply, RpcTimeout | RpcAbandoned> | undefined
+  let resumeCall: ((outcome: Effect.Effect<Reply, RpcTimeout | RpcAbandoned>) => void) | undefined
+  const settle = (outcome: Effect.Effect<Reply, RpcTimeout | RpcAbandoned>) => {
+    untrack(caller, requestId)
+    signal?.removeEventListener("abort", onAbort)
+    if (resumeCall === undefined) early = outcome
+    else resumeCall(outcome)
+  }
   const abandoned = () => new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
-  return Effect.async<Reply, RpcTimeout | RpcAbandoned>((resume) => {
-    if (early !== undefined) return resume(Effect.succeed(early))
-    if (signal?.aborted === true) {
-      caller.pending.delete(requestId)
-      return resume(Effect.fail(abandoned()))
-    }
-    const stop = () => {
-      clearTimeout(timer)
-      signal?.removeEventListener("abort", onAbort)
-    }
-    const onAbort = () => {
-      stop()
-      caller.pending.delete(requestId)
-      resume(Effect.fail(abandoned()))
-    }
-    const timer = setTimeout(() => {
-      stop()
-      caller.pending.delete(requestId)
+  const onAbort = () => settle(Effect.fail(abandoned()))
+  track(caller, requestId, {
+    deadline: performance.now() + timeoutMs,
+    deliver: (reply) => settle(Effect.succeed(reply)),
+    expire: () => {
       rpcTimeouts.unsafeUpdate(1, [])
-      resume(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
-    }, Math.min(timeoutMs, 2 ** 31 - 1))
-    signal?.addEventListener("abort", onAbort, { once: true })
-    deliver = (reply) => {
-      stop()
-      resume(Effect.succeed(reply))
+      settle(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
     }
-    return Effect.sync(stop)
+  })
+  if (signal?.aborted === true) onAbort()
+  else signal?.addEventListener("abort", onAbort, { once: true })
+  return Effect.async<Reply, RpcTimeout | RpcAbandoned>((resume) => {
+    if (early !== undefined) return resume(early)
+    resumeCall = resume
+    return Effect.sync(() => {
+      untrack(caller, requestId)
+      signal?.removeEventListener("abort", onAbort)
+    })
   })
 }
 
@@ -582,12 +617,13 @@ const call = <M extends AnyRpcMethod>(
     if (Either.isLeft(json)) return Effect.fail(new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) }))
     const replied = awaitReply(caller, method.tag, requestId, timeoutMs, options?.signal)
     const request = requestFrame(caller, method, requestId, json.right)
-    // Written and committed at once when it fits (the common case): the call is then one wait.
-    const sent = tryWriteNow(caller.writer, request) ? replied : Effect.zipRight(caller.writer.write(frameBytes(request)), replied)
-    return sent.pipe(
-      Effect.flatMap((received) => decodeReply(method, requestId, received)),
-      Effect.onExit(() => Effect.sync(() => caller.pending.delete(requestId)))
-    )
+    // Written and committed at once when it fits (the common case): the call is then one wait,
+    // which stops listening itself if interrupted. A request that must wait for room stops
+    // listening however its write ends.
+    const sent = tryWriteNow(caller.writer, request)
+      ? replied
+      : Effect.zipRight(caller.writer.write(frameBytes(request)), replied).pipe(Effect.onExit(() => Effect.sync(() => untrack(caller, requestId))))
+    return Effect.flatMap(sent, (received) => decodeReply(method, requestId, received))
   })
 
 /** The hub of one notice tag, made at its first subscription. */
@@ -621,10 +657,13 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       reader: yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot }),
       defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       pending: new Map(),
+      timer: undefined,
+      timerAt: Infinity,
       notices: new Map(),
       noticeInbox: yield* Queue.unbounded<WireFrame>(),
       nextId: 1
     }
+    yield* Effect.addFinalizer(() => Effect.sync(() => caller.timer !== undefined && clearTimeout(caller.timer)))
     // Every client reads every reply, in the wake's callback: a reply resumes its call with no reader fiber in between.
     yield* Effect.forkScoped(readForever(caller.reader, caller.reader.consumeSync((bytes) => receive(caller, bytes))))
     yield* Effect.forkScoped(publishNotices(caller))
