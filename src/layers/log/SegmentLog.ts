@@ -224,6 +224,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         return m === null ? [] : [Number(m[1])]
       }).sort((a, b) => a - b)
       const segments: Array<Segment> = []
+      /** Where the last read stopped (a record boundary), so reading on from there does not rescan the segment. */
+      let lastRead: { readonly base: number; readonly index: number; readonly offset: number } | undefined
       /** Read-ahead buffers, reused by this stream's scans. */
       const readBuffers: Array<Uint8Array> = []
       let cutBytes = 0
@@ -249,7 +251,15 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         }
         const file = yield* io(directory, path, "open", () => files.open(path))
         if (last) current = file
-        const scanned = yield* io(directory, path, "read", () => scanFile(file, size, () => undefined, 0, readBuffers))
+        /** Where its last intact record starts: a read of the stream's last record (a writer resuming) starts there. */
+        let lastStart = 0
+        let recordEnd = 0
+        const scanned = yield* io(directory, path, "read", () =>
+          scanFile(file, size, (_, next) => {
+            lastStart = recordEnd
+            recordEnd = next
+          }, 0, readBuffers))
+        if (last && scanned.records > 0) lastRead = { base, index: base + scanned.records - 1, offset: lastStart }
         if (scanned.bad !== undefined) {
           const bad = scanned.bad
           const later = last ? yield* io(directory, path, "read", () => intactRecordAfter(file, bad.offset, size)) : bad.offset
@@ -528,8 +538,6 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         )
 
       // ---- reads ----------------------------------------------------------------------
-      /** Where the last read stopped (a record boundary), so reading on from there does not rescan the segment. */
-      let lastRead: { readonly base: number; readonly index: number; readonly offset: number } | undefined
       const read = (from: number, onRecord: (index: number, record: Uint8Array) => boolean | void) =>
         Effect.gen(function*() {
           const first = segments[0]!.base
