@@ -54,6 +54,7 @@ const settings: ReadonlyArray<Setting> = [
   { env: "CXLOG_REGION_BYTES", usedBy: "library (CxlMemory.layerConfig)", kind: "N", read: field(regionOptionsConfig, "size") },
   { env: "CXLOG_REGION_MODE", usedBy: "library (CxlMemory.layerConfig)", kind: "create|attach|create-or-attach", read: field(regionOptionsConfig, "mode") },
   { env: "CXLOG_NATIVE_PATH", usedBy: "every process (the addon)", kind: "PATH", read: Effect.sync(defaultAddonPath) },
+  { env: "CXLOG_CODE_CACHE", usedBy: "every process (the launcher, dist/cxlog.mjs)", kind: "on|off|write|report", read: Effect.sync(() => process.env["CXLOG_CODE_CACHE"] ?? "on") },
   { env: "CXLOG_CLI", usedBy: "run, bench (the roles' entry)", kind: "PATH", read: Effect.sync(cliEntry) },
   { env: "CXLOG_PROFILE_DIR", usedBy: "run, bench (V8 profiles of the roles)", kind: "PATH", read: Effect.sync(() => profileArgs().join(" ")) }
 ]

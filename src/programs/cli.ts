@@ -6,7 +6,7 @@
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Either, Exit, Logger } from "effect"
-import { fileURLToPath } from "node:url"
+import { cliEntry } from "../PackageRoot.js"
 import { regionConfig } from "../layers/RegionLayout.js"
 import { defaultSequencerOptions } from "../services/log/Sequencer.js"
 import { parseAddresses } from "../layers/net/ClientConnection.js"
@@ -33,7 +33,7 @@ import { topics as listTopics } from "./TopicAdmin.js"
 import { brokerSecurity, clientSecurity, headCredentials, users } from "./Users.js"
 import { remoteAudit } from "./RemoteAudit.js"
 
-const cliPath = fileURLToPath(import.meta.url)
+const cliPath = cliEntry()
 const VERSION = "0.1.0"
 
 // ---- flags shared by several commands ---------------------------------------------------------

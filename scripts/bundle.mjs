@@ -1,0 +1,46 @@
+/**
+ * `npm run bundle`: the CLI as one CommonJS file (dist/cxlog.cjs), started by a small launcher
+ * (dist/cxlog.mjs, from src/programs/Launcher.ts) from V8's code cache; then the caches, written
+ * at exit by every process of a short `cxlog run` (see Launcher.ts). That run needs the addon
+ * and /dev/shm: without them the CLI still works, compiling from source, and this step says so.
+ */
+import { build } from "esbuild"
+import { spawnSync } from "node:child_process"
+import { rmSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..")
+const dist = join(root, "dist")
+const common = { bundle: true, platform: "node", target: "node20", logLevel: "warning" }
+
+await build({
+  ...common,
+  entryPoints: [join(dist, "src", "programs", "cli.js")],
+  format: "cjs",
+  outfile: join(dist, "cxlog.cjs"),
+  // The sources are ES modules that find the package from their own URL.
+  define: { "import.meta.url": "__cxlogModuleUrl" },
+  banner: { js: "const __cxlogModuleUrl = require(\"node:url\").pathToFileURL(__filename).href;" }
+})
+await build({
+  ...common,
+  entryPoints: [join(dist, "src", "programs", "Launcher.js")],
+  format: "esm",
+  outfile: join(dist, "cxlog.mjs"),
+  banner: { js: "#!/usr/bin/env node" }
+})
+
+rmSync(join(dist, "code-cache"), { recursive: true, force: true })
+if (process.env["CXLOG_CODE_CACHE"] !== "off") {
+  const warm = spawnSync(process.execPath, [join(dist, "cxlog.mjs"), "run", "--bytes", "8MiB", "--remote-subscribers", "1"], {
+    cwd: root,
+    env: { ...process.env, CXLOG_CODE_CACHE: "write" },
+    stdio: ["ignore", "ignore", "pipe"],
+    timeout: 180_000
+  })
+  if (warm.status !== 0) {
+    const why = warm.error?.message ?? warm.stderr.toString().trim().split("\n").slice(-3).join(" / ")
+    console.warn(`bundle: no code cache written (a short cxlog run failed: ${why}); the CLI compiles from source until each command writes its own`)
+  }
+}
