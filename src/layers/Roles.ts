@@ -87,9 +87,16 @@ const regionReader = (layout: RegionLayoutLayers.Layout, dataDir: string | undef
 
 export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(options)
 
-/** A local reader of the log (with the named consumers, so `SubscriberLayers.layer` can run over it). */
+/**
+ * A local reader of the log (with the named consumers, so `SubscriberLayers.layer` can run over it);
+ * with CXLOG_DATA_DIR naming the head's data directory, it reads what the region recycled from disk.
+ */
 export const reader = fromLayout((layout) =>
-  Layer.mergeAll(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log), ConsumersLayers.layer(layout.log))
+  Layer.mergeAll(
+    TieredReaderLayers.layerConfig.pipe(Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log)))),
+    TopicsLayers.layer(layout.log),
+    ConsumersLayers.layer(layout.log)
+  )
 )
 
 /** Rings and RPC over the region (needs the region and this process's doorbell). */

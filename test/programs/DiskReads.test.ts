@@ -1,7 +1,8 @@
 /**
  * Through the CLI: a remote subscriber asking a broker given the head's data directory for
  * offset 0 of a replication factor 2 topic whose region recycled it gets every message once, in
- * order (from the copy on disk, then the region); a broker without the directory refuses with
+ * order (from the copy on disk, then the region), and so does a local reader given the
+ * directory by CXLOG_DATA_DIR; a broker without the directory refuses with
  * out-of-range as before. A topic's disk retention, given in its --topic spec or by the
  * --disk-retention flags, is kept in the region (`cxlog topics --json`).
  */
@@ -48,6 +49,11 @@ describe("reading recycled offsets from disk through a broker", () => {
       const lines = read.stdout.trim().split("\n").map((l) => JSON.parse(l) as { offset: number })
       expect(lines.length).toBe(MESSAGES)
       expect(lines.findIndex((l, i) => l.offset !== i)).toBe(-1)
+
+      // A local reader (it maps the region) given the directory by CXLOG_DATA_DIR reads the same.
+      const local = yield* runCli(["subscribe", "--topic", "d", "--from", "0", "--limit", `${MESSAGES}`, "--format", "json"], { ...env, CXLOG_DATA_DIR: dir })
+      expect(local.code, local.stderr).toBe(0)
+      expect(local.stdout).toBe(read.stdout)
 
       // A broker that does not know the data directory serves only what the region holds.
       const plain = yield* forkCli(["broker", "--broker-id", "1", "--port", "0"], env)

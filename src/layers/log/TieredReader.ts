@@ -16,7 +16,7 @@
  * flag). It opens the head's files read-only on the same host; the head is asked nothing.
  * Durable cursors (the head's own writer) are not tiered: retention is the region's business.
  */
-import { Effect, Exit, ExecutionStrategy, Layer, Scope } from "effect"
+import { Config, Effect, Exit, ExecutionStrategy, Layer, Option, Scope } from "effect"
 import { type LogBatchView, type LogCursor, type LogMessageView, LogOutOfRange, LogReader, type LogReaderShape, type SubscribeOptions } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo, type TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { type DiskBatch, type DiskProblem, diskEarliest, DiskStream, nodeStreamFiles, type StreamFiles } from "./DiskStream.js"
@@ -289,3 +289,11 @@ export const layer = (options: TieredOptions): Layer.Layer<LogReader, never, Log
       return tieredReader(hot, topics.lookup, options)
     })
   )
+
+/** `layer` over CXLOG_DATA_DIR when it is set (a local reader on the head's host); else the LogReader as it is. */
+export const layerConfig: Layer.Layer<LogReader, never, LogReader | Topics> = Layer.unwrapEffect(
+  Effect.map(
+    Config.option(Config.string("CXLOG_DATA_DIR")).pipe(Effect.orElseSucceed(() => Option.none<string>())),
+    (dir) => Option.isSome(dir) && dir.value !== "" ? layer({ directory: dir.value }) : Layer.effect(LogReader, LogReader)
+  )
+)
