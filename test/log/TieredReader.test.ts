@@ -100,6 +100,8 @@ for (const impl of implementations) {
 
         const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
         expect((yield* tiered.bounds("d")).earliest).toBe(0)
+        // A named consumer's reader (its hold is in the region) is refused as before.
+        expect(yield* Effect.flip(Effect.scoped(tiered.subscribe("d", { from: 0, regionOnly: true })))).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
         const read = yield* readToEnd(tiered, "d", 0)
         expect(read.end).toBe(720 * 3)
         expect(inSequence(read.offsets, 0, read.end)).toEqual({ length: read.end, firstOutOfPlace: -1 })

@@ -14,7 +14,8 @@
  * Who reads the disk: the process serving the subscription (a broker for remote subscribers, a
  * local reader), given the head's data directory (`--data-dir`, CXLOG_DATA_DIR, the head's
  * flag). It opens the head's files read-only on the same host; the head is asked nothing.
- * Durable cursors (the head's own writer) are not tiered: retention is the region's business.
+ * Durable cursors (the head's own writer) and named consumers (`regionOnly`: their hold is in the
+ * region) are not tiered.
  */
 import { Config, Effect, Exit, ExecutionStrategy, Layer, Option, Scope } from "effect"
 import { type LogBatchView, type LogCursor, type LogMessageView, LogOutOfRange, LogReader, type LogReaderShape, type SubscribeOptions } from "../../services/log/LogReader.js"
@@ -60,7 +61,7 @@ export const tieredReader = (
   const subscribe: LogReaderShape["subscribe"] = (topic, subscribeOptions = {}) =>
     Effect.gen(function*() {
       const info = yield* lookup(topic)
-      if (subscribeOptions.durable === true || info.replicationFactor < 2) return yield* hot.subscribe(topic, subscribeOptions)
+      if (subscribeOptions.durable === true || subscribeOptions.regionOnly === true || info.replicationFactor < 2) return yield* hot.subscribe(topic, subscribeOptions)
       const from = subscribeOptions.from ?? "earliest"
       const cursor = yield* tieredCursor(hot, info, files, options.directory, pollMs, yield* Effect.scope)
       if (from === "earliest") {

@@ -45,7 +45,9 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
     Effect.gen(function*() {
       // Not durable, so it cannot fail with SubscriberTableFull.
       const subscribe = (from: SubscribeOptions["from"]) =>
-        reader.subscribe(topic, { from: from ?? "earliest" }).pipe(Effect.catchTag("SubscriberTableFull", (e) => Effect.die(e)))
+        reader.subscribe(topic, { from: from ?? "earliest", ...(options.consumer === undefined ? {} : { regionOnly: true }) }).pipe(
+          Effect.catchTag("SubscriberTableFull", (e) => Effect.die(e))
+        )
       const cursor = yield* subscribe(options.from)
       if (options.consumer === undefined) return { cursor, lease: undefined }
       if (consumers === undefined) return yield* Effect.dieMessage("this Subscriber has no Consumers service for named consumers")

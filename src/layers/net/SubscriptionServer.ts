@@ -48,7 +48,7 @@ export interface SubscriptionServerOptions {
 const open = (reader: LogReaderShape, request: Subscribe, consumers: ConsumersShape | undefined) =>
   Effect.gen(function*() {
     const subscribe = (from: Subscribe["from"]) =>
-      reader.subscribe(request.topic, { from }).pipe(
+      reader.subscribe(request.topic, { from, ...(request.consumer === undefined ? {} : { regionOnly: true }) }).pipe(
         Effect.catchTags({
           TopicNotFound: (e) => Effect.fail(new WireViolation({ code: "unknown-topic", detail: e.message })),
           SubscriberTableFull: (e) => Effect.die(e)

@@ -73,6 +73,11 @@ export interface SubscribeOptions {
   readonly from?: number | "earliest" | "latest"
   /** Register the cursor so retention waits for it (lossless; publishers get backpressure). */
   readonly durable?: boolean
+  /**
+   * Read only what the region holds, never a copy on disk (layers/log/TieredReader.ts): a named
+   * consumer's hold lives in the region, so it must not start below the region's window.
+   */
+  readonly regionOnly?: boolean
 }
 
 export interface LogReaderShape {
