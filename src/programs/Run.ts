@@ -118,25 +118,42 @@ const runDataDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
 
-/** The head's durable-tier reports (`durable` events: fsyncs and bytes so far); `next` waits for one after the call. */
-const durableReports = (head: RoleProcess) => {
-  let waiter: ((figures: { fsyncs: number; bytes: number }) => void) | undefined
-  head.on((e) => {
-    if (e.event !== "durable") return
-    const w = waiter
-    waiter = undefined
-    w?.({ fsyncs: e["fsyncs"] as number, bytes: e["bytes"] as number })
-  })
+/**
+ * The heads' durable-tier reports (`durable` events: fsyncs and bytes so far, each process its
+ * own): `next` waits for one after the call and sums every head's latest, so a head that took
+ * over (counting from 0) adds to what the one before it reported.
+ */
+const durableReports = (heads: ReadonlyArray<RoleProcess>) => {
+  const latest = new Map<RoleProcess, { readonly fsyncs: number; readonly bytes: number }>()
+  let waiter: (() => void) | undefined
+  for (const head of heads) {
+    head.on((e) => {
+      if (e.event !== "durable") return
+      latest.set(head, { fsyncs: e["fsyncs"] as number, bytes: e["bytes"] as number })
+      const w = waiter
+      waiter = undefined
+      w?.()
+    })
+  }
+  const total = () => {
+    let fsyncs = 0
+    let bytes = 0
+    for (const figures of latest.values()) {
+      fsyncs += figures.fsyncs
+      bytes += figures.bytes
+    }
+    return { fsyncs, bytes }
+  }
   return {
     next: (timeoutMs: number) =>
       Effect.async<{ fsyncs: number; bytes: number }, RoleFailed>((resume) => {
         const timer = setTimeout(() => {
           waiter = undefined
-          resume(Effect.fail(new RoleFailed({ role: head.role, reason: `no durable-tier report within ${timeoutMs} ms`, stderr: "" })))
+          resume(Effect.fail(new RoleFailed({ role: heads.length > 1 ? "heads" : heads[0]!.role, reason: `no durable-tier report within ${timeoutMs} ms`, stderr: "" })))
         }, timeoutMs)
-        waiter = (figures) => {
+        waiter = () => {
           clearTimeout(timer)
-          resume(Effect.succeed(figures))
+          resume(Effect.succeed(total()))
         }
         return Effect.sync(() => {
           clearTimeout(timer)
@@ -204,12 +221,12 @@ export const run = (options: RunOptions) =>
       env,
       metricsEnv
     )
-    const durable = durableReports(head)
     const standbys = yield* Effect.forEach(
       Array.from({ length: options.killHead?.standbys ?? 0 }, (_, i) => i),
       (i) => spawnRole(`standby head ${i}`, ["head", "--standby"], env)
     )
     yield* Effect.forEach(standbys, (s) => s.event("standby", 20_000)).pipe(whileAlive([head, ...brokers], "the standby heads to start"))
+    const durable = durableReports([head, ...standbys])
     // With standbys, the active head is whichever said ready last (one may take over early from a
     // head stalled past its lease on a loaded machine), and no single head is essential.
     let activeHead = head

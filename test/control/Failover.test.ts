@@ -29,11 +29,13 @@ interface Summary {
   readonly outOfOrder: number
   readonly crcMismatches: number
   readonly order: number
+  readonly ackLevel: number
+  readonly durable: { readonly fsyncs: number; readonly bytesPerFsync: number } | null
 }
 
-const runKillHead = (standbys: number) =>
+const runKillHead = (standbys: number, extra: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
-    const { code, stdout, stderr } = yield* runCli(["run", "--kill-head", "--standby", `${standbys}`, "--bytes", "32MiB", "--broker-count", "2", "--json"])
+    const { code, stdout, stderr } = yield* runCli(["run", "--kill-head", "--standby", `${standbys}`, "--bytes", "32MiB", "--broker-count", "2", "--json", ...extra])
     expect(code, stdout + stderr).toBe(0)
     return JSON.parse(stdout.trim().split("\n").at(-1)!) as Summary
   })
@@ -87,6 +89,16 @@ describe("head failover (bundled CLI, real processes)", () => {
       // One standby won the lease: one epoch past the killed head's.
       expect(summary.takeoverEpoch).toBe(2)
       expect(summary.takeoverMs).toBeGreaterThan(0)
+    }), 120_000)
+
+  it.scopedLive("cxlog run --ack 2 --kill-head: the standby's durable tier carries the topic's copy on disk on, every message is acked at level 2, the audit passes", () =>
+    Effect.gen(function*() {
+      const summary = yield* runKillHead(1, ["--ack", "2"])
+      expect(summary).toMatchObject({ order: 5, ackLevel: 2, auditPassed: true, lost: 0, duplicated: 0, outOfOrder: 0, crcMismatches: 0, takeoverEpoch: 2 })
+      expect(summary.received).toBe(summary.messages)
+      // Both heads' fdatasyncs: the killed one's last report and the standby's, which took the stream over.
+      expect(summary.durable?.fsyncs).toBeGreaterThan(0)
+      expect(summary.durable?.bytesPerFsync).toBeGreaterThan(0)
     }), 120_000)
 
   it.scopedLive("a head SIGSTOPped past its lease is fenced: the standby takes over, the old head continued exits having written nothing", () =>
