@@ -224,8 +224,21 @@ const passThrough = <T extends string>(tags: ReadonlyArray<T>) => <E extends { r
  * timeout: past it, `BarrierTimeout` names this reader and how far it got.
  */
 const awaitReleaseWatermark = (rings: RingsShape, broadcast: RingInspector, slot: number, barrier: string, releaseWatermark: number, timeoutMs: number) =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     const reached = () => broadcast.reader(slot).delivered >= releaseWatermark
+    return reached() ? Effect.void : awaitWatermark(rings, broadcast, slot, barrier, releaseWatermark, timeoutMs, reached)
+  })
+
+const awaitWatermark = (
+  rings: RingsShape,
+  broadcast: RingInspector,
+  slot: number,
+  barrier: string,
+  releaseWatermark: number,
+  timeoutMs: number,
+  reached: () => boolean
+) =>
+  Effect.gen(function*() {
     const passed = yield* rings.awaitProgress(broadcast.address, releaseWatermark, reached, timeoutMs).pipe(Effect.orDie)
     if (passed) return
     return yield* new BarrierTimeout({
