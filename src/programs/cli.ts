@@ -712,7 +712,7 @@ const benchCommand = Cli.command({
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
       env: "CXLOG_BENCH_TLS",
-      description: "run four times, plain, with TLS + authentication (a throwaway CA) twice, plain; ratio = secured MB/s ÷ plain MB/s (means)"
+      description: "after a plain warm-up, run plain, with TLS + authentication (a throwaway CA) twice, plain; ratio = mean secured MB/s ÷ mean plain MB/s"
     }),
     ...clusterObserveFlags
   },
