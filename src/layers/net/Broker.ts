@@ -169,6 +169,8 @@ interface ConnectionSession {
   readonly clientId: number
   readonly sessionEpoch: number
   readonly ackLevel: AckLevel
+  /** ACK 2: the ordered frontier is acknowledged too, at level 1 (the HELLO asked for it). */
+  readonly orderedAcks: boolean
   /** The rate budgets its batches draw on (the connection's and its user's); empty: unlimited. */
   readonly budgets: ReadonlyArray<{ readonly budget: RateBudget; readonly of: "messages" | "bytes"; readonly whose: string }>
 }
@@ -689,7 +691,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           ? yield* registerSession(hello)
           : yield* attachSession(hello, hello.sessionEpoch)
         send(socket, welcome(sessionEpoch, authenticated?.serverSignature))
-        return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel, budgets }
+        return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel, orderedAcks: hello.ackLevel === 2 && hello.orderedAcks === true, budgets }
       })
 
     /** A HELLO without an epoch: the log registers a new session and hands out its epoch. */
@@ -892,6 +894,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const watch = yield* acks.watch(topic, clientId, sessionEpoch, brokerId)
         let seen = watch.progress()
         let acked = 0
+        let orderedSent = 0
         /** When the session was first seen fenced with batches ordered but not yet on disk (ACK 2). */
         let fencedAt: number | undefined
         for (;;) {
@@ -907,6 +910,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
             const before = acked
             acked = frontier
             if (!sendAck(socket, session, before, frontier, carried.orders, pairs)) return
+            sent = true
+          }
+          if (session.orderedAcks && frontiers.ordered > Math.max(orderedSent, acked) && carried.highest >= orderedSent) {
+            // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
+            orderedSent = frontiers.ordered
+            if (!send(socket, ackFrame(clientId, sessionEpoch, frontiers.ordered, 1))) return
             sent = true
           }
           const failure = ackLevel === 2 ? watch.durableFailure() : undefined

@@ -64,7 +64,8 @@ export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
 export interface ConnectionEvents {
   readonly onWelcome: (welcome: Welcome) => void
   /** `orders`: pairs (batch seq, total order), f64 LE, of batches this connection carried; a view valid during the call. */
-  readonly onAck: (sessionEpoch: number, acked: number, orders: Uint8Array) => void
+  /** `level`: the ACK level the frontier is at (1 for the ordered frontier of an ACK 2 session that asked for `orderedAcks`). */
+  readonly onAck: (sessionEpoch: number, acked: number, orders: Uint8Array, level: number) => void
   readonly onFenced: (sessionEpoch: number, committed: number) => void
   /** The broker's ERROR frame; the connection closes right after (`onClosed` with its code). */
   readonly onBrokerError: (error: ErrorBody) => void
@@ -181,7 +182,7 @@ export const openConnection = (
         }
         case FrameType.ACK:
           if (frame.payload.length % ACK_ORDER_BYTES !== 0) return finish("bad-frame", `an ACK payload of ${frame.payload.length} bytes is not (batch seq, total order) pairs`)
-          if (welcomed && frame.clientId === hello.clientId) events.onAck(frame.sessionEpoch, frame.seq, frame.payload)
+          if (welcomed && frame.clientId === hello.clientId) events.onAck(frame.sessionEpoch, frame.seq, frame.payload, frame.messageCount)
           break
         case FrameType.SESSION_FENCED:
           if (welcomed && frame.clientId === hello.clientId) events.onFenced(frame.sessionEpoch, frame.seq)

@@ -24,6 +24,11 @@ export class Hello extends Schema.Class<Hello>("Hello")({
   clientId: U32,
   sessionEpoch: Schema.optional(U32),
   ackLevel: AckLevel,
+  /**
+   * ACK 2 sessions: also acknowledge the ordered frontier (ACK frames at level 1), so the
+   * publisher can hold batches the log ordered, while they wait for the disk, outside its send window.
+   */
+  orderedAcks: Schema.optional(Schema.Boolean),
   /** The user to authenticate as, and the client's fresh nonce (both, or neither: a broker without authentication). */
   user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
   nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))

@@ -41,6 +41,9 @@ import {
 import { type AckLevel, fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
 import { FrameType } from "./Frame.js"
 
+/** ACK 2: ordered batches waiting for the disk may number this many times the send window. */
+const ORDERED_WINDOW_FACTOR = 3
+
 interface Batch {
   /** Batch seq in the current epoch (renumbered when a fence opens the next one). */
   seq: number
@@ -57,6 +60,8 @@ interface Batch {
   sends: number
   readonly sealedAt: number
   done: boolean
+  /** ACK 2: the log ordered it (a level-1 ACK said so); it waits for the disk outside the send window. */
+  ordered: boolean
   /** Total order of its first message once an ACK named it (-1: not known). */
   firstOffset: number
   /** `publishAcked` calls waiting for this batch's ACK (undefined: none, the usual case). */
@@ -134,12 +139,22 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     /** The link whose HELLO is registering the session; the others connect once it is registered. */
     let registrar: Link | undefined
     let nextSeq = 0
-    const pool = new BufferPool(settings.batchBytes, window + 2)
+    /**
+     * ACK 2: batches the log ordered wait for the disk in a window of their own, so the send
+     * window keeps batches moving through ordering meanwhile (they are still held for resend,
+     * and a resend of one is a duplicate the log drops).
+     */
+    const orderedWindow = ackLevel === 2 ? ORDERED_WINDOW_FACTOR * window : 0
+    const pool = new BufferPool(settings.batchBytes, window + orderedWindow + 2)
     const builder = new BatchBuilder(pool)
     /** Sealed batches not yet done, in seq order from `head` (done ones are dropped from the front). */
     let unacked: Array<Batch> = []
     let head = 0
+    /** Sealed batches not done and not ordered (the send window), and ordered ones waiting for the disk (ACK 2). */
     let inFlight = 0
+    let orderedInFlight = 0
+    /** A batch may be sealed: both windows have room. */
+    const room = () => inFlight < window && (ackLevel !== 2 || orderedInFlight < orderedWindow)
     /** Batches waiting for a ready link. */
     let unrouted: Array<Batch> = []
     let roundRobin = 0
@@ -187,7 +202,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
 
     const complete = (batch: Batch) => {
       batch.done = true
-      inFlight--
+      if (batch.ordered) orderedInFlight--
+      else inFlight--
       const link = links[batch.lastLink]
       if (link !== undefined) link.acked++
       const micros = (performance.now() - batch.sealedAt) * 1000
@@ -246,7 +262,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         head = 0
       }
       // Self-clocking: an ACK that leaves window room sends what gathered meanwhile.
-      if (builder.messageCount > 0 && inFlight < window) seal()
+      if (builder.messageCount > 0 && room()) seal()
       notify()
     }
 
@@ -280,6 +296,20 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       }
       if (awaitingOffset.length > 0) {
         settleAwaiting((batch) => batch.firstOffset >= 0 || (batch.seq < count && (link === undefined || batch.lastLink === link)))
+      }
+      if (moved) afterProgress()
+    }
+
+    /** ACK 2: batches 0..count-1 of the current epoch are ordered; they leave the send window for the ordered one. */
+    const acknowledgeOrdered = (count: number) => {
+      let moved = false
+      for (let i = head; i < unacked.length && unacked[i]!.seq < count; i++) {
+        const batch = unacked[i]!
+        if (batch.done || batch.ordered) continue
+        batch.ordered = true
+        inFlight--
+        orderedInFlight++
+        moved = true
       }
       if (moved) afterProgress()
     }
@@ -361,6 +391,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         sends: 0,
         sealedAt: performance.now(),
         done: false,
+        ordered: false,
         firstOffset: -1,
         ackWaiters: openAckWaiters
       }
@@ -375,7 +406,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     /** The open batch waited `lingerMs` for an ACK: it goes now if the window has room, else with the next ACK. */
     const onLinger = () => {
       lingerTimer = undefined
-      if (builder.messageCount > 0 && inFlight < window) seal()
+      if (builder.messageCount > 0 && room()) seal()
     }
 
     const fail = (error: PublishError) => {
@@ -413,6 +444,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         topic,
         clientId,
         ackLevel: ackLevel as AckLevel,
+        ...(ackLevel === 2 ? { orderedAcks: true } : {}),
         ...(epoch === undefined ? {} : { sessionEpoch: epoch })
       })
       const where = `${link.name} ${formatAddress(link.address)}`
@@ -432,8 +464,9 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           if (epoch === undefined) registered(link, welcome.sessionEpoch)
           drainUnrouted()
         },
-        onAck: (sessionEpoch, acked, orders) => {
+        onAck: (sessionEpoch, acked, orders, level) => {
           if (link.connection !== connection || sessionEpoch !== epoch) return
+          if (level < ackLevel) return acknowledgeOrdered(acked)
           learnOffsets(orders)
           acknowledge(acked, link.index)
         },
@@ -570,6 +603,12 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       replay.forEach((batch, seq) => {
         batch.seq = seq
         batch.link = -1
+        // Ordered in the old session means nothing in the new one (the fence covers what was ordered anyway).
+        if (batch.ordered) {
+          batch.ordered = false
+          orderedInFlight--
+          inFlight++
+        }
       })
       unacked = replay
       head = 0
@@ -590,13 +629,13 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       const large = tooLarge(payload, parts)
       if (large !== undefined) return large
       if (!builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)) {
-        if (inFlight >= window) return false
+        if (!room()) return false
         seal()
       }
       builder.add(payload, timestamp, parts)
       counts.messages++
       // Nothing in flight: no ACK is coming to clock this batch out, so it goes now.
-      if (inFlight === 0) seal()
+      if (inFlight + orderedInFlight === 0) seal()
       else if (lingerTimer === undefined) lingerTimer = setTimeout(onLinger, settings.lingerMs)
       return true
     }
@@ -612,7 +651,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       const large = tooLarge(payload, parts)
       if (large !== undefined) return large
       const fits = builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)
-      if (!fits && inFlight >= window) return false
+      if (!fits && !room()) return false
       // Registered before `offer`, which may seal the batch (taking its waiters along).
       const index = fits ? builder.messageCount : 0
       if (index === 0 && builder.messageCount > 0) seal()
@@ -655,7 +694,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         ...(link.ready || link.lastClose === undefined ? {} : { lastClose: link.lastClose })
       }))
 
-    const outstanding = () => inFlight + (builder.messageCount > 0 ? 1 : 0)
+    const outstanding = () => inFlight + orderedInFlight + (builder.messageCount > 0 ? 1 : 0)
 
     /** Bounds a wait for ACKs: without progress for `timeoutMs` it fails naming each broker's counts. */
     const withinAckTimeout = <A>(wait: Effect.Effect<A, PublishError>, timeoutMs: number) =>
@@ -688,7 +727,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       })
 
     /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
-    const writable: Effect.Effect<void, PublishError | PublishAckTimeout> = awaitRoom(() => inFlight < window || builder.messageCount === 0)
+    const writable: Effect.Effect<void, PublishError | PublishAckTimeout> = awaitRoom(() => room() || builder.messageCount === 0)
 
     const publish = (payload: Uint8Array, message?: MessageOptions): Effect.Effect<void, PublishError | PublishAckTimeout> =>
       Effect.suspend(() => {
@@ -706,8 +745,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     const flush = (timeoutMs: number): Effect.Effect<void, PublishError | PublishAckTimeout> =>
       Effect.suspend(function check(): Effect.Effect<void, PublishError> {
         if (failure !== undefined) return Effect.fail(failure)
-        if (builder.messageCount > 0 && inFlight < window) seal()
-        if (builder.messageCount === 0 && inFlight === 0) return Effect.void
+        if (builder.messageCount > 0 && room()) seal()
+        if (builder.messageCount === 0 && inFlight + orderedInFlight === 0) return Effect.void
         return Effect.zipRight(changed, Effect.suspend(check))
       }).pipe((wait) => withinAckTimeout(wait, timeoutMs))
 
@@ -734,7 +773,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       tryPublish,
       writable,
       flush,
-      stats: () => ({ clientId, sessionEpoch: epoch ?? 0, ...counts, inFlight, brokers: brokerCounts() }),
+      stats: () => ({ clientId, sessionEpoch: epoch ?? 0, ...counts, inFlight: inFlight + orderedInFlight, brokers: brokerCounts() }),
       ackLatencies: () => latencies.slice(0, Math.min(latencyCount, LATENCY_SAMPLES))
     }
   })
