@@ -8,9 +8,13 @@
  * Every phase first runs `--warmup=N` untimed rounds (default 200), so V8 has optimized the
  * path it measures; participants stream only in the streaming rows.
  * `ratio` = process.send p50 / idle delivery-fence p50; `rpcRatio` = process.send p50 / RPC p50.
+ * `perOp` (Linux): per timed round of each row, a participant's CPU µs and the times its JS
+ * thread slept (each a wake someone paid for), and the head's, from /proc — what a round costs,
+ * which moves far less with the machine's load than its latency does.
  */
 import { Effect, Fiber, Layer } from "effect"
 import { fork } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as CoordinatorLayers from "../src/layers/control/Coordinator.js"
 import { defaultLogConfig } from "../src/layers/log/Layout.js"
@@ -35,7 +39,42 @@ const topics = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.l
 interface Samples {
   readonly key: string
   readonly micros: ReadonlyArray<number>
+  readonly perOp?: PerOp
 }
+
+interface PerOp {
+  readonly participantCpuUs: number
+  readonly participantSleeps: number
+  readonly headCpuUs: number
+  readonly headSleeps: number
+}
+
+/** CPU µs (utime + stime, 10 ms ticks) and voluntary context switches of `pid`'s main thread; NaN where /proc is missing. */
+const usageOf = (pid: number) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1").split(") ")[1]!.split(" ")
+    const status = readFileSync(`/proc/${pid}/status`, "latin1")
+    return { cpuUs: (Number(stat[11]) + Number(stat[12])) * 10_000, sleeps: Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1]) }
+  } catch {
+    return { cpuUs: NaN, sleeps: NaN }
+  }
+}
+
+/** Runs `rounds` timed rounds of `once` and what they cost per round (see `perOp`). */
+const measured = <E>(rounds: number, once: Effect.Effect<number, E>) =>
+  Effect.gen(function*() {
+    const [self0, head0] = [usageOf(process.pid), usageOf(process.ppid)]
+    const micros: Array<number> = []
+    for (let i = 0; i < rounds; i++) micros.push(yield* once)
+    const [self1, head1] = [usageOf(process.pid), usageOf(process.ppid)]
+    const perOp: PerOp = {
+      participantCpuUs: (self1.cpuUs - self0.cpuUs) / rounds,
+      participantSleeps: (self1.sleeps - self0.sleeps) / rounds,
+      headCpuUs: (head1.cpuUs - head0.cpuUs) / rounds,
+      headSleeps: (head1.sleeps - head0.sleeps) / rounds
+    }
+    return { micros, perOp }
+  })
 
 /** One participant: RPC round trips, then every (mode, load) configuration, in lockstep with the others. */
 const participant = (region: string, index: number, rounds: number, warmup: number) =>
@@ -58,14 +97,11 @@ const participant = (region: string, index: number, rounds: number, warmup: numb
         process.send!({ ping: i })
       })
     // Each phase runs `warmup` untimed rounds first: V8 still optimizes the path for a few hundred.
-    const ipc: Array<number> = []
     for (let i = 0; i < warmup; i++) yield* echo(i)
-    for (let i = 0; i < rounds; i++) ipc.push(yield* time(echo(i)))
-    samples.push({ key: "ipc", micros: ipc })
-    const rpc: Array<number> = []
+    let n = 0
+    samples.push({ key: "ipc", ...yield* measured(rounds, Effect.suspend(() => time(echo(n++)))) })
     for (let i = 0; i < warmup; i++) yield* coordinator.members("bench")
-    for (let i = 0; i < rounds; i++) rpc.push(yield* time(coordinator.members("bench")))
-    samples.push({ key: "rpc", micros: rpc })
+    samples.push({ key: "rpc", ...yield* measured(rounds, time(coordinator.members("bench"))) })
 
     // Streaming load: write 256-byte frames to my ring; read my neighbour's ring.
     const writer = yield* rings.writer(layout.appRing(index))
@@ -85,9 +121,7 @@ const participant = (region: string, index: number, rounds: number, warmup: numb
       for (const mode of MODES) {
         const name = `${mode}-${load}`
         for (let i = 0; i < Math.max(1, warmup); i++) yield* coordinator.barrier(`${name}-warm`, { mode, group: "bench", timeoutMs: 30_000 })
-        const micros: Array<number> = []
-        for (let i = 0; i < rounds; i++) micros.push(yield* time(coordinator.barrier(name, { mode, group: "bench", timeoutMs: 30_000 })))
-        samples.push({ key: `${mode}/${load}`, micros })
+        samples.push({ key: `${mode}/${load}`, ...yield* measured(rounds, time(coordinator.barrier(name, { mode, group: "bench", timeoutMs: 30_000 }))) })
       }
       if (streamer !== undefined) yield* Fiber.interrupt(streamer)
     }
@@ -151,6 +185,18 @@ export const run = (args: ReadonlyArray<string>) =>
       ["process.send, participant ↔ head (reference)", ipc.p50, ipc.p99, ipc.count, 1]
     ])
     const idleFence = rows.find((r) => r.mode === "delivery-fence" && r.load === "idle")!
+    // Participants' own figures: their median; the head's: as participant 0 measured it (rounds run in lockstep).
+    const perOp = (key: string) => {
+      const all = collected.flatMap((s) => s.find((x) => x.key === key)?.perOp ?? [])
+      const median = (f: (p: PerOp) => number) => summarize(all.map(f)).p50
+      const first = collected[0]?.find((x) => x.key === key)?.perOp
+      return {
+        participantCpuUs: median((p) => p.participantCpuUs),
+        participantSleeps: median((p) => p.participantSleeps),
+        headCpuUs: first?.headCpuUs ?? NaN,
+        headSleeps: first?.headSleeps ?? NaN
+      }
+    }
     emit(text, {
       bench: "barrier",
       participants: PARTICIPANTS,
@@ -164,7 +210,8 @@ export const run = (args: ReadonlyArray<string>) =>
       rpcInProcessP99Us: inProcess.p99,
       ...Object.fromEntries(rows.flatMap((r) => [[`${r.mode}-${r.load}-p50Us`, r.p50], [`${r.mode}-${r.load}-p99Us`, r.p99]])),
       rpcRatio: ipc.p50 / rpc.p50,
-      ratio: ipc.p50 / idleFence.p50
+      ratio: ipc.p50 / idleFence.p50,
+      perOp: Object.fromEntries(["ipc", "rpc", ...rows.map((r) => `${r.mode}/${r.load}`)].map((key) => [key, perOp(key)]))
     })
   }).pipe(
     Effect.scoped,
