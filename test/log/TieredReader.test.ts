@@ -143,6 +143,28 @@ for (const impl of implementations) {
         expect(inSequence(offsets, start, end)).toEqual({ length: end - start, firstOutOfPlace: -1 })
       }))
 
+    it.scopedLive("a copy on disk of another log (a wrong data directory) is LogCorrupt at the switch, not delivered as this log's", () =>
+      Effect.gen(function*() {
+        const disk = makeMemoryDisk()
+        const first = yield* impl.make()
+        yield* publishPersisted(first, disk, yield* first.topics.create({ name: "w", order: 5, ackLevel: 2, replicationFactor: 2 }), 700)
+        // Another log of the same topic: its first batch has one message, so its batches lie differently over the offsets.
+        const second = yield* impl.make()
+        yield* second.topics.create({ name: "w", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const broker = yield* second.appender(0)
+        const sequencer = yield* second.sequencer()
+        for (let seq = 0; seq < 700; seq++) {
+          yield* appendSimple(broker, "w", 9, 1, seq, seq === 0 ? 1 : 3)
+          if (seq % 32 === 31) yield* drain(sequencer)
+        }
+        yield* drain(sequencer)
+        expect((yield* second.reader.bounds("w")).earliest).toBeGreaterThan(0)
+        const tiered = tieredReader(second.reader, second.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const error = yield* Effect.flip(readToEnd(tiered, "w", 0))
+        expect(error).toMatchObject({ _tag: "LogCorrupt" })
+        expect(error.message).toContain("does not match the region")
+      }))
+
     it.scopedLive("retention by size deletes old segments: a reader before them gets LogOutOfRange naming the oldest offset on disk", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()

@@ -6,7 +6,7 @@
  * files directly, checking each record's checksum, and treats a record that is not intact at
  * the end of the last segment as not written yet (the writer is at it), never as data.
  *
- * It finds an offset by each segment's first record (a binary search over the segments), then
+ * It finds an offset by the segments' first records (a binary search over the segments), then
  * scans that segment; retention may delete a segment meanwhile (an open file still reads;
  * one gone before it was opened is reported as `gone`).
  */
@@ -148,26 +148,28 @@ export class DiskStream {
    */
   async seek(offset: number): Promise<{ readonly kind: "ok" } | { readonly kind: "before"; readonly earliest: number } | { readonly kind: "empty" }> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const bases = await streamSegments(this.files, this.directory, this.topic)
-      const firsts: Array<number | undefined> = []
       try {
-        for (const base of bases) firsts.push(await firstOrderOf(this.files, this.pathOf(base)))
+        const bases = await streamSegments(this.files, this.directory, this.topic)
+        // Only the last segment can be empty (just begun): it counts as starting after everything.
+        const firstOf = (i: number) => firstOrderOf(this.files, this.pathOf(bases[i]!)).then((o) => o ?? Number.POSITIVE_INFINITY)
+        if (bases.length === 0) return { kind: "empty" }
+        const earliest = await firstOf(0)
+        if (earliest === Number.POSITIVE_INFINITY) return { kind: "empty" }
+        if (offset < earliest) return { kind: "before", earliest }
+        // The last segment whose first record is at or before `offset`.
+        let lo = 0
+        let hi = bases.length - 1
+        while (lo < hi) {
+          const mid = Math.ceil((lo + hi) / 2)
+          if ((await firstOf(mid)) <= offset) lo = mid
+          else hi = mid - 1
+        }
+        await this.openSegment(bases[lo]!)
+        return { kind: "ok" }
       } catch (e) {
-        if (errnoOf(e) === "ENOENT") continue // retention moved meanwhile: look again
-        throw e
+        // Retention deleted a segment while we looked: look again.
+        if (errnoOf(e) !== "ENOENT") throw e
       }
-      const held = bases.flatMap((base, i) => (firsts[i] === undefined ? [] : [{ base, first: firsts[i]! }]))
-      if (held.length === 0) return { kind: "empty" }
-      if (offset < held[0]!.first) return { kind: "before", earliest: held[0]!.first }
-      let pick = held[0]!.base
-      for (const h of held) if (h.first <= offset) pick = h.base
-      try {
-        await this.openSegment(pick)
-      } catch (e) {
-        if (errnoOf(e) === "ENOENT") continue
-        throw e
-      }
-      return { kind: "ok" }
     }
     const earliest = await diskEarliest(this.files, this.directory, this.topic)
     return earliest === undefined ? { kind: "empty" } : { kind: "before", earliest }

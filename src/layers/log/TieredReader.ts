@@ -63,12 +63,12 @@ export const tieredReader = (
       const info = yield* lookup(topic)
       if (subscribeOptions.durable === true || subscribeOptions.regionOnly === true || info.replicationFactor < 2) return yield* hot.subscribe(topic, subscribeOptions)
       const from = subscribeOptions.from ?? "earliest"
-      const cursor = yield* tieredCursor(hot, info, files, options.directory, pollMs, yield* Effect.scope)
+      const cursor = yield* tieredCursor(hot, info, { files, directory: options.directory, pollMs, openWaitMs }, yield* Effect.scope)
       if (from === "earliest") {
         const [disk, held] = [yield* earliestOnDisk(topic), yield* hot.bounds(topic)]
-        yield* cursor.open(disk !== undefined && disk < held.earliest ? disk : "earliest", openWaitMs)
+        yield* cursor.open(disk !== undefined && disk < held.earliest ? disk : "earliest")
       } else {
-        yield* cursor.open(from, openWaitMs)
+        yield* cursor.open(from)
       }
       return cursor.cursor
     }).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.die(e)))
@@ -77,7 +77,12 @@ export const tieredReader = (
 }
 
 /** A subscription's cursor: on the disk until the region holds its position, then on the region (and back if it falls behind). */
-const tieredCursor = (hot: LogReaderShape, info: TopicInfo, files: StreamFiles, directory: string, pollMs: number, scope: Scope.Scope) =>
+const tieredCursor = (
+  hot: LogReaderShape,
+  info: TopicInfo,
+  { directory, files, openWaitMs, pollMs }: { readonly files: StreamFiles; readonly directory: string; readonly pollMs: number; readonly openWaitMs: number },
+  scope: Scope.Scope
+) =>
   Effect.gen(function*() {
     const topic = info.name
     let hotCursor: LogCursor | undefined
@@ -91,6 +96,8 @@ const tieredCursor = (hot: LogReaderShape, info: TopicInfo, files: StreamFiles, 
     /** Global seqs delivered from disk in the current disk phase (copies: always intact). */
     let diskLo = 0
     let diskHi = 0
+    /** After a switch from disk to the region: the global seq its first batch must have. */
+    let joinAt: number | undefined
     const batch = new BatchView()
     const message = new MessageView(batch, batch.bytes)
 
@@ -145,8 +152,8 @@ const tieredCursor = (hot: LogReaderShape, info: TopicInfo, files: StreamFiles, 
         if (read.problem !== undefined) problem = read.problem
       })
 
-    /** Moves onto the disk at `offset`, waiting (at most `waitMs`) for the head to write it; fails when the disk does not hold it. */
-    const toDisk = (offset: number, waitMs: number) =>
+    /** Moves onto the disk at `offset`, waiting (at most `openWaitMs`) for the head to write it; fails when the disk does not hold it. */
+    const toDisk = (offset: number) =>
       Effect.gen(function*() {
         yield* closeHot
         yield* closeDisk
@@ -159,7 +166,8 @@ const tieredCursor = (hot: LogReaderShape, info: TopicInfo, files: StreamFiles, 
         if (sought.kind === "empty") return yield* outOfRange(offset)
         disk = d
         position = offset
-        const deadline = Date.now() + waitMs
+        joinAt = undefined
+        const deadline = Date.now() + openWaitMs
         // The batch holding `offset` tells where the cursor is (`nextBatch`); the region recycled it, so it is on disk or about to be.
         for (;;) {
           yield* fetch(DISK_BATCHES)
@@ -181,28 +189,51 @@ const tieredCursor = (hot: LogReaderShape, info: TopicInfo, files: StreamFiles, 
     const read = (onBatch: ((b: LogBatchView) => void) | undefined, onMessage: ((m: LogMessageView) => void) | undefined, max: number) =>
       Effect.gen(function*() {
         // Caught up: carry on from the region (cheaper; zero copies) once it holds the position.
-        if (hotCursor === undefined && (yield* regionHolds)) yield* toHot(position)
+        if (hotCursor === undefined && (yield* regionHolds) && (yield* toHot(position)) === undefined) joinAt = next
         if (hotCursor !== undefined) {
           const cursor = hotCursor
           /** The last batch a callback was given: if the region recycled that one, the callback saw what may be torn. */
           let shown = -1
+          /** Set when the region's first batch after the disk's last is not where the disk said the next one is. */
+          let mismatch: { readonly globalSeq: number; readonly offset: number; readonly startIndex: number } | undefined
+          /** Whether `b` may be shown: the first batch after a switch from disk must be batch `joinAt`, starting at its first message. */
+          const fits = (b: LogBatchView) => {
+            if (mismatch !== undefined) return false
+            if (joinAt === undefined) return true
+            if (b.globalSeq !== joinAt || b.startIndex !== 0) {
+              mismatch = { globalSeq: b.globalSeq, offset: b.totalOrder + b.startIndex, startIndex: b.startIndex }
+              return false
+            }
+            joinAt = undefined
+            return true
+          }
           const polled = yield* Effect.either(
             onBatch !== undefined
               ? cursor.pollBatches((b) => {
+                if (!fits(b)) return
                 shown = b.globalSeq
                 onBatch(b)
               }, max)
               : cursor.poll((m) => {
+                if (!fits(m.batch)) return
                 shown = m.batch.globalSeq
                 onMessage!(m)
               }, max)
           )
+          if (mismatch !== undefined) {
+            // One log numbers and cuts its batches alike on disk and in the region: this copy is another log's.
+            const b = mismatch
+            return yield* new LogCorrupt({
+              reason: `topic ${topic}: the copy on disk in ${directory} does not match the region at offset ${b.offset} ` +
+                `(batch ${next} next on disk; the region has batch ${b.globalSeq} there, from its message ${b.startIndex}): is it this head's data directory?`
+            })
+          }
           if (polled._tag === "Right") return polled.right
           const e = polled.left
           if (e._tag !== "LogOutOfRange" || shown === cursor.nextBatch() || e.requested >= e.earliest) return yield* e
           // Fell behind the region before it was shown the batch: the disk has it.
           position = cursor.position()
-          yield* toDisk(position, 0)
+          yield* toDisk(position)
         }
         if (prefetched.length === 0) yield* fetch(Math.max(1, Math.min(max, DISK_BATCHES)))
         let batches = 0
@@ -269,12 +300,12 @@ const tieredCursor = (hot: LogReaderShape, info: TopicInfo, files: StreamFiles, 
     }
 
     /** Opens at `from`: the region when it holds it, else the disk (replication factor 2 topics). */
-    const open = (from: From, waitMs: number) =>
+    const open = (from: From) =>
       Effect.gen(function*() {
         const refused = yield* toHot(from)
         if (refused === undefined) return
         if (typeof from !== "number" || refused.requested >= refused.earliest) return yield* refused
-        yield* toDisk(from, waitMs)
+        yield* toDisk(from)
       })
 
     return { cursor, open }
