@@ -183,8 +183,15 @@ const tieredCursor = (
         diskHi = next
       })
 
+    /** The region's earliest offset when last looked at: it only grows, so below it there is no need to look again. */
+    let regionEarliest = 0
     /** Whether the region holds the cursor's position now. */
-    const regionHolds = Effect.map(heldBounds, (held) => held.earliest <= position && position <= held.end)
+    const regionHolds = Effect.suspend(() =>
+      position < regionEarliest ? Effect.succeed(false) : Effect.map(heldBounds, (held) => {
+        regionEarliest = held.earliest
+        return held.earliest <= position && position <= held.end
+      })
+    )
 
     const read = (onBatch: ((b: LogBatchView) => void) | undefined, onMessage: ((m: LogMessageView) => void) | undefined, max: number) =>
       Effect.gen(function*() {
