@@ -165,6 +165,26 @@ for (const impl of implementations) {
         expect(error.message).toContain("does not match the region")
       }))
 
+    it.scopedLive("a damaged record on disk is LogCorrupt naming its file and byte, never delivered", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const disk = makeMemoryDisk()
+        yield* publishPersisted(cluster, disk, yield* cluster.topics.create({ name: "c", order: 5, ackLevel: 2, replicationFactor: 2 }), 700, {
+          segments: { segmentBytes: SEGMENT_BYTES }
+        })
+        const path = "/data/topic-c/00000000000000000000.seg"
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        // A record in the middle of a completed segment, read on the way; then the segment's first record, read to locate offset 0.
+        disk.files.get(path)!.data[1_000]! ^= 0xff
+        const middle = yield* Effect.flip(readToEnd(tiered, "c", 0))
+        expect(middle).toMatchObject({ _tag: "LogCorrupt" })
+        expect(middle.message).toMatch(new RegExp(`${path} at byte [1-9]\\d+: checksum`))
+        disk.files.get(path)!.data[20]! ^= 0xff
+        const first = yield* Effect.flip(readToEnd(tiered, "c", 0))
+        expect(first).toMatchObject({ _tag: "LogCorrupt" })
+        expect(first.message).toContain(`${path} at byte 0: checksum`)
+      }))
+
     it.scopedLive("retention by size deletes old segments: a reader before them gets LogOutOfRange naming the oldest offset on disk", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()

@@ -13,10 +13,10 @@
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
-import { decodeOrderRecord, OrderRecord, streamOf } from "./DurableOrder.js"
+import { decodeOrderRecord, streamOf } from "./DurableOrder.js"
 import type { SegmentFile, SegmentFiles } from "./SegmentFiles.js"
 import { segmentFileName } from "./SegmentLog.js"
-import { checkRecord, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
+import { checkRecord, MAX_RECORD_BYTES, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
 
 /** What the reader needs of the file system: listing a directory and reading files. */
 export interface StreamFiles {
@@ -67,18 +67,38 @@ export type DiskProblem =
 
 const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException)?.code ?? "EIO"
 
-/** Reads up to 8 + 64 bytes at the start of a segment: the total order of its first record, if it has one yet. */
+/** A damaged record found while locating an offset. */
+export class DiskRecordDamaged extends Error {
+  constructor(readonly file: string, readonly offset: number, readonly reason: string) {
+    super(`${file} at byte ${offset}: ${reason}`)
+  }
+}
+
+/** The total order of a segment's first record, checked against its checksum; undefined while it has none (whole) yet. */
 const firstOrderOf = async (files: StreamFiles, path: string): Promise<number | undefined> => {
   const file = await files.open(path)
-  try {
-    const head = new Uint8Array(RECORD_HEADER_BYTES + OrderRecord.bytes)
+  const readAt = async (into: Uint8Array, position: number) => {
     let got = 0
-    while (got < head.length) {
-      const n = await file.read(head.subarray(got), got)
-      if (n <= 0) return undefined
+    while (got < into.length) {
+      const n = await file.read(into.subarray(got), position + got)
+      if (n <= 0) break
       got += n
     }
-    return new DataView(head.buffer).getFloat64(RECORD_HEADER_BYTES + OrderRecord.totalOrder, true)
+    return got
+  }
+  try {
+    const header = new Uint8Array(RECORD_HEADER_BYTES)
+    if ((await readAt(header, 0)) < RECORD_HEADER_BYTES) return undefined
+    const length = new DataView(header.buffer).getUint32(0, true)
+    if (length > MAX_RECORD_BYTES) throw new DiskRecordDamaged(path, 0, `length ${length} exceeds the largest record`)
+    const record = new Uint8Array(recordBytes(length))
+    const got = await readAt(record, 0)
+    const check = checkRecord(record, 0, got)
+    if (check.kind === "short") return undefined
+    if (check.kind === "bad") throw new DiskRecordDamaged(path, 0, check.reason)
+    const batch = decodeOrderRecord(record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + length))
+    if (batch === undefined) throw new DiskRecordDamaged(path, 0, "the record is not a batch (its length disagrees with its header)")
+    return batch.totalOrder
   } finally {
     await file.close().catch(() => undefined)
   }

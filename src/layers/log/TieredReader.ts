@@ -64,14 +64,12 @@ export const tieredReader = (
       if (subscribeOptions.durable === true || subscribeOptions.regionOnly === true || info.replicationFactor < 2) return yield* hot.subscribe(topic, subscribeOptions)
       const from = subscribeOptions.from ?? "earliest"
       const cursor = yield* tieredCursor(hot, info, { files, directory: options.directory, pollMs, openWaitMs }, yield* Effect.scope)
-      if (from === "earliest") {
-        const [disk, held] = [yield* earliestOnDisk(topic), yield* hot.bounds(topic)]
-        yield* cursor.open(disk !== undefined && disk < held.earliest ? disk : "earliest")
-      } else {
-        yield* cursor.open(from)
-      }
+      const held = yield* hot.bounds(topic)
+      const disk = from === "earliest" ? yield* earliestOnDisk(topic) : undefined
+      // A copy on disk that cannot be read is the cursor's first poll's failure (subscribing promises only out-of-range).
+      yield* cursor.open(disk !== undefined && disk < held.earliest ? disk : from).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.sync(() => cursor.fail(e))))
       return cursor.cursor
-    }).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.die(e)))
+    })
 
   return { subscribe, bounds }
 }
@@ -193,8 +191,12 @@ const tieredCursor = (
       })
     )
 
+    /** Why the copy on disk could not be opened: every poll fails with it. */
+    let failure: LogCorrupt | undefined
+
     const read = (onBatch: ((b: LogBatchView) => void) | undefined, onMessage: ((m: LogMessageView) => void) | undefined, max: number) =>
       Effect.gen(function*() {
+        if (failure !== undefined) return yield* failure
         // Caught up: carry on from the region (cheaper; zero copies) once it holds the position.
         if (hotCursor === undefined && (yield* regionHolds) && (yield* toHot(position)) === undefined) joinAt = next
         if (hotCursor !== undefined) {
@@ -286,7 +288,7 @@ const tieredCursor = (
         const deadline = Date.now() + timeoutMs
         for (;;) {
           if (hotCursor !== undefined) return yield* hotCursor.awaitMore(Math.max(0, deadline - Date.now()))
-          if (prefetched.length > 0 || problem !== undefined) return true
+          if (prefetched.length > 0 || problem !== undefined || failure !== undefined) return true
           if (yield* regionHolds) return true
           yield* fetch(DISK_BATCHES)
           if (prefetched.length > 0 || problem !== undefined) return true
@@ -315,7 +317,13 @@ const tieredCursor = (
         yield* toDisk(from)
       })
 
-    return { cursor, open }
+    return {
+      cursor,
+      open,
+      fail: (e: LogCorrupt) => {
+        failure = e
+      }
+    }
   })
 
 /** The process's LogReader, tiered over the head's data directory (needs the region's LogReader and Topics). */
