@@ -245,7 +245,11 @@ export class DiskStream {
         if (more > 0) continue
         // The end of what the file holds now, or a record not intact: final only if a later segment was begun.
         const later = await this.laterSegment()
-        if (later === undefined) return { batches }
+        if (later === undefined) {
+          // Read those bytes again next time: they may be mid-write now (or cut and written anew after a crash).
+          this.filled = this.at
+          return { batches }
+        }
         // The writer completes a segment before it creates the next: read once more, in case it wrote meanwhile.
         if (check.kind === "short" && (await this.fill(check.length < 0 ? RECORD_HEADER_BYTES : recordBytes(check.length))) > 0) continue
         const after = checkRecord(this.buf, this.at, this.filled)
