@@ -187,6 +187,30 @@ for (const impl of implementations) {
         expect(first.message).toContain(`${path} at byte 0: checksum`)
       }))
 
+    it.scopedLive("messages the region recycled after the head's writer stopped are LogOutOfRange naming where the region resumes, not waited for", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const disk = makeMemoryDisk()
+        const { writer, brokers, sequencer } = yield* publishPersisted(cluster, disk, yield* cluster.topics.create({ name: "h", order: 5, ackLevel: 2, replicationFactor: 2 }), 300)
+        yield* Fiber.interrupt(writer)
+        for (let seq = 300; seq < 1000; seq++) {
+          yield* appendSimple(brokers[seq % 2]!, "h", 7, 1, seq, 3)
+          if (seq % 32 === 31) yield* drain(sequencer)
+        }
+        yield* drain(sequencer)
+        const held = yield* cluster.reader.bounds("h")
+        expect(held.earliest).toBeGreaterThan(300 * 3)
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk), openWaitMs: 200 })
+        const error = yield* Effect.flip(readToEnd(tiered, "h", 0))
+        expect(error).toMatchObject({ _tag: "LogOutOfRange", requested: 300 * 3, earliest: held.earliest })
+        // Opening inside the hole: the same.
+        expect(yield* Effect.flip(Effect.scoped(tiered.subscribe("h", { from: 300 * 3 + 1 })))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 300 * 3 + 1,
+          earliest: held.earliest
+        })
+      }))
+
     it.scopedLive("retention by size deletes old segments: a reader before them gets LogOutOfRange naming the oldest offset on disk", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()

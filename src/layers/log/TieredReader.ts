@@ -116,7 +116,7 @@ const tieredCursor = (
 
     const heldBounds = hot.bounds(topic).pipe(Effect.orDie)
 
-    /** Moves onto the region at `from`; false when the region does not hold it (any more). */
+    /** Moves onto the region at `from`; returns the region's refusal when it does not hold it (any more). */
     const toHot = (from: From) =>
       Effect.gen(function*() {
         const child = yield* Scope.fork(scope, ExecutionStrategy.sequential)
@@ -133,6 +133,7 @@ const tieredCursor = (
         return undefined
       })
 
+    /** `requested` is not held; `earliest` (default the region's) is where reading can resume after it (the oldest of the two). */
     const outOfRange = (requested: number, earliest?: number) =>
       Effect.flatMap(heldBounds, (held) => Effect.fail(new LogOutOfRange({ topic, requested, earliest: Math.min(earliest ?? held.earliest, held.earliest), end: held.end })))
 
@@ -171,7 +172,8 @@ const tieredCursor = (
           yield* fetch(DISK_BATCHES)
           if (prefetched.length > 0) break
           if (problem !== undefined) return yield* problemError(problem)
-          if (Date.now() >= deadline) return yield* outOfRange(offset, yield* Effect.promise(() => diskEarliest(files, directory, topic).catch(() => undefined)))
+          // Neither on disk nor in the region: a hole the head's writer left; reading resumes where the region begins.
+          if (Date.now() >= deadline) return yield* outOfRange(offset)
           yield* Effect.sleep(pollMs)
         }
         const first = prefetched[0]!
@@ -190,6 +192,21 @@ const tieredCursor = (
         return held.earliest <= position && position <= held.end
       })
     )
+
+    /** Since when the position is neither on disk nor in the region (the region recycled it; the head's write should follow). */
+    let missingSince: number | undefined
+    /**
+     * Whether that has lasted past `openWaitMs`: then the head's writer did not persist it (it stopped,
+     * and the region recycled what it had not read), and the reader is told, not left waiting.
+     */
+    const lost = () => {
+      if (prefetched.length > 0 || position >= regionEarliest) {
+        missingSince = undefined
+        return false
+      }
+      missingSince ??= Date.now()
+      return Date.now() - missingSince > openWaitMs
+    }
 
     /** Why the copy on disk could not be opened: every poll fails with it. */
     let failure: LogCorrupt | undefined
@@ -280,6 +297,8 @@ const tieredCursor = (
           batches++
         }
         if (batches === 0 && problem !== undefined) return yield* problemError(problem)
+        if (batches > 0) missingSince = undefined
+        else if (lost()) return yield* outOfRange(position)
         return onBatch !== undefined ? batches : messages
       })
 
@@ -291,7 +310,7 @@ const tieredCursor = (
           if (prefetched.length > 0 || problem !== undefined || failure !== undefined) return true
           if (yield* regionHolds) return true
           yield* fetch(DISK_BATCHES)
-          if (prefetched.length > 0 || problem !== undefined) return true
+          if (prefetched.length > 0 || problem !== undefined || lost()) return true
           const left = deadline - Date.now()
           if (left <= 0) return false
           yield* Effect.sleep(Math.min(pollMs, left))
