@@ -71,6 +71,7 @@ const probeValue = (kind: string, baseline: string): string => {
   if (kind === "") return baseline === "true" ? "false" : "true"
   if (/^[a-z0-9-]+(\|[a-z0-9-]+)+$/.test(kind)) return kind.split("|").find((choice) => choice !== baseline)!
   if (kind === "SIZE") return "3MiB"
+  if (kind === "AGE") return "7d"
   if (["N", "MS", "PORT", "BYTES", "X"].includes(kind)) return "777"
   if (kind.startsWith("HOST:PORT")) return "10.0.0.9:7777"
   if (kind === "ADDRESS") return "10.0.0.9"
