@@ -34,6 +34,25 @@ export const smallRegionEnv: Record<string, string> = {
 }
 
 /** Forks `cxlog <args>` with an IPC channel; SIGKILL when the scope closes. */
+/**
+ * SIGKILL, then wait (at most 5 s) until the process is gone: the finalizers after this one (a
+ * tmpfs unmounted, a region unlinked) must not race a process that still holds its files.
+ */
+const killAndReap = (child: ChildProcess): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
+      clearTimeout(bound)
+      resume(Effect.void)
+    }
+    const bound = setTimeout(finish, 5_000)
+    child.once("exit", finish)
+    child.kill("SIGKILL")
+  })
+
 export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<CliRole, never, Scope.Scope> =>
   Effect.gen(function*() {
     const events: Array<Event> = []
@@ -44,10 +63,7 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
       Effect.sync(() =>
         fork(cli, [...args], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, ...env }, serialization: "advanced" })
       ),
-      (child) =>
-        Effect.sync(() => {
-          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-        })
+      (child) => killAndReap(child)
     )
     const keep = (chunk: Buffer) => {
       output += chunk.toString()
