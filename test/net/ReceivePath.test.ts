@@ -4,17 +4,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import { WireViolation } from "../../src/layers/net/Control.js"
-import { crc32c } from "../../src/layers/net/Crc32c.js"
 import { encodeFrame, type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { InPlaceFrameReader } from "../../src/layers/net/FrameReader.js"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { AckTracker } from "../../src/services/log/AckTracker.js"
-import { Appender } from "../../src/services/log/Appender.js"
-import { Topics } from "../../src/services/log/Topics.js"
-import { drain, recordValue, regionCluster } from "../fixtures/log-harness.js"
 import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { regionBroker as regionBrokerFixture } from "../fixtures/region-broker.js"
 
 const MAX_BATCH = 1 << 16
 const accept = [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE]
@@ -157,28 +151,7 @@ describe("InPlaceFrameReader", () => {
   })
 })
 
-/** A broker over a region log (real Blog, real in-place receive), its sequencer driven by the test. */
-const regionBroker = Effect.gen(function*() {
-  const cluster = yield* regionCluster(CxlMemoryLayers.make)()
-  yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
-  const appender = yield* cluster.appender(0)
-  const server = yield* BrokerLayers.make().pipe(
-    Effect.provideService(Appender, appender),
-    Effect.provideService(AckTracker, cluster.acks),
-    Effect.provideService(Topics, cluster.topics)
-  )
-  const sequencer = yield* cluster.sequencer()
-  /** Every batch in the log, in order: (client, batch seq, crc ok, its messages). */
-  const logged = Effect.gen(function*() {
-    yield* drain(sequencer)
-    const out = new Map<string, { crcOk: boolean; messages: Array<Array<number>> }>()
-    const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
-    yield* cursor.pollBatches((b) => void out.set(`${b.clientId}/${b.batchSeq}`, { crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, messages: [] }))
-    yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => void out.get(`${m.batch.clientId}/${m.batch.batchSeq}`)!.messages.push([...recordValue(m)]))
-    return out
-  })
-  return { server, sequencer, logged }
-})
+const regionBroker = regionBrokerFixture()
 
 const messagesOf = (client: number, seq: number) => [bytesOf(client * 100 + seq, 700 + client), bytesOf(client * 100 + seq + 50, 2000 + seq)]
 

@@ -5,23 +5,17 @@
  * Over a real region log, with raw TLS clients that cut their input anywhere.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Queue, type Scope } from "effect"
+import { Deferred, Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, connect as connectTcp, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { connect as connectTls, type TLSSocket } from "node:tls"
-import * as BrokerLayers from "../../src/layers/net/Broker.js"
-import { crc32c } from "../../src/layers/net/Crc32c.js"
-import { type Frame, FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
-import { FrameReader } from "../../src/layers/net/FrameReader.js"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { AckTracker } from "../../src/services/log/AckTracker.js"
-import { Appender } from "../../src/services/log/Appender.js"
-import { Topics } from "../../src/services/log/Topics.js"
-import { drain, recordValue, regionCluster, smallConfig } from "../fixtures/log-harness.js"
-import { batchFrame, epochOf, errorCode, hello } from "../fixtures/net-raw-client.js"
+import { connect as connectTls } from "node:tls"
+import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
+import { smallConfig } from "../fixtures/log-harness.js"
+import { batchFrame, epochOf, errorCode, hello, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
+import { regionBroker } from "../fixtures/region-broker.js"
 
 /** A CA and a broker certificate for 127.0.0.1 (EC keys: quick to make), in a directory removed with the scope. */
 const certificates = Effect.acquireRelease(
@@ -42,75 +36,20 @@ const certificates = Effect.acquireRelease(
 const tlsRegionBroker = Effect.gen(function*() {
   const certs = yield* certificates
   // Room for every batch a test sends: nothing waits for the sequencer the test drives.
-  const cluster = yield* regionCluster(CxlMemoryLayers.make)({ ...smallConfig, blogBytes: 2 << 20 })
-  yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
-  const appender = yield* cluster.appender(0)
-  const server = yield* BrokerLayers.make({ tls: { cert: certs.cert, key: certs.key } }).pipe(
-    Effect.provideService(Appender, appender),
-    Effect.provideService(AckTracker, cluster.acks),
-    Effect.provideService(Topics, cluster.topics)
-  )
-  const sequencer = yield* cluster.sequencer()
-  /** Every batch in the log: (client/batch seq) → crc ok, its messages. */
-  const logged = Effect.gen(function*() {
-    yield* drain(sequencer)
-    const out = new Map<string, { crcOk: boolean; messages: Array<Array<number>> }>()
-    const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
-    yield* cursor.pollBatches((b) => void out.set(`${b.clientId}/${b.batchSeq}`, { crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, messages: [] }))
-    yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => void out.get(`${m.batch.clientId}/${m.batch.batchSeq}`)!.messages.push([...recordValue(m)]))
-    return out
-  })
+  const { logged, server } = yield* regionBroker({ tls: { cert: certs.cert, key: certs.key } }, { ...smallConfig, blogBytes: 2 << 20 })
   return { ca: certs.ca, server, logged }
 })
 
-interface TlsClient {
-  readonly socket: TLSSocket
-  /** Writes `bytes` as one TLS write (Node cuts it into records of at most 16 KiB). */
-  readonly write: (bytes: Uint8Array) => void
-  readonly nextFrame: () => Effect.Effect<Frame, Error>
-  /** Every frame received, once the connection closed. */
-  readonly closed: Deferred.Deferred<ReadonlyArray<Frame>>
-}
-
 /** A raw TLS client of the broker (or relay) at `port`, trusting `ca`. */
-const tlsConnect = (port: number, ca: Buffer): Effect.Effect<TlsClient, Error, Scope.Scope> =>
-  Effect.gen(function*() {
-    const frames = yield* Queue.unbounded<Frame>()
-    const closed = yield* Deferred.make<ReadonlyArray<Frame>>()
-    const all: Array<Frame> = []
-    const socket = yield* Effect.acquireRelease(
-      Effect.async<TLSSocket, Error>((resume) => {
-        const s = connectTls({ socket: connectTcp({ host: "127.0.0.1", port, noDelay: true }), host: "127.0.0.1", ca })
-        s.once("secureConnect", () => resume(Effect.succeed(s)))
-        s.once("error", (e) => resume(Effect.fail(e)))
-      }),
-      (s) => Effect.sync(() => s.destroy())
-    )
-    const reader = new FrameReader({ accept: Object.values(FrameType), maxBatchBytes: 0 })
-    socket.on("error", () => {})
-    socket.on("data", (chunk: Buffer) => {
-      reader.push(chunk)
-      for (let f = reader.next(); f !== undefined && !(f instanceof Error); f = reader.next()) {
-        const frame = { ...f, payload: f.payload.slice() }
-        all.push(frame)
-        Queue.unsafeOffer(frames, frame)
-      }
-    })
-    socket.on("close", () => Deferred.unsafeDone(closed, Effect.succeed(all)))
-    return {
-      socket,
-      write: (bytes) => void socket.write(bytes),
-      nextFrame: () => Queue.take(frames).pipe(Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error("no frame within 5000 ms") })),
-      closed
-    }
-  })
+const tlsConnect = (port: number, ca: Buffer) =>
+  rawConnect(port, (p) => ({ socket: connectTls({ socket: connectTcp({ host: "127.0.0.1", port: p, noDelay: true }), host: "127.0.0.1", ca }), ready: "secureConnect" }))
 
 /** The frames a connection received, once it closed: at most 5 s. */
-const closedWithin = (client: TlsClient) =>
+const closedWithin = (client: RawClient) =>
   Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error("the connection was not closed within 5 s") }))
 
 /** A TLS session's HELLO and WELCOME: the session epoch. */
-const opened = (client: TlsClient, clientId: number) =>
+const opened = (client: RawClient, clientId: number) =>
   Effect.gen(function*() {
     client.write(hello("t", clientId))
     return epochOf(yield* client.nextFrame())
@@ -166,7 +105,7 @@ describe("Broker receive path under TLS", () => {
       expect(log.get("2/1")).toEqual(expected(2, 1))
       expect(server.stats()).toMatchObject({ batches: 26, rejected: {} })
       // Both sessions are still served: their ACKs come back over TLS.
-      const acked = (client: TlsClient, upTo: number) =>
+      const acked = (client: RawClient, upTo: number) =>
         Effect.gen(function*() {
           for (;;) {
             const frame = yield* client.nextFrame()

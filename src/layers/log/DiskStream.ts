@@ -13,8 +13,8 @@
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
-import { decodeOrderRecord, streamOf } from "./DurableOrder.js"
-import type { SegmentFile, SegmentFiles } from "./SegmentFiles.js"
+import { decodeOrderRecord, type OrderedBatch, streamOf } from "./DurableOrder.js"
+import { listDirectory, type SegmentFile, type SegmentFiles } from "./SegmentFiles.js"
 import { segmentFileName } from "./SegmentLog.js"
 import { checkRecord, MAX_RECORD_BYTES, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
 
@@ -26,14 +26,7 @@ export interface StreamFiles {
 
 /** node:fs, opening files read-only. */
 export const nodeStreamFiles: StreamFiles = {
-  list: async (dir) => {
-    try {
-      return await fs.readdir(dir)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return []
-      throw e
-    }
-  },
+  list: listDirectory,
   open: async (path) => {
     const handle = await fs.open(path, constants.O_RDONLY)
     return {
@@ -45,18 +38,8 @@ export const nodeStreamFiles: StreamFiles = {
 
 const SEGMENT_NAME = /^(\d{20})\.seg$/
 
-/** A batch read from disk; `payload` is a copy the reader never touches again. */
-export interface DiskBatch {
-  readonly globalSeq: number
-  readonly totalOrder: number
-  readonly batchSeq: number
-  readonly clientId: number
-  readonly sessionEpoch: number
-  readonly messageCount: number
-  readonly brokerId: number
-  readonly crc32c: number
-  readonly payload: Uint8Array
-}
+/** A batch read from disk: its record as `decodeOrderRecord` reads it, `payload` a copy the reader never touches again. */
+export type DiskBatch = OrderedBatch
 
 /** Why a read stopped short of what it asked for. */
 export type DiskProblem =

@@ -61,19 +61,22 @@ const fileOver = (handle: fs.FileHandle): SegmentFile => ({
   close: () => handle.close()
 })
 
+/** A directory's entries; none when it does not exist (yet). */
+export const listDirectory = async (dir: string): Promise<Array<string>> => {
+  try {
+    return await fs.readdir(dir)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return []
+    throw e
+  }
+}
+
 /** node:fs/promises. */
 export const nodeSegmentFiles: SegmentFiles = {
   mkdir: async (dir) => {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 })
   },
-  list: async (dir) => {
-    try {
-      return await fs.readdir(dir)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return []
-      throw e
-    }
-  },
+  list: listDirectory,
   create: async (path) => fileOver(await fs.open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)),
   open: async (path) => fileOver(await fs.open(path, constants.O_RDWR)),
   size: async (path) => (await fs.stat(path)).size,
