@@ -7,7 +7,7 @@
  * named after the bundle it belongs to, so a rebuilt bundle never meets an old cache (V8
  * itself also refuses a cache made by another V8 or other flags: the bundle is then compiled
  * as before). `npm run bundle` writes the caches from a short `cxlog run`
- * (scripts/bundle.mjs); a command without one writes its own when it exits.
+ * (scripts/bundle.mjs); a command without one writes its own when it exits successfully.
  *
  * `CXLOG_CODE_CACHE`: `off` (compile from source), `write` (rewrite this command's cache at exit,
  * or at a SIGTERM once the command is done), `report` (as `on`, and say on stderr whether the
@@ -63,7 +63,8 @@ if (mode === "write" || (reading && cachedData === undefined && plainFlags)) {
       // No cache: the next start compiles from source, as without one.
     }
   }
-  process.on("exit", write)
+  // A command that failed (a mistyped one among them) leaves no cache behind it.
+  process.on("exit", (code) => (code === 0 || mode === "write") && write())
   if (mode === "write") {
     // Roles of `cxlog run` idle after their work until SIGTERMed, which then ends them without an
     // exit event; while writing caches, a SIGTERM nothing else handles writes, then exits.

@@ -90,6 +90,18 @@ describe("code cache", () => {
     }
   })
 
+  it("a command that fails (an unknown one) leaves no cache behind", () => {
+    const dir = copyOfCli()
+    try {
+      const { NODE_OPTIONS: _options, ...rest } = process.env
+      const run = spawnSync(process.execPath, [join(dir, "cxlog.mjs"), "no-such-command"], { env: { ...rest, CXLOG_CODE_CACHE: "on" }, encoding: "utf8" })
+      expect(run.status).toBe(2)
+      expect(caches(dir)).toEqual([])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("CXLOG_CODE_CACHE=off neither writes nor needs a cache", () => {
     const dir = copyOfCli()
     try {
