@@ -707,23 +707,45 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
 
     /**
      * Waits for window room; an ACK that completes a batch restarts the bound, so only a
-     * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails.
+     * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails. One
+     * callback wait, woken by every change (`notify`), with one timer that re-arms itself for
+     * what is left of a restarted bound: no fiber or timer per wake (a busy publisher waits
+     * once per ACK).
      */
     const awaitRoom = (ready: () => boolean): Effect.Effect<void, PublishError | PublishAckTimeout> =>
-      Effect.suspend(function check(): Effect.Effect<void, PublishError | PublishAckTimeout> {
+      Effect.suspend(() => {
         if (failure !== undefined) return Effect.fail(failure)
         if (ready()) return Effect.void
-        const acked = counts.ackedBatches
-        return Effect.zipRight(
-          withinAckTimeout(
-            Effect.suspend(function progress(): Effect.Effect<void, PublishError> {
-              if (failure !== undefined) return Effect.fail(failure)
-              return ready() || counts.ackedBatches !== acked ? Effect.void : Effect.zipRight(changed, Effect.suspend(progress))
-            }),
-            settings.ackTimeoutMs
-          ),
-          Effect.suspend(check)
-        )
+        return Effect.async<void, PublishError | PublishAckTimeout>((resume) => {
+          let acked = counts.ackedBatches
+          let progressAt = performance.now()
+          let timer: ReturnType<typeof setTimeout> | undefined
+          const settle = (outcome: Effect.Effect<void, PublishError | PublishAckTimeout>) => {
+            clearTimeout(timer)
+            waiters.delete(wake)
+            resume(outcome)
+          }
+          const expire = () => {
+            const leftMs = progressAt + settings.ackTimeoutMs - performance.now()
+            if (leftMs > 0) timer = setTimeout(expire, leftMs)
+            else settle(Effect.fail(new PublishAckTimeout({ timeoutMs: settings.ackTimeoutMs, outstanding: outstanding(), brokers: brokerCounts() })))
+          }
+          const wake = () => {
+            if (failure !== undefined) return settle(Effect.fail(failure))
+            if (ready()) return settle(Effect.void)
+            if (counts.ackedBatches !== acked) {
+              acked = counts.ackedBatches
+              progressAt = performance.now()
+            }
+            waiters.add(wake)
+          }
+          timer = setTimeout(expire, settings.ackTimeoutMs)
+          waiters.add(wake)
+          return Effect.sync(() => {
+            clearTimeout(timer)
+            waiters.delete(wake)
+          })
+        })
       })
 
     /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
