@@ -11,33 +11,19 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
-import * as ConsumersLayers from "../../src/layers/log/Consumers.js"
-import * as ConsumersMemoryLayers from "../../src/layers/log/ConsumersMemory.js"
 import { persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { persistTopicState, restoreAllConsumers, stateStreamOf, type TopicState, topicsToRecover } from "../../src/layers/log/DurableTopicState.js"
 import { recoverInto } from "../fixtures/recovery.js"
 import { crash, makeMemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { subscriberOver } from "../../src/layers/net/Subscriber.js"
-import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Consumers } from "../../src/services/log/Consumers.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
-import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
-import { appendMessages, bell, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
+import { appendMessages, consumersOf, drain, implementations } from "../fixtures/log-harness.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
-
-/** The cluster's named consumers: over the region (a doorbell line of their own) or the store. */
-const consumersOf = (cluster: LogCluster) =>
-  cluster.region === undefined
-    ? ConsumersMemoryLayers.makeMemory(cluster.store!)
-    : Effect.flatMap(DoorbellLayers.make({ offset: bell(60) }), (doorbell) =>
-      ConsumersLayers.make(cluster.region!.area).pipe(Effect.provideService(Doorbell, doorbell))).pipe(
-        Effect.provideService(CxlMemory, cluster.region.memory)
-      )
 
 for (const impl of implementations) {
   describe(`topic state across a crash: ${impl.label}`, () => {

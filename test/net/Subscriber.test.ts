@@ -16,13 +16,8 @@ import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import type { SubscriberBatch, SubscriberMessage, SubscriberShape, Subscription } from "../../src/services/net/Subscriber.js"
-import { appendMessages, bell, drain, header, type LogCluster, makeMessageBatch, memoryCluster, messageTime, regionCluster, smallConfig } from "../fixtures/log-harness.js"
-import * as ConsumersLayers from "../../src/layers/log/Consumers.js"
-import * as ConsumersMemoryLayers from "../../src/layers/log/ConsumersMemory.js"
-import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { appendMessages, consumersOf, drain, header, type LogCluster, makeMessageBatch, memoryCluster, messageTime, regionCluster, smallConfig } from "../fixtures/log-harness.js"
 import { Consumers, type ConsumersShape } from "../../src/services/log/Consumers.js"
-import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { Doorbell } from "../../src/services/region/Doorbell.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -36,15 +31,6 @@ interface Impl {
   readonly make: (options?: Options) => Effect.Effect<{ cluster: LogCluster; subscriber: SubscriberShape; consumers: ConsumersShape }, unknown, Scope.Scope>
   readonly zeroCopyOfRegion: boolean
 }
-
-/** The cluster's named consumers: over the region (with a doorbell line of their own) or the store. */
-const consumersOf = (cluster: LogCluster) =>
-  cluster.region === undefined
-    ? ConsumersMemoryLayers.makeMemory(cluster.store!)
-    : Effect.flatMap(DoorbellLayers.make({ offset: bell(60) }), (doorbell) =>
-      ConsumersLayers.make(cluster.region!.area).pipe(Effect.provideService(Doorbell, doorbell))).pipe(
-        Effect.provideService(CxlMemory, cluster.region.memory)
-      )
 
 const local = (cluster: LogCluster) =>
   Effect.map(consumersOf(cluster), (consumers) => ({ cluster, consumers, subscriber: subscriberOver(cluster.reader, consumers) }))

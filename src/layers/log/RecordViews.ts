@@ -42,6 +42,16 @@ class View {
   }
 }
 
+/** What a PBR slot records of a batch's header. */
+export interface SlotHeader {
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly batchSeq: number
+  readonly messageCount: number
+  readonly payloadBytes: number
+  readonly crc32c: number
+}
+
 /**
  * A PBR slot of a ring of `slots`. Line 0 is the broker's (its commit word says lap + 1),
  * line 1 the sequencer's (its finish word says lap + 1).
@@ -74,6 +84,20 @@ export class PbrSlotView extends View {
   setReceivedAtMs(at: number, v: number): void { this.f64[(at + PbrSlot.receivedAtMs) / 8] = v }
   setPbrSeq(at: number, v: number): void { this.f64[(at + PbrSlot.pbrSeq) / 8] = v }
   setKind(at: number, v: number): void { this.u32[(at + PbrSlot.kind) / 4] = v }
+  /** Line 0 but its commit word: the batch's header, where it lies, who wrote it for which position. */
+  writeHeader(at: number, h: SlotHeader, blogPosition: number, brokerId: number, pbrSeq: number, kind: number): void {
+    this.setClientId(at, h.clientId)
+    this.setSessionEpoch(at, h.sessionEpoch)
+    this.setBatchSeq(at, h.batchSeq)
+    this.setMessageCount(at, h.messageCount)
+    this.setPayloadBytes(at, h.payloadBytes)
+    this.setBlogPosition(at, blogPosition)
+    this.setCrc32c(at, h.crc32c)
+    this.setBrokerId(at, brokerId)
+    this.setReceivedAtMs(at, Date.now())
+    this.setPbrSeq(at, pbrSeq)
+    this.setKind(at, kind)
+  }
   /** Whether the broker committed the slot for position `pbrSeq` (this lap). */
   committed(at: number, pbrSeq: number): boolean { return Atomics.load(this.i32, (at + PbrSlot.commit) / 4) === lapMark(pbrSeq, this.slots) }
   /** The broker's commit word, written last. */
@@ -122,6 +146,26 @@ export class GoiEntryView extends View {
   /** Voids the entry before it is rewritten: a reader validating an older seq of this slot then sees a mismatch. */
   markRewriting(at: number): void { Atomics.store(this.i32, (at + GoiEntry.seqLo) / 4, GOI_INVALID) }
   setSeqHigh(at: number, g: number): void { this.i32[(at + GoiEntry.seqHi) / 4] = goiSeqHi(g) }
+  /**
+   * Everything but the commit word, for global seq `g`: voided first, then the batch's fields
+   * copied from its PBR slot (broker `brokerId`, position `pbrSeq`). Returns its message count.
+   */
+  writeFromSlot(at: number, g: number, pbr: PbrSlotView, slot: number, brokerId: number, pbrSeq: number, totalOrder: number): number {
+    const count = pbr.messageCount(slot)
+    this.markRewriting(at)
+    this.setTotalOrder(at, totalOrder)
+    this.setBlogPosition(at, pbr.blogPosition(slot))
+    this.setPbrSeq(at, pbrSeq)
+    this.setBatchSeq(at, pbr.batchSeq(slot))
+    this.setBrokerId(at, brokerId)
+    this.setPayloadBytes(at, pbr.payloadBytes(slot))
+    this.setMessageCount(at, count)
+    this.setClientId(at, pbr.clientId(slot))
+    this.setSessionEpoch(at, pbr.sessionEpoch(slot))
+    this.setCrc32c(at, pbr.crc32c(slot))
+    this.setSeqHigh(at, g)
+    return count
+  }
   /** The commit word (the low half of `g`), written last. */
   commitSeq(at: number, g: number): void { Atomics.store(this.i32, (at + GoiEntry.seqLo) / 4, goiSeqLo(g)) }
 }

@@ -28,7 +28,7 @@ import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { Offsets } from "../region/Superblock.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
-import { isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringWaiters } from "./Participants.js"
+import { isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
 import { DescriptorState, GoiEntry, LeaseLine, LINE_BYTES, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import {
   DescriptorView,
@@ -149,19 +149,7 @@ class RegionTopic implements TopicStorage {
     const { region, area, pbr, goi, audit } = this.v
     const slot = pbrSlotOffset(area, this.topic, broker, pbrSeq)
     const e = goiEntryOffset(area, this.topic, g)
-    const count = pbr.messageCount(slot)
-    goi.markRewriting(e)
-    goi.setTotalOrder(e, totalOrder)
-    goi.setBlogPosition(e, pbr.blogPosition(slot))
-    goi.setPbrSeq(e, pbrSeq)
-    goi.setBatchSeq(e, pbr.batchSeq(slot))
-    goi.setBrokerId(e, broker)
-    goi.setPayloadBytes(e, pbr.payloadBytes(slot))
-    goi.setMessageCount(e, count)
-    goi.setClientId(e, pbr.clientId(slot))
-    goi.setSessionEpoch(e, pbr.sessionEpoch(slot))
-    goi.setCrc32c(e, pbr.crc32c(slot))
-    goi.setSeqHigh(e, g)
+    const count = goi.writeFromSlot(e, g, pbr, slot, broker, pbrSeq, totalOrder)
     region.publish(e, GOI_ENTRY_BYTES)
     audit?.beforeCommit(`GOI ${g}`, [e, GoiEntry.seqLo])
     goi.commitSeq(e, g)
@@ -324,16 +312,15 @@ const regionLog = (
       : Effect.succeed([recovered])
   }
 
+  // The round being rung, read by one closure made once (a round allocates nothing to ring).
+  let ringRound: RoundTally | undefined
+  const orderedInRound = (broker: number) => (ringRound?.batches[broker] ?? 0) > 0
+
   /**
    * Waits on the doorbell with the lease line's `waiting` word set meanwhile (appenders ring
    * only then). Set before `hasWork` is first checked: an appender commits, then reads the
    * word, so either it sees 1 and rings, or the check sees its commit.
    */
-  // The round being rung, read by one closure made once (a round allocates nothing to ring).
-  let ringRound: RoundTally | undefined
-  const orderedInRound = (broker: number) => (ringRound?.batches[broker] ?? 0) > 0
-  const anyBroker = () => true
-
   const awaitWork = (hasWork: () => boolean, timeoutMs: number) =>
     Effect.acquireUseRelease(
       Effect.sync(() => lease.markWaiting(1)),
@@ -349,7 +336,8 @@ const regionLog = (
     discover: Effect.suspend(() => Effect.map(Effect.forEach(newTopics(), discoverTopic), (found) => found.flat())),
     ring: (round) => {
       ringRound = round
-      ringWaiters(region, area, doorbell, round.movedSessions() ? anyBroker : orderedInRound)
+      if (round.movedSessions()) ringEveryone(region, area, doorbell)
+      else ringWaiters(region, area, doorbell, orderedInRound)
     },
     awaitWork
   }
