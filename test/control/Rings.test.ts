@@ -40,6 +40,17 @@ const traffic = (writer: RingWriter, reader: RingReader, lengths: ReadonlyArray<
     expect(yield* Fiber.join(checker)).toBe(lengths.length)
   })
 
+/** A new ring of `open`'s rings with its reader, inspector and writer. */
+const freshRing = (open: OpenRings) =>
+  Effect.gen(function*() {
+    const { rings } = yield* open()
+    const ring = address()
+    const reader = yield* rings.reader(ring)
+    const inspector = yield* rings.inspect(ring)
+    const writer = yield* rings.writer(ring)
+    return { reader, inspector, writer }
+  })
+
 const contract = (label: string, open: OpenRings) =>
   describe(`Rings contract: ${label}`, () => {
     it.scopedLive("frames committed together arrive in order; sequences are byte positions", () =>
@@ -81,11 +92,7 @@ const contract = (label: string, open: OpenRings) =>
 
     it.scopedLive("take: delivered moves when a batch is handed out, processed when the next take (or complete) comes", () =>
       Effect.gen(function*() {
-        const { rings } = yield* open()
-        const ring = address()
-        const reader = yield* rings.reader(ring)
-        const inspector = yield* rings.inspect(ring)
-        const writer = yield* rings.writer(ring)
+        const { inspector, reader, writer } = yield* freshRing(open)
         yield* writer.writeAll([payload(0, 16), payload(1, 16)])
         const first = yield* reader.take()
         expect(first.end).toBe(48)
@@ -100,11 +107,7 @@ const contract = (label: string, open: OpenRings) =>
 
     it.scopedLive("consume: delivered passes a frame before its handler runs, processed after it completes", () =>
       Effect.gen(function*() {
-        const { rings } = yield* open()
-        const ring = address()
-        const reader = yield* rings.reader(ring)
-        const inspector = yield* rings.inspect(ring)
-        const writer = yield* rings.writer(ring)
+        const { inspector, reader, writer } = yield* freshRing(open)
         yield* writer.writeAll([payload(0, 8), payload(1, 24), payload(2, 0)])
         yield* writer.close
         const seen: Array<{ sequence: number; delivered: number; processed: number }> = []
@@ -126,11 +129,7 @@ const contract = (label: string, open: OpenRings) =>
 
     it.scopedLive("consumeSync: frames reach the handler from the doorbell's wake callback, outside any fiber, with consume's delivered and processed steps", () =>
       Effect.gen(function*() {
-        const { rings } = yield* open()
-        const ring = address()
-        const reader = yield* rings.reader(ring)
-        const inspector = yield* rings.inspect(ring)
-        const writer = yield* rings.writer(ring)
+        const { inspector, reader, writer } = yield* freshRing(open)
         const seen: Array<{ sequence: number; length: number; delivered: number; processed: number; inFiber: boolean }> = []
         const consuming = yield* Effect.fork(reader.consumeSync((frame, sequence) => {
           const { delivered, processed } = inspector.reader(reader.slot)
@@ -149,11 +148,7 @@ const contract = (label: string, open: OpenRings) =>
 
     it.scopedLive("consumeSync: a handler that throws ends the read as a defect, its frame delivered but not processed", () =>
       Effect.gen(function*() {
-        const { rings } = yield* open()
-        const ring = address()
-        const reader = yield* rings.reader(ring)
-        const inspector = yield* rings.inspect(ring)
-        const writer = yield* rings.writer(ring)
+        const { inspector, reader, writer } = yield* freshRing(open)
         const consuming = yield* Effect.fork(Effect.exit(reader.consumeSync((_, sequence) => {
           if (sequence === 16) throw new Error("handler broke")
         })))
