@@ -16,7 +16,7 @@ import * as SegmentsLayers from "../../src/layers/log/Segments.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { recordBytes } from "../../src/layers/log/SegmentRecord.js"
-import type { SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
+import type { RecordPosition, SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 /** One backend: its Segments and direct access to its files, to damage them as a crash or a bad disk would. */
@@ -231,6 +231,87 @@ for (const backend of backends) {
           _tag: "SegmentCorrupt",
           file: files[1]!
         })
+      }))
+
+    it.scopedLive("scanHeaders gives each record's first bytes, length and position, checking the files' structure, not the checksums; a read starts at such a position", () =>
+      Effect.gen(function*() {
+        const b = yield* backend.make
+        // 8 bytes to 24 KiB: header reads that hold many records, and ones that hold one.
+        const sizeOf = (i: number) => (i % 10 === 0 ? 24_000 + i * 8 : 8 + (i % 7) * 8)
+        const options = { segmentBytes: 64 << 10, verifyClosedSegments: false }
+        yield* withLog(b.segments, "hdr", options, (log) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < 300; i++) yield* log.append(record(i, sizeOf(i)), 5_000)
+            yield* log.awaitDurable(300, 5_000)
+          }))
+        const files = b.files("hdr")
+        expect(files.length).toBeGreaterThan(5)
+        const scan = (log: SegmentLog, from: number, headerBytes: number, until = Number.POSITIVE_INFINITY) =>
+          Effect.gen(function*() {
+            const seen: Array<{ i: number; header: Uint8Array; length: number; position: RecordPosition }> = []
+            const next = yield* log.scanHeaders(from, headerBytes, (i, header, length, position) => {
+              seen.push({ i, header: header.slice(), length, position })
+              return i < until
+            })
+            return { next, seen }
+          })
+        const fileOf = (position: RecordPosition) => files.find((f) => f.endsWith(`${String(position.segment).padStart(20, "0")}.seg`))!
+        const { seen } = yield* withLog(b.segments, "hdr", options, (log) =>
+          Effect.gen(function*() {
+            const all = yield* scan(log, 0, 16)
+            expect(all.next).toBe(300)
+            expect(all.seen.map((r) => r.i)).toEqual(Array.from({ length: 300 }, (_, i) => i))
+            for (const r of all.seen) {
+              expect(r.length).toBe(sizeOf(r.i))
+              expect(r.header).toEqual(record(r.i, sizeOf(r.i)).subarray(0, 16))
+            }
+            // From the middle, stopping after 60.
+            const some = yield* scan(log, 57, 8, 60)
+            expect([some.next, some.seen.map((r) => r.i)]).toEqual([61, [57, 58, 59, 60]])
+            // A read from a record's position reads it and on, into the next segments.
+            const got: Array<[number, Uint8Array]> = []
+            const at = all.seen[123]!
+            expect(yield* log.read(123, (i, bytes) => void got.push([i, bytes.slice()]), at.position)).toBe(300)
+            expect(got.map(([i]) => i)).toEqual(Array.from({ length: 177 }, (_, k) => 123 + k))
+            for (const [i, bytes] of got) expect(bytes).toEqual(record(i, sizeOf(i)))
+            return all
+          }))
+
+        // Damage past the header of a record in a closed segment: the scan does not read it; a read does.
+        const victim = seen.find((r) => r.position.segment > 0 && r.length >= 64 && fileOf(r.position) !== files[files.length - 1])!
+        const file = fileOf(victim.position)
+        const bytes = b.bytes(file)
+        bytes[victim.position.offset + 8 + 40]! ^= 1
+        b.setBytes(file, bytes)
+        yield* withLog(b.segments, "hdr", options, (log) =>
+          Effect.gen(function*() {
+            expect((yield* scan(log, 0, 16)).next).toBe(300)
+            expect(yield* Effect.flip(log.read(victim.i, () => undefined, victim.position))).toMatchObject({
+              _tag: "SegmentCorrupt",
+              file,
+              offset: victim.position.offset
+            })
+            // From the record after it, at its position: the damage before it in the segment is not read.
+            const after = seen[victim.i + 1]!
+            expect(yield* log.read(after.i, (i) => i < after.i, after.position)).toBe(after.i + 1)
+          }))
+        // Its length made larger than the segment: the scan stops there, naming file and byte.
+        new DataView(bytes.buffer, bytes.byteOffset).setUint32(victim.position.offset, 1 << 20, true)
+        b.setBytes(file, bytes)
+        yield* withLog(b.segments, "hdr", options, (log) =>
+          Effect.gen(function*() {
+            const error = yield* Effect.flip(scan(log, 0, 16))
+            expect(error).toMatchObject({ _tag: "SegmentCorrupt", file, offset: victim.position.offset })
+            expect(error.message).toContain(`a record of ${1 << 20} bytes runs past the end of the segment`)
+          }))
+        // A closed segment cut short by a record: the count its successor's name gives is not met.
+        b.setBytes(file, bytes.subarray(0, victim.position.offset))
+        yield* withLog(b.segments, "hdr", options, (log) =>
+          Effect.gen(function*() {
+            const error = yield* Effect.flip(scan(log, 0, 16))
+            expect(error).toMatchObject({ _tag: "SegmentCorrupt", file, offset: victim.position.offset })
+            expect(error.message).toContain("records, but the next segment begins at record")
+          }))
       }))
 
     it.scopedLive("retention deletes whole old segments by size and by age; reading before them is SegmentOutOfRange", () =>

@@ -39,8 +39,8 @@ export const OrderRecord = {
 
 export const streamOf = (topic: string): string => `topic-${topic}`
 
-/** A batch's record read back. */
-export interface OrderedBatch {
+/** A batch's record header read back. */
+export interface OrderHeader {
   readonly globalSeq: number
   readonly totalOrder: number
   readonly batchSeq: number
@@ -49,15 +49,21 @@ export interface OrderedBatch {
   readonly messageCount: number
   readonly brokerId: number
   readonly crc32c: number
+  readonly payloadBytes: number
+}
+
+/** A batch's record read back. */
+export interface OrderedBatch extends Omit<OrderHeader, "payloadBytes"> {
   /** A view valid during the read callback. */
   readonly payload: Uint8Array
 }
 
-export const decodeOrderRecord = (record: Uint8Array): OrderedBatch | undefined => {
-  if (record.length < OrderRecord.bytes) return undefined
-  const v = new DataView(record.buffer, record.byteOffset, record.byteLength)
+/** The header of a record of `recordBytes` bytes (`header` holds at least its first OrderRecord.bytes); undefined when they disagree. */
+export const decodeOrderHeader = (header: Uint8Array, recordBytes: number): OrderHeader | undefined => {
+  if (header.length < OrderRecord.bytes || recordBytes < OrderRecord.bytes) return undefined
+  const v = new DataView(header.buffer, header.byteOffset, OrderRecord.bytes)
   const payloadBytes = v.getUint32(OrderRecord.payloadBytes, true)
-  if (OrderRecord.bytes + payloadBytes !== record.length) return undefined
+  if (OrderRecord.bytes + payloadBytes !== recordBytes) return undefined
   return {
     globalSeq: v.getFloat64(OrderRecord.globalSeq, true),
     totalOrder: v.getFloat64(OrderRecord.totalOrder, true),
@@ -67,6 +73,22 @@ export const decodeOrderRecord = (record: Uint8Array): OrderedBatch | undefined 
     messageCount: v.getUint32(OrderRecord.messageCount, true),
     brokerId: v.getUint32(OrderRecord.brokerId, true),
     crc32c: v.getUint32(OrderRecord.crc32c, true),
+    payloadBytes
+  }
+}
+
+export const decodeOrderRecord = (record: Uint8Array): OrderedBatch | undefined => {
+  const h = decodeOrderHeader(record, record.length)
+  if (h === undefined) return undefined
+  return {
+    globalSeq: h.globalSeq,
+    totalOrder: h.totalOrder,
+    batchSeq: h.batchSeq,
+    clientId: h.clientId,
+    sessionEpoch: h.sessionEpoch,
+    messageCount: h.messageCount,
+    brokerId: h.brokerId,
+    crc32c: h.crc32c,
     payload: record.subarray(OrderRecord.bytes)
   }
 }

@@ -15,11 +15,11 @@
  */
 import { Data, Effect, type Scope } from "effect"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import { Segments } from "../../services/log/Segments.js"
+import { type RecordPosition, Segments } from "../../services/log/Segments.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
 import { Offsets } from "../region/Superblock.js"
 import { headerProblem } from "./Appender.js"
-import { decodeOrderRecord, streamOf } from "./DurableOrder.js"
+import { decodeOrderHeader, decodeOrderRecord, OrderRecord, streamOf } from "./DurableOrder.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, type LogConfig, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
 import { findTopic, type MemoryBatch, type MemoryLogStore } from "./MemoryStore.js"
 import { claimLine, newOccurrence, releaseLine } from "./Participants.js"
@@ -224,67 +224,114 @@ export const memoryRecoveryTarget = (store: MemoryLogStore, topic: TopicInfo): E
 interface SessionTally {
   readonly clientId: number
   readonly sessionEpoch: number
-  /** Its batches 0..next-1 are all in the stream. */
+  /** Its batches 0..next-1 are all in the stream (or were, before a part the stream lacks). */
   next: number
   /** Batch seqs past a gap (orders other than 5 order them ahead of `next`). */
   ahead: Set<number> | undefined
   /** One past its highest batch seq. */
   end: number
   messages: number
+  /** The record it was last seen in. */
+  seen: number
+}
+
+/** A record of the stream's tail, as its header says: a candidate for the hot tier. */
+interface TailRecord {
+  readonly index: number
+  readonly position: RecordPosition
+  readonly globalSeq: number
+  readonly totalOrder: number
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly batchSeq: number
+  readonly messageCount: number
+  readonly payloadBytes: number
+  readonly crc32c: number
 }
 
 /**
- * Rebuilds the topic's log in `target` (empty) from its stream: one sequential read, each batch
- * checked against the recorded order, the tail the hot tier holds placed at its recorded offsets.
+ * Rebuilds the topic's log in `target` (empty) from its stream. Two reads: every record's header
+ * (not its checksum), checked against the recorded order and tallied into sessions; then the
+ * records the hot tier will hold, whole and checked against their checksums, into the Blog. The
+ * rest stays on disk, where a reader's read checks it (docs/durability.md, Recovery).
  */
 export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
   Effect.gen(function*() {
     const segments = yield* Segments
     const fail = (reason: string) => new RecoveryFailed({ topic: topic.name, reason })
-    // Every record is checked as the read passes it: opening need not scan the closed segments first.
+    // Opening checks the last segment whole (the only one that can end torn: it is cut there); the closed ones are not read.
     const log = yield* segments.open(streamOf(topic.name), { verifyClosedSegments: false })
-    if (log.first() !== 0) return yield* fail(`the stream's retention deleted its records before ${log.first()}: the offsets cannot be rebuilt from 0`)
     const { config, blog, sessions } = target
     const { blogBytes, maxBatchBytes } = config
+    const firstRecord = log.first()
     const records = log.durable()
-    // Only the last `room` batches can be in the hot tier (PBR and GOI capacity); their payloads go into the Blog as read.
+    if (records === firstRecord && firstRecord > 0) {
+      return yield* fail(`its stream holds no record (retention deleted records 0..${firstRecord - 1}, the only ones with their offsets)`)
+    }
+    // Only the last `room` batches can be in the hot tier (PBR and GOI capacity).
     const room = Math.min(config.pbrSlots, config.goiSlots)
-    const placeFrom = Math.max(0, records - room)
-    const tail: Array<RecoveredBatch> = []
+    /** The last records read (at most 2 x room), all after the last gap: the hot tier holds a run without holes. */
+    let tail: Array<TailRecord> = []
     const byClient = new Map<number, Map<number, SessionTally>>()
     const order5 = topic.order === 5
+    /** The global seq and offset the next record must have; undefined before the first. */
+    let nextSeq: number | undefined
     let messages = 0
-    let blogHead = 0
-    let bad: string | undefined
-    const read = yield* log.read(0, (index, record) => {
-      const batch = decodeOrderRecord(record)
-      if (batch === undefined) {
-        bad = `record ${index} is not a batch record`
+    /** The first record after a part the stream lacks: a session not seen since may have had batches there. */
+    let lostBefore = -1
+    /** The offset the stream's first record begins at: readers of older ones get LogOutOfRange. */
+    let firstOffset = 0
+    const gaps: Array<string> = []
+    let bad: { readonly index: number; readonly from: RecordPosition; readonly reason: string } | undefined
+    /** The previous record's position. */
+    let previous: RecordPosition | undefined
+    const scanned = yield* log.scanHeaders(firstRecord, OrderRecord.bytes, (index, bytes, length, position) => {
+      const conflict = (reason: string) => {
+        bad = { index, from: previous ?? position, reason }
         return false
       }
-      const payloadBytes = batch.payload.length
-      const problem = headerProblem({ ...batch, payloadBytes }, maxBatchBytes)
-      if (problem !== undefined) {
-        bad = `record ${index} cannot be a batch of the log: ${problem}`
-        return false
-      }
-      if (batch.globalSeq !== index || batch.totalOrder !== messages) {
-        bad = `record ${index} was recorded as batch ${batch.globalSeq} at offset ${batch.totalOrder}, but the records before it end at batch ${index}, offset ${messages}: the stream has a gap`
-        return false
+      const batch = decodeOrderHeader(bytes, length)
+      if (batch === undefined) return conflict(`record ${index} is not a batch record`)
+      const problem = headerProblem(batch, maxBatchBytes)
+      if (problem !== undefined) return conflict(`record ${index} cannot be a batch of the log: ${problem}`)
+      const { globalSeq, totalOrder } = batch
+      if (nextSeq === undefined) {
+        firstOffset = totalOrder
+        // The stream begins later than the log did (retention deleted its start, or it was begun on a log already recycled).
+        if (globalSeq !== 0 || totalOrder !== 0) lostBefore = index
+        if (!Number.isSafeInteger(globalSeq) || !Number.isSafeInteger(totalOrder) || globalSeq < 0 || totalOrder < globalSeq) {
+          return conflict(`record ${index} was recorded as batch ${globalSeq} at offset ${totalOrder}, which no log holds`)
+        }
+      } else if (globalSeq !== nextSeq || totalOrder !== messages) {
+        // A gap: batches the writer never got (the region recycled them before it read them) — whole batches, each of one message or more.
+        if (!(Number.isSafeInteger(globalSeq) && globalSeq > nextSeq && Number.isSafeInteger(totalOrder) && totalOrder - messages >= globalSeq - nextSeq)) {
+          return conflict(
+            `record ${index} was recorded as batch ${globalSeq} at offset ${totalOrder}, but the records before it end at batch ${nextSeq}, offset ${messages}: ` +
+              `neither the next batch nor one after a gap of whole batches`
+          )
+        }
+        gaps.push(`batches ${nextSeq}..${globalSeq - 1} (offsets ${messages}..${totalOrder - 1})`)
+        lostBefore = index
+        tail = []
       }
       let bySession = byClient.get(batch.clientId)
       if (bySession === undefined) byClient.set(batch.clientId, bySession = new Map())
       let session = bySession.get(batch.sessionEpoch)
       if (session === undefined) {
-        bySession.set(batch.sessionEpoch, session = { clientId: batch.clientId, sessionEpoch: batch.sessionEpoch, next: 0, ahead: undefined, end: 0, messages: 0 })
+        bySession.set(batch.sessionEpoch, session = { clientId: batch.clientId, sessionEpoch: batch.sessionEpoch, next: 0, ahead: undefined, end: 0, messages: 0, seen: -1 })
       }
       const seq = batch.batchSeq
+      // A session not seen since a part the stream lacks may have had its batches before this one there.
+      if (session.seen < lostBefore && seq > session.next) {
+        session.next = seq
+        if (session.ahead !== undefined) for (const s of session.ahead) if (s < seq) session.ahead.delete(s)
+      }
       // What the sequencer would have ordered: in order 5 the session's next batch only, elsewhere any batch not ordered yet.
-      const conflict = order5 ? seq !== session.next : seq < session.next || session.ahead?.has(seq) === true
-      if (conflict) {
-        bad = `record ${index} is batch ${seq} of session ${batch.clientId}/${batch.sessionEpoch}, which conflicts with the recorded order ` +
-          `(batches 0..${session.next - 1} before it${order5 ? `; order 5 takes ${session.next} next` : ", each once"})`
-        return false
+      if (order5 ? seq !== session.next : seq < session.next || session.ahead?.has(seq) === true) {
+        return conflict(
+          `record ${index} is batch ${seq} of session ${batch.clientId}/${batch.sessionEpoch}, which conflicts with the recorded order ` +
+            `(batches 0..${session.next - 1} before it${order5 ? `; order 5 takes ${session.next} next` : ", each once"})`
+        )
       }
       if (seq === session.next) {
         session.next++
@@ -294,33 +341,68 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
       }
       session.end = Math.max(session.end, seq + 1)
       session.messages += batch.messageCount
-      if (index >= placeFrom) {
-        // As broker 0's appends would place it: on a line, at the Blog's start rather than across its end.
-        const bytes = alignLine(payloadBytes)
-        const offset = blogHead % blogBytes
-        const position = offset + bytes > blogBytes ? blogHead + blogBytes - offset : blogHead
-        blog.set(batch.payload, position % blogBytes)
-        blogHead = position + bytes
-        tail.push({
-          globalSeq: index,
-          totalOrder: batch.totalOrder,
-          clientId: batch.clientId,
-          sessionEpoch: batch.sessionEpoch,
-          batchSeq: seq,
-          messageCount: batch.messageCount,
-          payloadBytes,
-          crc32c: batch.crc32c,
-          blogPosition: position
-        })
-      }
-      messages += batch.messageCount
+      session.seen = index
+      tail.push({ index, position, ...batch })
+      if (tail.length >= 2 * room) tail = tail.slice(tail.length - room)
+      nextSeq = globalSeq + 1
+      messages = totalOrder + batch.messageCount
+      previous = position
     })
-    if (bad !== undefined) return yield* fail(bad)
-    if (read !== records) return yield* fail(`the stream holds ${records} records, but reading it stopped at ${read}`)
-    // What the Blog still holds whole: later batches wrote over the older ones' bytes.
-    let first = 0
-    while (first < tail.length && tail[first]!.blogPosition < blogHead - blogBytes) first++
-    const held = tail.slice(first)
+    if (bad !== undefined) {
+      // A header that broke the order may be a damaged one (headers were read without their checksums): check the record
+      // and the one before it, so damage is named as damage.
+      const { index, from, reason } = bad
+      yield* log.read(index > firstRecord ? index - 1 : index, (i) => i < index, from)
+      return yield* fail(reason)
+    }
+    if (scanned !== records) return yield* fail(`the stream holds ${records} records, but reading it stopped at ${scanned}`)
+    for (const gap of gaps) {
+      yield* Effect.logWarning(`recovery: topic ${topic.name}: the stream lacks ${gap}: they never reached the disk; readers of them get LogOutOfRange`)
+    }
+
+    // The hot tier's share: the last `room` batches, laid out as broker 0's appends would lay them (each on a line, at the
+    // Blog's start rather than across its end), less those later ones wrote over.
+    const candidates = tail.slice(Math.max(0, tail.length - room))
+    const placed: Array<RecoveredBatch> = []
+    let blogHead = 0
+    for (const r of candidates) {
+      const bytes = alignLine(r.payloadBytes)
+      const offset = blogHead % blogBytes
+      const position = offset + bytes > blogBytes ? blogHead + blogBytes - offset : blogHead
+      placed.push({
+        globalSeq: r.globalSeq,
+        totalOrder: r.totalOrder,
+        clientId: r.clientId,
+        sessionEpoch: r.sessionEpoch,
+        batchSeq: r.batchSeq,
+        messageCount: r.messageCount,
+        payloadBytes: r.payloadBytes,
+        crc32c: r.crc32c,
+        blogPosition: position
+      })
+      blogHead = position + bytes
+    }
+    let firstHeld = 0
+    while (firstHeld < placed.length && placed[firstHeld]!.blogPosition < blogHead - blogBytes) firstHeld++
+    const held = placed.slice(firstHeld)
+    if (held.length > 0) {
+      // These are read whole, each checked against its checksum (a damaged one is SegmentCorrupt naming file and byte).
+      const from = candidates[firstHeld]!
+      let k = 0
+      let mismatch: string | undefined
+      yield* log.read(from.index, (index, record) => {
+        const batch = decodeOrderRecord(record)
+        const expected = held[k]!
+        if (batch === undefined || batch.globalSeq !== expected.globalSeq || batch.payload.length !== expected.payloadBytes) {
+          mismatch = `record ${index} reads back differently from its header`
+          return false
+        }
+        blog.set(batch.payload, expected.blogPosition % blogBytes)
+        return ++k < held.length
+      }, from.position)
+      if (mismatch !== undefined) return yield* fail(mismatch)
+      if (k !== held.length) return yield* fail(`reading the ${held.length} records the hot tier holds stopped after ${k}`)
+    }
 
     let count = 0
     let maxEpoch = 0
@@ -338,12 +420,14 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
     }
     // A new session never draws a recovered epoch.
     sessions.reserveEpochsThrough(maxEpoch)
-    target.commit({ batches: records, messages, blogHead, held })
+    const batches = nextSeq ?? 0
+    target.commit({ batches, messages, blogHead, held })
 
-    const result: RecoveryResult = { batches: records, messages, sessions: count, cutBytes: log.recovery.cutBytes, held: held.length }
+    const result: RecoveryResult = { batches, messages, sessions: count, cutBytes: log.recovery.cutBytes, held: held.length }
     yield* Effect.logInfo(
       `recovery: topic ${topic.name}: ${result.batches} batches (${result.messages} messages) of ${result.sessions} sessions loaded in the recorded order, ` +
-        `the last ${result.held} held in the hot tier` + (result.cutBytes > 0 ? `; a torn tail of ${result.cutBytes} bytes was cut` : "")
+        `the last ${result.held} held in the hot tier` + (firstOffset > 0 ? `; offsets before ${firstOffset} are no longer on disk` : "") +
+        (result.cutBytes > 0 ? `; a torn tail of ${result.cutBytes} bytes was cut` : "")
     )
     return result
   }).pipe(Effect.scoped)

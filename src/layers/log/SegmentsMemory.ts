@@ -76,6 +76,12 @@ const fileOn = (disk: MemoryDisk, path: string): SegmentFile => {
     if (f === undefined) throw errno("ENOENT", path)
     return f
   }
+  const readNow = (into: Uint8Array, position: number) => {
+    const f = get()
+    const n = Math.max(0, Math.min(into.length, f.size - position))
+    into.set(f.data.subarray(position, position + n))
+    return n
+  }
   return {
     write: async (buffers, position) => {
       const f = get()
@@ -107,12 +113,8 @@ const fileOn = (disk: MemoryDisk, path: string): SegmentFile => {
       f.size = Math.min(f.size, length)
       f.syncedSize = Math.min(f.syncedSize, length)
     },
-    read: async (into, position) => {
-      const f = get()
-      const n = Math.max(0, Math.min(into.length, f.size - position))
-      into.set(f.data.subarray(position, position + n))
-      return n
-    },
+    read: async (into, position) => readNow(into, position),
+    readSync: (into, position) => readNow(into, position),
     close: async () => undefined
   }
 }

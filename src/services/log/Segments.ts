@@ -64,15 +64,39 @@ export interface SegmentLog {
   /** Waits until records 0..count-1 are durable. */
   readonly awaitDurable: (count: number, timeoutMs: number) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
   /**
-   * Reads durable records `from`.. in order; `onRecord` gets a view valid during the call;
-   * returning false stops after that record. Resolves to the next index not read.
+   * Reads durable records `from`.. in order, each checked against its checksum; `onRecord` gets a
+   * view valid during the call; returning false stops after that record. Resolves to the next
+   * index not read. `start`, record `from`'s position as `scanHeaders` gave it, spares reading
+   * (and checking) the records before it in its segment.
    */
   readonly read: (
     from: number,
-    onRecord: (index: number, record: Uint8Array) => boolean | void
+    onRecord: (index: number, record: Uint8Array) => boolean | void,
+    start?: RecordPosition
+  ) => Effect.Effect<number, SegmentOutOfRange | SegmentCorrupt | SegmentIoError>
+  /**
+   * Reads only the first `headerBytes` bytes of durable records `from`.. (fewer when a record is
+   * shorter), in order, with each record's length and position: for a reader that needs every
+   * record's header but few records' bytes. Checksums are NOT checked (the rest of the record is
+   * not read): a damaged header may be delivered. What is checked is the files' structure: each
+   * record's length keeps it within its segment, and a closed segment's records end exactly at its
+   * end and number what the next segment's name says (`SegmentCorrupt` otherwise). The reads are
+   * small and synchronous, in slices between which other fibers run. Returning false stops after
+   * that record; resolves to the next index not read.
+   */
+  readonly scanHeaders: (
+    from: number,
+    headerBytes: number,
+    onHeader: (index: number, header: Uint8Array, length: number, position: RecordPosition) => boolean | void
   ) => Effect.Effect<number, SegmentOutOfRange | SegmentCorrupt | SegmentIoError>
   /** Applies the retention policy now; resolves to the segments deleted. (It also runs at every segment roll.) */
   readonly retain: () => Effect.Effect<number, SegmentIoError>
+}
+
+/** Where a record lies: its segment (that segment's first record) and the byte it starts at there. */
+export interface RecordPosition {
+  readonly segment: number
+  readonly offset: number
 }
 
 export interface SegmentsShape {
