@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Option } from "effect"
 import { defaultLogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
-import { claimLine, listen, listenForOrdering, newOccurrence, ringEveryone, ringWaiters } from "../../src/layers/log/Participants.js"
+import { claimLine, listen, listeningForOrdering, newOccurrence, ringEveryone, ringWaiters } from "../../src/layers/log/Participants.js"
 import { Participant } from "../../src/layers/log/Records.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -39,7 +39,7 @@ const setupOwner = Effect.gen(function*() {
   const { area, region, waiterBell } = base
   const owner = area.brokerOwner(OWNED_BROKER)
   expect(claimLine(region, owner, newOccurrence(), waiterBell.offset)).toBe(0)
-  const ordering = listenForOrdering(region, area, waiterBell, OWNED_BROKER)
+  const ordering = listeningForOrdering(region, area, waiterBell, OWNED_BROKER)?.await
   if (ordering === undefined) return expect.unreachable("the owner line names the waiter's doorbell")
   const ackWaits = () => Atomics.load(region.i32, (owner + Participant.ackWaits) / 4)
   /** The waiter doorbell's words: they change only when someone rings it. */
@@ -143,7 +143,7 @@ describe("Listener lines", () => {
   it.scopedLive("a process that does not own the broker slot gets no such wait (its ACK trackers wait as listeners)", () =>
     Effect.gen(function*() {
       const { area, region, ringerBell } = yield* setupOwner
-      expect(listenForOrdering(region, area, ringerBell, OWNED_BROKER)).toBeUndefined()
-      expect(listenForOrdering(region, area, ringerBell, 0)).toBeUndefined()
+      expect(listeningForOrdering(region, area, ringerBell, OWNED_BROKER)).toBeUndefined()
+      expect(listeningForOrdering(region, area, ringerBell, 0)).toBeUndefined()
     }))
 })

@@ -133,6 +133,33 @@ describe("Broker", () => {
       expect(yield* c2.frames.size).toBe(0)
     }))
 
+  it.scopedLive("a connection gets no ACK for a frontier that covers none of its batches (other brokers' batches moved it)", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const b0 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const b1 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const c0 = yield* rawConnect(b0.port)
+      const c1 = yield* rawConnect(b1.port)
+      c0.write(hello("t", 6))
+      const epoch = epochOf(yield* c0.nextFrame())
+      c1.write(hello("t", 6, epoch))
+      expect((yield* c1.nextFrame()).type).toBe(FrameType.WELCOME)
+      c1.write(batchFrame(6, epoch, 0, [message(0)]))
+      expect((yield* c1.nextFrame()).seq).toBe(1)
+      // The session's frontier moves to 3 with b0's batches while c1 has nothing in flight.
+      for (const seq of [1, 2]) {
+        c0.write(batchFrame(6, epoch, seq, [message(seq)]))
+        expect((yield* c0.nextFrame()).seq).toBe(seq + 1)
+      }
+      // c1's next batch is held (3 is missing): frontier 3 is past what c1 was sent, but covers nothing it carries.
+      c1.write(batchFrame(6, epoch, 4, [message(4)]))
+      while (log.stats("t").held < 1) yield* Effect.sleep("5 millis")
+      c0.write(batchFrame(6, epoch, 3, [message(3)]))
+      const ack = yield* c1.nextFrame()
+      expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 5])
+      expect(ackOrders(ack)).toEqual([[4, 4]])
+    }))
+
   it.scopedLive("ack level 0 sends no ACK frames", () =>
     Effect.gen(function*() {
       const { log, server } = yield* broker()

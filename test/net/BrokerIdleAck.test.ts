@@ -43,5 +43,8 @@ describe("Broker ACK tracker with nothing in flight", () => {
       const ack = yield* quiet.nextFrame()
       expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 2])
       expect(counts.reads).toBeGreaterThan(before.reads)
+      // Every wait was a standing one, served from the doorbell's callbacks: no fiber waits per batch.
+      expect(counts.progressWaits).toBeGreaterThan(0)
+      expect(counts.fiberWaits).toBe(0)
     }))
 })

@@ -22,7 +22,7 @@ import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { type LogArea, pbrSlotOffset } from "./Layout.js"
-import { lineTaken, listen, type ListenerAwait, listenForOrdering } from "./Participants.js"
+import { lineTaken, type ListenerAwait, type ListenerWatch, type Listening, listening, listeningForOrdering } from "./Participants.js"
 import { LINE_BYTES, PbrSlot } from "./Records.js"
 import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { type SessionTable, UNSETTLED } from "./SessionTable.js"
@@ -51,12 +51,14 @@ export interface AckSource {
   readonly topic: (name: string) => Effect.Effect<AckTopic, TopicNotFound>
   /** True as soon as `condition()` holds, false after `timeoutMs`. */
   readonly await: ListenerAwait
+  /** The same wait as a standing callback (see `ListenerWatch`). */
+  readonly watch: ListenerWatch
   /**
-   * A wait woken only when broker `broker`'s batches are ordered (or when any frontier may have
+   * Waits woken only when broker `broker`'s batches are ordered (or when any frontier may have
    * moved otherwise), for ACK trackers in the process owning that broker slot; undefined where
-   * the source has no such wait.
+   * the source has no such waits.
    */
-  readonly awaitOrdering?: (broker: number) => ListenerAwait | undefined
+  readonly ordering?: (broker: number) => Listening | undefined
 }
 
 const UNKNOWN: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: false }
@@ -149,11 +151,12 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
     // Under order 5 a session's frontier passes a batch in the round that orders it (its
     // predecessors are ordered by then), so its carrier's tracker need only wake for its own
     // broker's batches. Other orders may move the frontier with another broker's batch.
-    const wait = (carrier !== undefined && t.info.order === 5 ? source.awaitOrdering?.(carrier) : undefined) ?? source.await
+    const waits = (carrier !== undefined && t.info.order === 5 ? source.ordering?.(carrier) : undefined) ?? source
     return {
       acks: () => acknowledge(t, clientId, sessionEpoch, key),
       progress: t.progress,
-      awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs, wait),
+      awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs, waits.await),
+      standing: waits.watch,
       durableFailure: t.durableFailure
     }
   }
@@ -211,14 +214,15 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
-    const listening = yield* listen(region, area, doorbell)
+    const listener = yield* listening(region, area, doorbell)
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)
     const topicOf = perTopic((info) => regionTopic(region, area, sessionTable(info), info))
     return ackTrackerOver({
       topic: (name) => Effect.map(resolve(name), topicOf),
-      await: listening,
-      awaitOrdering: (broker) => listenForOrdering(region, area, doorbell, broker)
+      await: listener.await,
+      watch: listener.watch,
+      ordering: (broker) => listeningForOrdering(region, area, doorbell, broker)
     })
   })
 

@@ -24,7 +24,8 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
   Effect.sync(() =>
     ackTrackerOver({
       topic: (name) => Effect.map(memoryTopic(store, name), (topic) => storeTopic(store, topic)),
-      await: store.signal.await
+      await: store.signal.await,
+      watch: store.signal.watch
     })
   )
 

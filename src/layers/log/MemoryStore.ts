@@ -73,6 +73,8 @@ export interface LogSignal {
   readonly notify: () => void
   /** True as soon as `condition()` holds, false after `timeoutMs`. */
   readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+  /** A standing callback waiter, as `DoorbellShape.watch`: checked after each notify, once the notifying code has run. */
+  readonly watch: (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
 }
 
 export interface MemoryLogStore {
@@ -107,7 +109,31 @@ const makeSignal = (): LogSignal => {
       for (const wake of [...wakers]) wake()
     },
     await: (condition, timeoutMs) =>
-      until(condition).pipe(Effect.timeoutTo({ duration: Math.max(0, timeoutMs), onSuccess: () => true, onTimeout: () => false }))
+      until(condition).pipe(Effect.timeoutTo({ duration: Math.max(0, timeoutMs), onSuccess: () => true, onTimeout: () => false })),
+    watch: (condition, onReady, everyMs) => {
+      let stopped = false
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const arm = () => {
+        clearTimeout(timer)
+        timer = setTimeout(() => {
+          arm()
+          onReady(false)
+        }, everyMs()).unref()
+      }
+      const check = () => {
+        if (stopped || !condition()) return
+        arm()
+        onReady(true)
+      }
+      const waker = () => queueMicrotask(check)
+      wakers.add(waker)
+      arm()
+      return () => {
+        stopped = true
+        wakers.delete(waker)
+        clearTimeout(timer)
+      }
+    }
   }
 }
 

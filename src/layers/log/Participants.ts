@@ -122,7 +122,7 @@ const rung: Array<number> = []
  * (consumed-through moved), and every broker owner with an ACK tracker waiting for its batches
  * for which `ordered(b)` says true; each doorbell once. The writer committed what moved before
  * (a sequentially consistent store), then reads the counts: a waiter counts itself before it
- * re-checks its condition (see `listen`, `listenForOrdering`), so it either sees the commit or is
+ * re-checks its condition (see `listening`, `listeningForOrdering`), so it either sees the commit or is
  * counted here.
  */
 export const ringWaiters = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, ordered: (broker: number) => boolean): void => {
@@ -181,13 +181,47 @@ export const waitingForRoom = (region: CxlMemoryShape, owner: number) => {
 export type ListenerAwait = (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
 
 /**
+ * A listener's standing wait served from callbacks (`DoorbellShape.watch`), counted as a waiter
+ * from the call until the returned stop function: the caller checks its condition once after
+ * the call (that is the re-check after counting), as with `DoorbellShape.watch`.
+ */
+export type ListenerWatch = (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
+
+/** A listener's two ways to wait: a fiber's (`await`) and a callback's (`watch`). */
+export interface Listening {
+  readonly await: ListenerAwait
+  readonly watch: ListenerWatch
+}
+
+/** Both waits over one wait-count word: counted (a sequentially consistent add) before the doorbell re-checks, uncounted however the wait ends. */
+const countedWaits = (doorbell: DoorbellShape, count: (delta: number) => void): Listening => {
+  const counted = Effect.sync(() => count(1))
+  const uncounted = Effect.sync(() => count(-1))
+  return {
+    // `doorbell.await` checks the condition first: that is the re-check after counting.
+    await: (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted),
+    watch: (condition, onReady, everyMs) => {
+      count(1)
+      const stop = doorbell.watch(condition, onReady, everyMs)
+      let stopped = false
+      return () => {
+        if (stopped) return
+        stopped = true
+        stop()
+        count(-1)
+      }
+    }
+  }
+}
+
+/**
  * Registers this process's doorbell in a free listener line until the scope closes, and
- * returns the wait through it: the sequencer rings the line only while a fiber waits there.
+ * returns the waits through it: the sequencer rings the line only while something waits there.
  * A waiter counts itself in the line's wait word (a sequentially consistent add) before the
  * doorbell re-checks its condition and parks, and uncounts itself however the wait ends. With
- * every line taken it still works, woken only by its park bound.
+ * every line taken they still work, woken only by their park bound.
  */
-export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<ListenerAwait, never, Scope.Scope> =>
+export const listening = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<Listening, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const occurrence = newOccurrence()
@@ -206,32 +240,31 @@ export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: Doorbell
     Effect.tap((claim) =>
       claim === undefined ? Effect.logWarning(`all ${area.config.listenerSlots} log listener lines are taken; waits here rely on the park bound`) : Effect.void
     ),
-    Effect.map((claim): ListenerAwait => {
-      if (claim === undefined) return doorbell.await
+    Effect.map((claim): Listening => {
+      if (claim === undefined) return { await: doorbell.await, watch: doorbell.watch }
       const { lines } = views(region)
-      const counted = Effect.sync(() => lines.addRoomWaits(claim.line, 1))
-      const uncounted = Effect.sync(() => lines.addRoomWaits(claim.line, -1))
-      // `doorbell.await` checks the condition first: that is the re-check after counting.
-      return (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted)
+      return countedWaits(doorbell, (delta) => lines.addRoomWaits(claim.line, delta))
     })
   )
 
+/** `listening`'s fiber wait alone. */
+export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<ListenerAwait, never, Scope.Scope> =>
+  Effect.map(listening(region, area, doorbell), (l) => l.await)
+
 /**
- * A wait of this process's ACK trackers for broker `broker`'s batches to be ordered, counted in
+ * Waits of this process's ACK trackers for broker `broker`'s batches to be ordered, counted in
  * the broker owner line's `ackWaits`: the sequencer rings it only after a round that ordered a
  * batch of that broker (or one that may move any frontier: see `ringWaiters`), not after every
- * round, so with N brokers a batch wakes one broker, not N. Same protocol as `listen`: counted
- * (a sequentially consistent add) before the doorbell re-checks the condition. Undefined unless
- * this process owns the broker slot (the owner line names this process's doorbell).
+ * round, so with N brokers a batch wakes one broker, not N. Same protocol as `listening`:
+ * counted (a sequentially consistent add) before the doorbell re-checks the condition.
+ * Undefined unless this process owns the broker slot (the owner line names this process's doorbell).
  */
-export const listenForOrdering = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, broker: number): ListenerAwait | undefined => {
+export const listeningForOrdering = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, broker: number): Listening | undefined => {
   if (broker < 0 || broker >= area.config.maxBrokers) return undefined
   const owner = area.brokerOwner(broker)
   if (bellOf(region, owner) !== doorbell.offset) return undefined
   const { lines } = views(region)
-  const counted = Effect.sync(() => lines.addAckWaits(owner, 1))
-  const uncounted = Effect.sync(() => lines.addAckWaits(owner, -1))
-  return (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted)
+  return countedWaits(doorbell, (delta) => lines.addAckWaits(owner, delta))
 }
 
 /**

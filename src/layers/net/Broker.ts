@@ -17,7 +17,7 @@
  * consumes. Sessions that exchange nothing for `idleTimeoutMs` are closed, and connections
  * past `maxConnections` (kept below the process's open-file limit) are refused with an ERROR frame.
  */
-import { Config, type ConfigError, Duration, Effect, Either, FiberSet, Layer, Metric, Option, type Scope } from "effect"
+import { Config, type ConfigError, Effect, Either, FiberSet, Layer, Metric, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { createServer, isIPv4, type Server, Socket, type SocketConstructorOpts } from "node:net"
 import { createServer as createTlsServer, DEFAULT_CIPHERS, type TlsOptions } from "node:tls"
@@ -30,7 +30,7 @@ import {
   brokerRejected
 } from "../../Metrics.js"
 import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
-import { AckTracker } from "../../services/log/AckTracker.js"
+import { AckTracker, type SessionWatch } from "../../services/log/AckTracker.js"
 import { Appender, type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { LogReader } from "../../services/log/LogReader.js"
@@ -98,36 +98,24 @@ class Carried {
     return this.seqs.length > 0
   }
 
-  /** Resumes the ACK tracker waiting in `untilCarried`, if one is. */
-  private onCarried: (() => void) | undefined = undefined
+  /** Whether a batch carried and not yet acknowledged is below `frontier` (an ACK up to it would cover one of ours). */
+  carriesBelow(frontier: number): boolean {
+    for (const seq of this.seqs) if (seq < frontier) return true
+    return false
+  }
+
+  /** Called once by the next `add` (the ACK tracker waiting for a batch to acknowledge), then cleared. */
+  onCarried: (() => void) | undefined = undefined
 
   add(batchSeq: number, pbrSeq: number): void {
     if (batchSeq > this.highest) this.highest = batchSeq
     this.seqs.push(batchSeq)
     this.pbrSeqs.push(pbrSeq)
-    this.onCarried?.()
-  }
-
-  /**
-   * Until some batch is carried and not yet acknowledged, or `timeoutMs`: a connection with
-   * nothing in flight waits here, not on the log's progress, so the sequencer's rounds for
-   * other connections do not wake its process.
-   */
-  untilCarried(timeoutMs: number): Effect.Effect<void> {
-    return Effect.async<void>((resume) => {
-      if (this.inFlight) return resume(Effect.void)
-      const done = () => {
-        clearTimeout(timer)
-        this.onCarried = undefined
-        resume(Effect.void)
-      }
-      const timer = setTimeout(done, timeoutMs)
-      this.onCarried = done
-      return Effect.sync(() => {
-        clearTimeout(timer)
-        this.onCarried = undefined
-      })
-    })
+    const carried = this.onCarried
+    if (carried !== undefined) {
+      this.onCarried = undefined
+      carried()
+    }
   }
 
   /**
@@ -218,12 +206,6 @@ const FENCE_DURABLE_WAIT_MS = 10_000
 /** `receive` outcomes besides a batch waiting for room or a violation: every received byte is handled; the input is over. */
 const IDLE = "idle" as const
 const DONE = "done" as const
-
-/** Resumes after the event loop has polled I/O once more, so every batch already received is appended first. */
-const nextLoopTurn = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
 
 /** Node's TCP handle, as far as reading in place needs it (not in Node's typings). */
 interface ReadHandle {
@@ -879,81 +861,27 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     }
 
     /**
-     * Acknowledge: this connection's ACK tracker. It re-reads the session's frontier whenever
-     * the topic's progress moves and sends the cumulative ACK if it advanced past what this
-     * connection was sent and covers a batch this connection carried; after sending it waits
-     * `ackIntervalMs` (0: one event-loop turn, in which every batch already received is
-     * appended), so a fast stream gets one ACK per interval or turn, not one per batch.
+     * Acknowledge: this connection's ACK tracker, run from callbacks (no fiber per wake). It
+     * re-reads the session's frontier whenever the topic's progress moves (a standing wait on
+     * the doorbell, woken by the rounds that order this broker's batches) and sends the
+     * cumulative ACK if it advanced past what this connection was sent and covers a batch this
+     * connection carried. After an ACK with batches still in flight it re-checks only after
+     * `ackIntervalMs` (0: the next event-loop turn, in which every batch already received is
+     * appended), so a fast stream gets one ACK per interval or turn, not one per batch. With
+     * nothing in flight it leaves the doorbell and waits for the next batch (`Carried.onCarried`),
+     * so rounds for other connections do not wake its process; a fence is then seen with that
+     * batch or at the idle check every PROGRESS_WAIT_MS.
      */
     const acknowledge = (socket: Socket, session: ConnectionSession, carried: Carried) =>
       Effect.gen(function*() {
-        const { ackLevel, clientId, sessionEpoch, topic } = session
+        const { clientId, sessionEpoch, topic } = session
         const totalOrder = yield* acks.totalOrders(topic)
-        const orderOf = (pbrSeq: number) => totalOrder(brokerId, pbrSeq)
-        // Resolved once: a wake re-reads the session line with plain calls, and its only Effect is the wait.
+        // Resolved once: a wake re-reads the session line with plain calls.
         const watch = yield* acks.watch(topic, clientId, sessionEpoch, brokerId)
-        let seen = watch.progress()
-        let acked = 0
-        let orderedSent = 0
-        /** When the session was first seen fenced with batches ordered but not yet on disk (ACK 2). */
-        let fencedAt: number | undefined
-        for (;;) {
-          const frontiers = watch.acks()
-          if (!frontiers.known) {
-            // Released and its line reused: where it ended is no longer known.
-            return reject(socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
-          }
-          const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
-          let sent = false
-          if (ackLevel > 0 && frontier > acked && carried.highest >= acked) {
-            const pairs = carried.take(frontier, orderOf)
-            const before = acked
-            acked = frontier
-            if (!sendAck(socket, session, before, frontier, carried.orders, pairs)) return
-            sent = true
-          }
-          if (session.orderedAcks && frontiers.ordered > Math.max(orderedSent, acked) && carried.highest >= orderedSent) {
-            // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
-            orderedSent = frontiers.ordered
-            if (!send(socket, ackFrame(clientId, sessionEpoch, frontiers.ordered, 1))) return
-            sent = true
-          }
-          const failure = ackLevel === 2 ? watch.durableFailure() : undefined
-          if (failure !== undefined) {
-            // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
-            const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
-            return reject(socket, new WireViolation({ code: "durability-unavailable", detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given` }))
-          }
-          if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
-            // The fence's frontier is what the publisher counts as done: at ACK 2 it must be on disk as well.
-            fencedAt ??= performance.now()
-            const leftMs = FENCE_DURABLE_WAIT_MS - (performance.now() - fencedAt)
-            if (leftMs > 0) {
-              seen = yield* watch.awaitProgress(seen, leftMs)
-              continue
-            }
-            return reject(socket, new WireViolation({
-              code: "durability-unavailable",
-              detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${frontiers.ordered - 1} ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
-            }))
-          }
-          if (frontiers.fenced) {
-            // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
-            if (send(socket, sessionFencedFrame(clientId, sessionEpoch, frontiers.ordered))) {
-              counts.fencedFrames++
-              brokerFencedFrames.unsafeUpdate(1, [])
-            }
-            return
-          }
-          if (sent) yield* settings.ackIntervalMs > 0 ? Effect.sleep(Duration.millis(settings.ackIntervalMs)) : nextLoopTurn
-          if (ackLevel > 0 && !carried.inFlight) {
-            // Nothing to acknowledge: wait for a batch (a fence is seen at the bound or with the next batch).
-            yield* carried.untilCarried(PROGRESS_WAIT_MS)
-            seen = watch.progress()
-            continue
-          }
-          seen = yield* watch.awaitProgress(seen, PROGRESS_WAIT_MS)
-        }
+        yield* Effect.async<void>((resume) => {
+          const stop = trackAcks(socket, session, carried, watch, (pbrSeq) => totalOrder(brokerId, pbrSeq), () => resume(Effect.void))
+          return Effect.sync(stop)
+        })
       }).pipe(
         Effect.catchAll((error) =>
           Effect.logWarning(`broker ${brokerId}: ACK tracker stopped: ${error.message}`).pipe(
@@ -961,6 +889,155 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           )
         )
       )
+
+    /** `acknowledge`'s callbacks; calls `ended` once the tracker is over, returns the function that stops it. */
+    const trackAcks = (
+      socket: Socket,
+      session: ConnectionSession,
+      carried: Carried,
+      watch: SessionWatch,
+      orderOf: (pbrSeq: number) => number | undefined,
+      ended: () => void
+    ): () => void => {
+      const { ackLevel, clientId, sessionEpoch, topic } = session
+      let seen = watch.progress()
+      let acked = 0
+      let orderedSent = 0
+      /** When the session was first seen fenced with batches ordered but not yet on disk (ACK 2). */
+      let fencedAt: number | undefined
+      let over = false
+      /** The standing progress wait while one is registered, and its bound. */
+      let standing: (() => void) | undefined
+      let standingMs = PROGRESS_WAIT_MS
+      /** Set between an ACK and the re-check after `ackIntervalMs` (a timer) or the loop turn (an immediate). */
+      let pauseTimer: ReturnType<typeof setTimeout> | undefined
+      let pauseTurn: ReturnType<typeof setImmediate> | undefined
+      const moved = () => pauseTurn === undefined && pauseTimer === undefined && watch.progress() !== seen
+      const onProgress = () => step()
+      const boundMs = () => standingMs
+      const leave = () => {
+        standing?.()
+        standing = undefined
+      }
+      /** Waits for progress, bounded by `ms`; true if it already moved (the re-check after registering). */
+      const stand = (ms: number): boolean => {
+        if (standing !== undefined && ms !== standingMs) leave()
+        standingMs = ms
+        if (standing === undefined) standing = watch.standing(moved, onProgress, boundMs)
+        return moved()
+      }
+      const afterPause = () => {
+        pauseTimer = undefined
+        pauseTurn = undefined
+        step()
+      }
+      // An idle connection's backstop: one check a PROGRESS_WAIT_MS, not a timer per idle spell.
+      const idleCheck = setInterval(() => {
+        if (carried.onCarried !== undefined) step()
+      }, PROGRESS_WAIT_MS)
+      idleCheck.unref()
+      const stop = () => {
+        if (over) return
+        over = true
+        leave()
+        clearInterval(idleCheck)
+        clearTimeout(pauseTimer)
+        if (pauseTurn !== undefined) clearImmediate(pauseTurn)
+        carried.onCarried = undefined
+      }
+      const end = () => {
+        stop()
+        ended()
+      }
+      /** One look at the frontiers: what to send and how to wait next. */
+      const pass = (): "end" | "sent" | "wait" | { readonly boundMs: number } => {
+        const frontiers = watch.acks()
+        if (!frontiers.known) {
+          // Released and its line reused: where it ended is no longer known.
+          reject(socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
+          return "end"
+        }
+        const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
+        let sent = false
+        // Only a frontier past one of this connection's batches: under order 5 the session's frontier
+        // also moves with the batches other brokers carry, and their brokers acknowledge those.
+        if (ackLevel > 0 && frontier > acked && carried.carriesBelow(frontier)) {
+          const pairs = carried.take(frontier, orderOf)
+          const before = acked
+          acked = frontier
+          if (!sendAck(socket, session, before, frontier, carried.orders, pairs)) return "end"
+          sent = true
+        }
+        if (session.orderedAcks && frontiers.ordered > Math.max(orderedSent, acked) && carried.highest >= orderedSent) {
+          // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
+          orderedSent = frontiers.ordered
+          if (!send(socket, ackFrame(clientId, sessionEpoch, frontiers.ordered, 1))) return "end"
+          sent = true
+        }
+        const failure = ackLevel === 2 ? watch.durableFailure() : undefined
+        if (failure !== undefined) {
+          // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
+          const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
+          reject(socket, new WireViolation({ code: "durability-unavailable", detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given` }))
+          return "end"
+        }
+        if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
+          // The fence's frontier is what the publisher counts as done: at ACK 2 it must be on disk as well.
+          fencedAt ??= performance.now()
+          const leftMs = FENCE_DURABLE_WAIT_MS - (performance.now() - fencedAt)
+          if (leftMs > 0) return { boundMs: leftMs }
+          reject(socket, new WireViolation({
+            code: "durability-unavailable",
+            detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${frontiers.ordered - 1} ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
+          }))
+          return "end"
+        }
+        if (frontiers.fenced) {
+          // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
+          if (send(socket, sessionFencedFrame(clientId, sessionEpoch, frontiers.ordered))) {
+            counts.fencedFrames++
+            brokerFencedFrames.unsafeUpdate(1, [])
+          }
+          return "end"
+        }
+        return sent ? "sent" : "wait"
+      }
+      const step = (): void => {
+        try {
+          for (;;) {
+            if (over) return
+            // Read before the frontiers: a frontier that moves after this read moves the progress past it.
+            seen = watch.progress()
+            const next = pass()
+            if (next === "end") return end()
+            if (typeof next === "object") {
+              if (stand(next.boundMs)) continue
+              return
+            }
+            if (ackLevel > 0 && !carried.inFlight) {
+              // Nothing to acknowledge: off the doorbell until a batch comes.
+              leave()
+              carried.onCarried = step
+              return
+            }
+            if (next === "sent") {
+              stand(PROGRESS_WAIT_MS)
+              if (settings.ackIntervalMs > 0) pauseTimer = setTimeout(afterPause, settings.ackIntervalMs)
+              else pauseTurn = setImmediate(afterPause)
+              return
+            }
+            if (stand(PROGRESS_WAIT_MS)) continue
+            return
+          }
+        } catch (error) {
+          run(Effect.logWarning(`broker ${brokerId}: ACK tracker stopped: ${String(error)}`))
+          reject(socket, new WireViolation({ code: "internal", detail: String(error) }))
+          end()
+        }
+      }
+      step()
+      return stop
+    }
 
     yield* Effect.acquireRelease(
       Effect.async<void, BrokerListenFailed>((resume) => {

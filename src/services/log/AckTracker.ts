@@ -55,6 +55,15 @@ export interface SessionWatch {
    * With a `carrier`, a change made only by ordering other brokers' batches may not resume it.
    */
   readonly awaitProgress: (seen: number, timeoutMs: number) => Effect.Effect<number>
+  /**
+   * The same wait as a standing callback, for a tracker run from callbacks (no fiber per wake):
+   * whenever `condition()` holds at a re-check after a wake, `onReady(true)` runs in the wake's
+   * own callback; when it has not held for `everyMs()` ms, `onReady(false)`. Registered (and
+   * counted as a waiter, with the same carrier rule as `awaitProgress`) until the returned
+   * function is called; the caller checks its condition once after registering (see
+   * `DoorbellShape.watch`: that is the re-check that makes a lost wake impossible).
+   */
+  readonly standing: (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
   /** Set once the topic's copy on disk stopped (replication factor 2): its level 2 will not move again. */
   readonly durableFailure: () => DurableFailure | undefined
 }
