@@ -70,7 +70,7 @@ const headerViolation = (
 }
 
 /** The header at `at` of `source`, checked (see `headerViolation`), or why it is refused. */
-const checkedHeader = (
+export const checkedHeader = (
   source: Uint8Array,
   at: number,
   accepted: ReadonlyArray<boolean>,
@@ -96,7 +96,7 @@ const crcViolation = (header: FrameHeader, crc: number): WireViolation | undefin
       detail: `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${header.crc32c.toString(16)}`
     })
 
-const acceptedTypes = (accept: ReadonlyArray<FrameType>): ReadonlyArray<boolean> => {
+export const acceptedTypes = (accept: ReadonlyArray<FrameType>): ReadonlyArray<boolean> => {
   const accepted: Array<boolean> = []
   for (const type of accept) accepted[type] = true
   return accepted

@@ -12,7 +12,7 @@
  * `LogOutOfRange`; the torn batch is never delivered.
  */
 import { Effect, Either, ExecutionStrategy, Exit, Layer, Option, Scope, Stream } from "effect"
-import type { Socket } from "node:net"
+import { connect, type Socket } from "node:net"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicNotFound } from "../../services/log/Topics.js"
 import { ConsumerBusy, ConsumerCutOff, ConsumerTableFull } from "../../services/log/Consumers.js"
@@ -28,10 +28,10 @@ import {
 } from "../../services/net/Subscriber.js"
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
 import { clientProof, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
-import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION } from "./Control.js"
+import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
 import { type Frame, FrameType } from "./Frame.js"
-import { FrameReader } from "./FrameReader.js"
+import { ReceiveBuffer } from "./ReceiveBuffer.js"
 import { commitFrame, creditFrame, MAX_CREDIT, Subscribe, subscribeFrame, Subscribed } from "./SubscribeFrames.js"
 import { autoCommitPolicy } from "./Subscriber.js"
 import { BatchView } from "./SubscriberBatch.js"
@@ -52,26 +52,29 @@ export interface RemoteSubscriberOptions {
   readonly tls?: ClientSecurity["tls"]
 }
 
+const ACCEPTED = [FrameType.CHALLENGE, FrameType.SUBSCRIBED, FrameType.DATA, FrameType.ERROR]
+
 /** How long a client waits, after a DATA frame failed its crc32c, for the error frame that explains it. */
 const TORN_GRACE_MS = 5_000
 
-/** One subscriber connection: frames in order, as the pulls want them. */
+/**
+ * One subscriber connection: a plain TCP socket reads straight into its `ReceiveBuffer` (a TLS
+ * socket's chunks are copied in), and a pull waiting for input is woken only once a whole frame
+ * is there. Reading pauses while the unread bytes fill the buffer.
+ */
 class Connection {
-  private readonly reader: FrameReader
-  private readonly chunks: Array<Buffer> = []
-  private queued = 0
   private ended = false
   private failure: string | undefined
   private wake: (() => void) | undefined
+  private paused = false
 
-  constructor(readonly socket: Socket, readonly broker: string, private readonly bufferBytes: number, maxBatchBytes: number) {
-    this.reader = new FrameReader({ accept: [FrameType.CHALLENGE, FrameType.SUBSCRIBED, FrameType.DATA, FrameType.ERROR], maxBatchBytes })
-    socket.on("data", (chunk: Buffer) => {
-      this.chunks.push(chunk)
-      this.queued += chunk.length
-      if (this.queued >= this.bufferBytes) socket.pause()
-      this.notify()
-    })
+  constructor(readonly socket: Socket, readonly broker: string, readonly input: ReceiveBuffer, copying: boolean) {
+    if (copying) {
+      socket.on("data", (chunk: Buffer) => {
+        input.land(chunk)
+        if (!this.received()) socket.pause()
+      })
+    }
     const end = () => {
       this.ended = true
       this.notify()
@@ -84,6 +87,21 @@ class Connection {
     })
   }
 
+  /** After input arrived: wakes a pull waiting for a whole frame; false (pause reading) once the unread bytes fill the buffer. */
+  received(): boolean {
+    if (this.wake !== undefined && this.input.frameReady) this.notify()
+    if (!this.input.full) return true
+    this.paused = true
+    return false
+  }
+
+  /** Reading goes on once the pulls took enough of the unread bytes. */
+  resumeIfRoom(): void {
+    if (!this.paused || this.input.full) return
+    this.paused = false
+    this.socket.resume()
+  }
+
   private notify(): void {
     const wake = this.wake
     this.wake = undefined
@@ -94,34 +112,43 @@ class Connection {
     return new SubscriberConnectionFailed({ broker: this.broker, code, detail })
   }
 
+  /** Why no frame can come any more, once the stream ended or broke. */
+  gone(): SubscriberConnectionFailed | undefined {
+    if (!this.ended || this.input.frameReady) return undefined
+    const detail = this.failure ?? (this.input.midFrame ? "the connection ended inside a frame" : "the broker closed the connection")
+    return this.failed(this.failure === undefined ? "closed" : "unreachable", detail)
+  }
+
   /**
    * The next frame (its payload valid until the next call), or a failure once the stream ended or
    * broke. While it waits, `due.run` runs whenever `due.inMs()` says it is due (an auto-commit).
    */
-  next(timeoutMs: number | undefined, due?: { readonly inMs: () => number; readonly run: Effect.Effect<void> }): Effect.Effect<Frame, SubscriberConnectionFailed> {
+  next(timeoutMs: number | undefined, due?: Due): Effect.Effect<Frame, SubscriberConnectionFailed> {
     return Effect.suspend(() => {
-      for (;;) {
-        const frame = this.reader.next()
-        if (frame !== undefined) {
-          if (!("payload" in frame)) return Effect.fail(this.failed("bad-frame", frame.message))
-          return Effect.succeed(frame)
-        }
-        const chunk = this.chunks.shift()
-        if (chunk === undefined) break
-        this.queued -= chunk.length
-        if (this.queued < this.bufferBytes && this.socket.isPaused()) this.socket.resume()
-        this.reader.push(chunk)
-      }
-      if (this.ended) {
-        const detail = this.failure ?? (this.reader.midFrame ? "the connection ended inside a frame" : "the broker closed the connection")
-        return Effect.fail(this.failed(this.failure === undefined ? "closed" : "unreachable", detail))
-      }
+      this.input.release()
+      const frame = this.input.next()
+      this.resumeIfRoom()
+      if (frame instanceof WireViolation) return Effect.fail(this.failed("bad-frame", frame.message))
+      if (frame !== undefined) return Effect.succeed(frame)
+      return Effect.zipRight(this.waitForFrame(timeoutMs, due), this.next(timeoutMs, due))
+    })
+  }
+
+  /**
+   * Resumes once a whole frame is in (or the stream ended: `gone` says why), running `due.run`
+   * when it is due meanwhile; fails after `timeoutMs` without one. One callback wait, ended by
+   * input, by what is due or by the bound: no fibers raced per wait (a wait per batch).
+   */
+  waitForFrame(timeoutMs: number | undefined, due?: Due): Effect.Effect<void, SubscriberConnectionFailed> {
+    return Effect.suspend(() => {
+      const gone = this.gone()
+      if (gone !== undefined) return Effect.fail(gone)
+      if (this.input.frameReady) return Effect.void
       const dueInMs = due?.inMs() ?? Infinity
-      if (dueInMs <= 0) return Effect.zipRight(due!.run, this.next(timeoutMs, due))
-      // One callback wait, ended by data, by what is due or by the frame bound: no fibers raced per wait (a wait per batch).
+      if (dueInMs <= 0) return due!.run
       const timesOut = timeoutMs !== undefined && timeoutMs <= dueInMs
       const limitMs = Math.min(dueInMs, timeoutMs ?? Infinity)
-      const waited = Effect.async<void, SubscriberConnectionFailed>((resume) => {
+      return Effect.async<void, SubscriberConnectionFailed>((resume) => {
         const timer = limitMs === Infinity ? undefined : setTimeout(() => {
           this.wake = undefined
           resume(timesOut ? Effect.fail(this.failed("timeout", `no frame within ${timeoutMs} ms`)) : Effect.void)
@@ -135,9 +162,13 @@ class Connection {
           clearTimeout(timer)
         })
       })
-      return Effect.zipRight(waited, this.next(timeoutMs, due))
     })
   }
+}
+
+interface Due {
+  readonly inMs: () => number
+  readonly run: Effect.Effect<void>
 }
 
 /** What an ERROR frame means to a subscriber. */
@@ -188,9 +219,32 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     const request = credentials === undefined || nonce === undefined ? subscribe : new Subscribe({ ...subscribe, user: credentials.user, nonce })
     const connection = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const { socket, ready } = dialBroker(address, options.tls)
-        socket.on(ready, () => socket.write(subscribeFrame(request)))
-        return new Connection(socket, formatAddress(address), options.bufferBytes, options.maxBatchBytes)
+        const input = new ReceiveBuffer({ accept: ACCEPTED, maxBatchBytes: options.maxBatchBytes, bufferBytes: options.bufferBytes })
+        const broker = formatAddress(address)
+        if (options.tls !== undefined) {
+          const { socket, ready } = dialBroker(address, options.tls)
+          socket.on(ready, () => socket.write(subscribeFrame(request)))
+          return new Connection(socket, broker, input, true)
+        }
+        // Plain TCP reads into the receive buffer itself (onread): no Buffer per read, frames parsed where they landed.
+        let connection: Connection | undefined
+        const socket = connect({
+          host: address.host,
+          port: address.port,
+          noDelay: true,
+          onread: {
+            buffer: () => input.target(),
+            callback: (n: number, into: Uint8Array) => {
+              input.filled(into, n)
+              return connection!.received()
+            }
+          }
+        })
+        socket.on("connect", () => socket.write(subscribeFrame(request)))
+        // Flowing, so that the end of the stream is seen (no 'data' events: reads go to the callback).
+        socket.resume()
+        connection = new Connection(socket, broker, input, false)
+        return connection
       }),
       (connection) => Effect.sync(() => connection.socket.destroy())
     )
@@ -270,7 +324,6 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
       const opened = yield* Scope.extend(subscribeAny(request), connectionScope)
       const subscribed = opened.subscribed
       let connection = opened.connection
-      const view = new BatchView(topic)
       let position = subscribed.start
       /** DATA frames taken since the last CREDIT. */
       let consumed = 0
@@ -340,39 +393,59 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
             yield* Effect.sleep(FAILOVER_RETRY_MS)
           }
         })
-      const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
-        if (uncommitted() && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)) {
-          yield* Effect.orDie(commitAt(position))
-        }
+      const view = new BatchView(topic)
+      /**
+       * The next DATA frame received, as the view (re-aimed), when a whole one is in; "torn"
+       * when it failed its crc32c; or the failure its frame means.
+       */
+      const take = (): BatchView | undefined | SubscriptionError | "torn" => {
         for (;;) {
-          const next = yield* Effect.either(connection.next(undefined, due))
-          if (Either.isLeft(next)) {
-            if (!brokerGone(next.left)) return yield* next.left
-            yield* failOver(next.left)
-            continue
-          }
-          const frame = next.right
-          if (frame.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, request, frame))
-          if (frame.type !== FrameType.DATA) return yield* connection.failed("bad-frame", `unexpected frame type ${frame.type}`)
-          if (crc32c(frame.payload, 0, frame.payload.length) !== frame.crc32c) {
-            // Torn while the broker sent it: its out-of-range ERROR explains it (anything else is a broken stream).
-            for (;;) {
-              const after = yield* connection.next(TORN_GRACE_MS)
-              if (after.type === FrameType.ERROR) return yield* Effect.fail(streamError(connection, request, after))
-            }
-          }
+          const frame = connection.input.next()
+          if (frame === undefined) return undefined
+          if (frame instanceof WireViolation) return connection.failed("bad-frame", frame.message)
+          if (frame.type === FrameType.ERROR) return streamError(connection, request, frame)
+          if (frame.type !== FrameType.DATA) return connection.failed("bad-frame", `unexpected frame type ${frame.type}`)
+          if (crc32c(frame.payload, 0, frame.payload.length) !== frame.crc32c) return "torn"
           grant()
           // A batch wholly before the start (the first one may begin before it) has nothing to deliver.
           if (frame.seq + frame.messageCount <= position) continue
           const malformed = view.aim(frame.payload, frame.messageCount, frame.seq, position, frame.clientId, frame.sessionEpoch)
-          if (malformed !== undefined) return yield* new LogCorrupt({ reason: `topic ${topic}: batch at offset ${frame.seq}: ${malformed}` })
+          if (malformed !== undefined) return new LogCorrupt({ reason: `topic ${topic}: batch at offset ${frame.seq}: ${malformed}` })
           if (view.offset !== position) {
-            return yield* new LogCorrupt({ reason: `topic ${topic}: broker ${connection.broker} sent offset ${view.offset}, expected ${position}` })
+            return new LogCorrupt({ reason: `topic ${topic}: broker ${connection.broker} sent offset ${view.offset}, expected ${position}` })
           }
           position = view.offset + view.count
-          handedOut = true
           return view
         }
+      }
+      /** A DATA frame failed its crc32c (torn while the broker sent it): its out-of-range ERROR explains it; anything else is a broken stream. */
+      const tornThen = (): Effect.Effect<never, SubscriptionError> =>
+        Effect.flatMap(Effect.suspend(() => connection.next(TORN_GRACE_MS)), (after) =>
+          after.type === FrameType.ERROR ? Effect.fail(streamError(connection, request, after)) : tornThen())
+      /**
+       * The next batch: at once when a whole frame is in (no Effect steps beyond the pull's own),
+       * else after one wait for a frame, failing over when the broker is gone.
+       */
+      const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.suspend(() => {
+        if (uncommitted() && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)) {
+          return Effect.zipRight(Effect.orDie(commitAt(position)), pull)
+        }
+        // Pulling again: the batch handed out before is done with.
+        connection.input.release()
+        const taken = take()
+        connection.resumeIfRoom()
+        if (taken === "torn") return tornThen()
+        if (taken instanceof BatchView) {
+          handedOut = true
+          return Effect.succeed(taken)
+        }
+        if (taken !== undefined) return Effect.fail(taken)
+        return Effect.zipRight(
+          connection.waitForFrame(undefined, due).pipe(
+            Effect.catchAll((broken) => (brokerGone(broken) ? failOver(broken) : Effect.fail(broken)))
+          ),
+          pull
+        )
       })
       const subscription: Subscription = {
         topic,
