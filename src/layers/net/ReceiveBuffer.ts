@@ -80,9 +80,12 @@ export class ReceiveBuffer {
 
   /**
    * Where the next read should go (never empty). Moves the unread bytes to the front of a buffer
-   * when the tail is short and they may move; the spill buffer when no buffer has room.
+   * when the tail is short and they may move; the spill buffer when they fill the buffer or no
+   * buffer may take them.
    */
   target(): Uint8Array {
+    // Full, reading pauses: the read in flight (or the first after resuming) is copied in.
+    if (this.full) return (this.targeted = this.spill)
     const frame = this.pendingFrameBytes()
     const room = this.buffer.length - this.end
     if (room >= MIN_READ_BYTES && this.buffer.length - this.start >= frame) return (this.targeted = this.buffer.subarray(this.end))
@@ -92,13 +95,14 @@ export class ReceiveBuffer {
   }
 
   /**
-   * Moves the unread bytes to the front of a buffer with room for a `frame`-byte frame: this
+   * Moves the unread bytes to the front of a buffer with room for a `frame`-byte frame and more: this
    * one when nothing handed out lies in it, else the spare when free (or a new one for a
    * larger frame). False when neither may be written now.
    */
   private makeRoom(frame: number): boolean {
-    const size = Math.max(this.options.bufferBytes, frame)
     const unread = this.end - this.start
+    // Room for the whole frame, and for at least one more byte than is unread (frames not taken yet may fill a buffer).
+    const size = Math.max(this.options.bufferBytes, frame, unread + 1)
     const handedOut = this.kept < this.start
     if (!handedOut && this.buffer.length >= size) {
       if (this.start === 0) return false
