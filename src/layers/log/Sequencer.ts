@@ -318,15 +318,17 @@ const regionLog = (
 
   /**
    * Waits on the doorbell with the lease line's `waiting` word set meanwhile (appenders ring
-   * only then). Set before `hasWork` is first checked: an appender commits, then reads the
-   * word, so either it sees 1 and rings, or the check sees its commit.
+   * only then). Set before `hasWork` is first checked (by the caller, after this): an appender
+   * commits, then reads the word, so either it sees 1 and rings, or the check sees its commit.
    */
-  const awaitWork = (hasWork: () => boolean, timeoutMs: number) =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => lease.markWaiting(1)),
-      () => doorbell.await(hasWork, timeoutMs),
-      () => Effect.sync(() => lease.markWaiting(0))
-    )
+  const watchWork = (hasWork: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => {
+    lease.markWaiting(1)
+    const stop = doorbell.watch(hasWork, onReady, everyMs)
+    return () => {
+      stop()
+      lease.markWaiting(0)
+    }
+  }
 
   return {
     beginRound: lease.beginRound,
@@ -339,7 +341,7 @@ const regionLog = (
       if (round.movedSessions()) ringEveryone(region, area, doorbell)
       else ringWaiters(region, area, doorbell, orderedInRound)
     },
-    awaitWork
+    watchWork
   }
 }
 

@@ -162,7 +162,7 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
         })
       ),
       ring: () => store.signal.notify(),
-      awaitWork: (hasWork, timeoutMs) => store.signal.await(hasWork, timeoutMs)
+      watchWork: store.signal.watch
     }
     const core = makeSequencerCore(log, settings)
     const run = core.run({ maxIdleMs: Infinity, renew: Effect.void, renewEveryMs: Infinity })

@@ -88,8 +88,12 @@ export interface LogStorage {
   readonly discover: Effect.Effect<ReadonlyArray<TopicOrder>>
   /** Wakes who waits for what `round` moved: every reader, and the ACK trackers of the brokers whose batches it ordered. */
   readonly ring: (round: RoundTally) => void
-  /** Waits until `hasWork()` holds (true) or `timeoutMs` passes (false). */
-  readonly awaitWork: (hasWork: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+  /**
+   * A callback wait for work (as `DoorbellShape.watch`): `onReady` runs from a wake's callback
+   * once `hasWork()` holds, or with false when it has not for `everyMs()`; until the returned
+   * function is called. The caller checks `hasWork()` once after the call (the re-check).
+   */
+  readonly watchWork: (hasWork: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
 }
 
 /** What one round did, in one topic or over all of them. */
@@ -373,15 +377,6 @@ export interface RunSettings {
   readonly onFirstOrdered?: (atMs: number) => void
 }
 
-/**
- * Yields to the event loop (a macrotask, after pending I/O and timers): between busy rounds,
- * so the process's other work runs and the next round carries whatever arrived meanwhile.
- */
-const yieldToLoop = Effect.async<void>((resume) => {
-  const immediate = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(immediate))
-})
-
 /** The sequencer over a storage: its topics, one round, and the loop that runs rounds. */
 export interface SequencerCore {
   readonly step: Effect.Effect<SequencerRound, SequencerLeaseLost>
@@ -469,31 +464,85 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
   const nextDeadline = () => topics.reduce((d, topic) => Math.min(d, topic.engine.nextDeadline()), nextSweepMs)
 
   // Self-clocking: a round takes every batch committed since the last one. After a round that
-  // moved something, the loop yields to the event loop and goes on at once if more is
-  // committed; otherwise it parks on the doorbell (appenders ring it while it waits), so an
-  // idle sequencer wakes only for its lease, a deadline or a sweep.
+  // moved something, the loop yields to the event loop (a macrotask, after pending I/O and
+  // timers, so the process's other work runs) and goes on at once if more is committed;
+  // otherwise it waits on the doorbell (appenders ring it while it waits), so an idle sequencer
+  // wakes only for its lease, a deadline or a sweep. The rounds run from callbacks (the wake's,
+  // the yield's), with no fiber step per round; the loop returns to Effects only for what needs
+  // them: renewing the lease and discovering topics.
   const runRounds = (run: RunSettings): Effect.Effect<never, SequencerLeaseLost> =>
     Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const now = () => clock.unsafeCurrentTimeMillis()
       let renewedAt = Number.NEGATIVE_INFINITY
       let first = run.onFirstOrdered
-      for (;;) {
-        if (Date.now() - renewedAt >= run.renewEveryMs) {
-          yield* run.renew
-          renewedAt = Date.now()
-        }
-        const round = yield* tallyStep
+      const noteFirst = (round: RoundTally) => {
         if (first !== undefined && round.ordered > 0) {
-          first(Date.now())
+          first(now())
           first = undefined
         }
-        if (round.moved()) {
-          yield* yieldToLoop
-          // Committed meanwhile (a busy stream): the next round at once, without the park's bookkeeping in between.
-          if (hasWork()) continue
+      }
+      const renewDue = () => now() - renewedAt >= run.renewEveryMs
+      /** Rounds from callbacks until the lease is due for renewal or topics appeared (then resumes) or it is lost (then fails). */
+      const rounds = Effect.async<void, SequencerLeaseLost>((resume) => {
+        let over = false
+        let stopWatch: (() => void) | undefined
+        let turn: ReturnType<typeof setImmediate> | undefined
+        const stop = () => {
+          over = true
+          stopWatch?.()
+          stopWatch = undefined
+          if (turn !== undefined) clearImmediate(turn)
+          turn = undefined
         }
-        const nowMs = yield* Clock.currentTimeMillis
-        const renewInMs = renewedAt + run.renewEveryMs - Date.now()
-        yield* log.awaitWork(hasWork, Math.max(1, Math.min(run.maxIdleMs, renewInMs, nextDeadline() - nowMs)))
+        const finish = (outcome: Effect.Effect<void, SequencerLeaseLost>) => {
+          if (over) return
+          stop()
+          resume(outcome)
+        }
+        const guarded = (f: () => void) => () => {
+          try {
+            f()
+          } catch (defect) {
+            finish(Effect.die(defect))
+          }
+        }
+        const round = () => {
+          if (over) return
+          if (renewDue() || log.hasNewTopics()) return finish(Effect.void)
+          if (!log.beginRound()) return finish(Effect.fail(log.leaseLost()))
+          const tally = fencedRound(now())
+          noteFirst(tally)
+          if (tally.moved()) turn = setImmediate(afterTurn)
+          else wait()
+        }
+        const afterTurn = guarded(() => {
+          turn = undefined
+          // Committed meanwhile (a busy stream): the next round at once, without the wait's bookkeeping in between.
+          if (hasWork()) round()
+          else wait()
+        })
+        const woken = guarded(() => {
+          stopWatch?.()
+          stopWatch = undefined
+          round()
+        })
+        const wait = () => {
+          const nowMs = now()
+          const boundMs = Math.max(1, Math.min(run.maxIdleMs, renewedAt + run.renewEveryMs - nowMs, nextDeadline() - nowMs))
+          stopWatch = log.watchWork(hasWork, woken, () => boundMs)
+          if (hasWork()) woken()
+        }
+        guarded(round)()
+        return Effect.sync(stop)
+      })
+      for (;;) {
+        if (renewDue()) {
+          yield* run.renew
+          renewedAt = now()
+        }
+        if (log.hasNewTopics()) noteFirst(yield* tallyStep)
+        yield* rounds
       }
     })
 
