@@ -27,6 +27,7 @@ import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Co
 import { type Frame, FRAME_HEADER_BYTES, FrameType } from "./Frame.js"
 import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } from "./SubscribeFrames.js"
 
+const EMPTY = new Uint8Array(0)
 /** Batches written per round (one corked write of their headers and payloads). */
 const ROUND_BATCHES = 64
 /** One wait for the log to move; its end only re-checks (a commit wakes it at once). */
@@ -161,11 +162,12 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
 
     const headers = Buffer.allocUnsafe(ROUND_BATCHES * FRAME_HEADER_BYTES)
     /** Global seq, first and end offset of each batch of the round, checked once the kernel has them. */
-    const sent: Array<number> = []
+    const sent = new Float64Array(ROUND_BATCHES * 3)
     let frames = 0
     /**
-     * Payload writes the kernel has not taken yet (their callbacks have not run): a write below
-     * the socket's high-water mark can stay pending without any 'drain' to follow.
+     * Rounds whose writes the kernel has not taken yet (the callback of each round's last write
+     * has not run): a write below the socket's high-water mark can stay pending without any
+     * 'drain' to follow.
      */
     let unwritten = 0
     let allWritten: (() => void) | undefined
@@ -175,9 +177,9 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       allWritten = undefined
       wake?.()
     }
-    /** Resumes once every payload written so far was handed to the kernel, or the socket is gone. */
+    /** Resumes once every round written so far was handed to the kernel, or the socket is gone. */
     const flushed = Effect.async<void>((resume) => {
-      if (unwritten === 0 || socket.destroyed) return resume(Effect.void)
+      if (unwritten === 0 || socket.writableLength === 0 || socket.destroyed) return resume(Effect.void)
       // Either way out takes the other's hook with it: a close listener left per round would pile up on the socket.
       const done = () => {
         allWritten = undefined
@@ -193,27 +195,29 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     })
     const sendBatch = (b: LogBatchView) => {
       const at = frames * FRAME_HEADER_BYTES
-      writeDataHeader(headers, at, { ...b, offset: b.totalOrder, payloadBytes: b.length })
+      writeDataHeader(headers, at, { clientId: b.clientId, sessionEpoch: b.sessionEpoch, messageCount: b.messageCount, payloadBytes: b.length, crc32c: b.crc32c, offset: b.totalOrder })
+      // Header and payload go out in one writev when the round uncorks: the payload from where it lies in the log.
       socket.write(headers.subarray(at, at + FRAME_HEADER_BYTES))
-      unwritten++
-      socket.write(b.bytes.subarray(b.offset, b.offset + b.length), written)
-      sent.push(b.globalSeq, b.totalOrder, b.totalOrder + b.messageCount)
+      socket.write(b.bytes.subarray(b.offset, b.offset + b.length))
+      sent[3 * frames] = b.globalSeq
+      sent[3 * frames + 1] = b.totalOrder
+      sent[3 * frames + 2] = b.totalOrder + b.messageCount
       frames++
     }
     /**
-     * The first batch of the round that left the window (its bytes may have gone out torn), as
-     * out-of-range. A named consumer's client may have committed past some already (it had them
+     * The offset of the round's first batch that left the window (its bytes may have gone out
+     * torn), or -1. A named consumer's client may have committed past some already (it had them
      * intact, checked): those may be gone by now.
      */
-    const reclaimed = (): Effect.Effect<LogOutOfRange | undefined> =>
-      Effect.gen(function*() {
-        for (let i = 0; i < sent.length; i += 3) {
-          if (sent[i + 2]! <= committed || cursor.retained(sent[i]!)) continue
-          const { earliest, end } = yield* reader.bounds(topic).pipe(Effect.orDie)
-          return new LogOutOfRange({ topic, requested: sent[i + 1]!, earliest, end })
-        }
-        return undefined
-      })
+    const reclaimed = (): number => {
+      for (let i = 0; i < 3 * frames; i += 3) {
+        if (sent[i + 2]! <= committed || cursor.retained(sent[i]!)) continue
+        return sent[i + 1]!
+      }
+      return -1
+    }
+    const outOfRange = (requested: number) =>
+      Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest, end }) => Effect.fail(new LogOutOfRange({ topic, requested, earliest, end })))
 
     /** Sends batches while there is credit, waiting for the log or for credit when there is none. */
     const stream = Effect.gen(function*() {
@@ -225,18 +229,26 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
           continue
         }
         frames = 0
-        sent.length = 0
         socket.cork()
-        const n = yield* cursor.pollBatches(sendBatch, Math.min(credit, ROUND_BATCHES)).pipe(Effect.ensuring(Effect.sync(() => socket.uncork())))
+        const n = yield* cursor.pollBatches(sendBatch, Math.min(credit, ROUND_BATCHES)).pipe(
+          Effect.ensuring(Effect.sync(() => {
+            // One callback per round, on its last write: the kernel took the round once it runs.
+            if (frames > 0) {
+              unwritten++
+              socket.write(EMPTY, written)
+            }
+            socket.uncork()
+          }))
+        )
         if (n === 0) {
           yield* cursor.awaitMore(WAIT_SLICE_MS)
           continue
         }
         credit -= n
-        // Until the kernel has them, the writes still point into the log's space.
-        yield* flushed
-        const gone = yield* reclaimed()
-        if (gone !== undefined) return yield* gone
+        // Until the kernel has them, the writes still point into the log's space (most rounds it took them at once).
+        if (socket.writableLength > 0) yield* flushed
+        const gone = reclaimed()
+        if (gone >= 0) return yield* outOfRange(gone)
       }
     })
 
