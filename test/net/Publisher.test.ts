@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { ConfigProvider, Context, Effect, ExecutionStrategy, Exit, Fiber, Scope, Supervisor } from "effect"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
@@ -270,6 +270,31 @@ describe("Publisher", () => {
       expect(p.stats().batches).toBe(3)
       expect(yield* p.publishAcked(testMessage(20, 3, 64))).toEqual({ offset: 3 })
       expect(audit(log.ordered("t"), new Map([[20, 4]]))).toEqual({ messages: 4, ...clean })
+    }))
+
+  it.scopedLive("waiting for an ACK (flush, publishAcked) starts no fiber: one callback wait with one timer per wait", () =>
+    Effect.gen(function*() {
+      const { publisher } = yield* cluster(1)
+      const p = yield* publisher({ clientId: 22, ackTimeoutMs: 10_000 })
+      /** Counts the fibers started under it (a timeout races a sleeping fiber against the wait). */
+      class Started extends Supervisor.AbstractSupervisor<number> {
+        count = 0
+        value = Effect.sync(() => this.count)
+        override onStart() {
+          this.count++
+        }
+      }
+      const started = new Started()
+      const roundTrips = Effect.gen(function*() {
+        for (let i = 0; i < 20; i++) {
+          yield* p.publish(testMessage(22, 2 * i, 64))
+          yield* p.flush(10_000)
+          yield* p.publishAcked(testMessage(22, 2 * i + 1, 64))
+        }
+      })
+      yield* Effect.supervised(roundTrips, started)
+      expect(p.stats().ackedMessages).toBe(40)
+      expect(started.count).toBe(0)
     }))
 
   it.scopedLive("self-clocking under load: batches still fill, and the last one goes out with an ACK, not a timer", () =>
