@@ -3,7 +3,9 @@
  * and N brokers, as `cxlog run` starts them) and, in this process, a publisher through the
  * public API: publish one message, wait for its ACK, repeat. The reference, measured in the
  * same run: a Node TCP ping-pong of the same payload between this process and a child echo
- * server. `ratio` = ping-pong p50 / ACK p50 (higher is better; 1 = as fast as a TCP round trip).
+ * server, the two loops taking turns in blocks of BLOCK round trips (so a burst of load on the
+ * shared machine weighs on both). `ratio` = ping-pong p50 / ACK p50 (higher is better; 1 = as
+ * fast as a TCP round trip).
  */
 import { Console, Effect } from "effect"
 import { fork } from "node:child_process"
@@ -34,16 +36,30 @@ export interface RttOptions {
 const WARMUP = 200
 const WARMUP_MS = 4_000
 
-/** Runs `roundTrip` WARMUP times and for WARMUP_MS at least, then `samples` times; the measured durations in ms. */
-const closedLoop = <E>(roundTrip: Effect.Effect<void, E>, samples: number) =>
+/** Round trips per block: the two loops take turns in blocks this long, so both see the same moments of the machine's load. */
+const BLOCK = 100
+
+/**
+ * Warms both loops (WARMUP round trips each and WARMUP_MS at least), then runs `samples` round
+ * trips of each, alternating blocks of BLOCK; the measured durations in ms, per loop.
+ */
+const interleaved = <E1, E2>(first: Effect.Effect<void, E1>, second: Effect.Effect<void, E2>, samples: number) =>
   Effect.gen(function*() {
     const warmUntil = performance.now() + WARMUP_MS
-    for (let i = 0; i < WARMUP || performance.now() < warmUntil; i++) yield* roundTrip
-    const times = new Float64Array(samples)
-    for (let i = 0; i < samples; i++) {
-      const started = performance.now()
-      yield* roundTrip
-      times[i] = performance.now() - started
+    for (let i = 0; i < WARMUP || performance.now() < warmUntil; i++) {
+      yield* first
+      yield* second
+    }
+    const times = [new Float64Array(samples), new Float64Array(samples)] as const
+    const loops = [first, second] as const
+    for (let done = 0; done < samples; done += BLOCK) {
+      for (let l = 0; l < 2; l++) {
+        for (let i = done; i < Math.min(samples, done + BLOCK); i++) {
+          const started = performance.now()
+          yield* loops[l]!
+          times[l][i] = performance.now() - started
+        }
+      }
     }
     return times
   })
@@ -58,8 +74,8 @@ const latencyMicros = (samples: Float64Array) => {
   return { p50: micros(percentile(sorted, 50)), p99: micros(percentile(sorted, 99)), p999: micros(percentile(sorted, 99.9)) }
 }
 
-/** Closed-loop publish → ACK round trips through the public publisher API. */
-const measureAckRtt = (options: RttOptions) =>
+/** A local cluster and a publisher through the public API: one publish → ACK round trip (the cluster lives as long as the scope). */
+const ackRoundTrip = (options: RttOptions) =>
   Effect.gen(function*() {
     yield* pruneRunRegions
     const region = runRegionName(process.pid)
@@ -78,12 +94,11 @@ const measureAckRtt = (options: RttOptions) =>
       ...security
     })
     const payload = new Uint8Array(options.messageBytes).fill(7)
-    const roundTrip = Effect.zipRight(publisher.publish(payload), publisher.flush(ROUND_TRIP_TIMEOUT_MS))
-    return latencyMicros(yield* closedLoop(roundTrip, options.samples))
-  }).pipe(Effect.scoped)
+    return Effect.zipRight(publisher.publish(payload), publisher.flush(ROUND_TRIP_TIMEOUT_MS))
+  })
 
-/** Closed-loop TCP ping-pong of `bytes` with a child echo server (`cxlog loopback-echo`). */
-const measurePingPong = (bytes: number, samples: number) =>
+/** A child echo server (`cxlog loopback-echo`) and one TCP ping-pong of `bytes` with it (it lives as long as the scope). */
+const pingPongRoundTrip = (bytes: number) =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => fork(cliEntry(), ["loopback-echo"], { stdio: ["ignore", "ignore", "inherit", "ipc"] })),
@@ -112,17 +127,21 @@ const measurePingPong = (bytes: number, samples: number) =>
         done()
       }
     })
-    const roundTrip = Effect.async<void>((resume) => {
+    return Effect.async<void>((resume) => {
       arrived = () => resume(Effect.void)
       socket.write(payload)
     })
-    return latencyMicros(yield* closedLoop(roundTrip, samples))
-  }).pipe(Effect.scoped)
+  })
 
 export const rtt = (options: RttOptions) =>
   Effect.gen(function*() {
-    const pingPong = yield* measurePingPong(options.messageBytes, options.samples)
-    const ack = yield* measureAckRtt(options)
+    const [ackTimes, pingPongTimes] = yield* Effect.scoped(Effect.gen(function*() {
+      const ackLoop = yield* ackRoundTrip(options)
+      const pingPongLoop = yield* pingPongRoundTrip(options.messageBytes)
+      return yield* interleaved(ackLoop, pingPongLoop, options.samples)
+    }))
+    const ack = latencyMicros(ackTimes)
+    const pingPong = latencyMicros(pingPongTimes)
     const result = {
       bench: "cxlog-rtt",
       brokers: options.brokers,
