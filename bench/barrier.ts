@@ -11,6 +11,8 @@
  * `perOp` (Linux): per timed round of each row, a participant's CPU µs and the times its JS
  * thread slept (each a wake someone paid for), and the head's, from /proc — what a round costs,
  * which moves far less with the machine's load than its latency does.
+ * `--only=KEY,...` runs only those rows (`ipc`, `rpc`, `MODE/LOAD` such as `delivery-fence/idle`),
+ * for a profile or a system-call trace of one path; the others are reported as absent.
  */
 import { Effect, Fiber, Layer } from "effect"
 import { fork } from "node:child_process"
@@ -77,7 +79,7 @@ const measured = <E>(rounds: number, once: Effect.Effect<number, E>) =>
   })
 
 /** One participant: RPC round trips, then every (mode, load) configuration, in lockstep with the others. */
-const participant = (region: string, index: number, rounds: number, warmup: number) =>
+const participant = (region: string, index: number, rounds: number, warmup: number, only: ReadonlySet<string> | undefined) =>
   Effect.gen(function*() {
     const coordinator = yield* Coordinator
     const rings = yield* Rings
@@ -97,11 +99,16 @@ const participant = (region: string, index: number, rounds: number, warmup: numb
         process.send!({ ping: i })
       })
     // Each phase runs `warmup` untimed rounds first: V8 still optimizes the path for a few hundred.
-    for (let i = 0; i < warmup; i++) yield* echo(i)
-    let n = 0
-    samples.push({ key: "ipc", ...yield* measured(rounds, Effect.suspend(() => time(echo(n++)))) })
-    for (let i = 0; i < warmup; i++) yield* coordinator.members("bench")
-    samples.push({ key: "rpc", ...yield* measured(rounds, time(coordinator.members("bench"))) })
+    const wanted = (key: string) => only === undefined || only.has(key)
+    if (wanted("ipc")) {
+      for (let i = 0; i < warmup; i++) yield* echo(i)
+      let n = 0
+      samples.push({ key: "ipc", ...yield* measured(rounds, Effect.suspend(() => time(echo(n++)))) })
+    }
+    if (wanted("rpc")) {
+      for (let i = 0; i < warmup; i++) yield* coordinator.members("bench")
+      samples.push({ key: "rpc", ...yield* measured(rounds, time(coordinator.members("bench"))) })
+    }
 
     // Streaming load: write 256-byte frames to my ring; read my neighbour's ring.
     const writer = yield* rings.writer(layout.appRing(index))
@@ -117,8 +124,10 @@ const participant = (region: string, index: number, rounds: number, warmup: numb
     })
 
     for (const load of ["idle", "streaming"] as const) {
+      if (!MODES.some((mode) => wanted(`${mode}/${load}`))) continue
       const streamer = load === "streaming" ? yield* Effect.fork(stream) : undefined
       for (const mode of MODES) {
+        if (!wanted(`${mode}/${load}`)) continue
         const name = `${mode}-${load}`
         for (let i = 0; i < Math.max(1, warmup); i++) yield* coordinator.barrier(`${name}-warm`, { mode, group: "bench", timeoutMs: 30_000 })
         samples.push({ key: `${mode}/${load}`, ...yield* measured(rounds, time(coordinator.barrier(name, { mode, group: "bench", timeoutMs: 30_000 }))) })
@@ -141,13 +150,14 @@ export const run = (args: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const rounds = Number(args.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 500)
     const warmup = Number(args.find((a) => a.startsWith("--warmup="))?.slice(9) ?? 200)
+    const only = args.find((a) => a.startsWith("--only="))?.slice(7)
     const region = `cxlog-bench-barrier-${process.pid}`
     const children = Array.from({ length: PARTICIPANTS }, (_, i) => i)
     const collected = yield* Effect.forEach(
       children,
       (i) =>
         Effect.acquireRelease(
-          Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--participant", region, `${i}`, `${rounds}`, `${warmup}`], { stdio: "inherit" })),
+          Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--participant", region, `${i}`, `${rounds}`, `${warmup}`, ...(only === undefined ? [] : [only])], { stdio: "inherit" })),
           (c) => Effect.sync(() => void c.kill("SIGKILL"))
         ).pipe(
           Effect.flatMap((child) =>
@@ -183,7 +193,7 @@ export const run = (args: ReadonlyArray<string>) =>
       ["coordinator RPC (members)", rpc.p50, rpc.p99, rpc.count, ipc.p50 / rpc.p50],
       ["coordinator RPC (members), head's own client, alone", inProcess.p50, inProcess.p99, inProcess.count, ipc.p50 / inProcess.p50],
       ["process.send, participant ↔ head (reference)", ipc.p50, ipc.p99, ipc.count, 1]
-    ])
+    ].filter((row) => row[3] !== 0)) // rows left out by --only
     const idleFence = rows.find((r) => r.mode === "delivery-fence" && r.load === "idle")!
     // Participants' own figures: their median; the head's: as participant 0 measured it (rounds run in lockstep).
     const perOp = (key: string) => {
@@ -226,8 +236,8 @@ export const run = (args: ReadonlyArray<string>) =>
   )
 
 if (process.argv[2] === "--participant") {
-  const [region, index, rounds, warmup] = process.argv.slice(3)
-  Effect.runPromise(participant(region!, Number(index), Number(rounds), Number(warmup))).then(() => process.exit(0), (error) => {
+  const [region, index, rounds, warmup, only] = process.argv.slice(3)
+  Effect.runPromise(participant(region!, Number(index), Number(rounds), Number(warmup), only === undefined ? undefined : new Set(only.split(",")))).then(() => process.exit(0), (error) => {
     console.error(error)
     process.exit(1)
   })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, FastCheck as fc, Fiber, Option, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, FastCheck as fc, Fiber, Option, Stream } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { frameCheck } from "../../src/layers/control/RingFrames.js"
@@ -143,6 +143,27 @@ const contract = (label: string, open: OpenRings) =>
           { sequence: 0, length: 8, delivered: 16, processed: 0, inFiber: false },
           { sequence: 16, length: 24, delivered: 48, processed: 16, inFiber: false }
         ])
+        expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 48, processed: 48 })
+      }))
+
+    it.scopedLive("consumeSync: a handler that returns an effect holds the later frames until it completes; the frame is processed after it", () =>
+      Effect.gen(function*() {
+        const { inspector, reader, writer } = yield* freshRing(open)
+        const gate = yield* Deferred.make<void>()
+        const seen: Array<{ sequence: number; processed: number }> = []
+        const consuming = yield* Effect.fork(reader.consumeSync((_, sequence) => {
+          seen.push({ sequence, processed: inspector.reader(reader.slot).processed })
+          if (sequence === 0) return Deferred.await(gate)
+        }))
+        yield* writer.writeAll([payload(0, 8), payload(1, 8), payload(2, 8)])
+        // The three frames came in one commit: unheld, the later two would be handed on in the same drain.
+        while (seen.length === 0) yield* Effect.sleep("1 millis")
+        expect(seen).toEqual([{ sequence: 0, processed: 0 }])
+        expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 16, processed: 0 })
+        yield* Deferred.succeed(gate, undefined)
+        yield* writer.close
+        yield* Fiber.join(consuming)
+        expect(seen).toEqual([{ sequence: 0, processed: 0 }, { sequence: 16, processed: 16 }, { sequence: 32, processed: 32 }])
         expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 48, processed: 48 })
       }))
 
@@ -690,7 +711,10 @@ describe("region-backed ring: progress observers", () => {
       while (!parked(4160)) yield* Effect.sleep("1 millis")
       const frames = Math.ceil(ring.dataBytes / 2 / 48)
       for (let n = 0; n < frames; n++) writer.tryReserve(40)
+      const bellB2 = Atomics.load(region.i32, 4160 / 4)
       writer.commit([readerA.slot])
+      // Rung by this commit (its bell's wake count moved), not found at its next liveness check.
+      expect(Atomics.load(region.i32, 4160 / 4)).toBe(bellB2 + 1)
       expect((yield* Fiber.join(takeB2)).count).toBe(frames)
     }))
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Option, Schedule, Stream } from "effect"
+import { Chunk, Deferred, Effect, Fiber, Option, Schedule, Stream } from "effect"
 import * as RpcLayers from "../../src/layers/control/Rpc.js"
 import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
 import { Rings, type RingWriter } from "../../src/services/control/Rings.js"
@@ -86,6 +86,50 @@ const contract = (label: string, open: OpenRings) =>
         expect(seen).toHaveLength(3)
         expect(seen[1]).toBeGreaterThan(seen[0]!)
         expect(seen[2]).toBeGreaterThan(seen[1]!)
+      }))
+
+    // Handlers run in the wake's callback when they complete at once; one that suspends goes on in
+    // a fiber of its own, and its client's ring is not read on until it has replied.
+    it.scopedLive("a handler that suspends is answered when it resumes; its client's later request waits behind it, other clients' do not", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+        const { replies, requests } = layout(65536)
+        const gate = yield* Deferred.make<void>()
+        yield* rpc.serve({ replies, requests }, [
+          handle(Add, ({ a, b }) => Effect.succeed(a + b)),
+          handle(Wait, ({ name }) => Effect.as(Deferred.await(gate), `opened ${name}`))
+        ])
+        const [first, second] = yield* Effect.forEach([0, 1], (client) => rpc.client({ client, requests: requests[client]!.ring, replies }))
+        const firstRequests = yield* rings.inspect(requests[0]!.ring)
+        const before = firstRequests.writer().sequence
+        const order: Array<string> = []
+        const waiting = yield* Effect.fork(Effect.tap(first!.call(Wait, { name: "gate" }), () => order.push("wait")))
+        const behind = yield* Effect.fork(Effect.tap(first!.call(Add, { a: 1, b: 1 }), () => order.push("behind")))
+        // Both of the first client's requests are on its ring before the second client calls.
+        while (firstRequests.writer().sequence - before < 2 * 32) yield* Effect.sleep("1 millis")
+        expect(yield* second!.call(Add, { a: 2, b: 2 })).toBe(4)
+        expect(Option.isNone(yield* Fiber.poll(behind))).toBe(true)
+        yield* Deferred.succeed(gate, undefined)
+        expect(yield* Fiber.join(waiting)).toBe("opened gate")
+        expect(yield* Fiber.join(behind)).toBe(2)
+        expect(order).toEqual(["wait", "behind"])
+      }))
+
+    // A release answers every participant with one object, encoded once; an object a handler
+    // changes and returns again later is encoded again.
+    it.scopedLive("a handler returning the same object after changing it replies with its new value", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+        const { replies, requests } = layout(65536)
+        const shared = new Date("2024-01-01T00:00:00Z")
+        yield* rpc.serve({ replies, requests }, [
+          handle(Later, ({ days }) => Effect.sync(() => (shared.setTime(shared.getTime() + days * 86_400_000), shared)))
+        ])
+        const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
+        expect(yield* client.call(Later, { at: new Date(0), days: 1 })).toEqual(new Date("2024-01-02T00:00:00Z"))
+        expect(yield* client.call(Later, { at: new Date(0), days: 1 })).toEqual(new Date("2024-01-03T00:00:00Z"))
       }))
 
     // The wait's own bound (60 s) outlasts the test: only the abort can end it.

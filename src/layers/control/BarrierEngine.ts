@@ -121,7 +121,8 @@ const durationOf = {
   "processing-fence": Metric.tagged(barrierDuration, "mode", "processing-fence")
 } as const
 
-const trace = (engine: Engine, message: string) => (engine.options.debug ? Effect.logInfo(`[barrier] ${message}`) : Effect.void)
+/** A debug line, built only with debug on (every drain pair of every round passes here). */
+const trace = (engine: Engine, message: () => string) => (engine.options.debug ? Effect.logInfo(`[barrier] ${message()}`) : Effect.void)
 
 const progressOf = (round: Round, reader: ProbedReader) => (round.mode === "processing-fence" ? reader.processed : reader.delivered)
 
@@ -172,7 +173,7 @@ const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, settle: S
     round.arrivals.set(a.participant, { arrive: a, settle })
     return engine.options.debug
       ? Effect.forEach(a.drainTargets, (target) =>
-        trace(engine, `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`), { discard: true })
+        trace(engine, () => `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`), { discard: true })
       : Effect.void
   })
 
@@ -265,7 +266,7 @@ const drainPairs = (engine: Engine, round: Round): ReadonlyArray<DrainPair> =>
 const checkPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair): Effect.Effect<DrainOutcome> | undefined => {
   if (engine.options.probe.writerOccurrence(target.ring) !== target.occurrence) {
     return Effect.as(
-      trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`),
+      trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`),
       { _tag: "void" }
     )
   }
@@ -279,7 +280,7 @@ const checkPair = (engine: Engine, round: Round, { participant, reader, target }
   }
   if (observed < target.sequence) return undefined
   return Effect.as(
-    trace(engine, `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`),
+    trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`),
     { _tag: "drained", observed, from: progressOf(round, reader) }
   )
 }
@@ -317,7 +318,7 @@ const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, 
     const drainedBytes = outcomes.reduce((sum, o) => sum + (o._tag === "drained" ? Math.max(0, o.observed - o.from) : 0), 0)
     const releaseWatermark = yield* engine.options.release(round.barrier, round.number)
     yield* Metric.update(durationOf[round.mode], (Date.now() - round.startedAt) * 1000)
-    yield* trace(engine, `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
+    yield* trace(engine, () => `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
     const released: BarrierReleased = {
       barrier: round.barrier,
       round: round.number,

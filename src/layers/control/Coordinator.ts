@@ -87,14 +87,16 @@ export const makeServer = (options: ServerOptions = {}) =>
     const probe = yield* ringProbe(rings, layout)
 
     // The engine releases through the RPC server's reply ring, and the server serves the
-    // engine: the server is handed over once it exists (a release waits for it until then).
+    // engine: the server is handed over once it exists (a release waits for it until then;
+    // after, a release notifies straight away, with no wait that would suspend its handler).
     const broadcastWriter = yield* Deferred.make<RpcServer>()
+    let broadcast: RpcServer | undefined
     const engine: BarrierEngine = yield* makeEngine({
       probe,
       groupMembers,
       isPidAlive,
       release: (barrier, round) =>
-        Deferred.await(broadcastWriter).pipe(
+        (broadcast === undefined ? Deferred.await(broadcastWriter) : Effect.succeed(broadcast)).pipe(
           Effect.flatMap((server) => server.notify(BarrierReleaseNotice, { barrier, round })),
           Effect.orDie
         ),
@@ -160,6 +162,7 @@ export const makeServer = (options: ServerOptions = {}) =>
       },
       handlers.map((h) => fence(h, fenced))
     )
+    broadcast = server
     yield* Deferred.succeed(broadcastWriter, server)
     if (epoch > 1) yield* server.notify(CoordinatorTakeoverNotice, { epoch }).pipe(Effect.orDie)
 

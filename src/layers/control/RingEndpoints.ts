@@ -200,9 +200,13 @@ export const makeReader = (core: ReaderCore): RingReader => {
   /**
    * `consume` with a synchronous handler run from the doorbell's wake callback: a batch of
    * frames reaches the handler with no fiber resumed and no effect interpreted. Returns when the
-   * ring closes; fails like `consume`, or dies with what the handler threw.
+   * ring closes; fails like `consume`, or dies with what the handler threw. A handler that
+   * returns an effect pauses the read: the effect runs in this fiber, then the frame counts as
+   * processed and reading resumes after it.
    */
-  const consumeSync = (handler: (frame: Uint8Array, sequence: number) => void) =>
+  const consumeSync = (
+    handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>
+  ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
     Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
       let stop: (() => void) | undefined
       let done = false
@@ -223,14 +227,17 @@ export const makeReader = (core: ReaderCore): RingReader => {
           }
           for (let i = 0; i < count; i++) {
             const sequence = batch.sequences[i]!
-            const end_ = sequence + frameSpan(batch.lengths[i]!)
-            core.publishDelivered(end_)
+            const frameEnd = sequence + frameSpan(batch.lengths[i]!)
+            core.publishDelivered(frameEnd)
+            let rest: void | Effect.Effect<void>
             try {
-              handler(batch.frame(i), sequence)
+              rest = handler(batch.frame(i), sequence)
             } catch (defect) {
               return end(Effect.die(defect))
             }
-            core.publishProcessed(end_)
+            // The frames after this one are read again (from `delivered`) once its effect is done.
+            if (rest !== undefined) return end(Effect.zipRight(rest, Effect.suspend(() => consumeSync(handler))))
+            core.publishProcessed(frameEnd)
           }
         }
       }

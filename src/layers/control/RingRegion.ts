@@ -304,15 +304,25 @@ export const openWriter = (
       }
     }
 
+    const ringSlot = (s: number) => {
+      if (Atomics.load(u32, waitingWords[s]!) === 0 || Atomics.load(u32, stateWords[s]!) !== ATTACHED) return
+      const bell = u32[bellWords[s]!]!
+      if (validBell(region, l, bell)) doorbell.ring(bell)
+    }
+
     /** Rings waiting readers: all, or only `only`'s slots and whoever is over half a ring behind. */
     const wakeReaders = (only?: ReadonlyArray<number>) => {
+      // No reader can be half a ring behind while the lowest `processed` last read (it only
+      // grows; a reader attaches at the head) is within half a ring: then only `only` is looked at.
+      if (only !== undefined && committed - (limit - dataBytes) <= dataBytes / 2) {
+        for (const s of only) if (s >= 0 && s < readerSlots) ringSlot(s)
+        return
+      }
       for (let s = 0; s < readerSlots; s++) {
-        if (Atomics.load(u32, waitingWords[s]!) === 0 || Atomics.load(u32, stateWords[s]!) !== ATTACHED) continue
         if (only !== undefined && !only.includes(s) && committed - read64(region, processedLows[s]!, processedFulls[s]!) <= dataBytes / 2) {
           continue
         }
-        const bell = u32[bellWords[s]!]!
-        if (validBell(region, l, bell)) doorbell.ring(bell)
+        ringSlot(s)
       }
     }
 

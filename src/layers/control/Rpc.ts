@@ -9,7 +9,7 @@
  * `dispatch` → `runHandler` → `reply` → `sendReply` (the reply ring's single writer) → the
  * client's `receive` → `awaitReply` → `decodeReply`.
  */
-import { Cause, Deferred, Effect, Either, Exit, Layer, Metric, Option, ParseResult, PubSub, Queue, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Fiber, Layer, Metric, Option, ParseResult, PubSub, Queue, Runtime, Schema, Stream } from "effect"
 import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
 import {
   type AnyRpcMethod,
@@ -334,12 +334,29 @@ const sendNotice = (channel: ReplyChannel, client: number, tag: string, json: st
 const protocolError = (channel: ReplyChannel, to: Requester, tag: string, error: RpcProtocolError) =>
   sendReply(channel, outFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
 
+/**
+ * The last success value encoded, kept until the current synchronous run ends (a microtask
+ * forgets it): a barrier release answers every participant with the same object, encoded once;
+ * an object changed later is encoded again.
+ */
+let lastSuccess: { readonly schema: object; readonly value: object; readonly json: Either.Either<string, ParseResult.ParseError> } | undefined
+const forgetSuccess = () => {
+  lastSuccess = undefined
+}
+const successJson = (method: AnyRpcMethod, value: unknown) => {
+  if (typeof value !== "object" || value === null) return toJson(method.success, value)
+  if (lastSuccess !== undefined && lastSuccess.value === value && lastSuccess.schema === method.success) return lastSuccess.json
+  if (lastSuccess === undefined) queueMicrotask(forgetSuccess)
+  lastSuccess = { schema: method.success, value, json: toJson(method.success, value) }
+  return lastSuccess.json
+}
+
 /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
 const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>) => {
   const { client, requestId, replySlot } = to
   const defect = (defect: string) => protocolError(channel, to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
   if (Exit.isSuccess(exit)) {
-    const json = toJson(method.success, exit.value)
+    const json = successJson(method, exit.value)
     if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
     const frame = outFrame(Kind.success, client, requestId, method.tag, json.right)
     return frame.length > channel.writer.maxFrameBytes
@@ -405,8 +422,8 @@ const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): 
 
 /**
  * Runs a handler and replies with its exit — unless it deferred: then its handle replies (a
- * failure after deferring included). It runs in the server's reader fibers, forked where `serve`
- * was given the handlers' requirements, so they are in its context already.
+ * failure after deferring included). It runs with the runtime `serve` was called in
+ * (`dispatchNow`), so the handlers' requirements are in its context already.
  */
 const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Requester, payload: unknown): Effect.Effect<void, never, R> => {
   let deferred: DeferredReply<unknown, unknown> | undefined
@@ -422,6 +439,30 @@ const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Reques
     const failure = Cause.failureOption(exit.cause)
     return Option.isSome(failure) ? deferred.fail(failure.value) : reply(server.channel, handler.method, to, exit)
   })
+}
+
+/**
+ * One request, run in the doorbell's wake callback (`consumeSync`): its handler and reply run
+ * to completion right there when nothing in them suspends (every coordinator request but a
+ * release that waits for drains), with no reader fiber resumed per request. A handler that
+ * suspends goes on in its own fiber, and the ring's later requests wait for it, as they would
+ * behind a reader fiber.
+ */
+const dispatchNow = <R>(
+  runNow: (effect: Effect.Effect<void, never, R>) => Exit.Exit<void>,
+  server: Dispatcher<R>,
+  client: number,
+  bytes: Uint8Array
+): void | Effect.Effect<void> => {
+  const exit = runNow(dispatch(server, client, bytes))
+  if (Exit.isSuccess(exit)) return
+  const defect = Cause.dieOption(exit.cause)
+  if (Option.isSome(defect) && Runtime.isAsyncFiberException(defect.value)) {
+    const fiber = defect.value.fiber as Fiber.RuntimeFiber<void>
+    return Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+  }
+  // dispatch answers every handler's failure and defect itself: this is the server's own defect.
+  return Effect.failCause(exit.cause)
 }
 
 const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
@@ -441,9 +482,10 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
       byTag: new Map(handlers.map((h) => [h.method.tag, h])),
       replySlots: options.replies.readerSlots
     }
+    const runNow = Runtime.runSyncExit(yield* Effect.runtime<R>())
     for (const { client, ring } of options.requests) {
       const reader = yield* rings.reader(ring)
-      yield* Effect.forkScoped(readForever(reader, reader.consume((bytes) => dispatch(server, client, bytes))))
+      yield* Effect.forkScoped(readForever(reader, reader.consumeSync((bytes) => dispatchNow(runNow, server, client, bytes))))
     }
     const rpcServer: RpcServer = {
       notify: (notice, value, client) =>

@@ -133,9 +133,14 @@ export interface RingReader {
    * `consume` with a synchronous handler, called from the doorbell's wake callback itself: no
    * fiber is resumed and no effect run per batch (the RPC reply path). Same `delivered` and
    * `processed` steps; returns when the writer closes the ring; a handler that throws ends it
-   * as a defect. The handler must not block.
+   * as a defect. The handler must not block. A handler that cannot finish a frame at once
+   * returns the effect that finishes it: that effect runs in the reading fiber, the frame counts
+   * as processed when it completes, and no later frame reaches the handler before (the RPC
+   * server's handlers that suspend).
    */
-  readonly consumeSync: (handler: (frame: Uint8Array, sequence: number) => void) => Effect.Effect<void, Exclude<RingReadError, RingClosed>>
+  readonly consumeSync: (
+    handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>
+  ) => Effect.Effect<void, Exclude<RingReadError, RingClosed>>
   /**
    * The frames as a stream of copies, one chunk per batch; ends when the writer closes. A
    * chunk counts as delivered when emitted and processed when the stream is pulled again.
