@@ -124,6 +124,13 @@ const runShape = (options: BenchOptions) => ({
   ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
 })
 
+/** Each role's CPU µs per batch the publisher sealed (from its CPU seconds per GiB). */
+const perBatch = (summary: RunSummary) => {
+  const micros = (secondsPerGiB: number) => Math.round((secondsPerGiB * (summary.bytes / 2 ** 30) * 1e6) / Math.max(1, summary.batches))
+  const { head, brokers, publisher, total } = summary.cpuSecondsPerGiB
+  return { head: micros(head), brokers: micros(brokers), publisher: micros(publisher), total: micros(total) }
+}
+
 /** Prints the bench's table (unless `json`) and its JSON line last. */
 export const bench = (options: BenchOptions) =>
   options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options))
@@ -158,7 +165,14 @@ const benchPlain = (options: BenchOptions) =>
       ackLevel: options.ackLevel,
       batchBytes: options.batchBytes,
       window: options.window,
-      ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {}),
+      // At a fixed offered load a batch carries a few messages: CPU per batch is what the log's path costs per round.
+      ...(options.type === "latency"
+        ? {
+          offeredMBps: options.rateMBps,
+          batches: summary.batches,
+          cpuMicrosPerBatch: perBatch(summary)
+        }
+        : {}),
       throughputMBps: summary.throughputMBps,
       loopbackMBps: Math.round(loopbackMBps * 10) / 10,
       ackLatencyP50Us: summary.ackLatencyP50Us,

@@ -63,6 +63,8 @@ export interface RunSummary {
   /** Orphaned regions of earlier runs (their run gone, nothing using them) this run removed first. */
   readonly reclaimedRegions: ReadonlyArray<string>
   readonly messages: number
+  /** Batches the publisher sealed (resends not counted again). */
+  readonly batches: number
   readonly bytes: number
   readonly messageBytes: number
   readonly brokers: number
@@ -418,6 +420,7 @@ export const run = (options: RunOptions) =>
       outOfOrder: audit?.outOfOrder ?? null,
       crcMismatches: audit?.crcMismatches ?? null,
       resends: published["resends"] as number,
+      batches: published["batches"] as number,
       killedBroker,
       takeoverMs: killedAt === undefined || tookOver === undefined ? null : Math.max(0, tookOver.atMs - killedAt),
       takeoverEpoch: tookOver?.epoch ?? null,
