@@ -42,7 +42,7 @@ export interface RemoteSubscriberOptions {
   readonly credit?: number
   /** How long a broker may take to connect and answer SUBSCRIBE. Default 5 s. */
   readonly connectTimeoutMs?: number
-  /** Received bytes held before reading pauses. Default 8 MiB. */
+  /** Received bytes held before reading pauses (the rest waits in the kernel), and the size of each of the two receive buffers. Default 1 MiB. */
   readonly bufferBytes?: number
   /** Upper bound of one DATA payload (the brokers' `maxBatchBytes`). Default 64 MiB. */
   readonly maxBatchBytes?: number
@@ -285,7 +285,7 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
   const settings = {
     credit: Math.min(MAX_CREDIT, Math.max(1, options.credit ?? 256)),
     connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
-    bufferBytes: options.bufferBytes ?? 8 << 20,
+    bufferBytes: options.bufferBytes ?? 1 << 20,
     maxBatchBytes: options.maxBatchBytes ?? 64 << 20,
     credentials: options.credentials,
     tls: options.tls
