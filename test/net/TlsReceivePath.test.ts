@@ -6,31 +6,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, connect as connectTcp, type Socket } from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { connect as connectTls } from "node:tls"
 import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { batchFrame, epochOf, errorCode, hello, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
 import { regionBroker } from "../fixtures/region-broker.js"
-
-/** A CA and a broker certificate for 127.0.0.1 (EC keys: quick to make), in a directory removed with the scope. */
-const certificates = Effect.acquireRelease(
-  Effect.sync(() => {
-    const dir = mkdtempSync(join(tmpdir(), "cxlog-tls-receive-"))
-    const ssl = (args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    ssl(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=cxlog test CA"])
-    ssl(["req", ...ec, "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=127.0.0.1"])
-    writeFileSync(join(dir, "broker.ext"), "subjectAltName=IP:127.0.0.1\n")
-    ssl(["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "broker.pem", "-days", "1", "-extfile", "broker.ext"])
-    return { dir, ca: readFileSync(join(dir, "ca.pem")), cert: join(dir, "broker.pem"), key: join(dir, "broker.key") }
-  }),
-  ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
+import { certificates } from "../fixtures/tls-certificates.js"
 
 /** A TLS broker over a region log (real Blog, real in-place receive), its sequencer driven by the test. */
 const tlsRegionBroker = Effect.gen(function*() {

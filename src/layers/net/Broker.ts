@@ -174,6 +174,8 @@ interface UserUse {
   readonly bytes: RateBudget | undefined
 }
 
+/** How long a TLS client may take over its handshake (Node's default is 2 minutes); past it the connection is dropped as failed. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 /** How long a rejected connection may take to read its error frame before it is destroyed. */
 const REJECT_GRACE_MS = 1_000
 /**
@@ -216,9 +218,10 @@ const handleOf = (socket: Socket): ReadHandle | null => (socket as unknown as { 
 /** Where input goes once a connection stops taking it (read and dropped). */
 const DROPPED = new Uint8Array(4096)
 
-/** A TLS socket's link to its TLS session (Node's TLSWrap, which is also its handle); absent on plain sockets. */
+/** A TLS socket's link to its TLS session (Node's TLSWrap, which is also its handle) and to its TCP socket; absent on plain sockets. */
 interface TlsLink {
   ssl?: unknown
+  _parent?: Socket
 }
 
 /**
@@ -434,6 +437,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       return use
     }
     const sockets = new Set<Socket>()
+    /** TLS: connections whose handshake is not done yet (their TCP sockets). */
+    const handshaking = new Set<Socket>()
     /** What each connection holds of its client's input, for `stats().queuedBytes`. */
     const held = new Set<() => number>()
     const counts = { accepted: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 }
@@ -467,12 +472,21 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     // connection is handed over once its TLS handshake is done (and its client certificate checked).
     const server: Server = secure === undefined
       ? createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true })
-      : createTlsServer({ ...secure, allowHalfOpen: true, noDelay: true })
+      : createTlsServer({ ...secure, allowHalfOpen: true, noDelay: true, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS })
     if (secure !== undefined) {
-      server.on("tlsClientError", (error) => {
+      server.on("tlsClientError", (error, tls: Socket) => {
+        // Node leaves the socket of a failed or timed-out handshake open.
+        tls.destroy()
         countRejection("auth-failed")
         run(Effect.logDebug(`broker ${brokerId}: a TLS handshake failed: ${error.message}`))
       })
+      // A client that gives up mid-handshake (it refused the broker's certificate) only half-closes: its
+      // connection waits for the handshake timeout, and the broker's close must not wait for it.
+      server.on("connection", (tcp: Socket) => {
+        handshaking.add(tcp)
+        tcp.once("close", () => handshaking.delete(tcp))
+      })
+      server.on("secureConnection", (tls: Socket) => handshaking.delete((tls as TlsLink)._parent!))
     }
     /** A new connection: served (one fiber of the broker's scope), or refused past `maxConnections`. */
     const accept = (raw: Socket) => {
@@ -1052,6 +1066,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         Effect.async<void>((resume) => {
           server.close(() => resume(Effect.void))
           for (const socket of sockets) socket.destroy()
+          for (const socket of handshaking) socket.destroy()
         })
     )
     server.on("error", (error) => run(Effect.logError(`broker ${brokerId}: server error: ${error.message}`)))
