@@ -45,9 +45,10 @@ export const remoteAudit = (options: RemoteAuditOptions) =>
     let firstBatchAt: number | undefined
     const reading = yield* Stream.runForEach(subscription.batches, (batch) =>
       Effect.sync(() => {
+        // The values where they lie: no view per message.
         batch.forEach((m) => {
-          audit.message(m.payload, 0, m.payload.length)
-          bytes += m.payload.length
+          audit.message(m.bytes, m.valueOffset, m.valueLength)
+          bytes += m.valueLength
         })
         messages += batch.count
         lastProgress = Date.now()

@@ -147,18 +147,28 @@ export class MessageRecord {
   /** When it was published: ms since the epoch. */
   timestamp = 0
   key: Uint8Array | undefined = undefined
-  /** The value: the body after the key and headers. */
-  payload: Uint8Array = new Uint8Array(0)
-  private source: Uint8Array = this.payload
+  /**
+   * The value where it lies: `bytes[valueOffset, valueOffset + valueLength)` of the batch payload,
+   * for loops that take no view per message (`payload` makes one when first asked for).
+   */
+  bytes: Uint8Array = new Uint8Array(0)
+  valueOffset = 0
+  valueLength = 0
+  private value: Uint8Array | undefined = undefined
   private headersAt = -1
   private headersEnd = 0
   private decoded: ReadonlyArray<MessageHeader> | undefined = undefined
+
+  /** The value: the body after the key and headers (a view, made when first asked for). */
+  get payload(): Uint8Array {
+    return (this.value ??= this.bytes.subarray(this.valueOffset, this.valueOffset + this.valueLength))
+  }
 
   /** The headers, decoded when first asked for (values are views of the payload); undefined without any. */
   get headers(): ReadonlyArray<MessageHeader> | undefined {
     if (this.headersAt < 0) return undefined
     if (this.decoded !== undefined) return this.decoded
-    const { source } = this
+    const source = this.bytes
     const view = new DataView(source.buffer, source.byteOffset, source.length)
     const out: Array<MessageHeader> = []
     for (let p = this.headersAt; p < this.headersEnd;) {
@@ -195,7 +205,6 @@ export class MessageRecord {
         this.key = undefined
       }
       if ((parts & MessageFlags.HEADERS) !== 0) {
-        this.source = payload
         this.headersAt = p + 4
         this.headersEnd = p + 4 + view.getUint32(p, true)
         this.decoded = undefined
@@ -204,7 +213,10 @@ export class MessageRecord {
         this.headersAt = -1
       }
     }
-    this.payload = payload.subarray(p, at + MESSAGE_HEADER_BYTES + length)
+    this.bytes = payload
+    this.valueOffset = p
+    this.valueLength = at + MESSAGE_HEADER_BYTES + length - p
+    this.value = undefined
     return messageRecordBytes(length)
   }
 }

@@ -52,6 +52,15 @@ class FacadeMessage implements CxlogMessage {
   get payload(): Uint8Array {
     return this.current.payload
   }
+  get bytes(): Uint8Array {
+    return this.current.bytes
+  }
+  get valueOffset(): number {
+    return this.current.valueOffset
+  }
+  get valueLength(): number {
+    return this.current.valueLength
+  }
   text(): string {
     return decoder.decode(this.current.payload)
   }

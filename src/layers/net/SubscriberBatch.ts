@@ -18,13 +18,17 @@ class MessageView extends MessageRecord implements SubscriberMessage {
 
 /** A message that owns its bytes. */
 const ownedMessage = (m: SubscriberMessage): SubscriberMessage => {
+  const payload = m.payload.slice()
   const owned: SubscriberMessage = {
     offset: m.offset,
     timestamp: m.timestamp,
     flags: m.flags,
     key: m.key?.slice(),
     headers: m.headers?.map((h): MessageHeader => ({ name: h.name, value: h.value.slice() })),
-    payload: m.payload.slice(),
+    payload,
+    bytes: payload,
+    valueOffset: 0,
+    valueLength: payload.length,
     copy: () => owned
   }
   return owned

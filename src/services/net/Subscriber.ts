@@ -41,6 +41,13 @@ export interface SubscriberMessage {
   readonly headers: ReadonlyArray<MessageHeader> | undefined
   /** A zero-copy view of the value. */
   readonly payload: Uint8Array
+  /**
+   * The value where it lies, `bytes[valueOffset, valueOffset + valueLength)`: for loops that
+   * read every message without taking a view of each (`payload` is one, made when asked for).
+   */
+  readonly bytes: Uint8Array
+  readonly valueOffset: number
+  readonly valueLength: number
   /** An independent copy of this message (its bytes included), valid for ever. */
   readonly copy: () => SubscriberMessage
 }
