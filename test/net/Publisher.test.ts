@@ -255,21 +255,25 @@ describe("Publisher", () => {
       expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe("InvalidPublisherOptions")
     }))
 
-  it.scopedLive("self-clocking: a message with nothing in flight is sealed at once, with no linger timer; one behind it goes with the ACK", () =>
+  it.scopedLive("self-clocking: a message with nothing in flight is sealed at once (at the end of its synchronous burst, with the burst), with no linger timer; one behind it goes with the ACK", () =>
     Effect.gen(function*() {
       const { log, publisher } = yield* cluster(1)
       // A linger no test would wait for: only the mechanism can send these messages.
       const p = yield* publisher({ clientId: 20, lingerMs: 60_000, ackTimeoutMs: 10_000 })
       expect(p.tryPublish(testMessage(20, 0, 64))).toBe(true)
+      expect(p.stats()).toMatchObject({ batches: 0 })
+      // The burst ends: one microtask later it is sealed and sent.
+      yield* Effect.promise(() => Promise.resolve())
       expect(p.stats()).toMatchObject({ batches: 1, inFlight: 1 })
       // Behind batch 0 it gathers in the open batch; batch 0's ACK sends it (no flush).
       expect(yield* p.publishAcked(testMessage(20, 1, 64))).toEqual({ offset: 1 })
       expect(p.stats()).toMatchObject({ batches: 2, ackedMessages: 2 })
-      // Idle again: sealed at once.
-      expect(p.tryPublish(testMessage(20, 2, 64))).toBe(true)
-      expect(p.stats().batches).toBe(3)
-      expect(yield* p.publishAcked(testMessage(20, 3, 64))).toEqual({ offset: 3 })
-      expect(audit(log.ordered("t"), new Map([[20, 4]]))).toEqual({ messages: 4, ...clean })
+      // Idle again: a burst of three goes as one batch at once.
+      for (let i = 2; i < 5; i++) expect(p.tryPublish(testMessage(20, i, 64))).toBe(true)
+      yield* Effect.promise(() => Promise.resolve())
+      expect(p.stats()).toMatchObject({ batches: 3, inFlight: 1, messages: 5 })
+      expect(yield* p.publishAcked(testMessage(20, 5, 64))).toEqual({ offset: 5 })
+      expect(audit(log.ordered("t"), new Map([[20, 6]]))).toEqual({ messages: 6, ...clean })
     }))
 
   it.scopedLive("waiting for an ACK (flush, publishAcked) starts no fiber: one callback wait with one timer per wait", () =>

@@ -7,7 +7,8 @@
  * `acknowledge` → `complete` → `afterProgress` (window room, waiters woken).
  *
  * Batching is self-clocking: a message that finds nothing in flight is sealed and sent at
- * once; while batches are in flight, messages gather until the batch is full or an ACK frees
+ * once (at the end of the synchronous burst it came in, with whatever else that burst
+ * published: a microtask, no timer); while batches are in flight, messages gather until the batch is full or an ACK frees
  * window room (`afterProgress` seals the open batch). `lingerMs` only bounds how long an open
  * batch may wait for that ACK; its timer exists only while a batch is open behind others.
  */
@@ -627,10 +628,22 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       }
       builder.add(payload, timestamp, parts)
       counts.messages++
-      // Nothing in flight: no ACK is coming to clock this batch out, so it goes now.
-      if (inFlight + orderedInFlight === 0) seal()
-      else if (lingerTimer === undefined) lingerTimer = setTimeout(onLinger, settings.lingerMs)
+      // Nothing in flight: no ACK is coming to clock this batch out, so it goes now: at the end of
+      // this synchronous burst (a microtask, no timer), so messages published together go together.
+      if (inFlight + orderedInFlight === 0) {
+        if (!burstSealQueued) {
+          burstSealQueued = true
+          queueMicrotask(sealBurst)
+        }
+      } else if (lingerTimer === undefined) lingerTimer = setTimeout(onLinger, settings.lingerMs)
       return true
+    }
+
+    let burstSealQueued = false
+    /** Seals what a burst published while nothing was in flight (unless something sealed it meanwhile). */
+    const sealBurst = () => {
+      burstSealQueued = false
+      if (failure === undefined && builder.messageCount > 0 && room()) seal()
     }
 
     const tryPublish = (payload: Uint8Array, message?: MessageOptions): boolean | PublishError => offer(payload, encodeParts(message), Date.now())
