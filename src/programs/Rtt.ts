@@ -28,10 +28,12 @@ export interface RttOptions {
 }
 
 /**
- * Round trips run before measuring: at least this many, and for at least WARMUP_MS. V8 takes
- * seconds to optimize every role's hot path (head, broker and publisher each run a few hundred
- * µs of code per round trip), and 200 round trips measured that start-up: p50 fell about 2×
- * between the first thousands and round trips after a few seconds.
+ * Round trips run before measuring: at least this many, and for at least WARMUP_MS, per broker
+ * (round-robin gives each of N brokers one round trip in N, so each gets as much warming as the
+ * one broker of a 1-broker run). V8 takes seconds to optimize every role's hot path (head,
+ * broker and publisher each run a few hundred µs of code per round trip), and 200 round trips
+ * measured that start-up: p50 fell about 2× between the first thousands and round trips after a
+ * few seconds; with 4 brokers and 4 s in all, 1.5–2× (142–212 against 97–144 µs after 20 s).
  */
 const WARMUP = 200
 const WARMUP_MS = 4_000
@@ -40,13 +42,13 @@ const WARMUP_MS = 4_000
 const BLOCK = 100
 
 /**
- * Warms both loops (WARMUP round trips each and WARMUP_MS at least), then runs `samples` round
- * trips of each, alternating blocks of BLOCK; the measured durations in ms, per loop.
+ * Warms both loops (WARMUP round trips each and WARMUP_MS at least, times `warmth`), then runs
+ * `samples` round trips of each, alternating blocks of BLOCK; the measured durations in ms, per loop.
  */
-const interleaved = <E1, E2>(first: Effect.Effect<void, E1>, second: Effect.Effect<void, E2>, samples: number) =>
+const interleaved = <E1, E2>(first: Effect.Effect<void, E1>, second: Effect.Effect<void, E2>, samples: number, warmth: number) =>
   Effect.gen(function*() {
-    const warmUntil = performance.now() + WARMUP_MS
-    for (let i = 0; i < WARMUP || performance.now() < warmUntil; i++) {
+    const warmUntil = performance.now() + WARMUP_MS * warmth
+    for (let i = 0; i < WARMUP * warmth || performance.now() < warmUntil; i++) {
       yield* first
       yield* second
     }
@@ -138,7 +140,7 @@ export const rtt = (options: RttOptions) =>
     const [ackTimes, pingPongTimes] = yield* Effect.scoped(Effect.gen(function*() {
       const ackLoop = yield* ackRoundTrip(options)
       const pingPongLoop = yield* pingPongRoundTrip(options.messageBytes)
-      return yield* interleaved(ackLoop, pingPongLoop, options.samples)
+      return yield* interleaved(ackLoop, pingPongLoop, options.samples, Math.max(1, options.brokers))
     }))
     const ack = latencyMicros(ackTimes)
     const pingPong = latencyMicros(pingPongTimes)
