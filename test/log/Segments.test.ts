@@ -314,6 +314,52 @@ for (const backend of backends) {
           }))
       }))
 
+    it.scopedLive("with indexBytes, a closed segment's header index is read instead of the segment; one that is not sound is read around; retention deletes it", () =>
+      Effect.gen(function*() {
+        const b = yield* backend.make
+        const options = { segmentBytes: 4096, indexBytes: 16, verifyClosedSegments: false }
+        yield* withLog(b.segments, "idx", options, (log) => appendAll(log, 0, 200))
+        const segs = b.files("idx").filter((f) => f.endsWith(".seg"))
+        // Every segment but the one being written has its index.
+        expect(b.files("idx").filter((f) => f.endsWith(".idx"))).toEqual(segs.slice(0, -1).map((f) => f.replace(/\.seg$/, ".idx")))
+        const headers = (headerBytes: number) =>
+          withLog(b.segments, "idx", options, (log) =>
+            Effect.gen(function*() {
+              const seen: Array<[number, Uint8Array, number]> = []
+              expect(yield* log.scanHeaders(0, headerBytes, (i, header, length) => void seen.push([i, header.slice(), length]))).toBe(200)
+              return seen
+            }))
+        const expected = (headerBytes: number) => Array.from({ length: 200 }, (_, i) => [i, record(i).subarray(0, headerBytes), record(i).length])
+        expect(yield* headers(16)).toEqual(expected(16))
+        // The first bytes of a record in the second segment changed behind the index's back: the index's copy is what the scan gives.
+        const base = Number(/(\d{20})\.seg$/.exec(segs[1]!)![1])
+        const seg = b.bytes(segs[1]!)
+        seg[8 + 3]! ^= 0xff
+        b.setBytes(segs[1]!, seg)
+        expect((yield* headers(16))[base]![1]).toEqual(record(base).subarray(0, 16))
+        // More bytes than the index holds: the segment is read.
+        expect((yield* headers(24))[base]![1][3]).toBe(record(base)[3]! ^ 0xff)
+        // An index whose checksum fails is read around, as is one counting other records.
+        const idx = segs[1]!.replace(/\.seg$/, ".idx")
+        const sound = b.bytes(idx)
+        const damaged = sound.slice()
+        damaged[20]! ^= 1
+        b.setBytes(idx, damaged)
+        expect((yield* headers(16))[base]![1][3]).toBe(record(base)[3]! ^ 0xff)
+        b.setBytes(idx, sound)
+        expect((yield* headers(16))[base]![1]).toEqual(record(base).subarray(0, 16))
+        b.setBytes(segs[1]!, seg.subarray(0, offsetOf(base, 3)))
+        const short = yield* Effect.either(headers(16))
+        expect(short._tag === "Left" ? short.left : "scanned whole").toMatchObject({ _tag: "SegmentCorrupt", file: segs[1]! })
+
+        // Retention takes a segment's index with it.
+        yield* withLog(b.segments, "idx-kept", { ...options, retention: { maxBytes: 3 * 4096 } }, (log) => appendAll(log, 0, 200))
+        const kept = b.files("idx-kept")
+        const bases = (ext: string) => kept.filter((f) => f.endsWith(ext)).map((f) => f.slice(-24, -4))
+        expect(bases(".seg").length).toBeLessThan(segs.length)
+        expect(bases(".idx")).toEqual(bases(".seg").slice(0, -1))
+      }))
+
     it.scopedLive("retention deletes whole old segments by size and by age; reading before them is SegmentOutOfRange", () =>
       Effect.gen(function*() {
         const b = yield* backend.make

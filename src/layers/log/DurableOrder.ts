@@ -188,6 +188,8 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     // and a head restarted on a long stream would otherwise read it whole before it persists anything).
     const log = yield* segments.open(streamOf(topic.name), {
       verifyClosedSegments: false,
+      // Recovery reads every record's header: from a closed segment's index when it has one.
+      indexBytes: OrderRecord.bytes,
       ...options.segments,
       maxPendingBytes: Number.POSITIVE_INFINITY
     })

@@ -27,6 +27,7 @@ import {
   StreamLocked
 } from "../../services/log/Segments.js"
 import type { SegmentFile, SegmentFiles } from "./SegmentFiles.js"
+import { crc32c } from "../net/Crc32c.js"
 import { checkRecord, encodeRecord, MAX_RECORD_BYTES, payloadLength, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
 
 export const defaultSegmentBytes = 64 << 20
@@ -44,6 +45,17 @@ const STREAM_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/
 const SEGMENT_NAME = /^(\d{20})\.seg$/
 
 export const segmentFileName = (base: number): string => `${String(base).padStart(20, "0")}.seg`
+export const indexFileName = (base: number): string => `${String(base).padStart(20, "0")}.idx`
+
+/**
+ * A closed segment's header index (`indexBytes`): `u32 magic, u32 header bytes K, u32 records`,
+ * then per record `u32 length` and its first K bytes (zero-padded), then a crc32c of all of it.
+ * Written unsynced after the segment is closed: one lost or damaged is read around (scanned).
+ */
+const INDEX_MAGIC = 0x58494358
+const INDEX_HEAD = 12
+/** An index that would grow past this is dropped (its segment's records are small: scanning reads them in large windows). */
+const INDEX_MAX_BYTES = 4 << 20
 
 interface Segment {
   readonly base: number
@@ -59,7 +71,8 @@ interface Segment {
 
 type Pending =
   | { readonly kind: "bytes"; readonly chunk: Uint8Array<ArrayBuffer>; readonly start: number; end: number; recordsAfter: number }
-  | { readonly kind: "roll"; readonly base: number }
+  /** `index`: the closed segment's header index, when the writer filled it from its start (written after it is closed). */
+  | { readonly kind: "roll"; readonly base: number; readonly index: Uint8Array | undefined }
 
 const errnoOf = (e: unknown): { code: string; reason: string } => {
   const err = e as NodeJS.ErrnoException
@@ -440,6 +453,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           const tooOld = maxAgeMs !== undefined && now - oldest.modifiedAt > maxAgeMs
           if (!tooBig && !tooOld) break
           yield* ioRead(oldest.path, "unlink", () => files.unlink(oldest.path))
+          yield* Effect.promise(() => files.unlink(join(dir, indexFileName(oldest.base))).catch(() => undefined))
           segments.shift()
           total -= oldest.bytes
           deleted++
@@ -456,6 +470,63 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
       /** Written chunks, to be filled again (at most FREE_CHUNKS). */
       const freeChunks: Array<Uint8Array<ArrayBuffer>> = []
       const wakeWriter = () => Deferred.unsafeDone(wake, Exit.void)
+
+      /** The header index of the segment appends fill, when they fill it from its start (`indexBytes`). */
+      const indexBytes = options.indexBytes ?? 0
+      const newIndex = () => {
+        const buf = new Uint8Array(64 << 10)
+        return { buf, fill: INDEX_HEAD, records: 0 }
+      }
+      let filling: { buf: Uint8Array; fill: number; records: number } | undefined = indexBytes > 0 && tail.records === 0 ? newIndex() : undefined
+      const indexRecord = (record: Uint8Array | ReadonlyArray<Uint8Array>, length: number) => {
+        if (filling === undefined) return
+        const entry = 4 + indexBytes
+        if (filling.fill + entry + 4 > INDEX_MAX_BYTES) {
+          filling = undefined
+          return
+        }
+        if (filling.fill + entry + 4 > filling.buf.length) {
+          const grown = new Uint8Array(Math.min(INDEX_MAX_BYTES, Math.max(filling.fill + entry + 4, filling.buf.length * 2)))
+          grown.set(filling.buf.subarray(0, filling.fill))
+          filling.buf = grown
+        }
+        const at = filling.fill
+        new DataView(filling.buf.buffer).setUint32(at, length, true)
+        let put = 0
+        for (const part of record instanceof Uint8Array ? [record] : record) {
+          if (put >= indexBytes) break
+          const n = Math.min(part.length, indexBytes - put)
+          filling.buf.set(part.subarray(0, n), at + 4 + put)
+          put += n
+        }
+        filling.buf.fill(0, at + 4 + put, at + entry)
+        filling.fill += entry
+        filling.records++
+      }
+      /** The finished index's bytes (head and checksum written). */
+      const sealIndex = (done: { buf: Uint8Array; fill: number; records: number }) => {
+        const v = new DataView(done.buf.buffer)
+        v.setUint32(0, INDEX_MAGIC, true)
+        v.setUint32(4, indexBytes, true)
+        v.setUint32(8, done.records, true)
+        v.setUint32(done.fill, crc32c(done.buf, 0, done.fill), true)
+        return done.buf.subarray(0, done.fill + 4)
+      }
+      /** Writes a closed segment's index; any failure leaves it to be scanned instead. */
+      const writeIndex = (base: number, bytes: Uint8Array) =>
+        Effect.promise(async () => {
+          const path = join(dir, indexFileName(base))
+          try {
+            const file = await files.create(path)
+            try {
+              await file.write([bytes], 0)
+            } finally {
+              await file.close()
+            }
+          } catch {
+            await files.unlink(path).catch(() => undefined)
+          }
+        })
 
       /**
        * Starts the fdatasync covering everything written so far; when it returns, the frontier
@@ -523,6 +594,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             closed.records = records - closed.base
             yield* io(directory, closed.path, "close", () => current!.close())
             current = undefined
+            if (item.index !== undefined) yield* writeIndex(closed.base, item.index)
             const path = join(dir, segmentFileName(item.base))
             current = yield* io(directory, path, "create", () => files.create(path))
             yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
@@ -599,9 +671,11 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         }
         if (pendingBytes > 0 && pendingBytes + size > maxPendingBytes) return "full"
         if (tailBytes > 0 && tailBytes + size > segmentBytes) {
-          pending.push({ kind: "roll", base: appended })
+          pending.push({ kind: "roll", base: appended, index: filling === undefined ? undefined : sealIndex(filling) })
+          filling = indexBytes > 0 ? newIndex() : undefined
           tailBytes = 0
         }
+        indexRecord(record, length)
         if (chunk.length - chunkFill < size) {
           chunk = (size <= CHUNK_BYTES ? freeChunks.pop() : undefined) ?? new Uint8Array(Math.max(CHUNK_BYTES, size))
           chunkFill = 0
@@ -716,6 +790,41 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           return index
         })
 
+      /**
+       * The segment's index, if it has one that is sound: its checksum holds, it covers `records`
+       * records with at least `headerBytes` of each, and their lengths add up to the segment's bytes.
+       */
+      const readIndex = async (segment: Segment, records: number, headerBytes: number) => {
+        const path = join(dir, indexFileName(segment.base))
+        try {
+          const size = await files.size(path)
+          if (size < INDEX_HEAD + 4 || size > INDEX_MAX_BYTES + 4) return undefined
+          const bytes = new Uint8Array(size)
+          const file = await files.open(path)
+          let got = 0
+          try {
+            while (got < size) {
+              const n = await file.read(bytes.subarray(got), got)
+              if (n <= 0) break
+              got += n
+            }
+          } finally {
+            await file.close().catch(() => undefined)
+          }
+          const view = new DataView(bytes.buffer)
+          const k = view.getUint32(4, true)
+          const entry = 4 + k
+          if (got !== size || view.getUint32(0, true) !== INDEX_MAGIC || k < headerBytes || view.getUint32(8, true) !== records) return undefined
+          if (size !== INDEX_HEAD + records * entry + 4 || crc32c(bytes, 0, size - 4) !== view.getUint32(size - 4, true)) return undefined
+          let total = 0
+          for (let r = 0; r < records; r++) total += recordBytes(view.getUint32(INDEX_HEAD + r * entry, true))
+          if (total !== segment.bytes) return undefined
+          return { bytes, view, records, at: (r: number) => INDEX_HEAD + r * entry }
+        } catch {
+          return undefined
+        }
+      }
+
       const scanHeaders = (
         from: number,
         headerBytes: number,
@@ -731,6 +840,31 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             const end = segment.base + (isOpen ? durable - segment.base : segment.records)
             if (end <= index) continue
             if (index >= durable) break
+            if (!isOpen) {
+              // A closed segment's index, when it has a sound one, holds what is asked for.
+              const entries = yield* Effect.promise(() => readIndex(segment, end - segment.base, headerBytes))
+              if (entries !== undefined) {
+                let stopped = false
+                let offset = 0
+                for (let k = 0; k < entries.records; k++) {
+                  const length = entries.view.getUint32(entries.at(k), true)
+                  const i = segment.base + k
+                  if (i >= index) {
+                    const header = entries.bytes.subarray(entries.at(k) + 4, entries.at(k) + 4 + Math.min(headerBytes, length))
+                    if (onHeader(i, header, length, { segment: segment.base, offset }) === false) {
+                      stopped = true
+                      index = i + 1
+                      break
+                    }
+                  }
+                  offset += recordBytes(length)
+                }
+                if (stopped) break
+                index = end
+                yield* Effect.yieldNow()
+                continue
+              }
+            }
             const file = yield* ioRead(segment.path, "open", () => files.open(segment.path)).pipe(
               Effect.catchTag("SegmentIoError", (e): Effect.Effect<never, SegmentIoError | SegmentOutOfRange> =>
                 Effect.fail(e.code === "ENOENT" ? new SegmentOutOfRange({ stream, from: index, first: segments[0]!.base, durable }) : e)

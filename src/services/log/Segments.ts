@@ -22,6 +22,12 @@ export interface SegmentLogOptions {
    * `SegmentCorrupt` from the read that reaches it (for a reader about to read the stream whole).
    */
   readonly verifyClosedSegments?: boolean
+  /**
+   * Keep, beside each segment the writer fills from its start, an index of its records' lengths
+   * and first `indexBytes` bytes, written when the segment is closed; `scanHeaders` asking for
+   * no more than that many bytes reads it instead of the segment (default 0: none).
+   */
+  readonly indexBytes?: number
 }
 
 /** What opening a stream found on disk. */
