@@ -47,13 +47,16 @@ const regionName = (label: string) => {
   return Effect.as(regionGuard(name), name)
 }
 
-/** Sequential read of every file in `dir`, 1 MiB at a time: MB/s and bytes. */
+/** The stream's segment files (not its header indexes nor its lock), oldest first. */
+const segmentFiles = (dir: string) => readdirSync(dir).filter((f) => f.endsWith(".seg")).sort()
+
+/** Sequential read of every segment file in `dir`, 1 MiB at a time: MB/s and bytes. */
 const sequentialRead = (dir: string) =>
   Effect.promise(async () => {
     const buf = Buffer.allocUnsafe(1 << 20)
     let bytes = 0
     const started = performance.now()
-    for (const name of readdirSync(dir).sort()) {
+    for (const name of segmentFiles(dir)) {
       const fh = await open(join(dir, name), "r")
       try {
         for (;;) {
@@ -98,7 +101,7 @@ const recovery = (recoverBytes: number, repeats: number) =>
     // The region is lost (its wake FIFOs and credential files go with the guard at the end).
     yield* Effect.sync(() => existsSync(`/dev/shm/${first}`) && unlinkSync(`/dev/shm/${first}`))
     const streamDir = join(dir, streamOf("d"))
-    const onDisk = readdirSync(streamDir).reduce((n, f) => n + statSync(join(streamDir, f)).size, 0)
+    const onDisk = segmentFiles(streamDir).reduce((n, f) => n + statSync(join(streamDir, f)).size, 0)
     // A head's start swings by hundreds of ms on a loaded machine: read, plain head and recovering head alternate, medians of each.
     const reads: Array<number> = []
     const plain: Array<number> = []
