@@ -5,7 +5,7 @@
  * park bounds (a wait that ends false), never through a measured duration.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Option } from "effect"
+import { Deferred, Effect, Fiber, Option } from "effect"
 import { defaultLogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
 import { claimLine, listen, listeningForOrdering, newOccurrence, ringEveryone, ringWaiters } from "../../src/layers/log/Participants.js"
 import { Participant } from "../../src/layers/log/Records.js"
@@ -39,8 +39,9 @@ const setupOwner = Effect.gen(function*() {
   const { area, region, waiterBell } = base
   const owner = area.brokerOwner(OWNED_BROKER)
   expect(claimLine(region, owner, newOccurrence(), waiterBell.offset)).toBe(0)
-  const ordering = listeningForOrdering(region, area, waiterBell, OWNED_BROKER)?.await
-  if (ordering === undefined) return expect.unreachable("the owner line names the waiter's doorbell")
+  const orderingWaits = listeningForOrdering(region, area, waiterBell, OWNED_BROKER)
+  if (orderingWaits === undefined) return expect.unreachable("the owner line names the waiter's doorbell")
+  const ordering = orderingWaits.await
   const ackWaits = () => Atomics.load(region.i32, (owner + Participant.ackWaits) / 4)
   /** The waiter doorbell's words: they change only when someone rings it. */
   const bellWords = () => [Atomics.load(region.i32, WAITER_BELL / 4 + 1), Atomics.load(region.i32, WAITER_BELL / 4)]
@@ -53,7 +54,7 @@ const setupOwner = Effect.gen(function*() {
     expect(Atomics.load(region.i32, WAITER_BELL / 4 + 1)).toBe(1)
     return waiter
   })
-  return { ...base, ordering, ackWaits, bellWords, parkedWaiter }
+  return { ...base, ordering, orderingWatch: orderingWaits.watch, ackWaits, bellWords, parkedWaiter }
 })
 
 const onlyBroker = (broker: number) => (b: number) => b === broker
@@ -138,6 +139,28 @@ describe("Listener lines", () => {
         expect(yield* Fiber.join(waiter)).toBe(true)
       }
       expect(ackWaits()).toBe(0)
+    }), 120_000)
+
+  it.scopedLive("a round ordering the broker's batch racing a standing (callback) wait never loses the wake, and the wait uncounts itself when stopped", () =>
+    Effect.gen(function*() {
+      const { ackWaits, area, orderingWatch, region, ringerBell, waiterBell } = yield* setupOwner
+      yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
+      const rounds = 2000
+      for (let round = 1; round <= rounds; round++) {
+        const ready = yield* Deferred.make<boolean>()
+        const reached = () => Atomics.load(region.i32, VALUE / 4) >= round
+        // The broker's protocol: register (counted), then check once; a later ring serves the rest.
+        const stop = orderingWatch(reached, (satisfied) => Deferred.unsafeDone(ready, Effect.succeed(satisfied)), () => 60_000)
+        if (reached()) Deferred.unsafeDone(ready, Effect.succeed(true))
+        for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
+        Atomics.store(region.i32, VALUE / 4, round)
+        ringWaiters(region, area, ringerBell, onlyBroker(OWNED_BROKER))
+        expect(yield* onlyByWake(Deferred.await(ready))).toBe(true)
+        expect(ackWaits()).toBe(1)
+        stop()
+        stop()
+        expect(ackWaits()).toBe(0)
+      }
     }), 120_000)
 
   it.scopedLive("a process that does not own the broker slot gets no such wait (its ACK trackers wait as listeners)", () =>
