@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, TestClock } from "effect"
+import { Effect, Fiber, Supervisor, TestClock } from "effect"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { LeaseLine, PbrSlot } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
@@ -241,6 +241,36 @@ describe("Sequencer over the region", () => {
       }))
       expect(running.unsafePoll()).not.toBeNull()
       expect(waiting()).toBe(0)
+    }))
+
+  it.scopedLive("run's rounds are served from callbacks: its fiber does not suspend per round (only to renew the lease or find topics)", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create(spec(5))
+      const a = yield* cluster.appender(0)
+      const { memory, area } = cluster.region!
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+      const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, doorbell))
+      /** Counts suspensions of the fibers under it (a wait or a yield as an Effect suspends its fiber). */
+      class Suspensions extends Supervisor.AbstractSupervisor<number> {
+        count = 0
+        value = Effect.sync(() => this.count)
+        override onSuspend() {
+          this.count++
+        }
+      }
+      const suspensions = new Suspensions()
+      yield* Effect.forkScoped(Effect.supervised(sequencer.run, suspensions))
+      const acked = (seq: number) => cluster.acks.awaitAcked("t", 1, 0, seq, { timeoutMs: 5_000 })
+      yield* appendSimple(a, "t", 1, 0, 0)
+      yield* acked(0)
+      const before = suspensions.count
+      // 100 rounds, each woken by its batch's commit.
+      for (let seq = 1; seq <= 100; seq++) {
+        yield* appendSimple(a, "t", 1, 0, seq)
+        yield* acked(seq)
+      }
+      expect(suspensions.count - before).toBeLessThan(10)
     }))
 
   it.scopedLive("run orders a burst and then a trickle as each arrives, with no pause after a busy round", () =>
