@@ -2,7 +2,8 @@
  * The segment engine, over any `SegmentFiles` (the live disk or the fake): a stream's recovery
  * when it opens, its group-commit writer, reads, and retention.
  *
- * Files: `DIR/STREAM/<first record, 20 digits>.seg`. Appends copy the record into a pending
+ * Files: `DIR/STREAM/<first record, 20 digits>.seg`, and beside a closed one its header index
+ * `.idx` when the stream keeps them (`indexBytes`). Appends copy the record into a pending
  * chunk and return at once; one writer fiber per stream takes everything pending, writes it
  * with one call per segment touched and one fdatasync at the end, and only then moves the
  * durable frontier (group commit: the more appends arrive while a sync runs, the more the next
