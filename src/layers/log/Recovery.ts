@@ -1,12 +1,14 @@
 /**
  * Recovery: rebuilds a topic's log in an empty region from its stream in the data directory
- * (`cxlog head --recover DIR`), as a bulk load. The stream is read once, sequentially; each
- * record's checksum is checked once (by the segment read), and each batch is checked against
- * the recorded order: record i is global seq i at the message offset the records before it
- * end at, and (order 5) each session's batches come in batch-seq order with none twice. The
- * batches the hot tier can hold — the stream's tail, bounded by broker slot 0's PBR and Blog and
- * by the GOI — are written straight into slot 0's Blog, its PBR slots (committed and finished)
- * and the GOI at their recorded places; every session goes back into the session table under
+ * (`cxlog head --recover DIR`), as a bulk load. Every record's header is read (not its payload
+ * nor its checksum: closed segments' header indexes, or small reads) and checked against the
+ * recorded order: each batch follows the one before at the next global seq and offset (or after
+ * a gap of whole batches), and (order 5) each session's batches come in batch-seq order with
+ * none twice; the stream may begin late (retention deleted its start). Then the batches the hot
+ * tier can hold — the stream's tail, bounded by broker slot 0's PBR and Blog and by the GOI — are
+ * read whole, each against its checksum, and written straight into slot 0's Blog, its PBR slots
+ * (committed and finished) and the GOI at their recorded places; the rest is checked by whoever
+ * reads it from disk; every session goes back into the session table under
  * its recorded epoch with its frontier (so a resend across the crash is a duplicate, and no new
  * session draws a recovered epoch); then the cursors, counters and the topic's frontier are
  * published once. The sequencer picks the topic up from the region when it first sees it, as
