@@ -7,7 +7,7 @@
  * the waiters: the ACK trackers acknowledge level 2 from that word.
  *
  * One stream holds both the data and the order, so one fdatasync makes a batch and its place
- * durable together, and recovery is one sequential read in the recorded order.
+ * durable together, and recovery reads one stream, in the recorded order.
  */
 import { Data, Effect } from "effect"
 import { type DurableFailure, DurableFailureCode } from "../../services/log/AckTracker.js"
