@@ -12,7 +12,7 @@
  */
 import { Effect, Layer, type Scope } from "effect"
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from "node:fs"
-import { Socket } from "node:net"
+import { type OnReadOpts, Socket, type SocketConstructorOpts } from "node:net"
 import { availableParallelism, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { doorbellParks } from "../../Metrics.js"
@@ -264,10 +264,14 @@ const privateDirectory = (dir: string) => {
   }
 }
 
+/** Bytes one read of a wake FIFO drains: pending wakes beyond it are read by the next callback. */
+const WAKE_READ_BYTES = 64
+
 /**
  * This process's wake FIFO, watched by libuv on this loop: created (replacing one a previous
  * owner of the bell left), opened read-write so it never reports EOF, and wrapped in a socket
- * whose 'data' events are wakes. Unlinked (if still ours) and closed with the scope.
+ * that reads into one buffer of its own (`onread`): a wake costs one read(2) and the callback,
+ * with no stream buffering, Buffer or tick per wake. Unlinked (if still ours) and closed with the scope.
  */
 const wakeFifo = (path: string, onWake: () => void) =>
   Effect.acquireRelease(
@@ -277,9 +281,16 @@ const wakeFifo = (path: string, onWake: () => void) =>
         loadAddonSync().mkfifo(path, 0o600)
         const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK)
         const inode = fstatSync(fd).ino
-        const socket = new Socket({ fd, readable: true, writable: false })
-        // Every byte is a wake: the stream reads them all; one re-check covers however many arrived.
-        socket.on("data", onWake)
+        // Every byte is a wake and its value means nothing: one re-check covers however many arrived.
+        const onread: OnReadOpts = {
+          buffer: Buffer.allocUnsafe(WAKE_READ_BYTES),
+          callback: () => {
+            onWake()
+            return true
+          }
+        }
+        // Node's Socket constructor takes `onread` (its typings list it for connect only).
+        const socket = new Socket({ fd, readable: true, writable: false, onread } as SocketConstructorOpts)
         // A read error leaves the park bound as the wake; it must not crash the process.
         socket.on("error", () => {})
         socket.unref()
