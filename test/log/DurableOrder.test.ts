@@ -91,6 +91,41 @@ for (const impl of implementations) {
         expect(kept.every((k, i) => i === 0 || k.totalOrder > kept[i - 1]!.totalOrder)).toBe(true)
       }))
 
+    it.scopedLive("after a gap (recycled while no writer ran), a session with batches in it gets no ACK 2 past them; a later session does", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create({ name: "g", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const brokers = [yield* cluster.appender(0), yield* cluster.appender(1)]
+        const sequencer = yield* cluster.sequencer()
+        const disk = makeMemoryDisk()
+        const marks = yield* marksOf(cluster, 40)
+        const persist = () => persistTopic(topic, marks).pipe(Effect.provide(durableLayers(disk, cluster)))
+        const first = yield* Effect.forkScoped(persist())
+        for (let seq = 0; seq < 20; seq++) yield* appendSimple(brokers[seq % 2]!, "g", 7, 1, seq, 3)
+        yield* drain(sequencer)
+        yield* cluster.acks.awaitAcked("g", 7, 1, 19, { timeoutMs: 5_000, level: 2 })
+        // No writer while the region recycles batches 20.. of the session.
+        yield* Fiber.interrupt(first)
+        for (let seq = 20; seq < 1000; seq++) {
+          yield* appendSimple(brokers[seq % 2]!, "g", 7, 1, seq, 3)
+          if (seq % 32 === 31) yield* drain(sequencer)
+        }
+        yield* drain(sequencer)
+        expect((yield* cluster.reader.bounds("g")).earliest).toBeGreaterThan(20 * 3)
+        const second = yield* Effect.forkScoped(persist())
+        // A session registered after the gap, and one more batch of the old one.
+        yield* appendSimple(brokers[0]!, "g", 8, 1, 0, 3)
+        yield* appendSimple(brokers[1]!, "g", 7, 1, 1000, 3)
+        yield* drain(sequencer)
+        expect(yield* cluster.acks.awaitAcked("g", 8, 1, 0, { timeoutMs: 5_000, level: 2 })).toMatchObject({ replicated: 1 })
+        // Everything the region still held is on disk now, yet the old session's batches 20.. are not all there.
+        expect(yield* cluster.acks.sessionAcks("g", 7, 1)).toMatchObject({ ordered: 1001, replicated: 20 })
+        yield* Fiber.interrupt(second)
+        const kept = (yield* onDisk(disk, "g")).filter((b) => b.clientId === 7).map((b) => b.batchSeq)
+        expect(kept).not.toContain(20)
+        expect(kept).toContain(1000)
+      }))
+
     it.scopedLive("a data directory whose stream is ahead of the log in the region is DurableStreamAhead", () =>
       Effect.gen(function*() {
         const disk = makeMemoryDisk()

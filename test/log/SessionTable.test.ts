@@ -20,7 +20,14 @@ const trackerOver = (table: SessionTable) => {
     progress: () => 0,
     totalOrder: () => undefined
   } as unknown as AckTopic
-  return ackTrackerOver({ topic: () => Effect.succeed(topic), await: (condition) => Effect.sync(condition) })
+  return ackTrackerOver({
+    topic: () => Effect.succeed(topic),
+    await: (condition) => Effect.sync(condition),
+    watch: (condition, onReady) => {
+      onReady(condition())
+      return () => {}
+    }
+  })
 }
 
 /** A table over private memory: the registry line, then the session lines. */

@@ -19,8 +19,9 @@ import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
 import { findTopic, type MemoryLogStore } from "./MemoryStore.js"
 import { ringEveryone } from "./Participants.js"
+import { SessionState } from "./Records.js"
 import { OrderLineView } from "./RecordViews.js"
-import type { SessionTable } from "./SessionTable.js"
+import { type SessionTable, UNSETTLED } from "./SessionTable.js"
 import { regionSessionTables } from "./Topics.js"
 
 /** The header of a batch's record in a topic's stream; the payload (messages as in the Blog) follows. */
@@ -209,6 +210,37 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     marks.failed(topic, undefined)
     options.onSubscribed?.()
     const sessions = marks.sessions(topic)
+    /**
+     * After a gap, the sessions registered before it, with their durable frontiers then: one whose
+     * first batch here is not its frontier may have had batches in the gap, which never reached
+     * the disk, so its level 2 stays where it is (its ACK 2 waits end in their timeout, never in a
+     * false ACK). Sessions registered later start at batch 0 with nothing missing.
+     */
+    const suspects = new Map<number, Map<number, number>>()
+    if (resumeAt < bounds.earliest) {
+      sessions.forEachSession((_, clientId, sessionEpoch, state) => {
+        const found = state === SessionState.active || state === SessionState.fenced ? sessions.lookup(clientId, sessionEpoch) : undefined
+        if (found === undefined || found === UNSETTLED) return
+        let byEpoch = suspects.get(clientId)
+        if (byEpoch === undefined) suspects.set(clientId, byEpoch = new Map())
+        byEpoch.set(sessionEpoch, found.durable)
+      })
+    }
+    /** Suspects whose first batch here was past their frontier: by client id, their epochs. */
+    const stuck = new Map<number, Set<number>>()
+    const mayAdvance = (clientId: number, sessionEpoch: number, batchSeq: number) => {
+      if (stuck.get(clientId)?.has(sessionEpoch) === true) return false
+      const byEpoch = suspects.get(clientId)
+      const durable = byEpoch?.get(sessionEpoch)
+      if (durable === undefined) return true
+      byEpoch!.delete(sessionEpoch)
+      if (byEpoch!.size === 0) suspects.delete(clientId)
+      if (batchSeq === durable) return true
+      let epochs = stuck.get(clientId)
+      if (epochs === undefined) stuck.set(clientId, epochs = new Set())
+      epochs.add(sessionEpoch)
+      return false
+    }
     const maxPending = options.maxPendingBytes ?? 32 << 20
 
     // Records appended and not yet durable, oldest first: which session batch each one is.
@@ -222,6 +254,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       const n = Math.min(durable - firstIndex, seqs.length)
       if (n <= 0) return
       for (let i = 0; i < n; i++) {
+        if (seqs[i]! < 0) continue
         let byEpoch = frontiers.get(clients[i]!)
         if (byEpoch === undefined) frontiers.set(clients[i]!, byEpoch = new Map())
         // GOI order keeps each session's batches in order (order 5): the last one is its frontier.
@@ -267,7 +300,8 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         }
         clients.push(batch.clientId)
         epochs.push(batch.sessionEpoch)
-        seqs.push(batch.batchSeq)
+        // -1: on disk, but not a durable frontier to publish.
+        seqs.push((suspects.size === 0 && stuck.size === 0) || mayAdvance(batch.clientId, batch.sessionEpoch, batch.batchSeq) ? batch.batchSeq : -1)
         options.onAppended?.(batch)
       }, 64)
       if (failed !== undefined) return yield* failed
