@@ -26,7 +26,7 @@ import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, type LogConfig, PBR_SLOT
 import { findTopic, type MemoryBatch, type MemoryLogStore } from "./MemoryStore.js"
 import { claimLine, newOccurrence, releaseLine } from "./Participants.js"
 import { alignLine, LINE_BYTES, PbrKind } from "./Records.js"
-import { BrokerLineView, GoiEntryView, LeaseLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import { BrokerLineView, GoiEntryView, LeaseLineView, OrderLineView, PbrSlotView, SequencerLineView, type SlotHeader } from "./RecordViews.js"
 import type { SessionTable } from "./SessionTable.js"
 import { regionSessionTables } from "./Topics.js"
 
@@ -50,15 +50,9 @@ export interface RecoveryResult {
 const BROKER = 0
 
 /** A batch of the tail the hot tier holds, at its recorded place (its payload is in the target's Blog at `blogPosition`). */
-export interface RecoveredBatch {
+export interface RecoveredBatch extends SlotHeader {
   readonly globalSeq: number
   readonly totalOrder: number
-  readonly clientId: number
-  readonly sessionEpoch: number
-  readonly batchSeq: number
-  readonly messageCount: number
-  readonly payloadBytes: number
-  readonly crc32c: number
   /** Absolute Blog position (its place in broker 0's Blog is this modulo its size); also its PBR position is `globalSeq`. */
   readonly blogPosition: number
 }
@@ -238,17 +232,9 @@ interface SessionTally {
 }
 
 /** A record of the stream's tail, as its header says: a candidate for the hot tier. */
-interface TailRecord {
+interface TailRecord extends Omit<RecoveredBatch, "blogPosition"> {
   readonly index: number
   readonly position: RecordPosition
-  readonly globalSeq: number
-  readonly totalOrder: number
-  readonly clientId: number
-  readonly sessionEpoch: number
-  readonly batchSeq: number
-  readonly messageCount: number
-  readonly payloadBytes: number
-  readonly crc32c: number
 }
 
 /**
