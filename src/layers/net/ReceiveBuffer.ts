@@ -79,7 +79,10 @@ export class ReceiveBuffer {
   /** The whole frame starting at `start` (header and payload), once its header is in: else 0. */
   private pendingFrameBytes(): number {
     if (this.end - this.start < FRAME_HEADER_BYTES) return FRAME_HEADER_BYTES
-    const payloadBytes = new DataView(this.buffer.buffer, this.buffer.byteOffset + this.start + 24, 4).getUint32(0, true)
+    const b = this.buffer
+    const at = this.start + 24
+    // The header's payload length (little-endian u32), read without a DataView per call.
+    const payloadBytes = (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0
     // An oversized payload fails at `next` (before anything is allocated for it): room for a header is enough here.
     return payloadBytes > this.options.maxBatchBytes ? FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + payloadBytes
   }
