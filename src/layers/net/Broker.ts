@@ -52,7 +52,7 @@ import {
   type WireErrorCode,
   WireViolation
 } from "./Control.js"
-import { type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, frameTypeName } from "./Frame.js"
+import { ackEncoder, type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, frameTypeName } from "./Frame.js"
 import { InPlaceFrameReader } from "./FrameReader.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
 
@@ -442,6 +442,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     /** What each connection holds of its client's input, for `stats().queuedBytes`. */
     const held = new Set<() => number>()
     const counts = { accepted: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 }
+    /** Every connection's ACKs are encoded into one buffer: each is written before the next is encoded. */
+    const ackFrames = ackEncoder()
     const rejected: Partial<Record<WireErrorCode, number>> = {}
     const run = yield* FiberSet.makeRuntime<never>()
 
@@ -866,8 +868,11 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       for (let from = 0; ; from += MAX_ACK_ORDERS) {
         const count = Math.min(MAX_ACK_ORDERS, pairs - from)
         const last = from + count >= pairs
-        const frame = ackFrame(session.clientId, session.sessionEpoch, last ? frontier : before, session.ackLevel, orders, from, count)
-        if (!send(socket, frame)) return false
+        const frame = ackFrames.encode(session.clientId, session.sessionEpoch, last ? frontier : before, session.ackLevel, orders, from, count)
+        const sent = send(socket, frame)
+        // Still queued in the socket (not all taken by the kernel): the frame keeps its buffer.
+        if (socket.writableLength !== 0) ackFrames.detach()
+        if (!sent) return false
         counts.ackFrames++
         brokerAckFrames.unsafeUpdate(1, [])
         if (last) return true

@@ -120,6 +120,63 @@ export const encodeFrame = (
   return out
 }
 
+/**
+ * ACK frames for a broker's hot path, byte for byte what `encodeFrame` makes of the same ACK
+ * (Control.ackFrame), written with fixed offsets into one buffer the encoder reuses: no header
+ * object, DataView or Buffer per ACK. A frame it returns stays valid until the next `encode`;
+ * if whoever it was given to still holds it then (a socket that queued it rather than handing
+ * it to the kernel at once), `detach` makes the next frame go into a fresh buffer.
+ */
+export interface AckEncoder {
+  /** The ACK of batches 0..acked-1 at `level`, with `count` (batch seq, total order) pairs of `orders` from pair `from`. */
+  readonly encode: (
+    clientId: number,
+    sessionEpoch: number,
+    acked: number,
+    level: number,
+    orders: Float64Array,
+    from: number,
+    count: number
+  ) => Buffer
+  /** The last frame is still referenced: leave its buffer to its holder. */
+  readonly detach: () => void
+}
+
+const MAX_ACK_PAIRS = MAX_ACK_PAYLOAD_BYTES / ACK_ORDER_BYTES
+
+export const ackEncoder = (): AckEncoder => {
+  let buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + MAX_ACK_PAYLOAD_BYTES)
+  let pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_PAIRS * 2)
+  // One view per frame length (pair count), made once per buffer: a socket write takes a whole Buffer.
+  let views: Array<Buffer | undefined> = []
+  // The constant bytes 1..3 (version, magic) are written once per buffer.
+  const fresh = () => {
+    buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + MAX_ACK_PAYLOAD_BYTES)
+    pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_PAIRS * 2)
+    views = []
+    buffer[0] = FrameType.ACK
+    buffer[1] = WIRE_VERSION
+    buffer.writeUInt16LE(FRAME_MAGIC, 2)
+  }
+  fresh()
+  return {
+    encode: (clientId, sessionEpoch, acked, level, orders, from, count) => {
+      const payloadBytes = count * ACK_ORDER_BYTES
+      const first = from * 2
+      for (let i = 0; i < count * 2; i++) pairs[i] = orders[first + i]!
+      buffer.writeUInt32LE(clientId, 4)
+      buffer.writeUInt32LE(sessionEpoch, 8)
+      buffer.writeUInt32LE(acked % TWO_32, 12)
+      buffer.writeUInt32LE(Math.floor(acked / TWO_32), 16)
+      buffer.writeUInt32LE(level, 20)
+      buffer.writeUInt32LE(payloadBytes, 24)
+      buffer.writeUInt32LE(count === 0 ? 0 : crc32c(buffer, FRAME_HEADER_BYTES, payloadBytes), 28)
+      return views[count] ??= buffer.subarray(0, FRAME_HEADER_BYTES + payloadBytes)
+    },
+    detach: fresh
+  }
+}
+
 /** Just the header of a frame whose payload is sent separately (no copy of the payload). */
 export const encodeHeader = (header: FrameHeader): Buffer => {
   const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES)

@@ -1,0 +1,45 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as fc from "effect/FastCheck"
+import { ackFrame, type AckLevel, MAX_ACK_ORDERS } from "../../src/layers/net/Control.js"
+import { ackEncoder, MAX_SEQUENCE } from "../../src/layers/net/Frame.js"
+
+const ack = fc.record({
+  clientId: fc.nat({ max: 2 ** 32 - 1 }),
+  sessionEpoch: fc.nat({ max: 2 ** 32 - 1 }),
+  acked: fc.nat({ max: MAX_SEQUENCE }),
+  level: fc.constantFrom<AckLevel>(0, 1, 2),
+  // Pairs of (batch seq, total order), integers below 2^53 like the broker's.
+  orders: fc.array(fc.tuple(fc.nat({ max: MAX_SEQUENCE }), fc.nat({ max: MAX_SEQUENCE })), { maxLength: MAX_ACK_ORDERS + 40 }),
+  from: fc.nat({ max: 40 }),
+  count: fc.nat({ max: MAX_ACK_ORDERS })
+})
+
+describe("AckEncoder (the broker's ACK fast path)", () => {
+  it("writes, ACK after ACK into its reused buffer, exactly the bytes of the generic encoder", () => {
+    const encoder = ackEncoder()
+    fc.assert(
+      fc.property(fc.array(ack, { minLength: 1, maxLength: 8 }), (acks) => {
+        for (const a of acks) {
+          const orders = Float64Array.from(a.orders.flat())
+          const from = Math.min(a.from, a.orders.length)
+          const count = Math.min(a.count, a.orders.length - from)
+          const fast = encoder.encode(a.clientId, a.sessionEpoch, a.acked, a.level, orders, from, count)
+          expect(Buffer.from(fast)).toEqual(ackFrame(a.clientId, a.sessionEpoch, a.acked, a.level, orders, from, count))
+        }
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("a frame stays valid until the next encode, and after `detach` the next encode leaves it untouched", () => {
+    const encoder = ackEncoder()
+    const orders = Float64Array.from([1, 100, 2, 200, 3, 300])
+    const first = encoder.encode(7, 1, 3, 1, orders, 0, 3)
+    const expected = ackFrame(7, 1, 3, 1, orders, 0, 3)
+    expect(Buffer.from(first)).toEqual(expected)
+    encoder.detach()
+    const second = encoder.encode(8, 2, 5, 2, orders, 1, 1)
+    expect(Buffer.from(first)).toEqual(expected)
+    expect(Buffer.from(second)).toEqual(ackFrame(8, 2, 5, 2, orders, 1, 1))
+  })
+})
