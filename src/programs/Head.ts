@@ -24,10 +24,10 @@ import {
   type RegionAccess
 } from "../layers/Roles.js"
 import type { RegionConfig } from "../layers/RegionLayout.js"
-import { LogReader } from "../services/log/LogReader.js"
 import { CxlMemory, type CxlMemoryShape, type RegionExists } from "../services/region/CxlMemory.js"
 import { Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions } from "../services/log/Sequencer.js"
-import { LeaseLine } from "../layers/log/Records.js"
+import { LeaseLine, LINE_BYTES } from "../layers/log/Records.js"
+import { OrderLineView } from "../layers/log/RecordViews.js"
 import { isPidRunning } from "../layers/log/Participants.js"
 import { Offsets } from "../layers/region/Superblock.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
@@ -60,12 +60,27 @@ export interface HeadOptions {
   readonly recover?: boolean
 }
 
-const reportOrdered = (topics: ReadonlyArray<TopicSpec>) =>
+/**
+ * Reports each topic's ordered message count (the end of its total order) every `everyMs`: read
+ * from its order line, the one field the report needs (`LogReader.bounds` would also walk the
+ * retained window for the earliest offset, at every report).
+ */
+const reportOrdered = (topics: ReadonlyArray<TopicSpec>, everyMs: number) =>
   Effect.gen(function*() {
-    const reader = yield* LogReader
-    const ordered: Record<string, number> = {}
-    for (const topic of topics) ordered[topic.name] = (yield* reader.bounds(topic.name).pipe(Effect.orDie)).end
-    report({ event: "ordered", ordered })
+    const region = yield* CxlMemory
+    const area = (yield* RegionLayout).log
+    const lookup = (yield* Topics).lookup
+    const lines: Array<readonly [string, number]> = []
+    for (const topic of topics) lines.push([topic.name, area.orderLine((yield* lookup(topic.name).pipe(Effect.orDie)).id)])
+    const orderLines = new OrderLineView(region)
+    return yield* Effect.sync(() => {
+      const ordered: Record<string, number> = {}
+      for (const [name, line] of lines) {
+        region.invalidate(line, LINE_BYTES)
+        ordered[name] = orderLines.totalOrder(line)
+      }
+      report({ event: "ordered", ordered })
+    }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(everyMs))))
   })
 
 /** `cxlog head` without `--attach` on a region that exists: what it holds and the safe ways on. */
@@ -170,11 +185,7 @@ const serve = (options: HeadOptions) =>
     report({ event: "ready", region: options.region.name, epoch: sequencer.epoch, pid: process.pid, ...(recoveredMs === undefined ? {} : { recoveredMs }) })
     // Progress reports are for an orchestrator (`cxlog run` / `bench`); a head started by hand has no one to tell, and no timer.
     if (process.send !== undefined) {
-      yield* reportOrdered(options.topics).pipe(
-        Effect.repeat(Schedule.spaced(Duration.millis(options.reportEveryMs))),
-        Effect.provide(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => LogReaderLayers.layer(l.log)))),
-        Effect.forkScoped
-      )
+      yield* reportOrdered(options.topics, options.reportEveryMs).pipe(Effect.forkScoped)
     }
     return yield* sequencer.run.pipe(Effect.catchTag("SequencerLeaseLost", (lost) => Effect.sync(() => exitFenced(lost))))
   }).pipe(
