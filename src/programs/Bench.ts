@@ -186,7 +186,12 @@ const benchPlain = (options: BenchOptions) =>
         : { remoteSubscribers: summary.remoteSubscribers.length, remoteSubscriberMBps: summary.remoteSubscriberMBps, remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps) }),
       ...(withoutRemote === undefined
         ? {}
-        : { publishMBpsWithoutRemote: withoutRemote.throughputMBps, remotePublishRatio: round2(summary.throughputMBps / withoutRemote.throughputMBps) }),
+        : {
+          publishMBpsWithoutRemote: withoutRemote.throughputMBps,
+          remotePublishRatio: round2(summary.throughputMBps / withoutRemote.throughputMBps),
+          // What serving the remote subscribers costs each role, per GiB: compare with cpuSecondsPerGiB.
+          cpuSecondsPerGiBWithoutRemote: withoutRemote.cpuSecondsPerGiB
+        }),
       cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
       // ACK 2: the durable tier's group commit (docs/durability.md).
       ...(summary.durable === null ? {} : { fsyncs: summary.durable.fsyncs, bytesPerFsync: summary.durable.bytesPerFsync }),

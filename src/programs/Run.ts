@@ -111,7 +111,15 @@ export interface RunSummary {
    * CPU seconds (user + system) per GiB published, by role, from the publisher's start to
    * each role's end of the run (process start-up excluded); 0 where /proc is unavailable.
    */
-  readonly cpuSecondsPerGiB: { readonly head: number; readonly brokers: number; readonly publisher: number; readonly subscriber: number; readonly total: number }
+  readonly cpuSecondsPerGiB: {
+    readonly head: number
+    readonly brokers: number
+    readonly publisher: number
+    readonly subscriber: number
+    /** All remote subscriber processes together (0 without them). */
+    readonly remoteSubscribers: number
+    readonly total: number
+  }
 }
 
 /** A fresh data directory for an ACK 2 run, removed with the run's scope. */
@@ -436,6 +444,7 @@ export const run = (options: RunOptions) =>
         brokers: cpu.seconds((r) => brokers.includes(r)),
         publisher: cpu.seconds((r) => r === publisher),
         subscriber: cpu.seconds((r) => r === subscriber),
+        remoteSubscribers: cpu.seconds((r) => remotes.includes(r)),
         total: cpu.seconds(() => true)
       })
     }
@@ -449,7 +458,7 @@ export const run = (options: RunOptions) =>
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
           ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average`]),
           ...(summary.takeoverMs === null ? [] : [`head SIGKILLed mid-run: a standby took over (epoch ${summary.takeoverEpoch}) and ordered its first batch ${summary.takeoverMs} ms after the kill`]),
-          `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}; total ${summary.cpuSecondsPerGiB.total}`,
+          `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}${remoteAudits.length === 0 ? "" : `, remote subscribers ${summary.cpuSecondsPerGiB.remoteSubscribers}`}; total ${summary.cpuSecondsPerGiB.total}`,
           audit === undefined
             ? "no subscriber (publish → ACK only)"
             : `subscriber audit: received ${audit.received} of ${audit.expected}; lost ${audit.lost}, not delivered ${audit.notDelivered}, duplicated ${audit.duplicated}, out of order ${audit.outOfOrder}, crc mismatches ${audit.crcMismatches} — ${

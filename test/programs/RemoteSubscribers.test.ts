@@ -51,5 +51,11 @@ describe("cxlog run --remote-subscribers", () => {
       const without = result["publishMBpsWithoutRemote"] as number
       expect(without).toBeGreaterThan(0)
       expect(result["remotePublishRatio"]).toBe(Math.round(((result["throughputMBps"] as number) / without) * 100) / 100)
+      // The remote subscribers' own CPU is measured with the roles'; the run without them reports none, and the brokers' CPU for comparison.
+      const cpu = result["cpuSecondsPerGiB"] as unknown as Record<string, number>
+      const cpuWithout = result["cpuSecondsPerGiBWithoutRemote"] as unknown as Record<string, number>
+      expect(cpu["remoteSubscribers"]).toBeGreaterThan(0)
+      expect(cpuWithout["remoteSubscribers"]).toBe(0)
+      expect(cpuWithout["brokers"]).toBeGreaterThan(0)
     }), 240_000)
 })
