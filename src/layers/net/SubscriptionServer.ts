@@ -161,6 +161,21 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     })
 
     const headers = Buffer.allocUnsafe(ROUND_BATCHES * FRAME_HEADER_BYTES)
+    /** One view per header slot, made once: the next round rewrites a slot only after the kernel took this round's. */
+    const headerSlots = Array.from({ length: ROUND_BATCHES }, (_, i) => headers.subarray(i * FRAME_HEADER_BYTES, (i + 1) * FRAME_HEADER_BYTES))
+    /**
+     * The bytes batches lie in (the region's, or a disk batch's copy), as a Buffer made once per
+     * source: a Uint8Array written to the socket is wrapped in a Buffer per write by the stream.
+     */
+    let source: Uint8Array | undefined
+    let sourceBuffer: Buffer = Buffer.alloc(0)
+    const asBuffer = (bytes: Uint8Array): Buffer => {
+      if (bytes !== source) {
+        source = bytes
+        sourceBuffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      }
+      return sourceBuffer
+    }
     /** Global seq, first and end offset of each batch of the round, checked once the kernel has them. */
     const sent = new Float64Array(ROUND_BATCHES * 3)
     let frames = 0
@@ -194,11 +209,10 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       })
     })
     const sendBatch = (b: LogBatchView) => {
-      const at = frames * FRAME_HEADER_BYTES
-      writeDataHeader(headers, at, { clientId: b.clientId, sessionEpoch: b.sessionEpoch, messageCount: b.messageCount, payloadBytes: b.length, crc32c: b.crc32c, offset: b.totalOrder })
+      writeDataHeader(headers, frames * FRAME_HEADER_BYTES, { clientId: b.clientId, sessionEpoch: b.sessionEpoch, messageCount: b.messageCount, payloadBytes: b.length, crc32c: b.crc32c, offset: b.totalOrder })
       // Header and payload go out in one writev when the round uncorks: the payload from where it lies in the log.
-      socket.write(headers.subarray(at, at + FRAME_HEADER_BYTES))
-      socket.write(b.bytes.subarray(b.offset, b.offset + b.length))
+      socket.write(headerSlots[frames]!)
+      socket.write(asBuffer(b.bytes).subarray(b.offset, b.offset + b.length))
       sent[3 * frames] = b.globalSeq
       sent[3 * frames + 1] = b.totalOrder
       sent[3 * frames + 2] = b.totalOrder + b.messageCount
