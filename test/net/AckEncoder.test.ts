@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
+import { Writable } from "node:stream"
 import { ackFrame, type AckLevel, MAX_ACK_ORDERS } from "../../src/layers/net/Control.js"
 import { ackEncoder, MAX_SEQUENCE } from "../../src/layers/net/Frame.js"
 
@@ -41,5 +42,32 @@ describe("AckEncoder (the broker's ACK fast path)", () => {
     const second = encoder.encode(8, 2, 5, 2, orders, 1, 1)
     expect(Buffer.from(first)).toEqual(expected)
     expect(Buffer.from(second)).toEqual(ackFrame(8, 2, 5, 2, orders, 1, 1))
+  })
+})
+
+describe("AckEncoder with a writer that queues", () => {
+  it("frames a stream still holds are not overwritten by later ACKs (`written` leaves them their buffer)", async () => {
+    // A socket whose kernel buffer is full: it holds every chunk, by reference, until drained.
+    const held: Array<Buffer> = []
+    const drains: Array<() => void> = []
+    const writer = new Writable({
+      highWaterMark: 1 << 20,
+      write: (chunk: Buffer, _encoding, callback) => {
+        held.push(chunk)
+        drains.push(callback)
+      }
+    })
+    const encoder = ackEncoder()
+    const expected: Array<Buffer> = []
+    for (let i = 0; i < 20; i++) {
+      const orders = Float64Array.from([i, 1000 + i, i + 1, 2000 + i])
+      writer.write(encoder.encode(i, 1, i + 2, 1, orders, 0, 1 + (i % 2)))
+      encoder.written(writer)
+      expected.push(ackFrame(i, 1, i + 2, 1, orders, 0, 1 + (i % 2)))
+    }
+    // The first chunk went to `write` at once; the rest queued behind it in the stream.
+    for (let i = 0; drains[i] !== undefined; i++) drains[i]!()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(held.map((b) => Buffer.from(b))).toEqual(expected)
   })
 })

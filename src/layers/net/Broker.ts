@@ -870,8 +870,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         const last = from + count >= pairs
         const frame = ackFrames.encode(session.clientId, session.sessionEpoch, last ? frontier : before, session.ackLevel, orders, from, count)
         const sent = send(socket, frame)
-        // Still queued in the socket (not all taken by the kernel): the frame keeps its buffer.
-        if (socket.writableLength !== 0) ackFrames.detach()
+        ackFrames.written(socket)
         if (!sent) return false
         counts.ackFrames++
         brokerAckFrames.unsafeUpdate(1, [])

@@ -140,6 +140,11 @@ export interface AckEncoder {
   ) => Buffer
   /** The last frame is still referenced: leave its buffer to its holder. */
   readonly detach: () => void
+  /**
+   * The last frame was written to `writer` (a socket): one that still has bytes queued may hold
+   * it (it did not hand it to the kernel at once), so it keeps the buffer.
+   */
+  readonly written: (writer: { readonly writableLength: number }) => void
 }
 
 const MAX_ACK_PAIRS = MAX_ACK_PAYLOAD_BYTES / ACK_ORDER_BYTES
@@ -173,7 +178,10 @@ export const ackEncoder = (): AckEncoder => {
       buffer.writeUInt32LE(count === 0 ? 0 : crc32c(buffer, FRAME_HEADER_BYTES, payloadBytes), 28)
       return views[count] ??= buffer.subarray(0, FRAME_HEADER_BYTES + payloadBytes)
     },
-    detach: fresh
+    detach: fresh,
+    written: (writer) => {
+      if (writer.writableLength !== 0) fresh()
+    }
   }
 }
 
