@@ -222,6 +222,17 @@ const countingDoorbell = (memory: CxlMemoryShape) =>
     return { counting, waits: () => waits }
   })
 
+/** A fake-region cluster with an order 5 topic "t", broker 0's appender, and a sequencer of the test's own (not yet running). */
+const regionSequencer = Effect.gen(function*() {
+  const cluster = yield* implementations[1]!.make()
+  yield* cluster.topics.create(spec(5))
+  const a = yield* cluster.appender(0)
+  const { memory, area } = cluster.region!
+  const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+  const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, doorbell))
+  return { cluster, a, sequencer }
+})
+
 describe("Sequencer over the region", () => {
   it.scopedLive("while run waits for batches the lease line says so (appenders ring only then), and a commit wakes it", () =>
     Effect.gen(function*() {
@@ -245,12 +256,7 @@ describe("Sequencer over the region", () => {
 
   it.scopedLive("run's rounds are served from callbacks: its fiber does not suspend per round (only to renew the lease or find topics)", () =>
     Effect.gen(function*() {
-      const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create(spec(5))
-      const a = yield* cluster.appender(0)
-      const { memory, area } = cluster.region!
-      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
-      const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, doorbell))
+      const { cluster, a, sequencer } = yield* regionSequencer
       /** Counts suspensions of the fibers under it (a wait or a yield as an Effect suspends its fiber). */
       class Suspensions extends Supervisor.AbstractSupervisor<number> {
         count = 0
@@ -275,12 +281,7 @@ describe("Sequencer over the region", () => {
 
   it.scopedLive("run orders a burst and then a trickle as each arrives, with no pause after a busy round", () =>
     Effect.gen(function*() {
-      const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create(spec(5))
-      const a = yield* cluster.appender(0)
-      const { memory, area } = cluster.region!
-      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
-      const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, doorbell))
+      const { cluster, a, sequencer } = yield* regionSequencer
       yield* Effect.forkScoped(sequencer.run)
       const acked = (seq: number) => cluster.acks.awaitAcked("t", 1, 0, seq, { timeoutMs: 5_000 })
       for (let seq = 0; seq <= 5; seq++) yield* appendSimple(a, "t", 1, 0, seq)

@@ -78,6 +78,19 @@ export const decodeOrderHeader = (header: Uint8Array, recordBytes: number): Orde
   }
 }
 
+/** Writes a stream record's header (OrderRecord) at the start of `view`: the decoder's inverse. */
+export const writeOrderHeader = (view: DataView, h: Omit<OrderHeader, "payloadBytes">, payloadBytes: number): void => {
+  view.setFloat64(OrderRecord.globalSeq, h.globalSeq, true)
+  view.setFloat64(OrderRecord.totalOrder, h.totalOrder, true)
+  view.setFloat64(OrderRecord.batchSeq, h.batchSeq, true)
+  view.setUint32(OrderRecord.clientId, h.clientId, true)
+  view.setUint32(OrderRecord.sessionEpoch, h.sessionEpoch, true)
+  view.setUint32(OrderRecord.messageCount, h.messageCount, true)
+  view.setUint32(OrderRecord.brokerId, h.brokerId, true)
+  view.setUint32(OrderRecord.crc32c, h.crc32c, true)
+  view.setUint32(OrderRecord.payloadBytes, payloadBytes, true)
+}
+
 export const decodeOrderRecord = (record: Uint8Array): OrderedBatch | undefined => {
   const h = decodeOrderHeader(record, record.length)
   if (h === undefined) return undefined
@@ -284,15 +297,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       let failed: SegmentWriteError | undefined
       yield* cursor.pollBatches((batch) => {
         if (failed !== undefined) return
-        view.setFloat64(OrderRecord.globalSeq, batch.globalSeq, true)
-        view.setFloat64(OrderRecord.totalOrder, batch.totalOrder, true)
-        view.setFloat64(OrderRecord.batchSeq, batch.batchSeq, true)
-        view.setUint32(OrderRecord.clientId, batch.clientId, true)
-        view.setUint32(OrderRecord.sessionEpoch, batch.sessionEpoch, true)
-        view.setUint32(OrderRecord.messageCount, batch.messageCount, true)
-        view.setUint32(OrderRecord.brokerId, batch.brokerId, true)
-        view.setUint32(OrderRecord.crc32c, batch.crc32c, true)
-        view.setUint32(OrderRecord.payloadBytes, batch.length, true)
+        writeOrderHeader(view, batch, batch.length)
         const appended = log.tryAppend([header, batch.bytes.subarray(batch.offset, batch.offset + batch.length)])
         if (typeof appended !== "number") {
           if (appended !== "full") failed = appended
