@@ -24,6 +24,14 @@ const broker = (options: BrokerOptions = {}, holdTimeoutMs = 5_000, brokerId = 0
     return { log, server }
   })
 
+/** Brokers 0 and 1 over one in-memory log with topic "t". */
+const twoBrokers = Effect.gen(function*() {
+  const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+  const b0 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+  const b1 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+  return { log, b0, b1 }
+})
+
 describe("Broker", () => {
   it.scopedLive("handshake, then cumulative ACKs coalesced over a fast stream of batches", () =>
     Effect.gen(function*() {
@@ -107,9 +115,7 @@ describe("Broker", () => {
 
   it.scopedLive("the ACK is per session across brokers: each connection that carried a batch learns the shared frontier", () =>
     Effect.gen(function*() {
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const b0 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
-      const b1 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const { b0, b1 } = yield* twoBrokers
       const c0 = yield* rawConnect(b0.port)
       const c1 = yield* rawConnect(b1.port)
       const c2 = yield* rawConnect(b1.port)
@@ -135,9 +141,7 @@ describe("Broker", () => {
 
   it.scopedLive("a connection gets no ACK for a frontier that covers none of its batches (other brokers' batches moved it)", () =>
     Effect.gen(function*() {
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const b0 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
-      const b1 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const { log, b0, b1 } = yield* twoBrokers
       const c0 = yield* rawConnect(b0.port)
       const c1 = yield* rawConnect(b1.port)
       c0.write(hello("t", 6))
