@@ -552,6 +552,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       const intake = adopt(raw, reader)
       const socket = intake.socket
       socket.on("error", () => {})
+      // Held until it closes: besides counting it, this keeps a taken-over TLS session (a weak
+      // native object once its TLSSocket is gone) reachable while the TCP stream still feeds it.
       sockets.add(socket)
       brokerConnections.unsafeUpdate(sockets.size, [])
       socket.once("close", () => {
