@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Supervisor, TestClock } from "effect"
+import { Effect, Fiber, TestClock } from "effect"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { LeaseLine, PbrSlot } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
@@ -7,6 +7,7 @@ import { Offsets } from "../../src/layers/region/Superblock.js"
 import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { appendSimple, bell, drain, implementations, readAll, smallConfig } from "../fixtures/log-harness.js"
+import { FiberCounts } from "../fixtures/fiber-counts.js"
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
@@ -257,26 +258,18 @@ describe("Sequencer over the region", () => {
   it.scopedLive("run's rounds are served from callbacks: its fiber does not suspend per round (only to renew the lease or find topics)", () =>
     Effect.gen(function*() {
       const { cluster, a, sequencer } = yield* regionSequencer
-      /** Counts suspensions of the fibers under it (a wait or a yield as an Effect suspends its fiber). */
-      class Suspensions extends Supervisor.AbstractSupervisor<number> {
-        count = 0
-        value = Effect.sync(() => this.count)
-        override onSuspend() {
-          this.count++
-        }
-      }
-      const suspensions = new Suspensions()
-      yield* Effect.forkScoped(Effect.supervised(sequencer.run, suspensions))
+      const counts = new FiberCounts()
+      yield* Effect.forkScoped(Effect.supervised(sequencer.run, counts))
       const acked = (seq: number) => cluster.acks.awaitAcked("t", 1, 0, seq, { timeoutMs: 5_000 })
       yield* appendSimple(a, "t", 1, 0, 0)
       yield* acked(0)
-      const before = suspensions.count
+      const before = counts.suspended
       // 100 rounds, each woken by its batch's commit.
       for (let seq = 1; seq <= 100; seq++) {
         yield* appendSimple(a, "t", 1, 0, seq)
         yield* acked(seq)
       }
-      expect(suspensions.count - before).toBeLessThan(10)
+      expect(counts.suspended - before).toBeLessThan(10)
     }))
 
   it.scopedLive("run orders a burst and then a trickle as each arrives, with no pause after a busy round", () =>

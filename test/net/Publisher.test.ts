@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, ExecutionStrategy, Exit, Fiber, Scope, Supervisor } from "effect"
+import { ConfigProvider, Context, Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
@@ -10,6 +10,7 @@ import type { PublisherOptions } from "../../src/services/net/Publisher.js"
 import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
 import { audit, clean, offsetsOf, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { FiberCounts } from "../fixtures/fiber-counts.js"
 
 /** `npm run test:stress` runs the long variants. */
 const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
@@ -280,15 +281,8 @@ describe("Publisher", () => {
     Effect.gen(function*() {
       const { publisher } = yield* cluster(1)
       const p = yield* publisher({ clientId: 22, ackTimeoutMs: 10_000 })
-      /** Counts the fibers started under it (a timeout races a sleeping fiber against the wait). */
-      class Started extends Supervisor.AbstractSupervisor<number> {
-        count = 0
-        value = Effect.sync(() => this.count)
-        override onStart() {
-          this.count++
-        }
-      }
-      const started = new Started()
+      // A timeout would race a sleeping fiber against the wait: count the fibers started.
+      const counts = new FiberCounts()
       const roundTrips = Effect.gen(function*() {
         for (let i = 0; i < 20; i++) {
           yield* p.publish(testMessage(22, 2 * i, 64))
@@ -296,9 +290,9 @@ describe("Publisher", () => {
           yield* p.publishAcked(testMessage(22, 2 * i + 1, 64))
         }
       })
-      yield* Effect.supervised(roundTrips, started)
+      yield* Effect.supervised(roundTrips, counts)
       expect(p.stats().ackedMessages).toBe(40)
-      expect(started.count).toBe(0)
+      expect(counts.started).toBe(0)
     }))
 
   it.scopedLive("self-clocking under load: batches still fill, and the last one goes out with an ACK, not a timer", () =>

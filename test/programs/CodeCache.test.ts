@@ -14,11 +14,16 @@ import { fileURLToPath } from "node:url"
 
 const dist = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist")
 
-const copyOfCli = () => {
+/** Runs `test` on a copy of the built CLI in a directory of its own, removed afterwards whatever happened. */
+const withCliCopy = (test: (dir: string) => void) => () => {
   const dir = mkdtempSync(join(tmpdir(), "cxlog-code-cache-"))
-  copyFileSync(join(dist, "cxlog.mjs"), join(dir, "cxlog.mjs"))
-  copyFileSync(join(dist, "cxlog.cjs"), join(dir, "cxlog.cjs"))
-  return dir
+  try {
+    copyFileSync(join(dist, "cxlog.mjs"), join(dir, "cxlog.mjs"))
+    copyFileSync(join(dist, "cxlog.cjs"), join(dir, "cxlog.cjs"))
+    test(dir)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 /** `cxlog --version` from the copy: its output, and what the launcher says of the cache (CXLOG_CODE_CACHE=report). */
@@ -44,71 +49,46 @@ const expectedName = (dir: string, command: string) => {
 }
 
 describe("code cache", () => {
-  it("a command without a cache writes one; with one it reads it and writes nothing", () => {
-    const dir = copyOfCli()
-    try {
-      expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
-      expect(caches(dir)).toEqual([expectedName(dir, "cli")])
-      const file = join(dir, "code-cache", expectedName(dir, "cli"))
-      // Dated back, so a rewrite would show in its mtime.
-      const back = new Date(statSync(file).mtimeMs - 10_000)
-      utimesSync(file, back, back)
-      const before = statSync(file).mtimeMs
-      expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
-      expect(statSync(file).mtimeMs).toBe(before)
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+  it("a command without a cache writes one; with one it reads it and writes nothing", withCliCopy((dir) => {
+    expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
+    expect(caches(dir)).toEqual([expectedName(dir, "cli")])
+    const file = join(dir, "code-cache", expectedName(dir, "cli"))
+    // Dated back, so a rewrite would show in its mtime.
+    const back = new Date(statSync(file).mtimeMs - 10_000)
+    utimesSync(file, back, back)
+    const before = statSync(file).mtimeMs
+    expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
+    expect(statSync(file).mtimeMs).toBe(before)
+  }))
 
-  it("a damaged cache is refused (the command runs from source) and not replaced", () => {
-    const dir = copyOfCli()
-    try {
-      expect(version(dir).cache).toBe("none")
-      const file = join(dir, "code-cache", expectedName(dir, "cli"))
-      const garbage = Buffer.alloc(statSync(file).size, 0x5a)
-      writeFileSync(file, garbage)
-      expect(version(dir)).toEqual({ output: "0.1.0", cache: "refused" })
-      expect(readFileSync(file).equals(garbage)).toBe(true)
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+  it("a damaged cache is refused (the command runs from source) and not replaced", withCliCopy((dir) => {
+    expect(version(dir).cache).toBe("none")
+    const file = join(dir, "code-cache", expectedName(dir, "cli"))
+    const garbage = Buffer.alloc(statSync(file).size, 0x5a)
+    writeFileSync(file, garbage)
+    expect(version(dir)).toEqual({ output: "0.1.0", cache: "refused" })
+    expect(readFileSync(file).equals(garbage)).toBe(true)
+  }))
 
-  it("a rebuilt bundle gets its own cache: the old one is never read for it", () => {
-    const dir = copyOfCli()
-    try {
-      expect(version(dir).cache).toBe("none")
-      const old = expectedName(dir, "cli")
-      const bundle = join(dir, "cxlog.cjs")
-      const later = new Date(statSync(bundle).mtimeMs + 60_000)
-      utimesSync(bundle, later, later)
-      expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
-      expect(caches(dir)).toEqual([old, expectedName(dir, "cli")].sort())
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+  it("a rebuilt bundle gets its own cache: the old one is never read for it", withCliCopy((dir) => {
+    expect(version(dir).cache).toBe("none")
+    const old = expectedName(dir, "cli")
+    const bundle = join(dir, "cxlog.cjs")
+    const later = new Date(statSync(bundle).mtimeMs + 60_000)
+    utimesSync(bundle, later, later)
+    expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
+    expect(caches(dir)).toEqual([old, expectedName(dir, "cli")].sort())
+  }))
 
-  it("a command that fails (an unknown one) leaves no cache behind", () => {
-    const dir = copyOfCli()
-    try {
-      const { NODE_OPTIONS: _options, ...rest } = process.env
-      const run = spawnSync(process.execPath, [join(dir, "cxlog.mjs"), "no-such-command"], { env: { ...rest, CXLOG_CODE_CACHE: "on" }, encoding: "utf8" })
-      expect(run.status).toBe(2)
-      expect(caches(dir)).toEqual([])
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+  it("a command that fails (an unknown one) leaves no cache behind", withCliCopy((dir) => {
+    const { NODE_OPTIONS: _options, ...rest } = process.env
+    const run = spawnSync(process.execPath, [join(dir, "cxlog.mjs"), "no-such-command"], { env: { ...rest, CXLOG_CODE_CACHE: "on" }, encoding: "utf8" })
+    expect(run.status).toBe(2)
+    expect(caches(dir)).toEqual([])
+  }))
 
-  it("CXLOG_CODE_CACHE=off neither writes nor needs a cache", () => {
-    const dir = copyOfCli()
-    try {
-      expect(version(dir, "off")).toEqual({ output: "0.1.0", cache: undefined })
-      expect(caches(dir)).toEqual([])
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+  it("CXLOG_CODE_CACHE=off neither writes nor needs a cache", withCliCopy((dir) => {
+    expect(version(dir, "off")).toEqual({ output: "0.1.0", cache: undefined })
+    expect(caches(dir)).toEqual([])
+  }))
 })
