@@ -531,7 +531,12 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
           const nowMs = now()
           const boundMs = Math.max(1, Math.min(run.maxIdleMs, renewedAt + run.renewEveryMs - nowMs, nextDeadline() - nowMs))
           stopWatch = log.watchWork(hasWork, woken, () => boundMs)
-          if (hasWork()) woken()
+          if (!hasWork()) return
+          // Work that came before the watch: the next turn, not a nested call (a round that moved
+          // nothing while work stays would otherwise recurse here without yielding).
+          stopWatch()
+          stopWatch = undefined
+          turn = setImmediate(afterTurn)
         }
         guarded(round)()
         return Effect.sync(stop)
