@@ -40,7 +40,6 @@ import * as Auth from "./Auth.js"
 import { checkBatchPayload } from "./BatchPayload.js"
 import {
   type AckLevel,
-  ackFrame,
   MAX_ACK_ORDERS,
   errorFrame,
   Hello,
@@ -991,7 +990,10 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         if (session.orderedAcks && frontiers.ordered > Math.max(orderedSent, acked) && carried.highest >= orderedSent) {
           // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
           orderedSent = frontiers.ordered
-          if (!send(socket, ackFrame(clientId, sessionEpoch, frontiers.ordered, 1))) return "end"
+          const ordered = ackFrames.encode(clientId, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
+          const delivered = send(socket, ordered)
+          ackFrames.written(socket)
+          if (!delivered) return "end"
           sent = true
         }
         const failure = ackLevel === 2 ? watch.durableFailure() : undefined

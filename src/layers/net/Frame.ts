@@ -124,8 +124,8 @@ export const encodeFrame = (
  * ACK frames for a broker's hot path, byte for byte what `encodeFrame` makes of the same ACK
  * (Control.ackFrame), written with fixed offsets into one buffer the encoder reuses: no header
  * object, DataView or Buffer per ACK. A frame it returns stays valid until the next `encode`;
- * if whoever it was given to still holds it then (a socket that queued it rather than handing
- * it to the kernel at once), `detach` makes the next frame go into a fresh buffer.
+ * `written` leaves it its buffer when the socket it went to queued it rather than handing it to
+ * the kernel at once.
  */
 export interface AckEncoder {
   /** The ACK of batches 0..acked-1 at `level`, with `count` (batch seq, total order) pairs of `orders` from pair `from`. */
@@ -138,8 +138,6 @@ export interface AckEncoder {
     from: number,
     count: number
   ) => Buffer
-  /** The last frame is still referenced: leave its buffer to its holder. */
-  readonly detach: () => void
   /**
    * The last frame was written to `writer` (a socket): one that still has bytes queued may hold
    * it (it did not hand it to the kernel at once), so it keeps the buffer.
@@ -178,7 +176,6 @@ export const ackEncoder = (): AckEncoder => {
       buffer.writeUInt32LE(count === 0 ? 0 : crc32c(buffer, FRAME_HEADER_BYTES, payloadBytes), 28)
       return views[count] ??= buffer.subarray(0, FRAME_HEADER_BYTES + payloadBytes)
     },
-    detach: fresh,
     written: (writer) => {
       if (writer.writableLength !== 0) fresh()
     }
