@@ -177,6 +177,9 @@ export interface PersistOptions {
   readonly onAppended?: (batch: { readonly clientId: number; readonly sessionEpoch: number; readonly batchSeq: number }) => void
 }
 
+/** A suspect session (see persistTopic) whose first batch after a gap was past its durable frontier: no batch seq equals it. */
+const STUCK = -1
+
 /** The message offset after the last batch in the stream, or 0 when it is empty. */
 const streamEnd = (log: SegmentLog) =>
   Effect.gen(function*() {
@@ -239,19 +242,17 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         byEpoch.set(sessionEpoch, found.durable)
       })
     }
-    /** Suspects whose first batch here was past their frontier: by client id, their epochs. */
-    const stuck = new Map<number, Set<number>>()
+    /** Whether the batch may move its session's level 2; a suspect is settled by its first batch here (kept as STUCK when it was past the frontier). */
     const mayAdvance = (clientId: number, sessionEpoch: number, batchSeq: number) => {
-      if (stuck.get(clientId)?.has(sessionEpoch) === true) return false
       const byEpoch = suspects.get(clientId)
       const durable = byEpoch?.get(sessionEpoch)
       if (durable === undefined) return true
-      byEpoch!.delete(sessionEpoch)
-      if (byEpoch!.size === 0) suspects.delete(clientId)
-      if (batchSeq === durable) return true
-      let epochs = stuck.get(clientId)
-      if (epochs === undefined) stuck.set(clientId, epochs = new Set())
-      epochs.add(sessionEpoch)
+      if (batchSeq === durable) {
+        byEpoch!.delete(sessionEpoch)
+        if (byEpoch!.size === 0) suspects.delete(clientId)
+        return true
+      }
+      byEpoch!.set(sessionEpoch, STUCK)
       return false
     }
     const maxPending = options.maxPendingBytes ?? 32 << 20
@@ -306,7 +307,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         clients.push(batch.clientId)
         epochs.push(batch.sessionEpoch)
         // -1: on disk, but not a durable frontier to publish.
-        seqs.push((suspects.size === 0 && stuck.size === 0) || mayAdvance(batch.clientId, batch.sessionEpoch, batch.batchSeq) ? batch.batchSeq : -1)
+        seqs.push(suspects.size === 0 || mayAdvance(batch.clientId, batch.sessionEpoch, batch.batchSeq) ? batch.batchSeq : -1)
         options.onAppended?.(batch)
       }, 64)
       if (failed !== undefined) return yield* failed

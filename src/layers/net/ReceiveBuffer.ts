@@ -56,11 +56,6 @@ export class ReceiveBuffer {
     this.buffer = new Uint8Array(options.bufferBytes)
   }
 
-  /** Received bytes not handed out yet. */
-  get unread(): number {
-    return this.end - this.start
-  }
-
   /** True while a frame is partly received (what an end of stream now would truncate). */
   get midFrame(): boolean {
     return this.end > this.start
