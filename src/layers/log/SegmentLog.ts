@@ -492,12 +492,18 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           filling.buf = grown
         }
         const at = filling.fill
-        new DataView(filling.buf.buffer).setUint32(at, length, true)
+        const buf = filling.buf
+        // The record's length, little-endian, written byte by byte (no view made per record).
+        buf[at] = length & 0xff
+        buf[at + 1] = (length >>> 8) & 0xff
+        buf[at + 2] = (length >>> 16) & 0xff
+        buf[at + 3] = length >>> 24
         let put = 0
-        for (const part of record instanceof Uint8Array ? [record] : record) {
-          if (put >= indexBytes) break
+        const single = record instanceof Uint8Array
+        for (let i = 0; i < (single ? 1 : record.length) && put < indexBytes; i++) {
+          const part = single ? record : record[i]!
           const n = Math.min(part.length, indexBytes - put)
-          filling.buf.set(part.subarray(0, n), at + 4 + put)
+          buf.set(part.subarray(0, n), at + 4 + put)
           put += n
         }
         filling.buf.fill(0, at + 4 + put, at + entry)
