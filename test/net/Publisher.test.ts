@@ -277,7 +277,7 @@ describe("Publisher", () => {
       expect(audit(log.ordered("t"), new Map([[20, 6]]))).toEqual({ messages: 6, ...clean })
     }))
 
-  it.scopedLive("waiting for an ACK (flush, publishAcked) starts no fiber: one callback wait with one timer per wait", () =>
+  it.scopedLive("waiting for an ACK (flush, publishAcked) starts no fiber: one callback wait per wait", () =>
     Effect.gen(function*() {
       const { publisher } = yield* cluster(1)
       const p = yield* publisher({ clientId: 22, ackTimeoutMs: 10_000 })
@@ -293,6 +293,30 @@ describe("Publisher", () => {
       yield* Effect.supervised(roundTrips, counts)
       expect(p.stats().ackedMessages).toBe(40)
       expect(counts.started).toBe(0)
+    }))
+
+  it.scopedLive("waits pending together (window room, flush, publishAcked) arm one timer between them, not one each", () =>
+    Effect.gen(function*() {
+      // The log takes batches and never orders them: every wait below stays pending.
+      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const { publisher } = yield* cluster(1, { wrap: swallow })
+      const p = yield* publisher({ clientId: 23, batchBytes: 1024, maxInFlightBatches: 1, ackTimeoutMs: 60_000 })
+      while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
+      yield* p.publish(testMessage(23, 0, 64))
+      yield* Effect.promise(() => Promise.resolve())
+      expect(p.stats().inFlight).toBe(1)
+      const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length
+      const before = timers()
+      const waits = yield* Effect.forEach([
+        ...Array.from({ length: 10 }, () => p.flush(60_000)),
+        ...Array.from({ length: 10 }, (_, i) => p.publishAcked(testMessage(23, 1 + i, 64))),
+        // The open batch is full: these wait for window room.
+        ...Array.from({ length: 10 }, (_, i) => p.publish(testMessage(23, 11 + i, 1000)))
+      ], (wait) => Effect.fork(wait))
+      yield* Effect.sleep("20 millis")
+      expect(waits.map((fiber) => fiber.unsafePoll())).toEqual(waits.map(() => null))
+      expect(timers() - before).toBeLessThanOrEqual(1)
+      yield* Fiber.interruptAll(waits)
     }))
 
   it.scopedLive("self-clocking under load: batches still fill, and the last one goes out with an ACK, not a timer", () =>

@@ -75,6 +75,14 @@ interface AckWaiter {
   readonly resume: (result: Either.Either<PublishAck, PublishError>) => void
 }
 
+/** A wait in progress, as the timer that bounds every wait sees it. */
+interface Bounded {
+  /** When it fails (performance.now() ms). */
+  readonly expiresAt: () => number
+  /** Fails it with its timeout. */
+  readonly expire: () => void
+}
+
 interface Link {
   readonly index: number
   readonly name: string
@@ -169,7 +177,18 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
      * from the connection that carried them names it (or settles that it is unknown).
      */
     let awaitingOffset: Array<Batch> = []
+    /** Sealed batches not done that carry ACK waiters: while none do and none await an offset, ACK payloads are not read. */
+    let ackWaitingBatches = 0
+    /** ACK 2: batches below this seq of the current epoch are ordered or done (an ordered ACK scans from here). */
+    let orderedSeq = 0
+    /** Waits for window room or a flush, each re-checked by every change (`notify`). */
     const waiters = new Set<() => void>()
+    /** Every wait in progress, for the one timer that bounds them all (`bound`). */
+    const bounded = new Set<Bounded>()
+    let boundTimer: ReturnType<typeof setTimeout> | undefined
+    let boundAt = Infinity
+    /** When a batch was last completed (a wait for window room counts its bound from there). */
+    let lastAckAt = 0
     const counts = { messages: 0, batches: 0, ackedBatches: 0, ackedMessages: 0, resends: 0, fences: 0 }
     const latencies = new Float64Array(LATENCY_SAMPLES)
     let latencyCount = 0
@@ -187,12 +206,71 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       retry: undefined
     }))
 
+    /** Wakes every wait; one that is ready withdraws itself (a Set's iteration tolerates that). */
     const notify = () => {
       if (waiters.size === 0) return
-      const woken = [...waiters]
-      waiters.clear()
-      for (const wake of woken) wake()
+      for (const wake of waiters) wake()
     }
+
+    /** Arms the bounds' timer for `at` (performance.now() ms) unless it fires sooner already. */
+    const armBound = (at: number) => {
+      if (boundTimer !== undefined && boundAt <= at) return
+      clearTimeout(boundTimer)
+      boundAt = at
+      boundTimer = setTimeout(expireBounds, Math.max(0, Math.ceil(at - performance.now())))
+    }
+
+    /** Fails the waits past their bound; the timer then waits for the nearest of the others. */
+    function expireBounds() {
+      boundTimer = undefined
+      boundAt = Infinity
+      const now = performance.now()
+      let next = Infinity
+      for (const wait of bounded) {
+        const at = wait.expiresAt()
+        if (at <= now) wait.expire()
+        else next = Math.min(next, at)
+      }
+      if (next < Infinity) armBound(next)
+    }
+
+    /**
+     * The one shape of every wait here (window room, a flush, a message's ACK): a callback wait
+     * that `start` hooks up (handing it how to settle; returning how to unhook it), bounded by
+     * `timeoutMs` from its start — or, with `restartOnAck`, from the last batch completed since.
+     * No timer or fiber of its own: one timer bounds every wait (`armBound`), and it only holds
+     * the process while a wait is in progress (a busy publisher waits once per ACK).
+     */
+    const boundedWait = <A>(
+      timeoutMs: number,
+      restartOnAck: boolean,
+      start: (settle: (outcome: Effect.Effect<A, PublishError | PublishAckTimeout>) => void) => () => void
+    ): Effect.Effect<A, PublishError | PublishAckTimeout> =>
+      Effect.async<A, PublishError | PublishAckTimeout>((resume) => {
+        const startedAt = performance.now()
+        let unhook: (() => void) | undefined
+        const end = () => {
+          unhook?.()
+          unhook = undefined
+          bounded.delete(wait)
+          if (bounded.size === 0) boundTimer?.unref()
+        }
+        const wait: Bounded = {
+          expiresAt: () => (restartOnAck && lastAckAt > startedAt ? lastAckAt : startedAt) + timeoutMs,
+          expire: () => {
+            end()
+            resume(Effect.fail(ackTimeout(timeoutMs)))
+          }
+        }
+        bounded.add(wait)
+        if (bounded.size === 1) boundTimer?.ref()
+        armBound(startedAt + timeoutMs)
+        unhook = start((outcome) => {
+          end()
+          resume(outcome)
+        })
+        return Effect.sync(end)
+      })
 
     const complete = (batch: Batch) => {
       batch.done = true
@@ -200,7 +278,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       else inFlight--
       const link = links[batch.lastLink]
       if (link !== undefined) link.acked++
-      const micros = (performance.now() - batch.sealedAt) * 1000
+      lastAckAt = performance.now()
+      const micros = (lastAckAt - batch.sealedAt) * 1000
       latencies[latencyCount++ % LATENCY_SAMPLES] = micros
       publisherAckLatency.unsafeUpdate(micros, [])
       publisherAckedMessages.unsafeUpdate(batch.messageCount, [])
@@ -209,6 +288,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       counts.ackedMessages += batch.messageCount
       if (batch.pendingWrites === 0) pool.give(batch.buffer)
       if (batch.ackWaiters !== undefined) {
+        ackWaitingBatches--
         if (batch.firstOffset >= 0 || ackLevel === 0) settleAcks(batch)
         else awaitingOffset.push(batch)
       }
@@ -240,7 +320,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
 
     /** The total orders an ACK frame names: pairs (batch seq, total order of its first message), little-endian f64. */
     const learnOffsets = (orders: Uint8Array) => {
-      if (orders.length < 16 || unacked.length === 0) return
+      if (orders.length < 16 || unacked.length === 0 || (ackWaitingBatches === 0 && awaitingOffset.length === 0)) return
       const view = new DataView(orders.buffer, orders.byteOffset, orders.length)
       const base = unacked[0]!.seq
       for (let at = 0; at + 16 <= orders.length; at += 16) {
@@ -296,8 +376,9 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
 
     /** ACK 2: batches 0..count-1 of the current epoch are ordered; they leave the send window for the ordered one. */
     const acknowledgeOrdered = (count: number) => {
+      if (count <= orderedSeq || unacked.length === 0) return
       let moved = false
-      for (let i = head; i < unacked.length && unacked[i]!.seq < count; i++) {
+      for (let i = Math.max(head, orderedSeq - unacked[0]!.seq); i < unacked.length && unacked[i]!.seq < count; i++) {
         const batch = unacked[i]!
         if (batch.done || batch.ordered) continue
         batch.ordered = true
@@ -305,6 +386,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         orderedInFlight++
         moved = true
       }
+      orderedSeq = count
       if (moved) afterProgress()
     }
 
@@ -389,6 +471,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         firstOffset: -1,
         ackWaiters: openAckWaiters
       }
+      if (openAckWaiters !== undefined) ackWaitingBatches++
       openAckWaiters = undefined
       unacked.push(batch)
       inFlight++
@@ -407,12 +490,15 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       if (failure !== undefined) return
       failure = error
       clearTimeout(lingerTimer)
+      ackWaitingBatches = 0
       const failed = Either.left(error)
       const waiting = [openAckWaiters, ...awaitingOffset.map((b) => b.ackWaiters), ...unacked.slice(head).map((b) => b.ackWaiters)]
       for (const batch of [...awaitingOffset, ...unacked]) batch.ackWaiters = undefined
       awaitingOffset = []
       openAckWaiters = undefined
       for (const waiters of waiting) for (const waiter of waiters ?? []) waiter.resume(failed)
+      clearTimeout(boundTimer)
+      boundTimer = undefined
       for (const link of links) {
         clearTimeout(link.retry)
         link.connection?.close()
@@ -505,6 +591,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     /** Drops every connection and registers a new session; batches waiting for a link go out under it. */
     const restartSession = () => {
       epoch = undefined
+      orderedSeq = 0
       registrar = undefined
       for (const link of links) {
         clearTimeout(link.retry)
@@ -606,6 +693,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       })
       unacked = replay
       head = 0
+      orderedSeq = 0
       unrouted = [...replay]
       nextSeq = replay.length
       restartSession()
@@ -680,21 +768,11 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           if (taken === false) return Effect.zipRight(writable, Effect.suspend(attempt))
           if (taken !== true) return Effect.fail(taken)
           if (settled !== undefined) return settled
-          // One callback wait with its own timer: no race, no sleeping fiber per message.
-          return Effect.async<PublishAck, PublishError | PublishAckTimeout>((resume) => {
-            const timer = setTimeout(() => {
+          return boundedWait<PublishAck>(settings.ackTimeoutMs, false, (settle) => {
+            resumeCaller = settle
+            return () => {
               resumeCaller = undefined
-              resume(Effect.fail(ackTimeout(settings.ackTimeoutMs)))
-            }, settings.ackTimeoutMs)
-            resumeCaller = (result) => {
-              clearTimeout(timer)
-              resumeCaller = undefined
-              resume(result)
             }
-            return Effect.sync(() => {
-              clearTimeout(timer)
-              resumeCaller = undefined
-            })
           })
         })
       })
@@ -716,46 +794,26 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
 
     /**
      * Waits for window room; an ACK that completes a batch restarts the bound, so only a
-     * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails. One
-     * callback wait, woken by every change (`notify`), with one timer that re-arms itself for
-     * what is left of a restarted bound: no fiber or timer per wake (a busy publisher waits
-     * once per ACK).
+     * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails.
      */
     const awaitRoom = (ready: () => boolean): Effect.Effect<void, PublishError | PublishAckTimeout> =>
       Effect.suspend(() => {
         if (failure !== undefined) return Effect.fail(failure)
         if (ready()) return Effect.void
-        return Effect.async<void, PublishError | PublishAckTimeout>((resume) => {
-          let acked = counts.ackedBatches
-          let progressAt = performance.now()
-          let timer: ReturnType<typeof setTimeout> | undefined
-          const settle = (outcome: Effect.Effect<void, PublishError | PublishAckTimeout>) => {
-            clearTimeout(timer)
-            waiters.delete(wake)
-            resume(outcome)
-          }
-          const expire = () => {
-            const leftMs = progressAt + settings.ackTimeoutMs - performance.now()
-            if (leftMs > 0) timer = setTimeout(expire, leftMs)
-            else settle(Effect.fail(ackTimeout(settings.ackTimeoutMs)))
-          }
-          const wake = () => {
-            if (failure !== undefined) return settle(Effect.fail(failure))
-            if (ready()) return settle(Effect.void)
-            if (counts.ackedBatches !== acked) {
-              acked = counts.ackedBatches
-              progressAt = performance.now()
-            }
-            waiters.add(wake)
-          }
-          timer = setTimeout(expire, settings.ackTimeoutMs)
-          waiters.add(wake)
-          return Effect.sync(() => {
-            clearTimeout(timer)
-            waiters.delete(wake)
-          })
-        })
+        return boundedWait<void>(settings.ackTimeoutMs, true, (settle) => wakeWhen(ready, settle))
       })
+
+    /** Hooks a wait up to `notify`: it settles once the publisher failed or `ready()` holds. */
+    const wakeWhen = (ready: () => boolean, settle: (outcome: Effect.Effect<void, PublishError>) => void) => {
+      const wake = () => {
+        if (failure !== undefined) settle(Effect.fail(failure))
+        else if (ready()) settle(Effect.void)
+      }
+      waiters.add(wake)
+      return () => {
+        waiters.delete(wake)
+      }
+    }
 
     /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
     const writable: Effect.Effect<void, PublishError | PublishAckTimeout> = awaitRoom(() => room() || builder.messageCount === 0)
@@ -780,32 +838,14 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     }
 
     /**
-     * Until everything published is acknowledged, failing after `timeoutMs`: one callback wait,
-     * woken by every change (`notify`), with one timer (no race and no sleeping fiber per flush:
-     * a closed loop of publish and flush allocated ~50 KiB of fibers per round trip that way).
+     * Until everything published is acknowledged, failing after `timeoutMs` (no sleeping fiber
+     * per flush: a closed loop of publish and flush allocated ~50 KiB of fibers per round trip that way).
      */
     const flush = (timeoutMs: number): Effect.Effect<void, PublishError | PublishAckTimeout> =>
       Effect.suspend(() => {
         if (failure !== undefined) return Effect.fail(failure)
         if (flushed()) return Effect.void
-        return Effect.async<void, PublishError | PublishAckTimeout>((resume) => {
-          const settle = (outcome: Effect.Effect<void, PublishError | PublishAckTimeout>) => {
-            clearTimeout(timer)
-            waiters.delete(wake)
-            resume(outcome)
-          }
-          const wake = () => {
-            if (failure !== undefined) return settle(Effect.fail(failure))
-            if (flushed()) return settle(Effect.void)
-            waiters.add(wake)
-          }
-          const timer = setTimeout(() => settle(Effect.fail(ackTimeout(timeoutMs))), timeoutMs)
-          waiters.add(wake)
-          return Effect.sync(() => {
-            clearTimeout(timer)
-            waiters.delete(wake)
-          })
-        })
+        return boundedWait<void>(timeoutMs, false, (settle) => wakeWhen(flushed, settle))
       })
 
     /**
