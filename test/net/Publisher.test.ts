@@ -11,6 +11,8 @@ import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
 import { audit, clean, offsetsOf, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { hello, rawConnect } from "../fixtures/net-raw-client.js"
 import { FiberCounts } from "../fixtures/fiber-counts.js"
+import { Socket } from "node:net"
+import { FrameType, writeFrameHeader, writeHeader } from "../../src/layers/net/Frame.js"
 
 /** `npm run test:stress` runs the long variants. */
 const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
@@ -133,6 +135,43 @@ describe("Publisher", () => {
       expect(a.ackLatencies().length).toBe(stats.batches)
       expect(new Set(log.ordered("t").map((x) => x.broker))).toEqual(new Set([0, 1, 2, 3]))
     }))
+
+  it.scopedLive("each batch goes to the socket as one write of header and payload (the header in the pool's room in front), an oversized message's too", () =>
+    Effect.gen(function*() {
+      // Every socket write of a BATCH frame in this process: its header's payload length and the write's length.
+      const batchWrites: Array<{ payloadBytes: number; length: number }> = []
+      const original = Socket.prototype.write
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          Socket.prototype.write = function(this: Socket, chunk: unknown, ...rest: Array<unknown>) {
+            if (chunk instanceof Uint8Array && chunk.length >= 32 && chunk[0] === FrameType.BATCH && chunk[2] === 0x43 && chunk[3] === 0x58) {
+              batchWrites.push({ payloadBytes: Buffer.from(chunk.buffer, chunk.byteOffset, 32).readUInt32LE(24), length: chunk.length })
+            }
+            return (original as (...args: Array<unknown>) => boolean).apply(this, [chunk, ...rest])
+          } as typeof original
+        }),
+        () => Effect.sync(() => (Socket.prototype.write = original))
+      )
+      const { log, publisher } = yield* cluster(2)
+      const p = yield* publisher({ clientId: 24, batchBytes: 2048, maxBatchBytes: 16_384 })
+      yield* publishTestMessages(p, 24, 300, 500)
+      // Larger than a pooled buffer: a batch of its own, copied behind a header.
+      yield* p.publish(testMessage(24, 300, 9_000))
+      yield* p.flush(10_000)
+      expect(audit(log.ordered("t"), new Map([[24, 301]]))).toEqual({ messages: 301, ...clean })
+      expect(batchWrites.length).toBe(p.stats().batches)
+      expect(batchWrites.filter((w) => w.length !== 32 + w.payloadBytes)).toEqual([])
+      expect(batchWrites.some((w) => w.payloadBytes > 9_000)).toBe(true)
+    }))
+
+  it("writeFrameHeader writes the bytes writeHeader writes", () => {
+    const fields = { type: FrameType.BATCH, clientId: 0xfedc_ba98, sessionEpoch: 7, seq: 2 ** 40 + 12_345, messageCount: 513, payloadBytes: 65_536, crc32c: 0x8000_0001 }
+    const expected = Buffer.alloc(32)
+    writeHeader(expected, 0, fields)
+    const frame = Buffer.alloc(32, 0xff)
+    writeFrameHeader(frame, fields.type, fields.clientId, fields.sessionEpoch, fields.seq, fields.messageCount, fields.payloadBytes, fields.crc32c)
+    expect(frame).toEqual(expected)
+  })
 
   it.scopedLive("sticky spread keeps to one broker; ack level 2 and level 0 complete too", () =>
     Effect.gen(function*() {

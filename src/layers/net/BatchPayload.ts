@@ -270,15 +270,17 @@ export interface SealedPayload {
 /**
  * Reusable batch buffers of one size. Buffers are not zeroed (the builder writes every byte
  * of a record, padding included); they come back once a batch is acknowledged and no write
- * of it is pending, so a steady stream allocates nothing per batch.
+ * of it is pending, so a steady stream allocates nothing per batch. With `headroom`, each
+ * buffer starts that many bytes into its own memory (a frame header is written there, so
+ * header and payload go to the socket as one write).
  */
 export class BufferPool {
   private readonly free: Array<Uint8Array> = []
 
-  constructor(readonly size: number, private readonly keep: number) {}
+  constructor(readonly size: number, private readonly keep: number, readonly headroom = 0) {}
 
   take(): Uint8Array {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size)
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.headroom + this.size).subarray(this.headroom)
   }
 
   give(buffer: Uint8Array): void {

@@ -1,6 +1,6 @@
 /**
  * The client side of one broker connection: connects, sends HELLO, waits for WELCOME, then
- * sends batches (header and payload written separately, never copied together) and reports
+ * sends batches (each one write of a frame the publisher built around its payload) and reports
  * the broker's ACK, SESSION_FENCED and ERROR frames. Any failure ends in exactly one
  * `onClosed`, with a `ConnectionClosed` that names the broker's ERROR code when it sent one
  * (`too-many-connections`, `idle-timeout`, …), so a refusal is told apart from a broker that is down.
@@ -22,7 +22,7 @@ import {
   type WireErrorCode,
   WireViolation
 } from "./Control.js"
-import { ACK_ORDER_BYTES, encodeHeader, type FrameHeader, FrameType } from "./Frame.js"
+import { ACK_ORDER_BYTES, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 
 /** How long a clean close waits for the broker to close its side. */
@@ -104,10 +104,11 @@ export const dialBroker = (address: BrokerAddress, tls: ClientSecurity["tls"]): 
 
 export interface ClientConnection {
   /**
-   * Sends a batch frame; `onWritten` runs once its bytes are handed to the kernel, or with
-   * an error once the connection dropped them (exactly once either way).
+   * Sends a batch frame (header and payload in one buffer: one write); `onWritten` runs once
+   * its bytes are handed to the kernel, or with an error once the connection dropped them
+   * (exactly once either way).
    */
-  readonly sendBatch: (header: FrameHeader, payload: Uint8Array, onWritten: (error: Error | null | undefined) => void) => void
+  readonly sendBatch: (frame: Buffer, onWritten: (error: Error | null | undefined) => void) => void
   /**
    * Ends the session cleanly: sends CLOSE (the session sent `batches` batches) after
    * everything written before, then ends the connection; no event follows.
@@ -198,12 +199,9 @@ export const openConnection = (
   })
 
   return {
-    sendBatch: (header, payload, onWritten) => {
+    sendBatch: (frame, onWritten) => {
       if (closed) return queueMicrotask(() => onWritten(new Error("connection closed")))
-      socket.cork()
-      socket.write(encodeHeader(header))
-      socket.write(payload, onWritten)
-      socket.uncork()
+      socket.write(frame, onWritten)
     },
     closeSession: (sessionEpoch, batches) => {
       if (closed) return

@@ -2,7 +2,7 @@
  * The publisher over TCP broker connections (see services/Publisher.ts for the contract).
  * All state is plain mutable data touched from socket callbacks and fibers on the one JS
  * thread; per message the work is a timestamp and a copy into the batch buffer, per batch a seal (crc32c)
- * and one header allocation per send. A message's path: `tryPublish` → the open batch →
+ * and one socket write of header and payload together (the pool leaves room for the header in front of each buffer). A message's path: `tryPublish` → the open batch →
  * `seal` → `dispatch` (`choose` a link) → `transmit` → the broker; back: an ACK frame →
  * `acknowledge` → `complete` → `afterProgress` (window room, waiters woken).
  *
@@ -40,7 +40,7 @@ import {
   parseAddresses
 } from "./ClientConnection.js"
 import { type AckLevel, fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
-import { FrameType } from "./Frame.js"
+import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
 
 /** ACK 2: ordered batches waiting for the disk may number this many times the send window. */
 const ORDERED_WINDOW_FACTOR = 3
@@ -49,6 +49,8 @@ interface Batch {
   /** Batch seq in the current epoch (renumbered when a fence opens the next one). */
   seq: number
   readonly payload: Uint8Array
+  /** Its frame: the header's 32 bytes (stamped at each send), then `payload` (the same bytes, not a copy, for pooled buffers). */
+  readonly frame: Buffer
   /** The pooled buffer under `payload`, given back once the batch is done and no write of it is pending. */
   readonly buffer: Uint8Array
   pendingWrites: number
@@ -154,7 +156,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
      * and a resend of one is a duplicate the log drops).
      */
     const orderedWindow = ackLevel === 2 ? ORDERED_WINDOW_FACTOR * window : 0
-    const pool = new BufferPool(settings.batchBytes, window + orderedWindow + 2)
+    const pool = new BufferPool(settings.batchBytes, window + orderedWindow + 2, FRAME_HEADER_BYTES)
     const builder = new BatchBuilder(pool)
     /** Sealed batches not yet done, in seq order from `head` (done ones are dropped from the front). */
     let unacked: Array<Batch> = []
@@ -421,15 +423,9 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           afterWritesSoon()
         }
       }
-      link.connection!.sendBatch({
-        type: FrameType.BATCH,
-        clientId,
-        sessionEpoch,
-        seq: batch.seq,
-        messageCount: batch.messageCount,
-        payloadBytes: batch.payload.length,
-        crc32c: batch.crc32c
-      }, batch.payload, written)
+      // Rewriting the header is safe: a connection that still holds an earlier send of it is gone.
+      writeFrameHeader(batch.frame, FrameType.BATCH, clientId, sessionEpoch, batch.seq, batch.messageCount, batch.payload.length, batch.crc32c)
+      link.connection!.sendBatch(batch.frame, written)
     }
 
     const dispatch = (batch: Batch) => {
@@ -458,6 +454,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       const batch: Batch = {
         seq: nextSeq++,
         payload: sealed.payload,
+        frame: frameAround(sealed.payload),
         buffer: sealed.buffer,
         pendingWrites: 0,
         messageCount: sealed.messageCount,
@@ -478,6 +475,19 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       counts.batches++
       publisherBatches.unsafeUpdate(1, [])
       dispatch(batch)
+    }
+
+    /**
+     * A Buffer over the header room the pool left in front of `payload` and the payload; a batch
+     * of its own for an oversized message has no such room and is copied behind a header.
+     */
+    const frameAround = (payload: Uint8Array): Buffer => {
+      if (payload.byteOffset >= FRAME_HEADER_BYTES) {
+        return Buffer.from(payload.buffer, payload.byteOffset - FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + payload.length)
+      }
+      const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
+      frame.set(payload, FRAME_HEADER_BYTES)
+      return frame
     }
 
     /** The open batch waited `lingerMs` for an ACK: it goes now if the window has room, else with the next ACK. */
