@@ -3,7 +3,7 @@
  * refuses stops the command with a typed error naming it, after flushing the lines before it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber, Option } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { publish, type PublishOptions } from "../../src/programs/Publish.js"
@@ -61,5 +61,39 @@ describe("cxlog publish (lines)", () => {
       expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "LineNotPublished", line: 3, bytes: 5000, cause: { _tag: "MessageTooLarge" } } } })
       expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/line 3 \(5000 bytes\) was not published: a 5000-byte message does not fit/)
       expect(published).toEqual(["first", "second"])
+    }))
+
+})
+
+describe("cxlog publish --count --rate-mbps", () => {
+  it.scopedLive("an offered load is paced by a plain timer: messages are published from its callback, not by waking the fiber per tick", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
+      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      // The publisher reads each message's key as it takes it: note whether a fiber is running then.
+      const taken = { inFiber: 0, outside: 0 }
+      const message = {
+        get key() {
+          if (Option.isSome(Fiber.getCurrentFiber())) taken.inFiber++
+          else taken.outside++
+          return "k"
+        }
+      }
+      // 300 messages of 1000 bytes at 1 MB/s: ~300 ms, a tick per ms.
+      const exit = yield* Effect.exit(publish({
+        publisher: { brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t" },
+        count: 300,
+        messageBytes: 1000,
+        rateMBps: 1,
+        publisherIndex: 0,
+        flushTimeoutMs: 10_000,
+        reportEveryMs: 60_000,
+        report: () => {},
+        message
+      }))
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(log.ordered("t").reduce((n, batch) => n + batch.messageCount, 0)).toBe(300)
+      // The first tick runs as the fiber starts the pacer; every later one from the timer.
+      expect(taken.outside).toBeGreaterThan(taken.inFiber)
     }))
 })
