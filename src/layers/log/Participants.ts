@@ -193,24 +193,31 @@ export interface Listening {
   readonly watch: ListenerWatch
 }
 
+/**
+ * `DoorbellShape.watch` announced to ringers: `count(1)` (a sequentially consistent store) before
+ * the watch is registered, `count(-1)` once when it stops. The caller checks its condition once
+ * after the call: that is the re-check after counting.
+ */
+export const countedWatch = (doorbell: DoorbellShape, count: (delta: 1 | -1) => void): ListenerWatch => (condition, onReady, everyMs) => {
+  count(1)
+  const stop = doorbell.watch(condition, onReady, everyMs)
+  let stopped = false
+  return () => {
+    if (stopped) return
+    stopped = true
+    stop()
+    count(-1)
+  }
+}
+
 /** Both waits over one wait-count word: counted (a sequentially consistent add) before the doorbell re-checks, uncounted however the wait ends. */
-const countedWaits = (doorbell: DoorbellShape, count: (delta: number) => void): Listening => {
+const countedWaits = (doorbell: DoorbellShape, count: (delta: 1 | -1) => void): Listening => {
   const counted = Effect.sync(() => count(1))
   const uncounted = Effect.sync(() => count(-1))
   return {
     // `doorbell.await` checks the condition first: that is the re-check after counting.
     await: (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted),
-    watch: (condition, onReady, everyMs) => {
-      count(1)
-      const stop = doorbell.watch(condition, onReady, everyMs)
-      let stopped = false
-      return () => {
-        if (stopped) return
-        stopped = true
-        stop()
-        count(-1)
-      }
-    }
+    watch: countedWatch(doorbell, count)
   }
 }
 

@@ -28,7 +28,7 @@ import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { Offsets } from "../region/Superblock.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
-import { isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
+import { countedWatch, isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
 import { DescriptorState, GoiEntry, LeaseLine, LINE_BYTES, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import {
   DescriptorView,
@@ -320,15 +320,9 @@ const regionLog = (
    * Waits on the doorbell with the lease line's `waiting` word set meanwhile (appenders ring
    * only then). Set before `hasWork` is first checked (by the caller, after this): an appender
    * commits, then reads the word, so either it sees 1 and rings, or the check sees its commit.
+   * One watch at a time, so the word is a flag, not a count.
    */
-  const watchWork = (hasWork: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => {
-    lease.markWaiting(1)
-    const stop = doorbell.watch(hasWork, onReady, everyMs)
-    return () => {
-      stop()
-      lease.markWaiting(0)
-    }
-  }
+  const watchWork = countedWatch(doorbell, (delta) => lease.markWaiting(delta === 1 ? 1 : 0))
 
   return {
     beginRound: lease.beginRound,
