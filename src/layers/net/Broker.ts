@@ -97,12 +97,6 @@ class Carried {
     return this.seqs.length > 0
   }
 
-  /** Whether a batch carried and not yet acknowledged is below `frontier` (an ACK up to it would cover one of ours). */
-  carriesBelow(frontier: number): boolean {
-    for (const seq of this.seqs) if (seq < frontier) return true
-    return false
-  }
-
   /** Called once by the next `add` (the ACK tracker waiting for a batch to acknowledge), then cleared. */
   onCarried: (() => void) | undefined = undefined
 
@@ -118,8 +112,9 @@ class Carried {
   }
 
   /**
-   * Takes the batches below `frontier` and writes the pairs of those with a known total order
-   * into `orders` (grown as needed); returns how many pairs.
+   * Takes the batches below `frontier` (an ACK up to it covers them) and writes the pairs of
+   * those with a known total order into `orders` (grown as needed); returns how many pairs, or
+   * -1 when no batch carried is below `frontier` (then an ACK up to it would cover none of ours).
    */
   take(frontier: number, orderOf: (pbrSeq: number) => number | undefined): number {
     let pairs = 0
@@ -144,6 +139,7 @@ class Carried {
       this.orders[2 * pairs + 1] = order
       pairs++
     }
+    if (kept === seqs.length) return -1
     seqs.length = kept
     pbrSeqs.length = kept
     return pairs
@@ -980,8 +976,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         let sent = false
         // Only a frontier past one of this connection's batches: under order 5 the session's frontier
         // also moves with the batches other brokers carry, and their brokers acknowledge those.
-        if (ackLevel > 0 && frontier > acked && carried.carriesBelow(frontier)) {
-          const pairs = carried.take(frontier, orderOf)
+        const pairs = ackLevel > 0 && frontier > acked ? carried.take(frontier, orderOf) : -1
+        if (pairs >= 0) {
           const before = acked
           acked = frontier
           if (!sendAck(socket, session, before, frontier, carried.orders, pairs)) return "end"
