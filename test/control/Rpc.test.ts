@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Fiber, Option, Schedule, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Option, Runtime, Schedule, Scope, Stream } from "effect"
 import * as RpcLayers from "../../src/layers/control/Rpc.js"
 import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
 import { Rings, type RingWriter } from "../../src/services/control/Rings.js"
@@ -130,6 +130,63 @@ const contract = (label: string, open: OpenRings) =>
         const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
         expect(yield* client.call(Later, { at: new Date(0), days: 1 })).toEqual(new Date("2024-01-02T00:00:00Z"))
         expect(yield* client.call(Later, { at: new Date(0), days: 1 })).toEqual(new Date("2024-01-03T00:00:00Z"))
+      }))
+
+    // Requests read in one wake are served in one synchronous run: an object changed between
+    // two of them is still encoded again for the second (only values marked `sharedReply` are
+    // encoded once).
+    it.scopedLive("a handler returning the same object after changing it, to requests served in one wake, replies with each new value", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+        const { replies, requests } = layout(65536)
+        const shared = new Date("2024-01-01T00:00:00Z")
+        const served: Array<number> = []
+        const inspector = yield* rings.inspect(replies)
+        yield* rpc.serve({ replies, requests }, [
+          handle(Later, ({ days }) =>
+            Effect.sync(() => {
+              served.push(inspector.writer().sequence)
+              shared.setTime(shared.getTime() + days * 86_400_000)
+              return shared
+            }))
+        ])
+        const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
+        const dates = yield* Effect.all([client.call(Later, { at: new Date(0), days: 1 }), client.call(Later, { at: new Date(0), days: 2 })], {
+          concurrency: "unbounded"
+        })
+        expect(dates.map((d) => d.toISOString()).sort()).toEqual(["2024-01-02T00:00:00.000Z", "2024-01-04T00:00:00.000Z"])
+        // Both were served in one run: no reply was read back between them (the case a per-run cache got wrong).
+        expect(served).toHaveLength(2)
+      }))
+
+    // A handler that suspends runs in a fiber of its own, which the request ring's reader joins
+    // once the wake's callback hands it over. Here the reader is told to stop before it can: the
+    // server's scope starts closing in the same step as the request is committed.
+    it.scopedLive("a handler suspended when its server's scope closes is interrupted, even before the reader joined it", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+        const { replies, requests } = layout(65536)
+        const started = yield* Deferred.make<void>()
+        const interrupted = yield* Deferred.make<void>()
+        const serverScope = yield* Scope.make()
+        yield* rpc.serve({ replies, requests }, [
+          handle(Add, ({ a, b }) => Effect.succeed(a + b)),
+          handle(Sleep, () => Effect.zipRight(Deferred.succeed(started, undefined), Effect.never).pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))))
+        ]).pipe(Scope.extend(serverScope))
+        // Client 3: its request ring's reader is the first the server's scope stops.
+        const client = yield* rpc.client({ client: 3, requests: requests[3]!.ring, replies })
+        // The server reads client 3's ring by now.
+        expect(yield* client.call(Add, { a: 1, b: 2 })).toBe(3)
+        const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+        const closing = yield* Effect.sync(() => {
+          runFork(client.call(Sleep, { ms: 0 }, { timeoutMs: 60_000 }), { immediate: true })
+          return runFork(Scope.close(serverScope, Exit.void), { immediate: true })
+        })
+        yield* Fiber.join(closing)
+        expect(yield* Deferred.isDone(started)).toBe(true)
+        expect(yield* Deferred.isDone(interrupted)).toBe(true)
       }))
 
     // The wait's own bound (60 s) outlasts the test: only the abort can end it.

@@ -12,7 +12,7 @@
  *    watermark goes back to every participant, who then waits for its own reader of the
  *    broadcast ring to reach it (the coordinator client's `awaitReleaseWatermark`).
  */
-import { Deferred, Effect, Either, Metric, Runtime, type Scope } from "effect"
+import { Deferred, Effect, Either, Exit, Metric, type Scope } from "effect"
 import { barrierDuration } from "../../Metrics.js"
 import {
   type BarrierArrive,
@@ -29,6 +29,7 @@ import {
   UnknownGroup
 } from "../../services/control/Coordinator.js"
 import type { ReaderProgress } from "../../services/control/Rings.js"
+import { sharedReply } from "../../services/control/Rpc.js"
 
 /** One attached reader of a ring, as its progress line says: what a drain reads of it. */
 export type ProbedReader = Pick<ReaderProgress, "slot" | "pid" | "occurrence" | "delivered" | "processed">
@@ -53,8 +54,11 @@ export interface EngineOptions {
   /** Live members of a group, or undefined if there is no such group. */
   readonly groupMembers: (group: string) => ReadonlyArray<Member> | undefined
   readonly isPidAlive: (pid: number) => boolean
-  /** Hands the release to the single broadcast writer; resolves to the release watermark. */
-  readonly release: (barrier: string, round: number) => Effect.Effect<number>
+  /**
+   * Hands the release to the single broadcast writer: the release watermark, or an effect
+   * resolving to it when the release cannot be committed at once.
+   */
+  readonly release: (barrier: string, round: number) => number | Effect.Effect<number>
   /** What a participant's death mid-barrier does to the others. */
   readonly onParticipantDeath: "drop" | "fail"
   readonly debug: boolean
@@ -62,8 +66,18 @@ export interface EngineOptions {
   readonly allowReserved?: boolean
 }
 
-/** How an arrival is answered: the coordinator's deferred RPC reply, or a Deferred the caller awaits (`arrive`). */
-export type Settle = (outcome: Either.Either<BarrierReleased, BarrierError>) => Effect.Effect<void>
+/** How an arrival is answered, at once: the coordinator's deferred RPC reply, or a Deferred the caller awaits (`arrive`). */
+export type Settle = (outcome: Either.Either<BarrierReleased, BarrierError>) => void
+
+/**
+ * What a step that ran synchronously leaves to run as an effect (debug lines, a warning, a
+ * round's drain fiber, a release waiting for room), or nothing: an idle round's arrivals and
+ * release run as plain code, with no effect interpreted.
+ */
+type Rest = Effect.Effect<void> | undefined
+
+const andThen = (first: Rest, second: Rest): Rest =>
+  first === undefined ? second : second === undefined ? first : Effect.zipRight(first, second)
 
 interface Arrival {
   readonly arrive: BarrierArrive
@@ -97,8 +111,6 @@ const DRAIN_SLICE_MS = 10
 interface Engine {
   readonly options: EngineOptions
   readonly scope: Scope.Scope
-  /** Runs a round's timeout from its timer's callback. */
-  readonly runtime: Runtime.Runtime<never>
   /** Rounds whose timer is armed (open or draining), cleared with the engine. */
   readonly timed: Set<Round>
   /** The open round of each barrier name. */
@@ -122,7 +134,7 @@ const durationOf = {
 } as const
 
 /** A debug line, built only with debug on (every drain pair of every round passes here). */
-const trace = (engine: Engine, message: () => string) => (engine.options.debug ? Effect.logInfo(`[barrier] ${message()}`) : Effect.void)
+const trace = (engine: Engine, message: () => string): Rest => (engine.options.debug ? Effect.logInfo(`[barrier] ${message()}`) : undefined)
 
 const progressOf = (round: Round, reader: ProbedReader) => (round.mode === "processing-fence" ? reader.processed : reader.delivered)
 
@@ -132,12 +144,12 @@ const readerNow = (engine: Engine, ring: number, slot: number) => {
 }
 
 /** Ends the round with `error` for every participant that arrived. */
-const failRound = (engine: Engine, round: Round, error: BarrierError) =>
-  Effect.gen(function*() {
-    if (engine.open.get(round.barrier) === round) engine.open.delete(round.barrier)
-    clearTimer(engine, round)
-    for (const arrival of round.arrivals.values()) yield* arrival.settle(Either.left(error))
-  })
+const failRound = (engine: Engine, round: Round, error: BarrierError): void => {
+  if (engine.open.get(round.barrier) === round) engine.open.delete(round.barrier)
+  clearTimer(engine, round)
+  const outcome = Either.left(error)
+  for (const arrival of round.arrivals.values()) arrival.settle(outcome)
+}
 
 /** Checks an arrival against the group: reserved names, unknown groups and non-members are refused. */
 const checkArrival = (engine: Engine, a: BarrierArrive): BarrierError | undefined => {
@@ -168,14 +180,13 @@ const openRound = (engine: Engine, arrive: BarrierArrive): Round => {
 }
 
 /** Records an arrival and the drain targets it brought (traced with debug on). */
-const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, settle: Settle) =>
-  Effect.suspend(() => {
-    round.arrivals.set(a.participant, { arrive: a, settle })
-    return engine.options.debug
-      ? Effect.forEach(a.drainTargets, (target) =>
-        trace(engine, () => `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`), { discard: true })
-      : Effect.void
-  })
+const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, settle: Settle): Rest => {
+  round.arrivals.set(a.participant, { arrive: a, settle })
+  return engine.options.debug
+    ? Effect.forEach(a.drainTargets, (target) =>
+      trace(engine, () => `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`) ?? Effect.void, { discard: true })
+    : undefined
+}
 
 const clearTimer = (engine: Engine, round: Round) => {
   if (round.timer !== undefined) clearTimeout(round.timer)
@@ -189,62 +200,60 @@ const notArrived = (engine: Engine, round: Round) => {
 }
 
 /** From the first arrival on, the round fails with `BarrierTimeout` (naming who has not arrived) once its timeout passes. */
-const armTimeout = (engine: Engine, round: Round) =>
-  Effect.sync(() => {
-    if (round.timer !== undefined) return
-    engine.timed.add(round)
-    round.timer = setTimeout(() => {
-      clearTimer(engine, round)
-      if (engine.open.get(round.barrier) !== round) return
-      const timedOut = failRound(
-        engine,
-        round,
-        new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(engine, round), undrained: [] })
-      )
-      Runtime.runFork(engine.runtime)(Effect.forkIn(timedOut, engine.scope))
-    }, Math.min(round.timeoutMs, 2 ** 31 - 1))
-  })
+const armTimeout = (engine: Engine, round: Round): void => {
+  if (round.timer !== undefined) return
+  engine.timed.add(round)
+  round.timer = setTimeout(() => {
+    clearTimer(engine, round)
+    if (engine.open.get(round.barrier) !== round) return
+    failRound(engine, round, new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(engine, round), undrained: [] }))
+  }, Math.min(round.timeoutMs, 2 ** 31 - 1))
+}
 
 /**
  * Once every live member of the group has arrived, drains and releases the round: at once, in
  * the caller's fiber, when every pair is settled already (an idle fence, a rendezvous: no fiber
  * forked), else in a fiber of the engine's scope.
  */
-const releaseWhenAllArrived = (engine: Engine, round: Round) =>
-  Effect.suspend(() => {
-    if (engine.open.get(round.barrier) !== round || round.arrivals.size === 0 || notArrived(engine, round).length > 0) return Effect.void
-    engine.open.delete(round.barrier)
-    const pairs = drainPairs(engine, round)
-    const now = pairs.map((pair) => checkPair(engine, round, pair))
-    return now.every((outcome) => outcome !== undefined)
-      ? Effect.flatMap(Effect.all(now), (outcomes) => release(engine, round, pairs, outcomes))
-      : Effect.forkIn(drainAndRelease(engine, round, pairs, now), engine.scope).pipe(Effect.asVoid)
-  })
+const releaseWhenAllArrived = (engine: Engine, round: Round): Rest => {
+  if (engine.open.get(round.barrier) !== round || round.arrivals.size === 0 || notArrived(engine, round).length > 0) return undefined
+  engine.open.delete(round.barrier)
+  const pairs = drainPairs(engine, round)
+  const now = pairs.map((pair) => checkPair(engine, round, pair))
+  if (!now.every((checked) => checked !== undefined)) return Effect.asVoid(Effect.forkIn(drainAndRelease(engine, round, pairs, now), engine.scope))
+  let logs: Rest = undefined
+  for (const checked of now) logs = andThen(logs, checked!.log)
+  return andThen(logs, release(engine, round, pairs, now.map((checked) => checked!.outcome)))
+}
 
 /**
  * Records an arrival, answered through `settle` when its round is released or fails (at once
  * for an arrival refused); returns once recorded. The last arrival of an idle round releases it
  * before returning.
  */
-const enter = (engine: Engine, a: BarrierArrive, settle: Settle): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const refused = checkArrival(engine, a)
-    if (refused !== undefined) return settle(Either.left(refused))
-    const round = engine.open.get(a.barrier) ?? openRound(engine, a)
-    if (round.mode !== a.mode || round.group !== a.group) {
-      round.arrivals.set(a.participant, { arrive: a, settle })
-      return failRound(engine, round, new BarrierModeMismatch({ barrier: a.barrier, modes: [...new Set([round.mode, a.mode])] }))
-    }
-    return recordTargets(engine, round, a, settle).pipe(
-      Effect.zipRight(armTimeout(engine, round)),
-      Effect.zipRight(releaseWhenAllArrived(engine, round))
-    )
-  })
+const enterNow = (engine: Engine, a: BarrierArrive, settle: Settle): Rest => {
+  const refused = checkArrival(engine, a)
+  if (refused !== undefined) {
+    settle(Either.left(refused))
+    return undefined
+  }
+  const round = engine.open.get(a.barrier) ?? openRound(engine, a)
+  if (round.mode !== a.mode || round.group !== a.group) {
+    round.arrivals.set(a.participant, { arrive: a, settle })
+    failRound(engine, round, new BarrierModeMismatch({ barrier: a.barrier, modes: [...new Set([round.mode, a.mode])] }))
+    return undefined
+  }
+  const traced = recordTargets(engine, round, a, settle)
+  armTimeout(engine, round)
+  return andThen(traced, releaseWhenAllArrived(engine, round))
+}
 
 /** Records an arrival; resolves when its round is released, or fails with the round. */
 const arrive = (engine: Engine, a: BarrierArrive): Effect.Effect<BarrierReleased, BarrierError> =>
-  Effect.flatMap(Deferred.make<BarrierReleased, BarrierError>(), (reply) =>
-    Effect.zipRight(enter(engine, a, (outcome) => Effect.asVoid(Deferred.complete(reply, outcome))), Deferred.await(reply)))
+  Effect.flatMap(Deferred.make<BarrierReleased, BarrierError>(), (reply) => {
+    const settle: Settle = (outcome) => void Deferred.unsafeDone(reply, Either.isRight(outcome) ? Exit.succeed(outcome.right) : Exit.fail(outcome.left))
+    return Effect.zipRight(Effect.suspend(() => enterNow(engine, a, settle) ?? Effect.void), Deferred.await(reply))
+  })
 
 /** The readers a target must be drained by: every reader of a request ring (the coordinator's), else the group's. */
 const readersFor = (engine: Engine, round: Round, target: DrainTarget) => {
@@ -262,13 +271,19 @@ const drainPairs = (engine: Engine, round: Round): ReadonlyArray<DrainPair> =>
       arrive.drainTargets.flatMap((target) => readersFor(engine, round, target).map((reader) => ({ participant: arrive.participant, target, reader })))
     )
 
-/** Where the pair stands now: its outcome (logged), or undefined while its reader is short of the target. */
-const checkPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair): Effect.Effect<DrainOutcome> | undefined => {
+/** A pair's outcome, and the line to log about it. */
+interface Checked {
+  readonly outcome: DrainOutcome
+  readonly log: Rest
+}
+
+/** Where the pair stands now: its outcome (and what to log), or undefined while its reader is short of the target. */
+const checkPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair): Checked | undefined => {
   if (engine.options.probe.writerOccurrence(target.ring) !== target.occurrence) {
-    return Effect.as(
-      trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`),
-      { _tag: "void" }
-    )
+    return {
+      outcome: { _tag: "void" },
+      log: trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
+    }
   }
   const now = readerNow(engine, target.ring, reader.slot)
   const same = now !== undefined && now.occurrence === reader.occurrence
@@ -276,13 +291,13 @@ const checkPair = (engine: Engine, round: Round, { participant, reader, target }
   // A reader past its target has the frames, dead or alive: its pid is checked (a system call) only while it is short.
   if (!same || (observed < target.sequence && !engine.options.isPidAlive(now.pid))) {
     const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
-    return Effect.as(Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`), { _tag: "dropped", reason })
+    return { outcome: { _tag: "dropped", reason }, log: Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`) }
   }
   if (observed < target.sequence) return undefined
-  return Effect.as(
-    trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`),
-    { _tag: "drained", observed, from: progressOf(round, reader) }
-  )
+  return {
+    outcome: { _tag: "drained", observed, from: progressOf(round, reader) },
+    log: trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`)
+  }
 }
 
 /** Waits until the pair's reader has passed its target, the target became void, or the reader died. */
@@ -297,8 +312,11 @@ const drainPair = (engine: Engine, round: Round, pair: DrainPair) =>
       return now === undefined || now.occurrence !== reader.occurrence || progressOf(round, now) >= target.sequence
     }
     for (;;) {
-      const outcome = checkPair(engine, round, pair)
-      if (outcome !== undefined) return yield* outcome
+      const checked = checkPair(engine, round, pair)
+      if (checked !== undefined) {
+        if (checked.log !== undefined) yield* checked.log
+        return checked.outcome
+      }
       if (probe.awaitProgress === undefined) yield* Effect.sleep(DRAIN_POLL)
       else yield* probe.awaitProgress(target.ring, target.sequence, settled, DRAIN_SLICE_MS)
     }
@@ -312,46 +330,58 @@ const undrained = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>
     return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
   })
 
-/** Hands the release to the broadcast writer and answers every participant with its watermark. */
-const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>) =>
-  Effect.gen(function*() {
-    const drainedBytes = outcomes.reduce((sum, o) => sum + (o._tag === "drained" ? Math.max(0, o.observed - o.from) : 0), 0)
-    const releaseWatermark = yield* engine.options.release(round.barrier, round.number)
-    yield* Metric.update(durationOf[round.mode], (Date.now() - round.startedAt) * 1000)
-    yield* trace(engine, () => `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
-    const released: BarrierReleased = {
-      barrier: round.barrier,
-      round: round.number,
-      releaseWatermark,
-      participants: [...round.arrivals.keys()],
-      dropped: round.dropped,
-      drainedBytes
-    }
-    clearTimer(engine, round)
-    for (const arrival of round.arrivals.values()) yield* arrival.settle(Either.right(released))
+/** Hands the release to the broadcast writer and answers every participant with its watermark (at once when the writer commits it at once). */
+const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>): Rest => {
+  const watermark = engine.options.release(round.barrier, round.number)
+  return typeof watermark === "number"
+    ? releaseAt(engine, round, pairs, outcomes, watermark)
+    : Effect.flatMap(watermark, (at) => releaseAt(engine, round, pairs, outcomes, at) ?? Effect.void)
+}
+
+const releaseAt = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>, releaseWatermark: number): Rest => {
+  let drainedBytes = 0
+  for (const o of outcomes) if (o._tag === "drained") drainedBytes += Math.max(0, o.observed - o.from)
+  durationOf[round.mode].unsafeUpdate((Date.now() - round.startedAt) * 1000, [])
+  // One object for every participant, encoded once for all their replies.
+  const released: BarrierReleased = sharedReply({
+    barrier: round.barrier,
+    round: round.number,
+    releaseWatermark,
+    participants: [...round.arrivals.keys()],
+    dropped: [...round.dropped],
+    drainedBytes
   })
+  clearTimer(engine, round)
+  const outcome = Either.right(released)
+  for (const arrival of round.arrivals.values()) arrival.settle(outcome)
+  return trace(engine, () => `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
+}
 
 /**
  * Drains the pairs of a round closed to arrivals as one unit under the round's deadline, then
  * releases it. Pairs already settled (`now`) are decided: only those still short of their
  * targets get a waiting fiber.
  */
-const drainAndRelease = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, now: ReadonlyArray<Effect.Effect<DrainOutcome> | undefined>) =>
+const drainAndRelease = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, now: ReadonlyArray<Checked | undefined>) =>
   Effect.gen(function*() {
     const remaining = Math.max(0, round.startedAt + round.timeoutMs - Date.now())
-    const outcomes = yield* Effect.forEach(pairs, (pair, i) => now[i] ?? drainPair(engine, round, pair), { concurrency: "unbounded" }).pipe(
+    const outcomes = yield* Effect.forEach(pairs, (pair, i) => {
+      const checked = now[i]
+      return checked === undefined ? drainPair(engine, round, pair) : Effect.as(checked.log ?? Effect.void, checked.outcome)
+    }, { concurrency: "unbounded" }).pipe(
       Effect.timeout(remaining),
       Effect.option
     )
     clearTimer(engine, round)
     if (outcomes._tag === "None") {
-      return yield* failRound(
+      return failRound(
         engine,
         round,
         new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: [], undrained: undrained(engine, round, pairs) })
       )
     }
-    yield* release(engine, round, pairs, outcomes.value)
+    const rest = release(engine, round, pairs, outcomes.value)
+    if (rest !== undefined) yield* rest
   })
 
 /** A member died or left: drop it from open rounds (or fail them, per configuration), then release rounds it no longer holds up. */
@@ -360,20 +390,20 @@ const memberGone = (engine: Engine, slot: number, reason: string) =>
     for (const round of [...engine.open.values()]) {
       const arrived = round.arrivals.get(slot)
       if (arrived === undefined && !round.membersAtOpen.has(slot)) {
-        yield* releaseWhenAllArrived(engine, round)
+        yield* releaseWhenAllArrived(engine, round) ?? Effect.void
         continue
       }
       if (engine.options.onParticipantDeath === "fail") {
-        yield* failRound(engine, round, new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason }))
+        failRound(engine, round, new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason }))
         continue
       }
       yield* Effect.logWarning(`[barrier] name=${round.barrier} participant=${slot} dropped: ${reason}`)
       if (arrived !== undefined) {
         round.arrivals.delete(slot)
-        yield* arrived.settle(Either.left(new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason })))
+        arrived.settle(Either.left(new BarrierParticipantDied({ barrier: round.barrier, participant: slot, reason })))
       }
       round.dropped.push({ participant: slot, reason })
-      yield* releaseWhenAllArrived(engine, round)
+      yield* releaseWhenAllArrived(engine, round) ?? Effect.void
     }
   })
 
@@ -382,7 +412,6 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
     const engine: Engine = {
       options,
       scope: yield* Effect.scope,
-      runtime: yield* Effect.runtime<never>(),
       timed: new Set(),
       open: new Map(),
       roundNumbers: new Map()
@@ -391,7 +420,7 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
     yield* Effect.addFinalizer(() => Effect.sync(() => engine.timed.forEach((round) => clearTimer(engine, round))))
     return {
       arrive: (a) => arrive(engine, a),
-      enter: (a, settle) => enter(engine, a, settle),
+      enter: (a, settle) => enterNow(engine, a, settle),
       memberGone: (slot, reason) => memberGone(engine, slot, reason),
       openRounds: () => engine.open.size
     }
@@ -401,12 +430,13 @@ export interface BarrierEngine {
   /** Records an arrival; resolves when its round is released (the deferred reply). */
   readonly arrive: (arrive: BarrierArrive) => Effect.Effect<BarrierReleased, BarrierError>
   /**
-   * Records an arrival and returns; `settle` answers it when the round is released or fails (at
-   * once if it is refused). No fiber per arrival: the coordinator answers its deferred RPC reply
-   * from `settle`, and the last arrival of a round whose drains are all settled releases it in
-   * its own fiber.
+   * Records an arrival, as plain code; `settle` answers it when the round is released or fails
+   * (at once if it is refused). No fiber per arrival: the coordinator answers its deferred RPC
+   * reply from `settle`, and the last arrival of a round whose drains are all settled releases
+   * it right here. Returns what is left to run (debug lines, a drain fiber to fork, a release
+   * waiting for room), if anything.
    */
-  readonly enter: (arrive: BarrierArrive, settle: Settle) => Effect.Effect<void>
+  readonly enter: (arrive: BarrierArrive, settle: Settle) => Effect.Effect<void> | undefined
   /** A member died or left: drop it from open rounds (or fail them, per configuration). Call after membership no longer lists it. */
   readonly memberGone: (slot: number, reason: string) => Effect.Effect<void>
   readonly openRounds: () => number

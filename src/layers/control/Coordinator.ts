@@ -12,7 +12,7 @@
  * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `enter` …
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
-import { Config, Deferred, Effect, Either, Layer, Option, type Scope, Stream } from "effect"
+import { Config, Deferred, Effect, Layer, Option, type Scope, Stream } from "effect"
 import { setMaxListeners } from "node:events"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import {
@@ -95,11 +95,13 @@ export const makeServer = (options: ServerOptions = {}) =>
       probe,
       groupMembers,
       isPidAlive,
+      // Committed at once when the reply ring's writer can (the release then runs as plain code in the last arrival's handler).
       release: (barrier, round) =>
-        (broadcast === undefined ? Deferred.await(broadcastWriter) : Effect.succeed(broadcast)).pipe(
-          Effect.flatMap((server) => server.notify(BarrierReleaseNotice, { barrier, round })),
-          Effect.orDie
-        ),
+        broadcast?.notifyNow(BarrierReleaseNotice, { barrier, round }) ??
+          (broadcast === undefined ? Deferred.await(broadcastWriter) : Effect.succeed(broadcast)).pipe(
+            Effect.flatMap((server) => server.notify(BarrierReleaseNotice, { barrier, round })),
+            Effect.orDie
+          ),
       onParticipantDeath: options.onParticipantDeath ?? "drop",
       debug: options.debugBarriers ?? false
     })
@@ -184,7 +186,8 @@ export const makeServer = (options: ServerOptions = {}) =>
 /** A handler that runs only while this head holds the lease (a fenced head's handlers die; their replies are fenced by the ring). */
 const fence = <R>(h: RpcHandler<R>, fenced: () => boolean): RpcHandler<R> => ({
   method: h.method,
-  run: (payload, request) => Effect.suspend(() => (fenced() ? Effect.dieMessage("this head was fenced: a newer head holds the lease") : h.run(payload, request)))
+  // Checked as the request is served, without wrapping: a handler's exit (most requests) stays an exit the server answers at once.
+  run: (payload, request) => (fenced() ? Effect.dieMessage("this head was fenced: a newer head holds the lease") : h.run(payload, request))
 })
 
 export class CoordinatorServer extends Effect.Tag("cxlog/CoordinatorServer")<
@@ -207,11 +210,12 @@ export const layerServerConfig = Layer.unwrapEffect(Effect.map(serverOptionsConf
  * reading requests) and answered by the engine when it releases or fails the round — no fiber
  * waits per arrival.
  */
-const deferArrival = (engine: BarrierEngine, arrive: BarrierArrive, request: RpcRequest<BarrierReleased, BarrierError>) =>
-  Effect.suspend(() => {
-    const reply = request.defer()
-    return Effect.as(engine.enter(arrive, Either.match({ onLeft: reply.fail, onRight: reply.succeed })), reply)
-  })
+const deferArrival = (engine: BarrierEngine, arrive: BarrierArrive, request: RpcRequest<BarrierReleased, BarrierError>) => {
+  const reply = request.defer()
+  const rest = engine.enter(arrive, reply.unsafeComplete)
+  // An exit while nothing is left to run: the server goes on with no effect run for this request.
+  return rest === undefined ? Effect.succeed(reply) : Effect.as(rest, reply)
+}
 
 const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })
 
@@ -226,11 +230,10 @@ const passThrough = <T extends string>(tags: ReadonlyArray<T>) => <E extends { r
  * the reader crossing the watermark wakes the wait (`awaitProgress`). Bounded by the barrier's
  * timeout: past it, `BarrierTimeout` names this reader and how far it got.
  */
-const awaitReleaseWatermark = (rings: RingsShape, broadcast: RingInspector, slot: number, barrier: string, releaseWatermark: number, timeoutMs: number) =>
-  Effect.suspend(() => {
-    const reached = () => broadcast.reader(slot).delivered >= releaseWatermark
-    return reached() ? Effect.void : awaitWatermark(rings, broadcast, slot, barrier, releaseWatermark, timeoutMs, reached)
-  })
+const awaitReleaseWatermark = (rings: RingsShape, broadcast: RingInspector, slot: number, barrier: string, releaseWatermark: number, timeoutMs: number) => {
+  const reached = () => broadcast.reader(slot).delivered >= releaseWatermark
+  return reached() ? Effect.void : awaitWatermark(rings, broadcast, slot, barrier, releaseWatermark, timeoutMs, reached)
+}
 
 const awaitWatermark = (
   rings: RingsShape,
@@ -284,20 +287,19 @@ interface Participant {
  * fence on the release watermark.
  */
 const enterBarrier = (participant: Participant, name: string, options: BarrierOptions) =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     const { broadcast, client, rings, self, writable } = participant
     const arrive = arrival(self, name, options, drainTargetsOf(writable))
     // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw
     // it. A takeover aborts the signal, which ends the wait for the reply (no racing fibers).
-    const released = yield* client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000, signal: participant.takeover() }).pipe(
+    const released = client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000, signal: participant.takeover() }).pipe(
       Effect.mapError((e) =>
         e._tag === "RpcAbandoned"
           ? unavailable(`the coordinator failed over (${e.reason}) while barrier ${name} was in flight; enter it again`)
           : passThrough(BARRIER_ERROR_TAGS)(e)
       )
     )
-    yield* awaitReleaseWatermark(rings, broadcast, self.slot, name, released.releaseWatermark, arrive.timeoutMs)
-    return released
+    return Effect.flatMap(released, (r) => Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r))
   })
 
 export const makeClient = (options: ClientOptions = {}): Effect.Effect<

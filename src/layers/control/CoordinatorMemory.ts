@@ -42,7 +42,7 @@ export const makeMemoryHub = (
         probe: yield* ringProbe(rings, layout),
         groupMembers: membership.groupMembers,
         isPidAlive,
-        release: () => Effect.sync(() => ++hub.nextWatermark),
+        release: () => ++hub.nextWatermark,
         onParticipantDeath: options.onParticipantDeath ?? "drop",
         debug: options.debugBarriers ?? false
       })

@@ -9,7 +9,7 @@
  * `dispatch` → `runHandler` → `reply` → `sendReply` (the reply ring's single writer) → the
  * client's `receive` → `awaitReply` → `decodeReply`.
  */
-import { Cause, Deferred, Effect, Either, Exit, Fiber, Layer, Metric, Option, ParseResult, PubSub, Queue, Runtime, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Runtime, Schema, Stream } from "effect"
 import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
 import {
   type AnyRpcMethod,
@@ -17,6 +17,7 @@ import {
   type Failure,
   type Payload,
   DeferredReplyTypeId,
+  isSharedReply,
   Rpc,
   type RpcCallError,
   type RpcClient,
@@ -117,18 +118,10 @@ const frameBytes = (frame: OutFrame): Uint8Array => {
   return bytes
 }
 
-/** Writes `frame` into `writer`'s ring and commits it if it fits now; false if it does not. */
-const tryWriteNow = (writer: RingWriter, frame: OutFrame): boolean => {
-  const at = writer.tryReserve(frame.length)
-  if (at < 0) return false
-  writeFrameAt(writer.bytes, at, frame)
-  writer.commit()
-  return true
-}
+const readU32 = (bytes: Uint8Array, at: number): number => (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
 
 /** The addressee of a frame, read from its header without decoding it (-1 when too short). */
-const addresseeOf = (frame: Uint8Array): number =>
-  frame.length < HEADER_BYTES ? -1 : (frame[4]! | (frame[5]! << 8) | (frame[6]! << 16) | (frame[7]! << 24)) >>> 0
+const addresseeOf = (frame: Uint8Array): number => (frame.length < HEADER_BYTES ? -1 : readU32(frame, 4))
 
 /** Reads a frame (copying out of the ring); undefined when the header is malformed. */
 const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
@@ -292,21 +285,30 @@ const writeQueued = (channel: ReplyChannel) =>
     for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
   }))
 
-/** Sends a reply, waking reader slot `wake` (-1: every reader). */
-const sendReply = (channel: ReplyChannel, frame: OutFrame, wake: number): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    if (channel.queued === 0) {
-      const at = channel.writer.tryReserve(frame.length)
-      if (at >= 0) {
-        writeFrameAt(channel.writer.bytes, at, frame)
-        channel.toWake.add(wake)
-        channel.toWake.commit()
-        return Effect.void
-      }
+/** Sends a reply now, waking reader slot `wake` (-1: every reader): into the ring at once while nothing is queued, else queued for the writer fiber. */
+const sendReply = (channel: ReplyChannel, frame: OutFrame, wake: number): void => {
+  if (channel.queued === 0) {
+    const at = channel.writer.tryReserve(frame.length)
+    if (at >= 0) {
+      writeFrameAt(channel.writer.bytes, at, frame)
+      channel.toWake.add(wake)
+      channel.toWake.commit()
+      return
     }
-    channel.queued++
-    return Queue.offer(channel.outbound, { frame: frameBytes(frame), wake })
-  })
+  }
+  channel.queued++
+  Queue.unsafeOffer(channel.outbound, { frame: frameBytes(frame), wake })
+}
+
+/** Writes and commits a notice now if nothing is queued before it and it fits: the leading sequence after it, else undefined. */
+const noticeNow = (channel: ReplyChannel, frame: OutFrame): number | undefined => {
+  if (channel.queued !== 0) return undefined
+  const at = channel.writer.tryReserve(frame.length)
+  if (at < 0) return undefined
+  writeFrameAt(channel.writer.bytes, at, frame)
+  channel.toWake.add(-1)
+  return channel.toWake.commit()
+}
 
 /**
  * Sends a notice to `client` (written at once while nothing is queued, else through the writer
@@ -315,14 +317,8 @@ const sendReply = (channel: ReplyChannel, frame: OutFrame, wake: number): Effect
 const sendNotice = (channel: ReplyChannel, client: number, tag: string, json: string) =>
   Effect.suspend(() => {
     const frame = outFrame(Kind.notice, client, 0, tag, json)
-    if (channel.queued === 0) {
-      const at = channel.writer.tryReserve(frame.length)
-      if (at >= 0) {
-        writeFrameAt(channel.writer.bytes, at, frame)
-        channel.toWake.add(-1)
-        return Effect.succeed(channel.toWake.commit())
-      }
-    }
+    const sequence = noticeNow(channel, frame)
+    if (sequence !== undefined) return Effect.succeed(sequence)
     return Effect.gen(function*() {
       const committed = yield* Deferred.make<number>()
       channel.queued++
@@ -331,28 +327,26 @@ const sendNotice = (channel: ReplyChannel, client: number, tag: string, json: st
     })
   })
 
-const protocolError = (channel: ReplyChannel, to: Requester, tag: string, error: RpcProtocolError) =>
+const protocolError = (channel: ReplyChannel, to: Requester, tag: string, error: RpcProtocolError): void =>
   sendReply(channel, outFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
 
 /**
- * The last success value encoded, kept until the current synchronous run ends (a microtask
- * forgets it): a barrier release answers every participant with the same object, encoded once;
- * an object changed later is encoded again.
+ * Encodings of values marked `sharedReply` (they never change again), per value: a barrier
+ * release answers every participant with one object, encoded once. Any other value is encoded
+ * for every reply, so one a handler changes and returns again is sent as it is now.
  */
-let lastSuccess: { readonly schema: object; readonly value: object; readonly json: Either.Either<string, ParseResult.ParseError> } | undefined
-const forgetSuccess = () => {
-  lastSuccess = undefined
-}
+const sharedJson = new WeakMap<object, { readonly schema: object; readonly json: Either.Either<string, ParseResult.ParseError> }>()
 const successJson = (method: AnyRpcMethod, value: unknown) => {
-  if (typeof value !== "object" || value === null) return toJson(method.success, value)
-  if (lastSuccess !== undefined && lastSuccess.value === value && lastSuccess.schema === method.success) return lastSuccess.json
-  if (lastSuccess === undefined) queueMicrotask(forgetSuccess)
-  lastSuccess = { schema: method.success, value, json: toJson(method.success, value) }
-  return lastSuccess.json
+  if (typeof value !== "object" || value === null || !isSharedReply(value)) return toJson(method.success, value)
+  const cached = sharedJson.get(value)
+  if (cached !== undefined && cached.schema === method.success) return cached.json
+  const json = toJson(method.success, value)
+  sharedJson.set(value, { schema: method.success, json })
+  return json
 }
 
 /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
-const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>) => {
+const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>): void => {
   const { client, requestId, replySlot } = to
   const defect = (defect: string) => protocolError(channel, to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
   if (Exit.isSuccess(exit)) {
@@ -373,18 +367,18 @@ const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit:
 /** The handle of a reply a handler took over: the first completion replies, later ones do nothing. */
 const deferredReply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester): DeferredReply<unknown, unknown> => {
   let done = false
-  const complete = (exit: Exit.Exit<unknown, unknown>) =>
-    Effect.suspend(() => {
-      if (done) return Effect.void
-      done = true
-      return reply(channel, method, to, exit)
-    })
+  const completeNow = (exit: Exit.Exit<unknown, unknown>) => {
+    if (done) return
+    done = true
+    reply(channel, method, to, exit)
+  }
   return {
     [DeferredReplyTypeId]: DeferredReplyTypeId,
     client: to.client,
     requestId: to.requestId,
-    succeed: (value) => Effect.asVoid(complete(Exit.succeed(value))),
-    fail: (error) => Effect.asVoid(complete(Exit.fail(error)))
+    succeed: (value) => Effect.sync(() => completeNow(Exit.succeed(value))),
+    fail: (error) => Effect.sync(() => completeNow(Exit.fail(error))),
+    unsafeComplete: (outcome) => completeNow(Either.isRight(outcome) ? Exit.succeed(outcome.right) : Exit.fail(outcome.left))
   }
 }
 
@@ -393,39 +387,46 @@ interface Dispatcher<R> {
   readonly byTag: ReadonlyMap<string, RpcHandler<R>>
   /** Reader slots of the reply ring: a request naming another is answered waking everyone. */
   readonly replySlots: number
+  /** Handlers that suspended, each in a fiber of its own (`dispatchNow`): interrupted with the server. */
+  readonly suspended: Set<Fiber.RuntimeFiber<void>>
 }
-
-const countRejected = Metric.increment(rpcRejectedRequests)
 
 /**
  * One request frame from `client`: decodes it, finds the method's handler, decodes the
  * payload with its Schema and runs the handler; a malformed frame is dropped, an unknown
- * method or an undecodable payload answered with a protocol error.
+ * method or an undecodable payload answered with a protocol error. Plain code up to the
+ * handler: returns what is left to run as an effect (a handler that is not already an exit,
+ * a log line), or nothing when the request was answered.
  */
-const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): Effect.Effect<void, never, R> => {
+const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): void | Effect.Effect<void, never, R> => {
   const frame = decodeFrame(bytes)
   if (frame === undefined || frame.kind !== Kind.request) {
-    return Effect.zipRight(countRejected, Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`))
+    rpcRejectedRequests.unsafeUpdate(1, [])
+    return Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`)
   }
   const { requestId, tag } = frame
   const to: Requester = { client, requestId, replySlot: frame.replySlot < server.replySlots ? frame.replySlot : -1 }
   const handler = server.byTag.get(tag)
   if (handler === undefined) {
-    return Effect.zipRight(countRejected, protocolError(server.channel, to, tag, new RpcUnknownMethod({ method: tag, requestId })))
+    rpcRejectedRequests.unsafeUpdate(1, [])
+    return protocolError(server.channel, to, tag, new RpcUnknownMethod({ method: tag, requestId }))
   }
   const payload = fromJson(handler.method.payload, frame.json)
   if (Either.isLeft(payload)) {
-    return Effect.zipRight(countRejected, protocolError(server.channel, to, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) })))
+    rpcRejectedRequests.unsafeUpdate(1, [])
+    return protocolError(server.channel, to, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) }))
   }
   return runHandler(server, handler, to, payload.right)
 }
 
 /**
  * Runs a handler and replies with its exit — unless it deferred: then its handle replies (a
- * failure after deferring included). It runs with the runtime `serve` was called in
+ * failure after deferring included). A handler that returns an exit (`Effect.succeed`,
+ * `Effect.fail`: most coordinator requests) is answered right here with no effect run;
+ * otherwise the returned effect runs it, with the runtime `serve` was called in
  * (`dispatchNow`), so the handlers' requirements are in its context already.
  */
-const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Requester, payload: unknown): Effect.Effect<void, never, R> => {
+const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Requester, payload: unknown): void | Effect.Effect<void, never, R> => {
   let deferred: DeferredReply<unknown, unknown> | undefined
   const request = {
     client: to.client,
@@ -433,12 +434,20 @@ const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Reques
     method: handler.method.tag,
     defer: () => (deferred ??= deferredReply(server.channel, handler.method, to))
   }
-  return Effect.flatMap(Effect.exit(handler.run(payload, request)), (exit) => {
+  const settle = (exit: Exit.Exit<unknown, unknown>): void | Effect.Effect<void> => {
     if (deferred === undefined) return reply(server.channel, handler.method, to, exit)
-    if (Exit.isSuccess(exit)) return Effect.void
+    if (Exit.isSuccess(exit)) return
     const failure = Cause.failureOption(exit.cause)
     return Option.isSome(failure) ? deferred.fail(failure.value) : reply(server.channel, handler.method, to, exit)
-  })
+  }
+  let run: Effect.Effect<unknown, unknown, R>
+  try {
+    run = handler.run(payload, request)
+  } catch (defect) {
+    return settle(Exit.die(defect))
+  }
+  if (Exit.isExit(run)) return settle(run)
+  return Effect.flatMap(Effect.exit(run), (exit) => settle(exit) ?? Effect.void)
 }
 
 /**
@@ -446,7 +455,8 @@ const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Reques
  * to completion right there when nothing in them suspends (every coordinator request but a
  * release that waits for drains), with no reader fiber resumed per request. A handler that
  * suspends goes on in its own fiber, and the ring's later requests wait for it, as they would
- * behind a reader fiber.
+ * behind a reader fiber. That fiber is the server's (`suspended`): if the reading fiber is
+ * interrupted before it joins it, the server's scope still interrupts it.
  */
 const dispatchNow = <R>(
   runNow: (effect: Effect.Effect<void, never, R>) => Exit.Exit<void>,
@@ -454,11 +464,15 @@ const dispatchNow = <R>(
   client: number,
   bytes: Uint8Array
 ): void | Effect.Effect<void> => {
-  const exit = runNow(dispatch(server, client, bytes))
+  const rest = dispatch(server, client, bytes)
+  if (rest === undefined) return
+  const exit = runNow(rest)
   if (Exit.isSuccess(exit)) return
   const defect = Cause.dieOption(exit.cause)
   if (Option.isSome(defect) && Runtime.isAsyncFiberException(defect.value)) {
     const fiber = defect.value.fiber as Fiber.RuntimeFiber<void>
+    server.suspended.add(fiber)
+    fiber.addObserver(() => server.suspended.delete(fiber))
     return Fiber.join(fiber).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
   }
   // dispatch answers every handler's failure and defect itself: this is the server's own defect.
@@ -480,8 +494,11 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     const server: Dispatcher<R> = {
       channel,
       byTag: new Map(handlers.map((h) => [h.method.tag, h])),
-      replySlots: options.replies.readerSlots
+      replySlots: options.replies.readerSlots,
+      suspended: new Set()
     }
+    // Runs after the readers stop (finalizers run in reverse): no handler outlives the server or its reply ring.
+    yield* Effect.addFinalizer(() => Fiber.interruptAll(server.suspended))
     const runNow = Runtime.runSyncExit(yield* Effect.runtime<R>())
     for (const { client, ring } of options.requests) {
       const reader = yield* rings.reader(ring)
@@ -489,7 +506,11 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     }
     const rpcServer: RpcServer = {
       notify: (notice, value, client) =>
-        Effect.flatMap(toJson(notice.schema, value), (json) => sendNotice(channel, client ?? ALL_CLIENTS, notice.tag, json))
+        Effect.flatMap(toJson(notice.schema, value), (json) => sendNotice(channel, client ?? ALL_CLIENTS, notice.tag, json)),
+      notifyNow: (notice, value, client) => {
+        const json = toJson(notice.schema, value)
+        return Either.isLeft(json) ? undefined : noticeNow(channel, outFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json.right))
+      }
     }
     return rpcServer
   })
@@ -498,18 +519,47 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
 // The client: call → request frame → (the server) → receive → decodeReply.
 // ---------------------------------------------------------------------------------------
 
-interface Reply {
-  readonly kind: number
-  readonly json: string
+/**
+ * A call waiting for its reply, by request id. Its outcome resumes the calling fiber once, as an
+ * exit made in the wake's callback: the reply decoded with the method's Schemas, its bound
+ * (`RpcTimeout`), or its signal's abort (`RpcAbandoned`). Nothing is allocated per call for
+ * the wait beyond this record: no closure, timer or listener of its own.
+ */
+class PendingCall {
+  constructor(
+    readonly caller: Caller,
+    readonly method: AnyRpcMethod,
+    readonly requestId: number,
+    readonly timeoutMs: number,
+    readonly deadline: number,
+    readonly signal: AbortSignal | undefined,
+    readonly resume: (outcome: Exit.Exit<unknown, unknown>) => void
+  ) {}
+  /** Stops listening: no reply, bound or abort reaches this call any more. */
+  stop(): void {
+    untrack(this.caller, this.requestId)
+    if (this.signal !== undefined) this.caller.aborts.get(this.signal)?.delete(this)
+  }
+  settle(outcome: Exit.Exit<unknown, unknown>): void {
+    this.stop()
+    this.resume(outcome)
+  }
+  deliver(kind: number, json: string): void {
+    this.settle(decodeReply(this.method, this.requestId, kind, json))
+  }
+  /** The call's bound passed: it fails with `RpcTimeout`. */
+  expire(): void {
+    rpcTimeouts.unsafeUpdate(1, [])
+    this.settle(Exit.fail(new RpcTimeout({ method: this.method.tag, requestId: this.requestId, timeoutMs: this.timeoutMs })))
+  }
+  /** The call's signal aborted: it fails with `RpcAbandoned`. */
+  abandon(): void {
+    this.settle(Exit.fail(abandoned(this.method.tag, this.requestId, this.signal)))
+  }
 }
 
-interface PendingCall {
-  readonly deadline: number
-  /** Hands the reply to the call (kept until the call waits, if it comes first). */
-  readonly deliver: (reply: Reply) => void
-  /** The call's bound passed: it fails with `RpcTimeout`. */
-  readonly expire: () => void
-}
+const abandoned = (method: string, requestId: number, signal: AbortSignal | undefined) =>
+  new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
 
 interface Caller {
   readonly me: number
@@ -518,6 +568,11 @@ interface Caller {
   readonly defaultTimeoutMs: number
   /** Calls waiting for their reply, by request id. */
   readonly pending: Map<number, PendingCall>
+  /**
+   * Calls waiting with each abort signal: one listener per signal however many calls share it
+   * (every barrier call shares the coordinator's takeover signal), so a call adds none.
+   */
+  readonly aborts: WeakMap<AbortSignal, Set<PendingCall>>
   /** The one timer that bounds every call (`boundCalls`), and when it fires. */
   timer: ReturnType<typeof setTimeout> | undefined
   timerAt: number
@@ -539,13 +594,19 @@ interface Caller {
 const receive = (caller: Caller, bytes: Uint8Array): void => {
   const addressee = addresseeOf(bytes)
   if (addressee !== caller.me && addressee !== ALL_CLIENTS) return
-  const frame = decodeFrame(bytes)
-  if (frame === undefined) return
-  if (frame.kind === Kind.notice) {
-    if (caller.notices.has(frame.tag)) Queue.unsafeOffer(caller.noticeInbox, frame)
+  const kind = bytes[0]!
+  const payloadAt = HEADER_BYTES + (bytes[2]! | (bytes[3]! << 8))
+  if (kind < Kind.request || kind > Kind.notice || payloadAt > bytes.length) return
+  if (kind === Kind.notice) {
+    // Only the tag is read of a notice nobody here subscribed to (every barrier release, on most clients).
+    if (caller.notices.size === 0 || !caller.notices.has(decoder.decode(bytes.subarray(HEADER_BYTES, payloadAt)))) return
+    const frame = decodeFrame(bytes)
+    if (frame !== undefined) Queue.unsafeOffer(caller.noticeInbox, frame)
     return
   }
-  caller.pending.get(frame.requestId)?.deliver({ kind: frame.kind, json: frame.json })
+  // A reply: its tag is not needed, and nothing is decoded for a call no longer waiting.
+  const call = caller.pending.get(readU32(bytes, 8))
+  if (call !== undefined) call.deliver(kind, decoder.decode(bytes.subarray(payloadAt)))
 }
 
 /** Publishes the notices `receive` handed over to their tag's hub. */
@@ -587,86 +648,87 @@ const untrack = (caller: Caller, requestId: number) => {
   if (caller.pending.delete(requestId) && caller.pending.size === 0) caller.timer?.unref()
 }
 
-/**
- * Starts listening for the reply to `requestId` now (before the request is written, so a
- * reply cannot come first); the returned effect waits for it, or fails with `RpcTimeout`
- * after `timeoutMs` (or `RpcAbandoned` when `signal` aborts) — no timer or fiber of its own.
- * An interrupted wait stops listening.
- */
-const awaitReply = (caller: Caller, method: string, requestId: number, timeoutMs: number, signal?: AbortSignal) => {
-  let early: Effect.Effect<Reply, RpcTimeout | RpcAbandoned> | undefined
-  let resumeCall: ((outcome: Effect.Effect<Reply, RpcTimeout | RpcAbandoned>) => void) | undefined
-  const settle = (outcome: Effect.Effect<Reply, RpcTimeout | RpcAbandoned>) => {
-    untrack(caller, requestId)
-    signal?.removeEventListener("abort", onAbort)
-    if (resumeCall === undefined) early = outcome
-    else resumeCall(outcome)
-  }
-  const abandoned = () => new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
-  const onAbort = () => settle(Effect.fail(abandoned()))
-  track(caller, requestId, {
-    deadline: performance.now() + timeoutMs,
-    deliver: (reply) => settle(Effect.succeed(reply)),
-    expire: () => {
-      rpcTimeouts.unsafeUpdate(1, [])
-      settle(Effect.fail(new RpcTimeout({ method, requestId, timeoutMs })))
+/** Listens for the reply to `requestId` from now on (before the request is written, so a reply cannot come first), bounded by the client's timer and `signal`. */
+const listen = (
+  caller: Caller,
+  method: AnyRpcMethod,
+  requestId: number,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  resume: (outcome: Exit.Exit<unknown, unknown>) => void
+): PendingCall => {
+  const pending = new PendingCall(caller, method, requestId, timeoutMs, performance.now() + timeoutMs, signal, resume)
+  track(caller, requestId, pending)
+  if (signal !== undefined) {
+    let waiting = caller.aborts.get(signal)
+    if (waiting === undefined) {
+      const calls = waiting = new Set()
+      caller.aborts.set(signal, calls)
+      signal.addEventListener("abort", () => {
+        for (const call of calls) call.abandon()
+      }, { once: true })
     }
-  })
-  if (signal?.aborted === true) onAbort()
-  else signal?.addEventListener("abort", onAbort, { once: true })
-  return Effect.async<Reply, RpcTimeout | RpcAbandoned>((resume) => {
-    if (early !== undefined) return resume(early)
-    resumeCall = resume
-    return Effect.sync(() => {
-      untrack(caller, requestId)
-      signal?.removeEventListener("abort", onAbort)
-    })
-  })
+    waiting.add(pending)
+  }
+  return pending
 }
 
 /** A request frame: it names this client's reader slot on the reply ring, so the reply wakes only this client. */
 const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, json: string) =>
   outFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
 
-/** The reply decoded with the method's own Schemas (so it has the method's types): its success, or its typed or protocol failure. */
-const decodeReply = <M extends AnyRpcMethod>(method: M, requestId: number, reply: Reply): Effect.Effect<Success<M>, Failure<M> | RpcCallError> => {
-  const invalidReply = (issue: ParseResult.ParseError) => new RpcInvalidReply({ method: method.tag, requestId, issue: describe(issue) })
-  switch (reply.kind) {
-    case Kind.success:
-      return Effect.mapError(fromJson(method.success, reply.json), invalidReply) as Effect.Effect<Success<M>, RpcInvalidReply>
-    case Kind.failure:
-      return Effect.flatMap(Effect.mapError(fromJson(method.failure, reply.json), invalidReply), (failure) => Effect.fail(failure as Failure<M>))
-    case Kind.protocolError:
-      return Effect.flatMap(Effect.mapError(fromJson(RpcProtocolError, reply.json), invalidReply), (error) => Effect.fail(error as RpcProtocolError))
-    default:
-      return Effect.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: `unexpected frame kind ${reply.kind}` }))
-  }
+/** A reply decoded with the method's own Schemas: its success, or its typed or protocol failure. */
+const decodeReply = (method: AnyRpcMethod, requestId: number, kind: number, json: string): Exit.Exit<unknown, unknown> => {
+  const decoded = kind === Kind.success
+    ? fromJson(method.success, json)
+    : kind === Kind.failure
+    ? fromJson(method.failure, json)
+    : kind === Kind.protocolError
+    ? fromJson(RpcProtocolError, json)
+    : undefined
+  if (decoded === undefined) return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: `unexpected frame kind ${kind}` }))
+  if (Either.isLeft(decoded)) return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: describe(decoded.left) }))
+  return kind === Kind.success ? Exit.succeed(decoded.right) : Exit.fail(decoded.right)
 }
 
-/** Calls `method`: encodes the payload, listens for the reply, writes the request frame, then waits for the reply and decodes it. */
+/** A request that must wait for room in the request ring: written when there is, then its reply awaited; it stops listening however that ends. */
+const callWhenRoom = (caller: Caller, method: AnyRpcMethod, requestId: number, timeoutMs: number, signal: AbortSignal | undefined, frame: OutFrame) =>
+  Effect.flatMap(Deferred.make<unknown, unknown>(), (outcome) => {
+    const pending = listen(caller, method, requestId, timeoutMs, signal, (exit) => Deferred.unsafeDone(outcome, exit))
+    return Effect.zipRight(caller.writer.write(frameBytes(frame)), Deferred.await(outcome)).pipe(Effect.ensuring(Effect.sync(() => pending.stop())))
+  })
+
+/**
+ * Calls `method`: one wait, with no fiber, timer or effect of its own in the common case —
+ * the payload is encoded, the call listens, and the request is written and committed, all as
+ * the wait starts; the reply's wake callback decodes it and resumes the caller with the
+ * outcome. An interrupted call stops listening.
+ */
 const call = <M extends AnyRpcMethod>(
   caller: Caller,
   method: M,
   payload: Payload<M>,
   options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }
 ): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
-  Effect.suspend(() => {
+  Effect.async<unknown, unknown>((resume) => {
     const requestId = caller.nextId
     caller.nextId = requestId === 0xfffffffe ? 1 : requestId + 1
-    const timeoutMs = options?.timeoutMs ?? caller.defaultTimeoutMs
     rpcCalls.unsafeUpdate(1, [])
     const json = toJson(method.payload, payload)
-    if (Either.isLeft(json)) return Effect.fail(new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) }))
-    const replied = awaitReply(caller, method.tag, requestId, timeoutMs, options?.signal)
-    const request = requestFrame(caller, method, requestId, json.right)
-    // Written and committed at once when it fits (the common case): the call is then one wait,
-    // which stops listening itself if interrupted. A request that must wait for room stops
-    // listening however its write ends.
-    const sent = tryWriteNow(caller.writer, request)
-      ? replied
-      : Effect.zipRight(caller.writer.write(frameBytes(request)), replied).pipe(Effect.onExit(() => Effect.sync(() => untrack(caller, requestId))))
-    return Effect.flatMap(sent, (received) => decodeReply(method, requestId, received))
-  })
+    if (Either.isLeft(json)) return resume(Exit.fail(new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })))
+    const signal = options?.signal
+    // Not sent at all once abandoned.
+    if (signal?.aborted === true) return resume(Exit.fail(abandoned(method.tag, requestId, signal)))
+    const timeoutMs = options?.timeoutMs ?? caller.defaultTimeoutMs
+    const frame = requestFrame(caller, method, requestId, json.right)
+    // Reserved, filled and committed in this one synchronous step (see RingWriter.tryReserve).
+    const at = caller.writer.tryReserve(frame.length)
+    if (at < 0) return resume(callWhenRoom(caller, method, requestId, timeoutMs, signal, frame))
+    const pending = listen(caller, method, requestId, timeoutMs, signal, resume)
+    writeFrameAt(caller.writer.bytes, at, frame)
+    caller.writer.commit()
+    return Effect.sync(() => pending.stop())
+  }) as Effect.Effect<Success<M>, Failure<M> | RpcCallError>
 
 /** The hub of one notice tag, made at its first subscription. */
 const hubOf = (caller: Caller, tag: string) =>
@@ -699,6 +761,7 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       reader: yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot }),
       defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       pending: new Map(),
+      aborts: new WeakMap(),
       timer: undefined,
       timerAt: Infinity,
       notices: new Map(),

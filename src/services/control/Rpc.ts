@@ -8,7 +8,7 @@
  * JSON of the Schema-encoded value; the receiver decodes with the same Schema. A request that
  * fails to decode is answered with `RpcInvalidPayload` and the server keeps serving.
  */
-import { Context, Data, type Effect, type ParseResult, Schema, type Scope, type Stream } from "effect"
+import { Context, Data, type Effect, type Either, type ParseResult, Schema, type Scope, type Stream } from "effect"
 import type { InvalidRingAddress, NoFreeReaderSlot, RingAddress, RingCorrupt, RingWriteError, RingWriterBusy } from "./Rings.js"
 
 export interface RpcMethod<Tag extends string, P, PI, S, SI, F, FI> {
@@ -63,7 +63,24 @@ export interface DeferredReply<S, F> {
   readonly requestId: number
   readonly succeed: (value: S) => Effect.Effect<void>
   readonly fail: (error: F) => Effect.Effect<void>
+  /** `succeed` (Right) or `fail` (Left) done now, from plain code such as a callback: sent, or queued to be, when it returns. */
+  readonly unsafeComplete: (outcome: Either.Either<S, F>) => void
 }
+
+const sharedReplies = new WeakSet<object>()
+
+/**
+ * Marks a reply value that will never change again (it is frozen): a server encodes it once
+ * however many requests it answers with it (a barrier release answers every participant with
+ * one object). Unmarked values are encoded for every reply.
+ */
+export const sharedReply = <A extends object>(value: A): A => {
+  sharedReplies.add(Object.freeze(value))
+  return value
+}
+
+/** Whether `value` was marked with `sharedReply`. */
+export const isSharedReply = (value: object): boolean => sharedReplies.has(value)
 
 export interface RpcRequest<S, F> {
   readonly client: number
@@ -163,6 +180,12 @@ export interface RpcServer {
    * writer; returns the reply ring's leading sequence once the notice is committed.
    */
   readonly notify: <Tag extends string, A, I>(notice: RpcNotice<Tag, A, I>, value: A, client?: number) => Effect.Effect<number, ParseResult.ParseError>
+  /**
+   * `notify` done now, from plain code, when it can be (nothing queued before it, room in the
+   * ring): the leading sequence after the committed notice, or undefined, and then `notify` must
+   * send it (a value that does not encode is undefined too: `notify` reports it).
+   */
+  readonly notifyNow: <Tag extends string, A, I>(notice: RpcNotice<Tag, A, I>, value: A, client?: number) => number | undefined
 }
 
 export interface RpcClient {
