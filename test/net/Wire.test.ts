@@ -339,6 +339,26 @@ describe("batch payloads", () => {
     expect(checkBatchPayload(payload, 2)).toMatch(/message 1: only the first record/)
   })
 
+  it("the checker judges a payload by its own bytes wherever it lies: the same verdict at any offset of a larger buffer, whatever follows it there", () => {
+    fc.assert(fc.property(
+      fc.array(fc.uint8Array({ maxLength: 40 }), { minLength: 1, maxLength: 5 }),
+      fc.nat({ max: 40 }),
+      fc.nat({ max: 4 }),
+      (values, offset, cutWords) => {
+        const builder = new BatchBuilder(new BufferPool(1024, 0))
+        for (const value of values) builder.add(value, 1_700_000_000_000)
+        const { payload, messageCount } = builder.seal()
+        // The payload cut short inside a larger buffer that goes on with the rest of its records and then garbage.
+        const length = Math.max(8, payload.length - 8 * cutWords)
+        const host = new Uint8Array(offset + payload.length + 64).fill(0xff)
+        host.set(payload, offset)
+        const verdict = checkBatchPayload(host.subarray(offset, offset + length), messageCount)
+        expect(verdict).toBe(checkBatchPayload(payload.slice(0, length), messageCount))
+        if (length === payload.length) expect(verdict).toBeUndefined()
+      }
+    ))
+  })
+
   it("the checker never throws and the walker agrees with it, whatever the bytes", () => {
     fc.assert(fc.property(fc.uint8Array({ minLength: 8, maxLength: 200 }), fc.nat({ max: 6 }), (bytes, count) => {
       const payload = bytes.subarray(0, bytes.length & ~7)

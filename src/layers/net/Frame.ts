@@ -209,21 +209,4 @@ export const writeFrameHeader = (
   frame.writeUInt32LE(crc, 28)
 }
 
-/** The raw fields of a header at `offset` (no validation; see FrameReader). */
-export const readRawHeader = (source: Uint8Array, offset: number) => {
-  const view = new DataView(source.buffer, source.byteOffset + offset, FRAME_HEADER_BYTES)
-  return {
-    type: view.getUint8(0),
-    version: view.getUint8(1),
-    magic: view.getUint16(2, true),
-    clientId: view.getUint32(4, true),
-    sessionEpoch: view.getUint32(8, true),
-    seqLow: view.getUint32(12, true),
-    seqHigh: view.getUint32(16, true),
-    messageCount: view.getUint32(20, true),
-    payloadBytes: view.getUint32(24, true),
-    crc32c: view.getUint32(28, true)
-  }
-}
-
 export const sequenceOf = (low: number, high: number): number => high * TWO_32 + low

@@ -18,7 +18,6 @@ import {
   frameTypeName,
   MAX_ACK_PAYLOAD_BYTES,
   MAX_CONTROL_PAYLOAD_BYTES,
-  readRawHeader,
   sequenceOf,
   WIRE_VERSION
 } from "./Frame.js"
@@ -39,8 +38,6 @@ export interface FrameReaderOptions {
   readonly admit?: (type: FrameType) => WireViolation | undefined
 }
 
-type PendingHeader = Omit<Frame, "payload">
-
 /** The payload bound of a frame type. */
 const payloadLimit = (type: number, maxBatchBytes: number): number =>
   type === FrameType.BATCH || type === FrameType.DATA
@@ -51,40 +48,52 @@ const payloadLimit = (type: number, maxBatchBytes: number): number =>
     ? 0
     : MAX_CONTROL_PAYLOAD_BYTES
 
-/** Why a header is refused before any of its payload is taken (magic, version, type, admission, bounds), or undefined. */
-const headerViolation = (
-  raw: ReturnType<typeof readRawHeader>,
-  accepted: ReadonlyArray<boolean>,
-  options: Pick<FrameReaderOptions, "admit" | "maxBatchBytes">
-): WireViolation | undefined => {
-  const fail = (code: WireViolation["code"], detail: string) => new WireViolation({ code, detail })
-  if (raw.magic !== FRAME_MAGIC) return fail("bad-magic", `frame magic 0x${raw.magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
-  if (raw.version !== WIRE_VERSION) return fail("version-mismatch", `wire version ${raw.version}, this side speaks ${WIRE_VERSION}`)
-  if (accepted[raw.type] !== true) return fail("bad-frame-type", `frame type ${frameTypeName(raw.type)} is not accepted here`)
-  const refused = options.admit?.(raw.type as FrameType)
-  if (refused !== undefined) return refused
-  if (raw.seqHigh > MAX_SEQ_HIGH) return fail("oversized", "sequence is not below 2^53")
-  const limit = payloadLimit(raw.type, options.maxBatchBytes)
-  if (raw.payloadBytes > limit) return fail("oversized", `${frameTypeName(raw.type)} payload of ${raw.payloadBytes} bytes exceeds ${limit}`)
-  return undefined
+const fail = (code: WireViolation["code"], detail: string) => new WireViolation({ code, detail })
+
+/** Little-endian u32 at `at` of `b`. */
+const u32 = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0
+
+/** A frame as the readers build it: its payload is set once received (`withPayload`). */
+type ReceivedFrame = { -readonly [K in keyof Frame]: Frame[K] }
+
+/** Sets the payload of a frame `checkedHeader` made (readers only, before handing it out). */
+const withPayload = (frame: Frame, payload: Uint8Array): Frame => {
+  ;(frame as ReceivedFrame).payload = payload
+  return frame
 }
 
-/** The header at `at` of `source`, checked (see `headerViolation`), or why it is refused. */
+/**
+ * The header at `at` of `source`, checked — magic, version, type, admission, bounds — before
+ * any of its payload is taken, or why it is refused. Decoded straight from the bytes into the
+ * frame the reader hands out (its payload still empty): one object per frame, no DataView.
+ */
 export const checkedHeader = (
   source: Uint8Array,
   at: number,
   accepted: ReadonlyArray<boolean>,
   options: Pick<FrameReaderOptions, "admit" | "maxBatchBytes">
-): FrameHeader | WireViolation => {
-  const raw = readRawHeader(source, at)
-  return headerViolation(raw, accepted, options) ?? {
-    type: raw.type as FrameType,
-    clientId: raw.clientId,
-    sessionEpoch: raw.sessionEpoch,
-    seq: sequenceOf(raw.seqLow, raw.seqHigh),
-    messageCount: raw.messageCount,
-    payloadBytes: raw.payloadBytes,
-    crc32c: raw.crc32c
+): Frame | WireViolation => {
+  const type = source[at]
+  const magic = source[at + 2] | (source[at + 3] << 8)
+  if (magic !== FRAME_MAGIC) return fail("bad-magic", `frame magic 0x${magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
+  if (source[at + 1] !== WIRE_VERSION) return fail("version-mismatch", `wire version ${source[at + 1]}, this side speaks ${WIRE_VERSION}`)
+  if (accepted[type] !== true) return fail("bad-frame-type", `frame type ${frameTypeName(type)} is not accepted here`)
+  const refused = options.admit?.(type as FrameType)
+  if (refused !== undefined) return refused
+  const seqHigh = u32(source, at + 16)
+  if (seqHigh > MAX_SEQ_HIGH) return fail("oversized", "sequence is not below 2^53")
+  const payloadBytes = u32(source, at + 24)
+  const limit = payloadLimit(type, options.maxBatchBytes)
+  if (payloadBytes > limit) return fail("oversized", `${frameTypeName(type)} payload of ${payloadBytes} bytes exceeds ${limit}`)
+  return {
+    type: type as FrameType,
+    clientId: u32(source, at + 4),
+    sessionEpoch: u32(source, at + 8),
+    seq: sequenceOf(u32(source, at + 12), seqHigh),
+    messageCount: u32(source, at + 20),
+    payloadBytes,
+    crc32c: u32(source, at + 28),
+    payload: EMPTY
   }
 }
 
@@ -108,7 +117,7 @@ export class FrameReader {
   private position = 0
   private readonly headerBytes = new Uint8Array(FRAME_HEADER_BYTES)
   private headerFill = 0
-  private pending: PendingHeader | undefined = undefined
+  private pending: Frame | undefined = undefined
   private reassembly = new Uint8Array(0)
   private reassemblyFill = 0
   private failure: WireViolation | undefined = undefined
@@ -210,18 +219,18 @@ export class FrameReader {
     return this.complete(header, this.reassembly.subarray(0, header.payloadBytes))
   }
 
-  private checkCrc(header: PendingHeader, crc: number): WireViolation | undefined {
+  private checkCrc(header: FrameHeader, crc: number): WireViolation | undefined {
     const wrong = crcViolation(header, crc)
     if (wrong !== undefined) this.failure = wrong
     return wrong
   }
 
-  private complete(header: PendingHeader, payload: Uint8Array): Frame | WireViolation {
+  private complete(header: Frame, payload: Uint8Array): Frame | WireViolation {
     this.returnedBytes = header.payloadBytes
     // A DATA frame's crc is its batch's, checked by the subscriber: a mismatch there is a batch
     // retention reclaimed while it was being sent (the broker's out-of-range ERROR follows), not a broken stream.
-    if (header.type === FrameType.DATA) return { ...header, payload }
-    return this.checkCrc(header, crc32c(payload, 0, payload.length)) ?? { ...header, payload }
+    if (header.type === FrameType.DATA) return withPayload(header, payload)
+    return this.checkCrc(header, crc32c(payload, 0, payload.length)) ?? withPayload(header, payload)
   }
 }
 
@@ -263,7 +272,7 @@ export class InPlaceFrameReader {
   private readonly header = new Uint8Array(FRAME_HEADER_BYTES)
   private headerFill = 0
   /** The frame whose payload is being read, its destination (payload + slack) and the payload bytes in it. */
-  private pending: FrameHeader | undefined = undefined
+  private pending: Frame | undefined = undefined
   private destination: Uint8Array = EMPTY
   private destinationFill = 0
   /** The destination when `place` gave it (undefined once evicted, or for the reader's own buffer). */
@@ -274,8 +283,10 @@ export class InPlaceFrameReader {
   private stash = new Uint8Array(0)
   private stashStart = 0
   private stashEnd = 0
-  /** The buffer `buffer()` handed out last: where the next `filled` bytes are. */
+  /** The buffer `buffer()` handed out last: where the next `filled` bytes are; it starts at `installedAt` of `installedIn` (the header, the destination or the stash). */
   private installed: Uint8Array = EMPTY
+  private installedIn: Uint8Array = EMPTY
+  private installedAt = 0
   /** Payload bytes of the frame last returned: still the consumer's until the next `next()`. */
   private returnedBytes = 0
   private failure: WireViolation | undefined = undefined
@@ -286,19 +297,22 @@ export class InPlaceFrameReader {
 
   /** Where the next read should go (never empty); the next `filled` counts bytes read into it. */
   buffer(): Uint8Array {
-    this.installed = this.target()
-    return this.installed
-  }
-
-  private target(): Uint8Array {
     if (this.stashEnd === this.stashStart) {
-      if (this.pending !== undefined) return this.destination.subarray(this.destinationFill)
-      if (this.headerFill < FRAME_HEADER_BYTES) return this.header.subarray(this.headerFill)
+      if (this.pending !== undefined) return this.install(this.destination, this.destinationFill)
+      if (this.headerFill < FRAME_HEADER_BYTES) return this.install(this.header, this.headerFill)
     }
     // Input that must wait for `next()`: after what already waits.
     if (this.stashStart === this.stashEnd) this.stashStart = this.stashEnd = 0
     if (this.stash.length - this.stashEnd < STASH_BYTES) this.growStash(STASH_BYTES)
-    return this.stash.subarray(this.stashEnd)
+    return this.install(this.stash, this.stashEnd)
+  }
+
+  /** Hands out `buffer` from `at` and remembers where that is, so `filled` checks it without a view per read. */
+  private install(buffer: Uint8Array, at: number): Uint8Array {
+    this.installedIn = buffer
+    this.installedAt = at
+    this.installed = at === 0 ? buffer : buffer.subarray(at)
+    return this.installed
   }
 
   private growStash(room: number): void {
@@ -311,16 +325,19 @@ export class InPlaceFrameReader {
 
   /** `n` bytes were read into the last `buffer()`. */
   filled(n: number): void {
-    const into = this.installed
-    if (into.buffer === this.stash.buffer && into.byteOffset === this.stash.byteOffset + this.stashEnd && this.stash.length > 0) {
+    const into = this.installedIn
+    const at = this.installedAt
+    if (into === this.stash && at === this.stashEnd && into.length > 0) {
       this.stashEnd += n
       return
     }
-    const want = this.stashEnd === this.stashStart ? this.target() : EMPTY
-    if (want.length === 0 || into.buffer !== want.buffer || into.byteOffset !== want.byteOffset) {
+    // Still where `buffer()` would send this read now? (Nothing changed since it was handed out.)
+    const current = this.stashEnd === this.stashStart &&
+      (this.pending !== undefined ? into === this.destination && at === this.destinationFill : into === this.header && at === this.headerFill && at < FRAME_HEADER_BYTES)
+    if (!current) {
       // Read into a buffer the reader has moved on from (it is the reader's own): it waits in the stash.
       if (this.stash.length - this.stashEnd < n) this.growStash(n)
-      this.stash.set(into.subarray(0, n), this.stashEnd)
+      this.stash.set(this.installed.subarray(0, n), this.stashEnd)
       this.stashEnd += n
       return
     }
@@ -432,11 +449,11 @@ export class InPlaceFrameReader {
     return this.own.subarray(0, payloadBytes + FRAME_HEADER_BYTES)
   }
 
-  private complete(header: FrameHeader, payload: Uint8Array): Frame | WireViolation {
+  private complete(header: Frame, payload: Uint8Array): Frame | WireViolation {
     const wrong = crcViolation(header, crc32c(payload, 0, payload.length))
     if (wrong === undefined) {
       this.returnedBytes = payload.length
-      return { ...header, payload }
+      return withPayload(header, payload)
     }
     this.failure = wrong
     return wrong
