@@ -164,6 +164,29 @@ describe("Publisher", () => {
       expect(batchWrites.some((w) => w.payloadBytes > 9_000)).toBe(true)
     }))
 
+  it.scopedLive("a plain TCP broker connection reads into its own reused buffer (onread): ACKs arrive without a stream data event per read", () =>
+    Effect.gen(function*() {
+      const { log, addresses, publisher } = yield* cluster(1)
+      // Data events on the publisher's side of its connections (the broker's side is the one whose local port is the broker's).
+      let clientDataEvents = 0
+      const original = Socket.prototype.emit
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          Socket.prototype.emit = function(this: Socket, event: string | symbol, ...args: Array<unknown>) {
+            if (event === "data" && this.remotePort === addresses[0]!.port) clientDataEvents++
+            return original.apply(this, [event, ...args])
+          } as typeof original
+        }),
+        () => Effect.sync(() => (Socket.prototype.emit = original))
+      )
+      const p = yield* publisher({ clientId: 25, batchBytes: 1024 })
+      yield* publishTestMessages(p, 25, 200, 300)
+      yield* p.flush(10_000)
+      expect(p.stats().ackedMessages).toBe(200)
+      expect(audit(log.ordered("t"), new Map([[25, 200]]))).toEqual({ messages: 200, ...clean })
+      expect(clientDataEvents).toBe(0)
+    }))
+
   it("writeFrameHeader writes the bytes writeHeader writes", () => {
     const fields = { type: FrameType.BATCH, clientId: 0xfedc_ba98, sessionEpoch: 7, seq: 2 ** 40 + 12_345, messageCount: 513, payloadBytes: 65_536, crc32c: 0x8000_0001 }
     const expected = Buffer.alloc(32)

@@ -81,13 +81,39 @@ export interface ClientSecurity {
   readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
 }
 
+/** One read's worth of a plain TCP connection's receive buffer (reused for every read). */
+const RECEIVE_BUFFER_BYTES = 64 << 10
+
 /**
  * Opens a TCP connection to a broker, under TLS when `tls` is given (verifying the broker's
  * certificate for its address), and says which event means it is ready for the first frame.
+ * With `onChunk`, a plain TCP connection reads into one buffer of its own, reused for every
+ * read (Node's `onread`: no Buffer and no stream 'data' event per read); `onChunk` must be done
+ * with a chunk when it returns. Under TLS it is not called (read the socket's data events).
  */
-export const dialBroker = (address: BrokerAddress, tls: ClientSecurity["tls"]): { readonly socket: Socket; readonly ready: "connect" | "secureConnect" } =>
+export const dialBroker = (
+  address: BrokerAddress,
+  tls: ClientSecurity["tls"],
+  onChunk?: (chunk: Buffer) => void
+): { readonly socket: Socket; readonly ready: "connect" | "secureConnect" } =>
   tls === undefined
-    ? { socket: connect({ host: address.host, port: address.port, noDelay: true }), ready: "connect" }
+    ? {
+      socket: connect({
+        host: address.host,
+        port: address.port,
+        noDelay: true,
+        ...(onChunk === undefined ? {} : {
+          onread: {
+            buffer: Buffer.allocUnsafe(RECEIVE_BUFFER_BYTES),
+            callback: (bytes: number, buffer: Uint8Array) => {
+              onChunk(Buffer.from(buffer.buffer, buffer.byteOffset, bytes))
+              return true
+            }
+          }
+        })
+      }),
+      ready: "connect"
+    }
     : {
       socket: connectTls({
         // Over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off, which holds a batch's last record back.
@@ -129,7 +155,7 @@ export const openConnection = (
   const nonce = credentials === undefined ? undefined : newNonce()
   /** The broker's signature the WELCOME must carry once this client answered a CHALLENGE. */
   let expectedSignature: string | undefined
-  const { socket, ready } = dialBroker(address, tls)
+  const { socket, ready } = dialBroker(address, tls, receive)
   const finish = (code: ConnectionClosed["code"], detail: string) => {
     if (closed) return
     closed = true
@@ -151,7 +177,9 @@ export const openConnection = (
   socket.on(ready, introduce)
   socket.on("error", (error) => finish("unreachable", error.message))
   socket.on("close", () => finish("closed", "the broker closed the connection"))
-  socket.on("data", (chunk: Buffer) => {
+  // Plain TCP reads go straight to `receive` (onread); TLS delivers data events.
+  if (tls !== undefined) socket.on("data", receive)
+  function receive(chunk: Buffer) {
     reader.push(chunk)
     for (let frame = reader.next(); frame !== undefined && !closed; frame = reader.next()) {
       if (frame instanceof WireViolation) return finish("bad-frame", frame.message)
@@ -196,7 +224,7 @@ export const openConnection = (
         }
       }
     }
-  })
+  }
 
   return {
     sendBatch: (frame, onWritten) => {
