@@ -185,6 +185,27 @@ for (const impl of impls) {
         expect(yield* subscriber.bounds("t")).toEqual({ earliest: 0, end: 15 })
       }))
 
+    it.scopedLive("poll hands every batch at hand to its callback in order, each once; a pull goes on where it stopped", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        for (let seq = 0; seq < 8; seq++) yield* appendSimple(a, "t", 1, 0, seq, 3)
+        yield* drain(sequencer)
+        const subscription = yield* subscriber.subscribe("t")
+        const seen: Array<ReturnType<typeof viewOf>> = []
+        let counted = 0
+        while (subscription.position() < 18) counted += yield* subscription.poll((batch) => seen.push(...messagesOf(batch)))
+        expect(seen).toEqual(Array.from({ length: subscription.position() }, (_, k) => expectedMessage(Math.floor(k / 3), k % 3, k)))
+        expect(counted).toBe(seen.length / 3)
+        yield* appendSimple(a, "t", 1, 0, 8, 3)
+        yield* drain(sequencer)
+        const rest: Array<number> = []
+        while (subscription.position() < 27) rest.push((yield* subscription.pull).offset)
+        expect(rest).toEqual(Array.from({ length: (27 - seen.length) / 3 }, (_, i) => seen.length + 3 * i))
+      }))
+
     it.scopedLive("starts at an offset inside a batch, or at the latest end, and waits for what comes next", () =>
       Effect.gen(function*() {
         const { cluster, subscriber } = yield* impl.make()
@@ -365,6 +386,38 @@ for (const impl of impls) {
         expect(yield* consumers.list("t")).toEqual([])
         yield* drain(sequencer)
         yield* appendSimple(a, "t", 1, 0, seq)
+      }))
+
+    it.scopedLive("a commit inside a batch holds that batch: after publishers filled the log, the next member resumes there intact", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0, { timeoutMs: 300 })
+        const sequencer = yield* cluster.sequencer()
+        for (let seq = 0; seq < 4; seq++) yield* appendSimple(a, "t", 1, 0, seq, 3)
+        yield* drain(sequencer)
+        yield* Effect.gen(function*() {
+          const member = yield* subscriber.subscribe("t", { consumer: "mid", autoCommit: "off" })
+          const next = yield* puller(member)
+          yield* next
+          yield* next
+          yield* member.commit(4)
+          // A remote commit is applied in order with the connection's frames: wait for the broker.
+          yield* Effect.sleep("50 millis")
+        }).pipe(Effect.scoped)
+        // More than the log holds: the appends wait for the batch the consumer holds (offsets 3-5), then time out.
+        const appended = yield* Effect.either(Effect.gen(function*() {
+          for (let seq = 4; seq <= 4 * smallConfig.pbrSlots; seq++) {
+            yield* appendSimple(a, "t", 1, 0, seq, 3)
+            if (seq % 16 === 0) yield* drain(sequencer)
+          }
+        }))
+        expect(appended._tag === "Left" && appended.left._tag).toBe("AppendTimeout")
+        yield* drain(sequencer)
+        const resumed = yield* subscriber.subscribe("t", { consumer: "mid" })
+        expect(resumed.start).toBe(4)
+        const batch = yield* (yield* puller(resumed))
+        expect(messagesOf(batch)).toEqual([expectedMessage(1, 1, 4), expectedMessage(1, 2, 5)])
       }))
 
     it.scopedLive("a named consumer holding publishers past the bound is cut off: the appends go through, and subscribing as it again is LogOutOfRange; removed, it starts afresh", () =>

@@ -12,7 +12,7 @@
  * iterated past are committed every 100 ms by default (`autoCommit`), and `commit()` commits
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
-import { Cause, Chunk, Effect, Exit, ManagedRuntime, Option, Scope, Stream } from "effect"
+import { Cause, Effect, Exit, ManagedRuntime, Scope } from "effect"
 import type { MessageHeader, SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
 import { type LocalRegion, withLocalCredentials } from "./Auth.js"
@@ -98,8 +98,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
           ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
           ...(options.autoCommit === undefined ? {} : { autoCommit: options.autoCommit })
         })
-        const pull = yield* Stream.toPull(subscription.batches)
-        return { subscription, pull }
+        return { subscription }
       }).pipe(Scope.extend(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
       return { scope, ...opened }
     }))
@@ -107,12 +106,9 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
       await runtime.dispose()
       throw Cause.squash(exit.cause)
     }
-    const { scope, subscription, pull } = exit.value
-    const one = pull.pipe(
-      Effect.map(Chunk.unsafeHead),
-      Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.dieMessage("the subscription ended")))
-    )
-    return new CxlogSubscriber(runtime, scope, subscription, one, options.signal)
+    const { scope, subscription } = exit.value
+    // The subscription's pull itself, not a pull of its Stream: no Stream step per batch.
+    return new CxlogSubscriber(runtime, scope, subscription, subscription.pull, options.signal)
   }
 
   get topic(): string {

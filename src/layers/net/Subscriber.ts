@@ -129,6 +129,8 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
         start,
         consumer: options.consumer,
         batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
+        pull,
+        poll: (onBatch) => Effect.map(pull, (batch) => (onBatch(batch), 1)),
         position: cursor.position,
         lag: Effect.map(reader.bounds(topic).pipe(Effect.orDie), ({ end }) => Math.max(0, end - cursor.position())),
         commit: (offset) => Effect.suspend(() => commitAt(offset ?? cursor.position()))

@@ -22,6 +22,7 @@ import {
   Subscriber,
   SubscriberBrokersUnreachable,
   SubscriberConnectionFailed,
+  type SubscriberBatch,
   type SubscriberShape,
   type Subscription,
   type SubscriptionError
@@ -422,14 +423,14 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
       const tornThen = (): Effect.Effect<never, SubscriptionError> =>
         Effect.flatMap(Effect.suspend(() => connection.next(TORN_GRACE_MS)), (after) =>
           after.type === FrameType.ERROR ? Effect.fail(streamError(connection, request, after)) : tornThen())
+      /** What was handed out is due to be committed now (at a pull, before it takes the next batch). */
+      const commitDue = () => uncommitted() && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)
       /**
        * The next batch: at once when a whole frame is in (no Effect steps beyond the pull's own),
        * else after one wait for a frame, failing over when the broker is gone.
        */
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.suspend(() => {
-        if (uncommitted() && (position - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs)) {
-          return Effect.zipRight(Effect.orDie(commitAt(position)), pull)
-        }
+        if (commitDue()) return Effect.zipRight(Effect.orDie(commitAt(position)), pull)
         // Pulling again: the batch handed out before is done with.
         connection.input.release()
         const taken = take()
@@ -447,10 +448,33 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
           pull
         )
       })
+      /**
+       * A pull, then every further batch already received, each handed to `onBatch` as soon as
+       * the one before returned (so it is done with: its bytes may go). Stops before a commit
+       * falls due (the next pull makes it), and fails with what a frame after them means.
+       */
+      const poll = (onBatch: (batch: SubscriberBatch) => void): Effect.Effect<number, SubscriptionError> =>
+        Effect.flatMap(pull, (first) => {
+          onBatch(first)
+          let n = 1
+          for (;;) {
+            if (commitDue()) return Effect.succeed(n)
+            connection.input.release()
+            const taken = take()
+            connection.resumeIfRoom()
+            if (taken === undefined) return Effect.succeed(n)
+            if (taken === "torn") return tornThen()
+            if (!(taken instanceof BatchView)) return Effect.fail(taken)
+            onBatch(taken)
+            n++
+          }
+        })
       const subscription: Subscription = {
         topic,
         start: subscribed.start,
         batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
+        pull,
+        poll,
         position: () => position,
         lag: Effect.map(bounds(topic), (held) => Math.max(0, held.end - position)),
         consumer: subscribeOptions.consumer,

@@ -30,6 +30,8 @@ import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } f
 const EMPTY = new Uint8Array(0)
 /** Batches written per round (one corked write of their headers and payloads). */
 const ROUND_BATCHES = 64
+/** Batches whose first offsets a subscription keeps (a power of two above the most in flight: credit and a round). */
+const SENT_RING = 8192
 /** One wait for the log to move; its end only re-checks (a commit wakes it at once). */
 const WAIT_SLICE_MS = 60_000
 /** How long a refused subscriber may take to read its error frame before its socket is destroyed. */
@@ -119,6 +121,28 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     const cutOff = (l: ConsumerLease) =>
       Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest }) =>
         Effect.fail(new ConsumerCutOff({ topic, name: l.name, committed: l.committed(), earliest })))
+    /**
+     * The first offset of each batch sent lately, by global seq (a topic's are consecutive): a
+     * COMMIT names the batch its offset lies in from here, not by a search of the log's window
+     * (which walked the GOI from its oldest slot).
+     */
+    const firstOffsets = new Float64Array(SENT_RING)
+    const sentFrom = cursor.nextBatch()
+    /** The global seq of the batch holding `offset` (or of the next one, at the end of what was sent); undefined if not sent lately. */
+    const sentBatchAt = (offset: number): number | undefined => {
+      const next = cursor.nextBatch()
+      const oldest = Math.max(sentFrom, next - SENT_RING)
+      if (offset === cursor.position()) return next
+      if (oldest >= next || offset < firstOffsets[oldest % SENT_RING]!) return undefined
+      let lo = oldest
+      let hi = next - 1
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2)
+        if (firstOffsets[mid % SENT_RING]! <= offset) lo = mid
+        else hi = mid - 1
+      }
+      return lo
+    }
     /** A COMMIT: the offset must lie between the committed one and what was sent. */
     const commit = (offset: number) =>
       Effect.gen(function*() {
@@ -128,7 +152,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
         }
         // A cut-off consumer's batches may be gone already.
         if (lease.cutOff()) return yield* cutOff(lease)
-        const g = yield* Effect.scoped(Effect.map(reader.subscribe(topic, { from: offset }), (c) => c.nextBatch())).pipe(Effect.orDie)
+        const g = sentBatchAt(offset) ?? (yield* Effect.scoped(Effect.map(reader.subscribe(topic, { from: offset }), (c) => c.nextBatch())).pipe(Effect.orDie))
         if (!lease.commit(offset, g)) return yield* cutOff(lease)
         committed = offset
       })
@@ -213,6 +237,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       // Header and payload go out in one writev when the round uncorks: the payload from where it lies in the log.
       socket.write(headerSlots[frames]!)
       socket.write(asBuffer(b.bytes).subarray(b.offset, b.offset + b.length))
+      firstOffsets[b.globalSeq % SENT_RING] = b.totalOrder
       sent[3 * frames] = b.globalSeq
       sent[3 * frames + 1] = b.totalOrder
       sent[3 * frames + 2] = b.totalOrder + b.messageCount
