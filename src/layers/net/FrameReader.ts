@@ -57,7 +57,7 @@ const u32 = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (
 type ReceivedFrame = { -readonly [K in keyof Frame]: Frame[K] }
 
 /** Sets the payload of a frame `checkedHeader` made (readers only, before handing it out). */
-const withPayload = (frame: Frame, payload: Uint8Array): Frame => {
+export const withPayload = (frame: Frame, payload: Uint8Array): Frame => {
   ;(frame as ReceivedFrame).payload = payload
   return frame
 }

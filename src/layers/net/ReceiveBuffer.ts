@@ -13,7 +13,7 @@
  * buffer of its own size (its length is checked against `maxBatchBytes` first).
  */
 import { WireViolation } from "./Control.js"
-import { acceptedTypes, checkedHeader } from "./FrameReader.js"
+import { acceptedTypes, checkedHeader, withPayload } from "./FrameReader.js"
 import { type Frame, FRAME_HEADER_BYTES, type FrameType } from "./Frame.js"
 
 /** A tail shorter than this is worth moving the unread bytes for (when they can move). */
@@ -186,7 +186,7 @@ export class ReceiveBuffer {
     const at = this.start + FRAME_HEADER_BYTES
     if (this.end - at < header.payloadBytes) return undefined
     this.start = at + header.payloadBytes
-    return { ...header, payload: this.buffer.subarray(at, this.start) }
+    return withPayload(header, this.buffer.subarray(at, this.start))
   }
 
   /** The consumer is done with every frame handed out: their bytes may be reused. */
