@@ -134,6 +134,8 @@ const participant = (region: string, index: number, rounds: number, warmup: numb
       }
       if (streamer !== undefined) yield* Fiber.interrupt(streamer)
     }
+    // Nobody leaves before everyone has counted the group full (with `--only` and no barrier row, one could wait for a member already gone).
+    yield* coordinator.barrier("bench-end", { mode: "rendezvous", group: "bench", timeoutMs: 30_000 })
     process.send!({ samples })
   }).pipe(
     Effect.scoped,
