@@ -103,7 +103,7 @@ describe("Publisher", () => {
       const taken = yield* rawConnect(server.port)
       taken.write(hello("t", 1))
       yield* taken.nextFrame()
-      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 300, ackTimeoutMs: 60_000 })
+      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 10_000, ackTimeoutMs: 60_000 })
       const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(60_000)))
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
     }))
@@ -174,8 +174,8 @@ describe("Publisher", () => {
         Effect.sync(() => {
           Socket.prototype.emit = function(this: Socket, event: string | symbol, ...args: Array<unknown>) {
             if (event === "data" && this.remotePort === addresses[0]!.port) clientDataEvents++
-            return original.apply(this, [event, ...args])
-          } as typeof original
+            return original.apply(this, [event, ...args] as Parameters<typeof original>)
+          } as unknown as typeof original
         }),
         () => Effect.sync(() => (Socket.prototype.emit = original))
       )
