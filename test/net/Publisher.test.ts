@@ -103,7 +103,8 @@ describe("Publisher", () => {
       const taken = yield* rawConnect(server.port)
       taken.write(hello("t", 1))
       yield* taken.nextFrame()
-      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 10_000, ackTimeoutMs: 60_000 })
+      // Refused connections are retried for connectTimeoutMs (a slot may free); long enough that a refusal slowed by load still arrives first.
+      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 2_000, ackTimeoutMs: 60_000 })
       const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(60_000)))
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
     }))
