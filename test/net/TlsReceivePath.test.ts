@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { createServer, connect as connectTcp, type Socket } from "node:net"
+import { createServer, connect as connectTcp, Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
 import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { smallConfig } from "../fixtures/log-harness.js"
@@ -96,6 +96,38 @@ describe("Broker receive path under TLS", () => {
         })
       expect(yield* acked(bulk, 24)).toBe(24)
       expect(yield* acked(trickle, 2)).toBe(2)
+    }))
+
+  it.scopedLive("a TLS connection's batches reach the log with no stream data event on the broker's side (Node copies each record into place)", () =>
+    Effect.gen(function*() {
+      const { ca, logged, server } = yield* tlsRegionBroker
+      const client = yield* tlsConnect(server.port, ca)
+      const epoch = yield* opened(client, 5)
+      // Counted from here on, split by side: the client's socket reads through data events, so it shows the count works.
+      let brokerDataEvents = 0
+      let clientDataEvents = 0
+      const original = Socket.prototype.emit
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          Socket.prototype.emit = function(this: Socket, event: string | symbol, ...args: Array<unknown>) {
+            if (event === "data") this === client.socket ? clientDataEvents++ : brokerDataEvents++
+            return original.apply(this, [event, ...args] as Parameters<typeof original>)
+          } as unknown as typeof original
+        }),
+        () => Effect.sync(() => (Socket.prototype.emit = original))
+      )
+      // About 250 KiB in one write (records of 16 KiB cut the batches anywhere), then one batch alone.
+      client.write(Buffer.concat(Array.from({ length: 16 }, (_, seq) => batchFrame(5, epoch, seq, messagesOf(5, seq)))))
+      client.write(batchFrame(5, epoch, 16, messagesOf(5, 16)))
+      yield* receivedBatches(server, 17)
+      const log = yield* logged
+      for (let seq = 0; seq <= 16; seq++) expect(log.get(`5/${seq}`), `batch ${seq}`).toEqual(expected(5, seq))
+      for (;;) {
+        const frame = yield* client.nextFrame()
+        if (frame.type === FrameType.ACK && frame.seq >= 17) break
+      }
+      expect(clientDataEvents).toBeGreaterThan(0)
+      expect(brokerDataEvents).toBe(0)
     }))
 
   it.scopedLive("a corrupt crc in a TLS batch cut across records: ERROR bad-crc, the batch not in the log, the connection's earlier batch and another connection's unharmed", () =>
