@@ -35,12 +35,15 @@ if (!roles.includes(args[0] ?? "")) {
     // Whatever the role starts in turn is the real CLI, without the flags.
     env: { ...process.env, CXLOG_CLI: cli }
   })
-  const tag = args[0] === "broker" ? `broker${args[args.indexOf("--broker-id") + 1]}` : args[0]
+  const brokerId = args.indexOf("--broker-id")
+  const tag = args[0] === "broker" && brokerId >= 0 ? `broker${args[brokerId + 1]}` : args[0]
   const log = createWriteStream(join(process.env["ROLE_FLAGS_OUT"] ?? ".", `${tag}.${child.pid}.log`))
   child.stdout.pipe(log)
   child.stderr.pipe(log)
   child.on("message", (message) => process.send?.(message))
-  process.on("message", (message) => child.send(message))
+  process.on("message", (message) => {
+    if (child.connected) child.send(message)
+  })
   for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => child.kill(signal))
   child.on("exit", (code, signal) => process.exit(code ?? (signal === null ? 1 : 128)))
 }

@@ -58,7 +58,13 @@ const publishStamped = (count: number, options: PublishOptions) =>
     const paced = Effect.async<boolean | PublishError>((resume) => {
       let timer: ReturnType<typeof setTimeout> | undefined
       const tick = () => {
-        const outcome = publishDue()
+        // Outside any fiber here: a throw must become this effect's defect, not an uncaught exception.
+        let outcome: boolean | PublishError
+        try {
+          outcome = publishDue()
+        } catch (defect) {
+          return resume(Effect.die(defect))
+        }
         if (outcome !== true || seq >= count) return resume(Effect.succeed(outcome))
         timer = setTimeout(tick, Math.max(1, Math.ceil(seq / perMs - (performance.now() - started))))
       }

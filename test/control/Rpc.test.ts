@@ -156,7 +156,8 @@ const contract = (label: string, open: OpenRings) =>
           concurrency: "unbounded"
         })
         expect(dates.map((d) => d.toISOString()).sort()).toEqual(["2024-01-02T00:00:00.000Z", "2024-01-04T00:00:00.000Z"])
-        // Both were served in one run: no reply was read back between them (the case a per-run cache got wrong).
+        // Both reached the handler. Sent together, they are read in one wake (the case a per-run
+        // encoding cache got wrong: the second reply carried the first value).
         expect(served).toHaveLength(2)
       }))
 

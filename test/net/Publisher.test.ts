@@ -120,6 +120,25 @@ describe("Publisher", () => {
       expect(error.message).toMatch(/B0=0\/\d+.*head/)
     }))
 
+  it.scopedLive("an ACK timeout longer than setTimeout's longest delay bounds a wait with one capped timer, not one firing every millisecond", () =>
+    Effect.gen(function*() {
+      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const { publisher } = yield* cluster(1, { wrap: swallow })
+      // Node fires an over-long delay after 1 ms and says so with a TimeoutOverflowWarning.
+      const overflows: Array<string> = []
+      const onWarning = (warning: Error) => {
+        if (warning.name === "TimeoutOverflowWarning") overflows.push(warning.message)
+      }
+      yield* Effect.acquireRelease(Effect.sync(() => process.on("warning", onWarning)), () => Effect.sync(() => process.off("warning", onWarning)))
+      const p = yield* publisher({ clientId: 13, batchBytes: 1024, ackTimeoutMs: 30 * 24 * 3_600_000 })
+      yield* p.publish(testMessage(13, 0, 64))
+      const flushing = yield* Effect.fork(p.flush(30 * 24 * 3_600_000))
+      yield* Effect.sleep("50 millis")
+      expect(flushing.unsafePoll()).toBeNull()
+      expect(overflows).toEqual([])
+      yield* Fiber.interrupt(flushing)
+    }))
+
   it.scopedLive("two publishers over 4 brokers: everything acked, each message once, per-client FIFO, batches spread", () =>
     Effect.gen(function*() {
       const { log, publisher } = yield* cluster(4)

@@ -7,7 +7,7 @@
  *
  * A call's path: `call` → `requestFrame` (written to the client's request ring) → the server's
  * `dispatch` → `runHandler` → `reply` → `sendReply` (the reply ring's single writer) → the
- * client's `receive` → `awaitReply` → `decodeReply`.
+ * client's `receive` → the pending call's `deliver` → `decodeReply`, which resumes the caller.
  */
 import { Cause, Deferred, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Runtime, Schema, Stream } from "effect"
 import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"

@@ -103,7 +103,8 @@ export const checkBatchPayload = (payload: Uint8Array, messageCount: number): st
 /**
  * A DataView over the whole buffer behind `bytes`, made once per buffer: the broker checks
  * every batch where it was received, in the region, so one view serves them all (a DataView
- * per batch is a call into V8's C++ while the checker is not yet optimized).
+ * per batch is a call into V8's C++ while the checker is not yet optimized). The last buffer
+ * checked stays referenced until another is (at most one batch's copy, elsewhere than a broker).
  */
 const wholeViewOf = (bytes: Uint8Array): DataView => {
   const buffer = bytes.buffer
@@ -304,6 +305,12 @@ export class BufferPool {
 
   give(buffer: Uint8Array): void {
     if (buffer.length === this.size && this.free.length < this.keep) this.free.push(buffer)
+  }
+
+  /** Whether `buffer` is one of this pool's, with its headroom in front of it (not a buffer made elsewhere). */
+  hasHeadroom(buffer: Uint8Array): boolean {
+    return this.headroom > 0 && buffer.length === this.size && buffer.byteOffset === this.headroom &&
+      buffer.buffer.byteLength === this.headroom + this.size
   }
 }
 

@@ -88,7 +88,7 @@ const RECEIVE_BUFFER_BYTES = 64 << 10
  * Opens a TCP connection to a broker, under TLS when `tls` is given (verifying the broker's
  * certificate for its address), and says which event means it is ready for the first frame.
  * With `onChunk`, a plain TCP connection reads into one buffer of its own, reused for every
- * read (Node's `onread`: no Buffer and no stream 'data' event per read); `onChunk` must be done
+ * read (Node's `onread`: no copy, allocation or stream 'data' event per read, only a view); `onChunk` must be done
  * with a chunk when it returns. Under TLS it is not called (read the socket's data events).
  */
 export const dialBroker = (

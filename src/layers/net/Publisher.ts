@@ -103,6 +103,8 @@ interface Link {
 
 const LATENCY_SAMPLES = 1 << 16
 const MAX_RECONNECT_DELAY_MS = 1_000
+/** setTimeout's longest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 const settingsOf = (options: PublisherOptions) => ({
   brokers: options.brokers,
@@ -219,7 +221,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       if (boundTimer !== undefined && boundAt <= at) return
       clearTimeout(boundTimer)
       boundAt = at
-      boundTimer = setTimeout(expireBounds, Math.max(0, Math.ceil(at - performance.now())))
+      // Capped: Node fires a longer delay after 1 ms, which would re-arm every millisecond.
+      boundTimer = setTimeout(expireBounds, Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(at - performance.now()))))
     }
 
     /** Fails the waits past their bound; the timer then waits for the nearest of the others. */
@@ -251,7 +254,9 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       Effect.async<A, PublishError | PublishAckTimeout>((resume) => {
         const startedAt = performance.now()
         let unhook: (() => void) | undefined
+        let ended = false
         const end = () => {
+          ended = true
           unhook?.()
           unhook = undefined
           bounded.delete(wait)
@@ -267,10 +272,13 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         bounded.add(wait)
         if (bounded.size === 1) boundTimer?.ref()
         armBound(startedAt + timeoutMs)
-        unhook = start((outcome) => {
+        const stop = start((outcome) => {
           end()
           resume(outcome)
         })
+        // A wait settled while starting must not leave its hook behind.
+        if (ended) stop()
+        else unhook = stop
         return Effect.sync(end)
       })
 
@@ -454,7 +462,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       const batch: Batch = {
         seq: nextSeq++,
         payload: sealed.payload,
-        frame: frameAround(sealed.payload),
+        frame: frameAround(sealed.payload, sealed.buffer),
         buffer: sealed.buffer,
         pendingWrites: 0,
         messageCount: sealed.messageCount,
@@ -481,8 +489,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
      * A Buffer over the header room the pool left in front of `payload` and the payload; a batch
      * of its own for an oversized message has no such room and is copied behind a header.
      */
-    const frameAround = (payload: Uint8Array): Buffer => {
-      if (payload.byteOffset >= FRAME_HEADER_BYTES) {
+    const frameAround = (payload: Uint8Array, buffer: Uint8Array): Buffer => {
+      if (pool.hasHeadroom(buffer) && payload.byteOffset === buffer.byteOffset) {
         return Buffer.from(payload.buffer, payload.byteOffset - FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + payload.length)
       }
       const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)

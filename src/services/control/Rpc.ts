@@ -69,13 +69,22 @@ export interface DeferredReply<S, F> {
 
 const sharedReplies = new WeakSet<object>()
 
+/** Freezes `value` and the objects and arrays it holds. */
+const deepFreeze = <A>(value: A): A => {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    for (const field of Object.values(value)) deepFreeze(field)
+    Object.freeze(value)
+  }
+  return value
+}
+
 /**
- * Marks a reply value that will never change again (it is frozen): a server encodes it once
- * however many requests it answers with it (a barrier release answers every participant with
- * one object). Unmarked values are encoded for every reply.
+ * Marks a reply value that will never change again (it is frozen, with what it holds): a server
+ * encodes it once however many requests it answers with it (a barrier release answers every
+ * participant with one object). Unmarked values are encoded for every reply.
  */
 export const sharedReply = <A extends object>(value: A): A => {
-  sharedReplies.add(Object.freeze(value))
+  sharedReplies.add(deepFreeze(value))
   return value
 }
 

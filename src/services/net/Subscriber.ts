@@ -111,9 +111,9 @@ export interface Subscription {
    */
   readonly pull: Effect.Effect<SubscriberBatch, SubscriptionError>
   /**
-   * Pulls every batch already at hand (at least one: waits for it), handing each to `onBatch`,
-   * valid during the call; returns how many. For loops that read everything: a remote
-   * subscription takes all the frames received without an Effect step per batch.
+   * Pulls the batches at hand (at least one: waits for it), handing each to `onBatch`, valid
+   * during the call; returns how many. For loops that read everything: a remote subscription
+   * takes all the frames received without an Effect step per batch; a local one hands one batch.
    */
   readonly poll: (onBatch: (batch: SubscriberBatch) => void) => Effect.Effect<number, SubscriptionError>
   /** Offset of the next message the stream delivers. */
