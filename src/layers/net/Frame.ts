@@ -167,13 +167,8 @@ export const ackEncoder = (): AckEncoder => {
       const payloadBytes = count * ACK_ORDER_BYTES
       const first = from * 2
       for (let i = 0; i < count * 2; i++) pairs[i] = orders[first + i]!
-      buffer.writeUInt32LE(clientId, 4)
-      buffer.writeUInt32LE(sessionEpoch, 8)
-      buffer.writeUInt32LE(acked % TWO_32, 12)
-      buffer.writeUInt32LE(Math.floor(acked / TWO_32), 16)
-      buffer.writeUInt32LE(level, 20)
-      buffer.writeUInt32LE(payloadBytes, 24)
-      buffer.writeUInt32LE(count === 0 ? 0 : crc32c(buffer, FRAME_HEADER_BYTES, payloadBytes), 28)
+      const crc = count === 0 ? 0 : crc32c(buffer, FRAME_HEADER_BYTES, payloadBytes)
+      writeHeaderFields(buffer, clientId, sessionEpoch, acked, level, payloadBytes, crc)
       return views[count] ??= buffer.subarray(0, FRAME_HEADER_BYTES + payloadBytes)
     },
     written: (writer) => {
@@ -200,11 +195,24 @@ export const writeFrameHeader = (
   frame[0] = type
   frame[1] = WIRE_VERSION
   frame.writeUInt16LE(FRAME_MAGIC, 2)
+  writeHeaderFields(frame, clientId, sessionEpoch, seq, messageCount, payloadBytes, crc)
+}
+
+/** A header's bytes 4..31 (`word20`: a batch's message count, an ACK's level). */
+const writeHeaderFields = (
+  frame: Buffer,
+  clientId: number,
+  sessionEpoch: number,
+  seq: number,
+  word20: number,
+  payloadBytes: number,
+  crc: number
+): void => {
   frame.writeUInt32LE(clientId, 4)
   frame.writeUInt32LE(sessionEpoch, 8)
   frame.writeUInt32LE(seq % TWO_32, 12)
   frame.writeUInt32LE(Math.floor(seq / TWO_32), 16)
-  frame.writeUInt32LE(messageCount, 20)
+  frame.writeUInt32LE(word20, 20)
   frame.writeUInt32LE(payloadBytes, 24)
   frame.writeUInt32LE(crc, 28)
 }
