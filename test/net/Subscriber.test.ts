@@ -195,10 +195,12 @@ for (const impl of impls) {
         yield* drain(sequencer)
         const subscription = yield* subscriber.subscribe("t")
         const seen: Array<ReturnType<typeof viewOf>> = []
-        let counted = 0
-        while (subscription.position() < 18) counted += yield* subscription.poll((batch) => seen.push(...messagesOf(batch)))
+        const polled: Array<number> = []
+        while (subscription.position() < 18) polled.push(yield* subscription.poll((batch) => seen.push(...messagesOf(batch))))
         expect(seen).toEqual(Array.from({ length: subscription.position() }, (_, k) => expectedMessage(Math.floor(k / 3), k % 3, k)))
-        expect(counted).toBe(seen.length / 3)
+        expect(polled.reduce((a, b) => a + b, 0)).toBe(seen.length / 3)
+        // Over TCP the broker sends the ordered batches together: a poll takes all it has received, not one.
+        if (impl.label.startsWith("layerRemote")) expect(Math.max(...polled)).toBeGreaterThan(1)
         yield* appendSimple(a, "t", 1, 0, 8, 3)
         yield* drain(sequencer)
         const rest: Array<number> = []
