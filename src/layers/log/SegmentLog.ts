@@ -46,7 +46,7 @@ const STREAM_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/
 const SEGMENT_NAME = /^(\d{20})\.seg$/
 
 export const segmentFileName = (base: number): string => `${String(base).padStart(20, "0")}.seg`
-export const indexFileName = (base: number): string => `${String(base).padStart(20, "0")}.idx`
+const indexFileName = (base: number): string => `${String(base).padStart(20, "0")}.idx`
 
 /**
  * A closed segment's header index (`indexBytes`): `u32 magic, u32 header bytes K, u32 records`,
@@ -503,7 +503,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         for (let i = 0; i < (single ? 1 : record.length) && put < indexBytes; i++) {
           const part = single ? record : record[i]!
           const n = Math.min(part.length, indexBytes - put)
-          buf.set(part.subarray(0, n), at + 4 + put)
+          buf.set(n === part.length ? part : part.subarray(0, n), at + 4 + put)
           put += n
         }
         filling.buf.fill(0, at + 4 + put, at + entry)
