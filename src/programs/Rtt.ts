@@ -109,7 +109,7 @@ const pingPongRoundTrip = (bytes: number) =>
     const port = yield* Effect.async<number, Error>((resume) => {
       child.once("message", (m) => resume(Effect.succeed((m as { port: number }).port)))
       child.once("exit", (code) => resume(Effect.fail(new Error(`the echo server exited (${code})`))))
-    })
+    }).pipe(Effect.timeoutFail({ duration: ROUND_TRIP_TIMEOUT_MS, onTimeout: () => new Error(`the echo server gave no port within ${ROUND_TRIP_TIMEOUT_MS} ms`) }))
     const socket = yield* Effect.acquireRelease(
       Effect.async<Socket, Error>((resume) => {
         const s = connect({ host: "127.0.0.1", port, noDelay: true }, () => resume(Effect.succeed(s)))
@@ -119,18 +119,29 @@ const pingPongRoundTrip = (bytes: number) =>
     )
     const payload = Buffer.alloc(bytes, 7)
     let received = 0
-    let arrived: (() => void) | undefined
+    let arrived: ((outcome: Effect.Effect<void, Error>) => void) | undefined
+    // Once the echo connection is gone, the round trip in progress and every later one fail.
+    let lost: Error | undefined
+    const settle = (outcome: Effect.Effect<void, Error>) => {
+      const done = arrived
+      arrived = undefined
+      done?.(outcome)
+    }
     socket.on("data", (chunk: Buffer) => {
       received += chunk.length
       if (received >= bytes && arrived !== undefined) {
         received -= bytes
-        const done = arrived
-        arrived = undefined
-        done()
+        settle(Effect.void)
       }
     })
-    return Effect.async<void>((resume) => {
-      arrived = () => resume(Effect.void)
+    socket.on("error", (error) => (lost ??= error))
+    socket.on("close", () => {
+      lost ??= new Error("the echo server closed the connection")
+      settle(Effect.fail(lost))
+    })
+    return Effect.async<void, Error>((resume) => {
+      if (lost !== undefined) return resume(Effect.fail(lost))
+      arrived = resume
       socket.write(payload)
     })
   })

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
 import { Writable } from "node:stream"
-import { ackFrame, type AckLevel, MAX_ACK_ORDERS } from "../../src/layers/net/Control.js"
-import { ackEncoder, MAX_SEQUENCE } from "../../src/layers/net/Frame.js"
+import { ackFrame, type AckLevel } from "../../src/layers/net/Control.js"
+import { ackEncoder, MAX_ACK_ORDERS, MAX_SEQUENCE } from "../../src/layers/net/Frame.js"
 
 const ack = fc.record({
   clientId: fc.nat({ max: 2 ** 32 - 1 }),

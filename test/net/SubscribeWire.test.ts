@@ -93,8 +93,8 @@ describe("Subscribing over TCP", () => {
         socket.once("data", () => {
           socket.write(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 4 })))
           const headers = Buffer.alloc(2 * FRAME_HEADER_BYTES)
-          writeDataHeader(headers, 0, { clientId: 1, sessionEpoch: 1, messageCount: 2, payloadBytes: good.payload.length, crc32c: good.crc32c, offset: 0 })
-          writeDataHeader(headers, FRAME_HEADER_BYTES, { clientId: 1, sessionEpoch: 1, messageCount: 2, payloadBytes: torn.payload.length, crc32c: torn.crc32c, offset: 2 })
+          writeDataHeader(headers, 1, 1, 0, 2, good.payload.length, good.crc32c)
+          writeDataHeader(headers.subarray(FRAME_HEADER_BYTES), 1, 1, 2, 2, torn.payload.length, torn.crc32c)
           const tornBytes = torn.payload.slice()
           tornBytes[9] ^= 0xff
           socket.write(Buffer.concat([headers.subarray(0, FRAME_HEADER_BYTES), good.payload, headers.subarray(FRAME_HEADER_BYTES), tornBytes]))

@@ -314,9 +314,13 @@ export const openWriter = (
     const wakeReaders = (only?: ReadonlyArray<number>) => {
       // No reader can be half a ring behind while the lowest `processed` last read (it only
       // grows; a reader attaches at the head) is within half a ring: then only `only` is looked at.
-      if (only !== undefined && committed - (limit - dataBytes) <= dataBytes / 2) {
-        for (const s of only) if (s >= 0 && s < readerSlots) ringSlot(s)
-        return
+      // A stale lowest is read again first (one pass, as the loop below would make).
+      if (only !== undefined) {
+        if (committed - (limit - dataBytes) > dataBytes / 2) refreshLimit()
+        if (committed - (limit - dataBytes) <= dataBytes / 2) {
+          for (const s of only) if (s >= 0 && s < readerSlots) ringSlot(s)
+          return
+        }
       }
       for (let s = 0; s < readerSlots; s++) {
         if (only !== undefined && !only.includes(s) && committed - read64(region, processedLows[s]!, processedFulls[s]!) <= dataBytes / 2) {

@@ -40,7 +40,6 @@ import * as Auth from "./Auth.js"
 import { checkBatchPayload } from "./BatchPayload.js"
 import {
   type AckLevel,
-  MAX_ACK_ORDERS,
   errorFrame,
   Hello,
   PROTOCOL_VERSION,
@@ -51,7 +50,7 @@ import {
   type WireErrorCode,
   WireViolation
 } from "./Control.js"
-import { ackEncoder, type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, frameTypeName } from "./Frame.js"
+import { ackEncoder, type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, frameTypeName, MAX_ACK_ORDERS } from "./Frame.js"
 import { InPlaceFrameReader } from "./FrameReader.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
 

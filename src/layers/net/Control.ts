@@ -3,7 +3,7 @@
  * receipt, and the error codes a broker sends before it closes a connection.
  */
 import { Data, Either, Schema } from "effect"
-import { ACK_ORDER_BYTES, encodeFrame, FrameType, MAX_ACK_PAYLOAD_BYTES } from "./Frame.js"
+import { ACK_ORDER_BYTES, encodeFrame, FrameType } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
 export const PROTOCOL_VERSION = 6
@@ -165,9 +165,6 @@ export const errorFrame = (code: WireErrorCode, message: string, extra?: Pick<Er
     { type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
     textEncoder.encode(JSON.stringify({ code, message: message.slice(0, 500), ...extra }))
   )
-
-/** An ACK's most (batch seq, total order) pairs. */
-export const MAX_ACK_ORDERS = MAX_ACK_PAYLOAD_BYTES / ACK_ORDER_BYTES
 
 /**
  * `orders`: (batch seq, total order) pairs, flat, at most `MAX_ACK_ORDERS` of them; `count`

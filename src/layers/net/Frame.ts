@@ -145,17 +145,18 @@ export interface AckEncoder {
   readonly written: (writer: { readonly writableLength: number }) => void
 }
 
-const MAX_ACK_PAIRS = MAX_ACK_PAYLOAD_BYTES / ACK_ORDER_BYTES
+/** An ACK's most (batch seq, total order) pairs. */
+export const MAX_ACK_ORDERS = MAX_ACK_PAYLOAD_BYTES / ACK_ORDER_BYTES
 
 export const ackEncoder = (): AckEncoder => {
   let buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + MAX_ACK_PAYLOAD_BYTES)
-  let pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_PAIRS * 2)
+  let pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_ORDERS * 2)
   // One view per frame length (pair count), made once per buffer: a socket write takes a whole Buffer.
   let views: Array<Buffer | undefined> = []
   // The constant bytes 1..3 (version, magic) are written once per buffer.
   const fresh = () => {
     buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + MAX_ACK_PAYLOAD_BYTES)
-    pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_PAIRS * 2)
+    pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_ORDERS * 2)
     views = []
     buffer[0] = FrameType.ACK
     buffer[1] = WIRE_VERSION

@@ -4,7 +4,7 @@
  * a stored batch, sent from where it lies).
  */
 import { Schema } from "effect"
-import { encodeFrame, type FrameHeader, FrameType, writeHeader } from "./Frame.js"
+import { encodeFrame, FrameType, writeFrameHeader } from "./Frame.js"
 
 /** Most DATA frames a client may have outstanding (its credit): bounds what a broker queues per subscriber. */
 export const MAX_CREDIT = 4096
@@ -50,18 +50,17 @@ export const creditFrame = (frames: number): Buffer => encodeFrame({ ...bare, ty
 
 export const commitFrame = (offset: number): Buffer => encodeFrame({ ...bare, type: FrameType.COMMIT, seq: offset })
 
-/** Writes a DATA header for a stored batch at `at` of `target`: its crc32c is the batch's own (the publisher's). */
+/**
+ * Writes a DATA header for a stored batch into the first 32 bytes of `frame` (fixed offsets, no
+ * header object per batch): `offset` is its first message's offset, its crc32c the batch's own
+ * (the publisher's).
+ */
 export const writeDataHeader = (
-  target: Uint8Array,
-  at: number,
-  batch: Pick<FrameHeader, "clientId" | "sessionEpoch" | "messageCount" | "payloadBytes" | "crc32c"> & { readonly offset: number }
-): void =>
-  writeHeader(target, at, {
-    type: FrameType.DATA,
-    clientId: batch.clientId,
-    sessionEpoch: batch.sessionEpoch,
-    seq: batch.offset,
-    messageCount: batch.messageCount,
-    payloadBytes: batch.payloadBytes,
-    crc32c: batch.crc32c
-  })
+  frame: Buffer,
+  clientId: number,
+  sessionEpoch: number,
+  offset: number,
+  messageCount: number,
+  payloadBytes: number,
+  crc32c: number
+): void => writeFrameHeader(frame, FrameType.DATA, clientId, sessionEpoch, offset, messageCount, payloadBytes, crc32c)

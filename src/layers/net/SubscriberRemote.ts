@@ -43,7 +43,7 @@ export interface RemoteSubscriberOptions {
   readonly credit?: number
   /** How long a broker may take to connect and answer SUBSCRIBE. Default 5 s. */
   readonly connectTimeoutMs?: number
-  /** Received bytes held before reading pauses (the rest waits in the kernel), and the size of each of the two receive buffers. Default 1 MiB. */
+  /** Received bytes held before reading pauses (the rest waits in the kernel), and the size of each of the two receive buffers. Default 2 MiB (a region's largest batch by default, 1 MiB, fits with its header). */
   readonly bufferBytes?: number
   /** Upper bound of one DATA payload (the brokers' `maxBatchBytes`). Default 64 MiB. */
   readonly maxBatchBytes?: number
@@ -286,7 +286,7 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
   const settings = {
     credit: Math.min(MAX_CREDIT, Math.max(1, options.credit ?? 256)),
     connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
-    bufferBytes: options.bufferBytes ?? 1 << 20,
+    bufferBytes: options.bufferBytes ?? 2 << 20,
     maxBatchBytes: options.maxBatchBytes ?? 64 << 20,
     credentials: options.credentials,
     tls: options.tls
@@ -429,18 +429,22 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
        * The next batch: at once when a whole frame is in (no Effect steps beyond the pull's own),
        * else after one wait for a frame, failing over when the broker is gone.
        */
-      const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.suspend(() => {
-        if (commitDue()) return Effect.zipRight(Effect.orDie(commitAt(position)), pull)
-        // Pulling again: the batch handed out before is done with.
+      /** The next batch already received (the one handed out before is done with), undefined if none, or the failure a frame means. */
+      const takeNow = (): BatchView | undefined | Effect.Effect<never, SubscriptionError> => {
         connection.input.release()
         const taken = take()
         connection.resumeIfRoom()
         if (taken === "torn") return tornThen()
+        return taken === undefined || taken instanceof BatchView ? taken : Effect.fail(taken)
+      }
+      const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.suspend(() => {
+        if (commitDue()) return Effect.zipRight(Effect.orDie(commitAt(position)), pull)
+        const taken = takeNow()
         if (taken instanceof BatchView) {
           handedOut = true
           return Effect.succeed(taken)
         }
-        if (taken !== undefined) return Effect.fail(taken)
+        if (taken !== undefined) return taken
         return Effect.zipRight(
           connection.waitForFrame(undefined, due).pipe(
             Effect.catchAll((broken) => (brokerGone(broken) ? failOver(broken) : Effect.fail(broken)))
@@ -459,12 +463,9 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
           let n = 1
           for (;;) {
             if (commitDue()) return Effect.succeed(n)
-            connection.input.release()
-            const taken = take()
-            connection.resumeIfRoom()
+            const taken = takeNow()
             if (taken === undefined) return Effect.succeed(n)
-            if (taken === "torn") return tornThen()
-            if (!(taken instanceof BatchView)) return Effect.fail(taken)
+            if (!(taken instanceof BatchView)) return taken
             onBatch(taken)
             n++
           }

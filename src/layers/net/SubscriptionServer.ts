@@ -233,7 +233,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       })
     })
     const sendBatch = (b: LogBatchView) => {
-      writeDataHeader(headers, frames * FRAME_HEADER_BYTES, { clientId: b.clientId, sessionEpoch: b.sessionEpoch, messageCount: b.messageCount, payloadBytes: b.length, crc32c: b.crc32c, offset: b.totalOrder })
+      writeDataHeader(headerSlots[frames]!, b.clientId, b.sessionEpoch, b.totalOrder, b.messageCount, b.length, b.crc32c)
       // Header and payload go out in one writev when the round uncorks: the payload from where it lies in the log.
       socket.write(headerSlots[frames]!)
       socket.write(asBuffer(b.bytes).subarray(b.offset, b.offset + b.length))
