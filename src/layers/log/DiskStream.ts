@@ -14,8 +14,8 @@ import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
 import { decodeOrderRecord, type OrderedBatch, streamOf } from "./DurableOrder.js"
-import { listDirectory, type SegmentFile, type SegmentFiles } from "./SegmentFiles.js"
-import { segmentFileName } from "./SegmentLog.js"
+import { listDirectory, readFully, type SegmentFile, type SegmentFiles } from "./SegmentFiles.js"
+import { SEGMENT_NAME, segmentFileName } from "./SegmentLog.js"
 import { checkRecord, MAX_RECORD_BYTES, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
 
 /** What the reader needs of the file system: listing a directory and reading files. */
@@ -35,8 +35,6 @@ export const nodeStreamFiles: StreamFiles = {
     }
   }
 }
-
-const SEGMENT_NAME = /^(\d{20})\.seg$/
 
 /** A batch read from disk: its record as `decodeOrderRecord` reads it, `payload` a copy the reader never touches again. */
 export type DiskBatch = OrderedBatch
@@ -60,15 +58,7 @@ export class DiskRecordDamaged extends Error {
 /** The total order of a segment's first record, checked against its checksum; undefined while it has none (whole) yet. */
 const firstOrderOf = async (files: StreamFiles, path: string): Promise<number | undefined> => {
   const file = await files.open(path)
-  const readAt = async (into: Uint8Array, position: number) => {
-    let got = 0
-    while (got < into.length) {
-      const n = await file.read(into.subarray(got), position + got)
-      if (n <= 0) break
-      got += n
-    }
-    return got
-  }
+  const readAt = (into: Uint8Array, position: number) => readFully(file, into, position)
   try {
     const header = new Uint8Array(RECORD_HEADER_BYTES)
     if ((await readAt(header, 0)) < RECORD_HEADER_BYTES) return undefined

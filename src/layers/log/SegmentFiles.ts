@@ -22,6 +22,17 @@ export interface SegmentFile {
   readonly close: () => Promise<void>
 }
 
+/** Reads into `into` from `position` until it is full or the file ends; resolves to the bytes read. */
+export const readFully = async (file: Pick<SegmentFile, "read">, into: Uint8Array, position: number): Promise<number> => {
+  let got = 0
+  while (got < into.length) {
+    const n = await file.read(into.subarray(got), position + got)
+    if (n <= 0) break
+    got += n
+  }
+  return got
+}
+
 export interface SegmentFiles {
   /** Makes the directory and its parents. */
   readonly mkdir: (dir: string) => Promise<void>

@@ -27,7 +27,7 @@ import {
   type SegmentWriteError,
   StreamLocked
 } from "../../services/log/Segments.js"
-import type { SegmentFile, SegmentFiles } from "./SegmentFiles.js"
+import { readFully, type SegmentFile, type SegmentFiles } from "./SegmentFiles.js"
 import { crc32c } from "../net/Crc32c.js"
 import { checkRecord, encodeRecord, MAX_RECORD_BYTES, payloadLength, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
 
@@ -43,10 +43,12 @@ const READ_BYTES = 4 << 20
 const CLOSE_DRAIN_MS = 30_000
 
 const STREAM_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/
-const SEGMENT_NAME = /^(\d{20})\.seg$/
+/** A segment file's name: its first record's index, 20 digits. */
+export const SEGMENT_NAME = /^(\d{20})\.seg$/
 
-export const segmentFileName = (base: number): string => `${String(base).padStart(20, "0")}.seg`
-const indexFileName = (base: number): string => `${String(base).padStart(20, "0")}.idx`
+const fileName = (base: number, extension: string): string => `${String(base).padStart(20, "0")}.${extension}`
+export const segmentFileName = (base: number): string => fileName(base, "seg")
+const indexFileName = (base: number): string => fileName(base, "idx")
 
 /**
  * A closed segment's header index (`indexBytes`): `u32 magic, u32 header bytes K, u32 records`,
@@ -317,12 +319,7 @@ class HeaderScanner {
 const intactRecordAfter = async (file: SegmentFile, from: number, size: number): Promise<number | undefined> => {
   if (size - from > MAX_RECORD_BYTES * 2) return from + RECORD_HEADER_BYTES
   const rest = new Uint8Array(size - from)
-  let got = 0
-  while (got < rest.length) {
-    const n = await file.read(rest.subarray(got), from + got)
-    if (n <= 0) break
-    got += n
-  }
+  const got = await readFully(file, rest, from)
   for (let at = RECORD_HEADER_BYTES; at + RECORD_HEADER_BYTES <= got; at += 8) {
     if (checkRecord(rest, at, got).kind === "ok") return from + at
   }
@@ -810,11 +807,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           const file = await files.open(path)
           let got = 0
           try {
-            while (got < size) {
-              const n = await file.read(bytes.subarray(got), got)
-              if (n <= 0) break
-              got += n
-            }
+            got = await readFully(file, bytes, 0)
           } finally {
             await file.close().catch(() => undefined)
           }
