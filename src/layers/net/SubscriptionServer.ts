@@ -27,7 +27,7 @@ import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Co
 import { type Frame, FRAME_HEADER_BYTES, FrameType } from "./Frame.js"
 import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } from "./SubscribeFrames.js"
 
-const EMPTY = new Uint8Array(0)
+const EMPTY = Buffer.alloc(0)
 /** Batches written per round (one corked write of their headers and payloads). */
 const ROUND_BATCHES = 64
 /** Batches whose first offsets a subscription keeps (a power of two above the most in flight: credit and a round). */
@@ -259,6 +259,14 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest, end }) => Effect.fail(new LogOutOfRange({ topic, requested, earliest, end })))
 
     /** Sends batches while there is credit, waiting for the log or for credit when there is none. */
+    /** One callback per round, on its last write: the kernel took the round once it runs. */
+    const endRound = Effect.sync(() => {
+      if (frames > 0) {
+        unwritten++
+        socket.write(EMPTY, written)
+      }
+      socket.uncork()
+    })
     const stream = Effect.gen(function*() {
       for (;;) {
         if (socket.destroyed || socket.writableEnded) return
@@ -269,16 +277,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
         }
         frames = 0
         socket.cork()
-        const n = yield* cursor.pollBatches(sendBatch, Math.min(credit, ROUND_BATCHES)).pipe(
-          Effect.ensuring(Effect.sync(() => {
-            // One callback per round, on its last write: the kernel took the round once it runs.
-            if (frames > 0) {
-              unwritten++
-              socket.write(EMPTY, written)
-            }
-            socket.uncork()
-          }))
-        )
+        const n = yield* cursor.pollBatches(sendBatch, Math.min(credit, ROUND_BATCHES)).pipe(Effect.ensuring(endRound))
         if (n === 0) {
           yield* cursor.awaitMore(WAIT_SLICE_MS)
           continue
