@@ -5,7 +5,8 @@
 import { Deferred, Effect, Queue, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, rmSync, unlinkSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, unlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -24,6 +25,10 @@ export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.
       rmSync(defaultCredentialPath(name), { force: true })
       rmSync(defaultSecretPath(name), { force: true })
     }))
+
+/** A new directory under the system's temporary one, removed with what it holds when the scope closes. */
+export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))), (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
 
 export interface Child {
   readonly process: ChildProcess

@@ -9,9 +9,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, Scope } from "effect"
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { tempDir } from "../helpers/Processes.js"
 import * as SegmentsLayers from "../../src/layers/log/Segments.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
@@ -29,10 +29,7 @@ interface Backend {
   readonly age: (path: string, ms: number) => void
 }
 
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-segments-"))),
-  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
+const segmentsDir = tempDir("cxlog-segments-")
 
 const liveBackend = (directory: string): Effect.Effect<Backend> =>
   Effect.map(SegmentsLayers.make({ directory }), (segments) => ({
@@ -63,7 +60,7 @@ const memoryBackend = (disk: MemoryDisk): Effect.Effect<Backend> =>
   }))
 
 const backends: ReadonlyArray<{ readonly label: string; readonly make: Effect.Effect<Backend, never, Scope.Scope> }> = [
-  { label: "local disk", make: Effect.flatMap(tempDir, liveBackend) },
+  { label: "local disk", make: Effect.flatMap(segmentsDir, liveBackend) },
   { label: "in-process disk", make: Effect.suspend(() => memoryBackend(makeMemoryDisk())) }
 ]
 
@@ -418,7 +415,7 @@ for (const backend of backends) {
 describe("Segments on the local disk", () => {
   it.scopedLive("a lock left by a process that died is taken over", () =>
     Effect.gen(function*() {
-      const directory = yield* tempDir
+      const directory = yield* segmentsDir
       const { segments } = yield* liveBackend(directory)
       const dead = spawnSync(process.execPath, ["-e", ""]).pid!
       mkdirSync(join(directory, "s"))
@@ -429,7 +426,7 @@ describe("Segments on the local disk", () => {
 
   it.scopedLive("a lock naming this process's pid that this process does not hold (a restarted container's pid 1) is taken over", () =>
     Effect.gen(function*() {
-      const directory = yield* tempDir
+      const directory = yield* segmentsDir
       const { segments } = yield* liveBackend(directory)
       mkdirSync(join(directory, "s"))
       writeFileSync(join(directory, "s", "LOCK"), `${process.pid}\n`)

@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { tempDir } from "../helpers/Processes.js"
 import {
   AuthServer,
   authorize,
@@ -37,10 +38,7 @@ const ALICE: Credentials = { user: "alice", secret: "alice-secret-1" }
 const BOB: Credentials = { user: "bob", secret: "bob-secret-2" }
 
 /** A private directory for the test's files, removed when the test ends. */
-const privateDir = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-security-"))),
-  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
+const privateDir = tempDir("cxlog-security-")
 
 /** A credential file: alice may publish to t, bob only to other; `extra` users with limits. */
 const credentialFile = (dir: string, extra: ReadonlyArray<{ credentials: Credentials; limits: UserLimits }> = []) => {

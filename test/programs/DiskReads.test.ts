@@ -8,21 +8,15 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const MESSAGES = 20_000
 
 describe("reading recycled offsets from disk through a broker", () => {
   it.scopedLive("a remote subscriber from offset 0 after the region recycled it gets every message once, in order", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-diskreads-"))),
-        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("cxlog-diskreads-")
       const region = yield* uniqueRegion("diskreads")
       const env = { ...smallRegionEnv, CXLOG_LOG_MAX_TOPICS: "3", CXLOG_LOG_MAX_BROKERS: "2", CXLOG_REGION: region }
       const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)

@@ -9,12 +9,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, mkdtempSync, rmSync, unlinkSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, unlinkSync } from "node:fs"
 import { join } from "node:path"
 import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
 import { cli, runCli } from "../helpers/RunJson.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 describe("cxlog run --ack 2", () => {
@@ -52,10 +51,7 @@ describe("cxlog run --ack 2", () => {
 describe("cxlog head --recover", () => {
   it.scopedLive("SIGKILL head and broker after an ACK 2 publish, unlink the region: the recovered log holds every message at its offset", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-recover-"))),
-        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("cxlog-recover-")
       const first = yield* uniqueRegion("durable1")
       const env = { ...smallRegionEnv, CXLOG_REGION: first }
       const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
@@ -98,10 +94,7 @@ describe("crash matrix", () => {
     Effect.gen(function*() {
       for (let round = 0; round < 3; round++) {
         yield* Effect.scoped(Effect.gen(function*() {
-          const dir = yield* Effect.acquireRelease(
-            Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-crash-"))),
-            (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-          )
+          const dir = yield* tempDir("cxlog-crash-")
           const first = yield* uniqueRegion(`crash${round}a`)
           // One broker with a 48 MiB Blog: the whole run fits the hot tier, so the recovered log is read from offset 0.
           const env = { CXLOG_REGION: first, CXLOG_LOG_MAX_TOPICS: "1", CXLOG_LOG_MAX_BROKERS: "1", CXLOG_LOG_BLOG_BYTES: `${48 << 20}` }

@@ -8,11 +8,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, readdirSync, readFileSync, unlinkSync } from "node:fs"
 import { join } from "node:path"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 /** Waits (bounded) until the topic's state stream on disk holds a snapshot with this commit. */
 const awaitPersisted = (dir: string, consumer: string, committed: number) =>
@@ -28,10 +27,7 @@ const awaitPersisted = (dir: string, consumer: string, committed: number) =>
 describe("named consumers across a crash", () => {
   it.scopedLive("--recover without --topic, then --attach with the region gone: the consumer resumes at its committed offset each time, nothing skipped", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-consumers-"))),
-        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("cxlog-consumers-")
       const first = yield* uniqueRegion("consumers1")
       const env = { ...smallRegionEnv, CXLOG_REGION: first }
       const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)

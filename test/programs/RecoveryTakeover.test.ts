@@ -8,19 +8,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdtempSync, rmSync, unlinkSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { unlinkSync } from "node:fs"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 describe("recovery after a head takeover", () => {
   it.scopedLive("the standby's part of the stream is recovered with the first head's: every message at its offset, in order", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-takeover-"))),
-        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("cxlog-takeover-")
       const first = yield* uniqueRegion("takeover1")
       const env = { ...smallRegionEnv, CXLOG_REGION: first }
       const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)

@@ -7,12 +7,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { defaultCredentialPath, defaultSecretPath } from "../../src/layers/net/Auth.js"
 import { cli, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const NOBODY = 65534
 
@@ -33,8 +32,7 @@ describe("cxlog security", () => {
   it.scoped("the local user publishes with no flags; another OS user, a user without the right and a removed user are refused", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("security")
-      const dir = yield* Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-security-cli-"))), (d) =>
-        Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const dir = yield* tempDir("cxlog-security-cli-")
       const env = { ...smallRegionEnv, CXLOG_LOG_MAX_TOPICS: "2", CXLOG_REGION: region }
       const head = yield* forkCli(["head", "--topic", "t:5:1", "--topic", "other:5:1"], env)
       yield* head.event("ready")

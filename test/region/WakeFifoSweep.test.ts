@@ -5,18 +5,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { closeSync, constants, existsSync, mkdtempSync, openSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { closeSync, constants, existsSync, openSync } from "node:fs"
 import { join } from "node:path"
+import { tempDir } from "../helpers/Processes.js"
 import { removeOrphanedWakeFifos } from "../../src/layers/region/Doorbell.js"
 
 describe("removeOrphanedWakeFifos", () => {
   it.scoped("removes FIFOs without a reader past the age bound, keeps those with one and the young ones", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-wake-sweep-"))),
-        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("cxlog-wake-sweep-")
       const [live, orphan] = ["r.64", "r.128"].map((name) => join(dir, name)) as [string, string]
       execFileSync("mkfifo", [live, orphan])
       const reader = yield* Effect.acquireRelease(
