@@ -12,6 +12,7 @@ import { audit, clean, offsetsOf, publishTestMessages, testMessage } from "../fi
 import { hello, rawConnect } from "../fixtures/net-raw-client.js"
 import { FiberCounts } from "../fixtures/fiber-counts.js"
 import { Socket } from "node:net"
+import { createHook } from "node:async_hooks"
 import { FrameType, writeFrameHeader, writeHeader } from "../../src/layers/net/Frame.js"
 
 /** `npm run test:stress` runs the long variants. */
@@ -399,6 +400,57 @@ describe("Publisher", () => {
       expect(waits.map((fiber) => fiber.unsafePoll())).toEqual(waits.map(() => null))
       expect(timers() - before).toBeLessThanOrEqual(1)
       yield* Fiber.interruptAll(waits)
+    }))
+
+  it.scopedLive("a burst of batches behind one in flight arms one linger timer between them, and none while the window is full", () =>
+    Effect.gen(function*() {
+      // Nothing is ever acknowledged: every batch but the first waits behind it.
+      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const { publisher } = yield* cluster(1, { wrap: swallow })
+      /** Timers created by one synchronous burst behind one batch in flight: batches fill and seal until the window is full, then the open one fills. */
+      const timersOfBurst = (clientId: number, window: number) =>
+        Effect.gen(function*() {
+          const p = yield* publisher({ clientId, batchBytes: 1024, maxInFlightBatches: window, lingerMs: 60_000, ackTimeoutMs: 60_000 })
+          while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
+          expect(p.tryPublish(testMessage(clientId, 0, 100))).toBe(true)
+          yield* Effect.promise(() => Promise.resolve())
+          expect(p.stats()).toMatchObject({ batches: 1, inFlight: 1 })
+          let created = 0
+          const hook = createHook({ init: (_id, type) => void (type === "Timeout" && created++) })
+          hook.enable()
+          let seq = 1
+          while (p.tryPublish(testMessage(clientId, seq, 100)) === true) seq++
+          hook.disable()
+          expect(p.stats().inFlight).toBe(window)
+          return created
+        })
+      expect(yield* timersOfBurst(24, 30)).toBe(1)
+      // The window is full from the start: the ACK that frees it sends the open batch, no timer.
+      expect(yield* timersOfBurst(26, 1)).toBe(0)
+    }))
+
+  it.scopedLive("a batch that opens while the linger timer runs for an earlier one waits its own lingerMs", () =>
+    Effect.gen(function*() {
+      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const { publisher } = yield* cluster(1, { wrap: swallow })
+      const p = yield* publisher({ clientId: 25, batchBytes: 1024, maxInFlightBatches: 8, lingerMs: 1_000, ackTimeoutMs: 60_000 })
+      while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
+      expect(p.tryPublish(testMessage(25, 0, 100))).toBe(true)
+      yield* Effect.promise(() => Promise.resolve())
+      // Batch 1 opens: the timer is armed for its due time, 1 000 ms from now.
+      const opened = performance.now()
+      let seq = 1
+      expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
+      yield* Effect.sleep("600 millis")
+      // Batch 1 fills and seals; batch 2 opens behind it, due 1 000 ms from now.
+      while (p.stats().batches < 2) expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
+      expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
+      // Past batch 1's due time, before batch 2's: the timer fired and waits on.
+      yield* Effect.sleep(`${Math.max(0, opened + 1_300 - performance.now())} millis`)
+      expect(p.stats().batches).toBe(2)
+      const sealedBy = performance.now() + 5_000
+      while (p.stats().batches < 3 && performance.now() < sealedBy) yield* Effect.sleep("10 millis")
+      expect(p.stats()).toMatchObject({ batches: 3, messages: seq })
     }))
 
   it.scopedLive("self-clocking under load: batches still fill, and the last one goes out with an ACK, not a timer", () =>

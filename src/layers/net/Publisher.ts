@@ -10,7 +10,8 @@
  * once (at the end of the synchronous burst it came in, with whatever else that burst
  * published: a microtask, no timer); while batches are in flight, messages gather until the batch is full or an ACK frees
  * window room (`afterProgress` seals the open batch). `lingerMs` only bounds how long an open
- * batch may wait for that ACK; its timer exists only while a batch is open behind others.
+ * batch may wait for that ACK while the window has room; its one timer runs only while such a
+ * batch is open behind others, and carries over from batch to batch in a burst.
  */
 import { Config, ConfigError, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
 import { randomInt } from "node:crypto"
@@ -173,7 +174,13 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     let roundRobin = 0
     let sticky = clientId % settings.brokers.length
     let failure: PublishError | undefined
+    /**
+     * The linger timer and when the open batch is due (performance.now() ms; Infinity: not
+     * lingering). A seal leaves the timer running for the next batch, which moves the due
+     * time: a burst of batches arms one timer, not a setTimeout and clearTimeout per batch.
+     */
     let lingerTimer: ReturnType<typeof setTimeout> | undefined
+    let lingerDue = Infinity
     /** `publishAcked` waiters of the open batch (they move to the batch when it seals). */
     let openAckWaiters: Array<AckWaiter> | undefined
     /**
@@ -454,10 +461,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     }
 
     function seal() {
-      if (lingerTimer !== undefined) {
-        clearTimeout(lingerTimer)
-        lingerTimer = undefined
-      }
+      lingerDue = Infinity
       const sealed = builder.seal()
       const batch: Batch = {
         seq: nextSeq++,
@@ -498,10 +502,14 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       return frame
     }
 
-    /** The open batch waited `lingerMs` for an ACK: it goes now if the window has room, else with the next ACK. */
+    /** The open batch waited `lingerMs` for an ACK: it goes now if the window has room, else with the next ACK (a later batch's due time: wait on). */
     const onLinger = () => {
       lingerTimer = undefined
-      if (builder.messageCount > 0 && room()) seal()
+      if (lingerDue === Infinity || builder.messageCount === 0) return
+      const left = lingerDue - performance.now()
+      // Whole milliseconds: Node keeps a timer list per distinct delay.
+      if (left > 0) lingerTimer = setTimeout(onLinger, Math.ceil(left))
+      else if (room()) seal()
     }
 
     const fail = (error: PublishError) => {
@@ -741,7 +749,12 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
           burstSealQueued = true
           queueMicrotask(sealBurst)
         }
-      } else if (lingerTimer === undefined) lingerTimer = setTimeout(onLinger, settings.lingerMs)
+      } else if (lingerDue === Infinity && room()) {
+        // Only while the window has room: a full one is clocked by the ACK that frees it
+        // (`afterProgress` seals), and a linger could not seal before that anyway.
+        lingerDue = performance.now() + settings.lingerMs
+        lingerTimer ??= setTimeout(onLinger, settings.lingerMs)
+      }
       return true
     }
 
