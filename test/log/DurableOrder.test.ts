@@ -91,7 +91,7 @@ for (const impl of implementations) {
         expect(kept.every((k, i) => i === 0 || k.totalOrder > kept[i - 1]!.totalOrder)).toBe(true)
       }))
 
-    it.scopedLive("after a gap (recycled while no writer ran), a session with batches in it gets no ACK 2 past them; a later session does", () =>
+    it.scopedLive("after a gap (recycled while no writer ran), a session with batches in it gets no ACK 2 past them, from this writer or a later one; a later session does", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
         const topic = yield* cluster.topics.create({ name: "g", order: 5, ackLevel: 2, replicationFactor: 2 })
@@ -124,6 +124,16 @@ for (const impl of implementations) {
         const kept = (yield* onDisk(disk, "g")).filter((b) => b.clientId === 7).map((b) => b.batchSeq)
         expect(kept).not.toContain(20)
         expect(kept).toContain(1000)
+        // A writer started again on the same log (a head restarted on the region) finds no gap now, yet
+        // the old session stays where it was: the line says so.
+        const third = yield* Effect.forkScoped(persist())
+        yield* appendSimple(brokers[0]!, "g", 8, 1, 1, 3)
+        yield* appendSimple(brokers[1]!, "g", 7, 1, 1001, 3)
+        yield* appendSimple(brokers[0]!, "g", 8, 1, 2, 3)
+        yield* drain(sequencer)
+        expect(yield* cluster.acks.awaitAcked("g", 8, 1, 2, { timeoutMs: 5_000, level: 2 })).toMatchObject({ replicated: 3 })
+        expect(yield* cluster.acks.sessionAcks("g", 7, 1)).toMatchObject({ ordered: 1002, replicated: 20 })
+        yield* Fiber.interrupt(third)
       }))
 
     it.scopedLive("a data directory whose stream is ahead of the log in the region is DurableStreamAhead", () =>

@@ -230,7 +230,9 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
      * After a gap, the sessions registered before it, with their durable frontiers then: one whose
      * first batch here is not its frontier may have had batches in the gap, which never reached
      * the disk, so its level 2 stays where it is (its ACK 2 waits end in their timeout, never in a
-     * false ACK). Sessions registered later start at batch 0 with nothing missing.
+     * false ACK). Sessions registered later start at batch 0 with nothing missing. A session
+     * found so is frozen in its region line (`SessionTable.freezeDurable`), so a writer started
+     * later (the head restarted on the region, past the gap) cannot move it either.
      */
     const suspects = new Map<number, Map<number, number>>()
     if (resumeAt < bounds.earliest) {
@@ -242,7 +244,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         byEpoch.set(sessionEpoch, found.durable)
       })
     }
-    /** Whether the batch may move its session's level 2; a suspect is settled by its first batch here (kept as STUCK when it was past the frontier). */
+    /** Whether the batch may move its session's level 2; a suspect is settled by its first batch here (frozen as STUCK when it was past the frontier). */
     const mayAdvance = (clientId: number, sessionEpoch: number, batchSeq: number) => {
       const byEpoch = suspects.get(clientId)
       const durable = byEpoch?.get(sessionEpoch)
@@ -252,7 +254,10 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         if (byEpoch!.size === 0) suspects.delete(clientId)
         return true
       }
-      byEpoch!.set(sessionEpoch, STUCK)
+      if (durable !== STUCK) {
+        byEpoch!.set(sessionEpoch, STUCK)
+        sessions.freezeDurable(clientId, sessionEpoch)
+      }
       return false
     }
     const maxPending = options.maxPendingBytes ?? 32 << 20

@@ -187,8 +187,15 @@ export class SessionLineView extends View {
   duplicates(at: number): number { return this.f64[(at + SessionLine.duplicates) / 8] }
   held(at: number): number { return this.f64[(at + SessionLine.held) / 8] }
   lastActivityMs(at: number): number { return this.f64[(at + SessionLine.lastActivityMs) / 8] }
-  durable(at: number): number { return this.f64[(at + SessionLine.durable) / 8] }
+  /** The durable frontier; the word holds -(frontier + 1) once frozen (`freezeDurable`). */
+  durable(at: number): number {
+    const raw = this.f64[(at + SessionLine.durable) / 8]!
+    return raw < 0 ? -raw - 1 : raw
+  }
+  /** Whether the frontier is frozen: the session may have had batches that never reached the disk. */
+  durableFrozen(at: number): boolean { return this.f64[(at + SessionLine.durable) / 8]! < 0 }
   setDurable(at: number, v: number): void { this.f64[(at + SessionLine.durable) / 8] = v }
+  freezeDurable(at: number): void { this.f64[(at + SessionLine.durable) / 8] = -this.durable(at) - 1 }
   setClientId(at: number, v: number): void { this.u32[(at + SessionLine.clientId) / 4] = v }
   setSessionEpoch(at: number, v: number): void { this.u32[(at + SessionLine.sessionEpoch) / 4] = v }
   setNext(at: number, v: number): void { this.f64[(at + SessionLine.next) / 8] = v }

@@ -40,6 +40,8 @@ export interface SessionRecord {
   readonly next: number
   /** Batches 0..durable-1 are on disk, payload and place in the order (topics with replication factor 2). */
   readonly durable: number
+  /** The durable tier froze `durable` for good: batches of the session past it may never have reached the disk. */
+  readonly durableFrozen: boolean
 }
 
 /** The sequencer's published state of a session. */
@@ -181,10 +183,11 @@ export class SessionTable {
       const matches = lines.clientId(line) === clientId && lines.sessionEpoch(line) === sessionEpoch
       const next = lines.next(line)
       const durable = lines.durable(line)
+      const durableFrozen = lines.durableFrozen(line)
       if (lines.version(line) !== before) continue
       if (state === SessionState.empty) return undefined
       if (!matches || state === SessionState.claiming || !Number.isSafeInteger(next) || next < 0) return "other"
-      return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next, durable }
+      return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next, durable, durableFrozen }
     }
     return UNSETTLED
   }
@@ -204,22 +207,40 @@ export class SessionTable {
   /**
    * The head's durable tier (in the sequencer's process, so never between a sequencer write's
    * halves): batches 0..durable-1 of the session are on disk. A seqlock write of that word
-   * alone; a frontier never moves back, and a released line (its session over, the line
-   * claimable by a broker) is left alone. False when no active or fenced line holds the key.
+   * alone; a frontier never moves back, nor once frozen, and a released line (its session
+   * over, the line claimable by a broker) is left alone. False when no active or fenced line
+   * holds the key.
    */
   setDurable(clientId: number, sessionEpoch: number, durable: number): boolean {
     const found = this.lookup(clientId, sessionEpoch)
     if (found === undefined || found === UNSETTLED || found.state === "released") return false
-    if (durable <= found.durable) return true
+    if (durable <= found.durable || found.durableFrozen) return true
+    this.writeDurable(found.slot, (lines, line) => lines.setDurable(line, durable))
+    return true
+  }
+
+  /**
+   * The durable tier: the session's frontier stays where it is for good (it may have had
+   * batches in a stretch the region recycled before they reached the disk). Kept in the line,
+   * so a durable tier restarted on the region knows it too. False as for `setDurable`.
+   */
+  freezeDurable(clientId: number, sessionEpoch: number): boolean {
+    const found = this.lookup(clientId, sessionEpoch)
+    if (found === undefined || found === UNSETTLED || found.state === "released") return false
+    if (!found.durableFrozen) this.writeDurable(found.slot, (lines, line) => lines.freezeDurable(line))
+    return true
+  }
+
+  /** A seqlock write of the durable word alone. */
+  private writeDurable(slot: number, write: (lines: SessionLineView, line: number) => void): void {
     const { lines } = this
-    const line = this.line(found.slot)
+    const line = this.line(slot)
     const version = lines.version(line) & ~1
     lines.storeVersion(line, version + 1)
-    lines.setDurable(line, durable)
+    write(lines, line)
     this.view.publish(line, SESSION_LINE_BYTES)
     lines.storeVersion(line, version + 2)
     this.view.publish(line, 4)
-    return true
   }
 
   /** Sequencer side: the session is over; its line keeps key and frontier until reused, and leaves `live`. */
