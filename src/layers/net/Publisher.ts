@@ -103,6 +103,8 @@ interface Link {
 }
 
 const LATENCY_SAMPLES = 1 << 16
+/** Done batches dropped from the front of `unacked` at a time (at least). */
+const TRIM_DONE_BATCHES = 64
 const MAX_RECONNECT_DELAY_MS = 1_000
 /** setTimeout's longest delay. */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -346,12 +348,26 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       }
     }
 
+    /**
+     * Drops done batches from the front of `unacked` once they are most of it (amortised O(1) per
+     * batch), keeping any whose offset an ACK may still name (`learnOffsets` finds them there).
+     * From early on: a trim first run after TurboFan optimised `acknowledge` (which inlines this) deoptimised it.
+     */
+    const trim = () => {
+      let from = head
+      if (awaitingOffset.length > 0) {
+        const base = unacked.length === 0 ? 0 : unacked[0]!.seq
+        for (const batch of awaitingOffset) from = Math.min(from, batch.seq - base)
+      }
+      if (from >= TRIM_DONE_BATCHES && from * 2 > unacked.length) {
+        unacked = unacked.slice(from)
+        head -= from
+      }
+    }
+
     const afterProgress = () => {
       while (head < unacked.length && unacked[head]!.done) head++
-      if (head > 4096 && head * 2 > unacked.length) {
-        unacked = unacked.slice(head)
-        head = 0
-      }
+      trim()
       // Self-clocking: an ACK that leaves window room sends what gathered meanwhile.
       if (builder.messageCount > 0 && room()) seal()
       notify()
