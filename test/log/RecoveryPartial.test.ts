@@ -10,12 +10,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { OrderRecord, streamOf } from "../../src/layers/log/DurableOrder.js"
+import { OrderRecord, persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { makeMemoryDisk, type MemoryDisk, memorySegmentFiles } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { tieredReader } from "../../src/layers/log/TieredReader.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
 import { appendSimple, drain, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
+import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 import { encode, orderedStream, type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
@@ -68,17 +69,19 @@ for (const impl of implementations) {
         expect(yield* Effect.flip(offsetsFrom(tiered, 0))).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest: oldest })
         expect(yield* offsetsFrom(tiered, oldest)).toEqual(range(oldest, 1200))
 
+        // What retention deleted was on disk: level 2 covers every recovered batch.
+        const last = stream[599]!
+        expect(yield* cluster.acks.sessionAcks("d", last.clientId, last.sessionEpoch)).toMatchObject({ ordered: last.batchSeq + 1, replicated: last.batchSeq + 1 })
         // Sessions seen only after the deleted part resume where they were: a resend is a duplicate, the next batch follows.
         const sequencer = yield* cluster.sequencer()
         const appender = yield* cluster.appender(0, { registered: false })
-        const last = stream[599]!
         yield* appendSimple(appender, "d", last.clientId, last.sessionEpoch, last.batchSeq)
         yield* appendSimple(appender, "d", last.clientId, last.sessionEpoch, last.batchSeq + 1, 2)
         yield* drain(sequencer)
         expect((yield* readAll(cluster.reader, "d", 1200)).map((b) => [b.globalSeq, b.totalOrder, b.batchSeq])).toEqual([[600, 1200, last.batchSeq + 1]])
       }))
 
-    it.scopedLive("a stream with a gap (batches the writer never got) is recovered around it; a reader of the gap gets LogOutOfRange", () =>
+    it.scopedLive("a stream with a gap (batches the writer never got) is recovered around it; a reader of the gap gets LogOutOfRange; no session is acknowledged at level 2 past it", () =>
       Effect.gen(function*() {
         const disk = makeMemoryDisk()
         // Batches 100..139 (offsets 200..279) never reached the disk; every session had batches there.
@@ -93,6 +96,43 @@ for (const impl of implementations) {
         expect(yield* offsetsFrom(tiered, 150, 200)).toEqual(range(150, 200))
         expect(yield* Effect.flip(offsetsFrom(tiered, 200))).toMatchObject({ _tag: "LogOutOfRange", requested: 200, earliest: 280 })
         expect(yield* offsetsFrom(tiered, 280)).toEqual(range(280, 600))
+        // Each session is ordered through its last batch, but on disk only up to the gap: level 2 stays there.
+        for (const [clientId, sessionEpoch] of [[1, 1], [2, 3]] as const) {
+          const mine = whole.filter((r) => r.clientId === clientId && r.sessionEpoch === sessionEpoch)
+          const beforeGap = mine.filter((r) => r.globalSeq < 100).length
+          expect(yield* cluster.acks.sessionAcks("d", clientId, sessionEpoch)).toMatchObject({ ordered: mine.length, replicated: beforeGap })
+        }
+        // A resend of a batch from the gap is a duplicate (ordered once already), and still not acknowledged at level 2.
+        const sequencer = yield* cluster.sequencer()
+        const appender = yield* cluster.appender(0, { registered: false })
+        const lost = whole[120]!
+        yield* appendSimple(appender, "d", lost.clientId, lost.sessionEpoch, lost.batchSeq)
+        yield* drain(sequencer)
+        expect(yield* Effect.flip(cluster.acks.awaitAcked("d", lost.clientId, lost.sessionEpoch, lost.batchSeq, { timeoutMs: 50, level: 2 }))).toMatchObject({
+          _tag: "AckTimeout",
+          level: 2
+        })
+        // The durable tier writing again: the session's next batch reaches the disk, its level 2 does not move past the gap.
+        const topic = yield* cluster.topics.lookup("d")
+        yield* Effect.forkScoped(persistTopic(topic, yield* marksOf(cluster, 40)).pipe(Effect.provide(durableLayers(disk, cluster))))
+        const first = whole.filter((r) => r.clientId === 1)
+        yield* appendSimple(appender, "d", 1, 1, first.length)
+        // A new session's batch after it, as the witness that the writer has persisted both.
+        yield* appendSimple(yield* cluster.appender(1), "d", 9, 1, 0)
+        yield* drain(sequencer)
+        yield* cluster.acks.awaitAcked("d", 9, 1, 0, { timeoutMs: 5_000, level: 2 })
+        expect(yield* cluster.acks.sessionAcks("d", 1, 1)).toMatchObject({ ordered: first.length + 1, replicated: first.filter((r) => r.globalSeq < 100).length })
+      }))
+
+    it.scopedLive("a stream begun on a log already recycled: its sessions are ordered where they were, but level 2 covers none of their batches", () =>
+      Effect.gen(function*() {
+        const disk = makeMemoryDisk()
+        // The writer started at batch 100 (the region had recycled 0..99 before it read them): its first record is still there.
+        yield* writeStream(disk, "d", orderedStream(300, 2, () => [16, 24]).slice(100), { segmentBytes: 1 << 20 })
+        const cluster = yield* impl.make()
+        expect(yield* recover(cluster, disk)).toMatchObject({ batches: 300, sessions: 2 })
+        expect(yield* cluster.acks.sessionAcks("d", 1, 1)).toMatchObject({ ordered: 150, replicated: 0 })
+        expect(yield* cluster.acks.sessionAcks("d", 2, 3)).toMatchObject({ ordered: 150, replicated: 0 })
       }))
 
     it.scopedLive("a record the hot tier does not hold is not read whole: damage in its bytes is LogCorrupt to the reader that reaches it", () =>

@@ -226,6 +226,12 @@ interface SessionTally {
   ahead: Set<number> | undefined
   /** One past its highest batch seq. */
   end: number
+  /**
+   * Set at its first batch past a part of the log that never reached the disk (a gap, or the
+   * stream's start when it was begun on a log already recycled): batches 0..durableUntil-1 are
+   * the ones known to have been on disk, so level 2 stays there for good.
+   */
+  durableUntil: number | undefined
   messages: number
   /** The record it was last seen in. */
   seen: number
@@ -267,6 +273,8 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
     let messages = 0
     /** The first record after a part the stream lacks: a session not seen since may have had batches there. */
     let lostBefore = -1
+    /** Whether that part never reached the disk (a gap, or a stream begun late) rather than was deleted by retention. */
+    let lostUnpersisted = false
     /** The offset the stream's first record begins at: readers of older ones get LogOutOfRange. */
     let firstOffset = 0
     const gaps: Array<string> = []
@@ -286,7 +294,11 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
       if (nextSeq === undefined) {
         firstOffset = totalOrder
         // The stream begins later than the log did (retention deleted its start, or it was begun on a log already recycled).
-        if (globalSeq !== 0 || totalOrder !== 0) lostBefore = index
+        if (globalSeq !== 0 || totalOrder !== 0) {
+          lostBefore = index
+          // Retention deletes only what was on disk; a stream whose first record is still there began late.
+          lostUnpersisted = firstRecord === 0
+        }
         if (!Number.isSafeInteger(globalSeq) || !Number.isSafeInteger(totalOrder) || globalSeq < 0 || totalOrder < globalSeq) {
           return conflict(`record ${index} was recorded as batch ${globalSeq} at offset ${totalOrder}, which no log holds`)
         }
@@ -300,17 +312,19 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
         }
         gaps.push(`batches ${nextSeq}..${globalSeq - 1} (offsets ${messages}..${totalOrder - 1})`)
         lostBefore = index
+        lostUnpersisted = true
         tail = []
       }
       let bySession = byClient.get(batch.clientId)
       if (bySession === undefined) byClient.set(batch.clientId, bySession = new Map())
       let session = bySession.get(batch.sessionEpoch)
       if (session === undefined) {
-        bySession.set(batch.sessionEpoch, session = { clientId: batch.clientId, sessionEpoch: batch.sessionEpoch, next: 0, ahead: undefined, end: 0, messages: 0, seen: -1 })
+        bySession.set(batch.sessionEpoch, session = { clientId: batch.clientId, sessionEpoch: batch.sessionEpoch, next: 0, ahead: undefined, end: 0, durableUntil: undefined, messages: 0, seen: -1 })
       }
       const seq = batch.batchSeq
       // A session not seen since a part the stream lacks may have had its batches before this one there.
       if (session.seen < lostBefore && seq > session.next) {
+        if (lostUnpersisted && session.durableUntil === undefined) session.durableUntil = session.next
         session.next = seq
         if (session.ahead !== undefined) for (const s of session.ahead) if (s < seq) session.ahead.delete(s)
       }
@@ -400,8 +414,10 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
         const taken = sessions.registerAs(s.clientId, s.sessionEpoch, nowMs)
         if ("full" in taken) return yield* fail(`the session table is full (${taken.capacity} sessions)`)
         sessions.publish(taken.slot, s.clientId, s.sessionEpoch, { next: s.next, orderedMessages: s.messages, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
-        // They are on disk: a resend across the crash is acknowledged at level 2 as a duplicate.
-        sessions.setDurable(s.clientId, s.sessionEpoch, s.end)
+        // They are on disk: a resend across the crash is acknowledged at level 2 as a duplicate. A session with
+        // batches in a part that never reached the disk keeps level 2 below it (DurableOrder.persistTopic does the same).
+        sessions.setDurable(s.clientId, s.sessionEpoch, s.durableUntil ?? s.end)
+        if (s.durableUntil !== undefined) sessions.freezeDurable(s.clientId, s.sessionEpoch)
         maxEpoch = Math.max(maxEpoch, s.sessionEpoch)
         count++
       }
