@@ -393,7 +393,6 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           }
           // A torn tail: the crash came while these bytes were being written; none was acknowledged.
           yield* io(directory, path, "truncate", () => file.truncate(bad.offset))
-          yield* io(directory, path, "fdatasync", () => file.datasync())
           cutBytes = size - bad.offset
           yield* Effect.logWarning(
             `segments: cut a torn tail of ${cutBytes} bytes from ${path} at byte ${bad.offset} (${bad.reason}); ${scanned.records} intact records kept in that segment`
@@ -402,7 +401,15 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         if (!last) yield* io(directory, path, "close", () => file.close())
         segments.push({ base, path, bytes: scanned.end, records: scanned.records, modifiedAt, verified: true })
       }
-      if (segments.length === 0) {
+      if (segments.length > 0) {
+        // The last segment's bytes may be in the page cache only (the writer died before its
+        // fdatasync returned): synced here, with the directory's entries, before any of them
+        // counts as durable (level 2 given through them must survive a power cut). It also
+        // makes a cut torn tail durable.
+        const tail = segments[segments.length - 1]!
+        yield* io(directory, tail.path, "fdatasync", () => current!.datasync())
+        yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
+      } else {
         const path = join(dir, segmentFileName(0))
         current = yield* io(directory, path, "create", () => files.create(path))
         yield* io(directory, dir, "fsync", () => files.syncDirectory(dir))
