@@ -242,6 +242,9 @@ export class TopicOrder implements OrderSink {
     this.storage.sessions.publish(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
   }
 
+  /** Whether the engine has a session of this key (made once: the sweep calls it per active line). */
+  readonly isKnown = (clientId: number, sessionEpoch: number): boolean => this.engine.session(clientId, sessionEpoch) !== undefined
+
   /** Where the broker's consumed-through stands: its oldest held position, else the scan cursor. */
   consumedThrough(broker: number): number {
     return Math.min(this.engine.lowestHeld(broker), this.scan[broker])
@@ -402,6 +405,8 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
       scanTopic(topic, nowMs, settings.maxPerBroker)
       if (sweep) {
         engine.evictIdle(nowMs, settings.sessionIdleMs)
+        // Registered sessions that never sent a batch idle out too (the engine has never seen them).
+        tally.released += topic.storage.sessions.releaseUnadopted(nowMs, settings.sessionIdleMs, topic.isKnown)
         tally.released += topic.storage.sessions.releaseDeadClaims()
       }
       if (tally.stalled !== topic.stalled) {

@@ -281,6 +281,42 @@ export class SessionTable {
     return released
   }
 
+  /**
+   * Sequencer side, with its sweep: releases every active line the sequencer has no session
+   * for (`known`) whose last activity — its registration — is `idleMs` old. The engine learns
+   * of a session only from its first batch or close marker, so without this a session whose
+   * publisher died (or gave up on a late WELCOME and registered again) before its first batch
+   * would hold its line until the head restarts. A line registered less than `idleMs` ago is
+   * left alone: its first batch may be on its way. Returns how many.
+   */
+  releaseUnadopted(nowMs: number, idleMs: number, known: (clientId: number, sessionEpoch: number) => boolean): number {
+    let released = 0
+    const { lines } = this
+    for (let slot = 0; slot < this.slots; slot++) {
+      const line = this.line(slot)
+      this.view.invalidate(line, SESSION_LINE_BYTES)
+      if (lines.state(line) !== SessionState.active) continue
+      // A registration still finishing its write is looked at in a later sweep.
+      const version = lines.version(line)
+      if ((version & 1) !== 0) continue
+      const clientId = lines.clientId(line)
+      const sessionEpoch = lines.sessionEpoch(line)
+      const lastActivityMs = lines.lastActivityMs(line)
+      if (lines.version(line) !== version || lines.state(line) !== SessionState.active) continue
+      if (!(nowMs - lastActivityMs >= idleMs) || known(clientId, sessionEpoch)) continue
+      this.release(slot, clientId, sessionEpoch, {
+        next: lines.next(line),
+        orderedMessages: lines.orderedMessages(line),
+        duplicates: lines.duplicates(line),
+        held: 0,
+        lastActivityMs,
+        fenced: false
+      })
+      released++
+    }
+    return released
+  }
+
   /** Sequencer side (recovery): every line that holds a session, with what it says. */
   forEachSession(visit: (slot: number, clientId: number, sessionEpoch: number, state: LineState, fields: SessionFields) => void): void {
     const { lines } = this
