@@ -1,11 +1,14 @@
 /**
- * The segment engine's crash windows, on the in-process disk (which keeps, per file, what an
- * fdatasync covered): what a stream counts as durable when it opens must survive a power cut
- * after it, and a crash at any point of a roll leaves a stream that opens and reads.
+ * The segment engine's crash windows and races, on the in-process disk (which keeps, per file,
+ * what an fdatasync covered): what a stream counts as durable when it opens must survive a
+ * power cut after it, a crash at any point of a roll leaves a stream that opens and reads, and
+ * retention passes running at once (a roll's and the durable tier's) neither stop the writer
+ * nor lose track of a segment.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { crash, makeMemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
+import { Effect, Fiber } from "effect"
+import { segmentsOver } from "../../src/layers/log/SegmentLog.js"
+import { crash, makeMemoryDisk, memorySegmentFiles, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { recordBytes } from "../../src/layers/log/SegmentRecord.js"
 import type { SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
@@ -48,6 +51,65 @@ describe("Segment crash windows", () => {
         Effect.gen(function*() {
           expect(log.recovery.records).toBe(5)
           expect(yield* readAll(log)).toEqual([0, 1, 2, 3, 4])
+        }))
+    }))
+
+  it.scopedLive("a retention pass run while a roll's is deleting waits for it: the writer carries on and the stream keeps every segment it did not delete", () =>
+    Effect.gen(function*() {
+      const disk = makeMemoryDisk()
+      const memory = memorySegmentFiles(disk)
+      /** While armed, the first segment unlink waits for release. */
+      let armed = false
+      let held = false
+      let release = () => {}
+      const files = {
+        ...memory,
+        unlink: async (path: string) => {
+          if (armed && !held && path.endsWith(".seg")) {
+            held = true
+            await new Promise<void>((resolve) => (release = resolve))
+          }
+          return memory.unlink(path)
+        }
+      }
+      const segments = segmentsOver(files, "/data")
+      const onDisk = () => [...disk.files.keys()].filter((p) => p.endsWith(".seg")).sort()
+      yield* withLog(segments, "s", { segmentBytes: 4096, retention: { maxAgeMs: 1_000 } }, (log) =>
+        Effect.gen(function*() {
+          yield* appendAll(log, 0, 16, 1000)
+          expect(onDisk().length).toBe(4)
+          disk.clock += 10_000
+          armed = true
+          // The next record rolls the segment: that roll's retention waits in its first unlink.
+          yield* appendAll(log, 16, 17, 1000).pipe(Effect.fork)
+          while (!held) yield* Effect.sleep(1)
+          // The durable tier's periodic pass, meanwhile.
+          const tier = yield* Effect.fork(log.retain())
+          yield* Effect.sleep(10)
+          release()
+          yield* Fiber.join(tier)
+          yield* appendAll(log, 17, 20, 1000)
+          expect(log.failure()).toBeUndefined()
+          // The stream's first record is its oldest file's, and every record from there reads back.
+          expect(onDisk()[0]).toBe(`/data/s/${String(log.first()).padStart(20, "0")}.seg`)
+          expect(log.first()).toBeGreaterThan(0)
+          expect(yield* readAll(log)).toEqual(Array.from({ length: 20 - log.first() }, (_, k) => log.first() + k))
+        }))
+    }))
+
+  it.scopedLive("retention counts a segment already removed (by hand) as deleted", () =>
+    Effect.gen(function*() {
+      const disk = makeMemoryDisk()
+      const segments = yield* SegmentsMemoryLayers.makeMemory(disk, "/data")
+      yield* withLog(segments, "s", { segmentBytes: 4096, retention: { maxAgeMs: 1_000 } }, (log) =>
+        Effect.gen(function*() {
+          yield* appendAll(log, 0, 12, 1000)
+          disk.files.delete("/data/s/00000000000000000000.seg")
+          disk.clock += 10_000
+          expect(yield* log.retain()).toBe(2)
+          expect(log.first()).toBe(8)
+          yield* appendAll(log, 12, 14, 1000)
+          expect(log.failure()).toBeUndefined()
         }))
     }))
 })

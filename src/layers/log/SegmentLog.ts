@@ -445,7 +445,13 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         for (const listener of listeners) listener(durable)
       }
 
-      const retainNow = Effect.gen(function*() {
+      /**
+       * One retention pass at a time (a roll's, in the writer, and the durable tier's periodic
+       * one): two would both take the oldest segment before either drops it, and the second
+       * unlink would fail and stop the writer.
+       */
+      const retaining = Effect.unsafeMakeSemaphore(1)
+      const retainNow = retaining.withPermits(1)(Effect.gen(function*() {
         const { maxBytes, maxAgeMs } = options.retention ?? {}
         if (maxBytes === undefined && maxAgeMs === undefined) return 0
         let total = 0
@@ -457,7 +463,10 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           const tooBig = maxBytes !== undefined && total > maxBytes
           const tooOld = maxAgeMs !== undefined && now - oldest.modifiedAt > maxAgeMs
           if (!tooBig && !tooOld) break
-          yield* ioRead(oldest.path, "unlink", () => files.unlink(oldest.path))
+          // Already gone (removed by hand): it is deleted all the same.
+          yield* ioRead(oldest.path, "unlink", () => files.unlink(oldest.path)).pipe(
+            Effect.catchIf((e) => e.code === "ENOENT", () => Effect.void)
+          )
           yield* Effect.promise(() => files.unlink(join(dir, indexFileName(oldest.base))).catch(() => undefined))
           segments.shift()
           total -= oldest.bytes
@@ -465,7 +474,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         }
         if (deleted > 0) yield* ioRead(dir, "fsync", () => files.syncDirectory(dir))
         return deleted
-      })
+      }))
 
       /** Records written to the files (durable ≤ written ≤ appended), and bytes written but not yet covered by a started fdatasync. */
       let written = recovered
