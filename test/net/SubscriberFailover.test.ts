@@ -4,11 +4,12 @@
  * consumer (whose new broker starts at its committed offset; the client skips what it delivered).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Option, Scope, Stream } from "effect"
+import { Chunk, Context, Effect, Exit, Option, Scope, Stream } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
+import { Consumers } from "../../src/services/log/Consumers.js"
 import type { Subscription } from "../../src/services/net/Subscriber.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
 
@@ -59,6 +60,39 @@ describe("a remote subscription whose broker goes", () => {
       // With only the gone broker to ask, the subscription fails and says so.
       const alone = yield* makeRemote({ brokers: [brokers[0]!], connectTimeoutMs: 300 }).subscribe("t").pipe(Effect.flip)
       expect(alone._tag).toBe("SubscriberBrokersUnreachable")
+    }), 60_000)
+
+  it.scopedLive("a named consumer's auto-commit carries on at the next broker: commits only what that broker re-sent, and the commit of what was delivered before once it re-sent that far", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const firstScope = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Scope.close(firstScope, Exit.void))
+      const first = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)), Scope.extend(firstScope))
+      const second = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const brokers = [first, second].map((b) => ({ host: "127.0.0.1", port: b.port }))
+      const publisher = yield* PublisherLayers.make({ brokers: [brokers[1]!], topic: "t", batchBytes: 4096, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 })
+      yield* publishTestMessages(publisher, 1, MESSAGES, 500)
+      yield* publisher.flush(10_000)
+      const committedOf = Effect.map(Context.get(log.forBroker(1), Consumers).list("t").pipe(Effect.orDie), (cs) => cs.find((c) => c.name === "c")?.committed)
+
+      // A commit falls due at the pull after 2000 messages were handed out: read that far, and let the
+      // first broker go before that pull. Its COMMIT is lost with the broker, so the second one starts
+      // the consumer at 0 and must not be asked to commit what it has not re-sent yet.
+      const named = yield* makeRemote({ brokers, credit: 2 }).subscribe("t", { consumer: "c", autoCommit: { everyMessages: 2000, intervalMs: 600_000 } })
+      const pull = yield* pullOf(named)
+      const read: Array<number> = []
+      yield* readUntil(pull, read, 2000)
+      const delivered = named.position()
+      expect(yield* committedOf).toBe(0)
+      yield* Scope.close(firstScope, Exit.void)
+
+      yield* readUntil(pull, read, MESSAGES)
+      expect(read).toEqual(Array.from({ length: MESSAGES }, (_, i) => i))
+      // The commit made at that pull reached the second broker once it had re-sent that far.
+      for (let i = 0; i < 100 && ((yield* committedOf) ?? 0) < delivered; i++) yield* Effect.sleep(20)
+      expect(yield* committedOf).toBeGreaterThanOrEqual(delivered)
+      yield* named.commit()
+      expect(yield* named.lag).toBe(0)
     }), 60_000)
 
   it.scopedLive("a subscription whose only broker goes fails with SubscriberConnectionFailed naming the broken connection and the failed takeover", () =>

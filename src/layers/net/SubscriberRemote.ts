@@ -336,9 +336,24 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
       }
       const named = subscribeOptions.consumer !== undefined
       const policy = autoCommitPolicy(subscribeOptions.autoCommit)
+      /** What this subscription committed (it never goes back, not even when a failover's broker starts below it). */
       let committed = subscribed.start
       let committedAt = performance.now()
       let handedOut = false
+      /**
+       * The connection's broker accepts a COMMIT only up to what it sent: after a failover it
+       * starts at the consumer's committed offset (a COMMIT lost with the old broker is not in
+       * it) and re-sends what was delivered already. So a connection is sent commits up to the
+       * end of what it received itself, and the rest of `committed` once it re-sent that far.
+       */
+      let commitSent = subscribed.start
+      let received = subscribed.start
+      const sendCommit = () => {
+        const offset = Math.min(committed, received)
+        if (offset <= commitSent) return
+        connection.socket.write(commitFrame(offset))
+        commitSent = offset
+      }
       /** A COMMIT frame: the broker commits it in order with what it reads of this connection. */
       const commitAt = (offset: number) =>
         Effect.suspend(() => {
@@ -346,9 +361,9 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
           if (!Number.isSafeInteger(offset) || offset < committed || offset > position) {
             return Effect.fail(new CommitRejected({ topic, reason: `offset ${offset} is outside [${committed}, ${position}] (committed, delivered)` }))
           }
-          connection.socket.write(commitFrame(offset))
           committed = offset
           committedAt = performance.now()
+          sendCommit()
           return Effect.void
         })
       /** Pulling again means what was handed out before is processed: committed when the policy says so, also while waiting. */
@@ -361,7 +376,8 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
        * The connection broke (its broker died, stopped or the network failed): the subscription
        * goes on at the next broker that takes it — any broker serves any topic — from `position`
        * (a named consumer's new broker starts at its committed offset; what this subscription
-       * already delivered is skipped). Tried until `connectTimeoutMs` has passed.
+       * already delivered is skipped, and what it committed is sent again as the new broker
+       * re-sends it). Tried until `connectTimeoutMs` has passed.
        */
       const failOver = (broken: SubscriberConnectionFailed) =>
         Effect.gen(function*() {
@@ -375,7 +391,7 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
               const replaced = connectionScope
               connectionScope = attemptScope
               connection = attempt.right.connection
-              committed = Math.min(committed, attempt.right.subscribed.start)
+              commitSent = received = attempt.right.subscribed.start
               consumed = 0
               return yield* Scope.close(replaced, Exit.void)
             }
@@ -408,6 +424,8 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
           if (frame.type !== FrameType.DATA) return connection.failed("bad-frame", `unexpected frame type ${frame.type}`)
           if (crc32c(frame.payload, 0, frame.payload.length) !== frame.crc32c) return "torn"
           grant()
+          received = frame.seq + frame.messageCount
+          if (commitSent < committed) sendCommit()
           // A batch wholly before the start (the first one may begin before it) has nothing to deliver.
           if (frame.seq + frame.messageCount <= position) continue
           const malformed = view.aim(frame.payload, frame.messageCount, frame.seq, position, frame.clientId, frame.sessionEpoch)
