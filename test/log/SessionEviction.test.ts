@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Effect, TestClock } from "effect"
-import { appendSimple, implementations } from "../fixtures/log-harness.js"
+import { appendSimple, drain, implementations, readAll } from "../fixtures/log-harness.js"
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
@@ -62,5 +62,41 @@ for (const impl of implementations) {
         expect(yield* sequencer.step).toMatchObject({ released: sessions.capacity })
         expect("full" in sessions.register(7, yield* Clock.currentTimeMillis)).toBe(false)
       }))
+
+    for (const order of [0, 2, 4] as const) {
+      it.scoped(`mode ${order}: a session with batches ordered above a gap is not idled out; the publisher's resend closes the gap and nothing is ordered twice`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make()
+          yield* cluster.topics.create(spec(order))
+          const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
+          const sequencer = yield* cluster.sequencer({ sessionIdleMs: 5_000 })
+          // Batch k carries k + 1 messages, so a copy in the log is told by its size whatever its epoch and seq.
+          const batches = [0, 1]
+          // Batch 0 went to broker 0, which died before appending it; batch 1 went to broker 1 and is ordered.
+          yield* appendSimple(a1!, "t", 7, 1, 1, 2)
+          expect(yield* sequencer.step).toMatchObject({ ordered: 1 })
+          // Both brokers stay down past the idle bound while the head runs.
+          yield* TestClock.adjust("3000 millis")
+          yield* sequencer.step
+          yield* TestClock.adjust("3000 millis")
+          yield* sequencer.step
+          // The publisher reconnects and does what Publisher does: attached, it resends what is not
+          // acknowledged; told its session ended at a frontier, it replays what is past it in a new epoch.
+          const acks = yield* cluster.acks.sessionAcks("t", 7, 1)
+          const replay = batches.slice(acks.ordered)
+          const epoch = acks.fenced ? 2 : 1
+          for (const [i, k] of replay.entries()) yield* appendSimple(a0!, "t", 7, epoch, acks.fenced ? i : k, k + 1)
+          yield* drain(sequencer)
+          const read = yield* readAll(cluster.reader, "t")
+          expect(read.map((b) => b.messageCount).sort()).toEqual([1, 2])
+          // It was kept, not ended at 0: the resend went to the same session and batch 1's copy was a duplicate.
+          expect(acks).toMatchObject({ ordered: 0, fenced: false })
+          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 2, fenced: false })
+          // Gap closed: the session idles out like any other.
+          yield* TestClock.adjust("6000 millis")
+          expect(yield* sequencer.step).toMatchObject({ released: 1 })
+          expect(cluster.sessions("t").liveCount()).toBe(0)
+        }))
+    }
   })
 }

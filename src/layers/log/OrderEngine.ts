@@ -233,12 +233,18 @@ export class OrderEngine {
     this.releaseIfDone(session)
   }
 
-  /** Releases every session (fenced ones included) with nothing held and no batch for `idleMs`; returns how many. */
+  /**
+   * Releases every session (fenced ones included) with no batch for `idleMs`, nothing held and
+   * nothing ordered above its frontier; returns how many. A session with batches ordered ahead
+   * of a gap (modes 0/2/4) is kept: its released line could say only `next`, below them, and
+   * the publisher, told it ended there, would replay them in a new session (ordered twice). It
+   * idles out once its publisher's resend closes the gap.
+   */
   evictIdle(nowMs: number, idleMs: number): number {
     let evicted = 0
     for (const byEpoch of this.sessions.values()) {
       for (const session of byEpoch.values()) {
-        if (session.held.size > 0 || nowMs - session.lastActivityMs < idleMs) continue
+        if (session.held.size > 0 || session.ahead.size > 0 || nowMs - session.lastActivityMs < idleMs) continue
         this.release(session)
         evicted++
       }
