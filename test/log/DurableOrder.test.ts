@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { decodeOrderRecord, persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
+import { decodeOrderRecord, frozenDurableOf, persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
@@ -20,10 +20,10 @@ const onDisk = (disk: MemoryDisk, topic: string) =>
   Effect.scoped(Effect.gen(function*() {
     const segments = yield* SegmentsMemoryLayers.makeMemory(disk)
     const log = yield* segments.open(streamOf(topic))
-    const batches: Array<{ globalSeq: number; totalOrder: number; clientId: number; batchSeq: number }> = []
+    const batches: Array<{ globalSeq: number; totalOrder: number; clientId: number; batchSeq: number; frozen: number | undefined }> = []
     yield* log.read(log.first(), (_, record) => {
       const b = decodeOrderRecord(record)!
-      batches.push({ globalSeq: b.globalSeq, totalOrder: b.totalOrder, clientId: b.clientId, batchSeq: b.batchSeq })
+      batches.push({ globalSeq: b.globalSeq, totalOrder: b.totalOrder, clientId: b.clientId, batchSeq: b.batchSeq, frozen: frozenDurableOf(record) })
     })
     return batches
   }))
@@ -134,6 +134,13 @@ for (const impl of implementations) {
         expect(yield* cluster.acks.awaitAcked("g", 8, 1, 2, { timeoutMs: 5_000, level: 2 })).toMatchObject({ replicated: 3 })
         expect(yield* cluster.acks.sessionAcks("g", 7, 1)).toMatchObject({ ordered: 1002, replicated: 20 })
         yield* Fiber.interrupt(third)
+        // Every record of the old session past the gap, from either writer, carries its frozen frontier (recovery
+        // reads it there once retention deleted what came before); the others carry none.
+        const records = yield* onDisk(disk, "g")
+        const frozen = (clientId: number, from: number) => [...new Set(records.filter((b) => b.clientId === clientId && b.batchSeq >= from).map((b) => b.frozen))]
+        expect(frozen(7, 21)).toEqual([20])
+        expect(frozen(7, 0).length).toBe(2)
+        expect(frozen(8, 0)).toEqual([undefined])
       }))
 
     it.scopedLive("a data directory whose stream is ahead of the log in the region is DurableStreamAhead", () =>

@@ -9,7 +9,7 @@
  * recovery.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Deferred, Effect, Fiber } from "effect"
 import { OrderRecord, persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
 import { makeMemoryDisk, type MemoryDisk, memorySegmentFiles } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
@@ -134,6 +134,68 @@ for (const impl of implementations) {
         expect(yield* cluster.acks.sessionAcks("d", 1, 1)).toMatchObject({ ordered: 150, replicated: 0 })
         expect(yield* cluster.acks.sessionAcks("d", 2, 3)).toMatchObject({ ordered: 150, replicated: 0 })
       }))
+
+    for (const [what, onDiskBefore] of [["a gap", 20], ["a late start", 0]] as const) {
+      it.scopedLive(`the writer's freeze after ${what} survives retention deleting every record before it: a resend from it is never acknowledged at level 2`, () =>
+        Effect.gen(function*() {
+          const disk = makeMemoryDisk()
+          const cluster = yield* impl.make()
+          const topic = yield* cluster.topics.create(spec)
+          const brokers = [yield* cluster.appender(0), yield* cluster.appender(1)]
+          const sequencer = yield* cluster.sequencer()
+          const marks = yield* marksOf(cluster, 40)
+          /** A writer, once its cursor holds retention (nothing read from then on is recycled before it is persisted). */
+          const persist = () =>
+            Effect.gen(function*() {
+              const subscribed = yield* Deferred.make<void>()
+              const options = { segments: { segmentBytes: 4096 }, onSubscribed: () => Deferred.unsafeDone(subscribed, Effect.void) }
+              const writer = yield* Effect.forkScoped(persistTopic(topic, marks, options).pipe(Effect.provide(durableLayers(disk, cluster))))
+              yield* Deferred.await(subscribed)
+              return writer
+            })
+          if (onDiskBefore > 0) {
+            const first = yield* persist()
+            for (let seq = 0; seq < onDiskBefore; seq++) yield* appendSimple(brokers[seq % 2]!, "d", 7, 1, seq)
+            yield* drain(sequencer)
+            yield* cluster.acks.awaitAcked("d", 7, 1, onDiskBefore - 1, { timeoutMs: 5_000, level: 2 })
+            yield* Fiber.interrupt(first)
+          }
+          // No writer while the region recycles batches of session 7/1 past what is on disk.
+          for (let seq = onDiskBefore; seq < 1000; seq++) {
+            yield* appendSimple(brokers[seq % 2]!, "d", 7, 1, seq)
+            if (seq % 32 === 31) yield* drain(sequencer)
+          }
+          yield* drain(sequencer)
+          expect((yield* cluster.reader.bounds("d")).earliest).toBeGreaterThan(onDiskBefore * 2)
+          // The writer again, past the gap, with several segments' worth of both sessions after it.
+          const second = yield* persist()
+          for (let i = 0; i < 200; i++) {
+            yield* appendSimple(brokers[i % 2]!, "d", 8, 1, i)
+            yield* appendSimple(brokers[i % 2]!, "d", 7, 1, 1000 + i)
+            if (i % 16 === 15) yield* drain(sequencer)
+          }
+          yield* drain(sequencer)
+          yield* cluster.acks.awaitAcked("d", 8, 1, 199, { timeoutMs: 5_000, level: 2 })
+          expect(yield* cluster.acks.sessionAcks("d", 7, 1)).toMatchObject({ ordered: 1200, replicated: onDiskBefore })
+          yield* Fiber.interrupt(second)
+          // Retention deletes the oldest segments: every record before the gap, and some after it.
+          const bases = segmentFiles(disk).map((f) => Number(/(\d{20})\.\w+$/.exec(f)![1]))
+          const keepFrom = Math.min(...bases.filter((b) => b > onDiskBefore + 1))
+          for (const [i, f] of segmentFiles(disk).entries()) if (bases[i]! < keepFrom) disk.files.delete(f)
+          expect(keepFrom).toBeLessThan(300)
+
+          const recovered = yield* impl.make()
+          yield* recover(recovered, disk)
+          expect(yield* recovered.acks.sessionAcks("d", 7, 1)).toMatchObject({ ordered: 1200, replicated: onDiskBefore })
+          expect(yield* recovered.acks.sessionAcks("d", 8, 1)).toMatchObject({ ordered: 200, replicated: 200 })
+          // A resend of a batch the disk never held: a duplicate, acknowledged as ordered, never as on disk.
+          const resequencer = yield* recovered.sequencer()
+          yield* appendSimple(yield* recovered.appender(0, { registered: false }), "d", 7, 1, 500)
+          yield* drain(resequencer)
+          expect(yield* recovered.acks.awaitAcked("d", 7, 1, 500, { timeoutMs: 5_000, level: 1 })).toMatchObject({ ordered: 1200 })
+          expect(yield* Effect.flip(recovered.acks.awaitAcked("d", 7, 1, 500, { timeoutMs: 50, level: 2 }))).toMatchObject({ _tag: "AckTimeout", level: 2 })
+        }))
+    }
 
     it.scopedLive("a record the hot tier does not hold is not read whole: damage in its bytes is LogCorrupt to the reader that reaches it", () =>
       Effect.gen(function*() {

@@ -35,6 +35,13 @@ export const OrderRecord = {
   brokerId: 36,
   crc32c: 40,
   payloadBytes: 44,
+  /**
+   * The session's level 2 frontier + 1 when the writer had frozen it (batches of the session
+   * past it may never have reached the disk); 0 otherwise, as in records written before this
+   * word existed. Every record of a frozen session carries it, so recovery still knows after
+   * retention deleted the records before the gap.
+   */
+  frozenDurable: 48,
   bytes: 64
 } as const
 
@@ -78,8 +85,8 @@ export const decodeOrderHeader = (header: Uint8Array, recordBytes: number): Orde
   }
 }
 
-/** Writes a stream record's header (OrderRecord) at the start of `view`: the decoder's inverse. */
-export const writeOrderHeader = (view: DataView, h: Omit<OrderHeader, "payloadBytes">, payloadBytes: number): void => {
+/** Writes a stream record's header (OrderRecord) at the start of `view`: the decoder's inverse; `frozenDurable` is the session's frozen level 2 frontier, if any. */
+export const writeOrderHeader = (view: DataView, h: Omit<OrderHeader, "payloadBytes">, payloadBytes: number, frozenDurable?: number): void => {
   view.setFloat64(OrderRecord.globalSeq, h.globalSeq, true)
   view.setFloat64(OrderRecord.totalOrder, h.totalOrder, true)
   view.setFloat64(OrderRecord.batchSeq, h.batchSeq, true)
@@ -89,6 +96,13 @@ export const writeOrderHeader = (view: DataView, h: Omit<OrderHeader, "payloadBy
   view.setUint32(OrderRecord.brokerId, h.brokerId, true)
   view.setUint32(OrderRecord.crc32c, h.crc32c, true)
   view.setUint32(OrderRecord.payloadBytes, payloadBytes, true)
+  view.setFloat64(OrderRecord.frozenDurable, frozenDurable === undefined ? 0 : frozenDurable + 1, true)
+}
+
+/** The frozen level 2 frontier a record's header (at least OrderRecord.bytes) carries; undefined when its session was not frozen. */
+export const frozenDurableOf = (header: Uint8Array): number | undefined => {
+  const word = new DataView(header.buffer, header.byteOffset, OrderRecord.bytes).getFloat64(OrderRecord.frozenDurable, true)
+  return word >= 1 && Number.isSafeInteger(word) ? word - 1 : undefined
 }
 
 export const decodeOrderRecord = (record: Uint8Array): OrderedBatch | undefined => {
@@ -235,15 +249,24 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
      * later (the head restarted on the region, past the gap) cannot move it either.
      */
     const suspects = new Map<number, Map<number, number>>()
-    if (resumeAt < bounds.earliest) {
-      sessions.forEachSession((_, clientId, sessionEpoch, state) => {
-        const found = state === SessionState.active || state === SessionState.fenced ? sessions.lookup(clientId, sessionEpoch) : undefined
-        if (found === undefined || found === UNSETTLED) return
-        let byEpoch = suspects.get(clientId)
-        if (byEpoch === undefined) suspects.set(clientId, byEpoch = new Map())
-        byEpoch.set(sessionEpoch, found.durable)
-      })
+    /**
+     * Frozen sessions (by recovery, an earlier writer, or this one at the gap) and their frontier:
+     * each of their records carries it (OrderRecord.frozenDurable), so the stream keeps the
+     * knowledge once retention deleted the part before the gap.
+     */
+    const frozen = new Map<number, Map<number, number>>()
+    const put = (map: Map<number, Map<number, number>>, clientId: number, sessionEpoch: number, durable: number) => {
+      let byEpoch = map.get(clientId)
+      if (byEpoch === undefined) map.set(clientId, byEpoch = new Map())
+      byEpoch.set(sessionEpoch, durable)
     }
+    const gap = resumeAt < bounds.earliest
+    sessions.forEachSession((_, clientId, sessionEpoch, state) => {
+      const found = state === SessionState.active || state === SessionState.fenced ? sessions.lookup(clientId, sessionEpoch) : undefined
+      if (found === undefined || found === UNSETTLED) return
+      if (found.durableFrozen) put(frozen, clientId, sessionEpoch, found.durable)
+      else if (gap) put(suspects, clientId, sessionEpoch, found.durable)
+    })
     /** Whether the batch may move its session's level 2; a suspect is settled by its first batch here (frozen as STUCK when it was past the frontier). */
     const mayAdvance = (clientId: number, sessionEpoch: number, batchSeq: number) => {
       const byEpoch = suspects.get(clientId)
@@ -257,6 +280,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       if (durable !== STUCK) {
         byEpoch!.set(sessionEpoch, STUCK)
         sessions.freezeDurable(clientId, sessionEpoch)
+        put(frozen, clientId, sessionEpoch, durable)
       }
       return false
     }
@@ -303,7 +327,9 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       let failed: SegmentWriteError | undefined
       yield* cursor.pollBatches((batch) => {
         if (failed !== undefined) return
-        writeOrderHeader(view, batch, batch.length)
+        // Settled before the header is written: the batch that freezes its session carries the mark too.
+        const advances = suspects.size === 0 || mayAdvance(batch.clientId, batch.sessionEpoch, batch.batchSeq)
+        writeOrderHeader(view, batch, batch.length, frozen.size === 0 ? undefined : frozen.get(batch.clientId)?.get(batch.sessionEpoch))
         const appended = log.tryAppend([header, batch.bytes.subarray(batch.offset, batch.offset + batch.length)])
         if (typeof appended !== "number") {
           if (appended !== "full") failed = appended
@@ -312,7 +338,7 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         clients.push(batch.clientId)
         epochs.push(batch.sessionEpoch)
         // -1: on disk, but not a durable frontier to publish.
-        seqs.push(suspects.size === 0 || mayAdvance(batch.clientId, batch.sessionEpoch, batch.batchSeq) ? batch.batchSeq : -1)
+        seqs.push(advances ? batch.batchSeq : -1)
         options.onAppended?.(batch)
       }, 64)
       if (failed !== undefined) return yield* failed

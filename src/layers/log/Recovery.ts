@@ -21,7 +21,7 @@ import { type RecordPosition, Segments } from "../../services/log/Segments.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
 import { Offsets } from "../region/Superblock.js"
 import { headerProblem } from "./Appender.js"
-import { decodeOrderHeader, decodeOrderRecord, OrderRecord, streamOf } from "./DurableOrder.js"
+import { decodeOrderHeader, decodeOrderRecord, frozenDurableOf, OrderRecord, streamOf } from "./DurableOrder.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, type LogConfig, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
 import { findTopic, type MemoryBatch, type MemoryLogStore } from "./MemoryStore.js"
 import { claimLine, newOccurrence, releaseLine } from "./Participants.js"
@@ -228,8 +228,10 @@ interface SessionTally {
   end: number
   /**
    * Set at its first batch past a part of the log that never reached the disk (a gap, or the
-   * stream's start when it was begun on a log already recycled): batches 0..durableUntil-1 are
-   * the ones known to have been on disk, so level 2 stays there for good.
+   * stream's start when it was begun on a log already recycled), or by a record that carries
+   * the frontier its writer froze (OrderRecord.frozenDurable: the part before the gap may since
+   * have been deleted by retention): batches 0..durableUntil-1 are the ones known to have been
+   * on disk, so level 2 stays there for good.
    */
   durableUntil: number | undefined
   messages: number
@@ -328,6 +330,8 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
         session.next = seq
         if (session.ahead !== undefined) for (const s of session.ahead) if (s < seq) session.ahead.delete(s)
       }
+      const frozen = frozenDurableOf(bytes)
+      if (frozen !== undefined) session.durableUntil = Math.min(session.durableUntil ?? frozen, frozen)
       // What the sequencer would have ordered: in order 5 the session's next batch only, elsewhere any batch not ordered yet.
       if (order5 ? seq !== session.next : seq < session.next || session.ahead?.has(seq) === true) {
         return conflict(
