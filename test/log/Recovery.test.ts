@@ -9,10 +9,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
 import { persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
-import { recoverInto } from "../fixtures/recovery.js"
+import { recoveredSessions } from "../../src/layers/log/Recovery.js"
+import { sessionCapacity } from "../../src/layers/log/SessionTable.js"
+import { orderedStream, recoverInto, writeStream } from "../fixtures/recovery.js"
 import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
-import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, readAll } from "../fixtures/log-harness.js"
+import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
@@ -58,7 +60,7 @@ for (const impl of implementations) {
         const sequencer2 = yield* second.sequencer()
         const result = yield* recoverInto(second, again, layersOf(second))
         const appender = yield* second.appender(0, { registered: false })
-        expect(result).toEqual({ batches: 16, messages: original.reduce((n, x) => n + x.messageCount, 0), sessions: 2, cutBytes: torn, held: 16 })
+        expect(result).toEqual({ batches: 16, messages: original.reduce((n, x) => n + x.messageCount, 0), sessions: 2, sessionsLeftOut: 0, cutBytes: torn, held: 16 })
         const recovered = yield* readAll(second.reader, "d")
         const shape = (x: (typeof original)[number]) => ({ ...x, brokerId: 0 })
         expect(recovered).toEqual(original.map(shape))
@@ -111,6 +113,37 @@ for (const impl of implementations) {
         expect(tail.length).toBeLessThan(60)
         expect(tail.map((b) => b.batchSeq)).toEqual(Array.from({ length: tail.length }, (_, i) => 60 - tail.length + i))
         expect(tail.map((b) => b.totalOrder)).toEqual(tail.map((b) => b.batchSeq * 2))
+      }))
+
+    it.scopedLive("a stream that saw more sessions than the table holds: those seen last come back, up to half of it; older ones count as ended (unknown, a resend refused, never ordered again); new sessions find the other half", () =>
+      Effect.gen(function*() {
+        const disk = makeMemoryDisk()
+        // 60 sessions over the stream's life (client s + 1, epoch 2s + 1, seen last at record 60 + s); the table holds 56 at once.
+        yield* writeStream(disk, "d", orderedStream(120, 60, () => [16]))
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create(spec)
+        const capacity = sessionCapacity(smallConfig.sessionSlots)
+        const keep = recoveredSessions(capacity)
+        expect(keep).toBeLessThan(60)
+        expect(yield* recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk))).toMatchObject({ batches: 120, sessions: keep, sessionsLeftOut: 60 - keep })
+        for (let s = 0; s < 60; s++) {
+          const acks = yield* cluster.acks.sessionAcks("d", s + 1, 2 * s + 1)
+          if (s >= 60 - keep) expect(acks).toMatchObject({ known: true, ordered: 2, replicated: 2 })
+          else expect(acks.known).toBe(false)
+        }
+        // A resend from a session left out is refused: not ordered a second time, not acknowledged; a recent one's is a duplicate.
+        const sequencer = yield* cluster.sequencer()
+        const appender = yield* cluster.appender(0, { registered: false })
+        yield* appendSimple(appender, "d", 1, 1, 1)
+        yield* appendSimple(appender, "d", 60, 119, 1)
+        yield* drain(sequencer)
+        expect(yield* cluster.reader.bounds("d")).toMatchObject({ end: 120 })
+        expect((yield* cluster.acks.sessionAcks("d", 1, 1)).known).toBe(false)
+        expect(yield* cluster.acks.awaitAcked("d", 60, 119, 1, { timeoutMs: 5_000, level: 2 })).toMatchObject({ ordered: 2, replicated: 2 })
+        // The rest of the table is free at once: that many new sessions register, none under an epoch the stream holds.
+        const epochs = yield* Effect.forEach(Array.from({ length: capacity - keep }, (_, i) => 100 + i), (clientId) => appender.registerSession("d", clientId))
+        expect(Math.min(...epochs)).toBeGreaterThan(119)
+        expect(yield* Effect.flip(appender.registerSession("d", 999))).toMatchObject({ _tag: "SessionTableFull" })
       }))
 
     it.scopedLive("a log that is not empty is not recovered into", () =>

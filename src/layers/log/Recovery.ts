@@ -39,12 +39,21 @@ export class RecoveryFailed extends Data.TaggedError("RecoveryFailed")<{ readonl
 export interface RecoveryResult {
   readonly batches: number
   readonly messages: number
+  /** Sessions registered again (the ones seen last, up to `recoveredSessions`). */
   readonly sessions: number
+  /** Sessions seen earlier in the stream, counted as ended: a publisher naming one is told unknown-session. */
+  readonly sessionsLeftOut: number
   /** Bytes of a torn tail cut when the stream was opened. */
   readonly cutBytes: number
   /** Batches the hot tier holds after it (the stream's tail; the earlier ones are on disk only). */
   readonly held: number
 }
+
+/**
+ * How many of the stream's sessions recovery registers again in a table of `capacity`: half, so
+ * as many new sessions can register at once after the crash (1024 slots: 448 of each).
+ */
+export const recoveredSessions = (capacity: number): number => Math.max(1, capacity >> 1)
 
 /** The recovered log's broker slot: every batch is placed as if broker 0 had received it. */
 const BROKER = 0
@@ -410,31 +419,41 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
       if (k !== held.length) return yield* fail(`reading the ${held.length} records the hot tier holds stopped after ${k}`)
     }
 
-    let count = 0
     let maxEpoch = 0
-    const nowMs = Date.now()
+    const seen: Array<SessionTally> = []
     for (const bySession of byClient.values()) {
       for (const s of bySession.values()) {
-        const taken = sessions.registerAs(s.clientId, s.sessionEpoch, nowMs)
-        if ("full" in taken) return yield* fail(`the session table is full (${taken.capacity} sessions)`)
-        sessions.publish(taken.slot, s.clientId, s.sessionEpoch, { next: s.next, orderedMessages: s.messages, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
-        // They are on disk: a resend across the crash is acknowledged at level 2 as a duplicate. A session with
-        // batches in a part that never reached the disk keeps level 2 below it (DurableOrder.persistTopic does the same).
-        sessions.setDurable(s.clientId, s.sessionEpoch, s.durableUntil ?? s.end)
-        if (s.durableUntil !== undefined) sessions.freezeDurable(s.clientId, s.sessionEpoch)
+        seen.push(s)
         maxEpoch = Math.max(maxEpoch, s.sessionEpoch)
-        count++
       }
     }
-    // A new session never draws a recovered epoch.
+    // The table takes back the sessions seen last (those a publisher may be resending for), up to half its capacity:
+    // the rest is for the registrations that follow the crash, as the recovered ones are released only when they idle
+    // out. The older ones count as ended and their lines reused, as a live sequencer leaves sessions: a publisher
+    // naming one is told unknown-session, and a batch of one is refused, never ordered again.
+    const keep = recoveredSessions(sessions.capacity)
+    const kept = seen.length <= keep ? seen : seen.sort((a, b) => b.seen - a.seen).slice(0, keep)
+    const nowMs = Date.now()
+    for (const s of kept) {
+      const taken = sessions.registerAs(s.clientId, s.sessionEpoch, nowMs)
+      if ("full" in taken) return yield* fail(`the session table is full (${taken.capacity} sessions)`)
+      sessions.publish(taken.slot, s.clientId, s.sessionEpoch, { next: s.next, orderedMessages: s.messages, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
+      // They are on disk: a resend across the crash is acknowledged at level 2 as a duplicate. A session with
+      // batches in a part that never reached the disk keeps level 2 below it (DurableOrder.persistTopic does the same).
+      sessions.setDurable(s.clientId, s.sessionEpoch, s.durableUntil ?? s.end)
+      if (s.durableUntil !== undefined) sessions.freezeDurable(s.clientId, s.sessionEpoch)
+    }
+    const count = kept.length
+    // A new session never draws a recovered epoch, nor the epoch of a session left out.
     sessions.reserveEpochsThrough(maxEpoch)
     const batches = nextSeq ?? 0
     target.commit({ batches, messages, blogHead, held })
 
-    const result: RecoveryResult = { batches, messages, sessions: count, cutBytes: log.recovery.cutBytes, held: held.length }
+    const result: RecoveryResult = { batches, messages, sessions: count, sessionsLeftOut: seen.length - count, cutBytes: log.recovery.cutBytes, held: held.length }
     yield* Effect.logInfo(
       `recovery: topic ${topic.name}: ${result.batches} batches (${result.messages} messages) of ${result.sessions} sessions loaded in the recorded order, ` +
         `the last ${result.held} held in the hot tier` + (firstOffset > 0 ? `; offsets before ${firstOffset} are no longer on disk` : "") +
+        (result.sessionsLeftOut > 0 ? `; ${result.sessionsLeftOut} sessions seen earlier count as ended (the table keeps room for new ones)` : "") +
         (result.cutBytes > 0 ? `; a torn tail of ${result.cutBytes} bytes was cut` : "")
     )
     return result
