@@ -8,9 +8,9 @@
  * tier can hold — the stream's tail, bounded by broker slot 0's PBR and Blog and by the GOI — are
  * read whole, each against its checksum, and written straight into slot 0's Blog, its PBR slots
  * (committed and finished) and the GOI at their recorded places; the rest is checked by whoever
- * reads it from disk; every session goes back into the session table under
- * its recorded epoch with its frontier (so a resend across the crash is a duplicate, and no new
- * session draws a recovered epoch); then the cursors, counters and the topic's frontier are
+ * reads it from disk; the sessions seen last (up to half the table) go back into the session
+ * table under their recorded epochs with their frontiers (so a resend across the crash is a
+ * duplicate, and no new session draws a recovered epoch); then the cursors, counters and the topic's frontier are
  * published once. The sequencer picks the topic up from the region when it first sees it, as
  * after any restart, so it must not have ordered the topic before (the head recovers before its
  * sequencer runs).
