@@ -82,7 +82,8 @@ describe("Segment crash windows", () => {
           armed = true
           // The next record rolls the segment: that roll's retention waits in its first unlink.
           yield* appendAll(log, 16, 17, 1000).pipe(Effect.fork)
-          while (!held) yield* Effect.sleep(1)
+          for (let n = 0; n < 5_000 && !held; n++) yield* Effect.sleep(1)
+          expect(held).toBe(true)
           // The durable tier's periodic pass, meanwhile.
           const tier = yield* Effect.fork(log.retain())
           yield* Effect.sleep(10)
@@ -110,6 +111,46 @@ describe("Segment crash windows", () => {
           expect(log.first()).toBe(8)
           yield* appendAll(log, 12, 14, 1000)
           expect(log.failure()).toBeUndefined()
+        }))
+    }))
+
+  it.scopedLive("a crash just after a roll, before the new segment's first sync, leaves the closed segment before it: the stream reopens with its last record readable", () =>
+    Effect.gen(function*() {
+      const disk = makeMemoryDisk()
+      const segments = yield* SegmentsMemoryLayers.makeMemory(disk, "/data")
+      // Retention under one segment's size: every closed segment goes as soon as it may.
+      const options = { segmentBytes: 4096, retention: { maxBytes: 2048 } }
+      const first = "/data/s/00000000000000000000.seg"
+      yield* withLog(segments, "s", options, (log) =>
+        Effect.gen(function*() {
+          // Four records fill a segment: the fifth rolls it.
+          yield* appendAll(log, 0, 4, 1000)
+          // The roll's sync of the closed segment returns; every sync after it waits.
+          let release = () => {}
+          disk.onSync = (path) => {
+            if (path === first) disk.gate = new Promise((resolve) => (release = resolve))
+          }
+          log.tryAppend(record(4, 1000))
+          const next = "/data/s/00000000000000000004.seg"
+          for (let n = 0; n < 5_000 && (disk.files.get(next)?.size ?? 0) === 0; n++) yield* Effect.sleep(1)
+          const written = disk.files.get(next)?.size ?? 0
+          const durable = log.durable()
+          crash(disk)
+          disk.gate = undefined
+          release()
+          // Record 4 is written to the new segment, not synced: the crash takes it.
+          expect(written).toBeGreaterThan(0)
+          expect(durable).toBe(4)
+        })).pipe(Effect.ignore)
+      restart(disk)
+      yield* withLog(segments, "s", options, (log) =>
+        Effect.gen(function*() {
+          expect(log.recovery.records).toBe(4)
+          let last = -1
+          yield* log.read(log.durable() - 1, (i) => {
+            last = i
+          })
+          expect(last).toBe(3)
         }))
     }))
 })

@@ -458,7 +458,10 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         for (const s of segments) total += s.bytes
         const now = files.now()
         let deleted = 0
-        while (segments.length > 1) {
+        // Just after a roll the open segment holds no durable record: a crash would leave it empty,
+        // and the closed one before it is what shows where the stream ends. Kept until the open one's first sync.
+        const keep = durable > segments[segments.length - 1]!.base ? 1 : 2
+        while (segments.length > keep) {
           const oldest = segments[0]!
           const tooBig = maxBytes !== undefined && total > maxBytes
           const tooOld = maxAgeMs !== undefined && now - oldest.modifiedAt > maxAgeMs
