@@ -406,7 +406,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       brokerId,
       reader: Option.getOrUndefined(yield* Effect.serviceOption(LogReader)),
       consumers: Option.getOrUndefined(yield* Effect.serviceOption(Consumers)),
-      auth
+      auth,
+      idleTimeoutMs: settings.idleTimeoutMs
     })
     if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
       return yield* refuse(
@@ -725,10 +726,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       Effect.gen(function*() {
         const first = yield* nextFrame
         if (first === undefined) return
-        if (first.type === FrameType.SUBSCRIBE) {
-          subscribed()
-          return yield* subscriptions(socket, first, nextFrame)
-        }
+        if (first.type === FrameType.SUBSCRIBE) return yield* subscriptions(socket, first, nextFrame, subscribed)
         let opening: Frame | undefined = first
         const session = yield* handshake(socket, Effect.suspend(() => {
           const frame = opening

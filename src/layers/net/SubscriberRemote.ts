@@ -420,7 +420,12 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
           const frame = connection.input.next()
           if (frame === undefined) return undefined
           if (frame instanceof WireViolation) return connection.failed("bad-frame", frame.message)
-          if (frame.type === FrameType.ERROR) return streamError(connection, request, frame)
+          if (frame.type === FrameType.ERROR) {
+            const e = streamError(connection, request, frame)
+            // Cut for holding its broker up (it pulled nothing for the broker's idle timeout): the stream ends
+            // here, and the next pull fails over as when a broker goes.
+            return e._tag === "SubscriberConnectionFailed" && e.code === "idle-timeout" ? undefined : e
+          }
           if (frame.type !== FrameType.DATA) return connection.failed("bad-frame", `unexpected frame type ${frame.type}`)
           if (crc32c(frame.payload, 0, frame.payload.length) !== frame.crc32c) return "torn"
           grant()

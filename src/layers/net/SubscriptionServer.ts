@@ -14,6 +14,11 @@
  * The client checks each DATA frame's crc32c (the publisher's) and reads a mismatch followed by
  * that error as out-of-range: torn data is never delivered.
  *
+ * A connection whose client holds the broker up — no credit left, or bytes the kernel does not
+ * take — with no byte moving either way for the broker's idle timeout is closed with
+ * `idle-timeout`, releasing its named consumer. A subscriber waiting for new messages (credit
+ * held, nothing to send) is never idle; a host that vanished there is found by TCP keepalive.
+ *
  * A named consumer cut off for holding publishers too long (services/log/Consumers.ts) gets
  * `consumer-cut-off` (its committed offset, the oldest offset held) when the broker next sends,
  * waits or commits for it; the client maps it back to `ConsumerCutOff`.
@@ -36,6 +41,8 @@ const SENT_RING = 8192
 const WAIT_SLICE_MS = 60_000
 /** How long a refused subscriber may take to read its error frame before its socket is destroyed. */
 const REJECT_GRACE_MS = 1_000
+/** Silence before TCP keepalive probes a subscriber's host (Node then probes once a second; ten unanswered fail the socket). */
+const KEEPALIVE_DELAY_MS = 60_000
 
 export interface SubscriptionServerOptions {
   readonly brokerId: number
@@ -45,6 +52,8 @@ export interface SubscriptionServerOptions {
   readonly consumers: ConsumersShape | undefined
   /** The broker's authentication, when it authenticates its clients: a subscriber needs the right to read the topic. */
   readonly auth: AuthServer | undefined
+  /** A connection whose client holds the broker up this long with nothing moving is closed (`idle-timeout`); 0 never. */
+  readonly idleTimeoutMs: number
 }
 
 /** The subscription's cursor, joined as the named consumer when the request names one (resuming at its committed offset). */
@@ -92,12 +101,20 @@ const refuseCutOff = (socket: Socket, e: ConsumerCutOff): void => {
 /**
  * Serves one subscriber connection whose first frame, `first`, is its SUBSCRIBE; `nextFrame`
  * gives its later frames (the broker's reader admits only CREDIT frames after a SUBSCRIBE).
- * Returns when the client closes; fails with the violation the broker should send. The
- * subscription's cursor lives in the scope (the connection's).
+ * `subscribed` runs as the SUBSCRIBED goes out (the handshake is over: authenticated and
+ * joined). Returns when the client closes; fails with the violation the broker should send.
+ * The subscription's cursor lives in the scope (the connection's).
  */
 export const subscriptionServer = (options: SubscriptionServerOptions) =>
-(socket: Socket, first: Frame, nextFrame: Effect.Effect<Frame | undefined, WireViolation>): Effect.Effect<void, WireViolation, Scope.Scope> =>
+(
+  socket: Socket,
+  first: Frame,
+  nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
+  subscribed: () => void
+): Effect.Effect<void, WireViolation, Scope.Scope> =>
   Effect.gen(function*() {
+    // A vanished host (power loss, partition: no FIN) would otherwise hold its named consumer until the broker restarts.
+    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
     const request = yield* decodeControl(Subscribe, first.payload, "bad-subscribe")
     if (request.protocol !== PROTOCOL_VERSION) {
       return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${request.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
@@ -157,6 +174,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
         committed = offset
       })
     const held = yield* reader.bounds(topic).pipe(Effect.orDie)
+    subscribed()
     socket.write(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: options.brokerId, start: cursor.position(), ...held, ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature }) })))
 
     let credit = request.credit
@@ -290,7 +308,31 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       }
     })
 
-    const outcome = yield* Effect.either(Effect.raceFirst(credits, stream))
+    /**
+     * Fails with `idle-timeout` once the client held the broker up (no credit, or writes the
+     * kernel does not take) with no byte moving either way for `idleTimeoutMs`: checked every
+     * quarter timeout from the socket's counts (no cost per frame), so it closes between 1 and
+     * 1¼ timeouts after the last byte moved.
+     */
+    const idle = Effect.async<never, WireViolation>((resume) => {
+      const timeoutMs = options.idleTimeoutMs
+      if (timeoutMs <= 0) return
+      let timer: ReturnType<typeof setTimeout> | undefined
+      let moved = -1
+      let quietChecks = 0
+      const check = () => {
+        const now = socket.bytesRead + socket.bytesWritten - socket.writableLength
+        const heldUp = credit === 0 || socket.writableLength > 0
+        quietChecks = now !== moved || !heldUp ? 0 : quietChecks + 1
+        moved = now
+        if (quietChecks < 4) return void (timer = setTimeout(check, timeoutMs / 4).unref())
+        resume(Effect.fail(new WireViolation({ code: "idle-timeout", detail: `the subscriber granted no credit and took nothing for ${timeoutMs} ms` })))
+      }
+      check()
+      return Effect.sync(() => clearTimeout(timer))
+    })
+
+    const outcome = yield* Effect.either(Effect.raceFirst(credits, Effect.raceFirst(stream, idle)))
     if (Either.isLeft(outcome)) {
       const e = outcome.left
       if (e instanceof LogOutOfRange) return refuseOutOfRange(socket, e)

@@ -37,7 +37,9 @@ export interface BrokerOptions {
   /**
    * A session past its handshake that sends and receives nothing for this long gets ERROR
    * `idle-timeout` and is closed (batches still awaiting their ACK do not keep it open; a batch
-   * waiting for log room does). Default 10 minutes; 0: never.
+   * waiting for log room does). A subscription gets it when it holds the broker up that long —
+   * no credit left, or writes the kernel does not take — with no byte moving either way (one
+   * waiting for new messages never does). Default 10 minutes; 0: never.
    */
   readonly idleTimeoutMs?: number
   /**
