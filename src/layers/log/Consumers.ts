@@ -3,8 +3,9 @@
  * its topic with `durable` 2, claimed when the consumer is created and released when it is
  * deleted, so its cursor holds retention with or without a member (`lowestDurableCursor`).
  * The line's pid word stays 0 (a claimer in progress, to everyone else: never reclaimed as a
- * dead owner's); the active member's pid is the `member` word, taken by compare-and-swap from 0
- * or from a dead member's. Two processes creating the same name at once both claim a line; the
+ * dead owner's), and a consumer's line is never claimed whatever its pid word says (its creator
+ * may have been killed before clearing it: `claimSubscriberLine`); the active member's pid is
+ * the `member` word, taken by compare-and-swap from 0 or from a dead member's. Two processes creating the same name at once both claim a line; the
  * later line (higher index) then deletes itself and joins the first.
  *
  * A broker whose appends a consumer's hold kept waiting past its bound cuts it off
@@ -27,7 +28,7 @@ import {
 import type { TopicInfo } from "../../services/log/Topics.js"
 import { isPidAlive } from "../region/ProcessSlot.js"
 import type { LogArea } from "./Layout.js"
-import { claimLine, lineTaken, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
+import { claimSubscriberLine, lineTaken, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { CONSUMER_NAME_BYTES, LINE_BYTES, SubscriberLine } from "./Records.js"
 import { OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
 import { topicResolver } from "./Topics.js"
@@ -153,7 +154,7 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       const occurrence = newOccurrence()
       for (let s = 0; s < area.config.subscriberSlots; s++) {
         const line = area.subscriber(info.id, s)
-        if (claimLine(region, line, occurrence, 0) !== 0) continue
+        if (claimSubscriberLine(region, line, occurrence, 0) !== 0) continue
         region.bytes.set(name, lines.nameAt(line))
         lines.setNameLength(line, name.length)
         lines.storeMember(line, process.pid)

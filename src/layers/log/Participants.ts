@@ -275,6 +275,17 @@ export const listeningForOrdering = (region: CxlMemoryShape, area: LogArea, door
 }
 
 /**
+ * Claims a subscriber line like `claimLine`, except a named consumer's (`durable` 2 or 3): that
+ * line is the consumer's whatever its pid word says (a creator killed before it cleared its pid
+ * leaves its own), so it is never taken over as a dead owner's. Returns as `claimLine` does.
+ */
+export const claimSubscriberLine = (region: CxlMemoryShape, line: number, occurrence: number, doorbell: number): number => {
+  region.invalidate(line, LINE_BYTES)
+  if (lineTaken(region, line) && views(region).subscribers.durable(line) >= 2) return -1
+  return claimLine(region, line, occurrence, doorbell)
+}
+
+/**
  * Durable subscribers: a subscriber line of the topic, claimed like a participant line, whose
  * cursor (the next global seq it reads) holds retention. Returns the claim, or undefined when
  * every line of the topic is taken.
@@ -289,7 +300,7 @@ export const claimSubscriber = (
   const occurrence = newOccurrence()
   for (let s = 0; s < area.config.subscriberSlots; s++) {
     const line = area.subscriber(topic, s)
-    if (claimLine(region, line, occurrence, doorbell.offset) !== 0) continue
+    if (claimSubscriberLine(region, line, occurrence, doorbell.offset) !== 0) continue
     moveSubscriber(region, line, cursor)
     return { line, occurrence }
   }

@@ -1,0 +1,46 @@
+/**
+ * A named consumer's subscriber line belongs to the consumer whatever its pid word says: a
+ * creator killed after the line became the consumer's but before it cleared its own pid leaves
+ * that pid behind, and no other claim (a durable subscriber, another consumer) may take the line
+ * over as a dead owner's — that would erase the consumer and its committed offset.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { ParticipantLineView, SubscriberLineView } from "../../src/layers/log/RecordViews.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { consumersOf, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+
+/** A pid no process has (above any pid_max): `kill(pid, 0)` finds nobody. */
+const DEAD_PID = 0x3fffffff
+
+describe("a named consumer's line", () => {
+  it.scoped("left with its killed creator's pid is still the consumer's: durable subscribers and other consumers claim other lines", () =>
+    Effect.gen(function*() {
+      const cluster = yield* regionCluster(CxlMemoryLayers.make)()
+      const { memory, area } = cluster.region!
+      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+      const consumers = yield* consumersOf(cluster)
+      yield* Effect.scoped(consumers.join("t", "c", { offset: 7, globalSeq: 3 }))
+
+      // Its creator killed between making the line the consumer's and clearing the pid word (member still its own).
+      const lines = new SubscriberLineView(memory)
+      const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) => lines.durable(l) === 2)!
+      expect(line).toBeDefined()
+      new ParticipantLineView(memory).storePid(line, DEAD_PID)
+      lines.storeMember(line, DEAD_PID)
+
+      // Every other line is claimed; the consumer's stays its own.
+      const durable = Array.from({ length: smallConfig.subscriberSlots - 2 }, () => cluster.reader.subscribe("t", { durable: true }))
+      yield* Effect.all(durable)
+      yield* consumers.join("t", "d", { offset: 0, globalSeq: 0 })
+      const full = yield* Effect.either(cluster.reader.subscribe("t", { durable: true }))
+      expect((yield* consumers.list("t")).map(({ name, committed }) => ({ name, committed }))).toEqual([
+        { name: "c", committed: 7 },
+        { name: "d", committed: 0 }
+      ])
+      expect(full._tag === "Left" ? full.left._tag : "a durable subscriber took a line").toBe("SubscriberTableFull")
+      // And a new member takes it over from the dead one, at its committed offset.
+      const member = yield* consumers.join("t", "c", { offset: 0, globalSeq: 0 })
+      expect([member.created, member.committed()]).toEqual([false, 7])
+    }))
+})
