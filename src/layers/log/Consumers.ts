@@ -5,8 +5,9 @@
  * The line's pid word stays 0 (a claimer in progress, to everyone else: never reclaimed as a
  * dead owner's), and a consumer's line is never claimed whatever its pid word says (its creator
  * may have been killed before clearing it: `claimSubscriberLine`); the active member's pid is
- * the `member` word, taken by compare-and-swap from 0 or from a dead member's. Two processes creating the same name at once both claim a line; the
- * later line (higher index) then deletes itself and joins the first.
+ * the `member` word, taken by compare-and-swap from 0 or from a dead member's. Two processes
+ * creating the same name at once both claim a line; the later line (higher index) then deletes
+ * itself and joins the first.
  *
  * A broker whose appends a consumer's hold kept waiting past its bound cuts it off
  * (`cutOffHolding`): `durable` 2 → 3 by compare-and-swap, so whichever process notices first does
