@@ -4,8 +4,10 @@
  * `persistTopic` into the data directory, under the topic's disk retention (its spec's
  * `diskRetention`, applied at every segment roll and every 10 s). A topic whose writer stops
  * (a full disk, an I/O error) is logged and its ACK 2 stops moving; the other topics carry on.
+ * One whose stream another live process holds (a head stalled past its lease when this one
+ * took over) is tried again until that process lets it go.
  */
-import { Data, Effect } from "effect"
+import { Data, Effect, Schedule } from "effect"
 import { RegionLayout } from "../RegionLayout.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
@@ -62,11 +64,13 @@ export const durableTier = (stats: DurableStats) =>
           onOpen: (log) => stats.streams.set(topic.name, log),
           onSubscribed: () => stats.subscribed.add(topic.name)
         }).pipe(
+          retryWhileLocked(topic.name),
           Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)),
           Effect.forkScoped
         )
         // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
         yield* persistTopicState(topic).pipe(
+          retryWhileLocked(topic.name),
           Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`)),
           Effect.forkScoped
         )
@@ -80,6 +84,24 @@ export const durableTier = (stats: DurableStats) =>
       yield* Effect.sleep(1_000)
     }
   })
+
+/** Pauses between attempts to take a stream a live process holds: from 200 ms, doubling, at most 5 s. */
+const lockedRetry = Schedule.union(Schedule.exponential("200 millis"), Schedule.spaced("5 seconds"))
+
+/**
+ * Runs a topic's writer again whenever it stops on `StreamLocked`: a head stalled past its lease
+ * (GC, SIGSTOP) when the standby took over holds its streams until it exits, and this head takes
+ * them then. Meanwhile the writer's failure mark stands, so the topic's ACK 2 sessions are refused
+ * (`durability-unavailable`), never acknowledged.
+ */
+export const retryWhileLocked = (topic: string) =>
+<A, E extends { readonly _tag: string; readonly message: string }, R>(persist: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  persist.pipe(
+    Effect.tapError((e) =>
+      e._tag === "StreamLocked" ? Effect.logWarning(`durable tier: topic ${topic}: ${e.message}; trying again until it is free`) : Effect.void
+    ),
+    Effect.retry({ schedule: lockedRetry, while: (e) => e._tag === "StreamLocked" })
+  )
 
 /** How a topic's stream is opened: its spec's disk retention. */
 export const segmentOptionsOf = (topic: TopicInfo): SegmentLogOptions => (topic.diskRetention === undefined ? {} : { retention: topic.diskRetention })
