@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, Scope } from "effect"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { tempDir } from "../helpers/Processes.js"
@@ -420,6 +420,30 @@ describe("Segments on the local disk", () => {
       const dead = spawnSync(process.execPath, ["-e", ""]).pid!
       mkdirSync(join(directory, "s"))
       writeFileSync(join(directory, "s", "LOCK"), `${dead}\n`)
+      yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
+      expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
+    }))
+
+  it.scopedLive("a lock held by a zombie (killed, not yet reaped) is taken over, as the head's takeover counts it gone", () =>
+    Effect.gen(function*() {
+      const directory = yield* segmentsDir
+      const { segments } = yield* liveBackend(directory)
+      // A child that exits after its parent became one that never reaps it (sh exec'd into sleep): a zombie while sleep runs.
+      const parent = yield* Effect.acquireRelease(
+        Effect.sync(() => spawn("sh", ["-c", "sleep 1 & echo $!; exec sleep 60"], { stdio: ["ignore", "pipe", "ignore"] })),
+        (child) => Effect.sync(() => child.kill("SIGKILL"))
+      )
+      const zombie = yield* Effect.async<number>((resume) => {
+        parent.stdout!.once("data", (chunk: Buffer) => resume(Effect.succeed(Number(chunk.toString().trim()))))
+      }).pipe(Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error("the zombie's pid was not printed within 5 s") }))
+      const state = () => {
+        const stat = readFileSync(`/proc/${zombie}/stat`, "utf8")
+        return stat[stat.lastIndexOf(")") + 2]
+      }
+      for (let n = 0; n < 5_000 && state() !== "Z"; n++) yield* Effect.sleep(1)
+      expect(state()).toBe("Z")
+      mkdirSync(join(directory, "s"))
+      writeFileSync(join(directory, "s", "LOCK"), `${zombie}\n`)
       yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
       expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
     }))

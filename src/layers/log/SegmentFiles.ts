@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs/promises"
 import { constants, readSync } from "node:fs"
+import { isPidRunning } from "./Participants.js"
 
 export interface SegmentFile {
   /** Writes all of `buffers`, in order, at `position` (a short write is retried; an error rejects). */
@@ -128,7 +129,8 @@ export const nodeSegmentFiles: SegmentFiles = {
         }
         const holder = Number((await fs.readFile(path, "utf8").catch(() => "")).trim())
         // Our own pid holds it only if this process took it; else an earlier process with our pid (a restarted container) left it.
-        const held = holder === process.pid ? heldLocks.has(path) : Number.isInteger(holder) && holder > 0 && alive(holder)
+        // A zombie (killed, not yet reaped) writes nothing: gone, as the head's takeover (Head.ts) counts it.
+        const held = holder === process.pid ? heldLocks.has(path) : Number.isInteger(holder) && holder > 0 && isPidRunning(holder)
         if (held) return holder
         // Its holder is gone: take it over.
         await fs.unlink(path).catch(() => undefined)
@@ -142,12 +144,3 @@ export const nodeSegmentFiles: SegmentFiles = {
 
 /** The stream locks this process holds (a LOCK naming our pid that is not here was left by an earlier process). */
 const heldLocks = new Set<string>()
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
