@@ -1,7 +1,8 @@
 /**
  * A remote subscription whose broker goes away carries on at another broker (any broker serves
  * any topic): from where it was, every message once and in order — anonymous or as a named
- * consumer (whose new broker starts at its committed offset; the client skips what it delivered).
+ * consumer (whose new broker starts at its committed offset; the client skips what it delivered,
+ * and its commits follow the new broker's re-sending).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Exit, Option, Scope, Stream } from "effect"
