@@ -433,20 +433,21 @@ describe("Publisher", () => {
     Effect.gen(function*() {
       const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
       const { publisher } = yield* cluster(1, { wrap: swallow })
-      const p = yield* publisher({ clientId: 25, batchBytes: 1024, maxInFlightBatches: 8, lingerMs: 1_000, ackTimeoutMs: 60_000 })
+      // Long enough that a stalled test process (a loaded CI machine) still checks between the two due times.
+      const p = yield* publisher({ clientId: 25, batchBytes: 1024, maxInFlightBatches: 8, lingerMs: 3_000, ackTimeoutMs: 60_000 })
       while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
       expect(p.tryPublish(testMessage(25, 0, 100))).toBe(true)
       yield* Effect.promise(() => Promise.resolve())
-      // Batch 1 opens: the timer is armed for its due time, 1 000 ms from now.
+      // Batch 1 opens: the timer is armed for its due time, 3 000 ms from now.
       const opened = performance.now()
       let seq = 1
       expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
-      yield* Effect.sleep("600 millis")
-      // Batch 1 fills and seals; batch 2 opens behind it, due 1 000 ms from now.
+      yield* Effect.sleep("1800 millis")
+      // Batch 1 fills and seals; batch 2 opens behind it, due 3 000 ms from now.
       while (p.stats().batches < 2) expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
       expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
       // Past batch 1's due time, before batch 2's: the timer fired and waits on.
-      yield* Effect.sleep(`${Math.max(0, opened + 1_300 - performance.now())} millis`)
+      yield* Effect.sleep(`${Math.max(0, opened + 3_900 - performance.now())} millis`)
       expect(p.stats().batches).toBe(2)
       const sealedBy = performance.now() + 5_000
       while (p.stats().batches < 3 && performance.now() < sealedBy) yield* Effect.sleep("10 millis")
