@@ -20,7 +20,8 @@ import { tempDir } from "../helpers/Processes.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
 import { errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 
-const IDLE_MS = 200
+// Long enough that a loaded machine still makes its checks before the cut (the busy member, the waiting subscriber).
+const IDLE_MS = 500
 
 /**
  * A memory log with topic "t" and `messages` published; the subscribers' broker has a short idle
