@@ -25,7 +25,7 @@ import {
 } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
+import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROTOCOL_VERSION, Welcome } from "../../src/layers/net/Control.js"
 import { FrameType } from "../../src/layers/net/Frame.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
@@ -67,11 +67,13 @@ const refusal = (publisher: Effect.Effect<PublisherShape, InvalidPublisherOption
   }))
 
 /** A raw client's full handshake as `credentials`: the HELLO and AUTH bytes it sent, and the broker's answer. */
-const rawHandshake = (port: number, credentials: Credentials, clientId: number, topic = "t") =>
+const rawHandshake = (port: number, credentials: Credentials, clientId: number, topic = "t", sessionEpoch?: number) =>
   Effect.gen(function*() {
     const client = yield* rawConnect(port)
     const nonce = newNonce()
-    const hello = helloFrame(new Hello({ protocol: PROTOCOL_VERSION, topic, clientId, ackLevel: 1, user: credentials.user, nonce }))
+    const hello = helloFrame(
+      new Hello({ protocol: PROTOCOL_VERSION, topic, clientId, ackLevel: 1, user: credentials.user, nonce, ...(sessionEpoch === undefined ? {} : { sessionEpoch }) })
+    )
     client.write(hello)
     const challengeFrame = yield* client.nextFrame()
     expect(challengeFrame.type).toBe(FrameType.CHALLENGE)
@@ -143,6 +145,29 @@ describe("Security", () => {
       expect(audit(log.ordered("t"), new Map([[1, 1000]]))).toEqual({ messages: 1000, ...clean })
       expect(log.ordered("other").length).toBe(1)
       expect(server.stats().rejected).toMatchObject({ "auth-required": 1, "auth-failed": 3, forbidden: 1, "unexpected-frame": 1, "version-mismatch": 1 })
+    }))
+
+  it.scopedLive("a user cannot attach to another user's session on a topic both may publish to: forbidden, and the owner's batches all count", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const MALLORY: Credentials = { user: "mallory", secret: "mallory-secret-3" }
+      const path = credentialFile(dir)
+      upsertUser(path, userRecord(MALLORY.user, MALLORY.secret, { publish: ["t"], read: [] }, undefined, 64))
+      const { log, server } = yield* secureBroker({ credentials: path })
+      const alice = yield* rawHandshake(server.port, ALICE, 11)
+      expect(alice.answer.type).toBe(FrameType.WELCOME)
+      const epoch = Either.getOrThrow(decodeControl(Welcome, alice.answer.payload, "bad-handshake")).sessionEpoch
+      alice.client.write(batchFrame(11, epoch, 0, [testMessage(11, 0, 64)]))
+      expect((yield* alice.client.nextFrame()).type).toBe(FrameType.ACK)
+      // The session's id and epoch are in every DATA frame: mallory, authenticated as herself, names them.
+      const mallory = yield* rawHandshake(server.port, MALLORY, 11, "t", epoch)
+      expect(errorCode(mallory.answer)).toBe("forbidden")
+      // Alice's own second connection to her session is welcome, and her next batch is appended, not taken for a duplicate.
+      const again = yield* rawHandshake(server.port, ALICE, 11, "t", epoch)
+      expect(again.answer.type).toBe(FrameType.WELCOME)
+      alice.client.write(batchFrame(11, epoch, 1, [testMessage(11, 1, 64)]))
+      expect((yield* alice.client.nextFrame()).type).toBe(FrameType.ACK)
+      expect(audit(log.ordered("t"), new Map([[11, 2]]))).toEqual({ messages: 2, ...clean })
     }))
 
   it.scopedLive("TLS end to end with a CA the test makes: client certificates required, a client without one refused; beyond loopback only with TLS and authentication", () =>

@@ -172,6 +172,8 @@ interface UserUse {
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 /** How long a rejected connection may take to read its error frame before it is destroyed. */
 const REJECT_GRACE_MS = 1_000
+/** Sessions whose owning user a broker remembers (a few MB at most); far above a region's session lines. */
+const MAX_SESSION_OWNERS = 65_536
 /**
  * Open files the broker process keeps beside its connections (region, doorbell, stdio,
  * libuv's own, the listener, refused connections in their grace period): `maxConnections`
@@ -682,9 +684,11 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (use.messages !== undefined) budgets.push({ budget: use.messages, of: "messages", whose })
           if (use.bytes !== undefined) budgets.push({ budget: use.bytes, of: "bytes", whose })
         }
+        const user = authenticated?.user.name
         const sessionEpoch = hello.sessionEpoch === undefined
           ? yield* registerSession(hello)
-          : yield* attachSession(hello, hello.sessionEpoch)
+          : yield* attachSession(hello, hello.sessionEpoch, user)
+        if (user !== undefined) claimSession(hello.topic, hello.clientId, sessionEpoch, user)
         send(socket, welcome(sessionEpoch, authenticated?.serverSignature))
         return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel, orderedAcks: hello.ackLevel === 2 && hello.orderedAcks === true, budgets }
       })
@@ -699,21 +703,41 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         )
       )
 
-    /** A HELLO naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker). */
-    const attachSession = (hello: Hello, sessionEpoch: number) =>
-      acks.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
-        Effect.mapError((e) => new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message })),
-        Effect.flatMap((acks) =>
-          acks.known
-            ? Effect.succeed(sessionEpoch)
-            : Effect.fail(
-              new WireViolation({
-                code: "unknown-session",
-                detail: `session ${hello.clientId}/${sessionEpoch} is not registered on topic ${hello.topic} (it was never, or it ended and its line was reused): register a new one`
-              })
-            )
+    /**
+     * Which user holds each session an authenticated connection registered or attached here, so
+     * another user (who learns a session's id and epoch from any DATA frame) cannot attach to it
+     * and have its batches taken for the owner's. Per broker: a session registered on another
+     * broker is claimed here by the first user that attaches it (docs/security.md).
+     */
+    const sessionOwners = new Map<string, string>()
+    const sessionKey = (topic: string, clientId: number, sessionEpoch: number) => `${topic}/${clientId}/${sessionEpoch}`
+    const claimSession = (topic: string, clientId: number, sessionEpoch: number, user: string) => {
+      const key = sessionKey(topic, clientId, sessionEpoch)
+      if (sessionOwners.has(key)) return
+      // Bounded: the oldest claims go first (their sessions ended long ago, or are claimed again on their next attach).
+      if (sessionOwners.size >= MAX_SESSION_OWNERS) sessionOwners.delete(sessionOwners.keys().next().value!)
+      sessionOwners.set(key, user)
+    }
+
+    /** A HELLO naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker), of this user. */
+    const attachSession = (hello: Hello, sessionEpoch: number, user: string | undefined) =>
+      Effect.gen(function*() {
+        const owner = user === undefined ? undefined : sessionOwners.get(sessionKey(hello.topic, hello.clientId, sessionEpoch))
+        if (owner !== undefined && owner !== user) {
+          return yield* new WireViolation({
+            code: "forbidden",
+            detail: `session ${hello.clientId}/${sessionEpoch} on topic ${hello.topic} belongs to another user: user ${user} may attach only its own sessions`
+          })
+        }
+        const known = yield* acks.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
+          Effect.mapError((e) => new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message }))
         )
-      )
+        if (known.known) return sessionEpoch
+        return yield* new WireViolation({
+          code: "unknown-session",
+          detail: `session ${hello.clientId}/${sessionEpoch} is not registered on topic ${hello.topic} (it was never, or it ended and its line was reused): register a new one`
+        })
+      })
 
     const session = (
       socket: Socket,
@@ -746,6 +770,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           if (stop instanceof WireViolation) return yield* Effect.fail(stop)
           if (stop.type === FrameType.CLOSE) {
             // After every batch this connection carried: the log releases the session once they are ordered.
+            sessionOwners.delete(sessionKey(session.topic, session.clientId, session.sessionEpoch))
             return yield* appender.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq).pipe(
               Effect.mapError(appendFailed),
               Effect.asVoid
