@@ -216,6 +216,14 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     if (created) {
       if (size == 0) return failAndClean("ftruncate", EINVAL, "a new region needs a size");
       if (ftruncate(fd, static_cast<off_t>(size)) != 0) return failAndClean("ftruncate", errno, "cannot size region " + name);
+      // Reserve every page now: a sparse region on a filesystem too small for it (a full
+      // /dev/shm) would map fine and then kill the process with SIGBUS at the first page that
+      // cannot be allocated. Real CXL memory exists before it is used; so does this region.
+      const int reserved = posix_fallocate(fd, 0, static_cast<off_t>(size));
+      if (reserved != 0) {
+        return failAndClean("posix_fallocate", reserved,
+                            "cannot reserve " + std::to_string(size) + " bytes for region " + name + " (the filesystem holding it has no room)");
+      }
     } else {
       size = static_cast<uint64_t>(st.st_size);
     }
@@ -238,21 +246,23 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   }
 
   Mapping* mapping = new Mapping{0, static_cast<uint8_t*>(base), size, 0, false};
+  uint64_t mappingId;
   {
     std::lock_guard<std::mutex> lock(registryMutex);
-    mapping->id = nextMappingId++;
-    registry[mapping->id] = mapping;
+    mappingId = mapping->id = nextMappingId++;
+    registry[mappingId] = mapping;
   }
   napi_value buffer;
   const napi_status status = napi_create_external_arraybuffer(env, base, size, FinalizeMapping,
-                                                              reinterpret_cast<void*>(static_cast<uintptr_t>(mapping->id)), &buffer);
+                                                              reinterpret_cast<void*>(static_cast<uintptr_t>(mappingId)), &buffer);
   if (status != napi_ok) {
     // The runtime refused the length (Node 20 wraps external memory in a Buffer capped at
-    // buffer.constants.MAX_LENGTH). It may or may not have run the finalizer already.
+    // buffer.constants.MAX_LENGTH). It may or may not have run the finalizer already, which
+    // frees `mapping`: only its id is used from here on (closing an id twice is a no-op).
     if (env.IsExceptionPending()) env.GetAndClearPendingException();
     {
       std::lock_guard<std::mutex> lock(registryMutex);
-      CloseMapping(mapping->id);
+      CloseMapping(mappingId);
     }
     unlinkCreated();
     return ThrowTooLarge(env, name, static_cast<double>(size), -1);

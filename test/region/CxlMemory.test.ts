@@ -8,6 +8,7 @@ import { loadAddon, loadAddonSync, regionByteLimit, regionKind } from "../../src
 import { type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { expectedCacheInstructions } from "../helpers/CacheInstructions.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 type Open = (options: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>
 
@@ -18,7 +19,7 @@ const utf8 = (s: string) => new TextEncoder().encode(s)
 /** The largest region one ArrayBuffer can hold here (4 GiB on Node 20), and the first whole-page size past it. */
 const LIMIT = regionByteLimit()
 const OVER_LIMIT = Math.ceil((LIMIT + 1) / PAGE) * PAGE
-/** A sparse region past 4 GiB where this Node.js can map one, else the largest it can (exactly 4 GiB on Node 20). */
+/** A region past 4 GiB where this Node.js can map one, else the largest it can (exactly 4 GiB on Node 20). */
 const BIG = Math.min(2 ** 32 + 64 * 1024, Math.floor(LIMIT / PAGE) * PAGE)
 
 /** One contract, two implementations: the mapped region and the in-process fake (`native` false). */
@@ -221,6 +222,20 @@ describe("native region across processes", () => {
       expect(Atomics.load(b.i32, 2048)).toBe(77)
     }))
 
+  it.scoped("a region bigger than the filesystem holding it is a typed no-space error at creation, not a SIGBUS at first touch; nothing is left behind", () =>
+    Effect.gen(function*() {
+      const dir = yield* smallTmpfs("2m")
+      const path = `${dir}/region`
+      const error = yield* Effect.flip(CxlMemoryLayers.make({ name: path, size: 8 * SIZE, mode: "create" }))
+      expect(error).toMatchObject({ _tag: "RegionSystemError", code: "ENOSPC" })
+      expect((error as Error).message).toContain("posix_fallocate failed")
+      expect(existsSync(path)).toBe(false)
+      // One that fits is created whole: every page of it can be written.
+      const fits = yield* CxlMemoryLayers.make({ name: path, size: SIZE, mode: "create" })
+      for (let at = 0; at < SIZE; at += PAGE) fits.bytes[at] = 1
+      expect(fits.bytes[SIZE - PAGE]).toBe(1)
+    }))
+
   it.effect("the addon reports which instruction each path runs: the best write-back for flush, an evicting one for invalidate", () =>
     Effect.gen(function*() {
       const features = (yield* loadAddon()).features()
@@ -259,7 +274,7 @@ describe("native region across processes", () => {
       expect(existsSync(`/dev/shm/${name}`)).toBe(false)
     }))
 
-  it.scopedLive(`a sparse ${BIG}-byte region: bytes, atomics, f64, flush, crc and doorbells across 2^31 (and 2^32 where it fits), from two processes`, () =>
+  it.scopedLive(`a ${BIG}-byte region: bytes, atomics, f64, flush, crc and doorbells across 2^31 (and 2^32 where it fits), from two processes`, () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("big")
       const region = yield* CxlMemoryLayers.make({ name, size: BIG, mode: "create", coherence: "non-coherent", params: [BIG] })
