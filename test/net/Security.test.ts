@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, type Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { type AddressInfo, createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { tempDir } from "../helpers/Processes.js"
@@ -25,8 +26,9 @@ import {
 } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROTOCOL_VERSION, Welcome } from "../../src/layers/net/Control.js"
-import { FrameType } from "../../src/layers/net/Frame.js"
+import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROTOCOL_VERSION, Welcome, welcomeFrame } from "../../src/layers/net/Control.js"
+import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
+import { Subscribed, subscribedFrame } from "../../src/layers/net/SubscribeFrames.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
@@ -168,6 +170,37 @@ describe("Security", () => {
       alice.client.write(batchFrame(11, epoch, 1, [testMessage(11, 1, 64)]))
       expect((yield* alice.client.nextFrame()).type).toBe(FrameType.ACK)
       expect(audit(log.ordered("t"), new Map([[11, 2]]))).toEqual({ messages: 2, ...clean })
+    }))
+
+  it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials", () =>
+    Effect.gen(function*() {
+      // The impostor answers the opening frame with `answer` and otherwise says nothing.
+      const impostor = (answer: Buffer) =>
+        Effect.acquireRelease(
+          Effect.async<Server>((resume) => {
+            const server = createServer((socket) => {
+              socket.on("error", () => {})
+              socket.once("data", () => socket.write(answer))
+            })
+            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.sync(() => server.close())
+        ).pipe(Effect.map((server) => [{ host: "127.0.0.1", port: (server.address() as AddressInfo).port }]))
+      const welcome = yield* impostor(welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 })))
+      const publisher = (brokers: ReadonlyArray<{ host: string; port: number }>) =>
+        PublisherLayers.make({ brokers, topic: "t", clientId: 1, credentials: ALICE, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 })
+      const refused = yield* refusal(publisher(welcome), 1)
+      expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
+      expect(refused.message).toMatch(/without authenticating it/)
+      const subscribed = yield* impostor(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 0 })))
+      const subscription = yield* Effect.flip(makeRemote({ brokers: subscribed, credentials: ALICE, connectTimeoutMs: 2_000 }).subscribe("t"))
+      expect(subscription).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
+      // Ten million PBKDF2 rounds would hold a client's CPU for seconds: the CHALLENGE is malformed past the cap.
+      const costly = yield* impostor(encodeFrame(
+        { type: FrameType.CHALLENGE, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
+        new TextEncoder().encode(JSON.stringify({ salt: "c2FsdA==", iterations: 10_000_000, nonce: newNonce() }))
+      ))
+      expect((yield* refusal(publisher(costly), 1)).message).toMatch(/bad CHALLENGE/)
     }))
 
   it.scopedLive("TLS end to end with a CA the test makes: client certificates required, a client without one refused; beyond loopback only with TLS and authentication", () =>

@@ -15,7 +15,7 @@
  * since the broker's nonce differs every time.
  */
 import { Data, Effect } from "effect"
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
+import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
 import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
 import { tmpdir, userInfo } from "node:os"
 import { dirname, join } from "node:path"
@@ -55,6 +55,12 @@ export interface CredentialFile {
 export interface Credentials {
   readonly user: string
   readonly secret: string
+  /**
+   * Found, not given: the region's default secret file (`localCredentials`). Such a client also
+   * takes a broker that authenticates nobody (`--insecure`); given credentials require the
+   * broker's proof that it holds the user's keys.
+   */
+  readonly implicit?: boolean
 }
 
 export class CredentialError extends Data.TaggedError("CredentialError")<{ readonly path: string; readonly reason: string }> {
@@ -78,16 +84,25 @@ const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64")
 const unb64 = (text: string) => Buffer.from(text, "base64")
 
 const saltedCache = new Map<string, Buffer>()
+const saltedKey = (secret: string, salt: string, iterations: number) => `${salt}:${iterations}:${createHash("sha256").update(secret).digest("base64")}`
+const remember = (key: string, value: Buffer) => {
+  if (saltedCache.size > 64) saltedCache.clear()
+  saltedCache.set(key, value)
+  return value
+}
 /** The salted secret (PBKDF2), cached so a reconnecting client does not pay the rounds again. */
 const salted = (secret: string, salt: string, iterations: number): Buffer => {
-  const key = `${salt}:${iterations}:${createHash("sha256").update(secret).digest("base64")}`
-  let value = saltedCache.get(key)
-  if (value === undefined) {
-    value = pbkdf2Sync(secret, unb64(salt), iterations, KEY_BYTES, "sha256")
-    if (saltedCache.size > 64) saltedCache.clear()
-    saltedCache.set(key, value)
-  }
-  return value
+  const key = saltedKey(secret, salt, iterations)
+  return saltedCache.get(key) ?? remember(key, pbkdf2Sync(secret, unb64(salt), iterations, KEY_BYTES, "sha256"))
+}
+/** `salted` off the JS thread (libuv's pool): a client's event loop keeps serving its other connections meanwhile. */
+const saltedAsync = (secret: string, salt: string, iterations: number): Promise<Buffer> => {
+  const key = saltedKey(secret, salt, iterations)
+  const cached = saltedCache.get(key)
+  if (cached !== undefined) return Promise.resolve(cached)
+  return new Promise((resolve, reject) =>
+    pbkdf2(secret, unb64(salt), iterations, KEY_BYTES, "sha256", (error, value) => error === null ? resolve(remember(key, value)) : reject(error))
+  )
 }
 
 const clientKeyOf = (saltedSecret: Uint8Array) => hmac(saltedSecret, "Client Key")
@@ -117,14 +132,22 @@ export const userRecord = (name: string, secret: string, rights: { publish: Read
 
 // ---- the client's side ------------------------------------------------------------------------
 
-/** The client's proof for a CHALLENGE, and the broker signature it expects in the WELCOME. */
-export const clientProof = (credentials: Credentials, clientNonce: string, challenge: { salt: string; iterations: number; nonce: string }) => {
-  const s = salted(credentials.secret, challenge.salt, challenge.iterations)
+const proofWith = (s: Buffer, credentials: Credentials, clientNonce: string, challenge: { nonce: string }) => {
   const clientKey = clientKeyOf(s)
   const message = authMessage(credentials.user, clientNonce, challenge.nonce)
   const signature = hmac(sha256(clientKey), message)
   return { proof: b64(xor(clientKey, signature)), serverSignature: b64(hmac(serverKeyOf(s), message)) }
 }
+
+type ChallengeParameters = { readonly salt: string; readonly iterations: number; readonly nonce: string }
+
+/** The client's proof for a CHALLENGE, and the broker signature it expects in the WELCOME. */
+export const clientProof = (credentials: Credentials, clientNonce: string, challenge: ChallengeParameters) =>
+  proofWith(salted(credentials.secret, challenge.salt, challenge.iterations), credentials, clientNonce, challenge)
+
+/** `clientProof` with the PBKDF2 rounds off the JS thread: what the clients use. */
+export const clientProofAsync = (credentials: Credentials, clientNonce: string, challenge: ChallengeParameters) =>
+  saltedAsync(credentials.secret, challenge.salt, challenge.iterations).then((s) => proofWith(s, credentials, clientNonce, challenge))
 
 /** Whether the WELCOME's signature is the one only a holder of the user's keys can make. */
 export const serverSignatureMatches = (expected: string, got: string | undefined): boolean => {
@@ -332,7 +355,7 @@ export const localCredentials = (region: string): Credentials | undefined => {
   } catch {
     return undefined
   }
-  return statSync(path, { throwIfNoEntry: false }) === undefined ? undefined : readSecretFile(path)
+  return statSync(path, { throwIfNoEntry: false }) === undefined ? undefined : { ...readSecretFile(path), implicit: true }
 }
 
 /** Where a client library finds the local user's secret file when given no credentials. */

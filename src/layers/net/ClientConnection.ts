@@ -8,7 +8,7 @@
 import { Data, Either } from "effect"
 import { connect, isIP, type Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
-import { clientProof, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
+import { clientProofAsync, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
 import {
   authFrame,
   AuthProof,
@@ -153,7 +153,9 @@ export const openConnection = (
   let closed = false
   const { credentials, tls } = security
   const nonce = credentials === undefined ? undefined : newNonce()
-  /** The broker's signature the WELCOME must carry once this client answered a CHALLENGE. */
+  /** A client with credentials takes a WELCOME only after a CHALLENGE it answered: the broker must prove it holds the user's keys. */
+  let challenged = false
+  /** The broker's signature the WELCOME must carry (once this client's proof is derived and sent). */
   let expectedSignature: string | undefined
   const { socket, ready } = dialBroker(address, tls, receive)
   const finish = (code: ConnectionClosed["code"], detail: string) => {
@@ -188,19 +190,32 @@ export const openConnection = (
           if (credentials === undefined || nonce === undefined) {
             return finish("auth-required", "the broker requires authentication and this client has no credentials (--secret-file / CXLOG_SECRET_FILE)")
           }
-          if (welcomed || expectedSignature !== undefined) return finish("bad-frame", "an unexpected CHALLENGE")
+          if (welcomed || challenged) return finish("bad-frame", "an unexpected CHALLENGE")
+          challenged = true
           const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
           if (Either.isLeft(challenge)) return finish("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
-          const answer = clientProof(credentials, nonce, challenge.right)
-          expectedSignature = answer.serverSignature
-          socket.write(authFrame(hello.clientId, new AuthProof({ proof: answer.proof })))
+          clientProofAsync(credentials, nonce, challenge.right).then(
+            (answer) => {
+              if (closed) return
+              expectedSignature = answer.serverSignature
+              socket.write(authFrame(hello.clientId, new AuthProof({ proof: answer.proof })))
+            },
+            (error: Error) => finish("bad-frame", `cannot derive the proof for the CHALLENGE: ${error.message}`)
+          )
           break
         }
         case FrameType.WELCOME: {
           const welcome = decodeControl(Welcome, frame.payload, "bad-handshake")
           if (Either.isLeft(welcome)) return finish("bad-frame", `bad WELCOME: ${welcome.left.message}`)
-          if (expectedSignature !== undefined && !serverSignatureMatches(expectedSignature, welcome.right.serverSignature)) {
-            const detail = "the broker did not prove that it holds this user's keys: not the broker of this credential file"
+          const unproven = expectedSignature === undefined
+            ? credentials !== undefined && !(credentials.implicit === true && !challenged)
+            : !serverSignatureMatches(expectedSignature, welcome.right.serverSignature)
+          if (unproven) {
+            const detail = `broker ${formatAddress(address)} ${
+              expectedSignature === undefined
+                ? "welcomed this client without authenticating it (no CHALLENGE answered): not the broker of this credential file, or one started with --insecure"
+                : "did not prove that it holds this user's keys: not the broker of this credential file"
+            }`
             events.onBrokerError(new ErrorBody({ code: "auth-failed", message: detail }))
             return finish("auth-failed", detail)
           }

@@ -34,10 +34,16 @@ export class Hello extends Schema.Class<Hello>("Hello")({
   nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
 }) {}
 
+/**
+ * The most PBKDF2 rounds a client derives for a CHALLENGE: a broker (or an impostor) asking for
+ * more would make every client burn seconds of CPU per connection; 150× the default.
+ */
+export const MAX_CHALLENGE_ITERATIONS = 600_000
+
 /** broker → client: authenticate as the HELLO's user (see Auth.ts). */
 export class Challenge extends Schema.Class<Challenge>("Challenge")({
   salt: Schema.String.pipe(Schema.maxLength(255)),
-  iterations: Schema.Int.pipe(Schema.between(1, 10_000_000)),
+  iterations: Schema.Int.pipe(Schema.between(1, MAX_CHALLENGE_ITERATIONS)),
   /** The broker's fresh nonce: a proof is good for this handshake only. */
   nonce: Schema.String.pipe(Schema.maxLength(255))
 }) {}

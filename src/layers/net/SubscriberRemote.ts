@@ -28,7 +28,7 @@ import {
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
-import { clientProof, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
+import { clientProofAsync, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
 import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
 import { type Frame, FrameType } from "./Frame.js"
@@ -257,7 +257,10 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
       }
       const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
       if (Either.isLeft(challenge)) return yield* connection.failed("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
-      const answer = clientProof(credentials, nonce, challenge.right)
+      const answer = yield* Effect.tryPromise({
+        try: () => clientProofAsync(credentials, nonce, challenge.right),
+        catch: (e) => e as Error
+      }).pipe(Effect.mapError((e) => connection.failed("bad-frame", `cannot derive the proof for the CHALLENGE: ${e.message}`)))
       expectedSignature = answer.serverSignature
       connection.socket.write(authFrame(0, new AuthProof({ proof: answer.proof })))
       frame = yield* connection.next(options.connectTimeoutMs)
@@ -266,8 +269,16 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     if (frame.type !== FrameType.SUBSCRIBED) return yield* connection.failed("bad-frame", "the broker did not answer with SUBSCRIBED")
     const subscribed = decodeControl(Subscribed, frame.payload, "internal")
     if (Either.isLeft(subscribed)) return yield* connection.failed("bad-frame", `bad SUBSCRIBED: ${subscribed.left.message}`)
-    if (expectedSignature !== undefined && !serverSignatureMatches(expectedSignature, subscribed.right.serverSignature)) {
-      return yield* connection.failed("auth-failed", "the broker did not prove that it holds this user's keys: not the broker of this credential file")
+    // Given credentials require the broker's proof (found ones also take a broker that authenticates nobody: Auth.Credentials).
+    if (expectedSignature === undefined ? credentials !== undefined && credentials.implicit !== true : !serverSignatureMatches(expectedSignature, subscribed.right.serverSignature)) {
+      return yield* connection.failed(
+        "auth-failed",
+        `the broker ${
+          expectedSignature === undefined
+            ? "subscribed this client without authenticating it (no CHALLENGE): not the broker of this credential file, or one started with --insecure"
+            : "did not prove that it holds this user's keys: not the broker of this credential file"
+        }`
+      )
     }
     return { connection, subscribed: subscribed.right }
   })
