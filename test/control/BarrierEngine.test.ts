@@ -201,6 +201,29 @@ describe("BarrierEngine", () => {
       expect(settled[2]).toMatchObject([7, { _tag: "Left", left: { _tag: "NotAMember" } }])
     }))
 
+  // A participant whose arrival call timed out may arrive again in the same round: both replies
+  // are answered when the round ends (the earlier one must not be left waiting for good).
+  it.scopedLive("a participant arriving twice in one round has both its replies answered, released or failed", () =>
+    Effect.gen(function*() {
+      const { engine } = yield* setup()
+      const settled: Array<[string, Either.Either<BarrierReleased, BarrierError>]> = []
+      const settle = (who: string) => (outcome: Either.Either<BarrierReleased, BarrierError>) => void settled.push([who, outcome])
+      engine.enter(arrival(1, "rendezvous"), settle("first"))
+      engine.enter(arrival(1, "rendezvous"), settle("retry"))
+      expect(settled).toEqual([])
+      engine.enter(arrival(2, "rendezvous"), settle("other"))
+      expect(settled.map(([who, o]) => [who, Either.isRight(o) && o.right.participants])).toEqual([["first", [1, 2]], ["retry", [1, 2]], ["other", [1, 2]]])
+      settled.length = 0
+      engine.enter(arrival(1, "rendezvous"), settle("first"))
+      engine.enter(arrival(1, "rendezvous"), settle("retry"))
+      engine.enter(arrival(2, "processing-fence"), settle("other"))
+      expect(settled.map(([who, o]) => [who, Either.isLeft(o) && o.left._tag])).toEqual([
+        ["first", "BarrierModeMismatch"],
+        ["retry", "BarrierModeMismatch"],
+        ["other", "BarrierModeMismatch"]
+      ])
+    }))
+
   it.scopedLive("reserved names, unknown groups and non-members are typed errors", () =>
     Effect.gen(function*() {
       const { engine } = yield* setup()

@@ -204,6 +204,44 @@ const contract = (label: string, open: OpenRings) =>
         expect(yield* first.call(Add, { a: 1, b: 2 }, { signal: new AbortController().signal })).toBe(3)
       }))
 
+    // The request ring is full while the server is held in a suspended handler: a call that has
+    // to wait for room still ends at its own bound or abort, and is never sent afterwards.
+    it.scopedLive("a call waiting for room in its request ring ends at its bound or abort, and is never sent late", () =>
+      Effect.gen(function*() {
+        const { rings } = yield* open()
+        const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+        const { replies, requests } = layout(65536)
+        const gate = yield* Deferred.make<void>()
+        const served: Array<string> = []
+        yield* rpc.serve({ replies, requests }, [
+          handle(Wait, ({ name }) =>
+            name === "hold" ? Effect.as(Deferred.await(gate), name) : Effect.sync(() => (served.push(name.slice(0, 8)), name.slice(0, 8))))
+        ])
+        const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
+        const ring = yield* rings.inspect(requests[0]!.ring)
+        const held = yield* Effect.fork(client.call(Wait, { name: "hold" }, { timeoutMs: 600_000 }))
+        // 2 KB requests, more than the 16 KiB request ring holds behind the held one.
+        const fillers = yield* Effect.forEach(
+          Array.from({ length: 12 }, (_, i) => `filler${String(i).padStart(2, "0")}`.padEnd(2000, "x")),
+          (name) => Effect.fork(client.call(Wait, { name }, { timeoutMs: 600_000 })),
+          { concurrency: "unbounded" }
+        )
+        while (ring.writer().sequence < 7 * 2000) yield* Effect.sleep("1 millis")
+        // Its bound is far shorter than the writer's own 10 s wait for room: it must end at its own.
+        expect(yield* Effect.flip(client.call(Wait, { name: "timedout" }, { timeoutMs: 50 }))).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 50 })
+        const controller = new AbortController()
+        const aborted = yield* Effect.fork(client.call(Wait, { name: "aborted" }, { timeoutMs: 600_000, signal: controller.signal }))
+        yield* Effect.sleep("20 millis")
+        controller.abort("head lost")
+        expect(yield* Effect.flip(Fiber.join(aborted))).toMatchObject({ _tag: "RpcAbandoned", reason: "head lost" })
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(held)
+        expect(yield* Effect.forEach(fillers, Fiber.join)).toHaveLength(12)
+        // Requests on one ring are served in order: anything sent before this one was served before it.
+        expect(yield* client.call(Wait, { name: "marker" })).toBe("marker")
+        expect(served.filter((name) => !name.startsWith("filler"))).toEqual(["marker"])
+      }))
+
     it.scopedLive("concurrent calls from two clients each get their own reply", () =>
       Effect.gen(function*() {
         const { first, second } = yield* setup(open)

@@ -179,9 +179,25 @@ const openRound = (engine: Engine, arrive: BarrierArrive): Round => {
   return round
 }
 
+/**
+ * Records `a` in `round`. A participant that arrives again in the same round (a retry after its
+ * call gave up) brings the targets that count from now on, and its earlier reply is answered
+ * with the round's outcome as well, not left unanswered for good.
+ */
+const addArrival = (round: Round, a: BarrierArrive, settle: Settle): void => {
+  const earlier = round.arrivals.get(a.participant)?.settle
+  round.arrivals.set(a.participant, {
+    arrive: a,
+    settle: earlier === undefined ? settle : (outcome) => {
+      earlier(outcome)
+      settle(outcome)
+    }
+  })
+}
+
 /** Records an arrival and the drain targets it brought (traced with debug on). */
 const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, settle: Settle): Rest => {
-  round.arrivals.set(a.participant, { arrive: a, settle })
+  addArrival(round, a, settle)
   return engine.options.debug
     ? Effect.forEach(a.drainTargets, (target) =>
       trace(engine, () => `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`) ?? Effect.void, { discard: true })
@@ -239,7 +255,7 @@ const enterNow = (engine: Engine, a: BarrierArrive, settle: Settle): Rest => {
   }
   const round = engine.open.get(a.barrier) ?? openRound(engine, a)
   if (round.mode !== a.mode || round.group !== a.group) {
-    round.arrivals.set(a.participant, { arrive: a, settle })
+    addArrival(round, a, settle)
     failRound(engine, round, new BarrierModeMismatch({ barrier: a.barrier, modes: [...new Set([round.mode, a.mode])] }))
     return undefined
   }

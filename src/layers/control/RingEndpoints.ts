@@ -39,13 +39,19 @@ export interface WriterCore {
 
 export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
   const { address } = core
+  /** Why a frame of `length` can never be written, if so. */
+  const never = (length: number): FrameTooLarge | RingClosed | undefined =>
+    !(Number.isInteger(length) && length >= 0 && length <= core.maxFrameBytes)
+      ? new FrameTooLarge({ ring: address.id, length, maxFrameBytes: core.maxFrameBytes })
+      : core.closed()
+      ? new RingClosed({ ring: address.id, sequence: core.sequence() })
+      : undefined
+
   /** Commits pending frames, then waits until `length` fits; fails when it never can. */
   const waitForRoom = (length: number, started: number) =>
     Effect.suspend(() => {
-      if (!(Number.isInteger(length) && length >= 0 && length <= core.maxFrameBytes)) {
-        return Effect.fail<RingWriteError>(new FrameTooLarge({ ring: address.id, length, maxFrameBytes: core.maxFrameBytes }))
-      }
-      if (core.closed()) return Effect.fail(new RingClosed({ ring: address.id, sequence: core.sequence() }))
+      const impossible = never(length)
+      if (impossible !== undefined) return Effect.fail<RingWriteError>(impossible)
       core.commit()
       const waited = performance.now() - started
       if (waited >= timeoutMs) return Effect.fail(core.fullError(length, Math.round(waited)))
@@ -91,6 +97,13 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
     reserve,
     commit: core.commit,
     wake: core.wake,
+    awaitRoom: (length, waitMs) =>
+      Effect.suspend(() => {
+        const impossible = never(length)
+        if (impossible !== undefined) return Effect.fail(impossible)
+        core.commit()
+        return core.awaitRoom(length, Math.max(0, waitMs))
+      }),
     write: (payload) =>
       Effect.suspend(() => {
         const at = core.tryReserve(payload.length)

@@ -36,7 +36,7 @@ import {
   RpcUnknownMethod,
   type Success
 } from "../../services/control/Rpc.js"
-import { type RingClosed, type RingReader, type RingReadError, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
+import { type FrameTooLarge, type RingClosed, type RingReader, type RingReadError, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
 import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
 
 const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
@@ -535,6 +535,10 @@ class PendingCall {
     readonly signal: AbortSignal | undefined,
     readonly resume: (outcome: Exit.Exit<unknown, unknown>) => void
   ) {}
+  /** Whether the call still waits (no reply, bound or abort settled it yet). */
+  waiting(): boolean {
+    return this.caller.pending.get(this.requestId) === this
+  }
   /** Stops listening: no reply, bound or abort reaches this call any more. */
   stop(): void {
     untrack(this.caller, this.requestId)
@@ -691,11 +695,32 @@ const decodeReply = (method: AnyRpcMethod, requestId: number, kind: number, json
   return kind === Kind.success ? Exit.succeed(decoded.right) : Exit.fail(decoded.right)
 }
 
-/** A request that must wait for room in the request ring: written when there is, then its reply awaited; it stops listening however that ends. */
+/**
+ * A request that must wait for room in the request ring: written once there is room, then its
+ * reply awaited; it stops listening however that ends. The wait for room is bounded by the
+ * call's own deadline and raced with its outcome (an abort ends it at once), and the request is
+ * reserved, filled and committed only while the call still waits: a call that timed out or was
+ * abandoned is never sent late.
+ */
 const callWhenRoom = (caller: Caller, method: AnyRpcMethod, requestId: number, timeoutMs: number, signal: AbortSignal | undefined, frame: OutFrame) =>
   Effect.flatMap(Deferred.make<unknown, unknown>(), (outcome) => {
     const pending = listen(caller, method, requestId, timeoutMs, signal, (exit) => Deferred.unsafeDone(outcome, exit))
-    return Effect.zipRight(caller.writer.write(frameBytes(frame)), Deferred.await(outcome)).pipe(Effect.ensuring(Effect.sync(() => pending.stop())))
+    const send: Effect.Effect<void, FrameTooLarge | RingClosed> = Effect.suspend(() => {
+      if (!pending.waiting()) return Effect.void
+      const at = caller.writer.tryReserve(frame.length)
+      if (at >= 0) {
+        writeFrameAt(caller.writer.bytes, at, frame)
+        caller.writer.commit()
+        return Effect.void
+      }
+      const left = pending.deadline - performance.now()
+      // The bound passed while waiting for room (the client's timer may not have fired yet).
+      if (left <= 0) return Effect.sync(() => pending.expire())
+      return Effect.zipRight(caller.writer.awaitRoom(frame.length, left), send)
+    })
+    return Effect.raceFirst(Effect.zipRight(send, Deferred.await(outcome)), Deferred.await(outcome)).pipe(
+      Effect.ensuring(Effect.sync(() => pending.stop()))
+    )
   })
 
 /**

@@ -74,6 +74,13 @@ export interface RingWriter {
   readonly commit: (wake?: ReadonlyArray<number>) => number
   /** Rings the parked readers (all, or only `slots`) without committing: for frames a `commit(wake)` left others to find later. */
   readonly wake: (slots?: ReadonlyArray<number>) => void
+  /**
+   * Commits pending frames and waits until a frame of `length` would fit, reserving nothing:
+   * for a caller that must decide, once there is room, whether to write at all (an RPC call
+   * whose bound passed sends nothing). Returns at once when it fits now, else after the room
+   * came or `timeoutMs` passed (the caller's `tryReserve` tells which).
+   */
+  readonly awaitRoom: (length: number, timeoutMs: number) => Effect.Effect<void, FrameTooLarge | RingClosed>
   /** Reserves, copies and commits one frame; returns the leading sequence. */
   readonly write: (payload: Uint8Array) => Effect.Effect<number, RingWriteError>
   /** Writes many frames, committing as space runs out and once at the end; returns the leading sequence. */
