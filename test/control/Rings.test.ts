@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
 import { Chunk, Deferred, Effect, Exit, FastCheck as fc, Fiber, Option, Stream } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -463,6 +464,34 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
       expect(yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))).toBe(true)
       yield* second.write(payload(1, 8))
       expect(frames(yield* reader.take())).toEqual([Array.from(payload(1, 8))])
+    }))
+
+  // A reader's claim (free → attaching) comes before it writes its pid: a process SIGKILLed in
+  // between must not leave the slot attaching for good (on the broadcast ring, every later
+  // occupant of that process slot would find it taken).
+  it.scopedLive("a slot left mid-claim by a dead process is reclaimed; a live claimer's is not", () =>
+    Effect.gen(function*() {
+      const { rings, region } = yield* openRegion()
+      const inspector = yield* rings.inspect(ring)
+      const stateWord = (slot: number) => (ring.offset + 64 * (1 + slot)) / 4
+      const pidWord = (slot: number) => (ring.offset + 64 * (1 + slot) + 8) / 4
+      const dead = spawnSync("true").pid!
+      // Killed right after its claim: the line still holds the previous owner's pid, alive.
+      region!.u32[stateWord(1)] = dead * 4 + 1
+      region!.i32[pidWord(1)] = process.pid
+      expect(inspector.reader(1)).toMatchObject({ state: "attaching", pid: dead })
+      const reader = yield* rings.reader(ring, { slot: 1 })
+      expect(inspector.reader(1)).toMatchObject({ state: "attached", pid: process.pid, occurrence: reader.occurrence })
+      // A claimer still alive (mid-claim) keeps its slot.
+      region!.u32[stateWord(2)] = process.ppid * 4 + 1
+      expect(yield* Effect.flip(rings.reader(ring, { slot: 2 }))).toMatchObject({ _tag: "NoFreeReaderSlot", slot: 2 })
+      expect(yield* rings.reapDead(ring)).toEqual([])
+      // A claim that names no pid at all (an older build's) and a dead claimer's are reaped.
+      region!.u32[stateWord(0)] = 1
+      region!.i32[pidWord(0)] = process.pid
+      region!.u32[stateWord(2)] = dead * 4 + 1
+      expect(yield* rings.reapDead(ring)).toEqual([0, 2])
+      expect(inspector.readers().map((r) => r.state)).toEqual(["free", "attached", "free"])
     }))
 
   it.scopedLive("a frame whose header does not belong to its position is RingCorrupt, after the good frames before it", () =>

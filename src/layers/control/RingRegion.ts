@@ -47,7 +47,16 @@ import {
 } from "./RingFrames.js"
 
 const FREE = 0
+/**
+ * A slot being claimed: ATTACHING in the state word's low two bits, the claimer's pid above
+ * them (`claimOf`). The claim and the claimer's identity are one atomic step, so a claimer
+ * killed before it wrote its line (pid, occurrence) leaves a claim whose owner can still be
+ * tested, and the slot is reaped (`reapSlot`) rather than lost. Other states are bare values.
+ */
 const ATTACHING = 1
+const claimOf = (pid: number) => (pid * 4 + ATTACHING) >>> 0
+const isClaim = (state: number) => (state & 3) === ATTACHING
+const claimerOf = (state: number) => state >>> 2
 const ATTACHED = 2
 /** A reader slot taken by a process that watches the readers' progress (see `progressWatch`). */
 const OBSERVING = 3
@@ -68,7 +77,7 @@ const Control = {
 
 /** Byte offsets in a reader's progress line (written by that reader; a reaper only swaps `state`). */
 const Reader = {
-  state: 0, // u32 free / attaching / attached
+  state: 0, // u32 free / attaching (with the claimer's pid, `claimOf`) / attached
   occurrence: 4, // u32
   pid: 8, // i32
   bell: 12, // u32 reader's doorbell line
@@ -131,6 +140,7 @@ const validBell = (region: CxlMemoryShape, l: Lines, bell: number) =>
   bell % LINE_BYTES === 0 && bell >= SUPERBLOCK_BYTES && region.inBounds(bell, LINE_BYTES) && (bell < l.control || bell >= l.end)
 
 const slotStates: ReadonlyArray<ReaderSlotState> = ["free", "attaching", "attached", "observing"]
+const stateName = (state: number): ReaderSlotState => (isClaim(state) ? "attaching" : slotStates[state] ?? "corrupt")
 
 export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
   const { u32, i32, f64 } = region
@@ -139,11 +149,12 @@ export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
       throw new RangeError(`ring ${l.address.id} has no reader slot ${slot}`)
     }
     const line = l.line(slot)
+    const state = Atomics.load(u32, (line + Reader.state) / 4)
     return {
       slot,
-      state: slotStates[Atomics.load(u32, (line + Reader.state) / 4)] ?? "corrupt",
+      state: stateName(state),
       occurrence: Atomics.load(u32, (line + Reader.occurrence) / 4),
-      pid: Atomics.load(i32, (line + Reader.pid) / 4),
+      pid: isClaim(state) ? claimerOf(state) : Atomics.load(i32, (line + Reader.pid) / 4),
       delivered: read64(region, line + Reader.deliveredLow, line + Reader.delivered),
       processed: read64(region, line + Reader.processedLow, line + Reader.processed),
       heartbeatMs: f64[(line + Reader.heartbeat) / 8]!
@@ -163,15 +174,23 @@ export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
 }
 
 /**
- * Frees `slot` (only if its process is gone when `onlyIfDead`), then rings the writer if it
- * waits for space and the reader so a live one notices. True if a slot was freed.
+ * Frees `slot` (only if its process is gone when `onlyIfDead`: the claimer's, for a slot being
+ * claimed), then rings the writer if it waits for space and the reader so a live one notices.
+ * True if a slot was freed.
  */
 export const reapSlot = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lines, slot: number, onlyIfDead: boolean): boolean => {
   const { u32, i32 } = region
   const line = l.line(slot)
   const state = Atomics.load(u32, (line + Reader.state) / 4)
   if (state === FREE) return false
-  if (onlyIfDead && ((state !== ATTACHED && state !== OBSERVING) || pidAlive(Atomics.load(i32, (line + Reader.pid) / 4)))) return false
+  if (onlyIfDead) {
+    const owner = isClaim(state)
+      ? claimerOf(state)
+      : state === ATTACHED || state === OBSERVING
+      ? Atomics.load(i32, (line + Reader.pid) / 4)
+      : undefined
+    if (owner === undefined || pidAlive(owner)) return false
+  }
   if (Atomics.compareExchange(u32, (line + Reader.state) / 4, state, FREE) !== state) return false
   for (const bell of [u32[(l.control + Control.bell) / 4]!, u32[(line + Reader.bell) / 4]!]) {
     if (validBell(region, l, bell)) doorbell.ring(bell)
@@ -411,8 +430,9 @@ export const openReader = (
     const { address, control, data } = l
     const { dataBytes, readerSlots, id } = address
     const candidates = wanted === undefined ? Array.from({ length: readerSlots }, (_, s) => s) : [wanted]
+    const claim = claimOf(process.pid)
     const take = (s: number) =>
-      s >= 0 && s < readerSlots && Atomics.compareExchange(u32, (l.line(s) + Reader.state) / 4, FREE, ATTACHING) === FREE
+      s >= 0 && s < readerSlots && Atomics.compareExchange(u32, (l.line(s) + Reader.state) / 4, FREE, claim) === FREE
     const reclaim = (s: number) => s >= 0 && s < readerSlots && reapSlot(region, doorbell, l, s, true) && take(s)
     const slot = candidates.find(take) ?? candidates.find(reclaim)
     if (slot === undefined) {
@@ -445,7 +465,7 @@ export const openReader = (
     // read after that: any writer that missed us had committed at most that head.
     const provisional = readHead(region, l)
     if (isPosition(provisional)) setBoth(provisional)
-    if (Atomics.compareExchange(u32, stateWord, ATTACHING, ATTACHED) !== ATTACHING) {
+    if (Atomics.compareExchange(u32, stateWord, claim, ATTACHED) !== claim) {
       return Effect.fail(new NoFreeReaderSlot({ ring: id, readerSlots, slot }))
     }
     const start = readHead(region, l)
@@ -687,9 +707,10 @@ export const progressWatch = (region: CxlMemoryShape, doorbell: DoorbellShape, l
   const claim = (): boolean => {
     if (readerSlots < 2) return false
     const state = Atomics.load(u32, stateWord)
-    const abandoned = state === OBSERVING && !pidAlive(Atomics.load(i32, (line + Observer.pid) / 4))
+    const abandoned = (state === OBSERVING && !pidAlive(Atomics.load(i32, (line + Observer.pid) / 4))) ||
+      (isClaim(state) && !pidAlive(claimerOf(state)))
     if (!((state === FREE && anotherSlotFree()) || abandoned)) return false
-    if (Atomics.compareExchange(u32, stateWord, state, ATTACHING) !== state) return false
+    if (Atomics.compareExchange(u32, stateWord, state, claimOf(process.pid)) !== state) return false
     occurrence = ((u32[occurrenceWord]! + 1) >>> 0) || 1
     i32[(line + Observer.pid) / 4] = process.pid
     u32[(line + Observer.bell) / 4] = doorbell.offset
