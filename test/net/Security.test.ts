@@ -5,13 +5,13 @@
  * loopback without TLS and authentication does not start; rate and connection limits.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, type Scope, Stream } from "effect"
+import { Deferred, Effect, Either, type Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { type AddressInfo, createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { tempDir } from "../helpers/Processes.js"
+import { spawnFixture, tempDir } from "../helpers/Processes.js"
 import {
   AuthServer,
   authorize,
@@ -19,6 +19,7 @@ import {
   type Credentials,
   ensureRegionCredentials,
   newNonce,
+  readCredentialFile,
   readSecretFile,
   upsertUser,
   userRecord,
@@ -201,6 +202,23 @@ describe("Security", () => {
         new TextEncoder().encode(JSON.stringify({ salt: "c2FsdA==", iterations: 10_000_000, nonce: newNonce() }))
       ))
       expect((yield* refusal(publisher(costly), 1)).message).toMatch(/bad CHALLENGE/)
+    }))
+
+  it.scopedLive("concurrent user changes from several processes lose none: each read, change and rename holds the file's lock", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const path = credentialFile(dir)
+      // A crashed writer's lock (its pid gone) does not stop the others.
+      writeFileSync(join(dir, "users.lock"), "999999999\n", { mode: 0o600 })
+      const writers = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => `w${i}`), (prefix) => spawnFixture("credential-writer", [path, prefix, "6"]))
+      for (const writer of writers) {
+        const exit = yield* Deferred.await(writer.exited).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`writer: ${writer.stderr()}`) }))
+        expect(exit.code, writer.stderr()).toBe(0)
+      }
+      const names = readCredentialFile(path).users.map((u) => u.name).sort()
+      const expected = ["alice", "bob", ...Array.from({ length: 8 }, (_, w) => Array.from({ length: 5 }, (_, i) => `w${w}-${i + 1}`)).flat()].sort()
+      expect(names).toEqual(expected)
+      expect(existsSync(join(dir, "users.lock"))).toBe(false)
     }))
 
   it.scopedLive("TLS end to end with a CA the test makes: client certificates required, a client without one refused; beyond loopback only with TLS and authentication", () =>

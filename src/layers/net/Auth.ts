@@ -16,7 +16,7 @@
  */
 import { Data, Effect } from "effect"
 import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
+import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
 import { tmpdir, userInfo } from "node:os"
 import { dirname, join } from "node:path"
 import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
@@ -415,19 +415,89 @@ export const readCredentialFile = (path: string): CredentialFile => {
 
 export const writeCredentialFile = (path: string, file: CredentialFile): void => writePrivateFile(path, `${JSON.stringify(file, null, 2)}\n`)
 
-/** Adds (or replaces) a user; returns its record. */
-export const upsertUser = (path: string, record: UserRecord): void => {
-  const existing = statSync(path, { throwIfNoEntry: false }) === undefined ? { version: 1 as const, users: [] } : readCredentialFile(path)
-  writeCredentialFile(path, { version: 1, users: [...existing.users.filter((u) => u.name !== record.name), record] })
+/** How long a change to a credential file waits for another one's lock before it gives up. */
+const LOCK_WAIT_MS = 10_000
+/** A lock file older than this is a crashed writer's (a change takes milliseconds), whatever its pid says. */
+const LOCK_STALE_MS = 30_000
+const pause = new Int32Array(new SharedArrayBuffer(4))
+
+/** The lock file's inode when its holder died (or it is older than `LOCK_STALE_MS`), else undefined. */
+const staleLock = (lockPath: string): number | undefined => {
+  let ino: number | undefined
+  try {
+    const stat = statSync(lockPath)
+    ino = stat.ino
+    if (Date.now() - stat.mtimeMs > LOCK_STALE_MS) return ino
+    const pid = Number.parseInt(readFileSync(lockPath, "utf8"), 10)
+    if (!Number.isInteger(pid) || pid <= 0) return undefined // being written: its holder is alive
+    process.kill(pid, 0)
+    return undefined
+  } catch (error) {
+    // ESRCH: its holder died (ENOENT: released meanwhile; the next attempt takes it).
+    return (error as NodeJS.ErrnoException).code === "ESRCH" ? ino : undefined
+  }
 }
 
-/** Removes a user; false when the file did not hold it. */
-export const removeUser = (path: string, name: string): boolean => {
-  const existing = readCredentialFile(path)
-  if (!existing.users.some((u) => u.name === name)) return false
-  writeCredentialFile(path, { version: 1, users: existing.users.filter((u) => u.name !== name) })
-  return true
+/**
+ * Runs `change` (a read, modify and rename of the credential file) holding `PATH.lock`, created
+ * with O_EXCL: two `cxlog user add` at once would otherwise each write the file it read, and one
+ * user would vanish. A lock whose holder died (or is older than 30 s) is taken over.
+ */
+const withFileLock = <A>(path: string, change: () => A): A => {
+  const lockPath = `${path}.lock`
+  const deadline = Date.now() + LOCK_WAIT_MS
+  let fd: number | undefined
+  while (fd === undefined) {
+    try {
+      fd = openSync(lockPath, "wx", 0o600)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+        throw new CredentialError({ path, reason: `cannot lock it (${lockPath}): ${(error as Error).message}` })
+      }
+      const stale = staleLock(lockPath)
+      if (stale !== undefined) {
+        // Moved aside, then checked: another waiter may have taken over the same stale lock and
+        // made a live one meanwhile, which goes back (link fails only if yet another is there).
+        const aside = `${lockPath}.${process.pid}.stale`
+        try {
+          renameSync(lockPath, aside)
+          if (statSync(aside).ino !== stale) linkSync(aside, lockPath)
+          unlinkSync(aside)
+        } catch {
+          // Another waiter took it over first.
+        }
+        continue
+      }
+      if (Date.now() > deadline) {
+        throw new CredentialError({ path, reason: `another change holds its lock ${lockPath} for over ${LOCK_WAIT_MS} ms (remove the file if no cxlog user command runs)` })
+      }
+      Atomics.wait(pause, 0, 0, 5 + Math.random() * 10)
+    }
+  }
+  try {
+    writeSync(fd, `${process.pid}\n`)
+    return change()
+  } finally {
+    closeSync(fd)
+    unlinkSync(lockPath)
+  }
 }
+
+/** Adds (or replaces) a user; returns its record. */
+export const upsertUser = (path: string, record: UserRecord): void =>
+  withFileLock(path, () => {
+    const existing = statSync(path, { throwIfNoEntry: false }) === undefined ? { version: 1 as const, users: [] } : readCredentialFile(path)
+    writeCredentialFile(path, { version: 1, users: [...existing.users.filter((u) => u.name !== record.name), record] })
+  })
+
+/** Removes a user; false when the file did not hold it. */
+export const removeUser = (path: string, name: string): boolean =>
+  withFileLock(path, () => {
+    const existing = readCredentialFile(path)
+    if (!existing.users.some((u) => u.name === name)) return false
+    writeCredentialFile(path, { version: 1, users: existing.users.filter((u) => u.name !== name) })
+    return true
+  })
 
 /** A secret file's `NAME:SECRET` (refused when others may read it). */
 export const readSecretFile = (path: string): Credentials => {
