@@ -4,7 +4,7 @@
  * client side reports the broker's refusals.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Schema } from "effect"
+import { Context, Deferred, Effect, Either, Schema } from "effect"
 import { spawn } from "node:child_process"
 import { connect, type Socket } from "node:net"
 import { join } from "node:path"
@@ -15,10 +15,12 @@ import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
 import { Topics, type TopicsShape } from "../../src/services/log/Topics.js"
 import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
-import { type ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
+import { authFrame, AuthProof, Challenge, decodeControl, type ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
+import { clientProof, type Credentials, newNonce, upsertUser, userRecord, type UserLimits } from "../../src/layers/net/Auth.js"
+import { Subscribe, subscribeFrame } from "../../src/layers/net/SubscribeFrames.js"
 import { FRAME_HEADER_BYTES, FrameType, MAX_CONTROL_PAYLOAD_BYTES, writeHeader } from "../../src/layers/net/Frame.js"
 import { FrameReader, InPlaceFrameReader } from "../../src/layers/net/FrameReader.js"
-import { fixturesDir } from "../helpers/Processes.js"
+import { fixturesDir, tempDir } from "../helpers/Processes.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 
 /** A HELLO that registers a new session; its epoch comes back in the WELCOME. */
@@ -275,6 +277,52 @@ describe("Broker limits", () => {
       next.write(helloFrame(helloData(10)))
       expect((yield* next.nextFrame()).type).toBe(FrameType.WELCOME)
       expect(server.stats().rejected["too-many-connections"]).toBe(1)
+    }))
+
+  it.scopedLive("a user's connection limit counts its subscribers with its publishers, and a changed rate applies to its next connection", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cxlog-limits-")
+      const path = join(dir, "users")
+      const CAROL: Credentials = { user: "carol", secret: "carol-secret" }
+      const add = (limits: UserLimits) => upsertUser(path, userRecord(CAROL.user, CAROL.secret, { publish: ["t"], read: ["t"] }, limits, 64))
+      add({ connections: 2 })
+      const server = yield* broker({ credentials: path })
+      /** A raw connection's handshake as carol, opening with the frame `opening` makes from the client's nonce. */
+      const handshake = (opening: (nonce: string) => Buffer) =>
+        Effect.gen(function*() {
+          const client = yield* rawConnect(server.port)
+          const nonce = newNonce()
+          client.write(opening(nonce))
+          const challenge = Either.getOrThrow(decodeControl(Challenge, (yield* client.nextFrame()).payload, "bad-handshake"))
+          client.write(authFrame(0, new AuthProof({ proof: clientProof(CAROL, nonce, challenge).proof })))
+          return { client, answer: yield* client.nextFrame() }
+        })
+      const subscriber = handshake((nonce) => subscribeFrame(new Subscribe({ protocol: PROTOCOL_VERSION, topic: "t", from: "earliest", credit: 1, user: CAROL.user, nonce })))
+      const publisher = (clientId: number) =>
+        handshake((nonce) => helloFrame(Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1, user: CAROL.user, nonce })))
+      const first = yield* subscriber
+      expect(first.answer.type).toBe(FrameType.SUBSCRIBED)
+      const second = yield* subscriber
+      expect(second.answer.type).toBe(FrameType.SUBSCRIBED)
+      expect(errorCode((yield* publisher(1)).answer)).toBe("too-many-connections")
+      expect(errorCode((yield* subscriber).answer)).toBe("too-many-connections")
+      // A subscriber that leaves frees its place.
+      first.client.socket.destroy()
+      second.client.socket.destroy()
+      yield* until("carol's subscribers gone", () => server.stats().connections === 0)
+      const fast = yield* publisher(2)
+      expect(fast.answer.type).toBe(FrameType.WELCOME)
+
+      // One message a second from now: her next connection's second batch finds the budget in debt.
+      add({ connections: 2, messagesPerSecond: 1 })
+      const slow = yield* publisher(3)
+      expect(slow.answer.type).toBe(FrameType.WELCOME)
+      const epoch = epochOf(slow.answer)
+      const ten = Array.from({ length: 10 }, () => new Uint8Array(8))
+      slow.client.write(batchFrame(3, epoch, 0, ten))
+      expect((yield* slow.client.nextFrame()).type).toBe(FrameType.ACK)
+      slow.client.write(batchFrame(3, epoch, 1, ten))
+      expect(errorCode(yield* slow.client.nextFrame())).toBe("rate-limited")
     }))
 
   it.scopedLive("under an open-file limit of 512, a connection past what the broker can serve gets ERROR too-many-connections, not a silent drop", () =>

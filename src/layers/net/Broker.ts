@@ -164,8 +164,8 @@ const isLoopback = (host: string): boolean =>
 /** What a user holds on this broker: its live connections and its rate budgets. */
 interface UserUse {
   connections: number
-  readonly messages: RateBudget | undefined
-  readonly bytes: RateBudget | undefined
+  messages: RateBudget | undefined
+  bytes: RateBudget | undefined
 }
 
 /** How long a TLS client may take over its handshake (Node's default is 2 minutes); past it the connection is dropped as failed. */
@@ -403,12 +403,38 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       try: () => secureContextOf(options.tls!),
       catch: (e) => refuse(`cannot load its TLS certificate or key: ${(e as Error).message}`)
     })
+    /** Per user: live connections and rate budgets, shared by all its connections to this broker. */
+    const userUse = new Map<string, UserUse>()
+    /** The user's use, its budgets at the rates its record names now (a `cxlog user add` that changed them applies from its next connection). */
+    const useOf = (user: UserRecord): UserUse => {
+      const { messagesPerSecond = 0, bytesPerSecond = 0 } = user.limits ?? {}
+      const budget = (current: RateBudget | undefined, perSecond: number) =>
+        perSecond <= 0 ? undefined : current?.perSecond === perSecond ? current : new RateBudget(perSecond)
+      const use = userUse.get(user.name) ?? { connections: 0, messages: undefined, bytes: undefined }
+      use.messages = budget(use.messages, messagesPerSecond)
+      use.bytes = budget(use.bytes, bytesPerSecond)
+      userUse.set(user.name, use)
+      return use
+    }
+    /** One of the user's connections to this broker, publisher or subscriber, for the scope's life; refused past its limit. */
+    const holdConnection = (user: UserRecord) =>
+      Effect.gen(function*() {
+        const use = useOf(user)
+        const limit = user.limits?.connections ?? 0
+        if (limit > 0 && use.connections >= limit) {
+          return yield* new WireViolation({ code: "too-many-connections", detail: `user ${user.name} may hold ${limit} connections to this broker` })
+        }
+        use.connections++
+        yield* Effect.addFinalizer(() => Effect.sync(() => void use.connections--))
+        return use
+      })
     // A broker given the process's LogReader serves subscribers too (SubscriptionServer.ts).
     const subscriptions = subscriptionServer({
       brokerId,
       reader: Option.getOrUndefined(yield* Effect.serviceOption(LogReader)),
       consumers: Option.getOrUndefined(yield* Effect.serviceOption(Consumers)),
       auth,
+      holdConnection,
       idleTimeoutMs: settings.idleTimeoutMs
     })
     if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
@@ -417,21 +443,6 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           auth === undefined ? "authentication" : ""
         }: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)`
       )
-    }
-    /** Per user: live connections and rate budgets, shared by all its connections to this broker. */
-    const userUse = new Map<string, UserUse>()
-    const useOf = (user: UserRecord): UserUse => {
-      let use = userUse.get(user.name)
-      if (use === undefined) {
-        const { messagesPerSecond = 0, bytesPerSecond = 0 } = user.limits ?? {}
-        use = {
-          connections: 0,
-          messages: messagesPerSecond > 0 ? new RateBudget(messagesPerSecond) : undefined,
-          bytes: bytesPerSecond > 0 ? new RateBudget(bytesPerSecond) : undefined
-        }
-        userUse.set(user.name, use)
-      }
-      return use
     }
     const sockets = new Set<Socket>()
     /** TLS: connections whose handshake is not done yet (their TCP sockets). */
@@ -673,13 +684,7 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
         if (messagesPerSecond > 0) budgets.push({ budget: new RateBudget(messagesPerSecond), of: "messages", whose: "the connection's" })
         if (bytesPerSecond > 0) budgets.push({ budget: new RateBudget(bytesPerSecond), of: "bytes", whose: "the connection's" })
         if (authenticated !== undefined) {
-          const use = useOf(authenticated.user)
-          const limit = authenticated.user.limits?.connections ?? 0
-          if (limit > 0 && use.connections >= limit) {
-            return yield* new WireViolation({ code: "too-many-connections", detail: `user ${authenticated.user.name} may hold ${limit} connections to this broker` })
-          }
-          use.connections++
-          yield* Effect.addFinalizer(() => Effect.sync(() => void use.connections--))
+          const use = yield* holdConnection(authenticated.user)
           const whose = `user ${authenticated.user.name}'s`
           if (use.messages !== undefined) budgets.push({ budget: use.messages, of: "messages", whose })
           if (use.bytes !== undefined) budgets.push({ budget: use.bytes, of: "bytes", whose })

@@ -27,7 +27,7 @@ import { Effect, Either, type Scope } from "effect"
 import type { Socket } from "node:net"
 import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
-import { authenticate, type AuthServer } from "./Auth.js"
+import { authenticate, type AuthServer, type UserRecord } from "./Auth.js"
 import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, FrameType } from "./Frame.js"
 import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } from "./SubscribeFrames.js"
@@ -52,6 +52,8 @@ export interface SubscriptionServerOptions {
   readonly consumers: ConsumersShape | undefined
   /** The broker's authentication, when it authenticates its clients: a subscriber needs the right to read the topic. */
   readonly auth: AuthServer | undefined
+  /** Counts the connection against its user's limit for the scope's life (the broker's, shared with its publishers); refused past it. */
+  readonly holdConnection: (user: UserRecord) => Effect.Effect<unknown, WireViolation, Scope.Scope>
   /** A connection whose client holds the broker up this long with nothing moving is closed (`idle-timeout`); 0 never. */
   readonly idleTimeoutMs: number
 }
@@ -124,6 +126,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       ? undefined
       : yield* authenticate(options.auth, request, "read", request.topic, { send: (frame) => void socket.write(frame), next: nextFrame })
     if (authenticated === null) return
+    if (authenticated !== undefined) yield* options.holdConnection(authenticated.user)
     const reader = options.reader
     if (reader === undefined) return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
     const { topic } = request
