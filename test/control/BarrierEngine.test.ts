@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Fiber } from "effect"
+import { Effect, Either, Exit, Fiber, Scope } from "effect"
 import { type BarrierEngine, make, type ProgressProbe, type ProbedReader } from "../../src/layers/control/BarrierEngine.js"
 import type { BarrierArrive, BarrierError, BarrierReleased, Member } from "../../src/services/control/Coordinator.js"
 
@@ -222,6 +222,24 @@ describe("BarrierEngine", () => {
         ["retry", "BarrierModeMismatch"],
         ["other", "BarrierModeMismatch"]
       ])
+    }))
+
+  // Nothing else bounds an in-process `arrive`: an engine that closes must end its open rounds.
+  it.scopedLive("rounds open or draining when the engine closes fail with CoordinatorUnavailable", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { engine, state } = yield* Scope.extend(setup(), scope)
+      const open = yield* Effect.fork(engine.arrive({ ...arrival(1, "rendezvous"), timeoutMs: 600_000 }))
+      // A second barrier whose round is draining (its reader is short of the target).
+      const settled: Array<Either.Either<BarrierReleased, BarrierError>> = []
+      yield* engine.enter({ ...arrival(1, "delivery-fence", 512), barrier: "d", timeoutMs: 600_000 }, (o) => void settled.push(o)) ?? Effect.void
+      yield* engine.enter({ ...arrival(2, "delivery-fence"), barrier: "d", timeoutMs: 600_000 }, (o) => void settled.push(o)) ?? Effect.void
+      yield* Effect.sleep("20 millis")
+      expect(settled).toEqual([])
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* Effect.flip(Fiber.join(open))).toMatchObject({ _tag: "CoordinatorUnavailable" })
+      expect(settled.map((o) => Either.isLeft(o) && o.left._tag)).toEqual(["CoordinatorUnavailable", "CoordinatorUnavailable"])
+      expect(state.releases).toBe(0)
     }))
 
   it.scopedLive("reserved names, unknown groups and non-members are typed errors", () =>

@@ -22,6 +22,7 @@ import {
   BarrierParticipantDied,
   type BarrierReleased,
   BarrierTimeout,
+  CoordinatorUnavailable,
   type DrainTarget,
   type Member,
   NotAMember,
@@ -111,7 +112,7 @@ const DRAIN_SLICE_MS = 10
 interface Engine {
   readonly options: EngineOptions
   readonly scope: Scope.Scope
-  /** Rounds whose timer is armed (open or draining), cleared with the engine. */
+  /** Rounds whose timer is armed (open or draining), failed with the engine. */
   readonly timed: Set<Round>
   /** The open round of each barrier name. */
   readonly open: Map<string, Round>
@@ -432,8 +433,15 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
       open: new Map(),
       roundNumbers: new Map()
     }
-    // A round left when the engine goes away must not keep its timer (or the process) alive.
-    yield* Effect.addFinalizer(() => Effect.sync(() => engine.timed.forEach((round) => clearTimer(engine, round))))
+    // Rounds left when the engine goes away fail, so no arrival waits on for good (an in-process
+    // `arrive` has no other bound; an RPC arrival's deferred reply would be dropped), and no
+    // round's timer keeps the process alive.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        const closed = new CoordinatorUnavailable({ reason: "the coordinator closed with the barrier round open" })
+        for (const round of new Set([...engine.open.values(), ...engine.timed])) failRound(engine, round, closed)
+      })
+    )
     return {
       arrive: (a) => arrive(engine, a),
       enter: (a, settle) => enterNow(engine, a, settle),

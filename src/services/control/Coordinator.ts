@@ -112,7 +112,24 @@ export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGro
   }
 }
 
-export const BarrierError = Schema.Union(BarrierTimeout, BarrierModeMismatch, BarrierNameReserved, BarrierParticipantDied, NotAMember, UnknownGroup)
+export class CoordinatorUnavailable extends Schema.TaggedError<CoordinatorUnavailable>()("CoordinatorUnavailable", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `coordinator unavailable: ${this.reason}`
+  }
+}
+
+/** A barrier's failures; `CoordinatorUnavailable` also ends a round open when its coordinator closes. */
+export const BarrierError = Schema.Union(
+  BarrierTimeout,
+  BarrierModeMismatch,
+  BarrierNameReserved,
+  BarrierParticipantDied,
+  NotAMember,
+  UnknownGroup,
+  CoordinatorUnavailable
+)
 export type BarrierError = typeof BarrierError.Type
 
 export interface BarrierOptions {
@@ -138,14 +155,6 @@ export interface CoordinatorShape {
   readonly createTopic: (
     spec: TopicSpec
   ) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec | CoordinatorUnavailable>
-}
-
-export class CoordinatorUnavailable extends Schema.TaggedError<CoordinatorUnavailable>()("CoordinatorUnavailable", {
-  reason: Schema.String
-}) {
-  override get message() {
-    return `coordinator unavailable: ${this.reason}`
-  }
 }
 
 export class Coordinator extends Context.Tag("cxlog/Coordinator")<Coordinator, CoordinatorShape>() {}
