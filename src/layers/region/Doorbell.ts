@@ -11,6 +11,7 @@
  * same process) a ring calls that callback directly.
  */
 import { Effect, Layer, type Scope } from "effect"
+import { createHash } from "node:crypto"
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from "node:fs"
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from "node:net"
 import { availableParallelism, loadavg, tmpdir } from "node:os"
@@ -110,7 +111,27 @@ export const oversubscribed = (cores: number, sample: () => number = runnableTas
 /** This user's wake FIFOs: a private directory under the temp dir (not /dev/shm, which holds regions). */
 export const wakeDirectory = (): string => join(tmpdir(), `cxlog-wake-${process.getuid?.() ?? 0}`)
 
-const fifoPrefix = (name: string) => `${name.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")}.`
+/** Longest encoded region name kept whole in a FIFO's file name (a file name holds 255 bytes). */
+const MAX_ENCODED_NAME = 200
+
+/**
+ * The FIFO file name's region part: one per region name (injective), so two regions never share
+ * FIFOs — the file region `/tmp/x/r` and the shm region `tmp_x_r` once did, and one's `mkfifo`
+ * replaced the other's live FIFO. Every byte outside `[A-Za-z0-9.-]` (`_` and `/` included) is
+ * `_` and two hex digits; a name too long for a file name keeps its first part and a SHA-256 of
+ * the whole after a `~`, which no encoded name contains.
+ */
+const fifoPrefix = (name: string) => {
+  let encoded = ""
+  for (const byte of Buffer.from(name, "utf8")) {
+    const c = String.fromCharCode(byte)
+    encoded += /[A-Za-z0-9.-]/.test(c) ? c : `_${byte.toString(16).padStart(2, "0")}`
+  }
+  if (encoded.length > MAX_ENCODED_NAME) {
+    encoded = `${encoded.slice(0, 100)}~${createHash("sha256").update(name).digest("hex")}`
+  }
+  return `${encoded}.`
+}
 
 /** The wake FIFO of the doorbell at `offset` of region `name`: every process of the region derives it from those two. */
 export const wakeFifoPath = (name: string, offset: number): string => join(wakeDirectory(), `${fifoPrefix(name)}${offset}`)
