@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Either, type Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { type AddressInfo, createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -27,7 +27,7 @@ import {
 } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { authFrame, AuthProof, Challenge, decodeControl, Hello, helloFrame, PROTOCOL_VERSION, Welcome, welcomeFrame } from "../../src/layers/net/Control.js"
+import { authFrame, AuthProof, Challenge, decodeControl, ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, Welcome, welcomeFrame } from "../../src/layers/net/Control.js"
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
 import { Subscribed, subscribedFrame } from "../../src/layers/net/SubscribeFrames.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
@@ -219,6 +219,31 @@ describe("Security", () => {
       const expected = ["alice", "bob", ...Array.from({ length: 8 }, (_, w) => Array.from({ length: 5 }, (_, i) => `w${w}-${i + 1}`)).flat()].sort()
       expect(names).toEqual(expected)
       expect(existsSync(join(dir, "users.lock"))).toBe(false)
+    }))
+
+  it.scopedLive("a credential file opened to others or removed after the broker started refuses new handshakes (auth-failed); chmod 600 restores it", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const path = credentialFile(dir)
+      const { server } = yield* secureBroker({ credentials: path })
+      expect((yield* rawHandshake(server.port, ALICE, 1)).answer.type).toBe(FrameType.WELCOME)
+      // A chmod changes neither the size nor the modification time.
+      /** The broker's answer to alice's HELLO: a CHALLENGE while it can use its file. */
+      const answer = (clientId: number) =>
+        Effect.gen(function*() {
+          const client = yield* rawConnect(server.port)
+          client.write(helloFrame(new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1, user: ALICE.user, nonce: newNonce() })))
+          return yield* client.nextFrame()
+        })
+      chmodSync(path, 0o644)
+      const open = yield* answer(2)
+      expect(errorCode(open)).toBe("auth-failed")
+      expect(Either.getOrThrow(decodeControl(ErrorBody, open.payload, "internal")).message).toMatch(/cannot use its credential file/)
+      chmodSync(path, 0o600)
+      expect((yield* rawHandshake(server.port, ALICE, 3)).answer.type).toBe(FrameType.WELCOME)
+      // Removing the file revokes every user of it.
+      rmSync(path)
+      expect(errorCode(yield* answer(4))).toBe("auth-failed")
     }))
 
   it.scopedLive("TLS end to end with a CA the test makes: client certificates required, a client without one refused; beyond loopback only with TLS and authentication", () =>

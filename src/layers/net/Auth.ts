@@ -203,8 +203,8 @@ const decoySalt = (() => {
  */
 export class AuthServer {
   private users = new Map<string, UserRecord>()
-  private loadedMtimeMs = -1
-  private loadedSize = -1
+  /** The file as last read: its inode, change time (a write, a rename over it or a chmod moves it) and size. */
+  private loaded = ""
 
   private constructor(readonly path: string) {}
 
@@ -214,27 +214,37 @@ export class AuthServer {
     return server
   }
 
-  /** Re-reads the file if it changed since the last read (one stat). */
+  /**
+   * Re-reads the file if it changed since the last read (one stat). A file removed, opened to
+   * others or unreadable throws, and no user of it is kept: removing the file revokes everyone,
+   * and a file others could have changed is trusted no more. (Changes are renamed in whole, so a
+   * read never sees half of one.)
+   */
   refresh(): void {
-    const stat = statSync(this.path, { throwIfNoEntry: false })
-    if (stat === undefined) throw new CredentialError({ path: this.path, reason: "no such file (the head creates it; `cxlog user add` adds users)" })
-    if (stat.mtimeMs === this.loadedMtimeMs && stat.size === this.loadedSize) return
-    if ((stat.mode & 0o077) !== 0) {
-      throw new CredentialError({ path: this.path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+    try {
+      const stat = statSync(this.path, { throwIfNoEntry: false })
+      if (stat === undefined) throw new CredentialError({ path: this.path, reason: "no such file (the head creates it; `cxlog user add` adds users)" })
+      if ((stat.mode & 0o077) !== 0) {
+        throw new CredentialError({ path: this.path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+      }
+      const version = `${stat.ino}:${stat.ctimeMs}:${stat.size}`
+      if (version === this.loaded) return
+      const file = readCredentialFile(this.path)
+      this.users = new Map(file.users.map((u) => [u.name, u]))
+      this.loaded = version
+    } catch (error) {
+      this.users = new Map()
+      this.loaded = ""
+      throw error
     }
-    const file = readCredentialFile(this.path)
-    this.users = new Map(file.users.map((u) => [u.name, u]))
-    this.loadedMtimeMs = stat.mtimeMs
-    this.loadedSize = stat.size
   }
 
-  /** The CHALLENGE for a HELLO naming `userName` (a decoy one for a user the file lacks: it fails at `verify`). */
+  /**
+   * The CHALLENGE for a HELLO naming `userName` (a decoy one for a user the file lacks: it fails
+   * at `verify`); throws the file's `CredentialError` when it is no longer usable (`refresh`).
+   */
   challenge(userName: string, clientNonce: string): Challenge {
-    try {
-      this.refresh()
-    } catch {
-      // A file being rewritten or removed: keep the users as last read.
-    }
+    this.refresh()
     const user = this.users.get(userName)
     return {
       user,
@@ -280,7 +290,15 @@ export const authenticate = (
         detail: "this broker requires authentication: give the client a secret file (--secret-file / CXLOG_SECRET_FILE; docs/security.md)"
       })
     }
-    const challenge = server.challenge(who.user, who.nonce)
+    const challenge = yield* Effect.try({
+      try: () => server.challenge(who.user!, who.nonce!),
+      catch: (e) => e instanceof CredentialError ? e : new CredentialError({ path: server.path, reason: String(e) })
+    }).pipe(
+      Effect.tapError((e) => Effect.logWarning(`refusing a handshake: ${e.message}`)),
+      Effect.mapError(() =>
+        new WireViolation({ code: "auth-failed", detail: "this broker cannot use its credential file now (its log says why): it authenticates nobody" })
+      )
+    )
     io.send(challengeFrame(new ChallengeBody({ salt: challenge.salt, iterations: challenge.iterations, nonce: challenge.nonce })))
     const frame = yield* io.next
     if (frame === undefined) return null
