@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Option, Runtime, Schedule, Scope, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Logger, Option, Runtime, Schedule, Scope, Stream, TestClock, TestServices } from "effect"
 import * as RpcLayers from "../../src/layers/control/Rpc.js"
 import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
 import { Rings, type RingWriter } from "../../src/services/control/Rings.js"
-import { type OpenRings, ringLayers } from "../fixtures/ring-harness.js"
+import { type OpenRings, openRegionRings, ringLayers } from "../fixtures/ring-harness.js"
 import {
   Add,
   AddWithStrings,
@@ -365,3 +365,34 @@ describe("Rpc reply ring wake-ups", () => {
   })
 })
 
+
+describe("Rpc server on a corrupt request ring", () => {
+  // A ring that stays corrupt fails every retry (one a second): on an idle cluster that must
+  // not be a warning a second for good. The TestClock moves the retries; nothing is timed.
+  it.scoped("logs the first read error, then at most one line a minute with how many failed since", () => {
+    const warnings: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+    })
+    return Effect.gen(function*() {
+      const { rings } = yield* openRegionRings()()
+      const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
+      const { replies, requests } = layout(65536)
+      // Client 1's request ring, written here by hand so a frame can be corrupted before its commit.
+      const writer = yield* rings.writer(requests[1]!.ring)
+      yield* rpc.serve({ replies, requests }, [handle(Add, ({ a, b }) => Effect.succeed(a + b))])
+      const at = writer.tryReserve(16)
+      new DataView(writer.bytes.buffer, writer.bytes.byteOffset).setUint32(at - 4, 0xdeadbeef, true)
+      writer.commit()
+      const step = Effect.zipRight(TestClock.adjust("1 second"), TestServices.provideLive(Effect.sleep("2 millis")))
+      while (warnings.length === 0) yield* step
+      for (let i = 0; i < 30; i++) yield* step
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toContain("frame header does not belong to this position")
+      for (let i = 0; i < 31; i++) yield* step
+      expect(warnings).toHaveLength(2)
+      const repeats = Number(/\((\d+) failed reads/.exec(warnings[1]!)?.[1])
+      expect(repeats).toBeGreaterThanOrEqual(30)
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+  })
+})

@@ -9,7 +9,7 @@
  * `dispatch` → `runHandler` → `reply` → `sendReply` (the reply ring's single writer) → the
  * client's `receive` → the pending call's `deliver` → `decodeReply`, which resumes the caller.
  */
-import { Cause, Deferred, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Runtime, Schema, Stream } from "effect"
+import { Cause, Clock, Deferred, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Runtime, Schema, Stream } from "effect"
 import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
 import {
   type AnyRpcMethod,
@@ -48,6 +48,8 @@ const DEFAULT_TIMEOUT_MS = 10_000
 const REOPEN_WAIT_MS = 60_000
 /** Pause before reading a ring again after an error other than its writer ending. */
 const RETRY_AFTER_ERROR_MS = 1_000
+/** How often a read error that keeps coming back is logged again. */
+const REPEAT_WARNING_MS = 60_000
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -159,18 +161,31 @@ const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.fo
  * Reads `reader` with `read` (its `consume` or `consumeSync`) for good: a closed or dead writer
  * is waited out (a new one may come, and opening the ring wakes us at once); any other error (a
  * corrupt ring, a reaped slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
+ * A ring that stays corrupt fails every retry: the first error is logged, then at most one
+ * line per REPEAT_WARNING_MS with how many failed since (not a line a second for good).
  */
 const readForever = <R>(reader: RingReader, read: Effect.Effect<void, Exclude<RingReadError, RingClosed>, R>) =>
-  read.pipe(
-    Effect.matchEffect({
-      onSuccess: () => reader.awaitWriter(REOPEN_WAIT_MS),
-      onFailure: (error) =>
-        error._tag === "RingWriterDead"
-          ? reader.awaitWriter(REOPEN_WAIT_MS)
-          : Effect.zipRight(Effect.logWarning(`rpc: ring ${reader.address.id}: ${error.message}`), Effect.sleep(RETRY_AFTER_ERROR_MS))
-    }),
-    Effect.forever
-  )
+  Effect.suspend(() => {
+    let unreported = 0
+    let warnedAt = -Infinity
+    const warn = (error: Exclude<RingReadError, RingClosed>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        unreported++
+        if (now - warnedAt < REPEAT_WARNING_MS) return Effect.void
+        const repeats = warnedAt === -Infinity ? "" : ` (${unreported} failed reads in the last ${Math.round((now - warnedAt) / 1000)} s)`
+        warnedAt = now
+        unreported = 0
+        return Effect.logWarning(`rpc: ring ${reader.address.id}: ${error.message}${repeats}; reading it again every ${RETRY_AFTER_ERROR_MS} ms`)
+      })
+    return read.pipe(
+      Effect.matchEffect({
+        onSuccess: () => reader.awaitWriter(REOPEN_WAIT_MS),
+        onFailure: (error) =>
+          error._tag === "RingWriterDead" ? reader.awaitWriter(REOPEN_WAIT_MS) : Effect.zipRight(warn(error), Effect.sleep(RETRY_AFTER_ERROR_MS))
+      }),
+      Effect.forever
+    )
+  })
 
 // ---------------------------------------------------------------------------------------
 // The server: dispatch (request frame → handler) → reply → the reply ring's single writer.
