@@ -31,6 +31,7 @@ import { authFrame, AuthProof, Challenge, decodeControl, ErrorBody, Hello, hello
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
 import { Subscribed, subscribedFrame } from "../../src/layers/net/SubscribeFrames.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import type { InvalidPublisherOptions, PublisherOptions, PublisherShape } from "../../src/services/net/Publisher.js"
@@ -70,12 +71,21 @@ const refusal = (publisher: Effect.Effect<PublisherShape, InvalidPublisherOption
   }))
 
 /** A raw client's full handshake as `credentials`: the HELLO and AUTH bytes it sent, and the broker's answer. */
-const rawHandshake = (port: number, credentials: Credentials, clientId: number, topic = "t", sessionEpoch?: number) =>
+const rawHandshake = (port: number, credentials: Credentials, clientId: number, topic = "t", sessionEpoch?: number, sessionToken?: string) =>
   Effect.gen(function*() {
     const client = yield* rawConnect(port)
     const nonce = newNonce()
     const hello = helloFrame(
-      new Hello({ protocol: PROTOCOL_VERSION, topic, clientId, ackLevel: 1, user: credentials.user, nonce, ...(sessionEpoch === undefined ? {} : { sessionEpoch }) })
+      new Hello({
+        protocol: PROTOCOL_VERSION,
+        topic,
+        clientId,
+        ackLevel: 1,
+        user: credentials.user,
+        nonce,
+        ...(sessionEpoch === undefined ? {} : { sessionEpoch }),
+        ...(sessionToken === undefined ? {} : { sessionToken })
+      })
     )
     client.write(hello)
     const challengeFrame = yield* client.nextFrame()
@@ -171,6 +181,40 @@ describe("Security", () => {
       alice.client.write(batchFrame(11, epoch, 1, [testMessage(11, 1, 64)]))
       expect((yield* alice.client.nextFrame()).type).toBe(FrameType.ACK)
       expect(audit(log.ordered("t"), new Map([[11, 2]]))).toEqual({ messages: 2, ...clean })
+    }))
+
+  it.scopedLive("through another broker of the same credential file, a session is attached only with the token its registering WELCOME gave its user", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const MALLORY: Credentials = { user: "mallory", secret: "mallory-secret-3" }
+      const path = credentialFile(dir)
+      upsertUser(path, userRecord(MALLORY.user, MALLORY.secret, { publish: ["t"], read: [] }, undefined, 64))
+      const { log, server } = yield* secureBroker({ credentials: path })
+      const other = yield* BrokerLayers.make({ credentials: path }).pipe(Effect.provide(log.forBroker(1)))
+      const alice = yield* rawHandshake(server.port, ALICE, 11)
+      const welcome = Either.getOrThrow(decodeControl(Welcome, alice.answer.payload, "bad-handshake"))
+      const { sessionEpoch: epoch, sessionToken: token } = welcome
+      expect(token).toBeDefined()
+      // The other broker never saw the session: mallory, without its token or with alice's, is refused.
+      expect(errorCode((yield* rawHandshake(other.port, MALLORY, 11, "t", epoch)).answer)).toBe("forbidden")
+      expect(errorCode((yield* rawHandshake(other.port, MALLORY, 11, "t", epoch, token)).answer)).toBe("forbidden")
+      expect(errorCode((yield* rawHandshake(other.port, ALICE, 11, "t", epoch)).answer)).toBe("forbidden")
+      expect((yield* rawHandshake(other.port, ALICE, 11, "t", epoch, token)).answer.type).toBe(FrameType.WELCOME)
+      // The client keeps its sessions' tokens: its connection attaching through the other broker names it.
+      const welcomed = (port: number, hello: Hello) =>
+        Effect.async<Welcome, ConnectionClosed>((resume) => {
+          const connection = openConnection({ host: "127.0.0.1", port }, hello, {
+            onWelcome: (w) => resume(Effect.succeed(w)),
+            onAck: () => {},
+            onFenced: () => {},
+            onBrokerError: () => {},
+            onClosed: (_, error) => resume(Effect.fail(error))
+          }, 5_000, { credentials: ALICE })
+          return Effect.sync(connection.close)
+        })
+      const registered = yield* welcomed(server.port, new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 12, ackLevel: 1 }))
+      const attached = yield* welcomed(other.port, new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 12, sessionEpoch: registered.sessionEpoch, ackLevel: 1 }))
+      expect(attached.sessionEpoch).toBe(registered.sessionEpoch)
     }))
 
   it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials", () =>

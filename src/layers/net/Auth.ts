@@ -49,6 +49,12 @@ export interface UserRecord {
 export interface CredentialFile {
   readonly version: 1
   readonly users: ReadonlyArray<UserRecord>
+  /**
+   * The brokers' key for session tokens (base64, random; `upsertUser` adds it to a file without
+   * one): a token binds a publisher session to the user that registered it, checkable by every
+   * broker of the file and made by none of its users.
+   */
+  readonly sessionKey?: string
 }
 
 /** What a client authenticates with: a user and its secret (from a secret file, `NAME:SECRET`). */
@@ -203,6 +209,7 @@ const decoySalt = (() => {
  */
 export class AuthServer {
   private users = new Map<string, UserRecord>()
+  private sessionKey: Buffer | undefined
   /** The file as last read: its inode, change time (a write, a rename over it or a chmod moves it) and size. */
   private loaded = ""
 
@@ -231,9 +238,11 @@ export class AuthServer {
       if (version === this.loaded) return
       const file = readCredentialFile(this.path)
       this.users = new Map(file.users.map((u) => [u.name, u]))
+      this.sessionKey = file.sessionKey === undefined ? undefined : unb64(file.sessionKey)
       this.loaded = version
     } catch (error) {
       this.users = new Map()
+      this.sessionKey = undefined
       this.loaded = ""
       throw error
     }
@@ -254,6 +263,21 @@ export class AuthServer {
       iterations: user?.iterations ?? DEFAULT_ITERATIONS,
       nonce: newNonce()
     }
+  }
+
+  /**
+   * The token of a session `user` registered (the WELCOME carries it; the client names it when it
+   * attaches the session again, through any broker of this file); undefined for a file without a
+   * session key.
+   */
+  sessionToken(topic: string, clientId: number, sessionEpoch: number, user: string): string | undefined {
+    return this.sessionKey === undefined ? undefined : b64(hmac(this.sessionKey, `cxlog-session-1,${topic},${clientId},${sessionEpoch},${user}`))
+  }
+
+  /** Whether `token` shows the session was registered by `user`: always true for a file without a session key. */
+  sessionTokenMatches(topic: string, clientId: number, sessionEpoch: number, user: string, token: string | undefined): boolean {
+    const expected = this.sessionToken(topic, clientId, sessionEpoch, user)
+    return expected === undefined || serverSignatureMatches(expected, token)
   }
 
   /** The user when `proof` answers `challenge`, with the WELCOME's signature; else undefined. */
@@ -422,6 +446,8 @@ export const readCredentialFile = (path: string): CredentialFile => {
   }
   const users = (parsed as { users?: unknown }).users
   if ((parsed as { version?: unknown }).version !== 1 || !Array.isArray(users)) throw new CredentialError({ path, reason: "not a cxlog credential file (version 1)" })
+  const sessionKey = (parsed as { sessionKey?: unknown }).sessionKey
+  if (sessionKey !== undefined && (typeof sessionKey !== "string" || unb64(sessionKey).length < 16)) throw new CredentialError({ path, reason: "a malformed session key" })
   for (const u of users as Array<Partial<UserRecord>>) {
     if (
       typeof u.name !== "string" || typeof u.salt !== "string" || typeof u.storedKey !== "string" || typeof u.serverKey !== "string" ||
@@ -504,8 +530,12 @@ const withFileLock = <A>(path: string, change: () => A): A => {
 /** Adds (or replaces) a user; returns its record. */
 export const upsertUser = (path: string, record: UserRecord): void =>
   withFileLock(path, () => {
-    const existing = statSync(path, { throwIfNoEntry: false }) === undefined ? { version: 1 as const, users: [] } : readCredentialFile(path)
-    writeCredentialFile(path, { version: 1, users: [...existing.users.filter((u) => u.name !== record.name), record] })
+    const existing: CredentialFile = statSync(path, { throwIfNoEntry: false }) === undefined ? { version: 1, users: [] } : readCredentialFile(path)
+    writeCredentialFile(path, {
+      version: 1,
+      users: [...existing.users.filter((u) => u.name !== record.name), record],
+      sessionKey: existing.sessionKey ?? b64(randomBytes(32))
+    })
   })
 
 /** Removes a user; false when the file did not hold it. */
@@ -513,7 +543,7 @@ export const removeUser = (path: string, name: string): boolean =>
   withFileLock(path, () => {
     const existing = readCredentialFile(path)
     if (!existing.users.some((u) => u.name === name)) return false
-    writeCredentialFile(path, { version: 1, users: existing.users.filter((u) => u.name !== name) })
+    writeCredentialFile(path, { ...existing, users: existing.users.filter((u) => u.name !== name) })
     return true
   })
 

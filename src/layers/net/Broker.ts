@@ -468,14 +468,15 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
       setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
     }
 
-    const welcome = (sessionEpoch: number, serverSignature: string | undefined) =>
+    const welcome = (sessionEpoch: number, serverSignature: string | undefined, sessionToken: string | undefined) =>
       welcomeFrame(
         new Welcome({
           protocol: PROTOCOL_VERSION,
           brokerId,
           maxBatchBytes: settings.maxBatchBytes,
           sessionEpoch,
-          ...(serverSignature === undefined ? {} : { serverSignature })
+          ...(serverSignature === undefined ? {} : { serverSignature }),
+          ...(sessionToken === undefined ? {} : { sessionToken })
         })
       )
     // Accepted paused, so nothing is read before `adopt` takes the handle over. With TLS, a
@@ -694,7 +695,8 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           ? yield* registerSession(hello)
           : yield* attachSession(hello, hello.sessionEpoch, user)
         if (user !== undefined) claimSession(hello.topic, hello.clientId, sessionEpoch, user)
-        send(socket, welcome(sessionEpoch, authenticated?.serverSignature))
+        const token = user === undefined ? undefined : auth?.sessionToken(hello.topic, hello.clientId, sessionEpoch, user)
+        send(socket, welcome(sessionEpoch, authenticated?.serverSignature, token))
         return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel, orderedAcks: hello.ackLevel === 2 && hello.orderedAcks === true, budgets }
       })
 
@@ -711,8 +713,9 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     /**
      * Which user holds each session an authenticated connection registered or attached here, so
      * another user (who learns a session's id and epoch from any DATA frame) cannot attach to it
-     * and have its batches taken for the owner's. Per broker: a session registered on another
-     * broker is claimed here by the first user that attaches it (docs/security.md).
+     * and have its batches taken for the owner's. A session this broker does not know (registered
+     * through another broker, or before a restart) is attached only with its token (the WELCOME
+     * that registered it carried it), when the credential file has a session key (docs/security.md).
      */
     const sessionOwners = new Map<string, string>()
     const sessionKey = (topic: string, clientId: number, sessionEpoch: number) => `${topic}/${clientId}/${sessionEpoch}`
@@ -728,10 +731,15 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     const attachSession = (hello: Hello, sessionEpoch: number, user: string | undefined) =>
       Effect.gen(function*() {
         const owner = user === undefined ? undefined : sessionOwners.get(sessionKey(hello.topic, hello.clientId, sessionEpoch))
-        if (owner !== undefined && owner !== user) {
+        const foreign = owner === undefined
+          ? user !== undefined && auth !== undefined && !auth.sessionTokenMatches(hello.topic, hello.clientId, sessionEpoch, user, hello.sessionToken)
+          : owner !== user
+        if (foreign) {
           return yield* new WireViolation({
             code: "forbidden",
-            detail: `session ${hello.clientId}/${sessionEpoch} on topic ${hello.topic} belongs to another user: user ${user} may attach only its own sessions`
+            detail: `session ${hello.clientId}/${sessionEpoch} on topic ${hello.topic} belongs to another user${
+              owner === undefined ? " (its token does not match)" : ""
+            }: user ${user} may attach only its own sessions`
           })
         }
         const known = yield* acks.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(

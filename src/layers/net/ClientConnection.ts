@@ -143,6 +143,16 @@ export interface ClientConnection {
   readonly close: () => void
 }
 
+/**
+ * The tokens of this process's sessions (Auth.ts `sessionToken`), from the WELCOME that
+ * registered each: a further connection or a reconnection names it, so any broker of the
+ * credential file lets the session's user, and only it, attach the session again.
+ */
+const sessionTokens = new Map<string, string>()
+/** Far above the sessions one process keeps open; the oldest go first. */
+const MAX_SESSION_TOKENS = 4_096
+const tokenKey = (user: string, topic: string, clientId: number, sessionEpoch: number) => `${user}/${topic}/${clientId}/${sessionEpoch}`
+
 export const openConnection = (
   address: BrokerAddress,
   hello: Hello,
@@ -174,8 +184,11 @@ export const openConnection = (
   })
   let welcomed = false
 
-  const introduce = () =>
-    socket.write(helloFrame(credentials === undefined ? hello : new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }) })))
+  const introduce = () => {
+    if (credentials === undefined) return void socket.write(helloFrame(hello))
+    const sessionToken = hello.sessionEpoch === undefined ? undefined : sessionTokens.get(tokenKey(credentials.user, hello.topic, hello.clientId, hello.sessionEpoch))
+    socket.write(helloFrame(new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }), ...(sessionToken === undefined ? {} : { sessionToken }) })))
+  }
   socket.on(ready, introduce)
   socket.on("error", (error) => finish("unreachable", error.message))
   socket.on("close", () => finish("closed", "the broker closed the connection"))
@@ -221,6 +234,11 @@ export const openConnection = (
           }
           welcomed = true
           clearTimeout(welcomeTimer)
+          if (credentials !== undefined && welcome.right.sessionToken !== undefined) {
+            const key = tokenKey(credentials.user, hello.topic, hello.clientId, welcome.right.sessionEpoch)
+            if (!sessionTokens.has(key) && sessionTokens.size >= MAX_SESSION_TOKENS) sessionTokens.delete(sessionTokens.keys().next().value!)
+            sessionTokens.set(key, welcome.right.sessionToken)
+          }
           events.onWelcome(welcome.right)
           break
         }
@@ -250,6 +268,7 @@ export const openConnection = (
       if (closed) return
       closed = true
       clearTimeout(welcomeTimer)
+      if (credentials !== undefined) sessionTokens.delete(tokenKey(credentials.user, hello.topic, hello.clientId, sessionEpoch))
       socket.end(closeFrame(hello.clientId, sessionEpoch, batches))
       // The broker closes its side once it has the frame; don't wait on it for ever.
       setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref()

@@ -31,7 +31,9 @@ export class Hello extends Schema.Class<Hello>("Hello")({
   orderedAcks: Schema.optional(Schema.Boolean),
   /** The user to authenticate as, and the client's fresh nonce (both, or neither: a broker without authentication). */
   user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
-  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
+  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255))),
+  /** With `sessionEpoch` and a user: the token the session's first WELCOME carried, proving the user registered it (Auth.ts). */
+  sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}
 
 /**
@@ -62,7 +64,9 @@ export class Welcome extends Schema.Class<Welcome>("Welcome")({
   /** The session this connection carries (handed out by the log when the HELLO registered one). */
   sessionEpoch: U32,
   /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
-  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
+  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255))),
+  /** After a CHALLENGE, from a broker whose credential file has a session key: the session's token, for attaching it again. */
+  sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}
 
 export const WireErrorCode = Schema.Literal(
