@@ -120,6 +120,7 @@ export interface UserCommand {
   readonly credentials: string | undefined
   readonly publish: string
   readonly read: string
+  readonly consume: string
   readonly secretFile: string | undefined
   readonly messagesPerS: number
   readonly bytesPerS: number
@@ -138,7 +139,7 @@ export const users = (o: UserCommand) =>
         }
         const credentials = { user: o.name, secret: newSecret() }
         const limits = { messagesPerSecond: o.messagesPerS, bytesPerSecond: o.bytesPerS, connections: o.connections }
-        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, { publish: patterns(o.publish), read: patterns(o.read) }, limits)))
+        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, { publish: patterns(o.publish), read: patterns(o.read), consume: patterns(o.consume) }, limits)))
         if (o.secretFile !== undefined) {
           yield* attempt(() => writeSecretFile(o.secretFile!, credentials))
           return yield* Console.error(`user ${o.name} added to ${path}; its secret is in ${o.secretFile} (0600): give that file to its client (--secret-file)`)
@@ -160,6 +161,7 @@ export const users = (o: UserCommand) =>
           user: u.name,
           publish: u.publish.join(",") || "-",
           read: u.read.join(",") || "-",
+          consume: u.consume === undefined ? "*" : u.consume.join(",") || "-",
           limits: [
             u.limits?.messagesPerSecond ? `${u.limits.messagesPerSecond} msg/s` : "",
             u.limits?.bytesPerSecond ? `${u.limits.bytesPerSecond} B/s` : "",
@@ -168,7 +170,7 @@ export const users = (o: UserCommand) =>
         }))
         if (o.json) return yield* Console.log(JSON.stringify({ path, users: rows }))
         yield* Console.log(`${path}:`)
-        return yield* Console.log(table(["user", "publish", "read", "limits"], rows.map((r) => [r.user, r.publish, r.read, r.limits])))
+        return yield* Console.log(table(["user", "publish", "read", "consume", "limits"], rows.map((r) => [r.user, r.publish, r.read, r.consume, r.limits])))
       }
       default:
         return yield* failUsage(`cxlog user: ${o.action} is not add, remove or list`)

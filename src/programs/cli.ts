@@ -847,6 +847,7 @@ const userCommand = Cli.command({
       description: "add: topics the user may publish to (* matches any characters; \"\" for none)"
     }),
     read: Cli.text("read", { default: "*", placeholder: "PATTERN,…", description: "add: topics the user may read (* matches any characters)" }),
+    consume: Cli.text("consume", { default: "*", placeholder: "PATTERN,…", description: "add: named consumers the user may join and commit for (\"\" for none)" }),
     secretFile: Cli.optionalText("secret-file", { placeholder: "FILE", shown: "print it", description: "add: write the user's secret file here (0600)" }),
     messagesPerS: Cli.integer("messages-per-s", { default: 0, description: "add: the user's messages a second per broker (0: no limit)" }),
     bytesPerS: Cli.integer("bytes-per-s", { default: 0, placeholder: "BYTES", description: "add: the user's bytes a second per broker (0: no limit)" }),

@@ -217,6 +217,27 @@ describe("Security", () => {
       expect(attached.sessionEpoch).toBe(registered.sessionEpoch)
     }))
 
+  it.scopedLive("a user joins only the named consumers its consume rights name; a user without the right is refused forbidden", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const path = credentialFile(dir)
+      const CAROL: Credentials = { user: "carol", secret: "carol-secret-4" }
+      upsertUser(path, userRecord(CAROL.user, CAROL.secret, { publish: [], read: ["t"], consume: ["carol-*"] }, undefined, 64))
+      const { publisher, server } = yield* secureBroker({ credentials: path })
+      const alice = yield* publisher({ clientId: 1, credentials: ALICE })
+      yield* publishTestMessages(alice, 1, 10, 10)
+      yield* alice.flush(10_000)
+      const subscriber = (credentials: Credentials) => makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials, connectTimeoutMs: 2_000 })
+      const refused = yield* Effect.flip(subscriber(CAROL).subscribe("t", { consumer: "billing" }))
+      expect(refused).toMatchObject({ code: "forbidden" })
+      expect(refused.message).toMatch(/carol may not join consumer billing \(its consume rights: carol-\*\)/)
+      const own = yield* subscriber(CAROL).subscribe("t", { consumer: "carol-audit" })
+      expect((yield* own.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
+      // A record without consume rights (written by an older build) may join any consumer of a topic it reads.
+      const billing = yield* subscriber(ALICE).subscribe("t", { consumer: "billing" })
+      expect((yield* billing.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
+    }))
+
   it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials", () =>
     Effect.gen(function*() {
       // The impostor answers the opening frame with `answer` and otherwise says nothing.

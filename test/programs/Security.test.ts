@@ -62,7 +62,7 @@ describe("cxlog security", () => {
       expect(added.code, added.stderr).toBe(0)
       expect(statSync(bobSecret).mode & 0o777).toBe(0o600)
       const listed = yield* runCli(["user", "list", "--json"], env)
-      expect(JSON.parse(listed.stdout).users).toContainEqual({ user: "bob", publish: "other", read: "-", limits: "-" })
+      expect(JSON.parse(listed.stdout).users).toContainEqual({ user: "bob", publish: "other", read: "-", consume: "*", limits: "-" })
       const forbidden = yield* runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", "1", "--secret-file", bobSecret], env)
       expect(forbidden.code).toBe(1)
       expect(forbidden.stderr).toMatch(/forbidden: user bob may not publish to topic t/)

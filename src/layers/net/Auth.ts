@@ -25,7 +25,7 @@ import { type Frame, FrameType } from "./Frame.js"
 /** A refused handshake or action; the broker sends its code in an ERROR frame. */
 export type AuthErrorCode = "auth-required" | "auth-failed" | "forbidden" | "rate-limited" | "too-many-connections"
 
-export type Action = "publish" | "read"
+export type Action = "publish" | "read" | "consume"
 
 /** Per-user limits, per broker process; 0 or absent: unlimited. */
 export interface UserLimits {
@@ -43,6 +43,8 @@ export interface UserRecord {
   readonly serverKey: string
   readonly publish: ReadonlyArray<string>
   readonly read: ReadonlyArray<string>
+  /** Named consumers the user may join and commit for (on topics it may read); absent (files of older builds): any. */
+  readonly consume?: ReadonlyArray<string>
   readonly limits?: UserLimits
 }
 
@@ -121,7 +123,13 @@ export const newNonce = (): string => randomBytes(18).toString("base64")
 export const newSecret = (): string => randomBytes(24).toString("base64url")
 
 /** A user record for `secret` (fresh salt): what `cxlog user add` and the head write. */
-export const userRecord = (name: string, secret: string, rights: { publish: ReadonlyArray<string>; read: ReadonlyArray<string> }, limits?: UserLimits, iterations = DEFAULT_ITERATIONS): UserRecord => {
+export const userRecord = (
+  name: string,
+  secret: string,
+  rights: { publish: ReadonlyArray<string>; read: ReadonlyArray<string>; consume?: ReadonlyArray<string> },
+  limits?: UserLimits,
+  iterations = DEFAULT_ITERATIONS
+): UserRecord => {
   const salt = b64(randomBytes(16))
   const s = salted(secret, salt, iterations)
   return {
@@ -132,6 +140,7 @@ export const userRecord = (name: string, secret: string, rights: { publish: Read
     serverKey: b64(serverKeyOf(s)),
     publish: rights.publish,
     read: rights.read,
+    ...(rights.consume === undefined ? {} : { consume: rights.consume }),
     ...(limits === undefined ? {} : { limits })
   }
 }
@@ -179,13 +188,16 @@ const patternMatches = (pattern: string, topic: string): boolean => {
   return at <= topic.length - parts[parts.length - 1]!.length
 }
 
-/** The one rights check of every TCP session: undefined when `user` may `action` on `topic`, else why not. */
-export const authorize = (user: UserRecord, action: Action, topic: string): string | undefined =>
-  (action === "publish" ? user.publish : user.read).some((p) => patternMatches(p, topic))
-    ? undefined
-    : `user ${user.name} may not ${action} ${action === "publish" ? "to" : "from"} topic ${topic} (its ${action} rights: ${
-      (action === "publish" ? user.publish : user.read).join(", ") || "none"
-    })`
+/**
+ * The one rights check of every TCP session: undefined when `user` may `action` on `target` (a
+ * topic; for `consume`, a named consumer's name), else why not.
+ */
+export const authorize = (user: UserRecord, action: Action, target: string): string | undefined => {
+  const rights = action === "publish" ? user.publish : action === "read" ? user.read : user.consume ?? ["*"]
+  if (rights.some((p) => patternMatches(p, target))) return undefined
+  const what = action === "publish" ? `publish to topic ${target}` : action === "read" ? `read from topic ${target}` : `join consumer ${target}`
+  return `user ${user.name} may not ${what} (its ${action} rights: ${rights.join(", ") || "none"})`
+}
 
 /** A pending challenge: what the broker sent, to check the AUTH against. */
 export interface Challenge {
@@ -451,7 +463,7 @@ export const readCredentialFile = (path: string): CredentialFile => {
   for (const u of users as Array<Partial<UserRecord>>) {
     if (
       typeof u.name !== "string" || typeof u.salt !== "string" || typeof u.storedKey !== "string" || typeof u.serverKey !== "string" ||
-      typeof u.iterations !== "number" || !isStrings(u.publish) || !isStrings(u.read)
+      typeof u.iterations !== "number" || !isStrings(u.publish) || !isStrings(u.read) || (u.consume !== undefined && !isStrings(u.consume))
     ) throw new CredentialError({ path, reason: `a malformed user record${typeof u.name === "string" ? ` (${u.name})` : ""}` })
   }
   return parsed as CredentialFile

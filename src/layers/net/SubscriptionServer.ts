@@ -27,7 +27,7 @@ import { Effect, Either, type Scope } from "effect"
 import type { Socket } from "node:net"
 import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
-import { authenticate, type AuthServer, type UserRecord } from "./Auth.js"
+import { authenticate, type AuthServer, authorize, type UserRecord } from "./Auth.js"
 import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, FrameType } from "./Frame.js"
 import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } from "./SubscribeFrames.js"
@@ -126,7 +126,11 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       ? undefined
       : yield* authenticate(options.auth, request, "read", request.topic, { send: (frame) => void socket.write(frame), next: nextFrame })
     if (authenticated === null) return
-    if (authenticated !== undefined) yield* options.holdConnection(authenticated.user)
+    if (authenticated !== undefined) {
+      const denied = request.consumer === undefined ? undefined : authorize(authenticated.user, "consume", request.consumer)
+      if (denied !== undefined) return yield* new WireViolation({ code: "forbidden", detail: denied })
+      yield* options.holdConnection(authenticated.user)
+    }
     const reader = options.reader
     if (reader === undefined) return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
     const { topic } = request
