@@ -40,9 +40,25 @@ export const reportFailure = (error: unknown): void => {
   }
 }
 
-/** Children of an orchestrator end (with finalizers) when the orchestrator disappears. */
+/**
+ * Children of an orchestrator end (with finalizers) when the orchestrator disappears, also when
+ * it disappeared before this was called (a role SIGKILLed with its parent while starting).
+ */
 export const exitWithParent = (): void => {
-  if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
+  if (process.send === undefined) return
+  if (!process.connected) process.kill(process.pid, "SIGTERM")
+  else process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
+}
+
+/**
+ * Output nobody reads any more (a dead parent's pipe, `| head -1`) is dropped rather than
+ * failing the process: Node reports EPIPE as an 'error' event on process.stdout or stderr, which
+ * with no listener is an uncaught exception that ends the process before its finalizers unmap
+ * the region and remove its FIFOs and credential files. A write's own callback still gets the
+ * error, for a command whose output is its result (`cxlog subscribe`).
+ */
+export const tolerateClosedOutput = (): void => {
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
 }
 
 /** "1GiB", "64MiB", "512KiB", "4096" → bytes. */

@@ -23,7 +23,7 @@ import { loopbackSend } from "./Loopback.js"
 import { logFormatFlag, observed, observeFlags, withLogFormat } from "./Observe.js"
 import { publish } from "./Publish.js"
 import { regions } from "./Regions.js"
-import { exitWithParent, parentEvent } from "./Report.js"
+import { exitWithParent, parentEvent, tolerateClosedOutput } from "./Report.js"
 import { run } from "./Run.js"
 import { loopbackEcho, rtt } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
@@ -932,6 +932,7 @@ const FOOTER = "Start with `cxlog run` (a whole local cluster in one command), o
 const app: Cli.App<NodeContext.NodeContext> = { name: "cxlog", version: VERSION, about: ABOUT, commands, globals, footer: FOOTER }
 
 const main = Effect.suspend(() => {
+  tolerateClosedOutput()
   const words = process.argv.slice(2)
   // Read before parsing: it says how a command line that does not parse is reported.
   const isVerbose = words.includes("--verbose") ||
