@@ -1,12 +1,15 @@
 /** The Promise facade: publish and read back without Effect, a consumer's commit and lag, AbortSignal. */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Deferred, Effect } from "effect"
+import { getEventListeners } from "node:events"
+import { type AddressInfo, createServer, type Socket } from "node:net"
 import { defaultCredentialPath, defaultSecretPath, ensureRegionCredentials, removeRegionCredentials } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
 import type { SubscriberMessage } from "../../src/services/net/Subscriber.js"
+import { spawnFixture } from "../helpers/Processes.js"
 
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
@@ -56,21 +59,26 @@ describe("CxlogSubscriber", () => {
           expect(message.timestamp).toBeGreaterThanOrEqual(before)
           expect(message.timestamp).toBeLessThanOrEqual(after)
           copies.push(message.copy())
-          if (message.offset === 5) break
+          if (message.offset === 5) {
+            // Inside the loop: leaving it closes the subscriber.
+            await subscriber.commit(4)
+            expect(await subscriber.lag()).toBe(10 - subscriber.position)
+            await expect(subscriber.commit(100)).rejects.toMatchObject({ _tag: "CommitRejected" })
+            break
+          }
         }
         const expected = Array.from({ length: 6 }, (_, i) => `${i}:message ${i}:${i % 2 === 0 ? `k${i}:-` : `-:n=${i}`}`)
         expect(seen).toEqual(expected)
         expect(copies.map((m) => `${m.offset}:${text(m.payload)}:${text(m.key)}:${m.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"}`)).toEqual(expected)
-        await subscriber.commit(4)
-        expect(await subscriber.lag()).toBe(10 - subscriber.position)
-        await expect(subscriber.commit(100)).rejects.toMatchObject({ _tag: "CommitRejected" })
-        await subscriber.close()
 
         const again = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader", autoCommit: "off" })
-        for await (const message of again) if (message.offset === 7) break
-        // By default, up to the last message iterated, even inside a batch.
-        await again.commit()
-        await again.close()
+        for await (const message of again) {
+          if (message.offset === 7) {
+            // By default, up to the last message iterated, even inside a batch.
+            await again.commit()
+            break
+          }
+        }
         const third = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader" })
         const batch = await third.nextBatch()
         expect(batch.offset).toBe(8)
@@ -106,5 +114,80 @@ describe("CxlogSubscriber", () => {
 
         await expect(CxlogSubscriber.open({ brokers, topic: "nope" })).rejects.toMatchObject({ _tag: "TopicNotFound" })
       })
+    }))
+
+  it.scopedLive("leaving a for await loop (break, a throw) closes the subscriber: the same named consumer opens again at once", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        for (let i = 0; i < 5; i++) await publisher.publish(`m${i}`)
+        await publisher.flush(5_000)
+        await publisher.close()
+
+        const first = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        for await (const m of first) if (m.offset === 1) break
+        const second = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        await expect(first.nextBatch()).rejects.toMatchObject({ name: "AbortError" })
+        const thrown = new Error("handler failed")
+        await expect((async () => {
+          for await (const m of second) if (m.offset === 3) throw thrown
+        })()).rejects.toBe(thrown)
+        // Nothing was committed, so the third member starts where the first did.
+        const third = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        expect((await third.nextBatch()).offset).toBe(0)
+        await third.close()
+      })
+    }))
+
+  it.scopedLive("an abort while open waits for a broker's answer rejects open with an AbortError then, not at the connect timeout", () =>
+    Effect.gen(function*() {
+      // Accepts connections and never answers the handshake.
+      const silent = createServer()
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void silent.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.sync(() => silent.close())
+      )
+      const sockets: Array<Socket> = []
+      const stop = new AbortController()
+      silent.on("connection", (socket) => {
+        sockets.push(socket)
+        stop.abort()
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((s) => s.destroy())))
+      const port = (silent.address() as AddressInfo).port
+      const outcome = yield* Effect.promise(() =>
+        CxlogSubscriber.open({ brokers: [{ host: "127.0.0.1", port }], topic: "events", connectTimeoutMs: 600_000, signal: stop.signal }).then(
+          () => "opened",
+          (e: unknown) => (e as Error).name
+        )
+      ).pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("open still waiting for the silent broker 20 s after the abort") }))
+      expect(outcome).toBe("AbortError")
+
+      // A subscriber that closed no longer listens to the signal it was opened with.
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      const kept = new AbortController()
+      yield* Effect.promise(async () => (await CxlogSubscriber.open({ brokers, topic: "events", signal: kept.signal })).close())
+      expect(getEventListeners(kept.signal, "abort")).toEqual([])
+    }))
+
+  it.scopedLive("a process that breaks out of its loop, or aborts open while it connects, exits by itself (nothing left open)", () =>
+    Effect.gen(function*() {
+      const port = yield* brokerPort
+      const brokers = [{ host: "127.0.0.1", port }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        for (let i = 0; i < 5; i++) await publisher.publish(`m${i}`)
+        await publisher.flush(5_000)
+        await publisher.close()
+      })
+      for (const [mode, printed] of [["break", { read: 2 }], ["abort-open", { outcome: "AbortError" }]] as const) {
+        const child = yield* spawnFixture("facade-client", [mode, `${port}`])
+        expect(yield* child.next()).toEqual(printed)
+        const exited = yield* Deferred.await(child.exited).pipe(
+          Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`facade-client ${mode}: still running 20 s after it printed (something keeps it alive)`) })
+        )
+        expect(exited).toEqual({ code: 0, signal: null })
+      }
     }))
 })

@@ -22,7 +22,10 @@ const decoder = new TextDecoder()
 
 export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, SubscribeOptions, LocalRegion {
   readonly topic: string
-  /** Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError. */
+  /**
+   * Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError.
+   * Aborted while `open` connects, `open` rejects with the signal's reason and keeps nothing.
+   */
   readonly signal?: AbortSignal
 }
 
@@ -74,41 +77,44 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   private closing: Promise<void> | undefined
   /** The offset after the last message the iterator handed out (undefined: whole batches so far). */
   private iterated: number | undefined
+  private readonly onAbort = () => void this.close()
 
   private constructor(
     private readonly runtime: ManagedRuntime.ManagedRuntime<Subscriber, never>,
     private readonly scope: Scope.CloseableScope,
     private readonly subscription: Subscription,
     private readonly pull: Effect.Effect<SubscriberBatch, unknown>,
-    signal: AbortSignal | undefined
+    private readonly signal: AbortSignal | undefined
   ) {
-    signal?.addEventListener("abort", () => void this.close(), { once: true })
+    signal?.addEventListener("abort", this.onAbort, { once: true })
   }
 
   /** Connects to the first broker that takes the subscription; rejects with its typed error (`TopicNotFound`, `LogOutOfRange`, `ConsumerBusy`, …). */
   static async open(options: CxlogSubscriberOptions): Promise<CxlogSubscriber> {
-    if (options.signal?.aborted === true) throw options.signal.reason
+    const signal = options.signal
+    signal?.throwIfAborted()
     const runtime = ManagedRuntime.make(layerRemote(withLocalCredentials(options)))
-    const exit = await runtime.runPromiseExit(Effect.gen(function*() {
-      const scope = yield* Scope.make()
-      const opened = yield* Effect.gen(function*() {
+    // Made out here so that whatever the subscription acquired is released even when an abort interrupts open midway.
+    const scope = Effect.runSync(Scope.make())
+    const exit = await runtime.runPromiseExit(
+      Effect.gen(function*() {
         const subscriber = yield* Subscriber
-        const subscription = yield* subscriber.subscribe(options.topic, {
+        return yield* subscriber.subscribe(options.topic, {
           ...(options.from === undefined ? {} : { from: options.from }),
           ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
           ...(options.autoCommit === undefined ? {} : { autoCommit: options.autoCommit })
         })
-        return { subscription }
-      }).pipe(Scope.extend(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
-      return { scope, ...opened }
-    }))
-    if (Exit.isFailure(exit)) {
+      }).pipe(Scope.extend(scope)),
+      signal === undefined ? undefined : { signal }
+    )
+    if (Exit.isFailure(exit) || signal?.aborted === true) {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
       await runtime.dispose()
-      throw Cause.squash(exit.cause)
+      throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
     }
-    const { scope, subscription } = exit.value
+    const subscription = exit.value
     // The subscription's pull itself, not a pull of its Stream: no Stream step per batch.
-    return new CxlogSubscriber(runtime, scope, subscription, subscription.pull, options.signal)
+    return new CxlogSubscriber(runtime, scope, subscription, subscription.pull, signal)
   }
 
   get topic(): string {
@@ -120,28 +126,36 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
     return this.subscription.position()
   }
 
-  /** The next batch (a view valid until the next read); rejects once closed or aborted. */
+  /** The next batch (a view valid until the next read); rejects with an AbortError once closed or aborted. */
   nextBatch(): Promise<SubscriberBatch> {
     return this.run(this.pull)
   }
 
-  /** Messages one by one, in order, until `close()` or the signal; the message object is reused. */
+  /**
+   * Messages one by one, in order, until `close()` or the signal; the message object is reused.
+   * Leaving the loop (`break`, `return`, a throw) closes the subscriber, as `close()` does: a
+   * consumer's member leaves, so commit inside the loop what must stay committed.
+   */
   async *[Symbol.asyncIterator](): AsyncIterator<CxlogMessage> {
     const message = new FacadeMessage()
-    while (!this.stop.signal.aborted) {
-      let batch: SubscriberBatch
-      try {
-        batch = await this.nextBatch()
-      } catch (error) {
-        if (this.stop.signal.aborted) return
-        throw error
+    try {
+      while (!this.stop.signal.aborted) {
+        let batch: SubscriberBatch
+        try {
+          batch = await this.nextBatch()
+        } catch (error) {
+          if (this.stop.signal.aborted) return
+          throw error
+        }
+        for (const m of batch) {
+          message.current = m
+          this.iterated = m.offset + 1
+          yield message
+          if (this.stop.signal.aborted) return
+        }
       }
-      for (const m of batch) {
-        message.current = m
-        this.iterated = m.offset + 1
-        yield message
-        if (this.stop.signal.aborted) return
-      }
+    } finally {
+      await this.close()
     }
   }
 
@@ -175,6 +189,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   /** Ends the subscription (a consumer's member leaves: what it did not commit goes to the next one). */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.signal?.removeEventListener("abort", this.onAbort)
       this.stop.abort()
       await Effect.runPromise(Scope.close(this.scope, Exit.void))
       await this.runtime.dispose()
@@ -184,6 +199,8 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
 
   /** Runs `effect` until it ends or a signal fires; rejects with its typed error itself. */
   private async run<A, E>(effect: Effect.Effect<A, E, Subscriber>, signal?: AbortSignal): Promise<A> {
+    // Closed: its runtime is disposed and would never answer.
+    this.stop.signal.throwIfAborted()
     const signals = signal === undefined ? this.stop.signal : AbortSignal.any([this.stop.signal, signal])
     const exit = await this.runtime.runPromiseExit(effect, { signal: signals })
     if (Exit.isSuccess(exit)) return exit.value
