@@ -23,7 +23,7 @@ export {
   type PublisherStats
 } from "./services/net/Publisher.js"
 export * as PublisherLayers from "./layers/net/Publisher.js"
-export { CxlogPublisher } from "./layers/net/CxlogPublisher.js"
+export { type CloseOptions, CxlogPublisher, PublisherCloseUnflushed } from "./layers/net/CxlogPublisher.js"
 export { CxlogSubscriber, type CxlogMessage, type CxlogSubscriberOptions } from "./layers/net/CxlogSubscriber.js"
 export {
   CommitRejected,

@@ -8,10 +8,10 @@
  * const { offset } = await publisher.publish("one", { acked: true })   // once acknowledged: its place in the total order
  * await publisher.publish("paid", { key: "order-17", headers: { source: "web" } })
  * await publisher.flush(5_000)   // rejects with PublishAckTimeout naming each broker's acked/sent counts
- * await publisher.close()
+ * await publisher.close()         // flushes first: rejects with PublisherCloseUnflushed if that fails
  * ```
  */
-import { Cause, type Effect, Exit, ManagedRuntime } from "effect"
+import { Cause, Data, type Effect, Exit, ManagedRuntime } from "effect"
 import { type LocalRegion, withLocalCredentials } from "./Auth.js"
 import * as PublisherLayers from "./Publisher.js"
 import {
@@ -25,15 +25,36 @@ import {
   type PublisherStats
 } from "../../services/net/Publisher.js"
 
+/** `close()` could not flush: the messages not acknowledged are lost to this publisher (it closed anyway). */
+export class PublisherCloseUnflushed extends Data.TaggedError("PublisherCloseUnflushed")<{
+  readonly unacknowledgedMessages: number
+  /** Why the flush failed: `PublishAckTimeout` (naming each broker's acked/sent batches) or the publisher's error. */
+  readonly cause: unknown
+}> {
+  override get message() {
+    const why = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `closed with ${this.unacknowledgedMessages} message(s) published but not acknowledged: ${why}`
+  }
+}
+
+export interface CloseOptions {
+  /** Flush before closing (default true); `false` closes at once, abandoning what is not acknowledged. */
+  readonly flush?: boolean
+  /** Bound of that flush; default the publisher's `ackTimeoutMs` (30 s). */
+  readonly timeoutMs?: number
+}
+
 const encoder = new TextEncoder()
 const accepted = Promise.resolve()
 
 export class CxlogPublisher {
   private closed = false
+  private closing: Promise<void> | undefined
 
   private constructor(
     private readonly runtime: ManagedRuntime.ManagedRuntime<Publisher, InvalidPublisherOptions>,
-    private readonly publisher: PublisherShape
+    private readonly publisher: PublisherShape,
+    private readonly ackTimeoutMs: number
   ) {}
 
   /**
@@ -47,7 +68,7 @@ export class CxlogPublisher {
       await runtime.dispose()
       throw Cause.squash(exit.cause)
     }
-    return new CxlogPublisher(runtime, exit.value)
+    return new CxlogPublisher(runtime, exit.value, options.ackTimeoutMs ?? 30_000)
   }
 
   get clientId(): number {
@@ -63,6 +84,7 @@ export class CxlogPublisher {
   publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: false }): Promise<void>
   publish(payload: Uint8Array | string, options: MessageOptions & { readonly acked: true }): Promise<PublishAck>
   publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: boolean }): Promise<void | PublishAck> {
+    if (this.closed) return Promise.reject(new PublisherClosed())
     const bytes = typeof payload === "string" ? encoder.encode(payload) : payload
     const message = options?.key === undefined && options?.headers === undefined ? undefined : options
     if (options?.acked === true) return this.run(this.publisher.publishAcked(bytes, message))
@@ -86,11 +108,25 @@ export class CxlogPublisher {
     return this.publisher.ackLatencies()
   }
 
-  /** Closes every connection; unacknowledged batches are abandoned (flush first). */
-  async close(): Promise<void> {
-    if (this.closed) return
+  /**
+   * Flushes (bounded by `timeoutMs`, default `ackTimeoutMs`), then closes every connection. If the
+   * flush fails it still closes, and rejects with `PublisherCloseUnflushed` naming how many
+   * messages were not acknowledged. `{ flush: false }` closes at once, abandoning them.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.closing ??= this.closeOnce(options)
+    return this.closing
+  }
+
+  private async closeOnce(options: CloseOptions): Promise<void> {
+    // From here on publish rejects with PublisherClosed: the flush covers everything published before.
     this.closed = true
+    const flushed = options.flush === false ? Exit.void : await this.runtime.runPromiseExit(this.publisher.flush(options.timeoutMs ?? this.ackTimeoutMs))
+    const stats = this.publisher.stats()
     await this.runtime.dispose()
+    if (Exit.isFailure(flushed)) {
+      throw new PublisherCloseUnflushed({ unacknowledgedMessages: stats.messages - stats.ackedMessages, cause: Cause.squash(flushed.cause) })
+    }
   }
 
   /** Runs an effect, rejecting with its typed error itself (not a FiberFailure wrapper). */

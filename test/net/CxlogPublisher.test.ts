@@ -1,0 +1,62 @@
+/** The publisher's Promise facade: close() flushes what was published, or says it could not. */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { type AddressInfo, createServer } from "node:net"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
+import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
+
+const brokerPort = Effect.gen(function*() {
+  const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
+  return (yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))).port
+})
+
+/** A port nothing listens on (a server's, closed again). */
+const deadPort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+describe("CxlogPublisher", () => {
+  it.scopedLive("close() without flush first delivers everything published: 5000 messages read back", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        for (let i = 0; i < 5000; i++) await publisher.publish(`message ${i}`)
+        await publisher.close()
+        expect(publisher.stats().ackedMessages).toBe(5000)
+        await expect(publisher.publish("after")).rejects.toMatchObject({ _tag: "PublisherClosed" })
+
+        const subscriber = await CxlogSubscriber.open({ brokers, topic: "events" })
+        let read = 0
+        for await (const m of subscriber) {
+          expect(m.text()).toBe(`message ${read}`)
+          if (++read === 5000) break
+        }
+        expect(read).toBe(5000)
+      })
+    }))
+
+  it.live("close() that cannot flush closes anyway and rejects with PublisherCloseUnflushed naming the messages lost; { flush: false } closes at once", () =>
+    Effect.promise(async () => {
+      const brokers = [{ host: "127.0.0.1", port: await deadPort() }]
+      const publisher = await CxlogPublisher.open({ brokers, topic: "events", ackTimeoutMs: 300 })
+      for (let i = 0; i < 10; i++) await publisher.publish(`m${i}`)
+      const closing = publisher.close()
+      // Closing: no new message is taken, and a second close() is the same.
+      await expect(publisher.publish("late")).rejects.toMatchObject({ _tag: "PublisherClosed" })
+      expect(publisher.close()).toBe(closing)
+      const error = await closing.then(() => undefined, (e: unknown) => e)
+      expect(error).toMatchObject({ _tag: "PublisherCloseUnflushed", unacknowledgedMessages: 10, cause: { _tag: "PublishAckTimeout" } })
+      expect((error as Error).message).toMatch(/^closed with 10 message\(s\) published but not acknowledged: /)
+
+      const abandoning = await CxlogPublisher.open({ brokers, topic: "events", ackTimeoutMs: 600_000 })
+      await abandoning.publish("dropped")
+      await abandoning.close({ flush: false })
+    }))
+})
