@@ -213,17 +213,34 @@ export const formatLine = (format: PrintOptions["format"], m: SubscriberMessage)
   return `${JSON.stringify(line)}\n`
 }
 
-/** Writes `text` to stdout, resuming once it is written (or stdout failed: nothing more can be printed then). */
+/**
+ * Stdout failed (its reader went away: `cxlog subscribe … | head -1`): what was printed before
+ * `position` reached it; the batch being written did not, so nothing past `position` may be
+ * committed for it.
+ */
+export class OutputClosed extends Data.TaggedError("OutputClosed")<{
+  readonly topic: string
+  readonly printed: number
+  readonly position: number
+  readonly reason: string
+}> {
+  override get message() {
+    return `topic ${this.topic}: stdout closed (${this.reason}) after ${this.printed} messages, up to offset ${this.position}`
+  }
+}
+
+/** Writes `text` to stdout, resuming once it is written; fails with the write's error (EPIPE: the reader is gone). */
 const writeOut = (text: string) =>
-  Effect.async<void>((resume) => {
-    process.stdout.write(text, () => resume(Effect.void))
+  Effect.async<void, Error>((resume) => {
+    process.stdout.write(text, (error) => resume(error == null ? Effect.void : Effect.fail(error)))
   })
 
 /**
  * `cxlog subscribe` without an audit: prints the topic through the Subscriber — over TCP from
  * any broker, or from the region in place — holding no retention unless it reads as a named
  * consumer. With `limit` it prints exactly that many messages; a consumer then commits the
- * offset after the last one printed (and, while it runs, what it printed every 100 ms).
+ * offset after the last one printed (and, while it runs, what it printed every 100 ms). A
+ * closed stdout (`| head -1`) ends it normally, committing nothing past what stdout took.
  */
 export const printTopic = (options: PrintOptions) =>
   Effect.gen(function*() {
@@ -241,6 +258,8 @@ export const printTopic = (options: PrintOptions) =>
     const limit = options.limit ?? Infinity
     let printed = 0
     let last = subscription.start
+    /** How many messages, up to which offset, stdout took: a batch counts once its write succeeded. */
+    let written = { printed: 0, position: subscription.start }
     while (printed < limit) {
       const batch = options.limit === undefined
         ? yield* next
@@ -257,13 +276,23 @@ export const printTopic = (options: PrintOptions) =>
       }
       // The next pull may commit this batch: only once stdout has handed it to the kernel (a
       // pipe's writes can queue in this process, and a SIGKILL would lose them).
-      yield* writeOut(out)
+      // Failing here stops before the next pull, which would commit the batch stdout refused.
+      yield* writeOut(out).pipe(
+        Effect.mapError((error) => new OutputClosed({ topic: options.topic, ...written, reason: error.message }))
+      )
+      written = { printed, position: last }
     }
     if (options.consumer !== undefined) yield* subscription.commit(last)
     reportToParent({ event: "done", messages: printed, position: last })
     return printed
   }).pipe(
     Effect.scoped,
+    // Nobody reads any more: a normal end (exit 0), with nothing committed past what was printed.
+    Effect.catchTag("OutputClosed", (closed) =>
+      Effect.sync(() => {
+        reportToParent({ event: "done", messages: closed.printed, position: closed.position, outputClosed: true })
+        return closed.printed
+      })),
     Effect.tapError((error) => Effect.sync(() => reportFailure(error))),
     Effect.provide(
       options.remote !== undefined

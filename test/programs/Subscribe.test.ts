@@ -126,6 +126,25 @@ describe("cxlog subscribe over TCP", () => {
       expect(offsets).toEqual(Array.from({ length: 20000 }, (_, i) => i))
     }))
 
+  it.scopedLive("stdout closed by its reader after the first line (| head -1): the consumer exits 0 and stops at the failed write, committing none of the batches after it", () =>
+    Effect.gen(function*() {
+      const { env, brokers } = yield* cluster
+      // Far more output than a pipe holds, so the subscriber is still writing when its reader goes.
+      const published = yield* runCli(["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "20000", "--message-bytes", "16"], env)
+      expect(published.code, published.stderr).toBe(0)
+      // As a user runs it (no IPC channel, which would keep a finished role waiting for its orchestrator).
+      const read = yield* runCli(
+        ["subscribe", "--brokers", brokers[1]!, "--topic", "t", "--consumer", "head", "--format", "json", "--limit", "20000"],
+        env,
+        (child) => child.stdout!.once("data", () => child.stdout!.destroy())
+      ).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("cxlog subscribe did not end within 60 s of its stdout closing") }))
+      expect(read.code, read.stderr).toBe(0)
+      expect(read.stderr).toBe("")
+      // Stopped at the write that failed: the batches after it were never pulled, so never committed.
+      const [consumer] = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<{ committed: number }>
+      expect(consumer!.committed).toBeLessThan(20000)
+    }))
+
   it.scopedLive("a named consumer's member SIGKILLed mid-stream: the next one starts at the committed offset; only the uncommitted window comes again", () =>
     Effect.gen(function*() {
       const { env, brokers } = yield* cluster
