@@ -74,7 +74,8 @@ export class Consumers extends Context.Tag("cxlog/Consumers")<Consumers, Consume
 
 export class ConsumerBusy extends Data.TaggedError("ConsumerBusy")<{ readonly topic: string; readonly name: string; readonly pid: number }> {
   override get message() {
-    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} has an active member (pid ${this.pid}); one member reads at a time`
+    // A remote subscriber is told only that the consumer is busy (pid 0), not whose process holds it.
+    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} has an active member${this.pid > 0 ? ` (pid ${this.pid})` : ""}; one member reads at a time`
   }
 }
 
