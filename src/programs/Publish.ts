@@ -4,7 +4,9 @@
  * publishes each line of standard input as one message. A line the publisher refuses (too
  * large for a batch, or a broker refused the session) stops the command: the lines before it
  * are flushed, none after it is sent (a skipped line would change the stream's order), and
- * the command fails naming the line. `message` (a key, headers) goes with every message.
+ * the command fails naming the line. Lines sent but not acknowledged (a broker died, none
+ * was reachable) fail it with `LinesNotAcknowledged`, naming the first such line and keeping
+ * the refusal, if any. `message` (a key, headers) goes with every message.
  */
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
@@ -97,19 +99,46 @@ export class InputUnreadable extends Data.TaggedError("InputUnreadable")<{ reado
   }
 }
 
+/**
+ * Lines were sent but not all acknowledged (a broker died, none was reachable, the head is
+ * gone): `line` is the first not acknowledged. A session's batches are ordered in the order it
+ * sent them, so the lines acknowledged are the first `line - 1`. `stopped` is why the input
+ * ended early, when it did (a refused line), which the failed flush does not replace.
+ */
+export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged")<{
+  /** 1-based number of the first line not acknowledged. */
+  readonly line: number
+  /** Lines handed to the publisher. */
+  readonly sent: number
+  readonly cause: PublishError | PublishAckTimeout
+  readonly stopped?: LineNotPublished | InputUnreadable
+}> {
+  override get message() {
+    const after = this.stopped === undefined ? "" : `; the input stopped there: ${this.stopped.message}`
+    const unsure = this.sent > this.line ? `lines ${this.line}-${this.sent}` : `line ${this.line}`
+    return `line ${this.line} was not acknowledged (${unsure} may not be published; the ${this.line - 1} before them are): ${this.cause.message}${after}`
+  }
+}
+
+/** Publishes each line; gives how many the publisher took, and why the input stopped early if it did. */
 const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | undefined) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const encoder = new TextEncoder()
     let line = 0
-    return yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) })).pipe(
+    let sent = 0
+    const input = yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) })).pipe(
       Stream.runForEach((text) => {
         line++
         const payload = encoder.encode(text)
-        return Effect.mapError(publisher.publish(payload, message), (cause) => new LineNotPublished({ line, bytes: payload.length, cause }))
+        return publisher.publish(payload, message).pipe(
+          Effect.mapError((cause) => new LineNotPublished({ line, bytes: payload.length, cause })),
+          Effect.tap(() => void sent++)
+        )
       }),
       Effect.either
     )
+    return { input, sent }
   })
 
 export const publish = (options: PublishOptions) =>
@@ -123,11 +152,20 @@ export const publish = (options: PublishOptions) =>
       Effect.forkScoped
     )
     // Lines: a refused line ends the input, but what was taken before it is still flushed first.
-    const input = options.count === undefined
-      ? yield* publishLines(options.lines ?? createInterface({ input: process.stdin }), options.message)
-      : yield* Effect.as(publishStamped(options.count, options), undefined)
-    yield* publisher.flush(options.flushTimeoutMs)
-    if (input?._tag === "Left") return yield* Effect.fail(input.left)
+    if (options.count === undefined) {
+      const { input, sent } = yield* publishLines(options.lines ?? createInterface({ input: process.stdin }), options.message)
+      const stopped = input._tag === "Left" ? input.left : undefined
+      // A line is one message: the first not acknowledged follows the messages that were.
+      yield* publisher.flush(options.flushTimeoutMs).pipe(
+        Effect.mapError((cause) =>
+          new LinesNotAcknowledged({ line: publisher.stats().ackedMessages + 1, sent, cause, ...(stopped === undefined ? {} : { stopped }) })
+        )
+      )
+      if (stopped !== undefined) return yield* Effect.fail(stopped)
+    } else {
+      yield* publishStamped(options.count, options)
+      yield* publisher.flush(options.flushTimeoutMs)
+    }
     const elapsedMs = performance.now() - started
     const latency = summarize(publisher.ackLatencies())
     const stats = publisher.stats()

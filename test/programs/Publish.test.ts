@@ -3,7 +3,7 @@
  * refuses stops the command with a typed error naming it, after flushing the lines before it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { publish, type PublishOptions } from "../../src/programs/Publish.js"
@@ -63,6 +63,56 @@ describe("cxlog publish (lines)", () => {
       expect(published).toEqual(["first", "second"])
     }))
 
+  const linesTo = (port: number, lines: AsyncIterable<string>, report: PublishOptions["report"] = () => {}) =>
+    Effect.exit(publish({
+      publisher: { brokers: [{ host: "127.0.0.1", port }], topic: "t", batchBytes: 1024, maxBatchBytes: 4096, reconnectDelayMs: 50 },
+      lines,
+      messageBytes: 0,
+      publisherIndex: 0,
+      flushTimeoutMs: 1_500,
+      reportEveryMs: 20,
+      report
+    }))
+
+  it.scopedLive("no broker at all: the failure names line 1 as the first not acknowledged", () =>
+    Effect.gen(function*() {
+      const exit = yield* linesTo(1, linesOf(["a", "b"]))
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 2, cause: { _tag: "PublishAckTimeout" } } } })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/line 1 was not acknowledged \(lines 1-2 may not be published; the 0 before them are\)/)
+    }))
+
+  it.scopedLive("a refused line, then the flush fails too: the failure names the first line not acknowledged and keeps the refusal", () =>
+    Effect.gen(function*() {
+      const exit = yield* linesTo(1, linesOf(["a", "x".repeat(5000), "c"]))
+      expect(exit).toMatchObject({
+        _tag: "Failure",
+        cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 1, stopped: { _tag: "LineNotPublished", line: 2, cause: { _tag: "MessageTooLarge" } } } }
+      })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/the input stopped there: line 2 \(5000 bytes\) was not published/)
+    }))
+
+  it.scopedLive("the broker dies mid-stream: the failure names the first line sent after the last one acknowledged", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
+      const brokerScope = yield* Scope.make()
+      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)), Scope.extend(brokerScope))
+      // Lines 1-2 go while the broker runs; 3-4 once it is gone.
+      const acked = yield* Deferred.make<void>()
+      const brokerGone = yield* Deferred.make<void>()
+      async function* lines() {
+        yield* ["1", "2"]
+        await Effect.runPromise(Deferred.await(brokerGone))
+        yield* ["3", "4"]
+      }
+      const publishing = yield* Effect.fork(linesTo(broker.port, lines(), (event) => {
+        if (event["ackedMessages"] === 2) Deferred.unsafeDone(acked, Effect.void)
+      }))
+      yield* Deferred.await(acked).pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("lines 1-2 were not acknowledged") }))
+      yield* Scope.close(brokerScope, Exit.void)
+      yield* Deferred.succeed(brokerGone, undefined)
+      const exit = yield* Fiber.join(publishing)
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 3, sent: 4, cause: { _tag: "PublishAckTimeout" } } } })
+    }))
 })
 
 describe("cxlog publish --count --rate-mbps", () => {
