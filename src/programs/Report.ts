@@ -6,7 +6,10 @@
 export type RoleEvent = { readonly event: string } & Record<string, unknown>
 
 export const report = (event: RoleEvent): void => {
-  if (process.send !== undefined && process.connected) process.send(event)
+  // With a callback a send to a parent that just died (EPIPE) is dropped; without one it is an
+  // 'error' event on process, uncaught, ending the role before its finalizers. The channel's
+  // 'disconnect' follows and stops the role (exitWithParent).
+  if (process.send !== undefined && process.connected) process.send(event, undefined, undefined, () => {})
 }
 
 /**
