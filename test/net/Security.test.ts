@@ -62,6 +62,15 @@ const secureBroker = (options: BrokerOptions) =>
     return { log, server, publisher }
   })
 
+const MALLORY: Credentials = { user: "mallory", secret: "mallory-secret-3" }
+
+/** A secure broker whose credential file adds mallory, who may publish to t as alice may. */
+const withMallory = Effect.gen(function*() {
+  const path = credentialFile(yield* privateDir)
+  upsertUser(path, userRecord(MALLORY.user, MALLORY.secret, { publish: ["t"], read: [] }, undefined, 64))
+  return { path, ...(yield* secureBroker({ credentials: path })) }
+})
+
 /** How a publisher ends: the error of its first publish and flush. */
 const refusal = (publisher: Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope>, clientId: number) =>
   Effect.flip(Effect.gen(function*() {
@@ -162,11 +171,7 @@ describe("Security", () => {
 
   it.scopedLive("a user cannot attach to another user's session on a topic both may publish to: forbidden, and the owner's batches all count", () =>
     Effect.gen(function*() {
-      const dir = yield* privateDir
-      const MALLORY: Credentials = { user: "mallory", secret: "mallory-secret-3" }
-      const path = credentialFile(dir)
-      upsertUser(path, userRecord(MALLORY.user, MALLORY.secret, { publish: ["t"], read: [] }, undefined, 64))
-      const { log, server } = yield* secureBroker({ credentials: path })
+      const { log, server } = yield* withMallory
       const alice = yield* rawHandshake(server.port, ALICE, 11)
       expect(alice.answer.type).toBe(FrameType.WELCOME)
       const epoch = Either.getOrThrow(decodeControl(Welcome, alice.answer.payload, "bad-handshake")).sessionEpoch
@@ -185,11 +190,7 @@ describe("Security", () => {
 
   it.scopedLive("through another broker of the same credential file, a session is attached only with the token its registering WELCOME gave its user", () =>
     Effect.gen(function*() {
-      const dir = yield* privateDir
-      const MALLORY: Credentials = { user: "mallory", secret: "mallory-secret-3" }
-      const path = credentialFile(dir)
-      upsertUser(path, userRecord(MALLORY.user, MALLORY.secret, { publish: ["t"], read: [] }, undefined, 64))
-      const { log, server } = yield* secureBroker({ credentials: path })
+      const { path, log, server } = yield* withMallory
       const other = yield* BrokerLayers.make({ credentials: path }).pipe(Effect.provide(log.forBroker(1)))
       const alice = yield* rawHandshake(server.port, ALICE, 11)
       const welcome = Either.getOrThrow(decodeControl(Welcome, alice.answer.payload, "bad-handshake"))

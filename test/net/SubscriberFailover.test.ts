@@ -26,18 +26,27 @@ const readUntil = (pull: Effect.Effect<Chunk.Chunk<{ offset: number; count: numb
 
 const pullOf = (subscription: Subscription) => Stream.toPull(subscription.batches)
 
+/**
+ * Two brokers over one memory log holding MESSAGES messages of topic t (published through the
+ * second); the first lives in `firstScope`, which a test closes to make it go.
+ */
+const twoBrokers = Effect.gen(function*() {
+  const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+  const firstScope = yield* Scope.make()
+  yield* Effect.addFinalizer(() => Scope.close(firstScope, Exit.void))
+  const first = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)), Scope.extend(firstScope))
+  const second = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+  const brokers = [first, second].map((b) => ({ host: "127.0.0.1", port: b.port }))
+  const publisher = yield* PublisherLayers.make({ brokers: [brokers[1]!], topic: "t", batchBytes: 4096, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 })
+  yield* publishTestMessages(publisher, 1, MESSAGES, 500)
+  yield* publisher.flush(10_000)
+  return { log, firstScope, brokers }
+})
+
 describe("a remote subscription whose broker goes", () => {
   it.scopedLive("carries on at the next broker: every message once and in order, anonymous and as a named consumer; with no broker left it fails naming why", () =>
     Effect.gen(function*() {
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const firstScope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(firstScope, Exit.void))
-      const first = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)), Scope.extend(firstScope))
-      const second = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
-      const brokers = [first, second].map((b) => ({ host: "127.0.0.1", port: b.port }))
-      const publisher = yield* PublisherLayers.make({ brokers: [brokers[1]!], topic: "t", batchBytes: 4096, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 })
-      yield* publishTestMessages(publisher, 1, MESSAGES, 500)
-      yield* publisher.flush(10_000)
+      const { firstScope, brokers } = yield* twoBrokers
 
       // Small credit: the first broker still has most of the log to send when it goes.
       const anonymous = yield* makeRemote({ brokers, credit: 2 }).subscribe("t")
@@ -65,15 +74,7 @@ describe("a remote subscription whose broker goes", () => {
 
   it.scopedLive("a named consumer's auto-commit carries on at the next broker: commits only what that broker re-sent, and the commit of what was delivered before once it re-sent that far", () =>
     Effect.gen(function*() {
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const firstScope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(firstScope, Exit.void))
-      const first = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)), Scope.extend(firstScope))
-      const second = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
-      const brokers = [first, second].map((b) => ({ host: "127.0.0.1", port: b.port }))
-      const publisher = yield* PublisherLayers.make({ brokers: [brokers[1]!], topic: "t", batchBytes: 4096, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 })
-      yield* publishTestMessages(publisher, 1, MESSAGES, 500)
-      yield* publisher.flush(10_000)
+      const { log, firstScope, brokers } = yield* twoBrokers
       const committedOf = Effect.map(Context.get(log.forBroker(1), Consumers).list("t").pipe(Effect.orDie), (cs) => cs.find((c) => c.name === "c")?.committed)
 
       // A commit falls due at the pull after 2000 messages were handed out: read that far, and let the
