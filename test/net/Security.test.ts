@@ -23,7 +23,8 @@ import {
   readSecretFile,
   upsertUser,
   userRecord,
-  type UserLimits
+  type UserLimits,
+  writeCredentialFile
 } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
@@ -217,6 +218,25 @@ describe("Security", () => {
       const attached = yield* welcomed(other.port, new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 12, sessionEpoch: registered.sessionEpoch, ackLevel: 1 }))
       expect(attached.sessionEpoch).toBe(registered.sessionEpoch)
     }))
+
+  it.effect("a credential file gets its session key when it is made, never later: sessions a keyless file let register keep attaching after a user is added", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const fresh = credentialFile(dir)
+      expect(readCredentialFile(fresh).sessionKey).toBeDefined()
+      // A file written before session keys existed.
+      const older = join(dir, "older-users")
+      writeCredentialFile(older, { version: 1, users: [userRecord(ALICE.user, ALICE.secret, { publish: ["t"], read: [] }, undefined, 64)] })
+      const server = AuthServer.open(older)
+      server.challenge(ALICE.user, newNonce())
+      const token = server.sessionToken("t", 11, 3, ALICE.user)
+      expect(token).toBeUndefined()
+      expect(server.sessionTokenMatches("t", 11, 3, ALICE.user, token)).toBe(true)
+      upsertUser(older, userRecord(BOB.user, BOB.secret, { publish: ["oth*"], read: [] }, undefined, 64))
+      expect(readCredentialFile(older).sessionKey).toBeUndefined()
+      server.challenge(ALICE.user, newNonce())
+      expect(server.sessionTokenMatches("t", 11, 3, ALICE.user, token)).toBe(true)
+    }).pipe(Effect.scoped))
 
   it.scopedLive("a user joins only the named consumers its consume rights name; a user without the right is refused forbidden", () =>
     Effect.gen(function*() {

@@ -539,15 +539,17 @@ const withFileLock = <A>(path: string, change: () => A): A => {
   }
 }
 
-/** Adds (or replaces) a user; returns its record. */
+/**
+ * Adds (or replaces) a user. A new file gets a session key; a file written before keys existed
+ * keeps none: giving it one under a running cluster would make every broker refuse the
+ * token-less attaches of the sessions registered before (docs/security.md).
+ */
 export const upsertUser = (path: string, record: UserRecord): void =>
   withFileLock(path, () => {
-    const existing: CredentialFile = statSync(path, { throwIfNoEntry: false }) === undefined ? { version: 1, users: [] } : readCredentialFile(path)
-    writeCredentialFile(path, {
-      version: 1,
-      users: [...existing.users.filter((u) => u.name !== record.name), record],
-      sessionKey: existing.sessionKey ?? b64(randomBytes(32))
-    })
+    const existing: CredentialFile = statSync(path, { throwIfNoEntry: false }) === undefined
+      ? { version: 1, users: [], sessionKey: b64(randomBytes(32)) }
+      : readCredentialFile(path)
+    writeCredentialFile(path, { ...existing, version: 1, users: [...existing.users.filter((u) => u.name !== record.name), record] })
   })
 
 /** Removes a user; false when the file did not hold it. */
