@@ -58,5 +58,10 @@ describe("CxlogPublisher", () => {
       const abandoning = await CxlogPublisher.open({ brokers, topic: "events", ackTimeoutMs: 600_000 })
       await abandoning.publish("dropped")
       await abandoning.close({ flush: false })
+
+      // One that failed (no broker within its connect timeout) with nothing published loses nothing: close() resolves.
+      const failed = await CxlogPublisher.open({ brokers, topic: "events", connectTimeoutMs: 100 })
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      await expect(failed.close()).resolves.toBeUndefined()
     }))
 })

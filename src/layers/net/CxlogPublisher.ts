@@ -109,9 +109,9 @@ export class CxlogPublisher {
   }
 
   /**
-   * Flushes (bounded by `timeoutMs`, default `ackTimeoutMs`), then closes every connection. If the
-   * flush fails it still closes, and rejects with `PublisherCloseUnflushed` naming how many
-   * messages were not acknowledged. `{ flush: false }` closes at once, abandoning them.
+   * Flushes (bounded by `timeoutMs`, default `ackTimeoutMs`), then closes every connection. If
+   * messages are left unacknowledged it still closes, and rejects with `PublisherCloseUnflushed`
+   * naming how many. `{ flush: false }` closes at once, abandoning them.
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.closing ??= this.closeOnce(options)
@@ -124,8 +124,10 @@ export class CxlogPublisher {
     const flushed = options.flush === false ? Exit.void : await this.runtime.runPromiseExit(this.publisher.flush(options.timeoutMs ?? this.ackTimeoutMs))
     const stats = this.publisher.stats()
     await this.runtime.dispose()
-    if (Exit.isFailure(flushed)) {
-      throw new PublisherCloseUnflushed({ unacknowledgedMessages: stats.messages - stats.ackedMessages, cause: Cause.squash(flushed.cause) })
+    // A publisher that failed earlier fails its flush too; with nothing unacknowledged, nothing is lost.
+    const unacknowledgedMessages = stats.messages - stats.ackedMessages
+    if (Exit.isFailure(flushed) && unacknowledgedMessages > 0) {
+      throw new PublisherCloseUnflushed({ unacknowledgedMessages, cause: Cause.squash(flushed.cause) })
     }
   }
 
