@@ -290,6 +290,18 @@ describe("Security", () => {
       expect((yield* refusal(publisher(costly), 1)).message).toMatch(/bad CHALLENGE/)
     }))
 
+  it.scopedLive("a user the file lacks gets the same salt from every broker process of the file, as a real user does: salts do not tell who exists", () =>
+    Effect.gen(function*() {
+      const path = credentialFile(yield* privateDir)
+      const saltOf = (name: string) =>
+        Effect.flatMap(spawnFixture("decoy-salt", [path, name]), (child) => Effect.map(child.next(), (line) => (line as { salt: string }).salt))
+      const here = AuthServer.open(path)
+      for (const name of ["nobody", ALICE.user]) {
+        expect(yield* saltOf(name)).toBe(here.challenge(name, newNonce()).salt)
+      }
+      expect(here.challenge("nobody", newNonce()).salt).not.toBe(here.challenge("somebody", newNonce()).salt)
+    }))
+
   it.scopedLive("concurrent user changes from several processes lose none: each read, change and rename holds the file's lock", () =>
     Effect.gen(function*() {
       const dir = yield* privateDir

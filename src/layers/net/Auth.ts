@@ -209,11 +209,14 @@ export interface Challenge {
   readonly nonce: string
 }
 
-/** A fake salt for a user the file does not hold, stable per name, so a CHALLENGE does not reveal who exists. */
-const decoySalt = (() => {
-  const key = randomBytes(32)
-  return (name: string) => b64(hmac(key, name).subarray(0, 16))
-})()
+const processDecoyKey = randomBytes(32)
+
+/**
+ * A fake salt for a user the file does not hold, so a CHALLENGE does not reveal who exists.
+ * Derived from the file's session key, it is the same on every broker of the file and after a
+ * restart, as a real user's salt is; a file without a key gives one stable per process only.
+ */
+const decoySalt = (fileKey: Buffer | undefined, name: string) => b64(hmac(fileKey ?? processDecoyKey, `cxlog-decoy-salt-1,${name}`).subarray(0, 16))
 
 /**
  * The broker's handle on a credential file: re-read when it changes (a `cxlog user add` takes
@@ -271,7 +274,7 @@ export class AuthServer {
       user,
       userName,
       clientNonce,
-      salt: user?.salt ?? decoySalt(userName),
+      salt: user?.salt ?? decoySalt(this.sessionKey, userName),
       iterations: user?.iterations ?? DEFAULT_ITERATIONS,
       nonce: newNonce()
     }
