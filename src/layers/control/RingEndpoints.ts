@@ -47,15 +47,22 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
       ? new RingClosed({ ring: address.id, sequence: core.sequence() })
       : undefined
 
-  /** Commits pending frames, then waits until `length` fits; fails when it never can. */
-  const waitForRoom = (length: number, started: number) =>
+  /** Commits pending frames, then waits up to `waitMs` for `length` to fit (counted as back-pressure); fails when it never can. */
+  const awaitRoom = (length: number, waitMs: number) =>
     Effect.suspend(() => {
       const impossible = never(length)
-      if (impossible !== undefined) return Effect.fail<RingWriteError>(impossible)
+      if (impossible !== undefined) return Effect.fail(impossible)
       core.commit()
+      return Effect.zipRight(Metric.increment(ringBackpressureWaits), core.awaitRoom(length, Math.max(0, waitMs)))
+    })
+
+  /** `awaitRoom` within the writer's own bound, counted from `started`. */
+  const waitForRoom = (length: number, started: number) =>
+    Effect.suspend(() => {
       const waited = performance.now() - started
-      if (waited >= timeoutMs) return Effect.fail(core.fullError(length, Math.round(waited)))
-      return Effect.zipRight(Metric.increment(ringBackpressureWaits), core.awaitRoom(length, timeoutMs - waited))
+      return waited >= timeoutMs && never(length) === undefined
+        ? Effect.fail<RingWriteError>(core.fullError(length, Math.round(waited)))
+        : awaitRoom(length, timeoutMs - waited)
     })
 
   const reserve = (length: number) =>
@@ -97,13 +104,7 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
     reserve,
     commit: core.commit,
     wake: core.wake,
-    awaitRoom: (length, waitMs) =>
-      Effect.suspend(() => {
-        const impossible = never(length)
-        if (impossible !== undefined) return Effect.fail(impossible)
-        core.commit()
-        return core.awaitRoom(length, Math.max(0, waitMs))
-      }),
+    awaitRoom,
     write: (payload) =>
       Effect.suspend(() => {
         const at = core.tryReserve(payload.length)

@@ -733,7 +733,7 @@ const callWhenRoom = (caller: Caller, method: AnyRpcMethod, requestId: number, t
       if (left <= 0) return Effect.sync(() => pending.expire())
       return Effect.zipRight(caller.writer.awaitRoom(frame.length, left), send)
     })
-    return Effect.raceFirst(Effect.zipRight(send, Deferred.await(outcome)), Deferred.await(outcome)).pipe(
+    return Effect.zipRight(Effect.raceFirst(send, Deferred.await(outcome)), Deferred.await(outcome)).pipe(
       Effect.ensuring(Effect.sync(() => pending.stop()))
     )
   })

@@ -58,14 +58,13 @@ export class DiskRecordDamaged extends Error {
 /** The total order of a segment's first record, checked against its checksum; undefined while it has none (whole) yet. */
 const firstOrderOf = async (files: StreamFiles, path: string): Promise<number | undefined> => {
   const file = await files.open(path)
-  const readAt = (into: Uint8Array, position: number) => readFully(file, into, position)
   try {
     const header = new Uint8Array(RECORD_HEADER_BYTES)
-    if ((await readAt(header, 0)) < RECORD_HEADER_BYTES) return undefined
+    if ((await readFully(file, header, 0)) < RECORD_HEADER_BYTES) return undefined
     const length = new DataView(header.buffer).getUint32(0, true)
     if (length > MAX_RECORD_BYTES) throw new DiskRecordDamaged(path, 0, `length ${length} exceeds the largest record`)
     const record = new Uint8Array(recordBytes(length))
-    const got = await readAt(record, 0)
+    const got = await readFully(file, record, 0)
     const check = checkRecord(record, 0, got)
     if (check.kind === "short") return undefined
     if (check.kind === "bad") throw new DiskRecordDamaged(path, 0, check.reason)

@@ -96,12 +96,18 @@ const lockedRetry = Schedule.union(Schedule.exponential("200 millis"), Schedule.
  */
 export const retryWhileLocked = (topic: string) =>
 <A, E extends { readonly _tag: string; readonly message: string }, R>(persist: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  persist.pipe(
-    Effect.tapError((e) =>
-      e._tag === "StreamLocked" ? Effect.logWarning(`durable tier: topic ${topic}: ${e.message}; trying again until it is free`) : Effect.void
-    ),
-    Effect.retry({ schedule: lockedRetry, while: (e) => e._tag === "StreamLocked" })
-  )
+  Effect.suspend(() => {
+    // Said once per wait, not at every attempt (one every 5 s per stream while it lasts).
+    let said = false
+    return persist.pipe(
+      Effect.tapError((e) => {
+        if (e._tag !== "StreamLocked" || said) return Effect.void
+        said = true
+        return Effect.logWarning(`durable tier: topic ${topic}: ${e.message}; trying again until it is free`)
+      }),
+      Effect.retry({ schedule: lockedRetry, while: (e) => e._tag === "StreamLocked" })
+    )
+  })
 
 /** How a topic's stream is opened: its spec's disk retention. */
 export const segmentOptionsOf = (topic: TopicInfo): SegmentLogOptions => (topic.diskRetention === undefined ? {} : { retention: topic.diskRetention })

@@ -16,7 +16,7 @@
  */
 import { Data, Effect } from "effect"
 import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
-import { closeSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
+import { closeSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
 import { tmpdir, userInfo } from "node:os"
 import { dirname, join } from "node:path"
 import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
@@ -513,6 +513,9 @@ const withFileLock = <A>(path: string, change: () => A): A => {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
         throw new CredentialError({ path, reason: `cannot lock it (${lockPath}): ${(error as Error).message}` })
       }
+      if (Date.now() > deadline) {
+        throw new CredentialError({ path, reason: `another change holds its lock ${lockPath} for over ${LOCK_WAIT_MS} ms (remove the file if no cxlog user command runs)` })
+      }
       const stale = staleLock(lockPath)
       if (stale !== undefined) {
         // Moved aside, then checked: another waiter may have taken over the same stale lock and
@@ -523,22 +526,22 @@ const withFileLock = <A>(path: string, change: () => A): A => {
           if (statSync(aside).ino !== stale) linkSync(aside, lockPath)
           unlinkSync(aside)
         } catch {
-          // Another waiter took it over first.
+          // Another waiter took it over first (or the directory refuses: pause, the deadline ends it).
+          Atomics.wait(pause, 0, 0, 5 + Math.random() * 10)
         }
         continue
-      }
-      if (Date.now() > deadline) {
-        throw new CredentialError({ path, reason: `another change holds its lock ${lockPath} for over ${LOCK_WAIT_MS} ms (remove the file if no cxlog user command runs)` })
       }
       Atomics.wait(pause, 0, 0, 5 + Math.random() * 10)
     }
   }
+  const ours = fstatSync(fd).ino
   try {
     writeSync(fd, `${process.pid}\n`)
     return change()
   } finally {
     closeSync(fd)
-    unlinkSync(lockPath)
+    // Only our own lock: one taken over meanwhile (we were stopped past the stale bound) is its new holder's.
+    if (statSync(lockPath, { throwIfNoEntry: false })?.ino === ours) unlinkSync(lockPath)
   }
 }
 
