@@ -81,4 +81,18 @@ describe("JsonCodec", () => {
     const dates = jsonCodec(Schema.DateFromString)
     same(dates.decode(JSON.stringify("2024-01-01T00:00:00.000Z")), viaSchema.decode(Schema.DateFromString, JSON.stringify("2024-01-01T00:00:00.000Z")))
   })
+
+  // parseJson refuses them (JSON has no undefined), so a Schema.Void reply could never be sent.
+  it("round-trips values whose encoded form is undefined (Schema.Void, Schema.Undefined) and still refuses invalid ones", () => {
+    const optional = Schema.Union(Schema.Undefined, Schema.String)
+    for (const [schema, value] of [[Schema.Void, undefined], [Schema.Undefined, undefined], [optional, undefined], [optional, "s"]] as const) {
+      const codec = jsonCodec(schema as Schema.Schema<unknown, unknown>)
+      const text = codec.encode(value)
+      expect(Either.isRight(text)).toBe(true)
+      expect(codec.decode(Either.getOrThrow(text))).toEqual(Either.right(value))
+    }
+    same(jsonCodec(Schema.Undefined).encode(null), viaSchema.encode(Schema.Undefined, null))
+    expect(Either.isLeft(jsonCodec(Schema.Undefined).decode("null"))).toBe(true)
+    expect(Either.isLeft(jsonCodec(Point).decode(""))).toBe(true)
+  })
 })

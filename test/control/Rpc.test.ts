@@ -65,6 +65,14 @@ const contract = (label: string, open: OpenRings) =>
         expect(overdrawn).toMatchObject({ _tag: "Overdrawn", balance: -30 })
       }))
 
+    it.scopedLive("a Schema.Void reply round-trips", () =>
+      Effect.gen(function*() {
+        const { first } = yield* setup(open)
+        expect(yield* first.call(Sleep, { ms: 0 })).toBeUndefined()
+        // The server and client keep going after it.
+        expect(yield* first.call(Add, { a: 1, b: 2 })).toBe(3)
+      }))
+
     // A reply is committed as its handler returns, so its client can be woken while the server
     // goes on with the next request, not after the whole burst (asserted on the reply ring's
     // leading sequence as each handler starts, not on time).

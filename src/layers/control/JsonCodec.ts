@@ -11,6 +11,10 @@
  * anything with a transformation, so its result is what Schema's would be. Whatever it refuses
  * — an invalid value, or a Schema outside that set — goes through Schema itself, which gives
  * the same result or the same ParseError as before.
+ *
+ * JSON has no `undefined`, so `Schema.parseJson` cannot encode a value whose encoded form is
+ * undefined (a `Schema.Void` or `Schema.Undefined` reply): such a value travels as the empty
+ * text, which no JSON document is, and the empty text decodes as undefined.
  */
 import { Either, Option, ParseResult, Schema, SchemaAST as AST } from "effect"
 
@@ -18,6 +22,9 @@ import { Either, Option, ParseResult, Schema, SchemaAST as AST } from "effect"
 type Check = (u: unknown) => boolean
 
 const NO_OPTIONS: AST.ParseOptions = {}
+
+/** The text of an encoded `undefined` (see above): not JSON, so it names nothing else. */
+const UNDEFINED_TEXT = ""
 
 const isPlainObject = (u: unknown): u is Record<string, unknown> => {
   if (typeof u !== "object" || u === null || Array.isArray(u)) return false
@@ -111,13 +118,23 @@ export interface JsonCodec {
 /** A codec with `Schema.parseJson(schema)`'s results; build once per Schema (it compiles the Schema). */
 export const jsonCodec = <A, I>(schema: Schema.Schema<A, I>): JsonCodec => {
   const json = Schema.parseJson(schema)
-  const slowEncode = Schema.encodeEither(json)
-  const slowDecode = Schema.decodeUnknownEither(json)
+  const encodeJson = Schema.encodeEither(json)
+  const decodeJson = Schema.decodeUnknownEither(json)
+  const encodeBare = Schema.encodeEither(schema)
+  const decodeBare = Schema.decodeUnknownEither(schema)
+  // Only a value parseJson refused is encoded again without it: the common case pays nothing.
+  const slowEncode = (value: unknown): Either.Either<string, ParseResult.ParseError> => {
+    const encoded = encodeJson(value as A)
+    if (Either.isRight(encoded)) return encoded
+    const bare = encodeBare(value as A)
+    return Either.isRight(bare) && bare.right === undefined ? Either.right(UNDEFINED_TEXT) : encoded
+  }
+  const slowDecode = (text: string) => (text === UNDEFINED_TEXT ? decodeBare(undefined) : decodeJson(text))
   const check = compileCheck(schema.ast)
-  if (check === undefined) return { encode: slowEncode as JsonCodec["encode"], decode: slowDecode, fast: false }
+  if (check === undefined) return { encode: slowEncode, decode: slowDecode, fast: false }
   return {
     fast: true,
-    encode: (value) => (check(value) ? Either.right(JSON.stringify(value)) : slowEncode(value as A)),
+    encode: (value) => (check(value) ? Either.right(JSON.stringify(value)) : slowEncode(value)),
     decode: (text) => {
       let parsed: unknown
       try {
