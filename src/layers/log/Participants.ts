@@ -1,8 +1,9 @@
 /**
  * Participant lines of the log area: who owns a broker slot, who wants to be rung when the
- * log moves (listeners), and the doorbells to ring. A line is claimed by compare-and-swap
- * of its occurrence word from 0 (or from a dead owner's), so two claimers never both win,
- * even inside one process.
+ * log moves (listeners), and the doorbells to ring. A line is claimed by one 64-bit
+ * compare-and-swap of its (occurrence, pid) pair from (0, 0) or from a dead owner's, so two
+ * claimers never both win, even inside one process, and a claimer killed right after its claim
+ * leaves its own pid behind: the line is reclaimed as a dead owner's, never lost.
  */
 import { Effect, type Scope } from "effect"
 import { randomInt } from "node:crypto"
@@ -32,35 +33,39 @@ export const newOccurrence = (): number => randomInt(1, 0x7fffffff)
 /** Whether some claim holds the line (its owner may be gone: see `livePid`). */
 export const lineTaken = (region: CxlMemoryShape, offset: number): boolean => views(region).lines.occurrence(offset) !== 0
 
-/** The pid holding the line if a live process does (0 if free or its owner is gone). */
+/**
+ * The pid holding the line if a live process does (0 if free or its owner is gone). A taken line
+ * with pid 0 is held by no process, never reclaimed: a named consumer's (Consumers.ts).
+ */
 export const livePid = (region: CxlMemoryShape, offset: number): number => {
   if (!lineTaken(region, offset)) return 0
   const pid = views(region).lines.pid(offset)
-  // A claimer between its compare-and-swap and its pid store: treat as live.
   return pid === 0 ? -1 : isPidAlive(pid) ? pid : 0
 }
 
 /** Claims the line for this process unless a live process holds it; returns the live holder's pid, or 0 on success. */
 export const claimLine = (region: CxlMemoryShape, offset: number, occurrence: number, doorbell: number): number => {
   const { lines } = views(region)
-  const current = lines.occurrence(offset)
-  if (current !== 0) {
-    const holder = livePid(region, offset)
-    if (holder !== 0) return holder
+  const current = lines.claim(offset)
+  if (current.occurrence !== 0) {
+    if (current.pid === 0) return -1
+    if (isPidAlive(current.pid)) return current.pid
   }
-  if (!lines.swapOccurrence(offset, current, occurrence)) return livePid(region, offset) || -1
+  // The pid goes in with the claim: there is no moment the line is taken by nobody.
+  if (!lines.swapClaim(offset, current.occurrence, current.pid, occurrence, process.pid)) return livePid(region, offset) || -1
   lines.setDoorbell(offset, doorbell)
-  lines.storePid(offset, process.pid)
   region.publish(offset, LINE_BYTES)
   return 0
 }
 
+/** Frees the line if `occurrence` still holds it: its doorbell first, then the pair in one compare-and-swap (no moment it names a claim without a pid). */
 export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: number): void => {
   const { lines } = views(region)
-  if (lines.occurrence(offset) !== occurrence) return
-  lines.storePid(offset, 0)
+  const current = lines.claim(offset)
+  if (current.occurrence !== occurrence) return
   lines.setDoorbell(offset, 0)
-  lines.swapOccurrence(offset, occurrence, 0)
+  region.publish(offset, LINE_BYTES)
+  lines.swapClaim(offset, occurrence, current.pid, 0, 0)
   region.publish(offset, LINE_BYTES)
 }
 

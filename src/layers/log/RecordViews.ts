@@ -31,6 +31,9 @@ export interface RecordWords {
   readonly f64: Float64Array
 }
 
+/** An (occurrence, pid) pair as the 64-bit word its two i32 fields make. */
+const pairOf = (occurrence: number, pid: number): bigint => (BigInt(pid >>> 0) << 32n) | BigInt(occurrence >>> 0)
+
 class View {
   protected readonly i32: Int32Array
   protected readonly u32: Uint32Array
@@ -292,14 +295,29 @@ export class LeaseLineView extends View {
 }
 
 /**
- * A participant line (broker owners, listeners): each process its own, claimed by
- * compare-and-swap of its occurrence word. Subscriber lines start with the same claim words.
+ * A participant line (broker owners, listeners): each process its own, claimed by one 64-bit
+ * compare-and-swap of its (occurrence, pid) pair, so the line never names a claim without its
+ * claimer. Subscriber lines start with the same claim words.
  */
 export class ParticipantLineView extends View {
+  /** The (occurrence, pid) pairs as 64-bit words (little-endian: occurrence low, pid high); made on first use. */
+  private pairs: BigUint64Array | undefined
+  private pairWord(at: number): { readonly words: BigUint64Array; readonly index: number } {
+    this.pairs ??= new BigUint64Array(this.i32.buffer, this.i32.byteOffset, Math.floor(this.i32.byteLength / 8))
+    return { words: this.pairs, index: (at + Participant.occurrence) / 8 }
+  }
   occurrence(at: number): number { return Atomics.load(this.i32, (at + Participant.occurrence) / 4) }
-  /** Compare-and-swap of the occurrence word; true when it held `expected`. */
-  swapOccurrence(at: number, expected: number, v: number): boolean {
-    return Atomics.compareExchange(this.i32, (at + Participant.occurrence) / 4, expected, v) === expected
+  /** The (occurrence, pid) pair read in one atomic load, so both belong to one claim. */
+  claim(at: number): { readonly occurrence: number; readonly pid: number } {
+    const { words, index } = this.pairWord(at)
+    const pair = Atomics.load(words, index)
+    return { occurrence: Number(BigInt.asIntN(32, pair)), pid: Number(BigInt.asIntN(32, pair >> 32n)) }
+  }
+  /** Compare-and-swap of the (occurrence, pid) pair; true when it held (`occurrence`, `pid`). */
+  swapClaim(at: number, occurrence: number, pid: number, newOccurrence: number, newPid: number): boolean {
+    const { words, index } = this.pairWord(at)
+    const expected = pairOf(occurrence, pid)
+    return Atomics.compareExchange(words, index, expected, pairOf(newOccurrence, newPid)) === expected
   }
   pid(at: number): number { return Atomics.load(this.i32, (at + Participant.pid) / 4) }
   storePid(at: number, v: number): void { Atomics.store(this.i32, (at + Participant.pid) / 4, v) }
