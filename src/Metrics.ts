@@ -75,6 +75,12 @@ export const sequencerGoiFullWaits = Metric.counter("cxlog_sequencer_goi_full_wa
   incremental: true
 })
 
+// ---- durable tier ---------------------------------------------------------------------
+export const segmentRetentionFailures = Metric.counter("cxlog_segment_retention_failures", {
+  description: "retention passes that could not delete a segment (tag: stream); tried again at the next pass",
+  incremental: true
+})
+
 // ---- readers --------------------------------------------------------------------------
 export const readerMessages = Metric.counter("cxlog_reader_messages", { description: "messages delivered to a subscriber (tag: topic)", incremental: true })
 export const readerBatches = Metric.counter("cxlog_reader_batches", { description: "batches delivered to a subscriber (tag: topic)", incremental: true })

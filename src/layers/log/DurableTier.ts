@@ -4,6 +4,7 @@
  * `persistTopic` into the data directory, under the topic's disk retention (its spec's
  * `diskRetention`, applied at every segment roll and every 10 s). A topic whose writer stops
  * (a full disk, an I/O error) is logged and its ACK 2 stops moving; the other topics carry on.
+ * Retention never stops a writer: a segment it cannot delete is counted, logged and tried again.
  * One whose stream another live process holds (a head stalled past its lease when this one
  * took over) is tried again until that process lets it go.
  */
@@ -77,8 +78,9 @@ export const durableTier = (stats: DurableStats) =>
       }
       // Retention runs at every segment roll; a topic that stopped growing has its segments aged out here.
       if (++rounds % RETAIN_EVERY_ROUNDS === 0) {
-        for (const [name, log] of stats.streams) {
-          yield* log.retain().pipe(Effect.catchAll((e) => Effect.logWarning(`durable tier: topic ${name}: retention failed: ${e.message}`)))
+        for (const log of stats.streams.values()) {
+          // A failed pass is counted and logged (rate-limited) by the stream, and tried again here or at its next roll.
+          yield* Effect.ignore(log.retain())
         }
       }
       yield* Effect.sleep(1_000)

@@ -10,8 +10,9 @@
  * one covers). A segment is synced before the next one gets any byte, so only the last segment
  * can hold a torn tail after a crash.
  */
-import { Deferred, Effect, Exit, Fiber, FiberId } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, FiberId, Metric } from "effect"
 import { join } from "node:path"
+import { segmentRetentionFailures } from "../../Metrics.js"
 import {
   DiskFull,
   InvalidStreamName,
@@ -41,6 +42,8 @@ const FREE_CHUNKS = 64
 const READ_BYTES = 4 << 20
 /** How long closing a stream waits for its writer to write and sync what is pending. */
 const CLOSE_DRAIN_MS = 30_000
+/** How often a retention failure that keeps coming back is logged again. */
+const RETENTION_WARNING_MS = 60_000
 
 const STREAM_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/
 /** A segment file's name: its first record's index, 20 digits. */
@@ -446,9 +449,29 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
       }
 
       /**
+       * Retention is housekeeping: a segment it cannot delete (EACCES, EBUSY, EIO, a directory in
+       * its place) is counted and logged — the first failure, then at most one line per
+       * RETENTION_WARNING_MS with how many failed since — and tried again at the next pass (the
+       * next roll, or the durable tier's periodic one). It never stops the writer.
+       */
+      const retentionFailuresOf = Metric.tagged(segmentRetentionFailures, "stream", stream)
+      let retentionFailures = 0
+      let retentionWarnedAt = -Infinity
+      const retentionFailed = (e: SegmentIoError) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          retentionFailures++
+          const counted = Metric.increment(retentionFailuresOf)
+          if (now - retentionWarnedAt < RETENTION_WARNING_MS) return counted
+          const since = retentionWarnedAt === -Infinity ? "" : ` (${retentionFailures} failed passes in the last ${Math.round((now - retentionWarnedAt) / 1000)} s)`
+          retentionWarnedAt = now
+          retentionFailures = 0
+          return Effect.zipRight(counted, Effect.logWarning(`segments: stream ${stream}: retention failed: ${e.message}${since}; the writer goes on, retention tries again at its next pass`))
+        })
+
+      /**
        * One retention pass at a time (a roll's, in the writer, and the durable tier's periodic
        * one): two would both take the oldest segment before either drops it, and the second
-       * unlink would fail and stop the writer.
+       * unlink would fail.
        */
       const retaining = Effect.unsafeMakeSemaphore(1)
       const retainNow = retaining.withPermits(1)(Effect.gen(function*() {
@@ -467,9 +490,15 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           const tooOld = maxAgeMs !== undefined && now - oldest.modifiedAt > maxAgeMs
           if (!tooBig && !tooOld) break
           // Already gone (removed by hand): it is deleted all the same.
-          yield* ioRead(oldest.path, "unlink", () => files.unlink(oldest.path)).pipe(
-            Effect.catchIf((e) => e.code === "ENOENT", () => Effect.void)
+          const unlinked = yield* ioRead(oldest.path, "unlink", () => files.unlink(oldest.path)).pipe(
+            Effect.catchIf((e) => e.code === "ENOENT", () => Effect.void),
+            Effect.either
           )
+          // It stays the oldest (the stream's first record does not move past it); the deletions before it are still synced.
+          if (unlinked._tag === "Left") {
+            if (deleted > 0) yield* ioRead(dir, "fsync", () => files.syncDirectory(dir)).pipe(Effect.ignore)
+            return yield* Effect.fail(unlinked.left)
+          }
           yield* Effect.promise(() => files.unlink(join(dir, indexFileName(oldest.base))).catch(() => undefined))
           segments.shift()
           total -= oldest.bytes
@@ -477,7 +506,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
         }
         if (deleted > 0) yield* ioRead(dir, "fsync", () => files.syncDirectory(dir))
         return deleted
-      }))
+      }).pipe(Effect.tapError(retentionFailed)))
 
       /** Records written to the files (durable ≤ written ≤ appended), and bytes written but not yet covered by a started fdatasync. */
       let written = recovered
@@ -629,7 +658,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             durable = item.base
             durableBytes = 0
             announce()
-            yield* retainNow
+            // A failed pass was counted and logged; the writer goes on.
+            yield* Effect.ignore(retainNow)
           }
           yield* flush
         })
