@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { ackTrackerOver, type AckTopic } from "../../src/layers/log/AckTracker.js"
 import { SESSION_LINE_BYTES } from "../../src/layers/log/Layout.js"
-import { LINE_BYTES } from "../../src/layers/log/Records.js"
+import { AHEAD_WINDOW, LINE_BYTES } from "../../src/layers/log/Records.js"
 import { SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { type LineView, SessionTable, UNSETTLED } from "../../src/layers/log/SessionTable.js"
 
@@ -87,4 +87,38 @@ describe("AckTracker over a preempted seqlock writer", () => {
       lines.storeVersion(line, lines.version(line) + 1)
       expect(yield* acks.sessionAcks("t", 7, registered.sessionEpoch)).toMatchObject({ known: true, ordered: 5, fenced: false })
     }))
+})
+
+describe("SessionTable: the ahead line and lapsed sessions (orders 0/2/4)", () => {
+  const fields = { orderedMessages: 3, duplicates: 0, held: 0, lastActivityMs: 5, fenced: false }
+  it("the batches ordered above the frontier read back from the line, to the window's last bit; a later publish without them clears them", () => {
+    const { table } = privateTable()
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const { slot, sessionEpoch } = registered
+    const ahead = new Set([11, 42, 43, 10 + AHEAD_WINDOW])
+    table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead })
+    const read = () => {
+      const found: Array<ReadonlyArray<number>> = []
+      table.forEachSession((_, clientId, epoch, _state, f) => {
+        if (clientId === 7 && epoch === sessionEpoch) found.push([f.next, ...(f.ahead ?? [])])
+      })
+      return found
+    }
+    expect(read()).toEqual([[10, ...ahead]])
+    table.publish(slot, 7, sessionEpoch, { ...fields, next: 44 })
+    expect(read()).toEqual([[44]])
+  })
+
+  it("a lapsed session is unknown to lookups (its publisher is told so) and its line is free for a new registration", () => {
+    const { table } = privateTable()
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const { slot, sessionEpoch } = registered
+    table.lapse(slot, 7, sessionEpoch, { ...fields, next: 0, ahead: new Set([1]) })
+    expect(table.lookup(7, sessionEpoch)).toBeUndefined()
+    expect(table.lookup(7, sessionEpoch, slot)).toBeUndefined()
+    expect(table.liveCount()).toBe(0)
+    for (let i = 0; i < table.capacity; i++) expect("full" in table.register(8, 0)).toBe(false)
+  })
 })

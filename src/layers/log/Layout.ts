@@ -10,12 +10,12 @@
  *   listener lines       listenerSlots × 64     (each waiting process its own line)
  *   topics               maxTopics × topicStride
  * One topic:
- *   descriptor           128                    (head)
+ *   descriptor           192                    (head)
  *   order line           64                     (sequencer)
  *   registry line        64                     (brokers, atomically: session epochs and live sessions)
  *   per broker           3 × 64                 (broker line, sequencer line, replica line)
  *   subscriber cursors   subscriberSlots × 64   (each subscriber its own line)
- *   session table        sessionSlots × 64      (sequencer)
+ *   session table        sessionSlots × 128     (sequencer)
  *   GOI                  goiSlots × 64          (sequencer)
  *   per broker           PBR pbrSlots × 128, then Blog blogBytes (that broker; PBR line 1: sequencer)
  */
@@ -122,7 +122,7 @@ const LINE = LINE_BYTES
 const PAGE = 4096
 export const PBR_SLOT_BYTES = 128
 export const GOI_ENTRY_BYTES = 64
-export const SESSION_LINE_BYTES = 64
+export const SESSION_LINE_BYTES = 128
 export const TOPIC_DESCRIPTOR_BYTES = 192
 const alignPage = (n: number) => Math.ceil(n / PAGE) * PAGE
 

@@ -8,11 +8,20 @@
  * (dropped, counted, acknowledged); seq > next → held until the gap closes or stays open
  * longer than the hold timeout, which fences the session (its held batches are dropped;
  * `next` is its committed frontier). Modes 0, 2 and 4 order every batch as it is scanned
- * (a broker's PBR in arrival order) and drop duplicates of batches already ordered.
+ * (a broker's PBR in arrival order) and drop duplicates of batches already ordered. A batch
+ * ordered above a gap is recorded in the session's `ahead` set, published in its line, so a
+ * restarted head knows it however long ago it was ordered; the line has room for
+ * `AHEAD_WINDOW` of them above the frontier, so a batch further out is held as in mode 5 until
+ * the gap closes. A gap that stays open past the hold timeout fences the session when nothing
+ * is ordered above it, and otherwise lapses it (below).
  *
  * Sessions are registered by brokers (SessionTable.ts); a batch of a session the table does
  * not hold as active is refused. A session ends by its close marker (once every batch before
- * it is ordered) or by idling out; either way it is released with its final frontier.
+ * it is ordered) or by idling out; either way it is released with its final frontier. A
+ * session with batches ordered above a gap has no frontier that tells its publisher the
+ * truth (below the gap it would replay them; above it, the missing batch would count as
+ * ordered): it is kept past the idle bound, up to the longer gap bound, and then lapses:
+ * its line is freed and forgotten, so its publisher is told the session is unknown.
  *
  * Waiting for room is not a gap: while the topic is backpressured (its GOI waits for
  * readers, or brokers wait for PBR/Blog room) and still ordering, gap clocks restart, so a
@@ -21,6 +30,7 @@
  * batches waiting for each other.
  */
 import type { OrderMode } from "../../services/log/Topics.js"
+import { AHEAD_WINDOW } from "./Records.js"
 
 /** `marker`: a close marker, handled and finished (it is no batch); `corrupt`: a slot whose header cannot be a batch (the scan's, not the engine's). */
 export type DropReason = "duplicate" | "fenced" | "refused" | "corrupt" | "marker"
@@ -35,9 +45,9 @@ export interface Session {
   readonly slot: number
   /** Batches 0..next-1 are ordered. */
   next: number
-  /** Modes 0/2/4: ordered batch seqs above `next`. */
+  /** Modes 0/2/4: ordered batch seqs above `next` (each at most `AHEAD_WINDOW` above it). */
   readonly ahead: Set<number>
-  /** Mode 5: held batches by batch seq. */
+  /** Held batches by batch seq (mode 5; modes 0/2/4: those past the ahead window). */
   readonly held: Map<number, Held>
   /** When the oldest still-open gap opened (clock ms). */
   gapSince: number
@@ -67,6 +77,8 @@ export interface OrderSink {
   readonly adoptSession: (clientId: number, sessionEpoch: number) => number
   /** Publishes that the session ended (its line keeps the frontier). */
   readonly releaseSession: (session: Session) => void
+  /** Publishes that the session ended with batches ordered above a gap (its line is forgotten). */
+  readonly lapseSession: (session: Session) => void
   /**
    * Publishes the session's line now (it is fenced): before any of its held batches is
    * dropped, so a sequencer that dies in between leaves a fenced session, never an active
@@ -114,6 +126,7 @@ export class OrderEngine {
   readonly dirty: Array<Session> = []
   fencedSessions = 0
   releasedSessions = 0
+  lapsedSessions = 0
   /** When a batch was last ordered (clock ms); -Infinity until the first `expire` sets the clock. */
   private lastOrderedMs = Number.NEGATIVE_INFINITY
 
@@ -141,10 +154,18 @@ export class OrderEngine {
     clientId: number,
     sessionEpoch: number,
     slot: number,
-    state: { next: number; fenced: boolean; orderedMessages: number; duplicates: number; lastActivityMs: number }
+    state: {
+      next: number
+      fenced: boolean
+      orderedMessages: number
+      duplicates: number
+      lastActivityMs: number
+      ahead?: ReadonlySet<number>
+    }
   ) {
     const session = this.newSession(clientId, sessionEpoch, slot, state.lastActivityMs, false)
     session.next = state.next
+    if (state.ahead !== undefined) for (const seq of state.ahead) session.ahead.add(seq)
     session.fenced = state.fenced
     session.orderedMessages = state.orderedMessages
     session.duplicates = state.duplicates
@@ -187,24 +208,16 @@ export class OrderEngine {
       return Verdict.duplicate
     }
     if (this.mode !== 5) {
-      if (this.sink.room() < 1) return Verdict.stall
+      // Past what the line can record: it waits for the gap to close.
+      if (batchSeq - session.next > AHEAD_WINDOW) return this.hold(broker, pbrSeq, session, batchSeq, nowMs)
+      if (this.sink.room() < 1 + session.held.size) return Verdict.stall
       this.orderOne(broker, pbrSeq, session, nowMs)
-      if (batchSeq !== session.next) session.ahead.add(batchSeq)
-      else if (session.ahead.size === 0) session.next++
-      else this.advance(session)
+      this.noteOrdered(session, batchSeq)
+      if (session.held.size > 0) this.orderHeldInWindow(session, nowMs)
       this.releaseIfDone(session)
       return Verdict.ordered
     }
-    if (batchSeq > session.next) {
-      if (session.held.size === 0) {
-        session.gapSince = nowMs
-        this.holding.add(session)
-      }
-      session.held.set(batchSeq, { broker, pbrSeq })
-      this.heldByBroker[broker].add(pbrSeq)
-      this.markDirty(session)
-      return Verdict.held
-    }
+    if (batchSeq > session.next) return this.hold(broker, pbrSeq, session, batchSeq, nowMs)
     if (this.sink.room() < 1 + session.held.size) return Verdict.stall
     this.orderOne(broker, pbrSeq, session, nowMs)
     session.next++
@@ -218,6 +231,41 @@ export class OrderEngine {
     else session.gapSince = nowMs
     this.releaseIfDone(session)
     return Verdict.ordered
+  }
+
+  private hold(broker: number, pbrSeq: number, session: Session, batchSeq: number, nowMs: number): Verdict {
+    if (session.held.size === 0) {
+      session.gapSince = nowMs
+      this.holding.add(session)
+    }
+    session.held.set(batchSeq, { broker, pbrSeq })
+    this.heldByBroker[broker].add(pbrSeq)
+    this.markDirty(session)
+    return Verdict.held
+  }
+
+  /** Modes 0/2/4: `batchSeq` was ordered; `next` moves over it if it was the next one, else it is ahead. */
+  private noteOrdered(session: Session, batchSeq: number) {
+    if (batchSeq !== session.next) session.ahead.add(batchSeq)
+    else if (session.ahead.size === 0) session.next++
+    else this.advance(session)
+  }
+
+  /** Modes 0/2/4: orders the held batches the moved frontier brought inside the ahead window (room was checked). */
+  private orderHeldInWindow(session: Session, nowMs: number) {
+    for (let moved = true; moved;) {
+      moved = false
+      for (const [seq, h] of session.held) {
+        if (seq - session.next > AHEAD_WINDOW) continue
+        session.held.delete(seq)
+        this.heldByBroker[h.broker].release(h.pbrSeq)
+        this.orderOne(h.broker, h.pbrSeq, session, nowMs)
+        this.noteOrdered(session, seq)
+        moved = true
+      }
+    }
+    if (session.held.size === 0) this.holding.delete(session)
+    else session.gapSince = nowMs
   }
 
   /**
@@ -238,14 +286,18 @@ export class OrderEngine {
    * nothing ordered above its frontier; returns how many. A session with batches ordered ahead
    * of a gap (modes 0/2/4) is kept: its released line could say only `next`, below them, and
    * the publisher, told it ended there, would replay them in a new session (ordered twice). It
-   * idles out once its publisher's resend closes the gap.
+   * idles out once its publisher's resend closes the gap, or lapses after `gapIdleMs` with no
+   * batch (its publisher is then told the session is unknown, and fails if it has batches
+   * not acknowledged: nothing is ordered twice, and the missing batch is never acknowledged).
    */
-  evictIdle(nowMs: number, idleMs: number): number {
+  evictIdle(nowMs: number, idleMs: number, gapIdleMs: number): number {
     let evicted = 0
     for (const byEpoch of this.sessions.values()) {
       for (const session of byEpoch.values()) {
-        if (session.held.size > 0 || session.ahead.size > 0 || nowMs - session.lastActivityMs < idleMs) continue
-        this.release(session)
+        if (session.held.size > 0) continue
+        const quietMs = nowMs - session.lastActivityMs
+        if (session.ahead.size > 0 ? quietMs < gapIdleMs : quietMs < idleMs) continue
+        this.release(session, session.ahead.size > 0)
         evicted++
       }
     }
@@ -253,7 +305,8 @@ export class OrderEngine {
   }
 
   /**
-   * Fences every session whose gap has been open for the hold timeout; returns how many.
+   * Fences every session whose gap has been open for the hold timeout (lapses one with batches
+   * ordered above its gap); returns how many it fenced.
    * Under backpressure the clocks restart instead, while the topic still orders (see above).
    */
   expire(nowMs: number, backpressure: Backpressure = "none"): number {
@@ -265,16 +318,24 @@ export class OrderEngine {
     let fenced = 0
     for (const session of this.holding) {
       if (nowMs - session.gapSince < this.holdTimeoutMs) continue
-      session.fenced = true
-      this.sink.publishSession(session)
+      // Modes 0/2/4 with batches ordered above the gap: a fence would have them replayed; the session lapses instead.
+      const lapse = session.ahead.size > 0
+      if (!lapse) {
+        session.fenced = true
+        this.sink.publishSession(session)
+      }
       for (const h of session.held.values()) {
         this.heldByBroker[h.broker].release(h.pbrSeq)
         this.sink.drop(h.broker, h.pbrSeq, "fenced")
       }
       session.held.clear()
       this.holding.delete(session)
-      this.markDirty(session)
-      fenced++
+      if (lapse) {
+        this.release(session, true)
+      } else {
+        this.markDirty(session)
+        fenced++
+      }
     }
     this.fencedSessions += fenced
     return fenced
@@ -316,14 +377,20 @@ export class OrderEngine {
     }
   }
 
-  private release(session: Session) {
+  /** Ends the session: released with its frontier, or lapsed (batches ordered above a gap, see `evictIdle`). */
+  private release(session: Session, lapse = false) {
     const byEpoch = this.sessions.get(session.clientId)
     byEpoch?.delete(session.sessionEpoch)
     if (byEpoch?.size === 0) this.sessions.delete(session.clientId)
     this.holding.delete(session)
     session.released = true
     this.releasedSessions++
-    this.sink.releaseSession(session)
+    if (lapse) {
+      this.lapsedSessions++
+      this.sink.lapseSession(session)
+    } else {
+      this.sink.releaseSession(session)
+    }
   }
 
   /** Moves `next` over `next` itself (just ordered) and every ordered seq right after it. */

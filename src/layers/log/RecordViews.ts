@@ -206,6 +206,9 @@ export class SessionLineView extends View {
   setDuplicates(at: number, v: number): void { this.f64[(at + SessionLine.duplicates) / 8] = v }
   setHeld(at: number, v: number): void { this.f64[(at + SessionLine.held) / 8] = v }
   setLastActivityMs(at: number, v: number): void { this.f64[(at + SessionLine.lastActivityMs) / 8] = v }
+  /** Word `i` (0..15) of the ahead bitmap. */
+  aheadWord(at: number, i: number): number { return this.u32[(at + SessionLine.ahead) / 4 + i] }
+  writeAheadWord(at: number, i: number, v: number): void { this.u32[(at + SessionLine.ahead) / 4 + i] = v }
 }
 
 /** A topic's registry line, updated by brokers and the sequencer atomically. */

@@ -63,13 +63,16 @@ export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12,
 export const CONSUMER_NAME_BYTES = 24
 
 /**
- * A session line, a seqlock: `version` is odd while it is being written. A broker claims a
- * free line when it registers a session (see SessionTable.ts); from then on only the
- * sequencer writes it. `next` counts the session's batches in the total order (0..next-1);
- * once fenced or released it is the committed frontier and never moves again. `durable`
- * (topics with replication factor 2) counts the session's batches whose payload and place in
- * the order are on disk; the head's durable tier writes it (docs/durability.md), in the
- * sequencer's process, so the line still has one writing process.
+ * A session line (two 64-byte lines under one seqlock): `version` is odd while it is being
+ * written. A broker claims a free line when it registers a session (see SessionTable.ts); from
+ * then on only the sequencer writes it. `next` counts the session's batches in the total order
+ * (0..next-1); once fenced or released it is the committed frontier and never moves again.
+ * `durable` (topics with replication factor 2) counts the session's batches whose payload and
+ * place in the order are on disk; the head's durable tier writes it (docs/durability.md), in
+ * the sequencer's process, so the line still has one writing process. `ahead` (the second
+ * line, orders 0/2/4) is a bitmap of the batches ordered above a gap: bit i (word i >> 5, bit
+ * i & 31) is batch next + 1 + i. It is where a restarted or new head learns them once the GOI
+ * entries that recorded them are overwritten (layout 5).
  */
 export const SessionLine = {
   version: 0,
@@ -81,14 +84,20 @@ export const SessionLine = {
   duplicates: 32,
   held: 40,
   lastActivityMs: 48,
-  durable: 56
+  durable: 56,
+  ahead: 64
 } as const
+/** Batches a session of order 0/2/4 may have ordered above its frontier: the bits of the `ahead` line. */
+export const AHEAD_WINDOW = 512
 /**
  * `empty` lines end a probe; `released` lines (closed or evicted sessions) keep their key and
  * frontier for late lookups until a new registration reuses them; `claiming` is a broker
- * between its compare-and-swap and its first publication of the line.
+ * between its compare-and-swap and its first publication of the line; `lapsed` lines are
+ * sessions ended with batches ordered above a gap (orders 0/2/4): free like released ones, but
+ * no lookup matches them, so their publisher is told the session is unknown rather than a
+ * frontier it would replay from (docs/log.md, "Sessions with a gap").
  */
-export const SessionState = { empty: 0, active: 1, fenced: 2, released: 3, claiming: 4 } as const
+export const SessionState = { empty: 0, active: 1, fenced: 2, released: 3, claiming: 4, lapsed: 5 } as const
 
 /**
  * Per topic, next to the order line: `epochs` hands out session epochs (brokers add 1 per

@@ -38,6 +38,9 @@ export const DROP_CODE: Record<DropReason, number> = {
 /** How often idle sessions and dead registrations are looked for. */
 const SESSION_SWEEP_MS = 1_000
 
+/** The gap bound's default, in idle bounds (an hour at the default 10 minutes). */
+export const GAP_IDLE_FACTOR = 6
+
 /**
  * Where one topic's batches, GOI and published state live. The scan reads a broker's PBR
  * positions through a cursor (`seek`, then the header of that position), so a position is
@@ -160,18 +163,25 @@ export interface OrderSettings {
   readonly goiSlots: number
   readonly holdTimeoutMs: number
   readonly sessionIdleMs: number
+  /** How long a session with batches ordered above a gap (orders 0/2/4) is kept without a batch before it lapses. */
+  readonly sessionGapIdleMs: number
   /** Positions scanned per broker per round. */
   readonly maxPerBroker: number
 }
 
 /** The settings from the layer's options, defaulted, for a log of `config`. */
-export const orderSettings = (config: LogConfig, options: SequencerOptions): OrderSettings => ({
-  maxBrokers: config.maxBrokers,
-  goiSlots: config.goiSlots,
-  holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
-  sessionIdleMs: options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs,
-  maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
-})
+export const orderSettings = (config: LogConfig, options: SequencerOptions): OrderSettings => {
+  const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
+  return {
+    maxBrokers: config.maxBrokers,
+    goiSlots: config.goiSlots,
+    holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
+    sessionIdleMs,
+    // Never shorter than the idle bound: a gap session is kept at least as long as any other.
+    sessionGapIdleMs: Math.max(sessionIdleMs, options.sessionGapIdleMs ?? GAP_IDLE_FACTOR * sessionIdleMs),
+    maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
+  }
+}
 
 /** A session's published fields. */
 const fieldsOf = (session: Session): SessionFields => ({
@@ -180,7 +190,8 @@ const fieldsOf = (session: Session): SessionFields => ({
   duplicates: session.duplicates,
   held: session.held.size,
   lastActivityMs: session.lastActivityMs,
-  fenced: session.fenced
+  fenced: session.fenced,
+  ahead: session.ahead
 })
 
 /**
@@ -236,6 +247,11 @@ export class TopicOrder implements OrderSink {
 
   releaseSession(session: Session): void {
     releaseSession(this, session)
+  }
+
+  lapseSession(session: Session): void {
+    this.storage.sessions.lapse(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
+    this.tally.released++
   }
 
   publishSession(session: Session): void {
@@ -404,7 +420,7 @@ export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): Seq
       tally.reset()
       scanTopic(topic, nowMs, settings.maxPerBroker)
       if (sweep) {
-        engine.evictIdle(nowMs, settings.sessionIdleMs)
+        engine.evictIdle(nowMs, settings.sessionIdleMs, settings.sessionGapIdleMs)
         // Registered sessions that never sent a batch idle out too (the engine has never seen them).
         tally.released += topic.storage.sessions.releaseUnadopted(nowMs, settings.sessionIdleMs, topic.isKnown)
         tally.released += topic.storage.sessions.releaseDeadClaims()

@@ -15,7 +15,7 @@
  */
 import { SESSION_LINE_BYTES } from "./Layout.js"
 import type { SessionState as SessionStateCode } from "./Records.js"
-import { LINE_BYTES, SessionState } from "./Records.js"
+import { AHEAD_WINDOW, LINE_BYTES, SessionState } from "./Records.js"
 import { RegistryLineView, type RecordWords, SessionLineView } from "./RecordViews.js"
 
 /** The typed arrays and coherence hooks the table works on (a `CxlMemoryShape` is one). */
@@ -52,7 +52,12 @@ export interface SessionFields {
   readonly held: number
   readonly lastActivityMs: number
   readonly fenced: boolean
+  /** Orders 0/2/4: batch seqs ordered above `next` (each below next + 1 + AHEAD_WINDOW); none when absent. */
+  readonly ahead?: ReadonlySet<number>
 }
+
+/** Bitmap words of the ahead line. */
+const AHEAD_WORDS = AHEAD_WINDOW / 32
 
 /** A registration that could not take a line: every place of the table is in use. */
 export interface TableFull {
@@ -140,7 +145,7 @@ export class SessionTable {
       const line = this.line(slot)
       this.view.invalidate(line, SESSION_LINE_BYTES)
       const state = lines.state(line)
-      if (state !== SessionState.empty && state !== SessionState.released) continue
+      if (state !== SessionState.empty && state !== SessionState.released && state !== SessionState.lapsed) continue
       if (!lines.swapState(line, state, SessionState.claiming)) continue
       // A reused line must not show its last session's durable frontier.
       lines.setDurable(line, 0)
@@ -186,7 +191,7 @@ export class SessionTable {
       const durableFrozen = lines.durableFrozen(line)
       if (lines.version(line) !== before) continue
       if (state === SessionState.empty) return undefined
-      if (!matches || state === SessionState.claiming || !Number.isSafeInteger(next) || next < 0) return "other"
+      if (!matches || state === SessionState.claiming || state === SessionState.lapsed || !Number.isSafeInteger(next) || next < 0) return "other"
       return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next, durable, durableFrozen }
     }
     return UNSETTLED
@@ -246,6 +251,17 @@ export class SessionTable {
   /** Sequencer side: the session is over; its line keeps key and frontier until reused, and leaves `live`. */
   release(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields): void {
     this.write(slot, clientId, sessionEpoch, fields, SessionState.released)
+    this.registryLine.addLive(this.registry, -1)
+  }
+
+  /**
+   * Sequencer side: the session ended with batches ordered above a gap (orders 0/2/4). Its line
+   * is freed as by `release`, but no lookup finds the key any more: its publisher learns the
+   * session is unknown (and, with batches unacknowledged, fails) instead of a frontier below
+   * batches already ordered, from which it would replay them in a new session.
+   */
+  lapse(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields): void {
+    this.write(slot, clientId, sessionEpoch, fields, SessionState.lapsed)
     this.registryLine.addLive(this.registry, -1)
   }
 
@@ -327,18 +343,38 @@ export class SessionTable {
       if (state === SessionState.empty) continue
       // A writer killed inside the seqlock left it odd: the sequencer is the writer now.
       if (state !== SessionState.claiming) lines.storeVersion(line, lines.version(line) & ~1)
+      const next = lines.next(line)
       visit(slot, lines.clientId(line), lines.sessionEpoch(line), state, {
-        next: lines.next(line),
+        next,
         orderedMessages: lines.orderedMessages(line),
         duplicates: lines.duplicates(line),
         held: lines.held(line),
         lastActivityMs: lines.lastActivityMs(line),
-        fenced: state === SessionState.fenced
+        fenced: state === SessionState.fenced,
+        ahead: this.readAhead(line, next)
       })
     }
   }
 
-  private write(slot: number, clientId: number, sessionEpoch: number, fields: SessionFields, ended?: typeof SessionState.released): void {
+  /** The ahead bitmap of the line at `line` as batch seqs (a frontier that is not a count reads as none). */
+  private readAhead(line: number, next: number): ReadonlySet<number> {
+    const ahead = new Set<number>()
+    if (!Number.isSafeInteger(next) || next < 0) return ahead
+    for (let w = 0; w < AHEAD_WORDS; w++) {
+      const word = this.lines.aheadWord(line, w)
+      if (word === 0) continue
+      for (let bit = 0; bit < 32; bit++) if ((word >>> bit) & 1) ahead.add(next + 1 + w * 32 + bit)
+    }
+    return ahead
+  }
+
+  private write(
+    slot: number,
+    clientId: number,
+    sessionEpoch: number,
+    fields: SessionFields,
+    ended?: typeof SessionState.released | typeof SessionState.lapsed
+  ): void {
     const { lines } = this
     const line = this.line(slot)
     const version = lines.version(line) & ~1
@@ -350,6 +386,14 @@ export class SessionTable {
     lines.setDuplicates(line, fields.duplicates)
     lines.setHeld(line, fields.held)
     lines.setLastActivityMs(line, fields.lastActivityMs)
+    for (let w = 0; w < AHEAD_WORDS; w++) lines.writeAheadWord(line, w, 0)
+    if (fields.ahead !== undefined) {
+      for (const seq of fields.ahead) {
+        const i = seq - fields.next - 1
+        // The engine keeps every ahead seq inside the window; a stray one must not spill into the next line.
+        if (i >= 0 && i < AHEAD_WINDOW) lines.writeAheadWord(line, i >>> 5, lines.aheadWord(line, i >>> 5) | (1 << (i & 31)))
+      }
+    }
     lines.storeState(line, ended ?? (fields.fenced ? SessionState.fenced : SessionState.active))
     this.view.publish(line, SESSION_LINE_BYTES)
     lines.storeVersion(line, version + 2)

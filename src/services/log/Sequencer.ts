@@ -46,6 +46,13 @@ export interface SequencerOptions {
    * still connected learns it as a fence (it re-registers and resends what was not ordered).
    */
   readonly sessionIdleMs?: number
+  /**
+   * Orders 0/2/4: a session with batches ordered above a gap is kept past `sessionIdleMs` (no
+   * frontier of its line tells its publisher the truth) until it has had no batch for this long
+   * (default 6 × sessionIdleMs, never less than it); then it lapses: its publisher is told the
+   * session is unknown and fails if it has batches not acknowledged (docs/log.md).
+   */
+  readonly sessionGapIdleMs?: number
   /** Lease duration; renewed every third of it. */
   readonly leaseMs?: number
   /** How long to wait for a live holder's lease to expire (a standby); 0 fails at once. */
