@@ -6,7 +6,10 @@
  * are flushed, none after it is sent (a skipped line would change the stream's order), and
  * the command fails naming the line. Lines sent but not acknowledged (a broker died, none
  * was reachable) fail it with `LinesNotAcknowledged`, naming the first such line and keeping
- * the refusal, if any. `message` (a key, headers) goes with every message.
+ * the refusal, if any. With `--count`, messages sent but not acknowledged (the final flush or a
+ * wait for window room ran out of time, the publisher failed) fail it with
+ * `MessagesNotAcknowledged`, naming what waited and how many messages were and were not
+ * acknowledged. `message` (a key, headers) goes with every message.
  */
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
@@ -120,6 +123,35 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
   }
 }
 
+/**
+ * `--count` stamped messages not all acknowledged: sending message `sent + 1` failed (`during`
+ * "send": its wait for window room ran out, or the publisher failed), or the final flush did
+ * ("flush"). A session's batches are ordered in the order it sent them, so the acknowledged
+ * messages are the first `acked`.
+ */
+export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknowledged")<{
+  /** Messages asked for (`--count`). */
+  readonly count: number
+  /** Messages handed to the publisher. */
+  readonly sent: number
+  readonly acked: number
+  readonly during: "send" | "flush"
+  readonly cause: PublishError | PublishAckTimeout
+}> {
+  override get message() {
+    const waiting = this.during === "flush"
+      ? "the final flush"
+      : this.cause._tag === "PublishAckTimeout"
+      ? `waiting for window room to send message ${this.sent + 1}`
+      : `sending message ${this.sent + 1}`
+    const published = this.sent > this.acked
+      ? `messages ${this.acked + 1}-${this.sent} may not be published; the ${this.acked} before them are`
+      : `the first ${this.acked} are published`
+    const unsent = this.count > this.sent ? `; ${this.count - this.sent} were never sent` : ""
+    return `${this.count - this.acked} of ${this.count} messages not acknowledged (${published}${unsent}); ${waiting} failed: ${this.cause.message}`
+  }
+}
+
 /** Publishes each line; gives how many the publisher took, and why the input stopped early if it did. */
 const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | undefined) =>
   Effect.gen(function*() {
@@ -163,8 +195,13 @@ export const publish = (options: PublishOptions) =>
       )
       if (stopped !== undefined) return yield* Effect.fail(stopped)
     } else {
-      yield* publishStamped(options.count, options)
-      yield* publisher.flush(options.flushTimeoutMs)
+      const count = options.count
+      const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) => {
+        const { ackedMessages, messages } = publisher.stats()
+        return new MessagesNotAcknowledged({ count, sent: messages, acked: ackedMessages, during, cause })
+      }
+      yield* publishStamped(count, options).pipe(Effect.mapError(notAcknowledged("send")))
+      yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
     }
     const elapsedMs = performance.now() - started
     const latency = summarize(publisher.ackLatencies())

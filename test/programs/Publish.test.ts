@@ -8,6 +8,8 @@ import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { publish, type PublishOptions } from "../../src/programs/Publish.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
+import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
 
 async function* linesOf(lines: ReadonlyArray<string>) {
   yield* lines
@@ -145,5 +147,27 @@ describe("cxlog publish --count --rate-mbps", () => {
       expect(log.ordered("t").reduce((n, batch) => n + batch.messageCount, 0)).toBe(300)
       // The first tick runs as the fiber starts the pacer; every later one from the timer.
       expect(taken.outside).toBeGreaterThan(taken.inFiber)
+    }))
+})
+
+describe("cxlog publish --count (the CLI)", () => {
+  it.scoped("a flush that times out fails naming what waited and how many messages are not acknowledged: exit 1", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("publish-count")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+      yield* head.event("ready")
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+      const args = ["publish", "--brokers", brokers, "--topic", "t", "--flush-timeout-ms", "1000"]
+      expect((yield* runCli([...args, "--count", "3"], env)).code).toBe(0)
+      // The head stopped (SIGKILLed with the rest when the scope closes): the broker takes the batch, nobody orders it.
+      head.child.kill("SIGSTOP")
+      const { code, stderr } = yield* runCli([...args, "--count", "5"], env)
+      expect(code).toBe(1)
+      expect(stderr.trimEnd().split("\n")).toHaveLength(1)
+      expect(stderr.trimEnd()).toMatch(
+        /^cxlog publish: 5 of 5 messages not acknowledged \(messages 1-5 may not be published; the 0 before them are\); the final flush failed: 1 batches not acknowledged within 1000 ms; acked\/sent: B0=0\/1 .*is the head \(sequencer\) running\?$/
+      )
     }))
 })
