@@ -387,7 +387,7 @@ export class SessionTable {
     lines.setHeld(line, fields.held)
     lines.setLastActivityMs(line, fields.lastActivityMs)
     for (let w = 0; w < AHEAD_WORDS; w++) lines.writeAheadWord(line, w, 0)
-    if (fields.ahead !== undefined) {
+    if (fields.ahead !== undefined && fields.ahead.size > 0) {
       for (const seq of fields.ahead) {
         const i = seq - fields.next - 1
         // The engine keeps every ahead seq inside the window; a stray one must not spill into the next line.
