@@ -150,6 +150,45 @@ describe("cxlog publish --count --rate-mbps", () => {
     }))
 })
 
+describe("cxlog publish --count", () => {
+  const stamped = (count: number, publisher: Partial<PublishOptions["publisher"]>) =>
+    Effect.exit(publish({
+      publisher: { brokers: [{ host: "127.0.0.1", port: 1 }], topic: "t", batchBytes: 1024, reconnectDelayMs: 50, ...publisher },
+      count,
+      messageBytes: 100,
+      publisherIndex: 0,
+      flushTimeoutMs: 1_000,
+      reportEveryMs: 60_000,
+      report: () => {}
+    }))
+
+  it.scopedLive("no broker at all: the final flush fails naming how many messages are not acknowledged", () =>
+    Effect.gen(function*() {
+      const exit = yield* stamped(3, {})
+      expect(exit).toMatchObject({
+        _tag: "Failure",
+        cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 3, sent: 3, acked: 0, during: "flush", cause: { _tag: "PublishAckTimeout" } } }
+      })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
+        /3 of 3 messages not acknowledged \(messages 1-3 may not be published; the 0 before them are\); the final flush failed: 1 batches not acknowledged within 1000 ms/
+      )
+    }))
+
+  it.scopedLive("a window that stays full fails naming the message that waited and how many were never sent", () =>
+    Effect.gen(function*() {
+      // One 100-byte message per batch, one batch in flight: the second sealed batch waits for room.
+      const exit = yield* stamped(50, { batchBytes: 128, maxInFlightBatches: 1, ackTimeoutMs: 500 })
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 50, acked: 0, during: "send" } } })
+      const error = Exit.isFailure(exit) ? String(exit.cause) : ""
+      const sent = Number(/messages 1-(\d+) may not be published/.exec(error)?.[1])
+      expect(sent).toBeGreaterThan(0)
+      expect(sent).toBeLessThan(50)
+      expect(error).toMatch(
+        new RegExp(`50 of 50 messages not acknowledged \\(messages 1-${sent} may not be published; the 0 before them are; ${50 - sent} were never sent\\); waiting for window room to send message ${sent + 1} failed: .* not acknowledged within 500 ms`)
+      )
+    }))
+})
+
 describe("cxlog publish --count (the CLI)", () => {
   it.scoped("a flush that times out fails naming what waited and how many messages are not acknowledged: exit 1", () =>
     Effect.gen(function*() {

@@ -16,9 +16,9 @@
  */
 import { Data, Effect } from "effect"
 import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto"
-import { closeSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs"
+import { closeSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs"
 import { tmpdir, userInfo } from "node:os"
-import { dirname, join } from "node:path"
+import { basename, dirname, join } from "node:path"
 import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 
@@ -476,72 +476,165 @@ export const writeCredentialFile = (path: string, file: CredentialFile): void =>
 
 /** How long a change to a credential file waits for another one's lock before it gives up. */
 const LOCK_WAIT_MS = 10_000
-/** A lock file older than this is a crashed writer's (a change takes milliseconds), whatever its pid says. */
-const LOCK_STALE_MS = 30_000
+/** A lock file of an older cxlog (its pid alone, written after the file was made) older than this is a crashed writer's. */
+const LEGACY_LOCK_STALE_MS = 30_000
 const pause = new Int32Array(new SharedArrayBuffer(4))
 
-/** The lock file's inode when its holder died (or it is older than `LOCK_STALE_MS`), else undefined. */
-const staleLock = (lockPath: string): number | undefined => {
-  let ino: number | undefined
+/** A process's state letter and start time (clock ticks after boot) from /proc; undefined where there is none. */
+const procStat = (pid: number): { readonly state: string; readonly start: string } | undefined => {
   try {
-    const stat = statSync(lockPath)
-    ino = stat.ino
-    if (Date.now() - stat.mtimeMs > LOCK_STALE_MS) return ino
-    const pid = Number.parseInt(readFileSync(lockPath, "utf8"), 10)
-    if (!Number.isInteger(pid) || pid <= 0) return undefined // being written: its holder is alive
-    process.kill(pid, 0)
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return { state: fields[0]!, start: fields[19]! }
+  } catch {
     return undefined
+  }
+}
+
+/** Whether the process a lock file names is gone: no such pid, a zombie, or another process under its pid (a start time that differs). */
+const holderGone = (pid: number, start: string): boolean => {
+  try {
+    process.kill(pid, 0)
   } catch (error) {
-    // ESRCH: its holder died (ENOENT: released meanwhile; the next attempt takes it).
-    return (error as NodeJS.ErrnoException).code === "ESRCH" ? ino : undefined
+    return (error as NodeJS.ErrnoException).code === "ESRCH"
+  }
+  const now = procStat(pid)
+  return now !== undefined && (now.state === "Z" || (start !== "-" && now.start !== start))
+}
+
+/**
+ * A lock file (or a take-over marker): `identity` names this one file for good (its nonce; an
+ * older cxlog's file, which has none, by its inode), `gone` says its holder is.
+ */
+interface LockFile {
+  readonly identity: string
+  readonly pid: number
+  readonly gone: boolean
+}
+
+/** The lock file at `path`, or undefined if there is none. One we cannot read counts as live. */
+const readLock = (path: string): LockFile | undefined => {
+  let text: string
+  let stat: { readonly ino: number; readonly mtimeMs: number }
+  try {
+    const fd = openSync(path, "r")
+    try {
+      stat = fstatSync(fd)
+      text = readFileSync(fd, "utf8")
+    } finally {
+      closeSync(fd)
+    }
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : { identity: "", pid: 0, gone: false }
+  }
+  const [pidText, start, nonce] = text.trim().split(" ")
+  const pid = Number(pidText)
+  const valid = Number.isSafeInteger(pid) && pid > 0
+  if (valid && start !== undefined && nonce !== undefined && /^[0-9a-f]{16}$/.test(nonce)) return { identity: nonce, pid, gone: holderGone(pid, start) }
+  // An older cxlog's: empty while its writer had not written its pid yet (or never will).
+  return { identity: `ino${stat.ino}`, pid: valid ? pid : 0, gone: Date.now() - stat.mtimeMs > LEGACY_LOCK_STALE_MS || (valid && holderGone(pid, "-")) }
+}
+
+/**
+ * Makes `target` holding `text`, whole or not at all: written to a temporary file of its own,
+ * then hard-linked into place, which fails (false) if `target` exists. A writer killed at any
+ * point leaves no `target` or one that names it.
+ */
+const linkNew = (target: string, text: string): boolean => {
+  const temporary = `${target}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`
+  writeFileSync(temporary, text, { mode: 0o600, flag: "wx" })
+  try {
+    linkSync(temporary, target)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false
+    throw error
+  } finally {
+    unlinkSync(temporary)
   }
 }
 
 /**
- * Runs `change` (a read, modify and rename of the credential file) holding `PATH.lock`, created
- * with O_EXCL: two `cxlog user add` at once would otherwise each write the file it read, and one
- * user would vanish. A lock whose holder died (or is older than 30 s) is taken over.
+ * Removes the file at `path` if it still is `identity`, whose holder is gone. Whoever removes a
+ * dead holder's file first makes the marker `LOCK.IDENTITY.takeover` (itself a lock file naming
+ * its maker), so of all the processes that found the same dead file, one removes it, and only
+ * it: a file once removed never comes back under its identity, so a late one finds another
+ * identity there (a live successor's lock) and leaves it. Nothing else removes a file whose
+ * holder lives (a holder stopped for however long keeps its lock). A marker whose maker died
+ * in turn is removed the same way.
+ */
+const removeGone = (lockPath: string, path: string, identity: string, mine: string): void => {
+  const marker = `${lockPath}.${identity}.takeover`
+  if (!linkNew(marker, mine)) {
+    const taker = readLock(marker)
+    if (taker?.gone === true) removeGone(lockPath, marker, taker.identity, mine)
+    return
+  }
+  try {
+    // Checked again under the marker: an older cxlog's identity (an inode) may name a new file.
+    const now = readLock(path)
+    if (now?.identity === identity && now.gone) unlinkSync(path)
+  } finally {
+    unlinkSync(marker)
+  }
+}
+
+/** Removes what lock makers killed meanwhile left beside the lock: their temporary files, and take-over markers (`removeGone`). */
+const sweepLeftovers = (lockPath: string, mine: string): void => {
+  const prefix = `${basename(lockPath)}.`
+  for (const name of readdirSync(dirname(lockPath))) {
+    if (!name.startsWith(prefix)) continue
+    const leftover = join(dirname(lockPath), name)
+    const temporary = /\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name)
+    if (temporary !== null) {
+      if (holderGone(Number(temporary[1]), "-")) rmSync(leftover, { force: true })
+    } else if (name.endsWith(".takeover")) {
+      const marker = readLock(leftover)
+      if (marker?.gone === true) removeGone(lockPath, leftover, marker.identity, mine)
+    }
+  }
+}
+
+/**
+ * Runs `change` (a read, modify and rename of the credential file) holding `PATH.lock`: two `cxlog
+ * user add` at once would otherwise each write the file it read, and one user would vanish. The
+ * lock file is made whole, naming its holder (pid, start time, a nonce), so a holder that died
+ * is seen at once and its lock taken over (`removeGone`); a live holder's lock never is.
  */
 const withFileLock = <A>(path: string, change: () => A): A => {
   const lockPath = `${path}.lock`
+  const nonce = randomBytes(8).toString("hex")
+  const mine = `${process.pid} ${procStat(process.pid)?.start ?? "-"} ${nonce}\n`
   const deadline = Date.now() + LOCK_WAIT_MS
-  let fd: number | undefined
-  while (fd === undefined) {
-    try {
-      fd = openSync(lockPath, "wx", 0o600)
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new CredentialError({ path, reason: `cannot lock it (${lockPath}): ${(error as Error).message}` })
-      }
+  try {
+    while (!linkNew(lockPath, mine)) {
+      const holder = readLock(lockPath)
+      if (holder === undefined) continue // released meanwhile
+      if (holder.gone) removeGone(lockPath, lockPath, holder.identity, mine)
       if (Date.now() > deadline) {
-        throw new CredentialError({ path, reason: `another change holds its lock ${lockPath} for over ${LOCK_WAIT_MS} ms (remove the file if no cxlog user command runs)` })
-      }
-      const stale = staleLock(lockPath)
-      if (stale !== undefined) {
-        // Moved aside, then checked: another waiter may have taken over the same stale lock and
-        // made a live one meanwhile, which goes back (link fails only if yet another is there).
-        const aside = `${lockPath}.${process.pid}.stale`
-        try {
-          renameSync(lockPath, aside)
-          if (statSync(aside).ino !== stale) linkSync(aside, lockPath)
-          unlinkSync(aside)
-        } catch {
-          // Another waiter took it over first (or the directory refuses: pause, the deadline ends it).
-          Atomics.wait(pause, 0, 0, 5 + Math.random() * 10)
-        }
-        continue
+        throw new CredentialError({
+          path,
+          reason: holder.gone
+            ? `another change has been taking over its lock ${lockPath} (of process ${holder.pid}, which is gone) for over ${LOCK_WAIT_MS} ms (remove ${lockPath}.*.takeover if no cxlog user command runs)`
+            : `process ${holder.pid} holds its lock ${lockPath} for over ${LOCK_WAIT_MS} ms (remove the file if no cxlog user command runs)`
+        })
       }
       Atomics.wait(pause, 0, 0, 5 + Math.random() * 10)
     }
+  } catch (error) {
+    if (error instanceof CredentialError) throw error
+    throw new CredentialError({ path, reason: `cannot lock it (${lockPath}): ${(error as Error).message}` })
   }
-  const ours = fstatSync(fd).ino
   try {
-    writeSync(fd, `${process.pid}\n`)
+    try {
+      sweepLeftovers(lockPath, mine)
+    } catch {
+      // Leftovers cost a directory entry each, nothing more: the change goes ahead.
+    }
     return change()
   } finally {
-    closeSync(fd)
-    // Only our own lock: one taken over meanwhile (we were stopped past the stale bound) is its new holder's.
-    if (statSync(lockPath, { throwIfNoEntry: false })?.ino === ours) unlinkSync(lockPath)
+    // Ours still: no one takes over the lock of a live holder.
+    if (readLock(lockPath)?.identity === nonce) unlinkSync(lockPath)
   }
 }
 
