@@ -1,0 +1,64 @@
+/**
+ * A standby head taking over an order 2 log, through the bundled CLI (real processes): a
+ * session's batch 1 is ordered above a gap (its batch 0 never arrived), then enough other
+ * batches to overwrite every GOI entry, then the head is SIGKILLed and the standby takes over.
+ * The publisher resends batches 0 and 1 and sends 2: batch 1's copy is a duplicate, so batch 2
+ * follows batch 0 directly in the log (docs/log.md, "Sessions with a gap").
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { FrameType } from "../../src/layers/net/Frame.js"
+import { batchFrame, epochOf, hello, rawConnect, type RawClient } from "../fixtures/net-raw-client.js"
+import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const text = (s: string) => new TextEncoder().encode(s)
+
+/** Frames until an ACK whose frontier reaches `seq`; any other frame (a fence, an error) fails. */
+const awaitAck = (client: RawClient, seq: number) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const frame = yield* client.nextFrame(30_000)
+      if (frame.type !== FrameType.ACK) return yield* Effect.fail(new Error(`frame type ${frame.type} instead of an ACK`))
+      if (frame.seq >= seq) return frame.seq
+    }
+  })
+
+describe("a standby head taking over sessions with a gap", () => {
+  it.scopedLive("a batch ordered above a gap before the takeover, its GOI entry since overwritten, is not ordered again when resent", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("gaptakeover")
+      // A GOI of 64 entries: the 200 batches below overwrite it three times.
+      const env = { ...smallRegionEnv, CXLOG_LOG_GOI_SLOTS: "64", CXLOG_LOG_PBR_SLOTS: "16", CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "t:2:1"], env)
+      yield* head.event("ready")
+      const standby = yield* forkCli(["head", "--standby"], env)
+      yield* standby.event("standby")
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--insecure"], env)
+      const port = (yield* broker.event("listening"))["port"] as number
+      const read = (from: number, limit: number) =>
+        Effect.map(runCli(["subscribe", "--topic", "t", "--from", `${from}`, "--limit", `${limit}`], env), (r) => {
+          expect(r.code, r.stderr).toBe(0)
+          return r.stdout.trim().split("\n")
+        })
+
+      const publisher = yield* rawConnect(port)
+      publisher.write(hello("t", 5))
+      const epoch = epochOf(yield* publisher.nextFrame())
+      publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
+      expect(yield* read(0, 1)).toEqual(["0\tgap-1"])
+      const other = yield* rawConnect(port)
+      other.write(hello("t", 6))
+      const otherEpoch = epochOf(yield* other.nextFrame())
+      other.write(Buffer.concat(Array.from({ length: 200 }, (_, seq) => batchFrame(6, otherEpoch, seq, [text(`other-${seq}`)]))))
+      yield* awaitAck(other, 200)
+
+      head.child.kill("SIGKILL")
+      yield* head.exited
+      expect(yield* standby.event("ready", 30_000)).toMatchObject({ epoch: 2 })
+      publisher.write(Buffer.concat([0, 1].map((seq) => batchFrame(5, epoch, seq, [text(`gap-${seq}`)]))))
+      publisher.write(batchFrame(5, epoch, 2, [text("end")]))
+      expect(yield* awaitAck(publisher, 3)).toBe(3)
+      expect(yield* read(201, 2)).toEqual(["201\tgap-0", "202\tend"])
+    }), 120_000)
+})
