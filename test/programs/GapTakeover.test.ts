@@ -3,12 +3,14 @@
  * session's batch 1 is ordered above a gap (its batch 0 never arrived), then enough other
  * batches to overwrite every GOI entry, then the head is SIGKILLed and the standby takes over.
  * The publisher resends batches 0 and 1 and sends 2: batch 1's copy is a duplicate, so batch 2
- * follows batch 0 directly in the log (docs/log.md, "Sessions with a gap").
+ * follows batch 0 directly in the log. And a gap session that stays quiet: kept past the idle
+ * bound, it lapses at the gap bound and its connection is told unknown-session, never a
+ * frontier to replay from (docs/log.md, "Sessions with a gap").
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { FrameType } from "../../src/layers/net/Frame.js"
-import { batchFrame, epochOf, hello, rawConnect, type RawClient } from "../fixtures/net-raw-client.js"
+import { batchFrame, epochOf, errorCode, hello, rawConnect, type RawClient } from "../fixtures/net-raw-client.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -60,5 +62,22 @@ describe("a standby head taking over sessions with a gap", () => {
       publisher.write(batchFrame(5, epoch, 2, [text("end")]))
       expect(yield* awaitAck(publisher, 3)).toBe(3)
       expect(yield* read(201, 2)).toEqual(["201\tgap-0", "202\tend"])
+    }), 120_000)
+
+  it.scopedLive("a quiet session with a gap is not fenced at the idle bound; at the gap bound its connection is told unknown-session", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("gaplapse")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      // Idle bound 200 ms, so the gap bound is 1.2 s.
+      const head = yield* forkCli(["head", "--topic", "t:2:1", "--session-idle-ms", "200"], env)
+      yield* head.event("ready")
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--insecure"], env)
+      const publisher = yield* rawConnect((yield* broker.event("listening"))["port"] as number)
+      publisher.write(hello("t", 5))
+      const epoch = epochOf(yield* publisher.nextFrame())
+      publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
+      // The first frame the connection gets: no fence at 0 (batch 1 would be replayed), no ACK past the missing batch 0.
+      const frame = yield* publisher.nextFrame(30_000)
+      expect(errorCode(frame)).toBe("unknown-session")
     }), 120_000)
 })
