@@ -4,6 +4,8 @@
  * claimer's pid in the same compare-and-swap, and a release frees the pair in one, so the line
  * never names a claim without a pid (a claim no one could ever tell dead, held for ever).
  * The child kills itself right after its first atomic write to the line (participant-crash).
+ * A named consumer's line (pid 0: held by no process) whose deleter was killed midway is a dead
+ * owner's too (consumer-erase-crash).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
@@ -14,6 +16,7 @@ import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { consumersOf, regionCluster, smallConfig } from "../fixtures/log-harness.js"
 
 const OUR_BELL = 8192
 const CHILD_BELL = 8256
@@ -58,4 +61,18 @@ describe("a participant line whose process was killed mid-claim or mid-release",
         expect(new ParticipantLineView(region).pid(line)).toBe(process.pid)
       }))
   }
+
+  it.scoped("a named consumer's line, its deleter killed after it stopped being the consumer's: durable subscribers take every line", () =>
+    Effect.gen(function*() {
+      const cluster = yield* regionCluster(CxlMemoryLayers.make)()
+      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+      const child = yield* spawnFixture("consumer-erase-crash", [cluster.region!.name, "t"])
+      const exit = yield* Deferred.await(child.exited).pipe(
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`consumer-erase-crash did not exit: ${child.stderr()}`) })
+      )
+      expect(exit.signal, child.stderr()).toBe("SIGKILL")
+      expect(yield* (yield* consumersOf(cluster)).list("t")).toEqual([])
+      const taken = yield* Effect.all(Array.from({ length: smallConfig.subscriberSlots }, () => Effect.either(cluster.reader.subscribe("t", { durable: true }))))
+      expect(taken.map((t) => (t._tag === "Left" ? t.left._tag : "subscribed"))).toEqual(Array(smallConfig.subscriberSlots).fill("subscribed"))
+    }))
 })

@@ -2,8 +2,8 @@
  * Named consumers in the region (see services/log/Consumers.ts): each is a subscriber line of
  * its topic with `durable` 2, claimed when the consumer is created and released when it is
  * deleted, so its cursor holds retention with or without a member (`lowestDurableCursor`).
- * The line's pid word stays 0 (a claimer in progress, to everyone else: never reclaimed as a
- * dead owner's), and a consumer's line is never claimed whatever its pid word says (its creator
+ * The line's pid word stays 0 (held by no process: never reclaimed as a dead owner's) until
+ * the consumer is deleted, when the deleter puts its own pid there first; a consumer's line is never claimed whatever its pid word says (its creator
  * may have been killed before clearing it: `claimSubscriberLine`); the active member's pid is
  * the `member` word, taken by compare-and-swap from 0 or from a dead member's. Two processes
  * creating the same name at once both claim a line; the later line (higher index) then deletes
@@ -143,6 +143,12 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       lines.storeDurable(line, HOLDING)
     }
     const erase = (info: TopicInfo, line: number) => {
+      // The line names this process until it is free (a consumer's names none, never reclaimed): an
+      // eraser killed midway leaves a dead owner's line, reclaimed, not a line held for good. A
+      // live eraser's pid there: the consumer is being erased already.
+      const claim = participants.claim(line)
+      if (claim.occurrence === 0 || (claim.pid !== 0 && isPidAlive(claim.pid))) return
+      if (!participants.swapClaim(line, claim.occurrence, claim.pid, claim.occurrence, process.pid)) return
       lines.storeDurable(line, 0)
       lines.setNameLength(line, 0)
       lines.storeMember(line, 0)
