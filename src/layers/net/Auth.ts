@@ -608,13 +608,14 @@ const withFileLock = <A>(path: string, change: () => A): A => {
   const deadline = Date.now() + LOCK_WAIT_MS
   try {
     while (!linkNew(lockPath, mine)) {
-      const holder = readLock(lockPath)
-      if (holder === undefined) continue // released meanwhile
-      if (holder.gone) removeGone(lockPath, lockPath, holder.identity, mine)
+      const holder = readLock(lockPath) // undefined: released meanwhile (or a dangling link there)
+      if (holder?.gone === true) removeGone(lockPath, lockPath, holder.identity, mine)
       if (Date.now() > deadline) {
         throw new CredentialError({
           path,
-          reason: holder.gone
+          reason: holder === undefined
+            ? `its lock ${lockPath} could not be made within ${LOCK_WAIT_MS} ms, though no lock file could be read there`
+            : holder.gone
             ? `another change has been taking over its lock ${lockPath} (of process ${holder.pid}, which is gone) for over ${LOCK_WAIT_MS} ms (remove ${lockPath}.*.takeover if no cxlog user command runs)`
             : `process ${holder.pid} holds its lock ${lockPath} for over ${LOCK_WAIT_MS} ms (remove the file if no cxlog user command runs)`
         })
