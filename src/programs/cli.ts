@@ -9,6 +9,7 @@ import { Cause, Effect, Either, Exit, Logger } from "effect"
 import { cliEntry } from "../PackageRoot.js"
 import { regionConfig } from "../layers/RegionLayout.js"
 import { defaultSequencerOptions } from "../services/log/Sequencer.js"
+import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "../services/net/Publisher.js"
 import { parseAddresses } from "../layers/net/ClientConnection.js"
 import type { TopicSpec } from "../services/log/Topics.js"
 import { bench } from "./Bench.js"
@@ -63,7 +64,7 @@ const batchBytes = Cli.size("batch-bytes", {
   description: "a publisher's batch seals when the next message would not fit"
 })
 const window = Cli.integer("window", {
-  default: 64,
+  default: DEFAULT_MAX_IN_FLIGHT_BATCHES,
   min: 1,
   env: "CXLOG_MAX_IN_FLIGHT",
   description: "batches a publisher keeps in flight awaiting their ACK"

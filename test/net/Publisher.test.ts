@@ -516,7 +516,7 @@ describe("Publisher", () => {
         ackLevel: 2,
         batchBytes: 65536,
         lingerMs: 1,
-        maxInFlightBatches: 64,
+        maxInFlightBatches: 256,
         spread: "round-robin"
       })
       expect((yield* read([["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe("MissingData")

@@ -29,7 +29,8 @@ import {
   type PublisherShape,
   type PublishAck,
   type PublishError,
-  BrokersUnreachable
+  BrokersUnreachable,
+  DEFAULT_MAX_IN_FLIGHT_BATCHES
 } from "../../services/net/Publisher.js"
 import { BatchBuilder, BufferPool, encodeParts, firstRecordBytes, type MessageParts } from "./BatchPayload.js"
 import {
@@ -116,7 +117,7 @@ const settingsOf = (options: PublisherOptions) => ({
   ackLevel: options.ackLevel ?? 1,
   batchBytes: options.batchBytes ?? 64 << 10,
   lingerMs: options.lingerMs ?? 1,
-  window: options.maxInFlightBatches ?? 64,
+  window: options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES,
   maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
   spread: options.spread ?? "round-robin",
   connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
@@ -945,7 +946,7 @@ export const config: Config.Config<PublisherOptions> = Config.all({
   ackLevel: Config.literal(0, 1, 2)("CXLOG_ACK_LEVEL").pipe(Config.withDefault(1 as const)),
   batchBytes: Config.integer("CXLOG_BATCH_BYTES").pipe(Config.withDefault(64 << 10)),
   lingerMs: Config.number("CXLOG_LINGER_MS").pipe(Config.withDefault(1)),
-  maxInFlightBatches: Config.integer("CXLOG_MAX_IN_FLIGHT").pipe(Config.withDefault(64)),
+  maxInFlightBatches: Config.integer("CXLOG_MAX_IN_FLIGHT").pipe(Config.withDefault(DEFAULT_MAX_IN_FLIGHT_BATCHES)),
   spread: Config.literal("round-robin", "sticky")("CXLOG_SPREAD").pipe(Config.withDefault("round-robin" as const))
 }).pipe(
   Config.map(({ clientId, ...rest }): PublisherOptions => (Option.isSome(clientId) ? { ...rest, clientId: clientId.value } : rest))

@@ -24,6 +24,14 @@ import type { BrokerAddress, ClientSecurity } from "../../layers/net/ClientConne
 
 export type { BrokerAddress, HeadersInit }
 
+/**
+ * Batches a publisher keeps in flight unless told otherwise: 16 MiB at the default 64 KiB
+ * batches. Deep enough that a saturated TLS connection is not bound by the window (at 64 it
+ * was: docs/performance.md, "The publisher's window"), and under a full window each ACK, ring
+ * and round covers more batches.
+ */
+export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 256
+
 export interface PublisherOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
   readonly topic: string
@@ -38,7 +46,7 @@ export interface PublisherOptions {
    * sends it (a message that finds nothing in flight goes at once, with no timer). Default 1 ms.
    */
   readonly lingerMs?: number
-  /** Sealed batches awaiting their ACK before `publish` waits. Default 64. */
+  /** Sealed batches awaiting their ACK before `publish` waits. Default `DEFAULT_MAX_IN_FLIGHT_BATCHES`. */
   readonly maxInFlightBatches?: number
   /** Largest batch a broker accepts (a bigger message is refused). Default 1 MiB, the broker's default. */
   readonly maxBatchBytes?: number
