@@ -2,9 +2,12 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
 import type { LogConfig } from "../../src/layers/log/Layout.js"
 import { AHEAD_WINDOW } from "../../src/layers/log/Records.js"
+import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
 import type { SequencerShape } from "../../src/services/log/Sequencer.js"
 import { appendSimple, drain, implementations, readAll } from "../fixtures/log-harness.js"
+import { type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js"
 
 /**
  * Orders 0/2/4 order a session's batches above a gap (its batch lost with a broker). Which
@@ -65,6 +68,36 @@ for (const impl of implementations) {
           expect(yield* second.step).toMatchObject({ ordered: 1, duplicates: 1 })
           yield* drain(second)
           // Batch 0 once (1 message); batch 1's copy was dropped, not ordered a second time.
+          expect((yield* readAll(cluster.reader, "t")).filter((b) => b.clientId === 7).map((b) => [b.batchSeq, b.messageCount])).toEqual([[0, 1]])
+          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 2, fenced: false })
+        }))
+
+      it.scoped(`mode ${order}: a log recovered from the durable tier keeps what a session ordered above its gap: a resend of it is a duplicate, after the idle bound too`, () =>
+        Effect.gen(function*() {
+          // The stream: client 7's batch 1 (its batch 0 lost with a broker), then another session's batches, more than the GOI holds.
+          const filler = 3 * config.goiSlots
+          const records: Array<Recorded> = [
+            { globalSeq: 0, totalOrder: 0, clientId: 7, sessionEpoch: 1, batchSeq: 1, sizes: [16, 16] },
+            ...Array.from({ length: filler }, (_, i) => ({ globalSeq: 1 + i, totalOrder: 2 + i, clientId: 9, sessionEpoch: 2, batchSeq: i, sizes: [16] }))
+          ]
+          const disk = makeMemoryDisk()
+          yield* writeStream(disk, "t", records)
+          const cluster = yield* impl.make(config)
+          const topic = yield* cluster.topics.create(spec(order))
+          expect(yield* recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk))).toMatchObject({ batches: 1 + filler, sessions: 2 })
+          // Recovered lines were last active at the wall clock's now.
+          yield* TestClock.setTime(Date.now())
+          const sequencer = yield* cluster.sequencer({ sessionIdleMs: 5_000, sessionGapIdleMs: 20_000 })
+          const a0 = yield* cluster.appender(0, { registered: false })
+          yield* appendSimple(a0, "t", 7, 1, 1, 2)
+          expect(yield* sequencer.step).toMatchObject({ ordered: 0, duplicates: 1 })
+          // Past the idle bound the filler session idles out; the gap session is kept and its publisher resends both.
+          yield* TestClock.adjust("6000 millis")
+          expect(yield* sequencer.step).toMatchObject({ released: 1 })
+          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 0, known: true })
+          yield* appendSimple(a0, "t", 7, 1, 0, 1)
+          yield* appendSimple(a0, "t", 7, 1, 1, 2)
+          expect(yield* sequencer.step).toMatchObject({ ordered: 1, duplicates: 1 })
           expect((yield* readAll(cluster.reader, "t")).filter((b) => b.clientId === 7).map((b) => [b.batchSeq, b.messageCount])).toEqual([[0, 1]])
           expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 2, fenced: false })
         }))

@@ -437,7 +437,16 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
     for (const s of kept) {
       const taken = sessions.registerAs(s.clientId, s.sessionEpoch, nowMs)
       if ("full" in taken) return yield* fail(`the session table is full (${taken.capacity} sessions)`)
-      sessions.publish(taken.slot, s.clientId, s.sessionEpoch, { next: s.next, orderedMessages: s.messages, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
+      // With the batches it had ordered above its frontier (orders 0/2/4): a resend of one is then a duplicate.
+      sessions.publish(taken.slot, s.clientId, s.sessionEpoch, {
+        next: s.next,
+        orderedMessages: s.messages,
+        duplicates: 0,
+        held: 0,
+        lastActivityMs: nowMs,
+        fenced: false,
+        ...(s.ahead === undefined ? {} : { ahead: s.ahead })
+      })
       // They are on disk: a resend across the crash is acknowledged at level 2 as a duplicate. A session with
       // batches in a part that never reached the disk keeps level 2 below it (DurableOrder.persistTopic does the same).
       sessions.setDurable(s.clientId, s.sessionEpoch, s.durableUntil ?? s.end)
