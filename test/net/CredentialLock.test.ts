@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { existsSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { CredentialError, readCredentialFile, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import { spawnFixture, tempDir } from "../helpers/Processes.js"
@@ -80,4 +80,16 @@ describe("the credential file's lock", () => {
       expect(names(path)).toEqual(["bob"])
       expect(readdirSync(dir)).toEqual(["users"])
     }))
+
+  it.scoped("a lock path that cannot be read (a directory there): the change fails saying what failed, not that a process holds it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cxlog-lock-")
+      const path = join(dir, "users")
+      mkdirSync(`${path}.lock`)
+      const waited = yield* Effect.either(Effect.try({ try: () => upsertUser(path, bob), catch: (error) => error }))
+      if (waited._tag === "Right") return expect.unreachable("the change went ahead without its lock")
+      expect(waited.left).toBeInstanceOf(CredentialError)
+      expect(String(waited.left)).toMatch(/its lock .*users\.lock could not be read for over 10000 ms: EISDIR/)
+      expect(String(waited.left)).not.toContain("holds its lock")
+    }), 30_000)
 })

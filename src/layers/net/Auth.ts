@@ -510,6 +510,8 @@ interface LockFile {
   readonly identity: string
   readonly pid: number
   readonly gone: boolean
+  /** Why the file at the lock path could not be read (it then counts as a live holder's, pid 0). */
+  readonly unreadable?: string
 }
 
 /** The lock file at `path`, or undefined if there is none. One we cannot read counts as live. */
@@ -525,7 +527,8 @@ const readLock = (path: string): LockFile | undefined => {
       closeSync(fd)
     }
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ENOENT" ? undefined : { identity: "", pid: 0, gone: false }
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined
+    return { identity: "", pid: 0, gone: false, unreadable: (error as Error).message }
   }
   const [pidText, start, nonce] = text.trim().split(" ")
   const pid = Number(pidText)
@@ -615,6 +618,8 @@ const withFileLock = <A>(path: string, change: () => A): A => {
           path,
           reason: holder === undefined
             ? `its lock ${lockPath} could not be made within ${LOCK_WAIT_MS} ms, though no lock file could be read there`
+            : holder.unreadable !== undefined
+            ? `its lock ${lockPath} could not be read for over ${LOCK_WAIT_MS} ms: ${holder.unreadable}`
             : holder.gone
             ? `another change has been taking over its lock ${lockPath} (of process ${holder.pid}, which is gone) for over ${LOCK_WAIT_MS} ms (remove ${lockPath}.*.takeover if no cxlog user command runs)`
             : `process ${holder.pid} holds its lock ${lockPath} for over ${LOCK_WAIT_MS} ms (remove the file if no cxlog user command runs)`
