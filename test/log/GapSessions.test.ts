@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
-import type { LogConfig } from "../../src/layers/log/Layout.js"
+import { type LogConfig, sessionLineOffset } from "../../src/layers/log/Layout.js"
 import { AHEAD_WINDOW } from "../../src/layers/log/Records.js"
+import { SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
@@ -168,6 +169,53 @@ for (const impl of implementations) {
           yield* TestClock.adjust("1000 millis")
           expect(yield* sequencer.step).toMatchObject({ fenced: 1, dropped: 1 })
           expect(yield* cluster.acks.sessionAcks("t", 9, 1)).toEqual({ ordered: 0, replicated: 0, fenced: true, known: true })
+        }))
+    }
+  })
+}
+
+/** Region implementations only: the test writes a session line's words directly. */
+for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
+  describe(`Sessions with a gap, a head killed inside a session line's write: ${impl.label}`, () => {
+    for (const order of [0, 2, 4, 5] as const) {
+      it.scoped(`mode ${order}: the restarted head ${order === 5 ? "restores the line (its frontier is one word)" : "lapses the torn line: no batch its bitmap may misstate is acknowledged or ordered"}`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make(config)
+          const info = yield* cluster.topics.create(spec(order))
+          const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
+          yield* Effect.scoped(Effect.gen(function*() {
+            const first = yield* cluster.sequencer()
+            if (order === 5) {
+              yield* appendSimple(a1!, "t", 7, 1, 0, 1)
+              yield* appendSimple(a1!, "t", 7, 1, 1, 2)
+              yield* drain(first)
+            } else {
+              yield* orderAboveGap(a1!, first)
+            }
+            yield* overwriteGoi(a0!, first)
+          }))
+          // Orders 0/2/4: the line says frontier 0, batch 1 ordered above it (bit 0). The head resent batch 0 its way,
+          // ordered it and was killed writing the line: frontier 2 stored, the bitmap not yet cleared, so it reads as batch 3.
+          const found = cluster.sessions("t").lookup(7, 1)
+          if (found === undefined || found === "unsettled") throw new Error("session 7 not found")
+          const { memory, area } = cluster.region!
+          const lines = new SessionLineView(memory)
+          const line = sessionLineOffset(area, info.id, found.slot)
+          expect(lines.aheadWord(line, 0)).toBe(order === 5 ? 0 : 1)
+          lines.storeVersion(line, lines.version(line) + 1)
+          lines.setNext(line, 2)
+          const second = yield* cluster.sequencer()
+          yield* appendSimple(a1!, "t", 7, 1, 3, 1)
+          if (order === 5) {
+            // A frontier written whole: batch 2 is next, batch 3 waits for it.
+            expect(yield* second.step).toMatchObject({ ordered: 0, held: 1 })
+            expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 2, known: true })
+          } else {
+            // Not a duplicate (it was never ordered, and would be acknowledged as one): refused, its session unknown.
+            expect(yield* second.step).toMatchObject({ ordered: 0, duplicates: 0, dropped: 1 })
+            expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 0, known: false })
+            expect(cluster.sessions("t").liveCount()).toBe(1)
+          }
         }))
     }
   })

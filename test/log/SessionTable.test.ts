@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { ackTrackerOver, type AckTopic } from "../../src/layers/log/AckTracker.js"
 import { SESSION_LINE_BYTES } from "../../src/layers/log/Layout.js"
-import { AHEAD_WINDOW, LINE_BYTES } from "../../src/layers/log/Records.js"
+import { AHEAD_WINDOW, LINE_BYTES, SessionState } from "../../src/layers/log/Records.js"
 import { SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { type LineView, SessionTable, UNSETTLED } from "../../src/layers/log/SessionTable.js"
 
@@ -30,14 +30,14 @@ const trackerOver = (table: SessionTable) => {
   })
 }
 
-/** A table over private memory: the registry line, then the session lines. */
-const privateTable = () => {
+/** A table over private memory: the registry line, then the session lines. `onPublish` sees each write-back. */
+const privateTable = (onPublish: (offset: number, length: number) => void = () => {}) => {
   const buffer = new ArrayBuffer(LINE_BYTES + SLOTS * SESSION_LINE_BYTES)
   const view: LineView = {
     i32: new Int32Array(buffer),
     u32: new Uint32Array(buffer),
     f64: new Float64Array(buffer),
-    publish: () => {},
+    publish: onPublish,
     invalidate: () => {}
   }
   return { table: new SessionTable(view, LINE_BYTES, 0, SLOTS), lines: new SessionLineView(view), lineAt: (slot: number) => LINE_BYTES + slot * SESSION_LINE_BYTES }
@@ -120,5 +120,44 @@ describe("SessionTable: the ahead line and lapsed sessions (orders 0/2/4)", () =
     expect(table.lookup(7, sessionEpoch, slot)).toBeUndefined()
     expect(table.liveCount()).toBe(0)
     for (let i = 0; i < table.capacity; i++) expect("full" in table.register(8, 0)).toBe(false)
+  })
+})
+
+describe("SessionTable: a writer killed inside a line's seqlock", () => {
+  const fields = { orderedMessages: 3, duplicates: 0, held: 0, lastActivityMs: 5, fenced: false }
+  it("recovery is told the line is torn (a frontier moved, the bitmap of the write before), and the version is made even", () => {
+    const { lineAt, lines, table } = privateTable()
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const { slot, sessionEpoch } = registered
+    table.publish(slot, 7, sessionEpoch, { ...fields, next: 0, ahead: new Set([1]) })
+    const seen = () => {
+      const found: Array<{ readonly next: number; readonly ahead: ReadonlyArray<number>; readonly torn: boolean }> = []
+      table.forEachSession((_, clientId, epoch, _state, f, torn) => {
+        if (clientId === 7 && epoch === sessionEpoch) found.push({ next: f.next, ahead: [...(f.ahead ?? [])], torn })
+      })
+      return found
+    }
+    expect(seen()).toEqual([{ next: 0, ahead: [1], torn: false }])
+    // The write that ordered batch 0 (frontier 2, nothing above it), cut after its frontier.
+    const line = lineAt(slot)
+    lines.storeVersion(line, lines.version(line) + 1)
+    lines.setNext(line, 2)
+    expect(seen()).toEqual([{ next: 2, ahead: [3], torn: true }])
+    expect(lines.version(line) & 1).toBe(0)
+    expect(seen()).toEqual([{ next: 2, ahead: [3], torn: false }])
+  })
+
+  it("a registration's line turns active only with its version even: an active line left odd is always a sequencer's write", () => {
+    const states: Array<{ readonly state: number; readonly version: number }> = []
+    const { lineAt, lines, table } = privateTable((offset) => {
+      if (offset >= LINE_BYTES) {
+        const line = lineAt(Math.floor((offset - LINE_BYTES) / SESSION_LINE_BYTES))
+        states.push({ state: lines.state(line), version: lines.version(line) })
+      }
+    })
+    for (let i = 0; i < 4; i++) expect("full" in table.register(7 + i, 0)).toBe(false)
+    expect(states.length).toBeGreaterThan(0)
+    expect(states.filter((s) => s.state === SessionState.active && (s.version & 1) !== 0)).toEqual([])
   })
 })

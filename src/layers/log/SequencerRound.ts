@@ -306,11 +306,18 @@ export function releaseSession(topic: TopicOrder, session: Session): void {
   topic.tally.released++
 }
 
-/** Re-creates the engine's sessions from the table (a restart): active and fenced lines; else names a bad line. */
+/**
+ * Re-creates the engine's sessions from the table (a restart): active and fenced lines; else
+ * names a bad line. A line torn by a killed writer lapses in orders 0/2/4: its frontier and
+ * bitmap may come from two writes, and either way a batch would be acknowledged without being
+ * ordered or ordered twice. In order 5 the frontier alone counts, one word, whole either way.
+ */
 export const restoreSessions = (topic: TopicOrder): string | undefined => {
   let problem: string | undefined
-  topic.storage.sessions.forEachSession((slot, clientId, sessionEpoch, state, fields) => {
+  const { sessions } = topic.storage
+  sessions.forEachSession((slot, clientId, sessionEpoch, state, fields, torn) => {
     if (state !== SessionState.active && state !== SessionState.fenced) return
+    if (torn && topic.info.order !== 5) return sessions.lapse(slot, clientId, sessionEpoch, fields)
     if (!Number.isSafeInteger(fields.next) || fields.next < 0) problem ??= `session line ${slot} frontier ${fields.next} is invalid`
     else topic.engine.restore(clientId, sessionEpoch, slot, fields)
   })

@@ -149,7 +149,10 @@ export class SessionTable {
       if (!lines.swapState(line, state, SessionState.claiming)) continue
       // A reused line must not show its last session's durable frontier.
       lines.setDurable(line, 0)
-      this.write(slot, clientId, sessionEpoch, { next: 0, orderedMessages: 0, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false })
+      this.write(slot, clientId, sessionEpoch, { next: 0, orderedMessages: 0, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false }, SessionState.claiming)
+      // Active only once the line is whole, so an active line with an odd version is always a sequencer's write cut short.
+      lines.storeState(line, SessionState.active)
+      this.view.publish(line, 8)
       return { sessionEpoch, slot }
     }
     this.registryLine.addLive(this.registry, -1)
@@ -333,16 +336,23 @@ export class SessionTable {
     return released
   }
 
-  /** Sequencer side (recovery): every line that holds a session, with what it says. */
-  forEachSession(visit: (slot: number, clientId: number, sessionEpoch: number, state: LineState, fields: SessionFields) => void): void {
+  /**
+   * Sequencer side (recovery): every line that holds a session, with what it says. `torn`: a
+   * writer (the sequencer or the durable tier, as no other writes a line that is not mid-claim)
+   * was killed inside the line's seqlock, so its words may mix two writes: a frontier with
+   * the bitmap of another (batches read as ordered above it that were not, or not read that were).
+   */
+  forEachSession(visit: (slot: number, clientId: number, sessionEpoch: number, state: LineState, fields: SessionFields, torn: boolean) => void): void {
     const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
       this.view.invalidate(line, SESSION_LINE_BYTES)
       const state = lines.state(line) as LineState
       if (state === SessionState.empty) continue
-      // A writer killed inside the seqlock left it odd: the sequencer is the writer now.
-      if (state !== SessionState.claiming) lines.storeVersion(line, lines.version(line) & ~1)
+      const version = lines.version(line)
+      const torn = state !== SessionState.claiming && (version & 1) !== 0
+      // The sequencer is the writer now.
+      if (torn) lines.storeVersion(line, version & ~1)
       const next = lines.next(line)
       visit(slot, lines.clientId(line), lines.sessionEpoch(line), state, {
         next,
@@ -352,7 +362,7 @@ export class SessionTable {
         lastActivityMs: lines.lastActivityMs(line),
         fenced: state === SessionState.fenced,
         ahead: this.readAhead(line, next)
-      })
+      }, torn)
     }
   }
 
@@ -373,7 +383,8 @@ export class SessionTable {
     clientId: number,
     sessionEpoch: number,
     fields: SessionFields,
-    ended?: typeof SessionState.released | typeof SessionState.lapsed
+    /** The state stored last; by default active, or fenced. */
+    state?: typeof SessionState.released | typeof SessionState.lapsed | typeof SessionState.claiming
   ): void {
     const { lines } = this
     const line = this.line(slot)
@@ -394,7 +405,7 @@ export class SessionTable {
         if (i >= 0 && i < AHEAD_WINDOW) lines.writeAheadWord(line, i >>> 5, lines.aheadWord(line, i >>> 5) | (1 << (i & 31)))
       }
     }
-    lines.storeState(line, ended ?? (fields.fenced ? SessionState.fenced : SessionState.active))
+    lines.storeState(line, state ?? (fields.fenced ? SessionState.fenced : SessionState.active))
     this.view.publish(line, SESSION_LINE_BYTES)
     lines.storeVersion(line, version + 2)
     this.view.publish(line, 4)
