@@ -79,7 +79,8 @@ export const durableTier = (stats: DurableStats) =>
       // Retention runs at every segment roll; a topic that stopped growing has its segments aged out here.
       if (++rounds % RETAIN_EVERY_ROUNDS === 0) {
         for (const log of stats.streams.values()) {
-          // A failed pass is counted and logged (rate-limited) by the stream, and tried again here or at its next roll.
+          // A segment not deleted is counted and logged (rate-limited) by the stream, and tried again here or at its
+          // next roll; a failed directory fsync stops the stream's writer, which logs it.
           yield* Effect.ignore(log.retain())
         }
       }

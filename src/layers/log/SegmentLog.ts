@@ -452,7 +452,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
        * Retention is housekeeping: a segment it cannot delete (EACCES, EBUSY, EIO, a directory in
        * its place) is counted and logged — the first failure, then at most one line per
        * RETENTION_WARNING_MS with how many failed since — and tried again at the next pass (the
-       * next roll, or the durable tier's periodic one). It never stops the writer.
+       * next roll, or the durable tier's periodic one). That never stops the writer; a failed
+       * fsync of the directory after deletions does (`syncDeletions`).
        */
       const retentionFailuresOf = Metric.tagged(segmentRetentionFailures, "stream", stream)
       let retentionFailures = 0
@@ -474,6 +475,19 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
        * unlink would fail.
        */
       const retaining = Effect.unsafeMakeSemaphore(1)
+      /**
+       * Makes the pass's deletions durable. A failed directory fsync is a storage error, not
+       * housekeeping (after one report, a later fsync may not report the lost writeback again):
+       * it stops the writer, as any failed fsync of the stream does.
+       */
+      const syncDeletions = ioRead(dir, "fsync", () => files.syncDirectory(dir)).pipe(
+        Effect.tapError((e) =>
+          Effect.sync(() => {
+            failure ??= e
+            wakeWriter()
+          })
+        )
+      )
       const retainNow = retaining.withPermits(1)(Effect.gen(function*() {
         const { maxBytes, maxAgeMs } = options.retention ?? {}
         if (maxBytes === undefined && maxAgeMs === undefined) return 0
@@ -496,7 +510,7 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           )
           // It stays the oldest (the stream's first record does not move past it); the deletions before it are still synced.
           if (unlinked._tag === "Left") {
-            if (deleted > 0) yield* ioRead(dir, "fsync", () => files.syncDirectory(dir)).pipe(Effect.ignore)
+            if (deleted > 0) yield* syncDeletions
             return yield* Effect.fail(unlinked.left)
           }
           yield* Effect.promise(() => files.unlink(join(dir, indexFileName(oldest.base))).catch(() => undefined))
@@ -504,9 +518,9 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
           total -= oldest.bytes
           deleted++
         }
-        if (deleted > 0) yield* ioRead(dir, "fsync", () => files.syncDirectory(dir))
+        if (deleted > 0) yield* syncDeletions
         return deleted
-      }).pipe(Effect.tapError(retentionFailed)))
+      }).pipe(Effect.tapError((e) => (e.operation === "unlink" ? retentionFailed(e) : Effect.void))))
 
       /** Records written to the files (durable ≤ written ≤ appended), and bytes written but not yet covered by a started fdatasync. */
       let written = recovered
@@ -658,8 +672,8 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
             durable = item.base
             durableBytes = 0
             announce()
-            // A failed pass was counted and logged; the writer goes on.
-            yield* Effect.ignore(retainNow)
+            // A segment not deleted was counted and logged; the writer goes on (a failed fsync stops it).
+            yield* retainNow.pipe(Effect.catchIf((e) => e.operation === "unlink", () => Effect.succeed(0)))
           }
           yield* flush
         })
