@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import { ackTrackerOver, type AckTopic } from "../../src/layers/log/AckTracker.js"
 import { SESSION_LINE_BYTES } from "../../src/layers/log/Layout.js"
 import { AHEAD_WINDOW, LINE_BYTES, SessionState } from "../../src/layers/log/Records.js"
-import { SessionLineView } from "../../src/layers/log/RecordViews.js"
+import { RegistryLineView, SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { type LineView, SessionTable, UNSETTLED } from "../../src/layers/log/SessionTable.js"
 
 const SLOTS = 16
@@ -40,7 +40,12 @@ const privateTable = (onPublish: (offset: number, length: number) => void = () =
     publish: onPublish,
     invalidate: () => {}
   }
-  return { table: new SessionTable(view, LINE_BYTES, 0, SLOTS), lines: new SessionLineView(view), lineAt: (slot: number) => LINE_BYTES + slot * SESSION_LINE_BYTES }
+  return {
+    table: new SessionTable(view, LINE_BYTES, 0, SLOTS),
+    lines: new SessionLineView(view),
+    registry: new RegistryLineView(view),
+    lineAt: (slot: number) => LINE_BYTES + slot * SESSION_LINE_BYTES
+  }
 }
 
 describe("SessionTable lookups while a writer is preempted inside a line's seqlock", () => {
@@ -120,6 +125,24 @@ describe("SessionTable: the ahead line and lapsed sessions (orders 0/2/4)", () =
     expect(table.lookup(7, sessionEpoch, slot)).toBeUndefined()
     expect(table.liveCount()).toBe(0)
     for (let i = 0; i < table.capacity; i++) expect("full" in table.register(8, 0)).toBe(false)
+  })
+})
+
+describe("SessionTable: a registration killed between its claim and its write", () => {
+  it("a claim of a lapsed line whose claimer died leaves it lapsed: the lapsed session stays unknown, never released at its old frontier", () => {
+    const { lineAt, lines, registry, table } = privateTable()
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const { slot, sessionEpoch } = registered
+    table.lapse(slot, 7, sessionEpoch, { orderedMessages: 1, duplicates: 0, held: 0, lastActivityMs: 5, fenced: false, next: 3, ahead: new Set([5]) })
+    // A broker's registration: its place in `live`, then its compare-and-swap, then killed.
+    registry.addLive(0, 1)
+    expect(lines.swapState(lineAt(slot), SessionState.lapsed, SessionState.claiming)).toBe(true)
+    expect(table.releaseDeadClaims()).toBe(0)
+    expect(table.releaseDeadClaims()).toBe(1)
+    expect(table.lookup(7, sessionEpoch)).toBeUndefined()
+    expect(table.lookup(7, sessionEpoch, slot)).toBeUndefined()
+    expect(table.liveCount()).toBe(0)
   })
 })
 

@@ -95,7 +95,8 @@ export const AHEAD_WINDOW = 512
  * between its compare-and-swap and its first publication of the line; `lapsed` lines are
  * sessions ended with batches ordered above a gap (orders 0/2/4): free like released ones, but
  * no lookup matches them, so their publisher is told the session is unknown rather than a
- * frontier it would replay from (docs/log.md, "Sessions with a gap").
+ * frontier it would replay from (docs/log.md, "Sessions with a gap"); a claim whose broker died
+ * before its write is freed as lapsed too (it may hold a lapsed session's key).
  */
 export const SessionState = { empty: 0, active: 1, fenced: 2, released: 3, claiming: 4, lapsed: 5 } as const
 

@@ -274,7 +274,9 @@ export class SessionTable {
   /**
    * Sequencer side, called at most every second or so: a line still mid-claim since the
    * previous call belongs to a registration whose process died between its compare-and-swap
-   * and its write (a live one takes microseconds); it is released. Returns how many.
+   * and its write (a live one takes microseconds); it is freed as lapsed, never released: it
+   * may still hold the key and frontier of the session it was claimed from (a lapsed one, which
+   * no lookup may find again), or half of the claimer's. Returns how many.
    */
   releaseDeadClaims(): number {
     let released = 0
@@ -292,7 +294,7 @@ export class SessionTable {
       }
       this.claimsSeen.delete(slot)
       lines.storeVersion(line, (lines.version(line) | 1) + 1)
-      lines.storeState(line, SessionState.released)
+      lines.storeState(line, SessionState.lapsed)
       this.registryLine.addLive(this.registry, -1)
       this.view.publish(line, SESSION_LINE_BYTES)
       released++
