@@ -30,7 +30,7 @@ const config: LogConfig = {
   maxBatchBytes: 4096
 }
 
-const spec = (order: 0 | 2 | 4) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
+const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
 /** Client 7's batch 1 (2 messages) is ordered through broker 1; its batch 0 went to a broker that died before appending it. */
 const orderAboveGap = (a1: AppenderShape, sequencer: SequencerShape) =>
