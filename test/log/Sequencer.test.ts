@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, TestClock } from "effect"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
-import { LeaseLine, PbrSlot } from "../../src/layers/log/Records.js"
+import { sessionLineOffset } from "../../src/layers/log/Layout.js"
+import { LeaseLine, PbrSlot, SessionLine } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
 import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
@@ -386,10 +387,11 @@ describe("Sequencer over the region", () => {
       memory.f64[(area.orderLine(0) + 0) / 8] = 1
       memory.f64[(area.orderLine(0) + 8) / 8] = 2
       memory.f64[(area.sequencerLine(0, 0) + 0) / 8] = 1
-      const sessionLine = area.sessions(0) + 64 * Array.from({ length: 64 }, (_, i) => i).find((i) =>
-        memory.i32[(area.sessions(0) + i * 64 + 4) / 4] !== 0
-      )!
-      memory.f64[(sessionLine + 16) / 8] = 1
+      const found = cluster.sessions("t").lookup(1, 0)
+      if (found === undefined || found === "unsettled") throw new Error("session 1/0 has no line")
+      const sessionLine = sessionLineOffset(area, 0, found.slot)
+      expect(memory.f64[(sessionLine + SessionLine.next) / 8]).toBe(3)
+      memory.f64[(sessionLine + SessionLine.next) / 8] = 1
       const sequencer = yield* cluster.sequencer()
       yield* appendSimple(a, "t", 1, 0, 2)
       yield* appendSimple(a, "t", 1, 0, 3)
