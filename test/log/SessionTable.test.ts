@@ -4,7 +4,7 @@ import { ackTrackerOver, type AckTopic } from "../../src/layers/log/AckTracker.j
 import { SESSION_LINE_BYTES } from "../../src/layers/log/Layout.js"
 import { AHEAD_WINDOW, LINE_BYTES, SessionState } from "../../src/layers/log/Records.js"
 import { RegistryLineView, SessionLineView } from "../../src/layers/log/RecordViews.js"
-import { type LineView, SessionTable, UNSETTLED } from "../../src/layers/log/SessionTable.js"
+import { type LineView, sessionHash, SessionTable, UNSETTLED } from "../../src/layers/log/SessionTable.js"
 
 const SLOTS = 16
 
@@ -46,6 +46,11 @@ const privateTable = (onPublish: (offset: number, length: number) => void = () =
     registry: new RegistryLineView(view),
     lineAt: (slot: number) => LINE_BYTES + slot * SESSION_LINE_BYTES
   }
+}
+
+/** A client id whose key with `sessionEpoch` hashes to `slot` (its probe starts there). */
+const keyAt = (slot: number, sessionEpoch: number): number => {
+  for (let clientId = 1; ; clientId++) if (sessionHash(clientId, sessionEpoch, SLOTS) === slot) return clientId
 }
 
 describe("SessionTable lookups while a writer is preempted inside a line's seqlock", () => {
@@ -124,7 +129,9 @@ describe("SessionTable: the ahead line and lapsed sessions (orders 0/2/4)", () =
     expect(table.lookup(7, sessionEpoch)).toBeUndefined()
     expect(table.lookup(7, sessionEpoch, slot)).toBeUndefined()
     expect(table.liveCount()).toBe(0)
-    for (let i = 0; i < table.capacity; i++) expect("full" in table.register(8, 0)).toBe(false)
+    // A registration whose probe starts at the lapsed line takes it.
+    const client = keyAt(slot, sessionEpoch + 1)
+    expect(table.registerAs(client, sessionEpoch + 1, 0)).toEqual({ sessionEpoch: sessionEpoch + 1, slot })
   })
 })
 
