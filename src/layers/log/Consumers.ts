@@ -3,11 +3,20 @@
  * its topic with `durable` 2, claimed when the consumer is created and released when it is
  * deleted, so its cursor holds retention with or without a member (`lowestDurableCursor`).
  * The line's pid word stays 0 (held by no process: never reclaimed as a dead owner's) until
- * the consumer is deleted, when the deleter puts its own pid there first; a consumer's line is never claimed whatever its pid word says (its creator
- * may have been killed before clearing it: `claimSubscriberLine`); the active member's pid is
- * the `member` word, taken by compare-and-swap from 0 or from a dead member's. Two processes
- * creating the same name at once both claim a line; the later line (higher index) then deletes
- * itself and joins the first.
+ * the consumer is deleted; a consumer's line is never claimed whatever its pid word says (its
+ * creator may have been killed before clearing it: `claimSubscriberLine`); the active member's
+ * pid is the `member` word, taken by compare-and-swap from 0 or from a dead member's. Two
+ * processes creating the same name at once both claim a line; the later line (higher index)
+ * then deletes itself and joins the first.
+ *
+ * A deletion (`erase`) first takes the `member` word by compare-and-swap (from 0 or a dead
+ * member's) to the deleter's mark, minus its pid: one deleter at a time, a joiner sees the
+ * consumer busy, and whatever pid the claim word holds (a killed creator's, even reused) stops
+ * nothing. It then checks the line is still the consumer it found (occurrence and name: the line
+ * may have been deleted and taken by another consumer meanwhile) and, if not, puts the word
+ * back and leaves the line alone; retention never stops holding for it. Then its pid goes in
+ * the claim word (a deleter killed from here on leaves a dead owner's line, reclaimed), and
+ * `durable` 0 and the release end it. A mark whose deleter died is taken over by the next one.
  *
  * A broker whose appends a consumer's hold kept waiting past its bound cuts it off
  * (`cutOffHolding`): `durable` 2 → 3 by compare-and-swap, so whichever process notices first does
@@ -18,6 +27,7 @@ import { Effect, Layer } from "effect"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import {
+  ConsumerBeingDeleted,
   ConsumerBusy,
   type ConsumerInfo,
   type ConsumerLease,
@@ -118,12 +128,25 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       return found
     }
     const find = (info: TopicInfo, name: string) => consumerLines(info).find((line) => nameOf(line) === name)
-    /** The member's pid if a live member holds the line, else 0. */
+    /** `find`, with the line's occurrence read before its name: which creation of the line it found. */
+    const findCreation = (info: TopicInfo, name: string) => {
+      for (const line of consumerLines(info)) {
+        const occurrence = participants.occurrence(line)
+        if (nameOf(line) === name) return { line, occurrence }
+      }
+      return undefined
+    }
+    /** The member's pid if a live member holds the line, else 0 (a deleter's mark is no member). */
     const liveMember = (line: number) => {
       const member = lines.member(line)
-      if (member === 0) return 0
+      if (member <= 0) return 0
       if (member === process.pid) return heldHere.has(line) ? member : 0
       return isPidAlive(member) ? member : 0
+    }
+    /** The pid of a live process deleting the consumer (its mark in `member`), else 0. */
+    const liveDeleter = (line: number) => {
+      const member = lines.member(line)
+      return member < 0 && -member !== process.pid && isPidAlive(-member) ? -member : 0
     }
     const retentionMoved = (info: TopicInfo) => retentionMovedIn(region, area, doorbell, info.id)
     const isCutOff = (line: number) => {
@@ -142,18 +165,58 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       // The sequentially consistent store is the fence `ringRoomWaiters` relies on.
       lines.storeDurable(line, HOLDING)
     }
-    const erase = (info: TopicInfo, line: number) => {
-      // The line names this process until it is free (a consumer's names none, never reclaimed): an
-      // eraser killed midway leaves a dead owner's line, reclaimed, not a line held for good. A
-      // live eraser's pid there: the consumer is being erased already.
-      const claim = participants.claim(line)
-      if (claim.occurrence === 0 || (claim.pid !== 0 && isPidAlive(claim.pid))) return
-      if (!participants.swapClaim(line, claim.occurrence, claim.pid, claim.occurrence, process.pid)) return
+    /**
+     * Deletes the consumer `name` found in `line` (its creation `occurrence`), whose member word
+     * is `member` when the caller is that member (a creator undoing its line), else not a live
+     * member's. "gone": the line is no longer that consumer (deleted, or taken by another).
+     */
+    const erase = (
+      info: TopicInfo,
+      line: number,
+      occurrence: number,
+      name: string,
+      member?: number
+    ): "erased" | "gone" | ConsumerBusy | ConsumerBeingDeleted => {
+      const mark = -process.pid
+      /** Whether the line still is the consumer found (not deleted, nor deleted and taken by another consumer). */
+      const same = () => {
+        region.invalidate(line, LINE_BYTES)
+        const durable = lines.durable(line)
+        return participants.occurrence(line) === occurrence && nameOf(line) === name && (durable === HOLDING || durable === CUT_OFF)
+      }
+      // The member word from free, a dead member's or a dead deleter's to this deleter's mark: one deleter at a time.
+      let replaced: number
+      for (;;) {
+        replaced = lines.member(line)
+        if (!same()) return "gone"
+        if (member === undefined) {
+          const deleter = liveDeleter(line)
+          if (deleter !== 0) return new ConsumerBeingDeleted({ topic: info.name, name, pid: deleter })
+          const live = liveMember(line)
+          if (live !== 0) return new ConsumerBusy({ topic: info.name, name, pid: live })
+        } else if (replaced !== member) {
+          return "gone"
+        }
+        if (lines.swapMember(line, replaced, mark)) break
+      }
+      // Checked again: the line may have been deleted and taken by another consumer between the look and the swap.
+      if (!same()) {
+        lines.swapMember(line, mark, replaced)
+        return "gone"
+      }
+      // The line names this process until it is free (a consumer's names none, or a killed creator's
+      // pid): a deleter killed from here on leaves a dead owner's line, reclaimed, not one held for good.
+      for (;;) {
+        const claim = participants.claim(line)
+        if (claim.occurrence !== occurrence) return "gone"
+        if (participants.swapClaim(line, occurrence, claim.pid, occurrence, process.pid)) break
+      }
       lines.storeDurable(line, 0)
       lines.setNameLength(line, 0)
       lines.storeMember(line, 0)
-      releaseLine(region, line, participants.occurrence(line))
+      releaseLine(region, line, occurrence)
       retentionMoved(info)
+      return "erased"
     }
 
     /** Creates the consumer at `initial` in a free line, its member this process; undefined when every line is taken. */
@@ -187,14 +250,14 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
             const first = find(info, name)
             if (first !== line && first !== undefined) {
               // Created at the same time elsewhere: the first line is the consumer.
-              erase(info, line)
+              erase(info, line, participants.occurrence(line), name, process.pid)
               return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(first) }))
             }
             heldHere.add(line)
             return Effect.succeed({ line, created: true })
           }
           const member = lines.member(existing)
-          const live = liveMember(existing)
+          const live = liveMember(existing) || liveDeleter(existing)
           if (live !== 0 || heldHere.has(existing)) return Effect.fail(new ConsumerBusy({ topic, name, pid: live || process.pid }))
           if (!lines.swapMember(existing, member, process.pid)) return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
           heldHere.add(existing)
@@ -245,12 +308,15 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
 
     const remove: ConsumersShape["remove"] = (topic, name) =>
       Effect.flatMap(resolve(topic), (info) => {
-        const line = find(info, name)
-        if (line === undefined) return Effect.succeed(false)
-        const member = liveMember(line)
-        if (member !== 0) return Effect.fail(new ConsumerBusy({ topic, name, pid: member }))
-        erase(info, line)
-        return Effect.succeed(true)
+        // "gone": the line found stopped being the consumer meanwhile; look again (each look finds a newer creation).
+        for (let look = 0; look <= area.config.subscriberSlots; look++) {
+          const found = findCreation(info, name)
+          if (found === undefined) return Effect.succeed(false)
+          const outcome = erase(info, found.line, found.occurrence, name)
+          if (outcome === "erased") return Effect.succeed(true)
+          if (outcome !== "gone") return Effect.fail(outcome)
+        }
+        return Effect.succeed(false)
       })
 
     return { join, list, remove }

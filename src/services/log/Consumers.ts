@@ -66,8 +66,12 @@ export interface ConsumersShape {
     initial: { readonly offset: number; readonly globalSeq: number }
   ) => Effect.Effect<ConsumerLease, ConsumerError | TopicNotFound, Scope.Scope>
   readonly list: (topic: string) => Effect.Effect<ReadonlyArray<ConsumerInfo>, TopicNotFound>
-  /** Deletes a consumer that has no live member (its retention is released); false if there was none. */
-  readonly remove: (topic: string, name: string) => Effect.Effect<boolean, ConsumerBusy | TopicNotFound>
+  /**
+   * Deletes a consumer that has no live member (its retention is released); false if there was
+   * none. A live member fails it with `ConsumerBusy`, another process deleting it at the same
+   * time with `ConsumerBeingDeleted`: it never answers true without deleting.
+   */
+  readonly remove: (topic: string, name: string) => Effect.Effect<boolean, ConsumerBusy | ConsumerBeingDeleted | TopicNotFound>
 }
 
 export class Consumers extends Context.Tag("cxlog/Consumers")<Consumers, ConsumersShape>() {}
@@ -76,6 +80,13 @@ export class ConsumerBusy extends Data.TaggedError("ConsumerBusy")<{ readonly to
   override get message() {
     // A remote subscriber is told only that the consumer is busy (pid 0), not whose process holds it.
     return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} has an active member${this.pid > 0 ? ` (pid ${this.pid})` : ""}; one member reads at a time`
+  }
+}
+
+/** Another live process is deleting the consumer (its pid marks the consumer's line meanwhile). */
+export class ConsumerBeingDeleted extends Data.TaggedError("ConsumerBeingDeleted")<{ readonly topic: string; readonly name: string; readonly pid: number }> {
+  override get message() {
+    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} is being deleted by process ${this.pid}; try again once that process has exited`
   }
 }
 
