@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
-import { type LogConfig, sessionLineOffset } from "../../src/layers/log/Layout.js"
-import { AHEAD_WINDOW } from "../../src/layers/log/Records.js"
+import { goiEntryOffset, type LogConfig, sessionLineOffset } from "../../src/layers/log/Layout.js"
+import { AHEAD_WINDOW, GoiEntry } from "../../src/layers/log/Records.js"
 import { SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { sessionHash } from "../../src/layers/log/SessionTable.js"
 import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
@@ -104,6 +104,21 @@ for (const impl of implementations) {
           expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 2, fenced: false })
         }))
 
+      it.scoped(`mode ${order}: a stream with a batch further above its session's frontier than the sequencer orders is RecoveryFailed, nothing loaded`, () =>
+        Effect.gen(function*() {
+          const disk = makeMemoryDisk()
+          yield* writeStream(disk, "t", [
+            { globalSeq: 0, totalOrder: 0, clientId: 7, sessionEpoch: 1, batchSeq: AHEAD_WINDOW, sizes: [16] },
+            { globalSeq: 1, totalOrder: 1, clientId: 7, sessionEpoch: 1, batchSeq: AHEAD_WINDOW + 1, sizes: [16] }
+          ])
+          const cluster = yield* impl.make(config)
+          const topic = yield* cluster.topics.create(spec(order))
+          const error = yield* Effect.flip(recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk)))
+          expect(error).toMatchObject({ _tag: "RecoveryFailed" })
+          expect(error.message).toMatch(new RegExp(`record 1 is batch ${AHEAD_WINDOW + 1} of session 7/1, more than ${AHEAD_WINDOW} above its frontier 0`))
+          expect(cluster.sessions("t").lookup(7, 1)).toBeUndefined()
+        }))
+
       it.scoped(`mode ${order}: a gap session outlives the idle bound (a restarted head too) and lapses at the gap bound: unknown to its publisher, its batches refused`, () =>
         Effect.gen(function*() {
           const cluster = yield* impl.make(config)
@@ -181,6 +196,25 @@ for (const impl of implementations) {
 
 /** Region implementations only: the test writes a session line's words directly. */
 for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
+  describe(`Sessions with a gap, a damaged GOI entry: ${impl.label}`, () => {
+    for (const order of [0, 2, 4] as const) {
+      it.scoped(`mode ${order}: an entry naming a batch further above its session's frontier than the sequencer orders is LogCorrupt to a restarted head (the topic is not ordered), never a defect`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make(config)
+          const info = yield* cluster.topics.create(spec(order))
+          const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* orderAboveGap(a1!, yield* cluster.sequencer())
+          }))
+          const { memory, area } = cluster.region!
+          memory.f64[(goiEntryOffset(area, info.id, 0) + GoiEntry.batchSeq) / 8] = AHEAD_WINDOW + 1
+          const second = yield* cluster.sequencer()
+          yield* appendSimple(a0!, "t", 7, 1, 0, 1)
+          expect(yield* second.step).toMatchObject({ ordered: 0 })
+        }))
+    }
+  })
+
   describe(`Sessions with a gap, a head killed inside a session line's write: ${impl.label}`, () => {
     for (const order of [0, 2, 4, 5] as const) {
       it.scoped(`mode ${order}: the restarted head ${order === 5 ? "restores the line (its frontier is one word)" : "lapses the torn line: no batch its bitmap may misstate is acknowledged or ordered"}`, () =>

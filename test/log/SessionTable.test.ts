@@ -30,15 +30,18 @@ const trackerOver = (table: SessionTable) => {
   })
 }
 
-/** A table over private memory: the registry line, then the session lines. `onPublish` sees each write-back. */
-const privateTable = (onPublish: (offset: number, length: number) => void = () => {}) => {
+/** A table over private memory: the registry line, then the session lines. The hooks see each write-back and invalidation. */
+const privateTable = (
+  onPublish: (offset: number, length: number) => void = () => {},
+  onInvalidate: (offset: number, length: number) => void = () => {}
+) => {
   const buffer = new ArrayBuffer(LINE_BYTES + SLOTS * SESSION_LINE_BYTES)
   const view: LineView = {
     i32: new Int32Array(buffer),
     u32: new Uint32Array(buffer),
     f64: new Float64Array(buffer),
     publish: onPublish,
-    invalidate: () => {}
+    invalidate: onInvalidate
   }
   return {
     table: new SessionTable(view, LINE_BYTES, 0, SLOTS),
@@ -189,5 +192,49 @@ describe("SessionTable: a writer killed inside a line's seqlock", () => {
     for (let i = 0; i < 4; i++) expect("full" in table.register(7 + i, 0)).toBe(false)
     expect(states.length).toBeGreaterThan(0)
     expect(states.filter((s) => s.state === SessionState.active && (s.version & 1) !== 0)).toEqual([])
+  })
+})
+
+describe("SessionTable: the bitmap's line in non-coherent mode, and its window", () => {
+  const fields = { orderedMessages: 3, duplicates: 0, held: 0, lastActivityMs: 5, fenced: false }
+  it("a lookup invalidates the first line only; a write writes the bitmap's line back only while the bitmap is or was not empty", () => {
+    const published: Array<number> = []
+    const invalidated: Array<number> = []
+    const { table } = privateTable((offset, length) => {
+      if (offset >= LINE_BYTES && length > 4) published.push(length)
+    }, (offset, length) => {
+      if (offset >= LINE_BYTES) invalidated.push(length)
+    })
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const { slot, sessionEpoch } = registered
+    invalidated.length = 0
+    expect(table.lookup(7, sessionEpoch)).toMatchObject({ slot })
+    expect(invalidated.length).toBeGreaterThan(0)
+    expect(invalidated.every((length) => length === LINE_BYTES)).toBe(true)
+    // A registration clears the bitmap whatever its view of it: both lines.
+    expect(published).toEqual([SESSION_LINE_BYTES, 8])
+    published.length = 0
+    const publish = (next: number, ahead?: ReadonlySet<number>) => table.publish(slot, 7, sessionEpoch, { ...fields, next, ...(ahead === undefined ? {} : { ahead }) })
+    publish(1)
+    publish(1, new Set([3]))
+    publish(4)
+    publish(5)
+    expect(table.setDurable(7, sessionEpoch, 2)).toBe(true)
+    expect(published).toEqual([LINE_BYTES, SESSION_LINE_BYTES, SESSION_LINE_BYTES, LINE_BYTES, LINE_BYTES])
+  })
+
+  it("a batch outside the window is the caller's defect, thrown before the line is touched", () => {
+    const { lineAt, lines, table } = privateTable()
+    const registered = table.register(7, 0)
+    if ("full" in registered) throw new Error("table full")
+    const { slot, sessionEpoch } = registered
+    table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([12]) })
+    const version = lines.version(lineAt(slot))
+    expect(() => table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([12, 11 + AHEAD_WINDOW]) })).toThrow(/outside the ahead window/)
+    expect(() => table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([10]) })).toThrow(/outside the ahead window/)
+    expect(lines.version(lineAt(slot))).toBe(version)
+    expect(table.lookup(7, sessionEpoch)).toMatchObject({ next: 10 })
+    expect(lines.aheadWord(lineAt(slot), 0)).toBe(2)
   })
 })

@@ -25,7 +25,7 @@ import { decodeOrderHeader, decodeOrderRecord, frozenDurableOf, OrderRecord, str
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, type LogConfig, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
 import { findTopic, type MemoryBatch, type MemoryLogStore } from "./MemoryStore.js"
 import { claimLine, newOccurrence, releaseLine } from "./Participants.js"
-import { alignLine, LINE_BYTES, PbrKind } from "./Records.js"
+import { AHEAD_WINDOW, alignLine, LINE_BYTES, PbrKind } from "./Records.js"
 import { BrokerLineView, GoiEntryView, LeaseLineView, OrderLineView, PbrSlotView, SequencerLineView, type SlotHeader } from "./RecordViews.js"
 import type { SessionTable } from "./SessionTable.js"
 import { regionSessionTables } from "./Topics.js"
@@ -346,6 +346,12 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
         return conflict(
           `record ${index} is batch ${seq} of session ${batch.clientId}/${batch.sessionEpoch}, which conflicts with the recorded order ` +
             `(batches 0..${session.next - 1} before it${order5 ? `; order 5 takes ${session.next} next` : ", each once"})`
+        )
+      }
+      if (!order5 && seq - session.next > AHEAD_WINDOW) {
+        return conflict(
+          `record ${index} is batch ${seq} of session ${batch.clientId}/${batch.sessionEpoch}, more than ${AHEAD_WINDOW} above its frontier ${session.next}: ` +
+            `the sequencer orders none so far out`
         )
       }
       if (seq === session.next) {

@@ -260,7 +260,8 @@ function recoverTopic(v: RegionViews, info: TopicInfo, settings: OrderSettings):
     const pbrSeq = goi.pbrSeq(e)
     if (broker >= settings.maxBrokers || !Number.isSafeInteger(pbrSeq) || pbrSeq < 0) return corrupt(info, `GOI entry ${g} is invalid`)
     // Released sessions are over: their lines hold final frontiers.
-    replayOrdered(topic, goi.clientId(e), goi.sessionEpoch(e), goi.batchSeq(e))
+    const replayed = replayOrdered(topic, goi.clientId(e), goi.sessionEpoch(e), goi.batchSeq(e))
+    if (replayed !== undefined) return corrupt(info, `GOI entry ${g}: ${replayed}`)
     if (g < committed) continue
     if (goi.totalOrder(e) !== topic.totalNext) return corrupt(info, `GOI entry ${g} breaks the total order`)
     const slot = pbrSlotOffset(area, t, broker, pbrSeq)

@@ -23,7 +23,7 @@ import { defaultSequencerOptions, type SequencerLeaseLost, type SequencerOptions
 import type { TopicInfo } from "../../services/log/Topics.js"
 import type { LogConfig } from "./Layout.js"
 import { type Backpressure, type DropReason, OrderEngine, type OrderSink, type Session, Verdict } from "./OrderEngine.js"
-import { Dropped, SessionState } from "./Records.js"
+import { AHEAD_WINDOW, Dropped, SessionState } from "./Records.js"
 import type { SessionFields, SessionTable } from "./SessionTable.js"
 
 /** What line 1 of a finished PBR slot says for each way a batch leaves without a GOI entry. */
@@ -324,10 +324,19 @@ export const restoreSessions = (topic: TopicOrder): string | undefined => {
   return problem
 }
 
-/** A batch found in the GOI at a restart: its session (if not released) counts it as ordered. */
-export const replayOrdered = (topic: TopicOrder, clientId: number, sessionEpoch: number, batchSeq: number): void => {
+/**
+ * A batch found in the GOI at a restart: its session (if not released) counts it as ordered. Names
+ * the entry's problem instead when it is further above the session's frontier than a sequencer
+ * orders (orders 0/2/4), which only a damaged entry can be.
+ */
+export const replayOrdered = (topic: TopicOrder, clientId: number, sessionEpoch: number, batchSeq: number): string | undefined => {
   const session = topic.engine.session(clientId, sessionEpoch)
-  if (session !== undefined) topic.engine.recoverOrdered(session, batchSeq)
+  if (session === undefined) return undefined
+  if (topic.info.order !== 5 && !(batchSeq - session.next <= AHEAD_WINDOW)) {
+    return `batch ${batchSeq} of session ${clientId}/${sessionEpoch} is more than ${AHEAD_WINDOW} above its frontier ${session.next}`
+  }
+  topic.engine.recoverOrdered(session, batchSeq)
+  return undefined
 }
 
 /** Scans each broker's PBR positions once (at most `maxPerBroker` each); stops at a full GOI. */

@@ -59,6 +59,25 @@ export interface SessionFields {
 /** Bitmap words of the ahead line. */
 const AHEAD_WORDS = AHEAD_WINDOW / 32
 
+/** The bitmap words `aheadWords` fills (one table writes at a time). */
+const aheadScratch = new Uint32Array(AHEAD_WORDS)
+
+/**
+ * The session's ahead bitmap as words (in a shared scratch array), or undefined when it has none.
+ * A seq outside the window is a defect of the caller (the engine holds a batch further out), thrown
+ * before the line is touched.
+ */
+const aheadWords = (fields: SessionFields): Uint32Array | undefined => {
+  if (fields.ahead === undefined || fields.ahead.size === 0) return undefined
+  aheadScratch.fill(0)
+  for (const seq of fields.ahead) {
+    const i = seq - fields.next - 1
+    if (!(i >= 0 && i < AHEAD_WINDOW)) throw new Error(`session line: batch ${seq} is outside the ahead window of frontier ${fields.next}`)
+    aheadScratch[i >>> 5]! |= 1 << (i & 31)
+  }
+  return aheadScratch
+}
+
 /** A registration that could not take a line: every place of the table is in use. */
 export interface TableFull {
   readonly full: true
@@ -143,7 +162,7 @@ export class SessionTable {
     // `live` ≤ capacity < slots guarantees a free line; lost races only move the probe on.
     for (let probes = 0; probes < 4 * this.slots; probes++, slot = (slot + 1) & this.mask) {
       const line = this.line(slot)
-      this.view.invalidate(line, SESSION_LINE_BYTES)
+      this.view.invalidate(line, LINE_BYTES)
       const state = lines.state(line)
       if (state !== SessionState.empty && state !== SessionState.released && state !== SessionState.lapsed) continue
       if (!lines.swapState(line, state, SessionState.claiming)) continue
@@ -184,7 +203,7 @@ export class SessionTable {
     const { lines } = this
     const line = this.line(slot)
     for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
-      this.view.invalidate(line, SESSION_LINE_BYTES)
+      this.view.invalidate(line, LINE_BYTES)
       const before = lines.version(line)
       if ((before & 1) !== 0) continue
       const state = lines.state(line)
@@ -246,7 +265,7 @@ export class SessionTable {
     const version = lines.version(line) & ~1
     lines.storeVersion(line, version + 1)
     write(lines, line)
-    this.view.publish(line, SESSION_LINE_BYTES)
+    this.view.publish(line, LINE_BYTES)
     lines.storeVersion(line, version + 2)
     this.view.publish(line, 4)
   }
@@ -283,7 +302,7 @@ export class SessionTable {
     const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
-      this.view.invalidate(line, SESSION_LINE_BYTES)
+      this.view.invalidate(line, LINE_BYTES)
       if (lines.state(line) !== SessionState.claiming) {
         this.claimsSeen.delete(slot)
         continue
@@ -296,7 +315,7 @@ export class SessionTable {
       lines.storeVersion(line, (lines.version(line) | 1) + 1)
       lines.storeState(line, SessionState.lapsed)
       this.registryLine.addLive(this.registry, -1)
-      this.view.publish(line, SESSION_LINE_BYTES)
+      this.view.publish(line, LINE_BYTES)
       released++
     }
     return released
@@ -315,7 +334,7 @@ export class SessionTable {
     const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
-      this.view.invalidate(line, SESSION_LINE_BYTES)
+      this.view.invalidate(line, LINE_BYTES)
       if (lines.state(line) !== SessionState.active) continue
       // A registration still finishing its write is looked at in a later sweep.
       const version = lines.version(line)
@@ -390,6 +409,7 @@ export class SessionTable {
   ): void {
     const { lines } = this
     const line = this.line(slot)
+    const words = aheadWords(fields)
     const version = lines.version(line) & ~1
     lines.storeVersion(line, version + 1)
     lines.setClientId(line, clientId)
@@ -399,16 +419,18 @@ export class SessionTable {
     lines.setDuplicates(line, fields.duplicates)
     lines.setHeld(line, fields.held)
     lines.setLastActivityMs(line, fields.lastActivityMs)
-    for (let w = 0; w < AHEAD_WORDS; w++) lines.writeAheadWord(line, w, 0)
-    if (fields.ahead !== undefined && fields.ahead.size > 0) {
-      for (const seq of fields.ahead) {
-        const i = seq - fields.next - 1
-        // The engine keeps every ahead seq inside the window; a stray one must not spill into the next line.
-        if (i >= 0 && i < AHEAD_WINDOW) lines.writeAheadWord(line, i >>> 5, lines.aheadWord(line, i >>> 5) | (1 << (i & 31)))
-      }
+    // A claim clears every word whatever its view of them (it never read the bitmap's line); the
+    // sequencer's view is the bitmap as it last wrote or restored it, so it writes only what changed.
+    let bitmap = state === SessionState.claiming
+    for (let w = 0; w < AHEAD_WORDS; w++) {
+      const word = words?.[w] ?? 0
+      if (!bitmap && word === 0 && lines.aheadWord(line, w) === 0) continue
+      lines.writeAheadWord(line, w, word)
+      bitmap = true
     }
     lines.storeState(line, state ?? (fields.fenced ? SessionState.fenced : SessionState.active))
-    this.view.publish(line, SESSION_LINE_BYTES)
+    // The bitmap's line is written back only when the bitmap is or was not empty (never in order 5).
+    this.view.publish(line, bitmap ? SESSION_LINE_BYTES : LINE_BYTES)
     lines.storeVersion(line, version + 2)
     this.view.publish(line, 4)
   }
