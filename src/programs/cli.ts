@@ -218,6 +218,12 @@ const headCommand = Cli.command({
       env: "CXLOG_SESSION_IDLE_MS",
       description: "release a publisher session that sent no batch for this long"
     }),
+    sessionGapIdleMs: Cli.optionalInteger("session-gap-idle-ms", {
+      placeholder: "MS",
+      shown: "6 x --session-idle-ms",
+      env: "CXLOG_SESSION_GAP_IDLE_MS",
+      description: "orders 0/2/4: a session with batches ordered above a gap lapses after this long with no batch (its publisher is told unknown-session)"
+    }),
     leaseMs: Cli.integer("sequencer-lease-ms", {
       default: defaultSequencerOptions.leaseMs,
       min: 1,
@@ -270,7 +276,12 @@ const headCommand = Cli.command({
         attach: o.attach,
         standby: o.standby,
         checkEveryMs: o.standbyCheckMs,
-        sequencer: { holdTimeoutMs: o.holdTimeoutMs, sessionIdleMs: o.sessionIdleMs, leaseMs: o.leaseMs },
+        sequencer: {
+          holdTimeoutMs: o.holdTimeoutMs,
+          sessionIdleMs: o.sessionIdleMs,
+          ...(o.sessionGapIdleMs === undefined ? {} : { sessionGapIdleMs: o.sessionGapIdleMs }),
+          leaseMs: o.leaseMs
+        },
         reportEveryMs: 250,
         ...(o.recover !== undefined ? { dataDir: o.recover, recover: true } : o.dataDir === undefined ? {} : { dataDir: o.dataDir })
       })

@@ -4,7 +4,7 @@
  * GOI entries, the committed frontier, per-broker counters and per-session frontiers into
  * the region. Restarted after a crash, it continues from the region state alone.
  */
-import { Config, Context, Data, type Effect } from "effect"
+import { Config, Context, Data, type Effect, Option } from "effect"
 
 /** What one scan round did, over every topic. */
 export interface SequencerRound {
@@ -71,12 +71,16 @@ export const defaultSequencerOptions = {
   maxBatchesPerBroker: 256
 } as const
 
-/** Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SESSION_IDLE_MS`, `CXLOG_SEQUENCER_LEASE_MS`. */
+/**
+ * Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SESSION_IDLE_MS`, `CXLOG_SESSION_GAP_IDLE_MS`
+ * (unset: 6 × the idle bound), `CXLOG_SEQUENCER_LEASE_MS`.
+ */
 export const sequencerOptionsConfig: Config.Config<SequencerOptions> = Config.all({
   holdTimeoutMs: Config.integer("CXLOG_HOLD_TIMEOUT_MS").pipe(Config.withDefault(defaultSequencerOptions.holdTimeoutMs)),
   sessionIdleMs: Config.integer("CXLOG_SESSION_IDLE_MS").pipe(Config.withDefault(defaultSequencerOptions.sessionIdleMs)),
+  sessionGapIdleMs: Config.option(Config.integer("CXLOG_SESSION_GAP_IDLE_MS")),
   leaseMs: Config.integer("CXLOG_SEQUENCER_LEASE_MS").pipe(Config.withDefault(defaultSequencerOptions.leaseMs))
-})
+}).pipe(Config.map(({ sessionGapIdleMs, ...options }) => Option.match(sessionGapIdleMs, { onNone: () => options, onSome: (ms) => ({ ...options, sessionGapIdleMs: ms }) })))
 
 export class SequencerLeaseHeld extends Data.TaggedError("SequencerLeaseHeld")<{ readonly pid: number; readonly expiresAtMs: number }> {
   override get message() {
