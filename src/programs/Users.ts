@@ -79,14 +79,17 @@ export interface ClientSecurityFlags {
   readonly tlsCa: string | undefined
   readonly tlsClientCert: string | undefined
   readonly tlsClientKey: string | undefined
+  /** `--insecure`: also take brokers that authenticate nobody (without it, a client holding credentials refuses them). */
+  readonly insecure?: boolean
 }
 
 const readPem = (flag: string, path: string) =>
   Effect.try({ try: () => readFileSync(path), catch: (e) => new CredentialError({ path, reason: `${flag}: ${(e as Error).message}` }) })
 
 /**
- * A publisher's credentials (the secret file given, else the region's default one when this
- * user can read it: the head's local user) and TLS files.
+ * A client's credentials (the secret file given, else the region's default one when this
+ * user can read it: the head's local user), TLS files, and whether it takes brokers that
+ * authenticate nobody.
  */
 export const clientSecurity = (o: ClientSecurityFlags) =>
   Effect.gen(function*() {
@@ -104,8 +107,9 @@ export const clientSecurity = (o: ClientSecurityFlags) =>
       ...(o.tlsClientCert === undefined ? {} : { cert: yield* readPem("--tls-client-cert", o.tlsClientCert) }),
       ...(o.tlsClientKey === undefined ? {} : { key: yield* readPem("--tls-client-key", o.tlsClientKey) })
     }
-    const options: Pick<PublisherOptions, "credentials" | "tls"> = {
+    const options: Pick<PublisherOptions, "credentials" | "tls" | "insecure"> = {
       ...(credentials === undefined ? {} : { credentials }),
+      ...(o.insecure === true ? { insecure: true } : {}),
       ...(tls === undefined ? {} : { tls })
     }
     return options

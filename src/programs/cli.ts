@@ -110,6 +110,11 @@ const tlsClientKey = Cli.optionalText("tls-client-key", {
   env: "CXLOG_TLS_CLIENT_KEY",
   description: "the key of --tls-client-cert (PEM)"
 })
+/** The clients' side of `broker --insecure` (the same variable, so one `CXLOG_INSECURE=true` sets up a whole cluster). */
+const clientInsecure = Cli.toggle("insecure", {
+  env: "CXLOG_INSECURE",
+  description: "also take brokers that authenticate nobody (started --insecure): without it, a client holding credentials refuses them"
+})
 
 const ORDERS = [0, 2, 4, 5] as const
 const ACKS = [0, 1, 2] as const
@@ -470,6 +475,7 @@ const publishCommand = Cli.command({
     publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
     region,
     secretFile,
+    insecure: clientInsecure,
     tlsCa,
     tlsClientCert,
     tlsClientKey,
@@ -546,6 +552,7 @@ const subscribeCommand = Cli.command({
       description: "text: offset TAB payload; json: one object per line with offset and payload (base64 when not UTF-8)"
     }),
     secretFile,
+    insecure: clientInsecure,
     tlsCa,
     tlsClientCert,
     tlsClientKey,

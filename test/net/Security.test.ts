@@ -28,7 +28,7 @@ import {
 } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { authFrame, AuthProof, Challenge, decodeControl, ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, Welcome, welcomeFrame } from "../../src/layers/net/Control.js"
+import { authFrame, AuthProof, Challenge, challengeFrame, decodeControl, ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, Welcome, welcomeFrame } from "../../src/layers/net/Control.js"
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
 import { Subscribed, subscribedFrame } from "../../src/layers/net/SubscribeFrames.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
@@ -259,15 +259,19 @@ describe("Security", () => {
       expect((yield* billing.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
     }))
 
-  it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials", () =>
+  it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials; one that challenges cannot skip its proof, even with the insecure opt-in", () =>
     Effect.gen(function*() {
-      // The impostor answers the opening frame with `answer` and otherwise says nothing.
-      const impostor = (answer: Buffer) =>
+      // The impostor answers the client's n-th chunk (its opening frame, then its AUTH) with `answers[n]` and otherwise says nothing.
+      const impostor = (...answers: ReadonlyArray<Buffer>) =>
         Effect.acquireRelease(
           Effect.async<Server>((resume) => {
             const server = createServer((socket) => {
               socket.on("error", () => {})
-              socket.once("data", () => socket.write(answer))
+              let chunks = 0
+              socket.on("data", () => {
+                const answer = answers[chunks++]
+                if (answer !== undefined) socket.write(answer)
+              })
             })
             server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
           }),
@@ -288,6 +292,40 @@ describe("Security", () => {
         new TextEncoder().encode(JSON.stringify({ salt: "c2FsdA==", iterations: 10_000_000, nonce: newNonce() }))
       ))
       expect((yield* refusal(publisher(costly), 1)).message).toMatch(/bad CHALLENGE/)
+      // A CHALLENGE, then an acceptance without the signature only the user's keys make: refused though the client opted in to --insecure brokers.
+      const challenge = challengeFrame(new Challenge({ salt: "c2FsdA==", iterations: 64, nonce: newNonce() }))
+      const unsigned = yield* impostor(challenge, welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 })))
+      const skipped = yield* refusal(PublisherLayers.make({ brokers: unsigned, topic: "t", clientId: 1, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 }), 1)
+      expect(skipped).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
+      expect(skipped.message).toMatch(/did not prove that it holds this user's keys/)
+      const unsignedRead = yield* impostor(challenge, subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 0 })))
+      const skippedRead = yield* Effect.flip(makeRemote({ brokers: unsignedRead, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000 }).subscribe("t"))
+      expect(skippedRead).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
+      expect(skippedRead.message).toMatch(/did not prove that it holds this user's keys/)
+    }))
+
+  it.scopedLive("credentials found in the region's secret file refuse a broker that authenticates nobody (auth-failed, naming --insecure); with the insecure opt-in they publish and read through it", () =>
+    Effect.gen(function*() {
+      // An --insecure broker: no credential file, so it challenges nobody.
+      const { log, publisher, server } = yield* secureBroker({})
+      const found: Credentials = { ...ALICE, implicit: true }
+      const refused = yield* refusal(publisher({ clientId: 1, credentials: found }), 1)
+      expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
+      expect(refused.message).toMatch(/without authenticating it .*found in the region's secret file.*connect with --insecure/)
+      const brokers = [{ host: "127.0.0.1", port: server.port }]
+      const subscriber = (insecure: boolean) => makeRemote({ brokers, credentials: found, insecure, connectTimeoutMs: 2_000 })
+      const unread = yield* Effect.flip(subscriber(false).subscribe("t"))
+      expect(unread).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
+      expect(unread.message).toMatch(/subscribed this client without authenticating it .*connect with --insecure/)
+      expect(log.ordered("t").length).toBe(0)
+
+      // Opted in, the same credentials take it.
+      const opted = yield* publisher({ clientId: 2, credentials: found, insecure: true })
+      yield* publishTestMessages(opted, 2, 10, 10)
+      yield* opted.flush(10_000)
+      const read = yield* subscriber(true).subscribe("t")
+      expect((yield* read.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
+      expect(audit(log.ordered("t"), new Map([[2, 10]]))).toEqual({ messages: 10, ...clean })
     }))
 
   it.scopedLive("a user the file lacks gets the same salt from every broker process of the file, as a real user does: salts do not tell who exists", () =>

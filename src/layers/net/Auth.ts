@@ -64,9 +64,8 @@ export interface Credentials {
   readonly user: string
   readonly secret: string
   /**
-   * Found, not given: the region's default secret file (`localCredentials`). Such a client also
-   * takes a broker that authenticates nobody (`--insecure`); given credentials require the
-   * broker's proof that it holds the user's keys.
+   * Found, not given: the region's default secret file (`localCredentials`). It is held to the
+   * same rule as given credentials (`brokerAcceptanceProblem`); error messages say which it was.
    */
   readonly implicit?: boolean
 }
@@ -170,6 +169,44 @@ export const serverSignatureMatches = (expected: string, got: string | undefined
   const a = unb64(expected)
   const b = unb64(got)
   return a.length === b.length && timingSafeEqual(a, b)
+}
+
+/** What a client knows when a broker accepts it (WELCOME to a publisher, SUBSCRIBED to a subscriber). */
+export interface BrokerAcceptance {
+  readonly answer: "WELCOME" | "SUBSCRIBED"
+  readonly credentials: Credentials | undefined
+  /** The client opted in to brokers that authenticate nobody (`--insecure`, `CXLOG_INSECURE`, the `insecure` option). */
+  readonly insecure: boolean
+  /** The broker sent a CHALLENGE on this connection. */
+  readonly challenged: boolean
+  /** The signature the answer must carry, once this client's proof was derived and sent. */
+  readonly expectedSignature: string | undefined
+  /** The signature the answer carries. */
+  readonly signature: string | undefined
+}
+
+/**
+ * Why a client must not take a broker's acceptance (undefined: it may), one rule for every
+ * client. A client with credentials, given or found, takes it only with the broker's proof that
+ * it holds the user's keys: a broker that answers without a CHALLENGE is an `--insecure` one or
+ * an impostor (say, on a dead broker's port), and found credentials must not turn into a
+ * connection that silently authenticates nobody. Only an explicit `insecure` opt-in takes a
+ * broker that never challenged; a broker that did challenge must always prove itself.
+ */
+export const brokerAcceptanceProblem = (a: BrokerAcceptance): string | undefined => {
+  if (a.credentials === undefined) return undefined
+  if (a.expectedSignature !== undefined) {
+    return serverSignatureMatches(a.expectedSignature, a.signature)
+      ? undefined
+      : "did not prove that it holds this user's keys: not the broker of this credential file"
+  }
+  if (a.challenged) return `sent ${a.answer} before this client answered its CHALLENGE`
+  if (a.insecure) return undefined
+  const verb = a.answer === "WELCOME" ? "welcomed" : "subscribed"
+  const found = a.credentials.implicit === true ? "found in the region's secret file" : "given"
+  return `${verb} this client without authenticating it (no CHALLENGE): a broker started with --insecure, or not the broker of this ` +
+    `credential file, and this client holds credentials (${found}) so it requires the broker's proof; to use a broker that ` +
+    `authenticates nobody on purpose, connect with --insecure (CXLOG_INSECURE=true, or the insecure option of the library)`
 }
 
 // ---- the broker's side ------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 import { Data, Either } from "effect"
 import { connect, isIP, type Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
-import { clientProofAsync, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
+import { brokerAcceptanceProblem, clientProofAsync, type Credentials, newNonce } from "./Auth.js"
 import {
   authFrame,
   AuthProof,
@@ -77,6 +77,13 @@ export interface ConnectionEvents {
 export interface ClientSecurity {
   /** Answer the broker's CHALLENGE as this user; without it, only a broker without authentication accepts. */
   readonly credentials?: Credentials
+  /**
+   * Also take a broker that authenticates nobody (`--insecure`) although this client holds
+   * credentials (which it then uses with brokers that do ask): without it such a broker is
+   * refused `auth-failed`, since it may as well be an impostor. A broker that sends a CHALLENGE
+   * must still prove that it holds the user's keys.
+   */
+  readonly insecure?: boolean
   /** Connect with TLS, verifying the broker against `ca` (PEM; default Node's CAs) and presenting `cert` and `key` when given. */
   readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
 }
@@ -163,7 +170,7 @@ export const openConnection = (
   let closed = false
   const { credentials, tls } = security
   const nonce = credentials === undefined ? undefined : newNonce()
-  /** A client with credentials takes a WELCOME only after a CHALLENGE it answered: the broker must prove it holds the user's keys. */
+  /** Whether the broker sent a CHALLENGE: a client with credentials takes a WELCOME only with its proof (Auth.ts `brokerAcceptanceProblem`). */
   let challenged = false
   /** The broker's signature the WELCOME must carry (once this client's proof is derived and sent). */
   let expectedSignature: string | undefined
@@ -220,15 +227,16 @@ export const openConnection = (
         case FrameType.WELCOME: {
           const welcome = decodeControl(Welcome, frame.payload, "bad-handshake")
           if (Either.isLeft(welcome)) return finish("bad-frame", `bad WELCOME: ${welcome.left.message}`)
-          const unproven = expectedSignature === undefined
-            ? credentials !== undefined && !(credentials.implicit === true && !challenged)
-            : !serverSignatureMatches(expectedSignature, welcome.right.serverSignature)
-          if (unproven) {
-            const detail = `broker ${formatAddress(address)} ${
-              expectedSignature === undefined
-                ? "welcomed this client without authenticating it (no CHALLENGE answered): not the broker of this credential file, or one started with --insecure"
-                : "did not prove that it holds this user's keys: not the broker of this credential file"
-            }`
+          const problem = brokerAcceptanceProblem({
+            answer: "WELCOME",
+            credentials,
+            insecure: security.insecure === true,
+            challenged,
+            expectedSignature,
+            signature: welcome.right.serverSignature
+          })
+          if (problem !== undefined) {
+            const detail = `broker ${formatAddress(address)} ${problem}`
             events.onBrokerError(new ErrorBody({ code: "auth-failed", message: detail }))
             return finish("auth-failed", detail)
           }

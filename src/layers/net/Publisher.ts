@@ -123,6 +123,7 @@ const settingsOf = (options: PublisherOptions) => ({
   connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
   security: {
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    ...(options.insecure === undefined ? {} : { insecure: options.insecure }),
     ...(options.tls === undefined ? {} : { tls: options.tls })
   },
   ackTimeoutMs: options.ackTimeoutMs ?? 30_000,

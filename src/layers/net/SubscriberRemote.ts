@@ -28,7 +28,7 @@ import {
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
-import { clientProofAsync, type Credentials, newNonce, serverSignatureMatches } from "./Auth.js"
+import { brokerAcceptanceProblem, clientProofAsync, type Credentials, newNonce } from "./Auth.js"
 import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
 import { type Frame, FrameType } from "./Frame.js"
@@ -49,6 +49,8 @@ export interface RemoteSubscriberOptions {
   readonly maxBatchBytes?: number
   /** Answer a broker's CHALLENGE as this user (it needs the right to read the topic); without it, only a broker without authentication accepts. */
   readonly credentials?: Credentials | undefined
+  /** Also take a broker that authenticates nobody although this subscriber holds credentials (ClientSecurity `insecure`). */
+  readonly insecure?: boolean | undefined
   /** Connect with TLS (the brokers' CA, and a client certificate when they ask for one), as publishers do. */
   readonly tls?: ClientSecurity["tls"]
 }
@@ -205,13 +207,14 @@ interface Settings {
   readonly bufferBytes: number
   readonly maxBatchBytes: number
   readonly credentials: Credentials | undefined
+  readonly insecure: boolean
   readonly tls: ClientSecurity["tls"]
 }
 
 /**
  * Connects to one broker and subscribes: the connection and the broker's SUBSCRIBED. With
  * credentials the SUBSCRIBE names the user, a CHALLENGE is answered, and the SUBSCRIBED must
- * carry the broker's proof that it holds the user's keys.
+ * carry the broker's proof that it holds the user's keys (unless `insecure` and no CHALLENGE came).
  */
 const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =>
   Effect.gen(function*() {
@@ -251,7 +254,8 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     )
     let expectedSignature: string | undefined
     let frame = yield* connection.next(options.connectTimeoutMs)
-    if (frame.type === FrameType.CHALLENGE) {
+    const challenged = frame.type === FrameType.CHALLENGE
+    if (challenged) {
       if (credentials === undefined || nonce === undefined) {
         return yield* connection.failed("auth-required", "the broker requires authentication and this subscriber has no credentials (--secret-file / CXLOG_SECRET_FILE)")
       }
@@ -269,17 +273,15 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     if (frame.type !== FrameType.SUBSCRIBED) return yield* connection.failed("bad-frame", "the broker did not answer with SUBSCRIBED")
     const subscribed = decodeControl(Subscribed, frame.payload, "internal")
     if (Either.isLeft(subscribed)) return yield* connection.failed("bad-frame", `bad SUBSCRIBED: ${subscribed.left.message}`)
-    // Given credentials require the broker's proof (found ones also take a broker that authenticates nobody: Auth.Credentials).
-    if (expectedSignature === undefined ? credentials !== undefined && credentials.implicit !== true : !serverSignatureMatches(expectedSignature, subscribed.right.serverSignature)) {
-      return yield* connection.failed(
-        "auth-failed",
-        `the broker ${
-          expectedSignature === undefined
-            ? "subscribed this client without authenticating it (no CHALLENGE): not the broker of this credential file, or one started with --insecure"
-            : "did not prove that it holds this user's keys: not the broker of this credential file"
-        }`
-      )
-    }
+    const problem = brokerAcceptanceProblem({
+      answer: "SUBSCRIBED",
+      credentials,
+      insecure: options.insecure,
+      challenged,
+      expectedSignature,
+      signature: subscribed.right.serverSignature
+    })
+    if (problem !== undefined) return yield* connection.failed("auth-failed", `the broker ${problem}`)
     return { connection, subscribed: subscribed.right }
   })
 
@@ -300,6 +302,7 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
     bufferBytes: options.bufferBytes ?? 2 << 20,
     maxBatchBytes: options.maxBatchBytes ?? 64 << 20,
     credentials: options.credentials,
+    insecure: options.insecure === true,
     tls: options.tls
   }
   /** The first broker that takes the subscription (in the given order). */

@@ -63,6 +63,8 @@ export interface PublisherOptions {
   readonly reconnectDelayMs?: number
   /** The user and secret to authenticate as, for brokers that require it (docs/security.md). */
   readonly credentials?: ClientSecurity["credentials"]
+  /** Also take brokers that authenticate nobody (`--insecure`) while holding credentials; without it they are refused `auth-failed` (docs/security.md). */
+  readonly insecure?: ClientSecurity["insecure"]
   /** Connect with TLS: the CA (PEM) that signed the brokers' certificates; a client certificate and key when they ask for one. */
   readonly tls?: ClientSecurity["tls"]
 }
