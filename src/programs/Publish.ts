@@ -5,17 +5,27 @@
  * large for a batch, or a broker refused the session) stops the command: the lines before it
  * are flushed, none after it is sent (a skipped line would change the stream's order), and
  * the command fails naming the line. Lines sent but not acknowledged (a broker died, none
- * was reachable) fail it with `LinesNotAcknowledged`, naming the first such line and keeping
- * the refusal, if any. With `--count`, messages sent but not acknowledged (the final flush or a
- * wait for window room ran out of time, the publisher failed) fail it with
- * `MessagesNotAcknowledged`, naming what waited and how many messages were and were not
- * acknowledged. `message` (a key, headers) goes with every message.
+ * was reachable) fail it with `LinesNotAcknowledged`, naming those lines (the publisher's
+ * `unacknowledged`) and keeping the refusal, if any. With `--count`, messages sent but not
+ * acknowledged (the final flush or a wait for window room ran out of time, the publisher
+ * failed) fail it with `MessagesNotAcknowledged`, naming what waited and which messages were
+ * not acknowledged. Those are not always the last ones sent (at ACK level 0 each batch is done
+ * when written to its own broker's socket), and any of them may be in the log already (a batch
+ * ordered whose ACK never came; in orders 0/2/4 even one ordered after a missing one), so
+ * neither message suggests they are all missing. `message` (a key, headers) goes with every message.
  */
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
 import * as PublisherLayers from "../layers/net/Publisher.js"
 import { quantiles, summarize } from "../Percentiles.js"
-import { type MessageOptions, type PublishAckTimeout, Publisher, type PublisherOptions, type PublishError } from "../services/net/Publisher.js"
+import {
+  type MessageOptions,
+  type MessageRange,
+  type PublishAckTimeout,
+  Publisher,
+  type PublisherOptions,
+  type PublishError
+} from "../services/net/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
 
@@ -102,39 +112,63 @@ export class InputUnreadable extends Data.TaggedError("InputUnreadable")<{ reado
   }
 }
 
+/** Ranges shown in a message; the rest are counted. */
+const SHOWN_RANGES = 8
+
+/** 1-based numbers of the messages in `ranges` (numbered from 0): "3-4, 7 and 9-12", the first few and how many more. */
+export const describeRanges = (ranges: ReadonlyArray<MessageRange>): string => {
+  const shown = ranges.slice(0, SHOWN_RANGES).map((r) => (r.count === 1 ? `${r.from + 1}` : `${r.from + 1}-${r.from + r.count}`))
+  if (ranges.length > SHOWN_RANGES) {
+    const more = ranges.slice(SHOWN_RANGES).reduce((n, r) => n + r.count, 0)
+    return `${shown.join(", ")} and ${more} more (in ${ranges.length - SHOWN_RANGES} ranges)`
+  }
+  return shown.length === 1 ? shown[0]! : `${shown.slice(0, -1).join(", ")} and ${shown[shown.length - 1]}`
+}
+
+const countOf = (ranges: ReadonlyArray<MessageRange>) => ranges.reduce((n, r) => n + r.count, 0)
+
+/** How many were acknowledged, in words, beside those a message names. */
+const acknowledgedOf = (acknowledged: number, named: number, noun: string) =>
+  acknowledged === 0 ? "none was acknowledged" : named === 0 ? `all ${acknowledged} ${noun} were acknowledged` : `the other ${acknowledged} ${noun} were acknowledged`
+
 /**
  * Lines were sent but not all acknowledged (a broker died, none was reachable, the head is
- * gone): `line` is the first not acknowledged. A session's batches are ordered in the order it
- * sent them, so the lines acknowledged are the first `line - 1`. `stopped` is why the input
- * ended early, when it did (a refused line), which the failed flush does not replace.
+ * gone): `unacknowledged` names them (from the publisher; numbered from 0), `line` is the first.
+ * Each may or may not be in the log: not necessarily the last lines sent, nor all missing.
+ * `stopped` is why the input ended early, when it did (a refused line), which the failed flush
+ * does not replace.
  */
 export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged")<{
   /** 1-based number of the first line not acknowledged. */
   readonly line: number
   /** Lines handed to the publisher. */
   readonly sent: number
+  readonly unacknowledged: ReadonlyArray<MessageRange>
   readonly cause: PublishError | PublishAckTimeout
   readonly stopped?: LineNotPublished | InputUnreadable
 }> {
   override get message() {
     const after = this.stopped === undefined ? "" : `; the input stopped there: ${this.stopped.message}`
-    const unsure = this.sent > this.line ? `lines ${this.line}-${this.sent}` : `line ${this.line}`
-    return `line ${this.line} was not acknowledged (${unsure} may not be published; the ${this.line - 1} before them are): ${this.cause.message}${after}`
+    const missing = countOf(this.unacknowledged)
+    const lines = missing === 0
+      ? "the flush failed"
+      : `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} sent but not acknowledged`
+    return `${lines} (${missing === 0 ? "" : "each may or may not be in the log; "}${acknowledgedOf(this.sent - missing, missing, "lines")}): ${this.cause.message}${after}`
   }
 }
 
 /**
  * `--count` stamped messages not all acknowledged: sending message `sent + 1` failed (`during`
  * "send": its wait for window room ran out, or the publisher failed), or the final flush did
- * ("flush"). A session's batches are ordered in the order it sent them, so the acknowledged
- * messages are the first `acked`.
+ * ("flush"). `unacknowledged` names the messages handed to the publisher but not acknowledged
+ * (numbered from 0): not necessarily the last ones, and each may or may not be in the log.
  */
 export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknowledged")<{
   /** Messages asked for (`--count`). */
   readonly count: number
   /** Messages handed to the publisher. */
   readonly sent: number
-  readonly acked: number
+  readonly unacknowledged: ReadonlyArray<MessageRange>
   readonly during: "send" | "flush"
   readonly cause: PublishError | PublishAckTimeout
 }> {
@@ -144,11 +178,13 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
       : this.cause._tag === "PublishAckTimeout"
       ? `waiting for window room to send message ${this.sent + 1}`
       : `sending message ${this.sent + 1}`
-    const published = this.sent > this.acked
-      ? `messages ${this.acked + 1}-${this.sent} may not be published; the ${this.acked} before them are`
-      : `the first ${this.acked} are published`
-    const unsent = this.count > this.sent ? `; ${this.count - this.sent} were never sent` : ""
-    return `${this.count - this.acked} of ${this.count} messages not acknowledged (${published}${unsent}); ${waiting} failed: ${this.cause.message}`
+    const missing = countOf(this.unacknowledged)
+    const sentPart = missing === 0
+      ? ""
+      : `${missing === 1 ? "message" : "messages"} ${describeRanges(this.unacknowledged)} sent, each may or may not be in the log; `
+    const unsent = this.count > this.sent ? `${this.count - this.sent === 1 ? "message" : "messages"} ${describeRanges([{ from: this.sent, count: this.count - this.sent }])} never sent; ` : ""
+    const named = this.count - this.sent + missing
+    return `${named} of ${this.count} messages not acknowledged: ${sentPart}${unsent}${acknowledgedOf(this.sent - missing, named, "messages")}; ${waiting} failed: ${this.cause.message}`
   }
 }
 
@@ -187,18 +223,18 @@ export const publish = (options: PublishOptions) =>
     if (options.count === undefined) {
       const { input, sent } = yield* publishLines(options.lines ?? createInterface({ input: process.stdin }), options.message)
       const stopped = input._tag === "Left" ? input.left : undefined
-      // A line is one message: the first not acknowledged follows the messages that were.
+      // A line is one message, numbered as the publisher numbers them.
       yield* publisher.flush(options.flushTimeoutMs).pipe(
-        Effect.mapError((cause) =>
-          new LinesNotAcknowledged({ line: publisher.stats().ackedMessages + 1, sent, cause, ...(stopped === undefined ? {} : { stopped }) })
-        )
+        Effect.mapError((cause) => {
+          const unacknowledged = publisher.unacknowledged()
+          return new LinesNotAcknowledged({ line: (unacknowledged[0]?.from ?? sent) + 1, sent, unacknowledged, cause, ...(stopped === undefined ? {} : { stopped }) })
+        })
       )
       if (stopped !== undefined) return yield* Effect.fail(stopped)
     } else {
       const count = options.count
       const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) => {
-        const { ackedMessages, messages } = publisher.stats()
-        return new MessagesNotAcknowledged({ count, sent: messages, acked: ackedMessages, during, cause })
+        return new MessagesNotAcknowledged({ count, sent: publisher.stats().messages, unacknowledged: publisher.unacknowledged(), during, cause })
       }
       yield* publishStamped(count, options).pipe(Effect.mapError(notAcknowledged("send")))
       yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))

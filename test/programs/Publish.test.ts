@@ -4,9 +4,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { publish, type PublishOptions } from "../../src/programs/Publish.js"
+import { describeRanges, publish, type PublishOptions } from "../../src/programs/Publish.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -79,8 +80,11 @@ describe("cxlog publish (lines)", () => {
   it.scopedLive("no broker at all: the failure names line 1 as the first not acknowledged", () =>
     Effect.gen(function*() {
       const exit = yield* linesTo(1, linesOf(["a", "b"]))
-      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 2, cause: { _tag: "PublishAckTimeout" } } } })
-      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/line 1 was not acknowledged \(lines 1-2 may not be published; the 0 before them are\)/)
+      expect(exit).toMatchObject({
+        _tag: "Failure",
+        cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 2, unacknowledged: [{ from: 0, count: 2 }], cause: { _tag: "PublishAckTimeout" } } }
+      })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/lines 1-2 were sent but not acknowledged \(each may or may not be in the log; none was acknowledged\)/)
     }))
 
   it.scopedLive("a refused line, then the flush fails too: the failure names the first line not acknowledged and keeps the refusal", () =>
@@ -113,7 +117,11 @@ describe("cxlog publish (lines)", () => {
       yield* Scope.close(brokerScope, Exit.void)
       yield* Deferred.succeed(brokerGone, undefined)
       const exit = yield* Fiber.join(publishing)
-      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 3, sent: 4, cause: { _tag: "PublishAckTimeout" } } } })
+      expect(exit).toMatchObject({
+        _tag: "Failure",
+        cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 3, sent: 4, unacknowledged: [{ from: 2, count: 2 }], cause: { _tag: "PublishAckTimeout" } } }
+      })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/lines 3-4 were sent but not acknowledged \(each may or may not be in the log; the other 2 lines were acknowledged\)/)
     }))
 })
 
@@ -167,10 +175,13 @@ describe("cxlog publish --count", () => {
       const exit = yield* stamped(3, {})
       expect(exit).toMatchObject({
         _tag: "Failure",
-        cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 3, sent: 3, acked: 0, during: "flush", cause: { _tag: "PublishAckTimeout" } } }
+        cause: {
+          _tag: "Fail",
+          error: { _tag: "MessagesNotAcknowledged", count: 3, sent: 3, unacknowledged: [{ from: 0, count: 3 }], during: "flush", cause: { _tag: "PublishAckTimeout" } }
+        }
       })
       expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
-        /3 of 3 messages not acknowledged \(messages 1-3 may not be published; the 0 before them are\); the final flush failed: 1 batches not acknowledged within 1000 ms/
+        /3 of 3 messages not acknowledged: messages 1-3 sent, each may or may not be in the log; none was acknowledged; the final flush failed: 1 batches not acknowledged within 1000 ms/
       )
     }))
 
@@ -178,13 +189,92 @@ describe("cxlog publish --count", () => {
     Effect.gen(function*() {
       // One 100-byte message per batch, one batch in flight: the second sealed batch waits for room.
       const exit = yield* stamped(50, { batchBytes: 128, maxInFlightBatches: 1, ackTimeoutMs: 500 })
-      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 50, acked: 0, during: "send" } } })
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 50, during: "send" } } })
       const error = Exit.isFailure(exit) ? String(exit.cause) : ""
-      const sent = Number(/messages 1-(\d+) may not be published/.exec(error)?.[1])
+      const sent = Number(/messages 1-(\d+) sent/.exec(error)?.[1])
       expect(sent).toBeGreaterThan(0)
       expect(sent).toBeLessThan(50)
+      expect(exit).toMatchObject({ cause: { error: { sent, unacknowledged: [{ from: 0, count: sent }] } } })
       expect(error).toMatch(
-        new RegExp(`50 of 50 messages not acknowledged \\(messages 1-${sent} may not be published; the 0 before them are; ${50 - sent} were never sent\\); waiting for window room to send message ${sent + 1} failed: .* not acknowledged within 500 ms`)
+        new RegExp(
+          `50 of 50 messages not acknowledged: messages 1-${sent} sent, each may or may not be in the log; messages ${sent + 1}-50 never sent; none was acknowledged; waiting for window room to send message ${sent + 1} failed: .* not acknowledged within 500 ms`
+        )
+      )
+    }))
+})
+
+/**
+ * A relay to `port` that stops reading from its client once the broker's first reply (WELCOME)
+ * went through: what the client writes after that piles up in the kernel until its writes stall.
+ */
+const stallingRelay = (port: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly close: () => void }>((resume) => {
+      const sockets: Array<Socket> = []
+      const server = createServer((client) => {
+        const upstream = connect(port, "127.0.0.1")
+        sockets.push(client, upstream)
+        client.on("error", () => {})
+        upstream.on("error", () => {})
+        client.on("data", (bytes) => upstream.write(bytes))
+        upstream.on("data", (bytes) => {
+          client.write(bytes)
+          client.pause()
+        })
+      })
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({
+          port: (server.address() as AddressInfo).port,
+          close: () => {
+            for (const socket of sockets) socket.destroy()
+            server.close()
+          }
+        })))
+    }),
+    (relay) => Effect.sync(relay.close)
+  )
+
+describe("cxlog publish --count, acknowledged out of order", () => {
+  it.scopedLive("ACK level 0, one broker's socket stalled: the failure names exactly the messages not acknowledged, which are not the last ones sent", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
+      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      const relay = yield* stallingRelay(broker.port)
+      // Round-robin over the relay and the broker itself: every other batch goes to the stalled socket.
+      const count = 20_000
+      const exit = yield* Effect.exit(publish({
+        publisher: {
+          brokers: [{ host: "127.0.0.1", port: relay.port }, { host: "127.0.0.1", port: broker.port }],
+          topic: "t",
+          ackLevel: 0,
+          batchBytes: 16 << 10,
+          maxInFlightBatches: 8,
+          ackTimeoutMs: 1_000
+        },
+        count,
+        messageBytes: 4000,
+        publisherIndex: 0,
+        flushTimeoutMs: 1_000,
+        reportEveryMs: 60_000,
+        report: () => {}
+      }))
+      if (!Exit.isFailure(exit) || exit.cause._tag !== "Fail" || exit.cause.error._tag !== "MessagesNotAcknowledged") {
+        return expect.unreachable(`not MessagesNotAcknowledged: ${Exit.isFailure(exit) ? String(exit.cause) : "success"}`)
+      }
+      const error = exit.cause.error
+      const { sent, unacknowledged } = error
+      const missing = unacknowledged.reduce((n, r) => n + r.count, 0)
+      expect(sent).toBeLessThan(count)
+      // Not a suffix: messages after the first one not acknowledged were (the broker's own link's batches), so
+      // the first not acknowledged lies within the count acknowledged, which the old message called the first ones.
+      expect(unacknowledged.length).toBeGreaterThan(1)
+      expect(unacknowledged[0]!.from).toBeLessThan(sent - missing)
+      expect(unacknowledged.every((r, i) => i === 0 || r.from > unacknowledged[i - 1]!.from + unacknowledged[i - 1]!.count)).toBe(true)
+      expect(error.message).toMatch(
+        new RegExp(
+          `^${count - sent + missing} of ${count} messages not acknowledged: messages ${describeRanges(unacknowledged)} sent, each may or may not be in the log; ` +
+            `messages ${sent + 1}-${count} never sent; the other ${sent - missing} messages were acknowledged; waiting for window room to send message ${sent + 1} failed`
+        )
       )
     }))
 })
@@ -206,7 +296,7 @@ describe("cxlog publish --count (the CLI)", () => {
       expect(code).toBe(1)
       expect(stderr.trimEnd().split("\n")).toHaveLength(1)
       expect(stderr.trimEnd()).toMatch(
-        /^cxlog publish: 5 of 5 messages not acknowledged \(messages 1-5 may not be published; the 0 before them are\); the final flush failed: 1 batches not acknowledged within 1000 ms; acked\/sent: B0=0\/1 .*is the head \(sequencer\) running\?$/
+        /^cxlog publish: 5 of 5 messages not acknowledged: messages 1-5 sent, each may or may not be in the log; none was acknowledged; the final flush failed: 1 batches not acknowledged within 1000 ms; acked\/sent: B0=0\/1 .*is the head \(sequencer\) running\?$/
       )
     }))
 })

@@ -22,6 +22,7 @@ import {
   BrokerRejected,
   InvalidPublisherOptions,
   type MessageOptions,
+  type MessageRange,
   MessageTooLarge,
   Publisher,
   PublisherClosed,
@@ -57,6 +58,8 @@ interface Batch {
   readonly buffer: Uint8Array
   pendingWrites: number
   readonly messageCount: number
+  /** Its first message's number in the order the publisher took them (`MessageRange`). */
+  readonly firstMessage: number
   readonly crc32c: number
   /** The link it is outstanding on, or -1 while it waits for one. */
   link: number
@@ -168,6 +171,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     /** Sealed batches not yet done, in seq order from `head` (done ones are dropped from the front). */
     let unacked: Array<Batch> = []
     let head = 0
+    /** Messages in sealed batches (the open batch's first message is numbered this). */
+    let sealedMessages = 0
     /** Sealed batches not done and not ordered (the send window), and ordered ones waiting for the disk (ACK 2). */
     let inFlight = 0
     let orderedInFlight = 0
@@ -488,6 +493,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         buffer: sealed.buffer,
         pendingWrites: 0,
         messageCount: sealed.messageCount,
+        firstMessage: sealedMessages,
         crc32c: sealed.crc32c,
         link: -1,
         lastLink: -1,
@@ -500,6 +506,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       }
       if (openAckWaiters !== undefined) ackWaitingBatches++
       openAckWaiters = undefined
+      sealedMessages += sealed.messageCount
       unacked.push(batch)
       inFlight++
       counts.batches++
@@ -897,6 +904,22 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
         return boundedWait<void>(timeoutMs, false, (settle) => wakeWhen(flushed, settle))
       })
 
+    /** Not-done batches are all in `unacked` from `head` on, in the order they were sealed (a fence's replay keeps it). */
+    const unacknowledged = (): ReadonlyArray<MessageRange> => {
+      const ranges: Array<{ from: number; count: number }> = []
+      const add = (from: number, count: number) => {
+        const last = ranges[ranges.length - 1]
+        if (last !== undefined && last.from + last.count === from) last.count += count
+        else ranges.push({ from, count })
+      }
+      for (let i = head; i < unacked.length; i++) {
+        const batch = unacked[i]!
+        if (!batch.done) add(batch.firstMessage, batch.messageCount)
+      }
+      if (builder.messageCount > 0) add(sealedMessages, builder.messageCount)
+      return ranges
+    }
+
     /**
      * Closing: the session is released at once (its CLOSE names how many batches it sent, so
      * the log releases it once those are ordered), not left to idle out.
@@ -921,6 +944,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       writable,
       flush,
       stats: () => ({ clientId, sessionEpoch: epoch ?? 0, ...counts, inFlight: inFlight + orderedInFlight, brokers: brokerCounts() }),
+      unacknowledged,
       ackLatencies: () => latencies.slice(0, Math.min(latencyCount, LATENCY_SAMPLES))
     }
   })

@@ -96,6 +96,15 @@ export interface PublisherStats {
   readonly brokers: ReadonlyArray<BrokerLink>
 }
 
+/**
+ * Messages `from` to `from + count - 1`, numbered from 0 in the order this publisher took them
+ * (across sessions: a fence's replay keeps their numbers).
+ */
+export interface MessageRange {
+  readonly from: number
+  readonly count: number
+}
+
 /** A message's ACK: its offset (position in the topic's total order). */
 export interface PublishAck {
   /**
@@ -135,6 +144,13 @@ export interface PublisherShape {
   /** Seals the current batch and waits until everything published is acknowledged at the ack level. */
   readonly flush: (timeoutMs: number) => Effect.Effect<void, PublishError | PublishAckTimeout>
   readonly stats: () => PublisherStats
+  /**
+   * The messages taken but not acknowledged (sent or not yet), in order, adjacent ones merged.
+   * Not always a suffix of what was published: batches are acknowledged one by one at ACK level
+   * 0 (as each is written to its broker's socket), so a later one may be done before an earlier
+   * one. Only for reporting a failure: it walks every batch not done.
+   */
+  readonly unacknowledged: () => ReadonlyArray<MessageRange>
   /** Seal-to-ACK latency of each acknowledged batch so far, in µs (the most recent 65,536). */
   readonly ackLatencies: () => Float64Array
 }
