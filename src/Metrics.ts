@@ -66,6 +66,10 @@ export const sequencerMessagesOrdered = Metric.counter("cxlog_sequencer_messages
 export const sequencerDuplicates = Metric.counter("cxlog_sequencer_duplicates", { description: "duplicate batches dropped (still acknowledged)", incremental: true })
 export const sequencerHeld = Metric.gauge("cxlog_sequencer_held", { description: "batches held behind a mode-5 gap now" })
 export const sequencerFencedSessions = Metric.counter("cxlog_sequencer_fenced_sessions", { description: "sessions fenced by the hold timeout", incremental: true })
+export const sequencerLapsedSessions = Metric.counter("cxlog_sequencer_lapsed_sessions", {
+  description: "sessions lapsed (orders 0/2/4): ended with batches ordered above a gap, or their line left torn by a killed head; their publishers are told unknown-session",
+  incremental: true
+})
 export const sequencerDropped = Metric.counter("cxlog_sequencer_dropped", {
   description: "batches not ordered: of fenced sessions, refused (session table full) or corrupt",
   incremental: true

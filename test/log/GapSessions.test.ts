@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Effect, Metric, TestClock } from "effect"
+import { sequencerLapsedSessions } from "../../src/Metrics.js"
 import { goiEntryOffset, type LogConfig, sessionLineOffset } from "../../src/layers/log/Layout.js"
 import { AHEAD_WINDOW, GoiEntry } from "../../src/layers/log/Records.js"
 import { SessionLineView } from "../../src/layers/log/RecordViews.js"
@@ -32,6 +33,9 @@ const config: LogConfig = {
 }
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
+
+/** cxlog_sequencer_lapsed_sessions now (a process-wide counter: tests compare it before and after). */
+const lapsedCount = Effect.map(Metric.value(sequencerLapsedSessions), (state) => state.count)
 
 /** Client 7's batch 1 (2 messages) is ordered through broker 1; its batch 0 went to a broker that died before appending it. */
 const orderAboveGap = (a1: AppenderShape, sequencer: SequencerShape) =>
@@ -140,9 +144,11 @@ for (const impl of implementations) {
           expect(sessions.liveCount()).toBe(1)
           expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: true })
           yield* TestClock.adjust("13000 millis")
-          expect(yield* sequencer.step).toMatchObject({ released: 0 })
+          expect(yield* sequencer.step).toMatchObject({ released: 0, lapsed: 0 })
           yield* TestClock.adjust("2000 millis")
-          expect(yield* sequencer.step).toMatchObject({ released: 1 })
+          const lapsedBefore = yield* lapsedCount
+          expect(yield* sequencer.step).toMatchObject({ released: 0, lapsed: 1 })
+          expect((yield* lapsedCount) - lapsedBefore).toBe(1)
           expect(sessions.liveCount()).toBe(0)
           // Not a frontier to replay from (batch 1 would be ordered twice), nor one past the missing batch 0: unknown.
           expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false })
@@ -181,7 +187,7 @@ for (const impl of implementations) {
           yield* appendSimple(a1!, "t", 8, 1, AHEAD_WINDOW + 2, 1)
           expect(yield* sequencer.step).toMatchObject({ ordered: 1, held: 1 })
           yield* TestClock.adjust("1000 millis")
-          expect(yield* sequencer.step).toMatchObject({ fenced: 0, dropped: 1, released: 1 })
+          expect(yield* sequencer.step).toMatchObject({ fenced: 0, dropped: 1, released: 0, lapsed: 1 })
           expect(yield* cluster.acks.sessionAcks("t", 8, 1)).toMatchObject({ known: false })
           // Session 9: nothing ordered above the gap: fenced at its frontier, as in mode 5 (its publisher replays from there).
           yield* appendSimple(a1!, "t", 9, 1, AHEAD_WINDOW + 1, 1)
@@ -243,6 +249,7 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
           expect(lines.aheadWord(line, 0)).toBe(order === 5 ? 0 : 1)
           lines.storeVersion(line, lines.version(line) + 1)
           lines.setNext(line, 2)
+          const lapsedBefore = yield* lapsedCount
           const second = yield* cluster.sequencer()
           yield* appendSimple(a1!, "t", 7, 1, 3, 1)
           if (order === 5) {
@@ -255,6 +262,8 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
             expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 0, known: false })
             expect(cluster.sessions("t").liveCount()).toBe(1)
           }
+          // Counted when the head found it (its first round).
+          expect((yield* lapsedCount) - lapsedBefore).toBe(order === 5 ? 0 : 1)
         }))
     }
   })

@@ -14,6 +14,7 @@ import {
   sequencerDropped,
   sequencerDuplicates,
   sequencerFencedSessions,
+  sequencerLapsedSessions,
   sequencerGoiFullWaits,
   sequencerHeld,
   sequencerMessagesOrdered,
@@ -110,6 +111,7 @@ export class RoundTally {
   /** Close markers handled. */
   markers = 0
   released = 0
+  lapsed = 0
   stalled = false
   /** Per broker. */
   readonly batches: Float64Array
@@ -119,7 +121,7 @@ export class RoundTally {
     this.batchMessages = new Float64Array(brokers)
   }
   reset(): void {
-    this.ordered = this.messages = this.duplicates = this.held = this.fenced = this.dropped = this.markers = this.released = 0
+    this.ordered = this.messages = this.duplicates = this.held = this.fenced = this.dropped = this.markers = this.released = this.lapsed = 0
     this.stalled = false
     this.batches.fill(0)
     this.batchMessages.fill(0)
@@ -133,6 +135,7 @@ export class RoundTally {
     this.dropped += t.dropped
     this.markers += t.markers
     this.released += t.released
+    this.lapsed += t.lapsed
     this.stalled ||= t.stalled
     for (let b = 0; b < this.batches.length; b++) {
       this.batches[b] += t.batches[b]
@@ -145,15 +148,15 @@ export class RoundTally {
    * not only those of the brokers in `batches`.
    */
   movedSessions(): boolean {
-    return this.duplicates + this.fenced + this.dropped + this.markers + this.released > 0
+    return this.duplicates + this.fenced + this.dropped + this.markers + this.released + this.lapsed > 0
   }
   /** Whether the round moved anything (then it is published, and the next round follows at once). */
   moved(): boolean {
-    return this.ordered + this.duplicates + this.held + this.fenced + this.dropped + this.markers + this.released > 0
+    return this.ordered + this.duplicates + this.held + this.fenced + this.dropped + this.markers + this.released + this.lapsed > 0
   }
   toRound(): SequencerRound {
-    const { ordered, messages, duplicates, held, fenced, dropped, released, stalled } = this
-    return { ordered, messages, duplicates, held, fenced, dropped, released, stalled }
+    const { ordered, messages, duplicates, held, fenced, dropped, released, lapsed, stalled } = this
+    return { ordered, messages, duplicates, held, fenced, dropped, released, lapsed, stalled }
   }
 }
 
@@ -251,7 +254,7 @@ export class TopicOrder implements OrderSink {
 
   lapseSession(session: Session): void {
     this.storage.sessions.lapse(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
-    this.tally.released++
+    this.tally.lapsed++
   }
 
   publishSession(session: Session): void {
@@ -317,7 +320,12 @@ export const restoreSessions = (topic: TopicOrder): string | undefined => {
   const { sessions } = topic.storage
   sessions.forEachSession((slot, clientId, sessionEpoch, state, fields, torn) => {
     if (state !== SessionState.active && state !== SessionState.fenced) return
-    if (torn && topic.info.order !== 5) return sessions.lapse(slot, clientId, sessionEpoch, fields)
+    if (torn && topic.info.order !== 5) {
+      sessions.lapse(slot, clientId, sessionEpoch, fields)
+      // Before any round (whose tally would count it), so counted here.
+      sequencerLapsedSessions.unsafeUpdate(1, [])
+      return
+    }
     if (!Number.isSafeInteger(fields.next) || fields.next < 0) problem ??= `session line ${slot} frontier ${fields.next} is invalid`
     else topic.engine.restore(clientId, sessionEpoch, slot, fields)
   })
@@ -394,6 +402,7 @@ const makeTallyMetrics = (brokers: number) => {
     }
     if (tally.duplicates > 0) sequencerDuplicates.unsafeUpdate(tally.duplicates, [])
     if (tally.fenced > 0) sequencerFencedSessions.unsafeUpdate(tally.fenced, [])
+    if (tally.lapsed > 0) sequencerLapsedSessions.unsafeUpdate(tally.lapsed, [])
     if (tally.dropped > 0) sequencerDropped.unsafeUpdate(tally.dropped, [])
     if (tally.stalled) sequencerGoiFullWaits.unsafeUpdate(1, [])
     sequencerHeld.unsafeUpdate(heldNow, [])

@@ -20,6 +20,8 @@ export interface SequencerRound {
   readonly dropped: number
   /** Sessions released: closed by their publisher, or idle for the session idle time. */
   readonly released: number
+  /** Sessions lapsed (orders 0/2/4): batches ordered above a gap, at the gap bound or the hold timeout. */
+  readonly lapsed: number
   /** A topic's GOI was full (registered subscribers behind): ordering waits for them. */
   readonly stalled: boolean
 }
