@@ -1,16 +1,18 @@
 /**
- * One topic's session table: an open-addressing hash of 64-byte session lines (linear
- * probing) plus the topic's registry line. The same code runs over the region (live
- * layers) and over a private buffer (the in-memory fakes).
+ * One topic's session table: an open-addressing hash of 128-byte session lines (linear
+ * probing; the second 64 bytes a bitmap of batches ordered above the frontier, orders 0/2/4)
+ * plus the topic's registry line. The same code runs over the region (live layers) and over a
+ * private buffer (the in-memory fakes).
  *
  * - A broker registers a session: it takes a place in `live` (refused past 7/8 of the
  *   slots, so a probe for an unknown key always meets an empty line), draws the next epoch
  *   from `epochs` (so a session's identity never depends on the client's choice), and
- *   claims the first free (empty or released) line on the key's probe path by
+ *   claims the first free (empty, released or lapsed) line on the key's probe path by
  *   compare-and-swap of its state word.
  * - From then on only the sequencer writes the line: frontiers each round, then `release`
- *   when the session closes or idles out. A released line keeps its key and frontier, so a
- *   late lookup still learns where the session ended, until a registration reuses it.
+ *   when the session closes or idles out (`lapse` for one with batches ordered above a gap).
+ *   A released line keeps its key and frontier, so a late lookup still learns where the
+ *   session ended, until a registration reuses it; no lookup finds a lapsed one.
  * - Every read is a seqlock read that checks the key, because released lines are reused.
  */
 import { SESSION_LINE_BYTES } from "./Layout.js"
