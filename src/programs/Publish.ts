@@ -153,7 +153,7 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
     const lines = missing === 0
       ? "the flush failed"
       : `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} sent but not acknowledged`
-    return `${lines} (${missing === 0 ? "" : "each may or may not be in the log; "}${acknowledgedOf(this.sent - missing, missing, "lines")}): ${this.cause.message}${after}`
+    return `${lines} (${missing === 0 ? "" : `${missing === 1 ? "it" : "each"} may or may not be in the log; `}${acknowledgedOf(this.sent - missing, missing, "lines")}): ${this.cause.message}${after}`
   }
 }
 
@@ -181,7 +181,7 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
     const missing = countOf(this.unacknowledged)
     const sentPart = missing === 0
       ? ""
-      : `${missing === 1 ? "message" : "messages"} ${describeRanges(this.unacknowledged)} sent, each may or may not be in the log; `
+      : `${missing === 1 ? "message" : "messages"} ${describeRanges(this.unacknowledged)} sent, ${missing === 1 ? "it" : "each"} may or may not be in the log; `
     const unsent = this.count > this.sent ? `${this.count - this.sent === 1 ? "message" : "messages"} ${describeRanges([{ from: this.sent, count: this.count - this.sent }])} never sent; ` : ""
     const named = this.count - this.sent + missing
     return `${named} of ${this.count} messages not acknowledged: ${sentPart}${unsent}${acknowledgedOf(this.sent - missing, named, "messages")}; ${waiting} failed: ${this.cause.message}`
