@@ -79,4 +79,30 @@ describe("cxlog security", () => {
       yield* head.exited
       expect(existsSync(users)).toBe(false)
     }))
+
+  it.scoped("the local user's found credentials refuse a broker started --insecure; cxlog publish and subscribe take it with --insecure or CXLOG_INSECURE=true", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("insecure")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      // The head writes the local user's secret file, which publish and subscribe find by themselves.
+      yield* (yield* forkCli(["head", "--topic", "t:5:1"], env)).event("ready")
+      const broker = yield* forkCli(["broker", "--port", "0", "--insecure"], env)
+      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+      const publish = ["publish", "--brokers", brokers, "--topic", "t", "--count", "3", "--message-bytes", "16"]
+      const read = ["subscribe", "--brokers", brokers, "--topic", "t", "--limit", "6", "--idle-timeout-ms", "20000"]
+
+      const refused = yield* runCli(publish, env)
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toMatch(/auth-failed: .*welcomed this client without authenticating it .*found in the region's secret file.*--insecure/)
+      const unread = yield* runCli(read, env)
+      expect(unread.code).toBe(1)
+      expect(unread.stderr).toMatch(/auth-failed: .*subscribed this client without authenticating it/)
+
+      for (const opted of [yield* runCli([...publish, "--insecure"], env), yield* runCli(publish, { ...env, CXLOG_INSECURE: "true" })]) {
+        expect(opted.code, opted.stderr).toBe(0)
+      }
+      const got = yield* runCli([...read, "--insecure"], env)
+      expect(got.code, got.stderr).toBe(0)
+      expect(got.stdout.trim().split("\n")).toHaveLength(6)
+    }), 120_000)
 })

@@ -204,9 +204,9 @@ export const brokerAcceptanceProblem = (a: BrokerAcceptance): string | undefined
   if (a.insecure) return undefined
   const verb = a.answer === "WELCOME" ? "welcomed" : "subscribed"
   const found = a.credentials.implicit === true ? "found in the region's secret file" : "given"
-  return `${verb} this client without authenticating it (no CHALLENGE): a broker started with --insecure, or not the broker of this ` +
-    `credential file, and this client holds credentials (${found}) so it requires the broker's proof; to use a broker that ` +
-    `authenticates nobody on purpose, connect with --insecure (CXLOG_INSECURE=true, or the insecure option of the library)`
+  return `${verb} this client without authenticating it (no CHALLENGE): started with --insecure, or not a broker of this credential ` +
+    `file; a client holding credentials (${found}) requires the broker's proof: to use a broker that authenticates nobody on ` +
+    `purpose, connect with --insecure (CXLOG_INSECURE=true, or the library's insecure option)`
 }
 
 // ---- the broker's side ------------------------------------------------------------------------
