@@ -149,6 +149,8 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
 }> {
   override get message() {
     const after = this.stopped === undefined ? "" : `; the input stopped there: ${this.stopped.message}`
+    // No broker ever accepted the publisher: nothing left this process, so the cause says it all.
+    if (this.cause._tag === "BrokersUnreachable") return `${this.cause.message}; none of the ${this.sent} lines reached a broker${after}`
     const missing = countOf(this.unacknowledged)
     const lines = missing === 0
       ? "the flush failed"
@@ -173,6 +175,7 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
   readonly cause: PublishError | PublishAckTimeout
 }> {
   override get message() {
+    if (this.cause._tag === "BrokersUnreachable") return `${this.cause.message}; none of the ${this.count} messages reached a broker`
     const waiting = this.during === "flush"
       ? "the final flush"
       : this.cause._tag === "PublishAckTimeout"
