@@ -266,5 +266,34 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
           expect((yield* lapsedCount) - lapsedBefore).toBe(order === 5 ? 0 : 1)
         }))
     }
+    for (const order of [0, 2, 4] as const) {
+      it.scoped(`mode ${order}: a torn line whose bitmap reads empty is restored (nothing was ordered above its frontier before that write), and its session goes on`, () =>
+        Effect.gen(function*() {
+          const cluster = yield* impl.make(config)
+          const info = yield* cluster.topics.create(spec(order))
+          const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
+          yield* Effect.scoped(Effect.gen(function*() {
+            const first = yield* cluster.sequencer()
+            yield* appendSimple(a1!, "t", 7, 1, 0, 1)
+            yield* appendSimple(a1!, "t", 7, 1, 1, 2)
+            yield* drain(first)
+            yield* overwriteGoi(a0!, first)
+          }))
+          // No gap: the bitmap is empty, and a head killed inside the line's next write leaves it odd.
+          const found = cluster.sessions("t").lookup(7, 1)
+          if (found === undefined || found === "unsettled") throw new Error("session 7 not found")
+          const { memory, area } = cluster.region!
+          const lines = new SessionLineView(memory)
+          const line = sessionLineOffset(area, info.id, found.slot)
+          expect(lines.aheadWord(line, 0)).toBe(0)
+          lines.storeVersion(line, lines.version(line) + 1)
+          const lapsedBefore = yield* lapsedCount
+          const second = yield* cluster.sequencer()
+          yield* appendSimple(a1!, "t", 7, 1, 2, 1)
+          expect(yield* second.step).toMatchObject({ ordered: 1, dropped: 0 })
+          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 3, known: true })
+          expect((yield* lapsedCount) - lapsedBefore).toBe(0)
+        }))
+    }
   })
 }

@@ -311,16 +311,20 @@ export function releaseSession(topic: TopicOrder, session: Session): void {
 
 /**
  * Re-creates the engine's sessions from the table (a restart): active and fenced lines; else
- * names a bad line. A line torn by a killed writer lapses in orders 0/2/4: its frontier and
- * bitmap may come from two writes, and either way a batch would be acknowledged without being
- * ordered or ordered twice. In order 5 the frontier alone counts, one word, whole either way.
+ * names a bad line. A line torn by a killed writer lapses in orders 0/2/4 when its bitmap reads
+ * non-empty: frontier and bitmap may come from two writes, and either way a batch would be
+ * acknowledged without being ordered or ordered twice. One that reads empty is whole enough:
+ * `write` stores each bitmap word's final value in ascending order and a moved frontier only
+ * shifts bits to lower words, so an empty read means nothing was ordered above the frontier
+ * before that write, and what that write's round ordered is in the GOI, which the restart
+ * replays. In order 5 the frontier alone counts, one word, whole either way.
  */
 export const restoreSessions = (topic: TopicOrder): string | undefined => {
   let problem: string | undefined
   const { sessions } = topic.storage
   sessions.forEachSession((slot, clientId, sessionEpoch, state, fields, torn) => {
     if (state !== SessionState.active && state !== SessionState.fenced) return
-    if (torn && topic.info.order !== 5) {
+    if (torn && topic.info.order !== 5 && fields.ahead !== undefined && fields.ahead.size > 0) {
       sessions.lapse(slot, clientId, sessionEpoch, fields)
       // Before any round (whose tally would count it), so counted here.
       sequencerLapsedSessions.unsafeUpdate(1, [])
