@@ -7,6 +7,9 @@ import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
 
+/** A region no head wrote a secret file for: these brokers authenticate nobody, and credentials found for the default region would refuse them. */
+const anonymous = { region: `cxlog-test-anonymous-${process.pid}` } as const
+
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
   return (yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))).port
@@ -26,13 +29,13 @@ describe("CxlogPublisher", () => {
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
-        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
         for (let i = 0; i < 5000; i++) await publisher.publish(`message ${i}`)
         await publisher.close()
         expect(publisher.stats().ackedMessages).toBe(5000)
         await expect(publisher.publish("after")).rejects.toMatchObject({ _tag: "PublisherClosed" })
 
-        const subscriber = await CxlogSubscriber.open({ brokers, topic: "events" })
+        const subscriber = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events" })
         let read = 0
         for await (const m of subscriber) {
           expect(m.text()).toBe(`message ${read}`)
@@ -45,7 +48,7 @@ describe("CxlogPublisher", () => {
   it.live("close() that cannot flush closes anyway and rejects with PublisherCloseUnflushed naming the messages lost; { flush: false } closes at once", () =>
     Effect.promise(async () => {
       const brokers = [{ host: "127.0.0.1", port: await deadPort() }]
-      const publisher = await CxlogPublisher.open({ brokers, topic: "events", ackTimeoutMs: 300 })
+      const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events", ackTimeoutMs: 300 })
       for (let i = 0; i < 10; i++) await publisher.publish(`m${i}`)
       const closing = publisher.close()
       // Closing: no new message is taken, and a second close() is the same.
@@ -55,12 +58,12 @@ describe("CxlogPublisher", () => {
       expect(error).toMatchObject({ _tag: "PublisherCloseUnflushed", unacknowledgedMessages: 10, cause: { _tag: "PublishAckTimeout" } })
       expect((error as Error).message).toMatch(/^closed with 10 message\(s\) published but not acknowledged: /)
 
-      const abandoning = await CxlogPublisher.open({ brokers, topic: "events", ackTimeoutMs: 600_000 })
+      const abandoning = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events", ackTimeoutMs: 600_000 })
       await abandoning.publish("dropped")
       await abandoning.close({ flush: false })
 
       // One that failed (no broker within its connect timeout) with nothing published loses nothing: close() resolves.
-      const failed = await CxlogPublisher.open({ brokers, topic: "events", connectTimeoutMs: 100 })
+      const failed = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events", connectTimeoutMs: 100 })
       await new Promise((resolve) => setTimeout(resolve, 400))
       await expect(failed.close()).resolves.toBeUndefined()
     }))

@@ -11,6 +11,9 @@ import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
 import type { SubscriberMessage } from "../../src/services/net/Subscriber.js"
 import { spawnFixture } from "../helpers/Processes.js"
 
+/** A region no head wrote a secret file for: these brokers authenticate nobody, and credentials found for the default region would refuse them. */
+const anonymous = { region: `cxlog-test-anonymous-${process.pid}` } as const
+
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
   return (yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))).port
@@ -42,7 +45,7 @@ describe("CxlogSubscriber", () => {
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
-        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
         const before = Date.now()
         // Even messages carry a key (odd ones a header): strings go as UTF-8.
         for (let i = 0; i < 10; i++) await publisher.publish(`message ${i}`, i % 2 === 0 ? { key: `k${i}` } : { headers: [["n", `${i}`]] })
@@ -50,7 +53,7 @@ describe("CxlogSubscriber", () => {
         await publisher.close()
         const after = Date.now()
 
-        const subscriber = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader", autoCommit: "off" })
+        const subscriber = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "reader", autoCommit: "off" })
         const seen: Array<string> = []
         const copies: Array<SubscriberMessage> = []
         const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? "-" : new TextDecoder().decode(bytes))
@@ -71,7 +74,7 @@ describe("CxlogSubscriber", () => {
         expect(seen).toEqual(expected)
         expect(copies.map((m) => `${m.offset}:${text(m.payload)}:${text(m.key)}:${m.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"}`)).toEqual(expected)
 
-        const again = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader", autoCommit: "off" })
+        const again = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "reader", autoCommit: "off" })
         for await (const message of again) {
           if (message.offset === 7) {
             // By default, up to the last message iterated, even inside a batch.
@@ -79,7 +82,7 @@ describe("CxlogSubscriber", () => {
             break
           }
         }
-        const third = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "reader" })
+        const third = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "reader" })
         const batch = await third.nextBatch()
         expect(batch.offset).toBe(8)
         await third.close()
@@ -90,13 +93,13 @@ describe("CxlogSubscriber", () => {
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
-        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
         for (let i = 0; i < 3; i++) await publisher.publish(`m${i}`)
         await publisher.flush(5_000)
         await publisher.close()
 
         const stopBatches = new AbortController()
-        const subscriber = await CxlogSubscriber.open({ brokers, topic: "events" })
+        const subscriber = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events" })
         const offsets: Array<number> = []
         await subscriber.eachBatch((batch) => {
           batch.forEach((m) => offsets.push(m.offset))
@@ -106,13 +109,13 @@ describe("CxlogSubscriber", () => {
         await subscriber.close()
 
         const stop = new AbortController()
-        const tail = await CxlogSubscriber.open({ brokers, topic: "events", from: "latest", signal: stop.signal })
+        const tail = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", from: "latest", signal: stop.signal })
         setTimeout(() => stop.abort(), 50)
         const read: Array<number> = []
         for await (const m of tail) read.push(m.offset)
         expect(read).toEqual([])
 
-        await expect(CxlogSubscriber.open({ brokers, topic: "nope" })).rejects.toMatchObject({ _tag: "TopicNotFound" })
+        await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "nope" })).rejects.toMatchObject({ _tag: "TopicNotFound" })
       })
     }))
 
@@ -120,21 +123,21 @@ describe("CxlogSubscriber", () => {
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
-        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
         for (let i = 0; i < 5; i++) await publisher.publish(`m${i}`)
         await publisher.flush(5_000)
         await publisher.close()
 
-        const first = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        const first = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "looper", autoCommit: "off" })
         for await (const m of first) if (m.offset === 1) break
-        const second = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        const second = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "looper", autoCommit: "off" })
         await expect(first.nextBatch()).rejects.toMatchObject({ name: "AbortError" })
         const thrown = new Error("handler failed")
         await expect((async () => {
           for await (const m of second) if (m.offset === 3) throw thrown
         })()).rejects.toBe(thrown)
         // Nothing was committed, so the third member starts where the first did.
-        const third = await CxlogSubscriber.open({ brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        const third = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "looper", autoCommit: "off" })
         expect((await third.nextBatch()).offset).toBe(0)
         await third.close()
       })
@@ -157,7 +160,7 @@ describe("CxlogSubscriber", () => {
       yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((s) => s.destroy())))
       const port = (silent.address() as AddressInfo).port
       const outcome = yield* Effect.promise(() =>
-        CxlogSubscriber.open({ brokers: [{ host: "127.0.0.1", port }], topic: "events", connectTimeoutMs: 600_000, signal: stop.signal }).then(
+        CxlogSubscriber.open({ ...anonymous, brokers: [{ host: "127.0.0.1", port }], topic: "events", connectTimeoutMs: 600_000, signal: stop.signal }).then(
           () => "opened",
           (e: unknown) => (e as Error).name
         )
@@ -167,7 +170,7 @@ describe("CxlogSubscriber", () => {
       // A subscriber that closed no longer listens to the signal it was opened with.
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       const kept = new AbortController()
-      yield* Effect.promise(async () => (await CxlogSubscriber.open({ brokers, topic: "events", signal: kept.signal })).close())
+      yield* Effect.promise(async () => (await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", signal: kept.signal })).close())
       expect(getEventListeners(kept.signal, "abort")).toEqual([])
     }))
 
@@ -176,7 +179,7 @@ describe("CxlogSubscriber", () => {
       const port = yield* brokerPort
       const brokers = [{ host: "127.0.0.1", port }]
       yield* Effect.promise(async () => {
-        const publisher = await CxlogPublisher.open({ brokers, topic: "events" })
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
         for (let i = 0; i < 5; i++) await publisher.publish(`m${i}`)
         await publisher.flush(5_000)
         await publisher.close()
