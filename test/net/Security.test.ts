@@ -304,7 +304,7 @@ describe("Security", () => {
       expect(skippedRead.message).toMatch(/did not prove that it holds this user's keys/)
     }))
 
-  it.scopedLive("credentials found in the region's secret file refuse a broker that authenticates nobody (auth-failed, naming --insecure); with the insecure opt-in they publish and read through it", () =>
+  it.scopedLive("credentials found in the region's secret file refuse a broker that authenticates nobody (auth-failed, naming --insecure); with the insecure opt-in they publish and read through it; given credentials are refused even then", () =>
     Effect.gen(function*() {
       // An --insecure broker: no credential file, so it challenges nobody.
       const { log, publisher, server } = yield* secureBroker({})
@@ -325,6 +325,14 @@ describe("Security", () => {
       yield* opted.flush(10_000)
       const read = yield* subscriber(true).subscribe("t")
       expect((yield* read.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
+      expect(audit(log.ordered("t"), new Map([[2, 10]]))).toEqual({ messages: 10, ...clean })
+
+      // Given credentials asked for authentication: the opt-in (CXLOG_INSECURE, shared with the brokers) does not excuse them.
+      const given = yield* refusal(publisher({ clientId: 3, credentials: ALICE, insecure: true }), 1)
+      expect(given).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
+      expect(given.message).toMatch(/\(given\) requires the broker's proof: given credentials always do/)
+      const givenRead = yield* Effect.flip(makeRemote({ brokers, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000 }).subscribe("t"))
+      expect(givenRead).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
       expect(audit(log.ordered("t"), new Map([[2, 10]]))).toEqual({ messages: 10, ...clean })
     }))
 

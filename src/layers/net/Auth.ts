@@ -191,7 +191,8 @@ export interface BrokerAcceptance {
  * it holds the user's keys: a broker that answers without a CHALLENGE is an `--insecure` one or
  * an impostor (say, on a dead broker's port), and found credentials must not turn into a
  * connection that silently authenticates nobody. Only an explicit `insecure` opt-in takes a
- * broker that never challenged; a broker that did challenge must always prove itself.
+ * broker that never challenged, and only for found credentials; a broker that did challenge must
+ * always prove itself.
  */
 export const brokerAcceptanceProblem = (a: BrokerAcceptance): string | undefined => {
   if (a.credentials === undefined) return undefined
@@ -201,12 +202,16 @@ export const brokerAcceptanceProblem = (a: BrokerAcceptance): string | undefined
       : "did not prove that it holds this user's keys: not the broker of this credential file"
   }
   if (a.challenged) return `sent ${a.answer} before this client answered its CHALLENGE`
-  if (a.insecure) return undefined
+  const found = a.credentials.implicit === true
+  // The opt-in excuses only credentials the client found for itself: one given credentials asked
+  // for authentication, and CXLOG_INSECURE, shared with the brokers, must not quietly drop it.
+  if (a.insecure && found) return undefined
   const verb = a.answer === "WELCOME" ? "welcomed" : "subscribed"
-  const found = a.credentials.implicit === true ? "found in the region's secret file" : "given"
   return `${verb} this client without authenticating it (no CHALLENGE): started with --insecure, or not a broker of this credential ` +
-    `file; a client holding credentials (${found}) requires the broker's proof: to use a broker that authenticates nobody on ` +
-    `purpose, connect with --insecure (CXLOG_INSECURE=true, or the library's insecure option)`
+    `file; a client holding credentials (${found ? "found in the region's secret file" : "given"}) requires the broker's proof: ` +
+    (found
+      ? "to use a broker that authenticates nobody on purpose, connect with --insecure (CXLOG_INSECURE=true, or the library's insecure option)"
+      : "given credentials always do (--insecure does not excuse them): to use a broker that authenticates nobody, connect without them")
 }
 
 // ---- the broker's side ------------------------------------------------------------------------
