@@ -208,7 +208,10 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       // pid): a deleter killed from here on leaves a dead owner's line, reclaimed, not one held for good.
       for (;;) {
         const claim = participants.claim(line)
-        if (claim.occurrence !== occurrence) return "gone"
+        if (claim.occurrence !== occurrence) {
+          lines.swapMember(line, mark, replaced)
+          return "gone"
+        }
         if (participants.swapClaim(line, occurrence, claim.pid, occurrence, process.pid)) break
       }
       lines.storeDurable(line, 0)

@@ -102,7 +102,7 @@ const settleRounds = (sequencer: SequencerShape) =>
   Effect.gen(function*() {
     for (let i = 0; i < 10_000; i++) {
       const round = yield* sequencer.step
-      if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped + round.released === 0) return
+      if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped + round.released + round.lapsed === 0) return
     }
     return yield* Effect.dieMessage("the memory log's sequencer never went idle")
   }).pipe(Effect.orDie)
