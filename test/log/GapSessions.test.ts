@@ -9,7 +9,7 @@ import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
 import type { SequencerShape } from "../../src/services/log/Sequencer.js"
-import { appendSimple, drain, implementations, readAll } from "../fixtures/log-harness.js"
+import { appendSimple, drain, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
 import { type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js"
 
 /**
@@ -52,6 +52,14 @@ const overwriteGoi = (a0: AppenderShape, sequencer: SequencerShape, n = 3 * conf
       yield* sequencer.step
     }
   })
+
+/** Client 7's session line in the region, to write its words as a killed head would have left them. */
+const sessionLineOf = (cluster: LogCluster, topicId: number) => {
+  const found = cluster.sessions("t").lookup(7, 1)
+  if (found === undefined || found === "unsettled") throw new Error("session 7 not found")
+  const { memory, area } = cluster.region!
+  return { lines: new SessionLineView(memory), line: sessionLineOffset(area, topicId, found.slot) }
+}
 
 for (const impl of implementations) {
   describe(`Sessions with a gap: ${impl.label}`, () => {
@@ -241,11 +249,7 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
           }))
           // Orders 0/2/4: the line says frontier 0, batch 1 ordered above it (bit 0). The head resent batch 0 its way,
           // ordered it and was killed writing the line: frontier 2 stored, the bitmap not yet cleared, so it reads as batch 3.
-          const found = cluster.sessions("t").lookup(7, 1)
-          if (found === undefined || found === "unsettled") throw new Error("session 7 not found")
-          const { memory, area } = cluster.region!
-          const lines = new SessionLineView(memory)
-          const line = sessionLineOffset(area, info.id, found.slot)
+          const { lines, line } = sessionLineOf(cluster, info.id)
           expect(lines.aheadWord(line, 0)).toBe(order === 5 ? 0 : 1)
           lines.storeVersion(line, lines.version(line) + 1)
           lines.setNext(line, 2)
@@ -280,11 +284,7 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
             yield* overwriteGoi(a0!, first)
           }))
           // No gap: the bitmap is empty, and a head killed inside the line's next write leaves it odd.
-          const found = cluster.sessions("t").lookup(7, 1)
-          if (found === undefined || found === "unsettled") throw new Error("session 7 not found")
-          const { memory, area } = cluster.region!
-          const lines = new SessionLineView(memory)
-          const line = sessionLineOffset(area, info.id, found.slot)
+          const { lines, line } = sessionLineOf(cluster, info.id)
           expect(lines.aheadWord(line, 0)).toBe(0)
           lines.storeVersion(line, lines.version(line) + 1)
           const lapsedBefore = yield* lapsedCount
