@@ -88,6 +88,14 @@ export interface ClientSecurity {
   readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
 }
 
+/**
+ * When TCP keepalive starts probing an idle broker connection (the broker's side uses the same
+ * delay). A broker host that vanished (power loss, partition: no FIN or RST) is noticed only
+ * this way: a subscriber waiting on an idle topic, or a publisher with nothing in flight,
+ * sends and receives nothing that could fail, and would otherwise wait for ever.
+ */
+export const KEEPALIVE_DELAY_MS = 60_000
+
 /** One read's worth of a plain TCP connection's receive buffer (reused for every read). */
 const RECEIVE_BUFFER_BYTES = 64 << 10
 
@@ -97,6 +105,7 @@ const RECEIVE_BUFFER_BYTES = 64 << 10
  * With `onChunk`, a plain TCP connection reads into one buffer of its own, reused for every
  * read (Node's `onread`: no copy, allocation or stream 'data' event per read, only a view); `onChunk` must be done
  * with a chunk when it returns. Under TLS it is not called (read the socket's data events).
+ * Keepalive is on (`KEEPALIVE_DELAY_MS`), under TLS on the TCP socket beneath.
  */
 export const dialBroker = (
   address: BrokerAddress,
@@ -109,6 +118,8 @@ export const dialBroker = (
         host: address.host,
         port: address.port,
         noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
         ...(onChunk === undefined ? {} : {
           onread: {
             buffer: Buffer.allocUnsafe(RECEIVE_BUFFER_BYTES),
@@ -124,7 +135,7 @@ export const dialBroker = (
     : {
       socket: connectTls({
         // Over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off, which holds a batch's last record back.
-        socket: connect({ host: address.host, port: address.port, noDelay: true }),
+        socket: connect({ host: address.host, port: address.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS }),
         // The name the broker's certificate must carry.
         host: address.host,
         ...(isIP(address.host) === 0 ? { servername: address.host } : {}),

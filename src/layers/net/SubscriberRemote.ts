@@ -27,7 +27,7 @@ import {
   type Subscription,
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
-import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
+import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress, KEEPALIVE_DELAY_MS } from "./ClientConnection.js"
 import { brokerAcceptanceProblem, clientProofAsync, type Credentials, newNonce } from "./Auth.js"
 import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
@@ -236,6 +236,9 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
           host: address.host,
           port: address.port,
           noDelay: true,
+          // As dialBroker's sockets: an idle topic sends nothing, so only keepalive finds a broker host that vanished.
+          keepAlive: true,
+          keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
           onread: {
             buffer: () => input.target(),
             callback: (n: number, into: Uint8Array) => {
