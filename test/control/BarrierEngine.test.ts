@@ -242,6 +242,34 @@ describe("BarrierEngine", () => {
       expect(state.releases).toBe(0)
     }))
 
+  // An app naming its barriers per step must not grow the engine for good, and a name's round
+  // numbers must still only go up (a participant may hold an old round's number).
+  it.scoped("barrier names per step: the engine keeps at most 1024 names, and each name's rounds only go up", () =>
+    Effect.gen(function*() {
+      const { engine } = yield* setup()
+      const rounds = (name: string) => {
+        const seen: Array<number> = []
+        for (const participant of [1, 2]) {
+          engine.enter({ ...arrival(participant, "rendezvous"), barrier: name }, (o) => void seen.push(Either.isRight(o) ? o.right.round : -1))
+        }
+        expect(seen[0]).toBe(seen[1])
+        return seen[0]!
+      }
+      const first = rounds("step-0")
+      expect(first).toBe(1)
+      const steady: Array<number> = []
+      for (let step = 1; step < 10_000; step++) {
+        rounds(`step-${step}`)
+        // A name in steady use keeps numbering its rounds 1, 2, 3…
+        if (step % 100 === 0) steady.push(rounds("steady"))
+      }
+      expect(steady).toEqual(Array.from({ length: steady.length }, (_, i) => i + 1))
+      expect(engine.roundNames()).toBeLessThanOrEqual(1024)
+      expect(engine.openRounds()).toBe(0)
+      // Forgotten long ago: its next round still numbers above the one it had.
+      expect(rounds("step-0")).toBeGreaterThan(first)
+    }))
+
   it.scopedLive("reserved names, unknown groups and non-members are typed errors", () =>
     Effect.gen(function*() {
       const { engine } = yield* setup()

@@ -106,6 +106,11 @@ type DrainOutcome =
   | { readonly _tag: "dropped"; readonly reason: string }
 
 const DRAIN_POLL = "500 micros"
+/**
+ * Barrier names whose last round number is kept. An app naming barriers per step (`step-${n}`)
+ * would otherwise grow the map for good; older names fold into `Engine.roundFloor`.
+ */
+const ROUND_NAMES = 1024
 /** How long a woken drain waits before it looks again anyway (a reader's pid dying rings no one). */
 const DRAIN_SLICE_MS = 10
 
@@ -116,8 +121,13 @@ interface Engine {
   readonly timed: Set<Round>
   /** The open round of each barrier name. */
   readonly open: Map<string, Round>
-  /** The last round number of each barrier name. */
+  /** The last round number of the ROUND_NAMES most recently used barrier names, least recent first. */
   readonly roundNumbers: Map<string, number>
+  /**
+   * The highest round number of a name dropped from `roundNumbers`: a name not there numbers its
+   * next round above it, so a name's round numbers only go up, whoever still holds an old one.
+   */
+  roundFloor: number
 }
 
 /** One reader that must pass one participant's target before the round is released. */
@@ -162,8 +172,17 @@ const checkArrival = (engine: Engine, a: BarrierArrive): BarrierError | undefine
 }
 
 const openRound = (engine: Engine, arrive: BarrierArrive): Round => {
-  const number = (engine.roundNumbers.get(arrive.barrier) ?? 0) + 1
-  engine.roundNumbers.set(arrive.barrier, number)
+  const { roundNumbers } = engine
+  const last = roundNumbers.get(arrive.barrier)
+  const number = (last ?? engine.roundFloor) + 1
+  // Re-inserted, so the map's order is least recently used first.
+  if (last !== undefined) roundNumbers.delete(arrive.barrier)
+  roundNumbers.set(arrive.barrier, number)
+  if (roundNumbers.size > ROUND_NAMES) {
+    const [oldest, oldestNumber] = roundNumbers.entries().next().value!
+    roundNumbers.delete(oldest)
+    engine.roundFloor = Math.max(engine.roundFloor, oldestNumber)
+  }
   const round: Round = {
     barrier: arrive.barrier,
     mode: arrive.mode,
@@ -431,7 +450,8 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
       scope: yield* Effect.scope,
       timed: new Set(),
       open: new Map(),
-      roundNumbers: new Map()
+      roundNumbers: new Map(),
+      roundFloor: 0
     }
     // Rounds left when the engine goes away fail, so no arrival waits on for good (an in-process
     // `arrive` has no other bound; an RPC arrival's deferred reply would be dropped), and no
@@ -446,7 +466,8 @@ export const make = (options: EngineOptions): Effect.Effect<BarrierEngine, never
       arrive: (a) => arrive(engine, a),
       enter: (a, settle) => enterNow(engine, a, settle),
       memberGone: (slot, reason) => memberGone(engine, slot, reason),
-      openRounds: () => engine.open.size
+      openRounds: () => engine.open.size,
+      roundNames: () => engine.roundNumbers.size
     }
   })
 
@@ -464,4 +485,6 @@ export interface BarrierEngine {
   /** A member died or left: drop it from open rounds (or fail them, per configuration). Call after membership no longer lists it. */
   readonly memberGone: (slot: number, reason: string) => Effect.Effect<void>
   readonly openRounds: () => number
+  /** Barrier names whose last round number the engine keeps (at most 1024: older names only keep their numbers going up). */
+  readonly roundNames: () => number
 }
