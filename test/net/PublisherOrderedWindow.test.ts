@@ -70,6 +70,36 @@ describe("publisher at ACK 2", () => {
       expect(p.stats().ackedMessages).toBe(40)
     }))
 
+  it.scopedLive("the ordered window is 3 × the send window but at most 192 batches: a deep send window does not keep more waiting for the disk", () =>
+    Effect.gen(function*() {
+      const { log, server } = yield* durableBroker
+      const window = 200
+      const p = yield* PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: server.port }],
+        topic: "d",
+        clientId: 6,
+        ackLevel: 2,
+        batchBytes: 1024,
+        lingerMs: 1,
+        maxInFlightBatches: window
+      })
+      // One batch a message, nothing on disk: offered until the publisher refuses for half a second (both windows full).
+      let taken = 0
+      for (let i = 0, refused = 0; i < 10_000 && refused < 100 && taken < 1_000; i++) {
+        if (p.tryPublish(testMessage(6, taken, 600)) === true) {
+          taken++
+          refused = 0
+        } else {
+          refused++
+          yield* Effect.sleep(5)
+        }
+      }
+      // At most the send window + min(3 × 200, 192) sent; the factor alone lets 800 through.
+      expect(log.ordered("d").length).toBeGreaterThan(window)
+      expect(log.ordered("d").length).toBeLessThanOrEqual(window + 192)
+      expect(p.stats().ackedBatches).toBe(0)
+    }))
+
   it.scopedLive("a client that does not ask for ordered ACKs gets level-2 ACKs only", () =>
     Effect.gen(function*() {
       const { server, durable } = yield* durableBroker

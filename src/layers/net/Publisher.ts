@@ -45,8 +45,14 @@ import {
 import { type AckLevel, fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
 import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
 
-/** ACK 2: ordered batches waiting for the disk may number this many times the send window. */
+/** ACK 2: ordered batches waiting for the disk may number this many times the send window… */
 const ORDERED_WINDOW_FACTOR = 3
+/**
+ * …and at most this many: 12 MiB at 64 KiB batches, what keeps batches flowing through ordering
+ * while the disk syncs (docs/durability.md); with the default 256-batch send window a factor
+ * alone would keep 48 MiB waiting for a slow disk.
+ */
+const MAX_ORDERED_WINDOW = 192
 
 interface Batch {
   /** Batch seq in the current epoch (renumbered when a fence opens the next one). */
@@ -165,7 +171,7 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
      * window keeps batches moving through ordering meanwhile (they are still held for resend,
      * and a resend of one is a duplicate the log drops).
      */
-    const orderedWindow = ackLevel === 2 ? ORDERED_WINDOW_FACTOR * window : 0
+    const orderedWindow = ackLevel === 2 ? Math.min(ORDERED_WINDOW_FACTOR * window, MAX_ORDERED_WINDOW) : 0
     const pool = new BufferPool(settings.batchBytes, window + orderedWindow + 2, FRAME_HEADER_BYTES)
     const builder = new BatchBuilder(pool)
     /** Sealed batches not yet done, in seq order from `head` (done ones are dropped from the front). */
