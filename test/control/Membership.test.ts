@@ -30,4 +30,27 @@ describe("Membership", () => {
     m.createGroup("nope", [])
     expect(m.groupMembers("nope")).toEqual([])
   })
+
+  // Groups named per job: each one's last member leaving deletes it, so they do not pile up.
+  it("a named group its last member left is gone, and a later join makes it again", () => {
+    const m = makeMembership()
+    m.createGroup("empty", [])
+    for (let job = 0; job < 10_000; job++) {
+      const slot = job % 8
+      m.members.set(slot, member(slot))
+      m.joinGroup(`job-${job}`, slot)
+      expect(m.remove(slot)).toBe(true)
+      expect(m.groupMembers(`job-${job}`)).toBeUndefined()
+    }
+    // A group still listing a slot stays; one created empty stays until someone leaves it.
+    m.members.set(1, member(1))
+    m.members.set(2, member(2))
+    m.createGroup("pair", [1, 2])
+    m.remove(1)
+    expect(m.groupMembers("pair")?.map((x) => x.slot)).toEqual([2])
+    expect(m.groupMembers("empty")).toEqual([])
+    m.members.set(3, member(3))
+    m.joinGroup("job-0", 3)
+    expect(m.groupMembers("job-0")).toEqual([member(3)])
+  })
 })

@@ -13,7 +13,7 @@ export interface Membership {
   readonly list: (group: string) => Effect.Effect<ReadonlyArray<Member>, UnknownGroup>
   readonly createGroup: (name: string, slots: ReadonlyArray<number>) => void
   readonly joinGroup: (name: string, slot: number) => void
-  /** False if the slot was not a member. */
+  /** False if the slot was not a member. A named group left with no slot by it is deleted. */
   readonly remove: (slot: number) => boolean
 }
 
@@ -82,7 +82,9 @@ export const makeMembership = (): Membership => {
     remove: (slot) => {
       if (!members.delete(slot)) return false
       groupChanges++
-      for (const set of groups.values()) set.delete(slot)
+      // A group its last member left is gone (a later join makes it again): groups named per job
+      // or per step would otherwise pile up, and every drop walks them all.
+      for (const [name, set] of groups) if (set.delete(slot) && set.size === 0) groups.delete(name)
       return true
     }
   }
