@@ -67,13 +67,21 @@ interface WireFrame {
   readonly json: string
 }
 
-/** Tags' UTF-8 bytes: a few method and notice names, encoded once. */
+/**
+ * Tags' UTF-8 bytes: the method and notice names the code defines, encoded once. A tag read off
+ * the wire (an unknown method's, echoed in its error reply) comes as bytes and is not kept: a
+ * buggy client sending made-up names must not grow this for good.
+ */
 const tagBytes = new Map<string, Uint8Array>()
-const tagBytesOf = (tag: string) => {
+const tagBytesOf = (tag: string | Uint8Array) => {
+  if (typeof tag !== "string") return tag
   let bytes = tagBytes.get(tag)
   if (bytes === undefined) tagBytes.set(tag, bytes = encoder.encode(tag))
   return bytes
 }
+
+/** How many tags' encodings are kept (tests). */
+export const cachedTags = (): number => tagBytes.size
 
 /**
  * A frame to send, written straight into a ring where it fits now (no copy, no allocation),
@@ -89,7 +97,7 @@ interface OutFrame {
   readonly length: number
 }
 
-const outFrame = (kind: number, client: number, requestId: number, tag: string, json: string, replySlot = -1): OutFrame => {
+const outFrame = (kind: number, client: number, requestId: number, tag: string | Uint8Array, json: string, replySlot = -1): OutFrame => {
   const tagged = tagBytesOf(tag)
   return { kind, client, requestId, tag: tagged, json, replySlot, length: HEADER_BYTES + tagged.length + Buffer.byteLength(json, "utf8") }
 }
@@ -342,7 +350,7 @@ const sendNotice = (channel: ReplyChannel, client: number, tag: string, json: st
     })
   })
 
-const protocolError = (channel: ReplyChannel, to: Requester, tag: string, error: RpcProtocolError): void =>
+const protocolError = (channel: ReplyChannel, to: Requester, tag: string | Uint8Array, error: RpcProtocolError): void =>
   sendReply(channel, outFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
 
 /**
@@ -424,7 +432,7 @@ const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): 
   const handler = server.byTag.get(tag)
   if (handler === undefined) {
     rpcRejectedRequests.unsafeUpdate(1, [])
-    return protocolError(server.channel, to, tag, new RpcUnknownMethod({ method: tag, requestId }))
+    return protocolError(server.channel, to, encoder.encode(tag), new RpcUnknownMethod({ method: tag, requestId }))
   }
   const payload = fromJson(handler.method.payload, frame.json)
   if (Either.isLeft(payload)) {
