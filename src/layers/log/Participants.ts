@@ -325,15 +325,25 @@ export const releaseSubscriber = (region: CxlMemoryShape, line: number, occurren
   releaseLine(region, line, occurrence)
 }
 
-/** pid liveness, re-checked at most every 200 ms per pid (it costs a system call). */
+/** How long a pid's liveness is taken as known (checking costs a system call). */
+const LIVENESS_MS = 200
+/** pids a liveness cache remembers before it drops those it would check again anyway: readers come and go, each with a pid. */
+const LIVENESS_PIDS = 1024
+
+/** pid liveness, re-checked at most every LIVENESS_MS per pid. */
 export const livenessCache = (): ((pid: number) => boolean) => {
   const seen = new Map<number, { alive: boolean; at: number }>()
   return (pid) => {
     if (pid === process.pid) return true
     const now = performance.now()
     const cached = seen.get(pid)
-    if (cached !== undefined && now - cached.at < 200) return cached.alive
+    if (cached !== undefined && now - cached.at < LIVENESS_MS) return cached.alive
     const alive = isPidAlive(pid)
+    if (cached === undefined && seen.size >= LIVENESS_PIDS) {
+      for (const [old, entry] of seen) if (now - entry.at >= LIVENESS_MS) seen.delete(old)
+      // Still many checked within the window: start over rather than sweep again at the next new pid.
+      if (seen.size >= LIVENESS_PIDS / 2) seen.clear()
+    }
     seen.set(pid, { alive, at: now })
     return alive
   }
