@@ -253,6 +253,12 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
      * Frozen sessions (by recovery, an earlier writer, or this one at the gap) and their frontier:
      * each of their records carries it (OrderRecord.frozenDurable), so the stream keeps the
      * knowledge once retention deleted the part before the gap.
+     *
+     * Neither map grows while the writer runs: both hold only sessions in the table at its start
+     * (at most the table's lines). They are not pruned: an entry may go only once no batch of its
+     * session can still reach this writer, and a session gone from the table may still have
+     * batches ordered ahead of the cursor; one written without its mark could let a recovery
+     * acknowledge level 2 over the gap.
      */
     const frozen = new Map<number, Map<number, number>>()
     const put = (map: Map<number, Map<number, number>>, clientId: number, sessionEpoch: number, durable: number) => {
