@@ -13,12 +13,14 @@
  * slots already finished, so no batch is ordered twice or lost.
  */
 import { Effect, Layer, type Scope } from "effect"
+import { readFileSync } from "node:fs"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import {
   defaultSequencerOptions,
   Sequencer,
+  SequencerEarlierRoundStopped,
   SequencerLeaseHeld,
   SequencerLeaseLost,
   type SequencerOptions,
@@ -57,6 +59,22 @@ import { readTopic } from "./Topics.js"
 export interface SequencerLayerOptions extends SequencerOptions {
   /** Test-only: verify that every GOI entry and PBR finish line is flushed before its commit word. */
   readonly flushAudit?: FlushAudit
+  /** How long a new holder waits on an earlier head's round marker naming a live process (`awaitEarlierRound`). Default 60 s. */
+  readonly earlierRoundWaitMs?: number
+}
+
+/** A round is plain code taking milliseconds; a marker set far longer than this names no head inside one unless its process is stopped. */
+const EARLIER_ROUND_WAIT_MS = 60_000
+
+/** Whether process `pid` is stopped (SIGSTOP, or a debugger's trace stop), as /proc says. */
+const isPidStopped = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const state = stat[stat.lastIndexOf(")") + 2]
+    return state === "T" || state === "t"
+  } catch {
+    return false
+  }
 }
 
 /** The region's views, made once per sequencer. */
@@ -340,7 +358,10 @@ const regionLog = (
   }
 }
 
-export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld, CxlMemory | Doorbell | Scope.Scope> =>
+export const make = (
+  area: LogArea,
+  options: SequencerLayerOptions = {}
+): Effect.Effect<SequencerShape, SequencerLeaseHeld | SequencerEarlierRoundStopped, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
@@ -363,13 +384,26 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       leaseLine.storePid(at, process.pid)
       return epoch
     }
+    const release = () => {
+      if (leaseLine.occurrence(at) !== occurrence) return
+      leaseLine.storePid(at, 0)
+      leaseLine.setDoorbell(at, 0)
+      leaseLine.setExpiresAtMs(at, 0)
+      leaseLine.swapOccurrence(at, occurrence, 0)
+      region.publish(at, LINE_BYTES)
+    }
     const writingWord = (at + LeaseLine.writing) / 4
+    const earlierRoundWaitMs = options.earlierRoundWaitMs ?? EARLIER_ROUND_WAIT_MS
     /**
      * The fence, after winning the lease: an earlier holder may be inside a round (it checked
      * the lease before we took it, then stalled). Wait until its marker clears, or names a
-     * process that is gone (SIGKILL: cleared here). A holder stopped inside a round is waited
-     * for however long it stays stopped: its round began under its lease, and we recover
-     * from what it wrote.
+     * process that is gone (SIGKILL: cleared here) or this one (we hold the lease and began no
+     * round: a head killed mid-round whose pid we were given, in a restarted container or pid
+     * namespace). The marker is a bare pid, so a live process it names may be an unrelated one
+     * that reuses a killed head's pid: past `earlierRoundWaitMs`, one that is not stopped is
+     * taken to be such (no round lasts that long) and the marker is cleared; one stopped inside
+     * the round fails this head (SequencerEarlierRoundStopped), since it would write on once
+     * resumed.
      */
     const awaitEarlierRound = Effect.gen(function*() {
       const started = Date.now()
@@ -377,13 +411,20 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       for (;;) {
         const marker = Atomics.load(region.i32, writingWord)
         if (marker === 0) return
-        if (!isPidRunning(marker)) {
+        if (marker === process.pid || !isPidRunning(marker)) {
           Atomics.compareExchange(region.i32, writingWord, marker, 0)
           continue
         }
-        if (!warned && Date.now() - started >= leaseMs) {
+        const waitedMs = Date.now() - started
+        if (waitedMs >= earlierRoundWaitMs) {
+          if (isPidStopped(marker)) return yield* new SequencerEarlierRoundStopped({ pid: marker, waitedMs })
+          yield* Effect.logWarning(`sequencer: process ${marker}, named by an earlier head's round marker, ran ${waitedMs} ms without ending the round: not a head inside one (a reused pid); marker cleared`)
+          Atomics.compareExchange(region.i32, writingWord, marker, 0)
+          continue
+        }
+        if (!warned && waitedMs >= leaseMs) {
           warned = true
-          yield* Effect.logWarning(`sequencer: process ${marker} of an earlier epoch is stopped inside a round; ordering waits until it finishes the round or is gone`)
+          yield* Effect.logWarning(`sequencer: process ${marker} of an earlier epoch is stopped inside a round; ordering waits until it finishes the round or is gone (at most ${earlierRoundWaitMs} ms while it runs)`)
         }
         yield* Effect.sleep(2)
       }
@@ -393,22 +434,15 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
       for (;;) {
         const outcome = tryAcquire()
         if (typeof outcome === "number") {
-          yield* awaitEarlierRound
+          // Failing, this head lets the lease go as at release, for a head started again.
+          yield* Effect.tapError(awaitEarlierRound, () => Effect.sync(release))
           return outcome
         }
         if (Date.now() >= deadline) return yield* outcome
         yield* Effect.sleep(Math.min(50, Math.max(1, deadline - Date.now())))
       }
     })
-    const epoch = yield* Effect.acquireRelease(acquire, () =>
-      Effect.sync(() => {
-        if (leaseLine.occurrence(at) !== occurrence) return
-        leaseLine.storePid(at, 0)
-        leaseLine.setDoorbell(at, 0)
-        leaseLine.setExpiresAtMs(at, 0)
-        leaseLine.swapOccurrence(at, occurrence, 0)
-        region.publish(at, LINE_BYTES)
-      }))
+    const epoch = yield* Effect.acquireRelease(acquire, () => Effect.sync(release))
     const holds = () => leaseLine.occurrence(at) === occurrence
     const lost = () => new SequencerLeaseLost({ epoch, holderPid: leaseLine.pid(at) })
     /**
@@ -468,5 +502,8 @@ export const make = (area: LogArea, options: SequencerLayerOptions = {}): Effect
     return { epoch, holdsLease: holds, step: core.step, run }
   })
 
-export const layer = (area: LogArea, options: SequencerLayerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld, CxlMemory | Doorbell> =>
+export const layer = (
+  area: LogArea,
+  options: SequencerLayerOptions = {}
+): Layer.Layer<Sequencer, SequencerLeaseHeld | SequencerEarlierRoundStopped, CxlMemory | Doorbell> =>
   Layer.scoped(Sequencer, make(area, options))

@@ -90,6 +90,17 @@ export class SequencerLeaseHeld extends Data.TaggedError("SequencerLeaseHeld")<{
   }
 }
 
+/**
+ * A new lease holder's fence found the round marker of an earlier head naming process `pid`,
+ * stopped (SIGSTOP, a debugger) for all of `waitedMs`: it may be a head inside a round, which
+ * would go on writing once resumed, so this head does not order. Resume or kill that process.
+ */
+export class SequencerEarlierRoundStopped extends Data.TaggedError("SequencerEarlierRoundStopped")<{ readonly pid: number; readonly waitedMs: number }> {
+  override get message() {
+    return `process ${this.pid}, named by an earlier head's round marker, has been stopped inside the round for ${this.waitedMs} ms: resume or kill it, then start this head again`
+  }
+}
+
 export class SequencerLeaseLost extends Data.TaggedError("SequencerLeaseLost")<{ readonly epoch: number; readonly holderPid: number }> {
   override get message() {
     return `this sequencer (epoch ${this.epoch}) lost its lease to process ${this.holderPid}; it stops ordering`
