@@ -44,6 +44,10 @@ export const barrierDuration = Metric.histogram(
 )
 export const rpcCalls = Metric.counter("cxlog_rpc_calls", { description: "RPC calls made", incremental: true })
 export const rpcTimeouts = Metric.counter("cxlog_rpc_timeouts", { description: "RPC calls that timed out", incremental: true })
+export const rpcDroppedReplies = Metric.counter("cxlog_rpc_dropped_replies", {
+  description: "RPC replies and notices dropped for finding no room on the reply ring within its bound (a stalled reader)",
+  incremental: true
+})
 export const rpcRejectedRequests = Metric.counter("cxlog_rpc_rejected_requests", {
   description: "RPC requests a server could not decode (answered with a typed error when addressable)",
   incremental: true

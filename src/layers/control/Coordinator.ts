@@ -106,12 +106,31 @@ export const makeServer = (options: ServerOptions = {}) =>
       debug: options.debugBarriers ?? false
     })
 
-    const drop = (slot: number, reason: string) =>
+    const scope = yield* Effect.scope
+    const replies = yield* rings.inspect(layout.broadcastRing).pipe(Effect.orDie)
+    /**
+     * Frees reader `slot` of the reply ring while process `pid` still holds it: a process that is
+     * stopped but alive (SIGSTOP, a frozen VM) never reads again, and its slot would fill the ring
+     * and stall every reply. Resumed, its reader fails with `ReaderReaped` (see Rpc.ts).
+     */
+    const freeReplySlot = (slot: number, pid: number) =>
+      Effect.gen(function*() {
+        const reader = replies.reader(slot)
+        if (reader.state !== "attached" || reader.pid !== pid) return
+        if (yield* rings.reap(layout.broadcastRing, slot).pipe(Effect.orDie)) {
+          yield* Effect.logWarning(`coordinator: freed reply-ring reader slot ${slot} of pid ${pid}, alive but not running`)
+        }
+      })
+
+    const drop = (slot: number, reason: string, stalePid?: number) =>
       Effect.gen(function*() {
         if (!membership.remove(slot)) return
         yield* Effect.logInfo(`coordinator: slot ${slot} left the membership: ${reason}`)
         for (const address of controlRings(layout)) yield* rings.reapDead(address).pipe(Effect.orDie)
-        yield* engine.memberGone(slot, reason)
+        if (stalePid !== undefined) yield* freeReplySlot(slot, stalePid)
+        // Forked: a release that waits for room on the reply ring must not hold up the liveness
+        // tick (which then could not drop the reader that holds the ring back).
+        yield* Effect.forkIn(engine.memberGone(slot, reason), scope)
       })
 
     // A takeover starts from the process table: every live member of the old coordinator
@@ -166,7 +185,12 @@ export const makeServer = (options: ServerOptions = {}) =>
     )
     broadcast = server
     yield* Deferred.succeed(broadcastWriter, server)
-    if (epoch > 1) yield* server.notify(CoordinatorTakeoverNotice, { epoch }).pipe(Effect.orDie)
+    // Bounded (RingFull when no room comes): members that miss it find out by their calls failing.
+    if (epoch > 1) {
+      yield* server.notify(CoordinatorTakeoverNotice, { epoch }).pipe(
+        Effect.catchAll((e) => Effect.logError(`coordinator: the takeover notice was not sent: ${e.message}`))
+      )
+    }
 
     const idleCheckMs = options.checkEveryMs ?? DEFAULT_CHECK_EVERY_MS
     const waitingCheckMs = Math.min(idleCheckMs, options.checkWhileWaitingMs ?? DEFAULT_CHECK_WHILE_WAITING_MS)
@@ -176,7 +200,16 @@ export const makeServer = (options: ServerOptions = {}) =>
         const info = readSlot(region, layout.processTable, member.slot)
         if (info.occurrence !== member.occurrence) yield* drop(member.slot, `slot reclaimed (occurrence ${info.occurrence})`)
         else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`)
-        else if (!isSlotLive(info, now, staleMs)) yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`)
+        else if (!isSlotLive(info, now, staleMs)) yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`, member.pid)
+      }
+      // Stale processes that are no members (an old head stopped while this one took over) hold
+      // reply-ring reader slots too.
+      for (let s = 0; s < layout.config.control.maxProcesses; s++) {
+        if (members.has(s)) continue
+        const info = readSlot(region, layout.processTable, s)
+        if (info.pid !== 0 && info.pid !== process.pid && !isSlotLive(info, now, staleMs) && isPidAlive(info.pid)) {
+          yield* freeReplySlot(s, info.pid)
+        }
       }
     })).pipe(Effect.forkScoped)
 
@@ -312,11 +345,19 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const rings = yield* Rings
     const rpc = yield* Rpc
     const slot = yield* ProcessSlot
+    // The coordinator frees a stopped member's reply slot as it drops it: resumed, the member
+    // attaches again and joins again (`rejoin`, defined below, run only after this client exists).
+    const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() => {
+      takeover.abort("this process was dropped for not running")
+      takeover = takeoverSignal()
+      return rejoin
+    })
     const client = yield* rpc.client({
       client: slot.slot,
       requests: layout.requestRing(slot.slot),
       replies: layout.broadcastRing,
       replySlot: slot.slot,
+      onReattach: rejoinAfterDrop,
       ...(options.callTimeoutMs === undefined ? {} : { timeoutMs: options.callTimeoutMs })
     }).pipe(Effect.mapError((e) => unavailable(e.message)))
     const broadcast = yield* rings.inspect(layout.broadcastRing).pipe(Effect.orDie)

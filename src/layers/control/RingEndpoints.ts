@@ -162,6 +162,11 @@ export interface ReaderCore {
   readonly awaitWriter: (timeoutMs: number) => Effect.Effect<boolean>
   readonly delivered: () => number
   readonly processed: () => number
+  /**
+   * Whether the slot is still this reader's: once reaped (its process did not run for too long)
+   * the writer may have overwritten the batch's frames, so none more is handed on.
+   */
+  readonly attached: () => boolean
   readonly publishDelivered: (position: number) => void
   readonly publishProcessed: (position: number) => void
 }
@@ -201,7 +206,7 @@ export const makeReader = (core: ReaderCore): RingReader => {
         )
         if (taken === undefined) return
         const count = taken.count
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < count && core.attached(); i++) {
           const sequence = taken.sequences[i]!
           const end = sequence + frameSpan(taken.lengths[i]!)
           core.publishDelivered(end)
@@ -239,7 +244,8 @@ export const makeReader = (core: ReaderCore): RingReader => {
             if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
             return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
           }
-          for (let i = 0; i < count; i++) {
+          // The next scan reports a reaped slot (`ReaderReaped`).
+          for (let i = 0; i < count && core.attached(); i++) {
             const sequence = batch.sequences[i]!
             const frameEnd = sequence + frameSpan(batch.lengths[i]!)
             core.publishDelivered(frameEnd)

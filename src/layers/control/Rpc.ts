@@ -10,7 +10,7 @@
  * client's `receive` → the pending call's `deliver` → `decodeReply`, which resumes the caller.
  */
 import { Cause, Clock, Deferred, Effect, Either, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Runtime, Schema, Stream } from "effect"
-import { rpcCalls, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
+import { rpcCalls, rpcDroppedReplies, rpcRejectedRequests, rpcTimeouts } from "../../Metrics.js"
 import {
   type AnyRpcMethod,
   type DeferredReply,
@@ -36,7 +36,16 @@ import {
   RpcUnknownMethod,
   type Success
 } from "../../services/control/Rpc.js"
-import { type FrameTooLarge, type RingClosed, type RingReader, type RingReadError, Rings, type RingsShape, type RingWriter } from "../../services/control/Rings.js"
+import {
+  type FrameTooLarge,
+  type RingClosed,
+  type RingReader,
+  type RingReadError,
+  Rings,
+  type RingsShape,
+  type RingWriteError,
+  type RingWriter
+} from "../../services/control/Rings.js"
 import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
 
 const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
@@ -172,7 +181,11 @@ const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.fo
  * A ring that stays corrupt fails every retry: the first error is logged, then at most one
  * line per REPEAT_WARNING_MS with how many failed since (not a line a second for good).
  */
-const readForever = <R>(reader: RingReader, read: Effect.Effect<void, Exclude<RingReadError, RingClosed>, R>) =>
+const readForever = <R, R2 = never>(
+  reader: () => RingReader,
+  read: Effect.Effect<void, Exclude<RingReadError, RingClosed>, R>,
+  reattach?: Effect.Effect<void, never, R2>
+) =>
   Effect.suspend(() => {
     let unreported = 0
     let warnedAt = -Infinity
@@ -183,13 +196,17 @@ const readForever = <R>(reader: RingReader, read: Effect.Effect<void, Exclude<Ri
         const repeats = warnedAt === -Infinity ? "" : ` (${unreported} failed reads in the last ${Math.round((now - warnedAt) / 1000)} s)`
         warnedAt = now
         unreported = 0
-        return Effect.logWarning(`rpc: ring ${reader.address.id}: ${error.message}${repeats}; reading it again every ${RETRY_AFTER_ERROR_MS} ms`)
+        return Effect.logWarning(`rpc: ring ${reader().address.id}: ${error.message}${repeats}; reading it again every ${RETRY_AFTER_ERROR_MS} ms`)
       })
     return read.pipe(
       Effect.matchEffect({
-        onSuccess: () => reader.awaitWriter(REOPEN_WAIT_MS),
+        onSuccess: () => reader().awaitWriter(REOPEN_WAIT_MS),
         onFailure: (error) =>
-          error._tag === "RingWriterDead" ? reader.awaitWriter(REOPEN_WAIT_MS) : Effect.zipRight(warn(error), Effect.sleep(RETRY_AFTER_ERROR_MS))
+          error._tag === "RingWriterDead"
+            ? reader().awaitWriter(REOPEN_WAIT_MS)
+            : error._tag === "ReaderReaped" && reattach !== undefined
+            ? reattach
+            : Effect.zipRight(warn(error), Effect.sleep(RETRY_AFTER_ERROR_MS))
       }),
       Effect.forever
     )
@@ -210,7 +227,7 @@ interface Outbound {
   readonly frame: Uint8Array
   /** The reader slot to wake for it; -1 wakes every reader. */
   readonly wake: number
-  readonly committed?: Deferred.Deferred<number>
+  readonly committed?: Deferred.Deferred<number, RingWriteError>
 }
 
 /**
@@ -281,31 +298,57 @@ interface ReplyChannel {
   sending: boolean
 }
 
-/** Reserves room for `frame`, waiting (and warning) while the ring is full, and copies it in uncommitted. */
+/** Copies `frame` in uncommitted if it fits now. */
+const tryWrite = (writer: RingWriter, frame: Uint8Array): boolean => {
+  const at = writer.tryReserve(frame.length)
+  if (at >= 0) writer.bytes.set(frame, at)
+  return at >= 0
+}
+
+/**
+ * Reserves room for `frame` within the writer's bound and copies it in uncommitted; fails
+ * (`RingFull` naming the slowest reader slot) when none came: a reader that stopped but did not
+ * die must not stall every reply for ever (the coordinator or the wait for room frees its slot).
+ */
 const writeFrame = (writer: RingWriter, frame: Uint8Array) =>
-  Effect.gen(function*() {
-    let at = writer.tryReserve(frame.length)
-    while (at < 0) {
-      at = yield* writer.reserve(frame.length).pipe(
-        Effect.catchTag("RingFull", (e) => Effect.as(Effect.logWarning(`rpc: reply ring: ${e.message}; still waiting`), -1))
-      )
-    }
+  Effect.map(writer.reserve(frame.length), (at) => {
     writer.bytes.set(frame, at)
   })
 
-/** The writer fiber: writes queued frames in batches, one commit per batch, then tells notices where they were committed. */
+/**
+ * The writer fiber: writes queued frames in batches, one commit per batch, then tells notices
+ * where they were committed. A frame that finds no room within the bound is dropped (its caller
+ * gets `RpcTimeout`; a notice's sender gets the error), counted and logged; the rest of its
+ * batch is then written only where it fits at once, so a full ring costs one bound per batch.
+ */
 const writeQueued = (channel: ReplyChannel) =>
   Effect.forever(Effect.gen(function*() {
     const items = yield* Queue.takeBetween(channel.outbound, 1, 4096)
     channel.sending = true
+    let full: RingWriteError | undefined
+    const dropped = new Map<Outbound, RingWriteError>()
     for (const item of items) {
-      yield* writeFrame(channel.writer, item.frame).pipe(Effect.catchAll((e) => Effect.logError(`rpc: reply dropped: ${e.message}`)))
-      channel.toWake.add(item.wake)
+      const written = full !== undefined
+        ? (tryWrite(channel.writer, item.frame) ? Either.void : Either.left(full))
+        : yield* Effect.either(writeFrame(channel.writer, item.frame))
+      if (Either.isRight(written)) channel.toWake.add(item.wake)
+      else {
+        if (written.left._tag === "RingFull") full = written.left
+        dropped.set(item, written.left)
+      }
     }
     channel.sending = false
     const sequence = channel.toWake.commit()
     channel.queued -= items.length
-    for (const item of items) if (item.committed !== undefined) yield* Deferred.succeed(item.committed, sequence)
+    if (dropped.size > 0) {
+      rpcDroppedReplies.unsafeUpdate(dropped.size, [])
+      yield* Effect.logError(`rpc: reply ring: dropped ${dropped.size} of ${items.length} queued replies and notices: ${[...dropped.values()][0]!.message}`)
+    }
+    for (const item of items) {
+      if (item.committed === undefined) continue
+      const error = dropped.get(item)
+      yield* (error === undefined ? Deferred.succeed(item.committed, sequence) : Deferred.fail(item.committed, error))
+    }
   }))
 
 /** Sends a reply now, waking reader slot `wake` (-1: every reader): into the ring at once while nothing is queued, else queued for the writer fiber. */
@@ -343,7 +386,7 @@ const sendNotice = (channel: ReplyChannel, client: number, tag: string, json: st
     const sequence = noticeNow(channel, frame)
     if (sequence !== undefined) return Effect.succeed(sequence)
     return Effect.gen(function*() {
-      const committed = yield* Deferred.make<number>()
+      const committed = yield* Deferred.make<number, RingWriteError>()
       channel.queued++
       yield* Queue.offer(channel.outbound, { frame: frameBytes(frame), wake: -1, committed })
       return yield* Deferred.await(committed)
@@ -525,7 +568,7 @@ const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: Re
     const runNow = Runtime.runSyncExit(yield* Effect.runtime<R>())
     for (const { client, ring } of options.requests) {
       const reader = yield* rings.reader(ring)
-      yield* Effect.forkScoped(readForever(reader, reader.consumeSync((bytes) => dispatchNow(runNow, server, client, bytes))))
+      yield* Effect.forkScoped(readForever(() => reader, reader.consumeSync((bytes) => dispatchNow(runNow, server, client, bytes))))
     }
     const rpcServer: RpcServer = {
       notify: (notice, value, client) =>
@@ -591,7 +634,8 @@ const abandoned = (method: string, requestId: number, signal: AbortSignal | unde
 interface Caller {
   readonly me: number
   readonly writer: RingWriter
-  readonly reader: RingReader
+  /** Replaced when the server reaped it (`reattach`). */
+  reader: RingReader
   readonly defaultTimeoutMs: number
   /** Calls waiting for their reply, by request id. */
   readonly pending: Map<number, PendingCall>
@@ -817,8 +861,23 @@ const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       nextId: 1
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => caller.timer !== undefined && clearTimeout(caller.timer)))
+    const replySlot = options.replySlot === undefined ? {} : { slot: options.replySlot }
+    /**
+     * The reply-ring reader was reaped (this process did not run for longer than the stale bound,
+     * and the ring moved on under it): attach again at the ring's head, never read the old
+     * position. Replies written meanwhile are lost: their calls end with `RpcTimeout`.
+     */
+    const reattach = Effect.gen(function*() {
+      const reaped = caller.reader
+      caller.reader = yield* rings.reader(options.replies, replySlot)
+      yield* Effect.logWarning(
+        `rpc: client ${caller.me}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
+      )
+      if (options.onReattach !== undefined) yield* Effect.forkScoped(options.onReattach)
+    }).pipe(Effect.catchAll((e) => Effect.zipRight(Effect.logWarning(`rpc: client ${caller.me}: attaching to the reply ring again failed: ${e.message}`), Effect.sleep(RETRY_AFTER_ERROR_MS))))
     // Every client reads every reply, in the wake's callback: a reply resumes its call with no reader fiber in between.
-    yield* Effect.forkScoped(readForever(caller.reader, caller.reader.consumeSync((bytes) => receive(caller, bytes))))
+    const readReplies = Effect.suspend(() => caller.reader.consumeSync((bytes) => receive(caller, bytes)))
+    yield* Effect.forkScoped(readForever(() => caller.reader, readReplies, reattach))
     yield* Effect.forkScoped(publishNotices(caller))
     const rpcClient: RpcClient = {
       client: caller.me,

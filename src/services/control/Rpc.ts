@@ -181,14 +181,24 @@ export interface RpcClientOptions {
   readonly replySlot?: number
   /** Default call timeout (10 s). */
   readonly timeoutMs?: number
+  /**
+   * Run (forked) after the reply-ring reader was reaped and attached again: the server dropped
+   * this client for not running (stopped, frozen), and replies written meanwhile are lost.
+   */
+  readonly onReattach?: Effect.Effect<void>
 }
 
 export interface RpcServer {
   /**
    * Sends a notice to `client` (every client when omitted) through the reply ring's single
-   * writer; returns the reply ring's leading sequence once the notice is committed.
+   * writer; returns the reply ring's leading sequence once the notice is committed. Bounded by
+   * the writer's timeout: `RingFull` (naming the slowest reader slot) when no room came.
    */
-  readonly notify: <Tag extends string, A, I>(notice: RpcNotice<Tag, A, I>, value: A, client?: number) => Effect.Effect<number, ParseResult.ParseError>
+  readonly notify: <Tag extends string, A, I>(
+    notice: RpcNotice<Tag, A, I>,
+    value: A,
+    client?: number
+  ) => Effect.Effect<number, ParseResult.ParseError | RingWriteError>
   /**
    * `notify` done now, from plain code, when it can be (nothing queued before it, room in the
    * ring): the leading sequence after the committed notice, or undefined, and then `notify` must

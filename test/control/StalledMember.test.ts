@@ -1,0 +1,61 @@
+/**
+ * A member stopped but alive (SIGSTOP) keeps its reader slot on the coordinator's reply ring
+ * attached. The others' calls and barriers must go on past the point where that ring would have
+ * filled; the stopped member is dropped, and once continued it attaches again and re-joins.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+
+/** The child's result line; bounded, so a stall fails the test instead of hanging it. */
+const nextResult = <A>(child: Child, timeoutMs: number) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const message = yield* child.next<Record<string, unknown>>(timeoutMs)
+      if ("error" in message) return yield* Effect.fail(new Error(String(message["error"])))
+      if (message["result"] === true) return message as A
+    }
+  })
+
+/** The child's next message carrying `key` (log lines between are skipped); bounded. */
+const nextWith = <A>(child: Child, key: string, timeoutMs: number) =>
+  Effect.gen(function*() {
+    const skipped: Array<unknown> = []
+    for (;;) {
+      const message = yield* child.next<Record<string, unknown>>(timeoutMs).pipe(
+        Effect.mapError((e) => new Error(`${e.message}; before that: ${JSON.stringify(skipped)}`))
+      )
+      if ("error" in message) return yield* Effect.fail(new Error(String(message["error"])))
+      if (key in message) return message as A
+      skipped.push(message)
+    }
+  })
+
+describe("a stopped member and the reply ring", () => {
+  it.scopedLive("a SIGSTOPped member is dropped, its reply slot freed: the others' calls and barriers go on; continued, it re-joins", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("stall")
+      const head = yield* spawnFixture("coord-stall", ["head", region])
+      expect(yield* head.next(60_000)).toEqual({ ready: true })
+      const stopper = yield* spawnFixture("coord-stall", ["stopper", region, "3"])
+      // Runs before the fixture's own finalizer kills it: nothing is left stopped.
+      yield* Effect.addFinalizer(() => Effect.sync(() => stopper.process.kill("SIGCONT")))
+      // 20 × 50 member lists of ~250 bytes each: some 30 times the 8 KiB reply ring.
+      const callers = yield* Effect.forEach([0, 1], () => spawnFixture("coord-stall", ["caller", region, "3", "20", "50"]))
+      const joined = yield* nextWith<{ joined: boolean; slot: number }>(stopper, "joined", 60_000)
+      stopper.process.kill("SIGSTOP")
+      for (const caller of callers) {
+        const result = yield* nextResult<{ rounds: number; dropped: Array<number>; members: Array<number> }>(caller, 60_000)
+        expect(result.rounds).toBe(20)
+        // Dropped while the first barrier waited for it, or before it opened.
+        expect(result.members).not.toContain(joined.slot)
+        expect(result.dropped.every((slot) => slot === joined.slot)).toBe(true)
+      }
+      stopper.process.kill("SIGCONT")
+      expect(yield* nextWith(stopper, "resumed", 60_000)).toMatchObject({ resumed: true })
+      const resumed = yield* nextResult<{ rejoined: boolean; failures: Array<string> }>(stopper, 30_000)
+      expect(resumed.rejoined).toBe(true)
+      // Any call that failed meanwhile failed typed (its reply went to the freed slot).
+      for (const tag of resumed.failures) expect(tag).toBe("CoordinatorUnavailable")
+    }), 240_000)
+})
