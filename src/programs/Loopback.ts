@@ -2,7 +2,7 @@
  * The loopback TCP bound, the reference `cxlog bench` reports against: a child `cxlog`
  * process streams bytes to this one over 127.0.0.1 in fixed-size writes.
  */
-import { Effect } from "effect"
+import { Data, Effect } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { connect, createServer } from "node:net"
 import { cliEntry } from "../PackageRoot.js"
@@ -19,6 +19,20 @@ export interface LoopbackFigures {
   readonly cpuSecondsPerGiB: number | undefined
 }
 
+/** A bench's peer process (the loopback sender, the echo server) failed, or a wait on it passed its bound. */
+export class BenchPeerFailed extends Data.TaggedError("BenchPeerFailed")<{ readonly waitedFor: string; readonly detail: string }> {
+  override get message() {
+    return `waiting for ${this.waitedFor}: ${this.detail}`
+  }
+}
+
+/** How long the sender may take to start and connect (a CLI start-up on a loaded machine takes seconds). */
+const CONNECT_TIMEOUT_MS = 30_000
+/** How long the stream may stall (no byte received) before the bench fails rather than hang. */
+const STALL_TIMEOUT_MS = 10_000
+/** How often the bounds are checked: no timer is touched per chunk received. */
+const WATCH_MS = 500
+
 /** CPU seconds of this process (all threads). */
 const ownCpuSeconds = (): number => {
   const { system, user } = process.cpuUsage()
@@ -33,9 +47,34 @@ export const measureLoopback = (totalBytes: number, chunkBytes: number): Effect.
     let sender: ChildProcess | undefined
     /** The sender's CPU seconds now (/proc, 10 ms ticks), if known. */
     const senderCpu = () => (sender?.pid === undefined ? undefined : processCpuSeconds(sender.pid))
+    /** Fails once the sender exits before connecting, the stream ends short or stalls, or no connection comes in time. */
     const received = Effect.async<LoopbackFigures, Error>((resume) => {
+      let settled = false
+      let connected = false
+      let bytes = 0
+      let watchedBytes = 0
+      let quietMs = 0
+      const settle = (outcome: Effect.Effect<LoopbackFigures, Error>) => {
+        if (settled) return
+        settled = true
+        clearInterval(watch)
+        resume(outcome)
+      }
+      const fail = (waitedFor: string, detail: string) => settle(Effect.fail(new BenchPeerFailed({ waitedFor, detail })))
+      const watch = setInterval(() => {
+        quietMs = bytes === watchedBytes ? quietMs + WATCH_MS : 0
+        watchedBytes = bytes
+        if (!connected && quietMs >= CONNECT_TIMEOUT_MS) fail("the loopback sender's connection", `none within ${CONNECT_TIMEOUT_MS} ms`)
+        if (connected && quietMs >= STALL_TIMEOUT_MS) fail("the loopback sender's bytes", `${bytes} of ${totalBytes} received, then none for ${STALL_TIMEOUT_MS} ms`)
+      }, WATCH_MS)
+      const exited = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (!connected) fail("the loopback sender's connection", `the sender exited (${code ?? signal}) before connecting`)
+      }
+      if (sender!.exitCode !== null || sender!.signalCode !== null) exited(sender!.exitCode, sender!.signalCode)
+      else sender!.once("exit", exited)
       server.once("connection", (socket) => {
-        let bytes = 0
+        connected = true
+        quietMs = 0
         let started = 0
         // Both processes' CPU from the first byte on: the sender's start-up is not part of the stream.
         let ownFrom = 0
@@ -51,15 +90,17 @@ export const measureLoopback = (totalBytes: number, chunkBytes: number): Effect.
             const seconds = (performance.now() - started) / 1000
             const senderTo = senderCpu()
             const cpu = senderFrom === undefined || senderTo === undefined ? undefined : senderTo - senderFrom + ownCpuSeconds() - ownFrom
-            socket.destroy()
-            resume(Effect.succeed({
+            settle(Effect.succeed({
               mBps: totalBytes / 1e6 / seconds,
               cpuSecondsPerGiB: cpu === undefined ? undefined : cpu / (totalBytes / 2 ** 30)
             }))
+            socket.destroy()
           }
         })
-        socket.on("error", (error) => resume(Effect.fail(error)))
+        socket.on("error", (error) => settle(Effect.fail(error)))
+        socket.on("close", () => fail("the loopback sender's bytes", `the connection closed after ${bytes} of ${totalBytes} bytes`))
       })
+      return Effect.sync(() => clearInterval(watch))
     })
     const port = yield* Effect.async<number>((resume) => {
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as { port: number }).port)))

@@ -15,6 +15,7 @@ import { cliEntry } from "../PackageRoot.js"
 import { percentile } from "../Percentiles.js"
 import { table } from "../Table.js"
 import { regionGuard, startHeadAndBrokers } from "./Cluster.js"
+import { BenchPeerFailed } from "./Loopback.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 import { logEnv } from "./Run.js"
 import { clientSecurity } from "./Users.js"
@@ -65,8 +66,10 @@ const interleaved = <E1, E2>(first: Effect.Effect<void, E1>, second: Effect.Effe
     }
     return times
   })
-/** A round trip that takes longer than this fails the bench rather than hang it. */
+/** A round trip (or the echo server's start, or its connection) that takes longer than this fails the bench rather than hang it. */
 const ROUND_TRIP_TIMEOUT_MS = 10_000
+/** How often the ping-pong's bound is checked: no timer is touched per round trip. */
+const WATCH_MS = 500
 
 const micros = (ms: number) => Math.round(ms * 1000 * 10) / 10
 
@@ -108,13 +111,21 @@ const pingPongRoundTrip = (bytes: number) =>
     )
     const port = yield* Effect.async<number, Error>((resume) => {
       child.once("message", (m) => resume(Effect.succeed((m as { port: number }).port)))
-      child.once("exit", (code) => resume(Effect.fail(new Error(`the echo server exited (${code})`))))
-    }).pipe(Effect.timeoutFail({ duration: ROUND_TRIP_TIMEOUT_MS, onTimeout: () => new Error(`the echo server gave no port within ${ROUND_TRIP_TIMEOUT_MS} ms`) }))
+      child.once("exit", (code, signal) => resume(Effect.fail(new BenchPeerFailed({ waitedFor: "the echo server's port", detail: `it exited (${code ?? signal})` }))))
+    }).pipe(Effect.timeoutFail({
+      duration: ROUND_TRIP_TIMEOUT_MS,
+      onTimeout: () => new BenchPeerFailed({ waitedFor: "the echo server's port", detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms` })
+    }))
     const socket = yield* Effect.acquireRelease(
       Effect.async<Socket, Error>((resume) => {
         const s = connect({ host: "127.0.0.1", port, noDelay: true }, () => resume(Effect.succeed(s)))
         s.once("error", (error) => resume(Effect.fail(error)))
-      }),
+        // Not connected when interrupted (the bound below): closed here, since the release runs only after success.
+        return Effect.sync(() => s.destroy())
+      }).pipe(Effect.timeoutFail({
+        duration: ROUND_TRIP_TIMEOUT_MS,
+        onTimeout: () => new BenchPeerFailed({ waitedFor: "the connection to the echo server", detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms` })
+      })),
       (s) => Effect.sync(() => s.destroy())
     )
     const payload = Buffer.alloc(bytes, 7)
@@ -136,12 +147,26 @@ const pingPongRoundTrip = (bytes: number) =>
     })
     socket.on("error", (error) => (lost ??= error))
     socket.on("close", () => {
-      lost ??= new Error("the echo server closed the connection")
+      lost ??= new BenchPeerFailed({ waitedFor: "the echo server's reply", detail: "it closed the connection" })
       settle(Effect.fail(lost))
     })
+    // A stalled echo server (stopped, hung) sends no reply and closes nothing: a round trip outstanding
+    // through ROUND_TRIP_TIMEOUT_MS of checks without another starting fails, and so does every later one.
+    let started = 0
+    let watchedStarted = 0
+    let waitedMs = 0
+    const watch = setInterval(() => {
+      waitedMs = arrived !== undefined && started === watchedStarted ? waitedMs + WATCH_MS : 0
+      watchedStarted = started
+      if (waitedMs < ROUND_TRIP_TIMEOUT_MS) return
+      lost ??= new BenchPeerFailed({ waitedFor: "the echo server's reply", detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms` })
+      settle(Effect.fail(lost))
+    }, WATCH_MS)
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(watch)))
     return Effect.async<void, Error>((resume) => {
       if (lost !== undefined) return resume(Effect.fail(lost))
       arrived = resume
+      started++
       socket.write(payload)
     })
   })
