@@ -122,15 +122,16 @@ export const makeServer = (options: ServerOptions = {}) =>
         }
       })
 
-    const drop = (slot: number, reason: string, stalePid?: number) =>
+    /** `fromTick`: found by the liveness check (`stalePid`: alive but not running), which must not wait on a release. */
+    const drop = (slot: number, reason: string, fromTick?: { readonly stalePid?: number }) =>
       Effect.gen(function*() {
         if (!membership.remove(slot)) return
         yield* Effect.logInfo(`coordinator: slot ${slot} left the membership: ${reason}`)
         for (const address of controlRings(layout)) yield* rings.reapDead(address).pipe(Effect.orDie)
-        if (stalePid !== undefined) yield* freeReplySlot(slot, stalePid)
-        // Forked: a release that waits for room on the reply ring must not hold up the liveness
-        // tick (which then could not drop the reader that holds the ring back).
-        yield* Effect.forkIn(engine.memberGone(slot, reason), scope)
+        if (fromTick?.stalePid !== undefined) yield* freeReplySlot(slot, fromTick.stalePid)
+        // Forked from the tick: a release that waits for room on the reply ring must not hold up
+        // the liveness check (which then could not drop the reader that holds the ring back).
+        yield* fromTick === undefined ? engine.memberGone(slot, reason) : Effect.asVoid(Effect.forkIn(engine.memberGone(slot, reason), scope))
       })
 
     // A takeover starts from the process table: every live member of the old coordinator
@@ -198,9 +199,11 @@ export const makeServer = (options: ServerOptions = {}) =>
       const now = Date.now()
       for (const member of [...members.values()]) {
         const info = readSlot(region, layout.processTable, member.slot)
-        if (info.occurrence !== member.occurrence) yield* drop(member.slot, `slot reclaimed (occurrence ${info.occurrence})`)
-        else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`)
-        else if (!isSlotLive(info, now, staleMs)) yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`, member.pid)
+        if (info.occurrence !== member.occurrence) yield* drop(member.slot, `slot reclaimed (occurrence ${info.occurrence})`, {})
+        else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`, {})
+        else if (!isSlotLive(info, now, staleMs)) {
+          yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`, { stalePid: member.pid })
+        }
       }
       // Stale processes that are no members (an old head stopped while this one took over) hold
       // reply-ring reader slots too.
