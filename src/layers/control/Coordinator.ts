@@ -186,10 +186,13 @@ export const makeServer = (options: ServerOptions = {}) =>
     )
     broadcast = server
     yield* Deferred.succeed(broadcastWriter, server)
-    // Bounded (RingFull when no room comes): members that miss it find out by their calls failing.
+    // Forked, so the liveness check starts at once (and frees the slot of an old head stopped
+    // with the ring full); bounded (RingFull when no room comes): a member that misses it finds
+    // out by its calls failing.
     if (epoch > 1) {
       yield* server.notify(CoordinatorTakeoverNotice, { epoch }).pipe(
-        Effect.catchAll((e) => Effect.logError(`coordinator: the takeover notice was not sent: ${e.message}`))
+        Effect.catchAll((e) => Effect.logError(`coordinator: the takeover notice was not sent: ${e.message}`)),
+        Effect.forkScoped
       )
     }
 
@@ -210,7 +213,7 @@ export const makeServer = (options: ServerOptions = {}) =>
       for (let s = 0; s < layout.config.control.maxProcesses; s++) {
         if (members.has(s)) continue
         const info = readSlot(region, layout.processTable, s)
-        if (info.pid !== 0 && info.pid !== process.pid && !isSlotLive(info, now, staleMs) && isPidAlive(info.pid)) {
+        if (info.pid !== 0 && info.pid !== process.pid && now - info.heartbeatMs > staleMs && isPidAlive(info.pid)) {
           yield* freeReplySlot(s, info.pid)
         }
       }
