@@ -16,7 +16,7 @@ describe("the reply ring's bound", () => {
       const { rings } = yield* openRegionRings()()
       const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
       const { replies, requests } = layout(65536)
-      const server = yield* rpc.serve({ replies, requests }, [])
+      const server = yield* rpc.serve<never>({ replies, requests }, [])
       const stuck = yield* rings.reader(replies)
       const text = "x".repeat(1000)
       // 64 KiB of ring: some 60 notices fit, the next waits for the stuck reader, then fails.
