@@ -10,6 +10,7 @@ import { Effect } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import type { PublisherShape } from "../../src/services/net/Publisher.js"
 import { FrameType } from "../../src/layers/net/Frame.js"
 import { audit, clean, testMessage } from "../fixtures/net-audit.js"
 import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
@@ -30,32 +31,34 @@ const durableBroker = Effect.gen(function*() {
   return { log, server, durable }
 })
 
+/** An ACK 2 publisher on `port` whose ~600-byte messages take a batch each. */
+const onePerBatch = (port: number, clientId: number, window: number) =>
+  PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port }], topic: "d", clientId, ackLevel: 2, batchBytes: 1024, lingerMs: 1, maxInFlightBatches: window })
+
+/** Offers messages until `limit` went or the publisher refused `patience` times in a row (both windows full); how many it took. */
+const offerUntilFull = (p: PublisherShape, clientId: number, limit: number, patience: number) =>
+  Effect.gen(function*() {
+    let taken = 0
+    for (let i = 0, refused = 0; i < 10_000 && refused < patience && taken < limit; i++) {
+      if (p.tryPublish(testMessage(clientId, taken, 600)) === true) {
+        taken++
+        refused = 0
+      } else {
+        refused++
+        yield* Effect.sleep(5)
+      }
+    }
+    return taken
+  })
+
 describe("publisher at ACK 2", () => {
   it.scopedLive("ordered batches wait for the disk outside the send window; all complete once durable, once and in order", () =>
     Effect.gen(function*() {
       const { log, server, durable } = yield* durableBroker
       const window = 2
-      const p = yield* PublisherLayers.make({
-        brokers: [{ host: "127.0.0.1", port: server.port }],
-        topic: "d",
-        clientId: 5,
-        ackLevel: 2,
-        batchBytes: 1024,
-        lingerMs: 1,
-        maxInFlightBatches: window
-      })
-      // Messages of ~600 bytes: one batch each. Nothing reaches the disk meanwhile.
-      let taken = 0
-      // Offered until the publisher refuses for a while (both windows full), or all 40 went.
-      for (let i = 0, refused = 0; i < 2_000 && refused < 20 && taken < 40; i++) {
-        if (p.tryPublish(testMessage(5, taken, 600)) === true) {
-          taken++
-          refused = 0
-        } else {
-          refused++
-          yield* Effect.sleep(5)
-        }
-      }
+      const p = yield* onePerBatch(server.port, 5, window)
+      // Nothing reaches the disk meanwhile: offered until the publisher refuses for a while, or all 40 went.
+      let taken = yield* offerUntilFull(p, 5, 40, 20)
       // More than the send window's worth was ordered with nothing on disk: ordered batches left it,
       // up to the ordered window (3 × window) plus the send window; none is done before level 2.
       expect(log.ordered("d").length).toBeGreaterThan(2 * window)
@@ -74,26 +77,9 @@ describe("publisher at ACK 2", () => {
     Effect.gen(function*() {
       const { log, server } = yield* durableBroker
       const window = 200
-      const p = yield* PublisherLayers.make({
-        brokers: [{ host: "127.0.0.1", port: server.port }],
-        topic: "d",
-        clientId: 6,
-        ackLevel: 2,
-        batchBytes: 1024,
-        lingerMs: 1,
-        maxInFlightBatches: window
-      })
-      // One batch a message, nothing on disk: offered until the publisher refuses for half a second (both windows full).
-      let taken = 0
-      for (let i = 0, refused = 0; i < 10_000 && refused < 100 && taken < 1_000; i++) {
-        if (p.tryPublish(testMessage(6, taken, 600)) === true) {
-          taken++
-          refused = 0
-        } else {
-          refused++
-          yield* Effect.sleep(5)
-        }
-      }
+      const p = yield* onePerBatch(server.port, 6, window)
+      // Nothing on disk: offered until the publisher refuses for half a second (both windows full).
+      yield* offerUntilFull(p, 6, 1_000, 100)
       // At most the send window + min(3 × 200, 192) sent; the factor alone lets 800 through.
       expect(log.ordered("d").length).toBeGreaterThan(window)
       expect(log.ordered("d").length).toBeLessThanOrEqual(window + 192)
