@@ -1,7 +1,9 @@
 /**
- * A ring reader whose process is stopped but alive (SIGSTOP) must not hold its writer back for
- * ever: a writer waiting for room frees readers whose line heartbeat is older than the stale
- * bound, and the reader, continued, fails typed (`ReaderReaped`) rather than read on.
+ * A ring reader whose process is stopped but alive (SIGSTOP) is backpressure, never reaped: its
+ * frames are not overwritten under it, however long it is stopped (the writer's own wait for room
+ * stays bounded by its timeout). Continued, it reads every frame, in order. Only dead readers are
+ * freed by a writer; a stopped member's reply-ring slot is the coordinator's to free
+ * (StalledMember.test.ts).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -15,7 +17,7 @@ const bell = (k: number) => 4096 + 64 * (k + 1)
 const config = (name: string, k: number, extra: object = {}) => [JSON.stringify({ region: name, bell: bell(k), ring, ...extra })]
 
 describe("a stopped ring reader", () => {
-  it.scopedLive("a SIGSTOPped reader is reaped by the writer waiting for room; continued, it fails with ReaderReaped", () =>
+  it.scopedLive("a SIGSTOPped reader holds its writer back past the old stale bound and, continued, reads every frame in order", () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("stalled-reader")
       yield* CxlMemoryLayers.make({ name, size: Math.ceil((ring.offset + ringFootprint(ring.dataBytes, ring.readerSlots)) / 4096) * 4096, mode: "create" })
@@ -29,11 +31,13 @@ describe("a stopped ring reader", () => {
       // 3000 frames of up to 4 KiB: far more than the 32 KiB ring holds.
       const writer = yield* spawnFixture("ring-writer", config(name, 2, { frames: 3000, commitEvery: 4 }))
       expect(yield* writer.next()).toMatchObject({ ready: true })
+      // Held back while the reader is stopped: not done after 7 s (a reader stale for 5 s was once freed here).
+      expect((yield* Effect.either(writer.next(7_000)))._tag).toBe("Left")
+      stopped.process.kill("SIGCONT")
       const done = yield* writer.next<{ sequence: number }>(30_000)
       expect(done).toMatchObject({ done: true })
-      expect(yield* healthy.next(30_000)).toMatchObject({ end: "closed", frames: 3000, delivered: done.sequence })
-      stopped.process.kill("SIGCONT")
-      const resumed = yield* stopped.next<{ error?: string }>(30_000)
-      expect(resumed.error).toContain("ReaderReaped")
-    }), 60_000)
+      for (const reader of [healthy, stopped]) {
+        expect(yield* reader.next(30_000)).toMatchObject({ end: "closed", frames: 3000, delivered: done.sequence })
+      }
+    }), 90_000)
 })

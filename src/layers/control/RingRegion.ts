@@ -206,53 +206,6 @@ export const reapDeadSlots = (region: CxlMemoryShape, doorbell: DoorbellShape, l
   return reaped
 }
 
-/**
- * A reader line's heartbeat older than this: its process's event loop has not run for that
- * long (stopped, frozen, or blocked), as every attached reader's line is refreshed each
- * READER_LIVENESS_MS however busy its consumer (`refreshHeartbeats`).
- */
-export const READER_STALE_MS = 5_000
-
-/**
- * Frees the attached readers whose line heartbeat is older than `staleMs` (a writer held back
- * by them): a live process whose reader was stopped too long finds its slot reaped (`ReaderReaped`).
- */
-export const reapStaleSlots = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lines, staleMs: number): Array<number> => {
-  const reaped: Array<number> = []
-  const now = Date.now()
-  for (let slot = 0; slot < l.address.readerSlots; slot++) {
-    const line = l.line(slot)
-    if (Atomics.load(region.u32, (line + Reader.state) / 4) !== ATTACHED) continue
-    if (!(now - region.f64[(line + Reader.heartbeat) / 8]! > staleMs)) continue
-    if (reapSlot(region, doorbell, l, slot, false)) reaped.push(slot)
-  }
-  return reaped
-}
-
-/**
- * This process's attached readers' heartbeat refreshes, run on one timer: a reader line's
- * heartbeat says the process runs, not that its consumer asked for frames lately (a slow
- * handler is backpressure, never a reason to reap).
- */
-const heartbeats = new Set<() => void>()
-let heartbeatTimer: ReturnType<typeof setInterval> | undefined
-const refreshHeartbeats = (refresh: () => void) => {
-  heartbeats.add(refresh)
-  if (heartbeatTimer === undefined) {
-    heartbeatTimer = setInterval(() => {
-      for (const beat of heartbeats) beat()
-    }, READER_LIVENESS_MS)
-    heartbeatTimer.unref()
-  }
-  return () => {
-    heartbeats.delete(refresh)
-    if (heartbeats.size === 0 && heartbeatTimer !== undefined) {
-      clearInterval(heartbeatTimer)
-      heartbeatTimer = undefined
-    }
-  }
-}
-
 /** Opens the ring for writing; the caller has validated the address and bounds. */
 export const openWriter = (
   region: CxlMemoryShape,
@@ -418,9 +371,10 @@ export const openWriter = (
             return fits(span)
           }, Math.min(left, LIVENESS_SLICE_MS))
           if (roomy || left <= LIVENESS_SLICE_MS) return
-          // Dead readers, and live ones whose process has not run for READER_STALE_MS (stopped,
-          // frozen): neither may hold the writer back for ever.
-          const reaped = [...reapDeadSlots(region, doorbell, l), ...reapStaleSlots(region, doorbell, l, READER_STALE_MS)]
+          // Dead readers only: a live reader, however slow or stopped, is backpressure (its frames
+          // are never overwritten under it). A stopped member's reply-ring slot is the coordinator's
+          // to free (it drops the member first); the writer's wait stays bounded by `timeoutMs`.
+          const reaped = reapDeadSlots(region, doorbell, l)
           if (reaped.length > 0) yield* onReaped(reaped.length)
         }
       }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
@@ -531,10 +485,6 @@ export const openReader = (
     let endedWriter = 0
 
     const mine = () => Atomics.load(u32, stateWord) === ATTACHED && Atomics.load(u32, occurrenceWord) === occurrence
-    const stopHeartbeat = refreshHeartbeats(() => {
-      if (mine()) f64[(line + Reader.heartbeat) / 8] = Date.now()
-    })
-
     const ringWriter = () => {
       if (Atomics.load(u32, writerWaitingWord) === 0) return
       const bell = u32[(control + Control.bell) / 4]!
@@ -710,7 +660,6 @@ export const openReader = (
         ringObserver(before, position)
       },
       detach: () => {
-        stopHeartbeat()
         Atomics.store(u32, waitingWord, 0)
         if (Atomics.load(u32, occurrenceWord) === occurrence && Atomics.compareExchange(u32, stateWord, ATTACHED, FREE) === ATTACHED) {
           ringWriter()
