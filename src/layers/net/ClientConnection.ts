@@ -18,6 +18,7 @@ import {
   Hello,
   helloFrame,
   decodeControl,
+  KEEPALIVE_DELAY_MS,
   Welcome,
   type WireErrorCode,
   WireViolation
@@ -87,14 +88,6 @@ export interface ClientSecurity {
   /** Connect with TLS, verifying the broker against `ca` (PEM; default Node's CAs) and presenting `cert` and `key` when given. */
   readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
 }
-
-/**
- * When TCP keepalive starts probing an idle broker connection (the broker's side uses the same
- * delay). A broker host that vanished (power loss, partition: no FIN or RST) is noticed only
- * this way: a subscriber waiting on an idle topic, or a publisher with nothing in flight,
- * sends and receives nothing that could fail, and would otherwise wait for ever.
- */
-export const KEEPALIVE_DELAY_MS = 60_000
 
 /** One read's worth of a plain TCP connection's receive buffer (reused for every read). */
 const RECEIVE_BUFFER_BYTES = 64 << 10

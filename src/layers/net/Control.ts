@@ -8,6 +8,14 @@ import { ACK_ORDER_BYTES, encodeFrame, FrameType } from "./Frame.js"
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
 export const PROTOCOL_VERSION = 6
 
+/**
+ * When TCP keepalive starts probing an idle connection, on both sides (Node then probes once a
+ * second; ten unanswered fail the socket). A peer host that vanished (power loss, partition: no
+ * FIN or RST) is noticed only this way: a subscriber waiting on an idle topic, or a publisher
+ * with nothing in flight, sends and receives nothing that could fail.
+ */
+export const KEEPALIVE_DELAY_MS = 60_000
+
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
 
 export const AckLevel = Schema.Literal(0, 1, 2)

@@ -27,9 +27,9 @@ import {
   type Subscription,
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
-import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress, KEEPALIVE_DELAY_MS } from "./ClientConnection.js"
+import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
 import { brokerAcceptanceProblem, clientProofAsync, type Credentials, newNonce } from "./Auth.js"
-import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, PROTOCOL_VERSION, WireViolation } from "./Control.js"
+import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { crc32c } from "./Crc32c.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"

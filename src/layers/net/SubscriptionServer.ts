@@ -28,7 +28,7 @@ import type { Socket } from "node:net"
 import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
 import { authenticate, type AuthServer, authorize, type UserRecord } from "./Auth.js"
-import { decodeControl, errorFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
+import { decodeControl, errorFrame, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, FrameType } from "./Frame.js"
 import { MAX_CREDIT, Subscribe, Subscribed, subscribedFrame, writeDataHeader } from "./SubscribeFrames.js"
 
@@ -41,8 +41,6 @@ const SENT_RING = 8192
 const WAIT_SLICE_MS = 60_000
 /** How long a refused subscriber may take to read its error frame before its socket is destroyed. */
 const REJECT_GRACE_MS = 1_000
-/** Silence before TCP keepalive probes a subscriber's host (Node then probes once a second; ten unanswered fail the socket). */
-const KEEPALIVE_DELAY_MS = 60_000
 
 export interface SubscriptionServerOptions {
   readonly brokerId: number
