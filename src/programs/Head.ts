@@ -25,7 +25,7 @@ import {
 } from "../layers/Roles.js"
 import type { RegionConfig } from "../layers/RegionLayout.js"
 import { CxlMemory, type CxlMemoryShape, type RegionExists } from "../services/region/CxlMemory.js"
-import { Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions } from "../services/log/Sequencer.js"
+import { checkSequencerOptions, Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions } from "../services/log/Sequencer.js"
 import { LeaseLine, LINE_BYTES } from "../layers/log/Records.js"
 import { OrderLineView } from "../layers/log/RecordViews.js"
 import { isPidRunning } from "../layers/log/Participants.js"
@@ -281,7 +281,11 @@ const recovering = (options: HeadOptions & { readonly dataDir: string }) =>
     return yield* serve({ ...options, topics, attach: false, recover: true })
   })
 
-export const head = (options: HeadOptions) => {
+export const head = (options: HeadOptions) =>
+  // Checked at start, before a region is made: a standby's sequencer layer would find a bad bound only at its takeover.
+  Effect.zipRight(checkSequencerOptions(options.sequencer), headWith(options))
+
+const headWith = (options: HeadOptions) => {
   const { dataDir } = options
   if (options.standby === true) return standby(options)
   if (options.recover === true && dataDir !== undefined) return recovering({ ...options, dataDir })

@@ -5,6 +5,7 @@ import { goiEntryOffset, type LogConfig, sessionLineOffset } from "../../src/lay
 import { AHEAD_WINDOW, GoiEntry } from "../../src/layers/log/Records.js"
 import { SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { sessionHash } from "../../src/layers/log/SessionTable.js"
+import { findTopic } from "../../src/layers/log/MemoryStore.js"
 import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
@@ -208,8 +209,18 @@ for (const impl of implementations) {
   })
 }
 
-/** Region implementations only: the test writes a session line's words directly. */
-for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
+/** Sets the batch seq that GOI entry `g` of topic "t" names, as a damaged entry would (the region's words, or the memory store's entry). */
+const damageGoiEntry = (cluster: LogCluster, topicId: number, g: number, batchSeq: number) => {
+  if (cluster.region !== undefined) {
+    const { memory, area } = cluster.region
+    memory.f64[(goiEntryOffset(area, topicId, g) + GoiEntry.batchSeq) / 8] = batchSeq
+    return
+  }
+  const topic = findTopic(cluster.store!, "t")!
+  topic.goi[g - topic.goiBase] = { ...topic.goi[g - topic.goiBase]!, batchSeq }
+}
+
+for (const impl of implementations) {
   describe(`Sessions with a gap, a damaged GOI entry: ${impl.label}`, () => {
     for (const order of [0, 2, 4] as const) {
       it.scoped(`mode ${order}: an entry naming a batch further above its session's frontier than the sequencer orders is LogCorrupt to a restarted head (the topic is not ordered), never a defect`, () =>
@@ -220,14 +231,17 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
           yield* Effect.scoped(Effect.gen(function*() {
             yield* orderAboveGap(a1!, yield* cluster.sequencer())
           }))
-          const { memory, area } = cluster.region!
-          memory.f64[(goiEntryOffset(area, info.id, 0) + GoiEntry.batchSeq) / 8] = AHEAD_WINDOW + 1
+          damageGoiEntry(cluster, info.id, 0, AHEAD_WINDOW + 1)
           const second = yield* cluster.sequencer()
           yield* appendSimple(a0!, "t", 7, 1, 0, 1)
           expect(yield* second.step).toMatchObject({ ordered: 0 })
         }))
     }
   })
+}
+
+/** Region implementations only: the test writes a session line's words directly. */
+for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
 
   describe(`Sessions with a gap, a head killed inside a session line's write: ${impl.label}`, () => {
     for (const order of [0, 2, 4, 5] as const) {

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, TestClock } from "effect"
+import { ConfigProvider, Effect, Fiber, TestClock } from "effect"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { sessionLineOffset } from "../../src/layers/log/Layout.js"
 import { LeaseLine, PbrSlot, SessionLine } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
+import { sequencerOptionsConfig } from "../../src/services/log/Sequencer.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
 import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
@@ -168,6 +169,19 @@ for (const impl of implementations) {
         yield* appendSimple(a, "t", 4, idle, 1)
         expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
         expect(sessions.liveCount()).toBe(0)
+      }))
+
+    it.scoped("a session gap bound below the idle bound is refused, typed, naming both, before the lease is taken; one equal to it is taken", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const refused = yield* Effect.flip(cluster.sequencer({ sessionIdleMs: 5_000, sessionGapIdleMs: 4_999 }))
+        expect(refused).toMatchObject({ _tag: "SessionGapIdleTooShort", sessionGapIdleMs: 4_999, sessionIdleMs: 5_000 })
+        expect((refused as Error).message).toContain("--session-gap-idle-ms / CXLOG_SESSION_GAP_IDLE_MS) 4999 ms is below")
+        expect((refused as Error).message).toContain("(--session-idle-ms / CXLOG_SESSION_IDLE_MS) 5000 ms")
+        // Below the default idle bound (10 min) too, when only the gap bound is given.
+        expect(yield* Effect.flip(cluster.sequencer({ sessionGapIdleMs: 60_000 }))).toMatchObject({ sessionGapIdleMs: 60_000, sessionIdleMs: 600_000 })
+        const sequencer = yield* cluster.sequencer({ sessionIdleMs: 5_000, sessionGapIdleMs: 5_000 })
+        expect(sequencer.epoch).toBe(1)
       }))
 
     it.scoped("mode 4: each broker's batches keep their arrival order; mode 0 likewise", () =>
@@ -400,5 +414,17 @@ describe("Sequencer over the region", () => {
       expect(read.map((x) => x.batchSeq)).toEqual([0, 1, 2, 3])
       expect(read.map((x) => x.totalOrder)).toEqual([0, 2, 4, 6])
       expect(yield* cluster.acks.sessionAcks("t", 1, 0)).toMatchObject({ ordered: 4 })
+    }))
+})
+
+describe("Sequencer options from the environment", () => {
+  it.effect("CXLOG_SESSION_GAP_IDLE_MS below CXLOG_SESSION_IDLE_MS is invalid configuration naming both; unset, it is left to its default", () =>
+    Effect.gen(function*() {
+      const from = (env: Record<string, string>) => Effect.withConfigProvider(sequencerOptionsConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
+      const invalid = yield* Effect.flip(from({ CXLOG_SESSION_IDLE_MS: "5000", CXLOG_SESSION_GAP_IDLE_MS: "1000" }))
+      expect(invalid).toMatchObject({ _op: "InvalidData", path: ["CXLOG_SESSION_GAP_IDLE_MS"] })
+      expect((invalid as { message: string }).message).toMatch(/1000 ms is below .* 5000 ms/)
+      expect(yield* from({ CXLOG_SESSION_IDLE_MS: "5000", CXLOG_SESSION_GAP_IDLE_MS: "5000" })).toMatchObject({ sessionIdleMs: 5_000, sessionGapIdleMs: 5_000 })
+      expect(yield* from({ CXLOG_SESSION_IDLE_MS: "5000" })).not.toHaveProperty("sessionGapIdleMs")
     }))
 })

@@ -18,11 +18,13 @@ import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import {
+  checkSequencerOptions,
   defaultSequencerOptions,
   Sequencer,
   SequencerEarlierRoundStopped,
   SequencerLeaseHeld,
   SequencerLeaseLost,
+  type SessionGapIdleTooShort,
   type SequencerOptions,
   type SequencerShape
 } from "../../services/log/Sequencer.js"
@@ -361,8 +363,9 @@ const regionLog = (
 export const make = (
   area: LogArea,
   options: SequencerLayerOptions = {}
-): Effect.Effect<SequencerShape, SequencerLeaseHeld | SequencerEarlierRoundStopped, CxlMemory | Doorbell | Scope.Scope> =>
+): Effect.Effect<SequencerShape, SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkSequencerOptions(options)
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
     const leaseMs = options.leaseMs ?? defaultSequencerOptions.leaseMs
@@ -505,5 +508,5 @@ export const make = (
 export const layer = (
   area: LogArea,
   options: SequencerLayerOptions = {}
-): Layer.Layer<Sequencer, SequencerLeaseHeld | SequencerEarlierRoundStopped, CxlMemory | Doorbell> =>
+): Layer.Layer<Sequencer, SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort, CxlMemory | Doorbell> =>
   Layer.scoped(Sequencer, make(area, options))

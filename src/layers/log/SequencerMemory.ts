@@ -4,7 +4,16 @@
  * `sequencer` word; waiters are woken through the store's signal.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions, type SequencerShape } from "../../services/log/Sequencer.js"
+import {
+  checkSequencerOptions,
+  Sequencer,
+  SequencerLeaseHeld,
+  SequencerLeaseLost,
+  type SequencerOptions,
+  type SequencerShape,
+  type SessionGapIdleTooShort
+} from "../../services/log/Sequencer.js"
+import { LogCorrupt } from "../../services/log/Topics.js"
 import { lowestCursor, type MemoryBatch, type MemoryLogStore, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { PbrKind } from "./Records.js"
@@ -117,8 +126,12 @@ class MemoryTopicStorage implements TopicStorage {
   }
 }
 
-/** A topic seen for the first time (or by a restarted sequencer): cursors and counters from the store, sessions from its table, duplicates from the retained GOI. */
-const recoverTopic = (topic: MemoryTopic, settings: OrderSettings): TopicOrder => {
+/**
+ * A topic seen for the first time (or by a restarted sequencer): cursors and counters from the
+ * store, sessions from its table, duplicates from the retained GOI. A bad session line or GOI
+ * entry is named instead, as the live layer names it (LogCorrupt): that topic is not ordered.
+ */
+const recoverTopic = (topic: MemoryTopic, settings: OrderSettings): TopicOrder | LogCorrupt => {
   const order = new TopicOrder(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), settings)
   topic.brokers.forEach((b, i) => {
     order.scan[i] = b.consumedThrough
@@ -129,13 +142,27 @@ const recoverTopic = (topic: MemoryTopic, settings: OrderSettings): TopicOrder =
   })
   order.goiNext = topic.goiBase + topic.goi.length
   order.totalNext = topic.totalOrder
-  restoreSessions(order)
-  for (const batch of topic.goi) replayOrdered(order, batch.clientId, batch.sessionEpoch, batch.batchSeq)
+  const badLine = restoreSessions(order)
+  if (badLine !== undefined) return new LogCorrupt({ reason: `topic ${topic.info.name}: ${badLine}` })
+  for (let i = 0; i < topic.goi.length; i++) {
+    const batch = topic.goi[i]
+    const replayed = replayOrdered(order, batch.clientId, batch.sessionEpoch, batch.batchSeq)
+    if (replayed !== undefined) return new LogCorrupt({ reason: `topic ${topic.info.name}: GOI entry ${topic.goiBase + i}: ${replayed}` })
+  }
   return order
 }
 
-export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld, Scope.Scope> =>
+/** The topic's order, or none when it cannot be recovered (logged, as the live layer does). */
+const discoverTopic = (topic: MemoryTopic, settings: OrderSettings): Effect.Effect<ReadonlyArray<TopicOrder>> => {
+  const recovered = recoverTopic(topic, settings)
+  return recovered instanceof LogCorrupt
+    ? Effect.as(Effect.logError(`sequencer: ${recovered.message}; topic ${topic.info.name} is not ordered`), [])
+    : Effect.succeed([recovered])
+}
+
+export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld | SessionGapIdleTooShort, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* checkSequencerOptions(options)
     const occurrence = newOccurrence()
     yield* Effect.acquireRelease(
       Effect.suspend(() => {
@@ -156,11 +183,11 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
       endRound: () => {},
       leaseLost: () => new SequencerLeaseLost({ epoch, holderPid: process.pid }),
       hasNewTopics: () => known < store.topics.length,
-      discover: Effect.sync(() => store.topics.slice(known).map((topic) => recoverTopic(topic, settings))).pipe(
-        Effect.tap((found) => {
-          known += found.length
-        })
-      ),
+      discover: Effect.suspend(() => {
+        const fresh = store.topics.slice(known)
+        known += fresh.length
+        return Effect.map(Effect.forEach(fresh, (topic) => discoverTopic(topic, settings)), (found) => found.flat())
+      }),
       ring: () => store.signal.notify(),
       watchWork: store.signal.watch
     }
@@ -169,5 +196,5 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
     return { epoch, holdsLease: () => store.sequencer === occurrence, step: core.step, run }
   })
 
-export const layerMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld> =>
+export const layerMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld | SessionGapIdleTooShort> =>
   Layer.scoped(Sequencer, makeMemory(store, options))

@@ -180,8 +180,8 @@ export const orderSettings = (config: LogConfig, options: SequencerOptions): Ord
     goiSlots: config.goiSlots,
     holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
     sessionIdleMs,
-    // Never shorter than the idle bound: a gap session is kept at least as long as any other.
-    sessionGapIdleMs: Math.max(sessionIdleMs, options.sessionGapIdleMs ?? GAP_IDLE_FACTOR * sessionIdleMs),
+    // One below the idle bound was refused when the layer was made (checkSequencerOptions).
+    sessionGapIdleMs: options.sessionGapIdleMs ?? GAP_IDLE_FACTOR * sessionIdleMs,
     maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
   }
 }

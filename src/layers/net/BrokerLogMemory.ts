@@ -11,7 +11,7 @@ import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.
 import { LogReader } from "../../services/log/LogReader.js"
 import { Consumers } from "../../services/log/Consumers.js"
 import { Appender, type AppenderShape, type BrokerSlotTaken } from "../../services/log/Appender.js"
-import type { SequencerLeaseHeld, SequencerShape } from "../../services/log/Sequencer.js"
+import type { SequencerLeaseHeld, SequencerShape, SessionGapIdleTooShort } from "../../services/log/Sequencer.js"
 import type { BrokerLog } from "../../services/net/Broker.js"
 import {
   type AckLevel,
@@ -89,6 +89,7 @@ export type MemoryLogError =
   | InvalidTopicSpec
   | BrokerSlotTaken
   | SequencerLeaseHeld
+  | SessionGapIdleTooShort
 
 /** GOI window of a log that retains every ordered batch: more than any test or bench orders. */
 const RETAIN_ALL_GOI_SLOTS = 1 << 30

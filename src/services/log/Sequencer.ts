@@ -4,7 +4,7 @@
  * GOI entries, the committed frontier, per-broker counters and per-session frontiers into
  * the region. Restarted after a crash, it continues from the region state alone.
  */
-import { Config, Context, Data, type Effect, Option } from "effect"
+import { Config, ConfigError, Context, Data, type Effect, Either, Option } from "effect"
 
 /** What one scan round did, over every topic. */
 export interface SequencerRound {
@@ -51,7 +51,7 @@ export interface SequencerOptions {
   /**
    * Orders 0/2/4: a session with batches ordered above a gap is kept past `sessionIdleMs` (no
    * frontier of its line tells its publisher the truth) until it has had no batch for this long
-   * (default 6 × sessionIdleMs, never less than it); then it lapses: its publisher is told the
+   * (default 6 × sessionIdleMs; one below sessionIdleMs is SessionGapIdleTooShort); then it lapses: its publisher is told the
    * session is unknown and fails if it has batches not acknowledged (docs/log.md).
    */
   readonly sessionGapIdleMs?: number
@@ -74,15 +74,42 @@ export const defaultSequencerOptions = {
 } as const
 
 /**
+ * A gap bound below the idle bound: a session with batches ordered above a gap would be dropped
+ * sooner than one without, while its publisher still waits for the gap to close. Refused rather
+ * than raised, so the bound in force is the one given.
+ */
+export class SessionGapIdleTooShort extends Data.TaggedError("SessionGapIdleTooShort")<{ readonly sessionGapIdleMs: number; readonly sessionIdleMs: number }> {
+  override get message() {
+    return `the session gap bound (--session-gap-idle-ms / CXLOG_SESSION_GAP_IDLE_MS) ${this.sessionGapIdleMs} ms is below the session idle bound ` +
+      `(--session-idle-ms / CXLOG_SESSION_IDLE_MS) ${this.sessionIdleMs} ms: a session with a gap is kept at least as long as any other; ` +
+      `give ${this.sessionIdleMs} or more, or leave it unset (6 × the idle bound)`
+  }
+}
+
+/** The options, or `SessionGapIdleTooShort` when the gap bound given is below the idle bound (defaulted). */
+export const checkSequencerOptions = <O extends SequencerOptions>(options: O): Either.Either<O, SessionGapIdleTooShort> => {
+  const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
+  const { sessionGapIdleMs } = options
+  return sessionGapIdleMs !== undefined && sessionGapIdleMs < sessionIdleMs
+    ? Either.left(new SessionGapIdleTooShort({ sessionGapIdleMs, sessionIdleMs }))
+    : Either.right(options)
+}
+
+/**
  * Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SESSION_IDLE_MS`, `CXLOG_SESSION_GAP_IDLE_MS`
- * (unset: 6 × the idle bound), `CXLOG_SEQUENCER_LEASE_MS`.
+ * (unset: 6 × the idle bound; below the idle bound: invalid), `CXLOG_SEQUENCER_LEASE_MS`.
  */
 export const sequencerOptionsConfig: Config.Config<SequencerOptions> = Config.all({
   holdTimeoutMs: Config.integer("CXLOG_HOLD_TIMEOUT_MS").pipe(Config.withDefault(defaultSequencerOptions.holdTimeoutMs)),
   sessionIdleMs: Config.integer("CXLOG_SESSION_IDLE_MS").pipe(Config.withDefault(defaultSequencerOptions.sessionIdleMs)),
   sessionGapIdleMs: Config.option(Config.integer("CXLOG_SESSION_GAP_IDLE_MS")),
   leaseMs: Config.integer("CXLOG_SEQUENCER_LEASE_MS").pipe(Config.withDefault(defaultSequencerOptions.leaseMs))
-}).pipe(Config.map(({ sessionGapIdleMs, ...options }) => Option.match(sessionGapIdleMs, { onNone: () => options, onSome: (ms) => ({ ...options, sessionGapIdleMs: ms }) })))
+}).pipe(Config.mapOrFail(({ sessionGapIdleMs, ...options }) =>
+  Either.mapLeft(
+    checkSequencerOptions(Option.match(sessionGapIdleMs, { onNone: () => options, onSome: (ms) => ({ ...options, sessionGapIdleMs: ms }) })),
+    (invalid) => ConfigError.InvalidData(["CXLOG_SESSION_GAP_IDLE_MS"], invalid.message)
+  )
+))
 
 export class SequencerLeaseHeld extends Data.TaggedError("SequencerLeaseHeld")<{ readonly pid: number; readonly expiresAtMs: number }> {
   override get message() {
