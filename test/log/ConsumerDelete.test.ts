@@ -9,7 +9,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { lineTaken } from "../../src/layers/log/Participants.js"
-import { SubscriberLine } from "../../src/layers/log/Records.js"
+import { Participant, SubscriberLine } from "../../src/layers/log/Records.js"
 import { ParticipantLineView, SubscriberLineView } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { consumersOf, regionCluster, smallConfig } from "../fixtures/log-harness.js"
@@ -105,4 +105,32 @@ describe("deleting a named consumer", () => {
         expect([member.created, member.committed()]).toEqual([false, 5])
       }))
   }
+
+  it.scoped("the line's claim turned over under this deletion's mark (freed as its dead creator's): remove answers false and puts the member word back", () =>
+    Effect.gen(function*() {
+      const { memory, consumers, lines, participants, create, names } = yield* setUp
+      const line = yield* create("c")
+      participants.storePid(line, DEAD_PID)
+      const occurrence = participants.occurrence(line)
+      const pairIndex = (line + Participant.occurrence) / 8
+      const { load } = Atomics
+      let armed = true
+      // Another process frees the line (a dead owner's) right before this deletion reads its claim to take it over.
+      Atomics.load = ((array: BigUint64Array, index: number) => {
+        if (armed && array instanceof BigUint64Array && array.buffer === memory.buffer && index === pairIndex) {
+          armed = false
+          expect(lines.member(line)).toBe(-process.pid)
+          expect(participants.swapClaim(line, occurrence, DEAD_PID, 0, 0)).toBe(true)
+        }
+        return (load as unknown as (array: BigUint64Array, index: number) => bigint)(array, index)
+      }) as typeof Atomics.load
+      const removed = yield* consumers.remove("t", "c").pipe(Effect.ensuring(Effect.sync(() => {
+        Atomics.load = load
+      })))
+      expect(armed).toBe(false)
+      expect(removed).toBe(false)
+      expect(yield* names).toEqual([])
+      // No deleter's mark left behind on the line.
+      expect(lines.member(line)).toBe(0)
+    }))
 })
