@@ -99,7 +99,7 @@ const UNRETAINED_PBR_SLOTS = 256
 const nextPowerOfTwo = (n: number) => 2 ** Math.ceil(Math.log2(n))
 
 /** Rounds until one moves nothing (a bound, so a sequencer that never idles is a defect, not a hang). */
-const settleRounds = (sequencer: SequencerShape) =>
+export const settleRounds = (sequencer: SequencerShape) =>
   Effect.gen(function*() {
     for (let i = 0; i < 10_000; i++) {
       const round = yield* sequencer.step
