@@ -57,9 +57,10 @@ export interface EngineOptions {
   readonly isPidAlive: (pid: number) => boolean
   /**
    * Hands the release to the single broadcast writer: the release watermark, or an effect
-   * resolving to it when the release cannot be committed at once.
+   * resolving to it when the release cannot be committed at once; that effect's failure (no
+   * room came) fails the round for every participant.
    */
-  readonly release: (barrier: string, round: number) => number | Effect.Effect<number>
+  readonly release: (barrier: string, round: number) => number | Effect.Effect<number, BarrierError>
   /** What a participant's death mid-barrier does to the others. */
   readonly onParticipantDeath: "drop" | "fail"
   readonly debug: boolean
@@ -366,12 +367,23 @@ const undrained = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>
     return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
   })
 
-/** Hands the release to the broadcast writer and answers every participant with its watermark (at once when the writer commits it at once). */
+/**
+ * Hands the release to the broadcast writer and answers every participant with its watermark
+ * (at once when the writer commits it at once); a release the writer could not send fails the
+ * round for them all.
+ */
 const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>): Rest => {
   const watermark = engine.options.release(round.barrier, round.number)
   return typeof watermark === "number"
     ? releaseAt(engine, round, pairs, outcomes, watermark)
-    : Effect.flatMap(watermark, (at) => releaseAt(engine, round, pairs, outcomes, at) ?? Effect.void)
+    : Effect.matchEffect(watermark, {
+      onSuccess: (at) => releaseAt(engine, round, pairs, outcomes, at) ?? Effect.void,
+      onFailure: (error) =>
+        Effect.zipRight(
+          Effect.logWarning(`[barrier] name=${round.barrier} round=${round.number} failed: ${error.message}`),
+          Effect.sync(() => failRound(engine, round, error))
+        )
+    })
 }
 
 const releaseAt = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>, releaseWatermark: number): Rest => {

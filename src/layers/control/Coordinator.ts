@@ -20,6 +20,7 @@ import {
   type BarrierError,
   type BarrierOptions,
   type BarrierReleased,
+  BarrierReleaseNotSent,
   BarrierTimeout,
   Coordinator,
   CoordinatorUnavailable,
@@ -96,11 +97,12 @@ export const makeServer = (options: ServerOptions = {}) =>
       groupMembers,
       isPidAlive,
       // Committed at once when the reply ring's writer can (the release then runs as plain code in the last arrival's handler).
+      // A ring that stays full past the writer's bound fails that round, typed, for its participants; the coordinator goes on.
       release: (barrier, round) =>
         broadcast?.notifyNow(BarrierReleaseNotice, { barrier, round }) ??
           (broadcast === undefined ? Deferred.await(broadcastWriter) : Effect.succeed(broadcast)).pipe(
             Effect.flatMap((server) => server.notify(BarrierReleaseNotice, { barrier, round })),
-            Effect.orDie
+            Effect.mapError((e) => new BarrierReleaseNotSent({ barrier, round, ring: layout.broadcastRing.id, reason: e.message }))
           ),
       onParticipantDeath: options.onParticipantDeath ?? "drop",
       debug: options.debugBarriers ?? false
@@ -299,6 +301,7 @@ const BARRIER_ERROR_TAGS = [
   "BarrierModeMismatch",
   "BarrierNameReserved",
   "BarrierParticipantDied",
+  "BarrierReleaseNotSent",
   "NotAMember",
   "UnknownGroup"
 ] as const

@@ -120,12 +120,29 @@ export class CoordinatorUnavailable extends Schema.TaggedError<CoordinatorUnavai
   }
 }
 
+/**
+ * Every participant arrived (and drained), but the coordinator could not write the release
+ * notice to its reply ring (`ring`): it stayed full past the writer's bound. The round ends
+ * unreleased; entering the barrier again starts the next round.
+ */
+export class BarrierReleaseNotSent extends Schema.TaggedError<BarrierReleaseNotSent>()("BarrierReleaseNotSent", {
+  barrier: Schema.String,
+  round: Schema.Int,
+  ring: Schema.Int,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `barrier ${this.barrier} round ${this.round} was not released: its notice was not written to reply ring ${this.ring} (${this.reason})`
+  }
+}
+
 /** A barrier's failures; `CoordinatorUnavailable` also ends a round open when its coordinator closes. */
 export const BarrierError = Schema.Union(
   BarrierTimeout,
   BarrierModeMismatch,
   BarrierNameReserved,
   BarrierParticipantDied,
+  BarrierReleaseNotSent,
   NotAMember,
   UnknownGroup,
   CoordinatorUnavailable
