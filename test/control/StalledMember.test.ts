@@ -58,4 +58,28 @@ describe("a stopped member and the reply ring", () => {
       // Any call that failed meanwhile failed typed (its reply went to the freed slot).
       for (const tag of resumed.failures) expect(tag).toBe("CoordinatorUnavailable")
     }), 240_000)
+
+  it.scopedLive("a member continued after its slot was freed keeps the reader it attaches again, its process-table heartbeat still stale", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("stall-frozen")
+      const head = yield* spawnFixture("coord-stall", ["head", region])
+      expect(yield* head.next(60_000)).toEqual({ ready: true })
+      const frozen = yield* spawnFixture("coord-stall", ["frozen", region])
+      yield* Effect.addFinalizer(() => Effect.sync(() => frozen.process.kill("SIGCONT")))
+      const joined = yield* nextWith<{ slot: number; occurrence: number }>(frozen, "joined", 60_000)
+      frozen.process.kill("SIGSTOP")
+      // Freed once its reader's own line is stale too (1.5 s into the stop).
+      const freed = `freed reply-ring reader slot ${joined.slot} `
+      for (;;) {
+        const line = yield* head.next<{ text?: string }>(60_000)
+        if (line.text?.includes(freed) === true) break
+      }
+      frozen.process.kill("SIGCONT")
+      const result = yield* nextResult<{ before: number; reattached: number; after: number; failures: Array<string> }>(frozen, 60_000)
+      expect(result.before).toBe(joined.occurrence)
+      expect(result.reattached).not.toBe(result.before)
+      // 3 s of calls, twice the stale bound: the new reader is never freed, and every call is answered.
+      expect(result.after).toBe(result.reattached)
+      expect(result.failures).toEqual([])
+    }), 120_000)
 })

@@ -47,6 +47,7 @@ import {
   ListMembersMethod
 } from "./CoordinatorProtocol.js"
 import { makeMembership } from "./Membership.js"
+import { READER_LIVENESS_MS } from "./RingFrames.js"
 import { everyTick } from "../region/Cadence.js"
 import { isPidAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { RegionLayout } from "../RegionLayout.js"
@@ -114,11 +115,16 @@ export const makeServer = (options: ServerOptions = {}) =>
      * Frees reader `slot` of the reply ring while process `pid` still holds it: a process that is
      * stopped but alive (SIGSTOP, a frozen VM) never reads again, and its slot would fill the ring
      * and stall every reply. Resumed, its reader fails with `ReaderReaped` (see Rpc.ts).
+     * Only a reader whose own line is stale too: a running reader writes its line's heartbeat as
+     * it attaches, reads, and every READER_LIVENESS_MS while it waits. A process continued after
+     * its drop attaches again before its process-table heartbeat is fresh, and that new reader
+     * must not be freed on the strength of the old heartbeat.
      */
+    const readerStaleMs = Math.max(staleMs, 2 * READER_LIVENESS_MS)
     const freeReplySlot = (slot: number, pid: number) =>
       Effect.gen(function*() {
         const reader = replies.reader(slot)
-        if (reader.state !== "attached" || reader.pid !== pid) return
+        if (reader.state !== "attached" || reader.pid !== pid || Date.now() - reader.heartbeatMs <= readerStaleMs) return
         if (yield* rings.reap(layout.broadcastRing, slot).pipe(Effect.orDie)) {
           yield* Effect.logWarning(`coordinator: freed reply-ring reader slot ${slot} of pid ${pid}, alive but not running`)
         }
@@ -210,8 +216,8 @@ export const makeServer = (options: ServerOptions = {}) =>
           yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`, { stalePid: member.pid })
         }
       }
-      // Stale processes that are no members (an old head stopped while this one took over) hold
-      // reply-ring reader slots too.
+      // Stale processes that are no members hold reply-ring reader slots too: a member dropped
+      // before its reader's own line went stale, an old head stopped while this one took over.
       for (let s = 0; s < layout.config.control.maxProcesses; s++) {
         if (members.has(s)) continue
         const info = readSlot(region, layout.processTable, s)
