@@ -7,7 +7,6 @@ import { Effect, Layer } from "effect"
 import type { BrokerOptions } from "../services/net/Broker.js"
 import type { Coherence } from "../services/region/CxlMemory.js"
 import type { Role } from "../services/region/ProcessSlot.js"
-import type { SequencerOptions } from "../services/log/Sequencer.js"
 import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as BrokerLayers from "./net/Broker.js"
@@ -60,7 +59,7 @@ export const processSlot = (role: Role, preferredSlot?: number) =>
   )
 
 /** The head's log duties: the topic table's writer and the sequencer. */
-export const headLog = (sequencer: SequencerOptions = {}) =>
+export const headLog = (sequencer: SequencerLayers.SequencerLayerOptions = {}) =>
   fromLayout((layout) => Layer.merge(TopicsLayers.layer(layout.log), SequencerLayers.layer(layout.log, sequencer)))
 
 /**

@@ -8,7 +8,9 @@
  *
  * With `--standby` it maps the region and watches the sequencer lease (a timer, a few loads);
  * when the lease lapses or its holder is gone it does what `--attach` does, racing any other
- * standby for the lease (compare-and-swap: one wins, the others go on watching). A head that
+ * standby for the lease (compare-and-swap: one wins, the others go on watching). One that finds
+ * the last head stopped inside a round (SequencerEarlierRoundStopped) stands by on too, taking
+ * over once that process is resumed or gone; `--attach` fails with it instead. A head that
  * finds itself fenced (a newer head holds the lease) exits at once, running no finalizer: all
  * it would release is reclaimed as a dead process's, and it writes nothing into the region.
  */
@@ -25,7 +27,8 @@ import {
 } from "../layers/Roles.js"
 import type { RegionConfig } from "../layers/RegionLayout.js"
 import { CxlMemory, type CxlMemoryShape, type RegionExists } from "../services/region/CxlMemory.js"
-import { checkSequencerOptions, Sequencer, SequencerLeaseHeld, SequencerLeaseLost, type SequencerOptions } from "../services/log/Sequencer.js"
+import { checkSequencerOptions, Sequencer, SequencerLeaseHeld, SequencerLeaseLost } from "../services/log/Sequencer.js"
+import type { SequencerLayerOptions } from "../layers/log/Sequencer.js"
 import { LeaseLine, LINE_BYTES } from "../layers/log/Records.js"
 import { OrderLineView } from "../layers/log/RecordViews.js"
 import { isPidRunning } from "../layers/log/Participants.js"
@@ -51,7 +54,7 @@ export interface HeadOptions {
   readonly standby?: boolean
   /** How often a standby looks at the lease. */
   readonly checkEveryMs?: number
-  readonly sequencer: SequencerOptions
+  readonly sequencer: SequencerLayerOptions
   /** How often to report each topic's ordered count to an orchestrator (only when there is one: an IPC parent). */
   readonly reportEveryMs: number
   /** The durable tier's data directory: topics with replication factor 2 are persisted there (docs/durability.md). */
@@ -262,6 +265,16 @@ const standby = (options: HeadOptions) =>
         Effect.as(false),
         Effect.catchTags({
           SequencerLeaseHeld: (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true),
+          // The last head is stopped inside a round (it would write on once resumed): no takeover yet, and no exit either.
+          // The lease was let go; the next try waits on that round again, and goes on once it ends or its process is gone.
+          SequencerEarlierRoundStopped: (stopped) =>
+            Effect.as(
+              Effect.logWarning(
+                `head: process ${stopped.pid}, named by an earlier head's round marker, has been stopped inside its round for ${stopped.waitedMs} ms; ` +
+                  `standing by (this head takes over once it is resumed or gone)`
+              ),
+              true
+            ),
           // The last head stopped and removed the region (it was not started with --keep): wait for the next one.
           RegionMissing: () => Effect.as(Effect.logWarning(`head: region ${options.region.name} was removed; standing by for a new one`), true)
         })
