@@ -74,8 +74,8 @@ for (const impl of implementations) {
         yield* appendSimple(a, "t", 1, 0, 0)
         yield* drain(sequencer)
         const early = yield* cluster.reader.subscribe("t", { from: 0 })
-        // Push more than a PBR's worth through: the broker reuses what nobody registered for.
-        for (let seq = 1; seq <= 2 * smallConfig.pbrSlots; seq++) {
+        // Push more than a GOI's worth through: its entries are reused, as nobody registered for them.
+        for (let seq = 1; seq <= 2 * smallConfig.goiSlots; seq++) {
           yield* appendSimple(a, "t", 1, 0, seq)
           if (seq % 16 === 0) yield* drain(sequencer)
         }
@@ -85,10 +85,10 @@ for (const impl of implementations) {
         expect(error._tag === "LogOutOfRange" && error.earliest).toBeGreaterThan(0)
         expect(yield* Effect.flip(cluster.reader.subscribe("t", { from: 0 }))).toMatchObject({ _tag: "LogOutOfRange" })
         const { earliest, end } = yield* cluster.reader.bounds("t")
-        expect(end).toBe((2 * smallConfig.pbrSlots + 1) * 2)
+        expect(end).toBe((2 * smallConfig.goiSlots + 1) * 2)
         const rest = yield* readAll(cluster.reader, "t")
         expect(rest[0]!.totalOrder).toBe(earliest)
-        expect(rest.at(-1)!.batchSeq).toBe(2 * smallConfig.pbrSlots)
+        expect(rest.at(-1)!.batchSeq).toBe(2 * smallConfig.goiSlots)
       }))
 
     it.scopedLive("a durable subscriber is lossless: publishers wait for it; awaitMore wakes when batches are ordered", () =>

@@ -214,7 +214,7 @@ for (const impl of implementations) {
     it.scopedLive("retention by size deletes old segments: a reader before them gets LogOutOfRange naming the oldest offset on disk", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
-        const topic = yield* cluster.topics.create({ name: "r", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 4 * SEGMENT_BYTES } })
+        const topic = yield* cluster.topics.create({ name: "r", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 12 * SEGMENT_BYTES } })
         const disk = makeMemoryDisk()
         const { stream } = yield* publishPersisted(cluster, disk, topic, 700, { segments: { ...segmentOptionsOf(topic), segmentBytes: SEGMENT_BYTES } })
         expect(stream.first()).toBeGreaterThan(0)

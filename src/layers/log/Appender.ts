@@ -7,7 +7,10 @@
  *
  * Room: PBR slots and Blog bytes are reused only when the sequencer has consumed them and
  * every live registered subscriber has read past them. Each batch starts on a 64-byte line;
- * one that would straddle the Blog's end starts at its beginning instead.
+ * one that would straddle the Blog's end starts at its beginning instead. A freed PBR slot's
+ * payload stays readable until the Blog needs its bytes: the Blog tail (what readers check)
+ * moves only when an append lacks Blog room, so the hot tier holds what the GOI and the Blog
+ * hold, not merely what is still in the PBR (docs/log.md, "What the hot tier holds").
  *
  * A named consumer's hold has a bound: once appends of a topic have waited for room that named
  * consumers hold for `consumerHoldMs`, with none getting through and the holders' cursor not
@@ -80,7 +83,7 @@ export interface AppendCursors {
   /** The next PBR position; positions before `reclaimed` may be reused. */
   head: number
   reclaimed: number
-  /** The next Blog byte; bytes before `blogTail` may be reused. */
+  /** The next Blog byte; bytes before `blogTail` may be reused (readers take a batch starting before it as gone). */
   blogHead: number
   blogTail: number
   appendedMessages: number
@@ -103,14 +106,14 @@ export interface ReclaimSource {
   finished(pbrSeq: number): boolean
   /** Its global seq, or a `Dropped` code. */
   globalSeq(pbrSeq: number): number
-  /** The Blog position just past its payload. */
-  blogEnd(pbrSeq: number): number
+  /** Where its payload starts in the Blog. */
+  blogPosition(pbrSeq: number): number
 }
 
 /**
  * reclaim: frees the broker's finished slots before `consumed`, oldest first, up to the first
- * one a durable subscriber still needs, moving the Blog tail past their payloads. Returns how
- * many it freed.
+ * one a durable subscriber still needs. Their payloads stay where they are, readable, until
+ * `releaseBlog` moves the tail past them. Returns how many it freed.
  */
 export const reclaim = (c: AppendCursors, consumed: number, slots: ReclaimSource): number => {
   if (!(c.reclaimed < consumed)) return 0
@@ -121,10 +124,26 @@ export const reclaim = (c: AppendCursors, consumed: number, slots: ReclaimSource
     if (!slots.finished(pbrSeq)) break
     const globalSeq = slots.globalSeq(pbrSeq)
     if (globalSeq >= 0 && globalSeq >= lowest) break
-    c.blogTail = slots.blogEnd(pbrSeq)
     c.reclaimed = pbrSeq + 1
   }
   return c.reclaimed - before
+}
+
+/**
+ * releaseBlog: moves the Blog tail over freed payloads (those before the oldest slot still in
+ * the PBR) as far as a batch of `bytes` at the next position needs, and an eighth of the Blog
+ * further so the tail is published about eight times a lap, not at every append; never when
+ * what is freed would not make that room. Returns whether the tail moved.
+ */
+export const releaseBlog = (c: AppendCursors, bytes: number, blogBytes: number, slots: ReclaimSource): boolean => {
+  const offset = c.blogHead % blogBytes
+  const position = offset + bytes > blogBytes ? c.blogHead + blogBytes - offset : c.blogHead
+  const needed = position + bytes - blogBytes
+  if (needed <= c.blogTail) return false
+  const free = c.reclaimed < c.head ? slots.blogPosition(c.reclaimed) : c.blogHead
+  if (free < needed) return false
+  c.blogTail = Math.min(free, needed + blogBytes / 8)
+  return true
 }
 
 /** The global seq of the batch `reclaim` stopped at because a durable cursor still needs it, or undefined (nothing held, or the sequencer's to finish). */
@@ -138,8 +157,11 @@ export const heldBatch = (c: AppendCursors, consumed: number, slots: ReclaimSour
 export interface AppendTarget {
   readonly topic: string
   readonly cursors: AppendCursors
-  /** Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), and publishes the new tail. */
-  readonly reclaim: () => void
+  /**
+   * Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), then the
+   * Blog bytes a batch of `bytes` needs (`releaseBlog`), and publishes what moved.
+   */
+  readonly reclaim: (bytes: number) => void
   /** Writes the payload (`fill`) at Blog `position` and the header into PBR position `pbrSeq`, the commit word last. */
   readonly write: (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode) => void
   /** The Blog space at `position` (from `reserve`) as a view of `bytes`, for receiving a payload in place. */
@@ -213,7 +235,7 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
   const roomFor = (t: AppendTarget, bytes: number): number | Full => {
     const first = reserve(t.cursors, bytes, pbrSlots, blogBytes)
     if (typeof first === "number") return first
-    t.reclaim()
+    t.reclaim(bytes)
     return reserve(t.cursors, bytes, pbrSlots, blogBytes)
   }
 
@@ -484,11 +506,13 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     this.b.ringSequencer()
   }
 
-  /** reclaim over the region, then publishes the new tail (readers check it) before the bytes can be reused. */
-  reclaim(): void {
+  /** reclaim and releaseBlog over the region, then publishes the new tail (readers check it) before the bytes can be reused. */
+  reclaim(bytes: number): void {
     const { region, brokerLines, sequencerLines } = this.b
     region.invalidate(this.sequencerLine, LINE_BYTES)
-    if (reclaim(this.cursors, Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head), this) === 0) return
+    const freed = reclaim(this.cursors, Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head), this)
+    const released = releaseBlog(this.cursors, bytes, this.b.area.config.blogBytes, this)
+    if (freed === 0 && !released) return
     brokerLines.setPbrReclaimed(this.line, this.cursors.reclaimed)
     brokerLines.setBlogTail(this.line, this.cursors.blogTail)
     region.publish(this.line, LINE_BYTES)
@@ -509,9 +533,8 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     return this.b.slots.globalSeq(this.slot(pbrSeq))
   }
 
-  blogEnd(pbrSeq: number): number {
-    const slot = this.slot(pbrSeq)
-    return this.b.slots.blogPosition(slot) + alignLine(this.b.slots.payloadBytes(slot))
+  blogPosition(pbrSeq: number): number {
+    return this.b.slots.blogPosition(this.slot(pbrSeq))
   }
 
   /** The batch reclaim stopped at for a durable cursor, if any (the sequencer's consumed-through read afresh). */

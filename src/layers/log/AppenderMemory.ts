@@ -6,7 +6,7 @@
 import { Effect, Layer, type Scope } from "effect"
 import { Appender, type AppenderShape, type BatchHeader, BrokerSlotTaken } from "../../services/log/Appender.js"
 import { TopicNotFound } from "../../services/log/Topics.js"
-import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId, heldBatch, reclaim, type ReclaimSource } from "./Appender.js"
+import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId, heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./Appender.js"
 import type { LogConfigInvalid } from "./Layout.js"
 import { findTopic, lowestCursor, type MemoryBroker, type MemoryLogStore, memoryTopic, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
@@ -21,14 +21,22 @@ const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource 
     lowestCursor: () => lowestCursor(topic),
     finished: (pbrSeq) => batch(pbrSeq).finished,
     globalSeq: (pbrSeq) => batch(pbrSeq).globalSeq,
-    blogEnd: (pbrSeq) => batch(pbrSeq).blogPosition + batch(pbrSeq).blogBytes
+    blogPosition: (pbrSeq) => batch(pbrSeq).blogPosition
   }
 }
 
-/** reclaim over the store: frees the broker's finished batches (and their Blog bytes) that no durable cursor still needs. */
-export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker): void => {
+/**
+ * reclaim over the store: frees the broker's finished batches that no durable cursor still
+ * needs; with `room`, releaseBlog then makes Blog room for a batch of `room.bytes`, and the
+ * freed batches the tail passed are gone for readers.
+ */
+export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker, room?: { readonly bytes: number; readonly blogBytes: number }): void => {
   const freed = reclaim(broker, Math.min(broker.consumedThrough, broker.head), reclaimSource(topic, broker))
-  for (const gone of broker.pbr.splice(0, freed)) gone.reclaimed = true
+  broker.freed.push(...broker.pbr.splice(0, freed))
+  if (room === undefined || !releaseBlog(broker, room.bytes, room.blogBytes, reclaimSource(topic, broker))) return
+  let passed = 0
+  while (passed < broker.freed.length && broker.freed[passed]!.blogPosition < broker.blogTail) broker.freed[passed++]!.reclaimed = true
+  broker.freed.splice(0, passed)
 }
 
 /** The store's named consumers (negative cursor ids, see ConsumersMemory.ts) that hold batch `g`. */
@@ -78,8 +86,8 @@ class StoreTarget implements AppendTarget {
     this.store.signal.notify()
   }
 
-  reclaim(): void {
-    reclaimMemory(this.memoryTopic, this.cursors)
+  reclaim(bytes: number): void {
+    reclaimMemory(this.memoryTopic, this.cursors, { bytes, blogBytes: this.store.config.blogBytes })
   }
 
   waiting(delta: 1 | -1): void {

@@ -39,6 +39,8 @@ export interface MemoryBatch {
 export interface MemoryBroker extends AppendCursors {
   /** PBR positions reclaimed..head-1, oldest first. */
   readonly pbr: Array<MemoryBatch>
+  /** Batches freed from the PBR whose payload the Blog tail has not passed yet (still readable), oldest first. */
+  readonly freed: Array<MemoryBatch>
   /** Appends waiting for room now. */
   roomWaits: number
   consumedThrough: number
@@ -150,6 +152,7 @@ export const makeMemoryTopic = (config: LogConfig, info: TopicInfo): MemoryTopic
   info,
   brokers: Array.from({ length: config.maxBrokers }, () => ({
     pbr: [],
+    freed: [],
     reclaimed: 0,
     head: 0,
     blogHead: 0,

@@ -1,0 +1,63 @@
+/**
+ * What the hot tier holds (docs/log.md, "What the hot tier holds"): a batch whose PBR slot was
+ * freed stays readable until its broker's Blog needs the bytes, so the retained window is
+ * bounded by the GOI and the Blog, not by how recently the broker's PBR last filled.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
+
+const spec = { name: "t", order: 2 as const, ackLevel: 1 as const, replicationFactor: 1 }
+// A small PBR under a GOI four times its size and a Blog that holds thousands of small batches.
+const config = { ...smallConfig, pbrSlots: 16, goiSlots: 64 }
+
+for (const impl of implementations) {
+  describe(`hot-tier retention: ${impl.label}`, () => {
+    it.scoped("batches whose PBR slots were reused stay readable while the GOI and the Blog hold them", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make(config)
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        // 40 one-message batches through a 16-slot PBR: its slots are freed and reused twice over.
+        for (let seq = 0; seq < 40; seq++) {
+          yield* appendSimple(a, "t", 1, 0, seq, 1)
+          if (seq % 4 === 3) yield* drain(sequencer)
+        }
+        expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 0, end: 40 })
+        expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(Array.from({ length: 40 }, (_, i) => i))
+        // Past the GOI's 64 entries, the GOI bounds the window: the last 64 batches.
+        for (let seq = 40; seq < 100; seq++) {
+          yield* appendSimple(a, "t", 1, 0, seq, 1)
+          if (seq % 4 === 3) yield* drain(sequencer)
+        }
+        expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 36, end: 100 })
+        expect((yield* readAll(cluster.reader, "t", 36)).map((b) => b.batchSeq)).toEqual(Array.from({ length: 64 }, (_, i) => 36 + i))
+      }))
+
+    it.scoped("the Blog's bytes bound the window: a reader behind it gets LogOutOfRange, never skipped data", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make(config)
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        // One-message batches of 16 KiB: the 256 KiB Blog holds 16 of them.
+        const big = makeBatch([16 * 1024 - 8])
+        const perBlog = smallConfig.blogBytes / big.payload.length
+        yield* a.append("t", header(1, 0, 0, big), big.payload)
+        yield* drain(sequencer)
+        const early = yield* cluster.reader.subscribe("t", { from: 0 })
+        for (let seq = 1; seq < 40; seq++) {
+          yield* a.append("t", header(1, 0, seq, big), big.payload)
+          yield* drain(sequencer)
+        }
+        expect(yield* Effect.flip(early.poll(() => {}))).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
+        const { earliest, end } = yield* cluster.reader.bounds("t")
+        expect(end).toBe(40)
+        // The tail moves an eighth of the Blog ahead of the next append: 7/8 of a Blog's batches, at least, stay.
+        expect(end - earliest).toBeGreaterThanOrEqual(perBlog * 7 / 8 - 1)
+        expect(end - earliest).toBeLessThanOrEqual(perBlog)
+        expect((yield* readAll(cluster.reader, "t", earliest)).map((b) => b.batchSeq)).toEqual(Array.from({ length: end - earliest }, (_, i) => earliest + i))
+      }))
+  })
+}
