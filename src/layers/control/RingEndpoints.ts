@@ -9,6 +9,7 @@ import {
   type Frame,
   type FrameBatch,
   FrameTooLarge,
+  ReaderReaped,
   type RingAddress,
   RingClosed,
   type RingFull,
@@ -167,12 +168,14 @@ export interface ReaderCore {
    * the writer may have overwritten the batch's frames, so none more is handed on.
    */
   readonly attached: () => boolean
-  readonly publishDelivered: (position: number) => void
+  /** Publishes `delivered`; then whether the slot is still this reader's (`attached`), the last check before frames up to `position` are handed on. */
+  readonly publishDelivered: (position: number) => boolean
   readonly publishProcessed: (position: number) => void
 }
 
 export const makeReader = (core: ReaderCore): RingReader => {
   const { batch } = core
+  const reaped = () => new ReaderReaped({ ring: core.address.id, slot: core.slot, occurrence: core.occurrence })
 
   /** Frames after `delivered` (none after `timeoutMs`), without publishing anything. */
   const fetch = (timeoutMs: number) =>
@@ -191,10 +194,12 @@ export const makeReader = (core: ReaderCore): RingReader => {
       }
     })
 
+  // A reaped reader's frames may be overwritten at any point after the reap: each is handed on
+  // only after a check that follows everything else done before handing it on.
   const take = (timeoutMs = Infinity) =>
     Effect.suspend(() => {
       core.publishProcessed(core.delivered())
-      return Effect.tap(fetch(timeoutMs), (taken) => core.publishDelivered(taken.end))
+      return Effect.flatMap(fetch(timeoutMs), (taken) => core.publishDelivered(taken.end) ? Effect.succeed(taken) : Effect.fail(reaped()))
     })
 
   const consume = <E, R>(handler: (frame: Uint8Array, sequence: number) => Effect.Effect<void, E, R>) =>
@@ -206,10 +211,11 @@ export const makeReader = (core: ReaderCore): RingReader => {
         )
         if (taken === undefined) return
         const count = taken.count
-        for (let i = 0; i < count && core.attached(); i++) {
+        for (let i = 0; i < count; i++) {
           const sequence = taken.sequences[i]!
           const end = sequence + frameSpan(taken.lengths[i]!)
-          core.publishDelivered(end)
+          // Reaped: the next scan reports it.
+          if (!core.publishDelivered(end)) break
           yield* handler(taken.frame(i), sequence)
           core.publishProcessed(end)
         }
@@ -244,11 +250,11 @@ export const makeReader = (core: ReaderCore): RingReader => {
             if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
             return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
           }
-          // The next scan reports a reaped slot (`ReaderReaped`).
-          for (let i = 0; i < count && core.attached(); i++) {
+          for (let i = 0; i < count; i++) {
             const sequence = batch.sequences[i]!
             const frameEnd = sequence + frameSpan(batch.lengths[i]!)
-            core.publishDelivered(frameEnd)
+            // Reaped: the next scan reports it (`ReaderReaped`).
+            if (!core.publishDelivered(frameEnd)) break
             let rest: void | Effect.Effect<void>
             try {
               rest = handler(batch.frame(i), sequence)
@@ -270,10 +276,11 @@ export const makeReader = (core: ReaderCore): RingReader => {
       })
     })
 
-  const copies = (taken: FrameBatch): Chunk.Chunk<Frame> => {
+  /** Copies of the batch's frames; checked after copying (seqlock-style): a reap before the last copy may have overwritten any of them. */
+  const copies = (taken: FrameBatch): Effect.Effect<Chunk.Chunk<Frame>, ReaderReaped> => {
     const frames = new Array<Frame>(taken.count)
     for (let i = 0; i < taken.count; i++) frames[i] = { sequence: taken.sequences[i]!, bytes: taken.frame(i).slice() }
-    return Chunk.unsafeFromArray(frames)
+    return core.attached() ? Effect.succeed(Chunk.unsafeFromArray(frames)) : Effect.fail(reaped())
   }
 
   return {
@@ -286,7 +293,7 @@ export const makeReader = (core: ReaderCore): RingReader => {
     consumeSync,
     stream: Stream.repeatEffectChunkOption(
       take().pipe(
-        Effect.map(copies),
+        Effect.flatMap(copies),
         Effect.mapError((error) => (error._tag === "RingClosed" ? Option.none() : Option.some(error)))
       )
     ) as Stream.Stream<Frame, Exclude<RingReadError, RingClosed>>,

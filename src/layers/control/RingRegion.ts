@@ -8,6 +8,11 @@
  * `Atomics.store` (the commit word). A reader loads the low word first, then the f64, and
  * rebuilds the value the low word released: f64 - ((low(f64) - low) mod 2^32). The f64 can
  * only be newer, and never by 2^32 bytes, so no store is ever seen torn or early.
+ *
+ * A reader's counters are the exception (`readCounter`): the reader swaps the commit word first,
+ * from the value it last published (so a reader whose slot was reaped and taken by another
+ * never writes that one's counters), then stores the f64. The low word is the truth; the f64
+ * is within 2^31 of it either way, so the value is rebuilt by the signed difference.
  */
 import { Effect, Metric } from "effect"
 import { ringOccupancy, ringReadersReaped, sampleOnScrape } from "../../Metrics.js"
@@ -57,7 +62,19 @@ const ATTACHING = 1
 const claimOf = (pid: number) => (pid * 4 + ATTACHING) >>> 0
 const isClaim = (state: number) => (state & 3) === ATTACHING
 const claimerOf = (state: number) => state >>> 2
+/**
+ * An attached slot: ATTACHED in the state word's low two bits, the reader's occurrence (low 30
+ * bits) above them (`attachedOf`), so the word names its owner: a reader's own check is one load,
+ * and its detach (a compare-and-swap from that word) never frees a successor's slot.
+ */
 const ATTACHED = 2
+const attachedOf = (occurrence: number) => ((occurrence & 0x3fffffff) * 4 + ATTACHED) >>> 0
+const isAttached = (state: number) => (state & 3) === ATTACHED
+/**
+ * A reader's waiting word: its occurrence (low 31 bits) above the flag, set and cleared by
+ * compare-and-swap from its own value, so a reaped reader never sets or clears a successor's.
+ */
+const waitingOf = (occurrence: number, waiting: boolean) => ((occurrence & 0x7fffffff) * 2 + (waiting ? 1 : 0)) >>> 0
 /** A reader slot taken by a process that watches the readers' progress (see `progressWatch`). */
 const OBSERVING = 3
 
@@ -77,7 +94,7 @@ const Control = {
 
 /** Byte offsets in a reader's progress line (written by that reader; a reaper only swaps `state`). */
 const Reader = {
-  state: 0, // u32 free / attaching (with the claimer's pid, `claimOf`) / attached
+  state: 0, // u32 free / attaching (with the claimer's pid, `claimOf`) / attached (with the occurrence, `attachedOf`)
   occurrence: 4, // u32
   pid: 8, // i32
   bell: 12, // u32 reader's doorbell line
@@ -86,7 +103,7 @@ const Reader = {
   delivered: 24, // f64
   processed: 32, // f64
   heartbeat: 40, // f64 ms since the epoch
-  waiting: 48 // u32: 1 while the reader waits for frames
+  waiting: 48 // u32 `waitingOf`: low bit set while the reader waits for frames
 } as const
 
 /**
@@ -128,6 +145,13 @@ const read64 = (region: CxlMemoryShape, lowByte: number, fullByte: number): numb
   return full - (((full >>> 0) - low) >>> 0)
 }
 
+/** A reader counter: the commit word is the truth, the f64 within 2^31 of it, older or newer (see the module comment). */
+const readCounter = (region: CxlMemoryShape, lowByte: number, fullByte: number): number => {
+  const low = Atomics.load(region.u32, lowByte / 4)
+  const full = region.f64[fullByte / 8]!
+  return full + ((low - (full >>> 0)) | 0)
+}
+
 const write64 = (region: CxlMemoryShape, lowByte: number, fullByte: number, value: number): void => {
   region.f64[fullByte / 8] = value
   Atomics.store(region.u32, lowByte / 4, value >>> 0)
@@ -140,7 +164,8 @@ const validBell = (region: CxlMemoryShape, l: Lines, bell: number) =>
   bell % LINE_BYTES === 0 && bell >= SUPERBLOCK_BYTES && region.inBounds(bell, LINE_BYTES) && (bell < l.control || bell >= l.end)
 
 const slotStates: ReadonlyArray<ReaderSlotState> = ["free", "attaching", "attached", "observing"]
-const stateName = (state: number): ReaderSlotState => (isClaim(state) ? "attaching" : slotStates[state] ?? "corrupt")
+const stateName = (state: number): ReaderSlotState =>
+  isClaim(state) ? "attaching" : isAttached(state) ? "attached" : slotStates[state] ?? "corrupt"
 
 export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
   const { u32, i32, f64 } = region
@@ -155,8 +180,8 @@ export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
       state: stateName(state),
       occurrence: Atomics.load(u32, (line + Reader.occurrence) / 4),
       pid: isClaim(state) ? claimerOf(state) : Atomics.load(i32, (line + Reader.pid) / 4),
-      delivered: read64(region, line + Reader.deliveredLow, line + Reader.delivered),
-      processed: read64(region, line + Reader.processedLow, line + Reader.processed),
+      delivered: readCounter(region, line + Reader.deliveredLow, line + Reader.delivered),
+      processed: readCounter(region, line + Reader.processedLow, line + Reader.processed),
       heartbeatMs: f64[(line + Reader.heartbeat) / 8]!
     }
   }
@@ -186,7 +211,7 @@ export const reapSlot = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lin
   if (onlyIfDead) {
     const owner = isClaim(state)
       ? claimerOf(state)
-      : state === ATTACHED || state === OBSERVING
+      : isAttached(state) || state === OBSERVING
       ? Atomics.load(i32, (line + Reader.pid) / 4)
       : undefined
     if (owner === undefined || pidAlive(owner)) return false
@@ -262,8 +287,8 @@ export const openWriter = (
       let lowest = committed
       slowestSlot = -1
       for (let s = 0; s < readerSlots; s++) {
-        if (Atomics.load(u32, stateWords[s]!) !== ATTACHED) continue
-        const processed = read64(region, processedLows[s]!, processedFulls[s]!)
+        if (!isAttached(Atomics.load(u32, stateWords[s]!))) continue
+        const processed = readCounter(region, processedLows[s]!, processedFulls[s]!)
         if (processed < lowest) {
           lowest = processed
           slowestSlot = s
@@ -324,7 +349,7 @@ export const openWriter = (
     }
 
     const ringSlot = (s: number) => {
-      if (Atomics.load(u32, waitingWords[s]!) === 0 || Atomics.load(u32, stateWords[s]!) !== ATTACHED) return
+      if ((Atomics.load(u32, waitingWords[s]!) & 1) === 0 || !isAttached(Atomics.load(u32, stateWords[s]!))) return
       const bell = u32[bellWords[s]!]!
       if (validBell(region, l, bell)) doorbell.ring(bell)
     }
@@ -342,7 +367,7 @@ export const openWriter = (
         }
       }
       for (let s = 0; s < readerSlots; s++) {
-        if (only !== undefined && !only.includes(s) && committed - read64(region, processedLows[s]!, processedFulls[s]!) <= dataBytes / 2) {
+        if (only !== undefined && !only.includes(s) && committed - readCounter(region, processedLows[s]!, processedFulls[s]!) <= dataBytes / 2) {
           continue
         }
         ringSlot(s)
@@ -449,10 +474,13 @@ export const openReader = (
     const closedWord = (control + Control.closed) / 4
     const writerWaitingWord = (control + Control.waiting) / 4
     const occurrence = ((u32[occurrenceWord]! + 1) >>> 0) || 1
+    const attached = attachedOf(occurrence)
+    const idle = waitingOf(occurrence, false)
+    const waiting = waitingOf(occurrence, true)
     i32[(line + Reader.pid) / 4] = process.pid
     u32[(line + Reader.bell) / 4] = doorbell.offset
     f64[(line + Reader.heartbeat) / 8] = Date.now()
-    Atomics.store(u32, waitingWord, 0)
+    Atomics.store(u32, waitingWord, idle)
     Atomics.store(u32, occurrenceWord, occurrence)
 
     let delivered = 0
@@ -468,12 +496,12 @@ export const openReader = (
     // read after that: any writer that missed us had committed at most that head.
     const provisional = readHead(region, l)
     if (isPosition(provisional)) setBoth(provisional)
-    if (Atomics.compareExchange(u32, stateWord, claim, ATTACHED) !== claim) {
+    if (Atomics.compareExchange(u32, stateWord, claim, attached) !== claim) {
       return Effect.fail(new NoFreeReaderSlot({ ring: id, readerSlots, slot }))
     }
     const start = readHead(region, l)
     if (!isPosition(start) || !isPosition(provisional)) {
-      Atomics.store(u32, stateWord, FREE)
+      Atomics.compareExchange(u32, stateWord, attached, FREE)
       return Effect.fail(new RingCorrupt({ ring: id, position: start, reason: "leading sequence is not a position" }))
     }
     setBoth(start)
@@ -484,7 +512,17 @@ export const openReader = (
     /** The writer occurrence the last scan found closed or dead (`awaitWriter` waits for another). */
     let endedWriter = 0
 
-    const mine = () => Atomics.load(u32, stateWord) === ATTACHED && Atomics.load(u32, occurrenceWord) === occurrence
+    /** Whether the slot is still this reader's (the state word names its occurrence). */
+    const mine = () => Atomics.load(u32, stateWord) === attached
+    // Every store to the line after attaching is conditional on the slot being this reader's:
+    // once reaped it may be another's (waiting word and counters by compare-and-swap from this
+    // reader's own value; the heartbeat, which only `inspect` shows, after a check).
+    const setWaiting = (on: boolean) => {
+      Atomics.compareExchange(u32, waitingWord, on ? idle : waiting, on ? waiting : idle)
+    }
+    const heartbeat = () => {
+      if (mine()) f64[(line + Reader.heartbeat) / 8] = Date.now()
+    }
     const ringWriter = () => {
       if (Atomics.load(u32, writerWaitingWord) === 0) return
       const bell = u32[(control + Control.bell) / 4]!
@@ -505,20 +543,27 @@ export const openReader = (
       if (validBell(region, l, bell)) doorbell.ring(bell)
     }
 
-    /** Writes one of this reader's counters to its line; false (nothing written) once the slot was reaped, as it may be another reader's now. */
-    const publishCounter = (lowByte: number, fullByte: number, position: number) => {
-      if (!mine()) return false
-      write64(region, line + lowByte, line + fullByte, position)
+    /**
+     * Moves one of this reader's counters from `from` (its last published value) to `to`: the
+     * commit word by compare-and-swap from `from`, so nothing is written once the slot was reaped
+     * and taken by another reader (whose counters start at a later head). False if not written.
+     */
+    const publishCounter = (lowByte: number, fullByte: number, from: number, to: number) => {
+      const low = from >>> 0
+      if (Atomics.compareExchange(u32, (line + lowByte) / 4, low, to >>> 0) !== low) return false
+      f64[(line + fullByte) / 8] = to
       region.publish(line, LINE_BYTES)
       return true
     }
 
-    const corrupt = (position: number, reason: string) => new RingCorrupt({ ring: id, position, reason })
+    const reaped = () => new ReaderReaped({ ring: id, slot, occurrence })
+    /** A reap in the middle of a scan lets the writer overwrite what it reads: that is the reap, not corruption. */
+    const corrupt = (position: number, reason: string) => (mine() ? new RingCorrupt({ ring: id, position, reason }) : reaped())
 
     const scan = () => {
       batch.count = 0
       batch.end = delivered
-      if (!mine()) return new ReaderReaped({ ring: id, slot, occurrence })
+      if (!mine()) return reaped()
       region.invalidate(control, LINE_BYTES)
       const closedNow = Atomics.load(u32, closedWord) !== 0
       const writerOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
@@ -527,7 +572,7 @@ export const openReader = (
       if (!(Number.isSafeInteger(head) && head >= position && head - position <= dataBytes)) {
         return corrupt(position, `leading sequence ${head} is not within ${dataBytes} bytes after the reader`)
       }
-      f64[(line + Reader.heartbeat) / 8] = Date.now()
+      heartbeat()
       if (head === position) {
         if (closedNow) {
           endedWriter = writerOccurrence
@@ -591,7 +636,7 @@ export const openReader = (
       !mine()
     /** A wait for frames ran out: heartbeat, and note a writer whose process died (the next scan reports it). */
     const livenessCheck = () => {
-      f64[(line + Reader.heartbeat) / 8] = Date.now()
+      heartbeat()
       const pid = Atomics.load(i32, (control + Control.pid) / 4)
       if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !pidAlive(pid)) {
         deadWriterPid = pid
@@ -599,39 +644,39 @@ export const openReader = (
       }
     }
     const afterFramesWait = (woken: boolean) => {
-      Atomics.store(u32, waitingWord, 0)
+      setWaiting(false)
       if (!woken) livenessCheck()
     }
-    const stopWaiting = Effect.sync(() => Atomics.store(u32, waitingWord, 0))
+    const stopWaiting = Effect.sync(() => setWaiting(false))
     const awaitFrames = (timeoutMs: number) =>
       Effect.suspend(() => {
-        Atomics.store(u32, waitingWord, 1)
+        setWaiting(true)
         return doorbell.await(framesArrived, timeoutMs)
       }).pipe(Effect.map(afterFramesWait), Effect.onInterrupt(() => stopWaiting))
 
     const livenessPeriod = () => alignedDelayMs(READER_LIVENESS_MS)
     // Waiting stays published while the watch stands, so every commit rings this reader.
     const watchFrames = (onReady: () => void) => {
-      Atomics.store(u32, waitingWord, 1)
+      setWaiting(true)
       const stop = doorbell.watch(framesArrived, (woken) => {
         if (!woken) livenessCheck()
         onReady()
       }, livenessPeriod)
       return () => {
         stop()
-        Atomics.store(u32, waitingWord, 0)
+        setWaiting(false)
       }
     }
 
     const writerOccurrenceWord = (control + Control.occurrence) / 4
     const awaitWriter = (timeoutMs: number) =>
       Effect.suspend(() => {
-        Atomics.store(u32, waitingWord, 1)
+        setWaiting(true)
         return doorbell.await(
           () => (Atomics.load(u32, writerOccurrenceWord) !== endedWriter && Atomics.load(u32, closedWord) === 0) || !mine(),
           timeoutMs
         )
-      }).pipe(Effect.ensuring(Effect.sync(() => Atomics.store(u32, waitingWord, 0))))
+      }).pipe(Effect.ensuring(Effect.sync(() => setWaiting(false))))
 
     return Effect.succeed({
       address,
@@ -646,24 +691,25 @@ export const openReader = (
       processed: () => processed,
       attached: mine,
       publishDelivered: (position: number) => {
-        if (position === delivered) return
-        const before = delivered
-        delivered = position
-        if (publishCounter(Reader.deliveredLow, Reader.delivered, position)) ringObserver(before, position)
+        if (position !== delivered) {
+          const before = delivered
+          delivered = position
+          if (publishCounter(Reader.deliveredLow, Reader.delivered, before, position)) ringObserver(before, position)
+        }
+        // Checked last: the frames up to `position` are handed on only if not reaped by now.
+        return mine()
       },
       publishProcessed: (position: number) => {
         if (position === processed) return
         const before = processed
         processed = position
-        if (!publishCounter(Reader.processedLow, Reader.processed, position)) return
+        if (!publishCounter(Reader.processedLow, Reader.processed, before, position)) return
         ringWriter()
         ringObserver(before, position)
       },
       detach: () => {
-        Atomics.store(u32, waitingWord, 0)
-        if (Atomics.load(u32, occurrenceWord) === occurrence && Atomics.compareExchange(u32, stateWord, ATTACHED, FREE) === ATTACHED) {
-          ringWriter()
-        }
+        setWaiting(false)
+        if (Atomics.compareExchange(u32, stateWord, attached, FREE) === attached) ringWriter()
       }
     })
   })
