@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
+import { appendSimple, drain, header, implementations, makeBatch, memoryCluster, readAll, smallConfig } from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 2 as const, ackLevel: 1 as const, replicationFactor: 1 }
 // A small PBR under a GOI four times its size and a Blog that holds thousands of small batches.
@@ -61,3 +61,19 @@ for (const impl of implementations) {
       }))
   })
 }
+
+describe("hot-tier retention: the in-process store", () => {
+  it.scoped("freed batches are kept no longer than the GOI window holds them (a Blog that never fills holds no more)", () =>
+    Effect.gen(function*() {
+      const cluster = yield* memoryCluster(config)
+      yield* cluster.topics.create(spec)
+      const a = yield* cluster.appender(0)
+      const sequencer = yield* cluster.sequencer()
+      for (let seq = 0; seq < 300; seq++) {
+        yield* appendSimple(a, "t", 1, 0, seq, 1)
+        if (seq % 4 === 3) yield* drain(sequencer)
+      }
+      expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 236, end: 300 })
+      expect(cluster.store!.topics[0]!.brokers[0]!.freed.length).toBeLessThanOrEqual(config.goiSlots)
+    }))
+})

@@ -33,9 +33,14 @@ const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource 
 export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker, room?: { readonly bytes: number; readonly blogBytes: number }): void => {
   const freed = reclaim(broker, Math.min(broker.consumedThrough, broker.head), reclaimSource(topic, broker))
   broker.freed.push(...broker.pbr.splice(0, freed))
-  if (room === undefined || !releaseBlog(broker, room.bytes, room.blogBytes, reclaimSource(topic, broker))) return
+  const released = room !== undefined && releaseBlog(broker, room.bytes, room.blogBytes, reclaimSource(topic, broker))
+  // Gone for readers: what the tail passed, and what left the GOI window (or was never in it), so the queue holds no more than the GOI.
   let passed = 0
-  while (passed < broker.freed.length && broker.freed[passed]!.blogPosition < broker.blogTail) broker.freed[passed++]!.reclaimed = true
+  for (const batch of broker.freed) {
+    if (!(released && batch.blogPosition < broker.blogTail) && batch.globalSeq >= topic.goiBase) break
+    batch.reclaimed = true
+    passed++
+  }
   broker.freed.splice(0, passed)
 }
 
