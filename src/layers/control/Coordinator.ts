@@ -12,7 +12,7 @@
  * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `enter` …
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
-import { Config, Deferred, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { Config, Data, Deferred, Effect, FiberHandle, Layer, Option, Schedule, type Scope, Stream } from "effect"
 import { setMaxListeners } from "node:events"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import {
@@ -116,11 +116,11 @@ export const makeServer = (options: ServerOptions = {}) =>
      * stopped but alive (SIGSTOP, a frozen VM) never reads again, and its slot would fill the ring
      * and stall every reply. Resumed, its reader fails with `ReaderReaped` (see Rpc.ts).
      * Only a reader whose own line is stale too: a running reader writes its line's heartbeat as
-     * it attaches, reads, and every READER_LIVENESS_MS while it waits. A process continued after
-     * its drop attaches again before its process-table heartbeat is fresh, and that new reader
-     * must not be freed on the strength of the old heartbeat.
+     * it attaches, reads, and every READER_LIVENESS_MS while it waits (the bound must exceed
+     * that). A process continued after its drop attaches again before its process-table
+     * heartbeat is fresh, and that new reader must not be freed on the strength of the old one.
      */
-    const readerStaleMs = Math.max(staleMs, 2 * READER_LIVENESS_MS)
+    const readerStaleMs = Math.max(staleMs, 1.5 * READER_LIVENESS_MS)
     const freeReplySlot = (slot: number, pid: number) =>
       Effect.gen(function*() {
         const reader = replies.reader(slot)
@@ -316,6 +316,28 @@ export interface ClientOptions {
   /** How long joining waits for the coordinator. */
   readonly joinTimeoutMs?: number
   readonly callTimeoutMs?: number
+  /**
+   * How long re-joining (after a new coordinator took over, or after this process was dropped
+   * for not running) keeps trying, with backoff, before it gives up (default 60 s).
+   */
+  readonly rejoinTimeoutMs?: number
+}
+
+const DEFAULT_REJOIN_TIMEOUT_MS = 60_000
+/** Pauses between re-join attempts: 200 ms, doubling, at most 5 s. */
+const rejoinBackoff = Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
+
+/** Re-joining the coordinator gave up: what started it, and how long it waited for the coordinator's answers. */
+export class CoordinatorRejoinFailed extends Data.TaggedError("CoordinatorRejoinFailed")<{
+  readonly slot: number
+  readonly after: string
+  readonly attempts: number
+  readonly waitedMs: number
+  readonly last: string
+}> {
+  override get message() {
+    return `slot ${this.slot}: re-joining the coordinator after ${this.after} gave up: no answer to its join and group calls in ${this.attempts} attempts over ${this.waitedMs} ms (last: ${this.last}); this process is no member until it joins again`
+  }
 }
 
 /** What a participant needs to enter barriers: its RPC client, its membership, the rings it writes, the broadcast ring it reads. */
@@ -365,8 +387,11 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() => {
       takeover.abort("this process was dropped for not running")
       takeover = takeoverSignal()
-      return rejoin
+      return Effect.asVoid(FiberHandle.run(rejoining, rejoin("this process was dropped for not running")))
     })
+    // One re-join at a time, in a fiber of its own: a newer reason (another takeover) replaces a
+    // re-join still retrying, and the takeover notices go on being handled meanwhile.
+    const rejoining = yield* FiberHandle.make<void, never>()
     const client = yield* rpc.client({
       client: slot.slot,
       requests: layout.requestRing(slot.slot),
@@ -387,6 +412,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       join,
       () => client.call(LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(Effect.ignore)
     )
+    // First on close: no re-join runs on while this process leaves and its client closes.
+    yield* Effect.addFinalizer(() => FiberHandle.clear(rejoining))
 
     // A new coordinator (a standby head took over) knows the live members from the process
     // table but not the groups: re-join, re-create and re-join them, and fail barriers in flight.
@@ -399,11 +426,32 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       return controller
     }
     let takeover = takeoverSignal()
-    const rejoin = Effect.gen(function*() {
+    const rejoinOnce = Effect.gen(function*() {
       yield* join
       for (const [name, slots] of created) yield* client.call(CreateGroupMethod, { name, members: slots })
       for (const name of joined) yield* client.call(JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
-    }).pipe(Effect.catchAll((e) => Effect.logWarning(`coordinator: re-joining the new coordinator failed: ${e.message}`)))
+    })
+    const rejoinTimeoutMs = options.rejoinTimeoutMs ?? DEFAULT_REJOIN_TIMEOUT_MS
+    /**
+     * Joins again and re-creates and re-joins the groups, retried with backoff for up to
+     * `rejoinTimeoutMs` (the coordinator may be failing over, or not serving yet): one failed
+     * attempt must not leave this process out of the membership for good. Giving up is logged
+     * as `CoordinatorRejoinFailed`.
+     */
+    const rejoin = (after: string) =>
+      Effect.suspend(() => {
+        const started = Date.now()
+        let attempts = 0
+        return rejoinOnce.pipe(
+          Effect.tapError((e) =>
+            Effect.logWarning(`coordinator: re-joining after ${after} failed (attempt ${++attempts}): ${e.message}`)
+          ),
+          Effect.retry(rejoinBackoff.pipe(Schedule.upTo(rejoinTimeoutMs))),
+          Effect.catchAll((e) =>
+            Effect.logError(new CoordinatorRejoinFailed({ slot: self.slot, after, attempts, waitedMs: Date.now() - started, last: e.message }).message)
+          )
+        )
+      })
     const takeovers = yield* client.notices(CoordinatorTakeoverNotice)
     yield* takeovers.pipe(
       Stream.runForEach(({ epoch }) =>
@@ -412,7 +460,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           takeover = takeoverSignal()
           current.abort(`epoch ${epoch}`)
           yield* Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`)
-          yield* rejoin
+          yield* FiberHandle.run(rejoining, rejoin(`a takeover (epoch ${epoch})`))
         })
       ),
       Effect.forkScoped
