@@ -516,7 +516,8 @@ export const openReader = (
     const mine = () => Atomics.load(u32, stateWord) === attached
     // Every store to the line after attaching is conditional on the slot being this reader's:
     // once reaped it may be another's (waiting word and counters by compare-and-swap from this
-    // reader's own value; the heartbeat, which only `inspect` shows, after a check).
+    // reader's own value; the heartbeat, a plain f64, after a check: a stop in between could
+    // at worst make a successor look fresh).
     const setWaiting = (on: boolean) => {
       Atomics.compareExchange(u32, waitingWord, on ? idle : waiting, on ? waiting : idle)
     }
