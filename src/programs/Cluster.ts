@@ -14,6 +14,10 @@ import type { RoleEvent } from "./Report.js"
 /** The typed error a role reported before it failed (`reportFailure`): its tag, message and fields. */
 export type ReportedError = { readonly _tag: string; readonly message: string } & Record<string, unknown>
 
+/** The last line of `output` in the CLI's failure form (`cxlog COMMAND: why`), if any. */
+const lastCliFailure = (output: string): string | undefined =>
+  output.split("\n").reverse().find((line) => /^cxlog [a-z-]+: /.test(line))?.trim()
+
 export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   readonly role: string
   /** The role's process id (0 if it never started). */
@@ -28,7 +32,9 @@ export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   override get message() {
     const who = this.pid === undefined ? this.role : `${this.role} (pid ${this.pid})`
     const during = this.waitingFor === undefined ? "" : ` while the run waited for ${this.waitingFor}`
-    const typed = this.error === undefined ? "" : `: ${this.error._tag}: ${this.error.message}`
+    // Without a typed error, the role's own one-line failure ("cxlog head: …", the CLI's form) is the reason to show.
+    const said = this.error === undefined ? lastCliFailure(this.stderr) : undefined
+    const typed = this.error !== undefined ? `: ${this.error._tag}: ${this.error.message}` : said === undefined ? "" : `: ${said}`
     const tail = this.stderr.trim() === "" ? "" : `\n--- ${this.role} stderr (last lines) ---\n${this.stderr.trimEnd()}`
     return `${who} failed: ${this.reason}${during}${typed}${tail}`
   }
@@ -88,6 +94,9 @@ export const stopChild = (child: ChildProcess): Effect.Effect<void> =>
     child.kill("SIGTERM")
   })
 
+/** How long a role's failure waits, after it exited, for the rest of its output. */
+const STDIO_DRAIN_MS = 1_000
+
 /** Forks `cxlog <args>`; SIGTERM then SIGKILL when the scope closes. */
 export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<RoleProcess, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -133,9 +142,20 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
       Deferred.unsafeDone(deferredFor(event.event), Effect.succeed(event))
     })
     child.on("exit", (code, signal) => {
-      const reason = exitReason = `exited with ${signal ?? `code ${code}`}`
-      Deferred.unsafeDone(exit, Effect.fail(failed(reason, "it to finish")))
-      for (const [kind, d] of seen) Deferred.unsafeDone(d, Effect.fail(failed(reason, `its "${kind}" event`)))
+      const settle = () => {
+        if (exitReason !== undefined) return
+        const reason = exitReason = `exited with ${signal ?? `code ${code}`}`
+        Deferred.unsafeDone(exit, Effect.fail(failed(reason, "it to finish")))
+        for (const [kind, d] of seen) Deferred.unsafeDone(d, Effect.fail(failed(reason, `its "${kind}" event`)))
+      }
+      // "exit" can come before the child's last output is read (a role that fails at start prints
+      // why and exits at once): fail once its pipes have closed, so the failure carries that output.
+      // A grandchild holding the pipes open must not hold the failure back: bounded.
+      const drained = setTimeout(settle, STDIO_DRAIN_MS)
+      child.once("close", () => {
+        clearTimeout(drained)
+        settle()
+      })
     })
     return {
       role,

@@ -12,7 +12,7 @@
 import { Console, Effect, Fiber } from "effect"
 import { layerRemote, type RemoteSubscriberOptions } from "../layers/net/SubscriberRemote.js"
 import { Subscriber, type SubscriberBatch, type SubscriberMessage } from "../services/net/Subscriber.js"
-import { type AuditResult, makeAudit } from "./Audit.js"
+import { type AuditResult, makeAudit, outOfOrderText } from "./Audit.js"
 import { report, reportFailure } from "./Report.js"
 
 export interface RemoteAuditOptions {
@@ -20,6 +20,8 @@ export interface RemoteAuditOptions {
   readonly topic: string
   readonly publishers: number
   readonly perPublisher: number
+  /** The topic's order mode: whether publish order is checked (`promisesPublishOrder`). */
+  readonly order: number
   /** True once every publisher has finished; the log's end then is where the audit stops. */
   readonly publishersDone: () => boolean
   /** Stop (what is missing then is "not delivered") when nothing new arrives for this long. */
@@ -37,7 +39,7 @@ export const remoteAudit = (options: RemoteAuditOptions) =>
       ...(options.consumer === undefined ? {} : { consumer: options.consumer })
     })
     report({ event: "subscribed", position: subscription.start })
-    const audit = makeAudit(options.publishers, options.perPublisher)
+    const audit = makeAudit(options.publishers, options.perPublisher, options.order)
     let messages = 0
     let bytes = 0
     let lastProgress = Date.now()
@@ -91,7 +93,7 @@ export const remoteAudit = (options: RemoteAuditOptions) =>
     yield* Console.error(
       `remote subscriber: ${messages} messages in ${elapsedMs} ms${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
         result.passed ? "passed" : "FAILED"
-      }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, out of order ${result.outOfOrder}, crc mismatches ${result.crcMismatches}`
+      }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, ${outOfOrderText(result)}, crc mismatches ${result.crcMismatches}`
     )
     return result
   }).pipe(

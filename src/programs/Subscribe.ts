@@ -22,7 +22,7 @@ import { loadAddonSync } from "../native/Native.js"
 import { type LogBatchView, LogReader, type LogMessageView } from "../services/log/LogReader.js"
 import { LogCorrupt } from "../services/log/Topics.js"
 import { valueStart } from "../layers/net/BatchPayload.js"
-import { type AuditResult, makeAudit } from "./Audit.js"
+import { type AuditResult, makeAudit, outOfOrderText } from "./Audit.js"
 import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
 
 export interface SubscribeOptions {
@@ -30,7 +30,7 @@ export interface SubscribeOptions {
   readonly topic: string
   readonly from: number | "earliest" | "latest"
   /** Audit `publishers × perPublisher` stamped messages, reading to the end of the log (see above). */
-  readonly audit?: { readonly publishers: number; readonly perPublisher: number }
+  readonly audit?: { readonly publishers: number; readonly perPublisher: number; readonly order: number }
   /** Audit mode: true once every publisher has finished; the log's end then is where the audit stops. */
   readonly publishersDone?: () => boolean
   /** Without an audit: stop after this many messages (default: run until interrupted). */
@@ -64,7 +64,7 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
     const cursor = yield* log.subscribe(options.topic, { from: options.from, durable: true })
     report({ event: "subscribed", position: cursor.position() })
     const addon = loadAddonSync()
-    const audit = options.audit === undefined ? undefined : makeAudit(options.audit.publishers, options.audit.perPublisher)
+    const audit = options.audit === undefined ? undefined : makeAudit(options.audit.publishers, options.audit.perPublisher, options.audit.order)
     const decoder = new TextDecoder()
     let messages = 0
     let bytes = 0
@@ -149,7 +149,7 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
       yield* Console.error(
         `subscriber: ${messages} messages${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
           result.passed ? "passed" : "FAILED"
-        }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, out of order ${result.outOfOrder}, crc mismatches ${result.crcMismatches}`
+        }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, ${outOfOrderText(result)}, crc mismatches ${result.crcMismatches}`
       )
     }
     return result

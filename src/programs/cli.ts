@@ -570,6 +570,7 @@ const subscribeCommand = Cli.command({
     }),
     auditPublishers: Cli.integer("audit-publishers", { default: 0, hidden: true, description: "audit stamped messages of this many publishers" }),
     auditMessages: Cli.integer("audit-messages", { default: 0, hidden: true, description: "messages each audited publisher sends" }),
+    auditOrder: Cli.integer("audit-order", { default: 5, hidden: true, description: "the audited topic's order mode (publish order is checked in mode 5 only)" }),
     untilPublishersDone: Cli.toggle("until-publishers-done", {
       hidden: true,
       description: "read to the log's end as of the orchestrator's publishersDone message"
@@ -610,6 +611,7 @@ const subscribeCommand = Cli.command({
           topic: o.topic,
           publishers: o.auditPublishers,
           perPublisher: o.auditMessages,
+          order: o.auditOrder,
           publishersDone: publishersDone?.said ?? (() => false),
           idleTimeoutMs: o.idleTimeoutMs,
           reportEveryMs: 250,
@@ -623,7 +625,7 @@ const subscribeCommand = Cli.command({
         region: { name: o.region, coherence: o.coherence },
         topic: o.topic,
         from: o.from,
-        ...(o.auditPublishers > 0 ? { audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages } } : {}),
+        ...(o.auditPublishers > 0 ? { audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages, order: o.auditOrder } } : {}),
         ...(o.limit === undefined ? {} : { limit: o.limit }),
         idleTimeoutMs: o.idleTimeoutMs,
         reportEveryMs: 250,

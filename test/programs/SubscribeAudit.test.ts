@@ -2,7 +2,8 @@
  * The subscriber's audit (`cxlog subscribe --audit-*`, used by `cxlog run` and `bench`): it
  * reads to the end of the ordered log, so a duplicate ordered after the last distinct message
  * is counted, and it tells messages lost (absent though it read to the end) from messages not
- * delivered (it stopped before the end).
+ * delivered (it stopped before the end). Publish order fails the audit only in order mode 5,
+ * the one mode that promises it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
@@ -41,12 +42,12 @@ const orderedLog = (cluster: LogCluster, batches: ReadonlyArray<ReadonlyArray<nu
     return { appender, sequencer }
   })
 
-/** Audits 10 messages of publisher 0 over the cluster's reader; `events` collects what it reports. */
-const audit = (cluster: LogCluster, options: { publishersDone?: () => boolean; idleTimeoutMs: number }, events: Array<RoleEvent> = []) =>
+/** Audits 10 messages of publisher 0 over the cluster's reader, as of a topic of order mode `order` (the log's, 2, unless given); `events` collects what it reports. */
+const audit = (cluster: LogCluster, options: { publishersDone?: () => boolean; idleTimeoutMs: number; order?: number }, events: Array<RoleEvent> = []) =>
   readTopic({
     topic: "t",
     from: "earliest",
-    audit: { publishers: 1, perPublisher: 10 },
+    audit: { publishers: 1, perPublisher: 10, order: options.order ?? 2 },
     ...options,
     reportEveryMs: 0,
     print: false,
@@ -86,6 +87,17 @@ for (const impl of implementations) {
         const cluster = yield* impl.make()
         yield* orderedLog(cluster, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
         expect(yield* audit(cluster, { idleTimeoutMs: 30_000 })).toMatchObject({ received: 10, lost: 0, notDelivered: 0, duplicated: 0, outOfOrder: 0, passed: true })
+      }))
+
+    it.scopedLive("messages out of publish order are counted; they fail the audit of an order 5 topic only", () =>
+      Effect.gen(function*() {
+        // As order 2 orders batches carried by two brokers: the second broker's batch first.
+        const cluster = yield* impl.make()
+        yield* orderedLog(cluster, [[5, 6, 7, 8, 9], [0, 1, 2, 3, 4]])
+        const unpromised = yield* audit(cluster, { idleTimeoutMs: 30_000, order: 2 })
+        expect(unpromised).toMatchObject({ received: 10, lost: 0, duplicated: 0, outOfOrder: 2, publishOrder: false, passed: true })
+        const promised = yield* audit(cluster, { idleTimeoutMs: 30_000, order: 5 })
+        expect(promised).toMatchObject({ received: 10, lost: 0, duplicated: 0, outOfOrder: 2, publishOrder: true, passed: false })
       }))
   })
 }
