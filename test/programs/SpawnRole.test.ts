@@ -23,13 +23,13 @@ describe("spawnRole", () => {
 
   it.scoped("a role that fails at start: the failure's first line carries the role's own reason", () =>
     Effect.gen(function*() {
-      // A replicated topic that is not order 5: the head refuses it before making a region.
+      // A replicated topic that is not order 5: the head refuses it before making a region, as a configuration mistake (exit 2).
       const head = yield* spawnRole("head", ["head", "--topic", "t:2:2:2"], {
         CXLOG_REGION: `cxlog-spawnrole-${process.pid}`,
         CXLOG_DATA_DIR: join(tmpdir(), `cxlog-spawnrole-${process.pid}`)
       })
       const failed = yield* Effect.flip(head.event("ready", 20_000))
-      expect(failed.reason).toBe("exited with code 1")
+      expect(failed.reason).toBe("exited with code 2")
       expect(failed.message.split("\n")[0]).toContain("cxlog head: invalid topic: topic t: replication factor 2 needs order 5")
     }), 30_000)
 })
