@@ -411,6 +411,9 @@ export const make = (
     const awaitEarlierRound = Effect.gen(function*() {
       const started = Date.now()
       let warned = false
+      // A round ends within a millisecond or two; a marker still there after that names a stalled or
+      // stopped process, which may stay so for the whole wait: look less and less often (at most every 100 ms).
+      let pollMs = 2
       for (;;) {
         const marker = Atomics.load(region.i32, writingWord)
         if (marker === 0) return
@@ -429,7 +432,8 @@ export const make = (
           warned = true
           yield* Effect.logWarning(`sequencer: process ${marker} of an earlier epoch is stopped inside a round; ordering waits until it finishes the round or is gone (at most ${earlierRoundWaitMs} ms while it runs)`)
         }
-        yield* Effect.sleep(2)
+        yield* Effect.sleep(pollMs)
+        pollMs = Math.min(pollMs * 2, 100)
       }
     })
     const acquire = Effect.gen(function*() {
