@@ -26,6 +26,8 @@ const cpuSeconds = () => {
 if (process.argv[2] === "receiver") {
   // A receiver: counts its share, then reports its CPU to the sender.
   const [, , , mode, share, dir] = process.argv
+  // A sender that died (a failed connect, ^C) leaves no one to stop this listener: its IPC channel closing does.
+  process.on("disconnect", () => process.exit(1))
   const from = cpuSeconds()
   const options = { key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")), ciphers: "TLS_AES_128_GCM_SHA256" }
   const server = mode === "tls" ? tls.createServer(options) : net.createServer()
