@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Layer, Queue } from "effect"
-import { readFileSync } from "node:fs"
+import { isPidStopped } from "../../src/layers/log/Participants.js"
 import { LeaseLine } from "../../src/layers/log/Records.js"
 import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
@@ -18,12 +18,6 @@ import { forkCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const lease = Offsets.sequencerLease
-
-/** Whether process `pid` is stopped, as /proc says. */
-const isStopped = (pid: number) => {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-  return stat[stat.lastIndexOf(")") + 2] === "T"
-}
 
 /** Waits (bounded) until `child` has logged `count` lines matching `pattern`; fails at once, with what it printed last, if it exits first. */
 const logged = (child: Child, pattern: RegExp, count: number, timeoutMs: number) => {
@@ -62,7 +56,7 @@ describe("a standby head and a last head stopped inside a round", () => {
       yield* inRegion(region, (memory) =>
         Effect.gen(function*() {
           head.child.kill("SIGSTOP")
-          while (!isStopped(head.pid)) yield* Effect.sleep("5 millis")
+          while (!isPidStopped(head.pid)) yield* Effect.sleep("5 millis")
           // Stopped inside a round: its marker names it (set here in case the stop fell between rounds).
           Atomics.store(memory.i32, (lease + LeaseLine.writing) / 4, head.pid)
         }))

@@ -69,19 +69,27 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
   region.publish(offset, LINE_BYTES)
 }
 
+/** The state letter /proc gives process `pid`, or undefined where it cannot be read. */
+const pidState = (pid: number): string | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat[stat.lastIndexOf(")") + 2]
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * Whether `pid` still runs: alive and not a zombie. A SIGKILLed head stays a zombie until its
  * parent reaps it (a busy `cxlog run` may take a while), and a zombie writes nothing: a standby
  * need not wait for the reaping, nor for its lease to expire.
  */
-export const isPidRunning = (pid: number): boolean => {
-  if (!isPidAlive(pid)) return false
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat[stat.lastIndexOf(")") + 2] !== "Z"
-  } catch {
-    return true
-  }
+export const isPidRunning = (pid: number): boolean => isPidAlive(pid) && pidState(pid) !== "Z"
+
+/** Whether process `pid` is stopped (SIGSTOP, or a debugger's trace stop). */
+export const isPidStopped = (pid: number): boolean => {
+  const state = pidState(pid)
+  return state === "T" || state === "t"
 }
 
 /** Whether a doorbell word read from the region names a doorbell line inside it. */

@@ -13,7 +13,6 @@
  * slots already finished, so no batch is ordered twice or lost.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { readFileSync } from "node:fs"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
@@ -32,7 +31,7 @@ import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { Offsets } from "../region/Superblock.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
-import { countedWatch, isPidRunning, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
+import { countedWatch, isPidRunning, isPidStopped, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
 import { DescriptorState, GoiEntry, LeaseLine, LINE_BYTES, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import {
   DescriptorView,
@@ -67,17 +66,6 @@ export interface SequencerLayerOptions extends SequencerOptions {
 
 /** A round is plain code taking milliseconds; a marker set far longer than this names no head inside one unless its process is stopped. */
 const EARLIER_ROUND_WAIT_MS = 60_000
-
-/** Whether process `pid` is stopped (SIGSTOP, or a debugger's trace stop), as /proc says. */
-const isPidStopped = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const state = stat[stat.lastIndexOf(")") + 2]
-    return state === "T" || state === "t"
-  } catch {
-    return false
-  }
-}
 
 /** The region's views, made once per sequencer. */
 interface RegionViews {
