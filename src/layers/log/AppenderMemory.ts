@@ -33,11 +33,12 @@ const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource 
 export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker, room?: { readonly bytes: number; readonly blogBytes: number }): void => {
   const freed = reclaim(broker, Math.min(broker.consumedThrough, broker.head), reclaimSource(topic, broker))
   broker.freed.push(...broker.pbr.splice(0, freed))
-  const released = room !== undefined && releaseBlog(broker, room.bytes, room.blogBytes, reclaimSource(topic, broker))
+  // A source afresh: the PBR queue starts at the new `reclaimed` now.
+  if (room !== undefined) releaseBlog(broker, room.bytes, room.blogBytes, reclaimSource(topic, broker))
   // Gone for readers: what the tail passed, and what left the GOI window (or was never in it), so the queue holds no more than the GOI.
   let passed = 0
   for (const batch of broker.freed) {
-    if (!(released && batch.blogPosition < broker.blogTail) && batch.globalSeq >= topic.goiBase) break
+    if (batch.blogPosition >= broker.blogTail && batch.globalSeq >= topic.goiBase) break
     batch.reclaimed = true
     passed++
   }
