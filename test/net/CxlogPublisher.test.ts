@@ -6,9 +6,7 @@ import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
-
-/** A region no head wrote a secret file for: these brokers authenticate nobody, and credentials found for the default region would refuse them. */
-const anonymous = { region: `cxlog-test-anonymous-${process.pid}` } as const
+import { anonymous } from "../fixtures/anonymous-region.js"
 
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })

@@ -10,9 +10,7 @@ import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
 import type { SubscriberMessage } from "../../src/services/net/Subscriber.js"
 import { spawnFixture } from "../helpers/Processes.js"
-
-/** A region no head wrote a secret file for: these brokers authenticate nobody, and credentials found for the default region would refuse them. */
-const anonymous = { region: `cxlog-test-anonymous-${process.pid}` } as const
+import { anonymous } from "../fixtures/anonymous-region.js"
 
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
