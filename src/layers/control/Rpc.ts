@@ -328,8 +328,11 @@ const writeQueued = (channel: ReplyChannel) =>
     let full: RingWriteError | undefined
     const dropped = new Map<Outbound, RingWriteError>()
     for (const item of items) {
-      const written = full !== undefined
-        ? (tryWrite(channel.writer, item.frame) ? Either.void : Either.left(full))
+      // Tried at once first: a frame that fits costs no effect of its own.
+      const written = tryWrite(channel.writer, item.frame)
+        ? Either.void
+        : full !== undefined
+        ? Either.left(full)
         : yield* Effect.either(writeFrame(channel.writer, item.frame))
       if (Either.isRight(written)) channel.toWake.add(item.wake)
       else {
