@@ -49,7 +49,7 @@ export const outOfOrderText = (result: Pick<AuditResult, "outOfOrder" | "publish
   result.publishOrder ? `out of order ${result.outOfOrder}` : `out of publish order ${result.outOfOrder} (not promised in this order mode)`
 
 /** Whether a topic of order mode `order` promises each publisher's messages in publish order. */
-export const promisesPublishOrder = (order: number): boolean => order === 5
+const promisesPublishOrder = (order: number): boolean => order === 5
 
 /** Tracks messages of `publishers` publishers, `perPublisher` messages each, in a topic of order mode `order`. */
 export const makeAudit = (publishers: number, perPublisher: number, order: number) => {
