@@ -10,7 +10,7 @@ import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
 import type { SequencerShape } from "../../src/services/log/Sequencer.js"
-import { appendSimple, drain, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
+import { appendSimple, drain, type Implementation, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
 import { type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js"
 
 /**
@@ -240,6 +240,29 @@ for (const impl of implementations) {
   })
 }
 
+/**
+ * Topic "t" in `order` with client 7's batches 0 and 1 ordered through broker 1 (with `aboveGap`,
+ * batch 1 alone, above its gap), then every GOI entry overwritten, by a head since gone.
+ */
+const orderedThenOverwritten = (impl: Implementation, order: 0 | 2 | 4 | 5, aboveGap: boolean) =>
+  Effect.gen(function*() {
+    const cluster = yield* impl.make(config)
+    const info = yield* cluster.topics.create(spec(order))
+    const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
+    yield* Effect.scoped(Effect.gen(function*() {
+      const first = yield* cluster.sequencer()
+      if (aboveGap) {
+        yield* orderAboveGap(a1!, first)
+      } else {
+        yield* appendSimple(a1!, "t", 7, 1, 0, 1)
+        yield* appendSimple(a1!, "t", 7, 1, 1, 2)
+        yield* drain(first)
+      }
+      yield* overwriteGoi(a0!, first)
+    }))
+    return { cluster, info, a1: a1! }
+  })
+
 /** Region implementations only: the test writes a session line's words directly. */
 for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
 
@@ -247,20 +270,7 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
     for (const order of [0, 2, 4, 5] as const) {
       it.scoped(`mode ${order}: the restarted head ${order === 5 ? "restores the line (its frontier is one word)" : "lapses the torn line: no batch its bitmap may misstate is acknowledged or ordered"}`, () =>
         Effect.gen(function*() {
-          const cluster = yield* impl.make(config)
-          const info = yield* cluster.topics.create(spec(order))
-          const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
-          yield* Effect.scoped(Effect.gen(function*() {
-            const first = yield* cluster.sequencer()
-            if (order === 5) {
-              yield* appendSimple(a1!, "t", 7, 1, 0, 1)
-              yield* appendSimple(a1!, "t", 7, 1, 1, 2)
-              yield* drain(first)
-            } else {
-              yield* orderAboveGap(a1!, first)
-            }
-            yield* overwriteGoi(a0!, first)
-          }))
+          const { cluster, info, a1 } = yield* orderedThenOverwritten(impl, order, order !== 5)
           // Orders 0/2/4: the line says frontier 0, batch 1 ordered above it (bit 0). The head resent batch 0 its way,
           // ordered it and was killed writing the line: frontier 2 stored, the bitmap not yet cleared, so it reads as batch 3.
           const { lines, line } = sessionLineOf(cluster, info.id)
@@ -269,7 +279,7 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
           lines.setNext(line, 2)
           const lapsedBefore = yield* lapsedCount
           const second = yield* cluster.sequencer()
-          yield* appendSimple(a1!, "t", 7, 1, 3, 1)
+          yield* appendSimple(a1, "t", 7, 1, 3, 1)
           if (order === 5) {
             // A frontier written whole: batch 2 is next, batch 3 waits for it.
             expect(yield* second.step).toMatchObject({ ordered: 0, held: 1 })
@@ -287,23 +297,14 @@ for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
     for (const order of [0, 2, 4] as const) {
       it.scoped(`mode ${order}: a torn line whose bitmap reads empty is restored (nothing was ordered above its frontier before that write), and its session goes on`, () =>
         Effect.gen(function*() {
-          const cluster = yield* impl.make(config)
-          const info = yield* cluster.topics.create(spec(order))
-          const [a0, a1] = yield* Effect.forEach([0, 1], (b) => cluster.appender(b))
-          yield* Effect.scoped(Effect.gen(function*() {
-            const first = yield* cluster.sequencer()
-            yield* appendSimple(a1!, "t", 7, 1, 0, 1)
-            yield* appendSimple(a1!, "t", 7, 1, 1, 2)
-            yield* drain(first)
-            yield* overwriteGoi(a0!, first)
-          }))
+          const { cluster, info, a1 } = yield* orderedThenOverwritten(impl, order, false)
           // No gap: the bitmap is empty, and a head killed inside the line's next write leaves it odd.
           const { lines, line } = sessionLineOf(cluster, info.id)
           expect(lines.aheadWord(line, 0)).toBe(0)
           lines.storeVersion(line, lines.version(line) + 1)
           const lapsedBefore = yield* lapsedCount
           const second = yield* cluster.sequencer()
-          yield* appendSimple(a1!, "t", 7, 1, 2, 1)
+          yield* appendSimple(a1, "t", 7, 1, 2, 1)
           expect(yield* second.step).toMatchObject({ ordered: 1, dropped: 0 })
           expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 3, known: true })
           expect((yield* lapsedCount) - lapsedBefore).toBe(0)
