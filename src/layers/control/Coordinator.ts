@@ -130,16 +130,15 @@ export const makeServer = (options: ServerOptions = {}) =>
         }
       })
 
-    /** `fromTick`: found by the liveness check (`stalePid`: alive but not running), which must not wait on a release. */
-    const drop = (slot: number, reason: string, fromTick?: { readonly stalePid?: number }) =>
+    /** `fromTick`: found by the liveness check, which must not wait on a release (it frees a stopped member's reply slot next). */
+    const drop = (slot: number, reason: string, fromTick = false) =>
       Effect.gen(function*() {
         if (!membership.remove(slot)) return
         yield* Effect.logInfo(`coordinator: slot ${slot} left the membership: ${reason}`)
         for (const address of controlRings(layout)) yield* rings.reapDead(address).pipe(Effect.orDie)
-        if (fromTick?.stalePid !== undefined) yield* freeReplySlot(slot, fromTick.stalePid)
         // Forked from the tick: a release that waits for room on the reply ring must not hold up
         // the liveness check (which then could not drop the reader that holds the ring back).
-        yield* fromTick === undefined ? engine.memberGone(slot, reason) : Effect.asVoid(Effect.forkIn(engine.memberGone(slot, reason), scope))
+        yield* fromTick ? Effect.asVoid(Effect.forkIn(engine.memberGone(slot, reason), scope)) : engine.memberGone(slot, reason)
       })
 
     // A takeover starts from the process table: every live member of the old coordinator
@@ -210,14 +209,13 @@ export const makeServer = (options: ServerOptions = {}) =>
       const now = Date.now()
       for (const member of [...members.values()]) {
         const info = readSlot(region, layout.processTable, member.slot)
-        if (info.occurrence !== member.occurrence) yield* drop(member.slot, `slot reclaimed (occurrence ${info.occurrence})`, {})
-        else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`, {})
-        else if (!isSlotLive(info, now, staleMs)) {
-          yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`, { stalePid: member.pid })
-        }
+        if (info.occurrence !== member.occurrence) yield* drop(member.slot, `slot reclaimed (occurrence ${info.occurrence})`, true)
+        else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`, true)
+        else if (!isSlotLive(info, now, staleMs)) yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`, true)
       }
-      // Stale processes that are no members hold reply-ring reader slots too: a member dropped
-      // before its reader's own line went stale, an old head stopped while this one took over.
+      // Stale processes that are no members hold reply-ring reader slots: a member just dropped
+      // above, one dropped before its reader's own line went stale, an old head stopped while
+      // this one took over.
       for (let s = 0; s < layout.config.control.maxProcesses; s++) {
         if (members.has(s)) continue
         const info = readSlot(region, layout.processTable, s)
