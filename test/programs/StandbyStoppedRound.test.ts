@@ -56,7 +56,10 @@ describe("a standby head and a last head stopped inside a round", () => {
       yield* inRegion(region, (memory) =>
         Effect.gen(function*() {
           head.child.kill("SIGSTOP")
-          while (!isPidStopped(head.pid)) yield* Effect.sleep("5 millis")
+          yield* Effect.sleep("5 millis").pipe(
+            Effect.repeat({ until: () => isPidStopped(head.pid) }),
+            Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error(`the head (pid ${head.pid}) was not stopped within 10 s of SIGSTOP`) })
+          )
           // Stopped inside a round: its marker names it (set here in case the stop fell between rounds).
           Atomics.store(memory.i32, (lease + LeaseLine.writing) / 4, head.pid)
         }))
