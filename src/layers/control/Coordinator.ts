@@ -383,9 +383,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     // The coordinator frees a stopped member's reply slot as it drops it: resumed, the member
     // attaches again and joins again (`rejoin`, defined below, run only after this client exists).
     const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() => {
-      takeover.abort("this process was dropped for not running")
-      takeover = takeoverSignal()
-      return Effect.asVoid(FiberHandle.run(rejoining, rejoin("this process was dropped for not running")))
+      const reason = "this process was dropped for not running"
+      return restart(reason, reason)
     })
     // One re-join at a time, in a fiber of its own: a newer reason (another takeover) replaces a
     // re-join still retrying, and the takeover notices go on being handled meanwhile.
@@ -450,16 +449,21 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           )
         )
       })
+    /** Fails the barriers in flight (`reason`) and re-joins in the background (replacing a re-join still retrying). */
+    const restart = (reason: string, after: string) =>
+      Effect.suspend(() => {
+        const current = takeover
+        takeover = takeoverSignal()
+        current.abort(reason)
+        return Effect.asVoid(FiberHandle.run(rejoining, rejoin(after)))
+      })
     const takeovers = yield* client.notices(CoordinatorTakeoverNotice)
     yield* takeovers.pipe(
       Stream.runForEach(({ epoch }) =>
-        Effect.gen(function*() {
-          const current = takeover
-          takeover = takeoverSignal()
-          current.abort(`epoch ${epoch}`)
-          yield* Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`)
-          yield* FiberHandle.run(rejoining, rejoin(`a takeover (epoch ${epoch})`))
-        })
+        Effect.zipRight(
+          Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`),
+          restart(`epoch ${epoch}`, `a takeover (epoch ${epoch})`)
+        )
       ),
       Effect.forkScoped
     )
