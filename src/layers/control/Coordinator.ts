@@ -401,7 +401,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const writable = yield* participantRings(rings, layout)
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
 
-    const join = client.call(JoinMethod, self, { timeoutMs: 1_000 }).pipe(
+    const joinOnce = client.call(JoinMethod, self, { timeoutMs: 1_000 })
+    const join = joinOnce.pipe(
       Effect.retry({ times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000) }),
       Effect.mapError((e) => unavailable(`join failed: ${e.message}`))
     )
@@ -423,8 +424,9 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       return controller
     }
     let takeover = takeoverSignal()
+    // One join call per attempt: `rejoin`'s schedule does the retrying (not `join`'s own retries inside each attempt).
     const rejoinOnce = Effect.gen(function*() {
-      yield* join
+      yield* joinOnce
       for (const [name, slots] of created) yield* client.call(CreateGroupMethod, { name, members: slots })
       for (const name of joined) yield* client.call(JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
     })
