@@ -14,10 +14,6 @@ import type { RoleEvent } from "./Report.js"
 /** The typed error a role reported before it failed (`reportFailure`): its tag, message and fields. */
 export type ReportedError = { readonly _tag: string; readonly message: string } & Record<string, unknown>
 
-/** The last line of `output` in the CLI's failure form (`cxlog COMMAND: why`), if any. */
-const lastCliFailure = (output: string): string | undefined =>
-  output.split("\n").reverse().find((line) => /^cxlog [a-z-]+: /.test(line))?.trim()
-
 export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   readonly role: string
   /** The role's process id (0 if it never started). */
@@ -32,9 +28,7 @@ export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   override get message() {
     const who = this.pid === undefined ? this.role : `${this.role} (pid ${this.pid})`
     const during = this.waitingFor === undefined ? "" : ` while the run waited for ${this.waitingFor}`
-    // Without a typed error, the role's own one-line failure ("cxlog head: …", the CLI's form) is the reason to show.
-    const said = this.error === undefined ? lastCliFailure(this.stderr) : undefined
-    const typed = this.error !== undefined ? `: ${this.error._tag}: ${this.error.message}` : said === undefined ? "" : `: ${said}`
+    const typed = this.error === undefined ? "" : `: ${this.error._tag}: ${this.error.message}`
     const tail = this.stderr.trim() === "" ? "" : `\n--- ${this.role} stderr (last lines) ---\n${this.stderr.trimEnd()}`
     return `${who} failed: ${this.reason}${during}${typed}${tail}`
   }
@@ -137,7 +131,8 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
       new RoleFailed({ role, pid, reason, waitingFor, ...(reported === undefined ? {} : { error: reported }), stderr })
     child.on("message", (message) => {
       const event = message as RoleEvent
-      if (event.event === "failed") reported = event["error"] as ReportedError
+      // The first report is the role's own typed error; the CLI's line for the same failure may follow.
+      if (event.event === "failed") reported ??= event["error"] as ReportedError
       for (const listener of listeners) listener(event)
       Deferred.unsafeDone(deferredFor(event.event), Effect.succeed(event))
     })

@@ -24,7 +24,7 @@ import { loopbackSend } from "./Loopback.js"
 import { logFormatFlag, observed, observeFlags, withLogFormat } from "./Observe.js"
 import { publish } from "./Publish.js"
 import { regions } from "./Regions.js"
-import { exitWithParent, parentEvent, tolerateClosedOutput } from "./Report.js"
+import { exitWithParent, parentEvent, report, tolerateClosedOutput } from "./Report.js"
 import { run } from "./Run.js"
 import { loopbackEcho, rtt } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
@@ -966,6 +966,10 @@ const main = Effect.suspend(() => {
       const failure = describeFailure(cause, named === undefined ? "cxlog" : `cxlog ${named.name}`)
       return Effect.sync(() => {
         process.stderr.write(`${failure.line}\n`)
+        // A role forked by `cxlog run`/`bench` tells it why too, whatever the command (a role that
+        // reported its typed error already keeps that one: the orchestrator keeps the first).
+        const tag = Cause.failureOption(cause).pipe((o) => (o._tag === "Some" ? (o.value as { _tag?: unknown } | null)?._tag : undefined))
+        report({ event: "failed", error: { _tag: typeof tag === "string" ? tag : "Error", message: failure.line } })
         if (isVerbose) process.stderr.write(`${Cause.pretty(cause, { renderErrorCause: true })}\n`)
         process.exitCode = failure.exitCode
       })
