@@ -60,7 +60,7 @@ import { readTopic } from "./Topics.js"
 export interface SequencerLayerOptions extends SequencerOptions {
   /** Test-only: verify that every GOI entry and PBR finish line is flushed before its commit word. */
   readonly flushAudit?: FlushAudit
-  /** How long a new holder waits on an earlier head's round marker naming a live process (`awaitEarlierRound`). Default 60 s. */
+  /** Test-only (no flag sets it): how long a new holder waits on an earlier head's round marker naming a live process (`awaitEarlierRound`). Default 60 s. */
   readonly earlierRoundWaitMs?: number
 }
 
