@@ -82,4 +82,17 @@ describe("a stopped member and the reply ring", () => {
       expect(result.after).toBe(result.reattached)
       expect(result.failures).toEqual([])
     }), 120_000)
+
+  it.scopedLive("a member dropped for a stale heartbeat while its reply reader stays attached learns it and joins again", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("stall-lapsed")
+      const head = yield* spawnFixture("coord-stall", ["head", region])
+      expect(yield* head.next(60_000)).toEqual({ ready: true })
+      const lapsed = yield* spawnFixture("coord-stall", ["lapsed", region])
+      yield* nextWith(lapsed, "joined", 60_000)
+      yield* nextWith(lapsed, "dropped", 60_000)
+      // Its reader was never freed (it kept reading), so no re-attach tells it: the coordinator's notice does.
+      const result = yield* nextResult<{ rejoined: boolean; barrier: string }>(lapsed, 60_000)
+      expect(result).toMatchObject({ rejoined: true, barrier: "released" })
+    }), 120_000)
 })

@@ -39,6 +39,7 @@ import {
   BarrierArriveMethod,
   BarrierReleaseNotice,
   CoordinatorTakeoverNotice,
+  MemberDroppedNotice,
   CreateGroupMethod,
   CreateTopicMethod,
   JoinGroupMethod,
@@ -203,6 +204,23 @@ export const makeServer = (options: ServerOptions = {}) =>
       )
     }
 
+    /**
+     * Members dropped for a stale heartbeat whose process still runs, until they are told
+     * (`MemberDroppedNotice`, tried each tick while the reply ring has no room), are members
+     * again, or their process is gone.
+     */
+    const untold = new Map<number, { readonly occurrence: number; readonly reason: string }>()
+    const tellDropped = () => {
+      for (const [slot, drop] of untold) {
+        const info = readSlot(region, layout.processTable, slot)
+        const gone = info.occurrence !== drop.occurrence || !isPidAlive(info.pid)
+        const back = members.get(slot)?.occurrence === drop.occurrence
+        if (gone || back || server.notifyNow(MemberDroppedNotice, { slot, occurrence: drop.occurrence, reason: drop.reason }, slot) !== undefined) {
+          untold.delete(slot)
+        }
+      }
+    }
+
     const idleCheckMs = options.checkEveryMs ?? DEFAULT_CHECK_EVERY_MS
     const waitingCheckMs = Math.min(idleCheckMs, options.checkWhileWaitingMs ?? DEFAULT_CHECK_WHILE_WAITING_MS)
     yield* everyTick(() => (engine.openRounds() > 0 ? waitingCheckMs : idleCheckMs), Effect.gen(function*() {
@@ -211,8 +229,13 @@ export const makeServer = (options: ServerOptions = {}) =>
         const info = readSlot(region, layout.processTable, member.slot)
         if (info.occurrence !== member.occurrence) yield* drop(member.slot, `slot reclaimed (occurrence ${info.occurrence})`, true)
         else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`, true)
-        else if (!isSlotLive(info, now, staleMs)) yield* drop(member.slot, `heartbeat stale for ${now - info.heartbeatMs} ms`, true)
+        else if (!isSlotLive(info, now, staleMs)) {
+          const reason = `heartbeat stale for ${now - info.heartbeatMs} ms`
+          yield* drop(member.slot, reason, true)
+          untold.set(member.slot, { occurrence: member.occurrence, reason })
+        }
       }
+      tellDropped()
       // Stale processes that are no members hold reply-ring reader slots: a member just dropped
       // above, one dropped before its reader's own line went stale, an old head stopped while
       // this one took over.
@@ -363,7 +386,7 @@ const enterBarrier = (participant: Participant, name: string, options: BarrierOp
     const released = client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000, signal: participant.takeover() }).pipe(
       Effect.mapError((e) =>
         e._tag === "RpcAbandoned"
-          ? unavailable(`the coordinator failed over (${e.reason}) while barrier ${name} was in flight; enter it again`)
+          ? unavailable(`${e.reason} while barrier ${name} was in flight; enter it again`)
           : passThrough(BARRIER_ERROR_TAGS)(e)
       )
     )
@@ -382,10 +405,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const slot = yield* ProcessSlot
     // The coordinator frees a stopped member's reply slot as it drops it: resumed, the member
     // attaches again and joins again (`rejoin`, defined below, run only after this client exists).
-    const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() => {
-      const reason = "this process was dropped for not running"
-      return restart(reason, reason)
-    })
+    const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() => restart("this process was dropped for not running"))
     // One re-join at a time, in a fiber of its own: a newer reason (another takeover) replaces a
     // re-join still retrying, and the takeover notices go on being handled meanwhile.
     const rejoining = yield* FiberHandle.make<void, never>()
@@ -451,20 +471,33 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           )
         )
       })
-    /** Fails the barriers in flight (`reason`) and re-joins in the background (replacing a re-join still retrying). */
-    const restart = (reason: string, after: string) =>
+    /** Fails the barriers in flight (`why`: what happened, as a clause) and re-joins in the background (replacing a re-join still retrying). */
+    const restart = (why: string) =>
       Effect.suspend(() => {
         const current = takeover
         takeover = takeoverSignal()
-        current.abort(reason)
-        return Effect.asVoid(FiberHandle.run(rejoining, rejoin(after)))
+        current.abort(why)
+        return Effect.asVoid(FiberHandle.run(rejoining, rejoin(why)))
       })
     const takeovers = yield* client.notices(CoordinatorTakeoverNotice)
     yield* takeovers.pipe(
       Stream.runForEach(({ epoch }) =>
         Effect.zipRight(
           Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`),
-          restart(`epoch ${epoch}`, `a takeover (epoch ${epoch})`)
+          restart(`the coordinator failed over (epoch ${epoch})`)
+        )
+      ),
+      Effect.forkScoped
+    )
+    // Dropped while running (a stop or a blocked loop outlasted the stale bound) with the reply
+    // reader still attached: nothing but this notice says so.
+    const drops = yield* client.notices(MemberDroppedNotice)
+    yield* drops.pipe(
+      Stream.filter((drop) => drop.slot === self.slot && drop.occurrence === self.occurrence),
+      Stream.runForEach((drop) =>
+        Effect.zipRight(
+          Effect.logWarning(`coordinator: this process was dropped from the membership (${drop.reason}); re-joining`),
+          restart(`this process was dropped from the membership (${drop.reason})`)
         )
       ),
       Effect.forkScoped

@@ -36,5 +36,15 @@ export const CreateTopicMethod = method("cxlog.createTopic", {
  */
 export const CoordinatorTakeoverNotice = notice("cxlog.coordinatorTakeover", Schema.Struct({ epoch: Schema.Int }))
 
+/**
+ * Sent to a member the coordinator dropped for a stale heartbeat while its process still runs
+ * (stopped for a while, or its event loop blocked): its reply reader may still be attached, so
+ * nothing else tells it, and it would stay out of the membership and its groups for good.
+ */
+export const MemberDroppedNotice = notice(
+  "cxlog.memberDropped",
+  Schema.Struct({ slot: Schema.Int, occurrence: Schema.Int, reason: Schema.String })
+)
+
 /** Sent on the broadcast ring when a barrier round is released (its position is the release watermark). */
 export const BarrierReleaseNotice = notice("cxlog.barrierRelease", Schema.Struct({ barrier: Schema.String, round: Schema.Int }))

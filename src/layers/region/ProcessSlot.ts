@@ -67,6 +67,11 @@ export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, sl
   }
 }
 
+/** Stamps slot `slot`'s heartbeat with `nowMs` (its owner's write). */
+export const writeHeartbeat = (region: CxlMemoryShape, table: ProcessTableLocation, slot: number, nowMs: number): void => {
+  region.f64[(slotOffset(table, slot) + SlotLine.heartbeat) / 8] = nowMs
+}
+
 /** A slot whose owner is running and has heartbeated within `staleMs`. */
 export const isSlotLive = (info: SlotInfo, nowMs: number, staleMs: number): boolean =>
   info.state === 2 && isPidAlive(info.pid) && nowMs - info.heartbeatMs <= staleMs
@@ -114,14 +119,12 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     const occurrence = region.i32[(base + SlotLine.occurrence) / 4]! + 1
     region.i32[(base + SlotLine.occurrence) / 4] = occurrence
     region.i32[(base + SlotLine.role) / 4] = ROLES.indexOf(role)
-    region.f64[(base + SlotLine.heartbeat) / 8] = Date.now()
+    writeHeartbeat(region, table, slot, Date.now())
     region.f64[(base + SlotLine.started) / 8] = Date.now()
     region.publish(base, 64)
     Atomics.store(region.i32, (base + SlotLine.ready) / 4, occurrence)
     const heartbeatMs = options.heartbeatMillis ?? DEFAULT_HEARTBEAT_MS
-    yield* everyTick(() => heartbeatMs, Effect.sync(() => {
-      region.f64[(base + SlotLine.heartbeat) / 8] = Date.now()
-    })).pipe(Effect.forkScoped)
+    yield* everyTick(() => heartbeatMs, Effect.sync(() => writeHeartbeat(region, table, slot, Date.now()))).pipe(Effect.forkScoped)
     return { slot, occurrence, pid, role, doorbellOffset: doorbellOffsetOf(table, slot) }
   })
 
