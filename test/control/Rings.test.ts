@@ -399,11 +399,18 @@ const contract = (label: string, open: OpenRings) =>
         yield* writer.writeAll(Array.from({ length: 8 }, (_, n) => payload(n, 24)))
         const blocked = yield* Effect.fork(writer.write(payload(8, 24)))
         expect(yield* rings.reapDead(ring)).toEqual([]) // its process is alive
-        expect(yield* rings.reap(ring, stuck.slot)).toBe(true)
+        // A reap aimed at another reader of the slot (an earlier one) leaves the one that holds it now.
+        expect(yield* rings.reap(ring, stuck.slot, stuck.occurrence - 1)).toBe(false)
+        expect(yield* rings.reap(ring, stuck.slot, stuck.occurrence)).toBe(true)
         expect(yield* Fiber.join(blocked)).toBe(9 * 32)
         expect(yield* Effect.flip(stuck.take())).toMatchObject({ _tag: "ReaderReaped", slot: stuck.slot, occurrence: stuck.occurrence })
         expect(yield* rings.reap(ring, stuck.slot)).toBe(false)
         expect(yield* Effect.flip(rings.reap(ring, 3))).toMatchObject({ _tag: "InvalidRingAddress" })
+        // The slot taken again: a reap judged on the reaped reader does not free its successor.
+        const successor = yield* rings.reader(ring)
+        expect(successor.slot).toBe(stuck.slot)
+        expect(yield* rings.reap(ring, stuck.slot, stuck.occurrence)).toBe(false)
+        expect(yield* rings.reap(ring, successor.slot, successor.occurrence)).toBe(true)
       }))
 
     it.scopedLive("awaitProgress: true once the readers pass the target (delivered, then processed); false after the timeout", () =>

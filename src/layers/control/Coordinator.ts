@@ -126,7 +126,8 @@ export const makeServer = (options: ServerOptions = {}) =>
       Effect.gen(function*() {
         const reader = replies.reader(slot)
         if (reader.state !== "attached" || reader.pid !== pid || Date.now() - reader.heartbeatMs <= readerStaleMs) return
-        if (yield* rings.reap(layout.broadcastRing, slot).pipe(Effect.orDie)) {
+        // Only the reader judged stale: one that attached since (the process continued) keeps the slot.
+        if (yield* rings.reap(layout.broadcastRing, slot, reader.occurrence).pipe(Effect.orDie)) {
           yield* Effect.logWarning(`coordinator: freed reply-ring reader slot ${slot} of pid ${pid}, alive but not running`)
         }
       })

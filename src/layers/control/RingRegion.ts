@@ -200,14 +200,22 @@ export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
 
 /**
  * Frees `slot` (only if its process is gone when `onlyIfDead`: the claimer's, for a slot being
- * claimed), then rings the writer if it waits for space and the reader so a live one notices.
- * True if a slot was freed.
+ * claimed; only if the reader of `occurrence` holds it, when given), then rings the writer if it
+ * waits for space and the reader so a live one notices. True if a slot was freed.
  */
-export const reapSlot = (region: CxlMemoryShape, doorbell: DoorbellShape, l: Lines, slot: number, onlyIfDead: boolean): boolean => {
+export const reapSlot = (
+  region: CxlMemoryShape,
+  doorbell: DoorbellShape,
+  l: Lines,
+  slot: number,
+  onlyIfDead: boolean,
+  occurrence?: number
+): boolean => {
   const { u32, i32 } = region
   const line = l.line(slot)
   const state = Atomics.load(u32, (line + Reader.state) / 4)
   if (state === FREE) return false
+  if (occurrence !== undefined && state !== attachedOf(occurrence)) return false
   if (onlyIfDead) {
     const owner = isClaim(state)
       ? claimerOf(state)
@@ -879,11 +887,11 @@ export const ringsOver = (place: (address: RingAddress) => Effect.Effect<PlacedR
     inspect: (address) => Effect.map(place(address), (placed) => inspector(placed.region, placed.lines)),
     awaitProgress: (address, target, reached, timeoutMs) =>
       Effect.flatMap(place(address), (placed) => awaitProgressOf(placed, watches, target, reached, timeoutMs)),
-    reap: (address, slot) =>
+    reap: (address, slot, occurrence) =>
       Effect.gen(function*() {
         const { region, doorbell, lines: l } = yield* place(address)
         yield* validateSlot(address, slot)
-        const reaped = reapSlot(region, doorbell, l, slot, false)
+        const reaped = reapSlot(region, doorbell, l, slot, false, occurrence)
         if (reaped) yield* countReaped(1)
         return reaped
       }),

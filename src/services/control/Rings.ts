@@ -222,8 +222,12 @@ export interface RingsShape {
     reached: () => boolean,
     timeoutMs: number
   ) => Effect.Effect<boolean, InvalidRingAddress>
-  /** Frees a reader slot so it no longer holds the writer back; its reader then fails with `ReaderReaped`. True if it was attached. */
-  readonly reap: (address: RingAddress, slot: number) => Effect.Effect<boolean, InvalidRingAddress>
+  /**
+   * Frees a reader slot so it no longer holds the writer back; its reader then fails with
+   * `ReaderReaped`. With `occurrence`, only while that reader still holds the slot (the one the
+   * caller judged: a reader attached since is left alone). True if a slot was freed.
+   */
+  readonly reap: (address: RingAddress, slot: number, occurrence?: number) => Effect.Effect<boolean, InvalidRingAddress>
   /** Reaps every slot whose process is gone (`process.kill(pid, 0)`); returns the slots reaped. */
   readonly reapDead: (address: RingAddress) => Effect.Effect<ReadonlyArray<number>, InvalidRingAddress>
 }
