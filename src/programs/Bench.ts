@@ -118,6 +118,7 @@ const runShape = (options: BenchOptions) => ({
   ackLevel: options.ackLevel,
   batchBytes: options.batchBytes,
   window: options.window,
+  ...(options.warmupBytes === undefined ? {} : { warmupBytes: options.warmupBytes }),
   output: "silent" as const,
   subscriber: options.type === "e2e",
   ...(options.type === "e2e" && options.remoteSubscribers !== undefined ? { remoteSubscribers: options.remoteSubscribers } : {}),
@@ -160,6 +161,8 @@ const benchPlain = (options: BenchOptions) =>
       messages: summary.messages,
       messageBytes: options.messageBytes,
       totalBytes: summary.bytes,
+      // Published first and not measured: the figures are a warm cluster's (0: a cold one, the default).
+      warmupBytes: summary.warmupMessages * options.messageBytes,
       brokers: options.brokers,
       order: options.order,
       ackLevel: options.ackLevel,
@@ -203,7 +206,7 @@ const benchPlain = (options: BenchOptions) =>
       yield* Console.log(
         table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback", "CPU vs loopback"], [
           [
-            `${options.type}: ${summary.messages} × ${options.messageBytes} B, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers`,
+            `${options.type}: ${summary.messages} × ${options.messageBytes} B${summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`}, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers`,
             summary.throughputMBps,
             summary.ackLatencyP50Us,
             summary.ackLatencyP99Us,

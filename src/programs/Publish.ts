@@ -24,6 +24,7 @@ import {
   type PublishAckTimeout,
   Publisher,
   type PublisherOptions,
+  type PublisherStats,
   type PublishError
 } from "../services/net/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
@@ -33,6 +34,12 @@ export interface PublishOptions {
   readonly publisher: PublisherOptions
   /** Stamped messages to publish; undefined publishes lines (of `lines`, default stdin). */
   readonly count?: number
+  /**
+   * With `count`: this many stamped messages first (numbered before the `count`), all acknowledged
+   * before the rest; progress and the figures of `done` cover only what follows (a warm process and
+   * cluster), and a `warm` event says when it starts.
+   */
+  readonly warmupCount?: number
   /** The lines to publish when `count` is unset; default standard input. */
   readonly lines?: AsyncIterable<string>
   readonly messageBytes: number
@@ -48,17 +55,18 @@ export interface PublishOptions {
   readonly message?: MessageOptions
 }
 
-const publishStamped = (count: number, options: PublishOptions) =>
+/** Stamped messages `from` to `count - 1`. */
+const publishStamped = (from: number, count: number, options: PublishOptions) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const payload = new Uint8Array(Math.max(options.messageBytes, AUDIT_HEADER_BYTES))
     for (let i = AUDIT_HEADER_BYTES; i < payload.length; i++) payload[i] = (i * 31) & 0xff
-    let seq = 0
+    let seq = from
     const started = performance.now()
     const perMs = options.rateMBps === undefined ? Infinity : (options.rateMBps * 1e6) / payload.length / 1000
     // Per message: stamp and copy into the open batch, no Effect. `true`: every message due is published.
     const publishDue = (): boolean | PublishError => {
-      const allowed = Math.min(count, perMs === Infinity ? count : Math.floor((performance.now() - started) * perMs) + 1)
+      const allowed = Math.min(count, perMs === Infinity ? count : from + Math.floor((performance.now() - started) * perMs) + 1)
       while (seq < allowed) {
         stamp(payload, options.publisherIndex, seq)
         const taken = publisher.tryPublish(payload, options.message)
@@ -81,7 +89,7 @@ const publishStamped = (count: number, options: PublishOptions) =>
           return resume(Effect.die(defect))
         }
         if (outcome !== true || seq >= count) return resume(Effect.succeed(outcome))
-        timer = setTimeout(tick, Math.max(1, Math.ceil(seq / perMs - (performance.now() - started))))
+        timer = setTimeout(tick, Math.max(1, Math.ceil((seq - from) / perMs - (performance.now() - started))))
       }
       tick()
       return Effect.sync(() => clearTimeout(timer))
@@ -212,13 +220,41 @@ const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | un
     return { input, sent }
   })
 
+/** A publisher's counts since `base` (the counts at the end of a warm-up). */
+const countedSince = (stats: PublisherStats, base: PublisherStats | undefined): PublisherStats =>
+  base === undefined ? stats : {
+    ...stats,
+    messages: stats.messages - base.messages,
+    batches: stats.batches - base.batches,
+    ackedBatches: stats.ackedBatches - base.ackedBatches,
+    ackedMessages: stats.ackedMessages - base.ackedMessages
+  }
+
+/** The stamped warm-up (`warmupCount`), every message acknowledged; its publisher counts, or undefined without one. */
+const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void) =>
+  Effect.gen(function*() {
+    const warmup = options.warmupCount ?? 0
+    if (warmup === 0 || options.count === undefined) return undefined
+    const publisher = yield* Publisher
+    const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) =>
+      new MessagesNotAcknowledged({ count: warmup, sent: publisher.stats().messages, unacknowledged: publisher.unacknowledged(), during, cause })
+    const started = performance.now()
+    yield* publishStamped(0, warmup, options).pipe(Effect.mapError(notAcknowledged("send")))
+    yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
+    const base = publisher.stats()
+    report({ event: "warm", elapsedMs: performance.now() - started, messages: base.ackedMessages })
+    return base
+  })
+
 export const publish = (options: PublishOptions) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const report = options.report ?? reportToParent
+    const warm = yield* warmUp(options, report)
     const started = performance.now()
+    const stats = () => countedSince(publisher.stats(), warm)
     // elapsedMs: the orchestrator's live rate uses the same clock as the summary's.
-    yield* Effect.sync(() => report({ event: "progress", elapsedMs: performance.now() - started, ...publisher.stats() })).pipe(
+    yield* Effect.sync(() => report({ event: "progress", elapsedMs: performance.now() - started, ...stats() })).pipe(
       Effect.repeat(Schedule.spaced(options.reportEveryMs)),
       Effect.forkScoped
     )
@@ -235,28 +271,30 @@ export const publish = (options: PublishOptions) =>
       )
       if (stopped !== undefined) return yield* Effect.fail(stopped)
     } else {
-      const count = options.count
+      const from = warm === undefined ? 0 : warm.messages
+      const count = from + options.count
       const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) => {
         return new MessagesNotAcknowledged({ count, sent: publisher.stats().messages, unacknowledged: publisher.unacknowledged(), during, cause })
       }
-      yield* publishStamped(count, options).pipe(Effect.mapError(notAcknowledged("send")))
+      yield* publishStamped(from, count, options).pipe(Effect.mapError(notAcknowledged("send")))
       yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
     }
     const elapsedMs = performance.now() - started
-    const latency = summarize(publisher.ackLatencies())
-    const stats = publisher.stats()
+    const latencies = publisher.ackLatencies(warm?.ackedBatches)
+    const latency = summarize(latencies)
+    const counted = stats()
     report({
       event: "done",
       elapsedMs,
       ackLatencyP50Us: latency.p50,
       ackLatencyP99Us: latency.p99,
-      ackLatencyQuantilesUs: quantiles(publisher.ackLatencies()),
-      ...stats
+      ackLatencyQuantilesUs: quantiles(latencies),
+      ...counted
     })
     yield* Console.error(
-      `publisher: ${stats.messages} messages in ${stats.batches} batches, ${(elapsedMs / 1000).toFixed(2)} s; ack latency p50 ${
-        latency.p50.toFixed(0)
-      } µs, p99 ${latency.p99.toFixed(0)} µs; resends ${stats.resends}, fences ${stats.fences}`
+      `publisher: ${counted.messages} messages in ${counted.batches} batches${warm === undefined ? "" : ` after a warm-up of ${warm.messages}`}, ${
+        (elapsedMs / 1000).toFixed(2)
+      } s; ack latency p50 ${latency.p50.toFixed(0)} µs, p99 ${latency.p99.toFixed(0)} µs; resends ${counted.resends}, fences ${counted.fences}`
     )
-    return { elapsedMs, latency, stats }
+    return { elapsedMs, latency, stats: counted }
   }).pipe(Effect.scoped, Effect.provide(PublisherLayers.layer(options.publisher)))

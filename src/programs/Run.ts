@@ -25,6 +25,11 @@ export interface ClusterShape {
   readonly batchBytes: number
   /** The publisher's in-flight window, in batches. */
   readonly window: number
+  /**
+   * Published first, through the same publisher, connections and subscriber, and not measured:
+   * the figures are then those of a warm cluster (V8 has compiled the hot paths of every role).
+   */
+  readonly warmupBytes?: number
 }
 
 export interface RunOptions extends ClusterShape {
@@ -63,6 +68,8 @@ export interface RunSummary {
   /** Orphaned regions of earlier runs (their run gone, nothing using them) this run removed first. */
   readonly reclaimedRegions: ReadonlyArray<string>
   readonly messages: number
+  /** Messages published before those measured (`warmupBytes`); the audit covers them too. */
+  readonly warmupMessages: number
   /** Batches the publisher sealed (resends not counted again). */
   readonly batches: number
   readonly bytes: number
@@ -202,6 +209,9 @@ export const run = (options: RunOptions) =>
     const reclaimed = yield* pruneRunRegions
     const messages = Math.floor(options.totalBytes / options.messageBytes)
     const bytes = messages * options.messageBytes
+    const warmup = Math.floor((options.warmupBytes ?? 0) / options.messageBytes)
+    /** What the subscribers audit: the warm-up's messages, then the measured ones. */
+    const auditMessages = `${warmup + messages}`
     // ACK 2: the topic keeps a copy on disk, in a fresh directory (under CXLOG_DATA_DIR if set) removed after the run.
     const dataDir = options.ackLevel === 2 ? yield* runDataDir : undefined
     // No role serves metrics unless given its own port below (CXLOG_METRICS_PORT in our environment is not theirs).
@@ -216,7 +226,9 @@ export const run = (options: RunOptions) =>
     if (reclaimed.length > 0) {
       yield* say(`reclaimed ${reclaimed.length} orphaned run region(s) of earlier runs: ${reclaimed.map((r) => `${r.name} (${mib(r.bytes)})`).join(", ")}`)
     }
-    yield* say(`cxlog run: ${mib(bytes)} of ${options.messageBytes}-byte messages, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${region}`)
+    yield* say(
+      `cxlog run: ${mib(bytes)} of ${options.messageBytes}-byte messages${warmup === 0 ? "" : ` after a warm-up of ${mib(warmup * options.messageBytes)}`}, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${region}`
+    )
     const metricsBase = options.metricsPort ?? 0
     const metricsEnv = (index: number) => ({ CXLOG_METRICS_PORT: metricsBase > 0 ? `${metricsBase + index}` : "0" })
     if (metricsBase > 0) {
@@ -247,7 +259,7 @@ export const run = (options: RunOptions) =>
     const subscriber = withSubscriber
       ? yield* spawnRole(
         "subscriber",
-        ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", `${messages}`, "--audit-order", `${options.order}`, "--idle-timeout-ms", "30000", "--until-publishers-done"],
+        ["subscribe", "--topic", "run", "--audit-publishers", "1", "--audit-messages", auditMessages, "--audit-order", `${options.order}`, "--idle-timeout-ms", "30000", "--until-publishers-done"],
         { ...env, ...metricsEnv(options.brokers + 2) }
       )
       : undefined
@@ -264,7 +276,7 @@ export const run = (options: RunOptions) =>
         "--audit-publishers",
         "1",
         "--audit-messages",
-        `${messages}`,
+        auditMessages,
         "--audit-order",
         `${options.order}`,
         "--idle-timeout-ms",
@@ -290,6 +302,7 @@ export const run = (options: RunOptions) =>
       `${options.window}`,
       "--ack",
       `${options.ackLevel}`,
+      ...(warmup === 0 ? [] : ["--warmup-count", `${warmup}`]),
       ...(offeredMBps === undefined ? [] : ["--rate-mbps", `${offeredMBps}`])
     ], { ...env, ...metricsEnv(options.brokers + 1) })
     const timeline = options.report === undefined
@@ -315,11 +328,11 @@ export const run = (options: RunOptions) =>
     })
     for (const h of [head, ...standbys]) {
       h.on((e) => {
-        if (e.event === "ordered") progress.ordered = ((e["ordered"] as Record<string, number>)["run"]) ?? progress.ordered
+        if (e.event === "ordered") progress.ordered = ((e["ordered"] as Record<string, number>)["run"] ?? warmup + progress.ordered) - warmup
       })
     }
     subscriber?.on((e) => {
-      if (e.event === "progress") progress.read = (e["messages"] as number) ?? progress.read
+      if (e.event === "progress") progress.read = ((e["messages"] as number) ?? warmup + progress.read) - warmup
     })
     const kill = options.killBroker
     let killedBroker: number | null = null
@@ -402,7 +415,7 @@ export const run = (options: RunOptions) =>
     // The last line is the summary's own numbers: every message acked (else the publisher failed), what the subscriber read, in the publisher's time.
     progress.acked = messages
     progress.elapsedMs = published["elapsedMs"] as number
-    if (audited !== undefined) progress.read = audited["messages"] as number
+    if (audited !== undefined) progress.read = (audited["messages"] as number) - warmup
     progress.ordered = Math.max(progress.ordered, progress.read, options.ackLevel >= 1 ? messages : 0)
     if (interactive) process.stdout.write(`\r${line()}\n`)
     else yield* say(line())
@@ -415,6 +428,7 @@ export const run = (options: RunOptions) =>
       region,
       reclaimedRegions: reclaimed.map((r) => r.name),
       messages,
+      warmupMessages: warmup,
       bytes,
       messageBytes: options.messageBytes,
       brokers: options.brokers,

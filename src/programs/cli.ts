@@ -440,6 +440,12 @@ const publishCommand = Cli.command({
     brokers,
     topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to publish to" }),
     count: Cli.optionalInteger("count", { min: 0, shown: "stdin lines", description: "publish this many stamped test messages instead of stdin" }),
+    warmupCount: Cli.integer("warmup-count", {
+      default: 0,
+      min: 0,
+      hidden: true,
+      description: "with --count: this many stamped messages first, all acknowledged, not in the figures (run/bench --warmup)"
+    }),
     messageBytes,
     batchBytes,
     lingerMs: Cli.float("linger-ms", {
@@ -504,6 +510,7 @@ const publishCommand = Cli.command({
           ...(o.clientId === undefined ? {} : { clientId: o.clientId })
         },
         ...(o.count === undefined ? {} : { count: o.count }),
+        ...(o.warmupCount === 0 ? {} : { warmupCount: o.warmupCount }),
         messageBytes: o.messageBytes,
         publisherIndex: o.publisherIndex,
         flushTimeoutMs: o.flushTimeoutMs,
@@ -667,6 +674,12 @@ const clusterFlags = (defaultBytes: string) => ({
     min: 0,
     placeholder: "N",
     description: "also run N subscribers reading over TCP from the brokers (round-robin), each auditing the whole total order"
+  }),
+  warmup: Cli.custom("warmup", "SIZE", (t) => (t.trim() === "0" ? Either.right(0) : Cli.parseSize(t)), {
+    default: 0,
+    shown: "0",
+    env: "CXLOG_WARMUP",
+    description: "publish this much first, through the same publisher and subscriber, and measure only what follows: a warm cluster's figures (0: a cold one's)"
   })
 })
 
@@ -678,6 +691,7 @@ const clusterShape = (o: {
   ack: "0" | "1" | "2"
   batchBytes: number
   window: number
+  warmup: number
 }) => ({
   totalBytes: o.bytes,
   messageBytes: o.messageBytes,
@@ -685,7 +699,8 @@ const clusterShape = (o: {
   order: Number(o.order) as 0 | 2 | 4 | 5,
   ackLevel: Number(o.ack) as 0 | 1 | 2,
   batchBytes: o.batchBytes,
-  window: o.window
+  window: o.window,
+  ...(o.warmup > 0 ? { warmupBytes: o.warmup } : {})
 })
 
 const runCommand = Cli.command({

@@ -154,6 +154,11 @@ describe("Publisher", () => {
       expect(stats.brokers.map((x) => x.sent > 0)).toEqual([true, true, true, true])
       expect(stats.brokers.reduce((n, x) => n + x.acked, 0)).toBe(stats.batches)
       expect(a.ackLatencies().length).toBe(stats.batches)
+      // Since a count of acknowledged batches: the later ones only, in the order acknowledged.
+      const latest = a.ackLatencies(stats.batches - 3)
+      expect(latest.length).toBe(3)
+      expect([...latest]).toEqual([...a.ackLatencies()].slice(-3))
+      expect(a.ackLatencies(stats.batches).length).toBe(0)
       expect(new Set(log.ordered("t").map((x) => x.broker))).toEqual(new Set([0, 1, 2, 3]))
     }))
 

@@ -1,7 +1,7 @@
 /**
  * End to end: `cxlog run` as a user runs it (the bundled CLI, `dist/cxlog.mjs`), a head, 4 broker processes,
  * a publisher and an auditing subscriber — once plain, once with a broker SIGKILLed mid-run;
- * and `cxlog bench --type publish`, which runs no subscriber and so reports no audit.
+ * a run measured after a warm-up, and `cxlog bench --type publish`, which runs no subscriber and so reports no audit.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -56,6 +56,18 @@ describe("cxlog run and bench (bundled CLI, real processes)", () => {
       })
       // The kill landed while batches were in flight to that broker, and they were sent again.
       expect(summary["resends"]).toBeGreaterThan(0)
+      expect(existsSync(`/dev/shm/${summary["region"]}`)).toBe(false)
+    }), 240_000)
+
+  it.live("--warmup: the warm-up's messages are published and audited first, and only those after it are measured", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "16MiB", "--warmup", "16MiB", "--broker-count", "1", "--json"])
+      expect(code, stderr).toBe(0)
+      const summary = summaryOf(stdout)
+      expect(summary).toMatchObject({ messages: 16384, warmupMessages: 16384, received: 32768, lost: 0, duplicated: 0, outOfOrder: 0, auditPassed: true })
+      // The publisher's figures count the measured 16 MiB only: 64 KiB batches, about 256 of them (512 with the warm-up's).
+      expect(summary["batches"]).toBeGreaterThanOrEqual(256)
+      expect(summary["batches"]).toBeLessThan(384)
       expect(existsSync(`/dev/shm/${summary["region"]}`)).toBe(false)
     }), 240_000)
 

@@ -951,7 +951,12 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       flush,
       stats: () => ({ clientId, sessionEpoch: epoch ?? 0, ...counts, inFlight: inFlight + orderedInFlight, brokers: brokerCounts() }),
       unacknowledged,
-      ackLatencies: () => latencies.slice(0, Math.min(latencyCount, LATENCY_SAMPLES))
+      ackLatencies: (since = 0) => {
+        const from = Math.max(since, latencyCount - LATENCY_SAMPLES)
+        const out = new Float64Array(Math.max(0, latencyCount - from))
+        for (let i = from; i < latencyCount; i++) out[i - from] = latencies[i % LATENCY_SAMPLES]!
+        return out
+      }
     }
   })
 

@@ -151,8 +151,12 @@ export interface PublisherShape {
    * one. Only for reporting a failure: it walks every batch not done.
    */
   readonly unacknowledged: () => ReadonlyArray<MessageRange>
-  /** Seal-to-ACK latency of each acknowledged batch so far, in µs (the most recent 65,536). */
-  readonly ackLatencies: () => Float64Array
+  /**
+   * Seal-to-ACK latency of each batch acknowledged so far, in µs, in the order they were acknowledged
+   * (the most recent 65,536); with `since`, of those acknowledged after the first `since`
+   * (`stats().ackedBatches` then).
+   */
+  readonly ackLatencies: (since?: number) => Float64Array
 }
 
 export class Publisher extends Context.Tag("cxlog/Publisher")<Publisher, PublisherShape>() {}
