@@ -70,6 +70,8 @@ export interface RunSummary {
   readonly messages: number
   /** Messages published before those measured (`warmupBytes`); the audit covers them too. */
   readonly warmupMessages: number
+  /** How long the warm-up took, to its last ACK (null without one). */
+  readonly warmupMs: number | null
   /** Batches the publisher sealed (resends not counted again). */
   readonly batches: number
   readonly bytes: number
@@ -311,6 +313,11 @@ export const run = (options: RunOptions) =>
 
     // elapsedMs is the publisher's own clock, the one the summary's MB/s divides by.
     const progress = { acked: 0, ordered: 0, read: 0, elapsedMs: 0 }
+    /** How long the warm-up took, once the publisher says it is done (`warm`). */
+    let warmupMs: number | null = null
+    publisher.on((e) => {
+      if (e.event === "warm") warmupMs = Math.round(e["elapsedMs"] as number)
+    })
     const cpu = makeCpuMeter([head, ...standbys, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber]), ...remotes])
     for (const r of remotes) r.on((e) => e.event === "done" && cpu.stop(r))
     publisher.on((e) => {
@@ -328,11 +335,11 @@ export const run = (options: RunOptions) =>
     })
     for (const h of [head, ...standbys]) {
       h.on((e) => {
-        if (e.event === "ordered") progress.ordered = ((e["ordered"] as Record<string, number>)["run"] ?? warmup + progress.ordered) - warmup
+        if (e.event === "ordered") progress.ordered = Math.max(0, ((e["ordered"] as Record<string, number>)["run"] ?? warmup + progress.ordered) - warmup)
       })
     }
     subscriber?.on((e) => {
-      if (e.event === "progress") progress.read = ((e["messages"] as number) ?? warmup + progress.read) - warmup
+      if (e.event === "progress") progress.read = Math.max(0, ((e["messages"] as number) ?? warmup + progress.read) - warmup)
     })
     const kill = options.killBroker
     let killedBroker: number | null = null
@@ -429,6 +436,7 @@ export const run = (options: RunOptions) =>
       reclaimedRegions: reclaimed.map((r) => r.name),
       messages,
       warmupMessages: warmup,
+      warmupMs,
       bytes,
       messageBytes: options.messageBytes,
       brokers: options.brokers,
@@ -471,6 +479,7 @@ export const run = (options: RunOptions) =>
       yield* Console.log(
         [
           "",
+          ...(warmupMs === null ? [] : [`warm-up: ${warmup} messages (${mib(warmup * options.messageBytes)}) in ${(warmupMs / 1000).toFixed(2)} s, not measured`]),
           `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
           ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average`]),

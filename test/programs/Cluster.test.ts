@@ -65,6 +65,7 @@ describe("cxlog run and bench (bundled CLI, real processes)", () => {
       expect(code, stderr).toBe(0)
       const summary = summaryOf(stdout)
       expect(summary).toMatchObject({ messages: 16384, warmupMessages: 16384, received: 32768, lost: 0, duplicated: 0, outOfOrder: 0, auditPassed: true })
+      expect(summary["warmupMs"]).toBeGreaterThan(0)
       // The publisher's figures count the measured 16 MiB only: 64 KiB batches, about 256 of them (512 with the warm-up's).
       expect(summary["batches"]).toBeGreaterThanOrEqual(256)
       expect(summary["batches"]).toBeLessThan(384)
