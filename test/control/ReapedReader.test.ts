@@ -124,6 +124,33 @@ describe("a reaped reader", () => {
       expect(inspector.reader(0)).toMatchObject({ state: "attached", occurrence: b!.occurrence, heartbeatMs: 0 })
     }))
 
+  it.scopedLive("reaped on a quiet ring between its ownership check and reading the head: its counters never land on the successor that starts where it stopped", () =>
+    Effect.gen(function*() {
+      const { rings, meanwhile, fired, reap, attach } = yield* harness("coherent")
+      const writer = yield* rings.writer(ring)
+      const inspector = yield* rings.inspect(ring)
+      const a = yield* rings.reader(ring, { slot: 0 })
+      yield* writer.write(payload(0))
+      expect((yield* a.take()).count).toBe(1)
+      yield* a.complete // a: delivered and processed 32, the head: the ring is quiet
+      let b: RingReader | undefined
+      // a checked the slot is its own; then it is reaped, b attaches at the head (32, where a's
+      // counters stand), and a frame is written that a is about to read but b has not.
+      meanwhile(l.control, () => {
+        reap(0)
+        b = attach(0)
+        const at = writer.tryReserve(24)
+        writer.bytes.set(payload(1), at)
+        writer.commit()
+      })
+      expect(yield* Effect.flip(a.take())).toMatchObject({ _tag: "ReaderReaped", slot: 0, occurrence: a.occurrence })
+      expect(fired()).toBe(true)
+      expect(inspector.reader(0)).toMatchObject({ state: "attached", occurrence: b!.occurrence, delivered: 32, processed: 32 })
+      // b still gets the frame, and only then has delivered it.
+      expect(Array.from((yield* b!.take()).frame(0))).toEqual(Array.from(payload(1)))
+      expect(inspector.reader(0)).toMatchObject({ delivered: 64, processed: 32 })
+    }))
+
   it.scopedLive("reaped between its ownership check and reading the head: ReaderReaped, not RingCorrupt", () =>
     Effect.gen(function*() {
       const { rings, meanwhile, reap } = yield* harness("coherent")

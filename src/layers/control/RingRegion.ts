@@ -10,9 +10,12 @@
  * only be newer, and never by 2^32 bytes, so no store is ever seen torn or early.
  *
  * A reader's counters are the exception (`readCounter`): the reader swaps the commit word first,
- * from the value it last published (so a reader whose slot was reaped and taken by another
- * never writes that one's counters), then stores the f64. The low word is the truth; the f64
- * is within 2^31 of it either way, so the value is rebuilt by the signed difference.
+ * from the value it last published, then stores the f64. The low word is the truth; the f64 is
+ * within 2^31 of it either way, so the value is rebuilt by the signed difference. Each commit
+ * word shares an aligned 64-bit word with one that names the reader (`delivered`'s with the
+ * state word, `processed`'s with the occurrence), and the swap is of that whole word: a reader
+ * whose slot was reaped and taken by another never writes that one's counters, even where the
+ * successor's counter stands at the very value it last published (a quiet ring).
  */
 import { Effect, Metric } from "effect"
 import { ringOccupancy, ringReadersReaped, sampleOnScrape } from "../../Metrics.js"
@@ -92,14 +95,17 @@ const Control = {
   dataBytes: 40 // f64
 } as const
 
-/** Byte offsets in a reader's progress line (written by that reader; a reaper only swaps `state`). */
+/**
+ * Byte offsets in a reader's progress line (written by that reader; a reaper only swaps `state`).
+ * `state` and `deliveredLow` form one 64-bit word, and so do `processedLow` and `occurrence`.
+ */
 const Reader = {
   state: 0, // u32 free / attaching (with the claimer's pid, `claimOf`) / attached (with the occurrence, `attachedOf`)
-  occurrence: 4, // u32
+  deliveredLow: 4, // u32 commit word of `delivered`
   pid: 8, // i32
   bell: 12, // u32 reader's doorbell line
-  deliveredLow: 16, // u32
-  processedLow: 20, // u32
+  processedLow: 16, // u32 commit word of `processed`
+  occurrence: 20, // u32
   delivered: 24, // f64
   processed: 32, // f64
   heartbeat: 40, // f64 ms since the epoch
@@ -113,7 +119,7 @@ const Reader = {
  */
 const Observer = {
   state: 0, // u32 OBSERVING while watched
-  occurrence: 4, // u32
+  occurrence: 20, // u32 (where a reader's is)
   pid: 8, // i32
   bell: 12, // u32 observer's doorbell line
   targetLow: 52, // u32 commit word: low 32 bits of the target
@@ -553,17 +559,26 @@ export const openReader = (
     }
 
     /**
-     * Moves one of this reader's counters from `from` (its last published value) to `to`: the
-     * commit word by compare-and-swap from `from`, so nothing is written once the slot was reaped
-     * and taken by another reader (whose counters start at a later head). False if not written.
+     * Moves one of this reader's counters from `from` (its last published value) to `to`: one
+     * 64-bit compare-and-swap of its commit word together with the word beside it, which must
+     * still name this reader, then the f64. So nothing is written once the slot was reaped,
+     * whoever took it since and wherever that one's counters stand. False if not written.
      */
-    const publishCounter = (lowByte: number, fullByte: number, from: number, to: number) => {
-      const low = from >>> 0
-      if (Atomics.compareExchange(u32, (line + lowByte) / 4, low, to >>> 0) !== low) return false
+    const words = new BigUint64Array(u32.buffer, u32.byteOffset, u32.byteLength >>> 3)
+    const swapPair = (pairByte: number, expected: bigint, next: bigint, fullByte: number, to: number) => {
+      if (Atomics.compareExchange(words, (line + pairByte) / 8, expected, next) !== expected) return false
       f64[(line + fullByte) / 8] = to
       region.publish(line, LINE_BYTES)
       return true
     }
+    const attachedLow = BigInt(attached)
+    const occurrenceHigh = BigInt(occurrence) << 32n
+    /** `delivered`'s commit word is the high half beside the state word (this reader's while it reads `attached`). */
+    const publishDeliveredCounter = (from: number, to: number) =>
+      swapPair(Reader.state, attachedLow | (BigInt(from >>> 0) << 32n), attachedLow | (BigInt(to >>> 0) << 32n), Reader.delivered, to)
+    /** `processed`'s commit word is the low half beside the occurrence. */
+    const publishProcessedCounter = (from: number, to: number) =>
+      swapPair(Reader.processedLow, BigInt(from >>> 0) | occurrenceHigh, BigInt(to >>> 0) | occurrenceHigh, Reader.processed, to)
 
     const reaped = () => new ReaderReaped({ ring: id, slot, occurrence })
     /** A reap in the middle of a scan lets the writer overwrite what it reads: that is the reap, not corruption. */
@@ -703,7 +718,7 @@ export const openReader = (
         if (position !== delivered) {
           const before = delivered
           delivered = position
-          if (publishCounter(Reader.deliveredLow, Reader.delivered, before, position)) ringObserver(before, position)
+          if (publishDeliveredCounter(before, position)) ringObserver(before, position)
         }
         // Checked last: the frames up to `position` are handed on only if not reaped by now.
         return mine()
@@ -712,7 +727,7 @@ export const openReader = (
         if (position === processed) return
         const before = processed
         processed = position
-        if (!publishCounter(Reader.processedLow, Reader.processed, before, position)) return
+        if (!publishProcessedCounter(before, position)) return
         ringWriter()
         ringObserver(before, position)
       },
