@@ -5,8 +5,9 @@
  */
 import { Data, Deferred, Duration, Effect, FiberId, type Scope } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
-import { existsSync, readFileSync, unlinkSync } from "node:fs"
+import { existsSync, unlinkSync } from "node:fs"
 import { removeWakeFifos } from "../layers/region/Doorbell.js"
+import { procStat, USER_HZ } from "../layers/region/ProcessInfo.js"
 import { removeDefaultCredentials } from "../layers/net/Auth.js"
 import { cliEntry } from "../PackageRoot.js"
 import type { RoleEvent } from "./Report.js"
@@ -55,19 +56,10 @@ export interface RoleProcess {
 }
 
 const TAIL_BYTES = 8192
-/** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux ABI Node supports). */
-const USER_HZ = 100
-
 /** utime + stime of a process from /proc/PID/stat, in seconds. */
 export const processCpuSeconds = (pid: number): number | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    // Fields after the command name (which may hold spaces) start at state; utime and stime are the 12th and 13th of them.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return (Number(fields[11]) + Number(fields[12])) / USER_HZ
-  } catch {
-    return undefined
-  }
+  const stat = procStat(pid)
+  return stat === undefined ? undefined : stat.cpuTicks / USER_HZ
 }
 
 /** `CXLOG_PROFILE_DIR=dir` writes a V8 CPU profile of every role process there (finding hot spots). */

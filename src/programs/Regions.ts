@@ -13,7 +13,8 @@ import { Console, Data, Effect } from "effect"
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
 import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { LeaseLine, OrderLine } from "../layers/log/Records.js"
-import { isPidAlive, readSlot } from "../layers/region/ProcessSlot.js"
+import { isPidAlive, procStat, USER_HZ } from "../layers/region/ProcessInfo.js"
+import { readSlot } from "../layers/region/ProcessSlot.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
 import { removeOrphanedWakeFifos, removeWakeFifos } from "../layers/region/Doorbell.js"
 import { removeDefaultCredentials } from "../layers/net/Auth.js"
@@ -74,10 +75,8 @@ const processStartMs = (() => {
   return (pid: number): number | undefined => {
     try {
       bootMs ??= Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]) * 1000
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-      // Fields after the command name (which may hold spaces) start at state; starttime is the 20th of them, in clock ticks.
-      const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19])
-      return Number.isFinite(bootMs) && Number.isFinite(ticks) ? bootMs + ticks * 10 : undefined
+      const ticks = procStat(pid)?.startTicks
+      return Number.isFinite(bootMs) && ticks !== undefined && Number.isFinite(ticks) ? bootMs + (ticks * 1000) / USER_HZ : undefined
     } catch {
       return undefined
     }

@@ -50,7 +50,8 @@ import {
 import { makeMembership } from "./Membership.js"
 import { READER_LIVENESS_MS } from "./RingFrames.js"
 import { everyTick } from "../region/Cadence.js"
-import { isPidAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
+import { isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { RegionLayout } from "../RegionLayout.js"
 
 export interface ServerOptions {

@@ -11,7 +11,7 @@ import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { arrival, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
 import type { ServerOptions } from "./Coordinator.js"
 import { makeMembership, type Membership } from "./Membership.js"
-import { isPidAlive } from "../region/ProcessSlot.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
 import type { Layout } from "../RegionLayout.js"
 
 export interface MemoryHub {

@@ -61,13 +61,3 @@ export const validateFraction = (address: RingAddress, fraction: number): Effect
     ? Effect.succeed(maxFrameBytes(address.dataBytes, fraction))
     : Effect.fail(new InvalidRingAddress({ ring: address.id, reason: `maxFrameFraction ${fraction} must be in (0, 0.5]` }))
 
-/** Whether a process exists (a process of another user counts as alive). */
-export const pidAlive = (pid: number): boolean => {
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as { code?: string }).code === "EPERM"
-  }
-}

@@ -38,6 +38,7 @@ import {
   type RingsShape
 } from "../../services/control/Rings.js"
 import { alignedDelayMs } from "../region/Cadence.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import { makeReader, makeWriter, MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
 import {
@@ -48,7 +49,6 @@ import {
   LINE_BYTES,
   LIVENESS_SLICE_MS,
   PADDING_LENGTH,
-  pidAlive,
   placementBytes,
   READER_LIVENESS_MS,
   validateFraction
@@ -228,7 +228,7 @@ export const reapSlot = (
       : isAttached(state) || state === OBSERVING
       ? Atomics.load(i32, (line + Reader.pid) / 4)
       : undefined
-    if (owner === undefined || pidAlive(owner)) return false
+    if (owner === undefined || isPidAlive(owner)) return false
   }
   if (Atomics.compareExchange(u32, (line + Reader.state) / 4, state, FREE) !== state) return false
   for (const bell of [u32[(l.control + Control.bell) / 4]!, u32[(line + Reader.bell) / 4]!]) {
@@ -262,7 +262,7 @@ export const openWriter = (
     const closedWord = (control + Control.closed) / 4
     const waitingWord = (control + Control.waiting) / 4
     const previous = Atomics.load(i32, pidWord)
-    if (!takeOver && previous !== 0 && Atomics.load(u32, closedWord) === 0 && pidAlive(previous)) {
+    if (!takeOver && previous !== 0 && Atomics.load(u32, closedWord) === 0 && isPidAlive(previous)) {
       return Effect.fail(new RingWriterBusy({ ring: id, pid: previous }))
     }
     const head = readHead(region, l)
@@ -662,7 +662,7 @@ export const openReader = (
     const livenessCheck = () => {
       heartbeat()
       const pid = Atomics.load(i32, (control + Control.pid) / 4)
-      if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !pidAlive(pid)) {
+      if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !isPidAlive(pid)) {
         deadWriterPid = pid
         deadWriterOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
       }
@@ -780,8 +780,8 @@ export const progressWatch = (region: CxlMemoryShape, doorbell: DoorbellShape, l
   const claim = (): boolean => {
     if (readerSlots < 2) return false
     const state = Atomics.load(u32, stateWord)
-    const abandoned = (state === OBSERVING && !pidAlive(Atomics.load(i32, (line + Observer.pid) / 4))) ||
-      (isClaim(state) && !pidAlive(claimerOf(state)))
+    const abandoned = (state === OBSERVING && !isPidAlive(Atomics.load(i32, (line + Observer.pid) / 4))) ||
+      (isClaim(state) && !isPidAlive(claimerOf(state)))
     if (!((state === FREE && anotherSlotFree()) || abandoned)) return false
     if (Atomics.compareExchange(u32, stateWord, state, claimOf(process.pid)) !== state) return false
     occurrence = ((u32[occurrenceWord]! + 1) >>> 0) || 1

@@ -37,7 +37,7 @@ import {
   ConsumerTableFull
 } from "../../services/log/Consumers.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
-import { isPidAlive } from "../region/ProcessSlot.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
 import type { LogArea } from "./Layout.js"
 import { claimSubscriberLine, lineTaken, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { CONSUMER_NAME_BYTES, LINE_BYTES, SubscriberLine } from "./Records.js"

@@ -9,7 +9,7 @@ import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { HeadUnavailable, headLostMsConfig } from "../../services/log/HeadWatch.js"
 import { LeaseLine } from "./Records.js"
 import { alignedDelayMs } from "../region/Cadence.js"
-import { isPidAlive } from "../region/ProcessSlot.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
 import { Offsets } from "../region/Superblock.js"
 
 /**

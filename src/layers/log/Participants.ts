@@ -7,13 +7,12 @@
  */
 import { Effect, type Scope } from "effect"
 import { randomInt } from "node:crypto"
-import { readFileSync } from "node:fs"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
 import { LeaseLine, LINE_BYTES } from "./Records.js"
 import { LeaseLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
-import { isPidAlive } from "../region/ProcessSlot.js"
+import { isPidAlive, procStat } from "../region/ProcessInfo.js"
 import { Offsets } from "../region/Superblock.js"
 
 /** The line views over a region, made once per region (these functions take the region, not views). */
@@ -69,26 +68,16 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
   region.publish(offset, LINE_BYTES)
 }
 
-/** The state letter /proc gives process `pid`, or undefined where it cannot be read. */
-const pidState = (pid: number): string | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat[stat.lastIndexOf(")") + 2]
-  } catch {
-    return undefined
-  }
-}
-
 /**
  * Whether `pid` still runs: alive and not a zombie. A SIGKILLed head stays a zombie until its
  * parent reaps it (a busy `cxlog run` may take a while), and a zombie writes nothing: a standby
  * need not wait for the reaping, nor for its lease to expire.
  */
-export const isPidRunning = (pid: number): boolean => isPidAlive(pid) && pidState(pid) !== "Z"
+export const isPidRunning = (pid: number): boolean => isPidAlive(pid) && procStat(pid)?.state !== "Z"
 
 /** Whether process `pid` is stopped (SIGSTOP, or a debugger's trace stop). */
 export const isPidStopped = (pid: number): boolean => {
-  const state = pidState(pid)
+  const state = procStat(pid)?.state
   return state === "T" || state === "t"
 }
 

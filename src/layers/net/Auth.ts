@@ -21,6 +21,7 @@ import { tmpdir, userInfo } from "node:os"
 import { basename, dirname, join } from "node:path"
 import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
+import { procStat } from "../region/ProcessInfo.js"
 
 /** A refused handshake or action; the broker sends its code in an ERROR frame. */
 export type AuthErrorCode = "auth-required" | "auth-failed" | "forbidden" | "rate-limited" | "too-many-connections"
@@ -522,16 +523,6 @@ const LOCK_WAIT_MS = 10_000
 const LEGACY_LOCK_STALE_MS = 30_000
 const pause = new Int32Array(new SharedArrayBuffer(4))
 
-/** A process's state letter and start time (clock ticks after boot) from /proc; undefined where there is none. */
-const procStat = (pid: number): { readonly state: string; readonly start: string } | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return { state: fields[0]!, start: fields[19]! }
-  } catch {
-    return undefined
-  }
-}
 
 /** Whether the process a lock file names is gone: no such pid, a zombie, or another process under its pid (a start time that differs). */
 const holderGone = (pid: number, start: string): boolean => {
@@ -541,7 +532,7 @@ const holderGone = (pid: number, start: string): boolean => {
     return (error as NodeJS.ErrnoException).code === "ESRCH"
   }
   const now = procStat(pid)
-  return now !== undefined && (now.state === "Z" || (start !== "-" && now.start !== start))
+  return now !== undefined && (now.state === "Z" || (start !== "-" && `${now.startTicks}` !== start))
 }
 
 /**
@@ -649,7 +640,7 @@ const sweepLeftovers = (lockPath: string, mine: string): void => {
 const withFileLock = <A>(path: string, change: () => A): A => {
   const lockPath = `${path}.lock`
   const nonce = randomBytes(8).toString("hex")
-  const mine = `${process.pid} ${procStat(process.pid)?.start ?? "-"} ${nonce}\n`
+  const mine = `${process.pid} ${procStat(process.pid)?.startTicks ?? "-"} ${nonce}\n`
   const deadline = Date.now() + LOCK_WAIT_MS
   try {
     while (!linkNew(lockPath, mine)) {

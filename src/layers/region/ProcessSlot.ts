@@ -18,6 +18,7 @@ import {
 } from "../../services/region/ProcessSlot.js"
 import { CADENCE_MS, everyTick } from "./Cadence.js"
 import * as DoorbellLayers from "./Doorbell.js"
+import { isPidAlive } from "./ProcessInfo.js"
 
 /** On the shared cadence: an idle process wakes for it once per tick, with its other timers. */
 const DEFAULT_HEARTBEAT_MS = CADENCE_MS
@@ -41,16 +42,6 @@ export const processTableBytes = (slots: number) => slots * PROCESS_SLOT_BYTES
 export const slotOffset = (table: ProcessTableLocation, slot: number) => table.offset + slot * PROCESS_SLOT_BYTES
 export const doorbellOffsetOf = (table: ProcessTableLocation, slot: number) => slotOffset(table, slot) + 64
 
-/** True while `pid` names a running process (EPERM still means it exists). */
-export const isPidAlive = (pid: number): boolean => {
-  if (pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
 
 export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, slot: number): SlotInfo => {
   const base = slotOffset(table, slot)

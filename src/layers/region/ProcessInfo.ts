@@ -1,0 +1,41 @@
+/**
+ * What the host says of a process named by its pid: whether it exists, and what /proc/PID/stat
+ * gives (its state, CPU time and start time). Every process a region, a lock file or a run
+ * names is judged through here.
+ */
+import { readFileSync } from "node:fs"
+
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux ABI Node supports). */
+export const USER_HZ = 100
+
+/** True while `pid` names a process (EPERM: another user's, still there). */
+export const isPidAlive = (pid: number): boolean => {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+export interface ProcStat {
+  /** The state letter: R, S, D, Z (zombie), T (stopped), t (traced), … */
+  readonly state: string
+  /** User and system time, in clock ticks. */
+  readonly cpuTicks: number
+  /** When it started, in clock ticks after boot: with the pid, it names one process (a reused pid has another). */
+  readonly startTicks: number
+}
+
+/** /proc/PID/stat of `pid`; undefined where there is no such process, or no /proc. */
+export const procStat = (pid: number): ProcStat | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    // The fields after the command name (which may hold spaces and parentheses) start at the state.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return { state: fields[0]!, cpuTicks: Number(fields[11]) + Number(fields[12]), startTicks: Number(fields[19]) }
+  } catch {
+    return undefined
+  }
+}
