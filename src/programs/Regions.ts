@@ -14,7 +14,7 @@ import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unl
 import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { LeaseLine, OrderLine } from "../layers/log/Records.js"
 import { isPidAlive, procStat, USER_HZ } from "../layers/region/ProcessInfo.js"
-import { readSlot } from "../layers/region/ProcessSlot.js"
+import { isOwnerAlive, readSlot } from "../layers/region/ProcessSlot.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
 import { removeOrphanedWakeFifos, removeWakeFifos } from "../layers/region/Doorbell.js"
 import { removeDefaultCredentials } from "../layers/net/Auth.js"
@@ -117,7 +117,7 @@ const readDetails = (name: string) =>
     const processes: Array<RegionProcess> = []
     for (let s = 0; s < layout.processTable.slots; s++) {
       const info = readSlot(region, layout.processTable, s)
-      if (info.pid !== 0) processes.push({ slot: s, pid: info.pid, role: info.role, alive: isPidAlive(info.pid) })
+      if (info.pid !== 0) processes.push({ slot: s, pid: info.pid, role: info.role, alive: isOwnerAlive(info) })
     }
     const topics = listTopics(region, layout.log).map((t) => ({
       name: t.name,

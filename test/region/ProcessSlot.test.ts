@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, type Scope } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
+import { ownStartTicks } from "../../src/layers/region/ProcessInfo.js"
 import * as ProcessSlotLayers from "../../src/layers/region/ProcessSlot.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
@@ -42,6 +43,26 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
           region
         )
         expect(next.occurrence).toBe(again + 1)
+      }))
+
+    it.scopedLive("a slot names its owner by pid and start time: one whose pid now names a later process is claimed", () =>
+      Effect.gen(function*() {
+        const name = yield* uniqueRegion("slot-reuse")
+        const region = yield* open({ name, size: 1 << 20, mode: "create" })
+        const single = { offset: 8192 + 8 * 128, slots: 1 }
+        const claim = Effect.provideService(ProcessSlotLayers.make({ table: single, role: "worker" }), CxlMemory, region)
+        const held = yield* claim
+        expect(ownStartTicks()).toBeGreaterThan(0)
+        expect(ProcessSlotLayers.readSlot(region, single, 0)).toMatchObject({ pid: process.pid, startTicks: ownStartTicks() })
+        expect(yield* Effect.flip(Effect.scoped(claim))).toMatchObject({ _tag: "ProcessTableFull" })
+        // The owner's line as a process that started later under the same pid would find it (start time, offset 32).
+        region.f64[(single.offset + 32) / 8] = ownStartTicks() - 1
+        const info = ProcessSlotLayers.readSlot(region, single, 0)
+        expect(ProcessSlotLayers.isOwnerAlive(info)).toBe(false)
+        expect(ProcessSlotLayers.isSlotLive(info, Date.now(), 60_000)).toBe(false)
+        const taken = yield* claim
+        expect(taken).toMatchObject({ slot: 0, occurrence: held.occurrence + 1 })
+        expect(ProcessSlotLayers.isOwnerAlive(ProcessSlotLayers.readSlot(region, single, 0))).toBe(true)
       }))
   })
 

@@ -51,7 +51,7 @@ import { makeMembership } from "./Membership.js"
 import { READER_LIVENESS_MS } from "./RingFrames.js"
 import { everyTick } from "../region/Cadence.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
-import { isSlotLive, readSlot } from "../region/ProcessSlot.js"
+import { isOwnerAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { RegionLayout } from "../RegionLayout.js"
 
 export interface ServerOptions {
@@ -230,7 +230,7 @@ export const makeServer = (options: ServerOptions = {}) =>
       for (const member of [...members.values()]) {
         const info = readSlot(region, layout.processTable, member.slot)
         if (info.occurrence !== member.occurrence) yield* drop(member.slot, `slot reclaimed (occurrence ${info.occurrence})`, true)
-        else if (!isPidAlive(member.pid)) yield* drop(member.slot, `pid ${member.pid} is gone`, true)
+        else if (!isOwnerAlive(info)) yield* drop(member.slot, `pid ${member.pid} is gone`, true)
         else if (!isSlotLive(info, now, staleMs)) {
           const reason = `heartbeat stale for ${now - info.heartbeatMs} ms`
           yield* drop(member.slot, reason, true)

@@ -39,3 +39,21 @@ export const procStat = (pid: number): ProcStat | undefined => {
     return undefined
   }
 }
+
+/** A start time /proc gave, or 0 (not known). */
+const known = (ticks: number | undefined): number => (ticks !== undefined && Number.isFinite(ticks) && ticks > 0 ? ticks : 0)
+
+let ownStart: number | undefined
+/** This process's start time (clock ticks after boot), 0 where /proc gives none. */
+export const ownStartTicks = (): number => (ownStart ??= known(procStat(process.pid)?.startTicks))
+
+/**
+ * Whether the process that started at `startTicks` still runs as `pid`: a later process that
+ * reuses the pid has another start time. With no start time (0: none was recorded, or /proc
+ * gives none now) the pid alone decides, as it must off Linux.
+ */
+export const isProcessAlive = (pid: number, startTicks: number): boolean => {
+  if (!isPidAlive(pid)) return false
+  const now = known(procStat(pid)?.startTicks)
+  return startTicks === 0 || now === 0 || now === startTicks
+}

@@ -2,7 +2,8 @@
  * The process table in the region and this process's claim on one of its slots.
  *
  * Slot line 0 is the owner's (`SlotLine`): its pid is claimed by compare-and-swap, so two
- * claimers can never both win. Slot line 1 is the owner's doorbell.
+ * claimers can never both win. Slot line 1 is the owner's doorbell. A slot names its owner by
+ * pid and start time, so a pid reused by a later process does not keep a dead owner's slot.
  */
 import { Context, Effect, Layer, type Scope } from "effect"
 import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
@@ -18,7 +19,7 @@ import {
 } from "../../services/region/ProcessSlot.js"
 import { CADENCE_MS, everyTick } from "./Cadence.js"
 import * as DoorbellLayers from "./Doorbell.js"
-import { isPidAlive } from "./ProcessInfo.js"
+import { isPidAlive, isProcessAlive, ownStartTicks } from "./ProcessInfo.js"
 
 /** On the shared cadence: an idle process wakes for it once per tick, with its other timers. */
 const DEFAULT_HEARTBEAT_MS = CADENCE_MS
@@ -30,13 +31,17 @@ export interface ProcessTableLocation {
 
 /** Byte offsets in a slot's owner line. */
 const SlotLine = {
-  owner: 0, // i32 pid, 0 = free; the claim word
+  owner: 0, // i32 pid, 0 = free; with `ready`, the 64-bit claim word
   ready: 4, // i32 occurrence once ready, 0 while claiming
   occurrence: 8, // i32
   role: 12, // i32 index in ROLES
   heartbeat: 16, // f64 ms since the epoch
-  started: 24 // f64 ms since the epoch
+  started: 24, // f64 ms since the epoch
+  startTicks: 32 // f64 the owner's start time (clock ticks after boot, /proc), 0 where unknown; set before `ready`
 } as const
+
+/** The (owner, ready) pair as one 64-bit word (little-endian: owner low, ready high). */
+const claimWord = (owner: number, ready: number): bigint => BigInt(owner >>> 0) | (BigInt(ready >>> 0) << 32n)
 
 export const processTableBytes = (slots: number) => slots * PROCESS_SLOT_BYTES
 export const slotOffset = (table: ProcessTableLocation, slot: number) => table.offset + slot * PROCESS_SLOT_BYTES
@@ -54,7 +59,8 @@ export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, sl
     pid,
     occurrence: region.i32[(base + SlotLine.occurrence) / 4]!,
     role,
-    heartbeatMs: region.f64[(base + SlotLine.heartbeat) / 8]!
+    heartbeatMs: region.f64[(base + SlotLine.heartbeat) / 8]!,
+    startTicks: region.f64[(base + SlotLine.startTicks) / 8]!
   }
 }
 
@@ -63,9 +69,12 @@ export const writeHeartbeat = (region: CxlMemoryShape, table: ProcessTableLocati
   region.f64[(slotOffset(table, slot) + SlotLine.heartbeat) / 8] = nowMs
 }
 
+/** Whether the process that holds the slot still runs (its pid, not another process under it, once the slot is ready). */
+export const isOwnerAlive = (info: SlotInfo): boolean => (info.state === 2 ? isProcessAlive(info.pid, info.startTicks) : isPidAlive(info.pid))
+
 /** A slot whose owner is running and has heartbeated within `staleMs`. */
 export const isSlotLive = (info: SlotInfo, nowMs: number, staleMs: number): boolean =>
-  info.state === 2 && isPidAlive(info.pid) && nowMs - info.heartbeatMs <= staleMs
+  info.state === 2 && isOwnerAlive(info) && nowMs - info.heartbeatMs <= staleMs
 
 export interface ProcessSlotOptions {
   readonly table: ProcessTableLocation
@@ -85,12 +94,15 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     yield* region.check(table.offset, processTableBytes(table.slots))
     const pid = process.pid
     const order = Array.from({ length: table.slots }, (_, i) => (i + (options.preferredSlot ?? 0)) % table.slots)
+    const words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, region.u32.byteLength >>> 3)
+    // One compare-and-swap takes the owner and clears `ready`: a dead owner's slot is never seen
+    // as ready under its new owner's pid with the old owner's start time.
     const claim = () => {
       for (const slot of order) {
-        const ownerIndex = (slotOffset(table, slot) + SlotLine.owner) / 4
-        const owner = Atomics.load(region.i32, ownerIndex)
-        if (owner !== 0 && isPidAlive(owner)) continue
-        if (Atomics.compareExchange(region.i32, ownerIndex, owner, pid) === owner) return slot
+        const index = (slotOffset(table, slot) + SlotLine.owner) / 8
+        const current = Atomics.load(words, index)
+        if (current !== 0n && isOwnerAlive(readSlot(region, table, slot))) continue
+        if (Atomics.compareExchange(words, index, current, claimWord(pid, 0)) === current) return slot
       }
       return -1
     }
@@ -112,6 +124,7 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     region.i32[(base + SlotLine.role) / 4] = ROLES.indexOf(role)
     writeHeartbeat(region, table, slot, Date.now())
     region.f64[(base + SlotLine.started) / 8] = Date.now()
+    region.f64[(base + SlotLine.startTicks) / 8] = ownStartTicks()
     region.publish(base, 64)
     Atomics.store(region.i32, (base + SlotLine.ready) / 4, occurrence)
     const heartbeatMs = options.heartbeatMillis ?? DEFAULT_HEARTBEAT_MS

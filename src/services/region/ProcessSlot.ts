@@ -20,6 +20,8 @@ export interface SlotInfo {
   readonly occurrence: number
   readonly role: Role
   readonly heartbeatMs: number
+  /** The owner's start time (clock ticks after boot), 0 where unknown: with the pid, it names the process. */
+  readonly startTicks: number
 }
 
 export interface ProcessSlotShape {
