@@ -5,6 +5,7 @@ import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { frameCheck } from "../../src/layers/control/RingFrames.js"
 import * as RingsLayers from "../../src/layers/control/Rings.js"
+import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { type FrameBatch, type RingAddress, type RingReader, ringFootprint, type RingWriter } from "../../src/services/control/Rings.js"
@@ -499,6 +500,31 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
       region!.u32[stateWord(2)] = dead * 4 + 1
       expect(yield* rings.reapDead(ring)).toEqual([0, 2])
       expect(inspector.readers().map((r) => r.state)).toEqual(["free", "attached", "free"])
+    }))
+
+  // A pid the kernel gave to a later process names another process: the start tag beside it differs.
+  it.scopedLive("a reader or a writer whose pid now names a later process is gone: its slot is reaped, the ring opened by another", () =>
+    Effect.gen(function*() {
+      const { rings, region } = yield* openRegion()
+      const inspector = yield* rings.inspect(ring)
+      const readerStart = (slot: number) => (ring.offset + 64 * (1 + slot) + 52) / 4
+      const writerStart = (ring.offset + 52) / 4
+      expect(ownStartTag()).toBeGreaterThan(0)
+      const live = yield* rings.reader(ring, { slot: 0 })
+      const reused = yield* rings.reader(ring, { slot: 1 })
+      expect(region!.u32[readerStart(1)]).toBe(ownStartTag())
+      region!.u32[readerStart(1)] = ownStartTag() + 1
+      expect(yield* rings.reapDead(ring)).toEqual([1])
+      expect(inspector.reader(0)).toMatchObject({ state: "attached", occurrence: live.occurrence })
+      expect(yield* Effect.flip(reused.take())).toMatchObject({ _tag: "ReaderReaped", slot: 1 })
+      // The writer: busy while it is this process; opened by another once its start tag names a later one.
+      yield* rings.writer(ring)
+      expect(yield* Effect.flip(rings.writer(ring))).toMatchObject({ _tag: "RingWriterBusy", pid: process.pid })
+      region!.u32[writerStart] = ownStartTag() + 1
+      const next = yield* rings.writer(ring)
+      expect(region!.u32[writerStart]).toBe(ownStartTag())
+      yield* next.write(payload(1, 8))
+      expect(frames(yield* live.take())).toEqual([Array.from(payload(1, 8))])
     }))
 
   it.scopedLive("a frame whose header does not belong to its position is RingCorrupt, after the good frames before it", () =>

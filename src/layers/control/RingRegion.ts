@@ -38,7 +38,7 @@ import {
   type RingsShape
 } from "../../services/control/Rings.js"
 import { alignedDelayMs } from "../region/Cadence.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isPidAlive, isTaggedProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import { makeReader, makeWriter, MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
 import {
@@ -87,13 +87,30 @@ const Control = {
   closed: 4, // u32
   head: 8, // f64 leading sequence
   occurrence: 16, // u32
-  pid: 20, // i32
   bell: 24, // u32 writer's doorbell line
   waiting: 28, // u32: 1 while the writer waits for space
   id: 32, // u32
   readerSlots: 36, // u32
-  dataBytes: 40 // f64
+  dataBytes: 40, // f64
+  pid: 48, // i32 the writer's; with `start`, one 64-bit word, claimed by one compare-and-swap
+  start: 52 // u32 the writer's start tag (`startTag`, 0 where unknown): with the pid, it names the process
 } as const
+
+/** A (pid, start tag) pair as one 64-bit word (little-endian: pid low). */
+const holderWord = (pid: number, tag: number): bigint => BigInt(pid >>> 0) | (BigInt(tag >>> 0) << 32n)
+const holderPid = (word: bigint): number => Number(word & 0xffffffffn) | 0
+const holderTag = (word: bigint): number => Number(word >> 32n)
+
+/** The region's memory as 64-bit words (for the compare-and-swaps of pairs), made once per region. */
+const wordsByRegion = new WeakMap<CxlMemoryShape, BigUint64Array>()
+const wordsOf = (region: CxlMemoryShape): BigUint64Array => {
+  let words = wordsByRegion.get(region)
+  if (words === undefined) {
+    words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, region.u32.byteLength >>> 3)
+    wordsByRegion.set(region, words)
+  }
+  return words
+}
 
 /**
  * Byte offsets in a reader's progress line (written by that reader; a reaper only swaps `state`).
@@ -109,21 +126,25 @@ const Reader = {
   delivered: 24, // f64
   processed: 32, // f64
   heartbeat: 40, // f64 ms since the epoch
-  waiting: 48 // u32 `waitingOf`: low bit set while the reader waits for frames
+  waiting: 48, // u32 `waitingOf`: low bit set while the reader waits for frames
+  start: 52 // u32 the reader's start tag (`startTag`, 0 where unknown), set before it is attached: with the pid, it names the process
 } as const
 
 /**
  * Byte offsets in an observer's line: the ring's last reader slot while a process watches the
  * readers' progress. Written by that observer only; readers read `state`, `bell` and the
- * target, which sits in bytes a reader's own fields never use.
+ * target. Its identity sits where a reader's does; its target where a reader keeps counters,
+ * which mean nothing while the state says observing (a reader that finds the state changed
+ * under it after checking it rings at most once for nothing).
  */
 const Observer = {
   state: 0, // u32 OBSERVING while watched
   occurrence: 20, // u32 (where a reader's is)
   pid: 8, // i32
   bell: 12, // u32 observer's doorbell line
-  targetLow: 52, // u32 commit word: low 32 bits of the target
-  target: 56 // f64: readers ring `bell` when their delivered or processed crosses it
+  targetLow: 28, // u32 commit word: low 32 bits of the target
+  target: 32, // f64: readers ring `bell` when their delivered or processed crosses it
+  start: 52 // u32 start tag (where a reader's is)
 } as const
 
 /** Word indexes of one ring's lines in a region. */
@@ -223,12 +244,13 @@ export const reapSlot = (
   if (state === FREE) return false
   if (occurrence !== undefined && state !== attachedOf(occurrence)) return false
   if (onlyIfDead) {
-    const owner = isClaim(state)
-      ? claimerOf(state)
+    // A claim names its claimer's pid only; an attached reader or an observer, its pid and start tag.
+    const alive = isClaim(state)
+      ? isPidAlive(claimerOf(state))
       : isAttached(state) || state === OBSERVING
-      ? Atomics.load(i32, (line + Reader.pid) / 4)
-      : undefined
-    if (owner === undefined || isPidAlive(owner)) return false
+      ? isTaggedProcessAlive(Atomics.load(i32, (line + Reader.pid) / 4), Atomics.load(u32, (line + Reader.start) / 4))
+      : true
+    if (alive) return false
   }
   if (Atomics.compareExchange(u32, (line + Reader.state) / 4, state, FREE) !== state) return false
   for (const bell of [u32[(l.control + Control.bell) / 4]!, u32[(line + Reader.bell) / 4]!]) {
@@ -258,17 +280,20 @@ export const openWriter = (
     const { u32, i32, f64, bytes } = region
     const { address, control, data } = l
     const { dataBytes, readerSlots, id } = address
-    const pidWord = (control + Control.pid) / 4
+    const words = wordsOf(region)
+    const holderIndex = (control + Control.pid) / 8
     const closedWord = (control + Control.closed) / 4
     const waitingWord = (control + Control.waiting) / 4
-    const previous = Atomics.load(i32, pidWord)
-    if (!takeOver && previous !== 0 && Atomics.load(u32, closedWord) === 0 && isPidAlive(previous)) {
-      return Effect.fail(new RingWriterBusy({ ring: id, pid: previous }))
+    // The writer is a pid and a start tag, claimed together: a pid reused by a later process holds nothing.
+    const previous = Atomics.load(words, holderIndex)
+    const previousPid = holderPid(previous)
+    if (!takeOver && previousPid !== 0 && Atomics.load(u32, closedWord) === 0 && isTaggedProcessAlive(previousPid, holderTag(previous))) {
+      return Effect.fail(new RingWriterBusy({ ring: id, pid: previousPid }))
     }
     const head = readHead(region, l)
     if (!isPosition(head)) return Effect.fail(new RingCorrupt({ ring: id, position: head, reason: "leading sequence is not a position" }))
-    if (Atomics.compareExchange(i32, pidWord, previous, process.pid) !== previous) {
-      return Effect.fail(new RingWriterBusy({ ring: id, pid: Atomics.load(i32, pidWord) }))
+    if (Atomics.compareExchange(words, holderIndex, previous, holderWord(process.pid, ownStartTag())) !== previous) {
+      return Effect.fail(new RingWriterBusy({ ring: id, pid: Atomics.load(i32, (control + Control.pid) / 4) }))
     }
     const occurrence = ((u32[(control + Control.occurrence) / 4]! + 1) >>> 0) || 1
     u32[(control + Control.id) / 4] = id
@@ -492,6 +517,7 @@ export const openReader = (
     const idle = waitingOf(occurrence, false)
     const waiting = waitingOf(occurrence, true)
     i32[(line + Reader.pid) / 4] = process.pid
+    u32[(line + Reader.start) / 4] = ownStartTag()
     u32[(line + Reader.bell) / 4] = doorbell.offset
     f64[(line + Reader.heartbeat) / 8] = Date.now()
     Atomics.store(u32, waitingWord, idle)
@@ -564,7 +590,7 @@ export const openReader = (
      * still name this reader, then the f64. So nothing is written once the slot was reaped,
      * whoever took it since and wherever that one's counters stand. False if not written.
      */
-    const words = new BigUint64Array(u32.buffer, u32.byteOffset, u32.byteLength >>> 3)
+    const words = wordsOf(region)
     const swapPair = (pairByte: number, expected: bigint, next: bigint, fullByte: number, to: number) => {
       if (Atomics.compareExchange(words, (line + pairByte) / 8, expected, next) !== expected) return false
       f64[(line + fullByte) / 8] = to
@@ -661,8 +687,9 @@ export const openReader = (
     /** A wait for frames ran out: heartbeat, and note a writer whose process died (the next scan reports it). */
     const livenessCheck = () => {
       heartbeat()
-      const pid = Atomics.load(i32, (control + Control.pid) / 4)
-      if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !isPidAlive(pid)) {
+      const holder = Atomics.load(wordsOf(region), (control + Control.pid) / 8)
+      const pid = holderPid(holder)
+      if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !isTaggedProcessAlive(pid, holderTag(holder))) {
         deadWriterPid = pid
         deadWriterOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
       }
@@ -780,12 +807,13 @@ export const progressWatch = (region: CxlMemoryShape, doorbell: DoorbellShape, l
   const claim = (): boolean => {
     if (readerSlots < 2) return false
     const state = Atomics.load(u32, stateWord)
-    const abandoned = (state === OBSERVING && !isPidAlive(Atomics.load(i32, (line + Observer.pid) / 4))) ||
+    const abandoned = (state === OBSERVING && !isTaggedProcessAlive(Atomics.load(i32, (line + Observer.pid) / 4), Atomics.load(u32, (line + Observer.start) / 4))) ||
       (isClaim(state) && !isPidAlive(claimerOf(state)))
     if (!((state === FREE && anotherSlotFree()) || abandoned)) return false
     if (Atomics.compareExchange(u32, stateWord, state, claimOf(process.pid)) !== state) return false
     occurrence = ((u32[occurrenceWord]! + 1) >>> 0) || 1
     i32[(line + Observer.pid) / 4] = process.pid
+    u32[(line + Observer.start) / 4] = ownStartTag()
     u32[(line + Observer.bell) / 4] = doorbell.offset
     Atomics.store(u32, occurrenceWord, occurrence)
     write64(region, line + Observer.targetLow, line + Observer.target, Infinity)

@@ -57,3 +57,16 @@ export const isProcessAlive = (pid: number, startTicks: number): boolean => {
   const now = known(procStat(pid)?.startTicks)
   return startTicks === 0 || now === 0 || now === startTicks
 }
+
+/** A start time as the 32 bits a region word keeps of it (0: unknown; a known one is never 0). */
+export const startTag = (ticks: number): number => (ticks === 0 ? 0 : (ticks % 2 ** 32) >>> 0 || 1)
+
+/** This process's start tag (`startTag`), 0 where /proc gives no start time. */
+export const ownStartTag = (): number => startTag(ownStartTicks())
+
+/** `isProcessAlive` for a start kept as its tag: a later process under the pid differs in it but once in 2^32. */
+export const isTaggedProcessAlive = (pid: number, tag: number): boolean => {
+  if (!isPidAlive(pid)) return false
+  const now = known(procStat(pid)?.startTicks)
+  return tag === 0 || now === 0 || startTag(now) === tag
+}
