@@ -215,7 +215,7 @@ export const makeServer = (options: ServerOptions = {}) =>
     const tellDropped = () => {
       for (const [slot, drop] of untold) {
         const info = readSlot(region, layout.processTable, slot)
-        const gone = info.occurrence !== drop.occurrence || !isPidAlive(info.pid)
+        const gone = info.occurrence !== drop.occurrence || !isOwnerAlive(info)
         const back = members.get(slot)?.occurrence === drop.occurrence
         if (gone || back || server.notifyNow(MemberDroppedNotice, { slot, occurrence: drop.occurrence, reason: drop.reason }, slot) !== undefined) {
           untold.delete(slot)

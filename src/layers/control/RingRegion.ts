@@ -106,7 +106,8 @@ const wordsByRegion = new WeakMap<CxlMemoryShape, BigUint64Array>()
 const wordsOf = (region: CxlMemoryShape): BigUint64Array => {
   let words = wordsByRegion.get(region)
   if (words === undefined) {
-    words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, region.u32.byteLength >>> 3)
+    // Not `>>> 3`: a region of 4 GiB or more would wrap to a view of no words.
+    words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, Math.floor(region.u32.byteLength / 8))
     wordsByRegion.set(region, words)
   }
   return words
@@ -133,18 +134,19 @@ const Reader = {
 /**
  * Byte offsets in an observer's line: the ring's last reader slot while a process watches the
  * readers' progress. Written by that observer only; readers read `state`, `bell` and the
- * target. Its identity sits where a reader's does; its target where a reader keeps counters,
- * which mean nothing while the state says observing (a reader that finds the state changed
- * under it after checking it rings at most once for nothing).
+ * target. Its identity sits where a reader's does. Its target's commit word is where a reader's
+ * `deliveredLow` is, which only that reader's swap paired with the state word writes (failing
+ * while the state says observing), and the f64 in bytes no reader field uses: a reader reaped
+ * just after a swap, whose late f64 store lands on this line, misses both.
  */
 const Observer = {
   state: 0, // u32 OBSERVING while watched
-  occurrence: 20, // u32 (where a reader's is)
+  targetLow: 4, // u32 commit word: low 32 bits of the target
   pid: 8, // i32
   bell: 12, // u32 observer's doorbell line
-  targetLow: 28, // u32 commit word: low 32 bits of the target
-  target: 32, // f64: readers ring `bell` when their delivered or processed crosses it
-  start: 52 // u32 start tag (where a reader's is)
+  occurrence: 20, // u32 (where a reader's is)
+  start: 52, // u32 start tag (where a reader's is)
+  target: 56 // f64: readers ring `bell` when their delivered or processed crosses it
 } as const
 
 /** Word indexes of one ring's lines in a region. */

@@ -94,7 +94,8 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     yield* region.check(table.offset, processTableBytes(table.slots))
     const pid = process.pid
     const order = Array.from({ length: table.slots }, (_, i) => (i + (options.preferredSlot ?? 0)) % table.slots)
-    const words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, region.u32.byteLength >>> 3)
+    // Not `>>> 3`: a region of 4 GiB or more would wrap to a view of no words.
+    const words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, Math.floor(region.u32.byteLength / 8))
     // One compare-and-swap takes the owner and clears `ready`: a dead owner's slot is never seen
     // as ready under its new owner's pid with the old owner's start time.
     const claim = () => {
