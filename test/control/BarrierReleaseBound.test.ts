@@ -6,22 +6,11 @@
  * RPC over rings, each participant with its own process slot.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Metric, Scope } from "effect"
-import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
-import { defaultLogConfig } from "../../src/layers/log/Layout.js"
-import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
+import { Context, Effect, Fiber, Layer, Metric } from "effect"
 import * as Roles from "../../src/layers/Roles.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { rpcDroppedReplies } from "../../src/Metrics.js"
 import { Coordinator } from "../../src/services/control/Coordinator.js"
-import { Rings } from "../../src/services/control/Rings.js"
-import { uniqueRegion } from "../helpers/Processes.js"
-
-/** An 8 KiB reply ring: a hundred short replies fill it. */
-const config: RegionConfig = {
-  control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 8192 },
-  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
-}
+import { headWithSmallReplyRing, stuckReplyReader } from "../helpers/ReplyRing.js"
 
 /** The longest barrier name: its release notice is larger than the room the filled ring leaves. */
 const BARRIER = "b".repeat(200)
@@ -31,18 +20,7 @@ const dropped = Effect.map(Metric.value(rpcDroppedReplies), (state) => state.cou
 describe("a barrier release with no room in the reply ring", () => {
   it.scopedLive("fails the round with BarrierReleaseNotSent for every participant; the next round is released", () =>
     Effect.gen(function*() {
-      const name = yield* uniqueRegion("release-bound")
-      const region = yield* Layer.build(Roles.createRegion({ name }, config))
-      const head = yield* Layer.build(
-        CoordinatorLayers.layerServer({ checkEveryMs: 50 }).pipe(
-          Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))),
-          Layer.provideMerge(Roles.controlTransport),
-          Layer.provideMerge(Roles.processSlot("head", 0)),
-          Layer.provide(Layer.succeedContext(region))
-        )
-      )
-      const layout = Context.get(region, RegionLayout)
-      const rings = Context.get(head, Rings)
+      const { region, layout, rings } = yield* headWithSmallReplyRing("release-bound", { checkEveryMs: 50 })
       const scope = yield* Effect.scope
       const [a, b] = yield* Effect.forEach([0, 1], () =>
         Layer.buildWithScope(
@@ -55,26 +33,18 @@ describe("a barrier release with no room in the reply ring", () => {
         ).pipe(Effect.map((context) => Context.get(context, Coordinator))))
       for (const p of [a!, b!]) yield* p.joinGroup("g")
 
-      // A reader of this (running) process that never reads: the coordinator does not free it,
-      // and no writer frees a live reader, so the ring stays full behind it until it detaches.
-      const stuckScope = yield* Scope.make()
-      const stuck = yield* rings.reader(layout.broadcastRing).pipe(Scope.extend(stuckScope))
-      const replies = yield* rings.inspect(layout.broadcastRing)
-      const free = () => layout.broadcastRing.dataBytes - (replies.writer().sequence - replies.reader(stuck.slot).processed)
+      const stuck = yield* stuckReplyReader(rings, layout)
       // Short replies while two more surely fit (padding at the wrap included); then less room is
       // left than the release notice of a 200-character name needs.
-      const before = replies.writer().sequence
-      expect(yield* Effect.flip(a!.members("none"))).toMatchObject({ _tag: "UnknownGroup" })
-      const reply = replies.writer().sequence - before
-      while (free() >= 2 * reply) yield* Effect.flip(a!.members("none"))
-      expect(free()).toBeLessThan(200)
+      yield* stuck.fill(a!, (free, reply) => free >= 2 * reply)
+      expect(stuck.free()).toBeLessThan(200)
 
       const droppedBefore = yield* dropped
       const entered = yield* Effect.forEach([a!, b!], (p) =>
         Effect.fork(Effect.either(p.barrier(BARRIER, { mode: "rendezvous", group: "g", timeoutMs: 30_000 }))))
       // The writer gave up on the notice (its bound is 10 s); then room comes, for the failure replies.
       while ((yield* dropped) === droppedBefore) yield* Effect.sleep("20 millis")
-      yield* Scope.close(stuckScope, Exit.void)
+      yield* stuck.release
       for (const fiber of entered) {
         const outcome = yield* Fiber.join(fiber)
         expect(outcome).toMatchObject({

@@ -6,42 +6,22 @@
  * RPC over rings, the member with its own process slot whose heartbeat the test writes.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Schedule, Scope } from "effect"
+import { Context, Effect, Layer, Schedule } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
-import { defaultLogConfig } from "../../src/layers/log/Layout.js"
-import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
 import * as ProcessSlotLayers from "../../src/layers/region/ProcessSlot.js"
 import * as Roles from "../../src/layers/Roles.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { Coordinator } from "../../src/services/control/Coordinator.js"
-import { Rings } from "../../src/services/control/Rings.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { ProcessSlot } from "../../src/services/region/ProcessSlot.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { headWithSmallReplyRing, stuckReplyReader } from "../helpers/ReplyRing.js"
 
-/** An 8 KiB reply ring: a hundred short replies fill it. */
-const config: RegionConfig = {
-  control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 8192 },
-  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
-}
 const STALE_MS = 1_000
 
 describe("a member dropped for a stale heartbeat", () => {
   it.scopedLive("is told once the reply ring has room again, and joins again", () =>
     Effect.gen(function*() {
-      const name = yield* uniqueRegion("dropped-notice")
-      const region = yield* Layer.build(Roles.createRegion({ name }, config))
-      const head = yield* Layer.build(
-        CoordinatorLayers.layerServer({ checkEveryMs: 50, heartbeatStaleMs: STALE_MS }).pipe(
-          Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))),
-          Layer.provideMerge(Roles.controlTransport),
-          Layer.provideMerge(Roles.processSlot("head", 0)),
-          Layer.provide(Layer.succeedContext(region))
-        )
-      )
-      const layout = Context.get(region, RegionLayout)
+      const { region, head, layout, rings } = yield* headWithSmallReplyRing("dropped-notice", { checkEveryMs: 50, heartbeatStaleMs: STALE_MS })
       const memory = Context.get(region, CxlMemory)
-      const rings = Context.get(head, Rings)
       const server = Context.get(head, CoordinatorLayers.CoordinatorServer)
       // The member's process-table heartbeat is written once by its slot, then by the test only.
       const member = yield* Layer.build(
@@ -60,27 +40,21 @@ describe("a member dropped for a stale heartbeat", () => {
       const isMember = () => server.members().some((m) => m.slot === slot)
       expect(isMember()).toBe(true)
 
-      // A reader of this (running) process that never reads holds the reply ring full: no room for the notice.
-      const stuckScope = yield* Scope.make()
-      const stuck = yield* rings.reader(layout.broadcastRing).pipe(Scope.extend(stuckScope))
-      const replies = yield* rings.inspect(layout.broadcastRing)
-      const free = () => layout.broadcastRing.dataBytes - (replies.writer().sequence - replies.reader(stuck.slot).processed)
-      const before = replies.writer().sequence
-      expect(yield* Effect.flip(coordinator.members("none"))).toMatchObject({ _tag: "UnknownGroup" })
-      const reply = replies.writer().sequence - before
-      while (free() >= reply) yield* Effect.flip(coordinator.members("none"))
+      // A reader that never reads holds the reply ring full: no room for the notice.
+      const stuck = yield* stuckReplyReader(rings, layout)
+      yield* stuck.fill(coordinator, (free, reply) => free >= reply)
 
       // The heartbeat stops: dropped, and the notice finds no room.
       beating = false
       while (isMember()) yield* Effect.sleep("20 millis")
-      const sequenceAtDrop = replies.writer().sequence
+      const sequenceAtDrop = stuck.sequence()
       yield* Effect.sleep(`${4 * 50} millis`) // a few ticks: every try of the notice failed
-      expect(replies.writer().sequence).toBe(sequenceAtDrop)
+      expect(stuck.sequence()).toBe(sequenceAtDrop)
       beating = true
       yield* beat
 
       // Room again: the next tick writes the notice, and the member joins again, its group too.
-      yield* Scope.close(stuckScope, Exit.void)
+      yield* stuck.release
       while (!isMember()) yield* Effect.sleep("20 millis")
       // The group went with its last member; it is made again once the member re-joins it.
       const inGroup = coordinator.members("g").pipe(
