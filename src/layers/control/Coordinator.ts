@@ -30,7 +30,7 @@ import {
 } from "../../services/control/Coordinator.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
-import { handle, Rpc, type RpcClient, type RpcHandler, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
+import { handle, Rpc, type RpcClient, type RpcHandler, type RpcNotice, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
 import { Sequencer } from "../../services/log/Sequencer.js"
 import { Topics } from "../../services/log/Topics.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
@@ -475,35 +475,30 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       })
     /** Fails the barriers in flight (`why`: what happened, as a clause) and re-joins in the background (replacing a re-join still retrying). */
     const restart = (why: string) =>
-      Effect.suspend(() => {
-        const current = takeover
-        takeover = takeoverSignal()
-        current.abort(why)
-        return Effect.asVoid(FiberHandle.run(rejoining, rejoin(why)))
-      })
-    const takeovers = yield* client.notices(CoordinatorTakeoverNotice)
-    yield* takeovers.pipe(
-      Stream.runForEach(({ epoch }) =>
-        Effect.zipRight(
-          Effect.logInfo(`coordinator: a new coordinator took over (epoch ${epoch}); re-joining`),
-          restart(`the coordinator failed over (epoch ${epoch})`)
-        )
-      ),
-      Effect.forkScoped
-    )
+      Effect.zipRight(
+        Effect.logInfo(`coordinator: ${why}; re-joining`),
+        Effect.suspend(() => {
+          const current = takeover
+          takeover = takeoverSignal()
+          current.abort(why)
+          return Effect.asVoid(FiberHandle.run(rejoining, rejoin(why)))
+        })
+      )
+    /** Restarts on each notice of a kind that `why` says concerns this process. */
+    const restartOn = <A, I>(notice: RpcNotice<string, A, I>, why: (value: A) => string | undefined) =>
+      Effect.flatMap(client.notices(notice), (notices) =>
+        notices.pipe(
+          Stream.runForEach((value) => {
+            const reason = why(value)
+            return reason === undefined ? Effect.void : restart(reason)
+          }),
+          Effect.forkScoped
+        ))
+    yield* restartOn(CoordinatorTakeoverNotice, ({ epoch }) => `the coordinator failed over (epoch ${epoch})`)
     // Dropped while running (a stop or a blocked loop outlasted the stale bound) with the reply
     // reader still attached: nothing but this notice says so.
-    const drops = yield* client.notices(MemberDroppedNotice)
-    yield* drops.pipe(
-      Stream.filter((drop) => drop.slot === self.slot && drop.occurrence === self.occurrence),
-      Stream.runForEach((drop) =>
-        Effect.zipRight(
-          Effect.logWarning(`coordinator: this process was dropped from the membership (${drop.reason}); re-joining`),
-          restart(`this process was dropped from the membership (${drop.reason})`)
-        )
-      ),
-      Effect.forkScoped
-    )
+    yield* restartOn(MemberDroppedNotice, (drop) =>
+      drop.slot === self.slot && drop.occurrence === self.occurrence ? `this process was dropped from the membership (${drop.reason})` : undefined)
 
     return {
       self,
