@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, type Scope } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
-import { ownStartTicks } from "../../src/layers/region/ProcessInfo.js"
+import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
 import * as ProcessSlotLayers from "../../src/layers/region/ProcessSlot.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
@@ -52,11 +52,11 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         const single = { offset: 8192 + 8 * 128, slots: 1 }
         const claim = Effect.provideService(ProcessSlotLayers.make({ table: single, role: "worker" }), CxlMemory, region)
         const held = yield* claim
-        expect(ownStartTicks()).toBeGreaterThan(0)
-        expect(ProcessSlotLayers.readSlot(region, single, 0)).toMatchObject({ pid: process.pid, startTicks: ownStartTicks() })
+        expect(ownStartTag()).toBeGreaterThan(0)
+        expect(ProcessSlotLayers.readSlot(region, single, 0)).toMatchObject({ pid: process.pid, startTag: ownStartTag() })
         expect(yield* Effect.flip(Effect.scoped(claim))).toMatchObject({ _tag: "ProcessTableFull" })
-        // The owner's line as a process that started later under the same pid would find it (start time, offset 32).
-        region.f64[(single.offset + 32) / 8] = ownStartTicks() - 1
+        // The owner's line as a process that started later under the same pid would find it (start tag, offset 32).
+        region.u32[(single.offset + 32) / 4] = ownStartTag() + 1
         const info = ProcessSlotLayers.readSlot(region, single, 0)
         expect(ProcessSlotLayers.isOwnerAlive(info)).toBe(false)
         expect(ProcessSlotLayers.isSlotLive(info, Date.now(), 60_000)).toBe(false)

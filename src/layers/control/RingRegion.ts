@@ -38,7 +38,8 @@ import {
   type RingsShape
 } from "../../services/control/Rings.js"
 import { alignedDelayMs } from "../region/Cadence.js"
-import { isPidAlive, isTaggedProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
+import { isPidAlive, isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
+import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import { makeReader, makeWriter, MutableFrameBatch, type ReaderCore, type WriterCore } from "./RingEndpoints.js"
 import {
@@ -96,22 +97,6 @@ const Control = {
   start: 52 // u32 the writer's start tag (`startTag`, 0 where unknown): with the pid, it names the process
 } as const
 
-/** A (pid, start tag) pair as one 64-bit word (little-endian: pid low). */
-const holderWord = (pid: number, tag: number): bigint => BigInt(pid >>> 0) | (BigInt(tag >>> 0) << 32n)
-const holderPid = (word: bigint): number => Number(word & 0xffffffffn) | 0
-const holderTag = (word: bigint): number => Number(word >> 32n)
-
-/** The region's memory as 64-bit words (for the compare-and-swaps of pairs), made once per region. */
-const wordsByRegion = new WeakMap<CxlMemoryShape, BigUint64Array>()
-const wordsOf = (region: CxlMemoryShape): BigUint64Array => {
-  let words = wordsByRegion.get(region)
-  if (words === undefined) {
-    // Not `>>> 3`: a region of 4 GiB or more would wrap to a view of no words.
-    words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, Math.floor(region.u32.byteLength / 8))
-    wordsByRegion.set(region, words)
-  }
-  return words
-}
 
 /**
  * Byte offsets in a reader's progress line (written by that reader; a reaper only swaps `state`).
@@ -250,7 +235,7 @@ export const reapSlot = (
     const alive = isClaim(state)
       ? isPidAlive(claimerOf(state))
       : isAttached(state) || state === OBSERVING
-      ? isTaggedProcessAlive(Atomics.load(i32, (line + Reader.pid) / 4), Atomics.load(u32, (line + Reader.start) / 4))
+      ? isProcessAlive(Atomics.load(i32, (line + Reader.pid) / 4), Atomics.load(u32, (line + Reader.start) / 4))
       : true
     if (alive) return false
   }
@@ -282,19 +267,19 @@ export const openWriter = (
     const { u32, i32, f64, bytes } = region
     const { address, control, data } = l
     const { dataBytes, readerSlots, id } = address
-    const words = wordsOf(region)
+    const words = wordsOver(u32)
     const holderIndex = (control + Control.pid) / 8
     const closedWord = (control + Control.closed) / 4
     const waitingWord = (control + Control.waiting) / 4
     // The writer is a pid and a start tag, claimed together: a pid reused by a later process holds nothing.
     const previous = Atomics.load(words, holderIndex)
-    const previousPid = holderPid(previous)
-    if (!takeOver && previousPid !== 0 && Atomics.load(u32, closedWord) === 0 && isTaggedProcessAlive(previousPid, holderTag(previous))) {
+    const previousPid = lowHalf(previous) | 0
+    if (!takeOver && previousPid !== 0 && Atomics.load(u32, closedWord) === 0 && isProcessAlive(previousPid, highHalf(previous))) {
       return Effect.fail(new RingWriterBusy({ ring: id, pid: previousPid }))
     }
     const head = readHead(region, l)
     if (!isPosition(head)) return Effect.fail(new RingCorrupt({ ring: id, position: head, reason: "leading sequence is not a position" }))
-    if (Atomics.compareExchange(words, holderIndex, previous, holderWord(process.pid, ownStartTag())) !== previous) {
+    if (Atomics.compareExchange(words, holderIndex, previous, pairWord(process.pid, ownStartTag())) !== previous) {
       return Effect.fail(new RingWriterBusy({ ring: id, pid: Atomics.load(i32, (control + Control.pid) / 4) }))
     }
     const occurrence = ((u32[(control + Control.occurrence) / 4]! + 1) >>> 0) || 1
@@ -496,6 +481,7 @@ export const openReader = (
 ): Effect.Effect<ReaderCore & { readonly detach: () => void }, NoFreeReaderSlot | RingCorrupt> =>
   Effect.suspend((): Effect.Effect<ReaderCore & { readonly detach: () => void }, NoFreeReaderSlot | RingCorrupt> => {
     const { u32, i32, f64 } = region
+    const words = wordsOver(u32)
     const { address, control, data } = l
     const { dataBytes, readerSlots, id } = address
     const candidates = wanted === undefined ? Array.from({ length: readerSlots }, (_, s) => s) : [wanted]
@@ -592,21 +578,18 @@ export const openReader = (
      * still name this reader, then the f64. So nothing is written once the slot was reaped,
      * whoever took it since and wherever that one's counters stand. False if not written.
      */
-    const words = wordsOf(region)
     const swapPair = (pairByte: number, expected: bigint, next: bigint, fullByte: number, to: number) => {
       if (Atomics.compareExchange(words, (line + pairByte) / 8, expected, next) !== expected) return false
       f64[(line + fullByte) / 8] = to
       region.publish(line, LINE_BYTES)
       return true
     }
-    const attachedLow = BigInt(attached)
-    const occurrenceHigh = BigInt(occurrence) << 32n
     /** `delivered`'s commit word is the high half beside the state word (this reader's while it reads `attached`). */
     const publishDeliveredCounter = (from: number, to: number) =>
-      swapPair(Reader.state, attachedLow | (BigInt(from >>> 0) << 32n), attachedLow | (BigInt(to >>> 0) << 32n), Reader.delivered, to)
+      swapPair(Reader.state, pairWord(attached, from), pairWord(attached, to), Reader.delivered, to)
     /** `processed`'s commit word is the low half beside the occurrence. */
     const publishProcessedCounter = (from: number, to: number) =>
-      swapPair(Reader.processedLow, BigInt(from >>> 0) | occurrenceHigh, BigInt(to >>> 0) | occurrenceHigh, Reader.processed, to)
+      swapPair(Reader.processedLow, pairWord(from, occurrence), pairWord(to, occurrence), Reader.processed, to)
 
     const reaped = () => new ReaderReaped({ ring: id, slot, occurrence })
     /** A reap in the middle of a scan lets the writer overwrite what it reads: that is the reap, not corruption. */
@@ -689,9 +672,9 @@ export const openReader = (
     /** A wait for frames ran out: heartbeat, and note a writer whose process died (the next scan reports it). */
     const livenessCheck = () => {
       heartbeat()
-      const holder = Atomics.load(wordsOf(region), (control + Control.pid) / 8)
-      const pid = holderPid(holder)
-      if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !isTaggedProcessAlive(pid, holderTag(holder))) {
+      const holder = Atomics.load(words, (control + Control.pid) / 8)
+      const pid = lowHalf(holder) | 0
+      if (pid !== 0 && Atomics.load(u32, closedWord) === 0 && !isProcessAlive(pid, highHalf(holder))) {
         deadWriterPid = pid
         deadWriterOccurrence = Atomics.load(u32, (control + Control.occurrence) / 4)
       }
@@ -809,7 +792,7 @@ export const progressWatch = (region: CxlMemoryShape, doorbell: DoorbellShape, l
   const claim = (): boolean => {
     if (readerSlots < 2) return false
     const state = Atomics.load(u32, stateWord)
-    const abandoned = (state === OBSERVING && !isTaggedProcessAlive(Atomics.load(i32, (line + Observer.pid) / 4), Atomics.load(u32, (line + Observer.start) / 4))) ||
+    const abandoned = (state === OBSERVING && !isProcessAlive(Atomics.load(i32, (line + Observer.pid) / 4), Atomics.load(u32, (line + Observer.start) / 4))) ||
       (isClaim(state) && !isPidAlive(claimerOf(state)))
     if (!((state === FREE && anotherSlotFree()) || abandoned)) return false
     if (Atomics.compareExchange(u32, stateWord, state, claimOf(process.pid)) !== state) return false

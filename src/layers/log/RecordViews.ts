@@ -23,6 +23,7 @@ import {
   SessionLine,
   SubscriberLine
 } from "./Records.js"
+import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
 
 /** The typed arrays records live in (a `CxlMemoryShape` is one). */
 export interface RecordWords {
@@ -30,9 +31,6 @@ export interface RecordWords {
   readonly u32: Uint32Array
   readonly f64: Float64Array
 }
-
-/** An (occurrence, pid) pair as the 64-bit word its two i32 fields make. */
-const pairOf = (occurrence: number, pid: number): bigint => (BigInt(pid >>> 0) << 32n) | BigInt(occurrence >>> 0)
 
 class View {
   protected readonly i32: Int32Array
@@ -303,24 +301,20 @@ export class LeaseLineView extends View {
  * claimer. Subscriber lines start with the same claim words.
  */
 export class ParticipantLineView extends View {
-  /** The (occurrence, pid) pairs as 64-bit words (little-endian: occurrence low, pid high); made on first use. */
-  private pairs: BigUint64Array | undefined
-  private pairWord(at: number): { readonly words: BigUint64Array; readonly index: number } {
-    this.pairs ??= new BigUint64Array(this.i32.buffer, this.i32.byteOffset, Math.floor(this.i32.byteLength / 8))
-    return { words: this.pairs, index: (at + Participant.occurrence) / 8 }
+  /** The (occurrence, pid) pair's word (occurrence low, pid high). */
+  private pairIndex(at: number): number {
+    return (at + Participant.occurrence) / 8
   }
   occurrence(at: number): number { return Atomics.load(this.i32, (at + Participant.occurrence) / 4) }
   /** The (occurrence, pid) pair read in one atomic load, so both belong to one claim. */
   claim(at: number): { readonly occurrence: number; readonly pid: number } {
-    const { words, index } = this.pairWord(at)
-    const pair = Atomics.load(words, index)
-    return { occurrence: Number(BigInt.asIntN(32, pair)), pid: Number(BigInt.asIntN(32, pair >> 32n)) }
+    const pair = Atomics.load(wordsOver(this.u32), this.pairIndex(at))
+    return { occurrence: lowHalf(pair) | 0, pid: highHalf(pair) | 0 }
   }
   /** Compare-and-swap of the (occurrence, pid) pair; true when it held (`occurrence`, `pid`). */
   swapClaim(at: number, occurrence: number, pid: number, newOccurrence: number, newPid: number): boolean {
-    const { words, index } = this.pairWord(at)
-    const expected = pairOf(occurrence, pid)
-    return Atomics.compareExchange(words, index, expected, pairOf(newOccurrence, newPid)) === expected
+    const expected = pairWord(occurrence, pid)
+    return Atomics.compareExchange(wordsOver(this.u32), this.pairIndex(at), expected, pairWord(newOccurrence, newPid)) === expected
   }
   pid(at: number): number { return Atomics.load(this.i32, (at + Participant.pid) / 4) }
   storePid(at: number, v: number): void { Atomics.store(this.i32, (at + Participant.pid) / 4, v) }

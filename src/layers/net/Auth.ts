@@ -523,7 +523,6 @@ const LOCK_WAIT_MS = 10_000
 const LEGACY_LOCK_STALE_MS = 30_000
 const pause = new Int32Array(new SharedArrayBuffer(4))
 
-
 /** Whether the process a lock file names is gone: no such pid, a zombie, or another process under its pid (a start time that differs). */
 const holderGone = (pid: number, start: string): boolean => {
   try {

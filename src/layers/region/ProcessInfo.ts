@@ -43,29 +43,22 @@ export const procStat = (pid: number): ProcStat | undefined => {
 /** A start time /proc gave, or 0 (not known). */
 const known = (ticks: number | undefined): number => (ticks !== undefined && Number.isFinite(ticks) && ticks > 0 ? ticks : 0)
 
-let ownStart: number | undefined
-/** This process's start time (clock ticks after boot), 0 where /proc gives none. */
-export const ownStartTicks = (): number => (ownStart ??= known(procStat(process.pid)?.startTicks))
+/**
+ * A start time as the 32 bits a region word keeps of it (0: unknown; a known one is never 0).
+ * With the pid it names one process: a later process under the pid differs in it but once in 2^32.
+ */
+const startTag = (ticks: number): number => (ticks === 0 ? 0 : (ticks % 2 ** 32) >>> 0 || 1)
+
+let ownTag: number | undefined
+/** This process's start tag, 0 where /proc gives no start time. */
+export const ownStartTag = (): number => (ownTag ??= startTag(known(procStat(process.pid)?.startTicks)))
 
 /**
- * Whether the process that started at `startTicks` still runs as `pid`: a later process that
- * reuses the pid has another start time. With no start time (0: none was recorded, or /proc
- * gives none now) the pid alone decides, as it must off Linux.
+ * Whether the process whose start tag is `tag` still runs as `pid`: a later process that reuses
+ * the pid has another. With no tag (0: none was recorded, or /proc gives no start time now) the
+ * pid alone decides, as it must off Linux.
  */
-export const isProcessAlive = (pid: number, startTicks: number): boolean => {
-  if (!isPidAlive(pid)) return false
-  const now = known(procStat(pid)?.startTicks)
-  return startTicks === 0 || now === 0 || now === startTicks
-}
-
-/** A start time as the 32 bits a region word keeps of it (0: unknown; a known one is never 0). */
-export const startTag = (ticks: number): number => (ticks === 0 ? 0 : (ticks % 2 ** 32) >>> 0 || 1)
-
-/** This process's start tag (`startTag`), 0 where /proc gives no start time. */
-export const ownStartTag = (): number => startTag(ownStartTicks())
-
-/** `isProcessAlive` for a start kept as its tag: a later process under the pid differs in it but once in 2^32. */
-export const isTaggedProcessAlive = (pid: number, tag: number): boolean => {
+export const isProcessAlive = (pid: number, tag: number): boolean => {
   if (!isPidAlive(pid)) return false
   const now = known(procStat(pid)?.startTicks)
   return tag === 0 || now === 0 || startTag(now) === tag

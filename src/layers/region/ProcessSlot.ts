@@ -19,7 +19,8 @@ import {
 } from "../../services/region/ProcessSlot.js"
 import { CADENCE_MS, everyTick } from "./Cadence.js"
 import * as DoorbellLayers from "./Doorbell.js"
-import { isPidAlive, isProcessAlive, ownStartTicks } from "./ProcessInfo.js"
+import { isPidAlive, isProcessAlive, ownStartTag } from "./ProcessInfo.js"
+import { pairWord, wordsOver } from "./Words64.js"
 
 /** On the shared cadence: an idle process wakes for it once per tick, with its other timers. */
 const DEFAULT_HEARTBEAT_MS = CADENCE_MS
@@ -37,16 +38,12 @@ const SlotLine = {
   role: 12, // i32 index in ROLES
   heartbeat: 16, // f64 ms since the epoch
   started: 24, // f64 ms since the epoch
-  startTicks: 32 // f64 the owner's start time (clock ticks after boot, /proc), 0 where unknown; set before `ready`
+  startTag: 32 // u32 the owner's start tag (`startTag`, 0 where unknown); set before `ready`
 } as const
-
-/** The (owner, ready) pair as one 64-bit word (little-endian: owner low, ready high). */
-const claimWord = (owner: number, ready: number): bigint => BigInt(owner >>> 0) | (BigInt(ready >>> 0) << 32n)
 
 export const processTableBytes = (slots: number) => slots * PROCESS_SLOT_BYTES
 export const slotOffset = (table: ProcessTableLocation, slot: number) => table.offset + slot * PROCESS_SLOT_BYTES
 export const doorbellOffsetOf = (table: ProcessTableLocation, slot: number) => slotOffset(table, slot) + 64
-
 
 export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, slot: number): SlotInfo => {
   const base = slotOffset(table, slot)
@@ -60,7 +57,7 @@ export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, sl
     occurrence: region.i32[(base + SlotLine.occurrence) / 4]!,
     role,
     heartbeatMs: region.f64[(base + SlotLine.heartbeat) / 8]!,
-    startTicks: region.f64[(base + SlotLine.startTicks) / 8]!
+    startTag: region.u32[(base + SlotLine.startTag) / 4]!
   }
 }
 
@@ -70,7 +67,7 @@ export const writeHeartbeat = (region: CxlMemoryShape, table: ProcessTableLocati
 }
 
 /** Whether the process that holds the slot still runs (its pid, not another process under it, once the slot is ready). */
-export const isOwnerAlive = (info: SlotInfo): boolean => (info.state === 2 ? isProcessAlive(info.pid, info.startTicks) : isPidAlive(info.pid))
+export const isOwnerAlive = (info: SlotInfo): boolean => (info.state === 2 ? isProcessAlive(info.pid, info.startTag) : isPidAlive(info.pid))
 
 /** A slot whose owner is running and has heartbeated within `staleMs`. */
 export const isSlotLive = (info: SlotInfo, nowMs: number, staleMs: number): boolean =>
@@ -94,8 +91,7 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     yield* region.check(table.offset, processTableBytes(table.slots))
     const pid = process.pid
     const order = Array.from({ length: table.slots }, (_, i) => (i + (options.preferredSlot ?? 0)) % table.slots)
-    // Not `>>> 3`: a region of 4 GiB or more would wrap to a view of no words.
-    const words = new BigUint64Array(region.u32.buffer, region.u32.byteOffset, Math.floor(region.u32.byteLength / 8))
+    const words = wordsOver(region.u32)
     // One compare-and-swap takes the owner and clears `ready`: a dead owner's slot is never seen
     // as ready under its new owner's pid with the old owner's start time.
     const claim = () => {
@@ -103,7 +99,7 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
         const index = (slotOffset(table, slot) + SlotLine.owner) / 8
         const current = Atomics.load(words, index)
         if (current !== 0n && isOwnerAlive(readSlot(region, table, slot))) continue
-        if (Atomics.compareExchange(words, index, current, claimWord(pid, 0)) === current) return slot
+        if (Atomics.compareExchange(words, index, current, pairWord(pid, 0)) === current) return slot
       }
       return -1
     }
@@ -125,7 +121,7 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     region.i32[(base + SlotLine.role) / 4] = ROLES.indexOf(role)
     writeHeartbeat(region, table, slot, Date.now())
     region.f64[(base + SlotLine.started) / 8] = Date.now()
-    region.f64[(base + SlotLine.startTicks) / 8] = ownStartTicks()
+    region.u32[(base + SlotLine.startTag) / 4] = ownStartTag()
     region.publish(base, 64)
     Atomics.store(region.i32, (base + SlotLine.ready) / 4, occurrence)
     const heartbeatMs = options.heartbeatMillis ?? DEFAULT_HEARTBEAT_MS

@@ -20,8 +20,8 @@ export interface SlotInfo {
   readonly occurrence: number
   readonly role: Role
   readonly heartbeatMs: number
-  /** The owner's start time (clock ticks after boot), 0 where unknown: with the pid, it names the process. */
-  readonly startTicks: number
+  /** The owner's start tag (32 bits of its start time), 0 where unknown: with the pid, it names the process. */
+  readonly startTag: number
 }
 
 export interface ProcessSlotShape {
