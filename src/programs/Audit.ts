@@ -44,9 +44,11 @@ export interface AuditResult {
   readonly passed: boolean
 }
 
-/** The audit's order figure as the summaries print it. */
-export const outOfOrderText = (result: Pick<AuditResult, "outOfOrder" | "publishOrder">): string =>
-  result.publishOrder ? `out of order ${result.outOfOrder}` : `out of publish order ${result.outOfOrder} (not promised in this order mode)`
+/** The audit's figures after `received`, as every summary prints them. */
+export const auditFigures = (result: AuditResult): string =>
+  `lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, ${
+    result.publishOrder ? `out of order ${result.outOfOrder}` : `out of publish order ${result.outOfOrder} (not promised in this order mode)`
+  }, crc mismatches ${result.crcMismatches}`
 
 /** Whether a topic of order mode `order` promises each publisher's messages in publish order. */
 const promisesPublishOrder = (order: number): boolean => order === 5

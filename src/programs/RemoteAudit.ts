@@ -12,7 +12,7 @@
 import { Console, Effect, Fiber } from "effect"
 import { layerRemote, type RemoteSubscriberOptions } from "../layers/net/SubscriberRemote.js"
 import { Subscriber, type SubscriberBatch, type SubscriberMessage } from "../services/net/Subscriber.js"
-import { type AuditResult, makeAudit, outOfOrderText } from "./Audit.js"
+import { type AuditResult, auditFigures, makeAudit } from "./Audit.js"
 import { report, reportFailure } from "./Report.js"
 
 export interface RemoteAuditOptions {
@@ -93,7 +93,7 @@ export const remoteAudit = (options: RemoteAuditOptions) =>
     yield* Console.error(
       `remote subscriber: ${messages} messages in ${elapsedMs} ms${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
         result.passed ? "passed" : "FAILED"
-      }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, ${outOfOrderText(result)}, crc mismatches ${result.crcMismatches}`
+      }: received ${result.received}, ${auditFigures(result)}`
     )
     return result
   }).pipe(

@@ -6,7 +6,7 @@
  */
 import { Console, Deferred, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/log/Layout.js"
-import { type AuditResult, outOfOrderText } from "./Audit.js"
+import { auditFigures, type AuditResult } from "./Audit.js"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -313,6 +313,8 @@ export const run = (options: RunOptions) =>
 
     // elapsedMs is the publisher's own clock, the one the summary's MB/s divides by.
     const progress = { acked: 0, ordered: 0, read: 0, elapsedMs: 0 }
+    /** A count of the whole log as one of the measured messages (the warm-up's come first). */
+    const measured = (count: number | undefined, otherwise: number) => (count === undefined ? otherwise : Math.max(0, count - warmup))
     /** How long the warm-up took, once the publisher says it is done (`warm`). */
     let warmupMs: number | null = null
     publisher.on((e) => {
@@ -335,11 +337,11 @@ export const run = (options: RunOptions) =>
     })
     for (const h of [head, ...standbys]) {
       h.on((e) => {
-        if (e.event === "ordered") progress.ordered = Math.max(0, ((e["ordered"] as Record<string, number>)["run"] ?? warmup + progress.ordered) - warmup)
+        if (e.event === "ordered") progress.ordered = measured((e["ordered"] as Record<string, number>)["run"], progress.ordered)
       })
     }
     subscriber?.on((e) => {
-      if (e.event === "progress") progress.read = Math.max(0, ((e["messages"] as number) ?? warmup + progress.read) - warmup)
+      if (e.event === "progress") progress.read = measured(e["messages"] as number | undefined, progress.read)
     })
     const kill = options.killBroker
     let killedBroker: number | null = null
@@ -422,7 +424,7 @@ export const run = (options: RunOptions) =>
     // The last line is the summary's own numbers: every message acked (else the publisher failed), what the subscriber read, in the publisher's time.
     progress.acked = messages
     progress.elapsedMs = published["elapsedMs"] as number
-    if (audited !== undefined) progress.read = (audited["messages"] as number) - warmup
+    if (audited !== undefined) progress.read = measured(audited["messages"] as number, progress.read)
     progress.ordered = Math.max(progress.ordered, progress.read, options.ackLevel >= 1 ? messages : 0)
     if (interactive) process.stdout.write(`\r${line()}\n`)
     else yield* say(line())
@@ -487,11 +489,11 @@ export const run = (options: RunOptions) =>
           `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}${remoteAudits.length === 0 ? "" : `, remote subscribers ${summary.cpuSecondsPerGiB.remoteSubscribers}`}; total ${summary.cpuSecondsPerGiB.total}`,
           audit === undefined
             ? "no subscriber (publish → ACK only)"
-            : `subscriber audit: received ${audit.received} of ${audit.expected}; lost ${audit.lost}, not delivered ${audit.notDelivered}, duplicated ${audit.duplicated}, ${outOfOrderText(audit)}, crc mismatches ${audit.crcMismatches} — ${
+            : `subscriber audit: received ${audit.received} of ${audit.expected}; ${auditFigures(audit)} — ${
               audit.passed ? "PASSED" : "FAILED"
             }`,
           ...remoteAudits.map((r, i) =>
-            `remote subscriber ${i} audit (over TCP, ${r.mBps} MB/s): received ${r.received} of ${r.expected}; lost ${r.lost}, not delivered ${r.notDelivered}, duplicated ${r.duplicated}, ${outOfOrderText(r)}, crc mismatches ${r.crcMismatches} — ${
+            `remote subscriber ${i} audit (over TCP, ${r.mBps} MB/s): received ${r.received} of ${r.expected}; ${auditFigures(r)} — ${
               r.passed ? "PASSED" : "FAILED"
             }`
           )

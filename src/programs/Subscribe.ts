@@ -22,7 +22,7 @@ import { loadAddonSync } from "../native/Native.js"
 import { type LogBatchView, LogReader, type LogMessageView } from "../services/log/LogReader.js"
 import { LogCorrupt } from "../services/log/Topics.js"
 import { valueStart } from "../layers/net/BatchPayload.js"
-import { type AuditResult, makeAudit, outOfOrderText } from "./Audit.js"
+import { type AuditResult, auditFigures, makeAudit } from "./Audit.js"
 import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
 
 export interface SubscribeOptions {
@@ -149,7 +149,7 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
       yield* Console.error(
         `subscriber: ${messages} messages${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
           result.passed ? "passed" : "FAILED"
-        }: received ${result.received}, lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, ${outOfOrderText(result)}, crc mismatches ${result.crcMismatches}`
+        }: received ${result.received}, ${auditFigures(result)}`
       )
     }
     return result
