@@ -9,7 +9,7 @@ import { listTopics, regionSessionTables } from "../layers/log/Topics.js"
 import { peekBounds } from "../layers/log/LogReader.js"
 import { OrderLine } from "../layers/log/Records.js"
 import { ParticipantLineView, SubscriberLineView } from "../layers/log/RecordViews.js"
-import { isPidAlive } from "../layers/region/ProcessInfo.js"
+import { isLineOwnerAlive } from "../layers/log/Participants.js"
 import * as CxlMemoryLayers from "../layers/region/CxlMemory.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
 import { type DiskRetention, TopicNotFound } from "../services/log/Topics.js"
@@ -66,10 +66,10 @@ export const describeTopics = (access: RegionAccess) =>
       for (let s = 0; s < area.config.subscriberSlots; s++) {
         const line = area.subscriber(info.id, s)
         region.invalidate(line, 64)
-        if (participants.occurrence(line) === 0) continue
-        const pid = participants.pid(line)
+        const { occurrence, pid } = participants.claim(line)
+        if (occurrence === 0) continue
         const durable = subscriberLines.durable(line) === 1
-        subscribers.push({ pid, alive: isPidAlive(pid), durable, behindBatches: durable ? Math.max(0, committed - subscriberLines.cursor(line)) : 0 })
+        subscribers.push({ pid, alive: isLineOwnerAlive(pid, occurrence), durable, behindBatches: durable ? Math.max(0, committed - subscriberLines.cursor(line)) : 0 })
       }
       const sessions = sessionTable(info)
       return {

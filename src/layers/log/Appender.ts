@@ -415,7 +415,7 @@ interface RegionBroker {
   /** Rings the sequencer, if it waits for batches, once this event-loop turn's appends are in (see `make`). */
   readonly ringSequencer: () => void
   readonly roomWaits: ReturnType<typeof waitingForRoom>
-  readonly alive: (pid: number) => boolean
+  readonly alive: (pid: number, occurrence: number) => boolean
   readonly doorbell: DoorbellShape
 }
 

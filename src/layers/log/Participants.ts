@@ -3,7 +3,9 @@
  * log moves (listeners), and the doorbells to ring. A line is claimed by one 64-bit
  * compare-and-swap of its (occurrence, pid) pair from (0, 0) or from a dead owner's, so two
  * claimers never both win, even inside one process, and a claimer killed right after its claim
- * leaves its own pid behind: the line is reclaimed as a dead owner's, never lost.
+ * leaves its own pid behind: the line is reclaimed as a dead owner's, never lost. The occurrence
+ * carries 16 bits of its claimer's start time (`newOccurrence`), so a line whose pid a later
+ * process reuses is still judged its dead owner's (`isLineOwnerAlive`).
  */
 import { Effect, type Scope } from "effect"
 import { randomInt } from "node:crypto"
@@ -12,7 +14,7 @@ import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
 import { LeaseLine, LINE_BYTES } from "./Records.js"
 import { LeaseLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
-import { isPidAlive, procStat } from "../region/ProcessInfo.js"
+import { isPidAlive, isProcessAlive, ownStartTag, procStat, shortStartTag } from "../region/ProcessInfo.js"
 import { Offsets } from "../region/Superblock.js"
 
 /** The line views over a region, made once per region (these functions take the region, not views). */
@@ -26,8 +28,24 @@ const views = (region: CxlMemoryShape) => {
   return found
 }
 
-/** A fresh claim identity: distinguishes two claims by one process, and a restarted owner. */
-export const newOccurrence = (): number => randomInt(1, 0x7fffffff)
+/** Low bits of an occurrence that count this process's claims; the 16 above them are its start tag's. */
+const CLAIM_COUNT_BITS = 15
+const CLAIM_COUNT_MASK = (1 << CLAIM_COUNT_BITS) - 1
+let claims = randomInt(0, CLAIM_COUNT_MASK + 1)
+
+/**
+ * A fresh claim identity (positive, below 2^31): distinguishes 2^15 - 1 claims in a row by one
+ * process, and names the process by 16 bits of its start tag (`shortStartTag`) above them: a line
+ * claimed with it is its claimer's only while its pid still names that process, not a later one
+ * (pids are reused). With no start time known (off Linux) those bits are 0 and the pid alone decides.
+ */
+export const newOccurrence = (): number => {
+  claims = (claims + 1) & CLAIM_COUNT_MASK || 1
+  return (shortStartTag(ownStartTag()) << CLAIM_COUNT_BITS) | claims
+}
+
+/** Whether the process that claimed a line with `occurrence` still runs as `pid` (a later process under the pid is another). */
+export const isLineOwnerAlive = (pid: number, occurrence: number): boolean => isProcessAlive(pid, occurrence >>> CLAIM_COUNT_BITS, 16)
 
 /** Whether some claim holds the line (its owner may be gone: see `livePid`). */
 export const lineTaken = (region: CxlMemoryShape, offset: number): boolean => views(region).lines.occurrence(offset) !== 0
@@ -37,9 +55,9 @@ export const lineTaken = (region: CxlMemoryShape, offset: number): boolean => vi
  * with pid 0 is held by no process, never reclaimed: a named consumer's (Consumers.ts).
  */
 export const livePid = (region: CxlMemoryShape, offset: number): number => {
-  if (!lineTaken(region, offset)) return 0
-  const pid = views(region).lines.pid(offset)
-  return pid === 0 ? -1 : isPidAlive(pid) ? pid : 0
+  const { occurrence, pid } = views(region).lines.claim(offset)
+  if (occurrence === 0) return 0
+  return pid === 0 ? -1 : isLineOwnerAlive(pid, occurrence) ? pid : 0
 }
 
 /** Claims the line for this process unless a live process holds it; returns the live holder's pid, or 0 on success. */
@@ -48,7 +66,7 @@ export const claimLine = (region: CxlMemoryShape, offset: number, occurrence: nu
   const current = lines.claim(offset)
   if (current.occurrence !== 0) {
     if (current.pid === 0) return -1
-    if (isPidAlive(current.pid)) return current.pid
+    if (isLineOwnerAlive(current.pid, current.occurrence)) return current.pid
   }
   // The pid goes in with the claim: there is no moment the line is taken by nobody.
   if (!lines.swapClaim(offset, current.occurrence, current.pid, occurrence, process.pid)) return livePid(region, offset) || -1
@@ -322,26 +340,27 @@ export const releaseSubscriber = (region: CxlMemoryShape, line: number, occurren
   releaseLine(region, line, occurrence)
 }
 
-/** How long a pid's liveness is taken as known (checking costs a system call). */
+/** How long a line owner's liveness is taken as known (checking costs system calls). */
 const LIVENESS_MS = 200
-/** pids a liveness cache remembers before it drops those it would check again anyway: readers come and go, each with a pid. */
+/** Owners a liveness cache remembers before it drops those it would check again anyway: readers come and go, each with a pid. */
 const LIVENESS_PIDS = 1024
 
-/** pid liveness, re-checked at most every LIVENESS_MS per pid. */
-export const livenessCache = (): ((pid: number) => boolean) => {
+/** `isLineOwnerAlive`, re-checked at most every LIVENESS_MS per owner (pid and start tag). */
+export const livenessCache = (): ((pid: number, occurrence: number) => boolean) => {
   const seen = new Map<number, { alive: boolean; at: number }>()
-  return (pid) => {
-    if (pid === process.pid) return true
+  return (pid, occurrence) => {
+    // pid < 2^22 and 16 bits of start tag: one exact key below 2^53.
+    const owner = pid * 2 ** 16 + (occurrence >>> CLAIM_COUNT_BITS)
     const now = performance.now()
-    const cached = seen.get(pid)
+    const cached = seen.get(owner)
     if (cached !== undefined && now - cached.at < LIVENESS_MS) return cached.alive
-    const alive = isPidAlive(pid)
+    const alive = isLineOwnerAlive(pid, occurrence)
     if (cached === undefined && seen.size >= LIVENESS_PIDS) {
       for (const [old, entry] of seen) if (now - entry.at >= LIVENESS_MS) seen.delete(old)
       // Still many checked within the window: start over rather than sweep again at the next new pid.
       if (seen.size >= LIVENESS_PIDS / 2) seen.clear()
     }
-    seen.set(pid, { alive, at: now })
+    seen.set(owner, { alive, at: now })
     return alive
   }
 }
@@ -350,15 +369,21 @@ export const livenessCache = (): ((pid: number) => boolean) => {
  * The lowest cursor of the topic's live durable subscribers and its named consumers, live members
  * or not (Infinity if none): retention keeps everything from it on.
  */
-export const lowestDurableCursor = (region: CxlMemoryShape, area: LogArea, topic: number, alive: (pid: number) => boolean): number => {
+export const lowestDurableCursor = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  topic: number,
+  alive: (pid: number, occurrence: number) => boolean
+): number => {
   const { lines, subscribers } = views(region)
   let lowest = Infinity
   for (let s = 0; s < area.config.subscriberSlots; s++) {
     const at = area.subscriber(topic, s)
     region.invalidate(at, LINE_BYTES)
-    if (!lineTaken(region, at)) continue
+    const { occurrence, pid } = lines.claim(at)
+    if (occurrence === 0) continue
     const durable = subscribers.durable(at)
-    if (durable !== 2 && (durable !== 1 || !alive(lines.pid(at)))) continue
+    if (durable !== 2 && (durable !== 1 || !alive(pid, occurrence))) continue
     lowest = Math.min(lowest, subscribers.cursor(at))
   }
   return lowest

@@ -6,7 +6,8 @@
 
 /**
  * A participant line: broker owners, listeners. The claim is the (occurrence, pid) pair, one 64-bit
- * compare-and-swap from (0, 0) or a dead owner's, so a claimer killed at any point leaves its pid (Participants.ts).
+ * compare-and-swap from (0, 0) or a dead owner's, so a claimer killed at any point leaves its pid; the
+ * occurrence carries 16 bits of the claimer's start time, so a later process under that pid is not its owner (Participants.ts).
  * `roomWaits` (broker owners): how many of the owner's appends wait for PBR or Blog room now, so
  * whoever frees room rings only brokers that wait for it. In a listener line the same word counts
  * the owner's fibers waiting for the log to move, so the sequencer rings only lines with a waiter.

@@ -78,7 +78,7 @@ interface RegionViews {
   readonly owners: ParticipantLineView
   readonly audit: FlushAudit | undefined
   readonly epoch: number
-  readonly alive: (pid: number) => boolean
+  readonly alive: (pid: number, occurrence: number) => boolean
 }
 
 /** Brokers (live owners) with appends waiting for PBR or Blog room; the owner line does not say which topic. */

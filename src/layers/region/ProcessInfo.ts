@@ -54,12 +54,21 @@ let ownTag: number | undefined
 export const ownStartTag = (): number => (ownTag ??= startTag(known(procStat(process.pid)?.startTicks)))
 
 /**
- * Whether the process whose start tag is `tag` still runs as `pid`: a later process that reuses
- * the pid has another. With no tag (0: none was recorded, or /proc gives no start time now) the
- * pid alone decides, as it must off Linux.
+ * The 16 bits of a start tag that a claim word with no room for all 32 keeps (a participant
+ * line's occurrence: Participants.ts); 0 for an unknown tag, never 0 for a known one. A later
+ * process under the pid differs in them but once in 2^16.
  */
-export const isProcessAlive = (pid: number, tag: number): boolean => {
+export const shortStartTag = (tag: number): number => (tag === 0 ? 0 : (tag & 0xffff) || 1)
+
+/**
+ * Whether the process whose start tag is `tag` (all 32 bits, or the 16 of `shortStartTag` when
+ * `bits` is 16) still runs as `pid`: a later process that reuses the pid has another. With no
+ * tag (0: none was recorded, or /proc gives no start time now) the pid alone decides, as it
+ * must off Linux.
+ */
+export const isProcessAlive = (pid: number, tag: number, bits: 16 | 32 = 32): boolean => {
   if (!isPidAlive(pid)) return false
   const now = known(procStat(pid)?.startTicks)
-  return tag === 0 || now === 0 || startTag(now) === tag
+  if (tag === 0 || now === 0) return true
+  return (bits === 16 ? shortStartTag(startTag(now)) : startTag(now)) === tag
 }
