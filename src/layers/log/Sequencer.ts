@@ -31,7 +31,7 @@ import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { Offsets } from "../region/Superblock.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
-import { countedWatch, isPidRunning, isPidStopped, livenessCache, livePid, lowestDurableCursor, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
+import { countedWatch, isPidRunning, isPidStopped, livenessCache, lowestDurableCursor, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
 import { DescriptorState, GoiEntry, LeaseLine, LINE_BYTES, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import {
   DescriptorView,
@@ -81,12 +81,17 @@ interface RegionViews {
   readonly alive: (pid: number, occurrence: number) => boolean
 }
 
-/** Brokers (live owners) with appends waiting for PBR or Blog room; the owner line does not say which topic. */
-const brokersWaitForRoom = ({ region, area, owners }: RegionViews): boolean => {
+/**
+ * Brokers (live owners) with appends waiting for PBR or Blog room; the owner line does not say which
+ * topic. Asked every round under backpressure, so the owners' liveness comes from the cache.
+ */
+const brokersWaitForRoom = ({ region, area, owners, alive }: RegionViews): boolean => {
   for (let b = 0; b < area.config.maxBrokers; b++) {
     const owner = area.brokerOwner(b)
     region.invalidate(owner, LINE_BYTES)
-    if (owners.roomWaits(owner) > 0 && livePid(region, owner) !== 0) return true
+    if (owners.roomWaits(owner) === 0) continue
+    const { occurrence, pid } = owners.claim(owner)
+    if (occurrence !== 0 && (pid === 0 || alive(pid, occurrence))) return true
   }
   return false
 }
