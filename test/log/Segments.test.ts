@@ -16,6 +16,7 @@ import * as SegmentsLayers from "../../src/layers/log/Segments.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { recordBytes } from "../../src/layers/log/SegmentRecord.js"
+import { procStat } from "../../src/layers/region/ProcessInfo.js"
 import type { RecordPosition, SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
@@ -444,6 +445,21 @@ describe("Segments on the local disk", () => {
       expect(state()).toBe("Z")
       mkdirSync(join(directory, "s"))
       writeFileSync(join(directory, "s", "LOCK"), `${zombie}\n`)
+      yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
+      expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
+    }))
+
+  it.scopedLive("a lock whose pid a later process now has (another start time) is taken over; one naming a live holder's start time is not", () =>
+    Effect.gen(function*() {
+      const directory = yield* segmentsDir
+      const { segments } = yield* liveBackend(directory)
+      const holder = process.ppid
+      const ticks = procStat(holder)!.startTicks
+      const tag = ticks % 2 ** 32 || 1
+      mkdirSync(join(directory, "s"))
+      writeFileSync(join(directory, "s", "LOCK"), `${holder} ${tag}\n`)
+      expect(yield* Effect.flip(withLog(segments, "s", {}, () => Effect.void))).toMatchObject({ _tag: "StreamLocked", pid: holder })
+      writeFileSync(join(directory, "s", "LOCK"), `${holder} ${tag === 2 ** 32 - 1 ? 1 : tag + 1}\n`)
       yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
       expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
     }))

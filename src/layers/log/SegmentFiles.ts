@@ -6,6 +6,7 @@
 import * as fs from "node:fs/promises"
 import { constants, readSync } from "node:fs"
 import { isPidRunning } from "./Participants.js"
+import { isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
 
 export interface SegmentFile {
   /** Writes all of `buffers`, in order, at `position` (a short write is retried; an error rejects). */
@@ -114,7 +115,8 @@ export const nodeSegmentFiles: SegmentFiles = {
     const path = `${dir}/LOCK`
     // Written whole under a private name, then linked into place: a LOCK is never seen half-written.
     const mine = `${dir}/LOCK.${process.pid}.${Math.random().toString(16).slice(2)}`
-    await fs.writeFile(mine, `${process.pid}\n`, { mode: 0o600 })
+    // The pid and its start tag: a later process that reuses the pid is not the holder.
+    await fs.writeFile(mine, `${process.pid} ${ownStartTag()}\n`, { mode: 0o600 })
     try {
       for (let attempt = 0; attempt < 3; attempt++) {
         try {
@@ -127,10 +129,13 @@ export const nodeSegmentFiles: SegmentFiles = {
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
         }
-        const holder = Number((await fs.readFile(path, "utf8").catch(() => "")).trim())
+        const [holder = 0, tag = 0] = (await fs.readFile(path, "utf8").catch(() => "")).trim().split(" ").map(Number)
         // Our own pid holds it only if this process took it; else an earlier process with our pid (a restarted container) left it.
-        // A zombie (killed, not yet reaped) writes nothing: gone, as the head's takeover (Head.ts) counts it.
-        const held = holder === process.pid ? heldLocks.has(path) : Number.isInteger(holder) && holder > 0 && isPidRunning(holder)
+        // A zombie (killed, not yet reaped) writes nothing: gone, as the head's takeover (Head.ts) counts it. A lock without a
+        // tag (an older build's) is judged by its pid alone.
+        const held = holder === process.pid
+          ? heldLocks.has(path)
+          : Number.isInteger(holder) && holder > 0 && isPidRunning(holder) && isProcessAlive(holder, Number.isInteger(tag) && tag > 0 ? tag : 0)
         if (held) return holder
         // Its holder is gone: take it over.
         await fs.unlink(path).catch(() => undefined)
