@@ -49,10 +49,10 @@ describe("deleting a named consumer", () => {
     Effect.gen(function*() {
       const { consumers, lines, participants, create, names } = yield* setUp
       const dead = yield* create("dead")
-      lines.storeMember(dead, -DEAD_PID)
+      lines.storeMember(dead, -DEAD_PID, 0)
       participants.storePid(dead, DEAD_PID)
       const live = yield* create("live", 3)
-      lines.storeMember(live, -process.ppid)
+      lines.storeMember(live, -process.ppid, 0)
 
       expect(yield* consumers.remove("t", "dead")).toBe(true)
       const removing = yield* Effect.either(consumers.remove("t", "live"))
@@ -68,26 +68,27 @@ describe("deleting a named consumer", () => {
         const { cluster, memory, consumers, lines, create, names } = yield* setUp
         const line = yield* create("c")
         const other = yield* consumersOf(cluster)
-        const memberWord = (line + SubscriberLine.member) / 4
+        // The member word and its tag: one 64-bit word.
+        const memberPair = (line + SubscriberLine.member) / 8
         const { load, compareExchange } = Atomics
         let armed = true
         // Another process deletes "c" and creates "d" (in the same, first free line) right before this deletion's access.
         const interlope = (array: unknown, index: number) => {
-          if (!armed || (array as Int32Array).buffer !== memory.buffer || index !== memberWord) return
+          if (!armed || !(array instanceof BigUint64Array) || array.buffer !== memory.buffer || index !== memberPair) return
           armed = false
           expect(Effect.runSync(other.remove("t", "c"))).toBe(true)
           Effect.runSync(Effect.scoped(other.join("t", "d", { offset: 5, globalSeq: 0 })))
           expect(lines.nameLength(line)).toBe(1)
         }
-        type Load = (array: Int32Array, index: number) => number
-        type Swap = (array: Int32Array, index: number, expected: number, value: number) => number
+        type Load = (array: BigUint64Array, index: number) => bigint
+        type Swap = (array: BigUint64Array, index: number, expected: bigint, value: bigint) => bigint
         if (at === "look") {
-          Atomics.load = ((array: Int32Array, index: number) => {
+          Atomics.load = ((array: BigUint64Array, index: number) => {
             interlope(array, index)
             return (load as unknown as Load)(array, index)
           }) as typeof Atomics.load
         } else {
-          Atomics.compareExchange = ((array: Int32Array, index: number, expected: number, value: number) => {
+          Atomics.compareExchange = ((array: BigUint64Array, index: number, expected: bigint, value: bigint) => {
             interlope(array, index)
             return (compareExchange as unknown as Swap)(array, index, expected, value)
           }) as typeof Atomics.compareExchange

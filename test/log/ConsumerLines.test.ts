@@ -9,6 +9,7 @@ import { Effect } from "effect"
 import { ParticipantLineView, SubscriberLineView } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { consumersOf, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 
 /** A pid no process has (above any pid_max): `kill(pid, 0)` finds nobody. */
 const DEAD_PID = 0x3fffffff
@@ -27,7 +28,7 @@ describe("a named consumer's line", () => {
       const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) => lines.durable(l) === 2)!
       expect(line).toBeDefined()
       new ParticipantLineView(memory).storePid(line, DEAD_PID)
-      lines.storeMember(line, DEAD_PID)
+      lines.storeMember(line, DEAD_PID, 0)
 
       // Every other line is claimed; the consumer's stays its own.
       const durable = Array.from({ length: smallConfig.subscriberSlots - 2 }, () => cluster.reader.subscribe("t", { durable: true }))
@@ -42,5 +43,31 @@ describe("a named consumer's line", () => {
       // And a new member takes it over from the dead one, at its committed offset.
       const member = yield* consumers.join("t", "c", { offset: 0, globalSeq: 0 })
       expect([member.created, member.committed()]).toEqual([false, 7])
+    }))
+
+  it.scoped("a member or deleter whose pid a later process now has is gone: a new member joins, remove deletes; the live one's keeps it", () =>
+    Effect.gen(function*() {
+      const cluster = yield* regionCluster(CxlMemoryLayers.make)()
+      const { memory, area } = cluster.region!
+      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+      const consumers = yield* consumersOf(cluster)
+      yield* Effect.scoped(consumers.join("t", "c", { offset: 7, globalSeq: 3 }))
+      const lines = new SubscriberLineView(memory)
+      const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) => lines.durable(l) === 2)!
+      const other = process.ppid
+      const live = shortTagOf(other)
+
+      // A member: the live process's own tag holds the consumer, a later process's under its pid does not.
+      lines.storeMember(line, other, live)
+      expect(yield* Effect.flip(Effect.scoped(consumers.join("t", "c", { offset: 0, globalSeq: 0 })))).toMatchObject({ _tag: "ConsumerBusy", pid: other })
+      lines.storeMember(line, other, laterShortTag(live))
+      expect(yield* Effect.scoped(Effect.map(consumers.join("t", "c", { offset: 0, globalSeq: 0 }), (m) => [m.created, m.committed()]))).toEqual([false, 7])
+
+      // A deleter's mark, likewise.
+      lines.storeMember(line, -other, live)
+      expect(yield* Effect.flip(consumers.remove("t", "c"))).toMatchObject({ _tag: "ConsumerBeingDeleted", pid: other })
+      lines.storeMember(line, -other, laterShortTag(live))
+      expect(yield* consumers.remove("t", "c")).toBe(true)
+      expect(yield* consumers.list("t")).toEqual([])
     }))
 })

@@ -11,25 +11,18 @@ import { claimLine, livePid, livenessCache, lowestDurableCursor, moveSubscriber,
 import { ParticipantLineView } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
-import { ownStartTag, procStat, shortStartTag } from "../../src/layers/region/ProcessInfo.js"
+import { ownStartTag, shortStartTag } from "../../src/layers/region/ProcessInfo.js"
 import type { CxlMemoryShape, RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { LOG_BASE, regionSize, smallConfig } from "../fixtures/log-harness.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 
 /** The doorbell a claim names (never rung here): a line below the log area. */
 const OUR_BELL = 4096
 const area = makeLogArea(LOG_BASE, smallConfig)
 
-/** The 16 bits of `pid`'s start tag an occurrence carries, as /proc gives them now. */
-const shortTagOf = (pid: number): number => {
-  const ticks = procStat(pid)?.startTicks
-  expect(ticks, `/proc/${pid}/stat`).toBeGreaterThan(0)
-  return shortStartTag(ticks! % 2 ** 32 || 1)
-}
 /** An occurrence as a claim by the process `shortTag` names would have made it. */
 const occurrenceOf = (shortTag: number) => (shortTag << 15) | 7
-/** Another process's 16 bits: one that started at another time under the same pid. */
-const laterThan = (shortTag: number) => (shortTag === 0xffff ? 1 : shortTag + 1)
 
 /** Leaves `line` claimed as `pid` with `occurrence`, as its claimer would have (the owner then died). */
 const leftBy = (region: CxlMemoryShape, line: number, occurrence: number, pid: number) =>
@@ -47,7 +40,7 @@ const contract = (label: string, open: (options: RegionOptions) => Effect.Effect
         const memory = yield* region
         const parent = process.ppid
         const owner = area.brokerOwner(0)
-        leftBy(memory, owner, occurrenceOf(laterThan(shortTagOf(parent))), parent)
+        leftBy(memory, owner, occurrenceOf(laterShortTag(shortTagOf(parent))), parent)
         expect(livePid(memory, owner)).toBe(0)
         expect(claimLine(memory, owner, newOccurrence(), OUR_BELL)).toBe(0)
         expect(livePid(memory, owner)).toBe(process.pid)
@@ -63,7 +56,7 @@ const contract = (label: string, open: (options: RegionOptions) => Effect.Effect
       Effect.gen(function*() {
         const memory = yield* region
         const line = area.listener(0)
-        leftBy(memory, line, occurrenceOf(laterThan(shortStartTag(ownStartTag()))), process.pid)
+        leftBy(memory, line, occurrenceOf(laterShortTag(shortStartTag(ownStartTag()))), process.pid)
         expect(livePid(memory, line)).toBe(0)
         const mine = newOccurrence()
         expect(mine >>> 15).toBe(shortStartTag(ownStartTag()))
@@ -76,7 +69,7 @@ const contract = (label: string, open: (options: RegionOptions) => Effect.Effect
         const memory = yield* region
         const parent = process.ppid
         const stale = area.subscriber(0, 0)
-        leftBy(memory, stale, occurrenceOf(laterThan(shortTagOf(parent))), parent)
+        leftBy(memory, stale, occurrenceOf(laterShortTag(shortTagOf(parent))), parent)
         moveSubscriber(memory, stale, 5)
         expect(lowestDurableCursor(memory, area, 0, livenessCache())).toBe(Infinity)
 

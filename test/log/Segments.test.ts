@@ -12,11 +12,11 @@ import { spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { tempDir } from "../helpers/Processes.js"
+import { laterStartTag, startTagOf } from "../helpers/StartTags.js"
 import * as SegmentsLayers from "../../src/layers/log/Segments.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
 import { recordBytes } from "../../src/layers/log/SegmentRecord.js"
-import { procStat } from "../../src/layers/region/ProcessInfo.js"
 import type { RecordPosition, SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
@@ -454,12 +454,11 @@ describe("Segments on the local disk", () => {
       const directory = yield* segmentsDir
       const { segments } = yield* liveBackend(directory)
       const holder = process.ppid
-      const ticks = procStat(holder)!.startTicks
-      const tag = ticks % 2 ** 32 || 1
+      const tag = startTagOf(holder)
       mkdirSync(join(directory, "s"))
       writeFileSync(join(directory, "s", "LOCK"), `${holder} ${tag}\n`)
       expect(yield* Effect.flip(withLog(segments, "s", {}, () => Effect.void))).toMatchObject({ _tag: "StreamLocked", pid: holder })
-      writeFileSync(join(directory, "s", "LOCK"), `${holder} ${tag === 2 ** 32 - 1 ? 1 : tag + 1}\n`)
+      writeFileSync(join(directory, "s", "LOCK"), `${holder} ${laterStartTag(tag)}\n`)
       yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
       expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
     }))

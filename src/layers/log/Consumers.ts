@@ -5,7 +5,8 @@
  * The line's pid word stays 0 (held by no process: never reclaimed as a dead owner's) until
  * the consumer is deleted; a consumer's line is never claimed whatever its pid word says (its
  * creator may have been killed before clearing it: `claimSubscriberLine`); the active member's
- * pid is the `member` word, taken by compare-and-swap from 0 or from a dead member's. Two
+ * pid is the `member` word, with 16 bits of its start tag beside it (a later process under the pid
+ * is not the member), taken together by compare-and-swap from 0 or from a dead member's. Two
  * processes creating the same name at once both claim a line; the later line (higher index)
  * then deletes itself and joins the first.
  *
@@ -37,7 +38,7 @@ import {
   ConsumerTableFull
 } from "../../services/log/Consumers.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
 import type { LogArea } from "./Layout.js"
 import { claimSubscriberLine, lineTaken, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
 import { CONSUMER_NAME_BYTES, LINE_BYTES, SubscriberLine } from "./Records.js"
@@ -114,6 +115,8 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
     let held = heldByRegion.get(region)
     if (held === undefined) heldByRegion.set(region, held = new Set())
     const heldHere = held
+    /** This process's 16 bits of start tag, kept beside its pid in a member word. */
+    const ownTag = shortStartTag(ownStartTag())
 
     const nameOf = (line: number) => decoder.decode(region.bytes.subarray(lines.nameAt(line), lines.nameAt(line) + Math.min(CONSUMER_NAME_BYTES, lines.nameLength(line))))
     const isConsumer = (line: number) => {
@@ -136,17 +139,20 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       }
       return undefined
     }
-    /** The member's pid if a live member holds the line, else 0 (a deleter's mark is no member). */
+    /**
+     * The member's pid if a live member holds the line, else 0 (a deleter's mark is no member). A
+     * member is its pid and 16 bits of its start tag: a later process under the pid is not it.
+     */
     const liveMember = (line: number) => {
-      const member = lines.member(line)
-      if (member <= 0) return 0
-      if (member === process.pid) return heldHere.has(line) ? member : 0
-      return isPidAlive(member) ? member : 0
+      const { pid, tag } = lines.memberClaim(line)
+      if (pid <= 0) return 0
+      if (pid === process.pid) return heldHere.has(line) ? pid : 0
+      return isProcessAlive(pid, tag, 16) ? pid : 0
     }
     /** The pid of a live process deleting the consumer (its mark in `member`), else 0. */
     const liveDeleter = (line: number) => {
-      const member = lines.member(line)
-      return member < 0 && -member !== process.pid && isPidAlive(-member) ? -member : 0
+      const { pid, tag } = lines.memberClaim(line)
+      return pid < 0 && -pid !== process.pid && isProcessAlive(-pid, tag, 16) ? -pid : 0
     }
     const retentionMoved = (info: TopicInfo) => retentionMovedIn(region, area, doorbell, info.id)
     const isCutOff = (line: number) => {
@@ -185,23 +191,24 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
         return participants.occurrence(line) === occurrence && nameOf(line) === name && (durable === HOLDING || durable === CUT_OFF)
       }
       // The member word from free, a dead member's or a dead deleter's to this deleter's mark: one deleter at a time.
-      let replaced: number
+      let replaced: { readonly pid: number; readonly tag: number }
       for (;;) {
-        replaced = lines.member(line)
+        replaced = lines.memberClaim(line)
         if (!same()) return "gone"
         if (member === undefined) {
           const deleter = liveDeleter(line)
           if (deleter !== 0) return new ConsumerBeingDeleted({ topic: info.name, name, pid: deleter })
           const live = liveMember(line)
           if (live !== 0) return new ConsumerBusy({ topic: info.name, name, pid: live })
-        } else if (replaced !== member) {
+        } else if (replaced.pid !== member) {
           return "gone"
         }
-        if (lines.swapMember(line, replaced, mark)) break
+        if (lines.swapMember(line, replaced, mark, ownTag)) break
       }
+      const marked = { pid: mark, tag: ownTag }
       // Checked again: the line may have been deleted and taken by another consumer between the look and the swap.
       if (!same()) {
-        lines.swapMember(line, mark, replaced)
+        lines.swapMember(line, marked, replaced.pid, replaced.tag)
         return "gone"
       }
       // The line names this process until it is free (a consumer's names none, or a killed creator's
@@ -209,14 +216,14 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
       for (;;) {
         const claim = participants.claim(line)
         if (claim.occurrence !== occurrence) {
-          lines.swapMember(line, mark, replaced)
+          lines.swapMember(line, marked, replaced.pid, replaced.tag)
           return "gone"
         }
         if (participants.swapClaim(line, occurrence, claim.pid, occurrence, process.pid)) break
       }
       lines.storeDurable(line, 0)
       lines.setNameLength(line, 0)
-      lines.storeMember(line, 0)
+      lines.storeMember(line, 0, 0)
       releaseLine(region, line, occurrence)
       retentionMoved(info)
       return "erased"
@@ -230,7 +237,7 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
         if (claimSubscriberLine(region, line, occurrence, 0) !== 0) continue
         region.bytes.set(name, lines.nameAt(line))
         lines.setNameLength(line, name.length)
-        lines.storeMember(line, process.pid)
+        lines.storeMember(line, process.pid, ownTag)
         moveTo(line, initial.offset, initial.globalSeq)
         // Held by the consumer from now on, not by this process: a pid of 0 is never taken for a dead owner's.
         participants.storePid(line, 0)
@@ -259,17 +266,17 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
             heldHere.add(line)
             return Effect.succeed({ line, created: true })
           }
-          const member = lines.member(existing)
+          const member = lines.memberClaim(existing)
           const live = liveMember(existing) || liveDeleter(existing)
           if (live !== 0 || heldHere.has(existing)) return Effect.fail(new ConsumerBusy({ topic, name, pid: live || process.pid }))
-          if (!lines.swapMember(existing, member, process.pid)) return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
+          if (!lines.swapMember(existing, member, process.pid, ownTag)) return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
           heldHere.add(existing)
           return Effect.succeed({ line: existing, created: false })
         })
         const { line, created } = yield* Effect.acquireRelease(acquire, ({ line }) =>
           Effect.sync(() => {
             heldHere.delete(line)
-            lines.swapMember(line, process.pid, 0)
+            lines.swapMember(line, { pid: process.pid, tag: ownTag }, 0, 0)
           }))
         const lease: ConsumerLease = {
           topic,

@@ -15,6 +15,7 @@ import {
   goiSeqLo,
   lapMark,
   LeaseLine,
+  NAME_LENGTH_MASK,
   OrderLine,
   Participant,
   PbrSlot,
@@ -345,14 +346,41 @@ export class SubscriberLineView extends View {
   /** A named consumer's committed offset: where its next member starts. */
   committed(at: number): number { return this.f64[(at + SubscriberLine.committed) / 8] }
   setCommitted(at: number, v: number): void { this.f64[(at + SubscriberLine.committed) / 8] = v }
-  /** The pid of a named consumer's active member (0: none), taken by compare-and-swap. */
-  member(at: number): number { return Atomics.load(this.i32, (at + SubscriberLine.member) / 4) }
-  swapMember(at: number, expected: number, v: number): boolean {
-    return Atomics.compareExchange(this.i32, (at + SubscriberLine.member) / 4, expected, v) === expected
+  /**
+   * A named consumer's member word, its pid (0: none; minus a deleter's pid: its mark), with the 16
+   * bits of that process's start tag kept above the name's length: read in one atomic load, so
+   * both belong to one claim.
+   */
+  memberClaim(at: number): { readonly pid: number; readonly tag: number } {
+    const pair = Atomics.load(wordsOver(this.u32), (at + SubscriberLine.member) / 8)
+    return { pid: lowHalf(pair) | 0, tag: highHalf(pair) >>> 16 }
   }
-  storeMember(at: number, v: number): void { Atomics.store(this.i32, (at + SubscriberLine.member) / 4, v) }
-  nameLength(at: number): number { return this.u32[(at + SubscriberLine.nameLength) / 4] }
-  setNameLength(at: number, v: number): void { this.u32[(at + SubscriberLine.nameLength) / 4] = v }
+  /** The member word's pid alone. */
+  member(at: number): number { return Atomics.load(this.i32, (at + SubscriberLine.member) / 4) }
+  /** Compare-and-swap of the member word and its tag (the name's length kept); true when they held `expected`. */
+  swapMember(at: number, expected: { readonly pid: number; readonly tag: number }, pid: number, tag: number): boolean {
+    const words = wordsOver(this.u32)
+    const index = (at + SubscriberLine.member) / 8
+    const current = Atomics.load(words, index)
+    if ((lowHalf(current) | 0) !== expected.pid || highHalf(current) >>> 16 !== expected.tag) return false
+    const length = highHalf(current) & NAME_LENGTH_MASK
+    return Atomics.compareExchange(words, index, current, pairWord(pid, (tag << 16) | length)) === current
+  }
+  /** Sets the member word and its tag (the name's length kept), whatever they held. */
+  storeMember(at: number, pid: number, tag: number): void {
+    while (!this.swapMember(at, this.memberClaim(at), pid, tag)) {
+      // Moved between the read and the swap: read again.
+    }
+  }
+  nameLength(at: number): number { return Atomics.load(this.u32, (at + SubscriberLine.nameLength) / 4) & NAME_LENGTH_MASK }
+  /** Sets the name's length, the member's tag above it kept. */
+  setNameLength(at: number, v: number): void {
+    const index = (at + SubscriberLine.nameLength) / 4
+    for (;;) {
+      const word = Atomics.load(this.u32, index)
+      if (Atomics.compareExchange(this.u32, index, word, ((word & ~NAME_LENGTH_MASK) | v) >>> 0) === word) return
+    }
+  }
   /** Where a named consumer's name bytes start. */
   nameAt(at: number): number { return at + SubscriberLine.name }
   /** The next global seq it reads. */

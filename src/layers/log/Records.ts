@@ -59,8 +59,11 @@ export const SequencerLine = { consumedThrough: 0, orderedBatches: 8, orderedMes
  * A subscriber cursor line (that subscriber): `cursor` is the next global batch seq it will read.
  * A named consumer's line (`durable` 2, or 3 once cut off, see Consumers.ts) lives as long as the
  * consumer: its committed offset, the pid of its active member (0: none) and its name (UTF-8, ≤ 24 bytes).
+ * The word at `nameLength` keeps the name's length in its low 16 bits (NAME_LENGTH_MASK) and 16 bits
+ * of the member's start tag above them, so the member and its tag are one 64-bit word, swapped together.
  */
 export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12, cursor: 16, committed: 24, member: 32, nameLength: 36, name: 40 } as const
+export const NAME_LENGTH_MASK = 0xffff
 export const CONSUMER_NAME_BYTES = 24
 
 /**
