@@ -14,19 +14,24 @@ import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 /** A pid no process has (above any pid_max): `kill(pid, 0)` finds nobody. */
 const DEAD_PID = 0x3fffffff
 
+/** A cluster whose topic "t" has consumer "c" at offset 7, no member, and the consumer's line. */
+const consumerC = Effect.gen(function*() {
+  const cluster = yield* regionCluster(CxlMemoryLayers.make)()
+  const { memory, area } = cluster.region!
+  yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+  const consumers = yield* consumersOf(cluster)
+  yield* Effect.scoped(consumers.join("t", "c", { offset: 7, globalSeq: 3 }))
+  const lines = new SubscriberLineView(memory)
+  const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) => lines.durable(l) === 2)
+  expect(line).toBeDefined()
+  return { cluster, memory, consumers, lines, line: line! }
+})
+
 describe("a named consumer's line", () => {
   it.scoped("left with its killed creator's pid is still the consumer's: durable subscribers and other consumers claim other lines", () =>
     Effect.gen(function*() {
-      const cluster = yield* regionCluster(CxlMemoryLayers.make)()
-      const { memory, area } = cluster.region!
-      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
-      const consumers = yield* consumersOf(cluster)
-      yield* Effect.scoped(consumers.join("t", "c", { offset: 7, globalSeq: 3 }))
-
+      const { cluster, memory, consumers, lines, line } = yield* consumerC
       // Its creator killed between making the line the consumer's and clearing the pid word (member still its own).
-      const lines = new SubscriberLineView(memory)
-      const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) => lines.durable(l) === 2)!
-      expect(line).toBeDefined()
       new ParticipantLineView(memory).storePid(line, DEAD_PID)
       lines.storeMember(line, DEAD_PID, 0)
 
@@ -47,13 +52,7 @@ describe("a named consumer's line", () => {
 
   it.scoped("a member or deleter whose pid a later process now has is gone: a new member joins, remove deletes; the live one's keeps it", () =>
     Effect.gen(function*() {
-      const cluster = yield* regionCluster(CxlMemoryLayers.make)()
-      const { memory, area } = cluster.region!
-      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
-      const consumers = yield* consumersOf(cluster)
-      yield* Effect.scoped(consumers.join("t", "c", { offset: 7, globalSeq: 3 }))
-      const lines = new SubscriberLineView(memory)
-      const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) => lines.durable(l) === 2)!
+      const { consumers, lines, line } = yield* consumerC
       const other = process.ppid
       const live = shortTagOf(other)
 
