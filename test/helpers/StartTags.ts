@@ -3,13 +3,13 @@
  * the same pid (one started at another time) would carry: for tests of pid reuse without reusing a pid.
  */
 import { expect } from "vitest"
-import { procStat, shortStartTag } from "../../src/layers/region/ProcessInfo.js"
+import { shortStartTag, startTagOf as tagFromProc } from "../../src/layers/region/ProcessInfo.js"
 
-/** The 32-bit start tag of the live process `pid`, from /proc now. */
+/** The 32-bit start tag of the live process `pid`, from /proc now (a test of tags needs one). */
 export const startTagOf = (pid: number): number => {
-  const ticks = procStat(pid)?.startTicks
-  expect(ticks, `/proc/${pid}/stat`).toBeGreaterThan(0)
-  return ticks! % 2 ** 32 || 1
+  const tag = tagFromProc(pid)
+  expect(tag, `/proc/${pid}/stat`).toBeGreaterThan(0)
+  return tag
 }
 
 /** The 16 bits of it a participant line's occurrence or a consumer's member word carries. */

@@ -49,9 +49,12 @@ const known = (ticks: number | undefined): number => (ticks !== undefined && Num
  */
 const startTag = (ticks: number): number => (ticks === 0 ? 0 : (ticks % 2 ** 32) >>> 0 || 1)
 
+/** The start tag of the process `pid` names now; 0 where /proc gives no start time (no such process, or no /proc). */
+export const startTagOf = (pid: number): number => startTag(known(procStat(pid)?.startTicks))
+
 let ownTag: number | undefined
 /** This process's start tag, 0 where /proc gives no start time. */
-export const ownStartTag = (): number => (ownTag ??= startTag(known(procStat(process.pid)?.startTicks)))
+export const ownStartTag = (): number => (ownTag ??= startTagOf(process.pid))
 
 /**
  * The 16 bits of a start tag that a claim word with no room for all 32 keeps (a participant
@@ -68,7 +71,7 @@ export const shortStartTag = (tag: number): number => (tag === 0 ? 0 : (tag & 0x
  */
 export const isProcessAlive = (pid: number, tag: number, bits: 16 | 32 = 32): boolean => {
   if (!isPidAlive(pid)) return false
-  const now = known(procStat(pid)?.startTicks)
+  const now = startTagOf(pid)
   if (tag === 0 || now === 0) return true
-  return (bits === 16 ? shortStartTag(startTag(now)) : startTag(now)) === tag
+  return (bits === 16 ? shortStartTag(now) : now) === tag
 }
