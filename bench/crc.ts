@@ -8,7 +8,7 @@
  * --path=NAME to time another implementation this CPU runs (one of features().crc32cPaths).
  */
 import { Effect } from "effect"
-import { crc32c, crc32cKind } from "../src/layers/net/Crc32c.js"
+import { crc32c, crc32cKind } from "../src/native/Crc32c.js"
 import { loadAddonSync } from "../src/native/Native.js"
 import { flag } from "./LogBench.js"
 import { emit, percentile, table } from "./Report.js"

@@ -37,7 +37,7 @@ const brokerProcess = (count: number, maxBatchBytes: number) =>
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "bench" }], retainOrdered: false, brokers: count, maxBatchBytes })
     const ports: Array<number> = []
     for (let id = 0; id < count; id++) {
-      const broker = yield* BrokerLayers.make({ maxBatchBytes }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, id)))
+      const broker = yield* BrokerLayers.make({ insecure: true, maxBatchBytes }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, id)))
       ports.push(broker.port)
     }
     process.send!({ ports })

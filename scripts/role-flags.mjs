@@ -10,7 +10,7 @@
  * (PID is the child's, for `perf record -p`); the IPC messages and signals pass both ways. Other
  * roles run in this process as usual. The CPU figures `bench` reports for a listed role are this
  * relay's, not the child's. A role with extra V8 flags refuses the code cache written without them
- * (docs/performance.md, "Tiers and deopts on the receive path").
+ * (docs/performance.md, "Profiling the roles").
  */
 import { fork } from "node:child_process"
 import { createWriteStream } from "node:fs"

@@ -3,7 +3,7 @@
  * Node's own TLS against Node's own TCP, with no cxlog in the path, in the shape of
  * `cxlog bench`'s data path: one process writing 64 KiB buffers to N receiving processes
  * over loopback (AES-128-GCM, a throwaway self-signed certificate made with openssl). Prints
- * one JSON line per run: MB/s and each side's CPU seconds per GiB (docs/security.md, "Session 9").
+ * one JSON line per run: MB/s and each side's CPU seconds per GiB (docs/security.md, "Today's figures").
  *
  *   node scripts/tls-transport.mjs [--pairs 3] [--streams 4] [--bytes 1073741824]
  */

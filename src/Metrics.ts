@@ -2,7 +2,7 @@
  * Every cxlog counter and histogram, declared in one place. Names are `cxlog_<area>_<what>`.
  * Each area keeps its own block below.
  */
-import { Metric, MetricBoundaries } from "effect"
+import { Metric, MetricBoundaries, type MetricLabel } from "effect"
 
 /** Latency boundaries in microseconds, 1 µs to ~1 s, exponential. */
 export const latencyMicros = MetricBoundaries.exponential({ start: 1, factor: 2, count: 21 })
@@ -95,6 +95,79 @@ export const readerBatches = Metric.counter("cxlog_reader_batches", { descriptio
 export const readerLag = Metric.gauge("cxlog_reader_lag_messages", {
   description: "messages in a topic's total order a subscriber has not read yet (tag: topic; read at scrape)"
 })
+
+// ---- mirror (a topic into NATS JetStream) ------------------------------------------------
+export const mirrorOffset = Metric.gauge("cxlog_mirror_offset", { description: "the first offset not yet in the JetStream stream: every offset below it is there once (tag: topic, stream)" })
+export const mirrorLagMessages = Metric.gauge("cxlog_mirror_lag_messages", { description: "offsets of the topic not yet in the stream (tag: topic, stream; updated every status interval)" })
+export const mirrorLagSeconds = Metric.gauge("cxlog_mirror_lag_seconds", {
+  description: "age of the oldest message not yet in the stream, 0 when caught up (tag: topic, stream; updated every status interval)"
+})
+export const mirrorUnavailable = Metric.gauge("cxlog_mirror_unavailable", {
+  description: "1 while JetStream does not take the mirror's messages (mirror-unavailable: retrying), else 0 (tag: topic, stream)"
+})
+export const mirrorRetries = Metric.counter("cxlog_mirror_retries", {
+  description: "times the mirror reconnected and resumed from the stream's last message after a failure (tag: topic, stream)",
+  incremental: true
+})
+export const mirrorPublishLatency = Metric.histogram("cxlog_mirror_publish_latency_us", latencyMicros, "JetStream publish to ack, per message (µs; tag: topic, stream)")
+
+// ---- what each role serves ------------------------------------------------------------
+const controlPlane = [ringBackpressureWaits, ringReadersReaped, ringCorruptions, ringOccupancy, rpcCalls, rpcTimeouts, rpcDroppedReplies, rpcRejectedRequests]
+const readers = [readerMessages, readerBatches, readerLag]
+
+/** A metric as its declaration needs it: asking for its value registers it, as its first update would. */
+interface Declarable {
+  readonly unsafeValue: (extraTags: ReadonlyArray<MetricLabel.MetricLabel>) => unknown
+}
+
+/** The families each role's processes update, by the role's name (its `role` label). */
+const roleFamilies: Readonly<Record<string, ReadonlyArray<Declarable>>> = {
+  head: [
+    doorbellParks,
+    ...controlPlane,
+    barrierDuration,
+    sequencerRounds,
+    sequencerBatchesOrdered,
+    sequencerMessagesOrdered,
+    sequencerDuplicates,
+    sequencerHeld,
+    sequencerFencedSessions,
+    sequencerLapsedSessions,
+    sequencerDropped,
+    sequencerGoiFullWaits,
+    segmentRetentionFailures
+  ],
+  broker: [
+    doorbellParks,
+    ...controlPlane,
+    brokerConnections,
+    brokerBatches,
+    brokerBytes,
+    brokerRejected,
+    brokerAckFrames,
+    brokerFencedFrames,
+    brokerUnordered,
+    logAppendBatches,
+    logAppendBytes,
+    logRingFullWaits,
+    logConsumerCutOffs,
+    ...readers
+  ],
+  publisher: [publisherBatches, publisherResends, publisherFenced, publisherAckLatency, publisherAckedMessages, publisherAckedBytes],
+  subscriber: [doorbellParks, ...controlPlane, ...readers],
+  mirror: [doorbellParks, ...controlPlane, ...readers, mirrorOffset, mirrorLagMessages, mirrorLagSeconds, mirrorUnavailable, mirrorRetries, mirrorPublishLatency]
+}
+
+/**
+ * Declares every family of `role` at zero, as Prometheus clients do, so its endpoint serves
+ * them all from the first scrape (rate() and dashboards need a series before the first event).
+ * A family whose series carry a label (a topic, a broker) gets one series without it, at zero,
+ * which the endpoint serves until the family has series of its own. Values already there are
+ * left as they are.
+ */
+export const declareRoleFamilies = (role: string | undefined): void => {
+  for (const metric of (role === undefined ? undefined : roleFamilies[role]) ?? []) metric.unsafeValue([])
+}
 
 // ---- values read at scrape time -------------------------------------------------------
 const samplers = new Set<() => void>()

@@ -7,15 +7,13 @@
  * Ring ids: request ring of slot s = s; broadcast = maxProcesses; application ring k =
  * maxProcesses + 1 + k.
  */
-import { Config, Context, Data, Effect, Layer } from "effect"
+import { Config, Data, Effect, Layer } from "effect"
 import { CxlMemory } from "../services/region/CxlMemory.js"
 import { type RingAddress, ringFootprint } from "../services/control/Rings.js"
 import {
   defaultLogConfig,
-  type LogArea,
   LOG_AREA_PARAMS,
   type LogConfigInvalid,
-  type LogConfig,
   logAreaBytes,
   logAreaFromParams,
   logAreaParams,
@@ -23,17 +21,12 @@ import {
   resolveLogArea,
   validateLogConfig
 } from "./log/Layout.js"
-import { processTableBytes, type ProcessTableLocation } from "./region/ProcessSlot.js"
+import { processTableBytes } from "./region/ProcessSlot.js"
 import { SUPERBLOCK_BYTES } from "./region/Superblock.js"
+import { type ControlConfig, type Layout, type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
 
-export interface ControlConfig {
-  readonly maxProcesses: number
-  readonly requestRingBytes: number
-  readonly broadcastRingBytes: number
-  readonly appRings: number
-  readonly appRingBytes: number
-  readonly appRingReaders: number
-}
+// The contract lives in services/RegionLayout.ts; the package's RegionLayout namespace (index.ts) has always offered it here too.
+export { type ControlConfig, type Layout, type RegionConfig, RegionLayout }
 
 export const defaultControlConfig: ControlConfig = {
   maxProcesses: 32,
@@ -44,30 +37,12 @@ export const defaultControlConfig: ControlConfig = {
   appRingReaders: 8
 }
 
-export interface RegionConfig {
-  readonly control: ControlConfig
-  readonly log: LogConfig
-}
-
 export const defaultRegionConfig: RegionConfig = { control: defaultControlConfig, log: defaultLogConfig }
 
 const CONTROL_FIELDS = ["maxProcesses", "requestRingBytes", "broadcastRingBytes", "appRings", "appRingBytes", "appRingReaders"] as const
 
 /** Readers per request ring: the coordinator, and a spare for a standby. */
 export const REQUEST_RING_READERS = 2
-
-export interface Layout {
-  readonly config: RegionConfig
-  readonly processTable: ProcessTableLocation
-  readonly requestRing: (slot: number) => RingAddress
-  readonly broadcastRing: RingAddress
-  readonly appRing: (index: number) => RingAddress
-  readonly isRequestRing: (ringId: number) => boolean
-  /** Every control ring, by id. */
-  readonly ring: (ringId: number) => RingAddress | undefined
-  readonly log: LogArea
-  readonly totalBytes: number
-}
 
 export class RegionLayoutInvalid extends Data.TaggedError("RegionLayoutInvalid")<{ readonly reason: string; readonly config: RegionConfig }> {
   override get message() {
@@ -111,11 +86,13 @@ const validateControl = (config: RegionConfig) => {
   return problems.length === 0 ? Effect.void : Effect.fail(new RegionLayoutInvalid({ reason: problems.join("; "), config }))
 }
 
+/** Whether `config` can be laid out at all, as `resolve` checks first: a caller can ask before any process makes the region. */
+export const validate = (config: RegionConfig) => Effect.zipRight(validateControl(config), validateLogConfig(config.log))
+
 /** Places everything for `config` in a region of `size` bytes. */
 export const resolve = (config: RegionConfig, size: number) =>
   Effect.gen(function*() {
-    yield* validateControl(config)
-    yield* validateLogConfig(config.log)
+    yield* validate(config)
     const p = place(config)
     const log = yield* resolveLogArea(p.logBase, config.log, size)
     const c = config.control
@@ -160,9 +137,6 @@ export const configFromParams = (params: ReadonlyArray<number>): RegionConfig =>
 }
 
 export const REGION_PARAMS = CONTROL_FIELDS.length + LOG_AREA_PARAMS
-
-/** The region's layout, as every process computes it from the superblock. */
-export class RegionLayout extends Context.Tag("cxlog/RegionLayout")<RegionLayout, Layout>() {}
 
 /** Computes the layout from the attached region's superblock parameters. */
 export const layer: Layer.Layer<RegionLayout, RegionLayoutInvalid | LogConfigInvalid, CxlMemory> = Layer.effect(

@@ -11,7 +11,7 @@
 import { Console, Effect } from "effect"
 import { table } from "../Table.js"
 import { measureLoopback } from "./Loopback.js"
-import { type ClusterShape, run, type RunSummary } from "./Run.js"
+import { checkRun, type ClusterShape, run, type RunSummary } from "./Run.js"
 import { benchTls } from "./Users.js"
 
 export interface BenchOptions extends ClusterShape {
@@ -132,9 +132,9 @@ const perBatch = (summary: RunSummary) => {
   return { head: micros(head), brokers: micros(brokers), publisher: micros(publisher), total: micros(total) }
 }
 
-/** Prints the bench's table (unless `json`) and its JSON line last. */
+/** Prints the bench's table (unless `json`) and its JSON line last; a run it cannot do fails before it measures anything. */
 export const bench = (options: BenchOptions) =>
-  options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options))
+  Effect.zipRight(checkRun(runShape(options)), options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options)))
 
 const benchPlain = (options: BenchOptions) =>
   Effect.gen(function*() {
@@ -197,7 +197,9 @@ const benchPlain = (options: BenchOptions) =>
         }),
       cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
       // ACK 2: the durable tier's group commit (docs/durability.md).
-      ...(summary.durable === null ? {} : { fsyncs: summary.durable.fsyncs, bytesPerFsync: summary.durable.bytesPerFsync }),
+      ...(summary.durable === null
+        ? {}
+        : { fsyncs: summary.durable.fsyncs, bytesPerFsync: summary.durable.bytesPerFsync, dataDirFilesystem: summary.durable.filesystem }),
       ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
       ...(cpuRatio === undefined ? {} : { cpuRatio }),
       ratio: Math.round(ratio * 1000) / 1000
@@ -206,7 +208,9 @@ const benchPlain = (options: BenchOptions) =>
       yield* Console.log(
         table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback", "CPU vs loopback"], [
           [
-            `${options.type}: ${summary.messages} × ${options.messageBytes} B${summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`}, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers`,
+            `${options.type}: ${summary.messages} × ${options.messageBytes} B${summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`}, order ${options.order}, ack ${options.ackLevel}${
+              summary.durable === null ? "" : ` (data directory on ${summary.durable.filesystem})`
+            }, ${options.brokers} brokers`,
             summary.throughputMBps,
             summary.ackLatencyP50Us,
             summary.ackLatencyP99Us,

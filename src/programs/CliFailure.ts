@@ -96,7 +96,16 @@ const describeConfigError = (error: ConfigError.ConfigError): string => {
 }
 
 /** Errors that mean the configuration given is wrong (exit 2, like a usage mistake). */
-const CONFIGURATION_ERRORS = new Set(["InvalidTopicSpec", "LogConfigInvalid", "RegionLayoutInvalid", "SessionGapIdleTooShort"])
+const CONFIGURATION_ERRORS = new Set([
+  "DataDirRequired",
+  "InvalidPublisherOptions",
+  "InvalidRun",
+  "InvalidTopicSpec",
+  "LogConfigInvalid",
+  "MessageTooLarge",
+  "RegionLayoutInvalid",
+  "SessionGapIdleTooShort"
+])
 
 /** A failure's own words: its message, else its tag and its plain fields. */
 const describe = (error: unknown): string => {

@@ -6,7 +6,7 @@
  * A flag's value is parsed here so that a mistake is one line naming the flag or variable.
  */
 import { Args, CliConfig, Command as CliCommand, HelpDoc, Options, ValidationError } from "@effect/cli"
-import { Config, Console, Effect, Either, Option } from "effect"
+import { Config, ConfigError, ConfigProvider, Console, Effect, Either, Option } from "effect"
 import { stripAnsi, UsageError, validationLine } from "./CliFailure.js"
 
 /** Why `text` is not a valid value, as a phrase naming it (Left), or the value. */
@@ -137,18 +137,49 @@ type AnyFlag = Flag<any>
 /** Where a flag's value came from. */
 export type Source = "flag" | "env" | "default"
 
-/** The value of `flag` without the command line: its variable in `env`, else its default. */
+/**
+ * Why a variable set to "" is refused: it is a mistake (a shell variable that expanded to
+ * nothing, a value left out), never a way to ask for the default, which unsetting it gives.
+ */
+const SET_BUT_EMPTY = "set but empty"
+
+/**
+ * The value of `flag` without the command line: its variable in `env`, else its default. A
+ * variable set to "" is refused, but for a switch, where "" reads as off.
+ */
 export const resolveFlag = (
   prefix: string,
   flag: AnyFlag,
   env: Record<string, string | undefined>
 ): Either.Either<{ readonly value: unknown; readonly source: Source }, UsageError> => {
   const fromEnv = flag.env === undefined ? undefined : env[flag.env]
-  if (fromEnv === undefined || fromEnv === "") return Either.right({ value: flag.default, source: "default" })
+  if (fromEnv === undefined) return Either.right({ value: flag.default, source: "default" })
+  if (fromEnv === "" && !flag.switch) {
+    const fallback = flag.shownDefault === undefined ? "" : ` (${flag.shownDefault})`
+    return Either.left(new UsageError({ message: `${prefix}: ${flag.env}: ${SET_BUT_EMPTY}: give a ${flag.placeholder}, or unset it for the default${fallback}` }))
+  }
   return Either.match(flag.parse(fromEnv), {
     onLeft: (why) => Either.left(new UsageError({ message: `${prefix}: ${flag.env}=${fromEnv}: ${why}` })),
     onRight: (value) => Either.right({ value, source: "env" as const })
   })
+}
+
+/**
+ * `Config`'s view of `env` for what a command reads without a flag (the region's sizes, the
+ * coordinator's settings, …): as ConfigProvider.fromEnv, but a variable set to "" is invalid
+ * data, where fromEnv reads it as 0 (Config.integer), "" (Config.string) or a default.
+ */
+export const envConfigProvider = (env: Record<string, string | undefined>): ConfigProvider.ConfigProvider => {
+  const set = Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined)
+  const plain = ConfigProvider.fromMap(new Map(set), { pathDelim: "_", seqDelim: "," }).flattened
+  return ConfigProvider.fromFlat(ConfigProvider.makeFlat({
+    load: (path, primitive, split) =>
+      env[path.join("_")] === ""
+        ? Effect.fail(ConfigError.InvalidData([...path], `${SET_BUT_EMPTY}: give it a value, or unset it for the default`))
+        : plain.load(path, primitive, split),
+    enumerateChildren: plain.enumerateChildren,
+    patch: plain.patch
+  }))
 }
 
 /** A value read from a flag's variable, told apart from one given on the command line. */
@@ -269,7 +300,11 @@ const toCommand = <R>(app: App<R>, spec: Command<R>, internal: boolean, console:
         : Options.all(Object.fromEntries(shown.map(([k, f]) => [k, toOptions(prefix, f)]))),
       args: spec.positional === undefined ? Args.none : Args.repeated(Args.text({ name: spec.positional }))
     },
-    ({ args, flags }) => Effect.withConsole(Effect.asVoid(spec.run({ ...defaults, ...flags }, args ?? [])), console)
+    ({ args, flags }) =>
+      Effect.asVoid(spec.run({ ...defaults, ...flags }, args ?? [])).pipe(
+        Effect.withConsole(console),
+        Effect.withConfigProvider(envConfigProvider(process.env))
+      )
   ).pipe(CliCommand.withDescription(commandDoc(spec)))
 }
 

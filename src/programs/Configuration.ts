@@ -15,6 +15,8 @@ import { table } from "../Table.js"
 import { type Command, type Flag, resolveFlag, type Source } from "./CliKit.js"
 import { profileArgs } from "./Cluster.js"
 import { metricsHost } from "./Observe.js"
+import { redisServerSetting } from "./peers/RedisPeer.js"
+import { mirrorStatusDirectory } from "../layers/mirror/MirrorStatusFile.js"
 
 /** A variable without a flag: who reads it, what its values look like, and how to read it as they do. */
 interface Setting {
@@ -50,12 +52,15 @@ const settings: ReadonlyArray<Setting> = [
   { env: "CXLOG_HEARTBEAT_STALE_MS", usedBy: "head (coordinator)", kind: "MS", read: field(serverOptionsConfig, "heartbeatStaleMs") },
   { env: "CXLOG_DEBUG_BARRIERS", usedBy: "head (coordinator)", kind: "", read: field(serverOptionsConfig, "debugBarriers") },
   { env: "CXLOG_HEAD_LOST_MS", usedBy: "broker, subscribe", kind: "MS", read: headLostMsConfig },
-  { env: "CXLOG_METRICS_HOST", usedBy: "roles with --metrics-port", kind: "ADDRESS", read: Effect.sync(metricsHost) },
+  { env: "CXLOG_METRICS_HOST", usedBy: "roles with --metrics-port", kind: "ADDRESS", read: metricsHost },
   { env: "CXLOG_REGION_BYTES", usedBy: "library (CxlMemory.layerConfig)", kind: "N", read: field(regionOptionsConfig, "size") },
   { env: "CXLOG_REGION_MODE", usedBy: "library (CxlMemory.layerConfig)", kind: "create|attach|create-or-attach", read: field(regionOptionsConfig, "mode") },
   { env: "CXLOG_NATIVE_PATH", usedBy: "every process (the addon)", kind: "PATH", read: Effect.sync(defaultAddonPath) },
   { env: "CXLOG_CODE_CACHE", usedBy: "every process (the launcher, dist/cxlog.mjs)", kind: "on|off|write|report", read: Effect.sync(() => process.env["CXLOG_CODE_CACHE"] ?? "on") },
   { env: "CXLOG_CLI", usedBy: "run, bench (the roles' entry)", kind: "PATH", read: Effect.sync(cliEntry) },
+  { env: "CXLOG_REDIS_SERVER", usedBy: "bench --peers redis", kind: "PATH", read: Effect.sync(() => redisServerSetting() ?? "/usr/bin/redis-server, else on PATH") },
+  { env: "CXLOG_NATS_SERVER", usedBy: "mirror tests, bench --type mirror", kind: "PATH", read: Effect.sync(() => process.env["CXLOG_NATS_SERVER"] ?? "/usr/sbin/nats-server, else on PATH") },
+  { env: "CXLOG_MIRROR_STATUS_DIR", usedBy: "mirror, topics (mirror status files)", kind: "PATH", read: Effect.sync(mirrorStatusDirectory) },
   { env: "CXLOG_PROFILE_DIR", usedBy: "run, bench (V8 profiles of the roles)", kind: "PATH", read: Effect.sync(() => profileArgs().join(" ")) }
 ]
 
@@ -88,8 +93,7 @@ export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, globals: Read
     }
     for (const setting of settings) {
       const value = yield* setting.read
-      const set = env[setting.env] !== undefined && env[setting.env] !== ""
-      add(setting.env, value, set ? "env" : "default", setting.usedBy, setting.kind)
+      add(setting.env, value, env[setting.env] === undefined ? "default" : "env", setting.usedBy, setting.kind)
     }
     return rows.sort((a, b) => a.variable.localeCompare(b.variable)) as ReadonlyArray<ResolvedVariable>
   })

@@ -226,7 +226,9 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
         }
         set(CHARTS.throughput, `${name} in`, rate("cxlog_broker_bytes", 1e-6))
         set(CHARTS.throughput, `${name} acked`, rate("cxlog_publisher_acked_bytes", 1e-6))
+        // Per-label charts skip a family's label-less series (its declaration's placeholder, at zero).
         for (const { labels, value } of samples(now, "cxlog_sequencer_messages_ordered")) {
+          if (labels["broker"] === undefined) continue
           const previous = samples(before, "cxlog_sequencer_messages_ordered").find((s) => s.labels["broker"] === labels["broker"])
           if (previous !== undefined && seconds > 0) set(CHARTS.perBroker, `broker ${labels["broker"]}`, Math.max(0, value - previous.value) / seconds)
         }
@@ -238,7 +240,7 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
         set(CHARTS.sequencer, `${name} rounds/s`, rate("cxlog_sequencer_rounds"))
         set(CHARTS.sequencer, `${name} held`, total(now, "cxlog_sequencer_held"))
         set(CHARTS.sequencer, `${name} unordered`, total(now, "cxlog_broker_unordered_batches"))
-        for (const { labels, value } of samples(now, "cxlog_reader_lag_messages")) set(CHARTS.lag, `${name} ${labels["topic"] ?? ""}`.trim(), value)
+        for (const { labels, value } of samples(now, "cxlog_reader_lag_messages")) if (labels["topic"] !== undefined) set(CHARTS.lag, `${name} ${labels["topic"]}`, value)
         set(CHARTS.cpu, name, rate("process_cpu_seconds_total", 100))
       })
     })

@@ -25,13 +25,12 @@ import {
   processSlot,
   type RegionAccess
 } from "../layers/Roles.js"
-import type { RegionConfig } from "../layers/RegionLayout.js"
-import { CxlMemory, type CxlMemoryShape, type RegionExists } from "../services/region/CxlMemory.js"
+import type { RegionConfig } from "../services/RegionLayout.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionExists } from "../services/region/CxlMemory.js"
 import { checkSequencerOptions, Sequencer, SequencerLeaseHeld, SequencerLeaseLost } from "../services/log/Sequencer.js"
 import type { SequencerLayerOptions } from "../layers/log/Sequencer.js"
-import { LeaseLine, LINE_BYTES } from "../layers/log/Records.js"
-import { OrderLineView } from "../layers/log/RecordViews.js"
-import { isPidRunning } from "../layers/log/Participants.js"
+import { readHeadLease } from "../layers/log/HeadLease.js"
+import { LeaseLineView, OrderLineView } from "../layers/log/RecordViews.js"
 import { Offsets } from "../layers/region/Superblock.js"
 import { TopicExists, Topics, type TopicSpec } from "../services/log/Topics.js"
 import * as LogReaderLayers from "../layers/log/LogReader.js"
@@ -39,7 +38,8 @@ import { awaitSubscribed, durableStats, type DurableStats, durableTier, recoverA
 import * as SegmentsLayers from "../layers/log/Segments.js"
 import * as ConsumersLayers from "../layers/log/Consumers.js"
 import { restoreAllConsumers, topicsToRecover } from "../layers/log/DurableTopicState.js"
-import { RegionLayout } from "../layers/RegionLayout.js"
+import { RegionLayout } from "../services/RegionLayout.js"
+import { bindRegionCredentials } from "./RegionCredentials.js"
 import { inspectRegion } from "./Regions.js"
 import { report } from "./Report.js"
 
@@ -153,10 +153,17 @@ const serve = (options: HeadOptions) =>
     yield* Effect.acquireRelease(Effect.sync(() => process.on("SIGCONT", onContinue)), () => Effect.sync(() => process.off("SIGCONT", onContinue)))
     yield* requireDataDir(options.topics, options.dataDir)
     yield* ensureTopics(options.topics, options.attach)
+    // The region's topics, not only those given: a head that attached or took over serves every topic its region holds.
+    const topics = yield* (yield* Topics).list
+    const region = yield* CxlMemory
+    // Its default credential files are this region's from now on (a region made again under the name gets others).
+    yield* Effect.try(() => bindRegionCredentials(options.region.name, region.f64[Offsets.createdAtMs / 8]!)).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`head: cannot bind the region's credential files to it: ${String(error)}`))
+    )
     const layout = yield* RegionLayout
     yield* Effect.logInfo(
       `head: region ${options.region.name} (${(layout.totalBytes / 2 ** 20).toFixed(1)} MiB), sequencer epoch ${sequencer.epoch}, topics: ${
-        options.topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
+        topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
       }`
     )
     let recoverStarted: number | undefined
@@ -166,13 +173,13 @@ const serve = (options: HeadOptions) =>
       const regionLog = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => Layer.merge(LogReaderLayers.layer(l.log), ConsumersLayers.layer(l.log))))
       if (options.recover === true) {
         recoverStarted = performance.now()
-        yield* recoverAll().pipe(Effect.provide(segments))
+        yield* recoverAll(layout.log).pipe(Effect.provide(segments))
         // Named consumers at their committed offsets, before the head is ready (and before the tier's first snapshot).
         const recovered = (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2)
         yield* restoreAllConsumers(recovered).pipe(Effect.provide(Layer.merge(segments, regionLog)))
       }
       const stats: DurableStats = { streams: new Map(), subscribed: new Set() }
-      yield* durableTier(stats).pipe(Effect.provide(Layer.merge(segments, regionLog)), Effect.forkScoped)
+      yield* durableTier(layout.log, stats).pipe(Effect.provide(Layer.merge(segments, regionLog)), Effect.forkScoped)
       // Ready only once every RF 2 topic's writer holds retention: nothing published can be recycled before it is on disk.
       yield* awaitSubscribed(stats, (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2).map((t) => t.name), 10_000)
       yield* Effect.logInfo(`head: durable tier in ${options.dataDir} (topics with replication factor 2)`)
@@ -188,7 +195,7 @@ const serve = (options: HeadOptions) =>
     report({ event: "ready", region: options.region.name, epoch: sequencer.epoch, pid: process.pid, ...(recoveredMs === undefined ? {} : { recoveredMs }) })
     // Progress reports are for an orchestrator (`cxlog run` / `bench`); a head started by hand has no one to tell, and no timer.
     if (process.send !== undefined) {
-      yield* reportOrdered(options.topics, options.reportEveryMs).pipe(Effect.forkScoped)
+      yield* reportOrdered(topics, options.reportEveryMs).pipe(Effect.forkScoped)
     }
     return yield* sequencer.run.pipe(Effect.catchTag("SequencerLeaseLost", (lost) => Effect.sync(() => exitFenced(lost))))
   }).pipe(
@@ -223,17 +230,13 @@ const serve = (options: HeadOptions) =>
   )
 
 /**
- * Whether the region's head is gone: no lease holder, its lease expired, or its process exited.
- * A region no head has held yet (epoch 0) is its creator's to start: not gone.
+ * Whether the region's head is gone: its lease is not held (no holder, expired, or its process
+ * exited: HeadLease.ts). A region no head has held yet (epoch 0) is its creator's to start: not gone.
  */
-const headGone = (region: CxlMemoryShape): boolean => {
-  const at = Offsets.sequencerLease
-  region.invalidate(at, 64)
-  const holder = Atomics.load(region.i32, (at + LeaseLine.occurrence) / 4)
-  const pid = Atomics.load(region.i32, (at + LeaseLine.pid) / 4)
-  const expiresAtMs = region.f64[(at + LeaseLine.expiresAtMs) / 8]!
-  if (region.i32[(at + LeaseLine.epoch) / 4] === 0) return false
-  return holder === 0 || Date.now() > expiresAtMs || (pid > 0 && !isPidRunning(pid))
+const headGone = (region: CxlMemoryShape, lines: LeaseLineView): boolean => {
+  region.invalidate(Offsets.sequencerLease, LINE_BYTES)
+  const lease = readHeadLease(lines, Date.now())
+  return lease.epoch !== 0 && !lease.held
 }
 
 /** How often a standby looks at the lease by default: a crashed head (its process gone) is replaced well within a second. */
@@ -247,7 +250,8 @@ const awaitHeadGone = (options: HeadOptions) => {
   const everyMs = options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS
   return Effect.gen(function*() {
     const region = yield* CxlMemory
-    while (!headGone(region)) yield* Effect.sleep(everyMs)
+    const lines = new LeaseLineView(region)
+    while (!headGone(region, lines)) yield* Effect.sleep(everyMs)
   }).pipe(
     Effect.provide(attachRegion(options.region)),
     Effect.retry({ while: (e) => e._tag === "RegionMissing" || e._tag === "RegionNotReady", schedule: Schedule.spaced(Duration.millis(everyMs)) })

@@ -10,7 +10,7 @@
 import { Data, Effect, Metric as EffectMetric, MetricState, Option, type Scope } from "effect"
 import { createServer, type Server } from "node:http"
 import { collectDefaultMetrics, type Metric, Registry } from "prom-client"
-import { runSamplers } from "../Metrics.js"
+import { declareRoleFamilies, runSamplers } from "../Metrics.js"
 
 export class MetricsListenFailed extends Data.TaggedError("MetricsListenFailed")<{
   readonly host: string
@@ -27,10 +27,28 @@ type Family = { name: string; help: string; type: "counter" | "gauge" | "histogr
 
 const number = (value: number | bigint): number => (typeof value === "bigint" ? Number(value) : value)
 
-/** The Effect registry now, as metric families (counters, gauges and histograms; cxlog declares no others). */
+/** Whether a series has counted or measured nothing yet. */
+const isZero = (state: MetricState.MetricState.Untyped): boolean =>
+  MetricState.isCounterState(state)
+    ? number(state.count) === 0
+    : MetricState.isGaugeState(state)
+    ? number(state.value) === 0
+    : MetricState.isHistogramState(state)
+    ? state.count === 0
+    : false
+
+/**
+ * The Effect registry now, as metric families (counters, gauges and histograms; cxlog declares
+ * no others). A family whose series carry a label (a topic, a broker) is declared with one
+ * series without it (`declareRoleFamilies`): that placeholder, still at zero, is left out once
+ * the family has series of its own.
+ */
 const effectFamilies = (): Map<string, Family> => {
   const families = new Map<string, Family>()
-  for (const { metricKey, metricState } of EffectMetric.unsafeSnapshot()) {
+  const snapshot = EffectMetric.unsafeSnapshot()
+  const labelled = new Set(snapshot.filter((pair) => pair.metricKey.tags.length > 0).map((pair) => pair.metricKey.name))
+  for (const { metricKey, metricState } of snapshot) {
+    if (metricKey.tags.length === 0 && labelled.has(metricKey.name) && isZero(metricState)) continue
     const labels: Record<string, string> = {}
     for (const tag of metricKey.tags) labels[tag.key] = tag.value
     const help = Option.getOrElse(metricKey.description, () => metricKey.name)
@@ -62,8 +80,10 @@ const effectFamilies = (): Map<string, Family> => {
 /**
  * A prom-client registry over this process: its default metrics, `labels` on every series
  * (role, broker id), and the Effect registry, read afresh (samplers first) on every scrape.
+ * Every family of the role its `role` label names is there from the first scrape, at zero.
  */
 export const makeMetricsRegistry = (labels: Record<string, string>) => {
+  declareRoleFamilies(labels["role"])
   const registry = new Registry()
   registry.setDefaultLabels(labels)
   // Event-loop delay is sampled by a timer; 500 ms (the control plane's cadence) keeps an idle role idle.

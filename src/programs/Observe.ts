@@ -2,7 +2,7 @@
  * What every role process shares for being watched: `--metrics-port` (its Prometheus
  * endpoint) and `--log-format` (text, or one JSON object a line on stderr).
  */
-import { Effect, FiberRef, HashSet, Logger } from "effect"
+import { Config, Effect, FiberRef, HashSet, Logger } from "effect"
 import * as Cli from "./CliKit.js"
 import { serveMetrics } from "./MetricsServer.js"
 
@@ -48,13 +48,13 @@ export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effe
  * apart. The address it serves on is logged.
  */
 /** The address metrics endpoints listen on: `CXLOG_METRICS_HOST`, else loopback only. */
-export const metricsHost = (): string => process.env["CXLOG_METRICS_HOST"] ?? "127.0.0.1"
+export const metricsHost: Config.Config<string> = Config.string("CXLOG_METRICS_HOST").pipe(Config.withDefault("127.0.0.1"))
 
 export const observed = (role: string, settings: ObserveSettings, labels: Record<string, string> = {}) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>) => {
-  const host = metricsHost()
   const withMetrics = settings.metricsPort > 0
     ? Effect.gen(function*() {
+      const host = yield* metricsHost
       const served = yield* serveMetrics({ host, port: settings.metricsPort, labels: { role, ...labels } })
       yield* Effect.logInfo(`${role}: metrics on http://${served.host}:${served.port}/metrics`)
       return yield* effect

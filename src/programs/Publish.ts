@@ -12,7 +12,9 @@
  * not acknowledged. Those are not always the last ones sent (at ACK level 0 each batch is done
  * when written to its own broker's socket), and any of them may be in the log already (a batch
  * ordered whose ACK never came; in orders 0/2/4 even one ordered after a missing one), so
- * neither message suggests they are all missing. `message` (a key, headers) goes with every message.
+ * neither message suggests they are all missing, unless no batch ever reached a broker that
+ * accepted the session (every broker refused it, at authentication say): then none is in the
+ * log, and both say so. `message` (a key, headers) goes with every message.
  */
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
@@ -55,11 +57,21 @@ export interface PublishOptions {
   readonly message?: MessageOptions
 }
 
+/** The payload of each stamped message: `messageBytes`, or the stamp's size if that is more. */
+const stampedBytes = (messageBytes: number) => Math.max(messageBytes, AUDIT_HEADER_BYTES)
+
+/**
+ * Why a publisher would refuse the stamped messages `options` describe (its options, or their
+ * size), before it connects: `cxlog run` and `bench` ask before they start any process.
+ */
+export const stampedRefusal = (options: Pick<PublishOptions, "publisher" | "messageBytes" | "message">) =>
+  PublisherLayers.refusal(options.publisher, stampedBytes(options.messageBytes), options.message)
+
 /** Stamped messages `from` to `count - 1`. */
 const publishStamped = (from: number, count: number, options: PublishOptions) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
-    const payload = new Uint8Array(Math.max(options.messageBytes, AUDIT_HEADER_BYTES))
+    const payload = new Uint8Array(stampedBytes(options.messageBytes))
     for (let i = AUDIT_HEADER_BYTES; i < payload.length; i++) payload[i] = (i * 31) & 0xff
     let seq = from
     const started = performance.now()
@@ -135,6 +147,15 @@ export const describeRanges = (ranges: ReadonlyArray<MessageRange>): string => {
 
 const countOf = (ranges: ReadonlyArray<MessageRange>) => ranges.reduce((n, r) => n + r.count, 0)
 
+/**
+ * Batches this publisher wrote to a broker that had accepted its session (resends included).
+ * None: nothing it was handed can be in the log.
+ */
+const batchesSent = (stats: PublisherStats) => stats.brokers.reduce((n, b) => n + b.sent, 0)
+
+/** Why none of them is in the log, when no batch reached a broker. */
+const NONE_IN_THE_LOG = "none is in the log: no batch reached a broker that accepted the session"
+
 /** How many were acknowledged, in words, beside those a message names. */
 const acknowledgedOf = (acknowledged: number, named: number, noun: string) =>
   acknowledged === 0 ? "none was acknowledged" : named === 0 ? `all ${acknowledged} ${noun} were acknowledged` : `the other ${acknowledged} ${noun} were acknowledged`
@@ -142,15 +163,17 @@ const acknowledgedOf = (acknowledged: number, named: number, noun: string) =>
 /**
  * Lines were sent but not all acknowledged (a broker died, none was reachable, the head is
  * gone): `unacknowledged` names them (from the publisher; numbered from 0), `line` is the first.
- * Each may or may not be in the log: not necessarily the last lines sent, nor all missing.
- * `stopped` is why the input ended early, when it did (a refused line), which the failed flush
- * does not replace.
+ * Each may or may not be in the log: not necessarily the last lines sent, nor all missing;
+ * unless `batchesSent` is 0. `stopped` is why the input ended early, when it did (a refused
+ * line), which the failed flush does not replace.
  */
 export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged")<{
   /** 1-based number of the first line not acknowledged. */
   readonly line: number
   /** Lines handed to the publisher. */
   readonly sent: number
+  /** Batches written to a broker that had accepted the session: with none, no line is in the log. */
+  readonly batchesSent: number
   readonly unacknowledged: ReadonlyArray<MessageRange>
   readonly cause: PublishError | PublishAckTimeout
   readonly stopped?: LineNotPublished | InputUnreadable
@@ -160,6 +183,9 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
     // No broker ever accepted the publisher: nothing left this process, so the cause says it all.
     if (this.cause._tag === "BrokersUnreachable") return `${this.cause.message}; none of the ${this.sent} lines reached a broker${after}`
     const missing = countOf(this.unacknowledged)
+    if (this.batchesSent === 0 && missing > 0) {
+      return `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} not published (${NONE_IN_THE_LOG}): ${this.cause.message}${after}`
+    }
     const lines = missing === 0
       ? "the flush failed"
       : `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} sent but not acknowledged`
@@ -171,13 +197,16 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
  * `--count` stamped messages not all acknowledged: sending message `sent + 1` failed (`during`
  * "send": its wait for window room ran out, or the publisher failed), or the final flush did
  * ("flush"). `unacknowledged` names the messages handed to the publisher but not acknowledged
- * (numbered from 0): not necessarily the last ones, and each may or may not be in the log.
+ * (numbered from 0): not necessarily the last ones, and each may or may not be in the log;
+ * unless `batchesSent` is 0.
  */
 export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknowledged")<{
   /** Messages asked for (`--count`). */
   readonly count: number
   /** Messages handed to the publisher. */
   readonly sent: number
+  /** Batches written to a broker that had accepted the session: with none, no message is in the log. */
+  readonly batchesSent: number
   readonly unacknowledged: ReadonlyArray<MessageRange>
   readonly during: "send" | "flush"
   readonly cause: PublishError | PublishAckTimeout
@@ -190,11 +219,12 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
       ? `waiting for window room to send message ${this.sent + 1}`
       : `sending message ${this.sent + 1}`
     const missing = countOf(this.unacknowledged)
+    const named = this.count - this.sent + missing
+    if (this.batchesSent === 0) return `${named} of ${this.count} messages not acknowledged, and ${NONE_IN_THE_LOG}; ${waiting} failed: ${this.cause.message}`
     const sentPart = missing === 0
       ? ""
       : `${missing === 1 ? "message" : "messages"} ${describeRanges(this.unacknowledged)} sent, ${missing === 1 ? "it" : "each"} may or may not be in the log; `
     const unsent = this.count > this.sent ? `${this.count - this.sent === 1 ? "message" : "messages"} ${describeRanges([{ from: this.sent, count: this.count - this.sent }])} never sent; ` : ""
-    const named = this.count - this.sent + missing
     return `${named} of ${this.count} messages not acknowledged: ${sentPart}${unsent}${acknowledgedOf(this.sent - missing, named, "messages")}; ${waiting} failed: ${this.cause.message}`
   }
 }
@@ -237,7 +267,7 @@ const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void) =>
     if (warmup === 0 || options.count === undefined) return undefined
     const publisher = yield* Publisher
     const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) =>
-      new MessagesNotAcknowledged({ count: warmup, sent: publisher.stats().messages, unacknowledged: publisher.unacknowledged(), during, cause })
+      new MessagesNotAcknowledged({ count: warmup, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
     const started = performance.now()
     yield* publishStamped(0, warmup, options).pipe(Effect.mapError(notAcknowledged("send")))
     yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
@@ -246,7 +276,7 @@ const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void) =>
     return base
   })
 
-export const publish = (options: PublishOptions) =>
+const publishing = (options: PublishOptions) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const report = options.report ?? reportToParent
@@ -266,7 +296,14 @@ export const publish = (options: PublishOptions) =>
       yield* publisher.flush(options.flushTimeoutMs).pipe(
         Effect.mapError((cause) => {
           const unacknowledged = publisher.unacknowledged()
-          return new LinesNotAcknowledged({ line: (unacknowledged[0]?.from ?? sent) + 1, sent, unacknowledged, cause, ...(stopped === undefined ? {} : { stopped }) })
+          return new LinesNotAcknowledged({
+            line: (unacknowledged[0]?.from ?? sent) + 1,
+            sent,
+            batchesSent: batchesSent(publisher.stats()),
+            unacknowledged,
+            cause,
+            ...(stopped === undefined ? {} : { stopped })
+          })
         })
       )
       if (stopped !== undefined) return yield* Effect.fail(stopped)
@@ -274,7 +311,7 @@ export const publish = (options: PublishOptions) =>
       const from = warm === undefined ? 0 : warm.messages
       const count = from + options.count
       const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) => {
-        return new MessagesNotAcknowledged({ count, sent: publisher.stats().messages, unacknowledged: publisher.unacknowledged(), during, cause })
+        return new MessagesNotAcknowledged({ count, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
       }
       yield* publishStamped(from, count, options).pipe(Effect.mapError(notAcknowledged("send")))
       yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
@@ -291,10 +328,20 @@ export const publish = (options: PublishOptions) =>
       ackLatencyQuantilesUs: quantiles(latencies),
       ...counted
     })
+    // No input (empty stdin, --count 0): no latency to give, rather than NaN.
+    const ackLatency = latency.count === 0 ? "no batch acknowledged" : `ack latency p50 ${latency.p50.toFixed(0)} µs, p99 ${latency.p99.toFixed(0)} µs`
     yield* Console.error(
       `publisher: ${counted.messages} messages in ${counted.batches} batches${warm === undefined ? "" : ` after a warm-up of ${warm.messages}`}, ${
         (elapsedMs / 1000).toFixed(2)
-      } s; ack latency p50 ${latency.p50.toFixed(0)} µs, p99 ${latency.p99.toFixed(0)} µs; resends ${counted.resends}, fences ${counted.fences}`
+      } s; ${ackLatency}; resends ${counted.resends}, fences ${counted.fences}`
     )
     return { elapsedMs, latency, stats: counted }
   }).pipe(Effect.scoped, Effect.provide(PublisherLayers.layer(options.publisher)))
+
+/** Publishes; stamped messages the publisher would refuse fail it before it connects (a usage mistake). */
+export const publish = (options: PublishOptions) =>
+  Effect.gen(function*() {
+    const refused = options.count === undefined ? undefined : stampedRefusal(options)
+    if (refused !== undefined) return yield* refused
+    return yield* publishing(options)
+  })

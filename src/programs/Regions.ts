@@ -8,6 +8,8 @@
  * owner only if that process started before the region was created (a reused pid does not).
  * A run region is orphaned when its run is gone and no process in its process table or lease
  * is alive: `cxlog run` removes those when it starts. Nothing else is ever removed unasked.
+ * A region's default credential files go with it (RegionCredentials.ts); `--prune` also removes
+ * those whose region is gone.
  */
 import { Console, Data, Effect } from "effect"
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
@@ -18,6 +20,7 @@ import { isOwnerAlive, readSlot } from "../layers/region/ProcessSlot.js"
 import { configFromParams, resolve } from "../layers/RegionLayout.js"
 import { removeOrphanedWakeFifos, removeWakeFifos } from "../layers/region/Doorbell.js"
 import { removeDefaultCredentials } from "../layers/net/Auth.js"
+import { belongsToRegion, credentialBindings } from "./RegionCredentials.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../layers/region/Superblock.js"
 import { listTopics } from "../layers/log/Topics.js"
 import { table } from "../Table.js"
@@ -109,6 +112,10 @@ const readSuperblockBytes = (path: string): DataView | undefined => {
   }
 }
 
+/** When region `name` in /dev/shm was created (its superblock's time); undefined if there is no cxlog region of that name. */
+export const regionCreatedAtMs = (name: string): number | undefined =>
+  readSuperblockBytes(`${SHM_DIR}/${name.replace(/^\//, "")}`)?.getFloat64(Offsets.createdAtMs, true)
+
 /** Process table and topics, read by attaching the region (only for this build's layout version). */
 const readDetails = (name: string) =>
   Effect.gen(function*() {
@@ -191,8 +198,8 @@ const unlink = (name: string) =>
   Effect.try(() => {
     unlinkSync(`${SHM_DIR}/${name}`)
     removeWakeFifos(name)
-    // A run's credential files are its own; another region's may serve the next head of that name.
-    if (RUN_REGION.test(name)) removeDefaultCredentials(name)
+    // Its credential files are its own: a region made again under the name gets new ones.
+    removeDefaultCredentials(name)
   }).pipe(
     Effect.as(true),
     // Someone else removed it meanwhile: it is gone either way.
@@ -225,6 +232,14 @@ export const pruneRunRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.
   return removed
 })
 
+/** Removes the default credential files of every region that no longer exists (`--prune`); returns those regions' names. */
+export const pruneStaleCredentials = (): ReadonlyArray<string> =>
+  credentialBindings().flatMap((binding) => {
+    if (belongsToRegion(binding, true, regionCreatedAtMs(binding.name))) return []
+    removeDefaultCredentials(binding.name)
+    return [binding.name]
+  })
+
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 
 export interface RegionsOptions {
@@ -245,9 +260,13 @@ export const regions = (options: RegionsOptions) =>
     }
     if (options.prune) {
       const removed = yield* pruneRunRegions
+      const credentials = pruneStaleCredentials()
       yield* options.json
-        ? Console.log(JSON.stringify({ removed }))
-        : Console.log(removed.length === 0 ? "no orphaned run regions" : removed.map((r) => `removed ${r.name} (${mib(r.bytes)}; its run, pid ${r.owner.pid}, is gone)`).join("\n"))
+        ? Console.log(JSON.stringify({ removed, removedCredentials: credentials }))
+        : Console.log([
+          ...(removed.length === 0 ? ["no orphaned run regions"] : removed.map((r) => `removed ${r.name} (${mib(r.bytes)}; its run, pid ${r.owner.pid}, is gone)`)),
+          ...credentials.map((name) => `removed the credential files of ${name} (that region is gone)`)
+        ].join("\n"))
       return
     }
     const found = yield* listRegions

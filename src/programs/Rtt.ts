@@ -18,6 +18,7 @@ import { regionGuard, startHeadAndBrokers } from "./Cluster.js"
 import { BenchPeerFailed } from "./Loopback.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 import { logEnv } from "./Run.js"
+import { REDIS, redisPeer } from "./peers/RedisPeer.js"
 import { clientSecurity } from "./Users.js"
 
 export interface RttOptions {
@@ -26,6 +27,8 @@ export interface RttOptions {
   readonly order: 0 | 2 | 4 | 5
   readonly samples: number
   readonly json: boolean
+  /** Reference systems measured in the same interleaved loop (`--peers redis`). */
+  readonly peers: ReadonlyArray<RttPeer>
 }
 
 /**
@@ -43,24 +46,25 @@ const WARMUP_MS = 4_000
 const BLOCK = 100
 
 /**
- * Warms both loops (WARMUP round trips each and WARMUP_MS at least, times `warmth`), then runs
- * `samples` round trips of each, alternating blocks of BLOCK; the measured durations in ms, per loop.
+ * Warms every loop (WARMUP round trips each and WARMUP_MS at least, times `warmth`), then runs
+ * `samples` round trips of each, the loops taking turns in blocks of BLOCK; the measured
+ * durations in ms, per loop.
  */
-const interleaved = <E1, E2>(first: Effect.Effect<void, E1>, second: Effect.Effect<void, E2>, samples: number, warmth: number) =>
+const interleaved = <E>(loops: ReadonlyArray<Effect.Effect<void, E>>, samples: number, warmth: number) =>
   Effect.gen(function*() {
     const warmUntil = performance.now() + WARMUP_MS * warmth
     for (let i = 0; i < WARMUP * warmth || performance.now() < warmUntil; i++) {
-      yield* first
-      yield* second
+      for (const loop of loops) yield* loop
     }
-    const times = [new Float64Array(samples), new Float64Array(samples)] as const
-    const loops = [first, second] as const
+    const times = loops.map(() => new Float64Array(samples))
     for (let done = 0; done < samples; done += BLOCK) {
-      for (let l = 0; l < 2; l++) {
+      for (let l = 0; l < loops.length; l++) {
+        const loop = loops[l]!
+        const into = times[l]!
         for (let i = done; i < Math.min(samples, done + BLOCK); i++) {
           const started = performance.now()
-          yield* loops[l]!
-          times[l][i] = performance.now() - started
+          yield* loop
+          into[i] = performance.now() - started
         }
       }
     }
@@ -171,15 +175,22 @@ const pingPongRoundTrip = (bytes: number) =>
     })
   })
 
+/** Peers `--peers` may name for `rtt`: each is measured in the same interleaved loop as cxlog. */
+export type RttPeer = typeof REDIS
+
 export const rtt = (options: RttOptions) =>
   Effect.gen(function*() {
-    const [ackTimes, pingPongTimes] = yield* Effect.scoped(Effect.gen(function*() {
-      const ackLoop = yield* ackRoundTrip(options)
-      const pingPongLoop = yield* pingPongRoundTrip(options.messageBytes)
-      return yield* interleaved(ackLoop, pingPongLoop, options.samples, Math.max(1, options.brokers))
+    const withRedis = options.peers.includes(REDIS)
+    const [ackTimes, pingPongTimes, redisTimes] = yield* Effect.scoped(Effect.gen(function*() {
+      // The peer first: a missing one fails the bench before any cluster starts.
+      const redis = withRedis ? yield* redisPeer : undefined
+      const loops: Array<Effect.Effect<void, Error>> = [yield* ackRoundTrip(options), yield* pingPongRoundTrip(options.messageBytes)]
+      if (redis !== undefined) loops.push(redis.append(Buffer.alloc(options.messageBytes, 7)))
+      return yield* interleaved(loops, options.samples, Math.max(1, options.brokers))
     }))
-    const ack = latencyMicros(ackTimes)
-    const pingPong = latencyMicros(pingPongTimes)
+    const ack = latencyMicros(ackTimes!)
+    const pingPong = latencyMicros(pingPongTimes!)
+    const redis = redisTimes === undefined ? undefined : latencyMicros(redisTimes)
     const result = {
       bench: "cxlog-rtt",
       brokers: options.brokers,
@@ -192,13 +203,15 @@ export const rtt = (options: RttOptions) =>
       ackRttP999Us: ack.p999,
       pingPongP50Us: pingPong.p50,
       pingPongP99Us: pingPong.p99,
-      ratio: Math.round((pingPong.p50 / ack.p50) * 1000) / 1000
+      ratio: Math.round((pingPong.p50 / ack.p50) * 1000) / 1000,
+      ...(redis === undefined ? {} : { peers: { redis: { rttP50Us: redis.p50, rttP99Us: redis.p99, rttP999Us: redis.p999 } } })
     }
     if (!options.json) {
       yield* Console.log(
         table(["closed loop, one message at a time", "p50 µs", "p99 µs", "p99.9 µs"], [
           [`publish → ACK, ${options.messageBytes} B, order ${options.order}, ack 1, ${options.brokers} brokers`, ack.p50, ack.p99, ack.p999],
-          [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999]
+          [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999],
+          ...(redis === undefined ? [] : [[`Redis XADD round trip, ${options.messageBytes} B (ioredis, no persistence)`, redis.p50, redis.p99, redis.p999]])
         ])
       )
     }

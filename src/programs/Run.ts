@@ -4,15 +4,19 @@
  * messages over TCP and a subscriber process auditing the total order; a live progress line
  * and a summary (throughput, ACK latency, audit).
  */
-import { Console, Deferred, Effect, Fiber, Schedule } from "effect"
+import { Config, Console, Data, Deferred, Effect, Fiber, Schedule } from "effect"
 import { defaultLogConfig } from "../layers/log/Layout.js"
+import { regionConfig, validate as validateRegion } from "../layers/RegionLayout.js"
 import { auditFigures, type AuditResult } from "./Audit.js"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { envConfigProvider } from "./CliKit.js"
 import { makeCpuMeter, regionGuard, RoleFailed, type RoleProcess, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import { announceTargets } from "./Dashboard.js"
+import { dataDirFilesystem } from "./DataDirFilesystem.js"
 import { makeTimeline, writeReport } from "./HtmlReport.js"
+import { stampedRefusal } from "./Publish.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 
 /** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
@@ -115,8 +119,11 @@ export interface RunSummary {
   readonly remoteSubscriberMBps: number | null
   /** Whether a subscriber read (and audited) the whole run. */
   readonly endToEnd: boolean
-  /** ACK 2 runs (topic RF 2, the head's durable tier): the head's fdatasyncs and the bytes each covered on average; null otherwise. */
-  readonly durable: { readonly fsyncs: number; readonly bytesPerFsync: number } | null
+  /**
+   * ACK 2 runs (topic RF 2, the head's durable tier): the head's fdatasyncs, the bytes each
+   * covered on average and the data directory's filesystem (`tmpfs`: no disk behind them); null otherwise.
+   */
+  readonly durable: { readonly fsyncs: number; readonly bytesPerFsync: number; readonly filesystem: string } | null
   /**
    * CPU seconds (user + system) per GiB published, by role, from the publisher's start to
    * each role's end of the run (process start-up excluded); 0 where /proc is unavailable.
@@ -132,9 +139,9 @@ export interface RunSummary {
   }
 }
 
-/** A fresh data directory for an ACK 2 run, removed with the run's scope. */
+/** A fresh data directory for an ACK 2 run (under CXLOG_DATA_DIR, else the OS's temporary directory), removed with the run's scope. */
 const runDataDir = Effect.acquireRelease(
-  Effect.sync(() => mkdtempSync(join(process.env["CXLOG_DATA_DIR"] ?? tmpdir(), "cxlog-run-data-"))),
+  Effect.flatMap(Config.string("CXLOG_DATA_DIR").pipe(Config.withDefault(tmpdir())), (parent) => Effect.sync(() => mkdtempSync(join(parent, "cxlog-run-data-")))),
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
 
@@ -205,8 +212,41 @@ export const logEnv = (options: Pick<ClusterShape, "brokers" | "batchBytes">): R
   CXLOG_LOG_MAX_BATCH_BYTES: `${Math.max(options.batchBytes, 1 << 20)}`
 })
 
+/** A run its flags describe but that cannot be done (exit 2, before any process starts). */
+export class InvalidRun extends Data.TaggedError("InvalidRun")<{ readonly reason: string }> {
+  override get message() {
+    return this.reason
+  }
+}
+
+/**
+ * What a run can refuse before it starts anything, by the rules its roles would refuse it with
+ * seconds later: a broker to kill that it does not start, a load of no whole message, messages
+ * or batches its publisher would refuse, a region its head would refuse (from the variables
+ * the head gets: the run's own sizing over this process's environment).
+ */
+export const checkRun = (options: RunOptions) =>
+  Effect.gen(function*() {
+    const kill = options.killBroker?.index
+    if (kill !== undefined && kill >= options.brokers) {
+      const numbered = options.brokers === 1 ? "broker 0 only" : `brokers 0 to ${options.brokers - 1}`
+      return yield* new InvalidRun({ reason: `--kill-broker ${kill}: the run starts ${numbered} (--broker-count ${options.brokers})` })
+    }
+    if (options.totalBytes < options.messageBytes) {
+      return yield* new InvalidRun({ reason: `--bytes ${options.totalBytes} holds no whole ${options.messageBytes}-byte message (--message-bytes)` })
+    }
+    const refused = stampedRefusal({
+      publisher: { brokers: [{ host: "127.0.0.1", port: 0 }], topic: "run", batchBytes: options.batchBytes, maxInFlightBatches: options.window, ackLevel: options.ackLevel },
+      messageBytes: options.messageBytes
+    })
+    if (refused !== undefined) return yield* refused
+    const headEnv = { ...process.env, ...logEnv(options), ...options.env }
+    yield* validateRegion(yield* Effect.withConfigProvider(regionConfig, envConfigProvider(headEnv)))
+  })
+
 export const run = (options: RunOptions) =>
   Effect.gen(function*() {
+    yield* checkRun(options)
     const region = runRegionName(process.pid)
     const reclaimed = yield* pruneRunRegions
     const messages = Math.floor(options.totalBytes / options.messageBytes)
@@ -216,6 +256,7 @@ export const run = (options: RunOptions) =>
     const auditMessages = `${warmup + messages}`
     // ACK 2: the topic keeps a copy on disk, in a fresh directory (under CXLOG_DATA_DIR if set) removed after the run.
     const dataDir = options.ackLevel === 2 ? yield* runDataDir : undefined
+    const filesystem = dataDir === undefined ? undefined : yield* dataDirFilesystem(dataDir)
     // No role serves metrics unless given its own port below (CXLOG_METRICS_PORT in our environment is not theirs).
     const env = { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0", ...options.env, ...(dataDir === undefined ? {} : { CXLOG_DATA_DIR: dataDir }) }
     const killing = options.killBroker !== undefined || options.killHead !== undefined
@@ -394,7 +435,15 @@ export const run = (options: RunOptions) =>
       const pct = (n: number) => `${((100 * Math.min(n, messages)) / messages).toFixed(0).padStart(3)}%`
       return `${(progress.acked * options.messageBytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0).padStart(5)} MB/s  acked ${pct(progress.acked)}  ordered ${pct(progress.ordered)}  read ${pct(progress.read)}  ${seconds.toFixed(1)} s`
     }
-    const ticker = yield* Effect.sync(() => (interactive ? process.stdout.write(`\r${line()}`) : undefined)).pipe(
+    // On a terminal the live line is rewritten in place, without its newline: a run that stops
+    // before its summary (a role failed, Ctrl-C) ends it, or the failure's line would go onto it.
+    let liveLineOpen = false
+    yield* Effect.addFinalizer(() => Effect.sync(() => liveLineOpen && process.stdout.write("\n")))
+    const ticker = yield* Effect.sync(() => {
+      if (!interactive) return
+      process.stdout.write(`\r${line()}`)
+      liveLineOpen = true
+    }).pipe(
       Effect.zipRight(!human || interactive ? Effect.void : Effect.suspend(() => Console.log(line()))),
       Effect.repeat(Schedule.spaced(interactive ? "250 millis" : "2 seconds")),
       Effect.delay("250 millis"),
@@ -426,7 +475,10 @@ export const run = (options: RunOptions) =>
     progress.elapsedMs = published["elapsedMs"] as number
     if (audited !== undefined) progress.read = measured(audited["messages"] as number, progress.read)
     progress.ordered = Math.max(progress.ordered, progress.read, options.ackLevel >= 1 ? messages : 0)
-    if (interactive) process.stdout.write(`\r${line()}\n`)
+    if (interactive) {
+      process.stdout.write(`\r${line()}\n`)
+      liveLineOpen = false
+    }
     else yield* say(line())
 
     const audit = audited === undefined ? undefined : audited["audit"] as AuditResult
@@ -460,9 +512,9 @@ export const run = (options: RunOptions) =>
       takeoverMs: killedAt === undefined || tookOver === undefined ? null : Math.max(0, tookOver.atMs - killedAt),
       takeoverEpoch: tookOver?.epoch ?? null,
       endToEnd: withSubscriber,
-      durable: durableFigures === null
+      durable: durableFigures === null || filesystem === undefined
         ? null
-        : { fsyncs: durableFigures.fsyncs, bytesPerFsync: Math.round(durableFigures.bytes / Math.max(durableFigures.fsyncs, 1)) },
+        : { fsyncs: durableFigures.fsyncs, bytesPerFsync: Math.round(durableFigures.bytes / Math.max(durableFigures.fsyncs, 1)), filesystem },
       auditPassed: audit === undefined ? null : audit.passed && remoteAudits.every((r) => r.passed),
       remoteSubscribers: remoteAudits,
       remoteSubscriberMBps: remoteAudits.length === 0 ? null : Math.min(...remoteAudits.map((r) => r.mBps)),
@@ -484,7 +536,7 @@ export const run = (options: RunOptions) =>
           ...(warmupMs === null ? [] : [`warm-up: ${warmup} messages (${mib(warmup * options.messageBytes)}) in ${(warmupMs / 1000).toFixed(2)} s, not measured`]),
           `published ${summary.messages} messages (${mib(bytes)}) in ${(elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
           `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
-          ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average`]),
+          ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average, data directory on ${summary.durable.filesystem}`]),
           ...(summary.takeoverMs === null ? [] : [`head SIGKILLed mid-run: a standby took over (epoch ${summary.takeoverEpoch}) and ordered its first batch ${summary.takeoverMs} ms after the kill`]),
           `CPU seconds per GiB: head ${summary.cpuSecondsPerGiB.head}, brokers ${summary.cpuSecondsPerGiB.brokers}, publisher ${summary.cpuSecondsPerGiB.publisher}, subscriber ${summary.cpuSecondsPerGiB.subscriber}${remoteAudits.length === 0 ? "" : `, remote subscribers ${summary.cpuSecondsPerGiB.remoteSubscribers}`}; total ${summary.cpuSecondsPerGiB.total}`,
           audit === undefined

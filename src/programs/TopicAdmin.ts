@@ -15,6 +15,9 @@ import { configFromParams, resolve } from "../layers/RegionLayout.js"
 import { type DiskRetention, TopicNotFound } from "../services/log/Topics.js"
 import { table } from "../Table.js"
 import type { RegionAccess } from "../layers/Roles.js"
+import { readMirrorStatuses } from "../layers/mirror/MirrorStatusFile.js"
+import { regionId } from "../layers/region/Superblock.js"
+import { MirrorStatus } from "../services/mirror/Mirror.js"
 
 export interface TopicDescription {
   readonly name: string
@@ -34,10 +37,14 @@ export interface TopicDescription {
   readonly sessionSlots: number
   /** Subscribers registered in the region; a durable one holds retention at its cursor. */
   readonly subscribers: ReadonlyArray<{ readonly pid: number; readonly alive: boolean; readonly durable: boolean; readonly behindBatches: number }>
+  /** Mirrors of the topic on this host (their status files): state, offset mirrored, lag now. */
+  readonly mirrors: ReadonlyArray<MirrorStatus>
 }
 
 export interface TopicsReport {
   readonly region: string
+  /** The region's id (its creation time in ms), as mirrors name it. */
+  readonly regionId: string
   /** What every topic can hold at most: its last `goiSlots` batches, within each broker's Blog of `blogBytes`. */
   readonly retention: { readonly goiSlots: number; readonly blogBytesPerBroker: number; readonly maxBrokers: number }
   readonly topics: ReadonlyArray<TopicDescription>
@@ -57,6 +64,8 @@ export const describeTopics = (access: RegionAccess) =>
     const sessionTable = regionSessionTables(region, area)
     const participants = new ParticipantLineView(region)
     const subscriberLines = new SubscriberLineView(region)
+    const id = regionId(region)
+    const mirrors = readMirrorStatuses(id)
     const topics = listTopics(region, area).map((info): TopicDescription => {
       const orderLine = area.orderLine(info.id)
       region.invalidate(orderLine, 64)
@@ -84,11 +93,14 @@ export const describeTopics = (access: RegionAccess) =>
         orderedBatches: committed,
         sessions: sessions.liveCount(),
         sessionSlots: sessions.capacity,
-        subscribers
+        subscribers,
+        // The lag as of now: the topic may have moved on since the mirror's last status (or the mirror stopped).
+        mirrors: mirrors.filter((m) => m.topic === info.name).map((m) => new MirrorStatus({ ...m, end, lagOffsets: Math.max(0, end - m.mirrored) }))
       }
     })
     return {
       region: access.name,
+      regionId: id,
       retention: { goiSlots: area.config.goiSlots, blogBytesPerBroker: area.config.blogBytes, maxBrokers: area.config.maxBrokers },
       topics
     } satisfies TopicsReport
@@ -105,6 +117,10 @@ const subscribersText = (t: TopicDescription) => {
     ? "0"
     : `${live.length}${durable.length === 0 ? "" : ` (${durable.length} durable, furthest ${Math.max(...durable.map((s) => s.behindBatches))} batches behind)`}`
 }
+const mirrorLine = (topic: string, m: MirrorStatus) =>
+  `mirror ${topic} → stream ${m.stream} (${m.servers.join(",")}): ${m.state}, mirrored up to offset ${m.mirrored}, lag ${m.lagOffsets} offsets` +
+  `${m.state === "mirroring" || m.state === "mirror-unavailable" ? ` / ${m.lagSeconds.toFixed(1)} s` : ""}, ${m.retries} retries, pid ${m.pid}` +
+  (m.detail === undefined ? "" : `: ${m.detail}`)
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 1)} MiB`
 
 export interface TopicsOptions {
@@ -129,6 +145,8 @@ export const topics = (options: TopicsOptions) =>
         topics.map((t) => [t.name, ORDER_NAMES[t.order] ?? `${t.order}`, ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`, t.replicationFactor, held(t), t.orderedBatches, `${t.sessions}/${t.sessionSlots}`, subscribersText(t)])
       )
     )
+    const mirrorLines = topics.flatMap((t) => t.mirrors.map((m) => mirrorLine(t.name, m)))
+    if (mirrorLines.length > 0) yield* Console.log(`\n${mirrorLines.join("\n")}`)
     const r = report.retention
     yield* Console.log(
       `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} brokers' ${mib(r.blogBytesPerBroker)} Blogs still hold; a durable subscriber holds back reclaiming until it has read`

@@ -28,21 +28,27 @@ import type { BrokerOptions } from "../services/net/Broker.js"
 import type { PublisherOptions } from "../services/net/Publisher.js"
 import { table } from "../Table.js"
 import { failUsage } from "./CliFailure.js"
+import { pendingBinding, retireStaleCredentials } from "./RegionCredentials.js"
+import { regionCreatedAtMs } from "./Regions.js"
 
 const attempt = <A>(f: () => A) =>
   Effect.try({ try: f, catch: (e) => (e instanceof CredentialError ? e : new CredentialError({ path: "", reason: (e as Error).message })) })
 
 /**
  * The head's credential file: created with the local user (every right) and its secret file
- * unless it exists. Files it created at the region's default place go when the head ends
- * (unless the region is kept); an explicit `--credentials` file is the operator's and stays.
+ * unless it exists. At the region's default place they are bound to the region the head makes
+ * or attaches (RegionCredentials.ts): files there of a region that no longer exists are removed
+ * first, so a region made anew never takes a dead one's secret. Files it created at the default
+ * place go when the head ends (unless the region is kept); an explicit `--credentials` file is
+ * the operator's and stays.
  */
 export const headCredentials = (region: string, credentials: string | undefined, keep: boolean) =>
   Effect.acquireRelease(
     attempt(() => {
+      retireStaleCredentials(region, regionCreatedAtMs(region))
       const path = credentials ?? defaultCredentialPath(region)
       const secret = defaultSecretPath(region)
-      return { path, secret, created: ensureRegionCredentials(path, secret).created }
+      return { path, secret, created: ensureRegionCredentials(path, secret, credentials === undefined ? pendingBinding(region) : undefined).created }
     }),
     ({ created, path, secret }) => Effect.sync(() => created && credentials === undefined && !keep && removeRegionCredentials(path, secret))
   )

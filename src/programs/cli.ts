@@ -5,13 +5,14 @@
  * 2 (usage) or 1 (runtime); `--verbose` adds the full cause.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Either, Exit, Logger } from "effect"
+import { Cause, Effect, Either, Exit, Logger, Schema } from "effect"
 import { cliEntry } from "../PackageRoot.js"
+import { requireDataDir } from "../layers/log/DurableTier.js"
 import { regionConfig } from "../layers/RegionLayout.js"
 import { defaultSequencerOptions } from "../services/log/Sequencer.js"
 import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "../services/net/Publisher.js"
 import { parseAddresses } from "../layers/net/ClientConnection.js"
-import type { TopicSpec } from "../services/log/Topics.js"
+import { AckLevel, OrderMode, REPLICATION_FACTORS, TopicName, type TopicSpec, topicSpecConflict } from "../services/log/Topics.js"
 import { bench } from "./Bench.js"
 import { broker } from "./BrokerMain.js"
 import { describeFailure, failUsage } from "./CliFailure.js"
@@ -22,11 +23,14 @@ import { runDashboard } from "./Dashboard.js"
 import { DEFAULT_STANDBY_CHECK_MS, head } from "./Head.js"
 import { loopbackSend } from "./Loopback.js"
 import { logFormatFlag, observed, observeFlags, withLogFormat } from "./Observe.js"
+import { mirrorCommand as makeMirrorCommand } from "./Mirror.js"
+import { benchMirror } from "./MirrorBench.js"
 import { publish } from "./Publish.js"
 import { regions } from "./Regions.js"
 import { exitWithParent, parentEvent, report, tolerateClosedOutput } from "./Report.js"
 import { run } from "./Run.js"
-import { loopbackEcho, rtt } from "./Rtt.js"
+import { REDIS } from "./peers/RedisPeer.js"
+import { loopbackEcho, rtt, type RttPeer } from "./Rtt.js"
 import { selfCheck, selfCheckPeer } from "./SelfCheck.js"
 import { printTopic, subscribe } from "./Subscribe.js"
 import { consumersReport } from "./Consumers.js"
@@ -116,8 +120,9 @@ const clientInsecure = Cli.toggle("insecure", {
   description: "also take brokers that authenticate nobody (started --insecure): without it, a client holding credentials refuses them"
 })
 
-const ORDERS = [0, 2, 4, 5] as const
-const ACKS = [0, 1, 2] as const
+const ORDERS = OrderMode.literals
+const ACKS = AckLevel.literals
+const isTopicName = Schema.is(TopicName)
 
 const AGE_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
@@ -135,24 +140,30 @@ export const parseAge = (text: string): Either.Either<number, string> => {
 export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> => {
   const [name = "", orderText = "5", ackText = "1", rfText = "1", bytesText = "", ageText = "", ...extra] = spec.split(":")
   if (extra.length > 0) return Either.left(`${spec}: a topic is name[:order[:ack[:rf[:disk-bytes[:disk-age]]]]], 6 fields at most`)
-  if (!/^[A-Za-z0-9._-]{1,100}$/.test(name)) return Either.left(`${spec}: the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`)
+  if (!isTopicName(name)) return Either.left(`${spec}: the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`)
   const orderMode = ORDERS.find((o) => `${o}` === orderText)
-  if (orderMode === undefined) return Either.left(`${spec}: the order ${orderText} is not one of 0, 2, 4, 5`)
+  if (orderMode === undefined) return Either.left(`${spec}: the order ${orderText} is not one of ${ORDERS.join(", ")}`)
   const ackLevel = ACKS.find((a) => `${a}` === ackText)
-  if (ackLevel === undefined) return Either.left(`${spec}: the ack level ${ackText} is not one of 0, 1, 2`)
-  const rf = /^\d+$/.test(rfText) ? Number(rfText) : Number.NaN
-  if (!(rf >= 1 && rf <= 16)) return Either.left(`${spec}: the replication factor ${rfText} is not a whole number from 1 to 16`)
+  if (ackLevel === undefined) return Either.left(`${spec}: the ack level ${ackText} is not one of ${ACKS.join(", ")}`)
+  const rf = REPLICATION_FACTORS.find((r) => `${r}` === rfText)
+  if (rf === undefined) {
+    return Either.left(`${spec}: the replication factor ${rfText} is not one of ${REPLICATION_FACTORS.join(", ")} (1: the region; 2: the region and a copy on disk)`)
+  }
   const maxBytes = bytesText === "" ? undefined : Cli.parseSize(bytesText)
   if (maxBytes !== undefined && Either.isLeft(maxBytes)) return Either.left(`${spec}: the disk retention size ${maxBytes.left}`)
   const maxAgeMs = ageText === "" ? undefined : parseAge(ageText)
   if (maxAgeMs !== undefined && Either.isLeft(maxAgeMs)) return Either.left(`${spec}: the disk retention age ${maxAgeMs.left}`)
-  const topic = { name, order: orderMode, ackLevel, replicationFactor: rf }
-  if (maxBytes === undefined && maxAgeMs === undefined) return Either.right(topic)
-  if (rf < 2) return Either.left(`${spec}: a disk retention needs replication factor 2 (a copy on disk)`)
-  return Either.right({
-    ...topic,
-    diskRetention: { ...(maxBytes === undefined ? {} : { maxBytes: maxBytes.right }), ...(maxAgeMs === undefined ? {} : { maxAgeMs: maxAgeMs.right }) }
-  })
+  const topic: TopicSpec = maxBytes === undefined && maxAgeMs === undefined
+    ? { name, order: orderMode, ackLevel, replicationFactor: rf }
+    : {
+      name,
+      order: orderMode,
+      ackLevel,
+      replicationFactor: rf,
+      diskRetention: { ...(maxBytes === undefined ? {} : { maxBytes: maxBytes.right }), ...(maxAgeMs === undefined ? {} : { maxAgeMs: maxAgeMs.right }) }
+    }
+  const conflict = topicSpecConflict(topic)
+  return conflict === undefined ? Either.right(topic) : Either.left(`${spec}: ${conflict}`)
 }
 
 const topics = Cli.repeated(
@@ -271,12 +282,15 @@ const headCommand = Cli.command({
     Effect.gen(function*() {
       exitWithParent()
       const config = yield* regionConfig
+      const topics = withDiskRetention(o.topics, o)
+      // Before the region exists: the head would refuse these topics only once it had made it.
+      yield* requireDataDir(topics, o.recover ?? o.dataDir)
       // A standby uses what its head made (creating them too could race it).
       if (!o.standby) yield* headCredentials(o.region, o.credentials, o.keep || o.attach)
       yield* head({
         region: { name: o.region, coherence: o.coherence },
         config,
-        topics: withDiskRetention(o.topics, o),
+        topics,
         keep: o.keep,
         attach: o.attach,
         standby: o.standby,
@@ -642,6 +656,8 @@ const subscribeCommand = Cli.command({
     }).pipe(Effect.scoped, observed("subscriber", o))
 })
 
+const mirrorCommand = makeMirrorCommand({ region, coherence, secretFile, insecure: clientInsecure, tlsCa, tlsClientCert, tlsClientKey, parseAge, parseFrom })
+
 /** What `run` and `bench` give their roles for being watched, and where their report goes. */
 const clusterObserveFlags = {
   metricsPort: Cli.integer("metrics-port", {
@@ -733,18 +749,34 @@ const runCommand = Cli.command({
     }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
 })
 
+/** `--peers redis`: reference systems by name, comma-separated (`none`: only cxlog). */
+const parsePeers = (text: string): Either.Either<ReadonlyArray<RttPeer>, string> => {
+  const names = text.split(",").map((n) => n.trim()).filter((n) => n !== "" && n !== "none")
+  const unknown = names.filter((n) => n !== REDIS)
+  return unknown.length > 0 ? Either.left(`${unknown.join(", ")}: the peers are redis`) : Either.right(names as Array<RttPeer>)
+}
+
 const benchCommand = Cli.command({
   name: "bench",
   summary: "Measure a local cluster's throughput and ACK latency next to the loopback TCP bound",
   flags: {
     ...clusterFlags("256MiB"),
-    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt"], {
+    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror"], {
       default: "e2e",
       env: "CXLOG_BENCH_TYPE",
-      description: "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong)"
+      description: "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong), " +
+        "mirror (cxlog mirror into a 3-node JetStream cluster next to publishing to it directly; docs/mirror.md)"
     }),
+    mirrorMessages: Cli.integer("mirror-messages", { default: 20_000, min: 1, env: "CXLOG_BENCH_MIRROR_MESSAGES", description: "mirror: messages of each measured step" }),
+    mirrorRateMbps: Cli.float("mirror-rate-mbps", { default: 5, env: "CXLOG_BENCH_MIRROR_RATE_MBPS", description: "mirror: the steady load its lag is measured under, MB/s" }),
     rateMbps: Cli.float("rate-mbps", { default: 50, env: "CXLOG_RATE_MBPS", description: "latency: the offered load in MB/s" }),
     samples: Cli.integer("samples", { default: 2_000, min: 1, env: "CXLOG_SAMPLES", description: "rtt: round trips measured" }),
+    peers: Cli.custom("peers", "redis|none", parsePeers, {
+      default: [],
+      shown: "none",
+      env: "CXLOG_BENCH_PEERS",
+      description: "rtt: also measure these reference systems in the same interleaved loop (redis: Debian's redis-server with ioredis)"
+    }),
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
       env: "CXLOG_BENCH_TLS",
@@ -754,8 +786,12 @@ const benchCommand = Cli.command({
   },
   examples: ["cxlog bench", "cxlog bench --type publish --bytes 1GiB --broker-count 2", "cxlog bench --type rtt --samples 5000"],
   run: (o) =>
-    o.type === "rtt"
-      ? rtt({ brokers: o.brokerCount, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json }).pipe(Effect.asVoid)
+    o.type !== "rtt" && o.peers.length > 0
+      ? failUsage(`--peers is measured with --type rtt so far, not ${o.type}`)
+      : o.type === "mirror"
+      ? benchMirror({ messages: o.mirrorMessages, messageBytes: o.messageBytes, rateMBps: o.mirrorRateMbps, json: o.json }).pipe(Effect.asVoid)
+      : o.type === "rtt"
+      ? rtt({ brokers: o.brokerCount, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json, peers: o.peers }).pipe(Effect.asVoid)
       : bench({
         ...clusterShape(o),
         type: o.type,
@@ -822,9 +858,11 @@ const regionsCommand = Cli.command({
     remove: Cli.optionalText("remove", {
       placeholder: "NAME",
       shown: "none",
-      description: "remove this region (refused while a live process uses it; its data is lost)"
+      description: "remove this region and its default credential files (refused while a live process uses it; its data is lost)"
     }),
-    prune: Cli.toggle("prune", { description: "remove every orphaned `cxlog run` region (its run gone, nothing using it)" }),
+    prune: Cli.toggle("prune", {
+      description: "remove every orphaned `cxlog run` region (its run gone, nothing using it) and the default credential files of regions that are gone"
+    }),
     json
   },
   examples: ["cxlog regions", "cxlog regions --remove orders", "cxlog regions --prune"],
@@ -941,6 +979,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   brokerCommand,
   publishCommand,
   subscribeCommand,
+  mirrorCommand,
   consumersCommand,
   createTopicCommand,
   topicsCommand,

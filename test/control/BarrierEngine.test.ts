@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Scope } from "effect"
-import { type BarrierEngine, make, type ProgressProbe, type ProbedReader } from "../../src/layers/control/BarrierEngine.js"
+import { type BarrierEngine, make } from "../../src/layers/control/BarrierEngine.js"
+import type { ProgressProbe, ProbedReader } from "../../src/layers/control/BarrierRounds.js"
 import type { BarrierArrive, BarrierError, BarrierReleased, Member } from "../../src/services/control/Coordinator.js"
 
 /** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200); drains poll it. */

@@ -7,10 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Schedule } from "effect"
-import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import * as ProcessSlotLayers from "../../src/layers/region/ProcessSlot.js"
 import * as Roles from "../../src/layers/Roles.js"
 import { Coordinator } from "../../src/services/control/Coordinator.js"
+import { CoordinatorServer } from "../../src/services/control/CoordinatorServer.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { ProcessSlot } from "../../src/services/region/ProcessSlot.js"
 import { headWithSmallReplyRing, stuckReplyReader } from "../helpers/ReplyRing.js"
@@ -22,7 +22,7 @@ describe("a member dropped for a stale heartbeat", () => {
     Effect.gen(function*() {
       const { region, head, layout, rings } = yield* headWithSmallReplyRing("dropped-notice", { checkEveryMs: 50, heartbeatStaleMs: STALE_MS })
       const memory = Context.get(region, CxlMemory)
-      const server = Context.get(head, CoordinatorLayers.CoordinatorServer)
+      const server = Context.get(head, CoordinatorServer)
       // The member's process-table heartbeat is written once by its slot, then by the test only.
       const member = yield* Layer.build(
         Roles.coordinatorClient().pipe(

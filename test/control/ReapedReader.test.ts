@@ -9,7 +9,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope, Stream } from "effect"
-import { lines, reapSlot, ringsOver } from "../../src/layers/control/RingRegion.js"
+import { lines } from "../../src/layers/control/RingLines.js"
+import { reapSlot } from "../../src/layers/control/RingReap.js"
+import { ringsOver } from "../../src/layers/control/RingRegion.js"
 import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../../src/layers/region/Superblock.js"

@@ -15,7 +15,7 @@ import {
   TOPIC_DESCRIPTOR_BYTES,
   validateLogConfig
 } from "../../src/layers/log/Layout.js"
-import { LINE_BYTES } from "../../src/layers/log/Records.js"
+import { LINE_BYTES } from "../../src/services/region/CxlMemory.js"
 import * as Views from "../../src/layers/log/RecordViews.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
 import { readFileSync } from "node:fs"
-import { crc32c } from "../../src/layers/net/Crc32c.js"
+import { crc32c } from "../../src/native/Crc32c.js"
 import { crc32cSoftware } from "../../src/native/Crc32cSoftware.js"
 import { CRC32C_PATHS, type Crc32cPath, loadAddonSync } from "../../src/native/Native.js"
 

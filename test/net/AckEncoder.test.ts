@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
 import { Writable } from "node:stream"
-import { ackFrame, type AckLevel } from "../../src/layers/net/Control.js"
+import { ackFrame } from "../../src/layers/net/Control.js"
+import type { AckLevel } from "../../src/services/log/Topics.js"
 import { ackEncoder, MAX_ACK_ORDERS, MAX_SEQUENCE } from "../../src/layers/net/Frame.js"
 
 const ack = fc.record({

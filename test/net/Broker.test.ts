@@ -1,14 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Layer } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
 import { Topics } from "../../src/services/log/Topics.js"
-import { crc32c } from "../../src/layers/net/Crc32c.js"
+import { crc32c } from "../../src/native/Crc32c.js"
 import { drain, recordValue, regionCluster } from "../fixtures/log-harness.js"
-import { Broker, type BrokerOptions } from "../../src/services/net/Broker.js"
+import { Broker, type BrokerLog, type BrokerOptions } from "../../src/services/net/Broker.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { ackOrders, batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
@@ -16,19 +16,19 @@ import { countingAcks } from "../fixtures/counting-acks.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
-/** A broker over a fresh memory log; returns both. */
+/** An open broker (these tests are about the wire, not authentication) over a fresh memory log; returns both. */
 const broker = (options: BrokerOptions = {}, holdTimeoutMs = 5_000, brokerId = 0) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs })
-    const server = yield* BrokerLayers.make(options).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, brokerId)))
+    const server = yield* BrokerLayers.make({ insecure: true, ...options }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, brokerId)))
     return { log, server }
   })
 
 /** Brokers 0 and 1 over one in-memory log with topic "t". */
 const twoBrokers = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-  const b0 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
-  const b1 = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+  const b0 = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+  const b1 = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
   return { log, b0, b1 }
 })
 
@@ -97,7 +97,7 @@ describe("Broker", () => {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
       // A connection's tracker reads its session's frontiers through its watch: counted.
       const { context: counting, counts } = countingAcks(log, 0)
-      const server = yield* BrokerLayers.make().pipe(Effect.provide(counting))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(counting))
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 13))
       const epoch = epochOf(yield* client.nextFrame())
@@ -115,7 +115,7 @@ describe("Broker", () => {
 
   it.scopedLive("the ACK is per session across brokers: each connection that carried a batch learns the shared frontier", () =>
     Effect.gen(function*() {
-      const { b0, b1 } = yield* twoBrokers
+      const { log, b0, b1 } = yield* twoBrokers
       const c0 = yield* rawConnect(b0.port)
       const c1 = yield* rawConnect(b1.port)
       const c2 = yield* rawConnect(b1.port)
@@ -125,7 +125,8 @@ describe("Broker", () => {
       for (const c of [c1, c2]) c.write(hello("t", 5, epoch, 2))
       for (const c of [c1, c2]) expect((yield* c.nextFrame()).type).toBe(FrameType.WELCOME)
       c1.write(batchFrame(5, epoch, 1, [message(1)]))
-      yield* Effect.sleep("30 millis")
+      // Batch 1 waits for 0 in the log before 0 is sent (a fixed pause let a slow machine order 0 alone first).
+      while (log.stats("t").held < 1) yield* Effect.sleep("5 millis")
       c0.write(batchFrame(5, epoch, 0, [message(0)]))
       const ack0 = yield* c0.nextFrame()
       const ack1 = yield* c1.nextFrame()
@@ -192,7 +193,7 @@ describe("Broker", () => {
   it.scopedLive("at ACK 2 a fenced session's SESSION_FENCED waits until what was ordered is on disk (it counts as done)", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "d", ackLevel: 2, replicationFactor: 2 }], holdTimeoutMs: 50 })
-      const server = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
       const client = yield* rawConnect(server.port)
       client.write(hello("d", 9, undefined, 2))
       const epoch = epochOf(yield* client.nextFrame())
@@ -278,11 +279,15 @@ describe("Broker", () => {
 
   it.scopedLive("a silent connection is dropped after the handshake timeout; past maxConnections, refused", () =>
     Effect.gen(function*() {
-      const { server } = yield* broker({ handshakeTimeoutMs: 50, maxConnections: 1 })
-      const silent = yield* rawConnect(server.port)
-      yield* Effect.sleep("10 millis")
-      const extra = yield* rawConnect(server.port)
+      // A connection that has said nothing holds its slot: the next one is refused. (Its handshake timeout is out of the
+      // way: with both on one 50 ms timer, a machine that took longer to connect the second saw the first dropped first.)
+      const { server: patient } = yield* broker({ handshakeTimeoutMs: 60_000, maxConnections: 1 })
+      yield* rawConnect(patient.port)
+      while (patient.stats().connections < 1) yield* Effect.sleep("5 millis")
+      const extra = yield* rawConnect(patient.port)
       expect(errorCode((yield* Deferred.await(extra.closed))[0])).toBe("too-many-connections")
+      const { server } = yield* broker({ handshakeTimeoutMs: 50 })
+      const silent = yield* rawConnect(server.port)
       expect(errorCode((yield* Deferred.await(silent.closed))[0])).toBe("handshake-timeout")
     }))
 
@@ -298,7 +303,7 @@ describe("Broker", () => {
         tryAppendWith: (...args) => (open ? memory.tryAppendWith(...args) : "wait"),
         appendWith: (...args) => Effect.zipRight(Deferred.await(gate), memory.appendWith(...args))
       }
-      const server = yield* BrokerLayers.make().pipe(Effect.provide(Context.add(log.forBroker(0), Appender, stalled)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(Context.add(log.forBroker(0), Appender, stalled)))
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 1))
       const epoch = epochOf(yield* client.nextFrame())
@@ -327,7 +332,7 @@ describe("Broker", () => {
         client.write(hello("t", 1))
         expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
         return { port: server.port, client }
-      }).pipe(Effect.provide(BrokerLayers.layer().pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
+      }).pipe(Effect.provide(BrokerLayers.layer({ insecure: true }).pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
       yield* Deferred.await(client.closed)
       expect((yield* Effect.flip(rawConnect(port))).message).toMatch(/ECONNREFUSED/)
     }))
@@ -337,7 +342,7 @@ describe("Broker", () => {
       const cluster = yield* regionCluster(CxlMemoryLayers.make)()
       yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
       const appender = yield* cluster.appender(0)
-      const server = yield* BrokerLayers.make().pipe(
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
         Effect.provideService(Appender, appender),
         Effect.provideService(AckTracker, cluster.acks),
         Effect.provideService(Topics, cluster.topics)
@@ -375,5 +380,27 @@ describe("Broker", () => {
       expect(read.map((b) => [b.seq, b.crcOk])).toEqual([[0, true], [1, true], [2, true]])
       expect(read.map((b) => b.payloads)).toEqual([0, 1, 2].map((seq) => messages(seq).map((m) => [...m])))
       expect(server.stats()).toMatchObject({ batches: 3, messages: 36, rejected: {} })
+    }))
+
+  it.scopedLive("authentication is the default: a broker given no credentials refuses to start unless told insecure (make, layer, layerConfig)", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const refused = yield* Effect.flip(BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0))))
+      expect(refused).toMatchObject({ _tag: "BrokerListenFailed", host: "127.0.0.1" })
+      expect(refused.message).toBe(
+        "broker cannot listen on 127.0.0.1:0: no credentials: give `credentials` (a credential file: docs/security.md), or `insecure: true` to let every client in"
+      )
+      const brokerOf = <E>(layer: Layer.Layer<Broker, E, BrokerLog>) =>
+        Effect.scoped(Effect.map(Broker, (b) => b.port).pipe(Effect.provide(layer.pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
+      expect(yield* Effect.flip(brokerOf(BrokerLayers.layer({ port: 0 })))).toMatchObject({ _tag: "BrokerListenFailed" })
+      const fromEnvironment = (env: Record<string, string>) =>
+        brokerOf(BrokerLayers.layerConfig).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ CXLOG_BROKER_PORT: "0", ...env })))))
+      expect(yield* Effect.flip(fromEnvironment({}))).toMatchObject({ _tag: "BrokerListenFailed" })
+      expect(yield* fromEnvironment({ CXLOG_INSECURE: "true" })).toBeGreaterThan(0)
+      // Told insecure, it lets a client in without a handshake's authentication step.
+      const open = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const client = yield* rawConnect(open.port)
+      client.write(hello("t", 1))
+      expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
     }))
 })

@@ -27,7 +27,7 @@ import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js
 const helloData = (clientId: number) => Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1 })
 const epochOf = (welcome: { readonly payload: Uint8Array }): number => JSON.parse(Buffer.from(welcome.payload).toString()).sessionEpoch
 
-/** A broker over a fresh memory log, its Appender or Topics wrapped to stall. */
+/** A broker over a fresh memory log, its Appender or Topics wrapped to stall; open unless given credentials. */
 const broker = (
   options: BrokerOptions,
   wrap: { readonly appender?: (appender: AppenderShape) => AppenderShape; readonly topics?: (topics: TopicsShape) => TopicsShape } = {}
@@ -38,7 +38,7 @@ const broker = (
       Context.add(Appender, (wrap.appender ?? ((a) => a))(log.appender(0))),
       Context.add(Topics, (wrap.topics ?? ((t) => t))(log.topics))
     )
-    return yield* BrokerLayers.make(options).pipe(Effect.provide(services))
+    return yield* BrokerLayers.make(options.credentials === undefined ? { insecure: true, ...options } : options).pipe(Effect.provide(services))
   })
 
 /** A bare header announcing `payloadBytes`. */
@@ -330,7 +330,7 @@ describe("Broker limits", () => {
       // Not much lower: Node opens the modules it loads at start-up all at once.
       const files = 512
       const served = files - 64
-      const port = yield* brokerProcess(files, { handshakeTimeoutMs: 120_000 })
+      const port = yield* brokerProcess(files, { insecure: true, handshakeTimeoutMs: 120_000 })
       const outcomes: Array<"connecting" | "open" | "refused" | "dropped"> = []
       const sockets: Array<Socket> = []
       yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((socket) => socket.destroy())))

@@ -46,7 +46,7 @@ const cluster = Effect.gen(function*() {
         inRegion(make.pipe(Effect.provideService(Doorbell, doorbell)))
       const appender = yield* withBell(AppenderLayers.make(area, { brokerId: b }))
       const acks = yield* withBell(AckTrackerLayers.make(area))
-      const server = yield* BrokerLayers.make().pipe(
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
         Effect.provideService(Appender, appender),
         Effect.provideService(AckTracker, acks),
         Effect.provideService(Topics, topics)

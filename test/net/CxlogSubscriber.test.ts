@@ -14,7 +14,7 @@ import { anonymous } from "../fixtures/anonymous-region.js"
 
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
-  return (yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))).port
+  return (yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))).port
 })
 
 describe("CxlogSubscriber", () => {

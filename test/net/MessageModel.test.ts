@@ -49,7 +49,7 @@ describe("the message model on the wire", () => {
   it.scopedLive("keys, headers and publish timestamps reach the log; malformed parts get bad-batch and the broker keeps serving the publisher", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
-      const server = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
       const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", clientId: 5 })
       const before = Date.now()
       yield* publisher.publishAcked(new TextEncoder().encode("first"), { key: "order-1", headers: [["source", "web"], ["raw", Uint8Array.of(0, 255)]] })
@@ -100,7 +100,7 @@ describe("the message model on the wire", () => {
   it.scopedLive("a peer of the previous protocol gets version-mismatch naming both versions", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const server = yield* BrokerLayers.make().pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
       const old = yield* rawConnect(server.port)
       old.write(hello("t", 1, undefined, 1, PROTOCOL_VERSION - 1))
       const error = yield* old.nextFrame()

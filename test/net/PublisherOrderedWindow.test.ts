@@ -19,7 +19,7 @@ const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
 const durableBroker = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "d", ackLevel: 2, replicationFactor: 2 }] })
-  const server = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+  const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
   const topic = log.store.topics.find((t) => t.info.name === "d")!
   /** The durable tier's part: batches 0..count-1 of the session are on disk. */
   const durable = (clientId: number, sessionEpoch: number, count: number) =>

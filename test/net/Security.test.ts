@@ -307,7 +307,7 @@ describe("Security", () => {
   it.scopedLive("credentials found in the region's secret file refuse a broker that authenticates nobody (auth-failed, naming --insecure); with the insecure opt-in they publish and read through it; given credentials are refused even then", () =>
     Effect.gen(function*() {
       // An --insecure broker: no credential file, so it challenges nobody.
-      const { log, publisher, server } = yield* secureBroker({})
+      const { log, publisher, server } = yield* secureBroker({ insecure: true })
       const found: Credentials = { ...ALICE, implicit: true }
       const refused = yield* refusal(publisher({ clientId: 1, credentials: found }), 1)
       expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })

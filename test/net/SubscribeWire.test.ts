@@ -9,7 +9,7 @@ import { createServer, type Socket } from "node:net"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { decodeControl, ErrorBody, errorFrame, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
-import { crc32c } from "../../src/layers/net/Crc32c.js"
+import { crc32c } from "../../src/native/Crc32c.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { creditFrame, Subscribe, Subscribed, subscribedFrame, subscribeFrame, writeDataHeader } from "../../src/layers/net/SubscribeFrames.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
@@ -43,7 +43,7 @@ describe("Subscribing over TCP", () => {
   it.scopedLive("bad subscribe requests get typed ERROR frames; the broker serves its publisher and subscriber throughout", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const server = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
       // A publisher and a subscriber that stay connected while the bad requests come and go.
       const publisher = yield* rawConnect(server.port)
       publisher.write(hello("t", 5))
@@ -125,7 +125,7 @@ describe("Subscribing over TCP", () => {
     Effect.gen(function*() {
       const cluster = yield* regionCluster(CxlMemoryLayers.make)()
       yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
-      const broker = yield* BrokerLayers.make({}).pipe(
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(
         Effect.provideService(Appender, yield* cluster.appender(3, { registered: false })),
         Effect.provideService(AckTracker, cluster.acks),
         Effect.provideService(Topics, cluster.topics),

@@ -40,7 +40,7 @@ const remote = (cluster: LogCluster, options: Options) =>
   Effect.gen(function*() {
     const appender = yield* cluster.appender(3, { registered: false })
     const consumers = yield* consumersOf(cluster)
-    const broker = yield* BrokerLayers.make({}).pipe(
+    const broker = yield* BrokerLayers.make({ insecure: true }).pipe(
       Effect.provideService(Appender, appender),
       Effect.provideService(AckTracker, cluster.acks),
       Effect.provideService(Topics, cluster.topics),

@@ -30,9 +30,9 @@ const IDLE_MS = 500
 const setUp = (messages: number) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-    const broker = yield* BrokerLayers.make({ idleTimeoutMs: IDLE_MS }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+    const broker = yield* BrokerLayers.make({ insecure: true, idleTimeoutMs: IDLE_MS }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
     const address = { host: "127.0.0.1", port: broker.port }
-    const ingest = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+    const ingest = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
     const publisher = yield* PublisherLayers.make({
       brokers: [{ host: "127.0.0.1", port: ingest.port }],
       topic: "t",

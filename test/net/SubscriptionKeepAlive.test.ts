@@ -35,7 +35,7 @@ describe("a subscription connection's TCP keepalive", () => {
   it.scopedLive("the broker's side of a subscription has keepalive on, probing after the broker's 60 s delay", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const broker = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
       const client = yield* rawConnect(broker.port)
       client.write(subscribeFrame(new Subscribe({ protocol: PROTOCOL_VERSION, topic: "t", from: "earliest", credit: 16 })))
       expect((yield* client.nextFrame()).type).toBe(FrameType.SUBSCRIBED)

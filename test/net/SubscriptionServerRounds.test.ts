@@ -20,7 +20,7 @@ describe("a subscription served over many rounds", () => {
       const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`)
       yield* Effect.acquireRelease(Effect.sync(() => process.on("warning", onWarning)), () => Effect.sync(() => process.off("warning", onWarning)))
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const broker = yield* BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
       const brokers = [{ host: "127.0.0.1", port: broker.port }]
       const publisher = yield* PublisherLayers.make({ brokers, topic: "t", batchBytes: 32_768, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 })
       yield* publishTestMessages(publisher, 1, MESSAGES, 4_000)

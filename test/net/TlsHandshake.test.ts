@@ -23,7 +23,7 @@ describe("TLS handshake", () => {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
       const brokerScope = yield* Scope.make()
       yield* Effect.addFinalizer(() => Scope.close(brokerScope, Exit.void))
-      const server = yield* BrokerLayers.make({ tls: { cert: certs.cert, key: certs.key } }).pipe(
+      const server = yield* BrokerLayers.make({ insecure: true, tls: { cert: certs.cert, key: certs.key } }).pipe(
         Effect.provide(log.forBroker(0)),
         Scope.extend(brokerScope)
       )

@@ -18,7 +18,7 @@ import { certificates } from "../fixtures/tls-certificates.js"
 const tlsRegionBroker = Effect.gen(function*() {
   const certs = yield* certificates
   // Room for every batch a test sends: nothing waits for the sequencer the test drives.
-  const { logged, server } = yield* regionBroker({ tls: { cert: certs.cert, key: certs.key } }, { ...smallConfig, blogBytes: 2 << 20 })
+  const { logged, server } = yield* regionBroker({ insecure: true, tls: { cert: certs.cert, key: certs.key } }, { ...smallConfig, blogBytes: 2 << 20 })
   return { ca: certs.ca, server, logged }
 })
 

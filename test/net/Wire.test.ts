@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Either } from "effect"
+import { Deferred, Effect, Either } from "effect"
 import * as fc from "effect/FastCheck"
 import { crc32cSoftware } from "../../src/native/Crc32cSoftware.js"
 import {
@@ -15,9 +15,12 @@ import {
 } from "../../src/layers/net/BatchPayload.js"
 import { parseAddresses } from "../../src/layers/net/ClientConnection.js"
 import { decodeControl, ErrorBody, errorFrame, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
-import { crc32c, crc32cKind } from "../../src/layers/net/Crc32c.js"
+import { crc32c, crc32cKind } from "../../src/native/Crc32c.js"
 import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import { FrameReader } from "../../src/layers/net/FrameReader.js"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { rawConnect } from "../fixtures/net-raw-client.js"
 
 const allTypes = Object.values(FrameType)
 const MAX_BATCH = 1 << 16
@@ -189,6 +192,46 @@ describe("control frames", () => {
     }
     expect(Either.isLeft(decodeControl(Hello, new Uint8Array([0xff, 0xfe]), "bad-handshake"))).toBe(true)
   })
+
+  /** The detail a HELLO body gets back. */
+  const helloDetail = (body: string) => {
+    const result = decodeControl(Hello, new TextEncoder().encode(body), "bad-handshake")
+    return Either.isLeft(result) ? result.left.detail : "decoded"
+  }
+  const hello = (fields: Record<string, unknown>) => JSON.stringify({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, ackLevel: 1, ...fields })
+
+  it("a malformed HELLO's detail is one readable line: the field that is wrong and how, not Schema's tree", () => {
+    expect(helloDetail(hello({ clientId: -1 }))).toBe("Hello.clientId: Expected a number between 0 and 4294967295, actual -1")
+    expect(helloDetail(hello({ topic: 7 }))).toBe("Hello.topic: Expected string, actual 7")
+    expect(helloDetail(hello({ ackLevel: 3 }))).toBe("Hello.ackLevel: Expected 0 | 1 | 2, actual 3")
+    expect(helloDetail("{}")).toBe("Hello.protocol: is missing")
+    expect(helloDetail("[1]")).toBe("Hello: expected a JSON object, actual [1]")
+    expect(helloDetail("not json")).toMatch(/^Hello: Unexpected token .* is not valid JSON$/)
+    const long = helloDetail(hello({ topic: "x".repeat(5000) }))
+    expect(long).toMatch(/^Hello\.topic: Expected a string at most 255 character\(s\) long, actual "x+…$/)
+    expect(long.length).toBeLessThanOrEqual(300)
+    for (const detail of [helloDetail(hello({ clientId: -1 })), helloDetail("[1]"), long]) {
+      expect(detail).not.toMatch(/\n|Encoded side|parseJson|└─/)
+    }
+    // Whatever the body: one line of at most 300 characters, never a throw.
+    const body = fc.oneof(fc.string(), fc.json(), fc.record({ protocol: fc.anything(), topic: fc.anything(), clientId: fc.anything(), ackLevel: fc.anything() }).map((r) => JSON.stringify(r) ?? ""))
+    fc.assert(fc.property(body, (text) => {
+      const detail = helloDetail(text)
+      expect(detail.length).toBeLessThanOrEqual(300)
+      expect(detail).not.toContain("\n")
+    }), { numRuns: 500 })
+  })
+
+  it.scopedLive("on the wire: a broker answers a HELLO that does not decode with ERROR bad-handshake and that one line", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const client = yield* rawConnect(server.port)
+      client.write(encodeFrame({ type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 }, new TextEncoder().encode(hello({ clientId: -1 }))))
+      const frames = yield* Deferred.await(client.closed)
+      const error = decodeControl(ErrorBody, frames[frames.length - 1]!.payload, "internal")
+      expect(Either.getOrThrow(error)).toMatchObject({ code: "bad-handshake", message: "Hello.clientId: Expected a number between 0 and 4294967295, actual -1" })
+    }))
 })
 
 /** A message as published: value, time, and perhaps a key and headers. */

@@ -6,9 +6,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
 import { createServer } from "node:net"
 import { useColor } from "../../src/programs/CliKit.js"
-import { runCli } from "../helpers/CliRoles.js"
+import { cli, runCli } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** stderr is exactly one line, and reads as words rather than a dump or a stack. */
@@ -28,6 +30,21 @@ const deadPort = Effect.async<number>((resume) => {
     server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
   })
 })
+
+/**
+ * A usage mistake found before anything starts: exit 2, nothing on stdout (a run prints its
+ * first line as it starts its roles), one line on stderr. Bounded: such mistakes used to
+ * start a cluster that failed seconds later, or a head that ran on.
+ */
+const refused = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  runCli(args, env).pipe(
+    Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`cxlog ${args.join(" ")} still running after 20 s`) }),
+    Effect.map(({ code, stdout, stderr }) => {
+      expect(code, `${args.join(" ")}: ${stderr}`).toBe(2)
+      expect(stdout, args.join(" ")).toBe("")
+      return oneLine(stderr)
+    })
+  )
 
 describe("cxlog: a user's mistake is one line and an exit code", () => {
   it.effect("a size that is not one: exit 2, naming the flag and the forms a size takes", () =>
@@ -91,6 +108,63 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(oneLine(ack.stderr)).toBe("cxlog create-topic: --topic: bad:5:9: the ack level 9 is not one of 0, 1, 2")
     }))
 
+  it.scoped("a replication factor the log does not build: exit 2 naming those it does, before any head starts; so are the other topic rules", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("cli-rf")
+      const factors = "is not one of 1, 2 (1: the region; 2: the region and a copy on disk)"
+      expect(yield* refused(["head", "--region", region, "--topic", "t:5:1:3"])).toBe(`cxlog head: --topic: t:5:1:3: the replication factor 3 ${factors}`)
+      expect(yield* refused(["head", "--region", region], { CXLOG_TOPICS: "t:5:1:16" })).toBe(
+        `cxlog head: CXLOG_TOPICS=t:5:1:16: t:5:1:16: the replication factor 16 ${factors}`
+      )
+      expect(yield* refused(["create-topic", "--region", region, "--topic", "t:5:1:0"])).toBe(`cxlog create-topic: --topic: t:5:1:0: the replication factor 0 ${factors}`)
+      expect(yield* refused(["head", "--region", region, "--topic", "t:2:1:2"])).toBe(
+        "cxlog head: --topic: t:2:1:2: replication factor 2 needs order 5 (each session's batches ordered in sequence)"
+      )
+      expect(yield* refused(["head", "--region", region, "--topic", "t:5:1:2"])).toBe(
+        "cxlog head: topic(s) t keep a copy on disk (replication factor 2): start the head with --data-dir DIR (CXLOG_DATA_DIR)"
+      )
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+    }))
+
+  it.effect("run: a broker to kill that the run does not start is exit 2, before anything starts", () =>
+    Effect.gen(function*() {
+      expect(yield* refused(["run", "--bytes", "8MiB", "--kill-broker", "9"])).toBe("cxlog run: --kill-broker 9: the run starts brokers 0 to 3 (--broker-count 4)")
+      expect(yield* refused(["run", "--bytes", "8MiB", "--broker-count", "1", "--kill-broker", "1"])).toBe(
+        "cxlog run: --kill-broker 1: the run starts broker 0 only (--broker-count 1)"
+      )
+    }))
+
+  it.effect("run, bench and publish --count: messages, batches or a region their roles would refuse are exit 2, before anything starts", () =>
+    Effect.gen(function*() {
+      expect(yield* refused(["run", "--message-bytes", "2000000"])).toBe("cxlog run: a 2000000-byte message does not fit a batch of at most 1048576 bytes")
+      expect(yield* refused(["run", "--batch-bytes", "2GiB"])).toBe("cxlog run: invalid publisher options: batchBytes 2147483648 exceeds maxBatchBytes 1048576")
+      expect(yield* refused(["run", "--bytes", "100"])).toBe("cxlog run: --bytes 100 holds no whole 1024-byte message (--message-bytes)")
+      expect(yield* refused(["run", "--broker-count", "40"])).toMatch(
+        /^cxlog run: invalid log configuration: goiSlots 65536 is smaller than maxBrokers × pbrSlots = 81920 .*; effective configuration: /
+      )
+      expect(yield* refused(["bench", "--batch-bytes", "2MiB"])).toBe("cxlog bench: invalid publisher options: batchBytes 2097152 exceeds maxBatchBytes 1048576")
+      const port = yield* deadPort
+      expect(yield* refused(["publish", "--brokers", `127.0.0.1:${port}`, "--count", "1", "--message-bytes", "2000000"])).toBe(
+        "cxlog publish: a 2000000-byte message does not fit a batch of at most 1048576 bytes"
+      )
+    }))
+
+  it.scoped("a CXLOG_ variable set but empty is a mistake, not the default: exit 2 naming it, flag variable or not", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("cli-empty")
+      expect(yield* refused(["head", "--topic", "t"], { CXLOG_REGION: "" })).toBe("cxlog head: CXLOG_REGION: set but empty: give a NAME, or unset it for the default (cxlog)")
+      expect(yield* refused(["run"], { CXLOG_BYTES: "" })).toBe("cxlog run: CXLOG_BYTES: set but empty: give a SIZE, or unset it for the default (1GiB)")
+      const unset = "set but empty: give it a value, or unset it for the default"
+      expect(yield* refused(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "" })).toBe(`cxlog head: CXLOG_LOG_BLOG_BYTES: ${unset}`)
+      expect(yield* refused(["run", "--bytes", "1MiB", "--ack", "2"], { CXLOG_DATA_DIR: "" })).toBe(`cxlog run: CXLOG_DATA_DIR: ${unset}`)
+      // Config.integer read "" as 0 here: cxlog config printed a heartbeat of 0 ms.
+      expect(yield* refused(["config"], { CXLOG_HEARTBEAT_STALE_MS: "" })).toBe(`cxlog config: CXLOG_HEARTBEAT_STALE_MS: ${unset}`)
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+      // A switch's variable reads "" as off, as documented.
+      const verbose = yield* runCli(["config", "--json"], { CXLOG_VERBOSE: "" })
+      expect(verbose.code, verbose.stderr).toBe(0)
+    }))
+
   it.effect("publishing with no broker listening fails within the connect timeout, naming the address: exit 1", () =>
     Effect.gen(function*() {
       const port = yield* deadPort
@@ -126,7 +200,59 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
     }))
 })
 
+describe("cxlog publish's output", () => {
+  it.effect("no input at all (empty stdin): exit 0, a summary without NaN that says no batch was acknowledged", () =>
+    Effect.gen(function*() {
+      const port = yield* deadPort
+      // stdin is /dev/null: no line, so no broker is needed either.
+      const { code, stderr } = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`])
+      expect(code, stderr).toBe(0)
+      expect(oneLine(stderr)).toMatch(/^publisher: 0 messages in 0 batches, [\d.]+ s; no batch acknowledged; resends 0, fences 0$/)
+      expect(stderr).not.toContain("NaN")
+    }))
+})
+
+/** Whether util-linux's `script` is here to give a command a terminal. */
+const hasScript = (() => {
+  try {
+    execFileSync("script", ["--version"], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+})()
+
+/**
+ * Runs `cxlog <args>` on a terminal (util-linux `script`), types `keys` once its output matches
+ * `ready`, and gives everything the terminal showed once it ends (SIGKILLed if the scope closes first).
+ */
+const onTerminal = (args: ReadonlyArray<string>, ready: RegExp, keys: string) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => spawn("script", ["-qec", [process.execPath, cli, ...args].map((a) => `'${a}'`).join(" "), "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] })),
+    (child) =>
+      Effect.async<string>((resume) => {
+        let shown = ""
+        let typed = false
+        child.stdout!.on("data", (chunk: Buffer) => {
+          shown += chunk.toString()
+          if (!typed && ready.test(shown)) {
+            typed = true
+            child.stdin!.write(keys)
+          }
+        })
+        child.on("close", () => resume(Effect.succeed(shown)))
+      }),
+    (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+  )
+
 describe("cxlog run's output", () => {
+  it.effect.skipIf(!hasScript)("on a terminal, a run stopped before its summary (Ctrl-C) ends its live line: nothing is written onto it", () =>
+    Effect.gen(function*() {
+      const shown = yield* onTerminal(["run", "--bytes", "4GiB", "--broker-count", "1"], / MB\/s {2}acked .* s$/, "\u0003")
+      // The terminal echoes the interrupt as ^C after the live line; the run's newline must follow it.
+      expect(shown).toMatch(/ MB\/s {2}acked .* s(\^C)?\r?\n$/)
+    }))
+
   it.effect("the live line ends at 100 % acked, ordered and read, at the summary's MB/s", () =>
     Effect.gen(function*() {
       const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "16MiB", "--broker-count", "1"])
@@ -174,7 +300,7 @@ describe("cxlog --help", () => {
         expect(stdout, command).not.toMatch(/A user-defined piece of text|This setting is optional|can be set from environment variables/)
       }
       // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
-      const once = /^(\S+ --(json|count|from|limit|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover)|publish --(key|header)|topics --topic|user --\S+)$/
+      const once = /^(\S+ --(json|count|from|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover)|publish --(key|header)|topics --topic|user --\S+)$/
       expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
       const { stdout: run } = yield* runCli(["run", "--help"])
       expect(run).toMatch(/^--bytes SIZE\n(\n {2}.+\n)*\n {2}payload to publish in all\n\n {2}\[default 1GiB, env CXLOG_BYTES\]\n/m)

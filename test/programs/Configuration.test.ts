@@ -74,6 +74,7 @@ const probeValue = (kind: string, baseline: string): string => {
   if (kind === "AGE") return "7d"
   if (["N", "MS", "PORT", "BYTES", "X"].includes(kind)) return "777"
   if (kind.startsWith("HOST:PORT")) return "10.0.0.9:7777"
+  if (kind.startsWith("nats://")) return "nats://10.0.0.9:7777"
   if (kind === "ADDRESS") return "10.0.0.9"
   if (kind.startsWith("NAME[")) return "probe:2:0"
   return "cxlog-config-probe"

@@ -12,7 +12,7 @@ import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { announceTargets, dashboard, discoverTargets, intervalQuantile } from "../../src/programs/Dashboard.js"
 import { serveMetrics } from "../../src/programs/MetricsServer.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
-import { ensureChromium } from "../helpers/Chromium.js"
+import { ensureChromium } from "../helpers/DebianPackages.js"
 
 const chromium = ensureChromium()
 if ("skip" in chromium) console.warn(`Dashboard browser test skipped: ${chromium.skip}`)
@@ -36,7 +36,7 @@ describe("dashboard", () => {
       const executablePath = (chromium as { path: string }).path
       const metrics = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "publisher" } })
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: 2_000 })
-      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
       const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 4096 })
       // Steady traffic until the test's scope closes.
       let from = 0

@@ -5,16 +5,24 @@
  * the audit passes. A head given an RF 2 topic without a data directory refuses to start. After
  * an ACK 2 publish, SIGKILL of head and broker and the region unlinked, `cxlog head --recover`
  * rebuilds the same log: every message at its offset, intact. A data directory that fills up
- * ends an ACK 2 publisher with a typed refusal naming it.
+ * ends an ACK 2 publisher with a typed refusal naming it. A run reports its data directory's
+ * filesystem, and warns when it is tmpfs (an fdatasync there reaches no disk).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
 import { cli, runCli } from "../helpers/RunJson.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
+
+/** The filesystem `dir` is on, as the mount table names it (df, not the statfs the CLI asks). */
+const mountedType = (dir: string) => execFileSync("df", ["--output=fstype", dir], { encoding: "utf8" }).trim().split("\n").at(-1)!.trim()
+
+const TMPFS_WARNING = /^cxlog: warning: the data directory \S+ is on tmpfs \(memory\): its fdatasyncs reach no disk/m
 
 describe("cxlog run --ack 2", () => {
   it.live("16 MiB, 2 brokers: acknowledged at level 2 after fdatasyncs that covered every byte; the audit passes", () =>
@@ -28,14 +36,28 @@ describe("cxlog run --ack 2", () => {
         ackLevel: number
         auditPassed: boolean
         region: string
-        durable: { fsyncs: number; bytesPerFsync: number } | null
+        durable: { fsyncs: number; bytesPerFsync: number; filesystem: string } | null
       }
       expect(summary).toMatchObject({ messages: 16384, ackLevel: 2, auditPassed: true })
       expect(summary.durable).not.toBeNull()
       expect(summary.durable!.fsyncs).toBeGreaterThan(0)
       // Each batch's record is its payload (8 bytes of framing per message) plus a 64-byte header: all of it was synced.
       expect(summary.durable!.fsyncs * summary.durable!.bytesPerFsync).toBeGreaterThanOrEqual(summary.bytes)
+      // Its data directory was under the OS's temporary directory: named as the mount table names it, a warning only on tmpfs.
+      const filesystem = mountedType(process.env["CXLOG_DATA_DIR"] ?? tmpdir())
+      expect(summary.durable!.filesystem).toBe(filesystem)
+      expect(TMPFS_WARNING.test(stderr)).toBe(filesystem === "tmpfs")
       expect(existsSync(`/dev/shm/${summary.region}`)).toBe(false)
+    }), 240_000)
+
+  it.scopedLive("a data directory on tmpfs: the run warns when it starts, and its summary names tmpfs", () =>
+    Effect.gen(function*() {
+      const parent = yield* smallTmpfs("64m")
+      const { code, stdout, stderr } = yield* runRole(["run", "--ack", "2", "--bytes", "2MiB"], { CXLOG_DATA_DIR: parent })
+      expect(code, stderr).toBe(0)
+      expect(stderr).toMatch(TMPFS_WARNING)
+      expect(stderr).toContain(`the data directory ${parent}/cxlog-run-data-`)
+      expect(stdout).toMatch(/^durable tier \(ACK 2 = on disk\): \d+ fdatasyncs, \d+ bytes each on average, data directory on tmpfs$/m)
     }), 240_000)
 
   it.scopedLive("a head given a topic with replication factor 2 and no data directory refuses to start, naming the flag", () =>

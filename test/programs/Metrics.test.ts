@@ -34,7 +34,7 @@ describe("metrics endpoint", () => {
     Effect.gen(function*() {
       const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "test" } })
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: 2_000 })
-      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
       const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 4096 })
 
       // Counters are process-wide and other tests in this worker may have moved them: compare deltas.

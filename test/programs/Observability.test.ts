@@ -12,6 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { roleFamilyNames } from "../helpers/MetricFamilies.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** A port free right now (the role binds it a moment later). */
@@ -47,6 +48,10 @@ describe("observability of role processes", () => {
 
       const headBefore = yield* scrape(headPort)
       const brokerBefore = yield* scrape(brokerPort)
+      // Before any traffic, each role serves every family it updates (at zero until then).
+      for (const [role, scraped] of [["head", headBefore], ["broker", brokerBefore]] as const) {
+        expect(roleFamilyNames[role]!.filter((name) => !scraped.some((f) => f.name === name)), `${role} families missing`).toEqual([])
+      }
       const published = yield* runCli(["publish", "--brokers", `127.0.0.1:${listening["port"]}`, "--topic", "t", "--count", "2000", "--message-bytes", "256"], env)
       expect(published.code, published.stderr).toBe(0)
       // Everything is acked, so ordered; the subscriber reads it soon after (bounded wait).
@@ -110,7 +115,8 @@ describe("observability of role processes", () => {
       const cdf = chart("latency-cdf")
       expect(cdf.xs.length).toBe(101)
       expect(cdf.xs).toEqual([...cdf.xs].sort((a, b) => a - b))
-      expect(data.html).toContain("Configuration")
+      // The configuration table names the run's shape as given (2 brokers).
+      expect(/<caption>Configuration<\/caption>(.*?)<\/table>/.exec(data.html)?.[1]).toContain("<tr><th>brokers</th><td>2</td></tr>")
       expect(data.html).toMatch(/<th>passed<\/th><td>true<\/td>/)
     }), 30_000)
 })

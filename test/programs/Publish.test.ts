@@ -5,12 +5,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import { type AddressInfo, connect, createServer, type Socket } from "node:net"
+import { join } from "node:path"
+import { upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { describeRanges, publish, type PublishOptions } from "../../src/programs/Publish.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 async function* linesOf(lines: ReadonlyArray<string>) {
   yield* lines
@@ -19,7 +21,7 @@ async function* linesOf(lines: ReadonlyArray<string>) {
 const publishLines = (lines: ReadonlyArray<string>, message?: PublishOptions["message"]) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
-    const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+    const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
     const exit = yield* Effect.exit(publish({
       publisher: { brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 1024, maxBatchBytes: 4096 },
       lines: linesOf(lines),
@@ -77,14 +79,17 @@ describe("cxlog publish (lines)", () => {
       report
     }))
 
-  it.scopedLive("no broker at all: the failure names line 1 as the first not acknowledged", () =>
+  it.scopedLive("no broker at all: the failure names line 1 as the first not acknowledged, and none as in the log", () =>
     Effect.gen(function*() {
       const exit = yield* linesTo(1, linesOf(["a", "b"]))
       expect(exit).toMatchObject({
         _tag: "Failure",
         cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 2, unacknowledged: [{ from: 0, count: 2 }], cause: { _tag: "PublishAckTimeout" } } }
       })
-      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/lines 1-2 were sent but not acknowledged \(each may or may not be in the log; none was acknowledged\)/)
+      expect(exit).toMatchObject({ cause: { error: { batchesSent: 0 } } })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
+        /lines 1-2 were not published \(none is in the log: no batch reached a broker that accepted the session\): \d+ batches not acknowledged within/
+      )
     }))
 
   it.scopedLive("a refused line, then the flush fails too: the failure names the first line not acknowledged and keeps the refusal", () =>
@@ -101,7 +106,7 @@ describe("cxlog publish (lines)", () => {
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
       const brokerScope = yield* Scope.make()
-      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)), Scope.extend(brokerScope))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)), Scope.extend(brokerScope))
       // Lines 1-2 go while the broker runs; 3-4 once it is gone.
       const acked = yield* Deferred.make<void>()
       const brokerGone = yield* Deferred.make<void>()
@@ -129,7 +134,7 @@ describe("cxlog publish --count --rate-mbps", () => {
   it.scopedLive("an offered load is paced by a plain timer: messages are published from its callback, not by waking the fiber per tick", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
-      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
       // The publisher reads each message's key as it takes it: note whether a fiber is running then.
       const taken = { inFiber: 0, outside: 0 }
       const message = {
@@ -170,36 +175,73 @@ describe("cxlog publish --count", () => {
       report: () => {}
     }))
 
-  it.scopedLive("no broker at all: the final flush fails naming how many messages are not acknowledged", () =>
+  it.scopedLive("no broker at all: the final flush fails naming how many messages are not acknowledged, and that none is in the log", () =>
     Effect.gen(function*() {
       const exit = yield* stamped(3, {})
       expect(exit).toMatchObject({
         _tag: "Failure",
         cause: {
           _tag: "Fail",
-          error: { _tag: "MessagesNotAcknowledged", count: 3, sent: 3, unacknowledged: [{ from: 0, count: 3 }], during: "flush", cause: { _tag: "PublishAckTimeout" } }
+          error: {
+            _tag: "MessagesNotAcknowledged",
+            count: 3,
+            sent: 3,
+            batchesSent: 0,
+            unacknowledged: [{ from: 0, count: 3 }],
+            during: "flush",
+            cause: { _tag: "PublishAckTimeout" }
+          }
         }
       })
       expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
-        /3 of 3 messages not acknowledged: messages 1-3 sent, each may or may not be in the log; none was acknowledged; the final flush failed: 1 batches not acknowledged within 1000 ms/
+        /3 of 3 messages not acknowledged, and none is in the log: no batch reached a broker that accepted the session; the final flush failed: 1 batches not acknowledged within 1000 ms/
       )
     }))
 
-  it.scopedLive("a window that stays full fails naming the message that waited and how many were never sent", () =>
+  it.scopedLive("a window that stays full fails naming the message that waited (with no broker, none is in the log)", () =>
     Effect.gen(function*() {
       // One 100-byte message per batch, one batch in flight: the second sealed batch waits for room.
       const exit = yield* stamped(50, { batchBytes: 128, maxInFlightBatches: 1, ackTimeoutMs: 500 })
-      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 50, during: "send" } } })
-      const error = Exit.isFailure(exit) ? String(exit.cause) : ""
-      const sent = Number(/messages 1-(\d+) sent/.exec(error)?.[1])
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 50, during: "send", batchesSent: 0 } } })
+      const sent = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? (exit.cause.error as { readonly sent: number }).sent : 0
       expect(sent).toBeGreaterThan(0)
       expect(sent).toBeLessThan(50)
       expect(exit).toMatchObject({ cause: { error: { sent, unacknowledged: [{ from: 0, count: sent }] } } })
-      expect(error).toMatch(
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
         new RegExp(
-          `50 of 50 messages not acknowledged: messages 1-${sent} sent, each may or may not be in the log; messages ${sent + 1}-50 never sent; none was acknowledged; waiting for window room to send message ${sent + 1} failed: .* not acknowledged within 500 ms`
+          `50 of 50 messages not acknowledged, and none is in the log: no batch reached a broker that accepted the session; waiting for window room to send message ${sent + 1} failed: .* not acknowledged within 500 ms`
         )
       )
+    }))
+
+  it.scopedLive("every broker refuses the session at authentication: none is in the log, and the failure says so", () =>
+    Effect.gen(function*() {
+      const users = join(yield* tempDir("cxlog-publish-auth-"), "users")
+      upsertUser(users, userRecord("alice", "alice-secret-1", { publish: ["*"], read: ["*"] }, undefined, 64))
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
+      const broker = yield* BrokerLayers.make({ credentials: users }).pipe(Effect.provide(log.forBroker(0)))
+      const wrongSecret = { brokers: [{ host: "127.0.0.1", port: broker.port }], credentials: { user: "alice", secret: "not-alice-secret" } }
+      const stampedExit = yield* stamped(1000, wrongSecret)
+      expect(stampedExit).toMatchObject({
+        cause: { error: { _tag: "MessagesNotAcknowledged", count: 1000, batchesSent: 0, cause: { _tag: "BrokerRejected", code: "auth-failed" } } }
+      })
+      expect(Exit.isFailure(stampedExit) && String(stampedExit.cause)).toMatch(
+        /1000 of 1000 messages not acknowledged, and none is in the log: no batch reached a broker that accepted the session; .* refused the session: auth-failed/
+      )
+      const linesExit = yield* Effect.exit(publish({
+        publisher: { ...wrongSecret, topic: "t", batchBytes: 1024 },
+        lines: linesOf(["a", "b"]),
+        messageBytes: 0,
+        publisherIndex: 0,
+        flushTimeoutMs: 5_000,
+        reportEveryMs: 60_000,
+        report: () => {}
+      }))
+      expect(linesExit).toMatchObject({ cause: { error: { _tag: "LinesNotAcknowledged", batchesSent: 0 } } })
+      expect(Exit.isFailure(linesExit) && String(linesExit.cause)).toMatch(
+        /lines 1-2 were not published \(none is in the log: no batch reached a broker that accepted the session\): .* refused the session: auth-failed/
+      )
+      expect(log.ordered("t")).toEqual([])
     }))
 })
 
@@ -238,7 +280,7 @@ describe("cxlog publish --count, acknowledged out of order", () => {
   it.scopedLive("ACK level 0, one broker's socket stalled: the failure names exactly the messages not acknowledged, which are not the last ones sent", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
-      const broker = yield* BrokerLayers.make().pipe(Effect.provide(log.forBroker(0)))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
       const relay = yield* stallingRelay(broker.port)
       // Round-robin over the relay and the broker itself: every other batch goes to the stalled socket.
       const count = 20_000

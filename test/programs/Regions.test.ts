@@ -4,15 +4,17 @@
  * removes it. A live run's region and any head's region are never touched.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect } from "effect"
+import { Deferred, Effect, Queue } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
+import { join } from "node:path"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { defaultControlConfig, type RegionConfig, regionBytes, regionParams } from "../../src/layers/RegionLayout.js"
+import { defaultControlConfig, type RegionConfig, regionBytes, regionParams, resolve } from "../../src/layers/RegionLayout.js"
 import { runRegionName } from "../../src/programs/Regions.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { runCli } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { fixturesDir, uniqueRegion } from "../helpers/Processes.js"
+import { unreapedProcess } from "../helpers/Unreaped.js"
 
 const config: RegionConfig = { control: { ...defaultControlConfig, maxProcesses: 4 }, log: smallConfig }
 
@@ -39,8 +41,14 @@ interface Listed {
   readonly name: string
   readonly kind: string
   readonly owner: { readonly pid: number; readonly alive: boolean }
+  readonly processes: ReadonlyArray<{ readonly pid: number; readonly alive: boolean }>
   readonly inUse: boolean
 }
+
+const listRegions = Effect.map(runCli(["regions", "--json"]), (listing) => {
+  expect(listing.code, listing.stderr).toBe(0)
+  return JSON.parse(listing.stdout.trim().split("\n").at(-1)!) as Array<Listed>
+})
 
 describe("cxlog regions (bundled CLI)", () => {
   it.scopedLive("an orphaned run region is listed and reclaimed by the next cxlog run; a live run's region and a head's region are left alone", () =>
@@ -78,4 +86,29 @@ describe("cxlog regions (bundled CLI)", () => {
       expect(existsSync(`/dev/shm/${live}`)).toBe(true)
       expect(existsSync(`/dev/shm/${head}`)).toBe(true)
     }), 120_000)
+
+  it.scopedLive("a run region whose run and role were SIGKILLed and wait to be reaped (zombies) is not in use: listed so and pruned at once", () =>
+    Effect.gen(function*() {
+      // The run and a process in its region's table, each orphaned to a parent that does not reap it (as a killed run's roles wait for init).
+      const run = yield* unreapedProcess("sleep 600")
+      const region = runRegionName(run.pid)
+      yield* leftRegion(region)
+      const { processTable } = yield* resolve(config, regionBytes(config))
+      const role = yield* unreapedProcess(
+        `${process.execPath} --import tsx ${join(fixturesDir, "slot-holder.ts")} ${region} ${processTable.offset} ${processTable.slots}`
+      )
+      yield* Queue.take(role.lines).pipe(Effect.timeoutFail({ duration: "90 seconds", onTimeout: () => new Error("the slot holder did not claim a slot") }))
+      expect((yield* listRegions).find((r) => r.name === region)).toMatchObject({ owner: { pid: run.pid, alive: true }, inUse: true })
+
+      yield* run.killToZombie
+      yield* role.killToZombie
+      // Another test file's `cxlog run` may reclaim it first: if it is listed, it is not in use.
+      const listed = (yield* listRegions).find((r) => r.name === region)
+      if (listed !== undefined) {
+        expect(listed).toMatchObject({ owner: { pid: run.pid, alive: false }, processes: [{ pid: role.pid, alive: false }], inUse: false })
+      }
+      const pruned = yield* runCli(["regions", "--prune"])
+      expect(pruned.code, pruned.stderr).toBe(0)
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+    }), 180_000)
 })

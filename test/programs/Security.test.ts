@@ -7,26 +7,60 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync, statSync } from "node:fs"
-import { join } from "node:path"
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
 import { defaultCredentialPath, defaultSecretPath } from "../../src/layers/net/Auth.js"
 import { cli, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const NOBODY = 65534
 
-/** `cxlog ARGS` as the OS user nobody (only root may switch users). */
+/**
+ * A copy of the CLI that the OS user nobody can run: the checkout may sit under a 0700 directory
+ * (what `mktemp -d` makes) and Node under /root, both out of its reach, and a stranger that
+ * cannot even start must not pass for one the broker refused. The launcher, the bundle, the
+ * addon, the manifest by which the bundle finds its package, and Node (hard-linked when it can be).
+ */
+const strangersCopy = Effect.acquireRelease(
+  Effect.sync(() => {
+    const from = dirname(dirname(cli))
+    const root = mkdtempSync(join(tmpdir(), "cxlog-stranger-"))
+    const files = ["package.json", "dist/cxlog.mjs", "dist/cxlog.cjs", "build/Release/cxlog_native.node"]
+    for (const file of files) {
+      mkdirSync(dirname(join(root, file)), { recursive: true })
+      copyFileSync(join(from, file), join(root, file))
+    }
+    const node = join(root, "node")
+    try {
+      linkSync(process.execPath, node)
+    } catch {
+      copyFileSync(process.execPath, node)
+    }
+    for (const path of [root, join(root, "dist"), join(root, "build"), join(root, "build", "Release")]) chmodSync(path, 0o755)
+    for (const file of files) chmodSync(join(root, file), 0o644)
+    chmodSync(node, 0o755)
+    return { node, cli: join(root, "dist", "cxlog.mjs"), root }
+  }),
+  ({ root }) => Effect.sync(() => rmSync(root, { recursive: true, force: true }))
+)
+
+/** `cxlog ARGS` as the OS user nobody, from its own copy (only root may switch users). */
 const runAsNobody = (args: ReadonlyArray<string>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], uid: NOBODY, gid: NOBODY, env: { PATH: process.env["PATH"] ?? "" } })),
-    (child) =>
-      Effect.async<{ code: number | null; stderr: string }>((resume) => {
-        let stderr = ""
-        child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
-        child.on("exit", (code) => resume(Effect.succeed({ code, stderr })))
-      }),
-    (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
-  )
+  Effect.flatMap(strangersCopy, (copy) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() =>
+        spawn(copy.node, [copy.cli, ...args], { stdio: ["ignore", "pipe", "pipe"], uid: NOBODY, gid: NOBODY, env: { PATH: process.env["PATH"] ?? "" } })
+      ),
+      (child) =>
+        Effect.async<{ code: number | null; stderr: string }, Error>((resume) => {
+          let stderr = ""
+          child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
+          child.on("error", (error) => resume(Effect.fail(new Error(`nobody cannot start ${copy.node}: ${error.message}`))))
+          child.on("close", (code) => resume(Effect.succeed({ code, stderr })))
+        }),
+      (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
+    ))
 
 describe("cxlog security", () => {
   it.scoped("the local user publishes with no flags; another OS user, a user without the right and a removed user are refused", () =>
@@ -53,8 +87,9 @@ describe("cxlog security", () => {
 
       if (process.getuid?.() === 0) {
         const stranger = yield* runAsNobody(["publish", "--brokers", brokers, "--topic", "t", "--count", "1", "--region", region])
+        // The broker's own words (the client's for a missing secret differ): the stranger reached it.
+        expect(stranger.stderr).toContain(`${brokers} refused the session: auth-required: this broker requires authentication`)
         expect(stranger.code).toBe(1)
-        expect(stranger.stderr).toMatch(/refused the session: auth-required:/)
       }
 
       const bobSecret = join(dir, "bob.secret")

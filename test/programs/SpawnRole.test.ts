@@ -30,6 +30,6 @@ describe("spawnRole", () => {
       })
       const failed = yield* Effect.flip(head.event("ready", 20_000))
       expect(failed.reason).toBe("exited with code 2")
-      expect(failed.message.split("\n")[0]).toContain("cxlog head: invalid topic: topic t: replication factor 2 needs order 5")
+      expect(failed.message.split("\n")[0]).toContain("cxlog head: --topic: t:2:2:2: replication factor 2 needs order 5")
     }), 30_000)
 })

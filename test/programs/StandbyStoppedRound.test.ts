@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Layer, Queue } from "effect"
-import { isPidStopped } from "../../src/layers/log/Participants.js"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
 import { LeaseLine } from "../../src/layers/log/Records.js"
 import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"

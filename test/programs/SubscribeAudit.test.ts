@@ -13,7 +13,7 @@ import { readTopic } from "../../src/programs/Subscribe.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { messageRecordBytes } from "../../src/layers/net/BatchPayload.js"
-import { crc32c } from "../../src/layers/net/Crc32c.js"
+import { crc32c } from "../../src/native/Crc32c.js"
 import { drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 
 const MESSAGE_BYTES = 16

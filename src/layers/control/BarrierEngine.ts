@@ -1,5 +1,6 @@
 /**
- * The coordinator's barrier engine: the design's two-phase completion.
+ * The coordinator's barrier engine: the design's two-phase completion, over the engine's state
+ * and its rounds' bookkeeping (BarrierRounds.ts) and the drains (BarrierDrain.ts).
  *
  * 1. Arrive (`arrive` → `recordTargets`): each participant's drain targets (ring, writer
  *    occurrence, position in the writer's own sequence space) are recorded and its reply
@@ -18,125 +19,30 @@ import {
   type BarrierArrive,
   type BarrierError,
   BarrierModeMismatch,
-  BarrierNameReserved,
   BarrierParticipantDied,
   type BarrierReleased,
   BarrierTimeout,
-  CoordinatorUnavailable,
-  type DrainTarget,
-  type Member,
-  NotAMember,
-  RESERVED_PREFIX,
-  UnknownGroup
+  CoordinatorUnavailable
 } from "../../services/control/Coordinator.js"
-import type { ReaderProgress } from "../../services/control/Rings.js"
 import { sharedReply } from "../../services/control/Rpc.js"
-
-/** One attached reader of a ring, as its progress line says: what a drain reads of it. */
-export type ProbedReader = Pick<ReaderProgress, "slot" | "pid" | "occurrence" | "delivered" | "processed">
-
-/** Read-only view of ring state in the region. */
-export interface ProgressProbe {
-  readonly writerOccurrence: (ring: number) => number
-  readonly readers: (ring: number) => ReadonlyArray<ProbedReader>
-  /** One attached reader of `ring` (undefined if that slot is not attached): a drain's check reads only its own line. */
-  readonly reader?: (ring: number, slot: number) => ProbedReader | undefined
-  /** Request rings are read only by the coordinator: all their readers count, group or not. */
-  readonly isRequestRing: (ring: number) => boolean
-  /**
-   * Resolves `true` once `reached()` holds, `false` after `timeoutMs`, re-checking it as soon
-   * as a reader of `ring` passes `target`. Without it, drains poll every DRAIN_POLL.
-   */
-  readonly awaitProgress?: (ring: number, target: number, reached: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
-}
-
-export interface EngineOptions {
-  readonly probe: ProgressProbe
-  /** Live members of a group, or undefined if there is no such group. */
-  readonly groupMembers: (group: string) => ReadonlyArray<Member> | undefined
-  readonly isPidAlive: (pid: number) => boolean
-  /**
-   * Hands the release to the single broadcast writer: the release watermark, or an effect
-   * resolving to it when the release cannot be committed at once; that effect's failure (no
-   * room came) fails the round for every participant.
-   */
-  readonly release: (barrier: string, round: number) => number | Effect.Effect<number, BarrierError>
-  /** What a participant's death mid-barrier does to the others. */
-  readonly onParticipantDeath: "drop" | "fail"
-  readonly debug: boolean
-  /** Allows internal barriers under the reserved prefix. */
-  readonly allowReserved?: boolean
-}
-
-/** How an arrival is answered, at once: the coordinator's deferred RPC reply, or a Deferred the caller awaits (`arrive`). */
-export type Settle = (outcome: Either.Either<BarrierReleased, BarrierError>) => void
-
-/**
- * What a step that ran synchronously leaves to run as an effect (debug lines, a warning, a
- * round's drain fiber, a release waiting for room), or nothing: an idle round's arrivals and
- * release run as plain code, with no effect interpreted.
- */
-type Rest = Effect.Effect<void> | undefined
-
-const andThen = (first: Rest, second: Rest): Rest =>
-  first === undefined ? second : second === undefined ? first : Effect.zipRight(first, second)
-
-interface Arrival {
-  readonly arrive: BarrierArrive
-  readonly settle: Settle
-}
-
-interface Round {
-  readonly barrier: string
-  readonly mode: BarrierArrive["mode"]
-  readonly group: string
-  readonly number: number
-  readonly startedAt: number
-  readonly timeoutMs: number
-  readonly arrivals: Map<number, Arrival>
-  readonly dropped: Array<{ participant: number; reason: string }>
-  /** Group members when the round opened, so a death reported after membership dropped it still counts. */
-  readonly membersAtOpen: ReadonlySet<number>
-  /** The round's deadline: a plain timer (no fiber per round), cleared when the round ends. */
-  timer: ReturnType<typeof setTimeout> | undefined
-}
-
-type DrainOutcome =
-  | { readonly _tag: "drained"; readonly observed: number; readonly from: number }
-  | { readonly _tag: "void" }
-  | { readonly _tag: "dropped"; readonly reason: string }
-
-const DRAIN_POLL = "500 micros"
-/**
- * Barrier names whose last round number is kept. An app naming barriers per step (`step-${n}`)
- * would otherwise grow the map for good; older names fold into `Engine.roundFloor`.
- */
-const ROUND_NAMES = 1024
-/** How long a woken drain waits before it looks again anyway (a reader's pid dying rings no one). */
-const DRAIN_SLICE_MS = 10
-
-interface Engine {
-  readonly options: EngineOptions
-  readonly scope: Scope.Scope
-  /** Rounds whose timer is armed (open or draining), failed with the engine. */
-  readonly timed: Set<Round>
-  /** The open round of each barrier name. */
-  readonly open: Map<string, Round>
-  /** The last round number of the ROUND_NAMES most recently used barrier names, least recent first. */
-  readonly roundNumbers: Map<string, number>
-  /**
-   * The highest round number of a name dropped from `roundNumbers`: a name not there numbers its
-   * next round above it, so a name's round numbers only go up, whoever still holds an old one.
-   */
-  roundFloor: number
-}
-
-/** One reader that must pass one participant's target before the round is released. */
-interface DrainPair {
-  readonly participant: number
-  readonly target: DrainTarget
-  readonly reader: ProbedReader
-}
+import { type Checked, checkPair, type DrainOutcome, type DrainPair, drainPair, drainPairs, undrained } from "./BarrierDrain.js"
+import {
+  addArrival,
+  andThen,
+  armTimeout,
+  checkArrival,
+  clearTimer,
+  type Engine,
+  type EngineOptions,
+  failRound,
+  notArrived,
+  openRound,
+  recordTargets,
+  type Rest,
+  type Round,
+  type Settle,
+  trace
+} from "./BarrierRounds.js"
 
 /** The duration histogram of each mode, tagged once. */
 const durationOf = {
@@ -144,108 +50,6 @@ const durationOf = {
   "delivery-fence": Metric.tagged(barrierDuration, "mode", "delivery-fence"),
   "processing-fence": Metric.tagged(barrierDuration, "mode", "processing-fence")
 } as const
-
-/** A debug line, built only with debug on (every drain pair of every round passes here). */
-const trace = (engine: Engine, message: () => string): Rest => (engine.options.debug ? Effect.logInfo(`[barrier] ${message()}`) : undefined)
-
-const progressOf = (round: Round, reader: ProbedReader) => (round.mode === "processing-fence" ? reader.processed : reader.delivered)
-
-const readerNow = (engine: Engine, ring: number, slot: number) => {
-  const { probe } = engine.options
-  return probe.reader !== undefined ? probe.reader(ring, slot) : probe.readers(ring).find((r) => r.slot === slot)
-}
-
-/** Ends the round with `error` for every participant that arrived. */
-const failRound = (engine: Engine, round: Round, error: BarrierError): void => {
-  if (engine.open.get(round.barrier) === round) engine.open.delete(round.barrier)
-  clearTimer(engine, round)
-  const outcome = Either.left(error)
-  for (const arrival of round.arrivals.values()) arrival.settle(outcome)
-}
-
-/** Checks an arrival against the group: reserved names, unknown groups and non-members are refused. */
-const checkArrival = (engine: Engine, a: BarrierArrive): BarrierError | undefined => {
-  if (a.barrier.startsWith(RESERVED_PREFIX) && engine.options.allowReserved !== true) return new BarrierNameReserved({ barrier: a.barrier })
-  const members = engine.options.groupMembers(a.group)
-  if (members === undefined) return new UnknownGroup({ group: a.group })
-  if (!members.some((m) => m.slot === a.participant)) return new NotAMember({ slot: a.participant, group: a.group })
-  return undefined
-}
-
-const openRound = (engine: Engine, arrive: BarrierArrive): Round => {
-  const { roundNumbers } = engine
-  const last = roundNumbers.get(arrive.barrier)
-  const number = (last ?? engine.roundFloor) + 1
-  // Re-inserted, so the map's order is least recently used first.
-  if (last !== undefined) roundNumbers.delete(arrive.barrier)
-  roundNumbers.set(arrive.barrier, number)
-  if (roundNumbers.size > ROUND_NAMES) {
-    const [oldest, oldestNumber] = roundNumbers.entries().next().value!
-    roundNumbers.delete(oldest)
-    engine.roundFloor = Math.max(engine.roundFloor, oldestNumber)
-  }
-  const round: Round = {
-    barrier: arrive.barrier,
-    mode: arrive.mode,
-    group: arrive.group,
-    number,
-    startedAt: Date.now(),
-    timeoutMs: arrive.timeoutMs,
-    arrivals: new Map(),
-    dropped: [],
-    membersAtOpen: new Set((engine.options.groupMembers(arrive.group) ?? []).map((m) => m.slot)),
-    timer: undefined
-  }
-  engine.open.set(arrive.barrier, round)
-  return round
-}
-
-/**
- * Records `a` in `round`. A participant that arrives again in the same round (a retry after its
- * call gave up) brings the targets that count from now on, and its earlier reply is answered
- * with the round's outcome as well, not left unanswered for good.
- */
-const addArrival = (round: Round, a: BarrierArrive, settle: Settle): void => {
-  const earlier = round.arrivals.get(a.participant)?.settle
-  round.arrivals.set(a.participant, {
-    arrive: a,
-    settle: earlier === undefined ? settle : (outcome) => {
-      earlier(outcome)
-      settle(outcome)
-    }
-  })
-}
-
-/** Records an arrival and the drain targets it brought (traced with debug on). */
-const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, settle: Settle): Rest => {
-  addArrival(round, a, settle)
-  return engine.options.debug
-    ? Effect.forEach(a.drainTargets, (target) =>
-      trace(engine, () => `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`) ?? Effect.void, { discard: true })
-    : undefined
-}
-
-const clearTimer = (engine: Engine, round: Round) => {
-  if (round.timer !== undefined) clearTimeout(round.timer)
-  round.timer = undefined
-  engine.timed.delete(round)
-}
-
-const notArrived = (engine: Engine, round: Round) => {
-  const members = engine.options.groupMembers(round.group) ?? []
-  return members.filter((m) => !round.arrivals.has(m.slot)).map((m) => m.slot)
-}
-
-/** From the first arrival on, the round fails with `BarrierTimeout` (naming who has not arrived) once its timeout passes. */
-const armTimeout = (engine: Engine, round: Round): void => {
-  if (round.timer !== undefined) return
-  engine.timed.add(round)
-  round.timer = setTimeout(() => {
-    clearTimer(engine, round)
-    if (engine.open.get(round.barrier) !== round) return
-    failRound(engine, round, new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(engine, round), undrained: [] }))
-  }, Math.min(round.timeoutMs, 2 ** 31 - 1))
-}
 
 /**
  * Once every live member of the group has arrived, drains and releases the round: at once, in
@@ -290,81 +94,6 @@ const arrive = (engine: Engine, a: BarrierArrive): Effect.Effect<BarrierReleased
   Effect.flatMap(Deferred.make<BarrierReleased, BarrierError>(), (reply) => {
     const settle: Settle = (outcome) => void Deferred.unsafeDone(reply, Either.isRight(outcome) ? Exit.succeed(outcome.right) : Exit.fail(outcome.left))
     return Effect.zipRight(Effect.suspend(() => enterNow(engine, a, settle) ?? Effect.void), Deferred.await(reply))
-  })
-
-/** The readers a target must be drained by: every reader of a request ring (the coordinator's), else the group's. */
-const readersFor = (engine: Engine, round: Round, target: DrainTarget) => {
-  const readers = engine.options.probe.readers(target.ring)
-  if (engine.options.probe.isRequestRing(target.ring)) return readers
-  const pids = new Set((engine.options.groupMembers(round.group) ?? []).map((m) => m.pid))
-  return readers.filter((r) => pids.has(r.pid))
-}
-
-/** Every (target, reader) pair the round waits for; none for a rendezvous. */
-const drainPairs = (engine: Engine, round: Round): ReadonlyArray<DrainPair> =>
-  round.mode === "rendezvous"
-    ? []
-    : [...round.arrivals.values()].flatMap(({ arrive }) =>
-      arrive.drainTargets.flatMap((target) => readersFor(engine, round, target).map((reader) => ({ participant: arrive.participant, target, reader })))
-    )
-
-/** A pair's outcome, and the line to log about it. */
-interface Checked {
-  readonly outcome: DrainOutcome
-  readonly log: Rest
-}
-
-/** Where the pair stands now: its outcome (and what to log), or undefined while its reader is short of the target. */
-const checkPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair): Checked | undefined => {
-  if (engine.options.probe.writerOccurrence(target.ring) !== target.occurrence) {
-    return {
-      outcome: { _tag: "void" },
-      log: trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
-    }
-  }
-  const now = readerNow(engine, target.ring, reader.slot)
-  const same = now !== undefined && now.occurrence === reader.occurrence
-  const observed = same ? progressOf(round, now) : -1
-  // A reader past its target has the frames, dead or alive: its pid is checked (a system call) only while it is short.
-  if (!same || (observed < target.sequence && !engine.options.isPidAlive(now.pid))) {
-    const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
-    return { outcome: { _tag: "dropped", reason }, log: Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`) }
-  }
-  if (observed < target.sequence) return undefined
-  return {
-    outcome: { _tag: "drained", observed, from: progressOf(round, reader) },
-    log: trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`)
-  }
-}
-
-/** Waits until the pair's reader has passed its target, the target became void, or the reader died. */
-const drainPair = (engine: Engine, round: Round, pair: DrainPair) =>
-  Effect.gen(function*() {
-    const { probe } = engine.options
-    const { reader, target } = pair
-    /** Whether the loop below has something to decide: drained, void, or the reader changed. */
-    const settled = () => {
-      if (probe.writerOccurrence(target.ring) !== target.occurrence) return true
-      const now = readerNow(engine, target.ring, reader.slot)
-      return now === undefined || now.occurrence !== reader.occurrence || progressOf(round, now) >= target.sequence
-    }
-    for (;;) {
-      const checked = checkPair(engine, round, pair)
-      if (checked !== undefined) {
-        if (checked.log !== undefined) yield* checked.log
-        return checked.outcome
-      }
-      if (probe.awaitProgress === undefined) yield* Effect.sleep(DRAIN_POLL)
-      else yield* probe.awaitProgress(target.ring, target.sequence, settled, DRAIN_SLICE_MS)
-    }
-  })
-
-/** The pairs still short of their targets, for a `BarrierTimeout`. */
-const undrained = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>) =>
-  pairs.flatMap(({ reader, target }) => {
-    const now = readerNow(engine, target.ring, reader.slot)
-    const observed = now === undefined ? -1 : progressOf(round, now)
-    return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
   })
 
 /**

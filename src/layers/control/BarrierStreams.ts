@@ -14,8 +14,8 @@ import {
   type Member
 } from "../../services/control/Coordinator.js"
 import type { RingAddress, RingInspector, RingsShape } from "../../services/control/Rings.js"
-import type { Layout } from "../RegionLayout.js"
-import type { ProgressProbe } from "./BarrierEngine.js"
+import type { Layout } from "../../services/RegionLayout.js"
+import type { ProgressProbe } from "./BarrierRounds.js"
 
 const DEFAULT_BARRIER_TIMEOUT_MS = 30_000
 

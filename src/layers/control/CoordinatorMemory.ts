@@ -9,10 +9,10 @@ import { type RingInspector, Rings } from "../../services/control/Rings.js"
 import type { TopicsShape } from "../../services/log/Topics.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { arrival, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
-import type { ServerOptions } from "./Coordinator.js"
+import type { ServerOptions } from "./CoordinatorServer.js"
 import { makeMembership, type Membership } from "./Membership.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
-import type { Layout } from "../RegionLayout.js"
+import type { Layout } from "../../services/RegionLayout.js"
 
 export interface MemoryHub {
   readonly membership: Membership

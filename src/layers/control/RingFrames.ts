@@ -6,9 +6,9 @@
  */
 import { Effect } from "effect"
 import { InvalidRingAddress, type RingAddress } from "../../services/control/Rings.js"
+import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 
-export const LINE_BYTES = 64
-export const FRAME_HEADER_BYTES = 8
+export const RING_FRAME_HEADER_BYTES = 8
 /** The length word of a padding frame. */
 export const PADDING_LENGTH = 0xffffffff
 /** Largest `take` batch, in frames. */
@@ -23,7 +23,7 @@ export const LIVENESS_SLICE_MS = 250
 export const READER_LIVENESS_MS = 1_000
 
 /** Bytes a frame with `length` payload bytes occupies (header included). */
-export const frameSpan = (length: number): number => FRAME_HEADER_BYTES + length + ((8 - (length & 7)) & 7)
+export const frameSpan = (length: number): number => RING_FRAME_HEADER_BYTES + length + ((8 - (length & 7)) & 7)
 
 /** The header's second word: ties a frame to its position, so stale or garbage bytes never pass as a frame. */
 export const frameCheck = (position: number): number => ((position >>> 0) ^ 0x474c5843) >>> 0
@@ -34,7 +34,7 @@ export const placementBytes = (index: number, span: number, dataBytes: number): 
 
 /** Largest payload a frame may carry with `fraction` of the data area. */
 export const maxFrameBytes = (dataBytes: number, fraction: number): number =>
-  Math.max(0, Math.floor((dataBytes * fraction) / 8) * 8 - FRAME_HEADER_BYTES)
+  Math.max(0, Math.floor((dataBytes * fraction) / 8) * 8 - RING_FRAME_HEADER_BYTES)
 
 export const isPosition = (value: number): boolean => Number.isSafeInteger(value) && value >= 0
 

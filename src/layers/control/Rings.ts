@@ -7,7 +7,8 @@ import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { InvalidRingAddress, type RingAddress, ringFootprint, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { validateAddress } from "./RingFrames.js"
-import { lines, ringsOver } from "./RingRegion.js"
+import { lines } from "./RingLines.js"
+import { ringsOver } from "./RingRegion.js"
 
 /** Rings in the region: needs the region and this process's doorbell. */
 export const make: Effect.Effect<RingsShape, never, CxlMemory | Doorbell> = Effect.gen(function*() {

@@ -12,7 +12,8 @@ import { privateRegion } from "../region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import { validateAddress } from "./RingFrames.js"
-import { lines, type PlacedRing, ringsOver } from "./RingRegion.js"
+import { lines, type PlacedRing } from "./RingLines.js"
+import { ringsOver } from "./RingRegion.js"
 
 /**
  * Every private region holds, after its superblock, the line where the instance's doorbell

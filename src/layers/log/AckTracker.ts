@@ -18,12 +18,12 @@ import {
   SessionFenced,
   type SessionWatch
 } from "../../services/log/AckTracker.js"
-import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { type LogArea, pbrSlotOffset } from "./Layout.js"
 import { lineTaken, type ListenerAwait, type ListenerWatch, type Listening, listening, listeningForOrdering } from "./Participants.js"
-import { LINE_BYTES, PbrSlot } from "./Records.js"
+import { PbrSlot } from "./Records.js"
 import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { type SessionTable, UNSETTLED } from "./SessionTable.js"
 import { perTopic, regionSessionTables, topicResolver } from "./Topics.js"

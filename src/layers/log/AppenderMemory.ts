@@ -6,7 +6,9 @@
 import { Effect, Layer, type Scope } from "effect"
 import { Appender, type AppenderShape, type BatchHeader, BrokerSlotTaken } from "../../services/log/Appender.js"
 import { TopicNotFound } from "../../services/log/Topics.js"
-import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId, heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./Appender.js"
+import { type AppenderOptions, appenderOver, type AppendTarget, checkBrokerId } from "./Appender.js"
+import { heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
+import { consumersHolding, cutOffHolding } from "./Consumers.js"
 import type { LogConfigInvalid } from "./Layout.js"
 import { findTopic, lowestCursor, type MemoryBroker, type MemoryLogStore, memoryTopic, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
@@ -45,8 +47,11 @@ export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker, room?: {
   broker.freed.splice(0, passed)
 }
 
-/** The store's named consumers (negative cursor ids, see ConsumersMemory.ts) that hold batch `g`. */
-const consumersHolding = (topic: MemoryTopic, g: number) => [...topic.cursors].filter(([id, cursor]) => id < 0 && cursor <= g)
+/** Retention of `topic` moved (a durable cursor, a named consumer): frees what its brokers may reclaim, and rings the store's doorbell. */
+export const retentionMovedMemory = (store: MemoryLogStore, topic: MemoryTopic): void => {
+  for (const broker of topic.brokers) reclaimMemory(topic, broker)
+  store.signal.notify()
+}
 
 /** One topic's PBR + Blog of a broker in the store. */
 class StoreTarget implements AppendTarget {
@@ -106,17 +111,17 @@ class StoreTarget implements AppendTarget {
 
   consumerHold(): number | undefined {
     const g = this.held()
-    const holding = g === undefined ? [] : consumersHolding(this.memoryTopic, g)
-    return holding.length === 0 ? undefined : Math.min(...holding.map(([, cursor]) => cursor))
+    const { region, area } = this.store.lines
+    const lowest = g === undefined ? Infinity : consumersHolding(region, area, this.memoryTopic.info.id, g)
+    return lowest === Infinity ? undefined : lowest
   }
 
-  /** A cut-off consumer's cursor leaves the store's cursors (ConsumersMemory sees that as cut off). */
   cutOffConsumers(cursor: number): number {
     const g = this.held()
-    const holding = g === undefined ? [] : consumersHolding(this.memoryTopic, Math.min(g, cursor))
-    for (const [id] of holding) this.memoryTopic.cursors.delete(id)
-    if (holding.length > 0) this.store.signal.notify()
-    return holding.length
+    const { region, area } = this.store.lines
+    const cut = g === undefined ? 0 : cutOffHolding(region, area, this.memoryTopic.info.id, Math.min(g, cursor))
+    if (cut > 0) retentionMovedMemory(this.store, this.memoryTopic)
+    return cut
   }
 }
 

@@ -23,10 +23,14 @@
  * (`cutOffHolding`): `durable` 2 → 3 by compare-and-swap, so whichever process notices first does
  * it, once. The line keeps its name and committed offset; a member sees the 3 at its next pull or
  * commit, and the next member to join takes the hold again (`resume`, 3 → 2).
+ *
+ * These rules are `consumersOver`, over a `ConsumerBacking`: the live layer's is the region's log
+ * area, the fake's (ConsumersMemory.ts) the in-process store's private region, whose subscriber
+ * lines the store's durable subscribers and appends use as the region's are used.
  */
 import { Effect, Layer } from "effect"
-import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import {
   ConsumerBeingDeleted,
   ConsumerBusy,
@@ -37,11 +41,11 @@ import {
   type ConsumersShape,
   ConsumerTableFull
 } from "../../services/log/Consumers.js"
-import type { TopicInfo } from "../../services/log/Topics.js"
+import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
 import type { LogArea } from "./Layout.js"
-import { claimSubscriberLine, lineTaken, newOccurrence, releaseLine, ringRoomWaiters, sequencerBell } from "./Participants.js"
-import { CONSUMER_NAME_BYTES, LINE_BYTES, SubscriberLine } from "./Records.js"
+import { claimSubscriberLine, lineTaken, newOccurrence, releaseLine, retentionMoved, type SubscriberArea } from "./Participants.js"
+import { CONSUMER_NAME_BYTES, SubscriberLine } from "./Records.js"
 import { OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
 import { topicResolver } from "./Topics.js"
 
@@ -64,7 +68,7 @@ const HOLDING = 2
 const CUT_OFF = 3
 
 /** The lowest cursor of the topic's named consumers that hold batch `g` (their cursor is at or before it); Infinity if none. */
-export const consumersHolding = (region: CxlMemoryShape, area: LogArea, topic: number, g: number): number => {
+export const consumersHolding = (region: CxlMemoryShape, area: SubscriberArea, topic: number, g: number): number => {
   const lines = new SubscriberLineView(region)
   let lowest = Infinity
   for (let s = 0; s < area.config.subscriberSlots; s++) {
@@ -75,20 +79,12 @@ export const consumersHolding = (region: CxlMemoryShape, area: LogArea, topic: n
   return lowest
 }
 
-/** Retention moved: wakes appends waiting for room, and a sequencer stalled on a full GOI. */
-const retentionMovedIn = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, topic: number) => {
-  ringRoomWaiters(region, area, doorbell)
-  const orderLine = area.orderLine(topic)
-  region.invalidate(orderLine, LINE_BYTES)
-  if (new OrderLineView(region).stalled(orderLine) !== 0) sequencerBell(region, doorbell).ring()
-}
-
 /**
  * Cuts off the topic's named consumers that hold batch `g`, each by a compare-and-swap of its
  * `durable` word (2 → 3): of the processes that notice at once, one cuts each. Returns how many
- * this call cut off (their hold is gone, and waiting appends are rung).
+ * this call cut off (their hold is gone: the caller wakes whoever waits on retention).
  */
-export const cutOffHolding = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, topic: number, g: number): number => {
+export const cutOffHolding = (region: CxlMemoryShape, area: SubscriberArea, topic: number, g: number): number => {
   const lines = new SubscriberLineView(region)
   let cut = 0
   for (let s = 0; s < area.config.subscriberSlots; s++) {
@@ -97,239 +93,307 @@ export const cutOffHolding = (region: CxlMemoryShape, area: LogArea, doorbell: D
     if (!lineTaken(region, line) || lines.durable(line) !== HOLDING || lines.cursor(line) > g) continue
     if (lines.swapDurable(line, HOLDING, CUT_OFF)) cut++
   }
-  if (cut > 0) retentionMovedIn(region, area, doorbell, topic)
   return cut
 }
 
-/** Lines of the region this process holds as a consumer's member (a pid alone cannot tell two members in one process apart). */
+/** Where a log's named consumers live, and how the log around them learns that retention moved. */
+export interface ConsumerBacking {
+  /** The bytes of the subscriber lines: the region, or the in-process store's private region. */
+  readonly region: CxlMemoryShape
+  readonly area: SubscriberArea
+  readonly resolve: (topic: string) => Effect.Effect<TopicInfo, TopicNotFound>
+  /** The topic's end now (its total order). */
+  readonly end: (info: TopicInfo) => number
+  /** Retention moved: wakes appends waiting for room, and a sequencer stalled on a full GOI. */
+  readonly retentionMoved: (info: TopicInfo) => void
+}
+
+/** What the consumer rules work with: the backing, its line views, and this process's part. */
+interface ConsumerLines extends ConsumerBacking {
+  readonly lines: SubscriberLineView
+  readonly participants: ParticipantLineView
+  /** Lines this process holds as a consumer's member (a pid alone cannot tell two members in one process apart). */
+  readonly held: Set<number>
+  /** This process's 16 bits of start tag, kept beside its pid in a member word. */
+  readonly ownTag: number
+}
+
+/** Lines of each region this process holds as a consumer's member, shared by every `consumersOver` of the region. */
 const heldByRegion = new WeakMap<CxlMemoryShape, Set<number>>()
+
+const nameOf = (c: ConsumerLines, line: number): string => {
+  const at = c.lines.nameAt(line)
+  return decoder.decode(c.region.bytes.subarray(at, at + Math.min(CONSUMER_NAME_BYTES, c.lines.nameLength(line))))
+}
+
+const isConsumer = (c: ConsumerLines, line: number): boolean => {
+  c.region.invalidate(line, LINE_BYTES)
+  const durable = c.lines.durable(line)
+  return lineTaken(c.region, line) && (durable === HOLDING || durable === CUT_OFF)
+}
+
+/** Lines of the topic's consumers, in index order. */
+const consumerLines = (c: ConsumerLines, info: TopicInfo): Array<number> => {
+  const found: Array<number> = []
+  for (let s = 0; s < c.area.config.subscriberSlots; s++) {
+    const line = c.area.subscriber(info.id, s)
+    if (isConsumer(c, line)) found.push(line)
+  }
+  return found
+}
+
+const find = (c: ConsumerLines, info: TopicInfo, name: string): number | undefined => consumerLines(c, info).find((line) => nameOf(c, line) === name)
+
+/** `find`, with the line's occurrence read before its name: which creation of the line it found. */
+const findCreation = (c: ConsumerLines, info: TopicInfo, name: string): { readonly line: number; readonly occurrence: number } | undefined => {
+  for (const line of consumerLines(c, info)) {
+    const occurrence = c.participants.occurrence(line)
+    if (nameOf(c, line) === name) return { line, occurrence }
+  }
+  return undefined
+}
+
+/**
+ * The member's pid if a live member holds the line, else 0 (a deleter's mark is no member). A
+ * member is its pid and 16 bits of its start tag: a later process under the pid is not it.
+ */
+const liveMember = (c: ConsumerLines, line: number): number => {
+  const { pid, tag } = c.lines.memberClaim(line)
+  if (pid <= 0) return 0
+  if (pid === process.pid) return c.held.has(line) ? pid : 0
+  return isProcessAlive(pid, tag, 16) ? pid : 0
+}
+
+/** The pid of a live process deleting the consumer (its mark in `member`), else 0. */
+const liveDeleter = (c: ConsumerLines, line: number): number => {
+  const { pid, tag } = c.lines.memberClaim(line)
+  return pid < 0 && -pid !== process.pid && isProcessAlive(-pid, tag, 16) ? -pid : 0
+}
+
+const isCutOff = (c: ConsumerLines, line: number): boolean => {
+  c.region.invalidate(line + SubscriberLine.durable, 4)
+  return c.lines.durable(line) === CUT_OFF
+}
+
+const moveTo = (c: ConsumerLines, line: number, offset: number, globalSeq: number): void => {
+  c.lines.setCommitted(line, offset)
+  c.lines.setCursor(line, globalSeq)
+  c.region.publish(line, LINE_BYTES)
+  // The sequentially consistent store is the fence `ringRoomWaiters` relies on.
+  c.lines.storeDurable(line, HOLDING)
+}
+
+/** Whether `line` still is consumer `name` of its creation `occurrence` (not deleted, nor deleted and taken by another consumer). */
+const stillConsumer = (c: ConsumerLines, line: number, occurrence: number, name: string): boolean => {
+  c.region.invalidate(line, LINE_BYTES)
+  const durable = c.lines.durable(line)
+  return c.participants.occurrence(line) === occurrence && nameOf(c, line) === name && (durable === HOLDING || durable === CUT_OFF)
+}
+
+/**
+ * Deletes the consumer `name` found in `line` (its creation `occurrence`), whose member word
+ * is `member` when the caller is that member (a creator undoing its line), else not a live
+ * member's. "gone": the line is no longer that consumer (deleted, or taken by another).
+ */
+const erase = (
+  c: ConsumerLines,
+  info: TopicInfo,
+  line: number,
+  occurrence: number,
+  name: string,
+  member?: number
+): "erased" | "gone" | ConsumerBusy | ConsumerBeingDeleted => {
+  const { lines, participants } = c
+  const mark = -process.pid
+  // The member word from free, a dead member's or a dead deleter's to this deleter's mark: one deleter at a time.
+  let replaced: { readonly pid: number; readonly tag: number }
+  for (;;) {
+    replaced = lines.memberClaim(line)
+    if (!stillConsumer(c, line, occurrence, name)) return "gone"
+    if (member === undefined) {
+      const deleter = liveDeleter(c, line)
+      if (deleter !== 0) return new ConsumerBeingDeleted({ topic: info.name, name, pid: deleter })
+      const live = liveMember(c, line)
+      if (live !== 0) return new ConsumerBusy({ topic: info.name, name, pid: live })
+    } else if (replaced.pid !== member) {
+      return "gone"
+    }
+    if (lines.swapMember(line, replaced, mark, c.ownTag)) break
+  }
+  const marked = { pid: mark, tag: c.ownTag }
+  // Checked again: the line may have been deleted and taken by another consumer between the look and the swap.
+  if (!stillConsumer(c, line, occurrence, name)) {
+    lines.swapMember(line, marked, replaced.pid, replaced.tag)
+    return "gone"
+  }
+  // The line names this process until it is free (a consumer's names none, or a killed creator's
+  // pid): a deleter killed from here on leaves a dead owner's line, reclaimed, not one held for good.
+  for (;;) {
+    const claim = participants.claim(line)
+    if (claim.occurrence !== occurrence) {
+      lines.swapMember(line, marked, replaced.pid, replaced.tag)
+      return "gone"
+    }
+    if (participants.swapClaim(line, occurrence, claim.pid, occurrence, process.pid)) break
+  }
+  lines.storeDurable(line, 0)
+  lines.setNameLength(line, 0)
+  lines.storeMember(line, 0, 0)
+  releaseLine(c.region, line, occurrence)
+  c.retentionMoved(info)
+  return "erased"
+}
+
+/** Creates the consumer at `initial` in a free line, its member this process; undefined when every line is taken. */
+const create = (c: ConsumerLines, info: TopicInfo, name: Uint8Array, initial: { offset: number; globalSeq: number }): number | undefined => {
+  const { region, lines, participants } = c
+  const occurrence = newOccurrence()
+  for (let s = 0; s < c.area.config.subscriberSlots; s++) {
+    const line = c.area.subscriber(info.id, s)
+    if (claimSubscriberLine(region, line, occurrence, 0) !== 0) continue
+    region.bytes.set(name, lines.nameAt(line))
+    lines.setNameLength(line, name.length)
+    lines.storeMember(line, process.pid, c.ownTag)
+    moveTo(c, line, initial.offset, initial.globalSeq)
+    // Held by the consumer from now on, not by this process: a pid of 0 is never taken for a dead owner's.
+    participants.storePid(line, 0)
+    region.publish(line, LINE_BYTES)
+    return line
+  }
+  return undefined
+}
+
+/** Takes consumer `name` as this process's member, creating it at `initial` if it does not exist: its line, and whether this created it. */
+const takeMember = (
+  c: ConsumerLines,
+  info: TopicInfo,
+  name: string,
+  bytes: Uint8Array,
+  initial: { offset: number; globalSeq: number }
+): Effect.Effect<{ line: number; created: boolean }, ConsumerBusy | ConsumerTableFull> =>
+  Effect.suspend((): Effect.Effect<{ line: number; created: boolean }, ConsumerBusy | ConsumerTableFull> => {
+    const { lines, participants, held } = c
+    const topic = info.name
+    const existing = find(c, info, name)
+    if (existing === undefined) {
+      const line = create(c, info, bytes, initial)
+      if (line === undefined) return Effect.fail(new ConsumerTableFull({ topic, slots: c.area.config.subscriberSlots }))
+      const first = find(c, info, name)
+      if (first !== line && first !== undefined) {
+        // Created at the same time elsewhere: the first line is the consumer.
+        erase(c, info, line, participants.occurrence(line), name, process.pid)
+        return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(first) }))
+      }
+      held.add(line)
+      return Effect.succeed({ line, created: true })
+    }
+    const member = lines.memberClaim(existing)
+    const live = liveMember(c, existing) || liveDeleter(c, existing)
+    if (live !== 0 || held.has(existing)) return Effect.fail(new ConsumerBusy({ topic, name, pid: live || process.pid }))
+    if (!lines.swapMember(existing, member, process.pid, c.ownTag)) return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
+    held.add(existing)
+    return Effect.succeed({ line: existing, created: false })
+  })
+
+/** The member's lease on the consumer in `line`. */
+const leaseOf = (c: ConsumerLines, info: TopicInfo, name: string, line: number, created: boolean): ConsumerLease => {
+  const { region, lines } = c
+  return {
+    topic: info.name,
+    name,
+    created,
+    committed: () => {
+      region.invalidate(line, LINE_BYTES)
+      return lines.committed(line)
+    },
+    commit: (offset, globalSeq) => {
+      if (!c.held.has(line)) return true
+      if (isCutOff(c, line)) return false
+      lines.setCommitted(line, offset)
+      lines.setCursor(line, globalSeq)
+      region.publish(line, LINE_BYTES)
+      // A sequentially consistent read-modify-write: the fence `ringRoomWaiters` relies on. Should a
+      // broker cut the consumer off meanwhile, the commit stands and the next pull reports the cut.
+      lines.swapDurable(line, HOLDING, HOLDING)
+      c.retentionMoved(info)
+      return true
+    },
+    cutOff: () => isCutOff(c, line),
+    resume: () => void lines.swapDurable(line, CUT_OFF, HOLDING),
+    relinquish: () => {
+      if (lines.swapDurable(line, HOLDING, CUT_OFF)) c.retentionMoved(info)
+    }
+  }
+}
+
+const join = (c: ConsumerLines): ConsumersShape["join"] => (topic, name, initial) =>
+  Effect.gen(function*() {
+    const bytes = consumerNameBytes(name)
+    if (bytes instanceof ConsumerNameInvalid) return yield* bytes
+    const info = yield* c.resolve(topic)
+    const { line, created } = yield* Effect.acquireRelease(takeMember(c, info, name, bytes, initial), ({ line }) =>
+      Effect.sync(() => {
+        c.held.delete(line)
+        c.lines.swapMember(line, { pid: process.pid, tag: c.ownTag }, 0, 0)
+      }))
+    return leaseOf(c, info, name, line, created)
+  })
+
+const list = (c: ConsumerLines): ConsumersShape["list"] => (topic) =>
+  Effect.map(c.resolve(topic), (info) => {
+    const end = c.end(info)
+    return consumerLines(c, info).map((line): ConsumerInfo => {
+      const committed = c.lines.committed(line)
+      return { topic, name: nameOf(c, line), committed, end, lag: Math.max(0, end - committed), member: liveMember(c, line), cutOff: isCutOff(c, line) }
+    })
+  })
+
+const remove = (c: ConsumerLines): ConsumersShape["remove"] => (topic, name) =>
+  Effect.flatMap(c.resolve(topic), (info) => {
+    // "gone": the line found stopped being the consumer meanwhile; look again (each look finds a newer creation).
+    for (let look = 0; look <= c.area.config.subscriberSlots; look++) {
+      const found = findCreation(c, info, name)
+      if (found === undefined) return Effect.succeed(false)
+      const outcome = erase(c, info, found.line, found.occurrence, name)
+      if (outcome === "erased") return Effect.succeed(true)
+      if (outcome !== "gone") return Effect.fail(outcome)
+    }
+    return Effect.succeed(false)
+  })
+
+/** The Consumers service over a backing: every named consumer, wherever its line lives, runs this code. */
+export const consumersOver = (backing: ConsumerBacking): ConsumersShape => {
+  const { region } = backing
+  let held = heldByRegion.get(region)
+  if (held === undefined) heldByRegion.set(region, held = new Set())
+  const c: ConsumerLines = {
+    ...backing,
+    lines: new SubscriberLineView(region),
+    participants: new ParticipantLineView(region),
+    held,
+    ownTag: shortStartTag(ownStartTag())
+  }
+  return { join: join(c), list: list(c), remove: remove(c) }
+}
+
+// ---- the region ---------------------------------------------------------------------
 
 export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMemory | Doorbell> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
-    const doorbell: DoorbellShape = yield* Doorbell
-    const lines = new SubscriberLineView(region)
-    const participants = new ParticipantLineView(region)
+    const doorbell = yield* Doorbell
     const orderLines = new OrderLineView(region)
-    const resolve = topicResolver(region, area)
-    let held = heldByRegion.get(region)
-    if (held === undefined) heldByRegion.set(region, held = new Set())
-    const heldHere = held
-    /** This process's 16 bits of start tag, kept beside its pid in a member word. */
-    const ownTag = shortStartTag(ownStartTag())
-
-    const nameOf = (line: number) => decoder.decode(region.bytes.subarray(lines.nameAt(line), lines.nameAt(line) + Math.min(CONSUMER_NAME_BYTES, lines.nameLength(line))))
-    const isConsumer = (line: number) => {
-      region.invalidate(line, LINE_BYTES)
-      const durable = lines.durable(line)
-      return lineTaken(region, line) && (durable === HOLDING || durable === CUT_OFF)
-    }
-    /** Lines of the topic's consumers, in index order. */
-    const consumerLines = (info: TopicInfo) => {
-      const found: Array<number> = []
-      for (let s = 0; s < area.config.subscriberSlots; s++) if (isConsumer(area.subscriber(info.id, s))) found.push(area.subscriber(info.id, s))
-      return found
-    }
-    const find = (info: TopicInfo, name: string) => consumerLines(info).find((line) => nameOf(line) === name)
-    /** `find`, with the line's occurrence read before its name: which creation of the line it found. */
-    const findCreation = (info: TopicInfo, name: string) => {
-      for (const line of consumerLines(info)) {
-        const occurrence = participants.occurrence(line)
-        if (nameOf(line) === name) return { line, occurrence }
-      }
-      return undefined
-    }
-    /**
-     * The member's pid if a live member holds the line, else 0 (a deleter's mark is no member). A
-     * member is its pid and 16 bits of its start tag: a later process under the pid is not it.
-     */
-    const liveMember = (line: number) => {
-      const { pid, tag } = lines.memberClaim(line)
-      if (pid <= 0) return 0
-      if (pid === process.pid) return heldHere.has(line) ? pid : 0
-      return isProcessAlive(pid, tag, 16) ? pid : 0
-    }
-    /** The pid of a live process deleting the consumer (its mark in `member`), else 0. */
-    const liveDeleter = (line: number) => {
-      const { pid, tag } = lines.memberClaim(line)
-      return pid < 0 && -pid !== process.pid && isProcessAlive(-pid, tag, 16) ? -pid : 0
-    }
-    const retentionMoved = (info: TopicInfo) => retentionMovedIn(region, area, doorbell, info.id)
-    const isCutOff = (line: number) => {
-      region.invalidate(line + SubscriberLine.durable, 4)
-      return lines.durable(line) === CUT_OFF
-    }
-    const endOf = (info: TopicInfo) => {
-      const orderLine = area.orderLine(info.id)
-      region.invalidate(orderLine, LINE_BYTES)
-      return orderLines.totalOrder(orderLine)
-    }
-    const moveTo = (line: number, offset: number, globalSeq: number) => {
-      lines.setCommitted(line, offset)
-      lines.setCursor(line, globalSeq)
-      region.publish(line, LINE_BYTES)
-      // The sequentially consistent store is the fence `ringRoomWaiters` relies on.
-      lines.storeDurable(line, HOLDING)
-    }
-    /**
-     * Deletes the consumer `name` found in `line` (its creation `occurrence`), whose member word
-     * is `member` when the caller is that member (a creator undoing its line), else not a live
-     * member's. "gone": the line is no longer that consumer (deleted, or taken by another).
-     */
-    const erase = (
-      info: TopicInfo,
-      line: number,
-      occurrence: number,
-      name: string,
-      member?: number
-    ): "erased" | "gone" | ConsumerBusy | ConsumerBeingDeleted => {
-      const mark = -process.pid
-      /** Whether the line still is the consumer found (not deleted, nor deleted and taken by another consumer). */
-      const same = () => {
-        region.invalidate(line, LINE_BYTES)
-        const durable = lines.durable(line)
-        return participants.occurrence(line) === occurrence && nameOf(line) === name && (durable === HOLDING || durable === CUT_OFF)
-      }
-      // The member word from free, a dead member's or a dead deleter's to this deleter's mark: one deleter at a time.
-      let replaced: { readonly pid: number; readonly tag: number }
-      for (;;) {
-        replaced = lines.memberClaim(line)
-        if (!same()) return "gone"
-        if (member === undefined) {
-          const deleter = liveDeleter(line)
-          if (deleter !== 0) return new ConsumerBeingDeleted({ topic: info.name, name, pid: deleter })
-          const live = liveMember(line)
-          if (live !== 0) return new ConsumerBusy({ topic: info.name, name, pid: live })
-        } else if (replaced.pid !== member) {
-          return "gone"
-        }
-        if (lines.swapMember(line, replaced, mark, ownTag)) break
-      }
-      const marked = { pid: mark, tag: ownTag }
-      // Checked again: the line may have been deleted and taken by another consumer between the look and the swap.
-      if (!same()) {
-        lines.swapMember(line, marked, replaced.pid, replaced.tag)
-        return "gone"
-      }
-      // The line names this process until it is free (a consumer's names none, or a killed creator's
-      // pid): a deleter killed from here on leaves a dead owner's line, reclaimed, not one held for good.
-      for (;;) {
-        const claim = participants.claim(line)
-        if (claim.occurrence !== occurrence) {
-          lines.swapMember(line, marked, replaced.pid, replaced.tag)
-          return "gone"
-        }
-        if (participants.swapClaim(line, occurrence, claim.pid, occurrence, process.pid)) break
-      }
-      lines.storeDurable(line, 0)
-      lines.setNameLength(line, 0)
-      lines.storeMember(line, 0, 0)
-      releaseLine(region, line, occurrence)
-      retentionMoved(info)
-      return "erased"
-    }
-
-    /** Creates the consumer at `initial` in a free line, its member this process; undefined when every line is taken. */
-    const create = (info: TopicInfo, name: Uint8Array, initial: { offset: number; globalSeq: number }): number | undefined => {
-      const occurrence = newOccurrence()
-      for (let s = 0; s < area.config.subscriberSlots; s++) {
-        const line = area.subscriber(info.id, s)
-        if (claimSubscriberLine(region, line, occurrence, 0) !== 0) continue
-        region.bytes.set(name, lines.nameAt(line))
-        lines.setNameLength(line, name.length)
-        lines.storeMember(line, process.pid, ownTag)
-        moveTo(line, initial.offset, initial.globalSeq)
-        // Held by the consumer from now on, not by this process: a pid of 0 is never taken for a dead owner's.
-        participants.storePid(line, 0)
-        region.publish(line, LINE_BYTES)
-        return line
-      }
-      return undefined
-    }
-
-    const join: ConsumersShape["join"] = (topic, name, initial) =>
-      Effect.gen(function*() {
-        const bytes = consumerNameBytes(name)
-        if (bytes instanceof ConsumerNameInvalid) return yield* bytes
-        const info = yield* resolve(topic)
-        const acquire = Effect.suspend((): Effect.Effect<{ line: number; created: boolean }, ConsumerBusy | ConsumerTableFull> => {
-          const existing = find(info, name)
-          if (existing === undefined) {
-            const line = create(info, bytes, initial)
-            if (line === undefined) return Effect.fail(new ConsumerTableFull({ topic, slots: area.config.subscriberSlots }))
-            const first = find(info, name)
-            if (first !== line && first !== undefined) {
-              // Created at the same time elsewhere: the first line is the consumer.
-              erase(info, line, participants.occurrence(line), name, process.pid)
-              return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(first) }))
-            }
-            heldHere.add(line)
-            return Effect.succeed({ line, created: true })
-          }
-          const member = lines.memberClaim(existing)
-          const live = liveMember(existing) || liveDeleter(existing)
-          if (live !== 0 || heldHere.has(existing)) return Effect.fail(new ConsumerBusy({ topic, name, pid: live || process.pid }))
-          if (!lines.swapMember(existing, member, process.pid, ownTag)) return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
-          heldHere.add(existing)
-          return Effect.succeed({ line: existing, created: false })
-        })
-        const { line, created } = yield* Effect.acquireRelease(acquire, ({ line }) =>
-          Effect.sync(() => {
-            heldHere.delete(line)
-            lines.swapMember(line, { pid: process.pid, tag: ownTag }, 0, 0)
-          }))
-        const lease: ConsumerLease = {
-          topic,
-          name,
-          created,
-          committed: () => {
-            region.invalidate(line, LINE_BYTES)
-            return lines.committed(line)
-          },
-          commit: (offset, globalSeq) => {
-            if (!heldHere.has(line)) return true
-            if (isCutOff(line)) return false
-            lines.setCommitted(line, offset)
-            lines.setCursor(line, globalSeq)
-            region.publish(line, LINE_BYTES)
-            // A sequentially consistent read-modify-write: the fence `ringRoomWaiters` relies on. Should a
-            // broker cut the consumer off meanwhile, the commit stands and the next pull reports the cut.
-            lines.swapDurable(line, HOLDING, HOLDING)
-            retentionMoved(info)
-            return true
-          },
-          cutOff: () => isCutOff(line),
-          resume: () => void lines.swapDurable(line, CUT_OFF, HOLDING),
-          relinquish: () => {
-            if (lines.swapDurable(line, HOLDING, CUT_OFF)) retentionMoved(info)
-          }
-        }
-        return lease
-      })
-
-    const list: ConsumersShape["list"] = (topic) =>
-      Effect.map(resolve(topic), (info) => {
-        const end = endOf(info)
-        return consumerLines(info).map((line): ConsumerInfo => {
-          const committed = lines.committed(line)
-          return { topic, name: nameOf(line), committed, end, lag: Math.max(0, end - committed), member: liveMember(line), cutOff: isCutOff(line) }
-        })
-      })
-
-    const remove: ConsumersShape["remove"] = (topic, name) =>
-      Effect.flatMap(resolve(topic), (info) => {
-        // "gone": the line found stopped being the consumer meanwhile; look again (each look finds a newer creation).
-        for (let look = 0; look <= area.config.subscriberSlots; look++) {
-          const found = findCreation(info, name)
-          if (found === undefined) return Effect.succeed(false)
-          const outcome = erase(info, found.line, found.occurrence, name)
-          if (outcome === "erased") return Effect.succeed(true)
-          if (outcome !== "gone") return Effect.fail(outcome)
-        }
-        return Effect.succeed(false)
-      })
-
-    return { join, list, remove }
+    return consumersOver({
+      region,
+      area,
+      resolve: topicResolver(region, area),
+      end: (info) => {
+        const orderLine = area.orderLine(info.id)
+        region.invalidate(orderLine, LINE_BYTES)
+        return orderLines.totalOrder(orderLine)
+      },
+      retentionMoved: (info) => retentionMoved(region, area, doorbell, info.id)
+    })
   })
 
 export const layer = (area: LogArea): Layer.Layer<Consumers, never, CxlMemory | Doorbell> => Layer.effect(Consumers, make(area))

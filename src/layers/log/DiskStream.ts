@@ -15,7 +15,7 @@ import * as fs from "node:fs/promises"
 import { join } from "node:path"
 import { decodeOrderRecord, type OrderedBatch, streamOf } from "./DurableOrder.js"
 import { listDirectory, readFully, type SegmentFile, type SegmentFiles } from "./SegmentFiles.js"
-import { SEGMENT_NAME, segmentFileName } from "./SegmentLog.js"
+import { SEGMENT_NAME, segmentFileName } from "./SegmentNames.js"
 import { checkRecord, MAX_RECORD_BYTES, RECORD_HEADER_BYTES, recordBytes } from "./SegmentRecord.js"
 
 /** What the reader needs of the file system: listing a directory and reading files. */

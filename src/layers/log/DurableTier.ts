@@ -9,14 +9,15 @@
  * took over) is tried again until that process lets it go.
  */
 import { Data, Effect, Schedule } from "effect"
-import { RegionLayout } from "../RegionLayout.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { SegmentLog, SegmentLogOptions } from "../../services/log/Segments.js"
 import { type TopicInfo, Topics, type TopicSpec } from "../../services/log/Topics.js"
 import { persistTopic, regionMarks } from "./DurableOrder.js"
 import { persistTopicState } from "./DurableTopicState.js"
-import { recoverTopic, regionRecoveryTarget } from "./Recovery.js"
+import type { LogArea } from "./Layout.js"
+import { recoverTopic } from "./Recovery.js"
+import { regionRecoveryTarget } from "./RecoveryTargets.js"
 
 /** A topic with replication factor 2 and a head without a data directory: its ACK 2 could never be given. */
 export class DataDirRequired extends Data.TaggedError("DataDirRequired")<{ readonly topics: ReadonlyArray<string> }> {
@@ -48,12 +49,11 @@ export const durableStats = (stats: DurableStats) => {
   return { fsyncs, bytes }
 }
 
-/** Runs until interrupted; needs the region's LogReader and Segments over the data directory. */
-export const durableTier = (stats: DurableStats) =>
+/** Runs until interrupted over the region's log `area`; needs the region's LogReader and Segments over the data directory. */
+export const durableTier = (area: LogArea, stats: DurableStats) =>
   Effect.gen(function*() {
     const topics = yield* Topics
-    const layout = yield* RegionLayout
-    const marks = regionMarks(yield* CxlMemory, layout.log, yield* Doorbell)
+    const marks = regionMarks(yield* CxlMemory, area, yield* Doorbell)
     const started = new Set<string>()
     let rounds = 0
     for (;;) {
@@ -119,17 +119,17 @@ export const segmentOptionsOf = (topic: TopicInfo): SegmentLogOptions => (topic.
 const RETAIN_EVERY_ROUNDS = 10
 
 /**
- * `cxlog head --recover DIR`: every RF 2 topic of the new region is loaded from its stream
- * (broker slot 0 held meanwhile) before the head reports ready and before its sequencer runs.
+ * `cxlog head --recover DIR`: every RF 2 topic of the new region (its log `area`) is loaded
+ * from its stream (broker slot 0 held meanwhile) before the head reports ready and before its
+ * sequencer runs.
  */
-export const recoverAll = () =>
+export const recoverAll = (area: LogArea) =>
   Effect.gen(function*() {
     const topics = yield* Topics
-    const layout = yield* RegionLayout
     const region = yield* CxlMemory
     for (const topic of yield* topics.list) {
       if (topic.replicationFactor < 2) continue
-      yield* Effect.scoped(Effect.flatMap(regionRecoveryTarget(region, layout.log, topic), (target) => recoverTopic(topic, target)))
+      yield* Effect.scoped(Effect.flatMap(regionRecoveryTarget(region, area, topic), (target) => recoverTopic(topic, target)))
     }
   })
 

@@ -2,14 +2,14 @@
  * Watching the head from the region: its sequencer lease line in the superblock says who
  * holds the lease (occurrence, pid, epoch) and until when. Waiters call `check` between
  * doorbell waits (every `checkEveryMs`, never per message); it costs a few loads and, while
- * the lease is current, one `kill(pid, 0)`.
+ * a holder's pid is published, a look at that process (HeadLease.ts judges the head).
  */
 import { Effect } from "effect"
-import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { HeadUnavailable, headLostMsConfig } from "../../services/log/HeadWatch.js"
-import { LeaseLine } from "./Records.js"
+import { readHeadLease } from "./HeadLease.js"
+import { LeaseLineView } from "./RecordViews.js"
 import { alignedDelayMs } from "../region/Cadence.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
 import { Offsets } from "../region/Superblock.js"
 
 /**
@@ -30,8 +30,7 @@ export interface HeadWatch {
 }
 
 export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatch => {
-  const { i32, f64 } = region
-  const lease = Offsets.sequencerLease
+  const lines = new LeaseLineView(region)
   let unavailableSince: number | undefined
   let lastPid = 0
   let lastEpoch = 0
@@ -40,29 +39,23 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
     checkEveryMs: headCheckMs(boundMs),
     available: () => unavailableSince === undefined,
     check: (waitingFor) => {
-      region.invalidate(lease, 64)
-      const holder = Atomics.load(i32, (lease + LeaseLine.occurrence) / 4)
-      const pid = Atomics.load(i32, (lease + LeaseLine.pid) / 4)
-      const epoch = i32[(lease + LeaseLine.epoch) / 4]!
-      const expiresAtMs = f64[(lease + LeaseLine.expiresAtMs) / 8]!
+      region.invalidate(Offsets.sequencerLease, LINE_BYTES)
       const now = Date.now()
-      const running = pid > 0 && isPidAlive(pid)
-      if (holder !== 0 && running && now <= expiresAtMs) {
-        unavailableSince = undefined
-        lastPid = pid
-        lastEpoch = epoch
-        return undefined
+      const lease = readHeadLease(lines, now)
+      if (lease.pid > 0) {
+        lastPid = lease.pid
+        lastEpoch = lease.epoch
       }
-      if (pid > 0) {
-        lastPid = pid
-        lastEpoch = epoch
+      if (lease.held) {
+        unavailableSince = undefined
+        return undefined
       }
       unavailableSince ??= now
       // A lease that lapsed before this process looked counts from its expiry.
-      const since = expiresAtMs > 0 ? Math.min(unavailableSince, expiresAtMs) : unavailableSince
+      const since = lease.expiresAtMs > 0 ? Math.min(unavailableSince, lease.expiresAtMs) : unavailableSince
       const lapsedMs = now - since
       if (lapsedMs <= boundMs) return undefined
-      const state = holder === 0 ? (epoch === 0 ? "never-started" : "released") : running ? "lease-lapsed" : "exited"
+      const state = lease.holder === 0 ? (lease.epoch === 0 ? "never-started" : "released") : lease.running ? "lease-lapsed" : "exited"
       return new HeadUnavailable({
         region: region.name,
         pid: lastPid,

@@ -20,26 +20,12 @@
  *   per broker           PBR pbrSlots × 128, then Blog blogBytes (that broker; PBR line 1: sequencer)
  */
 import { Config, Data, Effect } from "effect"
-import { alignLine, LINE_BYTES } from "./Records.js"
+import type { LogArea, LogConfig } from "../../services/log/LogArea.js"
+import { alignLine } from "./Records.js"
+import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 
-export interface LogConfig {
-  readonly maxTopics: number
-  readonly maxBrokers: number
-  /** Batch headers per (topic, broker) ring; a power of two. */
-  readonly pbrSlots: number
-  /** Payload bytes per (topic, broker); a multiple of 4096. */
-  readonly blogBytes: number
-  /** Global order index entries per topic; a power of two. */
-  readonly goiSlots: number
-  /** Client sessions per topic; a power of two. */
-  readonly sessionSlots: number
-  /** Registered subscriber cursors per topic. */
-  readonly subscriberSlots: number
-  /** Processes that can ask the sequencer to ring them when the log moves. */
-  readonly listenerSlots: number
-  /** Largest batch payload; a multiple of 8. */
-  readonly maxBatchBytes: number
-}
+// The interfaces are the contract (services/log/LogArea.ts); the log layers take them from here.
+export type { LogArea, LogConfig }
 
 export const defaultLogConfig: LogConfig = {
   maxTopics: 4,
@@ -159,27 +145,6 @@ const logAreaBytesUnchecked = (c: LogConfig) => headerBytes(c) + c.maxTopics * t
 /** Bytes the log area needs for `config` (a multiple of 4096). Validate the config first. */
 export const logAreaBytes = (config: LogConfig): number => logAreaBytesUnchecked(config)
 
-/** Every offset of the log area, absolute in the region. */
-export interface LogArea {
-  readonly base: number
-  readonly config: LogConfig
-  readonly bytes: number
-  readonly brokerOwner: (broker: number) => number
-  readonly listener: (slot: number) => number
-  readonly topic: (topic: number) => number
-  readonly descriptor: (topic: number) => number
-  readonly orderLine: (topic: number) => number
-  readonly registryLine: (topic: number) => number
-  readonly brokerLine: (topic: number, broker: number) => number
-  readonly sequencerLine: (topic: number, broker: number) => number
-  /** Written by the replicator (replicated-through), once replication exists. */
-  readonly replicaLine: (topic: number, broker: number) => number
-  readonly subscriber: (topic: number, slot: number) => number
-  readonly sessions: (topic: number) => number
-  readonly goi: (topic: number) => number
-  readonly pbr: (topic: number, broker: number) => number
-  readonly blog: (topic: number, broker: number) => number
-}
 
 /** The log area at `base` (64-byte aligned) for a validated `config`. */
 export const makeLogArea = (base: number, config: LogConfig): LogArea => {

@@ -2,8 +2,8 @@
  * LogReader: the one reading algorithm (`logReaderOver`: where a subscription starts, the
  * cursor delivering batches and messages in contiguous total order, bounds, durable cursors)
  * over a `ReadSource`, and the live layer, whose source is the region's GOI and Blogs, read in
- * place (zero-copy views of the mapped region). The fake's source is the in-process store
- * (LogReaderMemory.ts).
+ * place (zero-copy views of the mapped region: RegionReadTopic.ts). The fake's source is the
+ * in-process store (LogReaderMemory.ts); both hold durable cursors as DurableCursor.ts does.
  *
  * A batch is read seqlock-style: its GOI entry's sequence word must name the expected
  * global seq before and after the fields are read, and the broker's Blog tail must not have
@@ -18,7 +18,7 @@
 import { type ConfigError, Effect, Layer, Metric, type Scope } from "effect"
 import { readerBatches, readerLag, readerMessages, sampleOnScrape } from "../../Metrics.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import {
   type LogBatchView,
@@ -28,15 +28,14 @@ import {
   LogReader,
   type LogReaderShape,
   type SubscribeOptions,
-  SubscriberTableFull
+  type SubscriberTableFull
 } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
-import { goiEntryOffset, type LogArea } from "./Layout.js"
-import { claimSubscriber, listen, type ListenerAwait, moveSubscriber, releaseSubscriber, ringRoomWaiters, sequencerBell } from "./Participants.js"
-import { LINE_BYTES } from "./Records.js"
-import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
+import type { LogArea } from "./Layout.js"
+import { listen, type ListenerAwait } from "./Participants.js"
+import { RegionReadTopic, regionReader } from "./RegionReadTopic.js"
 import { perTopic, topicResolver } from "./Topics.js"
 
 /** The batch a cursor is delivering; one per cursor, refilled for every batch. */
@@ -264,146 +263,13 @@ export interface LogReaderOptions {
   readonly headLostMs?: number
 }
 
-/** What a process's region reader shares between its topics. */
-interface RegionReader {
-  readonly region: CxlMemoryShape
-  readonly area: LogArea
-  readonly doorbell: DoorbellShape
-  readonly entries: GoiEntryView
-  readonly orderLines: OrderLineView
-  readonly brokerLines: BrokerLineView
-  readonly sequencer: ReturnType<typeof sequencerBell>
-}
-
-/** One topic's GOI and its brokers' Blogs in the region, read in place. */
-class RegionTopic implements ReadTopic {
-  private readonly orderLine: number
-
-  constructor(private readonly r: RegionReader, readonly info: TopicInfo) {
-    this.orderLine = r.area.orderLine(info.id)
-  }
-
-  private entry(g: number): number {
-    return goiEntryOffset(this.r.area, this.info.id, g)
-  }
-
-  /** Whether broker `broker`'s Blog still holds `position` (its tail has not passed it). */
-  private blogRetained(broker: number, position: number): boolean {
-    const { region, area, brokerLines } = this.r
-    const line = area.brokerLine(this.info.id, broker)
-    region.invalidate(line, LINE_BYTES)
-    brokerLines.reclaimVersion(line)
-    return brokerLines.blogTail(line) <= position
-  }
-
-  committed(): number {
-    this.r.region.invalidate(this.orderLine, LINE_BYTES)
-    this.r.orderLines.progress(this.orderLine)
-    return this.r.orderLines.committed(this.orderLine)
-  }
-
-  total(): number {
-    return this.r.orderLines.totalOrder(this.orderLine)
-  }
-
-  oldest(committed: number): number {
-    return Math.max(0, committed - this.r.area.config.goiSlots)
-  }
-
-  retained(g: number): boolean {
-    const { entries, area } = this.r
-    const e = this.entry(g)
-    return entries.holds(e, g) && this.blogRetained(entries.brokerId(e) % area.config.maxBrokers, entries.blogPosition(e))
-  }
-
-  totalOrderOf(g: number): number | undefined {
-    const e = this.entry(g)
-    const order = this.r.entries.totalOrder(e)
-    return this.r.entries.holds(e, g) ? order : undefined
-  }
-
-  /** Reads GOI entry `g` into `view` seqlock-style and points it at the payload in its broker's Blog. */
-  load(g: number, view: BatchView): "ok" | "gone" | "corrupt" {
-    const { region, area, entries } = this.r
-    const { maxBrokers, maxBatchBytes, blogBytes } = area.config
-    const e = this.entry(g)
-    region.invalidate(e, LINE_BYTES)
-    if (!entries.holds(e, g)) return "gone"
-    const broker = entries.brokerId(e)
-    const length = entries.payloadBytes(e)
-    const count = entries.messageCount(e)
-    const position = entries.blogPosition(e)
-    view.globalSeq = g
-    view.totalOrder = entries.totalOrder(e)
-    view.messageCount = count
-    view.clientId = entries.clientId(e)
-    view.sessionEpoch = entries.sessionEpoch(e)
-    view.batchSeq = entries.batchSeq(e)
-    view.brokerId = broker
-    view.crc32c = entries.crc32c(e)
-    view.length = length
-    if (!entries.holds(e, g)) return "gone"
-    const sane = broker < maxBrokers && count >= 1 && length % 8 === 0 && length >= 8 * count && length <= maxBatchBytes &&
-      Number.isSafeInteger(position) && position >= 0 && (position % blogBytes) + length <= blogBytes
-    if (!sane) return "corrupt"
-    view.offset = area.blog(this.info.id, broker) + (position % blogBytes)
-    view.bytes = region.bytes
-    view.words = region.u32
-    view.blogPosition = position
-    if (!this.blogRetained(broker, position)) return "gone"
-    region.invalidate(view.offset, length)
-    return "ok"
-  }
-
-  stillThere(g: number, view: BatchView): boolean {
-    return this.r.entries.holds(this.entry(g), g) && this.blogRetained(view.brokerId, view.blogPosition)
-  }
-
-  /** Retention moved (a durable cursor advanced or left): wakes whoever waits for room, and only them. */
-  private retentionMoved(): void {
-    const { region, area, doorbell, orderLines, sequencer } = this.r
-    ringRoomWaiters(region, area, doorbell)
-    region.invalidate(this.orderLine, LINE_BYTES)
-    if (orderLines.stalled(this.orderLine) !== 0) sequencer.ring()
-  }
-
-  hold(cursor: number): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> {
-    const { region, area, doorbell } = this.r
-    const claim = Effect.suspend(() => {
-      const claimed = claimSubscriber(region, area, doorbell, this.info.id, cursor)
-      return claimed !== undefined
-        ? Effect.succeed(claimed)
-        : Effect.fail(new SubscriberTableFull({ topic: this.info.name, slots: area.config.subscriberSlots }))
-    })
-    const release = ({ line, occurrence }: { readonly line: number; readonly occurrence: number }) =>
-      Effect.sync(() => {
-        releaseSubscriber(region, line, occurrence)
-        this.retentionMoved()
-      })
-    return Effect.map(Effect.acquireRelease(claim, release), ({ line }) => (next: number) => {
-      moveSubscriber(region, line, next)
-      this.retentionMoved()
-    })
-  }
-}
-
 /**
  * A topic's message offsets (earliest held, end), read in place by a process that has not
- * joined the region (`cxlog topics`). Bounds neither wait nor ring, so the doorbell and the
- * sequencer's bell, which only `hold` and waits use, are never touched.
+ * joined the region (`cxlog topics`). Bounds neither wait nor ring, so the doorbell, which
+ * only `hold` and waits use, is never touched.
  */
 export const peekBounds = (region: CxlMemoryShape, area: LogArea, info: TopicInfo): { readonly earliest: number; readonly end: number } =>
-  boundsOf(
-    new RegionTopic({
-      region,
-      area,
-      entries: new GoiEntryView(region),
-      orderLines: new OrderLineView(region),
-      brokerLines: new BrokerLineView(region),
-      doorbell: undefined as never,
-      sequencer: undefined as never
-    }, info)
-  )
+  boundsOf(new RegionReadTopic(regionReader(region, area, undefined as never), info))
 
 /** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
 const awaitWatchingHead = (
@@ -433,17 +299,9 @@ export const make = (area: LogArea, options: LogReaderOptions = {}): Effect.Effe
     const doorbell = yield* Doorbell
     const head = yield* headWatch(region, options.headLostMs)
     const listening = yield* listen(region, area, doorbell)
-    const reader: RegionReader = {
-      region,
-      area,
-      doorbell,
-      entries: new GoiEntryView(region),
-      orderLines: new OrderLineView(region),
-      brokerLines: new BrokerLineView(region),
-      sequencer: sequencerBell(region, doorbell)
-    }
+    const reader = regionReader(region, area, doorbell)
     const resolve = topicResolver(region, area)
-    const topicOf = perTopic((info) => new RegionTopic(reader, info))
+    const topicOf = perTopic((info) => new RegionReadTopic(reader, info))
     return logReaderOver({
       topic: (name) => Effect.map(resolve(name), topicOf),
       await: (condition, timeoutMs, waitingFor) => awaitWatchingHead(listening, head, condition, timeoutMs, waitingFor)

@@ -1,16 +1,19 @@
-/** LogReader fake: `logReaderOver` (LogReader.ts) reading the in-process store's GOI and payloads. */
+/**
+ * LogReader fake: `logReaderOver` (LogReader.ts) reading the in-process store's GOI and
+ * payloads; a durable cursor holds a subscriber line of the store's private region, as in the region.
+ */
 import { Effect, Layer, type Scope } from "effect"
-import { LogReader, type LogReaderShape, SubscriberTableFull } from "../../services/log/LogReader.js"
+import { LogReader, type LogReaderShape, type SubscriberTableFull } from "../../services/log/LogReader.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
-import { reclaimMemory } from "./AppenderMemory.js"
+import { retentionMovedMemory } from "./AppenderMemory.js"
+import { holdCursor } from "./DurableCursor.js"
 import { type BatchView, logReaderOver, type ReadTopic } from "./LogReader.js"
 import { type MemoryBatch, type MemoryLogStore, memoryTopic, type MemoryTopic, type NoOptions } from "./MemoryStore.js"
 import { perTopic } from "./Topics.js"
 
 /** One topic's GOI window and payloads in the store. */
-class StoreTopic implements ReadTopic {
+class StoreReadTopic implements ReadTopic {
   readonly info: TopicInfo
-  private nextCursorId = 1
 
   constructor(private readonly store: MemoryLogStore, private readonly topic: MemoryTopic) {
     this.info = topic.info
@@ -70,26 +73,13 @@ class StoreTopic implements ReadTopic {
   /** A durable cursor holds retention until its scope closes; moving it reclaims what it frees. */
   hold(cursor: number): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> {
     const { store, topic } = this
-    if (topic.cursors.size >= store.config.subscriberSlots) {
-      return Effect.fail(new SubscriberTableFull({ topic: topic.info.name, slots: store.config.subscriberSlots }))
-    }
-    const id = this.nextCursorId++
-    const release = Effect.sync(() => {
-      topic.cursors.delete(id)
-      store.signal.notify()
-    })
-    return Effect.acquireRelease(Effect.sync(() => topic.cursors.set(id, cursor)), () => release).pipe(Effect.as((next: number) => {
-      if (!topic.cursors.has(id)) return
-      topic.cursors.set(id, next)
-      for (const broker of topic.brokers) reclaimMemory(topic, broker)
-      store.signal.notify()
-    }))
+    return holdCursor(store.lines.region, store.lines.area, 0, this.info, cursor, () => retentionMovedMemory(store, topic))
   }
 }
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<LogReaderShape> =>
   Effect.sync(() => {
-    const topicOf = perTopic((info) => new StoreTopic(store, store.topics[info.id]))
+    const topicOf = perTopic((info) => new StoreReadTopic(store, store.topics[info.id]))
     return logReaderOver({
       topic: (name) => Effect.map(memoryTopic(store, name), (topic) => topicOf(topic.info)),
       await: (condition, timeoutMs) => store.signal.await(condition, timeoutMs)

@@ -1,16 +1,24 @@
 /**
  * The in-process store behind every log fake (TopicsMemory, AppenderMemory, SequencerMemory,
- * AckTrackerMemory, LogReaderMemory): the same records as the region's log area, as JS
- * arrays and maps, with the same capacities (PBR slots, Blog bytes and their positions, GOI
- * window) so backpressure and out-of-range behave alike. One store per simulated cluster;
- * share it between the layers. Each fake is `makeMemory(store, options)` / `layerMemory(store, options)`.
+ * AckTrackerMemory, LogReaderMemory, ConsumersMemory): the same records as the region's log
+ * area, as JS arrays and maps, with the same capacities (PBR slots, Blog bytes and their
+ * positions, GOI window) so backpressure and out-of-range behave alike. Its subscriber lines
+ * (durable subscribers, named consumers) and its doorbell are the region's own records in a
+ * private region, run by the live code. One store per simulated cluster; share it between the
+ * layers. Each fake is `makeMemory(store, options)` / `layerMemory(store, options)`.
  */
-import { Effect } from "effect"
+import { Effect, Scope } from "effect"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { DOORBELL_BYTES, type DoorbellShape } from "../../services/region/Doorbell.js"
 import type { DurableFailure } from "../../services/log/AckTracker.js"
 import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { privateRegion } from "../region/CxlMemoryMemory.js"
+import * as DoorbellLayers from "../region/Doorbell.js"
+import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import { defaultLogConfig, type LogConfig } from "./Layout.js"
-import type { AppendCursors } from "./Appender.js"
-import type { PbrKindCode } from "./Records.js"
+import type { AppendCursors } from "./AppendRoom.js"
+import { livenessCache, lowestDurableCursor, type SubscriberArea } from "./Participants.js"
+import { type PbrKindCode } from "./Records.js"
 import { memorySessionTable, type SessionTable } from "./SessionTable.js"
 
 /** A batch in a broker's PBR; once ordered it is also a GOI entry. */
@@ -61,8 +69,8 @@ export interface MemoryTopic {
   /** The same session table code as the region's, over a private buffer. */
   readonly sessions: SessionTable
   progress: number
-  /** Durable subscriber cursors (next global seq to read), by id. */
-  readonly cursors: Map<number, number>
+  /** The store's subscriber lines, this topic's among them. */
+  readonly lines: StoreLines
   /** Set when the durable tier stopped writing the topic's copy on disk (the order line's word in the region). */
   durableFailure: DurableFailure | undefined
 }
@@ -70,18 +78,26 @@ export interface MemoryTopic {
 /** The options of a fake that has none (every fake is made as `(store, options)`). */
 export type NoOptions = Readonly<Record<string, never>>
 
-/** Wakes waiters when anything in the store moved (the fakes' doorbell). */
+/** Wakes waiters when anything in the store moved: the fakes' doorbell (`makeSignal`). */
 export interface LogSignal {
+  /** Re-checks every waiter's condition, once the notifying code has run. */
   readonly notify: () => void
-  /** True as soon as `condition()` holds, false after `timeoutMs`. */
-  readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
-  /** A standing callback waiter, as `DoorbellShape.watch`: checked after each notify, once the notifying code has run. */
-  readonly watch: (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
+  readonly await: DoorbellShape["await"]
+  readonly watch: DoorbellShape["watch"]
+}
+
+/** The store's subscriber lines, in its private region as the log area places them in the region. */
+export interface StoreLines {
+  readonly region: CxlMemoryShape
+  readonly area: SubscriberArea
+  /** Whether a line's owner runs, as the live layers judge it. */
+  readonly alive: (pid: number, occurrence: number) => boolean
 }
 
 export interface MemoryLogStore {
   readonly config: LogConfig
   readonly topics: Array<MemoryTopic>
+  readonly lines: StoreLines
   readonly signal: LogSignal
   /** Broker slot owners (Appender occurrences). */
   readonly owners: Map<number, number>
@@ -90,65 +106,45 @@ export interface MemoryLogStore {
   epoch: number
 }
 
-const makeSignal = (): LogSignal => {
-  const wakers = new Set<() => void>()
-  const once = (condition: () => boolean) =>
-    Effect.async<void>((resume) => {
-      if (condition()) return resume(Effect.void)
-      const wake = () => {
-        wakers.delete(wake)
-        resume(Effect.void)
-      }
-      wakers.add(wake)
-      return Effect.sync(() => {
-        wakers.delete(wake)
-      })
-    })
-  const until = (condition: () => boolean): Effect.Effect<void> =>
-    Effect.suspend(() => (condition() ? Effect.void : Effect.flatMap(once(condition), () => until(condition))))
+/** The store's private region: its superblock, the doorbell line, then each topic's subscriber lines. */
+const DOORBELL_AT = SUPERBLOCK_BYTES
+const SUBSCRIBERS_AT = DOORBELL_AT + DOORBELL_BYTES
+const PAGE = 4096
+
+const storeLines = (config: LogConfig): StoreLines => {
+  const slots = config.subscriberSlots
+  const bytes = SUBSCRIBERS_AT + config.maxTopics * slots * LINE_BYTES
   return {
-    notify: () => {
-      for (const wake of [...wakers]) wake()
-    },
-    await: (condition, timeoutMs) =>
-      until(condition).pipe(Effect.timeoutTo({ duration: Math.max(0, timeoutMs), onSuccess: () => true, onTimeout: () => false })),
-    watch: (condition, onReady, everyMs) => {
-      let stopped = false
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const arm = () => {
-        clearTimeout(timer)
-        timer = setTimeout(() => {
-          arm()
-          onReady(false)
-        }, everyMs()).unref()
-      }
-      const check = () => {
-        if (stopped || !condition()) return
-        arm()
-        onReady(true)
-      }
-      const waker = () => queueMicrotask(check)
-      wakers.add(waker)
-      arm()
-      return () => {
-        stopped = true
-        wakers.delete(waker)
-        clearTimeout(timer)
-      }
-    }
+    region: privateRegion(Math.max(2, Math.ceil(bytes / PAGE)) * PAGE),
+    area: { config, subscriber: (topic, s) => SUBSCRIBERS_AT + (topic * slots + s) * LINE_BYTES },
+    alive: livenessCache()
   }
 }
 
-export const makeMemoryStore = (config: LogConfig = defaultLogConfig): MemoryLogStore => ({
-  config,
-  topics: [],
-  signal: makeSignal(),
-  owners: new Map(),
-  sequencer: 0,
-  epoch: 0
-})
+/**
+ * The store's signal: the live doorbell over the store's private region, never spinning (only
+ * this thread could satisfy a waiter while it spins); `notify` is its ring of its own bell.
+ * Its scope is never closed: the store is a plain value without a lifetime, and over a private
+ * region the doorbell holds no descriptor, only a timer it unrefs whenever nothing waits.
+ */
+const makeSignal = (region: CxlMemoryShape): LogSignal => {
+  const doorbell = Effect.runSync(
+    Effect.flatMap(Scope.make(), (scope) =>
+      DoorbellLayers.make({ offset: DOORBELL_AT, spinMicros: 0 }).pipe(
+        Scope.extend(scope),
+        Effect.provideService(CxlMemory, region),
+        Effect.orDie
+      ))
+  )
+  return { notify: doorbell.poke, await: doorbell.await, watch: doorbell.watch }
+}
 
-export const makeMemoryTopic = (config: LogConfig, info: TopicInfo): MemoryTopic => ({
+export const makeMemoryStore = (config: LogConfig = defaultLogConfig): MemoryLogStore => {
+  const lines = storeLines(config)
+  return { config, topics: [], lines, signal: makeSignal(lines.region), owners: new Map(), sequencer: 0, epoch: 0 }
+}
+
+export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicInfo): MemoryTopic => ({
   info,
   brokers: Array.from({ length: config.maxBrokers }, () => ({
     pbr: [],
@@ -172,16 +168,12 @@ export const makeMemoryTopic = (config: LogConfig, info: TopicInfo): MemoryTopic
   totalOrder: 0,
   sessions: memorySessionTable(config.sessionSlots),
   progress: 0,
-  cursors: new Map(),
+  lines,
   durableFailure: undefined
 })
 
-/** The lowest durable cursor of the topic (Infinity when none): nothing at or above it may be reused. */
-export const lowestCursor = (topic: MemoryTopic): number => {
-  let lowest = Infinity
-  for (const cursor of topic.cursors.values()) lowest = Math.min(lowest, cursor)
-  return lowest
-}
+/** The lowest cursor of the topic's durable subscribers and named consumers (Infinity when none): nothing at or above it may be reused. */
+export const lowestCursor = ({ info, lines }: MemoryTopic): number => lowestDurableCursor(lines.region, lines.area, info.id, lines.alive)
 
 /** The store's topic of that name, or undefined. */
 export const findTopic = (store: MemoryLogStore, name: string): MemoryTopic | undefined => store.topics.find((t) => t.info.name === name)

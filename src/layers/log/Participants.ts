@@ -9,24 +9,36 @@
  */
 import { Effect, type Scope } from "effect"
 import { randomInt } from "node:crypto"
-import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
-import type { LogArea } from "./Layout.js"
-import { LeaseLine, LINE_BYTES } from "./Records.js"
-import { LeaseLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
-import { isPidAlive, isProcessAlive, ownStartTag, procStat, shortStartTag } from "../region/ProcessInfo.js"
+import type { LogArea, LogConfig } from "./Layout.js"
+import { LeaseLine } from "./Records.js"
+import { LeaseLineView, OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
+import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
 import { Offsets } from "../region/Superblock.js"
 
 /** The line views over a region, made once per region (these functions take the region, not views). */
-const viewsByRegion = new WeakMap<CxlMemoryShape, { readonly lines: ParticipantLineView; readonly subscribers: SubscriberLineView }>()
-const views = (region: CxlMemoryShape) => {
+interface LineViews {
+  readonly lines: ParticipantLineView
+  readonly subscribers: SubscriberLineView
+  readonly orders: OrderLineView
+  readonly lease: LeaseLineView
+}
+const viewsByRegion = new WeakMap<CxlMemoryShape, LineViews>()
+const views = (region: CxlMemoryShape): LineViews => {
   let found = viewsByRegion.get(region)
   if (found === undefined) {
-    found = { lines: new ParticipantLineView(region), subscribers: new SubscriberLineView(region) }
+    found = { lines: new ParticipantLineView(region), subscribers: new SubscriberLineView(region), orders: new OrderLineView(region), lease: new LeaseLineView(region) }
     viewsByRegion.set(region, found)
   }
   return found
 }
+
+/**
+ * Where topics' subscriber lines are: the region's log area, or the in-process store's private
+ * region (MemoryStore.ts), whose durable subscribers and named consumers run this same code.
+ */
+export type SubscriberArea = Pick<LogArea, "subscriber"> & { readonly config: Pick<LogConfig, "subscriberSlots"> }
 
 /** Low bits of an occurrence that count this process's claims; the 16 above them are its start tag's. */
 const CLAIM_COUNT_BITS = 15
@@ -86,19 +98,6 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
   region.publish(offset, LINE_BYTES)
 }
 
-/**
- * Whether `pid` still runs: alive and not a zombie. A SIGKILLed head stays a zombie until its
- * parent reaps it (a busy `cxlog run` may take a while), and a zombie writes nothing: a standby
- * need not wait for the reaping, nor for its lease to expire.
- */
-export const isPidRunning = (pid: number): boolean => isPidAlive(pid) && procStat(pid)?.state !== "Z"
-
-/** Whether process `pid` is stopped (SIGSTOP, or a debugger's trace stop). */
-export const isPidStopped = (pid: number): boolean => {
-  const state = procStat(pid)?.state
-  return state === "T" || state === "t"
-}
-
 /** Whether a doorbell word read from the region names a doorbell line inside it. */
 const isBell = (region: CxlMemoryShape, bell: number): boolean => bell > 0 && bell % LINE_BYTES === 0 && region.inBounds(bell, LINE_BYTES)
 
@@ -114,17 +113,20 @@ const bellOf = (region: CxlMemoryShape, offset: number): number => {
  * while it waits for batches (after a commit, itself a sequentially consistent store).
  */
 export const sequencerBell = (region: CxlMemoryShape, doorbell: DoorbellShape) => {
-  const lease = new LeaseLineView(region)
+  const { lease } = views(region)
   const at = Offsets.sequencerLease
-  const ring = (): void => {
-    const bell = lease.doorbell(at)
-    if (isBell(region, bell)) doorbell.ring(bell)
-  }
+  const ring = (): void => ringSequencer(region, doorbell)
   const ringIfWaiting = (): void => {
     region.invalidate(at + LeaseLine.waiting, 4)
     if (lease.waiting(at) !== 0) ring()
   }
   return { ring, ringIfWaiting }
+}
+
+/** Rings the sequencer's doorbell, named in its lease line. */
+const ringSequencer = (region: CxlMemoryShape, doorbell: DoorbellShape): void => {
+  const bell = views(region).lease.doorbell(Offsets.sequencerLease)
+  if (isBell(region, bell)) doorbell.ring(bell)
 }
 
 /** Rings the doorbell a line names, if it names one inside the region. */
@@ -181,6 +183,18 @@ export const ringRoomWaiters = (region: CxlMemoryShape, area: LogArea, doorbell:
     const owner = area.brokerOwner(b)
     if (lines.roomWaits(owner) > 0) ringLine(region, doorbell, owner)
   }
+}
+
+/**
+ * Retention of `topic` moved (a durable cursor advanced or left, a named consumer committed, was
+ * cut off or deleted): rings the appends waiting for room and, only if the topic's GOI is full, the
+ * sequencer (see `ringRoomWaiters` for the fence the caller's store gives).
+ */
+export const retentionMoved = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, topic: number): void => {
+  ringRoomWaiters(region, area, doorbell)
+  const orderLine = area.orderLine(topic)
+  region.invalidate(orderLine, LINE_BYTES)
+  if (views(region).orders.stalled(orderLine) !== 0) ringSequencer(region, doorbell)
 }
 
 /** Counts the appends of the broker owning `owner` that wait for room (see `ringRoomWaiters`). */
@@ -312,15 +326,15 @@ export const claimSubscriberLine = (region: CxlMemoryShape, line: number, occurr
  */
 export const claimSubscriber = (
   region: CxlMemoryShape,
-  area: LogArea,
-  doorbell: DoorbellShape,
+  area: SubscriberArea,
+  bell: number,
   topic: number,
   cursor: number
 ): { readonly line: number; readonly occurrence: number } | undefined => {
   const occurrence = newOccurrence()
   for (let s = 0; s < area.config.subscriberSlots; s++) {
     const line = area.subscriber(topic, s)
-    if (claimSubscriberLine(region, line, occurrence, doorbell.offset) !== 0) continue
+    if (claimSubscriberLine(region, line, occurrence, bell) !== 0) continue
     moveSubscriber(region, line, cursor)
     return { line, occurrence }
   }
@@ -371,7 +385,7 @@ export const livenessCache = (): ((pid: number, occurrence: number) => boolean) 
  */
 export const lowestDurableCursor = (
   region: CxlMemoryShape,
-  area: LogArea,
+  area: SubscriberArea,
   topic: number,
   alive: (pid: number, occurrence: number) => boolean
 ): number => {

@@ -294,6 +294,11 @@ export class LeaseLineView extends View {
   /** 1 while the sequencer waits on its doorbell for batches (appenders ring it only then). */
   waiting(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.waiting) / 4) }
   storeWaiting(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + LeaseLine.waiting) / 4, v) }
+  /** The round marker: the pid of the sequencer inside a round, 0 between rounds. */
+  writing(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.writing) / 4) }
+  storeWriting(at: number, pid: number): void { Atomics.store(this.i32, (at + LeaseLine.writing) / 4, pid) }
+  /** Compare-and-swap of the round marker; returns what it held (the swap took place if that is `expected`). */
+  exchangeWriting(at: number, expected: number, pid: number): number { return Atomics.compareExchange(this.i32, (at + LeaseLine.writing) / 4, expected, pid) }
 }
 
 /**

@@ -3,6 +3,7 @@
  * are, RecordViews.ts for the typed accessors that read and write them). Numbers are byte offsets within the record; 64-bit values are f64 (below 2^53);
  * commit words are i32 written last with `Atomics.store` and read with `Atomics.load`.
  */
+import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 
 /**
  * A participant line: broker owners, listeners. The claim is the (occurrence, pid) pair, one 64-bit
@@ -172,14 +173,11 @@ export const goiSeqHi = (g: number): number => Math.floor(g / LOW) + 1
  * is 1 while the sequencer waits on its doorbell for batches: appenders ring it only then (its
  * process's doorbell also serves other waiters, which a ring would wake for nothing).
  * `writing` is the pid of the sequencer inside a round (0 between rounds): the fence a new
- * holder waits on (see Sequencer.ts).
+ * holder waits on (see SequencerLease.ts).
  */
 export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16, waiting: 24, writing: 28 } as const
 
 /** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
 export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1
-
-/** A cache line: the unit of `publish` / `invalidate`, and of one writer per line. */
-export const LINE_BYTES = 64
 
 export const alignLine = (n: number): number => Math.ceil(n / LINE_BYTES) * LINE_BYTES

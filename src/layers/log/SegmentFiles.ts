@@ -5,7 +5,6 @@
  */
 import * as fs from "node:fs/promises"
 import { constants, readSync } from "node:fs"
-import { isPidRunning } from "./Participants.js"
 import { isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
 
 export interface SegmentFile {
@@ -131,11 +130,11 @@ export const nodeSegmentFiles: SegmentFiles = {
         }
         const [holder = 0, tag = 0] = (await fs.readFile(path, "utf8").catch(() => "")).trim().split(" ").map(Number)
         // Our own pid holds it only if this process took it; else an earlier process with our pid (a restarted container) left it.
-        // A zombie (killed, not yet reaped) writes nothing: gone, as the head's takeover (Head.ts) counts it. A lock without a
+        // A zombie (killed, not yet reaped) writes nothing: gone (isProcessAlive judges so). A lock without a
         // tag (an older build's) is judged by its pid alone.
         const held = holder === process.pid
           ? heldLocks.has(path)
-          : Number.isInteger(holder) && holder > 0 && isPidRunning(holder) && isProcessAlive(holder, Number.isInteger(tag) && tag > 0 ? tag : 0)
+          : Number.isInteger(holder) && holder > 0 && isProcessAlive(holder, Number.isInteger(tag) && tag > 0 ? tag : 0)
         if (held) return holder
         // Its holder is gone: take it over.
         await fs.unlink(path).catch(() => undefined)

@@ -3,7 +3,7 @@
  * 8 bytes. The checksum covers the length field and the payload, so a damaged length is caught
  * like damaged data.
  */
-import { crc32c } from "../net/Crc32c.js"
+import { crc32c } from "../../native/Crc32c.js"
 
 export const RECORD_HEADER_BYTES = 8
 /** The largest record a segment takes (a broker's batch is far smaller). */

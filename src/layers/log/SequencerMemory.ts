@@ -13,21 +13,14 @@ import {
   type SequencerShape,
   type SessionGapIdleTooShort
 } from "../../services/log/Sequencer.js"
-import { LogCorrupt } from "../../services/log/Topics.js"
 import { lowestCursor, type MemoryBatch, type MemoryLogStore, type MemoryTopic } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { PbrKind } from "./Records.js"
 import type { SessionTable } from "./SessionTable.js"
-import {
-  type LogStorage,
-  makeSequencerCore,
-  type OrderSettings,
-  orderSettings,
-  replayOrdered,
-  restoreSessions,
-  TopicOrder,
-  type TopicStorage
-} from "./SequencerRound.js"
+import { makeSequencerCore } from "./SequencerLoop.js"
+import type { LogStorage } from "./SequencerRound.js"
+import { orderSettings, type TopicOrder, type TopicStorage } from "./TopicOrder.js"
+import { discovered, type OrderHistory, recoverTopic } from "./TopicRecovery.js"
 
 /** One topic's batches in the store: a broker's PBR is `pbr[pbrSeq - reclaimed]`, the GOI a window of batches. */
 class MemoryTopicStorage implements TopicStorage {
@@ -126,39 +119,13 @@ class MemoryTopicStorage implements TopicStorage {
   }
 }
 
-/**
- * A topic seen for the first time (or by a restarted sequencer): cursors and counters from the
- * store, sessions from its table, duplicates from the retained GOI. A bad session line or GOI
- * entry is named instead, as the live layer names it (LogCorrupt): that topic is not ordered.
- */
-const recoverTopic = (topic: MemoryTopic, settings: OrderSettings): TopicOrder | LogCorrupt => {
-  const order = new TopicOrder(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), settings)
-  topic.brokers.forEach((b, i) => {
-    order.scan[i] = b.consumedThrough
-    order.orderedBatches[i] = b.orderedBatches
-    order.orderedMessages[i] = b.orderedMessages
-    order.duplicates[i] = b.duplicates
-    order.dropped[i] = b.dropped
-  })
-  order.goiNext = topic.goiBase + topic.goi.length
-  order.totalNext = topic.totalOrder
-  const badLine = restoreSessions(order)
-  if (badLine !== undefined) return new LogCorrupt({ reason: `topic ${topic.info.name}: ${badLine}` })
-  for (let i = 0; i < topic.goi.length; i++) {
-    const batch = topic.goi[i]
-    const replayed = replayOrdered(order, batch.clientId, batch.sessionEpoch, batch.batchSeq)
-    if (replayed !== undefined) return new LogCorrupt({ reason: `topic ${topic.info.name}: GOI entry ${topic.goiBase + i}: ${replayed}` })
-  }
-  return order
-}
-
-/** The topic's order, or none when it cannot be recovered (logged, as the live layer does). */
-const discoverTopic = (topic: MemoryTopic, settings: OrderSettings): Effect.Effect<ReadonlyArray<TopicOrder>> => {
-  const recovered = recoverTopic(topic, settings)
-  return recovered instanceof LogCorrupt
-    ? Effect.as(Effect.logError(`sequencer: ${recovered.message}; topic ${topic.info.name} is not ordered`), [])
-    : Effect.succeed([recovered])
-}
+/** What the store holds of a topic's order: its brokers' counters and the retained GOI (a batch is its own entry). */
+const storeHistory = (topic: MemoryTopic): OrderHistory => ({
+  committed: topic.goiBase + topic.goi.length,
+  totalOrder: topic.totalOrder,
+  broker: (b) => topic.brokers[b],
+  entry: (g) => (g >= topic.goiBase ? topic.goi[g - topic.goiBase] : undefined)
+})
 
 export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld | SessionGapIdleTooShort, Scope.Scope> =>
   Effect.gen(function*() {
@@ -186,7 +153,11 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
       discover: Effect.suspend(() => {
         const fresh = store.topics.slice(known)
         known += fresh.length
-        return Effect.map(Effect.forEach(fresh, (topic) => discoverTopic(topic, settings)), (found) => found.flat())
+        return Effect.map(
+          Effect.forEach(fresh, (topic) =>
+            discovered(topic.info, recoverTopic(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), storeHistory(topic), settings))),
+          (found) => found.flat()
+        )
       }),
       ring: () => store.signal.notify(),
       watchWork: store.signal.watch

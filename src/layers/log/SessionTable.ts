@@ -1,6 +1,7 @@
 /**
  * One topic's session table: an open-addressing hash of 128-byte session lines (linear
- * probing; the second 64 bytes a bitmap of batches ordered above the frontier, orders 0/2/4)
+ * probing; the second 64 bytes a bitmap of batches ordered above the frontier, orders 0/2/4:
+ * SessionAhead.ts)
  * plus the topic's registry line. The same code runs over the region (live layers) and over a
  * private buffer (the in-memory fakes).
  *
@@ -17,8 +18,10 @@
  */
 import { SESSION_LINE_BYTES } from "./Layout.js"
 import type { SessionState as SessionStateCode } from "./Records.js"
-import { AHEAD_WINDOW, LINE_BYTES, SessionState } from "./Records.js"
+import { SessionState } from "./Records.js"
+import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { RegistryLineView, type RecordWords, SessionLineView } from "./RecordViews.js"
+import { AHEAD_WORDS, aheadWords, readAhead } from "./SessionAhead.js"
 
 /** The typed arrays and coherence hooks the table works on (a `CxlMemoryShape` is one). */
 export interface LineView extends RecordWords {
@@ -56,28 +59,6 @@ export interface SessionFields {
   readonly fenced: boolean
   /** Orders 0/2/4: batch seqs ordered above `next` (each below next + 1 + AHEAD_WINDOW); none when absent. */
   readonly ahead?: ReadonlySet<number>
-}
-
-/** Bitmap words of the ahead line. */
-const AHEAD_WORDS = AHEAD_WINDOW / 32
-
-/** The bitmap words `aheadWords` fills (one table writes at a time). */
-const aheadScratch = new Uint32Array(AHEAD_WORDS)
-
-/**
- * The session's ahead bitmap as words (in a shared scratch array), or undefined when it has none.
- * A seq outside the window is a defect of the caller (the engine holds a batch further out), thrown
- * before the line is touched.
- */
-const aheadWords = (fields: SessionFields): Uint32Array | undefined => {
-  if (fields.ahead === undefined || fields.ahead.size === 0) return undefined
-  aheadScratch.fill(0)
-  for (const seq of fields.ahead) {
-    const i = seq - fields.next - 1
-    if (!(i >= 0 && i < AHEAD_WINDOW)) throw new Error(`session line: batch ${seq} is outside the ahead window of frontier ${fields.next}`)
-    aheadScratch[i >>> 5]! |= 1 << (i & 31)
-  }
-  return aheadScratch
 }
 
 /** A registration that could not take a line: every place of the table is in use. */
@@ -384,21 +365,9 @@ export class SessionTable {
         held: lines.held(line),
         lastActivityMs: lines.lastActivityMs(line),
         fenced: state === SessionState.fenced,
-        ahead: this.readAhead(line, next)
+        ahead: readAhead(lines, line, next)
       }, torn)
     }
-  }
-
-  /** The ahead bitmap of the line at `line` as batch seqs (a frontier that is not a count reads as none). */
-  private readAhead(line: number, next: number): ReadonlySet<number> {
-    const ahead = new Set<number>()
-    if (!Number.isSafeInteger(next) || next < 0) return ahead
-    for (let w = 0; w < AHEAD_WORDS; w++) {
-      const word = this.lines.aheadWord(line, w)
-      if (word === 0) continue
-      for (let bit = 0; bit < 32; bit++) if ((word >>> bit) & 1) ahead.add(next + 1 + w * 32 + bit)
-    }
-    return ahead
   }
 
   private write(

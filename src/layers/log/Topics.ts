@@ -5,10 +5,11 @@
  * resolve a topic name.
  */
 import { Effect, Layer, Schema } from "effect"
-import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import {
   type DiskRetention,
   InvalidTopicSpec,
+  REPLICATION_FACTORS,
   ReplicationUnavailable,
   TopicExists,
   type TopicInfo,
@@ -16,10 +17,11 @@ import {
   Topics,
   type TopicsShape,
   TopicSpec,
+  topicSpecConflict,
   TopicTableFull
 } from "../../services/log/Topics.js"
 import { type LogArea, TOPIC_DESCRIPTOR_BYTES } from "./Layout.js"
-import { Descriptor, DescriptorState, LINE_BYTES } from "./Records.js"
+import { Descriptor, DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
 import { SessionTable } from "./SessionTable.js"
 
@@ -49,15 +51,9 @@ export const resolverOver = (list: () => ReadonlyArray<TopicInfo>) => {
 const createTopic = (table: TopicTable, input: TopicSpec) =>
   Effect.gen(function*() {
     const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message })))
-    // RF 2 is the region plus the head's segments on disk (docs/durability.md); more copies are not built.
-    if (spec.replicationFactor > 2) return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
-    // A session's durable frontier is its last batch on disk + 1: true only when its batches are ordered in seq order (order 5).
-    if (spec.replicationFactor === 2 && spec.order !== 5) {
-      return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: replication factor 2 needs order 5 (each session's batches ordered in sequence)` })
-    }
-    if (spec.diskRetention !== undefined && spec.replicationFactor < 2) {
-      return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: a disk retention needs replication factor 2 (a copy on disk)` })
-    }
+    if (!REPLICATION_FACTORS.includes(spec.replicationFactor)) return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
+    const conflict = topicSpecConflict(spec)
+    if (conflict !== undefined) return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
     if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
     const info = table.add(spec)
     if (info === undefined) return yield* new TopicTableFull({ maxTopics: table.maxTopics })

@@ -12,7 +12,7 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
       add: (spec) => {
         if (store.topics.length >= store.config.maxTopics) return undefined
         const info = { id: store.topics.length, ...spec }
-        store.topics.push(makeMemoryTopic(store.config, info))
+        store.topics.push(makeMemoryTopic(store, info))
         store.signal.notify()
         return info
       }

@@ -58,6 +58,21 @@ export interface CredentialFile {
    * broker of the file and made by none of its users.
    */
   readonly sessionKey?: string
+  /** The region a default credential file serves (`RegionBinding`); none in a file named by `--credentials`. */
+  readonly region?: RegionBinding
+}
+
+/**
+ * The one region a region's default credential file (and its secret file) belongs to: its name
+ * and creation time (the superblock's). `createdAtMs` is 0 while the head that made the files
+ * has not created the region yet; `pid` and `start` (its start tag) name the head that made or
+ * bound them. A region made again under the same name is another region: these are not its files.
+ */
+export interface RegionBinding {
+  readonly name: string
+  readonly createdAtMs: number
+  readonly pid: number
+  readonly start: number
 }
 
 /** What a client authenticates with: a user and its secret (from a secret file, `NAME:SECRET`). */
@@ -506,6 +521,12 @@ export const readCredentialFile = (path: string): CredentialFile => {
   if ((parsed as { version?: unknown }).version !== 1 || !Array.isArray(users)) throw new CredentialError({ path, reason: "not a cxlog credential file (version 1)" })
   const sessionKey = (parsed as { sessionKey?: unknown }).sessionKey
   if (sessionKey !== undefined && (typeof sessionKey !== "string" || unb64(sessionKey).length < 16)) throw new CredentialError({ path, reason: "a malformed session key" })
+  const region = (parsed as { region?: Partial<Record<keyof RegionBinding, unknown>> }).region
+  if (
+    region !== undefined &&
+    (typeof region !== "object" || region === null || typeof region.name !== "string" ||
+      !(["createdAtMs", "pid", "start"] as const).every((k) => typeof region[k] === "number" && Number.isFinite(region[k])))
+  ) throw new CredentialError({ path, reason: "a malformed region binding" })
   for (const u of users as Array<Partial<UserRecord>>) {
     if (
       typeof u.name !== "string" || typeof u.salt !== "string" || typeof u.storedKey !== "string" || typeof u.serverKey !== "string" ||
@@ -677,16 +698,24 @@ const withFileLock = <A>(path: string, change: () => A): A => {
 }
 
 /**
- * Adds (or replaces) a user. A new file gets a session key; a file written before keys existed
- * keeps none: giving it one under a running cluster would make every broker refuse the
- * token-less attaches of the sessions registered before (docs/security.md).
+ * Adds (or replaces) a user. A new file gets a session key (and `region`, if given); a file
+ * written before keys existed keeps none: giving it one under a running cluster would make
+ * every broker refuse the token-less attaches of the sessions registered before (docs/security.md).
  */
-export const upsertUser = (path: string, record: UserRecord): void =>
+export const upsertUser = (path: string, record: UserRecord, region?: RegionBinding): void =>
   withFileLock(path, () => {
     const existing: CredentialFile = statSync(path, { throwIfNoEntry: false }) === undefined
-      ? { version: 1, users: [], sessionKey: b64(randomBytes(32)) }
+      ? { version: 1, users: [], sessionKey: b64(randomBytes(32)), ...(region === undefined ? {} : { region }) }
       : readCredentialFile(path)
     writeCredentialFile(path, { ...existing, version: 1, users: [...existing.users.filter((u) => u.name !== record.name), record] })
+  })
+
+/** Binds the file to `region` (its users and keys unchanged); false when there is no file. */
+export const bindCredentialFile = (path: string, region: RegionBinding): boolean =>
+  withFileLock(path, () => {
+    if (statSync(path, { throwIfNoEntry: false }) === undefined) return false
+    writeCredentialFile(path, { ...readCredentialFile(path), region })
+    return true
   })
 
 /** Removes a user; false when the file did not hold it. */
@@ -712,14 +741,15 @@ export const readSecretFile = (path: string): Credentials => {
 export const writeSecretFile = (path: string, credentials: Credentials): void => writePrivateFile(path, `${credentials.user}:${credentials.secret}\n`)
 
 /**
- * The head's part: the region's credential file with the local user (every right) and that
- * user's secret file, unless a credential file is already there (kept: users added to it stay).
+ * The head's part: the region's credential file with the local user (every right), bound to
+ * `region` if given, and that user's secret file, unless a credential file is already there
+ * (kept: users added to it stay).
  */
-export const ensureRegionCredentials = (credentialPath: string, secretPath: string): { created: boolean } => {
+export const ensureRegionCredentials = (credentialPath: string, secretPath: string, region?: RegionBinding): { created: boolean } => {
   if (statSync(credentialPath, { throwIfNoEntry: false }) !== undefined) return { created: false }
   const credentials = { user: localUserName(), secret: newSecret() }
   writeSecretFile(secretPath, credentials)
-  upsertUser(credentialPath, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }))
+  upsertUser(credentialPath, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }), region)
   return { created: true }
 }
 
@@ -734,7 +764,7 @@ export const removeRegionCredentials = (credentialPath: string, secretPath: stri
   }
 }
 
-/** Removes a retired region's default files (those of a killed head stay behind), if this user's directory is usable. */
+/** Removes a region's default files (`cxlog regions --remove`, a run's end), if this user's directory is usable. */
 export const removeDefaultCredentials = (region: string): void => {
   try {
     removeRegionCredentials(defaultCredentialPath(region), defaultSecretPath(region))

@@ -15,7 +15,7 @@
  * plain message costs its 8-byte record header and nothing more.
  */
 import type { MessageHeader } from "../../services/net/Subscriber.js"
-import { crc32c } from "./Crc32c.js"
+import { crc32c } from "../../native/Crc32c.js"
 
 export const MESSAGE_HEADER_BYTES = 8
 

@@ -32,14 +32,13 @@ import {
 import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
 import { AckTracker, type SessionWatch } from "../../services/log/AckTracker.js"
 import { Appender, type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
-import { TopicNotFound, Topics } from "../../services/log/Topics.js"
+import { type AckLevel, TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { LogReader } from "../../services/log/LogReader.js"
 import { Consumers } from "../../services/log/Consumers.js"
 import { type AuthServer, CredentialError, RateBudget, type UserRecord } from "./Auth.js"
 import * as Auth from "./Auth.js"
 import { checkBatchPayload } from "./BatchPayload.js"
 import {
-  type AckLevel,
   errorFrame,
   Hello,
   PROTOCOL_VERSION,
@@ -377,7 +376,7 @@ const sessionViolation = (frame: Frame, session: ConnectionSession): WireViolati
   })
 }
 
-export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
+export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
     const appender = yield* Appender
     const acks = yield* AckTracker
@@ -443,6 +442,10 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
           auth === undefined ? "authentication" : ""
         }: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)`
       )
+    }
+    // Authentication is the default, as `cxlog broker`'s: an open broker is asked for by name.
+    if (auth === undefined && options.insecure !== true) {
+      return yield* refuse("no credentials: give `credentials` (a credential file: docs/security.md), or `insecure: true` to let every client in")
     }
     const sockets = new Set<Socket>()
     /** TLS: connections whose handshake is not done yet (their TCP sockets). */
@@ -1125,11 +1128,12 @@ export const make = (options: BrokerOptions = {}): Effect.Effect<BrokerShape, Br
     }
   })
 
-export const layer = (options: BrokerOptions = {}): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> => Layer.scoped(Broker, make(options))
+export const layer = (options: BrokerOptions): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> => Layer.scoped(Broker, make(options))
 
 /**
  * Options from `CXLOG_BROKER_HOST` (127.0.0.1), `CXLOG_BROKER_PORT` (7400), `CXLOG_MAX_BATCH_BYTES`,
- * `CXLOG_ACK_INTERVAL_MS`, `CXLOG_BROKER_IDLE_TIMEOUT_MS` (10 minutes; 0: never) and `CXLOG_BROKER_MAX_CONNECTIONS` (1024).
+ * `CXLOG_ACK_INTERVAL_MS`, `CXLOG_BROKER_IDLE_TIMEOUT_MS` (10 minutes; 0: never), `CXLOG_BROKER_MAX_CONNECTIONS` (1024),
+ * `CXLOG_CREDENTIALS` and `CXLOG_INSECURE` (`cxlog broker`'s variables: one of them is needed).
  */
 export const config: Config.Config<BrokerOptions> = Config.all({
   host: Config.string("CXLOG_BROKER_HOST").pipe(Config.withDefault("127.0.0.1")),
@@ -1137,8 +1141,10 @@ export const config: Config.Config<BrokerOptions> = Config.all({
   maxBatchBytes: Config.integer("CXLOG_MAX_BATCH_BYTES").pipe(Config.withDefault(1 << 20)),
   ackIntervalMs: Config.number("CXLOG_ACK_INTERVAL_MS").pipe(Config.withDefault(0)),
   idleTimeoutMs: Config.number("CXLOG_BROKER_IDLE_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_IDLE_TIMEOUT_MS)),
-  maxConnections: Config.integer("CXLOG_BROKER_MAX_CONNECTIONS").pipe(Config.withDefault(1024))
-})
+  maxConnections: Config.integer("CXLOG_BROKER_MAX_CONNECTIONS").pipe(Config.withDefault(1024)),
+  credentials: Config.option(Config.string("CXLOG_CREDENTIALS")),
+  insecure: Config.boolean("CXLOG_INSECURE").pipe(Config.withDefault(false))
+}).pipe(Config.map(({ credentials, ...options }) => (Option.isSome(credentials) ? { ...options, credentials: credentials.value } : options)))
 
 export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(
   Broker,

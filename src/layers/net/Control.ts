@@ -2,7 +2,8 @@
  * The JSON bodies of control frames (HELLO, WELCOME, ERROR), validated with Schema on
  * receipt, and the error codes a broker sends before it closes a connection.
  */
-import { Data, Either, Schema } from "effect"
+import { Data, Either, Option, ParseResult, Schema, SchemaAST } from "effect"
+import { AckLevel } from "../../services/log/Topics.js"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
@@ -17,9 +18,6 @@ export const PROTOCOL_VERSION = 6
 export const KEEPALIVE_DELAY_MS = 60_000
 
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
-
-export const AckLevel = Schema.Literal(0, 1, 2)
-export type AckLevel = typeof AckLevel.Type
 
 /**
  * client → broker, the first frame of every connection. Without `sessionEpoch` it registers
@@ -149,7 +147,44 @@ export class WireViolation extends Data.TaggedError("WireViolation")<{
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
-/** Decodes a control frame's JSON payload with `schema`; any failure is a `WireViolation` with `code`. */
+/** The longest account of a body that did not decode (a hostile value in it is cut there). */
+const MAX_DETAIL_CHARS = 300
+
+/** The first failure in `issue` and the path to it; a union's is taken whole (every member failed). */
+const firstFailure = (issue: ParseResult.ParseIssue, path: ReadonlyArray<PropertyKey>): { readonly path: ReadonlyArray<PropertyKey>; readonly issue: ParseResult.ParseIssue } => {
+  switch (issue._tag) {
+    case "Pointer":
+      return firstFailure(issue.issue, [...path, ...(Array.isArray(issue.path) ? issue.path : [issue.path])])
+    case "Transformation":
+    case "Refinement":
+      return firstFailure(issue.issue, path)
+    case "Composite":
+      if (SchemaAST.isUnion(issue.ast)) return { path, issue: new ParseResult.Type(issue.ast, issue.actual) }
+      return firstFailure(Array.isArray(issue.issues) ? issue.issues[0]! : issue.issues as ParseResult.ParseIssue, path)
+    default:
+      return { path, issue }
+  }
+}
+
+/**
+ * Why a control body did not decode, in one line for the peer: the first field that is wrong
+ * and how (`Hello.clientId: Expected a number between 0 and 4294967295, actual -1`), or what is
+ * wrong with the body as a whole; never Schema's tree of its own transformations.
+ */
+const describeDecodeFailure = (schema: Schema.Schema.AnyNoContext, error: ParseResult.ParseError): string => {
+  const body = Option.getOrElse(SchemaAST.getIdentifierAnnotation(SchemaAST.typeAST(schema.ast)), () => "the body")
+  const failure = firstFailure(error.issue, [])
+  const words = ParseResult.ArrayFormatter.formatIssueSync(failure.issue)[0]?.message ?? "does not decode"
+  const detail = failure.path.length > 0
+    ? `${body}.${failure.path.map(String).join(".")}: ${words}`
+    : failure.issue._tag === "Type" && failure.issue.message === undefined
+    ? `${body}: expected a JSON object, ${/actual .*$/s.exec(words)?.[0] ?? "got something else"}`
+    : `${body}: ${words}`
+  const line = detail.replace(/\s*\n\s*/g, " ")
+  return line.length <= MAX_DETAIL_CHARS ? line : `${line.slice(0, MAX_DETAIL_CHARS - 1)}…`
+}
+
+/** Decodes a control frame's JSON payload with `schema`; any failure is a `WireViolation` with `code`, its detail one line. */
 export const decodeControl = <A, I>(schema: Schema.Schema<A, I>, payload: Uint8Array, code: WireErrorCode): Either.Either<A, WireViolation> => {
   let text: string
   try {
@@ -158,7 +193,7 @@ export const decodeControl = <A, I>(schema: Schema.Schema<A, I>, payload: Uint8A
     return Either.left(new WireViolation({ code, detail: "payload is not UTF-8" }))
   }
   return Schema.decodeUnknownEither(Schema.parseJson(schema))(text).pipe(
-    Either.mapLeft((error) => new WireViolation({ code, detail: error.message.slice(0, 500) }))
+    Either.mapLeft((error) => new WireViolation({ code, detail: describeDecodeFailure(schema, error) }))
   )
 }
 

@@ -19,7 +19,7 @@
  * An ACK's payload (protocol 3) names the total order of batches the connection carried:
  * pairs (batch seq, total order of its first message), each two little-endian f64.
  */
-import { crc32c } from "./Crc32c.js"
+import { crc32c } from "../../native/Crc32c.js"
 
 export const FRAME_HEADER_BYTES = 32
 export const WIRE_VERSION = 1

@@ -8,7 +8,7 @@
  * a batch is received straight into the log's space: see below.
  */
 import { WireViolation } from "./Control.js"
-import { crc32c } from "./Crc32c.js"
+import { crc32c } from "../../native/Crc32c.js"
 import {
   type Frame,
   FRAME_HEADER_BYTES,

@@ -42,7 +42,8 @@ import {
   openConnection,
   parseAddresses
 } from "./ClientConnection.js"
-import { type AckLevel, fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
+import type { AckLevel } from "../../services/log/Topics.js"
+import { fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
 import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
 
 /** ACK 2: ordered batches waiting for the disk may number this many times the send window… */
@@ -150,6 +151,22 @@ const validate = (s: ReturnType<typeof settingsOf>): string | undefined => {
   if (!Number.isInteger(s.window) || s.window < 1) return `maxInFlightBatches ${s.window} must be at least 1`
   if (!(s.lingerMs >= 0)) return `lingerMs ${s.lingerMs} must not be negative`
   return undefined
+}
+
+/** A message of `bytes` (value, key and headers) too big for any batch: as the first of one, which also carries the batch's base timestamp. */
+const messageTooLarge = (bytes: number, maxBatchBytes: number): MessageTooLarge | undefined =>
+  firstRecordBytes(bytes) > maxBatchBytes ? new MessageTooLarge({ bytes, maxBatchBytes }) : undefined
+
+/**
+ * What a publisher made with `options` would refuse before sending anything: the options
+ * themselves, or messages of `payloadBytes` carrying `message`'s key and headers. For a caller
+ * that knows its messages before it starts one.
+ */
+export const refusal = (options: PublisherOptions, payloadBytes: number, message?: MessageOptions): InvalidPublisherOptions | MessageTooLarge | undefined => {
+  const settings = settingsOf(options)
+  const invalid = validate(settings)
+  if (invalid !== undefined) return new InvalidPublisherOptions({ reason: invalid })
+  return messageTooLarge(payloadBytes + (encodeParts(message)?.bytes ?? 0), settings.maxBatchBytes)
 }
 
 export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> =>
@@ -756,11 +773,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
       restartSession()
     }
 
-    /** A message too big for any batch (as the first of one, which also carries the batch's base timestamp). */
-    const tooLarge = (payload: Uint8Array, parts: MessageParts | undefined): MessageTooLarge | undefined => {
-      const bytes = payload.length + (parts === undefined ? 0 : parts.bytes)
-      return firstRecordBytes(bytes) > settings.maxBatchBytes ? new MessageTooLarge({ bytes, maxBatchBytes: settings.maxBatchBytes }) : undefined
-    }
+    const tooLarge = (payload: Uint8Array, parts: MessageParts | undefined): MessageTooLarge | undefined =>
+      messageTooLarge(payload.length + (parts === undefined ? 0 : parts.bytes), settings.maxBatchBytes)
 
     /** Takes a message published at `timestamp`, its key and headers encoded in `parts`. */
     const offer = (payload: Uint8Array, parts: MessageParts | undefined, timestamp: number): boolean | PublishError => {

@@ -30,7 +30,7 @@ import {
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
 import { brokerAcceptanceProblem, clientProofAsync, type Credentials, newNonce } from "./Auth.js"
 import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
-import { crc32c } from "./Crc32c.js"
+import { crc32c } from "../../native/Crc32c.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
 import { commitFrame, creditFrame, MAX_CREDIT, Subscribe, subscribeFrame, Subscribed } from "./SubscribeFrames.js"

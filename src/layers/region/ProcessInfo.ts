@@ -8,8 +8,8 @@ import { readFileSync } from "node:fs"
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux ABI Node supports). */
 export const USER_HZ = 100
 
-/** True while `pid` names a process (EPERM: another user's, still there). */
-export const isPidAlive = (pid: number): boolean => {
+/** Whether `pid` names a process table entry, a zombie's included (EPERM: another user's, still there). */
+const pidExists = (pid: number): boolean => {
   if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)
@@ -18,6 +18,14 @@ export const isPidAlive = (pid: number): boolean => {
     return (error as NodeJS.ErrnoException).code === "EPERM"
   }
 }
+
+/**
+ * True while `pid` names a running process (another user's too). A zombie, one that exited but
+ * whose parent has not reaped it yet, is gone: it runs nothing and holds no mapping, and its
+ * pid stays taken until the parent waits, which for an orphan adopted by a slow init (a killed
+ * `cxlog run`'s roles) takes seconds.
+ */
+export const isPidAlive = (pid: number): boolean => pidExists(pid) && procStat(pid)?.state !== "Z"
 
 export interface ProcStat {
   /** The state letter: R, S, D, Z (zombie), T (stopped), t (traced), … */
@@ -38,6 +46,12 @@ export const procStat = (pid: number): ProcStat | undefined => {
   } catch {
     return undefined
   }
+}
+
+/** Whether process `pid` is stopped (SIGSTOP, or a debugger's trace stop). */
+export const isPidStopped = (pid: number): boolean => {
+  const state = procStat(pid)?.state
+  return state === "T" || state === "t"
 }
 
 /** A start time /proc gave, or 0 (not known). */
@@ -67,11 +81,13 @@ export const shortStartTag = (tag: number): number => (tag === 0 ? 0 : (tag & 0x
  * Whether the process whose start tag is `tag` (all 32 bits, or the 16 of `shortStartTag` when
  * `bits` is 16) still runs as `pid`: a later process that reuses the pid has another. With no
  * tag (0: none was recorded, or /proc gives no start time now) the pid alone decides, as it
- * must off Linux.
+ * must off Linux. A zombie is gone (`isPidAlive`).
  */
 export const isProcessAlive = (pid: number, tag: number, bits: 16 | 32 = 32): boolean => {
-  if (!isPidAlive(pid)) return false
-  const now = startTagOf(pid)
+  if (!pidExists(pid)) return false
+  const stat = procStat(pid)
+  if (stat?.state === "Z") return false
+  const now = startTag(known(stat?.startTicks))
   if (tag === 0 || now === 0) return true
   return (bits === 16 ? shortStartTag(now) : now) === tag
 }

@@ -80,11 +80,12 @@ export const makeShape = (meta: Meta, buffer: ArrayBuffer, backend: Backend): Cx
 export const validateCreateSize = (name: string, size: number | undefined) =>
   Effect.gen(function*() {
     if (size === undefined) return yield* new InvalidRegionSize({ name, size: 0, reason: "creating a region needs a size" })
+    // Too large first: past 2^53 (beyond Node 22's limit) a size is a whole number too, if not a safe one.
+    const limit = regionByteLimit()
+    if (Number.isInteger(size) && size > limit) return yield* new RegionTooLarge({ name, size, limit })
     if (!Number.isSafeInteger(size) || size < SUPERBLOCK_BYTES * 2 || size % PAGE !== 0) {
       return yield* new InvalidRegionSize({ name, size, reason: `must be a multiple of ${PAGE} and at least ${SUPERBLOCK_BYTES * 2}` })
     }
-    const limit = regionByteLimit()
-    if (size > limit) return yield* new RegionTooLarge({ name, size, limit })
     return size
   })
 

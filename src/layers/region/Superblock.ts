@@ -20,7 +20,7 @@ export const Offsets = {
   createdAtMs: 24, // f64
   paramCount: 32, // u32
   params: 64, // f64 × 64, lines 1–8
-  /** Sequencer lease line: holder occurrence (claim word), holder pid, cluster epoch, doorbell offset (i32 each), expiry ms (f64 at +16); see LogRecords.LeaseLine. */
+  /** Sequencer lease line: holder occurrence (claim word), holder pid, cluster epoch, doorbell offset (i32 each), expiry ms (f64 at +16); see log/Records.LeaseLine and its view, RecordViews.LeaseLineView. */
   sequencerLease: 640,
   /** Coordinator lease line: same shape. */
   coordinatorLease: 704
@@ -28,29 +28,69 @@ export const Offsets = {
 
 export const STATE_READY = 1
 
+/**
+ * The region's identity: its creation time in ms, as written once by its creator (`cxlog regions`
+ * shows it). A region made again under the same name is another region, with another id.
+ */
+export const regionId = (v: { readonly f64: Float64Array }): string => String(v.f64[Offsets.createdAtMs / 8])
+
 interface Views {
   readonly u32: Uint32Array
   readonly i32: Int32Array
   readonly f64: Float64Array
 }
 
-/** The creator writes identity and parameters, then flips `state` to ready last. */
-export const writeSuperblock = (v: Views, size: number, version: number, params: ReadonlyArray<number>): void => {
-  v.u32[Offsets.magic / 4] = MAGIC[0]
-  v.u32[Offsets.magic / 4 + 1] = MAGIC[1]
-  v.u32[Offsets.layoutVersion / 4] = version
-  v.f64[Offsets.regionBytes / 8] = size
-  v.f64[Offsets.createdAtMs / 8] = Date.now()
-  v.u32[Offsets.paramCount / 4] = params.length
-  params.forEach((p, i) => {
-    v.f64[Offsets.params / 8 + i] = p
-  })
-  Atomics.store(v.i32, Offsets.state / 4, STATE_READY)
+/** The superblock's identity and layout fields, typed; `state` is the word its creator stores last. */
+export class SuperblockView {
+  private readonly u32: Uint32Array
+  private readonly i32: Int32Array
+  private readonly f64: Float64Array
+  constructor(v: Views) {
+    this.u32 = v.u32
+    this.i32 = v.i32
+    this.f64 = v.f64
+  }
+  /** Whether either magic word is written (a creator has begun). */
+  magicWritten(): boolean { return this.u32[Offsets.magic / 4] !== 0 || this.u32[Offsets.magic / 4 + 1] !== 0 }
+  isMagic(): boolean { return this.u32[Offsets.magic / 4] === MAGIC[0] && this.u32[Offsets.magic / 4 + 1] === MAGIC[1] }
+  /** The magic words as 16 hex digits, for errors. */
+  magicHex(): string {
+    return `${this.u32[Offsets.magic / 4]!.toString(16).padStart(8, "0")}${this.u32[Offsets.magic / 4 + 1]!.toString(16).padStart(8, "0")}`
+  }
+  writeMagic(): void {
+    this.u32[Offsets.magic / 4] = MAGIC[0]
+    this.u32[Offsets.magic / 4 + 1] = MAGIC[1]
+  }
+  layoutVersion(): number { return this.u32[Offsets.layoutVersion / 4]! }
+  setLayoutVersion(v: number): void { this.u32[Offsets.layoutVersion / 4] = v }
+  state(): number { return Atomics.load(this.i32, Offsets.state / 4) }
+  storeState(v: number): void { Atomics.store(this.i32, Offsets.state / 4, v) }
+  regionBytes(): number { return this.f64[Offsets.regionBytes / 8]! }
+  setRegionBytes(v: number): void { this.f64[Offsets.regionBytes / 8] = v }
+  createdAtMs(): number { return this.f64[Offsets.createdAtMs / 8]! }
+  setCreatedAtMs(v: number): void { this.f64[Offsets.createdAtMs / 8] = v }
+  /** The layout parameters (at most MAX_PARAMS, whatever the count word says). */
+  params(): ReadonlyArray<number> {
+    const count = Math.min(this.u32[Offsets.paramCount / 4]!, MAX_PARAMS)
+    return Array.from(this.f64.subarray(Offsets.params / 8, Offsets.params / 8 + count))
+  }
+  setParams(params: ReadonlyArray<number>): void {
+    this.u32[Offsets.paramCount / 4] = params.length
+    params.forEach((p, i) => {
+      this.f64[Offsets.params / 8 + i] = p
+    })
+  }
 }
 
-const readParams = (v: Views): ReadonlyArray<number> => {
-  const count = Math.min(v.u32[Offsets.paramCount / 4]!, MAX_PARAMS)
-  return Array.from(v.f64.subarray(Offsets.params / 8, Offsets.params / 8 + count))
+/** The creator writes identity and parameters, then flips `state` to ready last. */
+export const writeSuperblock = (v: Views, size: number, version: number, params: ReadonlyArray<number>): void => {
+  const superblock = new SuperblockView(v)
+  superblock.writeMagic()
+  superblock.setLayoutVersion(version)
+  superblock.setRegionBytes(size)
+  superblock.setCreatedAtMs(Date.now())
+  superblock.setParams(params)
+  superblock.storeState(STATE_READY)
 }
 
 /**
@@ -64,33 +104,30 @@ export const readSuperblock = (
   expected: { readonly version: number; readonly size: number | undefined; readonly readyTimeoutMs: number }
 ): Effect.Effect<{ params: ReadonlyArray<number>; version: number }, RegionCorrupt | RegionLayoutMismatch | RegionSizeMismatch | RegionNotReady> =>
   Effect.gen(function*() {
+    const superblock = new SuperblockView(v)
     const started = Date.now()
-    while (Atomics.load(v.i32, Offsets.state / 4) !== STATE_READY) {
-      const magicWritten = v.u32[Offsets.magic / 4] !== 0 || v.u32[Offsets.magic / 4 + 1] !== 0
-      const state = Atomics.load(v.i32, Offsets.state / 4)
-      if (state !== 0 || (magicWritten && !isMagic(v))) {
-        return yield* new RegionCorrupt({ name, reason: `bad superblock (state ${state}, magic ${hex(v)})` })
+    while (superblock.state() !== STATE_READY) {
+      const magicWritten = superblock.magicWritten()
+      const state = superblock.state()
+      if (state !== 0 || (magicWritten && !superblock.isMagic())) {
+        return yield* new RegionCorrupt({ name, reason: `bad superblock (state ${state}, magic ${superblock.magicHex()})` })
       }
       if (Date.now() - started > expected.readyTimeoutMs) {
         return yield* new RegionNotReady({ name, waitedMs: expected.readyTimeoutMs })
       }
       yield* Effect.sleep("2 millis")
     }
-    if (!isMagic(v)) return yield* new RegionCorrupt({ name, reason: `bad magic ${hex(v)}` })
-    const version = v.u32[Offsets.layoutVersion / 4]!
+    if (!superblock.isMagic()) return yield* new RegionCorrupt({ name, reason: `bad magic ${superblock.magicHex()}` })
+    const version = superblock.layoutVersion()
     if (version !== expected.version) {
       return yield* new RegionLayoutMismatch({ name, expected: expected.version, found: version })
     }
-    const recorded = v.f64[Offsets.regionBytes / 8]!
+    const recorded = superblock.regionBytes()
     if (recorded !== mappedBytes) {
       return yield* new RegionCorrupt({ name, reason: `superblock says ${recorded} bytes but ${mappedBytes} are mapped` })
     }
     if (expected.size !== undefined && expected.size !== mappedBytes) {
       return yield* new RegionSizeMismatch({ name, expected: expected.size, found: mappedBytes })
     }
-    return { params: readParams(v), version }
+    return { params: superblock.params(), version }
   })
-
-const isMagic = (v: Views) => v.u32[Offsets.magic / 4] === MAGIC[0] && v.u32[Offsets.magic / 4 + 1] === MAGIC[1]
-const hex = (v: Views) =>
-  `${v.u32[Offsets.magic / 4]!.toString(16).padStart(8, "0")}${v.u32[Offsets.magic / 4 + 1]!.toString(16).padStart(8, "0")}`

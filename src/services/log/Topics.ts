@@ -24,6 +24,12 @@ export const DiskRetention = Schema.Struct({
 })
 export type DiskRetention = typeof DiskRetention.Type
 
+/**
+ * The replication factors the log builds: 1, the region alone; 2, the region and a copy on the
+ * head's disk (docs/durability.md). A spec may say up to 16; more than 2 is `ReplicationUnavailable`.
+ */
+export const REPLICATION_FACTORS: ReadonlyArray<number> = [1, 2]
+
 export const TopicSpec = Schema.Struct({
   name: TopicName,
   order: OrderMode,
@@ -34,6 +40,18 @@ export const TopicSpec = Schema.Struct({
   diskRetention: Schema.optionalWith(DiskRetention, { exact: true })
 })
 export type TopicSpec = typeof TopicSpec.Type
+
+/**
+ * What a well-formed spec asks that its own fields rule out, in words (undefined: nothing): a
+ * copy on disk outside order 5, a disk retention without a copy on disk.
+ */
+export const topicSpecConflict = (spec: TopicSpec): string | undefined =>
+  // A session's durable frontier is its last batch on disk + 1: true only when its batches are ordered in seq order (order 5).
+  spec.replicationFactor === 2 && spec.order !== 5
+    ? "replication factor 2 needs order 5 (each session's batches ordered in sequence)"
+    : spec.diskRetention !== undefined && spec.replicationFactor < 2
+    ? "a disk retention needs replication factor 2 (a copy on disk)"
+    : undefined
 
 export const TopicInfo = Schema.Struct({ ...TopicSpec.fields, id: Schema.Int })
 export type TopicInfo = typeof TopicInfo.Type

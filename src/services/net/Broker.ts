@@ -51,12 +51,17 @@ export interface BrokerOptions {
   readonly writeBufferBytes?: number
   /**
    * A credential file (docs/security.md): every session authenticates as one of its users
-   * (challenge–response) and may use only the topics its rights name. Without it, no authentication.
+   * (challenge–response) and may use only the topics its rights name. Required, as `cxlog
+   * broker` requires it, unless `insecure`: a broker given neither refuses to start.
    */
   readonly credentials?: string
   /** TLS: the broker's certificate and key (PEM files); with `clientCa`, clients must present a certificate it signed. */
   readonly tls?: { readonly cert: string; readonly key: string; readonly clientCa?: string }
-  /** Listen beyond loopback without TLS and authentication (refused otherwise). */
+  /**
+   * Serve without authentication when no `credentials` are given (every client is let in, and a
+   * client holding credentials refuses the broker unless it opted in too), and listen beyond
+   * loopback without TLS and authentication (refused otherwise). `cxlog broker --insecure`.
+   */
   readonly insecure?: boolean
   /** Per connection: past this many messages or bytes a second (about a second's burst) a batch gets ERROR `rate-limited`. 0: unlimited. */
   readonly limits?: { readonly messagesPerSecond?: number; readonly bytesPerSecond?: number }

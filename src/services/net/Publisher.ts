@@ -19,7 +19,8 @@
  */
 import { Context, Data, type Effect } from "effect"
 import type { HeadersInit } from "../../layers/net/BatchPayload.js"
-import type { AckLevel, WireErrorCode } from "../../layers/net/Control.js"
+import type { WireErrorCode } from "../../layers/net/Control.js"
+import type { AckLevel } from "../log/Topics.js"
 import type { BrokerAddress, ClientSecurity } from "../../layers/net/ClientConnection.js"
 
 export type { BrokerAddress, HeadersInit }

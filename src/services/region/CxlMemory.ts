@@ -3,11 +3,13 @@
  * fence per coherence mode, doorbell wait/wake, and bounds-checked access.
  */
 import { Context, Data, Effect } from "effect"
-import type { CacheInstruction, WaitOutcome } from "../../native/Native.js"
+import type { CacheInstruction, OpenMode, WaitOutcome } from "../../native/Native.js"
 
-export type { CacheInstruction, WaitOutcome }
+export type { CacheInstruction, OpenMode, WaitOutcome }
 export type Coherence = "coherent" | "non-coherent"
-export type OpenMode = "create" | "attach" | "create-or-attach"
+
+/** A cache line: the unit of `publish` / `invalidate`, and of one writer per line. */
+export const LINE_BYTES = 64
 
 export interface RegionOptions {
   /** POSIX shm name (`cxlog-a`) or a file path (`/mnt/cxl/region`, `/dev/dax0.0`). */

@@ -12,9 +12,10 @@
  * kernel wake of the owner's JS thread — so an uncontended commit costs two atomic loads.
  */
 import { Context, Data, type Effect } from "effect"
+import { LINE_BYTES } from "./CxlMemory.js"
 
 /** Bytes of a doorbell line: wake count at +0, parked flag at +4, the identity of its owner's wake FIFO at +8, the rest reserved. */
-export const DOORBELL_BYTES = 64
+export const DOORBELL_BYTES = LINE_BYTES
 
 export interface DoorbellShape {
   /** Region offset of this process's doorbell line (give it to writers that should ring it). */

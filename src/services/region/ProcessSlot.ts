@@ -4,14 +4,21 @@
  * second line is the process's doorbell.
  */
 import { Context, Data } from "effect"
+import { LINE_BYTES } from "./CxlMemory.js"
 
 export type Role = "head" | "broker" | "client" | "worker"
 export const ROLES: ReadonlyArray<Role> = ["head", "broker", "client", "worker"]
 
 /** Bytes of one process-table slot: the owner's line, then its doorbell line. */
-export const PROCESS_SLOT_BYTES = 128
+export const PROCESS_SLOT_BYTES = 2 * LINE_BYTES
 
 export const SlotState = { free: 0, claiming: 1, active: 2 } as const
+
+/** Where the process table lies in the region: its offset and how many slots it has. */
+export interface ProcessTableLocation {
+  readonly offset: number
+  readonly slots: number
+}
 
 export interface SlotInfo {
   readonly slot: number

@@ -1,9 +1,9 @@
 /**
- * crc32c (Castagnoli) for wire frames and batch payloads: the native addon's hardware path
- * when it loads, the TypeScript table otherwise (so clients work without the addon).
+ * crc32c (Castagnoli) for wire frames, batch payloads and segment records: the native addon's
+ * hardware path when it loads, the TypeScript table otherwise (so clients work without the addon).
  */
-import { crc32cSoftware } from "../../native/Crc32cSoftware.js"
-import { loadAddonSync } from "../../native/Native.js"
+import { crc32cSoftware } from "./Crc32cSoftware.js"
+import { loadAddonSync } from "./Native.js"
 
 type Crc32c = (bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number, seed?: number) => number
 

@@ -1,0 +1,343 @@
+/**
+ * The Rpc client: `call` → `requestFrame` (written to the client's request ring) → (the server)
+ * → `receive` (the reply ring read in the doorbell's wake callback) → the pending call's
+ * `deliver` → `decodeReply`, which resumes the caller. One timer bounds all of a client's calls.
+ */
+import { Deferred, Effect, Either, Exit, Option, PubSub, Queue, Stream } from "effect"
+import { rpcCalls, rpcTimeouts } from "../../Metrics.js"
+import {
+  type AnyRpcMethod,
+  type Failure,
+  type Payload,
+  RpcAbandoned,
+  type RpcCallError,
+  type RpcClient,
+  type RpcClientOptions,
+  RpcInvalidPayload,
+  RpcInvalidReply,
+  type RpcNotice,
+  RpcProtocolError,
+  RpcTimeout,
+  type Success
+} from "../../services/control/Rpc.js"
+import type { FrameTooLarge, RingClosed, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import {
+  addresseeOf,
+  ALL_CLIENTS,
+  decodeFrame,
+  decoder,
+  describe,
+  fromJson,
+  HEADER_BYTES,
+  Kind,
+  type OutFrame,
+  outFrame,
+  readU32,
+  toJson,
+  type WireFrame,
+  writeFrameAt
+} from "./RpcFrames.js"
+import { readForever, RETRY_AFTER_ERROR_MS } from "./RpcReadForever.js"
+
+const DEFAULT_TIMEOUT_MS = 10_000
+
+/**
+ * A call waiting for its reply, by request id. Its outcome resumes the calling fiber once, as an
+ * exit made in the wake's callback: the reply decoded with the method's Schemas, its bound
+ * (`RpcTimeout`), or its signal's abort (`RpcAbandoned`). Nothing is allocated per call for
+ * the wait beyond this record: no closure, timer or listener of its own.
+ */
+class PendingCall {
+  constructor(
+    readonly caller: Caller,
+    readonly method: AnyRpcMethod,
+    readonly requestId: number,
+    readonly timeoutMs: number,
+    readonly deadline: number,
+    readonly signal: AbortSignal | undefined,
+    readonly resume: (outcome: Exit.Exit<unknown, unknown>) => void
+  ) {}
+  /** Whether the call still waits (no reply, bound or abort settled it yet). */
+  waiting(): boolean {
+    return this.caller.pending.get(this.requestId) === this
+  }
+  /** Stops listening: no reply, bound or abort reaches this call any more. */
+  stop(): void {
+    untrack(this.caller, this.requestId)
+    if (this.signal !== undefined) this.caller.aborts.get(this.signal)?.delete(this)
+  }
+  settle(outcome: Exit.Exit<unknown, unknown>): void {
+    this.stop()
+    this.resume(outcome)
+  }
+  deliver(kind: number, json: string): void {
+    this.settle(decodeReply(this.method, this.requestId, kind, json))
+  }
+  /** The call's bound passed: it fails with `RpcTimeout`. */
+  expire(): void {
+    rpcTimeouts.unsafeUpdate(1, [])
+    this.settle(Exit.fail(new RpcTimeout({ method: this.method.tag, requestId: this.requestId, timeoutMs: this.timeoutMs })))
+  }
+  /** The call's signal aborted: it fails with `RpcAbandoned`. */
+  abandon(): void {
+    this.settle(Exit.fail(abandoned(this.method.tag, this.requestId, this.signal)))
+  }
+}
+
+const abandoned = (method: string, requestId: number, signal: AbortSignal | undefined) =>
+  new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
+
+interface Caller {
+  readonly me: number
+  readonly writer: RingWriter
+  /** Replaced when the server reaped it (`reattach`). */
+  reader: RingReader
+  readonly defaultTimeoutMs: number
+  /** Calls waiting for their reply, by request id. */
+  readonly pending: Map<number, PendingCall>
+  /**
+   * Calls waiting with each abort signal: one listener per signal however many calls share it
+   * (every barrier call shares the coordinator's takeover signal), so a call adds none.
+   */
+  readonly aborts: WeakMap<AbortSignal, Set<PendingCall>>
+  /** The one timer that bounds every call (`boundCalls`), and when it fires. */
+  timer: ReturnType<typeof setTimeout> | undefined
+  timerAt: number
+  /**
+   * Notices by tag, one hub per tag someone subscribed to: a notice nobody listens for (every
+   * barrier release, on most clients) is dropped here, not woken through a stream.
+   */
+  readonly notices: Map<string, PubSub.PubSub<WireFrame>>
+  /** Notices for a subscribed tag, read in the wake's callback, handed to a fiber that publishes them to their hub. */
+  readonly noticeInbox: Queue.Queue<WireFrame>
+  nextId: number
+}
+
+/**
+ * One reply-ring frame, read in the doorbell's wake callback (`consumeSync`): a reply resumes
+ * its waiting call directly, a notice for a subscribed tag goes to the notice fiber; frames
+ * addressed to other clients are skipped undecoded.
+ */
+const receive = (caller: Caller, bytes: Uint8Array): void => {
+  const addressee = addresseeOf(bytes)
+  if (addressee !== caller.me && addressee !== ALL_CLIENTS) return
+  const kind = bytes[0]!
+  const payloadAt = HEADER_BYTES + (bytes[2]! | (bytes[3]! << 8))
+  if (kind < Kind.request || kind > Kind.notice || payloadAt > bytes.length) return
+  if (kind === Kind.notice) {
+    // Only the tag is read of a notice nobody here subscribed to (every barrier release, on most clients).
+    if (caller.notices.size === 0 || !caller.notices.has(decoder.decode(bytes.subarray(HEADER_BYTES, payloadAt)))) return
+    const frame = decodeFrame(bytes)
+    if (frame !== undefined) Queue.unsafeOffer(caller.noticeInbox, frame)
+    return
+  }
+  // A reply: its tag is not needed, and nothing is decoded for a call no longer waiting.
+  const call = caller.pending.get(readU32(bytes, 8))
+  if (call !== undefined) call.deliver(kind, decoder.decode(bytes.subarray(payloadAt)))
+}
+
+/** Publishes the notices `receive` handed over to their tag's hub. */
+const publishNotices = (caller: Caller) =>
+  Effect.forever(Effect.flatMap(Queue.take(caller.noticeInbox), (frame) => {
+    const hub = caller.notices.get(frame.tag)
+    return hub === undefined ? Effect.void : PubSub.publish(hub, frame)
+  }))
+
+/**
+ * One timer bounds every call of a client, armed for the earliest deadline and re-armed when it
+ * fires: a client's calls mostly share a timeout, so their deadlines come in order and the timer
+ * rarely moves — a call costs no timer of its own. It keeps the process alive only while calls wait.
+ */
+const armCallTimer = (caller: Caller, deadline: number) => {
+  if (caller.timer !== undefined && caller.timerAt <= deadline) return
+  if (caller.timer !== undefined) clearTimeout(caller.timer)
+  caller.timerAt = deadline
+  caller.timer = setTimeout(() => boundCalls(caller), Math.min(Math.max(0, deadline - performance.now()), 2 ** 31 - 1))
+}
+const boundCalls = (caller: Caller) => {
+  caller.timer = undefined
+  caller.timerAt = Infinity
+  const now = performance.now()
+  let next = Infinity
+  for (const call of caller.pending.values()) {
+    if (call.deadline <= now) call.expire()
+    else next = Math.min(next, call.deadline)
+  }
+  if (next < Infinity) armCallTimer(caller, next)
+}
+const track = (caller: Caller, requestId: number, call: PendingCall) => {
+  if (caller.pending.size === 0) caller.timer?.ref()
+  caller.pending.set(requestId, call)
+  armCallTimer(caller, call.deadline)
+}
+const untrack = (caller: Caller, requestId: number) => {
+  if (caller.pending.delete(requestId) && caller.pending.size === 0) caller.timer?.unref()
+}
+
+/** Listens for the reply to `requestId` from now on (before the request is written, so a reply cannot come first), bounded by the client's timer and `signal`. */
+const listen = (
+  caller: Caller,
+  method: AnyRpcMethod,
+  requestId: number,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  resume: (outcome: Exit.Exit<unknown, unknown>) => void
+): PendingCall => {
+  const pending = new PendingCall(caller, method, requestId, timeoutMs, performance.now() + timeoutMs, signal, resume)
+  track(caller, requestId, pending)
+  if (signal !== undefined) {
+    let waiting = caller.aborts.get(signal)
+    if (waiting === undefined) {
+      const calls = waiting = new Set()
+      caller.aborts.set(signal, calls)
+      signal.addEventListener("abort", () => {
+        for (const call of calls) call.abandon()
+      }, { once: true })
+    }
+    waiting.add(pending)
+  }
+  return pending
+}
+
+/** A request frame: it names this client's reader slot on the reply ring, so the reply wakes only this client. */
+const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, json: string) =>
+  outFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
+
+/** A reply decoded with the method's own Schemas: its success, or its typed or protocol failure. */
+const decodeReply = (method: AnyRpcMethod, requestId: number, kind: number, json: string): Exit.Exit<unknown, unknown> => {
+  const decoded = kind === Kind.success
+    ? fromJson(method.success, json)
+    : kind === Kind.failure
+    ? fromJson(method.failure, json)
+    : kind === Kind.protocolError
+    ? fromJson(RpcProtocolError, json)
+    : undefined
+  if (decoded === undefined) return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: `unexpected frame kind ${kind}` }))
+  if (Either.isLeft(decoded)) return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: describe(decoded.left) }))
+  return kind === Kind.success ? Exit.succeed(decoded.right) : Exit.fail(decoded.right)
+}
+
+/**
+ * A request that must wait for room in the request ring: written once there is room, then its
+ * reply awaited; it stops listening however that ends. The wait for room is bounded by the
+ * call's own deadline and raced with its outcome (an abort ends it at once), and the request is
+ * reserved, filled and committed only while the call still waits: a call that timed out or was
+ * abandoned is never sent late.
+ */
+const callWhenRoom = (caller: Caller, method: AnyRpcMethod, requestId: number, timeoutMs: number, signal: AbortSignal | undefined, frame: OutFrame) =>
+  Effect.flatMap(Deferred.make<unknown, unknown>(), (outcome) => {
+    const pending = listen(caller, method, requestId, timeoutMs, signal, (exit) => Deferred.unsafeDone(outcome, exit))
+    const send: Effect.Effect<void, FrameTooLarge | RingClosed> = Effect.suspend(() => {
+      if (!pending.waiting()) return Effect.void
+      const at = caller.writer.tryReserve(frame.length)
+      if (at >= 0) {
+        writeFrameAt(caller.writer.bytes, at, frame)
+        caller.writer.commit()
+        return Effect.void
+      }
+      const left = pending.deadline - performance.now()
+      // The bound passed while waiting for room (the client's timer may not have fired yet).
+      if (left <= 0) return Effect.sync(() => pending.expire())
+      return Effect.zipRight(caller.writer.awaitRoom(frame.length, left), send)
+    })
+    return Effect.zipRight(Effect.raceFirst(send, Deferred.await(outcome)), Deferred.await(outcome)).pipe(
+      Effect.ensuring(Effect.sync(() => pending.stop()))
+    )
+  })
+
+/**
+ * Calls `method`: one wait, with no fiber, timer or effect of its own in the common case —
+ * the payload is encoded, the call listens, and the request is written and committed, all as
+ * the wait starts; the reply's wake callback decodes it and resumes the caller with the
+ * outcome. An interrupted call stops listening.
+ */
+const call = <M extends AnyRpcMethod>(
+  caller: Caller,
+  method: M,
+  payload: Payload<M>,
+  options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }
+): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
+  Effect.async<unknown, unknown>((resume) => {
+    const requestId = caller.nextId
+    caller.nextId = requestId === 0xfffffffe ? 1 : requestId + 1
+    rpcCalls.unsafeUpdate(1, [])
+    const json = toJson(method.payload, payload)
+    if (Either.isLeft(json)) return resume(Exit.fail(new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })))
+    const signal = options?.signal
+    // Not sent at all once abandoned.
+    if (signal?.aborted === true) return resume(Exit.fail(abandoned(method.tag, requestId, signal)))
+    const timeoutMs = options?.timeoutMs ?? caller.defaultTimeoutMs
+    const frame = requestFrame(caller, method, requestId, json.right)
+    // Reserved, filled and committed in this one synchronous step (see RingWriter.tryReserve).
+    const at = caller.writer.tryReserve(frame.length)
+    if (at < 0) return resume(callWhenRoom(caller, method, requestId, timeoutMs, signal, frame))
+    const pending = listen(caller, method, requestId, timeoutMs, signal, resume)
+    writeFrameAt(caller.writer.bytes, at, frame)
+    caller.writer.commit()
+    return Effect.sync(() => pending.stop())
+  }) as Effect.Effect<Success<M>, Failure<M> | RpcCallError>
+
+/** The hub of one notice tag, made at its first subscription. */
+const hubOf = (caller: Caller, tag: string) =>
+  Effect.suspend(() => {
+    const existing = caller.notices.get(tag)
+    if (existing !== undefined) return Effect.succeed(existing)
+    return Effect.tap(PubSub.unbounded<WireFrame>(), (hub) => Effect.sync(() => caller.notices.set(tag, hub)))
+  })
+
+/** Notices of one kind addressed to this client or to all, from the moment of subscribing; undecodable ones are logged and skipped. */
+const noticesOf = <Tag extends string, A, I>(caller: Caller, notice: RpcNotice<Tag, A, I>) =>
+  Effect.gen(function*() {
+    const subscribed = yield* Stream.fromPubSub(yield* hubOf(caller, notice.tag), { scoped: true })
+    return subscribed.pipe(
+      Stream.mapEffect((frame) =>
+        fromJson(notice.schema, frame.json).pipe(
+          Effect.map((value) => Option.some(value as A)),
+          Effect.catchAll((e) => Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none()))
+        )
+      ),
+      Stream.filterMap((value) => value)
+    )
+  })
+
+export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
+  Effect.gen(function*() {
+    const caller: Caller = {
+      me: options.client,
+      writer: yield* rings.writer(options.requests),
+      reader: yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot }),
+      defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      pending: new Map(),
+      aborts: new WeakMap(),
+      timer: undefined,
+      timerAt: Infinity,
+      notices: new Map(),
+      noticeInbox: yield* Queue.unbounded<WireFrame>(),
+      nextId: 1
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => caller.timer !== undefined && clearTimeout(caller.timer)))
+    const replySlot = options.replySlot === undefined ? {} : { slot: options.replySlot }
+    /**
+     * The reply-ring reader was reaped (this process did not run for longer than the stale bound,
+     * and the ring moved on under it): attach again at the ring's head, never read the old
+     * position. Replies written meanwhile are lost: their calls end with `RpcTimeout`.
+     */
+    const reattach = Effect.gen(function*() {
+      const reaped = caller.reader
+      caller.reader = yield* rings.reader(options.replies, replySlot)
+      yield* Effect.logWarning(
+        `rpc: client ${caller.me}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
+      )
+      if (options.onReattach !== undefined) yield* Effect.forkScoped(options.onReattach)
+    }).pipe(Effect.catchAll((e) => Effect.zipRight(Effect.logWarning(`rpc: client ${caller.me}: attaching to the reply ring again failed: ${e.message}`), Effect.sleep(RETRY_AFTER_ERROR_MS))))
+    // Every client reads every reply, in the wake's callback: a reply resumes its call with no reader fiber in between.
+    const readReplies = Effect.suspend(() => caller.reader.consumeSync((bytes) => receive(caller, bytes)))
+    yield* Effect.forkScoped(readForever(() => caller.reader, readReplies, reattach))
+    yield* Effect.forkScoped(publishNotices(caller))
+    const rpcClient: RpcClient = {
+      client: caller.me,
+      call: (method, payload, callOptions) => call(caller, method, payload, callOptions),
+      notices: (notice) => noticesOf(caller, notice)
+    }
+    return rpcClient
+  })

@@ -1,0 +1,127 @@
+/**
+ * Rpc frames: a 12-byte header — kind (u8), the client's reply-ring reader slot + 1 (u8 at +1,
+ * requests only; 0 = unknown), tag length (u16 at +2), client (u32 at +4), request id (u32 at
+ * +8) — then the method or notice tag, then the payload as JSON of the Schema-encoded value.
+ */
+import { ParseResult, type Schema } from "effect"
+import { type AnyRpcMethod, RpcProtocolError } from "../../services/control/Rpc.js"
+import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
+
+export const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
+export const HEADER_BYTES = 12
+/** Addressee of a notice meant for every client. */
+export const ALL_CLIENTS = 0xffffffff
+
+export const encoder = new TextEncoder()
+export const decoder = new TextDecoder()
+
+/** Reader slots a one-byte header field can name. */
+const MAX_NAMED_SLOT = 254
+
+export interface WireFrame {
+  readonly kind: number
+  /** The requesting client's reader slot on the reply ring, -1 if unknown. */
+  readonly replySlot: number
+  readonly client: number
+  readonly requestId: number
+  readonly tag: string
+  readonly json: string
+}
+
+/**
+ * Tags' UTF-8 bytes: the method and notice names the code defines, encoded once. A tag read off
+ * the wire (an unknown method's, echoed in its error reply) comes as bytes and is not kept: a
+ * buggy client sending made-up names must not grow this for good.
+ */
+const tagBytes = new Map<string, Uint8Array>()
+const tagBytesOf = (tag: string | Uint8Array) => {
+  if (typeof tag !== "string") return tag
+  let bytes = tagBytes.get(tag)
+  if (bytes === undefined) tagBytes.set(tag, bytes = encoder.encode(tag))
+  return bytes
+}
+
+/** How many tags' encodings are kept (tests). */
+export const cachedTags = (): number => tagBytes.size
+
+/**
+ * A frame to send, written straight into a ring where it fits now (no copy, no allocation),
+ * or materialized with `frameBytes` when it must wait.
+ */
+export interface OutFrame {
+  readonly kind: number
+  readonly client: number
+  readonly requestId: number
+  readonly tag: Uint8Array
+  readonly json: string
+  readonly replySlot: number
+  readonly length: number
+}
+
+export const outFrame = (kind: number, client: number, requestId: number, tag: string | Uint8Array, json: string, replySlot = -1): OutFrame => {
+  const tagged = tagBytesOf(tag)
+  return { kind, client, requestId, tag: tagged, json, replySlot, length: HEADER_BYTES + tagged.length + Buffer.byteLength(json, "utf8") }
+}
+
+const writeU32 = (bytes: Uint8Array, at: number, value: number) => {
+  bytes[at] = value & 0xff
+  bytes[at + 1] = (value >>> 8) & 0xff
+  bytes[at + 2] = (value >>> 16) & 0xff
+  bytes[at + 3] = value >>> 24
+}
+
+/** Writes `frame`'s header, tag and payload at `bytes[at]` (`frame.length` bytes). */
+export const writeFrameAt = (bytes: Uint8Array, at: number, frame: OutFrame) => {
+  const { replySlot, tag } = frame
+  bytes[at] = frame.kind
+  bytes[at + 1] = replySlot >= 0 && replySlot <= MAX_NAMED_SLOT ? replySlot + 1 : 0
+  bytes[at + 2] = tag.length & 0xff
+  bytes[at + 3] = tag.length >>> 8
+  writeU32(bytes, at + 4, frame.client)
+  writeU32(bytes, at + 8, frame.requestId)
+  bytes.set(tag, at + HEADER_BYTES)
+  encoder.encodeInto(frame.json, bytes.subarray(at + HEADER_BYTES + tag.length, at + frame.length))
+}
+
+export const frameBytes = (frame: OutFrame): Uint8Array => {
+  const bytes = new Uint8Array(frame.length)
+  writeFrameAt(bytes, 0, frame)
+  return bytes
+}
+
+export const readU32 = (bytes: Uint8Array, at: number): number => (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+
+/** The addressee of a frame, read from its header without decoding it (-1 when too short). */
+export const addresseeOf = (frame: Uint8Array): number => (frame.length < HEADER_BYTES ? -1 : readU32(frame, 4))
+
+/** Reads a frame (copying out of the ring); undefined when the header is malformed. */
+export const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
+  if (frame.length < HEADER_BYTES) return undefined
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
+  const kind = view.getUint8(0)
+  const tagLength = view.getUint16(2, true)
+  if (kind < Kind.request || kind > Kind.notice || HEADER_BYTES + tagLength > frame.length) return undefined
+  return {
+    kind,
+    replySlot: view.getUint8(1) - 1,
+    client: view.getUint32(4, true),
+    requestId: view.getUint32(8, true),
+    tag: decoder.decode(frame.subarray(HEADER_BYTES, HEADER_BYTES + tagLength)),
+    json: decoder.decode(frame.subarray(HEADER_BYTES + tagLength))
+  }
+}
+
+/** A Schema's JSON codec, built once per Schema: building one compiles the Schema, far costlier than a call. */
+const codecs = new WeakMap<object, JsonCodec>()
+const codec = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError): JsonCodec => {
+  let found = codecs.get(schema)
+  if (found === undefined) {
+    found = jsonCodec(schema as Schema.Schema<unknown, unknown>)
+    codecs.set(schema, found)
+  }
+  return found
+}
+export const toJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, value: unknown) => codec(schema).encode(value)
+export const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, text: string) => codec(schema).decode(text)
+/** A Schema issue for an error reply, kept short enough for the reply ring. */
+export const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)

@@ -1,0 +1,124 @@
+/**
+ * The region's side of a reader (`RegionReadTopic`, the `ReadTopic` of LogReader.ts): one
+ * topic's GOI and its brokers' Blogs, read in place, seqlock-style (docs in LogReader.ts).
+ */
+import type { Effect, Scope } from "effect"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
+import type { SubscriberTableFull } from "../../services/log/LogReader.js"
+import type { TopicInfo } from "../../services/log/Topics.js"
+import { holdCursor } from "./DurableCursor.js"
+import { goiEntryOffset, type LogArea } from "./Layout.js"
+import type { BatchView, ReadTopic } from "./LogReader.js"
+import { retentionMoved } from "./Participants.js"
+import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
+
+/** What a process's region reader shares between its topics. */
+export interface RegionReader {
+  readonly region: CxlMemoryShape
+  readonly area: LogArea
+  readonly doorbell: DoorbellShape
+  readonly entries: GoiEntryView
+  readonly orderLines: OrderLineView
+  readonly brokerLines: BrokerLineView
+}
+
+/** One topic's GOI and its brokers' Blogs in the region, read in place. */
+export class RegionReadTopic implements ReadTopic {
+  private readonly orderLine: number
+
+  constructor(private readonly r: RegionReader, readonly info: TopicInfo) {
+    this.orderLine = r.area.orderLine(info.id)
+  }
+
+  private entry(g: number): number {
+    return goiEntryOffset(this.r.area, this.info.id, g)
+  }
+
+  /** Whether broker `broker`'s Blog still holds `position` (its tail has not passed it). */
+  private blogRetained(broker: number, position: number): boolean {
+    const { region, area, brokerLines } = this.r
+    const line = area.brokerLine(this.info.id, broker)
+    region.invalidate(line, LINE_BYTES)
+    brokerLines.reclaimVersion(line)
+    return brokerLines.blogTail(line) <= position
+  }
+
+  committed(): number {
+    this.r.region.invalidate(this.orderLine, LINE_BYTES)
+    this.r.orderLines.progress(this.orderLine)
+    return this.r.orderLines.committed(this.orderLine)
+  }
+
+  total(): number {
+    return this.r.orderLines.totalOrder(this.orderLine)
+  }
+
+  oldest(committed: number): number {
+    return Math.max(0, committed - this.r.area.config.goiSlots)
+  }
+
+  retained(g: number): boolean {
+    const { entries, area } = this.r
+    const e = this.entry(g)
+    return entries.holds(e, g) && this.blogRetained(entries.brokerId(e) % area.config.maxBrokers, entries.blogPosition(e))
+  }
+
+  totalOrderOf(g: number): number | undefined {
+    const e = this.entry(g)
+    const order = this.r.entries.totalOrder(e)
+    return this.r.entries.holds(e, g) ? order : undefined
+  }
+
+  /** Reads GOI entry `g` into `view` seqlock-style and points it at the payload in its broker's Blog. */
+  load(g: number, view: BatchView): "ok" | "gone" | "corrupt" {
+    const { region, area, entries } = this.r
+    const { maxBrokers, maxBatchBytes, blogBytes } = area.config
+    const e = this.entry(g)
+    region.invalidate(e, LINE_BYTES)
+    if (!entries.holds(e, g)) return "gone"
+    const broker = entries.brokerId(e)
+    const length = entries.payloadBytes(e)
+    const count = entries.messageCount(e)
+    const position = entries.blogPosition(e)
+    view.globalSeq = g
+    view.totalOrder = entries.totalOrder(e)
+    view.messageCount = count
+    view.clientId = entries.clientId(e)
+    view.sessionEpoch = entries.sessionEpoch(e)
+    view.batchSeq = entries.batchSeq(e)
+    view.brokerId = broker
+    view.crc32c = entries.crc32c(e)
+    view.length = length
+    if (!entries.holds(e, g)) return "gone"
+    const sane = broker < maxBrokers && count >= 1 && length % 8 === 0 && length >= 8 * count && length <= maxBatchBytes &&
+      Number.isSafeInteger(position) && position >= 0 && (position % blogBytes) + length <= blogBytes
+    if (!sane) return "corrupt"
+    view.offset = area.blog(this.info.id, broker) + (position % blogBytes)
+    view.bytes = region.bytes
+    view.words = region.u32
+    view.blogPosition = position
+    if (!this.blogRetained(broker, position)) return "gone"
+    region.invalidate(view.offset, length)
+    return "ok"
+  }
+
+  stillThere(g: number, view: BatchView): boolean {
+    return this.r.entries.holds(this.entry(g), g) && this.blogRetained(view.brokerId, view.blogPosition)
+  }
+
+  hold(cursor: number): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> {
+    const { region, area, doorbell } = this.r
+    return holdCursor(region, area, doorbell.offset, this.info, cursor, () => retentionMoved(region, area, doorbell, this.info.id))
+  }
+}
+
+/** A reader's views over the region; `doorbell` is used only to hold durable cursors. */
+export const regionReader = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): RegionReader => ({
+  region,
+  area,
+  doorbell,
+  entries: new GoiEntryView(region),
+  orderLines: new OrderLineView(region),
+  brokerLines: new BrokerLineView(region)
+})

@@ -1,0 +1,224 @@
+/**
+ * Where the live sequencer's bytes are: one topic's PBRs, GOI, session table and lines in the
+ * region (`RegionTopicStorage`, the `TopicStorage` of the round in SequencerRound.ts), what
+ * the region holds of its order when a head takes it on (`regionHistory`), and the writes that
+ * publish a round: a slot's finish line, the per-broker lines and the committed frontier.
+ */
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import type { FlushAudit } from "../region/FlushAudit.js"
+import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
+import { livenessCache, lowestDurableCursor } from "./Participants.js"
+import { GoiEntry, OrderLine, PbrKind, PbrSlot } from "./Records.js"
+import { GoiEntryView, OrderLineView, ParticipantLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import { SessionTable } from "./SessionTable.js"
+import type { TopicOrder, TopicStorage } from "./TopicOrder.js"
+import type { OrderHistory } from "./TopicRecovery.js"
+
+/** The region's views, made once per sequencer. */
+export interface RegionViews {
+  readonly region: CxlMemoryShape
+  readonly area: LogArea
+  readonly pbr: PbrSlotView
+  readonly goi: GoiEntryView
+  readonly orderLines: OrderLineView
+  readonly sequencerLines: SequencerLineView
+  readonly owners: ParticipantLineView
+  readonly audit: FlushAudit | undefined
+  readonly epoch: number
+  readonly alive: (pid: number, occurrence: number) => boolean
+}
+
+export const regionViews = (region: CxlMemoryShape, area: LogArea, audit: FlushAudit | undefined, epoch: number): RegionViews => ({
+  region,
+  area,
+  pbr: new PbrSlotView(region, area.config.pbrSlots),
+  goi: new GoiEntryView(region),
+  orderLines: new OrderLineView(region),
+  sequencerLines: new SequencerLineView(region),
+  owners: new ParticipantLineView(region),
+  audit,
+  epoch,
+  alive: livenessCache()
+})
+
+/**
+ * Brokers (live owners) with appends waiting for PBR or Blog room; the owner line does not say which
+ * topic. Asked every round under backpressure, so the owners' liveness comes from the cache.
+ */
+const brokersWaitForRoom = ({ region, area, owners, alive }: RegionViews): boolean => {
+  for (let b = 0; b < area.config.maxBrokers; b++) {
+    const owner = area.brokerOwner(b)
+    region.invalidate(owner, LINE_BYTES)
+    if (owners.roomWaits(owner) === 0) continue
+    const { occurrence, pid } = owners.claim(owner)
+    if (occurrence !== 0 && (pid === 0 || alive(pid, occurrence))) return true
+  }
+  return false
+}
+
+/** One topic's bytes in the region: the scan cursor over its PBRs, its GOI, session table and lines. */
+export class RegionTopicStorage implements TopicStorage {
+  readonly sessions: SessionTable
+  readonly orderLine: number
+  /** The cursor: a slot's offset and the position it was sought for. */
+  private at = 0
+  private position = 0
+
+  constructor(private readonly v: RegionViews, readonly topic: number) {
+    const { region, area } = v
+    this.sessions = new SessionTable(region, area.sessions(topic), area.registryLine(topic), area.config.sessionSlots)
+    this.orderLine = area.orderLine(topic)
+  }
+
+  committed(broker: number, pbrSeq: number): boolean {
+    const slot = pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq)
+    this.v.region.invalidate(slot, LINE_BYTES)
+    return this.v.pbr.committed(slot, pbrSeq)
+  }
+
+  seek(broker: number, pbrSeq: number): boolean {
+    const slot = pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq)
+    this.v.region.invalidate(slot, PBR_SLOT_BYTES)
+    this.at = slot
+    this.position = pbrSeq
+    return this.v.pbr.committed(slot, pbrSeq)
+  }
+
+  finished(): boolean {
+    return this.v.pbr.finished(this.at, this.position)
+  }
+
+  isClose(): boolean {
+    const { pbr } = this.v
+    return pbr.kind(this.at) === PbrKind.close && pbr.pbrSeq(this.at) === this.position
+  }
+
+  sane(): boolean {
+    const { pbr, area } = this.v
+    const { maxBatchBytes, blogBytes } = area.config
+    const at = this.at
+    const bytes = pbr.payloadBytes(at)
+    const count = pbr.messageCount(at)
+    const position = pbr.blogPosition(at)
+    const batchSeq = pbr.batchSeq(at)
+    return count >= 1 && bytes % 8 === 0 && bytes >= 8 * count && bytes <= maxBatchBytes &&
+      Number.isSafeInteger(position) && position >= 0 && position % LINE_BYTES === 0 && (position % blogBytes) + bytes <= blogBytes &&
+      Number.isSafeInteger(batchSeq) && batchSeq >= 0 && pbr.pbrSeq(at) === this.position
+  }
+
+  clientId(): number {
+    return this.v.pbr.clientId(this.at)
+  }
+
+  sessionEpoch(): number {
+    return this.v.pbr.sessionEpoch(this.at)
+  }
+
+  batchSeq(): number {
+    return this.v.pbr.batchSeq(this.at)
+  }
+
+  writeGoi(g: number, broker: number, pbrSeq: number, totalOrder: number): number {
+    const { region, area, pbr, goi, audit } = this.v
+    const slot = pbrSlotOffset(area, this.topic, broker, pbrSeq)
+    const e = goiEntryOffset(area, this.topic, g)
+    const count = goi.writeFromSlot(e, g, pbr, slot, broker, pbrSeq, totalOrder)
+    region.publish(e, GOI_ENTRY_BYTES)
+    audit?.beforeCommit(`GOI ${g}`, [e, GoiEntry.seqLo])
+    goi.commitSeq(e, g)
+    region.publish(e + GoiEntry.seqLo, 4)
+    return count
+  }
+
+  finish(broker: number, pbrSeq: number, globalSeq: number, totalOrder: number): void {
+    finishSlot(this.v, pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq), pbrSeq, globalSeq, totalOrder)
+  }
+
+  lowestCursor(): number {
+    return lowestDurableCursor(this.v.region, this.v.area, this.topic, this.v.alive)
+  }
+
+  roomWaits(): boolean {
+    return brokersWaitForRoom(this.v)
+  }
+
+  publishStalled(stalled: boolean): void {
+    this.v.orderLines.storeStalled(this.orderLine, stalled ? 1 : 0)
+    this.v.region.publish(this.orderLine + OrderLine.stalled, 4)
+  }
+
+  publishFrontier(topic: TopicOrder): void {
+    publishFrontier(this.v, this, topic)
+  }
+}
+
+/** Line 1 of a PBR slot: global seq and total order (or a `Dropped` code), then the finish word. */
+function finishSlot(v: RegionViews, slot: number, pbrSeq: number, globalSeq: number, totalOrder: number): void {
+  const { region, pbr, audit } = v
+  const line = slot + PbrSlot.sequencerLine
+  pbr.setGlobalSeq(slot, globalSeq)
+  pbr.setTotalOrder(slot, totalOrder)
+  pbr.setOrderedEpoch(slot, v.epoch)
+  region.publish(line, LINE_BYTES)
+  audit?.beforeCommit(`PBR finish ${pbrSeq}`, [line, PbrSlot.finish - PbrSlot.sequencerLine])
+  pbr.finish(slot, pbrSeq)
+  region.publish(slot + PbrSlot.finish, 4)
+}
+
+/** Per-broker sequencer lines, then the order line (committed frontier, epoch, sessions), then the progress word. */
+function publishFrontier(v: RegionViews, storage: RegionTopicStorage, topic: TopicOrder): void {
+  const { region, area, orderLines, sequencerLines: lines } = v
+  const { engine } = topic
+  for (let b = 0; b < area.config.maxBrokers; b++) {
+    const line = area.sequencerLine(storage.topic, b)
+    lines.setConsumedThrough(line, topic.consumedThrough(b))
+    lines.setOrderedBatches(line, topic.orderedBatches[b])
+    lines.setOrderedMessages(line, topic.orderedMessages[b])
+    lines.setDuplicates(line, topic.duplicates[b])
+    lines.setDropped(line, topic.dropped[b])
+    lines.setHeld(line, engine.heldCount(b))
+    region.publish(line, LINE_BYTES)
+  }
+  const at = storage.orderLine
+  orderLines.setCommitted(at, topic.goiNext)
+  orderLines.setTotalOrder(at, topic.totalNext)
+  orderLines.setEpoch(at, v.epoch)
+  orderLines.setFencedSessions(at, engine.fencedSessions)
+  orderLines.setSessions(at, storage.sessions.liveCount())
+  region.publish(at, LINE_BYTES)
+  orderLines.bumpProgress(at)
+  region.publish(at + OrderLine.progress, 4)
+}
+
+/** What the region holds of a topic's order: its order line, sequencer lines and GOI. */
+export function regionHistory(v: RegionViews, storage: RegionTopicStorage): OrderHistory {
+  const { area, goi, orderLines, sequencerLines } = v
+  const t = storage.topic
+  return {
+    committed: orderLines.committed(storage.orderLine),
+    totalOrder: orderLines.totalOrder(storage.orderLine),
+    broker: (b) => {
+      const line = area.sequencerLine(t, b)
+      return {
+        consumedThrough: sequencerLines.consumedThrough(line),
+        orderedBatches: sequencerLines.orderedBatches(line),
+        orderedMessages: sequencerLines.orderedMessages(line),
+        duplicates: sequencerLines.duplicates(line),
+        dropped: sequencerLines.dropped(line)
+      }
+    },
+    entry: (g) => {
+      const e = goiEntryOffset(area, t, g)
+      if (!goi.holds(e, g)) return undefined
+      return {
+        broker: goi.brokerId(e),
+        pbrSeq: goi.pbrSeq(e),
+        clientId: goi.clientId(e),
+        sessionEpoch: goi.sessionEpoch(e),
+        batchSeq: goi.batchSeq(e),
+        totalOrder: goi.totalOrder(e),
+        messageCount: goi.messageCount(e)
+      }
+    }
+  }
+}

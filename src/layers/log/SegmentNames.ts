@@ -1,0 +1,13 @@
+/**
+ * Names in a data directory: `DIR/STREAM/<first record, 20 digits>.seg`, and beside a closed
+ * segment its header index `.idx` (SegmentIndex.ts).
+ */
+
+/** A stream's name: one directory of the data directory. */
+export const STREAM_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/
+/** A segment file's name: its first record's index, 20 digits. */
+export const SEGMENT_NAME = /^(\d{20})\.seg$/
+
+const fileName = (base: number, extension: string): string => `${String(base).padStart(20, "0")}.${extension}`
+export const segmentFileName = (base: number): string => fileName(base, "seg")
+export const indexFileName = (base: number): string => fileName(base, "idx")

@@ -1,0 +1,141 @@
+/**
+ * The loop that runs the sequencer's rounds (SequencerRound.ts) as work comes, shared by the
+ * live layer and the fake.
+ *
+ * Self-clocking: a round takes every batch committed since the last one. After a round that
+ * moved something, the loop yields to the event loop (a macrotask, after pending I/O and
+ * timers, so the process's other work runs) and goes on at once if more is committed;
+ * otherwise it waits on the doorbell (appenders ring it while it waits), so an idle sequencer
+ * wakes only for its lease, a deadline or a sweep. The rounds run from callbacks (the wake's,
+ * the yield's), with no fiber step per round; the loop returns to Effects only for what needs
+ * them: renewing the lease and discovering topics.
+ */
+import { Effect } from "effect"
+import type { SequencerLeaseLost, SequencerRound } from "../../services/log/Sequencer.js"
+import type { RoundTally } from "./RoundTally.js"
+import { fencedRound, hasWork, type LogStorage, makeSequencerState, nextDeadline, roundStep, type SequencerState } from "./SequencerRound.js"
+import type { OrderSettings } from "./TopicOrder.js"
+
+/** How `runRounds` paces itself. */
+export interface RunSettings {
+  /** The longest idle wait (the live layer renews its lease within it); session sweeps and hold deadlines bound it too. */
+  readonly maxIdleMs: number
+  /** Runs before a round once `renewEveryMs` passed since it last ran (the lease). */
+  readonly renew: Effect.Effect<void, SequencerLeaseLost>
+  readonly renewEveryMs: number
+  /** Called once, with the time, after the first round that wrote a GOI entry (a takeover's end). */
+  readonly onFirstOrdered?: (atMs: number) => void
+}
+
+/** The sequencer over a storage: one round as a step, and the loop that runs rounds. */
+export interface SequencerCore {
+  readonly step: Effect.Effect<SequencerRound, SequencerLeaseLost>
+  readonly run: (settings: RunSettings) => Effect.Effect<never, SequencerLeaseLost>
+}
+
+/** The loop's own state: its settings and clock, when it last renewed the lease, and the first-ordered callback still due. */
+interface Pacing {
+  readonly run: RunSettings
+  readonly now: () => number
+  /** `hasWork` over the sequencer's state, made once (it is the standing wait's condition). */
+  readonly hasWork: () => boolean
+  renewedAt: number
+  first: ((atMs: number) => void) | undefined
+}
+
+const renewDue = (p: Pacing): boolean => p.now() - p.renewedAt >= p.run.renewEveryMs
+
+const noteFirst = (p: Pacing, round: RoundTally): void => {
+  if (p.first !== undefined && round.ordered > 0) {
+    p.first(p.now())
+    p.first = undefined
+  }
+}
+
+/** Rounds from callbacks until the lease is due for renewal or topics appeared (then it resumes) or the lease is lost (then it fails). */
+const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, SequencerLeaseLost> =>
+  Effect.async<void, SequencerLeaseLost>((resume) => {
+    const { log } = state
+    let over = false
+    let stopWatch: (() => void) | undefined
+    let turn: ReturnType<typeof setImmediate> | undefined
+    const stop = () => {
+      over = true
+      stopWatch?.()
+      stopWatch = undefined
+      if (turn !== undefined) clearImmediate(turn)
+      turn = undefined
+    }
+    const finish = (outcome: Effect.Effect<void, SequencerLeaseLost>) => {
+      if (over) return
+      stop()
+      resume(outcome)
+    }
+    const guarded = (f: () => void) => () => {
+      try {
+        f()
+      } catch (defect) {
+        finish(Effect.die(defect))
+      }
+    }
+    const round = () => {
+      if (over) return
+      if (renewDue(p) || log.hasNewTopics()) return finish(Effect.void)
+      if (!log.beginRound()) return finish(Effect.fail(log.leaseLost()))
+      const tally = fencedRound(state, p.now())
+      noteFirst(p, tally)
+      if (tally.moved()) turn = setImmediate(afterTurn)
+      else wait()
+    }
+    const afterTurn = guarded(() => {
+      turn = undefined
+      // Committed meanwhile (a busy stream): the next round at once, without the wait's bookkeeping in between.
+      if (p.hasWork()) round()
+      else wait()
+    })
+    const woken = guarded(() => {
+      stopWatch?.()
+      stopWatch = undefined
+      round()
+    })
+    const wait = () => {
+      const nowMs = p.now()
+      const boundMs = Math.max(1, Math.min(p.run.maxIdleMs, p.renewedAt + p.run.renewEveryMs - nowMs, nextDeadline(state) - nowMs))
+      stopWatch = log.watchWork(p.hasWork, woken, () => boundMs)
+      if (!p.hasWork()) return
+      // Work that came before the watch: the next turn, not a nested call (a round that moved
+      // nothing while work stays would otherwise recurse here without yielding).
+      stopWatch()
+      stopWatch = undefined
+      turn = setImmediate(afterTurn)
+    }
+    guarded(round)()
+    return Effect.sync(stop)
+  })
+
+/** Runs rounds for as long as the lease holds: renewing it when due, discovering topics (`step`), rounds from callbacks in between. */
+export const runRounds = (state: SequencerState, step: Effect.Effect<RoundTally, SequencerLeaseLost>, run: RunSettings): Effect.Effect<never, SequencerLeaseLost> =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const p: Pacing = {
+      run,
+      now: () => clock.unsafeCurrentTimeMillis(),
+      hasWork: () => hasWork(state),
+      renewedAt: Number.NEGATIVE_INFINITY,
+      first: run.onFirstOrdered
+    }
+    for (;;) {
+      if (renewDue(p)) {
+        yield* run.renew
+        p.renewedAt = p.now()
+      }
+      if (state.log.hasNewTopics()) noteFirst(p, yield* step)
+      yield* callbackRounds(state, p)
+    }
+  })
+
+export const makeSequencerCore = (log: LogStorage, settings: OrderSettings): SequencerCore => {
+  const state = makeSequencerState(log, settings)
+  const step = roundStep(state)
+  return { step: Effect.map(step, (t) => t.toRound()), run: (run) => runRounds(state, step, run) }
+}

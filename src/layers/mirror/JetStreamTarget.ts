@@ -1,0 +1,127 @@
+/**
+ * The mirror's side of JetStream, through the maintained NATS client (`@nats-io/transport-node`
+ * and `@nats-io/jetstream`, docs/mirror.md "The client"): a connection that fails over among
+ * the servers given, the stream (created when missing), where the mirror resumes (the stream's
+ * last message), and fenced, de-duplicated publishes.
+ */
+import { jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type PubAck, StorageType } from "@nats-io/jetstream"
+import { connect, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node"
+import { Data, Effect, type Scope } from "effect"
+import { MirrorHeaders, mirrorMessageId, type MirrorOptions, MirrorStreamForeign, MirrorStreamMismatch } from "../../services/mirror/Mirror.js"
+
+/** JetStream did not answer, or refused for a reason retrying may cure (no leader yet, servers down). */
+export class JetStreamFailed extends Data.TaggedError("JetStreamFailed")<{ readonly reason: string }> {
+  override get message() {
+    return this.reason
+  }
+}
+
+const STREAM_NOT_FOUND = 10059
+
+const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+const failed = (what: string) => (error: unknown) => new JetStreamFailed({ reason: `${what}: ${reasonOf(error)}` })
+const apiCode = (error: unknown): number | undefined => (error as { code?: unknown } | null)?.code as number | undefined
+
+/** Whether NATS subject `pattern` (with `*` and `>` wildcards) matches `subject`. */
+export const subjectMatches = (pattern: string, subject: string): boolean => {
+  const p = pattern.split(".")
+  const s = subject.split(".")
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i
+    if (i >= s.length || (p[i] !== "*" && p[i] !== s[i])) return false
+  }
+  return p.length === s.length
+}
+
+/** Where the stream ends: its last sequence (0 when empty) and, if it holds any, the offset its last message mirrored. */
+export interface StreamEnd {
+  readonly sequence: number
+  readonly offset: number | undefined
+}
+
+export interface JetStreamTarget {
+  readonly connection: NatsConnection
+  readonly client: JetStreamClient
+  readonly manager: JetStreamManager
+  /** The stream's last message, which must be this mirror's (same region and topic) unless the stream is empty. */
+  readonly end: Effect.Effect<StreamEnd, JetStreamFailed | MirrorStreamForeign>
+  /**
+   * Publishes offset `offset` expecting the stream's last sequence to be `expectedLast` and, when
+   * `previous` is given, its last message to be offset `previous` (its id): a chain no other
+   * writer's message can enter, even in the slot of one of ours that failed while later ones
+   * were in flight. Settles with JetStream's ack.
+   */
+  readonly publish: (payload: Uint8Array, headers: MsgHdrs, offset: number, expectedLast: number, previous: number | undefined) => Promise<PubAck>
+}
+
+/** Connects (failing over among `servers`), makes sure the stream takes the subject, and hands out the target; closed with the scope. */
+export const openTarget = (options: MirrorOptions): Effect.Effect<JetStreamTarget, JetStreamFailed | MirrorStreamMismatch, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connection = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          connect({
+            servers: [...options.servers],
+            name: `cxlog-mirror ${options.topic}`,
+            timeout: options.requestTimeoutMs,
+            // Reconnects go on for as long as the mirror runs; giving up is the mirror's decision (--retry-for).
+            maxReconnectAttempts: -1,
+            reconnectTimeWait: 250,
+            // Without this the client captures a stack for every request: a publish each.
+            noAsyncTraces: true
+          }),
+        catch: failed(`cannot connect to ${options.servers.join(",")}`)
+      }),
+      (nc) => Effect.promise(() => nc.close().catch(() => undefined))
+    )
+    const manager = yield* Effect.tryPromise({ try: () => jetstreamManager(connection, { timeout: options.requestTimeoutMs }), catch: failed("JetStream") })
+    const client = jetstream(connection, { timeout: options.requestTimeoutMs })
+    yield* ensureStream(manager, options)
+    const prefix = mirrorMessageId(options.regionId, options.topic, 0).slice(0, -1)
+    const end = Effect.gen(function*() {
+      const info = yield* Effect.tryPromise({ try: () => manager.streams.info(options.stream), catch: failed(`stream ${options.stream}`) })
+      const sequence = info.state.last_seq
+      if (info.state.messages === 0) return { sequence, offset: undefined }
+      const last = yield* Effect.tryPromise({ try: () => manager.streams.getMessage(options.stream, { seq: sequence }), catch: failed(`stream ${options.stream}: message ${sequence}`) })
+      if (last === null) return yield* new JetStreamFailed({ reason: `stream ${options.stream}: its last message ${sequence} is not there (deleted meanwhile)` })
+      const id = last.header?.get(MirrorHeaders.msgId) ?? ""
+      const offset = Number(last.header?.get(MirrorHeaders.offset) ?? Number.NaN)
+      if (!id.startsWith(prefix) || !Number.isSafeInteger(offset) || id !== `${prefix}${offset}`) {
+        return yield* new MirrorStreamForeign({
+          stream: options.stream,
+          sequence,
+          found: id === "" ? `a message without ${MirrorHeaders.msgId} on ${last.subject}` : `${JSON.stringify(id)} on ${last.subject}`,
+          expected: prefix
+        })
+      }
+      return { sequence, offset }
+    })
+    const publish = (payload: Uint8Array, headers: MsgHdrs, offset: number, expectedLast: number, previous: number | undefined) =>
+      client.publish(options.subject, payload, {
+        headers,
+        msgID: `${prefix}${offset}`,
+        expect: previous === undefined ? { lastSequence: expectedLast } : { lastSequence: expectedLast, lastMsgID: `${prefix}${previous}` },
+        timeout: options.requestTimeoutMs
+      })
+    return { connection, client, manager, end, publish } satisfies JetStreamTarget
+  })
+
+/** Creates the stream (file storage, `replicas`) when it does not exist; an existing one must take the subject. */
+const ensureStream = (manager: JetStreamManager, options: MirrorOptions) =>
+  Effect.gen(function*() {
+    const info = yield* Effect.tryPromise({
+      try: () => manager.streams.info(options.stream).catch((error: unknown) => (apiCode(error) === STREAM_NOT_FOUND ? undefined : Promise.reject(error))),
+      catch: failed(`stream ${options.stream}`)
+    })
+    if (info === undefined) {
+      yield* Effect.tryPromise({
+        try: () => manager.streams.add({ name: options.stream, subjects: [options.subject], num_replicas: options.replicas, storage: StorageType.File }),
+        catch: failed(`creating stream ${options.stream} (${options.replicas} replicas; --replicas)`)
+      })
+      return
+    }
+    const subjects = info.config.subjects ?? []
+    if (!subjects.some((s) => subjectMatches(s, options.subject))) {
+      return yield* new MirrorStreamMismatch({ stream: options.stream, subject: options.subject, subjects })
+    }
+  })

@@ -1,0 +1,75 @@
+/**
+ * Where a mirror leaves its state for `cxlog topics` on the same host: one JSON file per
+ * (region, topic, stream) in this user's private directory, replaced whole (write, rename) at
+ * every status. It outlives the process, so a mirror that stopped (behind retention, fenced,
+ * gave up) still says why; a file whose pid is gone reads as stopped.
+ */
+import { Either, Schema } from "effect"
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { MirrorStatus } from "../../services/mirror/Mirror.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
+
+/** `CXLOG_MIRROR_STATUS_DIR`, else `$XDG_RUNTIME_DIR/cxlog/mirrors`, else `<tmp>/cxlog-mirrors-<uid>`. */
+export const mirrorStatusDirectory = (): string => {
+  const override = process.env["CXLOG_MIRROR_STATUS_DIR"]
+  if (override !== undefined && override !== "") return override
+  const runtime = process.env["XDG_RUNTIME_DIR"]
+  return runtime !== undefined && runtime !== "" ? join(runtime, "cxlog", "mirrors") : join(tmpdir(), `cxlog-mirrors-${process.getuid?.() ?? 0}`)
+}
+
+const safe = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, "_")
+const fileName = (s: { readonly regionId: string; readonly topic: string; readonly stream: string }) => `${safe(s.regionId)}.${safe(s.topic)}.${safe(s.stream)}.json`
+
+const encode = Schema.encodeSync(MirrorStatus)
+const decode = Schema.decodeUnknownEither(Schema.parseJson(MirrorStatus))
+
+export const writeMirrorStatus = (status: MirrorStatus): void => {
+  const dir = mirrorStatusDirectory()
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const path = join(dir, fileName(status))
+  const temporary = `${path}.${process.pid}.tmp`
+  writeFileSync(temporary, JSON.stringify(encode(status)), { mode: 0o600 })
+  renameSync(temporary, path)
+}
+
+/** The mirrors of region `regionId` this host knows of; a running state whose process is gone reads as stopped. */
+export const readMirrorStatuses = (regionId: string): ReadonlyArray<MirrorStatus> => {
+  const dir = mirrorStatusDirectory()
+  let names: Array<string>
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return []
+  }
+  const prefix = `${safe(regionId)}.`
+  const found: Array<MirrorStatus> = []
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(".json")) continue
+    let text: string
+    try {
+      text = readFileSync(join(dir, name), "utf8")
+    } catch {
+      continue
+    }
+    const status = decode(text)
+    if (Either.isLeft(status) || status.right.regionId !== regionId) continue
+    const s = status.right
+    const running = s.state === "starting" || s.state === "mirroring" || s.state === "mirror-unavailable"
+    found.push(running && !isPidAlive(s.pid) ? new MirrorStatus({ ...s, state: "stopped", detail: `process ${s.pid} is gone` }) : s)
+  }
+  return found
+}
+
+/** Removes region `regionId`'s status files (tests; a region retired for good). */
+export const removeMirrorStatuses = (regionId: string): void => {
+  const dir = mirrorStatusDirectory()
+  let names: Array<string> = []
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const name of names) if (name.startsWith(`${safe(regionId)}.`)) rmSync(join(dir, name), { force: true })
+}

@@ -1,0 +1,139 @@
+/**
+ * NATS JetStream on loopback, for the mirror's tests, its bench and the peers a bench measures
+ * against: one `nats-server`, or a cluster of three whose routes join on loopback ports. Each
+ * server gets a config file and a JetStream store under one temporary directory; servers are
+ * stopped by pid and the directory removed when the scope closes. A node can be SIGKILLed and
+ * started again on the same ports with the same store, as a crashed server restarts.
+ */
+import { Effect, Exit, Scope } from "effect"
+import { jetstreamManager } from "@nats-io/jetstream"
+import { connect } from "@nats-io/transport-node"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { findBinary, freePort, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
+
+export const NATS = "nats"
+
+/** How long a fresh cluster may take to elect its JetStream meta leader. */
+const JETSTREAM_READY_MS = 30_000
+
+export interface NatsNode {
+  readonly name: string
+  /** Its client port on 127.0.0.1, kept across restarts. */
+  readonly port: number
+  readonly url: string
+  readonly configFile: string
+  /** The running server's pid; undefined while it is stopped. */
+  readonly pid: () => number | undefined
+  /** SIGKILL, as a crash: resumes once the process has exited. */
+  readonly kill: Effect.Effect<void>
+  /** Starts it again (same ports, config and store); resumes once it accepts connections. */
+  readonly start: Effect.Effect<void, PeerFailed>
+}
+
+export interface NatsCluster {
+  readonly nodes: ReadonlyArray<NatsNode>
+  /** Every node's `nats://127.0.0.1:PORT`, for a client's server list. */
+  readonly urls: ReadonlyArray<string>
+  readonly directory: string
+}
+
+/** `nats-server`: CXLOG_NATS_SERVER if set, where Debian puts it, or on PATH. */
+export const natsServerBinary: Effect.Effect<string, PeerUnavailable> = Effect.suspend(() => {
+  const override = process.env["CXLOG_NATS_SERVER"]
+  const binary = findBinary("nats-server", "/usr/sbin/nats-server", override)
+  return binary === undefined
+    ? Effect.fail(new PeerUnavailable({ peer: NATS, missing: override ?? "nats-server", install: "apt-get install nats-server (Debian's package), or CXLOG_NATS_SERVER=PATH" }))
+    : Effect.succeed(binary)
+})
+
+/**
+ * One server's config: JetStream with its own store; in a cluster, a route to every other
+ * node's cluster port (a node lists all, itself included, as the NATS docs do).
+ */
+export const natsConfig = (node: { readonly name: string; readonly port: number; readonly storeDir: string; readonly clusterPort?: number }, routes: ReadonlyArray<number>): string =>
+  [
+    `server_name: ${node.name}`,
+    `listen: 127.0.0.1:${node.port}`,
+    `jetstream { store_dir: "${node.storeDir}" }`,
+    ...(node.clusterPort === undefined ? [] : [
+      `cluster {`,
+      `  name: cxlog`,
+      `  listen: 127.0.0.1:${node.clusterPort}`,
+      `  routes: [${routes.map((p) => `nats-route://127.0.0.1:${p}`).join(", ")}]`,
+      `}`
+    ]),
+    ""
+  ].join("\n")
+
+/** Waits until JetStream answers on `urls` (a cluster: once its meta leader is elected). */
+export const awaitJetStream = (urls: ReadonlyArray<string>, timeoutMs = JETSTREAM_READY_MS): Effect.Effect<void, PeerFailed> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    let last = ""
+    while (Date.now() < deadline) {
+      const ready = yield* Effect.promise(async () => {
+        const nc = await connect({ servers: [...urls], timeout: 1_000 }).catch((e: unknown) => e as Error)
+        if (nc instanceof Error) return nc.message
+        try {
+          const jsm = await jetstreamManager(nc, { timeout: 1_000 })
+          await jsm.getAccountInfo()
+          return true
+        } catch (error) {
+          return error instanceof Error ? error.message : String(error)
+        } finally {
+          await nc.close().catch(() => undefined)
+        }
+      })
+      if (ready === true) return
+      last = ready
+      yield* Effect.sleep(200)
+    }
+    return yield* new PeerFailed({ peer: NATS, detail: `JetStream did not answer within ${timeoutMs} ms on ${urls.join(",")}: ${last}` })
+  })
+
+/** `size` servers (1, or 3 for a cluster) with JetStream, each in its own config and store under a temporary directory. */
+export const startNatsCluster = (size: number): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const binary = yield* natsServerBinary
+    const directory = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-nats-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    const specs = []
+    for (let i = 1; i <= size; i++) {
+      specs.push({ name: `n${i}`, port: yield* freePort, storeDir: join(directory, `n${i}`), ...(size > 1 ? { clusterPort: yield* freePort } : {}) })
+    }
+    const routes = specs.flatMap((s) => (s.clusterPort === undefined ? [] : [s.clusterPort]))
+    const nodes = yield* Effect.forEach(specs, (spec) =>
+      Effect.gen(function*() {
+        const configFile = join(directory, `${spec.name}.conf`)
+        writeFileSync(configFile, natsConfig(spec, routes))
+        let running: { readonly scope: Scope.CloseableScope; readonly server: PeerProcess } | undefined
+        const stop = Effect.suspend(() => {
+          const current = running
+          running = undefined
+          return current === undefined ? Effect.void : Scope.close(current.scope, Exit.void)
+        })
+        yield* Effect.addFinalizer(() => stop)
+        const start = Effect.gen(function*() {
+          if (running !== undefined) return
+          const scope = yield* Scope.make()
+          const server = yield* startPeerServer(NATS, binary, () => ["-c", configFile], spec.port).pipe(
+            Scope.extend(scope),
+            Effect.tapError(() => Scope.close(scope, Exit.void))
+          )
+          running = { scope, server }
+        })
+        const kill = Effect.suspend(() => {
+          if (running !== undefined) process.kill(running.server.pid, "SIGKILL")
+          return stop
+        })
+        yield* start
+        return { name: spec.name, port: spec.port, url: `nats://127.0.0.1:${spec.port}`, configFile, pid: () => running?.server.pid, kill, start } satisfies NatsNode
+      }))
+    const urls = nodes.map((n) => n.url)
+    yield* awaitJetStream(urls)
+    return { nodes, urls, directory }
+  })

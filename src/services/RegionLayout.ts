@@ -1,0 +1,39 @@
+/**
+ * RegionLayout: where every domain's area lies in the one region — the process table, the
+ * control rings, the log area — as every process computes it from the superblock's parameters
+ * (layers/RegionLayout.ts).
+ */
+import { Context } from "effect"
+import type { RingAddress } from "./control/Rings.js"
+import type { LogArea, LogConfig } from "./log/LogArea.js"
+import type { ProcessTableLocation } from "./region/ProcessSlot.js"
+
+export interface ControlConfig {
+  readonly maxProcesses: number
+  readonly requestRingBytes: number
+  readonly broadcastRingBytes: number
+  readonly appRings: number
+  readonly appRingBytes: number
+  readonly appRingReaders: number
+}
+
+export interface RegionConfig {
+  readonly control: ControlConfig
+  readonly log: LogConfig
+}
+
+export interface Layout {
+  readonly config: RegionConfig
+  readonly processTable: ProcessTableLocation
+  readonly requestRing: (slot: number) => RingAddress
+  readonly broadcastRing: RingAddress
+  readonly appRing: (index: number) => RingAddress
+  readonly isRequestRing: (ringId: number) => boolean
+  /** Every control ring, by id. */
+  readonly ring: (ringId: number) => RingAddress | undefined
+  readonly log: LogArea
+  readonly totalBytes: number
+}
+
+/** The region's layout, as every process computes it from the superblock. */
+export class RegionLayout extends Context.Tag("cxlog/RegionLayout")<RegionLayout, Layout>() {}

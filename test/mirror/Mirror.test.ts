@@ -1,0 +1,306 @@
+/**
+ * `cxlog mirror` against real JetStream: a 3-node `nats-server` cluster on loopback (Debian's
+ * package, installed here where missing), a region with a head and a broker, the bundled CLI.
+ * Each test audits the stream against the region: offsets 0..N−1 once each, in order, at
+ * sequences 1..N, with the region's payloads and message ids.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream"
+import { connect, headers } from "@nats-io/transport-node"
+import { Effect, type Scope } from "effect"
+import { execFileSync } from "node:child_process"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { readMirrored } from "../../src/layers/mirror/MirrorRecord.js"
+import { type NatsCluster, startNatsCluster } from "../../src/programs/peers/NatsCluster.js"
+import { type CliRole, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { ensureDebianBinary } from "../helpers/DebianPackages.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
+
+const natsServer = ensureDebianBinary("nats-server", "nats-server")
+const skip = "skip" in natsServer ? natsServer.skip : undefined
+if ("path" in natsServer) process.env["CXLOG_NATS_SERVER"] = natsServer.path
+
+const TOPIC = "m"
+const STREAM = "cxlog-m"
+
+interface Log {
+  readonly env: Record<string, string>
+  readonly brokers: string
+  readonly regionId: string
+}
+
+/** A region with topic m (order 5), its head and one broker; mirror status files in a directory of the test's own. */
+const startLog = (label: string, extraEnv: Record<string, string> = {}): Effect.Effect<Log, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const region = yield* uniqueRegion(label)
+    const statusDir = yield* tempDir("cxlog-mirror-status-")
+    const env = { ...extraEnv, CXLOG_REGION: region, CXLOG_MIRROR_STATUS_DIR: statusDir }
+    const head = yield* forkCli(["head", "--topic", `${TOPIC}:5:1`], env)
+    yield* head.event("ready")
+    const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+    const port = (yield* broker.event("listening"))["port"] as number
+    const topics = yield* runCli(["topics", "--json"], env)
+    const regionId = (JSON.parse(topics.stdout) as { regionId: string }).regionId
+    return { env, brokers: `127.0.0.1:${port}`, regionId }
+  })
+
+const publish = (log: Log, count: number, bytes = 16) =>
+  Effect.map(runCli(["publish", "--brokers", log.brokers, "--topic", TOPIC, "--count", `${count}`, "--message-bytes", `${bytes}`], log.env), (r) => {
+    expect(r.code, r.stderr).toBe(0)
+  })
+
+const mirrorArgs = (cluster: NatsCluster, ...extra: ReadonlyArray<string>) => ["mirror", "--topic", TOPIC, "--to", cluster.urls.join(","), "--stream", STREAM, ...extra]
+
+/** The region's messages 0..count−1 as `cxlog subscribe --format json` prints them. */
+const regionPayloads = (log: Log, count: number) =>
+  Effect.map(runCli(["subscribe", "--topic", TOPIC, "--limit", `${count}`, "--format", "json"], log.env), (r) => {
+    expect(r.code, r.stderr).toBe(0)
+    return r.stdout.trim().split("\n").map((line) => JSON.parse(line) as { offset: number; payload?: string; payloadBase64?: string })
+  })
+
+const withJetStream = <A>(cluster: NatsCluster, use: (nc: Awaited<ReturnType<typeof connect>>) => Promise<A>): Effect.Effect<A, Error> =>
+  Effect.tryPromise({
+    try: async () => {
+      const nc = await connect({ servers: [...cluster.urls], noAsyncTraces: true })
+      try {
+        return await use(nc)
+      } finally {
+        await nc.close()
+      }
+    },
+    catch: (e) => (e instanceof Error ? e : new Error(String(e)))
+  })
+
+/** Messages in the stream now (0 while it does not exist or JetStream does not answer). */
+const streamCount = (cluster: NatsCluster) =>
+  withJetStream(cluster, async (nc) => (await (await jetstreamManager(nc, { timeout: 2_000 })).streams.info(STREAM)).state.messages).pipe(Effect.orElseSucceed(() => 0))
+
+/** Waits until the stream holds `atLeast` messages; fails when `mirror` exits first, with what it said. */
+const awaitStreamCount = (cluster: NatsCluster, atLeast: number, mirror?: CliRole, timeoutMs = 90_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    let count = 0
+    while ((count = yield* streamCount(cluster)) < atLeast) {
+      if (mirror !== undefined && mirror.child.exitCode !== null) {
+        return yield* Effect.fail(new Error(`the mirror exited (${mirror.child.exitCode}) with ${count} of ${atLeast} messages in the stream: ${mirror.output()}`))
+      }
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`the stream holds ${count} messages after ${timeoutMs} ms, expected ${atLeast}`))
+      yield* Effect.sleep(100)
+    }
+    return count
+  })
+
+/**
+ * SIGKILLs `mirror` as soon as the stream holds `atLeast` messages: one connection polled every
+ * few milliseconds, so the kill lands within a few hundred messages of that point.
+ */
+const killAtCount = (cluster: NatsCluster, mirror: CliRole, atLeast: number) =>
+  Effect.flatMap(
+    withJetStream(cluster, async (nc) => {
+      const jsm = await jetstreamManager(nc, { timeout: 2_000 })
+      const deadline = Date.now() + 30_000
+      for (;;) {
+        const count = await jsm.streams.info(STREAM).then((info) => info.state.messages, () => 0)
+        if (count >= atLeast) return
+        if (mirror.child.exitCode !== null) throw new Error(`the mirror exited (${mirror.child.exitCode}) with ${count} of ${atLeast} messages in the stream: ${mirror.output()}`)
+        if (Date.now() > deadline) throw new Error(`the stream holds ${count} messages after 30 s, expected ${atLeast}`)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    }),
+    () => Effect.zipRight(Effect.sync(() => mirror.child.kill("SIGKILL")), mirror.exited)
+  )
+
+/** Every message of the stream, in sequence order, through an ordered consumer. */
+const readStream = (cluster: NatsCluster) =>
+  withJetStream(cluster, async (nc) => {
+    const jsm = await jetstreamManager(nc)
+    const total = (await jsm.streams.info(STREAM)).state.messages
+    const out: Array<ReturnType<typeof readMirrored>> = []
+    if (total === 0) return out
+    const consumer = await jetstream(nc).consumers.get(STREAM)
+    const messages = await consumer.consume({ max_messages: 2_000 })
+    for await (const m of messages as AsyncIterable<JsMsg>) {
+      out.push(readMirrored(m))
+      if (out.length === total) break
+    }
+    await messages.close()
+    return out
+  })
+
+/** The stream holds offsets 0..count−1 once each, in order, at sequences 1..count, with the region's payloads. */
+const audit = (cluster: NatsCluster, log: Log, count: number) =>
+  Effect.gen(function*() {
+    const stream = yield* readStream(cluster)
+    const region = yield* regionPayloads(log, count)
+    expect(stream.length).toBe(count)
+    const problems: Array<string> = []
+    for (let i = 0; i < count && problems.length < 5; i++) {
+      const m = stream[i]!
+      const r = region[i]!
+      const payload = r.payload === undefined ? Buffer.from(r.payloadBase64 ?? "", "base64") : Buffer.from(r.payload)
+      if (m.sequence !== i + 1 || m.offset !== i || m.msgId !== `${log.regionId}/${TOPIC}/${i}` || !payload.equals(Buffer.from(m.payload))) {
+        problems.push(`sequence ${m.sequence}: offset ${m.offset}, id ${m.msgId}, ${m.payload.length} bytes (expected offset ${i})`)
+      }
+    }
+    expect(problems).toEqual([])
+  })
+
+const topicsMirror = (log: Log) =>
+  Effect.map(runCli(["topics", "--json"], log.env), (r) => {
+    const report = JSON.parse(r.stdout) as { topics: Array<{ mirrors: Array<{ state: string; mirrored: number; lagOffsets: number; detail?: string }> }> }
+    return report.topics[0]?.mirrors[0]
+  })
+
+const scrape = (port: number) =>
+  Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text())).pipe(Effect.orElseSucceed(() => ""))
+
+describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluster${skip === undefined ? "" : ` (skipped: ${skip})`}`, () => {
+  it.scopedLive("100 000 messages published while the mirror runs: the stream holds offsets 0..N−1 once, in order, payloads equal", () =>
+    Effect.gen(function*() {
+      const cluster = yield* startNatsCluster(3)
+      const log = yield* startLog("mirror100k")
+      const mirror = yield* forkCli(mirrorArgs(cluster), log.env)
+      yield* publish(log, 100_000)
+      yield* awaitStreamCount(cluster, 100_000, mirror, 150_000)
+      const status = yield* topicsMirror(log)
+      expect(status?.state).toBe("mirroring")
+      expect(status?.lagOffsets).toBe(0)
+      mirror.child.kill("SIGTERM")
+      yield* mirror.exited
+      yield* audit(cluster, log, 100_000)
+    }), 240_000)
+
+  it.scopedLive("over TCP from a broker (--brokers, --region-id): the same stream, message ids naming the region", () =>
+    Effect.gen(function*() {
+      const cluster = yield* startNatsCluster(3)
+      const log = yield* startLog("mirrortcp")
+      yield* publish(log, 2_000)
+      const remote = yield* runCli(mirrorArgs(cluster, "--brokers", log.brokers, "--region-id", log.regionId, "--until", "2000"), log.env)
+      expect(remote.code, remote.stderr).toBe(0)
+      yield* audit(cluster, log, 2_000)
+      const half = yield* runCli(mirrorArgs(cluster, "--brokers", log.brokers), log.env)
+      expect(half.code).toBe(2)
+      expect(half.stderr).toMatch(/--brokers and --region-id go together/)
+    }), 180_000)
+
+  it.scopedLive("SIGKILLed at random points 10 times and restarted: still every offset once, in order", () =>
+    Effect.gen(function*() {
+      const cluster = yield* startNatsCluster(3)
+      const log = yield* startLog("mirrorkill")
+      const total = 20_000
+      yield* publish(log, total)
+      const killedAt: Array<number> = []
+      for (let kill = 0; kill < 10; kill++) {
+        const before = yield* streamCount(cluster)
+        const mirror = yield* forkCli(mirrorArgs(cluster, "--max-in-flight", "64"), log.env)
+        // Past its resume, at a random point of its publishes counted in messages, not in time: a
+        // time would cover more of the stream on a faster machine, and the last kills land after its end.
+        yield* killAtCount(cluster, mirror, before + 1 + Math.floor(Math.random() * 1_000))
+        killedAt.push(yield* streamCount(cluster))
+      }
+      // Every kill fell mid-stream: the mirror had more to publish.
+      expect(killedAt.filter((n) => n < total)).toHaveLength(10)
+      const last = yield* runCli(mirrorArgs(cluster, "--until", `${total}`), log.env)
+      expect(last.code, last.stderr).toBe(0)
+      yield* audit(cluster, log, total)
+    }), 240_000)
+
+  it.scopedLive("one node of three killed mid-stream: nothing lost; all three: mirror-unavailable, then it catches up when they return", () =>
+    Effect.gen(function*() {
+      const cluster = yield* startNatsCluster(3)
+      const log = yield* startLog("mirrornodes")
+      const metricsPort = 20_000 + Math.floor(Math.random() * 20_000)
+      const mirror = yield* forkCli(mirrorArgs(cluster, "--metrics-port", `${metricsPort}`, "--request-timeout-ms", "2000"), log.env)
+      const publishing = yield* Effect.fork(publish(log, 20_000))
+      yield* awaitStreamCount(cluster, 3_000, mirror)
+      yield* cluster.nodes[0]!.kill
+      yield* publishing
+      yield* awaitStreamCount(cluster, 20_000, mirror)
+      yield* cluster.nodes[0]!.start
+
+      for (const node of cluster.nodes) yield* node.kill
+      yield* publish(log, 2_000)
+      let unavailable: { state: string; lagOffsets: number } | undefined
+      let metrics = ""
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline && mirror.child.exitCode === null;) {
+        unavailable = yield* topicsMirror(log)
+        metrics = yield* scrape(metricsPort)
+        if (unavailable?.state === "mirror-unavailable" && /cxlog_mirror_unavailable\{[^}]*\} 1/.test(metrics)) break
+        yield* Effect.sleep(100)
+      }
+      expect(mirror.child.exitCode, mirror.output()).toBeNull()
+      expect(unavailable?.state).toBe("mirror-unavailable")
+      expect(unavailable?.lagOffsets).toBe(2_000)
+      expect(metrics).toMatch(/cxlog_mirror_unavailable\{[^}]*\} 1/)
+      expect(metrics).toMatch(/cxlog_mirror_retries\{[^}]*\} [1-9]/)
+
+      for (const node of cluster.nodes) yield* node.start
+      yield* awaitStreamCount(cluster, 22_000, mirror, 120_000)
+      mirror.child.kill("SIGTERM")
+      yield* mirror.exited
+      yield* audit(cluster, log, 22_000)
+    }), 300_000)
+
+  it.scopedLive("the expected-sequence fence: a foreign writer's message stops the mirror with a typed error, and it writes nothing after it", () =>
+    Effect.gen(function*() {
+      const cluster = yield* startNatsCluster(3)
+      const log = yield* startLog("mirrorfence")
+      yield* publish(log, 1_000)
+      const first = yield* runCli(mirrorArgs(cluster, "--until", "1000"), log.env)
+      expect(first.code, first.stderr).toBe(0)
+      // A running mirror: the foreign message lands between two of its appends.
+      const running = yield* forkCli(mirrorArgs(cluster), log.env)
+      while (!running.output().includes("mirroring from offset 1000")) {
+        expect(running.child.exitCode, running.output()).toBeNull()
+        yield* Effect.sleep(50)
+      }
+      yield* withJetStream(cluster, async (nc) => {
+        const h = headers()
+        h.set("Nats-Msg-Id", "someone-else/1")
+        await jetstream(nc).publish(`cxlog.${TOPIC}`, new TextEncoder().encode("foreign"), { headers: h })
+      })
+      yield* publish(log, 500)
+      const exited = yield* running.exited.pipe(
+        Effect.timeoutFail({ duration: 60_000, onTimeout: () => new Error(`the mirror went on after a foreign message: ${running.output()}`) })
+      )
+      expect(exited.code).toBe(1)
+      expect(running.output()).toMatch(/MirrorStreamForeign|another writer appended to it; nothing was written/)
+      expect(yield* streamCount(cluster)).toBe(1_001)
+      // Started again, it refuses before writing anything.
+      const again = yield* runCli(mirrorArgs(cluster), log.env)
+      expect(again.code).toBe(1)
+      expect(again.stderr).toMatch(/stream cxlog-m: its last message \(sequence 1001\) is "someone-else\/1" on cxlog\.m, not this mirror's/)
+      expect(yield* streamCount(cluster)).toBe(1_001)
+      expect((yield* topicsMirror(log))?.state).toBe("fenced")
+    }), 180_000)
+
+  it.scopedLive("docs/mirror.md's reader prints the region's order; a mirror behind retention stops with a typed error naming the offsets, and cxlog topics says so", () =>
+    Effect.gen(function*() {
+      const cluster = yield* startNatsCluster(3)
+      const log = yield* startLog("mirrorbehind", smallRegionEnv)
+      yield* publish(log, 100)
+      const first = yield* runCli(mirrorArgs(cluster, "--until", "100"), log.env)
+      expect(first.code, first.stderr).toBe(0)
+      // docs/mirror.md's reader, with nothing but the NATS client: the region's order and values.
+      const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "read-mirror.mjs")
+      const read = execFileSync(process.execPath, [script, cluster.urls.join(","), STREAM], { encoding: "utf8", timeout: 60_000 })
+      const region = yield* runCli(["subscribe", "--topic", TOPIC, "--from", "0", "--limit", "100"], log.env)
+      expect(region.code, region.stderr).toBe(0)
+      expect(read.split("\n")).toHaveLength(101)
+      expect(read).toBe(region.stdout)
+      // Without its consumer the region holds nothing for the mirror: 3 MiB through a 1 MiB Blog.
+      const removed = yield* runCli(["consumers", "--topic", TOPIC, "--remove", `mirror-${STREAM}`], log.env)
+      expect(removed.code, removed.stderr).toBe(0)
+      yield* publish(log, 3_000, 1024)
+      const behind = yield* runCli(mirrorArgs(cluster), log.env)
+      expect(behind.code).toBe(1)
+      expect(behind.stderr).toMatch(/the mirror to stream cxlog-m is behind retention: it needs offset 100, the region holds offsets from \d+ on/)
+      const status = yield* topicsMirror(log)
+      expect(status?.state).toBe("behind-retention")
+      expect(status?.mirrored).toBe(100)
+      const text = yield* runCli(["topics"], log.env)
+      expect(text.stdout).toMatch(/mirror m → stream cxlog-m .*: behind-retention, mirrored up to offset 100/)
+      expect(yield* streamCount(cluster)).toBe(100)
+    }), 180_000)
+})
