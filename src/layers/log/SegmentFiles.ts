@@ -1,11 +1,12 @@
 /**
  * The file operations the segment engine (SegmentLog.ts) needs, as promises: the live layer's
- * are node:fs/promises (run on libuv's pool, so the JS thread never waits for the disk), the
- * fake's an in-process disk (SegmentsMemory.ts).
+ * are node:fs/promises (run on libuv's pool, so the JS thread never waits for the disk; the
+ * stream's lock, taken once per open, is region/PidLockFile's few metadata calls), the fake's an
+ * in-process disk (SegmentsMemory.ts).
  */
 import * as fs from "node:fs/promises"
 import { constants, readSync } from "node:fs"
-import { isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
+import { tryLock } from "../region/PidLockFile.js"
 
 export interface SegmentFile {
   /** Writes all of `buffers`, in order, at `position` (a short write is retried; an error rejects). */
@@ -53,7 +54,7 @@ export interface SegmentFiles {
   readonly now: () => number
   /**
    * Takes the directory's lock for this process: resolves to a release function, or to the pid
-   * of the live process holding it. A lock whose holder is gone is taken over.
+   * of the live process holding it. A lock whose holder is gone is taken over (region/PidLockFile.ts).
    */
   readonly lock: (dir: string) => Promise<(() => Promise<void>) | number>
 }
@@ -112,39 +113,10 @@ export const nodeSegmentFiles: SegmentFiles = {
   now: () => Date.now(),
   lock: async (dir) => {
     const path = `${dir}/LOCK`
-    // Written whole under a private name, then linked into place: a LOCK is never seen half-written.
-    const mine = `${dir}/LOCK.${process.pid}.${Math.random().toString(16).slice(2)}`
-    // The pid and its start tag: a later process that reuses the pid is not the holder.
-    await fs.writeFile(mine, `${process.pid} ${ownStartTag()}\n`, { mode: 0o600 })
-    try {
-      for (let attempt = 0; attempt < 3; attempt++) {
-        try {
-          await fs.link(mine, path)
-          heldLocks.add(path)
-          return () => {
-            heldLocks.delete(path)
-            return fs.unlink(path).catch(() => undefined)
-          }
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
-        }
-        const [holder = 0, tag = 0] = (await fs.readFile(path, "utf8").catch(() => "")).trim().split(" ").map(Number)
-        // Our own pid holds it only if this process took it; else an earlier process with our pid (a restarted container) left it.
-        // A zombie (killed, not yet reaped) writes nothing: gone (isProcessAlive judges so). A lock without a
-        // tag (an older build's) is judged by its pid alone.
-        const held = holder === process.pid
-          ? heldLocks.has(path)
-          : Number.isInteger(holder) && holder > 0 && isProcessAlive(holder, Number.isInteger(tag) && tag > 0 ? tag : 0)
-        if (held) return holder
-        // Its holder is gone: take it over.
-        await fs.unlink(path).catch(() => undefined)
-      }
-      throw Object.assign(new Error(`could not take ${path}`), { code: "EBUSY" })
-    } finally {
-      await fs.unlink(mine).catch(() => undefined)
-    }
+    const attempt = tryLock(path, {})
+    if (attempt.taken) return async () => attempt.release()
+    const holder = attempt.holder
+    if (holder !== undefined && !holder.gone && holder.unreadable === undefined) return holder.pid
+    throw Object.assign(new Error(`could not take ${path}`), { code: "EBUSY" })
   }
 }
-
-/** The stream locks this process holds (a LOCK naming our pid that is not here was left by an earlier process). */
-const heldLocks = new Set<string>()

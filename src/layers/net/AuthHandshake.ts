@@ -1,0 +1,166 @@
+/**
+ * The broker's side of the authentication step: its handle on the credential file
+ * (`AuthServer`: the CHALLENGE for a HELLO, the AUTH proof checked, session tokens) and
+ * `authenticate`, the step every TCP session's handshake runs (Auth.ts tells the exchange).
+ */
+import { Effect } from "effect"
+import { randomBytes, timingSafeEqual } from "node:crypto"
+import { statSync } from "node:fs"
+import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
+import { CredentialError, readCredentialFile, type UserRecord } from "./AuthCredentialFile.js"
+import { authMessage, b64, DEFAULT_ITERATIONS, hmac, KEY_BYTES, newNonce, serverSignatureMatches, sha256, unb64, xor } from "./AuthKeys.js"
+import { type Action, authorize } from "./AuthRights.js"
+import { type Frame, FrameType } from "./Frame.js"
+
+/** A pending challenge: what the broker sent, to check the AUTH against. */
+export interface Challenge {
+  readonly user: UserRecord | undefined
+  readonly userName: string
+  readonly clientNonce: string
+  readonly salt: string
+  readonly iterations: number
+  readonly nonce: string
+}
+
+const processDecoyKey = randomBytes(32)
+
+/**
+ * A fake salt for a user the file does not hold, so a CHALLENGE does not reveal who exists.
+ * Derived from the file's session key, it is the same on every broker of the file and after a
+ * restart, as a real user's salt is; a file without a key gives one stable per process only.
+ */
+const decoySalt = (fileKey: Buffer | undefined, name: string) => b64(hmac(fileKey ?? processDecoyKey, `cxlog-decoy-salt-1,${name}`).subarray(0, 16))
+
+/**
+ * The broker's handle on a credential file: re-read when it changes (a `cxlog user add` takes
+ * effect for the next connection), checked to be private to its owner.
+ */
+export class AuthServer {
+  private users = new Map<string, UserRecord>()
+  private sessionKey: Buffer | undefined
+  /** The file as last read: its inode, change time (a write, a rename over it or a chmod moves it) and size. */
+  private loaded = ""
+
+  private constructor(readonly path: string) {}
+
+  static open(path: string): AuthServer {
+    const server = new AuthServer(path)
+    server.refresh()
+    return server
+  }
+
+  /**
+   * Re-reads the file if it changed since the last read (one stat). A file removed, opened to
+   * others or unreadable throws, and no user of it is kept: removing the file revokes everyone,
+   * and a file others could have changed is trusted no more. (Changes are renamed in whole, so a
+   * read never sees half of one.)
+   */
+  refresh(): void {
+    try {
+      const stat = statSync(this.path, { throwIfNoEntry: false })
+      if (stat === undefined) throw new CredentialError({ path: this.path, reason: "no such file (the head creates it; `cxlog user add` adds users)" })
+      if ((stat.mode & 0o077) !== 0) {
+        throw new CredentialError({ path: this.path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+      }
+      const version = `${stat.ino}:${stat.ctimeMs}:${stat.size}`
+      if (version === this.loaded) return
+      const file = readCredentialFile(this.path)
+      this.users = new Map(file.users.map((u) => [u.name, u]))
+      this.sessionKey = file.sessionKey === undefined ? undefined : unb64(file.sessionKey)
+      this.loaded = version
+    } catch (error) {
+      this.users = new Map()
+      this.sessionKey = undefined
+      this.loaded = ""
+      throw error
+    }
+  }
+
+  /**
+   * The CHALLENGE for a HELLO naming `userName` (a decoy one for a user the file lacks: it fails
+   * at `verify`); throws the file's `CredentialError` when it is no longer usable (`refresh`).
+   */
+  challenge(userName: string, clientNonce: string): Challenge {
+    this.refresh()
+    const user = this.users.get(userName)
+    return {
+      user,
+      userName,
+      clientNonce,
+      salt: user?.salt ?? decoySalt(this.sessionKey, userName),
+      iterations: user?.iterations ?? DEFAULT_ITERATIONS,
+      nonce: newNonce()
+    }
+  }
+
+  /**
+   * The token of a session `user` registered (the WELCOME carries it; the client names it when it
+   * attaches the session again, through any broker of this file); undefined for a file without a
+   * session key.
+   */
+  sessionToken(topic: string, clientId: number, sessionEpoch: number, user: string): string | undefined {
+    return this.sessionKey === undefined ? undefined : b64(hmac(this.sessionKey, `cxlog-session-1,${topic},${clientId},${sessionEpoch},${user}`))
+  }
+
+  /** Whether `token` shows the session was registered by `user`: always true for a file without a session key. */
+  sessionTokenMatches(topic: string, clientId: number, sessionEpoch: number, user: string, token: string | undefined): boolean {
+    const expected = this.sessionToken(topic, clientId, sessionEpoch, user)
+    return expected === undefined || serverSignatureMatches(expected, token)
+  }
+
+  /** The user when `proof` answers `challenge`, with the WELCOME's signature; else undefined. */
+  verify(challenge: Challenge, proof: string): { user: UserRecord; serverSignature: string } | undefined {
+    const user = challenge.user
+    if (user === undefined) return undefined
+    const message = authMessage(challenge.userName, challenge.clientNonce, challenge.nonce)
+    const storedKey = unb64(user.storedKey)
+    const given = unb64(proof)
+    if (given.length !== KEY_BYTES || storedKey.length !== KEY_BYTES) return undefined
+    const clientKey = xor(given, hmac(storedKey, message))
+    if (!timingSafeEqual(sha256(clientKey), storedKey)) return undefined
+    return { user, serverSignature: b64(hmac(unb64(user.serverKey), message)) }
+  }
+}
+
+/**
+ * The authentication step of any TCP session's handshake, after its opening frame named `who`
+ * (user and client nonce): CHALLENGE, the client's AUTH proof checked against the credential
+ * file, then the user's right to `action` on `topic`. The user and the WELCOME's signature, or
+ * null when the connection ended meanwhile; a refusal is the connection's typed error.
+ */
+export const authenticate = (
+  server: AuthServer,
+  who: { readonly user?: string | undefined; readonly nonce?: string | undefined },
+  action: Action,
+  topic: string,
+  io: { readonly send: (frame: Buffer) => void; readonly next: Effect.Effect<Frame | undefined, WireViolation> }
+): Effect.Effect<{ user: UserRecord; serverSignature: string } | null, WireViolation> =>
+  Effect.gen(function*() {
+    if (who.user === undefined || who.nonce === undefined) {
+      return yield* new WireViolation({
+        code: "auth-required",
+        detail: "this broker requires authentication: give the client a secret file (--secret-file / CXLOG_SECRET_FILE; docs/security.md)"
+      })
+    }
+    const challenge = yield* Effect.try({
+      try: () => server.challenge(who.user!, who.nonce!),
+      catch: (e) => e instanceof CredentialError ? e : new CredentialError({ path: server.path, reason: String(e) })
+    }).pipe(
+      Effect.tapError((e) => Effect.logWarning(`refusing a handshake: ${e.message}`)),
+      Effect.mapError(() =>
+        new WireViolation({ code: "auth-failed", detail: "this broker cannot use its credential file now (its log says why): it authenticates nobody" })
+      )
+    )
+    io.send(challengeFrame(new ChallengeBody({ salt: challenge.salt, iterations: challenge.iterations, nonce: challenge.nonce })))
+    const frame = yield* io.next
+    if (frame === undefined) return null
+    if (frame.type !== FrameType.AUTH) return yield* new WireViolation({ code: "unexpected-frame", detail: "a CHALLENGE is answered with AUTH" })
+    const answer = yield* decodeControl(AuthProof, frame.payload, "bad-handshake")
+    const verified = server.verify(challenge, answer.proof)
+    if (verified === undefined) {
+      return yield* new WireViolation({ code: "auth-failed", detail: `authentication as ${who.user} failed: no such user, or the wrong secret` })
+    }
+    const denied = authorize(verified.user, action, topic)
+    if (denied !== undefined) return yield* new WireViolation({ code: "forbidden", detail: denied })
+    return verified
+  })

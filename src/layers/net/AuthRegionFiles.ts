@@ -1,0 +1,117 @@
+/**
+ * The secret file (`NAME:SECRET`, what a client authenticates with) and this user's private
+ * directory, where a region's default credential and secret files live: the head makes them,
+ * a client on its host finds its credentials there, and they go with the region.
+ */
+import { lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from "node:fs"
+import { tmpdir, userInfo } from "node:os"
+import { join } from "node:path"
+import type { Credentials } from "./AuthClient.js"
+import { CredentialError, type RegionBinding, upsertUser, userRecord, writePrivateFile } from "./AuthCredentialFile.js"
+import { newSecret } from "./AuthKeys.js"
+
+/**
+ * This user's private directory for credential and secret files: `$XDG_RUNTIME_DIR/cxlog`, else
+ * `<tmp>/cxlog-auth-<uid>`; created 0700 and refused unless it is a directory of this user that
+ * nobody else may enter (a squatted one in a shared /tmp would leak secrets).
+ */
+export const authDirectory = (): string => {
+  const runtime = process.env["XDG_RUNTIME_DIR"]
+  const dir = runtime !== undefined && runtime !== "" ? join(runtime, "cxlog") : join(tmpdir(), `cxlog-auth-${process.getuid?.() ?? 0}`)
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const stat = lstatSync(dir)
+  const uid = process.getuid?.()
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
+    throw new CredentialError({ path: dir, reason: "not a private directory of this user (owner and mode 700 expected)" })
+  }
+  return dir
+}
+
+const fileStem = (region: string) => region.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")
+/** The region's default credential file (the head creates it). */
+export const defaultCredentialPath = (region: string): string => join(authDirectory(), `${fileStem(region)}.users`)
+/** The region's default secret file: the local user's `NAME:SECRET`, which the local publisher reads. */
+export const defaultSecretPath = (region: string): string => join(authDirectory(), `${fileStem(region)}.secret`)
+
+/**
+ * The local user's credentials for `region` from its default secret file (what a client on the
+ * head's host uses when given none); undefined when there is no such file or no private
+ * directory for one. A file that is there but unusable throws its `CredentialError`.
+ */
+export const localCredentials = (region: string): Credentials | undefined => {
+  let path: string
+  try {
+    path = defaultSecretPath(region)
+  } catch {
+    return undefined
+  }
+  return statSync(path, { throwIfNoEntry: false }) === undefined ? undefined : { ...readSecretFile(path), implicit: true }
+}
+
+/** Where a client library finds the local user's secret file when given no credentials. */
+export interface LocalRegion {
+  /** The region whose default secret file (the head writes it) to use when `credentials` is not given. Default "cxlog". */
+  readonly region?: string
+}
+
+/** `options` with the local user's credentials for its region when it names none (and the head's secret file is there). */
+export const withLocalCredentials = <O extends LocalRegion & { readonly credentials?: Credentials | undefined }>(options: O): O => {
+  if (options.credentials !== undefined) return options
+  const credentials = localCredentials(options.region ?? "cxlog")
+  return credentials === undefined ? options : { ...options, credentials }
+}
+
+/** The local OS user's name: the default user of a region's credential file. */
+const localUserName = (): string => {
+  try {
+    return userInfo().username.replace(/[^A-Za-z0-9._-]/g, "_") || "local"
+  } catch {
+    return "local"
+  }
+}
+
+/** A secret file's `NAME:SECRET` (refused when others may read it). */
+export const readSecretFile = (path: string): Credentials => {
+  const stat = statSync(path, { throwIfNoEntry: false })
+  if (stat === undefined) throw new CredentialError({ path, reason: "no such secret file" })
+  if ((stat.mode & 0o077) !== 0) throw new CredentialError({ path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+  const text = readFileSync(path, "utf8").trim()
+  const colon = text.indexOf(":")
+  if (colon <= 0 || colon === text.length - 1) throw new CredentialError({ path, reason: "not NAME:SECRET" })
+  return { user: text.slice(0, colon), secret: text.slice(colon + 1) }
+}
+
+export const writeSecretFile = (path: string, credentials: Credentials): void => writePrivateFile(path, `${credentials.user}:${credentials.secret}\n`)
+
+/**
+ * The head's part: the region's credential file with the local user (every right), bound to
+ * `region` if given, and that user's secret file, unless a credential file is already there
+ * (kept: users added to it stay).
+ */
+export const ensureRegionCredentials = (credentialPath: string, secretPath: string, region?: RegionBinding): { created: boolean } => {
+  if (statSync(credentialPath, { throwIfNoEntry: false }) !== undefined) return { created: false }
+  const credentials = { user: localUserName(), secret: newSecret() }
+  writeSecretFile(secretPath, credentials)
+  upsertUser(credentialPath, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }), region)
+  return { created: true }
+}
+
+/** Removes the region's default files (the head that created them, when it removes its region). */
+export const removeRegionCredentials = (credentialPath: string, secretPath: string): void => {
+  for (const path of [credentialPath, secretPath]) {
+    try {
+      unlinkSync(path)
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** Removes a region's default files (`cxlog regions --remove`, a run's end), if this user's directory is usable. */
+export const removeDefaultCredentials = (region: string): void => {
+  try {
+    removeRegionCredentials(defaultCredentialPath(region), defaultSecretPath(region))
+  } catch {
+    // No usable private directory: nothing of ours is there.
+  }
+}
