@@ -110,7 +110,7 @@ const check = (order: 2 | 5, s: Scenario) =>
     const lease = Offsets.sequencerLease
     Atomics.store(memory.i32, (lease + LeaseLine.occurrence) / 4, 0x7777)
     Atomics.store(memory.i32, (lease + LeaseLine.pid) / 4, DEAD_PID)
-    Atomics.store(memory.i32, (lease + LeaseLine.writing) / 4, DEAD_PID)
+    Atomics.store(memory.i32, (lease + LeaseLine.round) / 4, DEAD_PID)
     yield* Scope.close(firstScope, Exit.void)
     // What the dead head wrote: every GOI entry committed so far, the tail past its published frontier included.
     const goiView = new GoiEntryView(memory)
@@ -120,7 +120,7 @@ const check = (order: 2 | 5, s: Scenario) =>
     // The standby takes over and orders the rest.
     const second = yield* cluster.sequencer({ holdTimeoutMs: HOLD_MS })
     expect(second.epoch).toBe(first.epoch + 1)
-    expect(Atomics.load(memory.i32, (lease + LeaseLine.writing) / 4)).toBe(0)
+    expect(Atomics.load(memory.i32, (lease + LeaseLine.round) / 4)).toBe(0)
     for (let i = s.beforeCrash; i < s.arrivals.length; i++) {
       yield* append(s.arrivals[i]!)
       if (s.stepAfter[i % s.stepAfter.length]) yield* second.step

@@ -39,7 +39,7 @@ describe("sequencer fencing (fake region)", () => {
       expect(goi.holds(goiEntryOffset(area, 0, 0), 0)).toBe(false)
       for (let p = 0; p < 3; p++) expect(pbr.finished(pbrSlotOffset(area, 0, 0, p), p)).toBe(false)
       expect(new OrderLineView(memory).committed(area.orderLine(0))).toBe(0)
-      expect(Atomics.load(memory.i32, (lease + LeaseLine.writing) / 4)).toBe(0)
+      expect(Atomics.load(memory.i32, (lease + LeaseLine.round) / 4)).toBe(0)
     }))
 
   it.scopedLive("a new holder waits while the old head is inside a round (its marker names a live process), then orders", () =>
@@ -50,14 +50,14 @@ describe("sequencer fencing (fake region)", () => {
       const old = yield* cluster.sequencer({ leaseMs: 60_000 })
       yield* old.step
       // The old head stalled inside a round: its marker (a live process: our parent) and a lapsed lease.
-      Atomics.store(memory.i32, (lease + LeaseLine.writing) / 4, process.ppid)
+      Atomics.store(memory.i32, (lease + LeaseLine.round) / 4, process.ppid)
       new LeaseLineView(memory).setExpiresAtMs(lease, Date.now() - 1)
 
       const taking = yield* Effect.fork(cluster.sequencer({ leaseMs: 60_000 }))
       yield* Effect.sleep("300 millis")
       expect(taking.unsafePoll()).toBe(null)
       // The old head's round ends: the new holder goes on, one epoch later, and the old head is fenced.
-      Atomics.store(memory.i32, (lease + LeaseLine.writing) / 4, 0)
+      Atomics.store(memory.i32, (lease + LeaseLine.round) / 4, 0)
       const fresh = yield* Fiber.join(taking)
       expect(fresh.epoch).toBe(old.epoch + 1)
       expect(yield* Effect.flip(old.step)).toMatchObject({ _tag: "SequencerLeaseLost" })

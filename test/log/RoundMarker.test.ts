@@ -1,6 +1,6 @@
 /**
- * The round marker in the sequencer's lease line is a bare pid (Sequencer.ts
- * `awaitEarlierRound`). A head SIGKILLed inside a round leaves it set; a later head must not
+ * The round marker in the sequencer's lease line names a pid and its start tag; here a bare pid
+ * (tag 0: the pid alone decides, as without /proc) (SequencerLease.ts `awaitEarlierRound`). A head SIGKILLed inside a round leaves it set; a later head must not
  * wait on it for ever when the pid is its own (given the killed head's pid: a restarted
  * container, a pid namespace) or names a live process that is no head inside a round (a reused
  * pid). A process stopped with the marker set fails the new head with a typed error naming it.
@@ -26,7 +26,7 @@ const killedInRound = (marker: number) =>
     yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
     const old = yield* cluster.sequencer({ leaseMs: 60_000 })
     yield* old.step
-    Atomics.store(memory.i32, (lease + LeaseLine.writing) / 4, marker)
+    Atomics.store(memory.i32, (lease + LeaseLine.round) / 4, marker)
     new LeaseLineView(memory).setExpiresAtMs(lease, Date.now() - 1)
     return { cluster, memory, old }
   })
@@ -44,7 +44,7 @@ describe("the sequencer's round marker left by a killed head", () => {
       const { cluster, memory, old } = yield* killedInRound(process.pid)
       const fresh = yield* takeOver(cluster.sequencer({ leaseMs: 60_000 }))
       expect(fresh.epoch).toBe(old.epoch + 1)
-      expect(Atomics.load(memory.i32, (lease + LeaseLine.writing) / 4)).toBe(0)
+      expect(Atomics.load(memory.i32, (lease + LeaseLine.round) / 4)).toBe(0)
       const appender = yield* cluster.appender(0)
       yield* appendSimple(appender, "t", 7, 1, 0)
       expect((yield* fresh.step).ordered).toBeGreaterThan(0)
@@ -55,7 +55,7 @@ describe("the sequencer's round marker left by a killed head", () => {
       const { cluster, memory, old } = yield* killedInRound(process.ppid)
       const fresh = yield* takeOver(cluster.sequencer({ leaseMs: 60_000, earlierRoundWaitMs: 200 }))
       expect(fresh.epoch).toBe(old.epoch + 1)
-      expect(Atomics.load(memory.i32, (lease + LeaseLine.writing) / 4)).toBe(0)
+      expect(Atomics.load(memory.i32, (lease + LeaseLine.round) / 4)).toBe(0)
     }))
 
   it.scopedLive("a marker naming a stopped process fails the new head, naming the process and the wait, and lets the lease go", () =>

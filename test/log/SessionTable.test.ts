@@ -72,7 +72,7 @@ describe("SessionTable lookups while a writer is preempted inside a line's seqlo
     expect(table.lookup(7, registered.sessionEpoch)).toBe(UNSETTLED)
     expect(table.lookup(7, registered.sessionEpoch, registered.slot)).toBe(UNSETTLED)
     // The sequencer's own adoption is not fooled either way: batches follow a finished registration.
-    expect(table.adopt(7, registered.sessionEpoch)).toBe(-1)
+    expect(table.find(7, registered.sessionEpoch)).toBeUndefined()
 
     lines.storeVersion(line, version + 2)
     expect(table.lookup(7, registered.sessionEpoch)).toMatchObject({ slot: registered.slot, state: "active" })

@@ -69,6 +69,9 @@ export interface MemoryTopic {
   /** The same session table code as the region's, over a private buffer. */
   readonly sessions: SessionTable
   progress: number
+  /** Rounds that published the topic, and the fenced sessions the last one counted (the order line's words in the region). */
+  rounds: number
+  fencedSessions: number
   /** The store's subscriber lines, this topic's among them. */
   readonly lines: StoreLines
   /** Set when the durable tier stopped writing the topic's copy on disk (the order line's word in the region). */
@@ -168,6 +171,8 @@ export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicIn
   totalOrder: 0,
   sessions: memorySessionTable(config.sessionSlots),
   progress: 0,
+  rounds: 0,
+  fencedSessions: 0,
   lines,
   durableFailure: undefined
 })

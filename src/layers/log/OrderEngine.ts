@@ -31,6 +31,7 @@
  */
 import type { OrderMode } from "../../services/log/Topics.js"
 import { AHEAD_WINDOW } from "./Records.js"
+import type { SessionFields } from "./SessionTable.js"
 
 /** `marker`: a close marker, handled and finished (it is no batch); `corrupt`: a slot whose header cannot be a batch (the scan's, not the engine's). */
 export type DropReason = "duplicate" | "fenced" | "refused" | "corrupt" | "marker"
@@ -73,8 +74,12 @@ export interface OrderSink {
   /** Puts the batch at (broker, pbrSeq) next in the total order; returns its message count. */
   readonly order: (broker: number, pbrSeq: number, session: Session) => number
   readonly drop: (broker: number, pbrSeq: number, reason: DropReason) => void
-  /** The storage slot of a registered, active session with this key, or -1. */
-  readonly adoptSession: (clientId: number, sessionEpoch: number) => number
+  /**
+   * The registered session with this key (active or fenced) as its storage holds it, or
+   * undefined: a fresh registration, or one this engine forgot (`forget`) whose state another
+   * process's round moved.
+   */
+  readonly findSession: (clientId: number, sessionEpoch: number) => { readonly slot: number; readonly fields: SessionFields } | undefined
   /** Publishes that the session ended (its line keeps the frontier). */
   readonly releaseSession: (session: Session) => void
   /** Publishes that the session ended with batches ordered above a gap (its line is forgotten). */
@@ -149,28 +154,36 @@ export class OrderEngine {
     return this.sessions.get(clientId)?.get(sessionEpoch)
   }
 
-  /** Re-creates a session from its published record (restart recovery). */
-  restore(
-    clientId: number,
-    sessionEpoch: number,
-    slot: number,
-    state: {
-      next: number
-      fenced: boolean
-      orderedMessages: number
-      duplicates: number
-      lastActivityMs: number
-      ahead?: ReadonlySet<number>
-    }
-  ) {
-    const session = this.newSession(clientId, sessionEpoch, slot, state.lastActivityMs, false)
+  /**
+   * Re-creates a session from its published record: every line at a restart (`counted`: a
+   * fenced one adds to `fencedSessions`), or one line when a batch of it arrives after `forget`
+   * (already counted in the `fencedSessions` the engine was given).
+   */
+  restore(clientId: number, sessionEpoch: number, slot: number, state: SessionFields, counted = true): Session {
+    const session = this.newSession(clientId, sessionEpoch, slot, state.lastActivityMs)
     session.next = state.next
     if (state.ahead !== undefined) for (const seq of state.ahead) session.ahead.add(seq)
     session.fenced = state.fenced
     session.orderedMessages = state.orderedMessages
     session.duplicates = state.duplicates
-    if (session.fenced) this.fencedSessions++
+    if (session.fenced && counted) this.fencedSessions++
     return session
+  }
+
+  /**
+   * Drops every session and hold: another process's round moved the topic's published state,
+   * so this engine's copy of it is stale. Sessions come back from their lines as their batches
+   * arrive (`findSession`), held batches as the scan meets them again (it restarts at each
+   * broker's consumed-through, the oldest held position). A close marker's pending count is lost
+   * with them, as at a restart: such a session ends by idling out instead.
+   */
+  forget(fencedSessions: number): void {
+    this.sessions.clear()
+    this.holding.clear()
+    for (let b = 0; b < this.heldByBroker.length; b++) this.heldByBroker[b] = new HeldPositions()
+    this.dirty.length = 0
+    this.fencedSessions = fencedSessions
+    this.lastOrderedMs = Number.NEGATIVE_INFINITY
   }
 
   /**
@@ -191,7 +204,7 @@ export class OrderEngine {
 
   /** Decides one scanned batch. `stall` means nothing was done: retry later. */
   arrive(broker: number, pbrSeq: number, clientId: number, sessionEpoch: number, batchSeq: number, nowMs: number): Verdict {
-    const session = this.sessionFor(clientId, sessionEpoch, nowMs)
+    const session = this.sessionFor(clientId, sessionEpoch)
     if (session === undefined) {
       this.sink.drop(broker, pbrSeq, "refused")
       return Verdict.refused
@@ -274,10 +287,11 @@ export class OrderEngine {
    */
   close(broker: number, pbrSeq: number, clientId: number, sessionEpoch: number, batches: number, nowMs: number): void {
     this.sink.drop(broker, pbrSeq, "marker")
-    const session = this.sessionFor(clientId, sessionEpoch, nowMs)
+    const session = this.sessionFor(clientId, sessionEpoch)
     if (session === undefined) return
     session.closeAt = Math.min(session.closeAt, batches)
     session.lastActivityMs = nowMs
+    this.markDirty(session)
     this.releaseIfDone(session)
   }
 
@@ -363,12 +377,12 @@ export class OrderEngine {
     this.markDirty(session)
   }
 
-  /** The engine's session, else the table's registered one (adopted now), else undefined. */
-  private sessionFor(clientId: number, sessionEpoch: number, nowMs: number): Session | undefined {
+  /** The engine's session, else the storage's registered one (taken on now, from its line), else undefined. */
+  private sessionFor(clientId: number, sessionEpoch: number): Session | undefined {
     const known = this.session(clientId, sessionEpoch)
     if (known !== undefined) return known
-    const slot = this.sink.adoptSession(clientId, sessionEpoch)
-    return slot < 0 ? undefined : this.newSession(clientId, sessionEpoch, slot, nowMs, true)
+    const found = this.sink.findSession(clientId, sessionEpoch)
+    return found === undefined ? undefined : this.restore(clientId, sessionEpoch, found.slot, found.fields, false)
   }
 
   private releaseIfDone(session: Session) {
@@ -406,7 +420,7 @@ export class OrderEngine {
     this.dirty.push(session)
   }
 
-  private newSession(clientId: number, sessionEpoch: number, slot: number, nowMs: number, publish: boolean): Session {
+  private newSession(clientId: number, sessionEpoch: number, slot: number, nowMs: number): Session {
     const session: Session = {
       clientId,
       sessionEpoch,
@@ -429,7 +443,6 @@ export class OrderEngine {
       this.sessions.set(clientId, byEpoch)
     }
     byEpoch.set(sessionEpoch, session)
-    if (publish) this.markDirty(session)
     return session
   }
 }

@@ -239,6 +239,10 @@ export class OrderLineView extends View {
   /** Why the head's durable tier stopped persisting the topic (a DurableFailureCode; 0 while it runs). */
   durableFailure(at: number): number { return Atomics.load(this.i32, (at + OrderLine.durableFailure) / 4) }
   storeDurableFailure(at: number, code: number): void { Atomics.store(this.i32, (at + OrderLine.durableFailure) / 4, code) }
+  /** Bumped by every round that published the topic (not by the durable tier): see `OrderLine`. */
+  rounds(at: number): number { return Atomics.load(this.i32, (at + OrderLine.rounds) / 4) }
+  /** Bumps `rounds`; returns its new value. */
+  bumpRounds(at: number): number { return Atomics.add(this.i32, (at + OrderLine.rounds) / 4, 1) + 1 }
 }
 
 /** A (topic, broker) line written by that broker. */
@@ -294,12 +298,23 @@ export class LeaseLineView extends View {
   /** 1 while the sequencer waits on its doorbell for batches (appenders ring it only then). */
   waiting(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.waiting) / 4) }
   storeWaiting(at: number, v: 0 | 1): void { Atomics.store(this.i32, (at + LeaseLine.waiting) / 4, v) }
-  /** The round marker: the pid of the sequencer inside a round, 0 between rounds. */
-  writing(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.writing) / 4) }
-  storeWriting(at: number, pid: number): void { Atomics.store(this.i32, (at + LeaseLine.writing) / 4, pid) }
+  /** The round marker as one word: the pid of the process inside a round (`lowHalf`) and its start tag (`highHalf`); 0n between rounds. */
+  round(at: number): bigint { return Atomics.load(wordsOver(this.u32), (at + LeaseLine.round) / 8) }
   /** Compare-and-swap of the round marker; returns what it held (the swap took place if that is `expected`). */
-  exchangeWriting(at: number, expected: number, pid: number): number { return Atomics.compareExchange(this.i32, (at + LeaseLine.writing) / 4, expected, pid) }
+  exchangeRound(at: number, expected: bigint, holder: bigint): bigint {
+    return Atomics.compareExchange(wordsOver(this.u32), (at + LeaseLine.round) / 8, expected, holder)
+  }
+  /** The occurrence of the holder that has taken every topic on (see `LeaseLine`). */
+  ready(at: number): number { return Atomics.load(this.i32, (at + LeaseLine.ready) / 4) }
+  storeReady(at: number, occurrence: number): void { Atomics.store(this.i32, (at + LeaseLine.ready) / 4, occurrence) }
 }
+
+/** The round marker naming process `pid` with start tag `tag` (0n names no one). */
+export const roundHolder = (pid: number, tag: number): bigint => pairWord(pid, tag)
+/** The pid a round marker names (0: no one). */
+export const roundHolderPid = (holder: bigint): number => lowHalf(holder) | 0
+/** The start tag a round marker names (0: unknown, the pid alone decides). */
+export const roundHolderTag = (holder: bigint): number => highHalf(holder)
 
 /**
  * A participant line (broker owners, listeners): each process its own, claimed by one 64-bit

@@ -36,11 +36,14 @@ export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
 
 /**
  * Topic order line (the sequencer). `progress` is bumped after every round that moved anything;
+ * `rounds` too, but by rounds alone (not the durable tier): a process that orders (the head, or an
+ * appender running a round itself) knows its cached state of the topic is current while `rounds`
+ * is the value its own last round left (SequencerRound.ts, `syncTopic`);
  * `stalled` is 1 while the topic's GOI is full (durable subscribers behind), so readers that move
  * their cursor ring the sequencer only then. `durableFailure` (the head's durable tier) says why an RF 2
  * topic's copy on disk stopped (`DurableFailureCode`), so brokers refuse its ACK 2 sessions instead of leaving them waiting.
  */
-export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32, stalled: 40, durableFailure: 48 } as const
+export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32, stalled: 40, durableFailure: 48, rounds: 56 } as const
 
 /** Per (topic, broker), written by the broker. `reclaimVersion` is bumped after the reclaim cursors move. */
 export const BrokerLine = {
@@ -172,10 +175,14 @@ export const goiSeqHi = (g: number): number => Math.floor(g / LOW) + 1
  * The sequencer lease line in the superblock (`Superblock.Offsets.sequencerLease`). `waiting`
  * is 1 while the sequencer waits on its doorbell for batches: appenders ring it only then (its
  * process's doorbell also serves other waiters, which a ring would wake for nothing).
- * `writing` is the pid of the sequencer inside a round (0 between rounds): the fence a new
- * holder waits on (see SequencerLease.ts).
+ * `round` is the round marker, one 64-bit word: the pid (low half) and start tag (high half) of
+ * the process inside a round — the head's sequencer or an appender ordering its own batches —
+ * and 0 between rounds. Rounds are serial because each is entered by a compare-and-swap of it
+ * from 0, and it is the fence a new lease holder waits on (see SequencerLease.ts). `ready` is
+ * the occurrence of the holder that has taken every topic on (recovered it from the region):
+ * appenders run rounds only while it is the lease's `occurrence`.
  */
-export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16, waiting: 24, writing: 28 } as const
+export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16, waiting: 24, round: 32, ready: 40 } as const
 
 /** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
 export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1

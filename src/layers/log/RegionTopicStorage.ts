@@ -150,6 +150,15 @@ export class RegionTopicStorage implements TopicStorage {
   publishFrontier(topic: TopicOrder): void {
     publishFrontier(this.v, this, topic)
   }
+
+  rounds(): number {
+    this.v.region.invalidate(this.orderLine, LINE_BYTES)
+    return this.v.orderLines.rounds(this.orderLine)
+  }
+
+  history(): OrderHistory {
+    return regionHistory(this.v, this)
+  }
 }
 
 /** Line 1 of a PBR slot: global seq and total order (or a `Dropped` code), then the finish word. */
@@ -188,17 +197,23 @@ function publishFrontier(v: RegionViews, storage: RegionTopicStorage, topic: Top
   region.publish(at, LINE_BYTES)
   orderLines.bumpProgress(at)
   region.publish(at + OrderLine.progress, 4)
+  // Last: a process that reads it moved takes everything above as whole (TopicRecovery.syncTopic).
+  topic.seenRounds = orderLines.bumpRounds(at)
+  region.publish(at + OrderLine.rounds, 4)
 }
 
 /** What the region holds of a topic's order: its order line, sequencer lines and GOI. */
 export function regionHistory(v: RegionViews, storage: RegionTopicStorage): OrderHistory {
   const { area, goi, orderLines, sequencerLines } = v
   const t = storage.topic
+  v.region.invalidate(storage.orderLine, LINE_BYTES)
   return {
     committed: orderLines.committed(storage.orderLine),
     totalOrder: orderLines.totalOrder(storage.orderLine),
+    fencedSessions: orderLines.fencedSessions(storage.orderLine),
     broker: (b) => {
       const line = area.sequencerLine(t, b)
+      v.region.invalidate(line, LINE_BYTES)
       return {
         consumedThrough: sequencerLines.consumedThrough(line),
         orderedBatches: sequencerLines.orderedBatches(line),

@@ -41,6 +41,7 @@ import {
   endRound,
   holdsLease,
   leaseLost,
+  markReady,
   markWaiting,
   releaseLease,
   renewLease,
@@ -107,6 +108,7 @@ const regionLog = (v: RegionViews, doorbell: DoorbellShape, settings: OrderSetti
   return {
     beginRound: () => beginRound(lease),
     endRound: () => endRound(lease),
+    forgetTopics: () => known.clear(),
     leaseLost: () => leaseLost(lease, v.epoch),
     hasNewTopics: () => newTopics().length > 0,
     discover: Effect.suspend(() => Effect.map(Effect.forEach(newTopics(), discoverTopic), (found) => found.flat())),
@@ -142,6 +144,7 @@ export const make = (
     const views = regionViews(region, area, options.flushAudit, epoch)
     const core = makeSequencerCore(regionLog(views, doorbell, settings, lease), settings)
     const run = core.run({
+      ready: () => markReady(lease),
       maxIdleMs: leaseMs / 3,
       renew: renewLease(lease, epoch),
       renewEveryMs: leaseMs / 3,

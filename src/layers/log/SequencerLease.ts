@@ -1,18 +1,19 @@
 /**
  * The sequencer lease, a line of the superblock: one head orders at a time. Taking it
  * (`acquireLease`: the lease free, expired or its holder gone, then an earlier holder's round
- * waited out: `awaitEarlierRound`), holding it (`renewLease`), the round's fence (`beginRound`
- * / `endRound`, on the `writing` marker), the `waiting` word appenders read before ringing,
- * and letting it go (`releaseLease`).
+ * waited out: `awaitEarlierRound`), holding it (`renewLease`), the round marker (`beginRound` /
+ * `endRound` for the head, `beginAppenderRound` / `endAppenderRound` for an appender ordering
+ * its own batches), `markReady`, the `waiting` word appenders read before ringing, and letting
+ * it go (`releaseLease`).
  */
 import { Effect } from "effect"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { SequencerEarlierRoundStopped, SequencerLeaseHeld, SequencerLeaseLost } from "../../services/log/Sequencer.js"
-import { isPidAlive, isPidStopped } from "../region/ProcessInfo.js"
+import { isPidStopped, isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
 import { readHeadLease } from "./HeadLease.js"
 import { Offsets } from "../region/Superblock.js"
 import { LeaseLine } from "./Records.js"
-import { LeaseLineView } from "./RecordViews.js"
+import { LeaseLineView, roundHolder, roundHolderPid, roundHolderTag } from "./RecordViews.js"
 
 /** A round is plain code taking milliseconds; a marker set far longer than this names no head inside one unless its process is stopped. */
 export const EARLIER_ROUND_WAIT_MS = 60_000
@@ -62,16 +63,22 @@ export const releaseLease = (l: SequencerLease): void => {
   l.region.publish(at, LINE_BYTES)
 }
 
+/** This process as the round marker names it. */
+let ownHolder: bigint | undefined
+export const ownRoundHolder = (): bigint => (ownHolder ??= roundHolder(process.pid, ownStartTag()))
+
+/** Whether the process a round marker names still runs (a later process under its pid does not count). */
+export const roundHolderAlive = (holder: bigint): boolean => isProcessAlive(roundHolderPid(holder), roundHolderTag(holder))
+
 /**
- * The fence, after winning the lease: an earlier holder may be inside a round (it checked
- * the lease before we took it, then stalled). Wait until its marker clears, or names a
- * process that is gone (SIGKILL: cleared here) or this one (we hold the lease and began no
- * round: a head killed mid-round whose pid we were given, in a restarted container or pid
- * namespace). The marker is a bare pid, so a live process it names may be an unrelated one
- * that reuses a killed head's pid: past `earlierRoundWaitMs`, one that is not stopped is
- * taken to be such (no round lasts that long) and the marker is cleared; one stopped inside
- * the round fails this head (SequencerEarlierRoundStopped), since it would write on once
- * resumed.
+ * The fence, after winning the lease: an earlier holder (or an appender, in its own round) may
+ * be inside a round it began before we took the lease. Wait until the marker clears, or names
+ * a process that is gone (SIGKILL: cleared here; this head's first round then recovers every
+ * topic, and appenders run none until it has: `markReady`). A live process it names past
+ * `earlierRoundWaitMs` that is not stopped is taken to be an unrelated one reusing a pid the
+ * start tag could not tell apart (no round lasts that long) and the marker is cleared; one
+ * stopped inside the round fails this head (SequencerEarlierRoundStopped), since it would write
+ * on once resumed.
  */
 const awaitEarlierRound = (l: SequencerLease): Effect.Effect<void, SequencerEarlierRoundStopped> =>
   Effect.gen(function*() {
@@ -82,22 +89,23 @@ const awaitEarlierRound = (l: SequencerLease): Effect.Effect<void, SequencerEarl
     // stopped process, which may stay so for the whole wait: look less and less often (at most every 100 ms).
     let pollMs = 2
     for (;;) {
-      const marker = lines.writing(at)
-      if (marker === 0) return
-      if (marker === process.pid || !isPidAlive(marker)) {
-        lines.exchangeWriting(at, marker, 0)
+      const marker = lines.round(at)
+      if (marker === 0n) return
+      const pid = roundHolderPid(marker)
+      if (pid === process.pid || !roundHolderAlive(marker)) {
+        lines.exchangeRound(at, marker, 0n)
         continue
       }
       const waitedMs = Date.now() - started
       if (waitedMs >= earlierRoundWaitMs) {
-        if (isPidStopped(marker)) return yield* new SequencerEarlierRoundStopped({ pid: marker, waitedMs })
-        yield* Effect.logWarning(`sequencer: process ${marker}, named by an earlier head's round marker, ran ${waitedMs} ms without ending the round: not a head inside one (a reused pid); marker cleared`)
-        lines.exchangeWriting(at, marker, 0)
+        if (isPidStopped(pid)) return yield* new SequencerEarlierRoundStopped({ pid, waitedMs })
+        yield* Effect.logWarning(`sequencer: process ${pid}, named by the round marker, ran ${waitedMs} ms without ending the round: not a process inside one (a reused pid); marker cleared`)
+        lines.exchangeRound(at, marker, 0n)
         continue
       }
       if (!warned && waitedMs >= l.leaseMs) {
         warned = true
-        yield* Effect.logWarning(`sequencer: process ${marker} of an earlier epoch is stopped inside a round; ordering waits until it finishes the round or is gone (at most ${earlierRoundWaitMs} ms while it runs)`)
+        yield* Effect.logWarning(`sequencer: process ${pid} is stopped inside a round; ordering waits until it finishes the round or is gone (at most ${earlierRoundWaitMs} ms while it runs)`)
       }
       yield* Effect.sleep(pollMs)
       pollMs = Math.min(pollMs * 2, 100)
@@ -125,28 +133,70 @@ export const holdsLease = (l: SequencerLease): boolean => l.lines.occurrence(l.a
 export const leaseLost = (l: SequencerLease, epoch: number): SequencerLeaseLost => new SequencerLeaseLost({ epoch, holderPid: l.lines.pid(l.at) })
 
 /**
- * Enters a round's writes: Dekker's handshake with a new holder. Publish our pid as the round's
- * marker, then check the lease; a new holder swaps the lease, then reads the marker (both
- * sequentially consistent), so either we see its lease and write nothing (false), or it sees
- * our marker and waits for the round to end (`awaitEarlierRound`). A marker we find set while
- * we hold the lease belongs to a fenced head between its own two steps (the earlier holder's
- * round was waited out at acquisition): we overwrite it, and its check then fails.
+ * How the head's attempt to enter a round went: `entered`; `lost` (another head holds the lease:
+ * write nothing); `busy` (a live process is inside a round: an appender ordering its own
+ * batches, or a fenced head between its two steps; both end within microseconds, so try again
+ * soon); `recover` (the marker named a process that died inside a round: this head took it over
+ * and must take every topic on again from the region before ordering, as at a restart).
  */
-export const beginRound = (l: SequencerLease): boolean => {
+export type RoundEntry = "entered" | "lost" | "busy" | "recover"
+
+/**
+ * Enters a round's writes. The marker is taken by a compare-and-swap from 0, so rounds never
+ * overlap whoever runs them. Then Dekker's handshake with a new holder: publish the marker, then
+ * check the lease; a new holder swaps the lease, then reads the marker (both sequentially
+ * consistent), so either we see its lease and write nothing (`lost`), or it sees our marker and
+ * waits for the round to end (`awaitEarlierRound`).
+ */
+export const beginRound = (l: SequencerLease): RoundEntry => {
   const { lines, at } = l
-  const pid = process.pid
-  const seen = lines.exchangeWriting(at, 0, pid)
-  if (seen !== 0 && seen !== pid) {
-    if (!holdsLease(l)) return false
-    lines.storeWriting(at, pid)
+  const me = ownRoundHolder()
+  const seen = lines.exchangeRound(at, 0n, me)
+  let entry: RoundEntry = "entered"
+  if (seen !== 0n && seen !== me) {
+    if (!holdsLease(l)) return "lost"
+    if (roundHolderAlive(seen)) return "busy"
+    // Its holder died inside a round: taken over in one swap, so no appender's round starts on what it left.
+    if (lines.exchangeRound(at, seen, me) !== seen) return "busy"
+    entry = "recover"
   }
-  if (holdsLease(l)) return true
-  lines.exchangeWriting(at, pid, 0)
-  return false
+  if (holdsLease(l)) return entry
+  lines.exchangeRound(at, me, 0n)
+  return "lost"
 }
 
 export const endRound = (l: SequencerLease): void => {
-  l.lines.exchangeWriting(l.at, process.pid, 0)
+  l.lines.exchangeRound(l.at, ownRoundHolder(), 0n)
+}
+
+/**
+ * This head has taken every topic on from the region (its first round, or the one after a
+ * `recover`): appenders may run rounds from now on (`beginAppenderRound`).
+ */
+export const markReady = (l: SequencerLease): void => {
+  l.lines.storeReady(l.at, l.occurrence)
+}
+
+/**
+ * An appender (a broker or local publisher ordering its own batches, SequencerRound.ts) enters
+ * a round: the marker taken from 0, then the lease checked — held by a head that is ready (has
+ * taken every topic on) and not expired. The epoch to write, or undefined (the marker is left
+ * as it was). The checks follow the marker's swap, so a new holder either sees the marker and
+ * waits this round out, or swapped the lease before and this sees its occurrence, not ready yet.
+ */
+export const beginAppenderRound = (lines: LeaseLineView, nowMs: number): number | undefined => {
+  const at = Offsets.sequencerLease
+  const me = ownRoundHolder()
+  if (lines.exchangeRound(at, 0n, me) !== 0n) return undefined
+  const occurrence = lines.occurrence(at)
+  if (occurrence !== 0 && lines.ready(at) === occurrence && lines.expiresAtMs(at) > nowMs) return lines.epoch(at)
+  lines.exchangeRound(at, me, 0n)
+  return undefined
+}
+
+/** An appender's round is over. */
+export const endAppenderRound = (lines: LeaseLineView): void => {
+  lines.exchangeRound(Offsets.sequencerLease, ownRoundHolder(), 0n)
 }
 
 /** Moves the lease's expiry on, or fails if another head took it meanwhile. */

@@ -13,7 +13,17 @@
 import { Effect } from "effect"
 import type { SequencerLeaseLost, SequencerRound } from "../../services/log/Sequencer.js"
 import type { RoundTally } from "./RoundTally.js"
-import { fencedRound, hasWork, type LogStorage, makeSequencerState, nextDeadline, roundStep, type SequencerState } from "./SequencerRound.js"
+import {
+  BUSY_RETRY_MAX_MS,
+  fencedRound,
+  forgetTopics,
+  hasWork,
+  type LogStorage,
+  makeSequencerState,
+  nextDeadline,
+  roundStep,
+  type SequencerState
+} from "./SequencerRound.js"
 import type { OrderSettings } from "./TopicOrder.js"
 
 /** How `runRounds` paces itself. */
@@ -25,6 +35,8 @@ export interface RunSettings {
   readonly renewEveryMs: number
   /** Called once, with the time, after the first round that wrote a GOI entry (a takeover's end). */
   readonly onFirstOrdered?: (atMs: number) => void
+  /** Called once every topic there is has been taken on (the first step), before rounds run as work comes. */
+  readonly ready?: () => void
 }
 
 /** The sequencer over a storage: one round as a step, and the loop that runs rounds. */
@@ -59,12 +71,15 @@ const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, S
     let over = false
     let stopWatch: (() => void) | undefined
     let turn: ReturnType<typeof setImmediate> | undefined
+    let busyTimer: ReturnType<typeof setTimeout> | undefined
     const stop = () => {
       over = true
       stopWatch?.()
       stopWatch = undefined
       if (turn !== undefined) clearImmediate(turn)
       turn = undefined
+      if (busyTimer !== undefined) clearTimeout(busyTimer)
+      busyTimer = undefined
     }
     const finish = (outcome: Effect.Effect<void, SequencerLeaseLost>) => {
       if (over) return
@@ -78,10 +93,25 @@ const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, S
         finish(Effect.die(defect))
       }
     }
+    // While another process is inside a round: look again at once, then after 1, 2, … ms.
+    let busyMs = 0
     const round = () => {
       if (over) return
       if (renewDue(p) || log.hasNewTopics()) return finish(Effect.void)
-      if (!log.beginRound()) return finish(Effect.fail(log.leaseLost()))
+      const entry = log.beginRound()
+      if (entry === "lost") return finish(Effect.fail(log.leaseLost()))
+      if (entry === "busy") {
+        if (busyMs === 0) turn = setImmediate(afterTurn)
+        else busyTimer = setTimeout(afterBusy, busyMs)
+        busyMs = Math.min(BUSY_RETRY_MAX_MS, Math.max(1, busyMs * 2))
+        return
+      }
+      busyMs = 0
+      if (entry === "recover") {
+        // The marker is ours: the step that follows (discovery) takes every topic on again inside it.
+        forgetTopics(state)
+        return finish(Effect.void)
+      }
       const tally = fencedRound(state, p.now())
       noteFirst(p, tally)
       if (tally.moved()) turn = setImmediate(afterTurn)
@@ -92,6 +122,10 @@ const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, S
       // Committed meanwhile (a busy stream): the next round at once, without the wait's bookkeeping in between.
       if (p.hasWork()) round()
       else wait()
+    })
+    const afterBusy = guarded(() => {
+      busyTimer = undefined
+      round()
     })
     const woken = guarded(() => {
       stopWatch?.()
@@ -124,12 +158,15 @@ export const runRounds = (state: SequencerState, step: Effect.Effect<RoundTally,
       renewedAt: Number.NEGATIVE_INFINITY,
       first: run.onFirstOrdered
     }
+    let ready = run.ready
     for (;;) {
       if (renewDue(p)) {
         yield* run.renew
         p.renewedAt = p.now()
       }
       if (state.log.hasNewTopics()) noteFirst(p, yield* step)
+      ready?.()
+      ready = undefined
       yield* callbackRounds(state, p)
     }
   })

@@ -106,6 +106,7 @@ class MemoryTopicStorage implements TopicStorage {
 
   publishFrontier(order: TopicOrder): void {
     const { topic } = this
+    topic.fencedSessions = order.engine.fencedSessions
     topic.brokers.forEach((b, i) => {
       b.consumedThrough = order.consumedThrough(i)
       b.held = order.engine.heldCount(i)
@@ -116,6 +117,15 @@ class MemoryTopicStorage implements TopicStorage {
     })
     topic.totalOrder = order.totalNext
     topic.progress++
+    order.seenRounds = ++topic.rounds
+  }
+
+  rounds(): number {
+    return this.topic.rounds
+  }
+
+  history(): OrderHistory {
+    return storeHistory(this.topic)
   }
 }
 
@@ -123,6 +133,7 @@ class MemoryTopicStorage implements TopicStorage {
 const storeHistory = (topic: MemoryTopic): OrderHistory => ({
   committed: topic.goiBase + topic.goi.length,
   totalOrder: topic.totalOrder,
+  fencedSessions: topic.fencedSessions,
   broker: (b) => topic.brokers[b],
   entry: (g) => (g >= topic.goiBase ? topic.goi[g - topic.goiBase] : undefined)
 })
@@ -146,8 +157,11 @@ export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}
     let known = 0
     const log: LogStorage = {
       // One process: no round of another holder can be in progress, the check is the whole fence.
-      beginRound: () => store.sequencer === occurrence,
+      beginRound: () => (store.sequencer === occurrence ? "entered" : "lost"),
       endRound: () => {},
+      forgetTopics: () => {
+        known = 0
+      },
       leaseLost: () => new SequencerLeaseLost({ epoch, holderPid: process.pid }),
       hasNewTopics: () => known < store.topics.length,
       discover: Effect.suspend(() => {

@@ -16,7 +16,9 @@ import { Clock, Effect } from "effect"
 import type { SequencerLeaseLost } from "../../services/log/Sequencer.js"
 import { type Backpressure, Verdict } from "./OrderEngine.js"
 import { makeTallyMetrics, RoundTally } from "./RoundTally.js"
+import type { RoundEntry } from "./SequencerLease.js"
 import { dropBatch, fieldsOf, type OrderSettings, type TopicOrder } from "./TopicOrder.js"
+import { syncTopic, takeAllSessions } from "./TopicRecovery.js"
 
 /** How often idle sessions and dead registrations are looked for. */
 const SESSION_SWEEP_MS = 1_000
@@ -24,11 +26,15 @@ const SESSION_SWEEP_MS = 1_000
 /** Where the whole log lives: its topics, the lease, and how waiters are woken. */
 export interface LogStorage {
   /**
-   * Enters a round's writes: false when this sequencer no longer holds the lease (it must
-   * write nothing). Every write of a round, discovery included, happens between it and `endRound`.
+   * Enters a round's writes (`RoundEntry`: `lost` when this sequencer no longer holds the lease,
+   * and it must write nothing; `busy` while another process is inside a round; `recover` when it
+   * took the marker over from a process that died inside one). Every write of a round, discovery
+   * included, happens between it and `endRound`.
    */
-  readonly beginRound: () => boolean
+  readonly beginRound: () => RoundEntry
   readonly endRound: () => void
+  /** After `recover`: every topic is new again, so the next step takes each on from its storage (`recoverTopic`). */
+  readonly forgetTopics: () => void
   readonly leaseLost: () => SequencerLeaseLost
   /** Whether topics appeared that are not ordered yet (runs every round). */
   readonly hasNewTopics: () => boolean
@@ -115,6 +121,34 @@ export function publishTopic(topic: TopicOrder): void {
  * when due, publishes what moved and rings who waits for it. The caller holds the lease's
  * fence (`LogStorage.beginRound`); `fencedRound` leaves it.
  */
+/**
+ * One topic's part of a round: its state taken back from storage if another process's round
+ * moved it (`syncTopic`), the scan, the sweep when `sweep` (the head's alone), then what moved
+ * published. Whether it published; the topic's `tally` says what it did.
+ */
+export function orderTopic(topic: TopicOrder, nowMs: number, settings: OrderSettings, sweep: boolean): boolean {
+  const { engine, tally } = topic
+  tally.reset()
+  if (!syncTopic(topic)) return false
+  // The sweep releases idle sessions, so it must know them all, not only those seen since a sync.
+  if (sweep && topic.sessionsPartial && takeAllSessions(topic) !== undefined) return false
+  scanTopic(topic, nowMs, settings.maxPerBroker)
+  if (sweep) {
+    engine.evictIdle(nowMs, settings.sessionIdleMs, settings.sessionGapIdleMs)
+    // Registered sessions that never sent a batch idle out too (the engine has never seen them).
+    tally.released += topic.storage.sessions.releaseUnadopted(nowMs, settings.sessionIdleMs, topic.isKnown)
+    tally.released += topic.storage.sessions.releaseDeadClaims()
+  }
+  if (tally.stalled !== topic.stalled) {
+    // Said before the sequencer waits for GOI room, so readers moving their cursors ring it (see LogReader).
+    topic.stalled = tally.stalled
+    topic.storage.publishStalled(tally.stalled)
+  }
+  if (!tally.moved() && engine.dirty.length === 0) return false
+  publishTopic(topic)
+  return true
+}
+
 export function sequencerRound(state: SequencerState, nowMs: number): RoundTally {
   const { log, settings, topics, total } = state
   total.reset()
@@ -123,26 +157,9 @@ export function sequencerRound(state: SequencerState, nowMs: number): RoundTally
   const sweep = nowMs >= state.nextSweepMs
   if (sweep) state.nextSweepMs = nowMs + SESSION_SWEEP_MS
   for (const topic of topics) {
-    const { engine, tally } = topic
-    tally.reset()
-    scanTopic(topic, nowMs, settings.maxPerBroker)
-    if (sweep) {
-      engine.evictIdle(nowMs, settings.sessionIdleMs, settings.sessionGapIdleMs)
-      // Registered sessions that never sent a batch idle out too (the engine has never seen them).
-      tally.released += topic.storage.sessions.releaseUnadopted(nowMs, settings.sessionIdleMs, topic.isKnown)
-      tally.released += topic.storage.sessions.releaseDeadClaims()
-    }
-    if (tally.stalled !== topic.stalled) {
-      // Said before the sequencer waits for GOI room, so readers moving their cursors ring it (see LogReader).
-      topic.stalled = tally.stalled
-      topic.storage.publishStalled(tally.stalled)
-    }
-    if (tally.moved() || engine.dirty.length > 0) {
-      publishTopic(topic)
-      any = true
-    }
-    total.add(tally)
-    for (let b = 0; b < settings.maxBrokers; b++) heldNow += engine.heldCount(b)
+    if (orderTopic(topic, nowMs, settings, sweep)) any = true
+    total.add(topic.tally)
+    for (let b = 0; b < settings.maxBrokers; b++) heldNow += topic.engine.heldCount(b)
   }
   if (any) log.ring(total)
   state.recordTally(total, heldNow)
@@ -172,10 +189,38 @@ export const roundStep = (state: SequencerState): Effect.Effect<RoundTally, Sequ
   const { log } = state
   // A discovery that fails (it never does but as a defect or an interruption) leaves the fence too.
   const discover = discoverTopics(state).pipe(Effect.onExit((exit) => (exit._tag === "Failure" ? Effect.sync(log.endRound) : Effect.void)))
-  return Effect.flatMap(Clock.currentTimeMillis, (nowMs) => {
-    if (!log.beginRound()) return Effect.fail(log.leaseLost())
-    return log.hasNewTopics() ? Effect.zipRight(discover, Effect.sync(() => fencedRound(state, nowMs))) : Effect.sync(() => fencedRound(state, nowMs))
+  return Effect.flatMap(enterRound(state), () =>
+    Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
+      log.hasNewTopics() ? Effect.zipRight(discover, Effect.sync(() => fencedRound(state, nowMs))) : Effect.sync(() => fencedRound(state, nowMs))))
+}
+
+/** How long a head waits, at most, before it looks again at a marker another process holds. */
+export const BUSY_RETRY_MAX_MS = 16
+
+/**
+ * Enters a round, waiting while another process is inside one (its rounds take microseconds:
+ * the first look again is at once, then every 1, 2, … up to `BUSY_RETRY_MAX_MS` ms). After
+ * `recover` every topic is taken on again by the discovery that follows.
+ */
+export const enterRound = (state: SequencerState): Effect.Effect<void, SequencerLeaseLost> =>
+  Effect.suspend(() => {
+    let delayMs = 0
+    const attempt: Effect.Effect<void, SequencerLeaseLost> = Effect.suspend(() => {
+      const entry = state.log.beginRound()
+      if (entry === "lost") return Effect.fail(state.log.leaseLost())
+      if (entry === "recover") forgetTopics(state)
+      if (entry !== "busy") return Effect.void
+      const wait = delayMs === 0 ? Effect.yieldNow() : Effect.sleep(delayMs)
+      delayMs = Math.min(BUSY_RETRY_MAX_MS, Math.max(1, delayMs * 2))
+      return Effect.zipRight(wait, attempt)
+    })
+    return attempt
   })
+
+/** After taking the marker over from a dead process: every topic is taken on again from its storage (`roundStep`'s discovery). */
+export const forgetTopics = (state: SequencerState): void => {
+  state.topics.length = 0
+  state.log.forgetTopics()
 }
 
 /**

@@ -202,11 +202,34 @@ export class SessionTable {
     return UNSETTLED
   }
 
-  /** Sequencer side: the slot of a registered, active session with this key, or -1. */
-  adopt(clientId: number, sessionEpoch: number): number {
+  /**
+   * Sequencer side: the registered session with this key (active or fenced), its slot and what
+   * its line says, or undefined. Read by the process inside a round (the round marker's holder),
+   * the only writer of the line's sequencer words then, so the fields are those its last round
+   * published: a fresh registration's zeros, or where another process's round left them.
+   */
+  find(clientId: number, sessionEpoch: number): { readonly slot: number; readonly fields: SessionFields } | undefined {
     // Batches follow their registration's WELCOME, so a line still mid-write cannot be this session's claim.
     const found = this.lookup(clientId, sessionEpoch)
-    return found !== undefined && found !== UNSETTLED && found.state === "active" ? found.slot : -1
+    if (found === undefined || found === UNSETTLED || found.state === "released") return undefined
+    const line = this.line(found.slot)
+    this.view.invalidate(line, SESSION_LINE_BYTES)
+    return { slot: found.slot, fields: this.fieldsAt(line, found.state === "fenced") }
+  }
+
+  /** A line's sequencer fields as they stand. */
+  private fieldsAt(line: number, fenced: boolean): SessionFields {
+    const { lines } = this
+    const next = lines.next(line)
+    return {
+      next,
+      orderedMessages: lines.orderedMessages(line),
+      duplicates: lines.duplicates(line),
+      held: lines.held(line),
+      lastActivityMs: lines.lastActivityMs(line),
+      fenced,
+      ahead: readAhead(lines, line, next)
+    }
   }
 
   /** Sequencer side: publishes a session's state (a seqlock write). */
@@ -357,16 +380,7 @@ export class SessionTable {
       const torn = state !== SessionState.claiming && (version & 1) !== 0
       // The sequencer is the writer now.
       if (torn) lines.storeVersion(line, version & ~1)
-      const next = lines.next(line)
-      visit(slot, lines.clientId(line), lines.sessionEpoch(line), state, {
-        next,
-        orderedMessages: lines.orderedMessages(line),
-        duplicates: lines.duplicates(line),
-        held: lines.held(line),
-        lastActivityMs: lines.lastActivityMs(line),
-        fenced: state === SessionState.fenced,
-        ahead: readAhead(lines, line, next)
-      }, torn)
+      visit(slot, lines.clientId(line), lines.sessionEpoch(line), state, this.fieldsAt(line, state === SessionState.fenced), torn)
     }
   }
 

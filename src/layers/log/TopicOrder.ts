@@ -11,6 +11,7 @@ import { type DropReason, OrderEngine, type OrderSink, type Session } from "./Or
 import { Dropped } from "./Records.js"
 import { RoundTally } from "./RoundTally.js"
 import type { SessionFields, SessionTable } from "./SessionTable.js"
+import type { OrderHistory } from "./TopicRecovery.js"
 
 /** What line 1 of a finished PBR slot says for each way a batch leaves without a GOI entry. */
 export const DROP_CODE: Record<DropReason, number> = {
@@ -55,8 +56,15 @@ export interface TopicStorage {
   readonly roomWaits: () => boolean
   /** Says whether the topic's GOI is full (readers that move their cursor then ring the sequencer). */
   readonly publishStalled: (stalled: boolean) => void
-  /** Publishes per-broker lines, the committed frontier and the progress word (session lines are published first). */
+  /**
+   * Publishes per-broker lines, the committed frontier and the progress word (session lines are
+   * published first), then bumps `rounds`, whose new value the topic keeps (`seenRounds`).
+   */
   readonly publishFrontier: (topic: TopicOrder) => void
+  /** The topic's `rounds` word: bumped by every round that published it, whichever process ran it. */
+  readonly rounds: () => number
+  /** What the storage holds of the topic's order now (its published lines and GOI). */
+  readonly history: () => OrderHistory
 }
 
 /** The sequencer's settings that both storages share. */
@@ -116,6 +124,10 @@ export class TopicOrder implements OrderSink {
   lowest = Infinity
   /** What the storage says of the GOI being full now. */
   stalled = false
+  /** The `rounds` word as this process's last round (or its recovery) left it: while it reads so, this state is current. */
+  seenRounds = 0
+  /** Sessions are taken from their lines as their batches arrive, since another process's round (`syncTopic`). */
+  sessionsPartial = false
   readonly tally: RoundTally
 
   constructor(readonly info: TopicInfo, readonly storage: TopicStorage, private readonly settings: OrderSettings) {
@@ -143,8 +155,8 @@ export class TopicOrder implements OrderSink {
     dropBatch(this, broker, pbrSeq, reason)
   }
 
-  adoptSession(clientId: number, sessionEpoch: number): number {
-    return this.storage.sessions.adopt(clientId, sessionEpoch)
+  findSession(clientId: number, sessionEpoch: number): { readonly slot: number; readonly fields: SessionFields } | undefined {
+    return this.storage.sessions.find(clientId, sessionEpoch)
   }
 
   releaseSession(session: Session): void {

@@ -76,9 +76,63 @@ export interface OrderHistory {
   /** The published frontier: batches in the order, and the message offset after them. */
   readonly committed: number
   readonly totalOrder: number
+  /** Fenced sessions, as the last round counted them. */
+  readonly fencedSessions: number
   readonly broker: (b: number) => BrokerCounts
   /** GOI entry `g`, or undefined when the storage does not hold it. */
   readonly entry: (g: number) => OrderedEntry | undefined
+}
+
+/** Each broker's scan cursor (its consumed-through) and counters from its published line; else names a bad line. */
+const takeBrokerLines = (topic: TopicOrder, history: OrderHistory): string | undefined => {
+  for (let b = 0; b < topic.scan.length; b++) {
+    const line = history.broker(b)
+    const consumed = line.consumedThrough
+    if (!Number.isSafeInteger(consumed) || consumed < 0) return `broker ${b} consumed-through ${consumed} is invalid`
+    topic.scan[b] = consumed
+    topic.orderedBatches[b] = line.orderedBatches
+    topic.orderedMessages[b] = line.orderedMessages
+    topic.duplicates[b] = line.duplicates
+    topic.dropped[b] = line.dropped
+  }
+  return undefined
+}
+
+/**
+ * Takes the topic's published state back when another process's round moved it since this
+ * one's last (its `rounds` word differs from the value this process's own round left): the
+ * frontier and every broker's line, the scan restarting at each broker's consumed-through, and
+ * the engine's sessions forgotten, each taken from its line again when a batch of it arrives
+ * (`OrderEngine.forget`). Only a completed round moves `rounds`, after everything it published,
+ * and rounds never overlap (the round marker), so what is read here is whole; a round cut short
+ * by its process's death is recovered by the head before anyone runs another (`recoverTopic`).
+ * Returns false when a line is not sane (the caller orders nothing of the topic this round).
+ */
+export const syncTopic = (topic: TopicOrder): boolean => {
+  const rounds = topic.storage.rounds()
+  if (rounds === topic.seenRounds) return true
+  const history = topic.storage.history()
+  const { committed, totalOrder } = history
+  if (!Number.isSafeInteger(committed) || committed < 0 || !Number.isSafeInteger(totalOrder) || totalOrder < committed) return false
+  if (takeBrokerLines(topic, history) !== undefined) return false
+  topic.goiNext = committed
+  topic.totalNext = totalOrder
+  topic.engine.forget(history.fencedSessions)
+  topic.sessionsPartial = true
+  topic.seenRounds = rounds
+  return true
+}
+
+/**
+ * Before the head's sweep of idle sessions, which must know every session, not only those whose
+ * batches came since `syncTopic`: every line taken again (the scan restarting at each broker's
+ * consumed-through, as the engine's holds are dropped with its sessions).
+ */
+export const takeAllSessions = (topic: TopicOrder): string | undefined => {
+  for (let b = 0; b < topic.scan.length; b++) topic.scan[b] = topic.consumedThrough(b)
+  topic.engine.forget(0)
+  topic.sessionsPartial = false
+  return restoreSessions(topic)
 }
 
 /**
@@ -92,20 +146,13 @@ export interface OrderHistory {
 export const recoverTopic = (info: TopicInfo, storage: TopicStorage, history: OrderHistory, settings: OrderSettings): TopicOrder | LogCorrupt => {
   const corrupt = (reason: string) => new LogCorrupt({ reason: `topic ${info.name}: ${reason}` })
   const topic = new TopicOrder(info, storage, settings)
+  topic.seenRounds = storage.rounds()
   const { committed, totalOrder } = history
   if (!Number.isSafeInteger(committed) || committed < 0 || !Number.isSafeInteger(totalOrder) || totalOrder < committed) {
     return corrupt(`order line frontier ${committed} / ${totalOrder} is invalid`)
   }
-  for (let b = 0; b < settings.maxBrokers; b++) {
-    const line = history.broker(b)
-    const consumed = line.consumedThrough
-    if (!Number.isSafeInteger(consumed) || consumed < 0) return corrupt(`broker ${b} consumed-through ${consumed} is invalid`)
-    topic.scan[b] = consumed
-    topic.orderedBatches[b] = line.orderedBatches
-    topic.orderedMessages[b] = line.orderedMessages
-    topic.duplicates[b] = line.duplicates
-    topic.dropped[b] = line.dropped
-  }
+  const badBroker = takeBrokerLines(topic, history)
+  if (badBroker !== undefined) return corrupt(badBroker)
   topic.goiNext = committed
   topic.totalNext = totalOrder
   topic.lowest = storage.lowestCursor()

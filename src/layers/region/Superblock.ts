@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import { RegionCorrupt, RegionLayoutMismatch, RegionNotReady, RegionSizeMismatch } from "../../services/region/CxlMemory.js"
 
-export const LAYOUT_VERSION = 8
+export const LAYOUT_VERSION = 9
 export const SUPERBLOCK_BYTES = 4096
 export const MAX_PARAMS = 64
 
