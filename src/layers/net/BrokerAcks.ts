@@ -1,0 +1,244 @@
+/**
+ * A broker connection's ACK tracker (`acknowledge`): it follows its session's frontiers and
+ * sends cumulative ACK frames (`sendAck`) for the batches the connection carried, a
+ * SESSION_FENCED frame once the sequencer fences the session, or the ERROR that ends it.
+ */
+import { Effect } from "effect"
+import type { Socket } from "node:net"
+import { brokerAckFrames, brokerFencedFrames } from "../../Metrics.js"
+import type { SessionWatch } from "../../services/log/AckTracker.js"
+import type { Carried } from "./BrokerCarried.js"
+import { type BrokerState, type ConnectionSession, reject, send } from "./BrokerState.js"
+import { sessionFencedFrame, WireViolation } from "./Control.js"
+import { MAX_ACK_ORDERS } from "./Frame.js"
+
+/**
+ * Upper bound of one wait for frontier progress; its expiry only re-reads. The wake itself
+ * comes from the doorbell: the sequencer rings every listener after each round that moved a
+ * frontier, so an idle connection's tracker sleeps without wake-ups. The bound is a backstop
+ * (a head that died between publishing a frontier and ringing) and costs one wake a minute.
+ */
+const PROGRESS_WAIT_MS = 60_000
+/** How long a fenced ACK 2 session waits for the durable tier to cover what was ordered before the broker gives up on it. */
+const FENCE_DURABLE_WAIT_MS = 10_000
+
+/** One connection's ACK tracker: where it reads, and what it has sent. */
+interface AckTrack {
+  readonly socket: Socket
+  readonly session: ConnectionSession
+  readonly carried: Carried
+  readonly watch: SessionWatch
+  readonly orderOf: (pbrSeq: number) => number | undefined
+  /** The frontier the last ACK named. */
+  acked: number
+  /** The ordered frontier last sent at level 1 (`orderedAcks`). */
+  orderedSent: number
+  /** When the session was first seen fenced with batches ordered but not yet on disk (ACK 2). */
+  fencedAt: number | undefined
+}
+
+/**
+ * Sends the cumulative ACK of batches 0..frontier-1 with the total orders of the `pairs`
+ * batches in `orders`; false once the connection is gone. Past one frame's worth of pairs,
+ * the first frames repeat the previous frontier (`before`), so the publisher learns every
+ * order before the frontier covers its batch.
+ */
+const sendAck = (
+  broker: BrokerState,
+  socket: Socket,
+  session: ConnectionSession,
+  before: number,
+  frontier: number,
+  orders: Float64Array,
+  pairs: number
+): boolean => {
+  const { ackFrames, counts } = broker
+  for (let from = 0; ; from += MAX_ACK_ORDERS) {
+    const count = Math.min(MAX_ACK_ORDERS, pairs - from)
+    const last = from + count >= pairs
+    const frame = ackFrames.encode(session.clientId, session.sessionEpoch, last ? frontier : before, session.ackLevel, orders, from, count)
+    const sent = send(broker, socket, frame)
+    ackFrames.written(socket)
+    if (!sent) return false
+    counts.ackFrames++
+    brokerAckFrames.unsafeUpdate(1, [])
+    if (last) return true
+  }
+}
+
+/**
+ * Acknowledge: this connection's ACK tracker, run from callbacks (no fiber per wake). It
+ * re-reads the session's frontier whenever the topic's progress moves (a standing wait on
+ * the doorbell, woken by the rounds that order this broker's batches) and sends the
+ * cumulative ACK if it advanced past what this connection was sent and covers a batch this
+ * connection carried. After an ACK with batches still in flight it re-checks only after
+ * `ackIntervalMs` (0: the next event-loop turn, in which every batch already received is
+ * appended), so a fast stream gets one ACK per interval or turn, not one per batch. With
+ * nothing in flight it leaves the doorbell and waits for the next batch (`Carried.onCarried`),
+ * so rounds for other connections do not wake its process; a fence is then seen with that
+ * batch or at the idle check every PROGRESS_WAIT_MS.
+ */
+export const acknowledge = (broker: BrokerState, socket: Socket, session: ConnectionSession, carried: Carried) =>
+  Effect.gen(function*() {
+    const { acks, brokerId } = broker
+    const { clientId, sessionEpoch, topic } = session
+    const totalOrder = yield* acks.totalOrders(topic)
+    // Resolved once: a wake re-reads the session line with plain calls.
+    const watch = yield* acks.watch(topic, clientId, sessionEpoch, brokerId)
+    yield* Effect.async<void>((resume) => {
+      const track: AckTrack = { socket, session, carried, watch, orderOf: (pbrSeq) => totalOrder(brokerId, pbrSeq), acked: 0, orderedSent: 0, fencedAt: undefined }
+      const stop = trackAcks(broker, track, () => resume(Effect.void))
+      return Effect.sync(stop)
+    })
+  }).pipe(
+    Effect.catchAll((error) =>
+      Effect.logWarning(`broker ${broker.brokerId}: ACK tracker stopped: ${error.message}`).pipe(
+        Effect.zipRight(Effect.sync(() => reject(broker, socket, new WireViolation({ code: "internal", detail: error.message }))))
+      )
+    )
+  )
+
+/** One look at the frontiers: what to send and how to wait next. */
+const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "wait" | { readonly boundMs: number } => {
+  const { carried, session, socket, watch } = track
+  const { ackLevel, clientId, sessionEpoch, topic } = session
+  const frontiers = watch.acks()
+  if (!frontiers.known) {
+    // Released and its line reused: where it ended is no longer known.
+    reject(broker, socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
+    return "end"
+  }
+  const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
+  let sent = false
+  // Only a frontier past one of this connection's batches: under order 5 the session's frontier
+  // also moves with the batches other brokers carry, and their brokers acknowledge those.
+  const pairs = ackLevel > 0 && frontier > track.acked ? carried.take(frontier, track.orderOf) : -1
+  if (pairs >= 0) {
+    const before = track.acked
+    track.acked = frontier
+    if (!sendAck(broker, socket, session, before, frontier, carried.orders, pairs)) return "end"
+    sent = true
+  }
+  if (session.orderedAcks && frontiers.ordered > Math.max(track.orderedSent, track.acked) && carried.highest >= track.orderedSent) {
+    // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
+    track.orderedSent = frontiers.ordered
+    const ordered = broker.ackFrames.encode(clientId, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
+    const delivered = send(broker, socket, ordered)
+    broker.ackFrames.written(socket)
+    if (!delivered) return "end"
+    sent = true
+  }
+  const failure = ackLevel === 2 ? watch.durableFailure() : undefined
+  if (failure !== undefined) {
+    // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
+    const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
+    reject(broker, socket, new WireViolation({ code: "durability-unavailable", detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given` }))
+    return "end"
+  }
+  if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
+    // The fence's frontier is what the publisher counts as done: at ACK 2 it must be on disk as well.
+    track.fencedAt ??= performance.now()
+    const leftMs = FENCE_DURABLE_WAIT_MS - (performance.now() - track.fencedAt)
+    if (leftMs > 0) return { boundMs: leftMs }
+    reject(broker, socket, new WireViolation({
+      code: "durability-unavailable",
+      detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${frontiers.ordered - 1} ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
+    }))
+    return "end"
+  }
+  if (frontiers.fenced) {
+    // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
+    if (send(broker, socket, sessionFencedFrame(clientId, sessionEpoch, frontiers.ordered))) {
+      broker.counts.fencedFrames++
+      brokerFencedFrames.unsafeUpdate(1, [])
+    }
+    return "end"
+  }
+  return sent ? "sent" : "wait"
+}
+
+/** `acknowledge`'s callbacks; calls `ended` once the tracker is over, returns the function that stops it. */
+const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () => void => {
+  const { carried, session, watch } = track
+  const { ackLevel } = session
+  let seen = watch.progress()
+  let over = false
+  /** The standing progress wait while one is registered, and its bound. */
+  let standing: (() => void) | undefined
+  let standingMs = PROGRESS_WAIT_MS
+  /** Set between an ACK and the re-check after `ackIntervalMs` (a timer) or the loop turn (an immediate). */
+  let pauseTimer: ReturnType<typeof setTimeout> | undefined
+  let pauseTurn: ReturnType<typeof setImmediate> | undefined
+  const moved = () => pauseTurn === undefined && pauseTimer === undefined && watch.progress() !== seen
+  const onProgress = () => step()
+  const boundMs = () => standingMs
+  const leave = () => {
+    standing?.()
+    standing = undefined
+  }
+  /** Waits for progress, bounded by `ms`; true if it already moved (the re-check after registering). */
+  const stand = (ms: number): boolean => {
+    if (standing !== undefined && ms !== standingMs) leave()
+    standingMs = ms
+    if (standing === undefined) standing = watch.standing(moved, onProgress, boundMs)
+    return moved()
+  }
+  const afterPause = () => {
+    pauseTimer = undefined
+    pauseTurn = undefined
+    step()
+  }
+  // An idle connection's backstop: one check a PROGRESS_WAIT_MS, not a timer per idle spell.
+  const idleCheck = setInterval(() => {
+    if (carried.onCarried !== undefined) step()
+  }, PROGRESS_WAIT_MS)
+  idleCheck.unref()
+  const stop = () => {
+    if (over) return
+    over = true
+    leave()
+    clearInterval(idleCheck)
+    clearTimeout(pauseTimer)
+    if (pauseTurn !== undefined) clearImmediate(pauseTurn)
+    carried.onCarried = undefined
+  }
+  const end = () => {
+    stop()
+    ended()
+  }
+  const step = (): void => {
+    try {
+      for (;;) {
+        if (over) return
+        // Read before the frontiers: a frontier that moves after this read moves the progress past it.
+        seen = watch.progress()
+        const next = frontierPass(broker, track)
+        if (next === "end") return end()
+        if (typeof next === "object") {
+          if (stand(next.boundMs)) continue
+          return
+        }
+        if (ackLevel > 0 && !carried.inFlight) {
+          // Nothing to acknowledge: off the doorbell until a batch comes.
+          leave()
+          carried.onCarried = step
+          return
+        }
+        if (next === "sent") {
+          stand(PROGRESS_WAIT_MS)
+          if (broker.settings.ackIntervalMs > 0) pauseTimer = setTimeout(afterPause, broker.settings.ackIntervalMs)
+          else pauseTurn = setImmediate(afterPause)
+          return
+        }
+        if (stand(PROGRESS_WAIT_MS)) continue
+        return
+      }
+    } catch (error) {
+      broker.run(Effect.logWarning(`broker ${broker.brokerId}: ACK tracker stopped: ${String(error)}`))
+      reject(broker, track.socket, new WireViolation({ code: "internal", detail: String(error) }))
+      end()
+    }
+  }
+  step()
+  return stop
+}

@@ -1,0 +1,116 @@
+/**
+ * The broker's shared state, which its parts work over (Broker.ts builds it and wires them):
+ * its settings and log services, the users' admission, the sessions' owners, the live
+ * connections and the counters of `stats()`; and what every part does to a connection with it:
+ * `send` a frame, `reject` the connection with an ERROR frame.
+ */
+import { type Effect, type Fiber, Metric } from "effect"
+import type { Socket } from "node:net"
+import { brokerRejected } from "../../Metrics.js"
+import type { BrokerOptions } from "../../services/net/Broker.js"
+import type { AckTrackerShape } from "../../services/log/AckTracker.js"
+import type { AppenderShape } from "../../services/log/Appender.js"
+import type { AckLevel, TopicsShape } from "../../services/log/Topics.js"
+import type { AuthServer, RateBudget } from "./Auth.js"
+import { errorFrame, type WireErrorCode, WireViolation } from "./Control.js"
+import type { AckEncoder } from "./Frame.js"
+import type { subscriptionServer } from "./SubscriptionServer.js"
+
+export interface Settings {
+  readonly host: string
+  readonly port: number
+  readonly maxBatchBytes: number
+  readonly ackIntervalMs: number
+  readonly handshakeTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly maxConnections: number
+  readonly writeBufferBytes: number
+}
+
+/** The session a connection carries once its handshake registered or attached it. */
+export interface ConnectionSession {
+  readonly topic: string
+  readonly clientId: number
+  readonly sessionEpoch: number
+  readonly ackLevel: AckLevel
+  /** ACK 2: the ordered frontier is acknowledged too, at level 1 (the HELLO asked for it). */
+  readonly orderedAcks: boolean
+  /** The rate budgets its batches draw on (the connection's and its user's); empty: unlimited. */
+  readonly budgets: ReadonlyArray<RateDraw>
+}
+
+/** One rate budget a session's batches draw on, and whose it is (named by the `rate-limited` ERROR). */
+export interface RateDraw {
+  readonly budget: RateBudget
+  readonly of: "messages" | "bytes"
+  readonly whose: string
+}
+
+/** What a user holds on this broker: its live connections and its rate budgets. */
+export interface UserUse {
+  connections: number
+  messages: RateBudget | undefined
+  bytes: RateBudget | undefined
+}
+
+export interface BrokerState {
+  readonly brokerId: number
+  readonly settings: Settings
+  /** Each connection's own rate limits (`BrokerOptions.limits`). */
+  readonly limits: BrokerOptions["limits"]
+  readonly appender: AppenderShape
+  readonly acks: AckTrackerShape
+  readonly topics: TopicsShape
+  /** The credential file's users, when the broker authenticates its clients. */
+  readonly auth: AuthServer | undefined
+  /** Per user: live connections and rate budgets, shared by all its connections to this broker. */
+  readonly userUse: Map<string, UserUse>
+  /**
+   * Which user holds each session an authenticated connection registered or attached here, so
+   * another user (who learns a session's id and epoch from any DATA frame) cannot attach to it
+   * and have its batches taken for the owner's. A session this broker does not know (registered
+   * through another broker, or before a restart) is attached only with its token (the WELCOME
+   * that registered it carried it), when the credential file has a session key (docs/security.md).
+   */
+  readonly sessionOwners: Map<string, string>
+  /** Serves a connection that opens with SUBSCRIBE (SubscriptionServer.ts). */
+  readonly subscriptions: ReturnType<typeof subscriptionServer>
+  readonly sockets: Set<Socket>
+  /** TLS: connections whose handshake is not done yet (their TCP sockets). */
+  readonly handshaking: Set<Socket>
+  /** What each connection holds of its client's input, for `stats().queuedBytes`. */
+  readonly held: Set<() => number>
+  readonly counts: { accepted: number; batches: number; messages: number; bytes: number; ackFrames: number; fencedFrames: number }
+  /** Every connection's ACKs are encoded into one buffer: each is written before the next is encoded. */
+  readonly ackFrames: AckEncoder
+  readonly rejected: Partial<Record<WireErrorCode, number>>
+  /** Forks an effect into the broker's scope (from callbacks). */
+  readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+}
+
+/** How long a rejected connection may take to read its error frame before it is destroyed. */
+const REJECT_GRACE_MS = 1_000
+
+export const countRejection = (broker: BrokerState, code: WireErrorCode) => {
+  broker.rejected[code] = (broker.rejected[code] ?? 0) + 1
+  brokerRejected.pipe(Metric.tagged("code", code)).unsafeUpdate(1, [])
+}
+
+/** Sends the error frame and closes the connection once it is flushed and the client closed its side, or after a grace period. */
+export const reject = (broker: BrokerState, socket: Socket, violation: WireViolation) => {
+  if (socket.destroyed || socket.writableEnded) return
+  countRejection(broker, violation.code)
+  socket.end(errorFrame(violation.code, violation.detail))
+  setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
+}
+
+/** Writes a frame unless the client stopped reading (then the connection is dropped). */
+export const send = (broker: BrokerState, socket: Socket, frame: Buffer): boolean => {
+  if (socket.destroyed || socket.writableEnded) return false
+  if (socket.writableLength > broker.settings.writeBufferBytes) {
+    reject(broker, socket, new WireViolation({ code: "slow-consumer", detail: "the client does not read its ACK frames" }))
+    return false
+  }
+  socket.write(frame)
+  return true
+}
