@@ -23,6 +23,7 @@ import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import { ringFootprint, type RingAddress } from "../../services/control/Rings.js"
 import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
+import { WordView } from "../region/WordView.js"
 
 /** Byte offsets in the control line (written by the writer only). */
 const Control = {
@@ -111,15 +112,10 @@ export interface LineOwner {
   readonly start: number
 }
 
-class LineView {
-  protected readonly i32: Int32Array
-  protected readonly u32: Uint32Array
-  protected readonly f64: Float64Array
+class LineView extends WordView {
   protected readonly words: BigUint64Array
   constructor(region: CxlMemoryShape) {
-    this.i32 = region.i32
-    this.u32 = region.u32
-    this.f64 = region.f64
+    super(region)
     this.words = wordsOver(region.u32)
   }
   /** A published position: the commit word at `lowByte`, then the f64 at `fullByte` (see the module comment). */

@@ -25,24 +25,10 @@ import {
   SubscriberLine
 } from "./Records.js"
 import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
+import { WordView as View } from "../region/WordView.js"
 
-/** The typed arrays records live in (a `CxlMemoryShape` is one). */
-export interface RecordWords {
-  readonly i32: Int32Array
-  readonly u32: Uint32Array
-  readonly f64: Float64Array
-}
-
-class View {
-  protected readonly i32: Int32Array
-  protected readonly u32: Uint32Array
-  protected readonly f64: Float64Array
-  constructor(words: RecordWords) {
-    this.i32 = words.i32
-    this.u32 = words.u32
-    this.f64 = words.f64
-  }
-}
+// The arrays every view below reads (SessionTable and the layout tests name them from here).
+export type { RecordWords } from "../region/WordView.js"
 
 /** What a PBR slot records of a batch's header. */
 export interface SlotHeader {

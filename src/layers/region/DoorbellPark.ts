@@ -22,8 +22,7 @@ interface Waiter {
   readonly every?: () => number
 }
 
-/** What one doorbell's owner keeps between callbacks. */
-export interface ParkState {
+export interface ParkOptions {
   readonly i32: Int32Array
   /** Index in `i32` of the doorbell line's `parked` flag. */
   readonly parkedFlag: number
@@ -32,6 +31,10 @@ export interface ParkState {
   readonly adaptive: boolean
   readonly overloaded: () => boolean
   readonly parkMillis: number
+}
+
+/** What one doorbell's owner keeps between callbacks: its options, its waiters and its park. */
+export interface ParkState extends ParkOptions {
   readonly waiters: Set<Waiter>
   closed: boolean
   /** Waiters the last sweep resumed with a satisfied condition. */
@@ -56,15 +59,6 @@ export interface ParkState {
   readonly onTimer: () => void
   readonly onParkStep: () => void
   readonly onLocalRing: () => void
-}
-
-export interface ParkOptions {
-  readonly i32: Int32Array
-  readonly parkedFlag: number
-  readonly policy: SpinPolicy
-  readonly adaptive: boolean
-  readonly overloaded: () => boolean
-  readonly parkMillis: number
 }
 
 export const makeParkState = (options: ParkOptions): ParkState => {

@@ -4,6 +4,7 @@
  */
 import { Effect } from "effect"
 import { RegionCorrupt, RegionLayoutMismatch, RegionNotReady, RegionSizeMismatch } from "../../services/region/CxlMemory.js"
+import { type RecordWords, WordView } from "./WordView.js"
 
 export const LAYOUT_VERSION = 9
 export const SUPERBLOCK_BYTES = 4096
@@ -34,22 +35,8 @@ export const STATE_READY = 1
  */
 export const regionId = (v: { readonly f64: Float64Array }): string => String(v.f64[Offsets.createdAtMs / 8])
 
-interface Views {
-  readonly u32: Uint32Array
-  readonly i32: Int32Array
-  readonly f64: Float64Array
-}
-
 /** The superblock's identity and layout fields, typed; `state` is the word its creator stores last. */
-export class SuperblockView {
-  private readonly u32: Uint32Array
-  private readonly i32: Int32Array
-  private readonly f64: Float64Array
-  constructor(v: Views) {
-    this.u32 = v.u32
-    this.i32 = v.i32
-    this.f64 = v.f64
-  }
+export class SuperblockView extends WordView {
   /** Whether either magic word is written (a creator has begun). */
   magicWritten(): boolean { return this.u32[Offsets.magic / 4] !== 0 || this.u32[Offsets.magic / 4 + 1] !== 0 }
   isMagic(): boolean { return this.u32[Offsets.magic / 4] === MAGIC[0] && this.u32[Offsets.magic / 4 + 1] === MAGIC[1] }
@@ -83,7 +70,7 @@ export class SuperblockView {
 }
 
 /** The creator writes identity and parameters, then flips `state` to ready last. */
-export const writeSuperblock = (v: Views, size: number, version: number, params: ReadonlyArray<number>): void => {
+export const writeSuperblock = (v: RecordWords, size: number, version: number, params: ReadonlyArray<number>): void => {
   const superblock = new SuperblockView(v)
   superblock.writeMagic()
   superblock.setLayoutVersion(version)
@@ -99,7 +86,7 @@ export const writeSuperblock = (v: Views, size: number, version: number, params:
  */
 export const readSuperblock = (
   name: string,
-  v: Views,
+  v: RecordWords,
   mappedBytes: number,
   expected: { readonly version: number; readonly size: number | undefined; readonly readyTimeoutMs: number }
 ): Effect.Effect<{ params: ReadonlyArray<number>; version: number }, RegionCorrupt | RegionLayoutMismatch | RegionSizeMismatch | RegionNotReady> =>
