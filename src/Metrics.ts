@@ -64,6 +64,14 @@ export const logConsumerCutOffs = Metric.counter("cxlog_log_consumer_cut_offs", 
   description: "named consumers cut off: their hold kept appends waiting for room past CXLOG_CONSUMER_HOLD_MS",
   incremental: true
 })
+export const logAppenderRounds = Metric.counter("cxlog_log_appender_rounds", {
+  description: "sequencer rounds this process ran itself after its appends (no process woken to order them)",
+  incremental: true
+})
+export const logAppenderMessagesOrdered = Metric.counter("cxlog_log_appender_messages_ordered", {
+  description: "messages ordered by this process's own rounds (the head's cxlog_sequencer_messages_ordered counts the rest)",
+  incremental: true
+})
 export const sequencerRounds = Metric.counter("cxlog_sequencer_rounds", { description: "sequencer rounds run (every topic scanned once)", incremental: true })
 export const sequencerBatchesOrdered = Metric.counter("cxlog_sequencer_batches_ordered", { description: "batches ordered (tag: broker)", incremental: true })
 export const sequencerMessagesOrdered = Metric.counter("cxlog_sequencer_messages_ordered", { description: "messages ordered (tag: broker)", incremental: true })
@@ -151,6 +159,8 @@ const roleFamilies: Readonly<Record<string, ReadonlyArray<Declarable>>> = {
     logAppendBytes,
     logRingFullWaits,
     logConsumerCutOffs,
+    logAppenderRounds,
+    logAppenderMessagesOrdered,
     ...readers
   ],
   publisher: [publisherBatches, publisherResends, publisherFenced, publisherAckLatency, publisherAckedMessages, publisherAckedBytes],

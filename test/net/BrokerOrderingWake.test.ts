@@ -13,12 +13,14 @@ import * as AckTrackerLayers from "../../src/layers/log/AckTracker.js"
 import * as AppenderLayers from "../../src/layers/log/Appender.js"
 import { logAreaParams, makeLogArea } from "../../src/layers/log/Layout.js"
 import { Participant } from "../../src/layers/log/Records.js"
+import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import { FrameType } from "../../src/layers/net/Frame.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { Offsets } from "../../src/layers/region/Superblock.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { Topics } from "../../src/services/log/Topics.js"
@@ -67,7 +69,17 @@ const cluster = Effect.gen(function*() {
     Effect.provideServiceEffect(Doorbell, inRegion(DoorbellLayers.make({ offset: bell(2), spinMicros: 0 })))
   ))
   yield* Effect.forkScoped(sequencer.run)
-  return { quiet, busy }
+  /**
+   * From now on the head orders every batch (as while a standby takes over): brokers do not order
+   * their own (docs/log.md). Once the head has said it is ready (its first round), not to be overwritten.
+   */
+  const headOrdersAlone = Effect.gen(function*() {
+    const lease = new LeaseLineView(region)
+    for (let turns = 0; lease.ready(Offsets.sequencerLease) === 0 && turns < 10_000; turns++) yield* Effect.sleep("1 millis")
+    expect(lease.ready(Offsets.sequencerLease)).not.toBe(0)
+    lease.storeReady(Offsets.sequencerLease, 0)
+  })
+  return { quiet, busy, headOrdersAlone }
 })
 
 /** Session 8 on the busy broker: `batches` batches, each ordered in its own round and acknowledged before the next. */
@@ -86,7 +98,9 @@ const busyRounds = (port: number, batches: number) =>
 describe("Broker ACK trackers over a region: woken by their own broker's batches only", () => {
   it.scopedLive("a broker with nothing in flight is not counted as waiting and is not woken while another broker's batches are ordered", () =>
     Effect.gen(function*() {
-      const { busy, quiet } = yield* cluster
+      const { busy, quiet, headOrdersAlone } = yield* cluster
+      // The head's rounds ring the brokers whose batches they order (a broker ordering its own needs no ring).
+      yield* headOrdersAlone
       const client = yield* rawConnect(quiet.port)
       client.write(hello("t", 7))
       const epoch = epochOf(yield* client.nextFrame())

@@ -61,7 +61,7 @@ describe("a standby head and a last head stopped inside a round", () => {
             Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error(`the head (pid ${head.pid}) was not stopped within 10 s of SIGSTOP`) })
           )
           // Stopped inside a round: its marker names it (set here in case the stop fell between rounds).
-          Atomics.store(memory.i32, (lease + LeaseLine.writing) / 4, head.pid)
+          Atomics.store(memory.i32, (lease + LeaseLine.round) / 4, head.pid)
         }))
 
       // Two takeovers refused on the marker, the standby still running between and after them.

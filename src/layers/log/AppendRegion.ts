@@ -27,8 +27,11 @@ export interface RegionBroker {
   readonly slots: PbrSlotView
   readonly brokerLines: BrokerLineView
   readonly sequencerLines: SequencerLineView
-  /** Rings the sequencer, if it waits for batches, once this event-loop turn's appends are in (see `make`). */
-  readonly ringSequencer: () => void
+  /**
+   * Once this event-loop turn's appends are in (see Appender.ts `make`): orders the topic's
+   * batches here if this process may (AppenderRounds.ts), else rings the sequencer if it waits.
+   */
+  readonly ordering: (info: TopicInfo) => void
   readonly roomWaits: ReturnType<typeof waitingForRoom>
   readonly alive: (pid: number, occurrence: number) => boolean
   readonly doorbell: DoorbellShape
@@ -69,6 +72,7 @@ const recoverCursors = (b: RegionBroker, info: TopicInfo): AppendCursors | LogCo
 /** One topic's PBR + Blog of this broker slot in the region. */
 class RegionTarget implements AppendTarget, ReclaimSource {
   readonly topic: string
+  private readonly info: TopicInfo
   private readonly id: number
   private readonly line: number
   private readonly sequencerLine: number
@@ -76,6 +80,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
 
   constructor(private readonly b: RegionBroker, info: TopicInfo, readonly cursors: AppendCursors) {
     this.topic = info.name
+    this.info = info
     this.id = info.id
     this.line = b.area.brokerLine(info.id, b.brokerId)
     this.sequencerLine = b.area.sequencerLine(info.id, b.brokerId)
@@ -118,7 +123,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
 
   published(): void {
     this.publishLine()
-    this.b.ringSequencer()
+    this.b.ordering(this.info)
   }
 
   /** reclaim and releaseBlog over the region, then publishes the new tail (readers check it) before the bytes can be reused. */

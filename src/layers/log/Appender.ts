@@ -24,9 +24,11 @@ import {
 } from "../../services/log/Appender.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
-import { TopicNotFound } from "../../services/log/Topics.js"
+import type { SequencerOptions } from "../../services/log/Sequencer.js"
+import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { type RegionBroker, regionTargets } from "./AppendRegion.js"
+import { AppenderRound, appenderRounds } from "./AppenderRounds.js"
 import { type AppendCursors, type Full, reserve } from "./AppendRoom.js"
 import { type LogArea, type LogConfig, LogConfigInvalid } from "./Layout.js"
 import { claimLine, livenessCache, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
@@ -43,6 +45,8 @@ export interface AppenderOptions {
   readonly consumerHoldMs?: number
   /** Test-only: verify that every PBR record is flushed before its commit word (non-coherent regions). */
   readonly flushAudit?: FlushAudit
+  /** The ordering settings of the rounds this appender runs itself (AppenderRounds.ts); the head's defaults when absent. */
+  readonly sequencer?: SequencerOptions
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000
@@ -361,16 +365,22 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       }),
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
-    // One ring per event-loop turn, after every batch the turn's reads completed is committed:
-    // a parked sequencer then wakes to one round over all of them instead of one round per
-    // batch, and a lone batch waits only for the end of its turn (the check phase that follows).
+    // Once per event-loop turn, after every batch the turn's reads completed is committed: this
+    // process orders the turn's topics itself when it may (AppenderRounds.ts); else it rings a
+    // parked sequencer, which then wakes to one round over all of them instead of one round per
+    // batch. Either way a lone batch waits only for the end of its turn (the check phase that follows).
     const bell = sequencerBell(region, doorbell)
-    let ringPending: ReturnType<typeof setImmediate> | undefined
-    const ringNow = () => {
-      ringPending = undefined
-      bell.ringIfWaiting()
+    const rounds = appenderRounds(region, area, doorbell, options.sequencer)
+    const turnTopics: Array<TopicInfo> = []
+    let turnPending: ReturnType<typeof setImmediate> | undefined
+    const endOfTurn = () => {
+      turnPending = undefined
+      let ringHead = false
+      for (const info of turnTopics) if (rounds.order(info) === AppenderRound.head) ringHead = true
+      turnTopics.length = 0
+      if (ringHead) bell.ringIfWaiting()
     }
-    yield* Effect.addFinalizer(() => Effect.sync(() => ringPending !== undefined && clearImmediate(ringPending)))
+    yield* Effect.addFinalizer(() => Effect.sync(() => turnPending !== undefined && clearImmediate(turnPending)))
     const broker: RegionBroker = {
       region,
       area,
@@ -379,8 +389,9 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
       slots: new PbrSlotView(region, area.config.pbrSlots),
       brokerLines: new BrokerLineView(region),
       sequencerLines: new SequencerLineView(region),
-      ringSequencer: () => {
-        ringPending ??= setImmediate(ringNow)
+      ordering: (info) => {
+        if (!turnTopics.includes(info)) turnTopics.push(info)
+        turnPending ??= setImmediate(endOfTurn)
       },
       roomWaits,
       alive: livenessCache(),

@@ -24,7 +24,8 @@ export interface RegionViews {
   readonly sequencerLines: SequencerLineView
   readonly owners: ParticipantLineView
   readonly audit: FlushAudit | undefined
-  readonly epoch: number
+  /** The epoch this process's rounds write: the head's own, or, for an appender, the lease's at the round's start. */
+  epoch: number
   readonly alive: (pid: number, occurrence: number) => boolean
 }
 
