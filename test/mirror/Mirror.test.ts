@@ -212,11 +212,11 @@ describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluste
       const log = yield* startLog("mirrornodes")
       const metricsPort = 20_000 + Math.floor(Math.random() * 20_000)
       const mirror = yield* forkCli(mirrorArgs(cluster, "--metrics-port", `${metricsPort}`, "--request-timeout-ms", "2000"), log.env)
-      const publishing = yield* Effect.fork(publish(log, 20_000))
-      yield* awaitStreamCount(cluster, 3_000, mirror)
+      const publishing = yield* Effect.fork(publish(log, 6_000))
+      yield* awaitStreamCount(cluster, 1_000, mirror)
       yield* cluster.nodes[0]!.kill
       yield* publishing
-      yield* awaitStreamCount(cluster, 20_000, mirror)
+      yield* awaitStreamCount(cluster, 6_000, mirror)
       yield* cluster.nodes[0]!.start
 
       for (const node of cluster.nodes) yield* node.kill
@@ -236,10 +236,10 @@ describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluste
       expect(metrics).toMatch(/cxlog_mirror_retries\{[^}]*\} [1-9]/)
 
       for (const node of cluster.nodes) yield* node.start
-      yield* awaitStreamCount(cluster, 22_000, mirror, 120_000)
+      yield* awaitStreamCount(cluster, 8_000, mirror, 120_000)
       mirror.child.kill("SIGTERM")
       yield* mirror.exited
-      yield* audit(cluster, log, 22_000)
+      yield* audit(cluster, log, 8_000)
     }), 300_000)
 
   it.scopedLive("the expected-sequence fence: a foreign writer's message stops the mirror with a typed error, and it writes nothing after it", () =>
