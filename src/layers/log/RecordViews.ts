@@ -25,10 +25,10 @@ import {
   SubscriberLine
 } from "./Records.js"
 import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
-import { WordView as View } from "../region/WordView.js"
+import { type RecordWords, WordView as View } from "../region/WordView.js"
 
 // The arrays every view below reads (SessionTable and the layout tests name them from here).
-export type { RecordWords } from "../region/WordView.js"
+export type { RecordWords }
 
 /** What a PBR slot records of a batch's header. */
 export interface SlotHeader {
