@@ -1,0 +1,205 @@
+/**
+ * Links to brokers over TCP (PublisherLink.ts is the seam): one per broker, each over one
+ * connection at a time (ClientConnection.ts: HELLO and WELCOME, credentials, TLS, keep-alive,
+ * frames), sending a batch as one write of a BATCH frame around its payload, and reconnecting
+ * after a failure with a backoff. The links of a publisher also judge together when waiting
+ * is pointless: every broker refusing it as a connection too many, or none ever reachable, for
+ * longer than the connect timeout.
+ */
+import { BrokerRejected, BrokersUnreachable } from "../../services/net/Publisher.js"
+import type { BufferPool } from "./BatchPayload.js"
+import { type BrokerAddress, type ClientConnection, type ConnectionClosed, formatAddress, openConnection } from "./ClientConnection.js"
+import { fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
+import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
+import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
+import type { PublisherSettings } from "./PublisherSettings.js"
+
+/** Room a batch buffer keeps in front of its payload: a send writes the frame header there (one write, no copy). */
+export const BATCH_HEADROOM_BYTES = FRAME_HEADER_BYTES
+
+const MAX_RECONNECT_DELAY_MS = 1_000
+
+/** What a publisher's TCP links share. */
+interface TcpLinks {
+  readonly settings: PublisherSettings
+  readonly events: PublisherLinkEvents
+  /** The batches' buffers (with `BATCH_HEADROOM_BYTES` in front of each). */
+  readonly pool: BufferPool
+  readonly links: Array<TcpLink>
+  readonly startedAt: number
+  /** Whether any broker ever accepted the publisher (before that, an unreachable cluster is an error, not a wait). */
+  accepted: boolean
+  /** Since when every broker refuses the publisher as one connection too many (undefined: not so). */
+  refusedSince: number | undefined
+}
+
+class TcpLink implements PublisherLink {
+  readonly name: string
+  readonly address: string
+  state: LinkState = "idle"
+  connection: ClientConnection | undefined = undefined
+  failures = 0
+  /** Why its last connection ended (a broker's ERROR code, or what the client saw). */
+  lastClose: ConnectionClosed["code"] | undefined = undefined
+  /** What its last connection attempt or connection saw, in words. */
+  lastReason: string | undefined = undefined
+  retryTimer: ReturnType<typeof setTimeout> | undefined = undefined
+
+  constructor(readonly group: TcpLinks, readonly index: number, readonly broker: BrokerAddress) {
+    this.name = `B${index}`
+    this.address = formatAddress(broker)
+  }
+
+  open(sessionEpoch: number | undefined): void {
+    clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    this.state = "opening"
+    this.connection = connect(this, sessionEpoch)
+  }
+
+  send(batch: LinkBatch, sessionEpoch: number, onWritten: (error: Error | null | undefined) => void): void {
+    const frame = frameAround(this.group.pool, batch.payload, batch.buffer)
+    writeFrameHeader(frame, FrameType.BATCH, this.group.settings.clientId, sessionEpoch, batch.seq, batch.messageCount, batch.payload.length, batch.crc32c)
+    this.connection!.sendBatch(frame, onWritten)
+  }
+
+  closeSession(sessionEpoch: number, batches: number): void {
+    this.connection?.closeSession(sessionEpoch, batches)
+    this.connection = undefined
+    this.state = "idle"
+  }
+
+  close(): void {
+    clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    this.connection?.close()
+    this.connection = undefined
+    this.state = "idle"
+  }
+}
+
+/** One link per broker of `settings`, reporting to `events`; none opened yet. */
+export const tcpLinks = (settings: PublisherSettings, events: PublisherLinkEvents, pool: BufferPool): ReadonlyArray<PublisherLink> => {
+  const group: TcpLinks = { settings, events, pool, links: [], startedAt: performance.now(), accepted: false, refusedSince: undefined }
+  settings.brokers.forEach((address, index) => group.links.push(new TcpLink(group, index, address)))
+  return group.links
+}
+
+/**
+ * A Buffer over the header room the pool left in front of `payload` and the payload; a batch
+ * of its own for an oversized message has no such room and is copied behind a header.
+ * Rewriting the header at each send is safe: a connection that still holds an earlier send is gone.
+ */
+const frameAround = (pool: BufferPool, payload: Uint8Array, buffer: Uint8Array): Buffer => {
+  if (pool.hasHeadroom(buffer) && payload.byteOffset === buffer.byteOffset) {
+    return Buffer.from(payload.buffer, payload.byteOffset - FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + payload.length)
+  }
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length)
+  frame.set(payload, FRAME_HEADER_BYTES)
+  return frame
+}
+
+/** A connection to the link's broker: its HELLO registers a session (`sessionEpoch` undefined) or attaches to it. */
+const connect = (link: TcpLink, sessionEpoch: number | undefined): ClientConnection => {
+  const { settings, events } = link.group
+  const hello = new Hello({
+    protocol: PROTOCOL_VERSION,
+    topic: settings.topic,
+    clientId: settings.clientId,
+    ackLevel: settings.ackLevel,
+    ...(settings.ackLevel === 2 ? { orderedAcks: true } : {}),
+    ...(sessionEpoch === undefined ? {} : { sessionEpoch })
+  })
+  const where = `${link.name} ${link.address}`
+  const connection: ClientConnection = openConnection(link.broker, hello, {
+    onWelcome: (welcome) => {
+      if (link.connection !== connection) return
+      if (welcome.maxBatchBytes < settings.maxBatchBytes) {
+        return events.failed(
+          new BrokerRejected({
+            broker: where,
+            code: "oversized",
+            detail: `the broker takes batches up to ${welcome.maxBatchBytes} bytes, the publisher's maxBatchBytes is ${settings.maxBatchBytes}`
+          })
+        )
+      }
+      link.state = "open"
+      link.failures = 0
+      link.group.accepted = true
+      events.opened(link, welcome.sessionEpoch)
+    },
+    onAck: (sessionEpoch, acked, orders, level) => {
+      if (link.connection === connection) events.acked(link, sessionEpoch, acked, orders, level)
+    },
+    onFenced: (sessionEpoch, committed) => {
+      if (link.connection === connection) events.fenced(sessionEpoch, committed)
+    },
+    onBrokerError: (error) => {
+      if (link.connection !== connection) return
+      if (fatalWireErrors.has(error.code)) events.failed(new BrokerRejected({ broker: where, code: error.code, detail: error.message }))
+      else if (error.code === "unknown-session") events.sessionUnknown(link, error.message)
+    },
+    onClosed: (reason, closed) => {
+      if (link.connection === connection) connectionClosed(link, reason, closed)
+    }
+  }, settings.connectTimeoutMs, settings.security)
+  return connection
+}
+
+/** The link's connection failed: the core resends what it carried; the link reconnects after a backoff. */
+const connectionClosed = (link: TcpLink, reason: string, closed: ConnectionClosed) => {
+  const { group } = link
+  const code = closed.code
+  link.connection = undefined
+  link.state = "idle"
+  link.lastClose = code
+  link.lastReason = `${code}: ${closed.detail}`
+  // An idle close is routine: reconnect without backing off.
+  if (code !== "idle-timeout") link.failures++
+  if (!group.events.down(link, reason)) return
+  if (refusedEverywhere(group) || unreachableEverywhere(group)) return
+  const delay = link.failures === 0 ? 0 : Math.min(MAX_RECONNECT_DELAY_MS, group.settings.reconnectDelayMs * 2 ** (link.failures - 1))
+  link.state = "backoff"
+  link.retryTimer = setTimeout(() => {
+    link.retryTimer = undefined
+    link.state = "idle"
+    group.events.retry(link)
+  }, delay)
+  link.retryTimer.unref()
+}
+
+/**
+ * Every broker full of connections for longer than the connect timeout: fail with that
+ * reason rather than wait for ACKs that cannot come. True when it failed.
+ */
+const refusedEverywhere = (group: TcpLinks): boolean => {
+  if (!group.links.every((l) => l.state !== "open" && l.lastClose === "too-many-connections")) {
+    group.refusedSince = undefined
+    return false
+  }
+  group.refusedSince ??= performance.now()
+  if (performance.now() - group.refusedSince < group.settings.connectTimeoutMs) return false
+  group.events.failed(
+    new BrokerRejected({
+      broker: group.links.map((l) => `${l.name} ${l.address}`).join(", "),
+      code: "too-many-connections",
+      detail: `every broker refused the connection for ${group.settings.connectTimeoutMs} ms: they serve their maximum of connections`
+    })
+  )
+  return true
+}
+
+/**
+ * No broker accepted the publisher in the connect timeout since it started: fail naming
+ * each address rather than wait for a cluster that may never come. True when it failed.
+ */
+const unreachableEverywhere = (group: TcpLinks): boolean => {
+  if (group.accepted || performance.now() - group.startedAt < group.settings.connectTimeoutMs) return false
+  group.events.failed(
+    new BrokersUnreachable({
+      timeoutMs: group.settings.connectTimeoutMs,
+      brokers: group.links.map((l) => ({ address: l.address, reason: l.lastReason ?? "not tried yet" }))
+    })
+  )
+  return true
+}

@@ -1,0 +1,65 @@
+/**
+ * A publisher's options with their defaults filled in, and what it refuses before it starts:
+ * options that cannot work, and messages too big for any batch.
+ */
+import { randomInt } from "node:crypto"
+import {
+  DEFAULT_MAX_IN_FLIGHT_BATCHES,
+  InvalidPublisherOptions,
+  type MessageOptions,
+  MessageTooLarge,
+  type PublisherOptions
+} from "../../services/net/Publisher.js"
+import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
+
+export const settingsOf = (options: PublisherOptions) => ({
+  brokers: options.brokers,
+  topic: options.topic,
+  clientId: options.clientId ?? randomInt(0, 2 ** 32 - 1),
+  ackLevel: options.ackLevel ?? 1,
+  batchBytes: options.batchBytes ?? 64 << 10,
+  lingerMs: options.lingerMs ?? 1,
+  window: options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES,
+  maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
+  spread: options.spread ?? "round-robin",
+  connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+  security: {
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    ...(options.insecure === undefined ? {} : { insecure: options.insecure }),
+    ...(options.tls === undefined ? {} : { tls: options.tls })
+  },
+  ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
+  reconnectDelayMs: options.reconnectDelayMs ?? 25
+})
+
+export type PublisherSettings = ReturnType<typeof settingsOf>
+
+/** Why `settings` cannot make a publisher (undefined: they can). */
+export const validate = (s: PublisherSettings): string | undefined => {
+  const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
+  if (s.brokers.length === 0) return "at least one broker address is needed"
+  if (s.topic.length === 0) return "a topic is needed"
+  if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
+  if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`
+  if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) return `batchBytes ${s.batchBytes} must be a multiple of 8, at least 16`
+  if (s.batchBytes > s.maxBatchBytes) return `batchBytes ${s.batchBytes} exceeds maxBatchBytes ${s.maxBatchBytes}`
+  if (!Number.isInteger(s.window) || s.window < 1) return `maxInFlightBatches ${s.window} must be at least 1`
+  if (!(s.lingerMs >= 0)) return `lingerMs ${s.lingerMs} must not be negative`
+  return undefined
+}
+
+/** A message of `bytes` (value, key and headers) too big for any batch: as the first of one, which also carries the batch's base timestamp. */
+export const messageTooLarge = (bytes: number, maxBatchBytes: number): MessageTooLarge | undefined =>
+  firstRecordBytes(bytes) > maxBatchBytes ? new MessageTooLarge({ bytes, maxBatchBytes }) : undefined
+
+/**
+ * What a publisher made with `options` would refuse before sending anything: the options
+ * themselves, or messages of `payloadBytes` carrying `message`'s key and headers. For a caller
+ * that knows its messages before it starts one.
+ */
+export const refusal = (options: PublisherOptions, payloadBytes: number, message?: MessageOptions): InvalidPublisherOptions | MessageTooLarge | undefined => {
+  const settings = settingsOf(options)
+  const invalid = validate(settings)
+  if (invalid !== undefined) return new InvalidPublisherOptions({ reason: invalid })
+  return messageTooLarge(payloadBytes + (encodeParts(message)?.bytes ?? 0), settings.maxBatchBytes)
+}
