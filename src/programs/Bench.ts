@@ -11,7 +11,9 @@
 import { Console, Effect } from "effect"
 import { table } from "../Table.js"
 import { measureLoopback } from "./Loopback.js"
-import { checkRun, type ClusterShape, run, type RunSummary } from "./Run.js"
+import { type ClusterShape, shapeFigures } from "./ClusterShape.js"
+import { checkRun, run } from "./Run.js"
+import type { RunSummary } from "./RunSummary.js"
 import { benchTls } from "./Users.js"
 
 export interface BenchOptions extends ClusterShape {
@@ -112,12 +114,7 @@ const benchSecured = (options: BenchOptions) =>
 /** The run a bench measures: its sizes and shape, silent, with an auditing subscriber for e2e. */
 const runShape = (options: BenchOptions) => ({
   totalBytes: options.totalBytes,
-  messageBytes: options.messageBytes,
-  brokers: options.brokers,
-  order: options.order,
-  ackLevel: options.ackLevel,
-  batchBytes: options.batchBytes,
-  window: options.window,
+  ...shapeFigures(options),
   ...(options.warmupBytes === undefined ? {} : { warmupBytes: options.warmupBytes }),
   output: "silent" as const,
   subscriber: options.type === "e2e",

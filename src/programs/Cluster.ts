@@ -3,17 +3,15 @@
  * subscriber and a publisher, each a real `cxlog` process forked with an IPC channel. Every
  * child is stopped and the region unlinked when the scope closes, Ctrl-C included.
  */
-import { Data, Deferred, Duration, Effect, FiberId, type Scope } from "effect"
+import { Data, Deferred, Duration, Effect, Either, FiberId, ParseResult, Schema, type Scope } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
 import { removeWakeFifos } from "../layers/region/Doorbell.js"
 import { procStat, USER_HZ } from "../layers/region/ProcessInfo.js"
 import { removeDefaultCredentials } from "../layers/net/Auth.js"
 import { cliEntry } from "../PackageRoot.js"
-import type { RoleEvent } from "./Report.js"
-
-/** The typed error a role reported before it failed (`reportFailure`): its tag, message and fields. */
-export type ReportedError = { readonly _tag: string; readonly message: string } & Record<string, unknown>
+import { RoleEvent } from "./Report.js"
+import { BrokerEvents, FailedEvent, HeadEvents, type ReportedError } from "./RoleEvents.js"
 
 export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   readonly role: string
@@ -40,6 +38,15 @@ export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   }
 }
 
+/** A role's events by kind: the Schema each is decoded with as it arrives (RoleEvents.ts). */
+export type Vocabulary = { readonly [kind: string]: Schema.Schema.AnyNoContext }
+
+/** An event of kind `K` of a role's vocabulary, decoded (what it does not name is kept as sent). */
+export type Heard<V extends Vocabulary, K extends keyof V> = Schema.Schema.Type<V[K]> & RoleEvent
+
+/** An event of kind `K`: decoded where the role's vocabulary names the kind, else as sent. */
+export type Said<V extends Vocabulary, K extends string> = K extends keyof V ? Heard<V, K> : RoleEvent
+
 export interface RoleProcess {
   readonly role: string
   readonly pid: number
@@ -48,11 +55,18 @@ export interface RoleProcess {
   readonly event: (kind: string, timeoutMs: number) => Effect.Effect<RoleEvent, RoleFailed>
   /** Called for every event, in order. */
   readonly on: (listener: (event: RoleEvent) => void) => void
-  /** Fails when the process exits before `done` was reported. */
+  /** Fails once the role has failed: its process exited, or it sent a malformed event. */
   readonly exited: Effect.Effect<never, RoleFailed>
   readonly kill: (signal: NodeJS.Signals) => void
   /** CPU seconds (user + system, all threads) the process has used so far; undefined once it is gone or off Linux. */
   readonly cpuSeconds: () => number | undefined
+}
+
+/** A role whose events of the kinds its vocabulary names come decoded. */
+export interface RoleOf<V extends Vocabulary> extends RoleProcess {
+  readonly event: <K extends string>(kind: K, timeoutMs: number) => Effect.Effect<Said<V, K>, RoleFailed>
+  /** Called for every event of this kind of the role's vocabulary, decoded, in order. */
+  readonly onEvent: <K extends keyof V & string>(kind: K, listener: (event: Heard<V, K>) => void) => void
 }
 
 const TAIL_BYTES = 8192
@@ -83,24 +97,53 @@ export const stopChild = (child: ChildProcess): Effect.Effect<void> =>
 /** How long a role's failure waits, after it exited, for the rest of its output. */
 const STDIO_DRAIN_MS = 1_000
 
-/** Forks `cxlog <args>`; SIGTERM then SIGKILL when the scope closes. */
-export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<RoleProcess, never, Scope.Scope> =>
+/** Decoding keeps the fields a vocabulary does not name (the HTML report reads some) and names every problem. */
+const AS_SENT = { onExcessProperty: "preserve", errors: "all" } as const
+const decodeEnvelope = Schema.decodeUnknownEither(RoleEvent)
+const isFailedEvent = Schema.is(FailedEvent)
+
+/** What is wrong with an event, on one line: each field's problem. */
+const issues = (error: ParseResult.ParseError) =>
+  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => `${issue.path.length === 0 ? "the event" : issue.path.join(".")}: ${issue.message}`).join("; ")
+
+/**
+ * Forks `cxlog <args>`; SIGTERM then SIGKILL when the scope closes. Each event of a kind in
+ * `vocabulary` is decoded as it arrives; a malformed one fails the role as its exit would.
+ */
+export const spawnRole = <V extends Vocabulary = {}>(
+  role: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {},
+  vocabulary?: V
+): Effect.Effect<RoleOf<V>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const seen = new Map<string, Deferred.Deferred<RoleEvent, RoleFailed>>()
     const listeners: Array<(event: RoleEvent) => void> = []
+    const kindListeners = new Map<string, Array<(event: RoleEvent) => void>>()
+    const decoders = new Map<string, (message: unknown) => Either.Either<RoleEvent, ParseResult.ParseError>>()
+    for (const [kind, schema] of Object.entries<Schema.Schema.AnyNoContext>({ failed: FailedEvent, ...vocabulary })) {
+      decoders.set(kind, Schema.decodeUnknownEither(schema, AS_SENT))
+    }
     const exit = yield* Deferred.make<never, RoleFailed>()
     let stderr = ""
     let reported: ReportedError | undefined
-    /** Why the child exited, once it has: an event first asked for after that fails at once. */
-    let exitReason: string | undefined
+    /** Why the role failed (it exited, or said what it cannot mean), once it has: an event first asked for after that fails at once. */
+    let failure: string | undefined
     const deferredFor = (kind: string) => {
       let d = seen.get(kind)
       if (d === undefined) {
         d = Deferred.unsafeMake<RoleEvent, RoleFailed>(FiberId.none)
         seen.set(kind, d)
-        if (exitReason !== undefined) Deferred.unsafeDone(d, Effect.fail(failed(exitReason, `its "${kind}" event`)))
+        if (failure !== undefined) Deferred.unsafeDone(d, Effect.fail(failed(failure, `its "${kind}" event`)))
       }
       return d
+    }
+    /** Fails whatever waits on the role, and what will. */
+    const fail = (reason: string) => {
+      if (failure !== undefined) return
+      failure = reason
+      Deferred.unsafeDone(exit, Effect.fail(failed(reason, "it to finish")))
+      for (const [kind, d] of seen) Deferred.unsafeDone(d, Effect.fail(failed(reason, `its "${kind}" event`)))
     }
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
@@ -122,19 +165,21 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
     const failed = (reason: string, waitingFor: string) =>
       new RoleFailed({ role, pid, reason, waitingFor, ...(reported === undefined ? {} : { error: reported }), stderr })
     child.on("message", (message) => {
-      const event = message as RoleEvent
+      const envelope = decodeEnvelope(message)
+      if (Either.isLeft(envelope)) return fail(`sent a malformed event (${issues(envelope.left)})`)
+      const kind = envelope.right.event
+      const decode = decoders.get(kind)
+      const decoded = decode === undefined ? envelope : decode(message)
+      if (Either.isLeft(decoded)) return fail(`sent a malformed "${kind}" event (${issues(decoded.left)})`)
+      const event = decoded.right
       // The first report is the role's own typed error; the CLI's line for the same failure may follow.
-      if (event.event === "failed") reported ??= event["error"] as ReportedError
+      if (isFailedEvent(event)) reported ??= event.error
       for (const listener of listeners) listener(event)
-      Deferred.unsafeDone(deferredFor(event.event), Effect.succeed(event))
+      for (const listener of kindListeners.get(kind) ?? []) listener(event)
+      Deferred.unsafeDone(deferredFor(kind), Effect.succeed(event))
     })
     child.on("exit", (code, signal) => {
-      const settle = () => {
-        if (exitReason !== undefined) return
-        const reason = exitReason = `exited with ${signal ?? `code ${code}`}`
-        Deferred.unsafeDone(exit, Effect.fail(failed(reason, "it to finish")))
-        for (const [kind, d] of seen) Deferred.unsafeDone(d, Effect.fail(failed(reason, `its "${kind}" event`)))
-      }
+      const settle = () => fail(`exited with ${signal ?? `code ${code}`}`)
       // "exit" can come before the child's last output is read (a role that fails at start prints
       // why and exits at once): fail once its pipes have closed, so the failure carries that output.
       // A grandchild holding the pipes open must not hold the failure back: bounded.
@@ -148,15 +193,22 @@ export const spawnRole = (role: string, args: ReadonlyArray<string>, env: Record
       role,
       pid,
       child,
-      event: (kind, timeoutMs) =>
+      event: <K extends string>(kind: K, timeoutMs: number) =>
         Deferred.await(deferredFor(kind)).pipe(
           Effect.timeoutFail({
             duration: Duration.millis(timeoutMs),
             onTimeout: () => failed(`no "${kind}" within ${timeoutMs} ms`, `its "${kind}" event`)
-          })
+          }),
+          // Decoded by the vocabulary's schema for `kind` as it arrived (else as sent).
+          Effect.map((event) => event as Said<V, K>)
         ),
       on: (listener) => {
         listeners.push(listener)
+      },
+      onEvent: (kind, listener) => {
+        const those = kindListeners.get(kind) ?? []
+        those.push(listener as (event: RoleEvent) => void)
+        kindListeners.set(kind, those)
       },
       exited: Deferred.await(exit),
       kill: (signal) => {
@@ -231,14 +283,14 @@ export const makeCpuMeter = (roles: ReadonlyArray<RoleProcess>) => {
  */
 export const startHeadAndBrokers = (topic: string, brokers: number, env: Record<string, string>, envOf: (index: number) => Record<string, string> = () => ({})) =>
   Effect.gen(function*() {
-    const head = yield* spawnRole("head", ["head", "--topic", topic], { ...env, ...envOf(0) })
+    const head = yield* spawnRole("head", ["head", "--topic", topic], { ...env, ...envOf(0) }, HeadEvents)
     yield* head.event("ready", 20_000)
     const brokerRoles = yield* Effect.forEach(
       Array.from({ length: brokers }, (_, i) => i),
-      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], { ...env, ...envOf(i + 1) }),
+      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], { ...env, ...envOf(i + 1) }, BrokerEvents),
       { concurrency: "unbounded" }
     )
-    const ports = yield* Effect.forEach(brokerRoles, (b) => Effect.map(b.event("listening", 20_000), (e) => e["port"] as number)).pipe(
+    const ports = yield* Effect.forEach(brokerRoles, (b) => Effect.map(b.event("listening", 20_000), (e) => e.port)).pipe(
       whileAlive([head], "the brokers to listen")
     )
     return { head, brokers: brokerRoles, ports }

@@ -3,7 +3,11 @@
  * structured events over the IPC channel. A process with no parent channel reports nothing.
  * When the parent goes away, the child stops itself so its finalizers run (unmap, leave).
  */
-export type RoleEvent = { readonly event: string } & Record<string, unknown>
+import { Schema } from "effect"
+
+/** Any role's event: its kind and its fields (what each kind carries: RoleEvents.ts). */
+export const RoleEvent = Schema.Struct({ event: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+export type RoleEvent = typeof RoleEvent.Type
 
 export const report = (event: RoleEvent): void => {
   // With a callback a send to a parent that just died (EPIPE) is dropped; without one it is an

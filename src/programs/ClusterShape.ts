@@ -1,0 +1,28 @@
+/** ClusterShape: the local cluster `cxlog run` and `cxlog bench` start, and the load its publisher offers. */
+
+/** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
+export interface ClusterShape {
+  readonly totalBytes: number
+  readonly messageBytes: number
+  readonly brokers: number
+  readonly order: 0 | 2 | 4 | 5
+  readonly ackLevel: 0 | 1 | 2
+  readonly batchBytes: number
+  /** The publisher's in-flight window, in batches. */
+  readonly window: number
+  /**
+   * Published first, through the same publisher, connections and subscriber, and not measured:
+   * the figures are then those of a warm cluster (V8 has compiled the hot paths of every role).
+   */
+  readonly warmupBytes?: number
+}
+
+/** A cluster shape's figures but for how much it publishes: what a run's report and a bench's runs name. */
+export const shapeFigures = (shape: ClusterShape) => ({
+  messageBytes: shape.messageBytes,
+  brokers: shape.brokers,
+  order: shape.order,
+  ackLevel: shape.ackLevel,
+  batchBytes: shape.batchBytes,
+  window: shape.window
+})

@@ -1,0 +1,71 @@
+/**
+ * The flags of the local cluster `cxlog run` and `cxlog bench` start (its size, load and shape),
+ * how its roles are watched, and the `ClusterShape` they describe.
+ */
+import { Either } from "effect"
+import * as Cli from "../CliKit.js"
+import { logFormatFlag } from "../Observe.js"
+import type { ClusterShape } from "../ClusterShape.js"
+import { ack, batchBytes, messageBytes, order, window } from "./SharedFlags.js"
+
+/** What `run` and `bench` give their roles for being watched, and where their report goes. */
+export const clusterObserveFlags = {
+  metricsPort: Cli.integer("metrics-port", {
+    default: 0,
+    min: 0,
+    placeholder: "PORT",
+    env: "CXLOG_METRICS_PORT",
+    description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i, then the publisher and the subscriber (0: none)"
+  }),
+  logFormat: logFormatFlag,
+  report: Cli.optionalText("report", {
+    placeholder: "FILE.html",
+    shown: "none",
+    env: "CXLOG_REPORT",
+    description: "write a self-contained HTML report: throughput per role over time, ACK latency CDF, CPU per role, configuration, audit"
+  })
+}
+
+/** The local cluster `run` and `bench` start; `bytes` defaults differ. */
+export const clusterFlags = (defaultBytes: string) => ({
+  bytes: Cli.size("bytes", { default: defaultBytes, env: "CXLOG_BYTES", description: "payload to publish in all" }),
+  messageBytes,
+  brokerCount: Cli.integer("broker-count", { default: 4, min: 1, env: "CXLOG_BROKER_COUNT", description: "broker processes to start" }),
+  order,
+  ack,
+  batchBytes,
+  window,
+  remoteSubscribers: Cli.integer("remote-subscribers", {
+    default: 0,
+    min: 0,
+    placeholder: "N",
+    description: "also run N subscribers reading over TCP from the brokers (round-robin), each auditing the whole total order"
+  }),
+  warmup: Cli.custom("warmup", "SIZE", (t) => (t.trim() === "0" ? Either.right(0) : Cli.parseSize(t)), {
+    default: 0,
+    shown: "0",
+    env: "CXLOG_WARMUP",
+    description: "publish this much first, through the same publisher and subscriber, and measure only what follows: a warm cluster's figures (0: a cold one's)"
+  })
+})
+
+/** The cluster `clusterFlags`' values describe. */
+export const clusterShape = (o: {
+  bytes: number
+  messageBytes: number
+  brokerCount: number
+  order: "0" | "2" | "4" | "5"
+  ack: "0" | "1" | "2"
+  batchBytes: number
+  window: number
+  warmup: number
+}): ClusterShape => ({
+  totalBytes: o.bytes,
+  messageBytes: o.messageBytes,
+  brokers: o.brokerCount,
+  order: Number(o.order) as 0 | 2 | 4 | 5,
+  ackLevel: Number(o.ack) as 0 | 1 | 2,
+  batchBytes: o.batchBytes,
+  window: o.window,
+  ...(o.warmup > 0 ? { warmupBytes: o.warmup } : {})
+})

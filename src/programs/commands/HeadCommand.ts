@@ -1,0 +1,115 @@
+/** `cxlog head`: creates the region (or attaches it, or stands by) and runs its coordinator and sequencer. */
+import { Effect } from "effect"
+import { requireDataDir } from "../../layers/log/DurableTier.js"
+import { regionConfig } from "../../layers/RegionLayout.js"
+import { defaultSequencerOptions } from "../../services/log/Sequencer.js"
+import * as Cli from "../CliKit.js"
+import { DEFAULT_STANDBY_CHECK_MS, head } from "../Head.js"
+import { observed, observeFlags } from "../Observe.js"
+import { exitWithParent } from "../Report.js"
+import { headCredentials } from "../Users.js"
+import { coherence, credentials, region } from "./SharedFlags.js"
+import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
+
+export const headCommand = Cli.command({
+  name: "head",
+  summary: "Create the region and run its coordinator and sequencer",
+  details: "The head creates the region (sized by the CXLOG_LOG_* and ring variables, see cxlog config), owns " +
+    "process slot 0, writes the topic table and orders every topic's batches. It runs until stopped (Ctrl-C); " +
+    "without --keep the region is removed when it stops.",
+  flags: {
+    region,
+    coherence,
+    topics,
+    ...diskRetentionFlags,
+    keep: Cli.toggle("keep", { env: "CXLOG_REGION_KEEP", description: "leave the region in /dev/shm when the head stops" }),
+    credentials,
+    attach: Cli.toggle("attach", {
+      env: "CXLOG_ATTACH",
+      description: "take over an existing region whose head is gone, keeping its data (the region stays on exit); " +
+        "if the region is gone and --data-dir is given, recover it from there as --recover does"
+    }),
+    holdTimeoutMs: Cli.integer("hold-timeout-ms", {
+      default: defaultSequencerOptions.holdTimeoutMs,
+      placeholder: "MS",
+      env: "CXLOG_HOLD_TIMEOUT_MS",
+      description: "order 5: how long the sequencer holds a session's later batches for a gap before skipping it"
+    }),
+    sessionIdleMs: Cli.integer("session-idle-ms", {
+      default: defaultSequencerOptions.sessionIdleMs,
+      placeholder: "MS",
+      env: "CXLOG_SESSION_IDLE_MS",
+      description: "release a publisher session that sent no batch for this long"
+    }),
+    sessionGapIdleMs: Cli.optionalInteger("session-gap-idle-ms", {
+      placeholder: "MS",
+      shown: "6 x --session-idle-ms",
+      env: "CXLOG_SESSION_GAP_IDLE_MS",
+      description: "orders 0/2/4: a session with batches ordered above a gap lapses after this long with no batch (its publisher is told unknown-session)"
+    }),
+    leaseMs: Cli.integer("sequencer-lease-ms", {
+      default: defaultSequencerOptions.leaseMs,
+      min: 1,
+      placeholder: "MS",
+      env: "CXLOG_SEQUENCER_LEASE_MS",
+      description: "the sequencer's lease in the region: a head that stops renewing it is gone after this long"
+    }),
+    standby: Cli.toggle("standby", {
+      env: "CXLOG_STANDBY",
+      description: "attach to a running region and take over its sequencer and coordinator when its head's lease lapses"
+    }),
+    standbyCheckMs: Cli.integer("standby-check-ms", {
+      default: DEFAULT_STANDBY_CHECK_MS,
+      min: 1,
+      placeholder: "MS",
+      env: "CXLOG_STANDBY_CHECK_MS",
+      description: "--standby: how often to look at the head's lease"
+    }),
+    dataDir: Cli.optionalText("data-dir", {
+      placeholder: "DIR",
+      shown: "none: memory only (no topic may have replication factor 2)",
+      env: "CXLOG_DATA_DIR",
+      description: "the durable tier: topics with replication factor 2 are persisted here, and ACK 2 means on disk (docs/durability.md)"
+    }),
+    recover: Cli.optionalText("recover", {
+      placeholder: "DIR",
+      shown: "none",
+      description: "create the region and rebuild every topic the data directory DIR recorded (and any --topic), in the recorded order, " +
+        "with its named consumers at their committed offsets; then persist there"
+    }),
+    ...observeFlags
+  },
+  examples: [
+    "cxlog head --topic events",
+    "cxlog head --region orders --topic orders:5:1 --topic audit:2:0 --keep",
+    "cxlog head --attach            # carry on with a region whose head died",
+    "cxlog head --standby           # a second head: takes over when the first dies or hangs"
+  ],
+  run: (o) =>
+    Effect.gen(function*() {
+      exitWithParent()
+      const config = yield* regionConfig
+      const topics = withDiskRetention(o.topics, o)
+      // Before the region exists: the head would refuse these topics only once it had made it.
+      yield* requireDataDir(topics, o.recover ?? o.dataDir)
+      // A standby uses what its head made (creating them too could race it).
+      if (!o.standby) yield* headCredentials(o.region, o.credentials, o.keep || o.attach)
+      yield* head({
+        region: { name: o.region, coherence: o.coherence },
+        config,
+        topics,
+        keep: o.keep,
+        attach: o.attach,
+        standby: o.standby,
+        checkEveryMs: o.standbyCheckMs,
+        sequencer: {
+          holdTimeoutMs: o.holdTimeoutMs,
+          sessionIdleMs: o.sessionIdleMs,
+          ...(o.sessionGapIdleMs === undefined ? {} : { sessionGapIdleMs: o.sessionGapIdleMs }),
+          leaseMs: o.leaseMs
+        },
+        reportEveryMs: 250,
+        ...(o.recover !== undefined ? { dataDir: o.recover, recover: true } : o.dataDir === undefined ? {} : { dataDir: o.dataDir })
+      })
+    }).pipe(Effect.scoped, observed("head", o))
+})

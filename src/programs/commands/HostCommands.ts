@@ -1,0 +1,34 @@
+/** The commands about this host: its regions (`regions`) and whether it can run cxlog (`selfcheck`). */
+import { cliEntry } from "../../PackageRoot.js"
+import * as Cli from "../CliKit.js"
+import { regions } from "../Regions.js"
+import { selfCheck, selfCheckPeer } from "../SelfCheck.js"
+import { json } from "./SharedFlags.js"
+
+const cliPath = cliEntry()
+
+export const regionsCommand = Cli.command({
+  name: "regions",
+  summary: "List the cxlog regions in /dev/shm (size, owner, whether it runs); remove or prune them",
+  flags: {
+    remove: Cli.optionalText("remove", {
+      placeholder: "NAME",
+      shown: "none",
+      description: "remove this region and its default credential files (refused while a live process uses it; its data is lost)"
+    }),
+    prune: Cli.toggle("prune", {
+      description: "remove every orphaned `cxlog run` region (its run gone, nothing using it) and the default credential files of regions that are gone"
+    }),
+    json
+  },
+  examples: ["cxlog regions", "cxlog regions --remove orders", "cxlog regions --prune"],
+  run: (o) => regions({ ...(o.remove === undefined ? {} : { remove: o.remove }), prune: o.prune, json: o.json })
+})
+
+export const selfcheckCommand = Cli.command({
+  name: "selfcheck",
+  summary: "Check this host: create a region, attach it from a second process, exchange a value and doorbell wakes",
+  flags: { peer: Cli.optionalText("peer", { hidden: true, description: "run as the attaching peer of this region" }) },
+  examples: ["cxlog selfcheck"],
+  run: ({ peer }) => (peer === undefined ? selfCheck(cliPath) : selfCheckPeer(peer))
+})

@@ -1,0 +1,122 @@
+/** `cxlog publish`: stdin lines, or stamped test messages, published to a topic through the brokers. */
+import { Effect, Either } from "effect"
+import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import * as Cli from "../CliKit.js"
+import { observed, observeFlags } from "../Observe.js"
+import { publish } from "../Publish.js"
+import { exitWithParent } from "../Report.js"
+import { clientSecurity } from "../Users.js"
+import { ack, batchBytes, clientSecurityFlags, messageBytes, region, window } from "./SharedFlags.js"
+
+/** The brokers a publisher spreads its batches over. */
+const brokers = Cli.text("brokers", {
+  default: "127.0.0.1:7400",
+  placeholder: "HOST:PORT,…",
+  env: "CXLOG_BROKERS",
+  description: "the brokers' addresses",
+  check: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? `${t} is not a list of host:port addresses` : undefined
+})
+
+const parseHeader = (t: string): Either.Either<readonly [string, string], string> => {
+  const at = t.indexOf("=")
+  return at < 1 ? Either.left(`${t} is not a header: use NAME=VALUE`) : Either.right([t.slice(0, at), t.slice(at + 1)] as const)
+}
+
+/** `--header name=value`, repeatable; each taken whole (a value may hold commas and `=`). */
+const messageHeader: Cli.Flag<ReadonlyArray<readonly [string, string]>> = {
+  ...Cli.repeated(Cli.custom("header", "NAME=VALUE", parseHeader, {
+    default: ["", ""] as const,
+    shown: "none",
+    description: "a header every message carries (repeat for more; the value is UTF-8 text)"
+  })),
+  parse: (t) => Either.map(parseHeader(t), (header) => [header])
+}
+
+export const publishCommand = Cli.command({
+  name: "publish",
+  summary: "Publish stdin lines (or --count test messages) to a topic through the brokers",
+  details: "Each stdin line is one message. With --count it publishes stamped test messages a subscriber can " +
+    "audit. It exits once every message is acknowledged at the --ack level, or with an error naming the first " +
+    "line that could not be published.",
+  flags: {
+    brokers,
+    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to publish to" }),
+    count: Cli.optionalInteger("count", { min: 0, shown: "stdin lines", description: "publish this many stamped test messages instead of stdin" }),
+    warmupCount: Cli.integer("warmup-count", {
+      default: 0,
+      min: 0,
+      hidden: true,
+      description: "with --count: this many stamped messages first, all acknowledged, not in the figures (run/bench --warmup)"
+    }),
+    messageBytes,
+    batchBytes,
+    lingerMs: Cli.float("linger-ms", {
+      default: 1,
+      placeholder: "MS",
+      env: "CXLOG_LINGER_MS",
+      description: "a batch waiting behind batches in flight goes this long after its first message at the latest"
+    }),
+    window,
+    ack,
+    clientId: Cli.optionalInteger("client-id", { shown: "random", env: "CXLOG_CLIENT_ID", description: "this publisher's client id" }),
+    spread: Cli.choice("spread", ["round-robin", "sticky"], {
+      default: "round-robin",
+      env: "CXLOG_SPREAD",
+      description: "round-robin batches over the brokers, or sticky: one broker until it fails"
+    }),
+    connectTimeoutMs: Cli.integer("connect-timeout-ms", {
+      default: 5_000,
+      min: 1,
+      placeholder: "MS",
+      env: "CXLOG_CONNECT_TIMEOUT_MS",
+      description: "give up when no broker accepts a connection within this long"
+    }),
+    flushTimeoutMs: Cli.integer("flush-timeout-ms", {
+      default: 120_000,
+      placeholder: "MS",
+      env: "CXLOG_FLUSH_TIMEOUT_MS",
+      description: "at the end, wait this long at most for the last ACKs"
+    }),
+    rateMbps: Cli.optionalFloat("rate-mbps", { shown: "as fast as possible", env: "CXLOG_RATE_MBPS", description: "offered load in MB/s (with --count)" }),
+    key: Cli.optionalText("key", { placeholder: "KEY", shown: "none", description: "the key every message carries (UTF-8)" }),
+    header: messageHeader,
+    publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
+    region,
+    ...clientSecurityFlags,
+    ...observeFlags
+  },
+  examples: [
+    "seq 1 5 | cxlog publish --brokers 127.0.0.1:7400,127.0.0.1:7401 --topic events",
+    "cxlog publish --topic events --count 100000 --message-bytes 256 --ack 2",
+    "echo '{\"total\": 12}' | cxlog publish --topic orders --key order-17 --header source=web --header trace=ab12"
+  ],
+  run: (o) =>
+    Effect.gen(function*() {
+      exitWithParent()
+      const security = yield* clientSecurity(o)
+      yield* publish({
+        publisher: {
+          ...security,
+          brokers: parseAddresses(o.brokers),
+          topic: o.topic,
+          ackLevel: Number(o.ack) as 0 | 1 | 2,
+          batchBytes: o.batchBytes,
+          lingerMs: o.lingerMs,
+          maxInFlightBatches: o.window,
+          spread: o.spread,
+          connectTimeoutMs: o.connectTimeoutMs,
+          ...(o.clientId === undefined ? {} : { clientId: o.clientId })
+        },
+        ...(o.count === undefined ? {} : { count: o.count }),
+        ...(o.warmupCount === 0 ? {} : { warmupCount: o.warmupCount }),
+        messageBytes: o.messageBytes,
+        publisherIndex: o.publisherIndex,
+        flushTimeoutMs: o.flushTimeoutMs,
+        reportEveryMs: 250,
+        ...(o.rateMbps === undefined ? {} : { rateMBps: o.rateMbps }),
+        ...(o.key === undefined && o.header.length === 0 ? {} : {
+          message: { ...(o.key === undefined ? {} : { key: o.key }), ...(o.header.length === 0 ? {} : { headers: o.header }) }
+        })
+      })
+    }).pipe(observed("publisher", o))
+})

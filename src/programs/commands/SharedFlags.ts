@@ -1,0 +1,106 @@
+/**
+ * The flags several `cxlog` commands take, each defined once: the region, a publisher's load
+ * (message and batch sizes, window, ACK level, order mode), the credential and TLS files of
+ * servers and clients, and the parsers of ages and read positions they share.
+ */
+import { Either } from "effect"
+import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "../../services/net/Publisher.js"
+import * as Cli from "../CliKit.js"
+
+export const region = Cli.text("region", {
+  default: "cxlog",
+  placeholder: "NAME",
+  env: "CXLOG_REGION",
+  description: "the region: a POSIX shared-memory name (under /dev/shm), or a path (a DAX device or a file on the CXL node)"
+})
+export const coherence = Cli.choice("coherence", ["coherent", "non-coherent"], {
+  default: "coherent",
+  env: "CXLOG_COHERENCE",
+  description: "non-coherent: flush every line written and invalidate before reading (multi-host CXL without coherence)"
+})
+export const json = Cli.toggle("json", { description: "print the result as JSON" })
+
+// ---- a publisher's load ------------------------------------------------------------------------
+
+export const messageBytes = Cli.integer("message-bytes", {
+  default: 1024,
+  min: 1,
+  placeholder: "BYTES",
+  env: "CXLOG_MESSAGE_BYTES",
+  description: "size of each test message"
+})
+export const batchBytes = Cli.size("batch-bytes", {
+  default: "64KiB",
+  env: "CXLOG_BATCH_BYTES",
+  description: "a publisher's batch seals when the next message would not fit"
+})
+export const window = Cli.integer("window", {
+  default: DEFAULT_MAX_IN_FLIGHT_BATCHES,
+  min: 1,
+  env: "CXLOG_MAX_IN_FLIGHT",
+  description: "batches a publisher keeps in flight awaiting their ACK"
+})
+export const ack = Cli.choice("ack", ["0", "1", "2"], {
+  default: "1",
+  env: "CXLOG_ACK_LEVEL",
+  description: "when a batch counts as published: 0 written to the socket, 1 ordered, 2 replicated"
+})
+export const order = Cli.choice("order", ["0", "2", "4", "5"], {
+  default: "5",
+  env: "CXLOG_ORDER",
+  description: "order mode: 0 per-broker arrival, 2 one total order, 4 + FIFO per (client, broker), 5 + FIFO per client session"
+})
+
+// ---- credentials and TLS -----------------------------------------------------------------------
+
+/** A file flag (a PEM, a 0600 secret, …), unset unless given; `shown` is what unset means. */
+export const fileFlag = (name: string, env: string, shown: string, description: string) =>
+  Cli.optionalText(name, { placeholder: "FILE", shown, env, description })
+
+export const credentials = fileFlag(
+  "credentials",
+  "CXLOG_CREDENTIALS",
+  "the region's, in this user's private directory",
+  "the credential file (0600): users, their salted keys and topic rights; the head creates it (docs/security.md)"
+)
+
+/** How a client authenticates and which brokers it trusts; `Users.clientSecurity` reads them. */
+export const clientSecurityFlags = {
+  secretFile: fileFlag(
+    "secret-file",
+    "CXLOG_SECRET_FILE",
+    "the region's local user's, when readable",
+    "authenticate as the user in this 0600 file (NAME:SECRET, from `cxlog user add`)"
+  ),
+  /** The clients' side of `broker --insecure` (the same variable, so one `CXLOG_INSECURE=true` sets up a whole cluster). */
+  insecure: Cli.toggle("insecure", {
+    env: "CXLOG_INSECURE",
+    description: "also take brokers that authenticate nobody (started --insecure): without it, a client holding credentials refuses them"
+  }),
+  tlsCa: fileFlag("tls-ca", "CXLOG_TLS_CA", "no TLS", "connect with TLS, trusting brokers whose certificate this CA (PEM) signed"),
+  tlsClientCert: fileFlag("tls-client-cert", "CXLOG_TLS_CLIENT_CERT", "none", "with --tls-ca: present this client certificate (PEM) to brokers that ask for one"),
+  tlsClientKey: fileFlag("tls-client-key", "CXLOG_TLS_CLIENT_KEY", "none", "the key of --tls-client-cert (PEM)")
+}
+
+// ---- reading a topic ---------------------------------------------------------------------------
+
+/** `--brokers` of a reader (subscribe, mirror): over TCP from these, else the region in place; `description` says how. */
+export const readerBrokers = (description: string) =>
+  Cli.optionalText("brokers", { placeholder: "HOST:PORT,…", shown: "read the region in place", env: "CXLOG_SUBSCRIBE_BROKERS", description })
+
+/** A read position: the oldest message held, the end, or a message offset. */
+export const parseFrom = (t: string): Either.Either<number | "earliest" | "latest", string> =>
+  t === "earliest" || t === "latest"
+    ? Either.right(t)
+    : /^\d+$/.test(t)
+    ? Either.right(Number(t))
+    : Either.left(`${t} is not a position: use earliest, latest or a message offset (0, 1, …)`)
+
+const AGE_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/** An age as `500ms`, `30s`, `15m`, `12h`, `7d` or a number of milliseconds. */
+export const parseAge = (text: string): Either.Either<number, string> => {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim())
+  const ms = match === null ? Number.NaN : Math.round(Number(match[1]) * AGE_UNITS[match[2] ?? "ms"]!)
+  return ms >= 1 && Number.isSafeInteger(ms) ? Either.right(ms) : Either.left(`${text} is not an age: use 500ms, 30s, 15m, 12h, 7d or a number of milliseconds`)
+}

@@ -1,0 +1,116 @@
+/**
+ * `cxlog subscribe`: a topic's messages in their total order, over TCP or from the region in place;
+ * as a role of `cxlog run`, the auditing subscriber (hidden flags).
+ */
+import { Effect } from "effect"
+import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import * as Cli from "../CliKit.js"
+import { observed, observeFlags } from "../Observe.js"
+import { remoteAudit } from "../RemoteAudit.js"
+import { exitWithParent, parentEvent } from "../Report.js"
+import { printTopic, subscribe } from "../Subscribe.js"
+import { clientSecurity } from "../Users.js"
+import { clientSecurityFlags, coherence, parseFrom, readerBrokers, region } from "./SharedFlags.js"
+
+export const subscribeCommand = Cli.command({
+  name: "subscribe",
+  summary: "Print a topic's messages in their total order, over TCP from any broker or from the region in place",
+  details: "With --brokers it reads over TCP (from anywhere); without, it maps the region (on its host). It prints one " +
+    "message per line until stopped, or exactly --limit messages. It holds no retention unless it reads as a named " +
+    "--consumer, which resumes where it committed and commits what it printed (a message printed after the last commit " +
+    "is printed again by the next member).",
+  flags: {
+    region,
+    coherence,
+    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to read" }),
+    brokers: readerBrokers("read over TCP from the first of these brokers that takes the subscription"),
+    consumer: Cli.optionalText("consumer", {
+      placeholder: "NAME",
+      shown: "anonymous",
+      env: "CXLOG_CONSUMER",
+      description: "read as this named consumer of the topic (≤ 24 bytes): one member at a time, resuming at its committed offset"
+    }),
+    format: Cli.choice("format", ["text", "json"], {
+      default: "text",
+      env: "CXLOG_SUBSCRIBE_FORMAT",
+      description: "text: offset TAB payload; json: one object per line with offset and payload (base64 when not UTF-8)"
+    }),
+    ...clientSecurityFlags,
+    from: Cli.custom("from", "earliest|latest|OFFSET", parseFrom, {
+      default: "earliest",
+      shown: "earliest",
+      description: "where to start: the oldest message held, the end, or a message offset"
+    }),
+    limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
+    idleTimeoutMs: Cli.integer("idle-timeout-ms", {
+      default: 30_000,
+      placeholder: "MS",
+      env: "CXLOG_SUBSCRIBE_IDLE_MS",
+      description: "with --limit: give up after this long without a new message"
+    }),
+    auditPublishers: Cli.integer("audit-publishers", { default: 0, hidden: true, description: "audit stamped messages of this many publishers" }),
+    auditMessages: Cli.integer("audit-messages", { default: 0, hidden: true, description: "messages each audited publisher sends" }),
+    auditOrder: Cli.integer("audit-order", { default: 5, hidden: true, description: "the audited topic's order mode (publish order is checked in mode 5 only)" }),
+    untilPublishersDone: Cli.toggle("until-publishers-done", {
+      hidden: true,
+      description: "read to the log's end as of the orchestrator's publishersDone message"
+    }),
+    ...observeFlags
+  },
+  examples: [
+    "cxlog subscribe --topic events",
+    "cxlog subscribe --brokers 10.0.0.5:7400 --topic events --from 1000 --limit 10 --format json",
+    "cxlog subscribe --brokers 127.0.0.1:7400 --topic events --consumer billing"
+  ],
+  run: (o) =>
+    Effect.gen(function*() {
+      exitWithParent()
+      if (o.auditPublishers === 0) {
+        const security = yield* clientSecurity(o)
+        const remote = o.brokers === undefined ? undefined : { brokers: parseAddresses(o.brokers), ...security }
+        yield* printTopic({
+          topic: o.topic,
+          from: o.from,
+          region: { name: o.region, coherence: o.coherence },
+          ...(remote === undefined ? {} : { remote }),
+          ...(o.consumer === undefined ? {} : { consumer: o.consumer }),
+          ...(o.limit === undefined ? {} : { limit: o.limit }),
+          idleTimeoutMs: o.idleTimeoutMs,
+          format: o.format
+        })
+        return
+      }
+      const publishersDone = o.untilPublishersDone
+        ? yield* Effect.acquireRelease(Effect.sync(() => parentEvent("publishersDone")), (signal) => Effect.sync(signal.close))
+        : undefined
+      if (o.brokers !== undefined) {
+        // `run --remote-subscribers`: audit over TCP, as the local user (the region's secret file).
+        const security = yield* clientSecurity(o)
+        const audited = yield* remoteAudit({
+          remote: { brokers: parseAddresses(o.brokers), ...security },
+          topic: o.topic,
+          publishers: o.auditPublishers,
+          perPublisher: o.auditMessages,
+          order: o.auditOrder,
+          publishersDone: publishersDone?.said ?? (() => false),
+          idleTimeoutMs: o.idleTimeoutMs,
+          reportEveryMs: 250,
+          ...(o.consumer === undefined ? {} : { consumer: o.consumer })
+        })
+        if (!audited.passed) return yield* Effect.fail(new Error("audit failed"))
+        return
+      }
+      const result = yield* subscribe({
+        ...(publishersDone === undefined ? {} : { publishersDone: publishersDone.said }),
+        region: { name: o.region, coherence: o.coherence },
+        topic: o.topic,
+        from: o.from,
+        ...(o.auditPublishers > 0 ? { audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages, order: o.auditOrder } } : {}),
+        ...(o.limit === undefined ? {} : { limit: o.limit }),
+        idleTimeoutMs: o.idleTimeoutMs,
+        reportEveryMs: 250,
+        print: o.auditPublishers === 0
+      })
+      if (result !== undefined && !result.passed) return yield* Effect.fail(new Error("audit failed"))
+    }).pipe(Effect.scoped, observed("subscriber", o))
+})

@@ -1,0 +1,59 @@
+/** The commands that administer a region's topics: `create-topic`, `topics` and `consumers`. */
+import * as Cli from "../CliKit.js"
+import { failUsage } from "../CliFailure.js"
+import { consumersReport } from "../Consumers.js"
+import { createTopic } from "../CreateTopic.js"
+import { topics as listTopics } from "../TopicAdmin.js"
+import { coherence, json, region } from "./SharedFlags.js"
+import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
+
+export const createTopicCommand = Cli.command({
+  name: "create-topic",
+  summary: "Create topics through the running head's coordinator",
+  flags: { region, coherence, topics, ...diskRetentionFlags },
+  examples: [
+    "cxlog create-topic --topic orders:5:1",
+    "cxlog create-topic --region orders --topic audit:2:0 --topic clicks:0:0",
+    "cxlog create-topic --topic payments:5:2:2:10GiB:7d   # a copy on disk, keeping 10 GiB and 7 days at most"
+  ],
+  run: (o) =>
+    o.topics.length === 0
+      ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]")
+      : createTopic({ name: o.region, coherence: o.coherence }, withDiskRetention(o.topics, o))
+})
+
+export const topicsCommand = Cli.command({
+  name: "topics",
+  summary: "List and describe a region's topics: order, ACK, RF, offsets held, sessions, subscribers, retention",
+  details: "Reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone.",
+  flags: {
+    region,
+    coherence,
+    topic: Cli.optionalText("topic", { placeholder: "NAME", shown: "every topic", description: "describe only this topic" }),
+    json: Cli.toggle("json", { description: "print the description as JSON" })
+  },
+  examples: ["cxlog topics", "cxlog topics --region orders --topic orders --json"],
+  run: (o) => listTopics({ region: { name: o.region, coherence: o.coherence }, ...(o.topic === undefined ? {} : { topic: o.topic }), json: o.json })
+})
+
+export const consumersCommand = Cli.command({
+  name: "consumers",
+  summary: "List a topic's named consumers with their committed offset, lag and active member; --remove one",
+  details: "Runs on the region's host. A consumer holds retention from its committed offset on, with or without a member: " +
+    "delete one that is no longer read (refused while a member is active).",
+  flags: {
+    region,
+    coherence,
+    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic whose consumers to list" }),
+    remove: Cli.optionalText("remove", { placeholder: "NAME", shown: "none", description: "delete this consumer (its retention is released)" }),
+    json
+  },
+  examples: ["cxlog consumers --topic events", "cxlog consumers --topic events --remove billing"],
+  run: (o) =>
+    consumersReport({
+      region: { name: o.region, coherence: o.coherence },
+      topic: o.topic,
+      ...(o.remove === undefined ? {} : { remove: o.remove }),
+      json: o.json
+    })
+})

@@ -1,0 +1,36 @@
+/** `cxlog user`: adds, removes or lists the users of a region's credential file, with their rights and limits. */
+import * as Cli from "../CliKit.js"
+import { users } from "../Users.js"
+import { credentials, json, region } from "./SharedFlags.js"
+
+export const userCommand = Cli.command({
+  name: "user",
+  summary: "Add, remove or list the users of a credential file: who may publish to and read which topics",
+  details: "add NAME makes a random secret and prints NAME:SECRET once (or writes it to --secret-file, 0600): the " +
+    "content of that user's secret file. Brokers re-read the file on change: a removed user's next connection is refused. " +
+    "Per-user limits hold per broker. See docs/security.md.",
+  positional: "add NAME | remove NAME | list",
+  flags: {
+    region,
+    credentials,
+    publish: Cli.text("publish", {
+      default: "*",
+      placeholder: "PATTERN,…",
+      description: "add: topics the user may publish to (* matches any characters; \"\" for none)"
+    }),
+    read: Cli.text("read", { default: "*", placeholder: "PATTERN,…", description: "add: topics the user may read (* matches any characters)" }),
+    consume: Cli.text("consume", { default: "*", placeholder: "PATTERN,…", description: "add: named consumers the user may join and commit for (\"\" for none)" }),
+    secretFile: Cli.optionalText("secret-file", { placeholder: "FILE", shown: "print it", description: "add: write the user's secret file here (0600)" }),
+    messagesPerS: Cli.integer("messages-per-s", { default: 0, description: "add: the user's messages a second per broker (0: no limit)" }),
+    bytesPerS: Cli.integer("bytes-per-s", { default: 0, placeholder: "BYTES", description: "add: the user's bytes a second per broker (0: no limit)" }),
+    connections: Cli.integer("connections", { default: 0, description: "add: the user's connections per broker (0: no limit)" }),
+    json
+  },
+  examples: [
+    "cxlog user add alice --publish 'orders.*' --read '*' --secret-file alice.secret",
+    "cxlog user add metrics --publish metrics --read '' --messages-per-s 10000 --connections 4",
+    "cxlog user list",
+    "cxlog user remove alice"
+  ],
+  run: (o, args) => users({ ...o, action: args[0], name: args[1] })
+})
