@@ -24,7 +24,7 @@
 import { Config, type ConfigError, Effect, FiberSet, Layer, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { isIPv4 } from "node:net"
-import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
+import { Broker, BROKER_SETTINGS, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
 import { Topics } from "../../services/log/Topics.js"
@@ -39,16 +39,17 @@ import { ackEncoder } from "./Frame.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
 
 /** See `BrokerOptions.idleTimeoutMs`. */
-export const DEFAULT_IDLE_TIMEOUT_MS = 10 * 60_000
+export const DEFAULT_IDLE_TIMEOUT_MS = BROKER_SETTINGS.idleTimeoutMs.default
 
+/** A broker made from code listens on any free port unless given one (`config`'s default is BROKER_SETTINGS'). */
 const settingsOf = (options: BrokerOptions): Settings => ({
-  host: options.host ?? "127.0.0.1",
+  host: options.host ?? BROKER_SETTINGS.host.default,
   port: options.port ?? 0,
-  maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
-  ackIntervalMs: options.ackIntervalMs ?? 0,
+  maxBatchBytes: options.maxBatchBytes ?? BROKER_SETTINGS.maxBatchBytes.default,
+  ackIntervalMs: options.ackIntervalMs ?? BROKER_SETTINGS.ackIntervalMs.default,
   handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
   idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-  maxConnections: options.maxConnections ?? 1024,
+  maxConnections: options.maxConnections ?? BROKER_SETTINGS.maxConnections.default,
   writeBufferBytes: options.writeBufferBytes ?? 1 << 20
 })
 
@@ -174,20 +175,16 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
 
 export const layer = (options: BrokerOptions): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> => Layer.scoped(Broker, make(options))
 
-/**
- * Options from `CXLOG_BROKER_HOST` (127.0.0.1), `CXLOG_BROKER_PORT` (7400), `CXLOG_MAX_BATCH_BYTES`,
- * `CXLOG_ACK_INTERVAL_MS`, `CXLOG_BROKER_IDLE_TIMEOUT_MS` (10 minutes; 0: never), `CXLOG_BROKER_MAX_CONNECTIONS` (1024),
- * `CXLOG_CREDENTIALS` and `CXLOG_INSECURE` (`cxlog broker`'s variables: one of them is needed).
- */
+/** Options from the environment: the variables and defaults of `BROKER_SETTINGS` (credentials or insecure: one of them is needed). */
 export const config: Config.Config<BrokerOptions> = Config.all({
-  host: Config.string("CXLOG_BROKER_HOST").pipe(Config.withDefault("127.0.0.1")),
-  port: Config.integer("CXLOG_BROKER_PORT").pipe(Config.withDefault(7400)),
-  maxBatchBytes: Config.integer("CXLOG_MAX_BATCH_BYTES").pipe(Config.withDefault(1 << 20)),
-  ackIntervalMs: Config.number("CXLOG_ACK_INTERVAL_MS").pipe(Config.withDefault(0)),
-  idleTimeoutMs: Config.number("CXLOG_BROKER_IDLE_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_IDLE_TIMEOUT_MS)),
-  maxConnections: Config.integer("CXLOG_BROKER_MAX_CONNECTIONS").pipe(Config.withDefault(1024)),
-  credentials: Config.option(Config.string("CXLOG_CREDENTIALS")),
-  insecure: Config.boolean("CXLOG_INSECURE").pipe(Config.withDefault(false))
+  host: Config.string(BROKER_SETTINGS.host.env).pipe(Config.withDefault(BROKER_SETTINGS.host.default)),
+  port: Config.integer(BROKER_SETTINGS.port.env).pipe(Config.withDefault(BROKER_SETTINGS.port.default)),
+  maxBatchBytes: Config.integer(BROKER_SETTINGS.maxBatchBytes.env).pipe(Config.withDefault(BROKER_SETTINGS.maxBatchBytes.default)),
+  ackIntervalMs: Config.number(BROKER_SETTINGS.ackIntervalMs.env).pipe(Config.withDefault(BROKER_SETTINGS.ackIntervalMs.default)),
+  idleTimeoutMs: Config.number(BROKER_SETTINGS.idleTimeoutMs.env).pipe(Config.withDefault(BROKER_SETTINGS.idleTimeoutMs.default)),
+  maxConnections: Config.integer(BROKER_SETTINGS.maxConnections.env).pipe(Config.withDefault(BROKER_SETTINGS.maxConnections.default)),
+  credentials: Config.option(Config.string(BROKER_SETTINGS.credentials.env)),
+  insecure: Config.boolean(BROKER_SETTINGS.insecure.env).pipe(Config.withDefault(false))
 }).pipe(Config.map(({ credentials, ...options }) => (Option.isSome(credentials) ? { ...options, credentials: credentials.value } : options)))
 
 export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(

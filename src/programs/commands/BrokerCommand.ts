@@ -1,5 +1,6 @@
 /** `cxlog broker`: takes a broker slot of the region and serves publishers and remote subscribers over TCP. */
 import { Effect } from "effect"
+import { BROKER_SETTINGS } from "../../services/net/Broker.js"
 import { broker } from "../BrokerMain.js"
 import * as Cli from "../CliKit.js"
 import { observed, observeFlags } from "../Observe.js"
@@ -17,38 +18,38 @@ export const brokerCommand = Cli.command({
     coherence,
     brokerId: Cli.integer("broker-id", { default: 0, env: "CXLOG_BROKER_ID", description: "this broker's slot (0 … CXLOG_LOG_MAX_BROKERS-1)" }),
     host: Cli.text("host", {
-      default: "127.0.0.1",
+      default: BROKER_SETTINGS.host.default,
       placeholder: "ADDRESS",
-      env: "CXLOG_BROKER_HOST",
+      env: BROKER_SETTINGS.host.env,
       description: "address to listen on (0.0.0.0 for every interface)"
     }),
-    port: Cli.integer("port", { default: 7400, env: "CXLOG_BROKER_PORT", description: "TCP port to listen on (0: any free port)" }),
+    port: Cli.integer("port", { default: BROKER_SETTINGS.port.default, env: BROKER_SETTINGS.port.env, description: "TCP port to listen on (0: any free port)" }),
     maxBatchBytes: Cli.size("max-batch-bytes", {
-      default: "1MiB",
-      env: "CXLOG_MAX_BATCH_BYTES",
+      default: BROKER_SETTINGS.maxBatchBytes.shown,
+      env: BROKER_SETTINGS.maxBatchBytes.env,
       description: "largest batch accepted from a publisher (also bounded by the region's CXLOG_LOG_MAX_BATCH_BYTES)"
     }),
     ackIntervalMs: Cli.float("ack-interval-ms", {
-      default: 0,
+      default: BROKER_SETTINGS.ackIntervalMs.default,
       placeholder: "MS",
-      env: "CXLOG_ACK_INTERVAL_MS",
+      env: BROKER_SETTINGS.ackIntervalMs.env,
       description: "coalesce ACKs to one per connection per interval (0: at most one per event-loop turn)"
     }),
     idleTimeoutMs: Cli.float("idle-timeout-ms", {
-      default: 600_000,
+      default: BROKER_SETTINGS.idleTimeoutMs.default,
       placeholder: "MS",
-      env: "CXLOG_BROKER_IDLE_TIMEOUT_MS",
+      env: BROKER_SETTINGS.idleTimeoutMs.env,
       description: "close a connection that sent nothing for this long (0: never)"
     }),
     maxConnections: Cli.integer("max-connections", {
-      default: 1024,
+      default: BROKER_SETTINGS.maxConnections.default,
       min: 1,
-      env: "CXLOG_BROKER_MAX_CONNECTIONS",
+      env: BROKER_SETTINGS.maxConnections.env,
       description: "refuse connections beyond this many"
     }),
     credentials,
     insecure: Cli.toggle("insecure", {
-      env: "CXLOG_INSECURE",
+      env: BROKER_SETTINGS.insecure.env,
       description: "authenticate nobody, and allow listening beyond loopback without TLS (docs/security.md)"
     }),
     tlsCert: fileFlag("tls-cert", "CXLOG_TLS_CERT", "no TLS", "serve TLS with this certificate (PEM)"),

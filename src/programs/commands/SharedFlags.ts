@@ -3,6 +3,7 @@
  * (message and batch sizes, window, ACK level, order mode), the credential and TLS files of
  * servers and clients, and the parsers of ages and read positions they share.
  */
+import { BROKER_SETTINGS } from "../../services/net/Broker.js"
 import { Either } from "effect"
 import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "../../services/net/Publisher.js"
 import * as Cli from "../CliKit.js"
@@ -59,7 +60,7 @@ export const fileFlag = (name: string, env: string, shown: string, description: 
 
 export const credentials = fileFlag(
   "credentials",
-  "CXLOG_CREDENTIALS",
+  BROKER_SETTINGS.credentials.env,
   "the region's, in this user's private directory",
   "the credential file (0600): users, their salted keys and topic rights; the head creates it (docs/security.md)"
 )
