@@ -20,6 +20,7 @@ import {
   type BatchHeader,
   BatchRejected,
   BrokerSlotTaken,
+  NoBrokerSlotFree,
   SessionTableFull
 } from "../../services/log/Appender.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
@@ -414,3 +415,20 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
 
 export const layer = (area: LogArea, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell> =>
   Layer.scoped(Appender, make(area, options))
+
+/**
+ * An appender in the first broker slot no live process owns, from the highest down (brokers are
+ * numbered from 0, so a local publisher keeps out of their way): a local publisher's.
+ */
+export const makeAnySlot = (area: LogArea, options: Omit<AppenderOptions, "brokerId"> = {}): Effect.Effect<AppenderShape, NoBrokerSlotFree | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
+  Effect.gen(function*() {
+    for (let brokerId = area.config.maxBrokers - 1; brokerId >= 0; brokerId--) {
+      const made = yield* Effect.either(make(area, { ...options, brokerId }))
+      if (made._tag === "Right") return made.right
+      if (made.left._tag !== "BrokerSlotTaken") return yield* made.left
+    }
+    return yield* new NoBrokerSlotFree({ maxBrokers: area.config.maxBrokers })
+  })
+
+export const layerAnySlot = (area: LogArea, options: Omit<AppenderOptions, "brokerId"> = {}): Layer.Layer<Appender, NoBrokerSlotFree | LogConfigInvalid, CxlMemory | Doorbell> =>
+  Layer.scoped(Appender, makeAnySlot(area, options))

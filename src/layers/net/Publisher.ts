@@ -25,9 +25,13 @@ import {
   type PublisherOptions,
   type PublisherShape
 } from "../../services/net/Publisher.js"
+import { AckTracker } from "../../services/log/AckTracker.js"
+import { Appender } from "../../services/log/Appender.js"
 import { BatchBuilder, BufferPool } from "./BatchPayload.js"
 import { parseAddresses } from "./ClientConnection.js"
 import { publisherCalls } from "./PublisherCalls.js"
+import type { PublisherLink } from "./PublisherLink.js"
+import { RegionLink } from "./PublisherLinkRegion.js"
 import { BATCH_HEADROOM_BYTES, tcpLinks } from "./PublisherLinkTcp.js"
 import { closePublisher, connectLink, linkEvents } from "./PublisherSession.js"
 import { type PublisherSettings, settingsOf, validate } from "./PublisherSettings.js"
@@ -72,7 +76,7 @@ const newState = (settings: PublisherSettings, log: PublisherState["log"], headr
     orderedInFlight: 0,
     unrouted: [],
     roundRobin: 0,
-    sticky: clientId % settings.brokers.length,
+    sticky: clientId % Math.max(1, settings.brokers.length),
     failure: undefined,
     lingerTimer: undefined,
     lingerDue: Infinity,
@@ -98,20 +102,61 @@ const newState = (settings: PublisherSettings, log: PublisherState["log"], headr
   return s
 }
 
-export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> =>
+/** The publisher over the links `linksOf` gives its state (their buffers keep `headroom` bytes in front). */
+const build = (settings: PublisherSettings, headroom: number, linksOf: (s: PublisherState) => ReadonlyArray<PublisherLink>, local = false) =>
   Effect.gen(function*() {
-    const settings = settingsOf(options)
-    const invalid = validate(settings)
+    const invalid = validate(settings, local)
     if (invalid !== undefined) return yield* new InvalidPublisherOptions({ reason: invalid })
-    const s = newState(settings, yield* FiberSet.makeRuntime<never>(), BATCH_HEADROOM_BYTES)
-    s.links = tcpLinks(settings, linkEvents(s), s.pool)
+    const s = newState(settings, yield* FiberSet.makeRuntime<never>(), headroom)
+    s.links = linksOf(s)
     s.linkCounts = s.links.map(() => ({ sent: 0, acked: 0 }))
     yield* Effect.addFinalizer(() => Effect.sync(() => closePublisher(s)))
     for (const link of s.links) connectLink(s, link)
     return publisherCalls(s)
   })
 
+/** A publisher of brokers over TCP, one link each. */
+export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> => {
+  const settings = settingsOf(options)
+  return build(settings, BATCH_HEADROOM_BYTES, (s) => tcpLinks(settings, linkEvents(s), s.pool))
+}
+
 export const layer = (options: PublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions> => Layer.scoped(Publisher, make(options))
+
+/** A local publisher's options: a publisher's, but for the brokers (it has none) and with the region's name, for errors. */
+export type LocalPublisherOptions = Omit<PublisherOptions, "brokers"> & { readonly region: string }
+
+/** How often a local publisher's ACK wait looks again without being woken (rounds wake it). */
+const LOCAL_RECHECK_MS = 100
+
+/**
+ * A local publisher (PublisherLinkRegion.ts): it appends into the region itself through the
+ * process's Appender (in a broker slot of its own) and reads its ACKs with its AckTracker.
+ */
+export const makeLocal = (options: LocalPublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Appender | AckTracker | Scope.Scope> =>
+  Effect.gen(function*() {
+    const appender = yield* Appender
+    const acks = yield* AckTracker
+    const settings = settingsOf({ ...options, brokers: [] })
+    return yield* build(settings, 0, (s) => [
+      new RegionLink({
+        appender,
+        acks,
+        events: linkEvents(s),
+        topic: settings.topic,
+        clientId: settings.clientId,
+        ackLevel: settings.ackLevel,
+        region: options.region,
+        run: (effect, done) => {
+          s.log(Effect.asVoid(Effect.exit(Effect.tap(Effect.exit(effect), (exit) => Effect.sync(() => done(exit))))))
+        },
+        recheckMs: LOCAL_RECHECK_MS
+      })
+    ], true)
+  })
+
+export const layerLocal = (options: LocalPublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions, Appender | AckTracker> =>
+  Layer.scoped(Publisher, makeLocal(options))
 
 /**
  * Options from `CXLOG_BROKERS` (`host:port,…`), `CXLOG_TOPIC`, `CXLOG_CLIENT_ID`,

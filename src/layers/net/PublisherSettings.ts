@@ -35,9 +35,10 @@ export const settingsOf = (options: PublisherOptions) => ({
 export type PublisherSettings = ReturnType<typeof settingsOf>
 
 /** Why `settings` cannot make a publisher (undefined: they can). */
-export const validate = (s: PublisherSettings): string | undefined => {
+/** Why the settings cannot work, or undefined; `local`: a local publisher, which has no brokers. */
+export const validate = (s: PublisherSettings, local = false): string | undefined => {
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
-  if (s.brokers.length === 0) return "at least one broker address is needed"
+  if (!local && s.brokers.length === 0) return "at least one broker address is needed"
   if (s.topic.length === 0) return "a topic is needed"
   if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
   if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`

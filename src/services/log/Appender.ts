@@ -101,6 +101,14 @@ export class SessionTableFull extends Schema.TaggedError<SessionTableFull>()("Se
 }
 
 /** Another live process owns the broker slot. */
+/** A local publisher (or any appender asking for a free slot) found every broker slot owned by a live process. */
+export class NoBrokerSlotFree extends Data.TaggedError("NoBrokerSlotFree")<{ readonly maxBrokers: number }> {
+  override get message() {
+    return `all ${this.maxBrokers} broker slots of the region are owned by live processes (brokers and local publishers each take one): ` +
+      `create the region with more (CXLOG_LOG_MAX_BROKERS)`
+  }
+}
+
 export class BrokerSlotTaken extends Data.TaggedError("BrokerSlotTaken")<{ readonly brokerId: number; readonly pid: number }> {
   override get message() {
     return `broker slot ${this.brokerId} is owned by live process ${this.pid}`

@@ -1,0 +1,124 @@
+/**
+ * The local publisher (PublisherLinkRegion.ts) over a real region: it takes a broker slot of its
+ * own, appends into the region itself and learns its ACKs from its session's line. A local and a
+ * TCP publisher on one topic at once, in every order mode: the log holds each session's messages
+ * once, in its order for order 5, in one gap-free order; `publishAcked` gives each message's
+ * offset; with every broker slot taken, a local publisher fails typed, naming the setting.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, type Scope } from "effect"
+import * as AckTrackerLayers from "../../src/layers/log/AckTracker.js"
+import * as AppenderLayers from "../../src/layers/log/Appender.js"
+import { logAreaParams, makeLogArea } from "../../src/layers/log/Layout.js"
+import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
+import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
+import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { AckTracker } from "../../src/services/log/AckTracker.js"
+import { Appender } from "../../src/services/log/Appender.js"
+import type { OrderMode } from "../../src/services/log/Topics.js"
+import { Topics } from "../../src/services/log/Topics.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { bell, LOG_BASE, recordValue, regionSize, smallConfig } from "../fixtures/log-harness.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+/** A region with topic `t`, its head ordering (run loop), broker 0 over TCP and what a local publisher needs; each part with its own doorbell, as its process would have. */
+const cluster = (order: OrderMode) =>
+  Effect.gen(function*() {
+    const name = yield* uniqueRegion("local-pub")
+    const region = yield* CxlMemoryLayers.make({ name, size: regionSize(smallConfig), mode: "create", params: logAreaParams(LOG_BASE, smallConfig) })
+    const area = makeLogArea(LOG_BASE, smallConfig)
+    const inRegion = <A, E, R>(make: Effect.Effect<A, E, R>) => make.pipe(Effect.provideService(CxlMemory, region))
+    let bells = 0
+    const withBell = <A, E>(make: Effect.Effect<A, E, CxlMemory | Doorbell | Scope.Scope>) =>
+      Effect.flatMap(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) => inRegion(make.pipe(Effect.provideService(Doorbell, doorbell))))
+    const topics = yield* inRegion(TopicsLayers.make(area))
+    yield* topics.create({ name: "t", order, ackLevel: 1, replicationFactor: 1 })
+    const sequencer = yield* withBell(SequencerLayers.make(area, {}))
+    yield* Effect.forkScoped(sequencer.run)
+    const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+      Effect.provideService(Appender, yield* withBell(AppenderLayers.make(area, { brokerId: 0 }))),
+      Effect.provideService(AckTracker, yield* withBell(AckTrackerLayers.make(area))),
+      Effect.provideService(Topics, topics)
+    )
+    /** A local publisher as its own process would make it: an appender in a free broker slot, an ACK tracker, one doorbell. */
+    const local = (clientId: number) =>
+      Effect.gen(function*() {
+        const doorbell = yield* inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 }))
+        const services = Layer.mergeAll(
+          Layer.succeed(CxlMemory, region),
+          Layer.succeed(Doorbell, doorbell)
+        )
+        // Built into the test's scope: the publisher's appender keeps its slot as long as the publisher lives.
+        const log = yield* Layer.build(Layer.merge(AppenderLayers.layerAnySlot(area), AckTrackerLayers.layer(area)).pipe(Layer.provide(services)))
+        return yield* PublisherLayers.makeLocal({ topic: "t", clientId, region: name }).pipe(Effect.provide(log))
+      })
+    const reader = yield* withBell(LogReaderLayers.make(area))
+    return { port: server.port, local, reader }
+  })
+
+const payload = (client: number, i: number) => new TextEncoder().encode(`${client}:${i}`)
+
+describe("the local publisher (a real region)", () => {
+  for (const order of [5, 4, 2, 0] as const) {
+    it.scopedLive(`order ${order}: a local and a TCP publisher on one topic at once; every message once, each session's in its order for order 5`, () =>
+      Effect.gen(function*() {
+        const { port, local, reader } = yield* cluster(order)
+        const mine = yield* local(21)
+        const remote = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port }], topic: "t", clientId: 22 })
+        const count = 400
+        yield* Effect.all([
+          Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => mine.publish(payload(21, i)), { discard: true }),
+          Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => remote.publish(payload(22, i)), { discard: true })
+        ], { concurrency: 2 })
+        yield* Effect.all([mine.flush(10_000), remote.flush(10_000)])
+        expect(mine.stats()).toMatchObject({ messages: count, ackedMessages: count })
+
+        const cursor = yield* reader.subscribe("t", { from: 0 })
+        const seen = new Map<number, Array<number>>([[21, []], [22, []]])
+        let offset = 0
+        while (offset < 2 * count) {
+          expect(yield* cursor.awaitMore(5_000)).toBe(true)
+          yield* cursor.poll((m) => {
+            expect(m.totalOrder).toBe(offset++)
+            const [client, i] = new TextDecoder().decode(recordValue(m)).split(":").map(Number)
+            seen.get(client!)!.push(i!)
+          })
+        }
+        for (const client of [21, 22]) {
+          const got = seen.get(client)!
+          expect([...got].sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => i))
+          if (order === 5) expect(got).toEqual([...got].sort((a, b) => a - b))
+        }
+      }), 60_000)
+  }
+
+  it.scopedLive("publishAcked gives each message's offset in the log", () =>
+    Effect.gen(function*() {
+      const { local, reader } = yield* cluster(5)
+      const mine = yield* local(31)
+      const offsets: Array<number | undefined> = []
+      for (let i = 0; i < 20; i++) offsets.push((yield* mine.publishAcked(payload(31, i))).offset)
+      expect(offsets).toEqual(Array.from({ length: 20 }, (_, i) => i))
+      const cursor = yield* reader.subscribe("t", { from: 7 })
+      let text = ""
+      yield* cursor.poll((m) => {
+        if (m.totalOrder === 7) text = new TextDecoder().decode(recordValue(m))
+      })
+      expect(text).toBe("31:7")
+    }), 30_000)
+
+  it.scopedLive("with every broker slot owned by a live process, a local publisher fails with NoBrokerSlotFree naming the setting", () =>
+    Effect.gen(function*() {
+      const { local } = yield* cluster(5)
+      // Broker 0 and three local publishers take the four slots of the small region.
+      for (const client of [41, 42, 43]) yield* local(client)
+      const error = yield* Effect.flip(local(44))
+      expect(error).toMatchObject({ _tag: "NoBrokerSlotFree", maxBrokers: smallConfig.maxBrokers })
+      expect(String((error as Error).message)).toContain("CXLOG_LOG_MAX_BROKERS")
+    }), 30_000)
+})
