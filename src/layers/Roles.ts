@@ -10,6 +10,7 @@ import type { Role } from "../services/region/ProcessSlot.js"
 import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as BrokerLayers from "./net/Broker.js"
+import * as PublisherLayers from "./net/Publisher.js"
 import * as CoordinatorLayers from "./control/Coordinator.js"
 import * as ConsumersLayers from "./log/Consumers.js"
 import * as CxlMemoryLayers from "./region/CxlMemory.js"
@@ -86,6 +87,16 @@ const regionReader = (layout: RegionLayoutLayers.Layout, dataDir: string | undef
     : TieredReaderLayers.layer({ directory: dataDir }).pipe(Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log))))
 
 export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(options)
+
+/**
+ * A local publisher on the region's host (PublisherLinkRegion.ts): an Appender in a broker slot of
+ * its own and the AckTracker, in this process's process slot (its doorbell), over the region.
+ */
+export const localPublisher = (access: RegionAccess, options: Omit<PublisherLayers.LocalPublisherOptions, "region">) =>
+  PublisherLayers.layerLocal({ ...options, region: access.name }).pipe(
+    Layer.provide(fromLayout((layout) => Layer.merge(AppenderLayers.layerAnySlot(layout.log), AckTrackerLayers.layer(layout.log)))),
+    Layer.provide(processSlot("client").pipe(Layer.provideMerge(attachRegion(access))))
+  )
 
 /**
  * A local reader of the log (with the named consumers, so `SubscriberLayers.layer` can run over it);

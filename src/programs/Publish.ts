@@ -19,6 +19,7 @@
 import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
 import * as PublisherLayers from "../layers/net/Publisher.js"
+import { localPublisher, type RegionAccess } from "../layers/Roles.js"
 import { quantiles, summarize } from "../Percentiles.js"
 import {
   type MessageOptions,
@@ -55,6 +56,8 @@ export interface PublishOptions {
   readonly rateMBps?: number
   /** A key and headers every message carries. */
   readonly message?: MessageOptions
+  /** Publish from this host into the region itself (a local publisher: no broker; `publisher.brokers` unused). */
+  readonly local?: RegionAccess
 }
 
 /** The payload of each stamped message: `messageBytes`, or the stamp's size if that is more. */
@@ -336,7 +339,14 @@ const publishing = (options: PublishOptions) =>
       } s; ${ackLatency}; resends ${counted.resends}, fences ${counted.fences}`
     )
     return { elapsedMs, latency, stats: counted }
-  }).pipe(Effect.scoped, Effect.provide(PublisherLayers.layer(options.publisher)))
+  }).pipe(Effect.scoped, Effect.provide(publisherLayer(options)))
+
+/** The publisher `options` ask for: to brokers over TCP, or local (into the region itself). */
+const publisherLayer = (options: PublishOptions) => {
+  if (options.local === undefined) return PublisherLayers.layer(options.publisher)
+  const { brokers: _brokers, ...local } = options.publisher
+  return localPublisher(options.local, local)
+}
 
 /** Publishes; stamped messages the publisher would refuse fail it before it connects (a usage mistake). */
 export const publish = (options: PublishOptions) =>

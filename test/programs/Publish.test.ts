@@ -322,6 +322,45 @@ describe("cxlog publish --count, acknowledged out of order", () => {
     }))
 })
 
+describe("cxlog publish --local (the CLI): a local publisher, no broker", () => {
+  it.scopedLive("stamped messages (the CLI) and lines (the same program) go into the region itself; a subscriber reads them back in order", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("publish-local")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+      yield* head.event("ready")
+      const stamped = yield* runCli(["publish", "--local", "--topic", "t", "--count", "2000", "--message-bytes", "64"], env)
+      expect(stamped.code, stamped.stderr).toBe(0)
+      expect(stamped.stderr).toContain("publisher: 2000 messages")
+      // Lines through the same program, in this process (it maps the region as the CLI does).
+      async function* twoLines() {
+        yield "alpha"
+        yield "beta"
+      }
+      yield* publish({
+        publisher: { brokers: [], topic: "t" },
+        local: { name: region },
+        lines: twoLines(),
+        messageBytes: 0,
+        publisherIndex: 0,
+        flushTimeoutMs: 5_000,
+        reportEveryMs: 60_000,
+        report: () => {}
+      })
+      const read = yield* runCli(["subscribe", "--topic", "t", "--from", "2000", "--limit", "2"], env)
+      expect(read.code, read.stderr).toBe(0)
+      expect(read.stdout.trim().split("\n")).toEqual(["2000\talpha", "2001\tbeta"])
+    }), 60_000)
+
+  it.scopedLive("with no head's region there: the failure names the region, exit 1", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("publish-local-none")
+      const { code, stderr } = yield* runCli(["publish", "--local", "--topic", "t", "--count", "1"], { ...smallRegionEnv, CXLOG_REGION: region })
+      expect(code).toBe(1)
+      expect(stderr).toContain(region)
+    }), 30_000)
+})
+
 describe("cxlog publish --count (the CLI)", () => {
   it.scopedLive("a flush that times out fails naming what waited and how many messages are not acknowledged: exit 1", () =>
     Effect.gen(function*() {

@@ -82,12 +82,17 @@ export const publishCommand = Cli.command({
     header: messageHeader,
     publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
     region,
+    local: Cli.toggle("local", {
+      env: "CXLOG_PUBLISH_LOCAL",
+      description: "publish from this host into the region itself (--region), through no broker: a local publisher takes a broker slot of its own"
+    }),
     ...clientSecurityFlags,
     ...observeFlags
   },
   examples: [
     "seq 1 5 | cxlog publish --brokers 127.0.0.1:7400,127.0.0.1:7401 --topic events",
     "cxlog publish --topic events --count 100000 --message-bytes 256 --ack 2",
+    "cxlog publish --local --topic events --count 100000",
     "echo '{\"total\": 12}' | cxlog publish --topic orders --key order-17 --header source=web --header trace=ab12"
   ],
   run: (o) =>
@@ -114,6 +119,7 @@ export const publishCommand = Cli.command({
         flushTimeoutMs: o.flushTimeoutMs,
         reportEveryMs: 250,
         ...(o.rateMbps === undefined ? {} : { rateMBps: o.rateMbps }),
+        ...(o.local ? { local: { name: o.region } } : {}),
         ...(o.key === undefined && o.header.length === 0 ? {} : {
           message: { ...(o.key === undefined ? {} : { key: o.key }), ...(o.header.length === 0 ? {} : { headers: o.header }) }
         })
