@@ -1,16 +1,19 @@
 /**
  * `cxlog bench --type rtt`: closed-loop latency, one message at a time. A local cluster (head
  * and N brokers, as `cxlog run` starts them) and, in this process, a publisher through the
- * public API: publish one message, wait for its ACK, repeat. The reference, measured in the
+ * public API — to the brokers over TCP, or with `--local` into the region itself — publish one
+ * message, wait for its ACK, repeat. The reference, measured in the
  * same run: a Node TCP ping-pong of the same payload between this process and a child echo
  * server, the two loops taking turns in blocks of BLOCK round trips (so a burst of load on the
  * shared machine weighs on both). `ratio` = ping-pong p50 / ACK p50 (higher is better; 1 = as
  * fast as a TCP round trip).
  */
-import { Console, Effect } from "effect"
+import { Console, Context, Effect, Layer } from "effect"
 import { fork } from "node:child_process"
 import { connect, createServer, type Socket } from "node:net"
 import * as PublisherLayers from "../layers/net/Publisher.js"
+import { localPublisher } from "../layers/Roles.js"
+import { Publisher } from "../services/net/Publisher.js"
 import { cliEntry } from "../PackageRoot.js"
 import { percentile } from "../Percentiles.js"
 import { table } from "../Table.js"
@@ -29,6 +32,8 @@ export interface RttOptions {
   readonly json: boolean
   /** Reference systems measured in the same interleaved loop (`--peers redis`). */
   readonly peers: ReadonlyArray<RttPeer>
+  /** The publisher is local (`--local`): in this process, appending into the region itself, through no broker. */
+  readonly local: boolean
 }
 
 /**
@@ -89,19 +94,21 @@ const ackRoundTrip = (options: RttOptions) =>
     yield* pruneRunRegions
     const region = runRegionName(process.pid)
     const env = {
-      ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10 }),
+      // A local publisher takes a broker slot of its own.
+      ...logEnv({ brokers: options.brokers + (options.local ? 1 : 0), batchBytes: 64 << 10 }),
       CXLOG_REGION: region
     }
     yield* regionGuard(region)
     const { ports } = yield* startHeadAndBrokers(`rtt:${options.order}:1`, options.brokers, env)
-    // The brokers authenticate by default: this user's secret file of the region, as `cxlog publish` reads it.
-    const security = yield* clientSecurity({ region, secretFile: undefined, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined })
-    const publisher = yield* PublisherLayers.make({
-      brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
-      topic: "rtt",
-      ackLevel: 1,
-      ...security
-    })
+    const publisher = options.local
+      ? Context.get(yield* Layer.build(localPublisher({ name: region }, { topic: "rtt", ackLevel: 1 })), Publisher)
+      : yield* PublisherLayers.make({
+        brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
+        topic: "rtt",
+        ackLevel: 1,
+        // The brokers authenticate by default: this user's secret file of the region, as `cxlog publish` reads it.
+        ...(yield* clientSecurity({ region, secretFile: undefined, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined }))
+      })
     const payload = new Uint8Array(options.messageBytes).fill(7)
     return Effect.zipRight(publisher.publish(payload), publisher.flush(ROUND_TRIP_TIMEOUT_MS))
   })
@@ -193,6 +200,7 @@ export const rtt = (options: RttOptions) =>
     const redis = redisTimes === undefined ? undefined : latencyMicros(redisTimes)
     const result = {
       bench: "cxlog-rtt",
+      publisher: options.local ? "local" : "tcp",
       brokers: options.brokers,
       order: options.order,
       ackLevel: 1,
@@ -209,7 +217,14 @@ export const rtt = (options: RttOptions) =>
     if (!options.json) {
       yield* Console.log(
         table(["closed loop, one message at a time", "p50 µs", "p99 µs", "p99.9 µs"], [
-          [`publish → ACK, ${options.messageBytes} B, order ${options.order}, ack 1, ${options.brokers} brokers`, ack.p50, ack.p99, ack.p999],
+          [
+            options.local
+              ? `local publish → ACK, ${options.messageBytes} B, order ${options.order}, ack 1 (in the region, no broker)`
+              : `publish → ACK, ${options.messageBytes} B, order ${options.order}, ack 1, ${options.brokers} brokers`,
+            ack.p50,
+            ack.p99,
+            ack.p999
+          ],
           [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999],
           ...(redis === undefined ? [] : [[`Redis XADD round trip, ${options.messageBytes} B (ioredis, no persistence)`, redis.p50, redis.p99, redis.p999]])
         ])

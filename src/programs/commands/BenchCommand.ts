@@ -41,6 +41,10 @@ export const benchCommand = Cli.command({
       env: "CXLOG_BENCH_PEERS",
       description: "rtt: also measure these reference systems in the same interleaved loop (redis: Debian's redis-server with ioredis)"
     }),
+    local: Cli.toggle("local", {
+      env: "CXLOG_BENCH_LOCAL",
+      description: "rtt: the publisher is local (in the bench's process, appending into the region itself, through no broker)"
+    }),
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
       env: "CXLOG_BENCH_TLS",
@@ -48,14 +52,16 @@ export const benchCommand = Cli.command({
     }),
     ...clusterObserveFlags
   },
-  examples: ["cxlog bench", "cxlog bench --type publish --bytes 1GiB --broker-count 2", "cxlog bench --type rtt --samples 5000"],
+  examples: ["cxlog bench", "cxlog bench --type publish --bytes 1GiB --broker-count 2", "cxlog bench --type rtt --samples 5000", "cxlog bench --type rtt --local --peers redis"],
   run: (o) =>
     o.type !== "rtt" && o.peers.length > 0
       ? failUsage(`--peers is measured with --type rtt so far, not ${o.type}`)
+      : o.type !== "rtt" && o.local
+      ? failUsage(`--local is measured with --type rtt so far, not ${o.type}`)
       : o.type === "mirror"
       ? benchMirror({ messages: o.mirrorMessages, messageBytes: o.messageBytes, rateMBps: o.mirrorRateMbps, json: o.json }).pipe(Effect.asVoid)
       : o.type === "rtt"
-      ? rtt({ brokers: o.brokerCount, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json, peers: o.peers }).pipe(Effect.asVoid)
+      ? rtt({ brokers: o.brokerCount, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json, peers: o.peers, local: o.local }).pipe(Effect.asVoid)
       : bench({
         ...clusterShape(o),
         type: o.type,
