@@ -14,6 +14,7 @@ import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -45,20 +46,23 @@ const cluster = (order: OrderMode) =>
       Effect.provideService(AckTracker, yield* withBell(AckTrackerLayers.make(area))),
       Effect.provideService(Topics, topics)
     )
-    /** A local publisher as its own process would make it: an appender in a free broker slot, an ACK tracker, one doorbell. */
+    /** What a local publisher's process has: an appender in a free broker slot and an ACK tracker, over a doorbell of its own. */
+    const localLog = Effect.map(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) =>
+      Layer.merge(AppenderLayers.layerAnySlot(area), AckTrackerLayers.layer(area)).pipe(
+        Layer.provide(Layer.mergeAll(Layer.succeed(CxlMemory, region), Layer.succeed(Doorbell, doorbell)))
+      ))
+    /** A local publisher as its own process would make it. */
     const local = (clientId: number) =>
       Effect.gen(function*() {
-        const doorbell = yield* inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 }))
-        const services = Layer.mergeAll(
-          Layer.succeed(CxlMemory, region),
-          Layer.succeed(Doorbell, doorbell)
-        )
         // Built into the test's scope: the publisher's appender keeps its slot as long as the publisher lives.
-        const log = yield* Layer.build(Layer.merge(AppenderLayers.layerAnySlot(area), AckTrackerLayers.layer(area)).pipe(Layer.provide(services)))
+        const log = yield* Layer.build(yield* localLog)
         return yield* PublisherLayers.makeLocal({ topic: "t", clientId, region: name }).pipe(Effect.provide(log))
       })
+    /** The same publisher's layer, for the Promise facade. */
+    const localLayer = (clientId: number) =>
+      Effect.map(localLog, (log) => PublisherLayers.layerLocal({ topic: "t", clientId, region: name }).pipe(Layer.provide(log)))
     const reader = yield* withBell(LogReaderLayers.make(area))
-    return { port: server.port, local, reader }
+    return { port: server.port, local, localLayer, reader }
   })
 
 const payload = (client: number, i: number) => new TextEncoder().encode(`${client}:${i}`)
@@ -110,6 +114,27 @@ describe("the local publisher (a real region)", () => {
         if (m.totalOrder === 7) text = new TextDecoder().decode(recordValue(m))
       })
       expect(text).toBe("31:7")
+    }), 30_000)
+
+  it.scopedLive("the Promise facade over a local publisher (CxlogPublisher.openWith): acked publishes give offsets; close flushes", () =>
+    Effect.gen(function*() {
+      const { localLayer, reader } = yield* cluster(5)
+      const layer = yield* localLayer(51)
+      const offsets = yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.openWith(layer)
+        const got: Array<number | undefined> = []
+        for (let i = 0; i < 5; i++) got.push((await publisher.publish(`51:${i}`, { acked: true })).offset)
+        await publisher.publish("51:5")
+        await publisher.close()
+        return got
+      })
+      expect(offsets).toEqual([0, 1, 2, 3, 4])
+      const cursor = yield* reader.subscribe("t", { from: 0 })
+      const texts: Array<string> = []
+      yield* cursor.poll((m) => {
+        texts.push(new TextDecoder().decode(recordValue(m)))
+      })
+      expect(texts).toEqual(["51:0", "51:1", "51:2", "51:3", "51:4", "51:5"])
     }), 30_000)
 
   it.scopedLive("with every broker slot owned by a live process, a local publisher fails with NoBrokerSlotFree naming the setting", () =>

@@ -11,11 +11,10 @@
  * await publisher.close()         // flushes first: rejects with PublisherCloseUnflushed if that fails
  * ```
  */
-import { Cause, Data, type Effect, Exit, ManagedRuntime } from "effect"
+import { Cause, Data, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
 import { type LocalRegion, withLocalCredentials } from "./Auth.js"
 import * as PublisherLayers from "./Publisher.js"
 import {
-  type InvalidPublisherOptions,
   type MessageOptions,
   Publisher,
   PublisherClosed,
@@ -52,7 +51,7 @@ export class CxlogPublisher {
   private closing: Promise<void> | undefined
 
   private constructor(
-    private readonly runtime: ManagedRuntime.ManagedRuntime<Publisher, InvalidPublisherOptions>,
+    private readonly runtime: ManagedRuntime.ManagedRuntime<Publisher, unknown>,
     private readonly publisher: PublisherShape,
     private readonly ackTimeoutMs: number
   ) {}
@@ -62,13 +61,22 @@ export class CxlogPublisher {
    * `credentials` it authenticates as the local user of `region` (its secret file), as the CLI does.
    */
   static async open(options: PublisherOptions & LocalRegion): Promise<CxlogPublisher> {
-    const runtime = ManagedRuntime.make(PublisherLayers.layer(withLocalCredentials(options)))
+    return CxlogPublisher.openWith(PublisherLayers.layer(withLocalCredentials(options)), options.ackTimeoutMs)
+  }
+
+  /**
+   * Opens the publisher a layer makes, e.g. a local one on the region's host, which appends into
+   * the region itself through no broker: `CxlogPublisher.openWith(Roles.localPublisher({ name: "cxlog" },
+   * { topic: "events" }))`. Rejects with the layer's error; `ackTimeoutMs` as the publisher's (default 30 s).
+   */
+  static async openWith<E>(layer: Layer.Layer<Publisher, E>, ackTimeoutMs = 30_000): Promise<CxlogPublisher> {
+    const runtime = ManagedRuntime.make(layer)
     const exit = await runtime.runPromiseExit(Publisher)
     if (Exit.isFailure(exit)) {
       await runtime.dispose()
       throw Cause.squash(exit.cause)
     }
-    return new CxlogPublisher(runtime, exit.value, options.ackTimeoutMs ?? 30_000)
+    return new CxlogPublisher(runtime, exit.value, ackTimeoutMs)
   }
 
   get clientId(): number {
