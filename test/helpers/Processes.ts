@@ -77,3 +77,9 @@ export const spawnFixture = (fixture: string, args: ReadonlyArray<string> = [], 
       )
     return { process: child, messages, next, exited, stderr: () => stderr }
   })
+
+/** The pid of a process that ran and is gone (reaped: no zombie names it). */
+export const exitedPid = Effect.async<number>((resume) => {
+  const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" })
+  child.once("exit", () => resume(Effect.succeed(child.pid!)))
+})

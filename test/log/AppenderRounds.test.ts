@@ -15,6 +15,7 @@ import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.
 import { Offsets } from "../../src/layers/region/Superblock.js"
 import type { CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { appendSimple, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import { exitedPid } from "../helpers/Processes.js"
 
 const lease = Offsets.sequencerLease
 
@@ -82,6 +83,21 @@ describe("appenders ordering their own batches (fake region)", () => {
       const round = yield* Fiber.join(stepping)
       expect(round.ordered).toBe(1)
       expect(ordered()).toBe(1)
+    }))
+
+  it.scopedLive("a marker left by a process that died inside a round: the head takes it over, takes the topic on again and orders; the marker is free after", () =>
+    Effect.gen(function*() {
+      const { memory, head, appenders, ordered, committed } = yield* setUp()
+      yield* appendSimple(appenders[0]!, "t", 7, 1, 0)
+      expect((yield* head.step).ordered).toBe(1)
+      const lines = new LeaseLineView(memory)
+      expect(lines.exchangeRound(lease, 0n, roundHolder(yield* exitedPid, 0))).toBe(0n)
+      yield* appendSimple(appenders[0]!, "t", 7, 1, 1)
+      yield* appendSimple(appenders[1]!, "t", 8, 1, 0)
+      yield* head.step
+      expect(ordered()).toBe(3)
+      expect(committed()).toBe(3)
+      expect(lines.round(lease)).toBe(0n)
     }))
 
   it.scopedLive("left to the head: before the head is ready, on an expired lease, on a topic with a copy on disk, over held batches", () =>

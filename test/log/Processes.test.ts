@@ -1,8 +1,8 @@
 /**
  * The log across processes: 4 appender processes (4 brokers, sessions spread over all of
  * them, each with an ACK window), a sequencer process and an auditing reader process over
- * the native region in mode 5 — once straight through, once with the sequencer SIGKILLed
- * mid-run and started again.
+ * the native region in mode 5 — once straight through, once with appenders SIGKILLed at random
+ * moments and started again, once with the sequencer SIGKILLed mid-run and started again.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -42,7 +42,13 @@ interface Audit {
   readonly mbps: number
 }
 
-const cluster = (mib: number, killSequencerAt?: number) =>
+/**
+ * `mib` of messages through the cluster; the sequencer SIGKILLed and started again at
+ * `killSequencerAt` of the way; `appenderKills` appender processes SIGKILLed, each at a random
+ * moment (most of an appender's time goes to appends and the rounds it runs itself after them)
+ * once the reader is that far through, and started again.
+ */
+const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
   Effect.gen(function*() {
     const name = yield* uniqueRegion("audit")
     const region = yield* CxlMemoryLayers.make({ name, size: regionSize(config), mode: "create", params: logAreaParams(LOG_BASE, config) })
@@ -58,7 +64,7 @@ const cluster = (mib: number, killSequencerAt?: number) =>
     const reader = yield* spawnFixture("log-reader", [name, "1", `${expected}`, `${MESSAGE_BYTES}`], { CXLOG_HEAD_LOST_MS: "60000" })
     const readerReady = yield* reader.next()
     expect(readerReady, JSON.stringify(readerReady)).toEqual({ ready: true })
-    const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), (b) =>
+    const appender = (b: number) =>
       spawnFixture("log-appender", [
         name,
         `${2 + b}`,
@@ -69,8 +75,10 @@ const cluster = (mib: number, killSequencerAt?: number) =>
         `${MESSAGES_PER_BATCH}`,
         `${MESSAGE_BYTES}`,
         `${WINDOW}`
-      ]))
+      ])
+    const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), appender)
     let restartedEpoch: number | undefined
+    let appendersKilled = 0
     for (;;) {
       const message = yield* reader.next<{ progress?: number; audit?: Audit; stalled?: boolean; error?: string }>(120_000)
       if (message.audit !== undefined || message.stalled === true || message.error !== undefined) {
@@ -80,7 +88,15 @@ const cluster = (mib: number, killSequencerAt?: number) =>
           a.next<{ done?: boolean; resent: number }>(30_000).pipe(Effect.repeat({ until: (m) => m.done === true })))
         const resent = done.reduce((n, d) => n + d.resent, 0)
         expect(resent).toBeGreaterThan(0)
-        return { audit: message.audit!, expected, firstEpoch: first.epoch, restartedEpoch }
+        return { audit: message.audit!, expected, firstEpoch: first.epoch, restartedEpoch, appendersKilled }
+      }
+      if (appendersKilled < appenderKills && message.progress! >= (expected * (appendersKilled + 1)) / (appenderKills + 2)) {
+        const b = Math.floor(Math.random() * BROKERS)
+        yield* Effect.sleep(Math.floor(Math.random() * 50))
+        appenders[b]!.process.kill("SIGKILL")
+        yield* appenders[b]!.exited
+        appenders[b] = yield* appender(b)
+        appendersKilled++
       }
       if (killSequencerAt !== undefined && restartedEpoch === undefined && message.progress! >= expected * killSequencerAt) {
         current.process.kill("SIGKILL")
@@ -101,6 +117,13 @@ describe("the log across processes (mode 5, 1 KiB messages)", () => {
       const { audit, expected } = yield* cluster(process.env["CXLOG_STRESS"] ? 1024 : 256)
       expectClean(audit, expected)
       expect(audit.messages * MESSAGE_BYTES).toBeGreaterThanOrEqual(256 * 2 ** 20)
+    }), 180_000)
+
+  it.scopedLive("appenders (which order their own batches) SIGKILLed at random moments 6 times and started again, resending from their first batch: the audit still passes", () =>
+    Effect.gen(function*() {
+      const { audit, expected, appendersKilled } = yield* cluster(64, undefined, 6)
+      expect(appendersKilled).toBe(6)
+      expectClean(audit, expected)
     }), 180_000)
 
   it.scopedLive("the sequencer SIGKILLed mid-run and started again: the audit still passes", () =>

@@ -13,7 +13,7 @@ import { defaultControlConfig, type RegionConfig, regionBytes, regionParams, res
 import { runRegionName } from "../../src/programs/Regions.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { runCli } from "../helpers/CliRoles.js"
-import { fixturesDir, uniqueRegion } from "../helpers/Processes.js"
+import { exitedPid, fixturesDir, uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"
 
 const config: RegionConfig = { control: { ...defaultControlConfig, maxProcesses: 4 }, log: smallConfig }
@@ -25,11 +25,6 @@ const leftRegion = (name: string) =>
     yield* CxlMemoryLayers.make({ name, size: regionBytes(config), mode: "create", params: regionParams(config), keep: true }).pipe(Effect.scoped)
   })
 
-/** The pid of a process that ran and is gone. */
-const exitedPid = Effect.async<number>((resume) => {
-  const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" })
-  child.once("exit", () => resume(Effect.succeed(child.pid!)))
-})
 
 /** A process that runs until the test's scope closes. */
 const runningProcess = Effect.acquireRelease(

@@ -22,6 +22,7 @@ import {
   makeSequencerState,
   nextDeadline,
   roundStep,
+  DEAD_HOLDER,
   type SequencerState
 } from "./SequencerRound.js"
 import type { OrderSettings } from "./TopicOrder.js"
@@ -110,7 +111,7 @@ const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, S
       if (entry === "recover") {
         // The marker is ours: the step that follows (discovery) takes every topic on again inside it.
         forgetTopics(state)
-        return finish(Effect.void)
+        return finish(Effect.logWarning(DEAD_HOLDER))
       }
       const tally = fencedRound(state, p.now())
       noteFirst(p, tally)

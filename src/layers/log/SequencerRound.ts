@@ -194,6 +194,9 @@ export const roundStep = (state: SequencerState): Effect.Effect<RoundTally, Sequ
       log.hasNewTopics() ? Effect.zipRight(discover, Effect.sync(() => fencedRound(state, nowMs))) : Effect.sync(() => fencedRound(state, nowMs))))
 }
 
+/** What a head logs when it takes the round marker over from a process that died inside a round. */
+export const DEAD_HOLDER = "sequencer: a process died inside a round (its round marker taken over); every topic is taken on again from the region"
+
 /** How long a head waits, at most, before it looks again at a marker another process holds. */
 export const BUSY_RETRY_MAX_MS = 16
 
@@ -208,7 +211,10 @@ export const enterRound = (state: SequencerState): Effect.Effect<void, Sequencer
     const attempt: Effect.Effect<void, SequencerLeaseLost> = Effect.suspend(() => {
       const entry = state.log.beginRound()
       if (entry === "lost") return Effect.fail(state.log.leaseLost())
-      if (entry === "recover") forgetTopics(state)
+      if (entry === "recover") {
+        forgetTopics(state)
+        return Effect.logWarning(DEAD_HOLDER)
+      }
       if (entry !== "busy") return Effect.void
       const wait = delayMs === 0 ? Effect.yieldNow() : Effect.sleep(delayMs)
       delayMs = Math.min(BUSY_RETRY_MAX_MS, Math.max(1, delayMs * 2))
