@@ -161,6 +161,7 @@ const benchPlain = (options: BenchOptions) =>
       // Published first and not measured: the figures are a warm cluster's (0: a cold one, the default).
       warmupBytes: summary.warmupMessages * options.messageBytes,
       brokers: options.brokers,
+      publisher: options.local === true ? "local" : "tcp",
       order: options.order,
       ackLevel: options.ackLevel,
       batchBytes: options.batchBytes,
@@ -207,7 +208,7 @@ const benchPlain = (options: BenchOptions) =>
           [
             `${options.type}: ${summary.messages} × ${options.messageBytes} B${summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`}, order ${options.order}, ack ${options.ackLevel}${
               summary.durable === null ? "" : ` (data directory on ${summary.durable.filesystem})`
-            }, ${options.brokers} brokers`,
+            }, ${options.local === true ? `a local publisher (${options.brokers} brokers idle)` : `${options.brokers} brokers`}`,
             summary.throughputMBps,
             summary.ackLatencyP50Us,
             summary.ackLatencyP99Us,

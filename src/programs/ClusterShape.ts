@@ -15,6 +15,8 @@ export interface ClusterShape {
    * the figures are then those of a warm cluster (V8 has compiled the hot paths of every role).
    */
   readonly warmupBytes?: number
+  /** The publisher is local (`--local`): it appends into the region itself through no broker, in a broker slot of its own. */
+  readonly local?: boolean
 }
 
 /** A cluster shape's figures but for how much it publishes: what a run's report and a bench's runs name. */
@@ -24,5 +26,6 @@ export const shapeFigures = (shape: ClusterShape) => ({
   order: shape.order,
   ackLevel: shape.ackLevel,
   batchBytes: shape.batchBytes,
-  window: shape.window
+  window: shape.window,
+  local: shape.local === true
 })

@@ -94,8 +94,7 @@ const ackRoundTrip = (options: RttOptions) =>
     yield* pruneRunRegions
     const region = runRegionName(process.pid)
     const env = {
-      // A local publisher takes a broker slot of its own.
-      ...logEnv({ brokers: options.brokers + (options.local ? 1 : 0), batchBytes: 64 << 10 }),
+      ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10, local: options.local }),
       CXLOG_REGION: region
     }
     yield* regionGuard(region)

@@ -54,8 +54,7 @@ const auditFlags = (plan: RunPlan) => [
 /** The publisher's flags: the measured messages after the warm-up's, at the run's pace. */
 const publisherFlags = (plan: RunPlan, ports: ReadonlyArray<number>) => [
   "publish",
-  "--brokers",
-  ports.map((p) => `127.0.0.1:${p}`).join(","),
+  ...(plan.options.local === true ? ["--local"] : ["--brokers", ports.map((p) => `127.0.0.1:${p}`).join(",")]),
   "--topic",
   "run",
   "--count",

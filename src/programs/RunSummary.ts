@@ -27,6 +27,8 @@ export interface RunSummary {
   readonly bytes: number
   readonly messageBytes: number
   readonly brokers: number
+  /** The publisher was local (`--local`): it appended into the region itself, through no broker. */
+  readonly local: boolean
   readonly order: number
   readonly ackLevel: number
   readonly elapsedMs: number
@@ -114,6 +116,7 @@ export const summarize = (
     bytes: plan.bytes,
     messageBytes: options.messageBytes,
     brokers: options.brokers,
+    local: options.local === true,
     order: options.order,
     ackLevel: options.ackLevel,
     elapsedMs: Math.round(elapsedMs),

@@ -41,10 +41,6 @@ export const benchCommand = Cli.command({
       env: "CXLOG_BENCH_PEERS",
       description: "rtt: also measure these reference systems in the same interleaved loop (redis: Debian's redis-server with ioredis)"
     }),
-    local: Cli.toggle("local", {
-      env: "CXLOG_BENCH_LOCAL",
-      description: "rtt: the publisher is local (in the bench's process, appending into the region itself, through no broker)"
-    }),
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
       env: "CXLOG_BENCH_TLS",
@@ -56,8 +52,6 @@ export const benchCommand = Cli.command({
   run: (o) =>
     o.type !== "rtt" && o.peers.length > 0
       ? failUsage(`--peers is measured with --type rtt so far, not ${o.type}`)
-      : o.type !== "rtt" && o.local
-      ? failUsage(`--local is measured with --type rtt so far, not ${o.type}`)
       : o.type === "mirror"
       ? benchMirror({ messages: o.mirrorMessages, messageBytes: o.messageBytes, rateMBps: o.mirrorRateMbps, json: o.json }).pipe(Effect.asVoid)
       : o.type === "rtt"

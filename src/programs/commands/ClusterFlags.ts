@@ -41,6 +41,10 @@ export const clusterFlags = (defaultBytes: string) => ({
     placeholder: "N",
     description: "also run N subscribers reading over TCP from the brokers (round-robin), each auditing the whole total order"
   }),
+  local: Cli.toggle("local", {
+    env: "CXLOG_LOCAL_PUBLISHER",
+    description: "the publisher is local: on the region's host, appending into the region itself through no broker (rtt: in the bench's process)"
+  }),
   warmup: Cli.custom("warmup", "SIZE", (t) => (t.trim() === "0" ? Either.right(0) : Cli.parseSize(t)), {
     default: 0,
     shown: "0",
@@ -59,6 +63,7 @@ export const clusterShape = (o: {
   batchBytes: number
   window: number
   warmup: number
+  local: boolean
 }): ClusterShape => ({
   totalBytes: o.bytes,
   messageBytes: o.messageBytes,
@@ -67,5 +72,6 @@ export const clusterShape = (o: {
   ackLevel: Number(o.ack) as 0 | 1 | 2,
   batchBytes: o.batchBytes,
   window: o.window,
-  ...(o.warmup > 0 ? { warmupBytes: o.warmup } : {})
+  ...(o.warmup > 0 ? { warmupBytes: o.warmup } : {}),
+  ...(o.local ? { local: true } : {})
 })
