@@ -25,17 +25,7 @@ import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
 import { arrival, drainTargetsOf, participantRings } from "./BarrierStreams.js"
-import {
-  BarrierArriveMethod,
-  CoordinatorTakeoverNotice,
-  CreateGroupMethod,
-  CreateTopicMethod,
-  JoinGroupMethod,
-  JoinMethod,
-  LeaveMethod,
-  ListMembersMethod,
-  MemberDroppedNotice
-} from "./CoordinatorProtocol.js"
+import * as Protocol from "./CoordinatorProtocol.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 
 // The server's layers, exported here too: the package's CoordinatorLayers are both sides.
@@ -139,7 +129,7 @@ const enterBarrier = (participant: Participant, name: string, options: BarrierOp
     const arrive = arrival(self, name, options, drainTargetsOf(writable))
     // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw
     // it. A takeover aborts the signal, which ends the wait for the reply (no racing fibers).
-    const released = client.call(BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000, signal: participant.takeover() }).pipe(
+    const released = client.call(Protocol.BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000, signal: participant.takeover() }).pipe(
       Effect.mapError((e) =>
         e._tag === "RpcAbandoned"
           ? unavailable(`${e.reason} while barrier ${name} was in flight; enter it again`)
@@ -177,14 +167,14 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const writable = yield* participantRings(rings, layout)
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
 
-    const joinOnce = client.call(JoinMethod, self, { timeoutMs: 1_000 })
+    const joinOnce = client.call(Protocol.JoinMethod, self, { timeoutMs: 1_000 })
     const join = joinOnce.pipe(
       Effect.retry({ times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000) }),
       Effect.mapError((e) => unavailable(`join failed: ${e.message}`))
     )
     yield* Effect.acquireRelease(
       join,
-      () => client.call(LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(Effect.ignore)
+      () => client.call(Protocol.LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(Effect.ignore)
     )
     // First on close: no re-join runs on while this process leaves and its client closes.
     yield* Effect.addFinalizer(() => FiberHandle.clear(rejoining))
@@ -203,8 +193,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     // One join call per attempt: `rejoin`'s schedule does the retrying (not `join`'s own retries inside each attempt).
     const rejoinOnce = Effect.gen(function*() {
       yield* joinOnce
-      for (const [name, slots] of created) yield* client.call(CreateGroupMethod, { name, members: slots })
-      for (const name of joined) yield* client.call(JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
+      for (const [name, slots] of created) yield* client.call(Protocol.CreateGroupMethod, { name, members: slots })
+      for (const name of joined) yield* client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
     })
     const rejoinTimeoutMs = options.rejoinTimeoutMs ?? DEFAULT_REJOIN_TIMEOUT_MS
     /**
@@ -248,31 +238,31 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           }),
           Effect.forkScoped
         ))
-    yield* restartOn(CoordinatorTakeoverNotice, ({ epoch }) => `the coordinator failed over (epoch ${epoch})`)
+    yield* restartOn(Protocol.CoordinatorTakeoverNotice, ({ epoch }) => `the coordinator failed over (epoch ${epoch})`)
     // Dropped while running (a stop or a blocked loop outlasted the stale bound) with the reply
     // reader still attached: nothing but this notice says so.
-    yield* restartOn(MemberDroppedNotice, (drop) =>
+    yield* restartOn(Protocol.MemberDroppedNotice, (drop) =>
       drop.slot === self.slot && drop.occurrence === self.occurrence ? `this process was dropped from the membership (${drop.reason})` : undefined)
 
     return {
       self,
       members: (group = GROUP_ALL) =>
-        client.call(ListMembersMethod, { group }).pipe(Effect.mapError(passThrough(["UnknownGroup"]))),
+        client.call(Protocol.ListMembersMethod, { group }).pipe(Effect.mapError(passThrough(["UnknownGroup"]))),
       createGroup: (name, slots) =>
-        client.call(CreateGroupMethod, { name, members: slots }).pipe(
+        client.call(Protocol.CreateGroupMethod, { name, members: slots }).pipe(
           Effect.tap(() => Effect.sync(() => created.set(name, slots))),
           Effect.asVoid,
           Effect.mapError((e) => unavailable(e.message))
         ),
       joinGroup: (name) =>
-        client.call(JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence }).pipe(
+        client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence }).pipe(
           Effect.tap(() => Effect.sync(() => joined.add(name))),
           Effect.asVoid,
           Effect.mapError((e) => unavailable(e.message))
         ),
       barrier: (name, barrierOptions) => enterBarrier({ rings, client, self, writable, broadcast, takeover: () => takeover.signal }, name, barrierOptions),
       createTopic: (spec) =>
-        client.call(CreateTopicMethod, spec).pipe(
+        client.call(Protocol.CreateTopicMethod, spec).pipe(
           Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))
         )
     } satisfies CoordinatorShape

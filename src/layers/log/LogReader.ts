@@ -58,6 +58,18 @@ export class BatchView implements LogBatchView {
   blogPosition = 0
   /** The stored batch it was loaded from (the fake): checked again after the callbacks. */
   source: unknown = undefined
+
+  /** Sets the header fields of a batch held whole (the fake's stored batches, the disk's); where its bytes are is the caller's. */
+  describe(globalSeq: number, totalOrder: number, messageCount: number, clientId: number, sessionEpoch: number, batchSeq: number, brokerId: number, crc32c: number): void {
+    this.globalSeq = globalSeq
+    this.totalOrder = totalOrder
+    this.messageCount = messageCount
+    this.clientId = clientId
+    this.sessionEpoch = sessionEpoch
+    this.batchSeq = batchSeq
+    this.brokerId = brokerId
+    this.crc32c = crc32c
+  }
 }
 
 export class MessageView implements LogMessageView {

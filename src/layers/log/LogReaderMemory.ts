@@ -50,14 +50,7 @@ class StoreReadTopic implements ReadTopic {
   load(g: number, view: BatchView): "ok" | "gone" {
     const batch = this.entry(g)
     if (batch === undefined) return "gone"
-    view.globalSeq = g
-    view.totalOrder = batch.totalOrder
-    view.messageCount = batch.messageCount
-    view.clientId = batch.clientId
-    view.sessionEpoch = batch.sessionEpoch
-    view.batchSeq = batch.batchSeq
-    view.brokerId = batch.broker
-    view.crc32c = batch.crc32c
+    view.describe(g, batch.totalOrder, batch.messageCount, batch.clientId, batch.sessionEpoch, batch.batchSeq, batch.broker, batch.crc32c)
     view.bytes = batch.payload
     view.words = new Uint32Array(batch.payload.buffer)
     view.offset = batch.payload.byteOffset

@@ -92,14 +92,7 @@ const readDisk = (s: TieredCursorState, onBatch: OnBatch, onMessage: OnMessage, 
       if (crc32c(b.payload, 0, b.payload.length) !== b.crc32c) {
         return yield* new LogCorrupt({ reason: `topic ${topic}: batch ${b.globalSeq} (offset ${b.totalOrder}) on disk fails its publisher's crc32c` })
       }
-      batch.globalSeq = b.globalSeq
-      batch.totalOrder = b.totalOrder
-      batch.messageCount = b.messageCount
-      batch.clientId = b.clientId
-      batch.sessionEpoch = b.sessionEpoch
-      batch.batchSeq = b.batchSeq
-      batch.brokerId = b.brokerId
-      batch.crc32c = b.crc32c
+      batch.describe(b.globalSeq, b.totalOrder, b.messageCount, b.clientId, b.sessionEpoch, b.batchSeq, b.brokerId, b.crc32c)
       batch.bytes = b.payload
       batch.words = new Uint32Array(b.payload.buffer, b.payload.byteOffset, b.payload.length / 4)
       batch.offset = 0
