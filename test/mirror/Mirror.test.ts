@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
-import { Effect, type Scope } from "effect"
+import { Effect, Fiber, type Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -72,6 +72,13 @@ const withJetStream = <A>(cluster: NatsCluster, use: (nc: Awaited<ReturnType<typ
     catch: (e) => (e instanceof Error ? e : new Error(String(e)))
   })
 
+/** Stops `mirror` with SIGTERM and waits for its exit, failing (naming the wait) if it has not exited within 30 s. */
+const stopMirror = (mirror: CliRole) =>
+  Effect.zipRight(
+    Effect.sync(() => mirror.child.kill("SIGTERM")),
+    mirror.exited.pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`the mirror did not exit within 30 s of SIGTERM: ${mirror.output()}`) }))
+  )
+
 /** Messages in the stream now (0 while it does not exist or JetStream does not answer). */
 const streamCount = (cluster: NatsCluster) =>
   withJetStream(cluster, async (nc) => (await (await jetstreamManager(nc, { timeout: 2_000 })).streams.info(STREAM)).state.messages).pipe(Effect.orElseSucceed(() => 0))
@@ -111,8 +118,22 @@ const killAtCount = (cluster: NatsCluster, mirror: CliRole, atLeast: number) =>
     () => Effect.zipRight(Effect.sync(() => mirror.child.kill("SIGKILL")), mirror.exited)
   )
 
-/** Every message of the stream, in sequence order, through an ordered consumer. */
+/** How long reading the stream back may take before it is tried again with a fresh consumer (once). */
+const READ_BACK_MS = 60_000
+
+/**
+ * Every message of the stream, in sequence order, through an ordered consumer. Reading back is
+ * the audit's instrument: a consumer made while a restarted cluster still elects its stream's
+ * leader can stall, so a read that has not finished within READ_BACK_MS is made again once with a
+ * new consumer, and then fails naming how far it got.
+ */
 const readStream = (cluster: NatsCluster) =>
+  readStreamOnce(cluster).pipe(
+    Effect.timeoutFail({ duration: READ_BACK_MS, onTimeout: () => new Error(`reading the stream back did not finish within ${READ_BACK_MS} ms`) }),
+    Effect.retry({ times: 1 })
+  )
+
+const readStreamOnce = (cluster: NatsCluster) =>
   withJetStream(cluster, async (nc) => {
     const jsm = await jetstreamManager(nc)
     const total = (await jsm.streams.info(STREAM)).state.messages
@@ -166,8 +187,7 @@ describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluste
       const status = yield* topicsMirror(log)
       expect(status?.state).toBe("mirroring")
       expect(status?.lagOffsets).toBe(0)
-      mirror.child.kill("SIGTERM")
-      yield* mirror.exited
+      yield* stopMirror(mirror)
       yield* audit(cluster, log, 100_000)
     }), 240_000)
 
@@ -215,7 +235,7 @@ describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluste
       const publishing = yield* Effect.fork(publish(log, 6_000))
       yield* awaitStreamCount(cluster, 1_000, mirror)
       yield* cluster.nodes[0]!.kill
-      yield* publishing
+      yield* Fiber.join(publishing).pipe(Effect.timeoutFail({ duration: "120 seconds", onTimeout: () => new Error("publishing 6 000 messages took over 120 s") }))
       yield* awaitStreamCount(cluster, 6_000, mirror)
       yield* cluster.nodes[0]!.start
 
@@ -237,10 +257,9 @@ describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluste
 
       for (const node of cluster.nodes) yield* node.start
       yield* awaitStreamCount(cluster, 8_000, mirror, 120_000)
-      mirror.child.kill("SIGTERM")
-      yield* mirror.exited
+      yield* stopMirror(mirror)
       yield* audit(cluster, log, 8_000)
-    }), 300_000)
+    }), 600_000)
 
   it.scopedLive("the expected-sequence fence: a foreign writer's message stops the mirror with a typed error, and it writes nothing after it", () =>
     Effect.gen(function*() {
