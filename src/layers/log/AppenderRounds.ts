@@ -20,7 +20,7 @@
 import { logAppenderMessagesOrdered, logAppenderRounds } from "../../Metrics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
-import { defaultSequencerOptions, type SequencerOptions } from "../../services/log/Sequencer.js"
+import type { SequencerOptions } from "../../services/log/Sequencer.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
 import type { LogArea } from "./Layout.js"
 import { ringEveryone, ringWaiters } from "./Participants.js"
@@ -75,7 +75,7 @@ export const appenderRounds = (region: CxlMemoryShape, area: LogArea, doorbell: 
   const lease = new LeaseLineView(region)
   const orders = new OrderLineView(region)
   const sequencerLines = new SequencerLineView(region)
-  const settings: OrderSettings = orderSettings(area.config, { ...options, maxBatchesPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker })
+  const settings: OrderSettings = orderSettings(area.config, options)
   const views = regionViews(region, area, undefined, 0)
   const topics = new Map<number, TopicOrder>()
   const enabled = region.coherence === "coherent"
