@@ -6,11 +6,15 @@
  * same run: a Node TCP ping-pong of the same payload between this process and a child echo
  * server, the two loops taking turns in blocks of BLOCK round trips (so a burst of load on the
  * shared machine weighs on both). `ratio` = ping-pong p50 / ACK p50 (higher is better; 1 = as
- * fast as a TCP round trip).
+ * fast as a TCP round trip). A second publisher of the same kind, opened through the Promise
+ * facade (`CxlogPublisher`), runs the same loop with `publish(m, { acked: true })`, as code
+ * would. `cpus` is how many CPUs the bench and everything it starts may run on (`taskset`).
  */
 import { Console, Context, Effect, Layer } from "effect"
 import { fork } from "node:child_process"
 import { connect, createServer, type Socket } from "node:net"
+import { availableParallelism } from "node:os"
+import { CxlogPublisher } from "../layers/net/CxlogPublisher.js"
 import * as PublisherLayers from "../layers/net/Publisher.js"
 import { localPublisher } from "../layers/Roles.js"
 import { Publisher } from "../services/net/Publisher.js"
@@ -55,7 +59,7 @@ const BLOCK = 100
  * `samples` round trips of each, the loops taking turns in blocks of BLOCK; the measured
  * durations in ms, per loop.
  */
-const interleaved = <E>(loops: ReadonlyArray<Effect.Effect<void, E>>, samples: number, warmth: number) =>
+const interleaved = <E>(loops: ReadonlyArray<Effect.Effect<unknown, E>>, samples: number, warmth: number) =>
   Effect.gen(function*() {
     const warmUntil = performance.now() + WARMUP_MS * warmth
     for (let i = 0; i < WARMUP * warmth || performance.now() < warmUntil; i++) {
@@ -88,28 +92,42 @@ const latencyMicros = (samples: Float64Array) => {
   return { p50: micros(percentile(sorted, 50)), p99: micros(percentile(sorted, 99)), p999: micros(percentile(sorted, 99.9)) }
 }
 
-/** A local cluster and a publisher through the public API: one publish → ACK round trip (the cluster lives as long as the scope). */
-const ackRoundTrip = (options: RttOptions) =>
+/**
+ * A local cluster and two publishers of the kind `options` names: one publish → ACK round trip
+ * through the Effect service (`publish` then `flush`), and one through the Promise facade
+ * (`publish(m, { acked: true })`). The cluster and both publishers live as long as the scope.
+ */
+const ackRoundTrips = (options: RttOptions) =>
   Effect.gen(function*() {
     yield* pruneRunRegions
     const region = runRegionName(process.pid)
     const env = {
       ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10, local: options.local }),
+      // Two local publishers, a broker slot each.
+      ...(options.local ? { CXLOG_LOG_MAX_BROKERS: `${Math.max(options.brokers, 1) + 2}` } : {}),
       CXLOG_REGION: region
     }
     yield* regionGuard(region)
     const { ports } = yield* startHeadAndBrokers(`rtt:${options.order}:1`, options.brokers, env)
-    const publisher = options.local
-      ? Context.get(yield* Layer.build(localPublisher({ name: region }, { topic: "rtt", ackLevel: 1 })), Publisher)
-      : yield* PublisherLayers.make({
+    const layer = options.local
+      ? localPublisher({ name: region }, { topic: "rtt", ackLevel: 1 })
+      : PublisherLayers.layer({
         brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
         topic: "rtt",
         ackLevel: 1,
         // The brokers authenticate by default: this user's secret file of the region, as `cxlog publish` reads it.
         ...(yield* clientSecurity({ region, secretFile: undefined, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined }))
       })
+    const publisher = Context.get(yield* Layer.build(layer), Publisher)
+    const facade = yield* Effect.acquireRelease(
+      Effect.promise(() => CxlogPublisher.openWith(layer, ROUND_TRIP_TIMEOUT_MS)),
+      (p) => Effect.promise(() => p.close({ flush: false }))
+    )
     const payload = new Uint8Array(options.messageBytes).fill(7)
-    return Effect.zipRight(publisher.publish(payload), publisher.flush(ROUND_TRIP_TIMEOUT_MS))
+    return {
+      service: Effect.zipRight(publisher.publish(payload), publisher.flush(ROUND_TRIP_TIMEOUT_MS)),
+      facade: Effect.tryPromise({ try: () => facade.publish(payload, { acked: true }), catch: (error) => error as Error })
+    }
   })
 
 /** A child echo server (`cxlog loopback-echo`) and one TCP ping-pong of `bytes` with it (it lives as long as the scope). */
@@ -187,14 +205,16 @@ export type RttPeer = typeof REDIS
 export const rtt = (options: RttOptions) =>
   Effect.gen(function*() {
     const withRedis = options.peers.includes(REDIS)
-    const [ackTimes, pingPongTimes, redisTimes] = yield* Effect.scoped(Effect.gen(function*() {
+    const [ackTimes, facadeTimes, pingPongTimes, redisTimes] = yield* Effect.scoped(Effect.gen(function*() {
       // The peer first: a missing one fails the bench before any cluster starts.
       const redis = withRedis ? yield* redisPeer : undefined
-      const loops: Array<Effect.Effect<void, Error>> = [yield* ackRoundTrip(options), yield* pingPongRoundTrip(options.messageBytes)]
+      const acks = yield* ackRoundTrips(options)
+      const loops: Array<Effect.Effect<unknown, Error>> = [acks.service, acks.facade, yield* pingPongRoundTrip(options.messageBytes)]
       if (redis !== undefined) loops.push(redis.append(Buffer.alloc(options.messageBytes, 7)))
       return yield* interleaved(loops, options.samples, Math.max(1, options.brokers))
     }))
     const ack = latencyMicros(ackTimes!)
+    const facade = latencyMicros(facadeTimes!)
     const pingPong = latencyMicros(pingPongTimes!)
     const redis = redisTimes === undefined ? undefined : latencyMicros(redisTimes)
     const result = {
@@ -205,9 +225,12 @@ export const rtt = (options: RttOptions) =>
       ackLevel: 1,
       messageBytes: options.messageBytes,
       samples: options.samples,
+      cpus: availableParallelism(),
       ackRttP50Us: ack.p50,
       ackRttP99Us: ack.p99,
       ackRttP999Us: ack.p999,
+      facadeAckRttP50Us: facade.p50,
+      facadeAckRttP99Us: facade.p99,
       pingPongP50Us: pingPong.p50,
       pingPongP99Us: pingPong.p99,
       ratio: Math.round((pingPong.p50 / ack.p50) * 1000) / 1000,
@@ -224,6 +247,7 @@ export const rtt = (options: RttOptions) =>
             ack.p99,
             ack.p999
           ],
+          ["the same through CxlogPublisher: await publish(m, { acked: true })", facade.p50, facade.p99, facade.p999],
           [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999],
           ...(redis === undefined ? [] : [[`Redis XADD round trip, ${options.messageBytes} B (ioredis, no persistence)`, redis.p50, redis.p99, redis.p999]])
         ])

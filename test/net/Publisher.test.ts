@@ -494,6 +494,22 @@ describe("Publisher", () => {
       }
     }))
 
+  it.scopedLive("round-robin spreads batches in flight together over every broker, and keeps a lone batch where the last one went", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(3)
+      const p = yield* publisher({ clientId: 21, batchBytes: 1024 })
+      // A closed loop: each message waits for its ACK, so every batch is alone in flight.
+      for (let i = 0; i < 30; i++) yield* p.publishAcked(testMessage(21, i, 64))
+      const lone = p.stats().brokers.map((b) => b.sent)
+      expect(lone.filter((sent) => sent > 0)).toEqual([30])
+      // A stream: 1 KiB batches, many in flight at once.
+      yield* publishTestMessages(p, 21, 3_000, 100, 30)
+      yield* p.flush(10_000)
+      const streamed = p.stats().brokers.map((b, i) => b.sent - lone[i]!)
+      expect(streamed.every((sent) => sent > 0)).toBe(true)
+      expect(audit(log.ordered("t"), new Map([[21, 3_030]]))).toEqual({ messages: 3_030, ...clean })
+    }))
+
   it.scopedLive("the Promise facade publishes, flushes and closes", () =>
     Effect.gen(function*() {
       const { log, addresses } = yield* cluster(2)

@@ -55,14 +55,21 @@ export const onLinger = (s: PublisherState): void => {
   else if (room(s)) seal(s)
 }
 
-/** An open link for the next batch (none before the session is registered). */
+/**
+ * An open link for the next batch (none before the session is registered). Round-robin moves on
+ * only for a batch that overlaps others in flight: a lone batch (light load, a closed loop) goes
+ * where the last one went, so one broker process wakes for it, its code and caches warm, while a
+ * stream that keeps batches in flight still spreads over every broker.
+ */
 const choose = (s: PublisherState): PublisherLink | undefined => {
   if (s.epoch === undefined) return undefined
   const links = s.links
   const n = links.length
   const sticky = s.settings.spread === "sticky"
+  const lone = s.inFlight + s.orderedInFlight <= 1
+  const from = sticky ? s.sticky : lone && s.counts.batches > 1 ? s.roundRobin + n - 1 : s.roundRobin
   for (let k = 0; k < n; k++) {
-    const i = sticky ? (s.sticky + k) % n : (s.roundRobin + k) % n
+    const i = (from + k) % n
     if (links[i]!.state === "open") {
       if (sticky) s.sticky = i
       else s.roundRobin = i + 1
