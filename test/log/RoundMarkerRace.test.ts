@@ -7,23 +7,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { logAreaParams, type LogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
+import { logAreaParams, makeLogArea } from "../../src/layers/log/Layout.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { bell, LOG_BASE, regionSize } from "../fixtures/log-harness.js"
+import { bell, LOG_BASE, regionSize, smallConfig as config } from "../fixtures/log-harness.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
-const config: LogConfig = {
-  maxTopics: 1,
-  maxBrokers: 4,
-  pbrSlots: 256,
-  blogBytes: 1 << 20,
-  goiSlots: 1024,
-  sessionSlots: 16,
-  subscriberSlots: 2,
-  listenerSlots: 8,
-  maxBatchBytes: 1 << 16
-}
 const RACERS = 3
 const ROUNDS = 20_000
 /** A doorbell line no process uses: the racers' shared words (who is inside, and the go word). */
