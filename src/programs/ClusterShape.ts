@@ -8,8 +8,10 @@ export interface ClusterShape {
   readonly order: 0 | 2 | 4 | 5
   readonly ackLevel: 0 | 1 | 2
   readonly batchBytes: number
-  /** The publisher's in-flight window, in batches. */
+  /** The publisher's in-flight window, in batches (the most, while it adapts). */
   readonly window: number
+  /** The window stays at `window` instead of adapting under it (`--fixed-window`). */
+  readonly fixedWindow?: boolean
   /**
    * Published first, through the same publisher, connections and subscriber, and not measured:
    * the figures are then those of a warm cluster (V8 has compiled the hot paths of every role).
@@ -27,5 +29,6 @@ export const shapeFigures = (shape: ClusterShape) => ({
   ackLevel: shape.ackLevel,
   batchBytes: shape.batchBytes,
   window: shape.window,
+  fixedWindow: shape.fixedWindow === true,
   local: shape.local === true
 })

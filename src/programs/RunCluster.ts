@@ -65,6 +65,7 @@ const publisherFlags = (plan: RunPlan, ports: ReadonlyArray<number>) => [
   `${plan.options.batchBytes}`,
   "--window",
   `${plan.options.window}`,
+  ...(plan.options.fixedWindow === true ? ["--fixed-window"] : []),
   "--ack",
   `${plan.options.ackLevel}`,
   ...(plan.warmup === 0 ? [] : ["--warmup-count", `${plan.warmup}`]),

@@ -8,7 +8,7 @@
  *
  * The core talks to the log only through links (PublisherLink.ts, the seam); here they are
  * brokers over TCP (PublisherLinkTcp.ts). Sessions, epochs, resends and the window are the core's
- * (PublisherSession, PublisherWindow), the waits PublisherWaits'.
+ * (PublisherSession, PublisherWindow), the window's size PublisherPacing's, the waits PublisherWaits'.
  *
  * Batching is self-clocking: a message that finds nothing in flight is sealed and sent at
  * once (at the end of the synchronous burst it came in, with whatever else that burst
@@ -33,6 +33,7 @@ import { publisherCalls } from "./PublisherCalls.js"
 import type { PublisherLink } from "./PublisherLink.js"
 import { RegionLink } from "./PublisherLinkRegion.js"
 import { BATCH_HEADROOM_BYTES, tcpLinks } from "./PublisherLinkTcp.js"
+import { initialWindow, newPacing } from "./PublisherPacing.js"
 import { closePublisher, connectLink, linkEvents } from "./PublisherSession.js"
 import { type PublisherSettings, settingsOf, validate } from "./PublisherSettings.js"
 import { LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
@@ -55,11 +56,14 @@ const newState = (settings: PublisherSettings, log: PublisherState["log"], headr
   const { clientId, ackLevel, window } = settings
   const orderedWindow = ackLevel === 2 ? Math.min(ORDERED_WINDOW_FACTOR * window, MAX_ORDERED_WINDOW) : 0
   const pool = new BufferPool(settings.batchBytes, window + orderedWindow + 2, headroom)
+  // A link per broker (a local publisher has one).
+  const pacing = newPacing(settings.adaptiveWindow, window, settings.brokers.length)
   const s: PublisherState = {
     settings,
     clientId,
     ackLevel,
-    window,
+    window: initialWindow(pacing),
+    pacing,
     orderedWindow,
     log,
     pool,
@@ -102,8 +106,16 @@ const newState = (settings: PublisherSettings, log: PublisherState["log"], headr
   return s
 }
 
-/** The publisher over the links `linksOf` gives its state (their buffers keep `headroom` bytes in front). */
-const build = (settings: PublisherSettings, headroom: number, linksOf: (s: PublisherState) => ReadonlyArray<PublisherLink>, local = false) =>
+/**
+ * The publisher over the links `linksOf` gives its state (their buffers keep `headroom` bytes in
+ * front): the TCP and local publishers below, and tests over links of their own.
+ */
+export const makeWith = (
+  settings: PublisherSettings,
+  headroom: number,
+  linksOf: (s: PublisherState) => ReadonlyArray<PublisherLink>,
+  local = false
+): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> =>
   Effect.gen(function*() {
     const invalid = validate(settings, local)
     if (invalid !== undefined) return yield* new InvalidPublisherOptions({ reason: invalid })
@@ -118,7 +130,7 @@ const build = (settings: PublisherSettings, headroom: number, linksOf: (s: Publi
 /** A publisher of brokers over TCP, one link each. */
 export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> => {
   const settings = settingsOf(options)
-  return build(settings, BATCH_HEADROOM_BYTES, (s) => tcpLinks(settings, linkEvents(s), s.pool))
+  return makeWith(settings, BATCH_HEADROOM_BYTES, (s) => tcpLinks(settings, linkEvents(s), s.pool))
 }
 
 export const layer = (options: PublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions> => Layer.scoped(Publisher, make(options))
@@ -138,7 +150,7 @@ export const makeLocal = (options: LocalPublisherOptions): Effect.Effect<Publish
     const appender = yield* Appender
     const acks = yield* AckTracker
     const settings = settingsOf({ ...options, brokers: [] })
-    return yield* build(settings, 0, (s) => [
+    return yield* makeWith(settings, 0, (s) => [
       new RegionLink({
         appender,
         acks,
@@ -161,7 +173,8 @@ export const layerLocal = (options: LocalPublisherOptions): Layer.Layer<Publishe
 /**
  * Options from `CXLOG_BROKERS` (`host:port,…`), `CXLOG_TOPIC`, `CXLOG_CLIENT_ID`,
  * `CXLOG_ACK_LEVEL` (1), `CXLOG_BATCH_BYTES` (65536), `CXLOG_LINGER_MS` (1),
- * `CXLOG_MAX_IN_FLIGHT` (64), `CXLOG_SPREAD` (round-robin | sticky).
+ * `CXLOG_MAX_IN_FLIGHT` (256), `CXLOG_FIXED_WINDOW` (false: the window adapts under it),
+ * `CXLOG_SPREAD` (round-robin | sticky).
  */
 export const config: Config.Config<PublisherOptions> = Config.all({
   brokers: Config.string("CXLOG_BROKERS").pipe(
@@ -179,9 +192,14 @@ export const config: Config.Config<PublisherOptions> = Config.all({
   batchBytes: Config.integer("CXLOG_BATCH_BYTES").pipe(Config.withDefault(64 << 10)),
   lingerMs: Config.number("CXLOG_LINGER_MS").pipe(Config.withDefault(1)),
   maxInFlightBatches: Config.integer("CXLOG_MAX_IN_FLIGHT").pipe(Config.withDefault(DEFAULT_MAX_IN_FLIGHT_BATCHES)),
+  fixedWindow: Config.boolean("CXLOG_FIXED_WINDOW").pipe(Config.option),
   spread: Config.literal("round-robin", "sticky")("CXLOG_SPREAD").pipe(Config.withDefault("round-robin" as const))
 }).pipe(
-  Config.map(({ clientId, ...rest }): PublisherOptions => (Option.isSome(clientId) ? { ...rest, clientId: clientId.value } : rest))
+  Config.map(({ clientId, fixedWindow, ...rest }): PublisherOptions => ({
+    ...rest,
+    ...(Option.isSome(clientId) ? { clientId: clientId.value } : {}),
+    ...(Option.isSome(fixedWindow) ? { adaptiveWindow: !fixedWindow.value } : {})
+  }))
 )
 
 export const layerConfig: Layer.Layer<Publisher, InvalidPublisherOptions | ConfigError.ConfigError> = Layer.scoped(

@@ -6,6 +6,7 @@
 import { Either } from "effect"
 import { publisherAckedBytes, publisherAckedMessages, publisherAckLatency } from "../../Metrics.js"
 import type { PublishError } from "../../services/net/Publisher.js"
+import { paceLeaving } from "./PublisherPacing.js"
 import { type Batch, LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
 
 /** Done batches dropped from the front of `unacked` at a time (at least). */
@@ -13,10 +14,14 @@ const TRIM_DONE_BATCHES = 64
 
 export const complete = (s: PublisherState, batch: Batch): void => {
   batch.done = true
-  if (batch.ordered) s.orderedInFlight--
-  else s.inFlight--
-  if (batch.lastLink >= 0) s.linkCounts[batch.lastLink]!.acked++
   s.lastAckAt = performance.now()
+  if (batch.ordered) {
+    s.orderedInFlight--
+  } else {
+    paceLeaving(s, batch, s.lastAckAt)
+    s.inFlight--
+  }
+  if (batch.lastLink >= 0) s.linkCounts[batch.lastLink]!.acked++
   const micros = (s.lastAckAt - batch.sealedAt) * 1000
   s.latencies[s.latencyCount++ % LATENCY_SAMPLES] = micros
   publisherAckLatency.unsafeUpdate(micros, [])

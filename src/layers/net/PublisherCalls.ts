@@ -157,6 +157,7 @@ const stats = (s: PublisherState): PublisherStats => ({
   sessionEpoch: s.epoch ?? 0,
   ...s.counts,
   inFlight: s.inFlight + s.orderedInFlight,
+  window: s.window,
   brokers: brokerCounts(s)
 })
 

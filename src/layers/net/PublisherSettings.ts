@@ -20,6 +20,7 @@ export const settingsOf = (options: PublisherOptions) => ({
   batchBytes: options.batchBytes ?? 64 << 10,
   lingerMs: options.lingerMs ?? 1,
   window: options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES,
+  adaptiveWindow: options.adaptiveWindow ?? true,
   maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
   spread: options.spread ?? "round-robin",
   connectTimeoutMs: options.connectTimeoutMs ?? 5_000,

@@ -3,14 +3,16 @@
  * one JS thread, and the few questions every part asks of it (is there window room, what is
  * outstanding). The parts over it: PublisherWindow (seal → dispatch → transmit, ACKs →
  * afterProgress), PublisherAcks (completing batches, their offsets), PublisherWaits (bounded
- * waits), PublisherSession (sessions, epochs, links coming and going), PublisherCalls (the
- * `PublisherShape` calls); Publisher.ts makes the record and wires them.
+ * waits), PublisherSession (sessions, epochs, links coming and going), PublisherPacing (the
+ * adaptive window), PublisherCalls (the `PublisherShape` calls); Publisher.ts makes the record
+ * and wires them.
  */
 import type { Effect, Either } from "effect"
 import type { PublishAck, PublishError } from "../../services/net/Publisher.js"
 import type { AckLevel } from "../../services/log/Topics.js"
 import type { BatchBuilder, BufferPool } from "./BatchPayload.js"
 import type { LinkBatch, PublisherLink } from "./PublisherLink.js"
+import type { Pacing } from "./PublisherPacing.js"
 import type { PublisherSettings } from "./PublisherSettings.js"
 
 /** Seal-to-ACK latencies kept (`ackLatencies`). */
@@ -61,8 +63,9 @@ export interface PublisherState {
   readonly settings: PublisherSettings
   readonly clientId: number
   readonly ackLevel: AckLevel
-  /** The send window: sealed batches not done and not ordered. */
-  readonly window: number
+  /** The send window: sealed batches not done and not ordered; `pacing` moves it (PublisherPacing.ts). */
+  window: number
+  readonly pacing: Pacing
   /**
    * ACK 2: batches the log ordered wait for the disk in a window of their own, so the send
    * window keeps batches moving through ordering meanwhile (they are still held for resend,

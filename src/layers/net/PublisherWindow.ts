@@ -2,11 +2,13 @@
  * The batches' path through the window: `seal` closes the open batch and gives it the
  * session's next seq, `dispatch` `choose`s an open link and `transmit` sends it there (or it
  * waits in `unrouted` for one); back, an ACK `acknowledge`s batches (`complete`) and
- * `afterProgress` seals what gathered meanwhile (self-clocking) and wakes the waits.
+ * `afterProgress` ends a pacing round when one is over (PublisherPacing), seals what gathered
+ * meanwhile (self-clocking) and wakes the waits.
  */
 import { publisherBatches, publisherResends } from "../../Metrics.js"
 import { complete, settleAwaiting, trim } from "./PublisherAcks.js"
 import type { PublisherLink } from "./PublisherLink.js"
+import { paceLeaving, paceRound } from "./PublisherPacing.js"
 import { type Batch, notify, type PublisherState, room } from "./PublisherState.js"
 
 export const seal = (s: PublisherState): void => {
@@ -119,6 +121,7 @@ export const drainUnrouted = (s: PublisherState): void => {
 export const afterProgress = (s: PublisherState): void => {
   while (s.head < s.unacked.length && s.unacked[s.head]!.done) s.head++
   trim(s)
+  paceRound(s)
   // Self-clocking: an ACK that leaves window room sends what gathered meanwhile.
   if (s.builder.messageCount > 0 && room(s)) seal(s)
   notify(s)
@@ -163,10 +166,12 @@ export const acknowledge = (s: PublisherState, count: number, link: number | und
 export const acknowledgeOrdered = (s: PublisherState, count: number): void => {
   if (count <= s.orderedSeq || s.unacked.length === 0) return
   let moved = false
+  const now = performance.now()
   for (let i = Math.max(s.head, s.orderedSeq - s.unacked[0]!.seq); i < s.unacked.length && s.unacked[i]!.seq < count; i++) {
     const batch = s.unacked[i]!
     if (batch.done || batch.ordered) continue
     batch.ordered = true
+    paceLeaving(s, batch, now)
     s.inFlight--
     s.orderedInFlight++
     moved = true

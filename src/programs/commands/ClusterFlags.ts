@@ -6,6 +6,7 @@ import { Either } from "effect"
 import * as Cli from "../CliKit.js"
 import { logFormatFlag } from "../Observe.js"
 import type { ClusterShape } from "../ClusterShape.js"
+import { fixedWindow } from "./PublishCommand.js"
 import { ack, batchBytes, messageBytes, order, window } from "./SharedFlags.js"
 
 /** What `run` and `bench` give their roles for being watched, and where their report goes. */
@@ -35,6 +36,7 @@ export const clusterFlags = (defaultBytes: string) => ({
   ack,
   batchBytes,
   window,
+  fixedWindow,
   remoteSubscribers: Cli.integer("remote-subscribers", {
     default: 0,
     min: 0,
@@ -62,6 +64,7 @@ export const clusterShape = (o: {
   ack: "0" | "1" | "2"
   batchBytes: number
   window: number
+  fixedWindow: boolean
   warmup: number
   local: boolean
 }): ClusterShape => ({
@@ -72,6 +75,7 @@ export const clusterShape = (o: {
   ackLevel: Number(o.ack) as 0 | 1 | 2,
   batchBytes: o.batchBytes,
   window: o.window,
+  ...(o.fixedWindow ? { fixedWindow: true } : {}),
   ...(o.warmup > 0 ? { warmupBytes: o.warmup } : {}),
   ...(o.local ? { local: true } : {})
 })

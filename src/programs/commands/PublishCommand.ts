@@ -17,6 +17,12 @@ const brokers = Cli.text("brokers", {
   check: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? `${t} is not a list of host:port addresses` : undefined
 })
 
+/** The publisher's window stays at `--window` instead of adapting under it (beside `window`; `run` and `bench` pass it on). */
+export const fixedWindow = Cli.toggle("fixed-window", {
+  env: "CXLOG_FIXED_WINDOW",
+  description: "keep --window batches in flight when saturated instead of adapting under it (the window stops where only the queue grows)"
+})
+
 const parseHeader = (t: string): Either.Either<readonly [string, string], string> => {
   const at = t.indexOf("=")
   return at < 1 ? Either.left(`${t} is not a header: use NAME=VALUE`) : Either.right([t.slice(0, at), t.slice(at + 1)] as const)
@@ -57,6 +63,7 @@ export const publishCommand = Cli.command({
       description: "a batch waiting behind batches in flight goes this long after its first message at the latest"
     }),
     window,
+    fixedWindow,
     ack,
     clientId: Cli.optionalInteger("client-id", { shown: "random", env: "CXLOG_CLIENT_ID", description: "this publisher's client id" }),
     spread: Cli.choice("spread", ["round-robin", "sticky"], {
@@ -108,6 +115,7 @@ export const publishCommand = Cli.command({
           batchBytes: o.batchBytes,
           lingerMs: o.lingerMs,
           maxInFlightBatches: o.window,
+          adaptiveWindow: !o.fixedWindow,
           spread: o.spread,
           connectTimeoutMs: o.connectTimeoutMs,
           ...(o.clientId === undefined ? {} : { clientId: o.clientId })

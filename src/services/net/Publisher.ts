@@ -5,10 +5,11 @@
  * sent at once; while batches are in flight, messages gather into the open batch until it
  * reaches `batchBytes` or an ACK frees window room, with `lingerMs` as an upper bound. Each
  * sealed batch gets the next batch seq of the session (client id, epoch) — one sequence
- * across all brokers — and goes to a broker chosen round-robin or sticky. At most
- * `maxInFlightBatches` sealed batches wait for their ACK; past that, `publish` waits
- * (backpressure). Every unacked batch is kept: when a connection fails the batches it
- * carried are resent through the other brokers (or the same one once it is back); the
+ * across all brokers — and goes to a broker chosen round-robin or sticky. At most a window of
+ * sealed batches wait for their ACK; past that, `publish` waits (backpressure). The window
+ * adapts under `maxInFlightBatches`: it grows while ACKs come back without a queue and stops
+ * where only the queue would grow. Every unacked batch is kept: when a connection fails the
+ * batches it carried are resent through the other brokers (or the same one once it is back); the
  * sequencer drops what it had already ordered, so each batch enters the order once.
  *
  * The session is registered with the log on the first connection (the log hands out its
@@ -47,8 +48,14 @@ export interface PublisherOptions {
    * sends it (a message that finds nothing in flight goes at once, with no timer). Default 1 ms.
    */
   readonly lingerMs?: number
-  /** Sealed batches awaiting their ACK before `publish` waits. Default `DEFAULT_MAX_IN_FLIGHT_BATCHES`. */
+  /** Sealed batches awaiting their ACK before `publish` waits (with `adaptiveWindow`, the most). Default `DEFAULT_MAX_IN_FLIGHT_BATCHES`. */
   readonly maxInFlightBatches?: number
+  /**
+   * The window adapts (default): it grows while its batches' ACKs come back without a queue and
+   * shrinks where only the queue would grow, up to `maxInFlightBatches`. False: it is always
+   * `maxInFlightBatches`.
+   */
+  readonly adaptiveWindow?: boolean
   /** Largest batch a broker accepts (a bigger message is refused). Default 1 MiB, the broker's default. */
   readonly maxBatchBytes?: number
   /** `round-robin` (default) spreads batches that overlap in flight over the brokers (a lone batch goes where the last one went); `sticky` keeps one until it fails. */
@@ -92,6 +99,8 @@ export interface PublisherStats {
   readonly ackedBatches: number
   readonly ackedMessages: number
   readonly inFlight: number
+  /** The send window now, in batches: `maxInFlightBatches`, or less while it adapts. */
+  readonly window: number
   readonly resends: number
   readonly fences: number
   readonly brokers: ReadonlyArray<BrokerLink>
