@@ -6,10 +6,12 @@
  * loopback stream's (sender + receiver).
  *
  * Test types: `publish` (publish → ACK, no subscriber), `e2e` (an auditing subscriber reads
- * the whole total order), `latency` (ACK latency at a fixed offered load).
+ * the whole total order), `latency` (ACK latency at a fixed offered load). With `peers`, Redis
+ * Streams and NATS JetStream run the same workload, taking turns with cxlog (BenchPeers.ts).
  */
 import { Console, Effect } from "effect"
 import { table } from "../Table.js"
+import { type BenchPeer, comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
 import { measureLoopback } from "./Loopback.js"
 import { type ClusterShape, shapeFigures } from "./ClusterShape.js"
 import { checkRun, run } from "./Run.js"
@@ -29,6 +31,8 @@ export interface BenchOptions extends ClusterShape {
   readonly remoteSubscribers?: number
   /** Run the cluster without and with TLS and authentication (plain, secured, secured, plain); `ratio` is secured MB/s over plain MB/s. */
   readonly tls?: boolean
+  /** Reference systems run beside cxlog, taking turns with it (BenchPeers.ts). */
+  readonly peers?: ReadonlyArray<BenchPeer>
 }
 
 /**
@@ -135,18 +139,22 @@ export const bench = (options: BenchOptions) =>
 
 const benchPlain = (options: BenchOptions) =>
   Effect.gen(function*() {
+    // The peers' servers first: a missing one fails the bench before anything is measured.
+    const peers = yield* startPeers(options.peers ?? [])
     const loopback = yield* measureLoopback(options.totalBytes, options.batchBytes)
     const loopbackMBps = loopback.mBps
     // With remote subscribers, the same run without them first: what serving them costs the publishers, in one run.
     const remotes = options.type === "e2e" ? options.remoteSubscribers ?? 0 : 0
     const withoutRemote = remotes === 0 ? undefined : yield* run({ ...runShape(options), remoteSubscribers: 0 })
-    const summary = yield* run({
+    const measure = run({
       ...runShape(options),
       ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
       ...(options.report === undefined
         ? {}
         : { report: { path: options.report, title: `cxlog bench ${options.type}`, extra: { bench: options.type, loopbackMBps: Math.round(loopbackMBps * 10) / 10 } } })
     })
+    const compared = peers.length === 0 ? undefined : yield* comparePeers(peers, { type: options.type, rateMBps: options.rateMBps }, measure)
+    const summary = compared?.summary ?? (yield* measure)
     const ratio = summary.throughputMBps / loopbackMBps
     const round2 = (n: number) => Math.round(n * 100) / 100
     // The cluster's CPU per GiB over what the loopback stream's two processes spent on the same bytes (lower is better).
@@ -200,6 +208,7 @@ const benchPlain = (options: BenchOptions) =>
         : { fsyncs: summary.durable.fsyncs, bytesPerFsync: summary.durable.bytesPerFsync, dataDirFilesystem: summary.durable.filesystem }),
       ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
       ...(cpuRatio === undefined ? {} : { cpuRatio }),
+      ...(compared === undefined ? {} : peersJson(compared)),
       ratio: Math.round(ratio * 1000) / 1000
     }
     if (!options.json) {
@@ -241,7 +250,8 @@ const benchPlain = (options: BenchOptions) =>
           ["loopback TCP, one stream (reference)", loopbackMBps, "", "", loopbackCpu === undefined ? "" : round2(loopbackCpu), 1, 1]
         ])
       )
+      if (compared !== undefined) yield* Console.log(`\n${peersTable(options.type, compared)}`)
     }
     yield* Console.log(JSON.stringify(result))
     return result
-  })
+  }).pipe(Effect.scoped)

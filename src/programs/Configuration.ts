@@ -59,7 +59,7 @@ const settings: ReadonlyArray<Setting> = [
   { env: "CXLOG_CODE_CACHE", usedBy: "every process (the launcher, dist/cxlog.mjs)", kind: "on|off|write|report", read: Effect.sync(() => process.env["CXLOG_CODE_CACHE"] ?? "on") },
   { env: "CXLOG_CLI", usedBy: "run, bench (the roles' entry)", kind: "PATH", read: Effect.sync(cliEntry) },
   { env: "CXLOG_REDIS_SERVER", usedBy: "bench --peers redis", kind: "PATH", read: Effect.sync(() => redisServerSetting() ?? "/usr/bin/redis-server, else on PATH") },
-  { env: "CXLOG_NATS_SERVER", usedBy: "mirror tests, bench --type mirror", kind: "PATH", read: Effect.sync(() => process.env["CXLOG_NATS_SERVER"] ?? "/usr/sbin/nats-server, else on PATH") },
+  { env: "CXLOG_NATS_SERVER", usedBy: "mirror tests, bench --type mirror, bench --peers nats", kind: "PATH", read: Effect.sync(() => process.env["CXLOG_NATS_SERVER"] ?? "/usr/sbin/nats-server, else on PATH") },
   { env: "CXLOG_MIRROR_STATUS_DIR", usedBy: "mirror, topics (mirror status files)", kind: "PATH", read: Effect.sync(mirrorStatusDirectory) },
   { env: "CXLOG_PROFILE_DIR", usedBy: "run, bench (V8 profiles of the roles)", kind: "PATH", read: Effect.sync(() => profileArgs().join(" ")) }
 ]

@@ -25,6 +25,8 @@ import { regionGuard, startHeadAndBrokers } from "./Cluster.js"
 import { BenchPeerFailed } from "./Loopback.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 import { logEnv } from "./Run.js"
+import type { BenchPeer } from "./BenchPeers.js"
+import { natsPeer } from "./peers/NatsPeer.js"
 import { REDIS, redisPeer } from "./peers/RedisPeer.js"
 import { clientSecurity } from "./Users.js"
 
@@ -34,8 +36,8 @@ export interface RttOptions {
   readonly order: 0 | 2 | 4 | 5
   readonly samples: number
   readonly json: boolean
-  /** Reference systems measured in the same interleaved loop (`--peers redis`). */
-  readonly peers: ReadonlyArray<RttPeer>
+  /** Reference systems measured in the same interleaved loop (`--peers redis,nats`). */
+  readonly peers: ReadonlyArray<BenchPeer>
   /** The publisher is local (`--local`): in this process, appending into the region itself, through no broker. */
   readonly local: boolean
 }
@@ -199,24 +201,20 @@ const pingPongRoundTrip = (bytes: number) =>
     })
   })
 
-/** Peers `--peers` may name for `rtt`: each is measured in the same interleaved loop as cxlog. */
-export type RttPeer = typeof REDIS
-
 export const rtt = (options: RttOptions) =>
   Effect.gen(function*() {
-    const withRedis = options.peers.includes(REDIS)
-    const [ackTimes, facadeTimes, pingPongTimes, redisTimes] = yield* Effect.scoped(Effect.gen(function*() {
-      // The peer first: a missing one fails the bench before any cluster starts.
-      const redis = withRedis ? yield* redisPeer : undefined
+    const [ackTimes, facadeTimes, pingPongTimes, ...peerTimes] = yield* Effect.scoped(Effect.gen(function*() {
+      // The peers first: a missing one fails the bench before any cluster starts.
+      const peers = yield* Effect.forEach(options.peers, (peer) => (peer === REDIS ? redisPeer : natsPeer))
       const acks = yield* ackRoundTrips(options)
       const loops: Array<Effect.Effect<unknown, Error>> = [acks.service, acks.facade, yield* pingPongRoundTrip(options.messageBytes)]
-      if (redis !== undefined) loops.push(redis.append(Buffer.alloc(options.messageBytes, 7)))
+      for (const peer of peers) loops.push(peer.append(Buffer.alloc(options.messageBytes, 7)))
       return yield* interleaved(loops, options.samples, Math.max(1, options.brokers))
     }))
     const ack = latencyMicros(ackTimes!)
     const facade = latencyMicros(facadeTimes!)
     const pingPong = latencyMicros(pingPongTimes!)
-    const redis = redisTimes === undefined ? undefined : latencyMicros(redisTimes)
+    const peers = options.peers.map((peer, i) => ({ peer, ...latencyMicros(peerTimes[i]!) }))
     const result = {
       bench: "cxlog-rtt",
       publisher: options.local ? "local" : "tcp",
@@ -234,7 +232,7 @@ export const rtt = (options: RttOptions) =>
       pingPongP50Us: pingPong.p50,
       pingPongP99Us: pingPong.p99,
       ratio: Math.round((pingPong.p50 / ack.p50) * 1000) / 1000,
-      ...(redis === undefined ? {} : { peers: { redis: { rttP50Us: redis.p50, rttP99Us: redis.p99, rttP999Us: redis.p999 } } })
+      ...(peers.length === 0 ? {} : { peers: Object.fromEntries(peers.map(({ p50, p99, p999, peer }) => [peer, { rttP50Us: p50, rttP99Us: p99, rttP999Us: p999 }])) })
     }
     if (!options.json) {
       yield* Console.log(
@@ -249,7 +247,12 @@ export const rtt = (options: RttOptions) =>
           ],
           ["the same through CxlogPublisher: await publish(m, { acked: true })", facade.p50, facade.p99, facade.p999],
           [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999],
-          ...(redis === undefined ? [] : [[`Redis XADD round trip, ${options.messageBytes} B (ioredis, no persistence)`, redis.p50, redis.p99, redis.p999]])
+          ...peers.map(({ p50, p99, p999, peer }) => [
+            peer === REDIS ? `Redis XADD round trip, ${options.messageBytes} B (ioredis, no persistence)` : `NATS JetStream publish → PubAck, ${options.messageBytes} B (file storage)`,
+            p50,
+            p99,
+            p999
+          ])
         ])
       )
     }

@@ -1,10 +1,15 @@
 /**
- * `cxlog bench --peers`: the reference systems run beside cxlog in the same bench. Redis
- * (Debian's redis-server, installed here where missing) is started on a loopback port the
- * bench chose and stopped with the bench; a missing server is one line naming the package.
+ * `cxlog bench --peers`: the reference systems run beside cxlog in the same bench. Redis and
+ * NATS (Debian's redis-server and nats-server, installed here where missing) are started on
+ * loopback ports the bench chose and stopped with the bench; a missing server is one line
+ * naming the package. The peers' workload (PeerLoad.ts) is also run on a stand-in client in
+ * this process, to show its read-back audit catches what it names.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { natsLoad } from "../../src/programs/peers/NatsLoad.js"
+import { type PeerClient, runPeerLoad } from "../../src/programs/peers/PeerLoad.js"
+import { redisLoad } from "../../src/programs/peers/RedisLoad.js"
 import { redisPeer } from "../../src/programs/peers/RedisPeer.js"
 import { isPidAlive } from "../../src/layers/region/ProcessInfo.js"
 import { ensureDebianBinary } from "../helpers/DebianPackages.js"
@@ -12,6 +17,57 @@ import { runCli } from "../helpers/CliRoles.js"
 
 const redis = ensureDebianBinary("redis-server", "redis-server")
 const skip = "skip" in redis ? redis.skip : undefined
+const nats = ensureDebianBinary("nats-server", "nats-server")
+if ("path" in nats) process.env["CXLOG_NATS_SERVER"] = nats.path
+const skipNats = "skip" in nats ? nats.skip : undefined
+const skipBoth = skip ?? skipNats
+const skipped = (reason: string | undefined) => (reason === undefined ? "" : ` (skipped: ${reason})`)
+
+interface PeerJson {
+  readonly throughputMBps: number
+  readonly ackLatencyP50Us: number
+  readonly ackLatencyP99Us: number
+  readonly cpuSecondsPerGiB: { readonly server: number; readonly client: number; readonly total: number }
+  readonly auditPassed?: boolean
+}
+
+/** The bench's JSON line (its last), with each peer's figures present and positive. */
+const peersOf = (stdout: string) => {
+  const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as { throughputMBps: number; peers: Record<string, PeerJson>; vsPeers: Record<string, number> }
+  expect(Object.keys(result.peers)).toEqual(["redis", "nats"])
+  for (const peer of ["redis", "nats"]) {
+    const figures = result.peers[peer]!
+    expect(figures.throughputMBps, peer).toBeGreaterThan(0)
+    expect(figures.ackLatencyP50Us, peer).toBeGreaterThan(0)
+    expect(figures.ackLatencyP99Us, peer).toBeGreaterThanOrEqual(figures.ackLatencyP50Us)
+    expect(figures.cpuSecondsPerGiB.client, peer).toBeGreaterThan(0)
+    expect(figures.cpuSecondsPerGiB.server, peer).toBeGreaterThanOrEqual(0)
+    expect(figures.cpuSecondsPerGiB.total, peer).toBeGreaterThan(0)
+    expect(result.vsPeers[peer], peer).toBeCloseTo(result.throughputMBps / figures.throughputMBps, 1)
+  }
+  return result.peers
+}
+
+/**
+ * A client with no server: each batch is acknowledged on the next turn and handed to the
+ * consumer as `deliver` passes it on (in order, or with a flaw).
+ */
+const standIn = (deliver: (first: number, payloads: ReadonlyArray<Buffer>) => ReadonlyArray<Uint8Array>): PeerClient => {
+  let received: ((payload: Uint8Array) => void) | undefined
+  return {
+    peer: "stand-in",
+    window: 16,
+    serverCpuSeconds: () => 0,
+    reset: Effect.void,
+    send: (first, payloads, replies) =>
+      setImmediate(() => {
+        for (let i = 0; i < payloads.length; i++) replies.acked(first + i)
+        for (const payload of deliver(first, payloads)) received?.(payload)
+      }),
+    consume: (onMessage) => Effect.sync(() => (received = onMessage))
+  }
+}
+const e2eLoad = { type: "e2e", messages: 200, messageBytes: 64, rateMBps: 0 } as const
 
 describe("bench peers", () => {
   it.live("a missing redis-server fails the bench in one line naming the package, before any cluster starts", () =>
@@ -24,15 +80,64 @@ describe("bench peers", () => {
       expect(lines[0]).toMatch(/redis: \/nonexistent\/redis-server not found; install it with: apt-get install redis-server/)
     }))
 
+  it.live("a missing nats-server fails the bench in one line naming the package, before anything is measured", () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["bench", "--bytes", "1MiB", "--peers", "redis,nats"], { CXLOG_NATS_SERVER: "/nonexistent/nats-server" })
+      expect(code).toBe(1)
+      expect(stdout).toBe("")
+      const lines = stderr.trim().split("\n")
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatch(/nats: \/nonexistent\/nats-server not found; install it with: apt-get install nats-server/)
+    }))
+
   it.live("an unknown peer, or peers with a bench type that does not measure them, is a usage error", () =>
     Effect.gen(function*() {
       const unknown = yield* runCli(["bench", "--type", "rtt", "--peers", "kafka"])
       expect(unknown.code).toBe(2)
-      expect(unknown.stderr).toMatch(/kafka: the peers are redis/)
-      const e2e = yield* runCli(["bench", "--type", "e2e", "--peers", "redis"])
-      expect(e2e.code).toBe(2)
-      expect(e2e.stderr).toMatch(/--peers is measured with --type rtt/)
+      expect(unknown.stderr).toMatch(/kafka: the peers are redis, nats/)
+      const mirror = yield* runCli(["bench", "--type", "mirror", "--peers", "redis"])
+      expect(mirror.code).toBe(2)
+      expect(mirror.stderr).toMatch(/--peers is not measured with --type mirror/)
+      const tls = yield* runCli(["bench", "--tls", "--peers", "nats"])
+      expect(tls.code).toBe(2)
+      expect(tls.stderr).toMatch(/--peers is not measured with --tls/)
     }))
+
+  it.live("the peers' read-back audit passes for every message once, in order, and fails for one out of place or read twice", () =>
+    Effect.gen(function*() {
+      const inOrder = yield* runPeerLoad(standIn((_, payloads) => payloads), e2eLoad)
+      expect(inOrder.auditPassed).toBe(true)
+      expect(inOrder.throughputMBps).toBeGreaterThan(0)
+      // Messages 0 and 1 swapped.
+      const swapped = yield* runPeerLoad(standIn((first, p) => (first === 0 ? [p[1]!, p[0]!, ...p.slice(2)] : p)), e2eLoad)
+      expect(swapped.auditPassed).toBe(false)
+      // Message 5 twice: the read-back is as long as the run, the last message never read.
+      const twice = yield* runPeerLoad(standIn((first, p) => (first === 0 ? [...p.slice(0, 6), p[5]!, ...p.slice(6)] : p)), e2eLoad)
+      expect(twice.auditPassed).toBe(false)
+    }))
+
+  it.live("the peers' offered load is paced: a latency run takes as long as its messages are due", () =>
+    Effect.gen(function*() {
+      // 400 × 1 000 B at 1 MB/s: 0.4 s.
+      const started = Date.now()
+      const paced = yield* runPeerLoad(standIn(() => []), { type: "latency", messages: 400, messageBytes: 1_000, rateMBps: 1 })
+      expect(Date.now() - started).toBeGreaterThanOrEqual(390)
+      expect(paced.throughputMBps).toBeLessThanOrEqual(1.05)
+    }))
+
+  it.live.skipIf(skipBoth !== undefined)(`each peer's server and clients run the workload and are gone with the bench's scope${skipped(skipBoth)}`, () =>
+    Effect.gen(function*() {
+      const clients = yield* Effect.scoped(Effect.gen(function*() {
+        const started = [yield* redisLoad, yield* natsLoad]
+        for (const client of started) {
+          const figures = yield* runPeerLoad(client, { ...e2eLoad, messages: 2_000, messageBytes: 1_024 })
+          expect(figures.auditPassed, client.peer).toBe(true)
+          expect(client.serverCpuSeconds(), client.peer).toBeGreaterThanOrEqual(0)
+        }
+        return started
+      }))
+      for (const client of clients) expect(client.serverCpuSeconds(), `${client.peer}'s server after the scope`).toBeUndefined()
+    }), 60_000)
 
   it.live.skipIf(skip !== undefined)(`a Redis server of the bench's own answers XADD and is gone with the bench${skip === undefined ? "" : ` (skipped: ${skip})`}`, () =>
     Effect.gen(function*() {
@@ -55,4 +160,35 @@ describe("bench peers", () => {
       expect(result.peers.redis.rttP50Us).toBeGreaterThan(0)
       expect(result.peers.redis.rttP99Us).toBeGreaterThanOrEqual(result.peers.redis.rttP50Us)
     }), 120_000)
+
+  it.live.skipIf(skipNats !== undefined)(`bench --type rtt --peers nats reports JetStream's publish round trip beside cxlog's${skipped(skipNats)}`, () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["bench", "--type", "rtt", "--samples", "200", "--broker-count", "1", "--peers", "nats", "--json"])
+      expect(code, stderr).toBe(0)
+      const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as { peers: { nats: { rttP50Us: number; rttP99Us: number } } }
+      expect(result.peers.nats.rttP50Us).toBeGreaterThan(0)
+      expect(result.peers.nats.rttP99Us).toBeGreaterThanOrEqual(result.peers.nats.rttP50Us)
+    }), 120_000)
+
+  it.live.skipIf(skipBoth !== undefined)(`bench e2e --peers redis,nats: each peer's figures beside cxlog's, its read-back audited${skipped(skipBoth)}`, () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["bench", "--bytes", "2MiB", "--broker-count", "1", "--peers", "redis,nats"])
+      expect(code, stderr).toBe(0)
+      expect(stdout).toMatch(/Redis Streams: pipelined XADD.*read back once, in order/)
+      expect(stdout).toMatch(/NATS JetStream: js.publish.*read back once, in order/)
+      const peers = peersOf(stdout)
+      expect(peers["redis"]!.auditPassed).toBe(true)
+      expect(peers["nats"]!.auditPassed).toBe(true)
+    }), 180_000)
+
+  it.live.skipIf(skipBoth !== undefined)(`bench latency --peers redis,nats: each peer at the offered load, its ACK latency and CPU${skipped(skipBoth)}`, () =>
+    Effect.gen(function*() {
+      const { code, stdout, stderr } = yield* runCli(["bench", "--type", "latency", "--rate-mbps", "5", "--bytes", "2MiB", "--broker-count", "1", "--peers", "redis,nats", "--json"])
+      expect(code, stderr).toBe(0)
+      const peers = peersOf(stdout)
+      for (const peer of ["redis", "nats"]) {
+        expect(peers[peer]!.throughputMBps, peer).toBeLessThanOrEqual(5.25)
+        expect(peers[peer]!.auditPassed, peer).toBeUndefined()
+      }
+    }), 180_000)
 })

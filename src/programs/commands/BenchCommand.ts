@@ -4,20 +4,20 @@
  */
 import { Effect, Either } from "effect"
 import { bench } from "../Bench.js"
+import { BENCH_PEERS, type BenchPeer } from "../BenchPeers.js"
 import { failUsage } from "../CliFailure.js"
 import * as Cli from "../CliKit.js"
 import { loopbackSend } from "../Loopback.js"
 import { benchMirror } from "../MirrorBench.js"
 import { withLogFormat } from "../Observe.js"
-import { REDIS } from "../peers/RedisPeer.js"
-import { loopbackEcho, rtt, type RttPeer } from "../Rtt.js"
+import { loopbackEcho, rtt } from "../Rtt.js"
 import { clusterFlags, clusterObserveFlags, clusterShape } from "./ClusterFlags.js"
 
-/** `--peers redis`: reference systems by name, comma-separated (`none`: only cxlog). */
-const parsePeers = (text: string): Either.Either<ReadonlyArray<RttPeer>, string> => {
-  const names = text.split(",").map((n) => n.trim()).filter((n) => n !== "" && n !== "none")
-  const unknown = names.filter((n) => n !== REDIS)
-  return unknown.length > 0 ? Either.left(`${unknown.join(", ")}: the peers are redis`) : Either.right(names as Array<RttPeer>)
+/** `--peers redis,nats`: reference systems by name, comma-separated, each once (`none`: only cxlog). */
+const parsePeers = (text: string): Either.Either<ReadonlyArray<BenchPeer>, string> => {
+  const names = [...new Set(text.split(",").map((n) => n.trim()).filter((n) => n !== "" && n !== "none"))]
+  const unknown = names.filter((n) => !(BENCH_PEERS as ReadonlyArray<string>).includes(n))
+  return unknown.length > 0 ? Either.left(`${unknown.join(", ")}: the peers are ${BENCH_PEERS.join(", ")}`) : Either.right(names as Array<BenchPeer>)
 }
 
 export const benchCommand = Cli.command({
@@ -35,11 +35,13 @@ export const benchCommand = Cli.command({
     mirrorRateMbps: Cli.float("mirror-rate-mbps", { default: 5, env: "CXLOG_BENCH_MIRROR_RATE_MBPS", description: "mirror: the steady load its lag is measured under, MB/s" }),
     rateMbps: Cli.float("rate-mbps", { default: 50, env: "CXLOG_RATE_MBPS", description: "latency: the offered load in MB/s" }),
     samples: Cli.integer("samples", { default: 2_000, min: 1, env: "CXLOG_SAMPLES", description: "rtt: round trips measured" }),
-    peers: Cli.custom("peers", "redis|none", parsePeers, {
+    peers: Cli.custom("peers", "redis|nats|none", parsePeers, {
       default: [],
       shown: "none",
       env: "CXLOG_BENCH_PEERS",
-      description: "rtt: also measure these reference systems in the same interleaved loop (redis: Debian's redis-server with ioredis)"
+      description: "also run these reference systems (comma-separated: redis,nats) on servers the bench starts on loopback: publish, e2e, latency the same workload, taking turns with cxlog " +
+        "(twice each; MB/s, ACK p50/p99, CPU s/GiB of server and client); rtt in the same interleaved loop. redis: Debian's redis-server (no persistence) " +
+        "with ioredis; nats: Debian's nats-server, JetStream file storage"
     }),
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
@@ -48,10 +50,16 @@ export const benchCommand = Cli.command({
     }),
     ...clusterObserveFlags
   },
-  examples: ["cxlog bench", "cxlog bench --type publish --bytes 1GiB --broker-count 2", "cxlog bench --type rtt --samples 5000", "cxlog bench --type rtt --local --peers redis"],
+  examples: [
+    "cxlog bench",
+    "cxlog bench --type publish --bytes 1GiB --broker-count 2",
+    "cxlog bench --peers redis,nats",
+    "cxlog bench --type rtt --samples 5000",
+    "cxlog bench --type rtt --local --peers redis"
+  ],
   run: (o) =>
-    o.type !== "rtt" && o.peers.length > 0
-      ? failUsage(`--peers is measured with --type rtt so far, not ${o.type}`)
+    o.peers.length > 0 && (o.type === "mirror" || o.tls)
+      ? failUsage(`--peers is not measured with ${o.type === "mirror" ? "--type mirror" : "--tls"}`)
       : o.type === "mirror"
       ? benchMirror({ messages: o.mirrorMessages, messageBytes: o.messageBytes, rateMBps: o.mirrorRateMbps, json: o.json }).pipe(Effect.asVoid)
       : o.type === "rtt"
@@ -64,6 +72,7 @@ export const benchCommand = Cli.command({
         tls: o.tls,
         metricsPort: o.metricsPort,
         remoteSubscribers: o.remoteSubscribers,
+        peers: o.peers,
         ...(o.report === undefined ? {} : { report: o.report })
       }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
 })

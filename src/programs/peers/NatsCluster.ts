@@ -26,6 +26,8 @@ export interface NatsNode {
   readonly configFile: string
   /** The running server's pid; undefined while it is stopped. */
   readonly pid: () => number | undefined
+  /** The running server's CPU seconds so far; undefined while it is stopped. */
+  readonly cpuSeconds: () => number | undefined
   /** SIGKILL, as a crash: resumes once the process has exited. */
   readonly kill: Effect.Effect<void>
   /** Starts it again (same ports, config and store); resumes once it accepts connections. */
@@ -131,7 +133,7 @@ export const startNatsCluster = (size: number): Effect.Effect<NatsCluster, PeerU
           return stop
         })
         yield* start
-        return { name: spec.name, port: spec.port, url: `nats://127.0.0.1:${spec.port}`, configFile, pid: () => running?.server.pid, kill, start } satisfies NatsNode
+        return { name: spec.name, port: spec.port, url: `nats://127.0.0.1:${spec.port}`, configFile, pid: () => running?.server.pid, cpuSeconds: () => running?.server.cpuSeconds(), kill, start } satisfies NatsNode
       }))
     const urls = nodes.map((n) => n.url)
     yield* awaitJetStream(urls)

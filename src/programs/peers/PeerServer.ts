@@ -23,6 +23,9 @@ export class PeerFailed extends Data.TaggedError("PeerFailed")<{ readonly peer: 
   }
 }
 
+/** What a client library's failure says. */
+export const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
 /** How long a server may take to accept its first connection. */
 const START_TIMEOUT_MS = 15_000
 const POLL_MS = 25
