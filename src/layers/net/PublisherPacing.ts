@@ -17,9 +17,10 @@
  *
  * The band is wide on purpose. On a CPU-bound cluster a queue is not only waste: every broker
  * read, sequencer round and ACK frame covers the batches waiting for it. 1 GiB e2e, 2 brokers
- * (2026-11-24): a fixed window of 16 cost 2.1-2.6 CPU s/GiB against 1.3-1.5 at 256; a band of
- * 32..64 lost 10-15 % of the fixed 256's MB/s, 48..96 kept 95-108 % of it at an ACK p50 of 2.0-2.4
- * ms against 6.8-7.5.
+ * (2026-11-24, a shared host): a fixed window of 16 cost 2.1-2.6 CPU s/GiB against 1.3-1.5 at
+ * 256; a band of 32..64 kept 86 % of the fixed 256's MB/s; 48..96 (a window of 80-95 there) kept
+ * it within the host's noise (median pair 0.99, 15 pairs) at 6 % more CPU per GiB, with an ACK
+ * p50 of 2.4-5.1 ms against 6.8-15.4; 64..128 saved no CPU that the noise showed.
  *
  * The base only falls between probes, and a path that became slower for good (a longer route,
  * a broker gone) would leave it too low and the window short of the path. So every
