@@ -174,6 +174,7 @@ const benchPlain = (options: BenchOptions) =>
       ackLevel: options.ackLevel,
       batchBytes: options.batchBytes,
       window: options.window,
+      adaptiveWindow: options.fixedWindow !== true,
       // At a fixed offered load a batch carries a few messages: CPU per batch is what the log's path costs per round.
       ...(options.type === "latency"
         ? {

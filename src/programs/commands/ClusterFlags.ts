@@ -6,8 +6,7 @@ import { Either } from "effect"
 import * as Cli from "../CliKit.js"
 import { logFormatFlag } from "../Observe.js"
 import type { ClusterShape } from "../ClusterShape.js"
-import { fixedWindow } from "./PublishCommand.js"
-import { ack, batchBytes, messageBytes, order, window } from "./SharedFlags.js"
+import { ack, batchBytes, fixedWindow, messageBytes, order, window } from "./SharedFlags.js"
 
 /** What `run` and `bench` give their roles for being watched, and where their report goes. */
 export const clusterObserveFlags = {

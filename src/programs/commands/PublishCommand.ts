@@ -6,7 +6,7 @@ import { observed, observeFlags } from "../Observe.js"
 import { publish } from "../Publish.js"
 import { exitWithParent } from "../Report.js"
 import { clientSecurity } from "../Users.js"
-import { ack, batchBytes, clientSecurityFlags, messageBytes, region, window } from "./SharedFlags.js"
+import { ack, batchBytes, clientSecurityFlags, fixedWindow, messageBytes, region, window } from "./SharedFlags.js"
 
 /** The brokers a publisher spreads its batches over. */
 const brokers = Cli.text("brokers", {
@@ -15,12 +15,6 @@ const brokers = Cli.text("brokers", {
   env: "CXLOG_BROKERS",
   description: "the brokers' addresses",
   check: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? `${t} is not a list of host:port addresses` : undefined
-})
-
-/** The publisher's window stays at `--window` instead of adapting under it (beside `window`; `run` and `bench` pass it on). */
-export const fixedWindow = Cli.toggle("fixed-window", {
-  env: "CXLOG_FIXED_WINDOW",
-  description: "keep --window batches in flight when saturated instead of adapting under it (the window stops where only the queue grows)"
 })
 
 const parseHeader = (t: string): Either.Either<readonly [string, string], string> => {

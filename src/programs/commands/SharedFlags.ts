@@ -39,7 +39,12 @@ export const window = Cli.integer("window", {
   default: DEFAULT_MAX_IN_FLIGHT_BATCHES,
   min: 1,
   env: "CXLOG_MAX_IN_FLIGHT",
-  description: "batches a publisher keeps in flight awaiting their ACK"
+  description: "batches a publisher keeps in flight awaiting their ACK (the adaptive window's cap)"
+})
+/** The publisher's window stays at `--window` instead of adapting under it. */
+export const fixedWindow = Cli.toggle("fixed-window", {
+  env: "CXLOG_FIXED_WINDOW",
+  description: "keep --window batches in flight when saturated instead of adapting under it (the window stops where only the queue grows)"
 })
 export const ack = Cli.choice("ack", ["0", "1", "2"], {
   default: "1",
