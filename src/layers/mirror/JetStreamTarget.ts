@@ -47,9 +47,9 @@ export interface JetStreamTarget {
   readonly end: Effect.Effect<StreamEnd, JetStreamFailed | MirrorStreamForeign>
   /**
    * Publishes offset `offset` expecting the stream's last sequence to be `expectedLast` and, when
-   * `previous` is given, its last message to be offset `previous` (its id): a chain no other
-   * writer's message can enter, even in the slot of one of ours that failed while later ones
-   * were in flight. Settles with JetStream's ack.
+   * `previous` is given (a session's publishes after its first; Mirror.ts says why), its last message
+   * to be offset `previous` (its id): a chain no other writer's message can enter, even in the slot
+   * of one of ours that failed while later ones were in flight. Settles with JetStream's ack.
    */
   readonly publish: (payload: Uint8Array, headers: MsgHdrs, offset: number, expectedLast: number, previous: number | undefined) => Promise<PubAck>
 }

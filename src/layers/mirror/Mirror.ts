@@ -138,7 +138,27 @@ const publishLoop = (run: MirrorRun, subscription: Subscription, w: MirrorWindow
     }
   })
 
-/** Commits what JetStream holds to the consumer; ends the session at a failure (once every publish settled) or at `until`. */
+/**
+ * Waits until every publish of the session settled (each is bounded by the request timeout from
+ * its send, and none is sent after the failure), then fails with the session's failure.
+ */
+const endAtFailure = (run: MirrorRun, w: MirrorWindow, failure: string) =>
+  Effect.gen(function*() {
+    const boundMs = 2 * run.options.requestTimeoutMs
+    const deadline = Date.now() + boundMs
+    while (!drained(w)) {
+      if (Date.now() > deadline) return yield* new JetStreamFailed({ reason: `${failure}; ${w.sent - w.settled} publishes still unanswered ${boundMs} ms later` })
+      yield* Effect.sleep(WATCH_EVERY_MS)
+    }
+    return yield* new JetStreamFailed({ reason: failure })
+  })
+
+/**
+ * Commits what JetStream holds to the consumer; ends the session at a failure (once every publish
+ * settled) or at `until`. An outage ends once JetStream takes one of the session's writes, or once
+ * nothing ordered is left to write: a session it refuses from the first publish on goes on
+ * backing off and counting towards `retryForMs`.
+ */
 const watchLoop = (run: MirrorRun, subscription: Subscription, w: MirrorWindow) =>
   Effect.gen(function*() {
     let committed = subscription.start
@@ -148,10 +168,11 @@ const watchLoop = (run: MirrorRun, subscription: Subscription, w: MirrorWindow) 
         yield* subscription.commit(w.mirrored).pipe(fromSubscription(run), Effect.catchTag("CommitRejected", (e) => Effect.die(e)))
         committed = w.mirrored
       }
-      if (w.failure !== undefined) {
-        while (!drained(w)) yield* Effect.sleep(WATCH_EVERY_MS)
-        return yield* new JetStreamFailed({ reason: w.failure })
+      if (run.unavailableSince !== undefined && (w.done > 0 || w.mirrored >= run.end)) {
+        run.unavailableSince = undefined
+        run.attempts = 0
       }
+      if (w.failure !== undefined) return yield* endAtFailure(run, w, w.failure)
       if (run.options.until !== undefined && w.mirrored >= run.options.until) return
     }
   })
@@ -172,12 +193,14 @@ const session = (run: MirrorRun, subscriber: SubscriberShape) =>
       run.state = "failed"
       return yield* new MirrorGap({ stream: o.stream, topic: o.topic, streamNext: next, consumerCommitted: subscription.start })
     }
-    const w = makeWindow(o.maxInFlight, end.sequence, next, end.offset, (latencyUs) => run.metrics.latency.unsafeUpdate(latencyUs, []))
+    // The first publish expects the stream's last sequence alone: the message there was just read and is
+    // ours, and JetStream keeps the last message id in memory only, rebuilt after a restart only while
+    // that message is younger than the stream's duplicate window, so after a longer outage an expected id
+    // is refused for good (#34). Once the first is stored, JetStream knows its id for the ones after it.
+    const w = makeWindow(o.maxInFlight, end.sequence, next, undefined, (latencyUs) => run.metrics.latency.unsafeUpdate(latencyUs, []))
     run.window = w
     run.state = "mirroring"
     run.detail = undefined
-    run.unavailableSince = undefined
-    run.attempts = 0
     report(run)
     if (o.until !== undefined && next >= o.until) return
     yield* Effect.raceFirst(publishLoop(run, subscription, w, target, next), watchLoop(run, subscription, w))

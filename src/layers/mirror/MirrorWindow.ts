@@ -1,10 +1,10 @@
 /**
  * A mirror session's publishes in flight, in offset order: at most `capacity` messages sent and
  * not yet settled. Message k of the session expects the stream's last sequence to be
- * `baseSequence + k` and its last message to be the offset before it, so JetStream stores them
- * contiguously or not at all: a failed publish fails every later one (their expectations no
- * longer hold), and nothing past a gap is stored — not even when another writer's message
- * takes the failed one's sequence.
+ * `baseSequence + k` and its last message to be the offset before it (the first: `previous`, or
+ * the sequence alone when that is undefined), so JetStream stores them contiguously or not at
+ * all: a failed publish fails every later one (their expectations no longer hold), and nothing
+ * past a gap is stored — not even when another writer's message takes the failed one's sequence.
  * `mirrored` moves over the acknowledged prefix only. The arrays are allocated once per session.
  */
 import type { PubAck } from "@nats-io/jetstream"
@@ -28,7 +28,7 @@ export interface MirrorWindow {
   settled: number
   /** The first offset not yet in the stream. */
   mirrored: number
-  /** The offset published last (the stream's last message's before the first publish), which the next publish expects; undefined for an empty stream. */
+  /** The offset published last (before the first publish, the one it expects, if any), which the next publish expects as the stream's last message. */
   previous: number | undefined
   /** The first failure this session (publishing stops at it; the next session resumes from the stream). */
   failure: string | undefined

@@ -2,8 +2,9 @@
  * Mirror: carries a topic's total order, exactly once and in offset order, into a NATS
  * JetStream stream (docs/mirror.md). Each message becomes one stream message whose
  * `Nats-Msg-Id` is `regionId/topic/offset` and which expects the stream's last sequence and
- * last message id to be those of the offset before it (`Nats-Expected-Last-Sequence`,
- * `Nats-Expected-Last-Msg-Id`): a fenced, de-duplicated writer. On start,
+ * (past a session's first publish, whose predecessor it read) last message id to be those of
+ * the offset before it (`Nats-Expected-Last-Sequence`, `Nats-Expected-Last-Msg-Id`): a fenced,
+ * de-duplicated writer. On start,
  * and after any failure, it reads the stream's last message and continues at the offset after
  * it. It reads the topic as a named consumer, so the region keeps what it has not mirrored.
  */
