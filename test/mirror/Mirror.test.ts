@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { type JetStreamManager, type JsMsg, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
-import { Effect, Fiber, type Scope } from "effect"
+import { Effect, Fiber, Schedule, type Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -133,19 +133,21 @@ const killAtCount = (jsm: JetStreamManager, mirror: CliRole, atLeast: number) =>
     () => Effect.zipRight(Effect.sync(() => mirror.child.kill("SIGKILL")), mirror.exited)
   )
 
-/** How long reading the stream back may take before it is tried again with a fresh consumer (once). */
-const READ_BACK_MS = 60_000
+/** How long one reading of the stream may take, and how many more tries it gets (a second apart). */
+const READ_BACK_MS = 30_000
+const READ_BACK_RETRIES = 4
 
 /**
  * Every message of the stream, in sequence order, through an ordered consumer. Reading back is
- * the audit's instrument: a consumer made while a restarted cluster still elects its stream's
- * leader can stall, so a read that has not finished within READ_BACK_MS is made again once with a
- * new consumer, and then fails naming how far it got.
+ * the audit's instrument: a request made while the cluster still elects the stream's leader
+ * (a node was killed, or all restarted) times out, and a consumer made then can stall, so a read
+ * that failed or has not finished within READ_BACK_MS is made again with a new connection and
+ * consumer, a second later, up to READ_BACK_RETRIES times; then it fails with the last error.
  */
 const readStream = (cluster: NatsCluster) =>
   readStreamOnce(cluster).pipe(
     Effect.timeoutFail({ duration: READ_BACK_MS, onTimeout: () => new Error(`reading the stream back did not finish within ${READ_BACK_MS} ms`) }),
-    Effect.retry({ times: 1 })
+    Effect.retry({ schedule: Schedule.spaced("1 second"), times: READ_BACK_RETRIES })
   )
 
 const readStreamOnce = (cluster: NatsCluster) =>

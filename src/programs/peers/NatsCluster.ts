@@ -5,7 +5,7 @@
  * stopped by pid and the directory removed when the scope closes. A node can be SIGKILLed and
  * started again on the same ports with the same store, as a crashed server restarts.
  */
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Either, ExecutionStrategy, Exit, Scope } from "effect"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -95,8 +95,29 @@ export const awaitJetStream = (urls: ReadonlyArray<string>, timeoutMs = JETSTREA
     return yield* new PeerFailed({ peer: NATS, detail: `JetStream did not answer within ${timeoutMs} ms on ${urls.join(",")}: ${last}` })
   })
 
-/** `size` servers (1, or 3 for a cluster) with JetStream, each in its own config and store under a temporary directory. */
+/** Clusters started anew (fresh ports) when a port picked for one was taken before its server bound it. */
+const PORT_ATTEMPTS = 3
+
+/**
+ * `size` servers (1, or 3 for a cluster) with JetStream, each in its own config and store under a
+ * temporary directory. Ports are the kernel's free picks, released for the servers to bind (a
+ * cluster's routes name them all up front): one another process took meanwhile fails its server
+ * with "address already in use", and the cluster is started again on new ones.
+ */
 export const startNatsCluster = (size: number): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const parent = yield* Effect.scope
+    for (let attempt = 1; ; attempt++) {
+      const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+      const started = yield* startOnce(size).pipe(Scope.extend(scope), Effect.either)
+      if (Either.isRight(started)) return started.right
+      yield* Scope.close(scope, Exit.void)
+      const error = started.left
+      if (attempt >= PORT_ATTEMPTS || error._tag !== "PeerFailed" || !/address already in use/.test(error.detail)) return yield* Effect.fail(error)
+    }
+  })
+
+const startOnce = (size: number): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const binary = yield* natsServerBinary
     const directory = yield* Effect.acquireRelease(
