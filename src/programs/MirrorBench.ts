@@ -7,7 +7,9 @@
  *    region behind it; the stream is then purged (it keeps its sequence);
  * 2. the region's publish rate without a mirror (`cxlog publish --count`);
  * 3. `cxlog mirror` copies that backlog into the stream: mirrorMBps, over direct: mirrorRatio;
- * 4. the region's publish rate while the mirror runs beside it: publishRatio over step 2;
+ * 4. the region's publish rate while the mirror runs beside it: publishRatio over step 2, and the
+ *    cores the mirror and the JetStream servers used meanwhile (mirrorSideCores; regionCores: what the
+ *    region's publishing used alone in step 2, both of `cores`);
  * 5. lag: 4 s of messages published at a steady `--mirror-rate-mbps` (5) while the mirror runs; each
  *    message's lag is its stored time in JetStream less its publish timestamp: p50, p99;
  * 6. audit: the stream read back holds every offset once, in order, with the region's payloads.
@@ -18,6 +20,7 @@
 import { jetstream, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Chunk, Console, Effect, Layer, Option, Stream } from "effect"
+import { availableParallelism } from "node:os"
 import { DEFAULT_MIRROR_IN_FLIGHT, defaultMirrorSubject, MirrorHeaders, mirrorMessageId, type MirrorOptions } from "../services/mirror/Mirror.js"
 import type { SubscriberMessage } from "../services/net/Subscriber.js"
 import { Subscriber } from "../services/net/Subscriber.js"
@@ -28,7 +31,7 @@ import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from 
 import { attachRegion, processSlot, reader } from "../layers/Roles.js"
 import { percentile } from "../Percentiles.js"
 import { table } from "../Table.js"
-import { type RoleProcess, spawnRole, startHeadAndBrokers } from "./Cluster.js"
+import { processCpuSeconds, type RoleProcess, spawnRole, startHeadAndBrokers } from "./Cluster.js"
 import { startNatsCluster } from "./peers/NatsCluster.js"
 import { PeerFailed } from "./peers/PeerServer.js"
 
@@ -113,15 +116,19 @@ const publishDirect = (servers: ReadonlyArray<string>, options: Required<MirrorB
     return w.baseSequence + 1
   }).pipe(Effect.scoped)
 
-/** Steps 2 and 4: `cxlog publish --count` and its MB/s by its own clock. */
-const publishRegion = (env: Record<string, string>, port: number, count: number, messageBytes: number, rateMBps?: number) =>
+/** Steps 2 and 4: `cxlog publish --count`, its MB/s by its own clock, and the cores it and `roles` (head, broker) used meanwhile. */
+const publishRegion = (env: Record<string, string>, port: number, count: number, messageBytes: number, rateMBps?: number, roles: ReadonlyArray<RoleProcess> = []) =>
   Effect.gen(function*() {
+    const rolesCpu = () => roles.reduce((sum, role) => sum + (processCpuSeconds(role.pid) ?? 0), 0)
+    const cpuBefore = rolesCpu()
+    const startedAt = performance.now()
     const publisher = yield* spawnRole("publisher", [
       "publish", "--brokers", `127.0.0.1:${port}`, "--topic", TOPIC, "--count", `${count}`, "--message-bytes", `${messageBytes}`,
       ...(rateMBps === undefined ? [] : ["--rate-mbps", `${rateMBps}`])
     ], env)
     const done = yield* publisher.event("done", 600_000)
-    return (count * messageBytes) / 1e6 / ((done["elapsedMs"] as number) / 1000)
+    const cores = (rolesCpu() - cpuBefore + (processCpuSeconds(publisher.pid) ?? 0)) / ((performance.now() - startedAt) / 1000)
+    return { mBps: (count * messageBytes) / 1e6 / ((done["elapsedMs"] as number) / 1000), cores }
   }).pipe(Effect.scoped)
 
 /** A message read back, with when JetStream stored it (ms since the epoch). */
@@ -178,7 +185,8 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     // The region holds the whole run (the audit reads it all back), so publishers never wait for the mirror's hold.
     const blogBytes = 2 ** Math.ceil(Math.log2(total * (options.messageBytes + 64) * 1.25))
     const env = { CXLOG_REGION: region, CXLOG_LOG_MAX_TOPICS: "1", CXLOG_LOG_MAX_BROKERS: "1", CXLOG_LOG_BLOG_BYTES: `${Math.max(blogBytes, 16 << 20)}`, CXLOG_LOG_GOI_SLOTS: "262144" }
-    const { ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)
+    const { head, brokers, ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)
+    const regionRoles = [head, ...brokers]
     const port = ports[0]!
     const nc = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => connect({ servers: [...nats.urls], noAsyncTraces: true }), catch: failed("connecting") }),
@@ -191,14 +199,19 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const base = (yield* streamState(nc)).last_seq
     if (!purged.success) return yield* new PeerFailed({ peer: "nats", detail: "the stream was not purged" })
 
-    const regionMBps = yield* publishRegion(env, port, options.messages, options.messageBytes)
+    const { mBps: regionMBps, cores: regionCores } = yield* publishRegion(env, port, options.messages, options.messageBytes, undefined, regionRoles)
     const mirrorArgs = ["mirror", "--topic", TOPIC, "--to", nats.urls.join(","), "--stream", STREAM, "--max-in-flight", `${options.maxInFlight}`]
     const backlog = yield* spawnRole("mirror", [...mirrorArgs, "--until", `${options.messages}`], env)
     yield* awaitStreamLast(nc, options.messages, backlog)
     const mirrorMBps = yield* storedRate(nc, base + 1, options.messages, options.messageBytes)
 
     const mirror = yield* spawnRole("mirror", mirrorArgs, env)
-    const withMirrorMBps = yield* publishRegion(env, port, options.messages, options.messageBytes)
+    // What the mirror's side (the mirror and the JetStream servers) takes of the machine while the region publishes beside it.
+    const mirrorSideCpu = () => (processCpuSeconds(mirror.pid) ?? 0) + nats.nodes.reduce((sum, node) => sum + (node.cpuSeconds() ?? 0), 0)
+    const cpuBefore = mirrorSideCpu()
+    const startedAt = performance.now()
+    const { mBps: withMirrorMBps } = yield* publishRegion(env, port, options.messages, options.messageBytes)
+    const mirrorSideCores = (mirrorSideCpu() - cpuBefore) / ((performance.now() - startedAt) / 1000)
     yield* awaitStreamLast(nc, 2 * options.messages, mirror)
     yield* publishRegion(env, port, lagMessages, options.messageBytes, options.rateMBps)
     yield* awaitStreamLast(nc, total, mirror)
@@ -223,6 +236,10 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       regionMBps: round2(regionMBps),
       regionWithMirrorMBps: round2(withMirrorMBps),
       publishRatio: Math.round((withMirrorMBps / regionMBps) * 1000) / 1000,
+      // Cores the region's publishing (publisher, broker, head) used alone, and the mirror and the JetStream servers beside it, of `cores`.
+      regionCores: round2(regionCores),
+      mirrorSideCores: round2(mirrorSideCores),
+      cores: availableParallelism(),
       lagRateMBps: options.rateMBps,
       lagMessages: lagMessages,
       lagP50Ms: round2(percentile(lags, 50)),
