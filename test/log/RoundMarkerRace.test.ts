@@ -35,7 +35,7 @@ describe("the round marker across processes", () => {
       Atomics.store(region.i32, SCRATCH / 4 + 1, 1)
       const done = yield* Effect.forEach(racers, (racer) => racer.next<{ done: boolean; entered: number; overlaps: number; refused: number }>(120_000))
       for (const d of done) expect(d, JSON.stringify(done)).toMatchObject({ done: true, entered: ROUNDS, overlaps: 0 })
-      // They did race: each was refused the marker while another held it.
-      expect(done.every((d) => d.refused > 0), JSON.stringify(done)).toBe(true)
+      // They did race: the marker was refused while another held it (one racer may be lucky throughout).
+      expect(done.reduce((n, d) => n + d.refused, 0), JSON.stringify(done)).toBeGreaterThan(0)
     }), 180_000)
 })

@@ -40,12 +40,14 @@ describe("cxlog run and bench (bundled CLI, real processes)", () => {
 
   it.live("a broker SIGKILLed mid-run: the publisher resends what it had in flight there, everything is acked, the audit passes", () =>
     Effect.gen(function*() {
-      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "64MiB", "--json", "--kill-broker", "1"])
+      // Long enough that the publisher's progress (every 250 ms), which decides the kill, comes
+      // while batches are in flight: 64 MiB was acknowledged within the first report on a fast run.
+      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "1GiB", "--json", "--kill-broker", "1"])
       expect(code, stderr).toBe(0)
       const summary = summaryOf(stdout)
       expect(summary).toMatchObject({
-        messages: 65536,
-        received: 65536,
+        messages: 1048576,
+        received: 1048576,
         lost: 0,
         notDelivered: 0,
         duplicated: 0,
