@@ -4,11 +4,12 @@
  * (order 5), and started again each time. Each restart needs the slot the dead one held (the
  * region has one broker slot and one for a local publisher), so it proves that slot is freed
  * as a dead broker's is; the log read back proves nothing the dead ones appended was ordered
- * twice or out of order, and that the publishers that finished have every message in it.
+ * twice or out of order, that every message a killed one had acknowledged is in it, and that the
+ * publishers that finished have every message in it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { type CliRole, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const KILLS = 5
@@ -25,7 +26,7 @@ const stampsOf = (lines: ReadonlyArray<string>) =>
   })
 
 describe("a local publisher SIGKILLed at random points, beside a TCP publisher", () => {
-  it.scopedLive(`${KILLS} kills and restarts: each restart takes the dead one's slot; every finished stream whole, nothing twice, each in publish order`, () =>
+  it.scopedLive(`${KILLS} kills and restarts: each restart takes the dead one's slot; nothing acknowledged lost, nothing twice, each stream in publish order, the finished ones whole`, () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("local-kills")
       const env = {
@@ -43,11 +44,19 @@ describe("a local publisher SIGKILLed at random points, beside a TCP publisher",
       const publish = (index: number, count: number, where: ReadonlyArray<string>) =>
         ["publish", ...where, "--topic", "t", "--count", `${count}`, "--message-bytes", `${MESSAGE_BYTES}`, "--publisher-index", `${index}`]
       const tcp = yield* Effect.fork(runCli(publish(0, TCP_MESSAGES, ["--brokers", `127.0.0.1:${port}`]), env))
+      /** Per killed publisher: the acknowledged count of its last progress report before the kill. */
+      const ackedBeforeKill = new Map<number, number>()
+      const ackedOf = (role: CliRole) => (role.latest("progress")?.["ackedMessages"] as number | undefined) ?? 0
       for (let k = 1; k <= KILLS; k++) {
         // Far more than it publishes before the kill (at 1 MB/s: ~16 000 messages a second), so it dies mid-stream.
         const local = yield* forkCli([...publish(k, 10_000_000, ["--local"]), "--rate-mbps", "1"], env)
-        yield* local.event("progress", 30_000)
+        // Once it reports acknowledged messages (its reports come every 250 ms), at a random point after.
+        for (let waitedMs = 0; ackedOf(local) === 0; waitedMs += 50) {
+          expect(waitedMs, `publisher ${k}'s first acknowledgements: ${local.output()}`).toBeLessThan(30_000)
+          yield* Effect.sleep(50)
+        }
         yield* Effect.sleep(Math.floor(Math.random() * 300))
+        ackedBeforeKill.set(k, ackedOf(local))
         local.child.kill("SIGKILL")
         yield* local.exited
       }
@@ -80,6 +89,8 @@ describe("a local publisher SIGKILLed at random points, beside a TCP publisher",
         // unfinished (a batch half written, one above its gap) is never ordered.
         expect(of, `publisher ${publisher}`).toEqual(Array.from({ length: of.length }, (_, i) => i))
       }
+      // Nothing a killed one had acknowledged is missing.
+      for (const [publisher, acked] of ackedBeforeKill) expect(seqs.get(publisher)!.length, `publisher ${publisher}`).toBeGreaterThanOrEqual(acked)
       expect(seqs.get(0)).toHaveLength(TCP_MESSAGES)
       expect(seqs.get(KILLS + 1)).toHaveLength(LAST_MESSAGES)
     }), 240_000)
