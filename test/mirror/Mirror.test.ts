@@ -13,6 +13,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { readMirrored } from "../../src/layers/mirror/MirrorRecord.js"
 import { type NatsCluster, startNatsCluster } from "../../src/programs/peers/NatsCluster.js"
+import { freePort } from "../../src/programs/peers/PeerServer.js"
 import { type CliRole, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { ensureDebianBinary } from "../helpers/DebianPackages.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
@@ -279,7 +280,8 @@ describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluste
         const jsm = await jetstreamManager(nc, { timeout: 10_000 })
         await jsm.streams.add({ name: STREAM, subjects: [`cxlog.${TOPIC}`], num_replicas: 3, storage: StorageType.File, duplicate_window: 1_000_000_000 })
       })
-      const metricsPort = 20_000 + Math.floor(Math.random() * 20_000)
+      // The kernel's free pick, not a random number (one in use failed the mirror's start: EADDRINUSE).
+      const metricsPort = yield* freePort
       const mirror = yield* forkCli(mirrorArgs(cluster, "--metrics-port", `${metricsPort}`, "--request-timeout-ms", "2000"), log.env)
       yield* publish(log, 2_000)
       yield* awaitStreamCount(cluster, 2_000, mirror)

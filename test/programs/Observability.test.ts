@@ -7,22 +7,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
 import { existsSync, readFileSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format"
+import { freePort } from "../../src/programs/peers/PeerServer.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { roleFamilyNames } from "../helpers/MetricFamilies.js"
 import { uniqueRegion } from "../helpers/Processes.js"
-
-/** A port free right now (the role binds it a moment later). */
-const freePort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
-  })
-})
 
 const scrape = (port: number) =>
   Effect.tryPromise(async () => parsePrometheusTextFormat(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()))
