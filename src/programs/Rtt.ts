@@ -104,9 +104,8 @@ const ackRoundTrips = (options: RttOptions) =>
     yield* pruneRunRegions
     const region = runRegionName(process.pid)
     const env = {
-      ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10, local: options.local }),
-      // Two local publishers, a broker slot each.
-      ...(options.local ? { CXLOG_LOG_MAX_BROKERS: `${Math.max(options.brokers, 1) + 2}` } : {}),
+      // With --local, two local publishers (the service's loop and the facade's): a broker slot each.
+      ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10, local: options.local, localPublishers: options.local ? 2 : 0 }),
       CXLOG_REGION: region
     }
     yield* regionGuard(region)

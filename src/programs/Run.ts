@@ -96,10 +96,10 @@ const runDataDir = Effect.acquireRelease(
 const KILL_RUN_SECONDS = 2
 
 /** Region sizing for the run: one topic, `brokers` broker slots (and the local publisher's), blogs large enough to absorb bursts. */
-export const logEnv = (options: Pick<ClusterShape, "brokers" | "batchBytes" | "local">): Record<string, string> => ({
+export const logEnv = (options: Pick<ClusterShape, "brokers" | "batchBytes" | "local"> & { readonly localPublishers?: number }): Record<string, string> => ({
   CXLOG_LOG_MAX_TOPICS: "1",
-  // A local publisher takes a broker slot of its own.
-  CXLOG_LOG_MAX_BROKERS: `${Math.max(options.brokers, 1) + (options.local === true ? 1 : 0)}`,
+  // A local publisher takes a broker slot of its own (`local`: one; `localPublishers`: that many).
+  CXLOG_LOG_MAX_BROKERS: `${Math.max(options.brokers, 1) + (options.localPublishers ?? (options.local === true ? 1 : 0))}`,
   CXLOG_LOG_BLOG_BYTES: `${32 << 20}`,
   CXLOG_LOG_PBR_SLOTS: `${Math.max(defaultLogConfig.pbrSlots, 2048)}`,
   CXLOG_LOG_MAX_BATCH_BYTES: `${Math.max(options.batchBytes, 1 << 20)}`
