@@ -175,6 +175,8 @@ const benchPlain = (options: BenchOptions) =>
       batchBytes: options.batchBytes,
       window: options.window,
       adaptiveWindow: options.fixedWindow !== true,
+      // Where the adaptive window settled: the batches in flight the brokers took without a queue.
+      windowAtEnd: summary.publisherWindow,
       // At a fixed offered load a batch carries a few messages: CPU per batch is what the log's path costs per round.
       ...(options.type === "latency"
         ? {

@@ -75,7 +75,10 @@ const meanFigures = (runs: ReadonlyArray<PeerFigures>): PeerFigures => {
   }
 }
 
-/** cxlog's run (`runCxlog`) and each peer's in turn, ROUNDS times; the peers' messages are as many and as large as cxlog's. */
+/**
+ * cxlog's run (`runCxlog`) and each peer's in turn, ROUNDS times; the peers' messages are as many
+ * and as large as cxlog's, after as many unmeasured (cxlog's `--warmup`).
+ */
 export const comparePeers = <E, R>(
   peers: ReadonlyArray<StartedPeer>,
   load: Pick<PeerWorkload, "type" | "rateMBps">,
@@ -87,7 +90,7 @@ export const comparePeers = <E, R>(
     for (let r = 0; r < ROUNDS; r++) {
       const cxlog = yield* runCxlog
       cxlogRuns.push(cxlog)
-      const workload = { ...load, messages: cxlog.messages, messageBytes: cxlog.messageBytes }
+      const workload = { ...load, messages: cxlog.messages, messageBytes: cxlog.messageBytes, warmupMessages: cxlog.warmupMessages }
       for (let p = 0; p < peers.length; p++) peerRuns[p]!.push(yield* runPeerLoad(peers[p]!.client, workload))
     }
     return {

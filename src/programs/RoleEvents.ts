@@ -48,7 +48,9 @@ export const PublisherEvents = {
     /** The ACK latency at each percentile 0 … 100 (empty without an ACK). */
     ackLatencyQuantilesUs: Schema.Array(Schema.Number),
     resends: Schema.Number,
-    batches: Schema.Number
+    batches: Schema.Number,
+    /** The send window as the publisher finished, in batches: where the adaptive window settled, or `--window`. */
+    window: Schema.Number
   })
 }
 

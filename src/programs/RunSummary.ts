@@ -48,6 +48,8 @@ export interface RunSummary {
   readonly outOfOrder: number | null
   readonly crcMismatches: number | null
   readonly resends: number
+  /** The publisher's send window as it finished, in batches: where the adaptive window settled, or `--window` with `--fixed-window`. */
+  readonly publisherWindow: number
   /** The broker SIGKILLed mid-run (`--kill-broker`), if it was. */
   readonly killedBroker: number | null
   /**
@@ -130,6 +132,7 @@ export const summarize = (
     outOfOrder: audit?.outOfOrder ?? null,
     crcMismatches: audit?.crcMismatches ?? null,
     resends: published.resends,
+    publisherWindow: published.window,
     batches: published.batches,
     killedBroker: progress.killedBroker,
     takeoverMs: takeover.takeoverMs,
@@ -163,7 +166,9 @@ export const printSummary = ({ human, options }: RunPlan, summary: RunSummary, {
       "",
       ...(warmupMs === null ? [] : [`warm-up: ${warmup} messages (${mib(warmup * options.messageBytes)}) in ${(warmupMs / 1000).toFixed(2)} s, not measured`]),
       `published ${summary.messages} messages (${mib(summary.bytes)}) in ${(published.elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
-      `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}`,
+      `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}; send window ${summary.publisherWindow} batches${
+        options.fixedWindow === true ? " (fixed)" : ` (adaptive, at most ${options.window})`
+      }`,
       ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average, data directory on ${summary.durable.filesystem}`]),
       ...(summary.takeoverMs === null ? [] : [`head SIGKILLed mid-run: a standby took over (epoch ${summary.takeoverEpoch}) and ordered its first batch ${summary.takeoverMs} ms after the kill`]),
       `CPU seconds per GiB: head ${cpu.head}, brokers ${cpu.brokers}, publisher ${cpu.publisher}, subscriber ${cpu.subscriber}${remoteAudits.length === 0 ? "" : `, remote subscribers ${cpu.remoteSubscribers}`}; total ${cpu.total}`,

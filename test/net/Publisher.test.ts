@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, ExecutionStrategy, Exit, Fiber, Scope } from "effect"
+import { ConfigProvider, Context, Effect, ExecutionStrategy, Exit, Fiber, Schedule, Scope } from "effect"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
@@ -494,20 +494,28 @@ describe("Publisher", () => {
       }
     }))
 
-  it.scopedLive("round-robin spreads batches in flight together over every broker, and keeps a lone batch where the last one went", () =>
+  it.scopedLive("round-robin spreads batches in flight together over every broker, and sends a lone batch to the publisher's home broker", () =>
     Effect.gen(function*() {
       const { log, publisher } = yield* cluster(3)
-      const p = yield* publisher({ clientId: 21, batchBytes: 1024 })
+      // Client 22's home: 22 % 3 = broker 1 (not the first, so a rule that starts from 0 fails).
+      const p = yield* publisher({ clientId: 22, batchBytes: 1024 })
+      const sent = () => p.stats().brokers.map((b) => b.sent)
+      // Until every link is open a batch goes to the first open one after home: wait for all three.
+      yield* Effect.repeat(Effect.sync(() => p.stats().brokers.filter((b) => b.connected).length), { until: (open) => open === 3, schedule: Schedule.spaced("5 millis") })
       // A closed loop: each message waits for its ACK, so every batch is alone in flight.
-      for (let i = 0; i < 30; i++) yield* p.publishAcked(testMessage(21, i, 64))
-      const lone = p.stats().brokers.map((b) => b.sent)
-      expect(lone.filter((sent) => sent > 0)).toEqual([30])
+      for (let i = 0; i < 30; i++) yield* p.publishAcked(testMessage(22, i, 64))
+      const lone = sent()
+      expect(lone).toEqual([0, 30, 0])
       // A stream: 1 KiB batches, many in flight at once.
-      yield* publishTestMessages(p, 21, 3_000, 100, 30)
+      yield* publishTestMessages(p, 22, 3_000, 100, 30)
       yield* p.flush(10_000)
-      const streamed = p.stats().brokers.map((b, i) => b.sent - lone[i]!)
-      expect(streamed.every((sent) => sent > 0)).toBe(true)
-      expect(audit(log.ordered("t"), new Map([[21, 3_030]]))).toEqual({ messages: 3_030, ...clean })
+      const streamed = sent().map((n, i) => n - lone[i]!)
+      expect(streamed.every((n) => n > 0)).toBe(true)
+      // Alone again: back home, wherever the stream's last batch went.
+      const before = sent()
+      for (let i = 3_030; i < 3_050; i++) yield* p.publishAcked(testMessage(22, i, 64))
+      expect(sent().map((n, i) => n - before[i]!)).toEqual([0, 20, 0])
+      expect(audit(log.ordered("t"), new Map([[22, 3_050]]))).toEqual({ messages: 3_050, ...clean })
     }))
 
   it.scopedLive("the Promise facade publishes, flushes and closes", () =>

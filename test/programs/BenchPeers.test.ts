@@ -67,7 +67,7 @@ const standIn = (deliver: (first: number, payloads: ReadonlyArray<Buffer>) => Re
     consume: (onMessage) => Effect.sync(() => (received = onMessage))
   }
 }
-const e2eLoad = { type: "e2e", messages: 200, messageBytes: 64, rateMBps: 0 } as const
+const e2eLoad = { type: "e2e", messages: 200, messageBytes: 64, rateMBps: 0, warmupMessages: 0 } as const
 
 describe("bench peers", () => {
   it.live("a missing redis-server fails the bench in one line naming the package, before any cluster starts", () =>
@@ -116,11 +116,35 @@ describe("bench peers", () => {
       expect(twice.auditPassed).toBe(false)
     }))
 
+  it.live("a peer's warm-up runs first on a stream then emptied, and only the run after it is measured", () =>
+    Effect.gen(function*() {
+      let resets = 0
+      let sent = 0
+      const base = standIn((_, payloads) => payloads)
+      const counting: PeerClient = {
+        ...base,
+        reset: Effect.sync(() => resets++),
+        send: (first, payloads, replies) => {
+          sent += payloads.length
+          base.send(first, payloads, replies)
+        }
+      }
+      // 1 000 × 1 000 B paced at 1 MB/s: 1 s unmeasured, then 200 at 1 MB/s.
+      const started = Date.now()
+      const figures = yield* runPeerLoad(counting, { type: "latency", messages: 200, messageBytes: 1_000, rateMBps: 1, warmupMessages: 1_000 })
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_150)
+      expect([sent, resets]).toEqual([1_200, 2])
+      // Measured over the 200 alone: at the offered 1 MB/s, not 0.2 (which counting the warm-up's time would give).
+      expect(figures.throughputMBps).toBeGreaterThan(0.8)
+      const e2e = yield* runPeerLoad(counting, { ...e2eLoad, warmupMessages: 300 })
+      expect([sent, resets, e2e.auditPassed]).toEqual([1_700, 4, true])
+    }))
+
   it.live("the peers' offered load is paced: a latency run takes as long as its messages are due", () =>
     Effect.gen(function*() {
       // 400 × 1 000 B at 1 MB/s: 0.4 s.
       const started = Date.now()
-      const paced = yield* runPeerLoad(standIn(() => []), { type: "latency", messages: 400, messageBytes: 1_000, rateMBps: 1 })
+      const paced = yield* runPeerLoad(standIn(() => []), { type: "latency", messages: 400, messageBytes: 1_000, rateMBps: 1, warmupMessages: 0 })
       expect(Date.now() - started).toBeGreaterThanOrEqual(390)
       expect(paced.throughputMBps).toBeLessThanOrEqual(1.05)
     }))

@@ -74,12 +74,18 @@ describe("cxlog run and bench (bundled CLI, real processes)", () => {
       expect(existsSync(`/dev/shm/${summary["region"]}`)).toBe(false)
     }), 240_000)
 
-  it.live("bench --type publish runs no subscriber: the JSON has no audit fields", () =>
+  it.live("bench --type publish runs no subscriber: the JSON has no audit fields, and says where the send window ended", () =>
     Effect.gen(function*() {
       const { code, stdout, stderr } = yield* runCli(["bench", "--type", "publish", "--bytes", "16MiB", "--broker-count", "1", "--json"])
       expect(code, stderr).toBe(0)
       const result = summaryOf(stdout)
-      expect(result).toMatchObject({ bench: "cxlog", type: "publish", messages: 16384 })
+      expect(result).toMatchObject({ bench: "cxlog", type: "publish", messages: 16384, window: 256, adaptiveWindow: true })
       for (const field of ["auditPassed", "received", "lost", "notDelivered", "duplicated"]) expect(result).not.toHaveProperty(field)
+      // Adaptive: somewhere under the cap, as the publisher reported it. Fixed: the cap.
+      expect(result["windowAtEnd"]).toBeGreaterThanOrEqual(1)
+      expect(result["windowAtEnd"]).toBeLessThanOrEqual(256)
+      const fixed = yield* runCli(["bench", "--type", "publish", "--bytes", "4MiB", "--broker-count", "1", "--window", "24", "--fixed-window", "--json"])
+      expect(fixed.code, fixed.stderr).toBe(0)
+      expect(summaryOf(fixed.stdout)).toMatchObject({ window: 24, adaptiveWindow: false, windowAtEnd: 24 })
     }), 240_000)
 })

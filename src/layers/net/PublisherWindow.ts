@@ -60,21 +60,22 @@ export const onLinger = (s: PublisherState): void => {
 /**
  * An open link for the next batch (none before the session is registered). Round-robin moves on
  * only for a batch that overlaps others in flight: a lone batch (light load, a closed loop) goes
- * where the last one went, so one broker process wakes for it, its code and caches warm, while a
- * stream that keeps batches in flight still spreads over every broker.
+ * to the publisher's home link (`sticky`, its client id modulo the links), so at light load one
+ * broker process takes nearly every batch and it alone warms its code and caches, while a stream
+ * that keeps batches in flight still spreads over every broker.
  */
 const choose = (s: PublisherState): PublisherLink | undefined => {
   if (s.epoch === undefined) return undefined
   const links = s.links
   const n = links.length
   const sticky = s.settings.spread === "sticky"
-  const lone = s.inFlight + s.orderedInFlight <= 1
-  const from = sticky ? s.sticky : lone && s.counts.batches > 1 ? s.roundRobin + n - 1 : s.roundRobin
+  const home = sticky || s.inFlight + s.orderedInFlight <= 1
+  const from = home ? s.sticky : s.roundRobin
   for (let k = 0; k < n; k++) {
     const i = (from + k) % n
     if (links[i]!.state === "open") {
       if (sticky) s.sticky = i
-      else s.roundRobin = i + 1
+      s.roundRobin = i + 1
       return links[i]
     }
   }

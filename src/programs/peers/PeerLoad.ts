@@ -25,6 +25,8 @@ export interface PeerWorkload {
   readonly messageBytes: number
   /** `latency`: the offered load, MB/s. */
   readonly rateMBps: number
+  /** Messages of the same workload run first and not measured (cxlog's `--warmup`), on a stream then emptied. */
+  readonly warmupMessages: number
 }
 
 /** Where a peer's replies go: the index of each message acknowledged, in any order, or why one failed. */
@@ -214,8 +216,13 @@ const drive = (run: PeerRun) =>
 const micros = (ms: number) => Math.round(ms * 1000)
 const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 ** places
 
-/** Runs `workload` on a peer: its figures, or PeerFailed naming what it waited for. */
+/** Runs `workload` on a peer, after its warm-up: its figures, or PeerFailed naming what it waited for. */
 export const runPeerLoad = (client: PeerClient, workload: PeerWorkload): Effect.Effect<PeerFigures, PeerFailed> =>
+  workload.warmupMessages === 0
+    ? runOnce(client, workload)
+    : Effect.zipRight(runOnce(client, { ...workload, messages: workload.warmupMessages }), runOnce(client, workload))
+
+const runOnce = (client: PeerClient, workload: PeerWorkload): Effect.Effect<PeerFigures, PeerFailed> =>
   Effect.gen(function*() {
     yield* client.reset
     const run = makeRun(client, workload)
