@@ -17,7 +17,7 @@ import { CxlMemory } from "../services/region/CxlMemory.js"
 import { failUsage } from "./CliFailure.js"
 import * as Cli from "./CliKit.js"
 import { observed, observeFlags } from "./Observe.js"
-import { exitWithParent, reportFailure } from "./Report.js"
+import { exitWithParent, report, reportFailure } from "./Report.js"
 import { clientSecurity } from "./Users.js"
 import { clientSecurityFlags, coherence, parseAge, parseFrom, readerBrokers, region } from "./commands/SharedFlags.js"
 
@@ -51,6 +51,8 @@ const stateLogger = () => {
       ? `${where}: mirroring from offset ${status.mirrored} (stream sequence ${status.streamSequence})`
       : `${where}: ${status.state} at offset ${status.mirrored}${status.detail === undefined ? "" : `: ${status.detail}`}`
     process.stderr.write(`${line}\n`)
+    // An orchestrator (the bench) starts its measured load once the mirror runs, not while it boots.
+    if (status.state === "mirroring") report({ event: "mirroring", offset: status.mirrored })
   }
 }
 

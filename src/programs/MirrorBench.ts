@@ -5,21 +5,28 @@
  * 1. direct: this process publishes `messages` messages of `messageBytes` to the stream through
  *    the mirror's own publishing path (same client, window, headers, ids and fence), with no
  *    region behind it; the stream is then purged (it keeps its sequence);
- * 2. the region's publish rate without a mirror (`cxlog publish --count`);
+ * 2. `cxlog publish --count` fills the region (its head and broker compile their paths here);
  * 3. `cxlog mirror` copies that backlog into the stream: mirrorMBps, over direct: mirrorRatio;
- * 4. the region's publish rate while the mirror runs beside it: publishRatio over step 2, and the
- *    cores the mirror and the JetStream servers used meanwhile (mirrorSideCores; regionCores: what the
- *    region's publishing used alone in step 2, both of `cores`);
- * 5. lag: 4 s of messages published at a steady `--mirror-rate-mbps` (5) while the mirror runs; each
+ * 4. the region's publish rate without a mirror, the cluster now as warm as in step 5;
+ * 5. the region's publish rate while the mirror runs beside it (started, caught up and reporting
+ *    `mirroring` first: what is measured is a running mirror, not a booting process):
+ *    publishRatio over step 4, and the cores the mirror and the JetStream servers used meanwhile
+ *    (mirrorSideCores, of which the mirror's own mirrorCores; regionCores: what the region's
+ *    publishing used alone in step 4, all of `cores`);
+ * 5b. the reference: the mirror stopped, the region's publish rate beside plain CPU loads in as many
+ *    processes (the mirror and each server) using the cores the mirror's side used in step 5:
+ *    loadRatio over step 4, what any neighbour of that size costs the region on this machine;
+ * 6. lag: the mirror started again and caught up, 4 s of messages published at a steady `--mirror-rate-mbps` (5) while the mirror runs; each
  *    message's lag is its stored time in JetStream less its publish timestamp: p50, p99;
- * 6. audit: the stream read back holds every offset once, in order, with the region's payloads.
+ * 7. audit: the stream read back holds every offset once, in order, with the region's payloads.
  *
  * Rates are payload bytes over the span between the first and last message's stored times in
- * JetStream (steps 1, 3) or the publisher's own elapsed time (2, 4): no start-up in either.
+ * JetStream (steps 1, 3) or the publisher's own elapsed time (4, 5): no start-up in either.
  */
 import { jetstream, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Chunk, Console, Effect, Layer, Option, Stream } from "effect"
+import { spawn } from "node:child_process"
 import { availableParallelism } from "node:os"
 import { DEFAULT_MIRROR_IN_FLIGHT, defaultMirrorSubject, MirrorHeaders, mirrorMessageId, type MirrorOptions } from "../services/mirror/Mirror.js"
 import type { SubscriberMessage } from "../services/net/Subscriber.js"
@@ -31,7 +38,8 @@ import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from 
 import { attachRegion, processSlot, reader } from "../layers/Roles.js"
 import { percentile } from "../Percentiles.js"
 import { table } from "../Table.js"
-import { processCpuSeconds, type RoleProcess, spawnRole, startHeadAndBrokers } from "./Cluster.js"
+import { processCpuSeconds, type RoleProcess, spawnRole, startHeadAndBrokers, stopChild } from "./Cluster.js"
+import { MirrorEvents } from "./RoleEvents.js"
 import { startNatsCluster } from "./peers/NatsCluster.js"
 import { PeerFailed } from "./peers/PeerServer.js"
 
@@ -116,7 +124,7 @@ const publishDirect = (servers: ReadonlyArray<string>, options: Required<MirrorB
     return w.baseSequence + 1
   }).pipe(Effect.scoped)
 
-/** Steps 2 and 4: `cxlog publish --count`, its MB/s by its own clock, and the cores it and `roles` (head, broker) used meanwhile. */
+/** Steps 2, 4 and 5: `cxlog publish --count`, its MB/s by its own clock, and the cores it and `roles` (head, broker) used meanwhile. */
 const publishRegion = (env: Record<string, string>, port: number, count: number, messageBytes: number, rateMBps?: number, roles: ReadonlyArray<RoleProcess> = []) =>
   Effect.gen(function*() {
     const rolesCpu = () => roles.reduce((sum, role) => sum + (processCpuSeconds(role.pid) ?? 0), 0)
@@ -130,6 +138,21 @@ const publishRegion = (env: Record<string, string>, port: number, count: number,
     const cores = (rolesCpu() - cpuBefore + (processCpuSeconds(publisher.pid) ?? 0)) / ((performance.now() - startedAt) / 1000)
     return { mBps: (count * messageBytes) / 1e6 / ((done["elapsedMs"] as number) / 1000), cores }
   }).pipe(Effect.scoped)
+
+/**
+ * Plain CPU loads using `cores` between them in `processes` child processes (each busy 1 ms, then
+ * idle as long as its share leaves), until the scope closes: a neighbour of a measured size.
+ */
+const cpuLoad = (cores: number, processes: number) =>
+  Effect.forEach(Array.from({ length: processes }, () => Math.min(0.95, Math.max(0.01, cores / processes))), (share) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const idleMs = 1 / share - 1
+        const code = `const tick = () => { const end = performance.now() + 1; while (performance.now() < end); setTimeout(tick, ${idleMs}) }; tick()`
+        return spawn(process.execPath, ["-e", code], { stdio: "ignore" })
+      }),
+      stopChild
+    ))
 
 /** A message read back, with when JetStream stored it (ms since the epoch). */
 type StoredMessage = MirroredMessage & { readonly stored: number }
@@ -151,7 +174,7 @@ const readStream = (nc: NatsConnection, count: number) =>
     catch: failed("reading the stream back")
   })
 
-/** Step 6: offsets 0..count−1 once, in order, payloads equal to the region's. */
+/** Step 7: offsets 0..count−1 once, in order, payloads equal to the region's. */
 const auditStream = (region: string, regionId: string, stream: ReadonlyArray<MirroredMessage>, count: number) =>
   Effect.gen(function*() {
     if (stream.length !== count) return { passed: false, detail: `${stream.length} messages in the stream, ${count} expected` }
@@ -181,7 +204,7 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const nats = yield* startNatsCluster(3)
     const region = `cxlog-bench-mirror-${process.pid}`
     const lagMessages = Math.max(1_000, Math.round((options.rateMBps * 1e6 * LAG_SECONDS) / options.messageBytes))
-    const total = 2 * options.messages + lagMessages
+    const total = 4 * options.messages + lagMessages
     // The region holds the whole run (the audit reads it all back), so publishers never wait for the mirror's hold.
     const blogBytes = 2 ** Math.ceil(Math.log2(total * (options.messageBytes + 64) * 1.25))
     const env = { CXLOG_REGION: region, CXLOG_LOG_MAX_TOPICS: "1", CXLOG_LOG_MAX_BROKERS: "1", CXLOG_LOG_BLOG_BYTES: `${Math.max(blogBytes, 16 << 20)}`, CXLOG_LOG_GOI_SLOTS: "262144" }
@@ -199,22 +222,35 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const base = (yield* streamState(nc)).last_seq
     if (!purged.success) return yield* new PeerFailed({ peer: "nats", detail: "the stream was not purged" })
 
-    const { mBps: regionMBps, cores: regionCores } = yield* publishRegion(env, port, options.messages, options.messageBytes, undefined, regionRoles)
+    yield* publishRegion(env, port, options.messages, options.messageBytes)
     const mirrorArgs = ["mirror", "--topic", TOPIC, "--to", nats.urls.join(","), "--stream", STREAM, "--max-in-flight", `${options.maxInFlight}`]
     const backlog = yield* spawnRole("mirror", [...mirrorArgs, "--until", `${options.messages}`], env)
     yield* awaitStreamLast(nc, options.messages, backlog)
     const mirrorMBps = yield* storedRate(nc, base + 1, options.messages, options.messageBytes)
 
-    const mirror = yield* spawnRole("mirror", mirrorArgs, env)
+    const { mBps: regionMBps, cores: regionCores } = yield* publishRegion(env, port, options.messages, options.messageBytes, undefined, regionRoles)
+    const mirror = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
+    yield* mirror.event("mirroring", 60_000)
+    yield* awaitStreamLast(nc, 2 * options.messages, mirror)
     // What the mirror's side (the mirror and the JetStream servers) takes of the machine while the region publishes beside it.
     const mirrorSideCpu = () => (processCpuSeconds(mirror.pid) ?? 0) + nats.nodes.reduce((sum, node) => sum + (node.cpuSeconds() ?? 0), 0)
-    const cpuBefore = mirrorSideCpu()
+    const mirrorCpu = () => processCpuSeconds(mirror.pid) ?? 0
+    const [cpuBefore, mirrorCpuBefore] = [mirrorSideCpu(), mirrorCpu()]
     const startedAt = performance.now()
     const { mBps: withMirrorMBps } = yield* publishRegion(env, port, options.messages, options.messageBytes)
-    const mirrorSideCores = (mirrorSideCpu() - cpuBefore) / ((performance.now() - startedAt) / 1000)
-    yield* awaitStreamLast(nc, 2 * options.messages, mirror)
+    const seconds = (performance.now() - startedAt) / 1000
+    const [mirrorSideCores, mirrorCores] = [(mirrorSideCpu() - cpuBefore) / seconds, (mirrorCpu() - mirrorCpuBefore) / seconds]
+    yield* awaitStreamLast(nc, 3 * options.messages, mirror)
+    yield* stopChild(mirror.child)
+
+    const { mBps: besideLoadMBps } = yield* Effect.scoped(Effect.zipRight(
+      cpuLoad(mirrorSideCores, 1 + nats.nodes.length),
+      publishRegion(env, port, options.messages, options.messageBytes)
+    ))
+    const resumed = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
+    yield* awaitStreamLast(nc, 4 * options.messages, resumed)
     yield* publishRegion(env, port, lagMessages, options.messageBytes, options.rateMBps)
-    yield* awaitStreamLast(nc, total, mirror)
+    yield* awaitStreamLast(nc, total, resumed)
 
     const regionId = (yield* Effect.tryPromise({
       try: async () => (await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq: base + 1 }))?.header.get(MirrorHeaders.msgId) ?? "",
@@ -236,9 +272,14 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       regionMBps: round2(regionMBps),
       regionWithMirrorMBps: round2(withMirrorMBps),
       publishRatio: Math.round((withMirrorMBps / regionMBps) * 1000) / 1000,
+      // The reference for publishRatio: the region beside plain CPU loads of the mirror side's size.
+      regionBesideLoadMBps: round2(besideLoadMBps),
+      loadRatio: Math.round((besideLoadMBps / regionMBps) * 1000) / 1000,
       // Cores the region's publishing (publisher, broker, head) used alone, and the mirror and the JetStream servers beside it, of `cores`.
       regionCores: round2(regionCores),
       mirrorSideCores: round2(mirrorSideCores),
+      // Of mirrorSideCores, the mirror process's own (the rest is the JetStream servers').
+      mirrorCores: round2(mirrorCores),
       cores: availableParallelism(),
       lagRateMBps: options.rateMBps,
       lagMessages: lagMessages,
@@ -249,12 +290,13 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       ratio: Math.round(mirrorRatio * 1000) / 1000
     }
     if (!options.json) {
-      yield* Console.log(table(["cxlog bench --type mirror", "MB/s", "vs direct", "region MB/s", "with mirror", `lag p99 @ ${options.rateMBps} MB/s`, "audit"], [[
+      yield* Console.log(table(["cxlog bench --type mirror", "MB/s", "vs direct", "region MB/s", "with mirror", "beside an equal load", `lag p99 @ ${options.rateMBps} MB/s`, "audit"], [[
         `${options.messages} × ${options.messageBytes} B`,
         result.mirrorMBps,
         result.mirrorRatio,
         result.regionMBps,
         result.publishRatio,
+        result.loadRatio,
         `${result.lagP99Ms} ms`,
         audit.detail
       ]]))

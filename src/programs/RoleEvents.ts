@@ -35,6 +35,12 @@ export const BrokerEvents = {
   listening: Schema.Struct({ event: Schema.Literal("listening"), port: Schema.Number })
 }
 
+/** `cxlog mirror`. */
+export const MirrorEvents = {
+  /** Connected to JetStream and resumed: it mirrors from `offset` on (each time it gets there after an outage too). */
+  mirroring: Schema.Struct({ event: Schema.Literal("mirroring"), offset: Schema.Number })
+}
+
 /** `cxlog publish --count`: its own clock (`elapsedMs`) is the one a run's MB/s divides by. */
 export const PublisherEvents = {
   /** The warm-up is acknowledged. */
