@@ -127,10 +127,20 @@ const runShape = (options: BenchOptions) => ({
 })
 
 /** Each role's CPU µs per batch the publisher sealed (from its CPU seconds per GiB). */
+/**
+ * Per batch, by role: CPU µs (all threads), of it the main threads' µs (their JavaScript; the rest
+ * is V8's compiler and GC threads), and the main threads' wakes.
+ */
 const perBatch = (summary: RunSummary) => {
-  const micros = (secondsPerGiB: number) => Math.round((secondsPerGiB * (summary.bytes / 2 ** 30) * 1e6) / Math.max(1, summary.batches))
-  const { head, brokers, publisher, total } = summary.cpuSecondsPerGiB
-  return { head: micros(head), brokers: micros(brokers), publisher: micros(publisher), total: micros(total) }
+  const batches = Math.max(1, summary.batches)
+  const cpuMicros = (secondsPerGiB: number) => Math.round((secondsPerGiB * (summary.bytes / 2 ** 30) * 1e6) / batches)
+  const each = <A>(of: (group: keyof RunSummary["mainThreads"]) => A) => ({ head: of("head"), brokers: of("brokers"), publisher: of("publisher"), total: of("total") })
+  const threads = summary.mainThreads
+  return {
+    cpuMicrosPerBatch: each((group) => cpuMicros(summary.cpuSecondsPerGiB[group])),
+    mainThreadMicrosPerBatch: each((group) => Math.round((threads[group].seconds * 1e6) / batches)),
+    wakesPerBatch: each((group) => Math.round((threads[group].wakes / batches) * 100) / 100)
+  }
 }
 
 /** Prints the bench's table (unless `json`) and its JSON line last; a run it cannot do fails before it measures anything. */
@@ -182,7 +192,7 @@ const benchPlain = (options: BenchOptions) =>
         ? {
           offeredMBps: options.rateMBps,
           batches: summary.batches,
-          cpuMicrosPerBatch: perBatch(summary)
+          ...perBatch(summary)
         }
         : {}),
       throughputMBps: summary.throughputMBps,

@@ -52,6 +52,7 @@ const mean = (values: ReadonlyArray<number>, places: number) => round(values.red
 const meanSummary = (runs: ReadonlyArray<RunSummary>): RunSummary => {
   const of = (figure: (s: RunSummary) => number, places: number) => mean(runs.map(figure), places)
   const cpu = runs[0]!.cpuSecondsPerGiB
+  const threads = (group: keyof RunSummary["mainThreads"]) => ({ seconds: of((s) => s.mainThreads[group].seconds, 2), wakes: of((s) => s.mainThreads[group].wakes, 0) })
   return {
     ...runs[0]!,
     batches: of((s) => s.batches, 0),
@@ -59,7 +60,8 @@ const meanSummary = (runs: ReadonlyArray<RunSummary>): RunSummary => {
     throughputMBps: of((s) => s.throughputMBps, 1),
     ackLatencyP50Us: of((s) => s.ackLatencyP50Us, 0),
     ackLatencyP99Us: of((s) => s.ackLatencyP99Us, 0),
-    cpuSecondsPerGiB: Object.fromEntries(Object.keys(cpu).map((role) => [role, of((s) => s.cpuSecondsPerGiB[role as keyof typeof cpu], 2)])) as RunSummary["cpuSecondsPerGiB"]
+    cpuSecondsPerGiB: Object.fromEntries(Object.keys(cpu).map((role) => [role, of((s) => s.cpuSecondsPerGiB[role as keyof typeof cpu], 2)])) as RunSummary["cpuSecondsPerGiB"],
+    mainThreads: { head: threads("head"), brokers: threads("brokers"), publisher: threads("publisher"), total: threads("total") }
   }
 }
 

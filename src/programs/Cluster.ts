@@ -7,7 +7,7 @@ import { Data, Deferred, Duration, Effect, Either, FiberId, ParseResult, Schema,
 import { type ChildProcess, fork } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
 import { removeWakeFifos } from "../layers/region/Doorbell.js"
-import { procStat, USER_HZ } from "../layers/region/ProcessInfo.js"
+import { mainThreadStat, procStat, type ThreadStat, USER_HZ } from "../layers/region/ProcessInfo.js"
 import { removeDefaultCredentials } from "../layers/net/Auth.js"
 import { cliEntry } from "../PackageRoot.js"
 import { RoleEvent } from "./Report.js"
@@ -60,6 +60,8 @@ export interface RoleProcess {
   readonly kill: (signal: NodeJS.Signals) => void
   /** CPU seconds (user + system, all threads) the process has used so far; undefined once it is gone or off Linux. */
   readonly cpuSeconds: () => number | undefined
+  /** Its main thread's CPU ticks and sleeps so far; undefined once it is gone or off Linux. */
+  readonly mainThread: () => ThreadStat | undefined
 }
 
 /** A role whose events of the kinds its vocabulary names come decoded. */
@@ -156,6 +158,7 @@ export const spawnRole = <V extends Vocabulary = {}>(
       ),
       stopChild
     )
+    const running = () => child.pid !== undefined && child.exitCode === null && child.signalCode === null
     const keep = (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-TAIL_BYTES)
     }
@@ -214,7 +217,8 @@ export const spawnRole = <V extends Vocabulary = {}>(
       kill: (signal) => {
         child.kill(signal)
       },
-      cpuSeconds: () => (child.pid === undefined || child.exitCode !== null || child.signalCode !== null ? undefined : processCpuSeconds(child.pid))
+      cpuSeconds: () => (running() ? processCpuSeconds(child.pid!) : undefined),
+      mainThread: () => (running() ? mainThreadStat(child.pid!) : undefined)
     }
   })
 
@@ -251,30 +255,48 @@ export const regionGuard = (name: string): Effect.Effect<void, never, Scope.Scop
  * explicitly are stopped by `stopAll()`; a role that died in between counts as 0.
  */
 export const makeCpuMeter = (roles: ReadonlyArray<RoleProcess>) => {
-  const started = new Map<RoleProcess, number>()
-  const used = new Map<RoleProcess, number>()
+  const sample = (role: RoleProcess): CpuSample | undefined => {
+    const seconds = role.cpuSeconds()
+    const main = role.mainThread()
+    return seconds === undefined ? undefined : { seconds, mainSeconds: (main?.cpuTicks ?? 0) / USER_HZ, sleeps: main?.sleeps ?? 0 }
+  }
+  const started = new Map<RoleProcess, CpuSample>()
+  const used = new Map<RoleProcess, CpuSample>()
   const stop = (role: RoleProcess) => {
     const from = started.get(role)
     if (from === undefined || used.has(role)) return
-    used.set(role, Math.max(0, (role.cpuSeconds() ?? from) - from))
+    const to = sample(role) ?? from
+    used.set(role, { seconds: Math.max(0, to.seconds - from.seconds), mainSeconds: Math.max(0, to.mainSeconds - from.mainSeconds), sleeps: Math.max(0, to.sleeps - from.sleeps) })
+  }
+  const sum = (pick: (role: RoleProcess) => boolean, figure: keyof CpuSample) => {
+    let total = 0
+    for (const [role, sample] of used) if (pick(role)) total += sample[figure]
+    return total
   }
   return {
     start: () => {
       if (started.size > 0) return
       for (const role of roles) {
-        const now = role.cpuSeconds()
+        const now = sample(role)
         if (now !== undefined) started.set(role, now)
       }
     },
     stop,
     stopAll: () => roles.forEach(stop),
     /** Seconds used by the roles `pick` selects. */
-    seconds: (pick: (role: RoleProcess) => boolean) => {
-      let total = 0
-      for (const [role, seconds] of used) if (pick(role)) total += seconds
-      return total
-    }
+    seconds: (pick: (role: RoleProcess) => boolean) => sum(pick, "seconds"),
+    /** Of those, their main threads' (their JavaScript's; the rest is V8's and libuv's threads). */
+    mainSeconds: (pick: (role: RoleProcess) => boolean) => sum(pick, "mainSeconds"),
+    /** How many times their main threads woke. */
+    wakes: (pick: (role: RoleProcess) => boolean) => sum(pick, "sleeps")
   }
+}
+
+/** A role's CPU so far (or over the run): all threads, its main thread, and its main thread's sleeps. */
+interface CpuSample {
+  readonly seconds: number
+  readonly mainSeconds: number
+  readonly sleeps: number
 }
 
 /**

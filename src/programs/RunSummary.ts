@@ -4,7 +4,7 @@
  */
 import { Console, Effect } from "effect"
 import { auditFigures, type AuditResult } from "./Audit.js"
-import { RoleFailed } from "./Cluster.js"
+import { RoleFailed, type RoleProcess } from "./Cluster.js"
 import { shapeFigures } from "./ClusterShape.js"
 import type { makeTimeline } from "./HtmlReport.js"
 import { writeReport } from "./HtmlReport.js"
@@ -87,6 +87,19 @@ export interface RunSummary {
     readonly remoteSubscribers: number
     readonly total: number
   }
+  /**
+   * Over the same span, the roles' main threads (their JavaScript; the rest of their CPU is V8's
+   * compiler and GC threads and libuv's): CPU seconds, and how many times they woke.
+   */
+  readonly mainThreads: RoleGroups<{ readonly seconds: number; readonly wakes: number }>
+}
+
+/** A figure for the head (and standbys), the brokers, the publisher, and every process of the run. */
+export interface RoleGroups<A> {
+  readonly head: A
+  readonly brokers: A
+  readonly publisher: A
+  readonly total: A
 }
 
 export const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
@@ -96,6 +109,13 @@ const perGiB = <K extends string>(bytes: number, seconds: Record<K, number>): Re
   for (const key of Object.keys(seconds) as Array<K>) out[key] = Math.round((seconds[key] / (bytes / 2 ** 30)) * 100) / 100
   return out
 }
+
+const roleGroups = <A>(figure: (pick: (role: RoleProcess) => boolean) => A, picks: RoleGroups<(role: RoleProcess) => boolean>): RoleGroups<A> => ({
+  head: figure(picks.head),
+  brokers: figure(picks.brokers),
+  publisher: figure(picks.publisher),
+  total: figure(picks.total)
+})
 
 /** The run's figures; `takeover` from `takeoverFigures`. */
 export const summarize = (
@@ -151,6 +171,12 @@ export const summarize = (
       subscriber: cpu.seconds((r) => r === subscriber),
       remoteSubscribers: cpu.seconds((r) => remotes.some((s) => s === r)),
       total: cpu.seconds(() => true)
+    }),
+    mainThreads: roleGroups((pick) => ({ seconds: Math.round(cpu.mainSeconds(pick) * 100) / 100, wakes: cpu.wakes(pick) }), {
+      head: (r) => r === head || standbys.some((s) => s === r),
+      brokers: (r) => brokers.some((b) => b === r),
+      publisher: (r) => r === publisher,
+      total: () => true
     })
   }
 }

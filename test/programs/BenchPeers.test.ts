@@ -214,5 +214,16 @@ describe("bench peers", () => {
         expect(peers[peer]!.throughputMBps, peer).toBeLessThanOrEqual(5.25)
         expect(peers[peer]!.auditPassed, peer).toBeUndefined()
       }
+      // cxlog's CPU per batch, by role: of it, the main thread's, and its wakes (/proc per thread).
+      type Groups = Record<"head" | "brokers" | "publisher" | "total", number>
+      const cxlog = JSON.parse(stdout.trim().split("\n").at(-1)!) as { cpuMicrosPerBatch: Groups; mainThreadMicrosPerBatch: Groups; wakesPerBatch: Groups }
+      for (const group of ["brokers", "publisher", "total"] as const) {
+        expect(cxlog.mainThreadMicrosPerBatch[group], group).toBeGreaterThan(0)
+        expect(cxlog.mainThreadMicrosPerBatch[group], group).toBeLessThanOrEqual(cxlog.cpuMicrosPerBatch[group] + 1)
+      }
+      // One broker takes every batch, woken for each (a few batches arrive together, a timer wakes it now and then).
+      expect(cxlog.wakesPerBatch.brokers).toBeGreaterThan(0.5)
+      expect(cxlog.wakesPerBatch.brokers).toBeLessThan(4)
+      expect(cxlog.wakesPerBatch.publisher).toBeGreaterThan(0.5)
     }), 180_000)
 })

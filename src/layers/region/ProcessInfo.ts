@@ -48,6 +48,26 @@ export const procStat = (pid: number): ProcStat | undefined => {
   }
 }
 
+/** A process's main thread: the one its JavaScript runs on (in Node), beside V8's and libuv's. */
+export interface ThreadStat {
+  /** User and system time, in clock ticks. */
+  readonly cpuTicks: number
+  /** Times it went to sleep of its own accord (voluntary context switches): each ended in a wake. */
+  readonly sleeps: number
+}
+
+/** /proc/PID/task/PID of `pid`; undefined where there is no such process, or no /proc. */
+export const mainThreadStat = (pid: number): ThreadStat | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const sleeps = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8"))
+    return { cpuTicks: Number(fields[11]) + Number(fields[12]), sleeps: sleeps === null ? 0 : Number(sleeps[1]) }
+  } catch {
+    return undefined
+  }
+}
+
 /** Whether process `pid` is stopped (SIGSTOP, or a debugger's trace stop). */
 export const isPidStopped = (pid: number): boolean => {
   const state = procStat(pid)?.state
