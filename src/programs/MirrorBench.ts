@@ -16,6 +16,8 @@
  * 5b. the reference: the mirror stopped, the region's publish rate beside plain CPU loads in as many
  *    processes (the mirror and each server) using the cores the mirror's side used in step 5:
  *    loadRatio over step 4, what any neighbour of that size costs the region on this machine;
+ *    then beside one load the size of the mirror process's own cores (mirrorLoadRatio): what the
+ *    mirror alone would cost where the JetStream servers run on hosts of their own;
  * 6. lag: the mirror started again and caught up, 4 s of messages published at a steady `--mirror-rate-mbps` (5) while the mirror runs; each
  *    message's lag is its stored time in JetStream less its publish timestamp: p50, p99;
  * 7. audit: the stream read back holds every offset once, in order, with the region's payloads.
@@ -204,7 +206,7 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const nats = yield* startNatsCluster(3)
     const region = `cxlog-bench-mirror-${process.pid}`
     const lagMessages = Math.max(1_000, Math.round((options.rateMBps * 1e6 * LAG_SECONDS) / options.messageBytes))
-    const total = 4 * options.messages + lagMessages
+    const total = 5 * options.messages + lagMessages
     // The region holds the whole run (the audit reads it all back), so publishers never wait for the mirror's hold.
     const blogBytes = 2 ** Math.ceil(Math.log2(total * (options.messageBytes + 64) * 1.25))
     const env = { CXLOG_REGION: region, CXLOG_LOG_MAX_TOPICS: "1", CXLOG_LOG_MAX_BROKERS: "1", CXLOG_LOG_BLOG_BYTES: `${Math.max(blogBytes, 16 << 20)}`, CXLOG_LOG_GOI_SLOTS: "262144" }
@@ -243,12 +245,12 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     yield* awaitStreamLast(nc, 3 * options.messages, mirror)
     yield* stopChild(mirror.child)
 
-    const { mBps: besideLoadMBps } = yield* Effect.scoped(Effect.zipRight(
-      cpuLoad(mirrorSideCores, 1 + nats.nodes.length),
-      publishRegion(env, port, options.messages, options.messageBytes)
-    ))
+    const besideLoad = (cores: number, processes: number) =>
+      Effect.scoped(Effect.zipRight(cpuLoad(cores, processes), publishRegion(env, port, options.messages, options.messageBytes)))
+    const { mBps: besideLoadMBps } = yield* besideLoad(mirrorSideCores, 1 + nats.nodes.length)
+    const { mBps: besideMirrorLoadMBps } = yield* besideLoad(mirrorCores, 1)
     const resumed = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
-    yield* awaitStreamLast(nc, 4 * options.messages, resumed)
+    yield* awaitStreamLast(nc, 5 * options.messages, resumed)
     yield* publishRegion(env, port, lagMessages, options.messageBytes, options.rateMBps)
     yield* awaitStreamLast(nc, total, resumed)
 
@@ -275,6 +277,9 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       // The reference for publishRatio: the region beside plain CPU loads of the mirror side's size.
       regionBesideLoadMBps: round2(besideLoadMBps),
       loadRatio: Math.round((besideLoadMBps / regionMBps) * 1000) / 1000,
+      // Beside a load the size of the mirror process alone: its cost where JetStream runs on other hosts.
+      regionBesideMirrorLoadMBps: round2(besideMirrorLoadMBps),
+      mirrorLoadRatio: Math.round((besideMirrorLoadMBps / regionMBps) * 1000) / 1000,
       // Cores the region's publishing (publisher, broker, head) used alone, and the mirror and the JetStream servers beside it, of `cores`.
       regionCores: round2(regionCores),
       mirrorSideCores: round2(mirrorSideCores),
@@ -290,13 +295,14 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       ratio: Math.round(mirrorRatio * 1000) / 1000
     }
     if (!options.json) {
-      yield* Console.log(table(["cxlog bench --type mirror", "MB/s", "vs direct", "region MB/s", "with mirror", "beside an equal load", `lag p99 @ ${options.rateMBps} MB/s`, "audit"], [[
+      yield* Console.log(table(["cxlog bench --type mirror", "MB/s", "vs direct", "region MB/s", "with mirror", "beside an equal load", "beside the mirror's size", `lag p99 @ ${options.rateMBps} MB/s`, "audit"], [[
         `${options.messages} × ${options.messageBytes} B`,
         result.mirrorMBps,
         result.mirrorRatio,
         result.regionMBps,
         result.publishRatio,
         result.loadRatio,
+        result.mirrorLoadRatio,
         `${result.lagP99Ms} ms`,
         audit.detail
       ]]))

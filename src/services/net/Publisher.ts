@@ -58,7 +58,7 @@ export interface PublisherOptions {
   readonly adaptiveWindow?: boolean
   /** Largest batch a broker accepts (a bigger message is refused). Default 1 MiB, the broker's default. */
   readonly maxBatchBytes?: number
-  /** `round-robin` (default) spreads batches that overlap in flight over the brokers (a lone batch goes where the last one went); `sticky` keeps one until it fails. */
+  /** `round-robin` (default) spreads batches that overlap in flight over the brokers (a lone batch goes to its home broker, the client id modulo the brokers); `sticky` keeps to that one until it fails. */
   readonly spread?: "round-robin" | "sticky"
   /** A connection must be accepted (WELCOME) within this. Default 5 s. */
   readonly connectTimeoutMs?: number
