@@ -15,7 +15,7 @@ import { type BenchPeer, comparePeers, peersJson, peersTable, startPeers } from 
 import { measureLoopback } from "./Loopback.js"
 import { type ClusterShape, shapeFigures } from "./ClusterShape.js"
 import { checkRun, run } from "./Run.js"
-import type { RunSummary } from "./RunSummary.js"
+import { byRoleGroup, type RunSummary } from "./RunSummary.js"
 import { benchTls } from "./Users.js"
 
 export interface BenchOptions extends ClusterShape {
@@ -126,7 +126,6 @@ const runShape = (options: BenchOptions) => ({
   ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
 })
 
-/** Each role's CPU µs per batch the publisher sealed (from its CPU seconds per GiB). */
 /**
  * Per batch, by role: CPU µs (all threads), of it the main threads' µs (their JavaScript; the rest
  * is V8's compiler and GC threads), and the main threads' wakes.
@@ -134,12 +133,11 @@ const runShape = (options: BenchOptions) => ({
 const perBatch = (summary: RunSummary) => {
   const batches = Math.max(1, summary.batches)
   const cpuMicros = (secondsPerGiB: number) => Math.round((secondsPerGiB * (summary.bytes / 2 ** 30) * 1e6) / batches)
-  const each = <A>(of: (group: keyof RunSummary["mainThreads"]) => A) => ({ head: of("head"), brokers: of("brokers"), publisher: of("publisher"), total: of("total") })
   const threads = summary.mainThreads
   return {
-    cpuMicrosPerBatch: each((group) => cpuMicros(summary.cpuSecondsPerGiB[group])),
-    mainThreadMicrosPerBatch: each((group) => Math.round((threads[group].seconds * 1e6) / batches)),
-    wakesPerBatch: each((group) => Math.round((threads[group].wakes / batches) * 100) / 100)
+    cpuMicrosPerBatch: byRoleGroup((group) => cpuMicros(summary.cpuSecondsPerGiB[group])),
+    mainThreadMicrosPerBatch: byRoleGroup((group) => Math.round((threads[group].seconds * 1e6) / batches)),
+    wakesPerBatch: byRoleGroup((group) => Math.round((threads[group].wakes / batches) * 100) / 100)
   }
 }
 

@@ -15,7 +15,7 @@ import { type PeerClient, type PeerCpu, type PeerFigures, type PeerWorkload, run
 import type { PeerFailed, PeerUnavailable } from "./peers/PeerServer.js"
 import { redisLoad } from "./peers/RedisLoad.js"
 import { REDIS } from "./peers/RedisPeer.js"
-import type { RunSummary } from "./RunSummary.js"
+import { byRoleGroup, type RunSummary } from "./RunSummary.js"
 
 /** The reference systems `--peers` may name. */
 export const BENCH_PEERS = [REDIS, NATS] as const
@@ -52,7 +52,6 @@ const mean = (values: ReadonlyArray<number>, places: number) => round(values.red
 const meanSummary = (runs: ReadonlyArray<RunSummary>): RunSummary => {
   const of = (figure: (s: RunSummary) => number, places: number) => mean(runs.map(figure), places)
   const cpu = runs[0]!.cpuSecondsPerGiB
-  const threads = (group: keyof RunSummary["mainThreads"]) => ({ seconds: of((s) => s.mainThreads[group].seconds, 2), wakes: of((s) => s.mainThreads[group].wakes, 0) })
   return {
     ...runs[0]!,
     batches: of((s) => s.batches, 0),
@@ -61,7 +60,7 @@ const meanSummary = (runs: ReadonlyArray<RunSummary>): RunSummary => {
     ackLatencyP50Us: of((s) => s.ackLatencyP50Us, 0),
     ackLatencyP99Us: of((s) => s.ackLatencyP99Us, 0),
     cpuSecondsPerGiB: Object.fromEntries(Object.keys(cpu).map((role) => [role, of((s) => s.cpuSecondsPerGiB[role as keyof typeof cpu], 2)])) as RunSummary["cpuSecondsPerGiB"],
-    mainThreads: { head: threads("head"), brokers: threads("brokers"), publisher: threads("publisher"), total: threads("total") }
+    mainThreads: byRoleGroup((group) => ({ seconds: of((s) => s.mainThreads[group].seconds, 2), wakes: of((s) => s.mainThreads[group].wakes, 0) }))
   }
 }
 

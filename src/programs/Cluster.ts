@@ -4,7 +4,7 @@
  * child is stopped and the region unlinked when the scope closes, Ctrl-C included.
  */
 import { Data, Deferred, Duration, Effect, Either, FiberId, ParseResult, Schema, type Scope } from "effect"
-import { type ChildProcess, fork } from "node:child_process"
+import { type ChildProcess, fork, spawn } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
 import { removeWakeFifos } from "../layers/region/Doorbell.js"
 import { mainThreadStat, procStat, type ThreadStat, USER_HZ } from "../layers/region/ProcessInfo.js"
@@ -83,6 +83,29 @@ export const profileArgs = (): Array<string> => {
   const dir = process.env["CXLOG_PROFILE_DIR"]
   return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}`]
 }
+
+/**
+ * Stops `child` (SIGTERM) should this process die without stopping it (SIGKILL, a crash): for
+ * children that do not watch their parent, as the roles do (servers, CPU loads). A `sh` beside it
+ * waits to read the end of a pipe only this process holds open, then signals the child. The
+ * watcher goes when the scope closes, before the child's own release stops it, so it never
+ * signals a pid reused since.
+ */
+export const stopWithParent = (child: ChildProcess): Effect.Effect<void, never, Scope.Scope> =>
+  child.pid === undefined ? Effect.void : Effect.asVoid(Effect.acquireRelease(
+    Effect.sync(() => {
+      const watcher = spawn("sh", ["-c", 'read -r _; kill "$0" 2>/dev/null', `${child.pid}`], { stdio: ["pipe", "ignore", "ignore"] })
+      // Neither keeps this process running.
+      watcher.unref()
+      ;(watcher.stdin as unknown as { unref: () => void }).unref()
+      return watcher
+    }),
+    (watcher) =>
+      Effect.sync(() => {
+        watcher.kill("SIGKILL")
+        watcher.stdin?.destroy()
+      })
+  ))
 
 /** Stops a child process: SIGTERM, then SIGKILL if it has not exited within 3 s; resumes once it is gone. */
 export const stopChild = (child: ChildProcess): Effect.Effect<void> =>

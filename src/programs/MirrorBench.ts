@@ -18,8 +18,8 @@
  *    loadRatio over step 4, what any neighbour of that size costs the region on this machine;
  *    then beside one load the size of the mirror process's own cores (mirrorLoadRatio): what the
  *    mirror alone would cost where the JetStream servers run on hosts of their own;
- * 6. lag: the mirror started again and caught up, 4 s of messages published at a steady `--mirror-rate-mbps` (5) while the mirror runs; each
- *    message's lag is its stored time in JetStream less its publish timestamp: p50, p99;
+ * 6. lag: the mirror started again and caught up, 4 s of messages published at a steady
+ *    `--mirror-rate-mbps` (5) while the mirror runs; each message's lag is its stored time in JetStream less its publish timestamp: p50, p99;
  * 7. audit: the stream read back holds every offset once, in order, with the region's payloads.
  *
  * Rates are payload bytes over the span between the first and last message's stored times in
@@ -40,10 +40,10 @@ import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from 
 import { attachRegion, processSlot, reader } from "../layers/Roles.js"
 import { percentile } from "../Percentiles.js"
 import { table } from "../Table.js"
-import { processCpuSeconds, type RoleProcess, spawnRole, startHeadAndBrokers, stopChild } from "./Cluster.js"
+import { type RoleProcess, spawnRole, startHeadAndBrokers, stopChild, stopWithParent } from "./Cluster.js"
 import { MirrorEvents } from "./RoleEvents.js"
 import { startNatsCluster } from "./peers/NatsCluster.js"
-import { PeerFailed } from "./peers/PeerServer.js"
+import { errorText, PeerFailed } from "./peers/PeerServer.js"
 
 export interface MirrorBenchOptions {
   readonly messages: number
@@ -60,7 +60,7 @@ const STREAM = "cxlog-bench"
 const LAG_SECONDS = 4
 const round2 = (n: number) => Math.round(n * 100) / 100
 
-const failed = (detail: string) => (error: unknown) => new PeerFailed({ peer: "nats", detail: `${detail}: ${error instanceof Error ? error.message : String(error)}` })
+const failed = (detail: string) => (error: unknown) => new PeerFailed({ peer: "nats", detail: `${detail}: ${errorText(error)}` })
 
 /** Stored time (ms) of the stream's message `seq`. */
 const storedAt = (nc: NatsConnection, seq: number) =>
@@ -129,7 +129,7 @@ const publishDirect = (servers: ReadonlyArray<string>, options: Required<MirrorB
 /** Steps 2, 4 and 5: `cxlog publish --count`, its MB/s by its own clock, and the cores it and `roles` (head, broker) used meanwhile. */
 const publishRegion = (env: Record<string, string>, port: number, count: number, messageBytes: number, rateMBps?: number, roles: ReadonlyArray<RoleProcess> = []) =>
   Effect.gen(function*() {
-    const rolesCpu = () => roles.reduce((sum, role) => sum + (processCpuSeconds(role.pid) ?? 0), 0)
+    const rolesCpu = () => roles.reduce((sum, role) => sum + (role.cpuSeconds() ?? 0), 0)
     const cpuBefore = rolesCpu()
     const startedAt = performance.now()
     const publisher = yield* spawnRole("publisher", [
@@ -137,13 +137,14 @@ const publishRegion = (env: Record<string, string>, port: number, count: number,
       ...(rateMBps === undefined ? [] : ["--rate-mbps", `${rateMBps}`])
     ], env)
     const done = yield* publisher.event("done", 600_000)
-    const cores = (rolesCpu() - cpuBefore + (processCpuSeconds(publisher.pid) ?? 0)) / ((performance.now() - startedAt) / 1000)
+    const cores = (rolesCpu() - cpuBefore + (publisher.cpuSeconds() ?? 0)) / ((performance.now() - startedAt) / 1000)
     return { mBps: (count * messageBytes) / 1e6 / ((done["elapsedMs"] as number) / 1000), cores }
   }).pipe(Effect.scoped)
 
 /**
  * Plain CPU loads using `cores` between them in `processes` child processes (each busy 1 ms, then
- * idle as long as its share leaves), until the scope closes: a neighbour of a measured size.
+ * idle as long as its share leaves), until the scope closes or this process dies: a neighbour of
+ * a measured size.
  */
 const cpuLoad = (cores: number, processes: number) =>
   Effect.forEach(Array.from({ length: processes }, () => Math.min(0.95, Math.max(0.01, cores / processes))), (share) =>
@@ -154,7 +155,7 @@ const cpuLoad = (cores: number, processes: number) =>
         return spawn(process.execPath, ["-e", code], { stdio: "ignore" })
       }),
       stopChild
-    ))
+    ).pipe(Effect.tap(stopWithParent)))
 
 /** A message read back, with when JetStream stored it (ms since the epoch). */
 type StoredMessage = MirroredMessage & { readonly stored: number }
@@ -235,8 +236,8 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     yield* mirror.event("mirroring", 60_000)
     yield* awaitStreamLast(nc, 2 * options.messages, mirror)
     // What the mirror's side (the mirror and the JetStream servers) takes of the machine while the region publishes beside it.
-    const mirrorSideCpu = () => (processCpuSeconds(mirror.pid) ?? 0) + nats.nodes.reduce((sum, node) => sum + (node.cpuSeconds() ?? 0), 0)
-    const mirrorCpu = () => processCpuSeconds(mirror.pid) ?? 0
+    const mirrorCpu = () => mirror.cpuSeconds() ?? 0
+    const mirrorSideCpu = () => mirrorCpu() + nats.nodes.reduce((sum, node) => sum + (node.cpuSeconds() ?? 0), 0)
     const [cpuBefore, mirrorCpuBefore] = [mirrorSideCpu(), mirrorCpu()]
     const startedAt = performance.now()
     const { mBps: withMirrorMBps } = yield* publishRegion(env, port, options.messages, options.messageBytes)

@@ -110,11 +110,12 @@ const perGiB = <K extends string>(bytes: number, seconds: Record<K, number>): Re
   return out
 }
 
-const roleGroups = <A>(figure: (pick: (role: RoleProcess) => boolean) => A, picks: RoleGroups<(role: RoleProcess) => boolean>): RoleGroups<A> => ({
-  head: figure(picks.head),
-  brokers: figure(picks.brokers),
-  publisher: figure(picks.publisher),
-  total: figure(picks.total)
+/** A figure per role group, `of` each. */
+export const byRoleGroup = <A>(of: (group: keyof RoleGroups<A>) => A): RoleGroups<A> => ({
+  head: of("head"),
+  brokers: of("brokers"),
+  publisher: of("publisher"),
+  total: of("total")
 })
 
 /** The run's figures; `takeover` from `takeoverFigures`. */
@@ -129,6 +130,12 @@ export const summarize = (
   const audit = audited?.audit
   const elapsedMs = published.elapsedMs
   const cpu = progress.cpu
+  const is: RoleGroups<(role: RoleProcess) => boolean> = {
+    head: (r) => r === head || standbys.some((s) => s === r),
+    brokers: (r) => brokers.some((b) => b === r),
+    publisher: (r) => r === publisher,
+    total: () => true
+  }
   return {
     region: plan.region,
     reclaimedRegions: plan.reclaimed.map((r) => r.name),
@@ -165,19 +172,14 @@ export const summarize = (
     remoteSubscribers: remoteAudits,
     remoteSubscriberMBps: remoteAudits.length === 0 ? null : Math.min(...remoteAudits.map((r) => r.mBps)),
     cpuSecondsPerGiB: perGiB(plan.bytes, {
-      head: cpu.seconds((r) => r === head || standbys.some((s) => s === r)),
-      brokers: cpu.seconds((r) => brokers.some((b) => b === r)),
-      publisher: cpu.seconds((r) => r === publisher),
+      head: cpu.seconds(is.head),
+      brokers: cpu.seconds(is.brokers),
+      publisher: cpu.seconds(is.publisher),
       subscriber: cpu.seconds((r) => r === subscriber),
       remoteSubscribers: cpu.seconds((r) => remotes.some((s) => s === r)),
-      total: cpu.seconds(() => true)
+      total: cpu.seconds(is.total)
     }),
-    mainThreads: roleGroups((pick) => ({ seconds: Math.round(cpu.mainSeconds(pick) * 100) / 100, wakes: cpu.wakes(pick) }), {
-      head: (r) => r === head || standbys.some((s) => s === r),
-      brokers: (r) => brokers.some((b) => b === r),
-      publisher: (r) => r === publisher,
-      total: () => true
-    })
+    mainThreads: byRoleGroup((group) => ({ seconds: Math.round(cpu.mainSeconds(is[group]) * 100) / 100, wakes: cpu.wakes(is[group]) }))
   }
 }
 

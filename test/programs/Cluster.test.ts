@@ -81,9 +81,10 @@ describe("cxlog run and bench (bundled CLI, real processes)", () => {
       const result = summaryOf(stdout)
       expect(result).toMatchObject({ bench: "cxlog", type: "publish", messages: 16384, window: 256, adaptiveWindow: true })
       for (const field of ["auditPassed", "received", "lost", "notDelivered", "duplicated"]) expect(result).not.toHaveProperty(field)
-      // Adaptive: somewhere under the cap, as the publisher reported it. Fixed: the cap.
-      expect(result["windowAtEnd"]).toBeGreaterThanOrEqual(1)
-      expect(result["windowAtEnd"]).toBeLessThanOrEqual(256)
+      // Adaptive, as the publisher reported it: from 48 it may double once or twice in 256 batches of 64 KiB, never reaching the cap.
+      expect(result["windowAtEnd"]).toBeGreaterThanOrEqual(2)
+      expect(result["windowAtEnd"]).toBeLessThan(256)
+      // Fixed: the cap.
       const fixed = yield* runCli(["bench", "--type", "publish", "--bytes", "4MiB", "--broker-count", "1", "--window", "24", "--fixed-window", "--json"])
       expect(fixed.code, fixed.stderr).toBe(0)
       expect(summaryOf(fixed.stdout)).toMatchObject({ window: 24, adaptiveWindow: false, windowAtEnd: 24 })

@@ -75,7 +75,7 @@ const choose = (s: PublisherState): PublisherLink | undefined => {
     const i = (from + k) % n
     if (links[i]!.state === "open") {
       if (sticky) s.sticky = i
-      s.roundRobin = i + 1
+      else s.roundRobin = i + 1
       return links[i]
     }
   }

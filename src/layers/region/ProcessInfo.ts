@@ -36,13 +36,20 @@ export interface ProcStat {
   readonly startTicks: number
 }
 
+/** The fields of a /proc `stat` file after the command name (which may hold spaces and parentheses), from the state on. */
+const statFields = (path: string): ReadonlyArray<string> => {
+  const stat = readFileSync(path, "utf8")
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+}
+
+/** User and system time of a `statFields` line, in clock ticks. */
+const cpuTicksOf = (fields: ReadonlyArray<string>) => Number(fields[11]) + Number(fields[12])
+
 /** /proc/PID/stat of `pid`; undefined where there is no such process, or no /proc. */
 export const procStat = (pid: number): ProcStat | undefined => {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    // The fields after the command name (which may hold spaces and parentheses) start at the state.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return { state: fields[0]!, cpuTicks: Number(fields[11]) + Number(fields[12]), startTicks: Number(fields[19]) }
+    const fields = statFields(`/proc/${pid}/stat`)
+    return { state: fields[0]!, cpuTicks: cpuTicksOf(fields), startTicks: Number(fields[19]) }
   } catch {
     return undefined
   }
@@ -59,10 +66,9 @@ export interface ThreadStat {
 /** /proc/PID/task/PID of `pid`; undefined where there is no such process, or no /proc. */
 export const mainThreadStat = (pid: number): ThreadStat | undefined => {
   try {
-    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    const cpuTicks = cpuTicksOf(statFields(`/proc/${pid}/task/${pid}/stat`))
     const sleeps = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8"))
-    return { cpuTicks: Number(fields[11]) + Number(fields[12]), sleeps: sleeps === null ? 0 : Number(sleeps[1]) }
+    return { cpuTicks, sleeps: sleeps === null ? 0 : Number(sleeps[1]) }
   } catch {
     return undefined
   }

@@ -11,7 +11,7 @@ import { connect } from "@nats-io/transport-node"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { findBinary, freePort, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
+import { errorText, findBinary, freePort, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
 
 export const NATS = "nats"
 
@@ -83,7 +83,7 @@ export const awaitJetStream = (urls: ReadonlyArray<string>, timeoutMs = JETSTREA
           await jsm.getAccountInfo()
           return true
         } catch (error) {
-          return error instanceof Error ? error.message : String(error)
+          return errorText(error)
         } finally {
           await nc.close().catch(() => undefined)
         }

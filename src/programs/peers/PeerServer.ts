@@ -7,7 +7,7 @@ import { Data, Effect, type Scope } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { connect, createServer } from "node:net"
-import { processCpuSeconds, stopChild } from "../Cluster.js"
+import { processCpuSeconds, stopChild, stopWithParent } from "../Cluster.js"
 
 /** A peer's server binary or its Node client is not installed here. */
 export class PeerUnavailable extends Data.TaggedError("PeerUnavailable")<{ readonly peer: string; readonly missing: string; readonly install: string }> {
@@ -70,7 +70,7 @@ export interface PeerProcess {
 /**
  * Starts `binary args(port)` and resumes once it accepts connections on that port (a free one,
  * or `fixedPort`: a server started again where its clients look for it); the server is stopped
- * (SIGTERM, then SIGKILL) when the scope closes. Its output is kept for the error when it exits early.
+ * (SIGTERM, then SIGKILL) when the scope closes, or when this process dies first. Its output is kept for the error when it exits early.
  */
 export const startPeerServer = (
   peer: string,
@@ -84,6 +84,7 @@ export const startPeerServer = (
       Effect.sync(() => spawn(binary, args(port), { stdio: ["ignore", "pipe", "pipe"] })),
       stopChild
     )
+    yield* stopWithParent(child)
     let output = ""
     const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-2_000))
     child.stdout?.on("data", keep)
