@@ -60,7 +60,7 @@ const meanSummary = (runs: ReadonlyArray<RunSummary>): RunSummary => {
     ackLatencyP50Us: of((s) => s.ackLatencyP50Us, 0),
     ackLatencyP99Us: of((s) => s.ackLatencyP99Us, 0),
     cpuSecondsPerGiB: Object.fromEntries(Object.keys(cpu).map((role) => [role, of((s) => s.cpuSecondsPerGiB[role as keyof typeof cpu], 2)])) as RunSummary["cpuSecondsPerGiB"],
-    mainThreads: byRoleGroup((group) => ({ seconds: of((s) => s.mainThreads[group].seconds, 2), wakes: of((s) => s.mainThreads[group].wakes, 0) }))
+    mainThreads: byRoleGroup((group) => ({ seconds: of((s) => s.mainThreads[group].seconds, 3), wakes: of((s) => s.mainThreads[group].wakes, 0) }))
   }
 }
 
