@@ -89,7 +89,14 @@ describe("a stopped member and the reply ring", () => {
       const head = yield* spawnFixture("coord-stall", ["head", region])
       expect(yield* head.next(60_000)).toEqual({ ready: true })
       const lapsed = yield* spawnFixture("coord-stall", ["lapsed", region])
-      yield* nextWith(lapsed, "joined", 60_000)
+      const joined = yield* nextWith<{ slot: number }>(lapsed, "joined", 60_000)
+      // Dropped for its stale heartbeat (1.5 s after it stopped), as the head logs it.
+      const drop = `coordinator: slot ${joined.slot} left the membership: heartbeat stale`
+      for (;;) {
+        const line = yield* head.next<{ text?: string }>(60_000)
+        if (line.text?.includes(drop) === true) break
+      }
+      lapsed.process.kill("SIGUSR2")
       yield* nextWith(lapsed, "dropped", 60_000)
       // Its reader was never freed (it kept reading), so no re-attach tells it: the coordinator's notice does.
       const result = yield* nextResult<{ rejoined: boolean; barrier: string }>(lapsed, 60_000)
