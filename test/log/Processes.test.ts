@@ -5,7 +5,7 @@
  * moments and started again, once with the sequencer SIGKILLed mid-run under a standby that takes over.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Chunk, Effect, Queue } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { logAreaParams, type LogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
@@ -80,6 +80,7 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
     const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), appender)
     let restartedEpoch: number | undefined
     let appendersKilled = 0
+    let killedRounds = 0
     for (;;) {
       const message = yield* reader.next<{ progress?: number; audit?: Audit; stalled?: boolean; error?: string }>(120_000)
       if (message.audit !== undefined || message.stalled === true || message.error !== undefined) {
@@ -89,8 +90,8 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
           a.next<{ done?: boolean; resent: number; rounds: number }>(30_000).pipe(Effect.repeat({ until: (m) => m.done === true })))
         const resent = done.reduce((n, d) => n + d.resent, 0)
         expect(resent).toBeGreaterThan(0)
-        // Rounds the appenders that finished ran themselves (a restarted one counts from its restart).
-        const appenderRounds = done.reduce((n, d) => n + d.rounds, 0)
+        // Rounds the appenders ran themselves: each finished one's, and what each killed one last said.
+        const appenderRounds = done.reduce((n, d) => n + d.rounds, killedRounds)
         return { audit: message.audit!, expected, firstEpoch: first.epoch, restartedEpoch, appendersKilled, appenderRounds }
       }
       if (appendersKilled < appenderKills && message.progress! >= (expected * (appendersKilled + 1)) / (appenderKills + 2)) {
@@ -98,6 +99,8 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
         yield* Effect.sleep(Math.floor(Math.random() * 50))
         appenders[b]!.process.kill("SIGKILL")
         yield* appenders[b]!.exited
+        const said = yield* Queue.takeAll(appenders[b]!.messages)
+        killedRounds += Math.max(0, ...Chunk.toReadonlyArray(said).map((m) => (m as { rounds?: number }).rounds ?? 0))
         appenders[b] = yield* appender(b)
         appendersKilled++
       }
