@@ -148,7 +148,7 @@ export const bench = (options: BenchOptions) =>
 const benchPlain = (options: BenchOptions) =>
   Effect.gen(function*() {
     // The peers' servers first: a missing one fails the bench before anything is measured.
-    const peers = yield* startPeers(options.peers ?? [])
+    const peers = yield* startPeers(options.peers ?? [], options.ackLevel)
     const loopback = yield* measureLoopback(options.totalBytes, options.batchBytes)
     const loopbackMBps = loopback.mBps
     // With remote subscribers, the same run without them first: what serving them costs the publishers, in one run.
@@ -194,6 +194,8 @@ const benchPlain = (options: BenchOptions) =>
         }
         : {}),
       throughputMBps: summary.throughputMBps,
+      publishMBps: summary.publishMBps,
+      ...(summary.e2eMBps === null ? {} : { e2eMBps: summary.e2eMBps }),
       loopbackMBps: Math.round(loopbackMBps * 10) / 10,
       ackLatencyP50Us: summary.ackLatencyP50Us,
       ackLatencyP99Us: summary.ackLatencyP99Us,
@@ -261,7 +263,7 @@ const benchPlain = (options: BenchOptions) =>
           ["loopback TCP, one stream (reference)", loopbackMBps, "", "", loopbackCpu === undefined ? "" : round2(loopbackCpu), 1, 1]
         ])
       )
-      if (compared !== undefined) yield* Console.log(`\n${peersTable(options.type, compared)}`)
+      if (compared !== undefined) yield* Console.log(`\n${peersTable(compared)}`)
     }
     yield* Console.log(JSON.stringify(result))
     return result

@@ -31,6 +31,7 @@ import {
   type PublishError
 } from "../services/net/Publisher.js"
 import { AUDIT_HEADER_BYTES, stamp } from "./Audit.js"
+import { makeMessageClock, type MessageClock } from "./MessageClock.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
 
 export interface PublishOptions {
@@ -70,8 +71,8 @@ const stampedBytes = (messageBytes: number) => Math.max(messageBytes, AUDIT_HEAD
 export const stampedRefusal = (options: Pick<PublishOptions, "publisher" | "messageBytes" | "message">) =>
   PublisherLayers.refusal(options.publisher, stampedBytes(options.messageBytes), options.message)
 
-/** Stamped messages `from` to `count - 1`. */
-const publishStamped = (from: number, count: number, options: PublishOptions) =>
+/** Stamped messages `from` to `count - 1`, each timed by `clock` from the call that hands it over. */
+const publishStamped = (from: number, count: number, options: PublishOptions, clock: MessageClock) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const payload = new Uint8Array(stampedBytes(options.messageBytes))
@@ -81,9 +82,11 @@ const publishStamped = (from: number, count: number, options: PublishOptions) =>
     const perMs = options.rateMBps === undefined ? Infinity : (options.rateMBps * 1e6) / payload.length / 1000
     // Per message: stamp and copy into the open batch, no Effect. `true`: every message due is published.
     const publishDue = (): boolean | PublishError => {
-      const allowed = Math.min(count, perMs === Infinity ? count : from + Math.floor((performance.now() - started) * perMs) + 1)
+      const now = performance.now()
+      const allowed = Math.min(count, perMs === Infinity ? count : from + Math.floor((now - started) * perMs) + 1)
       while (seq < allowed) {
         stamp(payload, options.publisherIndex, seq)
+        clock.published(seq, now)
         const taken = publisher.tryPublish(payload, options.message)
         if (taken !== true) return taken
         seq++
@@ -264,7 +267,7 @@ const countedSince = (stats: PublisherStats, base: PublisherStats | undefined): 
   }
 
 /** The stamped warm-up (`warmupCount`), every message acknowledged; its publisher counts, or undefined without one. */
-const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void) =>
+const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void, clock: MessageClock) =>
   Effect.gen(function*() {
     const warmup = options.warmupCount ?? 0
     if (warmup === 0 || options.count === undefined) return undefined
@@ -272,18 +275,19 @@ const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void) =>
     const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) =>
       new MessagesNotAcknowledged({ count: warmup, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
     const started = performance.now()
-    yield* publishStamped(0, warmup, options).pipe(Effect.mapError(notAcknowledged("send")))
+    yield* publishStamped(0, warmup, options, clock).pipe(Effect.mapError(notAcknowledged("send")))
     yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
     const base = publisher.stats()
     report({ event: "warm", elapsedMs: performance.now() - started, messages: base.ackedMessages })
     return base
   })
 
-const publishing = (options: PublishOptions) =>
+const publishing = (options: PublishOptions, clock: MessageClock) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const report = options.report ?? reportToParent
-    const warm = yield* warmUp(options, report)
+    const warm = yield* warmUp(options, report, clock)
+    if (options.count !== undefined) clock.measure(warm?.messages ?? 0, options.count)
     const started = performance.now()
     const stats = () => countedSince(publisher.stats(), warm)
     // elapsedMs: the orchestrator's live rate uses the same clock as the summary's.
@@ -316,16 +320,18 @@ const publishing = (options: PublishOptions) =>
       const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) => {
         return new MessagesNotAcknowledged({ count, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
       }
-      yield* publishStamped(from, count, options).pipe(Effect.mapError(notAcknowledged("send")))
+      yield* publishStamped(from, count, options, clock).pipe(Effect.mapError(notAcknowledged("send")))
       yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
     }
     const elapsedMs = performance.now() - started
-    const latencies = publisher.ackLatencies(warm?.ackedBatches)
+    // Stamped messages: each one's, from its publish call; lines: each batch's, from its seal.
+    const latencies = options.count === undefined ? publisher.ackLatencies(warm?.ackedBatches) : clock.latenciesUs()
     const latency = summarize(latencies)
     const counted = stats()
     report({
       event: "done",
       elapsedMs,
+      startedAtMs: performance.timeOrigin + started,
       ackLatencyP50Us: latency.p50,
       ackLatencyP99Us: latency.p99,
       ackLatencyQuantilesUs: quantiles(latencies),
@@ -339,12 +345,13 @@ const publishing = (options: PublishOptions) =>
       } s; ${ackLatency}; resends ${counted.resends}, fences ${counted.fences}`
     )
     return { elapsedMs, latency, stats: counted }
-  }).pipe(Effect.scoped, Effect.provide(publisherLayer(options)))
+  }).pipe(Effect.scoped)
 
-/** The publisher `options` ask for: to brokers over TCP, or local (into the region itself). */
-const publisherLayer = (options: PublishOptions) => {
-  if (options.local === undefined) return PublisherLayers.layer(options.publisher)
-  const { brokers: _brokers, ...local } = options.publisher
+/** The publisher `options` ask for: to brokers over TCP, or local (into the region itself); `clock` hears its ACKs. */
+const publisherLayer = (options: PublishOptions, clock: MessageClock) => {
+  const publisher = { ...options.publisher, onAcknowledged: clock.acknowledged }
+  if (options.local === undefined) return PublisherLayers.layer(publisher)
+  const { brokers: _brokers, ...local } = publisher
   return localPublisher(options.local, local)
 }
 
@@ -353,5 +360,6 @@ export const publish = (options: PublishOptions) =>
   Effect.gen(function*() {
     const refused = options.count === undefined ? undefined : stampedRefusal(options)
     if (refused !== undefined) return yield* refused
-    return yield* publishing(options)
+    const clock = makeMessageClock()
+    return yield* publishing(options, clock).pipe(Effect.provide(publisherLayer(options, clock)))
   })

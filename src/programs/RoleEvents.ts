@@ -49,6 +49,9 @@ export const PublisherEvents = {
   done: Schema.Struct({
     event: Schema.Literal("done"),
     elapsedMs: Schema.Number,
+    /** When its measured part began (epoch ms, sub-millisecond): the clock point every system's MB/s starts from. */
+    startedAtMs: Schema.Number,
+    /** ACK latency: each stamped message's from its publish call (each batch's from its seal when publishing lines). */
     ackLatencyP50Us: Schema.Number,
     ackLatencyP99Us: Schema.Number,
     /** The ACK latency at each percentile 0 … 100 (empty without an ACK). */
@@ -76,5 +79,13 @@ const Audit: Schema.Schema<AuditResult> = Schema.Struct({
 /** `cxlog subscribe --audit-publishers N`, in the region or over TCP (RemoteAudit.ts). */
 export const AuditingSubscriberEvents = {
   progress: Schema.Struct({ event: Schema.Literal("progress"), messages: Schema.Number }),
-  done: Schema.Struct({ event: Schema.Literal("done"), messages: Schema.Number, bytes: Schema.Number, elapsedMs: Schema.Number, audit: Audit })
+  done: Schema.Struct({
+    event: Schema.Literal("done"),
+    messages: Schema.Number,
+    bytes: Schema.Number,
+    elapsedMs: Schema.Number,
+    audit: Audit,
+    /** When it had read every message once (epoch ms, sub-millisecond): where an e2e MB/s ends; absent if it never did. */
+    completeAtMs: Schema.optional(Schema.Number)
+  })
 }

@@ -32,7 +32,16 @@ export interface RunSummary {
   readonly order: number
   readonly ackLevel: number
   readonly elapsedMs: number
+  /** Payload MB/s from the first publish to the last ACK (`publishMBps`, under its older name). */
   readonly throughputMBps: number
+  /** Payload MB/s from the first publish to the last ACK. */
+  readonly publishMBps: number
+  /**
+   * Payload MB/s from the first publish to the moment the subscriber (its own process) had read
+   * every message once; null without a subscriber.
+   */
+  readonly e2eMBps: number | null
+  /** Each message's, from its publish call to its ACK. */
   readonly ackLatencyP50Us: number
   readonly ackLatencyP99Us: number
   /**
@@ -130,6 +139,8 @@ export const summarize = (
   const audit = audited?.audit
   const elapsedMs = published.elapsedMs
   const cpu = progress.cpu
+  const mBps = (ms: number) => Math.round((plan.bytes / 1e6 / (ms / 1000)) * 10) / 10
+  const completeAtMs = audited?.completeAtMs
   const is: RoleGroups<(role: RoleProcess) => boolean> = {
     head: (r) => r === head || standbys.some((s) => s === r),
     brokers: (r) => brokers.some((b) => b === r),
@@ -149,7 +160,9 @@ export const summarize = (
     order: options.order,
     ackLevel: options.ackLevel,
     elapsedMs: Math.round(elapsedMs),
-    throughputMBps: Math.round((plan.bytes / 1e6 / (elapsedMs / 1000)) * 10) / 10,
+    throughputMBps: mBps(elapsedMs),
+    publishMBps: mBps(elapsedMs),
+    e2eMBps: completeAtMs === undefined ? null : mBps(completeAtMs - published.startedAtMs),
     ackLatencyP50Us: Math.round(published.ackLatencyP50Us),
     ackLatencyP99Us: Math.round(published.ackLatencyP99Us),
     received: audit?.received ?? null,
@@ -193,8 +206,10 @@ export const printSummary = ({ human, options }: RunPlan, summary: RunSummary, {
     [
       "",
       ...(warmupMs === null ? [] : [`warm-up: ${warmup} messages (${mib(warmup * options.messageBytes)}) in ${(warmupMs / 1000).toFixed(2)} s, not measured`]),
-      `published ${summary.messages} messages (${mib(summary.bytes)}) in ${(published.elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s`,
-      `ACK latency (seal → ack): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}; send window ${summary.publisherWindow} batches${
+      `published ${summary.messages} messages (${mib(summary.bytes)}) in ${(published.elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s${
+        summary.e2eMBps === null ? "" : `; read by the subscriber: ${summary.e2eMBps} MB/s end to end`
+      }`,
+      `ACK latency (publish call → ack, per message): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}; send window ${summary.publisherWindow} batches${
         options.fixedWindow === true ? " (fixed)" : ` (adaptive, at most ${options.window})`
       }`,
       ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average, data directory on ${summary.durable.filesystem}`]),

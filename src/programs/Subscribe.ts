@@ -111,6 +111,8 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
     /** Audit mode: the log's end the audit reads to, once known, and whether the reader got there. */
     let end: number | undefined
     let readToEnd = false
+    /** Audit mode: when every message had arrived once (epoch ms), the clock point an e2e MB/s ends at. */
+    let completeAtMs: number | undefined
     const started = Date.now()
     let lastReport = started
     let lastProgress = started
@@ -126,6 +128,7 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
       if (audit === undefined) {
         if (options.limit !== undefined && messages >= options.limit) break
       } else {
+        if (completeAtMs === undefined && n > 0 && audit.complete()) completeAtMs = performance.timeOrigin + performance.now()
         if (end === undefined && (options.publishersDone === undefined ? audit.complete() : options.publishersDone())) {
           end = (yield* log.bounds(options.topic)).end
         }
@@ -144,7 +147,7 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
     }
     const elapsedMs = Date.now() - started
     const result: AuditResult | undefined = audit?.result(readToEnd)
-    report({ event: "done", messages, bytes, elapsedMs, audit: result })
+    report({ event: "done", messages, bytes, elapsedMs, audit: result, ...(completeAtMs === undefined ? {} : { completeAtMs }) })
     if (result !== undefined) {
       yield* Console.error(
         `subscriber: ${messages} messages${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${

@@ -9,7 +9,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Either, Exit, Logger } from "effect"
 import { describeFailure } from "./CliFailure.js"
 import * as Cli from "./CliKit.js"
-import { benchCommand, loopbackEchoCommand, loopbackSendCommand } from "./commands/BenchCommand.js"
+import { benchCommand, loopbackEchoCommand, loopbackSendCommand, peerConsumeCommand } from "./commands/BenchCommand.js"
 import { brokerCommand } from "./commands/BrokerCommand.js"
 import { dashboardCommand } from "./commands/DashboardCommand.js"
 import { headCommand } from "./commands/HeadCommand.js"
@@ -53,7 +53,8 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   configCommand,
   selfcheckCommand,
   loopbackSendCommand,
-  loopbackEchoCommand
+  loopbackEchoCommand,
+  peerConsumeCommand
 ]
 
 const verbose = Cli.toggle("verbose", { env: "CXLOG_VERBOSE", description: "on an error, print its full cause too" })

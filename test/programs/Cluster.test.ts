@@ -30,6 +30,9 @@ describe("cxlog run and bench (bundled CLI, real processes)", () => {
         brokers: 4
       })
       expect(summary["throughputMBps"]).toBeGreaterThan(0)
+      // Both clocks: to the last ACK, and to the subscriber's reading of the last message.
+      expect(summary["publishMBps"]).toBe(summary["throughputMBps"])
+      expect(summary["e2eMBps"]).toBeGreaterThan(0)
       expect(summary["ackLatencyP99Us"]).toBeGreaterThanOrEqual(summary["ackLatencyP50Us"] as number)
       // Every role did work while the messages flowed, and the total is the roles' sum (rounding aside).
       const cpu = summary["cpuSecondsPerGiB"] as Record<string, number>

@@ -29,6 +29,7 @@ export const complete = (s: PublisherState, batch: Batch): void => {
   publisherAckedBytes.unsafeUpdate(batch.payload.byteLength, [])
   s.counts.ackedBatches++
   s.counts.ackedMessages += batch.messageCount
+  s.settings.onAcknowledged?.({ from: batch.firstMessage, count: batch.messageCount })
   if (batch.pendingWrites === 0) s.pool.give(batch.buffer)
   if (batch.ackWaiters !== undefined) {
     s.ackWaitingBatches--

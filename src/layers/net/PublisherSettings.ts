@@ -30,7 +30,8 @@ export const settingsOf = (options: PublisherOptions) => ({
     ...(options.tls === undefined ? {} : { tls: options.tls })
   },
   ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
-  reconnectDelayMs: options.reconnectDelayMs ?? 25
+  reconnectDelayMs: options.reconnectDelayMs ?? 25,
+  onAcknowledged: options.onAcknowledged
 })
 
 export type PublisherSettings = ReturnType<typeof settingsOf>

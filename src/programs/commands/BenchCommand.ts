@@ -10,6 +10,7 @@ import * as Cli from "../CliKit.js"
 import { loopbackSend } from "../Loopback.js"
 import { benchMirror } from "../MirrorBench.js"
 import { withLogFormat } from "../Observe.js"
+import { peerConsume } from "../peers/PeerConsumerMain.js"
 import { loopbackEcho, rtt } from "../Rtt.js"
 import { clusterFlags, clusterObserveFlags, clusterShape } from "./ClusterFlags.js"
 
@@ -40,8 +41,8 @@ export const benchCommand = Cli.command({
       shown: "none",
       env: "CXLOG_BENCH_PEERS",
       description: "also run these reference systems (comma-separated: redis,nats) on servers the bench starts on loopback: publish, e2e, latency the same workload, taking turns with cxlog " +
-        "(twice each; MB/s, ACK p50/p99, CPU s/GiB of server and client); rtt in the same interleaved loop. redis: Debian's redis-server (no persistence) " +
-        "with ioredis; nats: Debian's nats-server, JetStream file storage"
+        "(twice each; publish and e2e MB/s, ACK p50/p99 per message from its publish call, CPU s/GiB of server and client; each consumer in its own process), checked to be the same " +
+        "messages, warm-up and storage (memory up to --ack 1, disk at --ack 2); rtt in the same interleaved loop. redis: Debian's redis-server with ioredis; nats: Debian's nats-server"
     }),
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
@@ -84,6 +85,15 @@ export const loopbackSendCommand = Cli.command({
   positional: "PORT BYTES CHUNK",
   flags: {},
   run: (_, args) => loopbackSend(Number(args[0] ?? 0), Number(args[1] ?? 0), Number(args[2] ?? 65536))
+})
+
+export const peerConsumeCommand = Cli.command({
+  name: "peer-consume",
+  summary: "internal: a bench peer's e2e consumer, in a process of its own",
+  hidden: true,
+  positional: "PEER ADDRESS STREAM MESSAGES PAYLOAD_BYTES",
+  flags: {},
+  run: (_, args) => peerConsume(args[0] ?? "", args[1] ?? "", args[2] ?? "", Number(args[3] ?? 0), Number(args[4] ?? 0))
 })
 
 export const loopbackEchoCommand = Cli.command({

@@ -8,6 +8,7 @@
 import { Effect, Either, ExecutionStrategy, Exit, Scope } from "effect"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
+import { spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -39,6 +40,8 @@ export interface NatsCluster {
   /** Every node's `nats://127.0.0.1:PORT`, for a client's server list. */
   readonly urls: ReadonlyArray<string>
   readonly directory: string
+  /** Its servers fsync each write (`NatsClusterOptions.syncAlways`, where the server can). */
+  readonly syncAlways: boolean
 }
 
 /** `nats-server`: CXLOG_NATS_SERVER if set, where Debian puts it, or on PATH. */
@@ -54,11 +57,15 @@ export const natsServerBinary: Effect.Effect<string, PeerUnavailable> = Effect.s
  * One server's config: JetStream with its own store; in a cluster, a route to every other
  * node's cluster port (a node lists all, itself included, as the NATS docs do).
  */
-export const natsConfig = (node: { readonly name: string; readonly port: number; readonly storeDir: string; readonly clusterPort?: number }, routes: ReadonlyArray<number>): string =>
+export const natsConfig = (
+  node: { readonly name: string; readonly port: number; readonly storeDir: string; readonly clusterPort?: number },
+  routes: ReadonlyArray<number>,
+  syncAlways = false
+): string =>
   [
     `server_name: ${node.name}`,
     `listen: 127.0.0.1:${node.port}`,
-    `jetstream { store_dir: "${node.storeDir}" }`,
+    `jetstream { store_dir: "${node.storeDir}"${syncAlways ? ", sync_interval: always" : ""} }`,
     ...(node.clusterPort === undefined ? [] : [
       `cluster {`,
       `  name: cxlog`,
@@ -104,12 +111,12 @@ const PORT_ATTEMPTS = 3
  * cluster's routes name them all up front): one another process took meanwhile fails its server
  * with "address already in use", and the cluster is started again on new ones.
  */
-export const startNatsCluster = (size: number): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
+export const startNatsCluster = (size: number, options: NatsClusterOptions = {}): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const parent = yield* Effect.scope
     for (let attempt = 1; ; attempt++) {
       const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-      const started = yield* startOnce(size).pipe(Scope.extend(scope), Effect.either)
+      const started = yield* startOnce(size, options).pipe(Scope.extend(scope), Effect.either)
       if (Either.isRight(started)) return started.right
       yield* Scope.close(scope, Exit.void)
       const error = started.left
@@ -117,11 +124,12 @@ export const startNatsCluster = (size: number): Effect.Effect<NatsCluster, PeerU
     }
   })
 
-const startOnce = (size: number): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
+const startOnce = (size: number, options: NatsClusterOptions): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const binary = yield* natsServerBinary
+    const syncAlways = options.syncAlways === true && syncsAlways(binary)
     const directory = yield* Effect.acquireRelease(
-      Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-nats-"))),
+      Effect.sync(() => mkdtempSync(join(options.parentDir ?? tmpdir(), "cxlog-nats-"))),
       (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
     )
     const specs = []
@@ -132,7 +140,7 @@ const startOnce = (size: number): Effect.Effect<NatsCluster, PeerUnavailable | P
     const nodes = yield* Effect.forEach(specs, (spec) =>
       Effect.gen(function*() {
         const configFile = join(directory, `${spec.name}.conf`)
-        writeFileSync(configFile, natsConfig(spec, routes))
+        writeFileSync(configFile, natsConfig(spec, routes, syncAlways))
         let running: { readonly scope: Scope.CloseableScope; readonly server: PeerProcess } | undefined
         const stop = Effect.suspend(() => {
           const current = running
@@ -158,5 +166,18 @@ const startOnce = (size: number): Effect.Effect<NatsCluster, PeerUnavailable | P
       }))
     const urls = nodes.map((n) => n.url)
     yield* awaitJetStream(urls)
-    return { nodes, urls, directory }
+    return { nodes, urls, directory, syncAlways }
   })
+
+export interface NatsClusterOptions {
+  /** Ask the servers to fsync each write (`sync_interval: always`) where they can: nats-server 2.10 and later. */
+  readonly syncAlways?: boolean
+  /** Where the stores' temporary directory goes (default the OS's). */
+  readonly parentDir?: string
+}
+
+/** Whether this nats-server takes `sync_interval: always` (2.10 on; 2.9 fsyncs on a fixed 2-minute interval). */
+const syncsAlways = (binary: string): boolean => {
+  const version = /v(\d+)\.(\d+)/.exec(spawnSync(binary, ["--version"], { encoding: "utf8" }).stdout ?? "")
+  return version !== null && (Number(version[1]) > 2 || (Number(version[1]) === 2 && Number(version[2]) >= 10))
+}

@@ -1,23 +1,45 @@
 /**
  * The workload a bench runs on a reference system (Redis Streams, NATS JetStream) beside
- * cxlog's: the same count of same-sized messages, published from this process with at most
- * `window` requests awaiting their reply — as fast as that allows, or paced at an offered load
- * (what is due is sent each millisecond) — and, for e2e, read back by a consumer in this
- * process that checks every message arrives once, in order, by the sequence number stamped in
- * its first bytes. A message's ACK latency is its reply's arrival less its send. CPU: the
- * server's from /proc, the client's (publisher and consumer) from this process's own usage, as
- * nothing else runs here meanwhile (cxlog's roles are child processes). A `PeerClient` says how
- * one system sends, reads back and empties its stream.
+ * cxlog's, taken at the same clock points as cxlog's: the same count of same-sized messages,
+ * published from this process with at most `window` requests awaiting their reply — as fast as
+ * that allows, or paced at an offered load (what is due is sent each millisecond) — and, for
+ * e2e, read back by a consumer in its own process (as cxlog's subscriber is) that checks every
+ * message arrives once, in order, by the sequence number stamped in its first bytes.
+ *
+ * Clock points, as cxlog's (RunSummary.ts, MessageClock.ts): a message's ACK latency runs from
+ * the call that hands it to the client to its reply; `publishMBps` from the first publish to
+ * the last reply; `e2eMBps` from the first publish to the consumer's reading of the last
+ * message. CPU: the server's from /proc, the client's this process's own usage (nothing else
+ * runs here meanwhile: cxlog's roles are child processes) plus the consumer process's. What ran
+ * is reported as the server saw it (messages stored, its storage), so the bench can check it
+ * is cxlog's workload (BenchPeers.ts). A `PeerClient` says how one system sends, counts, reads
+ * back and empties its stream.
  */
 import { Effect, type Scope } from "effect"
 import { percentile } from "../../Percentiles.js"
+import { AUDIT_HEADER_BYTES } from "../Audit.js"
+import type { PeerConsumer } from "./PeerConsumerProcess.js"
+import { payloadTemplate } from "./PeerReadBack.js"
 import { PeerFailed } from "./PeerServer.js"
 
-/** Bytes of the sequence number (u32, little-endian) each message starts with. */
-const STAMP_BYTES = 4
-/** No reply and no message read back for this long fails the run rather than hang it. */
+/** No reply for this long fails the run rather than hang it. */
 const STALL_MS = 30_000
 const WATCH_MS = 500
+
+/** Where a system keeps what it acknowledged: in memory, or on disk before the ACK. */
+export type StorageKind = "memory" | "disk"
+
+export interface PeerStorage {
+  readonly kind: StorageKind
+  /** How, in the system's own terms (as its server's configuration says). */
+  readonly detail: string
+}
+
+/** The storage matching cxlog's ACK level: memory up to ACK 1 (ordered in the region), disk at ACK 2 (fdatasynced). */
+export const storageForAckLevel = (ackLevel: number): StorageKind => (ackLevel >= 2 ? "disk" : "memory")
+
+/** Each message's payload bytes for `messageBytes`: as cxlog's stamped messages, at least their stamp. */
+export const payloadBytesOf = (messageBytes: number) => Math.max(messageBytes, AUDIT_HEADER_BYTES)
 
 export interface PeerWorkload {
   readonly type: "publish" | "e2e" | "latency"
@@ -41,12 +63,16 @@ export interface PeerClient {
   readonly window: number
   /** The server's CPU seconds so far (undefined where /proc is not). */
   readonly serverCpuSeconds: () => number | undefined
+  /** What the server keeps the stream in, as it says. */
+  readonly storage: Effect.Effect<PeerStorage, PeerFailed>
   /** An empty stream for the next run, the last run's removed. */
   readonly reset: Effect.Effect<void, PeerFailed>
+  /** Messages the stream holds now, as the server counts them. */
+  readonly stored: Effect.Effect<number, PeerFailed>
   /** Sends messages `first`, `first + 1`, … (`payloads`) together; each reply reaches `replies`. */
   readonly send: (first: number, payloads: ReadonlyArray<Buffer>, replies: PeerReplies) => void
-  /** Reads the stream from its start, calling `received` per message in the stream's order; ready when this resumes, stopped when the scope closes. */
-  readonly consume: (received: (payload: Uint8Array) => void, failed: (reason: string) => void) => Effect.Effect<void, PeerFailed, Scope.Scope>
+  /** A consumer of its own reading the stream from its start, auditing `messages` of `payloadBytes`: reading once this resumes, stopped when the scope closes. */
+  readonly startConsumer: (messages: number, payloadBytes: number) => Effect.Effect<PeerConsumer, PeerFailed, Scope.Scope>
 }
 
 export interface PeerCpu {
@@ -56,18 +82,29 @@ export interface PeerCpu {
 }
 
 export interface PeerFigures {
-  /** Payload MB/s to the last reply, or (e2e) to the last message read back. */
+  /** Messages of the measured run the server stored. */
+  readonly messages: number
+  /** Payload bytes of each message: as the consumer read them back (e2e), else as handed to the client. */
+  readonly messageBytes: number
+  /** Messages of the warm-up the server stored (0 without one). */
+  readonly warmupMessages: number
+  readonly storage: PeerStorage
+  /** Payload MB/s from the first publish to the last reply (`publishMBps`, under cxlog's older name). */
   readonly throughputMBps: number
+  readonly publishMBps: number
+  /** e2e: payload MB/s from the first publish to the consumer's reading of the last message. */
+  readonly e2eMBps?: number
+  /** Each message's, from the call handing it to the client to its reply. */
   readonly ackLatencyP50Us: number
   readonly ackLatencyP99Us: number
   readonly cpuSecondsPerGiB: PeerCpu
   /** e2e: every message read back once, in order, intact. */
   readonly auditPassed?: boolean
-  /** e2e: payload MB/s to the last reply (the publishing side alone). */
-  readonly publishedMBps?: number
+  /** e2e: the consumer's process (not this one). */
+  readonly consumerPid?: number
 }
 
-/** One run's state: what was sent, acknowledged and read back, and when. */
+/** One run's state: what was sent and acknowledged, and when. */
 interface PeerRun {
   readonly client: PeerClient
   readonly workload: PeerWorkload
@@ -76,18 +113,15 @@ interface PeerRun {
   readonly template: Buffer
   /** Messages due per ms at the offered load (Infinity: as fast as the window allows). */
   readonly perMs: number
-  /** Per message: when it was sent, and its ACK latency (ms). */
+  /** Per message: when it was handed to the client, and its ACK latency (ms). */
   readonly sentAt: Float64Array
   readonly latencyMs: Float64Array
   readonly replies: PeerReplies
   started: number
   sent: number
+  sentBytes: number
   acked: number
   ackedAt: number
-  read: number
-  readAt: number
-  /** Messages read back out of place, of the wrong size or with other bytes. */
-  misread: number
   /** The last send stopped at the window with messages due: a reply sends more. */
   blocked: boolean
   pumpScheduled: boolean
@@ -97,25 +131,21 @@ interface PeerRun {
 }
 
 const makeRun = (client: PeerClient, workload: PeerWorkload): PeerRun => {
-  const payloadBytes = Math.max(workload.messageBytes, STAMP_BYTES)
-  const template = Buffer.alloc(payloadBytes)
-  for (let i = STAMP_BYTES; i < payloadBytes; i++) template[i] = (i * 31) & 0xff
+  const payloadBytes = payloadBytesOf(workload.messageBytes)
   const run: PeerRun = {
     client,
     workload,
     payloadBytes,
-    template,
+    template: payloadTemplate(payloadBytes),
     perMs: workload.type === "latency" ? (workload.rateMBps * 1e6) / payloadBytes / 1000 : Infinity,
     sentAt: new Float64Array(workload.messages),
     latencyMs: new Float64Array(workload.messages),
     replies: { acked: (index) => ackOne(run, index), failed: (reason) => failRun(run, reason) },
     started: 0,
     sent: 0,
+    sentBytes: 0,
     acked: 0,
     ackedAt: 0,
-    read: 0,
-    readAt: 0,
-    misread: 0,
     blocked: false,
     pumpScheduled: false,
     failure: undefined,
@@ -123,8 +153,6 @@ const makeRun = (client: PeerClient, workload: PeerWorkload): PeerRun => {
   }
   return run
 }
-
-const done = (run: PeerRun) => run.acked === run.workload.messages && (run.workload.type !== "e2e" || run.read >= run.workload.messages)
 
 const failRun = (run: PeerRun, reason: string) => {
   run.failure ??= reason
@@ -149,6 +177,7 @@ const pump = (run: PeerRun) => {
     run.template.copy(slab, at)
     slab.writeUInt32LE(first + i, at)
     payloads[i] = slab.subarray(at, at + run.payloadBytes)
+    run.sentBytes += payloads[i]!.length
     run.sentAt[first + i] = now
   }
   run.sent = upTo
@@ -167,20 +196,11 @@ const ackOne = (run: PeerRun, index: number) => {
   run.latencyMs[index] = now - run.sentAt[index]!
   run.acked++
   run.ackedAt = now
-  if (done(run)) run.settle()
+  if (run.acked === run.workload.messages) run.settle()
   else if (run.blocked) pumpLater(run)
 }
 
-const readOne = (run: PeerRun, payload: Uint8Array) => {
-  const bytes = run.payloadBytes
-  const index = payload.length < STAMP_BYTES ? -1 : payload[0]! + (payload[1]! << 8) + (payload[2]! << 16) + payload[3]! * 2 ** 24
-  if (index !== run.read || payload.length !== bytes || run.template.compare(payload, STAMP_BYTES, bytes, STAMP_BYTES, bytes) !== 0) run.misread++
-  run.read++
-  run.readAt = performance.now()
-  if (done(run)) run.settle()
-}
-
-/** Publishes the whole workload (paced or not) and resumes once it is done, failed, or stalled for STALL_MS. */
+/** Publishes the whole workload (paced or not) and resumes once every message is acknowledged, a send failed, or replies stalled for STALL_MS. */
 const drive = (run: PeerRun) =>
   Effect.async<void, PeerFailed>((resume) => {
     const { messages } = run.workload
@@ -192,7 +212,7 @@ const drive = (run: PeerRun) =>
       run.settle = () => {}
     }
     run.settle = () => {
-      if (run.failure === undefined && !done(run)) return
+      if (run.failure === undefined && run.acked < messages) return
       stop()
       resume(run.failure === undefined ? Effect.void : Effect.fail(new PeerFailed({ peer: run.client.peer, detail: run.failure })))
     }
@@ -202,13 +222,11 @@ const drive = (run: PeerRun) =>
     let progress = -1
     let quietMs = 0
     watch = setInterval(() => {
-      quietMs = run.acked + run.read === progress ? quietMs + WATCH_MS : 0
-      progress = run.acked + run.read
-      if (quietMs < STALL_MS) return
-      const waitedFor = run.acked < messages ? "replies" : "the consumer"
-      failRun(run, `waiting for ${waitedFor}: ${run.acked} of ${messages} acknowledged, ${run.read} read back, then nothing for ${STALL_MS} ms`)
+      quietMs = run.acked === progress ? quietMs + WATCH_MS : 0
+      progress = run.acked
+      if (quietMs >= STALL_MS) failRun(run, `waiting for replies: ${run.acked} of ${messages} acknowledged, then nothing for ${STALL_MS} ms`)
     }, WATCH_MS)
-    // A consumer that failed before the start, or nothing to send.
+    // Nothing to send.
     run.settle()
     return Effect.sync(stop)
   })
@@ -218,30 +236,48 @@ const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 *
 
 /** Runs `workload` on a peer, after its warm-up: its figures, or PeerFailed naming what it waited for. */
 export const runPeerLoad = (client: PeerClient, workload: PeerWorkload): Effect.Effect<PeerFigures, PeerFailed> =>
-  workload.warmupMessages === 0
-    ? runOnce(client, workload)
-    : Effect.zipRight(runOnce(client, { ...workload, messages: workload.warmupMessages }), runOnce(client, workload))
+  Effect.gen(function*() {
+    const warmupMessages = workload.warmupMessages === 0 ? 0 : (yield* runOnce(client, { ...workload, messages: workload.warmupMessages })).messages
+    return { ...(yield* runOnce(client, workload)), warmupMessages }
+  })
 
 const runOnce = (client: PeerClient, workload: PeerWorkload): Effect.Effect<PeerFigures, PeerFailed> =>
   Effect.gen(function*() {
     yield* client.reset
     const run = makeRun(client, workload)
-    if (workload.type === "e2e") yield* client.consume((payload) => readOne(run, payload), (reason) => failRun(run, reason))
+    const e2e = workload.type === "e2e"
+    const consumer = e2e ? yield* client.startConsumer(workload.messages, run.payloadBytes) : undefined
     const serverBefore = client.serverCpuSeconds() ?? 0
     const clientBefore = process.cpuUsage()
     yield* drive(run)
-    const clientUsage = process.cpuUsage(clientBefore)
-    const gib = (workload.messages * workload.messageBytes) / 2 ** 30
-    const server = ((client.serverCpuSeconds() ?? serverBefore) - serverBefore) / gib
-    const clientSeconds = (clientUsage.user + clientUsage.system) / 1e6 / gib
-    const mBps = (until: number) => round((workload.messages * workload.messageBytes) / 1e6 / ((until - run.started) / 1000), 1)
+    const publishUsage = process.cpuUsage(clientBefore)
+    const readBack = consumer === undefined ? undefined : yield* consumer.done
+    const serverAfter = client.serverCpuSeconds() ?? serverBefore
+    const stored = yield* client.stored
+    const storage = yield* client.storage
+    const gib = (workload.messages * run.payloadBytes) / 2 ** 30
+    const server = (serverAfter - serverBefore) / gib
+    const clientSeconds = ((publishUsage.user + publishUsage.system) / 1e6 + (readBack?.cpuSeconds ?? 0)) / gib
+    const mBps = (ms: number) => round((workload.messages * run.payloadBytes) / 1e6 / (ms / 1000), 1)
+    const startedAtMs = performance.timeOrigin + run.started
     const sorted = run.latencyMs.sort()
-    const e2e = workload.type === "e2e"
+    const publishMBps = mBps(run.ackedAt - run.started)
     return {
-      throughputMBps: mBps(e2e ? Math.max(run.ackedAt, run.readAt) : run.ackedAt),
+      messages: stored,
+      messageBytes: readBack === undefined ? run.sentBytes / Math.max(run.sent, 1) : readBack.bytes / Math.max(readBack.read, 1),
+      warmupMessages: 0,
+      storage,
+      throughputMBps: publishMBps,
+      publishMBps,
       ackLatencyP50Us: micros(percentile(sorted, 50)),
       ackLatencyP99Us: micros(percentile(sorted, 99)),
       cpuSecondsPerGiB: { server: round(server, 2), client: round(clientSeconds, 2), total: round(server + clientSeconds, 2) },
-      ...(e2e ? { auditPassed: run.misread === 0 && run.read === workload.messages, publishedMBps: mBps(run.ackedAt) } : {})
+      ...(readBack === undefined || consumer === undefined
+        ? {}
+        : {
+          e2eMBps: readBack.completeAtMs === undefined ? 0 : mBps(readBack.completeAtMs - startedAtMs),
+          auditPassed: readBack.misread === 0 && readBack.read === workload.messages,
+          consumerPid: consumer.pid
+        })
     }
   }).pipe(Effect.scoped)

@@ -1,11 +1,16 @@
 /**
  * Redis Streams as a bench reference: Debian's `redis-server` started on a loopback port with
- * no persistence (the figures compare memory against memory), and `ioredis`, an optional
- * dependency loaded only when a bench asks for the peer. A message is one `XADD` entry with
- * one field holding the payload; its acknowledgement is the reply carrying the entry's id.
+ * the storage the bench's ACK level asks for — in memory (no RDB, no AOF) for ACK 0 and 1, or an
+ * append-only file fsynced before each reply (`appendfsync always`) for ACK 2 — and `ioredis`,
+ * an optional dependency loaded only when a bench asks for the peer. A message is one `XADD`
+ * entry with one field holding the payload; its acknowledgement is the reply carrying the entry's id.
  */
 import { Effect, type Scope } from "effect"
 import type { Redis as RedisClient } from "ioredis"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { PeerStorage, StorageKind } from "./PeerLoad.js"
 import { errorText, findBinary, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
 
 export const REDIS = "redis"
@@ -20,6 +25,8 @@ export interface RedisServer {
   readonly server: PeerProcess
   /** A client connected and answering (a PING), disconnected when the scope closes. */
   readonly connect: Effect.Effect<RedisClient, PeerFailed, Scope.Scope>
+  /** What the server keeps its streams in, as its own configuration says. */
+  readonly storage: Effect.Effect<PeerStorage, PeerFailed>
 }
 
 export interface RedisPeer {
@@ -40,31 +47,58 @@ const loadClient = Effect.tryPromise({
   catch: () => new PeerUnavailable({ peer: REDIS, missing: "the ioredis package", install: "npm install ioredis" })
 })
 
-/** A Redis server of its own, stopped when the scope closes, and how to connect clients to it. */
-export const startRedis: Effect.Effect<RedisServer, PeerUnavailable | PeerFailed, Scope.Scope> = Effect.gen(function*() {
-  const override = redisServerSetting()
-  const binary = findBinary("redis-server", "/usr/bin/redis-server", override)
-  if (binary === undefined) {
-    return yield* new PeerUnavailable({ peer: REDIS, missing: override ?? "redis-server", install: "apt-get install redis-server (Debian's package), or CXLOG_REDIS_SERVER=PATH" })
-  }
-  const { Redis } = yield* loadClient
-  const server = yield* startPeerServer(REDIS, binary, (port) => [
-    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"
-  ])
-  const connect = Effect.gen(function*() {
+/** A client of the server on `port` (127.0.0.1), answering a PING; disconnected when the scope closes. */
+export const connectRedis = (port: number): Effect.Effect<RedisClient, PeerUnavailable | PeerFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { Redis } = yield* loadClient
     const client: RedisClient = yield* Effect.acquireRelease(
-      Effect.sync(() => new Redis({ host: "127.0.0.1", port: server.port, commandTimeout: COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1, lazyConnect: false })),
+      Effect.sync(() => new Redis({ host: "127.0.0.1", port, commandTimeout: COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1, lazyConnect: false })),
       (c) => Effect.sync(() => c.disconnect())
     )
     yield* redisCall("PING", () => client.ping())
     return client
   })
-  return { server, connect }
-})
 
-/** A Redis server of its own and a connected client; both end with the scope. */
+/** The server's persistence options for `storage`; `dir` holds its append-only file. */
+const persistence = (storage: StorageKind, dir: string) =>
+  storage === "memory" ? ["--save", "", "--appendonly", "no"] : ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir]
+
+/** What `CONFIG GET` says the server keeps its data in. */
+const storageOf = (client: RedisClient): Effect.Effect<PeerStorage, PeerFailed> =>
+  Effect.gen(function*() {
+    const get = (name: string) => Effect.map(redisCall(`CONFIG GET ${name}`, () => client.config("GET", name) as Promise<Array<string>>), (reply) => reply[1] ?? "")
+    const appendonly = yield* get("appendonly")
+    const appendfsync = yield* get("appendfsync")
+    const save = yield* get("save")
+    if (appendonly === "yes" && appendfsync === "always") return { kind: "disk", detail: "AOF, appendfsync always (fsynced before each reply)" } as const
+    if (appendonly === "yes") return { kind: "memory", detail: `AOF, appendfsync ${appendfsync} (not on disk at the reply)` } as const
+    return { kind: "memory", detail: save === "" ? "no persistence" : `RDB snapshots (save ${save})` } as const
+  })
+
+/** A Redis server of its own with `storage`, stopped (and its files removed) when the scope closes, and how to connect clients to it. */
+export const startRedis = (storage: StorageKind): Effect.Effect<RedisServer, PeerUnavailable | PeerFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    const override = redisServerSetting()
+    const binary = findBinary("redis-server", "/usr/bin/redis-server", override)
+    if (binary === undefined) {
+      return yield* new PeerUnavailable({ peer: REDIS, missing: override ?? "redis-server", install: "apt-get install redis-server (Debian's package), or CXLOG_REDIS_SERVER=PATH" })
+    }
+    yield* loadClient
+    // ACK 2's files go where cxlog's own durable tier puts a run's (CXLOG_DATA_DIR, else the temporary directory): the same disk.
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(process.env["CXLOG_DATA_DIR"] ?? tmpdir(), "cxlog-redis-"))),
+      (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+    )
+    const server = yield* startPeerServer(REDIS, binary, (port) => [
+      "--port", String(port), "--bind", "127.0.0.1", ...persistence(storage, dir), "--protected-mode", "yes"
+    ])
+    const connect = Effect.catchTag(connectRedis(server.port), "PeerUnavailable", (e) => Effect.fail(new PeerFailed({ peer: REDIS, detail: e.message })))
+    return { server, connect, storage: Effect.scoped(Effect.flatMap(connect, storageOf)) }
+  })
+
+/** A Redis server of its own (in memory, as cxlog's rtt is ACK 1) and a connected client; both end with the scope. */
 export const redisPeer: Effect.Effect<RedisPeer, PeerUnavailable | PeerFailed, Scope.Scope> = Effect.gen(function*() {
-  const { server, connect } = yield* startRedis
+  const { server, connect } = yield* startRedis("memory")
   const client = yield* connect
   const stream = `cxlog-bench-${process.pid}`
   const append = (payload: Buffer) => redisCall("XADD", () => client.xadd(stream, "*", "m", payload)).pipe(Effect.asVoid)

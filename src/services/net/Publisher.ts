@@ -58,6 +58,12 @@ export interface PublisherOptions {
   readonly adaptiveWindow?: boolean
   /** Largest batch a broker accepts (a bigger message is refused). Default 1 MiB, the broker's default. */
   readonly maxBatchBytes?: number
+  /**
+   * Called once per batch as it is acknowledged at the ack level, with its messages (numbered
+   * as `MessageRange`): what a caller timing each message from its `publish` call needs, at the
+   * cost of one call per batch.
+   */
+  readonly onAcknowledged?: (acknowledged: MessageRange) => void
   /** `round-robin` (default) spreads batches that overlap in flight over the brokers (a lone batch goes to its home broker, the client id modulo the brokers); `sticky` keeps to that one until it fails. */
   readonly spread?: "round-robin" | "sticky"
   /** A connection must be accepted (WELCOME) within this. Default 5 s. */
