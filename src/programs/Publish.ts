@@ -324,6 +324,7 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
       yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
     }
     const elapsedMs = performance.now() - started
+    report({ event: "acknowledged", elapsedMs })
     // Stamped messages: each one's, from its publish call; lines: each batch's, from its seal.
     const latencies = options.count === undefined ? publisher.ackLatencies(warm?.ackedBatches) : clock.latenciesUs()
     const latency = summarize(latencies)

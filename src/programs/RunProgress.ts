@@ -47,6 +47,8 @@ export const followProgress = (plan: RunPlan, { brokers, head, publisher, remote
     progress.acked = e.ackedMessages
     progress.elapsedMs = e.elapsedMs
   })
+  // Its last ACK: what it spends after (its latency percentiles) is the bench's arithmetic, not the log's.
+  publisher.onEvent("acknowledged", () => cpu.stop(publisher))
   publisher.onEvent("done", () => cpu.stop(publisher))
   for (const h of [head, ...standbys]) {
     h.onEvent("ordered", (e) => {
