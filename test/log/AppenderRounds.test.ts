@@ -7,7 +7,8 @@
  * and of appenders, interleaved, keep one gap-free order with every batch once.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Metric } from "effect"
+import { logAppenderMessagesOrdered } from "../../src/Metrics.js"
 import { goiEntryOffset } from "../../src/layers/log/Layout.js"
 import { GoiEntryView, LeaseLineView, OrderLineView, roundHolder } from "../../src/layers/log/RecordViews.js"
 import { LeaseLine } from "../../src/layers/log/Records.js"
@@ -21,6 +22,9 @@ const lease = Offsets.sequencerLease
 
 /** Lets the appender's end-of-turn callback run (it orders there). */
 const nextTurns = Effect.promise(() => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve))))
+
+/** Messages this process's appender rounds have ordered so far (a process-wide counter: compare before and after). */
+const appenderMessagesOrdered = Effect.map(Metric.value(logAppenderMessagesOrdered), (state) => Number(state.count))
 
 /** What the head's run loop does once it has taken every topic on: appenders may run rounds. */
 const markHeadReady = (memory: CxlMemoryShape) => {
@@ -144,7 +148,11 @@ describe("appenders ordering their own batches (fake region)", () => {
         const lines = new LeaseLineView(memory)
         const next = [0, 0]
         const sessionOf = (a: number) => ({ clientId: 10 + a, epoch: 1 })
+        // Batches the appenders' own rounds put in the order (no head step in their turns).
+        let orderedByAppenders = 0
+        const messagesOrderedBefore = yield* appenderMessagesOrdered
         for (let turn = 0; turn < 40; turn++) {
+          const orderedBefore = ordered()
           // Some turns the head orders (appenders not allowed), others the appenders do.
           const headTurn = turn % 3 === 0
           lines.storeReady(lease, headTurn ? 0 : lines.occurrence(lease))
@@ -156,7 +164,14 @@ describe("appenders ordering their own batches (fake region)", () => {
           if (turn % 7 === 6) yield* appendSimple(appenders[1]!, "t", sessionOf(0).clientId, sessionOf(0).epoch, next[0]! - 1)
           yield* nextTurns
           if (headTurn) yield* head.step
+          else {
+            // The appenders' rounds ordered the turn's batches at its end: all appended so far, no head step.
+            orderedByAppenders += ordered() - orderedBefore
+            expect(ordered()).toBe(next[0]! + next[1]!)
+          }
         }
+        expect(orderedByAppenders).toBeGreaterThan(0)
+        expect((yield* appenderMessagesOrdered) - messagesOrderedBefore).toBeGreaterThan(0)
         lines.storeReady(lease, 0)
         yield* head.step
         const total = next[0]! + next[1]!
