@@ -16,11 +16,12 @@
 import { Data, Effect, type Scope } from "effect"
 import { table } from "../Table.js"
 import { NATS } from "./peers/NatsCluster.js"
-import { natsLoad } from "./peers/NatsLoad.js"
+import { natsLoad, natsReader } from "./peers/NatsLoad.js"
 import {
   type PeerClient,
   type PeerCpu,
   type PeerFigures,
+  type PeerReader,
   type PeerStorage,
   type PeerWorkload,
   payloadBytesOf,
@@ -29,19 +30,32 @@ import {
   storageForAckLevel
 } from "./peers/PeerLoad.js"
 import type { PeerFailed, PeerUnavailable } from "./peers/PeerServer.js"
-import { redisLoad } from "./peers/RedisLoad.js"
+import { redisLoad, redisReader } from "./peers/RedisLoad.js"
 import { REDIS } from "./peers/RedisPeer.js"
 import { byRoleGroup, type RunSummary } from "./RunSummary.js"
 
-/** A reference system: how the bench starts it and how its row is labelled. A new peer fills in both. */
+/**
+ * A reference system: how the bench starts it (server and publishing client), how its e2e
+ * consumer process reads it back (`cxlog peer-consume`, PeerConsumerMain.ts), and how its row is
+ * labelled. A new peer fills in all three here, and nowhere else.
+ */
 interface PeerSpec {
   readonly load: (storage: StorageKind) => Effect.Effect<PeerClient, PeerUnavailable | PeerFailed, Scope.Scope>
+  readonly reader: (address: string, stream: string) => PeerReader
   readonly label: (window: number, storage: PeerStorage) => string
 }
 
-const PEER_SPECS = {
-  [REDIS]: { load: redisLoad, label: (window, storage) => `Redis Streams: pipelined XADD, ≤ ${window} in flight (ioredis), ${storage.detail}` },
-  [NATS]: { load: natsLoad, label: (window, storage) => `NATS JetStream: js.publish, ≤ ${window} PubAcks in flight, ${storage.detail}` }
+export const PEER_SPECS = {
+  [REDIS]: {
+    load: redisLoad,
+    reader: (address, stream) => redisReader(Number(address), stream),
+    label: (window, storage) => `Redis Streams: pipelined XADD, ≤ ${window} in flight (ioredis), ${storage.detail}`
+  },
+  [NATS]: {
+    load: natsLoad,
+    reader: natsReader,
+    label: (window, storage) => `NATS JetStream: js.publish, ≤ ${window} PubAcks in flight, ${storage.detail}`
+  }
 } as const satisfies Record<string, PeerSpec>
 
 /** The reference systems `--peers` may name. */

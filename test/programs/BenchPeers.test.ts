@@ -245,6 +245,18 @@ describe("bench peers", () => {
       for (const client of clients) expect(client.serverCpuSeconds(), `${client.peer}'s server after the scope`).toBeUndefined()
     }), 60_000)
 
+  it.live.skipIf(skipBoth !== undefined)(`at ACK 2 each peer's server keeps its stream on disk, as its own configuration says${skipped(skipBoth)}`, () =>
+    Effect.gen(function*() {
+      const described = yield* Effect.scoped(Effect.gen(function*() {
+        const clients = [yield* redisLoad("disk"), yield* natsLoad("disk")]
+        const figures = yield* Effect.forEach(clients, (client) => runPeerLoad(client, { type: "publish", messages: 100, messageBytes: 1_024, rateMBps: 0, warmupMessages: 0 }))
+        return figures.map((f) => [f.messages, f.storage.kind, f.storage.detail])
+      }))
+      expect(described[0]).toEqual([100, "disk", "AOF, appendfsync always (fsynced before each reply)"])
+      expect(described[1]!.slice(0, 2)).toEqual([100, "disk"])
+      expect(described[1]![2]).toMatch(/^file storage/)
+    }), 60_000)
+
   it.live.skipIf(skip !== undefined)(`a Redis server of the bench's own answers XADD and is gone with the bench${skip === undefined ? "" : ` (skipped: ${skip})`}`, () =>
     Effect.gen(function*() {
       const pid = yield* Effect.scoped(Effect.gen(function*() {

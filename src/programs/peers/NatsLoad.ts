@@ -10,7 +10,7 @@ import { Effect, type Scope } from "effect"
 import { NATS } from "./NatsCluster.js"
 import { NATS_STREAM, NATS_SUBJECT, natsCall, startNats } from "./NatsPeer.js"
 import { spawnPeerConsumer } from "./PeerConsumerProcess.js"
-import type { PeerClient, StorageKind } from "./PeerLoad.js"
+import type { PeerClient, PeerReader, StorageKind } from "./PeerLoad.js"
 import { errorText, type PeerFailed, type PeerUnavailable } from "./PeerServer.js"
 
 /**
@@ -48,8 +48,8 @@ export const natsLoad = (storage: StorageKind): Effect.Effect<PeerClient, PeerUn
  * its start, each message's payload to `received` in the stream's order; reading once this
  * resumes, stopped when the scope closes.
  */
-export const natsReader = (url: string, stream: string) =>
-(received: (payload: Uint8Array) => void, failed: (reason: string) => void): Effect.Effect<void, PeerFailed, Scope.Scope> =>
+export const natsReader = (url: string, stream: string): PeerReader =>
+(received, failed) =>
   Effect.gen(function*() {
     const nc = yield* Effect.acquireRelease(
       natsCall("connecting", () => connect({ servers: [url], noAsyncTraces: true, timeout: REQUEST_TIMEOUT_MS })),

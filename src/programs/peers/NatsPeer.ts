@@ -11,7 +11,7 @@ import { connect } from "@nats-io/transport-node"
 import { Effect, type Scope } from "effect"
 import { NATS, type NatsNode, startNatsCluster } from "./NatsCluster.js"
 import type { PeerStorage, StorageKind } from "./PeerLoad.js"
-import { errorText, PeerFailed, type PeerUnavailable } from "./PeerServer.js"
+import { errorText, peerDataParent, PeerFailed, type PeerUnavailable } from "./PeerServer.js"
 
 /** A JetStream request (a publish's PubAck, a stream's creation) unanswered this long fails. */
 const REQUEST_TIMEOUT_MS = 10_000
@@ -52,9 +52,7 @@ const storageOf = (manager: JetStreamManager, syncAlways: boolean): Effect.Effec
 /** A NATS server of its own with JetStream, its stream made with `storage`, and a connected client; all end with the scope. */
 export const startNats = (storage: StorageKind): Effect.Effect<NatsServer, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
-    // ACK 2's files go where cxlog's own durable tier puts a run's (CXLOG_DATA_DIR, else the temporary directory): the same disk.
-    const dataDir = process.env["CXLOG_DATA_DIR"]
-    const cluster = yield* startNatsCluster(1, { syncAlways: storage === "disk", ...(dataDir === undefined ? {} : { parentDir: dataDir }) })
+    const cluster = yield* startNatsCluster(1, { syncAlways: storage === "disk", parentDir: yield* peerDataParent })
     const nc = yield* Effect.acquireRelease(
       natsCall("connecting", () => connect({ servers: [...cluster.urls], noAsyncTraces: true, timeout: REQUEST_TIMEOUT_MS })),
       (c) => Effect.promise(() => c.close().catch(() => undefined))

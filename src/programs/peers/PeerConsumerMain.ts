@@ -7,20 +7,17 @@
  */
 import { Effect } from "effect"
 import { report } from "../Report.js"
-import { NATS } from "./NatsCluster.js"
-import { natsReader } from "./NatsLoad.js"
+import { PEER_SPECS } from "../BenchPeers.js"
 import { makeReadBack } from "./PeerReadBack.js"
 import { PeerFailed } from "./PeerServer.js"
-import { REDIS } from "./RedisPeer.js"
-import { redisReader } from "./RedisLoad.js"
 
 const STALL_MS = 30_000
 const WATCH_MS = 500
 
 const readerFor = (peer: string, address: string, stream: string) =>
-  peer === REDIS ? Effect.succeed(redisReader(Number(address), stream)) : peer === NATS
-  ? Effect.succeed(natsReader(address, stream))
-  : Effect.fail(new PeerFailed({ peer, detail: "no such peer: its consumer cannot start" }))
+  peer in PEER_SPECS
+    ? Effect.succeed(PEER_SPECS[peer as keyof typeof PEER_SPECS].reader(address, stream))
+    : Effect.fail(new PeerFailed({ peer, detail: "no such peer: its consumer cannot start" }))
 
 export const peerConsume = (peer: string, address: string, stream: string, messages: number, payloadBytes: number) =>
   Effect.gen(function*() {

@@ -75,6 +75,12 @@ export interface PeerClient {
   readonly startConsumer: (messages: number, payloadBytes: number) => Effect.Effect<PeerConsumer, PeerFailed, Scope.Scope>
 }
 
+/**
+ * How a consumer process reads a peer's stream back: from its start, each message's payload to
+ * `received` in the stream's order; reading once this resumes, stopped when the scope closes.
+ */
+export type PeerReader = (received: (payload: Uint8Array) => void, failed: (reason: string) => void) => Effect.Effect<void, PeerFailed, Scope.Scope>
+
 export interface PeerCpu {
   readonly server: number
   readonly client: number

@@ -3,10 +3,11 @@
  * loopback port it chose and stopped by pid when the scope closes. A missing binary or client
  * package is `PeerUnavailable`: one line naming what to install, never a stack trace.
  */
-import { Data, Effect, type Scope } from "effect"
+import { Config, Data, Effect, type Scope } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { connect, createServer } from "node:net"
+import { tmpdir } from "node:os"
 import { processCpuSeconds, stopChild, stopWithParent } from "../Cluster.js"
 
 /** A peer's server binary or its Node client is not installed here. */
@@ -25,6 +26,9 @@ export class PeerFailed extends Data.TaggedError("PeerFailed")<{ readonly peer: 
 
 /** What a client library's failure says. */
 export const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error))
+
+/** Where a peer keeps its files: where cxlog's run puts its data directory (CXLOG_DATA_DIR, else the OS's temporary directory), so both are on one filesystem. */
+export const peerDataParent: Effect.Effect<string> = Config.string("CXLOG_DATA_DIR").pipe(Config.withDefault(tmpdir()), Effect.orElseSucceed(() => tmpdir()))
 
 /** How long a server may take to accept its first connection. */
 const START_TIMEOUT_MS = 15_000

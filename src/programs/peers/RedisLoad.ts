@@ -6,7 +6,7 @@
  */
 import { Effect, type Scope } from "effect"
 import { spawnPeerConsumer } from "./PeerConsumerProcess.js"
-import type { PeerClient, StorageKind } from "./PeerLoad.js"
+import type { PeerClient, PeerReader, StorageKind } from "./PeerLoad.js"
 import { errorText, PeerFailed, type PeerUnavailable } from "./PeerServer.js"
 import { connectRedis, REDIS, redisCall, startRedis } from "./RedisPeer.js"
 
@@ -49,8 +49,8 @@ export const redisLoad = (storage: StorageKind): Effect.Effect<PeerClient, PeerU
  * The consumer process's reader: `stream` on the server at `port`, from its start, each entry's
  * payload to `received` in the stream's order; reading once this resumes, stopped when the scope closes.
  */
-export const redisReader = (port: number, stream: string) =>
-(received: (payload: Uint8Array) => void, failed: (reason: string) => void): Effect.Effect<void, PeerFailed, Scope.Scope> =>
+export const redisReader = (port: number, stream: string): PeerReader =>
+(received, failed) =>
   Effect.gen(function*() {
     const reader = yield* Effect.catchTag(connectRedis(port), "PeerUnavailable", (e) => Effect.fail(new PeerFailed({ peer: REDIS, detail: e.message })))
     let stopped = false

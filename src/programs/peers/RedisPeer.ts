@@ -8,10 +8,9 @@
 import { Effect, type Scope } from "effect"
 import type { Redis as RedisClient } from "ioredis"
 import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { PeerStorage, StorageKind } from "./PeerLoad.js"
-import { errorText, findBinary, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
+import { errorText, findBinary, peerDataParent, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
 
 export const REDIS = "redis"
 
@@ -84,9 +83,9 @@ export const startRedis = (storage: StorageKind): Effect.Effect<RedisServer, Pee
       return yield* new PeerUnavailable({ peer: REDIS, missing: override ?? "redis-server", install: "apt-get install redis-server (Debian's package), or CXLOG_REDIS_SERVER=PATH" })
     }
     yield* loadClient
-    // ACK 2's files go where cxlog's own durable tier puts a run's (CXLOG_DATA_DIR, else the temporary directory): the same disk.
+    const parent = yield* peerDataParent
     const dir = yield* Effect.acquireRelease(
-      Effect.sync(() => mkdtempSync(join(process.env["CXLOG_DATA_DIR"] ?? tmpdir(), "cxlog-redis-"))),
+      Effect.sync(() => mkdtempSync(join(parent, "cxlog-redis-"))),
       (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
     )
     const server = yield* startPeerServer(REDIS, binary, (port) => [
