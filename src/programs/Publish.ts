@@ -59,6 +59,11 @@ export interface PublishOptions {
   readonly message?: MessageOptions
   /** Publish from this host into the region itself (a local publisher: no broker; `publisher.brokers` unused). */
   readonly local?: RegionAccess
+  /**
+   * Say each acknowledgement as it comes: an `acked` event with the batch's message range, sent
+   * from the publisher's ACK callback. What a test that kills the publisher compares the log with.
+   */
+  readonly reportAcks?: boolean
 }
 
 /** The payload of each stamped message: `messageBytes`, or the stamp's size if that is more. */
@@ -348,9 +353,16 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
     return { elapsedMs, latency, stats: counted }
   }).pipe(Effect.scoped)
 
-/** The publisher `options` ask for: to brokers over TCP, or local (into the region itself); `clock` hears its ACKs. */
+/** The publisher `options` ask for: to brokers over TCP, or local (into the region itself); `clock` hears its ACKs (and the orchestrator, with `reportAcks`). */
 const publisherLayer = (options: PublishOptions, clock: MessageClock) => {
-  const publisher = { ...options.publisher, onAcknowledged: clock.acknowledged }
+  const report = options.report ?? reportToParent
+  const onAcknowledged = options.reportAcks === true
+    ? (range: MessageRange) => {
+      clock.acknowledged(range)
+      report({ event: "acked", from: range.from, count: range.count })
+    }
+    : clock.acknowledged
+  const publisher = { ...options.publisher, onAcknowledged }
   if (options.local === undefined) return PublisherLayers.layer(publisher)
   const { brokers: _brokers, ...local } = publisher
   return localPublisher(options.local, local)

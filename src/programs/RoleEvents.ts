@@ -46,6 +46,8 @@ export const PublisherEvents = {
   /** The warm-up is acknowledged. */
   warm: Schema.Struct({ event: Schema.Literal("warm"), elapsedMs: Schema.Number }),
   progress: Schema.Struct({ event: Schema.Literal("progress"), elapsedMs: Schema.Number, ackedMessages: Schema.Number }),
+  /** With `--report-acks`: a batch acknowledged as it comes, its messages `from` … `from + count - 1` (publisher numbers). */
+  acked: Schema.Struct({ event: Schema.Literal("acked"), from: Schema.Number, count: Schema.Number }),
   /** Everything published is acknowledged (the run's CPU meter stops here; `done` follows with the figures). */
   acknowledged: Schema.Struct({ event: Schema.Literal("acknowledged"), elapsedMs: Schema.Number }),
   done: Schema.Struct({

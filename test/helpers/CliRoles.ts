@@ -22,6 +22,8 @@ export interface CliRole {
   readonly output: () => string
   /** The latest event of this kind so far, if any. */
   readonly latest: (kind: string) => Event | undefined
+  /** Every event of this kind so far, in the order they came. */
+  readonly events: (kind: string) => ReadonlyArray<Event>
 }
 
 /** A small region: one topic, one broker slot, 1 MiB Blogs (256 KiB batches at most). */
@@ -101,7 +103,8 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
       for (let i = events.length - 1; i >= 0; i--) if (events[i]!.event === kind) return events[i]
       return undefined
     }
-    return { child, pid: child.pid!, event, exited: Deferred.await(exit), output: () => output, latest }
+    const ofKind = (kind: string) => events.filter((e) => e.event === kind)
+    return { child, pid: child.pid!, event, exited: Deferred.await(exit), output: () => output, latest, events: ofKind }
   })
 
 /** How a child still running when its scope closes is stopped: SIGKILL at once. */

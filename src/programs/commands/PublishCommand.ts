@@ -82,6 +82,10 @@ export const publishCommand = Cli.command({
     key: Cli.optionalText("key", { placeholder: "KEY", shown: "none", description: "the key every message carries (UTF-8)" }),
     header: messageHeader,
     publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
+    reportAcks: Cli.toggle("report-acks", {
+      hidden: true,
+      description: "tell the orchestrator each acknowledgement as it comes (an acked event: the batch's message range)"
+    }),
     region,
     local: Cli.toggle("local", {
       env: "CXLOG_PUBLISH_LOCAL",
@@ -122,6 +126,7 @@ export const publishCommand = Cli.command({
         reportEveryMs: 250,
         ...(o.rateMbps === undefined ? {} : { rateMBps: o.rateMbps }),
         ...(o.local ? { local: { name: o.region } } : {}),
+        ...(o.reportAcks ? { reportAcks: true } : {}),
         ...(o.key === undefined && o.header.length === 0 ? {} : {
           message: { ...(o.key === undefined ? {} : { key: o.key }), ...(o.header.length === 0 ? {} : { headers: o.header }) }
         })
