@@ -4,7 +4,9 @@
  * FIFO in mode 5 included); a head SIGSTOPped past its lease and continued finds itself fenced
  * and exits having written nothing (checked in the region: which epoch finished each GOI
  * entry's PBR slot); a barrier in flight at the takeover fails with a typed error at once.
- * A takeover after a SIGKILL is bounded by the lease, the standby's check cadence and a margin.
+ * A takeover after a SIGKILL does not wait for the lease to lapse: the standby sees the head's
+ * process gone (shown under a lease far longer than the test waits). How fast a takeover is
+ * belongs to `npm run stress:failover` and its goal, not to these tests.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
@@ -15,8 +17,6 @@ import { goiEntryOffset, pbrSlotOffset } from "../../src/layers/log/Layout.js"
 import { GoiEntryView, OrderLineView, PbrSlotView } from "../../src/layers/log/RecordViews.js"
 import { RegionLayout } from "../../src/layers/RegionLayout.js"
 import { attachRegion } from "../../src/layers/Roles.js"
-import { DEFAULT_STANDBY_CHECK_MS } from "../../src/programs/Head.js"
-import { defaultSequencerOptions } from "../../src/services/log/Sequencer.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
@@ -35,20 +35,6 @@ interface Summary {
   readonly ackLevel: number
   readonly durable: { readonly fsyncs: number; readonly bytesPerFsync: number } | null
 }
-
-/**
- * The longest a takeover after a SIGKILL may take with the default lease and check cadence.
- * From the kill to the standby's first GOI entry: the standby notices the head gone at its next
- * check (every DEFAULT_STANDBY_CHECK_MS) once its process is gone, and at the latest once the
- * lease lapses, leaseMs after the head's last renewal; then it attaches (maps the region,
- * recovers the log's state, claims the lease) and orders, in its first round, a batch the
- * brokers already wrote. The 1.5 s margin is for that work and for the scheduling of a loaded
- * 2-core machine (the whole takeover took 2.2 s at most with some 12 runnable processes per
- * core); a takeover waiting for more than the lease, as one regressed to 5 s does, fails. Not
- * for ACK 2 runs: there the standby also recovers the durable tier's segments, which grows with
- * the data (3.8 s seen under that load).
- */
-const TAKEOVER_BOUND_MS = defaultSequencerOptions.leaseMs + DEFAULT_STANDBY_CHECK_MS + 1_500
 
 const runKillHead = (standbys: number, extra: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
@@ -94,8 +80,8 @@ describe("head failover (bundled CLI, real processes)", () => {
       expect(code, output).toBe(0)
       const summary = JSON.parse(output.trim().split("\n").at(-1)!)
       expect(summary).toMatchObject({ stress: "failover", runs: 1, failed: 0, auditsPassed: 1 })
+      // It took over: the run awaits the standby's first GOI entry after the kill (and fails without one).
       expect(summary.takeoverMs.all[0]).toBeGreaterThan(0)
-      expect(summary.takeoverMs.all[0]).toBeLessThan(TAKEOVER_BOUND_MS)
       expect(output).toContain("epoch 2), lost 0, duplicated 0, out of order 0, audit passed")
     }), 120_000)
 
@@ -106,8 +92,8 @@ describe("head failover (bundled CLI, real processes)", () => {
       expect(summary.received).toBe(summary.messages)
       // One standby won the lease: one epoch past the killed head's.
       expect(summary.takeoverEpoch).toBe(2)
+      // It took over: the run awaits the standby's first GOI entry after the kill (and fails without one).
       expect(summary.takeoverMs).toBeGreaterThan(0)
-      expect(summary.takeoverMs).toBeLessThan(TAKEOVER_BOUND_MS)
     }), 120_000)
 
   it.scopedLive("cxlog run --ack 2 --kill-head: the standby's durable tier carries the topic's copy on disk on, every message is acked at level 2, the audit passes", () =>
@@ -189,10 +175,11 @@ describe("head failover (bundled CLI, real processes)", () => {
       expect(head.output()).toContain("exiting without writing")
     }), 120_000)
 
-  it.scopedLive("a standby started before its head waits for the region and for the head to start; --attach on the live head is HeadActive; the standby takes over when the head is SIGKILLed", () =>
+  it.scopedLive("a standby started before its head waits for the region and for the head to start; --attach on the live head is HeadActive; the standby takes over when the head is SIGKILLed, without waiting for its lease", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("early")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      // A lease far longer than the test waits for the takeover: only the head's process being gone lets the standby in.
+      const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_SEQUENCER_LEASE_MS: "600000" }
       const standby = yield* forkCli(["head", "--standby"], env)
       yield* standby.event("standby")
       yield* Effect.sleep("300 millis")
@@ -204,8 +191,8 @@ describe("head failover (bundled CLI, real processes)", () => {
       expect(attach.stdout + attach.stderr).toContain(`is served by a live head (pid ${head.pid}) that holds the sequencer lease`)
       expect(attach.stdout + attach.stderr).toContain("--standby")
       head.child.kill("SIGKILL")
-      expect(yield* standby.event("ready")).toMatchObject({ epoch: 2, pid: standby.pid })
-    }), 60_000)
+      expect(yield* standby.event("ready", 60_000)).toMatchObject({ epoch: 2, pid: standby.pid })
+    }), 120_000)
 
   it.scopedLive("a barrier in flight when the head dies fails with CoordinatorUnavailable at the takeover, well before its timeout", () =>
     Effect.gen(function*() {
