@@ -1,13 +1,17 @@
 import { randomBytes } from "node:crypto"
 import { readdirSync, unlinkSync } from "node:fs"
+import { installDebianPackages } from "./DebianPackages.js"
 
 /**
  * Gives this test run an id that every test region's name carries, and fails the run if
- * any region of this run is left in /dev/shm (other runs' regions are not touched).
+ * any region of this run is left in /dev/shm (other runs' regions are not touched). Installs the
+ * Debian packages the tests need once, before any test file (DebianPackages.ts): what could not
+ * be installed is said here, and the tests that need it skip saying why.
  */
 export default function setup() {
   const run = randomBytes(3).toString("hex")
   process.env["CXLOG_TEST_RUN"] = run
+  for (const [pkg, reason] of Object.entries(installDebianPackages())) console.warn(`test setup: ${pkg} not installed: ${reason}`)
   return () => {
     const leftover = readdirSync("/dev/shm").filter((name) => name.startsWith(`cxlog-test-${run}-`))
     for (const name of leftover) unlinkSync(`/dev/shm/${name}`)
