@@ -4,6 +4,7 @@ import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { REFUSED_ATTEMPTS } from "../../src/layers/net/PublisherLinkTcp.js"
 import type { BrokerShape } from "../../src/services/net/Broker.js"
 import { Appender, type AppendReceipt, type AppenderShape, type BatchHeader } from "../../src/services/log/Appender.js"
 import type { PublisherOptions } from "../../src/services/net/Publisher.js"
@@ -11,7 +12,7 @@ import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
 import { audit, clean, offsetsOf, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { hello, rawConnect } from "../fixtures/net-raw-client.js"
 import { FiberCounts } from "../fixtures/fiber-counts.js"
-import { Socket } from "node:net"
+import { type AddressInfo, createServer, Socket } from "node:net"
 import { createHook } from "node:async_hooks"
 import { FrameType, writeFrameHeader, writeHeader } from "../../src/layers/net/Frame.js"
 import { anonymous } from "../fixtures/anonymous-region.js"
@@ -109,6 +110,29 @@ describe("Publisher", () => {
       const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 2_000, ackTimeoutMs: 60_000 })
       const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(60_000)))
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
+    }))
+
+  it.scopedLive("no broker listening: the publisher fails after a few refused attempts with BrokersUnreachable naming each address, not after its connect timeout", () =>
+    Effect.gen(function*() {
+      // Two ports nothing listens on (each bound, then released).
+      const free = yield* Effect.forEach([0, 1], () =>
+        Effect.async<number>((resume) => {
+          const probe = createServer().listen(0, "127.0.0.1", () => {
+            const { port } = probe.address() as AddressInfo
+            probe.close(() => resume(Effect.succeed(port)))
+          })
+        }))
+      // A connect timeout and an ACK timeout far past the test's own: only the refusals can end the wait.
+      const p = yield* PublisherLayers.make({
+        brokers: free.map((port) => ({ host: "127.0.0.1", port })),
+        topic: "t",
+        connectTimeoutMs: 600_000,
+        ackTimeoutMs: 600_000
+      })
+      const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(600_000)))
+      expect(error).toMatchObject({ _tag: "BrokersUnreachable", refusedAttempts: REFUSED_ATTEMPTS })
+      for (const port of free) expect(error.message).toContain(`127.0.0.1:${port} (unreachable: connect ECONNREFUSED`)
+      expect(error.message).toMatch(/no broker is listening: .* each refused \d+ attempts; start one/)
     }))
 
   it.scopedLive("a full window with nothing acknowledged fails publish with PublishAckTimeout after ackTimeoutMs instead of waiting for ever", () =>

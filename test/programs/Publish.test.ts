@@ -45,6 +45,19 @@ const publishLines = (lines: ReadonlyArray<string>, message?: PublishOptions["me
     return { exit, published, parts }
   })
 
+/**
+ * A port where something accepts connections and never answers (no WELCOME): a publisher's
+ * batches then wait for ACKs until its own timeouts (where nothing listens at all, it fails
+ * sooner, on the refusals: BrokersUnreachable). Closed with the scope.
+ */
+const silentPort = Effect.acquireRelease(
+  Effect.async<ReturnType<typeof createServer>>((resume) => {
+    const server = createServer(() => {})
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.sync(() => server.close())
+).pipe(Effect.map((server) => (server.address() as AddressInfo).port))
+
 describe("cxlog publish (lines)", () => {
   it.scopedLive("every line is published, in order", () =>
     Effect.gen(function*() {
@@ -80,9 +93,9 @@ describe("cxlog publish (lines)", () => {
       report
     }))
 
-  it.scopedLive("no broker at all: the failure names line 1 as the first not acknowledged, and none as in the log", () =>
+  it.scopedLive("no broker answering: the failure names line 1 as the first not acknowledged, and none as in the log", () =>
     Effect.gen(function*() {
-      const exit = yield* linesTo(1, linesOf(["a", "b"]))
+      const exit = yield* linesTo(yield* silentPort, linesOf(["a", "b"]))
       expect(exit).toMatchObject({
         _tag: "Failure",
         cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 2, unacknowledged: [{ from: 0, count: 2 }], cause: { _tag: "PublishAckTimeout" } } }
@@ -95,7 +108,7 @@ describe("cxlog publish (lines)", () => {
 
   it.scopedLive("a refused line, then the flush fails too: the failure names the first line not acknowledged and keeps the refusal", () =>
     Effect.gen(function*() {
-      const exit = yield* linesTo(1, linesOf(["a", "x".repeat(5000), "c"]))
+      const exit = yield* linesTo(yield* silentPort, linesOf(["a", "x".repeat(5000), "c"]))
       expect(exit).toMatchObject({
         _tag: "Failure",
         cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 1, stopped: { _tag: "LineNotPublished", line: 2, cause: { _tag: "MessageTooLarge" } } } }
@@ -166,17 +179,17 @@ describe("cxlog publish --count --rate-mbps", () => {
 
 describe("cxlog publish --count", () => {
   const stamped = (count: number, publisher: Partial<PublishOptions["publisher"]>) =>
-    Effect.exit(publish({
-      publisher: { brokers: [{ host: "127.0.0.1", port: 1 }], topic: "t", batchBytes: 1024, reconnectDelayMs: 50, ...publisher },
+    Effect.flatMap(silentPort, (port) => Effect.exit(publish({
+      publisher: { brokers: [{ host: "127.0.0.1", port }], topic: "t", batchBytes: 1024, reconnectDelayMs: 50, ...publisher },
       count,
       messageBytes: 100,
       publisherIndex: 0,
       flushTimeoutMs: 1_000,
       reportEveryMs: 60_000,
       report: () => {}
-    }))
+    })))
 
-  it.scopedLive("no broker at all: the final flush fails naming how many messages are not acknowledged, and that none is in the log", () =>
+  it.scopedLive("no broker answering: the final flush fails naming how many messages are not acknowledged, and that none is in the log", () =>
     Effect.gen(function*() {
       const exit = yield* stamped(3, {})
       expect(exit).toMatchObject({
@@ -199,7 +212,7 @@ describe("cxlog publish --count", () => {
       )
     }))
 
-  it.scopedLive("a window that stays full fails naming the message that waited (with no broker, none is in the log)", () =>
+  it.scopedLive("a window that stays full fails naming the message that waited (with no broker answering, none is in the log)", () =>
     Effect.gen(function*() {
       // One 100-byte message per batch, one batch in flight: the second sealed batch waits for room.
       const exit = yield* stamped(50, { batchBytes: 128, maxInFlightBatches: 1, ackTimeoutMs: 500 })

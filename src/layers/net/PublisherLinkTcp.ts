@@ -18,6 +18,12 @@ import type { PublisherSettings } from "./PublisherSettings.js"
 export const BATCH_HEADROOM_BYTES = FRAME_HEADER_BYTES
 
 const MAX_RECONNECT_DELAY_MS = 1_000
+/**
+ * Connection attempts every broker may refuse outright (ECONNREFUSED: nothing listens there)
+ * before a publisher no broker ever accepted fails, rather than wait out its connect timeout:
+ * with the default backoff, about 0.2 s.
+ */
+export const REFUSED_ATTEMPTS = 4
 
 /** What a publisher's TCP links share. */
 interface TcpLinks {
@@ -39,6 +45,8 @@ class TcpLink implements PublisherLink {
   state: LinkState = "idle"
   connection: ClientConnection | undefined = undefined
   failures = 0
+  /** Attempts in a row refused outright (nothing listening at its address). */
+  refusals = 0
   /** Why its last connection ended (a broker's ERROR code, or what the client saw). */
   lastClose: ConnectionClosed["code"] | undefined = undefined
   /** What its last connection attempt or connection saw, in words. */
@@ -156,6 +164,7 @@ const connectionClosed = (link: TcpLink, reason: string, closed: ConnectionClose
   link.lastReason = `${code}: ${closed.detail}`
   // An idle close is routine: reconnect without backing off.
   if (code !== "idle-timeout") link.failures++
+  link.refusals = code === "unreachable" && closed.detail.includes("ECONNREFUSED") ? link.refusals + 1 : 0
   if (!group.events.down(link, reason)) return
   if (refusedEverywhere(group) || unreachableEverywhere(group)) return
   const delay = link.failures === 0 ? 0 : Math.min(MAX_RECONNECT_DELAY_MS, group.settings.reconnectDelayMs * 2 ** (link.failures - 1))
@@ -190,15 +199,19 @@ const refusedEverywhere = (group: TcpLinks): boolean => {
 }
 
 /**
- * No broker accepted the publisher in the connect timeout since it started: fail naming
- * each address rather than wait for a cluster that may never come. True when it failed.
+ * No broker accepted the publisher in the connect timeout since it started, or every one
+ * refused REFUSED_ATTEMPTS attempts outright (nothing listens there): fail naming each address
+ * rather than wait for a cluster that may never come. True when it failed.
  */
 const unreachableEverywhere = (group: TcpLinks): boolean => {
-  if (group.accepted || performance.now() - group.startedAt < group.settings.connectTimeoutMs) return false
+  if (group.accepted) return false
+  const refused = group.links.every((l) => l.refusals >= REFUSED_ATTEMPTS)
+  if (!refused && performance.now() - group.startedAt < group.settings.connectTimeoutMs) return false
   group.events.failed(
     new BrokersUnreachable({
       timeoutMs: group.settings.connectTimeoutMs,
-      brokers: group.links.map((l) => ({ address: l.address, reason: l.lastReason ?? "not tried yet" }))
+      brokers: group.links.map((l) => ({ address: l.address, reason: l.lastReason ?? "not tried yet" })),
+      ...(refused ? { refusedAttempts: REFUSED_ATTEMPTS } : {})
     })
   )
   return true

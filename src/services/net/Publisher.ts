@@ -209,9 +209,14 @@ export class BrokerRejected extends Data.TaggedError("BrokerRejected")<{
 export class BrokersUnreachable extends Data.TaggedError("BrokersUnreachable")<{
   readonly timeoutMs: number
   readonly brokers: ReadonlyArray<{ readonly address: string; readonly reason: string }>
+  /** Set when every broker refused this many attempts outright (nothing listens there), before the timeout. */
+  readonly refusedAttempts?: number
 }> {
   override get message() {
-    return `no broker accepted a connection within ${this.timeoutMs} ms: ${this.brokers.map((b) => `${b.address} (${b.reason})`).join(", ")}`
+    const brokers = this.brokers.map((b) => `${b.address} (${b.reason})`).join(", ")
+    return this.refusedAttempts === undefined
+      ? `no broker accepted a connection within ${this.timeoutMs} ms: ${brokers}`
+      : `no broker is listening: ${brokers}, each refused ${this.refusedAttempts} attempts; start one (cxlog broker, or cxlog run) or check the addresses`
   }
 }
 
