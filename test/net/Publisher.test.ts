@@ -135,6 +135,16 @@ describe("Publisher", () => {
       expect(error.message).toMatch(/no broker is listening: .* each refused \d+ attempts; start one/)
     }))
 
+  it("the largest message is maxBatchBytes less 16 bytes, key and headers included; one byte more is refused naming the settings that raise it", () => {
+    const options = { brokers: [{ host: "127.0.0.1", port: 1 }], topic: "t", batchBytes: 4096, maxBatchBytes: 4096 }
+    expect(PublisherLayers.refusal(options, 4080)).toBeUndefined()
+    expect(PublisherLayers.refusal(options, 4070, { key: "k", headers: [] })).toBeUndefined()
+    const refused = PublisherLayers.refusal(options, 4081)
+    expect(refused).toMatchObject({ _tag: "MessageTooLarge", bytes: 4081, maxBatchBytes: 4096 })
+    expect(refused?.message).toMatch(/the largest message is 4080 bytes, key and headers included\); raise the publisher's maxBatchBytes \(cxlog publish --max-batch-bytes\), within the brokers' --max-batch-bytes/)
+    expect(PublisherLayers.refusal({ ...options, batchBytes: 8192 }, 100)?.message).toMatch(/batchBytes 8192 exceeds maxBatchBytes 4096: raise maxBatchBytes with it \(cxlog publish --max-batch-bytes\)/)
+  })
+
   it.scopedLive("a full window with nothing acknowledged fails publish with PublishAckTimeout after ackTimeoutMs instead of waiting for ever", () =>
     Effect.gen(function*() {
       // The log takes batches and never orders them (as when the head is gone).

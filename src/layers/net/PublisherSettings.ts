@@ -45,7 +45,9 @@ export const validate = (s: PublisherSettings, local = false): string | undefine
   if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
   if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`
   if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) return `batchBytes ${s.batchBytes} must be a multiple of 8, at least 16`
-  if (s.batchBytes > s.maxBatchBytes) return `batchBytes ${s.batchBytes} exceeds maxBatchBytes ${s.maxBatchBytes}`
+  if (s.batchBytes > s.maxBatchBytes) {
+    return `batchBytes ${s.batchBytes} exceeds maxBatchBytes ${s.maxBatchBytes}: raise maxBatchBytes with it (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)`
+  }
   if (!Number.isInteger(s.window) || s.window < 1) return `maxInFlightBatches ${s.window} must be at least 1`
   if (!(s.lingerMs >= 0)) return `lingerMs ${s.lingerMs} must not be negative`
   return undefined

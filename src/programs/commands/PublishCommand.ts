@@ -6,7 +6,7 @@ import { observed, observeFlags } from "../Observe.js"
 import { publish } from "../Publish.js"
 import { exitWithParent } from "../Report.js"
 import { clientSecurity } from "../Users.js"
-import { ack, batchBytes, clientSecurityFlags, fixedWindow, messageBytes, region, window } from "./SharedFlags.js"
+import { ack, batchBytes, clientSecurityFlags, fixedWindow, maxBatchBytes, messageBytes, region, window } from "./SharedFlags.js"
 
 /** The brokers a publisher spreads its batches over. */
 const brokers = Cli.text("brokers", {
@@ -50,6 +50,7 @@ export const publishCommand = Cli.command({
     }),
     messageBytes,
     batchBytes,
+    maxBatchBytes,
     lingerMs: Cli.float("linger-ms", {
       default: 1,
       placeholder: "MS",
@@ -111,6 +112,7 @@ export const publishCommand = Cli.command({
           topic: o.topic,
           ackLevel: Number(o.ack) as 0 | 1 | 2,
           batchBytes: o.batchBytes,
+          maxBatchBytes: o.maxBatchBytes,
           lingerMs: o.lingerMs,
           maxInFlightBatches: o.window,
           adaptiveWindow: !o.fixedWindow,

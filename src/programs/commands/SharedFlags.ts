@@ -35,6 +35,11 @@ export const batchBytes = Cli.size("batch-bytes", {
   env: "CXLOG_BATCH_BYTES",
   description: "a publisher's batch seals when the next message would not fit"
 })
+export const maxBatchBytes = Cli.size("max-batch-bytes", {
+  default: "1MiB",
+  env: "CXLOG_PUBLISHER_MAX_BATCH_BYTES",
+  description: "a publisher's largest batch, so its largest message (this less 16 bytes, key and headers included); at most the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES), checked when it connects"
+})
 export const window = Cli.integer("window", {
   default: DEFAULT_MAX_IN_FLIGHT_BATCHES,
   min: 1,

@@ -220,9 +220,14 @@ export class BrokersUnreachable extends Data.TaggedError("BrokersUnreachable")<{
   }
 }
 
+/** Bytes a batch's first record takes besides its message: its header and the batch's base timestamp. */
+export const FIRST_RECORD_OVERHEAD_BYTES = 16
+
 export class MessageTooLarge extends Data.TaggedError("MessageTooLarge")<{ readonly bytes: number; readonly maxBatchBytes: number }> {
   override get message() {
-    return `a ${this.bytes}-byte message does not fit a batch of at most ${this.maxBatchBytes} bytes`
+    return `a ${this.bytes}-byte message does not fit a batch of at most ${this.maxBatchBytes} bytes (the largest message is ${
+      this.maxBatchBytes - FIRST_RECORD_OVERHEAD_BYTES
+    } bytes, key and headers included); raise the publisher's maxBatchBytes (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)`
   }
 }
 
