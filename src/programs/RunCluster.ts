@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import { RoleFailed, type RoleOf, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import { AuditingSubscriberEvents, type BrokerEvents, HeadEvents, PublisherEvents } from "./RoleEvents.js"
-import type { RunPlan } from "./Run.js"
+import type { RunPlan } from "./RunPlan.js"
 
 export type HeadRole = RoleOf<typeof HeadEvents>
 export type SubscriberRole = RoleOf<typeof AuditingSubscriberEvents>

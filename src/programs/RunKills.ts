@@ -4,7 +4,7 @@
  */
 import { Deferred, Effect } from "effect"
 import { RoleFailed } from "./Cluster.js"
-import type { RunPlan } from "./Run.js"
+import type { RunPlan } from "./RunPlan.js"
 import type { RunRoles } from "./RunCluster.js"
 import type { RunProgress } from "./RunProgress.js"
 

@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import type { AuditResult } from "./Audit.js"
 import { type Heard, type RoleFailed, whileAlive } from "./Cluster.js"
 import type { AuditingSubscriberEvents, PublisherEvents } from "./RoleEvents.js"
-import type { RunPlan } from "./Run.js"
+import type { RunPlan } from "./RunPlan.js"
 import type { RunRoles } from "./RunCluster.js"
 
 export interface RunOutcome {

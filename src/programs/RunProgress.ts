@@ -5,7 +5,7 @@
  */
 import { Console, Effect, Fiber, Schedule } from "effect"
 import { makeCpuMeter } from "./Cluster.js"
-import type { RunPlan } from "./Run.js"
+import type { RunPlan } from "./RunPlan.js"
 import type { RunRoles } from "./RunCluster.js"
 import type { RunOutcome } from "./RunOutcome.js"
 

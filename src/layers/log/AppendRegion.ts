@@ -1,6 +1,6 @@
 /**
  * The live appender's backing: this broker slot's PBR + Blog of each topic in the region
- * (`RegionTarget`, an `AppendTarget` of Appender.ts), its cursors recovered from the broker
+ * (`RegionTarget`, an `AppendTarget` of AppendBacking.ts), its cursors recovered from the broker
  * line and the slots a previous owner committed (`recoverCursors`), set up per topic on first
  * use (`regionTargets`).
  */
@@ -10,7 +10,7 @@ import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import { type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
-import type { AppendTarget } from "./Appender.js"
+import type { AppendTarget } from "./AppendBacking.js"
 import { type AppendCursors, heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
 import { consumersHolding, cutOffHolding } from "./Consumers.js"
 import { type LogArea, pbrSlotOffset } from "./Layout.js"

@@ -28,14 +28,14 @@ import { Doorbell } from "../../services/region/Doorbell.js"
 import type { SequencerOptions } from "../../services/log/Sequencer.js"
 import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
+import type { AppendBacking, AppendTarget } from "./AppendBacking.js"
 import { type RegionBroker, regionTargets } from "./AppendRegion.js"
 import { AppenderRound, appenderRounds } from "./AppenderRounds.js"
-import { type AppendCursors, type Full, reserve } from "./AppendRoom.js"
+import { type Full, reserve } from "./AppendRoom.js"
 import { type LogArea, type LogConfig, LogConfigInvalid } from "./Layout.js"
 import { claimLine, livenessCache, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
 import { alignLine, PbrKind, type PbrKindCode } from "./Records.js"
 import { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
-import type { SessionTable } from "./SessionTable.js"
 import { regionSessionTables, topicResolver } from "./Topics.js"
 
 export interface AppenderOptions {
@@ -73,56 +73,6 @@ export const checkBrokerId = (config: LogConfig, brokerId: number): Effect.Effec
   Number.isInteger(brokerId) && brokerId >= 0 && brokerId < config.maxBrokers
     ? Effect.void
     : Effect.fail(new LogConfigInvalid({ problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`], config }))
-
-/** One topic as this broker appends to it: its cursors, and what depends on where its bytes live. */
-export interface AppendTarget {
-  readonly topic: string
-  readonly cursors: AppendCursors
-  /**
-   * Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), then the
-   * Blog bytes a batch of `bytes` needs (`releaseBlog`), and publishes what moved.
-   */
-  readonly reclaim: (bytes: number) => void
-  /** Writes the payload (`fill`) at Blog `position` and the header into PBR position `pbrSeq`, the commit word last. */
-  readonly write: (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode) => void
-  /** The Blog space at `position` (from `reserve`) as a view of `bytes`, for receiving a payload in place. */
-  readonly view: (position: number, bytes: number) => Uint8Array
-  /** After the cursors moved past a batch: publishes them and wakes the sequencer. */
-  readonly published: () => void
-  /** An append starts (+1) or stops (-1) waiting for room; a start also publishes `ringFullWaits`. */
-  readonly waiting: (delta: 1 | -1) => void
-  /**
-   * When named consumers' retention keeps this broker from reclaiming room (`heldBatch`): the
-   * lowest of their cursors; undefined when what keeps it, if anything, is no named consumer.
-   */
-  readonly consumerHold: () => number | undefined
-  /**
-   * Cuts off the named consumers that hold this broker's room with a cursor at or below `cursor`
-   * (the lowest one, unmoved for the whole bound: consumers still moving above it are spared);
-   * returns how many this call cut off.
-   */
-  readonly cutOffConsumers: (cursor: number) => number
-}
-
-/** Where a broker's appends land: the region's log area or the in-process store. */
-export interface AppendBacking {
-  readonly brokerId: number
-  readonly config: LogConfig
-  /** How long an append waits for room (default 10 s). */
-  readonly timeoutMs: number | undefined
-  /** How long appends wait for room named consumers hold before they are cut off (default 30 s). */
-  readonly consumerHoldMs: number | undefined
-  /**
-   * The topic's target if it is set up (the hot path: no Effect); undefined if it is not
-   * yet, or TopicNotFound if the backing knows at once that there is no such topic.
-   */
-  readonly known: (topic: string) => AppendTarget | TopicNotFound | undefined
-  /** The topic's target, set up on first use. */
-  readonly target: (topic: string) => Effect.Effect<AppendTarget, TopicNotFound | BatchRejected>
-  readonly sessions: (topic: string) => Effect.Effect<SessionTable, TopicNotFound>
-  /** True as soon as `condition()` holds, false after `timeoutMs`. */
-  readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
-}
 
 /** The close marker's header: no payload; `batchSeq` carries the batch count. */
 const closeHeader = (clientId: number, sessionEpoch: number, batches: number): BatchHeader => ({

@@ -27,115 +27,17 @@ import {
   LogOutOfRange,
   LogReader,
   type LogReaderShape,
-  type SubscribeOptions,
-  type SubscriberTableFull
+  type SubscribeOptions
 } from "../../services/log/LogReader.js"
-import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
+import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
 import type { LogArea } from "./Layout.js"
 import { listen, type ListenerAwait } from "./Participants.js"
+import type { ReadSource, ReadTopic } from "./ReadSource.js"
+import { BatchView, MessageView, visitMessages } from "./ReadViews.js"
 import { RegionReadTopic, regionReader } from "./RegionReadTopic.js"
 import { perTopic, topicResolver } from "./Topics.js"
-
-/** The batch a cursor is delivering; one per cursor, refilled for every batch. */
-export class BatchView implements LogBatchView {
-  globalSeq = 0
-  totalOrder = 0
-  messageCount = 0
-  clientId = 0
-  sessionEpoch = 0
-  batchSeq = 0
-  brokerId = 0
-  crc32c = 0
-  bytes: Uint8Array = new Uint8Array(0)
-  offset = 0
-  length = 0
-  startIndex = 0
-  /** A u32 view of the same buffer as `bytes` (both from byte 0). */
-  words: Uint32Array = new Uint32Array(0)
-  /** Where the payload sits in its broker's Blog: checked again after the callbacks. */
-  blogPosition = 0
-  /** The stored batch it was loaded from (the fake): checked again after the callbacks. */
-  source: unknown = undefined
-
-  /** Sets the header fields of a batch held whole (the fake's stored batches, the disk's); where its bytes are is the caller's. */
-  describe(globalSeq: number, totalOrder: number, messageCount: number, clientId: number, sessionEpoch: number, batchSeq: number, brokerId: number, crc32c: number): void {
-    this.globalSeq = globalSeq
-    this.totalOrder = totalOrder
-    this.messageCount = messageCount
-    this.clientId = clientId
-    this.sessionEpoch = sessionEpoch
-    this.batchSeq = batchSeq
-    this.brokerId = brokerId
-    this.crc32c = crc32c
-  }
-}
-
-export class MessageView implements LogMessageView {
-  totalOrder = 0
-  index = 0
-  flags = 0
-  offset = 0
-  length = 0
-  constructor(readonly batch: BatchView, public bytes: Uint8Array) {}
-  get payload(): Uint8Array {
-    return this.bytes.subarray(this.offset, this.offset + this.length)
-  }
-}
-
-/**
- * Walks the messages of a batch payload, calling `onMessage` from `startIndex` on; returns
- * false if a length field runs past the payload or the records do not end at its end.
- */
-export const visitMessages = (batch: BatchView, message: MessageView, onMessage: (m: LogMessageView) => void): boolean => {
-  const end = batch.offset + batch.length
-  const words = batch.words
-  let at = batch.offset
-  message.bytes = batch.bytes
-  for (let i = 0; i < batch.messageCount; i++) {
-    if (at + 8 > end) return false
-    const length = words[at / 4]
-    if (length > end - at - 8) return false
-    if (i >= batch.startIndex) {
-      message.index = i
-      message.totalOrder = batch.totalOrder + i
-      message.flags = words[at / 4 + 1]
-      message.offset = at + 8
-      message.length = length
-      onMessage(message)
-    }
-    at += 8 + ((length + 7) & ~7)
-  }
-  return at === end
-}
-
-/** One topic's total order as a reader sees it, wherever its bytes live. */
-export interface ReadTopic {
-  readonly info: TopicInfo
-  /** Batches 0..committed-1 are in the total order. */
-  readonly committed: () => number
-  /** The message offset after the last committed batch. */
-  readonly total: () => number
-  /** The oldest global seq the topic may still hold, with `committed` batches ordered. */
-  readonly oldest: (committed: number) => number
-  /** Whether batch `g` and its payload are still held. */
-  readonly retained: (g: number) => boolean
-  /** The message offset of batch `g`'s first message, or undefined if it left the window. */
-  readonly totalOrderOf: (g: number) => number | undefined
-  /** Reads batch `g` into `view`; "gone" if it left the retained window, "corrupt" if its fields fail their checks. */
-  readonly load: (g: number, view: BatchView) => "ok" | "gone" | "corrupt"
-  /** Whether batch `g`, loaded into `view`, is still intact (after the callbacks). */
-  readonly stillThere: (g: number, view: BatchView) => boolean
-  /** Registers a durable cursor at batch `next` until the scope closes; returns how to move it on. */
-  readonly hold: (next: number) => Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope>
-}
-
-export interface ReadSource {
-  readonly topic: (name: string) => Effect.Effect<ReadTopic, TopicNotFound>
-  /** True as soon as `condition()` holds, false after `timeoutMs`; `waitingFor` names what for, should the wait fail. */
-  readonly await: (condition: () => boolean, timeoutMs: number, waitingFor: () => string) => Effect.Effect<boolean, HeadUnavailable>
-}
 
 /** The first batch still held (`committed` if none). */
 const firstRetained = (t: ReadTopic, committed: number): number => {

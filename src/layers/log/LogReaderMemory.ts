@@ -7,7 +7,9 @@ import { LogReader, type LogReaderShape, type SubscriberTableFull } from "../../
 import type { TopicInfo } from "../../services/log/Topics.js"
 import { retentionMovedMemory } from "./AppenderMemory.js"
 import { holdCursor } from "./DurableCursor.js"
-import { type BatchView, logReaderOver, type ReadTopic } from "./LogReader.js"
+import { logReaderOver } from "./LogReader.js"
+import type { ReadTopic } from "./ReadSource.js"
+import type { BatchView } from "./ReadViews.js"
 import { type MemoryBatch, type MemoryLogStore, memoryTopic, type MemoryTopic, type NoOptions } from "./MemoryStore.js"
 import { perTopic } from "./Topics.js"
 

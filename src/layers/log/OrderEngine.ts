@@ -31,7 +31,7 @@
  */
 import type { OrderMode } from "../../services/log/Topics.js"
 import { AHEAD_WINDOW } from "./Records.js"
-import type { SessionFields } from "./SessionTable.js"
+import type { SessionFields } from "./SessionFields.js"
 
 /** `marker`: a close marker, handled and finished (it is no batch); `corrupt`: a slot whose header cannot be a batch (the scan's, not the engine's). */
 export type DropReason = "duplicate" | "fenced" | "refused" | "corrupt" | "marker"

@@ -1,5 +1,5 @@
 /**
- * The region's side of a reader (`RegionReadTopic`, the `ReadTopic` of LogReader.ts): one
+ * The region's side of a reader (`RegionReadTopic`, the `ReadTopic` of ReadSource.ts): one
  * topic's GOI and its brokers' Blogs, read in place, seqlock-style (docs in LogReader.ts).
  */
 import type { Effect, Scope } from "effect"
@@ -9,7 +9,8 @@ import type { SubscriberTableFull } from "../../services/log/LogReader.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
 import { holdCursor } from "./DurableCursor.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
-import type { BatchView, ReadTopic } from "./LogReader.js"
+import type { ReadTopic } from "./ReadSource.js"
+import type { BatchView } from "./ReadViews.js"
 import { retentionMoved } from "./Participants.js"
 import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
 

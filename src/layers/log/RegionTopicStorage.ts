@@ -12,7 +12,7 @@ import { GoiEntry, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import { GoiEntryView, OrderLineView, ParticipantLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { SessionTable } from "./SessionTable.js"
 import type { TopicOrder, TopicStorage } from "./TopicOrder.js"
-import type { OrderHistory } from "./TopicRecovery.js"
+import type { OrderHistory } from "./OrderHistory.js"
 
 /** The region's views, made once per sequencer. */
 export interface RegionViews {

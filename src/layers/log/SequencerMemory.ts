@@ -20,7 +20,8 @@ import type { SessionTable } from "./SessionTable.js"
 import { makeSequencerCore } from "./SequencerLoop.js"
 import type { LogStorage } from "./SequencerRound.js"
 import { orderSettings, type TopicOrder, type TopicStorage } from "./TopicOrder.js"
-import { discovered, type OrderHistory, recoverTopic } from "./TopicRecovery.js"
+import type { OrderHistory } from "./OrderHistory.js"
+import { discovered, recoverTopic } from "./TopicRecovery.js"
 
 /** One topic's batches in the store: a broker's PBR is `pbr[pbrSeq - reclaimed]`, the GOI a window of batches. */
 class MemoryTopicStorage implements TopicStorage {

@@ -4,7 +4,7 @@
  */
 import { AHEAD_WINDOW } from "./Records.js"
 import type { SessionLineView } from "./RecordViews.js"
-import type { SessionFields } from "./SessionTable.js"
+import type { SessionFields } from "./SessionFields.js"
 
 /** Bitmap words of the ahead line. */
 export const AHEAD_WORDS = AHEAD_WINDOW / 32

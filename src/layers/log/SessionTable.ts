@@ -21,6 +21,7 @@ import type { SessionState as SessionStateCode } from "./Records.js"
 import { SessionState } from "./Records.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { RegistryLineView, type RecordWords, SessionLineView } from "./RecordViews.js"
+import type { SessionFields } from "./SessionFields.js"
 import { AHEAD_WORDS, aheadWords, readAhead } from "./SessionAhead.js"
 
 /** The typed arrays and coherence hooks the table works on (a `CxlMemoryShape` is one). */
@@ -47,18 +48,6 @@ export interface SessionRecord {
   readonly durable: number
   /** The durable tier froze `durable` for good: batches of the session past it may never have reached the disk. */
   readonly durableFrozen: boolean
-}
-
-/** The sequencer's published state of a session. */
-export interface SessionFields {
-  readonly next: number
-  readonly orderedMessages: number
-  readonly duplicates: number
-  readonly held: number
-  readonly lastActivityMs: number
-  readonly fenced: boolean
-  /** Orders 0/2/4: batch seqs ordered above `next` (each below next + 1 + AHEAD_WINDOW); none when absent. */
-  readonly ahead?: ReadonlySet<number>
 }
 
 /** A registration that could not take a line: every place of the table is in use. */

@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import type { LogBatchView, LogCursor, LogMessageView } from "../../services/log/LogReader.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
 import { crc32c } from "../../native/Crc32c.js"
-import { visitMessages } from "./LogReader.js"
+import { visitMessages } from "./ReadViews.js"
 import { DISK_BATCHES, fetch, lost, outOfRange, problemError, regionHolds, type TieredCursorState, toDisk, toHot } from "./TieredCursorState.js"
 
 type OnBatch = ((b: LogBatchView) => void) | undefined

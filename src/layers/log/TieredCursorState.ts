@@ -8,7 +8,7 @@ import { Effect, Exit, ExecutionStrategy, Scope } from "effect"
 import { type LogCursor, LogOutOfRange, type LogReaderShape, type SubscribeOptions } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import { type DiskBatch, type DiskProblem, diskEarliest, DiskStream, type StreamFiles } from "./DiskStream.js"
-import { BatchView, MessageView } from "./LogReader.js"
+import { BatchView, MessageView } from "./ReadViews.js"
 
 export type From = NonNullable<SubscribeOptions["from"]>
 

@@ -10,8 +10,9 @@ import type { LogConfig } from "./Layout.js"
 import { type DropReason, OrderEngine, type OrderSink, type Session } from "./OrderEngine.js"
 import { Dropped } from "./Records.js"
 import { RoundTally } from "./RoundTally.js"
-import type { SessionFields, SessionTable } from "./SessionTable.js"
-import type { OrderHistory } from "./TopicRecovery.js"
+import type { OrderHistory } from "./OrderHistory.js"
+import type { SessionFields } from "./SessionFields.js"
+import type { SessionTable } from "./SessionTable.js"
 
 /** What line 1 of a finished PBR slot says for each way a batch leaves without a GOI entry. */
 export const DROP_CODE: Record<DropReason, number> = {

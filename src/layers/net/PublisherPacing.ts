@@ -33,6 +33,7 @@
  * window that is never full never grows, and one batch in flight is under the floor. Per batch
  * the work is a few additions on this record, per round a verdict: no allocation, no timer.
  */
+import type { Pacing } from "./Pacing.js"
 import type { Batch, PublisherState } from "./PublisherState.js"
 
 /** Queued batches the window holds at while they stay in [ALPHA, BETA]… */
@@ -43,38 +44,6 @@ const MIDDLE = (ALPHA + BETA) / 2
 const TOLERANCE = (BETA - ALPHA) / 12
 /** How often the base is measured again (ms). */
 const PROBE_INTERVAL_MS = 10_000
-
-export interface Pacing {
-  /** False: the window stays at the cap (`adaptiveWindow: false`, `--fixed-window`). */
-  readonly adaptive: boolean
-  readonly cap: number
-  readonly floor: number
-  /** Doubling per verdict until the queue first reaches ALPHA. */
-  slowStart: boolean
-  /** The queue left [ALPHA, BETA]: the window moves until it is back near the middle. */
-  correcting: boolean
-  /** The shortest seal-to-ACK time seen since the last probe (ms; Infinity: none yet). */
-  base: number
-  /** Batches that left the send window so far, when the round began, and when it ends. */
-  left: number
-  roundFrom: number
-  roundEnd: number
-  /** The round's timed batches and the sum of their times (ms). */
-  roundTimed: number
-  roundSum: number
-  /** The window was full when one of the round's batches left (only then may it grow). */
-  limited: boolean
-  /** The window changed: the next round is not judged (its batches were sent under the old one). */
-  settling: boolean
-  /** When the base is next measured (performance.now() ms). */
-  probeAt: number
-  /** Probing since (batches sealed from then on met no queue); Infinity: not probing. */
-  probeFrom: number
-  probeMin: number
-  probeTimed: number
-  /** The window to return to after the probe. */
-  resume: number
-}
 
 /** A publisher's pacing: adaptive under the cap, or fixed at it. */
 export const newPacing = (adaptive: boolean, cap: number, links: number): Pacing => ({

@@ -12,7 +12,7 @@ import type { PublishAck, PublishError } from "../../services/net/Publisher.js"
 import type { AckLevel } from "../../services/log/Topics.js"
 import type { BatchBuilder, BufferPool } from "./BatchPayload.js"
 import type { LinkBatch, PublisherLink } from "./PublisherLink.js"
-import type { Pacing } from "./PublisherPacing.js"
+import type { Pacing } from "./Pacing.js"
 import type { PublisherSettings } from "./PublisherSettings.js"
 
 /** Seal-to-ACK latencies kept (`ackLatencies`). */

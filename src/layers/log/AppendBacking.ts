@@ -1,0 +1,62 @@
+/**
+ * What the one append algorithm (Appender.ts) runs over: a broker's targets, one per topic, and
+ * where their bytes live — the region's log area (AppendRegion.ts) or the in-process store
+ * (AppenderMemory.ts).
+ */
+import type { Effect } from "effect"
+import type { BatchHeader, BatchRejected } from "../../services/log/Appender.js"
+import type { TopicNotFound } from "../../services/log/Topics.js"
+import type { AppendCursors } from "./AppendRoom.js"
+import type { LogConfig } from "./Layout.js"
+import type { PbrKindCode } from "./Records.js"
+import type { SessionTable } from "./SessionTable.js"
+
+/** One topic as this broker appends to it: its cursors, and what depends on where its bytes live. */
+export interface AppendTarget {
+  readonly topic: string
+  readonly cursors: AppendCursors
+  /**
+   * Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), then the
+   * Blog bytes a batch of `bytes` needs (`releaseBlog`), and publishes what moved.
+   */
+  readonly reclaim: (bytes: number) => void
+  /** Writes the payload (`fill`) at Blog `position` and the header into PBR position `pbrSeq`, the commit word last. */
+  readonly write: (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode) => void
+  /** The Blog space at `position` (from `reserve`) as a view of `bytes`, for receiving a payload in place. */
+  readonly view: (position: number, bytes: number) => Uint8Array
+  /** After the cursors moved past a batch: publishes them and wakes the sequencer. */
+  readonly published: () => void
+  /** An append starts (+1) or stops (-1) waiting for room; a start also publishes `ringFullWaits`. */
+  readonly waiting: (delta: 1 | -1) => void
+  /**
+   * When named consumers' retention keeps this broker from reclaiming room (`heldBatch`): the
+   * lowest of their cursors; undefined when what keeps it, if anything, is no named consumer.
+   */
+  readonly consumerHold: () => number | undefined
+  /**
+   * Cuts off the named consumers that hold this broker's room with a cursor at or below `cursor`
+   * (the lowest one, unmoved for the whole bound: consumers still moving above it are spared);
+   * returns how many this call cut off.
+   */
+  readonly cutOffConsumers: (cursor: number) => number
+}
+
+/** Where a broker's appends land: the region's log area or the in-process store. */
+export interface AppendBacking {
+  readonly brokerId: number
+  readonly config: LogConfig
+  /** How long an append waits for room (default 10 s). */
+  readonly timeoutMs: number | undefined
+  /** How long appends wait for room named consumers hold before they are cut off (default 30 s). */
+  readonly consumerHoldMs: number | undefined
+  /**
+   * The topic's target if it is set up (the hot path: no Effect); undefined if it is not
+   * yet, or TopicNotFound if the backing knows at once that there is no such topic.
+   */
+  readonly known: (topic: string) => AppendTarget | TopicNotFound | undefined
+  /** The topic's target, set up on first use. */
+  readonly target: (topic: string) => Effect.Effect<AppendTarget, TopicNotFound | BatchRejected>
+  readonly sessions: (topic: string) => Effect.Effect<SessionTable, TopicNotFound>
+  /** True as soon as `condition()` holds, false after `timeoutMs`. */
+  readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+}

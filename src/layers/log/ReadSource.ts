@@ -1,0 +1,36 @@
+/**
+ * What the one reading algorithm (LogReader.ts) runs over: each topic's total order wherever its
+ * bytes live — the region (RegionReadTopic.ts) or the in-process store (LogReaderMemory.ts).
+ */
+import type { Effect, Scope } from "effect"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
+import type { SubscriberTableFull } from "../../services/log/LogReader.js"
+import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import type { BatchView } from "./ReadViews.js"
+
+/** One topic's total order as a reader sees it, wherever its bytes live. */
+export interface ReadTopic {
+  readonly info: TopicInfo
+  /** Batches 0..committed-1 are in the total order. */
+  readonly committed: () => number
+  /** The message offset after the last committed batch. */
+  readonly total: () => number
+  /** The oldest global seq the topic may still hold, with `committed` batches ordered. */
+  readonly oldest: (committed: number) => number
+  /** Whether batch `g` and its payload are still held. */
+  readonly retained: (g: number) => boolean
+  /** The message offset of batch `g`'s first message, or undefined if it left the window. */
+  readonly totalOrderOf: (g: number) => number | undefined
+  /** Reads batch `g` into `view`; "gone" if it left the retained window, "corrupt" if its fields fail their checks. */
+  readonly load: (g: number, view: BatchView) => "ok" | "gone" | "corrupt"
+  /** Whether batch `g`, loaded into `view`, is still intact (after the callbacks). */
+  readonly stillThere: (g: number, view: BatchView) => boolean
+  /** Registers a durable cursor at batch `next` until the scope closes; returns how to move it on. */
+  readonly hold: (next: number) => Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope>
+}
+
+export interface ReadSource {
+  readonly topic: (name: string) => Effect.Effect<ReadTopic, TopicNotFound>
+  /** True as soon as `condition()` holds, false after `timeoutMs`; `waitingFor` names what for, should the wait fail. */
+  readonly await: (condition: () => boolean, timeoutMs: number, waitingFor: () => string) => Effect.Effect<boolean, HeadUnavailable>
+}
