@@ -25,9 +25,7 @@ import { regionGuard, startHeadAndBrokers } from "./Cluster.js"
 import { BenchPeerFailed } from "./Loopback.js"
 import { pruneRunRegions, runRegionName } from "./Regions.js"
 import { logEnv } from "./Run.js"
-import type { BenchPeer } from "./BenchPeers.js"
-import { natsPeer } from "./peers/NatsPeer.js"
-import { REDIS, redisPeer } from "./peers/RedisPeer.js"
+import { type BenchPeer, PEER_SPECS } from "./BenchPeers.js"
 import { clientSecurity } from "./Users.js"
 
 export interface RttOptions {
@@ -204,7 +202,7 @@ export const rtt = (options: RttOptions) =>
   Effect.gen(function*() {
     const [ackTimes, facadeTimes, pingPongTimes, ...peerTimes] = yield* Effect.scoped(Effect.gen(function*() {
       // The peers first: a missing one fails the bench before any cluster starts.
-      const peers = yield* Effect.forEach(options.peers, (peer) => (peer === REDIS ? redisPeer : natsPeer))
+      const peers = yield* Effect.forEach(options.peers, (peer) => PEER_SPECS[peer].roundTrip)
       const acks = yield* ackRoundTrips(options)
       const loops: Array<Effect.Effect<unknown, Error>> = [acks.service, acks.facade, yield* pingPongRoundTrip(options.messageBytes)]
       for (const peer of peers) loops.push(peer.append(Buffer.alloc(options.messageBytes, 7)))
@@ -213,7 +211,7 @@ export const rtt = (options: RttOptions) =>
     const ack = latencyMicros(ackTimes!)
     const facade = latencyMicros(facadeTimes!)
     const pingPong = latencyMicros(pingPongTimes!)
-    const peers = options.peers.map((peer, i) => ({ peer, ...latencyMicros(peerTimes[i]!) }))
+    const peers = options.peers.map((peer: BenchPeer, i) => ({ peer, label: PEER_SPECS[peer].roundTripLabel(options.messageBytes), ...latencyMicros(peerTimes[i]!) }))
     const result = {
       bench: "cxlog-rtt",
       publisher: options.local ? "local" : "tcp",
@@ -246,8 +244,8 @@ export const rtt = (options: RttOptions) =>
           ],
           ["the same through CxlogPublisher: await publish(m, { acked: true })", facade.p50, facade.p99, facade.p999],
           [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999],
-          ...peers.map(({ p50, p99, p999, peer }) => [
-            peer === REDIS ? `Redis XADD round trip, ${options.messageBytes} B (ioredis, no persistence)` : `NATS JetStream publish → PubAck, ${options.messageBytes} B (file storage)`,
+          ...peers.map(({ label, p50, p99, p999 }) => [
+            label,
             p50,
             p99,
             p999
