@@ -8,6 +8,7 @@
  * (as of after every publisher finished) without it; a reader that stopped before that end
  * (timeout, head gone) reports it as *not delivered*.
  */
+import { type OrderMode, orderPolicy } from "../services/log/OrderModes.js"
 
 export const AUDIT_HEADER_BYTES = 8
 
@@ -51,10 +52,10 @@ export const auditFigures = (result: AuditResult): string =>
   }, crc mismatches ${result.crcMismatches}`
 
 /** Whether a topic of order mode `order` promises each publisher's messages in publish order. */
-const promisesPublishOrder = (order: number): boolean => order === 5
+const promisesPublishOrder = (order: OrderMode): boolean => orderPolicy(order).sessionInSequence
 
 /** Tracks messages of `publishers` publishers, `perPublisher` messages each, in a topic of order mode `order`. */
-export const makeAudit = (publishers: number, perPublisher: number, order: number) => {
+export const makeAudit = (publishers: number, perPublisher: number, order: OrderMode) => {
   const publishOrder = promisesPublishOrder(order)
   const seen = new Uint8Array(publishers * perPublisher)
   const next = new Float64Array(publishers)

@@ -1,11 +1,12 @@
 /** ClusterShape: the local cluster `cxlog run` and `cxlog bench` start, and the load its publisher offers. */
+import type { OrderMode } from "../services/log/OrderModes.js"
 
 /** The cluster a run starts and the load its publisher offers; `cxlog bench` shares it. */
 export interface ClusterShape {
   readonly totalBytes: number
   readonly messageBytes: number
   readonly brokers: number
-  readonly order: 0 | 2 | 4 | 5
+  readonly order: OrderMode
   readonly ackLevel: 0 | 1 | 2
   readonly batchBytes: number
   /** The publisher's in-flight window, in batches (the most, while it adapts). */

@@ -14,6 +14,7 @@ import { layerRemote, type RemoteSubscriberOptions } from "../layers/net/Subscri
 import { Subscriber, type SubscriberBatch, type SubscriberMessage } from "../services/net/Subscriber.js"
 import { type AuditResult, auditFigures, makeAudit } from "./Audit.js"
 import { report, reportFailure } from "./Report.js"
+import type { OrderMode } from "../services/log/OrderModes.js"
 
 export interface RemoteAuditOptions {
   readonly remote: Pick<RemoteSubscriberOptions, "brokers" | "credentials" | "tls">
@@ -21,7 +22,7 @@ export interface RemoteAuditOptions {
   readonly publishers: number
   readonly perPublisher: number
   /** The topic's order mode: whether publish order is checked (`promisesPublishOrder`). */
-  readonly order: number
+  readonly order: OrderMode
   /** True once every publisher has finished; the log's end then is where the audit stops. */
   readonly publishersDone: () => boolean
   /** Stop (what is missing then is "not delivered") when nothing new arrives for this long. */

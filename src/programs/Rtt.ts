@@ -27,11 +27,12 @@ import { pruneRunRegions, runRegionName } from "./Regions.js"
 import { logEnv } from "./Run.js"
 import { type BenchPeer, PEER_SPECS } from "./BenchPeers.js"
 import { clientSecurity } from "./Users.js"
+import type { OrderMode } from "../services/log/OrderModes.js"
 
 export interface RttOptions {
   readonly brokers: number
   readonly messageBytes: number
-  readonly order: 0 | 2 | 4 | 5
+  readonly order: OrderMode
   readonly samples: number
   readonly json: boolean
   /** Reference systems measured in the same interleaved loop (`--peers redis,nats`). */

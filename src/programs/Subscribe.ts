@@ -24,13 +24,14 @@ import { LogCorrupt } from "../services/log/Topics.js"
 import { valueStart } from "../layers/net/BatchPayload.js"
 import { type AuditResult, auditFigures, makeAudit } from "./Audit.js"
 import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
+import type { OrderMode } from "../services/log/OrderModes.js"
 
 export interface SubscribeOptions {
   readonly region: RegionAccess
   readonly topic: string
   readonly from: number | "earliest" | "latest"
   /** Audit `publishers × perPublisher` stamped messages, reading to the end of the log (see above). */
-  readonly audit?: { readonly publishers: number; readonly perPublisher: number; readonly order: number }
+  readonly audit?: { readonly publishers: number; readonly perPublisher: number; readonly order: OrderMode }
   /** Audit mode: true once every publisher has finished; the log's end then is where the audit stops. */
   readonly publishersDone?: () => boolean
   /** Without an audit: stop after this many messages (default: run until interrupted). */

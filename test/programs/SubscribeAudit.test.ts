@@ -14,6 +14,7 @@ import type { AppenderShape } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { messageRecordBytes } from "../../src/layers/net/BatchPayload.js"
 import { crc32c } from "../../src/native/Crc32c.js"
+import type { OrderMode } from "../../src/services/log/OrderModes.js"
 import { drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 
 const MESSAGE_BYTES = 16
@@ -43,7 +44,7 @@ const orderedLog = (cluster: LogCluster, batches: ReadonlyArray<ReadonlyArray<nu
   })
 
 /** Audits 10 messages of publisher 0 over the cluster's reader, as of a topic of order mode `order` (the log's, 2, unless given); `events` collects what it reports. */
-const audit = (cluster: LogCluster, options: { publishersDone?: () => boolean; idleTimeoutMs: number; order?: number }, events: Array<RoleEvent> = []) =>
+const audit = (cluster: LogCluster, options: { publishersDone?: () => boolean; idleTimeoutMs: number; order?: OrderMode }, events: Array<RoleEvent> = []) =>
   readTopic({
     topic: "t",
     from: "earliest",

@@ -20,6 +20,7 @@ import {
 } from "../../services/log/AckTracker.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
+import { orderPolicy } from "../../services/log/OrderModes.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { type LogArea, pbrSlotOffset } from "./Layout.js"
 import { lineTaken, type ListenerAwait, type ListenerWatch, type Listening, listening, listeningForOrdering } from "./Participants.js"
@@ -148,10 +149,10 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
 
   const watch = (t: AckTopic, clientId: number, sessionEpoch: number, carrier: number | undefined): SessionWatch => {
     const key = `${t.info.id}/${clientId}/${sessionEpoch}`
-    // Under order 5 a session's frontier passes a batch in the round that orders it (its
+    // In sequence a session's frontier passes a batch in the round that orders it (its
     // predecessors are ordered by then), so its carrier's tracker need only wake for its own
-    // broker's batches. Other orders may move the frontier with another broker's batch.
-    const waits = (carrier !== undefined && t.info.order === 5 ? source.ordering?.(carrier) : undefined) ?? source
+    // broker's batches. Otherwise the frontier may move with another broker's batch.
+    const waits = (carrier !== undefined && orderPolicy(t.info.order).sessionInSequence ? source.ordering?.(carrier) : undefined) ?? source
     return {
       acks: () => acknowledge(t, clientId, sessionEpoch, key),
       progress: t.progress,

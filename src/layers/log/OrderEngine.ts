@@ -29,7 +29,7 @@
  * nothing for the hold timeout fences, which also breaks a full log whose room is held by
  * batches waiting for each other.
  */
-import type { OrderMode } from "../../services/log/Topics.js"
+import { type OrderMode, orderPolicy } from "../../services/log/OrderModes.js"
 import { AHEAD_WINDOW } from "./Records.js"
 import type { SessionFields } from "./SessionFields.js"
 
@@ -132,6 +132,8 @@ export class OrderEngine {
   fencedSessions = 0
   releasedSessions = 0
   lapsedSessions = 0
+  /** The mode orders each session's batches in seq order (OrderModes.ts). */
+  private readonly inSequence: boolean
   /** When a batch was last ordered (clock ms); -Infinity until the first `expire` sets the clock. */
   private lastOrderedMs = Number.NEGATIVE_INFINITY
 
@@ -141,6 +143,7 @@ export class OrderEngine {
     brokers: number,
     private readonly sink: OrderSink
   ) {
+    this.inSequence = orderPolicy(mode).sessionInSequence
     this.heldByBroker = Array.from({ length: brokers }, () => new HeldPositions())
   }
 
@@ -192,7 +195,7 @@ export class OrderEngine {
    */
   recoverOrdered(session: Session, batchSeq: number) {
     if (batchSeq < session.next) return
-    if (this.mode === 5) {
+    if (this.inSequence) {
       session.next = batchSeq + 1
     } else if (batchSeq === session.next) {
       this.advance(session)
@@ -220,7 +223,7 @@ export class OrderEngine {
       this.sink.drop(broker, pbrSeq, "duplicate")
       return Verdict.duplicate
     }
-    if (this.mode !== 5) {
+    if (!this.inSequence) {
       // Past what the line can record: it waits for the gap to close.
       if (batchSeq - session.next > AHEAD_WINDOW) return this.hold(broker, pbrSeq, session, batchSeq, nowMs)
       if (this.sink.room() < 1 + session.held.size) return Verdict.stall

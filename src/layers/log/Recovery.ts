@@ -16,6 +16,7 @@
  * sequencer runs).
  */
 import { Effect } from "effect"
+import { orderPolicy } from "../../services/log/OrderModes.js"
 import { Segments, type SegmentLog } from "../../services/log/Segments.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
 import { decodeOrderRecord, OrderRecord, streamOf } from "./DurableOrder.js"
@@ -62,7 +63,7 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
     }
     // Only the last `room` batches can be in the hot tier (PBR and GOI capacity).
     const room = Math.min(config.pbrSlots, config.goiSlots)
-    const scan = newOrderScan({ order5: topic.order === 5, maxBatchBytes: config.maxBatchBytes, firstRecord, room })
+    const scan = newOrderScan({ inSequence: orderPolicy(topic.order).sessionInSequence, maxBatchBytes: config.maxBatchBytes, firstRecord, room })
     const problem = yield* scanOrder(log, scan)
     if (problem !== undefined) return yield* fail(problem)
     for (const gap of scan.gaps) {

@@ -43,7 +43,7 @@ export interface TailRecord extends Omit<RecoveredBatch, "blogPosition"> {
 
 /** The header pass's state. */
 export interface OrderScan {
-  readonly order5: boolean
+  readonly inSequence: boolean
   readonly maxBatchBytes: number
   /** The stream's first record (retention may have deleted the ones before it). */
   readonly firstRecord: number
@@ -68,7 +68,7 @@ export interface OrderScan {
   previous: RecordPosition | undefined
 }
 
-export const newOrderScan = (options: { readonly order5: boolean; readonly maxBatchBytes: number; readonly firstRecord: number; readonly room: number }): OrderScan => ({
+export const newOrderScan = (options: { readonly inSequence: boolean; readonly maxBatchBytes: number; readonly firstRecord: number; readonly room: number }): OrderScan => ({
   ...options,
   tail: [],
   byClient: new Map(),
@@ -156,13 +156,13 @@ const sessionConflict = (scan: OrderScan, index: number, batch: OrderHeader, byt
   }
   const frozen = frozenDurableOf(bytes)
   if (frozen !== undefined) session.durableUntil = Math.min(session.durableUntil ?? frozen, frozen)
-  const order5 = scan.order5
+  const inSequence = scan.inSequence
   // What the sequencer would have ordered: in order 5 the session's next batch only, elsewhere any batch not ordered yet.
-  if (order5 ? seq !== session.next : seq < session.next || session.ahead?.has(seq) === true) {
+  if (inSequence ? seq !== session.next : seq < session.next || session.ahead?.has(seq) === true) {
     return `record ${index} is batch ${seq} of session ${batch.clientId}/${batch.sessionEpoch}, which conflicts with the recorded order ` +
-      `(batches 0..${session.next - 1} before it${order5 ? `; order 5 takes ${session.next} next` : ", each once"})`
+      `(batches 0..${session.next - 1} before it${inSequence ? `; order 5 takes ${session.next} next` : ", each once"})`
   }
-  if (!order5 && seq - session.next > AHEAD_WINDOW) {
+  if (!inSequence && seq - session.next > AHEAD_WINDOW) {
     return `record ${index} is batch ${seq} of session ${batch.clientId}/${batch.sessionEpoch}, more than ${AHEAD_WINDOW} above its frontier ${session.next}: ` +
       `the sequencer orders none so far out`
   }

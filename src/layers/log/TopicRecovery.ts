@@ -5,6 +5,7 @@
  */
 import { Effect } from "effect"
 import { sequencerLapsedSessions } from "../../Metrics.js"
+import { orderPolicy } from "../../services/log/OrderModes.js"
 import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
 import { AHEAD_WINDOW, SessionState } from "./Records.js"
 import type { OrderHistory } from "./OrderHistory.js"
@@ -25,7 +26,7 @@ export const restoreSessions = (topic: TopicOrder): string | undefined => {
   const { sessions } = topic.storage
   sessions.forEachSession((slot, clientId, sessionEpoch, state, fields, torn) => {
     if (state !== SessionState.active && state !== SessionState.fenced) return
-    if (torn && topic.info.order !== 5 && fields.ahead !== undefined && fields.ahead.size > 0) {
+    if (torn && !orderPolicy(topic.info.order).sessionInSequence && fields.ahead !== undefined && fields.ahead.size > 0) {
       sessions.lapse(slot, clientId, sessionEpoch, fields)
       // Before any round (whose tally would count it), so counted here.
       sequencerLapsedSessions.unsafeUpdate(1, [])
@@ -45,7 +46,7 @@ export const restoreSessions = (topic: TopicOrder): string | undefined => {
 export const replayOrdered = (topic: TopicOrder, clientId: number, sessionEpoch: number, batchSeq: number): string | undefined => {
   const session = topic.engine.session(clientId, sessionEpoch)
   if (session === undefined) return undefined
-  if (topic.info.order !== 5 && !(batchSeq - session.next <= AHEAD_WINDOW)) {
+  if (!orderPolicy(topic.info.order).sessionInSequence && !(batchSeq - session.next <= AHEAD_WINDOW)) {
     return `batch ${batchSeq} of session ${clientId}/${sessionEpoch} is more than ${AHEAD_WINDOW} above its frontier ${session.next}`
   }
   topic.engine.recoverOrdered(session, batchSeq)

@@ -6,7 +6,8 @@ import { Either } from "effect"
 import * as Cli from "../CliKit.js"
 import { logFormatFlag } from "../Observe.js"
 import type { ClusterShape } from "../ClusterShape.js"
-import { ack, batchBytes, fixedWindow, messageBytes, order, window } from "./SharedFlags.js"
+import { ack, batchBytes, fixedWindow, messageBytes, order, orderModeOf, window } from "./SharedFlags.js"
+import type { OrderMode } from "../../services/log/OrderModes.js"
 
 /** What `run` and `bench` give their roles for being watched, and where their report goes. */
 export const clusterObserveFlags = {
@@ -59,7 +60,7 @@ export const clusterShape = (o: {
   bytes: number
   messageBytes: number
   brokerCount: number
-  order: "0" | "2" | "4" | "5"
+  order: `${OrderMode}`
   ack: "0" | "1" | "2"
   batchBytes: number
   window: number
@@ -70,7 +71,7 @@ export const clusterShape = (o: {
   totalBytes: o.bytes,
   messageBytes: o.messageBytes,
   brokers: o.brokerCount,
-  order: Number(o.order) as 0 | 2 | 4 | 5,
+  order: orderModeOf(o.order),
   ackLevel: Number(o.ack) as 0 | 1 | 2,
   batchBytes: o.batchBytes,
   window: o.window,

@@ -7,6 +7,7 @@ import { BROKER_SETTINGS } from "../../services/net/Broker.js"
 import { Either } from "effect"
 import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "../../services/net/Publisher.js"
 import * as Cli from "../CliKit.js"
+import { ORDER_MODES, type OrderMode, orderPolicy } from "../../services/log/OrderModes.js"
 
 export const region = Cli.text("region", {
   default: "cxlog",
@@ -56,11 +57,15 @@ export const ack = Cli.choice("ack", ["0", "1", "2"], {
   env: "CXLOG_ACK_LEVEL",
   description: "when a batch counts as published: 0 written to the socket, 1 ordered, 2 replicated"
 })
-export const order = Cli.choice("order", ["0", "2", "4", "5"], {
+/** The order modes as a flag's choices. */
+export const orderChoices = ORDER_MODES.map((mode) => `${mode}` as const)
+export const order = Cli.choice("order", orderChoices, {
   default: "5",
   env: "CXLOG_ORDER",
-  description: "order mode: 0 per-broker arrival, 2 one total order, 4 + FIFO per (client, broker), 5 + FIFO per client session"
+  description: `order mode: ${ORDER_MODES.map((mode) => `${mode} ${orderPolicy(mode).promise}`).join(", ")}`
 })
+/** The mode an `--order` flag names (its choices are the modes). */
+export const orderModeOf = (flag: `${OrderMode}`): OrderMode => Number(flag) as OrderMode
 
 // ---- credentials and TLS -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import { remoteAudit } from "../RemoteAudit.js"
 import { exitWithParent, parentEvent } from "../Report.js"
 import { printTopic, subscribe } from "../Subscribe.js"
 import { clientSecurity } from "../Users.js"
-import { clientSecurityFlags, coherence, parseFrom, readerBrokers, region } from "./SharedFlags.js"
+import { clientSecurityFlags, coherence, orderChoices, orderModeOf, parseFrom, readerBrokers, region } from "./SharedFlags.js"
 
 export const subscribeCommand = Cli.command({
   name: "subscribe",
@@ -50,7 +50,7 @@ export const subscribeCommand = Cli.command({
     }),
     auditPublishers: Cli.integer("audit-publishers", { default: 0, hidden: true, description: "audit stamped messages of this many publishers" }),
     auditMessages: Cli.integer("audit-messages", { default: 0, hidden: true, description: "messages each audited publisher sends" }),
-    auditOrder: Cli.integer("audit-order", { default: 5, hidden: true, description: "the audited topic's order mode (publish order is checked in mode 5 only)" }),
+    auditOrder: Cli.choice("audit-order", orderChoices, { default: "5", hidden: true, description: "the audited topic's order mode (whether publish order is checked)" }),
     untilPublishersDone: Cli.toggle("until-publishers-done", {
       hidden: true,
       description: "read to the log's end as of the orchestrator's publishersDone message"
@@ -91,7 +91,7 @@ export const subscribeCommand = Cli.command({
           topic: o.topic,
           publishers: o.auditPublishers,
           perPublisher: o.auditMessages,
-          order: o.auditOrder,
+          order: orderModeOf(o.auditOrder),
           publishersDone: publishersDone?.said ?? (() => false),
           idleTimeoutMs: o.idleTimeoutMs,
           reportEveryMs: 250,
@@ -105,7 +105,7 @@ export const subscribeCommand = Cli.command({
         region: { name: o.region, coherence: o.coherence },
         topic: o.topic,
         from: o.from,
-        ...(o.auditPublishers > 0 ? { audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages, order: o.auditOrder } } : {}),
+        ...(o.auditPublishers > 0 ? { audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages, order: orderModeOf(o.auditOrder) } } : {}),
         ...(o.limit === undefined ? {} : { limit: o.limit }),
         idleTimeoutMs: o.idleTimeoutMs,
         reportEveryMs: 250,

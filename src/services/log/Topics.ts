@@ -4,10 +4,9 @@
  * Blogs, GOI and session table live. Every process can look topics up.
  */
 import { Context, Data, type Effect, Schema } from "effect"
+import { OrderMode, orderPolicy } from "./OrderModes.js"
 
-/** 0: per-broker arrival only; 2: one total order; 4: + FIFO per (client, broker); 5: + FIFO per client session. */
-export const OrderMode = Schema.Literal(0, 2, 4, 5)
-export type OrderMode = typeof OrderMode.Type
+export { OrderMode } from "./OrderModes.js"
 
 /** 0: no ACK; 1: ordered (mode 0: written); 2: replicated to RF copies. */
 export const AckLevel = Schema.Literal(0, 1, 2)
@@ -46,8 +45,8 @@ export type TopicSpec = typeof TopicSpec.Type
  * copy on disk outside order 5, a disk retention without a copy on disk.
  */
 export const topicSpecConflict = (spec: TopicSpec): string | undefined =>
-  // A session's durable frontier is its last batch on disk + 1: true only when its batches are ordered in seq order (order 5).
-  spec.replicationFactor === 2 && spec.order !== 5
+  // A session's durable frontier is its last batch on disk + 1: true only when its batches are ordered in seq order.
+  spec.replicationFactor === 2 && !orderPolicy(spec.order).sessionInSequence
     ? "replication factor 2 needs order 5 (each session's batches ordered in sequence)"
     : spec.diskRetention !== undefined && spec.replicationFactor < 2
     ? "a disk retention needs replication factor 2 (a copy on disk)"
