@@ -51,7 +51,7 @@ export { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type Br
 export * as BrokerLayers from "./layers/net/Broker.js"
 export * as BrokerLogMemoryLayers from "./layers/net/BrokerLogMemory.js"
 export { checkBatchPayload, forEachMessage, type HeadersInit, MessageFlags, MessageRecord, messageRecordBytes } from "./layers/net/BatchPayload.js"
-export { parseAddresses } from "./layers/net/ClientConnection.js"
+export { InvalidBrokerAddress, parseAddresses } from "./layers/net/ClientConnection.js"
 export { PROTOCOL_VERSION } from "./layers/net/Control.js"
 export * from "./services/control/Rings.js"
 export * as RingsLayers from "./layers/control/Rings.js"

@@ -15,6 +15,7 @@ import { createServer, type Server } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format"
+import { pidExists } from "../layers/region/ProcessInfo.js"
 import { chartPage, type ChartSpec, escapeHtml, type PageData } from "./ChartPage.js"
 
 export class DashboardListenFailed extends Data.TaggedError("DashboardListenFailed")<{
@@ -30,15 +31,6 @@ export class DashboardListenFailed extends Data.TaggedError("DashboardListenFail
 // ---- local runs announce their endpoints ------------------------------------------------
 
 const ANNOUNCE_PREFIX = "cxlog-metrics-"
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
 
 /**
  * `cxlog run --metrics-port` tells dashboards on this host where its roles serve: a file
@@ -57,7 +49,7 @@ export const discoverTargets = (): Array<string> =>
   readdirSync(tmpdir()).filter((name) => name.startsWith(ANNOUNCE_PREFIX) && name.endsWith(".json")).flatMap((name) => {
     try {
       const { pid, targets } = JSON.parse(readFileSync(join(tmpdir(), name), "utf8")) as { pid: number; targets: Array<string> }
-      return alive(pid) ? targets : []
+      return pidExists(pid) ? targets : []
     } catch {
       return []
     }

@@ -10,6 +10,7 @@
  * scans that segment; retention may delete a segment meanwhile (an open file still reads;
  * one gone before it was opened is reported as `gone`).
  */
+import { Data } from "effect"
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import { join } from "node:path"
@@ -49,9 +50,13 @@ export type DiskProblem =
 const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException)?.code ?? "EIO"
 
 /** A damaged record found while locating an offset. */
-export class DiskRecordDamaged extends Error {
-  constructor(readonly file: string, readonly offset: number, readonly reason: string) {
-    super(`${file} at byte ${offset}: ${reason}`)
+export class DiskRecordDamaged extends Data.TaggedError("DiskRecordDamaged")<{
+  readonly file: string
+  readonly offset: number
+  readonly reason: string
+}> {
+  override get message() {
+    return `${this.file} at byte ${this.offset}: ${this.reason}`
   }
 }
 
@@ -62,14 +67,14 @@ const firstOrderOf = async (files: StreamFiles, path: string): Promise<number | 
     const header = new Uint8Array(RECORD_HEADER_BYTES)
     if ((await readFully(file, header, 0)) < RECORD_HEADER_BYTES) return undefined
     const length = new DataView(header.buffer).getUint32(0, true)
-    if (length > MAX_RECORD_BYTES) throw new DiskRecordDamaged(path, 0, `length ${length} exceeds the largest record`)
+    if (length > MAX_RECORD_BYTES) throw new DiskRecordDamaged({ file: path, offset: 0, reason: `length ${length} exceeds the largest record` })
     const record = new Uint8Array(recordBytes(length))
     const got = await readFully(file, record, 0)
     const check = checkRecord(record, 0, got)
     if (check.kind === "short") return undefined
-    if (check.kind === "bad") throw new DiskRecordDamaged(path, 0, check.reason)
+    if (check.kind === "bad") throw new DiskRecordDamaged({ file: path, offset: 0, reason: check.reason })
     const batch = decodeOrderRecord(record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + length))
-    if (batch === undefined) throw new DiskRecordDamaged(path, 0, "the record is not a batch (its length disagrees with its header)")
+    if (batch === undefined) throw new DiskRecordDamaged({ file: path, offset: 0, reason: "the record is not a batch (its length disagrees with its header)" })
     return batch.totalOrder
   } finally {
     await file.close().catch(() => undefined)

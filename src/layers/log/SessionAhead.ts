@@ -2,9 +2,17 @@
  * A session line's ahead bitmap (its second 64 bytes, orders 0/2/4): bit i (word i >> 5, bit
  * i & 31) says batch next + 1 + i of the session is ordered above its frontier `next`.
  */
+import { Data } from "effect"
 import { AHEAD_WINDOW } from "./Records.js"
 import type { SessionLineView } from "./RecordViews.js"
 import type { SessionFields } from "./SessionFields.js"
+
+/** A defect of the caller: a batch ordered ahead further above the frontier than the bitmap reaches. */
+export class AheadOutOfWindow extends Data.TaggedError("AheadOutOfWindow")<{ readonly seq: number; readonly next: number }> {
+  override get message() {
+    return `session line: batch ${this.seq} is outside the ahead window of frontier ${this.next}`
+  }
+}
 
 /** Bitmap words of the ahead line. */
 export const AHEAD_WORDS = AHEAD_WINDOW / 32
@@ -22,7 +30,7 @@ export const aheadWords = (fields: SessionFields): Uint32Array | undefined => {
   aheadScratch.fill(0)
   for (const seq of fields.ahead) {
     const i = seq - fields.next - 1
-    if (!(i >= 0 && i < AHEAD_WINDOW)) throw new Error(`session line: batch ${seq} is outside the ahead window of frontier ${fields.next}`)
+    if (!(i >= 0 && i < AHEAD_WINDOW)) throw new AheadOutOfWindow({ seq, next: fields.next })
     aheadScratch[i >>> 5]! |= 1 << (i & 31)
   }
   return aheadScratch

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs"
 export const USER_HZ = 100
 
 /** Whether `pid` names a process table entry, a zombie's included (EPERM: another user's, still there). */
-const pidExists = (pid: number): boolean => {
+export const pidExists = (pid: number): boolean => {
   if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)

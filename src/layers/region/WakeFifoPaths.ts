@@ -3,6 +3,7 @@
  * a doorbell's FIFO from the region's name and the doorbell's offset. Also the removal of FIFOs
  * whose owners are gone (a process killed with SIGKILL cannot remove its own).
  */
+import { Data } from "effect"
 import { createHash } from "node:crypto"
 import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -36,7 +37,14 @@ const fifoPrefix = (name: string) => {
 /** The wake FIFO of the doorbell at `offset` of region `name`: every process of the region derives it from those two. */
 export const wakeFifoPath = (name: string, offset: number): string => join(wakeDirectory(), `${fifoPrefix(name)}${offset}`)
 
-/** Makes the wake directory if needed and refuses one that another user could write into. */
+/** The wake directory is there but another user owns it or may write into it: a FIFO in it could be swapped. */
+export class WakeDirectoryNotPrivate extends Data.TaggedError("WakeDirectoryNotPrivate")<{ readonly dir: string }> {
+  override get message() {
+    return `${this.dir} is not a directory private to this user (owner only, mode 0700)`
+  }
+}
+
+/** Makes the wake directory if needed and refuses one that another user could write into (`WakeDirectoryNotPrivate`). */
 export const privateDirectory = (dir: string): void => {
   try {
     mkdirSync(dir, { mode: 0o700 })
@@ -46,7 +54,7 @@ export const privateDirectory = (dir: string): void => {
   const stat = lstatSync(dir)
   const uid = process.getuid?.()
   if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
-    throw new Error(`${dir} is not a directory private to this user (owner only, mode 0700)`)
+    throw new WakeDirectoryNotPrivate({ dir })
   }
 }
 
