@@ -27,12 +27,6 @@ interface Row {
   readonly cpu: Record<string, number | null>
 }
 
-/**
- * Samples `roles` every 250 ms until the scope closes: message counts from their events,
- * CPU seconds from /proc. `rows(final)` is the series so far, ending with a sample taken then
- * that counts at least the run's final figures (a short run's last events otherwise fall
- * between samples, or never come).
- */
 /** The run's final counts: the roles' last events may never come (the head reports every 250 ms). */
 export interface FinalCounts {
   readonly published: number
@@ -40,6 +34,12 @@ export interface FinalCounts {
   readonly read: number
 }
 
+/**
+ * Samples `roles` every 250 ms until the scope closes: message counts from their events,
+ * CPU seconds from /proc. `rows(final)` is the series so far, ending with a sample taken then
+ * that counts at least the run's final figures (a short run's last events otherwise fall
+ * between samples, or never come).
+ */
 export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{ readonly rows: (final?: FinalCounts) => ReadonlyArray<Row> }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const latest = { published: 0, ordered: 0, read: 0, brokerAcks: {} as Record<string, number> }

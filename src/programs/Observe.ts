@@ -42,14 +42,14 @@ export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effe
       Effect.zipRight(Effect.locallyWith(effect, FiberRef.currentLoggers, () => HashSet.make(Logger.withConsoleError(Logger.jsonLogger))))
     )
 
+/** The address metrics endpoints listen on: `CXLOG_METRICS_HOST`, else loopback only. */
+export const metricsHost: Config.Config<string> = Config.string("CXLOG_METRICS_HOST").pipe(Config.withDefault("127.0.0.1"))
+
 /**
  * Runs a role with its metrics endpoint (when a port is set) and log format. `labels` go on
  * every series (`role`, and `broker` for a broker) so one Prometheus or dashboard tells roles
  * apart. The address it serves on is logged.
  */
-/** The address metrics endpoints listen on: `CXLOG_METRICS_HOST`, else loopback only. */
-export const metricsHost: Config.Config<string> = Config.string("CXLOG_METRICS_HOST").pipe(Config.withDefault("127.0.0.1"))
-
 export const observed = (role: string, settings: ObserveSettings, labels: Record<string, string> = {}) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>) => {
   const withMetrics = settings.metricsPort > 0

@@ -117,11 +117,6 @@ export function publishTopic(topic: TopicOrder): void {
 }
 
 /**
- * One round over every topic, as plain code (it runs for every few batches): scans, sweeps
- * when due, publishes what moved and rings who waits for it. The caller holds the lease's
- * fence (`LogStorage.beginRound`); `fencedRound` leaves it.
- */
-/**
  * One topic's part of a round: its state taken back from storage if another process's round
  * moved it (`syncTopic`), the scan, the sweep when `sweep` (the head's alone), then what moved
  * published. Whether it published; the topic's `tally` says what it did.
@@ -149,6 +144,11 @@ export function orderTopic(topic: TopicOrder, nowMs: number, settings: OrderSett
   return true
 }
 
+/**
+ * One round over every topic, as plain code (it runs for every few batches): scans, sweeps
+ * when due, publishes what moved and rings who waits for it. The caller holds the lease's
+ * fence (`LogStorage.beginRound`); `fencedRound` leaves it.
+ */
 export function sequencerRound(state: SequencerState, nowMs: number): RoundTally {
   const { log, settings, topics, total } = state
   total.reset()

@@ -71,8 +71,11 @@ export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
 
 export interface ConnectionEvents {
   readonly onWelcome: (welcome: Welcome) => void
-  /** `orders`: pairs (batch seq, total order), f64 LE, of batches this connection carried; a view valid during the call. */
-  /** `level`: the ACK level the frontier is at (1 for the ordered frontier of an ACK 2 session that asked for `orderedAcks`). */
+  /**
+   * `orders`: pairs (batch seq, total order), f64 LE, of batches this connection carried; a view
+   * valid during the call. `level`: the ACK level the frontier is at (1 for the ordered frontier
+   * of an ACK 2 session that asked for `orderedAcks`).
+   */
   readonly onAck: (sessionEpoch: number, acked: number, orders: Uint8Array, level: number) => void
   readonly onFenced: (sessionEpoch: number, committed: number) => void
   /** The broker's ERROR frame; the connection closes right after (`onClosed` with its code). */

@@ -36,8 +36,7 @@ export const settingsOf = (options: PublisherOptions) => ({
 
 export type PublisherSettings = ReturnType<typeof settingsOf>
 
-/** Why `settings` cannot make a publisher (undefined: they can). */
-/** Why the settings cannot work, or undefined; `local`: a local publisher, which has no brokers. */
+/** Why `s` cannot make a publisher (undefined: they can); `local`: a local publisher, which has no brokers. */
 export const validate = (s: PublisherSettings, local = false): string | undefined => {
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
   if (!local && s.brokers.length === 0) return "at least one broker address is needed"

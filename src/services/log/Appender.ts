@@ -100,7 +100,6 @@ export class SessionTableFull extends Schema.TaggedError<SessionTableFull>()("Se
   }
 }
 
-/** Another live process owns the broker slot. */
 /** A local publisher (or any appender asking for a free slot) found every broker slot owned by a live process. */
 export class NoBrokerSlotFree extends Data.TaggedError("NoBrokerSlotFree")<{ readonly maxBrokers: number }> {
   override get message() {
@@ -109,6 +108,7 @@ export class NoBrokerSlotFree extends Data.TaggedError("NoBrokerSlotFree")<{ rea
   }
 }
 
+/** Another live process owns the broker slot. */
 export class BrokerSlotTaken extends Data.TaggedError("BrokerSlotTaken")<{ readonly brokerId: number; readonly pid: number }> {
   override get message() {
     return `broker slot ${this.brokerId} is owned by live process ${this.pid}`
