@@ -168,6 +168,10 @@ for (const impl of impls) {
         const kept = first.copy()
         const keptMessages: Array<SubscriberMessage> = []
         first.forEach((m) => keptMessages.push(m.copy()))
+        // An array's view of the batch: its length, map in order, and toArray's copies that outlive the batch.
+        expect(first.length).toBe(3)
+        expect(first.map((m, i) => [i, m.offset])).toEqual([[0, 0], [1, 1], [2, 2]])
+        const copies = first.toArray()
         const offsets: Array<number> = []
         for (const m of first) offsets.push(m.offset)
         for (let seq = 1; seq < 5; seq++) {
@@ -180,6 +184,7 @@ for (const impl of impls) {
         expect(offsets).toEqual(Array.from({ length: 15 }, (_, i) => i))
         expect(messagesOf(kept)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
         expect(keptMessages.map(viewOf)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
+        expect(copies.map(viewOf)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
         expect(subscription.position()).toBe(15)
         expect(yield* subscription.lag).toBe(0)
         expect(yield* subscriber.bounds("t")).toEqual({ earliest: 0, end: 15 })

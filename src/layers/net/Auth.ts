@@ -17,7 +17,7 @@
  * secret, and the secret never crosses the wire; a captured handshake replayed later fails,
  * since the broker's nonce differs every time.
  */
-export { brokerAcceptanceProblem, clientProof, clientProofAsync, type Credentials } from "./AuthClient.js"
+export { brokerAcceptanceProblem, clientProof, clientProofAsync, CREDENTIALS_HINT, type Credentials } from "./AuthClient.js"
 export {
   bindCredentialFile,
   type CredentialFile,

@@ -5,6 +5,10 @@
  */
 import { authMessage, b64, clientKeyOf, hmac, salted, saltedAsync, serverKeyOf, serverSignatureMatches, sha256, xor } from "./AuthKeys.js"
 
+/** How a client without credentials gets them, in the library's words and the CLI's: every "auth-required" says it. */
+export const CREDENTIALS_HINT = "give the client the `credentials` option ({ user, secret }, from `cxlog user add`), or `region` on the head's host " +
+  "to use the local secret file the head wrote; on the CLI --secret-file / CXLOG_SECRET_FILE (docs/security.md)"
+
 /** What a client authenticates with: a user and its secret (from a secret file, `NAME:SECRET`). */
 export interface Credentials {
   readonly user: string

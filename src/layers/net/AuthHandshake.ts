@@ -6,6 +6,7 @@
 import { Effect } from "effect"
 import { randomBytes, timingSafeEqual } from "node:crypto"
 import { statSync } from "node:fs"
+import { CREDENTIALS_HINT } from "./AuthClient.js"
 import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
 import { CredentialError, readCredentialFile, type UserRecord } from "./AuthCredentialFile.js"
 import { authMessage, b64, DEFAULT_ITERATIONS, hmac, KEY_BYTES, newNonce, serverSignatureMatches, sha256, unb64, xor } from "./AuthKeys.js"
@@ -139,7 +140,7 @@ export const authenticate = (
     if (who.user === undefined || who.nonce === undefined) {
       return yield* new WireViolation({
         code: "auth-required",
-        detail: "this broker requires authentication: give the client a secret file (--secret-file / CXLOG_SECRET_FILE; docs/security.md)"
+        detail: `this broker requires authentication: ${CREDENTIALS_HINT}`
       })
     }
     const challenge = yield* Effect.try({

@@ -8,7 +8,7 @@
 import { Data, Either } from "effect"
 import { connect, isIP, type Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
-import { brokerAcceptanceProblem, clientProofAsync, type Credentials, newNonce } from "./Auth.js"
+import { brokerAcceptanceProblem, clientProofAsync, CREDENTIALS_HINT, type Credentials, newNonce } from "./Auth.js"
 import {
   authFrame,
   AuthProof,
@@ -222,7 +222,7 @@ export const openConnection = (
       switch (frame.type) {
         case FrameType.CHALLENGE: {
           if (credentials === undefined || nonce === undefined) {
-            return finish("auth-required", "the broker requires authentication and this client has no credentials (--secret-file / CXLOG_SECRET_FILE)")
+            return finish("auth-required", `the broker requires authentication and this client has no credentials: ${CREDENTIALS_HINT}`)
           }
           if (welcomed || challenged) return finish("bad-frame", "an unexpected CHALLENGE")
           challenged = true

@@ -12,7 +12,6 @@
  * ```
  */
 import { Cause, Data, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
-import { type LocalRegion, withLocalCredentials } from "./Auth.js"
 import * as PublisherLayers from "./Publisher.js"
 import {
   type MessageOptions,
@@ -60,8 +59,8 @@ export class CxlogPublisher {
    * Starts connecting to the brokers; rejects with `InvalidPublisherOptions`. Without
    * `credentials` it authenticates as the local user of `region` (its secret file), as the CLI does.
    */
-  static async open(options: PublisherOptions & LocalRegion): Promise<CxlogPublisher> {
-    return CxlogPublisher.openWith(PublisherLayers.layer(withLocalCredentials(options)), options.ackTimeoutMs)
+  static async open(options: PublisherOptions): Promise<CxlogPublisher> {
+    return CxlogPublisher.openWith(PublisherLayers.layer(options), options.ackTimeoutMs)
   }
 
   /**

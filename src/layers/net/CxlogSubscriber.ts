@@ -15,12 +15,11 @@
 import { Cause, Effect, Exit, ManagedRuntime, Scope } from "effect"
 import type { MessageHeader, SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
-import { type LocalRegion, withLocalCredentials } from "./Auth.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
 const decoder = new TextDecoder()
 
-export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, SubscribeOptions, LocalRegion {
+export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, SubscribeOptions {
   readonly topic: string
   /**
    * Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError.
@@ -93,7 +92,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   static async open(options: CxlogSubscriberOptions): Promise<CxlogSubscriber> {
     const signal = options.signal
     signal?.throwIfAborted()
-    const runtime = ManagedRuntime.make(layerRemote(withLocalCredentials(options)))
+    const runtime = ManagedRuntime.make(layerRemote(options))
     // Made out here so that whatever the subscription acquired is released even when an abort interrupts open midway.
     const scope = Effect.runSync(Scope.make())
     const exit = await runtime.runPromiseExit(

@@ -27,6 +27,7 @@ import {
 } from "../../services/net/Publisher.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
+import { withLocalCredentials } from "./Auth.js"
 import { BatchBuilder, BufferPool } from "./BatchPayload.js"
 import { parseAddresses } from "./ClientConnection.js"
 import { publisherCalls } from "./PublisherCalls.js"
@@ -127,11 +128,18 @@ export const makeWith = (
     return publisherCalls(s)
   })
 
-/** A publisher of brokers over TCP, one link each. */
-export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> => {
-  const settings = settingsOf(options)
-  return makeWith(settings, BATCH_HEADROOM_BYTES, (s) => tcpLinks(settings, linkEvents(s), s.pool))
-}
+/**
+ * A publisher of brokers over TCP, one link each. Without `credentials` it authenticates as the
+ * local user of `options.region` (its secret file), as the CLI and the Promise clients do.
+ */
+export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> =>
+  Effect.flatMap(
+    Effect.try({
+      try: () => settingsOf(withLocalCredentials(options)),
+      catch: (error) => new InvalidPublisherOptions({ reason: error instanceof Error ? error.message : String(error) })
+    }),
+    (settings) => makeWith(settings, BATCH_HEADROOM_BYTES, (s) => tcpLinks(settings, linkEvents(s), s.pool))
+  )
 
 export const layer = (options: PublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions> => Layer.scoped(Publisher, make(options))
 

@@ -99,6 +99,24 @@ export class BatchView implements SubscriberBatch {
     }
   }
 
+  get length(): number {
+    return this.count
+  }
+
+  map<T>(f: (message: SubscriberMessage, index: number) => T): Array<T> {
+    const results = new Array<T>(this.count)
+    let i = 0
+    this.forEach((message) => {
+      results[i] = f(message, i)
+      i++
+    })
+    return results
+  }
+
+  toArray(): Array<SubscriberMessage> {
+    return this.map((message) => message.copy())
+  }
+
   /** The whole stored payload is copied: the messages skipped hold the base timestamp. */
   copy(): SubscriberBatch {
     const owned = new BatchView(this.topic)

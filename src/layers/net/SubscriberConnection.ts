@@ -11,7 +11,7 @@ import { TopicNotFound } from "../../services/log/Topics.js"
 import { ConsumerBusy, ConsumerCutOff, ConsumerTableFull } from "../../services/log/Consumers.js"
 import { type SubscribeError, SubscriberBrokersUnreachable, SubscriberConnectionFailed, type SubscriptionError } from "../../services/net/Subscriber.js"
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
-import { brokerAcceptanceProblem, clientProofAsync, type Credentials, newNonce } from "./Auth.js"
+import { brokerAcceptanceProblem, clientProofAsync, CREDENTIALS_HINT, type Credentials, newNonce } from "./Auth.js"
 import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, KEEPALIVE_DELAY_MS, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
@@ -223,7 +223,7 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     const challenged = frame.type === FrameType.CHALLENGE
     if (challenged) {
       if (credentials === undefined || nonce === undefined) {
-        return yield* connection.failed("auth-required", "the broker requires authentication and this subscriber has no credentials (--secret-file / CXLOG_SECRET_FILE)")
+        return yield* connection.failed("auth-required", `the broker requires authentication and this subscriber has no credentials: ${CREDENTIALS_HINT}`)
       }
       const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
       if (Either.isLeft(challenge)) return yield* connection.failed("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)

@@ -16,7 +16,7 @@
  */
 import { Layer } from "effect"
 import { Subscriber, type SubscriberShape } from "../../services/net/Subscriber.js"
-import type { Credentials } from "./Auth.js"
+import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress, ClientSecurity } from "./ClientConnection.js"
 import { bounds, subscribeRemote } from "./RemoteSubscription.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
@@ -32,15 +32,22 @@ export interface RemoteSubscriberOptions {
   readonly bufferBytes?: number
   /** Upper bound of one DATA payload (the brokers' `maxBatchBytes`). Default 64 MiB. */
   readonly maxBatchBytes?: number
-  /** Answer a broker's CHALLENGE as this user (it needs the right to read the topic); without it, only a broker without authentication accepts. */
+  /**
+   * Answer a broker's CHALLENGE as this user (it needs the right to read the topic). Without it
+   * the subscriber uses the local user's secret file of `region` when the head wrote one on this
+   * host; with neither, only a broker without authentication accepts.
+   */
   readonly credentials?: Credentials | undefined
+  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default "cxlog". */
+  readonly region?: string
   /** Also take a broker that authenticates nobody although this subscriber holds credentials (ClientSecurity `insecure`). */
   readonly insecure?: boolean | undefined
   /** Connect with TLS (the brokers' CA, and a client certificate when they ask for one), as publishers do. */
   readonly tls?: ClientSecurity["tls"]
 }
 
-export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape => {
+export const makeRemote = (given: RemoteSubscriberOptions): SubscriberShape => {
+  const options = withLocalCredentials(given)
   const settings: Settings = {
     brokers: options.brokers,
     credit: Math.min(MAX_CREDIT, Math.max(1, options.credit ?? 256)),
@@ -54,5 +61,5 @@ export const makeRemote = (options: RemoteSubscriberOptions): SubscriberShape =>
   return { subscribe: subscribeRemote(settings), bounds: (topic) => bounds(settings, topic) }
 }
 
-/** The remote Subscriber over `options.brokers`. */
-export const layerRemote = (options: RemoteSubscriberOptions): Layer.Layer<Subscriber> => Layer.succeed(Subscriber, makeRemote(options))
+/** The remote Subscriber over `options.brokers` (a local secret file that is there but unusable is a defect naming it). */
+export const layerRemote = (options: RemoteSubscriberOptions): Layer.Layer<Subscriber> => Layer.sync(Subscriber, () => makeRemote(options))

@@ -75,8 +75,14 @@ export interface PublisherOptions {
   readonly ackTimeoutMs?: number
   /** First reconnect delay after a failure; doubles per failure up to 1 s. Default 25 ms. */
   readonly reconnectDelayMs?: number
-  /** The user and secret to authenticate as, for brokers that require it (docs/security.md). */
+  /**
+   * The user and secret to authenticate as, for brokers that require it (docs/security.md).
+   * Without them the publisher uses the local user's secret file of `region`, when the head
+   * wrote one on this host.
+   */
   readonly credentials?: ClientSecurity["credentials"]
+  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default "cxlog". */
+  readonly region?: string
   /** Also take brokers that authenticate nobody (`--insecure`) while holding credentials; without it they are refused `auth-failed` (docs/security.md). */
   readonly insecure?: ClientSecurity["insecure"]
   /** Connect with TLS: the CA (PEM) that signed the brokers' certificates; a client certificate and key when they ask for one. */

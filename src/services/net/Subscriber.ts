@@ -59,6 +59,8 @@ export interface SubscriberBatch {
   readonly offset: number
   /** Messages delivered: offsets `offset … offset + count - 1`. */
   readonly count: number
+  /** `count`, as an array's. */
+  readonly length: number
   /** The publisher session that wrote the batch. */
   readonly clientId: number
   readonly sessionEpoch: number
@@ -66,8 +68,12 @@ export interface SubscriberBatch {
   readonly bytes: number
   /** Each message in order; `message` is reused, so keep `message.copy()` (or `copy()` the batch), not the object. */
   readonly forEach: (onMessage: (message: SubscriberMessage) => void) => void
-  /** The same, as an iterator (one reused message object). */
+  /** The same, as an iterator (one reused message object: `[...batch]` holds it `count` times; use `toArray` or `map`). */
   readonly [Symbol.iterator]: () => Iterator<SubscriberMessage>
+  /** What `f` makes of each message, in order (`f` sees the reused message: take what you need of it). */
+  readonly map: <T>(f: (message: SubscriberMessage, index: number) => T) => Array<T>
+  /** Each message as a copy that owns its bytes, valid for ever. */
+  readonly toArray: () => Array<SubscriberMessage>
   /** An independent copy, valid for ever (it owns its bytes). */
   readonly copy: () => SubscriberBatch
 }

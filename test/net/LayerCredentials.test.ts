@@ -1,0 +1,57 @@
+/**
+ * The Effect layers find the local user's credentials as the Promise facades and the CLI do: a
+ * TCP publisher or remote subscriber given no `credentials` authenticates with the secret file
+ * the head wrote for its `region`, and one with neither is refused with words that name the
+ * library's option as well as the CLI's flag.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { defaultCredentialPath, defaultSecretPath, ensureRegionCredentials, removeRegionCredentials } from "../../src/layers/net/Auth.js"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import * as SubscriberRemoteLayers from "../../src/layers/net/SubscriberRemote.js"
+import { Publisher } from "../../src/services/net/Publisher.js"
+import { Subscriber } from "../../src/services/net/Subscriber.js"
+
+/** A broker that authenticates with `region`'s default credential file, which this scope makes and removes. */
+const authenticatingBroker = (region: string) =>
+  Effect.gen(function*() {
+    const files = [defaultCredentialPath(region), defaultSecretPath(region)] as const
+    yield* Effect.acquireRelease(Effect.sync(() => ensureRegionCredentials(...files)), () => Effect.sync(() => removeRegionCredentials(...files)))
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
+    const broker = yield* BrokerLayers.make({ credentials: files[0] }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+    return [{ host: "127.0.0.1", port: broker.port }]
+  })
+
+const publishOne = Effect.gen(function*() {
+  const publisher = yield* Publisher
+  yield* publisher.publish(new TextEncoder().encode("hello"))
+  yield* publisher.flush(5_000)
+})
+
+describe("the Effect layers' credentials", () => {
+  it.scopedLive("without credentials, PublisherLayers.layer and the remote subscriber authenticate with the region's local secret file", () =>
+    Effect.gen(function*() {
+      const region = `cxlog-test-layers-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+      const brokers = yield* authenticatingBroker(region)
+      yield* publishOne.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region })))
+      const read = yield* Effect.gen(function*() {
+        const subscriber = yield* Subscriber
+        const subscription = yield* subscriber.subscribe("events", { from: "earliest" })
+        const batch = yield* subscription.pull
+        return batch.map((message) => new TextDecoder().decode(message.payload))
+      }).pipe(Effect.scoped, Effect.provide(SubscriberRemoteLayers.layerRemote({ brokers, region })))
+      expect(read).toEqual(["hello"])
+    }))
+
+  it.scopedLive("a layer with no credentials and no secret file is refused auth-required, naming the credentials option and the flag", () =>
+    Effect.gen(function*() {
+      const region = `cxlog-test-layers-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+      const brokers = yield* authenticatingBroker(region)
+      const refused = yield* Effect.flip(publishOne.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region: `${region}-none` }))))
+      expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-required" })
+      expect(refused.message).toContain("`credentials` option")
+      expect(refused.message).toContain("--secret-file")
+    }))
+})
