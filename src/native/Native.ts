@@ -61,13 +61,18 @@ export interface NativeAddon {
   features(): NativeFeatures
 }
 
-/** The compiled addon could not be loaded; `fix` says what to run. */
+/**
+ * The addon could not be loaded: none was built for this platform, or the one there fails to
+ * load. Only what maps a region needs it (head, broker, local publisher, a subscriber on the
+ * region's host); the TCP publisher and subscriber and the CLI's remote commands work without.
+ */
 export class NativeUnavailable extends Data.TaggedError("NativeUnavailable")<{
   readonly path: string
   readonly reason: string
 }> {
   get fix(): string {
-    return "run `npm rebuild` in the cxlog package (needs a C++ toolchain and python3 for node-gyp)"
+    return `build it from source with \`npm rebuild cxlog\` (needs a C++ toolchain and python3 for node-gyp; prebuilt: ${PREBUILT_PLATFORMS.join(", ")}, glibc 2.34 or later), ` +
+      "or use the TCP clients (publisher and subscriber given brokers), which need no addon"
   }
   override get message(): string {
     return `cxlog native addon unavailable at ${this.path}: ${this.reason}; fix: ${this.fix}`
@@ -86,18 +91,37 @@ export class NativeError extends Data.TaggedError("NativeError")<{
   }
 }
 
-/** Where the addon is loaded from: `CXLOG_NATIVE_PATH`, else node-gyp's Release output. */
-export const defaultAddonPath = (): string =>
-  process.env["CXLOG_NATIVE_PATH"] ?? join(packageRoot(), "build", "Release", "cxlog_native.node")
+/** The platforms the package ships a prebuilt addon for (scripts/prebuilds.mjs). */
+export const PREBUILT_PLATFORMS = ["linux-x64", "linux-arm64"] as const
+
+/** The prebuilt addon for this process's platform and architecture (it may not exist). */
+export const prebuiltAddonPath = (): string => join(packageRoot(), "prebuilds", `${process.platform}-${process.arch}`, "cxlog_native.node")
+
+/**
+ * Where the addon is loaded from: `CXLOG_NATIVE_PATH` when set (that file only); else a build
+ * from source (node-gyp's build/Release, which `npm install` makes only where no prebuilt addon
+ * loads, and a developer's checkout always), else the prebuilt one for this platform.
+ */
+export const addonPath = (): string => {
+  const given = process.env["CXLOG_NATIVE_PATH"]
+  if (given !== undefined && given !== "") return given
+  const fromSource = join(packageRoot(), "build", "Release", "cxlog_native.node")
+  return existsSync(fromSource) ? fromSource : prebuiltAddonPath()
+}
 
 const require = createRequire(import.meta.url)
 const loaded = new Map<string, NativeAddon>()
 
 /** Loads the addon from `path` synchronously, throwing `NativeUnavailable`. */
-export const loadAddonSync = (path: string = defaultAddonPath()): NativeAddon => {
+export const loadAddonSync = (path: string = addonPath()): NativeAddon => {
   const cached = loaded.get(path)
   if (cached !== undefined) return cached
-  if (!existsSync(path)) throw new NativeUnavailable({ path, reason: "file not found" })
+  if (!existsSync(path)) {
+    const reason = path === prebuiltAddonPath()
+      ? `no addon was built from source and none is prebuilt for ${process.platform}-${process.arch}`
+      : "file not found"
+    throw new NativeUnavailable({ path, reason })
+  }
   try {
     const addon = require(path) as NativeAddon
     loaded.set(path, addon)
@@ -107,12 +131,12 @@ export const loadAddonSync = (path: string = defaultAddonPath()): NativeAddon =>
   }
 }
 
-/** Loads the addon from `path` (default: the package's build). */
+/** Loads the addon from `path` (default: `addonPath()`). */
 export const loadAddon = (path?: string): Effect.Effect<NativeAddon, NativeUnavailable> =>
   Effect.try({
     try: () => loadAddonSync(path),
     catch: (error) =>
-      error instanceof NativeUnavailable ? error : new NativeUnavailable({ path: path ?? defaultAddonPath(), reason: String(error) })
+      error instanceof NativeUnavailable ? error : new NativeUnavailable({ path: path ?? addonPath(), reason: String(error) })
   })
 
 /** Turns an exception thrown by the addon into a `NativeError`. */

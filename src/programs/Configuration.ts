@@ -8,7 +8,7 @@ import { serverOptionsConfig } from "../layers/control/Coordinator.js"
 import { logConfig } from "../layers/log/Layout.js"
 import { controlConfig } from "../layers/RegionLayout.js"
 import { regionOptionsConfig } from "../layers/region/CxlMemory.js"
-import { defaultAddonPath } from "../native/Native.js"
+import { addonPath } from "../native/Native.js"
 import { cliEntry } from "../PackageRoot.js"
 import { headLostMsConfig } from "../services/log/HeadWatch.js"
 import { table } from "../Table.js"
@@ -55,7 +55,8 @@ const settings: ReadonlyArray<Setting> = [
   { env: "CXLOG_METRICS_HOST", usedBy: "roles with --metrics-port", kind: "ADDRESS", read: metricsHost },
   { env: "CXLOG_REGION_BYTES", usedBy: "library (CxlMemory.layerConfig)", kind: "N", read: field(regionOptionsConfig, "size") },
   { env: "CXLOG_REGION_MODE", usedBy: "library (CxlMemory.layerConfig)", kind: "create|attach|create-or-attach", read: field(regionOptionsConfig, "mode") },
-  { env: "CXLOG_NATIVE_PATH", usedBy: "every process (the addon)", kind: "PATH", read: Effect.sync(defaultAddonPath) },
+  { env: "CXLOG_NATIVE_PATH", usedBy: "every process (the addon)", kind: "PATH", read: Effect.sync(addonPath) },
+  { env: "CXLOG_BUILD_FROM_SOURCE", usedBy: "npm's install step (scripts/install-addon.mjs)", kind: "true|false", read: Effect.sync(() => process.env["CXLOG_BUILD_FROM_SOURCE"] ?? "false") },
   { env: "CXLOG_CODE_CACHE", usedBy: "every process (the launcher, dist/cxlog.mjs)", kind: "on|off|write|report", read: Effect.sync(() => process.env["CXLOG_CODE_CACHE"] ?? "on") },
   { env: "CXLOG_CLI", usedBy: "run, bench (the roles' entry)", kind: "PATH", read: Effect.sync(cliEntry) },
   { env: "CXLOG_REDIS_SERVER", usedBy: "bench --peers redis", kind: "PATH", read: Effect.sync(() => redisServerSetting() ?? "/usr/bin/redis-server, else on PATH") },

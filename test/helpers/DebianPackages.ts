@@ -12,6 +12,7 @@ import { existsSync } from "node:fs"
 /** A package and the binary it gives. */
 export interface DebianPackage {
   readonly pkg: string
+  /** A command on PATH, or an absolute path the package installs. */
   readonly binary: string
 }
 
@@ -19,13 +20,17 @@ export interface DebianPackage {
 export const testPackages: ReadonlyArray<DebianPackage> = [
   { pkg: "chromium", binary: "chromium" },
   { pkg: "redis-server", binary: "redis-server" },
-  { pkg: "nats-server", binary: "nats-server" }
+  { pkg: "nats-server", binary: "nats-server" },
+  // The arm64 prebuilt addon runs under emulation, with an arm64 Node and its C library.
+  { pkg: "qemu-user-static", binary: "qemu-aarch64-static" },
+  { pkg: "libc6-arm64-cross", binary: "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1" }
 ]
 
 /** Where the global setup leaves, for the test files' processes, why a package could not be installed (JSON: package → reason). */
 const NOTES_ENV = "CXLOG_TEST_DEBIAN_NOTES"
 
 const which = (name: string): string | undefined => {
+  if (name.startsWith("/")) return existsSync(name) ? name : undefined
   for (const dir of ["/usr/bin", "/usr/sbin"]) if (existsSync(`${dir}/${name}`)) return `${dir}/${name}`
   try {
     return execFileSync("which", [name], { encoding: "utf8" }).trim() || undefined
