@@ -131,6 +131,16 @@ const isFailedEvent = Schema.is(FailedEvent)
 const issues = (error: ParseResult.ParseError) =>
   ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => `${issue.path.length === 0 ? "the event" : issue.path.join(".")}: ${issue.message}`).join("; ")
 
+/** How a role's process is started, beyond its arguments and environment. */
+export interface SpawnOptions {
+  /**
+   * Start it in a session (and process group) of its own, so that a terminal's Ctrl-C reaches only
+   * the orchestrator, which then stops its roles in its own order (`cxlog serve`: brokers, then
+   * heads). The role still ends with its orchestrator: its IPC channel closes (exitWithParent).
+   */
+  readonly ownProcessGroup?: boolean
+}
+
 /**
  * Forks `cxlog <args>`; SIGTERM then SIGKILL when the scope closes. Each event of a kind in
  * `vocabulary` is decoded as it arrives; a malformed one fails the role as its exit would.
@@ -139,7 +149,8 @@ export const spawnRole = <V extends Vocabulary = {}>(
   role: string,
   args: ReadonlyArray<string>,
   env: Record<string, string> = {},
-  vocabulary?: V
+  vocabulary?: V,
+  options: SpawnOptions = {}
 ): Effect.Effect<RoleOf<V>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const seen = new Map<string, Deferred.Deferred<RoleEvent, RoleFailed>>()
@@ -176,7 +187,8 @@ export const spawnRole = <V extends Vocabulary = {}>(
           stdio: ["ignore", "pipe", "pipe", "ipc"],
           env: { ...process.env, ...env },
           serialization: "advanced",
-          execArgv: profileArgs()
+          execArgv: profileArgs(),
+          detached: options.ownProcessGroup === true
         })
       ),
       stopChild
@@ -260,10 +272,14 @@ export const whileAlive = (roles: ReadonlyArray<RoleProcess>, waitingFor: string
       )
     )
 
-/** Unlinks the region at scope close if a crashed head left it behind. */
-export const regionGuard = (name: string): Effect.Effect<void, never, Scope.Scope> =>
+/**
+ * Unlinks the region at scope close if a crashed head left it behind; with `owned`, only once it
+ * says the region is this orchestrator's (its head made it), never one another process serves.
+ */
+export const regionGuard = (name: string, owned: () => boolean = () => true): Effect.Effect<void, never, Scope.Scope> =>
   Effect.addFinalizer(() =>
     Effect.sync(() => {
+      if (!owned()) return
       const path = `/dev/shm/${name.replace(/^\//, "")}`
       if (existsSync(path)) unlinkSync(path)
       // Its processes are stopped by now; a SIGKILLed one left its wake FIFO (and a killed head its credential files) behind.

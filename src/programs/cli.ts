@@ -16,6 +16,7 @@ import { headCommand } from "./commands/HeadCommand.js"
 import { regionsCommand, selfcheckCommand } from "./commands/HostCommands.js"
 import { publishCommand } from "./commands/PublishCommand.js"
 import { runCommand } from "./commands/RunCommand.js"
+import { serveCommand } from "./commands/ServeCommand.js"
 import { json } from "./commands/SharedFlags.js"
 import { subscribeCommand } from "./commands/SubscribeCommand.js"
 import { consumersCommand, createTopicCommand, topicsCommand } from "./commands/TopicCommands.js"
@@ -37,6 +38,7 @@ const configCommand = Cli.command({
 })
 
 const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
+  serveCommand,
   runCommand,
   benchCommand,
   headCommand,
@@ -65,7 +67,7 @@ const globals = [
 ]
 
 const ABOUT = "a totally ordered shared log whose hot tier lives in shared (CXL) memory"
-const FOOTER = "Start with `cxlog run` (a whole local cluster in one command), or by hand: `cxlog head --topic events`, " +
+const FOOTER = "Start a server with `cxlog serve` (a head and brokers in one command), measure one with `cxlog run`, or start the roles by hand: `cxlog head --topic events`, " +
   "`cxlog broker`, then `cxlog publish` and `cxlog subscribe`. Every flag can also be set by the CXLOG_* variable " +
   "its help names; `cxlog config` shows the resolved configuration (docs/configuration.md)."
 

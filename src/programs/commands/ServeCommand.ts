@@ -1,0 +1,79 @@
+/** `cxlog serve`: a whole local server (a head, N brokers, optionally a standby head) in one command. */
+import type { TopicSpec } from "../../services/log/Topics.js"
+import { BROKER_SETTINGS } from "../../services/net/Broker.js"
+import * as Cli from "../CliKit.js"
+import { defaultBrokerCount, serve } from "../Serve.js"
+import { region } from "./SharedFlags.js"
+import { topics } from "./TopicFlags.js"
+
+/** The topic serve creates when given none: `events`, with a copy on disk (ACK 2 on disk) when given a data directory. */
+const defaultTopic = (dataDir: string | undefined): TopicSpec =>
+  dataDir === undefined
+    ? { name: "events", order: 5, ackLevel: 1, replicationFactor: 1 }
+    : { name: "events", order: 5, ackLevel: 2, replicationFactor: 2 }
+
+export const serveCommand = Cli.command({
+  name: "serve",
+  summary: "Run a whole local server: a head and brokers, each its own process, until Ctrl-C",
+  details: "Starts a head (coordinator + sequencer) on a new region, optionally a standby head, then the brokers on " +
+    "--port, --port+1, …, and prints how to connect: the brokers' addresses, the region, the secret and credential " +
+    "files, and a publish, a subscribe and a code line. Every role's output comes in one stream, each line behind its " +
+    "role's name. Ctrl-C (or SIGTERM) stops the brokers, then the head, and removes the region (a --data-dir stays). " +
+    "A role that dies is reported and the rest are stopped (exit 1); with --standby the standby takes over a dead head.",
+  flags: {
+    region,
+    host: Cli.text("host", {
+      default: BROKER_SETTINGS.host.default,
+      placeholder: "ADDRESS",
+      env: BROKER_SETTINGS.host.env,
+      description: "address the brokers listen on (beyond loopback only with TLS or --insecure given through CXLOG_TLS_* / CXLOG_INSECURE; docs/security.md)"
+    }),
+    port: Cli.integer("port", {
+      default: BROKER_SETTINGS.port.default,
+      env: BROKER_SETTINGS.port.env,
+      description: "broker 0's TCP port; broker i listens on PORT+i (0: each on any free port)"
+    }),
+    brokerCount: {
+      ...Cli.integer("broker-count", { default: defaultBrokerCount(), min: 1, env: "CXLOG_BROKER_COUNT", description: "broker processes to start" }),
+      shownDefault: `one per core, at most 4 (here ${defaultBrokerCount()})`
+    },
+    topics: {
+      ...topics,
+      shownDefault: "events (events:5:2:2 with --data-dir)",
+      description: "a topic the head creates at start, NAME[:ORDER[:ACK[:RF]]] as cxlog head takes it (orders:5:1); repeat for more"
+    },
+    standby: Cli.toggle("standby", { description: "also run a standby head, which takes over when the head dies (docs/operations.md)" }),
+    dataDir: Cli.optionalText("data-dir", {
+      placeholder: "DIR",
+      shown: "none: memory only",
+      env: "CXLOG_DATA_DIR",
+      description: "the durable tier, given to the heads and brokers: rf 2 topics are persisted here and ACK 2 means on disk (docs/durability.md); left in place on exit"
+    }),
+    metricsPort: Cli.integer("metrics-port", {
+      default: 0,
+      min: 0,
+      placeholder: "PORT",
+      env: "CXLOG_METRICS_PORT",
+      description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i (0: none)"
+    }),
+    json: Cli.toggle("json", { description: "print one JSON object per line: the roles' lines as log events, and starting, ready (how to connect), exited, stopping, stopped" })
+  },
+  examples: [
+    "cxlog serve",
+    "cxlog serve --broker-count 2 --port 7500 --topic orders:5:1 --topic audit:2:0",
+    "cxlog serve --standby --data-dir /var/lib/cxlog   # ACK 2 on disk; a second head takes over",
+    "cxlog serve --json | jq -c 'select(.event == \"ready\")'"
+  ],
+  run: (o) =>
+    serve({
+      region: o.region,
+      host: o.host,
+      port: o.port,
+      brokers: o.brokerCount,
+      topics: o.topics.length === 0 ? [defaultTopic(o.dataDir)] : o.topics,
+      standby: o.standby,
+      dataDir: o.dataDir,
+      metricsPort: o.metricsPort,
+      json: o.json
+    })
+})

@@ -1,0 +1,202 @@
+/**
+ * `cxlog serve` as a user runs it (`node dist/cxlog.mjs serve`, no IPC channel): it says how to
+ * connect once ready; the CLI and the Promise clients publish and read back through it; SIGINT
+ * stops it with exit 0 and leaves no process, region or secret file behind; SIGKILLed, its roles
+ * do not outlive it; a taken port and a region in use are refused before anything starts.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, type Scope } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { createServer, type Server } from "node:net"
+import { CxlogPublisher, CxlogSubscriber } from "../../src/index.js"
+import { defaultSecretPath } from "../../src/layers/net/Auth.js"
+import { childrenOf, cli } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+/** Whether `pid` still runs (a zombie nobody reaped yet has ended). */
+const running = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))
+  } catch {
+    return false
+  }
+}
+
+/** Waits (every 50 ms, at most `timeoutMs`) until `condition` holds; fails saying `what` otherwise. */
+const until = (condition: () => boolean, timeoutMs: number, what: () => string) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (!condition()) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`not within ${timeoutMs} ms: ${what()}`))
+      yield* Effect.sleep("50 millis")
+    }
+  })
+
+/** Listens on `port` (0: any) of 127.0.0.1 until the scope closes. */
+const holdPort = (port: number): Effect.Effect<Server & { readonly port: number }, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<Server & { readonly port: number }, Error>((resume) => {
+      const server = createServer()
+      server.once("error", (e) => resume(Effect.fail(e)))
+      server.listen({ host: "127.0.0.1", port }, () => resume(Effect.succeed(Object.assign(server, { port: (server.address() as { port: number }).port }))))
+    }),
+    (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  )
+
+/** A port P with P + 1 … P + count - 1 free too, as serve's brokers need. */
+const freePorts = (count: number) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const first = yield* Effect.scoped(Effect.map(holdPort(0), (s) => s.port))
+      if (first + count - 1 > 65535) continue
+      const rest = yield* Effect.scoped(Effect.either(Effect.forEach(Array.from({ length: count - 1 }, (_, i) => first + 1 + i), holdPort)))
+      if (rest._tag === "Right") return first
+    }
+    return yield* Effect.fail(new Error(`no ${count} consecutive free ports`))
+  })
+
+interface Serving {
+  readonly child: ChildProcess
+  readonly output: () => string
+  readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  /** Its role processes (head, brokers) running now, from /proc. */
+  readonly roles: () => ReadonlyArray<number>
+  /** Ctrl-C in its terminal: SIGINT to its process group (serve, and its roles unless they have groups of their own). */
+  readonly interrupt: () => void
+}
+
+/**
+ * `cxlog serve <args>` as a user starts it. When the scope closes serve is SIGKILLed if it still
+ * runs, and so is every role process of it the test saw (they would stop by themselves, but a
+ * failing test must not leave them to).
+ */
+const startServe = (args: ReadonlyArray<string>): Effect.Effect<Serving, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const seen = new Set<number>()
+    const exit = yield* Deferred.make<{ code: number | null; signal: NodeJS.Signals | null }>()
+    const child = yield* Effect.acquireRelease(
+      // A process group of its own, as a shell gives a job: a Ctrl-C is SIGINT to the whole group (`interrupt`).
+      Effect.sync(() => spawn(process.execPath, [cli, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true })),
+      (child) =>
+        Effect.sync(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+          for (const pid of seen) if (running(pid)) process.kill(pid, "SIGKILL")
+        })
+    )
+    let output = ""
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
+    child.on("close", (code, signal) => Deferred.unsafeDone(exit, Effect.succeed({ code, signal })))
+    const roles = () => {
+      const pids = [...childrenOf(child.pid!, "head"), ...childrenOf(child.pid!, "broker")]
+      for (const pid of pids) seen.add(pid)
+      return pids
+    }
+    return { child, output: () => output, exited: Deferred.await(exit), roles, interrupt: () => process.kill(-child.pid!, "SIGINT") }
+  })
+
+/** Waits for serve's ready banner; returns its `--brokers` list. */
+const awaitReady = (serving: Serving) =>
+  Effect.gen(function*() {
+    yield* until(() => serving.output().includes("Ctrl-C stops everything") || serving.child.exitCode !== null, 120_000, () => `serve's ready banner:\n${serving.output()}`)
+    const brokers = /^ {2}brokers +--brokers (\S+)$/m.exec(serving.output())?.[1]
+    if (brokers === undefined) return yield* Effect.fail(new Error(`serve did not say its brokers:\n${serving.output()}`))
+    return brokers
+  })
+
+/** `cxlog <args>` to its end (at most 60 s), `input` on its stdin. */
+const runCli = (args: ReadonlyArray<string>, input = "") =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["pipe", "pipe", "pipe"] })),
+    (child) =>
+      Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (c: Buffer) => (stdout += c.toString()))
+        child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
+        child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+        child.stdin.end(input)
+      }).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`cxlog ${args.join(" ")}: still running after 60 s`) })),
+    (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+  )
+
+const addresses = (list: string) => list.split(",").map((a) => ({ host: a.slice(0, a.lastIndexOf(":")), port: Number(a.slice(a.lastIndexOf(":") + 1)) }))
+
+describe("cxlog serve", () => {
+  it.scopedLive("serves the CLI and the Promise clients; SIGINT stops it with exit 0, leaving no process, region or secret file", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("serve")
+      const port = yield* freePorts(2)
+      const serving = yield* startServe(["--region", region, "--port", `${port}`, "--broker-count", "2"])
+      const list = yield* awaitReady(serving)
+      expect(list).toBe(`127.0.0.1:${port},127.0.0.1:${port + 1}`)
+      expect(serving.output()).toContain(defaultSecretPath(region))
+      expect(serving.output()).toMatch(/^broker 1 \| .*listening on/m)
+      const roles = serving.roles()
+      expect(roles).toHaveLength(3)
+
+      // The same region again, while this one serves it: refused, naming its head.
+      const again = yield* runCli(["serve", "--region", region, "--port", "0", "--broker-count", "1"])
+      expect(again.code).toBe(1)
+      expect(again.stderr).toMatch(new RegExp(`region ${region} is in use: its head \\(pid \\d+\\) still runs`))
+
+      const published = yield* runCli(["publish", "--brokers", list, "--region", region, "--topic", "events"], "cli 0\ncli 1\ncli 2\n")
+      expect(published.code, published.stderr).toBe(0)
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ brokers: addresses(list), topic: "events", region })
+        for (let i = 0; i < 3; i++) await publisher.publish(`code ${i}`)
+        await publisher.close()
+      })
+      const expected = ["cli 0", "cli 1", "cli 2", "code 0", "code 1", "code 2"]
+      const read = yield* runCli(["subscribe", "--brokers", list, "--region", region, "--topic", "events", "--limit", "6"])
+      expect(read.code, read.stderr).toBe(0)
+      expect(read.stdout.trim().split("\n")).toEqual(expected.map((text, offset) => `${offset}\t${text}`))
+      const fromCode = yield* Effect.promise(async () => {
+        const subscriber = await CxlogSubscriber.open({ brokers: addresses(list), topic: "events", region })
+        const texts: Array<string> = []
+        for await (const message of subscriber) {
+          texts.push(`${message.offset} ${message.text()}`)
+          if (texts.length === expected.length) break
+        }
+        return texts
+      })
+      expect(fromCode).toEqual(expected.map((text, offset) => `${offset} ${text}`))
+
+      serving.interrupt()
+      const exit = yield* serving.exited.pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`serve still runs 30 s after SIGINT:\n${serving.output()}`) }))
+      expect(exit, serving.output()).toEqual({ code: 0, signal: null })
+      expect(roles.filter(running)).toEqual([])
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+      expect(existsSync(defaultSecretPath(region))).toBe(false)
+      // Each role stopped cleanly, the brokers before the head; then serve said it was done.
+      const ends = [...serving.output().matchAll(/^serve +\| (head|broker \d) \(pid \d+\) exited with (.*)$/gm)].map((m) => `${m[1]}: ${m[2]}`)
+      expect(ends.slice(0, 2).sort()).toEqual(["broker 0: code 0", "broker 1: code 0"])
+      expect(ends.slice(2)).toEqual(["head: code 0"])
+      expect(serving.output()).toMatch(/\nserve +\| stopped\n$/)
+    }), 240_000)
+
+  it.scopedLive("a taken port is refused before anything starts, naming the port, its broker and the way on", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("serve-port")
+      const port = yield* freePorts(2)
+      yield* holdPort(port + 1)
+      const refused = yield* runCli(["serve", "--region", region, "--port", `${port}`, "--broker-count", "2"])
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toContain(`cxlog serve: port ${port + 1} on 127.0.0.1, broker 1's (--port ${port} + 1), is taken by another process (EADDRINUSE). Give serve another --port`)
+      expect(refused.stdout).not.toMatch(/^head +\|/m)
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+    }), 120_000)
+
+  it.scopedLive("SIGKILLed, serve leaves none of its roles running, nor its region", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("serve-kill")
+      const serving = yield* startServe(["--region", region, "--port", "0", "--broker-count", "1"])
+      yield* awaitReady(serving)
+      const roles = serving.roles()
+      expect(roles).toHaveLength(2)
+      serving.child.kill("SIGKILL")
+      yield* until(() => roles.every((pid) => !running(pid)), 30_000, () => `roles ${roles.filter(running).join(", ")} of serve still run after it was SIGKILLed`)
+      yield* until(() => !existsSync(`/dev/shm/${region}`), 30_000, () => `region ${region} is still there after serve was SIGKILLed`)
+    }), 240_000)
+})
