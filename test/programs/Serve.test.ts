@@ -188,6 +188,35 @@ describe("cxlog serve", () => {
       expect(existsSync(`/dev/shm/${region}`)).toBe(false)
     }), 120_000)
 
+  it.scopedLive("--standby takes over a dead head and serve goes on; a broker that dies stops the rest, exit 1 (--json events)", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("serve-standby")
+      const serving = yield* startServe(["--region", region, "--port", "0", "--broker-count", "1", "--standby", "--json"])
+      const events = () =>
+        serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as { readonly event: string } & Record<string, any>)
+      const eventOf = (kind: string) => events().find((e) => e.event === kind)
+      yield* until(() => eventOf("ready") !== undefined || serving.child.exitCode !== null, 120_000, () => `a ready event:\n${serving.output()}`)
+      const { pids, brokers } = eventOf("ready")!
+      expect([...serving.roles()].sort((a, b) => a - b)).toEqual([pids.head, pids.standby, ...pids.brokers].sort((a, b) => a - b))
+      process.kill(pids.head, "SIGKILL")
+      yield* until(() => eventOf("takeover") !== undefined || serving.child.exitCode !== null, 60_000, () => `the standby's takeover:\n${serving.output()}`)
+      expect(eventOf("takeover")).toMatchObject({ pid: pids.standby, epoch: 2 })
+      // Serving on through the standby.
+      expect(serving.child.exitCode, serving.output()).toBe(null)
+      const read = yield* runCli(["publish", "--brokers", brokers, "--region", region, "--topic", "events"], "after the takeover\n").pipe(
+        Effect.zipRight(runCli(["subscribe", "--brokers", brokers, "--region", region, "--topic", "events", "--limit", "1"]))
+      )
+      expect(read.stdout).toBe("0\tafter the takeover\n")
+      process.kill(pids.brokers[0], "SIGKILL")
+      const exit = yield* serving.exited.pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`serve still runs 30 s after its broker died:\n${serving.output()}`) }))
+      expect(exit, serving.output()).toEqual({ code: 1, signal: null })
+      expect(serving.output()).toContain(`cxlog serve: broker 0 (pid ${pids.brokers[0]}) exited with SIGKILL; serve stopped the rest`)
+      expect(events().filter((e) => e.event === "exited").map((e) => `${e.role}: ${e.signal ?? e.code}`)).toEqual(["head: SIGKILL", "broker 0: SIGKILL", "standby: 0"])
+      expect(events().at(-1)).toEqual({ event: "stopped" })
+      expect([pids.head, pids.standby, ...pids.brokers].filter(running)).toEqual([])
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+    }), 240_000)
+
   it.scopedLive("SIGKILLed, serve leaves none of its roles running, nor its region", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("serve-kill")
