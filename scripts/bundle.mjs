@@ -1,17 +1,20 @@
 /**
  * `npm run bundle`: the CLI as one CommonJS file (dist/cxlog.cjs), started by a small launcher
- * (dist/cxlog.mjs, from src/programs/Launcher.ts) from V8's code cache; then the caches, written
- * at exit by every process of a short `cxlog run` (see Launcher.ts). That run needs the addon
- * and /dev/shm: without them the CLI still works, compiling from source, and this step says so.
+ * (dist/cxlog.mjs, from src/programs/Launcher.ts) from V8's code cache; then this machine's
+ * caches (in the user's cache directory, never in dist/), written at exit by every process of a
+ * short `cxlog run` (see Launcher.ts). That run needs the addon and /dev/shm: without them the
+ * CLI still works, each command writing its own cache when it first succeeds, and this step says so.
  */
 import { build } from "esbuild"
 import { spawnSync } from "node:child_process"
-import { rmSync } from "node:fs"
+import { readFileSync } from "node:fs"
+import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const dist = join(root, "dist")
+const require = createRequire(join(root, "package.json"))
 const common = { bundle: true, platform: "node", target: "node20", logLevel: "warning" }
 
 await build({
@@ -19,8 +22,15 @@ await build({
   entryPoints: [join(dist, "src", "programs", "cli.js")],
   format: "cjs",
   outfile: join(dist, "cxlog.cjs"),
-  // The sources are ES modules that find the package from their own URL.
-  define: { "import.meta.url": "__cxlogModuleUrl" },
+  // The sources are ES modules that find the package from their own URL; the report pages' chart
+  // library goes inside the bundle (ChartPage.ts), so the installed CLI needs no uplot package.
+  define: {
+    "import.meta.url": "__cxlogModuleUrl",
+    __CXLOG_UPLOT__: JSON.stringify({
+      script: readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"), "utf8"),
+      style: readFileSync(require.resolve("uplot/dist/uPlot.min.css"), "utf8")
+    })
+  },
   banner: { js: "const __cxlogModuleUrl = require(\"node:url\").pathToFileURL(__filename).href;" }
 })
 await build({
@@ -31,7 +41,6 @@ await build({
   banner: { js: "#!/usr/bin/env node" }
 })
 
-rmSync(join(dist, "code-cache"), { recursive: true, force: true })
 if (process.env["CXLOG_CODE_CACHE"] !== "off") {
   const warm = spawnSync(process.execPath, [join(dist, "cxlog.mjs"), "run", "--bytes", "8MiB", "--remote-subscribers", "1"], {
     cwd: root,

@@ -27,15 +27,27 @@ export interface PageData {
   readonly html?: string
 }
 
-let assets: { readonly script: string; readonly style: string } | undefined
+interface UplotAssets {
+  readonly script: string
+  readonly style: string
+}
 
-/** uPlot's IIFE build and stylesheet, read once. */
+/** uPlot's files as the CLI bundle carries them (scripts/bundle.mjs defines it), so an installed CLI needs no uplot package. */
+declare const __CXLOG_UPLOT__: UplotAssets | undefined
+
+let assets: UplotAssets | undefined
+
+/** uPlot's IIFE build and stylesheet: the bundle's, else (the compiled sources, in the repository) read once from uplot. */
 const uplotAssets = () => {
   if (assets === undefined) {
-    const require = createRequire(join(packageRoot(), "package.json"))
-    assets = {
-      script: readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"), "utf8"),
-      style: readFileSync(require.resolve("uplot/dist/uPlot.min.css"), "utf8")
+    if (typeof __CXLOG_UPLOT__ !== "undefined") {
+      assets = __CXLOG_UPLOT__
+    } else {
+      const require = createRequire(join(packageRoot(), "package.json"))
+      assets = {
+        script: readFileSync(require.resolve("uplot/dist/uPlot.iife.min.js"), "utf8"),
+        style: readFileSync(require.resolve("uplot/dist/uPlot.min.css"), "utf8")
+      }
     }
   }
   return assets

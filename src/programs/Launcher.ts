@@ -1,31 +1,37 @@
 /**
  * `dist/cxlog.mjs`: starts the bundled CLI (`dist/cxlog.cjs`) from V8's code cache. Parsing and
- * compiling the 4 MB bundle was most of a process's start-up, and the functions a role first
+ * compiling the 5 MB bundle was most of a process's start-up, and the functions a role first
  * calls under load were compiled lazily during the run (a 256 MiB bench spent a seventh of a
  * broker's CPU in V8's parser). The cache holds the bytecode of everything a command compiled
- * in a representative run, one file per command: `dist/code-cache/COMMAND-SIZE-MTIME.bin`,
- * named after the bundle it belongs to, so a rebuilt bundle never meets an old cache (V8
- * itself also refuses a cache made by another V8 or other flags: the bundle is then compiled
- * as before). `npm run bundle` writes the caches from a short `cxlog run`
- * (scripts/bundle.mjs); a command without one writes its own when it exits successfully.
+ * in a run, one file per command, in the user's cache directory — never in the package, which
+ * may be read-only and is not ours to grow: `$XDG_CACHE_HOME/cxlog/code-cache` (else
+ * `~/.cache/cxlog/code-cache`), `COMMAND-NODEVERSION-SIZE-MTIME.bin`, named after the Node that
+ * made it and the bundle it belongs to, so another Node or a rebuilt bundle never meets an old
+ * cache; writing one removes the caches this Node made for that command's other bundles. A command without a usable
+ * cache (none, or one V8 refuses) writes its own when it exits successfully; nothing is shipped.
+ * This, not Node's `module.enableCompileCache` (Node ≥ 22.1), because that one caches what was
+ * compiled when the module loaded, not the functions a command compiles as it runs.
  *
  * `CXLOG_CODE_CACHE`: `off` (compile from source), `write` (rewrite this command's cache at exit,
- * or at a SIGTERM once the command is done), `report` (as `on`, and say on stderr whether the
- * cache was used), default `on`.
+ * or at a SIGTERM once the command is done: `npm run bundle`'s warm-up run), `report` (as `on`,
+ * and say on stderr whether the cache was used), default `on`.
  */
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
+import { homedir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const bundle = join(here, "cxlog.cjs")
-const cacheDirectory = join(here, "code-cache")
+const cacheHome = process.env["XDG_CACHE_HOME"] !== undefined && process.env["XDG_CACHE_HOME"] !== "" ? process.env["XDG_CACHE_HOME"] : join(homedir(), ".cache")
+const cacheDirectory = join(cacheHome, "cxlog", "code-cache")
 const mode = process.env["CXLOG_CODE_CACHE"] ?? "on"
 const command = /^[a-z][a-z-]*$/.test(process.argv[2] ?? "") ? process.argv[2]! : "cli"
 const { mtimeMs, size } = statSync(bundle)
-const cacheFile = join(cacheDirectory, `${command}-${size}-${Math.trunc(mtimeMs)}.bin`)
+const cacheName = `${command}-${process.version}-${size}-${Math.trunc(mtimeMs)}.bin`
+const cacheFile = join(cacheDirectory, cacheName)
 
 const readCache = (): Buffer | undefined => {
   if (mode === "off") return undefined
@@ -48,7 +54,7 @@ if (mode === "report") {
   const status = cachedData === undefined ? "none" : script.cachedDataRejected === false ? "used" : "refused"
   process.stderr.write(`cxlog: code cache ${status}: ${cacheFile}\n`)
 }
-if (mode === "write" || (reading && cachedData === undefined && plainFlags)) {
+if (mode === "write" || (reading && (cachedData === undefined || script.cachedDataRejected === true) && plainFlags)) {
   let written = false
   const write = () => {
     if (written) return
@@ -59,6 +65,10 @@ if (mode === "write" || (reading && cachedData === undefined && plainFlags)) {
       const partial = `${cacheFile}.${process.pid}`
       writeFileSync(partial, script.createCachedData())
       renameSync(partial, cacheFile)
+      for (const name of readdirSync(cacheDirectory)) {
+        // Its other bundles' caches, and partial files of writers killed mid-write.
+        if (name.startsWith(`${command}-${process.version}-`) && name !== cacheName) unlinkSync(join(cacheDirectory, name))
+      }
     } catch {
       // No cache: the next start compiles from source, as without one.
     }

@@ -1,0 +1,160 @@
+/**
+ * The package as an app gets it: `npm pack`, then `npm install <tarball>` into a fresh app whose
+ * PATH has no compiler (no g++, cc, make or python3), with effect already installed. The install
+ * succeeds without a warning about engines or peers, uses the prebuilt addon, `cxlog selfcheck`
+ * passes, and the README's Effect example, as an app writes it, publishes to a head and broker
+ * started by the installed CLI and reads its messages back. An app whose effect is another 3.x
+ * in the peer range keeps one copy of effect, and publishing says nothing of two versions.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect } from "effect"
+import { type ChildProcess, execFileSync, fork, spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
+
+/** A directory of this run's, removed when the scope closes. */
+const scratch = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), `cxlog-test-${process.env["CXLOG_TEST_RUN"]}-pack-`))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A PATH with node, npm, npx and a shell only: whatever the install would compile with is missing. */
+const noCompilerPath = (dir: string) => {
+  const bin = join(dir, "bin")
+  mkdirSync(bin)
+  const npmCli = join(dirname(dirname(process.execPath)), "lib", "node_modules", "npm", "bin")
+  symlinkSync(process.execPath, join(bin, "node"))
+  symlinkSync(join(npmCli, "npm-cli.js"), join(bin, "npm"))
+  symlinkSync(join(npmCli, "npx-cli.js"), join(bin, "npx"))
+  symlinkSync("/bin/sh", join(bin, "sh"))
+  for (const tool of ["g++", "gcc", "cc", "c++", "make", "python3"]) {
+    expect(spawnSync("sh", ["-c", `command -v ${tool}`], { env: { PATH: bin } }).status, `${tool} must not be on the app's PATH`).not.toBe(0)
+  }
+  return bin
+}
+
+/** npm in `app`, with the no-compiler PATH; its output (npm's warnings go to stderr). */
+const npm = (app: string, bin: string, args: ReadonlyArray<string>) => {
+  const run = spawnSync(join(bin, "npm"), [...args, "--no-audit", "--no-fund", "--loglevel=warn"], {
+    cwd: app,
+    encoding: "utf8",
+    env: { PATH: bin, HOME: process.env["HOME"] ?? app, npm_config_cache: join(process.env["HOME"] ?? app, ".npm") },
+    timeout: 240_000
+  })
+  return { status: run.status, output: `${run.stdout}${run.stderr}` }
+}
+
+/** The tarball `npm pack` makes of the built tree (built already: the test script builds first). */
+const pack = (dir: string) => {
+  const out = execFileSync("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--loglevel=error"], { cwd: root, encoding: "utf8" })
+  return join(dir, out.trim().split("\n").at(-1)!)
+}
+
+/** A fresh app with `effect@effectVersion`, then the tarball. */
+const app = (dir: string, bin: string, tarball: string, effectVersion: string) => {
+  const appDir = join(dir, `app-${effectVersion}`)
+  mkdirSync(appDir)
+  writeFileSync(join(appDir, "package.json"), JSON.stringify({ name: "an-app", version: "1.0.0", type: "module", private: true }))
+  const withEffect = npm(appDir, bin, ["install", `effect@${effectVersion}`])
+  expect(withEffect.status, withEffect.output).toBe(0)
+  const install = npm(appDir, bin, ["install", tarball])
+  return { appDir, install }
+}
+
+/** Forks the installed CLI with an IPC channel; its first `kind` event (bounded); killed with the scope. */
+const role = (appDir: string, args: ReadonlyArray<string>, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => fork(join(appDir, "node_modules", "cxlog", "dist", "cxlog.mjs"), [...args], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, ...env } })),
+      (child: ChildProcess) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    const events: Array<Record<string, unknown>> = []
+    const arrived = yield* Deferred.make<void>()
+    child.on("message", (m) => {
+      events.push(m as Record<string, unknown>)
+      Deferred.unsafeDone(arrived, Effect.void)
+    })
+    const event = (kind: string) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const found = events.find((e) => e["event"] === kind)
+          if (found !== undefined) return found
+          if (child.exitCode !== null) return yield* Effect.die(new Error(`cxlog ${args[0]} exited before "${kind}"`))
+          yield* Effect.sleep(50)
+        }
+      }).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`cxlog ${args[0]}: no "${kind}"`) }))
+    return { event }
+  })
+
+/** The README's Effect example as an app writes it, on the test's region and broker; then the messages read back. */
+const example = (brokers: string, region: string) => `
+import { Effect } from "effect"
+import { Publisher, PublisherLayers, CxlogSubscriber } from "cxlog"
+
+const brokers = ${JSON.stringify(brokers)}.split(",").map((a) => ({ host: "127.0.0.1", port: Number(a.split(":")[1]) }))
+const program = Effect.gen(function*() {
+  const publisher = yield* Publisher
+  for (let i = 0; i < 100; i++) yield* publisher.publish(new TextEncoder().encode(\`message \${i}\`))
+  yield* publisher.flush(5_000)
+})
+await Effect.runPromise(program.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region: ${JSON.stringify(region)} }))))
+const subscriber = await CxlogSubscriber.open({ brokers, topic: "events", region: ${JSON.stringify(region)} })
+let read = 0
+for await (const message of subscriber) if (++read === 100) break
+await subscriber.close()
+console.log(\`read \${read}\`)
+`
+
+describe("the packed package", () => {
+  it.scopedLive("installs with no compiler and no warning, passes selfcheck, and runs the README's Effect example against its own server", () =>
+    Effect.gen(function*() {
+      const dir = yield* scratch
+      const bin = noCompilerPath(dir)
+      const { appDir, install } = app(dir, bin, pack(dir), "3.22.4")
+      expect(install.status, install.output).toBe(0)
+      expect(install.output).not.toMatch(/EBADENGINE|ERESOLVE|peer dep|unable to build|native addon unavailable/i)
+      expect(existsSync(join(appDir, "node_modules", "cxlog", "build")), "the prebuilt addon served: nothing was built").toBe(false)
+      for (const unwanted of ["@nats-io", "ioredis", "prom-client", "uplot", "@effect"]) expect(existsSync(join(appDir, "node_modules", unwanted)), unwanted).toBe(false)
+
+      const selfcheck = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], { cwd: appDir, encoding: "utf8", env: { ...process.env, PATH: bin } })
+      expect(selfcheck.status, `${selfcheck.stdout}${selfcheck.stderr}`).toBe(0)
+
+      const region = yield* uniqueRegion("pack")
+      const env = { CXLOG_REGION: region, PATH: bin }
+      const head = yield* role(appDir, ["head", "--topic", "events"], env)
+      yield* head.event("ready")
+      const broker = yield* role(appDir, ["broker", "--broker-id", "0", "--port", "0"], env)
+      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+      writeFileSync(join(appDir, "example.mjs"), example(brokers, region))
+      const ran = spawnSync(join(bin, "node"), ["example.mjs"], { cwd: appDir, encoding: "utf8", env: { ...process.env, PATH: bin }, timeout: 60_000 })
+      expect(ran.status, ran.stderr).toBe(0)
+      expect(ran.stdout.trim()).toBe("read 100")
+      expect(ran.stderr).not.toContain("Executing an Effect versioned")
+    }), 300_000)
+
+  it.scopedLive("an app on another effect 3.x in the peer range keeps its one copy of effect", () =>
+    Effect.gen(function*() {
+      const dir = yield* scratch
+      const bin = noCompilerPath(dir)
+      const { appDir, install } = app(dir, bin, pack(dir), "3.22.0")
+      expect(install.status, install.output).toBe(0)
+      const copies: Array<string> = []
+      const walk = (modules: string) => {
+        if (!existsSync(modules)) return
+        for (const name of readdirSync(modules)) {
+          if (name === "effect") copies.push(join(modules, name))
+          const nested = join(modules, name, "node_modules")
+          if (!name.startsWith(".")) walk(nested)
+          if (name.startsWith("@")) for (const scoped of readdirSync(join(modules, name))) walk(join(modules, name, scoped, "node_modules"))
+        }
+      }
+      walk(join(appDir, "node_modules"))
+      expect(copies).toEqual([join(appDir, "node_modules", "effect")])
+      expect((JSON.parse(readFileSync(join(appDir, "node_modules", "effect", "package.json"), "utf8")) as { version: string }).version).toBe("3.22.0")
+    }), 300_000)
+})
