@@ -24,7 +24,7 @@ export {
 } from "./services/net/Publisher.js"
 export * as PublisherLayers from "./layers/net/Publisher.js"
 export { type CloseOptions, CxlogPublisher, PublisherCloseUnflushed } from "./layers/net/CxlogPublisher.js"
-export { CxlogSubscriber, type CxlogMessage, type CxlogSubscriberOptions } from "./layers/net/CxlogSubscriber.js"
+export { CxlogSubscriber, type CxlogMessage, type CxlogSubscribeOptions, type CxlogSubscriberOptions } from "./layers/net/CxlogSubscriber.js"
 export {
   CommitRejected,
   type SubscribeError,

@@ -12,14 +12,15 @@
  * iterated past are committed every 100 ms by default (`autoCommit`), and `commit()` commits
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
-import { Cause, Effect, Exit, ManagedRuntime, Scope } from "effect"
+import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope } from "effect"
 import type { MessageHeader, SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
 const decoder = new TextDecoder()
 
-export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, SubscribeOptions {
+/** What to read, and how: the topic, where to start, as which consumer. */
+export interface CxlogSubscribeOptions extends SubscribeOptions {
   readonly topic: string
   /**
    * Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError.
@@ -27,6 +28,8 @@ export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, Subscri
    */
   readonly signal?: AbortSignal
 }
+
+export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, CxlogSubscribeOptions {}
 
 /** A message as the facade hands it out: `text()` decodes the payload (the value) as UTF-8. */
 export interface CxlogMessage extends SubscriberMessage {
@@ -79,7 +82,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   private readonly onAbort = () => void this.close()
 
   private constructor(
-    private readonly runtime: ManagedRuntime.ManagedRuntime<Subscriber, never>,
+    private readonly runtime: ManagedRuntime.ManagedRuntime<Subscriber, unknown>,
     private readonly scope: Scope.CloseableScope,
     private readonly subscription: Subscription,
     private readonly pull: Effect.Effect<SubscriberBatch, unknown>,
@@ -90,9 +93,19 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
 
   /** Connects to the first broker that takes the subscription; rejects with its typed error (`TopicNotFound`, `LogOutOfRange`, `ConsumerBusy`, …). */
   static async open(options: CxlogSubscriberOptions): Promise<CxlogSubscriber> {
+    options.signal?.throwIfAborted()
+    return CxlogSubscriber.openWith(layerRemote(options), options)
+  }
+
+  /**
+   * Subscribes through the Subscriber a layer makes: a local one on the region's host
+   * (`Roles.localSubscriber`), or the in-memory cluster of `cxlog/testing` in an app's tests.
+   * Rejects with the layer's error or the subscription's.
+   */
+  static async openWith<E>(layer: Layer.Layer<Subscriber, E>, options: CxlogSubscribeOptions): Promise<CxlogSubscriber> {
     const signal = options.signal
     signal?.throwIfAborted()
-    const runtime = ManagedRuntime.make(layerRemote(options))
+    const runtime = ManagedRuntime.make(layer)
     // Made out here so that whatever the subscription acquired is released even when an abort interrupts open midway.
     const scope = Effect.runSync(Scope.make())
     const exit = await runtime.runPromiseExit(
