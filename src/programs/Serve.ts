@@ -22,6 +22,7 @@ import { requireDataDir } from "../layers/log/DurableTier.js"
 import type { TopicSpec } from "../services/log/Topics.js"
 import { failUsage } from "./CliFailure.js"
 import { type RoleFailed, type RoleOf, regionGuard, spawnRole, type Vocabulary, whileAlive } from "./Cluster.js"
+import { report } from "./Report.js"
 import { BrokerEvents, HeadEvents, type ReportedError } from "./RoleEvents.js"
 import { readyBanner, readyEvent, type ServeReady } from "./ServeBanner.js"
 import { requirePortsFree, requireRegionFree } from "./ServeChecks.js"
@@ -122,7 +123,7 @@ const rolesEnv = (options: ServeOptions) =>
 const metricsPortOf = (options: ServeOptions, index: number) => ({ CXLOG_METRICS_PORT: options.metricsPort > 0 ? `${options.metricsPort + index}` : "0" })
 
 /** `name:order:ack:rf[:disk-bytes:disk-age]`, as `--topic` takes it. */
-const topicArg = (t: TopicSpec) => {
+export const topicArg = (t: TopicSpec) => {
   const base = `${t.name}:${t.order}:${t.ackLevel}:${t.replicationFactor}`
   const retention = t.diskRetention
   return retention === undefined ? base : `${base}:${retention.maxBytes ?? ""}:${retention.maxAgeMs ?? ""}`
@@ -229,6 +230,8 @@ export const serve = (options: ServeOptions) =>
         : []
     }
     log.announce(readyBanner(ready), "ready", readyEvent(ready))
+    // To a `cxlog serve --detach` that started this one (ServeDetach.ts): it prints the banner and returns.
+    report({ event: "ready", ready })
     return yield* watchRoles(head, standby, brokers)
   }).pipe(
     Effect.catchTag("RoleFailed", (failed) => Effect.fail(ServeRoleFailed.of(failed))),

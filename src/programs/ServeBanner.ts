@@ -44,8 +44,11 @@ const examples = (ready: ServeReady) => {
   }
 }
 
-/** The block people read. */
-export const readyBanner = (ready: ServeReady): string => {
+/** What stops a server serve runs in the foreground. */
+const CTRL_C = "Ctrl-C stops everything (the brokers, then the head) and removes the region."
+
+/** The block people read; `stopping` says how to stop the server. */
+export const readyBanner = (ready: ServeReady, stopping: string = CTRL_C): string => {
   const { publish, subscribe, code } = examples(ready)
   const heads = `head pid ${ready.pids.head}${ready.pids.standby === undefined ? "" : `, standby head pid ${ready.pids.standby}`}`
   const rows: Array<readonly [string, string]> = [
@@ -65,7 +68,7 @@ export const readyBanner = (ready: ServeReady): string => {
     "",
     `cxlog serve: ready: ${heads}, ${ready.brokers.length} broker${ready.brokers.length === 1 ? "" : "s"}`,
     ...rows.map(([label, value]) => `  ${label.padEnd(width)}  ${value}`),
-    "Ctrl-C stops everything (the brokers, then the head) and removes the region.",
+    stopping,
     "",
     ""
   ].join("\n")

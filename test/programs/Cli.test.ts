@@ -281,7 +281,7 @@ describe("cxlog --help", () => {
     Effect.gen(function*() {
       const { code, stdout } = yield* runCli(["--help"])
       expect(code).toBe(0)
-      for (const command of ["run", "bench", "head", "broker", "publish", "subscribe", "create-topic", "topics", "regions", "config"]) {
+      for (const command of ["serve", "run", "bench", "head", "broker", "publish", "subscribe", "create-topic", "topics", "regions", "config"]) {
         expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"))
       }
       expect(stdout).not.toMatch(/loopback-(send|echo)|--peer/)
@@ -311,7 +311,7 @@ describe("cxlog --help", () => {
         expect(stdout, command).not.toMatch(/A user-defined piece of text|This setting is optional|can be set from environment variables/)
       }
       // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
-      const once = /^(\S+ --(json|count|from|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover)|publish --(key|header)|topics --topic|user --\S+)$/
+      const once = /^(\S+ --(json|count|from|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover|detach|stop)|publish --(key|header)|topics --topic|user --\S+)$/
       expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
       const { stdout: run } = yield* runCli(["run", "--help"])
       expect(run).toMatch(/^--bytes SIZE\n(\n {2}.+\n)*\n {2}payload to publish in all\n\n {2}\[default 1GiB, env CXLOG_BYTES\]\n/m)

@@ -2,15 +2,17 @@
  * `cxlog serve` as a user runs it (`node dist/cxlog.mjs serve`, no IPC channel): it says how to
  * connect once ready; the CLI and the Promise clients publish and read back through it; SIGINT
  * stops it with exit 0 and leaves no process, region or secret file behind; SIGKILLed, its roles
- * do not outlive it; a taken port and a region in use are refused before anything starts.
+ * do not outlive it; a taken port and a region in use are refused before anything starts; a
+ * standby takes over a dead head, a dead broker stops it all; --detach and --stop.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { CxlogPublisher, CxlogSubscriber } from "../../src/index.js"
 import { defaultSecretPath } from "../../src/layers/net/Auth.js"
+import { serveLogPath } from "../../src/programs/ServeDetach.js"
 import { childrenOf, cli } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -22,6 +24,31 @@ const running = (pid: number) => {
     return false
   }
 }
+
+/** Processes (serve, its roles) with `region` among their arguments, from /proc. */
+const processesOf = (region: string) =>
+  readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(region) && running(pid)
+    } catch {
+      return false
+    }
+  })
+
+/**
+ * A region for a test of serve; when the test ends, pass or fail, every process still running
+ * with it among its arguments is SIGKILLed (a detached serve, roles a failed test left), then
+ * the region and its files are removed.
+ */
+const serveRegion = (label: string) =>
+  Effect.tap(uniqueRegion(label), (region) =>
+    Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const left = processesOf(region)
+        for (const pid of left) process.kill(pid, "SIGKILL")
+        yield* Effect.ignore(until(() => !left.some(running), 5_000, () => `processes of ${region} still run`))
+      })
+    ))
 
 /** Waits (every 50 ms, at most `timeoutMs`) until `condition` holds; fails saying `what` otherwise. */
 const until = (condition: () => boolean, timeoutMs: number, what: () => string) =>
@@ -126,7 +153,7 @@ const addresses = (list: string) => list.split(",").map((a) => ({ host: a.slice(
 describe("cxlog serve", () => {
   it.scopedLive("serves the CLI and the Promise clients; SIGINT stops it with exit 0, leaving no process, region or secret file", () =>
     Effect.gen(function*() {
-      const region = yield* uniqueRegion("serve")
+      const region = yield* serveRegion("serve")
       const port = yield* freePorts(2)
       const serving = yield* startServe(["--region", region, "--port", `${port}`, "--broker-count", "2"])
       const list = yield* awaitReady(serving)
@@ -178,7 +205,7 @@ describe("cxlog serve", () => {
 
   it.scopedLive("a taken port is refused before anything starts, naming the port, its broker and the way on", () =>
     Effect.gen(function*() {
-      const region = yield* uniqueRegion("serve-port")
+      const region = yield* serveRegion("serve-port")
       const port = yield* freePorts(2)
       yield* holdPort(port + 1)
       const refused = yield* runCli(["serve", "--region", region, "--port", `${port}`, "--broker-count", "2"])
@@ -190,7 +217,7 @@ describe("cxlog serve", () => {
 
   it.scopedLive("--standby takes over a dead head and serve goes on; a broker that dies stops the rest, exit 1 (--json events)", () =>
     Effect.gen(function*() {
-      const region = yield* uniqueRegion("serve-standby")
+      const region = yield* serveRegion("serve-standby")
       const serving = yield* startServe(["--region", region, "--port", "0", "--broker-count", "1", "--standby", "--json"])
       const events = () =>
         serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as { readonly event: string } & Record<string, any>)
@@ -217,9 +244,39 @@ describe("cxlog serve", () => {
       expect(existsSync(`/dev/shm/${region}`)).toBe(false)
     }), 240_000)
 
+  it.scopedLive("--detach returns once the server is ready, leaving it running; --stop stops it as Ctrl-C would", () =>
+    Effect.gen(function*() {
+      const region = yield* serveRegion("serve-detach")
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(serveLogPath(region), { force: true })))
+      const detached = yield* runCli(["serve", "--detach", "--region", region, "--port", "0", "--broker-count", "1"])
+      expect(detached.code, detached.stderr).toBe(0)
+      const pid = Number(/runs in the background \(pid (\d+)\)/.exec(detached.stdout)?.[1])
+      const roles = [...childrenOf(pid, "head"), ...childrenOf(pid, "broker")]
+      yield* Effect.addFinalizer(() => Effect.sync(() => [pid, ...roles].filter(running).forEach((p) => process.kill(p, "SIGKILL"))))
+      expect(roles).toHaveLength(2)
+      const brokers = /^ {2}brokers +--brokers (\S+)$/m.exec(detached.stdout)![1]!
+      const read = yield* runCli(["publish", "--brokers", brokers, "--region", region, "--topic", "events"], "detached\n").pipe(
+        Effect.zipRight(runCli(["subscribe", "--brokers", brokers, "--region", region, "--topic", "events", "--limit", "1"]))
+      )
+      expect(read.stdout).toBe("0\tdetached\n")
+      const again = yield* runCli(["serve", "--detach", "--region", region, "--port", "0", "--broker-count", "1"])
+      expect(again.code).toBe(1)
+      expect(again.stderr).toContain(`cxlog serve: region ${region} is in use: its head (pid ${roles[0]}) still runs`)
+      expect(again.stderr).toContain(`(its log: ${serveLogPath(region)})`)
+
+      const stopped = yield* runCli(["serve", "--stop", "--region", region])
+      expect(stopped.code, stopped.stderr).toBe(0)
+      expect([pid, ...roles].filter(running)).toEqual([])
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+      expect(readFileSync(serveLogPath(region), "utf8")).toMatch(/\nserve +\| stopped\n/)
+      const nothing = yield* runCli(["serve", "--stop", "--region", region])
+      expect(nothing.code).toBe(1)
+      expect(nothing.stderr).toContain(`no cxlog serve runs region ${region}`)
+    }), 240_000)
+
   it.scopedLive("SIGKILLed, serve leaves none of its roles running, nor its region", () =>
     Effect.gen(function*() {
-      const region = yield* uniqueRegion("serve-kill")
+      const region = yield* serveRegion("serve-kill")
       const serving = yield* startServe(["--region", region, "--port", "0", "--broker-count", "1"])
       yield* awaitReady(serving)
       const roles = serving.roles()

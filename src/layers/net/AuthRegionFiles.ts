@@ -27,7 +27,8 @@ export const authDirectory = (): string => {
   return dir
 }
 
-const fileStem = (region: string) => region.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")
+/** A region's name as the stem of its files in this user's private directory. */
+export const fileStem = (region: string) => region.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")
 /** The region's default credential file (the head creates it). */
 export const defaultCredentialPath = (region: string): string => join(authDirectory(), `${fileStem(region)}.users`)
 /** The region's default secret file: the local user's `NAME:SECRET`, which the local publisher reads. */

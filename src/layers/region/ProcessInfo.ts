@@ -30,6 +30,8 @@ export const isPidAlive = (pid: number): boolean => pidExists(pid) && procStat(p
 export interface ProcStat {
   /** The state letter: R, S, D, Z (zombie), T (stopped), t (traced), … */
   readonly state: string
+  /** The process that started it (1, or a subreaper, once that one is gone). */
+  readonly parentPid: number
   /** User and system time, in clock ticks. */
   readonly cpuTicks: number
   /** When it started, in clock ticks after boot: with the pid, it names one process (a reused pid has another). */
@@ -49,7 +51,7 @@ const cpuTicksOf = (fields: ReadonlyArray<string>) => Number(fields[11]) + Numbe
 export const procStat = (pid: number): ProcStat | undefined => {
   try {
     const fields = statFields(`/proc/${pid}/stat`)
-    return { state: fields[0]!, cpuTicks: cpuTicksOf(fields), startTicks: Number(fields[19]) }
+    return { state: fields[0]!, parentPid: Number(fields[1]), cpuTicks: cpuTicksOf(fields), startTicks: Number(fields[19]) }
   } catch {
     return undefined
   }

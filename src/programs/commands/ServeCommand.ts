@@ -1,10 +1,29 @@
 /** `cxlog serve`: a whole local server (a head, N brokers, optionally a standby head) in one command. */
 import type { TopicSpec } from "../../services/log/Topics.js"
 import { BROKER_SETTINGS } from "../../services/net/Broker.js"
+import { failUsage } from "../CliFailure.js"
 import * as Cli from "../CliKit.js"
-import { defaultBrokerCount, serve } from "../Serve.js"
+import { defaultBrokerCount, serve, type ServeOptions, topicArg } from "../Serve.js"
+import { detach, stop } from "../ServeDetach.js"
 import { region } from "./SharedFlags.js"
 import { topics } from "./TopicFlags.js"
+
+/** The command line of a serve with `options`, for `--detach` to start it with. */
+const serveArgs = (options: ServeOptions): ReadonlyArray<string> => [
+  "--region",
+  options.region,
+  "--host",
+  options.host,
+  "--port",
+  `${options.port}`,
+  "--broker-count",
+  `${options.brokers}`,
+  ...options.topics.flatMap((t) => ["--topic", topicArg(t)]),
+  ...(options.standby ? ["--standby"] : []),
+  ...(options.dataDir === undefined ? [] : ["--data-dir", options.dataDir]),
+  "--metrics-port",
+  `${options.metricsPort}`
+]
 
 /** The topic serve creates when given none: `events`, with a copy on disk (ACK 2 on disk) when given a data directory. */
 const defaultTopic = (dataDir: string | undefined): TopicSpec =>
@@ -56,16 +75,21 @@ export const serveCommand = Cli.command({
       env: "CXLOG_METRICS_PORT",
       description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i (0: none)"
     }),
-    json: Cli.toggle("json", { description: "print one JSON object per line: the roles' lines as log events, and starting, ready (how to connect), exited, stopping, stopped" })
+    json: Cli.toggle("json", { description: "print one JSON object per line: the roles' lines as log events, and starting, ready (how to connect), exited, stopping, stopped" }),
+    detach: Cli.toggle("detach", {
+      description: "run the server in the background: return once it is ready, having said how to connect; its output goes to a log file in this user's private directory"
+    }),
+    stop: Cli.toggle("stop", { description: "stop the serve of --region (one started with --detach, or in another terminal) as Ctrl-C would, and wait until it has" })
   },
   examples: [
     "cxlog serve",
     "cxlog serve --broker-count 2 --port 7500 --topic orders:5:1 --topic audit:2:0",
     "cxlog serve --standby --data-dir /var/lib/cxlog   # ACK 2 on disk; a second head takes over",
-    "cxlog serve --json | jq -c 'select(.event == \"ready\")'"
+    "cxlog serve --json | jq -c 'select(.event == \"ready\")'",
+    "cxlog serve --detach && echo hello | cxlog publish --topic events && cxlog serve --stop"
   ],
-  run: (o) =>
-    serve({
+  run: (o) => {
+    const options: ServeOptions = {
       region: o.region,
       host: o.host,
       port: o.port,
@@ -75,5 +99,9 @@ export const serveCommand = Cli.command({
       dataDir: o.dataDir,
       metricsPort: o.metricsPort,
       json: o.json
-    })
+    }
+    if (o.stop && o.detach) return failUsage("cxlog serve: --stop and --detach: give one (--stop stops the serve of --region; --detach starts one)")
+    if (o.stop) return stop(o.region)
+    return o.detach ? detach(serveArgs(options), o.region, o.json) : serve(options)
+  }
 })
