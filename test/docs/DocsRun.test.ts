@@ -1,0 +1,169 @@
+/**
+ * Docs that run: every program block of README.md and docs/ (test/helpers/DocBlocks.ts) runs as
+ * a newcomer copies it, against what the docs assume — region `cxlog`, brokers on 127.0.0.1:7400
+ * and 7401, topics `events` and `orders` — and must exit 0. `npx cxlog` and `cxlog` are this
+ * tree's CLI, `import … from "cxlog"` this package (run by tsx from inside it, so the package's
+ * own name resolves). Blocks that start a head of their own run one at a time with no server up;
+ * the rest share one `cxlog serve`. Each runs in a process group of its own, killed afterwards,
+ * so what it left in the background goes with it; the region and its files are removed at the end.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { type ChildProcess, spawn } from "node:child_process"
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { type DocBlock, docBlocks, infoProblem } from "../helpers/DocBlocks.js"
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
+const blocks = docBlocks(root)
+const programs = blocks.filter((b) => b.program !== undefined)
+/** A block that starts a head or a server of its own needs the region and the ports to itself. */
+const startsHead = (b: DocBlock) => b.program === "sh" && /cxlog (head(?! --standby)|serve(?! --stop))/.test(b.code)
+const REGION = "cxlog"
+const PORTS = [7400, 7401]
+const BLOCK_TIMEOUT_MS = 90_000
+
+const where = (b: DocBlock) => `${b.file}:${b.line}`
+
+/** `cxlog` and `npx cxlog` as this tree's CLI, in a bin directory put first on PATH. */
+const shims = () => {
+  const bin = mkdtempSync(join(tmpdir(), "cxlog-docs-bin-"))
+  const write = (name: string, text: string) => {
+    writeFileSync(join(bin, name), text)
+    chmodSync(join(bin, name), 0o755)
+  }
+  write("cxlog", `#!/bin/sh\nexec "${process.execPath}" "${join(root, "dist", "cxlog.mjs")}" "$@"\n`)
+  write("npx", `#!/bin/sh\nif [ "$1" = cxlog ]; then shift; exec "${join(bin, "cxlog")}" "$@"; fi\nexec "${join(dirname(process.execPath), "npx")}" "$@"\n`)
+  return bin
+}
+
+const portFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const server = createServer()
+    server.once("error", () => resolve(false))
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
+  })
+
+/** Ends a process group: SIGTERM, then SIGKILL after 3 s. */
+const stopGroup = async (child: ChildProcess) => {
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, s)
+    } catch {
+      // Already gone.
+    }
+  }
+  signal("SIGTERM")
+  const alive = () => {
+    try {
+      process.kill(-child.pid!, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+  for (let i = 0; i < 30 && alive(); i++) await new Promise((r) => setTimeout(r, 100))
+  signal("SIGKILL")
+}
+
+/** Runs a program block in a process group of its own; its exit code and output. */
+const runBlock = async (b: DocBlock, env: NodeJS.ProcessEnv, scratch: string) => {
+  let command: string
+  let args: Array<string>
+  if (b.program === "sh") {
+    command = "bash"
+    args = ["-e", "-o", "pipefail", "-c", b.code]
+  } else {
+    const dir = join(root, ".docs-run")
+    mkdirSync(dir, { recursive: true })
+    const file = join(dir, `${b.file.replace(/[^A-Za-z0-9]/g, "-")}-${b.line}.${b.program === "ts" ? "ts" : "mjs"}`)
+    writeFileSync(file, b.code)
+    command = process.execPath
+    args = [join(root, "node_modules", "tsx", "dist", "cli.mjs"), file]
+  }
+  const child = spawn(command, args, { cwd: scratch, env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+  let output = ""
+  child.stdout!.on("data", (c: Buffer) => (output += c.toString()))
+  child.stderr!.on("data", (c: Buffer) => (output += c.toString()))
+  const code = await new Promise<number | string>((resolve) => {
+    const bound = setTimeout(() => resolve(`no exit within ${BLOCK_TIMEOUT_MS} ms`), BLOCK_TIMEOUT_MS)
+    child.once("exit", (code, signal) => {
+      clearTimeout(bound)
+      resolve(code ?? `${signal}`)
+    })
+  })
+  await stopGroup(child)
+  return { code, output: output.slice(-4000) }
+}
+
+/** Removes what a head of region `cxlog` may leave when stopped hard: the region and its credential files. */
+const cleanRegion = () => {
+  if (existsSync(`/dev/shm/${REGION}`)) unlinkSync(`/dev/shm/${REGION}`)
+  const auth = join(process.env["XDG_RUNTIME_DIR"] ?? tmpdir(), "cxlog")
+  if (existsSync(auth)) for (const name of readdirSync(auth)) if (name.startsWith(`${REGION}.`)) rmSync(join(auth, name), { force: true })
+}
+
+/** `cxlog serve` on the docs' addresses, until `stop`; resolves once it is ready. */
+const serve = async (env: NodeJS.ProcessEnv) => {
+  const child = spawn(join(env["PATH"]!.split(":")[0]!, "cxlog"), ["serve", "--broker-count", "2", "--port", `${PORTS[0]}`, "--topic", "events", "--topic", "orders", "--json"], {
+    env,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  await new Promise<void>((resolve, reject) => {
+    const bound = setTimeout(() => reject(new Error(`cxlog serve: not ready within 60 s: ${output}`)), 60_000)
+    child.stdout!.on("data", (c: Buffer) => {
+      output += c.toString()
+      if (/"event":"ready"/.test(output)) {
+        clearTimeout(bound)
+        resolve()
+      }
+    })
+    child.stderr!.on("data", (c: Buffer) => (output += c.toString()))
+    child.once("exit", (code) => reject(new Error(`cxlog serve exited (${code}) before it was ready: ${output}`)))
+  })
+  return { stop: () => stopGroup(child) }
+}
+
+const failures = (results: ReadonlyArray<{ block: DocBlock; code: number | string; output: string }>) =>
+  results.filter((r) => r.code !== 0).map((r) => `${where(r.block)} (${r.block.info}) ended ${r.code}:\n${r.output}`)
+
+describe("the docs' code blocks", () => {
+  it("every block says what it is: a program (ts, js, sh, or a fragment of one), or output", () => {
+    expect(blocks.flatMap((b) => (infoProblem(b.info) === undefined ? [] : [`${where(b)}: ${infoProblem(b.info)}`]))).toEqual([])
+    expect(programs.length).toBeGreaterThan(10)
+  })
+
+  it("every program runs as written and exits 0", async () => {
+    expect(existsSync(`/dev/shm/${REGION}`), `a region named ${REGION} exists (a cxlog server of this machine?): the docs' programs need it; stop that server`).toBe(false)
+    for (const port of PORTS) expect(await portFree(port), `port ${port} is taken: the docs' brokers listen there; free it`).toBe(true)
+    const bin = shims()
+    const scratch = mkdtempSync(join(tmpdir(), "cxlog-docs-run-"))
+    const env = { ...process.env, PATH: `${bin}:${process.env["PATH"]}` }
+    const results: Array<{ block: DocBlock; code: number | string; output: string }> = []
+    try {
+      const server = await serve(env)
+      try {
+        for (const block of programs.filter((b) => !startsHead(b))) results.push({ block, ...(await runBlock(block, env, scratch)) })
+      } finally {
+        await server.stop()
+        cleanRegion()
+      }
+      for (const block of programs.filter(startsHead)) {
+        try {
+          results.push({ block, ...(await runBlock(block, env, scratch)) })
+        } finally {
+          cleanRegion()
+        }
+      }
+    } finally {
+      rmSync(bin, { recursive: true, force: true })
+      rmSync(scratch, { recursive: true, force: true })
+      rmSync(join(root, ".docs-run"), { recursive: true, force: true })
+    }
+    expect(failures(results)).toEqual([])
+  }, 900_000)
+})
