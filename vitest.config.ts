@@ -2,7 +2,8 @@ import { defineConfig } from "vitest/config"
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    // The example apps carry their own tests (examples/*/test), run with the rest.
+    include: ["test/**/*.test.ts", "examples/*/test/**/*.test.ts"],
     pool: "forks",
     // Two cores on CI: multi-process tests already use both.
     maxWorkers: 2,
