@@ -69,7 +69,7 @@ export class ServeRoleFailed extends Data.TaggedError("ServeRoleFailed")<{
   override get message() {
     const during = this.waitingFor === undefined ? "" : ` while serve waited for ${this.waitingFor}`
     const typed = this.error === undefined ? "" : `: ${this.error._tag}: ${this.error.message}`
-    return `${this.role} (pid ${this.pid}) ${this.reason}${during}${typed}; serve stopped the rest (the lines marked "${this.role} |" above say more)`
+    return `${this.role} (pid ${this.pid}) ${this.reason}${during}${typed}; serve stopped the rest (its own output, above, may say more)`
   }
   static of(failed: RoleFailed): ServeRoleFailed {
     const { role, pid, reason, error, waitingFor } = failed
