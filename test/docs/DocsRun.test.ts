@@ -8,7 +8,7 @@
  * so what it left in the background goes with it; the region and its files are removed at the end.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -98,8 +98,13 @@ const runBlock = async (b: DocBlock, env: NodeJS.ProcessEnv, scratch: string) =>
   return { code, output: output.slice(-4000) }
 }
 
-/** Removes what a head of region `cxlog` may leave when stopped hard: the region and its credential files. */
-const cleanRegion = () => {
+/**
+ * Removes what a block may leave of region `cxlog`: a server it detached (`cxlog serve --detach`,
+ * outside the block's process group, stopped as `--stop` does), then the region and its
+ * credential files, left when a head is stopped hard.
+ */
+const cleanRegion = (env: NodeJS.ProcessEnv) => {
+  spawnSync(join(env["PATH"]!.split(":")[0]!, "cxlog"), ["serve", "--stop"], { env, stdio: "ignore", timeout: 30_000 })
   if (existsSync(`/dev/shm/${REGION}`)) unlinkSync(`/dev/shm/${REGION}`)
   const auth = join(process.env["XDG_RUNTIME_DIR"] ?? tmpdir(), "cxlog")
   if (existsSync(auth)) for (const name of readdirSync(auth)) if (name.startsWith(`${REGION}.`)) rmSync(join(auth, name), { force: true })
@@ -150,13 +155,13 @@ describe("the docs' code blocks", () => {
         for (const block of programs.filter((b) => !startsHead(b))) results.push({ block, ...(await runBlock(block, env, scratch)) })
       } finally {
         await server.stop()
-        cleanRegion()
+        cleanRegion(env)
       }
       for (const block of programs.filter(startsHead)) {
         try {
           results.push({ block, ...(await runBlock(block, env, scratch)) })
         } finally {
-          cleanRegion()
+          cleanRegion(env)
         }
       }
     } finally {

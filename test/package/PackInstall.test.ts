@@ -9,7 +9,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
 import { type ChildProcess, execFileSync, fork, spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -27,7 +27,8 @@ const scratch = Effect.acquireRelease(
 const noCompilerPath = (dir: string) => {
   const bin = join(dir, "bin")
   mkdirSync(bin)
-  const npmCli = join(dirname(dirname(process.execPath)), "lib", "node_modules", "npm", "bin")
+  // npm's own scripts, run by this node (the registry's Node packages carry no npm: the machine's serves).
+  const npmCli = dirname(realpathSync(execFileSync("sh", ["-c", "command -v npm"], { encoding: "utf8" }).trim()))
   symlinkSync(process.execPath, join(bin, "node"))
   symlinkSync(join(npmCli, "npm-cli.js"), join(bin, "npm"))
   symlinkSync(join(npmCli, "npx-cli.js"), join(bin, "npx"))
@@ -38,12 +39,21 @@ const noCompilerPath = (dir: string) => {
   return bin
 }
 
+/**
+ * An app's environment: this one's (its CA certificates, its proxy), the no-compiler PATH, and
+ * none of the npm_* settings an `npm test` hands its scripts (such as the nodedir CI builds with).
+ */
+const appEnvironment = (bin: string): NodeJS.ProcessEnv => ({
+  ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith("npm_"))),
+  PATH: bin
+})
+
 /** npm in `app`, with the no-compiler PATH; its output (npm's warnings go to stderr). */
 const npm = (app: string, bin: string, args: ReadonlyArray<string>) => {
   const run = spawnSync(join(bin, "npm"), [...args, "--no-audit", "--no-fund", "--loglevel=warn"], {
     cwd: app,
     encoding: "utf8",
-    env: { PATH: bin, HOME: process.env["HOME"] ?? app, npm_config_cache: join(process.env["HOME"] ?? app, ".npm") },
+    env: appEnvironment(bin),
     timeout: 240_000
   })
   return { status: run.status, output: `${run.stdout}${run.stderr}` }
@@ -121,7 +131,7 @@ describe("the packed package", () => {
       expect(existsSync(join(appDir, "node_modules", "cxlog", "build")), "the prebuilt addon served: nothing was built").toBe(false)
       for (const unwanted of ["@nats-io", "ioredis", "prom-client", "uplot", "@effect"]) expect(existsSync(join(appDir, "node_modules", unwanted)), unwanted).toBe(false)
 
-      const selfcheck = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], { cwd: appDir, encoding: "utf8", env: { ...process.env, PATH: bin } })
+      const selfcheck = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], { cwd: appDir, encoding: "utf8", env: appEnvironment(bin) })
       expect(selfcheck.status, `${selfcheck.stdout}${selfcheck.stderr}`).toBe(0)
 
       const region = yield* uniqueRegion("pack")
@@ -131,7 +141,7 @@ describe("the packed package", () => {
       const broker = yield* role(appDir, ["broker", "--broker-id", "0", "--port", "0"], env)
       const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
       writeFileSync(join(appDir, "example.mjs"), example(brokers, region))
-      const ran = spawnSync(join(bin, "node"), ["example.mjs"], { cwd: appDir, encoding: "utf8", env: { ...process.env, PATH: bin }, timeout: 60_000 })
+      const ran = spawnSync(join(bin, "node"), ["example.mjs"], { cwd: appDir, encoding: "utf8", env: appEnvironment(bin), timeout: 60_000 })
       expect(ran.status, ran.stderr).toBe(0)
       expect(ran.stdout.trim()).toBe("read 100")
       expect(ran.stderr).not.toContain("Executing an Effect versioned")
