@@ -106,7 +106,7 @@ const runBlock = async (b: DocBlock, env: NodeJS.ProcessEnv, scratch: string) =>
 const cleanRegion = (env: NodeJS.ProcessEnv) => {
   spawnSync(join(env["PATH"]!.split(":")[0]!, "cxlog"), ["serve", "--stop"], { env, stdio: "ignore", timeout: 30_000 })
   if (existsSync(`/dev/shm/${REGION}`)) unlinkSync(`/dev/shm/${REGION}`)
-  const auth = join(process.env["XDG_RUNTIME_DIR"] ?? tmpdir(), "cxlog")
+  const auth = join(env["XDG_RUNTIME_DIR"]!, "cxlog")
   if (existsSync(auth)) for (const name of readdirSync(auth)) if (name.startsWith(`${REGION}.`)) rmSync(join(auth, name), { force: true })
 }
 
@@ -147,7 +147,11 @@ describe("the docs' code blocks", () => {
     for (const port of PORTS) expect(await portFree(port), `port ${port} is taken: the docs' brokers listen there; free it`).toBe(true)
     const bin = shims()
     const scratch = mkdtempSync(join(tmpdir(), "cxlog-docs-run-"))
-    const env = { ...process.env, PATH: `${bin}:${process.env["PATH"]}` }
+    // A runtime directory of its own: the docs' server writes region cxlog's secret file there, where
+    // the suite's other clients, given no credentials, would otherwise find it and refuse their
+    // --insecure brokers.
+    const runtime = mkdtempSync(join(tmpdir(), "cxlog-docs-runtime-"))
+    const env = { ...process.env, PATH: `${bin}:${process.env["PATH"]}`, XDG_RUNTIME_DIR: runtime }
     const results: Array<{ block: DocBlock; code: number | string; output: string }> = []
     try {
       const server = await serve(env)
@@ -166,6 +170,7 @@ describe("the docs' code blocks", () => {
       }
     } finally {
       rmSync(bin, { recursive: true, force: true })
+      rmSync(runtime, { recursive: true, force: true })
       rmSync(scratch, { recursive: true, force: true })
       rmSync(join(root, ".docs-run"), { recursive: true, force: true })
     }

@@ -18,7 +18,7 @@ describe("docs/mirror.md", () => {
   it.scoped("its three config files are the cluster NatsCluster starts", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("cxlog-mirror-docs-")
-      const block = /```sh\n([\s\S]*?)```/.exec(doc)?.[1]
+      const block = /```sh(?: fragment)?\n([\s\S]*?)```/.exec(doc)?.[1]
       expect(block).toContain("nats-server -c n$i.conf > n$i.log 2>&1 & done")
       // As documented, but in the test's directory, and without starting the servers (the ports are fixed).
       const script = block!.replaceAll("/tmp/js", dir).replace("nats-server -c n$i.conf > n$i.log 2>&1 & done", "done")
