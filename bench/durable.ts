@@ -22,9 +22,9 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, unlinkSync } fr
 import { open } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { streamOf } from "../src/layers/log/DurableOrder.js"
-import { regionGuard, spawnRole } from "../src/programs/Cluster.js"
-import { run as runCluster } from "../src/programs/Run.js"
+import { streamOf } from "../src/layers/log/durable/DurableOrder.js"
+import { regionGuard, spawnRole } from "../src/programs/run/Cluster.js"
+import { run as runCluster } from "../src/programs/run/Run.js"
 import { emit, table } from "./Report.js"
 
 const flag = (args: ReadonlyArray<string>, name: string, fallback: number): number => {

@@ -20,7 +20,7 @@ import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { removeWakeFifos } from "../src/layers/region/Doorbell.js"
-import { stopChild } from "../src/programs/Cluster.js"
+import { stopChild } from "../src/programs/run/Cluster.js"
 import { emit, table } from "./Report.js"
 
 const BROKERS = 4

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 import * as BrokerLayers from "../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../src/layers/net/Publisher.js"
-import { measureLoopbackMBps } from "../src/programs/Loopback.js"
+import { measureLoopbackMBps } from "../src/programs/bench/Loopback.js"
 import { emit, summarize, table } from "./Report.js"
 
 const MB = 1e6

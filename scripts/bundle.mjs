@@ -1,6 +1,6 @@
 /**
  * `npm run bundle`: the CLI as one CommonJS file (dist/cxlog.cjs), started by a small launcher
- * (dist/cxlog.mjs, from src/programs/Launcher.ts) from V8's code cache; then this machine's
+ * (dist/cxlog.mjs, from src/programs/cli/Launcher.ts) from V8's code cache; then this machine's
  * caches (in the user's cache directory, never in dist/), written at exit by every process of a
  * short `cxlog run` (see Launcher.ts). That run needs the addon and /dev/shm: without them the
  * CLI still works, each command writing its own cache when it first succeeds, and this step says so.
@@ -35,7 +35,7 @@ await build({
 })
 await build({
   ...common,
-  entryPoints: [join(dist, "src", "programs", "Launcher.js")],
+  entryPoints: [join(dist, "src", "programs", "cli", "Launcher.js")],
   format: "esm",
   outfile: join(dist, "cxlog.mjs"),
   banner: { js: "#!/usr/bin/env node" }

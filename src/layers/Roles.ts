@@ -22,7 +22,7 @@ import { regionBytes, regionParams } from "./RegionLayout.js"
 import { type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
 import * as RegionLayoutLayers from "./RegionLayout.js"
 import * as SequencerLayers from "./log/Sequencer.js"
-import * as TieredReaderLayers from "./log/TieredReader.js"
+import * as TieredReaderLayers from "./log/durable/TieredReader.js"
 import * as TopicsLayers from "./log/Topics.js"
 
 export interface RegionAccess {

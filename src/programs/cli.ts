@@ -7,8 +7,8 @@
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Either, Exit, Logger } from "effect"
-import { describeFailure } from "./CliFailure.js"
-import * as Cli from "./CliKit.js"
+import { describeFailure } from "./cli/CliFailure.js"
+import * as Cli from "./cli/CliKit.js"
 import { benchCommand, loopbackEchoCommand, loopbackSendCommand, peerConsumeCommand } from "./commands/BenchCommand.js"
 import { brokerCommand } from "./commands/BrokerCommand.js"
 import { dashboardCommand } from "./commands/DashboardCommand.js"
@@ -21,9 +21,9 @@ import { json } from "./commands/SharedFlags.js"
 import { subscribeCommand } from "./commands/SubscribeCommand.js"
 import { consumersCommand, createTopicCommand, topicsCommand } from "./commands/TopicCommands.js"
 import { userCommand } from "./commands/UserCommand.js"
-import { configuration } from "./Configuration.js"
-import { mirrorCommand } from "./Mirror.js"
-import { report, tolerateClosedOutput } from "./Report.js"
+import { configuration } from "./admin/Configuration.js"
+import { mirrorCommand } from "./roles/Mirror.js"
+import { report, tolerateClosedOutput } from "./roles/Report.js"
 
 const VERSION = "0.1.0"
 

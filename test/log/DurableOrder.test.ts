@@ -7,9 +7,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { decodeOrderRecord, frozenDurableOf, persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
-import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/SegmentsMemory.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
+import { decodeOrderRecord, frozenDurableOf, persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
+import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
 import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"

@@ -6,10 +6,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
-import { persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
-import { retryWhileLocked } from "../../src/layers/log/DurableTier.js"
-import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
+import { persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
+import { retryWhileLocked } from "../../src/layers/log/durable/DurableTier.js"
+import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { appendSimple, drain, implementations } from "../fixtures/log-harness.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 

@@ -8,12 +8,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
-import { persistTopic, streamOf } from "../../src/layers/log/DurableOrder.js"
-import { recoveredSessions } from "../../src/layers/log/Recovery.js"
+import { persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
+import { recoveredSessions } from "../../src/layers/log/durable/Recovery.js"
 import { sessionCapacity } from "../../src/layers/log/SessionTable.js"
 import { orderedStream, recoverInto, writeStream } from "../fixtures/recovery.js"
-import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
+import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 

@@ -9,9 +9,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { OrderRecord, streamOf } from "../../src/layers/log/DurableOrder.js"
-import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
+import { OrderRecord, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
+import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { appendSimple, drain, implementations, makeBatch, readAll } from "../fixtures/log-harness.js"
 import { orderedStream, type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js"
 

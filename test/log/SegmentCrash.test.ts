@@ -7,10 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { segmentsOver } from "../../src/layers/log/SegmentLog.js"
-import { crash, makeMemoryDisk, memorySegmentFiles, restart } from "../../src/layers/log/SegmentsMemory.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
-import { recordBytes } from "../../src/layers/log/SegmentRecord.js"
+import { segmentsOver } from "../../src/layers/log/durable/SegmentLog.js"
+import { crash, makeMemoryDisk, memorySegmentFiles, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
+import { recordBytes } from "../../src/layers/log/durable/SegmentRecord.js"
 import type { SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
 
 const record = (i: number, size = 100) => Uint8Array.from({ length: size }, (_, k) => (i * 7 + k) & 255)

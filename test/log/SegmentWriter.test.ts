@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { makeMemoryDisk } from "../../src/layers/log/SegmentsMemory.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/SegmentsMemory.js"
+import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 
 const record = (i: number, size = 1000 + (i % 7) * 8) => Uint8Array.from({ length: size }, (_, k) => (i * 13 + k) & 255)
 

@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { natsConfig } from "../../src/programs/peers/NatsCluster.js"
+import { natsConfig } from "../../src/programs/bench/peers/NatsCluster.js"
 import { tempDir } from "../helpers/Processes.js"
 
 const doc = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "..", "..", "docs", "mirror.md"), "utf8")

@@ -1,6 +1,6 @@
 /** The named consumer a mirror reads as by default fits a consumer name (24 bytes), whatever the stream's name. */
 import { describe, expect, it } from "vitest"
-import { defaultConsumerName, defaultStreamName } from "../../src/programs/Mirror.js"
+import { defaultConsumerName, defaultStreamName } from "../../src/programs/roles/Mirror.js"
 
 describe("a mirror's default names", () => {
   it("short streams keep mirror-STREAM; long ones are shortened with a hash, still apart", () => {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
-import { parseSize } from "../../src/programs/CliKit.js"
+import { parseSize } from "../../src/programs/cli/CliKit.js"
 import { BROKER_SETTINGS } from "../../src/services/net/Broker.js"
 
 const configFrom = (env: Record<string, string>) => Effect.withConfigProvider(BrokerLayers.config, ConfigProvider.fromMap(new Map(Object.entries(env))))

@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createServer } from "node:net"
-import { useColor } from "../../src/programs/CliKit.js"
+import { useColor } from "../../src/programs/cli/CliKit.js"
 import { cli, runCli } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 

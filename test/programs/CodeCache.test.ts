@@ -1,5 +1,5 @@
 /**
- * The launcher (dist/cxlog.mjs, src/programs/Launcher.ts) and its code caches, on a copy of the
+ * The launcher (dist/cxlog.mjs, src/programs/cli/Launcher.ts) and its code caches, on a copy of the
  * built CLI with a cache directory of its own (XDG_CACHE_HOME): a command without a cache
  * writes one there, named after the Node and the bundle, and nothing beside the package; a
  * cache present is read, not rewritten; a damaged cache is refused by V8, the command still

@@ -18,7 +18,7 @@ const TCP_MESSAGES = 20_000
 const LAST_MESSAGES = 3_000
 const MESSAGE_BYTES = 64
 
-/** (publisher index, seq) of each message read back, in offset order (the stamp in its first 8 bytes: src/programs/Audit.ts). */
+/** (publisher index, seq) of each message read back, in offset order (the stamp in its first 8 bytes: src/programs/run/Audit.ts). */
 const stampsOf = (lines: ReadonlyArray<string>) =>
   lines.map((line) => {
     const { payloadBase64, payload } = JSON.parse(line) as { payloadBase64?: string; payload?: string }

@@ -1,11 +1,11 @@
 /**
- * The loopback reference of `cxlog bench` (src/programs/Loopback.ts) waits on a child sender:
+ * The loopback reference of `cxlog bench` (src/programs/bench/Loopback.ts) waits on a child sender:
  * one that fails to start fails the measurement with a typed error naming what it waited for,
  * instead of hanging the bench.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { measureLoopback } from "../../src/programs/Loopback.js"
+import { measureLoopback } from "../../src/programs/bench/Loopback.js"
 
 /** Far above a measurement of a few MiB (or the failure of a child that cannot start); a hung one fails here. */
 const BOUND_MS = 20_000

@@ -3,7 +3,7 @@
  * the peers'): from the call that handed each measured message over to the ACK of its batch.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { makeMessageClock } from "../../src/programs/MessageClock.js"
+import { makeMessageClock } from "../../src/programs/run/MessageClock.js"
 
 describe("MessageClock", () => {
   it("times each measured message from its publish call to its batch's ACK, and none of the warm-up", () => {

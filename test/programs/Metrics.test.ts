@@ -8,7 +8,7 @@ import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
-import { serveMetrics } from "../../src/programs/MetricsServer.js"
+import { serveMetrics } from "../../src/programs/roles/MetricsServer.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
 
 type Family = ReturnType<typeof parsePrometheusTextFormat>[number]

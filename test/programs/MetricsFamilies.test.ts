@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import { brokerRejected } from "../../src/Metrics.js"
-import { serveMetrics } from "../../src/programs/MetricsServer.js"
+import { serveMetrics } from "../../src/programs/roles/MetricsServer.js"
 import { roleFamilyNames } from "../helpers/MetricFamilies.js"
 
 const scrape = (port: number) =>

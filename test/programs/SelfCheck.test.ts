@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
-import { selfCheck } from "../../src/programs/SelfCheck.js"
+import { selfCheck } from "../../src/programs/admin/SelfCheck.js"
 import { fixturesDir } from "../helpers/Processes.js"
 
 const peer = join(fixturesDir, "selfcheck-peer.ts")

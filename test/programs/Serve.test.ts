@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { CxlogPublisher, CxlogSubscriber } from "../../src/index.js"
 import { defaultSecretPath } from "../../src/layers/net/Auth.js"
-import { serveLogPath } from "../../src/programs/ServeDetach.js"
+import { serveLogPath } from "../../src/programs/serve/ServeDetach.js"
 import { childrenOf, cli } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { spawnRole } from "../../src/programs/Cluster.js"
+import { spawnRole } from "../../src/programs/run/Cluster.js"
 
 describe("spawnRole", () => {
   it.scoped("an event first awaited after the role exited fails at once, naming the exit", () =>

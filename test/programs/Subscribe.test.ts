@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { BatchBuilder, BufferPool, encodeParts } from "../../src/layers/net/BatchPayload.js"
 import { BatchView } from "../../src/layers/net/SubscriberBatch.js"
-import { formatLine } from "../../src/programs/Subscribe.js"
+import { formatLine } from "../../src/programs/roles/Subscribe.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 

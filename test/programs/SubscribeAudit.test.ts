@@ -7,9 +7,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { AUDIT_HEADER_BYTES, stamp } from "../../src/programs/Audit.js"
-import type { RoleEvent } from "../../src/programs/Report.js"
-import { readTopic } from "../../src/programs/Subscribe.js"
+import { AUDIT_HEADER_BYTES, stamp } from "../../src/programs/run/Audit.js"
+import type { RoleEvent } from "../../src/programs/roles/Report.js"
+import { readTopic } from "../../src/programs/roles/Subscribe.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { messageRecordBytes } from "../../src/layers/net/BatchPayload.js"

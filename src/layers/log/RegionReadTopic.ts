@@ -7,7 +7,7 @@ import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { SubscriberTableFull } from "../../services/log/LogReader.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
-import { holdCursor } from "./DurableCursor.js"
+import { holdCursor } from "./durable/DurableCursor.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
 import type { ReadTopic } from "./ReadSource.js"
 import type { BatchView } from "./ReadViews.js"

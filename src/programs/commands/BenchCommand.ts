@@ -3,15 +3,15 @@
  * also the round-trip (`rtt`) and mirror benches, and the hidden loopback roles they start.
  */
 import { Effect, Either } from "effect"
-import { bench } from "../Bench.js"
-import { BENCH_PEERS, type BenchPeer } from "../BenchPeers.js"
-import { failUsage } from "../CliFailure.js"
-import * as Cli from "../CliKit.js"
-import { loopbackSend } from "../Loopback.js"
-import { benchMirror } from "../MirrorBench.js"
-import { withLogFormat } from "../Observe.js"
-import { peerConsume } from "../peers/PeerConsumerMain.js"
-import { loopbackEcho, rtt } from "../Rtt.js"
+import { bench } from "../bench/Bench.js"
+import { BENCH_PEERS, type BenchPeer } from "../bench/BenchPeers.js"
+import { failUsage } from "../cli/CliFailure.js"
+import * as Cli from "../cli/CliKit.js"
+import { loopbackSend } from "../bench/Loopback.js"
+import { benchMirror } from "../bench/MirrorBench.js"
+import { withLogFormat } from "../roles/Observe.js"
+import { peerConsume } from "../bench/peers/PeerConsumerMain.js"
+import { loopbackEcho, rtt } from "../bench/Rtt.js"
 import { clusterFlags, clusterObserveFlags, clusterShape } from "./ClusterFlags.js"
 
 /** `--peers redis,nats`: reference systems by name, comma-separated, each once (`none`: only cxlog). */

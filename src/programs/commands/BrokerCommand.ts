@@ -1,11 +1,11 @@
 /** `cxlog broker`: takes a broker slot of the region and serves publishers and remote subscribers over TCP. */
 import { Effect } from "effect"
 import { BROKER_SETTINGS } from "../../services/net/Broker.js"
-import { broker } from "../BrokerMain.js"
-import * as Cli from "../CliKit.js"
-import { observed, observeFlags } from "../Observe.js"
-import { exitWithParent } from "../Report.js"
-import { brokerSecurity } from "../Users.js"
+import { broker } from "../roles/BrokerMain.js"
+import * as Cli from "../cli/CliKit.js"
+import { observed, observeFlags } from "../roles/Observe.js"
+import { exitWithParent } from "../roles/Report.js"
+import { brokerSecurity } from "../admin/Users.js"
 import { coherence, credentials, fileFlag, region } from "./SharedFlags.js"
 
 export const brokerCommand = Cli.command({

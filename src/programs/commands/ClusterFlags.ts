@@ -3,9 +3,9 @@
  * how its roles are watched, and the `ClusterShape` they describe.
  */
 import { Either } from "effect"
-import * as Cli from "../CliKit.js"
-import { logFormatFlag } from "../Observe.js"
-import type { ClusterShape } from "../ClusterShape.js"
+import * as Cli from "../cli/CliKit.js"
+import { logFormatFlag } from "../roles/Observe.js"
+import type { ClusterShape } from "../run/ClusterShape.js"
 import { ack, batchBytes, fixedWindow, messageBytes, order, orderModeOf, window } from "./SharedFlags.js"
 import type { OrderMode } from "../../services/log/OrderModes.js"
 

@@ -1,6 +1,6 @@
 /** `cxlog dashboard`: a live web page of a cluster's metrics, scraped from its roles' Prometheus endpoints. */
-import * as Cli from "../CliKit.js"
-import { runDashboard } from "../Dashboard.js"
+import * as Cli from "../cli/CliKit.js"
+import { runDashboard } from "../report/Dashboard.js"
 
 export const dashboardCommand = Cli.command({
   name: "dashboard",

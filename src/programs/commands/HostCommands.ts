@@ -1,8 +1,8 @@
 /** The commands about this host: its regions (`regions`) and whether it can run cxlog (`selfcheck`). */
 import { cliEntry } from "../../PackageRoot.js"
-import * as Cli from "../CliKit.js"
-import { regions } from "../Regions.js"
-import { selfCheck, selfCheckPeer } from "../SelfCheck.js"
+import * as Cli from "../cli/CliKit.js"
+import { regions } from "../admin/Regions.js"
+import { selfCheck, selfCheckPeer } from "../admin/SelfCheck.js"
 import { json } from "./SharedFlags.js"
 
 const cliPath = cliEntry()

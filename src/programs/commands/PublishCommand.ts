@@ -1,11 +1,11 @@
 /** `cxlog publish`: stdin lines, or stamped test messages, published to a topic through the brokers. */
 import { Effect, Either } from "effect"
 import { parseAddresses } from "../../layers/net/ClientConnection.js"
-import * as Cli from "../CliKit.js"
-import { observed, observeFlags } from "../Observe.js"
-import { publish } from "../Publish.js"
-import { exitWithParent } from "../Report.js"
-import { clientSecurity } from "../Users.js"
+import * as Cli from "../cli/CliKit.js"
+import { observed, observeFlags } from "../roles/Observe.js"
+import { publish } from "../roles/Publish.js"
+import { exitWithParent } from "../roles/Report.js"
+import { clientSecurity } from "../admin/Users.js"
 import { ack, batchBytes, clientSecurityFlags, fixedWindow, maxBatchBytes, messageBytes, region, window } from "./SharedFlags.js"
 
 /** The brokers a publisher spreads its batches over. */

@@ -1,8 +1,8 @@
 /** `cxlog run`: a whole local cluster on a fresh region, its load audited end to end, and a summary. */
 import { Effect } from "effect"
-import * as Cli from "../CliKit.js"
-import { withLogFormat } from "../Observe.js"
-import { run } from "../Run.js"
+import * as Cli from "../cli/CliKit.js"
+import { withLogFormat } from "../roles/Observe.js"
+import { run } from "../run/Run.js"
 import { clusterFlags, clusterObserveFlags, clusterShape } from "./ClusterFlags.js"
 
 export const runCommand = Cli.command({

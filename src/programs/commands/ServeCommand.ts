@@ -1,10 +1,10 @@
 /** `cxlog serve`: a whole local server (a head, N brokers, optionally a standby head) in one command. */
 import type { TopicSpec } from "../../services/log/Topics.js"
 import { BROKER_SETTINGS } from "../../services/net/Broker.js"
-import { failUsage } from "../CliFailure.js"
-import * as Cli from "../CliKit.js"
-import { defaultBrokerCount, serve, type ServeOptions, topicArg } from "../Serve.js"
-import { detach, stop } from "../ServeDetach.js"
+import { failUsage } from "../cli/CliFailure.js"
+import * as Cli from "../cli/CliKit.js"
+import { defaultBrokerCount, serve, type ServeOptions, topicArg } from "../serve/Serve.js"
+import { detach, stop } from "../serve/ServeDetach.js"
 import { region } from "./SharedFlags.js"
 import { topics } from "./TopicFlags.js"
 

@@ -6,7 +6,7 @@
 import { BROKER_SETTINGS } from "../../services/net/Broker.js"
 import { Either } from "effect"
 import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "../../services/net/Publisher.js"
-import * as Cli from "../CliKit.js"
+import * as Cli from "../cli/CliKit.js"
 import { ORDER_MODES, type OrderMode, orderPolicy } from "../../services/log/OrderModes.js"
 
 export const region = Cli.text("region", {

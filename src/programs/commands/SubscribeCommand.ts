@@ -4,12 +4,12 @@
  */
 import { Effect } from "effect"
 import { parseAddresses } from "../../layers/net/ClientConnection.js"
-import * as Cli from "../CliKit.js"
-import { observed, observeFlags } from "../Observe.js"
-import { remoteAudit } from "../RemoteAudit.js"
-import { exitWithParent, parentEvent } from "../Report.js"
-import { printTopic, subscribe } from "../Subscribe.js"
-import { clientSecurity } from "../Users.js"
+import * as Cli from "../cli/CliKit.js"
+import { observed, observeFlags } from "../roles/Observe.js"
+import { remoteAudit } from "../run/RemoteAudit.js"
+import { exitWithParent, parentEvent } from "../roles/Report.js"
+import { printTopic, subscribe } from "../roles/Subscribe.js"
+import { clientSecurity } from "../admin/Users.js"
 import { clientSecurityFlags, coherence, orderChoices, orderModeOf, parseFrom, readerBrokers, region } from "./SharedFlags.js"
 
 export const subscribeCommand = Cli.command({

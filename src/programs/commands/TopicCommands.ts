@@ -1,9 +1,9 @@
 /** The commands that administer a region's topics: `create-topic`, `topics` and `consumers`. */
-import * as Cli from "../CliKit.js"
-import { failUsage } from "../CliFailure.js"
-import { consumersReport } from "../Consumers.js"
-import { createTopic } from "../CreateTopic.js"
-import { topics as listTopics } from "../TopicAdmin.js"
+import * as Cli from "../cli/CliKit.js"
+import { failUsage } from "../cli/CliFailure.js"
+import { consumersReport } from "../admin/Consumers.js"
+import { createTopic } from "../admin/CreateTopic.js"
+import { topics as listTopics } from "../admin/TopicAdmin.js"
 import { coherence, json, region } from "./SharedFlags.js"
 import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
 

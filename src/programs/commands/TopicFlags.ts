@@ -4,7 +4,7 @@
  */
 import { Either, Schema } from "effect"
 import { AckLevel, OrderMode, REPLICATION_FACTORS, TopicName, type TopicSpec, topicSpecConflict } from "../../services/log/Topics.js"
-import * as Cli from "../CliKit.js"
+import * as Cli from "../cli/CliKit.js"
 import { parseAge } from "./SharedFlags.js"
 
 const ORDERS = OrderMode.literals

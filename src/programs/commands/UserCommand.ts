@@ -1,6 +1,6 @@
 /** `cxlog user`: adds, removes or lists the users of a region's credential file, with their rights and limits. */
-import * as Cli from "../CliKit.js"
-import { users } from "../Users.js"
+import * as Cli from "../cli/CliKit.js"
+import { users } from "../admin/Users.js"
 import { credentials, json, region } from "./SharedFlags.js"
 
 export const userCommand = Cli.command({

@@ -74,7 +74,7 @@ export interface SubscribeOptions {
   /** Register the cursor so retention waits for it (lossless; publishers get backpressure). */
   readonly durable?: boolean
   /**
-   * Read only what the region holds, never a copy on disk (layers/log/TieredReader.ts): a named
+   * Read only what the region holds, never a copy on disk (layers/log/durable/TieredReader.ts): a named
    * consumer's hold lives in the region, so it must not start below the region's window.
    */
   readonly regionOnly?: boolean

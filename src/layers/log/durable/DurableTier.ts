@@ -1,0 +1,146 @@
+/**
+ * The head's durable tier: every topic with replication factor 2 — those the head created and
+ * those created later (it looks at the topic table every second) — is persisted by
+ * `persistTopic` into the data directory, under the topic's disk retention (its spec's
+ * `diskRetention`, applied at every segment roll and every 10 s). A topic whose writer stops
+ * (a full disk, an I/O error) is logged and its ACK 2 stops moving; the other topics carry on.
+ * Retention never stops a writer: a segment it cannot delete is counted, logged and tried again.
+ * One whose stream another live process holds (a head stalled past its lease when this one
+ * took over) is tried again until that process lets it go.
+ */
+import { Data, Effect, Schedule } from "effect"
+import { CxlMemory } from "../../../services/region/CxlMemory.js"
+import { Doorbell } from "../../../services/region/Doorbell.js"
+import type { SegmentLog, SegmentLogOptions } from "../../../services/log/Segments.js"
+import { type TopicInfo, Topics, type TopicSpec } from "../../../services/log/Topics.js"
+import { persistTopic, regionMarks } from "./DurableOrder.js"
+import { persistTopicState } from "./DurableTopicState.js"
+import type { LogArea } from "../Layout.js"
+import { recoverTopic } from "./Recovery.js"
+import { regionRecoveryTarget } from "./RecoveryTargets.js"
+
+/** A topic with replication factor 2 and a head without a data directory: its ACK 2 could never be given. */
+export class DataDirRequired extends Data.TaggedError("DataDirRequired")<{ readonly topics: ReadonlyArray<string> }> {
+  override get message() {
+    return `topic(s) ${this.topics.join(", ")} keep a copy on disk (replication factor 2): start the head with --data-dir DIR (CXLOG_DATA_DIR)`
+  }
+}
+
+/** Refuses RF 2 topics when there is no data directory. */
+export const requireDataDir = (topics: ReadonlyArray<TopicSpec>, dataDir: string | undefined) => {
+  const durable = topics.filter((t) => t.replicationFactor >= 2).map((t) => t.name)
+  return durable.length > 0 && dataDir === undefined ? Effect.fail(new DataDirRequired({ topics: durable })) : Effect.void
+}
+
+/** Streams being written, for the head's reports (fsyncs and the bytes they covered). */
+export interface DurableStats {
+  readonly streams: Map<string, SegmentLog>
+  /** Topics whose writer holds retention already. */
+  readonly subscribed: Set<string>
+}
+
+export const durableStats = (stats: DurableStats) => {
+  let fsyncs = 0
+  let bytes = 0
+  for (const log of stats.streams.values()) {
+    fsyncs += log.syncs()
+    bytes += log.syncedBytes()
+  }
+  return { fsyncs, bytes }
+}
+
+/** Runs until interrupted over the region's log `area`; needs the region's LogReader and Segments over the data directory. */
+export const durableTier = (area: LogArea, stats: DurableStats) =>
+  Effect.gen(function*() {
+    const topics = yield* Topics
+    const marks = regionMarks(yield* CxlMemory, area, yield* Doorbell)
+    const started = new Set<string>()
+    let rounds = 0
+    for (;;) {
+      for (const topic of yield* topics.list) {
+        if (topic.replicationFactor < 2 || started.has(topic.name)) continue
+        started.add(topic.name)
+        yield* persistTopic(topic, marks, {
+          segments: segmentOptionsOf(topic),
+          onOpen: (log) => stats.streams.set(topic.name, log),
+          onSubscribed: () => stats.subscribed.add(topic.name)
+        }).pipe(
+          retryWhileLocked(topic.name),
+          Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)),
+          Effect.forkScoped
+        )
+        // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
+        yield* persistTopicState(topic).pipe(
+          retryWhileLocked(topic.name),
+          Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`)),
+          Effect.forkScoped
+        )
+      }
+      // Retention runs at every segment roll; a topic that stopped growing has its segments aged out here.
+      if (++rounds % RETAIN_EVERY_ROUNDS === 0) {
+        for (const log of stats.streams.values()) {
+          // A segment not deleted is counted and logged (rate-limited) by the stream, and tried again here or at its
+          // next roll; a failed directory fsync stops the stream's writer, which logs it.
+          yield* Effect.ignore(log.retain())
+        }
+      }
+      yield* Effect.sleep(1_000)
+    }
+  })
+
+/** Pauses between attempts to take a stream a live process holds: from 200 ms, doubling, at most 5 s. */
+const lockedRetry = Schedule.union(Schedule.exponential("200 millis"), Schedule.spaced("5 seconds"))
+
+/**
+ * Runs a topic's writer again whenever it stops on `StreamLocked`: a head stalled past its lease
+ * (GC, SIGSTOP) when the standby took over holds its streams until it exits, and this head takes
+ * them then. Meanwhile the writer's failure mark stands, so the topic's ACK 2 sessions are refused
+ * (`durability-unavailable`), never acknowledged.
+ */
+export const retryWhileLocked = (topic: string) =>
+<A, E extends { readonly _tag: string; readonly message: string }, R>(persist: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    // Said once per wait, not at every attempt (one every 5 s per stream while it lasts).
+    let said = false
+    return persist.pipe(
+      Effect.tapError((e) => {
+        if (e._tag !== "StreamLocked" || said) return Effect.void
+        said = true
+        return Effect.logWarning(`durable tier: topic ${topic}: ${e.message}; trying again until it is free`)
+      }),
+      Effect.retry({ schedule: lockedRetry, while: (e) => e._tag === "StreamLocked" })
+    )
+  })
+
+/** How a topic's stream is opened: its spec's disk retention. */
+export const segmentOptionsOf = (topic: TopicInfo): SegmentLogOptions => (topic.diskRetention === undefined ? {} : { retention: topic.diskRetention })
+
+/** Rounds (of one second) between the durable tier's own retention passes. */
+const RETAIN_EVERY_ROUNDS = 10
+
+/**
+ * `cxlog head --recover DIR`: every RF 2 topic of the new region (its log `area`) is loaded
+ * from its stream (broker slot 0 held meanwhile) before the head reports ready and before its
+ * sequencer runs.
+ */
+export const recoverAll = (area: LogArea) =>
+  Effect.gen(function*() {
+    const topics = yield* Topics
+    const region = yield* CxlMemory
+    for (const topic of yield* topics.list) {
+      if (topic.replicationFactor < 2) continue
+      yield* Effect.scoped(Effect.flatMap(regionRecoveryTarget(region, area, topic), (target) => recoverTopic(topic, target)))
+    }
+  })
+
+/** Waits (at most `timeoutMs`) until the writer of every named topic holds retention, so nothing published after is recycled unpersisted. */
+export const awaitSubscribed = (stats: DurableStats, topics: ReadonlyArray<string>, timeoutMs: number) =>
+  Effect.gen(function*() {
+    const started = Date.now()
+    while (!topics.every((t) => stats.subscribed.has(t))) {
+      if (Date.now() - started > timeoutMs) {
+        return yield* Effect.logWarning(`durable tier: not every topic's writer started within ${timeoutMs} ms (${topics.filter((t) => !stats.subscribed.has(t)).join(", ")})`)
+      }
+      yield* Effect.sleep(5)
+    }
+  })

@@ -1,0 +1,287 @@
+/**
+ * `cxlog regions`: the cxlog regions under /dev/shm (a file whose superblock carries the
+ * cxlog magic), with their size, owner and whether it still runs; `--remove NAME` discards
+ * one nobody uses, `--prune` every orphaned run region.
+ *
+ * Owners: a `cxlog run` names its region `cxlog-run-<its pid>` and owns it; any other region
+ * belongs to its head (the sequencer lease's pid, else process slot 0's). A pid counts as the
+ * owner only if that process started before the region was created (a reused pid does not).
+ * A run region is orphaned when its run is gone and no process in its process table or lease
+ * is alive: `cxlog run` removes those when it starts. Nothing else is ever removed unasked.
+ * A region's default credential files go with it (RegionCredentials.ts); `--prune` also removes
+ * those whose region is gone.
+ */
+import { Console, Data, Effect } from "effect"
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
+import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
+import { LeaseLine, OrderLine } from "../../layers/log/Records.js"
+import { isPidAlive, procStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
+import { isOwnerAlive, readSlot } from "../../layers/region/ProcessSlot.js"
+import { configFromParams, resolve } from "../../layers/RegionLayout.js"
+import { removeOrphanedWakeFifos, removeWakeFifos } from "../../layers/region/Doorbell.js"
+import { removeDefaultCredentials } from "../../layers/net/Auth.js"
+import { belongsToRegion, credentialBindings } from "./RegionCredentials.js"
+import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../../layers/region/Superblock.js"
+import { listTopics } from "../../layers/log/Topics.js"
+import { table } from "../report/Table.js"
+
+export const SHM_DIR = "/dev/shm"
+const RUN_REGION = /^cxlog-run-(\d+)$/
+
+/** The region name `cxlog run` uses (its owner is the run's process). */
+export const runRegionName = (pid: number): string => `cxlog-run-${pid}`
+
+export interface RegionProcess {
+  readonly slot: number
+  readonly pid: number
+  readonly role: string
+  readonly alive: boolean
+}
+
+export interface RegionInfo {
+  readonly name: string
+  /** Bytes the file spans, and bytes of memory it holds now. */
+  readonly bytes: number
+  readonly residentBytes: number
+  readonly kind: "run" | "head"
+  readonly createdAtMs: number
+  readonly layoutVersion: number
+  readonly owner: { readonly pid: number; readonly alive: boolean }
+  /** Processes in its process table (live or not), when this build can read its layout. */
+  readonly processes: ReadonlyArray<RegionProcess>
+  /** Messages ordered per topic, when this build can read its layout. */
+  readonly topics: ReadonlyArray<{ readonly name: string; readonly ordered: number }>
+  readonly orderedMessages: number
+  /** Why the details are missing (another layout version, still initialising, unreadable). */
+  readonly note?: string
+  /** Whether any process known to use it (owner, lease holder, process table) is alive. */
+  readonly inUse: boolean
+}
+
+export class RegionNotFound extends Data.TaggedError("RegionNotFound")<{ readonly region: string }> {
+  override get message() {
+    return `there is no cxlog region named ${this.region} in ${SHM_DIR} (cxlog regions lists them)`
+  }
+}
+
+export class RegionInUse extends Data.TaggedError("RegionInUse")<{ readonly region: string; readonly pids: ReadonlyArray<number> }> {
+  override get message() {
+    return `region ${this.region} is in use by live process${this.pids.length === 1 ? "" : "es"} ${this.pids.join(", ")}: stop ${
+      this.pids.length === 1 ? "it" : "them"
+    } first`
+  }
+}
+
+/** Milliseconds since the epoch at which `pid` started, from /proc; undefined off Linux or once it is gone. */
+const processStartMs = (() => {
+  let bootMs: number | undefined
+  return (pid: number): number | undefined => {
+    try {
+      bootMs ??= Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]) * 1000
+      const ticks = procStat(pid)?.startTicks
+      return Number.isFinite(bootMs) && ticks !== undefined && Number.isFinite(ticks) ? bootMs + (ticks * 1000) / USER_HZ : undefined
+    } catch {
+      return undefined
+    }
+  }
+})()
+
+/** Boot time has a one-second resolution: a process up to this long after the region still counts as before it. */
+const START_SLACK_MS = 2_000
+
+/** Whether `pid` runs and started before the region was created: a run's own process, not a reused pid. */
+const runOwnerAlive = (pid: number, createdAtMs: number): boolean => {
+  if (!isPidAlive(pid)) return false
+  const started = processStartMs(pid)
+  return started === undefined || started <= createdAtMs + START_SLACK_MS
+}
+
+/** The superblock as bytes, read without mapping the region; undefined if it is not a cxlog region. */
+const readSuperblockBytes = (path: string): DataView | undefined => {
+  let fd: number | undefined
+  try {
+    fd = openSync(path, "r")
+    const buffer = new Uint8Array(SUPERBLOCK_BYTES)
+    if (readSync(fd, buffer, 0, SUPERBLOCK_BYTES, 0) < SUPERBLOCK_BYTES) return undefined
+    const view = new DataView(buffer.buffer)
+    return view.getUint32(Offsets.magic, true) === MAGIC[0] && view.getUint32(Offsets.magic + 4, true) === MAGIC[1] ? view : undefined
+  } catch {
+    return undefined
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+}
+
+/** When region `name` in /dev/shm was created (its superblock's time); undefined if there is no cxlog region of that name. */
+export const regionCreatedAtMs = (name: string): number | undefined =>
+  readSuperblockBytes(`${SHM_DIR}/${name.replace(/^\//, "")}`)?.getFloat64(Offsets.createdAtMs, true)
+
+/** Process table and topics, read by attaching the region (only for this build's layout version). */
+const readDetails = (name: string) =>
+  Effect.gen(function*() {
+    const region = yield* CxlMemoryLayers.make({ name, mode: "attach", readyTimeoutMs: 100 })
+    const layout = yield* resolve(configFromParams(region.params), region.size)
+    const processes: Array<RegionProcess> = []
+    for (let s = 0; s < layout.processTable.slots; s++) {
+      const info = readSlot(region, layout.processTable, s)
+      if (info.pid !== 0) processes.push({ slot: s, pid: info.pid, role: info.role, alive: isOwnerAlive(info) })
+    }
+    const topics = listTopics(region, layout.log).map((t) => ({
+      name: t.name,
+      ordered: region.f64[(layout.log.orderLine(t.id) + OrderLine.totalOrder) / 8]!
+    }))
+    return { processes, topics }
+  }).pipe(Effect.scoped)
+
+/** What is known about region `name` in /dev/shm; undefined if there is no cxlog region of that name. */
+export const inspectRegion = (name: string): Effect.Effect<RegionInfo | undefined> =>
+  Effect.gen(function*() {
+    const shmName = name.replace(/^\//, "")
+    const path = `${SHM_DIR}/${shmName}`
+    const superblock = readSuperblockBytes(path)
+    if (superblock === undefined) return undefined
+    const stat = yield* Effect.try(() => statSync(path)).pipe(Effect.option)
+    if (stat._tag === "None") return undefined
+    const layoutVersion = superblock.getUint32(Offsets.layoutVersion, true)
+    const createdAtMs = superblock.getFloat64(Offsets.createdAtMs, true)
+    const leasePid = superblock.getInt32(Offsets.sequencerLease + LeaseLine.pid, true)
+    const details = layoutVersion === LAYOUT_VERSION
+      ? yield* readDetails(shmName).pipe(Effect.either)
+      : undefined
+    const processes = details?._tag === "Right" ? details.right.processes : []
+    const topics = details?._tag === "Right" ? details.right.topics : []
+    const note = details === undefined
+      ? `layout version ${layoutVersion} (this build reads ${LAYOUT_VERSION})`
+      : details._tag === "Left"
+      ? details.left.message
+      : undefined
+    const runOwner = RUN_REGION.exec(shmName)
+    const headPid = leasePid > 0 ? leasePid : processes.find((p) => p.slot === 0)?.pid ?? 0
+    // A head may attach to a region long after it was created: only a run's pid is checked against the creation time.
+    const owner = runOwner !== null
+      ? { pid: Number(runOwner[1]), alive: runOwnerAlive(Number(runOwner[1]), createdAtMs) }
+      : { pid: headPid, alive: isPidAlive(headPid) }
+    const inUse = owner.alive || isPidAlive(leasePid) || processes.some((p) => p.alive) ||
+      (details?._tag === "Left" && details.left._tag === "RegionNotReady")
+    return {
+      name: shmName,
+      bytes: stat.value.size,
+      residentBytes: stat.value.blocks * 512,
+      kind: runOwner !== null ? "run" : "head",
+      createdAtMs,
+      layoutVersion,
+      owner,
+      processes,
+      topics,
+      orderedMessages: topics.reduce((n, t) => n + t.ordered, 0),
+      ...(note === undefined ? {} : { note }),
+      inUse
+    } satisfies RegionInfo
+  })
+
+/** Every cxlog region in /dev/shm. */
+export const listRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(function*() {
+  const names = yield* Effect.try(() => readdirSync(SHM_DIR)).pipe(Effect.orElseSucceed(() => [] as Array<string>))
+  const found: Array<RegionInfo> = []
+  for (const name of names.sort()) {
+    const info = yield* inspectRegion(name)
+    if (info !== undefined) found.push(info)
+  }
+  return found
+})
+
+/** A run region whose run is gone and that no live process uses. */
+export const isOrphanedRun = (info: RegionInfo): boolean => info.kind === "run" && !info.inUse
+
+/** Removes the region and the wake FIFOs its processes left (those killed could not remove theirs). */
+const unlink = (name: string) =>
+  Effect.try(() => {
+    unlinkSync(`${SHM_DIR}/${name}`)
+    removeWakeFifos(name)
+    // Its credential files are its own: a region made again under the name gets new ones.
+    removeDefaultCredentials(name)
+  }).pipe(
+    Effect.as(true),
+    // Someone else removed it meanwhile: it is gone either way.
+    Effect.orElseSucceed(() => false)
+  )
+
+/** Removes region `name` unless a live process uses it. */
+export const removeRegion = (name: string): Effect.Effect<RegionInfo, RegionNotFound | RegionInUse> =>
+  Effect.gen(function*() {
+    const info = yield* inspectRegion(name)
+    if (info === undefined) return yield* new RegionNotFound({ region: name })
+    if (info.inUse) {
+      const pids = [...new Set([...(info.owner.alive ? [info.owner.pid] : []), ...info.processes.filter((p) => p.alive).map((p) => p.pid)])]
+      return yield* new RegionInUse({ region: info.name, pids })
+    }
+    yield* unlink(info.name)
+    return info
+  })
+
+/**
+ * Removes every orphaned run region and the wake FIFOs no process reads any more (`cxlog run`
+ * does when it starts); returns the regions it removed.
+ */
+export const pruneRunRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(function*() {
+  const removed: Array<RegionInfo> = []
+  for (const info of yield* listRegions) {
+    if (isOrphanedRun(info) && (yield* unlink(info.name))) removed.push(info)
+  }
+  removeOrphanedWakeFifos()
+  return removed
+})
+
+/** Removes the default credential files of every region that no longer exists (`--prune`); returns those regions' names. */
+export const pruneStaleCredentials = (): ReadonlyArray<string> =>
+  credentialBindings().flatMap((binding) => {
+    if (belongsToRegion(binding, true, regionCreatedAtMs(binding.name))) return []
+    removeDefaultCredentials(binding.name)
+    return [binding.name]
+  })
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+
+export interface RegionsOptions {
+  readonly remove?: string
+  readonly prune: boolean
+  readonly json: boolean
+}
+
+/** `cxlog regions [--remove NAME | --prune] [--json]`. */
+export const regions = (options: RegionsOptions) =>
+  Effect.gen(function*() {
+    if (options.remove !== undefined) {
+      const info = yield* removeRegion(options.remove)
+      yield* options.json
+        ? Console.log(JSON.stringify({ removed: [info] }))
+        : Console.log(`removed ${info.name} (${mib(info.bytes)}, ${info.orderedMessages} ordered messages)`)
+      return
+    }
+    if (options.prune) {
+      const removed = yield* pruneRunRegions
+      const credentials = pruneStaleCredentials()
+      yield* options.json
+        ? Console.log(JSON.stringify({ removed, removedCredentials: credentials }))
+        : Console.log([
+          ...(removed.length === 0 ? ["no orphaned run regions"] : removed.map((r) => `removed ${r.name} (${mib(r.bytes)}; its run, pid ${r.owner.pid}, is gone)`)),
+          ...credentials.map((name) => `removed the credential files of ${name} (that region is gone)`)
+        ].join("\n"))
+      return
+    }
+    const found = yield* listRegions
+    if (options.json) return yield* Console.log(JSON.stringify(found))
+    if (found.length === 0) return yield* Console.log(`no cxlog regions in ${SHM_DIR}`)
+    yield* Console.log(table(["region", "size", "in memory", "kind", "owner pid", "owner alive", "in use", "ordered messages", "created", "note"], found.map((r) => [
+      r.name,
+      mib(r.bytes),
+      mib(r.residentBytes),
+      r.kind,
+      r.owner.pid === 0 ? "-" : String(r.owner.pid),
+      r.owner.alive ? "yes" : "no",
+      r.inUse ? "yes" : isOrphanedRun(r) ? "no (orphaned: --prune)" : "no",
+      String(r.orderedMessages),
+      new Date(r.createdAtMs).toISOString(),
+      r.note === undefined ? "" : r.note.length > 60 ? `${r.note.slice(0, 57)}...` : r.note
+    ])))
+  })

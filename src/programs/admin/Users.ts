@@ -1,0 +1,211 @@
+/**
+ * The command line's side of security (docs/security.md): `cxlog user add|remove|list` over a
+ * credential file; what the head, a broker and a publisher make of their security flags; and
+ * the throwaway CA `cxlog bench --tls` runs with.
+ */
+import { Console, Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import {
+  CredentialError,
+  type Credentials,
+  defaultCredentialPath,
+  defaultSecretPath,
+  ensureRegionCredentials,
+  localCredentials,
+  newSecret,
+  readCredentialFile,
+  readSecretFile,
+  removeRegionCredentials,
+  removeUser,
+  upsertUser,
+  userRecord,
+  writeSecretFile
+} from "../../layers/net/Auth.js"
+import type { BrokerOptions } from "../../services/net/Broker.js"
+import type { PublisherOptions } from "../../services/net/Publisher.js"
+import { table } from "../report/Table.js"
+import { failUsage } from "../cli/CliFailure.js"
+import { pendingBinding, retireStaleCredentials } from "./RegionCredentials.js"
+import { regionCreatedAtMs } from "./Regions.js"
+
+const attempt = <A>(f: () => A) =>
+  Effect.try({ try: f, catch: (e) => (e instanceof CredentialError ? e : new CredentialError({ path: "", reason: (e as Error).message })) })
+
+/**
+ * The head's credential file: created with the local user (every right) and its secret file
+ * unless it exists. At the region's default place they are bound to the region the head makes
+ * or attaches (RegionCredentials.ts): files there of a region that no longer exists are removed
+ * first, so a region made anew never takes a dead one's secret. Files it created at the default
+ * place go when the head ends (unless the region is kept); an explicit `--credentials` file is
+ * the operator's and stays.
+ */
+export const headCredentials = (region: string, credentials: string | undefined, keep: boolean) =>
+  Effect.acquireRelease(
+    attempt(() => {
+      retireStaleCredentials(region, regionCreatedAtMs(region))
+      const path = credentials ?? defaultCredentialPath(region)
+      const secret = defaultSecretPath(region)
+      return { path, secret, created: ensureRegionCredentials(path, secret, credentials === undefined ? pendingBinding(region) : undefined).created }
+    }),
+    ({ created, path, secret }) => Effect.sync(() => created && credentials === undefined && !keep && removeRegionCredentials(path, secret))
+  )
+
+export interface BrokerSecurityFlags {
+  readonly region: string
+  readonly credentials: string | undefined
+  readonly insecure: boolean
+  readonly tlsCert: string | undefined
+  readonly tlsKey: string | undefined
+  readonly tlsClientCa: string | undefined
+  readonly connectionMessagesPerS: number
+  readonly connectionBytesPerS: number
+}
+
+/** A broker's security options: authentication against the region's credential file unless `--insecure`. */
+export const brokerSecurity = (o: BrokerSecurityFlags) =>
+  Effect.gen(function*() {
+    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) return yield* failUsage("cxlog broker: --tls-cert and --tls-key go together")
+    if (o.tlsClientCa !== undefined && o.tlsCert === undefined) return yield* failUsage("cxlog broker: --tls-client-ca needs --tls-cert and --tls-key")
+    const options: Partial<Pick<BrokerOptions, "credentials" | "tls" | "insecure" | "limits">> = {
+      ...(o.insecure ? { insecure: true } : { credentials: o.credentials ?? (yield* attempt(() => defaultCredentialPath(o.region))) }),
+      ...(o.tlsCert === undefined || o.tlsKey === undefined
+        ? {}
+        : { tls: { cert: o.tlsCert, key: o.tlsKey, ...(o.tlsClientCa === undefined ? {} : { clientCa: o.tlsClientCa }) } }),
+      limits: { messagesPerSecond: o.connectionMessagesPerS, bytesPerSecond: o.connectionBytesPerS }
+    }
+    return options
+  })
+
+export interface ClientSecurityFlags {
+  readonly region: string
+  readonly secretFile: string | undefined
+  readonly tlsCa: string | undefined
+  readonly tlsClientCert: string | undefined
+  readonly tlsClientKey: string | undefined
+  /** `--insecure`: also take brokers that authenticate nobody (without it, a client holding credentials refuses them). */
+  readonly insecure?: boolean
+}
+
+const readPem = (flag: string, path: string) =>
+  Effect.try({ try: () => readFileSync(path), catch: (e) => new CredentialError({ path, reason: `${flag}: ${(e as Error).message}` }) })
+
+/**
+ * A client's credentials (the secret file given, else the region's default one when this
+ * user can read it: the head's local user), TLS files, and whether it takes brokers that
+ * authenticate nobody.
+ */
+export const clientSecurity = (o: ClientSecurityFlags) =>
+  Effect.gen(function*() {
+    if ((o.tlsClientCert === undefined) !== (o.tlsClientKey === undefined)) {
+      return yield* failUsage("--tls-client-cert and --tls-client-key go together")
+    }
+    let credentials: Credentials | undefined
+    if (o.secretFile !== undefined) {
+      credentials = yield* attempt(() => readSecretFile(o.secretFile!))
+    } else {
+      credentials = yield* attempt(() => localCredentials(o.region))
+    }
+    const tls = o.tlsCa === undefined && o.tlsClientCert === undefined ? undefined : {
+      ...(o.tlsCa === undefined ? {} : { ca: yield* readPem("--tls-ca", o.tlsCa) }),
+      ...(o.tlsClientCert === undefined ? {} : { cert: yield* readPem("--tls-client-cert", o.tlsClientCert) }),
+      ...(o.tlsClientKey === undefined ? {} : { key: yield* readPem("--tls-client-key", o.tlsClientKey) })
+    }
+    const options: Pick<PublisherOptions, "credentials" | "tls" | "insecure"> = {
+      ...(credentials === undefined ? {} : { credentials }),
+      ...(o.insecure === true ? { insecure: true } : {}),
+      ...(tls === undefined ? {} : { tls })
+    }
+    return options
+  })
+
+const patterns = (text: string) => text.split(",").map((p) => p.trim()).filter((p) => p !== "")
+
+export interface UserCommand {
+  readonly action: string | undefined
+  readonly name: string | undefined
+  readonly region: string
+  readonly credentials: string | undefined
+  readonly publish: string
+  readonly read: string
+  readonly consume: string
+  readonly secretFile: string | undefined
+  readonly messagesPerS: number
+  readonly bytesPerS: number
+  readonly connections: number
+  readonly json: boolean
+}
+
+/** `cxlog user add NAME | remove NAME | list`. */
+export const users = (o: UserCommand) =>
+  Effect.gen(function*() {
+    const path = o.credentials ?? (yield* attempt(() => defaultCredentialPath(o.region)))
+    switch (o.action) {
+      case "add": {
+        if (o.name === undefined || !/^[A-Za-z0-9._@-]{1,100}$/.test(o.name)) {
+          return yield* failUsage("cxlog user add: name the user: 1 to 100 of A-Z a-z 0-9 . _ @ -")
+        }
+        const credentials = { user: o.name, secret: newSecret() }
+        const limits = { messagesPerSecond: o.messagesPerS, bytesPerSecond: o.bytesPerS, connections: o.connections }
+        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, { publish: patterns(o.publish), read: patterns(o.read), consume: patterns(o.consume) }, limits)))
+        if (o.secretFile !== undefined) {
+          yield* attempt(() => writeSecretFile(o.secretFile!, credentials))
+          return yield* Console.error(`user ${o.name} added to ${path}; its secret is in ${o.secretFile} (0600): give that file to its client (--secret-file)`)
+        }
+        // The secret exists only here: printed once, for the operator to put in a 0600 file.
+        yield* Console.log(`${credentials.user}:${credentials.secret}`)
+        return yield* Console.error(`user ${o.name} added to ${path}; the line above is its secret file's content (keep it 0600; --secret-file)`)
+      }
+      case "remove": {
+        if (o.name === undefined) return yield* failUsage("cxlog user remove: name the user")
+        const removed = yield* attempt(() => removeUser(path, o.name!))
+        if (!removed) return yield* failUsage(`cxlog user remove: ${path} has no user ${o.name}`)
+        return yield* Console.log(`user ${o.name} removed from ${path}: its next connection is refused`)
+      }
+      case "list":
+      case undefined: {
+        const file = yield* attempt(() => readCredentialFile(path))
+        const rows = file.users.map((u) => ({
+          user: u.name,
+          publish: u.publish.join(",") || "-",
+          read: u.read.join(",") || "-",
+          consume: u.consume === undefined ? "*" : u.consume.join(",") || "-",
+          limits: [
+            u.limits?.messagesPerSecond ? `${u.limits.messagesPerSecond} msg/s` : "",
+            u.limits?.bytesPerSecond ? `${u.limits.bytesPerSecond} B/s` : "",
+            u.limits?.connections ? `${u.limits.connections} conn` : ""
+          ].filter((s) => s !== "").join(", ") || "-"
+        }))
+        if (o.json) return yield* Console.log(JSON.stringify({ path, users: rows }))
+        yield* Console.log(`${path}:`)
+        return yield* Console.log(table(["user", "publish", "read", "consume", "limits"], rows.map((r) => [r.user, r.publish, r.read, r.consume, r.limits])))
+      }
+      default:
+        return yield* failUsage(`cxlog user: ${o.action} is not add, remove or list`)
+    }
+  })
+
+/**
+ * A throwaway CA and a broker certificate for 127.0.0.1 (openssl), and the environment that
+ * gives a run's brokers TLS and its publisher the CA; removed with the scope.
+ */
+export const benchTls = Effect.acquireRelease(
+  Effect.try({
+    try: () => {
+      const dir = mkdtempSync(join(tmpdir(), "cxlog-bench-tls-"))
+      const ssl = (args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
+      ssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=cxlog bench CA"])
+      ssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=127.0.0.1"])
+      writeFileSync(join(dir, "broker.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+      ssl(["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "broker.pem", "-days", "1", "-extfile", "broker.ext"])
+      return {
+        dir,
+        env: { CXLOG_TLS_CERT: join(dir, "broker.pem"), CXLOG_TLS_KEY: join(dir, "broker.key"), CXLOG_TLS_CA: join(dir, "ca.pem") }
+      }
+    },
+    catch: (e) => new CredentialError({ path: "openssl", reason: `bench --tls makes its certificates with openssl: ${(e as Error).message.split("\n")[0]}` })
+  }),
+  ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)

@@ -1,0 +1,313 @@
+/**
+ * `cxlog bench --type mirror` (docs/mirror.md, "Figures"): a 3-node JetStream cluster of its
+ * own on loopback, a head and a broker on a fresh region, and in one run:
+ *
+ * 1. direct: this process publishes `messages` messages of `messageBytes` to the stream through
+ *    the mirror's own publishing path (same client, window, headers, ids and fence), with no
+ *    region behind it; the stream is then purged (it keeps its sequence);
+ * 2. `cxlog publish --count` fills the region (its head and broker compile their paths here);
+ * 3. `cxlog mirror` copies that backlog into the stream: mirrorMBps, over direct: mirrorRatio;
+ * 4. the region's publish rate without a mirror, the cluster now as warm as in step 5;
+ * 5. the region's publish rate while the mirror runs beside it (started, caught up and reporting
+ *    `mirroring` first: what is measured is a running mirror, not a booting process):
+ *    publishRatio over step 4, and the cores the mirror and the JetStream servers used meanwhile
+ *    (mirrorSideCores, of which the mirror's own mirrorCores; regionCores: what the region's
+ *    publishing used alone in step 4, all of `cores`);
+ * 5b. the reference: the mirror stopped, the region's publish rate beside plain CPU loads in as many
+ *    processes (the mirror and each server) using the cores the mirror's side used in step 5:
+ *    loadRatio over step 4, what any neighbour of that size costs the region on this machine;
+ *    then beside one load the size of the mirror process's own cores (mirrorLoadRatio): what the
+ *    mirror alone would cost where the JetStream servers run on hosts of their own;
+ * 6. lag: the mirror started again and caught up, 4 s of messages published at a steady
+ *    `--mirror-rate-mbps` (5) while the mirror runs; each message's lag is its stored time in JetStream less its publish timestamp: p50, p99;
+ * 7. audit: the stream read back holds every offset once, in order, with the region's payloads.
+ *
+ * Rates are payload bytes over the span between the first and last message's stored times in
+ * JetStream (steps 1, 3) or the publisher's own elapsed time (4, 5): no start-up in either.
+ */
+import { jetstream, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
+import { connect, type NatsConnection } from "@nats-io/transport-node"
+import { Chunk, Console, Effect, Layer, Option, Stream } from "effect"
+import { spawn } from "node:child_process"
+import { availableParallelism } from "node:os"
+import { DEFAULT_MIRROR_IN_FLIGHT, defaultMirrorSubject, MirrorHeaders, mirrorMessageId, type MirrorOptions } from "../../services/mirror/Mirror.js"
+import type { SubscriberMessage } from "../../services/net/Subscriber.js"
+import { Subscriber } from "../../services/net/Subscriber.js"
+import * as SubscriberLayers from "../../layers/net/Subscriber.js"
+import { openTarget } from "../../layers/mirror/JetStreamTarget.js"
+import { type MirroredMessage, readMirrored } from "../../layers/mirror/MirrorRecord.js"
+import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from "../../layers/mirror/MirrorWindow.js"
+import { attachRegion, processSlot, reader } from "../../layers/Roles.js"
+import { percentile } from "../report/Percentiles.js"
+import { table } from "../report/Table.js"
+import { type RoleProcess, spawnRole, startHeadAndBrokers, stopChild, stopWithParent } from "../run/Cluster.js"
+import { MirrorEvents } from "../roles/RoleEvents.js"
+import { startNatsCluster } from "./peers/NatsCluster.js"
+import { errorText, PeerFailed } from "./peers/PeerServer.js"
+
+export interface MirrorBenchOptions {
+  readonly messages: number
+  readonly messageBytes: number
+  /** The steady load of the lag step, MB/s (for `LAG_SECONDS`). */
+  readonly rateMBps: number
+  readonly maxInFlight?: number
+  readonly json: boolean
+}
+
+const TOPIC = "m"
+const STREAM = "cxlog-bench"
+/** How long the lag step's steady load lasts. */
+const LAG_SECONDS = 4
+const round2 = (n: number) => Math.round(n * 100) / 100
+
+const failed = (detail: string) => (error: unknown) => new PeerFailed({ peer: "nats", detail: `${detail}: ${errorText(error)}` })
+
+/** Stored time (ms) of the stream's message `seq`. */
+const storedAt = (nc: NatsConnection, seq: number) =>
+  Effect.tryPromise({
+    try: async () => {
+      const m = await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq })
+      if (m === null) throw new Error(`message ${seq} is not in the stream`)
+      return m.time.getTime()
+    },
+    catch: failed(`reading message ${seq}`)
+  })
+
+/** MB/s of `count` messages of `bytes` stored between sequences `first` and `first + count − 1`. */
+const storedRate = (nc: NatsConnection, first: number, count: number, bytes: number) =>
+  Effect.gen(function*() {
+    const from = yield* storedAt(nc, first)
+    const to = yield* storedAt(nc, first + count - 1)
+    return (count * bytes) / 1e6 / (Math.max(1, to - from) / 1000)
+  })
+
+const streamState = (nc: NatsConnection) => Effect.tryPromise({ try: async () => (await (await jetstreamManager(nc)).streams.info(STREAM)).state, catch: failed("stream info") })
+
+const awaitStreamLast = (nc: NatsConnection, messages: number, mirror: RoleProcess) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const state = yield* streamState(nc)
+      if (state.messages >= messages) return state
+      // Its failure, with what it said.
+      if (mirror.child.exitCode !== null) return yield* mirror.exited
+      yield* Effect.sleep(50)
+    }
+  })
+
+/** Step 1: the mirror's publishing path with no region behind it. */
+const publishDirect = (servers: ReadonlyArray<string>, options: Required<MirrorBenchOptions>) =>
+  Effect.gen(function*() {
+    const mirrorOptions: MirrorOptions = {
+      topic: "direct",
+      regionId: "direct",
+      servers,
+      stream: STREAM,
+      subject: defaultMirrorSubject(TOPIC),
+      replicas: 3,
+      consumer: "direct",
+      from: 0,
+      maxInFlight: options.maxInFlight,
+      requestTimeoutMs: 10_000,
+      retryForMs: 0
+    }
+    const target = yield* openTarget(mirrorOptions)
+    const payload = new Uint8Array(options.messageBytes).fill(0x61)
+    const message = { offset: 0, timestamp: 0, flags: 0, key: undefined, headers: undefined, payload, bytes: payload, valueOffset: 0, valueLength: payload.length }
+    const w = makeWindow(options.maxInFlight, (yield* target.end).sequence, 0, undefined, () => {})
+    for (let i = 0; i < options.messages; i++) {
+      if (inFlight(w) >= w.capacity) yield* awaitWindow(w, hasRoom)
+      if (w.failure !== undefined) return yield* new PeerFailed({ peer: "nats", detail: `direct publishing: ${w.failure}` })
+      message.offset = i
+      message.timestamp = Date.now()
+      publishOne(w, target, message as unknown as SubscriberMessage)
+    }
+    while (!drained(w)) yield* awaitWindow(w, drained)
+    if (w.failure !== undefined) return yield* new PeerFailed({ peer: "nats", detail: `direct publishing: ${w.failure}` })
+    return w.baseSequence + 1
+  }).pipe(Effect.scoped)
+
+/** Steps 2, 4 and 5: `cxlog publish --count`, its MB/s by its own clock, and the cores it and `roles` (head, broker) used meanwhile. */
+const publishRegion = (env: Record<string, string>, port: number, count: number, messageBytes: number, rateMBps?: number, roles: ReadonlyArray<RoleProcess> = []) =>
+  Effect.gen(function*() {
+    const rolesCpu = () => roles.reduce((sum, role) => sum + (role.cpuSeconds() ?? 0), 0)
+    const cpuBefore = rolesCpu()
+    const startedAt = performance.now()
+    const publisher = yield* spawnRole("publisher", [
+      "publish", "--brokers", `127.0.0.1:${port}`, "--topic", TOPIC, "--count", `${count}`, "--message-bytes", `${messageBytes}`,
+      ...(rateMBps === undefined ? [] : ["--rate-mbps", `${rateMBps}`])
+    ], env)
+    const done = yield* publisher.event("done", 600_000)
+    const cores = (rolesCpu() - cpuBefore + (publisher.cpuSeconds() ?? 0)) / ((performance.now() - startedAt) / 1000)
+    return { mBps: (count * messageBytes) / 1e6 / ((done["elapsedMs"] as number) / 1000), cores }
+  }).pipe(Effect.scoped)
+
+/**
+ * Plain CPU loads using `cores` between them in `processes` child processes (each busy 1 ms, then
+ * idle as long as its share leaves), until the scope closes or this process dies: a neighbour of
+ * a measured size.
+ */
+const cpuLoad = (cores: number, processes: number) =>
+  Effect.forEach(Array.from({ length: processes }, () => Math.min(0.95, Math.max(0.01, cores / processes))), (share) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const idleMs = 1 / share - 1
+        const code = `const tick = () => { const end = performance.now() + 1; while (performance.now() < end); setTimeout(tick, ${idleMs}) }; tick()`
+        return spawn(process.execPath, ["-e", code], { stdio: "ignore" })
+      }),
+      stopChild
+    ).pipe(Effect.tap(stopWithParent)))
+
+/** A message read back, with when JetStream stored it (ms since the epoch). */
+type StoredMessage = MirroredMessage & { readonly stored: number }
+
+/** The stream's first `count` messages, decoded. */
+const readStream = (nc: NatsConnection, count: number) =>
+  Effect.tryPromise({
+    try: async () => {
+      const out: Array<StoredMessage> = []
+      const consumer = await jetstream(nc).consumers.get(STREAM)
+      const messages = await consumer.consume({ max_messages: 2_000 })
+      for await (const m of messages as AsyncIterable<JsMsg>) {
+        out.push({ ...readMirrored(m), stored: m.info.timestampNanos / 1e6 })
+        if (out.length === count) break
+      }
+      await messages.close()
+      return out
+    },
+    catch: failed("reading the stream back")
+  })
+
+/** Step 7: offsets 0..count−1 once, in order, payloads equal to the region's. */
+const auditStream = (region: string, regionId: string, stream: ReadonlyArray<MirroredMessage>, count: number) =>
+  Effect.gen(function*() {
+    if (stream.length !== count) return { passed: false, detail: `${stream.length} messages in the stream, ${count} expected` }
+    const subscriber = yield* Subscriber
+    const subscription = yield* subscriber.subscribe(TOPIC, { from: 0 })
+    const pull = yield* Stream.toPull(subscription.batches)
+    let at = 0
+    while (at < count) {
+      const batch = yield* pull.pipe(Effect.map(Chunk.unsafeHead), Effect.mapError((e) => (Option.isSome(e) ? e.value : new Error("the subscription ended"))))
+      for (const m of batch) {
+        if (at >= count) break
+        const s = stream[at]!
+        const same = s.offset === m.offset && m.offset === at && s.msgId === mirrorMessageId(regionId, TOPIC, at) && Buffer.from(s.payload).equals(Buffer.from(m.payload))
+        if (!same) return { passed: false, detail: `offset ${at}: the stream has offset ${s.offset}, id ${s.msgId}, ${s.payload.length} bytes` }
+        at++
+      }
+    }
+    return { passed: true, detail: `${count} offsets once, in order, payloads equal` }
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(SubscriberLayers.layer.pipe(Layer.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion({ name: region }))))))
+  )
+
+export const benchMirror = (given: MirrorBenchOptions) =>
+  Effect.gen(function*() {
+    const options = { ...given, maxInFlight: given.maxInFlight ?? DEFAULT_MIRROR_IN_FLIGHT }
+    const nats = yield* startNatsCluster(3)
+    const region = `cxlog-bench-mirror-${process.pid}`
+    const lagMessages = Math.max(1_000, Math.round((options.rateMBps * 1e6 * LAG_SECONDS) / options.messageBytes))
+    const total = 5 * options.messages + lagMessages
+    // The region holds the whole run (the audit reads it all back), so publishers never wait for the mirror's hold.
+    const blogBytes = 2 ** Math.ceil(Math.log2(total * (options.messageBytes + 64) * 1.25))
+    const env = { CXLOG_REGION: region, CXLOG_LOG_MAX_TOPICS: "1", CXLOG_LOG_MAX_BROKERS: "1", CXLOG_LOG_BLOG_BYTES: `${Math.max(blogBytes, 16 << 20)}`, CXLOG_LOG_GOI_SLOTS: "262144" }
+    const { head, brokers, ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)
+    const regionRoles = [head, ...brokers]
+    const port = ports[0]!
+    const nc = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => connect({ servers: [...nats.urls], noAsyncTraces: true }), catch: failed("connecting") }),
+      (c) => Effect.promise(() => c.close().catch(() => undefined))
+    )
+
+    const directFirst = yield* publishDirect(nats.urls, options)
+    const directMBps = yield* storedRate(nc, directFirst, options.messages, options.messageBytes)
+    const purged = yield* Effect.tryPromise({ try: async () => (await jetstreamManager(nc)).streams.purge(STREAM), catch: failed("purging") })
+    const base = (yield* streamState(nc)).last_seq
+    if (!purged.success) return yield* new PeerFailed({ peer: "nats", detail: "the stream was not purged" })
+
+    yield* publishRegion(env, port, options.messages, options.messageBytes)
+    const mirrorArgs = ["mirror", "--topic", TOPIC, "--to", nats.urls.join(","), "--stream", STREAM, "--max-in-flight", `${options.maxInFlight}`]
+    const backlog = yield* spawnRole("mirror", [...mirrorArgs, "--until", `${options.messages}`], env)
+    yield* awaitStreamLast(nc, options.messages, backlog)
+    const mirrorMBps = yield* storedRate(nc, base + 1, options.messages, options.messageBytes)
+
+    const { mBps: regionMBps, cores: regionCores } = yield* publishRegion(env, port, options.messages, options.messageBytes, undefined, regionRoles)
+    const mirror = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
+    yield* mirror.event("mirroring", 60_000)
+    yield* awaitStreamLast(nc, 2 * options.messages, mirror)
+    // What the mirror's side (the mirror and the JetStream servers) takes of the machine while the region publishes beside it.
+    const mirrorCpu = () => mirror.cpuSeconds() ?? 0
+    const mirrorSideCpu = () => mirrorCpu() + nats.nodes.reduce((sum, node) => sum + (node.cpuSeconds() ?? 0), 0)
+    const [cpuBefore, mirrorCpuBefore] = [mirrorSideCpu(), mirrorCpu()]
+    const startedAt = performance.now()
+    const { mBps: withMirrorMBps } = yield* publishRegion(env, port, options.messages, options.messageBytes)
+    const seconds = (performance.now() - startedAt) / 1000
+    const [mirrorSideCores, mirrorCores] = [(mirrorSideCpu() - cpuBefore) / seconds, (mirrorCpu() - mirrorCpuBefore) / seconds]
+    yield* awaitStreamLast(nc, 3 * options.messages, mirror)
+    yield* stopChild(mirror.child)
+
+    const besideLoad = (cores: number, processes: number) =>
+      Effect.scoped(Effect.zipRight(cpuLoad(cores, processes), publishRegion(env, port, options.messages, options.messageBytes)))
+    const { mBps: besideLoadMBps } = yield* besideLoad(mirrorSideCores, 1 + nats.nodes.length)
+    const { mBps: besideMirrorLoadMBps } = yield* besideLoad(mirrorCores, 1)
+    const resumed = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
+    yield* awaitStreamLast(nc, 5 * options.messages, resumed)
+    yield* publishRegion(env, port, lagMessages, options.messageBytes, options.rateMBps)
+    yield* awaitStreamLast(nc, total, resumed)
+
+    const regionId = (yield* Effect.tryPromise({
+      try: async () => (await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq: base + 1 }))?.header.get(MirrorHeaders.msgId) ?? "",
+      catch: failed("reading the first message")
+    })).split("/")[0]!
+    const stream = yield* readStream(nc, total)
+    const lags = Float64Array.from(stream.slice(total - lagMessages), (m) => m.stored - m.timestamp).sort()
+    const audit = yield* auditStream(region, regionId, stream, total)
+
+    const mirrorRatio = mirrorMBps / directMBps
+    const result = {
+      bench: "mirror",
+      messages: options.messages,
+      messageBytes: options.messageBytes,
+      maxInFlight: options.maxInFlight,
+      directMBps: round2(directMBps),
+      mirrorMBps: round2(mirrorMBps),
+      mirrorRatio: Math.round(mirrorRatio * 1000) / 1000,
+      regionMBps: round2(regionMBps),
+      regionWithMirrorMBps: round2(withMirrorMBps),
+      publishRatio: Math.round((withMirrorMBps / regionMBps) * 1000) / 1000,
+      // The reference for publishRatio: the region beside plain CPU loads of the mirror side's size.
+      regionBesideLoadMBps: round2(besideLoadMBps),
+      loadRatio: Math.round((besideLoadMBps / regionMBps) * 1000) / 1000,
+      // Beside a load the size of the mirror process alone: its cost where JetStream runs on other hosts.
+      regionBesideMirrorLoadMBps: round2(besideMirrorLoadMBps),
+      mirrorLoadRatio: Math.round((besideMirrorLoadMBps / regionMBps) * 1000) / 1000,
+      // Cores the region's publishing (publisher, broker, head) used alone, and the mirror and the JetStream servers beside it, of `cores`.
+      regionCores: round2(regionCores),
+      mirrorSideCores: round2(mirrorSideCores),
+      // Of mirrorSideCores, the mirror process's own (the rest is the JetStream servers').
+      mirrorCores: round2(mirrorCores),
+      cores: availableParallelism(),
+      lagRateMBps: options.rateMBps,
+      lagMessages: lagMessages,
+      lagP50Ms: round2(percentile(lags, 50)),
+      lagP99Ms: round2(percentile(lags, 99)),
+      auditPassed: audit.passed,
+      audit: audit.detail,
+      ratio: Math.round(mirrorRatio * 1000) / 1000
+    }
+    if (!options.json) {
+      yield* Console.log(table(["cxlog bench --type mirror", "MB/s", "vs direct", "region MB/s", "with mirror", "beside an equal load", "beside the mirror's size", `lag p99 @ ${options.rateMBps} MB/s`, "audit"], [[
+        `${options.messages} × ${options.messageBytes} B`,
+        result.mirrorMBps,
+        result.mirrorRatio,
+        result.regionMBps,
+        result.publishRatio,
+        result.loadRatio,
+        result.mirrorLoadRatio,
+        `${result.lagP99Ms} ms`,
+        audit.detail
+      ]]))
+    }
+    yield* Console.log(JSON.stringify(result))
+    return result
+  }).pipe(Effect.scoped)

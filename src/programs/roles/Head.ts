@@ -1,0 +1,317 @@
+/**
+ * `cxlog head`: creates the region, owns process slot 0, writes the topic table and runs the
+ * sequencer. With `--attach` it takes over an existing region whose head is gone instead: the
+ * sequencer carries on from the region's state (epoch + 1), the coordinator from its rings, and
+ * the region is left in place on exit (it holds data this process did not create). When that
+ * region no longer exists and a data directory is given, it recovers from the directory instead
+ * (what `--recover DIR` does, docs/durability.md) and keeps the new region on exit.
+ *
+ * With `--standby` it maps the region and watches the sequencer lease (a timer, a few loads);
+ * when the lease lapses or its holder is gone it does what `--attach` does, racing any other
+ * standby for the lease (compare-and-swap: one wins, the others go on watching). One that finds
+ * the last head stopped inside a round (SequencerEarlierRoundStopped) stands by on too, taking
+ * over once that process is resumed or gone; `--attach` fails with it instead. A head that
+ * finds itself fenced (a newer head holds the lease) exits at once, running no finalizer: all
+ * it would release is reclaimed as a dead process's, and it writes nothing into the region.
+ */
+import { Data, Duration, Effect, Layer, Schedule } from "effect"
+import {
+  attachRegion,
+  controlTransport,
+  coordinatorClient,
+  coordinatorServer,
+  createRegion,
+  headLog,
+  processSlot,
+  type RegionAccess
+} from "../../layers/Roles.js"
+import type { RegionConfig } from "../../services/RegionLayout.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionExists } from "../../services/region/CxlMemory.js"
+import { checkSequencerOptions, Sequencer, SequencerLeaseHeld, SequencerLeaseLost } from "../../services/log/Sequencer.js"
+import type { SequencerLayerOptions } from "../../layers/log/Sequencer.js"
+import { readHeadLease } from "../../layers/log/HeadLease.js"
+import { LeaseLineView, OrderLineView } from "../../layers/log/RecordViews.js"
+import { Offsets } from "../../layers/region/Superblock.js"
+import { TopicExists, Topics, type TopicSpec } from "../../services/log/Topics.js"
+import * as LogReaderLayers from "../../layers/log/LogReader.js"
+import { awaitSubscribed, durableStats, type DurableStats, durableTier, recoverAll, requireDataDir } from "../../layers/log/durable/DurableTier.js"
+import * as SegmentsLayers from "../../layers/log/durable/Segments.js"
+import * as ConsumersLayers from "../../layers/log/Consumers.js"
+import { restoreAllConsumers, topicsToRecover } from "../../layers/log/durable/DurableTopicState.js"
+import { RegionLayout } from "../../services/RegionLayout.js"
+import { bindRegionCredentials } from "../admin/RegionCredentials.js"
+import { inspectRegion } from "../admin/Regions.js"
+import { report } from "./Report.js"
+
+export interface HeadOptions {
+  readonly region: RegionAccess
+  readonly config: RegionConfig
+  readonly topics: ReadonlyArray<TopicSpec>
+  readonly keep: boolean
+  /** Take over the existing region (its head gone) instead of creating one. */
+  readonly attach: boolean
+  /** Watch the region's head and take over when its lease lapses (implies attaching). */
+  readonly standby?: boolean
+  /** How often a standby looks at the lease. */
+  readonly checkEveryMs?: number
+  readonly sequencer: SequencerLayerOptions
+  /** How often to report each topic's ordered count to an orchestrator (only when there is one: an IPC parent). */
+  readonly reportEveryMs: number
+  /** The durable tier's data directory: topics with replication factor 2 are persisted there (docs/durability.md). */
+  readonly dataDir?: string
+  /** Rebuild the RF 2 topics' logs from `dataDir` before serving (the region is new). */
+  readonly recover?: boolean
+}
+
+/**
+ * Reports each topic's ordered message count (the end of its total order) every `everyMs`: read
+ * from its order line, the one field the report needs (`LogReader.bounds` would also walk the
+ * retained window for the earliest offset, at every report).
+ */
+const reportOrdered = (topics: ReadonlyArray<TopicSpec>, everyMs: number) =>
+  Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const area = (yield* RegionLayout).log
+    const lookup = (yield* Topics).lookup
+    const lines: Array<readonly [string, number]> = []
+    for (const topic of topics) lines.push([topic.name, area.orderLine((yield* lookup(topic.name).pipe(Effect.orDie)).id)])
+    const orderLines = new OrderLineView(region)
+    return yield* Effect.sync(() => {
+      const ordered: Record<string, number> = {}
+      for (const [name, line] of lines) {
+        region.invalidate(line, LINE_BYTES)
+        ordered[name] = orderLines.totalOrder(line)
+      }
+      report({ event: "ordered", ordered })
+    }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(everyMs))))
+  })
+
+/** `cxlog head` without `--attach` on a region that exists: what it holds and the safe ways on. */
+export class HeadRegionExists extends Data.TaggedError("HeadRegionExists")<{
+  readonly region: string
+  /** Its head's pid (0 if none is known) and whether that process still runs. */
+  readonly headPid: number
+  readonly headAlive: boolean
+  readonly orderedMessages: number
+  readonly topics: ReadonlyArray<{ readonly name: string; readonly ordered: number }>
+}> {
+  override get message() {
+    if (this.headAlive) {
+      return `region ${this.region} is already served by a live head (pid ${this.headPid}); give this head another --region (--region / CXLOG_REGION)`
+    }
+    const held = this.topics.length === 0
+      ? "no topics"
+      : `${this.orderedMessages} ordered messages (${this.topics.map((t) => `${t.name}: ${t.ordered}`).join(", ")})`
+    return `a region named ${this.region} already exists and holds ${held}; its head${this.headPid > 0 ? ` (pid ${this.headPid})` : ""} is gone. ` +
+      `Start the head with --attach to carry on with it, or discard it with \`cxlog regions --remove ${this.region}\`` +
+      (this.orderedMessages > 0 ? ` (that destroys those ${this.orderedMessages} messages)` : "")
+  }
+}
+
+/** `cxlog head --attach` on a region whose head is alive and holds its lease. */
+export class HeadActive extends Data.TaggedError("HeadActive")<{
+  readonly region: string
+  readonly pid: number
+  readonly expiresAtMs: number
+}> {
+  override get message() {
+    return `region ${this.region} is served by a live head (pid ${this.pid}) that holds the sequencer lease; ` +
+      `--attach is for a region whose head is gone. Start this head with --standby to take over when that one stops or dies`
+  }
+}
+
+/** A head that lost its lease to a newer one (it was stopped or hung past the lease): it exits without writing. */
+const exitFenced = (lost: SequencerLeaseLost): never => {
+  report({ event: "fenced", epoch: lost.epoch, holderPid: lost.holderPid })
+  process.stderr.write(`cxlog head: ${lost.message}; exiting without writing\n`)
+  // No finalizer may run: each would write (close the broadcast ring, release slots) into a region a newer head owns.
+  process.exit(3)
+}
+
+/** Creates each topic, or with `attach` keeps one that exists with the same spec. */
+const ensureTopics = (specs: ReadonlyArray<TopicSpec>, attach: boolean) =>
+  Effect.gen(function*() {
+    const topics = yield* Topics
+    const existing = attach ? yield* topics.list : []
+    for (const spec of specs) {
+      const found = existing.find((t) => t.name === spec.name)
+      if (found === undefined) yield* topics.create(spec)
+      else if (found.order !== spec.order || found.ackLevel !== spec.ackLevel || found.replicationFactor !== spec.replicationFactor) {
+        return yield* new TopicExists({ name: spec.name })
+      }
+    }
+  })
+
+/** One head's life on the region: create (or attach), coordinator and sequencer, until stopped or fenced. */
+const serve = (options: HeadOptions) =>
+  Effect.gen(function*() {
+    const sequencer = yield* Sequencer
+    // Stopped (SIGSTOP) past its lease and continued: look before anything else runs.
+    const onContinue = () => {
+      if (!sequencer.holdsLease()) exitFenced(new SequencerLeaseLost({ epoch: sequencer.epoch, holderPid: 0 }))
+    }
+    yield* Effect.acquireRelease(Effect.sync(() => process.on("SIGCONT", onContinue)), () => Effect.sync(() => process.off("SIGCONT", onContinue)))
+    yield* requireDataDir(options.topics, options.dataDir)
+    yield* ensureTopics(options.topics, options.attach)
+    // The region's topics, not only those given: a head that attached or took over serves every topic its region holds.
+    const topics = yield* (yield* Topics).list
+    const region = yield* CxlMemory
+    // Its default credential files are this region's from now on (a region made again under the name gets others).
+    yield* Effect.try(() => bindRegionCredentials(options.region.name, region.f64[Offsets.createdAtMs / 8]!)).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`head: cannot bind the region's credential files to it: ${String(error)}`))
+    )
+    const layout = yield* RegionLayout
+    yield* Effect.logInfo(
+      `head: region ${options.region.name} (${(layout.totalBytes / 2 ** 20).toFixed(1)} MiB), sequencer epoch ${sequencer.epoch}, topics: ${
+        topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
+      }`
+    )
+    let recoverStarted: number | undefined
+    let recoveredMs: number | undefined
+    if (options.dataDir !== undefined) {
+      const segments = SegmentsLayers.layer({ directory: options.dataDir })
+      const regionLog = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => Layer.merge(LogReaderLayers.layer(l.log), ConsumersLayers.layer(l.log))))
+      if (options.recover === true) {
+        recoverStarted = performance.now()
+        yield* recoverAll(layout.log).pipe(Effect.provide(segments))
+        // Named consumers at their committed offsets, before the head is ready (and before the tier's first snapshot).
+        const recovered = (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2)
+        yield* restoreAllConsumers(recovered).pipe(Effect.provide(Layer.merge(segments, regionLog)))
+      }
+      const stats: DurableStats = { streams: new Map(), subscribed: new Set() }
+      yield* durableTier(layout.log, stats).pipe(Effect.provide(Layer.merge(segments, regionLog)), Effect.forkScoped)
+      // Ready only once every RF 2 topic's writer holds retention: nothing published can be recycled before it is on disk.
+      yield* awaitSubscribed(stats, (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2).map((t) => t.name), 10_000)
+      yield* Effect.logInfo(`head: durable tier in ${options.dataDir} (topics with replication factor 2)`)
+      // From the first record read to the tier writing again (bench durable: the head's start around it swings on a loaded machine).
+      if (recoverStarted !== undefined) recoveredMs = performance.now() - recoverStarted
+      if (process.send !== undefined) {
+        yield* Effect.sync(() => report({ event: "durable", ...durableStats(stats) })).pipe(
+          Effect.repeat(Schedule.spaced(Duration.millis(options.reportEveryMs))),
+          Effect.forkScoped
+        )
+      }
+    }
+    report({ event: "ready", region: options.region.name, epoch: sequencer.epoch, pid: process.pid, ...(recoveredMs === undefined ? {} : { recoveredMs }) })
+    // Progress reports are for an orchestrator (`cxlog run` / `bench`); a head started by hand has no one to tell, and no timer.
+    if (process.send !== undefined) {
+      yield* reportOrdered(topics, options.reportEveryMs).pipe(Effect.forkScoped)
+    }
+    return yield* sequencer.run.pipe(Effect.catchTag("SequencerLeaseLost", (lost) => Effect.sync(() => exitFenced(lost))))
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(
+      coordinatorClient().pipe(
+        Layer.provideMerge(coordinatorServer()),
+        Layer.provideMerge(headLog({
+          ...options.sequencer,
+          onFirstOrdered: (atMs) => report({ event: "firstOrdered", atMs, pid: process.pid })
+        })),
+        Layer.provideMerge(controlTransport),
+        Layer.provideMerge(processSlot("head", 0)),
+        Layer.provideMerge(options.attach ? attachRegion(options.region) : createRegion(options.region, options.config, options.keep))
+      )
+    ),
+    Effect.catchTag("RegionExists", (exists) =>
+      Effect.flatMap(inspectRegion(options.region.name), (info): Effect.Effect<never, RegionExists | HeadRegionExists> =>
+        info === undefined
+          ? Effect.fail(exists)
+          : Effect.fail(
+            new HeadRegionExists({
+              region: info.name,
+              headPid: info.kind === "head" ? info.owner.pid : info.processes.find((p) => p.slot === 0)?.pid ?? 0,
+              headAlive: info.inUse,
+              orderedMessages: info.orderedMessages,
+              topics: info.topics
+            })
+          ))),
+    Effect.catchTag("SequencerLeaseHeld", (held): Effect.Effect<never, HeadActive | SequencerLeaseHeld> =>
+      options.standby === true ? Effect.fail(held) : Effect.fail(new HeadActive({ region: options.region.name, pid: held.pid, expiresAtMs: held.expiresAtMs })))
+  )
+
+/**
+ * Whether the region's head is gone: its lease is not held (no holder, expired, or its process
+ * exited: HeadLease.ts). A region no head has held yet (epoch 0) is its creator's to start: not gone.
+ */
+const headGone = (region: CxlMemoryShape, lines: LeaseLineView): boolean => {
+  region.invalidate(Offsets.sequencerLease, LINE_BYTES)
+  const lease = readHeadLease(lines, Date.now())
+  return lease.epoch !== 0 && !lease.held
+}
+
+/** How often a standby looks at the lease by default: a crashed head (its process gone) is replaced well within a second. */
+export const DEFAULT_STANDBY_CHECK_MS = 100
+
+/**
+ * Maps the region and waits (a timer, no spinning) until its head is gone. A region that does
+ * not exist yet, or is still being created, is waited for too: a standby may start with its head.
+ */
+const awaitHeadGone = (options: HeadOptions) => {
+  const everyMs = options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS
+  return Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const lines = new LeaseLineView(region)
+    while (!headGone(region, lines)) yield* Effect.sleep(everyMs)
+  }).pipe(
+    Effect.provide(attachRegion(options.region)),
+    Effect.retry({ while: (e) => e._tag === "RegionMissing" || e._tag === "RegionNotReady", schedule: Schedule.spaced(Duration.millis(everyMs)) })
+  )
+}
+
+const standby = (options: HeadOptions) =>
+  Effect.gen(function*() {
+    const attached: HeadOptions = { ...options, attach: true, sequencer: { ...options.sequencer, waitForLeaseMs: 0 } }
+    report({ event: "standby", region: options.region.name, pid: process.pid })
+    yield* Effect.logInfo(`head: standing by for region ${options.region.name}, checking its lease every ${options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS} ms`)
+    for (;;) {
+      yield* awaitHeadGone(options)
+      const standingBy = yield* serve(attached).pipe(
+        Effect.as(false),
+        Effect.catchTags({
+          SequencerLeaseHeld: (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true),
+          // The last head is stopped inside a round (it would write on once resumed): no takeover yet, and no exit either.
+          // The lease was let go; the next try waits on that round again, and goes on once it ends or its process is gone.
+          SequencerEarlierRoundStopped: (stopped) =>
+            Effect.as(
+              Effect.logWarning(
+                `head: process ${stopped.pid}, named by an earlier head's round marker, has been stopped inside its round for ${stopped.waitedMs} ms; ` +
+                  `standing by (this head takes over once it is resumed or gone)`
+              ),
+              true
+            ),
+          // The last head stopped and removed the region (it was not started with --keep): wait for the next one.
+          RegionMissing: () => Effect.as(Effect.logWarning(`head: region ${options.region.name} was removed; standing by for a new one`), true)
+        })
+      )
+      if (!standingBy) return
+    }
+  })
+
+/**
+ * `--recover DIR` (or `--attach` finding no region): a new region with the topics given and every
+ * other topic the data directory recorded, rebuilt from it.
+ */
+const recovering = (options: HeadOptions & { readonly dataDir: string }) =>
+  Effect.gen(function*() {
+    const topics = yield* topicsToRecover(options.topics).pipe(Effect.provide(SegmentsLayers.layer({ directory: options.dataDir })))
+    yield* Effect.logInfo(`head: recovering ${topics.length} topic(s) from ${options.dataDir}: ${topics.map((t) => t.name).join(", ") || "none"}`)
+    return yield* serve({ ...options, topics, attach: false, recover: true })
+  })
+
+export const head = (options: HeadOptions) =>
+  // Checked at start, before a region is made: a standby's sequencer layer would find a bad bound only at its takeover.
+  Effect.zipRight(checkSequencerOptions(options.sequencer), headWith(options))
+
+const headWith = (options: HeadOptions) => {
+  const { dataDir } = options
+  if (options.standby === true) return standby(options)
+  if (options.recover === true && dataDir !== undefined) return recovering({ ...options, dataDir })
+  if (!options.attach || dataDir === undefined) return serve(options)
+  // The region is gone but its data directory is not: rebuild from it. The new region is kept on
+  // exit, as an attached one is, so the next `--attach` finds it.
+  return serve(options).pipe(Effect.catchTag("RegionMissing", (missing) =>
+    Effect.zipRight(
+      Effect.logWarning(`head: region ${missing.name} does not exist; recovering it from the data directory ${dataDir}`),
+      recovering({ ...options, dataDir, keep: true })
+    )))
+}

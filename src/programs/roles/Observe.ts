@@ -1,0 +1,64 @@
+/**
+ * What every role process shares for being watched: `--metrics-port` (its Prometheus
+ * endpoint) and `--log-format` (text, or one JSON object a line on stderr).
+ */
+import { Config, Effect, FiberRef, HashSet, Logger } from "effect"
+import * as Cli from "../cli/CliKit.js"
+import { serveMetrics } from "./MetricsServer.js"
+
+export const metricsPortFlag = Cli.integer("metrics-port", {
+  default: 0,
+  min: 0,
+  placeholder: "PORT",
+  env: "CXLOG_METRICS_PORT",
+  description: "serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off; CXLOG_METRICS_HOST sets the address)"
+})
+
+export const logFormatFlag = Cli.choice("log-format", ["text", "json"], {
+  default: "text",
+  env: "CXLOG_LOG_FORMAT",
+  description: "log lines as text, or as one JSON object a line on stderr"
+})
+
+/** The flags every role command takes. */
+export const observeFlags = { metricsPort: metricsPortFlag, logFormat: logFormatFlag }
+
+export interface ObserveSettings {
+  readonly metricsPort: number
+  readonly logFormat: "text" | "json"
+}
+
+/**
+ * JSON log lines replace whatever loggers the CLI installed (its pretty one), on stderr so a
+ * command's data on stdout (subscribe's messages) stays clean. The format goes into the
+ * environment too, so the roles `cxlog run` and `bench` fork log the same way.
+ */
+export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  format === "text"
+    ? effect
+    : Effect.sync(() => {
+      process.env["CXLOG_LOG_FORMAT"] = "json"
+    }).pipe(
+      Effect.zipRight(Effect.locallyWith(effect, FiberRef.currentLoggers, () => HashSet.make(Logger.withConsoleError(Logger.jsonLogger))))
+    )
+
+/** The address metrics endpoints listen on: `CXLOG_METRICS_HOST`, else loopback only. */
+export const metricsHost: Config.Config<string> = Config.string("CXLOG_METRICS_HOST").pipe(Config.withDefault("127.0.0.1"))
+
+/**
+ * Runs a role with its metrics endpoint (when a port is set) and log format. `labels` go on
+ * every series (`role`, and `broker` for a broker) so one Prometheus or dashboard tells roles
+ * apart. The address it serves on is logged.
+ */
+export const observed = (role: string, settings: ObserveSettings, labels: Record<string, string> = {}) =>
+<A, E, R>(effect: Effect.Effect<A, E, R>) => {
+  const withMetrics = settings.metricsPort > 0
+    ? Effect.gen(function*() {
+      const host = yield* metricsHost
+      const served = yield* serveMetrics({ host, port: settings.metricsPort, labels: { role, ...labels } })
+      yield* Effect.logInfo(`${role}: metrics on http://${served.host}:${served.port}/metrics`)
+      return yield* effect
+    }).pipe(Effect.scoped)
+    : effect
+  return withMetrics.pipe(withLogFormat(settings.logFormat))
+}

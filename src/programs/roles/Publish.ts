@@ -1,0 +1,378 @@
+/**
+ * `cxlog publish`: publishes messages to brokers over TCP. With `--count` it publishes that
+ * many stamped messages (see Audit.ts) as fast as the in-flight window allows; otherwise it
+ * publishes each line of standard input as one message. A line the publisher refuses (too
+ * large for a batch, or a broker refused the session) stops the command: the lines before it
+ * are flushed, none after it is sent (a skipped line would change the stream's order), and
+ * the command fails naming the line. Lines sent but not acknowledged (a broker died, none
+ * was reachable) fail it with `LinesNotAcknowledged`, naming those lines (the publisher's
+ * `unacknowledged`) and keeping the refusal, if any. With `--count`, messages sent but not
+ * acknowledged (the final flush or a wait for window room ran out of time, the publisher
+ * failed) fail it with `MessagesNotAcknowledged`, naming what waited and which messages were
+ * not acknowledged. Those are not always the last ones sent (at ACK level 0 each batch is done
+ * when written to its own broker's socket), and any of them may be in the log already (a batch
+ * ordered whose ACK never came; in orders 0/2/4 even one ordered after a missing one), so
+ * neither message suggests they are all missing, unless no batch ever reached a broker that
+ * accepted the session (every broker refused it, at authentication say): then none is in the
+ * log, and both say so. `message` (a key, headers) goes with every message.
+ */
+import { Console, Data, Effect, Schedule, Stream } from "effect"
+import { createInterface } from "node:readline"
+import * as PublisherLayers from "../../layers/net/Publisher.js"
+import { localPublisher, type RegionAccess } from "../../layers/Roles.js"
+import { quantiles, summarize } from "../report/Percentiles.js"
+import {
+  type MessageOptions,
+  type MessageRange,
+  type PublishAckTimeout,
+  Publisher,
+  type PublisherOptions,
+  type PublisherStats,
+  type PublishError
+} from "../../services/net/Publisher.js"
+import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
+import { makeMessageClock, type MessageClock } from "../run/MessageClock.js"
+import { report as reportToParent, type RoleEvent } from "./Report.js"
+
+export interface PublishOptions {
+  readonly publisher: PublisherOptions
+  /** Stamped messages to publish; undefined publishes lines (of `lines`, default stdin). */
+  readonly count?: number
+  /**
+   * With `count`: this many stamped messages first (numbered before the `count`), all acknowledged
+   * before the rest; progress and the figures of `done` cover only what follows (a warm process and
+   * cluster), and a `warm` event says when it starts.
+   */
+  readonly warmupCount?: number
+  /** The lines to publish when `count` is unset; default standard input. */
+  readonly lines?: AsyncIterable<string>
+  readonly messageBytes: number
+  /** This publisher's index in the audit (stamped into each message). */
+  readonly publisherIndex: number
+  readonly flushTimeoutMs: number
+  readonly reportEveryMs: number
+  /** Where progress and done events go; default the orchestrator's IPC channel, if any. */
+  readonly report?: (event: RoleEvent) => void
+  /** Offered load in MB/s (stamped mode); unset = as fast as the in-flight window allows. */
+  readonly rateMBps?: number
+  /** A key and headers every message carries. */
+  readonly message?: MessageOptions
+  /** Publish from this host into the region itself (a local publisher: no broker; `publisher.brokers` unused). */
+  readonly local?: RegionAccess
+  /**
+   * Say each acknowledgement as it comes: an `acked` event with the batch's message range, sent
+   * from the publisher's ACK callback. What a test that kills the publisher compares the log with.
+   */
+  readonly reportAcks?: boolean
+}
+
+/** The payload of each stamped message: `messageBytes`, or the stamp's size if that is more. */
+const stampedBytes = (messageBytes: number) => Math.max(messageBytes, AUDIT_HEADER_BYTES)
+
+/**
+ * Why a publisher would refuse the stamped messages `options` describe (its options, or their
+ * size), before it connects: `cxlog run` and `bench` ask before they start any process.
+ */
+export const stampedRefusal = (options: Pick<PublishOptions, "publisher" | "messageBytes" | "message">) =>
+  PublisherLayers.refusal(options.publisher, stampedBytes(options.messageBytes), options.message)
+
+/** Stamped messages `from` to `count - 1`, each timed by `clock` from the call that hands it over. */
+const publishStamped = (from: number, count: number, options: PublishOptions, clock: MessageClock) =>
+  Effect.gen(function*() {
+    const publisher = yield* Publisher
+    const payload = new Uint8Array(stampedBytes(options.messageBytes))
+    for (let i = AUDIT_HEADER_BYTES; i < payload.length; i++) payload[i] = (i * 31) & 0xff
+    let seq = from
+    const started = performance.now()
+    const perMs = options.rateMBps === undefined ? Infinity : (options.rateMBps * 1e6) / payload.length / 1000
+    // Per message: stamp and copy into the open batch, no Effect. `true`: every message due is published.
+    const publishDue = (): boolean | PublishError => {
+      const now = performance.now()
+      const allowed = Math.min(count, perMs === Infinity ? count : from + Math.floor((now - started) * perMs) + 1)
+      while (seq < allowed) {
+        stamp(payload, options.publisherIndex, seq)
+        clock.published(seq, now)
+        const taken = publisher.tryPublish(payload, options.message)
+        if (taken !== true) return taken
+        seq++
+      }
+      return true
+    }
+    // Under an offered load, a plain timer paces the messages (every 1 ms, or when the next one is
+    // due if that is later): the fiber only wakes when the window is full, on an error, or at the
+    // end (an Effect.sleep per tick cost about twice the CPU of the timer's own wake-up).
+    const paced = Effect.async<boolean | PublishError>((resume) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const tick = () => {
+        // Outside any fiber here: a throw must become this effect's defect, not an uncaught exception.
+        let outcome: boolean | PublishError
+        try {
+          outcome = publishDue()
+        } catch (defect) {
+          return resume(Effect.die(defect))
+        }
+        if (outcome !== true || seq >= count) return resume(Effect.succeed(outcome))
+        timer = setTimeout(tick, Math.max(1, Math.ceil((seq - from) / perMs - (performance.now() - started))))
+      }
+      tick()
+      return Effect.sync(() => clearTimeout(timer))
+    })
+    const fill = perMs === Infinity ? Effect.sync(publishDue) : paced
+    while (seq < count) {
+      const outcome = yield* fill
+      if (outcome === false) yield* publisher.writable
+      else if (outcome !== true) return yield* Effect.fail(outcome)
+    }
+  })
+
+/** An input line the publisher refused; the lines before it were published, none after it. */
+export class LineNotPublished extends Data.TaggedError("LineNotPublished")<{
+  /** 1-based line number. */
+  readonly line: number
+  readonly bytes: number
+  readonly cause: PublishError | PublishAckTimeout
+}> {
+  override get message() {
+    return `line ${this.line} (${this.bytes} bytes) was not published: ${this.cause.message}; the ${this.line - 1} lines before it were, none after it`
+  }
+}
+
+export class InputUnreadable extends Data.TaggedError("InputUnreadable")<{ readonly reason: string }> {
+  override get message() {
+    return `reading the lines to publish failed: ${this.reason}`
+  }
+}
+
+/** Ranges shown in a message; the rest are counted. */
+const SHOWN_RANGES = 8
+
+/** 1-based numbers of the messages in `ranges` (numbered from 0): "3-4, 7 and 9-12", the first few and how many more. */
+export const describeRanges = (ranges: ReadonlyArray<MessageRange>): string => {
+  const shown = ranges.slice(0, SHOWN_RANGES).map((r) => (r.count === 1 ? `${r.from + 1}` : `${r.from + 1}-${r.from + r.count}`))
+  if (ranges.length > SHOWN_RANGES) {
+    const more = ranges.slice(SHOWN_RANGES).reduce((n, r) => n + r.count, 0)
+    return `${shown.join(", ")} and ${more} more (in ${ranges.length - SHOWN_RANGES} ranges)`
+  }
+  return shown.length === 1 ? shown[0]! : `${shown.slice(0, -1).join(", ")} and ${shown[shown.length - 1]}`
+}
+
+const countOf = (ranges: ReadonlyArray<MessageRange>) => ranges.reduce((n, r) => n + r.count, 0)
+
+/**
+ * Batches this publisher wrote to a broker that had accepted its session (resends included).
+ * None: nothing it was handed can be in the log.
+ */
+const batchesSent = (stats: PublisherStats) => stats.brokers.reduce((n, b) => n + b.sent, 0)
+
+/** Why none of them is in the log, when no batch reached a broker. */
+const NONE_IN_THE_LOG = "none is in the log: no batch reached a broker that accepted the session"
+
+/** How many were acknowledged, in words, beside those a message names. */
+const acknowledgedOf = (acknowledged: number, named: number, noun: string) =>
+  acknowledged === 0 ? "none was acknowledged" : named === 0 ? `all ${acknowledged} ${noun} were acknowledged` : `the other ${acknowledged} ${noun} were acknowledged`
+
+/**
+ * Lines were sent but not all acknowledged (a broker died, none was reachable, the head is
+ * gone): `unacknowledged` names them (from the publisher; numbered from 0), `line` is the first.
+ * Each may or may not be in the log: not necessarily the last lines sent, nor all missing;
+ * unless `batchesSent` is 0. `stopped` is why the input ended early, when it did (a refused
+ * line), which the failed flush does not replace.
+ */
+export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged")<{
+  /** 1-based number of the first line not acknowledged. */
+  readonly line: number
+  /** Lines handed to the publisher. */
+  readonly sent: number
+  /** Batches written to a broker that had accepted the session: with none, no line is in the log. */
+  readonly batchesSent: number
+  readonly unacknowledged: ReadonlyArray<MessageRange>
+  readonly cause: PublishError | PublishAckTimeout
+  readonly stopped?: LineNotPublished | InputUnreadable
+}> {
+  override get message() {
+    const after = this.stopped === undefined ? "" : `; the input stopped there: ${this.stopped.message}`
+    // No broker ever accepted the publisher: nothing left this process, so the cause says it all.
+    if (this.cause._tag === "BrokersUnreachable") return `${this.cause.message}; none of the ${this.sent} lines reached a broker${after}`
+    const missing = countOf(this.unacknowledged)
+    if (this.batchesSent === 0 && missing > 0) {
+      return `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} not published (${NONE_IN_THE_LOG}): ${this.cause.message}${after}`
+    }
+    const lines = missing === 0
+      ? "the flush failed"
+      : `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} sent but not acknowledged`
+    return `${lines} (${missing === 0 ? "" : `${missing === 1 ? "it" : "each"} may or may not be in the log; `}${acknowledgedOf(this.sent - missing, missing, "lines")}): ${this.cause.message}${after}`
+  }
+}
+
+/**
+ * `--count` stamped messages not all acknowledged: sending message `sent + 1` failed (`during`
+ * "send": its wait for window room ran out, or the publisher failed), or the final flush did
+ * ("flush"). `unacknowledged` names the messages handed to the publisher but not acknowledged
+ * (numbered from 0): not necessarily the last ones, and each may or may not be in the log;
+ * unless `batchesSent` is 0.
+ */
+export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknowledged")<{
+  /** Messages asked for (`--count`). */
+  readonly count: number
+  /** Messages handed to the publisher. */
+  readonly sent: number
+  /** Batches written to a broker that had accepted the session: with none, no message is in the log. */
+  readonly batchesSent: number
+  readonly unacknowledged: ReadonlyArray<MessageRange>
+  readonly during: "send" | "flush"
+  readonly cause: PublishError | PublishAckTimeout
+}> {
+  override get message() {
+    if (this.cause._tag === "BrokersUnreachable") return `${this.cause.message}; none of the ${this.count} messages reached a broker`
+    const waiting = this.during === "flush"
+      ? "the final flush"
+      : this.cause._tag === "PublishAckTimeout"
+      ? `waiting for window room to send message ${this.sent + 1}`
+      : `sending message ${this.sent + 1}`
+    const missing = countOf(this.unacknowledged)
+    const named = this.count - this.sent + missing
+    if (this.batchesSent === 0) return `${named} of ${this.count} messages not acknowledged, and ${NONE_IN_THE_LOG}; ${waiting} failed: ${this.cause.message}`
+    const sentPart = missing === 0
+      ? ""
+      : `${missing === 1 ? "message" : "messages"} ${describeRanges(this.unacknowledged)} sent, ${missing === 1 ? "it" : "each"} may or may not be in the log; `
+    const unsent = this.count > this.sent ? `${this.count - this.sent === 1 ? "message" : "messages"} ${describeRanges([{ from: this.sent, count: this.count - this.sent }])} never sent; ` : ""
+    return `${named} of ${this.count} messages not acknowledged: ${sentPart}${unsent}${acknowledgedOf(this.sent - missing, named, "messages")}; ${waiting} failed: ${this.cause.message}`
+  }
+}
+
+/** Publishes each line; gives how many the publisher took, and why the input stopped early if it did. */
+const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | undefined) =>
+  Effect.gen(function*() {
+    const publisher = yield* Publisher
+    const encoder = new TextEncoder()
+    let line = 0
+    let sent = 0
+    const input = yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) })).pipe(
+      Stream.runForEach((text) => {
+        line++
+        const payload = encoder.encode(text)
+        return publisher.publish(payload, message).pipe(
+          Effect.mapError((cause) => new LineNotPublished({ line, bytes: payload.length, cause })),
+          Effect.tap(() => void sent++)
+        )
+      }),
+      Effect.either
+    )
+    return { input, sent }
+  })
+
+/** A publisher's counts since `base` (the counts at the end of a warm-up). */
+const countedSince = (stats: PublisherStats, base: PublisherStats | undefined): PublisherStats =>
+  base === undefined ? stats : {
+    ...stats,
+    messages: stats.messages - base.messages,
+    batches: stats.batches - base.batches,
+    ackedBatches: stats.ackedBatches - base.ackedBatches,
+    ackedMessages: stats.ackedMessages - base.ackedMessages
+  }
+
+/** The stamped warm-up (`warmupCount`), every message acknowledged; its publisher counts, or undefined without one. */
+const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void, clock: MessageClock) =>
+  Effect.gen(function*() {
+    const warmup = options.warmupCount ?? 0
+    if (warmup === 0 || options.count === undefined) return undefined
+    const publisher = yield* Publisher
+    const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) =>
+      new MessagesNotAcknowledged({ count: warmup, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
+    const started = performance.now()
+    yield* publishStamped(0, warmup, options, clock).pipe(Effect.mapError(notAcknowledged("send")))
+    yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
+    const base = publisher.stats()
+    report({ event: "warm", elapsedMs: performance.now() - started, messages: base.ackedMessages })
+    return base
+  })
+
+const publishing = (options: PublishOptions, clock: MessageClock) =>
+  Effect.gen(function*() {
+    const publisher = yield* Publisher
+    const report = options.report ?? reportToParent
+    const warm = yield* warmUp(options, report, clock)
+    if (options.count !== undefined) clock.measure(warm?.messages ?? 0, options.count)
+    const started = performance.now()
+    const stats = () => countedSince(publisher.stats(), warm)
+    // elapsedMs: the orchestrator's live rate uses the same clock as the summary's.
+    yield* Effect.sync(() => report({ event: "progress", elapsedMs: performance.now() - started, ...stats() })).pipe(
+      Effect.repeat(Schedule.spaced(options.reportEveryMs)),
+      Effect.forkScoped
+    )
+    // Lines: a refused line ends the input, but what was taken before it is still flushed first.
+    if (options.count === undefined) {
+      const { input, sent } = yield* publishLines(options.lines ?? createInterface({ input: process.stdin }), options.message)
+      const stopped = input._tag === "Left" ? input.left : undefined
+      // A line is one message, numbered as the publisher numbers them.
+      yield* publisher.flush(options.flushTimeoutMs).pipe(
+        Effect.mapError((cause) => {
+          const unacknowledged = publisher.unacknowledged()
+          return new LinesNotAcknowledged({
+            line: (unacknowledged[0]?.from ?? sent) + 1,
+            sent,
+            batchesSent: batchesSent(publisher.stats()),
+            unacknowledged,
+            cause,
+            ...(stopped === undefined ? {} : { stopped })
+          })
+        })
+      )
+      if (stopped !== undefined) return yield* Effect.fail(stopped)
+    } else {
+      const from = warm === undefined ? 0 : warm.messages
+      const count = from + options.count
+      const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) => {
+        return new MessagesNotAcknowledged({ count, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
+      }
+      yield* publishStamped(from, count, options, clock).pipe(Effect.mapError(notAcknowledged("send")))
+      yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
+    }
+    const elapsedMs = performance.now() - started
+    report({ event: "acknowledged", elapsedMs })
+    // Stamped messages: each one's, from its publish call; lines: each batch's, from its seal.
+    const latencies = options.count === undefined ? publisher.ackLatencies(warm?.ackedBatches) : clock.latenciesUs()
+    const latency = summarize(latencies)
+    const counted = stats()
+    report({
+      event: "done",
+      elapsedMs,
+      startedAtMs: performance.timeOrigin + started,
+      ackLatencyP50Us: latency.p50,
+      ackLatencyP99Us: latency.p99,
+      ackLatencyQuantilesUs: quantiles(latencies),
+      ...counted
+    })
+    // No input (empty stdin, --count 0): no latency to give, rather than NaN.
+    const ackLatency = latency.count === 0 ? "no batch acknowledged" : `ack latency p50 ${latency.p50.toFixed(0)} µs, p99 ${latency.p99.toFixed(0)} µs`
+    yield* Console.error(
+      `publisher: ${counted.messages} messages in ${counted.batches} batches${warm === undefined ? "" : ` after a warm-up of ${warm.messages}`}, ${
+        (elapsedMs / 1000).toFixed(2)
+      } s; ${ackLatency}; resends ${counted.resends}, fences ${counted.fences}`
+    )
+    return { elapsedMs, latency, stats: counted }
+  }).pipe(Effect.scoped)
+
+/** The publisher `options` ask for: to brokers over TCP, or local (into the region itself); `clock` hears its ACKs (and the orchestrator, with `reportAcks`). */
+const publisherLayer = (options: PublishOptions, clock: MessageClock) => {
+  const report = options.report ?? reportToParent
+  const onAcknowledged = options.reportAcks === true
+    ? (range: MessageRange) => {
+      clock.acknowledged(range)
+      report({ event: "acked", from: range.from, count: range.count })
+    }
+    : clock.acknowledged
+  const publisher = { ...options.publisher, onAcknowledged }
+  if (options.local === undefined) return PublisherLayers.layer(publisher)
+  const { brokers: _brokers, ...local } = publisher
+  return localPublisher(options.local, local)
+}
+
+/** Publishes; stamped messages the publisher would refuse fail it before it connects (a usage mistake). */
+export const publish = (options: PublishOptions) =>
+  Effect.gen(function*() {
+    const refused = options.count === undefined ? undefined : stampedRefusal(options)
+    if (refused !== undefined) return yield* refused
+    const clock = makeMessageClock()
+    return yield* publishing(options, clock).pipe(Effect.provide(publisherLayer(options, clock)))
+  })

@@ -1,0 +1,306 @@
+/**
+ * `cxlog subscribe`: a local reader of a topic's total order (it maps the region). With
+ * `--audit` it checks the messages `cxlog publish`/`run` stamped and reports the audit.
+ *
+ * An audit reads to the end of the ordered log, not just until every message arrived once,
+ * so a duplicate ordered after the last distinct message is counted: the end is the log's end
+ * when `publishersDone` first holds (`cxlog run` says so once its publisher is acked), or,
+ * without that signal, when every message has arrived once. Past that end with messages still
+ * missing, it keeps reading until `idleTimeoutMs` (with ACK 0 they may still be ordered); what
+ * is then missing is lost. Stopping before that end, missing messages are "not delivered".
+ *
+ * Every wait is bounded: `--limit` fails with `ReadIdle` after `idleTimeoutMs` without a new
+ * message, and any wait fails with `HeadUnavailable` once the head is gone past its bound (a
+ * plain tail with the head alive waits for as long as it runs).
+ */
+import { Chunk, Console, Data, Effect, Layer, Option, Stream } from "effect"
+import * as SubscriberLayers from "../../layers/net/Subscriber.js"
+import { layerRemote, type RemoteSubscriberOptions } from "../../layers/net/SubscriberRemote.js"
+import { attachRegion, processSlot, reader, type RegionAccess } from "../../layers/Roles.js"
+import { Subscriber, type SubscriberMessage } from "../../services/net/Subscriber.js"
+import { loadAddonSync } from "../../native/Native.js"
+import { type LogBatchView, LogReader, type LogMessageView } from "../../services/log/LogReader.js"
+import { LogCorrupt } from "../../services/log/Topics.js"
+import { valueStart } from "../../layers/net/BatchPayload.js"
+import { type AuditResult, auditFigures, makeAudit } from "../run/Audit.js"
+import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
+import type { OrderMode } from "../../services/log/OrderModes.js"
+
+export interface SubscribeOptions {
+  readonly region: RegionAccess
+  readonly topic: string
+  readonly from: number | "earliest" | "latest"
+  /** Audit `publishers × perPublisher` stamped messages, reading to the end of the log (see above). */
+  readonly audit?: { readonly publishers: number; readonly perPublisher: number; readonly order: OrderMode }
+  /** Audit mode: true once every publisher has finished; the log's end then is where the audit stops. */
+  readonly publishersDone?: () => boolean
+  /** Without an audit: stop after this many messages (default: run until interrupted). */
+  readonly limit?: number
+  /** Give up when nothing new arrives for this long (audit mode, and `limit`). */
+  readonly idleTimeoutMs: number
+  readonly reportEveryMs: number
+  /** Print each message (no audit): its total order and payload as text. */
+  readonly print: boolean
+  /** Where progress and done events go; default the orchestrator's IPC channel, if any. */
+  readonly report?: (event: RoleEvent) => void
+}
+
+export class ReadIdle extends Data.TaggedError("ReadIdle")<{
+  readonly topic: string
+  readonly received: number
+  readonly limit: number
+  readonly idleMs: number
+  readonly position: number
+}> {
+  override get message() {
+    return `topic ${this.topic}: no new message for ${this.idleMs} ms after ${this.received} of the ${this.limit} asked for (at offset ${this.position}; --idle-timeout-ms)`
+  }
+}
+
+/** The reader over whatever LogReader is provided (`subscribe` maps the region for it). */
+export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
+  Effect.gen(function*() {
+    const report = options.report ?? reportToParent
+    const log = yield* LogReader
+    const cursor = yield* log.subscribe(options.topic, { from: options.from, durable: true })
+    report({ event: "subscribed", position: cursor.position() })
+    const addon = loadAddonSync()
+    const audit = options.audit === undefined ? undefined : makeAudit(options.audit.publishers, options.audit.perPublisher, options.audit.order)
+    const decoder = new TextDecoder()
+    let messages = 0
+    let bytes = 0
+    const onMessage = (m: LogMessageView) => {
+      messages++
+      bytes += m.length
+      if (options.print) {
+        // The log hands out whole record bodies: the value follows the key and headers (checked by the broker).
+        const start = valueStart(m.bytes, m.offset - 8, m.flags, m.length)
+        process.stdout.write(`${m.totalOrder}\t${decoder.decode(m.bytes.subarray(Math.max(start, m.offset), m.offset + m.length))}\n`)
+      }
+    }
+    /**
+     * Audit mode reads whole batches: one callback per batch, the crc32c over its payload, then
+     * a plain loop over its messages (their lengths bounds-checked, as `poll` would).
+     */
+    let malformed: string | undefined
+    const u32 = (b: Uint8Array, o: number) => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0
+    const onBatch = (batch: LogBatchView) => {
+      if (audit === undefined) return
+      audit.batchCrc(addon.crc32c(batch.bytes, batch.offset, batch.length) === batch.crc32c)
+      const { bytes: region, messageCount, startIndex } = batch
+      const end = batch.offset + batch.length
+      let at = batch.offset
+      for (let i = 0; i < messageCount; i++) {
+        const length = at + 8 <= end ? u32(region, at) : -1
+        if (length < 0 || length > end - at - 8) {
+          malformed ??= `batch ${batch.globalSeq}: message ${i} overruns its payload`
+          return
+        }
+        if (i >= startIndex) {
+          messages++
+          bytes += length
+          // A plain record's value starts after its 8-byte header; the batch's first carries its base timestamp first.
+          const flags = u32(region, at + 4)
+          const value = (flags & 0xff) === 0 ? at + 8 : valueStart(region, at, flags, length)
+          if (value < 0) audit.message(region, at + 8, 0)
+          else audit.message(region, value, at + 8 + length - value)
+        }
+        at += 8 + ((length + 7) & ~7)
+      }
+      if (at !== end) malformed ??= `batch ${batch.globalSeq}: ${end - at} bytes follow its last message`
+    }
+    /** Audit mode: the log's end the audit reads to, once known, and whether the reader got there. */
+    let end: number | undefined
+    let readToEnd = false
+    /** Audit mode: when every message had arrived once (epoch ms), the clock point an e2e MB/s ends at. */
+    let completeAtMs: number | undefined
+    const started = Date.now()
+    let lastReport = started
+    let lastProgress = started
+    for (;;) {
+      const n = audit === undefined ? yield* cursor.poll(onMessage, 256) : yield* cursor.pollBatches(onBatch, 256)
+      if (malformed !== undefined) return yield* new LogCorrupt({ reason: `topic ${options.topic}: ${malformed}` })
+      const now = Date.now()
+      if (n > 0) lastProgress = now
+      if (now - lastReport >= options.reportEveryMs) {
+        lastReport = now
+        report({ event: "progress", messages, bytes, position: cursor.position() })
+      }
+      if (audit === undefined) {
+        if (options.limit !== undefined && messages >= options.limit) break
+      } else {
+        if (completeAtMs === undefined && n > 0 && audit.complete()) completeAtMs = performance.timeOrigin + performance.now()
+        if (end === undefined && (options.publishersDone === undefined ? audit.complete() : options.publishersDone())) {
+          end = (yield* log.bounds(options.topic)).end
+        }
+        if (end !== undefined && cursor.position() >= end) {
+          readToEnd = true
+          if (audit.complete()) break
+        }
+      }
+      if (n === 0) {
+        if (audit !== undefined && now - lastProgress > options.idleTimeoutMs) break
+        if (options.limit !== undefined && now - lastProgress > options.idleTimeoutMs) {
+          return yield* new ReadIdle({ topic: options.topic, received: messages, limit: options.limit, idleMs: now - lastProgress, position: cursor.position() })
+        }
+        yield* cursor.awaitMore(100)
+      }
+    }
+    const elapsedMs = Date.now() - started
+    const result: AuditResult | undefined = audit?.result(readToEnd)
+    report({ event: "done", messages, bytes, elapsedMs, audit: result, ...(completeAtMs === undefined ? {} : { completeAtMs }) })
+    if (result !== undefined) {
+      yield* Console.error(
+        `subscriber: ${messages} messages${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
+          result.passed ? "passed" : "FAILED"
+        }: received ${result.received}, ${auditFigures(result)}`
+      )
+    }
+    return result
+  }).pipe(Effect.scoped)
+
+export const subscribe = (options: SubscribeOptions) =>
+  readTopic(options).pipe(
+    Effect.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))),
+    Effect.tapError((error) => Effect.sync(() => reportFailure(error)))
+  )
+
+export interface PrintOptions {
+  readonly topic: string
+  readonly from: number | "earliest" | "latest"
+  /** Read over TCP from these brokers (with these credentials); without, read the region in place. */
+  readonly remote?: Pick<RemoteSubscriberOptions, "brokers" | "credentials" | "tls">
+  readonly region: RegionAccess
+  /** Read as this named consumer: it resumes where it committed, and commits what was printed. */
+  readonly consumer?: string
+  /** Print exactly this many messages, then commit and exit. */
+  readonly limit?: number
+  /** With `limit`: give up (`ReadIdle`) after this long without a new message. */
+  readonly idleTimeoutMs: number
+  readonly format: "text" | "json"
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** Bytes as UTF-8 text, or undefined when they are not. */
+const textOf = (bytes: Uint8Array): string | undefined => {
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")
+
+/**
+ * One output line: `offset<TAB>value` (base64 when the value is not UTF-8), or JSON with the
+ * offset, timestamp, key and headers when the message has them, and the value. Each of key,
+ * header value and value is text under its name, or base64 under `…Base64` when it is not UTF-8.
+ */
+export const formatLine = (format: PrintOptions["format"], m: SubscriberMessage): string => {
+  const text = textOf(m.payload)
+  if (format === "text") return `${m.offset}\t${text ?? base64(m.payload)}\n`
+  const line: Record<string, unknown> = { offset: m.offset, timestamp: m.timestamp }
+  if (m.key !== undefined) {
+    const key = textOf(m.key)
+    if (key === undefined) line["keyBase64"] = base64(m.key)
+    else line["key"] = key
+  }
+  if (m.headers !== undefined) {
+    line["headers"] = m.headers.map((h) => {
+      const value = textOf(h.value)
+      return value === undefined ? { name: h.name, valueBase64: base64(h.value) } : { name: h.name, value }
+    })
+  }
+  if (text === undefined) line["payloadBase64"] = base64(m.payload)
+  else line["payload"] = text
+  return `${JSON.stringify(line)}\n`
+}
+
+/**
+ * Stdout failed (its reader went away: `cxlog subscribe … | head -1`): what was printed before
+ * `position` reached it; the batch being written did not, so nothing past `position` may be
+ * committed for it.
+ */
+export class OutputClosed extends Data.TaggedError("OutputClosed")<{
+  readonly topic: string
+  readonly printed: number
+  readonly position: number
+  readonly reason: string
+}> {
+  override get message() {
+    return `topic ${this.topic}: stdout closed (${this.reason}) after ${this.printed} messages, up to offset ${this.position}`
+  }
+}
+
+/** Writes `text` to stdout, resuming once it is written; fails with the write's error (EPIPE: the reader is gone). */
+const writeOut = (text: string) =>
+  Effect.async<void, Error>((resume) => {
+    process.stdout.write(text, (error) => resume(error == null ? Effect.void : Effect.fail(error)))
+  })
+
+/**
+ * `cxlog subscribe` without an audit: prints the topic through the Subscriber — over TCP from
+ * any broker, or from the region in place — holding no retention unless it reads as a named
+ * consumer. With `limit` it prints exactly that many messages; a consumer then commits the
+ * offset after the last one printed (and, while it runs, what it printed every 100 ms). A
+ * closed stdout (`| head -1`) ends it normally, committing nothing past what stdout took.
+ */
+export const printTopic = (options: PrintOptions) =>
+  Effect.gen(function*() {
+    const subscriber = yield* Subscriber
+    const subscription = yield* subscriber.subscribe(options.topic, {
+      from: options.from,
+      ...(options.consumer === undefined ? {} : { consumer: options.consumer })
+    })
+    reportToParent({ event: "subscribed", position: subscription.start })
+    const pull = yield* Stream.toPull(subscription.batches)
+    const next = pull.pipe(
+      Effect.map(Chunk.unsafeHead),
+      Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.dieMessage("the subscription ended")))
+    )
+    const limit = options.limit ?? Infinity
+    let printed = 0
+    let last = subscription.start
+    /** How many messages, up to which offset, stdout took: a batch counts once its write succeeded. */
+    let written = { printed: 0, position: subscription.start }
+    while (printed < limit) {
+      const batch = options.limit === undefined
+        ? yield* next
+        : yield* next.pipe(Effect.timeoutFail({
+          duration: options.idleTimeoutMs,
+          onTimeout: () => new ReadIdle({ topic: options.topic, received: printed, limit, idleMs: options.idleTimeoutMs, position: last })
+        }))
+      let out = ""
+      for (const m of batch) {
+        if (printed === limit) break
+        out += formatLine(options.format, m)
+        printed++
+        last = m.offset + 1
+      }
+      // The next pull may commit this batch: only once stdout has handed it to the kernel (a
+      // pipe's writes can queue in this process, and a SIGKILL would lose them).
+      // Failing here stops before the next pull, which would commit the batch stdout refused.
+      yield* writeOut(out).pipe(
+        Effect.mapError((error) => new OutputClosed({ topic: options.topic, ...written, reason: error.message }))
+      )
+      written = { printed, position: last }
+    }
+    if (options.consumer !== undefined) yield* subscription.commit(last)
+    reportToParent({ event: "done", messages: printed, position: last })
+    return printed
+  }).pipe(
+    Effect.scoped,
+    // Nobody reads any more: a normal end (exit 0), with nothing committed past what was printed.
+    Effect.catchTag("OutputClosed", (closed) =>
+      Effect.sync(() => {
+        reportToParent({ event: "done", messages: closed.printed, position: closed.position, outputClosed: true })
+        return closed.printed
+      })),
+    Effect.tapError((error) => Effect.sync(() => reportFailure(error))),
+    Effect.provide(
+      options.remote !== undefined
+        ? layerRemote(options.remote)
+        : SubscriberLayers.layer.pipe(Layer.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))))
+    )
+  )

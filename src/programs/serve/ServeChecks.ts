@@ -1,0 +1,77 @@
+/**
+ * What `cxlog serve` checks before it starts a process: that its region is not there already
+ * (served by a live head, or left behind by one that is gone) and that every broker's port is
+ * free. Each refusal is a typed error saying which it is and the ways on, where the head or a
+ * broker would fail only after the others had started.
+ */
+import { Data, Effect } from "effect"
+import { createServer } from "node:net"
+import { inspectRegion } from "../admin/Regions.js"
+
+/** The region `cxlog serve` would create exists: in use by a live head, or left by one that is gone. */
+export class ServeRegionTaken extends Data.TaggedError("ServeRegionTaken")<{
+  readonly region: string
+  /** Whether a process that uses it still runs (its head, or one in its process table). */
+  readonly inUse: boolean
+  /** Its head's pid (0 if none is known). */
+  readonly headPid: number
+  readonly orderedMessages: number
+}> {
+  override get message() {
+    if (this.inUse) {
+      return `region ${this.region} is in use: ${this.headPid > 0 ? `its head (pid ${this.headPid})` : "a process in it"} still runs ` +
+        `(another cxlog serve, or a cxlog head). Connect to that one, stop it, or give this serve another --region (CXLOG_REGION)`
+    }
+    const held = this.orderedMessages > 0 ? ` and holds ${this.orderedMessages} ordered messages` : ""
+    return `region ${this.region} already exists in /dev/shm${held}; the head that made it${this.headPid > 0 ? ` (pid ${this.headPid})` : ""} is gone. ` +
+      `Remove it with \`cxlog regions --remove ${this.region}\`${this.orderedMessages > 0 ? " (that destroys those messages)" : ""}, ` +
+      `give this serve another --region, or carry on with its data by hand: \`cxlog head --attach --region ${this.region}\``
+  }
+}
+
+/** A port a broker of `cxlog serve` would listen on is taken by another process. */
+export class ServePortTaken extends Data.TaggedError("ServePortTaken")<{
+  readonly host: string
+  readonly port: number
+  /** The broker that would listen there (broker i listens on --port + i). */
+  readonly brokerId: number
+  /** The first broker's port (`--port`). */
+  readonly firstPort: number
+}> {
+  override get message() {
+    const whose = this.brokerId === 0 ? "broker 0's (--port)" : `broker ${this.brokerId}'s (--port ${this.firstPort} + ${this.brokerId})`
+    return `port ${this.port} on ${this.host}, ${whose}, is taken by another process (EADDRINUSE). Give serve another --port ` +
+      `(CXLOG_BROKER_PORT; broker i listens on --port + i), or stop what listens there (\`ss -ltnp 'sport = :${this.port}'\` names it)`
+  }
+}
+
+/** Fails with ServeRegionTaken when a cxlog region named `region` exists in /dev/shm. */
+export const requireRegionFree = (region: string) =>
+  Effect.flatMap(inspectRegion(region), (info) =>
+    info === undefined ? Effect.void : Effect.fail(
+      new ServeRegionTaken({
+        region: info.name,
+        inUse: info.inUse,
+        headPid: info.owner.pid,
+        orderedMessages: info.orderedMessages
+      })
+    ))
+
+/**
+ * Whether something already listens on `host:port`: a listen there fails with EADDRINUSE. Any
+ * other refusal (no such address here, a port that needs privileges) is the broker's to report,
+ * with its own words, when it tries.
+ */
+const portTaken = (host: string, port: number) =>
+  Effect.async<boolean>((resume) => {
+    const probe = createServer()
+    probe.once("error", (error: NodeJS.ErrnoException) => resume(Effect.succeed(error.code === "EADDRINUSE")))
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resume(Effect.succeed(false))))
+    return Effect.sync(() => probe.close())
+  })
+
+/** Fails with ServePortTaken naming the first of `host:firstPort …` (one port per broker) that is taken. */
+export const requirePortsFree = (host: string, firstPort: number, brokers: number) =>
+  Effect.forEach(Array.from({ length: brokers }, (_, i) => i), (brokerId) =>
+    Effect.flatMap(portTaken(host, firstPort + brokerId), (taken) =>
+      taken ? Effect.fail(new ServePortTaken({ host, port: firstPort + brokerId, brokerId, firstPort })) : Effect.void), { discard: true })
