@@ -13,15 +13,3 @@ export const packageRoot = (): string => {
     dir = parent
   }
 }
-
-/**
- * The `cxlog` CLI to fork role processes from: `CXLOG_CLI`, else the bundled CLI
- * (`dist/cxlog.mjs`, fastest to start), else the compiled one.
- */
-export const cliEntry = (): string => {
-  const override = process.env["CXLOG_CLI"]
-  if (override !== undefined && override !== "") return override
-  const root = packageRoot()
-  const bundle = join(root, "dist", "cxlog.mjs")
-  return existsSync(bundle) ? bundle : join(root, "dist", "src", "programs", "cli.js")
-}

@@ -24,18 +24,13 @@ import {
 import { processTableBytes } from "./region/ProcessSlot.js"
 import { SUPERBLOCK_BYTES } from "./region/Superblock.js"
 import { type ControlConfig, type Layout, type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
+import { defaultsOf, settingsConfig } from "../Settings.js"
+import { CONTROL_LAYOUT_SETTINGS } from "../services/control/ControlSettings.js"
 
 // The contract lives in services/RegionLayout.ts; the package's RegionLayout namespace (index.ts) has always offered it here too.
 export { type ControlConfig, type Layout, type RegionConfig, RegionLayout }
 
-export const defaultControlConfig: ControlConfig = {
-  maxProcesses: 32,
-  requestRingBytes: 64 << 10,
-  broadcastRingBytes: 256 << 10,
-  appRings: 8,
-  appRingBytes: 256 << 10,
-  appRingReaders: 8
-}
+export const defaultControlConfig: ControlConfig = defaultsOf(CONTROL_LAYOUT_SETTINGS.settings)
 
 export const defaultRegionConfig: RegionConfig = { control: defaultControlConfig, log: defaultLogConfig }
 
@@ -144,17 +139,7 @@ export const layer: Layer.Layer<RegionLayout, RegionLayoutInvalid | LogConfigInv
   Effect.flatMap(CxlMemory, (region) => resolve(configFromParams(region.params), region.size))
 )
 
-/** One control field from the environment variable `env`, by default the default configuration's. */
-const controlField = (field: keyof ControlConfig, env: string) => Config.integer(env).pipe(Config.withDefault(defaultControlConfig[field]))
-
-/** Control configuration from `CXLOG_MAX_PROCESSES`, `CXLOG_REQUEST_RING_BYTES`, … with defaults. */
-export const controlConfig: Config.Config<ControlConfig> = Config.all({
-  maxProcesses: controlField("maxProcesses", "CXLOG_MAX_PROCESSES"),
-  requestRingBytes: controlField("requestRingBytes", "CXLOG_REQUEST_RING_BYTES"),
-  broadcastRingBytes: controlField("broadcastRingBytes", "CXLOG_BROADCAST_RING_BYTES"),
-  appRings: controlField("appRings", "CXLOG_APP_RINGS"),
-  appRingBytes: controlField("appRingBytes", "CXLOG_APP_RING_BYTES"),
-  appRingReaders: controlField("appRingReaders", "CXLOG_APP_RING_READERS")
-})
+/** The control configuration from its variables (services/control/ControlSettings.ts), defaulting each field. */
+export const controlConfig: Config.Config<ControlConfig> = settingsConfig(CONTROL_LAYOUT_SETTINGS.settings)
 
 export const regionConfig: Config.Config<RegionConfig> = Config.all({ control: controlConfig, log: logConfig })

@@ -7,6 +7,8 @@ import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import { join } from "node:path"
 import { packageRoot } from "../PackageRoot.js"
+import { readSetting } from "../Settings.js"
+import { NATIVE_SETTINGS } from "./NativeSettings.js"
 
 export type WaitOutcome = "woken" | "not-equal" | "timed-out"
 export type OpenMode = "create" | "attach" | "create-or-attach"
@@ -103,8 +105,8 @@ export const prebuiltAddonPath = (): string => join(packageRoot(), "prebuilds", 
  * loads, and a developer's checkout always), else the prebuilt one for this platform.
  */
 export const addonPath = (): string => {
-  const given = process.env["CXLOG_NATIVE_PATH"]
-  if (given !== undefined && given !== "") return given
+  const given = readSetting(NATIVE_SETTINGS.settings.nativePath)
+  if (given !== undefined) return given
   const fromSource = join(packageRoot(), "build", "Release", "cxlog_native.node")
   return existsSync(fromSource) ? fromSource : prebuiltAddonPath()
 }

@@ -24,6 +24,7 @@ import { userCommand } from "./commands/UserCommand.js"
 import { configuration } from "./admin/Configuration.js"
 import { mirrorCommand } from "./roles/Mirror.js"
 import { report, tolerateClosedOutput } from "./roles/Report.js"
+import { processEnvironment } from "../Settings.js"
 
 const VERSION = "0.1.0"
 
@@ -78,8 +79,8 @@ const main = Effect.suspend(() => {
   const words = process.argv.slice(2)
   // Read before parsing: it says how a command line that does not parse is reported.
   const isVerbose = words.includes("--verbose") ||
-    Either.getOrElse(Cli.resolveFlag("cxlog", verbose, process.env), () => ({ value: false })).value === true
-  const color = Cli.useColor(process.stdout, process.env)
+    Either.getOrElse(Cli.resolveFlag("cxlog", verbose, processEnvironment()), () => ({ value: false })).value === true
+  const color = Cli.useColor(process.stdout, processEnvironment())
   const named = commands.find((c) => c.name === words[0])
   return Cli.runApp(app, words.filter((w) => w !== "--verbose"), color).pipe(
     Effect.catchAllCause((cause) => {

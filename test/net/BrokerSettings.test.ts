@@ -6,14 +6,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
-import { parseSize } from "../../src/programs/cli/CliKit.js"
-import { BROKER_SETTINGS } from "../../src/services/net/Broker.js"
+import { parseSize } from "../../src/Settings.js"
+import { BROKER_SETTINGS as BROKER_TABLE } from "../../src/services/net/NetSettings.js"
+
+const BROKER_SETTINGS = BROKER_TABLE.settings
 
 const configFrom = (env: Record<string, string>) => Effect.withConfigProvider(BrokerLayers.config, ConfigProvider.fromMap(new Map(Object.entries(env))))
 
 describe("broker settings", () => {
   it("the size default the CLI shows is the default in bytes", () => {
-    expect(parseSize(BROKER_SETTINGS.maxBatchBytes.shown)).toEqual(Either.right(BROKER_SETTINGS.maxBatchBytes.default))
+    expect(parseSize(BROKER_SETTINGS.maxBatchBytes.shownDefault!)).toEqual(Either.right(BROKER_SETTINGS.maxBatchBytes.default))
   })
 
   it.effect("with no variable set, config gives the table's defaults; each variable set is read", () =>
@@ -38,5 +40,12 @@ describe("broker settings", () => {
         [BROKER_SETTINGS.insecure.env]: "true"
       })
       expect(set).toEqual({ host: "10.1.2.3", port: 7411, maxBatchBytes: 4096, ackIntervalMs: 2, idleTimeoutMs: 3000, maxConnections: 9, credentials: "/tmp/users", insecure: true })
+    }))
+
+  it.effect("a size variable takes the docs' units", () =>
+    Effect.gen(function*() {
+      expect((yield* configFrom({ [BROKER_SETTINGS.maxBatchBytes.env]: "2MiB" })).maxBatchBytes).toBe(2 << 20)
+      const refused = yield* Effect.either(configFrom({ [BROKER_SETTINGS.maxBatchBytes.env]: "2 parsecs" }))
+      expect(Either.isLeft(refused) && String(refused.left)).toContain(BROKER_SETTINGS.maxBatchBytes.env)
     }))
 })

@@ -191,7 +191,10 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       const region = yield* uniqueRegion("cli-config")
       const malformed = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "abc" })
       expect(malformed.code).toBe(2)
-      expect(oneLine(malformed.stderr)).toBe(`cxlog head: CXLOG_LOG_BLOG_BYTES: Expected an integer value but received "abc"`)
+      expect(oneLine(malformed.stderr)).toBe(`cxlog head: CXLOG_LOG_BLOG_BYTES: abc is not a size: use 64KiB, 1GiB, … or a number of bytes`)
+      // The size is read as the docs write it: 2MiB is a region the head creates.
+      const sized = yield* runCli(["config", "--json"], { CXLOG_LOG_BLOG_BYTES: "2MiB" })
+      expect((JSON.parse(sized.stdout) as Array<{ variable: string; value: string }>).find((r) => r.variable === "CXLOG_LOG_BLOG_BYTES")?.value).toBe(`${2 << 20}`)
       const unworkable = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "100" })
       expect(unworkable.code).toBe(2)
       expect(oneLine(unworkable.stderr)).toMatch(

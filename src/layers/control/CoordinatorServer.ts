@@ -31,6 +31,8 @@ import { everyTick } from "../region/Cadence.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
 import { isOwnerAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { type Layout, RegionLayout } from "../../services/RegionLayout.js"
+import { settingsConfig } from "../../Settings.js"
+import { COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
 
 export interface ServerOptions {
   /** A participant dying mid-barrier: drop it and release the others, or fail the barrier. */
@@ -291,10 +293,7 @@ export const makeServer = (options: ServerOptions = {}) =>
 
 export const layerServer = (options: ServerOptions = {}) => Layer.scoped(CoordinatorServer, makeServer(options))
 
-export const serverOptionsConfig: Config.Config<ServerOptions> = Config.all({
-  onParticipantDeath: Config.literal("drop", "fail")("CXLOG_BARRIER_ON_DEATH").pipe(Config.withDefault("drop" as const)),
-  heartbeatStaleMs: Config.integer("CXLOG_HEARTBEAT_STALE_MS").pipe(Config.withDefault(2_000)),
-  debugBarriers: Config.boolean("CXLOG_DEBUG_BARRIERS").pipe(Config.withDefault(false))
-})
+/** The coordinator's options from its variables (services/control/ControlSettings.ts). */
+export const serverOptionsConfig: Config.Config<ServerOptions> = settingsConfig(COORDINATOR_SETTINGS.settings)
 
 export const layerServerConfig = Layer.unwrapEffect(Effect.map(serverOptionsConfig, layerServer))

@@ -23,21 +23,13 @@ import { Config, Data, Effect } from "effect"
 import type { LogArea, LogConfig } from "../../services/log/LogArea.js"
 import { alignLine } from "./Records.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { defaultsOf, settingsConfig } from "../../Settings.js"
+import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 
 // The interfaces are the contract (services/log/LogArea.ts); the log layers take them from here.
 export type { LogArea, LogConfig }
 
-export const defaultLogConfig: LogConfig = {
-  maxTopics: 4,
-  maxBrokers: 4,
-  pbrSlots: 1024,
-  blogBytes: 16 << 20,
-  goiSlots: 1 << 16,
-  sessionSlots: 1024,
-  subscriberSlots: 8,
-  listenerSlots: 32,
-  maxBatchBytes: 1 << 20
-}
+export const defaultLogConfig: LogConfig = defaultsOf(LOG_LAYOUT_SETTINGS.settings)
 
 const FIELDS = [
   "maxTopics",
@@ -213,15 +205,5 @@ export const logAreaFromParams = (params: ReadonlyArray<number>, at = 0): { read
   return { base: params[at] ?? Number.NaN, config }
 }
 
-/** The log configuration from `CXLOG_LOG_*` variables, defaulting each field. */
-export const logConfig: Config.Config<LogConfig> = Config.all({
-  maxTopics: Config.integer("CXLOG_LOG_MAX_TOPICS").pipe(Config.withDefault(defaultLogConfig.maxTopics)),
-  maxBrokers: Config.integer("CXLOG_LOG_MAX_BROKERS").pipe(Config.withDefault(defaultLogConfig.maxBrokers)),
-  pbrSlots: Config.integer("CXLOG_LOG_PBR_SLOTS").pipe(Config.withDefault(defaultLogConfig.pbrSlots)),
-  blogBytes: Config.integer("CXLOG_LOG_BLOG_BYTES").pipe(Config.withDefault(defaultLogConfig.blogBytes)),
-  goiSlots: Config.integer("CXLOG_LOG_GOI_SLOTS").pipe(Config.withDefault(defaultLogConfig.goiSlots)),
-  sessionSlots: Config.integer("CXLOG_LOG_SESSION_SLOTS").pipe(Config.withDefault(defaultLogConfig.sessionSlots)),
-  subscriberSlots: Config.integer("CXLOG_LOG_SUBSCRIBER_SLOTS").pipe(Config.withDefault(defaultLogConfig.subscriberSlots)),
-  listenerSlots: Config.integer("CXLOG_LOG_LISTENER_SLOTS").pipe(Config.withDefault(defaultLogConfig.listenerSlots)),
-  maxBatchBytes: Config.integer("CXLOG_LOG_MAX_BATCH_BYTES").pipe(Config.withDefault(defaultLogConfig.maxBatchBytes))
-})
+/** The log configuration from its `CXLOG_LOG_*` variables (services/log/LogSettings.ts), defaulting each field. */
+export const logConfig: Config.Config<LogConfig> = settingsConfig(LOG_LAYOUT_SETTINGS.settings)

@@ -10,13 +10,15 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MirrorStatus } from "../../services/mirror/Mirror.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
+import { readSetting, xdgRuntimeDir } from "../../Settings.js"
+import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
 
 /** `CXLOG_MIRROR_STATUS_DIR`, else `$XDG_RUNTIME_DIR/cxlog/mirrors`, else `<tmp>/cxlog-mirrors-<uid>`. */
 export const mirrorStatusDirectory = (): string => {
-  const override = process.env["CXLOG_MIRROR_STATUS_DIR"]
-  if (override !== undefined && override !== "") return override
-  const runtime = process.env["XDG_RUNTIME_DIR"]
-  return runtime !== undefined && runtime !== "" ? join(runtime, "cxlog", "mirrors") : join(tmpdir(), `cxlog-mirrors-${process.getuid?.() ?? 0}`)
+  const override = readSetting(MIRROR_SETTINGS.settings.statusDir)
+  if (override !== undefined) return override
+  const runtime = xdgRuntimeDir()
+  return runtime !== undefined ? join(runtime, "cxlog", "mirrors") : join(tmpdir(), `cxlog-mirrors-${process.getuid?.() ?? 0}`)
 }
 
 const safe = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, "_")

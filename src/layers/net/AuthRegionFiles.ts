@@ -9,6 +9,7 @@ import { join } from "node:path"
 import type { Credentials } from "./AuthClient.js"
 import { CredentialError, type RegionBinding, upsertUser, userRecord, writePrivateFile } from "./AuthCredentialFile.js"
 import { newSecret } from "./AuthKeys.js"
+import { xdgRuntimeDir } from "../../Settings.js"
 
 /**
  * This user's private directory for credential and secret files: `$XDG_RUNTIME_DIR/cxlog`, else
@@ -16,8 +17,8 @@ import { newSecret } from "./AuthKeys.js"
  * nobody else may enter (a squatted one in a shared /tmp would leak secrets).
  */
 export const authDirectory = (): string => {
-  const runtime = process.env["XDG_RUNTIME_DIR"]
-  const dir = runtime !== undefined && runtime !== "" ? join(runtime, "cxlog") : join(tmpdir(), `cxlog-auth-${process.getuid?.() ?? 0}`)
+  const runtime = xdgRuntimeDir()
+  const dir = runtime !== undefined ? join(runtime, "cxlog") : join(tmpdir(), `cxlog-auth-${process.getuid?.() ?? 0}`)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const stat = lstatSync(dir)
   const uid = process.getuid?.()

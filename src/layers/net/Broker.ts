@@ -24,7 +24,7 @@
 import { Config, type ConfigError, Effect, FiberSet, Layer, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { isIPv4 } from "node:net"
-import { Broker, BROKER_SETTINGS, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
+import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
 import { Topics } from "../../services/log/Topics.js"
@@ -37,19 +37,21 @@ import { holdConnection } from "./BrokerAdmission.js"
 import type { BrokerState, Settings } from "./BrokerState.js"
 import { ackEncoder } from "./Frame.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
+import { settingsConfig } from "../../Settings.js"
+import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 
 /** See `BrokerOptions.idleTimeoutMs`. */
-export const DEFAULT_IDLE_TIMEOUT_MS = BROKER_SETTINGS.idleTimeoutMs.default
+export const DEFAULT_IDLE_TIMEOUT_MS = BROKER_SETTINGS.settings.idleTimeoutMs.default
 
 /** A broker made from code listens on any free port unless given one (`config`'s default is BROKER_SETTINGS'). */
 const settingsOf = (options: BrokerOptions): Settings => ({
-  host: options.host ?? BROKER_SETTINGS.host.default,
+  host: options.host ?? BROKER_SETTINGS.settings.host.default,
   port: options.port ?? 0,
-  maxBatchBytes: options.maxBatchBytes ?? BROKER_SETTINGS.maxBatchBytes.default,
-  ackIntervalMs: options.ackIntervalMs ?? BROKER_SETTINGS.ackIntervalMs.default,
+  maxBatchBytes: options.maxBatchBytes ?? BROKER_SETTINGS.settings.maxBatchBytes.default,
+  ackIntervalMs: options.ackIntervalMs ?? BROKER_SETTINGS.settings.ackIntervalMs.default,
   handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
   idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-  maxConnections: options.maxConnections ?? BROKER_SETTINGS.maxConnections.default,
+  maxConnections: options.maxConnections ?? BROKER_SETTINGS.settings.maxConnections.default,
   writeBufferBytes: options.writeBufferBytes ?? 1 << 20
 })
 
@@ -175,17 +177,10 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
 
 export const layer = (options: BrokerOptions): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> => Layer.scoped(Broker, make(options))
 
-/** Options from the environment: the variables and defaults of `BROKER_SETTINGS` (credentials or insecure: one of them is needed). */
-export const config: Config.Config<BrokerOptions> = Config.all({
-  host: Config.string(BROKER_SETTINGS.host.env).pipe(Config.withDefault(BROKER_SETTINGS.host.default)),
-  port: Config.integer(BROKER_SETTINGS.port.env).pipe(Config.withDefault(BROKER_SETTINGS.port.default)),
-  maxBatchBytes: Config.integer(BROKER_SETTINGS.maxBatchBytes.env).pipe(Config.withDefault(BROKER_SETTINGS.maxBatchBytes.default)),
-  ackIntervalMs: Config.number(BROKER_SETTINGS.ackIntervalMs.env).pipe(Config.withDefault(BROKER_SETTINGS.ackIntervalMs.default)),
-  idleTimeoutMs: Config.number(BROKER_SETTINGS.idleTimeoutMs.env).pipe(Config.withDefault(BROKER_SETTINGS.idleTimeoutMs.default)),
-  maxConnections: Config.integer(BROKER_SETTINGS.maxConnections.env).pipe(Config.withDefault(BROKER_SETTINGS.maxConnections.default)),
-  credentials: Config.option(Config.string(BROKER_SETTINGS.credentials.env)),
-  insecure: Config.boolean(BROKER_SETTINGS.insecure.env).pipe(Config.withDefault(false))
-}).pipe(Config.map(({ credentials, ...options }) => (Option.isSome(credentials) ? { ...options, credentials: credentials.value } : options)))
+/** Options from the environment: the variables of BROKER_SETTINGS (services/net/NetSettings.ts; credentials or insecure: one of them is needed). */
+export const config: Config.Config<BrokerOptions> = settingsConfig(BROKER_SETTINGS.settings).pipe(
+  Config.map(({ credentials, ...options }) => (credentials === undefined ? options : { ...options, credentials }))
+)
 
 export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(
   Broker,

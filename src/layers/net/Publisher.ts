@@ -17,9 +17,8 @@
  * batch may wait for that ACK while the window has room; its one timer runs only while such a
  * batch is open behind others, and carries over from batch to batch in a burst.
  */
-import { Config, ConfigError, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
+import { Config, ConfigError, Effect, Either, FiberSet, Layer, type Scope } from "effect"
 import {
-  DEFAULT_MAX_IN_FLIGHT_BATCHES,
   InvalidPublisherOptions,
   Publisher,
   type PublisherOptions,
@@ -40,6 +39,8 @@ import { type PublisherSettings, settingsOf, validate } from "./PublisherSetting
 import { LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
 import { expireBounds } from "./PublisherWaits.js"
 import { afterWrites, onLinger, sealBurst } from "./PublisherWindow.js"
+import { settingsConfig } from "../../Settings.js"
+import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 
 export { refusal } from "./PublisherSettings.js"
 
@@ -178,36 +179,20 @@ export const makeLocal = (options: LocalPublisherOptions): Effect.Effect<Publish
 export const layerLocal = (options: LocalPublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions, Appender | AckTracker> =>
   Layer.scoped(Publisher, makeLocal(options))
 
-/**
- * Options from `CXLOG_BROKERS` (`host:port,…`), `CXLOG_TOPIC`, `CXLOG_CLIENT_ID`,
- * `CXLOG_ACK_LEVEL` (1), `CXLOG_BATCH_BYTES` (65536), `CXLOG_LINGER_MS` (1),
- * `CXLOG_MAX_IN_FLIGHT` (256), `CXLOG_FIXED_WINDOW` (false: the window adapts under it),
- * `CXLOG_SPREAD` (round-robin | sticky).
- */
-export const config: Config.Config<PublisherOptions> = Config.all({
-  brokers: Config.string("CXLOG_BROKERS").pipe(
-    Config.mapOrFail((text) => {
-      try {
-        return Either.right(parseAddresses(text))
-      } catch (error) {
-        return Either.left(ConfigError.InvalidData([], String(error)))
-      }
+/** Options from the environment: the variables of PUBLISHER_SETTINGS (services/net/NetSettings.ts). */
+export const config: Config.Config<PublisherOptions> = settingsConfig(PUBLISHER_SETTINGS.settings).pipe(
+  Config.mapOrFail(({ ackLevel, brokers, clientId, fixedWindow, ...rest }) =>
+    Either.mapBoth(Either.try(() => parseAddresses(brokers)), {
+      onLeft: (error) => ConfigError.InvalidData([PUBLISHER_SETTINGS.settings.brokers.env], String(error)),
+      onRight: (addresses): PublisherOptions => ({
+        ...rest,
+        brokers: addresses,
+        ackLevel: Number(ackLevel) as 0 | 1 | 2,
+        ...(clientId === undefined ? {} : { clientId }),
+        adaptiveWindow: !fixedWindow
+      })
     })
-  ),
-  topic: Config.string("CXLOG_TOPIC"),
-  clientId: Config.integer("CXLOG_CLIENT_ID").pipe(Config.option),
-  ackLevel: Config.literal(0, 1, 2)("CXLOG_ACK_LEVEL").pipe(Config.withDefault(1 as const)),
-  batchBytes: Config.integer("CXLOG_BATCH_BYTES").pipe(Config.withDefault(64 << 10)),
-  lingerMs: Config.number("CXLOG_LINGER_MS").pipe(Config.withDefault(1)),
-  maxInFlightBatches: Config.integer("CXLOG_MAX_IN_FLIGHT").pipe(Config.withDefault(DEFAULT_MAX_IN_FLIGHT_BATCHES)),
-  fixedWindow: Config.boolean("CXLOG_FIXED_WINDOW").pipe(Config.option),
-  spread: Config.literal("round-robin", "sticky")("CXLOG_SPREAD").pipe(Config.withDefault("round-robin" as const))
-}).pipe(
-  Config.map(({ clientId, fixedWindow, ...rest }): PublisherOptions => ({
-    ...rest,
-    ...(Option.isSome(clientId) ? { clientId: clientId.value } : {}),
-    ...(Option.isSome(fixedWindow) ? { adaptiveWindow: !fixedWindow.value } : {})
-  }))
+  )
 )
 
 export const layerConfig: Layer.Layer<Publisher, InvalidPublisherOptions | ConfigError.ConfigError> = Layer.scoped(

@@ -3,7 +3,7 @@
  * DAX device) through the addon; `layerConfig` reads `CXLOG_REGION*`. The in-process fake,
  * over the same opening steps, is CxlMemoryMemory.ts.
  */
-import { Config, type ConfigError, Effect, Layer, Option, Schedule, type Scope } from "effect"
+import { Config, type ConfigError, Effect, Layer, Schedule, type Scope } from "effect"
 import {
   CACHE_INSTRUCTIONS,
   loadAddon,
@@ -26,6 +26,8 @@ import {
   RegionTooLarge
 } from "../../services/region/CxlMemory.js"
 import { type Backend, type MapRegion, openRegion, publishPairs } from "./RegionOpen.js"
+import { settingsConfig } from "../../Settings.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 
 /** The addon's flush records: quadruples (path, instruction code, offset, length). */
 const decodeOps = (records: Float64Array): Array<CacheLineOp> => {
@@ -110,15 +112,9 @@ export const make = (options: RegionOptions): Effect.Effect<CxlMemoryShape, Regi
 export const layer = (options: RegionOptions): Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable> =>
   Layer.scoped(CxlMemory, make(options))
 
-/** Region options from the environment: `CXLOG_REGION`, `CXLOG_REGION_BYTES`, `CXLOG_REGION_MODE`, `CXLOG_COHERENCE`, `CXLOG_REGION_KEEP`. */
-export const regionOptionsConfig: Config.Config<RegionOptions> = Config.all({
-  name: Config.string("CXLOG_REGION").pipe(Config.withDefault("cxlog")),
-  size: Config.option(Config.integer("CXLOG_REGION_BYTES")),
-  mode: Config.literal("create", "attach", "create-or-attach")("CXLOG_REGION_MODE").pipe(Config.withDefault("create-or-attach" as const)),
-  coherence: Config.literal("coherent", "non-coherent")("CXLOG_COHERENCE").pipe(Config.withDefault("coherent" as const)),
-  keep: Config.boolean("CXLOG_REGION_KEEP").pipe(Config.withDefault(false))
-}).pipe(
-  Config.map(({ size, ...rest }): RegionOptions => Option.match(size, { onNone: () => rest, onSome: (bytes) => ({ ...rest, size: bytes }) }))
+/** Region options from the environment: the variables of services/region/RegionSettings.ts. */
+export const regionOptionsConfig: Config.Config<RegionOptions> = settingsConfig(REGION_SETTINGS.settings).pipe(
+  Config.map(({ size, ...rest }): RegionOptions => (size === undefined ? rest : { ...rest, size }))
 )
 
 export const layerConfig: Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable | ConfigError.ConfigError> =

@@ -4,65 +4,35 @@
  * with; the others through the `Config` each layer reads, so what this prints is what runs.
  */
 import { Console, Effect, Either, Option } from "effect"
-import { serverOptionsConfig } from "../../layers/control/Coordinator.js"
-import { logConfig } from "../../layers/log/Layout.js"
-import { controlConfig } from "../../layers/RegionLayout.js"
-import { regionOptionsConfig } from "../../layers/region/CxlMemory.js"
-import { addonPath } from "../../native/Native.js"
-import { cliEntry } from "../../PackageRoot.js"
-import { headLostMsConfig } from "../../services/log/HeadWatch.js"
+import { INSTALL_SETTINGS, NATIVE_SETTINGS } from "../../native/NativeSettings.js"
+import { CONTROL_LAYOUT_SETTINGS, COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
+import { DURABLE_SETTINGS, HEAD_WATCH_SETTINGS, LOG_LAYOUT_SETTINGS, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
+import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
+import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { envConfigProvider, processEnvironment, settingConfig, type SettingsTable } from "../../Settings.js"
 import { table } from "../report/Table.js"
 import { type Command, type Flag, resolveFlag, type Source } from "../cli/CliKit.js"
-import { profileArgs } from "../run/Cluster.js"
-import { metricsHost } from "../roles/Observe.js"
-import { redisServerSetting } from "../bench/peers/RedisPeer.js"
-import { mirrorStatusDirectory } from "../../layers/mirror/MirrorStatusFile.js"
+import { LAUNCHER_SETTINGS, METRICS_SETTINGS, ORCHESTRATOR_SETTINGS, PEER_SETTINGS } from "../ProgramSettings.js"
 
-/** A variable without a flag: who reads it, what its values look like, and how to read it as they do. */
-interface Setting {
-  readonly env: string
-  readonly usedBy: string
-  readonly kind: string
-  readonly read: Effect.Effect<unknown, unknown>
-}
-
-const field = <A, K extends keyof A>(config: Effect.Effect<A, unknown>, key: K) => Effect.map(config, (c) => c[key])
-
-const settings: ReadonlyArray<Setting> = [
-  ...([
-    ["CXLOG_MAX_PROCESSES", "maxProcesses"],
-    ["CXLOG_REQUEST_RING_BYTES", "requestRingBytes"],
-    ["CXLOG_BROADCAST_RING_BYTES", "broadcastRingBytes"],
-    ["CXLOG_APP_RINGS", "appRings"],
-    ["CXLOG_APP_RING_BYTES", "appRingBytes"],
-    ["CXLOG_APP_RING_READERS", "appRingReaders"]
-  ] as const).map(([env, key]) => ({ env, usedBy: "head (region layout)", kind: "N", read: field(controlConfig, key) })),
-  ...([
-    ["CXLOG_LOG_MAX_TOPICS", "maxTopics"],
-    ["CXLOG_LOG_MAX_BROKERS", "maxBrokers"],
-    ["CXLOG_LOG_PBR_SLOTS", "pbrSlots"],
-    ["CXLOG_LOG_BLOG_BYTES", "blogBytes"],
-    ["CXLOG_LOG_GOI_SLOTS", "goiSlots"],
-    ["CXLOG_LOG_SESSION_SLOTS", "sessionSlots"],
-    ["CXLOG_LOG_SUBSCRIBER_SLOTS", "subscriberSlots"],
-    ["CXLOG_LOG_LISTENER_SLOTS", "listenerSlots"],
-    ["CXLOG_LOG_MAX_BATCH_BYTES", "maxBatchBytes"]
-  ] as const).map(([env, key]) => ({ env, usedBy: "head (region layout)", kind: "N", read: field(logConfig, key) })),
-  { env: "CXLOG_BARRIER_ON_DEATH", usedBy: "head (coordinator)", kind: "drop|fail", read: field(serverOptionsConfig, "onParticipantDeath") },
-  { env: "CXLOG_HEARTBEAT_STALE_MS", usedBy: "head (coordinator)", kind: "MS", read: field(serverOptionsConfig, "heartbeatStaleMs") },
-  { env: "CXLOG_DEBUG_BARRIERS", usedBy: "head (coordinator)", kind: "", read: field(serverOptionsConfig, "debugBarriers") },
-  { env: "CXLOG_HEAD_LOST_MS", usedBy: "broker, subscribe", kind: "MS", read: headLostMsConfig },
-  { env: "CXLOG_METRICS_HOST", usedBy: "roles with --metrics-port", kind: "ADDRESS", read: metricsHost },
-  { env: "CXLOG_REGION_BYTES", usedBy: "library (CxlMemory.layerConfig)", kind: "N", read: field(regionOptionsConfig, "size") },
-  { env: "CXLOG_REGION_MODE", usedBy: "library (CxlMemory.layerConfig)", kind: "create|attach|create-or-attach", read: field(regionOptionsConfig, "mode") },
-  { env: "CXLOG_NATIVE_PATH", usedBy: "every process (the addon)", kind: "PATH", read: Effect.sync(addonPath) },
-  { env: "CXLOG_BUILD_FROM_SOURCE", usedBy: "npm's install step (scripts/install-addon.mjs)", kind: "true|false", read: Effect.sync(() => process.env["CXLOG_BUILD_FROM_SOURCE"] ?? "false") },
-  { env: "CXLOG_CODE_CACHE", usedBy: "every process (the launcher, dist/cxlog.mjs)", kind: "on|off|write|report", read: Effect.sync(() => process.env["CXLOG_CODE_CACHE"] ?? "on") },
-  { env: "CXLOG_CLI", usedBy: "run, bench (the roles' entry)", kind: "PATH", read: Effect.sync(cliEntry) },
-  { env: "CXLOG_REDIS_SERVER", usedBy: "bench --peers redis", kind: "PATH", read: Effect.sync(() => redisServerSetting() ?? "/usr/bin/redis-server, else on PATH") },
-  { env: "CXLOG_NATS_SERVER", usedBy: "mirror tests, bench --type mirror, bench --peers nats", kind: "PATH", read: Effect.sync(() => process.env["CXLOG_NATS_SERVER"] ?? "/usr/sbin/nats-server, else on PATH") },
-  { env: "CXLOG_MIRROR_STATUS_DIR", usedBy: "mirror, topics (mirror status files)", kind: "PATH", read: Effect.sync(mirrorStatusDirectory) },
-  { env: "CXLOG_PROFILE_DIR", usedBy: "run, bench (V8 profiles of the roles)", kind: "PATH", read: Effect.sync(() => profileArgs().join(" ")) }
+/** Every domain's settings table: each variable a layer or program reads without a flag of its own. */
+const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
+  NATIVE_SETTINGS,
+  INSTALL_SETTINGS,
+  REGION_SETTINGS,
+  CONTROL_LAYOUT_SETTINGS,
+  COORDINATOR_SETTINGS,
+  LOG_LAYOUT_SETTINGS,
+  SEQUENCER_SETTINGS,
+  HEAD_WATCH_SETTINGS,
+  DURABLE_SETTINGS,
+  BROKER_SETTINGS,
+  PUBLISHER_SETTINGS,
+  MIRROR_SETTINGS,
+  METRICS_SETTINGS,
+  ORCHESTRATOR_SETTINGS,
+  PEER_SETTINGS,
+  LAUNCHER_SETTINGS
 ]
 
 export interface ResolvedVariable {
@@ -92,9 +62,14 @@ export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, globals: Read
         add(flag.env, resolved.right.value, resolved.right.source, `${name} --${flag.name}`, flag.placeholder)
       }
     }
-    for (const setting of settings) {
-      const value = yield* setting.read
-      add(setting.env, value, env[setting.env] === undefined ? "default" : "env", setting.usedBy, setting.kind)
+    const shownByFlags = new Set(rows.map((r) => r.variable))
+    for (const table of SETTINGS_TABLES) {
+      for (const declared of Object.values(table.settings)) {
+        // A variable a command's flag reads is shown with that flag's value and users.
+        if (shownByFlags.has(declared.env)) continue
+        const value = yield* Effect.withConfigProvider(settingConfig(declared), envConfigProvider(env))
+        add(declared.env, value ?? declared.shownDefault, env[declared.env] === undefined ? "default" : "env", table.usedBy, declared.placeholder)
+      }
     }
     return rows.sort((a, b) => a.variable.localeCompare(b.variable)) as ReadonlyArray<ResolvedVariable>
   })
@@ -107,7 +82,7 @@ const show = (value: unknown): string => {
 }
 
 export const configuration = <R>(commands: ReadonlyArray<Command<R>>, globals: ReadonlyArray<Flag<unknown>>, json: boolean) =>
-  Effect.flatMap(resolveAll(commands, globals, process.env), (rows) =>
+  Effect.flatMap(resolveAll(commands, globals, processEnvironment()), (rows) =>
     json
       ? Console.log(JSON.stringify(rows.map((r) => ({ ...r, value: show(r.value) }))))
       : Console.log(table(["variable", "value", "from", "used by"], rows.map((r) => [r.variable, show(r.value), r.source, r.usedBy.join(", ")]))))

@@ -5,7 +5,7 @@
 import { Data, Effect } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { connect, createServer } from "node:net"
-import { cliEntry } from "../../PackageRoot.js"
+import { cliEntry } from "../ProgramSettings.js"
 import { processCpuSeconds } from "../run/Cluster.js"
 
 export interface LoopbackFigures {

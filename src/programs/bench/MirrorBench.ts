@@ -44,6 +44,9 @@ import { type RoleProcess, spawnRole, startHeadAndBrokers, stopChild, stopWithPa
 import { MirrorEvents } from "../roles/RoleEvents.js"
 import { startNatsCluster } from "./peers/NatsCluster.js"
 import { errorText, PeerFailed } from "./peers/PeerServer.js"
+import { asEnvironment } from "../../Settings.js"
+import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 
 export interface MirrorBenchOptions {
   readonly messages: number
@@ -210,7 +213,10 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const total = 5 * options.messages + lagMessages
     // The region holds the whole run (the audit reads it all back), so publishers never wait for the mirror's hold.
     const blogBytes = 2 ** Math.ceil(Math.log2(total * (options.messageBytes + 64) * 1.25))
-    const env = { CXLOG_REGION: region, CXLOG_LOG_MAX_TOPICS: "1", CXLOG_LOG_MAX_BROKERS: "1", CXLOG_LOG_BLOG_BYTES: `${Math.max(blogBytes, 16 << 20)}`, CXLOG_LOG_GOI_SLOTS: "262144" }
+    const env = {
+      [REGION_SETTINGS.settings.name.env]: region,
+      ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, { maxTopics: 1, maxBrokers: 1, blogBytes: Math.max(blogBytes, 16 << 20), goiSlots: 262144 })
+    }
     const { head, brokers, ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)
     const regionRoles = [head, ...brokers]
     const port = ports[0]!

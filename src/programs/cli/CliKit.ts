@@ -6,11 +6,9 @@
  * A flag's value is parsed here so that a mistake is one line naming the flag or variable.
  */
 import { Args, CliConfig, Command as CliCommand, HelpDoc, Options, ValidationError } from "@effect/cli"
-import { Config, ConfigError, ConfigProvider, Console, Effect, Either, Option } from "effect"
+import { Config, Console, Effect, Either, Option } from "effect"
+import { decimal, envConfigProvider, type Parse, parseChoice, parseSize, parseSwitch, processEnvironment, SET_BUT_EMPTY, type Setting, wholeNumber } from "../../Settings.js"
 import { stripAnsi, UsageError, validationLine } from "./CliFailure.js"
-
-/** Why `text` is not a valid value, as a phrase naming it (Left), or the value. */
-type Parse<A> = (text: string) => Either.Either<A, string>
 
 export interface Flag<A> {
   readonly name: string
@@ -47,28 +45,23 @@ const make = <A>(name: string, placeholder: string, parse: Parse<A>, options: Co
   hidden: options.hidden ?? false
 })
 
-const wholeNumber = (min: number): Parse<number> => (text) => {
-  if (!/^-?\d+$/.test(text.trim())) return Either.left(`${text} is not a whole number`)
-  const n = Number(text)
-  return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
-}
-
-const decimal = (min: number): Parse<number> => (text) => {
-  const n = text.trim() === "" ? Number.NaN : Number(text)
-  if (!Number.isFinite(n)) return Either.left(`${text} is not a number`)
-  return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
-}
-
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 }
-
-/** "64KiB", "1GiB", "4096" → bytes (binary units; KB and K mean KiB too). */
-export const parseSize: Parse<number> = (text) => {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
-  const scale = match === null ? undefined : SIZE_UNITS[match[2]!.toLowerCase()]
-  if (match === null || scale === undefined) return Either.left(`${text} is not a size: use 64KiB, 1GiB, … or a number of bytes`)
-  const bytes = Math.round(Number(match[1]) * scale)
-  return bytes < 1 ? Either.left(`${text} is not a size: it must be at least 1 byte`) : Either.right(bytes)
-}
+/** The flag of a setting its domain's table declares (its variable, default and description come from there). */
+export const fromSetting = <A>(
+  name: string,
+  declared: Setting<A>,
+  options: { readonly hidden?: boolean; readonly description?: string; readonly shown?: string } = {}
+): Flag<A> => ({
+  name,
+  placeholder: declared.placeholder,
+  description: options.description ?? declared.description,
+  env: declared.env,
+  default: declared.default,
+  shownDefault: options.shown ?? declared.shownDefault,
+  parse: declared.parse,
+  switch: declared.switch,
+  repeated: false,
+  hidden: options.hidden ?? false
+})
 
 export const integer = (name: string, options: Common & { readonly default: number; readonly min?: number; readonly placeholder?: string }) =>
   make(name, options.placeholder ?? "N", wholeNumber(options.min ?? 0), options, options.default, `${options.default}`)
@@ -106,7 +99,7 @@ export const choice = <const C extends string>(name: string, values: ReadonlyArr
   make(
     name,
     values.join("|"),
-    (t) => (values as ReadonlyArray<string>).includes(t) ? Either.right(t as C) : Either.left(`${t} is not one of ${values.join(", ")}`),
+    parseChoice(values),
     options,
     options.default,
     options.default
@@ -114,12 +107,7 @@ export const choice = <const C extends string>(name: string, values: ReadonlyArr
 
 /** A switch: `--json` (or `--json=false`); its variable takes true/false, 1/0. */
 export const toggle = (name: string, options: Common): Flag<boolean> => ({
-  ...make(name, "", (t) => {
-    const v = t.toLowerCase()
-    if (["true", "1", "yes", "on"].includes(v)) return Either.right(true)
-    if (["false", "0", "no", "off", ""].includes(v)) return Either.right(false)
-    return Either.left(`${t} is not true or false`)
-  }, options, false, "off"),
+  ...make(name, "", parseSwitch, options, false, "off"),
   switch: true
 })
 
@@ -136,12 +124,6 @@ type AnyFlag = Flag<any>
 
 /** Where a flag's value came from. */
 export type Source = "flag" | "env" | "default"
-
-/**
- * Why a variable set to "" is refused: it is a mistake (a shell variable that expanded to
- * nothing, a value left out), never a way to ask for the default, which unsetting it gives.
- */
-const SET_BUT_EMPTY = "set but empty"
 
 /**
  * The value of `flag` without the command line: its variable in `env`, else its default. A
@@ -162,24 +144,6 @@ export const resolveFlag = (
     onLeft: (why) => Either.left(new UsageError({ message: `${prefix}: ${flag.env}=${fromEnv}: ${why}` })),
     onRight: (value) => Either.right({ value, source: "env" as const })
   })
-}
-
-/**
- * `Config`'s view of `env` for what a command reads without a flag (the region's sizes, the
- * coordinator's settings, …): as ConfigProvider.fromEnv, but a variable set to "" is invalid
- * data, where fromEnv reads it as 0 (Config.integer), "" (Config.string) or a default.
- */
-export const envConfigProvider = (env: Record<string, string | undefined>): ConfigProvider.ConfigProvider => {
-  const set = Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined)
-  const plain = ConfigProvider.fromMap(new Map(set), { pathDelim: "_", seqDelim: "," }).flattened
-  return ConfigProvider.fromFlat(ConfigProvider.makeFlat({
-    load: (path, primitive, split) =>
-      env[path.join("_")] === ""
-        ? Effect.fail(ConfigError.InvalidData([...path], `${SET_BUT_EMPTY}: give it a value, or unset it for the default`))
-        : plain.load(path, primitive, split),
-    enumerateChildren: plain.enumerateChildren,
-    patch: plain.patch
-  }))
 }
 
 /** A value read from a flag's variable, told apart from one given on the command line. */
@@ -303,7 +267,7 @@ const toCommand = <R>(app: App<R>, spec: Command<R>, internal: boolean, console:
     ({ args, flags }) =>
       Effect.asVoid(spec.run({ ...defaults, ...flags }, args ?? [])).pipe(
         Effect.withConsole(console),
-        Effect.withConfigProvider(envConfigProvider(process.env))
+        Effect.withConfigProvider(envConfigProvider(processEnvironment()))
       )
   ).pipe(CliCommand.withDescription(commandDoc(spec)))
 }

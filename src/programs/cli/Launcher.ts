@@ -18,16 +18,15 @@
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import { homedir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Script } from "node:vm"
+import { launcherEnvironment } from "./LauncherSettings.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const bundle = join(here, "cxlog.cjs")
-const cacheHome = process.env["XDG_CACHE_HOME"] !== undefined && process.env["XDG_CACHE_HOME"] !== "" ? process.env["XDG_CACHE_HOME"] : join(homedir(), ".cache")
+const { cacheHome, mode, nodeOptions } = launcherEnvironment()
 const cacheDirectory = join(cacheHome, "cxlog", "code-cache")
-const mode = process.env["CXLOG_CODE_CACHE"] ?? "on"
 const command = /^[a-z][a-z-]*$/.test(process.argv[2] ?? "") ? process.argv[2]! : "cli"
 const { mtimeMs, size } = statSync(bundle)
 const cacheName = `${command}-${process.version}-${size}-${Math.trunc(mtimeMs)}.bin`
@@ -48,7 +47,7 @@ const source = `(function (exports, require, module, __filename, __dirname) {${r
 const script = new Script(source, { filename: bundle, ...(cachedData === undefined ? {} : { cachedData }) })
 
 // A cache made under extra V8 flags (a profiling run) would be refused by every ordinary run.
-const plainFlags = process.execArgv.length === 0 && (process.env["NODE_OPTIONS"] ?? "") === ""
+const plainFlags = process.execArgv.length === 0 && nodeOptions === ""
 const reading = mode === "on" || mode === "report"
 if (mode === "report") {
   const status = cachedData === undefined ? "none" : script.cachedDataRejected === false ? "used" : "refused"

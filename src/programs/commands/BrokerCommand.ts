@@ -1,6 +1,7 @@
 /** `cxlog broker`: takes a broker slot of the region and serves publishers and remote subscribers over TCP. */
 import { Effect } from "effect"
-import { BROKER_SETTINGS } from "../../services/net/Broker.js"
+import { DURABLE_SETTINGS } from "../../services/log/LogSettings.js"
+import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import { broker } from "../roles/BrokerMain.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
@@ -17,41 +18,14 @@ export const brokerCommand = Cli.command({
     region,
     coherence,
     brokerId: Cli.integer("broker-id", { default: 0, env: "CXLOG_BROKER_ID", description: "this broker's slot (0 … CXLOG_LOG_MAX_BROKERS-1)" }),
-    host: Cli.text("host", {
-      default: BROKER_SETTINGS.host.default,
-      placeholder: "ADDRESS",
-      env: BROKER_SETTINGS.host.env,
-      description: "address to listen on (0.0.0.0 for every interface)"
-    }),
-    port: Cli.integer("port", { default: BROKER_SETTINGS.port.default, env: BROKER_SETTINGS.port.env, description: "TCP port to listen on (0: any free port)" }),
-    maxBatchBytes: Cli.size("max-batch-bytes", {
-      default: BROKER_SETTINGS.maxBatchBytes.shown,
-      env: BROKER_SETTINGS.maxBatchBytes.env,
-      description: "largest batch accepted from a publisher (also bounded by the region's CXLOG_LOG_MAX_BATCH_BYTES)"
-    }),
-    ackIntervalMs: Cli.float("ack-interval-ms", {
-      default: BROKER_SETTINGS.ackIntervalMs.default,
-      placeholder: "MS",
-      env: BROKER_SETTINGS.ackIntervalMs.env,
-      description: "coalesce ACKs to one per connection per interval (0: at most one per event-loop turn)"
-    }),
-    idleTimeoutMs: Cli.float("idle-timeout-ms", {
-      default: BROKER_SETTINGS.idleTimeoutMs.default,
-      placeholder: "MS",
-      env: BROKER_SETTINGS.idleTimeoutMs.env,
-      description: "close a connection that sent nothing for this long (0: never)"
-    }),
-    maxConnections: Cli.integer("max-connections", {
-      default: BROKER_SETTINGS.maxConnections.default,
-      min: 1,
-      env: BROKER_SETTINGS.maxConnections.env,
-      description: "refuse connections beyond this many"
-    }),
+    host: Cli.fromSetting("host", BROKER_SETTINGS.settings.host),
+    port: Cli.fromSetting("port", BROKER_SETTINGS.settings.port),
+    maxBatchBytes: Cli.fromSetting("max-batch-bytes", BROKER_SETTINGS.settings.maxBatchBytes),
+    ackIntervalMs: Cli.fromSetting("ack-interval-ms", BROKER_SETTINGS.settings.ackIntervalMs),
+    idleTimeoutMs: Cli.fromSetting("idle-timeout-ms", BROKER_SETTINGS.settings.idleTimeoutMs),
+    maxConnections: Cli.fromSetting("max-connections", BROKER_SETTINGS.settings.maxConnections),
     credentials,
-    insecure: Cli.toggle("insecure", {
-      env: BROKER_SETTINGS.insecure.env,
-      description: "authenticate nobody, and allow listening beyond loopback without TLS (docs/security.md)"
-    }),
+    insecure: Cli.fromSetting("insecure", BROKER_SETTINGS.settings.insecure),
     tlsCert: fileFlag("tls-cert", "CXLOG_TLS_CERT", "no TLS", "serve TLS with this certificate (PEM)"),
     tlsKey: fileFlag("tls-key", "CXLOG_TLS_KEY", "no TLS", "the key of --tls-cert (PEM)"),
     tlsClientCa: fileFlag("tls-client-ca", "CXLOG_TLS_CLIENT_CA", "no client certificates", "require client certificates signed by this CA (PEM)"),
@@ -80,10 +54,8 @@ export const brokerCommand = Cli.command({
       env: "CXLOG_CONSUMER_HOLD_MS",
       description: "cut off a named consumer whose committed offset kept appends waiting for room this long (0: never; docs/clients.md)"
     }),
-    dataDir: Cli.optionalText("data-dir", {
-      placeholder: "DIR",
+    dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, {
       shown: "none: only what the region holds",
-      env: "CXLOG_DATA_DIR",
       description: "the head's data directory (same host): subscribers asking for offsets of replication factor 2 topics that the region recycled are served from the copy on disk (docs/durability.md)"
     }),
     ...observeFlags

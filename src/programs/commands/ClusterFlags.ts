@@ -3,21 +3,19 @@
  * how its roles are watched, and the `ClusterShape` they describe.
  */
 import { Either } from "effect"
+import { parseSize } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
-import { logFormatFlag } from "../roles/Observe.js"
+import { logFormatFlag, metricsPortFlag } from "../roles/Observe.js"
 import type { ClusterShape } from "../run/ClusterShape.js"
-import { ack, batchBytes, fixedWindow, messageBytes, order, orderModeOf, window } from "./SharedFlags.js"
+import { ack, batchBytes, brokerCount, fixedWindow, messageBytes, order, orderModeOf, window } from "./SharedFlags.js"
 import type { OrderMode } from "../../services/log/OrderModes.js"
 
 /** What `run` and `bench` give their roles for being watched, and where their report goes. */
 export const clusterObserveFlags = {
-  metricsPort: Cli.integer("metrics-port", {
-    default: 0,
-    min: 0,
-    placeholder: "PORT",
-    env: "CXLOG_METRICS_PORT",
+  metricsPort: {
+    ...metricsPortFlag,
     description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i, then the publisher and the subscriber (0: none)"
-  }),
+  },
   logFormat: logFormatFlag,
   report: Cli.optionalText("report", {
     placeholder: "FILE.html",
@@ -31,7 +29,7 @@ export const clusterObserveFlags = {
 export const clusterFlags = (defaultBytes: string) => ({
   bytes: Cli.size("bytes", { default: defaultBytes, env: "CXLOG_BYTES", description: "payload to publish in all" }),
   messageBytes,
-  brokerCount: Cli.integer("broker-count", { default: 4, min: 1, env: "CXLOG_BROKER_COUNT", description: "broker processes to start" }),
+  brokerCount,
   order,
   ack,
   batchBytes,
@@ -47,7 +45,7 @@ export const clusterFlags = (defaultBytes: string) => ({
     env: "CXLOG_LOCAL_PUBLISHER",
     description: "the publisher is local: on the region's host, appending into the region itself through no broker (rtt: in the bench's process)"
   }),
-  warmup: Cli.custom("warmup", "SIZE", (t) => (t.trim() === "0" ? Either.right(0) : Cli.parseSize(t)), {
+  warmup: Cli.custom("warmup", "SIZE", (t) => (t.trim() === "0" ? Either.right(0) : parseSize(t)), {
     default: 0,
     shown: "0",
     env: "CXLOG_WARMUP",

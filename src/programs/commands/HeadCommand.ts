@@ -2,7 +2,8 @@
 import { Effect } from "effect"
 import { requireDataDir } from "../../layers/log/durable/DurableTier.js"
 import { regionConfig } from "../../layers/RegionLayout.js"
-import { defaultSequencerOptions } from "../../services/log/Sequencer.js"
+import { DURABLE_SETTINGS, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import * as Cli from "../cli/CliKit.js"
 import { DEFAULT_STANDBY_CHECK_MS, head } from "../roles/Head.js"
 import { observed, observeFlags } from "../roles/Observe.js"
@@ -22,38 +23,17 @@ export const headCommand = Cli.command({
     coherence,
     topics,
     ...diskRetentionFlags,
-    keep: Cli.toggle("keep", { env: "CXLOG_REGION_KEEP", description: "leave the region in /dev/shm when the head stops" }),
+    keep: Cli.fromSetting("keep", REGION_SETTINGS.settings.keep, { description: "leave the region in /dev/shm when the head stops" }),
     credentials,
     attach: Cli.toggle("attach", {
       env: "CXLOG_ATTACH",
       description: "take over an existing region whose head is gone, keeping its data (the region stays on exit); " +
         "if the region is gone and --data-dir is given, recover it from there as --recover does"
     }),
-    holdTimeoutMs: Cli.integer("hold-timeout-ms", {
-      default: defaultSequencerOptions.holdTimeoutMs,
-      placeholder: "MS",
-      env: "CXLOG_HOLD_TIMEOUT_MS",
-      description: "order 5: how long the sequencer holds a session's later batches for a gap before skipping it"
-    }),
-    sessionIdleMs: Cli.integer("session-idle-ms", {
-      default: defaultSequencerOptions.sessionIdleMs,
-      placeholder: "MS",
-      env: "CXLOG_SESSION_IDLE_MS",
-      description: "release a publisher session that sent no batch for this long"
-    }),
-    sessionGapIdleMs: Cli.optionalInteger("session-gap-idle-ms", {
-      placeholder: "MS",
-      shown: "6 x --session-idle-ms",
-      env: "CXLOG_SESSION_GAP_IDLE_MS",
-      description: "orders 0/2/4: a session with batches ordered above a gap lapses after this long with no batch (its publisher is told unknown-session)"
-    }),
-    leaseMs: Cli.integer("sequencer-lease-ms", {
-      default: defaultSequencerOptions.leaseMs,
-      min: 1,
-      placeholder: "MS",
-      env: "CXLOG_SEQUENCER_LEASE_MS",
-      description: "the sequencer's lease in the region: a head that stops renewing it is gone after this long"
-    }),
+    holdTimeoutMs: Cli.fromSetting("hold-timeout-ms", SEQUENCER_SETTINGS.settings.holdTimeoutMs),
+    sessionIdleMs: Cli.fromSetting("session-idle-ms", SEQUENCER_SETTINGS.settings.sessionIdleMs),
+    sessionGapIdleMs: Cli.fromSetting("session-gap-idle-ms", SEQUENCER_SETTINGS.settings.sessionGapIdleMs),
+    leaseMs: Cli.fromSetting("sequencer-lease-ms", SEQUENCER_SETTINGS.settings.leaseMs),
     standby: Cli.toggle("standby", {
       env: "CXLOG_STANDBY",
       description: "attach to a running region and take over its sequencer and coordinator when its head's lease lapses"
@@ -65,12 +45,7 @@ export const headCommand = Cli.command({
       env: "CXLOG_STANDBY_CHECK_MS",
       description: "--standby: how often to look at the head's lease"
     }),
-    dataDir: Cli.optionalText("data-dir", {
-      placeholder: "DIR",
-      shown: "none: memory only (no topic may have replication factor 2)",
-      env: "CXLOG_DATA_DIR",
-      description: "the durable tier: topics with replication factor 2 are persisted here, and ACK 2 means on disk (docs/durability.md)"
-    }),
+    dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, { shown: "none: memory only (no topic may have replication factor 2)" }),
     recover: Cli.optionalText("recover", {
       placeholder: "DIR",
       shown: "none",

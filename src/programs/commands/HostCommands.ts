@@ -1,5 +1,5 @@
 /** The commands about this host: its regions (`regions`) and whether it can run cxlog (`selfcheck`). */
-import { cliEntry } from "../../PackageRoot.js"
+import { cliEntry } from "../ProgramSettings.js"
 import * as Cli from "../cli/CliKit.js"
 import { regions } from "../admin/Regions.js"
 import { selfCheck, selfCheckPeer } from "../admin/SelfCheck.js"

@@ -1,6 +1,7 @@
 /** `cxlog publish`: stdin lines, or stamped test messages, published to a topic through the brokers. */
 import { Effect, Either } from "effect"
 import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { publish } from "../roles/Publish.js"
@@ -9,13 +10,10 @@ import { clientSecurity } from "../admin/Users.js"
 import { ack, batchBytes, clientSecurityFlags, fixedWindow, maxBatchBytes, messageBytes, region, window } from "./SharedFlags.js"
 
 /** The brokers a publisher spreads its batches over. */
-const brokers = Cli.text("brokers", {
-  default: "127.0.0.1:7400",
-  placeholder: "HOST:PORT,…",
-  env: "CXLOG_BROKERS",
-  description: "the brokers' addresses",
-  check: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? `${t} is not a list of host:port addresses` : undefined
-})
+const brokers: Cli.Flag<string> = {
+  ...Cli.fromSetting("brokers", PUBLISHER_SETTINGS.settings.brokers),
+  parse: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? Either.left(`${t} is not a list of host:port addresses`) : Either.right(t)
+}
 
 const parseHeader = (t: string): Either.Either<readonly [string, string], string> => {
   const at = t.indexOf("=")
@@ -40,7 +38,7 @@ export const publishCommand = Cli.command({
     "line that could not be published.",
   flags: {
     brokers,
-    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to publish to" }),
+    topic: Cli.fromSetting("topic", PUBLISHER_SETTINGS.settings.topic),
     count: Cli.optionalInteger("count", { min: 0, shown: "stdin lines", description: "publish this many stamped test messages instead of stdin" }),
     warmupCount: Cli.integer("warmup-count", {
       default: 0,
@@ -51,21 +49,12 @@ export const publishCommand = Cli.command({
     messageBytes,
     batchBytes,
     maxBatchBytes,
-    lingerMs: Cli.float("linger-ms", {
-      default: 1,
-      placeholder: "MS",
-      env: "CXLOG_LINGER_MS",
-      description: "a batch waiting behind batches in flight goes this long after its first message at the latest"
-    }),
+    lingerMs: Cli.fromSetting("linger-ms", PUBLISHER_SETTINGS.settings.lingerMs),
     window,
     fixedWindow,
     ack,
-    clientId: Cli.optionalInteger("client-id", { shown: "random", env: "CXLOG_CLIENT_ID", description: "this publisher's client id" }),
-    spread: Cli.choice("spread", ["round-robin", "sticky"], {
-      default: "round-robin",
-      env: "CXLOG_SPREAD",
-      description: "round-robin batches over the brokers, or sticky: one broker until it fails"
-    }),
+    clientId: Cli.fromSetting("client-id", PUBLISHER_SETTINGS.settings.clientId),
+    spread: Cli.fromSetting("spread", PUBLISHER_SETTINGS.settings.spread),
     connectTimeoutMs: Cli.integer("connect-timeout-ms", {
       default: 5_000,
       min: 1,

@@ -1,11 +1,13 @@
 /** `cxlog serve`: a whole local server (a head, N brokers, optionally a standby head) in one command. */
 import type { TopicSpec } from "../../services/log/Topics.js"
-import { BROKER_SETTINGS } from "../../services/net/Broker.js"
+import { DURABLE_SETTINGS } from "../../services/log/LogSettings.js"
+import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { defaultBrokerCount, serve, type ServeOptions, topicArg } from "../serve/Serve.js"
 import { detach, stop } from "../serve/ServeDetach.js"
-import { region } from "./SharedFlags.js"
+import { brokerCount, region } from "./SharedFlags.js"
+import { metricsPortFlag } from "../roles/Observe.js"
 import { topics } from "./TopicFlags.js"
 
 /** The command line of a serve with `options`, for `--detach` to start it with. */
@@ -41,19 +43,15 @@ export const serveCommand = Cli.command({
     "A role that dies is reported and the rest are stopped (exit 1); with --standby the standby takes over a dead head.",
   flags: {
     region,
-    host: Cli.text("host", {
-      default: BROKER_SETTINGS.host.default,
-      placeholder: "ADDRESS",
-      env: BROKER_SETTINGS.host.env,
+    host: Cli.fromSetting("host", BROKER_SETTINGS.settings.host, {
       description: "address the brokers listen on (beyond loopback only with TLS or --insecure given through CXLOG_TLS_* / CXLOG_INSECURE; docs/security.md)"
     }),
-    port: Cli.integer("port", {
-      default: BROKER_SETTINGS.port.default,
-      env: BROKER_SETTINGS.port.env,
+    port: Cli.fromSetting("port", BROKER_SETTINGS.settings.port, {
       description: "broker 0's TCP port; broker i listens on PORT+i (0: each on any free port)"
     }),
     brokerCount: {
-      ...Cli.integer("broker-count", { default: defaultBrokerCount(), min: 1, env: "CXLOG_BROKER_COUNT", description: "broker processes to start" }),
+      ...brokerCount,
+      default: defaultBrokerCount(),
       shownDefault: `one per core, at most 4 (here ${defaultBrokerCount()})`
     },
     topics: {
@@ -62,19 +60,14 @@ export const serveCommand = Cli.command({
       description: "a topic the head creates at start, NAME[:ORDER[:ACK[:RF]]] as cxlog head takes it (orders:5:1); repeat for more"
     },
     standby: Cli.toggle("standby", { description: "also run a standby head, which takes over when the head dies (docs/operations.md)" }),
-    dataDir: Cli.optionalText("data-dir", {
-      placeholder: "DIR",
+    dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, {
       shown: "none: memory only",
-      env: "CXLOG_DATA_DIR",
       description: "the durable tier, given to the heads and brokers: rf 2 topics are persisted here and ACK 2 means on disk (docs/durability.md); left in place on exit"
     }),
-    metricsPort: Cli.integer("metrics-port", {
-      default: 0,
-      min: 0,
-      placeholder: "PORT",
-      env: "CXLOG_METRICS_PORT",
+    metricsPort: {
+      ...metricsPortFlag,
       description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i (0: none)"
-    }),
+    },
     json: Cli.toggle("json", { description: "print one JSON object per line: the roles' lines as log events, and starting, ready (how to connect), exited, stopping, stopped" }),
     detach: Cli.toggle("detach", {
       description: "run the server in the background: return once it is ready, having said how to connect; its output goes to a log file in this user's private directory"

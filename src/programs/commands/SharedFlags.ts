@@ -3,24 +3,18 @@
  * (message and batch sizes, window, ACK level, order mode), the credential and TLS files of
  * servers and clients, and the parsers of ages and read positions they share.
  */
-import { BROKER_SETTINGS } from "../../services/net/Broker.js"
 import { Either } from "effect"
-import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "../../services/net/Publisher.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import * as Cli from "../cli/CliKit.js"
 import { ORDER_MODES, type OrderMode, orderPolicy } from "../../services/log/OrderModes.js"
 
-export const region = Cli.text("region", {
-  default: "cxlog",
-  placeholder: "NAME",
-  env: "CXLOG_REGION",
-  description: "the region: a POSIX shared-memory name (under /dev/shm), or a path (a DAX device or a file on the CXL node)"
-})
-export const coherence = Cli.choice("coherence", ["coherent", "non-coherent"], {
-  default: "coherent",
-  env: "CXLOG_COHERENCE",
-  description: "non-coherent: flush every line written and invalidate before reading (multi-host CXL without coherence)"
-})
+export const region = Cli.fromSetting("region", REGION_SETTINGS.settings.name)
+export const coherence = Cli.fromSetting("coherence", REGION_SETTINGS.settings.coherence)
 export const json = Cli.toggle("json", { description: "print the result as JSON" })
+/** The topic a client command works on (one variable, CXLOG_TOPIC, for all of them). */
+export const topic = (description: string) => Cli.fromSetting("topic", PUBLISHER_SETTINGS.settings.topic, { description })
+export const brokerCount = Cli.integer("broker-count", { default: 4, min: 1, env: "CXLOG_BROKER_COUNT", description: "broker processes to start" })
 
 // ---- a publisher's load ------------------------------------------------------------------------
 
@@ -31,32 +25,16 @@ export const messageBytes = Cli.integer("message-bytes", {
   env: "CXLOG_MESSAGE_BYTES",
   description: "size of each test message"
 })
-export const batchBytes = Cli.size("batch-bytes", {
-  default: "64KiB",
-  env: "CXLOG_BATCH_BYTES",
-  description: "a publisher's batch seals when the next message would not fit"
-})
+export const batchBytes = Cli.fromSetting("batch-bytes", PUBLISHER_SETTINGS.settings.batchBytes)
 export const maxBatchBytes = Cli.size("max-batch-bytes", {
   default: "1MiB",
   env: "CXLOG_PUBLISHER_MAX_BATCH_BYTES",
   description: "a publisher's largest batch, so its largest message (this less 16 bytes, key and headers included); at most the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES), checked when it connects"
 })
-export const window = Cli.integer("window", {
-  default: DEFAULT_MAX_IN_FLIGHT_BATCHES,
-  min: 1,
-  env: "CXLOG_MAX_IN_FLIGHT",
-  description: "batches a publisher keeps in flight awaiting their ACK (the adaptive window's cap)"
-})
+export const window = Cli.fromSetting("window", PUBLISHER_SETTINGS.settings.maxInFlightBatches)
 /** The publisher's window stays at `--window` instead of adapting under it. */
-export const fixedWindow = Cli.toggle("fixed-window", {
-  env: "CXLOG_FIXED_WINDOW",
-  description: "keep --window batches in flight when saturated instead of adapting under it (the window stops where only the queue grows)"
-})
-export const ack = Cli.choice("ack", ["0", "1", "2"], {
-  default: "1",
-  env: "CXLOG_ACK_LEVEL",
-  description: "when a batch counts as published: 0 written to the socket, 1 ordered, 2 replicated"
-})
+export const fixedWindow = Cli.fromSetting("fixed-window", PUBLISHER_SETTINGS.settings.fixedWindow)
+export const ack = Cli.fromSetting("ack", PUBLISHER_SETTINGS.settings.ackLevel)
 /** The order modes as a flag's choices. */
 export const orderChoices = ORDER_MODES.map((mode) => `${mode}` as const)
 export const order = Cli.choice("order", orderChoices, {
@@ -73,12 +51,7 @@ export const orderModeOf = (flag: `${OrderMode}`): OrderMode => Number(flag) as 
 export const fileFlag = (name: string, env: string, shown: string, description: string) =>
   Cli.optionalText(name, { placeholder: "FILE", shown, env, description })
 
-export const credentials = fileFlag(
-  "credentials",
-  BROKER_SETTINGS.credentials.env,
-  "the region's, in this user's private directory",
-  "the credential file (0600): users, their salted keys and topic rights; the head creates it (docs/security.md)"
-)
+export const credentials = Cli.fromSetting("credentials", BROKER_SETTINGS.settings.credentials)
 
 /** How a client authenticates and which brokers it trusts; `Users.clientSecurity` reads them. */
 export const clientSecurityFlags = {

@@ -10,7 +10,7 @@ import { remoteAudit } from "../run/RemoteAudit.js"
 import { exitWithParent, parentEvent } from "../roles/Report.js"
 import { printTopic, subscribe } from "../roles/Subscribe.js"
 import { clientSecurity } from "../admin/Users.js"
-import { clientSecurityFlags, coherence, orderChoices, orderModeOf, parseFrom, readerBrokers, region } from "./SharedFlags.js"
+import { clientSecurityFlags, coherence, orderChoices, orderModeOf, parseFrom, readerBrokers, region, topic } from "./SharedFlags.js"
 
 export const subscribeCommand = Cli.command({
   name: "subscribe",
@@ -22,7 +22,7 @@ export const subscribeCommand = Cli.command({
   flags: {
     region,
     coherence,
-    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to read" }),
+    topic: topic("the topic to read"),
     brokers: readerBrokers("read over TCP from the first of these brokers that takes the subscription"),
     consumer: Cli.optionalText("consumer", {
       placeholder: "NAME",

@@ -4,7 +4,7 @@ import { failUsage } from "../cli/CliFailure.js"
 import { consumersReport } from "../admin/Consumers.js"
 import { createTopic } from "../admin/CreateTopic.js"
 import { topics as listTopics } from "../admin/TopicAdmin.js"
-import { coherence, json, region } from "./SharedFlags.js"
+import { coherence, json, region, topic } from "./SharedFlags.js"
 import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
 
 export const createTopicCommand = Cli.command({
@@ -44,7 +44,7 @@ export const consumersCommand = Cli.command({
   flags: {
     region,
     coherence,
-    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic whose consumers to list" }),
+    topic: topic("the topic whose consumers to list"),
     remove: Cli.optionalText("remove", { placeholder: "NAME", shown: "none", description: "delete this consumer (its retention is released)" }),
     json
   },

@@ -4,6 +4,7 @@
  */
 import { Either, Schema } from "effect"
 import { AckLevel, OrderMode, REPLICATION_FACTORS, TopicName, type TopicSpec, topicSpecConflict } from "../../services/log/Topics.js"
+import { parseSize } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 import { parseAge } from "./SharedFlags.js"
 
@@ -27,7 +28,7 @@ export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> =
   if (rf === undefined) {
     return Either.left(`${spec}: the replication factor ${rfText} is not one of ${REPLICATION_FACTORS.join(", ")} (1: the region; 2: the region and a copy on disk)`)
   }
-  const maxBytes = bytesText === "" ? undefined : Cli.parseSize(bytesText)
+  const maxBytes = bytesText === "" ? undefined : parseSize(bytesText)
   if (maxBytes !== undefined && Either.isLeft(maxBytes)) return Either.left(`${spec}: the disk retention size ${maxBytes.left}`)
   const maxAgeMs = ageText === "" ? undefined : parseAge(ageText)
   if (maxAgeMs !== undefined && Either.isLeft(maxAgeMs)) return Either.left(`${spec}: the disk retention age ${maxAgeMs.left}`)
@@ -56,7 +57,7 @@ export const topics = Cli.repeated(
 
 /** The disk retention of replication factor 2 topics whose spec gives none. */
 export const diskRetentionFlags = {
-  diskRetentionBytes: Cli.custom<number | undefined>("disk-retention-bytes", "SIZE", Cli.parseSize, {
+  diskRetentionBytes: Cli.custom<number | undefined>("disk-retention-bytes", "SIZE", parseSize, {
     default: undefined,
     shown: "no bound",
     env: "CXLOG_DISK_RETENTION_BYTES",

@@ -19,7 +19,7 @@ import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "./Observe.js"
 import { exitWithParent, report, reportFailure } from "./Report.js"
 import { clientSecurity } from "../admin/Users.js"
-import { clientSecurityFlags, coherence, parseAge, parseFrom, readerBrokers, region } from "../commands/SharedFlags.js"
+import { clientSecurityFlags, coherence, parseAge, parseFrom, readerBrokers, region, topic } from "../commands/SharedFlags.js"
 
 export type MirrorRunOptions = Omit<MirrorOptions, "regionId"> & {
   readonly region: RegionAccess
@@ -98,7 +98,7 @@ export const mirrorCommand = Cli.command({
   flags: {
     region,
     coherence,
-    topic: Cli.text("topic", { default: "events", placeholder: "NAME", env: "CXLOG_TOPIC", description: "the topic to mirror" }),
+    topic: topic("the topic to mirror"),
     to: Cli.custom("to", "nats://HOST:PORT,…", parseServers, {
       default: ["nats://127.0.0.1:4222"],
       shown: "nats://127.0.0.1:4222",

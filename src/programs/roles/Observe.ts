@@ -5,6 +5,8 @@
 import { Config, Effect, FiberRef, HashSet, Logger } from "effect"
 import * as Cli from "../cli/CliKit.js"
 import { serveMetrics } from "./MetricsServer.js"
+import { exportSetting, settingConfig } from "../../Settings.js"
+import { METRICS_SETTINGS } from "../ProgramSettings.js"
 
 export const metricsPortFlag = Cli.integer("metrics-port", {
   default: 0,
@@ -37,13 +39,13 @@ export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effe
   format === "text"
     ? effect
     : Effect.sync(() => {
-      process.env["CXLOG_LOG_FORMAT"] = "json"
+      exportSetting(logFormatFlag, "json")
     }).pipe(
       Effect.zipRight(Effect.locallyWith(effect, FiberRef.currentLoggers, () => HashSet.make(Logger.withConsoleError(Logger.jsonLogger))))
     )
 
 /** The address metrics endpoints listen on: `CXLOG_METRICS_HOST`, else loopback only. */
-export const metricsHost: Config.Config<string> = Config.string("CXLOG_METRICS_HOST").pipe(Config.withDefault("127.0.0.1"))
+export const metricsHost: Config.Config<string> = settingConfig(METRICS_SETTINGS.settings.metricsHost)
 
 /**
  * Runs a role with its metrics endpoint (when a port is set) and log format. `labels` go on

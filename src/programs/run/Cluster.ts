@@ -9,9 +9,11 @@ import { existsSync, unlinkSync } from "node:fs"
 import { removeWakeFifos } from "../../layers/region/Doorbell.js"
 import { mainThreadStat, procStat, type ThreadStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
 import { removeDefaultCredentials } from "../../layers/net/Auth.js"
-import { cliEntry } from "../../PackageRoot.js"
+import { cliEntry } from "../ProgramSettings.js"
 import { RoleEvent } from "../roles/Report.js"
 import { BrokerEvents, FailedEvent, HeadEvents, type ReportedError } from "../roles/RoleEvents.js"
+import { processEnvironment, readSetting } from "../../Settings.js"
+import { ORCHESTRATOR_SETTINGS } from "../ProgramSettings.js"
 
 export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   readonly role: string
@@ -80,8 +82,8 @@ export const processCpuSeconds = (pid: number): number | undefined => {
 
 /** `CXLOG_PROFILE_DIR=dir` writes a V8 CPU profile of every role process there (finding hot spots). */
 export const profileArgs = (): Array<string> => {
-  const dir = process.env["CXLOG_PROFILE_DIR"]
-  return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}`]
+  const dir = readSetting(ORCHESTRATOR_SETTINGS.settings.profileDir)
+  return dir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}`]
 }
 
 /**
@@ -185,7 +187,7 @@ export const spawnRole = <V extends Vocabulary = {}>(
       Effect.sync(() =>
         fork(cliEntry(), [...args], {
           stdio: ["ignore", "pipe", "pipe", "ipc"],
-          env: { ...process.env, ...env },
+          env: { ...processEnvironment(), ...env },
           serialization: "advanced",
           execArgv: profileArgs(),
           detached: options.ownProcessGroup === true

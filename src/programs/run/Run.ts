@@ -14,7 +14,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultLogConfig } from "../../layers/log/Layout.js"
 import { regionConfig, validate as validateRegion } from "../../layers/RegionLayout.js"
-import { envConfigProvider } from "../cli/CliKit.js"
+import { asEnvironment, envConfigProvider, processEnvironment } from "../../Settings.js"
+import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import type { ClusterShape } from "./ClusterShape.js"
 import { regionGuard } from "./Cluster.js"
 import { announceTargets } from "../report/Dashboard.js"
@@ -39,14 +40,15 @@ const runDataDir = Effect.acquireRelease(
 const KILL_RUN_SECONDS = 2
 
 /** Region sizing for the run: one topic, `brokers` broker slots (and the local publisher's), blogs large enough to absorb bursts. */
-export const logEnv = (options: Pick<ClusterShape, "brokers" | "batchBytes" | "local"> & { readonly localPublishers?: number }): Record<string, string> => ({
-  CXLOG_LOG_MAX_TOPICS: "1",
-  // A local publisher takes a broker slot of its own (`local`: one; `localPublishers`: that many).
-  CXLOG_LOG_MAX_BROKERS: `${Math.max(options.brokers, 1) + (options.localPublishers ?? (options.local === true ? 1 : 0))}`,
-  CXLOG_LOG_BLOG_BYTES: `${32 << 20}`,
-  CXLOG_LOG_PBR_SLOTS: `${Math.max(defaultLogConfig.pbrSlots, 2048)}`,
-  CXLOG_LOG_MAX_BATCH_BYTES: `${Math.max(options.batchBytes, 1 << 20)}`
-})
+export const logEnv = (options: Pick<ClusterShape, "brokers" | "batchBytes" | "local"> & { readonly localPublishers?: number }): Record<string, string> =>
+  asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
+    maxTopics: 1,
+    // A local publisher takes a broker slot of its own (`local`: one; `localPublishers`: that many).
+    maxBrokers: Math.max(options.brokers, 1) + (options.localPublishers ?? (options.local === true ? 1 : 0)),
+    blogBytes: 32 << 20,
+    pbrSlots: Math.max(defaultLogConfig.pbrSlots, 2048),
+    maxBatchBytes: Math.max(options.batchBytes, 1 << 20)
+  })
 
 /** A run its flags describe but that cannot be done (exit 2, before any process starts). */
 export class InvalidRun extends Data.TaggedError("InvalidRun")<{ readonly reason: string }> {
@@ -76,7 +78,7 @@ export const checkRun = (options: RunOptions) =>
       messageBytes: options.messageBytes
     })
     if (refused !== undefined) return yield* refused
-    const headEnv = { ...process.env, ...logEnv(options), ...options.env }
+    const headEnv = { ...processEnvironment(), ...logEnv(options), ...options.env }
     yield* validateRegion(yield* Effect.withConfigProvider(regionConfig, envConfigProvider(headEnv)))
   })
 

@@ -27,6 +27,8 @@ import { BrokerEvents, HeadEvents, type ReportedError } from "../roles/RoleEvent
 import { readyBanner, readyEvent, type ServeReady } from "./ServeBanner.js"
 import { requirePortsFree, requireRegionFree } from "./ServeChecks.js"
 import { makeServeLog, type ServeLog } from "./ServeLog.js"
+import { asEnvironment } from "../../Settings.js"
+import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 
 export interface ServeOptions {
   readonly region: string
@@ -93,8 +95,8 @@ const given = (name: string) => Config.option(Config.integer(name))
  */
 const rolesEnv = (options: ServeOptions) =>
   Effect.gen(function*() {
-    const maxBrokers = yield* given("CXLOG_LOG_MAX_BROKERS")
-    const maxTopics = yield* given("CXLOG_LOG_MAX_TOPICS")
+    const maxBrokers = yield* given(LOG_LAYOUT_SETTINGS.settings.maxBrokers.env)
+    const maxTopics = yield* given(LOG_LAYOUT_SETTINGS.settings.maxTopics.env)
     if (Option.isSome(maxBrokers) && maxBrokers.value < options.brokers) {
       return yield* failUsage(
         `cxlog serve: --broker-count ${options.brokers} needs ${options.brokers} broker slots, and CXLOG_LOG_MAX_BROKERS=${maxBrokers.value} gives the region fewer: raise it, or start fewer brokers`
@@ -114,8 +116,10 @@ const rolesEnv = (options: ServeOptions) =>
       // The head serve starts creates the region, whatever this shell says a head does.
       CXLOG_STANDBY: "false",
       CXLOG_ATTACH: "false",
-      CXLOG_LOG_MAX_BROKERS: `${Option.getOrElse(maxBrokers, () => Math.max(defaultLogConfig.maxBrokers, options.brokers + LOCAL_PUBLISHER_SLOTS))}`,
-      CXLOG_LOG_MAX_TOPICS: `${Option.getOrElse(maxTopics, () => Math.max(defaultLogConfig.maxTopics, options.topics.length))}`
+      ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
+        maxBrokers: Option.getOrElse(maxBrokers, () => Math.max(defaultLogConfig.maxBrokers, options.brokers + LOCAL_PUBLISHER_SLOTS)),
+        maxTopics: Option.getOrElse(maxTopics, () => Math.max(defaultLogConfig.maxTopics, options.topics.length))
+      })
     }
   })
 

@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { authDirectory } from "../../layers/net/Auth.js"
 import { fileStem } from "../../layers/net/AuthRegionFiles.js"
 import { isPidAlive, procStat } from "../../layers/region/ProcessInfo.js"
-import { cliEntry } from "../../PackageRoot.js"
+import { cliEntry } from "../ProgramSettings.js"
 import { inspectRegion, SHM_DIR } from "../admin/Regions.js"
 import { readyBanner, readyEvent, type ServeReady } from "./ServeBanner.js"
 

@@ -6,7 +6,8 @@
  * leaves a standby head (which takes over a lapsed lease) time to do so.
  */
 import { Config, Schema } from "effect"
-import { defaultSequencerOptions } from "./Sequencer.js"
+import { settingConfig } from "../../Settings.js"
+import { HEAD_WATCH_SETTINGS, SEQUENCER_SETTINGS } from "./LogSettings.js"
 
 /** Why the head is unavailable: its process exited, its lease lapsed (a stuck head), it released it, or there never was one. */
 export const HeadState = Schema.Literal("exited", "lease-lapsed", "released", "never-started")
@@ -43,9 +44,6 @@ const HEAD_LOST_MARGIN_MS = 3_000
 
 /** `CXLOG_HEAD_LOST_MS`, by default the sequencer lease (`CXLOG_SEQUENCER_LEASE_MS`) plus 3 s. */
 export const headLostMsConfig: Config.Config<number> = Config.all({
-  explicit: Config.option(Config.integer("CXLOG_HEAD_LOST_MS")),
-  leaseMs: Config.integer("CXLOG_SEQUENCER_LEASE_MS").pipe(Config.withDefault(defaultSequencerOptions.leaseMs))
-}).pipe(
-  Config.map(({ explicit, leaseMs }) => (explicit._tag === "Some" ? explicit.value : leaseMs + HEAD_LOST_MARGIN_MS)),
-  Config.validate({ message: "CXLOG_HEAD_LOST_MS must be a positive number of milliseconds", validation: (ms) => ms > 0 })
-)
+  explicit: settingConfig(HEAD_WATCH_SETTINGS.settings.headLostMs),
+  leaseMs: settingConfig(SEQUENCER_SETTINGS.settings.leaseMs)
+}).pipe(Config.map(({ explicit, leaseMs }) => explicit ?? leaseMs + HEAD_LOST_MARGIN_MS))

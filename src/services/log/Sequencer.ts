@@ -4,7 +4,9 @@
  * GOI entries, the committed frontier, per-broker counters and per-session frontiers into
  * the region. Restarted after a crash, it continues from the region state alone.
  */
-import { Config, ConfigError, Context, Data, type Effect, Either, Option } from "effect"
+import { Config, ConfigError, Context, Data, type Effect, Either } from "effect"
+import { settingsConfig } from "../../Settings.js"
+import { SEQUENCER_SETTINGS } from "./LogSettings.js"
 
 /** What one scan round did, over every topic. */
 export interface SequencerRound {
@@ -66,9 +68,9 @@ export interface SequencerOptions {
 }
 
 export const defaultSequencerOptions = {
-  holdTimeoutMs: 5_000,
-  sessionIdleMs: 10 * 60_000,
-  leaseMs: 2_000,
+  holdTimeoutMs: SEQUENCER_SETTINGS.settings.holdTimeoutMs.default,
+  sessionIdleMs: SEQUENCER_SETTINGS.settings.sessionIdleMs.default,
+  leaseMs: SEQUENCER_SETTINGS.settings.leaseMs.default,
   waitForLeaseMs: 0,
   maxBatchesPerBroker: 256
 } as const
@@ -99,15 +101,10 @@ export const checkSequencerOptions = <O extends SequencerOptions>(options: O): E
  * Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SESSION_IDLE_MS`, `CXLOG_SESSION_GAP_IDLE_MS`
  * (unset: 6 × the idle bound; below the idle bound: invalid), `CXLOG_SEQUENCER_LEASE_MS`.
  */
-export const sequencerOptionsConfig: Config.Config<SequencerOptions> = Config.all({
-  holdTimeoutMs: Config.integer("CXLOG_HOLD_TIMEOUT_MS").pipe(Config.withDefault(defaultSequencerOptions.holdTimeoutMs)),
-  sessionIdleMs: Config.integer("CXLOG_SESSION_IDLE_MS").pipe(Config.withDefault(defaultSequencerOptions.sessionIdleMs)),
-  sessionGapIdleMs: Config.option(Config.integer("CXLOG_SESSION_GAP_IDLE_MS")),
-  leaseMs: Config.integer("CXLOG_SEQUENCER_LEASE_MS").pipe(Config.withDefault(defaultSequencerOptions.leaseMs))
-}).pipe(Config.mapOrFail(({ sessionGapIdleMs, ...options }) =>
+export const sequencerOptionsConfig: Config.Config<SequencerOptions> = settingsConfig(SEQUENCER_SETTINGS.settings).pipe(Config.mapOrFail(({ sessionGapIdleMs, ...options }) =>
   Either.mapLeft(
-    checkSequencerOptions(Option.match(sessionGapIdleMs, { onNone: () => options, onSome: (ms) => ({ ...options, sessionGapIdleMs: ms }) })),
-    (invalid) => ConfigError.InvalidData(["CXLOG_SESSION_GAP_IDLE_MS"], invalid.message)
+    checkSequencerOptions(sessionGapIdleMs === undefined ? options : { ...options, sessionGapIdleMs }),
+    (invalid) => ConfigError.InvalidData([SEQUENCER_SETTINGS.settings.sessionGapIdleMs.env], invalid.message)
   )
 ))
 

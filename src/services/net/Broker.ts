@@ -17,22 +17,6 @@ import type { Topics } from "../log/Topics.js"
 /** What a broker needs of the log: its broker slot's Appender, the AckTracker and the topic table. */
 export type BrokerLog = Appender | AckTracker | Topics
 
-/**
- * Where a broker's settings come from when it is configured from the environment (`cxlog
- * broker`'s flags and `BrokerLayers.config` read the same variables): each variable and its
- * default, once. `maxBatchBytes.shown` is its default as the CLI shows and parses it.
- */
-export const BROKER_SETTINGS = {
-  host: { env: "CXLOG_BROKER_HOST", default: "127.0.0.1" },
-  port: { env: "CXLOG_BROKER_PORT", default: 7400 },
-  maxBatchBytes: { env: "CXLOG_MAX_BATCH_BYTES", default: 1 << 20, shown: "1MiB" },
-  ackIntervalMs: { env: "CXLOG_ACK_INTERVAL_MS", default: 0 },
-  idleTimeoutMs: { env: "CXLOG_BROKER_IDLE_TIMEOUT_MS", default: 10 * 60_000 },
-  maxConnections: { env: "CXLOG_BROKER_MAX_CONNECTIONS", default: 1024 },
-  credentials: { env: "CXLOG_CREDENTIALS" },
-  insecure: { env: "CXLOG_INSECURE" }
-} as const
-
 export interface BrokerOptions {
   /** Interface to listen on (default 127.0.0.1). */
   readonly host?: string

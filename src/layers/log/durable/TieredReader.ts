@@ -17,7 +17,7 @@
  * Durable cursors (the head's own writer) and named consumers (`regionOnly`: their hold is in the
  * region) are not tiered.
  */
-import { Config, Effect, Layer, Option, type Scope } from "effect"
+import { Effect, Layer, type Scope } from "effect"
 import { type LogCursor, LogReader, type LogReaderShape } from "../../../services/log/LogReader.js"
 import { type LogCorrupt, type TopicInfo, type TopicNotFound, Topics } from "../../../services/log/Topics.js"
 import { diskEarliest, nodeStreamFiles, type StreamFiles } from "./DiskStream.js"
@@ -36,6 +36,8 @@ import {
   toDisk,
   toHot
 } from "./TieredCursorState.js"
+import { settingConfig } from "../../../Settings.js"
+import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
 
 export interface TieredOptions {
   /** The head's data directory. */
@@ -147,7 +149,7 @@ export const layer = (options: TieredOptions): Layer.Layer<LogReader, never, Log
 /** `layer` over CXLOG_DATA_DIR when it is set (a local reader on the head's host); else the LogReader as it is. */
 export const layerConfig: Layer.Layer<LogReader, never, LogReader | Topics> = Layer.unwrapEffect(
   Effect.map(
-    Config.option(Config.string("CXLOG_DATA_DIR")).pipe(Effect.orElseSucceed(() => Option.none<string>())),
-    (dir) => Option.isSome(dir) && dir.value !== "" ? layer({ directory: dir.value }) : Layer.effect(LogReader, LogReader)
+    settingConfig(DURABLE_SETTINGS.settings.dataDir).pipe(Effect.orElseSucceed(() => undefined)),
+    (dir) => dir !== undefined ? layer({ directory: dir }) : Layer.effect(LogReader, LogReader)
   )
 )

@@ -13,6 +13,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { errorText, findBinary, freePort, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
+import { readSetting } from "../../../Settings.js"
+import { PEER_SETTINGS } from "../../ProgramSettings.js"
 
 export const NATS = "nats"
 
@@ -46,7 +48,7 @@ export interface NatsCluster {
 
 /** `nats-server`: CXLOG_NATS_SERVER if set, where Debian puts it, or on PATH. */
 export const natsServerBinary: Effect.Effect<string, PeerUnavailable> = Effect.suspend(() => {
-  const override = process.env["CXLOG_NATS_SERVER"]
+  const override = readSetting(PEER_SETTINGS.settings.natsServer)
   const binary = findBinary("nats-server", "/usr/sbin/nats-server", override)
   return binary === undefined
     ? Effect.fail(new PeerUnavailable({ peer: NATS, missing: override ?? "nats-server", install: "apt-get install nats-server (Debian's package), or CXLOG_NATS_SERVER=PATH" }))

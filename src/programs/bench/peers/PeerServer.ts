@@ -3,12 +3,14 @@
  * loopback port it chose and stopped by pid when the scope closes. A missing binary or client
  * package is `PeerUnavailable`: one line naming what to install, never a stack trace.
  */
-import { Config, Data, Effect, type Scope } from "effect"
+import { Data, Effect, type Scope } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { connect, createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { processCpuSeconds, stopChild, stopWithParent } from "../../run/Cluster.js"
+import { processEnvironment, settingConfig } from "../../../Settings.js"
+import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
 
 /** A peer's server binary or its Node client is not installed here. */
 export class PeerUnavailable extends Data.TaggedError("PeerUnavailable")<{ readonly peer: string; readonly missing: string; readonly install: string }> {
@@ -28,7 +30,7 @@ export class PeerFailed extends Data.TaggedError("PeerFailed")<{ readonly peer: 
 export const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 /** Where a peer keeps its files: where cxlog's run puts its data directory (CXLOG_DATA_DIR, else the OS's temporary directory), so both are on one filesystem. */
-export const peerDataParent: Effect.Effect<string> = Config.string("CXLOG_DATA_DIR").pipe(Config.withDefault(tmpdir()), Effect.orElseSucceed(() => tmpdir()))
+export const peerDataParent: Effect.Effect<string> = settingConfig(DURABLE_SETTINGS.settings.dataDir).pipe(Effect.map((dir) => dir ?? tmpdir()), Effect.orElseSucceed(() => tmpdir()))
 
 /** How long a server may take to accept its first connection. */
 const START_TIMEOUT_MS = 15_000
@@ -38,7 +40,7 @@ const POLL_MS = 25
 export const findBinary = (name: string, debianPath: string, override: string | undefined): string | undefined => {
   if (override !== undefined && override !== "") return existsSync(override) ? override : undefined
   if (existsSync(debianPath)) return debianPath
-  for (const dir of (process.env["PATH"] ?? "").split(":")) {
+  for (const dir of (processEnvironment()["PATH"] ?? "").split(":")) {
     if (dir !== "" && existsSync(`${dir}/${name}`)) return `${dir}/${name}`
   }
   return undefined

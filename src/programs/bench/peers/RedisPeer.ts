@@ -11,11 +11,13 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import type { PeerStorage, StorageKind } from "./PeerLoad.js"
 import { errorText, findBinary, peerDataParent, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
+import { readSetting } from "../../../Settings.js"
+import { PEER_SETTINGS } from "../../ProgramSettings.js"
 
 export const REDIS = "redis"
 
 /** The `redis-server` a bench starts as `CXLOG_REDIS_SERVER` names it (unset: Debian's, else on PATH). */
-export const redisServerSetting = (): string | undefined => process.env["CXLOG_REDIS_SERVER"]
+export const redisServerSetting = (): string | undefined => readSetting(PEER_SETTINGS.settings.redisServer)
 
 /** A reply taking longer than this fails the bench rather than hang it. */
 const COMMAND_TIMEOUT_MS = 10_000

@@ -1,0 +1,190 @@
+/**
+ * The kernel of cxlog's settings. A setting is declared once, in its domain's table (a
+ * `…Settings.ts` file: `services/log/LogSettings.ts`, `services/net/NetSettings.ts`, …), with
+ * its `CXLOG_*` variable, what its values look like, its default and its description. From
+ * that one declaration come the layer's `Config` (described, so `Config` errors name it), the
+ * CLI flag where a command has one (programs/cli/CliKit.ts `fromSetting`) and its row in
+ * `cxlog config`. The environment itself is read here and in the tables only.
+ */
+import { Config, ConfigError, ConfigProvider, Effect, Either } from "effect"
+
+/** Why `text` is not a valid value, as a phrase naming it (Left), or the value. */
+export type Parse<A> = (text: string) => Either.Either<A, string>
+
+export interface Setting<A> {
+  /** The environment variable, `CXLOG_…`. */
+  readonly env: string
+  readonly description: string
+  /** What a value looks like in help and in `cxlog config` (`SIZE`, `N`, `MS`, `a|b`); "" for a switch. */
+  readonly placeholder: string
+  readonly default: A
+  /** The default as help and the docs show it; undefined when there is none. */
+  readonly shownDefault: string | undefined
+  readonly parse: Parse<A>
+  /** A switch: an empty value reads as off, where for any other setting it is a mistake. */
+  readonly switch: boolean
+}
+
+export const wholeNumber = (min: number): Parse<number> => (text) => {
+  if (!/^-?\d+$/.test(text.trim())) return Either.left(`${text} is not a whole number`)
+  const n = Number(text)
+  return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
+}
+
+export const decimal = (min: number): Parse<number> => (text) => {
+  const n = text.trim() === "" ? Number.NaN : Number(text)
+  if (!Number.isFinite(n)) return Either.left(`${text} is not a number`)
+  return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 }
+
+/** "64KiB", "1GiB", "4096" → bytes (binary units; KB and K mean KiB too). */
+export const parseSize: Parse<number> = (text) => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const scale = match === null ? undefined : SIZE_UNITS[match[2]!.toLowerCase()]
+  if (match === null || scale === undefined) return Either.left(`${text} is not a size: use 64KiB, 1GiB, … or a number of bytes`)
+  const bytes = Math.round(Number(match[1]) * scale)
+  return bytes < 1 ? Either.left(`${text} is not a size: it must be at least 1 byte`) : Either.right(bytes)
+}
+
+/** A size as the docs write it: `16MiB`, `64KiB`, else bytes. */
+export const showSize = (bytes: number): string =>
+  bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3}GiB` : bytes % 1024 ** 2 === 0 ? `${bytes / 1024 ** 2}MiB` : bytes % 1024 === 0 ? `${bytes / 1024}KiB` : `${bytes}`
+
+export const parseSwitch: Parse<boolean> = (t) => {
+  const v = t.toLowerCase()
+  if (["true", "1", "yes", "on"].includes(v)) return Either.right(true)
+  if (["false", "0", "no", "off", ""].includes(v)) return Either.right(false)
+  return Either.left(`${t} is not true or false`)
+}
+
+export const parseChoice = <const C extends string>(values: ReadonlyArray<C>): Parse<C> => (t) =>
+  (values as ReadonlyArray<string>).includes(t) ? Either.right(t as C) : Either.left(`${t} is not one of ${values.join(", ")}`)
+
+interface Declared {
+  readonly env: string
+  readonly description: string
+  readonly placeholder?: string
+}
+
+const declare = <A>(spec: Declared, placeholder: string, parse: Parse<A>, defaultValue: A, shown: string | undefined): Setting<A> => ({
+  env: spec.env,
+  description: spec.description,
+  placeholder: spec.placeholder ?? placeholder,
+  default: defaultValue,
+  shownDefault: shown,
+  parse,
+  switch: false
+})
+
+/** The constructors a settings table declares its settings with. */
+export const setting = {
+  integer: (spec: Declared & { readonly default: number; readonly min?: number }) =>
+    declare(spec, "N", wholeNumber(spec.min ?? 0), spec.default, `${spec.default}`),
+  optionalInteger: (spec: Declared & { readonly min?: number; readonly shown?: string }) =>
+    declare<number | undefined>(spec, "N", wholeNumber(spec.min ?? 0), undefined, spec.shown),
+  /** Milliseconds, a whole number. */
+  millis: (spec: Declared & { readonly default: number; readonly min?: number }) =>
+    declare(spec, "MS", wholeNumber(spec.min ?? 0), spec.default, `${spec.default}`),
+  optionalMillis: (spec: Declared & { readonly min?: number; readonly shown?: string }) =>
+    declare<number | undefined>(spec, "MS", wholeNumber(spec.min ?? 0), undefined, spec.shown),
+  /** Milliseconds that may be fractional (a linger of 0.5 ms). */
+  fractionalMillis: (spec: Declared & { readonly default: number }) => declare(spec, "MS", decimal(0), spec.default, `${spec.default}`),
+  /** A byte size given as `64KiB`, `1GiB` or a number of bytes. */
+  size: (spec: Declared & { readonly default: number }) => declare(spec, "SIZE", parseSize, spec.default, showSize(spec.default)),
+  optionalSize: (spec: Declared & { readonly shown?: string }) => declare<number | undefined>(spec, "SIZE", parseSize, undefined, spec.shown),
+  choice: <const C extends string>(spec: Declared & { readonly values: ReadonlyArray<C>; readonly default: C }) =>
+    declare(spec, spec.values.join("|"), parseChoice(spec.values), spec.default, spec.default),
+  text: (spec: Declared & { readonly default: string }) => declare(spec, "TEXT", Either.right, spec.default, spec.default),
+  optionalText: (spec: Declared & { readonly shown?: string }) => declare<string | undefined>(spec, "TEXT", Either.right, undefined, spec.shown),
+  /** On or off: `true`/`false`, `1`/`0`; empty reads as off. */
+  toggle: (spec: Declared): Setting<boolean> => ({ ...declare(spec, "", parseSwitch, false, "off"), switch: true }),
+  /** Any value `parse` takes, with its default shown as `shown`. */
+  custom: <A>(spec: Declared & { readonly placeholder: string; readonly parse: Parse<A>; readonly default: A; readonly shown: string | undefined }) =>
+    declare(spec, spec.placeholder, spec.parse, spec.default, spec.shown)
+}
+
+/**
+ * Why a variable set to "" is refused: it is a mistake (a shell variable that expanded to
+ * nothing, a value left out), never a way to ask for the default, which unsetting it gives.
+ */
+export const SET_BUT_EMPTY = "set but empty"
+
+/** The setting as a described `Config`: its variable parsed as the table says, else its default. */
+export const settingConfig = <A>(s: Setting<A>): Config.Config<A> =>
+  Config.string(s.env).pipe(
+    Config.mapOrFail((text) =>
+      Either.mapLeft(
+        text === "" && !s.switch ? Either.left(`${SET_BUT_EMPTY}: give it a value, or unset it for the default`) : s.parse(text),
+        (why) => ConfigError.InvalidData([], why)
+      )
+    ),
+    Config.withDefault(s.default),
+    Config.withDescription(s.description)
+  )
+
+type ValuesOf<T extends Record<string, Setting<any>>> = { readonly [K in keyof T]: T[K] extends Setting<infer A> ? A : never }
+
+/** A table's settings as one `Config` of their values. */
+export const settingsConfig = <T extends Record<string, Setting<any>>>(table: T): Config.Config<ValuesOf<T>> =>
+  Config.all(Object.fromEntries(Object.entries(table).map(([k, s]) => [k, settingConfig(s)]))) as unknown as Config.Config<ValuesOf<T>>
+
+/** A table's defaults, as a record of values (a domain's `default…Config`). */
+export const defaultsOf = <T extends Record<string, Setting<any>>>(table: T): ValuesOf<T> =>
+  Object.fromEntries(Object.entries(table).map(([k, s]) => [k, s.default])) as ValuesOf<T>
+
+/** Values for a table's settings as the environment a child process reads them from. */
+export const asEnvironment = <T extends Record<string, Setting<any>>>(
+  table: T,
+  values: { readonly [K in keyof T]?: string | number | boolean }
+): Record<string, string> => Object.fromEntries(Object.entries(values).map(([k, v]) => [table[k]!.env, `${v}`]))
+
+/** A settings table with who reads it, for `cxlog config`. */
+export interface SettingsTable {
+  /** Who reads these variables, for `cxlog config` (`head (region layout)`). */
+  readonly usedBy: string
+  readonly settings: Record<string, Setting<any>>
+}
+
+/**
+ * The process's environment. Settings are read through `Config` (whose provider reads it) or,
+ * before Effect runs, through `readSetting`; a child process inherits this.
+ */
+export const processEnvironment = (): Readonly<Record<string, string | undefined>> => process.env
+
+/** The setting's value now, outside Effect (the addon's loader, the launcher's helpers): unset, empty or invalid gives the default. */
+export const readSetting = <A>(s: Setting<A>, env: Readonly<Record<string, string | undefined>> = process.env): A => {
+  const text = env[s.env]
+  if (text === undefined || text === "") return s.default
+  return Either.getOrElse(s.parse(text), () => s.default)
+}
+
+/** Sets a variable for this process and the children it starts (the log format a role chose). */
+export const exportSetting = (declared: { readonly env: string | undefined }, value: string): void => {
+  if (declared.env !== undefined) process.env[declared.env] = value
+}
+
+/** `$XDG_RUNTIME_DIR` when set and not empty: where this user's private files (credentials, mirror status) go. */
+export const xdgRuntimeDir = (): string | undefined => {
+  const runtime = process.env["XDG_RUNTIME_DIR"]
+  return runtime === undefined || runtime === "" ? undefined : runtime
+}
+
+/**
+ * `Config`'s view of `env` for what a command reads without a flag (the region's sizes, the
+ * coordinator's settings, …): as ConfigProvider.fromEnv, but a variable set to "" is invalid
+ * data, where fromEnv reads it as 0 (Config.integer), "" (Config.string) or a default.
+ */
+export const envConfigProvider = (env: Readonly<Record<string, string | undefined>> = process.env): ConfigProvider.ConfigProvider => {
+  const set = Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined)
+  const plain = ConfigProvider.fromMap(new Map(set), { pathDelim: "_", seqDelim: "," }).flattened
+  return ConfigProvider.fromFlat(ConfigProvider.makeFlat({
+    load: (path, primitive, split) =>
+      env[path.join("_")] === ""
+        ? Effect.fail(ConfigError.InvalidData([...path], `${SET_BUT_EMPTY}: give it a value, or unset it for the default`))
+        : plain.load(path, primitive, split),
+    enumerateChildren: plain.enumerateChildren,
+    patch: plain.patch
+  }))
+}
