@@ -111,8 +111,8 @@ export const setting = {
  */
 export const SET_BUT_EMPTY = "set but empty"
 
-/** The setting as a described `Config`: its variable parsed as the table says, else its default. */
-export const settingConfig = <A>(s: Setting<A>): Config.Config<A> =>
+/** The setting's variable, required (a library layer that has no default where the CLI has one: the brokers to publish to). */
+export const requiredSettingConfig = <A>(s: Setting<A>): Config.Config<A> =>
   Config.string(s.env).pipe(
     Config.mapOrFail((text) =>
       Either.mapLeft(
@@ -120,9 +120,11 @@ export const settingConfig = <A>(s: Setting<A>): Config.Config<A> =>
         (why) => ConfigError.InvalidData([], why)
       )
     ),
-    Config.withDefault(s.default),
     Config.withDescription(s.description)
   )
+
+/** The setting as a described `Config`: its variable parsed as the table says, else its default. */
+export const settingConfig = <A>(s: Setting<A>): Config.Config<A> => requiredSettingConfig(s).pipe(Config.withDefault(s.default))
 
 type ValuesOf<T extends Record<string, Setting<any>>> = { readonly [K in keyof T]: T[K] extends Setting<infer A> ? A : never }
 

@@ -123,10 +123,10 @@ const regionLog = (v: RegionViews, doorbell: DoorbellShape, settings: OrderSetti
 
 export const make = (
   area: LogArea,
-  options: SequencerLayerOptions = {}
+  given: SequencerLayerOptions = {}
 ): Effect.Effect<SequencerShape, SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
-    yield* checkSequencerOptions(options)
+    const options = yield* checkSequencerOptions(given)
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
     const leaseMs = options.leaseMs ?? defaultSequencerOptions.leaseMs

@@ -139,9 +139,9 @@ const storeHistory = (topic: MemoryTopic): OrderHistory => ({
   entry: (g) => (g >= topic.goiBase ? topic.goi[g - topic.goiBase] : undefined)
 })
 
-export const makeMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld | SessionGapIdleTooShort, Scope.Scope> =>
+export const makeMemory = (store: MemoryLogStore, given: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld | SessionGapIdleTooShort, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* checkSequencerOptions(options)
+    const options = yield* checkSequencerOptions(given)
     const occurrence = newOccurrence()
     yield* Effect.acquireRelease(
       Effect.suspend(() => {

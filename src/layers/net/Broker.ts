@@ -39,12 +39,15 @@ import { ackEncoder } from "./Frame.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
 import { settingsConfig } from "../../Settings.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
+import { withMillis } from "../../Durations.js"
 
 /** See `BrokerOptions.idleTimeoutMs`. */
 export const DEFAULT_IDLE_TIMEOUT_MS = BROKER_SETTINGS.settings.idleTimeoutMs.default
 
 /** A broker made from code listens on any free port unless given one (`config`'s default is BROKER_SETTINGS'). */
-const settingsOf = (options: BrokerOptions): Settings => ({
+const settingsOf = (given: BrokerOptions): Settings => {
+  const options = withMillis(given, ["ackInterval", "handshakeTimeout", "idleTimeout"])
+  return {
   host: options.host ?? BROKER_SETTINGS.settings.host.default,
   port: options.port ?? 0,
   maxBatchBytes: options.maxBatchBytes ?? BROKER_SETTINGS.settings.maxBatchBytes.default,
@@ -53,7 +56,8 @@ const settingsOf = (options: BrokerOptions): Settings => ({
   idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   maxConnections: options.maxConnections ?? BROKER_SETTINGS.settings.maxConnections.default,
   writeBufferBytes: options.writeBufferBytes ?? 1 << 20
-})
+  }
+}
 
 /** Whether `host` is a loopback address (a broker beyond it needs TLS and authentication). */
 const isLoopback = (host: string): boolean =>

@@ -11,7 +11,7 @@
  * await publisher.close()         // flushes first: rejects with PublisherCloseUnflushed if that fails
  * ```
  */
-import { Cause, Data, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
+import { Cause, Data, type Duration, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
 import * as PublisherLayers from "./Publisher.js"
 import {
   type MessageOptions,
@@ -22,6 +22,7 @@ import {
   type PublisherShape,
   type PublisherStats
 } from "../../services/net/Publisher.js"
+import { withMillis } from "../../Durations.js"
 
 /** `close()` could not flush: the messages not acknowledged are lost to this publisher (it closed anyway). */
 export class PublisherCloseUnflushed extends Data.TaggedError("PublisherCloseUnflushed")<{
@@ -40,6 +41,8 @@ export interface CloseOptions {
   readonly flush?: boolean
   /** Bound of that flush; default the publisher's `ackTimeoutMs` (30 s). */
   readonly timeoutMs?: number
+  /** `timeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly timeout?: Duration.DurationInput
 }
 
 const encoder = new TextEncoder()
@@ -60,7 +63,7 @@ export class CxlogPublisher {
    * `credentials` it authenticates as the local user of `region` (its secret file), as the CLI does.
    */
   static async open(options: PublisherOptions): Promise<CxlogPublisher> {
-    return CxlogPublisher.openWith(PublisherLayers.layer(options), options.ackTimeoutMs)
+    return CxlogPublisher.openWith(PublisherLayers.layer(options), withMillis(options, ["ackTimeout"]).ackTimeoutMs)
   }
 
   /**
@@ -128,7 +131,7 @@ export class CxlogPublisher {
   private async closeOnce(options: CloseOptions): Promise<void> {
     // From here on publish rejects with PublisherClosed: the flush covers everything published before.
     this.closed = true
-    const flushed = options.flush === false ? Exit.void : await this.runtime.runPromiseExit(this.publisher.flush(options.timeoutMs ?? this.ackTimeoutMs))
+    const flushed = options.flush === false ? Exit.void : await this.runtime.runPromiseExit(this.publisher.flush(withMillis(options, ["timeout"]).timeoutMs ?? this.ackTimeoutMs))
     const stats = this.publisher.stats()
     await this.runtime.dispose()
     // A publisher that failed earlier fails its flush too; with nothing unacknowledged, nothing is lost.

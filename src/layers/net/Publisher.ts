@@ -39,7 +39,7 @@ import { type PublisherSettings, settingsOf, validate } from "./PublisherSetting
 import { LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
 import { expireBounds } from "./PublisherWaits.js"
 import { afterWrites, onLinger, sealBurst } from "./PublisherWindow.js"
-import { settingsConfig } from "../../Settings.js"
+import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 
 export { refusal } from "./PublisherSettings.js"
@@ -179,17 +179,25 @@ export const makeLocal = (options: LocalPublisherOptions): Effect.Effect<Publish
 export const layerLocal = (options: LocalPublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions, Appender | AckTracker> =>
   Layer.scoped(Publisher, makeLocal(options))
 
+const { brokers, topic, ...optional } = PUBLISHER_SETTINGS.settings
+
 /** Options from the environment: the variables of PUBLISHER_SETTINGS (services/net/NetSettings.ts). */
-export const config: Config.Config<PublisherOptions> = settingsConfig(PUBLISHER_SETTINGS.settings).pipe(
-  Config.mapOrFail(({ ackLevel, brokers, clientId, fixedWindow, ...rest }) =>
-    Either.mapBoth(Either.try(() => parseAddresses(brokers)), {
-      onLeft: (error) => ConfigError.InvalidData([PUBLISHER_SETTINGS.settings.brokers.env], String(error)),
+export const config: Config.Config<PublisherOptions> = Config.all({
+  // The library names its brokers and topic: no default (the CLI's are for a local try).
+  brokers: requiredSettingConfig(brokers),
+  topic: requiredSettingConfig(topic),
+  options: settingsConfig(optional)
+}).pipe(
+  Config.mapOrFail(({ brokers: addressList, options: { ackLevel, clientId, fixedWindow, ...rest }, topic }) =>
+    Either.mapBoth(Either.try(() => parseAddresses(addressList)), {
+      onLeft: (error) => ConfigError.InvalidData([brokers.env], String(error)),
       onRight: (addresses): PublisherOptions => ({
         ...rest,
         brokers: addresses,
+        topic,
         ackLevel: Number(ackLevel) as 0 | 1 | 2,
         ...(clientId === undefined ? {} : { clientId }),
-        adaptiveWindow: !fixedWindow
+        ...(fixedWindow ? { adaptiveWindow: false } : {})
       })
     })
   )

@@ -11,8 +11,11 @@ import {
   type PublisherOptions
 } from "../../services/net/Publisher.js"
 import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
+import { withMillis } from "../../Durations.js"
 
-export const settingsOf = (options: PublisherOptions) => ({
+export const settingsOf = (given: PublisherOptions) => {
+  const options = withMillis(given, ["linger", "connectTimeout", "ackTimeout", "reconnectDelay"])
+  return {
   brokers: options.brokers,
   topic: options.topic,
   clientId: options.clientId ?? randomInt(0, 2 ** 32 - 1),
@@ -32,7 +35,8 @@ export const settingsOf = (options: PublisherOptions) => ({
   ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
   reconnectDelayMs: options.reconnectDelayMs ?? 25,
   onAcknowledged: options.onAcknowledged
-})
+  }
+}
 
 export type PublisherSettings = ReturnType<typeof settingsOf>
 

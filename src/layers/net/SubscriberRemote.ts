@@ -14,13 +14,14 @@
  * Its rooms: SubscriberConnection (a connection, its handshake, `subscribeAny`) and
  * RemoteSubscription (a subscription's state: pulls, commits, failover).
  */
-import { Layer } from "effect"
+import { type Duration, Layer } from "effect"
 import { Subscriber, type SubscriberShape } from "../../services/net/Subscriber.js"
 import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress, ClientSecurity } from "./ClientConnection.js"
 import { bounds, subscribeRemote } from "./RemoteSubscription.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
 import type { Settings } from "./SubscriberConnection.js"
+import { withMillis } from "../../Durations.js"
 
 export interface RemoteSubscriberOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
@@ -28,6 +29,8 @@ export interface RemoteSubscriberOptions {
   readonly credit?: number
   /** How long a broker may take to connect and answer SUBSCRIBE. Default 5 s. */
   readonly connectTimeoutMs?: number
+  /** `connectTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly connectTimeout?: Duration.DurationInput
   /** Received bytes held before reading pauses (the rest waits in the kernel), and the size of each of the two receive buffers. Default 2 MiB (a region's largest batch by default, 1 MiB, fits with its header). */
   readonly bufferBytes?: number
   /** Upper bound of one DATA payload (the brokers' `maxBatchBytes`). Default 64 MiB. */
@@ -47,7 +50,7 @@ export interface RemoteSubscriberOptions {
 }
 
 export const makeRemote = (given: RemoteSubscriberOptions): SubscriberShape => {
-  const options = withLocalCredentials(given)
+  const options = withMillis(withLocalCredentials(given), ["connectTimeout"])
   const settings: Settings = {
     brokers: options.brokers,
     credit: Math.min(MAX_CREDIT, Math.max(1, options.credit ?? 256)),

@@ -25,7 +25,7 @@ import {
   RegionSystemError,
   RegionTooLarge
 } from "../../services/region/CxlMemory.js"
-import { type Backend, type MapRegion, openRegion, publishPairs } from "./RegionOpen.js"
+import { type Backend, type MapRegion, openRegion, publishPairs, regionOptionsWithMillis } from "./RegionOpen.js"
 import { settingsConfig } from "../../Settings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 
@@ -107,7 +107,7 @@ const mapNative = (options: RegionOptions): MapRegion<NativeUnavailable> => (mod
 
 /** Maps a region through the native addon; unmaps when the scope closes and, as its creator, unlinks it unless `keep`. */
 export const make = (options: RegionOptions): Effect.Effect<CxlMemoryShape, RegionOpenError | NativeUnavailable, Scope.Scope> =>
-  openRegion(options, mapNative(options))
+  openRegion(options, mapNative(regionOptionsWithMillis(options)))
 
 export const layer = (options: RegionOptions): Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable> =>
   Layer.scoped(CxlMemory, make(options))

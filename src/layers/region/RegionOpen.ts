@@ -17,6 +17,7 @@ import {
   type WaitOutcome
 } from "../../services/region/CxlMemory.js"
 import { LAYOUT_VERSION, MAX_PARAMS, readSuperblock, SUPERBLOCK_BYTES, writeSuperblock } from "./Superblock.js"
+import { withMillis } from "../../Durations.js"
 
 const PAGE = 4096
 const MAX_WAIT_MS = 2 ** 31 - 1
@@ -102,11 +103,15 @@ export const publishPairs = (ops: ReadonlyArray<CacheLineOp>): Float64Array =>
 export type MapRegion<E> = (mode: OpenMode, size: number) => Effect.Effect<Mapping, E | RegionOpenError, Scope.Scope>
 
 /** Opens a region: validates `options`, maps it with `map`, then writes the superblock as its creator or checks it as an attacher. */
+/** The region's options with `readyTimeout` written into `readyTimeoutMs`. */
+export const regionOptionsWithMillis = (options: RegionOptions): RegionOptions => withMillis(options, ["readyTimeout"])
+
 export const openRegion = <E>(
-  options: RegionOptions,
+  given: RegionOptions,
   map: MapRegion<E>
 ): Effect.Effect<CxlMemoryShape, E | RegionOpenError, Scope.Scope> =>
   Effect.gen(function*() {
+    const options = regionOptionsWithMillis(given)
     const { name } = options
     const mode = options.mode ?? "create-or-attach"
     const version = options.layoutVersion ?? LAYOUT_VERSION

@@ -10,7 +10,7 @@
  * Not faked, therefore not here: the wire (brokers, TCP, authentication), durability (ACK 2 on
  * a disk) and failover — tests of those run the real processes (`cxlog serve`).
  */
-import { Cause, Context, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, Context, type Duration, Effect, Exit, Layer, Scope } from "effect"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
 import type { AckLevel } from "../../services/log/Topics.js"
@@ -19,6 +19,7 @@ import { Subscriber } from "../../services/net/Subscriber.js"
 import { type MemoryLog, type MemoryLogError, makeMemoryLog } from "../net/BrokerLogMemory.js"
 import { makeLocal } from "../net/Publisher.js"
 import { makeMemory as makeMemorySubscriber } from "../net/SubscriberMemory.js"
+import { withMillis } from "../../Durations.js"
 
 /** The running in-memory cluster: its log, for assertions (`ordered`, `stats`) and for `settle`. */
 export class TestCluster extends Context.Tag("cxlog/TestCluster")<TestCluster, MemoryLog>() {}
@@ -31,6 +32,8 @@ export interface TestClusterOptions {
   readonly topics: ReadonlyArray<TestTopic>
   /** How long a gap in a session may stay open before the session is fenced. Default 2 s. */
   readonly holdTimeoutMs?: number
+  /** `holdTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly holdTimeout?: Duration.DurationInput
 }
 
 /** A publisher's options in the cluster: a TCP publisher's, without brokers (there are none). */
@@ -40,14 +43,16 @@ export type TestPublisherOptions = Omit<PublisherOptions, "brokers" | "credentia
 const TEST_REGION = "cxlog-testing (in memory)"
 
 /** The cluster, for as long as the layer is in use. */
-export const cluster = (options: TestClusterOptions): Layer.Layer<TestCluster, MemoryLogError> =>
-  Layer.scoped(
+export const cluster = (given: TestClusterOptions): Layer.Layer<TestCluster, MemoryLogError> => {
+  const options = withMillis(given, ["holdTimeout"])
+  return Layer.scoped(
     TestCluster,
     makeMemoryLog({
       topics: options.topics.map((topic) => (typeof topic === "string" ? { name: topic } : topic)),
       ...(options.holdTimeoutMs === undefined ? {} : { holdTimeoutMs: options.holdTimeoutMs })
     })
   )
+}
 
 /** A live publisher of the cluster's topic `options.topic`, appending through the cluster's first broker slot. */
 export const publisher = (options: TestPublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions, TestCluster> =>

@@ -11,7 +11,8 @@
  */
 import { Console, Effect } from "effect"
 import { table } from "../report/Table.js"
-import { type BenchPeer, comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
+import { comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
+import type { BenchPeer } from "./peers/PeerSpecs.js"
 import { measureLoopback } from "./Loopback.js"
 import { type ClusterShape, shapeFigures } from "../run/ClusterShape.js"
 import { checkRun, run } from "../run/Run.js"

@@ -15,15 +15,10 @@
  */
 import { Data, Effect, type Scope } from "effect"
 import { table } from "../report/Table.js"
-import { NATS } from "./peers/NatsCluster.js"
-import { natsLoad, natsReader } from "./peers/NatsLoad.js"
-import { natsPeer } from "./peers/NatsPeer.js"
 import {
   type PeerClient,
   type PeerCpu,
   type PeerFigures,
-  type PeerReader,
-  type PeerStorage,
   type PeerWorkload,
   payloadBytesOf,
   runPeerLoad,
@@ -31,49 +26,8 @@ import {
   storageForAckLevel
 } from "./peers/PeerLoad.js"
 import type { PeerFailed, PeerUnavailable } from "./peers/PeerServer.js"
-import { redisLoad, redisReader } from "./peers/RedisLoad.js"
-import { REDIS, redisPeer } from "./peers/RedisPeer.js"
+import { type BenchPeer, PEER_SPECS } from "./peers/PeerSpecs.js"
 import { byRoleGroup, type RunSummary } from "../run/RunSummary.js"
-
-/** One closed-loop round trip of a peer (`--type rtt`): append a message, wait for its acknowledgement. */
-export interface PeerRoundTrip {
-  readonly append: (payload: Buffer) => Effect.Effect<void, PeerFailed>
-}
-
-/**
- * A reference system: how the bench starts it (server and publishing client), how its e2e
- * consumer process reads it back (`cxlog peer-consume`, PeerConsumerMain.ts), its closed loop for
- * `--type rtt` (Rtt.ts), and how its rows are labelled. A new peer fills in all of it here, and
- * nowhere else.
- */
-interface PeerSpec {
-  readonly load: (storage: StorageKind) => Effect.Effect<PeerClient, PeerUnavailable | PeerFailed, Scope.Scope>
-  readonly reader: (address: string, stream: string) => PeerReader
-  readonly label: (window: number, storage: PeerStorage) => string
-  readonly roundTrip: Effect.Effect<PeerRoundTrip, PeerUnavailable | PeerFailed, Scope.Scope>
-  readonly roundTripLabel: (messageBytes: number) => string
-}
-
-export const PEER_SPECS = {
-  [REDIS]: {
-    load: redisLoad,
-    reader: (address, stream) => redisReader(Number(address), stream),
-    label: (window, storage) => `Redis Streams: pipelined XADD, ≤ ${window} in flight (ioredis), ${storage.detail}`,
-    roundTrip: redisPeer,
-    roundTripLabel: (messageBytes) => `Redis XADD round trip, ${messageBytes} B (ioredis, no persistence)`
-  },
-  [NATS]: {
-    load: natsLoad,
-    reader: natsReader,
-    label: (window, storage) => `NATS JetStream: js.publish, ≤ ${window} PubAcks in flight, ${storage.detail}`,
-    roundTrip: natsPeer,
-    roundTripLabel: (messageBytes) => `NATS JetStream publish → PubAck, ${messageBytes} B (file storage)`
-  }
-} as const satisfies Record<string, PeerSpec>
-
-/** The reference systems `--peers` may name. */
-export const BENCH_PEERS = Object.keys(PEER_SPECS) as ReadonlyArray<keyof typeof PEER_SPECS>
-export type BenchPeer = keyof typeof PEER_SPECS
 
 /** Turns each system takes: twice, so no system has only the first (coldest) or the last turn. */
 const ROUNDS = 2

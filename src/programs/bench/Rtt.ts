@@ -25,7 +25,7 @@ import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
 import { BenchPeerFailed } from "./Loopback.js"
 import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
 import { logEnv } from "../run/Run.js"
-import { type BenchPeer, PEER_SPECS } from "./BenchPeers.js"
+import { type BenchPeer, PEER_SPECS } from "./peers/PeerSpecs.js"
 import { clientSecurity } from "../admin/Users.js"
 import type { OrderMode } from "../../services/log/OrderModes.js"
 

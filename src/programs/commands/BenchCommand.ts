@@ -4,7 +4,7 @@
  */
 import { Effect, Either } from "effect"
 import { bench } from "../bench/Bench.js"
-import { BENCH_PEERS, type BenchPeer } from "../bench/BenchPeers.js"
+import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { loopbackSend } from "../bench/Loopback.js"

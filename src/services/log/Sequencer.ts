@@ -4,9 +4,10 @@
  * GOI entries, the committed frontier, per-broker counters and per-session frontiers into
  * the region. Restarted after a crash, it continues from the region state alone.
  */
-import { Config, ConfigError, Context, Data, type Effect, Either } from "effect"
+import { Config, ConfigError, Context, Data, type Duration, type Effect, Either } from "effect"
 import { settingsConfig } from "../../Settings.js"
 import { SEQUENCER_SETTINGS } from "./LogSettings.js"
+import { withMillis } from "../../Durations.js"
 
 /** What one scan round did, over every topic. */
 export interface SequencerRound {
@@ -44,12 +45,16 @@ export class Sequencer extends Context.Tag("cxlog/Sequencer")<Sequencer, Sequenc
 export interface SequencerOptions {
   /** How long a mode-5 gap may stay open before its session is fenced. */
   readonly holdTimeoutMs?: number
+  /** `holdTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly holdTimeout?: Duration.DurationInput
   /**
    * A session with no batch for this long (and nothing held) is released: its line is freed
    * for new sessions and keeps its final frontier for late lookups until reused. A publisher
    * still connected learns it as a fence (it re-registers and resends what was not ordered).
    */
   readonly sessionIdleMs?: number
+  /** `sessionIdleMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly sessionIdle?: Duration.DurationInput
   /**
    * Orders 0/2/4: a session with batches ordered above a gap is kept past `sessionIdleMs` (no
    * frontier of its line tells its publisher the truth) until it has had no batch for this long
@@ -57,10 +62,16 @@ export interface SequencerOptions {
    * session is unknown and fails if it has batches not acknowledged (docs/log.md).
    */
   readonly sessionGapIdleMs?: number
+  /** `sessionGapIdleMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly sessionGapIdle?: Duration.DurationInput
   /** Lease duration; renewed every third of it. */
   readonly leaseMs?: number
+  /** `leaseMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly lease?: Duration.DurationInput
   /** How long to wait for a live holder's lease to expire (a standby); 0 fails at once. */
   readonly waitForLeaseMs?: number
+  /** `waitForLeaseMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly waitForLease?: Duration.DurationInput
   /** Batches scanned per broker per round, so a round stays short. */
   readonly maxBatchesPerBroker?: number
   /** Called once, with the time, after the first round that wrote a GOI entry (how long a takeover took). */
@@ -89,7 +100,8 @@ export class SessionGapIdleTooShort extends Data.TaggedError("SessionGapIdleTooS
 }
 
 /** The options, or `SessionGapIdleTooShort` when the gap bound given is below the idle bound (defaulted). */
-export const checkSequencerOptions = <O extends SequencerOptions>(options: O): Either.Either<O, SessionGapIdleTooShort> => {
+export const checkSequencerOptions = <O extends SequencerOptions>(given: O): Either.Either<O, SessionGapIdleTooShort> => {
+  const options = withMillis<SequencerOptions>(given, ["holdTimeout", "sessionIdle", "sessionGapIdle", "lease", "waitForLease"]) as O
   const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
   const { sessionGapIdleMs } = options
   return sessionGapIdleMs !== undefined && sessionGapIdleMs < sessionIdleMs

@@ -8,7 +8,7 @@
  * `ackIntervalMs` while it keeps moving) and a SESSION_FENCED frame if the sequencer fences it. Any bad input gets an
  * ERROR frame and closes that connection only; see src/wire/ for the byte layout.
  */
-import { Context, Data } from "effect"
+import { Context, Data, type Duration } from "effect"
 import type { WireErrorCode } from "../../layers/net/Control.js"
 import type { AckTracker } from "../log/AckTracker.js"
 import type { Appender } from "../log/Appender.js"
@@ -29,11 +29,15 @@ export interface BrokerOptions {
    * 0 (default) sends at most one per event-loop turn (all batches read in that turn).
    */
   readonly ackIntervalMs?: number
+  /** `ackIntervalMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly ackInterval?: Duration.DurationInput
   /**
    * A connection must complete its HELLO within this. Default 5 s. Until then it may queue one
    * HELLO (32 + 4 KiB) before its socket is paused, and any other frame is refused from its header.
    */
   readonly handshakeTimeoutMs?: number
+  /** `handshakeTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly handshakeTimeout?: Duration.DurationInput
   /**
    * A session past its handshake that sends and receives nothing for this long gets ERROR
    * `idle-timeout` and is closed (batches still awaiting their ACK do not keep it open; a batch
@@ -42,6 +46,8 @@ export interface BrokerOptions {
    * waiting for new messages never does). Default 10 minutes; 0: never.
    */
   readonly idleTimeoutMs?: number
+  /** `idleTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly idleTimeout?: Duration.DurationInput
   /**
    * Connections served at once; the next one gets ERROR `too-many-connections`. Default 1024,
    * lowered (with a warning) to 64 below the process's open-file limit so that refusal can still be sent.

@@ -18,7 +18,7 @@
  * or the session idled out) it registers a new session and replays its unacked suffix under
  * it. Closing sends CLOSE, which releases the session once its batches are ordered.
  */
-import { Context, Data, type Effect } from "effect"
+import { Context, Data, type Duration, type Effect } from "effect"
 import type { HeadersInit } from "../../layers/net/BatchPayload.js"
 import type { WireErrorCode } from "../../layers/net/Control.js"
 import type { AckLevel } from "../log/Topics.js"
@@ -48,6 +48,8 @@ export interface PublisherOptions {
    * sends it (a message that finds nothing in flight goes at once, with no timer). Default 1 ms.
    */
   readonly lingerMs?: number
+  /** `lingerMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly linger?: Duration.DurationInput
   /** Sealed batches awaiting their ACK before `publish` waits (with `adaptiveWindow`, the most). Default `DEFAULT_MAX_IN_FLIGHT_BATCHES`. */
   readonly maxInFlightBatches?: number
   /**
@@ -68,13 +70,19 @@ export interface PublisherOptions {
   readonly spread?: "round-robin" | "sticky"
   /** A connection must be accepted (WELCOME) within this. Default 5 s. */
   readonly connectTimeoutMs?: number
+  /** `connectTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly connectTimeout?: Duration.DurationInput
   /**
    * `publish` waiting for window room fails with `PublishAckTimeout` when no batch is
    * acknowledged for this long (the head or every broker is gone). Default 30 s.
    */
   readonly ackTimeoutMs?: number
+  /** `ackTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly ackTimeout?: Duration.DurationInput
   /** First reconnect delay after a failure; doubles per failure up to 1 s. Default 25 ms. */
   readonly reconnectDelayMs?: number
+  /** `reconnectDelayMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly reconnectDelay?: Duration.DurationInput
   /**
    * The user and secret to authenticate as, for brokers that require it (docs/security.md).
    * Without them the publisher uses the local user's secret file of `region`, when the head

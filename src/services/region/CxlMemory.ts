@@ -2,7 +2,7 @@
  * CxlMemory: the shared region as an Effect service — its bytes and typed views, flush and
  * fence per coherence mode, doorbell wait/wake, and bounds-checked access.
  */
-import { Context, Data, Effect } from "effect"
+import { Context, Data, type Duration, Effect } from "effect"
 import type { CacheInstruction, OpenMode, WaitOutcome } from "../../native/Native.js"
 
 export type { CacheInstruction, OpenMode, WaitOutcome }
@@ -26,6 +26,8 @@ export interface RegionOptions {
   readonly layoutVersion?: number
   /** How long an attacher waits for a creator that is still initialising. */
   readonly readyTimeoutMs?: number
+  /** `readyTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
+  readonly readyTimeout?: Duration.DurationInput
 }
 
 /** One recorded `publish` or `invalidate`, with the instruction it ran ("none" in the in-process fake). */

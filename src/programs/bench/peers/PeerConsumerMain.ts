@@ -7,7 +7,7 @@
  */
 import { Effect } from "effect"
 import { report } from "../../roles/Report.js"
-import { PEER_SPECS } from "../BenchPeers.js"
+import { PEER_SPECS } from "./PeerSpecs.js"
 import { makeReadBack } from "./PeerReadBack.js"
 import { PeerFailed } from "./PeerServer.js"
 
