@@ -14,7 +14,7 @@ import { vi } from "vitest"
 import { makeWith } from "../../src/layers/net/Publisher.js"
 import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "../../src/layers/net/PublisherLink.js"
 import { linkEvents } from "../../src/layers/net/PublisherSession.js"
-import { settingsOf } from "../../src/layers/net/PublisherSettings.js"
+import { settingsOf } from "../../src/layers/net/PublisherDefaults.js"
 import type { PublisherShape } from "../../src/services/net/Publisher.js"
 
 /** The log behind the links: each link's batches are served one per `serviceMs` in arrival order, and ACKed `baseMs` later (a test may lengthen it). */
@@ -159,7 +159,9 @@ const saturate = (p: PublisherShape, batches: number, measureAfter = 0, each: ()
   let from: { at: number; acked: number } | undefined
   const windows: Array<number> = []
   for (;;) {
-    while (p.tryPublish(message) === true) {}
+    while (p.tryPublish(message) === true) {
+      // fill the window
+    }
     vi.advanceTimersToNextTimer()
     each()
     const acked = p.stats().ackedBatches - first

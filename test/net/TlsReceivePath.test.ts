@@ -110,7 +110,10 @@ describe("Broker receive path under TLS", () => {
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           Socket.prototype.emit = function(this: Socket, event: string | symbol, ...args: Array<unknown>) {
-            if (event === "data") this === client.socket ? clientDataEvents++ : brokerDataEvents++
+            if (event === "data") {
+              if (this === client.socket) clientDataEvents++
+              else brokerDataEvents++
+            }
             return original.apply(this, [event, ...args] as Parameters<typeof original>)
           } as unknown as typeof original
         }),

@@ -18,6 +18,7 @@ const oneLine = (stderr: string): string => {
   const lines = stderr.trimEnd().split("\n")
   expect(lines).toHaveLength(1)
   expect(stderr).not.toMatch(/^\s+at /m)
+  // eslint-disable-next-line no-control-regex -- no ANSI code (it starts with the escape character)
   expect(stderr).not.toMatch(/[{}]|_tag|Exception|\u001b\[/)
   return lines[0]!
 }

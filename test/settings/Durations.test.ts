@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Either } from "effect"
 import { withMillis } from "../../src/Durations.js"
-import { settingsOf } from "../../src/layers/net/PublisherSettings.js"
+import { settingsOf } from "../../src/layers/net/PublisherDefaults.js"
 import { checkSequencerOptions } from "../../src/services/log/Sequencer.js"
 
 const brokers = [{ host: "127.0.0.1", port: 7400 }]

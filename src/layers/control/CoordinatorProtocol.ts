@@ -15,8 +15,7 @@ import {
   UnknownGroup
 } from "../../services/control/Coordinator.js"
 import { method, notice } from "../../services/control/Rpc.js"
-import { TopicInfo, TopicSpec } from "../../services/log/Topics.js"
-import { InvalidTopicSpec, ReplicationUnavailable, TopicExists, TopicTableFull } from "../../services/log/Topics.js"
+import { InvalidTopicSpec, ReplicationUnavailable, TopicExists, TopicInfo, TopicSpec, TopicTableFull } from "../../services/log/Topics.js"
 
 export const JoinMethod = method("cxlog.join", { payload: Join, success: Schema.Array(Member) })
 export const LeaveMethod = method("cxlog.leave", { payload: Leave, success: Schema.Null })

@@ -35,14 +35,14 @@ import { RegionLink } from "./PublisherLinkRegion.js"
 import { BATCH_HEADROOM_BYTES, tcpLinks } from "./PublisherLinkTcp.js"
 import { initialWindow, newPacing } from "./PublisherPacing.js"
 import { closePublisher, connectLink, linkEvents } from "./PublisherSession.js"
-import { type PublisherSettings, settingsOf, validate } from "./PublisherSettings.js"
+import { type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
 import { LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
 import { expireBounds } from "./PublisherWaits.js"
 import { afterWrites, onLinger, sealBurst } from "./PublisherWindow.js"
 import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 
-export { refusal } from "./PublisherSettings.js"
+export { refusal } from "./PublisherDefaults.js"
 
 /** ACK 2: ordered batches waiting for the disk may number this many times the send window… */
 const ORDERED_WINDOW_FACTOR = 3

@@ -15,7 +15,7 @@ import type {
   PublishError
 } from "../../services/net/Publisher.js"
 import { encodeParts, type MessageParts } from "./BatchPayload.js"
-import { messageTooLarge } from "./PublisherSettings.js"
+import { messageTooLarge } from "./PublisherDefaults.js"
 import { type AckWaiter, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
 import { awaitRoom, boundedWait, brokerCounts, wakeWhen } from "./PublisherWaits.js"
 import { seal } from "./PublisherWindow.js"

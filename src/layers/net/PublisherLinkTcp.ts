@@ -12,7 +12,7 @@ import { type BrokerAddress, type ClientConnection, type ConnectionClosed, forma
 import { fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
 import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
 import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
-import type { PublisherSettings } from "./PublisherSettings.js"
+import type { PublisherSettings } from "./PublisherDefaults.js"
 
 /** Room a batch buffer keeps in front of its payload: a send writes the frame header there (one write, no copy). */
 export const BATCH_HEADROOM_BYTES = FRAME_HEADER_BYTES

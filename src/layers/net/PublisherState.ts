@@ -13,7 +13,7 @@ import type { AckLevel } from "../../services/log/Topics.js"
 import type { BatchBuilder, BufferPool } from "./BatchPayload.js"
 import type { LinkBatch, PublisherLink } from "./PublisherLink.js"
 import type { Pacing } from "./Pacing.js"
-import type { PublisherSettings } from "./PublisherSettings.js"
+import type { PublisherSettings } from "./PublisherDefaults.js"
 
 /** Seal-to-ACK latencies kept (`ackLatencies`). */
 export const LATENCY_SAMPLES = 1 << 16

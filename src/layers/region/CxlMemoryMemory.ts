@@ -5,8 +5,16 @@
  */
 import { Effect, Layer, type Scope } from "effect"
 import { crc32cSoftware } from "../../native/Crc32cSoftware.js"
-import { type CacheLineOp, CxlMemory, type CxlMemoryShape, type RegionOpenError, type RegionOptions } from "../../services/region/CxlMemory.js"
-import { RegionExists, RegionMissing, type WaitOutcome } from "../../services/region/CxlMemory.js"
+import {
+  type CacheLineOp,
+  CxlMemory,
+  type CxlMemoryShape,
+  RegionExists,
+  RegionMissing,
+  type RegionOpenError,
+  type RegionOptions,
+  type WaitOutcome
+} from "../../services/region/CxlMemory.js"
 import { type Backend, makeShape, type MapRegion, openRegion, publishPairs } from "./RegionOpen.js"
 import { LAYOUT_VERSION, writeSuperblock } from "./Superblock.js"
 

@@ -14,6 +14,7 @@ export class UsageError extends Data.TaggedError("UsageError")<{ readonly messag
 export const failUsage = (message: string) => Effect.fail(new UsageError({ message }))
 
 /** Terminal styling codes, for output that is not a terminal's. */
+// eslint-disable-next-line no-control-regex -- the escape character is what an ANSI code starts with
 export const stripAnsi = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "")
 
 /** The closest of `candidates` to `word`, if it is close enough to be a typo or a shortening of it. */

@@ -9,11 +9,10 @@ import { existsSync, unlinkSync } from "node:fs"
 import { removeWakeFifos } from "../../layers/region/Doorbell.js"
 import { mainThreadStat, procStat, type ThreadStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
 import { removeDefaultCredentials } from "../../layers/net/Auth.js"
-import { cliEntry } from "../ProgramSettings.js"
+import { cliEntry, ORCHESTRATOR_SETTINGS } from "../ProgramSettings.js"
 import { RoleEvent } from "../roles/Report.js"
 import { BrokerEvents, FailedEvent, HeadEvents, type ReportedError } from "../roles/RoleEvents.js"
 import { processEnvironment, readSetting } from "../../Settings.js"
-import { ORCHESTRATOR_SETTINGS } from "../ProgramSettings.js"
 
 export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   readonly role: string
