@@ -37,7 +37,8 @@ module.exports = {
     },
     {
       name: "services-are-contracts",
-      comment: "a contract imports effect and other contracts; the one exception is the wire's types in services/net (type-only)",
+      comment:
+        "a contract imports effect and other contracts; the one exception is the wire's types in services/net (type-only)",
       severity: "error",
       from: { path: "^src/services/" },
       to: { path: "^src/(layers|programs)/", dependencyTypesNot: ["type-only"] }
@@ -96,7 +97,10 @@ module.exports = {
     doNotFollow: { path: "node_modules" },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
-    enhancedResolveOptions: { exportsFields: ["exports"], conditionNames: ["import", "require", "node", "default", "types"] },
+    enhancedResolveOptions: {
+      exportsFields: ["exports"],
+      conditionNames: ["import", "require", "node", "default", "types"]
+    },
     exclude: { path: "^(dist|build|node_modules)/" }
   }
 }

@@ -2,13 +2,21 @@
 // rules without type information (fast: the type checker runs in `npm test` already), and dprint
 // through @effect/eslint-plugin as the formatter, with the Effect monorepo's settings. `npm run
 // lint` checks, `npm run lint:fix` formats. CI runs it before the tests (.ci/run).
-import js from "@eslint/js"
 import effect from "@effect/eslint-plugin"
+import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
   {
-    ignores: ["dist/**", "build/**", "node_modules/**", "prebuilds/**", ".docs-run/**", "examples/*/dist/**", "examples/*/node_modules/**"]
+    ignores: [
+      "dist/**",
+      "build/**",
+      "node_modules/**",
+      "prebuilds/**",
+      ".docs-run/**",
+      "examples/*/dist/**",
+      "examples/*/node_modules/**"
+    ]
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
@@ -36,7 +44,10 @@ export default tseslint.config(
       // `any` appears where a type must accept every instance of a generic (Setting<any>, Flag<any>).
       "@typescript-eslint/no-explicit-any": "off",
       // Effect's own idioms: `interface X extends Schema.Type<typeof X> {}`, `Data.TaggedError("E")<{}>`.
-      "@typescript-eslint/no-empty-object-type": ["error", { allowInterfaces: "with-single-extends", allowObjectTypes: "always" }],
+      "@typescript-eslint/no-empty-object-type": ["error", {
+        allowInterfaces: "with-single-extends",
+        allowObjectTypes: "always"
+      }],
       "no-duplicate-imports": ["error", { allowSeparateTypeImports: true }],
       // `== null` is the one loose comparison: null or undefined, as an error callback's argument is.
       "eqeqeq": ["error", "always", { null: "ignore" }],

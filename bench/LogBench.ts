@@ -1,8 +1,8 @@
 /** Shared by the log benchmarks: a native region holding one log area, and batch payloads of 1 KiB-style messages. */
 import { Effect } from "effect"
+import { logAreaBytes, logAreaParams, type LogConfig, makeLogArea } from "../src/layers/log/Layout.js"
 import * as CxlMemoryLayers from "../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../src/layers/region/Doorbell.js"
-import { logAreaBytes, logAreaParams, type LogConfig, makeLogArea } from "../src/layers/log/Layout.js"
 import { CxlMemory } from "../src/services/region/CxlMemory.js"
 import { Doorbell } from "../src/services/region/Doorbell.js"
 
@@ -23,8 +23,10 @@ export const benchRegion = (label: string, config: LogConfig) =>
     let bells = 0
     /** Provides the region and a fresh doorbell line to a component. */
     const provide = <A, E, R>(make: Effect.Effect<A, E, R>) =>
-      Effect.flatMap(DoorbellLayers.make({ offset: BELLS + 64 * bells++ }).pipe(Effect.provideService(CxlMemory, region)), (doorbell) =>
-        make.pipe(Effect.provideService(Doorbell, doorbell), Effect.provideService(CxlMemory, region)))
+      Effect.flatMap(
+        DoorbellLayers.make({ offset: BELLS + 64 * bells++ }).pipe(Effect.provideService(CxlMemory, region)),
+        (doorbell) => make.pipe(Effect.provideService(Doorbell, doorbell), Effect.provideService(CxlMemory, region))
+      )
     return { region, area, provide }
   })
 

@@ -46,7 +46,14 @@ export const run = (args: ReadonlyArray<string>) =>
         const appendPhase = Effect.gen(function*() {
           const t0 = performance.now()
           for (let i = 0; i < perPhase; i++) {
-            const header = { clientId: messagesPerBatch, sessionEpoch, batchSeq: seq++, messageCount: messagesPerBatch, payloadBytes: payload.length, crc32c }
+            const header = {
+              clientId: messagesPerBatch,
+              sessionEpoch,
+              batchSeq: seq++,
+              messageCount: messagesPerBatch,
+              payloadBytes: payload.length,
+              crc32c
+            }
             yield* appender.append("bench", header, payload)
           }
           const ms = performance.now() - t0
@@ -89,14 +96,17 @@ export const run = (args: ReadonlyArray<string>) =>
 
     const rows = []
     for (const messagesPerBatch of [1, 16, 64]) rows.push(yield* measure(messagesPerBatch))
-    const text = table(["messages per batch (1 KiB)", "batch bytes", "append GB/s", "memcpy GB/s", "append / memcpy", "appends/s"], rows.map((r) => [
-      r.messagesPerBatch,
-      r.batchBytes,
-      r.appendGBps,
-      r.memcpyGBps,
-      r.appendGBps / r.memcpyGBps,
-      Math.round(r.batchesPerSec)
-    ]))
+    const text = table(
+      ["messages per batch (1 KiB)", "batch bytes", "append GB/s", "memcpy GB/s", "append / memcpy", "appends/s"],
+      rows.map((r) => [
+        r.messagesPerBatch,
+        r.batchBytes,
+        r.appendGBps,
+        r.memcpyGBps,
+        r.appendGBps / r.memcpyGBps,
+        Math.round(r.batchesPerSec)
+      ])
+    )
     const headline = rows.at(-1)!
     emit(text, {
       bench: "append",

@@ -20,9 +20,9 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as CoordinatorLayers from "../src/layers/control/Coordinator.js"
 import { defaultLogConfig } from "../src/layers/log/Layout.js"
+import * as TopicsLayers from "../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../src/layers/RegionLayout.js"
 import * as Roles from "../src/layers/Roles.js"
-import * as TopicsLayers from "../src/layers/log/Topics.js"
 import { type BarrierMode, Coordinator } from "../src/services/control/Coordinator.js"
 import { Rings } from "../src/services/control/Rings.js"
 import { emit, summarize, table } from "./Report.js"
@@ -33,7 +33,16 @@ const MODES: ReadonlyArray<BarrierMode> = ["rendezvous", "delivery-fence", "proc
 
 const config: RegionConfig = {
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: PARTICIPANTS, appRingBytes: 1 << 20 },
-  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
+  log: {
+    ...defaultLogConfig,
+    maxTopics: 1,
+    maxBrokers: 1,
+    pbrSlots: 64,
+    blogBytes: 1 << 20,
+    goiSlots: 256,
+    sessionSlots: 64,
+    maxBatchBytes: 64 << 10
+  }
 }
 
 const topics = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))
@@ -56,7 +65,10 @@ const usageOf = (pid: number) => {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "latin1").split(") ")[1]!.split(" ")
     const status = readFileSync(`/proc/${pid}/status`, "latin1")
-    return { cpuUs: (Number(stat[11]) + Number(stat[12])) * 10_000, sleeps: Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1]) }
+    return {
+      cpuUs: (Number(stat[11]) + Number(stat[12])) * 10_000,
+      sleeps: Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1])
+    }
   } catch {
     return { cpuUs: NaN, sleeps: NaN }
   }
@@ -79,7 +91,13 @@ const measured = <E>(rounds: number, once: Effect.Effect<number, E>) =>
   })
 
 /** One participant: RPC round trips, then every (mode, load) configuration, in lockstep with the others. */
-const participant = (region: string, index: number, rounds: number, warmup: number, only: ReadonlySet<string> | undefined) =>
+const participant = (
+  region: string,
+  index: number,
+  rounds: number,
+  warmup: number,
+  only: ReadonlySet<string> | undefined
+) =>
   Effect.gen(function*() {
     const coordinator = yield* Coordinator
     const rings = yield* Rings
@@ -129,10 +147,17 @@ const participant = (region: string, index: number, rounds: number, warmup: numb
       for (const mode of MODES) {
         if (!wanted(`${mode}/${load}`)) continue
         const name = `${mode}-${load}`
-        for (let i = 0; i < Math.max(1, warmup); i++) yield* coordinator.barrier(`${name}-warm`, { mode, group: "bench", timeoutMs: 30_000 })
-        samples.push({ key: `${mode}/${load}`, ...yield* measured(rounds, time(coordinator.barrier(name, { mode, group: "bench", timeoutMs: 30_000 }))) })
+        for (let i = 0; i < Math.max(1, warmup); i++) {
+          yield* coordinator.barrier(`${name}-warm`, { mode, group: "bench", timeoutMs: 30_000 })
+        }
+        samples.push({
+          key: `${mode}/${load}`,
+          ...yield* measured(rounds, time(coordinator.barrier(name, { mode, group: "bench", timeoutMs: 30_000 })))
+        })
       }
-      if (streamer !== undefined) yield* Fiber.interrupt(streamer)
+      if (streamer !== undefined) {
+        yield* Fiber.interrupt(streamer)
+      }
     }
     // Nobody leaves before everyone has counted the group full (with `--only` and no barrier row, one could wait for a member already gone).
     yield* coordinator.barrier("bench-end", { mode: "rendezvous", group: "bench", timeoutMs: 30_000 })
@@ -159,7 +184,16 @@ export const run = (args: ReadonlyArray<string>) =>
       children,
       (i) =>
         Effect.acquireRelease(
-          Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--participant", region, `${i}`, `${rounds}`, `${warmup}`, ...(only === undefined ? [] : [only])], { stdio: "inherit" })),
+          Effect.sync(() =>
+            fork(fileURLToPath(import.meta.url), [
+              "--participant",
+              region,
+              `${i}`,
+              `${rounds}`,
+              `${warmup}`,
+              ...(only === undefined ? [] : [only])
+            ], { stdio: "inherit" })
+          ),
           (c) => Effect.sync(() => void c.kill("SIGKILL"))
         ).pipe(
           Effect.flatMap((child) =>
@@ -186,16 +220,28 @@ export const run = (args: ReadonlyArray<string>) =>
       }
       return summarize(micros.slice(rounds / 10))
     }))
-    const merged = (key: string) => summarize(collected.flatMap((s) => s.find((x) => x.key === key)?.micros.slice(rounds / 10) ?? []))
+    const merged = (key: string) =>
+      summarize(collected.flatMap((s) => s.find((x) => x.key === key)?.micros.slice(rounds / 10) ?? []))
     const ipc = merged("ipc")
     const rpc = merged("rpc")
-    const rows = MODES.flatMap((mode) => ["idle", "streaming"].map((load) => ({ mode, load, ...merged(`${mode}/${load}`) })))
-    const text = table(["round trip (µs), 4 processes at once", "p50", "p99", "samples", "process.send p50 / this p50"], [
-      ...rows.map((r) => [`barrier: ${r.mode}, ${r.load}`, r.p50, r.p99, r.count, ipc.p50 / r.p50]),
-      ["coordinator RPC (members)", rpc.p50, rpc.p99, rpc.count, ipc.p50 / rpc.p50],
-      ["coordinator RPC (members), head's own client, alone", inProcess.p50, inProcess.p99, inProcess.count, ipc.p50 / inProcess.p50],
-      ["process.send, participant ↔ head (reference)", ipc.p50, ipc.p99, ipc.count, 1]
-    ].filter((row) => row[3] !== 0)) // rows left out by --only
+    const rows = MODES.flatMap((mode) =>
+      ["idle", "streaming"].map((load) => ({ mode, load, ...merged(`${mode}/${load}`) }))
+    )
+    const text = table(
+      ["round trip (µs), 4 processes at once", "p50", "p99", "samples", "process.send p50 / this p50"],
+      [
+        ...rows.map((r) => [`barrier: ${r.mode}, ${r.load}`, r.p50, r.p99, r.count, ipc.p50 / r.p50]),
+        ["coordinator RPC (members)", rpc.p50, rpc.p99, rpc.count, ipc.p50 / rpc.p50],
+        [
+          "coordinator RPC (members), head's own client, alone",
+          inProcess.p50,
+          inProcess.p99,
+          inProcess.count,
+          ipc.p50 / inProcess.p50
+        ],
+        ["process.send, participant ↔ head (reference)", ipc.p50, ipc.p99, ipc.count, 1]
+      ].filter((row) => row[3] !== 0)
+    ) // rows left out by --only
     const idleFence = rows.find((r) => r.mode === "delivery-fence" && r.load === "idle")!
     // Participants' own figures: their median; the head's: as participant 0 measured it (rounds run in lockstep).
     const perOp = (key: string) => {
@@ -220,10 +266,14 @@ export const run = (args: ReadonlyArray<string>) =>
       rpcP99Us: rpc.p99,
       rpcInProcessP50Us: inProcess.p50,
       rpcInProcessP99Us: inProcess.p99,
-      ...Object.fromEntries(rows.flatMap((r) => [[`${r.mode}-${r.load}-p50Us`, r.p50], [`${r.mode}-${r.load}-p99Us`, r.p99]])),
+      ...Object.fromEntries(
+        rows.flatMap((r) => [[`${r.mode}-${r.load}-p50Us`, r.p50], [`${r.mode}-${r.load}-p99Us`, r.p99]])
+      ),
       rpcRatio: ipc.p50 / rpc.p50,
       ratio: ipc.p50 / idleFence.p50,
-      perOp: Object.fromEntries(["ipc", "rpc", ...rows.map((r) => `${r.mode}/${r.load}`)].map((key) => [key, perOp(key)]))
+      perOp: Object.fromEntries(
+        ["ipc", "rpc", ...rows.map((r) => `${r.mode}/${r.load}`)].map((key) => [key, perOp(key)])
+      )
     })
   }).pipe(
     Effect.scoped,
@@ -239,7 +289,15 @@ export const run = (args: ReadonlyArray<string>) =>
 
 if (process.argv[2] === "--participant") {
   const [region, index, rounds, warmup, only] = process.argv.slice(3)
-  Effect.runPromise(participant(region!, Number(index), Number(rounds), Number(warmup), only === undefined ? undefined : new Set(only.split(",")))).then(() => process.exit(0), (error) => {
+  Effect.runPromise(
+    participant(
+      region!,
+      Number(index),
+      Number(rounds),
+      Number(warmup),
+      only === undefined ? undefined : new Set(only.split(","))
+    )
+  ).then(() => process.exit(0), (error) => {
     console.error(error)
     process.exit(1)
   })

@@ -67,15 +67,23 @@ export const run = (args: ReadonlyArray<string>) =>
       memcpyMBps.sort((a, b) => a - b)
       const crcMedian = percentile(crcMBps, 50)
       const memcpyMedian = percentile(memcpyMBps, 50)
-      return { bytes, crcMBps: Math.round(crcMedian), memcpyMBps: Math.round(memcpyMedian), ratio: crcMedian / memcpyMedian }
+      return {
+        bytes,
+        crcMBps: Math.round(crcMedian),
+        memcpyMBps: Math.round(memcpyMedian),
+        ratio: crcMedian / memcpyMedian
+      }
     }
 
     const rows = SIZES.map(measure)
-    const text = table([`bytes (crc32c: ${path})`, "crc32c MB/s", "memcpy MB/s", "crc32c / memcpy"], rows.map((r) => [
-      r.bytes,
-      r.crcMBps,
-      r.memcpyMBps,
-      r.ratio
-    ]))
+    const text = table(
+      [`bytes (crc32c: ${path})`, "crc32c MB/s", "memcpy MB/s", "crc32c / memcpy"],
+      rows.map((r) => [
+        r.bytes,
+        r.crcMBps,
+        r.memcpyMBps,
+        r.ratio
+      ])
+    )
     emit(text, { bench: "crc", path, rounds, rows, ratio: rows.find((r) => r.bytes === 64 * 1024)!.ratio })
   })

@@ -29,7 +29,13 @@ const BACKGROUND_PAIRS = 2
 type Policy = "adaptive" | "fixed" | "park"
 
 /** One Doorbell-service pair's lines from `base`: ping, pong, the driver's and the peer's doorbells, a stop word. */
-const pairLines = (base: number) => ({ ping: base, pong: base + 64, driverBell: base + 128, peerBell: base + 192, stop: base + 256 })
+const pairLines = (base: number) => ({
+  ping: base,
+  pong: base + 64,
+  driverBell: base + 128,
+  peerBell: base + 192,
+  stop: base + 256
+})
 const pairBase = (pair: number) => 16384 + pair * 512
 
 const serviceDoorbell = (region: CxlMemoryShape, offset: number, policy: Policy) =>
@@ -81,9 +87,13 @@ const backgroundDriver = (name: string, policy: Policy, base: number) =>
 
 const forkReady = (args: ReadonlyArray<string>) =>
   Effect.acquireRelease(
-    Effect.sync(() => fork(fileURLToPath(import.meta.url), [...args], { stdio: ["ignore", "inherit", "inherit", "ipc"] })),
+    Effect.sync(() =>
+      fork(fileURLToPath(import.meta.url), [...args], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+    ),
     (c) => Effect.sync(() => void c.kill("SIGKILL"))
-  ).pipe(Effect.tap((child: ChildProcess) => Effect.async<void>((resume) => void child.once("message", () => resume(Effect.void)))))
+  ).pipe(Effect.tap((child: ChildProcess) =>
+    Effect.async<void>((resume) => void child.once("message", () => resume(Effect.void)))
+  ))
 
 /** The Doorbell service's round trip with `policy`, alone or beside BACKGROUND_PAIRS busy pairs. */
 const servicePingPong = (policy: Policy, contended: boolean, rounds: number) =>
@@ -147,7 +157,9 @@ export const run = (args: ReadonlyArray<string>) =>
         const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
         const child = yield* Effect.acquireRelease(
           Effect.sync(() =>
-            fork(fileURLToPath(import.meta.url), ["--peer", name, `${spinNs}`], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+            fork(fileURLToPath(import.meta.url), ["--peer", name, `${spinNs}`], {
+              stdio: ["ignore", "inherit", "inherit", "ipc"]
+            })
           ),
           (c) => Effect.sync(() => void c.kill("SIGKILL"))
         )
@@ -178,7 +190,9 @@ export const run = (args: ReadonlyArray<string>) =>
     }
 
     const echo = yield* Effect.acquireRelease(
-      Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--echo"], { stdio: ["ignore", "inherit", "inherit", "ipc"] })),
+      Effect.sync(() =>
+        fork(fileURLToPath(import.meta.url), ["--echo"], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+      ),
       (c) => Effect.sync(() => void c.kill("SIGKILL"))
     )
     const ipc: Array<number> = []
@@ -210,7 +224,13 @@ export const run = (args: ReadonlyArray<string>) =>
       ["Doorbell service, adaptive spin (cxlog default)", a.p50, a.p99, a.count, p.p50 / a.p50],
       [`Doorbell service, fixed ${SPIN_NS / 1000} µs spin`, f.p50, f.p99, f.count, p.p50 / f.p50],
       [`Doorbell service, adaptive spin, ${contendedLabel}`, ac.p50, ac.p99, ac.count, p.p50 / ac.p50],
-      [`Doorbell service, fixed ${SPIN_NS / 1000} µs spin, ${contendedLabel}`, fc.p50, fc.p99, fc.count, p.p50 / fc.p50],
+      [
+        `Doorbell service, fixed ${SPIN_NS / 1000} µs spin, ${contendedLabel}`,
+        fc.p50,
+        fc.p99,
+        fc.count,
+        p.p50 / fc.p50
+      ],
       ["process.send (child_process IPC)", p.p50, p.p99, p.count, 1]
     ])
     emit(text, {

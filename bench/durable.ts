@@ -39,7 +39,10 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math
 
 /** A scoped temporary directory. */
 const tempDir = (prefix: string) =>
-  Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+  Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))),
+    (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+  )
 
 /** A scoped region name: the region, its wake FIFOs and its credential files are removed at the end whatever happened. */
 const regionName = (label: string) => {
@@ -77,7 +80,10 @@ const headReadyMs = (args: ReadonlyArray<string>, region: string) =>
     const started = performance.now()
     const head = yield* spawnRole("head", ["head", "--region", region, ...args])
     const ready = yield* head.event("ready", 600_000)
-    return { ms: performance.now() - started, recoveredMs: typeof ready["recoveredMs"] === "number" ? ready["recoveredMs"] : 0 }
+    return {
+      ms: performance.now() - started,
+      recoveredMs: typeof ready["recoveredMs"] === "number" ? ready["recoveredMs"] : 0
+    }
   }))
 
 const recovery = (recoverBytes: number, repeats: number) =>
@@ -92,7 +98,17 @@ const recovery = (recoverBytes: number, repeats: number) =>
       const broker = yield* spawnRole("broker", ["broker", "--broker-id", "0", "--port", "0"], env)
       const port = (yield* broker.event("listening", 30_000))["port"] as number
       const publisher = yield* spawnRole("publisher", [
-        "publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", `${messages}`, "--message-bytes", "1024", "--ack", "2"
+        "publish",
+        "--brokers",
+        `127.0.0.1:${port}`,
+        "--topic",
+        "d",
+        "--count",
+        `${messages}`,
+        "--message-bytes",
+        "1024",
+        "--ack",
+        "2"
       ], env)
       yield* publisher.event("done", 600_000)
       head.kill("SIGKILL")
@@ -119,7 +135,20 @@ const recovery = (recoverBytes: number, repeats: number) =>
     const recoveryMBps = onDisk / 1e6 / (Math.max(recoverMs - plainMs, 1) / 1000)
     const inHeadMs = median(inHead)
     const inHeadMBps = onDisk / 1e6 / (Math.max(inHeadMs, 1) / 1000)
-    return { messages, onDisk, readMBps: median(reads), reads, plainMs, recoverMs, recoveryMBps, plain, recovering, inHead, inHeadMs, inHeadMBps }
+    return {
+      messages,
+      onDisk,
+      readMBps: median(reads),
+      reads,
+      plainMs,
+      recoverMs,
+      recoveryMBps,
+      plain,
+      recovering,
+      inHead,
+      inHeadMs,
+      inHeadMBps
+    }
   }))
 
 export const run = (args: ReadonlyArray<string>) =>
@@ -128,7 +157,16 @@ export const run = (args: ReadonlyArray<string>) =>
     const runs = flag(args, "runs", 3)
     const ackRuns = flag(args, "ack-runs", runs)
     const recoverBytes = flag(args, "recover-bytes", 256 << 20)
-    const shape = { totalBytes, messageBytes: 1024, brokers: 4, order: 5 as const, batchBytes: 64 << 10, window: 64, output: "silent" as const, subscriber: true }
+    const shape = {
+      totalBytes,
+      messageBytes: 1024,
+      brokers: 4,
+      order: 5 as const,
+      batchBytes: 64 << 10,
+      window: 64,
+      output: "silent" as const,
+      subscriber: true
+    }
     const ack1: Array<number> = []
     const ack2: Array<number> = []
     const fsyncs: Array<number> = []
@@ -147,11 +185,31 @@ export const run = (args: ReadonlyArray<string>) =>
     const mb = (n: number) => Math.round(n * 10) / 10
     emit(
       table(["bench durable", "MB/s (median)", "runs", "fdatasyncs", "bytes/fdatasync"], [
-        [`ACK 1, e2e, ${totalBytes >> 20} MiB of 1 KiB, order 5, 4 brokers (reference)`, mb(median(ack1)), ack1.map(mb).join(" "), "", ""],
+        [
+          `ACK 1, e2e, ${totalBytes >> 20} MiB of 1 KiB, order 5, 4 brokers (reference)`,
+          mb(median(ack1)),
+          ack1.map(mb).join(" "),
+          "",
+          ""
+        ],
         ["ACK 2 (on disk)", mb(median(ack2)), ack2.map(mb).join(" "), median(fsyncs), median(perFsync)],
         [`sequential read of the stream (${mb(rec.onDisk / 1e6)} MB, reference)`, mb(rec.readMBps), "", "", ""],
-        [`cxlog head --recover (${rec.messages} messages; ${Math.round(rec.recoverMs)} ms to ready less ${Math.round(rec.plainMs)} ms for a plain head)`, mb(rec.recoveryMBps), "", "", ""],
-        [`  the same, timed in the head (recovery to its tier writing again: ${Math.round(rec.inHeadMs)} ms)`, mb(rec.inHeadMBps), "", "", ""]
+        [
+          `cxlog head --recover (${rec.messages} messages; ${Math.round(rec.recoverMs)} ms to ready less ${
+            Math.round(rec.plainMs)
+          } ms for a plain head)`,
+          mb(rec.recoveryMBps),
+          "",
+          "",
+          ""
+        ],
+        [
+          `  the same, timed in the head (recovery to its tier writing again: ${Math.round(rec.inHeadMs)} ms)`,
+          mb(rec.inHeadMBps),
+          "",
+          "",
+          ""
+        ]
       ]),
       {
         bench: "durable",

@@ -64,16 +64,23 @@ interface Role {
 /** Spawns `args`, resolving once a stdout line matches `ready`; killed (SIGTERM, then SIGKILL) with the scope. */
 const start = (name: string, command: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
   Effect.acquireRelease(
-    Effect.sync(() => spawn(process.execPath, command, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })),
+    Effect.sync(() =>
+      spawn(process.execPath, command, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
+    ),
     stopChild
   ).pipe(
     Effect.flatMap((child) =>
       Effect.async<Role, IdleBenchFailed>((resume) => {
         let stderr = ""
         child.stderr!.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
-        const timer = setTimeout(() => resume(Effect.fail(new IdleBenchFailed(`${name}: not ready within ${READY_TIMEOUT_MS} ms; stderr: ${stderr}`))), READY_TIMEOUT_MS)
+        const timer = setTimeout(() =>
+          resume(
+            Effect.fail(new IdleBenchFailed(`${name}: not ready within ${READY_TIMEOUT_MS} ms; stderr: ${stderr}`))
+          ), READY_TIMEOUT_MS)
         createInterface({ input: child.stdout! }).on("line", (line) => {
-          if (!ready.test(line)) return
+          if (!ready.test(line)) {
+            return
+          }
           clearTimeout(timer)
           resume(Effect.succeed({ name, child }))
         })
@@ -93,19 +100,25 @@ export const run = (args: ReadonlyArray<string>) =>
     const cli = args.find((a) => a.startsWith("--cli="))?.slice(6) ?? bundledCli
     const region = yield* Effect.acquireRelease(Effect.succeed(`cxlog-bench-idle-${process.pid}`), (name) =>
       Effect.sync(() => {
-        if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
+        if (existsSync(`/dev/shm/${name}`)) {
+          unlinkSync(`/dev/shm/${name}`)
+        }
         // A process that had to be SIGKILLed cannot remove its own wake FIFO.
         removeWakeFifos(name)
       }))
     const env = { CXLOG_REGION: region }
     const roles: Array<Role> = [yield* start("head", [cli, "head", "--topic", "t"], env, /head: region/)]
     for (let b = 0; b < BROKERS; b++) {
-      roles.push(yield* start(`broker ${b}`, [cli, "broker", "--broker-id", `${b}`, "--port", "0"], env, /listening on/))
+      roles.push(
+        yield* start(`broker ${b}`, [cli, "broker", "--broker-id", `${b}`, "--port", "0"], env, /listening on/)
+      )
     }
     const reference = yield* start("reference", ["-e", "console.log('up'); setInterval(() => {}, 2 ** 30)"], {}, /up/)
     yield* Effect.sleep(settleMs)
     const measured = [...roles, reference]
-    const before = measured.map((r) => sample(r.child.pid!))
+    const before = measured.map((r) =>
+      sample(r.child.pid!)
+    )
     const t0 = performance.now()
     yield* Effect.sleep(seconds * 1000)
     const after = measured.map((r) => sample(r.child.pid!))

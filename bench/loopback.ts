@@ -34,10 +34,17 @@ const firstMessage = <A>(child: ChildProcess) =>
 /** The broker process: `count` brokers over one in-memory log (no payloads retained), ports sent to the parent. */
 const brokerProcess = (count: number, maxBatchBytes: number) =>
   Effect.scoped(Effect.gen(function*() {
-    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "bench" }], retainOrdered: false, brokers: count, maxBatchBytes })
+    const log = yield* BrokerLogLayers.makeMemoryLog({
+      topics: [{ name: "bench" }],
+      retainOrdered: false,
+      brokers: count,
+      maxBatchBytes
+    })
     const ports: Array<number> = []
     for (let id = 0; id < count; id++) {
-      const broker = yield* BrokerLayers.make({ insecure: true, maxBatchBytes }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, id)))
+      const broker = yield* BrokerLayers.make({ insecure: true, maxBatchBytes }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, id))
+      )
       ports.push(broker.port)
     }
     process.send!({ ports })
@@ -89,7 +96,13 @@ export const run = (args: ReadonlyArray<string>) =>
 
     const text = table(["path (same run)", "MB/s", "ACK p50 µs", "ACK p99 µs", "batches"], [
       [`loopback TCP, one stream, ${chunkBytes} B writes`, loopbackMBps, "-", "-", "-"],
-      [`publisher → ${brokerCount} broker(s), in-memory log, ${messageBytes} B messages, ACK ${ackLevel}`, publisherMBps, latency.p50, latency.p99, stats.batches]
+      [
+        `publisher → ${brokerCount} broker(s), in-memory log, ${messageBytes} B messages, ACK ${ackLevel}`,
+        publisherMBps,
+        latency.p50,
+        latency.p99,
+        stats.batches
+      ]
     ])
     emit(text, {
       bench: "loopback",

@@ -14,9 +14,9 @@ import { Effect, Layer } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { MessageChannel, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads"
+import * as RingsLayers from "../src/layers/control/Rings.js"
 import * as CxlMemoryLayers from "../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../src/layers/region/Doorbell.js"
-import * as RingsLayers from "../src/layers/control/Rings.js"
 import { type RingAddress, ringFootprint, Rings } from "../src/services/control/Rings.js"
 import { emit, table } from "./Report.js"
 
@@ -79,7 +79,11 @@ const ringRun = (name: string, all: ReadonlyArray<Case>) =>
   Effect.gen(function*() {
     const rings = yield* Rings
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() => fork(fileURLToPath(import.meta.url), ["--ring-reader", name], { stdio: ["ignore", "inherit", "inherit", "ipc"] })),
+      Effect.sync(() =>
+        fork(fileURLToPath(import.meta.url), ["--ring-reader", name], {
+          stdio: ["ignore", "inherit", "inherit", "ipc"]
+        })
+      ),
       (c) => Effect.sync(() => void c.kill("SIGKILL"))
     )
     yield* nextMessage(child)
@@ -101,7 +105,9 @@ const ringRun = (name: string, all: ReadonlyArray<Case>) =>
         yield* writer.close
         const received = yield* nextMessage<Received>(child)
         if (received.frames !== count || received.bytes !== count * size) {
-          return yield* Effect.die(new Error(`ring reader got ${received.frames} frames / ${received.bytes} bytes, sent ${count}`))
+          return yield* Effect.die(
+            new Error(`ring reader got ${received.frames} frames / ${received.bytes} bytes, sent ${count}`)
+          )
         }
         return (performance.now() - started) / 1000
       }))
@@ -132,7 +138,12 @@ const ringReader = (name: string) =>
   }).pipe(Effect.provide(regionLayers(name, CHILD_BELL, "attach")))
 
 /** Sends `count` frames, `perSend` at a time, through `send(frames)`, at most WINDOW frames ahead of the receiver's acks. */
-const windowed = (count: number, perSend: number, send: (frames: number) => void, acks: { acked: number; wake?: () => void }) =>
+const windowed = (
+  count: number,
+  perSend: number,
+  send: (frames: number) => void,
+  acks: { acked: number; wake?: () => void }
+) =>
   Effect.gen(function*() {
     for (let n = 0; n < count; n += perSend) {
       if (n - acks.acked >= WINDOW) {
@@ -163,7 +174,10 @@ const ipcRun = (all: ReadonlyArray<Case>, batched: boolean) =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        fork(fileURLToPath(import.meta.url), ["--ipc-reader"], { stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "advanced" })
+        fork(fileURLToPath(import.meta.url), ["--ipc-reader"], {
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+          serialization: "advanced"
+        })
       ),
       (c) => Effect.sync(() => void c.kill("SIGKILL"))
     )
@@ -197,7 +211,9 @@ const ipcRun = (all: ReadonlyArray<Case>, batched: boolean) =>
       const send = batched ? (k: number) => void child.send(arrays[k - 1]) : () => void child.send(payload)
       const [, received] = yield* Effect.all([windowed(count, perSend, send, acks), done], { concurrency: "unbounded" })
       child.off("message", listener)
-      if (received.frames !== count || received.bytes !== count * size) return yield* Effect.die(new Error("ipc receiver lost messages"))
+      if (received.frames !== count || received.bytes !== count * size) {
+        return yield* Effect.die(new Error("ipc receiver lost messages"))
+      }
       seconds.push((performance.now() - started) / 1000)
     }
     return seconds
@@ -227,7 +243,13 @@ const portRun = (all: ReadonlyArray<Case>) =>
   Effect.gen(function*() {
     const { port1, port2 } = new MessageChannel()
     yield* Effect.acquireRelease(
-      Effect.sync(() => new Worker(fileURLToPath(import.meta.url), { argv: ["--port-reader"], workerData: { port: port2 }, transferList: [port2] })),
+      Effect.sync(() =>
+        new Worker(fileURLToPath(import.meta.url), {
+          argv: ["--port-reader"],
+          workerData: { port: port2 },
+          transferList: [port2]
+        })
+      ),
       (w) => Effect.promise(() => w.terminate())
     )
     yield* Effect.addFinalizer(() => Effect.sync(() => port1.close()))
@@ -249,7 +271,9 @@ const portRun = (all: ReadonlyArray<Case>) =>
         }
         port1.on("message", finish)
       })
-      const [, received] = yield* Effect.all([windowed(count, 1, () => port1.postMessage(payload), acks), done], { concurrency: "unbounded" })
+      const [, received] = yield* Effect.all([windowed(count, 1, () => port1.postMessage(payload), acks), done], {
+        concurrency: "unbounded"
+      })
       port1.off("message", listener)
       if (received.frames !== count) return yield* Effect.die(new Error("port receiver lost messages"))
       seconds.push((performance.now() - started) / 1000)
@@ -263,7 +287,9 @@ const regionLayers = (name: string, bell: number, mode: "create" | "attach") =>
     Layer.provideMerge(CxlMemoryLayers.layer({
       name,
       mode,
-      ...(mode === "create" ? { size: Math.ceil((RING.offset + ringFootprint(RING.dataBytes, RING.readerSlots)) / 4096) * 4096 } : {})
+      ...(mode === "create"
+        ? { size: Math.ceil((RING.offset + ringFootprint(RING.dataBytes, RING.readerSlots)) / 4096) * 4096 }
+        : {})
     }))
   )
 
@@ -289,9 +315,23 @@ export const run = (args: ReadonlyArray<string>) =>
       const label = c.size >= 1024 ? `${c.size / 1024} KiB` : `${c.size} B`
       rows.push([label, "ring", Math.round(ringRate), (ringRate * c.size) / 1e9, 1, c.ring])
       if (perSend > 1) {
-        rows.push([label, `process.send, ${perSend} per send`, Math.round(ipcBatchedRate), (ipcBatchedRate * c.size) / 1e9, ringRate / ipcBatchedRate, c.ipcBatched])
+        rows.push([
+          label,
+          `process.send, ${perSend} per send`,
+          Math.round(ipcBatchedRate),
+          (ipcBatchedRate * c.size) / 1e9,
+          ringRate / ipcBatchedRate,
+          c.ipcBatched
+        ])
       }
-      rows.push([label, `process.send, 1 per send${perSend === 1 ? " (= a commit)" : ""}`, Math.round(ipcRate), (ipcRate * c.size) / 1e9, ringRate / ipcRate, c.ipc])
+      rows.push([
+        label,
+        `process.send, 1 per send${perSend === 1 ? " (= a commit)" : ""}`,
+        Math.round(ipcRate),
+        (ipcRate * c.size) / 1e9,
+        ringRate / ipcRate,
+        c.ipc
+      ])
       rows.push([label, "MessagePort", Math.round(portRate), (portRate * c.size) / 1e9, ringRate / portRate, c.port])
       figures[`ring${c.size}FramesPerSec`] = Math.round(ringRate)
       figures[`processSendBatched${c.size}FramesPerSec`] = Math.round(ipcBatchedRate)

@@ -58,7 +58,8 @@ export const run = (args: ReadonlyArray<string>) =>
     }
     const { area, provide } = yield* benchRegion("sequencer", config)
     const topics = yield* provide(TopicsLayers.make(area))
-    const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), (brokerId) => provide(AppenderLayers.make(area, { brokerId })))
+    const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), (brokerId) =>
+      provide(AppenderLayers.make(area, { brokerId })))
     const sequencer: SequencerShape = yield* provide(SequencerLayers.make(area, { maxBatchesPerBroker: 1024 }))
     const payload = batchPayload(MESSAGES_PER_BATCH, MESSAGE_BYTES)
 
@@ -71,7 +72,8 @@ export const run = (args: ReadonlyArray<string>) =>
     const perSession = 256
     const perPhase = BROKERS * SESSIONS_PER_BROKER * perSession
     const state = cases.map((c) => ({ ...c, random: xorshift(12345), phase: 0, rates: [] as Array<number> }))
-    yield* Effect.forEach(cases, (c) => topics.create({ name: c.name, order: c.order, ackLevel: 1, replicationFactor: 1 }))
+    yield* Effect.forEach(cases, (c) =>
+      topics.create({ name: c.name, order: c.order, ackLevel: 1, replicationFactor: 1 }))
     /** Each case's sessions, registered as a broker registers them: epoch by case and client id. */
     const epochs = new Map<string, number>()
     for (const c of cases) {
@@ -100,27 +102,46 @@ export const run = (args: ReadonlyArray<string>) =>
         c.phase++
         const t0 = performance.now()
         let done = 0
-        while (done < perPhase) done += (yield* sequencer.step).ordered
-        if (timed) c.rates.push(done / ((performance.now() - t0) / 1000))
+        while (done < perPhase) {
+          done += (yield* sequencer.step).ordered
+        }
+        if (timed) {
+          c.rates.push(done / ((performance.now() - t0) / 1000))
+        }
       })
 
     // A warm-up pass over every case (the JIT), then the cases take turns, so drift hits all alike.
-    for (const c of state) yield* phase(c, false)
+    for (const c of state) {
+      yield* phase(c, false)
+    }
     const rounds = Math.max(2, Math.ceil(batchesPerCase / perPhase))
-    for (let r = 0; r < rounds; r++) for (const c of state) yield* phase(c, true)
+    for (let r = 0; r < rounds; r++) {
+      for (const c of state) {
+        yield* phase(c, true)
+      }
+    }
     // The median phase: a garbage collection of the (untimed) appends' garbage, or a
     // neighbour on a shared machine, lands in a few phases only.
     const rows = state.map((c) => {
       const batchesPerSec = summarize(c.rates).p50
-      return { order: c.order, reorder: c.reorder, phases: c.rates.length, batchesPerSec, messagesPerSec: batchesPerSec * MESSAGES_PER_BATCH }
+      return {
+        order: c.order,
+        reorder: c.reorder,
+        phases: c.rates.length,
+        batchesPerSec,
+        messagesPerSec: batchesPerSec * MESSAGES_PER_BATCH
+      }
     })
-    const text = table(["mode", "reordered", "ordered batches/s", "messages/s", "vs mode 2, 0%"], rows.map((r) => [
-      r.order,
-      `${r.reorder * 100}%`,
-      Math.round(r.batchesPerSec),
-      Math.round(r.messagesPerSec),
-      r.batchesPerSec / rows[0]!.batchesPerSec
-    ]))
+    const text = table(
+      ["mode", "reordered", "ordered batches/s", "messages/s", "vs mode 2, 0%"],
+      rows.map((r) => [
+        r.order,
+        `${r.reorder * 100}%`,
+        Math.round(r.batchesPerSec),
+        Math.round(r.messagesPerSec),
+        r.batchesPerSec / rows[0]!.batchesPerSec
+      ])
+    )
     emit(text, {
       bench: "sequencer",
       brokers: BROKERS,

@@ -42,7 +42,14 @@ await build({
 })
 
 if (process.env["CXLOG_CODE_CACHE"] !== "off") {
-  const warm = spawnSync(process.execPath, [join(dist, "cxlog.mjs"), "run", "--bytes", "8MiB", "--remote-subscribers", "1"], {
+  const warm = spawnSync(process.execPath, [
+    join(dist, "cxlog.mjs"),
+    "run",
+    "--bytes",
+    "8MiB",
+    "--remote-subscribers",
+    "1"
+  ], {
     cwd: root,
     env: { ...process.env, CXLOG_CODE_CACHE: "write" },
     stdio: ["ignore", "ignore", "pipe"],
@@ -50,6 +57,8 @@ if (process.env["CXLOG_CODE_CACHE"] !== "off") {
   })
   if (warm.status !== 0) {
     const why = warm.error?.message ?? warm.stderr.toString().trim().split("\n").slice(-3).join(" / ")
-    console.warn(`bundle: no code cache written (a short cxlog run failed: ${why}); the CLI compiles from source until each command writes its own`)
+    console.warn(
+      `bundle: no code cache written (a short cxlog run failed: ${why}); the CLI compiles from source until each command writes its own`
+    )
   }
 }

@@ -16,12 +16,15 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
-const fromSource = process.argv.includes("--from-source") || process.env["CXLOG_BUILD_FROM_SOURCE"] === "true" || existsSync(join(root, ".git"))
+const fromSource = process.argv.includes("--from-source") || process.env["CXLOG_BUILD_FROM_SOURCE"] === "true" ||
+  existsSync(join(root, ".git"))
 const platform = `${process.platform}-${process.arch}`
 const prebuilt = join(root, "prebuilds", platform, "cxlog_native.node")
 
 const loads = (path) =>
-  existsSync(path) && spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path)})`], { stdio: "ignore", timeout: 30_000 }).status === 0
+  existsSync(path) &&
+  spawnSync(process.execPath, ["-e", `require(${JSON.stringify(path)})`], { stdio: "ignore", timeout: 30_000 })
+      .status === 0
 
 if (!fromSource && loads(prebuilt)) process.exit(0)
 
@@ -29,8 +32,12 @@ const build = spawnSync("node-gyp", ["rebuild"], { cwd: root, stdio: fromSource 
 if (build.status === 0) process.exit(0)
 if (fromSource) process.exit(build.status ?? 1)
 
-const why = build.error !== undefined ? `node-gyp did not run (${build.error.message})` : "node-gyp rebuild failed (no C++ toolchain or python3?)"
-const prebuiltState = existsSync(prebuilt) ? `the prebuilt addon for ${platform} does not load here` : `no addon is prebuilt for ${platform}`
+const why = build.error !== undefined
+  ? `node-gyp did not run (${build.error.message})`
+  : "node-gyp rebuild failed (no C++ toolchain or python3?)"
+const prebuiltState = existsSync(prebuilt)
+  ? `the prebuilt addon for ${platform} does not load here`
+  : `no addon is prebuilt for ${platform}`
 console.warn(
   `cxlog: native addon unavailable: ${prebuiltState}, and ${why}. ` +
     "The head, brokers, local publishers and subscribers on a region's host need it; the TCP publisher and subscriber and the CLI's " +

@@ -30,7 +30,9 @@ const TARGETS = [
 
 const run = (command, args) => {
   const result = spawnSync(command, args, { cwd: root, stdio: "inherit" })
-  if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${result.error?.message ?? `exit ${result.status}`})`)
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed (${result.error?.message ?? `exit ${result.status}`})`)
+  }
 }
 
 const hasCommand = (command) => spawnSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" }).status === 0
@@ -67,5 +69,8 @@ const build = (target) => {
 
 const digest = addonSourceDigest()
 const binaries = TARGETS.map(build)
-writeFileSync(join(root, "prebuilds", "manifest.json"), JSON.stringify({ sources: digest, binaries: binaries.map((b) => b.file) }, null, 2) + "\n")
+writeFileSync(
+  join(root, "prebuilds", "manifest.json"),
+  JSON.stringify({ sources: digest, binaries: binaries.map((b) => b.file) }, null, 2) + "\n"
+)
 for (const b of binaries) console.log(`prebuild: ${b.file} (${b.bytes} bytes)`)

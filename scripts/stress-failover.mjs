@@ -21,7 +21,17 @@ const flag = (name, fallback) => {
 const runs = Number(flag("runs", "10"))
 const goalMs = Number(flag("goal-ms", "1000"))
 const withGoal = !args.includes("--no-goal")
-const runArgs = ["run", "--kill-head", "--json", "--standby", flag("standby", "1"), "--bytes", flag("bytes", "64MiB"), "--broker-count", flag("broker-count", "2")]
+const runArgs = [
+  "run",
+  "--kill-head",
+  "--json",
+  "--standby",
+  flag("standby", "1"),
+  "--bytes",
+  flag("bytes", "64MiB"),
+  "--broker-count",
+  flag("broker-count", "2")
+]
 
 const results = []
 for (let i = 1; i <= runs; i++) {
@@ -63,7 +73,12 @@ console.log(JSON.stringify({
   runs,
   failed,
   auditsPassed: results.filter((r) => r.ok).length,
-  takeoverMs: { min: times[0] ?? null, p50: quantile(0.5), max: times.at(-1) ?? null, all: results.map((r) => (r.ok ? r.takeoverMs : null)) },
+  takeoverMs: {
+    min: times[0] ?? null,
+    p50: quantile(0.5),
+    max: times.at(-1) ?? null,
+    all: results.map((r) => (r.ok ? r.takeoverMs : null))
+  },
   goalMs,
   overGoal
 }))

@@ -29,7 +29,11 @@ if (process.argv[2] === "receiver") {
   // A sender that died (a failed connect, ^C) leaves no one to stop this listener: its IPC channel closing does.
   process.on("disconnect", () => process.exit(1))
   const from = cpuSeconds()
-  const options = { key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")), ciphers: "TLS_AES_128_GCM_SHA256" }
+  const options = {
+    key: readFileSync(join(dir, "key.pem")),
+    cert: readFileSync(join(dir, "cert.pem")),
+    ciphers: "TLS_AES_128_GCM_SHA256"
+  }
   const server = mode === "tls" ? tls.createServer(options) : net.createServer()
   server.on(mode === "tls" ? "secureConnection" : "connection", (socket) => {
     let received = 0
@@ -48,36 +52,67 @@ if (process.argv[2] === "receiver") {
   const bytes = flag("bytes", 2 ** 30)
   const dir = mkdtempSync(join(tmpdir(), "cxlog-tls-transport-"))
   try {
-    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=localhost"], { stdio: "ignore" })
+    execFileSync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost"
+    ], { stdio: "ignore" })
     const once = async (mode) => {
       const share = bytes / streams
-      const receivers = Array.from({ length: streams }, () => fork(process.argv[1], ["receiver", mode, `${share}`, dir]))
-      const ports = await Promise.all(receivers.map((r) => new Promise((resolve) => r.once("message", (m) => resolve(m.port)))))
-      const sockets = await Promise.all(ports.map((port) => new Promise((resolve) => {
-        const socket = mode === "tls"
-          ? tls.connect({ port, host: "127.0.0.1", rejectUnauthorized: false }, () => resolve(socket))
-          : net.connect(port, "127.0.0.1", () => resolve(socket))
-      })))
-      const reports = Promise.all(receivers.map((r) => new Promise((resolve) => r.once("message", (m) => resolve(m.cpu)))))
+      const receivers = Array.from(
+        { length: streams },
+        () => fork(process.argv[1], ["receiver", mode, `${share}`, dir])
+      )
+      const ports = await Promise.all(
+        receivers.map((r) => new Promise((resolve) => r.once("message", (m) => resolve(m.port))))
+      )
+      const sockets = await Promise.all(ports.map((port) =>
+        new Promise((resolve) => {
+          const socket = mode === "tls"
+            ? tls.connect({ port, host: "127.0.0.1", rejectUnauthorized: false }, () => resolve(socket))
+            : net.connect(port, "127.0.0.1", () => resolve(socket))
+        })
+      ))
+      const reports = Promise.all(
+        receivers.map((r) => new Promise((resolve) => r.once("message", (m) => resolve(m.cpu))))
+      )
       const buffer = Buffer.alloc(65536, 1)
       const from = cpuSeconds()
       const started = Date.now()
-      await Promise.all(sockets.map((socket) => new Promise((resolve) => {
-        let sent = 0
-        const pump = () => {
-          while (sent < share) {
-            sent += buffer.length
-            if (!socket.write(buffer)) return void socket.once("drain", pump)
+      await Promise.all(sockets.map((socket) =>
+        new Promise((resolve) => {
+          let sent = 0
+          const pump = () => {
+            while (sent < share) {
+              sent += buffer.length
+              if (!socket.write(buffer)) return void socket.once("drain", pump)
+            }
+            resolve()
           }
-          resolve()
-        }
-        pump()
-      })))
+          pump()
+        })
+      ))
       const receiverCpu = (await reports).reduce((a, b) => a + b, 0)
       const seconds = (Date.now() - started) / 1000
       const gib = bytes / 2 ** 30
       for (const socket of sockets) socket.destroy()
-      return { mode, streams, mBps: Math.round(bytes / seconds / 1e6), senderCpuPerGiB: +((cpuSeconds() - from) / gib).toFixed(3), receiversCpuPerGiB: +(receiverCpu / gib).toFixed(3) }
+      return {
+        mode,
+        streams,
+        mBps: Math.round(bytes / seconds / 1e6),
+        senderCpuPerGiB: +((cpuSeconds() - from) / gib).toFixed(3),
+        receiversCpuPerGiB: +(receiverCpu / gib).toFixed(3)
+      }
     }
     for (let i = 0; i < pairs; i++) {
       const plain = await once("plain")

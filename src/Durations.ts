@@ -8,14 +8,18 @@
 import { Duration } from "effect"
 
 /** The duration names of `O`: each `x` whose `xMs` is a number field too. */
-type DurationNames<O> = { [K in keyof O]: K extends `${infer Name}Ms` ? Name extends keyof O ? Name : never : never }[keyof O]
+type DurationNames<O> = {
+  [K in keyof O]: K extends `${infer Name}Ms` ? Name extends keyof O ? Name : never : never
+}[keyof O]
 
 /** `options` with every duration given under its plain name written into its `…Ms` field as milliseconds. */
 export const withMillis = <O extends object>(options: O, names: ReadonlyArray<DurationNames<O>>): O => {
   let resolved = options
   for (const name of names) {
     const given = options[name] as Duration.DurationInput | undefined
-    if (given !== undefined) resolved = { ...resolved, [`${String(name)}Ms`]: Duration.toMillis(Duration.decode(given)) }
+    if (given !== undefined) {
+      resolved = { ...resolved, [`${String(name)}Ms`]: Duration.toMillis(Duration.decode(given)) }
+    }
   }
   return resolved
 }

@@ -8,21 +8,58 @@ import { Metric, MetricBoundaries, type MetricLabel } from "effect"
 export const latencyMicros = MetricBoundaries.exponential({ start: 1, factor: 2, count: 21 })
 
 // ---- doorbell -------------------------------------------------------------------------
-export const doorbellParks = Metric.counter("cxlog_doorbell_parks", { description: "doorbell parks (the waiting loop returned to the event loop until a wake)", incremental: true })
+export const doorbellParks = Metric.counter("cxlog_doorbell_parks", {
+  description: "doorbell parks (the waiting loop returned to the event loop until a wake)",
+  incremental: true
+})
 
 // ---- broker and publisher (TCP data plane) --------------------------------------------
 export const brokerConnections = Metric.gauge("cxlog_broker_connections", { description: "open publisher connections" })
-export const brokerBatches = Metric.counter("cxlog_broker_batches", { description: "batches received and appended", incremental: true })
-export const brokerBytes = Metric.counter("cxlog_broker_bytes", { description: "batch payload bytes appended", incremental: true })
-export const brokerRejected = Metric.counter("cxlog_broker_rejected", { description: "connections closed with an error frame (tag: code)", incremental: true })
-export const brokerAckFrames = Metric.counter("cxlog_broker_ack_frames", { description: "ACK frames sent", incremental: true })
-export const brokerFencedFrames = Metric.counter("cxlog_broker_fenced_frames", { description: "SessionFenced frames sent", incremental: true })
-export const publisherBatches = Metric.counter("cxlog_publisher_batches", { description: "batches sealed", incremental: true })
-export const publisherResends = Metric.counter("cxlog_publisher_resends", { description: "batches sent again after a connection failure or a fence", incremental: true })
-export const publisherFenced = Metric.counter("cxlog_publisher_sessions_fenced", { description: "sessions fenced (a new epoch replayed the unacked suffix)", incremental: true })
-export const publisherAckLatency = Metric.histogram("cxlog_publisher_ack_latency_us", latencyMicros, "seal-to-ack latency per batch (µs)")
-export const publisherAckedMessages = Metric.counter("cxlog_publisher_acked_messages", { description: "messages acknowledged", incremental: true })
-export const publisherAckedBytes = Metric.counter("cxlog_publisher_acked_bytes", { description: "batch payload bytes acknowledged", incremental: true })
+export const brokerBatches = Metric.counter("cxlog_broker_batches", {
+  description: "batches received and appended",
+  incremental: true
+})
+export const brokerBytes = Metric.counter("cxlog_broker_bytes", {
+  description: "batch payload bytes appended",
+  incremental: true
+})
+export const brokerRejected = Metric.counter("cxlog_broker_rejected", {
+  description: "connections closed with an error frame (tag: code)",
+  incremental: true
+})
+export const brokerAckFrames = Metric.counter("cxlog_broker_ack_frames", {
+  description: "ACK frames sent",
+  incremental: true
+})
+export const brokerFencedFrames = Metric.counter("cxlog_broker_fenced_frames", {
+  description: "SessionFenced frames sent",
+  incremental: true
+})
+export const publisherBatches = Metric.counter("cxlog_publisher_batches", {
+  description: "batches sealed",
+  incremental: true
+})
+export const publisherResends = Metric.counter("cxlog_publisher_resends", {
+  description: "batches sent again after a connection failure or a fence",
+  incremental: true
+})
+export const publisherFenced = Metric.counter("cxlog_publisher_sessions_fenced", {
+  description: "sessions fenced (a new epoch replayed the unacked suffix)",
+  incremental: true
+})
+export const publisherAckLatency = Metric.histogram(
+  "cxlog_publisher_ack_latency_us",
+  latencyMicros,
+  "seal-to-ack latency per batch (µs)"
+)
+export const publisherAckedMessages = Metric.counter("cxlog_publisher_acked_messages", {
+  description: "messages acknowledged",
+  incremental: true
+})
+export const publisherAckedBytes = Metric.counter("cxlog_publisher_acked_bytes", {
+  description: "batch payload bytes acknowledged",
+  incremental: true
+})
 export const brokerUnordered = Metric.gauge("cxlog_broker_unordered_batches", {
   description: "batches this broker appended that the sequencer has not consumed yet (read at scrape)"
 })
@@ -32,8 +69,14 @@ export const ringBackpressureWaits = Metric.counter("cxlog_ring_backpressure_wai
   description: "times a ring writer waited for readers to free space",
   incremental: true
 })
-export const ringReadersReaped = Metric.counter("cxlog_ring_readers_reaped", { description: "reader slots reaped", incremental: true })
-export const ringCorruptions = Metric.counter("cxlog_ring_corruptions", { description: "corrupt ring frames or lines seen by readers", incremental: true })
+export const ringReadersReaped = Metric.counter("cxlog_ring_readers_reaped", {
+  description: "reader slots reaped",
+  incremental: true
+})
+export const ringCorruptions = Metric.counter("cxlog_ring_corruptions", {
+  description: "corrupt ring frames or lines seen by readers",
+  incremental: true
+})
 export const ringOccupancy = Metric.gauge("cxlog_ring_occupancy_bytes", {
   description: "bytes a ring's slowest attached reader has not processed yet (tag: ring; read at scrape)"
 })
@@ -43,9 +86,13 @@ export const barrierDuration = Metric.histogram(
   "barrier rounds from the first arrival to the release, as the coordinator saw them (µs; tag: mode)"
 )
 export const rpcCalls = Metric.counter("cxlog_rpc_calls", { description: "RPC calls made", incremental: true })
-export const rpcTimeouts = Metric.counter("cxlog_rpc_timeouts", { description: "RPC calls that timed out", incremental: true })
+export const rpcTimeouts = Metric.counter("cxlog_rpc_timeouts", {
+  description: "RPC calls that timed out",
+  incremental: true
+})
 export const rpcDroppedReplies = Metric.counter("cxlog_rpc_dropped_replies", {
-  description: "RPC replies and notices dropped for finding no room on the reply ring within its bound (a stalled reader)",
+  description:
+    "RPC replies and notices dropped for finding no room on the reply ring within its bound (a stalled reader)",
   incremental: true
 })
 export const rpcRejectedRequests = Metric.counter("cxlog_rpc_rejected_requests", {
@@ -54,8 +101,14 @@ export const rpcRejectedRequests = Metric.counter("cxlog_rpc_rejected_requests",
 })
 
 // ---- log core: append and sequencer ---------------------------------------------------
-export const logAppendBatches = Metric.counter("cxlog_log_append_batches", { description: "batches appended into PBRs", incremental: true })
-export const logAppendBytes = Metric.counter("cxlog_log_append_bytes", { description: "payload bytes appended into Blogs", incremental: true })
+export const logAppendBatches = Metric.counter("cxlog_log_append_batches", {
+  description: "batches appended into PBRs",
+  incremental: true
+})
+export const logAppendBytes = Metric.counter("cxlog_log_append_bytes", {
+  description: "payload bytes appended into Blogs",
+  incremental: true
+})
 export const logRingFullWaits = Metric.counter("cxlog_log_ring_full_waits", {
   description: "appends that waited for PBR or Blog room (backpressure)",
   incremental: true
@@ -69,17 +122,36 @@ export const logAppenderRounds = Metric.counter("cxlog_log_appender_rounds", {
   incremental: true
 })
 export const logAppenderMessagesOrdered = Metric.counter("cxlog_log_appender_messages_ordered", {
-  description: "messages ordered by this process's own rounds (the head's cxlog_sequencer_messages_ordered counts the rest)",
+  description:
+    "messages ordered by this process's own rounds (the head's cxlog_sequencer_messages_ordered counts the rest)",
   incremental: true
 })
-export const sequencerRounds = Metric.counter("cxlog_sequencer_rounds", { description: "sequencer rounds run (every topic scanned once)", incremental: true })
-export const sequencerBatchesOrdered = Metric.counter("cxlog_sequencer_batches_ordered", { description: "batches ordered (tag: broker)", incremental: true })
-export const sequencerMessagesOrdered = Metric.counter("cxlog_sequencer_messages_ordered", { description: "messages ordered (tag: broker)", incremental: true })
-export const sequencerDuplicates = Metric.counter("cxlog_sequencer_duplicates", { description: "duplicate batches dropped (still acknowledged)", incremental: true })
-export const sequencerHeld = Metric.gauge("cxlog_sequencer_held", { description: "batches held behind a mode-5 gap now" })
-export const sequencerFencedSessions = Metric.counter("cxlog_sequencer_fenced_sessions", { description: "sessions fenced by the hold timeout", incremental: true })
+export const sequencerRounds = Metric.counter("cxlog_sequencer_rounds", {
+  description: "sequencer rounds run (every topic scanned once)",
+  incremental: true
+})
+export const sequencerBatchesOrdered = Metric.counter("cxlog_sequencer_batches_ordered", {
+  description: "batches ordered (tag: broker)",
+  incremental: true
+})
+export const sequencerMessagesOrdered = Metric.counter("cxlog_sequencer_messages_ordered", {
+  description: "messages ordered (tag: broker)",
+  incremental: true
+})
+export const sequencerDuplicates = Metric.counter("cxlog_sequencer_duplicates", {
+  description: "duplicate batches dropped (still acknowledged)",
+  incremental: true
+})
+export const sequencerHeld = Metric.gauge("cxlog_sequencer_held", {
+  description: "batches held behind a mode-5 gap now"
+})
+export const sequencerFencedSessions = Metric.counter("cxlog_sequencer_fenced_sessions", {
+  description: "sessions fenced by the hold timeout",
+  incremental: true
+})
 export const sequencerLapsedSessions = Metric.counter("cxlog_sequencer_lapsed_sessions", {
-  description: "sessions lapsed (orders 0/2/4): ended with batches ordered above a gap, or their line left torn by a killed head; their publishers are told unknown-session",
+  description:
+    "sessions lapsed (orders 0/2/4): ended with batches ordered above a gap, or their line left torn by a killed head; their publishers are told unknown-session",
   incremental: true
 })
 export const sequencerDropped = Metric.counter("cxlog_sequencer_dropped", {
@@ -98,29 +170,56 @@ export const segmentRetentionFailures = Metric.counter("cxlog_segment_retention_
 })
 
 // ---- readers --------------------------------------------------------------------------
-export const readerMessages = Metric.counter("cxlog_reader_messages", { description: "messages delivered to a subscriber (tag: topic)", incremental: true })
-export const readerBatches = Metric.counter("cxlog_reader_batches", { description: "batches delivered to a subscriber (tag: topic)", incremental: true })
+export const readerMessages = Metric.counter("cxlog_reader_messages", {
+  description: "messages delivered to a subscriber (tag: topic)",
+  incremental: true
+})
+export const readerBatches = Metric.counter("cxlog_reader_batches", {
+  description: "batches delivered to a subscriber (tag: topic)",
+  incremental: true
+})
 export const readerLag = Metric.gauge("cxlog_reader_lag_messages", {
   description: "messages in a topic's total order a subscriber has not read yet (tag: topic; read at scrape)"
 })
 
 // ---- mirror (a topic into NATS JetStream) ------------------------------------------------
-export const mirrorOffset = Metric.gauge("cxlog_mirror_offset", { description: "the first offset not yet in the JetStream stream: every offset below it is there once (tag: topic, stream)" })
-export const mirrorLagMessages = Metric.gauge("cxlog_mirror_lag_messages", { description: "offsets of the topic not yet in the stream (tag: topic, stream; updated every status interval)" })
+export const mirrorOffset = Metric.gauge("cxlog_mirror_offset", {
+  description:
+    "the first offset not yet in the JetStream stream: every offset below it is there once (tag: topic, stream)"
+})
+export const mirrorLagMessages = Metric.gauge("cxlog_mirror_lag_messages", {
+  description: "offsets of the topic not yet in the stream (tag: topic, stream; updated every status interval)"
+})
 export const mirrorLagSeconds = Metric.gauge("cxlog_mirror_lag_seconds", {
-  description: "age of the oldest message not yet in the stream, 0 when caught up (tag: topic, stream; updated every status interval)"
+  description:
+    "age of the oldest message not yet in the stream, 0 when caught up (tag: topic, stream; updated every status interval)"
 })
 export const mirrorUnavailable = Metric.gauge("cxlog_mirror_unavailable", {
-  description: "1 while JetStream does not take the mirror's messages (mirror-unavailable: retrying), else 0 (tag: topic, stream)"
+  description:
+    "1 while JetStream does not take the mirror's messages (mirror-unavailable: retrying), else 0 (tag: topic, stream)"
 })
 export const mirrorRetries = Metric.counter("cxlog_mirror_retries", {
-  description: "times the mirror reconnected and resumed from the stream's last message after a failure (tag: topic, stream)",
+  description:
+    "times the mirror reconnected and resumed from the stream's last message after a failure (tag: topic, stream)",
   incremental: true
 })
-export const mirrorPublishLatency = Metric.histogram("cxlog_mirror_publish_latency_us", latencyMicros, "JetStream publish to ack, per message (µs; tag: topic, stream)")
+export const mirrorPublishLatency = Metric.histogram(
+  "cxlog_mirror_publish_latency_us",
+  latencyMicros,
+  "JetStream publish to ack, per message (µs; tag: topic, stream)"
+)
 
 // ---- what each role serves ------------------------------------------------------------
-const controlPlane = [ringBackpressureWaits, ringReadersReaped, ringCorruptions, ringOccupancy, rpcCalls, rpcTimeouts, rpcDroppedReplies, rpcRejectedRequests]
+const controlPlane = [
+  ringBackpressureWaits,
+  ringReadersReaped,
+  ringCorruptions,
+  ringOccupancy,
+  rpcCalls,
+  rpcTimeouts,
+  rpcDroppedReplies,
+  rpcRejectedRequests
+]
 const readers = [readerMessages, readerBatches, readerLag]
 
 /** A metric as its declaration needs it: asking for its value registers it, as its first update would. */
@@ -163,9 +262,26 @@ const roleFamilies: Readonly<Record<string, ReadonlyArray<Declarable>>> = {
     logAppenderMessagesOrdered,
     ...readers
   ],
-  publisher: [publisherBatches, publisherResends, publisherFenced, publisherAckLatency, publisherAckedMessages, publisherAckedBytes],
+  publisher: [
+    publisherBatches,
+    publisherResends,
+    publisherFenced,
+    publisherAckLatency,
+    publisherAckedMessages,
+    publisherAckedBytes
+  ],
   subscriber: [doorbellParks, ...controlPlane, ...readers],
-  mirror: [doorbellParks, ...controlPlane, ...readers, mirrorOffset, mirrorLagMessages, mirrorLagSeconds, mirrorUnavailable, mirrorRetries, mirrorPublishLatency]
+  mirror: [
+    doorbellParks,
+    ...controlPlane,
+    ...readers,
+    mirrorOffset,
+    mirrorLagMessages,
+    mirrorLagSeconds,
+    mirrorUnavailable,
+    mirrorRetries,
+    mirrorPublishLatency
+  ]
 }
 
 /**
@@ -187,7 +303,7 @@ const samplers = new Set<() => void>()
  * updates them and runs before every export, so a stalled component still shows its true
  * value. Returns the function that stops sampling.
  */
-export const sampleOnScrape = (sample: () => void): (() => void) => {
+export const sampleOnScrape = (sample: () => void): () => void => {
   samplers.add(sample)
   return () => void samplers.delete(sample)
 }

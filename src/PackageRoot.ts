@@ -7,7 +7,9 @@ export const packageRoot = (): string => {
   let dir = dirname(fileURLToPath(import.meta.url))
   for (;;) {
     const manifest = join(dir, "package.json")
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "cxlog") return dir
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "cxlog") {
+      return dir
+    }
     const parent = dirname(dir)
     if (parent === dir) return process.cwd()
     dir = parent

@@ -37,20 +37,40 @@ export const decimal = (min: number): Parse<number> => (text) => {
   return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
 }
 
-const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 }
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3
+}
 
 /** "64KiB", "1GiB", "4096" → bytes (binary units; KB and K mean KiB too). */
 export const parseSize: Parse<number> = (text) => {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
   const scale = match === null ? undefined : SIZE_UNITS[match[2]!.toLowerCase()]
-  if (match === null || scale === undefined) return Either.left(`${text} is not a size: use 64KiB, 1GiB, … or a number of bytes`)
+  if (match === null || scale === undefined) {
+    return Either.left(`${text} is not a size: use 64KiB, 1GiB, … or a number of bytes`)
+  }
   const bytes = Math.round(Number(match[1]) * scale)
   return bytes < 1 ? Either.left(`${text} is not a size: it must be at least 1 byte`) : Either.right(bytes)
 }
 
 /** A size as the docs write it: `16MiB`, `64KiB`, else bytes. */
 export const showSize = (bytes: number): string =>
-  bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3}GiB` : bytes % 1024 ** 2 === 0 ? `${bytes / 1024 ** 2}MiB` : bytes % 1024 === 0 ? `${bytes / 1024}KiB` : `${bytes}`
+  bytes % 1024 ** 3 === 0
+    ? `${bytes / 1024 ** 3}GiB`
+    : bytes % 1024 ** 2 === 0
+    ? `${bytes / 1024 ** 2}MiB`
+    : bytes % 1024 === 0
+    ? `${bytes / 1024}KiB`
+    : `${bytes}`
 
 export const parseSwitch: Parse<boolean> = (t) => {
   const v = t.toLowerCase()
@@ -60,7 +80,9 @@ export const parseSwitch: Parse<boolean> = (t) => {
 }
 
 export const parseChoice = <const C extends string>(values: ReadonlyArray<C>): Parse<C> => (t) =>
-  (values as ReadonlyArray<string>).includes(t) ? Either.right(t as C) : Either.left(`${t} is not one of ${values.join(", ")}`)
+  (values as ReadonlyArray<string>).includes(t)
+    ? Either.right(t as C)
+    : Either.left(`${t} is not one of ${values.join(", ")}`)
 
 interface Declared {
   readonly env: string
@@ -68,7 +90,13 @@ interface Declared {
   readonly placeholder?: string
 }
 
-const declare = <A>(spec: Declared, placeholder: string, parse: Parse<A>, defaultValue: A, shown: string | undefined): Setting<A> => ({
+const declare = <A>(
+  spec: Declared,
+  placeholder: string,
+  parse: Parse<A>,
+  defaultValue: A,
+  shown: string | undefined
+): Setting<A> => ({
   env: spec.env,
   description: spec.description,
   placeholder: spec.placeholder ?? placeholder,
@@ -90,19 +118,30 @@ export const setting = {
   optionalMillis: (spec: Declared & { readonly min?: number; readonly shown?: string }) =>
     declare<number | undefined>(spec, "MS", wholeNumber(spec.min ?? 0), undefined, spec.shown),
   /** Milliseconds that may be fractional (a linger of 0.5 ms). */
-  fractionalMillis: (spec: Declared & { readonly default: number }) => declare(spec, "MS", decimal(0), spec.default, `${spec.default}`),
+  fractionalMillis: (spec: Declared & { readonly default: number }) =>
+    declare(spec, "MS", decimal(0), spec.default, `${spec.default}`),
   /** A byte size given as `64KiB`, `1GiB` or a number of bytes. */
-  size: (spec: Declared & { readonly default: number }) => declare(spec, "SIZE", parseSize, spec.default, showSize(spec.default)),
-  optionalSize: (spec: Declared & { readonly shown?: string }) => declare<number | undefined>(spec, "SIZE", parseSize, undefined, spec.shown),
+  size: (spec: Declared & { readonly default: number }) =>
+    declare(spec, "SIZE", parseSize, spec.default, showSize(spec.default)),
+  optionalSize: (spec: Declared & { readonly shown?: string }) =>
+    declare<number | undefined>(spec, "SIZE", parseSize, undefined, spec.shown),
   choice: <const C extends string>(spec: Declared & { readonly values: ReadonlyArray<C>; readonly default: C }) =>
     declare(spec, spec.values.join("|"), parseChoice(spec.values), spec.default, spec.default),
-  text: (spec: Declared & { readonly default: string }) => declare(spec, "TEXT", Either.right, spec.default, spec.default),
-  optionalText: (spec: Declared & { readonly shown?: string }) => declare<string | undefined>(spec, "TEXT", Either.right, undefined, spec.shown),
+  text: (spec: Declared & { readonly default: string }) =>
+    declare(spec, "TEXT", Either.right, spec.default, spec.default),
+  optionalText: (spec: Declared & { readonly shown?: string }) =>
+    declare<string | undefined>(spec, "TEXT", Either.right, undefined, spec.shown),
   /** On or off: `true`/`false`, `1`/`0`; empty reads as off. */
   toggle: (spec: Declared): Setting<boolean> => ({ ...declare(spec, "", parseSwitch, false, "off"), switch: true }),
   /** Any value `parse` takes, with its default shown as `shown`. */
-  custom: <A>(spec: Declared & { readonly placeholder: string; readonly parse: Parse<A>; readonly default: A; readonly shown: string | undefined }) =>
-    declare(spec, spec.placeholder, spec.parse, spec.default, spec.shown)
+  custom: <A>(
+    spec: Declared & {
+      readonly placeholder: string
+      readonly parse: Parse<A>
+      readonly default: A
+      readonly shown: string | undefined
+    }
+  ) => declare(spec, spec.placeholder, spec.parse, spec.default, spec.shown)
 }
 
 /**
@@ -116,7 +155,9 @@ export const requiredSettingConfig = <A>(s: Setting<A>): Config.Config<A> =>
   Config.string(s.env).pipe(
     Config.mapOrFail((text) =>
       Either.mapLeft(
-        text === "" && !s.switch ? Either.left(`${SET_BUT_EMPTY}: give it a value, or unset it for the default`) : s.parse(text),
+        text === "" && !s.switch
+          ? Either.left(`${SET_BUT_EMPTY}: give it a value, or unset it for the default`)
+          : s.parse(text),
         (why) => ConfigError.InvalidData([], why)
       )
     ),
@@ -124,13 +165,18 @@ export const requiredSettingConfig = <A>(s: Setting<A>): Config.Config<A> =>
   )
 
 /** The setting as a described `Config`: its variable parsed as the table says, else its default. */
-export const settingConfig = <A>(s: Setting<A>): Config.Config<A> => requiredSettingConfig(s).pipe(Config.withDefault(s.default))
+export const settingConfig = <A>(s: Setting<A>): Config.Config<A> =>
+  requiredSettingConfig(s).pipe(Config.withDefault(s.default))
 
-type ValuesOf<T extends Record<string, Setting<any>>> = { readonly [K in keyof T]: T[K] extends Setting<infer A> ? A : never }
+type ValuesOf<T extends Record<string, Setting<any>>> = {
+  readonly [K in keyof T]: T[K] extends Setting<infer A> ? A : never
+}
 
 /** A table's settings as one `Config` of their values. */
 export const settingsConfig = <T extends Record<string, Setting<any>>>(table: T): Config.Config<ValuesOf<T>> =>
-  Config.all(Object.fromEntries(Object.entries(table).map(([k, s]) => [k, settingConfig(s)]))) as unknown as Config.Config<ValuesOf<T>>
+  Config.all(
+    Object.fromEntries(Object.entries(table).map(([k, s]) => [k, settingConfig(s)]))
+  ) as unknown as Config.Config<ValuesOf<T>>
 
 /** A table's defaults, as a record of values (a domain's `default…Config`). */
 export const defaultsOf = <T extends Record<string, Setting<any>>>(table: T): ValuesOf<T> =>
@@ -178,13 +224,17 @@ export const xdgRuntimeDir = (): string | undefined => {
  * coordinator's settings, …): as ConfigProvider.fromEnv, but a variable set to "" is invalid
  * data, where fromEnv reads it as 0 (Config.integer), "" (Config.string) or a default.
  */
-export const envConfigProvider = (env: Readonly<Record<string, string | undefined>> = process.env): ConfigProvider.ConfigProvider => {
+export const envConfigProvider = (
+  env: Readonly<Record<string, string | undefined>> = process.env
+): ConfigProvider.ConfigProvider => {
   const set = Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined)
   const plain = ConfigProvider.fromMap(new Map(set), { pathDelim: "_", seqDelim: "," }).flattened
   return ConfigProvider.fromFlat(ConfigProvider.makeFlat({
     load: (path, primitive, split) =>
       env[path.join("_")] === ""
-        ? Effect.fail(ConfigError.InvalidData([...path], `${SET_BUT_EMPTY}: give it a value, or unset it for the default`))
+        ? Effect.fail(
+          ConfigError.InvalidData([...path], `${SET_BUT_EMPTY}: give it a value, or unset it for the default`)
+        )
         : plain.load(path, primitive, split),
     enumerateChildren: plain.enumerateChildren,
     patch: plain.patch

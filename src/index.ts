@@ -1,59 +1,66 @@
 /** cxlog: a totally ordered shared log whose hot tier lives in CXL (shared) memory. */
-export * from "./services/region/CxlMemory.js"
-export * as CxlMemoryLayers from "./layers/region/CxlMemory.js"
-export * as CxlMemoryMemoryLayers from "./layers/region/CxlMemoryMemory.js"
-export * from "./services/region/Doorbell.js"
-export * as DoorbellLayers from "./layers/region/Doorbell.js"
-export { NativeError, NativeUnavailable, loadAddon } from "./native/Native.js"
+export * as CoordinatorLayers from "./layers/control/Coordinator.js"
+export * as CoordinatorMemoryLayers from "./layers/control/CoordinatorMemory.js"
+export * as RingsLayers from "./layers/control/Rings.js"
+export * as RingsMemoryLayers from "./layers/control/RingsMemory.js"
+export * as RpcLayers from "./layers/control/Rpc.js"
+export * as RpcMemoryLayers from "./layers/control/RpcMemory.js"
+export * as AckTrackerLayers from "./layers/log/AckTracker.js"
+export * as AckTrackerMemoryLayers from "./layers/log/AckTrackerMemory.js"
+export * as AppenderLayers from "./layers/log/Appender.js"
+export * as AppenderMemoryLayers from "./layers/log/AppenderMemory.js"
+export * as ConsumersLayers from "./layers/log/Consumers.js"
+export * as ConsumersMemoryLayers from "./layers/log/ConsumersMemory.js"
+export * as SegmentsLayers from "./layers/log/durable/Segments.js"
+export * as SegmentsMemoryLayers from "./layers/log/durable/SegmentsMemory.js"
+export * as LogLayout from "./layers/log/Layout.js"
+export * as LogReaderLayers from "./layers/log/LogReader.js"
+export * as LogReaderMemoryLayers from "./layers/log/LogReaderMemory.js"
+export { makeMemoryStore as makeLogMemoryStore, type MemoryLogStore } from "./layers/log/MemoryStore.js"
+export * as SequencerLayers from "./layers/log/Sequencer.js"
+export * as SequencerMemoryLayers from "./layers/log/SequencerMemory.js"
+export * as TopicsLayers from "./layers/log/Topics.js"
+export * as TopicsMemoryLayers from "./layers/log/TopicsMemory.js"
 export {
-  type BrokerAddress,
-  type BrokerLink,
-  BrokerRejected,
-  BrokersUnreachable,
-  InvalidPublisherOptions,
-  type MessageOptions,
-  MessageTooLarge,
-  Publisher,
-  type PublishAck,
-  PublishAckTimeout,
-  PublisherClosed,
-  type PublishError,
-  type PublisherOptions,
-  type PublisherShape,
-  type PublisherStats
-} from "./services/net/Publisher.js"
-export * as PublisherLayers from "./layers/net/Publisher.js"
+  CredentialError,
+  type Credentials,
+  defaultSecretPath,
+  localCredentials,
+  readSecretFile
+} from "./layers/net/Auth.js"
+export {
+  checkBatchPayload,
+  forEachMessage,
+  type HeadersInit,
+  MessageFlags,
+  MessageRecord,
+  messageRecordBytes
+} from "./layers/net/BatchPayload.js"
+export * as BrokerLayers from "./layers/net/Broker.js"
+export * as BrokerLogMemoryLayers from "./layers/net/BrokerLogMemory.js"
+export { InvalidBrokerAddress, parseAddresses } from "./layers/net/ClientConnection.js"
+export { PROTOCOL_VERSION } from "./layers/net/Control.js"
 export { type CloseOptions, CxlogPublisher, PublisherCloseUnflushed } from "./layers/net/CxlogPublisher.js"
-export { CxlogSubscriber, type CxlogMessage, type CxlogSubscribeOptions, type CxlogSubscriberOptions } from "./layers/net/CxlogSubscriber.js"
 export {
-  CommitRejected,
-  type SubscribeError,
-  Subscriber,
-  type MessageHeader,
-  type SubscriberBatch,
-  SubscriberBrokersUnreachable,
-  SubscriberConnectionFailed,
-  type SubscriberMessage,
-  type SubscriberShape,
-  type Subscription,
-  type SubscriptionError
-} from "./services/net/Subscriber.js"
+  type CxlogMessage,
+  type CxlogSubscribeOptions,
+  CxlogSubscriber,
+  type CxlogSubscriberOptions
+} from "./layers/net/CxlogSubscriber.js"
+export * as PublisherLayers from "./layers/net/Publisher.js"
 export * as SubscriberLayers from "./layers/net/Subscriber.js"
 export * as SubscriberMemoryLayers from "./layers/net/SubscriberMemory.js"
 export * as SubscriberRemoteLayers from "./layers/net/SubscriberRemote.js"
-export * from "./services/log/Consumers.js"
-export * as ConsumersLayers from "./layers/log/Consumers.js"
-export * as ConsumersMemoryLayers from "./layers/log/ConsumersMemory.js"
-export { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "./services/net/Broker.js"
-export * as BrokerLayers from "./layers/net/Broker.js"
-export * as BrokerLogMemoryLayers from "./layers/net/BrokerLogMemory.js"
-export { checkBatchPayload, forEachMessage, type HeadersInit, MessageFlags, MessageRecord, messageRecordBytes } from "./layers/net/BatchPayload.js"
-export { InvalidBrokerAddress, parseAddresses } from "./layers/net/ClientConnection.js"
-export { CredentialError, type Credentials, defaultSecretPath, localCredentials, readSecretFile } from "./layers/net/Auth.js"
-export { PROTOCOL_VERSION } from "./layers/net/Control.js"
+export * as CxlMemoryLayers from "./layers/region/CxlMemory.js"
+export * as CxlMemoryMemoryLayers from "./layers/region/CxlMemoryMemory.js"
+export * as DoorbellLayers from "./layers/region/Doorbell.js"
+export * as ProcessSlotLayers from "./layers/region/ProcessSlot.js"
+export * as RegionLayout from "./layers/RegionLayout.js"
+export * as Roles from "./layers/Roles.js"
+export { loadAddon, NativeError, NativeUnavailable } from "./native/Native.js"
+export * from "./services/control/Coordinator.js"
+export * from "./services/control/CoordinatorServer.js"
 export * from "./services/control/Rings.js"
-export * as RingsLayers from "./layers/control/Rings.js"
-export * as RingsMemoryLayers from "./layers/control/RingsMemory.js"
 export {
   type AnyRpcMethod,
   type DeferredReply,
@@ -67,8 +74,8 @@ export {
   type RpcCallError,
   type RpcClient,
   type RpcClientOptions,
-  RpcHandlerDefect,
   type RpcHandler,
+  RpcHandlerDefect,
   RpcInvalidPayload,
   RpcInvalidReply,
   type RpcMethod,
@@ -83,34 +90,52 @@ export {
   RpcUnknownMethod,
   type Success as RpcSuccess
 } from "./services/control/Rpc.js"
-export * as RpcLayers from "./layers/control/Rpc.js"
-export * as RpcMemoryLayers from "./layers/control/RpcMemory.js"
-export * from "./services/log/Topics.js"
-export * as TopicsLayers from "./layers/log/Topics.js"
-export * as TopicsMemoryLayers from "./layers/log/TopicsMemory.js"
-export * from "./services/log/Appender.js"
-export * as AppenderLayers from "./layers/log/Appender.js"
-export * as AppenderMemoryLayers from "./layers/log/AppenderMemory.js"
-export * from "./services/log/Segments.js"
-export * as SegmentsLayers from "./layers/log/durable/Segments.js"
-export * as SegmentsMemoryLayers from "./layers/log/durable/SegmentsMemory.js"
-export * from "./services/log/Sequencer.js"
-export * as SequencerLayers from "./layers/log/Sequencer.js"
-export * as SequencerMemoryLayers from "./layers/log/SequencerMemory.js"
 export * from "./services/log/AckTracker.js"
-export * as AckTrackerLayers from "./layers/log/AckTracker.js"
-export * as AckTrackerMemoryLayers from "./layers/log/AckTrackerMemory.js"
-export * from "./services/log/LogReader.js"
-export * as LogReaderLayers from "./layers/log/LogReader.js"
-export * as LogReaderMemoryLayers from "./layers/log/LogReaderMemory.js"
+export * from "./services/log/Appender.js"
+export * from "./services/log/Consumers.js"
 export * from "./services/log/HeadWatch.js"
-export * as LogLayout from "./layers/log/Layout.js"
-export { makeMemoryStore as makeLogMemoryStore, type MemoryLogStore } from "./layers/log/MemoryStore.js"
-export * from "./services/control/Coordinator.js"
-export * from "./services/control/CoordinatorServer.js"
-export * as CoordinatorLayers from "./layers/control/Coordinator.js"
-export * as CoordinatorMemoryLayers from "./layers/control/CoordinatorMemory.js"
+export * from "./services/log/LogReader.js"
+export * from "./services/log/Segments.js"
+export * from "./services/log/Sequencer.js"
+export * from "./services/log/Topics.js"
+export {
+  Broker,
+  BrokerListenFailed,
+  type BrokerLog,
+  type BrokerOptions,
+  type BrokerShape,
+  type BrokerStats
+} from "./services/net/Broker.js"
+export {
+  type BrokerAddress,
+  type BrokerLink,
+  BrokerRejected,
+  BrokersUnreachable,
+  InvalidPublisherOptions,
+  type MessageOptions,
+  MessageTooLarge,
+  type PublishAck,
+  PublishAckTimeout,
+  Publisher,
+  PublisherClosed,
+  type PublisherOptions,
+  type PublishError,
+  type PublisherShape,
+  type PublisherStats
+} from "./services/net/Publisher.js"
+export {
+  CommitRejected,
+  type MessageHeader,
+  type SubscribeError,
+  Subscriber,
+  type SubscriberBatch,
+  SubscriberBrokersUnreachable,
+  SubscriberConnectionFailed,
+  type SubscriberMessage,
+  type SubscriberShape,
+  type Subscription,
+  type SubscriptionError
+} from "./services/net/Subscriber.js"
+export * from "./services/region/CxlMemory.js"
+export * from "./services/region/Doorbell.js"
 export * from "./services/region/ProcessSlot.js"
-export * as ProcessSlotLayers from "./layers/region/ProcessSlot.js"
-export * as RegionLayout from "./layers/RegionLayout.js"
-export * as Roles from "./layers/Roles.js"

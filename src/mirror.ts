@@ -3,6 +3,6 @@
  * entry, so that `import "cxlog"` never loads the NATS client: an app that mirrors installs
  * `@nats-io/transport-node` and `@nats-io/jetstream` itself (optional peer dependencies).
  */
-export * from "./services/mirror/Mirror.js"
 export * as MirrorLayers from "./layers/mirror/Mirror.js"
 export { type MirroredMessage, readMirrored } from "./layers/mirror/MirrorRecord.js"
+export * from "./services/mirror/Mirror.js"

@@ -5,4 +5,10 @@
  * on its layers.
  */
 export * as CxlogTesting from "./layers/testing/TestCluster.js"
-export { TestCluster, type RunningTestCluster, type TestClusterOptions, type TestPublisherOptions, type TestTopic } from "./layers/testing/TestCluster.js"
+export {
+  type RunningTestCluster,
+  TestCluster,
+  type TestClusterOptions,
+  type TestPublisherOptions,
+  type TestTopic
+} from "./layers/testing/TestCluster.js"

@@ -8,24 +8,24 @@
  * maxProcesses + 1 + k.
  */
 import { Config, Data, Effect, Layer } from "effect"
-import { CxlMemory } from "../services/region/CxlMemory.js"
+import { CONTROL_LAYOUT_SETTINGS } from "../services/control/ControlSettings.js"
 import { type RingAddress, ringFootprint } from "../services/control/Rings.js"
+import { CxlMemory } from "../services/region/CxlMemory.js"
+import { type ControlConfig, type Layout, type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
+import { defaultsOf, settingsConfig } from "../Settings.js"
 import {
   defaultLogConfig,
   LOG_AREA_PARAMS,
-  type LogConfigInvalid,
   logAreaBytes,
   logAreaFromParams,
   logAreaParams,
   logConfig,
+  type LogConfigInvalid,
   resolveLogArea,
   validateLogConfig
 } from "./log/Layout.js"
 import { processTableBytes } from "./region/ProcessSlot.js"
 import { SUPERBLOCK_BYTES } from "./region/Superblock.js"
-import { type ControlConfig, type Layout, type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
-import { defaultsOf, settingsConfig } from "../Settings.js"
-import { CONTROL_LAYOUT_SETTINGS } from "../services/control/ControlSettings.js"
 
 // The contract lives in services/RegionLayout.ts; the package's RegionLayout namespace (index.ts) has always offered it here too.
 export { type ControlConfig, type Layout, type RegionConfig, RegionLayout }
@@ -34,14 +34,25 @@ export const defaultControlConfig: ControlConfig = defaultsOf(CONTROL_LAYOUT_SET
 
 export const defaultRegionConfig: RegionConfig = { control: defaultControlConfig, log: defaultLogConfig }
 
-const CONTROL_FIELDS = ["maxProcesses", "requestRingBytes", "broadcastRingBytes", "appRings", "appRingBytes", "appRingReaders"] as const
+const CONTROL_FIELDS = [
+  "maxProcesses",
+  "requestRingBytes",
+  "broadcastRingBytes",
+  "appRings",
+  "appRingBytes",
+  "appRingReaders"
+] as const
 
 /** Readers per request ring: the coordinator, and a spare for a standby. */
 export const REQUEST_RING_READERS = 2
 
-export class RegionLayoutInvalid extends Data.TaggedError("RegionLayoutInvalid")<{ readonly reason: string; readonly config: RegionConfig }> {
+export class RegionLayoutInvalid
+  extends Data.TaggedError("RegionLayoutInvalid")<{ readonly reason: string; readonly config: RegionConfig }>
+{
   override get message() {
-    return `invalid region layout: ${this.reason}; effective control configuration: ${CONTROL_FIELDS.map((f) => `${f}=${this.config.control[f]}`).join(" ")}`
+    return `invalid region layout: ${this.reason}; effective control configuration: ${
+      CONTROL_FIELDS.map((f) => `${f}=${this.config.control[f]}`).join(" ")
+    }`
   }
 }
 
@@ -60,7 +71,8 @@ const place = (config: RegionConfig) => {
 }
 
 /** Bytes a region needs for `config` (whole pages). */
-export const regionBytes = (config: RegionConfig): number => align(place(config).logBase + logAreaBytes(config.log), 4096)
+export const regionBytes = (config: RegionConfig): number =>
+  align(place(config).logBase + logAreaBytes(config.log), 4096)
 
 /** The configuration as superblock parameters. */
 export const regionParams = (config: RegionConfig): ReadonlyArray<number> => [
@@ -72,17 +84,24 @@ const validateControl = (config: RegionConfig) => {
   const c = config.control
   const problems = [
     c.maxProcesses >= 2 && c.maxProcesses <= 1024 ? "" : "maxProcesses must be in [2, 1024]",
-    c.requestRingBytes >= 4096 && c.requestRingBytes % 64 === 0 ? "" : "requestRingBytes must be a multiple of 64, at least 4096",
-    c.broadcastRingBytes >= 4096 && c.broadcastRingBytes % 64 === 0 ? "" : "broadcastRingBytes must be a multiple of 64, at least 4096",
+    c.requestRingBytes >= 4096 && c.requestRingBytes % 64 === 0
+      ? ""
+      : "requestRingBytes must be a multiple of 64, at least 4096",
+    c.broadcastRingBytes >= 4096 && c.broadcastRingBytes % 64 === 0
+      ? ""
+      : "broadcastRingBytes must be a multiple of 64, at least 4096",
     c.appRings >= 0 && c.appRings <= 256 ? "" : "appRings must be in [0, 256]",
     c.appRingBytes >= 4096 && c.appRingBytes % 64 === 0 ? "" : "appRingBytes must be a multiple of 64, at least 4096",
     c.appRingReaders >= 1 && c.appRingReaders <= 64 ? "" : "appRingReaders must be in [1, 64]"
   ].filter((p) => p !== "")
-  return problems.length === 0 ? Effect.void : Effect.fail(new RegionLayoutInvalid({ reason: problems.join("; "), config }))
+  return problems.length === 0
+    ? Effect.void
+    : Effect.fail(new RegionLayoutInvalid({ reason: problems.join("; "), config }))
 }
 
 /** Whether `config` can be laid out at all, as `resolve` checks first: a caller can ask before any process makes the region. */
-export const validate = (config: RegionConfig) => Effect.zipRight(validateControl(config), validateLogConfig(config.log))
+export const validate = (config: RegionConfig) =>
+  Effect.zipRight(validateControl(config), validateLogConfig(config.log))
 
 /** Places everything for `config` in a region of `size` bytes. */
 export const resolve = (config: RegionConfig, size: number) =>
@@ -97,7 +116,12 @@ export const resolve = (config: RegionConfig, size: number) =>
       dataBytes: c.requestRingBytes,
       readerSlots: REQUEST_RING_READERS
     })
-    const broadcastRing: RingAddress = { id: c.maxProcesses, offset: p.broadcastBase, dataBytes: c.broadcastRingBytes, readerSlots: c.maxProcesses }
+    const broadcastRing: RingAddress = {
+      id: c.maxProcesses,
+      offset: p.broadcastBase,
+      dataBytes: c.broadcastRingBytes,
+      readerSlots: c.maxProcesses
+    }
     const appRing = (k: number): RingAddress => ({
       id: c.maxProcesses + 1 + k,
       offset: p.appBase + k * p.appStride,
@@ -127,7 +151,9 @@ export const resolve = (config: RegionConfig, size: number) =>
 
 /** Reads the configuration back from superblock parameters. */
 export const configFromParams = (params: ReadonlyArray<number>): RegionConfig => {
-  const control = Object.fromEntries(CONTROL_FIELDS.map((f, i) => [f, params[i] ?? Number.NaN])) as unknown as ControlConfig
+  const control = Object.fromEntries(
+    CONTROL_FIELDS.map((f, i) => [f, params[i] ?? Number.NaN])
+  ) as unknown as ControlConfig
   return { control, log: logAreaFromParams(params, CONTROL_FIELDS.length).config }
 }
 

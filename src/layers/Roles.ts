@@ -7,23 +7,23 @@ import { Effect, Layer } from "effect"
 import type { BrokerOptions } from "../services/net/Broker.js"
 import type { Coherence } from "../services/region/CxlMemory.js"
 import type { Role } from "../services/region/ProcessSlot.js"
-import * as AckTrackerLayers from "./log/AckTracker.js"
-import * as AppenderLayers from "./log/Appender.js"
-import * as BrokerLayers from "./net/Broker.js"
-import * as PublisherLayers from "./net/Publisher.js"
+import { type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
 import * as CoordinatorLayers from "./control/Coordinator.js"
-import * as ConsumersLayers from "./log/Consumers.js"
-import * as CxlMemoryLayers from "./region/CxlMemory.js"
-import * as LogReaderLayers from "./log/LogReader.js"
-import * as ProcessSlotLayers from "./region/ProcessSlot.js"
 import * as RingsLayers from "./control/Rings.js"
 import * as RpcLayers from "./control/Rpc.js"
-import { regionBytes, regionParams } from "./RegionLayout.js"
-import { type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
-import * as RegionLayoutLayers from "./RegionLayout.js"
-import * as SequencerLayers from "./log/Sequencer.js"
+import * as AckTrackerLayers from "./log/AckTracker.js"
+import * as AppenderLayers from "./log/Appender.js"
+import * as ConsumersLayers from "./log/Consumers.js"
 import * as TieredReaderLayers from "./log/durable/TieredReader.js"
+import * as LogReaderLayers from "./log/LogReader.js"
+import * as SequencerLayers from "./log/Sequencer.js"
 import * as TopicsLayers from "./log/Topics.js"
+import * as BrokerLayers from "./net/Broker.js"
+import * as PublisherLayers from "./net/Publisher.js"
+import * as CxlMemoryLayers from "./region/CxlMemory.js"
+import * as ProcessSlotLayers from "./region/ProcessSlot.js"
+import { regionBytes, regionParams } from "./RegionLayout.js"
+import * as RegionLayoutLayers from "./RegionLayout.js"
 
 export interface RegionAccess {
   readonly name: string
@@ -47,7 +47,9 @@ export const createRegion = (access: RegionAccess, config: RegionConfig, keep = 
 
 export const attachRegion = (access: RegionAccess) =>
   RegionLayoutLayers.layer.pipe(
-    Layer.provideMerge(CxlMemoryLayers.layer({ name: access.name, mode: "attach", coherence: access.coherence ?? "coherent" }))
+    Layer.provideMerge(
+      CxlMemoryLayers.layer({ name: access.name, mode: "attach", coherence: access.coherence ?? "coherent" })
+    )
   )
 
 /** A layer built from the region's layout. */
@@ -57,7 +59,11 @@ const fromLayout = <A, E, R>(f: (layout: RegionLayoutLayers.Layout) => Layer.Lay
 /** This process's slot in the process table, with its Doorbell. */
 export const processSlot = (role: Role, preferredSlot?: number) =>
   fromLayout((layout) =>
-    ProcessSlotLayers.layer({ table: layout.processTable, role, ...(preferredSlot === undefined ? {} : { preferredSlot }) })
+    ProcessSlotLayers.layer({
+      table: layout.processTable,
+      role,
+      ...(preferredSlot === undefined ? {} : { preferredSlot })
+    })
   )
 
 /** The head's log duties: the topic table's writer and the sequencer. */
@@ -84,7 +90,9 @@ export const brokerLog = (brokerId: number, appender: { readonly consumerHoldMs?
 const regionReader = (layout: RegionLayoutLayers.Layout, dataDir: string | undefined) =>
   dataDir === undefined
     ? LogReaderLayers.layer(layout.log)
-    : TieredReaderLayers.layer({ directory: dataDir }).pipe(Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log))))
+    : TieredReaderLayers.layer({ directory: dataDir }).pipe(
+      Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log)))
+    )
 
 export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(options)
 
@@ -94,7 +102,9 @@ export const brokerServer = (options: BrokerOptions) => BrokerLayers.layer(optio
  */
 export const localPublisher = (access: RegionAccess, options: Omit<PublisherLayers.LocalPublisherOptions, "region">) =>
   PublisherLayers.layerLocal({ ...options, region: access.name }).pipe(
-    Layer.provide(fromLayout((layout) => Layer.merge(AppenderLayers.layerAnySlot(layout.log), AckTrackerLayers.layer(layout.log)))),
+    Layer.provide(
+      fromLayout((layout) => Layer.merge(AppenderLayers.layerAnySlot(layout.log), AckTrackerLayers.layer(layout.log)))
+    ),
     Layer.provide(processSlot("client").pipe(Layer.provideMerge(attachRegion(access))))
   )
 
@@ -104,7 +114,9 @@ export const localPublisher = (access: RegionAccess, options: Omit<PublisherLaye
  */
 export const reader = fromLayout((layout) =>
   Layer.mergeAll(
-    TieredReaderLayers.layerConfig.pipe(Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log)))),
+    TieredReaderLayers.layerConfig.pipe(
+      Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), TopicsLayers.layer(layout.log)))
+    ),
     TopicsLayers.layer(layout.log),
     ConsumersLayers.layer(layout.log)
   )

@@ -9,7 +9,12 @@ const table = (() => {
   return t
 })()
 
-export const crc32cSoftware = (bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number, seed = 0): number => {
+export const crc32cSoftware = (
+  bytes: ArrayBuffer | ArrayBufferView,
+  offset: number,
+  length: number,
+  seed = 0
+): number => {
   const view = bytes instanceof ArrayBuffer
     ? new Uint8Array(bytes, offset, length)
     : new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length)

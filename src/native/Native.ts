@@ -58,7 +58,13 @@ export interface NativeAddon {
   mkfifo(path: string, mode: number): void
   crc32c(bytes: ArrayBuffer | ArrayBufferView, offset?: number, length?: number, seed?: number): number
   /** Test-only: `crc32c` on a named implementation; RangeError if this CPU lacks it. */
-  crc32cVia(path: Crc32cPath, bytes: ArrayBuffer | ArrayBufferView, offset?: number, length?: number, seed?: number): number
+  crc32cVia(
+    path: Crc32cPath,
+    bytes: ArrayBuffer | ArrayBufferView,
+    offset?: number,
+    length?: number,
+    seed?: number
+  ): number
   monotonicNs(): number
   features(): NativeFeatures
 }
@@ -73,7 +79,9 @@ export class NativeUnavailable extends Data.TaggedError("NativeUnavailable")<{
   readonly reason: string
 }> {
   get fix(): string {
-    return `build it from source with \`npm rebuild cxlog\` (needs a C++ toolchain and python3 for node-gyp; prebuilt: ${PREBUILT_PLATFORMS.join(", ")}, glibc 2.34 or later), ` +
+    return `build it from source with \`npm rebuild cxlog\` (needs a C++ toolchain and python3 for node-gyp; prebuilt: ${
+      PREBUILT_PLATFORMS.join(", ")
+    }, glibc 2.34 or later), ` +
       "or use the TCP clients (publisher and subscriber given brokers), which need no addon"
   }
   override get message(): string {
@@ -97,7 +105,8 @@ export class NativeError extends Data.TaggedError("NativeError")<{
 export const PREBUILT_PLATFORMS = ["linux-x64", "linux-arm64"] as const
 
 /** The prebuilt addon for this process's platform and architecture (it may not exist). */
-export const prebuiltAddonPath = (): string => join(packageRoot(), "prebuilds", `${process.platform}-${process.arch}`, "cxlog_native.node")
+export const prebuiltAddonPath = (): string =>
+  join(packageRoot(), "prebuilds", `${process.platform}-${process.arch}`, "cxlog_native.node")
 
 /**
  * Where the addon is loaded from: `CXLOG_NATIVE_PATH` when set (that file only); else a build
@@ -138,7 +147,9 @@ export const loadAddon = (path?: string): Effect.Effect<NativeAddon, NativeUnava
   Effect.try({
     try: () => loadAddonSync(path),
     catch: (error) =>
-      error instanceof NativeUnavailable ? error : new NativeUnavailable({ path: path ?? addonPath(), reason: String(error) })
+      error instanceof NativeUnavailable
+        ? error
+        : new NativeUnavailable({ path: path ?? addonPath(), reason: String(error) })
   })
 
 /** Turns an exception thrown by the addon into a `NativeError`. */
@@ -161,4 +172,6 @@ export const regionByteLimit = (): number => bufferConstants.MAX_LENGTH
 
 /** A region name with a `/` after its first character is a file path (DAX device, CXL-node file); otherwise a POSIX shm name. */
 export const regionKind = (name: string): { kind: RegionKind; path: string } =>
-  name.indexOf("/", 1) > 0 ? { kind: "file", path: name } : { kind: "shm", path: name.startsWith("/") ? name : `/${name}` }
+  name.indexOf("/", 1) > 0
+    ? { kind: "file", path: name }
+    : { kind: "shm", path: name.startsWith("/") ? name : `/${name}` }

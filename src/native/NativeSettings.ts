@@ -17,6 +17,9 @@ export const NATIVE_SETTINGS = {
 export const INSTALL_SETTINGS = {
   usedBy: "npm's install step (scripts/install-addon.mjs)",
   settings: {
-    buildFromSource: setting.toggle({ env: "CXLOG_BUILD_FROM_SOURCE", description: "build the addon with node-gyp even where a prebuilt one loads" })
+    buildFromSource: setting.toggle({
+      env: "CXLOG_BUILD_FROM_SOURCE",
+      description: "build the addon with node-gyp even where a prebuilt one loads"
+    })
   }
 } as const satisfies SettingsTable

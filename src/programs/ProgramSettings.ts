@@ -12,7 +12,12 @@ import { CODE_CACHE_SETTING } from "./cli/LauncherSettings.js"
 export const METRICS_SETTINGS = {
   usedBy: "roles with --metrics-port",
   settings: {
-    metricsHost: setting.text({ env: "CXLOG_METRICS_HOST", default: "127.0.0.1", placeholder: "ADDRESS", description: "the address metrics endpoints listen on" })
+    metricsHost: setting.text({
+      env: "CXLOG_METRICS_HOST",
+      default: "127.0.0.1",
+      placeholder: "ADDRESS",
+      description: "the address metrics endpoints listen on"
+    })
   }
 } as const satisfies SettingsTable
 

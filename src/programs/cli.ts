@@ -7,6 +7,8 @@
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Either, Exit, Logger } from "effect"
+import { processEnvironment } from "../Settings.js"
+import { configuration } from "./admin/Configuration.js"
 import { describeFailure } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
 import { benchCommand, loopbackEchoCommand, loopbackSendCommand, peerConsumeCommand } from "./commands/BenchCommand.js"
@@ -21,10 +23,8 @@ import { json } from "./commands/SharedFlags.js"
 import { subscribeCommand } from "./commands/SubscribeCommand.js"
 import { consumersCommand, createTopicCommand, topicsCommand } from "./commands/TopicCommands.js"
 import { userCommand } from "./commands/UserCommand.js"
-import { configuration } from "./admin/Configuration.js"
 import { mirrorCommand } from "./roles/Mirror.js"
 import { report, tolerateClosedOutput } from "./roles/Report.js"
-import { processEnvironment } from "../Settings.js"
 
 const VERSION = "0.1.0"
 
@@ -68,11 +68,19 @@ const globals = [
 ]
 
 const ABOUT = "a totally ordered shared log whose hot tier lives in shared (CXL) memory"
-const FOOTER = "Start a server with `cxlog serve` (a head and brokers in one command), measure one with `cxlog run`, or start the roles by hand: `cxlog head --topic events`, " +
+const FOOTER =
+  "Start a server with `cxlog serve` (a head and brokers in one command), measure one with `cxlog run`, or start the roles by hand: `cxlog head --topic events`, " +
   "`cxlog broker`, then `cxlog publish` and `cxlog subscribe`. Every flag can also be set by the CXLOG_* variable " +
   "its help names; `cxlog config` shows the resolved configuration (docs/configuration.md)."
 
-const app: Cli.App<NodeContext.NodeContext> = { name: "cxlog", version: VERSION, about: ABOUT, commands, globals, footer: FOOTER }
+const app: Cli.App<NodeContext.NodeContext> = {
+  name: "cxlog",
+  version: VERSION,
+  about: ABOUT,
+  commands,
+  globals,
+  footer: FOOTER
+}
 
 const main = Effect.suspend(() => {
   tolerateClosedOutput()
@@ -90,7 +98,9 @@ const main = Effect.suspend(() => {
         process.stderr.write(`${failure.line}\n`)
         // A role forked by `cxlog run`/`bench` tells it why too, whatever the command (a role that
         // reported its typed error already keeps that one: the orchestrator keeps the first).
-        const tag = Cause.failureOption(cause).pipe((o) => (o._tag === "Some" ? (o.value as { _tag?: unknown } | null)?._tag : undefined))
+        const tag = Cause.failureOption(cause).pipe((
+          o
+        ) => (o._tag === "Some" ? (o.value as { _tag?: unknown } | null)?._tag : undefined))
         report({ event: "failed", error: { _tag: typeof tag === "string" ? tag : "Error", message: failure.line } })
         if (isVerbose) process.stderr.write(`${Cause.pretty(cause, { renderErrorCause: true })}\n`)
         process.exitCode = failure.exitCode
@@ -104,5 +114,6 @@ const main = Effect.suspend(() => {
 main.pipe(Effect.provide(NodeContext.layer), (effect) =>
   NodeRuntime.runMain(effect, {
     disablePrettyLogger: true,
-    teardown: (exit, onExit) => onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? 1 : Number(process.exitCode ?? 0))
+    teardown: (exit, onExit) =>
+      onExit(Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause) ? 1 : Number(process.exitCode ?? 0))
   }))

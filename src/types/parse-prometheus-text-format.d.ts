@@ -2,8 +2,18 @@
 declare module "parse-prometheus-text-format" {
   type Labels = Record<string, string>
   type Sample = { readonly value: string; readonly labels?: Labels }
-  type HistogramSample = { readonly buckets: Record<string, string>; readonly count: string; readonly sum: string; readonly labels?: Labels }
-  type SummarySample = { readonly quantiles: Record<string, string>; readonly count: string; readonly sum: string; readonly labels?: Labels }
+  type HistogramSample = {
+    readonly buckets: Record<string, string>
+    readonly count: string
+    readonly sum: string
+    readonly labels?: Labels
+  }
+  type SummarySample = {
+    readonly quantiles: Record<string, string>
+    readonly count: string
+    readonly sum: string
+    readonly labels?: Labels
+  }
   export type MetricFamily = {
     readonly name: string
     readonly help: string

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Scope } from "effect"
 import { type BarrierEngine, make } from "../../src/layers/control/BarrierEngine.js"
-import type { ProgressProbe, ProbedReader } from "../../src/layers/control/BarrierRounds.js"
+import type { ProbedReader, ProgressProbe } from "../../src/layers/control/BarrierRounds.js"
 import type { BarrierArrive, BarrierError, BarrierReleased, Member } from "../../src/services/control/Coordinator.js"
 
 /** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200); drains poll it. */
@@ -39,7 +39,11 @@ const scripted = (onParticipantDeath: "drop" | "fail", awaitProgress: ProgressPr
       { slot: 1, pid: 100, occurrence: 1, role: "worker" },
       { slot: 2, pid: 200, occurrence: 1, role: "worker" }
     ]
-    const state = { writerOccurrence: 1, reader: { slot: 0, pid: 200, occurrence: 1, delivered: 0, processed: 0 } as ProbedReader, releases: 0 }
+    const state = {
+      writerOccurrence: 1,
+      reader: { slot: 0, pid: 200, occurrence: 1, delivered: 0, processed: 0 } as ProbedReader,
+      releases: 0
+    }
     const engine: BarrierEngine = yield* make({
       probe: {
         writerOccurrence: () => state.writerOccurrence,
@@ -133,7 +137,10 @@ describe("BarrierEngine", () => {
       yield* Effect.sleep("20 millis")
       state.writerOccurrence = 2
       expect((yield* Fiber.join(a)).round).toBe(1)
-      const [r1, r2] = yield* Effect.all([engine.arrive(arrival(1, "rendezvous")), engine.arrive(arrival(2, "rendezvous"))], {
+      const [r1, r2] = yield* Effect.all([
+        engine.arrive(arrival(1, "rendezvous")),
+        engine.arrive(arrival(2, "rendezvous"))
+      ], {
         concurrency: 2
       })
       expect(r1.round).toBe(2)
@@ -173,7 +180,10 @@ describe("BarrierEngine", () => {
       yield* Effect.sleep("5 millis")
       members.splice(1, 1)
       yield* engine.memberGone(2, "pid 200 died")
-      expect(yield* Fiber.join(a)).toMatchObject({ participants: [1], dropped: [{ participant: 2, reason: "pid 200 died" }] })
+      expect(yield* Fiber.join(a)).toMatchObject({
+        participants: [1],
+        dropped: [{ participant: 2, reason: "pid 200 died" }]
+      })
 
       const failing = yield* setup("fail")
       const b = yield* Effect.fork(Effect.flip(failing.engine.arrive(arrival(1, "rendezvous"))))
@@ -189,7 +199,8 @@ describe("BarrierEngine", () => {
     Effect.gen(function*() {
       const { engine, state } = yield* setup()
       const settled: Array<[number, Either.Either<BarrierReleased, BarrierError>]> = []
-      const settle = (participant: number) => (outcome: Either.Either<BarrierReleased, BarrierError>) => void settled.push([participant, outcome])
+      const settle = (participant: number) => (outcome: Either.Either<BarrierReleased, BarrierError>) =>
+        void settled.push([participant, outcome])
       state.reader = { ...state.reader, delivered: 512 }
       // Plain code: nothing left to run as an effect.
       expect(engine.enter(arrival(1, "delivery-fence", 512), settle(1))).toBeUndefined()
@@ -208,12 +219,16 @@ describe("BarrierEngine", () => {
     Effect.gen(function*() {
       const { engine } = yield* setup()
       const settled: Array<[string, Either.Either<BarrierReleased, BarrierError>]> = []
-      const settle = (who: string) => (outcome: Either.Either<BarrierReleased, BarrierError>) => void settled.push([who, outcome])
+      const settle = (who: string) => (outcome: Either.Either<BarrierReleased, BarrierError>) =>
+        void settled.push([who, outcome])
       engine.enter(arrival(1, "rendezvous"), settle("first"))
       engine.enter(arrival(1, "rendezvous"), settle("retry"))
       expect(settled).toEqual([])
       engine.enter(arrival(2, "rendezvous"), settle("other"))
-      expect(settled.map(([who, o]) => [who, Either.isRight(o) && o.right.participants])).toEqual([["first", [1, 2]], ["retry", [1, 2]], ["other", [1, 2]]])
+      expect(settled.map(([who, o]) => [who, Either.isRight(o) && o.right.participants])).toEqual([["first", [1, 2]], [
+        "retry",
+        [1, 2]
+      ], ["other", [1, 2]]])
       settled.length = 0
       engine.enter(arrival(1, "rendezvous"), settle("first"))
       engine.enter(arrival(1, "rendezvous"), settle("retry"))
@@ -233,13 +248,22 @@ describe("BarrierEngine", () => {
       const open = yield* Effect.fork(engine.arrive({ ...arrival(1, "rendezvous"), timeoutMs: 600_000 }))
       // A second barrier whose round is draining (its reader is short of the target).
       const settled: Array<Either.Either<BarrierReleased, BarrierError>> = []
-      yield* engine.enter({ ...arrival(1, "delivery-fence", 512), barrier: "d", timeoutMs: 600_000 }, (o) => void settled.push(o)) ?? Effect.void
-      yield* engine.enter({ ...arrival(2, "delivery-fence"), barrier: "d", timeoutMs: 600_000 }, (o) => void settled.push(o)) ?? Effect.void
+      yield* engine.enter(
+        { ...arrival(1, "delivery-fence", 512), barrier: "d", timeoutMs: 600_000 },
+        (o) => void settled.push(o)
+      ) ?? Effect.void
+      yield* engine.enter(
+        { ...arrival(2, "delivery-fence"), barrier: "d", timeoutMs: 600_000 },
+        (o) => void settled.push(o)
+      ) ?? Effect.void
       yield* Effect.sleep("20 millis")
       expect(settled).toEqual([])
       yield* Scope.close(scope, Exit.void)
       expect(yield* Effect.flip(Fiber.join(open))).toMatchObject({ _tag: "CoordinatorUnavailable" })
-      expect(settled.map((o) => Either.isLeft(o) && o.left._tag)).toEqual(["CoordinatorUnavailable", "CoordinatorUnavailable"])
+      expect(settled.map((o) => Either.isLeft(o) && o.left._tag)).toEqual([
+        "CoordinatorUnavailable",
+        "CoordinatorUnavailable"
+      ])
       expect(state.releases).toBe(0)
     }))
 
@@ -251,7 +275,10 @@ describe("BarrierEngine", () => {
       const rounds = (name: string) => {
         const seen: Array<number> = []
         for (const participant of [1, 2]) {
-          engine.enter({ ...arrival(participant, "rendezvous"), barrier: name }, (o) => void seen.push(Either.isRight(o) ? o.right.round : -1))
+          engine.enter(
+            { ...arrival(participant, "rendezvous"), barrier: name },
+            (o) => void seen.push(Either.isRight(o) ? o.right.round : -1)
+          )
         }
         expect(seen[0]).toBe(seen[1])
         return seen[0]!
@@ -274,8 +301,12 @@ describe("BarrierEngine", () => {
   it.scopedLive("reserved names, unknown groups and non-members are typed errors", () =>
     Effect.gen(function*() {
       const { engine } = yield* setup()
-      expect(yield* Effect.flip(engine.arrive({ ...arrival(1, "rendezvous"), barrier: "cxlog.x" }))).toMatchObject({ _tag: "BarrierNameReserved" })
-      expect(yield* Effect.flip(engine.arrive({ ...arrival(1, "rendezvous"), group: "nope" }))).toMatchObject({ _tag: "UnknownGroup" })
+      expect(yield* Effect.flip(engine.arrive({ ...arrival(1, "rendezvous"), barrier: "cxlog.x" }))).toMatchObject({
+        _tag: "BarrierNameReserved"
+      })
+      expect(yield* Effect.flip(engine.arrive({ ...arrival(1, "rendezvous"), group: "nope" }))).toMatchObject({
+        _tag: "UnknownGroup"
+      })
       expect(yield* Effect.flip(engine.arrive(arrival(7, "rendezvous")))).toMatchObject({ _tag: "NotAMember", slot: 7 })
     }))
 })

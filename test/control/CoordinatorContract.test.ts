@@ -6,20 +6,36 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import * as CoordinatorMemoryLayers from "../../src/layers/control/CoordinatorMemory.js"
-import { defaultLogConfig } from "../../src/layers/log/Layout.js"
-import { defaultControlConfig, type Layout, type RegionConfig, RegionLayout, regionBytes, resolve } from "../../src/layers/RegionLayout.js"
 import * as RingsMemoryLayers from "../../src/layers/control/RingsMemory.js"
-import * as Roles from "../../src/layers/Roles.js"
+import { defaultLogConfig } from "../../src/layers/log/Layout.js"
 import { makeMemoryStore } from "../../src/layers/log/MemoryStore.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as TopicsMemoryLayers from "../../src/layers/log/TopicsMemory.js"
+import {
+  defaultControlConfig,
+  type Layout,
+  regionBytes,
+  type RegionConfig,
+  RegionLayout,
+  resolve
+} from "../../src/layers/RegionLayout.js"
+import * as Roles from "../../src/layers/Roles.js"
 import { Coordinator, type CoordinatorShape, type Member } from "../../src/services/control/Coordinator.js"
 import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 2, appRingBytes: 64 << 10 },
-  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
+  log: {
+    ...defaultLogConfig,
+    maxTopics: 1,
+    maxBrokers: 1,
+    pbrSlots: 64,
+    blogBytes: 1 << 20,
+    goiSlots: 256,
+    sessionSlots: 64,
+    maxBatchBytes: 64 << 10
+  }
 }
 
 interface Cluster {
@@ -58,7 +74,10 @@ const live: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*(
 const memory: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*() {
   const layout = yield* resolve(config, regionBytes(config))
   const rings = yield* RingsMemoryLayers.makeMemory
-  const hub = yield* CoordinatorMemoryLayers.makeMemoryHub(layout, yield* TopicsMemoryLayers.makeMemory(makeMemoryStore(config.log))).pipe(
+  const hub = yield* CoordinatorMemoryLayers.makeMemoryHub(
+    layout,
+    yield* TopicsMemoryLayers.makeMemory(makeMemoryStore(config.log))
+  ).pipe(
     Effect.provideService(Rings, rings)
   )
   return {
@@ -97,7 +116,9 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
         const cluster = yield* makeCluster
         const ps = yield* joined(cluster, 3, "g")
         for (let round = 1; round <= 3; round++) {
-          const results = yield* Effect.forEach(ps, (p) => p.barrier("r", { mode: "rendezvous", group: "g" }), { concurrency: "unbounded" })
+          const results = yield* Effect.forEach(ps, (p) => p.barrier("r", { mode: "rendezvous", group: "g" }), {
+            concurrency: "unbounded"
+          })
           expect(new Set(results.map((r) => r.round))).toEqual(new Set([round]))
           expect(results[0]!.participants.slice().sort()).toEqual(ps.map((p) => p.self.slot).sort())
         }
@@ -110,7 +131,9 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
         const writer = yield* cluster.rings.writer(cluster.layout.appRing(0))
         const reader = yield* cluster.rings.reader(cluster.layout.appRing(0))
         let invoked = 0
-        yield* reader.consume(() => Effect.zipRight(Effect.sync(() => invoked++), Effect.sleep("5 millis"))).pipe(Effect.forkScoped)
+        yield* reader.consume(() => Effect.zipRight(Effect.sync(() => invoked++), Effect.sleep("5 millis"))).pipe(
+          Effect.forkScoped
+        )
         yield* writer.writeAll(Array.from({ length: 20 }, (_, i) => new Uint8Array([i])))
         const writerSide = yield* Effect.fork(writerP!.barrier("f", { mode: "delivery-fence", group: "fence" }))
         const released = yield* readerP!.barrier("f", { mode: "delivery-fence", group: "fence" })
@@ -125,10 +148,16 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
         const [a, b] = yield* joined(cluster, 2, "e")
         const first = yield* Effect.fork(Effect.flip(a!.barrier("m", { mode: "rendezvous", group: "e" })))
         yield* Effect.sleep("20 millis")
-        expect(yield* Effect.flip(b!.barrier("m", { mode: "delivery-fence", group: "e" }))).toMatchObject({ _tag: "BarrierModeMismatch" })
+        expect(yield* Effect.flip(b!.barrier("m", { mode: "delivery-fence", group: "e" }))).toMatchObject({
+          _tag: "BarrierModeMismatch"
+        })
         expect(yield* Fiber.join(first)).toMatchObject({ _tag: "BarrierModeMismatch" })
-        expect(yield* Effect.flip(a!.barrier("cxlog.internal", { mode: "rendezvous", group: "e" }))).toMatchObject({ _tag: "BarrierNameReserved" })
-        expect(yield* Effect.flip(a!.barrier("x", { mode: "rendezvous", group: "nobody" }))).toMatchObject({ _tag: "UnknownGroup" })
+        expect(yield* Effect.flip(a!.barrier("cxlog.internal", { mode: "rendezvous", group: "e" }))).toMatchObject({
+          _tag: "BarrierNameReserved"
+        })
+        expect(yield* Effect.flip(a!.barrier("x", { mode: "rendezvous", group: "nobody" }))).toMatchObject({
+          _tag: "UnknownGroup"
+        })
         expect(yield* Effect.flip(a!.barrier("t", { mode: "rendezvous", group: "e", timeoutMs: 100 }))).toMatchObject({
           _tag: "BarrierTimeout",
           notArrived: [b!.self.slot]
@@ -141,12 +170,14 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
         const p = yield* cluster.participant("client", yield* Effect.scope)
         const info = yield* p.createTopic({ name: "orders", order: 5, ackLevel: 1, replicationFactor: 1 })
         expect(info).toMatchObject({ name: "orders", order: 5, ackLevel: 1 })
-        expect(yield* Effect.flip(p.createTopic({ name: "orders", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
-          _tag: "TopicExists"
-        })
-        expect(yield* Effect.flip(p.createTopic({ name: "replicated", order: 2, ackLevel: 2, replicationFactor: 3 }))).toMatchObject({
-          _tag: "ReplicationUnavailable"
-        })
+        expect(yield* Effect.flip(p.createTopic({ name: "orders", order: 2, ackLevel: 1, replicationFactor: 1 })))
+          .toMatchObject({
+            _tag: "TopicExists"
+          })
+        expect(yield* Effect.flip(p.createTopic({ name: "replicated", order: 2, ackLevel: 2, replicationFactor: 3 })))
+          .toMatchObject({
+            _tag: "ReplicationUnavailable"
+          })
       }))
   })
 

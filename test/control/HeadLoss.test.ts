@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
+import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
-import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { bell, regionCluster } from "../fixtures/log-harness.js"
@@ -38,7 +38,10 @@ describe("head loss: a LogReader cursor (one process, fake region)", () => {
       const sequencer = yield* cluster.sequencer({ leaseMs: 300 }).pipe(Scope.extend(headScope))
       const ordering = yield* Effect.fork(sequencer.run)
       const doorbell = yield* DoorbellLayers.make({ offset: bell(40) }).pipe(Effect.provideService(CxlMemory, memory))
-      const reader = yield* LogReaderLayers.make(area, { headLostMs: 200 }).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, doorbell))
+      const reader = yield* LogReaderLayers.make(area, { headLostMs: 200 }).pipe(
+        Effect.provideService(CxlMemory, memory),
+        Effect.provideService(Doorbell, doorbell)
+      )
       const cursor = yield* reader.subscribe("t")
 
       // Nothing to read while the head renews its lease: the wait just times out, past the bound several times over.
@@ -47,87 +50,130 @@ describe("head loss: a LogReader cursor (one process, fake region)", () => {
       yield* Fiber.interrupt(ordering)
       yield* Scope.close(headScope, Exit.void)
       const lost = yield* Effect.flip(cursor.awaitMore(5_000))
-      expect(lost).toMatchObject({ _tag: "HeadUnavailable", pid: process.pid, epoch: sequencer.epoch, state: "released", boundMs: 200 })
+      expect(lost).toMatchObject({
+        _tag: "HeadUnavailable",
+        pid: process.pid,
+        epoch: sequencer.epoch,
+        state: "released",
+        boundMs: 200
+      })
       expect(lost.lapsedMs).toBeGreaterThan(200)
       expect(lost.waitingFor).toContain("topic t: batch 0")
     }))
 })
 
 describe("head loss (bundled CLI, real processes)", () => {
-  it.scopedLive("a SIGKILLed head: a subscriber waiting for the next batch and a broker fail with HeadUnavailable naming it", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("headloss")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_HEAD_LOST_MS: "1000" }
-      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
-      const ready = yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
-      yield* broker.event("listening")
-      const subscriber = yield* forkCli(["subscribe", "--topic", "t"], env)
-      yield* subscriber.event("subscribed")
+  it.scopedLive(
+    "a SIGKILLed head: a subscriber waiting for the next batch and a broker fail with HeadUnavailable naming it",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("headloss")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_HEAD_LOST_MS: "1000" }
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        const ready = yield* head.event("ready")
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        yield* broker.event("listening")
+        const subscriber = yield* forkCli(["subscribe", "--topic", "t"], env)
+        yield* subscriber.event("subscribed")
 
-      head.child.kill("SIGKILL")
-      const read = failureOf(yield* subscriber.event("failed"))
-      expect(read).toMatchObject({ _tag: "HeadUnavailable", region, pid: head.pid, epoch: ready["epoch"], state: "exited", boundMs: 1000 })
-      expect(read.lapsedMs).toBeGreaterThan(1000)
-      expect(read.waitingFor).toContain("topic t: batch 0")
-      expect((yield* subscriber.exited).code).toBe(1)
+        head.child.kill("SIGKILL")
+        const read = failureOf(yield* subscriber.event("failed"))
+        expect(read).toMatchObject({
+          _tag: "HeadUnavailable",
+          region,
+          pid: head.pid,
+          epoch: ready["epoch"],
+          state: "exited",
+          boundMs: 1000
+        })
+        expect(read.lapsedMs).toBeGreaterThan(1000)
+        expect(read.waitingFor).toContain("topic t: batch 0")
+        expect((yield* subscriber.exited).code).toBe(1)
 
-      const served = failureOf(yield* broker.event("failed"))
-      expect(served).toMatchObject({ _tag: "HeadUnavailable", region, pid: head.pid, state: "exited" })
-      expect(served.waitingFor).toContain("broker 0")
-      expect((yield* broker.exited).code).toBe(1)
-    }), 60_000)
+        const served = failureOf(yield* broker.event("failed"))
+        expect(served).toMatchObject({ _tag: "HeadUnavailable", region, pid: head.pid, state: "exited" })
+        expect(served.waitingFor).toContain("broker 0")
+        expect((yield* broker.exited).code).toBe(1)
+      }),
+    60_000
+  )
 
-  it.scopedLive("cxlog run whose head is SIGKILLed ends at once with RoleFailed naming the head's pid and what the run waited for", () =>
-    Effect.gen(function*() {
-      let headPid = 0
-      const { code, stdout, stderr } = yield* runCli(["run", "--bytes", "4GiB", "--broker-count", "1", "--json"], {}, (run) => {
-        // Mid-run: once the publisher is started, the head dies.
-        const poll = setInterval(() => {
-          if (childrenOf(run.pid!, "publish").length === 0) return
-          clearInterval(poll)
-          headPid = childrenOf(run.pid!, "head")[0] ?? 0
-          if (headPid > 0) process.kill(headPid, "SIGKILL")
-        }, 50)
-        run.once("exit", () => clearInterval(poll))
-      })
-      expect(headPid).toBeGreaterThan(0)
-      expect(code).toBe(1)
-      // The runtime logs the failure (on stdout or stderr, depending on the logger).
-      expect(stdout + stderr).toMatch(new RegExp(`cxlog run: head \\(pid ${headPid}\\) failed: exited with SIGKILL while the run waited for the publisher to finish`))
-    }), 120_000)
+  it.scopedLive(
+    "cxlog run whose head is SIGKILLed ends at once with RoleFailed naming the head's pid and what the run waited for",
+    () =>
+      Effect.gen(function*() {
+        let headPid = 0
+        const { code, stdout, stderr } = yield* runCli(
+          ["run", "--bytes", "4GiB", "--broker-count", "1", "--json"],
+          {},
+          (run) => {
+            // Mid-run: once the publisher is started, the head dies.
+            const poll = setInterval(() => {
+              if (childrenOf(run.pid!, "publish").length === 0) return
+              clearInterval(poll)
+              headPid = childrenOf(run.pid!, "head")[0] ?? 0
+              if (headPid > 0) process.kill(headPid, "SIGKILL")
+            }, 50)
+            run.once("exit", () => clearInterval(poll))
+          }
+        )
+        expect(headPid).toBeGreaterThan(0)
+        expect(code).toBe(1)
+        // The runtime logs the failure (on stdout or stderr, depending on the logger).
+        expect(stdout + stderr).toMatch(
+          new RegExp(
+            `cxlog run: head \\(pid ${headPid}\\) failed: exited with SIGKILL while the run waited for the publisher to finish`
+          )
+        )
+      }),
+    120_000
+  )
 
-  it.scopedLive("the region of a SIGKILLed head: cxlog head says how to attach or remove it (never rm), and --attach takes it over with its data", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("attach")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const first = yield* forkCli(["head", "--topic", "t:5:1"], env)
-      expect((yield* first.event("ready"))["epoch"]).toBe(1)
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
-      const port = (yield* broker.event("listening"))["port"] as number
-      const publisher = yield* forkCli(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "t", "--count", "10", "--message-bytes", "64"], env)
-      yield* publisher.event("done")
-      // The whole node crashes: head and broker.
-      first.child.kill("SIGKILL")
-      broker.child.kill("SIGKILL")
-      yield* first.exited
-      yield* broker.exited
+  it.scopedLive(
+    "the region of a SIGKILLed head: cxlog head says how to attach or remove it (never rm), and --attach takes it over with its data",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("attach")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const first = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        expect((yield* first.event("ready"))["epoch"]).toBe(1)
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        const port = (yield* broker.event("listening"))["port"] as number
+        const publisher = yield* forkCli([
+          "publish",
+          "--brokers",
+          `127.0.0.1:${port}`,
+          "--topic",
+          "t",
+          "--count",
+          "10",
+          "--message-bytes",
+          "64"
+        ], env)
+        yield* publisher.event("done")
+        // The whole node crashes: head and broker.
+        first.child.kill("SIGKILL")
+        broker.child.kill("SIGKILL")
+        yield* first.exited
+        yield* broker.exited
 
-      const again = yield* runCli(["head", "--topic", "t:5:1"], env)
-      expect(again.code).toBe(1)
-      const said = again.stdout + again.stderr
-      expect(said).toMatch(/^cxlog head: a region named /m)
-      expect(said).toContain(`holds 10 ordered messages (t: 10); its head (pid ${first.pid}) is gone`)
-      expect(said).toContain("--attach")
-      expect(said).toContain(`cxlog regions --remove ${region}`)
-      expect(said).not.toContain("rm /dev/shm")
+        const again = yield* runCli(["head", "--topic", "t:5:1"], env)
+        expect(again.code).toBe(1)
+        const said = again.stdout + again.stderr
+        expect(said).toMatch(/^cxlog head: a region named /m)
+        expect(said).toContain(`holds 10 ordered messages (t: 10); its head (pid ${first.pid}) is gone`)
+        expect(said).toContain("--attach")
+        expect(said).toContain(`cxlog regions --remove ${region}`)
+        expect(said).not.toContain("rm /dev/shm")
 
-      // Process slot 0 and the dead head's reader slots (its reply slot on the broadcast ring) are reclaimed.
-      const attached = yield* forkCli(["head", "--attach", "--topic", "t:5:1"], env)
-      expect((yield* attached.event("ready"))["epoch"]).toBe(2)
-      const rejoined = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
-      yield* rejoined.event("listening")
-      const reader = yield* forkCli(["subscribe", "--topic", "t", "--limit", "10", "--idle-timeout-ms", "10000"], env)
-      expect(yield* reader.event("done")).toMatchObject({ messages: 10 })
-    }), 90_000)
+        // Process slot 0 and the dead head's reader slots (its reply slot on the broadcast ring) are reclaimed.
+        const attached = yield* forkCli(["head", "--attach", "--topic", "t:5:1"], env)
+        expect((yield* attached.event("ready"))["epoch"]).toBe(2)
+        const rejoined = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        yield* rejoined.event("listening")
+        const reader = yield* forkCli(["subscribe", "--topic", "t", "--limit", "10", "--idle-timeout-ms", "10000"], env)
+        expect(yield* reader.event("done")).toMatchObject({ messages: 10 })
+      }),
+    90_000
+  )
 })

@@ -20,21 +20,28 @@ const STALE_MS = 1_000
 describe("a member dropped for a stale heartbeat", () => {
   it.scopedLive("is told once the reply ring has room again, and joins again", () =>
     Effect.gen(function*() {
-      const { region, head, layout, rings } = yield* headWithSmallReplyRing("dropped-notice", { checkEveryMs: 50, heartbeatStaleMs: STALE_MS })
+      const { region, head, layout, rings } = yield* headWithSmallReplyRing("dropped-notice", {
+        checkEveryMs: 50,
+        heartbeatStaleMs: STALE_MS
+      })
       const memory = Context.get(region, CxlMemory)
       const server = Context.get(head, CoordinatorServer)
       // The member's process-table heartbeat is written once by its slot, then by the test only.
       const member = yield* Layer.build(
         Roles.coordinatorClient().pipe(
           Layer.provideMerge(Roles.controlTransport),
-          Layer.provideMerge(ProcessSlotLayers.layer({ table: layout.processTable, role: "worker", heartbeatMillis: 3_600_000 })),
+          Layer.provideMerge(
+            ProcessSlotLayers.layer({ table: layout.processTable, role: "worker", heartbeatMillis: 3_600_000 })
+          ),
           Layer.provide(Layer.succeedContext(region))
         )
       )
       const coordinator = Context.get(member, Coordinator)
       const slot = Context.get(member, ProcessSlot).slot
       let beating = true
-      const beat = Effect.sync(() => beating && ProcessSlotLayers.writeHeartbeat(memory, layout.processTable, slot, Date.now()))
+      const beat = Effect.sync(() =>
+        beating && ProcessSlotLayers.writeHeartbeat(memory, layout.processTable, slot, Date.now())
+      )
       yield* Effect.forkScoped(Effect.repeat(beat, Schedule.spaced("100 millis")))
       yield* coordinator.joinGroup("g")
       const isMember = () => server.members().some((m) => m.slot === slot)
@@ -64,5 +71,8 @@ describe("a member dropped for a stale heartbeat", () => {
       while (!(yield* inGroup)) yield* Effect.sleep("20 millis")
       const released = yield* coordinator.barrier("after", { mode: "rendezvous", group: "g", timeoutMs: 5_000 })
       expect(released.round).toBe(1)
-    }).pipe(Effect.timeoutFail({ duration: "40 seconds", onTimeout: () => new Error("the member did not join again within 40 s") })), 60_000)
+    }).pipe(Effect.timeoutFail({
+      duration: "40 seconds",
+      onTimeout: () => new Error("the member did not join again within 40 s")
+    })), 60_000)
 })

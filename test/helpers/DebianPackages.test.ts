@@ -27,7 +27,9 @@ beforeEach(() => {
       "#!/bin/sh",
       `echo "$*" >> ${calls}`,
       `case "$*" in`,
-      `  *"install -y -qq cxlog-test-good") printf '#!/bin/sh\\n' > ${join(dir, "cxlog-test-good-bin")}; chmod +x ${join(dir, "cxlog-test-good-bin")} ;;`,
+      `  *"install -y -qq cxlog-test-good") printf '#!/bin/sh\\n' > ${join(dir, "cxlog-test-good-bin")}; chmod +x ${
+        join(dir, "cxlog-test-good-bin")
+      } ;;`,
       `  *"install -y -qq cxlog-test-bad") exit 100 ;;`,
       "esac",
       ""
@@ -57,30 +59,39 @@ describe("Debian packages for the tests", () => {
     const absent = ensureDebianBinary("cxlog-test-absent", "cxlog-test-absent-bin")
     expect(aptCalls()).toEqual([])
     expect(absent).toMatchObject({ skip: expect.stringContaining("cxlog-test-absent-bin is not installed") })
-    process.env[NOTES_ENV] = JSON.stringify({ "cxlog-test-absent": "apt-get install cxlog-test-absent failed: no such package" })
-    expect(ensureDebianBinary("cxlog-test-absent", "cxlog-test-absent-bin")).toEqual({ skip: "apt-get install cxlog-test-absent failed: no such package" })
+    process.env[NOTES_ENV] = JSON.stringify({
+      "cxlog-test-absent": "apt-get install cxlog-test-absent failed: no such package"
+    })
+    expect(ensureDebianBinary("cxlog-test-absent", "cxlog-test-absent-bin")).toEqual({
+      skip: "apt-get install cxlog-test-absent failed: no such package"
+    })
     expect(aptCalls()).toEqual([])
     // A binary that is there is found.
     expect(ensureDebianBinary("coreutils", "ls")).toMatchObject({ path: expect.stringMatching(/\/ls$/) })
   })
 
-  it.skipIf(process.getuid?.() !== 0)("the global setup installs each missing package (one update first) and notes one that fails, without throwing; a test file then finds or skips", () => {
-    const notes = installDebianPackages([
-      { pkg: "cxlog-test-good", binary: "cxlog-test-good-bin" },
-      { pkg: "cxlog-test-bad", binary: "cxlog-test-bad-bin" },
-      { pkg: "coreutils", binary: "ls" }
-    ])
-    expect(notes).toEqual({ "cxlog-test-bad": expect.stringContaining("apt-get install cxlog-test-bad failed") })
-    // ls is there already: no install for it.
-    expect(aptCalls()).toEqual([
-      "-o DPkg::Lock::Timeout=300 update -qq",
-      "-o DPkg::Lock::Timeout=300 install -y -qq cxlog-test-good",
-      "-o DPkg::Lock::Timeout=300 install -y -qq cxlog-test-bad"
-    ])
-    expect(ensureDebianBinary("cxlog-test-good", "cxlog-test-good-bin")).toEqual({ path: join(dir, "cxlog-test-good-bin") })
-    expect(ensureDebianBinary("cxlog-test-bad", "cxlog-test-bad-bin")).toEqual({ skip: notes["cxlog-test-bad"] })
-    // Nothing missing: no apt-get at all.
-    expect(installDebianPackages([{ pkg: "cxlog-test-good", binary: "cxlog-test-good-bin" }])).toEqual({})
-    expect(aptCalls()).toHaveLength(3)
-  })
+  it.skipIf(process.getuid?.() !== 0)(
+    "the global setup installs each missing package (one update first) and notes one that fails, without throwing; a test file then finds or skips",
+    () => {
+      const notes = installDebianPackages([
+        { pkg: "cxlog-test-good", binary: "cxlog-test-good-bin" },
+        { pkg: "cxlog-test-bad", binary: "cxlog-test-bad-bin" },
+        { pkg: "coreutils", binary: "ls" }
+      ])
+      expect(notes).toEqual({ "cxlog-test-bad": expect.stringContaining("apt-get install cxlog-test-bad failed") })
+      // ls is there already: no install for it.
+      expect(aptCalls()).toEqual([
+        "-o DPkg::Lock::Timeout=300 update -qq",
+        "-o DPkg::Lock::Timeout=300 install -y -qq cxlog-test-good",
+        "-o DPkg::Lock::Timeout=300 install -y -qq cxlog-test-bad"
+      ])
+      expect(ensureDebianBinary("cxlog-test-good", "cxlog-test-good-bin")).toEqual({
+        path: join(dir, "cxlog-test-good-bin")
+      })
+      expect(ensureDebianBinary("cxlog-test-bad", "cxlog-test-bad-bin")).toEqual({ skip: notes["cxlog-test-bad"] })
+      // Nothing missing: no apt-get at all.
+      expect(installDebianPackages([{ pkg: "cxlog-test-good", binary: "cxlog-test-good-bin" }])).toEqual({})
+      expect(aptCalls()).toHaveLength(3)
+    }
+  )
 })

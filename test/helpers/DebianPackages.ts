@@ -47,13 +47,21 @@ const firstLine = (error: unknown) => (error instanceof Error ? error.message.sp
  * and leaves for the test files (an environment variable their processes inherit), why each
  * package it could not have was not installed.
  */
-export const installDebianPackages = (packages: ReadonlyArray<DebianPackage> = testPackages): Record<string, string> => {
+export const installDebianPackages = (
+  packages: ReadonlyArray<DebianPackage> = testPackages
+): Record<string, string> => {
   const notes: Record<string, string> = {}
   const missing = packages.filter((p) => which(p.binary) === undefined)
   if (missing.length > 0 && (process.getuid?.() !== 0 || which("apt-get") === undefined)) {
-    for (const { binary, pkg } of missing) notes[pkg] = `${binary} is not installed and apt-get cannot install ${pkg} here (not root, or no apt-get)`
+    for (const { binary, pkg } of missing) {
+      notes[pkg] = `${binary} is not installed and apt-get cannot install ${pkg} here (not root, or no apt-get)`
+    }
   } else if (missing.length > 0) {
-    const quiet = { stdio: "ignore" as const, timeout: 600_000, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } }
+    const quiet = {
+      stdio: "ignore" as const,
+      timeout: 600_000,
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }
+    }
     const lock = ["-o", "DPkg::Lock::Timeout=300"]
     let updateFailed = ""
     try {
@@ -86,7 +94,10 @@ const noted = (pkg: string): string | undefined => {
 }
 
 /** The binary, or why it is not here (for a skip). It installs nothing: the global setup did that. */
-export const ensureDebianBinary = (pkg: string, binary: string): { readonly path: string } | { readonly skip: string } => {
+export const ensureDebianBinary = (
+  pkg: string,
+  binary: string
+): { readonly path: string } | { readonly skip: string } => {
   const found = which(binary)
   if (found !== undefined) return { path: found }
   return {

@@ -26,14 +26,28 @@ const DATA: ReadonlyArray<string> = ["", "text", "yaml", "json"]
 export const infoProblem = (info: string): string | undefined => {
   const [language = "", modifier, ...rest] = info.split(/\s+/).filter((word) => word !== "")
   if (rest.length > 0) return `too many words in ${JSON.stringify(info)}`
-  if (PROGRAMS.includes(language)) return modifier === undefined || modifier === "fragment" ? undefined : `unknown modifier ${JSON.stringify(modifier)}`
-  if (DATA.includes(language)) return modifier === undefined ? undefined : `${JSON.stringify(language)} takes no modifier`
-  return `unknown language ${JSON.stringify(language)} (programs: ${PROGRAMS.join(", ")}, with "fragment" when not runnable; output: none or text)`
+  if (PROGRAMS.includes(language)) {
+    return modifier === undefined || modifier === "fragment"
+      ? undefined
+      : `unknown modifier ${JSON.stringify(modifier)}`
+  }
+  if (DATA.includes(language)) {
+    return modifier === undefined
+      ? undefined
+      : `${JSON.stringify(language)} takes no modifier`
+  }
+  return `unknown language ${JSON.stringify(language)} (programs: ${
+    PROGRAMS.join(", ")
+  }, with "fragment" when not runnable; output: none or text)`
 }
 
 const markdownFiles = (dir: string): Array<string> =>
   readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? markdownFiles(join(dir, entry.name)) : entry.name.endsWith(".md") ? [join(dir, entry.name)] : []
+    entry.isDirectory()
+      ? markdownFiles(join(dir, entry.name))
+      : entry.name.endsWith(".md")
+      ? [join(dir, entry.name)]
+      : []
   )
 
 /** Every fenced block of README.md and docs/, in file order; a fence may be indented (inside a list item). */

@@ -17,18 +17,26 @@ export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "
 
 /** A region name no other test run uses; unlinked in a finalizer even if the test fails. */
 export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.Scope> =>
-  Effect.acquireRelease(Effect.sync(() => `cxlog-test-${process.env["CXLOG_TEST_RUN"] ?? "adhoc"}-${label}-${process.pid}-${randomBytes(4).toString("hex")}`), (name) =>
-    Effect.sync(() => {
-      if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
-      // Its processes are gone by now; the SIGKILLed ones left their wake FIFOs and their head its credential files behind.
-      removeWakeFifos(name)
-      rmSync(defaultCredentialPath(name), { force: true })
-      rmSync(defaultSecretPath(name), { force: true })
-    }))
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      `cxlog-test-${process.env["CXLOG_TEST_RUN"] ?? "adhoc"}-${label}-${process.pid}-${randomBytes(4).toString("hex")}`
+    ),
+    (name) =>
+      Effect.sync(() => {
+        if (existsSync(`/dev/shm/${name}`)) unlinkSync(`/dev/shm/${name}`)
+        // Its processes are gone by now; the SIGKILLed ones left their wake FIFOs and their head its credential files behind.
+        removeWakeFifos(name)
+        rmSync(defaultCredentialPath(name), { force: true })
+        rmSync(defaultSecretPath(name), { force: true })
+      })
+  )
 
 /** A new directory under the system's temporary one, removed with what it holds when the scope closes. */
 export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
-  Effect.acquireRelease(Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))), (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+  Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), prefix))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
 
 export interface Child {
   readonly process: ChildProcess
@@ -41,7 +49,11 @@ export interface Child {
 }
 
 /** Runs `test/fixtures/<fixture>.ts` under tsx; SIGKILLs it when the scope closes. */
-export const spawnFixture = (fixture: string, args: ReadonlyArray<string> = [], env: Record<string, string> = {}): Effect.Effect<Child, never, Scope.Scope> =>
+export const spawnFixture = (
+  fixture: string,
+  args: ReadonlyArray<string> = [],
+  env: Record<string, string> = {}
+): Effect.Effect<Child, never, Scope.Scope> =>
   Effect.gen(function*() {
     const messages = yield* Queue.unbounded<unknown>()
     const exited = yield* Deferred.make<{ code: number | null; signal: NodeJS.Signals | null }>()
@@ -73,7 +85,10 @@ export const spawnFixture = (fixture: string, args: ReadonlyArray<string> = [], 
     const next = <A>(timeoutMs = 30_000) =>
       Queue.take(messages).pipe(
         Effect.map((m) => m as A),
-        Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`${fixture}: no message within ${timeoutMs} ms; stderr: ${stderr}`) })
+        Effect.timeoutFail({
+          duration: timeoutMs,
+          onTimeout: () => new Error(`${fixture}: no message within ${timeoutMs} ms; stderr: ${stderr}`)
+        })
       )
     return { process: child, messages, next, exited, stderr: () => stderr }
   })

@@ -17,7 +17,16 @@ import { uniqueRegion } from "./Processes.js"
 /** An 8 KiB reply ring: a hundred short replies fill it. */
 const config: RegionConfig = {
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 8192 },
-  log: { ...defaultLogConfig, maxTopics: 1, maxBrokers: 1, pbrSlots: 64, blogBytes: 1 << 20, goiSlots: 256, sessionSlots: 64, maxBatchBytes: 64 << 10 }
+  log: {
+    ...defaultLogConfig,
+    maxTopics: 1,
+    maxBrokers: 1,
+    pbrSlots: 64,
+    blogBytes: 1 << 20,
+    goiSlots: 256,
+    sessionSlots: 64,
+    maxBatchBytes: 64 << 10
+  }
 }
 
 /** A fresh region (named after `label`) with a small reply ring, and a coordinator head serving it in this process. */
@@ -42,12 +51,16 @@ export const headWithSmallReplyRing = (label: string, options: CoordinatorLayers
  * `release`. `fill` makes the coordinator write short replies (UnknownGroup, to `caller`'s
  * member lists of no group) while `more(free, reply)` says so: the free bytes, one reply's.
  */
-export const stuckReplyReader = (rings: Context.Tag.Service<typeof Rings>, layout: Context.Tag.Service<typeof RegionLayout>) =>
+export const stuckReplyReader = (
+  rings: Context.Tag.Service<typeof Rings>,
+  layout: Context.Tag.Service<typeof RegionLayout>
+) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const stuck = yield* rings.reader(layout.broadcastRing).pipe(Scope.extend(scope))
     const replies = yield* rings.inspect(layout.broadcastRing)
-    const free = () => layout.broadcastRing.dataBytes - (replies.writer().sequence - replies.reader(stuck.slot).processed)
+    const free = () =>
+      layout.broadcastRing.dataBytes - (replies.writer().sequence - replies.reader(stuck.slot).processed)
     const fill = (caller: CoordinatorShape, more: (free: number, reply: number) => boolean) =>
       Effect.gen(function*() {
         const before = replies.writer().sequence

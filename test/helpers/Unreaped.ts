@@ -23,7 +23,9 @@ export const unreapedProcess = (command: string): Effect.Effect<Unreaped, Error,
     const lines = yield* Queue.unbounded<string>()
     let pid = 0
     const parent = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn("sh", ["-c", `${command} & echo "$!"; exec sleep 600`], { stdio: ["ignore", "pipe", "inherit"] })),
+      Effect.sync(() =>
+        spawn("sh", ["-c", `${command} & echo "$!"; exec sleep 600`], { stdio: ["ignore", "pipe", "inherit"] })
+      ),
       (parent) =>
         Effect.sync(() => {
           if (pid > 0 && procStat(pid) !== undefined && procStat(pid)?.state !== "Z") process.kill(pid, "SIGKILL")
@@ -39,7 +41,10 @@ export const unreapedProcess = (command: string): Effect.Effect<Unreaped, Error,
     )
     const killToZombie = Effect.sync(() => process.kill(pid, "SIGKILL")).pipe(
       Effect.zipRight(
-        Effect.suspend(() => (procStat(pid)?.state === "Z" ? Effect.void : Effect.fail(new Error(`process ${pid} is not a zombie: ${procStat(pid)?.state ?? "gone"}`)))).pipe(
+        Effect.suspend(() => (procStat(pid)?.state === "Z"
+          ? Effect.void
+          : Effect.fail(new Error(`process ${pid} is not a zombie: ${procStat(pid)?.state ?? "gone"}`)))
+        ).pipe(
           Effect.retry({ times: 200, schedule: Schedule.spaced("50 millis") })
         )
       )

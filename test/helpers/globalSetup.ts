@@ -18,7 +18,9 @@ export default function setup() {
   process.env["CXLOG_TEST_RUN"] = run
   const runtime = mkdtempSync(join(tmpdir(), `cxlog-test-${run}-runtime-`))
   process.env["XDG_RUNTIME_DIR"] = runtime
-  for (const [pkg, reason] of Object.entries(installDebianPackages())) console.warn(`test setup: ${pkg} not installed: ${reason}`)
+  for (const [pkg, reason] of Object.entries(installDebianPackages())) {
+    console.warn(`test setup: ${pkg} not installed: ${reason}`)
+  }
   return () => {
     rmSync(runtime, { recursive: true, force: true })
     const leftover = readdirSync("/dev/shm").filter((name) => name.startsWith(`cxlog-test-${run}-`))

@@ -10,13 +10,23 @@ for (const impl of implementations) {
         yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 2, replicationFactor: 1 })
         const a = yield* cluster.appender(0)
         const sequencer = yield* cluster.sequencer()
-        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false })
+        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({
+          ordered: 0,
+          replicated: 0,
+          fenced: false,
+          known: false
+        })
         for (const seq of [0, 1, 3]) yield* appendSimple(a, "t", 1, 1, seq)
         yield* appendSimple(a, "t", 2, 1, 0)
         const before = yield* cluster.acks.progress("t")
         yield* drain(sequencer)
         expect(yield* cluster.acks.progress("t")).not.toBe(before)
-        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({ ordered: 2, replicated: 2, fenced: false, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({
+          ordered: 2,
+          replicated: 2,
+          fenced: false,
+          known: true
+        })
         expect(yield* cluster.acks.sessionAcks("t", 2, 1)).toMatchObject({ ordered: 1 })
         expect(yield* cluster.acks.brokerCounts("t")).toEqual([{ brokerId: 0, acked: 2, sent: 4 }])
         expect(yield* Effect.flip(cluster.acks.sessionAcks("nope", 1, 1))).toMatchObject({ _tag: "TopicNotFound" })

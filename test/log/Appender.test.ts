@@ -1,7 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { BrokerLineView, ParticipantLineView } from "../../src/layers/log/RecordViews.js"
-import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
+import {
+  appendSimple,
+  drain,
+  header,
+  implementations,
+  makeBatch,
+  readAll,
+  smallConfig
+} from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 2 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -21,7 +29,9 @@ for (const impl of implementations) {
         const sequencer = yield* cluster.sequencer()
         yield* drain(sequencer)
         // Ordered but not yet read by the durable subscriber: still no room.
-        expect(yield* Effect.flip(appendSimple(a, "t", 1, 0, smallConfig.pbrSlots))).toMatchObject({ _tag: "AppendTimeout" })
+        expect(yield* Effect.flip(appendSimple(a, "t", 1, 0, smallConfig.pbrSlots))).toMatchObject({
+          _tag: "AppendTimeout"
+        })
         yield* cursor.pollBatches((b) => seen.push(b.batchSeq))
         yield* appendSimple(a, "t", 1, 0, smallConfig.pbrSlots)
         yield* drain(sequencer)
@@ -37,7 +47,10 @@ for (const impl of implementations) {
         const big = makeBatch([smallConfig.maxBatchBytes - 8])
         const fits = Math.floor(smallConfig.blogBytes / big.payload.length)
         for (let seq = 0; seq < fits; seq++) yield* a.append("t", header(2, 0, seq, big), big.payload)
-        expect(yield* Effect.flip(a.append("t", header(2, 0, fits, big), big.payload))).toMatchObject({ _tag: "AppendTimeout", full: "blog" })
+        expect(yield* Effect.flip(a.append("t", header(2, 0, fits, big), big.payload))).toMatchObject({
+          _tag: "AppendTimeout",
+          full: "blog"
+        })
         const patient = yield* cluster.appender(2, { timeoutMs: 10_000 })
         for (let seq = 0; seq < fits; seq++) yield* patient.append("t", header(3, 0, seq, big), big.payload)
         const waiting = yield* Effect.fork(patient.append("t", header(3, 0, fits, big), big.payload))
@@ -55,14 +68,22 @@ for (const impl of implementations) {
         yield* cluster.topics.create(spec)
         const a = yield* cluster.appender(0)
         const batch = makeBatch([10, 20])
-        expect(yield* Effect.flip(a.append("nope", header(1, 0, 0, batch), batch.payload))).toMatchObject({ _tag: "TopicNotFound" })
-        expect(yield* Effect.flip(a.append("t", header(1, 0, 0, batch), batch.payload.subarray(8)))).toMatchObject({ _tag: "BatchRejected" })
-        expect(yield* Effect.flip(a.append("t", { ...header(1, 0, 0, batch), messageCount: 100 }, batch.payload))).toMatchObject({
+        expect(yield* Effect.flip(a.append("nope", header(1, 0, 0, batch), batch.payload))).toMatchObject({
+          _tag: "TopicNotFound"
+        })
+        expect(yield* Effect.flip(a.append("t", header(1, 0, 0, batch), batch.payload.subarray(8)))).toMatchObject({
           _tag: "BatchRejected"
         })
-        expect(yield* Effect.flip(a.append("t", { ...header(1, 0, 0, batch), batchSeq: -1 }, batch.payload))).toMatchObject({ _tag: "BatchRejected" })
+        expect(yield* Effect.flip(a.append("t", { ...header(1, 0, 0, batch), messageCount: 100 }, batch.payload)))
+          .toMatchObject({
+            _tag: "BatchRejected"
+          })
+        expect(yield* Effect.flip(a.append("t", { ...header(1, 0, 0, batch), batchSeq: -1 }, batch.payload)))
+          .toMatchObject({ _tag: "BatchRejected" })
         const huge = makeBatch([smallConfig.maxBatchBytes])
-        expect(yield* Effect.flip(a.append("t", header(1, 0, 0, huge), huge.payload))).toMatchObject({ _tag: "BatchRejected" })
+        expect(yield* Effect.flip(a.append("t", header(1, 0, 0, huge), huge.payload))).toMatchObject({
+          _tag: "BatchRejected"
+        })
         const thrown = yield* Effect.flip(a.appendWith("t", header(1, 0, 0, batch), () => {
           throw new Error("socket went away")
         }))
@@ -93,15 +114,28 @@ for (const impl of implementations) {
         const fill = (dst: Uint8Array) => dst.set(batch.payload)
         // A topic this appender has not set up yet (a region appender does that on the waiting path) is "wait".
         const unknown = a.tryAppendWith("nope", header(1, 0, 0, batch), fill)
-        if (unknown === "wait") expect(yield* Effect.flip(a.appendWith("nope", header(1, 0, 0, batch), fill))).toMatchObject({ _tag: "TopicNotFound" })
-        else expect(unknown).toMatchObject({ _tag: "TopicNotFound" })
-        if (typeof a.tryAppendWith("t", header(1, 0, 0, batch), fill) !== "object") yield* a.appendWith("t", header(1, 0, 0, batch), fill)
-        for (let seq = 1; seq < smallConfig.pbrSlots; seq++) expect(a.tryAppendWith("t", header(1, 0, seq, batch), fill)).toMatchObject({ pbrSeq: seq })
+        if (unknown === "wait") {
+          expect(yield* Effect.flip(a.appendWith("nope", header(1, 0, 0, batch), fill))).toMatchObject({
+            _tag: "TopicNotFound"
+          })
+        } else expect(unknown).toMatchObject({ _tag: "TopicNotFound" })
+        if (typeof a.tryAppendWith("t", header(1, 0, 0, batch), fill) !== "object") {
+          yield* a.appendWith("t", header(1, 0, 0, batch), fill)
+        }
+        for (let seq = 1; seq < smallConfig.pbrSlots; seq++) {
+          expect(a.tryAppendWith("t", header(1, 0, seq, batch), fill)).toMatchObject({ pbrSeq: seq })
+        }
         expect(a.tryAppendWith("t", header(1, 0, smallConfig.pbrSlots, batch), fill)).toBe("wait")
-        expect(a.tryAppendWith("t", { ...header(1, 0, 99, batch), payloadBytes: 12 }, fill)).toMatchObject({ _tag: "BatchRejected" })
+        expect(a.tryAppendWith("t", { ...header(1, 0, 99, batch), payloadBytes: 12 }, fill)).toMatchObject({
+          _tag: "BatchRejected"
+        })
         yield* drain(yield* cluster.sequencer())
-        expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(Array.from({ length: smallConfig.pbrSlots }, (_, i) => i))
-        expect(a.tryAppendWith("t", header(1, 0, smallConfig.pbrSlots, batch), fill)).toMatchObject({ pbrSeq: smallConfig.pbrSlots })
+        expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(
+          Array.from({ length: smallConfig.pbrSlots }, (_, i) => i)
+        )
+        expect(a.tryAppendWith("t", header(1, 0, smallConfig.pbrSlots, batch), fill)).toMatchObject({
+          pbrSeq: smallConfig.pbrSlots
+        })
       }))
 
     it.scoped("appendWith lets the caller write the payload in place", () =>

@@ -4,7 +4,15 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
+import {
+  appendSimple,
+  drain,
+  header,
+  implementations,
+  makeBatch,
+  readAll,
+  smallConfig
+} from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 2 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -57,7 +65,11 @@ for (const impl of implementations) {
 
         yield* drain(yield* cluster.sequencer())
         const read = yield* readAll(cluster.reader, "t")
-        expect(read.map((b) => [b.clientId, b.batchSeq, b.crcOk])).toEqual([[1, 0, true], [1, 1, true], [2, 0, true], [1, 2, true]])
+        expect(read.map((b) => [b.clientId, b.batchSeq, b.crcOk])).toEqual([[1, 0, true], [1, 1, true], [2, 0, true], [
+          1,
+          2,
+          true
+        ]])
       }))
 
     it.scoped("no space without room: a full Blog says wait, and so does a topic this process has not set up", () =>

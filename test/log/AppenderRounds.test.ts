@@ -8,12 +8,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Metric } from "effect"
-import { logAppenderMessagesOrdered } from "../../src/Metrics.js"
 import { goiEntryOffset } from "../../src/layers/log/Layout.js"
-import { GoiEntryView, LeaseLineView, OrderLineView, roundHolder } from "../../src/layers/log/RecordViews.js"
 import { LeaseLine } from "../../src/layers/log/Records.js"
+import { GoiEntryView, LeaseLineView, OrderLineView, roundHolder } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
+import { logAppenderMessagesOrdered } from "../../src/Metrics.js"
 import type { CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { appendSimple, regionCluster, smallConfig } from "../fixtures/log-harness.js"
 import { exitedPid } from "../helpers/Processes.js"
@@ -158,10 +158,14 @@ describe("appenders ordering their own batches (fake region)", () => {
           lines.storeReady(lease, headTurn ? 0 : lines.occurrence(lease))
           for (let a = 0; a < 2; a++) {
             const { clientId, epoch } = sessionOf(a)
-            for (let k = 0; k <= (turn + a) % 3; k++) yield* appendSimple(appenders[a]!, "t", clientId, epoch, next[a]!++)
+            for (let k = 0; k <= (turn + a) % 3; k++) {
+              yield* appendSimple(appenders[a]!, "t", clientId, epoch, next[a]!++)
+            }
           }
           // A resend of an ordered batch: dropped as a duplicate by whoever orders it.
-          if (turn % 7 === 6) yield* appendSimple(appenders[1]!, "t", sessionOf(0).clientId, sessionOf(0).epoch, next[0]! - 1)
+          if (turn % 7 === 6) {
+            yield* appendSimple(appenders[1]!, "t", sessionOf(0).clientId, sessionOf(0).epoch, next[0]! - 1)
+          }
           yield* nextTurns
           if (headTurn) yield* head.step
           else {
@@ -191,7 +195,9 @@ describe("appenders ordering their own batches (fake region)", () => {
           const sorted = [...seen[a]!].sort((x, y) => x - y)
           expect(sorted).toEqual(Array.from({ length: next[a]! }, (_, i) => i))
           if (order === 5) expect(seen[a]).toEqual(sorted)
-          expect(yield* cluster.acks.sessionAcks("t", sessionOf(a).clientId, sessionOf(a).epoch)).toMatchObject({ ordered: next[a] })
+          expect(yield* cluster.acks.sessionAcks("t", sessionOf(a).clientId, sessionOf(a).epoch)).toMatchObject({
+            ordered: next[a]
+          })
         }
         expect(Atomics.load(memory.i32, (lease + LeaseLine.round) / 4)).toBe(0)
       }))

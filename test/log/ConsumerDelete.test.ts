@@ -28,7 +28,10 @@ const setUp = Effect.gen(function*() {
   const create = (name: string, offset = 0) =>
     Effect.gen(function*() {
       yield* Effect.scoped(consumers.join("t", name, { offset, globalSeq: 0 }))
-      return all.find((l) => lineTaken(memory, l) && lines.durable(l) === 2 && lines.committed(l) === offset && lines.nameLength(l) === name.length)!
+      return all.find((l) =>
+        lineTaken(memory, l) && lines.durable(l) === 2 && lines.committed(l) === offset &&
+        lines.nameLength(l) === name.length
+      )!
     })
   const names = Effect.map(consumers.list("t"), (list) => list.map((c) => `${c.name}@${c.committed}`))
   return { cluster, memory, consumers, lines, participants: new ParticipantLineView(memory), create, names }
@@ -56,7 +59,10 @@ describe("deleting a named consumer", () => {
 
       expect(yield* consumers.remove("t", "dead")).toBe(true)
       const removing = yield* Effect.either(consumers.remove("t", "live"))
-      expect(removing).toMatchObject({ _tag: "Left", left: { _tag: "ConsumerBeingDeleted", name: "live", pid: process.ppid } })
+      expect(removing).toMatchObject({
+        _tag: "Left",
+        left: { _tag: "ConsumerBeingDeleted", name: "live", pid: process.ppid }
+      })
       const joining = yield* Effect.either(Effect.scoped(consumers.join("t", "live", { offset: 0, globalSeq: 0 })))
       expect(joining).toMatchObject({ _tag: "Left", left: { _tag: "ConsumerBusy", pid: process.ppid } })
       expect(yield* names).toEqual(["live@3"])
@@ -74,7 +80,9 @@ describe("deleting a named consumer", () => {
         let armed = true
         // Another process deletes "c" and creates "d" (in the same, first free line) right before this deletion's access.
         const interlope = (array: unknown, index: number) => {
-          if (!armed || !(array instanceof BigUint64Array) || array.buffer !== memory.buffer || index !== memberPair) return
+          if (!armed || !(array instanceof BigUint64Array) || array.buffer !== memory.buffer || index !== memberPair) {
+            return
+          }
           armed = false
           expect(Effect.runSync(other.remove("t", "c"))).toBe(true)
           Effect.runSync(Effect.scoped(other.join("t", "d", { offset: 5, globalSeq: 0 })))

@@ -22,7 +22,9 @@ const consumerC = Effect.gen(function*() {
   const consumers = yield* consumersOf(cluster)
   yield* Effect.scoped(consumers.join("t", "c", { offset: 7, globalSeq: 3 }))
   const lines = new SubscriberLineView(memory)
-  const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) => lines.durable(l) === 2)
+  const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) =>
+    lines.durable(l) === 2
+  )
   expect(line).toBeDefined()
   return { cluster, memory, consumers, lines, line: line! }
 })
@@ -36,7 +38,10 @@ describe("a named consumer's line", () => {
       lines.storeMember(line, DEAD_PID, 0)
 
       // Every other line is claimed; the consumer's stays its own.
-      const durable = Array.from({ length: smallConfig.subscriberSlots - 2 }, () => cluster.reader.subscribe("t", { durable: true }))
+      const durable = Array.from(
+        { length: smallConfig.subscriberSlots - 2 },
+        () => cluster.reader.subscribe("t", { durable: true })
+      )
       yield* Effect.all(durable)
       yield* consumers.join("t", "d", { offset: 0, globalSeq: 0 })
       const full = yield* Effect.either(cluster.reader.subscribe("t", { durable: true }))
@@ -58,9 +63,16 @@ describe("a named consumer's line", () => {
 
       // A member: the live process's own tag holds the consumer, a later process's under its pid does not.
       lines.storeMember(line, other, live)
-      expect(yield* Effect.flip(Effect.scoped(consumers.join("t", "c", { offset: 0, globalSeq: 0 })))).toMatchObject({ _tag: "ConsumerBusy", pid: other })
+      expect(yield* Effect.flip(Effect.scoped(consumers.join("t", "c", { offset: 0, globalSeq: 0 })))).toMatchObject({
+        _tag: "ConsumerBusy",
+        pid: other
+      })
       lines.storeMember(line, other, laterShortTag(live))
-      expect(yield* Effect.scoped(Effect.map(consumers.join("t", "c", { offset: 0, globalSeq: 0 }), (m) => [m.created, m.committed()]))).toEqual([false, 7])
+      expect(
+        yield* Effect.scoped(
+          Effect.map(consumers.join("t", "c", { offset: 0, globalSeq: 0 }), (m) => [m.created, m.committed()])
+        )
+      ).toEqual([false, 7])
 
       // A deleter's mark, likewise.
       lines.storeMember(line, -other, live)

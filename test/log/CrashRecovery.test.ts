@@ -42,29 +42,41 @@ interface Scenario {
   readonly fenceBeforeCrash: boolean
 }
 
-const scenario: fc.Arbitrary<Scenario> = fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 3 }).chain((lengths) => {
-  const batches = lengths.flatMap((n, session) => Array.from({ length: n }, (_, seq) => ({ session, seq })))
-  const copy = fc.record({ broker: fc.integer({ min: 0, max: 3 }), key: fc.double({ min: 0, max: 1, noNaN: true }) })
-  const fate = fc.record({ missing: fc.integer({ min: 0, max: 9 }).map((x) => x === 0), first: copy, duplicate: fc.option(copy, { freq: 5 }) })
-  return fc.tuple(
-    fc.array(fate, { minLength: batches.length, maxLength: batches.length }),
-    fc.array(fc.boolean(), { minLength: 40, maxLength: 40 }),
-    fc.double({ min: 0.2, max: 1, noNaN: true }),
-    fc.integer({ min: 0, max: 7 }),
-    fc.boolean()
-  ).map(([fates, stepAfter, split, commitsBeforeCrash, fenceBeforeCrash]) => {
-    const keyed: Array<Arrival & { key: number }> = []
-    fates.forEach((f, i) => {
-      if (f.missing) return
-      const { session, seq } = batches[i]!
-      keyed.push({ session, seq, broker: f.first.broker, key: f.first.key })
-      if (f.duplicate !== null) keyed.push({ session, seq, broker: f.duplicate.broker, key: f.duplicate.key })
+const scenario: fc.Arbitrary<Scenario> = fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 3 })
+  .chain((lengths) => {
+    const batches = lengths.flatMap((n, session) => Array.from({ length: n }, (_, seq) => ({ session, seq })))
+    const copy = fc.record({ broker: fc.integer({ min: 0, max: 3 }), key: fc.double({ min: 0, max: 1, noNaN: true }) })
+    const fate = fc.record({
+      missing: fc.integer({ min: 0, max: 9 }).map((x) => x === 0),
+      first: copy,
+      duplicate: fc.option(copy, { freq: 5 })
     })
-    keyed.sort((a, b) => a.key - b.key)
-    const arrivals = keyed.map(({ session, seq, broker }) => ({ session, seq, broker }))
-    return { arrivals, stepAfter, sessions: lengths.length, beforeCrash: Math.round(split * arrivals.length), commitsBeforeCrash, fenceBeforeCrash }
+    return fc.tuple(
+      fc.array(fate, { minLength: batches.length, maxLength: batches.length }),
+      fc.array(fc.boolean(), { minLength: 40, maxLength: 40 }),
+      fc.double({ min: 0.2, max: 1, noNaN: true }),
+      fc.integer({ min: 0, max: 7 }),
+      fc.boolean()
+    ).map(([fates, stepAfter, split, commitsBeforeCrash, fenceBeforeCrash]) => {
+      const keyed: Array<Arrival & { key: number }> = []
+      fates.forEach((f, i) => {
+        if (f.missing) return
+        const { session, seq } = batches[i]!
+        keyed.push({ session, seq, broker: f.first.broker, key: f.first.key })
+        if (f.duplicate !== null) keyed.push({ session, seq, broker: f.duplicate.broker, key: f.duplicate.key })
+      })
+      keyed.sort((a, b) => a.key - b.key)
+      const arrivals = keyed.map(({ session, seq, broker }) => ({ session, seq, broker }))
+      return {
+        arrivals,
+        stepAfter,
+        sessions: lengths.length,
+        beforeCrash: Math.round(split * arrivals.length),
+        commitsBeforeCrash,
+        fenceBeforeCrash
+      }
+    })
   })
-})
 
 class Crash extends Error {}
 
@@ -93,7 +105,8 @@ const check = (order: 2 | 5, s: Scenario) =>
     // The first head: rounds at random points until it dies inside one.
     const firstScope = yield* Scope.make()
     const crash = crashPoint()
-    const first = yield* cluster.sequencer({ holdTimeoutMs: HOLD_MS, flushAudit: crash.audit } as SequencerOptions).pipe(Scope.extend(firstScope))
+    const first = yield* cluster.sequencer({ holdTimeoutMs: HOLD_MS, flushAudit: crash.audit } as SequencerOptions)
+      .pipe(Scope.extend(firstScope))
     for (let i = 0; i < s.beforeCrash; i++) {
       yield* append(s.arrivals[i]!)
       // No round over the second half: the last round has several batches to order when it dies.
@@ -147,7 +160,9 @@ const check = (order: 2 | 5, s: Scenario) =>
       const e = goiEntryOffset(area, 0, g)
       return pbr.orderedEpoch(pbrSlotOffset(area, 0, goiView.brokerId(e), goiView.pbrSeq(e)))
     })
-    epochs.forEach((epoch, g) => expect(g < writtenBefore ? [first.epoch, second.epoch] : [second.epoch]).toContain(epoch))
+    epochs.forEach((epoch, g) =>
+      expect(g < writtenBefore ? [first.epoch, second.epoch] : [second.epoch]).toContain(epoch)
+    )
     expect(new OrderLineView(memory).epoch(area.orderLine(0))).toBe(second.epoch)
 
     for (let session = 0; session < s.sessions; session++) {
@@ -157,7 +172,9 @@ const check = (order: 2 | 5, s: Scenario) =>
       const ordered = goi.filter((b) => b.clientId === clientId).map((b) => b.batchSeq)
       const acks = yield* cluster.acks.sessionAcks("p", clientId, 1)
       for (const seq of appended) {
-        if (!ordered.includes(seq)) expect(acks.fenced && seq >= acks.ordered, `session ${session} lost batch ${seq}`).toBe(true)
+        if (!ordered.includes(seq)) {
+          expect(acks.fenced && seq >= acks.ordered, `session ${session} lost batch ${seq}`).toBe(true)
+        }
       }
       let prefix = 0
       while (ordered.includes(prefix)) prefix++
@@ -174,8 +191,13 @@ const check = (order: 2 | 5, s: Scenario) =>
 
 describe("recovery at a crash point (fake region)", () => {
   for (const order of [2, 5] as const) {
-    it.effect.prop(`mode ${order}: a sequencer killed inside a round, then a standby's takeover`, { s: scenario }, ({ s }) => check(order, s), {
-      fastCheck: { numRuns: process.env["CXLOG_STRESS"] ? 500 : 40 }
-    })
+    it.effect.prop(
+      `mode ${order}: a sequencer killed inside a round, then a standby's takeover`,
+      { s: scenario },
+      ({ s }) => check(order, s),
+      {
+        fastCheck: { numRuns: process.env["CXLOG_STRESS"] ? 500 : 40 }
+      }
+    )
   }
 })

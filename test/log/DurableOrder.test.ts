@@ -7,23 +7,36 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { decodeOrderRecord, frozenDurableOf, persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
+import {
+  decodeOrderRecord,
+  frozenDurableOf,
+  persistTopic,
+  streamOf
+} from "../../src/layers/log/durable/DurableOrder.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
-import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
+import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 
 /** The stream's records, read back from the disk alone. */
 const onDisk = (disk: MemoryDisk, topic: string) =>
   Effect.scoped(Effect.gen(function*() {
     const segments = yield* SegmentsMemoryLayers.makeMemory(disk)
     const log = yield* segments.open(streamOf(topic))
-    const batches: Array<{ globalSeq: number; totalOrder: number; clientId: number; batchSeq: number; frozen: number | undefined }> = []
+    const batches: Array<
+      { globalSeq: number; totalOrder: number; clientId: number; batchSeq: number; frozen: number | undefined }
+    > = []
     yield* log.read(log.first(), (_, record) => {
       const b = decodeOrderRecord(record)!
-      batches.push({ globalSeq: b.globalSeq, totalOrder: b.totalOrder, clientId: b.clientId, batchSeq: b.batchSeq, frozen: frozenDurableOf(record) })
+      batches.push({
+        globalSeq: b.globalSeq,
+        totalOrder: b.totalOrder,
+        clientId: b.clientId,
+        batchSeq: b.batchSeq,
+        frozen: frozenDurableOf(record)
+      })
     })
     return batches
   }))
@@ -44,7 +57,9 @@ for (const impl of implementations) {
         // The disk holds every fdatasync until released.
         let release = () => {}
         disk.gate = new Promise((resolve) => (release = resolve))
-        const writer = yield* Effect.forkScoped(persistTopic(topic, marks, { onAppended: () => void appended++ }).pipe(Effect.provide(layers)))
+        const writer = yield* Effect.forkScoped(
+          persistTopic(topic, marks, { onAppended: () => void appended++ }).pipe(Effect.provide(layers))
+        )
         // However the test ends, no sync stays held (closing the stream waits for its writer); this runs before the writer is stopped.
         yield* Effect.addFinalizer(() => Effect.sync(() => release()))
 
@@ -53,12 +68,22 @@ for (const impl of implementations) {
         while (appended < 6) yield* Effect.sleep(1)
         // Ordered (level 1), written to the file, not synced: nothing at level 2.
         expect(yield* cluster.acks.sessionAcks("d", 7, 1)).toMatchObject({ ordered: 6, replicated: 0 })
-        expect(yield* cluster.acks.awaitAcked("d", 7, 1, 5, { timeoutMs: 5_000, level: 1 })).toMatchObject({ ordered: 6 })
-        expect(yield* Effect.flip(cluster.acks.awaitAcked("d", 7, 1, 0, { timeoutMs: 50, level: 2 }))).toMatchObject({ _tag: "AckTimeout", level: 2, acked: 0 })
+        expect(yield* cluster.acks.awaitAcked("d", 7, 1, 5, { timeoutMs: 5_000, level: 1 })).toMatchObject({
+          ordered: 6
+        })
+        expect(yield* Effect.flip(cluster.acks.awaitAcked("d", 7, 1, 0, { timeoutMs: 50, level: 2 }))).toMatchObject({
+          _tag: "AckTimeout",
+          level: 2,
+          acked: 0
+        })
 
         // At the moment each fdatasync returns, level 2 still shows only what earlier syncs covered.
         const atSync: Array<{ readonly sync: number; readonly replicated: number }> = []
-        disk.onSync = () => atSync.push({ sync: disk.datasyncs, replicated: Effect.runSync(cluster.acks.sessionAcks("d", 7, 1)).replicated })
+        disk.onSync = () =>
+          atSync.push({
+            sync: disk.datasyncs,
+            replicated: Effect.runSync(cluster.acks.sessionAcks("d", 7, 1)).replicated
+          })
         const waiter = yield* Effect.fork(cluster.acks.awaitAcked("d", 7, 1, 5, { timeoutMs: 5_000, level: 2 }))
         disk.gate = undefined
         release()
@@ -117,7 +142,9 @@ for (const impl of implementations) {
         yield* appendSimple(brokers[0]!, "g", 8, 1, 0, 3)
         yield* appendSimple(brokers[1]!, "g", 7, 1, 1000, 3)
         yield* drain(sequencer)
-        expect(yield* cluster.acks.awaitAcked("g", 8, 1, 0, { timeoutMs: 5_000, level: 2 })).toMatchObject({ replicated: 1 })
+        expect(yield* cluster.acks.awaitAcked("g", 8, 1, 0, { timeoutMs: 5_000, level: 2 })).toMatchObject({
+          replicated: 1
+        })
         // Everything the region still held is on disk now, yet the old session's batches 20.. are not all there.
         expect(yield* cluster.acks.sessionAcks("g", 7, 1)).toMatchObject({ ordered: 1001, replicated: 20 })
         yield* Fiber.interrupt(second)
@@ -131,13 +158,18 @@ for (const impl of implementations) {
         yield* appendSimple(brokers[1]!, "g", 7, 1, 1001, 3)
         yield* appendSimple(brokers[0]!, "g", 8, 1, 2, 3)
         yield* drain(sequencer)
-        expect(yield* cluster.acks.awaitAcked("g", 8, 1, 2, { timeoutMs: 5_000, level: 2 })).toMatchObject({ replicated: 3 })
+        expect(yield* cluster.acks.awaitAcked("g", 8, 1, 2, { timeoutMs: 5_000, level: 2 })).toMatchObject({
+          replicated: 3
+        })
         expect(yield* cluster.acks.sessionAcks("g", 7, 1)).toMatchObject({ ordered: 1002, replicated: 20 })
         yield* Fiber.interrupt(third)
         // Every record of the old session past the gap, from either writer, carries its frozen frontier (recovery
         // reads it there once retention deleted what came before); the others carry none.
         const records = yield* onDisk(disk, "g")
-        const frozen = (clientId: number, from: number) => [...new Set(records.filter((b) => b.clientId === clientId && b.batchSeq >= from).map((b) => b.frozen))]
+        const frozen = (
+          clientId: number,
+          from: number
+        ) => [...new Set(records.filter((b) => b.clientId === clientId && b.batchSeq >= from).map((b) => b.frozen))]
         expect(frozen(7, 21)).toEqual([20])
         expect(frozen(7, 0).length).toBe(2)
         expect(frozen(8, 0)).toEqual([undefined])
@@ -160,7 +192,9 @@ for (const impl of implementations) {
         // A new, empty log with the same data directory.
         const second = yield* impl.make()
         const again = yield* second.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
-        const error = yield* Effect.flip(persistTopic(again, yield* marksOf(second, 40)).pipe(Effect.provide(layersOf(second)), Effect.scoped))
+        const error = yield* Effect.flip(
+          persistTopic(again, yield* marksOf(second, 40)).pipe(Effect.provide(layersOf(second)), Effect.scoped)
+        )
         expect(error).toMatchObject({ _tag: "DurableStreamAhead", topic: "d", logEnd: 0 })
         expect(error.message).toContain("belongs to an earlier log")
         const segments = yield* Segments.pipe(Effect.provide(SegmentsMemoryLayers.layerMemory(disk)))

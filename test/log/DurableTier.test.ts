@@ -10,8 +10,8 @@ import { persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrde
 import { retryWhileLocked } from "../../src/layers/log/durable/DurableTier.js"
 import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
-import { appendSimple, drain, implementations } from "../fixtures/log-harness.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
+import { appendSimple, drain, implementations } from "../fixtures/log-harness.js"
 
 for (const impl of implementations) {
   describe(`durable tier takeover: ${impl.label}`, () => {
@@ -28,7 +28,9 @@ for (const impl of implementations) {
         yield* Effect.addFinalizer(() => Scope.close(oldHead, Exit.void))
         yield* (yield* SegmentsMemoryLayers.makeMemory(disk)).open(streamOf("d")).pipe(Scope.extend(oldHead))
 
-        yield* Effect.forkScoped(persistTopic(topic, marks).pipe(retryWhileLocked("d"), Effect.provide(durableLayers(disk, cluster))))
+        yield* Effect.forkScoped(
+          persistTopic(topic, marks).pipe(retryWhileLocked("d"), Effect.provide(durableLayers(disk, cluster)))
+        )
         yield* appendSimple(appender, "d", 7, 1, 0)
         yield* drain(sequencer)
         const watch = yield* cluster.acks.watch("d", 7, 1)
@@ -38,7 +40,9 @@ for (const impl of implementations) {
 
         // The old head exits: its lock goes, and the writer takes the stream on its next attempt.
         yield* Scope.close(oldHead, Exit.void)
-        expect(yield* cluster.acks.awaitAcked("d", 7, 1, 0, { timeoutMs: 10_000, level: 2 })).toMatchObject({ replicated: 1 })
+        expect(yield* cluster.acks.awaitAcked("d", 7, 1, 0, { timeoutMs: 10_000, level: 2 })).toMatchObject({
+          replicated: 1
+        })
         expect(watch.durableFailure()).toBeUndefined()
       }))
   })

@@ -12,8 +12,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import { persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
-import { persistTopicState, restoreAllConsumers, stateStreamOf, type TopicState, topicsToRecover } from "../../src/layers/log/durable/DurableTopicState.js"
-import { recoverInto } from "../fixtures/recovery.js"
+import {
+  persistTopicState,
+  restoreAllConsumers,
+  stateStreamOf,
+  type TopicState,
+  topicsToRecover
+} from "../../src/layers/log/durable/DurableTopicState.js"
 import { crash, makeMemoryDisk, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { subscriberOver } from "../../src/layers/net/Subscriber.js"
@@ -22,6 +27,7 @@ import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 import { appendMessages, consumersOf, drain, implementations } from "../fixtures/log-harness.js"
+import { recoverInto } from "../fixtures/recovery.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
 
@@ -34,7 +40,9 @@ for (const impl of implementations) {
         const topic = yield* first.topics.create(spec)
         const a = yield* first.appender(0)
         const sequencer = yield* first.sequencer()
-        const writer = yield* Effect.forkScoped(persistTopic(topic, yield* marksOf(first, 41)).pipe(Effect.provide(durableLayers(disk, first))))
+        const writer = yield* Effect.forkScoped(
+          persistTopic(topic, yield* marksOf(first, 41)).pipe(Effect.provide(durableLayers(disk, first)))
+        )
         const consumers = yield* consumersOf(first)
         const persisted: Array<TopicState> = []
         const stateWriter = yield* Effect.forkScoped(
@@ -66,7 +74,11 @@ for (const impl of implementations) {
           { name: "ahead", committed: 24, cutOff: false },
           { name: "paused", committed: 4, cutOff: true }
         ]
-        for (let i = 0; i < 1_000 && !persisted.some((s) => JSON.stringify(s.consumers) === JSON.stringify(wanted)); i++) yield* Effect.sleep(5)
+        for (
+          let i = 0;
+          i < 1_000 && !persisted.some((s) => JSON.stringify(s.consumers) === JSON.stringify(wanted));
+          i++
+        ) yield* Effect.sleep(5)
         expect(persisted.at(-1)).toEqual({ spec, consumers: wanted })
         // The crash comes before the writer's next snapshot: billing's next commit is lost.
         yield* Fiber.interrupt(stateWriter)
@@ -83,17 +95,27 @@ for (const impl of implementations) {
         expect(result.messages).toBe(20)
         const consumers2 = yield* consumersOf(second)
         yield* restoreAllConsumers([again]).pipe(
-          Effect.provide(Layer.mergeAll(segments, Layer.succeed(LogReader, second.reader), Layer.succeed(Consumers, consumers2)))
+          Effect.provide(
+            Layer.mergeAll(segments, Layer.succeed(LogReader, second.reader), Layer.succeed(Consumers, consumers2))
+          )
         )
         const listed = yield* consumers2.list("d")
-        expect(listed.map((c) => [c.name, c.committed, c.member, c.cutOff])).toEqual([["billing", 6, 0, false], ["ahead", 20, 0, false], ["paused", 4, 0, true]])
+        expect(listed.map((c) => [c.name, c.committed, c.member, c.cutOff])).toEqual([["billing", 6, 0, false], [
+          "ahead",
+          20,
+          0,
+          false
+        ], ["paused", 4, 0, true]])
 
         // A member joining resumes at the persisted commit: offsets 6.. (6..9 delivered again), nothing skipped.
         const subscriber = subscriberOver(second.reader, consumers2)
         const subscription = yield* subscriber.subscribe("d", { consumer: "billing", autoCommit: "off" })
         expect(subscription.start).toBe(6)
         const offsets: Array<number> = []
-        yield* Stream.runForEach(Stream.take(subscription.batches, 7), (batch) => Effect.sync(() => batch.forEach((m) => void offsets.push(m.offset))))
+        yield* Stream.runForEach(
+          Stream.take(subscription.batches, 7),
+          (batch) => Effect.sync(() => batch.forEach((m) => void offsets.push(m.offset)))
+        )
         expect(offsets).toEqual(Array.from({ length: 14 }, (_, i) => 6 + i))
         // Committed past the recovered end: it starts at that end, where anything published again will be.
         const late = yield* subscriber.subscribe("d", { consumer: "ahead", autoCommit: "off" })
@@ -125,6 +147,10 @@ describe("topics to recover", () => {
       expect(conflict).toMatchObject({ _tag: "TopicSpecConflict", recorded: spec })
 
       yield* record(stateStreamOf("d"), new TextEncoder().encode("{\"spec\":1}"))
-      expect(yield* Effect.flip(topicsToRecover([old]))).toMatchObject({ _tag: "TopicStateCorrupt", stream: stateStreamOf("d"), record: 1 })
+      expect(yield* Effect.flip(topicsToRecover([old]))).toMatchObject({
+        _tag: "TopicStateCorrupt",
+        stream: stateStreamOf("d"),
+        record: 1
+      })
     }).pipe(Effect.provide(SegmentsMemoryLayers.layerMemory(makeMemoryDisk()))))
 })

@@ -1,16 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric, TestClock } from "effect"
-import { sequencerLapsedSessions } from "../../src/Metrics.js"
+import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { goiEntryOffset, type LogConfig, sessionLineOffset } from "../../src/layers/log/Layout.js"
+import { findTopic } from "../../src/layers/log/MemoryStore.js"
 import { AHEAD_WINDOW, GoiEntry } from "../../src/layers/log/Records.js"
 import { SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { sessionHash } from "../../src/layers/log/SessionTable.js"
-import { findTopic } from "../../src/layers/log/MemoryStore.js"
-import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
+import { sequencerLapsedSessions } from "../../src/Metrics.js"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
 import type { SequencerShape } from "../../src/services/log/Sequencer.js"
-import { appendSimple, drain, type Implementation, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
+import {
+  appendSimple,
+  drain,
+  type Implementation,
+  implementations,
+  type LogCluster,
+  readAll
+} from "../fixtures/log-harness.js"
 import { type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js"
 
 /**
@@ -83,7 +90,11 @@ for (const impl of implementations) {
           expect(yield* second.step).toMatchObject({ ordered: 1, duplicates: 1 })
           yield* drain(second)
           // Batch 0 once (1 message); batch 1's copy was dropped, not ordered a second time.
-          expect((yield* readAll(cluster.reader, "t")).filter((b) => b.clientId === 7).map((b) => [b.batchSeq, b.messageCount])).toEqual([[0, 1]])
+          expect(
+            (yield* readAll(cluster.reader, "t")).filter((b) => b.clientId === 7).map((
+              b
+            ) => [b.batchSeq, b.messageCount])
+          ).toEqual([[0, 1]])
           expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 2, fenced: false })
         }))
 
@@ -93,13 +104,26 @@ for (const impl of implementations) {
           const filler = 3 * config.goiSlots
           const records: Array<Recorded> = [
             { globalSeq: 0, totalOrder: 0, clientId: 7, sessionEpoch: 1, batchSeq: 1, sizes: [16, 16] },
-            ...Array.from({ length: filler }, (_, i) => ({ globalSeq: 1 + i, totalOrder: 2 + i, clientId: 9, sessionEpoch: 2, batchSeq: i, sizes: [16] }))
+            ...Array.from(
+              { length: filler },
+              (_, i) => ({
+                globalSeq: 1 + i,
+                totalOrder: 2 + i,
+                clientId: 9,
+                sessionEpoch: 2,
+                batchSeq: i,
+                sizes: [16]
+              })
+            )
           ]
           const disk = makeMemoryDisk()
           yield* writeStream(disk, "t", records)
           const cluster = yield* impl.make(config)
           const topic = yield* cluster.topics.create(spec(order))
-          expect(yield* recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk))).toMatchObject({ batches: 1 + filler, sessions: 2 })
+          expect(yield* recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk))).toMatchObject({
+            batches: 1 + filler,
+            sessions: 2
+          })
           // Recovered lines were last active at the wall clock's now.
           yield* TestClock.setTime(Date.now())
           const sequencer = yield* cluster.sequencer({ sessionIdleMs: 5_000, sessionGapIdleMs: 20_000 })
@@ -113,7 +137,11 @@ for (const impl of implementations) {
           yield* appendSimple(a0, "t", 7, 1, 0, 1)
           yield* appendSimple(a0, "t", 7, 1, 1, 2)
           expect(yield* sequencer.step).toMatchObject({ ordered: 1, duplicates: 1 })
-          expect((yield* readAll(cluster.reader, "t")).filter((b) => b.clientId === 7).map((b) => [b.batchSeq, b.messageCount])).toEqual([[0, 1]])
+          expect(
+            (yield* readAll(cluster.reader, "t")).filter((b) => b.clientId === 7).map((
+              b
+            ) => [b.batchSeq, b.messageCount])
+          ).toEqual([[0, 1]])
           expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toMatchObject({ ordered: 2, fenced: false })
         }))
 
@@ -128,7 +156,11 @@ for (const impl of implementations) {
           const topic = yield* cluster.topics.create(spec(order))
           const error = yield* Effect.flip(recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk)))
           expect(error).toMatchObject({ _tag: "RecoveryFailed" })
-          expect(error.message).toMatch(new RegExp(`record 1 is batch ${AHEAD_WINDOW + 1} of session 7/1, more than ${AHEAD_WINDOW} above its frontier 0`))
+          expect(error.message).toMatch(
+            new RegExp(
+              `record 1 is batch ${AHEAD_WINDOW + 1} of session 7/1, more than ${AHEAD_WINDOW} above its frontier 0`
+            )
+          )
           expect(cluster.sessions("t").lookup(7, 1)).toBeUndefined()
         }))
 
@@ -151,7 +183,12 @@ for (const impl of implementations) {
           // The filler session idles out; the gap session is kept (its line still says frontier 0 and known).
           expect(yield* sequencer.step).toMatchObject({ released: 1 })
           expect(sessions.liveCount()).toBe(1)
-          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: true })
+          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toEqual({
+            ordered: 0,
+            replicated: 0,
+            fenced: false,
+            known: true
+          })
           yield* TestClock.adjust("13000 millis")
           expect(yield* sequencer.step).toMatchObject({ released: 0, lapsed: 0 })
           yield* TestClock.adjust("2000 millis")
@@ -160,7 +197,12 @@ for (const impl of implementations) {
           expect((yield* lapsedCount) - lapsedBefore).toBe(1)
           expect(sessions.liveCount()).toBe(0)
           // Not a frontier to replay from (batch 1 would be ordered twice), nor one past the missing batch 0: unknown.
-          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false })
+          expect(yield* cluster.acks.sessionAcks("t", 7, 1)).toEqual({
+            ordered: 0,
+            replicated: 0,
+            fenced: false,
+            known: false
+          })
           // A late resend of the lapsed session is refused, never ordered (through broker 1, whose harness appender does not register it again).
           yield* appendSimple(a1!, "t", 7, 1, 0, 1)
           expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
@@ -203,7 +245,12 @@ for (const impl of implementations) {
           expect(yield* sequencer.step).toMatchObject({ ordered: 0, held: 1 })
           yield* TestClock.adjust("1000 millis")
           expect(yield* sequencer.step).toMatchObject({ fenced: 1, dropped: 1 })
-          expect(yield* cluster.acks.sessionAcks("t", 9, 1)).toEqual({ ordered: 0, replicated: 0, fenced: true, known: true })
+          expect(yield* cluster.acks.sessionAcks("t", 9, 1)).toEqual({
+            ordered: 0,
+            replicated: 0,
+            fenced: true,
+            known: true
+          })
         }))
     }
   })
@@ -265,7 +312,6 @@ const orderedThenOverwritten = (impl: Implementation, order: 0 | 2 | 4 | 5, abov
 
 /** Region implementations only: the test writes a session line's words directly. */
 for (const impl of implementations.filter((i) => i.label !== "layerMemory")) {
-
   describe(`Sessions with a gap, a head killed inside a session line's write: ${impl.label}`, () => {
     for (const order of [0, 2, 4, 5] as const) {
       it.scoped(`mode ${order}: the restarted head ${order === 5 ? "restores the line (its frontier is one word)" : "lapses the torn line: no batch its bitmap may misstate is acknowledged or ordered"}`, () =>

@@ -7,7 +7,17 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
 import type { AppenderShape } from "../../src/services/log/Appender.js"
 import type { SequencerShape } from "../../src/services/log/Sequencer.js"
-import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, memoryCluster, readAll, smallConfig } from "../fixtures/log-harness.js"
+import {
+  appendSimple,
+  drain,
+  header,
+  implementations,
+  type LogCluster,
+  makeBatch,
+  memoryCluster,
+  readAll,
+  smallConfig
+} from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 2 as const, ackLevel: 1 as const, replicationFactor: 1 }
 // A small PBR under a GOI four times its size and a Blog that holds thousands of small batches.
@@ -38,11 +48,15 @@ for (const impl of implementations) {
         // 40 one-message batches through a 16-slot PBR: its slots are freed and reused twice over.
         yield* appendDrained(a, sequencer, 0, 40)
         expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 0, end: 40 })
-        expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(Array.from({ length: 40 }, (_, i) => i))
+        expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(
+          Array.from({ length: 40 }, (_, i) => i)
+        )
         // Past the GOI's 64 entries, the GOI bounds the window: the last 64 batches.
         yield* appendDrained(a, sequencer, 40, 100)
         expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 36, end: 100 })
-        expect((yield* readAll(cluster.reader, "t", 36)).map((b) => b.batchSeq)).toEqual(Array.from({ length: 64 }, (_, i) => 36 + i))
+        expect((yield* readAll(cluster.reader, "t", 36)).map((b) => b.batchSeq)).toEqual(
+          Array.from({ length: 64 }, (_, i) => 36 + i)
+        )
       }))
 
     it.scoped("the Blog's bytes bound the window: a reader behind it gets LogOutOfRange, never skipped data", () =>
@@ -64,7 +78,9 @@ for (const impl of implementations) {
         // The tail moves an eighth of the Blog ahead of the next append: 7/8 of a Blog's batches, at least, stay.
         expect(end - earliest).toBeGreaterThanOrEqual(perBlog * 7 / 8 - 1)
         expect(end - earliest).toBeLessThanOrEqual(perBlog)
-        expect((yield* readAll(cluster.reader, "t", earliest)).map((b) => b.batchSeq)).toEqual(Array.from({ length: end - earliest }, (_, i) => earliest + i))
+        expect((yield* readAll(cluster.reader, "t", earliest)).map((b) => b.batchSeq)).toEqual(
+          Array.from({ length: end - earliest }, (_, i) => earliest + i)
+        )
       }))
   })
 }

@@ -15,8 +15,8 @@ import {
   TOPIC_DESCRIPTOR_BYTES,
   validateLogConfig
 } from "../../src/layers/log/Layout.js"
-import { LINE_BYTES } from "../../src/services/region/CxlMemory.js"
 import * as Views from "../../src/layers/log/RecordViews.js"
+import { LINE_BYTES } from "../../src/services/region/CxlMemory.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 
 describe("log layout", () => {
@@ -35,8 +35,12 @@ describe("log layout", () => {
       expect(error.problems).toHaveLength(2)
       expect(error.message).toContain("pbrSlots 100 must be a power of two")
       expect(error.message).toContain("cannot hold two batches of maxBatchBytes=65536")
-      expect(error.message).toContain("effective configuration: maxTopics=4 maxBrokers=4 pbrSlots=100 blogBytes=65536 goiSlots=1024")
-      expect(logConfigProblems({ ...smallConfig, goiSlots: 128 })[0]).toContain("smaller than maxBrokers × pbrSlots = 256")
+      expect(error.message).toContain(
+        "effective configuration: maxTopics=4 maxBrokers=4 pbrSlots=100 blogBytes=65536 goiSlots=1024"
+      )
+      expect(logConfigProblems({ ...smallConfig, goiSlots: 128 })[0]).toContain(
+        "smaller than maxBrokers × pbrSlots = 256"
+      )
       expect(logConfigProblems({ ...smallConfig, maxTopics: 0 })[0]).toContain("maxTopics must be a positive integer")
     }))
 
@@ -55,13 +59,31 @@ describe("log layout", () => {
     for (let b = 0; b < c.maxBrokers; b++) spans.push([`owner ${b}`, area.brokerOwner(b), LINE_BYTES])
     for (let i = 0; i < c.listenerSlots; i++) spans.push([`listener ${i}`, area.listener(i), LINE_BYTES])
     for (let t = 0; t < c.maxTopics; t++) {
-      spans.push([`descriptor ${t}`, area.descriptor(t), TOPIC_DESCRIPTOR_BYTES], [`order ${t}`, area.orderLine(t), LINE_BYTES])
-      spans.push([`sessions ${t}`, area.sessions(t), c.sessionSlots * SESSION_LINE_BYTES], [`goi ${t}`, area.goi(t), c.goiSlots * GOI_ENTRY_BYTES])
-      for (let i = 0; i < c.subscriberSlots; i++) spans.push([`subscriber ${t}/${i}`, area.subscriber(t, i), LINE_BYTES])
+      spans.push([`descriptor ${t}`, area.descriptor(t), TOPIC_DESCRIPTOR_BYTES], [
+        `order ${t}`,
+        area.orderLine(t),
+        LINE_BYTES
+      ])
+      spans.push([`sessions ${t}`, area.sessions(t), c.sessionSlots * SESSION_LINE_BYTES], [
+        `goi ${t}`,
+        area.goi(t),
+        c.goiSlots * GOI_ENTRY_BYTES
+      ])
+      for (let i = 0; i < c.subscriberSlots; i++) {
+        spans.push([`subscriber ${t}/${i}`, area.subscriber(t, i), LINE_BYTES])
+      }
       for (let b = 0; b < c.maxBrokers; b++) {
-        spans.push([`broker line ${t}/${b}`, area.brokerLine(t, b), LINE_BYTES], [`sequencer line ${t}/${b}`, area.sequencerLine(t, b), LINE_BYTES])
+        spans.push([`broker line ${t}/${b}`, area.brokerLine(t, b), LINE_BYTES], [
+          `sequencer line ${t}/${b}`,
+          area.sequencerLine(t, b),
+          LINE_BYTES
+        ])
         spans.push([`replica line ${t}/${b}`, area.replicaLine(t, b), LINE_BYTES])
-        spans.push([`pbr ${t}/${b}`, area.pbr(t, b), c.pbrSlots * PBR_SLOT_BYTES], [`blog ${t}/${b}`, area.blog(t, b), c.blogBytes])
+        spans.push([`pbr ${t}/${b}`, area.pbr(t, b), c.pbrSlots * PBR_SLOT_BYTES], [
+          `blog ${t}/${b}`,
+          area.blog(t, b),
+          c.blogBytes
+        ])
       }
     }
     spans.sort((a, b) => a[1] - b[1])
@@ -70,7 +92,11 @@ describe("log layout", () => {
       expect(offset % 64, name).toBe(0)
       expect(offset).toBeGreaterThanOrEqual(8192)
       expect(offset + length).toBeLessThanOrEqual(8192 + area.bytes)
-      if (i > 0) expect(offset, `${name} overlaps ${spans[i - 1]![0]}`).toBeGreaterThanOrEqual(spans[i - 1]![1] + spans[i - 1]![2])
+      if (i > 0) {
+        expect(offset, `${name} overlaps ${spans[i - 1]![0]}`).toBeGreaterThanOrEqual(
+          spans[i - 1]![1] + spans[i - 1]![2]
+        )
+      }
     }
   })
 
@@ -98,7 +124,12 @@ const recordViews = (words: Views.RecordWords): ReadonlyArray<[string, object, n
 
 const bufferWords = (bytes: number) => {
   const buffer = new ArrayBuffer(bytes)
-  return { i32: new Int32Array(buffer), u32: new Uint32Array(buffer), f64: new Float64Array(buffer), bytes: new Uint8Array(buffer) }
+  return {
+    i32: new Int32Array(buffer),
+    u32: new Uint32Array(buffer),
+    f64: new Float64Array(buffer),
+    bytes: new Uint8Array(buffer)
+  }
 }
 
 describe("record views", () => {
@@ -112,7 +143,9 @@ describe("record views", () => {
       const fields = new Map<string, string>()
       for (const name of Object.getOwnPropertyNames(Object.getPrototypeOf(view))) {
         const reader = /^(?:set|store|add)([A-Z].*)$/.exec(name)?.[1]?.replace(/^./, (c) => c.toLowerCase())
-        if (reader !== undefined && typeof methods[reader] === "function" && !fields.has(reader)) fields.set(reader, name)
+        if (reader !== undefined && typeof methods[reader] === "function" && !fields.has(reader)) {
+          fields.set(reader, name)
+        }
       }
       expect(fields.size, record).toBeGreaterThan(0)
       // Distinct small values fit every field type (u32, i32, f64), so two fields sharing bytes show up.

@@ -7,7 +7,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option } from "effect"
 import { defaultLogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
-import { claimLine, listen, listeningForOrdering, newOccurrence, ringEveryone, ringWaiters } from "../../src/layers/log/Participants.js"
+import {
+  claimLine,
+  listen,
+  listeningForOrdering,
+  newOccurrence,
+  ringEveryone,
+  ringWaiters
+} from "../../src/layers/log/Participants.js"
 import { Participant } from "../../src/layers/log/Records.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -24,8 +31,12 @@ const setup = Effect.gen(function*() {
   const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
   const area = makeLogArea(AREA_BASE, defaultLogConfig)
   // Park and wait bounds far past `onlyByWake`: only a ring ends a wait true.
-  const waiterBell = yield* DoorbellLayers.make({ offset: WAITER_BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(Effect.provideService(CxlMemory, region))
-  const ringerBell = yield* DoorbellLayers.make({ offset: RINGER_BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+  const waiterBell = yield* DoorbellLayers.make({ offset: WAITER_BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
+    Effect.provideService(CxlMemory, region)
+  )
+  const ringerBell = yield* DoorbellLayers.make({ offset: RINGER_BELL, spinMicros: 0 }).pipe(
+    Effect.provideService(CxlMemory, region)
+  )
   const listening = yield* listen(region, area, waiterBell)
   const line = area.listener(0)
   const waits = () => Atomics.load(region.i32, (line + Participant.roomWaits) / 4)
@@ -50,7 +61,9 @@ const setupOwner = Effect.gen(function*() {
     const waiter = yield* Effect.fork(onlyByWake(ordering(() => Atomics.load(region.i32, VALUE / 4) >= 1, 60_000)))
     for (let turns = 0; ackWaits() === 0 && turns < 1000; turns++) yield* Effect.yieldNow()
     // Parked (its flag set), so from now on only a ring re-checks the waiter's condition.
-    for (let ms = 0; Atomics.load(region.i32, WAITER_BELL / 4 + 1) !== 1 && ms < 10_000; ms++) yield* Effect.sleep("1 millis")
+    for (let ms = 0; Atomics.load(region.i32, WAITER_BELL / 4 + 1) !== 1 && ms < 10_000; ms++) {
+      yield* Effect.sleep("1 millis")
+    }
     expect(Atomics.load(region.i32, WAITER_BELL / 4 + 1)).toBe(1)
     return waiter
   })
@@ -60,31 +73,41 @@ const setupOwner = Effect.gen(function*() {
 const onlyBroker = (broker: number) => (b: number) => b === broker
 
 /** Ends a wait false after 20 s, before its own 60 s bound would re-check the condition. */
-const onlyByWake = (wait: Effect.Effect<boolean>) => wait.pipe(Effect.timeoutTo({ duration: "20 seconds", onSuccess: (ok) => ok, onTimeout: () => false }))
+const onlyByWake = (wait: Effect.Effect<boolean>) =>
+  wait.pipe(Effect.timeoutTo({ duration: "20 seconds", onSuccess: (ok) => ok, onTimeout: () => false }))
 
 describe("Listener lines", () => {
-  it.scopedLive("a ring racing a listener's wait never loses the wake, over thousands of rounds", () =>
-    Effect.gen(function*() {
-      const { area, listening, region, ringerBell, waiterBell, waits } = yield* setup
-      // An uncounted wait that never ends keeps the doorbell parked between rounds, so no
-      // sweep of its loop covers a listener that skipped its own re-check.
-      yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
-      const rounds = 3000
-      for (let round = 1; round <= rounds; round++) {
-        const waiter = yield* Effect.fork(onlyByWake(listening(() => Atomics.load(region.i32, VALUE / 4) >= round, 60_000)))
-        // The commit and the ring land before, during or after the waiter's count and park.
-        for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
-        Atomics.store(region.i32, VALUE / 4, round)
+  it.scopedLive(
+    "a ring racing a listener's wait never loses the wake, over thousands of rounds",
+    () =>
+      Effect.gen(function*() {
+        const { area, listening, region, ringerBell, waiterBell, waits } = yield* setup
+        // An uncounted wait that never ends keeps the doorbell parked between rounds, so no
+        // sweep of its loop covers a listener that skipped its own re-check.
+        yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
+        const rounds = 3000
+        for (let round = 1; round <= rounds; round++) {
+          const waiter = yield* Effect.fork(
+            onlyByWake(listening(() => Atomics.load(region.i32, VALUE / 4) >= round, 60_000))
+          )
+          // The commit and the ring land before, during or after the waiter's count and park.
+          for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
+          Atomics.store(region.i32, VALUE / 4, round)
+          ringEveryone(region, area, ringerBell)
+          expect(yield* Fiber.join(waiter)).toBe(true)
+        }
+        // However each wait ended, it uncounted itself: the line has no waiter, and a round skips it.
+        expect(waits()).toBe(0)
+        const parked = Atomics.load(region.i32, WAITER_BELL / 4 + 1)
+        const paid = Atomics.load(region.i32, WAITER_BELL / 4)
         ringEveryone(region, area, ringerBell)
-        expect(yield* Fiber.join(waiter)).toBe(true)
-      }
-      // However each wait ended, it uncounted itself: the line has no waiter, and a round skips it.
-      expect(waits()).toBe(0)
-      const parked = Atomics.load(region.i32, WAITER_BELL / 4 + 1)
-      const paid = Atomics.load(region.i32, WAITER_BELL / 4)
-      ringEveryone(region, area, ringerBell)
-      expect([Atomics.load(region.i32, WAITER_BELL / 4 + 1), Atomics.load(region.i32, WAITER_BELL / 4)]).toEqual([parked, paid])
-    }), 120_000)
+        expect([Atomics.load(region.i32, WAITER_BELL / 4 + 1), Atomics.load(region.i32, WAITER_BELL / 4)]).toEqual([
+          parked,
+          paid
+        ])
+      }),
+    120_000
+  )
 
   it.scopedLive("a listener's wait counts itself while it waits, and a wait ended by its timeout or an interrupt uncounts itself", () =>
     Effect.gen(function*() {
@@ -125,43 +148,59 @@ describe("Listener lines", () => {
       expect(yield* Fiber.join(waiter)).toBe(true)
     }))
 
-  it.scopedLive("a round ordering the broker's batch racing its ACK tracker's wait never loses the wake, over thousands of rounds", () =>
-    Effect.gen(function*() {
-      const { ackWaits, area, ordering, region, ringerBell, waiterBell } = yield* setupOwner
-      // As above: the doorbell stays parked between rounds, so only the ring can serve a waiter.
-      yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
-      const rounds = 3000
-      for (let round = 1; round <= rounds; round++) {
-        const waiter = yield* Effect.fork(onlyByWake(ordering(() => Atomics.load(region.i32, VALUE / 4) >= round, 60_000)))
-        for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
-        Atomics.store(region.i32, VALUE / 4, round)
-        ringWaiters(region, area, ringerBell, onlyBroker(OWNED_BROKER))
-        expect(yield* Fiber.join(waiter)).toBe(true)
-      }
-      expect(ackWaits()).toBe(0)
-    }), 120_000)
-
-  it.scopedLive("a round ordering the broker's batch racing a standing (callback) wait never loses the wake, and the wait uncounts itself when stopped", () =>
-    Effect.gen(function*() {
-      const { ackWaits, area, orderingWatch, region, ringerBell, waiterBell } = yield* setupOwner
-      yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
-      const rounds = 2000
-      for (let round = 1; round <= rounds; round++) {
-        const ready = yield* Deferred.make<boolean>()
-        const reached = () => Atomics.load(region.i32, VALUE / 4) >= round
-        // The broker's protocol: register (counted), then check once; a later ring serves the rest.
-        const stop = orderingWatch(reached, (satisfied) => Deferred.unsafeDone(ready, Effect.succeed(satisfied)), () => 60_000)
-        if (reached()) Deferred.unsafeDone(ready, Effect.succeed(true))
-        for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
-        Atomics.store(region.i32, VALUE / 4, round)
-        ringWaiters(region, area, ringerBell, onlyBroker(OWNED_BROKER))
-        expect(yield* onlyByWake(Deferred.await(ready))).toBe(true)
-        expect(ackWaits()).toBe(1)
-        stop()
-        stop()
+  it.scopedLive(
+    "a round ordering the broker's batch racing its ACK tracker's wait never loses the wake, over thousands of rounds",
+    () =>
+      Effect.gen(function*() {
+        const { ackWaits, area, ordering, region, ringerBell, waiterBell } = yield* setupOwner
+        // As above: the doorbell stays parked between rounds, so only the ring can serve a waiter.
+        yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
+        const rounds = 3000
+        for (let round = 1; round <= rounds; round++) {
+          const waiter = yield* Effect.fork(
+            onlyByWake(ordering(() => Atomics.load(region.i32, VALUE / 4) >= round, 60_000))
+          )
+          for (let k = round % 4; k > 0; k--) yield* Effect.yieldNow()
+          Atomics.store(region.i32, VALUE / 4, round)
+          ringWaiters(region, area, ringerBell, onlyBroker(OWNED_BROKER))
+          expect(yield* Fiber.join(waiter)).toBe(true)
+        }
         expect(ackWaits()).toBe(0)
-      }
-    }), 120_000)
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a round ordering the broker's batch racing a standing (callback) wait never loses the wake, and the wait uncounts itself when stopped",
+    () =>
+      Effect.gen(function*() {
+        const { ackWaits, area, orderingWatch, region, ringerBell, waiterBell } = yield* setupOwner
+        yield* Effect.forkScoped(waiterBell.await(() => false, 120_000))
+        const rounds = 2000
+        for (let round = 1; round <= rounds; round++) {
+          const ready = yield* Deferred.make<boolean>()
+          const reached = () => Atomics.load(region.i32, VALUE / 4) >= round
+          // The broker's protocol: register (counted), then check once; a later ring serves the rest.
+          const stop = orderingWatch(reached, (satisfied) =>
+            Deferred.unsafeDone(ready, Effect.succeed(satisfied)), () =>
+            60_000)
+          if (reached()) {
+            Deferred.unsafeDone(ready, Effect.succeed(true))
+          }
+          for (let k = round % 4; k > 0; k--) {
+            yield* Effect.yieldNow()
+          }
+          Atomics.store(region.i32, VALUE / 4, round)
+          ringWaiters(region, area, ringerBell, onlyBroker(OWNED_BROKER))
+          expect(yield* onlyByWake(Deferred.await(ready))).toBe(true)
+          expect(ackWaits()).toBe(1)
+          stop()
+          stop()
+          expect(ackWaits()).toBe(0)
+        }
+      }),
+    120_000
+  )
 
   it.scopedLive("a process that does not own the broker slot gets no such wait (its ACK trackers wait as listeners)", () =>
     Effect.gen(function*() {

@@ -12,10 +12,12 @@ const scripted = () => {
   const clock = { now: 1_000 }
   const checked: Array<number> = []
   vi.spyOn(performance, "now").mockImplementation(() => clock.now)
-  vi.spyOn(process, "kill").mockImplementation(((pid: number) => {
-    checked.push(pid)
-    throw Object.assign(new Error("no such process"), { code: "ESRCH" })
-  }) as typeof process.kill)
+  vi.spyOn(process, "kill").mockImplementation(
+    ((pid: number) => {
+      checked.push(pid)
+      throw Object.assign(new Error("no such process"), { code: "ESRCH" })
+    }) as typeof process.kill
+  )
   return { clock, checked }
 }
 

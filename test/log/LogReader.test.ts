@@ -1,7 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { GoiEntryView } from "../../src/layers/log/RecordViews.js"
-import { appendSimple, drain, header, implementations, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
+import {
+  appendSimple,
+  drain,
+  header,
+  implementations,
+  makeBatch,
+  readAll,
+  smallConfig
+} from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 const decoder = new TextDecoder()
@@ -61,7 +69,11 @@ for (const impl of implementations) {
         const tail: Array<number> = []
         yield* latest.poll((m) => tail.push(m.totalOrder))
         expect(tail).toEqual([12])
-        expect(yield* Effect.flip(cluster.reader.subscribe("t", { from: 14 }))).toMatchObject({ _tag: "LogOutOfRange", requested: 14, end: 13 })
+        expect(yield* Effect.flip(cluster.reader.subscribe("t", { from: 14 }))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 14,
+          end: 13
+        })
         expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 0, end: 13 })
       }))
 
@@ -100,9 +112,11 @@ for (const impl of implementations) {
         yield* Effect.forkScoped(sequencer.run)
         const cursor = yield* cluster.reader.subscribe("t", { durable: true })
         const total = 3 * smallConfig.pbrSlots
-        const producer = yield* Effect.fork(Effect.forEach(Array.from({ length: total }, (_, i) => i), (seq) => appendSimple(a, "t", 1, 0, seq), {
-          discard: true
-        }))
+        const producer = yield* Effect.fork(
+          Effect.forEach(Array.from({ length: total }, (_, i) => i), (seq) => appendSimple(a, "t", 1, 0, seq), {
+            discard: true
+          })
+        )
         const seqs: Array<number> = []
         while (seqs.length < total) {
           expect(yield* cursor.awaitMore(5_000)).toBe(true)

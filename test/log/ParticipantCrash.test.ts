@@ -15,8 +15,8 @@ import { ParticipantLineView } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 import { consumersOf, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const OUR_BELL = 8192
 const CHILD_BELL = 8256
@@ -30,7 +30,10 @@ const killedIn = (phase: "claim" | "release", which: "listener" | "owner") =>
     const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
     const child = yield* spawnFixture("participant-crash", [name, String(AREA_BASE), phase, which, String(CHILD_BELL)])
     const exit = yield* Deferred.await(child.exited).pipe(
-      Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`participant-crash did not exit: ${child.stderr()}`) })
+      Effect.timeoutFail({
+        duration: "30 seconds",
+        onTimeout: () => new Error(`participant-crash did not exit: ${child.stderr()}`)
+      })
     )
     expect(exit.signal, child.stderr()).toBe("SIGKILL")
     return { region, line: which === "listener" ? area.listener(0) : area.brokerOwner(0) }
@@ -56,7 +59,9 @@ describe("a participant line whose process was killed mid-claim or mid-release",
     it.scoped(`listener line 0, its process killed in its ${phase}: the next listener takes line 0, not the next one`, () =>
       Effect.gen(function*() {
         const { region, line } = yield* killedIn(phase, "listener")
-        const doorbell = yield* DoorbellLayers.make({ offset: OUR_BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+        const doorbell = yield* DoorbellLayers.make({ offset: OUR_BELL, spinMicros: 0 }).pipe(
+          Effect.provideService(CxlMemory, region)
+        )
         yield* listening(region, area, doorbell)
         expect(new ParticipantLineView(region).pid(line)).toBe(process.pid)
       }))
@@ -68,11 +73,21 @@ describe("a participant line whose process was killed mid-claim or mid-release",
       yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
       const child = yield* spawnFixture("consumer-erase-crash", [cluster.region!.name, "t"])
       const exit = yield* Deferred.await(child.exited).pipe(
-        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`consumer-erase-crash did not exit: ${child.stderr()}`) })
+        Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error(`consumer-erase-crash did not exit: ${child.stderr()}`)
+        })
       )
       expect(exit.signal, child.stderr()).toBe("SIGKILL")
       expect(yield* (yield* consumersOf(cluster)).list("t")).toEqual([])
-      const taken = yield* Effect.all(Array.from({ length: smallConfig.subscriberSlots }, () => Effect.either(cluster.reader.subscribe("t", { durable: true }))))
-      expect(taken.map((t) => (t._tag === "Left" ? t.left._tag : "subscribed"))).toEqual(Array(smallConfig.subscriberSlots).fill("subscribed"))
+      const taken = yield* Effect.all(
+        Array.from(
+          { length: smallConfig.subscriberSlots },
+          () => Effect.either(cluster.reader.subscribe("t", { durable: true }))
+        )
+      )
+      expect(taken.map((t) => (t._tag === "Left" ? t.left._tag : "subscribed"))).toEqual(
+        Array(smallConfig.subscriberSlots).fill("subscribed")
+      )
     }))
 })

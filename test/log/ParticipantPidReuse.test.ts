@@ -7,7 +7,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
 import { makeLogArea } from "../../src/layers/log/Layout.js"
-import { claimLine, livePid, livenessCache, lowestDurableCursor, moveSubscriber, newOccurrence } from "../../src/layers/log/Participants.js"
+import {
+  claimLine,
+  livenessCache,
+  livePid,
+  lowestDurableCursor,
+  moveSubscriber,
+  newOccurrence
+} from "../../src/layers/log/Participants.js"
 import { ParticipantLineView } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
@@ -28,7 +35,10 @@ const occurrenceOf = (shortTag: number) => (shortTag << 15) | 7
 const leftBy = (region: CxlMemoryShape, line: number, occurrence: number, pid: number) =>
   expect(new ParticipantLineView(region).swapClaim(line, 0, 0, occurrence, pid)).toBe(true)
 
-const contract = (label: string, open: (options: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>) =>
+const contract = (
+  label: string,
+  open: (options: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>
+) =>
   describe(`participant lines under a reused pid (${label})`, () => {
     const region = Effect.gen(function*() {
       const name = yield* uniqueRegion("pid-reuse")

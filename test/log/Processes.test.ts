@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Queue } from "effect"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { logAreaParams, type LogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { LOG_BASE, regionSize } from "../fixtures/log-harness.js"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
@@ -64,8 +64,15 @@ interface AppenderDone {
 const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
   Effect.gen(function*() {
     const name = yield* uniqueRegion("audit")
-    const region = yield* CxlMemoryLayers.make({ name, size: regionSize(config), mode: "create", params: logAreaParams(LOG_BASE, config) })
-    const topics = yield* TopicsLayers.make(makeLogArea(LOG_BASE, config)).pipe(Effect.provideService(CxlMemory, region))
+    const region = yield* CxlMemoryLayers.make({
+      name,
+      size: regionSize(config),
+      mode: "create",
+      params: logAreaParams(LOG_BASE, config)
+    })
+    const topics = yield* TopicsLayers.make(makeLogArea(LOG_BASE, config)).pipe(
+      Effect.provideService(CxlMemory, region)
+    )
     yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })
     const batchesPerSession = Math.ceil((mib * 2 ** 20) / MESSAGE_BYTES / MESSAGES_PER_BATCH / SESSIONS)
     const expected = batchesPerSession * SESSIONS * MESSAGES_PER_BATCH
@@ -75,7 +82,9 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
     const first = yield* current.next<{ ready: boolean; epoch: number }>()
     expect(first.ready).toBe(true)
     // The sequencer's restart (a tsx start on a loaded machine) may take longer than the default head-lost bound: here it is expected.
-    const reader = yield* spawnFixture("log-reader", [name, "1", `${expected}`, `${MESSAGE_BYTES}`], { CXLOG_HEAD_LOST_MS: "60000" })
+    const reader = yield* spawnFixture("log-reader", [name, "1", `${expected}`, `${MESSAGE_BYTES}`], {
+      CXLOG_HEAD_LOST_MS: "60000"
+    })
     const readerReady = yield* reader.next()
     expect(readerReady, JSON.stringify(readerReady)).toEqual({ ready: true })
     const appender = (b: number) =>
@@ -96,19 +105,39 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
     let killedRounds = 0
     const killed = new Set<number>()
     for (;;) {
-      const message = yield* reader.next<{ progress?: number; audit?: Audit; stalled?: boolean; error?: string }>(120_000)
+      const message = yield* reader.next<{ progress?: number; audit?: Audit; stalled?: boolean; error?: string }>(
+        120_000
+      )
       if (message.audit !== undefined || message.stalled === true || message.error !== undefined) {
-        expect(message.stalled, `${JSON.stringify(message)}; sequencer: ${current.stderr()}; appenders: ${appenders.map((a) => a.stderr()).join(" | ")}`).toBeUndefined()
+        expect(
+          message.stalled,
+          `${JSON.stringify(message)}; sequencer: ${current.stderr()}; appenders: ${
+            appenders.map((a) => a.stderr()).join(" | ")
+          }`
+        ).toBeUndefined()
         expect(message.error).toBeUndefined()
-        const done = yield* Effect.forEach(appenders, (a) =>
-          a.next<AppenderDone>(30_000).pipe(Effect.repeat({ until: (m) => m.done === true })))
+        const done = yield* Effect.forEach(
+          appenders,
+          (a) => a.next<AppenderDone>(30_000).pipe(Effect.repeat({ until: (m) => m.done === true }))
+        )
         // The fixture's deliberate doubles (every 64th batch appended twice), apart from a restart's resends.
         expect(done.reduce((n, d) => n + d.doubled, 0)).toBeGreaterThan(0)
         // Rounds the appenders ran themselves: each finished one's, and what each killed one last said.
         const appenderRounds = done.reduce((n, d) => n + d.rounds, killedRounds)
-        return { audit: message.audit!, expected, firstEpoch: first.epoch, restartedEpoch, appendersKilled, killed, done, appenderRounds }
+        return {
+          audit: message.audit!,
+          expected,
+          firstEpoch: first.epoch,
+          restartedEpoch,
+          appendersKilled,
+          killed,
+          done,
+          appenderRounds
+        }
       }
-      if (appendersKilled < appenderKills && message.progress! >= (expected * (appendersKilled + 1)) / (appenderKills + 2)) {
+      if (
+        appendersKilled < appenderKills && message.progress! >= (expected * (appendersKilled + 1)) / (appenderKills + 2)
+      ) {
         const b = Math.floor(Math.random() * BROKERS)
         yield* Effect.sleep(Math.floor(Math.random() * 50))
         appenders[b]!.process.kill("SIGKILL")
@@ -119,7 +148,9 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
         appendersKilled++
         killed.add(b)
       }
-      if (killSequencerAt !== undefined && restartedEpoch === undefined && message.progress! >= expected * killSequencerAt) {
+      if (
+        killSequencerAt !== undefined && restartedEpoch === undefined && message.progress! >= expected * killSequencerAt
+      ) {
         // A standby waits for the lease while the appenders order their own rounds; the head is SIGKILLed under them.
         const standby = yield* sequencer(6)
         yield* standby.next<{ starting: boolean }>()
@@ -132,39 +163,59 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
   })
 
 const expectClean = (audit: Audit, expected: number) => {
-  expect(audit).toMatchObject({ messages: expected, lost: 0, duplicated: 0, fifoViolations: 0, crcErrors: 0, outOfOrder: 0, badMessages: 0 })
+  expect(audit).toMatchObject({
+    messages: expected,
+    lost: 0,
+    duplicated: 0,
+    fifoViolations: 0,
+    crcErrors: 0,
+    outOfOrder: 0,
+    badMessages: 0
+  })
 }
 
 describe("the log across processes (mode 5, 1 KiB messages)", () => {
-  it.scopedLive("4 appenders + a sequencer + an auditing reader over 256 MiB: nothing lost, duplicated or out of order", () =>
-    Effect.gen(function*() {
-      const { audit, expected } = yield* cluster(process.env["CXLOG_STRESS"] ? 1024 : 256)
-      expectClean(audit, expected)
-      expect(audit.messages * MESSAGE_BYTES).toBeGreaterThanOrEqual(256 * 2 ** 20)
-    }), 180_000)
+  it.scopedLive(
+    "4 appenders + a sequencer + an auditing reader over 256 MiB: nothing lost, duplicated or out of order",
+    () =>
+      Effect.gen(function*() {
+        const { audit, expected } = yield* cluster(process.env["CXLOG_STRESS"] ? 1024 : 256)
+        expectClean(audit, expected)
+        expect(audit.messages * MESSAGE_BYTES).toBeGreaterThanOrEqual(256 * 2 ** 20)
+      }),
+    180_000
+  )
 
-  it.scopedLive("appenders (which order their own batches) SIGKILLed at random moments 6 times and started again, resending from their first batch: the audit still passes", () =>
-    Effect.gen(function*() {
-      const { audit, expected, appendersKilled, killed, done, appenderRounds } = yield* cluster(64, undefined, 6)
-      expect(appendersKilled).toBe(6)
-      expect(appenderRounds).toBeGreaterThan(0)
-      // Each killed broker's last incarnation appended again from its first batch (broker b's first is
-      // session b's batch 0) what the log already held; the brokers never killed resent nothing.
-      for (const d of done) {
-        if (killed.has(d.brokerId)) {
-          expect(d.resent, JSON.stringify(d)).toBeGreaterThan(0)
-          expect(d.resentFrom, JSON.stringify(d)).toBe(0)
-        } else expect(d.resent, JSON.stringify(d)).toBe(0)
-      }
-      expectClean(audit, expected)
-    }), 180_000)
+  it.scopedLive(
+    "appenders (which order their own batches) SIGKILLed at random moments 6 times and started again, resending from their first batch: the audit still passes",
+    () =>
+      Effect.gen(function*() {
+        const { audit, expected, appendersKilled, killed, done, appenderRounds } = yield* cluster(64, undefined, 6)
+        expect(appendersKilled).toBe(6)
+        expect(appenderRounds).toBeGreaterThan(0)
+        // Each killed broker's last incarnation appended again from its first batch (broker b's first is
+        // session b's batch 0) what the log already held; the brokers never killed resent nothing.
+        for (const d of done) {
+          if (killed.has(d.brokerId)) {
+            expect(d.resent, JSON.stringify(d)).toBeGreaterThan(0)
+            expect(d.resentFrom, JSON.stringify(d)).toBe(0)
+          } else expect(d.resent, JSON.stringify(d)).toBe(0)
+        }
+        expectClean(audit, expected)
+      }),
+    180_000
+  )
 
-  it.scopedLive("the head SIGKILLed mid-run while the appenders order their own rounds, a standby waiting: it takes over and the audit still passes", () =>
-    Effect.gen(function*() {
-      const { audit, expected, firstEpoch, restartedEpoch, done, appenderRounds } = yield* cluster(64, 0.3)
-      expect(restartedEpoch).toBe(firstEpoch + 1)
-      expect(done.map((d) => d.resent)).toEqual([0, 0, 0, 0])
-      expect(appenderRounds).toBeGreaterThan(0)
-      expectClean(audit, expected)
-    }), 180_000)
+  it.scopedLive(
+    "the head SIGKILLed mid-run while the appenders order their own rounds, a standby waiting: it takes over and the audit still passes",
+    () =>
+      Effect.gen(function*() {
+        const { audit, expected, firstEpoch, restartedEpoch, done, appenderRounds } = yield* cluster(64, 0.3)
+        expect(restartedEpoch).toBe(firstEpoch + 1)
+        expect(done.map((d) => d.resent)).toEqual([0, 0, 0, 0])
+        expect(appenderRounds).toBeGreaterThan(0)
+        expectClean(audit, expected)
+      }),
+    180_000
+  )
 })

@@ -7,7 +7,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc, TestClock } from "effect"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
-import { appendSimple, drain, type LogCluster, memoryCluster, readAll, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import {
+  appendSimple,
+  drain,
+  type LogCluster,
+  memoryCluster,
+  readAll,
+  regionCluster,
+  smallConfig
+} from "../fixtures/log-harness.js"
 
 const config = { ...smallConfig, maxTopics: 1, pbrSlots: 128, goiSlots: 512 }
 const HOLD_MS = 1_000
@@ -25,29 +33,41 @@ interface Scenario {
   readonly sessions: number
 }
 
-const scenario: fc.Arbitrary<Scenario> = fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 3 }).chain((lengths) => {
-  const batches = lengths.flatMap((n, session) => Array.from({ length: n }, (_, seq) => ({ session, seq })))
-  const copy = fc.record({ broker: fc.integer({ min: 0, max: 3 }), key: fc.double({ min: 0, max: 1, noNaN: true }) })
-  const fate = fc.record({
-    missing: fc.integer({ min: 0, max: 9 }).map((x) => x === 0),
-    first: copy,
-    duplicate: fc.option(copy, { freq: 5 })
-  })
-  return fc.tuple(fc.array(fate, { minLength: batches.length, maxLength: batches.length }), fc.array(fc.boolean(), { minLength: 80, maxLength: 80 }))
-    .map(([fates, stepAfter]) => {
-      const keyed: Array<Arrival & { key: number }> = []
-      fates.forEach((f, i) => {
-        if (f.missing) return
-        const { session, seq } = batches[i]!
-        keyed.push({ session, seq, broker: f.first.broker, key: f.first.key })
-        if (f.duplicate !== null) keyed.push({ session, seq, broker: f.duplicate.broker, key: f.duplicate.key })
-      })
-      keyed.sort((a, b) => a.key - b.key)
-      return { arrivals: keyed.map(({ session, seq, broker }) => ({ session, seq, broker })), stepAfter, sessions: lengths.length }
+const scenario: fc.Arbitrary<Scenario> = fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 3 })
+  .chain((lengths) => {
+    const batches = lengths.flatMap((n, session) => Array.from({ length: n }, (_, seq) => ({ session, seq })))
+    const copy = fc.record({ broker: fc.integer({ min: 0, max: 3 }), key: fc.double({ min: 0, max: 1, noNaN: true }) })
+    const fate = fc.record({
+      missing: fc.integer({ min: 0, max: 9 }).map((x) => x === 0),
+      first: copy,
+      duplicate: fc.option(copy, { freq: 5 })
     })
-})
+    return fc.tuple(
+      fc.array(fate, { minLength: batches.length, maxLength: batches.length }),
+      fc.array(fc.boolean(), { minLength: 80, maxLength: 80 })
+    )
+      .map(([fates, stepAfter]) => {
+        const keyed: Array<Arrival & { key: number }> = []
+        fates.forEach((f, i) => {
+          if (f.missing) return
+          const { session, seq } = batches[i]!
+          keyed.push({ session, seq, broker: f.first.broker, key: f.first.key })
+          if (f.duplicate !== null) keyed.push({ session, seq, broker: f.duplicate.broker, key: f.duplicate.key })
+        })
+        keyed.sort((a, b) => a.key - b.key)
+        return {
+          arrivals: keyed.map(({ session, seq, broker }) => ({ session, seq, broker })),
+          stepAfter,
+          sessions: lengths.length
+        }
+      })
+  })
 
-const check = (order: 0 | 2 | 4 | 5, make: () => Effect.Effect<LogCluster, unknown, import("effect").Scope.Scope>, s: Scenario) =>
+const check = (
+  order: 0 | 2 | 4 | 5,
+  make: () => Effect.Effect<LogCluster, unknown, import("effect").Scope.Scope>,
+  s: Scenario
+) =>
   Effect.scoped(Effect.gen(function*() {
     const cluster = yield* make()
     yield* cluster.topics.create({ name: "p", order, ackLevel: 1, replicationFactor: 1 })
@@ -83,7 +103,9 @@ const check = (order: 0 | 2 | 4 | 5, make: () => Effect.Effect<LogCluster, unkno
       if (appended.size === 0) continue
       // Loses nothing except what a fenced session reports: everything from its frontier on.
       for (const seq of appended) {
-        if (!ordered.includes(seq)) expect(acks.fenced && seq >= acks.ordered, `session ${session} lost batch ${seq}`).toBe(true)
+        if (!ordered.includes(seq)) {
+          expect(acks.fenced && seq >= acks.ordered, `session ${session} lost batch ${seq}`).toBe(true)
+        }
       }
       // The ACK frontier is the contiguous ordered prefix.
       let prefix = 0
@@ -100,8 +122,11 @@ const check = (order: 0 | 2 | 4 | 5, make: () => Effect.Effect<LogCluster, unkno
       if (order === 4 || order === 0) {
         // Each broker's batches keep their arrival order.
         for (let broker = 0; broker < 4; broker++) {
-          const arrivalIndex = (seq: number) => s.arrivals.findIndex((a) => a.session === session && a.seq === seq && a.broker === broker)
-          const fromBroker = goi.filter((b) => b.clientId === clientId && b.brokerId === broker).map((b) => arrivalIndex(b.batchSeq))
+          const arrivalIndex = (seq: number) =>
+            s.arrivals.findIndex((a) => a.session === session && a.seq === seq && a.broker === broker)
+          const fromBroker = goi.filter((b) => b.clientId === clientId && b.brokerId === broker).map((b) =>
+            arrivalIndex(b.batchSeq)
+          )
           expect(fromBroker).toEqual([...fromBroker].sort((x, y) => x - y))
         }
       }

@@ -10,12 +10,21 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
 import { persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
 import { recoveredSessions } from "../../src/layers/log/durable/Recovery.js"
-import { sessionCapacity } from "../../src/layers/log/SessionTable.js"
-import { orderedStream, recoverInto, writeStream } from "../fixtures/recovery.js"
 import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
-import { appendSimple, drain, header, implementations, type LogCluster, makeBatch, readAll, smallConfig } from "../fixtures/log-harness.js"
+import { sessionCapacity } from "../../src/layers/log/SessionTable.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
+import {
+  appendSimple,
+  drain,
+  header,
+  implementations,
+  type LogCluster,
+  makeBatch,
+  readAll,
+  smallConfig
+} from "../fixtures/log-harness.js"
+import { orderedStream, recoverInto, writeStream } from "../fixtures/recovery.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
 
@@ -31,7 +40,9 @@ for (const impl of implementations) {
         const topic = yield* first.topics.create(spec)
         const [a, b] = yield* Effect.forEach([0, 1], (id) => first.appender(id))
         const sequencer = yield* first.sequencer()
-        const writer = yield* Effect.forkScoped(persistTopic(topic, yield* marksOf(first, 41)).pipe(Effect.provide(layersOf(first))))
+        const writer = yield* Effect.forkScoped(
+          persistTopic(topic, yield* marksOf(first, 41)).pipe(Effect.provide(layersOf(first)))
+        )
         // Holds retention, so the first life's log can be read whole at the end to compare.
         yield* first.reader.subscribe("d", { from: 0, durable: true })
         for (let seq = 0; seq < 8; seq++) {
@@ -60,12 +71,24 @@ for (const impl of implementations) {
         const sequencer2 = yield* second.sequencer()
         const result = yield* recoverInto(second, again, layersOf(second))
         const appender = yield* second.appender(0, { registered: false })
-        expect(result).toEqual({ batches: 16, messages: original.reduce((n, x) => n + x.messageCount, 0), sessions: 2, sessionsLeftOut: 0, cutBytes: torn, held: 16 })
+        expect(result).toEqual({
+          batches: 16,
+          messages: original.reduce((n, x) => n + x.messageCount, 0),
+          sessions: 2,
+          sessionsLeftOut: 0,
+          cutBytes: torn,
+          held: 16
+        })
         const recovered = yield* readAll(second.reader, "d")
         const shape = (x: (typeof original)[number]) => ({ ...x, brokerId: 0 })
         expect(recovered).toEqual(original.map(shape))
         expect(recovered.every((x) => x.crcOk)).toBe(true)
-        expect(yield* second.acks.sessionAcks("d", 7, 1)).toEqual({ ordered: 8, replicated: 8, fenced: false, known: true })
+        expect(yield* second.acks.sessionAcks("d", 7, 1)).toEqual({
+          ordered: 8,
+          replicated: 8,
+          fenced: false,
+          known: true
+        })
 
         // A publisher resending its last batch across the crash: a duplicate, dropped and acknowledged.
         yield* appendSimple(appender, "d", 7, 1, 7, 1 + (7 % 3))
@@ -75,7 +98,9 @@ for (const impl of implementations) {
         expect(second.sessions("d").register(7, Date.now())).toMatchObject({ sessionEpoch: 5 })
 
         // The durable tier resumes the same stream where it ends.
-        const writer2 = yield* Effect.forkScoped(persistTopic(again, yield* marksOf(second, 41)).pipe(Effect.provide(layersOf(second))))
+        const writer2 = yield* Effect.forkScoped(
+          persistTopic(again, yield* marksOf(second, 41)).pipe(Effect.provide(layersOf(second)))
+        )
         yield* appendSimple(appender, "d", 9, 4, 8, 2)
         yield* drain(sequencer2)
         yield* second.acks.awaitAcked("d", 9, 4, 8, { timeoutMs: 5_000, level: 2 })
@@ -92,7 +117,9 @@ for (const impl of implementations) {
         const sequencer = yield* first.sequencer()
         const subscribed = yield* Deferred.make<void>()
         const writer = yield* Effect.forkScoped(
-          persistTopic(topic, yield* marksOf(first, 41), { onSubscribed: () => Deferred.unsafeDone(subscribed, Exit.void) }).pipe(Effect.provide(layersOf(first)))
+          persistTopic(topic, yield* marksOf(first, 41), {
+            onSubscribed: () => Deferred.unsafeDone(subscribed, Exit.void)
+          }).pipe(Effect.provide(layersOf(first)))
         )
         yield* Deferred.await(subscribed)
         // 60 batches of 2 × 4 KiB: about twice the 256 KiB Blog of the test region.
@@ -125,7 +152,11 @@ for (const impl of implementations) {
         const capacity = sessionCapacity(smallConfig.sessionSlots)
         const keep = recoveredSessions(capacity)
         expect(keep).toBeLessThan(60)
-        expect(yield* recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk))).toMatchObject({ batches: 120, sessions: keep, sessionsLeftOut: 60 - keep })
+        expect(yield* recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk))).toMatchObject({
+          batches: 120,
+          sessions: keep,
+          sessionsLeftOut: 60 - keep
+        })
         for (let s = 0; s < 60; s++) {
           const acks = yield* cluster.acks.sessionAcks("d", s + 1, 2 * s + 1)
           if (s >= 60 - keep) expect(acks).toMatchObject({ known: true, ordered: 2, replicated: 2 })
@@ -139,9 +170,15 @@ for (const impl of implementations) {
         yield* drain(sequencer)
         expect(yield* cluster.reader.bounds("d")).toMatchObject({ end: 120 })
         expect((yield* cluster.acks.sessionAcks("d", 1, 1)).known).toBe(false)
-        expect(yield* cluster.acks.awaitAcked("d", 60, 119, 1, { timeoutMs: 5_000, level: 2 })).toMatchObject({ ordered: 2, replicated: 2 })
+        expect(yield* cluster.acks.awaitAcked("d", 60, 119, 1, { timeoutMs: 5_000, level: 2 })).toMatchObject({
+          ordered: 2,
+          replicated: 2
+        })
         // The rest of the table is free at once: that many new sessions register, none under an epoch the stream holds.
-        const epochs = yield* Effect.forEach(Array.from({ length: capacity - keep }, (_, i) => 100 + i), (clientId) => appender.registerSession("d", clientId))
+        const epochs = yield* Effect.forEach(
+          Array.from({ length: capacity - keep }, (_, i) => 100 + i),
+          (clientId) => appender.registerSession("d", clientId)
+        )
         expect(Math.min(...epochs)).toBeGreaterThan(119)
         expect(yield* Effect.flip(appender.registerSession("d", 999))).toMatchObject({ _tag: "SessionTableFull" })
       }))
@@ -154,7 +191,9 @@ for (const impl of implementations) {
         const sequencer = yield* cluster.sequencer()
         yield* appendSimple(appender, "d", 1, 1, 0)
         yield* drain(sequencer)
-        const error = yield* Effect.flip(recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(makeMemoryDisk())))
+        const error = yield* Effect.flip(
+          recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(makeMemoryDisk()))
+        )
         expect(error).toMatchObject({ _tag: "RecoveryFailed", topic: "d" })
         expect(error.message).toContain("not empty")
       }))

@@ -23,7 +23,11 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const disk = makeMemoryDisk()
         // 200 batches of 1-3 messages of 1.5-6 KiB: more than the PBR (64) and several laps of the 256 KiB Blog.
-        const stream = orderedStream(200, 3, (i) => Array.from({ length: 1 + (i % 3) }, (_, k) => 1500 + ((i * 977 + k * 131) % 4500)))
+        const stream = orderedStream(
+          200,
+          3,
+          (i) => Array.from({ length: 1 + (i % 3) }, (_, k) => 1500 + ((i * 977 + k * 131) % 4500))
+        )
         yield* writeStream(disk, "d", stream)
         const cluster = yield* impl.make()
         const topic = yield* cluster.topics.create(spec)
@@ -34,16 +38,18 @@ for (const impl of implementations) {
         expect(held).toHaveLength(result.held)
         expect(held.length).toBeGreaterThan(10)
         // Each batch held is the recorded one, at its recorded global seq and offset, its payload intact.
-        expect(held).toEqual(stream.slice(200 - held.length).map((r) => ({
-          globalSeq: r.globalSeq,
-          totalOrder: r.totalOrder,
-          clientId: r.clientId,
-          sessionEpoch: r.sessionEpoch,
-          batchSeq: r.batchSeq,
-          brokerId: 0,
-          messageCount: r.sizes.length,
-          crcOk: true
-        })))
+        expect(held).toEqual(
+          stream.slice(200 - held.length).map((r) => ({
+            globalSeq: r.globalSeq,
+            totalOrder: r.totalOrder,
+            clientId: r.clientId,
+            sessionEpoch: r.sessionEpoch,
+            batchSeq: r.batchSeq,
+            brokerId: 0,
+            messageCount: r.sizes.length,
+            crcOk: true
+          }))
+        )
         expect(yield* cluster.reader.bounds("d")).toEqual({ earliest: stream[200 - held.length]!.totalOrder, end })
 
         // The sequencer takes the loaded log as its own: a session's next batch follows at the end, its resend is a duplicate.
@@ -54,15 +60,39 @@ for (const impl of implementations) {
         yield* appendSimple(appender, "d", last.clientId, last.sessionEpoch, last.batchSeq + 1, 2)
         yield* drain(sequencer)
         const after = yield* readAll(cluster.reader, "d", end)
-        expect(after.map((b) => [b.globalSeq, b.totalOrder, b.batchSeq, b.crcOk])).toEqual([[200, end, last.batchSeq + 1, true]])
-        expect(yield* cluster.acks.sessionAcks("d", last.clientId, last.sessionEpoch)).toMatchObject({ ordered: last.batchSeq + 2, known: true })
+        expect(after.map((b) => [b.globalSeq, b.totalOrder, b.batchSeq, b.crcOk])).toEqual([[
+          200,
+          end,
+          last.batchSeq + 1,
+          true
+        ]])
+        expect(yield* cluster.acks.sessionAcks("d", last.clientId, last.sessionEpoch)).toMatchObject({
+          ordered: last.batchSeq + 2,
+          known: true
+        })
       }))
 
     const conflicts: ReadonlyArray<readonly [string, (s: Array<Recorded>) => Array<Recorded>, RegExp]> = [
-      ["a session's batch recorded twice", (s) => [...s.slice(0, 5), { ...s[5]!, batchSeq: s[2]!.batchSeq }, ...s.slice(6)], /record 5 is batch .* conflicts with the recorded order/],
-      ["a session's batch recorded before the one it follows", (s) => [...s.slice(0, 5), { ...s[5]!, batchSeq: s[5]!.batchSeq + 1 }, ...s.slice(6)], /record 5 is batch .* conflicts/],
-      ["offsets that skip within a run of batches", (s) => [...s.slice(0, 7), { ...s[7]!, totalOrder: s[7]!.totalOrder + 1 }, ...s.slice(8)], /record 7 was recorded as batch 7 at offset .*: neither the next batch nor one after a gap/],
-      ["a global seq that is not its place", (s) => [...s.slice(0, 4), { ...s[4]!, globalSeq: 9 }, ...s.slice(5)], /record 4 was recorded as batch 9/]
+      [
+        "a session's batch recorded twice",
+        (s) => [...s.slice(0, 5), { ...s[5]!, batchSeq: s[2]!.batchSeq }, ...s.slice(6)],
+        /record 5 is batch .* conflicts with the recorded order/
+      ],
+      [
+        "a session's batch recorded before the one it follows",
+        (s) => [...s.slice(0, 5), { ...s[5]!, batchSeq: s[5]!.batchSeq + 1 }, ...s.slice(6)],
+        /record 5 is batch .* conflicts/
+      ],
+      [
+        "offsets that skip within a run of batches",
+        (s) => [...s.slice(0, 7), { ...s[7]!, totalOrder: s[7]!.totalOrder + 1 }, ...s.slice(8)],
+        /record 7 was recorded as batch 7 at offset .*: neither the next batch nor one after a gap/
+      ],
+      [
+        "a global seq that is not its place",
+        (s) => [...s.slice(0, 4), { ...s[4]!, globalSeq: 9 }, ...s.slice(5)],
+        /record 4 was recorded as batch 9/
+      ]
     ]
     for (const [what, change, reason] of conflicts) {
       it.scopedLive(`a stream with ${what} is RecoveryFailed naming the record; nothing is loaded`, () =>
@@ -94,7 +124,11 @@ for (const impl of implementations) {
           const cluster = yield* impl.make()
           const topic = yield* cluster.topics.create(spec)
           const error = yield* Effect.flip(recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk)))
-          expect(error).toMatchObject({ _tag: "SegmentCorrupt", file: files[1]!, offset: damage === "flip" ? recordBytes : f.size })
+          expect(error).toMatchObject({
+            _tag: "SegmentCorrupt",
+            file: files[1]!,
+            offset: damage === "flip" ? recordBytes : f.size
+          })
           if (damage === "drop") expect(error.message).toContain("records, but the next segment begins at record")
           expect(yield* cluster.reader.bounds("d")).toEqual({ earliest: 0, end: 0 })
         }

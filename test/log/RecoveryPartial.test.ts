@@ -15,8 +15,8 @@ import { makeMemoryDisk, type MemoryDisk, memorySegmentFiles } from "../../src/l
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { tieredReader } from "../../src/layers/log/durable/TieredReader.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
-import { appendSimple, drain, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
+import { appendSimple, drain, implementations, type LogCluster, readAll } from "../fixtures/log-harness.js"
 import { encode, orderedStream, type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
@@ -28,7 +28,9 @@ const offsetsFrom = (reader: LogReaderShape, from: number, until?: number) =>
     const cursor = yield* reader.subscribe("d", { from })
     const offsets: Array<number> = []
     while (cursor.position() < end) {
-      if ((yield* cursor.poll((m) => void offsets.push(m.totalOrder), 1)) === 0) expect(yield* cursor.awaitMore(5_000)).toBe(true)
+      if ((yield* cursor.poll((m) => void offsets.push(m.totalOrder), 1)) === 0) {
+        expect(yield* cursor.awaitMore(5_000)).toBe(true)
+      }
     }
     return offsets
   }))
@@ -39,7 +41,10 @@ const range = (from: number, end: number) => Array.from({ length: end - from }, 
 const segmentFiles = (disk: MemoryDisk) => [...disk.files.keys()].filter((p) => p.includes(`/${streamOf("d")}/`)).sort()
 
 const recover = (cluster: LogCluster, disk: MemoryDisk) =>
-  Effect.flatMap(cluster.topics.create(spec), (topic) => recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk)))
+  Effect.flatMap(
+    cluster.topics.create(spec),
+    (topic) => recoverInto(cluster, topic, SegmentsMemoryLayers.layerMemory(disk))
+  )
 
 for (const impl of implementations) {
   describe(`recovery from part of a log: ${impl.label}`, () => {
@@ -64,21 +69,33 @@ for (const impl of implementations) {
         )
 
         // From disk: the oldest offset held is where it was; older ones are out of range, naming it.
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         expect(yield* tiered.bounds("d")).toEqual({ earliest: oldest, end: 1200 })
-        expect(yield* Effect.flip(offsetsFrom(tiered, 0))).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest: oldest })
+        expect(yield* Effect.flip(offsetsFrom(tiered, 0))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 0,
+          earliest: oldest
+        })
         expect(yield* offsetsFrom(tiered, oldest)).toEqual(range(oldest, 1200))
 
         // What retention deleted was on disk: level 2 covers every recovered batch.
         const last = stream[599]!
-        expect(yield* cluster.acks.sessionAcks("d", last.clientId, last.sessionEpoch)).toMatchObject({ ordered: last.batchSeq + 1, replicated: last.batchSeq + 1 })
+        expect(yield* cluster.acks.sessionAcks("d", last.clientId, last.sessionEpoch)).toMatchObject({
+          ordered: last.batchSeq + 1,
+          replicated: last.batchSeq + 1
+        })
         // Sessions seen only after the deleted part resume where they were: a resend is a duplicate, the next batch follows.
         const sequencer = yield* cluster.sequencer()
         const appender = yield* cluster.appender(0, { registered: false })
         yield* appendSimple(appender, "d", last.clientId, last.sessionEpoch, last.batchSeq)
         yield* appendSimple(appender, "d", last.clientId, last.sessionEpoch, last.batchSeq + 1, 2)
         yield* drain(sequencer)
-        expect((yield* readAll(cluster.reader, "d", 1200)).map((b) => [b.globalSeq, b.totalOrder, b.batchSeq])).toEqual([[600, 1200, last.batchSeq + 1]])
+        expect((yield* readAll(cluster.reader, "d", 1200)).map((b) => [b.globalSeq, b.totalOrder, b.batchSeq])).toEqual(
+          [[600, 1200, last.batchSeq + 1]]
+        )
       }))
 
     it.scopedLive("a stream with a gap (batches the writer never got) is recovered around it; a reader of the gap gets LogOutOfRange; no session is acknowledged at level 2 past it", () =>
@@ -92,15 +109,25 @@ for (const impl of implementations) {
         const result = yield* recover(cluster, disk)
         expect(result).toMatchObject({ batches: 300, messages: 600, sessions: 2 })
         expect((yield* readAll(cluster.reader, "d")).map((b) => b.globalSeq)).toEqual(range(300 - result.held, 300))
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         expect(yield* offsetsFrom(tiered, 150, 200)).toEqual(range(150, 200))
-        expect(yield* Effect.flip(offsetsFrom(tiered, 200))).toMatchObject({ _tag: "LogOutOfRange", requested: 200, earliest: 280 })
+        expect(yield* Effect.flip(offsetsFrom(tiered, 200))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 200,
+          earliest: 280
+        })
         expect(yield* offsetsFrom(tiered, 280)).toEqual(range(280, 600))
         // Each session is ordered through its last batch, but on disk only up to the gap: level 2 stays there.
         for (const [clientId, sessionEpoch] of [[1, 1], [2, 3]] as const) {
           const mine = whole.filter((r) => r.clientId === clientId && r.sessionEpoch === sessionEpoch)
           const beforeGap = mine.filter((r) => r.globalSeq < 100).length
-          expect(yield* cluster.acks.sessionAcks("d", clientId, sessionEpoch)).toMatchObject({ ordered: mine.length, replicated: beforeGap })
+          expect(yield* cluster.acks.sessionAcks("d", clientId, sessionEpoch)).toMatchObject({
+            ordered: mine.length,
+            replicated: beforeGap
+          })
         }
         // A resend of a batch from the gap is a duplicate (ordered once already), and still not acknowledged at level 2.
         const sequencer = yield* cluster.sequencer()
@@ -108,20 +135,29 @@ for (const impl of implementations) {
         const lost = whole[120]!
         yield* appendSimple(appender, "d", lost.clientId, lost.sessionEpoch, lost.batchSeq)
         yield* drain(sequencer)
-        expect(yield* Effect.flip(cluster.acks.awaitAcked("d", lost.clientId, lost.sessionEpoch, lost.batchSeq, { timeoutMs: 50, level: 2 }))).toMatchObject({
+        expect(
+          yield* Effect.flip(
+            cluster.acks.awaitAcked("d", lost.clientId, lost.sessionEpoch, lost.batchSeq, { timeoutMs: 50, level: 2 })
+          )
+        ).toMatchObject({
           _tag: "AckTimeout",
           level: 2
         })
         // The durable tier writing again: the session's next batch reaches the disk, its level 2 does not move past the gap.
         const topic = yield* cluster.topics.lookup("d")
-        yield* Effect.forkScoped(persistTopic(topic, yield* marksOf(cluster, 40)).pipe(Effect.provide(durableLayers(disk, cluster))))
+        yield* Effect.forkScoped(
+          persistTopic(topic, yield* marksOf(cluster, 40)).pipe(Effect.provide(durableLayers(disk, cluster)))
+        )
         const first = whole.filter((r) => r.clientId === 1)
         yield* appendSimple(appender, "d", 1, 1, first.length)
         // A new session's batch after it, as the witness that the writer has persisted both.
         yield* appendSimple(yield* cluster.appender(1), "d", 9, 1, 0)
         yield* drain(sequencer)
         yield* cluster.acks.awaitAcked("d", 9, 1, 0, { timeoutMs: 5_000, level: 2 })
-        expect(yield* cluster.acks.sessionAcks("d", 1, 1)).toMatchObject({ ordered: first.length + 1, replicated: first.filter((r) => r.globalSeq < 100).length })
+        expect(yield* cluster.acks.sessionAcks("d", 1, 1)).toMatchObject({
+          ordered: first.length + 1,
+          replicated: first.filter((r) => r.globalSeq < 100).length
+        })
       }))
 
     it.scopedLive("a stream begun on a log already recycled: its sessions are ordered where they were, but level 2 covers none of their batches", () =>
@@ -148,8 +184,13 @@ for (const impl of implementations) {
           const persist = () =>
             Effect.gen(function*() {
               const subscribed = yield* Deferred.make<void>()
-              const options = { segments: { segmentBytes: 4096 }, onSubscribed: () => Deferred.unsafeDone(subscribed, Effect.void) }
-              const writer = yield* Effect.forkScoped(persistTopic(topic, marks, options).pipe(Effect.provide(durableLayers(disk, cluster))))
+              const options = {
+                segments: { segmentBytes: 4096 },
+                onSubscribed: () => Deferred.unsafeDone(subscribed, Effect.void)
+              }
+              const writer = yield* Effect.forkScoped(
+                persistTopic(topic, marks, options).pipe(Effect.provide(durableLayers(disk, cluster)))
+              )
               yield* Deferred.await(subscribed)
               return writer
             })
@@ -186,14 +227,20 @@ for (const impl of implementations) {
 
           const recovered = yield* impl.make()
           yield* recover(recovered, disk)
-          expect(yield* recovered.acks.sessionAcks("d", 7, 1)).toMatchObject({ ordered: 1200, replicated: onDiskBefore })
+          expect(yield* recovered.acks.sessionAcks("d", 7, 1)).toMatchObject({
+            ordered: 1200,
+            replicated: onDiskBefore
+          })
           expect(yield* recovered.acks.sessionAcks("d", 8, 1)).toMatchObject({ ordered: 200, replicated: 200 })
           // A resend of a batch the disk never held: a duplicate, acknowledged as ordered, never as on disk.
           const resequencer = yield* recovered.sequencer()
           yield* appendSimple(yield* recovered.appender(0, { registered: false }), "d", 7, 1, 500)
           yield* drain(resequencer)
-          expect(yield* recovered.acks.awaitAcked("d", 7, 1, 500, { timeoutMs: 5_000, level: 1 })).toMatchObject({ ordered: 1200 })
-          expect(yield* Effect.flip(recovered.acks.awaitAcked("d", 7, 1, 500, { timeoutMs: 50, level: 2 }))).toMatchObject({ _tag: "AckTimeout", level: 2 })
+          expect(yield* recovered.acks.awaitAcked("d", 7, 1, 500, { timeoutMs: 5_000, level: 1 })).toMatchObject({
+            ordered: 1200
+          })
+          expect(yield* Effect.flip(recovered.acks.awaitAcked("d", 7, 1, 500, { timeoutMs: 50, level: 2 })))
+            .toMatchObject({ _tag: "AckTimeout", level: 2 })
         }))
     }
 
@@ -212,7 +259,10 @@ for (const impl of implementations) {
         const result = yield* recover(cluster, disk)
         expect(result).toMatchObject({ batches: 300, messages: 600 })
         expect(300 - result.held).toBeGreaterThan(damaged)
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         // Up to it from disk, then the damage named.
         const error = yield* Effect.flip(offsetsFrom(tiered, 0))
         expect(error).toMatchObject({ _tag: "LogCorrupt" })
@@ -222,10 +272,22 @@ for (const impl of implementations) {
         expect(yield* offsetsFrom(tiered, after)).toEqual(range(after, 600))
       }))
 
-    const structural: ReadonlyArray<readonly [string, (data: Uint8Array, size: number) => void, (size: number) => number, RegExp]> = [
-      ["a record's length", (data, size) => void (data[size + 2] = 0x10), (size) => size, /a record of \d+ bytes runs past the end of the segment/],
+    const structural: ReadonlyArray<
+      readonly [string, (data: Uint8Array, size: number) => void, (size: number) => number, RegExp]
+    > = [
+      [
+        "a record's length",
+        (data, size) => void (data[size + 2] = 0x10),
+        (size) => size,
+        /a record of \d+ bytes runs past the end of the segment/
+      ],
       // A header field the recorded order depends on: the record is checked against its checksum and named.
-      ["a record's batch seq", (data, size) => void (data[size + 8 + OrderRecord.batchSeq + 6]! ^= 0x10), (size) => size, /checksum/]
+      [
+        "a record's batch seq",
+        (data, size) => void (data[size + 8 + OrderRecord.batchSeq + 6]! ^= 0x10),
+        (size) => size,
+        /checksum/
+      ]
     ]
     for (const [what, damage, offset, reason] of structural) {
       it.scopedLive(`damage to ${what} in a record the hot tier does not hold is SegmentCorrupt at recovery, naming file and byte; nothing is loaded`, () =>

@@ -35,7 +35,10 @@ const killedInRound = (marker: number) =>
 const takeOver = <A, E, R>(taking: Effect.Effect<A, E, R>) =>
   taking.pipe(
     Effect.disconnect,
-    Effect.timeoutFail({ duration: BOUND_MS, onTimeout: () => new Error(`no takeover within ${BOUND_MS} ms: the new head waits on the marker`) })
+    Effect.timeoutFail({
+      duration: BOUND_MS,
+      onTimeout: () => new Error(`no takeover within ${BOUND_MS} ms: the new head waits on the marker`)
+    })
   )
 
 describe("the sequencer's round marker left by a killed head", () => {

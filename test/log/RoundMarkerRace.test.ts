@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { logAreaParams, makeLogArea } from "../../src/layers/log/Layout.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { bell, LOG_BASE, regionSize, smallConfig as config } from "../fixtures/log-harness.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
@@ -19,23 +19,44 @@ const ROUNDS = 20_000
 const SCRATCH = bell(40)
 
 describe("the round marker across processes", () => {
-  it.scopedLive(`${RACERS} appenders race for it ${ROUNDS} times each beside a live head: never two inside at once`, () =>
-    Effect.gen(function*() {
-      const name = yield* uniqueRegion("round-race")
-      const region = yield* CxlMemoryLayers.make({ name, size: regionSize(config), mode: "create", params: logAreaParams(LOG_BASE, config) })
-      const topics = yield* TopicsLayers.make(makeLogArea(LOG_BASE, config)).pipe(Effect.provideService(CxlMemory, region))
-      yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })
-      // A ready head holding the lease: appenders take the marker only under one.
-      const head = yield* spawnFixture("log-sequencer", [name, "0", "60000"])
-      yield* head.next<{ starting: boolean }>()
-      expect(yield* head.next<{ ready: boolean }>()).toMatchObject({ ready: true })
-      const racers = yield* Effect.forEach(Array.from({ length: RACERS }, (_, i) => i), (i) =>
-        spawnFixture("round-racer", [name, `${2 + i}`, `${SCRATCH}`, `${ROUNDS}`]))
-      for (const racer of racers) expect(yield* racer.next<{ ready: boolean }>()).toEqual({ ready: true })
-      Atomics.store(region.i32, SCRATCH / 4 + 1, 1)
-      const done = yield* Effect.forEach(racers, (racer) => racer.next<{ done: boolean; entered: number; overlaps: number; refused: number }>(120_000))
-      for (const d of done) expect(d, JSON.stringify(done)).toMatchObject({ done: true, entered: ROUNDS, overlaps: 0 })
-      // They did race: the marker was refused while another held it (one racer may be lucky throughout).
-      expect(done.reduce((n, d) => n + d.refused, 0), JSON.stringify(done)).toBeGreaterThan(0)
-    }), 180_000)
+  it.scopedLive(
+    `${RACERS} appenders race for it ${ROUNDS} times each beside a live head: never two inside at once`,
+    () =>
+      Effect.gen(function*() {
+        const name = yield* uniqueRegion("round-race")
+        const region = yield* CxlMemoryLayers.make({
+          name,
+          size: regionSize(config),
+          mode: "create",
+          params: logAreaParams(LOG_BASE, config)
+        })
+        const topics = yield* TopicsLayers.make(makeLogArea(LOG_BASE, config)).pipe(
+          Effect.provideService(CxlMemory, region)
+        )
+        yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })
+        // A ready head holding the lease: appenders take the marker only under one.
+        const head = yield* spawnFixture("log-sequencer", [name, "0", "60000"])
+        yield* head.next<{ starting: boolean }>()
+        expect(yield* head.next<{ ready: boolean }>()).toMatchObject({ ready: true })
+        const racers = yield* Effect.forEach(
+          Array.from({ length: RACERS }, (_, i) => i),
+          (i) => spawnFixture("round-racer", [name, `${2 + i}`, `${SCRATCH}`, `${ROUNDS}`])
+        )
+        for (const racer of racers) expect(yield* racer.next<{ ready: boolean }>()).toEqual({ ready: true })
+        Atomics.store(region.i32, SCRATCH / 4 + 1, 1)
+        const done = yield* Effect.forEach(
+          racers,
+          (racer) => racer.next<{ done: boolean; entered: number; overlaps: number; refused: number }>(120_000)
+        )
+        for (const d of done) {
+          expect(d, JSON.stringify(done)).toMatchObject({ done: true, entered: ROUNDS, overlaps: 0 })
+        }
+        // They did race: the marker was refused while another held it (one racer may be lucky throughout).
+        expect(
+          done.reduce((n, d) => n + d.refused, 0),
+          JSON.stringify(done)
+        ).toBeGreaterThan(0)
+      }),
+    180_000
+  )
 })

@@ -8,15 +8,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { segmentsOver } from "../../src/layers/log/durable/SegmentLog.js"
+import { recordBytes } from "../../src/layers/log/durable/SegmentRecord.js"
 import { crash, makeMemoryDisk, memorySegmentFiles, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
-import { recordBytes } from "../../src/layers/log/durable/SegmentRecord.js"
 import type { SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
 
 const record = (i: number, size = 100) => Uint8Array.from({ length: size }, (_, k) => (i * 7 + k) & 255)
 
-const withLog = <A, E>(segments: SegmentsShape, stream: string, options: SegmentLogOptions, f: (log: SegmentLog) => Effect.Effect<A, E>) =>
-  Effect.scoped(Effect.flatMap(segments.open(stream, options), f))
+const withLog = <A, E>(
+  segments: SegmentsShape,
+  stream: string,
+  options: SegmentLogOptions,
+  f: (log: SegmentLog) => Effect.Effect<A, E>
+) => Effect.scoped(Effect.flatMap(segments.open(stream, options), f))
 
 const appendAll = (log: SegmentLog, from: number, to: number, size?: number) =>
   Effect.gen(function*() {
@@ -74,28 +78,33 @@ describe("Segment crash windows", () => {
       }
       const segments = segmentsOver(files, "/data")
       const onDisk = () => [...disk.files.keys()].filter((p) => p.endsWith(".seg")).sort()
-      yield* withLog(segments, "s", { segmentBytes: 4096, retention: { maxAgeMs: 1_000 } }, (log) =>
-        Effect.gen(function*() {
-          yield* appendAll(log, 0, 16, 1000)
-          expect(onDisk().length).toBe(4)
-          disk.clock += 10_000
-          armed = true
-          // The next record rolls the segment: that roll's retention waits in its first unlink.
-          yield* appendAll(log, 16, 17, 1000).pipe(Effect.fork)
-          for (let n = 0; n < 5_000 && !held; n++) yield* Effect.sleep(1)
-          expect(held).toBe(true)
-          // The durable tier's periodic pass, meanwhile.
-          const tier = yield* Effect.fork(log.retain())
-          yield* Effect.sleep(10)
-          release()
-          yield* Fiber.join(tier)
-          yield* appendAll(log, 17, 20, 1000)
-          expect(log.failure()).toBeUndefined()
-          // The stream's first record is its oldest file's, and every record from there reads back.
-          expect(onDisk()[0]).toBe(`/data/s/${String(log.first()).padStart(20, "0")}.seg`)
-          expect(log.first()).toBeGreaterThan(0)
-          expect(yield* readAll(log)).toEqual(Array.from({ length: 20 - log.first() }, (_, k) => log.first() + k))
-        }))
+      yield* withLog(
+        segments,
+        "s",
+        { segmentBytes: 4096, retention: { maxAgeMs: 1_000 } },
+        (log) =>
+          Effect.gen(function*() {
+            yield* appendAll(log, 0, 16, 1000)
+            expect(onDisk().length).toBe(4)
+            disk.clock += 10_000
+            armed = true
+            // The next record rolls the segment: that roll's retention waits in its first unlink.
+            yield* appendAll(log, 16, 17, 1000).pipe(Effect.fork)
+            for (let n = 0; n < 5_000 && !held; n++) yield* Effect.sleep(1)
+            expect(held).toBe(true)
+            // The durable tier's periodic pass, meanwhile.
+            const tier = yield* Effect.fork(log.retain())
+            yield* Effect.sleep(10)
+            release()
+            yield* Fiber.join(tier)
+            yield* appendAll(log, 17, 20, 1000)
+            expect(log.failure()).toBeUndefined()
+            // The stream's first record is its oldest file's, and every record from there reads back.
+            expect(onDisk()[0]).toBe(`/data/s/${String(log.first()).padStart(20, "0")}.seg`)
+            expect(log.first()).toBeGreaterThan(0)
+            expect(yield* readAll(log)).toEqual(Array.from({ length: 20 - log.first() }, (_, k) => log.first() + k))
+          })
+      )
     }))
 
   it.scopedLive("retention counts a segment already removed (by hand) as deleted", () =>

@@ -35,43 +35,47 @@ describe("Segment retention failures", () => {
       const dir = join(directory, stream)
       const failures = Metric.tagged(segmentRetentionFailures, "stream", stream)
       const warnings: Array<string> = []
-      const logger = Logger.make(({ message }) => warnings.push(Array.isArray(message) ? message.join(" ") : String(message)))
+      const logger = Logger.make(({ message }) =>
+        warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+      )
       const maxBytes = 3000
-      yield* Effect.scoped(Effect.gen(function*() {
-        const log = yield* segments.open(stream, { segmentBytes: 1024, retention: { maxBytes } })
-        yield* appendAll(log, 0, 60)
-        // The oldest segment becomes a directory: its unlink fails at every pass from now on.
-        const obstacle = segmentFiles(dir)[0]!
-        const first = log.first()
-        expect(Number(obstacle.slice(-24, -4))).toBe(first)
-        rmSync(obstacle)
-        mkdirSync(obstacle)
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const log = yield* segments.open(stream, { segmentBytes: 1024, retention: { maxBytes } })
+          yield* appendAll(log, 0, 60)
+          // The oldest segment becomes a directory: its unlink fails at every pass from now on.
+          const obstacle = segmentFiles(dir)[0]!
+          const first = log.first()
+          expect(Number(obstacle.slice(-24, -4))).toBe(first)
+          rmSync(obstacle)
+          mkdirSync(obstacle)
 
-        // Many rolls, each with a failed retention pass: every append still becomes durable.
-        expect(yield* appendAll(log, 60, 300)).toBe(300)
-        expect(log.failure()).toBeUndefined()
-        expect(log.first()).toBe(first)
-        const failed = (yield* Metric.value(failures)).count
-        expect(failed).toBeGreaterThan(1)
-        const said = warnings.filter((w) => w.includes("retention failed"))
-        expect(said).toHaveLength(1)
-        expect(said[0]).toMatch(new RegExp(`stream ${stream}: retention failed: unlink ${obstacle} failed: EISDIR`))
+          // Many rolls, each with a failed retention pass: every append still becomes durable.
+          expect(yield* appendAll(log, 60, 300)).toBe(300)
+          expect(log.failure()).toBeUndefined()
+          expect(log.first()).toBe(first)
+          const failed = (yield* Metric.value(failures)).count
+          expect(failed).toBeGreaterThan(1)
+          const said = warnings.filter((w) => w.includes("retention failed"))
+          expect(said).toHaveLength(1)
+          expect(said[0]).toMatch(new RegExp(`stream ${stream}: retention failed: unlink ${obstacle} failed: EISDIR`))
 
-        // The obstacle removed: the next pass deletes down to the bound, and the stream reads from its new first record.
-        rmdirSync(obstacle)
-        expect(yield* log.retain()).toBeGreaterThan(0)
-        expect(log.first()).toBeGreaterThan(first)
-        let held = 0
-        for (const f of segmentFiles(dir)) held += statSync(f).size
-        expect(held).toBeLessThanOrEqual(maxBytes + 1024)
-        let next = log.first()
-        yield* log.read(log.first(), (i, bytes) => {
-          expect(i).toBe(next++)
-          expect(bytes).toEqual(record(i))
-        })
-        expect(next).toBe(300)
-        expect((yield* Metric.value(failures)).count).toBe(failed)
-      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger))))
+          // The obstacle removed: the next pass deletes down to the bound, and the stream reads from its new first record.
+          rmdirSync(obstacle)
+          expect(yield* log.retain()).toBeGreaterThan(0)
+          expect(log.first()).toBeGreaterThan(first)
+          let held = 0
+          for (const f of segmentFiles(dir)) held += statSync(f).size
+          expect(held).toBeLessThanOrEqual(maxBytes + 1024)
+          let next = log.first()
+          yield* log.read(log.first(), (i, bytes) => {
+            expect(i).toBe(next++)
+            expect(bytes).toEqual(record(i))
+          })
+          expect(next).toBe(300)
+          expect((yield* Metric.value(failures)).count).toBe(failed)
+        }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      )
     }))
 
   it.scopedLive("a directory fsync that fails after a pass deleted a segment (and could not delete the next) stops the writer, typed", () =>
@@ -82,17 +86,25 @@ describe("Segment retention failures", () => {
       // does every directory fsync after it.
       let mode: "normal" | "refuse" | "one" = "normal"
       let deleted = 0
-      const injected = (operation: string) => Object.assign(new Error(`EIO: injected ${operation} failure`), { code: "EIO" })
+      const injected = (operation: string) =>
+        Object.assign(new Error(`EIO: injected ${operation} failure`), { code: "EIO" })
       const files: SegmentFiles = {
         ...nodeSegmentFiles,
         unlink: (path) => {
-          if (path.endsWith(".seg") && (mode === "refuse" || (mode === "one" && deleted > 0))) return Promise.reject(injected("unlink"))
+          if (path.endsWith(".seg") && (mode === "refuse" || (mode === "one" && deleted > 0))) {
+            return Promise.reject(injected("unlink"))
+          }
           if (mode === "one" && path.endsWith(".seg")) deleted++
           return nodeSegmentFiles.unlink(path)
         },
-        syncDirectory: (dir) => (mode === "one" && deleted > 0 ? Promise.reject(injected("fsync")) : nodeSegmentFiles.syncDirectory(dir))
+        syncDirectory: (
+          dir
+        ) => (mode === "one" && deleted > 0 ? Promise.reject(injected("fsync")) : nodeSegmentFiles.syncDirectory(dir))
       }
-      const log = yield* segmentsOver(files, directory).open(stream, { segmentBytes: 1024, retention: { maxBytes: 3000 } })
+      const log = yield* segmentsOver(files, directory).open(stream, {
+        segmentBytes: 1024,
+        retention: { maxBytes: 3000 }
+      })
       // Segments pile up while retention cannot delete them (the writer goes on).
       mode = "refuse"
       yield* appendAll(log, 0, 100)
@@ -128,7 +140,10 @@ describe("Segment retention failures", () => {
           return Promise.reject(Object.assign(new Error("EIO: injected fsync failure"), { code: "EIO" }))
         }
       }
-      const log = yield* segmentsOver(files, directory).open(`roll-fsync-${process.pid}`, { segmentBytes: 1024, retention: { maxBytes: 3000 } })
+      const log = yield* segmentsOver(files, directory).open(`roll-fsync-${process.pid}`, {
+        segmentBytes: 1024,
+        retention: { maxBytes: 3000 }
+      })
       yield* appendAll(log, 0, 60)
       armed = true
       // Appends until the stream stops (a roll's pass deletes a segment and its fsync fails), at most 300 more.

@@ -11,13 +11,13 @@ import { Effect, Logger, Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { tempDir } from "../helpers/Processes.js"
-import { laterStartTag, startTagOf } from "../helpers/StartTags.js"
+import { recordBytes } from "../../src/layers/log/durable/SegmentRecord.js"
 import * as SegmentsLayers from "../../src/layers/log/durable/Segments.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
-import { recordBytes } from "../../src/layers/log/durable/SegmentRecord.js"
 import type { RecordPosition, SegmentLog, SegmentLogOptions, SegmentsShape } from "../../src/services/log/Segments.js"
+import { tempDir } from "../helpers/Processes.js"
+import { laterStartTag, startTagOf } from "../helpers/StartTags.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 /** One backend: its Segments and direct access to its files, to damage them as a crash or a bad disk would. */
@@ -69,8 +69,12 @@ const backends: ReadonlyArray<{ readonly label: string; readonly make: Effect.Ef
 const record = (i: number, size = 40 + (i % 13) * 8) => Uint8Array.from({ length: size }, (_, k) => (i * 7 + k) & 255)
 
 /** Opens the stream in its own scope, runs `f`, and closes it (the writer drains and the files close). */
-const withLog = <A, E>(segments: SegmentsShape, stream: string, options: SegmentLogOptions, f: (log: SegmentLog) => Effect.Effect<A, E>) =>
-  Effect.scoped(Effect.flatMap(segments.open(stream, options), f))
+const withLog = <A, E>(
+  segments: SegmentsShape,
+  stream: string,
+  options: SegmentLogOptions,
+  f: (log: SegmentLog) => Effect.Effect<A, E>
+) => Effect.scoped(Effect.flatMap(segments.open(stream, options), f))
 
 const appendAll = (log: SegmentLog, from: number, to: number) =>
   Effect.gen(function*() {
@@ -96,7 +100,9 @@ const expectRecords = (got: ReadonlyArray<[number, Uint8Array]>, from: number, t
 const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     const lines: Array<string> = []
-    const logger = Logger.make(({ message }) => lines.push(Array.isArray(message) ? message.join(" ") : String(message)))
+    const logger = Logger.make(({ message }) =>
+      lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+    )
     const result = yield* Effect.either(effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger))))
     return { result, lines }
   })
@@ -156,7 +162,9 @@ for (const backend of backends) {
         yield* withLog(b.segments, "g", {}, (log) =>
           Effect.gen(function*() {
             // Appends in one synchronous run: the writer sees them all at once.
-            const indexes = yield* Effect.sync(() => Array.from({ length: 500 }, (_, i) => log.tryAppend([record(i).subarray(0, 8), record(i).subarray(8)])))
+            const indexes = yield* Effect.sync(() =>
+              Array.from({ length: 500 }, (_, i) => log.tryAppend([record(i).subarray(0, 8), record(i).subarray(8)]))
+            )
             expect(indexes).toEqual(Array.from({ length: 500 }, (_, i) => i))
             expect(log.durable()).toBe(0)
             yield* log.awaitDurable(500, 5_000)
@@ -202,7 +210,9 @@ for (const backend of backends) {
           expect(result._tag, label).toBe("Right")
           const cut = result._tag === "Right" ? result.right : -1
           expect(cut, label).toBe(label === "zeros after the last record" ? 4096 : tear(before).length - offsetOf(0, 9))
-          expect(lines.some((l) => l.includes(`cut a torn tail of ${cut} bytes`) && l.includes(file!)), label).toBe(true)
+          expect(lines.some((l) => l.includes(`cut a torn tail of ${cut} bytes`) && l.includes(file!)), label).toBe(
+            true
+          )
         }
       }))
 
@@ -225,10 +235,11 @@ for (const backend of backends) {
         const files = b.files("early")
         const second = b.bytes(files[1]!)
         b.setBytes(files[1]!, second.subarray(0, second.length - 3))
-        expect(yield* Effect.flip(withLog(b.segments, "early", { segmentBytes: 512 }, () => Effect.void))).toMatchObject({
-          _tag: "SegmentCorrupt",
-          file: files[1]!
-        })
+        expect(yield* Effect.flip(withLog(b.segments, "early", { segmentBytes: 512 }, () => Effect.void)))
+          .toMatchObject({
+            _tag: "SegmentCorrupt",
+            file: files[1]!
+          })
       }))
 
     it.scopedLive("scanHeaders gives each record's first bytes, length and position, checking the files' structure, not the checksums; a read starts at such a position", () =>
@@ -253,7 +264,8 @@ for (const backend of backends) {
             })
             return { next, seen }
           })
-        const fileOf = (position: RecordPosition) => files.find((f) => f.endsWith(`${String(position.segment).padStart(20, "0")}.seg`))!
+        const fileOf = (position: RecordPosition) =>
+          files.find((f) => f.endsWith(`${String(position.segment).padStart(20, "0")}.seg`))!
         const { seen } = yield* withLog(b.segments, "hdr", options, (log) =>
           Effect.gen(function*() {
             const all = yield* scan(log, 0, 16)
@@ -276,7 +288,9 @@ for (const backend of backends) {
           }))
 
         // Damage past the header of a record in a closed segment: the scan does not read it; a read does.
-        const victim = seen.find((r) => r.position.segment > 0 && r.length >= 64 && fileOf(r.position) !== files[files.length - 1])!
+        const victim = seen.find((r) =>
+          r.position.segment > 0 && r.length >= 64 && fileOf(r.position) !== files[files.length - 1]
+        )!
         const file = fileOf(victim.position)
         const bytes = b.bytes(file)
         bytes[victim.position.offset + 8 + 40]! ^= 1
@@ -319,15 +333,24 @@ for (const backend of backends) {
         yield* withLog(b.segments, "idx", options, (log) => appendAll(log, 0, 200))
         const segs = b.files("idx").filter((f) => f.endsWith(".seg"))
         // Every segment but the one being written has its index.
-        expect(b.files("idx").filter((f) => f.endsWith(".idx"))).toEqual(segs.slice(0, -1).map((f) => f.replace(/\.seg$/, ".idx")))
+        expect(b.files("idx").filter((f) => f.endsWith(".idx"))).toEqual(
+          segs.slice(0, -1).map((f) => f.replace(/\.seg$/, ".idx"))
+        )
         const headers = (headerBytes: number) =>
           withLog(b.segments, "idx", options, (log) =>
             Effect.gen(function*() {
               const seen: Array<[number, Uint8Array, number]> = []
-              expect(yield* log.scanHeaders(0, headerBytes, (i, header, length) => void seen.push([i, header.slice(), length]))).toBe(200)
+              expect(
+                yield* log.scanHeaders(
+                  0,
+                  headerBytes,
+                  (i, header, length) => void seen.push([i, header.slice(), length])
+                )
+              ).toBe(200)
               return seen
             }))
-        const expected = (headerBytes: number) => Array.from({ length: 200 }, (_, i) => [i, record(i).subarray(0, headerBytes), record(i).length])
+        const expected = (headerBytes: number) =>
+          Array.from({ length: 200 }, (_, i) => [i, record(i).subarray(0, headerBytes), record(i).length])
         expect(yield* headers(16)).toEqual(expected(16))
         // The first bytes of a record in the second segment changed behind the index's back: the index's copy is what the scan gives.
         const base = Number(/(\d{20})\.seg$/.exec(segs[1]!)![1])
@@ -348,10 +371,18 @@ for (const backend of backends) {
         expect((yield* headers(16))[base]![1]).toEqual(record(base).subarray(0, 16))
         b.setBytes(segs[1]!, seg.subarray(0, offsetOf(base, 3)))
         const short = yield* Effect.either(headers(16))
-        expect(short._tag === "Left" ? short.left : "scanned whole").toMatchObject({ _tag: "SegmentCorrupt", file: segs[1]! })
+        expect(short._tag === "Left" ? short.left : "scanned whole").toMatchObject({
+          _tag: "SegmentCorrupt",
+          file: segs[1]!
+        })
 
         // Retention takes a segment's index with it.
-        yield* withLog(b.segments, "idx-kept", { ...options, retention: { maxBytes: 3 * 4096 } }, (log) => appendAll(log, 0, 200))
+        yield* withLog(
+          b.segments,
+          "idx-kept",
+          { ...options, retention: { maxBytes: 3 * 4096 } },
+          (log) => appendAll(log, 0, 200)
+        )
         const kept = b.files("idx-kept")
         const bases = (ext: string) => kept.filter((f) => f.endsWith(ext)).map((f) => f.slice(-24, -4))
         expect(bases(".seg").length).toBeLessThan(segs.length)
@@ -361,18 +392,27 @@ for (const backend of backends) {
     it.scopedLive("retention deletes whole old segments by size and by age; reading before them is SegmentOutOfRange", () =>
       Effect.gen(function*() {
         const b = yield* backend.make
-        yield* withLog(b.segments, "size", { segmentBytes: 1024, retention: { maxBytes: 3000 } }, (log) =>
-          Effect.gen(function*() {
-            yield* appendAll(log, 0, 200)
-            const files = b.files("size")
-            let held = 0
-            for (const f of files) held += b.bytes(f).length
-            expect(held).toBeLessThanOrEqual(3000 + 1024)
-            expect(log.first()).toBeGreaterThan(100)
-            expect(Number(files[0]!.slice(-24, -4))).toBe(log.first())
-            expectRecords(yield* readAll(log), log.first(), 200)
-            expect(yield* Effect.flip(log.read(0, () => undefined))).toMatchObject({ _tag: "SegmentOutOfRange", from: 0, first: log.first() })
-          }))
+        yield* withLog(
+          b.segments,
+          "size",
+          { segmentBytes: 1024, retention: { maxBytes: 3000 } },
+          (log) =>
+            Effect.gen(function*() {
+              yield* appendAll(log, 0, 200)
+              const files = b.files("size")
+              let held = 0
+              for (const f of files) held += b.bytes(f).length
+              expect(held).toBeLessThanOrEqual(3000 + 1024)
+              expect(log.first()).toBeGreaterThan(100)
+              expect(Number(files[0]!.slice(-24, -4))).toBe(log.first())
+              expectRecords(yield* readAll(log), log.first(), 200)
+              expect(yield* Effect.flip(log.read(0, () => undefined))).toMatchObject({
+                _tag: "SegmentOutOfRange",
+                from: 0,
+                first: log.first()
+              })
+            })
+        )
 
         const options = { segmentBytes: 1024, retention: { maxAgeMs: 60_000 } }
         yield* withLog(b.segments, "age", options, (log) => appendAll(log, 0, 60))
@@ -407,7 +447,10 @@ for (const backend of backends) {
       Effect.gen(function*() {
         const b = yield* backend.make
         for (const stream of ["../x", "a/b", "", ".hidden"]) {
-          expect(yield* Effect.flip(withLog(b.segments, stream, {}, () => Effect.void))).toMatchObject({ _tag: "InvalidStreamName", stream })
+          expect(yield* Effect.flip(withLog(b.segments, stream, {}, () => Effect.void))).toMatchObject({
+            _tag: "InvalidStreamName",
+            stream
+          })
         }
       }))
   })
@@ -431,12 +474,19 @@ describe("Segments on the local disk", () => {
       const { segments } = yield* liveBackend(directory)
       // A child that exits after its parent became one that never reaps it (sh exec'd into sleep): a zombie while sleep runs.
       const parent = yield* Effect.acquireRelease(
-        Effect.sync(() => spawn("sh", ["-c", "sleep 1 & echo $!; exec sleep 60"], { stdio: ["ignore", "pipe", "ignore"] })),
+        Effect.sync(() =>
+          spawn("sh", ["-c", "sleep 1 & echo $!; exec sleep 60"], { stdio: ["ignore", "pipe", "ignore"] })
+        ),
         (child) => Effect.sync(() => child.kill("SIGKILL"))
       )
       const zombie = yield* Effect.async<number>((resume) => {
         parent.stdout!.once("data", (chunk: Buffer) => resume(Effect.succeed(Number(chunk.toString().trim()))))
-      }).pipe(Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error("the zombie's pid was not printed within 5 s") }))
+      }).pipe(
+        Effect.timeoutFail({
+          duration: 5_000,
+          onTimeout: () => new Error("the zombie's pid was not printed within 5 s")
+        })
+      )
       const state = () => {
         const stat = readFileSync(`/proc/${zombie}/stat`, "utf8")
         return stat[stat.lastIndexOf(")") + 2]
@@ -457,7 +507,10 @@ describe("Segments on the local disk", () => {
       const tag = startTagOf(holder)
       mkdirSync(join(directory, "s"))
       writeFileSync(join(directory, "s", "LOCK"), `${holder} ${tag}\n`)
-      expect(yield* Effect.flip(withLog(segments, "s", {}, () => Effect.void))).toMatchObject({ _tag: "StreamLocked", pid: holder })
+      expect(yield* Effect.flip(withLog(segments, "s", {}, () => Effect.void))).toMatchObject({
+        _tag: "StreamLocked",
+        pid: holder
+      })
       writeFileSync(join(directory, "s", "LOCK"), `${holder} ${laterStartTag(tag)}\n`)
       yield* withLog(segments, "s", {}, (log) => appendAll(log, 0, 2))
       expect(existsSync(join(directory, "s", "LOCK"))).toBe(false)
@@ -561,7 +614,6 @@ const fillUntilFull = (log: SegmentLog, directory: string) =>
     expectRecords(yield* readAll(log), 0, lastDurable, 1000)
     return lastDurable
   })
-
 
 describe("Segments on a full disk", () => {
   it.scopedLive("a 1 MiB tmpfs that fills up is DiskFull naming the directory; every durable record stays readable after reopening", () =>

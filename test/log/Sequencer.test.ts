@@ -1,15 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Fiber, TestClock } from "effect"
-import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { sessionLineOffset } from "../../src/layers/log/Layout.js"
 import { LeaseLine, PbrSlot, SessionLine } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
-import { sequencerOptionsConfig } from "../../src/services/log/Sequencer.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
+import { sequencerOptionsConfig } from "../../src/services/log/Sequencer.js"
 import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { appendSimple, bell, drain, implementations, readAll, smallConfig } from "../fixtures/log-harness.js"
 import { FiberCounts } from "../fixtures/fiber-counts.js"
+import { appendSimple, bell, drain, implementations, readAll, smallConfig } from "../fixtures/log-harness.js"
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
@@ -38,7 +38,12 @@ for (const impl of implementations) {
           }
           for (let client = 0; client < 4; client++) {
             expect(read.filter((b) => b.clientId === client).map((b) => b.batchSeq)).toEqual([0, 1, 2])
-            expect(yield* cluster.acks.sessionAcks("t", client, 1)).toEqual({ ordered: 3, replicated: 3, fenced: false, known: true })
+            expect(yield* cluster.acks.sessionAcks("t", client, 1)).toEqual({
+              ordered: 3,
+              replicated: 3,
+              fenced: false,
+              known: true
+            })
           }
         }))
 
@@ -74,7 +79,10 @@ for (const impl of implementations) {
         expect((yield* cluster.acks.sessionAcks("t", 3, 9)).ordered).toBe(0)
         yield* appendSimple(b!, "t", 3, 9, 0)
         expect(yield* sequencer.step).toMatchObject({ ordered: 3, held: 0 })
-        expect((yield* readAll(cluster.reader, "t")).map((x) => [x.batchSeq, x.brokerId])).toEqual([[0, 1], [1, 0], [2, 0]])
+        expect((yield* readAll(cluster.reader, "t")).map((x) => [x.batchSeq, x.brokerId])).toEqual([[0, 1], [1, 0], [
+          2,
+          0
+        ]])
         expect((yield* cluster.acks.sessionAcks("t", 3, 9)).ordered).toBe(3)
       }))
 
@@ -91,7 +99,12 @@ for (const impl of implementations) {
         expect(yield* sequencer.step).toMatchObject({ fenced: 0 })
         yield* TestClock.adjust("2 millis")
         expect(yield* sequencer.step).toMatchObject({ fenced: 1, dropped: 1 })
-        expect(yield* cluster.acks.sessionAcks("t", 5, 1)).toEqual({ ordered: 1, replicated: 1, fenced: true, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 5, 1)).toEqual({
+          ordered: 1,
+          replicated: 1,
+          fenced: true,
+          known: true
+        })
         // Late batches of the fenced epoch are dropped; the publisher replays in epoch 2.
         yield* appendSimple(a, "t", 5, 1, 1)
         yield* appendSimple(a, "t", 5, 2, 0)
@@ -127,8 +140,18 @@ for (const impl of implementations) {
         expect(yield* sequencer.step).toMatchObject({ ordered: 65, fenced: 0 })
         yield* Fiber.join(waiting)
         yield* drain(sequencer)
-        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({ ordered: 3, replicated: 3, fenced: false, known: true })
-        expect(yield* cluster.acks.sessionAcks("t", 2, 1)).toEqual({ ordered: 65, replicated: 65, fenced: false, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 1, 1)).toEqual({
+          ordered: 3,
+          replicated: 3,
+          fenced: false,
+          known: true
+        })
+        expect(yield* cluster.acks.sessionAcks("t", 2, 1)).toEqual({
+          ordered: 65,
+          replicated: 65,
+          fenced: false,
+          known: true
+        })
       }))
 
     it.scoped("sessions: unregistered batches are refused; a closed session is released after its last batch, an idle one after sessionIdleMs", () =>
@@ -155,7 +178,12 @@ for (const impl of implementations) {
         expect(yield* sequencer.step).toMatchObject({ ordered: 2, released: 0 })
         yield* appendSimple(a, "t", 3, closing, 2)
         expect(yield* sequencer.step).toMatchObject({ ordered: 1, released: 1 })
-        expect(yield* cluster.acks.sessionAcks("t", 3, closing)).toEqual({ ordered: 3, replicated: 3, fenced: true, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 3, closing)).toEqual({
+          ordered: 3,
+          replicated: 3,
+          fenced: true,
+          known: true
+        })
         expect(sessions.liveCount()).toBe(0)
         // Idle: released after sessionIdleMs with its frontier; a late batch is refused.
         const idle = registered(4)
@@ -165,7 +193,12 @@ for (const impl of implementations) {
         expect(yield* sequencer.step).toMatchObject({ released: 0 })
         yield* TestClock.adjust("2000 millis")
         expect(yield* sequencer.step).toMatchObject({ released: 1 })
-        expect(yield* cluster.acks.sessionAcks("t", 4, idle)).toEqual({ ordered: 1, replicated: 1, fenced: true, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 4, idle)).toEqual({
+          ordered: 1,
+          replicated: 1,
+          fenced: true,
+          known: true
+        })
         yield* appendSimple(a, "t", 4, idle, 1)
         expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
         expect(sessions.liveCount()).toBe(0)
@@ -176,10 +209,15 @@ for (const impl of implementations) {
         const cluster = yield* impl.make()
         const refused = yield* Effect.flip(cluster.sequencer({ sessionIdleMs: 5_000, sessionGapIdleMs: 4_999 }))
         expect(refused).toMatchObject({ _tag: "SessionGapIdleTooShort", sessionGapIdleMs: 4_999, sessionIdleMs: 5_000 })
-        expect((refused as Error).message).toContain("--session-gap-idle-ms / CXLOG_SESSION_GAP_IDLE_MS) 4999 ms is below")
+        expect((refused as Error).message).toContain(
+          "--session-gap-idle-ms / CXLOG_SESSION_GAP_IDLE_MS) 4999 ms is below"
+        )
         expect((refused as Error).message).toContain("(--session-idle-ms / CXLOG_SESSION_IDLE_MS) 5000 ms")
         // Below the default idle bound (10 min) too, when only the gap bound is given.
-        expect(yield* Effect.flip(cluster.sequencer({ sessionGapIdleMs: 60_000 }))).toMatchObject({ sessionGapIdleMs: 60_000, sessionIdleMs: 600_000 })
+        expect(yield* Effect.flip(cluster.sequencer({ sessionGapIdleMs: 60_000 }))).toMatchObject({
+          sessionGapIdleMs: 60_000,
+          sessionIdleMs: 600_000
+        })
         const sequencer = yield* cluster.sequencer({ sessionIdleMs: 5_000, sessionGapIdleMs: 5_000 })
         expect(sequencer.epoch).toBe(1)
       }))
@@ -231,10 +269,14 @@ const countingDoorbell = (memory: CxlMemoryShape) =>
   Effect.gen(function*() {
     const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
     let waits = 0
-    const counting = { ...doorbell, await: (condition: () => boolean, timeoutMs: number) => Effect.suspend(() => {
-      waits++
-      return doorbell.await(condition, timeoutMs)
-    }) }
+    const counting = {
+      ...doorbell,
+      await: (condition: () => boolean, timeoutMs: number) =>
+        Effect.suspend(() => {
+          waits++
+          return doorbell.await(condition, timeoutMs)
+        })
+    }
     return { counting, waits: () => waits }
   })
 
@@ -245,7 +287,10 @@ const regionSequencer = Effect.gen(function*() {
   const a = yield* cluster.appender(0)
   const { memory, area } = cluster.region!
   const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
-  const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, doorbell))
+  const sequencer = yield* SequencerLayers.make(area).pipe(
+    Effect.provideService(CxlMemory, memory),
+    Effect.provideService(Doorbell, doorbell)
+  )
   return { cluster, a, sequencer }
 })
 
@@ -343,7 +388,9 @@ describe("Sequencer over the region", () => {
       yield* cluster.acks.awaitAcked("t", 1, 0, 11, { timeoutMs: 5_000 })
       // At most the one wait once caught up; none between the six rounds.
       expect(waits()).toBeLessThanOrEqual(1)
-      expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+      expect((yield* readAll(cluster.reader, "t")).map((b) => b.batchSeq)).toEqual(
+        Array.from({ length: 12 }, (_, i) => i)
+      )
     }))
 
   it.scopedLive("a run stalled on a full GOI parks (no re-scanning) until a durable subscriber's cursor moves, then orders the rest", () =>
@@ -353,7 +400,10 @@ describe("Sequencer over the region", () => {
       const a = yield* cluster.appender(0)
       const { memory, area } = cluster.region!
       const { counting, waits } = yield* countingDoorbell(memory)
-      const sequencer = yield* SequencerLayers.make(area).pipe(Effect.provideService(CxlMemory, memory), Effect.provideService(Doorbell, counting))
+      const sequencer = yield* SequencerLayers.make(area).pipe(
+        Effect.provideService(CxlMemory, memory),
+        Effect.provideService(Doorbell, counting)
+      )
       const cursor = yield* cluster.reader.subscribe("t", { durable: true })
       yield* Effect.forkScoped(sequencer.run)
       for (let seq = 0; seq < 12; seq++) yield* appendSimple(a, "t", 1, 0, seq)
@@ -420,11 +470,15 @@ describe("Sequencer over the region", () => {
 describe("Sequencer options from the environment", () => {
   it.effect("CXLOG_SESSION_GAP_IDLE_MS below CXLOG_SESSION_IDLE_MS is invalid configuration naming both; unset, it is left to its default", () =>
     Effect.gen(function*() {
-      const from = (env: Record<string, string>) => Effect.withConfigProvider(sequencerOptionsConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
+      const from = (env: Record<string, string>) =>
+        Effect.withConfigProvider(sequencerOptionsConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
       const invalid = yield* Effect.flip(from({ CXLOG_SESSION_IDLE_MS: "5000", CXLOG_SESSION_GAP_IDLE_MS: "1000" }))
       expect(invalid).toMatchObject({ _op: "InvalidData", path: ["CXLOG_SESSION_GAP_IDLE_MS"] })
       expect((invalid as { message: string }).message).toMatch(/1000 ms is below .* 5000 ms/)
-      expect(yield* from({ CXLOG_SESSION_IDLE_MS: "5000", CXLOG_SESSION_GAP_IDLE_MS: "5000" })).toMatchObject({ sessionIdleMs: 5_000, sessionGapIdleMs: 5_000 })
+      expect(yield* from({ CXLOG_SESSION_IDLE_MS: "5000", CXLOG_SESSION_GAP_IDLE_MS: "5000" })).toMatchObject({
+        sessionIdleMs: 5_000,
+        sessionGapIdleMs: 5_000
+      })
       expect(yield* from({ CXLOG_SESSION_IDLE_MS: "5000" })).not.toHaveProperty("sessionGapIdleMs")
     }))
 })

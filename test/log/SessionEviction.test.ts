@@ -33,7 +33,12 @@ for (const impl of implementations) {
         yield* TestClock.adjust("1000 millis")
         expect(yield* sequencer.step).toMatchObject({ released: 1 })
         expect(sessions.liveCount()).toBe(1)
-        expect(yield* cluster.acks.sessionAcks("t", 1, silent)).toEqual({ ordered: 0, replicated: 0, fenced: true, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 1, silent)).toEqual({
+          ordered: 0,
+          replicated: 0,
+          fenced: true,
+          known: true
+        })
         // The fresh session's first batch arrives late but within the bound: it is ordered.
         yield* TestClock.adjust("3000 millis")
         yield* appendSimple(a, "t", 2, fresh, 0)
@@ -41,7 +46,12 @@ for (const impl of implementations) {
         // A batch of the released session, late: refused, as for any released session.
         yield* appendSimple(a, "t", 1, silent, 0)
         expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })
-        expect(yield* cluster.acks.sessionAcks("t", 1, silent)).toEqual({ ordered: 0, replicated: 0, fenced: true, known: true })
+        expect(yield* cluster.acks.sessionAcks("t", 1, silent)).toEqual({
+          ordered: 0,
+          replicated: 0,
+          fenced: true,
+          known: true
+        })
         // The fresh one idles out like any session once it stops sending.
         yield* TestClock.adjust("6000 millis")
         expect(yield* sequencer.step).toMatchObject({ released: 1 })

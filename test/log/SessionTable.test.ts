@@ -1,11 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { ackTrackerOver, type AckTopic } from "../../src/layers/log/AckTracker.js"
+import { type AckTopic, ackTrackerOver } from "../../src/layers/log/AckTracker.js"
 import { SESSION_LINE_BYTES } from "../../src/layers/log/Layout.js"
 import { AHEAD_WINDOW, SessionState } from "../../src/layers/log/Records.js"
-import { LINE_BYTES } from "../../src/services/region/CxlMemory.js"
 import { RegistryLineView, SessionLineView } from "../../src/layers/log/RecordViews.js"
 import { type LineView, sessionHash, SessionTable, UNSETTLED } from "../../src/layers/log/SessionTable.js"
+import { LINE_BYTES } from "../../src/services/region/CxlMemory.js"
 
 const SLOTS = 16
 
@@ -54,7 +54,7 @@ const privateTable = (
 
 /** A client id whose key with `sessionEpoch` hashes to `slot` (its probe starts there). */
 const keyAt = (slot: number, sessionEpoch: number): number => {
-  for (let clientId = 1; ; clientId++) if (sessionHash(clientId, sessionEpoch, SLOTS) === slot) return clientId
+  for (let clientId = 1;; clientId++) if (sessionHash(clientId, sessionEpoch, SLOTS) === slot) return clientId
 }
 
 describe("SessionTable lookups while a writer is preempted inside a line's seqlock", () => {
@@ -93,13 +93,24 @@ describe("AckTracker over a preempted seqlock writer", () => {
       const { lineAt, lines, table } = privateTable()
       const registered = table.register(7, 0)
       if ("full" in registered) throw new Error("table full")
-      table.publish(registered.slot, 7, registered.sessionEpoch, { next: 5, orderedMessages: 50, duplicates: 0, held: 0, lastActivityMs: 0, fenced: false })
+      table.publish(registered.slot, 7, registered.sessionEpoch, {
+        next: 5,
+        orderedMessages: 50,
+        duplicates: 0,
+        held: 0,
+        lastActivityMs: 0,
+        fenced: false
+      })
       const acks = trackerOver(table)
       expect(yield* acks.sessionAcks("t", 7, registered.sessionEpoch)).toMatchObject({ known: true, ordered: 5 })
 
       const line = lineAt(registered.slot)
       lines.storeVersion(line, lines.version(line) + 1)
-      expect(yield* acks.sessionAcks("t", 7, registered.sessionEpoch)).toMatchObject({ known: true, ordered: 5, fenced: false })
+      expect(yield* acks.sessionAcks("t", 7, registered.sessionEpoch)).toMatchObject({
+        known: true,
+        ordered: 5,
+        fenced: false
+      })
     }))
 })
 
@@ -145,7 +156,15 @@ describe("SessionTable: a registration killed between its claim and its write", 
     const registered = table.register(7, 0)
     if ("full" in registered) throw new Error("table full")
     const { slot, sessionEpoch } = registered
-    table.lapse(slot, 7, sessionEpoch, { orderedMessages: 1, duplicates: 0, held: 0, lastActivityMs: 5, fenced: false, next: 3, ahead: new Set([5]) })
+    table.lapse(slot, 7, sessionEpoch, {
+      orderedMessages: 1,
+      duplicates: 0,
+      held: 0,
+      lastActivityMs: 5,
+      fenced: false,
+      next: 3,
+      ahead: new Set([5])
+    })
     // A broker's registration: its place in `live`, then its compare-and-swap, then killed.
     registry.addLive(0, 1)
     expect(lines.swapState(lineAt(slot), SessionState.lapsed, SessionState.claiming)).toBe(true)
@@ -216,7 +235,8 @@ describe("SessionTable: the bitmap's line in non-coherent mode, and its window",
     // A registration clears the bitmap whatever its view of it: both lines.
     expect(published).toEqual([SESSION_LINE_BYTES, 8])
     published.length = 0
-    const publish = (next: number, ahead?: ReadonlySet<number>) => table.publish(slot, 7, sessionEpoch, { ...fields, next, ...(ahead === undefined ? {} : { ahead }) })
+    const publish = (next: number, ahead?: ReadonlySet<number>) =>
+      table.publish(slot, 7, sessionEpoch, { ...fields, next, ...(ahead === undefined ? {} : { ahead }) })
     publish(1)
     publish(1, new Set([3]))
     publish(4)
@@ -232,8 +252,11 @@ describe("SessionTable: the bitmap's line in non-coherent mode, and its window",
     const { slot, sessionEpoch } = registered
     table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([12]) })
     const version = lines.version(lineAt(slot))
-    expect(() => table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([12, 11 + AHEAD_WINDOW]) })).toThrow(/outside the ahead window/)
-    expect(() => table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([10]) })).toThrow(/outside the ahead window/)
+    expect(() => table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([12, 11 + AHEAD_WINDOW]) }))
+      .toThrow(/outside the ahead window/)
+    expect(() => table.publish(slot, 7, sessionEpoch, { ...fields, next: 10, ahead: new Set([10]) })).toThrow(
+      /outside the ahead window/
+    )
     expect(lines.version(lineAt(slot))).toBe(version)
     expect(table.lookup(7, sessionEpoch)).toMatchObject({ next: 10 })
     expect(lines.aheadWord(lineAt(slot), 0)).toBe(2)

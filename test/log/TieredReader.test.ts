@@ -9,9 +9,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { DiskStream } from "../../src/layers/log/durable/DiskStream.js"
-import { decodeOrderRecord, OrderRecord, persistTopic, type PersistOptions, streamOf } from "../../src/layers/log/durable/DurableOrder.js"
-import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
+import {
+  decodeOrderRecord,
+  OrderRecord,
+  type PersistOptions,
+  persistTopic,
+  streamOf
+} from "../../src/layers/log/durable/DurableOrder.js"
 import { segmentOptionsOf } from "../../src/layers/log/durable/DurableTier.js"
+import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { makeMemoryDisk, type MemoryDisk, memorySegmentFiles } from "../../src/layers/log/durable/SegmentsMemory.js"
 import { tieredReader } from "../../src/layers/log/durable/TieredReader.js"
 import { crc32c } from "../../src/native/Crc32c.js"
@@ -28,7 +34,13 @@ const SEGMENT_BYTES = 4096
  * Publishes `batches` batches (one session, order 5, two brokers) while the head's writer
  * persists them, so the hot tier recycles the oldest; returns the writer (running) and its stream.
  */
-const publishPersisted = (cluster: LogCluster, disk: MemoryDisk, topic: TopicInfo, batches: number, options: PersistOptions = {}) =>
+const publishPersisted = (
+  cluster: LogCluster,
+  disk: MemoryDisk,
+  topic: TopicInfo,
+  batches: number,
+  options: PersistOptions = {}
+) =>
   Effect.gen(function*() {
     const brokers = [yield* cluster.appender(0), yield* cluster.appender(1)]
     const sequencer = yield* cluster.sequencer()
@@ -36,7 +48,11 @@ const publishPersisted = (cluster: LogCluster, disk: MemoryDisk, topic: TopicInf
     let appended = 0
     let stream: SegmentLog | undefined
     const writer = yield* Effect.forkScoped(
-      persistTopic(topic, marks, { ...options, onOpen: (log) => void (stream = log), onAppended: () => void appended++ }).pipe(
+      persistTopic(topic, marks, {
+        ...options,
+        onOpen: (log) => void (stream = log),
+        onAppended: () => void appended++
+      }).pipe(
         Effect.provide(durableLayers(disk, cluster))
       )
     )
@@ -55,7 +71,9 @@ const publishPersisted = (cluster: LogCluster, disk: MemoryDisk, topic: TopicInf
 /** How `values` differs from from, from + 1, …, end - 1 (a short answer: a diff of thousands of numbers takes the runner minutes). */
 const inSequence = (values: ReadonlyArray<number>, from: number, end: number) => ({
   length: values.length,
-  firstOutOfPlace: values.length === end - from ? values.findIndex((v, i) => v !== from + i) : Math.min(values.length, end - from)
+  firstOutOfPlace: values.length === end - from
+    ? values.findIndex((v, i) => v !== from + i)
+    : Math.min(values.length, end - from)
 })
 
 /** Reads every message from `from` to the end of the log through `reader`: offsets, batch seqs, whether each batch's crc32c held. */
@@ -90,20 +108,31 @@ for (const impl of implementations) {
         const cluster = yield* impl.make()
         const topic = yield* cluster.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
         const disk = makeMemoryDisk()
-        const { writer, brokers, sequencer } = yield* publishPersisted(cluster, disk, topic, 700, { segments: { segmentBytes: SEGMENT_BYTES } })
+        const { writer, brokers, sequencer } = yield* publishPersisted(cluster, disk, topic, 700, {
+          segments: { segmentBytes: SEGMENT_BYTES }
+        })
         // The region holds only the tail now: a plain reader from 0 is out of range.
         const held = yield* cluster.reader.bounds("d")
         expect(held.earliest).toBeGreaterThan(0)
-        expect(yield* Effect.flip(Effect.scoped(cluster.reader.subscribe("d", { from: 0 })))).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
+        expect(yield* Effect.flip(Effect.scoped(cluster.reader.subscribe("d", { from: 0 })))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 0
+        })
         // The last batches are only in the region (the writer is stopped): the reader must switch to it to get them.
         yield* Fiber.interrupt(writer)
         for (let seq = 700; seq < 720; seq++) yield* appendSimple(brokers[seq % 2]!, "d", 7, 1, seq, 3)
         yield* drain(sequencer)
 
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         expect((yield* tiered.bounds("d")).earliest).toBe(0)
         // A named consumer's reader (its hold is in the region) is refused as before.
-        expect(yield* Effect.flip(Effect.scoped(tiered.subscribe("d", { from: 0, regionOnly: true })))).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
+        expect(yield* Effect.flip(Effect.scoped(tiered.subscribe("d", { from: 0, regionOnly: true })))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 0
+        })
         const read = yield* readToEnd(tiered, "d", 0)
         expect(read.end).toBe(720 * 3)
         expect(inSequence(read.offsets, 0, read.end)).toEqual({ length: read.end, firstOutOfPlace: -1 })
@@ -122,7 +151,10 @@ for (const impl of implementations) {
         const topic = yield* cluster.topics.create({ name: "f", order: 5, ackLevel: 2, replicationFactor: 2 })
         const disk = makeMemoryDisk()
         const first = yield* publishPersisted(cluster, disk, topic, 300, { segments: { segmentBytes: SEGMENT_BYTES } })
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         const start = (yield* cluster.reader.bounds("f")).earliest
         const cursor = yield* tiered.subscribe("f", { from: start })
         const offsets: Array<number> = []
@@ -149,7 +181,12 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const disk = makeMemoryDisk()
         const first = yield* impl.make()
-        yield* publishPersisted(first, disk, yield* first.topics.create({ name: "w", order: 5, ackLevel: 2, replicationFactor: 2 }), 700)
+        yield* publishPersisted(
+          first,
+          disk,
+          yield* first.topics.create({ name: "w", order: 5, ackLevel: 2, replicationFactor: 2 }),
+          700
+        )
         // Another log of the same topic: its first batch has one message, so its batches lie differently over the offsets.
         const second = yield* impl.make()
         yield* second.topics.create({ name: "w", order: 5, ackLevel: 2, replicationFactor: 2 })
@@ -161,7 +198,10 @@ for (const impl of implementations) {
         }
         yield* drain(sequencer)
         expect((yield* second.reader.bounds("w")).earliest).toBeGreaterThan(0)
-        const tiered = tieredReader(second.reader, second.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(second.reader, second.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         const error = yield* Effect.flip(readToEnd(tiered, "w", 0))
         expect(error).toMatchObject({ _tag: "LogCorrupt" })
         expect(error.message).toContain("does not match the region")
@@ -171,11 +211,20 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const cluster = yield* impl.make()
         const disk = makeMemoryDisk()
-        yield* publishPersisted(cluster, disk, yield* cluster.topics.create({ name: "c", order: 5, ackLevel: 2, replicationFactor: 2 }), 700, {
-          segments: { segmentBytes: SEGMENT_BYTES }
-        })
+        yield* publishPersisted(
+          cluster,
+          disk,
+          yield* cluster.topics.create({ name: "c", order: 5, ackLevel: 2, replicationFactor: 2 }),
+          700,
+          {
+            segments: { segmentBytes: SEGMENT_BYTES }
+          }
+        )
         const path = "/data/topic-c/00000000000000000000.seg"
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         // A record in the middle of a completed segment, read on the way; then the segment's first record, read to locate offset 0.
         disk.files.get(path)!.data[1_000]! ^= 0xff
         const middle = yield* Effect.flip(readToEnd(tiered, "c", 0))
@@ -191,7 +240,12 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const cluster = yield* impl.make()
         const disk = makeMemoryDisk()
-        const { writer, brokers, sequencer } = yield* publishPersisted(cluster, disk, yield* cluster.topics.create({ name: "h", order: 5, ackLevel: 2, replicationFactor: 2 }), 300)
+        const { writer, brokers, sequencer } = yield* publishPersisted(
+          cluster,
+          disk,
+          yield* cluster.topics.create({ name: "h", order: 5, ackLevel: 2, replicationFactor: 2 }),
+          300
+        )
         yield* Fiber.interrupt(writer)
         for (let seq = 300; seq < 1000; seq++) {
           yield* appendSimple(brokers[seq % 2]!, "h", 7, 1, seq, 3)
@@ -200,7 +254,11 @@ for (const impl of implementations) {
         yield* drain(sequencer)
         const held = yield* cluster.reader.bounds("h")
         expect(held.earliest).toBeGreaterThan(300 * 3)
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk), openWaitMs: 200 })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk),
+          openWaitMs: 200
+        })
         const error = yield* Effect.flip(readToEnd(tiered, "h", 0))
         expect(error).toMatchObject({ _tag: "LogOutOfRange", requested: 300 * 3, earliest: held.earliest })
         // Opening inside the hole: the same.
@@ -214,9 +272,17 @@ for (const impl of implementations) {
     it.scopedLive("retention by size deletes old segments: a reader before them gets LogOutOfRange naming the oldest offset on disk", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
-        const topic = yield* cluster.topics.create({ name: "r", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 12 * SEGMENT_BYTES } })
+        const topic = yield* cluster.topics.create({
+          name: "r",
+          order: 5,
+          ackLevel: 2,
+          replicationFactor: 2,
+          diskRetention: { maxBytes: 12 * SEGMENT_BYTES }
+        })
         const disk = makeMemoryDisk()
-        const { stream } = yield* publishPersisted(cluster, disk, topic, 700, { segments: { ...segmentOptionsOf(topic), segmentBytes: SEGMENT_BYTES } })
+        const { stream } = yield* publishPersisted(cluster, disk, topic, 700, {
+          segments: { ...segmentOptionsOf(topic), segmentBytes: SEGMENT_BYTES }
+        })
         expect(stream.first()).toBeGreaterThan(0)
         let oldest = -1
         yield* stream.read(stream.first(), (_, record) => {
@@ -227,14 +293,22 @@ for (const impl of implementations) {
         expect(oldest).toBeGreaterThan(0)
         expect(oldest).toBeLessThan(held.earliest)
 
-        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        const tiered = tieredReader(cluster.reader, cluster.topics.lookup, {
+          directory: "/data",
+          files: memorySegmentFiles(disk)
+        })
         expect((yield* tiered.bounds("r")).earliest).toBe(oldest)
         const refused = yield* Effect.flip(Effect.scoped(tiered.subscribe("r", { from: 0 })))
         expect(refused).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest: oldest, end: held.end })
         const fromOldest = yield* readToEnd(tiered, "r", oldest)
-        expect(inSequence(fromOldest.offsets, oldest, held.end)).toEqual({ length: held.end - oldest, firstOutOfPlace: -1 })
+        expect(inSequence(fromOldest.offsets, oldest, held.end)).toEqual({
+          length: held.end - oldest,
+          firstOutOfPlace: -1
+        })
         // "earliest" starts at the oldest offset on disk.
-        const earliest = yield* Effect.scoped(Effect.map(tiered.subscribe("r", { from: "earliest" }), (c) => c.position()))
+        const earliest = yield* Effect.scoped(
+          Effect.map(tiered.subscribe("r", { from: "earliest" }), (c) => c.position())
+        )
         expect(earliest).toBe(oldest)
       }))
   })

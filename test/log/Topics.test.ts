@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { makeLogArea } from "../../src/layers/log/Layout.js"
 import { DescriptorView } from "../../src/layers/log/RecordViews.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { implementations, LOG_BASE, smallConfig } from "../fixtures/log-harness.js"
 
@@ -23,18 +23,42 @@ for (const impl of implementations) {
     it.scoped("keeps a replication factor 2 topic's disk retention (what another process reads back too) and refuses one without a disk copy", () =>
       Effect.gen(function*() {
         const { topics } = yield* impl.make()
-        const kept = yield* topics.create({ name: "kept", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 10 << 20, maxAgeMs: 86_400_000 } })
-        yield* topics.create({ name: "aged", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxAgeMs: 60_000 } })
+        const kept = yield* topics.create({
+          name: "kept",
+          order: 5,
+          ackLevel: 2,
+          replicationFactor: 2,
+          diskRetention: { maxBytes: 10 << 20, maxAgeMs: 86_400_000 }
+        })
+        yield* topics.create({
+          name: "aged",
+          order: 5,
+          ackLevel: 2,
+          replicationFactor: 2,
+          diskRetention: { maxAgeMs: 60_000 }
+        })
         yield* topics.create({ name: "whole", order: 5, ackLevel: 2, replicationFactor: 2 })
         expect(kept.diskRetention).toEqual({ maxBytes: 10 << 20, maxAgeMs: 86_400_000 })
         const listed = new Map((yield* topics.list).map((t) => [t.name, t.diskRetention]))
         expect(listed.get("kept")).toEqual({ maxBytes: 10 << 20, maxAgeMs: 86_400_000 })
         expect(listed.get("aged")).toEqual({ maxAgeMs: 60_000 })
         expect(listed.get("whole")).toBeUndefined()
-        const memoryOnly = yield* Effect.flip(topics.create({ name: "m", order: 5, ackLevel: 1, replicationFactor: 1, diskRetention: { maxBytes: 1 << 20 } }))
+        const memoryOnly = yield* Effect.flip(
+          topics.create({
+            name: "m",
+            order: 5,
+            ackLevel: 1,
+            replicationFactor: 1,
+            diskRetention: { maxBytes: 1 << 20 }
+          })
+        )
         expect(memoryOnly).toMatchObject({ _tag: "InvalidTopicSpec" })
         expect(memoryOnly.message).toContain("needs replication factor 2")
-        expect(yield* Effect.flip(topics.create({ name: "z", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 0 } }))).toMatchObject({
+        expect(
+          yield* Effect.flip(
+            topics.create({ name: "z", order: 5, ackLevel: 2, replicationFactor: 2, diskRetention: { maxBytes: 0 } })
+          )
+        ).toMatchObject({
           _tag: "InvalidTopicSpec"
         })
       }))
@@ -43,7 +67,8 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const { topics } = yield* impl.make()
         yield* topics.create({ name: "t", order: 2, ackLevel: 1, replicationFactor: 1 })
-        expect(yield* Effect.flip(topics.create({ name: "t", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({ _tag: "TopicExists", name: "t" })
+        expect(yield* Effect.flip(topics.create({ name: "t", order: 2, ackLevel: 1, replicationFactor: 1 })))
+          .toMatchObject({ _tag: "TopicExists", name: "t" })
         expect(yield* Effect.flip(topics.lookup("nope"))).toMatchObject({ _tag: "TopicNotFound", name: "nope" })
         const rf = yield* Effect.flip(topics.create({ name: "r", order: 2, ackLevel: 2, replicationFactor: 3 }))
         expect(rf).toMatchObject({ _tag: "ReplicationUnavailable", replicationFactor: 3 })
@@ -52,17 +77,22 @@ for (const impl of implementations) {
         const unordered = yield* Effect.flip(topics.create({ name: "d", order: 2, ackLevel: 2, replicationFactor: 2 }))
         expect(unordered).toMatchObject({ _tag: "InvalidTopicSpec" })
         expect(unordered.message).toContain("needs order 5")
-        expect(yield* Effect.flip(topics.create({ name: "bad name!", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
-          _tag: "InvalidTopicSpec"
-        })
-        expect(yield* Effect.flip(topics.create({ name: "m", order: 3 as 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
-          _tag: "InvalidTopicSpec"
-        })
-        for (let i = 1; i < smallConfig.maxTopics; i++) yield* topics.create({ name: `t${i}`, order: 2, ackLevel: 1, replicationFactor: 1 })
-        expect(yield* Effect.flip(topics.create({ name: "overflow", order: 2, ackLevel: 1, replicationFactor: 1 }))).toMatchObject({
-          _tag: "TopicTableFull",
-          maxTopics: smallConfig.maxTopics
-        })
+        expect(yield* Effect.flip(topics.create({ name: "bad name!", order: 2, ackLevel: 1, replicationFactor: 1 })))
+          .toMatchObject({
+            _tag: "InvalidTopicSpec"
+          })
+        expect(yield* Effect.flip(topics.create({ name: "m", order: 3 as 2, ackLevel: 1, replicationFactor: 1 })))
+          .toMatchObject({
+            _tag: "InvalidTopicSpec"
+          })
+        for (let i = 1; i < smallConfig.maxTopics; i++) {
+          yield* topics.create({ name: `t${i}`, order: 2, ackLevel: 1, replicationFactor: 1 })
+        }
+        expect(yield* Effect.flip(topics.create({ name: "overflow", order: 2, ackLevel: 1, replicationFactor: 1 })))
+          .toMatchObject({
+            _tag: "TopicTableFull",
+            maxTopics: smallConfig.maxTopics
+          })
       }))
   })
 }
@@ -73,7 +103,9 @@ describe("Topics in the region", () => {
       const cluster = yield* implementations[0]!.make()
       yield* cluster.topics.create({ name: "shared", order: 4, ackLevel: 1, replicationFactor: 1 })
       const attached = yield* CxlMemoryLayers.make({ name: cluster.region!.name, mode: "attach" })
-      const other = yield* TopicsLayers.make(makeLogArea(LOG_BASE, smallConfig)).pipe(Effect.provideService(CxlMemory, attached))
+      const other = yield* TopicsLayers.make(makeLogArea(LOG_BASE, smallConfig)).pipe(
+        Effect.provideService(CxlMemory, attached)
+      )
       expect(yield* other.lookup("shared")).toMatchObject({ id: 0, order: 4 })
     }))
 

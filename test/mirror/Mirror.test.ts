@@ -5,7 +5,7 @@
  * sequences 1..N, with the region's payloads and message ids.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { type JetStreamManager, type JsMsg, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
+import { jetstream, type JetStreamManager, jetstreamManager, type JsMsg, StorageType } from "@nats-io/jetstream"
 import { connect, headers } from "@nats-io/transport-node"
 import { Effect, Fiber, Schedule, type Scope } from "effect"
 import { execFileSync } from "node:child_process"
@@ -47,20 +47,41 @@ const startLog = (label: string, extraEnv: Record<string, string> = {}): Effect.
   })
 
 const publish = (log: Log, count: number, bytes = 16) =>
-  Effect.map(runCli(["publish", "--brokers", log.brokers, "--topic", TOPIC, "--count", `${count}`, "--message-bytes", `${bytes}`], log.env), (r) => {
-    expect(r.code, r.stderr).toBe(0)
-  })
+  Effect.map(
+    runCli([
+      "publish",
+      "--brokers",
+      log.brokers,
+      "--topic",
+      TOPIC,
+      "--count",
+      `${count}`,
+      "--message-bytes",
+      `${bytes}`
+    ], log.env),
+    (r) => {
+      expect(r.code, r.stderr).toBe(0)
+    }
+  )
 
-const mirrorArgs = (cluster: NatsCluster, ...extra: ReadonlyArray<string>) => ["mirror", "--topic", TOPIC, "--to", cluster.urls.join(","), "--stream", STREAM, ...extra]
+const mirrorArgs = (
+  cluster: NatsCluster,
+  ...extra: ReadonlyArray<string>
+) => ["mirror", "--topic", TOPIC, "--to", cluster.urls.join(","), "--stream", STREAM, ...extra]
 
 /** The region's messages 0..count−1 as `cxlog subscribe --format json` prints them. */
 const regionPayloads = (log: Log, count: number) =>
   Effect.map(runCli(["subscribe", "--topic", TOPIC, "--limit", `${count}`, "--format", "json"], log.env), (r) => {
     expect(r.code, r.stderr).toBe(0)
-    return r.stdout.trim().split("\n").map((line) => JSON.parse(line) as { offset: number; payload?: string; payloadBase64?: string })
+    return r.stdout.trim().split("\n").map((line) =>
+      JSON.parse(line) as { offset: number; payload?: string; payloadBase64?: string }
+    )
   })
 
-const withJetStream = <A>(cluster: NatsCluster, use: (nc: Awaited<ReturnType<typeof connect>>) => Promise<A>): Effect.Effect<A, Error> =>
+const withJetStream = <A>(
+  cluster: NatsCluster,
+  use: (nc: Awaited<ReturnType<typeof connect>>) => Promise<A>
+): Effect.Effect<A, Error> =>
   Effect.tryPromise({
     try: async () => {
       const nc = await connect({ servers: [...cluster.urls], noAsyncTraces: true })
@@ -77,12 +98,18 @@ const withJetStream = <A>(cluster: NatsCluster, use: (nc: Awaited<ReturnType<typ
 const stopMirror = (mirror: CliRole) =>
   Effect.zipRight(
     Effect.sync(() => mirror.child.kill("SIGTERM")),
-    mirror.exited.pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`the mirror did not exit within 30 s of SIGTERM: ${mirror.output()}`) }))
+    mirror.exited.pipe(Effect.timeoutFail({
+      duration: "30 seconds",
+      onTimeout: () => new Error(`the mirror did not exit within 30 s of SIGTERM: ${mirror.output()}`)
+    }))
   )
 
 /** Messages in the stream now (0 while it does not exist or JetStream does not answer). */
 const streamCount = (cluster: NatsCluster) =>
-  withJetStream(cluster, async (nc) => (await (await jetstreamManager(nc, { timeout: 2_000 })).streams.info(STREAM)).state.messages).pipe(Effect.orElseSucceed(() => 0))
+  withJetStream(
+    cluster,
+    async (nc) => (await (await jetstreamManager(nc, { timeout: 2_000 })).streams.info(STREAM)).state.messages
+  ).pipe(Effect.orElseSucceed(() => 0))
 
 /** Waits until the stream holds `atLeast` messages; fails when `mirror` exits first, with what it said. */
 const awaitStreamCount = (cluster: NatsCluster, atLeast: number, mirror?: CliRole, timeoutMs = 90_000) =>
@@ -91,9 +118,17 @@ const awaitStreamCount = (cluster: NatsCluster, atLeast: number, mirror?: CliRol
     let count = 0
     while ((count = yield* streamCount(cluster)) < atLeast) {
       if (mirror !== undefined && mirror.child.exitCode !== null) {
-        return yield* Effect.fail(new Error(`the mirror exited (${mirror.child.exitCode}) with ${count} of ${atLeast} messages in the stream: ${mirror.output()}`))
+        return yield* Effect.fail(
+          new Error(
+            `the mirror exited (${mirror.child.exitCode}) with ${count} of ${atLeast} messages in the stream: ${mirror.output()}`
+          )
+        )
       }
-      if (Date.now() > deadline) return yield* Effect.fail(new Error(`the stream holds ${count} messages after ${timeoutMs} ms, expected ${atLeast}`))
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(
+          new Error(`the stream holds ${count} messages after ${timeoutMs} ms, expected ${atLeast}`)
+        )
+      }
       yield* Effect.sleep(100)
     }
     return count
@@ -124,8 +159,14 @@ const killAtCount = (jsm: JetStreamManager, mirror: CliRole, atLeast: number) =>
         for (;;) {
           const count = await heldCount(jsm)
           if (count >= atLeast) return
-          if (mirror.child.exitCode !== null) throw new Error(`the mirror exited (${mirror.child.exitCode}) with ${count} of ${atLeast} messages in the stream: ${mirror.output()}`)
-          if (Date.now() > deadline) throw new Error(`the stream holds ${count} messages after 30 s, expected ${atLeast}`)
+          if (mirror.child.exitCode !== null) {
+            throw new Error(
+              `the mirror exited (${mirror.child.exitCode}) with ${count} of ${atLeast} messages in the stream: ${mirror.output()}`
+            )
+          }
+          if (Date.now() > deadline) {
+            throw new Error(`the stream holds ${count} messages after 30 s, expected ${atLeast}`)
+          }
           await new Promise((resolve) => setTimeout(resolve, 5))
         }
       },
@@ -147,7 +188,10 @@ const READ_BACK_RETRIES = 4
  */
 const readStream = (cluster: NatsCluster) =>
   readStreamOnce(cluster).pipe(
-    Effect.timeoutFail({ duration: READ_BACK_MS, onTimeout: () => new Error(`reading the stream back did not finish within ${READ_BACK_MS} ms`) }),
+    Effect.timeoutFail({
+      duration: READ_BACK_MS,
+      onTimeout: () => new Error(`reading the stream back did not finish within ${READ_BACK_MS} ms`)
+    }),
     Effect.retry({ schedule: Schedule.spaced("1 second"), times: READ_BACK_RETRIES })
   )
 
@@ -178,8 +222,13 @@ const audit = (cluster: NatsCluster, log: Log, count: number) =>
       const m = stream[i]!
       const r = region[i]!
       const payload = r.payload === undefined ? Buffer.from(r.payloadBase64 ?? "", "base64") : Buffer.from(r.payload)
-      if (m.sequence !== i + 1 || m.offset !== i || m.msgId !== `${log.regionId}/${TOPIC}/${i}` || !payload.equals(Buffer.from(m.payload))) {
-        problems.push(`sequence ${m.sequence}: offset ${m.offset}, id ${m.msgId}, ${m.payload.length} bytes (expected offset ${i})`)
+      if (
+        m.sequence !== i + 1 || m.offset !== i || m.msgId !== `${log.regionId}/${TOPIC}/${i}` ||
+        !payload.equals(Buffer.from(m.payload))
+      ) {
+        problems.push(
+          `sequence ${m.sequence}: offset ${m.offset}, id ${m.msgId}, ${m.payload.length} bytes (expected offset ${i})`
+        )
       }
     }
     expect(problems).toEqual([])
@@ -187,187 +236,252 @@ const audit = (cluster: NatsCluster, log: Log, count: number) =>
 
 const topicsMirror = (log: Log) =>
   Effect.map(runCli(["topics", "--json"], log.env), (r) => {
-    const report = JSON.parse(r.stdout) as { topics: Array<{ mirrors: Array<{ state: string; mirrored: number; lagOffsets: number; detail?: string }> }> }
+    const report = JSON.parse(r.stdout) as {
+      topics: Array<{ mirrors: Array<{ state: string; mirrored: number; lagOffsets: number; detail?: string }> }>
+    }
     return report.topics[0]?.mirrors[0]
   })
 
 const scrape = (port: number) =>
-  Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text())).pipe(Effect.orElseSucceed(() => ""))
+  Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text())).pipe(
+    Effect.orElseSucceed(() => "")
+  )
 
-describe.skipIf(skip !== undefined)(`cxlog mirror into a 3-node JetStream cluster${skip === undefined ? "" : ` (skipped: ${skip})`}`, () => {
-  it.scopedLive("100 000 messages published while the mirror runs: the stream holds offsets 0..N−1 once, in order, payloads equal", () =>
-    Effect.gen(function*() {
-      const cluster = yield* startNatsCluster(3)
-      const log = yield* startLog("mirror100k")
-      const mirror = yield* forkCli(mirrorArgs(cluster), log.env)
-      yield* publish(log, 100_000)
-      yield* awaitStreamCount(cluster, 100_000, mirror, 150_000)
-      // The mirror writes its status every 500 ms: `cxlog topics` shows it caught up within a few refreshes.
-      let status = yield* topicsMirror(log)
-      for (const deadline = Date.now() + 15_000; status?.lagOffsets !== 0 && Date.now() < deadline;) {
-        yield* Effect.sleep(200)
-        status = yield* topicsMirror(log)
-      }
-      expect(status?.state).toBe("mirroring")
-      expect(status?.lagOffsets).toBe(0)
-      yield* stopMirror(mirror)
-      yield* audit(cluster, log, 100_000)
-    }), 240_000)
+describe.skipIf(skip !== undefined)(
+  `cxlog mirror into a 3-node JetStream cluster${skip === undefined ? "" : ` (skipped: ${skip})`}`,
+  () => {
+    it.scopedLive(
+      "100 000 messages published while the mirror runs: the stream holds offsets 0..N−1 once, in order, payloads equal",
+      () =>
+        Effect.gen(function*() {
+          const cluster = yield* startNatsCluster(3)
+          const log = yield* startLog("mirror100k")
+          const mirror = yield* forkCli(mirrorArgs(cluster), log.env)
+          yield* publish(log, 100_000)
+          yield* awaitStreamCount(cluster, 100_000, mirror, 150_000)
+          // The mirror writes its status every 500 ms: `cxlog topics` shows it caught up within a few refreshes.
+          let status = yield* topicsMirror(log)
+          for (const deadline = Date.now() + 15_000; status?.lagOffsets !== 0 && Date.now() < deadline;) {
+            yield* Effect.sleep(200)
+            status = yield* topicsMirror(log)
+          }
+          expect(status?.state).toBe("mirroring")
+          expect(status?.lagOffsets).toBe(0)
+          yield* stopMirror(mirror)
+          yield* audit(cluster, log, 100_000)
+        }),
+      240_000
+    )
 
-  it.scopedLive("over TCP from a broker (--brokers, --region-id): the same stream, message ids naming the region", () =>
-    Effect.gen(function*() {
-      const cluster = yield* startNatsCluster(3)
-      const log = yield* startLog("mirrortcp")
-      yield* publish(log, 2_000)
-      const remote = yield* runCli(mirrorArgs(cluster, "--brokers", log.brokers, "--region-id", log.regionId, "--until", "2000"), log.env)
-      expect(remote.code, remote.stderr).toBe(0)
-      yield* audit(cluster, log, 2_000)
-      const half = yield* runCli(mirrorArgs(cluster, "--brokers", log.brokers), log.env)
-      expect(half.code).toBe(2)
-      expect(half.stderr).toMatch(/--brokers and --region-id go together/)
-    }), 180_000)
+    it.scopedLive(
+      "over TCP from a broker (--brokers, --region-id): the same stream, message ids naming the region",
+      () =>
+        Effect.gen(function*() {
+          const cluster = yield* startNatsCluster(3)
+          const log = yield* startLog("mirrortcp")
+          yield* publish(log, 2_000)
+          const remote = yield* runCli(
+            mirrorArgs(cluster, "--brokers", log.brokers, "--region-id", log.regionId, "--until", "2000"),
+            log.env
+          )
+          expect(remote.code, remote.stderr).toBe(0)
+          yield* audit(cluster, log, 2_000)
+          const half = yield* runCli(mirrorArgs(cluster, "--brokers", log.brokers), log.env)
+          expect(half.code).toBe(2)
+          expect(half.stderr).toMatch(/--brokers and --region-id go together/)
+        }),
+      180_000
+    )
 
-  it.scopedLive("SIGKILLed at random points 10 times and restarted: still every offset once, in order", () =>
-    Effect.gen(function*() {
-      const cluster = yield* startNatsCluster(3)
-      const log = yield* startLog("mirrorkill")
-      // Room for ten kills however late a poll of the count sees one (each poll can take 100 ms and more on
-      // a loaded machine, and a killed run publishes at most 16 at a time): kills land within the first half.
-      const total = 60_000
-      yield* publish(log, total)
-      // The stream made first (its R3 group elects a leader meanwhile), by a mirror that stops after one message:
-      // counting a stream still being made blocks, and a mirror would run far past its kill point meanwhile.
-      const made = yield* runCli(mirrorArgs(cluster, "--until", "1"), log.env)
-      expect(made.code, made.stderr).toBe(0)
-      const { jsm } = yield* heldManager(cluster)
-      const killedAt: Array<number> = []
-      for (let kill = 0; kill < 10; kill++) {
-        const before = yield* Effect.promise(() => heldCount(jsm))
-        const mirror = yield* forkCli(mirrorArgs(cluster, "--max-in-flight", "16"), log.env)
-        // Past its resume, at a random point of its publishes counted in messages, not in time: a
-        // time would cover more of the stream on a faster machine, and the last kills land after its end.
-        yield* killAtCount(jsm, mirror, before + 1 + Math.floor(Math.random() * 1_000))
-        killedAt.push(yield* Effect.promise(() => heldCount(jsm)))
-      }
-      // Every kill fell mid-stream: the mirror had more to publish.
-      expect(killedAt.filter((n) => n < total)).toHaveLength(10)
-      const last = yield* runCli(mirrorArgs(cluster, "--until", `${total}`), log.env)
-      expect(last.code, last.stderr).toBe(0)
-      yield* audit(cluster, log, total)
-    }), 240_000)
+    it.scopedLive(
+      "SIGKILLed at random points 10 times and restarted: still every offset once, in order",
+      () =>
+        Effect.gen(function*() {
+          const cluster = yield* startNatsCluster(3)
+          const log = yield* startLog("mirrorkill")
+          // Room for ten kills however late a poll of the count sees one (each poll can take 100 ms and more on
+          // a loaded machine, and a killed run publishes at most 16 at a time): kills land within the first half.
+          const total = 60_000
+          yield* publish(log, total)
+          // The stream made first (its R3 group elects a leader meanwhile), by a mirror that stops after one message:
+          // counting a stream still being made blocks, and a mirror would run far past its kill point meanwhile.
+          const made = yield* runCli(mirrorArgs(cluster, "--until", "1"), log.env)
+          expect(made.code, made.stderr).toBe(0)
+          const { jsm } = yield* heldManager(cluster)
+          const killedAt: Array<number> = []
+          for (let kill = 0; kill < 10; kill++) {
+            const before = yield* Effect.promise(() => heldCount(jsm))
+            const mirror = yield* forkCli(mirrorArgs(cluster, "--max-in-flight", "16"), log.env)
+            // Past its resume, at a random point of its publishes counted in messages, not in time: a
+            // time would cover more of the stream on a faster machine, and the last kills land after its end.
+            yield* killAtCount(jsm, mirror, before + 1 + Math.floor(Math.random() * 1_000))
+            killedAt.push(yield* Effect.promise(() => heldCount(jsm)))
+          }
+          // Every kill fell mid-stream: the mirror had more to publish.
+          expect(killedAt.filter((n) => n < total)).toHaveLength(10)
+          const last = yield* runCli(mirrorArgs(cluster, "--until", `${total}`), log.env)
+          expect(last.code, last.stderr).toBe(0)
+          yield* audit(cluster, log, total)
+        }),
+      240_000
+    )
 
-  it.scopedLive("one node of three killed mid-stream: the mirror goes on, nothing lost", () =>
-    Effect.gen(function*() {
-      const cluster = yield* startNatsCluster(3)
-      const log = yield* startLog("mirrornode")
-      const mirror = yield* forkCli(mirrorArgs(cluster, "--request-timeout-ms", "2000"), log.env)
-      const publishing = yield* Effect.fork(publish(log, 6_000))
-      yield* awaitStreamCount(cluster, 1_000, mirror)
-      yield* cluster.nodes[0]!.kill
-      yield* Fiber.join(publishing).pipe(Effect.timeoutFail({ duration: "120 seconds", onTimeout: () => new Error("publishing 6 000 messages took over 120 s") }))
-      yield* awaitStreamCount(cluster, 6_000, mirror)
-      yield* stopMirror(mirror)
-      yield* audit(cluster, log, 6_000)
-    }), 300_000)
+    it.scopedLive(
+      "one node of three killed mid-stream: the mirror goes on, nothing lost",
+      () =>
+        Effect.gen(function*() {
+          const cluster = yield* startNatsCluster(3)
+          const log = yield* startLog("mirrornode")
+          const mirror = yield* forkCli(mirrorArgs(cluster, "--request-timeout-ms", "2000"), log.env)
+          const publishing = yield* Effect.fork(publish(log, 6_000))
+          yield* awaitStreamCount(cluster, 1_000, mirror)
+          yield* cluster.nodes[0]!.kill
+          yield* Fiber.join(publishing).pipe(Effect.timeoutFail({
+            duration: "120 seconds",
+            onTimeout: () => new Error("publishing 6 000 messages took over 120 s")
+          }))
+          yield* awaitStreamCount(cluster, 6_000, mirror)
+          yield* stopMirror(mirror)
+          yield* audit(cluster, log, 6_000)
+        }),
+      300_000
+    )
 
-  it.scopedLive("all three nodes lost: mirror-unavailable (status, metrics), then it catches up when they return", () =>
-    Effect.gen(function*() {
-      const cluster = yield* startNatsCluster(3)
-      const log = yield* startLog("mirrornodes")
-      // An operator's stream whose duplicate window (1 s) the outage outlasts, as any outage longer than
-      // the default 2 min does: restarted, JetStream no longer knows its last message id (#34).
-      yield* withJetStream(cluster, async (nc) => {
-        const jsm = await jetstreamManager(nc, { timeout: 10_000 })
-        await jsm.streams.add({ name: STREAM, subjects: [`cxlog.${TOPIC}`], num_replicas: 3, storage: StorageType.File, duplicate_window: 1_000_000_000 })
-      })
-      // The kernel's free pick, not a random number (one in use failed the mirror's start: EADDRINUSE).
-      const metricsPort = yield* freePort
-      const mirror = yield* forkCli(mirrorArgs(cluster, "--metrics-port", `${metricsPort}`, "--request-timeout-ms", "2000"), log.env)
-      yield* publish(log, 2_000)
-      yield* awaitStreamCount(cluster, 2_000, mirror)
+    it.scopedLive(
+      "all three nodes lost: mirror-unavailable (status, metrics), then it catches up when they return",
+      () =>
+        Effect.gen(function*() {
+          const cluster = yield* startNatsCluster(3)
+          const log = yield* startLog("mirrornodes")
+          // An operator's stream whose duplicate window (1 s) the outage outlasts, as any outage longer than
+          // the default 2 min does: restarted, JetStream no longer knows its last message id (#34).
+          yield* withJetStream(cluster, async (nc) => {
+            const jsm = await jetstreamManager(nc, { timeout: 10_000 })
+            await jsm.streams.add({
+              name: STREAM,
+              subjects: [`cxlog.${TOPIC}`],
+              num_replicas: 3,
+              storage: StorageType.File,
+              duplicate_window: 1_000_000_000
+            })
+          })
+          // The kernel's free pick, not a random number (one in use failed the mirror's start: EADDRINUSE).
+          const metricsPort = yield* freePort
+          const mirror = yield* forkCli(
+            mirrorArgs(cluster, "--metrics-port", `${metricsPort}`, "--request-timeout-ms", "2000"),
+            log.env
+          )
+          yield* publish(log, 2_000)
+          yield* awaitStreamCount(cluster, 2_000, mirror)
 
-      for (const node of cluster.nodes) yield* node.kill
-      yield* publish(log, 2_000)
-      let unavailable: { state: string; lagOffsets: number } | undefined
-      let metrics = ""
-      for (const deadline = Date.now() + 30_000; Date.now() < deadline && mirror.child.exitCode === null;) {
-        unavailable = yield* topicsMirror(log)
-        metrics = yield* scrape(metricsPort)
-        // The status is written every 500 ms: wait for one written after the 2 000 messages were published.
-        if (unavailable?.state === "mirror-unavailable" && unavailable.lagOffsets === 2_000 && /cxlog_mirror_unavailable\{[^}]*\} 1/.test(metrics)) break
-        yield* Effect.sleep(100)
-      }
-      expect(mirror.child.exitCode, mirror.output()).toBeNull()
-      expect(unavailable?.state).toBe("mirror-unavailable")
-      expect(unavailable?.lagOffsets).toBe(2_000)
-      expect(metrics).toMatch(/cxlog_mirror_unavailable\{[^}]*\} 1/)
-      expect(metrics).toMatch(/cxlog_mirror_retries\{[^}]*\} [1-9]/)
+          for (const node of cluster.nodes) yield* node.kill
+          yield* publish(log, 2_000)
+          let unavailable: { state: string; lagOffsets: number } | undefined
+          let metrics = ""
+          for (const deadline = Date.now() + 30_000; Date.now() < deadline && mirror.child.exitCode === null;) {
+            unavailable = yield* topicsMirror(log)
+            metrics = yield* scrape(metricsPort)
+            // The status is written every 500 ms: wait for one written after the 2 000 messages were published.
+            if (
+              unavailable?.state === "mirror-unavailable" && unavailable.lagOffsets === 2_000 &&
+              /cxlog_mirror_unavailable\{[^}]*\} 1/.test(metrics)
+            ) {
+              break
+            }
+            yield* Effect.sleep(100)
+          }
+          expect(mirror.child.exitCode, mirror.output()).toBeNull()
+          expect(unavailable?.state).toBe("mirror-unavailable")
+          expect(unavailable?.lagOffsets).toBe(2_000)
+          expect(metrics).toMatch(/cxlog_mirror_unavailable\{[^}]*\} 1/)
+          expect(metrics).toMatch(/cxlog_mirror_retries\{[^}]*\} [1-9]/)
 
-      for (const node of cluster.nodes) yield* node.start
-      yield* awaitStreamCount(cluster, 4_000, mirror, 120_000)
-      yield* stopMirror(mirror)
-      yield* audit(cluster, log, 4_000)
-    }), 600_000)
+          for (const node of cluster.nodes) yield* node.start
+          yield* awaitStreamCount(cluster, 4_000, mirror, 120_000)
+          yield* stopMirror(mirror)
+          yield* audit(cluster, log, 4_000)
+        }),
+      600_000
+    )
 
-  it.scopedLive("the expected-sequence fence: a foreign writer's message stops the mirror with a typed error, and it writes nothing after it", () =>
-    Effect.gen(function*() {
-      const cluster = yield* startNatsCluster(3)
-      const log = yield* startLog("mirrorfence")
-      yield* publish(log, 1_000)
-      const first = yield* runCli(mirrorArgs(cluster, "--until", "1000"), log.env)
-      expect(first.code, first.stderr).toBe(0)
-      // A running mirror: the foreign message lands between two of its appends.
-      const running = yield* forkCli(mirrorArgs(cluster), log.env)
-      while (!running.output().includes("mirroring from offset 1000")) {
-        expect(running.child.exitCode, running.output()).toBeNull()
-        yield* Effect.sleep(50)
-      }
-      yield* withJetStream(cluster, async (nc) => {
-        const h = headers()
-        h.set("Nats-Msg-Id", "someone-else/1")
-        await jetstream(nc).publish(`cxlog.${TOPIC}`, new TextEncoder().encode("foreign"), { headers: h })
-      })
-      yield* publish(log, 500)
-      const exited = yield* running.exited.pipe(
-        Effect.timeoutFail({ duration: 60_000, onTimeout: () => new Error(`the mirror went on after a foreign message: ${running.output()}`) })
-      )
-      expect(exited.code).toBe(1)
-      expect(running.output()).toMatch(/MirrorStreamForeign|another writer appended to it; nothing was written/)
-      expect(yield* streamCount(cluster)).toBe(1_001)
-      // Started again, it refuses before writing anything.
-      const again = yield* runCli(mirrorArgs(cluster), log.env)
-      expect(again.code).toBe(1)
-      expect(again.stderr).toMatch(/stream cxlog-m: its last message \(sequence 1001\) is "someone-else\/1" on cxlog\.m, not this mirror's/)
-      expect(yield* streamCount(cluster)).toBe(1_001)
-      expect((yield* topicsMirror(log))?.state).toBe("fenced")
-    }), 180_000)
+    it.scopedLive(
+      "the expected-sequence fence: a foreign writer's message stops the mirror with a typed error, and it writes nothing after it",
+      () =>
+        Effect.gen(function*() {
+          const cluster = yield* startNatsCluster(3)
+          const log = yield* startLog("mirrorfence")
+          yield* publish(log, 1_000)
+          const first = yield* runCli(mirrorArgs(cluster, "--until", "1000"), log.env)
+          expect(first.code, first.stderr).toBe(0)
+          // A running mirror: the foreign message lands between two of its appends.
+          const running = yield* forkCli(mirrorArgs(cluster), log.env)
+          while (!running.output().includes("mirroring from offset 1000")) {
+            expect(running.child.exitCode, running.output()).toBeNull()
+            yield* Effect.sleep(50)
+          }
+          yield* withJetStream(cluster, async (nc) => {
+            const h = headers()
+            h.set("Nats-Msg-Id", "someone-else/1")
+            await jetstream(nc).publish(`cxlog.${TOPIC}`, new TextEncoder().encode("foreign"), { headers: h })
+          })
+          yield* publish(log, 500)
+          const exited = yield* running.exited.pipe(
+            Effect.timeoutFail({
+              duration: 60_000,
+              onTimeout: () => new Error(`the mirror went on after a foreign message: ${running.output()}`)
+            })
+          )
+          expect(exited.code).toBe(1)
+          expect(running.output()).toMatch(/MirrorStreamForeign|another writer appended to it; nothing was written/)
+          expect(yield* streamCount(cluster)).toBe(1_001)
+          // Started again, it refuses before writing anything.
+          const again = yield* runCli(mirrorArgs(cluster), log.env)
+          expect(again.code).toBe(1)
+          expect(again.stderr).toMatch(
+            /stream cxlog-m: its last message \(sequence 1001\) is "someone-else\/1" on cxlog\.m, not this mirror's/
+          )
+          expect(yield* streamCount(cluster)).toBe(1_001)
+          expect((yield* topicsMirror(log))?.state).toBe("fenced")
+        }),
+      180_000
+    )
 
-  it.scopedLive("docs/mirror.md's reader prints the region's order; a mirror behind retention stops with a typed error naming the offsets, and cxlog topics says so", () =>
-    Effect.gen(function*() {
-      const cluster = yield* startNatsCluster(3)
-      const log = yield* startLog("mirrorbehind", smallRegionEnv)
-      yield* publish(log, 100)
-      const first = yield* runCli(mirrorArgs(cluster, "--until", "100"), log.env)
-      expect(first.code, first.stderr).toBe(0)
-      // docs/mirror.md's reader, with nothing but the NATS client: the region's order and values.
-      const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "read-mirror.mjs")
-      const read = execFileSync(process.execPath, [script, cluster.urls.join(","), STREAM], { encoding: "utf8", timeout: 60_000 })
-      const region = yield* runCli(["subscribe", "--topic", TOPIC, "--from", "0", "--limit", "100"], log.env)
-      expect(region.code, region.stderr).toBe(0)
-      expect(read.split("\n")).toHaveLength(101)
-      expect(read).toBe(region.stdout)
-      // Without its consumer the region holds nothing for the mirror: 3 MiB through a 1 MiB Blog.
-      const removed = yield* runCli(["consumers", "--topic", TOPIC, "--remove", `mirror-${STREAM}`], log.env)
-      expect(removed.code, removed.stderr).toBe(0)
-      yield* publish(log, 3_000, 1024)
-      const behind = yield* runCli(mirrorArgs(cluster), log.env)
-      expect(behind.code).toBe(1)
-      expect(behind.stderr).toMatch(/the mirror to stream cxlog-m is behind retention: it needs offset 100, the region holds offsets from \d+ on/)
-      const status = yield* topicsMirror(log)
-      expect(status?.state).toBe("behind-retention")
-      expect(status?.mirrored).toBe(100)
-      const text = yield* runCli(["topics"], log.env)
-      expect(text.stdout).toMatch(/mirror m → stream cxlog-m .*: behind-retention, mirrored up to offset 100/)
-      expect(yield* streamCount(cluster)).toBe(100)
-    }), 180_000)
-})
+    it.scopedLive(
+      "docs/mirror.md's reader prints the region's order; a mirror behind retention stops with a typed error naming the offsets, and cxlog topics says so",
+      () =>
+        Effect.gen(function*() {
+          const cluster = yield* startNatsCluster(3)
+          const log = yield* startLog("mirrorbehind", smallRegionEnv)
+          yield* publish(log, 100)
+          const first = yield* runCli(mirrorArgs(cluster, "--until", "100"), log.env)
+          expect(first.code, first.stderr).toBe(0)
+          // docs/mirror.md's reader, with nothing but the NATS client: the region's order and values.
+          const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "read-mirror.mjs")
+          const read = execFileSync(process.execPath, [script, cluster.urls.join(","), STREAM], {
+            encoding: "utf8",
+            timeout: 60_000
+          })
+          const region = yield* runCli(["subscribe", "--topic", TOPIC, "--from", "0", "--limit", "100"], log.env)
+          expect(region.code, region.stderr).toBe(0)
+          expect(read.split("\n")).toHaveLength(101)
+          expect(read).toBe(region.stdout)
+          // Without its consumer the region holds nothing for the mirror: 3 MiB through a 1 MiB Blog.
+          const removed = yield* runCli(["consumers", "--topic", TOPIC, "--remove", `mirror-${STREAM}`], log.env)
+          expect(removed.code, removed.stderr).toBe(0)
+          yield* publish(log, 3_000, 1024)
+          const behind = yield* runCli(mirrorArgs(cluster), log.env)
+          expect(behind.code).toBe(1)
+          expect(behind.stderr).toMatch(
+            /the mirror to stream cxlog-m is behind retention: it needs offset 100, the region holds offsets from \d+ on/
+          )
+          const status = yield* topicsMirror(log)
+          expect(status?.state).toBe("behind-retention")
+          expect(status?.mirrored).toBe(100)
+          const text = yield* runCli(["topics"], log.env)
+          expect(text.stdout).toMatch(/mirror m → stream cxlog-m .*: behind-retention, mirrored up to offset 100/)
+          expect(yield* streamCount(cluster)).toBe(100)
+        }),
+      180_000
+    )
+  }
+)

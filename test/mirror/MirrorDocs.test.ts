@@ -24,8 +24,15 @@ describe("docs/mirror.md", () => {
       const script = block!.replaceAll("/tmp/js", dir).replace("nats-server -c n$i.conf > n$i.log 2>&1 & done", "done")
       execFileSync("bash", ["-e", "-c", script], { cwd: dir })
       for (let i = 1; i <= 3; i++) {
-        const written = readFileSync(join(dir, `n${i}.conf`), "utf8").split("\n").map((l) => l.trim()).filter((l) => l !== "")
-        const expected = natsConfig({ name: `n${i}`, port: 4221 + i, storeDir: join(dir, `n${i}`), clusterPort: 6221 + i }, [6222, 6223, 6224])
+        const written = readFileSync(join(dir, `n${i}.conf`), "utf8").split("\n").map((l) => l.trim()).filter((l) =>
+          l !== ""
+        )
+        const expected = natsConfig({
+          name: `n${i}`,
+          port: 4221 + i,
+          storeDir: join(dir, `n${i}`),
+          clusterPort: 6221 + i
+        }, [6222, 6223, 6224])
         expect(written).toEqual(expected.split("\n").map((l) => l.trim()).filter((l) => l !== ""))
       }
     }))

@@ -40,8 +40,26 @@ const big = Uint8Array.from({ length: MAX_LENGTH + 64 }, () => next() & 0xff)
  * words, the 256-byte fold step and its 64-byte accumulators, the three-stream tiers (3 x 64,
  * 3 x 256, 3 x 4096 bytes), and one and several hybrid groups (6496 bytes).
  */
-const boundaries = [8, 16, 64, 192, 256, 512, 768, 1024, 12288, 24576, 6496, 12992, 6496 * 10 + 576, 65536, MAX_LENGTH - 20]
-const boundaryLengths = [...new Set(boundaries.flatMap((b) => [-17, -16, -9, -8, -1, 0, 1, 7, 8, 15, 16, 17].map((d) => b + d)))]
+const boundaries = [
+  8,
+  16,
+  64,
+  192,
+  256,
+  512,
+  768,
+  1024,
+  12288,
+  24576,
+  6496,
+  12992,
+  6496 * 10 + 576,
+  65536,
+  MAX_LENGTH - 20
+]
+const boundaryLengths = [
+  ...new Set(boundaries.flatMap((b) => [-17, -16, -9, -8, -1, 0, 1, 7, 8, 15, 16, 17].map((d) => b + d)))
+]
   .filter((n) => n >= 0 && n <= MAX_LENGTH)
 
 /**
@@ -56,7 +74,12 @@ const expectedPaths = (): ReadonlyArray<Crc32cPath> => {
   const sse42 = flags.has("sse4_2")
   const pclmul = sse42 && flags.has("pclmulqdq")
   const avx512 = pclmul && flags.has("avx512f") && flags.has("vpclmulqdq")
-  return ["software", ...(sse42 ? ["sse4.2" as const] : []), ...(pclmul ? ["sse4.2-3way" as const] : []), ...(avx512 ? ["avx512-vpclmulqdq" as const] : [])]
+  return [
+    "software",
+    ...(sse42 ? ["sse4.2" as const] : []),
+    ...(pclmul ? ["sse4.2-3way" as const] : []),
+    ...(avx512 ? ["avx512-vpclmulqdq" as const] : [])
+  ]
 }
 
 const via = (path: Crc32cPath, bytes: Uint8Array, offset: number, length: number, seed = 0) =>
@@ -87,34 +110,59 @@ describe("crc32c (addon)", () => {
       for (const offset of [0, 1, 3, 7, 8, 13, 15]) {
         const seed = next()
         const expected = crc32cSoftware(big, offset, length, seed)
-        for (const path of paths) expect([path, length, offset, via(path, big, offset, length, seed)]).toEqual([path, length, offset, expected])
+        for (const path of paths) {
+          expect([path, length, offset, via(path, big, offset, length, seed)]).toEqual([path, length, offset, expected])
+        }
       }
     }
   })
 
   it("matches the software version at random lengths (0..200 KiB), offsets and seeds, on a view into the buffer", () => {
     fc.assert(
-      fc.property(fc.nat({ max: MAX_LENGTH }), fc.nat({ max: 15 }), fc.nat({ max: 48 }), fc.nat(), (length, offset, viewStart, seed) => {
-        // A Uint8Array view that does not start at its ArrayBuffer's first byte, as batches in the region are.
-        const view = big.subarray(viewStart, viewStart + offset + length)
-        const expected = crc32cSoftware(view, offset, length, seed >>> 0)
-        for (const path of paths) expect([path, via(path, view, offset, length, seed >>> 0)]).toEqual([path, expected])
-        expect(crc32c(view, offset, length, seed >>> 0)).toBe(expected)
-      }),
+      fc.property(
+        fc.nat({ max: MAX_LENGTH }),
+        fc.nat({ max: 15 }),
+        fc.nat({ max: 48 }),
+        fc.nat(),
+        (length, offset, viewStart, seed) => {
+          // A Uint8Array view that does not start at its ArrayBuffer's first byte, as batches in the region are.
+          const view = big.subarray(viewStart, viewStart + offset + length)
+          const expected = crc32cSoftware(view, offset, length, seed >>> 0)
+          for (const path of paths) {
+            expect([path, via(path, view, offset, length, seed >>> 0)]).toEqual([
+              path,
+              expected
+            ])
+          }
+          expect(crc32c(view, offset, length, seed >>> 0)).toBe(expected)
+        }
+      ),
       { numRuns: 300 }
     )
   })
 
   it("chained over pieces cut at random points equals one call over the whole", () => {
     fc.assert(
-      fc.property(fc.nat({ max: MAX_LENGTH }), fc.array(fc.nat({ max: MAX_LENGTH }), { maxLength: 6 }), (length, cuts) => {
-        const points = [0, ...cuts.map((c) => c % (length + 1)).sort((a, b) => a - b), length]
-        for (const path of paths) {
-          let crc = 0
-          for (let i = 1; i < points.length; i++) crc = via(path, big, points[i - 1]!, points[i]! - points[i - 1]!, crc)
-          expect([path, crc]).toEqual([path, via(path, big, 0, length)])
+      fc.property(
+        fc.nat({ max: MAX_LENGTH }),
+        fc.array(fc.nat({ max: MAX_LENGTH }), { maxLength: 6 }),
+        (length, cuts) => {
+          const points = [0, ...cuts.map((c) => c % (length + 1)).sort((a, b) => a - b), length]
+          for (const path of paths) {
+            let crc = 0
+            for (let i = 1; i < points.length; i++) {
+              crc = via(
+                path,
+                big,
+                points[i - 1]!,
+                points[i]! - points[i - 1]!,
+                crc
+              )
+            }
+            expect([path, crc]).toEqual([path, via(path, big, 0, length)])
+          }
         }
-      }),
+      ),
       { numRuns: 100 }
     )
   })

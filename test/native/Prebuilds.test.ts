@@ -32,35 +32,61 @@ const arm = armNode()
 
 describe("prebuilt addons", () => {
   it("were built from the sources in the tree (else: npm run prebuilds)", () => {
-    const manifest = JSON.parse(readFileSync(join(root, "prebuilds", "manifest.json"), "utf8")) as { sources: string; binaries: Array<string> }
-    const digest = execFileSync(process.execPath, ["--input-type=module", "-e", "console.log((await import('./scripts/addon-sources.mjs')).addonSourceDigest())"], {
+    const manifest = JSON.parse(readFileSync(join(root, "prebuilds", "manifest.json"), "utf8")) as {
+      sources: string
+      binaries: Array<string>
+    }
+    const digest = execFileSync(process.execPath, [
+      "--input-type=module",
+      "-e",
+      "console.log((await import('./scripts/addon-sources.mjs')).addonSourceDigest())"
+    ], {
       cwd: root,
       encoding: "utf8"
     }).trim()
-    expect(manifest.sources, "src/native/cxlog_native.cc, binding.gyp or node-addon-api changed since the prebuilds were made: run `npm run prebuilds`").toBe(digest)
-    expect(manifest.binaries).toEqual(["prebuilds/linux-x64/cxlog_native.node", "prebuilds/linux-arm64/cxlog_native.node"])
+    expect(
+      manifest.sources,
+      "src/native/cxlog_native.cc, binding.gyp or node-addon-api changed since the prebuilds were made: run `npm run prebuilds`"
+    ).toBe(digest)
+    expect(manifest.binaries).toEqual([
+      "prebuilds/linux-x64/cxlog_native.node",
+      "prebuilds/linux-arm64/cxlog_native.node"
+    ])
   })
 
-  it.skipIf(process.arch !== "x64")("linux-x64 loads, maps a region and computes crc32c as the software path does", () => {
-    const seen = JSON.parse(execFileSync(process.execPath, ["-e", probe(prebuilt("linux-x64"), regionName("x64"))], { encoding: "utf8" })) as {
-      arch: string
-      size: number
-      crc32c: number
+  it.skipIf(process.arch !== "x64")(
+    "linux-x64 loads, maps a region and computes crc32c as the software path does",
+    () => {
+      const seen = JSON.parse(
+        execFileSync(process.execPath, ["-e", probe(prebuilt("linux-x64"), regionName("x64"))], { encoding: "utf8" })
+      ) as {
+        arch: string
+        size: number
+        crc32c: number
+      }
+      expect(seen).toMatchObject({ arch: "x64", size: 65536, crc32c: check })
     }
-    expect(seen).toMatchObject({ arch: "x64", size: 65536, crc32c: check })
-  })
+  )
 
-  it.skipIf("skip" in arm)(`linux-arm64 does the same on an arm64 Node under qemu${"skip" in arm ? ` (skipped: ${arm.skip})` : ""}`, () => {
-    const [emulator, ...args] = (arm as { command: ReadonlyArray<string> }).command
-    const seen = JSON.parse(execFileSync(emulator!, [...args, "-e", probe(prebuilt("linux-arm64"), regionName("arm64"))], { encoding: "utf8", timeout: 120_000 })) as {
-      arch: string
-      size: number
-      crc32c: number
-      features: { crc32c: string }
+  it.skipIf("skip" in arm)(
+    `linux-arm64 does the same on an arm64 Node under qemu${"skip" in arm ? ` (skipped: ${arm.skip})` : ""}`,
+    () => {
+      const [emulator, ...args] = (arm as { command: ReadonlyArray<string> }).command
+      const seen = JSON.parse(
+        execFileSync(emulator!, [...args, "-e", probe(prebuilt("linux-arm64"), regionName("arm64"))], {
+          encoding: "utf8",
+          timeout: 120_000
+        })
+      ) as {
+        arch: string
+        size: number
+        crc32c: number
+        features: { crc32c: string }
+      }
+      expect(seen).toMatchObject({ arch: "arm64", size: 65536, crc32c: check })
+      expect(seen.features.crc32c).toBe("armv8-crc")
     }
-    expect(seen).toMatchObject({ arch: "arm64", size: 65536, crc32c: check })
-    expect(seen.features.crc32c).toBe("armv8-crc")
-  })
+  )
 })
 
 describe("npm's install step (scripts/install-addon.mjs)", () => {
@@ -77,16 +103,22 @@ describe("npm's install step (scripts/install-addon.mjs)", () => {
     const bin = join(dir, "bin")
     mkdirSync(bin)
     symlinkSync(process.execPath, join(bin, "node"))
-    const run = spawnSync(join(bin, "node"), [join(dir, "scripts", "install-addon.mjs")], { encoding: "utf8", env: { PATH: bin, HOME: dir } })
+    const run = spawnSync(join(bin, "node"), [join(dir, "scripts", "install-addon.mjs")], {
+      encoding: "utf8",
+      env: { PATH: bin, HOME: dir }
+    })
     rmSync(dir, { recursive: true, force: true })
     return run
   }
 
-  it.skipIf(process.arch !== "x64" && process.arch !== "arm64")("takes the prebuilt addon that loads and builds nothing (there is no node-gyp to run)", () => {
-    const run = installedPackage(true)
-    expect(run.status).toBe(0)
-    expect(run.stderr).toBe("")
-  })
+  it.skipIf(process.arch !== "x64" && process.arch !== "arm64")(
+    "takes the prebuilt addon that loads and builds nothing (there is no node-gyp to run)",
+    () => {
+      const run = installedPackage(true)
+      expect(run.status).toBe(0)
+      expect(run.stderr).toBe("")
+    }
+  )
 
   it("with no prebuilt addon and no way to build one, succeeds and says what works without it and how to build it", () => {
     const run = installedPackage(false)

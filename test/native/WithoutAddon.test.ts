@@ -21,9 +21,15 @@ describe("without the native addon", () => {
       const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
       const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
 
-      const published = yield* runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", "3"], { ...env, ...noAddon })
+      const published = yield* runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", "3"], {
+        ...env,
+        ...noAddon
+      })
       expect(published.code, published.stderr).toBe(0)
-      const read = yield* runCli(["subscribe", "--brokers", brokers, "--topic", "t", "--limit", "3"], { ...env, ...noAddon })
+      const read = yield* runCli(["subscribe", "--brokers", brokers, "--topic", "t", "--limit", "3"], {
+        ...env,
+        ...noAddon
+      })
       expect(read.code, read.stderr).toBe(0)
       expect(read.stdout.trim().split("\n")).toHaveLength(3)
       expect((yield* runCli(["--help"], noAddon)).code).toBe(0)

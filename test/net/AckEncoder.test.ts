@@ -2,8 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
 import { Writable } from "node:stream"
 import { ackFrame } from "../../src/layers/net/Control.js"
-import type { AckLevel } from "../../src/services/log/Topics.js"
 import { ackEncoder, MAX_ACK_ORDERS, MAX_SEQUENCE } from "../../src/layers/net/Frame.js"
+import type { AckLevel } from "../../src/services/log/Topics.js"
 
 const ack = fc.record({
   clientId: fc.nat({ max: 2 ** 32 - 1 }),
@@ -11,7 +11,9 @@ const ack = fc.record({
   acked: fc.nat({ max: MAX_SEQUENCE }),
   level: fc.constantFrom<AckLevel>(0, 1, 2),
   // Pairs of (batch seq, total order), integers below 2^53 like the broker's.
-  orders: fc.array(fc.tuple(fc.nat({ max: MAX_SEQUENCE }), fc.nat({ max: MAX_SEQUENCE })), { maxLength: MAX_ACK_ORDERS + 40 }),
+  orders: fc.array(fc.tuple(fc.nat({ max: MAX_SEQUENCE }), fc.nat({ max: MAX_SEQUENCE })), {
+    maxLength: MAX_ACK_ORDERS + 40
+  }),
   from: fc.nat({ max: 40 }),
   count: fc.nat({ max: MAX_ACK_ORDERS })
 })

@@ -2,17 +2,17 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Effect, Layer } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
+import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { crc32c } from "../../src/native/Crc32c.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
 import { Topics } from "../../src/services/log/Topics.js"
-import { crc32c } from "../../src/native/Crc32c.js"
-import { drain, recordValue, regionCluster } from "../fixtures/log-harness.js"
 import { Broker, type BrokerLog, type BrokerOptions } from "../../src/services/net/Broker.js"
-import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
-import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
-import { ackOrders, batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
 import { countingAcks } from "../fixtures/counting-acks.js"
+import { drain, recordValue, regionCluster } from "../fixtures/log-harness.js"
+import { ackOrders, batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
@@ -20,7 +20,9 @@ const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 const broker = (options: BrokerOptions = {}, holdTimeoutMs = 5_000, brokerId = 0) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs })
-    const server = yield* BrokerLayers.make({ insecure: true, ...options }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, brokerId)))
+    const server = yield* BrokerLayers.make({ insecure: true, ...options }).pipe(
+      Effect.provide(BrokerLogLayers.layerMemory(log, brokerId))
+    )
     return { log, server }
   })
 
@@ -40,12 +42,19 @@ describe("Broker", () => {
       client.write(hello("t", 11))
       const welcome = yield* client.nextFrame()
       expect(welcome.type).toBe(FrameType.WELCOME)
-      expect(JSON.parse(Buffer.from(welcome.payload).toString())).toMatchObject({ protocol: PROTOCOL_VERSION, brokerId: 3 })
+      expect(JSON.parse(Buffer.from(welcome.payload).toString())).toMatchObject({
+        protocol: PROTOCOL_VERSION,
+        brokerId: 3
+      })
       // The HELLO registered a new session: the log handed out its epoch.
       const epoch = epochOf(welcome)
       expect(epoch).toBeGreaterThan(0)
       const batches = 200
-      client.write(Buffer.concat(Array.from({ length: batches }, (_, seq) => batchFrame(11, epoch, seq, [message(seq), message(seq + 1)]))))
+      client.write(
+        Buffer.concat(
+          Array.from({ length: batches }, (_, seq) => batchFrame(11, epoch, seq, [message(seq), message(seq + 1)]))
+        )
+      )
       let acked = 0
       let ackFrames = 0
       while (acked < batches) {
@@ -70,7 +79,11 @@ describe("Broker", () => {
       client.write(hello("t", 12))
       const epoch = epochOf(yield* client.nextFrame())
       const batches = 1_000
-      client.write(Buffer.concat(Array.from({ length: batches }, (_, seq) => batchFrame(12, epoch, seq, [message(seq), message(seq + 1)]))))
+      client.write(
+        Buffer.concat(
+          Array.from({ length: batches }, (_, seq) => batchFrame(12, epoch, seq, [message(seq), message(seq + 1)]))
+        )
+      )
       const orders = new Map<number, number>()
       let acked = 0
       let largest = 0
@@ -183,22 +196,44 @@ describe("Broker", () => {
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 9))
       const epoch = epochOf(yield* client.nextFrame())
-      client.write(Buffer.concat([batchFrame(9, epoch, 0, [message(0)]), batchFrame(9, epoch, 1, [message(1)]), batchFrame(9, epoch, 3, [message(3)])]))
+      client.write(
+        Buffer.concat([
+          batchFrame(9, epoch, 0, [message(0)]),
+          batchFrame(9, epoch, 1, [message(1)]),
+          batchFrame(9, epoch, 3, [message(3)])
+        ])
+      )
       let frame = yield* client.nextFrame()
       while (frame.type === FrameType.ACK) frame = yield* client.nextFrame()
-      expect([frame.type, frame.clientId, frame.sessionEpoch, frame.seq]).toEqual([FrameType.SESSION_FENCED, 9, epoch, 2])
+      expect([frame.type, frame.clientId, frame.sessionEpoch, frame.seq]).toEqual([
+        FrameType.SESSION_FENCED,
+        9,
+        epoch,
+        2
+      ])
       expect(server.stats().fencedFrames).toBe(1)
     }))
 
   it.scopedLive("at ACK 2 a fenced session's SESSION_FENCED waits until what was ordered is on disk (it counts as done)", () =>
     Effect.gen(function*() {
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "d", ackLevel: 2, replicationFactor: 2 }], holdTimeoutMs: 50 })
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const log = yield* BrokerLogLayers.makeMemoryLog({
+        topics: [{ name: "d", ackLevel: 2, replicationFactor: 2 }],
+        holdTimeoutMs: 50
+      })
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
       const client = yield* rawConnect(server.port)
       client.write(hello("d", 9, undefined, 2))
       const epoch = epochOf(yield* client.nextFrame())
       // Batches 0 and 1 are ordered, 3 waits for 2 past the hold timeout: fenced at 2, with nothing on disk yet.
-      client.write(Buffer.concat([batchFrame(9, epoch, 0, [message(0)]), batchFrame(9, epoch, 1, [message(1)]), batchFrame(9, epoch, 3, [message(3)])]))
+      client.write(
+        Buffer.concat([
+          batchFrame(9, epoch, 0, [message(0)]),
+          batchFrame(9, epoch, 1, [message(1)]),
+          batchFrame(9, epoch, 3, [message(3)])
+        ])
+      )
       const early = yield* Effect.either(Effect.timeout(client.nextFrame(), "500 millis"))
       expect(early._tag).toBe("Left")
       // The durable tier covers batches 0 and 1: the ACK at level 2, then the fence.
@@ -217,7 +252,10 @@ describe("Broker", () => {
     ["garbage", "bad-magic", () => [new Uint8Array(64).fill(0x41)]],
     ["a batch before the handshake", "unexpected-frame", (e) => [batchFrame(1, e, 0, [message(0)])]],
     ["a HELLO whose JSON does not decode", "bad-handshake", () => [
-      encodeFrame({ type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 }, Buffer.from("{\"protocol\":1,\"topic\":7}"))
+      encodeFrame(
+        { type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 },
+        Buffer.from("{\"protocol\":1,\"topic\":7}")
+      )
     ]],
     ["an unknown topic", "unknown-topic", (e) => [hello("nope", 1, e)]],
     ["another protocol version", "version-mismatch", (e) => [hello("t", 1, e, 1, PROTOCOL_VERSION + 1)]],
@@ -233,10 +271,22 @@ describe("Broker", () => {
     }],
     ["an oversized length", "oversized", (e) => {
       const header = new Uint8Array(FRAME_HEADER_BYTES)
-      writeHeader(header, 0, { type: FrameType.BATCH, clientId: 1, sessionEpoch: e, seq: 0, messageCount: 1, payloadBytes: 2 ** 31, crc32c: 0 })
+      writeHeader(header, 0, {
+        type: FrameType.BATCH,
+        clientId: 1,
+        sessionEpoch: e,
+        seq: 0,
+        messageCount: 1,
+        payloadBytes: 2 ** 31,
+        crc32c: 0
+      })
       return [hello("t", 1, e), header]
     }],
-    ["a batch of another session", "session-mismatch", (e) => [hello("t", 1, e), batchFrame(1, e + 1000, 0, [message(0)])]],
+    [
+      "a batch of another session",
+      "session-mismatch",
+      (e) => [hello("t", 1, e), batchFrame(1, e + 1000, 0, [message(0)])]
+    ],
     ["a batch whose messages do not add up", "bad-batch", (e) => {
       const frame = batchFrame(1, e, 0, [message(0), message(1)])
       frame.writeUInt32LE(3, 20)
@@ -303,7 +353,9 @@ describe("Broker", () => {
         tryAppendWith: (...args) => (open ? memory.tryAppendWith(...args) : "wait"),
         appendWith: (...args) => Effect.zipRight(Deferred.await(gate), memory.appendWith(...args))
       }
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(Context.add(log.forBroker(0), Appender, stalled)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(Context.add(log.forBroker(0), Appender, stalled))
+      )
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 1))
       const epoch = epochOf(yield* client.nextFrame())
@@ -326,13 +378,19 @@ describe("Broker", () => {
   it.scopedLive("closing the broker's scope closes its connections and stops listening", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const { port, client } = yield* Effect.scoped(Effect.gen(function*() {
-        const server = yield* Broker
-        const client = yield* rawConnect(server.port)
-        client.write(hello("t", 1))
-        expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
-        return { port: server.port, client }
-      }).pipe(Effect.provide(BrokerLayers.layer({ insecure: true }).pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
+      const { port, client } = yield* Effect.scoped(
+        Effect.gen(function*() {
+          const server = yield* Broker
+          const client = yield* rawConnect(server.port)
+          client.write(hello("t", 1))
+          expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
+          return { port: server.port, client }
+        }).pipe(
+          Effect.provide(
+            BrokerLayers.layer({ insecure: true }).pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0)))
+          )
+        )
+      )
       yield* Deferred.await(client.closed)
       expect((yield* Effect.flip(rawConnect(port))).message).toMatch(/ECONNREFUSED/)
     }))
@@ -351,7 +409,8 @@ describe("Broker", () => {
       client.socket.setNoDelay(true)
       client.write(hello("t", 21))
       const epoch = epochOf(yield* client.nextFrame())
-      const messages = (seq: number) => Array.from({ length: 12 }, (_, i) => new Uint8Array(1000 + i).map((_, k) => (seq * 13 + i * 7 + k) & 0xff))
+      const messages = (seq: number) =>
+        Array.from({ length: 12 }, (_, i) => new Uint8Array(1000 + i).map((_, k) => (seq * 13 + i * 7 + k) & 0xff))
       const frames = [0, 1, 2].map((seq) => batchFrame(21, epoch, seq, messages(seq)))
       // Every frame goes out in pieces of 700 bytes (headers and message headers cut too), each its own TCP segment.
       for (const frame of frames) {
@@ -375,8 +434,12 @@ describe("Broker", () => {
       expect(orders).toEqual([[0, 0], [1, 12], [2, 24]])
       const cursor = yield* cluster.reader.subscribe("t", { from: "earliest" })
       const read: Array<{ seq: number; crcOk: boolean; payloads: Array<Array<number>> }> = []
-      yield* cursor.pollBatches((b) => read.push({ seq: b.batchSeq, crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, payloads: [] }))
-      yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) => read[m.batch.batchSeq]!.payloads.push([...recordValue(m)]))
+      yield* cursor.pollBatches((b) =>
+        read.push({ seq: b.batchSeq, crcOk: crc32c(b.bytes, b.offset, b.length) === b.crc32c, payloads: [] })
+      )
+      yield* (yield* cluster.reader.subscribe("t", { from: "earliest" })).poll((m) =>
+        read[m.batch.batchSeq]!.payloads.push([...recordValue(m)])
+      )
       expect(read.map((b) => [b.seq, b.crcOk])).toEqual([[0, true], [1, true], [2, true]])
       expect(read.map((b) => b.payloads)).toEqual([0, 1, 2].map((seq) => messages(seq).map((m) => [...m])))
       expect(server.stats()).toMatchObject({ batches: 3, messages: 36, rejected: {} })
@@ -385,20 +448,32 @@ describe("Broker", () => {
   it.scopedLive("authentication is the default: a broker given no credentials refuses to start unless told insecure (make, layer, layerConfig)", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const refused = yield* Effect.flip(BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0))))
+      const refused = yield* Effect.flip(
+        BrokerLayers.make({}).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      )
       expect(refused).toMatchObject({ _tag: "BrokerListenFailed", host: "127.0.0.1" })
       expect(refused.message).toBe(
         "broker cannot listen on 127.0.0.1:0: no credentials: give `credentials` (a credential file: docs/security.md), or `insecure: true` to let every client in"
       )
       const brokerOf = <E>(layer: Layer.Layer<Broker, E, BrokerLog>) =>
-        Effect.scoped(Effect.map(Broker, (b) => b.port).pipe(Effect.provide(layer.pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))))
-      expect(yield* Effect.flip(brokerOf(BrokerLayers.layer({ port: 0 })))).toMatchObject({ _tag: "BrokerListenFailed" })
+        Effect.scoped(
+          Effect.map(Broker, (b) => b.port).pipe(
+            Effect.provide(layer.pipe(Layer.provide(BrokerLogLayers.layerMemory(log, 0))))
+          )
+        )
+      expect(yield* Effect.flip(brokerOf(BrokerLayers.layer({ port: 0 })))).toMatchObject({
+        _tag: "BrokerListenFailed"
+      })
       const fromEnvironment = (env: Record<string, string>) =>
-        brokerOf(BrokerLayers.layerConfig).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ CXLOG_BROKER_PORT: "0", ...env })))))
+        brokerOf(BrokerLayers.layerConfig).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ CXLOG_BROKER_PORT: "0", ...env }))))
+        )
       expect(yield* Effect.flip(fromEnvironment({}))).toMatchObject({ _tag: "BrokerListenFailed" })
       expect(yield* fromEnvironment({ CXLOG_INSECURE: "true" })).toBeGreaterThan(0)
       // Told insecure, it lets a client in without a handshake's authentication step.
-      const open = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const open = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
       const client = yield* rawConnect(open.port)
       client.write(hello("t", 1))
       expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)

@@ -3,9 +3,9 @@ import { Effect, Fiber } from "effect"
 import * as fc from "effect/FastCheck"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { crc32c } from "../../src/native/Crc32c.js"
 import { audit, clean, publishTestMessages } from "../fixtures/net-audit.js"
 import { batchFrame, hello, sendAndAwaitClose } from "../fixtures/net-raw-client.js"
@@ -15,7 +15,9 @@ const MAX_BATCH = 1 << 16
 
 const concat = (...parts: ReadonlyArray<Uint8Array>) => Buffer.concat(parts)
 const validBatch = (client: number) =>
-  fc.array(fc.uint8Array({ maxLength: 200 }), { minLength: 1, maxLength: 5 }).map((messages) => batchFrame(client, 0, 0, messages))
+  fc.array(fc.uint8Array({ maxLength: 200 }), { minLength: 1, maxLength: 5 }).map((messages) =>
+    batchFrame(client, 0, 0, messages)
+  )
 
 /**
  * One bad frame per connection, after a good HELLO (registering a session, whose epoch the
@@ -33,7 +35,15 @@ const badFrame = fc.nat({ max: 1_000_000 }).map((n) => 1000 + n).chain((client) 
     // A header announcing more than the broker takes.
     fc.integer({ min: MAX_BATCH + 1, max: 2 ** 32 - 1 }).map((payloadBytes) => {
       const header = new Uint8Array(FRAME_HEADER_BYTES)
-      writeHeader(header, 0, { type: FrameType.BATCH, clientId: client, sessionEpoch: 0, seq: 0, messageCount: 1, payloadBytes, crc32c: 0 })
+      writeHeader(header, 0, {
+        type: FrameType.BATCH,
+        clientId: client,
+        sessionEpoch: 0,
+        seq: 0,
+        messageCount: 1,
+        payloadBytes,
+        crc32c: 0
+      })
       return concat(hello("t", client), header)
     }),
     // A payload byte flipped in transit.
@@ -65,49 +75,58 @@ const badFrame = fc.nat({ max: 1_000_000 }).map((n) => 1000 + n).chain((client) 
 )
 
 describe("Broker under fuzzed input", () => {
-  it.scopedLive(`survives ${FRAMES} random, truncated, oversized and corrupt frames while a good publisher's audit passes`, () =>
-    Effect.gen(function*() {
-      // Every bad connection registers a session it never closes: room for them all.
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], sessionSlots: 1 << 15 })
-      const broker = yield* BrokerLayers.make({ insecure: true, maxBatchBytes: MAX_BATCH }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
-      const publisher = yield* PublisherLayers.make({
-        brokers: [{ host: "127.0.0.1", port: broker.port }],
-        topic: "t",
-        clientId: 1,
-        batchBytes: 4096,
-        maxBatchBytes: MAX_BATCH
-      })
-      // The good publisher keeps publishing, at a steady pace, for as long as the fuzzing lasts.
-      let fuzzing = true
-      let total = 0
-      const good = yield* Effect.fork(Effect.gen(function*() {
-        while (fuzzing) {
-          yield* publishTestMessages(publisher, 1, 200, 256, total)
-          total += 200
-          yield* Effect.sleep("2 millis")
-        }
-      }))
-      const inputs = fc.sample(badFrame, { numRuns: FRAMES, seed: 0x5eed })
-      yield* Effect.forEach(
-        inputs,
-        (bytes) =>
-          Effect.tryPromise(() => sendAndAwaitClose(broker.port, bytes)).pipe(
-            Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the broker kept a bad connection open") })
-          ),
-        { concurrency: 16, discard: true }
-      )
-      fuzzing = false
-      yield* Fiber.join(good)
-      expect(total).toBeGreaterThan(1_000)
-      yield* publisher.flush(20_000)
-      expect(audit(log.ordered("t"), new Map([[1, total]]))).toEqual({ messages: total, ...clean })
-      const stats = broker.stats()
-      const rejected = Object.values(stats.rejected).reduce((n, x) => n + (x ?? 0), 0)
-      expect(rejected).toBe(FRAMES)
-      expect(stats.rejected["bad-crc"]).toBeGreaterThan(0)
-      expect(stats.rejected["oversized"]).toBeGreaterThan(0)
-      expect(stats.rejected["truncated"]).toBeGreaterThan(0)
-      expect(stats.connections).toBe(1)
-      expect(log.ordered("t").every((b) => b.clientId === 1)).toBe(true)
-    }), 120_000)
+  it.scopedLive(
+    `survives ${FRAMES} random, truncated, oversized and corrupt frames while a good publisher's audit passes`,
+    () =>
+      Effect.gen(function*() {
+        // Every bad connection registers a session it never closes: room for them all.
+        const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], sessionSlots: 1 << 15 })
+        const broker = yield* BrokerLayers.make({ insecure: true, maxBatchBytes: MAX_BATCH }).pipe(
+          Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+        )
+        const publisher = yield* PublisherLayers.make({
+          brokers: [{ host: "127.0.0.1", port: broker.port }],
+          topic: "t",
+          clientId: 1,
+          batchBytes: 4096,
+          maxBatchBytes: MAX_BATCH
+        })
+        // The good publisher keeps publishing, at a steady pace, for as long as the fuzzing lasts.
+        let fuzzing = true
+        let total = 0
+        const good = yield* Effect.fork(Effect.gen(function*() {
+          while (fuzzing) {
+            yield* publishTestMessages(publisher, 1, 200, 256, total)
+            total += 200
+            yield* Effect.sleep("2 millis")
+          }
+        }))
+        const inputs = fc.sample(badFrame, { numRuns: FRAMES, seed: 0x5eed })
+        yield* Effect.forEach(
+          inputs,
+          (bytes) =>
+            Effect.tryPromise(() => sendAndAwaitClose(broker.port, bytes)).pipe(
+              Effect.timeoutFail({
+                duration: 10_000,
+                onTimeout: () => new Error("the broker kept a bad connection open")
+              })
+            ),
+          { concurrency: 16, discard: true }
+        )
+        fuzzing = false
+        yield* Fiber.join(good)
+        expect(total).toBeGreaterThan(1_000)
+        yield* publisher.flush(20_000)
+        expect(audit(log.ordered("t"), new Map([[1, total]]))).toEqual({ messages: total, ...clean })
+        const stats = broker.stats()
+        const rejected = Object.values(stats.rejected).reduce((n, x) => n + (x ?? 0), 0)
+        expect(rejected).toBe(FRAMES)
+        expect(stats.rejected["bad-crc"]).toBeGreaterThan(0)
+        expect(stats.rejected["oversized"]).toBeGreaterThan(0)
+        expect(stats.rejected["truncated"]).toBeGreaterThan(0)
+        expect(stats.connections).toBe(1)
+        expect(log.ordered("t").every((b) => b.clientId === 1)).toBe(true)
+      }),
+    120_000
+  )
 })

@@ -19,7 +19,9 @@ describe("Broker ACK tracker with nothing in flight", () => {
       // Broker 0's tracker: every progress wait and frontier read it makes (through its session watch) is counted.
       const { context: counting, counts } = countingAcks(log, 0)
       const idle = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(counting))
-      const busy = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 1)))
+      const busy = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 1))
+      )
       const quiet = yield* rawConnect(idle.port)
       quiet.write(hello("t", 7))
       const quietEpoch = epochOf(yield* quiet.nextFrame())

@@ -9,28 +9,50 @@ import { spawn } from "node:child_process"
 import { connect, type Socket } from "node:net"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
+import {
+  clientProof,
+  type Credentials,
+  newNonce,
+  upsertUser,
+  type UserLimits,
+  userRecord
+} from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import type { BrokerOptions } from "../../src/services/net/Broker.js"
-import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
-import { Topics, type TopicsShape } from "../../src/services/log/Topics.js"
 import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
-import { authFrame, AuthProof, Challenge, decodeControl, type ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
-import { clientProof, type Credentials, newNonce, upsertUser, userRecord, type UserLimits } from "../../src/layers/net/Auth.js"
-import { Subscribe, subscribeFrame } from "../../src/layers/net/SubscribeFrames.js"
+import {
+  authFrame,
+  AuthProof,
+  Challenge,
+  decodeControl,
+  type ErrorBody,
+  Hello,
+  helloFrame,
+  PROTOCOL_VERSION,
+  WireViolation
+} from "../../src/layers/net/Control.js"
 import { FRAME_HEADER_BYTES, FrameType, MAX_CONTROL_PAYLOAD_BYTES, writeHeader } from "../../src/layers/net/Frame.js"
 import { FrameReader, InPlaceFrameReader } from "../../src/layers/net/FrameReader.js"
-import { fixturesDir, tempDir } from "../helpers/Processes.js"
+import { Subscribe, subscribeFrame } from "../../src/layers/net/SubscribeFrames.js"
+import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
+import { Topics, type TopicsShape } from "../../src/services/log/Topics.js"
+import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
+import { fixturesDir, tempDir } from "../helpers/Processes.js"
 
 /** A HELLO that registers a new session; its epoch comes back in the WELCOME. */
-const helloData = (clientId: number) => Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1 })
-const epochOf = (welcome: { readonly payload: Uint8Array }): number => JSON.parse(Buffer.from(welcome.payload).toString()).sessionEpoch
+const helloData = (clientId: number) =>
+  Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1 })
+const epochOf = (welcome: { readonly payload: Uint8Array }): number =>
+  JSON.parse(Buffer.from(welcome.payload).toString()).sessionEpoch
 
 /** A broker over a fresh memory log, its Appender or Topics wrapped to stall; open unless given credentials. */
 const broker = (
   options: BrokerOptions,
-  wrap: { readonly appender?: (appender: AppenderShape) => AppenderShape; readonly topics?: (topics: TopicsShape) => TopicsShape } = {}
+  wrap: {
+    readonly appender?: (appender: AppenderShape) => AppenderShape
+    readonly topics?: (topics: TopicsShape) => TopicsShape
+  } = {}
 ) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
@@ -38,7 +60,9 @@ const broker = (
       Context.add(Appender, (wrap.appender ?? ((a) => a))(log.appender(0))),
       Context.add(Topics, (wrap.topics ?? ((t) => t))(log.topics))
     )
-    return yield* BrokerLayers.make(options.credentials === undefined ? { insecure: true, ...options } : options).pipe(Effect.provide(services))
+    return yield* BrokerLayers.make(options.credentials === undefined ? { insecure: true, ...options } : options).pipe(
+      Effect.provide(services)
+    )
   })
 
 /** A bare header announcing `payloadBytes`. */
@@ -52,14 +76,25 @@ const header = (type: FrameType, payloadBytes: number) => {
 const until = (what: string, condition: () => boolean, timeoutMs = 10_000, state: () => unknown = () => "") =>
   Effect.gen(function*() {
     while (!condition()) yield* Effect.sleep("5 millis")
-  }).pipe(Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`${what}: not within ${timeoutMs} ms ${JSON.stringify(state())}`) }))
+  }).pipe(
+    Effect.timeoutFail({
+      duration: timeoutMs,
+      onTimeout: () => new Error(`${what}: not within ${timeoutMs} ms ${JSON.stringify(state())}`)
+    })
+  )
 
 /** The fixture broker as a process whose open-file limit is `files`; killed when the scope closes. */
 const brokerProcess = (files: number, options: BrokerOptions) =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn("sh", ["-c", `ulimit -n ${files} && exec "$0" --import tsx "$1" "$2"`, process.execPath, join(fixturesDir, "net-broker.ts"), JSON.stringify(options)], {
+        spawn("sh", [
+          "-c",
+          `ulimit -n ${files} && exec "$0" --import tsx "$1" "$2"`,
+          process.execPath,
+          join(fixturesDir, "net-broker.ts"),
+          JSON.stringify(options)
+        ], {
           stdio: ["ignore", "pipe", "pipe"]
         })
       ),
@@ -71,8 +106,13 @@ const brokerProcess = (files: number, options: BrokerOptions) =>
     let stderr = ""
     child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
     return yield* Effect.async<number>((resume) => {
-      createInterface({ input: child.stdout }).once("line", (line) => resume(Effect.succeed(JSON.parse(line).port as number)))
-    }).pipe(Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error(`the broker process did not start: ${stderr}`) }))
+      createInterface({ input: child.stdout }).once("line", (line) =>
+        resume(Effect.succeed(JSON.parse(line).port as number)))
+    }).pipe(Effect.timeoutFail({
+      duration: 30_000,
+      onTimeout: () =>
+        new Error(`the broker process did not start: ${stderr}`)
+    }))
   })
 
 /** Reads `bytes` into `reader` as it asks for them until it returns something: that and how many bytes it took. */
@@ -95,7 +135,11 @@ describe("InPlaceFrameReader limits", () => {
     const reader = new InPlaceFrameReader({
       accept: [FrameType.HELLO, FrameType.BATCH],
       maxBatchBytes: 1 << 20,
-      admit: (type) => (type === FrameType.HELLO ? undefined : new WireViolation({ code: "unexpected-frame", detail: "HELLO first" }))
+      admit: (
+        type
+      ) => (type === FrameType.HELLO
+        ? undefined
+        : new WireViolation({ code: "unexpected-frame", detail: "HELLO first" }))
     })
     const stream = new Uint8Array(FRAME_HEADER_BYTES + 1000)
     stream.set(header(FrameType.BATCH, (1 << 20) - 8))
@@ -144,7 +188,10 @@ describe("Broker limits", () => {
         Deferred.await(client.closed).pipe(
           Effect.tap(sample),
           Effect.map((frames) => errorCode(frames[frames.length - 1])),
-          Effect.timeoutFail({ duration: 20_000, onTimeout: () => new Error("a connection that announced a batch before HELLO is still open") })
+          Effect.timeoutFail({
+            duration: 20_000,
+            onTimeout: () => new Error("a connection that announced a batch before HELLO is still open")
+          })
         ))
       expect(new Set(codes)).toEqual(new Set(["unexpected-frame"]))
       expect(server.stats().rejected["unexpected-frame"]).toBe(connections)
@@ -160,14 +207,19 @@ describe("Broker limits", () => {
       const client = yield* rawConnect(server.port)
       client.write(header(FrameType.HELLO, MAX_CONTROL_PAYLOAD_BYTES + 1))
       client.write(new Uint8Array(MAX_CONTROL_PAYLOAD_BYTES))
-      const frames = yield* Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") }))
+      const frames = yield* Deferred.await(client.closed).pipe(
+        Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") })
+      )
       expect(errorCode(frames[frames.length - 1])).toBe("oversized")
     }))
 
   it.scopedLive("while a handshake is under way, input past one HELLO pauses the socket", () =>
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
-      const slowHandshake = (topics: TopicsShape): TopicsShape => ({ ...topics, lookup: (name) => Effect.zipRight(Deferred.await(gate), topics.lookup(name)) })
+      const slowHandshake = (topics: TopicsShape): TopicsShape => ({
+        ...topics,
+        lookup: (name) => Effect.zipRight(Deferred.await(gate), topics.lookup(name))
+      })
       const server = yield* broker({}, { topics: slowHandshake })
       const client = yield* rawConnect(server.port)
       client.write(helloFrame(helloData(3)))
@@ -175,11 +227,15 @@ describe("Broker limits", () => {
       for (let i = 0; i < 64; i++) client.write(new Uint8Array(16 << 10).fill(1))
       yield* until("input reaches the broker", () => server.stats().queuedBytes > 0)
       yield* Effect.sleep("200 millis")
-      expect(server.stats().queuedBytes).toBeLessThanOrEqual(FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES + (64 << 10))
+      expect(server.stats().queuedBytes).toBeLessThanOrEqual(
+        FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES + (64 << 10)
+      )
       yield* Deferred.succeed(gate, undefined)
       expect((yield* client.nextFrame()).type).toBe(FrameType.WELCOME)
       // The rest is read now, and is not a frame.
-      const frames = yield* Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") }))
+      const frames = yield* Deferred.await(client.closed).pipe(
+        Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") })
+      )
       expect(errorCode(frames[frames.length - 1])).toBe("bad-magic")
     }))
 
@@ -199,7 +255,9 @@ describe("Broker limits", () => {
       }
       expect(server.stats().rejected["idle-timeout"]).toBeUndefined()
       // Then it stops: ERROR idle-timeout, closed.
-      const frames = yield* Deferred.await(busy.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("an idle session is still open") }))
+      const frames = yield* Deferred.await(busy.closed).pipe(
+        Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("an idle session is still open") })
+      )
       // WELCOME, the ACKs of the 30 batches, then the ERROR.
       expect(frames.slice(1, -1).every((frame) => frame.type === FrameType.ACK)).toBe(true)
       expect(frames[frames.length - 2]!.seq).toBe(30)
@@ -216,7 +274,9 @@ describe("Broker limits", () => {
       }, 60_000)
       yield* Effect.addFinalizer(() => Effect.sync(connection.close))
       yield* Deferred.await(welcomed)
-      const error = yield* Deferred.await(closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the idle connection was not closed") }))
+      const error = yield* Deferred.await(closed).pipe(
+        Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the idle connection was not closed") })
+      )
       expect(error.code).toBe("idle-timeout")
       expect(server.stats().rejected["idle-timeout"]).toBe(2)
     }))
@@ -245,7 +305,9 @@ describe("Broker limits", () => {
       const ack = yield* client.nextFrame()
       expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 1])
       // Now it is idle.
-      const frames = yield* Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") }))
+      const frames = yield* Deferred.await(client.closed).pipe(
+        Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("still open") })
+      )
       expect(errorCode(frames[frames.length - 1])).toBe("idle-timeout")
     }))
 
@@ -266,8 +328,14 @@ describe("Broker limits", () => {
       // A connect timeout far past the wait below: a refusal that ends in a timeout fails the test.
       const connection = openConnection({ host: "127.0.0.1", port: server.port }, helloData(9), events, 120_000)
       yield* Effect.addFinalizer(() => Effect.sync(connection.close))
-      const error = yield* Deferred.await(closed).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the refusal did not arrive") }))
-      expect(error).toMatchObject({ _tag: "ConnectionClosed", code: "too-many-connections", broker: `127.0.0.1:${server.port}` })
+      const error = yield* Deferred.await(closed).pipe(
+        Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the refusal did not arrive") })
+      )
+      expect(error).toMatchObject({
+        _tag: "ConnectionClosed",
+        code: "too-many-connections",
+        broker: `127.0.0.1:${server.port}`
+      })
       expect(error.message).toMatch(/too-many-connections: this broker serves at most 3 connections/)
       expect((yield* Deferred.await(refused)).code).toBe("too-many-connections")
       // A freed place is served again.
@@ -284,7 +352,8 @@ describe("Broker limits", () => {
       const dir = yield* tempDir("cxlog-limits-")
       const path = join(dir, "users")
       const CAROL: Credentials = { user: "carol", secret: "carol-secret" }
-      const add = (limits: UserLimits) => upsertUser(path, userRecord(CAROL.user, CAROL.secret, { publish: ["t"], read: ["t"] }, limits, 64))
+      const add = (limits: UserLimits) =>
+        upsertUser(path, userRecord(CAROL.user, CAROL.secret, { publish: ["t"], read: ["t"] }, limits, 64))
       add({ connections: 2 })
       const server = yield* broker({ credentials: path })
       /** A raw connection's handshake as carol, opening with the frame `opening` makes from the client's nonce. */
@@ -293,13 +362,37 @@ describe("Broker limits", () => {
           const client = yield* rawConnect(server.port)
           const nonce = newNonce()
           client.write(opening(nonce))
-          const challenge = Either.getOrThrow(decodeControl(Challenge, (yield* client.nextFrame()).payload, "bad-handshake"))
+          const challenge = Either.getOrThrow(
+            decodeControl(Challenge, (yield* client.nextFrame()).payload, "bad-handshake")
+          )
           client.write(authFrame(0, new AuthProof({ proof: clientProof(CAROL, nonce, challenge).proof })))
           return { client, answer: yield* client.nextFrame() }
         })
-      const subscriber = handshake((nonce) => subscribeFrame(new Subscribe({ protocol: PROTOCOL_VERSION, topic: "t", from: "earliest", credit: 1, user: CAROL.user, nonce })))
+      const subscriber = handshake((nonce) =>
+        subscribeFrame(
+          new Subscribe({
+            protocol: PROTOCOL_VERSION,
+            topic: "t",
+            from: "earliest",
+            credit: 1,
+            user: CAROL.user,
+            nonce
+          })
+        )
+      )
       const publisher = (clientId: number) =>
-        handshake((nonce) => helloFrame(Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1, user: CAROL.user, nonce })))
+        handshake((nonce) =>
+          helloFrame(
+            Schema.decodeUnknownSync(Hello)({
+              protocol: PROTOCOL_VERSION,
+              topic: "t",
+              clientId,
+              ackLevel: 1,
+              user: CAROL.user,
+              nonce
+            })
+          )
+        )
       const first = yield* subscriber
       expect(first.answer.type).toBe(FrameType.SUBSCRIBED)
       const second = yield* subscriber
@@ -356,7 +449,8 @@ describe("Broker limits", () => {
           resume(Effect.succeed(i))
         })
       })
-      const counts = () => Object.fromEntries(["open", "refused", "dropped"].map((o) => [o, outcomes.filter((x) => x === o).length]))
+      const counts = () =>
+        Object.fromEntries(["open", "refused", "dropped"].map((o) => [o, outcomes.filter((x) => x === o).length]))
       for (let i = 0; i < served; i++) yield* attempt
       // One at a time past the limit, as new publishers come: each is told, none is dropped.
       for (let extra = 0; extra < 20; extra++) {

@@ -12,7 +12,9 @@ import { drain, regionCluster, smallConfig } from "../fixtures/log-harness.js"
  * it (an Appender per broker id 0..2, the AckTracker, the topic table), and `settle`, after
  * which everything appended so far has been through the sequencer.
  */
-type MakeLog = (options: { topics: ReadonlyArray<string>; holdTimeoutMs: number; sessionSlots?: number }) => Effect.Effect<
+type MakeLog = (
+  options: { topics: ReadonlyArray<string>; holdTimeoutMs: number; sessionSlots?: number }
+) => Effect.Effect<
   {
     readonly appender: (brokerId: number) => AppenderShape
     readonly acks: AckTrackerShape
@@ -45,7 +47,9 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
         const log = appender(0)
         expect((yield* Effect.flip(topics.lookup("nope")))._tag).toBe("TopicNotFound")
         expect((yield* Effect.flip(log.append("nope", header(1, 0, 0), payload)))._tag).toBe("TopicNotFound")
-        expect((yield* Effect.flip(log.appendWith("nope", header(1, 0, 0), (dst) => dst.set(payload))))._tag).toBe("TopicNotFound")
+        expect((yield* Effect.flip(log.appendWith("nope", header(1, 0, 0), (dst) => dst.set(payload))))._tag).toBe(
+          "TopicNotFound"
+        )
         // The fast path says so, or declines (it only appends to topics this broker has set up) and leaves it to appendWith.
         const fast = log.tryAppendWith("nope", header(1, 0, 0), (dst) => dst.set(payload))
         if (fast !== "wait") expect(fast).toMatchObject({ _tag: "TopicNotFound" })
@@ -85,7 +89,12 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
         const strangerEpoch = 4242
         for (let seq = 0; seq < 3; seq++) yield* log.append("t", header(7, strangerEpoch, seq), payload)
         yield* settle
-        expect(yield* acks.sessionAcks("t", 7, strangerEpoch)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false })
+        expect(yield* acks.sessionAcks("t", 7, strangerEpoch)).toEqual({
+          ordered: 0,
+          replicated: 0,
+          fenced: false,
+          known: false
+        })
         // A publisher with client id 7 runs, closes, and runs again: each run is its own session.
         const first = yield* log.registerSession("t", 7)
         for (let seq = 0; seq < 3; seq++) yield* log.append("t", header(7, first, seq), payload)
@@ -105,7 +114,10 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
         const log = appender(0)
         const epochs: Array<number> = []
         for (let client = 0; client < 7; client++) epochs.push(yield* log.registerSession("t", client))
-        expect(yield* Effect.flip(log.registerSession("t", 99))).toMatchObject({ _tag: "SessionTableFull", capacity: 7 })
+        expect(yield* Effect.flip(log.registerSession("t", 99))).toMatchObject({
+          _tag: "SessionTableFull",
+          capacity: 7
+        })
         // Client 0 sent batches 0 and 2, then closes announcing 3: it stays until batch 1 is ordered.
         yield* log.append("t", header(0, epochs[0]!, 0), payload)
         yield* log.append("t", header(0, epochs[0]!, 2), payload)
@@ -116,7 +128,12 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
         yield* log.append("t", header(0, epochs[0]!, 1), payload)
         yield* settle
         // Released with its final frontier; a late batch of it is refused, and its line is free for a new session.
-        expect(yield* acks.sessionAcks("t", 0, epochs[0]!)).toEqual({ ordered: 3, replicated: 3, fenced: true, known: true })
+        expect(yield* acks.sessionAcks("t", 0, epochs[0]!)).toEqual({
+          ordered: 3,
+          replicated: 3,
+          fenced: true,
+          known: true
+        })
         yield* log.append("t", header(0, epochs[0]!, 3), payload)
         yield* settle
         expect((yield* acks.sessionAcks("t", 0, epochs[0]!)).ordered).toBe(3)
@@ -171,7 +188,9 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
         }
         const e = yield* log.registerSession("t", 4)
         // The fast path may decline (the region's appender sets a topic up on its first append): then appendWith waits.
-        if (log.tryAppendWith("t", header(4, e, 0), fill(1)) === "wait") yield* log.appendWith("t", header(4, e, 0), fill(1))
+        if (log.tryAppendWith("t", header(4, e, 0), fill(1)) === "wait") {
+          yield* log.appendWith("t", header(4, e, 0), fill(1))
+        }
         yield* log.appendWith("t", header(4, e, 1), fill(2))
         expect(log.tryAppendWith("t", header(4, e, 2), fill(3))).toMatchObject({ brokerId: 2 })
         yield* settle
@@ -180,18 +199,35 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
       }))
   })
 
-brokerLogContract("layerMemory (the log core's fakes, the sequencer running)", ({ holdTimeoutMs, sessionSlots, topics }) =>
-  BrokerLogLayers.makeMemoryLog({ topics: topics.map((name) => ({ name })), holdTimeoutMs, ...(sessionSlots === undefined ? {} : { sessionSlots }) }))
+brokerLogContract(
+  "layerMemory (the log core's fakes, the sequencer running)",
+  ({ holdTimeoutMs, sessionSlots, topics }) =>
+    BrokerLogLayers.makeMemoryLog({
+      topics: topics.map((name) => ({ name })),
+      holdTimeoutMs,
+      ...(sessionSlots === undefined ? {} : { sessionSlots })
+    })
+)
 
-brokerLogContract("the region's layers (fake region)", ({ holdTimeoutMs, sessionSlots, topics }) =>
-  Effect.gen(function*() {
-    const cluster = yield* regionCluster(CxlMemoryMemoryLayers.makeMemory)(sessionSlots === undefined ? smallConfig : { ...smallConfig, sessionSlots })
-    for (const name of topics) yield* cluster.topics.create({ name, order: 5, ackLevel: 1, replicationFactor: 1 })
-    const sequencer = yield* cluster.sequencer({ holdTimeoutMs })
-    const appenders: Array<AppenderShape> = []
-    for (const id of [0, 1, 2]) appenders.push(yield* cluster.appender(id, { registered: false }))
-    return { appender: (id: number) => appenders[id]!, acks: cluster.acks, topics: cluster.topics, settle: Effect.orDie(drain(sequencer)) }
-  }))
+brokerLogContract(
+  "the region's layers (fake region)",
+  ({ holdTimeoutMs, sessionSlots, topics }) =>
+    Effect.gen(function*() {
+      const cluster = yield* regionCluster(CxlMemoryMemoryLayers.makeMemory)(
+        sessionSlots === undefined ? smallConfig : { ...smallConfig, sessionSlots }
+      )
+      for (const name of topics) yield* cluster.topics.create({ name, order: 5, ackLevel: 1, replicationFactor: 1 })
+      const sequencer = yield* cluster.sequencer({ holdTimeoutMs })
+      const appenders: Array<AppenderShape> = []
+      for (const id of [0, 1, 2]) appenders.push(yield* cluster.appender(id, { registered: false }))
+      return {
+        appender: (id: number) => appenders[id]!,
+        acks: cluster.acks,
+        topics: cluster.topics,
+        settle: Effect.orDie(drain(sequencer))
+      }
+    })
+)
 
 describe("MemoryLog", () => {
   it.scopedLive("records the total order with contiguous message orders and its own copy of each payload", () =>

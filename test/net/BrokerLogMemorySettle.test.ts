@@ -22,10 +22,21 @@ describe("BrokerLogMemory settle", () => {
       yield* TestClock.adjust("21000 millis")
 
       const rounds: Array<SequencerRound> = []
-      const recording: SequencerShape = { ...sequencer, step: Effect.tap(sequencer.step, (round) => Effect.sync(() => rounds.push(round))) }
+      const recording: SequencerShape = {
+        ...sequencer,
+        step: Effect.tap(sequencer.step, (round) => Effect.sync(() => rounds.push(round)))
+      }
       yield* settleRounds(recording)
       expect(rounds[0]).toMatchObject({ ordered: 0, released: 0, lapsed: 1 })
       expect(rounds).toHaveLength(2)
-      expect(rounds[1]).toMatchObject({ ordered: 0, duplicates: 0, held: 0, fenced: 0, dropped: 0, released: 0, lapsed: 0 })
+      expect(rounds[1]).toMatchObject({
+        ordered: 0,
+        duplicates: 0,
+        held: 0,
+        fenced: 0,
+        dropped: 0,
+        released: 0,
+        lapsed: 0
+      })
     }))
 })

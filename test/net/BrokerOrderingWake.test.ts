@@ -34,7 +34,12 @@ const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
 const cluster = Effect.gen(function*() {
   const name = yield* uniqueRegion("ordwake")
-  const region = yield* CxlMemoryLayers.make({ name, size: regionSize(smallConfig), mode: "create", params: logAreaParams(LOG_BASE, smallConfig) })
+  const region = yield* CxlMemoryLayers.make({
+    name,
+    size: regionSize(smallConfig),
+    mode: "create",
+    params: logAreaParams(LOG_BASE, smallConfig)
+  })
   const area = makeLogArea(LOG_BASE, smallConfig)
   const inRegion = <A, E, R>(make: Effect.Effect<A, E, R>) => make.pipe(Effect.provideService(CxlMemory, region))
   const topics = yield* inRegion(TopicsLayers.make(area))
@@ -65,9 +70,11 @@ const cluster = Effect.gen(function*() {
   const quiet = yield* broker(0)
   const busy = yield* broker(1)
   // Holds last long enough that a gap is never fenced during a test (a fence may move any frontier and rings everyone).
-  const sequencer = yield* inRegion(SequencerLayers.make(area, { holdTimeoutMs: 600_000 }).pipe(
-    Effect.provideServiceEffect(Doorbell, inRegion(DoorbellLayers.make({ offset: bell(2), spinMicros: 0 })))
-  ))
+  const sequencer = yield* inRegion(
+    SequencerLayers.make(area, { holdTimeoutMs: 600_000 }).pipe(
+      Effect.provideServiceEffect(Doorbell, inRegion(DoorbellLayers.make({ offset: bell(2), spinMicros: 0 })))
+    )
+  )
   yield* Effect.forkScoped(sequencer.run)
   /**
    * From now on the head orders every batch (as while a standby takes over): brokers do not order
@@ -75,7 +82,9 @@ const cluster = Effect.gen(function*() {
    */
   const headOrdersAlone = Effect.gen(function*() {
     const lease = new LeaseLineView(region)
-    for (let turns = 0; lease.ready(Offsets.sequencerLease) === 0 && turns < 10_000; turns++) yield* Effect.sleep("1 millis")
+    for (let turns = 0; lease.ready(Offsets.sequencerLease) === 0 && turns < 10_000; turns++) {
+      yield* Effect.sleep("1 millis")
+    }
     expect(lease.ready(Offsets.sequencerLease)).not.toBe(0)
     lease.storeReady(Offsets.sequencerLease, 0)
   })

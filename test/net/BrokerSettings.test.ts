@@ -6,16 +6,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
-import { parseSize } from "../../src/Settings.js"
 import { BROKER_SETTINGS as BROKER_TABLE } from "../../src/services/net/NetSettings.js"
+import { parseSize } from "../../src/Settings.js"
 
 const BROKER_SETTINGS = BROKER_TABLE.settings
 
-const configFrom = (env: Record<string, string>) => Effect.withConfigProvider(BrokerLayers.config, ConfigProvider.fromMap(new Map(Object.entries(env))))
+const configFrom = (env: Record<string, string>) =>
+  Effect.withConfigProvider(BrokerLayers.config, ConfigProvider.fromMap(new Map(Object.entries(env))))
 
 describe("broker settings", () => {
   it("the size default the CLI shows is the default in bytes", () => {
-    expect(parseSize(BROKER_SETTINGS.maxBatchBytes.shownDefault!)).toEqual(Either.right(BROKER_SETTINGS.maxBatchBytes.default))
+    expect(parseSize(BROKER_SETTINGS.maxBatchBytes.shownDefault!)).toEqual(
+      Either.right(BROKER_SETTINGS.maxBatchBytes.default)
+    )
   })
 
   it.effect("with no variable set, config gives the table's defaults; each variable set is read", () =>
@@ -39,7 +42,16 @@ describe("broker settings", () => {
         [BROKER_SETTINGS.credentials.env]: "/tmp/users",
         [BROKER_SETTINGS.insecure.env]: "true"
       })
-      expect(set).toEqual({ host: "10.1.2.3", port: 7411, maxBatchBytes: 4096, ackIntervalMs: 2, idleTimeoutMs: 3000, maxConnections: 9, credentials: "/tmp/users", insecure: true })
+      expect(set).toEqual({
+        host: "10.1.2.3",
+        port: 7411,
+        maxBatchBytes: 4096,
+        ackIntervalMs: 2,
+        idleTimeoutMs: 3000,
+        maxConnections: 9,
+        credentials: "/tmp/users",
+        insecure: true
+      })
     }))
 
   it.effect("a size variable takes the docs' units", () =>

@@ -53,7 +53,9 @@ const expectKeepAlive = (port: number) =>
 const broker = (tls?: { readonly cert: string; readonly key: string }) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-    return yield* BrokerLayers.make(tls === undefined ? { insecure: true } : { insecure: true, tls }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+    return yield* BrokerLayers.make(tls === undefined ? { insecure: true } : { insecure: true, tls }).pipe(
+      Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+    )
   })
 
 /** A remote subscriber on the idle topic "t" (subscribed: the SUBSCRIBED came), and its broker's port. */

@@ -31,7 +31,9 @@ describe("the credential file's lock", () => {
       const dir = yield* tempDir("cxlog-lock-")
       const path = join(dir, "users")
       const writer = yield* spawnFixture("credential-lock-crash", [path, "alice", "SIGKILL"])
-      const exit = yield* Deferred.await(writer.exited).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(writer.stderr()) }))
+      const exit = yield* Deferred.await(writer.exited).pipe(
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(writer.stderr()) })
+      )
       expect(exit.signal, writer.stderr()).toBe("SIGKILL")
       expect(existsSync(`${path}.lock`)).toBe(true)
 
@@ -48,7 +50,9 @@ describe("the credential file's lock", () => {
       const lockPath = `${path}.lock`
       const holder = yield* spawnFixture("credential-lock-crash", [path, "alice", "SIGSTOP"])
       const pid = holder.process.pid!
-      for (let ms = 0; !(existsSync(lockPath) && stateOf(pid) === "T") && ms < 30_000; ms += 10) yield* Effect.sleep("10 millis")
+      for (let ms = 0; !(existsSync(lockPath) && stateOf(pid) === "T") && ms < 30_000; ms += 10) {
+        yield* Effect.sleep("10 millis")
+      }
       expect(stateOf(pid), holder.stderr()).toBe("T")
       // As if it had been stopped for a minute.
       const past = new Date(Date.now() - 60_000)
@@ -63,7 +67,9 @@ describe("the credential file's lock", () => {
 
       holder.process.kill("SIGCONT")
       yield* holder.next()
-      const exit = yield* Deferred.await(holder.exited).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(holder.stderr()) }))
+      const exit = yield* Deferred.await(holder.exited).pipe(
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(holder.stderr()) })
+      )
       expect(exit.code, holder.stderr()).toBe(0)
       expect(names(path)).toEqual(["alice"])
       expect(readdirSync(dir)).toEqual(["users"])
@@ -81,15 +87,19 @@ describe("the credential file's lock", () => {
       expect(readdirSync(dir)).toEqual(["users"])
     }))
 
-  it.scoped("a lock path that cannot be read (a directory there): the change fails saying what failed, not that a process holds it", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir("cxlog-lock-")
-      const path = join(dir, "users")
-      mkdirSync(`${path}.lock`)
-      const waited = yield* Effect.either(Effect.try({ try: () => upsertUser(path, bob), catch: (error) => error }))
-      if (waited._tag === "Right") return expect.unreachable("the change went ahead without its lock")
-      expect(waited.left).toBeInstanceOf(CredentialError)
-      expect(String(waited.left)).toMatch(/its lock .*users\.lock could not be read for over 10000 ms: EISDIR/)
-      expect(String(waited.left)).not.toContain("holds its lock")
-    }), 30_000)
+  it.scoped(
+    "a lock path that cannot be read (a directory there): the change fails saying what failed, not that a process holds it",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-lock-")
+        const path = join(dir, "users")
+        mkdirSync(`${path}.lock`)
+        const waited = yield* Effect.either(Effect.try({ try: () => upsertUser(path, bob), catch: (error) => error }))
+        if (waited._tag === "Right") return expect.unreachable("the change went ahead without its lock")
+        expect(waited.left).toBeInstanceOf(CredentialError)
+        expect(String(waited.left)).toMatch(/its lock .*users\.lock could not be read for over 10000 ms: EISDIR/)
+        expect(String(waited.left)).not.toContain("holds its lock")
+      }),
+    30_000
+  )
 })

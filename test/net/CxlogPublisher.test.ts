@@ -54,7 +54,11 @@ describe("CxlogPublisher", () => {
       expect(publisher.close()).toBe(closing)
       const error = await closing.then(() => undefined, (e: unknown) => e)
       // Nothing listens at the address: the flush fails on the refusals (BrokersUnreachable), sooner than its ACK timeout.
-      expect(error).toMatchObject({ _tag: "PublisherCloseUnflushed", unacknowledgedMessages: 10, cause: { _tag: "BrokersUnreachable" } })
+      expect(error).toMatchObject({
+        _tag: "PublisherCloseUnflushed",
+        unacknowledgedMessages: 10,
+        cause: { _tag: "BrokersUnreachable" }
+      })
       expect((error as Error).message).toMatch(/^closed with 10 message\(s\) published but not acknowledged: /)
 
       const abandoning = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events", ackTimeoutMs: 600_000 })

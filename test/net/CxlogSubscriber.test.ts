@@ -3,14 +3,19 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
 import { getEventListeners } from "node:events"
 import { type AddressInfo, createServer, type Socket } from "node:net"
-import { defaultCredentialPath, defaultSecretPath, ensureRegionCredentials, removeRegionCredentials } from "../../src/layers/net/Auth.js"
+import {
+  defaultCredentialPath,
+  defaultSecretPath,
+  ensureRegionCredentials,
+  removeRegionCredentials
+} from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
 import type { SubscriberMessage } from "../../src/services/net/Subscriber.js"
-import { spawnFixture } from "../helpers/Processes.js"
 import { anonymous } from "../fixtures/anonymous-region.js"
+import { spawnFixture } from "../helpers/Processes.js"
 
 const brokerPort = Effect.gen(function*() {
   const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
@@ -22,9 +27,14 @@ describe("CxlogSubscriber", () => {
     Effect.gen(function*() {
       const region = `cxlog-test-facade-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
       const files = [defaultCredentialPath(region), defaultSecretPath(region)] as const
-      yield* Effect.acquireRelease(Effect.sync(() => ensureRegionCredentials(...files)), () => Effect.sync(() => removeRegionCredentials(...files)))
+      yield* Effect.acquireRelease(
+        Effect.sync(() => ensureRegionCredentials(...files)),
+        () => Effect.sync(() => removeRegionCredentials(...files))
+      )
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
-      const broker = yield* BrokerLayers.make({ credentials: files[0] }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const broker = yield* BrokerLayers.make({ credentials: files[0] }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
       const brokers = [{ host: "127.0.0.1", port: broker.port }]
       yield* Effect.promise(async () => {
         const publisher = await CxlogPublisher.open({ brokers, topic: "events", region })
@@ -35,7 +45,8 @@ describe("CxlogSubscriber", () => {
         expect((await subscriber.nextBatch()).offset).toBe(0)
         await subscriber.close()
         // A region whose head left no secret file here: no credentials, so the broker refuses.
-        await expect(CxlogSubscriber.open({ brokers, topic: "events", region: `${region}-none` })).rejects.toMatchObject({ code: "auth-required" })
+        await expect(CxlogSubscriber.open({ brokers, topic: "events", region: `${region}-none` })).rejects
+          .toMatchObject({ code: "auth-required" })
       })
     }))
 
@@ -46,17 +57,29 @@ describe("CxlogSubscriber", () => {
         const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
         const before = Date.now()
         // Even messages carry a key (odd ones a header): strings go as UTF-8.
-        for (let i = 0; i < 10; i++) await publisher.publish(`message ${i}`, i % 2 === 0 ? { key: `k${i}` } : { headers: [["n", `${i}`]] })
+        for (let i = 0; i < 10; i++) {
+          await publisher.publish(`message ${i}`, i % 2 === 0 ? { key: `k${i}` } : { headers: [["n", `${i}`]] })
+        }
         await publisher.flush(5_000)
         await publisher.close()
         const after = Date.now()
 
-        const subscriber = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "reader", autoCommit: "off" })
+        const subscriber = await CxlogSubscriber.open({
+          ...anonymous,
+          brokers,
+          topic: "events",
+          consumer: "reader",
+          autoCommit: "off"
+        })
         const seen: Array<string> = []
         const copies: Array<SubscriberMessage> = []
         const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? "-" : new TextDecoder().decode(bytes))
         for await (const message of subscriber) {
-          seen.push(`${message.offset}:${message.text()}:${text(message.key)}:${message.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"}`)
+          seen.push(
+            `${message.offset}:${message.text()}:${text(message.key)}:${
+              message.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"
+            }`
+          )
           expect(message.timestamp).toBeGreaterThanOrEqual(before)
           expect(message.timestamp).toBeLessThanOrEqual(after)
           copies.push(message.copy())
@@ -68,11 +91,26 @@ describe("CxlogSubscriber", () => {
             break
           }
         }
-        const expected = Array.from({ length: 6 }, (_, i) => `${i}:message ${i}:${i % 2 === 0 ? `k${i}:-` : `-:n=${i}`}`)
+        const expected = Array.from(
+          { length: 6 },
+          (_, i) => `${i}:message ${i}:${i % 2 === 0 ? `k${i}:-` : `-:n=${i}`}`
+        )
         expect(seen).toEqual(expected)
-        expect(copies.map((m) => `${m.offset}:${text(m.payload)}:${text(m.key)}:${m.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"}`)).toEqual(expected)
+        expect(
+          copies.map((m) =>
+            `${m.offset}:${text(m.payload)}:${text(m.key)}:${
+              m.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"
+            }`
+          )
+        ).toEqual(expected)
 
-        const again = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "reader", autoCommit: "off" })
+        const again = await CxlogSubscriber.open({
+          ...anonymous,
+          brokers,
+          topic: "events",
+          consumer: "reader",
+          autoCommit: "off"
+        })
         for await (const message of again) {
           if (message.offset === 7) {
             // By default, up to the last message iterated, even inside a batch.
@@ -107,13 +145,21 @@ describe("CxlogSubscriber", () => {
         await subscriber.close()
 
         const stop = new AbortController()
-        const tail = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", from: "latest", signal: stop.signal })
+        const tail = await CxlogSubscriber.open({
+          ...anonymous,
+          brokers,
+          topic: "events",
+          from: "latest",
+          signal: stop.signal
+        })
         setTimeout(() => stop.abort(), 50)
         const read: Array<number> = []
         for await (const m of tail) read.push(m.offset)
         expect(read).toEqual([])
 
-        await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "nope" })).rejects.toMatchObject({ _tag: "TopicNotFound" })
+        await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "nope" })).rejects.toMatchObject({
+          _tag: "TopicNotFound"
+        })
       })
     }))
 
@@ -126,16 +172,34 @@ describe("CxlogSubscriber", () => {
         await publisher.flush(5_000)
         await publisher.close()
 
-        const first = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        const first = await CxlogSubscriber.open({
+          ...anonymous,
+          brokers,
+          topic: "events",
+          consumer: "looper",
+          autoCommit: "off"
+        })
         for await (const m of first) if (m.offset === 1) break
-        const second = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        const second = await CxlogSubscriber.open({
+          ...anonymous,
+          brokers,
+          topic: "events",
+          consumer: "looper",
+          autoCommit: "off"
+        })
         await expect(first.nextBatch()).rejects.toMatchObject({ name: "AbortError" })
         const thrown = new Error("handler failed")
         await expect((async () => {
           for await (const m of second) if (m.offset === 3) throw thrown
         })()).rejects.toBe(thrown)
         // Nothing was committed, so the third member starts where the first did.
-        const third = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", consumer: "looper", autoCommit: "off" })
+        const third = await CxlogSubscriber.open({
+          ...anonymous,
+          brokers,
+          topic: "events",
+          consumer: "looper",
+          autoCommit: "off"
+        })
         expect((await third.nextBatch()).offset).toBe(0)
         await third.close()
       })
@@ -158,17 +222,30 @@ describe("CxlogSubscriber", () => {
       yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((s) => s.destroy())))
       const port = (silent.address() as AddressInfo).port
       const outcome = yield* Effect.promise(() =>
-        CxlogSubscriber.open({ ...anonymous, brokers: [{ host: "127.0.0.1", port }], topic: "events", connectTimeoutMs: 600_000, signal: stop.signal }).then(
+        CxlogSubscriber.open({
+          ...anonymous,
+          brokers: [{ host: "127.0.0.1", port }],
+          topic: "events",
+          connectTimeoutMs: 600_000,
+          signal: stop.signal
+        }).then(
           () => "opened",
           (e: unknown) => (e as Error).name
         )
-      ).pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("open still waiting for the silent broker 20 s after the abort") }))
+      ).pipe(
+        Effect.timeoutFail({
+          duration: "20 seconds",
+          onTimeout: () => new Error("open still waiting for the silent broker 20 s after the abort")
+        })
+      )
       expect(outcome).toBe("AbortError")
 
       // A subscriber that closed no longer listens to the signal it was opened with.
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       const kept = new AbortController()
-      yield* Effect.promise(async () => (await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", signal: kept.signal })).close())
+      yield* Effect.promise(async () =>
+        (await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", signal: kept.signal })).close()
+      )
       expect(getEventListeners(kept.signal, "abort")).toEqual([])
     }))
 
@@ -186,7 +263,11 @@ describe("CxlogSubscriber", () => {
         const child = yield* spawnFixture("facade-client", [mode, `${port}`])
         expect(yield* child.next()).toEqual(printed)
         const exited = yield* Deferred.await(child.exited).pipe(
-          Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`facade-client ${mode}: still running 20 s after it printed (something keeps it alive)`) })
+          Effect.timeoutFail({
+            duration: "20 seconds",
+            onTimeout: () =>
+              new Error(`facade-client ${mode}: still running 20 s after it printed (something keeps it alive)`)
+          })
         )
         expect(exited).toEqual({ code: 0, signal: null })
       }

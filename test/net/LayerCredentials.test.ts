@@ -6,7 +6,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { defaultCredentialPath, defaultSecretPath, ensureRegionCredentials, removeRegionCredentials } from "../../src/layers/net/Auth.js"
+import {
+  defaultCredentialPath,
+  defaultSecretPath,
+  ensureRegionCredentials,
+  removeRegionCredentials
+} from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
@@ -18,9 +23,12 @@ import { Subscriber } from "../../src/services/net/Subscriber.js"
 const authenticatingBroker = (region: string) =>
   Effect.gen(function*() {
     const files = [defaultCredentialPath(region), defaultSecretPath(region)] as const
-    yield* Effect.acquireRelease(Effect.sync(() => ensureRegionCredentials(...files)), () => Effect.sync(() => removeRegionCredentials(...files)))
+    yield* Effect.acquireRelease(Effect.sync(() => ensureRegionCredentials(...files)), () =>
+      Effect.sync(() => removeRegionCredentials(...files)))
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
-    const broker = yield* BrokerLayers.make({ credentials: files[0] }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+    const broker = yield* BrokerLayers.make({ credentials: files[0] }).pipe(
+      Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+    )
     return [{ host: "127.0.0.1", port: broker.port }]
   })
 
@@ -49,7 +57,9 @@ describe("the Effect layers' credentials", () => {
     Effect.gen(function*() {
       const region = `cxlog-test-layers-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
       const brokers = yield* authenticatingBroker(region)
-      const refused = yield* Effect.flip(publishOne.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region: `${region}-none` }))))
+      const refused = yield* Effect.flip(
+        publishOne.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region: `${region}-none` })))
+      )
       expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-required" })
       expect(refused.message).toContain("`credentials` option")
       expect(refused.message).toContain("--secret-file")

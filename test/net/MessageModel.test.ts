@@ -6,7 +6,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { BatchBuilder, BufferPool, encodeParts, forEachMessage, MessageFlags } from "../../src/layers/net/BatchPayload.js"
+import {
+  BatchBuilder,
+  BufferPool,
+  encodeParts,
+  forEachMessage,
+  MessageFlags
+} from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { decodeControl, ErrorBody, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
@@ -49,18 +55,43 @@ describe("the message model on the wire", () => {
   it.scopedLive("keys, headers and publish timestamps reach the log; malformed parts get bad-batch and the broker keeps serving the publisher", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
-      const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", clientId: 5 })
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
+      const publisher = yield* PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: server.port }],
+        topic: "t",
+        clientId: 5
+      })
       const before = Date.now()
-      yield* publisher.publishAcked(new TextEncoder().encode("first"), { key: "order-1", headers: [["source", "web"], ["raw", Uint8Array.of(0, 255)]] })
+      yield* publisher.publishAcked(new TextEncoder().encode("first"), {
+        key: "order-1",
+        headers: [["source", "web"], ["raw", Uint8Array.of(0, 255)]]
+      })
 
       const bad: ReadonlyArray<readonly [string, (epoch: number) => Uint8Array, RegExp]> = [
         ["a key longer than its record", (e) => keyedBatch(9, e, 1000), /key overruns/],
         ["a key length near 2^32", (e) => keyedBatch(9, e, 2 ** 32 - 1), /key overruns/],
-        ["headers longer than their record", (e) => handMadeBatch(9, e, MessageFlags.HEADERS, [...u32le(64), ...u32le(1), ...u32le(1), 97, 98]), /headers overrun/],
-        ["a header value past the headers", (e) => handMadeBatch(9, e, MessageFlags.HEADERS, [...u32le(10), ...u32le(1), ...u32le(2 ** 32 - 1), 97, 98]), /header 0 overruns/],
+        [
+          "headers longer than their record",
+          (e) => handMadeBatch(9, e, MessageFlags.HEADERS, [...u32le(64), ...u32le(1), ...u32le(1), 97, 98]),
+          /headers overrun/
+        ],
+        [
+          "a header value past the headers",
+          (e) => handMadeBatch(9, e, MessageFlags.HEADERS, [...u32le(10), ...u32le(1), ...u32le(2 ** 32 - 1), 97, 98]),
+          /header 0 overruns/
+        ],
         ["unknown flag bits", (e) => handMadeBatch(9, e, 0x40, [1, 2, 3]), /unknown flag bits/],
-        ["garbage with a right crc32c", (e) => encodeFrame({ type: FrameType.BATCH, clientId: 9, sessionEpoch: e, seq: 0, messageCount: 2 }, new Uint8Array(64).fill(0x41)), /overruns/]
+        [
+          "garbage with a right crc32c",
+          (e) =>
+            encodeFrame(
+              { type: FrameType.BATCH, clientId: 9, sessionEpoch: e, seq: 0, messageCount: 2 },
+              new Uint8Array(64).fill(0x41)
+            ),
+          /overruns/
+        ]
       ]
       for (const [what, frame, reason] of bad) {
         const client = yield* rawConnect(server.port)
@@ -78,7 +109,9 @@ describe("the message model on the wire", () => {
       const after = Date.now()
       expect(server.stats().rejected).toMatchObject({ "bad-batch": bad.length })
 
-      const seen: Array<{ value: string; key: Array<number> | undefined; headers: Array<[string, Array<number>]> | undefined }> = []
+      const seen: Array<
+        { value: string; key: Array<number> | undefined; headers: Array<[string, Array<number>]> | undefined }
+      > = []
       for (const batch of log.ordered("t")) {
         forEachMessage(batch.payload, batch.messageCount, (m) => {
           expect(m.timestamp).toBeGreaterThanOrEqual(before)
@@ -91,7 +124,11 @@ describe("the message model on the wire", () => {
         })
       }
       expect(seen).toEqual([
-        { value: "first", key: [..."order-1"].map((c) => c.charCodeAt(0)), headers: [["source", [..."web"].map((c) => c.charCodeAt(0))], ["raw", [0, 255]]] },
+        {
+          value: "first",
+          key: [..."order-1"].map((c) => c.charCodeAt(0)),
+          headers: [["source", [..."web"].map((c) => c.charCodeAt(0))], ["raw", [0, 255]]]
+        },
         ...bad.map(([what]) => ({ value: what, key: undefined, headers: undefined })),
         { value: "last", key: [1, 2, 3], headers: undefined }
       ])
@@ -100,11 +137,15 @@ describe("the message model on the wire", () => {
   it.scopedLive("a peer of the previous protocol gets version-mismatch naming both versions", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
       const old = yield* rawConnect(server.port)
       old.write(hello("t", 1, undefined, 1, PROTOCOL_VERSION - 1))
       const error = yield* old.nextFrame()
-      expect(errorBody(error)).toBe(`version-mismatch: protocol ${PROTOCOL_VERSION - 1}, this broker speaks ${PROTOCOL_VERSION}`)
+      expect(errorBody(error)).toBe(
+        `version-mismatch: protocol ${PROTOCOL_VERSION - 1}, this broker speaks ${PROTOCOL_VERSION}`
+      )
     }))
 
   it.scoped("a region of the previous layout is refused with RegionLayoutMismatch naming both versions", () =>
@@ -113,6 +154,8 @@ describe("the message model on the wire", () => {
       yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create", layoutVersion: LAYOUT_VERSION - 1 })
       const error = yield* Effect.flip(CxlMemoryLayers.make({ name, mode: "attach" }))
       expect(error).toMatchObject({ _tag: "RegionLayoutMismatch", expected: LAYOUT_VERSION, found: LAYOUT_VERSION - 1 })
-      expect(error.message).toBe(`region ${name} has layout version ${LAYOUT_VERSION - 1}, this cxlog speaks ${LAYOUT_VERSION}`)
+      expect(error.message).toBe(
+        `region ${name} has layout version ${LAYOUT_VERSION - 1}, this cxlog speaks ${LAYOUT_VERSION}`
+      )
     }))
 })

@@ -1,21 +1,21 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, ExecutionStrategy, Exit, Fiber, Schedule, Scope } from "effect"
-import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
+import { createHook } from "node:async_hooks"
+import { type AddressInfo, createServer, Socket } from "node:net"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
+import { FrameType, writeFrameHeader, writeHeader } from "../../src/layers/net/Frame.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { REFUSED_ATTEMPTS } from "../../src/layers/net/PublisherLinkTcp.js"
+import { Appender, type AppenderShape, type AppendReceipt, type BatchHeader } from "../../src/services/log/Appender.js"
 import type { BrokerShape } from "../../src/services/net/Broker.js"
-import { Appender, type AppendReceipt, type AppenderShape, type BatchHeader } from "../../src/services/log/Appender.js"
 import type { PublisherOptions } from "../../src/services/net/Publisher.js"
-import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
+import { anonymous } from "../fixtures/anonymous-region.js"
+import { FiberCounts } from "../fixtures/fiber-counts.js"
 import { audit, clean, offsetsOf, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { hello, rawConnect } from "../fixtures/net-raw-client.js"
-import { FiberCounts } from "../fixtures/fiber-counts.js"
-import { type AddressInfo, createServer, Socket } from "node:net"
-import { createHook } from "node:async_hooks"
-import { FrameType, writeFrameHeader, writeHeader } from "../../src/layers/net/Frame.js"
-import { anonymous } from "../fixtures/anonymous-region.js"
 
 /** `npm run test:stress` runs the long variants. */
 const SCALE = process.env["CXLOG_STRESS"] ? 10 : 1
@@ -38,12 +38,15 @@ const cluster = (
     const brokers: Array<{ server: BrokerShape; kill: Effect.Effect<void> }> = []
     for (let id = 0; id < count; id++) {
       const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-      const services = options.wrap === undefined ? log.forBroker(id) : Context.add(log.forBroker(id), Appender, options.wrap(log.appender(id)))
+      const services = options.wrap === undefined
+        ? log.forBroker(id)
+        : Context.add(log.forBroker(id), Appender, options.wrap(log.appender(id)))
       const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(services), Scope.extend(scope))
       brokers.push({ server, kill: Scope.close(scope, Exit.void) })
     }
     const addresses = brokers.map((b) => ({ host: "127.0.0.1", port: b.server.port }))
-    const publisher = (options: Partial<PublisherOptions> = {}) => PublisherLayers.make({ brokers: addresses, topic: "t", ...options })
+    const publisher = (options: Partial<PublisherOptions> = {}) =>
+      PublisherLayers.make({ brokers: addresses, topic: "t", ...options })
     return { log, brokers, addresses, publisher }
   })
 
@@ -57,7 +60,14 @@ describe("Publisher", () => {
         const builder = new BatchBuilder(new BufferPool(1024, 0))
         builder.add(testMessage(1000, seq, 64))
         const batch = builder.seal()
-        const header = { clientId: 7, sessionEpoch: stranger, batchSeq: seq, messageCount: 1, payloadBytes: batch.payload.length, crc32c: batch.crc32c }
+        const header = {
+          clientId: 7,
+          sessionEpoch: stranger,
+          batchSeq: seq,
+          messageCount: 1,
+          payloadBytes: batch.payload.length,
+          crc32c: batch.crc32c
+        }
         yield* log.appender(0).append("t", header, batch.payload)
       }
       // Two runs of `cxlog publish --client-id 7`, one after the other.
@@ -88,10 +98,18 @@ describe("Publisher", () => {
           last = p.stats()
         }))
       }
-      expect(audit(log.ordered("t"), new Map(Array.from({ length: 20 }, (_, i) => [50 + i, 20] as const)))).toEqual({ messages: 400, ...clean })
+      expect(audit(log.ordered("t"), new Map(Array.from({ length: 20 }, (_, i) => [50 + i, 20] as const)))).toEqual({
+        messages: 400,
+        ...clean
+      })
       // The last CLOSE is on its way: once it is handled, that session is released with its frontier.
-      while (!(yield* log.acks.sessionAcks("t", last.clientId, last.sessionEpoch)).fenced) yield* Effect.sleep("2 millis")
-      expect(yield* log.acks.sessionAcks("t", last.clientId, last.sessionEpoch)).toMatchObject({ fenced: true, known: true })
+      while (!(yield* log.acks.sessionAcks("t", last.clientId, last.sessionEpoch)).fenced) {
+        yield* Effect.sleep("2 millis")
+      }
+      expect(yield* log.acks.sessionAcks("t", last.clientId, last.sessionEpoch)).toMatchObject({
+        fenced: true,
+        known: true
+      })
       // Seven sessions that stay open fill the table: the eighth publisher is told why, not left to time out.
       for (let client = 0; client < 7; client++) yield* log.appender(0).registerSession("t", client)
       const late = yield* publisher({ clientId: 99, connectTimeoutMs: 60_000, ackTimeoutMs: 60_000 })
@@ -102,12 +120,19 @@ describe("Publisher", () => {
   it.scopedLive("every broker full of connections: the publisher fails with too-many-connections, not a timeout", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const server = yield* BrokerLayers.make({ insecure: true, maxConnections: 1 }).pipe(Effect.provide(log.forBroker(0)))
+      const server = yield* BrokerLayers.make({ insecure: true, maxConnections: 1 }).pipe(
+        Effect.provide(log.forBroker(0))
+      )
       const taken = yield* rawConnect(server.port)
       taken.write(hello("t", 1))
       yield* taken.nextFrame()
       // Refused connections are retried for connectTimeoutMs (a slot may free); long enough that a refusal slowed by load still arrives first.
-      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 2_000, ackTimeoutMs: 60_000 })
+      const p = yield* PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: server.port }],
+        topic: "t",
+        connectTimeoutMs: 2_000,
+        ackTimeoutMs: 60_000
+      })
       const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(60_000)))
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
     }))
@@ -141,14 +166,22 @@ describe("Publisher", () => {
     expect(PublisherLayers.refusal(options, 4070, { key: "k", headers: [] })).toBeUndefined()
     const refused = PublisherLayers.refusal(options, 4081)
     expect(refused).toMatchObject({ _tag: "MessageTooLarge", bytes: 4081, maxBatchBytes: 4096 })
-    expect(refused?.message).toMatch(/the largest message is 4080 bytes, key and headers included\); raise the publisher's maxBatchBytes \(cxlog publish --max-batch-bytes\), within the brokers' --max-batch-bytes/)
-    expect(PublisherLayers.refusal({ ...options, batchBytes: 8192 }, 100)?.message).toMatch(/batchBytes 8192 exceeds maxBatchBytes 4096: raise maxBatchBytes with it \(cxlog publish --max-batch-bytes\)/)
+    expect(refused?.message).toMatch(
+      /the largest message is 4080 bytes, key and headers included\); raise the publisher's maxBatchBytes \(cxlog publish --max-batch-bytes\), within the brokers' --max-batch-bytes/
+    )
+    expect(PublisherLayers.refusal({ ...options, batchBytes: 8192 }, 100)?.message).toMatch(
+      /batchBytes 8192 exceeds maxBatchBytes 4096: raise maxBatchBytes with it \(cxlog publish --max-batch-bytes\)/
+    )
   })
 
   it.scopedLive("a full window with nothing acknowledged fails publish with PublishAckTimeout after ackTimeoutMs instead of waiting for ever", () =>
     Effect.gen(function*() {
       // The log takes batches and never orders them (as when the head is gone).
-      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const swallow = (appender: AppenderShape): AppenderShape => ({
+        ...appender,
+        tryAppendWith: () => swallowed,
+        appendWith: () => Effect.succeed(swallowed)
+      })
       const { publisher } = yield* cluster(1, { wrap: swallow })
       const p = yield* publisher({ clientId: 12, batchBytes: 1024, maxInFlightBatches: 2, ackTimeoutMs: 200 })
       const error = yield* Effect.flip(publishTestMessages(p, 12, 10_000, 200))
@@ -158,14 +191,21 @@ describe("Publisher", () => {
 
   it.scopedLive("an ACK timeout longer than setTimeout's longest delay bounds a wait with one capped timer, not one firing every millisecond", () =>
     Effect.gen(function*() {
-      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const swallow = (appender: AppenderShape): AppenderShape => ({
+        ...appender,
+        tryAppendWith: () => swallowed,
+        appendWith: () => Effect.succeed(swallowed)
+      })
       const { publisher } = yield* cluster(1, { wrap: swallow })
       // Node fires an over-long delay after 1 ms and says so with a TimeoutOverflowWarning.
       const overflows: Array<string> = []
       const onWarning = (warning: Error) => {
         if (warning.name === "TimeoutOverflowWarning") overflows.push(warning.message)
       }
-      yield* Effect.acquireRelease(Effect.sync(() => process.on("warning", onWarning)), () => Effect.sync(() => process.off("warning", onWarning)))
+      yield* Effect.acquireRelease(
+        Effect.sync(() => process.on("warning", onWarning)),
+        () => Effect.sync(() => process.off("warning", onWarning))
+      )
       const p = yield* publisher({ clientId: 13, batchBytes: 1024, ackTimeoutMs: 30 * 24 * 3_600_000 })
       yield* p.publish(testMessage(13, 0, 64))
       const flushing = yield* Effect.fork(p.flush(30 * 24 * 3_600_000))
@@ -180,9 +220,14 @@ describe("Publisher", () => {
       const { log, publisher } = yield* cluster(4)
       const a = yield* publisher({ clientId: 1, batchBytes: 8192 })
       const b = yield* publisher({ clientId: 2, batchBytes: 4096, maxInFlightBatches: 8 })
-      yield* Effect.all([publishTestMessages(a, 1, 20_000 * SCALE), publishTestMessages(b, 2, 10_000 * SCALE)], { concurrency: 2 })
+      yield* Effect.all([publishTestMessages(a, 1, 20_000 * SCALE), publishTestMessages(b, 2, 10_000 * SCALE)], {
+        concurrency: 2
+      })
       yield* Effect.all([a.flush(30_000), b.flush(30_000)], { concurrency: 2 })
-      expect(audit(log.ordered("t"), new Map([[1, 20_000 * SCALE], [2, 10_000 * SCALE]]))).toEqual({ messages: 30_000 * SCALE, ...clean })
+      expect(audit(log.ordered("t"), new Map([[1, 20_000 * SCALE], [2, 10_000 * SCALE]]))).toEqual({
+        messages: 30_000 * SCALE,
+        ...clean
+      })
       const stats = a.stats()
       expect(stats).toMatchObject({ messages: 20_000 * SCALE, inFlight: 0, resends: 0, fences: 0 })
       expect(stats.ackedBatches).toBe(stats.batches)
@@ -205,8 +250,14 @@ describe("Publisher", () => {
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           Socket.prototype.write = function(this: Socket, chunk: unknown, ...rest: Array<unknown>) {
-            if (chunk instanceof Uint8Array && chunk.length >= 32 && chunk[0] === FrameType.BATCH && chunk[2] === 0x43 && chunk[3] === 0x58) {
-              batchWrites.push({ payloadBytes: Buffer.from(chunk.buffer, chunk.byteOffset, 32).readUInt32LE(24), length: chunk.length })
+            if (
+              chunk instanceof Uint8Array && chunk.length >= 32 && chunk[0] === FrameType.BATCH && chunk[2] === 0x43 &&
+              chunk[3] === 0x58
+            ) {
+              batchWrites.push({
+                payloadBytes: Buffer.from(chunk.buffer, chunk.byteOffset, 32).readUInt32LE(24),
+                length: chunk.length
+              })
             }
             return (original as (...args: Array<unknown>) => boolean).apply(this, [chunk, ...rest])
           } as typeof original
@@ -249,11 +300,28 @@ describe("Publisher", () => {
     }))
 
   it("writeFrameHeader writes the bytes writeHeader writes", () => {
-    const fields = { type: FrameType.BATCH, clientId: 0xfedc_ba98, sessionEpoch: 7, seq: 2 ** 40 + 12_345, messageCount: 513, payloadBytes: 65_536, crc32c: 0x8000_0001 }
+    const fields = {
+      type: FrameType.BATCH,
+      clientId: 0xfedc_ba98,
+      sessionEpoch: 7,
+      seq: 2 ** 40 + 12_345,
+      messageCount: 513,
+      payloadBytes: 65_536,
+      crc32c: 0x8000_0001
+    }
     const expected = Buffer.alloc(32)
     writeHeader(expected, 0, fields)
     const frame = Buffer.alloc(32, 0xff)
-    writeFrameHeader(frame, fields.type, fields.clientId, fields.sessionEpoch, fields.seq, fields.messageCount, fields.payloadBytes, fields.crc32c)
+    writeFrameHeader(
+      frame,
+      fields.type,
+      fields.clientId,
+      fields.sessionEpoch,
+      fields.seq,
+      fields.messageCount,
+      fields.payloadBytes,
+      fields.crc32c
+    )
     expect(frame).toEqual(expected)
   })
 
@@ -297,8 +365,16 @@ describe("Publisher", () => {
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
       const first = yield* Scope.make()
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)), Scope.extend(first))
-      const p = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", clientId: 6, reconnectDelayMs: 5 })
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(log.forBroker(0)),
+        Scope.extend(first)
+      )
+      const p = yield* PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: server.port }],
+        topic: "t",
+        clientId: 6,
+        reconnectDelayMs: 5
+      })
       yield* publishTestMessages(p, 6, 100)
       yield* p.flush(5_000)
       yield* Scope.close(first, Exit.void)
@@ -322,8 +398,16 @@ describe("Publisher", () => {
       }
       const dropOnce = (appender: AppenderShape): AppenderShape => ({
         ...appender,
-        tryAppendWith: (topic, header, fill) => (losing(header) ? ((lost = true), swallowed) : appender.tryAppendWith(topic, header, fill)),
-        appendWith: (topic, header, fill) => (losing(header) ? Effect.sync(() => ((lost = true), swallowed)) : appender.appendWith(topic, header, fill))
+        tryAppendWith: (
+          topic,
+          header,
+          fill
+        ) => (losing(header) ? ((lost = true), swallowed) : appender.tryAppendWith(topic, header, fill)),
+        appendWith: (
+          topic,
+          header,
+          fill
+        ) => (losing(header) ? Effect.sync(() => ((lost = true), swallowed)) : appender.appendWith(topic, header, fill))
       })
       const { log, publisher } = yield* cluster(2, { holdTimeoutMs: 100, wrap: dropOnce })
       const p = yield* publisher({ clientId: 7, batchBytes: 1024 })
@@ -343,7 +427,9 @@ describe("Publisher", () => {
     Effect.gen(function*() {
       // Broker 1's log takes batches but never orders them.
       const swallow = (appender: AppenderShape): AppenderShape =>
-        appender.brokerId === 1 ? { ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) } : appender
+        appender.brokerId === 1
+          ? { ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) }
+          : appender
       const { publisher } = yield* cluster(2, { wrap: swallow, holdTimeoutMs: 60_000 })
       const p = yield* publisher({ clientId: 8, batchBytes: 1024, maxInFlightBatches: 4 })
       while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
@@ -376,7 +462,9 @@ describe("Publisher", () => {
       expect((yield* Effect.flip(ok.publish(new Uint8Array(5000))))._tag).toBe("MessageTooLarge")
       yield* ok.publish(new Uint8Array(3000))
       yield* ok.flush(5_000)
-      expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe("InvalidPublisherOptions")
+      expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe(
+        "InvalidPublisherOptions"
+      )
     }))
 
   it.scopedLive("self-clocking: a message with nothing in flight is sealed at once (at the end of its synchronous burst, with the burst), with no linger timer; one behind it goes with the ACK", () =>
@@ -421,7 +509,11 @@ describe("Publisher", () => {
   it.scopedLive("waits pending together (window room, flush, publishAcked) arm one timer between them, not one each", () =>
     Effect.gen(function*() {
       // The log takes batches and never orders them: every wait below stays pending.
-      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const swallow = (appender: AppenderShape): AppenderShape => ({
+        ...appender,
+        tryAppendWith: () => swallowed,
+        appendWith: () => Effect.succeed(swallowed)
+      })
       const { publisher } = yield* cluster(1, { wrap: swallow })
       const p = yield* publisher({ clientId: 23, batchBytes: 1024, maxInFlightBatches: 1, ackTimeoutMs: 60_000 })
       while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
@@ -445,12 +537,22 @@ describe("Publisher", () => {
   it.scopedLive("a burst of batches behind one in flight arms one linger timer between them, and none while the window is full", () =>
     Effect.gen(function*() {
       // Nothing is ever acknowledged: every batch but the first waits behind it.
-      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const swallow = (appender: AppenderShape): AppenderShape => ({
+        ...appender,
+        tryAppendWith: () => swallowed,
+        appendWith: () => Effect.succeed(swallowed)
+      })
       const { publisher } = yield* cluster(1, { wrap: swallow })
       /** Timers created by one synchronous burst behind one batch in flight: batches fill and seal until the window is full, then the open one fills. */
       const timersOfBurst = (clientId: number, window: number) =>
         Effect.gen(function*() {
-          const p = yield* publisher({ clientId, batchBytes: 1024, maxInFlightBatches: window, lingerMs: 60_000, ackTimeoutMs: 60_000 })
+          const p = yield* publisher({
+            clientId,
+            batchBytes: 1024,
+            maxInFlightBatches: window,
+            lingerMs: 60_000,
+            ackTimeoutMs: 60_000
+          })
           while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
           expect(p.tryPublish(testMessage(clientId, 0, 100))).toBe(true)
           yield* Effect.promise(() => Promise.resolve())
@@ -471,10 +573,20 @@ describe("Publisher", () => {
 
   it.scopedLive("a batch that opens while the linger timer runs for an earlier one waits its own lingerMs", () =>
     Effect.gen(function*() {
-      const swallow = (appender: AppenderShape): AppenderShape => ({ ...appender, tryAppendWith: () => swallowed, appendWith: () => Effect.succeed(swallowed) })
+      const swallow = (appender: AppenderShape): AppenderShape => ({
+        ...appender,
+        tryAppendWith: () => swallowed,
+        appendWith: () => Effect.succeed(swallowed)
+      })
       const { publisher } = yield* cluster(1, { wrap: swallow })
       // Long enough that a stalled test process (a loaded CI machine) still checks between the two due times.
-      const p = yield* publisher({ clientId: 25, batchBytes: 1024, maxInFlightBatches: 8, lingerMs: 3_000, ackTimeoutMs: 60_000 })
+      const p = yield* publisher({
+        clientId: 25,
+        batchBytes: 1024,
+        maxInFlightBatches: 8,
+        lingerMs: 3_000,
+        ackTimeoutMs: 60_000
+      })
       while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
       expect(p.tryPublish(testMessage(25, 0, 100))).toBe(true)
       yield* Effect.promise(() => Promise.resolve())
@@ -497,7 +609,13 @@ describe("Publisher", () => {
   it.scopedLive("self-clocking under load: batches still fill, and the last one goes out with an ACK, not a timer", () =>
     Effect.gen(function*() {
       const { log, publisher } = yield* cluster(2)
-      const p = yield* publisher({ clientId: 21, lingerMs: 60_000, ackTimeoutMs: 10_000, batchBytes: 8192, maxInFlightBatches: 2 })
+      const p = yield* publisher({
+        clientId: 21,
+        lingerMs: 60_000,
+        ackTimeoutMs: 10_000,
+        batchBytes: 8192,
+        maxInFlightBatches: 2
+      })
       yield* publishTestMessages(p, 21, 5_000, 100)
       expect(yield* p.publishAcked(testMessage(21, 5_000, 64))).toEqual({ offset: 5_000 })
       const stats = p.stats()
@@ -514,7 +632,9 @@ describe("Publisher", () => {
           const p = yield* publisher({ clientId: client, batchBytes: 1024, maxInFlightBatches: 4 })
           // Acked and plain messages mixed in the same batches.
           const acked = yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
-            i % 3 === 0 ? p.publishAcked(testMessage(client, i, 8 + (i * 37) % 300)) : Effect.as(p.publish(testMessage(client, i, 8 + (i * 37) % 300)), undefined), { concurrency: 32 })
+            i % 3 === 0
+              ? p.publishAcked(testMessage(client, i, 8 + (i * 37) % 300))
+              : Effect.as(p.publish(testMessage(client, i, 8 + (i * 37) % 300)), undefined), { concurrency: 32 })
           yield* p.flush(10_000)
           return acked
         })
@@ -535,7 +655,10 @@ describe("Publisher", () => {
       const p = yield* publisher({ clientId: 22, batchBytes: 1024 })
       const sent = () => p.stats().brokers.map((b) => b.sent)
       // Until every link is open a batch goes to the first open one after home: wait for all three.
-      yield* Effect.repeat(Effect.sync(() => p.stats().brokers.filter((b) => b.connected).length), { until: (open) => open === 3, schedule: Schedule.spaced("5 millis") })
+      yield* Effect.repeat(Effect.sync(() => p.stats().brokers.filter((b) => b.connected).length), {
+        until: (open) => open === 3,
+        schedule: Schedule.spaced("5 millis")
+      })
       // A closed loop: each message waits for its ACK, so every batch is alone in flight.
       for (let i = 0; i < 30; i++) yield* p.publishAcked(testMessage(22, i, 64))
       const lone = sent()
@@ -574,7 +697,12 @@ describe("Publisher", () => {
     Effect.gen(function*() {
       const read = (entries: ReadonlyArray<readonly [string, string]>) =>
         PublisherLayers.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(entries))))
-      expect(yield* read([["CXLOG_BROKERS", "10.0.0.1:7400,7401"], ["CXLOG_TOPIC", "events"], ["CXLOG_ACK_LEVEL", "2"], ["CXLOG_CLIENT_ID", "42"]])).toEqual({
+      expect(
+        yield* read([["CXLOG_BROKERS", "10.0.0.1:7400,7401"], ["CXLOG_TOPIC", "events"], ["CXLOG_ACK_LEVEL", "2"], [
+          "CXLOG_CLIENT_ID",
+          "42"
+        ]])
+      ).toEqual({
         brokers: [{ host: "10.0.0.1", port: 7400 }, { host: "127.0.0.1", port: 7401 }],
         topic: "events",
         clientId: 42,
@@ -585,6 +713,8 @@ describe("Publisher", () => {
         spread: "round-robin"
       })
       expect((yield* read([["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe("MissingData")
-      expect((yield* read([["CXLOG_BROKERS", "nope:x"], ["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe("InvalidData")
+      expect((yield* read([["CXLOG_BROKERS", "nope:x"], ["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe(
+        "InvalidData"
+      )
     }))
 })

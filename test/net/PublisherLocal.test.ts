@@ -31,12 +31,18 @@ import { uniqueRegion } from "../helpers/Processes.js"
 const cluster = (order: OrderMode) =>
   Effect.gen(function*() {
     const name = yield* uniqueRegion("local-pub")
-    const region = yield* CxlMemoryLayers.make({ name, size: regionSize(smallConfig), mode: "create", params: logAreaParams(LOG_BASE, smallConfig) })
+    const region = yield* CxlMemoryLayers.make({
+      name,
+      size: regionSize(smallConfig),
+      mode: "create",
+      params: logAreaParams(LOG_BASE, smallConfig)
+    })
     const area = makeLogArea(LOG_BASE, smallConfig)
     const inRegion = <A, E, R>(make: Effect.Effect<A, E, R>) => make.pipe(Effect.provideService(CxlMemory, region))
     let bells = 0
     const withBell = <A, E>(make: Effect.Effect<A, E, CxlMemory | Doorbell | Scope.Scope>) =>
-      Effect.flatMap(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) => inRegion(make.pipe(Effect.provideService(Doorbell, doorbell))))
+      Effect.flatMap(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) =>
+        inRegion(make.pipe(Effect.provideService(Doorbell, doorbell))))
     const topics = yield* inRegion(TopicsLayers.make(area))
     yield* topics.create({ name: "t", order, ackLevel: 1, replicationFactor: 1 })
     const sequencer = yield* withBell(SequencerLayers.make(area, {}))
@@ -60,7 +66,8 @@ const cluster = (order: OrderMode) =>
       })
     /** The same publisher's layer, for the Promise facade. */
     const localLayer = (clientId: number) =>
-      Effect.map(localLog, (log) => PublisherLayers.layerLocal({ topic: "t", clientId, region: name }).pipe(Layer.provide(log)))
+      Effect.map(localLog, (log) =>
+        PublisherLayers.layerLocal({ topic: "t", clientId, region: name }).pipe(Layer.provide(log)))
     const reader = yield* withBell(LogReaderLayers.make(area))
     return { port: server.port, local, localLayer, reader }
   })
@@ -69,36 +76,48 @@ const payload = (client: number, i: number) => new TextEncoder().encode(`${clien
 
 describe("the local publisher (a real region)", () => {
   for (const order of [5, 4, 2, 0] as const) {
-    it.scopedLive(`order ${order}: a local and a TCP publisher on one topic at once; every message once, each session's in its order for order 5`, () =>
-      Effect.gen(function*() {
-        const { port, local, reader } = yield* cluster(order)
-        const mine = yield* local(21)
-        const remote = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port }], topic: "t", clientId: 22 })
-        const count = 400
-        yield* Effect.all([
-          Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => mine.publish(payload(21, i)), { discard: true }),
-          Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => remote.publish(payload(22, i)), { discard: true })
-        ], { concurrency: 2 })
-        yield* Effect.all([mine.flush(10_000), remote.flush(10_000)])
-        expect(mine.stats()).toMatchObject({ messages: count, ackedMessages: count })
-
-        const cursor = yield* reader.subscribe("t", { from: 0 })
-        const seen = new Map<number, Array<number>>([[21, []], [22, []]])
-        let offset = 0
-        while (offset < 2 * count) {
-          expect(yield* cursor.awaitMore(5_000)).toBe(true)
-          yield* cursor.poll((m) => {
-            expect(m.totalOrder).toBe(offset++)
-            const [client, i] = new TextDecoder().decode(recordValue(m)).split(":").map(Number)
-            seen.get(client!)!.push(i!)
+    it.scopedLive(
+      `order ${order}: a local and a TCP publisher on one topic at once; every message once, each session's in its order for order 5`,
+      () =>
+        Effect.gen(function*() {
+          const { port, local, reader } = yield* cluster(order)
+          const mine = yield* local(21)
+          const remote = yield* PublisherLayers.make({
+            brokers: [{ host: "127.0.0.1", port }],
+            topic: "t",
+            clientId: 22
           })
-        }
-        for (const client of [21, 22]) {
-          const got = seen.get(client)!
-          expect([...got].sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => i))
-          if (order === 5) expect(got).toEqual([...got].sort((a, b) => a - b))
-        }
-      }), 60_000)
+          const count = 400
+          yield* Effect.all([
+            Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => mine.publish(payload(21, i)), {
+              discard: true
+            }),
+            Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => remote.publish(payload(22, i)), {
+              discard: true
+            })
+          ], { concurrency: 2 })
+          yield* Effect.all([mine.flush(10_000), remote.flush(10_000)])
+          expect(mine.stats()).toMatchObject({ messages: count, ackedMessages: count })
+
+          const cursor = yield* reader.subscribe("t", { from: 0 })
+          const seen = new Map<number, Array<number>>([[21, []], [22, []]])
+          let offset = 0
+          while (offset < 2 * count) {
+            expect(yield* cursor.awaitMore(5_000)).toBe(true)
+            yield* cursor.poll((m) => {
+              expect(m.totalOrder).toBe(offset++)
+              const [client, i] = new TextDecoder().decode(recordValue(m)).split(":").map(Number)
+              seen.get(client!)!.push(i!)
+            })
+          }
+          for (const client of [21, 22]) {
+            const got = seen.get(client)!
+            expect([...got].sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => i))
+            if (order === 5) expect(got).toEqual([...got].sort((a, b) => a - b))
+          }
+        }),
+      60_000
+    )
   }
 
   it.scopedLive("publishAcked gives each message's offset in the log", () =>
@@ -116,34 +135,42 @@ describe("the local publisher (a real region)", () => {
       expect(text).toBe("31:7")
     }), 30_000)
 
-  it.scopedLive("the Promise facade over a local publisher (CxlogPublisher.openWith): acked publishes give offsets; close flushes", () =>
-    Effect.gen(function*() {
-      const { localLayer, reader } = yield* cluster(5)
-      const layer = yield* localLayer(51)
-      const offsets = yield* Effect.promise(async () => {
-        const publisher = await CxlogPublisher.openWith(layer)
-        const got: Array<number | undefined> = []
-        for (let i = 0; i < 5; i++) got.push((await publisher.publish(`51:${i}`, { acked: true })).offset)
-        await publisher.publish("51:5")
-        await publisher.close()
-        return got
-      })
-      expect(offsets).toEqual([0, 1, 2, 3, 4])
-      const cursor = yield* reader.subscribe("t", { from: 0 })
-      const texts: Array<string> = []
-      yield* cursor.poll((m) => {
-        texts.push(new TextDecoder().decode(recordValue(m)))
-      })
-      expect(texts).toEqual(["51:0", "51:1", "51:2", "51:3", "51:4", "51:5"])
-    }), 30_000)
+  it.scopedLive(
+    "the Promise facade over a local publisher (CxlogPublisher.openWith): acked publishes give offsets; close flushes",
+    () =>
+      Effect.gen(function*() {
+        const { localLayer, reader } = yield* cluster(5)
+        const layer = yield* localLayer(51)
+        const offsets = yield* Effect.promise(async () => {
+          const publisher = await CxlogPublisher.openWith(layer)
+          const got: Array<number | undefined> = []
+          for (let i = 0; i < 5; i++) got.push((await publisher.publish(`51:${i}`, { acked: true })).offset)
+          await publisher.publish("51:5")
+          await publisher.close()
+          return got
+        })
+        expect(offsets).toEqual([0, 1, 2, 3, 4])
+        const cursor = yield* reader.subscribe("t", { from: 0 })
+        const texts: Array<string> = []
+        yield* cursor.poll((m) => {
+          texts.push(new TextDecoder().decode(recordValue(m)))
+        })
+        expect(texts).toEqual(["51:0", "51:1", "51:2", "51:3", "51:4", "51:5"])
+      }),
+    30_000
+  )
 
-  it.scopedLive("with every broker slot owned by a live process, a local publisher fails with NoBrokerSlotFree naming the setting", () =>
-    Effect.gen(function*() {
-      const { local } = yield* cluster(5)
-      // Broker 0 and three local publishers take the four slots of the small region.
-      for (const client of [41, 42, 43]) yield* local(client)
-      const error = yield* Effect.flip(local(44))
-      expect(error).toMatchObject({ _tag: "NoBrokerSlotFree", maxBrokers: smallConfig.maxBrokers })
-      expect(String((error as Error).message)).toContain("CXLOG_LOG_MAX_BROKERS")
-    }), 30_000)
+  it.scopedLive(
+    "with every broker slot owned by a live process, a local publisher fails with NoBrokerSlotFree naming the setting",
+    () =>
+      Effect.gen(function*() {
+        const { local } = yield* cluster(5)
+        // Broker 0 and three local publishers take the four slots of the small region.
+        for (const client of [41, 42, 43]) yield* local(client)
+        const error = yield* Effect.flip(local(44))
+        expect(error).toMatchObject({ _tag: "NoBrokerSlotFree", maxBrokers: smallConfig.maxBrokers })
+        expect(String((error as Error).message)).toContain("CXLOG_LOG_MAX_BROKERS")
+      }),
+    30_000
+  )
 })

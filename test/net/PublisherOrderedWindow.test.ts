@@ -9,9 +9,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { FrameType } from "../../src/layers/net/Frame.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import type { PublisherShape } from "../../src/services/net/Publisher.js"
-import { FrameType } from "../../src/layers/net/Frame.js"
 import { audit, clean, testMessage } from "../fixtures/net-audit.js"
 import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
 
@@ -33,7 +33,15 @@ const durableBroker = Effect.gen(function*() {
 
 /** An ACK 2 publisher on `port` whose ~600-byte messages take a batch each. */
 const onePerBatch = (port: number, clientId: number, window: number) =>
-  PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port }], topic: "d", clientId, ackLevel: 2, batchBytes: 1024, lingerMs: 1, maxInFlightBatches: window })
+  PublisherLayers.make({
+    brokers: [{ host: "127.0.0.1", port }],
+    topic: "d",
+    clientId,
+    ackLevel: 2,
+    batchBytes: 1024,
+    lingerMs: 1,
+    maxInFlightBatches: window
+  })
 
 /** Offers messages until `limit` went or the publisher refused `patience` times in a row (both windows full); how many it took. */
 const offerUntilFull = (p: PublisherShape, clientId: number, limit: number, patience: number) =>
@@ -66,7 +74,11 @@ describe("publisher at ACK 2", () => {
       expect(p.stats().ackedBatches).toBe(0)
       const epoch = p.stats().sessionEpoch
       // The durable tier catches up, and keeps up with the rest.
-      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.suspend(() => durable(5, epoch, log.ordered("d").length)), Effect.sleep(5))))
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.zipRight(Effect.suspend(() => durable(5, epoch, log.ordered("d").length)), Effect.sleep(5))
+        )
+      )
       for (; taken < 40; taken++) yield* p.publish(testMessage(5, taken, 600))
       yield* p.flush(10_000)
       expect(audit(log.ordered("d"), new Map([[5, 40]]))).toEqual({ messages: 40, ...clean })

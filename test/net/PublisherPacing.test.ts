@@ -12,9 +12,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { vi } from "vitest"
 import { makeWith } from "../../src/layers/net/Publisher.js"
+import { settingsOf } from "../../src/layers/net/PublisherDefaults.js"
 import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "../../src/layers/net/PublisherLink.js"
 import { linkEvents } from "../../src/layers/net/PublisherSession.js"
-import { settingsOf } from "../../src/layers/net/PublisherDefaults.js"
 import type { PublisherShape } from "../../src/services/net/Publisher.js"
 
 /** The log behind the links: each link's batches are served one per `serviceMs` in arrival order, and ACKed `baseMs` later (a test may lengthen it). */
@@ -54,7 +54,12 @@ class FakeLink implements PublisherLink {
   /** Lost, not yet known to be: what it is sent goes nowhere. */
   silent = false
 
-  constructor(readonly index: number, readonly log: FakeLog, readonly path: Path, readonly events: PublisherLinkEvents) {
+  constructor(
+    readonly index: number,
+    readonly log: FakeLog,
+    readonly path: Path,
+    readonly events: PublisherLinkEvents
+  ) {
     this.name = `F${index}`
     this.address = `fake:${index}`
   }
@@ -192,8 +197,12 @@ const converged = (windows: ReadonlyArray<number>) => {
 describe("the adaptive send window (fake links, virtual time)", () => {
   it.scoped("a saturating publisher's window converges well below the cap, with the fixed window's throughput at a fraction of its ACK latency", () =>
     Effect.gen(function*() {
-      const fixed = yield* Effect.scoped(Effect.map(fakePublisher({ cap: 256, adaptive: false }), ({ publisher }) => saturate(publisher, 3_000, 1_000)))
-      const adaptive = yield* Effect.scoped(Effect.map(fakePublisher({ cap: 256, adaptive: true }), ({ publisher }) => saturate(publisher, 3_000, 1_000)))
+      const fixed = yield* Effect.scoped(
+        Effect.map(fakePublisher({ cap: 256, adaptive: false }), ({ publisher }) => saturate(publisher, 3_000, 1_000))
+      )
+      const adaptive = yield* Effect.scoped(
+        Effect.map(fakePublisher({ cap: 256, adaptive: true }), ({ publisher }) => saturate(publisher, 3_000, 1_000))
+      )
       expect(fixed.windows.every((w) => w === 256)).toBe(true)
       expect(converged(adaptive.windows)).toBeLessThan(256 / 2)
       // The log serves a batch per ms either way; the fixed window only queues more in front of it.
@@ -216,7 +225,11 @@ describe("the adaptive send window (fake links, virtual time)", () => {
   it.scoped("one of two links lost: the window shrinks to the slower path while its batches go through the other, and returns once it is back", () =>
     Effect.gen(function*() {
       // A long path (80 ms): 80 batches fill it through both links, 40 through one.
-      const { publisher, links } = yield* fakePublisher({ cap: 256, adaptive: true, path: { serviceMs: 2, baseMs: 80 } })
+      const { publisher, links } = yield* fakePublisher({
+        cap: 256,
+        adaptive: true,
+        path: { serviceMs: 2, baseMs: 80 }
+      })
       const before = converged(saturate(publisher, 4_000, 2_500).windows)
       links[0]!.lose()
       const alone = converged(saturate(publisher, 2_000, 1_000).windows)

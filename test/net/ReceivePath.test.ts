@@ -5,7 +5,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { WireViolation } from "../../src/layers/net/Control.js"
-import { encodeFrame, type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
+import {
+  encodeFrame,
+  type Frame,
+  FRAME_HEADER_BYTES,
+  type FrameHeader,
+  FrameType,
+  writeHeader
+} from "../../src/layers/net/Frame.js"
 import { InPlaceFrameReader } from "../../src/layers/net/FrameReader.js"
 import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
 import { regionBroker as regionBrokerFixture } from "../fixtures/region-broker.js"
@@ -21,7 +28,11 @@ const batches = [
   [bytesOf(5, 40), bytesOf(6, 41)]
 ]
 const helloBytes = hello("t", 7)
-const stream = Buffer.concat([helloBytes, ...batches.map((messages, seq) => batchFrame(7, 0, seq, messages)), encodeFrame({ type: FrameType.CLOSE, clientId: 7, sessionEpoch: 0, seq: 3, messageCount: 0 })])
+const stream = Buffer.concat([
+  helloBytes,
+  ...batches.map((messages, seq) => batchFrame(7, 0, seq, messages)),
+  encodeFrame({ type: FrameType.CLOSE, clientId: 7, sessionEpoch: 0, seq: 3, messageCount: 0 })
+])
 /** Where frame `i` of `stream` starts, and its payload. */
 const frameStarts = (() => {
   const starts: Array<number> = []
@@ -49,7 +60,13 @@ const blogPlacement = (sometimes = false) => {
  * at most `step` bytes. Frames are collected with copies of their payloads (and whether the
  * payload was a view of `blog`); stops at the first violation.
  */
-const receive = (reader: InPlaceFrameReader, bytes: Uint8Array, cuts: ReadonlyArray<number>, blog?: Uint8Array, step = Infinity) => {
+const receive = (
+  reader: InPlaceFrameReader,
+  bytes: Uint8Array,
+  cuts: ReadonlyArray<number>,
+  blog?: Uint8Array,
+  step = Infinity
+) => {
   const frames: Array<Frame & { readonly inBlog: boolean }> = []
   let taken = 0
   for (const available of [...cuts, bytes.length]) {
@@ -62,7 +79,11 @@ const receive = (reader: InPlaceFrameReader, bytes: Uint8Array, cuts: ReadonlyAr
       taken += n
       for (let f = reader.next(); f !== undefined; f = reader.next()) {
         if (f instanceof WireViolation) return { frames, violation: f, taken }
-        frames.push({ ...f, payload: f.payload.slice(), inBlog: f.payload.buffer === blog?.buffer && f.payload.length > 0 })
+        frames.push({
+          ...f,
+          payload: f.payload.slice(),
+          inBlog: f.payload.buffer === blog?.buffer && f.payload.length > 0
+        })
       }
     }
   }
@@ -70,15 +91,30 @@ const receive = (reader: InPlaceFrameReader, bytes: Uint8Array, cuts: ReadonlyAr
 }
 
 const expectWholeStream = (frames: ReadonlyArray<Frame & { readonly inBlog: boolean }>) => {
-  expect(frames.map((f) => f.type)).toEqual([FrameType.HELLO, FrameType.BATCH, FrameType.BATCH, FrameType.BATCH, FrameType.CLOSE])
-  frames.forEach((f, i) => expect([...f.payload]).toEqual([...stream.subarray(frameStarts[i]! + FRAME_HEADER_BYTES, frameStarts[i]! + FRAME_HEADER_BYTES + f.payloadBytes)]))
+  expect(frames.map((f) => f.type)).toEqual([
+    FrameType.HELLO,
+    FrameType.BATCH,
+    FrameType.BATCH,
+    FrameType.BATCH,
+    FrameType.CLOSE
+  ])
+  frames.forEach((f, i) =>
+    expect([...f.payload]).toEqual([
+      ...stream.subarray(frameStarts[i]! + FRAME_HEADER_BYTES, frameStarts[i]! + FRAME_HEADER_BYTES + f.payloadBytes)
+    ])
+  )
 }
 
 describe("InPlaceFrameReader", () => {
   it("a stream cut at every byte position: every frame intact, every batch received straight into the space placed for it", () => {
     for (let cut = 0; cut <= stream.length; cut++) {
       const { blog, place } = blogPlacement()
-      const { frames, violation } = receive(new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }), stream, [cut], blog)
+      const { frames, violation } = receive(
+        new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }),
+        stream,
+        [cut],
+        blog
+      )
       expect(violation).toBeUndefined()
       expectWholeStream(frames)
       expect(frames.filter((f) => f.type === FrameType.BATCH).every((f) => f.inBlog)).toBe(true)
@@ -90,7 +126,12 @@ describe("InPlaceFrameReader", () => {
     for (let a = from; a <= to; a += 61) {
       for (let b = a; b <= to; b += 67) {
         const { blog, place } = blogPlacement(true)
-        const { frames, violation } = receive(new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }), stream, [a, b], blog)
+        const { frames, violation } = receive(
+          new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }),
+          stream,
+          [a, b],
+          blog
+        )
         expect(violation).toBeUndefined()
         expectWholeStream(frames)
       }
@@ -99,7 +140,9 @@ describe("InPlaceFrameReader", () => {
 
   it("a slow writer (one byte a read) and reads into a buffer the reader has moved on from: intact", () => {
     const { blog, place } = blogPlacement()
-    expectWholeStream(receive(new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }), stream, [], blog, 1).frames)
+    expectWholeStream(
+      receive(new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }), stream, [], blog, 1).frames
+    )
     // The header is complete but nobody asked the reader yet: the payload waits in its stash and moves on once it parses the header.
     const reader = new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place })
     const first = reader.buffer()
@@ -119,7 +162,10 @@ describe("InPlaceFrameReader", () => {
     reader.filled(10)
     const rest = receive(reader, stream.subarray(frameStarts[1]! + 10), [], blog)
     expect(rest.violation).toBeUndefined()
-    expect(rest.frames.map((f) => [f.type, f.seq])).toEqual([[FrameType.BATCH, 0], [FrameType.BATCH, 1], [FrameType.BATCH, 2], [FrameType.CLOSE, 3]])
+    expect(rest.frames.map((f) => [f.type, f.seq])).toEqual([[FrameType.BATCH, 0], [FrameType.BATCH, 1], [
+      FrameType.BATCH,
+      2
+    ], [FrameType.CLOSE, 3]])
   })
 
   it("a corrupt crc inside a batch cut at every position is bad-crc, never a frame and never a silent drop", () => {
@@ -128,7 +174,12 @@ describe("InPlaceFrameReader", () => {
     corrupt[frameStarts[2]! + FRAME_HEADER_BYTES + 1600] ^= 0x10
     for (let cut = 0; cut <= corrupt.length; cut += 3) {
       const { blog, place } = blogPlacement()
-      const { frames, violation } = receive(new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }), corrupt, [cut], blog)
+      const { frames, violation } = receive(
+        new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place }),
+        corrupt,
+        [cut],
+        blog
+      )
       expect(violation?.code).toBe("bad-crc")
       expect(frames.map((f) => f.seq)).toEqual([0, 0])
     }
@@ -136,9 +187,21 @@ describe("InPlaceFrameReader", () => {
 
   it("an oversized BATCH is refused from its header (none of its payload read); a frame cut short is mid-frame", () => {
     const oversized = new Uint8Array(FRAME_HEADER_BYTES + 100)
-    writeHeader(oversized, 0, { type: FrameType.BATCH, clientId: 7, sessionEpoch: 0, seq: 0, messageCount: 1, payloadBytes: MAX_BATCH + 8, crc32c: 0 })
+    writeHeader(oversized, 0, {
+      type: FrameType.BATCH,
+      clientId: 7,
+      sessionEpoch: 0,
+      seq: 0,
+      messageCount: 1,
+      payloadBytes: MAX_BATCH + 8,
+      crc32c: 0
+    })
     const placed: Array<number> = []
-    const reader = new InPlaceFrameReader({ accept, maxBatchBytes: MAX_BATCH, place: (h) => void placed.push(h.payloadBytes) })
+    const reader = new InPlaceFrameReader({
+      accept,
+      maxBatchBytes: MAX_BATCH,
+      place: (h) => void placed.push(h.payloadBytes)
+    })
     const refused = receive(reader, oversized, [])
     expect(refused.violation?.code).toBe("oversized")
     expect(refused.taken).toBe(FRAME_HEADER_BYTES)
@@ -153,7 +216,10 @@ describe("InPlaceFrameReader", () => {
 
 const regionBroker = regionBrokerFixture()
 
-const messagesOf = (client: number, seq: number) => [bytesOf(client * 100 + seq, 700 + client), bytesOf(client * 100 + seq + 50, 2000 + seq)]
+const messagesOf = (
+  client: number,
+  seq: number
+) => [bytesOf(client * 100 + seq, 700 + client), bytesOf(client * 100 + seq + 50, 2000 + seq)]
 
 describe("Broker receive path over the region", () => {
   it.scopedLive("many connections whose batches arrive interleaved mid-batch: every batch intact, in its session's order", () =>
@@ -170,14 +236,19 @@ describe("Broker receive path over the region", () => {
         const frames = clients.map(({ epoch, id }) => batchFrame(id, epoch, seq, messagesOf(id, seq)))
         // Every connection sends part of its batch, then every one the rest: each batch is still arriving while others complete.
         for (const cut of [0, 900, 2500]) {
-          clients.forEach(({ client }, i) => client.write(frames[i]!.subarray(cut, cut === 2500 ? undefined : cut === 0 ? 900 : 2500)))
+          clients.forEach(({ client }, i) =>
+            client.write(frames[i]!.subarray(cut, cut === 2500 ? undefined : cut === 0 ? 900 : 2500))
+          )
           yield* Effect.sleep("5 millis")
         }
       }
       const log = yield* logged
       for (const { id, epoch } of clients) {
         for (let seq = 0; seq < 4; seq++) {
-          expect(log.get(`${id}/${seq}`), `batch ${seq} of client ${id} (epoch ${epoch})`).toEqual({ crcOk: true, messages: messagesOf(id, seq).map((m) => [...m]) })
+          expect(log.get(`${id}/${seq}`), `batch ${seq} of client ${id} (epoch ${epoch})`).toEqual({
+            crcOk: true,
+            messages: messagesOf(id, seq).map((m) => [...m])
+          })
         }
       }
       expect(server.stats()).toMatchObject({ batches: 32, rejected: {} })
@@ -198,7 +269,9 @@ describe("Broker receive path over the region", () => {
       }
       yield* Effect.sleep("20 millis")
       const log = yield* logged
-      expect([log.get("3/0"), log.get("3/1")]).toEqual([0, 1].map((seq) => ({ crcOk: true, messages: small(seq).map((m) => [...m]) })))
+      expect([log.get("3/0"), log.get("3/1")]).toEqual(
+        [0, 1].map((seq) => ({ crcOk: true, messages: small(seq).map((m) => [...m]) }))
+      )
     }))
 
   it.scopedLive("a corrupt crc in a batch split across writes: ERROR bad-crc, the batch not in the log; a batch cut short by the end: ERROR truncated, not in the log; others unharmed", () =>

@@ -11,10 +11,9 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { type AddressInfo, createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { spawnFixture, tempDir } from "../helpers/Processes.js"
 import {
-  AuthServer,
   authorize,
+  AuthServer,
   clientProof,
   type Credentials,
   ensureRegionCredentials,
@@ -22,22 +21,35 @@ import {
   readCredentialFile,
   readSecretFile,
   upsertUser,
-  userRecord,
   type UserLimits,
+  userRecord,
   writeCredentialFile
 } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { authFrame, AuthProof, Challenge, challengeFrame, decodeControl, ErrorBody, Hello, helloFrame, PROTOCOL_VERSION, Welcome, welcomeFrame } from "../../src/layers/net/Control.js"
-import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
-import { Subscribed, subscribedFrame } from "../../src/layers/net/SubscribeFrames.js"
-import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
+import {
+  authFrame,
+  AuthProof,
+  Challenge,
+  challengeFrame,
+  decodeControl,
+  ErrorBody,
+  Hello,
+  helloFrame,
+  PROTOCOL_VERSION,
+  Welcome,
+  welcomeFrame
+} from "../../src/layers/net/Control.js"
+import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { Subscribed, subscribedFrame } from "../../src/layers/net/SubscribeFrames.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import type { InvalidPublisherOptions, PublisherOptions, PublisherShape } from "../../src/services/net/Publisher.js"
 import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
+import { spawnFixture, tempDir } from "../helpers/Processes.js"
 
 const ALICE: Credentials = { user: "alice", secret: "alice-secret-1" }
 const BOB: Credentials = { user: "bob", secret: "bob-secret-2" }
@@ -50,7 +62,9 @@ const credentialFile = (dir: string, extra: ReadonlyArray<{ credentials: Credent
   const path = join(dir, "users")
   upsertUser(path, userRecord(ALICE.user, ALICE.secret, { publish: ["t"], read: ["*"] }, undefined, 64))
   upsertUser(path, userRecord(BOB.user, BOB.secret, { publish: ["oth*"], read: [] }, undefined, 64))
-  for (const { credentials, limits } of extra) upsertUser(path, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }, limits, 64))
+  for (const { credentials, limits } of extra) {
+    upsertUser(path, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }, limits, 64))
+  }
   return path
 }
 
@@ -59,7 +73,13 @@ const secureBroker = (options: BrokerOptions) =>
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }, { name: "other" }] })
     const server = yield* BrokerLayers.make(options).pipe(Effect.provide(log.forBroker(0)))
     const publisher = (options: Partial<PublisherOptions>) =>
-      PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: server.port }], topic: "t", connectTimeoutMs: 2_000, ackTimeoutMs: 10_000, ...options })
+      PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: server.port }],
+        topic: "t",
+        connectTimeoutMs: 2_000,
+        ackTimeoutMs: 10_000,
+        ...options
+      })
     return { log, server, publisher }
   })
 
@@ -81,7 +101,14 @@ const refusal = (publisher: Effect.Effect<PublisherShape, InvalidPublisherOption
   }))
 
 /** A raw client's full handshake as `credentials`: the HELLO and AUTH bytes it sent, and the broker's answer. */
-const rawHandshake = (port: number, credentials: Credentials, clientId: number, topic = "t", sessionEpoch?: number, sessionToken?: string) =>
+const rawHandshake = (
+  port: number,
+  credentials: Credentials,
+  clientId: number,
+  topic = "t",
+  sessionEpoch?: number,
+  sessionToken?: string
+) =>
   Effect.gen(function*() {
     const client = yield* rawConnect(port)
     const nonce = newNonce()
@@ -109,11 +136,57 @@ const rawHandshake = (port: number, credentials: Credentials, clientId: number, 
 /** A CA, a broker certificate for 127.0.0.1 and a client certificate, made with openssl in `dir`. */
 const makeCertificates = (dir: string) => {
   const ssl = (args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
-  ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=cxlog test CA"])
-  for (const [name, san] of [["broker", "subjectAltName=IP:127.0.0.1,DNS:localhost"], ["client", "subjectAltName=DNS:alice"]] as const) {
-    ssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`])
+  ssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=cxlog test CA"
+  ])
+  for (
+    const [name, san] of [["broker", "subjectAltName=IP:127.0.0.1,DNS:localhost"], [
+      "client",
+      "subjectAltName=DNS:alice"
+    ]] as const
+  ) {
+    ssl([
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+      "-subj",
+      `/CN=${name}`
+    ])
     writeFileSync(join(dir, `${name}.ext`), `${san}\n`)
-    ssl(["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`])
+    ssl([
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`
+    ])
   }
   return {
     ca: join(dir, "ca.pem"),
@@ -132,13 +205,18 @@ describe("Security", () => {
       const alice = yield* publisher({ clientId: 1, credentials: ALICE, batchBytes: 4096 })
       yield* publishTestMessages(alice, 1, 500, 200)
 
-      expect(yield* refusal(publisher({ clientId: 2 }), 2)).toMatchObject({ _tag: "BrokerRejected", code: "auth-required" })
-      expect(yield* refusal(publisher({ clientId: 3, credentials: { user: "alice", secret: "wrong" } }), 3)).toMatchObject({
+      expect(yield* refusal(publisher({ clientId: 2 }), 2)).toMatchObject({
         _tag: "BrokerRejected",
-        code: "auth-failed"
+        code: "auth-required"
       })
+      expect(yield* refusal(publisher({ clientId: 3, credentials: { user: "alice", secret: "wrong" } }), 3))
+        .toMatchObject({
+          _tag: "BrokerRejected",
+          code: "auth-failed"
+        })
       // A user the file does not hold is told no more than a wrong secret.
-      expect(yield* refusal(publisher({ clientId: 4, credentials: { user: "mallory", secret: "x" } }), 4)).toMatchObject({ code: "auth-failed" })
+      expect(yield* refusal(publisher({ clientId: 4, credentials: { user: "mallory", secret: "x" } }), 4))
+        .toMatchObject({ code: "auth-failed" })
       const forbidden = yield* refusal(publisher({ clientId: 5, credentials: BOB }), 5)
       expect(forbidden).toMatchObject({ _tag: "BrokerRejected", code: "forbidden" })
       expect(forbidden.message).toMatch(/bob may not publish to topic t/)
@@ -167,7 +245,13 @@ describe("Security", () => {
       yield* alice.flush(10_000)
       expect(audit(log.ordered("t"), new Map([[1, 1000]]))).toEqual({ messages: 1000, ...clean })
       expect(log.ordered("other").length).toBe(1)
-      expect(server.stats().rejected).toMatchObject({ "auth-required": 1, "auth-failed": 3, forbidden: 1, "unexpected-frame": 1, "version-mismatch": 1 })
+      expect(server.stats().rejected).toMatchObject({
+        "auth-required": 1,
+        "auth-failed": 3,
+        forbidden: 1,
+        "unexpected-frame": 1,
+        "version-mismatch": 1
+      })
     }))
 
   it.scopedLive("a user cannot attach to another user's session on a topic both may publish to: forbidden, and the owner's batches all count", () =>
@@ -205,17 +289,35 @@ describe("Security", () => {
       // The client keeps its sessions' tokens: its connection attaching through the other broker names it.
       const welcomed = (port: number, hello: Hello) =>
         Effect.async<Welcome, ConnectionClosed>((resume) => {
-          const connection = openConnection({ host: "127.0.0.1", port }, hello, {
-            onWelcome: (w) => resume(Effect.succeed(w)),
-            onAck: () => {},
-            onFenced: () => {},
-            onBrokerError: () => {},
-            onClosed: (_, error) => resume(Effect.fail(error))
-          }, 5_000, { credentials: ALICE })
+          const connection = openConnection(
+            { host: "127.0.0.1", port },
+            hello,
+            {
+              onWelcome: (w) => resume(Effect.succeed(w)),
+              onAck: () => {},
+              onFenced: () => {},
+              onBrokerError: () => {},
+              onClosed: (_, error) => resume(Effect.fail(error))
+            },
+            5_000,
+            { credentials: ALICE }
+          )
           return Effect.sync(connection.close)
         })
-      const registered = yield* welcomed(server.port, new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 12, ackLevel: 1 }))
-      const attached = yield* welcomed(other.port, new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 12, sessionEpoch: registered.sessionEpoch, ackLevel: 1 }))
+      const registered = yield* welcomed(
+        server.port,
+        new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 12, ackLevel: 1 })
+      )
+      const attached = yield* welcomed(
+        other.port,
+        new Hello({
+          protocol: PROTOCOL_VERSION,
+          topic: "t",
+          clientId: 12,
+          sessionEpoch: registered.sessionEpoch,
+          ackLevel: 1
+        })
+      )
       expect(attached.sessionEpoch).toBe(registered.sessionEpoch)
     }))
 
@@ -226,7 +328,10 @@ describe("Security", () => {
       expect(readCredentialFile(fresh).sessionKey).toBeDefined()
       // A file written before session keys existed.
       const older = join(dir, "older-users")
-      writeCredentialFile(older, { version: 1, users: [userRecord(ALICE.user, ALICE.secret, { publish: ["t"], read: [] }, undefined, 64)] })
+      writeCredentialFile(older, {
+        version: 1,
+        users: [userRecord(ALICE.user, ALICE.secret, { publish: ["t"], read: [] }, undefined, 64)]
+      })
       const server = AuthServer.open(older)
       server.challenge(ALICE.user, newNonce())
       const token = server.sessionToken("t", 11, 3, ALICE.user)
@@ -243,20 +348,36 @@ describe("Security", () => {
       const dir = yield* privateDir
       const path = credentialFile(dir)
       const CAROL: Credentials = { user: "carol", secret: "carol-secret-4" }
-      upsertUser(path, userRecord(CAROL.user, CAROL.secret, { publish: [], read: ["t"], consume: ["carol-*"] }, undefined, 64))
+      upsertUser(
+        path,
+        userRecord(CAROL.user, CAROL.secret, { publish: [], read: ["t"], consume: ["carol-*"] }, undefined, 64)
+      )
       const { publisher, server } = yield* secureBroker({ credentials: path })
       const alice = yield* publisher({ clientId: 1, credentials: ALICE })
       yield* publishTestMessages(alice, 1, 10, 10)
       yield* alice.flush(10_000)
-      const subscriber = (credentials: Credentials) => makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials, connectTimeoutMs: 2_000 })
+      const subscriber = (credentials: Credentials) =>
+        makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials, connectTimeoutMs: 2_000 })
       const refused = yield* Effect.flip(subscriber(CAROL).subscribe("t", { consumer: "billing" }))
       expect(refused).toMatchObject({ code: "forbidden" })
       expect(refused.message).toMatch(/carol may not join consumer billing \(its consume rights: carol-\*\)/)
       const own = yield* subscriber(CAROL).subscribe("t", { consumer: "carol-audit" })
-      expect((yield* own.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
+      expect(
+        (yield* own.batches.pipe(
+          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
+          Stream.take(10),
+          Stream.runCollect
+        )).length
+      ).toBe(10)
       // A record without consume rights (written by an older build) may join any consumer of a topic it reads.
       const billing = yield* subscriber(ALICE).subscribe("t", { consumer: "billing" })
-      expect((yield* billing.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
+      expect(
+        (yield* billing.batches.pipe(
+          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
+          Stream.take(10),
+          Stream.runCollect
+        )).length
+      ).toBe(10)
     }))
 
   it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials; one that challenges cannot skip its proof, even with the insecure opt-in", () =>
@@ -277,14 +398,27 @@ describe("Security", () => {
           }),
           (server) => Effect.sync(() => server.close())
         ).pipe(Effect.map((server) => [{ host: "127.0.0.1", port: (server.address() as AddressInfo).port }]))
-      const welcome = yield* impostor(welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 })))
+      const welcome = yield* impostor(
+        welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 }))
+      )
       const publisher = (brokers: ReadonlyArray<{ host: string; port: number }>) =>
-        PublisherLayers.make({ brokers, topic: "t", clientId: 1, credentials: ALICE, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 })
+        PublisherLayers.make({
+          brokers,
+          topic: "t",
+          clientId: 1,
+          credentials: ALICE,
+          connectTimeoutMs: 2_000,
+          ackTimeoutMs: 10_000
+        })
       const refused = yield* refusal(publisher(welcome), 1)
       expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
       expect(refused.message).toMatch(/without authenticating it/)
-      const subscribed = yield* impostor(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 0 })))
-      const subscription = yield* Effect.flip(makeRemote({ brokers: subscribed, credentials: ALICE, connectTimeoutMs: 2_000 }).subscribe("t"))
+      const subscribed = yield* impostor(
+        subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 0 }))
+      )
+      const subscription = yield* Effect.flip(
+        makeRemote({ brokers: subscribed, credentials: ALICE, connectTimeoutMs: 2_000 }).subscribe("t")
+      )
       expect(subscription).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
       // Ten million PBKDF2 rounds would hold a client's CPU for seconds: the CHALLENGE is malformed past the cap.
       const costly = yield* impostor(encodeFrame(
@@ -294,12 +428,33 @@ describe("Security", () => {
       expect((yield* refusal(publisher(costly), 1)).message).toMatch(/bad CHALLENGE/)
       // A CHALLENGE, then an acceptance without the signature only the user's keys make: refused though the client opted in to --insecure brokers.
       const challenge = challengeFrame(new Challenge({ salt: "c2FsdA==", iterations: 64, nonce: newNonce() }))
-      const unsigned = yield* impostor(challenge, welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 })))
-      const skipped = yield* refusal(PublisherLayers.make({ brokers: unsigned, topic: "t", clientId: 1, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000, ackTimeoutMs: 10_000 }), 1)
+      const unsigned = yield* impostor(
+        challenge,
+        welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 }))
+      )
+      const skipped = yield* refusal(
+        PublisherLayers.make({
+          brokers: unsigned,
+          topic: "t",
+          clientId: 1,
+          credentials: ALICE,
+          insecure: true,
+          connectTimeoutMs: 2_000,
+          ackTimeoutMs: 10_000
+        }),
+        1
+      )
       expect(skipped).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
       expect(skipped.message).toMatch(/did not prove that it holds this user's keys/)
-      const unsignedRead = yield* impostor(challenge, subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 0 })))
-      const skippedRead = yield* Effect.flip(makeRemote({ brokers: unsignedRead, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000 }).subscribe("t"))
+      const unsignedRead = yield* impostor(
+        challenge,
+        subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 0 }))
+      )
+      const skippedRead = yield* Effect.flip(
+        makeRemote({ brokers: unsignedRead, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000 }).subscribe(
+          "t"
+        )
+      )
       expect(skippedRead).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
       expect(skippedRead.message).toMatch(/did not prove that it holds this user's keys/)
     }))
@@ -311,9 +466,12 @@ describe("Security", () => {
       const found: Credentials = { ...ALICE, implicit: true }
       const refused = yield* refusal(publisher({ clientId: 1, credentials: found }), 1)
       expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
-      expect(refused.message).toMatch(/without authenticating it .*found in the region's secret file.*connect with --insecure/)
+      expect(refused.message).toMatch(
+        /without authenticating it .*found in the region's secret file.*connect with --insecure/
+      )
       const brokers = [{ host: "127.0.0.1", port: server.port }]
-      const subscriber = (insecure: boolean) => makeRemote({ brokers, credentials: found, insecure, connectTimeoutMs: 2_000 })
+      const subscriber = (insecure: boolean) =>
+        makeRemote({ brokers, credentials: found, insecure, connectTimeoutMs: 2_000 })
       const unread = yield* Effect.flip(subscriber(false).subscribe("t"))
       expect(unread).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
       expect(unread.message).toMatch(/subscribed this client without authenticating it .*connect with --insecure/)
@@ -324,14 +482,22 @@ describe("Security", () => {
       yield* publishTestMessages(opted, 2, 10, 10)
       yield* opted.flush(10_000)
       const read = yield* subscriber(true).subscribe("t")
-      expect((yield* read.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(10), Stream.runCollect)).length).toBe(10)
+      expect(
+        (yield* read.batches.pipe(
+          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
+          Stream.take(10),
+          Stream.runCollect
+        )).length
+      ).toBe(10)
       expect(audit(log.ordered("t"), new Map([[2, 10]]))).toEqual({ messages: 10, ...clean })
 
       // Given credentials asked for authentication: the opt-in (CXLOG_INSECURE, shared with the brokers) does not excuse them.
       const given = yield* refusal(publisher({ clientId: 3, credentials: ALICE, insecure: true }), 1)
       expect(given).toMatchObject({ _tag: "BrokerRejected", code: "auth-failed" })
       expect(given.message).toMatch(/\(given\) requires the broker's proof: given credentials always do/)
-      const givenRead = yield* Effect.flip(makeRemote({ brokers, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000 }).subscribe("t"))
+      const givenRead = yield* Effect.flip(
+        makeRemote({ brokers, credentials: ALICE, insecure: true, connectTimeoutMs: 2_000 }).subscribe("t")
+      )
       expect(givenRead).toMatchObject({ _tag: "SubscriberConnectionFailed", code: "auth-failed" })
       expect(audit(log.ordered("t"), new Map([[2, 10]]))).toEqual({ messages: 10, ...clean })
     }))
@@ -340,7 +506,10 @@ describe("Security", () => {
     Effect.gen(function*() {
       const path = credentialFile(yield* privateDir)
       const saltOf = (name: string) =>
-        Effect.flatMap(spawnFixture("decoy-salt", [path, name]), (child) => Effect.map(child.next(), (line) => (line as { salt: string }).salt))
+        Effect.flatMap(
+          spawnFixture("decoy-salt", [path, name]),
+          (child) => Effect.map(child.next(), (line) => (line as { salt: string }).salt)
+        )
       const here = AuthServer.open(path)
       for (const name of ["nobody", ALICE.user]) {
         expect(yield* saltOf(name)).toBe(here.challenge(name, newNonce()).salt)
@@ -354,13 +523,22 @@ describe("Security", () => {
       const path = credentialFile(dir)
       // A crashed writer's lock (its pid gone) does not stop the others.
       writeFileSync(join(dir, "users.lock"), "999999999\n", { mode: 0o600 })
-      const writers = yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => `w${i}`), (prefix) => spawnFixture("credential-writer", [path, prefix, "6"]))
+      const writers = yield* Effect.forEach(
+        Array.from({ length: 8 }, (_, i) => `w${i}`),
+        (prefix) => spawnFixture("credential-writer", [path, prefix, "6"])
+      )
       for (const writer of writers) {
-        const exit = yield* Deferred.await(writer.exited).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`writer: ${writer.stderr()}`) }))
+        const exit = yield* Deferred.await(writer.exited).pipe(
+          Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`writer: ${writer.stderr()}`) })
+        )
         expect(exit.code, writer.stderr()).toBe(0)
       }
       const names = readCredentialFile(path).users.map((u) => u.name).sort()
-      const expected = ["alice", "bob", ...Array.from({ length: 8 }, (_, w) => Array.from({ length: 5 }, (_, i) => `w${w}-${i + 1}`)).flat()].sort()
+      const expected = [
+        "alice",
+        "bob",
+        ...Array.from({ length: 8 }, (_, w) => Array.from({ length: 5 }, (_, i) => `w${w}-${i + 1}`)).flat()
+      ].sort()
       expect(names).toEqual(expected)
       expect(existsSync(join(dir, "users.lock"))).toBe(false)
     }))
@@ -376,13 +554,26 @@ describe("Security", () => {
       const answer = (clientId: number) =>
         Effect.gen(function*() {
           const client = yield* rawConnect(server.port)
-          client.write(helloFrame(new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1, user: ALICE.user, nonce: newNonce() })))
+          client.write(
+            helloFrame(
+              new Hello({
+                protocol: PROTOCOL_VERSION,
+                topic: "t",
+                clientId,
+                ackLevel: 1,
+                user: ALICE.user,
+                nonce: newNonce()
+              })
+            )
+          )
           return yield* client.nextFrame()
         })
       chmodSync(path, 0o644)
       const open = yield* answer(2)
       expect(errorCode(open)).toBe("auth-failed")
-      expect(Either.getOrThrow(decodeControl(ErrorBody, open.payload, "internal")).message).toMatch(/cannot use its credential file/)
+      expect(Either.getOrThrow(decodeControl(ErrorBody, open.payload, "internal")).message).toMatch(
+        /cannot use its credential file/
+      )
       chmodSync(path, 0o600)
       expect((yield* rawHandshake(server.port, ALICE, 3)).answer.type).toBe(FrameType.WELCOME)
       // Removing the file revokes every user of it.
@@ -401,13 +592,23 @@ describe("Security", () => {
         tls: { cert: certs.brokerCert, key: certs.brokerKey, clientCa: certs.ca }
       })
       const ca = readFileSync(certs.ca)
-      const alice = yield* publisher({ clientId: 1, credentials: ALICE, tls: { ca, cert: certs.clientCert, key: certs.clientKey }, batchBytes: 4096 })
+      const alice = yield* publisher({
+        clientId: 1,
+        credentials: ALICE,
+        tls: { ca, cert: certs.clientCert, key: certs.clientKey },
+        batchBytes: 4096
+      })
       yield* publishTestMessages(alice, 1, 2_000, 1_000)
       yield* alice.flush(10_000)
       expect(audit(log.ordered("t"), new Map([[1, 2000]]))).toEqual({ messages: 2000, ...clean })
       // A remote subscriber reads it back over the same TLS port, with its client certificate.
       const subscriber = (tls: { ca: Uint8Array; cert?: Uint8Array; key?: Uint8Array } | undefined) =>
-        makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials: ALICE, connectTimeoutMs: 500, ...(tls === undefined ? {} : { tls }) })
+        makeRemote({
+          brokers: [{ host: "127.0.0.1", port: server.port }],
+          credentials: ALICE,
+          connectTimeoutMs: 500,
+          ...(tls === undefined ? {} : { tls })
+        })
       const subscription = yield* subscriber({ ca, cert: certs.clientCert, key: certs.clientKey }).subscribe("t")
       const read = yield* subscription.batches.pipe(
         Stream.mapConcat((batch) => Array.from(batch, (m) => m.offset)),
@@ -419,7 +620,10 @@ describe("Security", () => {
       expect((yield* Effect.flip(subscriber({ ca }).subscribe("t")))._tag).toBe("SubscriberBrokersUnreachable")
       expect((yield* Effect.flip(subscriber(undefined).subscribe("t")))._tag).toBe("SubscriberBrokersUnreachable")
       // Without a client certificate the TLS handshake fails: no broker is ever reached.
-      const anonymous = yield* refusal(publisher({ clientId: 2, credentials: ALICE, tls: { ca }, connectTimeoutMs: 500 }), 2)
+      const anonymous = yield* refusal(
+        publisher({ clientId: 2, credentials: ALICE, tls: { ca }, connectTimeoutMs: 500 }),
+        2
+      )
       expect(anonymous._tag).toBe("BrokersUnreachable")
       // Plain TCP to a TLS port gets no WELCOME either.
       const plain = yield* refusal(publisher({ clientId: 3, credentials: ALICE, connectTimeoutMs: 500 }), 3)
@@ -431,10 +635,14 @@ describe("Security", () => {
         "broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS and authentication: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)"
       )
       const tlsOnly = yield* Effect.flip(
-        BrokerLayers.make({ host: "0.0.0.0", tls: { cert: certs.brokerCert, key: certs.brokerKey } }).pipe(Effect.provide(memory.forBroker(1)))
+        BrokerLayers.make({ host: "0.0.0.0", tls: { cert: certs.brokerCert, key: certs.brokerKey } }).pipe(
+          Effect.provide(memory.forBroker(1))
+        )
       )
       expect(tlsOnly.message).toMatch(/without authentication:/)
-      const insecure = yield* BrokerLayers.make({ host: "0.0.0.0", insecure: true }).pipe(Effect.provide(memory.forBroker(1)))
+      const insecure = yield* BrokerLayers.make({ host: "0.0.0.0", insecure: true }).pipe(
+        Effect.provide(memory.forBroker(1))
+      )
       expect(insecure.port).toBeGreaterThan(0)
     }))
 
@@ -447,10 +655,19 @@ describe("Security", () => {
         { credentials: carol, limits: { connections: 1 } },
         { credentials: dave, limits: { messagesPerSecond: 100 } }
       ])
-      const { server } = yield* secureBroker({ credentials, limits: { messagesPerSecond: 100_000, bytesPerSecond: 1_000_000 } })
+      const { server } = yield* secureBroker({
+        credentials,
+        limits: { messagesPerSecond: 100_000, bytesPerSecond: 1_000_000 }
+      })
       const batch = (clientId: number, epoch: number, seq: number, messages: number) =>
-        batchFrame(clientId, epoch, seq, Array.from({ length: messages }, (_, i) => testMessage(clientId, seq * messages + i, 64)))
-      const epochOf = (frame: { payload: Uint8Array }) => (JSON.parse(Buffer.from(frame.payload).toString()) as { sessionEpoch: number }).sessionEpoch
+        batchFrame(
+          clientId,
+          epoch,
+          seq,
+          Array.from({ length: messages }, (_, i) => testMessage(clientId, seq * messages + i, 64))
+        )
+      const epochOf = (frame: { payload: Uint8Array }) =>
+        (JSON.parse(Buffer.from(frame.payload).toString()) as { sessionEpoch: number }).sessionEpoch
 
       // Dave's 100 messages a second are shared by his connections: 60 + 60 overdraws them, the next batch is refused.
       const a = yield* rawHandshake(server.port, dave, 11)

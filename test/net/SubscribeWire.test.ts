@@ -9,11 +9,18 @@ import { createServer, type Socket } from "node:net"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { decodeControl, ErrorBody, errorFrame, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
-import { crc32c } from "../../src/native/Crc32c.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
-import { creditFrame, Subscribe, Subscribed, subscribedFrame, subscribeFrame, writeDataHeader } from "../../src/layers/net/SubscribeFrames.js"
+import {
+  creditFrame,
+  Subscribe,
+  Subscribed,
+  subscribedFrame,
+  subscribeFrame,
+  writeDataHeader
+} from "../../src/layers/net/SubscribeFrames.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { crc32c } from "../../src/native/Crc32c.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
@@ -43,7 +50,9 @@ describe("Subscribing over TCP", () => {
   it.scopedLive("bad subscribe requests get typed ERROR frames; the broker serves its publisher and subscriber throughout", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
       // A publisher and a subscriber that stay connected while the bad requests come and go.
       const publisher = yield* rawConnect(server.port)
       publisher.write(hello("t", 5))
@@ -52,23 +61,37 @@ describe("Subscribing over TCP", () => {
       const subscription = yield* remote.subscribe("t")
       const next = yield* pullOne(subscription)
 
-      const garbageJson = encodeFrame({ type: FrameType.SUBSCRIBE, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, new TextEncoder().encode("{\"topic\":"))
+      const garbageJson = encodeFrame({
+        type: FrameType.SUBSCRIBE,
+        clientId: 0,
+        sessionEpoch: 0,
+        seq: 0,
+        messageCount: 0
+      }, new TextEncoder().encode("{\"topic\":"))
       const cases: ReadonlyArray<[string, Uint8Array, string]> = [
         ["unknown topic", subscribe("nope"), "unknown-topic"],
         ["an offset past the end", subscribe("t", 1_000), "out-of-range"],
         ["a body that is not a subscription", garbageJson, "bad-subscribe"],
         ["another protocol version", subscribe("t", "earliest", 16, PROTOCOL_VERSION + 1), "version-mismatch"],
-        ["a frame other than CREDIT after SUBSCRIBE", Buffer.concat([subscribe("t"), batchFrame(5, epoch, 0, [new Uint8Array(8)])]), "unexpected-frame"],
+        [
+          "a frame other than CREDIT after SUBSCRIBE",
+          Buffer.concat([subscribe("t"), batchFrame(5, epoch, 0, [new Uint8Array(8)])]),
+          "unexpected-frame"
+        ],
         ["SUBSCRIBE after HELLO", Buffer.concat([hello("t", 6), subscribe("t")]), "unexpected-frame"],
         ["a CREDIT that opens a connection", creditFrame(4), "unexpected-frame"]
       ]
       for (const [what, bytes, code] of cases) {
         const bad = yield* rawConnect(server.port)
         bad.write(bytes)
-        const frames = yield* bad.closed.pipe(Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error(`${what}: not closed`) }))
+        const frames = yield* bad.closed.pipe(
+          Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error(`${what}: not closed`) })
+        )
         const error = frames.find((f) => f.type === FrameType.ERROR)
         expect(errorCode(error), what).toBe(code)
-        if (code === "out-of-range") expect(errorBody(error!.payload)).toMatchObject({ requested: 1_000, earliest: 0, end: 0 })
+        if (code === "out-of-range") {
+          expect(errorBody(error!.payload)).toMatchObject({ requested: 1_000, earliest: 0, end: 0 })
+        }
       }
       // The publisher's batch is acknowledged and the subscriber reads it.
       publisher.write(batchFrame(5, epoch, 0, [new TextEncoder().encode("still here")]))
@@ -77,7 +100,12 @@ describe("Subscribing over TCP", () => {
       const texts: Array<string> = []
       batch.forEach((m) => texts.push(new TextDecoder().decode(m.payload)))
       expect(texts).toEqual(["still here"])
-      expect(server.stats().rejected).toMatchObject({ "unknown-topic": 1, "bad-subscribe": 1, "version-mismatch": 1, "unexpected-frame": 3 })
+      expect(server.stats().rejected).toMatchObject({
+        "unknown-topic": 1,
+        "bad-subscribe": 1,
+        "version-mismatch": 1,
+        "unexpected-frame": 3
+      })
     }))
 
   it.scopedLive("a DATA frame torn in flight is never delivered: with the broker's out-of-range after it, the pull fails LogOutOfRange", () =>
@@ -91,15 +119,25 @@ describe("Subscribing over TCP", () => {
         sockets.push(socket)
         socket.on("error", () => {})
         socket.once("data", () => {
-          socket.write(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 4 })))
+          socket.write(
+            subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: 0, start: 0, earliest: 0, end: 4 }))
+          )
           const headers = Buffer.alloc(2 * FRAME_HEADER_BYTES)
           writeDataHeader(headers, 1, 1, 0, 2, good.payload.length, good.crc32c)
           writeDataHeader(headers.subarray(FRAME_HEADER_BYTES), 1, 1, 2, 2, torn.payload.length, torn.crc32c)
           const tornBytes = torn.payload.slice()
           tornBytes[9] ^= 0xff
-          socket.write(Buffer.concat([headers.subarray(0, FRAME_HEADER_BYTES), good.payload, headers.subarray(FRAME_HEADER_BYTES), tornBytes]))
-          if (withError.value) socket.end(errorFrame("out-of-range", "reclaimed", { requested: 2, earliest: 40, end: 50 }))
-          else socket.end()
+          socket.write(
+            Buffer.concat([
+              headers.subarray(0, FRAME_HEADER_BYTES),
+              good.payload,
+              headers.subarray(FRAME_HEADER_BYTES),
+              tornBytes
+            ])
+          )
+          if (withError.value) {
+            socket.end(errorFrame("out-of-range", "reclaimed", { requested: 2, earliest: 40, end: 50 }))
+          } else socket.end()
         })
       })
       yield* Effect.acquireRelease(

@@ -5,19 +5,35 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Metric, Option, type Scope, Stream } from "effect"
-import { logConsumerCutOffs } from "../../src/Metrics.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { subscriberOver } from "../../src/layers/net/Subscriber.js"
 import * as SubscriberMemoryLayers from "../../src/layers/net/SubscriberMemory.js"
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { logConsumerCutOffs } from "../../src/Metrics.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
+import { Consumers, type ConsumersShape } from "../../src/services/log/Consumers.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
-import type { SubscriberBatch, SubscriberMessage, SubscriberShape, Subscription } from "../../src/services/net/Subscriber.js"
-import { appendMessages, consumersOf, drain, header, type LogCluster, makeMessageBatch, memoryCluster, messageTime, regionCluster, smallConfig } from "../fixtures/log-harness.js"
-import { Consumers, type ConsumersShape } from "../../src/services/log/Consumers.js"
+import type {
+  SubscriberBatch,
+  SubscriberMessage,
+  SubscriberShape,
+  Subscription
+} from "../../src/services/net/Subscriber.js"
+import {
+  appendMessages,
+  consumersOf,
+  drain,
+  header,
+  type LogCluster,
+  makeMessageBatch,
+  memoryCluster,
+  messageTime,
+  regionCluster,
+  smallConfig
+} from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -28,12 +44,21 @@ interface Options {
 
 interface Impl {
   readonly label: string
-  readonly make: (options?: Options) => Effect.Effect<{ cluster: LogCluster; subscriber: SubscriberShape; consumers: ConsumersShape }, unknown, Scope.Scope>
+  readonly make: (
+    options?: Options
+  ) => Effect.Effect<
+    { cluster: LogCluster; subscriber: SubscriberShape; consumers: ConsumersShape },
+    unknown,
+    Scope.Scope
+  >
   readonly zeroCopyOfRegion: boolean
 }
 
 const local = (cluster: LogCluster) =>
-  Effect.map(consumersOf(cluster), (consumers) => ({ cluster, consumers, subscriber: subscriberOver(cluster.reader, consumers) }))
+  Effect.map(
+    consumersOf(cluster),
+    (consumers) => ({ cluster, consumers, subscriber: subscriberOver(cluster.reader, consumers) })
+  )
 
 /** A broker (slot 3) over the cluster's log, and a remote subscriber talking to it. */
 const remote = (cluster: LogCluster, options: Options) =>
@@ -47,7 +72,10 @@ const remote = (cluster: LogCluster, options: Options) =>
       Effect.provideService(LogReader, cluster.reader),
       Effect.provideService(Consumers, consumers)
     )
-    const subscriber = makeRemote({ brokers: [{ host: "127.0.0.1", port: broker.port }], ...(options.credit === undefined ? {} : { credit: options.credit }) })
+    const subscriber = makeRemote({
+      brokers: [{ host: "127.0.0.1", port: broker.port }],
+      ...(options.credit === undefined ? {} : { credit: options.credit })
+    })
     return { cluster, consumers, subscriber }
   })
 
@@ -63,7 +91,11 @@ const impls: ReadonlyArray<Impl> = [
     make: () =>
       Effect.gen(function*() {
         const cluster = yield* memoryCluster()
-        return { cluster, consumers: yield* consumersOf(cluster), subscriber: yield* SubscriberMemoryLayers.makeMemory(cluster.store!) }
+        return {
+          cluster,
+          consumers: yield* consumersOf(cluster),
+          subscriber: yield* SubscriberMemoryLayers.makeMemory(cluster.store!)
+        }
       })
   },
   {
@@ -90,15 +122,26 @@ const puller = (subscription: Subscription) =>
     ))
 
 /** The bytes `appendSimple` gives message i of batch `seq` (a pattern of the batch, the message and the byte). */
-const expectedPayload = (seq: number, i: number) => Uint8Array.from({ length: 8 + i }, (_, k) => (seq * 31 + i * 7 + k) & 0xff)
+const expectedPayload = (seq: number, i: number) =>
+  Uint8Array.from({ length: 8 + i }, (_, k) => (seq * 31 + i * 7 + k) & 0xff)
 
 /** Message i of batch `seq` carries a key when i % 3 is 1, two headers when it is 2, neither when 0. */
 const partsOf = (seq: number) => (i: number) =>
-  i % 3 === 1 ? { key: `k${seq}.${i}` } : i % 3 === 2 ? { headers: [["trace", `t${seq}.${i}`], ["raw", Uint8Array.of(0, 255, i)]] as const } : undefined
+  i % 3 === 1
+    ? { key: `k${seq}.${i}` }
+    : i % 3 === 2
+    ? { headers: [["trace", `t${seq}.${i}`], ["raw", Uint8Array.of(0, 255, i)]] as const }
+    : undefined
 
 /** Batch `seq` of `count` messages as a publisher builds it (values as `expectedPayload`, parts as `partsOf`). */
-const appendSimple = (appender: Parameters<typeof appendMessages>[0], topic: string, clientId: number, sessionEpoch: number, seq: number, count = 2) =>
-  appendMessages(appender, topic, clientId, sessionEpoch, seq, count, partsOf(seq))
+const appendSimple = (
+  appender: Parameters<typeof appendMessages>[0],
+  topic: string,
+  clientId: number,
+  sessionEpoch: number,
+  seq: number,
+  count = 2
+) => appendMessages(appender, topic, clientId, sessionEpoch, seq, count, partsOf(seq))
 
 /** Small bounds for the cut-off tests: a consumer holding appends 200 ms is cut off; an append gives up only after 10 s. */
 const HOLD_MS = 200
@@ -107,7 +150,12 @@ const PATIENT_MS = 10_000
 const cutOffs = Effect.map(Metric.value(logConsumerCutOffs), (state) => state.count)
 
 /** Appends batches `from … to` (2 messages each) of client 1, ordering every 16. */
-const appendRange = (a: Parameters<typeof appendMessages>[0], sequencer: Parameters<typeof drain>[0], from: number, to: number) =>
+const appendRange = (
+  a: Parameters<typeof appendMessages>[0],
+  sequencer: Parameters<typeof drain>[0],
+  from: number,
+  to: number
+) =>
   Effect.gen(function*() {
     for (let seq = from; seq <= to; seq++) {
       yield* appendSimple(a, "t", 1, 0, seq)
@@ -139,7 +187,9 @@ const expectedMessage = (seq: number, i: number, offset: number) => ({
   offset,
   timestamp: messageTime(seq, i),
   key: i % 3 === 1 ? `k${seq}.${i}` : undefined,
-  headers: i % 3 === 2 ? [["trace", Array.from(new TextEncoder().encode(`t${seq}.${i}`))], ["raw", [0, 255, i]]] : undefined,
+  headers: i % 3 === 2
+    ? [["trace", Array.from(new TextEncoder().encode(`t${seq}.${i}`))], ["raw", [0, 255, i]]]
+    : undefined,
   payload: Array.from(expectedPayload(seq, i)),
   value: Array.from(expectedPayload(seq, i))
 })
@@ -161,7 +211,9 @@ for (const impl of impls) {
         expect(messagesOf(first)).toEqual([0, 1, 2].map((i) => expectedMessage(0, i, i)))
         if (impl.zeroCopyOfRegion) {
           for (const m of first) {
-            for (const view of [m.payload, m.key ?? m.payload, ...(m.headers ?? []).map((h) => h.value)]) expect(view.buffer).toBe(cluster.region!.memory.bytes.buffer)
+            for (const view of [m.payload, m.key ?? m.payload, ...(m.headers ?? []).map((h) => h.value)]) {
+              expect(view.buffer).toBe(cluster.region!.memory.bytes.buffer)
+            }
           }
         }
         for (const m of first) expect(m.payload).toBe(m.payload)
@@ -201,8 +253,12 @@ for (const impl of impls) {
         const subscription = yield* subscriber.subscribe("t")
         const seen: Array<ReturnType<typeof viewOf>> = []
         const polled: Array<number> = []
-        while (subscription.position() < 18) polled.push(yield* subscription.poll((batch) => seen.push(...messagesOf(batch))))
-        expect(seen).toEqual(Array.from({ length: subscription.position() }, (_, k) => expectedMessage(Math.floor(k / 3), k % 3, k)))
+        while (subscription.position() < 18) {
+          polled.push(yield* subscription.poll((batch) => seen.push(...messagesOf(batch))))
+        }
+        expect(seen).toEqual(
+          Array.from({ length: subscription.position() }, (_, k) => expectedMessage(Math.floor(k / 3), k % 3, k))
+        )
         expect(polled.reduce((a, b) => a + b, 0)).toBe(seen.length / 3)
         // Over TCP the broker sends the ordered batches together: a poll takes all it has received, not one.
         if (impl.label.startsWith("layerRemote")) expect(Math.max(...polled)).toBeGreaterThan(1)
@@ -251,7 +307,12 @@ for (const impl of impls) {
         const a = yield* cluster.appender(0)
         for (let seq = 0; seq < 2; seq++) yield* appendSimple(a, "t", 1, 0, seq)
         yield* drain(yield* cluster.sequencer())
-        expect(yield* Effect.flip(subscriber.subscribe("t", { from: 5 }))).toMatchObject({ _tag: "LogOutOfRange", requested: 5, earliest: 0, end: 4 })
+        expect(yield* Effect.flip(subscriber.subscribe("t", { from: 5 }))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 5,
+          earliest: 0,
+          end: 4
+        })
         expect(yield* Effect.flip(subscriber.subscribe("nope"))).toMatchObject({ _tag: "TopicNotFound", name: "nope" })
         // The end itself is where a subscriber waits for the next message.
         expect((yield* subscriber.subscribe("t", { from: 4 })).start).toBe(4)
@@ -335,7 +396,9 @@ for (const impl of impls) {
           yield* next
           yield* next
           // The second member waits its turn.
-          expect(yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "audit" })))).toMatchObject({ _tag: "ConsumerBusy" })
+          expect(yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "audit" })))).toMatchObject({
+            _tag: "ConsumerBusy"
+          })
           expect(yield* Effect.flip(member.commit(7))).toMatchObject({ _tag: "CommitRejected" })
           yield* member.commit(4)
           expect(yield* Effect.flip(member.commit(3))).toMatchObject({ _tag: "CommitRejected" })
@@ -352,7 +415,15 @@ for (const impl of impls) {
         expect(yield* Effect.flip(anonymous.commit(0))).toMatchObject({ _tag: "CommitRejected" })
         // A remote commit is applied in order with the connection's frames: wait for the broker.
         yield* Effect.sleep("50 millis")
-        expect(yield* consumers.list("t")).toEqual([{ topic: "t", name: "audit", committed: 6, end: 12, lag: 6, member: expect.any(Number), cutOff: false }])
+        expect(yield* consumers.list("t")).toEqual([{
+          topic: "t",
+          name: "audit",
+          committed: 6,
+          end: 12,
+          lag: 6,
+          member: expect.any(Number),
+          cutOff: false
+        }])
       }))
 
     it.scopedLive("auto-commit every N messages: what a member pulled before its last pull is committed", () =>
@@ -363,14 +434,20 @@ for (const impl of impls) {
         for (let seq = 0; seq < 4; seq++) yield* appendSimple(a, "t", 1, 0, seq, 3)
         yield* drain(yield* cluster.sequencer())
         yield* Effect.gen(function*() {
-          const next = yield* puller(yield* subscriber.subscribe("t", { consumer: "c", autoCommit: { everyMessages: 6 } }))
+          const next = yield* puller(
+            yield* subscriber.subscribe("t", { consumer: "c", autoCommit: { everyMessages: 6 } })
+          )
           for (let i = 0; i < 4; i++) yield* next
         }).pipe(Effect.scoped)
         // Pulling batch 3 committed 0–5 (6 messages since the last commit); batches 2 and 3 come again.
         // The commit and the member's release may land a little later on a loaded machine: look again until then.
         const startOf = Effect.scoped(Effect.map(subscriber.subscribe("t", { consumer: "c" }), (s) => s.start))
         let start = yield* Effect.orElseSucceed(startOf, () => -1)
-        for (const until = Date.now() + 5_000; start !== 6 && Date.now() < until; start = yield* Effect.orElseSucceed(startOf, () => -1)) {
+        for (
+          const until = Date.now() + 5_000;
+          start !== 6 && Date.now() < until;
+          start = yield* Effect.orElseSucceed(startOf, () => -1)
+        ) {
           yield* Effect.sleep("20 millis")
         }
         expect(start).toBe(6)
@@ -447,9 +524,21 @@ for (const impl of impls) {
         expect((yield* cutOffs) - before).toBe(1)
         const { earliest, end } = yield* subscriber.bounds("t")
         expect(end).toBe(2 * (4 * smallConfig.pbrSlots + 1))
-        expect(yield* consumers.list("t")).toEqual([{ topic: "t", name: "stalled", committed: 0, end, lag: end, member: 0, cutOff: true }])
+        expect(yield* consumers.list("t")).toEqual([{
+          topic: "t",
+          name: "stalled",
+          committed: 0,
+          end,
+          lag: end,
+          member: 0,
+          cutOff: true
+        }])
         // Its committed offset is gone: a typed error naming the oldest offset held, and it stays cut off.
-        expect(yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "stalled" })))).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest })
+        expect(yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "stalled" })))).toMatchObject({
+          _tag: "LogOutOfRange",
+          requested: 0,
+          earliest
+        })
         expect((yield* consumers.list("t"))[0]).toMatchObject({ cutOff: true, member: 0 })
         expect(yield* consumers.remove("t", "stalled")).toBe(true)
         // Created again, it starts at the oldest offset held (the fake reclaims eagerly: maybe the end).

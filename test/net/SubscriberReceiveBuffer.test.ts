@@ -14,12 +14,24 @@ const ACCEPT = [FrameType.CHALLENGE, FrameType.SUBSCRIBED, FrameType.DATA, Frame
 /** A DATA frame of `bytes` payload bytes, a pattern of `n`, and what it should read back as. */
 const dataFrame = (n: number, bytes: number) => {
   const payload = Uint8Array.from({ length: bytes }, (_, k) => (n * 37 + k * 11) & 0xff)
-  return { wire: encodeFrame({ type: FrameType.DATA, clientId: 1, sessionEpoch: 2, seq: 100 * n, messageCount: 1 }, payload), seq: 100 * n, payload }
+  return {
+    wire: encodeFrame({ type: FrameType.DATA, clientId: 1, sessionEpoch: 2, seq: 100 * n, messageCount: 1 }, payload),
+    seq: 100 * n,
+    payload
+  }
 }
 
 /** Frames around, below and above the buffer's size (64 bytes), an empty one and a control frame among them. */
 const BUFFER_BYTES = 64
-const frames = [dataFrame(1, 20), dataFrame(2, 0), dataFrame(3, 40), dataFrame(4, 150), dataFrame(5, 7), dataFrame(6, 64), dataFrame(7, 31)]
+const frames = [
+  dataFrame(1, 20),
+  dataFrame(2, 0),
+  dataFrame(3, 40),
+  dataFrame(4, 150),
+  dataFrame(5, 7),
+  dataFrame(6, 64),
+  dataFrame(7, 31)
+]
 const stream = Buffer.concat(frames.map((f) => f.wire))
 
 type Feed = (input: ReceiveBuffer, bytes: Uint8Array) => void
@@ -75,7 +87,9 @@ const receive = (feed: Feed, pieces: ReadonlyArray<Uint8Array>) => {
 const all = frames.map((f) => ({ seq: f.seq, payload: Array.from(f.payload) }))
 
 describe("the remote subscriber's receive buffer", () => {
-  for (const [label, feed] of [["reads into target() (plain TCP)", readInto], ["chunks copied in (TLS)", landIn]] as const) {
+  for (
+    const [label, feed] of [["reads into target() (plain TCP)", readInto], ["chunks copied in (TLS)", landIn]] as const
+  ) {
     it(`${label}: every frame whole and intact, for a split at every offset of the stream`, () => {
       for (let split = 0; split <= stream.length; split++) {
         expect(receive(feed, [stream.subarray(0, split), stream.subarray(split)]), `split at ${split}`).toEqual(all)
@@ -119,7 +133,10 @@ describe("the remote subscriber's receive buffer", () => {
     full.release()
     expect(full.next()).toMatchObject({ seq: 500, payload: frames[4]!.payload })
     const bad = new ReceiveBuffer({ accept: [FrameType.DATA], maxBatchBytes: 1 << 20, bufferBytes: BUFFER_BYTES })
-    readInto(bad, encodeFrame({ type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, new Uint8Array(4)))
+    readInto(
+      bad,
+      encodeFrame({ type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, new Uint8Array(4))
+    )
     expect(bad.next()).toMatchObject({ _tag: "WireViolation", code: "bad-frame-type" })
   })
 })

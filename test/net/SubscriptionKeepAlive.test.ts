@@ -24,7 +24,9 @@ const timerOf = (local: number, peer: number): { readonly kind: number; readonly
   for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
     const [, localAddress, remoteAddress, state, , timer] = line.trim().split(/\s+/)
     if (localAddress === undefined || remoteAddress === undefined || timer === undefined || state !== "01") continue
-    if (parseInt(localAddress.split(":")[1]!, 16) !== local || parseInt(remoteAddress.split(":")[1]!, 16) !== peer) continue
+    if (parseInt(localAddress.split(":")[1]!, 16) !== local || parseInt(remoteAddress.split(":")[1]!, 16) !== peer) {
+      continue
+    }
     const [kind, ticks] = timer.split(":")
     return { kind: parseInt(kind!, 16), ticks: parseInt(ticks!, 16) }
   }
@@ -35,9 +37,13 @@ describe("a subscription connection's TCP keepalive", () => {
   it.scopedLive("the broker's side of a subscription has keepalive on, probing after the broker's 60 s delay", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
       const client = yield* rawConnect(broker.port)
-      client.write(subscribeFrame(new Subscribe({ protocol: PROTOCOL_VERSION, topic: "t", from: "earliest", credit: 16 })))
+      client.write(
+        subscribeFrame(new Subscribe({ protocol: PROTOCOL_VERSION, topic: "t", from: "earliest", credit: 16 }))
+      )
       expect((yield* client.nextFrame()).type).toBe(FrameType.SUBSCRIBED)
       // A retransmission timer shows instead while a segment is unacknowledged: look until the connection is quiet (bounded).
       let seen: ReturnType<typeof timerOf>

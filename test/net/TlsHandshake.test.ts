@@ -6,10 +6,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
-import { Hello, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
+import { Hello, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { certificates } from "../fixtures/tls-certificates.js"
 
 /** Bounds of this test's waits (a refusal and a close take milliseconds; the broker's TLS handshake timeout is 10 s). */
@@ -44,7 +44,10 @@ describe("TLS handshake", () => {
       )
       yield* Effect.addFinalizer(() => Effect.sync(() => connection.close()))
       const why = yield* Deferred.await(closed).pipe(
-        Effect.timeoutFail({ duration: BOUND_MS, onTimeout: () => new Error(`the connection did not close within ${BOUND_MS} ms`) })
+        Effect.timeoutFail({
+          duration: BOUND_MS,
+          onTimeout: () => new Error(`the connection did not close within ${BOUND_MS} ms`)
+        })
       )
       expect(why.code).toBe("unreachable")
       expect(why.detail).toMatch(/certificate/)
@@ -54,7 +57,8 @@ describe("TLS handshake", () => {
         Effect.disconnect,
         Effect.timeoutFail({
           duration: BOUND_MS,
-          onTimeout: () => new Error(`the broker did not close within ${BOUND_MS} ms: the abandoned TLS handshake held it`)
+          onTimeout: () =>
+            new Error(`the broker did not close within ${BOUND_MS} ms: the abandoned TLS handshake held it`)
         })
       )
     }))

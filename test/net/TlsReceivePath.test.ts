@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { createServer, connect as connectTcp, Socket } from "node:net"
+import { connect as connectTcp, createServer, Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
 import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { smallConfig } from "../fixtures/log-harness.js"
@@ -18,17 +18,28 @@ import { certificates } from "../fixtures/tls-certificates.js"
 const tlsRegionBroker = Effect.gen(function*() {
   const certs = yield* certificates
   // Room for every batch a test sends: nothing waits for the sequencer the test drives.
-  const { logged, server } = yield* regionBroker({ insecure: true, tls: { cert: certs.cert, key: certs.key } }, { ...smallConfig, blogBytes: 2 << 20 })
+  const { logged, server } = yield* regionBroker({ insecure: true, tls: { cert: certs.cert, key: certs.key } }, {
+    ...smallConfig,
+    blogBytes: 2 << 20
+  })
   return { ca: certs.ca, server, logged }
 })
 
 /** A raw TLS client of the broker (or relay) at `port`, trusting `ca`. */
 const tlsConnect = (port: number, ca: Buffer) =>
-  rawConnect(port, (p) => ({ socket: connectTls({ socket: connectTcp({ host: "127.0.0.1", port: p, noDelay: true }), host: "127.0.0.1", ca }), ready: "secureConnect" }))
+  rawConnect(
+    port,
+    (p) => ({
+      socket: connectTls({ socket: connectTcp({ host: "127.0.0.1", port: p, noDelay: true }), host: "127.0.0.1", ca }),
+      ready: "secureConnect"
+    })
+  )
 
 /** The frames a connection received, once it closed: at most 5 s. */
 const closedWithin = (client: RawClient) =>
-  Deferred.await(client.closed).pipe(Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error("the connection was not closed within 5 s") }))
+  Deferred.await(client.closed).pipe(
+    Effect.timeoutFail({ duration: 5_000, onTimeout: () => new Error("the connection was not closed within 5 s") })
+  )
 
 /** A TLS session's HELLO and WELCOME: the session epoch. */
 const opened = (client: RawClient, clientId: number) =>
@@ -41,15 +52,29 @@ const opened = (client: RawClient, clientId: number) =>
 const receivedBatches = (server: { readonly stats: () => { readonly batches: number } }, count: number) =>
   Effect.gen(function*() {
     for (let waited = 0; server.stats().batches < count; waited += 5) {
-      if (waited >= 5_000) return yield* Effect.fail(new Error(`the broker appended ${server.stats().batches} batches, not ${count}, within 5 s`))
+      if (waited >= 5_000) {
+        return yield* Effect.fail(
+          new Error(`the broker appended ${server.stats().batches} batches, not ${count}, within 5 s`)
+        )
+      }
       yield* Effect.sleep("5 millis")
     }
   })
 
 const bytesOf = (seed: number, length: number) => new Uint8Array(length).map((_, k) => (seed * 31 + k * 7) & 0xff)
 /** Batch `seq` of `client`: sizes chosen so TLS's 16 KiB records end inside headers and payloads alike. */
-const messagesOf = (client: number, seq: number) => [bytesOf(client * 100 + seq, 5000 + 997 * seq), bytesOf(client + seq, 3 + 13 * seq), bytesOf(seq, 7001 - 11 * client)]
-const expected = (client: number, seq: number) => ({ crcOk: true, messages: messagesOf(client, seq).map((m) => [...m]) })
+const messagesOf = (
+  client: number,
+  seq: number
+) => [
+  bytesOf(client * 100 + seq, 5000 + 997 * seq),
+  bytesOf(client + seq, 3 + 13 * seq),
+  bytesOf(seq, 7001 - 11 * client)
+]
+const expected = (client: number, seq: number) => ({
+  crcOk: true,
+  messages: messagesOf(client, seq).map((m) => [...m])
+})
 
 describe("Broker receive path under TLS", () => {
   it.scopedLive("batches in records that straddle frames (many batches in one write, a batch one byte a record, connections interleaved): every batch intact, in order", () =>
@@ -67,7 +92,9 @@ describe("Broker receive path under TLS", () => {
       const frames = Array.from({ length: 24 }, (_, seq) => batchFrame(1, bulkEpoch, seq, batchOf(seq)))
       const ends = new Set<"header" | "payload">()
       for (let seq = 0, start = 0; seq < frames.length; start += frames[seq]!.length, seq++) {
-        for (let end = Math.ceil((start + 1) / 16384) * 16384; end < start + frames[seq]!.length; end += 16384) ends.add(end - start < FRAME_HEADER_BYTES ? "header" : "payload")
+        for (let end = Math.ceil((start + 1) / 16384) * 16384; end < start + frames[seq]!.length; end += 16384) {
+          ends.add(end - start < FRAME_HEADER_BYTES ? "header" : "payload")
+        }
       }
       expect([...ends].sort()).toEqual(["header", "payload"])
       bulk.write(Buffer.concat(frames))

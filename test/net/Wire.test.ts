@@ -1,7 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Either } from "effect"
 import * as fc from "effect/FastCheck"
-import { crc32cSoftware } from "../../src/native/Crc32cSoftware.js"
 import {
   BatchBuilder,
   BufferPool,
@@ -13,13 +12,22 @@ import {
   type MessageRecord,
   messageRecordBytes
 } from "../../src/layers/net/BatchPayload.js"
-import { parseAddresses } from "../../src/layers/net/ClientConnection.js"
-import { decodeControl, ErrorBody, errorFrame, Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
-import { crc32c, crc32cKind } from "../../src/native/Crc32c.js"
-import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
-import { FrameReader } from "../../src/layers/net/FrameReader.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { parseAddresses } from "../../src/layers/net/ClientConnection.js"
+import {
+  decodeControl,
+  ErrorBody,
+  errorFrame,
+  Hello,
+  helloFrame,
+  PROTOCOL_VERSION,
+  WireViolation
+} from "../../src/layers/net/Control.js"
+import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
+import { FrameReader } from "../../src/layers/net/FrameReader.js"
+import { crc32c, crc32cKind } from "../../src/native/Crc32c.js"
+import { crc32cSoftware } from "../../src/native/Crc32cSoftware.js"
 import { rawConnect } from "../fixtures/net-raw-client.js"
 
 const allTypes = Object.values(FrameType)
@@ -33,7 +41,9 @@ const header = fc.record({
   messageCount: fc.nat({ max: 2 ** 32 - 1 })
 })
 const frameSpec = header.chain((h) =>
-  fc.uint8Array({ maxLength: h.type === FrameType.ACK ? 0 : h.type === FrameType.BATCH ? 3000 : 200 }).map((payload) => ({ ...h, payload }))
+  fc.uint8Array({ maxLength: h.type === FrameType.ACK ? 0 : h.type === FrameType.BATCH ? 3000 : 200 }).map((
+    payload
+  ) => ({ ...h, payload }))
 )
 
 /** Feeds `chunks` through a reader and collects copies of every frame (views die with the next call). */
@@ -61,7 +71,8 @@ const splitAt = (bytes: Uint8Array, cuts: ReadonlyArray<number>) => {
   return chunks
 }
 
-const concat = (parts: ReadonlyArray<Uint8Array>) => Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)))
+const concat = (parts: ReadonlyArray<Uint8Array>) =>
+  Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)))
 
 describe("crc32c", () => {
   it("matches the software table, and the check value of \"123456789\"", () => {
@@ -76,16 +87,23 @@ describe("crc32c", () => {
 
 describe("frames", () => {
   it("round-trip through the reader however the stream is cut into chunks", () => {
-    fc.assert(fc.property(fc.array(frameSpec, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 12 }), (specs, cuts) => {
-      const stream = concat(specs.map(({ payload, ...h }) => encodeFrame(h, payload)))
-      const reader = new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH })
-      const { frames, violation } = readAll(reader, splitAt(stream, cuts))
-      expect(violation).toBeUndefined()
-      expect(reader.midFrame).toBe(false)
-      expect(frames.map((f) => ({ ...f, payload: [...f.payload] }))).toEqual(
-        specs.map((s) => ({ ...s, payload: [...s.payload], payloadBytes: s.payload.length, crc32c: crc32c(s.payload, 0, s.payload.length) }))
-      )
-    }))
+    fc.assert(
+      fc.property(fc.array(frameSpec, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 12 }), (specs, cuts) => {
+        const stream = concat(specs.map(({ payload, ...h }) => encodeFrame(h, payload)))
+        const reader = new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH })
+        const { frames, violation } = readAll(reader, splitAt(stream, cuts))
+        expect(violation).toBeUndefined()
+        expect(reader.midFrame).toBe(false)
+        expect(frames.map((f) => ({ ...f, payload: [...f.payload] }))).toEqual(
+          specs.map((s) => ({
+            ...s,
+            payload: [...s.payload],
+            payloadBytes: s.payload.length,
+            crc32c: crc32c(s.payload, 0, s.payload.length)
+          }))
+        )
+      })
+    )
   })
 
   it("hands out a payload inside one chunk as a view of that chunk, and reassembles only a straddling one", () => {
@@ -117,8 +135,13 @@ describe("frames", () => {
     })
     expect(answers).toEqual(["waiting", "waiting", "waiting", "bad-crc"])
     expect(reader.next()).toBeInstanceOf(WireViolation)
-    const hello = helloFrame(new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, sessionEpoch: 0, ackLevel: 1 }))
-    const { frames } = readAll(new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH }), splitAt(hello, [40, 50]))
+    const hello = helloFrame(
+      new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, sessionEpoch: 0, ackLevel: 1 })
+    )
+    const { frames } = readAll(
+      new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH }),
+      splitAt(hello, [40, 50])
+    )
     expect([...frames[0]!.payload]).toEqual([...hello.subarray(FRAME_HEADER_BYTES)])
   })
 
@@ -130,7 +153,8 @@ describe("frames", () => {
     expect(reader.next()).toBe(first)
     return first?.code
   }
-  const good = () => encodeFrame({ type: FrameType.BATCH, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1 }, new Uint8Array(16))
+  const good = () =>
+    encodeFrame({ type: FrameType.BATCH, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1 }, new Uint8Array(16))
 
   it("refuses bad magic, another wire version, an unexpected type, a wrong crc", () => {
     const badMagic = good()
@@ -150,13 +174,45 @@ describe("frames", () => {
 
   it("refuses an oversized length from the header alone, before any payload arrives", () => {
     const header = new Uint8Array(FRAME_HEADER_BYTES)
-    writeHeader(header, 0, { type: FrameType.BATCH, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1, payloadBytes: 2 ** 32 - 1, crc32c: 0 })
+    writeHeader(header, 0, {
+      type: FrameType.BATCH,
+      clientId: 1,
+      sessionEpoch: 1,
+      seq: 0,
+      messageCount: 1,
+      payloadBytes: 2 ** 32 - 1,
+      crc32c: 0
+    })
     expect(violationOf(header)).toBe("oversized")
-    writeHeader(header, 0, { type: FrameType.BATCH, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1, payloadBytes: MAX_BATCH + 8, crc32c: 0 })
+    writeHeader(header, 0, {
+      type: FrameType.BATCH,
+      clientId: 1,
+      sessionEpoch: 1,
+      seq: 0,
+      messageCount: 1,
+      payloadBytes: MAX_BATCH + 8,
+      crc32c: 0
+    })
     expect(violationOf(header)).toBe("oversized")
-    writeHeader(header, 0, { type: FrameType.HELLO, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 0, payloadBytes: 5000, crc32c: 0 })
+    writeHeader(header, 0, {
+      type: FrameType.HELLO,
+      clientId: 1,
+      sessionEpoch: 1,
+      seq: 0,
+      messageCount: 0,
+      payloadBytes: 5000,
+      crc32c: 0
+    })
     expect(violationOf(header)).toBe("oversized")
-    writeHeader(header, 0, { type: FrameType.ACK, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1, payloadBytes: 4096 + 16, crc32c: 0 })
+    writeHeader(header, 0, {
+      type: FrameType.ACK,
+      clientId: 1,
+      sessionEpoch: 1,
+      seq: 0,
+      messageCount: 1,
+      payloadBytes: 4096 + 16,
+      crc32c: 0
+    })
     expect(violationOf(header)).toBe("oversized")
     const seq = good()
     seq.writeUInt32LE(2 ** 21, 16)
@@ -164,11 +220,14 @@ describe("frames", () => {
   })
 
   it("never throws on arbitrary bytes: each input ends in frames, a wait for more, or one violation", () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), fc.array(fc.nat(), { maxLength: 5 }), (bytes, cuts) => {
-      const reader = new FrameReader({ accept: allTypes, maxBatchBytes: 256 })
-      const { violation } = readAll(reader, splitAt(bytes, cuts))
-      if (violation !== undefined) expect(violation).toBeInstanceOf(WireViolation)
-    }), { numRuns: 2000 })
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), fc.array(fc.nat(), { maxLength: 5 }), (bytes, cuts) => {
+        const reader = new FrameReader({ accept: allTypes, maxBatchBytes: 256 })
+        const { violation } = readAll(reader, splitAt(bytes, cuts))
+        if (violation !== undefined) expect(violation).toBeInstanceOf(WireViolation)
+      }),
+      { numRuns: 2000 }
+    )
   })
 })
 
@@ -184,9 +243,18 @@ describe("control frames", () => {
 
   it("a malformed HELLO is a bad-handshake violation, never an exception", () => {
     const encoder = new TextEncoder()
-    for (const body of ["", "{", "[]", "null", "{\"protocol\":1}", JSON.stringify({ protocol: 1, topic: "", clientId: 1, sessionEpoch: 1, ackLevel: 1 }),
-      JSON.stringify({ protocol: 1, topic: "t", clientId: -1, sessionEpoch: 1, ackLevel: 1 }),
-      JSON.stringify({ protocol: 1, topic: "t", clientId: 1, sessionEpoch: 1, ackLevel: 3 })]) {
+    for (
+      const body of [
+        "",
+        "{",
+        "[]",
+        "null",
+        "{\"protocol\":1}",
+        JSON.stringify({ protocol: 1, topic: "", clientId: 1, sessionEpoch: 1, ackLevel: 1 }),
+        JSON.stringify({ protocol: 1, topic: "t", clientId: -1, sessionEpoch: 1, ackLevel: 1 }),
+        JSON.stringify({ protocol: 1, topic: "t", clientId: 1, sessionEpoch: 1, ackLevel: 3 })
+      ]
+    ) {
       const result = decodeControl(Hello, encoder.encode(body), "bad-handshake")
       expect(Either.isLeft(result) && result.left.code).toBe("bad-handshake")
     }
@@ -198,10 +266,13 @@ describe("control frames", () => {
     const result = decodeControl(Hello, new TextEncoder().encode(body), "bad-handshake")
     return Either.isLeft(result) ? result.left.detail : "decoded"
   }
-  const hello = (fields: Record<string, unknown>) => JSON.stringify({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, ackLevel: 1, ...fields })
+  const hello = (fields: Record<string, unknown>) =>
+    JSON.stringify({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, ackLevel: 1, ...fields })
 
   it("a malformed HELLO's detail is one readable line: the field that is wrong and how, not Schema's tree", () => {
-    expect(helloDetail(hello({ clientId: -1 }))).toBe("Hello.clientId: Expected a number between 0 and 4294967295, actual -1")
+    expect(helloDetail(hello({ clientId: -1 }))).toBe(
+      "Hello.clientId: Expected a number between 0 and 4294967295, actual -1"
+    )
     expect(helloDetail(hello({ topic: 7 }))).toBe("Hello.topic: Expected string, actual 7")
     expect(helloDetail(hello({ ackLevel: 3 }))).toBe("Hello.ackLevel: Expected 0 | 1 | 2, actual 3")
     expect(helloDetail("{}")).toBe("Hello.protocol: is missing")
@@ -214,23 +285,41 @@ describe("control frames", () => {
       expect(detail).not.toMatch(/\n|Encoded side|parseJson|└─/)
     }
     // Whatever the body: one line of at most 300 characters, never a throw.
-    const body = fc.oneof(fc.string(), fc.json(), fc.record({ protocol: fc.anything(), topic: fc.anything(), clientId: fc.anything(), ackLevel: fc.anything() }).map((r) => JSON.stringify(r) ?? ""))
-    fc.assert(fc.property(body, (text) => {
-      const detail = helloDetail(text)
-      expect(detail.length).toBeLessThanOrEqual(300)
-      expect(detail).not.toContain("\n")
-    }), { numRuns: 500 })
+    const body = fc.oneof(
+      fc.string(),
+      fc.json(),
+      fc.record({ protocol: fc.anything(), topic: fc.anything(), clientId: fc.anything(), ackLevel: fc.anything() })
+        .map((r) => JSON.stringify(r) ?? "")
+    )
+    fc.assert(
+      fc.property(body, (text) => {
+        const detail = helloDetail(text)
+        expect(detail.length).toBeLessThanOrEqual(300)
+        expect(detail).not.toContain("\n")
+      }),
+      { numRuns: 500 }
+    )
   })
 
   it.scopedLive("on the wire: a broker answers a HELLO that does not decode with ERROR bad-handshake and that one line", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(BrokerLogLayers.layerMemory(log, 0)))
+      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
       const client = yield* rawConnect(server.port)
-      client.write(encodeFrame({ type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 }, new TextEncoder().encode(hello({ clientId: -1 }))))
+      client.write(
+        encodeFrame(
+          { type: FrameType.HELLO, clientId: 1, sessionEpoch: 0, seq: 0, messageCount: 0 },
+          new TextEncoder().encode(hello({ clientId: -1 }))
+        )
+      )
       const frames = yield* Deferred.await(client.closed)
       const error = decodeControl(ErrorBody, frames[frames.length - 1]!.payload, "internal")
-      expect(Either.getOrThrow(error)).toMatchObject({ code: "bad-handshake", message: "Hello.clientId: Expected a number between 0 and 4294967295, actual -1" })
+      expect(Either.getOrThrow(error)).toMatchObject({
+        code: "bad-handshake",
+        message: "Hello.clientId: Expected a number between 0 and 4294967295, actual -1"
+      })
     }))
 })
 
@@ -239,10 +328,18 @@ const publishedMessage = fc.record({
   value: fc.uint8Array({ maxLength: 300 }),
   at: fc.nat({ max: 20_000_000 }),
   key: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }),
-  headers: fc.option(fc.array(fc.tuple(fc.string({ maxLength: 12 }), fc.uint8Array({ maxLength: 30 })), { minLength: 1, maxLength: 4 }), { nil: undefined })
+  headers: fc.option(
+    fc.array(fc.tuple(fc.string({ maxLength: 12 }), fc.uint8Array({ maxLength: 30 })), { minLength: 1, maxLength: 4 }),
+    { nil: undefined }
+  )
 })
 
-type Seen = { value: Array<number>; timestamp: number; key: Array<number> | undefined; headers: Array<[string, Array<number>]> | undefined }
+type Seen = {
+  value: Array<number>
+  timestamp: number
+  key: Array<number> | undefined
+  headers: Array<[string, Array<number>]> | undefined
+}
 
 const seenOf = (m: MessageRecord): Seen => ({
   value: [...m.payload],
@@ -266,40 +363,46 @@ const u32le = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >
 
 describe("batch payloads", () => {
   it("what the builder seals, the checker accepts and the walker returns: value, key, headers and timestamp of each message", () => {
-    fc.assert(fc.property(fc.array(publishedMessage, { minLength: 1, maxLength: 40 }), fc.nat({ max: 2 ** 40 }), (messages, epoch) => {
-      const builder = new BatchBuilder(new BufferPool(512, 4))
-      const batches: Array<{ payload: Uint8Array; count: number; crc: number }> = []
-      const expected: Array<Array<Seen>> = [[]]
-      let base = 0
-      for (const { value, at, key, headers } of messages) {
-        const parts = encodeParts({ key, headers })
-        const timestamp = epoch + at
-        if (!builder.fits(value.length, parts?.bytes ?? 0, timestamp)) {
+    fc.assert(
+      fc.property(
+        fc.array(publishedMessage, { minLength: 1, maxLength: 40 }),
+        fc.nat({ max: 2 ** 40 }),
+        (messages, epoch) => {
+          const builder = new BatchBuilder(new BufferPool(512, 4))
+          const batches: Array<{ payload: Uint8Array; count: number; crc: number }> = []
+          const expected: Array<Array<Seen>> = [[]]
+          let base = 0
+          for (const { value, at, key, headers } of messages) {
+            const parts = encodeParts({ key, headers })
+            const timestamp = epoch + at
+            if (!builder.fits(value.length, parts?.bytes ?? 0, timestamp)) {
+              const sealed = builder.seal()
+              batches.push({ payload: sealed.payload, count: sealed.messageCount, crc: sealed.crc32c })
+              expected.push([])
+            }
+            if (builder.messageCount === 0) base = timestamp
+            builder.add(value, timestamp, parts)
+            expected[expected.length - 1]!.push({
+              value: [...value],
+              // A clock that stepped back is read as the batch's base.
+              timestamp: Math.max(base, timestamp),
+              key: key === undefined ? undefined : [...key],
+              headers: headers?.map(([name, v]) => [new TextDecoder().decode(new TextEncoder().encode(name)), [...v]])
+            })
+          }
           const sealed = builder.seal()
           batches.push({ payload: sealed.payload, count: sealed.messageCount, crc: sealed.crc32c })
-          expected.push([])
+          expect(batches.map((b) => {
+            expect(checkBatchPayload(b.payload, b.count)).toBeUndefined()
+            expect(b.crc).toBe(crc32c(b.payload, 0, b.payload.length))
+            expect(b.payload.length <= 512 || b.count === 1).toBe(true)
+            const seen: Array<Seen> = []
+            forEachMessage(b.payload, b.count, (m) => seen.push(seenOf(m)))
+            return seen
+          })).toEqual(expected)
         }
-        if (builder.messageCount === 0) base = timestamp
-        builder.add(value, timestamp, parts)
-        expected[expected.length - 1]!.push({
-          value: [...value],
-          // A clock that stepped back is read as the batch's base.
-          timestamp: Math.max(base, timestamp),
-          key: key === undefined ? undefined : [...key],
-          headers: headers?.map(([name, v]) => [new TextDecoder().decode(new TextEncoder().encode(name)), [...v]])
-        })
-      }
-      const sealed = builder.seal()
-      batches.push({ payload: sealed.payload, count: sealed.messageCount, crc: sealed.crc32c })
-      expect(batches.map((b) => {
-        expect(checkBatchPayload(b.payload, b.count)).toBeUndefined()
-        expect(b.crc).toBe(crc32c(b.payload, 0, b.payload.length))
-        expect(b.payload.length <= 512 || b.count === 1).toBe(true)
-        const seen: Array<Seen> = []
-        forEachMessage(b.payload, b.count, (m) => seen.push(seenOf(m)))
-        return seen
-      })).toEqual(expected)
-    }))
+      )
+    )
   })
 
   it("a plain message costs its 8-byte record header; the batch's base timestamp rides on its first record", () => {
@@ -327,9 +430,62 @@ describe("batch payloads", () => {
     builder.add(new Uint8Array(9).fill(4), 0)
     const { payload } = builder.seal()
     expect([...payload]).toEqual([
-      11, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0,
-      9, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0
+      11,
+      0,
+      0,
+      0,
+      1,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      1,
+      2,
+      3,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      9,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      4,
+      4,
+      4,
+      4,
+      4,
+      4,
+      4,
+      4,
+      4,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+      0
     ])
   })
 
@@ -351,27 +507,46 @@ describe("batch payloads", () => {
 
   it("the checker refuses key and header lengths that run past their record, unknown flags and a misplaced base timestamp", () => {
     const { KEY, HEADERS, BASE_TIME } = MessageFlags
-    const header = (name: number, value: number, bytes: number) => [...u32le(name), ...u32le(value), ...Array<number>(bytes).fill(97)]
+    const header = (
+      name: number,
+      value: number,
+      bytes: number
+    ) => [...u32le(name), ...u32le(value), ...Array<number>(bytes).fill(97)]
     // Well-formed first: a 2-byte key and one header ("a" = "aa"), then a value.
-    expect(checkBatchPayload(handMade(KEY | HEADERS, [...u32le(2), 1, 2, ...u32le(11), ...header(1, 2, 3), 7]), 1)).toBeUndefined()
+    expect(checkBatchPayload(handMade(KEY | HEADERS, [...u32le(2), 1, 2, ...u32le(11), ...header(1, 2, 3), 7]), 1))
+      .toBeUndefined()
     const cases: Array<[string, Uint8Array, RegExp]> = [
       ["a key longer than its record", handMade(KEY, [...u32le(9), 1, 2]), /9-byte key overruns/],
       ["a key length cut off", handMade(KEY, [1, 2]), /key length overruns/],
       ["a key length near 2^32", handMade(KEY, [...u32le(2 ** 32 - 1), 1]), /key overruns/],
-      ["headers longer than the record", handMade(HEADERS, [...u32le(40), ...header(1, 1, 2)]), /40 bytes of headers overrun/],
+      [
+        "headers longer than the record",
+        handMade(HEADERS, [...u32le(40), ...header(1, 1, 2)]),
+        /40 bytes of headers overrun/
+      ],
       ["a header name past the headers", handMade(HEADERS, [...u32le(10), ...header(5, 0, 2)]), /header 0 overruns/],
-      ["a header value past the headers", handMade(HEADERS, [...u32le(11), ...header(1, 2 ** 32 - 1, 3)]), /header 0 overruns/],
+      [
+        "a header value past the headers",
+        handMade(HEADERS, [...u32le(11), ...header(1, 2 ** 32 - 1, 3)]),
+        /header 0 overruns/
+      ],
       ["a header cut off", handMade(HEADERS, [...u32le(12), ...header(1, 2, 3), 0]), /header 1 overruns/],
       ["an empty headers part", handMade(HEADERS, [...u32le(0)]), /no header/],
       ["unknown flag bits", handMade(0x20, [1, 2, 3]), /unknown flag bits/],
       ["no base timestamp on the first record", handMade(0, [1, 2, 3], false), /lacks the batch's base timestamp/],
-      ["a base timestamp that is not a time", (() => {
-        const p = handMade(0, [])
-        new DataView(p.buffer).setFloat64(8, Number.NaN, true)
-        return p
-      })(), /not a time/]
+      [
+        "a base timestamp that is not a time",
+        (() => {
+          const p = handMade(0, [])
+          new DataView(p.buffer).setFloat64(8, Number.NaN, true)
+          return p
+        })(),
+        /not a time/
+      ]
     ]
-    for (const [label, payload, reason] of cases) expect(checkBatchPayload(payload, 1) ?? "accepted", label).toMatch(reason)
+    for (const [label, payload, reason] of cases) {
+      expect(checkBatchPayload(payload, 1) ?? "accepted", label).toMatch(reason)
+    }
     // A second record with a base timestamp of its own.
     const builder = new BatchBuilder(new BufferPool(256, 0))
     builder.add(new Uint8Array(16))

@@ -9,7 +9,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
 import { type ChildProcess, execFileSync, fork, spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -34,7 +44,10 @@ const noCompilerPath = (dir: string) => {
   symlinkSync(join(npmCli, "npx-cli.js"), join(bin, "npx"))
   symlinkSync("/bin/sh", join(bin, "sh"))
   for (const tool of ["g++", "gcc", "cc", "c++", "make", "python3"]) {
-    expect(spawnSync("sh", ["-c", `command -v ${tool}`], { env: { PATH: bin } }).status, `${tool} must not be on the app's PATH`).not.toBe(0)
+    expect(
+      spawnSync("sh", ["-c", `command -v ${tool}`], { env: { PATH: bin } }).status,
+      `${tool} must not be on the app's PATH`
+    ).not.toBe(0)
   }
   return bin
 }
@@ -61,7 +74,10 @@ const npm = (app: string, bin: string, args: ReadonlyArray<string>) => {
 
 /** The tarball `npm pack` makes of the built tree (built already: the test script builds first). */
 const pack = (dir: string) => {
-  const out = execFileSync("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--loglevel=error"], { cwd: root, encoding: "utf8" })
+  const out = execFileSync("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--loglevel=error"], {
+    cwd: root,
+    encoding: "utf8"
+  })
   return join(dir, out.trim().split("\n").at(-1)!)
 }
 
@@ -69,7 +85,10 @@ const pack = (dir: string) => {
 const app = (dir: string, bin: string, tarball: string, effectVersion: string) => {
   const appDir = join(dir, `app-${effectVersion}`)
   mkdirSync(appDir)
-  writeFileSync(join(appDir, "package.json"), JSON.stringify({ name: "an-app", version: "1.0.0", type: "module", private: true }))
+  writeFileSync(
+    join(appDir, "package.json"),
+    JSON.stringify({ name: "an-app", version: "1.0.0", type: "module", private: true })
+  )
   const withEffect = npm(appDir, bin, ["install", `effect@${effectVersion}`])
   expect(withEffect.status, withEffect.output).toBe(0)
   const install = npm(appDir, bin, ["install", tarball])
@@ -80,7 +99,12 @@ const app = (dir: string, bin: string, tarball: string, effectVersion: string) =
 const role = (appDir: string, args: ReadonlyArray<string>, env: Record<string, string>) =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() => fork(join(appDir, "node_modules", "cxlog", "dist", "cxlog.mjs"), [...args], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, ...env } })),
+      Effect.sync(() =>
+        fork(join(appDir, "node_modules", "cxlog", "dist", "cxlog.mjs"), [...args], {
+          stdio: ["ignore", "pipe", "pipe", "ipc"],
+          env: { ...process.env, ...env }
+        })
+      ),
       (child: ChildProcess) => Effect.sync(() => child.kill("SIGKILL"))
     )
     const events: Array<Record<string, unknown>> = []
@@ -97,7 +121,9 @@ const role = (appDir: string, args: ReadonlyArray<string>, env: Record<string, s
           if (child.exitCode !== null) return yield* Effect.die(new Error(`cxlog ${args[0]} exited before "${kind}"`))
           yield* Effect.sleep(50)
         }
-      }).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`cxlog ${args[0]}: no "${kind}"`) }))
+      }).pipe(
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`cxlog ${args[0]}: no "${kind}"`) })
+      )
     return { event }
   })
 
@@ -112,7 +138,9 @@ const program = Effect.gen(function*() {
   for (let i = 0; i < 100; i++) yield* publisher.publish(new TextEncoder().encode(\`message \${i}\`))
   yield* publisher.flush(5_000)
 })
-await Effect.runPromise(program.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region: ${JSON.stringify(region)} }))))
+await Effect.runPromise(program.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region: ${
+  JSON.stringify(region)
+} }))))
 const subscriber = await CxlogSubscriber.open({ brokers, topic: "events", region: ${JSON.stringify(region)} })
 let read = 0
 for await (const message of subscriber) if (++read === 100) break
@@ -121,50 +149,78 @@ console.log(\`read \${read}\`)
 `
 
 describe("the packed package", () => {
-  it.scopedLive("installs with no compiler and no warning, passes selfcheck, and runs the README's Effect example against its own server", () =>
-    Effect.gen(function*() {
-      const dir = yield* scratch
-      const bin = noCompilerPath(dir)
-      const { appDir, install } = app(dir, bin, pack(dir), "3.22.4")
-      expect(install.status, install.output).toBe(0)
-      expect(install.output).not.toMatch(/EBADENGINE|ERESOLVE|peer dep|unable to build|native addon unavailable/i)
-      expect(existsSync(join(appDir, "node_modules", "cxlog", "build")), "the prebuilt addon served: nothing was built").toBe(false)
-      for (const unwanted of ["@nats-io", "ioredis", "prom-client", "uplot", "@effect"]) expect(existsSync(join(appDir, "node_modules", unwanted)), unwanted).toBe(false)
-
-      const selfcheck = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], { cwd: appDir, encoding: "utf8", env: appEnvironment(bin) })
-      expect(selfcheck.status, `${selfcheck.stdout}${selfcheck.stderr}`).toBe(0)
-
-      const region = yield* uniqueRegion("pack")
-      const env = { CXLOG_REGION: region, PATH: bin }
-      const head = yield* role(appDir, ["head", "--topic", "events"], env)
-      yield* head.event("ready")
-      const broker = yield* role(appDir, ["broker", "--broker-id", "0", "--port", "0"], env)
-      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
-      writeFileSync(join(appDir, "example.mjs"), example(brokers, region))
-      const ran = spawnSync(join(bin, "node"), ["example.mjs"], { cwd: appDir, encoding: "utf8", env: appEnvironment(bin), timeout: 60_000 })
-      expect(ran.status, ran.stderr).toBe(0)
-      expect(ran.stdout.trim()).toBe("read 100")
-      expect(ran.stderr).not.toContain("Executing an Effect versioned")
-    }), 300_000)
-
-  it.scopedLive("an app on another effect 3.x in the peer range keeps its one copy of effect", () =>
-    Effect.gen(function*() {
-      const dir = yield* scratch
-      const bin = noCompilerPath(dir)
-      const { appDir, install } = app(dir, bin, pack(dir), "3.22.0")
-      expect(install.status, install.output).toBe(0)
-      const copies: Array<string> = []
-      const walk = (modules: string) => {
-        if (!existsSync(modules)) return
-        for (const name of readdirSync(modules)) {
-          if (name === "effect") copies.push(join(modules, name))
-          const nested = join(modules, name, "node_modules")
-          if (!name.startsWith(".")) walk(nested)
-          if (name.startsWith("@")) for (const scoped of readdirSync(join(modules, name))) walk(join(modules, name, scoped, "node_modules"))
+  it.scopedLive(
+    "installs with no compiler and no warning, passes selfcheck, and runs the README's Effect example against its own server",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* scratch
+        const bin = noCompilerPath(dir)
+        const { appDir, install } = app(dir, bin, pack(dir), "3.22.4")
+        expect(install.status, install.output).toBe(0)
+        expect(install.output).not.toMatch(/EBADENGINE|ERESOLVE|peer dep|unable to build|native addon unavailable/i)
+        expect(
+          existsSync(join(appDir, "node_modules", "cxlog", "build")),
+          "the prebuilt addon served: nothing was built"
+        ).toBe(false)
+        for (const unwanted of ["@nats-io", "ioredis", "prom-client", "uplot", "@effect"]) {
+          expect(existsSync(join(appDir, "node_modules", unwanted)), unwanted).toBe(false)
         }
-      }
-      walk(join(appDir, "node_modules"))
-      expect(copies).toEqual([join(appDir, "node_modules", "effect")])
-      expect((JSON.parse(readFileSync(join(appDir, "node_modules", "effect", "package.json"), "utf8")) as { version: string }).version).toBe("3.22.0")
-    }), 300_000)
+
+        const selfcheck = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], {
+          cwd: appDir,
+          encoding: "utf8",
+          env: appEnvironment(bin)
+        })
+        expect(selfcheck.status, `${selfcheck.stdout}${selfcheck.stderr}`).toBe(0)
+
+        const region = yield* uniqueRegion("pack")
+        const env = { CXLOG_REGION: region, PATH: bin }
+        const head = yield* role(appDir, ["head", "--topic", "events"], env)
+        yield* head.event("ready")
+        const broker = yield* role(appDir, ["broker", "--broker-id", "0", "--port", "0"], env)
+        const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+        writeFileSync(join(appDir, "example.mjs"), example(brokers, region))
+        const ran = spawnSync(join(bin, "node"), ["example.mjs"], {
+          cwd: appDir,
+          encoding: "utf8",
+          env: appEnvironment(bin),
+          timeout: 60_000
+        })
+        expect(ran.status, ran.stderr).toBe(0)
+        expect(ran.stdout.trim()).toBe("read 100")
+        expect(ran.stderr).not.toContain("Executing an Effect versioned")
+      }),
+    300_000
+  )
+
+  it.scopedLive(
+    "an app on another effect 3.x in the peer range keeps its one copy of effect",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* scratch
+        const bin = noCompilerPath(dir)
+        const { appDir, install } = app(dir, bin, pack(dir), "3.22.0")
+        expect(install.status, install.output).toBe(0)
+        const copies: Array<string> = []
+        const walk = (modules: string) => {
+          if (!existsSync(modules)) return
+          for (const name of readdirSync(modules)) {
+            if (name === "effect") copies.push(join(modules, name))
+            const nested = join(modules, name, "node_modules")
+            if (!name.startsWith(".")) walk(nested)
+            if (name.startsWith("@")) {
+              for (const scoped of readdirSync(join(modules, name))) walk(join(modules, name, scoped, "node_modules"))
+            }
+          }
+        }
+        walk(join(appDir, "node_modules"))
+        expect(copies).toEqual([join(appDir, "node_modules", "effect")])
+        expect(
+          (JSON.parse(readFileSync(join(appDir, "node_modules", "effect", "package.json"), "utf8")) as {
+            version: string
+          }).version
+        ).toBe("3.22.0")
+      }),
+    300_000
+  )
 })

@@ -39,7 +39,10 @@ const deadPort = Effect.async<number>((resume) => {
  */
 const refused = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   runCli(args, env).pipe(
-    Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`cxlog ${args.join(" ")} still running after 20 s`) }),
+    Effect.timeoutFail({
+      duration: "20 seconds",
+      onTimeout: () => new Error(`cxlog ${args.join(" ")} still running after 20 s`)
+    }),
     Effect.map(({ code, stdout, stderr }) => {
       expect(code, `${args.join(" ")}: ${stderr}`).toBe(2)
       expect(stdout, args.join(" ")).toBe("")
@@ -60,7 +63,9 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["bench"], { CXLOG_BYTES: "lots" })
       expect(code).toBe(2)
-      expect(oneLine(stderr)).toBe("cxlog bench: CXLOG_BYTES=lots: lots is not a size: use 64KiB, 1GiB, … or a number of bytes")
+      expect(oneLine(stderr)).toBe(
+        "cxlog bench: CXLOG_BYTES=lots: lots is not a size: use 64KiB, 1GiB, … or a number of bytes"
+      )
     }))
 
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>
@@ -74,7 +79,9 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["run", "--brokers", "2"])
       expect(code).toBe(2)
-      expect(oneLine(stderr)).toBe("cxlog run: unknown flag --brokers (did you mean --broker-count?); see cxlog run --help")
+      expect(oneLine(stderr)).toBe(
+        "cxlog run: unknown flag --brokers (did you mean --broker-count?); see cxlog run --help"
+      )
     }))
 
   it.effect("words @effect/cli does not take: a flag without its value or given twice, a stray word, a flag before the command", () =>
@@ -83,7 +90,10 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         [["run", "--bytes"], "cxlog run: --bytes needs a value (SIZE)"],
         [["run", "--bytes", "1MiB", "--bytes", "2MiB"], "cxlog run: --bytes is given twice"],
         [["run", "fast"], "cxlog run: unexpected argument fast (flags start with --; see cxlog run --help)"],
-        [["--bytes", "1MiB", "run"], "cxlog: a command comes first, then its flags: cxlog COMMAND [flags] (see cxlog --help)"]
+        [
+          ["--bytes", "1MiB", "run"],
+          "cxlog: a command comes first, then its flags: cxlog COMMAND [flags] (see cxlog --help)"
+        ]
       ]
       for (const [args, line] of cases) {
         const { code, stderr } = yield* runCli(args)
@@ -96,7 +106,9 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["subscribe", "--from", "abc"])
       expect(code).toBe(2)
-      expect(oneLine(stderr)).toBe("cxlog subscribe: --from: abc is not a position: use earliest, latest or a message offset (0, 1, …)")
+      expect(oneLine(stderr)).toBe(
+        "cxlog subscribe: --from: abc is not a position: use earliest, latest or a message offset (0, 1, …)"
+      )
     }))
 
   it.effect("a topic spec with a bad field: exit 2, naming the field, before anything is contacted", () =>
@@ -113,11 +125,15 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
     Effect.gen(function*() {
       const region = yield* uniqueRegion("cli-rf")
       const factors = "is not one of 1, 2 (1: the region; 2: the region and a copy on disk)"
-      expect(yield* refused(["head", "--region", region, "--topic", "t:5:1:3"])).toBe(`cxlog head: --topic: t:5:1:3: the replication factor 3 ${factors}`)
+      expect(yield* refused(["head", "--region", region, "--topic", "t:5:1:3"])).toBe(
+        `cxlog head: --topic: t:5:1:3: the replication factor 3 ${factors}`
+      )
       expect(yield* refused(["head", "--region", region], { CXLOG_TOPICS: "t:5:1:16" })).toBe(
         `cxlog head: CXLOG_TOPICS=t:5:1:16: t:5:1:16: the replication factor 16 ${factors}`
       )
-      expect(yield* refused(["create-topic", "--region", region, "--topic", "t:5:1:0"])).toBe(`cxlog create-topic: --topic: t:5:1:0: the replication factor 0 ${factors}`)
+      expect(yield* refused(["create-topic", "--region", region, "--topic", "t:5:1:0"])).toBe(
+        `cxlog create-topic: --topic: t:5:1:0: the replication factor 0 ${factors}`
+      )
       expect(yield* refused(["head", "--region", region, "--topic", "t:2:1:2"])).toBe(
         "cxlog head: --topic: t:2:1:2: replication factor 2 needs order 5 (each session's batches ordered in sequence)"
       )
@@ -129,7 +145,9 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
 
   it.effect("run: a broker to kill that the run does not start is exit 2, before anything starts", () =>
     Effect.gen(function*() {
-      expect(yield* refused(["run", "--bytes", "8MiB", "--kill-broker", "9"])).toBe("cxlog run: --kill-broker 9: the run starts brokers 0 to 3 (--broker-count 4)")
+      expect(yield* refused(["run", "--bytes", "8MiB", "--kill-broker", "9"])).toBe(
+        "cxlog run: --kill-broker 9: the run starts brokers 0 to 3 (--broker-count 4)"
+      )
       expect(yield* refused(["run", "--bytes", "8MiB", "--broker-count", "1", "--kill-broker", "1"])).toBe(
         "cxlog run: --kill-broker 1: the run starts broker 0 only (--broker-count 1)"
       )
@@ -143,7 +161,9 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(yield* refused(["run", "--batch-bytes", "2GiB"])).toBe(
         "cxlog run: invalid publisher options: batchBytes 2147483648 exceeds maxBatchBytes 1048576: raise maxBatchBytes with it (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)"
       )
-      expect(yield* refused(["run", "--bytes", "100"])).toBe("cxlog run: --bytes 100 holds no whole 1024-byte message (--message-bytes)")
+      expect(yield* refused(["run", "--bytes", "100"])).toBe(
+        "cxlog run: --bytes 100 holds no whole 1024-byte message (--message-bytes)"
+      )
       expect(yield* refused(["run", "--broker-count", "40"])).toMatch(
         /^cxlog run: invalid log configuration: goiSlots 65536 is smaller than maxBrokers × pbrSlots = 81920 .*; effective configuration: /
       )
@@ -151,11 +171,25 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         "cxlog bench: invalid publisher options: batchBytes 2097152 exceeds maxBatchBytes 1048576: raise maxBatchBytes with it (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)"
       )
       const port = yield* deadPort
-      expect(yield* refused(["publish", "--brokers", `127.0.0.1:${port}`, "--count", "1", "--message-bytes", "2000000"])).toBe(
+      expect(
+        yield* refused(["publish", "--brokers", `127.0.0.1:${port}`, "--count", "1", "--message-bytes", "2000000"])
+      ).toBe(
         "cxlog publish: a 2000000-byte message does not fit a batch of at most 1048576 bytes (the largest message is 1048560 bytes, key and headers included); raise the publisher's maxBatchBytes (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)"
       )
       // The way forward it names: the same message with a larger batch is not refused for its size (it fails later: no broker there).
-      const raised = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--count", "1", "--message-bytes", "2000000", "--max-batch-bytes", "2MiB", "--batch-bytes", "2MiB"])
+      const raised = yield* runCli([
+        "publish",
+        "--brokers",
+        `127.0.0.1:${port}`,
+        "--count",
+        "1",
+        "--message-bytes",
+        "2000000",
+        "--max-batch-bytes",
+        "2MiB",
+        "--batch-bytes",
+        "2MiB"
+      ])
       expect(raised.stderr).not.toMatch(/does not fit a batch/)
       expect(raised.stderr).toMatch(/no broker is listening/)
     }))
@@ -163,13 +197,23 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
   it.scoped("a CXLOG_ variable set but empty is a mistake, not the default: exit 2 naming it, flag variable or not", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("cli-empty")
-      expect(yield* refused(["head", "--topic", "t"], { CXLOG_REGION: "" })).toBe("cxlog head: CXLOG_REGION: set but empty: give a NAME, or unset it for the default (cxlog)")
-      expect(yield* refused(["run"], { CXLOG_BYTES: "" })).toBe("cxlog run: CXLOG_BYTES: set but empty: give a SIZE, or unset it for the default (1GiB)")
+      expect(yield* refused(["head", "--topic", "t"], { CXLOG_REGION: "" })).toBe(
+        "cxlog head: CXLOG_REGION: set but empty: give a NAME, or unset it for the default (cxlog)"
+      )
+      expect(yield* refused(["run"], { CXLOG_BYTES: "" })).toBe(
+        "cxlog run: CXLOG_BYTES: set but empty: give a SIZE, or unset it for the default (1GiB)"
+      )
       const unset = "set but empty: give it a value, or unset it for the default"
-      expect(yield* refused(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "" })).toBe(`cxlog head: CXLOG_LOG_BLOG_BYTES: ${unset}`)
-      expect(yield* refused(["run", "--bytes", "1MiB", "--ack", "2"], { CXLOG_DATA_DIR: "" })).toBe(`cxlog run: CXLOG_DATA_DIR: ${unset}`)
+      expect(yield* refused(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "" })).toBe(
+        `cxlog head: CXLOG_LOG_BLOG_BYTES: ${unset}`
+      )
+      expect(yield* refused(["run", "--bytes", "1MiB", "--ack", "2"], { CXLOG_DATA_DIR: "" })).toBe(
+        `cxlog run: CXLOG_DATA_DIR: ${unset}`
+      )
       // Config.integer read "" as 0 here: cxlog config printed a heartbeat of 0 ms.
-      expect(yield* refused(["config"], { CXLOG_HEARTBEAT_STALE_MS: "" })).toBe(`cxlog config: CXLOG_HEARTBEAT_STALE_MS: ${unset}`)
+      expect(yield* refused(["config"], { CXLOG_HEARTBEAT_STALE_MS: "" })).toBe(
+        `cxlog config: CXLOG_HEARTBEAT_STALE_MS: ${unset}`
+      )
       expect(existsSync(`/dev/shm/${region}`)).toBe(false)
       // A switch's variable reads "" as off, as documented.
       const verbose = yield* runCli(["config", "--json"], { CXLOG_VERBOSE: "" })
@@ -180,10 +224,20 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
     Effect.gen(function*() {
       const port = yield* deadPort
       // A connect timeout past the test's own: only the refusals can end it.
-      const { code, stderr } = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--count", "1", "--connect-timeout-ms", "600000"])
+      const { code, stderr } = yield* runCli([
+        "publish",
+        "--brokers",
+        `127.0.0.1:${port}`,
+        "--count",
+        "1",
+        "--connect-timeout-ms",
+        "600000"
+      ])
       expect(code).toBe(1)
       expect(oneLine(stderr)).toMatch(
-        new RegExp(`^cxlog publish: no broker is listening: 127\\.0\\.0\\.1:${port} \\(unreachable: connect ECONNREFUSED .*\\), each refused \\d+ attempts; start one`)
+        new RegExp(
+          `^cxlog publish: no broker is listening: 127\\.0\\.0\\.1:${port} \\(unreachable: connect ECONNREFUSED .*\\), each refused \\d+ attempts; start one`
+        )
       )
     }))
 
@@ -192,10 +246,16 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       const region = yield* uniqueRegion("cli-config")
       const malformed = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "abc" })
       expect(malformed.code).toBe(2)
-      expect(oneLine(malformed.stderr)).toBe(`cxlog head: CXLOG_LOG_BLOG_BYTES: abc is not a size: use 64KiB, 1GiB, … or a number of bytes`)
+      expect(oneLine(malformed.stderr)).toBe(
+        `cxlog head: CXLOG_LOG_BLOG_BYTES: abc is not a size: use 64KiB, 1GiB, … or a number of bytes`
+      )
       // The size is read as the docs write it: 2MiB is a region the head creates.
       const sized = yield* runCli(["config", "--json"], { CXLOG_LOG_BLOG_BYTES: "2MiB" })
-      expect((JSON.parse(sized.stdout) as Array<{ variable: string; value: string }>).find((r) => r.variable === "CXLOG_LOG_BLOG_BYTES")?.value).toBe(`${2 << 20}`)
+      expect(
+        (JSON.parse(sized.stdout) as Array<{ variable: string; value: string }>).find((r) =>
+          r.variable === "CXLOG_LOG_BLOG_BYTES"
+        )?.value
+      ).toBe(`${2 << 20}`)
       const unworkable = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "100" })
       expect(unworkable.code).toBe(2)
       expect(oneLine(unworkable.stderr)).toMatch(
@@ -222,7 +282,9 @@ describe("cxlog publish's output", () => {
       // stdin is /dev/null: no line, so no broker is needed either.
       const { code, stderr } = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`])
       expect(code, stderr).toBe(0)
-      expect(oneLine(stderr)).toMatch(/^publisher: 0 messages in 0 batches, [\d.]+ s; no batch acknowledged; resends 0, fences 0$/)
+      expect(oneLine(stderr)).toMatch(
+        /^publisher: 0 messages in 0 batches, [\d.]+ s; no batch acknowledged; resends 0, fences 0$/
+      )
       expect(stderr).not.toContain("NaN")
     }))
 })
@@ -243,7 +305,11 @@ const hasScript = (() => {
  */
 const onTerminal = (args: ReadonlyArray<string>, ready: RegExp, keys: string) =>
   Effect.acquireUseRelease(
-    Effect.sync(() => spawn("script", ["-qec", [process.execPath, cli, ...args].map((a) => `'${a}'`).join(" "), "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] })),
+    Effect.sync(() =>
+      spawn("script", ["-qec", [process.execPath, cli, ...args].map((a) => `'${a}'`).join(" "), "/dev/null"], {
+        stdio: ["pipe", "pipe", "pipe"]
+      })
+    ),
     (child) =>
       Effect.async<string>((resume) => {
         let shown = ""
@@ -261,12 +327,19 @@ const onTerminal = (args: ReadonlyArray<string>, ready: RegExp, keys: string) =>
   )
 
 describe("cxlog run's output", () => {
-  it.effect.skipIf(!hasScript)("on a terminal, a run stopped before its summary (Ctrl-C) ends its live line: nothing is written onto it", () =>
-    Effect.gen(function*() {
-      const shown = yield* onTerminal(["run", "--bytes", "4GiB", "--broker-count", "1"], / MB\/s {2}acked .* s$/, "\u0003")
-      // The terminal echoes the interrupt as ^C after the live line; the run's newline must follow it.
-      expect(shown).toMatch(/ MB\/s {2}acked .* s(\^C)?\r?\n$/)
-    }))
+  it.effect.skipIf(!hasScript)(
+    "on a terminal, a run stopped before its summary (Ctrl-C) ends its live line: nothing is written onto it",
+    () =>
+      Effect.gen(function*() {
+        const shown = yield* onTerminal(
+          ["run", "--bytes", "4GiB", "--broker-count", "1"],
+          / MB\/s {2}acked .* s$/,
+          "\u0003"
+        )
+        // The terminal echoes the interrupt as ^C after the live line; the run's newline must follow it.
+        expect(shown).toMatch(/ MB\/s {2}acked .* s(\^C)?\r?\n$/)
+      })
+  )
 
   it.effect("the live line ends at 100 % acked, ordered and read, at the summary's MB/s", () =>
     Effect.gen(function*() {
@@ -275,7 +348,9 @@ describe("cxlog run's output", () => {
       const live = [...stdout.matchAll(/^ *(\d+) MB\/s {2}acked +(\d+)% {2}ordered +(\d+)% {2}read +(\d+)% /gm)]
       const last = live.at(-1)!
       expect(last.slice(2).map(Number)).toEqual([100, 100, 100])
-      const summary = Number(/^published \d+ messages \([\d.]+ MiB\) in [\d.]+ s: ([\d.]+) MB\/s(?:;|$)/m.exec(stdout)![1])
+      const summary = Number(
+        /^published \d+ messages \([\d.]+ MiB\) in [\d.]+ s: ([\d.]+) MB\/s(?:;|$)/m.exec(stdout)![1]
+      )
       expect(Math.abs(Number(last[1]) - summary)).toBeLessThanOrEqual(0.5)
     }))
 })
@@ -285,7 +360,21 @@ describe("cxlog --help", () => {
     Effect.gen(function*() {
       const { code, stdout } = yield* runCli(["--help"])
       expect(code).toBe(0)
-      for (const command of ["serve", "run", "bench", "head", "broker", "publish", "subscribe", "create-topic", "topics", "regions", "config"]) {
+      for (
+        const command of [
+          "serve",
+          "run",
+          "bench",
+          "head",
+          "broker",
+          "publish",
+          "subscribe",
+          "create-topic",
+          "topics",
+          "regions",
+          "config"
+        ]
+      ) {
         expect(stdout).toMatch(new RegExp(`^  ${command} `, "m"))
       }
       expect(stdout).not.toMatch(/loopback-(send|echo)|--peer/)
@@ -312,13 +401,18 @@ describe("cxlog --help", () => {
         }
         expect(stdout, command).toMatch(/\nEXAMPLES\n\n {2}.*cxlog /)
         expect(stdout, command).toMatch(new RegExp(`\\n\\$ cxlog ${command}[ \\n]`))
-        expect(stdout, command).not.toMatch(/A user-defined piece of text|This setting is optional|can be set from environment variables/)
+        expect(stdout, command).not.toMatch(
+          /A user-defined piece of text|This setting is optional|can be set from environment variables/
+        )
       }
       // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
-      const once = /^(\S+ --(json|count|from|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover|detach|stop)|publish --(key|header)|topics --topic|user --\S+)$/
+      const once =
+        /^(\S+ --(json|count|from|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover|detach|stop)|publish --(key|header)|topics --topic|user --\S+)$/
       expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
       const { stdout: run } = yield* runCli(["run", "--help"])
-      expect(run).toMatch(/^--bytes SIZE\n(\n {2}.+\n)*\n {2}payload to publish in all\n\n {2}\[default 1GiB, env CXLOG_BYTES\]\n/m)
+      expect(run).toMatch(
+        /^--bytes SIZE\n(\n {2}.+\n)*\n {2}payload to publish in all\n\n {2}\[default 1GiB, env CXLOG_BYTES\]\n/m
+      )
       const { stdout: selfcheck } = yield* runCli(["selfcheck", "--help"])
       expect(selfcheck).not.toContain("--peer")
     }))

@@ -8,7 +8,17 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -26,7 +36,10 @@ const withCliCopy = (test: (dir: string) => void) => () => {
     copyFileSync(join(dist, "cxlog.mjs"), join(dir, "package", "cxlog.mjs"))
     copyFileSync(join(dist, "cxlog.cjs"), join(dir, "package", "cxlog.cjs"))
     test(dir)
-    expect(readdirSync(join(dir, "package")).sort(), "nothing is written beside the package").toEqual(["cxlog.cjs", "cxlog.mjs"])
+    expect(readdirSync(join(dir, "package")).sort(), "nothing is written beside the package").toEqual([
+      "cxlog.cjs",
+      "cxlog.mjs"
+    ])
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -39,7 +52,10 @@ const environment = (dir: string, mode: string) => {
 
 /** `cxlog --version` from the copy: its output, and what the launcher says of the cache (CXLOG_CODE_CACHE=report). */
 const version = (dir: string, mode = "report") => {
-  const run = spawnSync(process.execPath, [join(dir, "package", "cxlog.mjs"), "--version"], { env: environment(dir, mode), encoding: "utf8" })
+  const run = spawnSync(process.execPath, [join(dir, "package", "cxlog.mjs"), "--version"], {
+    env: environment(dir, mode),
+    encoding: "utf8"
+  })
   expect(run.status).toBe(0)
   return { output: run.stdout.trim(), cache: /code cache (\w+)/.exec(run.stderr)?.[1] }
 }
@@ -58,48 +74,67 @@ const expectedName = (dir: string, command: string) => {
   return `${command}-${process.version}-${size}-${Math.trunc(mtimeMs)}.bin`
 }
 
-const cacheFile = (dir: string, command: string) => join(dir, "cache", "cxlog", "code-cache", expectedName(dir, command))
+const cacheFile = (dir: string, command: string) =>
+  join(dir, "cache", "cxlog", "code-cache", expectedName(dir, command))
 
 describe("code cache", () => {
-  it("a command without a cache writes one; with one it reads it and writes nothing", withCliCopy((dir) => {
-    expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
-    expect(caches(dir)).toEqual([expectedName(dir, "cli")])
-    const file = cacheFile(dir, "cli")
-    // Dated back, so a rewrite would show in its mtime.
-    const back = new Date(statSync(file).mtimeMs - 10_000)
-    utimesSync(file, back, back)
-    const before = statSync(file).mtimeMs
-    expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
-    expect(statSync(file).mtimeMs).toBe(before)
-  }))
+  it(
+    "a command without a cache writes one; with one it reads it and writes nothing",
+    withCliCopy((dir) => {
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
+      expect(caches(dir)).toEqual([expectedName(dir, "cli")])
+      const file = cacheFile(dir, "cli")
+      // Dated back, so a rewrite would show in its mtime.
+      const back = new Date(statSync(file).mtimeMs - 10_000)
+      utimesSync(file, back, back)
+      const before = statSync(file).mtimeMs
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
+      expect(statSync(file).mtimeMs).toBe(before)
+    })
+  )
 
-  it("a damaged cache is refused (the command runs from source) and replaced by a good one", withCliCopy((dir) => {
-    expect(version(dir).cache).toBe("none")
-    const file = cacheFile(dir, "cli")
-    const garbage = Buffer.alloc(statSync(file).size, 0x5a)
-    writeFileSync(file, garbage)
-    expect(version(dir)).toEqual({ output: "0.1.0", cache: "refused" })
-    expect(readFileSync(file).equals(garbage)).toBe(false)
-    expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
-  }))
+  it(
+    "a damaged cache is refused (the command runs from source) and replaced by a good one",
+    withCliCopy((dir) => {
+      expect(version(dir).cache).toBe("none")
+      const file = cacheFile(dir, "cli")
+      const garbage = Buffer.alloc(statSync(file).size, 0x5a)
+      writeFileSync(file, garbage)
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "refused" })
+      expect(readFileSync(file).equals(garbage)).toBe(false)
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
+    })
+  )
 
-  it("a rebuilt bundle gets its own cache: the old one is never read for it, and goes", withCliCopy((dir) => {
-    expect(version(dir).cache).toBe("none")
-    const bundle = join(dir, "package", "cxlog.cjs")
-    const later = new Date(statSync(bundle).mtimeMs + 60_000)
-    utimesSync(bundle, later, later)
-    expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
-    expect(caches(dir)).toEqual([expectedName(dir, "cli")])
-  }))
+  it(
+    "a rebuilt bundle gets its own cache: the old one is never read for it, and goes",
+    withCliCopy((dir) => {
+      expect(version(dir).cache).toBe("none")
+      const bundle = join(dir, "package", "cxlog.cjs")
+      const later = new Date(statSync(bundle).mtimeMs + 60_000)
+      utimesSync(bundle, later, later)
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "none" })
+      expect(caches(dir)).toEqual([expectedName(dir, "cli")])
+    })
+  )
 
-  it("a command that fails (an unknown one) leaves no cache behind", withCliCopy((dir) => {
-    const run = spawnSync(process.execPath, [join(dir, "package", "cxlog.mjs"), "no-such-command"], { env: environment(dir, "on"), encoding: "utf8" })
-    expect(run.status).toBe(2)
-    expect(caches(dir)).toEqual([])
-  }))
+  it(
+    "a command that fails (an unknown one) leaves no cache behind",
+    withCliCopy((dir) => {
+      const run = spawnSync(process.execPath, [join(dir, "package", "cxlog.mjs"), "no-such-command"], {
+        env: environment(dir, "on"),
+        encoding: "utf8"
+      })
+      expect(run.status).toBe(2)
+      expect(caches(dir)).toEqual([])
+    })
+  )
 
-  it("CXLOG_CODE_CACHE=off neither writes nor needs a cache", withCliCopy((dir) => {
-    expect(version(dir, "off")).toEqual({ output: "0.1.0", cache: undefined })
-    expect(caches(dir)).toEqual([])
-  }))
+  it(
+    "CXLOG_CODE_CACHE=off neither writes nor needs a cache",
+    withCliCopy((dir) => {
+      expect(version(dir, "off")).toEqual({ output: "0.1.0", cache: undefined })
+      expect(caches(dir)).toEqual([])
+    })
+  )
 })

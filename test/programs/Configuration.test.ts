@@ -56,14 +56,20 @@ interface Resolved {
 const resolvedWith = (extra: Record<string, string>) =>
   Effect.async<ReadonlyArray<Resolved>, Error>((resume) => {
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CXLOG_")))
-    const child = spawn(process.execPath, [cli, "config", "--json"], { stdio: ["ignore", "pipe", "pipe"], env: { ...env, ...extra } })
+    const child = spawn(process.execPath, [cli, "config", "--json"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...env, ...extra }
+    })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()))
     child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
     child.on("exit", (code) =>
-      resume(code === 0 ? Effect.try(() => JSON.parse(stdout) as ReadonlyArray<Resolved>) : Effect.fail(new Error(`cxlog config ${JSON.stringify(extra)}: exit ${code}: ${stderr}`)))
-    )
+      resume(
+        code === 0
+          ? Effect.try(() => JSON.parse(stdout) as ReadonlyArray<Resolved>)
+          : Effect.fail(new Error(`cxlog config ${JSON.stringify(extra)}: exit ${code}: ${stderr}`))
+      ))
   })
 
 /** A valid value of `kind` that differs from `baseline`. */
@@ -88,44 +94,57 @@ describe("the configuration table", () => {
     expect([...used].filter((name) => !documented.includes(name)).sort()).toEqual([])
   })
 
-  it.effect("every variable in it has an effect: cxlog config reports it from the environment, changed", () =>
-    Effect.gen(function*() {
-      const rows = tableRows()
-      expect(rows.length).toBeGreaterThan(60)
-      const baseline = yield* resolvedWith({})
-      const suiteReads = namesIn(["test"], fileURLToPath(import.meta.url))
-      const unwired: Array<string> = []
-      const probes: Array<{ readonly variable: string; readonly value: string; readonly before: ReadonlyArray<Resolved> }> = []
-      for (const row of rows) {
-        if (row.readBy.includes("test suite")) {
-          if (!suiteReads.has(row.variable)) unwired.push(`${row.variable}: the test suite does not read it`)
-          continue
-        }
-        const before = baseline.filter((r) => r.variable === row.variable)
-        if (before.length === 0) unwired.push(`${row.variable}: cxlog config does not know it`)
-        else probes.push({ variable: row.variable, value: probeValue(before[0]!.kind, before[0]!.value), before })
-      }
-      /** What of `probe` did not change with its variable set (next to the others in `env`). */
-      const stillSame = (probe: (typeof probes)[number], resolved: ReadonlyArray<Resolved>) => {
-        const after = resolved.filter((r) => r.variable === probe.variable)
-        return probe.before.flatMap((was) => {
-          const now = after.find((r) => r.usedBy.join() === was.usedBy.join()) ?? after.find((r) => r.usedBy.some((u) => was.usedBy.includes(u)))
-          return now === undefined || now.source !== "env" || now.value === was.value
-            ? [`${probe.variable}=${probe.value}: ${was.usedBy.join(", ")} still ${now?.value ?? "absent"} (${now?.source ?? "—"})`]
-            : []
-        })
-      }
-      // Eight variables per `cxlog config` (one process each costs most of a second on a busy machine); a group
-      // that fails, or in which one seems unwired, is checked one variable at a time, alone.
-      const groups = Array.from({ length: Math.ceil(probes.length / 8) }, (_, i) => probes.slice(8 * i, 8 * i + 8))
-      yield* Effect.forEach(groups, (group) =>
-        Effect.gen(function*() {
-          const together = yield* Effect.either(resolvedWith(Object.fromEntries(group.map((p) => [p.variable, p.value]))))
-          for (const probe of group) {
-            if (together._tag === "Right" && stillSame(probe, together.right).length === 0) continue
-            unwired.push(...stillSame(probe, yield* resolvedWith({ [probe.variable]: probe.value })))
+  it.effect(
+    "every variable in it has an effect: cxlog config reports it from the environment, changed",
+    () =>
+      Effect.gen(function*() {
+        const rows = tableRows()
+        expect(rows.length).toBeGreaterThan(60)
+        const baseline = yield* resolvedWith({})
+        const suiteReads = namesIn(["test"], fileURLToPath(import.meta.url))
+        const unwired: Array<string> = []
+        const probes: Array<
+          { readonly variable: string; readonly value: string; readonly before: ReadonlyArray<Resolved> }
+        > = []
+        for (const row of rows) {
+          if (row.readBy.includes("test suite")) {
+            if (!suiteReads.has(row.variable)) unwired.push(`${row.variable}: the test suite does not read it`)
+            continue
           }
-        }), { concurrency: 2 })
-      expect(unwired).toEqual([])
-    }), 120_000)
+          const before = baseline.filter((r) => r.variable === row.variable)
+          if (before.length === 0) unwired.push(`${row.variable}: cxlog config does not know it`)
+          else probes.push({ variable: row.variable, value: probeValue(before[0]!.kind, before[0]!.value), before })
+        }
+        /** What of `probe` did not change with its variable set (next to the others in `env`). */
+        const stillSame = (probe: (typeof probes)[number], resolved: ReadonlyArray<Resolved>) => {
+          const after = resolved.filter((r) => r.variable === probe.variable)
+          return probe.before.flatMap((was) => {
+            const now = after.find((r) => r.usedBy.join() === was.usedBy.join()) ??
+              after.find((r) => r.usedBy.some((u) => was.usedBy.includes(u)))
+            return now === undefined || now.source !== "env" || now.value === was.value
+              ? [
+                `${probe.variable}=${probe.value}: ${was.usedBy.join(", ")} still ${now?.value ?? "absent"} (${
+                  now?.source ?? "—"
+                })`
+              ]
+              : []
+          })
+        }
+        // Eight variables per `cxlog config` (one process each costs most of a second on a busy machine); a group
+        // that fails, or in which one seems unwired, is checked one variable at a time, alone.
+        const groups = Array.from({ length: Math.ceil(probes.length / 8) }, (_, i) => probes.slice(8 * i, 8 * i + 8))
+        yield* Effect.forEach(groups, (group) =>
+          Effect.gen(function*() {
+            const together = yield* Effect.either(
+              resolvedWith(Object.fromEntries(group.map((p) => [p.variable, p.value])))
+            )
+            for (const probe of group) {
+              if (together._tag === "Right" && stillSame(probe, together.right).length === 0) continue
+              unwired.push(...stillSame(probe, yield* resolvedWith({ [probe.variable]: probe.value })))
+            }
+          }), { concurrency: 2 })
+        expect(unwired).toEqual([])
+      }),
+    120_000
+  )
 })

@@ -16,20 +16,46 @@ describe("cxlog broker --consumer-hold-ms", () => {
       const env = { ...smallRegionEnv, CXLOG_REGION: region }
       const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
       yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], { ...env, CXLOG_CONSUMER_HOLD_MS: "300" })
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], {
+        ...env,
+        CXLOG_CONSUMER_HOLD_MS: "300"
+      })
       const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
-      const publish = (count: number) => runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", `${count}`, "--message-bytes", "1024"], env)
+      const publish = (count: number) =>
+        runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", `${count}`, "--message-bytes", "1024"], env)
       // The consumer reads one message, commits it and leaves: it holds retention from offset 1 with no member.
       expect((yield* publish(1)).code).toBe(0)
-      const first = yield* runCli(["subscribe", "--brokers", brokers, "--topic", "t", "--consumer", "stalled", "--limit", "1"], env)
+      const first = yield* runCli([
+        "subscribe",
+        "--brokers",
+        brokers,
+        "--topic",
+        "t",
+        "--consumer",
+        "stalled",
+        "--limit",
+        "1"
+      ], env)
       expect(first.code, first.stderr).toBe(0)
       // 4 MiB through a 1 MiB log: it completes only once the consumer's hold is cut.
       const published = yield* publish(4096)
       expect(published.code, published.stderr).toBe(0)
-      const listed = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<Record<string, unknown>>
+      const listed = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<
+        Record<string, unknown>
+      >
       expect(listed).toEqual([expect.objectContaining({ name: "stalled", committed: 1, member: 0, cutOff: true })])
       expect((yield* runCli(["consumers", "--topic", "t"], env)).stdout).toMatch(/stalled\s+1\s+\d+\s+none\s+cut off/)
-      const again = yield* runCli(["subscribe", "--brokers", brokers, "--topic", "t", "--consumer", "stalled", "--limit", "1"], env)
+      const again = yield* runCli([
+        "subscribe",
+        "--brokers",
+        brokers,
+        "--topic",
+        "t",
+        "--consumer",
+        "stalled",
+        "--limit",
+        "1"
+      ], env)
       expect(again.code).not.toBe(0)
       expect(again.stderr).toMatch(/LogOutOfRange|outside the retained window/)
     }))

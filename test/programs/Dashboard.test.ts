@@ -31,48 +31,69 @@ const chartState = (page: puppeteer.Page, id: string) =>
   )
 
 describe("dashboard", () => {
-  it.scopedLive.skipIf("skip" in chromium)("headless Chromium: the charts fill with live data while traffic flows", () =>
-    Effect.gen(function*() {
-      const executablePath = (chromium as { path: string }).path
-      const metrics = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "publisher" } })
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: 2_000 })
-      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
-      const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 4096 })
-      // Steady traffic until the test's scope closes.
-      let from = 0
-      yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-        yield* publishTestMessages(publisher, 3, 200, 400, from)
-        from += 200
-        yield* publisher.flush(10_000)
-        yield* Effect.sleep("20 millis")
-      })))
+  it.scopedLive.skipIf("skip" in chromium)(
+    "headless Chromium: the charts fill with live data while traffic flows",
+    () =>
+      Effect.gen(function*() {
+        const executablePath = (chromium as { path: string }).path
+        const metrics = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "publisher" } })
+        const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: 2_000 })
+        const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
+        const publisher = yield* PublisherLayers.make({
+          brokers: [{ host: "127.0.0.1", port: broker.port }],
+          topic: "t",
+          batchBytes: 4096
+        })
+        // Steady traffic until the test's scope closes.
+        let from = 0
+        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+          yield* publishTestMessages(publisher, 3, 200, 400, from)
+          from += 200
+          yield* publisher.flush(10_000)
+          yield* Effect.sleep("20 millis")
+        })))
 
-      const { url } = yield* dashboard({ targets: [`127.0.0.1:${metrics.port}`], host: "127.0.0.1", port: 0, everyMs: 300, keep: 200 })
-      const browser = yield* Effect.acquireRelease(
-        Effect.promise(() => puppeteer.launch({ executablePath, headless: true, args: ["--no-sandbox", "--disable-gpu"] })),
-        (b) => Effect.promise(() => b.close())
-      )
-      const page = yield* Effect.promise(() => browser.newPage())
-      yield* Effect.promise(() => page.goto(url))
+        const { url } = yield* dashboard({
+          targets: [`127.0.0.1:${metrics.port}`],
+          host: "127.0.0.1",
+          port: 0,
+          everyMs: 300,
+          keep: 200
+        })
+        const browser = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            puppeteer.launch({ executablePath, headless: true, args: ["--no-sandbox", "--disable-gpu"] })
+          ),
+          (b) => Effect.promise(() => b.close())
+        )
+        const page = yield* Effect.promise(() => browser.newPage())
+        yield* Effect.promise(() => page.goto(url))
 
-      const waitFor = (expression: string) => Effect.promise(() => page.waitForFunction(expression, { timeout: 15_000 }))
-      yield* waitFor(`Number(document.getElementById("chart-throughput")?.dataset.points ?? 0) >= 3`)
-      const first = yield* chartState(page, "throughput")
-      // The page keeps polling: more points later, drawn by uPlot on a canvas, with a non-zero acked rate.
-      yield* waitFor(`Number(document.getElementById("chart-throughput")?.dataset.points ?? 0) >= ${first.points + 3}`)
-      const later = yield* chartState(page, "throughput")
-      expect(later.points).toBeGreaterThanOrEqual(first.points + 3)
-      expect(later.canvases).toBeGreaterThan(0)
-      const acked = /publisher acked ([\d.]+)/.exec(later.status)
-      expect(acked, later.status).not.toBeNull()
-      expect(Number(acked![1])).toBeGreaterThan(0)
+        const waitFor = (expression: string) =>
+          Effect.promise(() => page.waitForFunction(expression, { timeout: 15_000 }))
+        yield* waitFor(`Number(document.getElementById("chart-throughput")?.dataset.points ?? 0) >= 3`)
+        const first = yield* chartState(page, "throughput")
+        // The page keeps polling: more points later, drawn by uPlot on a canvas, with a non-zero acked rate.
+        yield* waitFor(
+          `Number(document.getElementById("chart-throughput")?.dataset.points ?? 0) >= ${first.points + 3}`
+        )
+        const later = yield* chartState(page, "throughput")
+        expect(later.points).toBeGreaterThanOrEqual(first.points + 3)
+        expect(later.canvases).toBeGreaterThan(0)
+        const acked = /publisher acked ([\d.]+)/.exec(later.status)
+        expect(acked, later.status).not.toBeNull()
+        expect(Number(acked![1])).toBeGreaterThan(0)
 
-      yield* waitFor(`/p99 [\\d.]+/.test(document.querySelector("#chart-ack-latency .status")?.textContent ?? "")`)
-      const latency = yield* chartState(page, "ack-latency")
-      expect(Number(/p50 ([\d.]+)/.exec(latency.status)?.[1])).toBeGreaterThan(0)
-      const targets = yield* Effect.promise(() => page.evaluate(`document.getElementById("extra")?.textContent ?? ""`) as Promise<string>)
-      expect(targets).toContain("up")
-    }), 30_000)
+        yield* waitFor(`/p99 [\\d.]+/.test(document.querySelector("#chart-ack-latency .status")?.textContent ?? "")`)
+        const latency = yield* chartState(page, "ack-latency")
+        expect(Number(/p50 ([\d.]+)/.exec(latency.status)?.[1])).toBeGreaterThan(0)
+        const targets = yield* Effect.promise(() =>
+          page.evaluate(`document.getElementById("extra")?.textContent ?? ""`) as Promise<string>
+        )
+        expect(targets).toContain("up")
+      }),
+    30_000
+  )
 
   it.scoped("a run's announced endpoints are discovered while it lives, and gone with it", () =>
     Effect.gen(function*() {

@@ -15,174 +15,273 @@ import { existsSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
-import { cli, runCli } from "../helpers/RunJson.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { cli, runCli } from "../helpers/RunJson.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 /** The filesystem `dir` is on, as the mount table names it (df, not the statfs the CLI asks). */
-const mountedType = (dir: string) => execFileSync("df", ["--output=fstype", dir], { encoding: "utf8" }).trim().split("\n").at(-1)!.trim()
+const mountedType = (dir: string) =>
+  execFileSync("df", ["--output=fstype", dir], { encoding: "utf8" }).trim().split("\n").at(-1)!.trim()
 
 const TMPFS_WARNING = /^cxlog: warning: the data directory \S+ is on tmpfs \(memory\): its fdatasyncs reach no disk/m
 
 describe("cxlog run --ack 2", () => {
-  it.live("16 MiB, 2 brokers: acknowledged at level 2 after fdatasyncs that covered every byte; the audit passes", () =>
-    Effect.gen(function*() {
-      expect(existsSync(cli)).toBe(true)
-      const { code, stdout, stderr } = yield* runCli(["run", "--ack", "2", "--bytes", "16MiB", "--broker-count", "2", "--json"])
-      expect(code, stderr).toBe(0)
-      const summary = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as {
-        messages: number
-        bytes: number
-        ackLevel: number
-        auditPassed: boolean
-        region: string
-        durable: { fsyncs: number; bytesPerFsync: number; filesystem: string } | null
-      }
-      expect(summary).toMatchObject({ messages: 16384, ackLevel: 2, auditPassed: true })
-      expect(summary.durable).not.toBeNull()
-      expect(summary.durable!.fsyncs).toBeGreaterThan(0)
-      // Each batch's record is its payload (8 bytes of framing per message) plus a 64-byte header: all of it was synced.
-      expect(summary.durable!.fsyncs * summary.durable!.bytesPerFsync).toBeGreaterThanOrEqual(summary.bytes)
-      // Its data directory was under the OS's temporary directory: named as the mount table names it, a warning only on tmpfs.
-      const filesystem = mountedType(process.env["CXLOG_DATA_DIR"] ?? tmpdir())
-      expect(summary.durable!.filesystem).toBe(filesystem)
-      expect(TMPFS_WARNING.test(stderr)).toBe(filesystem === "tmpfs")
-      expect(existsSync(`/dev/shm/${summary.region}`)).toBe(false)
-    }), 240_000)
+  it.live(
+    "16 MiB, 2 brokers: acknowledged at level 2 after fdatasyncs that covered every byte; the audit passes",
+    () =>
+      Effect.gen(function*() {
+        expect(existsSync(cli)).toBe(true)
+        const { code, stdout, stderr } = yield* runCli([
+          "run",
+          "--ack",
+          "2",
+          "--bytes",
+          "16MiB",
+          "--broker-count",
+          "2",
+          "--json"
+        ])
+        expect(code, stderr).toBe(0)
+        const summary = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as {
+          messages: number
+          bytes: number
+          ackLevel: number
+          auditPassed: boolean
+          region: string
+          durable: { fsyncs: number; bytesPerFsync: number; filesystem: string } | null
+        }
+        expect(summary).toMatchObject({ messages: 16384, ackLevel: 2, auditPassed: true })
+        expect(summary.durable).not.toBeNull()
+        expect(summary.durable!.fsyncs).toBeGreaterThan(0)
+        // Each batch's record is its payload (8 bytes of framing per message) plus a 64-byte header: all of it was synced.
+        expect(summary.durable!.fsyncs * summary.durable!.bytesPerFsync).toBeGreaterThanOrEqual(summary.bytes)
+        // Its data directory was under the OS's temporary directory: named as the mount table names it, a warning only on tmpfs.
+        const filesystem = mountedType(process.env["CXLOG_DATA_DIR"] ?? tmpdir())
+        expect(summary.durable!.filesystem).toBe(filesystem)
+        expect(TMPFS_WARNING.test(stderr)).toBe(filesystem === "tmpfs")
+        expect(existsSync(`/dev/shm/${summary.region}`)).toBe(false)
+      }),
+    240_000
+  )
 
-  it.scopedLive("a data directory on tmpfs: the run warns when it starts, and its summary names tmpfs", () =>
-    Effect.gen(function*() {
-      const parent = yield* smallTmpfs("64m")
-      const { code, stdout, stderr } = yield* runRole(["run", "--ack", "2", "--bytes", "2MiB"], { CXLOG_DATA_DIR: parent })
-      expect(code, stderr).toBe(0)
-      expect(stderr).toMatch(TMPFS_WARNING)
-      expect(stderr).toContain(`the data directory ${parent}/cxlog-run-data-`)
-      expect(stdout).toMatch(/^durable tier \(ACK 2 = on disk\): \d+ fdatasyncs, \d+ bytes each on average, data directory on tmpfs$/m)
-    }), 240_000)
+  it.scopedLive(
+    "a data directory on tmpfs: the run warns when it starts, and its summary names tmpfs",
+    () =>
+      Effect.gen(function*() {
+        const parent = yield* smallTmpfs("64m")
+        const { code, stdout, stderr } = yield* runRole(["run", "--ack", "2", "--bytes", "2MiB"], {
+          CXLOG_DATA_DIR: parent
+        })
+        expect(code, stderr).toBe(0)
+        expect(stderr).toMatch(TMPFS_WARNING)
+        expect(stderr).toContain(`the data directory ${parent}/cxlog-run-data-`)
+        expect(stdout).toMatch(
+          /^durable tier \(ACK 2 = on disk\): \d+ fdatasyncs, \d+ bytes each on average, data directory on tmpfs$/m
+        )
+      }),
+    240_000
+  )
 
-  it.scopedLive("a head given a topic with replication factor 2 and no data directory refuses to start, naming the flag", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("nodatadir")
-      const { code, stderr } = yield* runCli(["head", "--region", region, "--topic", "d:5:2:2"])
-      expect(code).not.toBe(0)
-      expect(stderr).toContain("replication factor 2")
-      expect(stderr).toContain("--data-dir")
-    }), 60_000)
+  it.scopedLive(
+    "a head given a topic with replication factor 2 and no data directory refuses to start, naming the flag",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("nodatadir")
+        const { code, stderr } = yield* runCli(["head", "--region", region, "--topic", "d:5:2:2"])
+        expect(code).not.toBe(0)
+        expect(stderr).toContain("replication factor 2")
+        expect(stderr).toContain("--data-dir")
+      }),
+    60_000
+  )
 })
 
 describe("cxlog head --recover", () => {
-  it.scopedLive("SIGKILL head and broker after an ACK 2 publish, unlink the region: the recovered log holds every message at its offset", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir("cxlog-recover-")
-      const first = yield* uniqueRegion("durable1")
-      const env = { ...smallRegionEnv, CXLOG_REGION: first }
-      const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
-      yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
-      const port = (yield* broker.event("listening"))["port"] as number
-      const published = yield* runRole(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", "3000", "--message-bytes", "64", "--ack", "2"], env)
-      expect(published.code, published.stderr).toBe(0)
-      const read = (region: string) =>
-        Effect.map(runRole(["subscribe", "--topic", "d", "--limit", "3000", "--format", "json"], { ...env, CXLOG_REGION: region }), (r) => {
-          expect(r.code, r.stderr).toBe(0)
-          return r.stdout.trim().split("\n")
-        })
-      const before = yield* read(first)
-      expect(before).toHaveLength(3000)
-      head.child.kill("SIGKILL")
-      broker.child.kill("SIGKILL")
-      yield* head.exited
-      yield* broker.exited
-      unlinkSync(`/dev/shm/${first}`)
+  it.scopedLive(
+    "SIGKILL head and broker after an ACK 2 publish, unlink the region: the recovered log holds every message at its offset",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-recover-")
+        const first = yield* uniqueRegion("durable1")
+        const env = { ...smallRegionEnv, CXLOG_REGION: first }
+        const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
+        yield* head.event("ready")
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        const port = (yield* broker.event("listening"))["port"] as number
+        const published = yield* runRole([
+          "publish",
+          "--brokers",
+          `127.0.0.1:${port}`,
+          "--topic",
+          "d",
+          "--count",
+          "3000",
+          "--message-bytes",
+          "64",
+          "--ack",
+          "2"
+        ], env)
+        expect(published.code, published.stderr).toBe(0)
+        const read = (region: string) =>
+          Effect.map(
+            runRole(["subscribe", "--topic", "d", "--limit", "3000", "--format", "json"], {
+              ...env,
+              CXLOG_REGION: region
+            }),
+            (r) => {
+              expect(r.code, r.stderr).toBe(0)
+              return r.stdout.trim().split("\n")
+            }
+          )
+        const before = yield* read(first)
+        expect(before).toHaveLength(3000)
+        head.child.kill("SIGKILL")
+        broker.child.kill("SIGKILL")
+        yield* head.exited
+        yield* broker.exited
+        unlinkSync(`/dev/shm/${first}`)
 
-      const second = yield* uniqueRegion("durable2")
-      const recovered = yield* forkCli(["head", "--topic", "d:5:2:2", "--recover", dir], { ...env, CXLOG_REGION: second })
-      yield* recovered.event("ready")
-      expect(recovered.output()).toContain("3000 messages")
-      expect(yield* read(second)).toEqual(before)
-    }), 120_000)
+        const second = yield* uniqueRegion("durable2")
+        const recovered = yield* forkCli(["head", "--topic", "d:5:2:2", "--recover", dir], {
+          ...env,
+          CXLOG_REGION: second
+        })
+        yield* recovered.event("ready")
+        expect(recovered.output()).toContain("3000 messages")
+        expect(yield* read(second)).toEqual(before)
+      }),
+    120_000
+  )
 })
 
 /** The publisher seq stamped in each JSON line `cxlog subscribe` printed (Audit.ts: bytes 4..7). */
 const stampedSeqs = (stdout: string) =>
   stdout.trim().split("\n").filter((l) => l !== "").map((l) => {
     const line = JSON.parse(l) as { payload?: string; payloadBase64?: string }
-    const bytes = line.payload !== undefined ? Buffer.from(line.payload, "utf8") : Buffer.from(line.payloadBase64!, "base64")
+    const bytes = line.payload !== undefined
+      ? Buffer.from(line.payload, "utf8")
+      : Buffer.from(line.payloadBase64!, "base64")
     return bytes.readUInt32LE(4)
   })
 
 describe("crash matrix", () => {
-  it.scopedLive("head, broker and publisher SIGKILLed at random points of an ACK 2 run, the region unlinked, recovered: every message acked at level 2 once, in order, nothing invented", () =>
-    Effect.gen(function*() {
-      for (let round = 0; round < 3; round++) {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const dir = yield* tempDir("cxlog-crash-")
-          const first = yield* uniqueRegion(`crash${round}a`)
-          // One broker with a 48 MiB Blog: the whole run fits the hot tier, so the recovered log is read from offset 0.
-          const env = { CXLOG_REGION: first, CXLOG_LOG_MAX_TOPICS: "1", CXLOG_LOG_MAX_BROKERS: "1", CXLOG_LOG_BLOG_BYTES: `${48 << 20}` }
-          const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
-          yield* head.event("ready")
-          const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
-          const port = (yield* broker.event("listening"))["port"] as number
-          const count = 100_000
-          // 20 MB at 5 MB/s: about 4 s, killed somewhere inside.
-          const publisher = yield* forkCli(
-            ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", `${count}`, "--message-bytes", "200", "--ack", "2", "--rate-mbps", "5"],
-            env
-          )
-          const ackedSoFar = () => (publisher.latest("progress")?.["ackedMessages"] as number | undefined) ?? 0
-          for (let i = 0; i < 500 && ackedSoFar() === 0; i++) yield* Effect.sleep("20 millis")
-          expect(ackedSoFar()).toBeGreaterThan(0)
-          yield* Effect.sleep(Math.floor(Math.random() * 2_000))
-          // Killed as a progress report arrives, so what it says acknowledged (at level 2) is close to what was.
-          const seen = publisher.latest("progress")
-          for (let i = 0; i < 400 && publisher.latest("progress") === seen; i++) yield* Effect.sleep("2 millis")
-          const acked = ackedSoFar()
-          const victims = [head, broker, publisher].sort(() => Math.random() - 0.5)
-          for (const victim of victims) victim.child.kill("SIGKILL")
-          for (const victim of victims) yield* victim.exited
-          unlinkSync(`/dev/shm/${first}`)
+  it.scopedLive(
+    "head, broker and publisher SIGKILLed at random points of an ACK 2 run, the region unlinked, recovered: every message acked at level 2 once, in order, nothing invented",
+    () =>
+      Effect.gen(function*() {
+        for (let round = 0; round < 3; round++) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const dir = yield* tempDir("cxlog-crash-")
+            const first = yield* uniqueRegion(`crash${round}a`)
+            // One broker with a 48 MiB Blog: the whole run fits the hot tier, so the recovered log is read from offset 0.
+            const env = {
+              CXLOG_REGION: first,
+              CXLOG_LOG_MAX_TOPICS: "1",
+              CXLOG_LOG_MAX_BROKERS: "1",
+              CXLOG_LOG_BLOG_BYTES: `${48 << 20}`
+            }
+            const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
+            yield* head.event("ready")
+            const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+            const port = (yield* broker.event("listening"))["port"] as number
+            const count = 100_000
+            // 20 MB at 5 MB/s: about 4 s, killed somewhere inside.
+            const publisher = yield* forkCli(
+              [
+                "publish",
+                "--brokers",
+                `127.0.0.1:${port}`,
+                "--topic",
+                "d",
+                "--count",
+                `${count}`,
+                "--message-bytes",
+                "200",
+                "--ack",
+                "2",
+                "--rate-mbps",
+                "5"
+              ],
+              env
+            )
+            const ackedSoFar = () => (publisher.latest("progress")?.["ackedMessages"] as number | undefined) ?? 0
+            for (let i = 0; i < 500 && ackedSoFar() === 0; i++) yield* Effect.sleep("20 millis")
+            expect(ackedSoFar()).toBeGreaterThan(0)
+            yield* Effect.sleep(Math.floor(Math.random() * 2_000))
+            // Killed as a progress report arrives, so what it says acknowledged (at level 2) is close to what was.
+            const seen = publisher.latest("progress")
+            for (let i = 0; i < 400 && publisher.latest("progress") === seen; i++) yield* Effect.sleep("2 millis")
+            const acked = ackedSoFar()
+            const victims = [head, broker, publisher].sort(() => Math.random() - 0.5)
+            for (const victim of victims) victim.child.kill("SIGKILL")
+            for (const victim of victims) yield* victim.exited
+            unlinkSync(`/dev/shm/${first}`)
 
-          const second = yield* uniqueRegion(`crash${round}b`)
-          const recovered = yield* forkCli(["head", "--topic", "d:5:2:2", "--recover", dir], { ...env, CXLOG_REGION: second })
-          yield* recovered.event("ready")
-          const held = Number(/(\d+) messages/.exec(recovered.output())?.[1] ?? "0")
-          expect(held).toBeGreaterThanOrEqual(acked)
-          // Killed inside the run: what the log holds is short of everything.
-          expect(held).toBeLessThan(count)
-          // The hot tier holds the recovered log's tail (1024 batches a broker at most); recovery checked every offset it replayed.
-          const topics = yield* runRole(["topics", "--topic", "d", "--json"], { ...env, CXLOG_REGION: second })
-          const [topic] = (JSON.parse(topics.stdout) as { topics: Array<{ earliest: number; end: number }> }).topics
-          expect(topic!.end).toBe(held)
-          const tail = held - topic!.earliest
-          expect(tail).toBeGreaterThan(0)
-          const read = yield* runRole(["subscribe", "--topic", "d", "--limit", `${tail}`, "--format", "json"], { ...env, CXLOG_REGION: second })
-          expect(read.code, read.stderr).toBe(0)
-          // One publisher session in order 5: the message at offset o is its message o — each once, in order, up to the end.
-          expect(stampedSeqs(read.stdout)).toEqual(Array.from({ length: tail }, (_, i) => topic!.earliest + i))
-        }))
-      }
-    }), 240_000)
+            const second = yield* uniqueRegion(`crash${round}b`)
+            const recovered = yield* forkCli(["head", "--topic", "d:5:2:2", "--recover", dir], {
+              ...env,
+              CXLOG_REGION: second
+            })
+            yield* recovered.event("ready")
+            const held = Number(/(\d+) messages/.exec(recovered.output())?.[1] ?? "0")
+            expect(held).toBeGreaterThanOrEqual(acked)
+            // Killed inside the run: what the log holds is short of everything.
+            expect(held).toBeLessThan(count)
+            // The hot tier holds the recovered log's tail (1024 batches a broker at most); recovery checked every offset it replayed.
+            const topics = yield* runRole(["topics", "--topic", "d", "--json"], { ...env, CXLOG_REGION: second })
+            const [topic] = (JSON.parse(topics.stdout) as { topics: Array<{ earliest: number; end: number }> }).topics
+            expect(topic!.end).toBe(held)
+            const tail = held - topic!.earliest
+            expect(tail).toBeGreaterThan(0)
+            const read = yield* runRole(["subscribe", "--topic", "d", "--limit", `${tail}`, "--format", "json"], {
+              ...env,
+              CXLOG_REGION: second
+            })
+            expect(read.code, read.stderr).toBe(0)
+            // One publisher session in order 5: the message at offset o is its message o — each once, in order, up to the end.
+            expect(stampedSeqs(read.stdout)).toEqual(Array.from({ length: tail }, (_, i) => topic!.earliest + i))
+          }))
+        }
+      }),
+    240_000
+  )
 })
 
-
 describe("a full data directory", () => {
-  it.scopedLive("an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout", () =>
-    Effect.gen(function*() {
-      const dir = yield* smallTmpfs("2m")
-      const region = yield* uniqueRegion("durablefull")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", join(dir, "data")], env)
-      yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
-      const port = (yield* broker.event("listening"))["port"] as number
-      // 8 MiB through a 2 MiB disk, with an ACK timeout far beyond the test's: only the refusal can end it in time.
-      const published = yield* runRole(
-        ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", "8192", "--message-bytes", "1024", "--ack", "2", "--flush-timeout-ms", "600000"],
-        env
-      )
-      expect(published.code).not.toBe(0)
-      expect(published.stderr).toContain("durability-unavailable")
-      expect(published.stderr).toContain("data directory is full")
-    }), 120_000)
+  it.scopedLive(
+    "an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* smallTmpfs("2m")
+        const region = yield* uniqueRegion("durablefull")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", join(dir, "data")], env)
+        yield* head.event("ready")
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        const port = (yield* broker.event("listening"))["port"] as number
+        // 8 MiB through a 2 MiB disk, with an ACK timeout far beyond the test's: only the refusal can end it in time.
+        const published = yield* runRole(
+          [
+            "publish",
+            "--brokers",
+            `127.0.0.1:${port}`,
+            "--topic",
+            "d",
+            "--count",
+            "8192",
+            "--message-bytes",
+            "1024",
+            "--ack",
+            "2",
+            "--flush-timeout-ms",
+            "600000"
+          ],
+          env
+        )
+        expect(published.code).not.toBe(0)
+        expect(published.stderr).toContain("durability-unavailable")
+        expect(published.stderr).toContain("data directory is full")
+      }),
+    120_000
+  )
 })

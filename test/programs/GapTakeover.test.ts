@@ -10,7 +10,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { FrameType } from "../../src/layers/net/Frame.js"
-import { batchFrame, epochOf, errorCode, hello, rawConnect, type RawClient } from "../fixtures/net-raw-client.js"
+import { batchFrame, epochOf, errorCode, hello, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -21,65 +21,77 @@ const awaitAck = (client: RawClient, seq: number) =>
   Effect.gen(function*() {
     for (;;) {
       const frame = yield* client.nextFrame(30_000)
-      if (frame.type !== FrameType.ACK) return yield* Effect.fail(new Error(`frame type ${frame.type} instead of an ACK`))
+      if (frame.type !== FrameType.ACK) {
+        return yield* Effect.fail(new Error(`frame type ${frame.type} instead of an ACK`))
+      }
       if (frame.seq >= seq) return frame.seq
     }
   })
 
 describe("a standby head taking over sessions with a gap", () => {
-  it.scopedLive("a batch ordered above a gap before the takeover, its GOI entry since overwritten, is not ordered again when resent", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("gaptakeover")
-      // A GOI of 64 entries: the 200 batches below overwrite it three times.
-      const env = { ...smallRegionEnv, CXLOG_LOG_GOI_SLOTS: "64", CXLOG_LOG_PBR_SLOTS: "16", CXLOG_REGION: region }
-      const head = yield* forkCli(["head", "--topic", "t:2:1"], env)
-      yield* head.event("ready")
-      const standby = yield* forkCli(["head", "--standby"], env)
-      yield* standby.event("standby")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--insecure"], env)
-      const port = (yield* broker.event("listening"))["port"] as number
-      const read = (from: number, limit: number) =>
-        Effect.map(runCli(["subscribe", "--topic", "t", "--from", `${from}`, "--limit", `${limit}`], env), (r) => {
-          expect(r.code, r.stderr).toBe(0)
-          return r.stdout.trim().split("\n")
-        })
+  it.scopedLive(
+    "a batch ordered above a gap before the takeover, its GOI entry since overwritten, is not ordered again when resent",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("gaptakeover")
+        // A GOI of 64 entries: the 200 batches below overwrite it three times.
+        const env = { ...smallRegionEnv, CXLOG_LOG_GOI_SLOTS: "64", CXLOG_LOG_PBR_SLOTS: "16", CXLOG_REGION: region }
+        const head = yield* forkCli(["head", "--topic", "t:2:1"], env)
+        yield* head.event("ready")
+        const standby = yield* forkCli(["head", "--standby"], env)
+        yield* standby.event("standby")
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--insecure"], env)
+        const port = (yield* broker.event("listening"))["port"] as number
+        const read = (from: number, limit: number) =>
+          Effect.map(runCli(["subscribe", "--topic", "t", "--from", `${from}`, "--limit", `${limit}`], env), (r) => {
+            expect(r.code, r.stderr).toBe(0)
+            return r.stdout.trim().split("\n")
+          })
 
-      const publisher = yield* rawConnect(port)
-      publisher.write(hello("t", 5))
-      const epoch = epochOf(yield* publisher.nextFrame())
-      publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
-      expect(yield* read(0, 1)).toEqual(["0\tgap-1"])
-      const other = yield* rawConnect(port)
-      other.write(hello("t", 6))
-      const otherEpoch = epochOf(yield* other.nextFrame())
-      other.write(Buffer.concat(Array.from({ length: 200 }, (_, seq) => batchFrame(6, otherEpoch, seq, [text(`other-${seq}`)]))))
-      yield* awaitAck(other, 200)
+        const publisher = yield* rawConnect(port)
+        publisher.write(hello("t", 5))
+        const epoch = epochOf(yield* publisher.nextFrame())
+        publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
+        expect(yield* read(0, 1)).toEqual(["0\tgap-1"])
+        const other = yield* rawConnect(port)
+        other.write(hello("t", 6))
+        const otherEpoch = epochOf(yield* other.nextFrame())
+        other.write(
+          Buffer.concat(Array.from({ length: 200 }, (_, seq) => batchFrame(6, otherEpoch, seq, [text(`other-${seq}`)])))
+        )
+        yield* awaitAck(other, 200)
 
-      head.child.kill("SIGKILL")
-      yield* head.exited
-      expect(yield* standby.event("ready", 30_000)).toMatchObject({ epoch: 2 })
-      publisher.write(Buffer.concat([0, 1].map((seq) => batchFrame(5, epoch, seq, [text(`gap-${seq}`)]))))
-      publisher.write(batchFrame(5, epoch, 2, [text("end")]))
-      expect(yield* awaitAck(publisher, 3)).toBe(3)
-      // Batch 2 right after batch 0 (offset 201): a second copy of batch 1 would have put it at 203. Both are still
-      // held: the broker's 16-slot PBR reuses slots, but their payloads stay until its Blog needs the bytes.
-      expect(yield* read(201, 2)).toEqual(["201\tgap-0", "202\tend"])
-    }), 120_000)
+        head.child.kill("SIGKILL")
+        yield* head.exited
+        expect(yield* standby.event("ready", 30_000)).toMatchObject({ epoch: 2 })
+        publisher.write(Buffer.concat([0, 1].map((seq) => batchFrame(5, epoch, seq, [text(`gap-${seq}`)]))))
+        publisher.write(batchFrame(5, epoch, 2, [text("end")]))
+        expect(yield* awaitAck(publisher, 3)).toBe(3)
+        // Batch 2 right after batch 0 (offset 201): a second copy of batch 1 would have put it at 203. Both are still
+        // held: the broker's 16-slot PBR reuses slots, but their payloads stay until its Blog needs the bytes.
+        expect(yield* read(201, 2)).toEqual(["201\tgap-0", "202\tend"])
+      }),
+    120_000
+  )
 
-  it.scopedLive("a quiet session with a gap is not fenced at the idle bound; at the gap bound its connection is told unknown-session", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("gaplapse")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      // Idle bound 200 ms, so the gap bound is 1.2 s.
-      const head = yield* forkCli(["head", "--topic", "t:2:1", "--session-idle-ms", "200"], env)
-      yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--insecure"], env)
-      const publisher = yield* rawConnect((yield* broker.event("listening"))["port"] as number)
-      publisher.write(hello("t", 5))
-      const epoch = epochOf(yield* publisher.nextFrame())
-      publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
-      // The first frame the connection gets: no fence at 0 (batch 1 would be replayed), no ACK past the missing batch 0.
-      const frame = yield* publisher.nextFrame(30_000)
-      expect(errorCode(frame)).toBe("unknown-session")
-    }), 120_000)
+  it.scopedLive(
+    "a quiet session with a gap is not fenced at the idle bound; at the gap bound its connection is told unknown-session",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("gaplapse")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        // Idle bound 200 ms, so the gap bound is 1.2 s.
+        const head = yield* forkCli(["head", "--topic", "t:2:1", "--session-idle-ms", "200"], env)
+        yield* head.event("ready")
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--insecure"], env)
+        const publisher = yield* rawConnect((yield* broker.event("listening"))["port"] as number)
+        publisher.write(hello("t", 5))
+        const epoch = epochOf(yield* publisher.nextFrame())
+        publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
+        // The first frame the connection gets: no fence at 0 (batch 1 would be replayed), no ACK past the missing batch 0.
+        const frame = yield* publisher.nextFrame(30_000)
+        expect(errorCode(frame)).toBe("unknown-session")
+      }),
+    120_000
+  )
 })

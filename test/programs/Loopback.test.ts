@@ -11,7 +11,12 @@ import { measureLoopback } from "../../src/programs/bench/Loopback.js"
 const BOUND_MS = 20_000
 
 const bounded = <A, E>(measuring: Effect.Effect<A, E>) =>
-  measuring.pipe(Effect.timeoutFail({ duration: BOUND_MS, onTimeout: () => new Error(`the measurement did not end within ${BOUND_MS} ms`) }))
+  measuring.pipe(
+    Effect.timeoutFail({
+      duration: BOUND_MS,
+      onTimeout: () => new Error(`the measurement did not end within ${BOUND_MS} ms`)
+    })
+  )
 
 describe("the loopback measurement", () => {
   it.live("streams the bytes from its child sender", () =>
@@ -26,7 +31,10 @@ describe("the loopback measurement", () => {
       const before = process.env["NODE_OPTIONS"]
       yield* Effect.acquireRelease(
         Effect.sync(() => void (process.env["NODE_OPTIONS"] = "--require /nonexistent/cxlog-test-preload.js")),
-        () => Effect.sync(() => void (before === undefined ? delete process.env["NODE_OPTIONS"] : (process.env["NODE_OPTIONS"] = before)))
+        () =>
+          Effect.sync(() =>
+            void (before === undefined ? delete process.env["NODE_OPTIONS"] : (process.env["NODE_OPTIONS"] = before))
+          )
       )
       const failure = yield* Effect.flip(bounded(measureLoopback(4 << 20, 64 << 10)))
       expect(failure).toMatchObject({ _tag: "BenchPeerFailed", waitedFor: "the loopback sender's connection" })

@@ -16,7 +16,10 @@ type Family = ReturnType<typeof parsePrometheusTextFormat>[number]
 const scrape = (port: number) =>
   Effect.promise(async () => {
     const response = await fetch(`http://127.0.0.1:${port}/metrics`)
-    return { contentType: response.headers.get("content-type") ?? "", families: parsePrometheusTextFormat(await response.text()) }
+    return {
+      contentType: response.headers.get("content-type") ?? "",
+      families: parsePrometheusTextFormat(await response.text())
+    }
   })
 
 const family = (families: ReadonlyArray<Family>, name: string): Family => {
@@ -35,7 +38,11 @@ describe("metrics endpoint", () => {
       const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "test" } })
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], holdTimeoutMs: 2_000 })
       const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
-      const publisher = yield* PublisherLayers.make({ brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 4096 })
+      const publisher = yield* PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: broker.port }],
+        topic: "t",
+        batchBytes: 4096
+      })
 
       // Counters are process-wide and other tests in this worker may have moved them: compare deltas.
       const before = yield* scrape(port)
@@ -46,7 +53,8 @@ describe("metrics endpoint", () => {
       const f = after.families
 
       const stats = publisher.stats()
-      const delta = (name: string) => value(f, name) - (before.families.some((x) => x.name === name) ? value(before.families, name) : 0)
+      const delta = (name: string) =>
+        value(f, name) - (before.families.some((x) => x.name === name) ? value(before.families, name) : 0)
       expect(delta("cxlog_publisher_acked_messages")).toBe(500)
       expect(delta("cxlog_broker_batches")).toBe(stats.ackedBatches)
       expect(delta("cxlog_broker_bytes")).toBeGreaterThan(500 * 8)
@@ -62,7 +70,8 @@ describe("metrics endpoint", () => {
       expect(counts).toEqual([...counts].sort((a, b) => a - b))
 
       // The role label is on every series, cxlog's and the process's own (CPU from prom-client's defaults).
-      expect((family(f, "cxlog_broker_batches").metrics[0] as { labels?: Record<string, string> }).labels?.["role"]).toBe("test")
+      expect((family(f, "cxlog_broker_batches").metrics[0] as { labels?: Record<string, string> }).labels?.["role"])
+        .toBe("test")
       expect(value(f, "process_cpu_seconds_total")).toBeGreaterThan(0)
       expect(family(f, "cxlog_broker_batches").help).toBe("batches received and appended")
     }))

@@ -31,7 +31,8 @@ describe("metric families at the first scrape", () => {
   it.scopedLive("a labelled family's label-less series at zero goes once the family has a series of its own", () =>
     Effect.gen(function*() {
       const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "broker" } })
-      const rejected = () => Effect.map(scrape(port), (families) => families.find((f) => f.name === "cxlog_broker_rejected")?.metrics)
+      const rejected = () =>
+        Effect.map(scrape(port), (families) => families.find((f) => f.name === "cxlog_broker_rejected")?.metrics)
       expect(yield* rejected()).toEqual([{ labels: { role: "broker" }, value: "0" }])
       brokerRejected.pipe(Metric.tagged("code", "forbidden")).unsafeUpdate(1, [])
       expect(yield* rejected()).toEqual([{ labels: { code: "forbidden", role: "broker" }, value: "1" }])

@@ -33,7 +33,10 @@ const orphanedHead = (when: "start" | "ready") =>
     parent.process.kill("SIGKILL")
     yield* Effect.sync(() => running(headPid)).pipe(
       Effect.repeat({ while: (alive) => alive, schedule: Schedule.spaced("100 millis") }),
-      Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`head ${headPid} still runs 20 s after its parent was SIGKILLed`) })
+      Effect.timeoutFail({
+        duration: "20 seconds",
+        onTimeout: () => new Error(`head ${headPid} still runs 20 s after its parent was SIGKILLed`)
+      })
     )
     const fifoPrefix = wakeFifoPath(region, 0).slice(wakeDirectory().length + 1, -1)
     const left = [
@@ -45,20 +48,35 @@ const orphanedHead = (when: "start" | "ready") =>
   })
 
 describe("a role whose orchestrator was SIGKILLed", () => {
-  it.scopedLive("an event reported to the dead parent (EPIPE on the IPC channel) does not end the role", () =>
-    Effect.gen(function*() {
-      const file = join(yield* tempDir("cxlog-orphan-"), "survived")
-      const parent = yield* spawnFixture("orphaning-parent", [file, "report"])
-      const { pid } = yield* parent.next<{ pid: number }>(60_000)
-      yield* Effect.addFinalizer(() => Effect.sync(() => running(pid) && process.kill(pid, "SIGKILL")))
-      parent.process.kill("SIGKILL")
-      yield* Effect.sync(() => running(pid)).pipe(
-        Effect.repeat({ while: (alive) => alive, schedule: Schedule.spaced("100 millis") }),
-        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`reporter ${pid} still runs 30 s after its parent was SIGKILLed`) })
-      )
-      expect(existsSync(file)).toBe(true)
-    }), 90_000)
+  it.scopedLive(
+    "an event reported to the dead parent (EPIPE on the IPC channel) does not end the role",
+    () =>
+      Effect.gen(function*() {
+        const file = join(yield* tempDir("cxlog-orphan-"), "survived")
+        const parent = yield* spawnFixture("orphaning-parent", [file, "report"])
+        const { pid } = yield* parent.next<{ pid: number }>(60_000)
+        yield* Effect.addFinalizer(() => Effect.sync(() => running(pid) && process.kill(pid, "SIGKILL")))
+        parent.process.kill("SIGKILL")
+        yield* Effect.sync(() => running(pid)).pipe(
+          Effect.repeat({ while: (alive) => alive, schedule: Schedule.spaced("100 millis") }),
+          Effect.timeoutFail({
+            duration: "30 seconds",
+            onTimeout: () => new Error(`reporter ${pid} still runs 30 s after its parent was SIGKILLed`)
+          })
+        )
+        expect(existsSync(file)).toBe(true)
+      }),
+    90_000
+  )
 
-  it.scopedLive("killed while the head starts: the head ends and leaves no region, FIFO or credential file", () => orphanedHead("start"), 90_000)
-  it.scopedLive("killed once the head is ready: the head ends and leaves no region, FIFO or credential file", () => orphanedHead("ready"), 90_000)
+  it.scopedLive(
+    "killed while the head starts: the head ends and leaves no region, FIFO or credential file",
+    () => orphanedHead("start"),
+    90_000
+  )
+  it.scopedLive(
+    "killed once the head is ready: the head ends and leaves no region, FIFO or credential file",
+    () => orphanedHead("ready"),
+    90_000
+  )
 })

@@ -3,15 +3,15 @@
  * refuses stops the command with a typed error naming it, after flushing the lines before it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { defaultSequencerOptions } from "../../src/services/log/Sequencer.js"
 import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
 import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { join } from "node:path"
 import { upsertUser, userRecord } from "../../src/layers/net/Auth.js"
+import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { describeRanges, publish, type PublishOptions } from "../../src/programs/roles/Publish.js"
-import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
+import { defaultSequencerOptions } from "../../src/services/log/Sequencer.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
@@ -24,7 +24,12 @@ const publishLines = (lines: ReadonlyArray<string>, message?: PublishOptions["me
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
     const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
     const exit = yield* Effect.exit(publish({
-      publisher: { brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "t", batchBytes: 1024, maxBatchBytes: 4096 },
+      publisher: {
+        brokers: [{ host: "127.0.0.1", port: broker.port }],
+        topic: "t",
+        batchBytes: 1024,
+        maxBatchBytes: 4096
+      },
       lines: linesOf(lines),
       messageBytes: 0,
       publisherIndex: 0,
@@ -39,7 +44,9 @@ const publishLines = (lines: ReadonlyArray<string>, message?: PublishOptions["me
     for (const batch of log.ordered("t")) {
       forEachMessage(batch.payload, batch.messageCount, (m) => {
         published.push(decoder.decode(m.payload))
-        parts.push(`${m.key === undefined ? "-" : decoder.decode(m.key)} ${m.headers?.map((h) => `${h.name}=${decoder.decode(h.value)}`).join(",") ?? "-"}`)
+        parts.push(`${m.key === undefined ? "-" : decoder.decode(m.key)} ${
+          m.headers?.map((h) => `${h.name}=${decoder.decode(h.value)}`).join(",") ?? "-"
+        }`)
       })
     }
     return { exit, published, parts }
@@ -68,7 +75,10 @@ describe("cxlog publish (lines)", () => {
 
   it.scopedLive("--key and --header go with every line", () =>
     Effect.gen(function*() {
-      const { exit, published, parts } = yield* publishLines(["a", "b"], { key: "k", headers: [["source", "cli"], ["note", "x,y"]] })
+      const { exit, published, parts } = yield* publishLines(["a", "b"], {
+        key: "k",
+        headers: [["source", "cli"], ["note", "x,y"]]
+      })
       expect(Exit.isSuccess(exit)).toBe(true)
       expect(published).toEqual(["a", "b"])
       expect(parts).toEqual(["k source=cli,note=x,y", "k source=cli,note=x,y"])
@@ -77,14 +87,28 @@ describe("cxlog publish (lines)", () => {
   it.scopedLive("an oversized line fails the command naming it; the lines before it are published, none after it", () =>
     Effect.gen(function*() {
       const { exit, published } = yield* publishLines(["first", "second", "x".repeat(5000), "fourth"])
-      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "LineNotPublished", line: 3, bytes: 5000, cause: { _tag: "MessageTooLarge" } } } })
-      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/line 3 \(5000 bytes\) was not published: a 5000-byte message does not fit/)
+      expect(exit).toMatchObject({
+        _tag: "Failure",
+        cause: {
+          _tag: "Fail",
+          error: { _tag: "LineNotPublished", line: 3, bytes: 5000, cause: { _tag: "MessageTooLarge" } }
+        }
+      })
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
+        /line 3 \(5000 bytes\) was not published: a 5000-byte message does not fit/
+      )
       expect(published).toEqual(["first", "second"])
     }))
 
   const linesTo = (port: number, lines: AsyncIterable<string>, report: PublishOptions["report"] = () => {}) =>
     Effect.exit(publish({
-      publisher: { brokers: [{ host: "127.0.0.1", port }], topic: "t", batchBytes: 1024, maxBatchBytes: 4096, reconnectDelayMs: 50 },
+      publisher: {
+        brokers: [{ host: "127.0.0.1", port }],
+        topic: "t",
+        batchBytes: 1024,
+        maxBatchBytes: 4096,
+        reconnectDelayMs: 50
+      },
       lines,
       messageBytes: 0,
       publisherIndex: 0,
@@ -98,7 +122,16 @@ describe("cxlog publish (lines)", () => {
       const exit = yield* linesTo(yield* silentPort, linesOf(["a", "b"]))
       expect(exit).toMatchObject({
         _tag: "Failure",
-        cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 2, unacknowledged: [{ from: 0, count: 2 }], cause: { _tag: "PublishAckTimeout" } } }
+        cause: {
+          _tag: "Fail",
+          error: {
+            _tag: "LinesNotAcknowledged",
+            line: 1,
+            sent: 2,
+            unacknowledged: [{ from: 0, count: 2 }],
+            cause: { _tag: "PublishAckTimeout" }
+          }
+        }
       })
       expect(exit).toMatchObject({ cause: { error: { batchesSent: 0 } } })
       expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
@@ -111,16 +144,29 @@ describe("cxlog publish (lines)", () => {
       const exit = yield* linesTo(yield* silentPort, linesOf(["a", "x".repeat(5000), "c"]))
       expect(exit).toMatchObject({
         _tag: "Failure",
-        cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 1, sent: 1, stopped: { _tag: "LineNotPublished", line: 2, cause: { _tag: "MessageTooLarge" } } } }
+        cause: {
+          _tag: "Fail",
+          error: {
+            _tag: "LinesNotAcknowledged",
+            line: 1,
+            sent: 1,
+            stopped: { _tag: "LineNotPublished", line: 2, cause: { _tag: "MessageTooLarge" } }
+          }
+        }
       })
-      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/the input stopped there: line 2 \(5000 bytes\) was not published/)
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
+        /the input stopped there: line 2 \(5000 bytes\) was not published/
+      )
     }))
 
   it.scopedLive("the broker dies mid-stream: the failure names the first line sent after the last one acknowledged", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
       const brokerScope = yield* Scope.make()
-      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)), Scope.extend(brokerScope))
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(log.forBroker(0)),
+        Scope.extend(brokerScope)
+      )
       // Lines 1-2 go while the broker runs; 3-4 once it is gone.
       const acked = yield* Deferred.make<void>()
       const brokerGone = yield* Deferred.make<void>()
@@ -132,15 +178,28 @@ describe("cxlog publish (lines)", () => {
       const publishing = yield* Effect.fork(linesTo(broker.port, lines(), (event) => {
         if (event["ackedMessages"] === 2) Deferred.unsafeDone(acked, Effect.void)
       }))
-      yield* Deferred.await(acked).pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("lines 1-2 were not acknowledged") }))
+      yield* Deferred.await(acked).pipe(
+        Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("lines 1-2 were not acknowledged") })
+      )
       yield* Scope.close(brokerScope, Exit.void)
       yield* Deferred.succeed(brokerGone, undefined)
       const exit = yield* Fiber.join(publishing)
       expect(exit).toMatchObject({
         _tag: "Failure",
-        cause: { _tag: "Fail", error: { _tag: "LinesNotAcknowledged", line: 3, sent: 4, unacknowledged: [{ from: 2, count: 2 }], cause: { _tag: "PublishAckTimeout" } } }
+        cause: {
+          _tag: "Fail",
+          error: {
+            _tag: "LinesNotAcknowledged",
+            line: 3,
+            sent: 4,
+            unacknowledged: [{ from: 2, count: 2 }],
+            cause: { _tag: "PublishAckTimeout" }
+          }
+        }
       })
-      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/lines 3-4 were sent but not acknowledged \(each may or may not be in the log; the other 2 lines were acknowledged\)/)
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
+        /lines 3-4 were sent but not acknowledged \(each may or may not be in the log; the other 2 lines were acknowledged\)/
+      )
     }))
 })
 
@@ -179,15 +238,22 @@ describe("cxlog publish --count --rate-mbps", () => {
 
 describe("cxlog publish --count", () => {
   const stamped = (count: number, publisher: Partial<PublishOptions["publisher"]>) =>
-    Effect.flatMap(silentPort, (port) => Effect.exit(publish({
-      publisher: { brokers: [{ host: "127.0.0.1", port }], topic: "t", batchBytes: 1024, reconnectDelayMs: 50, ...publisher },
-      count,
-      messageBytes: 100,
-      publisherIndex: 0,
-      flushTimeoutMs: 1_000,
-      reportEveryMs: 60_000,
-      report: () => {}
-    })))
+    Effect.flatMap(silentPort, (port) =>
+      Effect.exit(publish({
+        publisher: {
+          brokers: [{ host: "127.0.0.1", port }],
+          topic: "t",
+          batchBytes: 1024,
+          reconnectDelayMs: 50,
+          ...publisher
+        },
+        count,
+        messageBytes: 100,
+        publisherIndex: 0,
+        flushTimeoutMs: 1_000,
+        reportEveryMs: 60_000,
+        report: () => {}
+      })))
 
   it.scopedLive("no broker answering: the final flush fails naming how many messages are not acknowledged, and that none is in the log", () =>
     Effect.gen(function*() {
@@ -216,14 +282,21 @@ describe("cxlog publish --count", () => {
     Effect.gen(function*() {
       // One 100-byte message per batch, one batch in flight: the second sealed batch waits for room.
       const exit = yield* stamped(50, { batchBytes: 128, maxInFlightBatches: 1, ackTimeoutMs: 500 })
-      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 50, during: "send", batchesSent: 0 } } })
-      const sent = Exit.isFailure(exit) && exit.cause._tag === "Fail" ? (exit.cause.error as { readonly sent: number }).sent : 0
+      expect(exit).toMatchObject({
+        _tag: "Failure",
+        cause: { _tag: "Fail", error: { _tag: "MessagesNotAcknowledged", count: 50, during: "send", batchesSent: 0 } }
+      })
+      const sent = Exit.isFailure(exit) && exit.cause._tag === "Fail"
+        ? (exit.cause.error as { readonly sent: number }).sent
+        : 0
       expect(sent).toBeGreaterThan(0)
       expect(sent).toBeLessThan(50)
       expect(exit).toMatchObject({ cause: { error: { sent, unacknowledged: [{ from: 0, count: sent }] } } })
       expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(
         new RegExp(
-          `50 of 50 messages not acknowledged, and none is in the log: no batch reached a broker that accepted the session; waiting for window room to send message ${sent + 1} failed: .* not acknowledged within 500 ms`
+          `50 of 50 messages not acknowledged, and none is in the log: no batch reached a broker that accepted the session; waiting for window room to send message ${
+            sent + 1
+          } failed: .* not acknowledged within 500 ms`
         )
       )
     }))
@@ -234,10 +307,20 @@ describe("cxlog publish --count", () => {
       upsertUser(users, userRecord("alice", "alice-secret-1", { publish: ["*"], read: ["*"] }, undefined, 64))
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
       const broker = yield* BrokerLayers.make({ credentials: users }).pipe(Effect.provide(log.forBroker(0)))
-      const wrongSecret = { brokers: [{ host: "127.0.0.1", port: broker.port }], credentials: { user: "alice", secret: "not-alice-secret" } }
+      const wrongSecret = {
+        brokers: [{ host: "127.0.0.1", port: broker.port }],
+        credentials: { user: "alice", secret: "not-alice-secret" }
+      }
       const stampedExit = yield* stamped(1000, wrongSecret)
       expect(stampedExit).toMatchObject({
-        cause: { error: { _tag: "MessagesNotAcknowledged", count: 1000, batchesSent: 0, cause: { _tag: "BrokerRejected", code: "auth-failed" } } }
+        cause: {
+          error: {
+            _tag: "MessagesNotAcknowledged",
+            count: 1000,
+            batchesSent: 0,
+            cause: { _tag: "BrokerRejected", code: "auth-failed" }
+          }
+        }
       })
       expect(Exit.isFailure(stampedExit) && String(stampedExit.cause)).toMatch(
         /1000 of 1000 messages not acknowledged, and none is in the log: no batch reached a broker that accepted the session; .* refused the session: auth-failed/
@@ -315,7 +398,9 @@ describe("cxlog publish --count, acknowledged out of order", () => {
         report: () => {}
       }))
       if (!Exit.isFailure(exit) || exit.cause._tag !== "Fail" || exit.cause.error._tag !== "MessagesNotAcknowledged") {
-        return expect.unreachable(`not MessagesNotAcknowledged: ${Exit.isFailure(exit) ? String(exit.cause) : "success"}`)
+        return expect.unreachable(
+          `not MessagesNotAcknowledged: ${Exit.isFailure(exit) ? String(exit.cause) : "success"}`
+        )
       }
       const error = exit.cause.error
       const { sent, unacknowledged } = error
@@ -325,50 +410,72 @@ describe("cxlog publish --count, acknowledged out of order", () => {
       // the first not acknowledged lies within the count acknowledged, which the old message called the first ones.
       expect(unacknowledged.length).toBeGreaterThan(1)
       expect(unacknowledged[0]!.from).toBeLessThan(sent - missing)
-      expect(unacknowledged.every((r, i) => i === 0 || r.from > unacknowledged[i - 1]!.from + unacknowledged[i - 1]!.count)).toBe(true)
+      expect(
+        unacknowledged.every((r, i) => i === 0 || r.from > unacknowledged[i - 1]!.from + unacknowledged[i - 1]!.count)
+      ).toBe(true)
       expect(error.message).toMatch(
         new RegExp(
-          `^${count - sent + missing} of ${count} messages not acknowledged: messages ${describeRanges(unacknowledged)} sent, each may or may not be in the log; ` +
-            `messages ${sent + 1}-${count} never sent; the other ${sent - missing} messages were acknowledged; waiting for window room to send message ${sent + 1} failed`
+          `^${count - sent + missing} of ${count} messages not acknowledged: messages ${
+            describeRanges(unacknowledged)
+          } sent, each may or may not be in the log; ` +
+            `messages ${sent + 1}-${count} never sent; the other ${
+              sent - missing
+            } messages were acknowledged; waiting for window room to send message ${sent + 1} failed`
         )
       )
     }))
 })
 
 describe("cxlog publish --local (the CLI): a local publisher, no broker", () => {
-  it.scopedLive("stamped messages (the CLI) and lines (the same program) go into the region itself; a subscriber reads them back in order", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("publish-local")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
-      yield* head.event("ready")
-      const stamped = yield* runCli(["publish", "--local", "--topic", "t", "--count", "2000", "--message-bytes", "64"], env)
-      expect(stamped.code, stamped.stderr).toBe(0)
-      expect(stamped.stderr).toContain("publisher: 2000 messages")
-      // Lines through the same program, in this process (it maps the region as the CLI does).
-      async function* twoLines() {
-        yield "alpha"
-        yield "beta"
-      }
-      yield* publish({
-        publisher: { brokers: [], topic: "t" },
-        local: { name: region },
-        lines: twoLines(),
-        messageBytes: 0,
-        publisherIndex: 0,
-        flushTimeoutMs: 5_000,
-        reportEveryMs: 60_000,
-        report: () => {}
-      })
-      const read = yield* runCli(["subscribe", "--topic", "t", "--from", "2000", "--limit", "2"], env)
-      expect(read.code, read.stderr).toBe(0)
-      expect(read.stdout.trim().split("\n")).toEqual(["2000\talpha", "2001\tbeta"])
-    }), 60_000)
+  it.scopedLive(
+    "stamped messages (the CLI) and lines (the same program) go into the region itself; a subscriber reads them back in order",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("publish-local")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        yield* head.event("ready")
+        const stamped = yield* runCli([
+          "publish",
+          "--local",
+          "--topic",
+          "t",
+          "--count",
+          "2000",
+          "--message-bytes",
+          "64"
+        ], env)
+        expect(stamped.code, stamped.stderr).toBe(0)
+        expect(stamped.stderr).toContain("publisher: 2000 messages")
+        // Lines through the same program, in this process (it maps the region as the CLI does).
+        async function* twoLines() {
+          yield "alpha"
+          yield "beta"
+        }
+        yield* publish({
+          publisher: { brokers: [], topic: "t" },
+          local: { name: region },
+          lines: twoLines(),
+          messageBytes: 0,
+          publisherIndex: 0,
+          flushTimeoutMs: 5_000,
+          reportEveryMs: 60_000,
+          report: () => {}
+        })
+        const read = yield* runCli(["subscribe", "--topic", "t", "--from", "2000", "--limit", "2"], env)
+        expect(read.code, read.stderr).toBe(0)
+        expect(read.stdout.trim().split("\n")).toEqual(["2000\talpha", "2001\tbeta"])
+      }),
+    60_000
+  )
 
   it.scopedLive("with no head's region there: the failure names the region, exit 1", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("publish-local-none")
-      const { code, stderr } = yield* runCli(["publish", "--local", "--topic", "t", "--count", "1"], { ...smallRegionEnv, CXLOG_REGION: region })
+      const { code, stderr } = yield* runCli(["publish", "--local", "--topic", "t", "--count", "1"], {
+        ...smallRegionEnv,
+        CXLOG_REGION: region
+      })
       expect(code).toBe(1)
       expect(stderr).toContain(region)
     }), 30_000)

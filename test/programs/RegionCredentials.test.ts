@@ -8,7 +8,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { existsSync, readFileSync, unlinkSync } from "node:fs"
-import { defaultCredentialPath, defaultSecretPath, ensureRegionCredentials, readCredentialFile } from "../../src/layers/net/Auth.js"
+import {
+  defaultCredentialPath,
+  defaultSecretPath,
+  ensureRegionCredentials,
+  readCredentialFile
+} from "../../src/layers/net/Auth.js"
 import { ownStartTag, startTagOf } from "../../src/layers/region/ProcessInfo.js"
 import { pruneStaleCredentials } from "../../src/programs/admin/Regions.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
@@ -21,13 +26,15 @@ const credentialsOf = (region: string) => ({
   binding: readCredentialFile(defaultCredentialPath(region)).region
 })
 
-const filesExist = (region: string) => [defaultCredentialPath(region), defaultSecretPath(region)].map((path) => existsSync(path))
+const filesExist = (region: string) =>
+  [defaultCredentialPath(region), defaultSecretPath(region)].map((path) => existsSync(path))
 
 /** `cxlog regions --json`'s `createdAtMs` of `region`. */
 const createdAtMs = (region: string, env: Record<string, string>) =>
   Effect.map(runCli(["regions", "--json"], env), (listing) => {
     expect(listing.code, listing.stderr).toBe(0)
-    return (JSON.parse(listing.stdout) as Array<{ name: string; createdAtMs: number }>).find((r) => r.name === region)?.createdAtMs
+    return (JSON.parse(listing.stdout) as Array<{ name: string; createdAtMs: number }>).find((r) => r.name === region)
+      ?.createdAtMs
   })
 
 describe("a region's default credential files", () => {
@@ -45,9 +52,15 @@ describe("a region's default credential files", () => {
       const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
       const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"]}`
       const publish = (count: number) =>
-        Effect.map(runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", `${count}`, "--message-bytes", "64"], env), (r) => {
-          expect(r.code, r.stderr).toBe(0)
-        })
+        Effect.map(
+          runCli(
+            ["publish", "--brokers", brokers, "--topic", "t", "--count", `${count}`, "--message-bytes", "64"],
+            env
+          ),
+          (r) => {
+            expect(r.code, r.stderr).toBe(0)
+          }
+        )
       yield* publish(10)
 
       head.child.kill("SIGKILL")
@@ -67,50 +80,81 @@ describe("a region's default credential files", () => {
       expect(filesExist(region)).toEqual([false, false])
     }), 180_000)
 
-  it.scopedLive("a head making the region anew gets a fresh secret, not the dead region's; an --attach head keeps the region's own", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("credanew")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const first = yield* forkCli(["head", "--topic", "t:5:1"], env)
-      yield* first.event("ready", 60_000)
-      const dead = credentialsOf(region)
-      first.child.kill("SIGKILL")
-      yield* first.exited
-      // The region is lost (a reboot that kept the credential directory, an unlink by hand); its files stay behind.
-      unlinkSync(`/dev/shm/${region}`)
+  it.scopedLive(
+    "a head making the region anew gets a fresh secret, not the dead region's; an --attach head keeps the region's own",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("credanew")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const first = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        yield* first.event("ready", 60_000)
+        const dead = credentialsOf(region)
+        first.child.kill("SIGKILL")
+        yield* first.exited
+        // The region is lost (a reboot that kept the credential directory, an unlink by hand); its files stay behind.
+        unlinkSync(`/dev/shm/${region}`)
 
-      const second = yield* forkCli(["head", "--topic", "t:5:1"], env)
-      yield* second.event("ready", 60_000)
-      const fresh = credentialsOf(region)
-      expect(fresh.secret).not.toBe(dead.secret)
-      expect(fresh.binding).toMatchObject({ name: region, createdAtMs: yield* createdAtMs(region, env), pid: second.pid })
-      expect(fresh.binding!.createdAtMs).not.toBe(dead.binding!.createdAtMs)
-      second.child.kill("SIGKILL")
-      yield* second.exited
+        const second = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        yield* second.event("ready", 60_000)
+        const fresh = credentialsOf(region)
+        expect(fresh.secret).not.toBe(dead.secret)
+        expect(fresh.binding).toMatchObject({
+          name: region,
+          createdAtMs: yield* createdAtMs(region, env),
+          pid: second.pid
+        })
+        expect(fresh.binding!.createdAtMs).not.toBe(dead.binding!.createdAtMs)
+        second.child.kill("SIGKILL")
+        yield* second.exited
 
-      const attached = yield* forkCli(["head", "--attach"], env)
-      yield* attached.event("ready", 60_000)
-      expect(credentialsOf(region).secret).toBe(fresh.secret)
-      expect(credentialsOf(region).binding).toMatchObject({ createdAtMs: fresh.binding!.createdAtMs })
-    }), 180_000)
+        const attached = yield* forkCli(["head", "--attach"], env)
+        yield* attached.event("ready", 60_000)
+        expect(credentialsOf(region).secret).toBe(fresh.secret)
+        expect(credentialsOf(region).binding).toMatchObject({ createdAtMs: fresh.binding!.createdAtMs })
+      }),
+    180_000
+  )
 
-  it.scopedLive("regions --prune removes the files of regions that are gone, and only those", () =>
-    Effect.gen(function*() {
-      const [gone, starting, orphaned] = [yield* uniqueRegion("credgone"), yield* uniqueRegion("credstarting"), yield* uniqueRegion("credorphan")]
-      // Bound to a region made once and gone since; made by a head (this process) still creating its region; made by a head that died doing so.
-      ensureRegionCredentials(defaultCredentialPath(gone), defaultSecretPath(gone), { name: gone, createdAtMs: Date.now() - 60_000, pid: process.pid, start: ownStartTag() })
-      ensureRegionCredentials(defaultCredentialPath(starting), defaultSecretPath(starting), { name: starting, createdAtMs: 0, pid: process.pid, start: ownStartTag() })
-      const head = yield* unreapedProcess("sleep 600")
-      const start = startTagOf(head.pid)
-      yield* head.killToZombie
-      ensureRegionCredentials(defaultCredentialPath(orphaned), defaultSecretPath(orphaned), { name: orphaned, createdAtMs: 0, pid: head.pid, start })
+  it.scopedLive(
+    "regions --prune removes the files of regions that are gone, and only those",
+    () =>
+      Effect.gen(function*() {
+        const [gone, starting, orphaned] = [
+          yield* uniqueRegion("credgone"),
+          yield* uniqueRegion("credstarting"),
+          yield* uniqueRegion("credorphan")
+        ]
+        // Bound to a region made once and gone since; made by a head (this process) still creating its region; made by a head that died doing so.
+        ensureRegionCredentials(defaultCredentialPath(gone), defaultSecretPath(gone), {
+          name: gone,
+          createdAtMs: Date.now() - 60_000,
+          pid: process.pid,
+          start: ownStartTag()
+        })
+        ensureRegionCredentials(defaultCredentialPath(starting), defaultSecretPath(starting), {
+          name: starting,
+          createdAtMs: 0,
+          pid: process.pid,
+          start: ownStartTag()
+        })
+        const head = yield* unreapedProcess("sleep 600")
+        const start = startTagOf(head.pid)
+        yield* head.killToZombie
+        ensureRegionCredentials(defaultCredentialPath(orphaned), defaultSecretPath(orphaned), {
+          name: orphaned,
+          createdAtMs: 0,
+          pid: head.pid,
+          start
+        })
 
-      // What `cxlog regions --prune` runs after the run regions (the command itself would also prune other test files' orphaned run regions).
-      const pruned = pruneStaleCredentials()
-      expect(pruned).not.toContain(starting)
-      // Another test file's prune may have removed them first: what must hold is which files are left.
-      expect(filesExist(gone)).toEqual([false, false])
-      expect(filesExist(orphaned)).toEqual([false, false])
-      expect(filesExist(starting)).toEqual([true, true])
-    }), 60_000)
+        // What `cxlog regions --prune` runs after the run regions (the command itself would also prune other test files' orphaned run regions).
+        const pruned = pruneStaleCredentials()
+        expect(pruned).not.toContain(starting)
+        // Another test file's prune may have removed them first: what must hold is which files are left.
+        expect(filesExist(gone)).toEqual([false, false])
+        expect(filesExist(orphaned)).toEqual([false, false])
+        expect(filesExist(starting)).toEqual([true, true])
+      }),
+    60_000
+  )
 })

@@ -9,7 +9,13 @@ import { spawn } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
 import { join } from "node:path"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { defaultControlConfig, type RegionConfig, regionBytes, regionParams, resolve } from "../../src/layers/RegionLayout.js"
+import {
+  defaultControlConfig,
+  regionBytes,
+  type RegionConfig,
+  regionParams,
+  resolve
+} from "../../src/layers/RegionLayout.js"
 import { runRegionName } from "../../src/programs/admin/Regions.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { runCli } from "../helpers/CliRoles.js"
@@ -21,10 +27,17 @@ const config: RegionConfig = { control: { ...defaultControlConfig, maxProcesses:
 /** Creates region `name` (left in /dev/shm, as a crashed run leaves it) and unlinks it when the test's scope closes. */
 const leftRegion = (name: string) =>
   Effect.gen(function*() {
-    yield* Effect.addFinalizer(() => Effect.sync(() => existsSync(`/dev/shm/${name}`) && unlinkSync(`/dev/shm/${name}`)))
-    yield* CxlMemoryLayers.make({ name, size: regionBytes(config), mode: "create", params: regionParams(config), keep: true }).pipe(Effect.scoped)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => existsSync(`/dev/shm/${name}`) && unlinkSync(`/dev/shm/${name}`))
+    )
+    yield* CxlMemoryLayers.make({
+      name,
+      size: regionBytes(config),
+      mode: "create",
+      params: regionParams(config),
+      keep: true
+    }).pipe(Effect.scoped)
   })
-
 
 /** A process that runs until the test's scope closes. */
 const runningProcess = Effect.acquireRelease(
@@ -46,67 +59,89 @@ const listRegions = Effect.map(runCli(["regions", "--json"]), (listing) => {
 })
 
 describe("cxlog regions (bundled CLI)", () => {
-  it.scopedLive("an orphaned run region is listed and reclaimed by the next cxlog run; a live run's region and a head's region are left alone", () =>
-    Effect.gen(function*() {
-      const deadPid = yield* exitedPid
-      const owner = yield* runningProcess
-      const started = yield* Deferred.make<void>()
-      owner.once("spawn", () => Deferred.unsafeDone(started, Effect.void))
-      yield* Deferred.await(started)
-      const orphan = runRegionName(deadPid)
-      const live = runRegionName(owner.pid!)
-      const head = yield* uniqueRegion("regions-head")
-      for (const name of [orphan, live, head]) yield* leftRegion(name)
+  it.scopedLive(
+    "an orphaned run region is listed and reclaimed by the next cxlog run; a live run's region and a head's region are left alone",
+    () =>
+      Effect.gen(function*() {
+        const deadPid = yield* exitedPid
+        const owner = yield* runningProcess
+        const started = yield* Deferred.make<void>()
+        owner.once("spawn", () => Deferred.unsafeDone(started, Effect.void))
+        yield* Deferred.await(started)
+        const orphan = runRegionName(deadPid)
+        const live = runRegionName(owner.pid!)
+        const head = yield* uniqueRegion("regions-head")
+        for (const name of [orphan, live, head]) yield* leftRegion(name)
 
-      const listing = yield* runCli(["regions", "--json"])
-      expect(listing.code, listing.stderr).toBe(0)
-      const listed = JSON.parse(listing.stdout.trim().split("\n").at(-1)!) as Array<Listed>
-      const find = (name: string) => listed.find((r) => r.name === name)
-      // Test files run in parallel: another file's `cxlog run` may have reclaimed the orphan already (then it is gone, as below).
-      if (find(orphan) !== undefined || existsSync(`/dev/shm/${orphan}`)) {
-        expect(find(orphan)).toMatchObject({ kind: "run", owner: { pid: deadPid, alive: false }, inUse: false })
-      }
-      expect(find(live)).toMatchObject({ kind: "run", owner: { pid: owner.pid, alive: true }, inUse: true })
-      expect(find(head)).toMatchObject({ kind: "head", inUse: false })
+        const listing = yield* runCli(["regions", "--json"])
+        expect(listing.code, listing.stderr).toBe(0)
+        const listed = JSON.parse(listing.stdout.trim().split("\n").at(-1)!) as Array<Listed>
+        const find = (name: string) => listed.find((r) => r.name === name)
+        // Test files run in parallel: another file's `cxlog run` may have reclaimed the orphan already (then it is gone, as below).
+        if (find(orphan) !== undefined || existsSync(`/dev/shm/${orphan}`)) {
+          expect(find(orphan)).toMatchObject({ kind: "run", owner: { pid: deadPid, alive: false }, inUse: false })
+        }
+        expect(find(live)).toMatchObject({ kind: "run", owner: { pid: owner.pid, alive: true }, inUse: true })
+        expect(find(head)).toMatchObject({ kind: "head", inUse: false })
 
-      const refused = yield* runCli(["regions", "--remove", live])
-      expect(refused.code).toBe(1)
-      expect(refused.stdout + refused.stderr).toContain(`cxlog regions: region ${live} is in use by live process ${owner.pid}`)
-      expect(existsSync(`/dev/shm/${live}`)).toBe(true)
+        const refused = yield* runCli(["regions", "--remove", live])
+        expect(refused.code).toBe(1)
+        expect(refused.stdout + refused.stderr).toContain(
+          `cxlog regions: region ${live} is in use by live process ${owner.pid}`
+        )
+        expect(existsSync(`/dev/shm/${live}`)).toBe(true)
 
-      const run = yield* runCli(["run", "--bytes", "1MiB", "--broker-count", "1", "--json"])
-      expect(run.code, run.stdout + run.stderr).toBe(0)
-      const summary = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { reclaimedRegions: Array<string> }
-      // Test files run in parallel, so another file's `cxlog run` may reclaim the orphan first: what must hold is that it is gone (below).
-      expect(summary.reclaimedRegions).not.toContain(live)
-      expect(summary.reclaimedRegions).not.toContain(head)
-      expect(existsSync(`/dev/shm/${orphan}`)).toBe(false)
-      expect(existsSync(`/dev/shm/${live}`)).toBe(true)
-      expect(existsSync(`/dev/shm/${head}`)).toBe(true)
-    }), 120_000)
+        const run = yield* runCli(["run", "--bytes", "1MiB", "--broker-count", "1", "--json"])
+        expect(run.code, run.stdout + run.stderr).toBe(0)
+        const summary = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as { reclaimedRegions: Array<string> }
+        // Test files run in parallel, so another file's `cxlog run` may reclaim the orphan first: what must hold is that it is gone (below).
+        expect(summary.reclaimedRegions).not.toContain(live)
+        expect(summary.reclaimedRegions).not.toContain(head)
+        expect(existsSync(`/dev/shm/${orphan}`)).toBe(false)
+        expect(existsSync(`/dev/shm/${live}`)).toBe(true)
+        expect(existsSync(`/dev/shm/${head}`)).toBe(true)
+      }),
+    120_000
+  )
 
-  it.scopedLive("a run region whose run and role were SIGKILLed and wait to be reaped (zombies) is not in use: listed so and pruned at once", () =>
-    Effect.gen(function*() {
-      // The run and a process in its region's table, each orphaned to a parent that does not reap it (as a killed run's roles wait for init).
-      const run = yield* unreapedProcess("sleep 600")
-      const region = runRegionName(run.pid)
-      yield* leftRegion(region)
-      const { processTable } = yield* resolve(config, regionBytes(config))
-      const role = yield* unreapedProcess(
-        `${process.execPath} --import tsx ${join(fixturesDir, "slot-holder.ts")} ${region} ${processTable.offset} ${processTable.slots}`
-      )
-      yield* Queue.take(role.lines).pipe(Effect.timeoutFail({ duration: "90 seconds", onTimeout: () => new Error("the slot holder did not claim a slot") }))
-      expect((yield* listRegions).find((r) => r.name === region)).toMatchObject({ owner: { pid: run.pid, alive: true }, inUse: true })
+  it.scopedLive(
+    "a run region whose run and role were SIGKILLed and wait to be reaped (zombies) is not in use: listed so and pruned at once",
+    () =>
+      Effect.gen(function*() {
+        // The run and a process in its region's table, each orphaned to a parent that does not reap it (as a killed run's roles wait for init).
+        const run = yield* unreapedProcess("sleep 600")
+        const region = runRegionName(run.pid)
+        yield* leftRegion(region)
+        const { processTable } = yield* resolve(config, regionBytes(config))
+        const role = yield* unreapedProcess(
+          `${process.execPath} --import tsx ${
+            join(fixturesDir, "slot-holder.ts")
+          } ${region} ${processTable.offset} ${processTable.slots}`
+        )
+        yield* Queue.take(role.lines).pipe(Effect.timeoutFail({
+          duration: "90 seconds",
+          onTimeout: () => new Error("the slot holder did not claim a slot")
+        }))
+        expect((yield* listRegions).find((r) => r.name === region)).toMatchObject({
+          owner: { pid: run.pid, alive: true },
+          inUse: true
+        })
 
-      yield* run.killToZombie
-      yield* role.killToZombie
-      // Another test file's `cxlog run` may reclaim it first: if it is listed, it is not in use.
-      const listed = (yield* listRegions).find((r) => r.name === region)
-      if (listed !== undefined) {
-        expect(listed).toMatchObject({ owner: { pid: run.pid, alive: false }, processes: [{ pid: role.pid, alive: false }], inUse: false })
-      }
-      const pruned = yield* runCli(["regions", "--prune"])
-      expect(pruned.code, pruned.stderr).toBe(0)
-      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
-    }), 180_000)
+        yield* run.killToZombie
+        yield* role.killToZombie
+        // Another test file's `cxlog run` may reclaim it first: if it is listed, it is not in use.
+        const listed = (yield* listRegions).find((r) => r.name === region)
+        if (listed !== undefined) {
+          expect(listed).toMatchObject({
+            owner: { pid: run.pid, alive: false },
+            processes: [{ pid: role.pid, alive: false }],
+            inUse: false
+          })
+        }
+        const pruned = yield* runCli(["regions", "--prune"])
+        expect(pruned.code, pruned.stderr).toBe(0)
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+      }),
+    180_000
+  )
 })

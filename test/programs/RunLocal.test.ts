@@ -12,17 +12,39 @@ import { join } from "node:path"
 import { runCli } from "../helpers/RunJson.js"
 
 describe("cxlog run --local (bundled CLI)", () => {
-  it.scopedLive("a local publisher's run: every message read back once, in order, audited; its acknowledgements from its one local link, none through a broker", () =>
-    Effect.gen(function*() {
-      const file = join(tmpdir(), `cxlog-run-local-${process.pid}-${Date.now()}.html`)
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(file, { force: true })))
-      const { code, stdout, stderr } = yield* runCli(["run", "--local", "--bytes", "16MiB", "--broker-count", "2", "--json", "--report", file])
-      expect(code, stderr).toBe(0)
-      const summary = JSON.parse(stdout.trim().split("\n").at(-1)!) as { local: boolean; messages: number; auditPassed: boolean; lost: number; duplicated: number }
-      expect(summary).toMatchObject({ local: true, messages: 16 * 1024, auditPassed: true, lost: 0, duplicated: 0 })
-      const data = JSON.parse(/<script type="application\/json" id="cxlog-data">(.*?)<\/script>/s.exec(readFileSync(file, "utf8"))![1]!) as {
-        charts: Array<{ id: string; series: Array<{ label: string }> }>
-      }
-      expect(data.charts.find((c) => c.id === "brokers")!.series.map((s) => s.label)).toEqual(["L0"])
-    }), 120_000)
+  it.scopedLive(
+    "a local publisher's run: every message read back once, in order, audited; its acknowledgements from its one local link, none through a broker",
+    () =>
+      Effect.gen(function*() {
+        const file = join(tmpdir(), `cxlog-run-local-${process.pid}-${Date.now()}.html`)
+        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(file, { force: true })))
+        const { code, stdout, stderr } = yield* runCli([
+          "run",
+          "--local",
+          "--bytes",
+          "16MiB",
+          "--broker-count",
+          "2",
+          "--json",
+          "--report",
+          file
+        ])
+        expect(code, stderr).toBe(0)
+        const summary = JSON.parse(stdout.trim().split("\n").at(-1)!) as {
+          local: boolean
+          messages: number
+          auditPassed: boolean
+          lost: number
+          duplicated: number
+        }
+        expect(summary).toMatchObject({ local: true, messages: 16 * 1024, auditPassed: true, lost: 0, duplicated: 0 })
+        const data = JSON.parse(
+          /<script type="application\/json" id="cxlog-data">(.*?)<\/script>/s.exec(readFileSync(file, "utf8"))![1]!
+        ) as {
+          charts: Array<{ id: string; series: Array<{ label: string }> }>
+        }
+        expect(data.charts.find((c) => c.id === "brokers")!.series.map((s) => s.label)).toEqual(["L0"])
+      }),
+    120_000
+  )
 })

@@ -37,7 +37,9 @@ const strangersCopy = Effect.acquireRelease(
     } catch {
       copyFileSync(process.execPath, node)
     }
-    for (const path of [root, join(root, "dist"), join(root, "build"), join(root, "build", "Release")]) chmodSync(path, 0o755)
+    for (const path of [root, join(root, "dist"), join(root, "build"), join(root, "build", "Release")]) {
+      chmodSync(path, 0o755)
+    }
     for (const file of files) chmodSync(join(root, file), 0o644)
     chmodSync(node, 0o755)
     return { node, cli: join(root, "dist", "cxlog.mjs"), root }
@@ -50,14 +52,21 @@ const runAsNobody = (args: ReadonlyArray<string>) =>
   Effect.flatMap(strangersCopy, (copy) =>
     Effect.acquireUseRelease(
       Effect.sync(() =>
-        spawn(copy.node, [copy.cli, ...args], { stdio: ["ignore", "pipe", "pipe"], uid: NOBODY, gid: NOBODY, env: { PATH: process.env["PATH"] ?? "" } })
+        spawn(copy.node, [copy.cli, ...args], {
+          stdio: ["ignore", "pipe", "pipe"],
+          uid: NOBODY,
+          gid: NOBODY,
+          env: { PATH: process.env["PATH"] ?? "" }
+        })
       ),
       (child) =>
         Effect.async<{ code: number | null; stderr: string }, Error>((resume) => {
           let stderr = ""
           child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
-          child.on("error", (error) => resume(Effect.fail(new Error(`nobody cannot start ${copy.node}: ${error.message}`))))
-          child.on("close", (code) => resume(Effect.succeed({ code, stderr })))
+          child.on("error", (error) =>
+            resume(Effect.fail(new Error(`nobody cannot start ${copy.node}: ${error.message}`))))
+          child.on("close", (code) =>
+            resume(Effect.succeed({ code, stderr })))
         }),
       (child) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
     ))
@@ -82,29 +91,97 @@ describe("cxlog security", () => {
       const port = (yield* broker.event("listening"))["port"] as number
       const brokers = `127.0.0.1:${port}`
 
-      const local = yield* runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", "20", "--message-bytes", "64"], env)
+      const local = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers,
+        "--topic",
+        "t",
+        "--count",
+        "20",
+        "--message-bytes",
+        "64"
+      ], env)
       expect(local.code, local.stderr).toBe(0)
 
       if (process.getuid?.() === 0) {
-        const stranger = yield* runAsNobody(["publish", "--brokers", brokers, "--topic", "t", "--count", "1", "--region", region])
+        const stranger = yield* runAsNobody([
+          "publish",
+          "--brokers",
+          brokers,
+          "--topic",
+          "t",
+          "--count",
+          "1",
+          "--region",
+          region
+        ])
         // The broker's own words (the client's for a missing secret differ): the stranger reached it.
-        expect(stranger.stderr).toContain(`${brokers} refused the session: auth-required: this broker requires authentication`)
+        expect(stranger.stderr).toContain(
+          `${brokers} refused the session: auth-required: this broker requires authentication`
+        )
         expect(stranger.code).toBe(1)
       }
 
       const bobSecret = join(dir, "bob.secret")
-      const added = yield* runCli(["user", "add", "bob", "--publish", "other", "--read", "", "--secret-file", bobSecret], env)
+      const added = yield* runCli([
+        "user",
+        "add",
+        "bob",
+        "--publish",
+        "other",
+        "--read",
+        "",
+        "--secret-file",
+        bobSecret
+      ], env)
       expect(added.code, added.stderr).toBe(0)
       expect(statSync(bobSecret).mode & 0o777).toBe(0o600)
       const listed = yield* runCli(["user", "list", "--json"], env)
-      expect(JSON.parse(listed.stdout).users).toContainEqual({ user: "bob", publish: "other", read: "-", consume: "*", limits: "-" })
-      const forbidden = yield* runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", "1", "--secret-file", bobSecret], env)
+      expect(JSON.parse(listed.stdout).users).toContainEqual({
+        user: "bob",
+        publish: "other",
+        read: "-",
+        consume: "*",
+        limits: "-"
+      })
+      const forbidden = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers,
+        "--topic",
+        "t",
+        "--count",
+        "1",
+        "--secret-file",
+        bobSecret
+      ], env)
       expect(forbidden.code).toBe(1)
       expect(forbidden.stderr).toMatch(/forbidden: user bob may not publish to topic t/)
-      const own = yield* runCli(["publish", "--brokers", brokers, "--topic", "other", "--count", "5", "--secret-file", bobSecret], env)
+      const own = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers,
+        "--topic",
+        "other",
+        "--count",
+        "5",
+        "--secret-file",
+        bobSecret
+      ], env)
       expect(own.code, own.stderr).toBe(0)
       expect((yield* runCli(["user", "remove", "bob"], env)).code).toBe(0)
-      const removed = yield* runCli(["publish", "--brokers", brokers, "--topic", "other", "--count", "1", "--secret-file", bobSecret], env)
+      const removed = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers,
+        "--topic",
+        "other",
+        "--count",
+        "1",
+        "--secret-file",
+        bobSecret
+      ], env)
       expect(removed.stderr).toMatch(/auth-failed/)
 
       const topics = yield* runCli(["topics", "--json"], env)
@@ -115,29 +192,40 @@ describe("cxlog security", () => {
       expect(existsSync(users)).toBe(false)
     }))
 
-  it.scoped("the local user's found credentials refuse a broker started --insecure; cxlog publish and subscribe take it with --insecure or CXLOG_INSECURE=true", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("insecure")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      // The head writes the local user's secret file, which publish and subscribe find by themselves.
-      yield* (yield* forkCli(["head", "--topic", "t:5:1"], env)).event("ready")
-      const broker = yield* forkCli(["broker", "--port", "0", "--insecure"], env)
-      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
-      const publish = ["publish", "--brokers", brokers, "--topic", "t", "--count", "3", "--message-bytes", "16"]
-      const read = ["subscribe", "--brokers", brokers, "--topic", "t", "--limit", "6", "--idle-timeout-ms", "20000"]
+  it.scoped(
+    "the local user's found credentials refuse a broker started --insecure; cxlog publish and subscribe take it with --insecure or CXLOG_INSECURE=true",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("insecure")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        // The head writes the local user's secret file, which publish and subscribe find by themselves.
+        yield* (yield* forkCli(["head", "--topic", "t:5:1"], env)).event("ready")
+        const broker = yield* forkCli(["broker", "--port", "0", "--insecure"], env)
+        const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+        const publish = ["publish", "--brokers", brokers, "--topic", "t", "--count", "3", "--message-bytes", "16"]
+        const read = ["subscribe", "--brokers", brokers, "--topic", "t", "--limit", "6", "--idle-timeout-ms", "20000"]
 
-      const refused = yield* runCli(publish, env)
-      expect(refused.code).toBe(1)
-      expect(refused.stderr).toMatch(/auth-failed: .*welcomed this client without authenticating it .*found in the region's secret file.*--insecure/)
-      const unread = yield* runCli(read, env)
-      expect(unread.code).toBe(1)
-      expect(unread.stderr).toMatch(/auth-failed: .*subscribed this client without authenticating it/)
+        const refused = yield* runCli(publish, env)
+        expect(refused.code).toBe(1)
+        expect(refused.stderr).toMatch(
+          /auth-failed: .*welcomed this client without authenticating it .*found in the region's secret file.*--insecure/
+        )
+        const unread = yield* runCli(read, env)
+        expect(unread.code).toBe(1)
+        expect(unread.stderr).toMatch(/auth-failed: .*subscribed this client without authenticating it/)
 
-      for (const opted of [yield* runCli([...publish, "--insecure"], env), yield* runCli(publish, { ...env, CXLOG_INSECURE: "true" })]) {
-        expect(opted.code, opted.stderr).toBe(0)
-      }
-      const got = yield* runCli([...read, "--insecure"], env)
-      expect(got.code, got.stderr).toBe(0)
-      expect(got.stdout.trim().split("\n")).toHaveLength(6)
-    }), 120_000)
+        for (
+          const opted of [
+            yield* runCli([...publish, "--insecure"], env),
+            yield* runCli(publish, { ...env, CXLOG_INSECURE: "true" })
+          ]
+        ) {
+          expect(opted.code, opted.stderr).toBe(0)
+        }
+        const got = yield* runCli([...read, "--insecure"], env)
+        expect(got.code, got.stderr).toBe(0)
+        expect(got.stdout.trim().split("\n")).toHaveLength(6)
+      }),
+    120_000
+  )
 })

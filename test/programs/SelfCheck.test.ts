@@ -27,18 +27,26 @@ const checkWith = (mode: string) =>
   )
 
 describe("self-check", () => {
-  it.live("both processes are woken by the other's ring and read the other's value; the region is removed", () =>
-    Effect.gen(function*() {
-      const result = yield* checkWith("real")
-      expect(Either.isRight(result), Either.isLeft(result) ? result.left.message : "").toBe(true)
-      expect(existsSync(`/dev/shm/cxlog-selfcheck-${process.pid}`)).toBe(false)
-    }), 30_000)
+  it.live(
+    "both processes are woken by the other's ring and read the other's value; the region is removed",
+    () =>
+      Effect.gen(function*() {
+        const result = yield* checkWith("real")
+        expect(Either.isRight(result), Either.isLeft(result) ? result.left.message : "").toBe(true)
+        expect(existsSync(`/dev/shm/cxlog-selfcheck-${process.pid}`)).toBe(false)
+      }),
+    30_000
+  )
 
-  it.live("fails when the peer's wait did not end by a wake, or the peer reports nothing, though it exits 0", () =>
-    Effect.gen(function*() {
-      const notEqual = yield* checkWith("not-equal")
-      expect(Either.isLeft(notEqual) && notEqual.left.message).toMatch(/the peer's doorbell wait ended not-equal/)
-      const silent = yield* checkWith("silent")
-      expect(Either.isLeft(silent) && silent.left.message).toMatch(/without reporting its doorbell wait/)
-    }), 60_000)
+  it.live(
+    "fails when the peer's wait did not end by a wake, or the peer reports nothing, though it exits 0",
+    () =>
+      Effect.gen(function*() {
+        const notEqual = yield* checkWith("not-equal")
+        expect(Either.isLeft(notEqual) && notEqual.left.message).toMatch(/the peer's doorbell wait ended not-equal/)
+        const silent = yield* checkWith("silent")
+        expect(Either.isLeft(silent) && silent.left.message).toMatch(/without reporting its doorbell wait/)
+      }),
+    60_000
+  )
 })

@@ -66,7 +66,10 @@ const holdPort = (port: number): Effect.Effect<Server & { readonly port: number 
     Effect.async<Server & { readonly port: number }, Error>((resume) => {
       const server = createServer()
       server.once("error", (e) => resume(Effect.fail(e)))
-      server.listen({ host: "127.0.0.1", port }, () => resume(Effect.succeed(Object.assign(server, { port: (server.address() as { port: number }).port }))))
+      server.listen(
+        { host: "127.0.0.1", port },
+        () => resume(Effect.succeed(Object.assign(server, { port: (server.address() as { port: number }).port })))
+      )
     }),
     (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
   )
@@ -77,7 +80,9 @@ const freePorts = (count: number) =>
     for (let attempt = 0; attempt < 50; attempt++) {
       const first = yield* Effect.scoped(Effect.map(holdPort(0), (s) => s.port))
       if (first + count - 1 > 65535) continue
-      const rest = yield* Effect.scoped(Effect.either(Effect.forEach(Array.from({ length: count - 1 }, (_, i) => first + 1 + i), holdPort)))
+      const rest = yield* Effect.scoped(
+        Effect.either(Effect.forEach(Array.from({ length: count - 1 }, (_, i) => first + 1 + i), holdPort))
+      )
       if (rest._tag === "Right") return first
     }
     return yield* Effect.fail(new Error(`no ${count} consecutive free ports`))
@@ -104,7 +109,9 @@ const startServe = (args: ReadonlyArray<string>): Effect.Effect<Serving, never, 
     const exit = yield* Deferred.make<{ code: number | null; signal: NodeJS.Signals | null }>()
     const child = yield* Effect.acquireRelease(
       // A process group of its own, as a shell gives a job: a Ctrl-C is SIGINT to the whole group (`interrupt`).
-      Effect.sync(() => spawn(process.execPath, [cli, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true })),
+      Effect.sync(() =>
+        spawn(process.execPath, [cli, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true })
+      ),
       (child) =>
         Effect.sync(() => {
           if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
@@ -120,15 +127,27 @@ const startServe = (args: ReadonlyArray<string>): Effect.Effect<Serving, never, 
       for (const pid of pids) seen.add(pid)
       return pids
     }
-    return { child, output: () => output, exited: Deferred.await(exit), roles, interrupt: () => process.kill(-child.pid!, "SIGINT") }
+    return {
+      child,
+      output: () => output,
+      exited: Deferred.await(exit),
+      roles,
+      interrupt: () => process.kill(-child.pid!, "SIGINT")
+    }
   })
 
 /** Waits for serve's ready banner; returns its `--brokers` list. */
 const awaitReady = (serving: Serving) =>
   Effect.gen(function*() {
-    yield* until(() => serving.output().includes("Ctrl-C stops everything") || serving.child.exitCode !== null, 120_000, () => `serve's ready banner:\n${serving.output()}`)
+    yield* until(
+      () => serving.output().includes("Ctrl-C stops everything") || serving.child.exitCode !== null,
+      120_000,
+      () => `serve's ready banner:\n${serving.output()}`
+    )
     const brokers = /^ {2}brokers +--brokers (\S+)$/m.exec(serving.output())?.[1]
-    if (brokers === undefined) return yield* Effect.fail(new Error(`serve did not say its brokers:\n${serving.output()}`))
+    if (brokers === undefined) {
+      return yield* Effect.fail(new Error(`serve did not say its brokers:\n${serving.output()}`))
+    }
     return brokers
   })
 
@@ -144,135 +163,216 @@ const runCli = (args: ReadonlyArray<string>, input = "") =>
         child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
         child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
         child.stdin.end(input)
-      }).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error(`cxlog ${args.join(" ")}: still running after 60 s`) })),
+      }).pipe(Effect.timeoutFail({
+        duration: "60 seconds",
+        onTimeout: () => new Error(`cxlog ${args.join(" ")}: still running after 60 s`)
+      })),
     (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
   )
 
-const addresses = (list: string) => list.split(",").map((a) => ({ host: a.slice(0, a.lastIndexOf(":")), port: Number(a.slice(a.lastIndexOf(":") + 1)) }))
+const addresses = (list: string) =>
+  list.split(",").map((a) => ({ host: a.slice(0, a.lastIndexOf(":")), port: Number(a.slice(a.lastIndexOf(":") + 1)) }))
 
 describe("cxlog serve", () => {
-  it.scopedLive("serves the CLI and the Promise clients; SIGINT stops it with exit 0, leaving no process, region or secret file", () =>
-    Effect.gen(function*() {
-      const region = yield* serveRegion("serve")
-      const port = yield* freePorts(2)
-      const serving = yield* startServe(["--region", region, "--port", `${port}`, "--broker-count", "2"])
-      const list = yield* awaitReady(serving)
-      expect(list).toBe(`127.0.0.1:${port},127.0.0.1:${port + 1}`)
-      expect(serving.output()).toContain(defaultSecretPath(region))
-      expect(serving.output()).toMatch(/^broker 1 \| .*listening on/m)
-      const roles = serving.roles()
-      expect(roles).toHaveLength(3)
+  it.scopedLive(
+    "serves the CLI and the Promise clients; SIGINT stops it with exit 0, leaving no process, region or secret file",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve")
+        const port = yield* freePorts(2)
+        const serving = yield* startServe(["--region", region, "--port", `${port}`, "--broker-count", "2"])
+        const list = yield* awaitReady(serving)
+        expect(list).toBe(`127.0.0.1:${port},127.0.0.1:${port + 1}`)
+        expect(serving.output()).toContain(defaultSecretPath(region))
+        expect(serving.output()).toMatch(/^broker 1 \| .*listening on/m)
+        const roles = serving.roles()
+        expect(roles).toHaveLength(3)
 
-      // The same region again, while this one serves it: refused, naming its head.
-      const again = yield* runCli(["serve", "--region", region, "--port", "0", "--broker-count", "1"])
-      expect(again.code).toBe(1)
-      expect(again.stderr).toMatch(new RegExp(`region ${region} is in use: its head \\(pid \\d+\\) still runs`))
+        // The same region again, while this one serves it: refused, naming its head.
+        const again = yield* runCli(["serve", "--region", region, "--port", "0", "--broker-count", "1"])
+        expect(again.code).toBe(1)
+        expect(again.stderr).toMatch(new RegExp(`region ${region} is in use: its head \\(pid \\d+\\) still runs`))
 
-      const published = yield* runCli(["publish", "--brokers", list, "--region", region, "--topic", "events"], "cli 0\ncli 1\ncli 2\n")
-      expect(published.code, published.stderr).toBe(0)
-      yield* Effect.promise(async () => {
-        const publisher = await CxlogPublisher.open({ brokers: addresses(list), topic: "events", region })
-        for (let i = 0; i < 3; i++) await publisher.publish(`code ${i}`)
-        await publisher.close()
-      })
-      const expected = ["cli 0", "cli 1", "cli 2", "code 0", "code 1", "code 2"]
-      const read = yield* runCli(["subscribe", "--brokers", list, "--region", region, "--topic", "events", "--limit", "6"])
-      expect(read.code, read.stderr).toBe(0)
-      expect(read.stdout.trim().split("\n")).toEqual(expected.map((text, offset) => `${offset}\t${text}`))
-      const fromCode = yield* Effect.promise(async () => {
-        const subscriber = await CxlogSubscriber.open({ brokers: addresses(list), topic: "events", region })
-        const texts: Array<string> = []
-        for await (const message of subscriber) {
-          texts.push(`${message.offset} ${message.text()}`)
-          if (texts.length === expected.length) break
-        }
-        return texts
-      })
-      expect(fromCode).toEqual(expected.map((text, offset) => `${offset} ${text}`))
+        const published = yield* runCli(
+          ["publish", "--brokers", list, "--region", region, "--topic", "events"],
+          "cli 0\ncli 1\ncli 2\n"
+        )
+        expect(published.code, published.stderr).toBe(0)
+        yield* Effect.promise(async () => {
+          const publisher = await CxlogPublisher.open({ brokers: addresses(list), topic: "events", region })
+          for (let i = 0; i < 3; i++) await publisher.publish(`code ${i}`)
+          await publisher.close()
+        })
+        const expected = ["cli 0", "cli 1", "cli 2", "code 0", "code 1", "code 2"]
+        const read = yield* runCli([
+          "subscribe",
+          "--brokers",
+          list,
+          "--region",
+          region,
+          "--topic",
+          "events",
+          "--limit",
+          "6"
+        ])
+        expect(read.code, read.stderr).toBe(0)
+        expect(read.stdout.trim().split("\n")).toEqual(expected.map((text, offset) => `${offset}\t${text}`))
+        const fromCode = yield* Effect.promise(async () => {
+          const subscriber = await CxlogSubscriber.open({ brokers: addresses(list), topic: "events", region })
+          const texts: Array<string> = []
+          for await (const message of subscriber) {
+            texts.push(`${message.offset} ${message.text()}`)
+            if (texts.length === expected.length) break
+          }
+          return texts
+        })
+        expect(fromCode).toEqual(expected.map((text, offset) => `${offset} ${text}`))
 
-      serving.interrupt()
-      const exit = yield* serving.exited.pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`serve still runs 30 s after SIGINT:\n${serving.output()}`) }))
-      expect(exit, serving.output()).toEqual({ code: 0, signal: null })
-      expect(roles.filter(running)).toEqual([])
-      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
-      expect(existsSync(defaultSecretPath(region))).toBe(false)
-      // Each role stopped cleanly, the brokers before the head; then serve said it was done.
-      const ends = [...serving.output().matchAll(/^serve +\| (head|broker \d) \(pid \d+\) exited with (.*)$/gm)].map((m) => `${m[1]}: ${m[2]}`)
-      expect(ends.slice(0, 2).sort()).toEqual(["broker 0: code 0", "broker 1: code 0"])
-      expect(ends.slice(2)).toEqual(["head: code 0"])
-      expect(serving.output()).toMatch(/\nserve +\| stopped\n$/)
-    }), 240_000)
+        serving.interrupt()
+        const exit = yield* serving.exited.pipe(Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error(`serve still runs 30 s after SIGINT:\n${serving.output()}`)
+        }))
+        expect(exit, serving.output()).toEqual({ code: 0, signal: null })
+        expect(roles.filter(running)).toEqual([])
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+        expect(existsSync(defaultSecretPath(region))).toBe(false)
+        // Each role stopped cleanly, the brokers before the head; then serve said it was done.
+        const ends = [...serving.output().matchAll(/^serve +\| (head|broker \d) \(pid \d+\) exited with (.*)$/gm)].map((
+          m
+        ) => `${m[1]}: ${m[2]}`)
+        expect(ends.slice(0, 2).sort()).toEqual(["broker 0: code 0", "broker 1: code 0"])
+        expect(ends.slice(2)).toEqual(["head: code 0"])
+        expect(serving.output()).toMatch(/\nserve +\| stopped\n$/)
+      }),
+    240_000
+  )
 
-  it.scopedLive("a taken port is refused before anything starts, naming the port, its broker and the way on", () =>
-    Effect.gen(function*() {
-      const region = yield* serveRegion("serve-port")
-      const port = yield* freePorts(2)
-      yield* holdPort(port + 1)
-      const refused = yield* runCli(["serve", "--region", region, "--port", `${port}`, "--broker-count", "2"])
-      expect(refused.code).toBe(1)
-      expect(refused.stderr).toContain(`cxlog serve: port ${port + 1} on 127.0.0.1, broker 1's (--port ${port} + 1), is taken by another process (EADDRINUSE). Give serve another --port`)
-      expect(refused.stdout).not.toMatch(/^head +\|/m)
-      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
-    }), 120_000)
+  it.scopedLive(
+    "a taken port is refused before anything starts, naming the port, its broker and the way on",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-port")
+        const port = yield* freePorts(2)
+        yield* holdPort(port + 1)
+        const refused = yield* runCli(["serve", "--region", region, "--port", `${port}`, "--broker-count", "2"])
+        expect(refused.code).toBe(1)
+        expect(refused.stderr).toContain(
+          `cxlog serve: port ${
+            port + 1
+          } on 127.0.0.1, broker 1's (--port ${port} + 1), is taken by another process (EADDRINUSE). Give serve another --port`
+        )
+        expect(refused.stdout).not.toMatch(/^head +\|/m)
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+      }),
+    120_000
+  )
 
-  it.scopedLive("--standby takes over a dead head and serve goes on; a broker that dies stops the rest, exit 1 (--json events)", () =>
-    Effect.gen(function*() {
-      const region = yield* serveRegion("serve-standby")
-      const serving = yield* startServe(["--region", region, "--port", "0", "--broker-count", "1", "--standby", "--json"])
-      const events = () =>
-        serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as { readonly event: string } & Record<string, any>)
-      const eventOf = (kind: string) => events().find((e) => e.event === kind)
-      yield* until(() => eventOf("ready") !== undefined || serving.child.exitCode !== null, 120_000, () => `a ready event:\n${serving.output()}`)
-      const { pids, brokers } = eventOf("ready")!
-      expect([...serving.roles()].sort((a, b) => a - b)).toEqual([pids.head, pids.standby, ...pids.brokers].sort((a, b) => a - b))
-      process.kill(pids.head, "SIGKILL")
-      yield* until(() => eventOf("takeover") !== undefined || serving.child.exitCode !== null, 60_000, () => `the standby's takeover:\n${serving.output()}`)
-      expect(eventOf("takeover")).toMatchObject({ pid: pids.standby, epoch: 2 })
-      // Serving on through the standby.
-      expect(serving.child.exitCode, serving.output()).toBe(null)
-      const read = yield* runCli(["publish", "--brokers", brokers, "--region", region, "--topic", "events"], "after the takeover\n").pipe(
-        Effect.zipRight(runCli(["subscribe", "--brokers", brokers, "--region", region, "--topic", "events", "--limit", "1"]))
-      )
-      expect(read.stdout).toBe("0\tafter the takeover\n")
-      process.kill(pids.brokers[0], "SIGKILL")
-      const exit = yield* serving.exited.pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`serve still runs 30 s after its broker died:\n${serving.output()}`) }))
-      expect(exit, serving.output()).toEqual({ code: 1, signal: null })
-      expect(serving.output()).toContain(`cxlog serve: broker 0 (pid ${pids.brokers[0]}) exited with SIGKILL; serve stopped the rest`)
-      expect(events().filter((e) => e.event === "exited").map((e) => `${e.role}: ${e.signal ?? e.code}`)).toEqual(["head: SIGKILL", "broker 0: SIGKILL", "standby: 0"])
-      expect(events().at(-1)).toEqual({ event: "stopped" })
-      expect([pids.head, pids.standby, ...pids.brokers].filter(running)).toEqual([])
-      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
-    }), 240_000)
+  it.scopedLive(
+    "--standby takes over a dead head and serve goes on; a broker that dies stops the rest, exit 1 (--json events)",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-standby")
+        const serving = yield* startServe([
+          "--region",
+          region,
+          "--port",
+          "0",
+          "--broker-count",
+          "1",
+          "--standby",
+          "--json"
+        ])
+        const events = () =>
+          serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) =>
+            JSON.parse(line) as { readonly event: string } & Record<string, any>
+          )
+        const eventOf = (kind: string) => events().find((e) => e.event === kind)
+        yield* until(() => eventOf("ready") !== undefined || serving.child.exitCode !== null, 120_000, () =>
+          `a ready event:\n${serving.output()}`)
+        const { pids, brokers } = eventOf("ready")!
+        expect([...serving.roles()].sort((a, b) =>
+          a - b
+        )).toEqual([pids.head, pids.standby, ...pids.brokers].sort((a, b) =>
+          a - b
+        ))
+        process.kill(pids.head, "SIGKILL")
+        yield* until(
+          () => eventOf("takeover") !== undefined || serving.child.exitCode !== null,
+          60_000,
+          () => `the standby's takeover:\n${serving.output()}`
+        )
+        expect(eventOf("takeover")).toMatchObject({ pid: pids.standby, epoch: 2 })
+        // Serving on through the standby.
+        expect(serving.child.exitCode, serving.output()).toBe(null)
+        const read = yield* runCli(
+          ["publish", "--brokers", brokers, "--region", region, "--topic", "events"],
+          "after the takeover\n"
+        ).pipe(
+          Effect.zipRight(
+            runCli(["subscribe", "--brokers", brokers, "--region", region, "--topic", "events", "--limit", "1"])
+          )
+        )
+        expect(read.stdout).toBe("0\tafter the takeover\n")
+        process.kill(pids.brokers[0], "SIGKILL")
+        const exit = yield* serving.exited.pipe(Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error(`serve still runs 30 s after its broker died:\n${serving.output()}`)
+        }))
+        expect(exit, serving.output()).toEqual({ code: 1, signal: null })
+        expect(serving.output()).toContain(
+          `cxlog serve: broker 0 (pid ${pids.brokers[0]}) exited with SIGKILL; serve stopped the rest`
+        )
+        expect(
+          events().filter((e) => e.event === "exited").map((e) => `${e.role}: ${e.signal ?? e.code}`)
+        ).toEqual(["head: SIGKILL", "broker 0: SIGKILL", "standby: 0"])
+        expect(events().at(-1)).toEqual({ event: "stopped" })
+        expect([pids.head, pids.standby, ...pids.brokers].filter(running)).toEqual([])
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+      }),
+    240_000
+  )
 
-  it.scopedLive("--detach returns once the server is ready, leaving it running; --stop stops it as Ctrl-C would", () =>
-    Effect.gen(function*() {
-      const region = yield* serveRegion("serve-detach")
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(serveLogPath(region), { force: true })))
-      const detached = yield* runCli(["serve", "--detach", "--region", region, "--port", "0", "--broker-count", "1"])
-      expect(detached.code, detached.stderr).toBe(0)
-      const pid = Number(/runs in the background \(pid (\d+)\)/.exec(detached.stdout)?.[1])
-      const roles = [...childrenOf(pid, "head"), ...childrenOf(pid, "broker")]
-      yield* Effect.addFinalizer(() => Effect.sync(() => [pid, ...roles].filter(running).forEach((p) => process.kill(p, "SIGKILL"))))
-      expect(roles).toHaveLength(2)
-      const brokers = /^ {2}brokers +--brokers (\S+)$/m.exec(detached.stdout)![1]!
-      const read = yield* runCli(["publish", "--brokers", brokers, "--region", region, "--topic", "events"], "detached\n").pipe(
-        Effect.zipRight(runCli(["subscribe", "--brokers", brokers, "--region", region, "--topic", "events", "--limit", "1"]))
-      )
-      expect(read.stdout).toBe("0\tdetached\n")
-      const again = yield* runCli(["serve", "--detach", "--region", region, "--port", "0", "--broker-count", "1"])
-      expect(again.code).toBe(1)
-      expect(again.stderr).toContain(`cxlog serve: region ${region} is in use: its head (pid ${roles[0]}) still runs`)
-      expect(again.stderr).toContain(`(its log: ${serveLogPath(region)})`)
+  it.scopedLive(
+    "--detach returns once the server is ready, leaving it running; --stop stops it as Ctrl-C would",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-detach")
+        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(serveLogPath(region), { force: true })))
+        const detached = yield* runCli(["serve", "--detach", "--region", region, "--port", "0", "--broker-count", "1"])
+        expect(detached.code, detached.stderr).toBe(0)
+        const pid = Number(/runs in the background \(pid (\d+)\)/.exec(detached.stdout)?.[1])
+        const roles = [...childrenOf(pid, "head"), ...childrenOf(pid, "broker")]
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => [pid, ...roles].filter(running).forEach((p) => process.kill(p, "SIGKILL")))
+        )
+        expect(roles).toHaveLength(2)
+        const brokers = /^ {2}brokers +--brokers (\S+)$/m.exec(detached.stdout)![1]!
+        const read = yield* runCli(
+          ["publish", "--brokers", brokers, "--region", region, "--topic", "events"],
+          "detached\n"
+        ).pipe(
+          Effect.zipRight(
+            runCli(["subscribe", "--brokers", brokers, "--region", region, "--topic", "events", "--limit", "1"])
+          )
+        )
+        expect(read.stdout).toBe("0\tdetached\n")
+        const again = yield* runCli(["serve", "--detach", "--region", region, "--port", "0", "--broker-count", "1"])
+        expect(again.code).toBe(1)
+        expect(again.stderr).toContain(`cxlog serve: region ${region} is in use: its head (pid ${roles[0]}) still runs`)
+        expect(again.stderr).toContain(`(its log: ${serveLogPath(region)})`)
 
-      const stopped = yield* runCli(["serve", "--stop", "--region", region])
-      expect(stopped.code, stopped.stderr).toBe(0)
-      expect([pid, ...roles].filter(running)).toEqual([])
-      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
-      expect(readFileSync(serveLogPath(region), "utf8")).toMatch(/\nserve +\| stopped\n/)
-      const nothing = yield* runCli(["serve", "--stop", "--region", region])
-      expect(nothing.code).toBe(1)
-      expect(nothing.stderr).toContain(`no cxlog serve runs region ${region}`)
-    }), 240_000)
+        const stopped = yield* runCli(["serve", "--stop", "--region", region])
+        expect(stopped.code, stopped.stderr).toBe(0)
+        expect([pid, ...roles].filter(running)).toEqual([])
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+        expect(readFileSync(serveLogPath(region), "utf8")).toMatch(/\nserve +\| stopped\n/)
+        const nothing = yield* runCli(["serve", "--stop", "--region", region])
+        expect(nothing.code).toBe(1)
+        expect(nothing.stderr).toContain(`no cxlog serve runs region ${region}`)
+      }),
+    240_000
+  )
 
   it.scopedLive("SIGKILLed, serve leaves none of its roles running, nor its region", () =>
     Effect.gen(function*() {
@@ -282,7 +382,14 @@ describe("cxlog serve", () => {
       const roles = serving.roles()
       expect(roles).toHaveLength(2)
       serving.child.kill("SIGKILL")
-      yield* until(() => roles.every((pid) => !running(pid)), 30_000, () => `roles ${roles.filter(running).join(", ")} of serve still run after it was SIGKILLed`)
-      yield* until(() => !existsSync(`/dev/shm/${region}`), 30_000, () => `region ${region} is still there after serve was SIGKILLed`)
+      yield* until(() => roles.every((pid) => !running(pid)), 30_000, () =>
+        `roles ${roles.filter(running).join(", ")} of serve still run after it was SIGKILLed`)
+      yield* until(
+        () =>
+          !existsSync(`/dev/shm/${region}`),
+        30_000,
+        () =>
+          `region ${region} is still there after serve was SIGKILLed`
+      )
     }), 240_000)
 })

@@ -8,9 +8,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Layer, Queue } from "effect"
-import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
 import { LeaseLine } from "../../src/layers/log/Records.js"
 import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
 import { attachRegion } from "../../src/layers/Roles.js"
 import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
@@ -32,10 +32,20 @@ const logged = (child: Child, pattern: RegExp, count: number, timeoutMs: number)
   })
   const exited = Effect.flatMap(
     Deferred.await(child.exited),
-    (exit) => Effect.fail(new Error(`the standby exited (code ${exit.code}) before logging ${pattern} ${count} times; last: ${JSON.stringify(last)}; stderr: ${child.stderr()}`))
+    (exit) =>
+      Effect.fail(
+        new Error(
+          `the standby exited (code ${exit.code}) before logging ${pattern} ${count} times; last: ${
+            JSON.stringify(last)
+          }; stderr: ${child.stderr()}`
+        )
+      )
   )
   return Effect.raceFirst(seen, exited).pipe(
-    Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new Error(`the standby logged ${pattern} fewer than ${count} times within ${timeoutMs} ms`) })
+    Effect.timeoutFail({
+      duration: timeoutMs,
+      onTimeout: () => new Error(`the standby logged ${pattern} fewer than ${count} times within ${timeoutMs} ms`)
+    })
   )
 }
 
@@ -44,33 +54,44 @@ const inRegion = <A, E>(region: string, f: (memory: CxlMemoryShape) => Effect.Ef
   Effect.flatMap(CxlMemory, f).pipe(Effect.scoped, Effect.provide(Layer.fresh(attachRegion({ name: region }))))
 
 describe("a standby head and a last head stopped inside a round", () => {
-  it.scopedLive("the standby stands by (warns and tries again) instead of exiting, and takes over once the stopped head is gone", () =>
-    Effect.gen(function*() {
-      const region = yield* uniqueRegion("stoppedround")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_SEQUENCER_LEASE_MS: "1000" }
-      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
-      expect((yield* head.event("ready"))["epoch"]).toBe(1)
-      const standby = yield* spawnFixture("standby-head", [region, "300"], env)
-      yield* logged(standby, /head: standing by for region/, 1, 30_000)
+  it.scopedLive(
+    "the standby stands by (warns and tries again) instead of exiting, and takes over once the stopped head is gone",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("stoppedround")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_SEQUENCER_LEASE_MS: "1000" }
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        expect((yield* head.event("ready"))["epoch"]).toBe(1)
+        const standby = yield* spawnFixture("standby-head", [region, "300"], env)
+        yield* logged(standby, /head: standing by for region/, 1, 30_000)
 
-      yield* inRegion(region, (memory) =>
-        Effect.gen(function*() {
-          head.child.kill("SIGSTOP")
-          yield* Effect.sleep("5 millis").pipe(
-            Effect.repeat({ until: () => isPidStopped(head.pid) }),
-            Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error(`the head (pid ${head.pid}) was not stopped within 10 s of SIGSTOP`) })
-          )
-          // Stopped inside a round: its marker names it (set here in case the stop fell between rounds).
-          Atomics.store(memory.i32, (lease + LeaseLine.round) / 4, head.pid)
-        }))
+        yield* inRegion(region, (memory) =>
+          Effect.gen(function*() {
+            head.child.kill("SIGSTOP")
+            yield* Effect.sleep("5 millis").pipe(
+              Effect.repeat({ until: () => isPidStopped(head.pid) }),
+              Effect.timeoutFail({
+                duration: 10_000,
+                onTimeout: () => new Error(`the head (pid ${head.pid}) was not stopped within 10 s of SIGSTOP`)
+              })
+            )
+            // Stopped inside a round: its marker names it (set here in case the stop fell between rounds).
+            Atomics.store(memory.i32, (lease + LeaseLine.round) / 4, head.pid)
+          }))
 
-      // Two takeovers refused on the marker, the standby still running between and after them.
-      const refused = new RegExp(`process ${head.pid}, named by an earlier head's round marker, has been stopped inside its round .* standing by`)
-      yield* logged(standby, refused, 2, 30_000)
-      expect(standby.process.exitCode).toBe(null)
+        // Two takeovers refused on the marker, the standby still running between and after them.
+        const refused = new RegExp(
+          `process ${head.pid}, named by an earlier head's round marker, has been stopped inside its round .* standing by`
+        )
+        yield* logged(standby, refused, 2, 30_000)
+        expect(standby.process.exitCode).toBe(null)
 
-      head.child.kill("SIGKILL")
-      yield* logged(standby, new RegExp(`head: region ${region} .*sequencer epoch`), 1, 30_000)
-      expect(yield* inRegion(region, (memory) => Effect.sync(() => new LeaseLineView(memory).pid(lease)))).toBe(standby.process.pid)
-    }), 90_000)
+        head.child.kill("SIGKILL")
+        yield* logged(standby, new RegExp(`head: region ${region} .*sequencer epoch`), 1, 30_000)
+        expect(yield* inRegion(region, (memory) => Effect.sync(() => new LeaseLineView(memory).pid(lease)))).toBe(
+          standby.process.pid
+        )
+      }),
+    90_000
+  )
 })

@@ -18,10 +18,14 @@ const outlivesParent = (mode: "guarded" | "bare") =>
   }))
 
 describe("stopWithParent", () => {
-  it.live("a guarded child is stopped once its parent is SIGKILLed; an unguarded one outlives it", () =>
-    Effect.gen(function*() {
-      expect(yield* outlivesParent("guarded")).toBe(false)
-      // The reference: without the guard the same child is still there.
-      expect(yield* outlivesParent("bare")).toBe(true)
-    }), 30_000)
+  it.live(
+    "a guarded child is stopped once its parent is SIGKILLed; an unguarded one outlives it",
+    () =>
+      Effect.gen(function*() {
+        expect(yield* outlivesParent("guarded")).toBe(false)
+        // The reference: without the guard the same child is still there.
+        expect(yield* outlivesParent("bare")).toBe(true)
+      }),
+    30_000
+  )
 })

@@ -21,7 +21,8 @@ interface Line {
   readonly payload?: string
 }
 
-const lines = (stdout: string): Array<Line> => stdout.trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line)
+const lines = (stdout: string): Array<Line> =>
+  stdout.trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Line)
 
 /** A head and two brokers on a fresh region: the env and the brokers' addresses. */
 const cluster = Effect.gen(function*() {
@@ -41,7 +42,11 @@ describe("cxlog subscribe --format", () => {
   it("json: offset and timestamp, then the key and headers a message has, each as text or, when not UTF-8, base64", () => {
     const builder = new BatchBuilder(new BufferPool(1024, 0))
     const bytes = (s: string) => new TextEncoder().encode(s)
-    builder.add(bytes("v"), 1_700_000_000_000, encodeParts({ key: "k", headers: [["a", "x,y=z"], ["bin", Uint8Array.of(0xff)]] }))
+    builder.add(
+      bytes("v"),
+      1_700_000_000_000,
+      encodeParts({ key: "k", headers: [["a", "x,y=z"], ["bin", Uint8Array.of(0xff)]] })
+    )
     builder.add(Uint8Array.of(0xfe), 1_700_000_000_005, encodeParts({ key: Uint8Array.of(0xff) }))
     builder.add(bytes("plain"), 1_700_000_000_009)
     const { payload, messageCount } = builder.seal()
@@ -50,7 +55,13 @@ describe("cxlog subscribe --format", () => {
     const out: Array<unknown> = []
     view.forEach((m) => out.push(JSON.parse(formatLine("json", m))))
     expect(out).toEqual([
-      { offset: 40, timestamp: 1_700_000_000_000, key: "k", headers: [{ name: "a", value: "x,y=z" }, { name: "bin", valueBase64: "/w==" }], payload: "v" },
+      {
+        offset: 40,
+        timestamp: 1_700_000_000_000,
+        key: "k",
+        headers: [{ name: "a", value: "x,y=z" }, { name: "bin", valueBase64: "/w==" }],
+        payload: "v"
+      },
       { offset: 41, timestamp: 1_700_000_000_005, keyBase64: "/w==", payloadBase64: "/g==" },
       { offset: 42, timestamp: 1_700_000_000_009, payload: "plain" }
     ])
@@ -64,7 +75,17 @@ describe("cxlog subscribe over TCP", () => {
   it.scoped("three remote subscribers, through either broker, print the one total order the region holds: none lost, duplicated or reordered", () =>
     Effect.gen(function*() {
       const { env, brokers } = yield* cluster
-      const published = yield* runCli(["publish", "--brokers", brokers.join(","), "--topic", "t", "--count", "300", "--message-bytes", "48"], env)
+      const published = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers.join(","),
+        "--topic",
+        "t",
+        "--count",
+        "300",
+        "--message-bytes",
+        "48"
+      ], env)
       expect(published.code, published.stderr).toBe(0)
       const read = (args: ReadonlyArray<string>) =>
         Effect.map(runCli(["subscribe", "--topic", "t", "--limit", "300", "--format", "json", ...args], env), (r) => {
@@ -72,14 +93,33 @@ describe("cxlog subscribe over TCP", () => {
           return lines(r.stdout)
         })
       const [local, ...remote] = yield* Effect.all(
-        [read([]), read(["--brokers", brokers[0]!]), read(["--brokers", brokers[1]!]), read(["--brokers", `127.0.0.1:1,${brokers[0]}`])],
+        [
+          read([]),
+          read(["--brokers", brokers[0]!]),
+          read(["--brokers", brokers[1]!]),
+          read(["--brokers", `127.0.0.1:1,${brokers[0]}`])
+        ],
         { concurrency: "unbounded" }
       )
       expect(local!.map((l) => l.offset)).toEqual(Array.from({ length: 300 }, (_, i) => i))
       for (const r of remote) expect(r).toEqual(local)
       // Exactly --limit, from an offset, as text.
-      const some = yield* runCli(["subscribe", "--brokers", brokers[1]!, "--topic", "t", "--from", "290", "--limit", "3"], env)
-      expect(some.stdout.split("\n").filter((l) => l !== "").map((l) => Number(l.split("\t")[0]))).toEqual([290, 291, 292])
+      const some = yield* runCli([
+        "subscribe",
+        "--brokers",
+        brokers[1]!,
+        "--topic",
+        "t",
+        "--from",
+        "290",
+        "--limit",
+        "3"
+      ], env)
+      expect(some.stdout.split("\n").filter((l) => l !== "").map((l) => Number(l.split("\t")[0]))).toEqual([
+        290,
+        291,
+        292
+      ])
     }))
 
   it.scoped("a key and headers given to cxlog publish come out of cxlog subscribe --format json with each message's timestamp, locally and over TCP", () =>
@@ -87,7 +127,23 @@ describe("cxlog subscribe over TCP", () => {
       const { env, brokers } = yield* cluster
       const before = Date.now()
       const published = yield* runCli(
-        ["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "5", "--message-bytes", "16", "--key", "order-17", "--header", "source=web", "--header", "note=a,b=c"],
+        [
+          "publish",
+          "--brokers",
+          brokers[0]!,
+          "--topic",
+          "t",
+          "--count",
+          "5",
+          "--message-bytes",
+          "16",
+          "--key",
+          "order-17",
+          "--header",
+          "source=web",
+          "--header",
+          "note=a,b=c"
+        ],
         env
       )
       expect(published.code, published.stderr).toBe(0)
@@ -97,7 +153,10 @@ describe("cxlog subscribe over TCP", () => {
         expect(read.code, read.stderr).toBe(0)
         const got = lines(read.stdout)
         expect(got.map((l) => [l.offset, l.key, l.headers])).toEqual(
-          Array.from({ length: 5 }, (_, i) => [i, "order-17", [{ name: "source", value: "web" }, { name: "note", value: "a,b=c" }]])
+          Array.from(
+            { length: 5 },
+            (_, i) => [i, "order-17", [{ name: "source", value: "web" }, { name: "note", value: "a,b=c" }]]
+          )
         )
         for (const l of got) {
           expect(l.timestamp).toBeGreaterThanOrEqual(before)
@@ -106,21 +165,65 @@ describe("cxlog subscribe over TCP", () => {
         }
       }
       // A plain message's line has no key or headers, only its offset, timestamp and value.
-      const plain = yield* runCli(["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "1", "--message-bytes", "16"], env)
+      const plain = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers[0]!,
+        "--topic",
+        "t",
+        "--count",
+        "1",
+        "--message-bytes",
+        "16"
+      ], env)
       expect(plain.code, plain.stderr).toBe(0)
-      const last = lines((yield* runCli(["subscribe", "--topic", "t", "--from", "5", "--limit", "1", "--format", "json"], env)).stdout)
+      const last = lines(
+        (yield* runCli(["subscribe", "--topic", "t", "--from", "5", "--limit", "1", "--format", "json"], env)).stdout
+      )
       expect(Object.keys(last[0]!).sort()).toEqual(["offset", "payloadBase64", "timestamp"])
     }))
 
   it.scopedLive("a named consumer tailing a publisher through a log 20 times smaller than the stream: its commits release retention as it reads, and it reads everything in order", () =>
     Effect.gen(function*() {
       const { env, brokers } = yield* cluster
-      const reader = yield* Effect.fork(runCli(["subscribe", "--brokers", brokers[1]!, "--topic", "t", "--consumer", "tail", "--format", "json", "--limit", "20000"], env))
+      const reader = yield* Effect.fork(
+        runCli([
+          "subscribe",
+          "--brokers",
+          brokers[1]!,
+          "--topic",
+          "t",
+          "--consumer",
+          "tail",
+          "--format",
+          "json",
+          "--limit",
+          "20000"
+        ], env)
+      )
       // The consumer exists (holding retention from offset 0) before anything is published.
-      for (let i = 0; i < 100 && (yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout.trim() === "[]"; i++) yield* Effect.sleep("100 millis")
-      const published = yield* runCli(["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "20000", "--message-bytes", "1024", "--flush-timeout-ms", "20000"], env)
+      for (
+        let i = 0;
+        i < 100 && (yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout.trim() === "[]";
+        i++
+      ) yield* Effect.sleep("100 millis")
+      const published = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers[0]!,
+        "--topic",
+        "t",
+        "--count",
+        "20000",
+        "--message-bytes",
+        "1024",
+        "--flush-timeout-ms",
+        "20000"
+      ], env)
       expect(published.code, published.stderr).toBe(0)
-      const read = yield* Fiber.join(reader).pipe(Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error("the tail did not finish") }))
+      const read = yield* Fiber.join(reader).pipe(
+        Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error("the tail did not finish") })
+      )
       expect(read.code, read.stderr).toBe(0)
       const offsets = lines(read.stdout).map((l) => l.offset)
       expect(offsets).toEqual(Array.from({ length: 20000 }, (_, i) => i))
@@ -130,18 +233,47 @@ describe("cxlog subscribe over TCP", () => {
     Effect.gen(function*() {
       const { env, brokers } = yield* cluster
       // Far more output than a pipe holds, so the subscriber is still writing when its reader goes.
-      const published = yield* runCli(["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "20000", "--message-bytes", "16"], env)
+      const published = yield* runCli([
+        "publish",
+        "--brokers",
+        brokers[0]!,
+        "--topic",
+        "t",
+        "--count",
+        "20000",
+        "--message-bytes",
+        "16"
+      ], env)
       expect(published.code, published.stderr).toBe(0)
       // As a user runs it (no IPC channel, which would keep a finished role waiting for its orchestrator).
       const read = yield* runCli(
-        ["subscribe", "--brokers", brokers[1]!, "--topic", "t", "--consumer", "head", "--format", "json", "--limit", "20000"],
+        [
+          "subscribe",
+          "--brokers",
+          brokers[1]!,
+          "--topic",
+          "t",
+          "--consumer",
+          "head",
+          "--format",
+          "json",
+          "--limit",
+          "20000"
+        ],
         env,
         (child) => child.stdout!.once("data", () => child.stdout!.destroy())
-      ).pipe(Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("cxlog subscribe did not end within 60 s of its stdout closing") }))
+      ).pipe(
+        Effect.timeoutFail({
+          duration: "60 seconds",
+          onTimeout: () => new Error("cxlog subscribe did not end within 60 s of its stdout closing")
+        })
+      )
       expect(read.code, read.stderr).toBe(0)
       expect(read.stderr).toBe("")
       // Stopped at the write that failed: the batches after it were never pulled, so never committed.
-      const [consumer] = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<{ committed: number }>
+      const [consumer] = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<
+        { committed: number }
+      >
       expect(consumer!.committed).toBeLessThan(20000)
     }))
 
@@ -149,11 +281,29 @@ describe("cxlog subscribe over TCP", () => {
     Effect.gen(function*() {
       const { env, brokers } = yield* cluster
       // 20 MiB through a 1 MiB log: the consumer paces the publisher, and is killed mid-stream.
-      const first = yield* forkCli(["subscribe", "--brokers", brokers[1]!, "--topic", "t", "--consumer", "billing", "--format", "json"], env)
+      const first = yield* forkCli([
+        "subscribe",
+        "--brokers",
+        brokers[1]!,
+        "--topic",
+        "t",
+        "--consumer",
+        "billing",
+        "--format",
+        "json"
+      ], env)
       // The consumer exists (holding retention from offset 0) before anything is published.
-      const consumers = Effect.map(runCli(["consumers", "--topic", "t", "--json"], env), (r) => JSON.parse(r.stdout) as Array<{ name: string; committed: number; member: number; lag: number }>)
+      const consumers = Effect.map(
+        runCli(["consumers", "--topic", "t", "--json"], env),
+        (r) => JSON.parse(r.stdout) as Array<{ name: string; committed: number; member: number; lag: number }>
+      )
       for (let i = 0; i < 100 && (yield* consumers).length === 0; i++) yield* Effect.sleep("100 millis")
-      const publisher = yield* Effect.fork(runCli(["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "20000", "--message-bytes", "1024"], env))
+      const publisher = yield* Effect.fork(
+        runCli(
+          ["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "20000", "--message-bytes", "1024"],
+          env
+        )
+      )
       // Whole lines only: a SIGKILL may cut the last one.
       const printed = () => {
         const out = first.output()
@@ -173,17 +323,33 @@ describe("cxlog subscribe over TCP", () => {
       expect(consumer!.committed).toBeLessThanOrEqual(lastPrinted + 1)
 
       // The next member resumes at the committed offset: nothing missing, redelivery only of [committed, lastPrinted].
-      const second = yield* runCli(["subscribe", "--brokers", brokers[0]!, "--topic", "t", "--consumer", "billing", "--format", "json", "--limit", `${20000 - consumer!.committed}`], env)
+      const second = yield* runCli([
+        "subscribe",
+        "--brokers",
+        brokers[0]!,
+        "--topic",
+        "t",
+        "--consumer",
+        "billing",
+        "--format",
+        "json",
+        "--limit",
+        `${20000 - consumer!.committed}`
+      ], env)
       expect(second.code, second.stderr).toBe(0)
       const resumed = lines(second.stdout).map((l) => l.offset)
       expect(resumed).toEqual(Array.from({ length: 20000 - consumer!.committed }, (_, i) => consumer!.committed + i))
       expect(resumed.filter((o) => o <= lastPrinted).length).toBe(lastPrinted + 1 - consumer!.committed)
-      const after = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<{ committed: number; lag: number }>
+      const after = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<
+        { committed: number; lag: number }
+      >
       expect(after[0]).toMatchObject({ committed: 20000, lag: 0 })
       const published = yield* Fiber.join(publisher)
       expect(published.code, published.stderr).toBe(0)
       // A consumer nobody reads any more is deleted: its retention goes with it.
-      expect((yield* runCli(["consumers", "--topic", "t", "--remove", "billing"], env)).stdout).toContain("deleted consumer billing")
+      expect((yield* runCli(["consumers", "--topic", "t", "--remove", "billing"], env)).stdout).toContain(
+        "deleted consumer billing"
+      )
       expect((yield* runCli(["consumers", "--topic", "t"], env)).stdout).toContain("no named consumers")
     }))
 })

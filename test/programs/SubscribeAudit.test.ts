@@ -7,13 +7,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { AUDIT_HEADER_BYTES, stamp } from "../../src/programs/run/Audit.js"
-import type { RoleEvent } from "../../src/programs/roles/Report.js"
-import { readTopic } from "../../src/programs/roles/Subscribe.js"
-import type { AppenderShape } from "../../src/services/log/Appender.js"
-import { LogReader } from "../../src/services/log/LogReader.js"
 import { messageRecordBytes } from "../../src/layers/net/BatchPayload.js"
 import { crc32c } from "../../src/native/Crc32c.js"
+import type { RoleEvent } from "../../src/programs/roles/Report.js"
+import { readTopic } from "../../src/programs/roles/Subscribe.js"
+import { AUDIT_HEADER_BYTES, stamp } from "../../src/programs/run/Audit.js"
+import type { AppenderShape } from "../../src/services/log/Appender.js"
+import { LogReader } from "../../src/services/log/LogReader.js"
 import type { OrderMode } from "../../src/services/log/OrderModes.js"
 import { drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 
@@ -28,7 +28,14 @@ const appendStamped = (appender: AppenderShape, batchSeq: number, seqs: Readonly
     view.setUint32(i * record, MESSAGE_BYTES, true)
     stamp(payload.subarray(i * record + 8, i * record + 8 + AUDIT_HEADER_BYTES), 0, seq)
   })
-  const header = { clientId: 1, sessionEpoch: 0, batchSeq, messageCount: seqs.length, payloadBytes: payload.length, crc32c: crc32c(payload, 0, payload.length) }
+  const header = {
+    clientId: 1,
+    sessionEpoch: 0,
+    batchSeq,
+    messageCount: seqs.length,
+    payloadBytes: payload.length,
+    crc32c: crc32c(payload, 0, payload.length)
+  }
   return appender.append("t", header, payload)
 }
 
@@ -44,7 +51,11 @@ const orderedLog = (cluster: LogCluster, batches: ReadonlyArray<ReadonlyArray<nu
   })
 
 /** Audits 10 messages of publisher 0 over the cluster's reader, as of a topic of order mode `order` (the log's, 2, unless given); `events` collects what it reports. */
-const audit = (cluster: LogCluster, options: { publishersDone?: () => boolean; idleTimeoutMs: number; order?: OrderMode }, events: Array<RoleEvent> = []) =>
+const audit = (
+  cluster: LogCluster,
+  options: { publishersDone?: () => boolean; idleTimeoutMs: number; order?: OrderMode },
+  events: Array<RoleEvent> = []
+) =>
   readTopic({
     topic: "t",
     from: "earliest",
@@ -63,15 +74,26 @@ for (const impl of implementations) {
         const { appender, sequencer } = yield* orderedLog(cluster, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
         let publishersDone = false
         const events: Array<RoleEvent> = []
-        const reading = yield* Effect.fork(audit(cluster, { publishersDone: () => publishersDone, idleTimeoutMs: 30_000 }, events))
+        const reading = yield* Effect.fork(
+          audit(cluster, { publishersDone: () => publishersDone, idleTimeoutMs: 30_000 }, events)
+        )
         // The subscriber has every message once before the duplicate is even appended.
-        for (let i = 0; i < 5_000 && !events.some((e) => e.event === "progress" && e["messages"] === 10); i++) yield* Effect.sleep("1 millis")
+        for (let i = 0; i < 5_000 && !events.some((e) => e.event === "progress" && e["messages"] === 10); i++) {
+          yield* Effect.sleep("1 millis")
+        }
         expect(events.some((e) => e.event === "progress" && e["messages"] === 10)).toBe(true)
         yield* appendStamped(appender, 2, [9])
         yield* drain(sequencer)
         publishersDone = true
         const result = yield* Fiber.join(reading)
-        expect(result).toMatchObject({ expected: 10, received: 11, duplicated: 1, lost: 0, notDelivered: 0, passed: false })
+        expect(result).toMatchObject({
+          expected: 10,
+          received: 11,
+          duplicated: 1,
+          lost: 0,
+          notDelivered: 0,
+          passed: false
+        })
       }))
 
     it.scopedLive("a message absent up to the log's end is lost; with the publishers not done it is only not delivered", () =>
@@ -87,7 +109,14 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const cluster = yield* impl.make()
         yield* orderedLog(cluster, [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
-        expect(yield* audit(cluster, { idleTimeoutMs: 30_000 })).toMatchObject({ received: 10, lost: 0, notDelivered: 0, duplicated: 0, outOfOrder: 0, passed: true })
+        expect(yield* audit(cluster, { idleTimeoutMs: 30_000 })).toMatchObject({
+          received: 10,
+          lost: 0,
+          notDelivered: 0,
+          duplicated: 0,
+          outOfOrder: 0,
+          passed: true
+        })
       }))
 
     it.scopedLive("messages out of publish order are counted; they fail the audit of an order 5 topic only", () =>
@@ -96,9 +125,23 @@ for (const impl of implementations) {
         const cluster = yield* impl.make()
         yield* orderedLog(cluster, [[5, 6, 7, 8, 9], [0, 1, 2, 3, 4]])
         const unpromised = yield* audit(cluster, { idleTimeoutMs: 30_000, order: 2 })
-        expect(unpromised).toMatchObject({ received: 10, lost: 0, duplicated: 0, outOfOrder: 2, publishOrder: false, passed: true })
+        expect(unpromised).toMatchObject({
+          received: 10,
+          lost: 0,
+          duplicated: 0,
+          outOfOrder: 2,
+          publishOrder: false,
+          passed: true
+        })
         const promised = yield* audit(cluster, { idleTimeoutMs: 30_000, order: 5 })
-        expect(promised).toMatchObject({ received: 10, lost: 0, duplicated: 0, outOfOrder: 2, publishOrder: true, passed: false })
+        expect(promised).toMatchObject({
+          received: 10,
+          lost: 0,
+          duplicated: 0,
+          outOfOrder: 2,
+          publishOrder: true,
+          passed: false
+        })
       }))
   })
 }

@@ -17,7 +17,17 @@ describe("cxlog topics", () => {
       yield* head.event("ready")
       const broker = yield* forkCli(["broker", "--port", "0"], env)
       const port = (yield* broker.event("listening"))["port"] as number
-      const published = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "ev", "--count", "25", "--message-bytes", "64"], env)
+      const published = yield* runCli([
+        "publish",
+        "--brokers",
+        `127.0.0.1:${port}`,
+        "--topic",
+        "ev",
+        "--count",
+        "25",
+        "--message-bytes",
+        "64"
+      ], env)
       expect(published.code, published.stderr).toBe(0)
 
       const listed = yield* runCli(["topics", "--json"], { CXLOG_REGION: region })
@@ -30,11 +40,27 @@ describe("cxlog topics", () => {
       expect(report.region).toBe(region)
       expect(report.retention).toMatchObject({ goiSlots: 4096, blogBytesPerBroker: 1 << 20 })
       expect(report.topics).toHaveLength(2)
-      expect(report.topics[0]).toMatchObject({ name: "ev", order: 5, ackLevel: 1, replicationFactor: 1, earliest: 0, end: 25, subscribers: [] })
+      expect(report.topics[0]).toMatchObject({
+        name: "ev",
+        order: 5,
+        ackLevel: 1,
+        replicationFactor: 1,
+        earliest: 0,
+        end: 25,
+        subscribers: []
+      })
       expect(report.topics[0]!["orderedBatches"]).toBeGreaterThanOrEqual(1)
       // The publisher has closed: its session was released.
       expect(report.topics[0]!["sessions"]).toBe(0)
-      expect(report.topics[1]).toMatchObject({ name: "au", order: 2, ackLevel: 0, replicationFactor: 1, earliest: 0, end: 0, orderedBatches: 0 })
+      expect(report.topics[1]).toMatchObject({
+        name: "au",
+        order: 2,
+        ackLevel: 0,
+        replicationFactor: 1,
+        earliest: 0,
+        end: 0,
+        orderedBatches: 0
+      })
 
       const human = yield* runCli(["topics"], { CXLOG_REGION: region })
       expect(human.code).toBe(0)

@@ -84,7 +84,9 @@ const contract = (label: string, open: Open, native: boolean) =>
     it.scoped("rejects sizes that are not whole pages", () =>
       Effect.gen(function*() {
         const name = yield* uniqueRegion("size")
-        expect(yield* Effect.flip(open({ name, size: 5000, mode: "create" }))).toMatchObject({ _tag: "InvalidRegionSize" })
+        expect(yield* Effect.flip(open({ name, size: 5000, mode: "create" }))).toMatchObject({
+          _tag: "InvalidRegionSize"
+        })
         expect(yield* Effect.flip(open({ name, mode: "create" }))).toMatchObject({ _tag: "InvalidRegionSize" })
       }))
 
@@ -107,7 +109,11 @@ const contract = (label: string, open: Open, native: boolean) =>
       Effect.gen(function*() {
         const name = yield* uniqueRegion("bounds")
         const r = yield* open({ name, size: SIZE, mode: "create" })
-        expect(yield* Effect.flip(r.slice(SIZE - 8, 16))).toMatchObject({ _tag: "RegionOutOfBounds", offset: SIZE - 8, length: 16 })
+        expect(yield* Effect.flip(r.slice(SIZE - 8, 16))).toMatchObject({
+          _tag: "RegionOutOfBounds",
+          offset: SIZE - 8,
+          length: 16
+        })
         expect(yield* Effect.flip(r.check(-1, 4))).toMatchObject({ _tag: "RegionOutOfBounds" })
         expect(yield* Effect.flip(r.wait(SIZE, 0, 10))).toMatchObject({ _tag: "RegionOutOfBounds" })
         const view = yield* r.slice(8192, 4)
@@ -199,7 +205,10 @@ describe("native region across processes", () => {
       const name = yield* uniqueRegion("xproc")
       const region = yield* CxlMemoryLayers.make({ name, size: SIZE, mode: "create", params: [42] })
       const [valueOffset, parentBell, childBell, parentAck, childAck] = [8192, 8256, 8320, 8384, 8448]
-      const child = yield* spawnFixture("region-peer", [name, ...[valueOffset, 987654, parentBell, childBell, parentAck, childAck].map(String)])
+      const child = yield* spawnFixture("region-peer", [
+        name,
+        ...[valueOffset, 987654, parentBell, childBell, parentAck, childAck].map(String)
+      ])
       const attached = yield* child.next<{ attached: boolean; size: number; params: Array<number> }>()
       expect(attached).toMatchObject({ attached: true, size: SIZE, params: [42] })
       // The bell word stays 0, so only the child's wake can end this wait before its timeout.
@@ -264,25 +273,34 @@ describe("native region across processes", () => {
     }))
 
   // Node 20 only: from Node 22 the runtime wraps any mapping the addon can make (up to 2^53 - 1 bytes).
-  it.scoped.skipIf(2 ** 32 + 64 * 1024 <= LIMIT)("the addon, given no limit, refuses a mapping the runtime cannot wrap and unlinks what it created", () =>
-    Effect.gen(function*() {
-      const name = yield* uniqueRegion("no-limit")
-      const addon = loadAddonSync()
-      let thrown: unknown
-      try {
-        addon.open("shm", `/${name}`, "create", 2 ** 32 + 64 * 1024)
-      } catch (error) {
-        thrown = error
-      }
-      expect(thrown).toBeInstanceOf(RangeError)
-      expect(thrown).toMatchObject({ code: "ERR_REGION_TOO_LARGE", size: 2 ** 32 + 64 * 1024 })
-      expect(existsSync(`/dev/shm/${name}`)).toBe(false)
-    }))
+  it.scoped.skipIf(2 ** 32 + 64 * 1024 <= LIMIT)(
+    "the addon, given no limit, refuses a mapping the runtime cannot wrap and unlinks what it created",
+    () =>
+      Effect.gen(function*() {
+        const name = yield* uniqueRegion("no-limit")
+        const addon = loadAddonSync()
+        let thrown: unknown
+        try {
+          addon.open("shm", `/${name}`, "create", 2 ** 32 + 64 * 1024)
+        } catch (error) {
+          thrown = error
+        }
+        expect(thrown).toBeInstanceOf(RangeError)
+        expect(thrown).toMatchObject({ code: "ERR_REGION_TOO_LARGE", size: 2 ** 32 + 64 * 1024 })
+        expect(existsSync(`/dev/shm/${name}`)).toBe(false)
+      })
+  )
 
   it.scopedLive(`a ${BIG}-byte region: bytes, atomics, f64, flush, crc and doorbells across 2^31 (and 2^32 where it fits), from two processes`, () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("big")
-      const region = yield* CxlMemoryLayers.make({ name, size: BIG, mode: "create", coherence: "non-coherent", params: [BIG] })
+      const region = yield* CxlMemoryLayers.make({
+        name,
+        size: BIG,
+        mode: "create",
+        coherence: "non-coherent",
+        params: [BIG]
+      })
       expect(region.size).toBe(BIG)
       expect(region.f64[Offsets.regionBytes / 8]).toBe(BIG)
       // Offsets that a 32-bit (signed or unsigned) truncation would move, and the last bytes.
@@ -293,7 +311,11 @@ describe("native region across processes", () => {
         region.f64[(at + 16) / 8] = at
       }
       for (const at of far) {
-        expect([region.bytes[at], Atomics.load(region.i32, (at + 8) / 4), region.f64[(at + 16) / 8]]).toEqual([0xa5, at % 1_000_003, at])
+        expect([region.bytes[at], Atomics.load(region.i32, (at + 8) / 4), region.f64[(at + 16) / 8]]).toEqual([
+          0xa5,
+          at % 1_000_003,
+          at
+        ])
         // Where a write whose offset lost its high bits would have landed: untouched.
         for (const alias of [at - 2 ** 31, at - 2 ** 32].filter((a) => a >= 0)) {
           expect(Array.from(region.bytes.subarray(alias, alias + 24))).toEqual(new Array(24).fill(0))
@@ -301,7 +323,10 @@ describe("native region across processes", () => {
       }
       region.bytes[BIG - 1] = 7
       expect(region.bytes[BIG - 1]).toBe(7)
-      expect(yield* Effect.flip(region.slice(BIG - 8, 16))).toMatchObject({ _tag: "RegionOutOfBounds", offset: BIG - 8 })
+      expect(yield* Effect.flip(region.slice(BIG - 8, 16))).toMatchObject({
+        _tag: "RegionOutOfBounds",
+        offset: BIG - 8
+      })
       expect((yield* region.slice(BIG - 16, 16)).byteLength).toBe(16)
 
       region.bytes.set(utf8("123456789"), BIG - 2048)
@@ -316,8 +341,17 @@ describe("native region across processes", () => {
       region.flushLog.stop()
 
       // A second process maps the same bytes and the two ring futex doorbells near the end.
-      const [valueOffset, parentBell, childBell, parentAck, childAck] = [BIG - 1024, BIG - 960, BIG - 896, BIG - 832, BIG - 768]
-      const child = yield* spawnFixture("region-peer", [name, ...[valueOffset, 987654, parentBell, childBell, parentAck, childAck].map(String)])
+      const [valueOffset, parentBell, childBell, parentAck, childAck] = [
+        BIG - 1024,
+        BIG - 960,
+        BIG - 896,
+        BIG - 832,
+        BIG - 768
+      ]
+      const child = yield* spawnFixture("region-peer", [
+        name,
+        ...[valueOffset, 987654, parentBell, childBell, parentAck, childAck].map(String)
+      ])
       expect(yield* child.next()).toMatchObject({ attached: true, size: BIG, params: [BIG] })
       expect(yield* region.wait(parentBell, 0, 20_000)).toBe("woken")
       expect(Atomics.load(region.i32, valueOffset / 4)).toBe(987654)

@@ -17,7 +17,9 @@ const withDoorbell = (
   Effect.gen(function*() {
     const name = yield* uniqueRegion("bell")
     const region = yield* open({ name, size: 1 << 20, mode: "create" })
-    const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros }).pipe(Effect.provideService(CxlMemory, region))
+    const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros }).pipe(
+      Effect.provideService(CxlMemory, region)
+    )
     return { region, doorbell, name }
   })
 
@@ -79,7 +81,9 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
       Effect.gen(function*() {
         const { region, doorbell } = yield* withDoorbell(open, 0)
         // Another doorbell of the region rings ours: the ring goes through our parked flag.
-        const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+        const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(
+          Effect.provideService(CxlMemory, region)
+        )
         const value = () => Atomics.load(region.i32, VALUE / 4)
         const calls: Array<[boolean, number]> = []
         let seen = 0
@@ -88,7 +92,11 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
           calls.push([ready, seen])
         }, () => 60_000)
         const quiet = doorbell.watch(() => false, (ready) => calls.push([ready, -1]), () => 40)
-        const until = (n: number) => Effect.repeat(Effect.sync(() => calls.length), { until: (length) => length >= n, schedule: Schedule.spaced("2 millis") }).pipe(Effect.timeout("5 seconds"))
+        const until = (n: number) =>
+          Effect.repeat(Effect.sync(() => calls.length), {
+            until: (length) => length >= n,
+            schedule: Schedule.spaced("2 millis")
+          }).pipe(Effect.timeout("5 seconds"))
         yield* until(1) // the quiet watch's period passed with nothing: called with false
         expect(calls).toEqual([[false, -1]])
         quiet()
@@ -164,7 +172,9 @@ describe("Doorbell spin policy and rings", () => {
   it.scopedLive("rings while the owner is parked cost one wake: only the ringer that clears parked pays (bumps the wake count)", () =>
     Effect.gen(function*() {
       const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)
-      const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+      const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
       const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
       while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
       const word = Atomics.load(region.i32, BELL / 4)
@@ -184,8 +194,12 @@ describe("Doorbell spin policy and rings", () => {
     Effect.gen(function*() {
       const name = yield* uniqueRegion("bell")
       const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
-      const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(Effect.provideService(CxlMemory, region))
-      const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+      const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
       const internals = DoorbellLayers.internalsOf(doorbell)!
       const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 60_000))
       while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")

@@ -11,7 +11,21 @@ import { removeWakeFifos, wakeDirectory, wakeFifoPath } from "../../src/layers/r
 
 describe("wake FIFO paths", () => {
   it("distinct region names never map to the same FIFO: slashes, underscores, a leading slash, long names", () => {
-    const names = ["/tmp/x/r", "tmp_x_r", "tmp/x/r", "/r", "r", "_2fr", "r.5", "r_", "r/", "é", "_c3_a9", "a".repeat(300), "a".repeat(301)]
+    const names = [
+      "/tmp/x/r",
+      "tmp_x_r",
+      "tmp/x/r",
+      "/r",
+      "r",
+      "_2fr",
+      "r.5",
+      "r_",
+      "r/",
+      "é",
+      "_c3_a9",
+      "a".repeat(300),
+      "a".repeat(301)
+    ]
     const paths = names.map((name) => wakeFifoPath(name, 4096))
     expect(new Set(paths).size).toBe(names.length)
     for (const path of paths) expect(Buffer.byteLength(basename(path))).toBeLessThanOrEqual(255)

@@ -7,10 +7,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Metric, type Scope } from "effect"
 import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync } from "node:fs"
-import { doorbellParks } from "../../src/Metrics.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { doorbellParks } from "../../src/Metrics.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../src/services/region/Doorbell.js"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
@@ -72,26 +72,30 @@ describe("Doorbell wake path across processes", () => {
   // Both processes park at once, with park and wait bounds that outlast `onlyByWake`; the
   // child's commits land at random points of the parent's path into its park. A wake lost to
   // the race ends a round's wait false, whatever the machine's speed.
-  it.scopedLive("a ring racing a park never loses the wake, over thousands of rounds both ways", () =>
-    Effect.gen(function*() {
-      const { name, region } = yield* nativeRegion
-      const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
-        Effect.provideService(CxlMemory, region)
-      )
-      const rounds = 3000
-      const child = yield* spawnFixture("doorbell-racer", [name, `${CHILD_BELL}`, `${BELL}`, `${VALUE}`, `${rounds}`])
-      expect(yield* child.next()).toEqual({ ready: true })
-      const paidBefore = Atomics.load(region.i32, BELL / 4)
-      for (let round = 1; round <= rounds; round++) {
-        const ok = yield* onlyByWake(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === round, 60_000))
-        expect(ok).toBe(true)
-        Atomics.store(region.i32, VALUE / 4 + 1, round)
-        doorbell.ring(CHILD_BELL)
-      }
-      expect((yield* child.exited).code).toBe(0)
-      // The race was real: some rounds parked and were woken through the FIFO.
-      expect(Atomics.load(region.i32, BELL / 4) - paidBefore).toBeGreaterThan(0)
-    }), 120_000)
+  it.scopedLive(
+    "a ring racing a park never loses the wake, over thousands of rounds both ways",
+    () =>
+      Effect.gen(function*() {
+        const { name, region } = yield* nativeRegion
+        const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, region)
+        )
+        const rounds = 3000
+        const child = yield* spawnFixture("doorbell-racer", [name, `${CHILD_BELL}`, `${BELL}`, `${VALUE}`, `${rounds}`])
+        expect(yield* child.next()).toEqual({ ready: true })
+        const paidBefore = Atomics.load(region.i32, BELL / 4)
+        for (let round = 1; round <= rounds; round++) {
+          const ok = yield* onlyByWake(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === round, 60_000))
+          expect(ok).toBe(true)
+          Atomics.store(region.i32, VALUE / 4 + 1, round)
+          doorbell.ring(CHILD_BELL)
+        }
+        expect((yield* child.exited).code).toBe(0)
+        // The race was real: some rounds parked and were woken through the FIFO.
+        expect(Atomics.load(region.i32, BELL / 4) - paidBefore).toBeGreaterThan(0)
+      }),
+    120_000
+  )
 
   it.scopedLive("a ring of a dead target returns without error, clears its parked flag once and wakes nobody", () =>
     Effect.gen(function*() {
@@ -172,7 +176,9 @@ describe("Doorbell wake fds", () => {
       yield* untilParked(region, CHILD_BELL)
       // Something still reads the old FIFO after its owner dies, so writes into it succeed.
       yield* Effect.acquireRelease(
-        Effect.sync(() => openSync(DoorbellLayers.wakeFifoPath(name, CHILD_BELL), constants.O_RDWR | constants.O_NONBLOCK)),
+        Effect.sync(() =>
+          openSync(DoorbellLayers.wakeFifoPath(name, CHILD_BELL), constants.O_RDWR | constants.O_NONBLOCK)
+        ),
         (fd) => Effect.sync(() => closeSync(fd))
       )
       yield* sigkilled(first)
@@ -199,7 +205,9 @@ describe("Doorbell wake protocol", () => {
         const owner = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
           Effect.provideService(CxlMemory, region)
         )
-        const ringer = yield* DoorbellLayers.make({ offset: CHILD_BELL, spinMicros: 0 }).pipe(Effect.provideService(CxlMemory, region))
+        const ringer = yield* DoorbellLayers.make({ offset: CHILD_BELL, spinMicros: 0 }).pipe(
+          Effect.provideService(CxlMemory, region)
+        )
         let checks = 0
         const condition = () => {
           const seen = Atomics.load(region.i32, VALUE / 4) === 1

@@ -50,10 +50,17 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         const name = yield* uniqueRegion("slot-reuse")
         const region = yield* open({ name, size: 1 << 20, mode: "create" })
         const single = { offset: 8192 + 8 * 128, slots: 1 }
-        const claim = Effect.provideService(ProcessSlotLayers.make({ table: single, role: "worker" }), CxlMemory, region)
+        const claim = Effect.provideService(
+          ProcessSlotLayers.make({ table: single, role: "worker" }),
+          CxlMemory,
+          region
+        )
         const held = yield* claim
         expect(ownStartTag()).toBeGreaterThan(0)
-        expect(ProcessSlotLayers.readSlot(region, single, 0)).toMatchObject({ pid: process.pid, startTag: ownStartTag() })
+        expect(ProcessSlotLayers.readSlot(region, single, 0)).toMatchObject({
+          pid: process.pid,
+          startTag: ownStartTag()
+        })
         expect(yield* Effect.flip(Effect.scoped(claim))).toMatchObject({ _tag: "ProcessTableFull" })
         // The owner's line as a process that started later under the same pid would find it (start tag, offset 32).
         region.u32[(single.offset + 32) / 4] = ownStartTag() + 1
@@ -78,11 +85,17 @@ describe("ProcessSlot across processes", () => {
       const child = yield* spawnFixture("slot-holder", [name, "8192", "1"])
       const held = yield* child.next<{ slot: number; occurrence: number }>()
       expect(held).toEqual({ slot: 0, occurrence: 1 })
-      const claim = Effect.scoped(Effect.provideService(ProcessSlotLayers.make({ table: single, role: "head" }), CxlMemory, region))
+      const claim = Effect.scoped(
+        Effect.provideService(ProcessSlotLayers.make({ table: single, role: "head" }), CxlMemory, region)
+      )
       expect(yield* Effect.flip(claim)).toMatchObject({ _tag: "ProcessTableFull" })
       child.process.kill("SIGKILL")
       yield* child.exited
-      const mine = yield* Effect.provideService(ProcessSlotLayers.make({ table: single, role: "head" }), CxlMemory, region)
+      const mine = yield* Effect.provideService(
+        ProcessSlotLayers.make({ table: single, role: "head" }),
+        CxlMemory,
+        region
+      )
       expect(mine).toMatchObject({ slot: 0, occurrence: 2, pid: process.pid, role: "head" })
     }))
 

@@ -7,8 +7,8 @@ import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import { closeSync, constants, existsSync, openSync } from "node:fs"
 import { join } from "node:path"
-import { tempDir } from "../helpers/Processes.js"
 import { removeOrphanedWakeFifos } from "../../src/layers/region/Doorbell.js"
+import { tempDir } from "../helpers/Processes.js"
 
 describe("removeOrphanedWakeFifos", () => {
   it.scoped("removes FIFOs without a reader past the age bound, keeps those with one and the young ones", () =>

@@ -13,13 +13,28 @@ const brokers = [{ host: "127.0.0.1", port: 7400 }]
 
 describe("durations in options", () => {
   it("a duration is written into its number form; given both, the duration counts", () => {
-    expect(withMillis({ linger: "2 seconds", lingerMs: 5 } as { linger?: Duration.DurationInput; lingerMs?: number }, ["linger"]).lingerMs).toBe(2_000)
-    expect(withMillis({ lingerMs: 5 } as { linger?: Duration.DurationInput; lingerMs?: number }, ["linger"]).lingerMs).toBe(5)
-    expect(withMillis({ linger: Duration.millis(250) } as { linger?: Duration.DurationInput; lingerMs?: number }, ["linger"]).lingerMs).toBe(250)
+    expect(
+      withMillis({ linger: "2 seconds", lingerMs: 5 } as { linger?: Duration.DurationInput; lingerMs?: number }, [
+        "linger"
+      ]).lingerMs
+    ).toBe(2_000)
+    expect(withMillis({ lingerMs: 5 } as { linger?: Duration.DurationInput; lingerMs?: number }, ["linger"]).lingerMs)
+      .toBe(5)
+    expect(
+      withMillis({ linger: Duration.millis(250) } as { linger?: Duration.DurationInput; lingerMs?: number }, ["linger"])
+        .lingerMs
+    ).toBe(250)
   })
 
   it("a publisher's durations reach its settings as milliseconds", () => {
-    const settings = settingsOf({ brokers, topic: "t", linger: "3 millis", connectTimeout: "2 seconds", ackTimeout: Duration.minutes(1), reconnectDelay: 40 })
+    const settings = settingsOf({
+      brokers,
+      topic: "t",
+      linger: "3 millis",
+      connectTimeout: "2 seconds",
+      ackTimeout: Duration.minutes(1),
+      reconnectDelay: 40
+    })
     expect(settings.lingerMs).toBe(3)
     expect(settings.connectTimeoutMs).toBe(2_000)
     expect(settings.ackTimeoutMs).toBe(60_000)
@@ -31,7 +46,15 @@ describe("durations in options", () => {
   it("the sequencer's bounds are checked in the milliseconds their durations say", () => {
     const refused = checkSequencerOptions({ sessionIdle: "1 minute", sessionGapIdle: "30 seconds" })
     expect(Either.isLeft(refused) && refused.left._tag).toBe("SessionGapIdleTooShort")
-    const taken = checkSequencerOptions({ sessionIdle: "1 minute", sessionGapIdle: "2 minutes", holdTimeout: "1 second" })
-    expect(Either.getOrThrow(taken)).toMatchObject({ sessionIdleMs: 60_000, sessionGapIdleMs: 120_000, holdTimeoutMs: 1_000 })
+    const taken = checkSequencerOptions({
+      sessionIdle: "1 minute",
+      sessionGapIdle: "2 minutes",
+      holdTimeout: "1 second"
+    })
+    expect(Either.getOrThrow(taken)).toMatchObject({
+      sessionIdleMs: 60_000,
+      sessionGapIdleMs: 120_000,
+      holdTimeoutMs: 1_000
+    })
   })
 })

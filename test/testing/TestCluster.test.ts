@@ -41,7 +41,9 @@ describe("cxlog/testing", () => {
       // Acknowledged means ordered: the cluster's total order holds all 50 before anyone reads.
       expect(log.ordered("orders").reduce((n, batch) => n + batch.messageCount, 0)).toBe(50)
       expect(yield* readAll("orders", 50)).toEqual(Array.from({ length: 50 }, (_, i) => `order-${i}`))
-    }).pipe(Effect.provide(CxlogTesting.layer({ topics: ["orders"], publisher: { topic: "orders", batchBytes: 256 } }))))
+    }).pipe(
+      Effect.provide(CxlogTesting.layer({ topics: ["orders"], publisher: { topic: "orders", batchBytes: 256 } }))
+    ))
 
   it.scopedLive("two publishers' messages interleave into one total order that keeps each one's publish order", () =>
     Effect.gen(function*() {
@@ -49,8 +51,19 @@ describe("cxlog/testing", () => {
       yield* Effect.all([publishAll("a", 200), publishAll("b", 200).pipe(Effect.provide(second))], { concurrency: 2 })
       const first = yield* readAll("orders", 400)
       expect(yield* readAll("orders", 400)).toEqual(first)
-      for (const tag of ["a", "b"]) expect(first.filter((m) => m.startsWith(`${tag}-`))).toEqual(Array.from({ length: 200 }, (_, i) => `${tag}-${i}`))
-    }).pipe(Effect.provide(Layer.provideMerge(Layer.merge(CxlogTesting.publisher({ topic: "orders", batchBytes: 128 }), CxlogTesting.subscriber), CxlogTesting.cluster({ topics: ["orders"] })))))
+      for (const tag of ["a", "b"]) {
+        expect(first.filter((m) => m.startsWith(`${tag}-`))).toEqual(
+          Array.from({ length: 200 }, (_, i) => `${tag}-${i}`)
+        )
+      }
+    }).pipe(
+      Effect.provide(
+        Layer.provideMerge(
+          Layer.merge(CxlogTesting.publisher({ topic: "orders", batchBytes: 128 }), CxlogTesting.subscriber),
+          CxlogTesting.cluster({ topics: ["orders"] })
+        )
+      )
+    ))
 
   it("the Promise facades open on a started cluster: what one publishes, the other reads", async () => {
     const cluster = await CxlogTesting.start({ topics: ["events"] })

@@ -3,9 +3,9 @@
  * answers its offset in the log (201); `GET /totals` answers the worker's totals. A malformed
  * order is a 400 naming what is wrong; nothing is published for it.
  */
+import type { Publisher } from "cxlog"
 import { Effect, Either, Ref, Runtime, Schema } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { Publisher } from "cxlog"
 import { Order, placeOrder, Totals } from "./Orders.js"
 
 const decodeOrder = Schema.decodeUnknownEither(Schema.parseJson(Order))
@@ -27,7 +27,9 @@ const route = (request: IncomingMessage, response: ServerResponse) =>
       if (Either.isLeft(order)) return yield* reply(response, 400, { error: order.left.message })
       return yield* reply(response, 201, { offset: yield* placeOrder(order.right) })
     }
-    if (request.method === "GET" && request.url === "/totals") return yield* reply(response, 200, yield* Ref.get(yield* Totals))
+    if (request.method === "GET" && request.url === "/totals") {
+      return yield* reply(response, 200, yield* Ref.get(yield* Totals))
+    }
     return yield* reply(response, 404, { error: `no route ${request.method} ${request.url}` })
   }).pipe(Effect.catchAll((error) => reply(response, 503, { error: String(error) })))
 

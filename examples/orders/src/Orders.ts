@@ -4,8 +4,8 @@
  * services (`Publisher`, `Subscriber`) and nothing else, so main.ts runs them over a cxlog server
  * and the tests over cxlog/testing's in-memory cluster.
  */
-import { Context, Effect, Ref, Schema } from "effect"
 import { Publisher, Subscriber } from "cxlog"
+import { Context, Effect, Ref, Schema } from "effect"
 
 export const TOPIC = "orders"
 
@@ -38,10 +38,16 @@ export const worker = Effect.gen(function*() {
   const decoder = new TextDecoder()
   for (;;) {
     const batch = yield* subscription.pull
-    const orders = batch.map((message) => ({ offset: message.offset, order: decodeOrder(decoder.decode(message.payload)) }))
+    const orders = batch.map((message) => ({
+      offset: message.offset,
+      order: decodeOrder(decoder.decode(message.payload))
+    }))
     for (const { offset, order } of orders) {
       if (order._tag === "Left") yield* Effect.logWarning(`offset ${offset}: not an order, skipped`)
-      else yield* Ref.update(totals, (t) => ({ ...t, [order.right.customer]: (t[order.right.customer] ?? 0) + order.right.amount }))
+      else {yield* Ref.update(
+          totals,
+          (t) => ({ ...t, [order.right.customer]: (t[order.right.customer] ?? 0) + order.right.amount })
+        )}
     }
   }
 }).pipe(Effect.scoped)

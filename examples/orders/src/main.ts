@@ -5,8 +5,8 @@
  * CXLOG_REGION (default cxlog) — and its HTTP server listens on ORDERS_PORT (default 8080). Ctrl-C stops it.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Config, Effect, Layer } from "effect"
 import { parseAddresses, PublisherLayers, SubscriberRemoteLayers } from "cxlog"
+import { Config, Effect, Layer } from "effect"
 import { serveHttp } from "./Http.js"
 import { TOPIC, Totals, worker } from "./Orders.js"
 

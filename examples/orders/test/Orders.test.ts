@@ -4,16 +4,27 @@
  * swapped for the testing one.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schedule } from "effect"
 import { CxlogTesting, TestCluster } from "cxlog/testing"
+import { Effect, Layer, Schedule } from "effect"
 import { serveHttp } from "../src/Http.js"
 import { TOPIC, Totals, worker } from "../src/Orders.js"
 
-const testing = Layer.mergeAll(CxlogTesting.layer({ topics: [TOPIC], publisher: { topic: TOPIC } }), Layer.effect(Totals, Totals.make))
+const testing = Layer.mergeAll(
+  CxlogTesting.layer({ topics: [TOPIC], publisher: { topic: TOPIC } }),
+  Layer.effect(Totals, Totals.make)
+)
 
 const post = (port: number, body: unknown) =>
-  Effect.promise(() => fetch(`http://127.0.0.1:${port}/orders`, { method: "POST", body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, unknown> })))
-const totals = (port: number) => Effect.promise(() => fetch(`http://127.0.0.1:${port}/totals`).then((r) => r.json() as Promise<Record<string, number>>))
+  Effect.promise(() =>
+    fetch(`http://127.0.0.1:${port}/orders`, { method: "POST", body: JSON.stringify(body) }).then(async (r) => ({
+      status: r.status,
+      json: (await r.json()) as Record<string, unknown>
+    }))
+  )
+const totals = (port: number) =>
+  Effect.promise(() =>
+    fetch(`http://127.0.0.1:${port}/totals`).then((r) => r.json() as Promise<Record<string, number>>)
+  )
 
 describe("the orders service", () => {
   it.scopedLive("orders posted over HTTP are published in order, and the worker's totals count each once", () =>
@@ -21,7 +32,9 @@ describe("the orders service", () => {
       const port = yield* serveHttp(0)
       yield* Effect.forkScoped(worker)
       const placed = []
-      for (const [customer, amount] of [["ada", 10], ["bob", 5], ["ada", 2.5]] as const) placed.push(yield* post(port, { customer, amount }))
+      for (const [customer, amount] of [["ada", 10], ["bob", 5], ["ada", 2.5]] as const) {
+        placed.push(yield* post(port, { customer, amount }))
+      }
       expect(placed).toEqual([0, 1, 2].map((offset) => ({ status: 201, json: { offset } })))
       const cluster = yield* TestCluster
       expect(cluster.stats(TOPIC).messages).toBe(3)

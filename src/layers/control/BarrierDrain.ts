@@ -22,7 +22,10 @@ export interface DrainPair {
   readonly reader: ProbedReader
 }
 
-const progressOf = (round: Round, reader: ProbedReader) => (round.mode === "processing-fence" ? reader.processed : reader.delivered)
+const progressOf = (
+  round: Round,
+  reader: ProbedReader
+) => (round.mode === "processing-fence" ? reader.processed : reader.delivered)
 
 const readerNow = (engine: Engine, ring: number, slot: number) => {
   const { probe } = engine.options
@@ -42,7 +45,9 @@ export const drainPairs = (engine: Engine, round: Round): ReadonlyArray<DrainPai
   round.mode === "rendezvous"
     ? []
     : [...round.arrivals.values()].flatMap(({ arrive }) =>
-      arrive.drainTargets.flatMap((target) => readersFor(engine, round, target).map((reader) => ({ participant: arrive.participant, target, reader })))
+      arrive.drainTargets.flatMap((target) =>
+        readersFor(engine, round, target).map((reader) => ({ participant: arrive.participant, target, reader }))
+      )
     )
 
 /** A pair's outcome, and the line to log about it. */
@@ -52,11 +57,19 @@ export interface Checked {
 }
 
 /** Where the pair stands now: its outcome (and what to log), or undefined while its reader is short of the target. */
-export const checkPair = (engine: Engine, round: Round, { participant, reader, target }: DrainPair): Checked | undefined => {
+export const checkPair = (
+  engine: Engine,
+  round: Round,
+  { participant, reader, target }: DrainPair
+): Checked | undefined => {
   if (engine.options.probe.writerOccurrence(target.ring) !== target.occurrence) {
     return {
       outcome: { _tag: "void" },
-      log: trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`)
+      log: trace(
+        engine,
+        () =>
+          `name=${round.barrier} participant=${participant} target=${target.ring}:${target.occurrence}:${target.sequence} void (writer occurrence changed)`
+      )
     }
   }
   const now = readerNow(engine, target.ring, reader.slot)
@@ -64,13 +77,26 @@ export const checkPair = (engine: Engine, round: Round, { participant, reader, t
   const observed = same ? progressOf(round, now) : -1
   // A reader past its target has the frames, dead or alive: its pid is checked (a system call) only while it is short.
   if (!same || (observed < target.sequence && !engine.options.isPidAlive(now.pid))) {
-    const reason = now === undefined ? "reader detached" : now.occurrence !== reader.occurrence ? "reader occurrence changed" : `reader pid ${now.pid} died`
-    return { outcome: { _tag: "dropped", reason }, log: Effect.logWarning(`[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`) }
+    const reason = now === undefined
+      ? "reader detached"
+      : now.occurrence !== reader.occurrence
+      ? "reader occurrence changed"
+      : `reader pid ${now.pid} died`
+    return {
+      outcome: { _tag: "dropped", reason },
+      log: Effect.logWarning(
+        `[barrier] name=${round.barrier} ring=${target.ring} reader=${reader.slot} dropped: ${reason}`
+      )
+    }
   }
   if (observed < target.sequence) return undefined
   return {
     outcome: { _tag: "drained", observed, from: progressOf(round, reader) },
-    log: trace(engine, () => `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`)
+    log: trace(
+      engine,
+      () =>
+        `name=${round.barrier} participant=${participant} target=${target.ring}:${target.sequence} reader=${reader.slot} observed=${observed}`
+    )
   }
 }
 
@@ -101,5 +127,7 @@ export const undrained = (engine: Engine, round: Round, pairs: ReadonlyArray<Dra
   pairs.flatMap(({ reader, target }) => {
     const now = readerNow(engine, target.ring, reader.slot)
     const observed = now === undefined ? -1 : progressOf(round, now)
-    return observed >= target.sequence ? [] : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
+    return observed >= target.sequence
+      ? []
+      : [{ ring: target.ring, reader: reader.slot, target: target.sequence, observed }]
   })

@@ -25,7 +25,15 @@ import {
   CoordinatorUnavailable
 } from "../../services/control/Coordinator.js"
 import { sharedReply } from "../../services/control/Rpc.js"
-import { type Checked, checkPair, type DrainOutcome, type DrainPair, drainPair, drainPairs, undrained } from "./BarrierDrain.js"
+import {
+  type Checked,
+  checkPair,
+  type DrainOutcome,
+  type DrainPair,
+  drainPair,
+  drainPairs,
+  undrained
+} from "./BarrierDrain.js"
 import {
   addArrival,
   andThen,
@@ -57,11 +65,15 @@ const durationOf = {
  * forked), else in a fiber of the engine's scope.
  */
 const releaseWhenAllArrived = (engine: Engine, round: Round): Rest => {
-  if (engine.open.get(round.barrier) !== round || round.arrivals.size === 0 || notArrived(engine, round).length > 0) return undefined
+  if (engine.open.get(round.barrier) !== round || round.arrivals.size === 0 || notArrived(engine, round).length > 0) {
+    return undefined
+  }
   engine.open.delete(round.barrier)
   const pairs = drainPairs(engine, round)
   const now = pairs.map((pair) => checkPair(engine, round, pair))
-  if (!now.every((checked) => checked !== undefined)) return Effect.asVoid(Effect.forkIn(drainAndRelease(engine, round, pairs, now), engine.scope))
+  if (!now.every((checked) => checked !== undefined)) {
+    return Effect.asVoid(Effect.forkIn(drainAndRelease(engine, round, pairs, now), engine.scope))
+  }
   let logs: Rest = undefined
   for (const checked of now) logs = andThen(logs, checked!.log)
   return andThen(logs, release(engine, round, pairs, now.map((checked) => checked!.outcome)))
@@ -92,7 +104,8 @@ const enterNow = (engine: Engine, a: BarrierArrive, settle: Settle): Rest => {
 /** Records an arrival; resolves when its round is released, or fails with the round. */
 const arrive = (engine: Engine, a: BarrierArrive): Effect.Effect<BarrierReleased, BarrierError> =>
   Effect.flatMap(Deferred.make<BarrierReleased, BarrierError>(), (reply) => {
-    const settle: Settle = (outcome) => void Deferred.unsafeDone(reply, Either.isRight(outcome) ? Exit.succeed(outcome.right) : Exit.fail(outcome.left))
+    const settle: Settle = (outcome) =>
+      void Deferred.unsafeDone(reply, Either.isRight(outcome) ? Exit.succeed(outcome.right) : Exit.fail(outcome.left))
     return Effect.zipRight(Effect.suspend(() => enterNow(engine, a, settle) ?? Effect.void), Deferred.await(reply))
   })
 
@@ -101,7 +114,12 @@ const arrive = (engine: Engine, a: BarrierArrive): Effect.Effect<BarrierReleased
  * (at once when the writer commits it at once); a release the writer could not send fails the
  * round for them all.
  */
-const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>): Rest => {
+const release = (
+  engine: Engine,
+  round: Round,
+  pairs: ReadonlyArray<DrainPair>,
+  outcomes: ReadonlyArray<DrainOutcome>
+): Rest => {
   const watermark = engine.options.release(round.barrier, round.number)
   return typeof watermark === "number"
     ? releaseAt(engine, round, pairs, outcomes, watermark)
@@ -115,7 +133,13 @@ const release = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, 
     })
 }
 
-const releaseAt = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, outcomes: ReadonlyArray<DrainOutcome>, releaseWatermark: number): Rest => {
+const releaseAt = (
+  engine: Engine,
+  round: Round,
+  pairs: ReadonlyArray<DrainPair>,
+  outcomes: ReadonlyArray<DrainOutcome>,
+  releaseWatermark: number
+): Rest => {
   let drainedBytes = 0
   for (const o of outcomes) if (o._tag === "drained") drainedBytes += Math.max(0, o.observed - o.from)
   durationOf[round.mode].unsafeUpdate((Date.now() - round.startedAt) * 1000, [])
@@ -131,7 +155,11 @@ const releaseAt = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>
   clearTimer(engine, round)
   const outcome = Either.right(released)
   for (const arrival of round.arrivals.values()) arrival.settle(outcome)
-  return trace(engine, () => `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`)
+  return trace(
+    engine,
+    () =>
+      `name=${round.barrier} round=${round.number} released at ${releaseWatermark}; drained ${drainedBytes} bytes over ${pairs.length} (target, reader) pairs`
+  )
 }
 
 /**
@@ -139,12 +167,19 @@ const releaseAt = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>
  * releases it. Pairs already settled (`now`) are decided: only those still short of their
  * targets get a waiting fiber.
  */
-const drainAndRelease = (engine: Engine, round: Round, pairs: ReadonlyArray<DrainPair>, now: ReadonlyArray<Checked | undefined>) =>
+const drainAndRelease = (
+  engine: Engine,
+  round: Round,
+  pairs: ReadonlyArray<DrainPair>,
+  now: ReadonlyArray<Checked | undefined>
+) =>
   Effect.gen(function*() {
     const remaining = Math.max(0, round.startedAt + round.timeoutMs - Date.now())
     const outcomes = yield* Effect.forEach(pairs, (pair, i) => {
       const checked = now[i]
-      return checked === undefined ? drainPair(engine, round, pair) : Effect.as(checked.log ?? Effect.void, checked.outcome)
+      return checked === undefined
+        ? drainPair(engine, round, pair)
+        : Effect.as(checked.log ?? Effect.void, checked.outcome)
     }, { concurrency: "unbounded" }).pipe(
       Effect.timeout(remaining),
       Effect.option
@@ -154,7 +189,12 @@ const drainAndRelease = (engine: Engine, round: Round, pairs: ReadonlyArray<Drai
       return failRound(
         engine,
         round,
-        new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: [], undrained: undrained(engine, round, pairs) })
+        new BarrierTimeout({
+          barrier: round.barrier,
+          timeoutMs: round.timeoutMs,
+          notArrived: [],
+          undrained: undrained(engine, round, pairs)
+        })
       )
     }
     const rest = release(engine, round, pairs, outcomes.value)

@@ -32,7 +32,12 @@ export interface ProgressProbe {
    * Resolves `true` once `reached()` holds, `false` after `timeoutMs`, re-checking it as soon
    * as a reader of `ring` passes `target`. Without it, drains poll every DRAIN_POLL.
    */
-  readonly awaitProgress?: (ring: number, target: number, reached: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
+  readonly awaitProgress?: (
+    ring: number,
+    target: number,
+    reached: () => boolean,
+    timeoutMs: number
+  ) => Effect.Effect<boolean>
 }
 
 export interface EngineOptions {
@@ -109,7 +114,10 @@ export interface Engine {
 }
 
 /** A debug line, built only with debug on (every drain pair of every round passes here). */
-export const trace = (engine: Engine, message: () => string): Rest => (engine.options.debug ? Effect.logInfo(`[barrier] ${message()}`) : undefined)
+export const trace = (
+  engine: Engine,
+  message: () => string
+): Rest => (engine.options.debug ? Effect.logInfo(`[barrier] ${message()}`) : undefined)
 
 /** Ends the round with `error` for every participant that arrived. */
 export const failRound = (engine: Engine, round: Round, error: BarrierError): void => {
@@ -121,7 +129,9 @@ export const failRound = (engine: Engine, round: Round, error: BarrierError): vo
 
 /** Checks an arrival against the group: reserved names, unknown groups and non-members are refused. */
 export const checkArrival = (engine: Engine, a: BarrierArrive): BarrierError | undefined => {
-  if (a.barrier.startsWith(RESERVED_PREFIX) && engine.options.allowReserved !== true) return new BarrierNameReserved({ barrier: a.barrier })
+  if (a.barrier.startsWith(RESERVED_PREFIX) && engine.options.allowReserved !== true) {
+    return new BarrierNameReserved({ barrier: a.barrier })
+  }
   const members = engine.options.groupMembers(a.group)
   if (members === undefined) return new UnknownGroup({ group: a.group })
   if (!members.some((m) => m.slot === a.participant)) return new NotAMember({ slot: a.participant, group: a.group })
@@ -176,8 +186,17 @@ export const addArrival = (round: Round, a: BarrierArrive, settle: Settle): void
 export const recordTargets = (engine: Engine, round: Round, a: BarrierArrive, settle: Settle): Rest => {
   addArrival(round, a, settle)
   return engine.options.debug
-    ? Effect.forEach(a.drainTargets, (target) =>
-      trace(engine, () => `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`) ?? Effect.void, { discard: true })
+    ? Effect.forEach(
+      a.drainTargets,
+      (target) =>
+        trace(
+          engine,
+          () =>
+            `name=${a.barrier} participant=${a.participant} target=${target.ring}:${target.occurrence}:${target.sequence}`
+        ) ??
+          Effect.void,
+      { discard: true }
+    )
     : undefined
 }
 
@@ -199,6 +218,15 @@ export const armTimeout = (engine: Engine, round: Round): void => {
   round.timer = setTimeout(() => {
     clearTimer(engine, round)
     if (engine.open.get(round.barrier) !== round) return
-    failRound(engine, round, new BarrierTimeout({ barrier: round.barrier, timeoutMs: round.timeoutMs, notArrived: notArrived(engine, round), undrained: [] }))
+    failRound(
+      engine,
+      round,
+      new BarrierTimeout({
+        barrier: round.barrier,
+        timeoutMs: round.timeoutMs,
+        notArrived: notArrived(engine, round),
+        undrained: []
+      })
+    )
   }, Math.min(round.timeoutMs, 2 ** 31 - 1))
 }

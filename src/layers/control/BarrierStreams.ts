@@ -30,7 +30,9 @@ export const controlRings = (layout: Layout): ReadonlyArray<RingAddress> => [
 export const ringProbe = (rings: RingsShape, layout: Layout): Effect.Effect<ProgressProbe> =>
   Effect.gen(function*() {
     const inspectors = new Map<number, RingInspector>()
-    for (const address of controlRings(layout)) inspectors.set(address.id, yield* rings.inspect(address).pipe(Effect.orDie))
+    for (const address of controlRings(layout)) {
+      inspectors.set(address.id, yield* rings.inspect(address).pipe(Effect.orDie))
+    }
     const probe: ProgressProbe = {
       writerOccurrence: (ring) => inspectors.get(ring)?.writer().occurrence ?? -1,
       readers: (ring) => (inspectors.get(ring)?.readers() ?? []).filter((r) => r.state === "attached"),
@@ -43,7 +45,9 @@ export const ringProbe = (rings: RingsShape, layout: Layout): Effect.Effect<Prog
       isRequestRing: layout.isRequestRing,
       awaitProgress: (ring, target, reached, timeoutMs) => {
         const address = layout.ring(ring)
-        return address === undefined ? Effect.as(Effect.sleep(timeoutMs), false) : rings.awaitProgress(address, target, reached, timeoutMs).pipe(Effect.orDie)
+        return address === undefined
+          ? Effect.as(Effect.sleep(timeoutMs), false)
+          : rings.awaitProgress(address, target, reached, timeoutMs).pipe(Effect.orDie)
       }
     }
     return probe
@@ -51,7 +55,10 @@ export const ringProbe = (rings: RingsShape, layout: Layout): Effect.Effect<Prog
 
 /** Inspectors of every ring a participant may write: every control ring but the coordinator's broadcast ring. */
 export const participantRings = (rings: RingsShape, layout: Layout): Effect.Effect<ReadonlyArray<RingInspector>> =>
-  Effect.forEach(controlRings(layout).filter((a) => a.id !== layout.broadcastRing.id), (a) => rings.inspect(a).pipe(Effect.orDie))
+  Effect.forEach(
+    controlRings(layout).filter((a) => a.id !== layout.broadcastRing.id),
+    (a) => rings.inspect(a).pipe(Effect.orDie)
+  )
 
 /** The streams this process writes, at their leading sequences now. */
 export const drainTargetsOf = (inspectors: ReadonlyArray<RingInspector>): ReadonlyArray<DrainTarget> =>
@@ -63,7 +70,12 @@ export const drainTargetsOf = (inspectors: ReadonlyArray<RingInspector>): Readon
   })
 
 /** What `self` sends on entering barrier `name`: its drain targets, captured now. */
-export const arrival = (self: Member, name: string, options: BarrierOptions, drainTargets: ReadonlyArray<DrainTarget>): BarrierArrive => ({
+export const arrival = (
+  self: Member,
+  name: string,
+  options: BarrierOptions,
+  drainTargets: ReadonlyArray<DrainTarget>
+): BarrierArrive => ({
   barrier: name,
   mode: BarrierMode.literals.includes(options.mode) ? options.mode : "rendezvous",
   group: options.group ?? GROUP_ALL,

@@ -11,31 +11,38 @@
  */
 import { Data, Effect, FiberHandle, Layer, Schedule, type Scope, Stream } from "effect"
 import { setMaxListeners } from "node:events"
-import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import {
   type BarrierOptions,
   BarrierTimeout,
   Coordinator,
-  CoordinatorUnavailable,
   type CoordinatorShape,
+  CoordinatorUnavailable,
   GROUP_ALL,
   type Member
 } from "../../services/control/Coordinator.js"
-import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
+import type { CxlMemory } from "../../services/region/CxlMemory.js"
+import { ProcessSlot } from "../../services/region/ProcessSlot.js"
+import { RegionLayout } from "../../services/RegionLayout.js"
 import { arrival, drainTargetsOf, participantRings } from "./BarrierStreams.js"
 import * as Protocol from "./CoordinatorProtocol.js"
-import { RegionLayout } from "../../services/RegionLayout.js"
 
 // The server's layers, exported here too: the package's CoordinatorLayers are both sides.
-export { layerServer, layerServerConfig, makeServer, type ServerOptions, serverOptionsConfig } from "./CoordinatorServer.js"
+export {
+  layerServer,
+  layerServerConfig,
+  makeServer,
+  type ServerOptions,
+  serverOptionsConfig
+} from "./CoordinatorServer.js"
 
 const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })
 
 /** Typed coordinator errors pass through; transport failures become `CoordinatorUnavailable`. */
-const passThrough = <T extends string>(tags: ReadonlyArray<T>) => <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
-  (tags as ReadonlyArray<string>).includes(e._tag) ? (e as Extract<E, { readonly _tag: T }>) : unavailable(e.message)
+const passThrough =
+  <T extends string>(tags: ReadonlyArray<T>) => <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
+    (tags as ReadonlyArray<string>).includes(e._tag) ? (e as Extract<E, { readonly _tag: T }>) : unavailable(e.message)
 
 /**
  * Local fence: returns once this process's own reader of the broadcast ring has delivered
@@ -44,7 +51,14 @@ const passThrough = <T extends string>(tags: ReadonlyArray<T>) => <E extends { r
  * the reader crossing the watermark wakes the wait (`awaitProgress`). Bounded by the barrier's
  * timeout: past it, `BarrierTimeout` names this reader and how far it got.
  */
-const awaitReleaseWatermark = (rings: RingsShape, broadcast: RingInspector, slot: number, barrier: string, releaseWatermark: number, timeoutMs: number) => {
+const awaitReleaseWatermark = (
+  rings: RingsShape,
+  broadcast: RingInspector,
+  slot: number,
+  barrier: string,
+  releaseWatermark: number,
+  timeoutMs: number
+) => {
   const reached = () => broadcast.reader(slot).delivered >= releaseWatermark
   return reached() ? Effect.void : awaitWatermark(rings, broadcast, slot, barrier, releaseWatermark, timeoutMs, reached)
 }
@@ -59,13 +73,20 @@ const awaitWatermark = (
   reached: () => boolean
 ) =>
   Effect.gen(function*() {
-    const passed = yield* rings.awaitProgress(broadcast.address, releaseWatermark, reached, timeoutMs).pipe(Effect.orDie)
+    const passed = yield* rings.awaitProgress(broadcast.address, releaseWatermark, reached, timeoutMs).pipe(
+      Effect.orDie
+    )
     if (passed) return
     return yield* new BarrierTimeout({
       barrier,
       timeoutMs,
       notArrived: [],
-      undrained: [{ ring: broadcast.address.id, reader: slot, target: releaseWatermark, observed: broadcast.reader(slot).delivered }]
+      undrained: [{
+        ring: broadcast.address.id,
+        reader: slot,
+        target: releaseWatermark,
+        observed: broadcast.reader(slot).delivered
+      }]
     })
   })
 
@@ -129,14 +150,18 @@ const enterBarrier = (participant: Participant, name: string, options: BarrierOp
     const arrive = arrival(self, name, options, drainTargetsOf(writable))
     // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw
     // it. A takeover aborts the signal, which ends the wait for the reply (no racing fibers).
-    const released = client.call(Protocol.BarrierArriveMethod, arrive, { timeoutMs: arrive.timeoutMs + 5_000, signal: participant.takeover() }).pipe(
+    const released = client.call(Protocol.BarrierArriveMethod, arrive, {
+      timeoutMs: arrive.timeoutMs + 5_000,
+      signal: participant.takeover()
+    }).pipe(
       Effect.mapError((e) =>
         e._tag === "RpcAbandoned"
           ? unavailable(`${e.reason} while barrier ${name} was in flight; enter it again`)
           : passThrough(BARRIER_ERROR_TAGS)(e)
       )
     )
-    return Effect.flatMap(released, (r) => Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r))
+    return Effect.flatMap(released, (r) =>
+      Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r))
   })
 
 export const makeClient = (options: ClientOptions = {}): Effect.Effect<
@@ -151,7 +176,9 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const slot = yield* ProcessSlot
     // The coordinator frees a stopped member's reply slot as it drops it: resumed, the member
     // attaches again and joins again (`rejoin`, defined below, run only after this client exists).
-    const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() => restart("this process was dropped for not running"))
+    const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() =>
+      restart("this process was dropped for not running")
+    )
     // One re-join at a time, in a fiber of its own: a newer reason (another takeover) replaces a
     // re-join still retrying, and the takeover notices go on being handled meanwhile.
     const rejoining = yield* FiberHandle.make<void, never>()
@@ -174,7 +201,10 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     )
     yield* Effect.acquireRelease(
       join,
-      () => client.call(Protocol.LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(Effect.ignore)
+      () =>
+        client.call(Protocol.LeaveMethod, { slot: self.slot, occurrence: self.occurrence }, { timeoutMs: 1_000 }).pipe(
+          Effect.ignore
+        )
     )
     // First on close: no re-join runs on while this process leaves and its client closes.
     yield* Effect.addFinalizer(() => FiberHandle.clear(rejoining))
@@ -194,7 +224,9 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const rejoinOnce = Effect.gen(function*() {
       yield* joinOnce
       for (const [name, slots] of created) yield* client.call(Protocol.CreateGroupMethod, { name, members: slots })
-      for (const name of joined) yield* client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
+      for (const name of joined) {
+        yield* client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
+      }
     })
     const rejoinTimeoutMs = options.rejoinTimeoutMs ?? DEFAULT_REJOIN_TIMEOUT_MS
     /**
@@ -213,7 +245,15 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           ),
           Effect.retry(rejoinBackoff.pipe(Schedule.upTo(rejoinTimeoutMs))),
           Effect.catchAll((e) =>
-            Effect.logError(new CoordinatorRejoinFailed({ slot: self.slot, after, attempts, waitedMs: Date.now() - started, last: e.message }).message)
+            Effect.logError(
+              new CoordinatorRejoinFailed({
+                slot: self.slot,
+                after,
+                attempts,
+                waitedMs: Date.now() - started,
+                last: e.message
+              }).message
+            )
           )
         )
       })
@@ -242,7 +282,9 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     // Dropped while running (a stop or a blocked loop outlasted the stale bound) with the reply
     // reader still attached: nothing but this notice says so.
     yield* restartOn(Protocol.MemberDroppedNotice, (drop) =>
-      drop.slot === self.slot && drop.occurrence === self.occurrence ? `this process was dropped from the membership (${drop.reason})` : undefined)
+      drop.slot === self.slot && drop.occurrence === self.occurrence
+        ? `this process was dropped from the membership (${drop.reason})`
+        : undefined)
 
     return {
       self,
@@ -260,7 +302,12 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           Effect.asVoid,
           Effect.mapError((e) => unavailable(e.message))
         ),
-      barrier: (name, barrierOptions) => enterBarrier({ rings, client, self, writable, broadcast, takeover: () => takeover.signal }, name, barrierOptions),
+      barrier: (name, barrierOptions) =>
+        enterBarrier(
+          { rings, client, self, writable, broadcast, takeover: () => takeover.signal },
+          name,
+          barrierOptions
+        ),
       createTopic: (spec) =>
         client.call(Protocol.CreateTopicMethod, spec).pipe(
           Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))

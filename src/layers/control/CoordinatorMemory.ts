@@ -7,12 +7,12 @@ import { Effect, Layer, type Scope } from "effect"
 import { Coordinator, type CoordinatorShape, GROUP_ALL, type Member } from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings } from "../../services/control/Rings.js"
 import type { TopicsShape } from "../../services/log/Topics.js"
+import type { Layout } from "../../services/RegionLayout.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { arrival, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
 import type { ServerOptions } from "./CoordinatorServer.js"
 import { makeMembership, type Membership } from "./Membership.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
-import type { Layout } from "../../services/RegionLayout.js"
 
 export interface MemoryHub {
   readonly membership: Membership
@@ -50,12 +50,18 @@ export const makeMemoryHub = (
     return hub
   })
 
-export const makeMemoryClient = (hub: MemoryHub, role: Member["role"]): Effect.Effect<CoordinatorShape, never, Scope.Scope> =>
+export const makeMemoryClient = (
+  hub: MemoryHub,
+  role: Member["role"]
+): Effect.Effect<CoordinatorShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const self: Member = { slot: hub.nextSlot++, pid: process.pid, occurrence: 1, role }
     yield* Effect.acquireRelease(
       Effect.sync(() => hub.membership.members.set(self.slot, self)),
-      () => Effect.suspend(() => (hub.membership.remove(self.slot) ? hub.engine.memberGone(self.slot, "left") : Effect.void))
+      () =>
+        Effect.suspend(
+          () => (hub.membership.remove(self.slot) ? hub.engine.memberGone(self.slot, "left") : Effect.void)
+        )
     )
     return {
       self,
@@ -67,4 +73,5 @@ export const makeMemoryClient = (hub: MemoryHub, role: Member["role"]): Effect.E
     }
   })
 
-export const layerMemory = (hub: MemoryHub, role: Member["role"]): Layer.Layer<Coordinator> => Layer.scoped(Coordinator, makeMemoryClient(hub, role))
+export const layerMemory = (hub: MemoryHub, role: Member["role"]): Layer.Layer<Coordinator> =>
+  Layer.scoped(Coordinator, makeMemoryClient(hub, role))

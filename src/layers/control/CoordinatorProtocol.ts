@@ -15,14 +15,29 @@ import {
   UnknownGroup
 } from "../../services/control/Coordinator.js"
 import { method, notice } from "../../services/control/Rpc.js"
-import { InvalidTopicSpec, ReplicationUnavailable, TopicExists, TopicInfo, TopicSpec, TopicTableFull } from "../../services/log/Topics.js"
+import {
+  InvalidTopicSpec,
+  ReplicationUnavailable,
+  TopicExists,
+  TopicInfo,
+  TopicSpec,
+  TopicTableFull
+} from "../../services/log/Topics.js"
 
 export const JoinMethod = method("cxlog.join", { payload: Join, success: Schema.Array(Member) })
 export const LeaveMethod = method("cxlog.leave", { payload: Leave, success: Schema.Null })
-export const ListMembersMethod = method("cxlog.members", { payload: ListMembers, success: Schema.Array(Member), failure: UnknownGroup })
+export const ListMembersMethod = method("cxlog.members", {
+  payload: ListMembers,
+  success: Schema.Array(Member),
+  failure: UnknownGroup
+})
 export const CreateGroupMethod = method("cxlog.createGroup", { payload: CreateGroup, success: Schema.Null })
 export const JoinGroupMethod = method("cxlog.joinGroup", { payload: JoinGroup, success: Schema.Null })
-export const BarrierArriveMethod = method("cxlog.barrier", { payload: BarrierArrive, success: BarrierReleased, failure: BarrierError })
+export const BarrierArriveMethod = method("cxlog.barrier", {
+  payload: BarrierArrive,
+  success: BarrierReleased,
+  failure: BarrierError
+})
 export const CreateTopicMethod = method("cxlog.createTopic", {
   payload: TopicSpec,
   success: TopicInfo,
@@ -46,4 +61,7 @@ export const MemberDroppedNotice = notice(
 )
 
 /** Sent on the broadcast ring when a barrier round is released (its position is the release watermark). */
-export const BarrierReleaseNotice = notice("cxlog.barrierRelease", Schema.Struct({ barrier: Schema.String, round: Schema.Int }))
+export const BarrierReleaseNotice = notice(
+  "cxlog.barrierRelease",
+  Schema.Struct({ barrier: Schema.String, round: Schema.Int })
+)

@@ -4,13 +4,24 @@
  * heartbeat stale), reaps dead readers, and runs the barrier engine.
  */
 import { Config, Deferred, Effect, Layer, Option, type Scope } from "effect"
-import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import { type BarrierArrive, type BarrierError, type BarrierReleased, BarrierReleaseNotSent } from "../../services/control/Coordinator.js"
+import { COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
+import {
+  type BarrierArrive,
+  type BarrierError,
+  type BarrierReleased,
+  BarrierReleaseNotSent
+} from "../../services/control/Coordinator.js"
 import { CoordinatorServer, type CoordinatorServerShape } from "../../services/control/CoordinatorServer.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { handle, Rpc, type RpcHandler, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
 import { Sequencer } from "../../services/log/Sequencer.js"
 import { Topics, type TopicsShape } from "../../services/log/Topics.js"
+import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { type Layout, RegionLayout } from "../../services/RegionLayout.js"
+import { settingsConfig } from "../../Settings.js"
+import { everyTick } from "../region/Cadence.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
+import { isOwnerAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { controlRings, ringProbe } from "./BarrierStreams.js"
 import {
@@ -27,12 +38,6 @@ import {
 } from "./CoordinatorProtocol.js"
 import { makeMembership, type Membership } from "./Membership.js"
 import { READER_LIVENESS_MS } from "./RingFrames.js"
-import { everyTick } from "../region/Cadence.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
-import { isOwnerAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
-import { type Layout, RegionLayout } from "../../services/RegionLayout.js"
-import { settingsConfig } from "../../Settings.js"
-import { COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
 
 export interface ServerOptions {
   /** A participant dying mid-barrier: drop it and release the others, or fail the barrier. */
@@ -92,7 +97,9 @@ const releaseThrough = (broadcast: Broadcast, layout: Layout) => (barrier: strin
   broadcast.server?.notifyNow(BarrierReleaseNotice, { barrier, round }) ??
     (broadcast.server === undefined ? Deferred.await(broadcast.ready) : Effect.succeed(broadcast.server)).pipe(
       Effect.flatMap((server) => server.notify(BarrierReleaseNotice, { barrier, round })),
-      Effect.mapError((e) => new BarrierReleaseNotSent({ barrier, round, ring: layout.broadcastRing.id, reason: e.message }))
+      Effect.mapError((e) =>
+        new BarrierReleaseNotSent({ barrier, round, ring: layout.broadcastRing.id, reason: e.message })
+      )
     )
 
 /**
@@ -123,7 +130,9 @@ const drop = (s: ServerState, slot: number, reason: string, fromTick = false) =>
     for (const address of controlRings(s.layout)) yield* s.rings.reapDead(address).pipe(Effect.orDie)
     // Forked from the tick: a release that waits for room on the reply ring must not hold up
     // the liveness check (which then could not drop the reader that holds the ring back).
-    yield* fromTick ? Effect.asVoid(Effect.forkIn(s.engine.memberGone(slot, reason), s.scope)) : s.engine.memberGone(slot, reason)
+    yield* fromTick
+      ? Effect.asVoid(Effect.forkIn(s.engine.memberGone(slot, reason), s.scope))
+      : s.engine.memberGone(slot, reason)
   })
 
 /**
@@ -145,7 +154,11 @@ const adoptLiveMembers = (s: ServerState): void => {
  * reading requests) and answered by the engine when it releases or fails the round — no fiber
  * waits per arrival.
  */
-const deferArrival = (engine: BarrierEngine, arrive: BarrierArrive, request: RpcRequest<BarrierReleased, BarrierError>) => {
+const deferArrival = (
+  engine: BarrierEngine,
+  arrive: BarrierArrive,
+  request: RpcRequest<BarrierReleased, BarrierError>
+) => {
   const reply = request.defer()
   const rest = engine.enter(arrive, reply.unsafeComplete)
   // An exit while nothing is left to run: the server goes on with no effect run for this request.
@@ -159,15 +172,25 @@ const handlers = (s: ServerState, topics: TopicsShape) => {
       Effect.gen(function*() {
         const info = readSlot(s.region, s.layout.processTable, join.slot)
         if (info.pid !== join.pid || info.occurrence !== join.occurrence) {
-          yield* Effect.logWarning(`coordinator: join of slot ${join.slot} does not match the process table (pid ${info.pid}, occurrence ${info.occurrence})`)
+          yield* Effect.logWarning(
+            `coordinator: join of slot ${join.slot} does not match the process table (pid ${info.pid}, occurrence ${info.occurrence})`
+          )
         }
         const previous = members.get(join.slot)
-        if (previous !== undefined && previous.occurrence !== join.occurrence) yield* drop(s, join.slot, "replaced by a new occurrence")
+        if (previous !== undefined && previous.occurrence !== join.occurrence) {
+          yield* drop(s, join.slot, "replaced by a new occurrence")
+        }
         members.set(join.slot, join)
         return [...members.values()]
       })),
-    handle(LeaveMethod, (leave) =>
-      Effect.as(members.get(leave.slot)?.occurrence === leave.occurrence ? drop(s, leave.slot, "left") : Effect.void, null)),
+    handle(
+      LeaveMethod,
+      (leave) =>
+        Effect.as(
+          members.get(leave.slot)?.occurrence === leave.occurrence ? drop(s, leave.slot, "left") : Effect.void,
+          null
+        )
+    ),
     handle(ListMembersMethod, ({ group }) => s.membership.list(group)),
     handle(CreateGroupMethod, ({ name, members: slots }) =>
       Effect.sync(() => {
@@ -188,7 +211,10 @@ const handlers = (s: ServerState, topics: TopicsShape) => {
 const fence = <R>(h: RpcHandler<R>, fenced: () => boolean): RpcHandler<R> => ({
   method: h.method,
   // Checked as the request is served, without wrapping: a handler's exit (most requests) stays an exit the server answers at once.
-  run: (payload, request) => (fenced() ? Effect.dieMessage("this head was fenced: a newer head holds the lease") : h.run(payload, request))
+  run: (
+    payload,
+    request
+  ) => (fenced() ? Effect.dieMessage("this head was fenced: a newer head holds the lease") : h.run(payload, request))
 })
 
 /** Tells the untold dropped members (see `ServerState.untold`). */
@@ -197,7 +223,11 @@ const tellDropped = (s: ServerState, server: RpcServer): void => {
     const info = readSlot(s.region, s.layout.processTable, slot)
     const gone = info.occurrence !== dropped.occurrence || !isOwnerAlive(info)
     const back = s.membership.members.get(slot)?.occurrence === dropped.occurrence
-    if (gone || back || server.notifyNow(MemberDroppedNotice, { slot, occurrence: dropped.occurrence, reason: dropped.reason }, slot) !== undefined) {
+    if (
+      gone || back ||
+      server.notifyNow(MemberDroppedNotice, { slot, occurrence: dropped.occurrence, reason: dropped.reason }, slot) !==
+        undefined
+    ) {
       s.untold.delete(slot)
     }
   }
@@ -210,9 +240,11 @@ const checkMembers = (s: ServerState, server: RpcServer) =>
     const now = Date.now()
     for (const member of [...s.membership.members.values()]) {
       const info = readSlot(region, layout.processTable, member.slot)
-      if (info.occurrence !== member.occurrence) yield* drop(s, member.slot, `slot reclaimed (occurrence ${info.occurrence})`, true)
-      else if (!isOwnerAlive(info)) yield* drop(s, member.slot, `pid ${member.pid} is gone`, true)
-      else if (!isSlotLive(info, now, s.staleMs)) {
+      if (info.occurrence !== member.occurrence) {
+        yield* drop(s, member.slot, `slot reclaimed (occurrence ${info.occurrence})`, true)
+      } else if (!isOwnerAlive(info)) {
+        yield* drop(s, member.slot, `pid ${member.pid} is gone`, true)
+      } else if (!isSlotLive(info, now, s.staleMs)) {
         const reason = `heartbeat stale for ${now - info.heartbeatMs} ms`
         yield* drop(s, member.slot, reason, true)
         s.untold.set(member.slot, { occurrence: member.occurrence, reason })
@@ -223,7 +255,9 @@ const checkMembers = (s: ServerState, server: RpcServer) =>
     // above, one dropped before its reader's own line went stale, an old head stopped while
     // this one took over.
     for (let slot = 0; slot < layout.config.control.maxProcesses; slot++) {
-      if (s.membership.members.has(slot)) continue
+      if (s.membership.members.has(slot)) {
+        continue
+      }
       const info = readSlot(region, layout.processTable, slot)
       if (info.pid !== 0 && info.pid !== process.pid && now - info.heartbeatMs > s.staleMs && isPidAlive(info.pid)) {
         yield* freeReplySlot(s, slot, info.pid)
@@ -264,7 +298,10 @@ export const makeServer = (options: ServerOptions = {}) =>
 
     const server = yield* (yield* Rpc).serve(
       {
-        requests: Array.from({ length: layout.config.control.maxProcesses }, (_, slot) => ({ client: slot, ring: layout.requestRing(slot) })),
+        requests: Array.from(
+          { length: layout.config.control.maxProcesses },
+          (_, slot) => ({ client: slot, ring: layout.requestRing(slot) })
+        ),
         replies: layout.broadcastRing,
         // Holding the lease, the broadcast ring is ours even if a fenced head still runs.
         takeOver: Option.isSome(lease)
@@ -285,9 +322,14 @@ export const makeServer = (options: ServerOptions = {}) =>
 
     const idleCheckMs = options.checkEveryMs ?? DEFAULT_CHECK_EVERY_MS
     const waitingCheckMs = Math.min(idleCheckMs, options.checkWhileWaitingMs ?? DEFAULT_CHECK_WHILE_WAITING_MS)
-    yield* everyTick(() => (s.engine.openRounds() > 0 ? waitingCheckMs : idleCheckMs), checkMembers(s, server)).pipe(Effect.forkScoped)
+    yield* everyTick(() => (s.engine.openRounds() > 0 ? waitingCheckMs : idleCheckMs), checkMembers(s, server)).pipe(
+      Effect.forkScoped
+    )
 
-    const coordinator: CoordinatorServerShape = { members: () => [...membership.members.values()], openBarriers: s.engine.openRounds }
+    const coordinator: CoordinatorServerShape = {
+      members: () => [...membership.members.values()],
+      openBarriers: s.engine.openRounds
+    }
     return coordinator
   })
 

@@ -54,7 +54,8 @@ const compileScalar = (ast: AST.AST): Check | undefined => {
   }
 }
 
-const refined = (from: Check, ast: AST.Refinement): Check => (u) => from(u) && Option.isNone(ast.filter(u, NO_OPTIONS, ast))
+const refined = (from: Check, ast: AST.Refinement): Check => (u) =>
+  from(u) && Option.isNone(ast.filter(u, NO_OPTIONS, ast))
 
 /** The fast check of `ast`, or undefined when the Schema is outside the supported set. */
 export const compileCheck = (ast: AST.AST): Check | undefined => {
@@ -78,7 +79,7 @@ export const compileCheck = (ast: AST.AST): Check | undefined => {
       return (u) => {
         if (!Array.isArray(u) || u.length < fixed.length || (rest === null && u.length !== fixed.length)) return false
         for (let i = 0; i < fixed.length; i++) if (!fixed[i]!(u[i])) return false
-        if (rest !== null) for (let i = fixed.length; i < u.length; i++) if (!rest(u[i])) return false
+        if (rest !== null) { for (let i = fixed.length; i < u.length; i++) if (!rest(u[i])) return false }
         return true
       }
     }

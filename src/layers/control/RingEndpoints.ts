@@ -199,7 +199,8 @@ export const makeReader = (core: ReaderCore): RingReader => {
   const take = (timeoutMs = Infinity) =>
     Effect.suspend(() => {
       core.publishProcessed(core.delivered())
-      return Effect.flatMap(fetch(timeoutMs), (taken) => core.publishDelivered(taken.end) ? Effect.succeed(taken) : Effect.fail(reaped()))
+      return Effect.flatMap(fetch(timeoutMs), (taken) =>
+        core.publishDelivered(taken.end) ? Effect.succeed(taken) : Effect.fail(reaped()))
     })
 
   const consume = <E, R>(handler: (frame: Uint8Array, sequence: number) => Effect.Effect<void, E, R>) =>

@@ -59,5 +59,6 @@ export const validateAddress = (address: RingAddress): Effect.Effect<void, Inval
 export const validateFraction = (address: RingAddress, fraction: number): Effect.Effect<number, InvalidRingAddress> =>
   fraction > 0 && fraction <= 0.5
     ? Effect.succeed(maxFrameBytes(address.dataBytes, fraction))
-    : Effect.fail(new InvalidRingAddress({ ring: address.id, reason: `maxFrameFraction ${fraction} must be in (0, 0.5]` }))
-
+    : Effect.fail(
+      new InvalidRingAddress({ ring: address.id, reason: `maxFrameFraction ${fraction} must be in (0, 0.5]` })
+    )

@@ -18,11 +18,11 @@
  * whose slot was reaped and taken by another never writes that one's counters, even where the
  * successor's counter stands at the very value it last published (a quiet ring).
  */
+import { type RingAddress, ringFootprint } from "../../services/control/Rings.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
-import { ringFootprint, type RingAddress } from "../../services/control/Rings.js"
-import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
+import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
 import { WordView } from "../region/WordView.js"
 
 /** Byte offsets in the control line (written by the writer only). */
@@ -104,7 +104,8 @@ export interface PlacedRing {
 
 /** A doorbell offset read from the region: a line past the superblock, outside this ring. */
 export const validBell = (region: CxlMemoryShape, l: Lines, bell: number): boolean =>
-  bell % LINE_BYTES === 0 && bell >= SUPERBLOCK_BYTES && region.inBounds(bell, LINE_BYTES) && (bell < l.control || bell >= l.end)
+  bell % LINE_BYTES === 0 && bell >= SUPERBLOCK_BYTES && region.inBounds(bell, LINE_BYTES) &&
+  (bell < l.control || bell >= l.end)
 
 /** A process as a line names it: its pid and its start tag. */
 export interface LineOwner {
@@ -149,27 +150,51 @@ class LineView extends WordView {
 /** The control line, the writer's. */
 export class ControlLineView extends LineView {
   /** The leading sequence. */
-  head(at: number): number { return this.position(at + Control.headLow, at + Control.head) }
-  publishHead(at: number, v: number): void { this.storePosition(at + Control.headLow, at + Control.head, v) }
+  head(at: number): number {
+    return this.position(at + Control.headLow, at + Control.head)
+  }
+  publishHead(at: number, v: number): void {
+    this.storePosition(at + Control.headLow, at + Control.head, v)
+  }
   /** The leading sequence's commit word alone: whether it moved. */
-  headLow(at: number): number { return Atomics.load(this.u32, (at + Control.headLow) / 4) }
-  closed(at: number): boolean { return Atomics.load(this.u32, (at + Control.closed) / 4) !== 0 }
-  storeClosed(at: number, v: 0 | 1): void { Atomics.store(this.u32, (at + Control.closed) / 4, v) }
+  headLow(at: number): number {
+    return Atomics.load(this.u32, (at + Control.headLow) / 4)
+  }
+  closed(at: number): boolean {
+    return Atomics.load(this.u32, (at + Control.closed) / 4) !== 0
+  }
+  storeClosed(at: number, v: 0 | 1): void {
+    Atomics.store(this.u32, (at + Control.closed) / 4, v)
+  }
   /** Bumped by every writer that opens the ring. */
-  occurrence(at: number): number { return Atomics.load(this.u32, (at + Control.occurrence) / 4) }
-  storeOccurrence(at: number, v: number): void { Atomics.store(this.u32, (at + Control.occurrence) / 4, v) }
-  bell(at: number): number { return this.u32[(at + Control.bell) / 4]! }
-  setBell(at: number, v: number): void { this.u32[(at + Control.bell) / 4] = v }
+  occurrence(at: number): number {
+    return Atomics.load(this.u32, (at + Control.occurrence) / 4)
+  }
+  storeOccurrence(at: number, v: number): void {
+    Atomics.store(this.u32, (at + Control.occurrence) / 4, v)
+  }
+  bell(at: number): number {
+    return this.u32[(at + Control.bell) / 4]!
+  }
+  setBell(at: number, v: number): void {
+    this.u32[(at + Control.bell) / 4] = v
+  }
   /** 1 while the writer waits for space (readers ring it only then). */
-  waiting(at: number): number { return Atomics.load(this.u32, (at + Control.waiting) / 4) }
-  storeWaiting(at: number, v: 0 | 1): void { Atomics.store(this.u32, (at + Control.waiting) / 4, v) }
+  waiting(at: number): number {
+    return Atomics.load(this.u32, (at + Control.waiting) / 4)
+  }
+  storeWaiting(at: number, v: 0 | 1): void {
+    Atomics.store(this.u32, (at + Control.waiting) / 4, v)
+  }
   /** The ring's address, for a tool reading the region. */
   setShape(at: number, address: RingAddress): void {
     this.u32[(at + Control.id) / 4] = address.id
     this.u32[(at + Control.readerSlots) / 4] = address.readerSlots
     this.f64[(at + Control.dataBytes) / 8] = address.dataBytes
   }
-  pid(at: number): number { return Atomics.load(this.i32, (at + Control.pid) / 4) }
+  pid(at: number): number {
+    return Atomics.load(this.i32, (at + Control.pid) / 4)
+  }
   /** The writer's pid and start tag, read in one atomic load so both belong to one claim. */
   writer(at: number): LineOwner {
     const pair = Atomics.load(this.words, (at + Control.pid) / 8)
@@ -185,27 +210,59 @@ export class ControlLineView extends LineView {
 /** A reader's progress line. */
 export class ReaderLineView extends LineView {
   /** The slot's state word (`RingSlotStates`). */
-  state(at: number): number { return Atomics.load(this.u32, (at + Reader.state) / 4) }
+  state(at: number): number {
+    return Atomics.load(this.u32, (at + Reader.state) / 4)
+  }
   /** Compare-and-swap of the state word; true when it held `expected`. */
   swapState(at: number, expected: number, v: number): boolean {
     return Atomics.compareExchange(this.u32, (at + Reader.state) / 4, expected, v) === expected
   }
-  occurrence(at: number): number { return Atomics.load(this.u32, (at + Reader.occurrence) / 4) }
-  storeOccurrence(at: number, v: number): void { Atomics.store(this.u32, (at + Reader.occurrence) / 4, v) }
-  pid(at: number): number { return Atomics.load(this.i32, (at + Reader.pid) / 4) }
-  setPid(at: number, v: number): void { this.i32[(at + Reader.pid) / 4] = v }
-  start(at: number): number { return Atomics.load(this.u32, (at + Reader.start) / 4) }
-  setStart(at: number, v: number): void { this.u32[(at + Reader.start) / 4] = v }
-  bell(at: number): number { return this.u32[(at + Reader.bell) / 4]! }
-  setBell(at: number, v: number): void { this.u32[(at + Reader.bell) / 4] = v }
-  heartbeatMs(at: number): number { return this.f64[(at + Reader.heartbeat) / 8]! }
-  setHeartbeatMs(at: number, v: number): void { this.f64[(at + Reader.heartbeat) / 8] = v }
+  occurrence(at: number): number {
+    return Atomics.load(this.u32, (at + Reader.occurrence) / 4)
+  }
+  storeOccurrence(at: number, v: number): void {
+    Atomics.store(this.u32, (at + Reader.occurrence) / 4, v)
+  }
+  pid(at: number): number {
+    return Atomics.load(this.i32, (at + Reader.pid) / 4)
+  }
+  setPid(at: number, v: number): void {
+    this.i32[(at + Reader.pid) / 4] = v
+  }
+  start(at: number): number {
+    return Atomics.load(this.u32, (at + Reader.start) / 4)
+  }
+  setStart(at: number, v: number): void {
+    this.u32[(at + Reader.start) / 4] = v
+  }
+  bell(at: number): number {
+    return this.u32[(at + Reader.bell) / 4]!
+  }
+  setBell(at: number, v: number): void {
+    this.u32[(at + Reader.bell) / 4] = v
+  }
+  heartbeatMs(at: number): number {
+    return this.f64[(at + Reader.heartbeat) / 8]!
+  }
+  setHeartbeatMs(at: number, v: number): void {
+    this.f64[(at + Reader.heartbeat) / 8] = v
+  }
   /** The waiting word (`waitingOf`). */
-  waiting(at: number): number { return Atomics.load(this.u32, (at + Reader.waiting) / 4) }
-  storeWaiting(at: number, v: number): void { Atomics.store(this.u32, (at + Reader.waiting) / 4, v) }
-  swapWaiting(at: number, expected: number, v: number): void { Atomics.compareExchange(this.u32, (at + Reader.waiting) / 4, expected, v) }
-  delivered(at: number): number { return this.counter(at + Reader.deliveredLow, at + Reader.delivered) }
-  processed(at: number): number { return this.counter(at + Reader.processedLow, at + Reader.processed) }
+  waiting(at: number): number {
+    return Atomics.load(this.u32, (at + Reader.waiting) / 4)
+  }
+  storeWaiting(at: number, v: number): void {
+    Atomics.store(this.u32, (at + Reader.waiting) / 4, v)
+  }
+  swapWaiting(at: number, expected: number, v: number): void {
+    Atomics.compareExchange(this.u32, (at + Reader.waiting) / 4, expected, v)
+  }
+  delivered(at: number): number {
+    return this.counter(at + Reader.deliveredLow, at + Reader.delivered)
+  }
+  processed(at: number): number {
+    return this.counter(at + Reader.processedLow, at + Reader.processed)
+  }
   /** Both counters at `position`: for a slot not attached yet, that no other process writes. */
   setCounters(at: number, position: number): void {
     this.storePosition(at + Reader.deliveredLow, at + Reader.delivered, position)
@@ -213,33 +270,69 @@ export class ReaderLineView extends LineView {
   }
   /** Moves `delivered` from `from` to `to` if the state word still says `attached` (this reader's); true if written. */
   swapDelivered(at: number, attached: number, from: number, to: number): boolean {
-    return this.swapCounter(at + Reader.state, pairWord(attached, from), pairWord(attached, to), at + Reader.delivered, to)
+    return this.swapCounter(
+      at + Reader.state,
+      pairWord(attached, from),
+      pairWord(attached, to),
+      at + Reader.delivered,
+      to
+    )
   }
   /** Moves `processed` from `from` to `to` if the occurrence is still `occurrence` (this reader's); true if written. */
   swapProcessed(at: number, occurrence: number, from: number, to: number): boolean {
-    return this.swapCounter(at + Reader.processedLow, pairWord(from, occurrence), pairWord(to, occurrence), at + Reader.processed, to)
+    return this.swapCounter(
+      at + Reader.processedLow,
+      pairWord(from, occurrence),
+      pairWord(to, occurrence),
+      at + Reader.processed,
+      to
+    )
   }
 }
 
 /** The observer line, the last reader slot's while a process watches the readers' progress. */
 export class ObserverLineView extends LineView {
-  state(at: number): number { return Atomics.load(this.u32, (at + Observer.state) / 4) }
-  storeState(at: number, v: number): void { Atomics.store(this.u32, (at + Observer.state) / 4, v) }
+  state(at: number): number {
+    return Atomics.load(this.u32, (at + Observer.state) / 4)
+  }
+  storeState(at: number, v: number): void {
+    Atomics.store(this.u32, (at + Observer.state) / 4, v)
+  }
   /** Compare-and-swap of the state word; true when it held `expected`. */
   swapState(at: number, expected: number, v: number): boolean {
     return Atomics.compareExchange(this.u32, (at + Observer.state) / 4, expected, v) === expected
   }
-  occurrence(at: number): number { return Atomics.load(this.u32, (at + Observer.occurrence) / 4) }
-  storeOccurrence(at: number, v: number): void { Atomics.store(this.u32, (at + Observer.occurrence) / 4, v) }
-  pid(at: number): number { return Atomics.load(this.i32, (at + Observer.pid) / 4) }
-  setPid(at: number, v: number): void { this.i32[(at + Observer.pid) / 4] = v }
-  start(at: number): number { return Atomics.load(this.u32, (at + Observer.start) / 4) }
-  setStart(at: number, v: number): void { this.u32[(at + Observer.start) / 4] = v }
-  bell(at: number): number { return this.u32[(at + Observer.bell) / 4]! }
-  setBell(at: number, v: number): void { this.u32[(at + Observer.bell) / 4] = v }
+  occurrence(at: number): number {
+    return Atomics.load(this.u32, (at + Observer.occurrence) / 4)
+  }
+  storeOccurrence(at: number, v: number): void {
+    Atomics.store(this.u32, (at + Observer.occurrence) / 4, v)
+  }
+  pid(at: number): number {
+    return Atomics.load(this.i32, (at + Observer.pid) / 4)
+  }
+  setPid(at: number, v: number): void {
+    this.i32[(at + Observer.pid) / 4] = v
+  }
+  start(at: number): number {
+    return Atomics.load(this.u32, (at + Observer.start) / 4)
+  }
+  setStart(at: number, v: number): void {
+    this.u32[(at + Observer.start) / 4] = v
+  }
+  bell(at: number): number {
+    return this.u32[(at + Observer.bell) / 4]!
+  }
+  setBell(at: number, v: number): void {
+    this.u32[(at + Observer.bell) / 4] = v
+  }
   /** The lowest target watched: readers crossing it ring `bell`. */
-  target(at: number): number { return this.position(at + Observer.targetLow, at + Observer.target) }
-  publishTarget(at: number, v: number): void { this.storePosition(at + Observer.targetLow, at + Observer.target, v) }
+  target(at: number): number {
+    return this.position(at + Observer.targetLow, at + Observer.target)
+  }
+  publishTarget(at: number, v: number): void {
+    this.storePosition(at + Observer.targetLow, at + Observer.target, v)
+  }
 }
 
 /** The views of a region's ring lines. */
@@ -255,7 +348,11 @@ const viewsOf = new WeakMap<CxlMemoryShape, RingLineViews>()
 export const ringLineViews = (region: CxlMemoryShape): RingLineViews => {
   let views = viewsOf.get(region)
   if (views === undefined) {
-    views = { control: new ControlLineView(region), reader: new ReaderLineView(region), observer: new ObserverLineView(region) }
+    views = {
+      control: new ControlLineView(region),
+      reader: new ReaderLineView(region),
+      observer: new ObserverLineView(region)
+    }
     viewsOf.set(region, views)
   }
   return views

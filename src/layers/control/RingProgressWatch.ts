@@ -145,5 +145,7 @@ export const awaitProgressOf = (
         Effect.flatMap((ok) => (ok || left <= PROGRESS_POLL_MS ? Effect.succeed(ok) : poll))
       )
     })
-    return (rung ? doorbell.await(reached, timeoutMs) : poll).pipe(Effect.ensuring(Effect.sync(() => watch.remove(target))))
+    return (rung ? doorbell.await(reached, timeoutMs) : poll).pipe(
+      Effect.ensuring(Effect.sync(() => watch.remove(target)))
+    )
   })

@@ -4,14 +4,35 @@
  * and an observer), waiting for frames or for a writer, noticing a dead writer, detaching.
  */
 import { Effect } from "effect"
+import {
+  NoFreeReaderSlot,
+  ReaderReaped,
+  RingClosed,
+  RingCorrupt,
+  type RingReadError,
+  RingWriterDead
+} from "../../services/control/Rings.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
-import { NoFreeReaderSlot, ReaderReaped, RingClosed, RingCorrupt, type RingReadError, RingWriterDead } from "../../services/control/Rings.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
 import { MutableFrameBatch, type ReaderCore } from "./RingEndpoints.js"
-import { frameCheck, frameSpan, isPosition, PADDING_LENGTH, READER_LIVENESS_MS, RING_FRAME_HEADER_BYTES } from "./RingFrames.js"
-import { type ControlLineView, type Lines, type ObserverLineView, type ReaderLineView, ringLineViews, validBell } from "./RingLines.js"
+import {
+  frameCheck,
+  frameSpan,
+  isPosition,
+  PADDING_LENGTH,
+  READER_LIVENESS_MS,
+  RING_FRAME_HEADER_BYTES
+} from "./RingFrames.js"
+import {
+  type ControlLineView,
+  type Lines,
+  type ObserverLineView,
+  type ReaderLineView,
+  ringLineViews,
+  validBell
+} from "./RingLines.js"
 import { reapSlot } from "./RingReap.js"
 import { attachedOf, claimOf, FREE, nextOccurrence, OBSERVING, waitingOf } from "./RingSlotStates.js"
 
@@ -71,7 +92,9 @@ export const openReader = (
     const reclaim = (s: number) => s >= 0 && s < readerSlots && reapSlot(region, doorbell, l, s, true) && take(s)
     const slot = candidates.find(take) ?? candidates.find(reclaim)
     if (slot === undefined) {
-      return Effect.fail(new NoFreeReaderSlot(wanted === undefined ? { ring: id, readerSlots } : { ring: id, readerSlots, slot: wanted }))
+      return Effect.fail(
+        new NoFreeReaderSlot(wanted === undefined ? { ring: id, readerSlots } : { ring: id, readerSlots, slot: wanted })
+      )
     }
     const line = l.line(slot)
     const occurrence = nextOccurrence(reader.occurrence(line))
@@ -226,7 +249,8 @@ const publishProcessed = (r: ReaderState, position: number): void => {
   ringObserver(r, before, position)
 }
 
-const reaped = (r: ReaderState) => new ReaderReaped({ ring: r.lines.address.id, slot: r.slot, occurrence: r.occurrence })
+const reaped = (r: ReaderState) =>
+  new ReaderReaped({ ring: r.lines.address.id, slot: r.slot, occurrence: r.occurrence })
 
 /** A reap in the middle of a scan lets the writer overwrite what it reads: that is the reap, not corruption. */
 const corrupt = (r: ReaderState, position: number, reason: string) =>

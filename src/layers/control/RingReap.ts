@@ -1,7 +1,7 @@
 /** Looking at a ring from outside (`inspector`) and freeing the reader slots of processes that are gone. */
+import type { ReaderProgress, RingInspector } from "../../services/control/Rings.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
-import type { ReaderProgress, RingInspector } from "../../services/control/Rings.js"
 import { isPidAlive, isProcessAlive } from "../region/ProcessInfo.js"
 import { type Lines, ringLineViews, validBell } from "./RingLines.js"
 import { attachedOf, claimerOf, FREE, isAttached, isClaim, OBSERVING, stateName } from "./RingSlotStates.js"

@@ -30,7 +30,9 @@ const validateSlot = (address: RingAddress, slot: number) =>
  * The Rings service over rings that `place` validates and puts in region bytes: the live layer
  * places every ring in the process's region, the fake each in a private region of its own.
  */
-export const ringsOver = (place: (address: RingAddress) => Effect.Effect<PlacedRing, InvalidRingAddress>): RingsShape => {
+export const ringsOver = (
+  place: (address: RingAddress) => Effect.Effect<PlacedRing, InvalidRingAddress>
+): RingsShape => {
   /** This process's progress watches, by ring offset. */
   const watches = new Map<number, ProgressWatch>()
   return {
@@ -47,7 +49,8 @@ export const ringsOver = (place: (address: RingAddress) => Effect.Effect<PlacedR
     reader: (address, options) =>
       Effect.gen(function*() {
         const { region, doorbell, lines: l } = yield* place(address)
-        const core = yield* Effect.acquireRelease(openReader(region, doorbell, l, options?.slot), (core) => Effect.sync(core.detach))
+        const core = yield* Effect.acquireRelease(openReader(region, doorbell, l, options?.slot), (core) =>
+          Effect.sync(core.detach))
         return makeReader(core)
       }),
     inspect: (address) => Effect.map(place(address), (placed) => inspector(placed.region, placed.lines)),

@@ -24,7 +24,8 @@ export const isAttached = (state: number): boolean => (state & 3) === ATTACHED
  * A reader's waiting word: its occurrence (low 31 bits) above the flag, set and cleared by
  * compare-and-swap from its own value, so a reaped reader never sets or clears a successor's.
  */
-export const waitingOf = (occurrence: number, waiting: boolean): number => ((occurrence & 0x7fffffff) * 2 + (waiting ? 1 : 0)) >>> 0
+export const waitingOf = (occurrence: number, waiting: boolean): number =>
+  ((occurrence & 0x7fffffff) * 2 + (waiting ? 1 : 0)) >>> 0
 /** A reader slot taken by a process that watches the readers' progress (see `progressWatch`). */
 export const OBSERVING = 3
 

@@ -5,9 +5,9 @@
  */
 import { Effect, Metric } from "effect"
 import { ringOccupancy, sampleOnScrape } from "../../Metrics.js"
+import { RingCorrupt, RingFull, RingWriterBusy } from "../../services/control/Rings.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
-import { RingCorrupt, RingFull, RingWriterBusy } from "../../services/control/Rings.js"
 import { isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
 import type { WriterCore } from "./RingEndpoints.js"
 import {
@@ -68,7 +68,9 @@ export const openWriter = (
       return Effect.fail(new RingWriterBusy({ ring: id, pid: previous.pid }))
     }
     const head = control.head(at)
-    if (!isPosition(head)) return Effect.fail(new RingCorrupt({ ring: id, position: head, reason: "leading sequence is not a position" }))
+    if (!isPosition(head)) {
+      return Effect.fail(new RingCorrupt({ ring: id, position: head, reason: "leading sequence is not a position" }))
+    }
     if (!control.swapWriter(at, previous, process.pid, ownStartTag())) {
       return Effect.fail(new RingWriterBusy({ ring: id, pid: control.pid(at) }))
     }
@@ -144,7 +146,8 @@ const refreshLimit = (w: WriterState): void => {
   w.limit = lowest + w.lines.address.dataBytes
 }
 
-const fits = (w: WriterState, span: number): boolean => w.reserved + placementBytes(w.index, span, w.lines.address.dataBytes) <= w.limit
+const fits = (w: WriterState, span: number): boolean =>
+  w.reserved + placementBytes(w.index, span, w.lines.address.dataBytes) <= w.limit
 
 /** A writer whose ring was taken over (`takeOver`) becomes closed without writing a byte. */
 const superseded = (w: WriterState): boolean => {
@@ -218,7 +221,9 @@ const wakeReaders = (w: WriterState, only?: ReadonlyArray<number>): void => {
     }
   }
   for (let s = 0; s < readerSlots; s++) {
-    if (only !== undefined && !only.includes(s) && w.committed - w.reader.processed(w.readerLines[s]!) <= dataBytes / 2) {
+    if (
+      only !== undefined && !only.includes(s) && w.committed - w.reader.processed(w.readerLines[s]!) <= dataBytes / 2
+    ) {
       continue
     }
     ringSlot(w, s)

@@ -3,9 +3,15 @@
  * this process's Doorbell. The fake (RingsMemory.ts) runs the same engine (RingRegion.ts).
  */
 import { Effect, Layer } from "effect"
+import {
+  InvalidRingAddress,
+  type RingAddress,
+  ringFootprint,
+  Rings,
+  type RingsShape
+} from "../../services/control/Rings.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
-import { InvalidRingAddress, type RingAddress, ringFootprint, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { validateAddress } from "./RingFrames.js"
 import { lines } from "./RingLines.js"
 import { ringsOver } from "./RingRegion.js"
@@ -19,7 +25,10 @@ export const make: Effect.Effect<RingsShape, never, CxlMemory | Doorbell> = Effe
       Effect.zipRight(region.check(address.offset, ringFootprint(address.dataBytes, address.readerSlots))),
       Effect.mapError((e) =>
         e._tag === "RegionOutOfBounds"
-          ? new InvalidRingAddress({ ring: address.id, reason: `ring does not fit in the ${region.size}-byte region at offset ${address.offset}` })
+          ? new InvalidRingAddress({
+            ring: address.id,
+            reason: `ring does not fit in the ${region.size}-byte region at offset ${address.offset}`
+          })
           : e
       ),
       Effect.as({ region, doorbell, lines: lines(address) })

@@ -5,9 +5,15 @@
  * differs. No addon, no processes. Rings are shared by offset within one instance.
  */
 import { Effect, Layer, type Scope } from "effect"
+import {
+  InvalidRingAddress,
+  type RingAddress,
+  ringFootprint,
+  Rings,
+  type RingsShape
+} from "../../services/control/Rings.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { DOORBELL_BYTES } from "../../services/region/Doorbell.js"
-import { InvalidRingAddress, type RingAddress, ringFootprint, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { privateRegion } from "../region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
@@ -26,7 +32,8 @@ const RING_AT = DOORBELL_AT + DOORBELL_BYTES
 
 const PAGE = 4096
 
-const sameShape = (a: RingAddress, b: RingAddress) => a.id === b.id && a.dataBytes === b.dataBytes && a.readerSlots === b.readerSlots
+const sameShape = (a: RingAddress, b: RingAddress) =>
+  a.id === b.id && a.dataBytes === b.dataBytes && a.readerSlots === b.readerSlots
 
 /** Rings over in-process bytes; the instance's doorbell closes with the scope. */
 export const makeMemory: Effect.Effect<RingsShape, never, Scope.Scope> = Effect.gen(function*() {
@@ -47,7 +54,9 @@ export const makeMemory: Effect.Effect<RingsShape, never, Scope.Scope> = Effect.
       }
       return sameShape(existing.lines.address, address)
         ? Effect.succeed(existing)
-        : Effect.fail(new InvalidRingAddress({ ring: address.id, reason: `offset ${address.offset} holds a ring of another shape` }))
+        : Effect.fail(
+          new InvalidRingAddress({ ring: address.id, reason: `offset ${address.offset} holds a ring of another shape` })
+        )
     })
   return ringsOver(place)
 })

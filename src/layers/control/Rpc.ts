@@ -9,8 +9,8 @@
  * client's `receive` → the pending call's `deliver` → `decodeReply`, which resumes the caller.
  */
 import { Effect, Layer } from "effect"
-import { Rpc, type RpcShape } from "../../services/control/Rpc.js"
 import { Rings } from "../../services/control/Rings.js"
+import { Rpc, type RpcShape } from "../../services/control/Rpc.js"
 import { client } from "./RpcClient.js"
 import { serve } from "./RpcServer.js"
 
@@ -18,7 +18,10 @@ import { serve } from "./RpcServer.js"
 export { cachedTags } from "./RpcFrames.js"
 export { wakeList } from "./RpcReplyChannel.js"
 
-export const make: Effect.Effect<RpcShape, never, Rings> = Effect.map(Rings, (rings) => ({ serve: serve(rings), client: client(rings) }))
+export const make: Effect.Effect<RpcShape, never, Rings> = Effect.map(
+  Rings,
+  (rings) => ({ serve: serve(rings), client: client(rings) })
+)
 
 /** Rpc over whichever Rings layer is provided (the region's, or the in-memory fake). */
 export const layer: Layer.Layer<Rpc, never, Rings> = Layer.effect(Rpc, make)

@@ -5,6 +5,7 @@
  */
 import { Deferred, Effect, Either, Exit, Option, PubSub, Queue, Stream } from "effect"
 import { rpcCalls, rpcTimeouts } from "../../Metrics.js"
+import type { FrameTooLarge, RingClosed, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
 import {
   type AnyRpcMethod,
   type Failure,
@@ -20,7 +21,6 @@ import {
   RpcTimeout,
   type Success
 } from "../../services/control/Rpc.js"
-import type { FrameTooLarge, RingClosed, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
 import {
   addresseeOf,
   ALL_CLIENTS,
@@ -76,7 +76,9 @@ class PendingCall {
   /** The call's bound passed: it fails with `RpcTimeout`. */
   expire(): void {
     rpcTimeouts.unsafeUpdate(1, [])
-    this.settle(Exit.fail(new RpcTimeout({ method: this.method.tag, requestId: this.requestId, timeoutMs: this.timeoutMs })))
+    this.settle(
+      Exit.fail(new RpcTimeout({ method: this.method.tag, requestId: this.requestId, timeoutMs: this.timeoutMs }))
+    )
   }
   /** The call's signal aborted: it fails with `RpcAbandoned`. */
   abandon(): void {
@@ -126,7 +128,9 @@ const receive = (caller: Caller, bytes: Uint8Array): void => {
   if (kind < Kind.request || kind > Kind.notice || payloadAt > bytes.length) return
   if (kind === Kind.notice) {
     // Only the tag is read of a notice nobody here subscribed to (every barrier release, on most clients).
-    if (caller.notices.size === 0 || !caller.notices.has(decoder.decode(bytes.subarray(HEADER_BYTES, payloadAt)))) return
+    if (caller.notices.size === 0 || !caller.notices.has(decoder.decode(bytes.subarray(HEADER_BYTES, payloadAt)))) {
+      return
+    }
     const frame = decodeFrame(bytes)
     if (frame !== undefined) Queue.unsafeOffer(caller.noticeInbox, frame)
     return
@@ -204,7 +208,12 @@ const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, j
   outFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
 
 /** A reply decoded with the method's own Schemas: its success, or its typed or protocol failure. */
-const decodeReply = (method: AnyRpcMethod, requestId: number, kind: number, json: string): Exit.Exit<unknown, unknown> => {
+const decodeReply = (
+  method: AnyRpcMethod,
+  requestId: number,
+  kind: number,
+  json: string
+): Exit.Exit<unknown, unknown> => {
   const decoded = kind === Kind.success
     ? fromJson(method.success, json)
     : kind === Kind.failure
@@ -212,8 +221,12 @@ const decodeReply = (method: AnyRpcMethod, requestId: number, kind: number, json
     : kind === Kind.protocolError
     ? fromJson(RpcProtocolError, json)
     : undefined
-  if (decoded === undefined) return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: `unexpected frame kind ${kind}` }))
-  if (Either.isLeft(decoded)) return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: describe(decoded.left) }))
+  if (decoded === undefined) {
+    return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: `unexpected frame kind ${kind}` }))
+  }
+  if (Either.isLeft(decoded)) {
+    return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: describe(decoded.left) }))
+  }
   return kind === Kind.success ? Exit.succeed(decoded.right) : Exit.fail(decoded.right)
 }
 
@@ -224,7 +237,14 @@ const decodeReply = (method: AnyRpcMethod, requestId: number, kind: number, json
  * reserved, filled and committed only while the call still waits: a call that timed out or was
  * abandoned is never sent late.
  */
-const callWhenRoom = (caller: Caller, method: AnyRpcMethod, requestId: number, timeoutMs: number, signal: AbortSignal | undefined, frame: OutFrame) =>
+const callWhenRoom = (
+  caller: Caller,
+  method: AnyRpcMethod,
+  requestId: number,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  frame: OutFrame
+) =>
   Effect.flatMap(Deferred.make<unknown, unknown>(), (outcome) => {
     const pending = listen(caller, method, requestId, timeoutMs, signal, (exit) => Deferred.unsafeDone(outcome, exit))
     const send: Effect.Effect<void, FrameTooLarge | RingClosed> = Effect.suspend(() => {
@@ -262,7 +282,9 @@ const call = <M extends AnyRpcMethod>(
     caller.nextId = requestId === 0xfffffffe ? 1 : requestId + 1
     rpcCalls.unsafeUpdate(1, [])
     const json = toJson(method.payload, payload)
-    if (Either.isLeft(json)) return resume(Exit.fail(new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })))
+    if (Either.isLeft(json)) {
+      return resume(Exit.fail(new RpcInvalidPayload({ method: method.tag, requestId, issue: describe(json.left) })))
+    }
     const signal = options?.signal
     // Not sent at all once abandoned.
     if (signal?.aborted === true) return resume(Exit.fail(abandoned(method.tag, requestId, signal)))
@@ -293,7 +315,9 @@ const noticesOf = <Tag extends string, A, I>(caller: Caller, notice: RpcNotice<T
       Stream.mapEffect((frame) =>
         fromJson(notice.schema, frame.json).pipe(
           Effect.map((value) => Option.some(value as A)),
-          Effect.catchAll((e) => Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none()))
+          Effect.catchAll((e) =>
+            Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none())
+          )
         )
       ),
       Stream.filterMap((value) => value)
@@ -329,7 +353,12 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
         `rpc: client ${caller.me}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
       )
       if (options.onReattach !== undefined) yield* Effect.forkScoped(options.onReattach)
-    }).pipe(Effect.catchAll((e) => Effect.zipRight(Effect.logWarning(`rpc: client ${caller.me}: attaching to the reply ring again failed: ${e.message}`), Effect.sleep(RETRY_AFTER_ERROR_MS))))
+    }).pipe(Effect.catchAll((e) =>
+      Effect.zipRight(
+        Effect.logWarning(`rpc: client ${caller.me}: attaching to the reply ring again failed: ${e.message}`),
+        Effect.sleep(RETRY_AFTER_ERROR_MS)
+      )
+    ))
     // Every client reads every reply, in the wake's callback: a reply resumes its call with no reader fiber in between.
     const readReplies = Effect.suspend(() => caller.reader.consumeSync((bytes) => receive(caller, bytes)))
     yield* Effect.forkScoped(readForever(() => caller.reader, readReplies, reattach))

@@ -58,9 +58,24 @@ export interface OutFrame {
   readonly length: number
 }
 
-export const outFrame = (kind: number, client: number, requestId: number, tag: string | Uint8Array, json: string, replySlot = -1): OutFrame => {
+export const outFrame = (
+  kind: number,
+  client: number,
+  requestId: number,
+  tag: string | Uint8Array,
+  json: string,
+  replySlot = -1
+): OutFrame => {
   const tagged = tagBytesOf(tag)
-  return { kind, client, requestId, tag: tagged, json, replySlot, length: HEADER_BYTES + tagged.length + Buffer.byteLength(json, "utf8") }
+  return {
+    kind,
+    client,
+    requestId,
+    tag: tagged,
+    json,
+    replySlot,
+    length: HEADER_BYTES + tagged.length + Buffer.byteLength(json, "utf8")
+  }
 }
 
 const writeU32 = (bytes: Uint8Array, at: number, value: number) => {
@@ -89,7 +104,8 @@ export const frameBytes = (frame: OutFrame): Uint8Array => {
   return bytes
 }
 
-export const readU32 = (bytes: Uint8Array, at: number): number => (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+export const readU32 = (bytes: Uint8Array, at: number): number =>
+  (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
 
 /** The addressee of a frame, read from its header without decoding it (-1 when too short). */
 export const addresseeOf = (frame: Uint8Array): number => (frame.length < HEADER_BYTES ? -1 : readU32(frame, 4))
@@ -121,7 +137,10 @@ const codec = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError): JsonC
   }
   return found
 }
-export const toJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, value: unknown) => codec(schema).encode(value)
-export const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, text: string) => codec(schema).decode(text)
+export const toJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, value: unknown) =>
+  codec(schema).encode(value)
+export const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, text: string) =>
+  codec(schema).decode(text)
 /** A Schema issue for an error reply, kept short enough for the reply ring. */
-export const describe = (error: ParseResult.ParseError) => ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)
+export const describe = (error: ParseResult.ParseError) =>
+  ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)

@@ -28,10 +28,14 @@ export const readForever = <R, R2 = never>(
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         unreported++
         if (now - warnedAt < REPEAT_WARNING_MS) return Effect.void
-        const repeats = warnedAt === -Infinity ? "" : ` (${unreported} failed reads in the last ${Math.round((now - warnedAt) / 1000)} s)`
+        const repeats = warnedAt === -Infinity
+          ? ""
+          : ` (${unreported} failed reads in the last ${Math.round((now - warnedAt) / 1000)} s)`
         warnedAt = now
         unreported = 0
-        return Effect.logWarning(`rpc: ring ${reader().address.id}: ${error.message}${repeats}; reading it again every ${RETRY_AFTER_ERROR_MS} ms`)
+        return Effect.logWarning(
+          `rpc: ring ${reader().address.id}: ${error.message}${repeats}; reading it again every ${RETRY_AFTER_ERROR_MS} ms`
+        )
       })
     return read.pipe(
       Effect.matchEffect({

@@ -18,15 +18,27 @@ export interface Requester {
   readonly replySlot: number
 }
 
-export const protocolError = (channel: ReplyChannel, to: Requester, tag: string | Uint8Array, error: RpcProtocolError): void =>
-  sendReply(channel, outFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))), to.replySlot)
+export const protocolError = (
+  channel: ReplyChannel,
+  to: Requester,
+  tag: string | Uint8Array,
+  error: RpcProtocolError
+): void =>
+  sendReply(
+    channel,
+    outFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))),
+    to.replySlot
+  )
 
 /**
  * Encodings of values marked `sharedReply` (they never change again), per value: a barrier
  * release answers every participant with one object, encoded once. Any other value is encoded
  * for every reply, so one a handler changes and returns again is sent as it is now.
  */
-const sharedJson = new WeakMap<object, { readonly schema: object; readonly json: Either.Either<string, ParseResult.ParseError> }>()
+const sharedJson = new WeakMap<
+  object,
+  { readonly schema: object; readonly json: Either.Either<string, ParseResult.ParseError> }
+>()
 const successJson = (method: AnyRpcMethod, value: unknown) => {
   if (typeof value !== "object" || value === null || !isSharedReply(value)) return toJson(method.success, value)
   const cached = sharedJson.get(value)
@@ -37,9 +49,15 @@ const successJson = (method: AnyRpcMethod, value: unknown) => {
 }
 
 /** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
-export const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester, exit: Exit.Exit<unknown, unknown>): void => {
+export const reply = (
+  channel: ReplyChannel,
+  method: AnyRpcMethod,
+  to: Requester,
+  exit: Exit.Exit<unknown, unknown>
+): void => {
   const { client, requestId, replySlot } = to
-  const defect = (defect: string) => protocolError(channel, to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
+  const defect = (defect: string) =>
+    protocolError(channel, to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
   if (Exit.isSuccess(exit)) {
     const json = successJson(method, exit.value)
     if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
@@ -56,7 +74,11 @@ export const reply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester
 }
 
 /** The handle of a reply a handler took over: the first completion replies, later ones do nothing. */
-export const deferredReply = (channel: ReplyChannel, method: AnyRpcMethod, to: Requester): DeferredReply<unknown, unknown> => {
+export const deferredReply = (
+  channel: ReplyChannel,
+  method: AnyRpcMethod,
+  to: Requester
+): DeferredReply<unknown, unknown> => {
   let done = false
   const completeNow = (exit: Exit.Exit<unknown, unknown>) => {
     if (done) return
@@ -69,6 +91,7 @@ export const deferredReply = (channel: ReplyChannel, method: AnyRpcMethod, to: R
     requestId: to.requestId,
     succeed: (value) => Effect.sync(() => completeNow(Exit.succeed(value))),
     fail: (error) => Effect.sync(() => completeNow(Exit.fail(error))),
-    unsafeComplete: (outcome) => completeNow(Either.isRight(outcome) ? Exit.succeed(outcome.right) : Exit.fail(outcome.left))
+    unsafeComplete: (outcome) =>
+      completeNow(Either.isRight(outcome) ? Exit.succeed(outcome.right) : Exit.fail(outcome.left))
   }
 }

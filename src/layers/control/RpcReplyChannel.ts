@@ -129,7 +129,11 @@ export const writeQueued = (channel: ReplyChannel) =>
     channel.queued -= items.length
     if (dropped.size > 0) {
       rpcDroppedReplies.unsafeUpdate(dropped.size, [])
-      yield* Effect.logError(`rpc: reply ring: dropped ${dropped.size} of ${items.length} queued replies and notices: ${[...dropped.values()][0]!.message}`)
+      yield* Effect.logError(
+        `rpc: reply ring: dropped ${dropped.size} of ${items.length} queued replies and notices: ${
+          [...dropped.values()][0]!.message
+        }`
+      )
     }
     for (const item of items) {
       if (item.committed === undefined) continue

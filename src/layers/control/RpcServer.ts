@@ -4,6 +4,7 @@
  */
 import { Cause, Effect, Either, Exit, Fiber, Option, Queue, Runtime } from "effect"
 import { rpcRejectedRequests } from "../../Metrics.js"
+import type { RingsShape } from "../../services/control/Rings.js"
 import {
   type DeferredReply,
   type RpcHandler,
@@ -12,7 +13,6 @@ import {
   type RpcServerOptions,
   RpcUnknownMethod
 } from "../../services/control/Rpc.js"
-import type { RingsShape } from "../../services/control/Rings.js"
 import { ALL_CLIENTS, decodeFrame, describe, encoder, fromJson, Kind, outFrame, toJson } from "./RpcFrames.js"
 import { readForever } from "./RpcReadForever.js"
 import { deferredReply, protocolError, reply, type Requester } from "./RpcReplies.js"
@@ -34,7 +34,11 @@ interface Dispatcher<R> {
  * handler: returns what is left to run as an effect (a handler that is not already an exit,
  * a log line), or nothing when the request was answered.
  */
-const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): void | Effect.Effect<void, never, R> => {
+const dispatch = <R>(
+  server: Dispatcher<R>,
+  client: number,
+  bytes: Uint8Array
+): void | Effect.Effect<void, never, R> => {
   const frame = decodeFrame(bytes)
   if (frame === undefined || frame.kind !== Kind.request) {
     rpcRejectedRequests.unsafeUpdate(1, [])
@@ -50,7 +54,12 @@ const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): 
   const payload = fromJson(handler.method.payload, frame.json)
   if (Either.isLeft(payload)) {
     rpcRejectedRequests.unsafeUpdate(1, [])
-    return protocolError(server.channel, to, tag, new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) }))
+    return protocolError(
+      server.channel,
+      to,
+      tag,
+      new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) })
+    )
   }
   return runHandler(server, handler, to, payload.right)
 }
@@ -62,7 +71,12 @@ const dispatch = <R>(server: Dispatcher<R>, client: number, bytes: Uint8Array): 
  * otherwise the returned effect runs it, with the runtime `serve` was called in
  * (`dispatchNow`), so the handlers' requirements are in its context already.
  */
-const runHandler = <R>(server: Dispatcher<R>, handler: RpcHandler<R>, to: Requester, payload: unknown): void | Effect.Effect<void, never, R> => {
+const runHandler = <R>(
+  server: Dispatcher<R>,
+  handler: RpcHandler<R>,
+  to: Requester,
+  payload: unknown
+): void | Effect.Effect<void, never, R> => {
   let deferred: DeferredReply<unknown, unknown> | undefined
   const request = {
     client: to.client,
@@ -138,14 +152,21 @@ export const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handl
     const runNow = Runtime.runSyncExit(yield* Effect.runtime<R>())
     for (const { client, ring } of options.requests) {
       const reader = yield* rings.reader(ring)
-      yield* Effect.forkScoped(readForever(() => reader, reader.consumeSync((bytes) => dispatchNow(runNow, server, client, bytes))))
+      yield* Effect.forkScoped(
+        readForever(() => reader, reader.consumeSync((bytes) => dispatchNow(runNow, server, client, bytes)))
+      )
     }
     const rpcServer: RpcServer = {
       notify: (notice, value, client) =>
-        Effect.flatMap(toJson(notice.schema, value), (json) => sendNotice(channel, client ?? ALL_CLIENTS, notice.tag, json)),
+        Effect.flatMap(
+          toJson(notice.schema, value),
+          (json) => sendNotice(channel, client ?? ALL_CLIENTS, notice.tag, json)
+        ),
       notifyNow: (notice, value, client) => {
         const json = toJson(notice.schema, value)
-        return Either.isLeft(json) ? undefined : noticeNow(channel, outFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json.right))
+        return Either.isLeft(json)
+          ? undefined
+          : noticeNow(channel, outFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json.right))
       }
     }
     return rpcServer

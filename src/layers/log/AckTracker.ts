@@ -18,12 +18,19 @@ import {
   SessionFenced,
   type SessionWatch
 } from "../../services/log/AckTracker.js"
-import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import { Doorbell } from "../../services/region/Doorbell.js"
 import { orderPolicy } from "../../services/log/OrderModes.js"
 import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import { type LogArea, pbrSlotOffset } from "./Layout.js"
-import { lineTaken, type ListenerAwait, type ListenerWatch, type Listening, listening, listeningForOrdering } from "./Participants.js"
+import {
+  lineTaken,
+  type ListenerAwait,
+  type ListenerWatch,
+  type Listening,
+  listening,
+  listeningForOrdering
+} from "./Participants.js"
 import { PbrSlot } from "./Records.js"
 import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { type SessionTable, UNSETTLED } from "./SessionTable.js"
@@ -93,7 +100,12 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
   const lastSeen = new Map<string, { readonly slot: number; readonly acks: SessionAcks }>()
 
   /** acknowledge: what the session's line says, as ACK frontiers (a released session is over like a fenced one). */
-  const acknowledge = (t: AckTopic, clientId: number, sessionEpoch: number, key = `${t.info.id}/${clientId}/${sessionEpoch}`): SessionAcks => {
+  const acknowledge = (
+    t: AckTopic,
+    clientId: number,
+    sessionEpoch: number,
+    key = `${t.info.id}/${clientId}/${sessionEpoch}`
+  ): SessionAcks => {
     const seen = lastSeen.get(key)
     const record = t.sessions.lookup(clientId, sessionEpoch, seen?.slot)
     // Frontiers only grow, so the last reading stands until the line can be read again.
@@ -128,7 +140,9 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
       const started = performance.now()
       yield* source.await(done, options.timeoutMs)
       if (level === 0 || ackedAt(acks, level) > batchSeq) return acks
-      if (acks.fenced) return yield* new SessionFenced({ topic: t.info.name, clientId, sessionEpoch, committed: acks.ordered })
+      if (acks.fenced) {
+        return yield* new SessionFenced({ topic: t.info.name, clientId, sessionEpoch, committed: acks.ordered })
+      }
       return yield* new AckTimeout({
         topic: t.info.name,
         clientId,
@@ -142,7 +156,12 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
     })
 
   /** The topic's progress once it differs from `seen`: at once when it already does (no wait, no listener count). */
-  const awaitProgress = (t: AckTopic, seen: number, timeoutMs: number, wait: ListenerAwait = source.await): Effect.Effect<number> => {
+  const awaitProgress = (
+    t: AckTopic,
+    seen: number,
+    timeoutMs: number,
+    wait: ListenerAwait = source.await
+  ): Effect.Effect<number> => {
     const moved = () => t.progress() !== seen
     return moved() ? Effect.sync(t.progress) : Effect.map(wait(moved, timeoutMs), () => t.progress())
   }
@@ -152,7 +171,9 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
     // In sequence a session's frontier passes a batch in the round that orders it (its
     // predecessors are ordered by then), so its carrier's tracker need only wake for its own
     // broker's batches. Otherwise the frontier may move with another broker's batch.
-    const waits = (carrier !== undefined && orderPolicy(t.info.order).sessionInSequence ? source.ordering?.(carrier) : undefined) ?? source
+    const waits =
+      (carrier !== undefined && orderPolicy(t.info.order).sessionInSequence ? source.ordering?.(carrier) : undefined) ??
+        source
     return {
       acks: () => acknowledge(t, clientId, sessionEpoch, key),
       progress: t.progress,
@@ -163,12 +184,15 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
   }
 
   return {
-    watch: (topic, clientId, sessionEpoch, carrier) => Effect.map(source.topic(topic), (t) => watch(t, clientId, sessionEpoch, carrier)),
-    sessionAcks: (topic, clientId, sessionEpoch) => Effect.map(source.topic(topic), (t) => acknowledge(t, clientId, sessionEpoch)),
+    watch: (topic, clientId, sessionEpoch, carrier) =>
+      Effect.map(source.topic(topic), (t) => watch(t, clientId, sessionEpoch, carrier)),
+    sessionAcks: (topic, clientId, sessionEpoch) =>
+      Effect.map(source.topic(topic), (t) => acknowledge(t, clientId, sessionEpoch)),
     brokerCounts: (topic) => Effect.map(source.topic(topic), brokerCounts),
     totalOrders: (topic) => Effect.map(source.topic(topic), (t) => t.totalOrder),
     progress: (topic) => Effect.map(source.topic(topic), (t) => t.progress()),
-    awaitProgress: (topic, seen, timeoutMs) => Effect.flatMap(source.topic(topic), (t) => awaitProgress(t, seen, timeoutMs)),
+    awaitProgress: (topic, seen, timeoutMs) =>
+      Effect.flatMap(source.topic(topic), (t) => awaitProgress(t, seen, timeoutMs)),
     awaitAcked: (topic, clientId, sessionEpoch, batchSeq, options) =>
       Effect.flatMap(source.topic(topic), (t) => awaitAcked(t, clientId, sessionEpoch, batchSeq, options))
   }
@@ -227,4 +251,5 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
     })
   })
 
-export const layer = (area: LogArea): Layer.Layer<AckTracker, never, CxlMemory | Doorbell> => Layer.scoped(AckTracker, make(area))
+export const layer = (area: LogArea): Layer.Layer<AckTracker, never, CxlMemory | Doorbell> =>
+  Layer.scoped(AckTracker, make(area))

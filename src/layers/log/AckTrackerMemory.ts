@@ -1,8 +1,8 @@
 /** AckTracker fake: `ackTrackerOver` (AckTracker.ts) reading the in-process store. */
 import { Effect, Layer } from "effect"
 import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.js"
-import { ackTrackerOver, type AckTopic } from "./AckTracker.js"
-import { type MemoryLogStore, memoryTopic, type MemoryTopic, type NoOptions } from "./MemoryStore.js"
+import { type AckTopic, ackTrackerOver } from "./AckTracker.js"
+import { type MemoryLogStore, type MemoryTopic, memoryTopic, type NoOptions } from "./MemoryStore.js"
 
 const storeTopic = (store: MemoryLogStore, topic: MemoryTopic): AckTopic => ({
   info: topic.info,
@@ -16,7 +16,9 @@ const storeTopic = (store: MemoryLogStore, topic: MemoryTopic): AckTopic => ({
   totalOrder: (b, pbrSeq) => {
     const broker = topic.brokers[b]
     const batch = broker?.pbr[pbrSeq - broker.reclaimed]
-    return batch !== undefined && batch.pbrSeq === pbrSeq && batch.finished && batch.globalSeq >= 0 ? batch.totalOrder : undefined
+    return batch !== undefined && batch.pbrSeq === pbrSeq && batch.finished && batch.globalSeq >= 0
+      ? batch.totalOrder
+      : undefined
   }
 })
 

@@ -21,7 +21,13 @@ export interface AppendTarget {
    */
   readonly reclaim: (bytes: number) => void
   /** Writes the payload (`fill`) at Blog `position` and the header into PBR position `pbrSeq`, the commit word last. */
-  readonly write: (header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode) => void
+  readonly write: (
+    header: BatchHeader,
+    pbrSeq: number,
+    position: number,
+    fill: (dst: Uint8Array) => void,
+    kind: PbrKindCode
+  ) => void
   /** The Blog space at `position` (from `reserve`) as a view of `bytes`, for receiving a payload in place. */
   readonly view: (position: number, bytes: number) => Uint8Array
   /** After the cursors moved past a batch: publishes them and wakes the sequencer. */

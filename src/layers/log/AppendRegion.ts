@@ -5,10 +5,10 @@
  * use (`regionTargets`).
  */
 import { Effect } from "effect"
-import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import { type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { AppendTarget } from "./AppendBacking.js"
 import { type AppendCursors, heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
@@ -51,15 +51,20 @@ const recoverCursors = (b: RegionBroker, info: TopicInfo): AppendCursors | LogCo
     appendedMessages: brokerLines.appendedMessages(line),
     ringFullWaits: brokerLines.ringFullWaits(line)
   }
-  const sane = [c.head, c.blogHead, c.reclaimed, c.blogTail, c.appendedMessages].every((n) => Number.isSafeInteger(n) && n >= 0) &&
-    c.reclaimed <= c.head && c.head - c.reclaimed <= pbrSlots && c.blogTail <= c.blogHead && c.blogHead - c.blogTail <= blogBytes
+  const sane =
+    [c.head, c.blogHead, c.reclaimed, c.blogTail, c.appendedMessages].every((n) => Number.isSafeInteger(n) && n >= 0) &&
+    c.reclaimed <= c.head && c.head - c.reclaimed <= pbrSlots && c.blogTail <= c.blogHead &&
+    c.blogHead - c.blogTail <= blogBytes
   if (!sane) return corrupt("broker line cursors are inconsistent")
   while (c.head - c.reclaimed < pbrSlots) {
     const slot = pbrSlotOffset(area, info.id, brokerId, c.head)
     if (!slots.committed(slot, c.head)) break
     const position = slots.blogPosition(slot)
     const bytes = slots.payloadBytes(slot)
-    if (!Number.isSafeInteger(position) || position < c.blogHead || bytes > maxBatchBytes || (position % blogBytes) + bytes > blogBytes) {
+    if (
+      !Number.isSafeInteger(position) || position < c.blogHead || bytes > maxBatchBytes ||
+      (position % blogBytes) + bytes > blogBytes
+    ) {
       return corrupt(`PBR slot ${c.head} has a bad Blog range`)
     }
     c.blogHead = position + alignLine(bytes)
@@ -102,7 +107,13 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   }
 
   /** The bytes of a batch: payload into the Blog, header into the PBR slot, flushed, then the commit word. */
-  write(header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): void {
+  write(
+    header: BatchHeader,
+    pbrSeq: number,
+    position: number,
+    fill: (dst: Uint8Array) => void,
+    kind: PbrKindCode
+  ): void {
     const { region, slots, brokerId } = this.b
     const { payloadBytes } = header
     const at = this.blog + (position % this.b.area.config.blogBytes)
@@ -130,7 +141,11 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   reclaim(bytes: number): void {
     const { region, brokerLines, sequencerLines } = this.b
     region.invalidate(this.sequencerLine, LINE_BYTES)
-    const freed = reclaim(this.cursors, Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head), this)
+    const freed = reclaim(
+      this.cursors,
+      Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head),
+      this
+    )
     const released = releaseBlog(this.cursors, bytes, this.b.area.config.blogBytes, this)
     if (freed === 0 && !released) return
     brokerLines.setPbrReclaimed(this.line, this.cursors.reclaimed)
@@ -161,7 +176,11 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   private held(): number | undefined {
     const { region, sequencerLines } = this.b
     region.invalidate(this.sequencerLine, LINE_BYTES)
-    return heldBatch(this.cursors, Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head), this)
+    return heldBatch(
+      this.cursors,
+      Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head),
+      this
+    )
   }
 
   consumerHold(): number | undefined {

@@ -13,8 +13,8 @@ import { Effect, Layer, type Scope } from "effect"
 import { logAppendBatches, logAppendBytes, logConsumerCutOffs, logRingFullWaits } from "../../Metrics.js"
 import {
   Appender,
-  type AppenderShape,
   type AppendError,
+  type AppenderShape,
   type AppendReceipt,
   AppendTimeout,
   type BatchHeader,
@@ -23,14 +23,14 @@ import {
   NoBrokerSlotFree,
   SessionTableFull
 } from "../../services/log/Appender.js"
-import { CxlMemory } from "../../services/region/CxlMemory.js"
-import { Doorbell } from "../../services/region/Doorbell.js"
 import type { SequencerOptions } from "../../services/log/Sequencer.js"
 import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { AppendBacking, AppendTarget } from "./AppendBacking.js"
-import { type RegionBroker, regionTargets } from "./AppendRegion.js"
 import { AppenderRound, appenderRounds } from "./AppenderRounds.js"
+import { type RegionBroker, regionTargets } from "./AppendRegion.js"
 import { type Full, reserve } from "./AppendRoom.js"
 import { type LogArea, type LogConfig, LogConfigInvalid } from "./Layout.js"
 import { claimLine, livenessCache, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
@@ -56,11 +56,17 @@ const DEFAULT_CONSUMER_HOLD_MS = 30_000
 /** Why a header cannot be appended, or undefined. */
 export const headerProblem = (header: BatchHeader, maxBatchBytes: number): string | undefined => {
   const { clientId, sessionEpoch, batchSeq, messageCount, payloadBytes, crc32c } = header
-  if (!(clientId >= 0 && clientId <= 0xffffffff && Number.isInteger(clientId))) return `client id ${clientId} is not a u32`
-  if (!(sessionEpoch >= 0 && sessionEpoch <= 0xffffffff && Number.isInteger(sessionEpoch))) return `session epoch ${sessionEpoch} is not a u32`
+  if (!(clientId >= 0 && clientId <= 0xffffffff && Number.isInteger(clientId))) {
+    return `client id ${clientId} is not a u32`
+  }
+  if (!(sessionEpoch >= 0 && sessionEpoch <= 0xffffffff && Number.isInteger(sessionEpoch))) {
+    return `session epoch ${sessionEpoch} is not a u32`
+  }
   if (!(crc32c >= 0 && crc32c <= 0xffffffff && Number.isInteger(crc32c))) return `crc32c ${crc32c} is not a u32`
   if (!(Number.isSafeInteger(batchSeq) && batchSeq >= 0)) return `batch seq ${batchSeq} is not a non-negative integer`
-  if (!(Number.isInteger(payloadBytes) && payloadBytes > 0 && payloadBytes % 8 === 0)) return `payload of ${payloadBytes} bytes is not a positive multiple of 8`
+  if (!(Number.isInteger(payloadBytes) && payloadBytes > 0 && payloadBytes % 8 === 0)) {
+    return `payload of ${payloadBytes} bytes is not a positive multiple of 8`
+  }
   if (payloadBytes > maxBatchBytes) return `payload of ${payloadBytes} bytes exceeds maxBatchBytes ${maxBatchBytes}`
   if (!(Number.isInteger(messageCount) && messageCount >= 1 && messageCount * 8 <= payloadBytes)) {
     return `message count ${messageCount} does not fit a ${payloadBytes}-byte payload`
@@ -72,7 +78,12 @@ export const headerProblem = (header: BatchHeader, maxBatchBytes: number): strin
 export const checkBrokerId = (config: LogConfig, brokerId: number): Effect.Effect<void, LogConfigInvalid> =>
   Number.isInteger(brokerId) && brokerId >= 0 && brokerId < config.maxBrokers
     ? Effect.void
-    : Effect.fail(new LogConfigInvalid({ problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`], config }))
+    : Effect.fail(
+      new LogConfigInvalid({
+        problems: [`broker id ${brokerId} is not in [0, maxBrokers=${config.maxBrokers})`],
+        config
+      })
+    )
 
 /** The close marker's header: no payload; `batchSeq` carries the batch count. */
 const closeHeader = (clientId: number, sessionEpoch: number, batches: number): BatchHeader => ({
@@ -129,7 +140,14 @@ const revokeReserved = (s: AppenderState, t: AppendTarget): void => {
 }
 
 /** append: payload → PBR slot → commit word; then the cursors move past the batch and the sequencer is rung. */
-const appendBatch = (s: AppenderState, t: AppendTarget, header: BatchHeader, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): AppendReceipt => {
+const appendBatch = (
+  s: AppenderState,
+  t: AppendTarget,
+  header: BatchHeader,
+  position: number,
+  fill: (dst: Uint8Array) => void,
+  kind: PbrKindCode
+): AppendReceipt => {
   const c = t.cursors
   const pbrSeq = c.head
   // Whoever received into this space (if it is not this very batch) copies its bytes out before they are overwritten.
@@ -143,7 +161,13 @@ const appendBatch = (s: AppenderState, t: AppendTarget, header: BatchHeader, pos
 }
 
 /** One try: a receipt, what is full, or the batch rejected because `fill` threw (no Effect: the hot path). */
-const attempt = (s: AppenderState, t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode): AppendReceipt | Full | BatchRejected => {
+const attempt = (
+  s: AppenderState,
+  t: AppendTarget,
+  header: BatchHeader,
+  fill: (dst: Uint8Array) => void,
+  kind: PbrKindCode
+): AppendReceipt | Full | BatchRejected => {
   try {
     const position = roomFor(s, t, alignLine(header.payloadBytes))
     return typeof position === "number" ? appendBatch(s, t, header, position, fill, kind) : position
@@ -153,11 +177,18 @@ const attempt = (s: AppenderState, t: AppendTarget, header: BatchHeader, fill: (
 }
 
 /** One try of a batch without waiting: a counted receipt, what is full, or why not. */
-const tryOnce = (s: AppenderState, t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void): AppendReceipt | Full | BatchRejected => {
+const tryOnce = (
+  s: AppenderState,
+  t: AppendTarget,
+  header: BatchHeader,
+  fill: (dst: Uint8Array) => void
+): AppendReceipt | Full | BatchRejected => {
   const problem = headerProblem(header, s.maxBatchBytes)
   if (problem !== undefined) return new BatchRejected({ topic: t.topic, reason: problem })
   const outcome = attempt(s, t, header, fill, PbrKind.batch)
-  return typeof outcome === "string" || outcome instanceof BatchRejected ? outcome : counted(outcome, header.payloadBytes)
+  return typeof outcome === "string" || outcome instanceof BatchRejected
+    ? outcome
+    : counted(outcome, header.payloadBytes)
 }
 
 /** When the consumers holding `t`'s room are to be cut off (Infinity when none holds it). */
@@ -168,7 +199,9 @@ const cutOffAt = (s: AppenderState, t: AppendTarget, now: number): number => {
     return Infinity
   }
   let hold = s.holds.get(t)
-  if (hold === undefined || hold.cursor !== cursor || hold.head !== t.cursors.head) s.holds.set(t, hold = { since: now, cursor, head: t.cursors.head })
+  if (hold === undefined || hold.cursor !== cursor || hold.head !== t.cursors.head) {
+    s.holds.set(t, hold = { since: now, cursor, head: t.cursors.head })
+  }
   return hold.since + s.consumerHoldMs
 }
 
@@ -189,7 +222,14 @@ const cutOff = (s: AppenderState, t: AppendTarget): Effect.Effect<void> =>
   })
 
 /** Backpressure: after a try found `first` full, waits for room and retries until a receipt, or `AppendTimeout`. */
-const appendWhenRoom = (s: AppenderState, t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode, first: Full) => {
+const appendWhenRoom = (
+  s: AppenderState,
+  t: AppendTarget,
+  header: BatchHeader,
+  fill: (dst: Uint8Array) => void,
+  kind: PbrKindCode,
+  first: Full
+) => {
   const bytes = alignLine(header.payloadBytes)
   const hasRoom = () => typeof roomFor(s, t, bytes) === "number"
   const retry = Effect.gen(function*() {
@@ -204,7 +244,12 @@ const appendWhenRoom = (s: AppenderState, t: AppendTarget, header: BatchHeader, 
         if (!hasRoom()) continue
       } else if (remaining <= 0 || !(yield* s.backing.await(hasRoom, Math.min(remaining, cutAt - now)))) {
         if (performance.now() - started < s.timeoutMs) continue
-        return yield* new AppendTimeout({ topic: t.topic, brokerId: s.brokerId, waitedMs: Math.round(performance.now() - started), full })
+        return yield* new AppendTimeout({
+          topic: t.topic,
+          brokerId: s.brokerId,
+          waitedMs: Math.round(performance.now() - started),
+          full
+        })
       }
       const next = attempt(s, t, header, fill, kind)
       if (next instanceof BatchRejected) return yield* next
@@ -221,7 +266,13 @@ const appendWhenRoom = (s: AppenderState, t: AppendTarget, header: BatchHeader, 
   return Effect.acquireUseRelease(startWaiting, () => retry, () => Effect.sync(() => t.waiting(-1)))
 }
 
-const appendTo = (s: AppenderState, t: AppendTarget, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode): Effect.Effect<AppendReceipt, AppendError> => {
+const appendTo = (
+  s: AppenderState,
+  t: AppendTarget,
+  header: BatchHeader,
+  fill: (dst: Uint8Array) => void,
+  kind: PbrKindCode
+): Effect.Effect<AppendReceipt, AppendError> => {
   const first = kind === PbrKind.batch ? tryOnce(s, t, header, fill) : attempt(s, t, header, fill, kind)
   if (first instanceof BatchRejected) return Effect.fail(first)
   if (typeof first !== "string") return Effect.succeed(first)
@@ -230,7 +281,13 @@ const appendTo = (s: AppenderState, t: AppendTarget, header: BatchHeader, fill: 
 }
 
 /** Appends to the topic's target, set up from the backing on first use (no closure per batch once it is). */
-const appendToTopic = (s: AppenderState, topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void, kind: PbrKindCode) =>
+const appendToTopic = (
+  s: AppenderState,
+  topic: string,
+  header: BatchHeader,
+  fill: (dst: Uint8Array) => void,
+  kind: PbrKindCode
+) =>
   Effect.suspend(() => {
     const known = s.backing.known(topic)
     if (known === undefined) return Effect.flatMap(s.backing.target(topic), (t) => appendTo(s, t, header, fill, kind))
@@ -249,7 +306,10 @@ const tryReserve = (s: AppenderState): AppenderShape["tryReserve"] => (topic, pa
   revokeReserved(s, known)
   s.reserved.set(known, revoked)
   // Slack only where it is free space at the same position (no wrap, no one's bytes).
-  const slack = slackBytes > 0 && reserve(known.cursors, alignLine(payloadBytes + slackBytes), s.pbrSlots, s.blogBytes) === position ? slackBytes : 0
+  const slack =
+    slackBytes > 0 && reserve(known.cursors, alignLine(payloadBytes + slackBytes), s.pbrSlots, s.blogBytes) === position
+      ? slackBytes
+      : 0
   return known.view(position, payloadBytes + slack)
 }
 
@@ -270,7 +330,8 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     reserved: new Map(),
     holds: new Map()
   }
-  const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => appendToTopic(s, topic, header, fill, PbrKind.batch)
+  const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
+    appendToTopic(s, topic, header, fill, PbrKind.batch)
   return {
     brokerId,
     appendWith,
@@ -284,12 +345,19 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     tryReserve: tryReserve(s),
     append: (topic, header, payload) =>
       payload.length !== header.payloadBytes
-        ? Effect.fail(new BatchRejected({ topic, reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}` }))
+        ? Effect.fail(
+          new BatchRejected({
+            topic,
+            reason: `payload is ${payload.length} bytes but the header says ${header.payloadBytes}`
+          })
+        )
         : appendWith(topic, header, (dst) => dst.set(payload)),
     registerSession: (topic, clientId) =>
       Effect.flatMap(backing.sessions(topic), (table) => {
         const outcome = table.register(clientId, Date.now())
-        return "full" in outcome ? Effect.fail(new SessionTableFull({ topic, capacity: outcome.capacity })) : Effect.succeed(outcome.sessionEpoch)
+        return "full" in outcome
+          ? Effect.fail(new SessionTableFull({ topic, capacity: outcome.capacity }))
+          : Effect.succeed(outcome.sessionEpoch)
       }),
     closeSession: (topic, clientId, sessionEpoch, batches) =>
       appendToTopic(s, topic, closeHeader(clientId, sessionEpoch, batches), noPayload, PbrKind.close)
@@ -298,7 +366,10 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
 
 // ---- the region: this broker slot's PBR + Blog --------------------------------------
 
-export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
+export const make = (
+  area: LogArea,
+  options: AppenderOptions
+): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
@@ -363,14 +434,20 @@ export const make = (area: LogArea, options: AppenderOptions): Effect.Effect<App
     })
   })
 
-export const layer = (area: LogArea, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell> =>
+export const layer = (
+  area: LogArea,
+  options: AppenderOptions
+): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid, CxlMemory | Doorbell> =>
   Layer.scoped(Appender, make(area, options))
 
 /**
  * An appender in the first broker slot no live process owns, from the highest down (brokers are
  * numbered from 0, so a local publisher keeps out of their way): a local publisher's.
  */
-export const makeAnySlot = (area: LogArea, options: Omit<AppenderOptions, "brokerId"> = {}): Effect.Effect<AppenderShape, NoBrokerSlotFree | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
+export const makeAnySlot = (
+  area: LogArea,
+  options: Omit<AppenderOptions, "brokerId"> = {}
+): Effect.Effect<AppenderShape, NoBrokerSlotFree | LogConfigInvalid, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     for (let brokerId = area.config.maxBrokers - 1; brokerId >= 0; brokerId--) {
       const made = yield* Effect.either(make(area, { ...options, brokerId }))
@@ -380,5 +457,8 @@ export const makeAnySlot = (area: LogArea, options: Omit<AppenderOptions, "broke
     return yield* new NoBrokerSlotFree({ maxBrokers: area.config.maxBrokers })
   })
 
-export const layerAnySlot = (area: LogArea, options: Omit<AppenderOptions, "brokerId"> = {}): Layer.Layer<Appender, NoBrokerSlotFree | LogConfigInvalid, CxlMemory | Doorbell> =>
+export const layerAnySlot = (
+  area: LogArea,
+  options: Omit<AppenderOptions, "brokerId"> = {}
+): Layer.Layer<Appender, NoBrokerSlotFree | LogConfigInvalid, CxlMemory | Doorbell> =>
   Layer.scoped(Appender, makeAnySlot(area, options))

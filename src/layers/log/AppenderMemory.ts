@@ -11,7 +11,14 @@ import { type AppenderOptions, appenderOver, checkBrokerId } from "./Appender.js
 import { heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
 import { consumersHolding, cutOffHolding } from "./Consumers.js"
 import type { LogConfigInvalid } from "./Layout.js"
-import { findTopic, lowestCursor, type MemoryBroker, type MemoryLogStore, memoryTopic, type MemoryTopic } from "./MemoryStore.js"
+import {
+  findTopic,
+  lowestCursor,
+  type MemoryBroker,
+  type MemoryLogStore,
+  type MemoryTopic,
+  memoryTopic
+} from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { alignLine, type PbrKindCode } from "./Records.js"
 import { perTopic } from "./Topics.js"
@@ -33,7 +40,11 @@ const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource 
  * needs; with `room`, releaseBlog then makes Blog room for a batch of `room.bytes`, and the
  * freed batches the tail passed are gone for readers.
  */
-export const reclaimMemory = (topic: MemoryTopic, broker: MemoryBroker, room?: { readonly bytes: number; readonly blogBytes: number }): void => {
+export const reclaimMemory = (
+  topic: MemoryTopic,
+  broker: MemoryBroker,
+  room?: { readonly bytes: number; readonly blogBytes: number }
+): void => {
   const freed = reclaim(broker, Math.min(broker.consumedThrough, broker.head), reclaimSource(topic, broker))
   broker.freed.push(...broker.pbr.splice(0, freed))
   // A source afresh: the PBR queue starts at the new `reclaimed` now.
@@ -60,13 +71,23 @@ class StoreTarget implements AppendTarget {
   readonly cursors: MemoryBroker
   private received = new Uint8Array(0)
 
-  constructor(private readonly store: MemoryLogStore, private readonly memoryTopic: MemoryTopic, private readonly brokerId: number) {
+  constructor(
+    private readonly store: MemoryLogStore,
+    private readonly memoryTopic: MemoryTopic,
+    private readonly brokerId: number
+  ) {
     this.topic = memoryTopic.info.name
     this.cursors = memoryTopic.brokers[brokerId]
   }
 
   /** The batch, its payload copied into a buffer of its own, appended to the broker's PBR. */
-  write(header: BatchHeader, pbrSeq: number, position: number, fill: (dst: Uint8Array) => void, kind: PbrKindCode): void {
+  write(
+    header: BatchHeader,
+    pbrSeq: number,
+    position: number,
+    fill: (dst: Uint8Array) => void,
+    kind: PbrKindCode
+  ): void {
     const payload = new Uint8Array(header.payloadBytes)
     fill(payload)
     this.cursors.pbr.push({
@@ -107,7 +128,11 @@ class StoreTarget implements AppendTarget {
   }
 
   private held(): number | undefined {
-    return heldBatch(this.cursors, Math.min(this.cursors.consumedThrough, this.cursors.head), reclaimSource(this.memoryTopic, this.cursors))
+    return heldBatch(
+      this.cursors,
+      Math.min(this.cursors.consumedThrough, this.cursors.head),
+      reclaimSource(this.memoryTopic, this.cursors)
+    )
   }
 
   consumerHold(): number | undefined {
@@ -126,7 +151,10 @@ class StoreTarget implements AppendTarget {
   }
 }
 
-export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, Scope.Scope> =>
+export const makeMemory = (
+  store: MemoryLogStore,
+  options: AppenderOptions
+): Effect.Effect<AppenderShape, BrokerSlotTaken | LogConfigInvalid, Scope.Scope> =>
   Effect.gen(function*() {
     const { brokerId } = options
     yield* checkBrokerId(store.config, brokerId)
@@ -161,5 +189,7 @@ export const makeMemory = (store: MemoryLogStore, options: AppenderOptions): Eff
     })
   })
 
-export const layerMemory = (store: MemoryLogStore, options: AppenderOptions): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid> =>
-  Layer.scoped(Appender, makeMemory(store, options))
+export const layerMemory = (
+  store: MemoryLogStore,
+  options: AppenderOptions
+): Layer.Layer<Appender, BrokerSlotTaken | LogConfigInvalid> => Layer.scoped(Appender, makeMemory(store, options))

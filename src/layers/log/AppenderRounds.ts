@@ -18,10 +18,10 @@
  * last round left; otherwise the round takes it back from the region first (`syncTopic`).
  */
 import { logAppenderMessagesOrdered, logAppenderRounds } from "../../Metrics.js"
-import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { SequencerOptions } from "../../services/log/Sequencer.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
 import { ringEveryone, ringWaiters } from "./Participants.js"
 import { LeaseLineView, OrderLineView, SequencerLineView } from "./RecordViews.js"
@@ -45,7 +45,13 @@ export interface AppenderRounds {
 }
 
 /** Whether the head keeps the topic to itself now: batches held (their deadlines are the head's) or its GOI full. */
-const headsTopic = (region: CxlMemoryShape, area: LogArea, orders: OrderLineView, sequencerLines: SequencerLineView, topic: number): boolean => {
+const headsTopic = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  orders: OrderLineView,
+  sequencerLines: SequencerLineView,
+  topic: number
+): boolean => {
   const orderLine = area.orderLine(topic)
   region.invalidate(orderLine, LINE_BYTES)
   if (orders.stalled(orderLine) !== 0) return true
@@ -71,7 +77,12 @@ const ringAfter = (v: RegionViews, doorbell: DoorbellShape, topic: TopicOrder): 
   doorbell.poke()
 }
 
-export const appenderRounds = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, options: SequencerOptions = {}): AppenderRounds => {
+export const appenderRounds = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  doorbell: DoorbellShape,
+  options: SequencerOptions = {}
+): AppenderRounds => {
   const lease = new LeaseLineView(region)
   const orders = new OrderLineView(region)
   const sequencerLines = new SequencerLineView(region)
@@ -92,7 +103,9 @@ export const appenderRounds = (region: CxlMemoryShape, area: LogArea, doorbell: 
   }
 
   const order = (info: TopicInfo): AppenderRound => {
-    if (!enabled || info.replicationFactor !== 1 || headsTopic(region, area, orders, sequencerLines, info.id)) return AppenderRound.head
+    if (!enabled || info.replicationFactor !== 1 || headsTopic(region, area, orders, sequencerLines, info.id)) {
+      return AppenderRound.head
+    }
     const nowMs = Date.now()
     const epoch = beginAppenderRound(lease, nowMs)
     if (epoch === undefined) return AppenderRound.head
@@ -103,7 +116,9 @@ export const appenderRounds = (region: CxlMemoryShape, area: LogArea, doorbell: 
       logAppenderRounds.unsafeUpdate(1, [])
       if (topic.tally.messages > 0) logAppenderMessagesOrdered.unsafeUpdate(topic.tally.messages, [])
       if (published) ringAfter(views, doorbell, topic)
-      return topic.tally.held > 0 || topic.tally.stalled || topic.tally.fenced > 0 || workLeft(topic) ? AppenderRound.head : AppenderRound.ordered
+      return topic.tally.held > 0 || topic.tally.stalled || topic.tally.fenced > 0 || workLeft(topic)
+        ? AppenderRound.head
+        : AppenderRound.ordered
     } finally {
       endAppenderRound(lease)
     }

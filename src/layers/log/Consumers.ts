@@ -29,8 +29,6 @@
  * lines the store's durable subscribers and appends use as the region's are used.
  */
 import { Effect, Layer } from "effect"
-import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import { Doorbell } from "../../services/region/Doorbell.js"
 import {
   ConsumerBeingDeleted,
   ConsumerBusy,
@@ -42,9 +40,18 @@ import {
   ConsumerTableFull
 } from "../../services/log/Consumers.js"
 import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
 import type { LogArea } from "./Layout.js"
-import { claimSubscriberLine, lineTaken, newOccurrence, releaseLine, retentionMoved, type SubscriberArea } from "./Participants.js"
+import {
+  claimSubscriberLine,
+  lineTaken,
+  newOccurrence,
+  releaseLine,
+  retentionMoved,
+  type SubscriberArea
+} from "./Participants.js"
 import { CONSUMER_NAME_BYTES, SubscriberLine } from "./Records.js"
 import { OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
 import { topicResolver } from "./Topics.js"
@@ -56,10 +63,15 @@ const decoder = new TextDecoder()
 export const consumerNameBytes = (name: string): Uint8Array | ConsumerNameInvalid => {
   const bytes = encoder.encode(name)
   if (bytes.length === 0 || bytes.length > CONSUMER_NAME_BYTES) {
-    return new ConsumerNameInvalid({ name, reason: `must be 1 to ${CONSUMER_NAME_BYTES} bytes of UTF-8, not ${bytes.length}` })
+    return new ConsumerNameInvalid({
+      name,
+      reason: `must be 1 to ${CONSUMER_NAME_BYTES} bytes of UTF-8, not ${bytes.length}`
+    })
   }
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) return new ConsumerNameInvalid({ name, reason: "must not contain control characters" })
+  if (/[\u0000-\u001f\u007f]/.test(name)) {
+    return new ConsumerNameInvalid({ name, reason: "must not contain control characters" })
+  }
   return bytes
 }
 
@@ -74,7 +86,9 @@ export const consumersHolding = (region: CxlMemoryShape, area: SubscriberArea, t
   for (let s = 0; s < area.config.subscriberSlots; s++) {
     const line = area.subscriber(topic, s)
     region.invalidate(line, LINE_BYTES)
-    if (lineTaken(region, line) && lines.durable(line) === HOLDING && lines.cursor(line) <= g) lowest = Math.min(lowest, lines.cursor(line))
+    if (lineTaken(region, line) && lines.durable(line) === HOLDING && lines.cursor(line) <= g) {
+      lowest = Math.min(lowest, lines.cursor(line))
+    }
   }
   return lowest
 }
@@ -142,10 +156,15 @@ const consumerLines = (c: ConsumerLines, info: TopicInfo): Array<number> => {
   return found
 }
 
-const find = (c: ConsumerLines, info: TopicInfo, name: string): number | undefined => consumerLines(c, info).find((line) => nameOf(c, line) === name)
+const find = (c: ConsumerLines, info: TopicInfo, name: string): number | undefined =>
+  consumerLines(c, info).find((line) => nameOf(c, line) === name)
 
 /** `find`, with the line's occurrence read before its name: which creation of the line it found. */
-const findCreation = (c: ConsumerLines, info: TopicInfo, name: string): { readonly line: number; readonly occurrence: number } | undefined => {
+const findCreation = (
+  c: ConsumerLines,
+  info: TopicInfo,
+  name: string
+): { readonly line: number; readonly occurrence: number } | undefined => {
   for (const line of consumerLines(c, info)) {
     const occurrence = c.participants.occurrence(line)
     if (nameOf(c, line) === name) return { line, occurrence }
@@ -187,7 +206,8 @@ const moveTo = (c: ConsumerLines, line: number, offset: number, globalSeq: numbe
 const stillConsumer = (c: ConsumerLines, line: number, occurrence: number, name: string): boolean => {
   c.region.invalidate(line, LINE_BYTES)
   const durable = c.lines.durable(line)
-  return c.participants.occurrence(line) === occurrence && nameOf(c, line) === name && (durable === HOLDING || durable === CUT_OFF)
+  return c.participants.occurrence(line) === occurrence && nameOf(c, line) === name &&
+    (durable === HOLDING || durable === CUT_OFF)
 }
 
 /**
@@ -245,7 +265,12 @@ const erase = (
 }
 
 /** Creates the consumer at `initial` in a free line, its member this process; undefined when every line is taken. */
-const create = (c: ConsumerLines, info: TopicInfo, name: Uint8Array, initial: { offset: number; globalSeq: number }): number | undefined => {
+const create = (
+  c: ConsumerLines,
+  info: TopicInfo,
+  name: Uint8Array,
+  initial: { offset: number; globalSeq: number }
+): number | undefined => {
   const { region, lines, participants } = c
   const occurrence = newOccurrence()
   for (let s = 0; s < c.area.config.subscriberSlots; s++) {
@@ -289,8 +314,12 @@ const takeMember = (
     }
     const member = lines.memberClaim(existing)
     const live = liveMember(c, existing) || liveDeleter(c, existing)
-    if (live !== 0 || held.has(existing)) return Effect.fail(new ConsumerBusy({ topic, name, pid: live || process.pid }))
-    if (!lines.swapMember(existing, member, process.pid, c.ownTag)) return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
+    if (live !== 0 || held.has(existing)) {
+      return Effect.fail(new ConsumerBusy({ topic, name, pid: live || process.pid }))
+    }
+    if (!lines.swapMember(existing, member, process.pid, c.ownTag)) {
+      return Effect.fail(new ConsumerBusy({ topic, name, pid: lines.member(existing) }))
+    }
     held.add(existing)
     return Effect.succeed({ line: existing, created: false })
   })
@@ -344,7 +373,15 @@ const list = (c: ConsumerLines): ConsumersShape["list"] => (topic) =>
     const end = c.end(info)
     return consumerLines(c, info).map((line): ConsumerInfo => {
       const committed = c.lines.committed(line)
-      return { topic, name: nameOf(c, line), committed, end, lag: Math.max(0, end - committed), member: liveMember(c, line), cutOff: isCutOff(c, line) }
+      return {
+        topic,
+        name: nameOf(c, line),
+        committed,
+        end,
+        lag: Math.max(0, end - committed),
+        member: liveMember(c, line),
+        cutOff: isCutOff(c, line)
+      }
     })
   })
 
@@ -396,4 +433,5 @@ export const make = (area: LogArea): Effect.Effect<ConsumersShape, never, CxlMem
     })
   })
 
-export const layer = (area: LogArea): Layer.Layer<Consumers, never, CxlMemory | Doorbell> => Layer.effect(Consumers, make(area))
+export const layer = (area: LogArea): Layer.Layer<Consumers, never, CxlMemory | Doorbell> =>
+  Layer.effect(Consumers, make(area))

@@ -19,4 +19,5 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
     })
   )
 
-export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Consumers> => Layer.effect(Consumers, makeMemory(store, options))
+export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Consumers> =>
+  Layer.effect(Consumers, makeMemory(store, options))

@@ -31,5 +31,12 @@ export const readHeadLease = (lines: LeaseLineView, nowMs: number): HeadLease =>
   const pid = lines.pid(at)
   const expiresAtMs = lines.expiresAtMs(at)
   const running = pid > 0 ? isPidAlive(pid) : holder !== 0
-  return { holder, pid, epoch: lines.epoch(at), expiresAtMs, running, held: holder !== 0 && nowMs <= expiresAtMs && running }
+  return {
+    holder,
+    pid,
+    epoch: lines.epoch(at),
+    expiresAtMs,
+    running,
+    held: holder !== 0 && nowMs <= expiresAtMs && running
+  }
 }

@@ -5,12 +5,12 @@
  * a holder's pid is published, a look at that process (HeadLease.ts judges the head).
  */
 import { Effect } from "effect"
+import { headLostMsConfig, HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import { HeadUnavailable, headLostMsConfig } from "../../services/log/HeadWatch.js"
-import { readHeadLease } from "./HeadLease.js"
-import { LeaseLineView } from "./RecordViews.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { Offsets } from "../region/Superblock.js"
+import { readHeadLease } from "./HeadLease.js"
+import { LeaseLineView } from "./RecordViews.js"
 
 /**
  * How often a waiter on the head looks at its lease while nothing else wakes it: a quarter of
@@ -55,7 +55,11 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
       const since = lease.expiresAtMs > 0 ? Math.min(unavailableSince, lease.expiresAtMs) : unavailableSince
       const lapsedMs = now - since
       if (lapsedMs <= boundMs) return undefined
-      const state = lease.holder === 0 ? (lease.epoch === 0 ? "never-started" : "released") : lease.running ? "lease-lapsed" : "exited"
+      const state = lease.holder === 0
+        ? (lease.epoch === 0 ? "never-started" : "released")
+        : lease.running
+        ? "lease-lapsed"
+        : "exited"
       return new HeadUnavailable({
         region: region.name,
         pid: lastPid,
@@ -74,7 +78,11 @@ export const headWatch = (region: CxlMemoryShape, boundMs?: number) =>
   Effect.map(boundMs === undefined ? headLostMsConfig : Effect.succeed(boundMs), (ms) => makeHeadWatch(region, ms))
 
 /** Checks the head every `checkEveryMs` (on the shared cadence's grid) until `done()`; fails once it has been unavailable past the bound. */
-const pollHead = (watch: HeadWatch, waitingFor: () => string, done: () => boolean): Effect.Effect<void, HeadUnavailable> =>
+const pollHead = (
+  watch: HeadWatch,
+  waitingFor: () => string,
+  done: () => boolean
+): Effect.Effect<void, HeadUnavailable> =>
   Effect.gen(function*() {
     for (;;) {
       const lost = watch.check(waitingFor)

@@ -21,10 +21,10 @@
  */
 import { Config, Data, Effect } from "effect"
 import type { LogArea, LogConfig } from "../../services/log/LogArea.js"
-import { alignLine } from "./Records.js"
+import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { defaultsOf, settingsConfig } from "../../Settings.js"
-import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
+import { alignLine } from "./Records.js"
 
 // The interfaces are the contract (services/log/LogArea.ts); the log layers take them from here.
 export type { LogArea, LogConfig }
@@ -52,7 +52,9 @@ export class LogConfigInvalid extends Data.TaggedError("LogConfigInvalid")<{
   readonly config: LogConfig
 }> {
   override get message() {
-    return `invalid log configuration:\n${this.problems.map((p) => `  - ${p}`).join("\n")}\neffective configuration: ${describeLogConfig(this.config)}`
+    return `invalid log configuration:\n${this.problems.map((p) => `  - ${p}`).join("\n")}\neffective configuration: ${
+      describeLogConfig(this.config)
+    }`
   }
 }
 
@@ -68,7 +70,9 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
   if (problems.length > 0) return problems
   if (config.maxTopics > 256) problems.push(`maxTopics ${config.maxTopics} exceeds 256`)
   if (config.maxBrokers > 64) problems.push(`maxBrokers ${config.maxBrokers} exceeds 64`)
-  if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) problems.push(`pbrSlots ${config.pbrSlots} must be a power of two ≥ 8`)
+  if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) {
+    problems.push(`pbrSlots ${config.pbrSlots} must be a power of two ≥ 8`)
+  }
   if (!isPowerOfTwo(config.goiSlots)) problems.push(`goiSlots ${config.goiSlots} must be a power of two`)
   if (!isPowerOfTwo(config.sessionSlots)) problems.push(`sessionSlots ${config.sessionSlots} must be a power of two`)
   if (config.maxBatchBytes % 8 !== 0 || config.maxBatchBytes < 16) {
@@ -84,10 +88,14 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
   // then fit in the GOI, or ordering would stall for good.
   if (config.goiSlots < config.maxBrokers * config.pbrSlots) {
     problems.push(
-      `goiSlots ${config.goiSlots} is smaller than maxBrokers × pbrSlots = ${config.maxBrokers * config.pbrSlots} (the batches mode 5 may hold): raise goiSlots or lower pbrSlots / maxBrokers`
+      `goiSlots ${config.goiSlots} is smaller than maxBrokers × pbrSlots = ${
+        config.maxBrokers * config.pbrSlots
+      } (the batches mode 5 may hold): raise goiSlots or lower pbrSlots / maxBrokers`
     )
   }
-  if (problems.length === 0 && !Number.isSafeInteger(logAreaBytesUnchecked(config))) problems.push("the log area exceeds 2^53 bytes")
+  if (problems.length === 0 && !Number.isSafeInteger(logAreaBytesUnchecked(config))) {
+    problems.push("the log area exceeds 2^53 bytes")
+  }
   return problems
 }
 
@@ -127,7 +135,18 @@ const topicGeometry = (c: LogConfig): TopicGeometry => {
   const pbrs = alignPage(goi + c.goiSlots * GOI_ENTRY_BYTES)
   const pbrBytes = alignPage(c.pbrSlots * PBR_SLOT_BYTES)
   const pbrStride = pbrBytes + c.blogBytes
-  return { orderLine, registryLine, brokerLines, subscribers, sessions, goi, pbrs, pbrStride, pbrBytes, stride: pbrs + c.maxBrokers * pbrStride }
+  return {
+    orderLine,
+    registryLine,
+    brokerLines,
+    subscribers,
+    sessions,
+    goi,
+    pbrs,
+    pbrStride,
+    pbrBytes,
+    stride: pbrs + c.maxBrokers * pbrStride
+  }
 }
 
 const headerBytes = (c: LogConfig) => alignPage((c.maxBrokers + c.listenerSlots) * LINE)
@@ -136,7 +155,6 @@ const logAreaBytesUnchecked = (c: LogConfig) => headerBytes(c) + c.maxTopics * t
 
 /** Bytes the log area needs for `config` (a multiple of 4096). Validate the config first. */
 export const logAreaBytes = (config: LogConfig): number => logAreaBytesUnchecked(config)
-
 
 /** The log area at `base` (64-byte aligned) for a validated `config`. */
 export const makeLogArea = (base: number, config: LogConfig): LogArea => {
@@ -169,25 +187,38 @@ export const pbrSlotOffset = (area: LogArea, topic: number, broker: number, pbrS
   area.pbr(topic, broker) + (pbrSeq % area.config.pbrSlots) * PBR_SLOT_BYTES
 
 /** The GOI entry that holds global seq `g` of the topic. */
-export const goiEntryOffset = (area: LogArea, topic: number, g: number): number => area.goi(topic) + (g % area.config.goiSlots) * GOI_ENTRY_BYTES
+export const goiEntryOffset = (area: LogArea, topic: number, g: number): number =>
+  area.goi(topic) + (g % area.config.goiSlots) * GOI_ENTRY_BYTES
 
 /** Session line `slot` of the topic's session table. */
-export const sessionLineOffset = (area: LogArea, topic: number, slot: number): number => area.sessions(topic) + slot * SESSION_LINE_BYTES
+export const sessionLineOffset = (area: LogArea, topic: number, slot: number): number =>
+  area.sessions(topic) + slot * SESSION_LINE_BYTES
 
 /**
  * Validates `config`, places the area at `base` and checks that it fits a region of
  * `regionBytes`; every problem is reported with the effective configuration.
  */
-export const resolveLogArea = (base: number, config: LogConfig, regionBytes: number): Effect.Effect<LogArea, LogConfigInvalid> =>
+export const resolveLogArea = (
+  base: number,
+  config: LogConfig,
+  regionBytes: number
+): Effect.Effect<LogArea, LogConfigInvalid> =>
   Effect.gen(function*() {
     yield* validateLogConfig(config)
     if (!Number.isSafeInteger(base) || base < 0 || base % LINE !== 0) {
-      return yield* new LogConfigInvalid({ problems: [`the log area's base ${base} is not a 64-byte aligned offset`], config })
+      return yield* new LogConfigInvalid({
+        problems: [`the log area's base ${base} is not a 64-byte aligned offset`],
+        config
+      })
     }
     const bytes = logAreaBytes(config)
     if (base + bytes > regionBytes) {
       return yield* new LogConfigInvalid({
-        problems: [`the log area needs ${bytes} bytes at offset ${base}, but the region has ${regionBytes} bytes (needs ≥ ${base + bytes})`],
+        problems: [
+          `the log area needs ${bytes} bytes at offset ${base}, but the region has ${regionBytes} bytes (needs ≥ ${
+            base + bytes
+          })`
+        ],
         config
       })
     }
@@ -195,12 +226,18 @@ export const resolveLogArea = (base: number, config: LogConfig, regionBytes: num
   })
 
 /** The area as superblock parameters: base, then the config fields in a fixed order. */
-export const logAreaParams = (base: number, config: LogConfig): ReadonlyArray<number> => [base, ...FIELDS.map((f) => config[f])]
+export const logAreaParams = (
+  base: number,
+  config: LogConfig
+): ReadonlyArray<number> => [base, ...FIELDS.map((f) => config[f])]
 
 export const LOG_AREA_PARAMS = 1 + FIELDS.length
 
 /** Reads `logAreaParams` back from superblock parameters starting at index `at`. */
-export const logAreaFromParams = (params: ReadonlyArray<number>, at = 0): { readonly base: number; readonly config: LogConfig } => {
+export const logAreaFromParams = (
+  params: ReadonlyArray<number>,
+  at = 0
+): { readonly base: number; readonly config: LogConfig } => {
   const config = Object.fromEntries(FIELDS.map((f, i) => [f, params[at + 1 + i] ?? Number.NaN])) as unknown as LogConfig
   return { base: params[at] ?? Number.NaN, config }
 }

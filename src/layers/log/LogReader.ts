@@ -17,8 +17,6 @@
  */
 import { type ConfigError, Effect, Layer, Metric, type Scope } from "effect"
 import { readerBatches, readerLag, readerMessages, sampleOnScrape } from "../../Metrics.js"
-import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import { Doorbell } from "../../services/region/Doorbell.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import {
   type LogBatchView,
@@ -30,13 +28,15 @@ import {
   type SubscribeOptions
 } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
+import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
 import type { LogArea } from "./Layout.js"
 import { listen, type ListenerAwait } from "./Participants.js"
 import type { ReadSource, ReadTopic } from "./ReadSource.js"
 import { BatchView, MessageView, visitMessages } from "./ReadViews.js"
-import { RegionReadTopic, regionReader } from "./RegionReadTopic.js"
+import { regionReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { perTopic, topicResolver } from "./Topics.js"
 
 /** The first batch still held (`committed` if none). */
@@ -54,7 +54,10 @@ const boundsOf = (t: ReadTopic) => {
 }
 
 /** Finds where a subscription starts: the batch holding message offset `from` (binary search over the retained window). */
-const locate = (t: ReadTopic, from: SubscribeOptions["from"]): { next: number; position: number; skip: number } | "out-of-range" => {
+const locate = (
+  t: ReadTopic,
+  from: SubscribeOptions["from"]
+): { next: number; position: number; skip: number } | "out-of-range" => {
   const committed = t.committed()
   const first = firstRetained(t, committed)
   const total = t.total()
@@ -156,7 +159,12 @@ export const logReaderOver = (source: ReadSource): LogReaderShape => ({
       const start = locate(t, options.from)
       if (start === "out-of-range") {
         const { earliest, end } = boundsOf(t)
-        return yield* new LogOutOfRange({ topic, requested: typeof options.from === "number" ? options.from : earliest, earliest, end })
+        return yield* new LogOutOfRange({
+          topic,
+          requested: typeof options.from === "number" ? options.from : earliest,
+          earliest,
+          end
+        })
       }
       const move = options.durable === true ? yield* t.hold(start.next) : undefined
       const cursor = makeCursor(source, t, start, move)
@@ -182,7 +190,11 @@ export interface LogReaderOptions {
  * joined the region (`cxlog topics`). Bounds neither wait nor ring, so the doorbell, which
  * only `hold` and waits use, is never touched.
  */
-export const peekBounds = (region: CxlMemoryShape, area: LogArea, info: TopicInfo): { readonly earliest: number; readonly end: number } =>
+export const peekBounds = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  info: TopicInfo
+): { readonly earliest: number; readonly end: number } =>
   boundsOf(new RegionReadTopic(regionReader(region, area, undefined as never), info))
 
 /** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
@@ -207,7 +219,10 @@ const awaitWatchingHead = (
   return slice
 }
 
-export const make = (area: LogArea, options: LogReaderOptions = {}): Effect.Effect<LogReaderShape, ConfigError.ConfigError, CxlMemory | Doorbell | Scope.Scope> =>
+export const make = (
+  area: LogArea,
+  options: LogReaderOptions = {}
+): Effect.Effect<LogReaderShape, ConfigError.ConfigError, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
@@ -222,5 +237,7 @@ export const make = (area: LogArea, options: LogReaderOptions = {}): Effect.Effe
     })
   })
 
-export const layer = (area: LogArea, options: LogReaderOptions = {}): Layer.Layer<LogReader, ConfigError.ConfigError, CxlMemory | Doorbell> =>
-  Layer.scoped(LogReader, make(area, options))
+export const layer = (
+  area: LogArea,
+  options: LogReaderOptions = {}
+): Layer.Layer<LogReader, ConfigError.ConfigError, CxlMemory | Doorbell> => Layer.scoped(LogReader, make(area, options))

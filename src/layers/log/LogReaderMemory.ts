@@ -8,9 +8,9 @@ import type { TopicInfo } from "../../services/log/Topics.js"
 import { retentionMovedMemory } from "./AppenderMemory.js"
 import { holdCursor } from "./durable/DurableCursor.js"
 import { logReaderOver } from "./LogReader.js"
+import { type MemoryBatch, type MemoryLogStore, type MemoryTopic, memoryTopic, type NoOptions } from "./MemoryStore.js"
 import type { ReadTopic } from "./ReadSource.js"
 import type { BatchView } from "./ReadViews.js"
-import { type MemoryBatch, type MemoryLogStore, memoryTopic, type MemoryTopic, type NoOptions } from "./MemoryStore.js"
 import { perTopic } from "./Topics.js"
 
 /** One topic's GOI window and payloads in the store. */
@@ -52,7 +52,16 @@ class StoreReadTopic implements ReadTopic {
   load(g: number, view: BatchView): "ok" | "gone" {
     const batch = this.entry(g)
     if (batch === undefined) return "gone"
-    view.describe(g, batch.totalOrder, batch.messageCount, batch.clientId, batch.sessionEpoch, batch.batchSeq, batch.broker, batch.crc32c)
+    view.describe(
+      g,
+      batch.totalOrder,
+      batch.messageCount,
+      batch.clientId,
+      batch.sessionEpoch,
+      batch.batchSeq,
+      batch.broker,
+      batch.crc32c
+    )
     view.bytes = batch.payload
     view.words = new Uint32Array(batch.payload.buffer)
     view.offset = batch.payload.byteOffset
@@ -68,7 +77,14 @@ class StoreReadTopic implements ReadTopic {
   /** A durable cursor holds retention until its scope closes; moving it reclaims what it frees. */
   hold(cursor: number): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> {
     const { store, topic } = this
-    return holdCursor(store.lines.region, store.lines.area, 0, this.info, cursor, () => retentionMovedMemory(store, topic))
+    return holdCursor(
+      store.lines.region,
+      store.lines.area,
+      0,
+      this.info,
+      cursor,
+      () => retentionMovedMemory(store, topic)
+    )
   }
 }
 
@@ -81,4 +97,5 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
     })
   })
 
-export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<LogReader> => Layer.effect(LogReader, makeMemory(store, options))
+export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<LogReader> =>
+  Layer.effect(LogReader, makeMemory(store, options))

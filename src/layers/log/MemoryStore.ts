@@ -8,15 +8,15 @@
  * layers. Each fake is `makeMemory(store, options)` / `layerMemory(store, options)`.
  */
 import { Effect, Scope } from "effect"
-import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import { DOORBELL_BYTES, type DoorbellShape } from "../../services/region/Doorbell.js"
 import type { DurableFailure } from "../../services/log/AckTracker.js"
 import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { DOORBELL_BYTES, type DoorbellShape } from "../../services/region/Doorbell.js"
 import { privateRegion } from "../region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
-import { defaultLogConfig, type LogConfig } from "./Layout.js"
 import type { AppendCursors } from "./AppendRoom.js"
+import { defaultLogConfig, type LogConfig } from "./Layout.js"
 import { livenessCache, lowestDurableCursor, type SubscriberArea } from "./Participants.js"
 import { type PbrKindCode } from "./Records.js"
 import { memorySessionTable, type SessionTable } from "./SessionTable.js"
@@ -178,10 +178,12 @@ export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicIn
 })
 
 /** The lowest cursor of the topic's durable subscribers and named consumers (Infinity when none): nothing at or above it may be reused. */
-export const lowestCursor = ({ info, lines }: MemoryTopic): number => lowestDurableCursor(lines.region, lines.area, info.id, lines.alive)
+export const lowestCursor = ({ info, lines }: MemoryTopic): number =>
+  lowestDurableCursor(lines.region, lines.area, info.id, lines.alive)
 
 /** The store's topic of that name, or undefined. */
-export const findTopic = (store: MemoryLogStore, name: string): MemoryTopic | undefined => store.topics.find((t) => t.info.name === name)
+export const findTopic = (store: MemoryLogStore, name: string): MemoryTopic | undefined =>
+  store.topics.find((t) => t.info.name === name)
 
 export const memoryTopic = (store: MemoryLogStore, name: string): Effect.Effect<MemoryTopic, TopicNotFound> =>
   Effect.suspend(() => {

@@ -79,7 +79,10 @@ export interface OrderSink {
    * undefined: a fresh registration, or one this engine forgot (`forget`) whose state another
    * process's round moved.
    */
-  readonly findSession: (clientId: number, sessionEpoch: number) => { readonly slot: number; readonly fields: SessionFields } | undefined
+  readonly findSession: (
+    clientId: number,
+    sessionEpoch: number
+  ) => { readonly slot: number; readonly fields: SessionFields } | undefined
   /** Publishes that the session ended (its line keeps the frontier). */
   readonly releaseSession: (session: Session) => void
   /** Publishes that the session ended with batches ordered above a gap (its line is forgotten). */
@@ -165,7 +168,7 @@ export class OrderEngine {
   restore(clientId: number, sessionEpoch: number, slot: number, state: SessionFields, counted = true): Session {
     const session = this.newSession(clientId, sessionEpoch, slot, state.lastActivityMs)
     session.next = state.next
-    if (state.ahead !== undefined) for (const seq of state.ahead) session.ahead.add(seq)
+    if (state.ahead !== undefined) { for (const seq of state.ahead) session.ahead.add(seq) }
     session.fenced = state.fenced
     session.orderedMessages = state.orderedMessages
     session.duplicates = state.duplicates
@@ -206,7 +209,14 @@ export class OrderEngine {
   }
 
   /** Decides one scanned batch. `stall` means nothing was done: retry later. */
-  arrive(broker: number, pbrSeq: number, clientId: number, sessionEpoch: number, batchSeq: number, nowMs: number): Verdict {
+  arrive(
+    broker: number,
+    pbrSeq: number,
+    clientId: number,
+    sessionEpoch: number,
+    batchSeq: number,
+    nowMs: number
+  ): Verdict {
     const session = this.sessionFor(clientId, sessionEpoch)
     if (session === undefined) {
       this.sink.drop(broker, pbrSeq, "refused")

@@ -11,11 +11,11 @@ import { Effect, type Scope } from "effect"
 import { randomInt } from "node:crypto"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
+import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
+import { Offsets } from "../region/Superblock.js"
 import type { LogArea, LogConfig } from "./Layout.js"
 import { LeaseLine } from "./Records.js"
 import { LeaseLineView, OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
-import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
-import { Offsets } from "../region/Superblock.js"
 
 /** The line views over a region, made once per region (these functions take the region, not views). */
 interface LineViews {
@@ -28,7 +28,12 @@ const viewsByRegion = new WeakMap<CxlMemoryShape, LineViews>()
 const views = (region: CxlMemoryShape): LineViews => {
   let found = viewsByRegion.get(region)
   if (found === undefined) {
-    found = { lines: new ParticipantLineView(region), subscribers: new SubscriberLineView(region), orders: new OrderLineView(region), lease: new LeaseLineView(region) }
+    found = {
+      lines: new ParticipantLineView(region),
+      subscribers: new SubscriberLineView(region),
+      orders: new OrderLineView(region),
+      lease: new LeaseLineView(region)
+    }
     viewsByRegion.set(region, found)
   }
   return found
@@ -57,10 +62,12 @@ export const newOccurrence = (): number => {
 }
 
 /** Whether the process that claimed a line with `occurrence` still runs as `pid` (a later process under the pid is another). */
-export const isLineOwnerAlive = (pid: number, occurrence: number): boolean => isProcessAlive(pid, occurrence >>> CLAIM_COUNT_BITS, 16)
+export const isLineOwnerAlive = (pid: number, occurrence: number): boolean =>
+  isProcessAlive(pid, occurrence >>> CLAIM_COUNT_BITS, 16)
 
 /** Whether some claim holds the line (its owner may be gone: see `livePid`). */
-export const lineTaken = (region: CxlMemoryShape, offset: number): boolean => views(region).lines.occurrence(offset) !== 0
+export const lineTaken = (region: CxlMemoryShape, offset: number): boolean =>
+  views(region).lines.occurrence(offset) !== 0
 
 /**
  * The pid holding the line if a live process does (0 if free or its owner is gone). A taken line
@@ -81,7 +88,9 @@ export const claimLine = (region: CxlMemoryShape, offset: number, occurrence: nu
     if (isLineOwnerAlive(current.pid, current.occurrence)) return current.pid
   }
   // The pid goes in with the claim: there is no moment the line is taken by nobody.
-  if (!lines.swapClaim(offset, current.occurrence, current.pid, occurrence, process.pid)) return livePid(region, offset) || -1
+  if (!lines.swapClaim(offset, current.occurrence, current.pid, occurrence, process.pid)) {
+    return livePid(region, offset) || -1
+  }
   lines.setDoorbell(offset, doorbell)
   region.publish(offset, LINE_BYTES)
   return 0
@@ -99,7 +108,8 @@ export const releaseLine = (region: CxlMemoryShape, offset: number, occurrence: 
 }
 
 /** Whether a doorbell word read from the region names a doorbell line inside it. */
-const isBell = (region: CxlMemoryShape, bell: number): boolean => bell > 0 && bell % LINE_BYTES === 0 && region.inBounds(bell, LINE_BYTES)
+const isBell = (region: CxlMemoryShape, bell: number): boolean =>
+  bell > 0 && bell % LINE_BYTES === 0 && region.inBounds(bell, LINE_BYTES)
 
 /** The doorbell a live line names, if it names one inside the region; else 0. */
 const bellOf = (region: CxlMemoryShape, offset: number): number => {
@@ -147,7 +157,12 @@ const rung: Array<number> = []
  * re-checks its condition (see `listening`, `listeningForOrdering`), so it either sees the commit or is
  * counted here.
  */
-export const ringWaiters = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, ordered: (broker: number) => boolean): void => {
+export const ringWaiters = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  doorbell: DoorbellShape,
+  ordered: (broker: number) => boolean
+): void => {
   rung.length = 0
   const { lines } = views(region)
   const ringOnce = (offset: number) => {
@@ -169,7 +184,8 @@ export const ringWaiters = (region: CxlMemoryShape, area: LogArea, doorbell: Doo
 const anyBroker = () => true
 
 /** `ringWaiters` for a change that may move any session's frontier (ACK trackers of every broker included). */
-export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void => ringWaiters(region, area, doorbell, anyBroker)
+export const ringEveryone = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): void =>
+  ringWaiters(region, area, doorbell, anyBroker)
 
 /**
  * Retention moved (a durable cursor advanced or left): rings the broker owners with an append
@@ -219,7 +235,11 @@ export type ListenerAwait = (condition: () => boolean, timeoutMs: number) => Eff
  * from the call until the returned stop function: the caller checks its condition once after
  * the call (that is the re-check after counting), as with `DoorbellShape.watch`.
  */
-export type ListenerWatch = (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
+export type ListenerWatch = (
+  condition: () => boolean,
+  onReady: (satisfied: boolean) => void,
+  everyMs: () => number
+) => () => void
 
 /** A listener's two ways to wait: a fiber's (`await`) and a callback's (`watch`). */
 export interface Listening {
@@ -232,17 +252,18 @@ export interface Listening {
  * the watch is registered, `count(-1)` once when it stops. The caller checks its condition once
  * after the call: that is the re-check after counting.
  */
-export const countedWatch = (doorbell: DoorbellShape, count: (delta: 1 | -1) => void): ListenerWatch => (condition, onReady, everyMs) => {
-  count(1)
-  const stop = doorbell.watch(condition, onReady, everyMs)
-  let stopped = false
-  return () => {
-    if (stopped) return
-    stopped = true
-    stop()
-    count(-1)
+export const countedWatch =
+  (doorbell: DoorbellShape, count: (delta: 1 | -1) => void): ListenerWatch => (condition, onReady, everyMs) => {
+    count(1)
+    const stop = doorbell.watch(condition, onReady, everyMs)
+    let stopped = false
+    return () => {
+      if (stopped) return
+      stopped = true
+      stop()
+      count(-1)
+    }
   }
-}
 
 /** Both waits over one wait-count word: counted (a sequentially consistent add) before the doorbell re-checks, uncounted however the wait ends. */
 const countedWaits = (doorbell: DoorbellShape, count: (delta: 1 | -1) => void): Listening => {
@@ -250,7 +271,8 @@ const countedWaits = (doorbell: DoorbellShape, count: (delta: 1 | -1) => void): 
   const uncounted = Effect.sync(() => count(-1))
   return {
     // `doorbell.await` checks the condition first: that is the re-check after counting.
-    await: (condition, timeoutMs) => Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted),
+    await: (condition, timeoutMs) =>
+      Effect.acquireUseRelease(counted, () => doorbell.await(condition, timeoutMs), () => uncounted),
     watch: countedWatch(doorbell, count)
   }
 }
@@ -262,7 +284,11 @@ const countedWaits = (doorbell: DoorbellShape, count: (delta: 1 | -1) => void): 
  * doorbell re-checks its condition and parks, and uncounts itself however the wait ends. With
  * every line taken they still work, woken only by their park bound.
  */
-export const listening = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<Listening, never, Scope.Scope> =>
+export const listening = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  doorbell: DoorbellShape
+): Effect.Effect<Listening, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const occurrence = newOccurrence()
@@ -279,7 +305,11 @@ export const listening = (region: CxlMemoryShape, area: LogArea, doorbell: Doorb
     (claim) => Effect.sync(() => claim !== undefined && releaseLine(region, claim.line, claim.occurrence))
   ).pipe(
     Effect.tap((claim) =>
-      claim === undefined ? Effect.logWarning(`all ${area.config.listenerSlots} log listener lines are taken; waits here rely on the park bound`) : Effect.void
+      claim === undefined
+        ? Effect.logWarning(
+          `all ${area.config.listenerSlots} log listener lines are taken; waits here rely on the park bound`
+        )
+        : Effect.void
     ),
     Effect.map((claim): Listening => {
       if (claim === undefined) return { await: doorbell.await, watch: doorbell.watch }
@@ -289,8 +319,11 @@ export const listening = (region: CxlMemoryShape, area: LogArea, doorbell: Doorb
   )
 
 /** `listening`'s fiber wait alone. */
-export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape): Effect.Effect<ListenerAwait, never, Scope.Scope> =>
-  Effect.map(listening(region, area, doorbell), (l) => l.await)
+export const listen = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  doorbell: DoorbellShape
+): Effect.Effect<ListenerAwait, never, Scope.Scope> => Effect.map(listening(region, area, doorbell), (l) => l.await)
 
 /**
  * Waits of this process's ACK trackers for broker `broker`'s batches to be ordered, counted in
@@ -300,7 +333,12 @@ export const listen = (region: CxlMemoryShape, area: LogArea, doorbell: Doorbell
  * counted (a sequentially consistent add) before the doorbell re-checks the condition.
  * Undefined unless this process owns the broker slot (the owner line names this process's doorbell).
  */
-export const listeningForOrdering = (region: CxlMemoryShape, area: LogArea, doorbell: DoorbellShape, broker: number): Listening | undefined => {
+export const listeningForOrdering = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  doorbell: DoorbellShape,
+  broker: number
+): Listening | undefined => {
   if (broker < 0 || broker >= area.config.maxBrokers) return undefined
   const owner = area.brokerOwner(broker)
   if (bellOf(region, owner) !== doorbell.offset) return undefined
@@ -313,7 +351,12 @@ export const listeningForOrdering = (region: CxlMemoryShape, area: LogArea, door
  * line is the consumer's whatever its pid word says (a creator killed before it cleared its pid
  * leaves its own), so it is never taken over as a dead owner's. Returns as `claimLine` does.
  */
-export const claimSubscriberLine = (region: CxlMemoryShape, line: number, occurrence: number, doorbell: number): number => {
+export const claimSubscriberLine = (
+  region: CxlMemoryShape,
+  line: number,
+  occurrence: number,
+  doorbell: number
+): number => {
   region.invalidate(line, LINE_BYTES)
   if (lineTaken(region, line) && views(region).subscribers.durable(line) >= 2) return -1
   return claimLine(region, line, occurrence, doorbell)
@@ -360,7 +403,7 @@ const LIVENESS_MS = 200
 const LIVENESS_PIDS = 1024
 
 /** `isLineOwnerAlive`, re-checked at most every LIVENESS_MS per owner (pid and start tag). */
-export const livenessCache = (): ((pid: number, occurrence: number) => boolean) => {
+export const livenessCache = (): (pid: number, occurrence: number) => boolean => {
   const seen = new Map<number, { alive: boolean; at: number }>()
   return (pid, occurrence) => {
     // pid < 2^22 and 16 bits of start tag: one exact key below 2^53.

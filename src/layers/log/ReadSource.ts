@@ -32,5 +32,9 @@ export interface ReadTopic {
 export interface ReadSource {
   readonly topic: (name: string) => Effect.Effect<ReadTopic, TopicNotFound>
   /** True as soon as `condition()` holds, false after `timeoutMs`; `waitingFor` names what for, should the wait fail. */
-  readonly await: (condition: () => boolean, timeoutMs: number, waitingFor: () => string) => Effect.Effect<boolean, HeadUnavailable>
+  readonly await: (
+    condition: () => boolean,
+    timeoutMs: number,
+    waitingFor: () => string
+  ) => Effect.Effect<boolean, HeadUnavailable>
 }

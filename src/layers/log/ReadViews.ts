@@ -26,7 +26,16 @@ export class BatchView implements LogBatchView {
   source: unknown = undefined
 
   /** Sets the header fields of a batch held whole (the fake's stored batches, the disk's); where its bytes are is the caller's. */
-  describe(globalSeq: number, totalOrder: number, messageCount: number, clientId: number, sessionEpoch: number, batchSeq: number, brokerId: number, crc32c: number): void {
+  describe(
+    globalSeq: number,
+    totalOrder: number,
+    messageCount: number,
+    clientId: number,
+    sessionEpoch: number,
+    batchSeq: number,
+    brokerId: number,
+    crc32c: number
+  ): void {
     this.globalSeq = globalSeq
     this.totalOrder = totalOrder
     this.messageCount = messageCount
@@ -54,7 +63,11 @@ export class MessageView implements LogMessageView {
  * Walks the messages of a batch payload, calling `onMessage` from `startIndex` on; returns
  * false if a length field runs past the payload or the records do not end at its end.
  */
-export const visitMessages = (batch: BatchView, message: MessageView, onMessage: (m: LogMessageView) => void): boolean => {
+export const visitMessages = (
+  batch: BatchView,
+  message: MessageView,
+  onMessage: (m: LogMessageView) => void
+): boolean => {
   const end = batch.offset + batch.length
   const words = batch.words
   let at = batch.offset

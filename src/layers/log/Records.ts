@@ -43,7 +43,17 @@ export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
  * their cursor ring the sequencer only then. `durableFailure` (the head's durable tier) says why an RF 2
  * topic's copy on disk stopped (`DurableFailureCode`), so brokers refuse its ACK 2 sessions instead of leaving them waiting.
  */
-export const OrderLine = { committed: 0, totalOrder: 8, progress: 16, epoch: 20, fencedSessions: 24, sessions: 32, stalled: 40, durableFailure: 48, rounds: 56 } as const
+export const OrderLine = {
+  committed: 0,
+  totalOrder: 8,
+  progress: 16,
+  epoch: 20,
+  fencedSessions: 24,
+  sessions: 32,
+  stalled: 40,
+  durableFailure: 48,
+  rounds: 56
+} as const
 
 /** Per (topic, broker), written by the broker. `reclaimVersion` is bumped after the reclaim cursors move. */
 export const BrokerLine = {
@@ -57,7 +67,14 @@ export const BrokerLine = {
 } as const
 
 /** Per (topic, broker), written by the sequencer. */
-export const SequencerLine = { consumedThrough: 0, orderedBatches: 8, orderedMessages: 16, duplicates: 24, dropped: 32, held: 40 } as const
+export const SequencerLine = {
+  consumedThrough: 0,
+  orderedBatches: 8,
+  orderedMessages: 16,
+  duplicates: 24,
+  dropped: 32,
+  held: 40
+} as const
 
 /**
  * A subscriber cursor line (that subscriber): `cursor` is the next global batch seq it will read.
@@ -66,7 +83,17 @@ export const SequencerLine = { consumedThrough: 0, orderedBatches: 8, orderedMes
  * The word at `nameLength` keeps the name's length in its low 16 bits (NAME_LENGTH_MASK) and 16 bits
  * of the member's start tag above them, so the member and its tag are one 64-bit word, swapped together.
  */
-export const SubscriberLine = { occurrence: 0, pid: 4, doorbell: 8, durable: 12, cursor: 16, committed: 24, member: 32, nameLength: 36, name: 40 } as const
+export const SubscriberLine = {
+  occurrence: 0,
+  pid: 4,
+  doorbell: 8,
+  durable: 12,
+  cursor: 16,
+  committed: 24,
+  member: 32,
+  nameLength: 36,
+  name: 40
+} as const
 export const NAME_LENGTH_MASK = 0xffff
 export const CONSUMER_NAME_BYTES = 24
 
@@ -182,7 +209,16 @@ export const goiSeqHi = (g: number): number => Math.floor(g / LOW) + 1
  * the occurrence of the holder that has taken every topic on (recovered it from the region):
  * appenders run rounds only while it is the lease's `occurrence`.
  */
-export const LeaseLine = { occurrence: 0, pid: 4, epoch: 8, doorbell: 12, expiresAtMs: 16, waiting: 24, round: 32, ready: 40 } as const
+export const LeaseLine = {
+  occurrence: 0,
+  pid: 4,
+  epoch: 8,
+  doorbell: 12,
+  expiresAtMs: 16,
+  waiting: 24,
+  round: 32,
+  ready: 40
+} as const
 
 /** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
 export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1

@@ -3,15 +3,15 @@
  * topic's GOI and its brokers' Blogs, read in place, seqlock-style (docs in LogReader.ts).
  */
 import type { Effect, Scope } from "effect"
-import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { SubscriberTableFull } from "../../services/log/LogReader.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import { holdCursor } from "./durable/DurableCursor.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
+import { retentionMoved } from "./Participants.js"
 import type { ReadTopic } from "./ReadSource.js"
 import type { BatchView } from "./ReadViews.js"
-import { retentionMoved } from "./Participants.js"
 import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
 
 /** What a process's region reader shares between its topics. */
@@ -62,7 +62,8 @@ export class RegionReadTopic implements ReadTopic {
   retained(g: number): boolean {
     const { entries, area } = this.r
     const e = this.entry(g)
-    return entries.holds(e, g) && this.blogRetained(entries.brokerId(e) % area.config.maxBrokers, entries.blogPosition(e))
+    return entries.holds(e, g) &&
+      this.blogRetained(entries.brokerId(e) % area.config.maxBrokers, entries.blogPosition(e))
   }
 
   totalOrderOf(g: number): number | undefined {
@@ -92,7 +93,8 @@ export class RegionReadTopic implements ReadTopic {
     view.crc32c = entries.crc32c(e)
     view.length = length
     if (!entries.holds(e, g)) return "gone"
-    const sane = broker < maxBrokers && count >= 1 && length % 8 === 0 && length >= 8 * count && length <= maxBatchBytes &&
+    const sane = broker < maxBrokers && count >= 1 && length % 8 === 0 && length >= 8 * count &&
+      length <= maxBatchBytes &&
       Number.isSafeInteger(position) && position >= 0 && (position % blogBytes) + length <= blogBytes
     if (!sane) return "corrupt"
     view.offset = area.blog(this.info.id, broker) + (position % blogBytes)
@@ -110,7 +112,14 @@ export class RegionReadTopic implements ReadTopic {
 
   hold(cursor: number): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> {
     const { region, area, doorbell } = this.r
-    return holdCursor(region, area, doorbell.offset, this.info, cursor, () => retentionMoved(region, area, doorbell, this.info.id))
+    return holdCursor(
+      region,
+      area,
+      doorbell.offset,
+      this.info,
+      cursor,
+      () => retentionMoved(region, area, doorbell, this.info.id)
+    )
   }
 }
 

@@ -7,12 +7,12 @@
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
+import type { OrderHistory } from "./OrderHistory.js"
 import { livenessCache, lowestDurableCursor } from "./Participants.js"
 import { GoiEntry, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import { GoiEntryView, OrderLineView, ParticipantLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { SessionTable } from "./SessionTable.js"
 import type { TopicOrder, TopicStorage } from "./TopicOrder.js"
-import type { OrderHistory } from "./OrderHistory.js"
 
 /** The region's views, made once per sequencer. */
 export interface RegionViews {
@@ -29,7 +29,12 @@ export interface RegionViews {
   readonly alive: (pid: number, occurrence: number) => boolean
 }
 
-export const regionViews = (region: CxlMemoryShape, area: LogArea, audit: FlushAudit | undefined, epoch: number): RegionViews => ({
+export const regionViews = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  audit: FlushAudit | undefined,
+  epoch: number
+): RegionViews => ({
   region,
   area,
   pbr: new PbrSlotView(region, area.config.pbrSlots),
@@ -103,7 +108,8 @@ export class RegionTopicStorage implements TopicStorage {
     const position = pbr.blogPosition(at)
     const batchSeq = pbr.batchSeq(at)
     return count >= 1 && bytes % 8 === 0 && bytes >= 8 * count && bytes <= maxBatchBytes &&
-      Number.isSafeInteger(position) && position >= 0 && position % LINE_BYTES === 0 && (position % blogBytes) + bytes <= blogBytes &&
+      Number.isSafeInteger(position) && position >= 0 && position % LINE_BYTES === 0 &&
+      (position % blogBytes) + bytes <= blogBytes &&
       Number.isSafeInteger(batchSeq) && batchSeq >= 0 && pbr.pbrSeq(at) === this.position
   }
 

@@ -37,7 +37,16 @@ export class RoundTally {
     this.batchMessages = new Float64Array(brokers)
   }
   reset(): void {
-    this.ordered = this.messages = this.duplicates = this.held = this.fenced = this.dropped = this.markers = this.released = this.lapsed = 0
+    this.ordered =
+      this.messages =
+      this.duplicates =
+      this.held =
+      this.fenced =
+      this.dropped =
+      this.markers =
+      this.released =
+      this.lapsed =
+        0
     this.stalled = false
     this.batches.fill(0)
     this.batchMessages.fill(0)
@@ -68,7 +77,8 @@ export class RoundTally {
   }
   /** Whether the round moved anything (then it is published, and the next round follows at once). */
   moved(): boolean {
-    return this.ordered + this.duplicates + this.held + this.fenced + this.dropped + this.markers + this.released + this.lapsed > 0
+    return this.ordered + this.duplicates + this.held + this.fenced + this.dropped + this.markers + this.released +
+        this.lapsed > 0
   }
   toRound(): SequencerRound {
     const { ordered, messages, duplicates, held, fenced, dropped, released, lapsed, stalled } = this
@@ -77,9 +87,15 @@ export class RoundTally {
 }
 
 /** Records a round's tally in the metrics, without an Effect per update (it runs every round); tagged metrics are made once. */
-export const makeTallyMetrics = (brokers: number): ((tally: RoundTally, heldNow: number) => void) => {
-  const batchesOf = Array.from({ length: brokers }, (_, b) => Metric.tagged(sequencerBatchesOrdered, "broker", String(b)))
-  const messagesOf = Array.from({ length: brokers }, (_, b) => Metric.tagged(sequencerMessagesOrdered, "broker", String(b)))
+export const makeTallyMetrics = (brokers: number): (tally: RoundTally, heldNow: number) => void => {
+  const batchesOf = Array.from(
+    { length: brokers },
+    (_, b) => Metric.tagged(sequencerBatchesOrdered, "broker", String(b))
+  )
+  const messagesOf = Array.from(
+    { length: brokers },
+    (_, b) => Metric.tagged(sequencerMessagesOrdered, "broker", String(b))
+  )
   return (tally: RoundTally, heldNow: number): void => {
     for (let b = 0; b < brokers; b++) {
       if (tally.batches[b] === 0) continue

@@ -14,8 +14,6 @@
  * slots already finished, so no batch is ordered twice or lost.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { CxlMemory, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import {
   checkSequencerOptions,
   defaultSequencerOptions,
@@ -27,12 +25,14 @@ import {
   type SessionGapIdleTooShort
 } from "../../services/log/Sequencer.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
+import { CxlMemory, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { LogArea } from "./Layout.js"
 import { countedWatch, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
 import { DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
-import { RegionTopicStorage, regionHistory, type RegionViews, regionViews } from "./RegionTopicStorage.js"
+import { regionHistory, RegionTopicStorage, type RegionViews, regionViews } from "./RegionTopicStorage.js"
 import type { RoundTally } from "./RoundTally.js"
 import {
   acquireLease,
@@ -61,9 +61,13 @@ export interface SequencerLayerOptions extends SequencerOptions {
   readonly earlierRoundWaitMs?: number
 }
 
-
 /** The region's log: topic discovery, the lease, ringing and the doorbell wait. */
-const regionLog = (v: RegionViews, doorbell: DoorbellShape, settings: OrderSettings, lease: SequencerLease): LogStorage => {
+const regionLog = (
+  v: RegionViews,
+  doorbell: DoorbellShape,
+  settings: OrderSettings,
+  lease: SequencerLease
+): LogStorage => {
   const { region, area } = v
   const { maxTopics } = area.config
   const descriptors = new DescriptorView(region)
@@ -85,7 +89,12 @@ const regionLog = (v: RegionViews, doorbell: DoorbellShape, settings: OrderSetti
   const discoverTopic = (t: number): Effect.Effect<ReadonlyArray<TopicOrder>> => {
     known.add(t)
     const info = readTopic(region, area, t)
-    if (info === undefined) return Effect.as(Effect.logError(`sequencer: topic table slot ${t} holds an invalid descriptor; it is not ordered`), [])
+    if (info === undefined) {
+      return Effect.as(
+        Effect.logError(`sequencer: topic table slot ${t} holds an invalid descriptor; it is not ordered`),
+        []
+      )
+    }
     const storage = new RegionTopicStorage(v, t)
     const recovered = recoverTopic(info, storage, regionHistory(v, storage), settings)
     // The tail a killed sequencer left moved the frontiers, and the order line names this epoch from now on.
@@ -124,7 +133,11 @@ const regionLog = (v: RegionViews, doorbell: DoorbellShape, settings: OrderSetti
 export const make = (
   area: LogArea,
   given: SequencerLayerOptions = {}
-): Effect.Effect<SequencerShape, SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort, CxlMemory | Doorbell | Scope.Scope> =>
+): Effect.Effect<
+  SequencerShape,
+  SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort,
+  CxlMemory | Doorbell | Scope.Scope
+> =>
   Effect.gen(function*() {
     const options = yield* checkSequencerOptions(given)
     const region = yield* CxlMemory
@@ -156,5 +169,8 @@ export const make = (
 export const layer = (
   area: LogArea,
   options: SequencerLayerOptions = {}
-): Layer.Layer<Sequencer, SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort, CxlMemory | Doorbell> =>
-  Layer.scoped(Sequencer, make(area, options))
+): Layer.Layer<
+  Sequencer,
+  SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort,
+  CxlMemory | Doorbell
+> => Layer.scoped(Sequencer, make(area, options))

@@ -7,11 +7,11 @@
  * it go (`releaseLease`).
  */
 import { Effect } from "effect"
-import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { SequencerEarlierRoundStopped, SequencerLeaseHeld, SequencerLeaseLost } from "../../services/log/Sequencer.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { isPidStopped, isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
-import { readHeadLease } from "./HeadLease.js"
 import { Offsets } from "../region/Superblock.js"
+import { readHeadLease } from "./HeadLease.js"
 import { LeaseLine } from "./Records.js"
 import { LeaseLineView, roundHolder, roundHolderPid, roundHolderTag } from "./RecordViews.js"
 
@@ -35,14 +35,21 @@ export interface SequencerLease {
 
 export const sequencerLease = (
   region: CxlMemoryShape,
-  settings: { readonly occurrence: number; readonly leaseMs: number; readonly doorbell: number; readonly earlierRoundWaitMs: number }
+  settings: {
+    readonly occurrence: number
+    readonly leaseMs: number
+    readonly doorbell: number
+    readonly earlierRoundWaitMs: number
+  }
 ): SequencerLease => ({ region, lines: new LeaseLineView(region), at: Offsets.sequencerLease, ...settings })
 
 /** Takes the lease if it is free, expired or its holder is gone: the new epoch; else who holds it. */
 const tryAcquire = (l: SequencerLease): number | SequencerLeaseHeld => {
   const { lines, at, region } = l
   const lease = readHeadLease(lines, Date.now())
-  if (lease.held || !lines.swapOccurrence(at, lease.holder, l.occurrence)) return new SequencerLeaseHeld({ pid: lease.pid, expiresAtMs: lease.expiresAtMs })
+  if (lease.held || !lines.swapOccurrence(at, lease.holder, l.occurrence)) {
+    return new SequencerLeaseHeld({ pid: lease.pid, expiresAtMs: lease.expiresAtMs })
+  }
   const epoch = lines.epoch(at) + 1
   lines.setEpoch(at, epoch)
   lines.setDoorbell(at, l.doorbell)
@@ -68,7 +75,8 @@ let ownHolder: bigint | undefined
 export const ownRoundHolder = (): bigint => (ownHolder ??= roundHolder(process.pid, ownStartTag()))
 
 /** Whether the process a round marker names still runs (a later process under its pid does not count). */
-export const roundHolderAlive = (holder: bigint): boolean => isProcessAlive(roundHolderPid(holder), roundHolderTag(holder))
+export const roundHolderAlive = (holder: bigint): boolean =>
+  isProcessAlive(roundHolderPid(holder), roundHolderTag(holder))
 
 /**
  * The fence, after winning the lease: an earlier holder (or an appender, in its own round) may
@@ -99,13 +107,17 @@ const awaitEarlierRound = (l: SequencerLease): Effect.Effect<void, SequencerEarl
       const waitedMs = Date.now() - started
       if (waitedMs >= earlierRoundWaitMs) {
         if (isPidStopped(pid)) return yield* new SequencerEarlierRoundStopped({ pid, waitedMs })
-        yield* Effect.logWarning(`sequencer: process ${pid}, named by the round marker, ran ${waitedMs} ms without ending the round: not a process inside one (a reused pid); marker cleared`)
+        yield* Effect.logWarning(
+          `sequencer: process ${pid}, named by the round marker, ran ${waitedMs} ms without ending the round: not a process inside one (a reused pid); marker cleared`
+        )
         lines.exchangeRound(at, marker, 0n)
         continue
       }
       if (!warned && waitedMs >= l.leaseMs) {
         warned = true
-        yield* Effect.logWarning(`sequencer: process ${pid} is stopped inside a round; ordering waits until it finishes the round or is gone (at most ${earlierRoundWaitMs} ms while it runs)`)
+        yield* Effect.logWarning(
+          `sequencer: process ${pid} is stopped inside a round; ordering waits until it finishes the round or is gone (at most ${earlierRoundWaitMs} ms while it runs)`
+        )
       }
       yield* Effect.sleep(pollMs)
       pollMs = Math.min(pollMs * 2, 100)
@@ -113,7 +125,10 @@ const awaitEarlierRound = (l: SequencerLease): Effect.Effect<void, SequencerEarl
   })
 
 /** Takes the lease within `waitMs` and waits out an earlier holder's round: the new epoch. */
-export const acquireLease = (l: SequencerLease, waitMs: number): Effect.Effect<number, SequencerLeaseHeld | SequencerEarlierRoundStopped> =>
+export const acquireLease = (
+  l: SequencerLease,
+  waitMs: number
+): Effect.Effect<number, SequencerLeaseHeld | SequencerEarlierRoundStopped> =>
   Effect.gen(function*() {
     const deadline = Date.now() + waitMs
     for (;;) {
@@ -130,7 +145,8 @@ export const acquireLease = (l: SequencerLease, waitMs: number): Effect.Effect<n
 
 export const holdsLease = (l: SequencerLease): boolean => l.lines.occurrence(l.at) === l.occurrence
 
-export const leaseLost = (l: SequencerLease, epoch: number): SequencerLeaseLost => new SequencerLeaseLost({ epoch, holderPid: l.lines.pid(l.at) })
+export const leaseLost = (l: SequencerLease, epoch: number): SequencerLeaseLost =>
+  new SequencerLeaseLost({ epoch, holderPid: l.lines.pid(l.at) })
 
 /**
  * How the head's attempt to enter a round went: `entered`; `lost` (another head holds the lease:

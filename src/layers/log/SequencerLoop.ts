@@ -15,6 +15,7 @@ import type { SequencerLeaseLost, SequencerRound } from "../../services/log/Sequ
 import type { RoundTally } from "./RoundTally.js"
 import {
   BUSY_RETRY_MAX_MS,
+  DEAD_HOLDER,
   fencedRound,
   forgetTopics,
   hasWork,
@@ -22,7 +23,6 @@ import {
   makeSequencerState,
   nextDeadline,
   roundStep,
-  DEAD_HOLDER,
   type SequencerState
 } from "./SequencerRound.js"
 import type { OrderSettings } from "./TopicOrder.js"
@@ -135,7 +135,10 @@ const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, S
     })
     const wait = () => {
       const nowMs = p.now()
-      const boundMs = Math.max(1, Math.min(p.run.maxIdleMs, p.renewedAt + p.run.renewEveryMs - nowMs, nextDeadline(state) - nowMs))
+      const boundMs = Math.max(
+        1,
+        Math.min(p.run.maxIdleMs, p.renewedAt + p.run.renewEveryMs - nowMs, nextDeadline(state) - nowMs)
+      )
       stopWatch = log.watchWork(p.hasWork, woken, () => boundMs)
       if (!p.hasWork()) return
       // Work that came before the watch: the next turn, not a nested call (a round that moved
@@ -149,7 +152,11 @@ const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, S
   })
 
 /** Runs rounds for as long as the lease holds: renewing it when due, discovering topics (`step`), rounds from callbacks in between. */
-export const runRounds = (state: SequencerState, step: Effect.Effect<RoundTally, SequencerLeaseLost>, run: RunSettings): Effect.Effect<never, SequencerLeaseLost> =>
+export const runRounds = (
+  state: SequencerState,
+  step: Effect.Effect<RoundTally, SequencerLeaseLost>,
+  run: RunSettings
+): Effect.Effect<never, SequencerLeaseLost> =>
   Effect.gen(function*() {
     const clock = yield* Effect.clock
     const p: Pacing = {

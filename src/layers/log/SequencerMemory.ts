@@ -14,13 +14,13 @@ import {
   type SessionGapIdleTooShort
 } from "../../services/log/Sequencer.js"
 import { lowestCursor, type MemoryBatch, type MemoryLogStore, type MemoryTopic } from "./MemoryStore.js"
+import type { OrderHistory } from "./OrderHistory.js"
 import { newOccurrence } from "./Participants.js"
 import { PbrKind } from "./Records.js"
-import type { SessionTable } from "./SessionTable.js"
 import { makeSequencerCore } from "./SequencerLoop.js"
 import type { LogStorage } from "./SequencerRound.js"
+import type { SessionTable } from "./SessionTable.js"
 import { orderSettings, type TopicOrder, type TopicStorage } from "./TopicOrder.js"
-import type { OrderHistory } from "./OrderHistory.js"
 import { discovered, recoverTopic } from "./TopicRecovery.js"
 
 /** One topic's batches in the store: a broker's PBR is `pbr[pbrSeq - reclaimed]`, the GOI a window of batches. */
@@ -139,13 +139,18 @@ const storeHistory = (topic: MemoryTopic): OrderHistory => ({
   entry: (g) => (g >= topic.goiBase ? topic.goi[g - topic.goiBase] : undefined)
 })
 
-export const makeMemory = (store: MemoryLogStore, given: SequencerOptions = {}): Effect.Effect<SequencerShape, SequencerLeaseHeld | SessionGapIdleTooShort, Scope.Scope> =>
+export const makeMemory = (
+  store: MemoryLogStore,
+  given: SequencerOptions = {}
+): Effect.Effect<SequencerShape, SequencerLeaseHeld | SessionGapIdleTooShort, Scope.Scope> =>
   Effect.gen(function*() {
     const options = yield* checkSequencerOptions(given)
     const occurrence = newOccurrence()
     yield* Effect.acquireRelease(
       Effect.suspend(() => {
-        if (store.sequencer !== 0) return Effect.fail(new SequencerLeaseHeld({ pid: process.pid, expiresAtMs: Infinity }))
+        if (store.sequencer !== 0) {
+          return Effect.fail(new SequencerLeaseHeld({ pid: process.pid, expiresAtMs: Infinity }))
+        }
         store.sequencer = occurrence
         store.epoch++
         return Effect.void
@@ -170,7 +175,10 @@ export const makeMemory = (store: MemoryLogStore, given: SequencerOptions = {}):
         known += fresh.length
         return Effect.map(
           Effect.forEach(fresh, (topic) =>
-            discovered(topic.info, recoverTopic(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), storeHistory(topic), settings))),
+            discovered(
+              topic.info,
+              recoverTopic(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), storeHistory(topic), settings)
+            )),
           (found) => found.flat()
         )
       }),
@@ -182,5 +190,8 @@ export const makeMemory = (store: MemoryLogStore, given: SequencerOptions = {}):
     return { epoch, holdsLease: () => store.sequencer === occurrence, step: core.step, run }
   })
 
-export const layerMemory = (store: MemoryLogStore, options: SequencerOptions = {}): Layer.Layer<Sequencer, SequencerLeaseHeld | SessionGapIdleTooShort> =>
+export const layerMemory = (
+  store: MemoryLogStore,
+  options: SequencerOptions = {}
+): Layer.Layer<Sequencer, SequencerLeaseHeld | SessionGapIdleTooShort> =>
   Layer.scoped(Sequencer, makeMemory(store, options))

@@ -47,7 +47,11 @@ export interface LogStorage {
    * once `hasWork()` holds, or with false when it has not for `everyMs()`; until the returned
    * function is called. The caller checks `hasWork()` once after the call (the re-check).
    */
-  readonly watchWork: (hasWork: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
+  readonly watchWork: (
+    hasWork: () => boolean,
+    onReady: (satisfied: boolean) => void,
+    everyMs: () => number
+  ) => () => void
 }
 
 /** The sequencer's state across rounds. */
@@ -83,7 +87,14 @@ export function scanTopic(topic: TopicOrder, nowMs: number, maxPerBroker: number
       if (storage.finished()) continue
       if (storage.isClose()) {
         const batches = storage.batchSeq()
-        engine.close(b, s, storage.clientId(), storage.sessionEpoch(), Number.isSafeInteger(batches) ? batches : 0, nowMs)
+        engine.close(
+          b,
+          s,
+          storage.clientId(),
+          storage.sessionEpoch(),
+          Number.isSafeInteger(batches) ? batches : 0,
+          nowMs
+        )
         continue
       }
       if (!storage.sane()) {
@@ -110,7 +121,9 @@ export function publishTopic(topic: TopicOrder): void {
   for (const session of engine.dirty) {
     session.dirty = false
     // A released session's line was written at its release (and may be reused already).
-    if (!session.released) topic.storage.sessions.publish(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
+    if (!session.released) {
+      topic.storage.sessions.publish(session.slot, session.clientId, session.sessionEpoch, fieldsOf(session))
+    }
   }
   engine.dirty.length = 0
   topic.storage.publishFrontier(topic)
@@ -188,14 +201,25 @@ const discoverTopics = (state: SequencerState): Effect.Effect<void> =>
 export const roundStep = (state: SequencerState): Effect.Effect<RoundTally, SequencerLeaseLost> => {
   const { log } = state
   // A discovery that fails (it never does but as a defect or an interruption) leaves the fence too.
-  const discover = discoverTopics(state).pipe(Effect.onExit((exit) => (exit._tag === "Failure" ? Effect.sync(log.endRound) : Effect.void)))
-  return Effect.flatMap(enterRound(state), () =>
-    Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
-      log.hasNewTopics() ? Effect.zipRight(discover, Effect.sync(() => fencedRound(state, nowMs))) : Effect.sync(() => fencedRound(state, nowMs))))
+  const discover = discoverTopics(state).pipe(
+    Effect.onExit((exit) => (exit._tag === "Failure" ? Effect.sync(log.endRound) : Effect.void))
+  )
+  return Effect.flatMap(
+    enterRound(state),
+    () =>
+      Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
+        log.hasNewTopics()
+          ? Effect.zipRight(
+            discover,
+            Effect.sync(() => fencedRound(state, nowMs))
+          )
+          : Effect.sync(() => fencedRound(state, nowMs)))
+  )
 }
 
 /** What a head logs when it takes the round marker over from a process that died inside a round. */
-export const DEAD_HOLDER = "sequencer: a process died inside a round (its round marker taken over); every topic is taken on again from the region"
+export const DEAD_HOLDER =
+  "sequencer: a process died inside a round (its round marker taken over); every topic is taken on again from the region"
 
 /** How long a head waits, at most, before it looks again at a marker another process holds. */
 export const BUSY_RETRY_MAX_MS = 16

@@ -8,7 +8,9 @@ import type { SessionLineView } from "./RecordViews.js"
 import type { SessionFields } from "./SessionFields.js"
 
 /** A defect of the caller: a batch ordered ahead further above the frontier than the bitmap reaches. */
-export class AheadOutOfWindow extends Data.TaggedError("AheadOutOfWindow")<{ readonly seq: number; readonly next: number }> {
+export class AheadOutOfWindow
+  extends Data.TaggedError("AheadOutOfWindow")<{ readonly seq: number; readonly next: number }>
+{
   override get message() {
     return `session line: batch ${this.seq} is outside the ahead window of frontier ${this.next}`
   }

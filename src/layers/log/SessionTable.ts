@@ -16,13 +16,13 @@
  *   session ended, until a registration reuses it; no lookup finds a lapsed one.
  * - Every read is a seqlock read that checks the key, because released lines are reused.
  */
+import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { SESSION_LINE_BYTES } from "./Layout.js"
 import type { SessionState as SessionStateCode } from "./Records.js"
 import { SessionState } from "./Records.js"
-import { LINE_BYTES } from "../../services/region/CxlMemory.js"
-import { RegistryLineView, type RecordWords, SessionLineView } from "./RecordViews.js"
-import type { SessionFields } from "./SessionFields.js"
+import { type RecordWords, RegistryLineView, SessionLineView } from "./RecordViews.js"
 import { AHEAD_WORDS, aheadWords, readAhead } from "./SessionAhead.js"
+import type { SessionFields } from "./SessionFields.js"
 
 /** The typed arrays and coherence hooks the table works on (a `CxlMemoryShape` is one). */
 export interface LineView extends RecordWords {
@@ -108,7 +108,11 @@ export class SessionTable {
    * Registers a session under an epoch the caller already has (rebuilding a log, and test
    * fixtures); the caller guarantees no other session of the topic has it. Or why not.
    */
-  registerAs(clientId: number, sessionEpoch: number, nowMs: number): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
+  registerAs(
+    clientId: number,
+    sessionEpoch: number,
+    nowMs: number
+  ): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
     return this.reserve() ? this.claim(clientId, sessionEpoch, nowMs) : { full: true, capacity: this.capacity }
   }
 
@@ -128,7 +132,11 @@ export class SessionTable {
   }
 
   /** Claims the first free line on the key's probe path (a place in `live` is reserved). */
-  private claim(clientId: number, sessionEpoch: number, nowMs: number): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
+  private claim(
+    clientId: number,
+    sessionEpoch: number,
+    nowMs: number
+  ): { readonly sessionEpoch: number; readonly slot: number } | TableFull {
     const { lines } = this
     let slot = sessionHash(clientId, sessionEpoch, this.slots)
     // `live` ≤ capacity < slots guarantees a free line; lost races only move the probe on.
@@ -140,7 +148,14 @@ export class SessionTable {
       if (!lines.swapState(line, state, SessionState.claiming)) continue
       // A reused line must not show its last session's durable frontier.
       lines.setDurable(line, 0)
-      this.write(slot, clientId, sessionEpoch, { next: 0, orderedMessages: 0, duplicates: 0, held: 0, lastActivityMs: nowMs, fenced: false }, SessionState.claiming)
+      this.write(slot, clientId, sessionEpoch, {
+        next: 0,
+        orderedMessages: 0,
+        duplicates: 0,
+        held: 0,
+        lastActivityMs: nowMs,
+        fenced: false
+      }, SessionState.claiming)
       // Active only once the line is whole, so an active line with an odd version is always a sequencer's write cut short.
       lines.storeState(line, SessionState.active)
       this.view.publish(line, 8)
@@ -171,7 +186,11 @@ export class SessionTable {
   }
 
   /** One line: the record if it holds the key, "other" if it holds something else, undefined if empty. */
-  private readSlot(slot: number, clientId: number, sessionEpoch: number): SessionRecord | "other" | typeof UNSETTLED | undefined {
+  private readSlot(
+    slot: number,
+    clientId: number,
+    sessionEpoch: number
+  ): SessionRecord | "other" | typeof UNSETTLED | undefined {
     const { lines } = this
     const line = this.line(slot)
     for (let attempt = 0; attempt < STABLE_READ_ATTEMPTS; attempt++) {
@@ -185,8 +204,17 @@ export class SessionTable {
       const durableFrozen = lines.durableFrozen(line)
       if (lines.version(line) !== before) continue
       if (state === SessionState.empty) return undefined
-      if (!matches || state === SessionState.claiming || state === SessionState.lapsed || !Number.isSafeInteger(next) || next < 0) return "other"
-      return { slot, state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released", next, durable, durableFrozen }
+      if (
+        !matches || state === SessionState.claiming || state === SessionState.lapsed || !Number.isSafeInteger(next) ||
+        next < 0
+      ) return "other"
+      return {
+        slot,
+        state: state === SessionState.active ? "active" : state === SessionState.fenced ? "fenced" : "released",
+        next,
+        durable,
+        durableFrozen
+      }
     }
     return UNSETTLED
   }
@@ -358,7 +386,16 @@ export class SessionTable {
    * was killed inside the line's seqlock, so its words may mix two writes: a frontier with
    * the bitmap of another (batches read as ordered above it that were not, or not read that were).
    */
-  forEachSession(visit: (slot: number, clientId: number, sessionEpoch: number, state: LineState, fields: SessionFields, torn: boolean) => void): void {
+  forEachSession(
+    visit: (
+      slot: number,
+      clientId: number,
+      sessionEpoch: number,
+      state: LineState,
+      fields: SessionFields,
+      torn: boolean
+    ) => void
+  ): void {
     const { lines } = this
     for (let slot = 0; slot < this.slots; slot++) {
       const line = this.line(slot)
@@ -369,7 +406,14 @@ export class SessionTable {
       const torn = state !== SessionState.claiming && (version & 1) !== 0
       // The sequencer is the writer now.
       if (torn) lines.storeVersion(line, version & ~1)
-      visit(slot, lines.clientId(line), lines.sessionEpoch(line), state, this.fieldsAt(line, state === SessionState.fenced), torn)
+      visit(
+        slot,
+        lines.clientId(line),
+        lines.sessionEpoch(line),
+        state,
+        this.fieldsAt(line, state === SessionState.fenced),
+        torn
+      )
     }
   }
 

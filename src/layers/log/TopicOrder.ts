@@ -8,9 +8,9 @@ import { defaultSequencerOptions, type SequencerOptions } from "../../services/l
 import type { TopicInfo } from "../../services/log/Topics.js"
 import type { LogConfig } from "./Layout.js"
 import { type DropReason, OrderEngine, type OrderSink, type Session } from "./OrderEngine.js"
+import type { OrderHistory } from "./OrderHistory.js"
 import { Dropped } from "./Records.js"
 import { RoundTally } from "./RoundTally.js"
-import type { OrderHistory } from "./OrderHistory.js"
 import type { SessionFields } from "./SessionFields.js"
 import type { SessionTable } from "./SessionTable.js"
 
@@ -156,7 +156,10 @@ export class TopicOrder implements OrderSink {
     dropBatch(this, broker, pbrSeq, reason)
   }
 
-  findSession(clientId: number, sessionEpoch: number): { readonly slot: number; readonly fields: SessionFields } | undefined {
+  findSession(
+    clientId: number,
+    sessionEpoch: number
+  ): { readonly slot: number; readonly fields: SessionFields } | undefined {
     return this.storage.sessions.find(clientId, sessionEpoch)
   }
 
@@ -174,7 +177,8 @@ export class TopicOrder implements OrderSink {
   }
 
   /** Whether the engine has a session of this key (made once: the sweep calls it per active line). */
-  readonly isKnown = (clientId: number, sessionEpoch: number): boolean => this.engine.session(clientId, sessionEpoch) !== undefined
+  readonly isKnown = (clientId: number, sessionEpoch: number): boolean =>
+    this.engine.session(clientId, sessionEpoch) !== undefined
 
   /** Where the broker's consumed-through stands: its oldest held position, else the scan cursor. */
   consumedThrough(broker: number): number {

@@ -7,8 +7,8 @@ import { Effect } from "effect"
 import { sequencerLapsedSessions } from "../../Metrics.js"
 import { orderPolicy } from "../../services/log/OrderModes.js"
 import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
-import { AHEAD_WINDOW, SessionState } from "./Records.js"
 import type { OrderHistory } from "./OrderHistory.js"
+import { AHEAD_WINDOW, SessionState } from "./Records.js"
 import { type OrderSettings, TopicOrder, type TopicStorage } from "./TopicOrder.js"
 
 /**
@@ -26,14 +26,17 @@ export const restoreSessions = (topic: TopicOrder): string | undefined => {
   const { sessions } = topic.storage
   sessions.forEachSession((slot, clientId, sessionEpoch, state, fields, torn) => {
     if (state !== SessionState.active && state !== SessionState.fenced) return
-    if (torn && !orderPolicy(topic.info.order).sessionInSequence && fields.ahead !== undefined && fields.ahead.size > 0) {
+    if (
+      torn && !orderPolicy(topic.info.order).sessionInSequence && fields.ahead !== undefined && fields.ahead.size > 0
+    ) {
       sessions.lapse(slot, clientId, sessionEpoch, fields)
       // Before any round (whose tally would count it), so counted here.
       sequencerLapsedSessions.unsafeUpdate(1, [])
       return
     }
-    if (!Number.isSafeInteger(fields.next) || fields.next < 0) problem ??= `session line ${slot} frontier ${fields.next} is invalid`
-    else topic.engine.restore(clientId, sessionEpoch, slot, fields)
+    if (!Number.isSafeInteger(fields.next) || fields.next < 0) {
+      problem ??= `session line ${slot} frontier ${fields.next} is invalid`
+    } else topic.engine.restore(clientId, sessionEpoch, slot, fields)
   })
   return problem
 }
@@ -43,7 +46,12 @@ export const restoreSessions = (topic: TopicOrder): string | undefined => {
  * the entry's problem instead when it is further above the session's frontier than a sequencer
  * orders (orders 0/2/4), which only a damaged entry can be.
  */
-export const replayOrdered = (topic: TopicOrder, clientId: number, sessionEpoch: number, batchSeq: number): string | undefined => {
+export const replayOrdered = (
+  topic: TopicOrder,
+  clientId: number,
+  sessionEpoch: number,
+  batchSeq: number
+): string | undefined => {
   const session = topic.engine.session(clientId, sessionEpoch)
   if (session === undefined) return undefined
   if (!orderPolicy(topic.info.order).sessionInSequence && !(batchSeq - session.next <= AHEAD_WINDOW)) {
@@ -83,7 +91,9 @@ export const syncTopic = (topic: TopicOrder): boolean => {
   if (rounds === topic.seenRounds) return true
   const history = topic.storage.history()
   const { committed, totalOrder } = history
-  if (!Number.isSafeInteger(committed) || committed < 0 || !Number.isSafeInteger(totalOrder) || totalOrder < committed) return false
+  if (
+    !Number.isSafeInteger(committed) || committed < 0 || !Number.isSafeInteger(totalOrder) || totalOrder < committed
+  ) return false
   if (takeBrokerLines(topic, history) !== undefined) return false
   topic.goiNext = committed
   topic.totalNext = totalOrder
@@ -113,12 +123,19 @@ export const takeAllSessions = (topic: TopicOrder): string | undefined => {
  * finishes. A line or entry that fails its checks is named instead (LogCorrupt): that topic
  * is not ordered.
  */
-export const recoverTopic = (info: TopicInfo, storage: TopicStorage, history: OrderHistory, settings: OrderSettings): TopicOrder | LogCorrupt => {
+export const recoverTopic = (
+  info: TopicInfo,
+  storage: TopicStorage,
+  history: OrderHistory,
+  settings: OrderSettings
+): TopicOrder | LogCorrupt => {
   const corrupt = (reason: string) => new LogCorrupt({ reason: `topic ${info.name}: ${reason}` })
   const topic = new TopicOrder(info, storage, settings)
   topic.seenRounds = storage.rounds()
   const { committed, totalOrder } = history
-  if (!Number.isSafeInteger(committed) || committed < 0 || !Number.isSafeInteger(totalOrder) || totalOrder < committed) {
+  if (
+    !Number.isSafeInteger(committed) || committed < 0 || !Number.isSafeInteger(totalOrder) || totalOrder < committed
+  ) {
     return corrupt(`order line frontier ${committed} / ${totalOrder} is invalid`)
   }
   const badBroker = takeBrokerLines(topic, history)
@@ -128,14 +145,16 @@ export const recoverTopic = (info: TopicInfo, storage: TopicStorage, history: Or
   topic.lowest = storage.lowestCursor()
   const badLine = restoreSessions(topic)
   if (badLine !== undefined) return corrupt(badLine)
-  for (let g = Math.max(0, committed - settings.goiSlots); ; g++) {
+  for (let g = Math.max(0, committed - settings.goiSlots);; g++) {
     const entry = history.entry(g)
     if (entry === undefined) {
       if (g < committed) continue
       break
     }
     const { broker, pbrSeq } = entry
-    if (broker >= settings.maxBrokers || !Number.isSafeInteger(pbrSeq) || pbrSeq < 0) return corrupt(`GOI entry ${g} is invalid`)
+    if (broker >= settings.maxBrokers || !Number.isSafeInteger(pbrSeq) || pbrSeq < 0) {
+      return corrupt(`GOI entry ${g} is invalid`)
+    }
     // Released sessions are over: their lines hold final frontiers.
     const replayed = replayOrdered(topic, entry.clientId, entry.sessionEpoch, entry.batchSeq)
     if (replayed !== undefined) return corrupt(`GOI entry ${g}: ${replayed}`)
@@ -150,7 +169,10 @@ export const recoverTopic = (info: TopicInfo, storage: TopicStorage, history: Or
 }
 
 /** What discovery hands the round of a topic: its recovered order, or nothing when it could not be recovered (logged). */
-export const discovered = (info: TopicInfo, recovered: TopicOrder | LogCorrupt): Effect.Effect<ReadonlyArray<TopicOrder>> =>
+export const discovered = (
+  info: TopicInfo,
+  recovered: TopicOrder | LogCorrupt
+): Effect.Effect<ReadonlyArray<TopicOrder>> =>
   recovered instanceof LogCorrupt
     ? Effect.as(Effect.logError(`sequencer: ${recovered.message}; topic ${info.name} is not ordered`), [])
     : Effect.succeed([recovered])

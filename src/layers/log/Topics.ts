@@ -5,7 +5,6 @@
  * resolve a topic name.
  */
 import { Effect, Layer, Schema } from "effect"
-import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import {
   type DiskRetention,
   InvalidTopicSpec,
@@ -15,11 +14,12 @@ import {
   type TopicInfo,
   TopicNotFound,
   Topics,
-  type TopicsShape,
   TopicSpec,
   topicSpecConflict,
+  type TopicsShape,
   TopicTableFull
 } from "../../services/log/Topics.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { type LogArea, TOPIC_DESCRIPTOR_BYTES } from "./Layout.js"
 import { Descriptor, DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
@@ -50,10 +50,16 @@ export const resolverOver = (list: () => ReadonlyArray<TopicInfo>) => {
 /** Creates a topic: a valid spec, replication the log can give, a name not taken, a free entry. */
 const createTopic = (table: TopicTable, input: TopicSpec) =>
   Effect.gen(function*() {
-    const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message })))
-    if (!REPLICATION_FACTORS.includes(spec.replicationFactor)) return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
+    const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(
+      Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message }))
+    )
+    if (!REPLICATION_FACTORS.includes(spec.replicationFactor)) {
+      return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
+    }
     const conflict = topicSpecConflict(spec)
-    if (conflict !== undefined) return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
+    if (conflict !== undefined) {
+      return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
+    }
     if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
     const info = table.add(spec)
     if (info === undefined) return yield* new TopicTableFull({ maxTopics: table.maxTopics })
@@ -83,11 +89,20 @@ export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): Top
   const ackLevel = descriptors.ackLevel(at)
   const replicationFactor = descriptors.replicationFactor(at)
   const nameBytes = descriptors.nameBytes(at)
-  if (!ORDERS.has(order) || ackLevel < 0 || ackLevel > 2 || replicationFactor < 1 || nameBytes < 1 || nameBytes > Descriptor.maxNameBytes) {
+  if (
+    !ORDERS.has(order) || ackLevel < 0 || ackLevel > 2 || replicationFactor < 1 || nameBytes < 1 ||
+    nameBytes > Descriptor.maxNameBytes
+  ) {
     return undefined
   }
   const name = decoder.decode(region.bytes.subarray(at + Descriptor.name, at + Descriptor.name + nameBytes))
-  const info = { id: t, name, order: order as TopicInfo["order"], ackLevel: ackLevel as TopicInfo["ackLevel"], replicationFactor }
+  const info = {
+    id: t,
+    name,
+    order: order as TopicInfo["order"],
+    ackLevel: ackLevel as TopicInfo["ackLevel"],
+    replicationFactor
+  }
   const diskRetention = retentionOf(descriptors.diskRetentionBytes(at), descriptors.diskRetentionMs(at))
   return diskRetention === undefined ? info : { ...info, diskRetention }
 }
@@ -115,7 +130,7 @@ export const listTopics = (region: CxlMemoryShape, area: LogArea): ReadonlyArray
 export const topicResolver = (region: CxlMemoryShape, area: LogArea) => resolverOver(() => listTopics(region, area))
 
 /** `make` once per topic (by id): the per-topic state a layer keeps (topics are never deleted). */
-export const perTopic = <A>(make: (info: TopicInfo) => A): ((info: TopicInfo) => A) => {
+export const perTopic = <A>(make: (info: TopicInfo) => A): (info: TopicInfo) => A => {
   const made = new Map<number, A>()
   return (info) => {
     let found = made.get(info.id)
@@ -129,7 +144,9 @@ export const perTopic = <A>(make: (info: TopicInfo) => A): ((info: TopicInfo) =>
 
 /** Each topic's session table in the region. */
 export const regionSessionTables = (region: CxlMemoryShape, area: LogArea) =>
-  perTopic((info) => new SessionTable(region, area.sessions(info.id), area.registryLine(info.id), area.config.sessionSlots))
+  perTopic((info) =>
+    new SessionTable(region, area.sessions(info.id), area.registryLine(info.id), area.config.sessionSlots)
+  )
 
 /** Claims a free descriptor by compare-and-swap (two creators never both win it) and publishes it, state word last. */
 const addTopic = (region: CxlMemoryShape, area: LogArea, spec: TopicSpec): TopicInfo | undefined => {

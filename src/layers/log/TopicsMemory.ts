@@ -16,6 +16,8 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
         store.signal.notify()
         return info
       }
-    }))
+    })
+  )
 
-export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Topics> => Layer.effect(Topics, makeMemory(store, options))
+export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Topics> =>
+  Layer.effect(Topics, makeMemory(store, options))

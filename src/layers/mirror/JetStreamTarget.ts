@@ -4,10 +4,23 @@
  * the servers given, the stream (created when missing), where the mirror resumes (the stream's
  * last message), and fenced, de-duplicated publishes.
  */
-import { jetstream, type JetStreamClient, jetstreamManager, type JetStreamManager, type PubAck, StorageType } from "@nats-io/jetstream"
+import {
+  jetstream,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  type PubAck,
+  StorageType
+} from "@nats-io/jetstream"
 import { connect, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node"
 import { Data, Effect, type Scope } from "effect"
-import { MirrorHeaders, mirrorMessageId, type MirrorOptions, MirrorStreamForeign, MirrorStreamMismatch } from "../../services/mirror/Mirror.js"
+import {
+  MirrorHeaders,
+  mirrorMessageId,
+  type MirrorOptions,
+  MirrorStreamForeign,
+  MirrorStreamMismatch
+} from "../../services/mirror/Mirror.js"
 
 /** JetStream did not answer, or refused for a reason retrying may cure (no leader yet, servers down). */
 export class JetStreamFailed extends Data.TaggedError("JetStreamFailed")<{ readonly reason: string }> {
@@ -51,11 +64,19 @@ export interface JetStreamTarget {
    * to be offset `previous` (its id): a chain no other writer's message can enter, even in the slot
    * of one of ours that failed while later ones were in flight. Settles with JetStream's ack.
    */
-  readonly publish: (payload: Uint8Array, headers: MsgHdrs, offset: number, expectedLast: number, previous: number | undefined) => Promise<PubAck>
+  readonly publish: (
+    payload: Uint8Array,
+    headers: MsgHdrs,
+    offset: number,
+    expectedLast: number,
+    previous: number | undefined
+  ) => Promise<PubAck>
 }
 
 /** Connects (failing over among `servers`), makes sure the stream takes the subject, and hands out the target; closed with the scope. */
-export const openTarget = (options: MirrorOptions): Effect.Effect<JetStreamTarget, JetStreamFailed | MirrorStreamMismatch, Scope.Scope> =>
+export const openTarget = (
+  options: MirrorOptions
+): Effect.Effect<JetStreamTarget, JetStreamFailed | MirrorStreamMismatch, Scope.Scope> =>
   Effect.gen(function*() {
     const connection = yield* Effect.acquireRelease(
       Effect.tryPromise({
@@ -74,33 +95,56 @@ export const openTarget = (options: MirrorOptions): Effect.Effect<JetStreamTarge
       }),
       (nc) => Effect.promise(() => nc.close().catch(() => undefined))
     )
-    const manager = yield* Effect.tryPromise({ try: () => jetstreamManager(connection, { timeout: options.requestTimeoutMs }), catch: failed("JetStream") })
+    const manager = yield* Effect.tryPromise({
+      try: () => jetstreamManager(connection, { timeout: options.requestTimeoutMs }),
+      catch: failed("JetStream")
+    })
     const client = jetstream(connection, { timeout: options.requestTimeoutMs })
     yield* ensureStream(manager, options)
     const prefix = mirrorMessageId(options.regionId, options.topic, 0).slice(0, -1)
     const end = Effect.gen(function*() {
-      const info = yield* Effect.tryPromise({ try: () => manager.streams.info(options.stream), catch: failed(`stream ${options.stream}`) })
+      const info = yield* Effect.tryPromise({
+        try: () => manager.streams.info(options.stream),
+        catch: failed(`stream ${options.stream}`)
+      })
       const sequence = info.state.last_seq
       if (info.state.messages === 0) return { sequence, offset: undefined }
-      const last = yield* Effect.tryPromise({ try: () => manager.streams.getMessage(options.stream, { seq: sequence }), catch: failed(`stream ${options.stream}: message ${sequence}`) })
-      if (last === null) return yield* new JetStreamFailed({ reason: `stream ${options.stream}: its last message ${sequence} is not there (deleted meanwhile)` })
+      const last = yield* Effect.tryPromise({
+        try: () => manager.streams.getMessage(options.stream, { seq: sequence }),
+        catch: failed(`stream ${options.stream}: message ${sequence}`)
+      })
+      if (last === null) {
+        return yield* new JetStreamFailed({
+          reason: `stream ${options.stream}: its last message ${sequence} is not there (deleted meanwhile)`
+        })
+      }
       const id = last.header?.get(MirrorHeaders.msgId) ?? ""
       const offset = Number(last.header?.get(MirrorHeaders.offset) ?? Number.NaN)
       if (!id.startsWith(prefix) || !Number.isSafeInteger(offset) || id !== `${prefix}${offset}`) {
         return yield* new MirrorStreamForeign({
           stream: options.stream,
           sequence,
-          found: id === "" ? `a message without ${MirrorHeaders.msgId} on ${last.subject}` : `${JSON.stringify(id)} on ${last.subject}`,
+          found: id === ""
+            ? `a message without ${MirrorHeaders.msgId} on ${last.subject}`
+            : `${JSON.stringify(id)} on ${last.subject}`,
           expected: prefix
         })
       }
       return { sequence, offset }
     })
-    const publish = (payload: Uint8Array, headers: MsgHdrs, offset: number, expectedLast: number, previous: number | undefined) =>
+    const publish = (
+      payload: Uint8Array,
+      headers: MsgHdrs,
+      offset: number,
+      expectedLast: number,
+      previous: number | undefined
+    ) =>
       client.publish(options.subject, payload, {
         headers,
         msgID: `${prefix}${offset}`,
-        expect: previous === undefined ? { lastSequence: expectedLast } : { lastSequence: expectedLast, lastMsgID: `${prefix}${previous}` },
+        expect: previous === undefined
+          ? { lastSequence: expectedLast }
+          : { lastSequence: expectedLast, lastMsgID: `${prefix}${previous}` },
         timeout: options.requestTimeoutMs
       })
     return { connection, client, manager, end, publish } satisfies JetStreamTarget
@@ -110,12 +154,21 @@ export const openTarget = (options: MirrorOptions): Effect.Effect<JetStreamTarge
 const ensureStream = (manager: JetStreamManager, options: MirrorOptions) =>
   Effect.gen(function*() {
     const info = yield* Effect.tryPromise({
-      try: () => manager.streams.info(options.stream).catch((error: unknown) => (apiCode(error) === STREAM_NOT_FOUND ? undefined : Promise.reject(error))),
+      try: () =>
+        manager.streams.info(options.stream).catch((
+          error: unknown
+        ) => (apiCode(error) === STREAM_NOT_FOUND ? undefined : Promise.reject(error))),
       catch: failed(`stream ${options.stream}`)
     })
     if (info === undefined) {
       yield* Effect.tryPromise({
-        try: () => manager.streams.add({ name: options.stream, subjects: [options.subject], num_replicas: options.replicas, storage: StorageType.File }),
+        try: () =>
+          manager.streams.add({
+            name: options.stream,
+            subjects: [options.subject],
+            num_replicas: options.replicas,
+            storage: StorageType.File
+          }),
         catch: failed(`creating stream ${options.stream} (${options.replicas} replicas; --replicas)`)
       })
       return

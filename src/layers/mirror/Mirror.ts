@@ -8,7 +8,14 @@
  * up to `retryForMs` of unavailability; what retrying cannot cure fails `run`.
  */
 import { Effect, Layer, Metric } from "effect"
-import { mirrorLagMessages, mirrorLagSeconds, mirrorOffset, mirrorPublishLatency, mirrorRetries, mirrorUnavailable } from "../../Metrics.js"
+import {
+  mirrorLagMessages,
+  mirrorLagSeconds,
+  mirrorOffset,
+  mirrorPublishLatency,
+  mirrorRetries,
+  mirrorUnavailable
+} from "../../Metrics.js"
 import {
   Mirror,
   MirrorBehindRetention,
@@ -49,7 +56,8 @@ interface MirrorRun {
 }
 
 const taggedMetrics = (options: MirrorOptions) => {
-  const tag = <M extends Metric.Metric<any, any, any>>(m: M): M => Metric.tagged(Metric.tagged(m, "topic", options.topic), "stream", options.stream) as M
+  const tag = <M extends Metric.Metric<any, any, any>>(m: M): M =>
+    Metric.tagged(Metric.tagged(m, "topic", options.topic), "stream", options.stream) as M
   return {
     offset: tag(mirrorOffset),
     lagMessages: tag(mirrorLagMessages),
@@ -111,18 +119,32 @@ const behind = (run: MirrorRun, next: number, earliest: number, reason: string) 
 }
 
 /** The region side's errors: retention lost is `MirrorBehindRetention`, the rest as they are. */
-const fromSubscription = (run: MirrorRun) => <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.catchIf(
-    effect,
-    (e): e is Extract<E, { readonly _tag: "LogOutOfRange" | "ConsumerCutOff" }> => e._tag === "LogOutOfRange" || e._tag === "ConsumerCutOff",
-    (e) => {
-      const x = e as unknown as { readonly _tag: string; readonly requested?: number; readonly committed?: number; readonly earliest: number; readonly message: string }
-      return Effect.fail(behind(run, x.requested ?? x.committed ?? run.mirrored, x.earliest, x.message))
-    }
-  ) as Effect.Effect<A, Exclude<E, { readonly _tag: "LogOutOfRange" | "ConsumerCutOff" }> | MirrorBehindRetention, R>
+const fromSubscription =
+  (run: MirrorRun) => <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.catchIf(
+      effect,
+      (e): e is Extract<E, { readonly _tag: "LogOutOfRange" | "ConsumerCutOff" }> =>
+        e._tag === "LogOutOfRange" || e._tag === "ConsumerCutOff",
+      (e) => {
+        const x = e as unknown as {
+          readonly _tag: string
+          readonly requested?: number
+          readonly committed?: number
+          readonly earliest: number
+          readonly message: string
+        }
+        return Effect.fail(behind(run, x.requested ?? x.committed ?? run.mirrored, x.earliest, x.message))
+      }
+    ) as Effect.Effect<A, Exclude<E, { readonly _tag: "LogOutOfRange" | "ConsumerCutOff" }> | MirrorBehindRetention, R>
 
 /** Pulls batches and publishes every message from `next` on (up to `until`) through the window; stops at a failure. */
-const publishLoop = (run: MirrorRun, subscription: Subscription, w: MirrorWindow, target: Parameters<typeof publishOne>[1], next: number) =>
+const publishLoop = (
+  run: MirrorRun,
+  subscription: Subscription,
+  w: MirrorWindow,
+  target: Parameters<typeof publishOne>[1],
+  next: number
+) =>
   Effect.gen(function*() {
     const until = run.options.until ?? Infinity
     for (;;) {
@@ -147,7 +169,11 @@ const endAtFailure = (run: MirrorRun, w: MirrorWindow, failure: string) =>
     const boundMs = 2 * run.options.requestTimeoutMs
     const deadline = Date.now() + boundMs
     while (!drained(w)) {
-      if (Date.now() > deadline) return yield* new JetStreamFailed({ reason: `${failure}; ${w.sent - w.settled} publishes still unanswered ${boundMs} ms later` })
+      if (Date.now() > deadline) {
+        return yield* new JetStreamFailed({
+          reason: `${failure}; ${w.sent - w.settled} publishes still unanswered ${boundMs} ms later`
+        })
+      }
       yield* Effect.sleep(WATCH_EVERY_MS)
     }
     return yield* new JetStreamFailed({ reason: failure })
@@ -165,7 +191,10 @@ const watchLoop = (run: MirrorRun, subscription: Subscription, w: MirrorWindow) 
     for (;;) {
       yield* Effect.sleep(WATCH_EVERY_MS)
       if (w.mirrored > committed) {
-        yield* subscription.commit(w.mirrored).pipe(fromSubscription(run), Effect.catchTag("CommitRejected", (e) => Effect.die(e)))
+        yield* subscription.commit(w.mirrored).pipe(
+          fromSubscription(run),
+          Effect.catchTag("CommitRejected", (e) => Effect.die(e))
+        )
         committed = w.mirrored
       }
       if (run.unavailableSince !== undefined && (w.done > 0 || w.mirrored >= run.end)) {
@@ -187,22 +216,34 @@ const session = (run: MirrorRun, subscriber: SubscriberShape) =>
     // Known before the region is asked: a mirror refused there (behind retention) still says where it stands.
     if (resume !== undefined) run.mirrored = resume
     run.streamSequence = end.sequence
-    const subscription = yield* subscriber.subscribe(o.topic, { consumer: o.consumer, from: resume ?? o.from, autoCommit: "off" }).pipe(fromSubscription(run))
+    const subscription = yield* subscriber.subscribe(o.topic, {
+      consumer: o.consumer,
+      from: resume ?? o.from,
+      autoCommit: "off"
+    }).pipe(fromSubscription(run))
     const next = resume ?? subscription.start
     if (subscription.start > next) {
       run.state = "failed"
-      return yield* new MirrorGap({ stream: o.stream, topic: o.topic, streamNext: next, consumerCommitted: subscription.start })
+      return yield* new MirrorGap({
+        stream: o.stream,
+        topic: o.topic,
+        streamNext: next,
+        consumerCommitted: subscription.start
+      })
     }
     // The first publish expects the stream's last sequence alone: the message there was just read and is
     // ours, and JetStream keeps the last message id in memory only, rebuilt after a restart only while
     // that message is younger than the stream's duplicate window, so after a longer outage an expected id
     // is refused for good (#34). Once the first is stored, JetStream knows its id for the ones after it.
-    const w = makeWindow(o.maxInFlight, end.sequence, next, undefined, (latencyUs) => run.metrics.latency.unsafeUpdate(latencyUs, []))
+    const w = makeWindow(o.maxInFlight, end.sequence, next, undefined, (latencyUs) =>
+      run.metrics.latency.unsafeUpdate(latencyUs, []))
     run.window = w
     run.state = "mirroring"
     run.detail = undefined
     report(run)
-    if (o.until !== undefined && next >= o.until) return
+    if (o.until !== undefined && next >= o.until) {
+      return
+    }
     yield* Effect.raceFirst(publishLoop(run, subscription, w, target, next), watchLoop(run, subscription, w))
   }).pipe(Effect.scoped)
 
@@ -227,7 +268,11 @@ const runMirror = (subscriber: SubscriberShape, options: MirrorOptions): Effect.
       Effect.ignore,
       Effect.zipRight(Effect.sync(() => report(run)))
     )
-    yield* refresh.pipe(Effect.zipRight(Effect.sleep(options.statusEveryMs ?? STATUS_EVERY_MS)), Effect.forever, Effect.forkScoped)
+    yield* refresh.pipe(
+      Effect.zipRight(Effect.sleep(options.statusEveryMs ?? STATUS_EVERY_MS)),
+      Effect.forever,
+      Effect.forkScoped
+    )
     for (;;) {
       const outcome = yield* session(run, subscriber).pipe(Effect.either)
       if (outcome._tag === "Right") {
@@ -254,14 +299,25 @@ const runMirror = (subscriber: SubscriberShape, options: MirrorOptions): Effect.
       if (now - run.unavailableSince > options.retryForMs) {
         run.state = "failed"
         yield* refresh
-        return yield* new MirrorUnavailable({ servers: options.servers, stream: options.stream, retriedMs: now - run.unavailableSince, retries: run.retries, reason: error.reason })
+        return yield* new MirrorUnavailable({
+          servers: options.servers,
+          stream: options.stream,
+          retriedMs: now - run.unavailableSince,
+          retries: run.retries,
+          reason: error.reason
+        })
       }
-      yield* Effect.logWarning(`mirror ${options.topic} → ${options.stream}: ${error.reason}; resuming from the stream's last message (retry ${run.retries})`)
+      yield* Effect.logWarning(
+        `mirror ${options.topic} → ${options.stream}: ${error.reason}; resuming from the stream's last message (retry ${run.retries})`
+      )
       yield* Effect.sleep(Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(10, run.attempts - 1)))
     }
   }).pipe(Effect.scoped)
 
-export const make = Effect.map(Subscriber, (subscriber) => Mirror.of({ run: (options) => runMirror(subscriber, options) }))
+export const make = Effect.map(
+  Subscriber,
+  (subscriber) => Mirror.of({ run: (options) => runMirror(subscriber, options) })
+)
 
 /** The Mirror over whichever Subscriber is provided (Subscriber.layer for the region, layerRemote for brokers). */
 export const layer: Layer.Layer<Mirror, never, Subscriber> = Layer.effect(Mirror, make)

@@ -38,11 +38,14 @@ export const mirrorHeaders = (message: SubscriberMessage): MsgHdrs => {
   const key = message.key
   if (key !== undefined) {
     const text = headerText(key)
-    if (text === undefined) h.set(MirrorHeaders.keyBase64, Buffer.from(key.buffer, key.byteOffset, key.length).toString("base64"))
-    else h.set(MirrorHeaders.key, text)
+    if (text === undefined) {
+      h.set(MirrorHeaders.keyBase64, Buffer.from(key.buffer, key.byteOffset, key.length).toString("base64"))
+    } else h.set(MirrorHeaders.key, text)
   }
   const headers = message.headers
-  if (headers !== undefined) h.set(MirrorHeaders.headers, JSON.stringify(headers.map((x) => ({ name: x.name, ...jsonValue(x.value) }))))
+  if (headers !== undefined) {
+    h.set(MirrorHeaders.headers, JSON.stringify(headers.map((x) => ({ name: x.name, ...jsonValue(x.value) }))))
+  }
   return h
 }
 
@@ -58,7 +61,9 @@ export interface MirroredMessage {
 }
 
 /** Decodes a stream message's `Cxlog-*` headers (what a reader at another site does; the bench's and tests' audits). */
-export const readMirrored = (message: { readonly seq: number; readonly data: Uint8Array; readonly headers?: MsgHdrs | undefined }): MirroredMessage => {
+export const readMirrored = (
+  message: { readonly seq: number; readonly data: Uint8Array; readonly headers?: MsgHdrs | undefined }
+): MirroredMessage => {
   const h = message.headers
   const get = (name: string) => h?.get(name) || undefined
   const keyText = get(MirrorHeaders.key)
@@ -69,11 +74,19 @@ export const readMirrored = (message: { readonly seq: number; readonly data: Uin
     msgId: get(MirrorHeaders.msgId) ?? "",
     offset: Number(get(MirrorHeaders.offset) ?? Number.NaN),
     timestamp: Number(get(MirrorHeaders.timestamp) ?? Number.NaN),
-    key: keyText !== undefined ? new TextEncoder().encode(keyText) : keyBase64 !== undefined ? new Uint8Array(Buffer.from(keyBase64, "base64")) : undefined,
-    headers: headersJson === undefined ? undefined : (JSON.parse(headersJson) as Array<{ name: string; value?: string; valueBase64?: string }>).map((x) => ({
-      name: x.name,
-      value: x.value !== undefined ? new TextEncoder().encode(x.value) : new Uint8Array(Buffer.from(x.valueBase64 ?? "", "base64"))
-    })),
+    key: keyText !== undefined
+      ? new TextEncoder().encode(keyText)
+      : keyBase64 !== undefined
+      ? new Uint8Array(Buffer.from(keyBase64, "base64"))
+      : undefined,
+    headers: headersJson === undefined ?
+      undefined :
+      (JSON.parse(headersJson) as Array<{ name: string; value?: string; valueBase64?: string }>).map((x) => ({
+        name: x.name,
+        value: x.value !== undefined
+          ? new TextEncoder().encode(x.value)
+          : new Uint8Array(Buffer.from(x.valueBase64 ?? "", "base64"))
+      })),
     payload: message.data
   }
 }

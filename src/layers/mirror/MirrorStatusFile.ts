@@ -9,20 +9,23 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { MirrorStatus } from "../../services/mirror/Mirror.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
-import { readSetting, xdgRuntimeDir } from "../../Settings.js"
 import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
+import { readSetting, xdgRuntimeDir } from "../../Settings.js"
+import { isPidAlive } from "../region/ProcessInfo.js"
 
 /** `CXLOG_MIRROR_STATUS_DIR`, else `$XDG_RUNTIME_DIR/cxlog/mirrors`, else `<tmp>/cxlog-mirrors-<uid>`. */
 export const mirrorStatusDirectory = (): string => {
   const override = readSetting(MIRROR_SETTINGS.settings.statusDir)
   if (override !== undefined) return override
   const runtime = xdgRuntimeDir()
-  return runtime !== undefined ? join(runtime, "cxlog", "mirrors") : join(tmpdir(), `cxlog-mirrors-${process.getuid?.() ?? 0}`)
+  return runtime !== undefined
+    ? join(runtime, "cxlog", "mirrors")
+    : join(tmpdir(), `cxlog-mirrors-${process.getuid?.() ?? 0}`)
 }
 
 const safe = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, "_")
-const fileName = (s: { readonly regionId: string; readonly topic: string; readonly stream: string }) => `${safe(s.regionId)}.${safe(s.topic)}.${safe(s.stream)}.json`
+const fileName = (s: { readonly regionId: string; readonly topic: string; readonly stream: string }) =>
+  `${safe(s.regionId)}.${safe(s.topic)}.${safe(s.stream)}.json`
 
 const encode = Schema.encodeSync(MirrorStatus)
 const decode = Schema.decodeUnknownEither(Schema.parseJson(MirrorStatus))
@@ -59,7 +62,11 @@ export const readMirrorStatuses = (regionId: string): ReadonlyArray<MirrorStatus
     if (Either.isLeft(status) || status.right.regionId !== regionId) continue
     const s = status.right
     const running = s.state === "starting" || s.state === "mirroring" || s.state === "mirror-unavailable"
-    found.push(running && !isPidAlive(s.pid) ? new MirrorStatus({ ...s, state: "stopped", detail: `process ${s.pid} is gone` }) : s)
+    found.push(
+      running && !isPidAlive(s.pid)
+        ? new MirrorStatus({ ...s, state: "stopped", detail: `process ${s.pid} is gone` })
+        : s
+    )
   }
   return found
 }

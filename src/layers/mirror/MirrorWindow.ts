@@ -82,7 +82,9 @@ const settle = (w: MirrorWindow, slot: number, expected: number, ack: PubAck): v
     w.acked[slot] = 1
     advance(w)
   } else {
-    w.failure ??= `JetStream stored offset ${w.offsets[slot]} at sequence ${ack.seq}, expected ${expected}${ack.duplicate ? " (a duplicate)" : ""}`
+    w.failure ??= `JetStream stored offset ${w.offsets[slot]} at sequence ${ack.seq}, expected ${expected}${
+      ack.duplicate ? " (a duplicate)" : ""
+    }`
   }
   w.wake?.()
 }

@@ -17,11 +17,17 @@
  * secret, and the secret never crosses the wire; a captured handshake replayed later fails,
  * since the broker's nonce differs every time.
  */
-export { brokerAcceptanceProblem, clientProof, clientProofAsync, CREDENTIALS_HINT, type Credentials } from "./AuthClient.js"
+export {
+  brokerAcceptanceProblem,
+  clientProof,
+  clientProofAsync,
+  type Credentials,
+  CREDENTIALS_HINT
+} from "./AuthClient.js"
 export {
   bindCredentialFile,
-  type CredentialFile,
   CredentialError,
+  type CredentialFile,
   readCredentialFile,
   type RegionBinding,
   removeUser,

@@ -3,10 +3,22 @@
  * CHALLENGE (and the broker signature it then expects), and the one rule by which every client
  * takes or refuses a broker's acceptance.
  */
-import { authMessage, b64, clientKeyOf, hmac, salted, saltedAsync, serverKeyOf, serverSignatureMatches, sha256, xor } from "./AuthKeys.js"
+import {
+  authMessage,
+  b64,
+  clientKeyOf,
+  hmac,
+  salted,
+  saltedAsync,
+  serverKeyOf,
+  serverSignatureMatches,
+  sha256,
+  xor
+} from "./AuthKeys.js"
 
 /** How a client without credentials gets them, in the library's words and the CLI's: every "auth-required" says it. */
-export const CREDENTIALS_HINT = "give the client the `credentials` option ({ user, secret }, from `cxlog user add`), or `region` on the head's host " +
+export const CREDENTIALS_HINT =
+  "give the client the `credentials` option ({ user, secret }, from `cxlog user add`), or `region` on the head's host " +
   "to use the local secret file the head wrote; on the CLI --secret-file / CXLOG_SECRET_FILE (docs/security.md)"
 
 /** What a client authenticates with: a user and its secret (from a secret file, `NAME:SECRET`). */
@@ -35,7 +47,9 @@ export const clientProof = (credentials: Credentials, clientNonce: string, chall
 
 /** `clientProof` with the PBKDF2 rounds off the JS thread: what the clients use. */
 export const clientProofAsync = (credentials: Credentials, clientNonce: string, challenge: ChallengeParameters) =>
-  saltedAsync(credentials.secret, challenge.salt, challenge.iterations).then((s) => proofWith(s, credentials, clientNonce, challenge))
+  saltedAsync(credentials.secret, challenge.salt, challenge.iterations).then((s) =>
+    proofWith(s, credentials, clientNonce, challenge)
+  )
 
 /** What a client knows when a broker accepts it (WELCOME to a publisher, SUBSCRIBED to a subscriber). */
 export interface BrokerAcceptance {
@@ -74,7 +88,9 @@ export const brokerAcceptanceProblem = (a: BrokerAcceptance): string | undefined
   if (a.insecure && found) return undefined
   const verb = a.answer === "WELCOME" ? "welcomed" : "subscribed"
   return `${verb} this client without authenticating it (no CHALLENGE): started with --insecure, or not a broker of this credential ` +
-    `file; a client holding credentials (${found ? "found in the region's secret file" : "given"}) requires the broker's proof: ` +
+    `file; a client holding credentials (${
+      found ? "found in the region's secret file" : "given"
+    }) requires the broker's proof: ` +
     (found
       ? "to use a broker that authenticates nobody on purpose, connect with --insecure (CXLOG_INSECURE=true, or the library's insecure option)"
       : "given credentials always do (--insecure does not excuse them): to use a broker that authenticates nobody, connect without them")

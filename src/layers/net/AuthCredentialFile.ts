@@ -11,7 +11,9 @@ import { dirname, join } from "node:path"
 import { type LockAttempt, type LockHolder, tryLock } from "../region/PidLockFile.js"
 import { b64, clientKeyOf, DEFAULT_ITERATIONS, salted, serverKeyOf, sha256, unb64 } from "./AuthKeys.js"
 
-export class CredentialError extends Data.TaggedError("CredentialError")<{ readonly path: string; readonly reason: string }> {
+export class CredentialError
+  extends Data.TaggedError("CredentialError")<{ readonly path: string; readonly reason: string }>
+{
   override get message() {
     return `credentials ${this.path}: ${this.reason}`
   }
@@ -113,7 +115,8 @@ export const writePrivateFile = (path: string, text: string): void => {
   renameSync(temporary, path)
 }
 
-export const writeCredentialFile = (path: string, file: CredentialFile): void => writePrivateFile(path, `${JSON.stringify(file, null, 2)}\n`)
+export const writeCredentialFile = (path: string, file: CredentialFile): void =>
+  writePrivateFile(path, `${JSON.stringify(file, null, 2)}\n`)
 
 /** A user record for `secret` (fresh salt): what `cxlog user add` and the head write. */
 export const userRecord = (
@@ -190,7 +193,11 @@ export const upsertUser = (path: string, record: UserRecord, region?: RegionBind
     const existing: CredentialFile = statSync(path, { throwIfNoEntry: false }) === undefined
       ? { version: 1, users: [], sessionKey: b64(randomBytes(32)), ...(region === undefined ? {} : { region }) }
       : readCredentialFile(path)
-    writeCredentialFile(path, { ...existing, version: 1, users: [...existing.users.filter((u) => u.name !== record.name), record] })
+    writeCredentialFile(path, {
+      ...existing,
+      version: 1,
+      users: [...existing.users.filter((u) => u.name !== record.name), record]
+    })
   })
 
 /** Binds the file to `region` (its users and keys unchanged); false when there is no file. */

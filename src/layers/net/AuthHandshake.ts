@@ -7,10 +7,21 @@ import { Effect } from "effect"
 import { randomBytes, timingSafeEqual } from "node:crypto"
 import { statSync } from "node:fs"
 import { CREDENTIALS_HINT } from "./AuthClient.js"
-import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
 import { CredentialError, readCredentialFile, type UserRecord } from "./AuthCredentialFile.js"
-import { authMessage, b64, DEFAULT_ITERATIONS, hmac, KEY_BYTES, newNonce, serverSignatureMatches, sha256, unb64, xor } from "./AuthKeys.js"
+import {
+  authMessage,
+  b64,
+  DEFAULT_ITERATIONS,
+  hmac,
+  KEY_BYTES,
+  newNonce,
+  serverSignatureMatches,
+  sha256,
+  unb64,
+  xor
+} from "./AuthKeys.js"
 import { type Action, authorize } from "./AuthRights.js"
+import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 
 /** A pending challenge: what the broker sent, to check the AUTH against. */
@@ -30,7 +41,8 @@ const processDecoyKey = randomBytes(32)
  * Derived from the file's session key, it is the same on every broker of the file and after a
  * restart, as a real user's salt is; a file without a key gives one stable per process only.
  */
-const decoySalt = (fileKey: Buffer | undefined, name: string) => b64(hmac(fileKey ?? processDecoyKey, `cxlog-decoy-salt-1,${name}`).subarray(0, 16))
+const decoySalt = (fileKey: Buffer | undefined, name: string) =>
+  b64(hmac(fileKey ?? processDecoyKey, `cxlog-decoy-salt-1,${name}`).subarray(0, 16))
 
 /**
  * The broker's handle on a credential file: re-read when it changes (a `cxlog user add` takes
@@ -59,9 +71,17 @@ export class AuthServer {
   refresh(): void {
     try {
       const stat = statSync(this.path, { throwIfNoEntry: false })
-      if (stat === undefined) throw new CredentialError({ path: this.path, reason: "no such file (the head creates it; `cxlog user add` adds users)" })
+      if (stat === undefined) {
+        throw new CredentialError({
+          path: this.path,
+          reason: "no such file (the head creates it; `cxlog user add` adds users)"
+        })
+      }
       if ((stat.mode & 0o077) !== 0) {
-        throw new CredentialError({ path: this.path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+        throw new CredentialError({
+          path: this.path,
+          reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it`
+        })
       }
       const version = `${stat.ino}:${stat.ctimeMs}:${stat.size}`
       if (version === this.loaded) return
@@ -100,11 +120,19 @@ export class AuthServer {
    * session key.
    */
   sessionToken(topic: string, clientId: number, sessionEpoch: number, user: string): string | undefined {
-    return this.sessionKey === undefined ? undefined : b64(hmac(this.sessionKey, `cxlog-session-1,${topic},${clientId},${sessionEpoch},${user}`))
+    return this.sessionKey === undefined
+      ? undefined
+      : b64(hmac(this.sessionKey, `cxlog-session-1,${topic},${clientId},${sessionEpoch},${user}`))
   }
 
   /** Whether `token` shows the session was registered by `user`: always true for a file without a session key. */
-  sessionTokenMatches(topic: string, clientId: number, sessionEpoch: number, user: string, token: string | undefined): boolean {
+  sessionTokenMatches(
+    topic: string,
+    clientId: number,
+    sessionEpoch: number,
+    user: string,
+    token: string | undefined
+  ): boolean {
     const expected = this.sessionToken(topic, clientId, sessionEpoch, user)
     return expected === undefined || serverSignatureMatches(expected, token)
   }
@@ -149,19 +177,33 @@ export const authenticate = (
     }).pipe(
       Effect.tapError((e) => Effect.logWarning(`refusing a handshake: ${e.message}`)),
       Effect.mapError(() =>
-        new WireViolation({ code: "auth-failed", detail: "this broker cannot use its credential file now (its log says why): it authenticates nobody" })
+        new WireViolation({
+          code: "auth-failed",
+          detail: "this broker cannot use its credential file now (its log says why): it authenticates nobody"
+        })
       )
     )
-    io.send(challengeFrame(new ChallengeBody({ salt: challenge.salt, iterations: challenge.iterations, nonce: challenge.nonce })))
+    io.send(
+      challengeFrame(
+        new ChallengeBody({ salt: challenge.salt, iterations: challenge.iterations, nonce: challenge.nonce })
+      )
+    )
     const frame = yield* io.next
     if (frame === undefined) return null
-    if (frame.type !== FrameType.AUTH) return yield* new WireViolation({ code: "unexpected-frame", detail: "a CHALLENGE is answered with AUTH" })
+    if (frame.type !== FrameType.AUTH) {
+      return yield* new WireViolation({ code: "unexpected-frame", detail: "a CHALLENGE is answered with AUTH" })
+    }
     const answer = yield* decodeControl(AuthProof, frame.payload, "bad-handshake")
     const verified = server.verify(challenge, answer.proof)
     if (verified === undefined) {
-      return yield* new WireViolation({ code: "auth-failed", detail: `authentication as ${who.user} failed: no such user, or the wrong secret` })
+      return yield* new WireViolation({
+        code: "auth-failed",
+        detail: `authentication as ${who.user} failed: no such user, or the wrong secret`
+      })
     }
     const denied = authorize(verified.user, action, topic)
-    if (denied !== undefined) return yield* new WireViolation({ code: "forbidden", detail: denied })
+    if (denied !== undefined) {
+      return yield* new WireViolation({ code: "forbidden", detail: denied })
+    }
     return verified
   })

@@ -20,7 +20,8 @@ export const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64")
 export const unb64 = (text: string) => Buffer.from(text, "base64")
 
 const saltedCache = new Map<string, Buffer>()
-const saltedKey = (secret: string, salt: string, iterations: number) => `${salt}:${iterations}:${createHash("sha256").update(secret).digest("base64")}`
+const saltedKey = (secret: string, salt: string, iterations: number) =>
+  `${salt}:${iterations}:${createHash("sha256").update(secret).digest("base64")}`
 const remember = (key: string, value: Buffer) => {
   if (saltedCache.size > 64) saltedCache.clear()
   saltedCache.set(key, value)
@@ -37,7 +38,14 @@ export const saltedAsync = (secret: string, salt: string, iterations: number): P
   const cached = saltedCache.get(key)
   if (cached !== undefined) return Promise.resolve(cached)
   return new Promise((resolve, reject) =>
-    pbkdf2(secret, unb64(salt), iterations, KEY_BYTES, "sha256", (error, value) => error === null ? resolve(remember(key, value)) : reject(error))
+    pbkdf2(
+      secret,
+      unb64(salt),
+      iterations,
+      KEY_BYTES,
+      "sha256",
+      (error, value) => error === null ? resolve(remember(key, value)) : reject(error)
+    )
   )
 }
 
@@ -45,7 +53,8 @@ export const clientKeyOf = (saltedSecret: Uint8Array) => hmac(saltedSecret, "Cli
 export const serverKeyOf = (saltedSecret: Uint8Array) => hmac(saltedSecret, "Server Key")
 
 /** The text both sides sign: the user and both nonces, so a proof is good for one handshake only. */
-export const authMessage = (user: string, clientNonce: string, serverNonce: string) => `cxlog-auth-1,${user},${clientNonce},${serverNonce}`
+export const authMessage = (user: string, clientNonce: string, serverNonce: string) =>
+  `cxlog-auth-1,${user},${clientNonce},${serverNonce}`
 
 export const newNonce = (): string => randomBytes(18).toString("base64")
 export const newSecret = (): string => randomBytes(24).toString("base64url")

@@ -6,10 +6,10 @@
 import { lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from "node:fs"
 import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
+import { xdgRuntimeDir } from "../../Settings.js"
 import type { Credentials } from "./AuthClient.js"
 import { CredentialError, type RegionBinding, upsertUser, userRecord, writePrivateFile } from "./AuthCredentialFile.js"
 import { newSecret } from "./AuthKeys.js"
-import { xdgRuntimeDir } from "../../Settings.js"
 
 /**
  * This user's private directory for credential and secret files: `$XDG_RUNTIME_DIR/cxlog`, else
@@ -23,7 +23,10 @@ export const authDirectory = (): string => {
   const stat = lstatSync(dir)
   const uid = process.getuid?.()
   if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
-    throw new CredentialError({ path: dir, reason: "not a private directory of this user (owner and mode 700 expected)" })
+    throw new CredentialError({
+      path: dir,
+      reason: "not a private directory of this user (owner and mode 700 expected)"
+    })
   }
   return dir
 }
@@ -47,7 +50,9 @@ export const localCredentials = (region: string): Credentials | undefined => {
   } catch {
     return undefined
   }
-  return statSync(path, { throwIfNoEntry: false }) === undefined ? undefined : { ...readSecretFile(path), implicit: true }
+  return statSync(path, { throwIfNoEntry: false }) === undefined
+    ? undefined
+    : { ...readSecretFile(path), implicit: true }
 }
 
 /** Where a client library finds the local user's secret file when given no credentials. */
@@ -57,7 +62,9 @@ export interface LocalRegion {
 }
 
 /** `options` with the local user's credentials for its region when it names none (and the head's secret file is there). */
-export const withLocalCredentials = <O extends LocalRegion & { readonly credentials?: Credentials | undefined }>(options: O): O => {
+export const withLocalCredentials = <O extends LocalRegion & { readonly credentials?: Credentials | undefined }>(
+  options: O
+): O => {
   if (options.credentials !== undefined) return options
   const credentials = localCredentials(options.region ?? "cxlog")
   return credentials === undefined ? options : { ...options, credentials }
@@ -76,21 +83,31 @@ const localUserName = (): string => {
 export const readSecretFile = (path: string): Credentials => {
   const stat = statSync(path, { throwIfNoEntry: false })
   if (stat === undefined) throw new CredentialError({ path, reason: "no such secret file" })
-  if ((stat.mode & 0o077) !== 0) throw new CredentialError({ path, reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it` })
+  if ((stat.mode & 0o077) !== 0) {
+    throw new CredentialError({
+      path,
+      reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it`
+    })
+  }
   const text = readFileSync(path, "utf8").trim()
   const colon = text.indexOf(":")
   if (colon <= 0 || colon === text.length - 1) throw new CredentialError({ path, reason: "not NAME:SECRET" })
   return { user: text.slice(0, colon), secret: text.slice(colon + 1) }
 }
 
-export const writeSecretFile = (path: string, credentials: Credentials): void => writePrivateFile(path, `${credentials.user}:${credentials.secret}\n`)
+export const writeSecretFile = (path: string, credentials: Credentials): void =>
+  writePrivateFile(path, `${credentials.user}:${credentials.secret}\n`)
 
 /**
  * The head's part: the region's credential file with the local user (every right), bound to
  * `region` if given, and that user's secret file, unless a credential file is already there
  * (kept: users added to it stay).
  */
-export const ensureRegionCredentials = (credentialPath: string, secretPath: string, region?: RegionBinding): { created: boolean } => {
+export const ensureRegionCredentials = (
+  credentialPath: string,
+  secretPath: string,
+  region?: RegionBinding
+): { created: boolean } => {
   if (statSync(credentialPath, { throwIfNoEntry: false }) !== undefined) return { created: false }
   const credentials = { user: localUserName(), secret: newSecret() }
   writeSecretFile(secretPath, credentials)

@@ -27,7 +27,11 @@ const patternMatches = (pattern: string, topic: string): boolean => {
 export const authorize = (user: UserRecord, action: Action, target: string): string | undefined => {
   const rights = action === "publish" ? user.publish : action === "read" ? user.read : user.consume ?? ["*"]
   if (rights.some((p) => patternMatches(p, target))) return undefined
-  const what = action === "publish" ? `publish to topic ${target}` : action === "read" ? `read from topic ${target}` : `join consumer ${target}`
+  const what = action === "publish"
+    ? `publish to topic ${target}`
+    : action === "read"
+    ? `read from topic ${target}`
+    : `join consumer ${target}`
   return `user ${user.name} may not ${what} (its ${action} rights: ${rights.join(", ") || "none"})`
 }
 

@@ -14,8 +14,8 @@
  * and the value is the rest. Bits 8–31 are the message's timestamp as ms after the base, so a
  * plain message costs its 8-byte record header and nothing more.
  */
-import type { MessageHeader } from "../../services/net/Subscriber.js"
 import { crc32c } from "../../native/Crc32c.js"
+import type { MessageHeader } from "../../services/net/Subscriber.js"
 
 export const MESSAGE_HEADER_BYTES = 8
 
@@ -56,13 +56,22 @@ const encoder = new TextEncoder()
 const bytesOf = (value: string | Uint8Array): Uint8Array => (typeof value === "string" ? encoder.encode(value) : value)
 
 /** Encodes a key and headers once, at publish; `undefined` when there are neither (a plain message). */
-export const encodeParts = (options: { readonly key?: string | Uint8Array | undefined; readonly headers?: HeadersInit | undefined } | undefined): MessageParts | undefined => {
+export const encodeParts = (
+  options: { readonly key?: string | Uint8Array | undefined; readonly headers?: HeadersInit | undefined } | undefined
+): MessageParts | undefined => {
   if (options === undefined || (options.key === undefined && options.headers === undefined)) return undefined
   const key = options.key === undefined ? undefined : bytesOf(options.key)
-  const pairs = options.headers === undefined ? undefined : Array.isArray(options.headers) ? options.headers : Object.entries(options.headers)
+  const pairs = options.headers === undefined
+    ? undefined
+    : Array.isArray(options.headers)
+    ? options.headers
+    : Object.entries(options.headers)
   const headers = pairs === undefined || pairs.length === 0
     ? undefined
-    : pairs.map(([name, value]: readonly [string, string | Uint8Array]) => ({ name: encoder.encode(name), value: bytesOf(value) }))
+    : pairs.map(([name, value]: readonly [string, string | Uint8Array]) => ({
+      name: encoder.encode(name),
+      value: bytesOf(value)
+    }))
   if (key === undefined && headers === undefined) return undefined
   let bytes = key === undefined ? 0 : 4 + key.length
   if (headers !== undefined) bytes += headers.reduce((n, h) => n + 8 + h.name.length + h.value.length, 4)
@@ -121,7 +130,9 @@ let wholeView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0))
 const checkParts = (view: DataView, at: number, length: number, parts: number, i: number): string | undefined => {
   if ((parts & ~KNOWN_PARTS) !== 0) return `unknown flag bits 0x${parts.toString(16)}`
   if ((i === 0) !== ((parts & MessageFlags.BASE_TIME) !== 0)) {
-    return i === 0 ? "the first record lacks the batch's base timestamp" : "only the first record may carry a base timestamp"
+    return i === 0
+      ? "the first record lacks the batch's base timestamp"
+      : "only the first record may carry a base timestamp"
   }
   const end = at + MESSAGE_HEADER_BYTES + length
   let p = at + MESSAGE_HEADER_BYTES
@@ -148,7 +159,9 @@ const checkParts = (view: DataView, at: number, length: number, parts: number, i
       if (p + 8 > blockEnd) return `header ${h} overruns the headers`
       const nameLength = view.getUint32(p, true)
       const valueLength = view.getUint32(p + 4, true)
-      if (nameLength > blockEnd - p - 8 || valueLength > blockEnd - p - 8 - nameLength) return `header ${h} overruns the headers`
+      if (nameLength > blockEnd - p - 8 || valueLength > blockEnd - p - 8 - nameLength) {
+        return `header ${h} overruns the headers`
+      }
       p += 8 + nameLength + valueLength
     }
   }
@@ -351,7 +364,8 @@ export class BatchBuilder {
    */
   fits(length: number, partsBytes = 0, timestamp = this.base): boolean {
     return this.count === 0 ||
-      (this.used + messageRecordBytes(partsBytes + length) <= this.bytes.length && timestamp - this.base <= MAX_TIME_DELTA_MS)
+      (this.used + messageRecordBytes(partsBytes + length) <= this.bytes.length &&
+        timestamp - this.base <= MAX_TIME_DELTA_MS)
   }
 
   /** Appends a message published at `timestamp` (ms since the epoch); the caller has checked `fits`. */

@@ -24,12 +24,22 @@
 import { Config, type ConfigError, Effect, FiberSet, Layer, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { isIPv4 } from "node:net"
-import { Broker, BrokerListenFailed, type BrokerLog, type BrokerOptions, type BrokerShape, type BrokerStats } from "../../services/net/Broker.js"
+import { withMillis } from "../../Durations.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
-import { Topics } from "../../services/log/Topics.js"
-import { LogReader } from "../../services/log/LogReader.js"
 import { Consumers } from "../../services/log/Consumers.js"
+import { LogReader } from "../../services/log/LogReader.js"
+import { Topics } from "../../services/log/Topics.js"
+import {
+  Broker,
+  BrokerListenFailed,
+  type BrokerLog,
+  type BrokerOptions,
+  type BrokerShape,
+  type BrokerStats
+} from "../../services/net/Broker.js"
+import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
+import { settingsConfig } from "../../Settings.js"
 import { type AuthServer, CredentialError } from "./Auth.js"
 import * as Auth from "./Auth.js"
 import { listener, secureContextOf } from "./BrokerAccept.js"
@@ -37,9 +47,6 @@ import { holdConnection } from "./BrokerAdmission.js"
 import type { BrokerState, Settings } from "./BrokerState.js"
 import { ackEncoder } from "./Frame.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
-import { settingsConfig } from "../../Settings.js"
-import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
-import { withMillis } from "../../Durations.js"
 
 /** See `BrokerOptions.idleTimeoutMs`. */
 export const DEFAULT_IDLE_TIMEOUT_MS = BROKER_SETTINGS.settings.idleTimeoutMs.default
@@ -48,14 +55,14 @@ export const DEFAULT_IDLE_TIMEOUT_MS = BROKER_SETTINGS.settings.idleTimeoutMs.de
 const settingsOf = (given: BrokerOptions): Settings => {
   const options = withMillis(given, ["ackInterval", "handshakeTimeout", "idleTimeout"])
   return {
-  host: options.host ?? BROKER_SETTINGS.settings.host.default,
-  port: options.port ?? 0,
-  maxBatchBytes: options.maxBatchBytes ?? BROKER_SETTINGS.settings.maxBatchBytes.default,
-  ackIntervalMs: options.ackIntervalMs ?? BROKER_SETTINGS.settings.ackIntervalMs.default,
-  handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
-  idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
-  maxConnections: options.maxConnections ?? BROKER_SETTINGS.settings.maxConnections.default,
-  writeBufferBytes: options.writeBufferBytes ?? 1 << 20
+    host: options.host ?? BROKER_SETTINGS.settings.host.default,
+    port: options.port ?? 0,
+    maxBatchBytes: options.maxBatchBytes ?? BROKER_SETTINGS.settings.maxBatchBytes.default,
+    ackIntervalMs: options.ackIntervalMs ?? BROKER_SETTINGS.settings.ackIntervalMs.default,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    maxConnections: options.maxConnections ?? BROKER_SETTINGS.settings.maxConnections.default,
+    writeBufferBytes: options.writeBufferBytes ?? 1 << 20
   }
 }
 
@@ -98,7 +105,8 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     const refuse = (reason: string) => new BrokerListenFailed({ host: settings.host, port: settings.port, reason })
     const auth: AuthServer | undefined = options.credentials === undefined ? undefined : yield* Effect.try({
       try: () => Auth.AuthServer.open(options.credentials!),
-      catch: (e) => refuse(e instanceof CredentialError ? e.message : `credentials ${options.credentials}: ${String(e)}`)
+      catch: (e) =>
+        refuse(e instanceof CredentialError ? e.message : `credentials ${options.credentials}: ${String(e)}`)
     })
     const secure = options.tls === undefined ? undefined : yield* Effect.try({
       try: () => secureContextOf(options.tls!),
@@ -109,14 +117,18 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     const consumers = Option.getOrUndefined(yield* Effect.serviceOption(Consumers))
     if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
       return yield* refuse(
-        `refusing to serve beyond loopback without ${secure === undefined ? "TLS" : ""}${secure === undefined && auth === undefined ? " and " : ""}${
+        `refusing to serve beyond loopback without ${secure === undefined ? "TLS" : ""}${
+          secure === undefined && auth === undefined ? " and " : ""
+        }${
           auth === undefined ? "authentication" : ""
         }: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)`
       )
     }
     // Authentication is the default, as `cxlog broker`'s: an open broker is asked for by name.
     if (auth === undefined && options.insecure !== true) {
-      return yield* refuse("no credentials: give `credentials` (a credential file: docs/security.md), or `insecure: true` to let every client in")
+      return yield* refuse(
+        "no credentials: give `credentials` (a credential file: docs/security.md), or `insecure: true` to let every client in"
+      )
     }
     const broker: BrokerState = {
       brokerId,
@@ -148,7 +160,10 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
 
     yield* Effect.acquireRelease(
       Effect.async<void, BrokerListenFailed>((resume) => {
-        const onError = (error: Error) => resume(Effect.fail(new BrokerListenFailed({ host: settings.host, port: settings.port, reason: error.message })))
+        const onError = (error: Error) =>
+          resume(
+            Effect.fail(new BrokerListenFailed({ host: settings.host, port: settings.port, reason: error.message }))
+          )
         server.once("error", onError)
         server.listen(settings.port, settings.host, () => {
           server.off("error", onError)
@@ -179,7 +194,8 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     }
   })
 
-export const layer = (options: BrokerOptions): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> => Layer.scoped(Broker, make(options))
+export const layer = (options: BrokerOptions): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> =>
+  Layer.scoped(Broker, make(options))
 
 /** Options from the environment: the variables of BROKER_SETTINGS (services/net/NetSettings.ts; credentials or insecure: one of them is needed). */
 export const config: Config.Config<BrokerOptions> = settingsConfig(BROKER_SETTINGS.settings).pipe(

@@ -65,7 +65,14 @@ const accept = (broker: BrokerState, raw: Socket) => {
   raw.on("error", () => {})
   raw.setNoDelay(true)
   if (sockets.size >= settings.maxConnections) {
-    reject(broker, raw, new WireViolation({ code: "too-many-connections", detail: `this broker serves at most ${settings.maxConnections} connections` }))
+    reject(
+      broker,
+      raw,
+      new WireViolation({
+        code: "too-many-connections",
+        detail: `this broker serves at most ${settings.maxConnections} connections`
+      })
+    )
     // Its HELLO is read and dropped: the socket goes as soon as the client, told, closes.
     raw.resume()
     return
@@ -90,7 +97,15 @@ const accept = (broker: BrokerState, raw: Socket) => {
     }
   }
   const reader = new InPlaceFrameReader({
-    accept: [FrameType.HELLO, FrameType.AUTH, FrameType.BATCH, FrameType.CLOSE, FrameType.SUBSCRIBE, FrameType.CREDIT, FrameType.COMMIT],
+    accept: [
+      FrameType.HELLO,
+      FrameType.AUTH,
+      FrameType.BATCH,
+      FrameType.CLOSE,
+      FrameType.SUBSCRIBE,
+      FrameType.CREDIT,
+      FrameType.COMMIT
+    ],
     maxBatchBytes: settings.maxBatchBytes,
     // Before the handshake a BATCH is refused from its header: none of its payload is read.
     admit: (type) => {
@@ -101,10 +116,16 @@ const accept = (broker: BrokerState, raw: Socket) => {
       if (subscribing) {
         return opening || type === FrameType.CREDIT || type === FrameType.COMMIT || type === FrameType.AUTH
           ? undefined
-          : new WireViolation({ code: "unexpected-frame", detail: "only AUTH, CREDIT and COMMIT frames follow a SUBSCRIBE" })
+          : new WireViolation({
+            code: "unexpected-frame",
+            detail: "only AUTH, CREDIT and COMMIT frames follow a SUBSCRIBE"
+          })
       }
       if (type === FrameType.SUBSCRIBE || type === FrameType.CREDIT || type === FrameType.COMMIT) {
-        return new WireViolation({ code: "unexpected-frame", detail: "SUBSCRIBE opens a subscriber connection, CREDIT and COMMIT frames follow it" })
+        return new WireViolation({
+          code: "unexpected-frame",
+          detail: "SUBSCRIBE opens a subscriber connection, CREDIT and COMMIT frames follow it"
+        })
       }
       return current !== undefined || type === FrameType.HELLO || type === FrameType.AUTH
         ? undefined
@@ -139,7 +160,13 @@ const accept = (broker: BrokerState, raw: Socket) => {
  * handshake timeout, then the idle timeout, and closes the connection with the ERROR that ended
  * it, if any. `started` hands the session to `accept`'s reader once its HELLO is accepted.
  */
-const serve = (broker: BrokerState, socket: Socket, intake: Intake, reader: InPlaceFrameReader, started: (session: ConnectionSession) => void) =>
+const serve = (
+  broker: BrokerState,
+  socket: Socket,
+  intake: Intake,
+  reader: InPlaceFrameReader,
+  started: (session: ConnectionSession) => void
+) =>
   Effect.gen(function*() {
     const { held, settings } = broker
     const holds = () => reader.heldBytes
@@ -152,7 +179,9 @@ const serve = (broker: BrokerState, socket: Socket, intake: Intake, reader: InPl
         if (frame instanceof WireViolation) return yield* Effect.fail(frame)
         if (frame !== undefined) return frame
         if (intake.ended()) {
-          if (reader.midFrame) return yield* new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" })
+          if (reader.midFrame) {
+            return yield* new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" })
+          }
           return undefined
         }
         yield* intake.read
@@ -160,7 +189,11 @@ const serve = (broker: BrokerState, socket: Socket, intake: Intake, reader: InPl
     })
     // Plain timers, not Effect timeouts: they cost nothing per connection beyond themselves.
     const handshakeTimer = setTimeout(() => {
-      reject(broker, socket, new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` }))
+      reject(
+        broker,
+        socket,
+        new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` })
+      )
       intake.stop()
     }, settings.handshakeTimeoutMs)
     yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(handshakeTimer)))
@@ -186,7 +219,11 @@ const serve = (broker: BrokerState, socket: Socket, intake: Intake, reader: InPl
       quietChecks = bytes !== bytesSeen || !intake.starved() ? 0 : quietChecks + 1
       bytesSeen = bytes
       if (quietChecks < 4) return void (idleTimer = setTimeout(checkIdle, settings.idleTimeoutMs / 4).unref())
-      reject(broker, socket, new WireViolation({ code: "idle-timeout", detail: `nothing sent or received for ${settings.idleTimeoutMs} ms` }))
+      reject(
+        broker,
+        socket,
+        new WireViolation({ code: "idle-timeout", detail: `nothing sent or received for ${settings.idleTimeoutMs} ms` })
+      )
       intake.stop()
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(idleTimer)))
@@ -197,7 +234,9 @@ const serve = (broker: BrokerState, socket: Socket, intake: Intake, reader: InPl
       if (settings.idleTimeoutMs > 0) checkIdle()
     }
     const subscribed = () => clearTimeout(handshakeTimer)
-    const outcome = yield* Effect.either(Effect.scoped(session(broker, socket, intake, reader, nextFrame, handshakeDone, subscribed)))
+    const outcome = yield* Effect.either(
+      Effect.scoped(session(broker, socket, intake, reader, nextFrame, handshakeDone, subscribed))
+    )
     intake.stop()
     if (Either.isLeft(outcome)) {
       yield* Effect.logDebug(`broker ${broker.brokerId}: closing a connection: ${outcome.left.message}`)
@@ -209,9 +248,12 @@ const serve = (broker: BrokerState, socket: Socket, intake: Intake, reader: InPl
     Effect.scoped,
     Effect.catchAllCause((cause) =>
       Effect.logWarning(`broker ${broker.brokerId}: connection failed`, cause).pipe(
-        Effect.zipRight(Effect.sync(() => reject(broker, socket, new WireViolation({ code: "internal", detail: "internal broker error" }))))
+        Effect.zipRight(
+          Effect.sync(() =>
+            reject(broker, socket, new WireViolation({ code: "internal", detail: "internal broker error" }))
+          )
+        )
       )
     ),
     Effect.onInterrupt(() => Effect.sync(() => socket.destroy()))
   )
-

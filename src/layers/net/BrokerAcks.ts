@@ -53,10 +53,18 @@ const sendAck = (
   pairs: number
 ): boolean => {
   const { ackFrames, counts } = broker
-  for (let from = 0; ; from += MAX_ACK_ORDERS) {
+  for (let from = 0;; from += MAX_ACK_ORDERS) {
     const count = Math.min(MAX_ACK_ORDERS, pairs - from)
     const last = from + count >= pairs
-    const frame = ackFrames.encode(session.clientId, session.sessionEpoch, last ? frontier : before, session.ackLevel, orders, from, count)
+    const frame = ackFrames.encode(
+      session.clientId,
+      session.sessionEpoch,
+      last ? frontier : before,
+      session.ackLevel,
+      orders,
+      from,
+      count
+    )
     const sent = send(broker, socket, frame)
     ackFrames.written(socket)
     if (!sent) return false
@@ -86,14 +94,25 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
     // Resolved once: a wake re-reads the session line with plain calls.
     const watch = yield* acks.watch(topic, clientId, sessionEpoch, brokerId)
     yield* Effect.async<void>((resume) => {
-      const track: AckTrack = { socket, session, carried, watch, orderOf: (pbrSeq) => totalOrder(brokerId, pbrSeq), acked: 0, orderedSent: 0, fencedAt: undefined }
+      const track: AckTrack = {
+        socket,
+        session,
+        carried,
+        watch,
+        orderOf: (pbrSeq) => totalOrder(brokerId, pbrSeq),
+        acked: 0,
+        orderedSent: 0,
+        fencedAt: undefined
+      }
       const stop = trackAcks(broker, track, () => resume(Effect.void))
       return Effect.sync(stop)
     })
   }).pipe(
     Effect.catchAll((error) =>
       Effect.logWarning(`broker ${broker.brokerId}: ACK tracker stopped: ${error.message}`).pipe(
-        Effect.zipRight(Effect.sync(() => reject(broker, socket, new WireViolation({ code: "internal", detail: error.message }))))
+        Effect.zipRight(
+          Effect.sync(() => reject(broker, socket, new WireViolation({ code: "internal", detail: error.message })))
+        )
       )
     )
   )
@@ -105,7 +124,14 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   const frontiers = watch.acks()
   if (!frontiers.known) {
     // Released and its line reused: where it ended is no longer known.
-    reject(broker, socket, new WireViolation({ code: "unknown-session", detail: `session ${clientId}/${sessionEpoch} ended and its record was reused` }))
+    reject(
+      broker,
+      socket,
+      new WireViolation({
+        code: "unknown-session",
+        detail: `session ${clientId}/${sessionEpoch} ended and its record was reused`
+      })
+    )
     return "end"
   }
   const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
@@ -119,7 +145,10 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
     if (!sendAck(broker, socket, session, before, frontier, carried.orders, pairs)) return "end"
     sent = true
   }
-  if (session.orderedAcks && frontiers.ordered > Math.max(track.orderedSent, track.acked) && carried.highest >= track.orderedSent) {
+  if (
+    session.orderedAcks && frontiers.ordered > Math.max(track.orderedSent, track.acked) &&
+    carried.highest >= track.orderedSent
+  ) {
     // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
     track.orderedSent = frontiers.ordered
     const ordered = broker.ackFrames.encode(clientId, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
@@ -132,7 +161,14 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   if (failure !== undefined) {
     // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
     const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
-    reject(broker, socket, new WireViolation({ code: "durability-unavailable", detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given` }))
+    reject(
+      broker,
+      socket,
+      new WireViolation({
+        code: "durability-unavailable",
+        detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given`
+      })
+    )
     return "end"
   }
   if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
@@ -140,10 +176,16 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
     track.fencedAt ??= performance.now()
     const leftMs = FENCE_DURABLE_WAIT_MS - (performance.now() - track.fencedAt)
     if (leftMs > 0) return { boundMs: leftMs }
-    reject(broker, socket, new WireViolation({
-      code: "durability-unavailable",
-      detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${frontiers.ordered - 1} ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
-    }))
+    reject(
+      broker,
+      socket,
+      new WireViolation({
+        code: "durability-unavailable",
+        detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${
+          frontiers.ordered - 1
+        } ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
+      })
+    )
     return "end"
   }
   if (frontiers.fenced) {

@@ -5,9 +5,9 @@
  */
 import { Effect, type Scope } from "effect"
 import { RateBudget, type UserRecord } from "./Auth.js"
+import type { BrokerState, ConnectionSession, RateDraw, UserUse } from "./BrokerState.js"
 import { WireViolation } from "./Control.js"
 import type { Frame } from "./Frame.js"
-import type { BrokerState, ConnectionSession, RateDraw, UserUse } from "./BrokerState.js"
 
 /** The user's use, its budgets at the rates its record names now (a `cxlog user add` that changed them applies from its next connection). */
 const useOf = (broker: BrokerState, user: UserRecord): UserUse => {
@@ -27,7 +27,10 @@ export const holdConnection = (broker: BrokerState, user: UserRecord) =>
     const use = useOf(broker, user)
     const limit = user.limits?.connections ?? 0
     if (limit > 0 && use.connections >= limit) {
-      return yield* new WireViolation({ code: "too-many-connections", detail: `user ${user.name} may hold ${limit} connections to this broker` })
+      return yield* new WireViolation({
+        code: "too-many-connections",
+        detail: `user ${user.name} may hold ${limit} connections to this broker`
+      })
     }
     use.connections++
     yield* Effect.addFinalizer(() => Effect.sync(() => void use.connections--))
@@ -35,17 +38,28 @@ export const holdConnection = (broker: BrokerState, user: UserRecord) =>
   })
 
 /** A publisher's connection admitted: the budgets its batches draw on, the connection's and (holding one of its connections) its user's. */
-export const admitPublisher = (broker: BrokerState, user: UserRecord | undefined): Effect.Effect<Array<RateDraw>, WireViolation, Scope.Scope> =>
+export const admitPublisher = (
+  broker: BrokerState,
+  user: UserRecord | undefined
+): Effect.Effect<Array<RateDraw>, WireViolation, Scope.Scope> =>
   Effect.gen(function*() {
     const budgets: Array<RateDraw> = []
     const { messagesPerSecond = 0, bytesPerSecond = 0 } = broker.limits ?? {}
-    if (messagesPerSecond > 0) budgets.push({ budget: new RateBudget(messagesPerSecond), of: "messages", whose: "the connection's" })
-    if (bytesPerSecond > 0) budgets.push({ budget: new RateBudget(bytesPerSecond), of: "bytes", whose: "the connection's" })
+    if (messagesPerSecond > 0) {
+      budgets.push({ budget: new RateBudget(messagesPerSecond), of: "messages", whose: "the connection's" })
+    }
+    if (bytesPerSecond > 0) {
+      budgets.push({ budget: new RateBudget(bytesPerSecond), of: "bytes", whose: "the connection's" })
+    }
     if (user !== undefined) {
       const use = yield* holdConnection(broker, user)
       const whose = `user ${user.name}'s`
-      if (use.messages !== undefined) budgets.push({ budget: use.messages, of: "messages", whose })
-      if (use.bytes !== undefined) budgets.push({ budget: use.bytes, of: "bytes", whose })
+      if (use.messages !== undefined) {
+        budgets.push({ budget: use.messages, of: "messages", whose })
+      }
+      if (use.bytes !== undefined) {
+        budgets.push({ budget: use.bytes, of: "bytes", whose })
+      }
     }
     return budgets
   })
@@ -54,7 +68,10 @@ export const admitPublisher = (broker: BrokerState, user: UserRecord | undefined
 export const overLimit = (session: ConnectionSession, frame: Frame): WireViolation | undefined => {
   for (const { budget, of, whose } of session.budgets) {
     if (budget.take(of === "messages" ? frame.messageCount : frame.payloadBytes)) continue
-    return new WireViolation({ code: "rate-limited", detail: `over ${whose} limit of ${budget.perSecond} ${of} a second` })
+    return new WireViolation({
+      code: "rate-limited",
+      detail: `over ${whose} limit of ${budget.perSecond} ${of} a second`
+    })
   }
   return undefined
 }

@@ -43,11 +43,15 @@ const fillFrom = (payload: Uint8Array) => (dst: Uint8Array): void => {
 
 /** Why a frame past the handshake is not one of this session's BATCH or CLOSE frames (undefined when it is). */
 const sessionViolation = (frame: Frame, session: ConnectionSession): WireViolation | undefined => {
-  if (frame.type === FrameType.HELLO) return new WireViolation({ code: "unexpected-frame", detail: "only BATCH and CLOSE frames follow the handshake" })
+  if (frame.type === FrameType.HELLO) {
+    return new WireViolation({ code: "unexpected-frame", detail: "only BATCH and CLOSE frames follow the handshake" })
+  }
   if (frame.clientId === session.clientId && frame.sessionEpoch === session.sessionEpoch) return undefined
   return new WireViolation({
     code: "session-mismatch",
-    detail: `${frameTypeName(frame.type)} of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${session.clientId}/${session.sessionEpoch}`
+    detail: `${
+      frameTypeName(frame.type)
+    } of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${session.clientId}/${session.sessionEpoch}`
   })
 }
 
@@ -57,7 +61,14 @@ const sessionViolation = (frame: Frame, session: ConnectionSession): WireViolati
  * of the stream or of the connection (`DONE`), at a violation, at a CLOSE, or at a batch
  * the log has no room for now (returned: `appendWaiting` waits for room and appends it).
  */
-export const batchStream = (broker: BrokerState, socket: Socket, intake: Intake, reader: InPlaceFrameReader, session: ConnectionSession, carried: Carried) => {
+export const batchStream = (
+  broker: BrokerState,
+  socket: Socket,
+  intake: Intake,
+  reader: InPlaceFrameReader,
+  session: ConnectionSession,
+  carried: Carried
+) => {
   const { appender, counts } = broker
   const counted = (frame: Frame, receipt: AppendReceipt) => {
     // Level 0 gets no ACKs, so nothing would ever take what it carried.
@@ -92,7 +103,9 @@ export const batchStream = (broker: BrokerState, socket: Socket, intake: Intake,
       const frame = reader.next()
       if (frame === undefined) {
         if (!intake.ended()) return IDLE
-        return reader.midFrame ? new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" }) : DONE
+        return reader.midFrame
+          ? new WireViolation({ code: "truncated", detail: "the connection ended inside a frame" })
+          : DONE
       }
       if (frame instanceof WireViolation) return frame
       const wrong = sessionViolation(frame, session)

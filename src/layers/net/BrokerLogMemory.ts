@@ -8,11 +8,10 @@
  */
 import { Context, Effect, Layer, type Scope } from "effect"
 import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.js"
-import { LogReader } from "../../services/log/LogReader.js"
-import { Consumers } from "../../services/log/Consumers.js"
 import { Appender, type AppenderShape, type BrokerSlotTaken } from "../../services/log/Appender.js"
+import { Consumers } from "../../services/log/Consumers.js"
+import { LogReader } from "../../services/log/LogReader.js"
 import type { SequencerLeaseHeld, SequencerShape, SessionGapIdleTooShort } from "../../services/log/Sequencer.js"
-import type { BrokerLog } from "../../services/net/Broker.js"
 import {
   type AckLevel,
   type InvalidTopicSpec,
@@ -22,18 +21,21 @@ import {
   type TopicsShape,
   type TopicTableFull
 } from "../../services/log/Topics.js"
+import type { BrokerLog } from "../../services/net/Broker.js"
 import * as AckTrackerMemory from "../log/AckTrackerMemory.js"
 import * as AppenderMemory from "../log/AppenderMemory.js"
-import * as LogReaderMemory from "../log/LogReaderMemory.js"
 import * as ConsumersMemory from "../log/ConsumersMemory.js"
 import { defaultLogConfig, type LogConfigInvalid, validateLogConfig } from "../log/Layout.js"
+import * as LogReaderMemory from "../log/LogReaderMemory.js"
 import { findTopic, makeMemoryStore, type MemoryBatch, type MemoryLogStore } from "../log/MemoryStore.js"
 import * as SequencerMemory from "../log/SequencerMemory.js"
 import * as TopicsMemory from "../log/TopicsMemory.js"
 
 export interface MemoryLogOptions {
   /** Order 5; replication factor 2 acknowledges level 2 only at the durable frontier a test (or `memoryMarks`) sets. */
-  readonly topics: ReadonlyArray<{ readonly name: string; readonly ackLevel?: AckLevel; readonly replicationFactor?: 1 | 2 }>
+  readonly topics: ReadonlyArray<
+    { readonly name: string; readonly ackLevel?: AckLevel; readonly replicationFactor?: 1 | 2 }
+  >
   /** How long a gap in a session may stay open before the session is fenced. Default 2 s. */
   readonly holdTimeoutMs?: number
   /**
@@ -50,7 +52,10 @@ export interface MemoryLogOptions {
 }
 
 /** A batch of the total order; message i of it has total order `totalOrder + i`. */
-export type OrderedBatch = Pick<MemoryBatch, "broker" | "clientId" | "sessionEpoch" | "batchSeq" | "messageCount" | "totalOrder" | "payload">
+export type OrderedBatch = Pick<
+  MemoryBatch,
+  "broker" | "clientId" | "sessionEpoch" | "batchSeq" | "messageCount" | "totalOrder" | "payload"
+>
 
 /** A topic's counts, as the sequencer published them. */
 export interface MemoryLogStats {
@@ -103,7 +108,10 @@ export const settleRounds = (sequencer: SequencerShape) =>
   Effect.gen(function*() {
     for (let i = 0; i < 10_000; i++) {
       const round = yield* sequencer.step
-      if (round.ordered + round.duplicates + round.held + round.fenced + round.dropped + round.released + round.lapsed === 0) return
+      if (
+        round.ordered + round.duplicates + round.held + round.fenced + round.dropped + round.released + round.lapsed ===
+          0
+      ) return
     }
     return yield* Effect.dieMessage("the memory log's sequencer never went idle")
   }).pipe(Effect.orDie)
@@ -129,19 +137,30 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     )
     const topics = yield* TopicsMemory.makeMemory(store)
     for (const spec of options.topics) {
-      yield* topics.create({ name: spec.name, order: 5, ackLevel: spec.ackLevel ?? 1, replicationFactor: spec.replicationFactor ?? 1 })
+      yield* topics.create({
+        name: spec.name,
+        order: 5,
+        ackLevel: spec.ackLevel ?? 1,
+        replicationFactor: spec.replicationFactor ?? 1
+      })
     }
     const appenders: Array<AppenderShape> = []
-    for (let brokerId = 0; brokerId < brokers; brokerId++) appenders.push(yield* AppenderMemory.makeMemory(store, { brokerId }))
+    for (let brokerId = 0; brokerId < brokers; brokerId++) {
+      appenders.push(yield* AppenderMemory.makeMemory(store, { brokerId }))
+    }
     const acks = yield* AckTrackerMemory.makeMemory(store)
     const reader = yield* LogReaderMemory.makeMemory(store)
     const consumers = yield* ConsumersMemory.makeMemory(store)
     const sequencer = yield* SequencerMemory.makeMemory(store, { holdTimeoutMs: options.holdTimeoutMs ?? 2_000 })
-    yield* Effect.forkScoped(sequencer.run.pipe(Effect.catchAllCause((cause) => Effect.logError("the memory log's sequencer stopped", cause))))
+    yield* Effect.forkScoped(
+      sequencer.run.pipe(Effect.catchAllCause((cause) => Effect.logError("the memory log's sequencer stopped", cause)))
+    )
 
     const appender = (brokerId: number) => {
       const shape = appenders[brokerId]
-      if (shape === undefined) throw new RangeError(`broker id ${brokerId} is not in [0, ${brokers}) of this memory log`)
+      if (shape === undefined) {
+        throw new RangeError(`broker id ${brokerId} is not in [0, ${brokers}) of this memory log`)
+      }
       return shape
     }
     const counted = (name: string): MemoryLogStats => {
@@ -161,7 +180,12 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
       appender,
       acks,
       forBroker: (brokerId) =>
-        Context.make(Appender, appender(brokerId)).pipe(Context.add(AckTracker, acks), Context.add(Topics, topics), Context.add(LogReader, reader), Context.add(Consumers, consumers)),
+        Context.make(Appender, appender(brokerId)).pipe(
+          Context.add(AckTracker, acks),
+          Context.add(Topics, topics),
+          Context.add(LogReader, reader),
+          Context.add(Consumers, consumers)
+        ),
       settle: settleRounds(sequencer),
       ordered: (name) => findTopic(store, name)?.goi.slice() ?? [],
       stats: counted
@@ -173,5 +197,7 @@ export const layerMemory = (log: MemoryLog, brokerId: number): Layer.Layer<Broke
   Layer.succeedContext(log.forBroker(brokerId))
 
 /** A private `MemoryLog` served as broker 0: a broker alone, for tests and the bench's broker process. */
-export const layerMemoryStandalone = (options: MemoryLogOptions): Layer.Layer<BrokerLog | LogReader | Consumers, MemoryLogError> =>
+export const layerMemoryStandalone = (
+  options: MemoryLogOptions
+): Layer.Layer<BrokerLog | LogReader | Consumers, MemoryLogError> =>
   Layer.scopedContext(Effect.map(makeMemoryLog(options), (log) => log.forBroker(0)))

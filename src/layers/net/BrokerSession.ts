@@ -19,7 +19,12 @@ import type { InPlaceFrameReader } from "./FrameReader.js"
 /** Sessions whose owning user a broker remembers (a few MB at most); far above a region's session lines. */
 const MAX_SESSION_OWNERS = 65_536
 
-const welcome = (broker: BrokerState, sessionEpoch: number, serverSignature: string | undefined, sessionToken: string | undefined) =>
+const welcome = (
+  broker: BrokerState,
+  sessionEpoch: number,
+  serverSignature: string | undefined,
+  sessionToken: string | undefined
+) =>
   welcomeFrame(
     new Welcome({
       protocol: PROTOCOL_VERSION,
@@ -36,20 +41,32 @@ const handshake = (broker: BrokerState, socket: Socket, nextFrame: Effect.Effect
     const { auth } = broker
     const frame = yield* nextFrame
     if (frame === undefined) return undefined
-    if (frame.type !== FrameType.HELLO) return yield* new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
+    if (frame.type !== FrameType.HELLO) {
+      return yield* new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
+    }
     const hello = yield* decodeControl(Hello, frame.payload, "bad-handshake")
     if (hello.protocol !== PROTOCOL_VERSION) {
-      return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${hello.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
+      return yield* new WireViolation({
+        code: "version-mismatch",
+        detail: `protocol ${hello.protocol}, this broker speaks ${PROTOCOL_VERSION}`
+      })
     }
     if (frame.clientId !== hello.clientId || frame.sessionEpoch !== (hello.sessionEpoch ?? 0)) {
-      return yield* new WireViolation({ code: "bad-handshake", detail: "the HELLO header and body name different sessions" })
+      return yield* new WireViolation({
+        code: "bad-handshake",
+        detail: "the HELLO header and body name different sessions"
+      })
     }
     // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
     const authenticated = auth === undefined
       ? undefined
-      : yield* Auth.authenticate(auth, hello, "publish", hello.topic, { send: (frame) => void send(broker, socket, frame), next: nextFrame })
+      : yield* Auth.authenticate(auth, hello, "publish", hello.topic, {
+        send: (frame) => void send(broker, socket, frame),
+        next: nextFrame
+      })
     if (authenticated === null) return undefined
-    const unknownTopic = (e: { readonly message: string }) => new WireViolation({ code: "unknown-topic", detail: e.message })
+    const unknownTopic = (e: { readonly message: string }) =>
+      new WireViolation({ code: "unknown-topic", detail: e.message })
     yield* broker.topics.lookup(hello.topic).pipe(Effect.mapError(unknownTopic))
     const budgets = yield* admitPublisher(broker, authenticated?.user)
     const user = authenticated?.user.name
@@ -59,7 +76,14 @@ const handshake = (broker: BrokerState, socket: Socket, nextFrame: Effect.Effect
     if (user !== undefined) claimSession(broker, hello.topic, hello.clientId, sessionEpoch, user)
     const token = user === undefined ? undefined : auth?.sessionToken(hello.topic, hello.clientId, sessionEpoch, user)
     send(broker, socket, welcome(broker, sessionEpoch, authenticated?.serverSignature, token))
-    return { topic: hello.topic, clientId: hello.clientId, sessionEpoch, ackLevel: hello.ackLevel, orderedAcks: hello.ackLevel === 2 && hello.orderedAcks === true, budgets }
+    return {
+      topic: hello.topic,
+      clientId: hello.clientId,
+      sessionEpoch,
+      ackLevel: hello.ackLevel,
+      orderedAcks: hello.ackLevel === 2 && hello.orderedAcks === true,
+      budgets
+    }
   })
 
 /** A HELLO without an epoch: the log registers a new session and hands out its epoch. */
@@ -88,9 +112,12 @@ const claimSession = (broker: BrokerState, topic: string, clientId: number, sess
 const attachSession = (broker: BrokerState, hello: Hello, sessionEpoch: number, user: string | undefined) =>
   Effect.gen(function*() {
     const { auth } = broker
-    const owner = user === undefined ? undefined : broker.sessionOwners.get(sessionKey(hello.topic, hello.clientId, sessionEpoch))
+    const owner = user === undefined
+      ? undefined
+      : broker.sessionOwners.get(sessionKey(hello.topic, hello.clientId, sessionEpoch))
     const foreign = owner === undefined
-      ? user !== undefined && auth !== undefined && !auth.sessionTokenMatches(hello.topic, hello.clientId, sessionEpoch, user, hello.sessionToken)
+      ? user !== undefined && auth !== undefined &&
+        !auth.sessionTokenMatches(hello.topic, hello.clientId, sessionEpoch, user, hello.sessionToken)
       : owner !== user
     if (foreign) {
       return yield* new WireViolation({
@@ -101,12 +128,15 @@ const attachSession = (broker: BrokerState, hello: Hello, sessionEpoch: number, 
       })
     }
     const known = yield* broker.acks.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
-      Effect.mapError((e) => new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message }))
+      Effect.mapError((e) =>
+        new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message })
+      )
     )
     if (known.known) return sessionEpoch
     return yield* new WireViolation({
       code: "unknown-session",
-      detail: `session ${hello.clientId}/${sessionEpoch} is not registered on topic ${hello.topic} (it was never, or it ended and its line was reused): register a new one`
+      detail:
+        `session ${hello.clientId}/${sessionEpoch} is not registered on topic ${hello.topic} (it was never, or it ended and its line was reused): register a new one`
     })
   })
 
@@ -124,11 +154,15 @@ export const session = (
     if (first === undefined) return
     if (first.type === FrameType.SUBSCRIBE) return yield* broker.subscriptions(socket, first, nextFrame, subscribed)
     let opening: Frame | undefined = first
-    const session = yield* handshake(broker, socket, Effect.suspend(() => {
-      const frame = opening
-      opening = undefined
-      return frame === undefined ? nextFrame : Effect.succeed(frame)
-    }))
+    const session = yield* handshake(
+      broker,
+      socket,
+      Effect.suspend(() => {
+        const frame = opening
+        opening = undefined
+        return frame === undefined ? nextFrame : Effect.succeed(frame)
+      })
+    )
     if (session === undefined) return
     handshakeDone(session)
     const carried = new Carried()
@@ -143,10 +177,11 @@ export const session = (
       if (stop.type === FrameType.CLOSE) {
         // After every batch this connection carried: the log releases the session once they are ordered.
         broker.sessionOwners.delete(sessionKey(session.topic, session.clientId, session.sessionEpoch))
-        return yield* broker.appender.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq).pipe(
-          Effect.mapError(appendFailed),
-          Effect.asVoid
-        )
+        return yield* broker.appender.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq)
+          .pipe(
+            Effect.mapError(appendFailed),
+            Effect.asVoid
+          )
       }
       yield* batches.appendWaiting(stop)
     }

@@ -7,10 +7,10 @@
 import { type Effect, type Fiber, Metric } from "effect"
 import type { Socket } from "node:net"
 import { brokerRejected } from "../../Metrics.js"
-import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { AckTrackerShape } from "../../services/log/AckTracker.js"
 import type { AppenderShape } from "../../services/log/Appender.js"
 import type { AckLevel, TopicsShape } from "../../services/log/Topics.js"
+import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { AuthServer, RateBudget } from "./Auth.js"
 import { errorFrame, type WireErrorCode, WireViolation } from "./Control.js"
 import type { AckEncoder } from "./Frame.js"
@@ -80,7 +80,14 @@ export interface BrokerState {
   readonly handshaking: Set<Socket>
   /** What each connection holds of its client's input, for `stats().queuedBytes`. */
   readonly held: Set<() => number>
-  readonly counts: { accepted: number; batches: number; messages: number; bytes: number; ackFrames: number; fencedFrames: number }
+  readonly counts: {
+    accepted: number
+    batches: number
+    messages: number
+    bytes: number
+    ackFrames: number
+    fencedFrames: number
+  }
   /** Every connection's ACKs are encoded into one buffer: each is written before the next is encoded. */
   readonly ackFrames: AckEncoder
   readonly rejected: Partial<Record<WireErrorCode, number>>
@@ -108,7 +115,11 @@ export const reject = (broker: BrokerState, socket: Socket, violation: WireViola
 export const send = (broker: BrokerState, socket: Socket, frame: Buffer): boolean => {
   if (socket.destroyed || socket.writableEnded) return false
   if (socket.writableLength > broker.settings.writeBufferBytes) {
-    reject(broker, socket, new WireViolation({ code: "slow-consumer", detail: "the client does not read its ACK frames" }))
+    reject(
+      broker,
+      socket,
+      new WireViolation({ code: "slow-consumer", detail: "the client does not read its ACK frames" })
+    )
     return false
   }
   socket.write(frame)

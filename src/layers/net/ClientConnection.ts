@@ -8,16 +8,16 @@
 import { Data, Either } from "effect"
 import { connect, isIP, type Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
-import { brokerAcceptanceProblem, clientProofAsync, CREDENTIALS_HINT, type Credentials, newNonce } from "./Auth.js"
+import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "./Auth.js"
 import {
   authFrame,
   AuthProof,
   Challenge,
   closeFrame,
+  decodeControl,
   ErrorBody,
   Hello,
   helloFrame,
-  decodeControl,
   KEEPALIVE_DELAY_MS,
   Welcome,
   type WireErrorCode,
@@ -138,7 +138,13 @@ export const dialBroker = (
     : {
       socket: connectTls({
         // Over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off, which holds a batch's last record back.
-        socket: connect({ host: address.host, port: address.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS }),
+        socket: connect({
+          host: address.host,
+          port: address.port,
+          noDelay: true,
+          keepAlive: true,
+          keepAliveInitialDelay: KEEPALIVE_DELAY_MS
+        }),
         // The name the broker's certificate must carry.
         host: address.host,
         ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
@@ -172,7 +178,8 @@ export interface ClientConnection {
 const sessionTokens = new Map<string, string>()
 /** Far above the sessions one process keeps open; the oldest go first. */
 const MAX_SESSION_TOKENS = 4_096
-const tokenKey = (user: string, topic: string, clientId: number, sessionEpoch: number) => `${user}/${topic}/${clientId}/${sessionEpoch}`
+const tokenKey = (user: string, topic: string, clientId: number, sessionEpoch: number) =>
+  `${user}/${topic}/${clientId}/${sessionEpoch}`
 
 export const openConnection = (
   address: BrokerAddress,
@@ -197,7 +204,10 @@ export const openConnection = (
     const error = new ConnectionClosed({ broker: formatAddress(address), code, detail })
     events.onClosed(error.message, error)
   }
-  const welcomeTimer = setTimeout(() => finish("no-welcome", `no WELCOME within ${connectTimeoutMs} ms`), connectTimeoutMs)
+  const welcomeTimer = setTimeout(
+    () => finish("no-welcome", `no WELCOME within ${connectTimeoutMs} ms`),
+    connectTimeoutMs
+  )
   welcomeTimer.unref()
   const reader = new FrameReader({
     accept: [FrameType.WELCOME, FrameType.CHALLENGE, FrameType.ACK, FrameType.SESSION_FENCED, FrameType.ERROR],
@@ -207,8 +217,19 @@ export const openConnection = (
 
   const introduce = () => {
     if (credentials === undefined) return void socket.write(helloFrame(hello))
-    const sessionToken = hello.sessionEpoch === undefined ? undefined : sessionTokens.get(tokenKey(credentials.user, hello.topic, hello.clientId, hello.sessionEpoch))
-    socket.write(helloFrame(new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }), ...(sessionToken === undefined ? {} : { sessionToken }) })))
+    const sessionToken = hello.sessionEpoch === undefined
+      ? undefined
+      : sessionTokens.get(tokenKey(credentials.user, hello.topic, hello.clientId, hello.sessionEpoch))
+    socket.write(
+      helloFrame(
+        new Hello({
+          ...hello,
+          user: credentials.user,
+          ...(nonce === undefined ? {} : { nonce }),
+          ...(sessionToken === undefined ? {} : { sessionToken })
+        })
+      )
+    )
   }
   socket.on(ready, introduce)
   socket.on("error", (error) => finish("unreachable", error.message))
@@ -222,7 +243,10 @@ export const openConnection = (
       switch (frame.type) {
         case FrameType.CHALLENGE: {
           if (credentials === undefined || nonce === undefined) {
-            return finish("auth-required", `the broker requires authentication and this client has no credentials: ${CREDENTIALS_HINT}`)
+            return finish(
+              "auth-required",
+              `the broker requires authentication and this client has no credentials: ${CREDENTIALS_HINT}`
+            )
           }
           if (welcomed || challenged) return finish("bad-frame", "an unexpected CHALLENGE")
           challenged = true
@@ -258,15 +282,24 @@ export const openConnection = (
           clearTimeout(welcomeTimer)
           if (credentials !== undefined && welcome.right.sessionToken !== undefined) {
             const key = tokenKey(credentials.user, hello.topic, hello.clientId, welcome.right.sessionEpoch)
-            if (!sessionTokens.has(key) && sessionTokens.size >= MAX_SESSION_TOKENS) sessionTokens.delete(sessionTokens.keys().next().value!)
+            if (!sessionTokens.has(key) && sessionTokens.size >= MAX_SESSION_TOKENS) {
+              sessionTokens.delete(sessionTokens.keys().next().value!)
+            }
             sessionTokens.set(key, welcome.right.sessionToken)
           }
           events.onWelcome(welcome.right)
           break
         }
         case FrameType.ACK:
-          if (frame.payload.length % ACK_ORDER_BYTES !== 0) return finish("bad-frame", `an ACK payload of ${frame.payload.length} bytes is not (batch seq, total order) pairs`)
-          if (welcomed && frame.clientId === hello.clientId) events.onAck(frame.sessionEpoch, frame.seq, frame.payload, frame.messageCount)
+          if (frame.payload.length % ACK_ORDER_BYTES !== 0) {
+            return finish(
+              "bad-frame",
+              `an ACK payload of ${frame.payload.length} bytes is not (batch seq, total order) pairs`
+            )
+          }
+          if (welcomed && frame.clientId === hello.clientId) {
+            events.onAck(frame.sessionEpoch, frame.seq, frame.payload, frame.messageCount)
+          }
           break
         case FrameType.SESSION_FENCED:
           if (welcomed && frame.clientId === hello.clientId) events.onFenced(frame.sessionEpoch, frame.seq)
@@ -290,7 +323,9 @@ export const openConnection = (
       if (closed) return
       closed = true
       clearTimeout(welcomeTimer)
-      if (credentials !== undefined) sessionTokens.delete(tokenKey(credentials.user, hello.topic, hello.clientId, sessionEpoch))
+      if (credentials !== undefined) {
+        sessionTokens.delete(tokenKey(credentials.user, hello.topic, hello.clientId, sessionEpoch))
+      }
       socket.end(closeFrame(hello.clientId, sessionEpoch, batches))
       // The broker closes its side once it has the frame; don't wait on it for ever.
       setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref()

@@ -151,7 +151,10 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
 const MAX_DETAIL_CHARS = 300
 
 /** The first failure in `issue` and the path to it; a union's is taken whole (every member failed). */
-const firstFailure = (issue: ParseResult.ParseIssue, path: ReadonlyArray<PropertyKey>): { readonly path: ReadonlyArray<PropertyKey>; readonly issue: ParseResult.ParseIssue } => {
+const firstFailure = (
+  issue: ParseResult.ParseIssue,
+  path: ReadonlyArray<PropertyKey>
+): { readonly path: ReadonlyArray<PropertyKey>; readonly issue: ParseResult.ParseIssue } => {
   switch (issue._tag) {
     case "Pointer":
       return firstFailure(issue.issue, [...path, ...(Array.isArray(issue.path) ? issue.path : [issue.path])])
@@ -185,7 +188,11 @@ const describeDecodeFailure = (schema: Schema.Schema.AnyNoContext, error: ParseR
 }
 
 /** Decodes a control frame's JSON payload with `schema`; any failure is a `WireViolation` with `code`, its detail one line. */
-export const decodeControl = <A, I>(schema: Schema.Schema<A, I>, payload: Uint8Array, code: WireErrorCode): Either.Either<A, WireViolation> => {
+export const decodeControl = <A, I>(
+  schema: Schema.Schema<A, I>,
+  payload: Uint8Array,
+  code: WireErrorCode
+): Either.Either<A, WireViolation> => {
   let text: string
   try {
     text = textDecoder.decode(payload)
@@ -201,19 +208,38 @@ const encodeJson = <A, I>(schema: Schema.Schema<A, I>, value: A): Uint8Array =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
 
 export const helloFrame = (hello: Hello): Buffer =>
-  encodeFrame({ type: FrameType.HELLO, clientId: hello.clientId, sessionEpoch: hello.sessionEpoch ?? 0, seq: 0, messageCount: 0 }, encodeJson(Hello, hello))
+  encodeFrame({
+    type: FrameType.HELLO,
+    clientId: hello.clientId,
+    sessionEpoch: hello.sessionEpoch ?? 0,
+    seq: 0,
+    messageCount: 0
+  }, encodeJson(Hello, hello))
 
 export const challengeFrame = (challenge: Challenge): Buffer =>
-  encodeFrame({ type: FrameType.CHALLENGE, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Challenge, challenge))
+  encodeFrame(
+    { type: FrameType.CHALLENGE, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
+    encodeJson(Challenge, challenge)
+  )
 
 export const authFrame = (clientId: number, proof: AuthProof): Buffer =>
-  encodeFrame({ type: FrameType.AUTH, clientId, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(AuthProof, proof))
+  encodeFrame(
+    { type: FrameType.AUTH, clientId, sessionEpoch: 0, seq: 0, messageCount: 0 },
+    encodeJson(AuthProof, proof)
+  )
 
 export const welcomeFrame = (welcome: Welcome): Buffer =>
-  encodeFrame({ type: FrameType.WELCOME, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }, encodeJson(Welcome, welcome))
+  encodeFrame(
+    { type: FrameType.WELCOME, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
+    encodeJson(Welcome, welcome)
+  )
 
 /** Built without Schema: brokers send these to hostile input at a high rate, and the type already fixes the shape. */
-export const errorFrame = (code: WireErrorCode, message: string, extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed">): Buffer =>
+export const errorFrame = (
+  code: WireErrorCode,
+  message: string,
+  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed">
+): Buffer =>
   encodeFrame(
     { type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
     textEncoder.encode(JSON.stringify({ code, message: message.slice(0, 500), ...extra }))

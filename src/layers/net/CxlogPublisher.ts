@@ -12,17 +12,17 @@
  * ```
  */
 import { Cause, Data, type Duration, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
-import * as PublisherLayers from "./Publisher.js"
+import { withMillis } from "../../Durations.js"
 import {
   type MessageOptions,
+  type PublishAck,
   Publisher,
   PublisherClosed,
-  type PublishAck,
   type PublisherOptions,
   type PublisherShape,
   type PublisherStats
 } from "../../services/net/Publisher.js"
-import { withMillis } from "../../Durations.js"
+import * as PublisherLayers from "./Publisher.js"
 
 /** `close()` could not flush: the messages not acknowledged are lost to this publisher (it closed anyway). */
 export class PublisherCloseUnflushed extends Data.TaggedError("PublisherCloseUnflushed")<{
@@ -93,7 +93,10 @@ export class CxlogPublisher {
    */
   publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: false }): Promise<void>
   publish(payload: Uint8Array | string, options: MessageOptions & { readonly acked: true }): Promise<PublishAck>
-  publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: boolean }): Promise<void | PublishAck> {
+  publish(
+    payload: Uint8Array | string,
+    options?: MessageOptions & { readonly acked?: boolean }
+  ): Promise<void | PublishAck> {
     if (this.closed) return Promise.reject(new PublisherClosed())
     const bytes = typeof payload === "string" ? encoder.encode(payload) : payload
     const message = options?.key === undefined && options?.headers === undefined ? undefined : options
@@ -131,7 +134,11 @@ export class CxlogPublisher {
   private async closeOnce(options: CloseOptions): Promise<void> {
     // From here on publish rejects with PublisherClosed: the flush covers everything published before.
     this.closed = true
-    const flushed = options.flush === false ? Exit.void : await this.runtime.runPromiseExit(this.publisher.flush(withMillis(options, ["timeout"]).timeoutMs ?? this.ackTimeoutMs))
+    const flushed = options.flush === false
+      ? Exit.void
+      : await this.runtime.runPromiseExit(
+        this.publisher.flush(withMillis(options, ["timeout"]).timeoutMs ?? this.ackTimeoutMs)
+      )
     const stats = this.publisher.stats()
     await this.runtime.dispose()
     // A publisher that failed earlier fails its flush too; with nothing unacknowledged, nothing is lost.

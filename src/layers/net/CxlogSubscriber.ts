@@ -13,7 +13,13 @@
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope } from "effect"
-import type { MessageHeader, SubscribeOptions, SubscriberBatch, SubscriberMessage, Subscription } from "../../services/net/Subscriber.js"
+import type {
+  MessageHeader,
+  SubscribeOptions,
+  SubscriberBatch,
+  SubscriberMessage,
+  Subscription
+} from "../../services/net/Subscriber.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
@@ -102,7 +108,10 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
    * (`Roles.localSubscriber`), or the in-memory cluster of `cxlog/testing` in an app's tests.
    * Rejects with the layer's error or the subscription's.
    */
-  static async openWith<E>(layer: Layer.Layer<Subscriber, E>, options: CxlogSubscribeOptions): Promise<CxlogSubscriber> {
+  static async openWith<E>(
+    layer: Layer.Layer<Subscriber, E>,
+    options: CxlogSubscribeOptions
+  ): Promise<CxlogSubscriber> {
     const signal = options.signal
     signal?.throwIfAborted()
     const runtime = ManagedRuntime.make(layer)
@@ -172,7 +181,10 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   }
 
   /** Calls `handler` with each batch, awaiting it before the next, until `close()`, the signal, or a rejection. */
-  async eachBatch(handler: (batch: SubscriberBatch) => void | Promise<void>, options: { readonly signal?: AbortSignal } = {}): Promise<void> {
+  async eachBatch(
+    handler: (batch: SubscriberBatch) => void | Promise<void>,
+    options: { readonly signal?: AbortSignal } = {}
+  ): Promise<void> {
     const until = options.signal
     const stopped = () => this.stop.signal.aborted || until?.aborted === true
     while (!stopped()) {

@@ -7,8 +7,8 @@
 import { WireViolation } from "./Control.js"
 import {
   type Frame,
-  type FrameHeader,
   FRAME_MAGIC,
+  type FrameHeader,
   FrameType,
   frameTypeName,
   MAX_ACK_PAYLOAD_BYTES,
@@ -45,7 +45,8 @@ const payloadLimit = (type: number, maxBatchBytes: number): number =>
 const fail = (code: WireViolation["code"], detail: string) => new WireViolation({ code, detail })
 
 /** Little-endian u32 at `at` of `b`. */
-const u32 = (b: Uint8Array, at: number): number => (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0
+const u32 = (b: Uint8Array, at: number): number =>
+  (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0
 
 /** A frame as the readers build it: its payload is set once received (`withPayload`). */
 type ReceivedFrame = { -readonly [K in keyof Frame]: Frame[K] }
@@ -69,8 +70,12 @@ export const checkedHeader = (
 ): Frame | WireViolation => {
   const type = source[at]
   const magic = source[at + 2] | (source[at + 3] << 8)
-  if (magic !== FRAME_MAGIC) return fail("bad-magic", `frame magic 0x${magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
-  if (source[at + 1] !== WIRE_VERSION) return fail("version-mismatch", `wire version ${source[at + 1]}, this side speaks ${WIRE_VERSION}`)
+  if (magic !== FRAME_MAGIC) {
+    return fail("bad-magic", `frame magic 0x${magic.toString(16)} is not 0x${FRAME_MAGIC.toString(16)}`)
+  }
+  if (source[at + 1] !== WIRE_VERSION) {
+    return fail("version-mismatch", `wire version ${source[at + 1]}, this side speaks ${WIRE_VERSION}`)
+  }
   if (accepted[type] !== true) return fail("bad-frame-type", `frame type ${frameTypeName(type)} is not accepted here`)
   const refused = options.admit?.(type as FrameType)
   if (refused !== undefined) return refused
@@ -78,7 +83,9 @@ export const checkedHeader = (
   if (seqHigh > MAX_SEQ_HIGH) return fail("oversized", "sequence is not below 2^53")
   const payloadBytes = u32(source, at + 24)
   const limit = payloadLimit(type, options.maxBatchBytes)
-  if (payloadBytes > limit) return fail("oversized", `${frameTypeName(type)} payload of ${payloadBytes} bytes exceeds ${limit}`)
+  if (payloadBytes > limit) {
+    return fail("oversized", `${frameTypeName(type)} payload of ${payloadBytes} bytes exceeds ${limit}`)
+  }
   return {
     type: type as FrameType,
     clientId: u32(source, at + 4),
@@ -96,7 +103,9 @@ export const crcViolation = (header: FrameHeader, crc: number): WireViolation | 
     ? undefined
     : new WireViolation({
       code: "bad-crc",
-      detail: `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${header.crc32c.toString(16)}`
+      detail: `${frameTypeName(header.type)} crc32c 0x${crc.toString(16)} does not match the header's 0x${
+        header.crc32c.toString(16)
+      }`
     })
 
 export const acceptedTypes = (accept: ReadonlyArray<FrameType>): ReadonlyArray<boolean> => {

@@ -7,10 +7,10 @@
  * its payload is taken. The broker's reader, which chooses where each read goes so a batch is
  * received straight into the log's space, is InPlaceFrameReader.ts; the checks both run, FrameCheck.ts.
  */
-import { WireViolation } from "./Control.js"
 import { crc32c } from "../../native/Crc32c.js"
-import { acceptedTypes, checkedHeader, crcViolation, EMPTY, type HeaderRules, withPayload } from "./FrameCheck.js"
+import { WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType } from "./Frame.js"
+import { acceptedTypes, checkedHeader, crcViolation, EMPTY, type HeaderRules, withPayload } from "./FrameCheck.js"
 
 // What the other readers' users import from here.
 export { acceptedTypes, checkedHeader, withPayload } from "./FrameCheck.js"
@@ -60,7 +60,8 @@ export class FrameReader {
    * the next call).
    */
   get heldBytes(): number {
-    return this.chunk.length - this.position + this.headerFill + (this.pending === undefined ? 0 : this.reassemblyFill) + this.returnedBytes
+    return this.chunk.length - this.position + this.headerFill +
+      (this.pending === undefined ? 0 : this.reassemblyFill) + this.returnedBytes
   }
 
   /**

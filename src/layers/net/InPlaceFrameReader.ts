@@ -2,10 +2,10 @@
  * The broker's frame decoder, which chooses where each read goes, so a batch is received
  * straight into the log's space (see `InPlaceFrameReader`).
  */
-import { WireViolation } from "./Control.js"
 import { crc32c } from "../../native/Crc32c.js"
-import { acceptedTypes, checkedHeader, crcViolation, EMPTY, type HeaderRules, withPayload } from "./FrameCheck.js"
+import { WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType } from "./Frame.js"
+import { acceptedTypes, checkedHeader, crcViolation, EMPTY, type HeaderRules, withPayload } from "./FrameCheck.js"
 
 export interface InPlaceFrameReaderOptions extends HeaderRules {
   /** Frame types this side accepts; anything else is `bad-frame-type`. */
@@ -102,7 +102,9 @@ export class InPlaceFrameReader {
     }
     // Still where `buffer()` would send this read now? (Nothing changed since it was handed out.)
     const current = this.stashEnd === this.stashStart &&
-      (this.pending !== undefined ? into === this.destination && at === this.destinationFill : into === this.header && at === this.headerFill && at < FRAME_HEADER_BYTES)
+      (this.pending !== undefined
+        ? into === this.destination && at === this.destinationFill
+        : into === this.header && at === this.headerFill && at < FRAME_HEADER_BYTES)
     if (!current) {
       // Read into a buffer the reader has moved on from (it is the reader's own): it waits in the stash.
       if (this.stash.length - this.stashEnd < n) this.growStash(n)
@@ -133,7 +135,8 @@ export class InPlaceFrameReader {
 
   /** Received bytes this reader holds for its consumer: a partial header, the payload read so far, the stash, the frame last returned. */
   get heldBytes(): number {
-    return this.headerFill + (this.pending === undefined ? 0 : this.destinationFill) + this.stashEnd - this.stashStart + this.returnedBytes
+    return this.headerFill + (this.pending === undefined ? 0 : this.destinationFill) + this.stashEnd - this.stashStart +
+      this.returnedBytes
   }
 
   /**
@@ -205,7 +208,8 @@ export class InPlaceFrameReader {
     this.placed = undefined
     if (header.payloadBytes === 0) return this.complete(header, EMPTY)
     const placed = header.type === FrameType.BATCH ? this.options.place?.(header) : undefined
-    const fits = placed !== undefined && placed.length >= header.payloadBytes && placed.length <= header.payloadBytes + FRAME_HEADER_BYTES
+    const fits = placed !== undefined && placed.length >= header.payloadBytes &&
+      placed.length <= header.payloadBytes + FRAME_HEADER_BYTES
     this.placed = fits ? placed : undefined
     this.destination = fits ? placed : this.ownBuffer(header.payloadBytes)
     this.destinationFill = 0
@@ -214,7 +218,9 @@ export class InPlaceFrameReader {
   }
 
   private ownBuffer(payloadBytes: number): Uint8Array {
-    if (this.own.length < payloadBytes + FRAME_HEADER_BYTES) this.own = new Uint8Array(payloadBytes + FRAME_HEADER_BYTES)
+    if (this.own.length < payloadBytes + FRAME_HEADER_BYTES) {
+      this.own = new Uint8Array(payloadBytes + FRAME_HEADER_BYTES)
+    }
     return this.own.subarray(0, payloadBytes + FRAME_HEADER_BYTES)
   }
 

@@ -18,29 +18,29 @@
  * batch is open behind others, and carries over from batch to batch in a burst.
  */
 import { Config, ConfigError, Effect, Either, FiberSet, Layer, type Scope } from "effect"
+import { AckTracker } from "../../services/log/AckTracker.js"
+import { Appender } from "../../services/log/Appender.js"
+import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import {
   InvalidPublisherOptions,
   Publisher,
   type PublisherOptions,
   type PublisherShape
 } from "../../services/net/Publisher.js"
-import { AckTracker } from "../../services/log/AckTracker.js"
-import { Appender } from "../../services/log/Appender.js"
+import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
 import { withLocalCredentials } from "./Auth.js"
 import { BatchBuilder, BufferPool } from "./BatchPayload.js"
 import { parseAddresses } from "./ClientConnection.js"
 import { publisherCalls } from "./PublisherCalls.js"
+import { type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
 import type { PublisherLink } from "./PublisherLink.js"
 import { RegionLink } from "./PublisherLinkRegion.js"
 import { BATCH_HEADROOM_BYTES, tcpLinks } from "./PublisherLinkTcp.js"
 import { initialWindow, newPacing } from "./PublisherPacing.js"
 import { closePublisher, connectLink, linkEvents } from "./PublisherSession.js"
-import { type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
 import { LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
 import { expireBounds } from "./PublisherWaits.js"
 import { afterWrites, onLinger, sealBurst } from "./PublisherWindow.js"
-import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
-import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 
 export { refusal } from "./PublisherDefaults.js"
 
@@ -142,7 +142,8 @@ export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, I
     (settings) => makeWith(settings, BATCH_HEADROOM_BYTES, (s) => tcpLinks(settings, linkEvents(s), s.pool))
   )
 
-export const layer = (options: PublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions> => Layer.scoped(Publisher, make(options))
+export const layer = (options: PublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions> =>
+  Layer.scoped(Publisher, make(options))
 
 /** A local publisher's options: a publisher's, but for the brokers (it has none) and with the region's name, for errors. */
 export type LocalPublisherOptions = Omit<PublisherOptions, "brokers"> & { readonly region: string }
@@ -154,7 +155,9 @@ const LOCAL_RECHECK_MS = 100
  * A local publisher (PublisherLinkRegion.ts): it appends into the region itself through the
  * process's Appender (in a broker slot of its own) and reads its ACKs with its AckTracker.
  */
-export const makeLocal = (options: LocalPublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Appender | AckTracker | Scope.Scope> =>
+export const makeLocal = (
+  options: LocalPublisherOptions
+): Effect.Effect<PublisherShape, InvalidPublisherOptions, Appender | AckTracker | Scope.Scope> =>
   Effect.gen(function*() {
     const appender = yield* Appender
     const acks = yield* AckTracker
@@ -176,8 +179,9 @@ export const makeLocal = (options: LocalPublisherOptions): Effect.Effect<Publish
     ], true)
   })
 
-export const layerLocal = (options: LocalPublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions, Appender | AckTracker> =>
-  Layer.scoped(Publisher, makeLocal(options))
+export const layerLocal = (
+  options: LocalPublisherOptions
+): Layer.Layer<Publisher, InvalidPublisherOptions, Appender | AckTracker> => Layer.scoped(Publisher, makeLocal(options))
 
 const { brokers, topic, ...optional } = PUBLISHER_SETTINGS.settings
 

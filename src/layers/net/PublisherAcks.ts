@@ -64,7 +64,9 @@ export const settleAwaiting = (s: PublisherState, gone: (batch: Batch) => boolea
 
 /** The total orders an ACK names: pairs (batch seq, total order of its first message), little-endian f64. */
 export const learnOffsets = (s: PublisherState, orders: Uint8Array): void => {
-  if (orders.length < 16 || s.unacked.length === 0 || (s.ackWaitingBatches === 0 && s.awaitingOffset.length === 0)) return
+  if (orders.length < 16 || s.unacked.length === 0 || (s.ackWaitingBatches === 0 && s.awaitingOffset.length === 0)) {
+    return
+  }
   const view = new DataView(orders.buffer, orders.byteOffset, orders.length)
   const base = s.unacked[0]!.seq
   for (let at = 0; at + 16 <= orders.length; at += 16) {
@@ -97,7 +99,11 @@ export const trim = (s: PublisherState): void => {
 export const failAckWaiters = (s: PublisherState, error: PublishError): void => {
   s.ackWaitingBatches = 0
   const failed = Either.left(error)
-  const waiting = [s.openAckWaiters, ...s.awaitingOffset.map((b) => b.ackWaiters), ...s.unacked.slice(s.head).map((b) => b.ackWaiters)]
+  const waiting = [
+    s.openAckWaiters,
+    ...s.awaitingOffset.map((b) => b.ackWaiters),
+    ...s.unacked.slice(s.head).map((b) => b.ackWaiters)
+  ]
   for (const batch of [...s.awaitingOffset, ...s.unacked]) batch.ackWaiters = undefined
   s.awaitingOffset = []
   s.openAckWaiters = undefined

@@ -10,9 +10,9 @@ import type {
   MessageRange,
   PublishAck,
   PublishAckTimeout,
+  PublishError,
   PublisherShape,
-  PublisherStats,
-  PublishError
+  PublisherStats
 } from "../../services/net/Publisher.js"
 import { encodeParts, type MessageParts } from "./BatchPayload.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
@@ -42,7 +42,12 @@ const tooLarge = (s: PublisherState, payload: Uint8Array, parts: MessageParts | 
   messageTooLarge(payload.length + (parts === undefined ? 0 : parts.bytes), s.settings.maxBatchBytes)
 
 /** Takes a message published at `timestamp`, its key and headers encoded in `parts`. */
-const offer = (s: PublisherState, payload: Uint8Array, parts: MessageParts | undefined, timestamp: number): boolean | PublishError => {
+const offer = (
+  s: PublisherState,
+  payload: Uint8Array,
+  parts: MessageParts | undefined,
+  timestamp: number
+): boolean | PublishError => {
   if (s.failure !== undefined) return s.failure
   const large = tooLarge(s, payload, parts)
   if (large !== undefined) return large
@@ -93,7 +98,12 @@ const publishAckedNow = (
 
 type Writable = Effect.Effect<void, PublishError | PublishAckTimeout>
 
-const publish = (s: PublisherState, writable: Writable, payload: Uint8Array, message?: MessageOptions): Effect.Effect<void, PublishError | PublishAckTimeout> =>
+const publish = (
+  s: PublisherState,
+  writable: Writable,
+  payload: Uint8Array,
+  message?: MessageOptions
+): Effect.Effect<void, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
     // Stamped once, at publish: a wait for window room does not move it.
     const parts = encodeParts(message)
@@ -145,7 +155,11 @@ const isFlushed = (s: PublisherState): boolean => {
  * Until everything published is acknowledged, failing after `timeoutMs` (no sleeping fiber
  * per flush: a closed loop of publish and flush allocated ~50 KiB of fibers per round trip that way).
  */
-const flush = (s: PublisherState, flushed: () => boolean, timeoutMs: number): Effect.Effect<void, PublishError | PublishAckTimeout> =>
+const flush = (
+  s: PublisherState,
+  flushed: () => boolean,
+  timeoutMs: number
+): Effect.Effect<void, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
     if (s.failure !== undefined) return Effect.fail(s.failure)
     if (flushed()) return Effect.void

@@ -3,6 +3,7 @@
  * options that cannot work, and messages too big for any batch.
  */
 import { randomInt } from "node:crypto"
+import { withMillis } from "../../Durations.js"
 import {
   DEFAULT_MAX_IN_FLIGHT_BATCHES,
   InvalidPublisherOptions,
@@ -11,30 +12,29 @@ import {
   type PublisherOptions
 } from "../../services/net/Publisher.js"
 import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
-import { withMillis } from "../../Durations.js"
 
 export const settingsOf = (given: PublisherOptions) => {
   const options = withMillis(given, ["linger", "connectTimeout", "ackTimeout", "reconnectDelay"])
   return {
-  brokers: options.brokers,
-  topic: options.topic,
-  clientId: options.clientId ?? randomInt(0, 2 ** 32 - 1),
-  ackLevel: options.ackLevel ?? 1,
-  batchBytes: options.batchBytes ?? 64 << 10,
-  lingerMs: options.lingerMs ?? 1,
-  window: options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES,
-  adaptiveWindow: options.adaptiveWindow ?? true,
-  maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
-  spread: options.spread ?? "round-robin",
-  connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
-  security: {
-    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-    ...(options.insecure === undefined ? {} : { insecure: options.insecure }),
-    ...(options.tls === undefined ? {} : { tls: options.tls })
-  },
-  ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
-  reconnectDelayMs: options.reconnectDelayMs ?? 25,
-  onAcknowledged: options.onAcknowledged
+    brokers: options.brokers,
+    topic: options.topic,
+    clientId: options.clientId ?? randomInt(0, 2 ** 32 - 1),
+    ackLevel: options.ackLevel ?? 1,
+    batchBytes: options.batchBytes ?? 64 << 10,
+    lingerMs: options.lingerMs ?? 1,
+    window: options.maxInFlightBatches ?? DEFAULT_MAX_IN_FLIGHT_BATCHES,
+    adaptiveWindow: options.adaptiveWindow ?? true,
+    maxBatchBytes: options.maxBatchBytes ?? 1 << 20,
+    spread: options.spread ?? "round-robin",
+    connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+    security: {
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+      ...(options.insecure === undefined ? {} : { insecure: options.insecure }),
+      ...(options.tls === undefined ? {} : { tls: options.tls })
+    },
+    ackTimeoutMs: options.ackTimeoutMs ?? 30_000,
+    reconnectDelayMs: options.reconnectDelayMs ?? 25,
+    onAcknowledged: options.onAcknowledged
   }
 }
 
@@ -47,7 +47,9 @@ export const validate = (s: PublisherSettings, local = false): string | undefine
   if (s.topic.length === 0) return "a topic is needed"
   if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
   if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`
-  if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) return `batchBytes ${s.batchBytes} must be a multiple of 8, at least 16`
+  if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) {
+    return `batchBytes ${s.batchBytes} must be a multiple of 8, at least 16`
+  }
   if (s.batchBytes > s.maxBatchBytes) {
     return `batchBytes ${s.batchBytes} exceeds maxBatchBytes ${s.maxBatchBytes}: raise maxBatchBytes with it (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)`
   }
@@ -65,7 +67,11 @@ export const messageTooLarge = (bytes: number, maxBatchBytes: number): MessageTo
  * themselves, or messages of `payloadBytes` carrying `message`'s key and headers. For a caller
  * that knows its messages before it starts one.
  */
-export const refusal = (options: PublisherOptions, payloadBytes: number, message?: MessageOptions): InvalidPublisherOptions | MessageTooLarge | undefined => {
+export const refusal = (
+  options: PublisherOptions,
+  payloadBytes: number,
+  message?: MessageOptions
+): InvalidPublisherOptions | MessageTooLarge | undefined => {
   const settings = settingsOf(options)
   const invalid = validate(settings)
   if (invalid !== undefined) return new InvalidPublisherOptions({ reason: invalid })

@@ -39,7 +39,8 @@ interface Queued {
   readonly onWritten: (error: Error | null | undefined) => void
 }
 
-const refusal = (region: string, code: BrokerRejected["code"], detail: string): PublishError => new BrokerRejected({ broker: `region ${region}`, code, detail })
+const refusal = (region: string, code: BrokerRejected["code"], detail: string): PublishError =>
+  new BrokerRejected({ broker: `region ${region}`, code, detail })
 
 export class RegionLink implements PublisherLink {
   readonly index = 0
@@ -83,7 +84,11 @@ export class RegionLink implements PublisherLink {
         const error = Cause.squash(exit.cause) as { readonly _tag?: string; readonly message?: string }
         this.state = "idle"
         this.lastClose = error._tag ?? "failed"
-        const code = error._tag === "SessionTableFull" ? "session-table-full" : error._tag === "TopicNotFound" ? "unknown-topic" : "internal"
+        const code = error._tag === "SessionTableFull"
+          ? "session-table-full"
+          : error._tag === "TopicNotFound"
+          ? "unknown-topic"
+          : "internal"
         return this.c.events.failed(refusal(this.c.region, code, error.message ?? String(error)))
       }
       const { epoch, watch, totalOrder } = exit.value
@@ -121,7 +126,9 @@ export class RegionLink implements PublisherLink {
           return onWritten(null)
         }
         onWritten(outcome)
-        return this.c.events.failed(refusal(this.c.region, outcome._tag === "TopicNotFound" ? "unknown-topic" : "bad-batch", outcome.message))
+        return this.c.events.failed(
+          refusal(this.c.region, outcome._tag === "TopicNotFound" ? "unknown-topic" : "bad-batch", outcome.message)
+        )
       }
     }
     // Waiting for room (or for the topic's first use): in order, behind any batch already waiting.
@@ -155,7 +162,8 @@ export class RegionLink implements PublisherLink {
   private acksMoved(): boolean {
     const acks = this.watch?.acks()
     if (acks === undefined) return false
-    return acks.fenced || acks.ordered > this.reportedOrdered || (this.c.ackLevel === 2 && acks.replicated > this.reportedReplicated)
+    return acks.fenced || acks.ordered > this.reportedOrdered ||
+      (this.c.ackLevel === 2 && acks.replicated > this.reportedReplicated)
   }
 
   /** Reports what the session's line says: ordered (and replicated) frontiers with the total orders of the batches carried, or its end. */

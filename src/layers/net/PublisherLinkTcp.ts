@@ -8,11 +8,17 @@
  */
 import { BrokerRejected, BrokersUnreachable } from "../../services/net/Publisher.js"
 import type { BufferPool } from "./BatchPayload.js"
-import { type BrokerAddress, type ClientConnection, type ConnectionClosed, formatAddress, openConnection } from "./ClientConnection.js"
+import {
+  type BrokerAddress,
+  type ClientConnection,
+  type ConnectionClosed,
+  formatAddress,
+  openConnection
+} from "./ClientConnection.js"
 import { fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
 import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
-import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 import type { PublisherSettings } from "./PublisherDefaults.js"
+import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 
 /** Room a batch buffer keeps in front of its payload: a send writes the frame header there (one write, no copy). */
 export const BATCH_HEADROOM_BYTES = FRAME_HEADER_BYTES
@@ -67,7 +73,16 @@ class TcpLink implements PublisherLink {
 
   send(batch: LinkBatch, sessionEpoch: number, onWritten: (error: Error | null | undefined) => void): void {
     const frame = frameAround(this.group.pool, batch.payload, batch.buffer)
-    writeFrameHeader(frame, FrameType.BATCH, this.group.settings.clientId, sessionEpoch, batch.seq, batch.messageCount, batch.payload.length, batch.crc32c)
+    writeFrameHeader(
+      frame,
+      FrameType.BATCH,
+      this.group.settings.clientId,
+      sessionEpoch,
+      batch.seq,
+      batch.messageCount,
+      batch.payload.length,
+      batch.crc32c
+    )
     this.connection!.sendBatch(frame, onWritten)
   }
 
@@ -87,8 +102,20 @@ class TcpLink implements PublisherLink {
 }
 
 /** One link per broker of `settings`, reporting to `events`; none opened yet. */
-export const tcpLinks = (settings: PublisherSettings, events: PublisherLinkEvents, pool: BufferPool): ReadonlyArray<PublisherLink> => {
-  const group: TcpLinks = { settings, events, pool, links: [], startedAt: performance.now(), accepted: false, refusedSince: undefined }
+export const tcpLinks = (
+  settings: PublisherSettings,
+  events: PublisherLinkEvents,
+  pool: BufferPool
+): ReadonlyArray<PublisherLink> => {
+  const group: TcpLinks = {
+    settings,
+    events,
+    pool,
+    links: [],
+    startedAt: performance.now(),
+    accepted: false,
+    refusedSince: undefined
+  }
   settings.brokers.forEach((address, index) => group.links.push(new TcpLink(group, index, address)))
   return group.links
 }
@@ -119,38 +146,48 @@ const connect = (link: TcpLink, sessionEpoch: number | undefined): ClientConnect
     ...(sessionEpoch === undefined ? {} : { sessionEpoch })
   })
   const where = `${link.name} ${link.address}`
-  const connection: ClientConnection = openConnection(link.broker, hello, {
-    onWelcome: (welcome) => {
-      if (link.connection !== connection) return
-      if (welcome.maxBatchBytes < settings.maxBatchBytes) {
-        return events.failed(
-          new BrokerRejected({
-            broker: where,
-            code: "oversized",
-            detail: `the broker takes batches up to ${welcome.maxBatchBytes} bytes, the publisher's maxBatchBytes is ${settings.maxBatchBytes}`
-          })
-        )
+  const connection: ClientConnection = openConnection(
+    link.broker,
+    hello,
+    {
+      onWelcome: (welcome) => {
+        if (link.connection !== connection) return
+        if (welcome.maxBatchBytes < settings.maxBatchBytes) {
+          return events.failed(
+            new BrokerRejected({
+              broker: where,
+              code: "oversized",
+              detail:
+                `the broker takes batches up to ${welcome.maxBatchBytes} bytes, the publisher's maxBatchBytes is ${settings.maxBatchBytes}`
+            })
+          )
+        }
+        link.state = "open"
+        link.failures = 0
+        link.group.accepted = true
+        events.opened(link, welcome.sessionEpoch)
+      },
+      onAck: (sessionEpoch, acked, orders, level) => {
+        if (link.connection === connection) events.acked(link, sessionEpoch, acked, orders, level)
+      },
+      onFenced: (sessionEpoch, committed) => {
+        if (link.connection === connection) events.fenced(sessionEpoch, committed)
+      },
+      onBrokerError: (error) => {
+        if (link.connection !== connection) return
+        if (fatalWireErrors.has(error.code)) {
+          events.failed(
+            new BrokerRejected({ broker: where, code: error.code, detail: error.message })
+          )
+        } else if (error.code === "unknown-session") events.sessionUnknown(link, error.message)
+      },
+      onClosed: (reason, closed) => {
+        if (link.connection === connection) connectionClosed(link, reason, closed)
       }
-      link.state = "open"
-      link.failures = 0
-      link.group.accepted = true
-      events.opened(link, welcome.sessionEpoch)
     },
-    onAck: (sessionEpoch, acked, orders, level) => {
-      if (link.connection === connection) events.acked(link, sessionEpoch, acked, orders, level)
-    },
-    onFenced: (sessionEpoch, committed) => {
-      if (link.connection === connection) events.fenced(sessionEpoch, committed)
-    },
-    onBrokerError: (error) => {
-      if (link.connection !== connection) return
-      if (fatalWireErrors.has(error.code)) events.failed(new BrokerRejected({ broker: where, code: error.code, detail: error.message }))
-      else if (error.code === "unknown-session") events.sessionUnknown(link, error.message)
-    },
-    onClosed: (reason, closed) => {
-      if (link.connection === connection) connectionClosed(link, reason, closed)
-    }
-  }, settings.connectTimeoutMs, settings.security)
+    settings.connectTimeoutMs,
+    settings.security
+  )
   return connection
 }
 
@@ -167,7 +204,9 @@ const connectionClosed = (link: TcpLink, reason: string, closed: ConnectionClose
   link.refusals = code === "unreachable" && closed.detail.includes("ECONNREFUSED") ? link.refusals + 1 : 0
   if (!group.events.down(link, reason)) return
   if (refusedEverywhere(group) || unreachableEverywhere(group)) return
-  const delay = link.failures === 0 ? 0 : Math.min(MAX_RECONNECT_DELAY_MS, group.settings.reconnectDelayMs * 2 ** (link.failures - 1))
+  const delay = link.failures === 0
+    ? 0
+    : Math.min(MAX_RECONNECT_DELAY_MS, group.settings.reconnectDelayMs * 2 ** (link.failures - 1))
   link.state = "backoff"
   link.retryTimer = setTimeout(() => {
     link.retryTimer = undefined
@@ -192,7 +231,8 @@ const refusedEverywhere = (group: TcpLinks): boolean => {
     new BrokerRejected({
       broker: group.links.map((l) => `${l.name} ${l.address}`).join(", "),
       code: "too-many-connections",
-      detail: `every broker refused the connection for ${group.settings.connectTimeoutMs} ms: they serve their maximum of connections`
+      detail:
+        `every broker refused the connection for ${group.settings.connectTimeoutMs} ms: they serve their maximum of connections`
     })
   )
   return true

@@ -109,7 +109,11 @@ const fence = (s: PublisherState, committed: number) => {
   s.counts.fences++
   publisherFenced.unsafeUpdate(1, [])
   const replay = s.unacked.slice(s.head).filter((batch) => !batch.done)
-  s.log(Effect.logInfo(`publisher ${s.clientId}: session epoch ${s.epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`))
+  s.log(
+    Effect.logInfo(
+      `publisher ${s.clientId}: session epoch ${s.epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`
+    )
+  )
   replay.forEach((batch, seq) => {
     batch.seq = seq
     batch.link = -1

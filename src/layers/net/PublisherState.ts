@@ -8,12 +8,12 @@
  * and wires them.
  */
 import type { Effect, Either } from "effect"
-import type { PublishAck, PublishError } from "../../services/net/Publisher.js"
 import type { AckLevel } from "../../services/log/Topics.js"
+import type { PublishAck, PublishError } from "../../services/net/Publisher.js"
 import type { BatchBuilder, BufferPool } from "./BatchPayload.js"
-import type { LinkBatch, PublisherLink } from "./PublisherLink.js"
 import type { Pacing } from "./Pacing.js"
 import type { PublisherSettings } from "./PublisherDefaults.js"
+import type { LinkBatch, PublisherLink } from "./PublisherLink.js"
 
 /** Seal-to-ACK latencies kept (`ackLatencies`). */
 export const LATENCY_SAMPLES = 1 << 16
@@ -127,7 +127,14 @@ export interface PublisherState {
   boundAt: number
   /** When a batch was last completed (a wait for window room counts its bound from there). */
   lastAckAt: number
-  readonly counts: { messages: number; batches: number; ackedBatches: number; ackedMessages: number; resends: number; fences: number }
+  readonly counts: {
+    messages: number
+    batches: number
+    ackedBatches: number
+    ackedMessages: number
+    resends: number
+    fences: number
+  }
   readonly latencies: Float64Array
   latencyCount: number
   /** The timer and microtask callbacks, bound to this record once (not a closure per arming). */
@@ -138,10 +145,12 @@ export interface PublisherState {
 }
 
 /** A batch may be sealed: both windows have room. */
-export const room = (s: PublisherState): boolean => s.inFlight < s.window && (s.ackLevel !== 2 || s.orderedInFlight < s.orderedWindow)
+export const room = (s: PublisherState): boolean =>
+  s.inFlight < s.window && (s.ackLevel !== 2 || s.orderedInFlight < s.orderedWindow)
 
 /** Batches not acknowledged yet, the open one included. */
-export const outstanding = (s: PublisherState): number => s.inFlight + s.orderedInFlight + (s.builder.messageCount > 0 ? 1 : 0)
+export const outstanding = (s: PublisherState): number =>
+  s.inFlight + s.orderedInFlight + (s.builder.messageCount > 0 ? 1 : 0)
 
 /** Wakes every wait; one that is ready withdraws itself (a Set's iteration tolerates that). */
 export const notify = (s: PublisherState): void => {

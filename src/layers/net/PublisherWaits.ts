@@ -84,7 +84,11 @@ export const boundedWait = <A>(
   })
 
 /** Hooks a wait up to `notify`: it settles once the publisher failed or `ready()` holds. */
-export const wakeWhen = (s: PublisherState, ready: () => boolean, settle: (outcome: Effect.Effect<void, PublishError>) => void) => {
+export const wakeWhen = (
+  s: PublisherState,
+  ready: () => boolean,
+  settle: (outcome: Effect.Effect<void, PublishError>) => void
+) => {
   const wake = () => {
     if (s.failure !== undefined) settle(Effect.fail(s.failure))
     else if (ready()) settle(Effect.void)
@@ -99,7 +103,10 @@ export const wakeWhen = (s: PublisherState, ready: () => boolean, settle: (outco
  * Waits for window room; an ACK that completes a batch restarts the bound, so only a
  * window that stays full for `ackTimeoutMs` (the head or the brokers are gone) fails.
  */
-export const awaitRoom = (s: PublisherState, ready: () => boolean): Effect.Effect<void, PublishError | PublishAckTimeout> =>
+export const awaitRoom = (
+  s: PublisherState,
+  ready: () => boolean
+): Effect.Effect<void, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
     if (s.failure !== undefined) return Effect.fail(s.failure)
     if (ready()) return Effect.void
@@ -121,4 +128,5 @@ export const brokerCounts = (s: PublisherState): ReadonlyArray<BrokerLink> =>
   })
 
 /** A wait for ACKs that outlived `timeoutMs`, naming each broker's counts. */
-const ackTimeout = (s: PublisherState, timeoutMs: number) => new PublishAckTimeout({ timeoutMs, outstanding: outstanding(s), brokers: brokerCounts(s) })
+const ackTimeout = (s: PublisherState, timeoutMs: number) =>
+  new PublishAckTimeout({ timeoutMs, outstanding: outstanding(s), brokers: brokerCounts(s) })

@@ -158,7 +158,10 @@ export const acknowledge = (s: PublisherState, count: number, link: number | und
     }
   }
   if (s.awaitingOffset.length > 0) {
-    settleAwaiting(s, (batch) => batch.firstOffset >= 0 || (batch.seq < count && (link === undefined || batch.lastLink === link)))
+    settleAwaiting(
+      s,
+      (batch) => batch.firstOffset >= 0 || (batch.seq < count && (link === undefined || batch.lastLink === link))
+    )
   }
   if (moved) afterProgress(s)
 }
@@ -168,7 +171,11 @@ export const acknowledgeOrdered = (s: PublisherState, count: number): void => {
   if (count <= s.orderedSeq || s.unacked.length === 0) return
   let moved = false
   const now = performance.now()
-  for (let i = Math.max(s.head, s.orderedSeq - s.unacked[0]!.seq); i < s.unacked.length && s.unacked[i]!.seq < count; i++) {
+  for (
+    let i = Math.max(s.head, s.orderedSeq - s.unacked[0]!.seq);
+    i < s.unacked.length && s.unacked[i]!.seq < count;
+    i++
+  ) {
     const batch = s.unacked[i]!
     if (batch.done || batch.ordered) continue
     batch.ordered = true

@@ -13,8 +13,8 @@
  * buffer of its own size (its length is checked against `maxBatchBytes` first).
  */
 import { WireViolation } from "./Control.js"
-import { acceptedTypes, checkedHeader, withPayload } from "./FrameReader.js"
 import { type Frame, FRAME_HEADER_BYTES, type FrameType } from "./Frame.js"
+import { acceptedTypes, checkedHeader, withPayload } from "./FrameReader.js"
 
 /** A tail shorter than this is worth moving the unread bytes for (when they can move). */
 const MIN_READ_BYTES = 64 << 10
@@ -63,7 +63,8 @@ export class ReceiveBuffer {
 
   /** True when a whole frame (or a violation) is waiting for `next`. */
   get frameReady(): boolean {
-    return this.failure !== undefined || (this.end - this.start >= FRAME_HEADER_BYTES && this.end - this.start >= this.pendingFrameBytes())
+    return this.failure !== undefined ||
+      (this.end - this.start >= FRAME_HEADER_BYTES && this.end - this.start >= this.pendingFrameBytes())
   }
 
   /** True when the bytes not handed out fill a buffer: stop reading until the consumer takes some. */

@@ -67,9 +67,10 @@ interface RemoteState {
 
 /** The window a broker holds, as its SUBSCRIBED from the end says. */
 export const bounds = (settings: Settings, topic: string) =>
-  Effect.scoped(subscribeAny(settings, new Subscribe({ protocol: PROTOCOL_VERSION, topic, from: "latest", credit: 1 }))).pipe(
-    Effect.map(({ subscribed }) => ({ earliest: subscribed.earliest, end: subscribed.end }))
-  )
+  Effect.scoped(subscribeAny(settings, new Subscribe({ protocol: PROTOCOL_VERSION, topic, from: "latest", credit: 1 })))
+    .pipe(
+      Effect.map(({ subscribed }) => ({ earliest: subscribed.earliest, end: subscribed.end }))
+    )
 
 /** Grants CREDIT for what was taken, half the window at a time. */
 const grant = (s: RemoteState): void => {
@@ -89,9 +90,21 @@ const sendCommit = (s: RemoteState): void => {
 /** A COMMIT frame: the broker commits it in order with what it reads of this connection. */
 const commitAt = (s: RemoteState, offset: number) =>
   Effect.suspend(() => {
-    if (!s.named) return Effect.fail(new CommitRejected({ topic: s.topic, reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)" }))
+    if (!s.named) {
+      return Effect.fail(
+        new CommitRejected({
+          topic: s.topic,
+          reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)"
+        })
+      )
+    }
     if (!Number.isSafeInteger(offset) || offset < s.committed || offset > s.position) {
-      return Effect.fail(new CommitRejected({ topic: s.topic, reason: `offset ${offset} is outside [${s.committed}, ${s.position}] (committed, delivered)` }))
+      return Effect.fail(
+        new CommitRejected({
+          topic: s.topic,
+          reason: `offset ${offset} is outside [${s.committed}, ${s.position}] (committed, delivered)`
+        })
+      )
     }
     s.committed = offset
     s.committedAt = performance.now()
@@ -104,7 +117,8 @@ const uncommitted = (s: RemoteState) => s.named && s.handedOut && s.position > s
 
 /** What was handed out is due to be committed now (at a pull, before it takes the next batch). */
 const commitDue = (s: RemoteState) =>
-  uncommitted(s) && (s.position - s.committed >= s.policy.everyMessages || performance.now() - s.committedAt >= s.policy.intervalMs)
+  uncommitted(s) &&
+  (s.position - s.committed >= s.policy.everyMessages || performance.now() - s.committedAt >= s.policy.intervalMs)
 
 /** The auto-commit a pull runs while it waits for a frame. */
 const dueOf = (s: RemoteState): Due => ({
@@ -137,7 +151,9 @@ const failOver = (s: RemoteState, broken: SubscriberConnectionFailed) =>
       }
       yield* Scope.close(attemptScope, Exit.void)
       const e = attempt.left
-      if (e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable") return yield* Effect.fail(e)
+      if (e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable") {
+        return yield* Effect.fail(e)
+      }
       // The old broker may not have released a named consumer yet, or every broker is restarting.
       const passing = e._tag === "SubscriberBrokersUnreachable" || e._tag === "ConsumerBusy"
       if (!passing || performance.now() >= deadline) {
@@ -175,10 +191,21 @@ const take = (s: RemoteState): BatchView | undefined | SubscriptionError | "torn
     if (s.commitSent < s.committed) sendCommit(s)
     // A batch wholly before the start (the first one may begin before it) has nothing to deliver.
     if (frame.seq + frame.messageCount <= s.position) continue
-    const malformed = view.aim(frame.payload, frame.messageCount, frame.seq, s.position, frame.clientId, frame.sessionEpoch)
-    if (malformed !== undefined) return new LogCorrupt({ reason: `topic ${s.topic}: batch at offset ${frame.seq}: ${malformed}` })
+    const malformed = view.aim(
+      frame.payload,
+      frame.messageCount,
+      frame.seq,
+      s.position,
+      frame.clientId,
+      frame.sessionEpoch
+    )
+    if (malformed !== undefined) {
+      return new LogCorrupt({ reason: `topic ${s.topic}: batch at offset ${frame.seq}: ${malformed}` })
+    }
     if (view.offset !== s.position) {
-      return new LogCorrupt({ reason: `topic ${s.topic}: broker ${connection.broker} sent offset ${view.offset}, expected ${s.position}` })
+      return new LogCorrupt({
+        reason: `topic ${s.topic}: broker ${connection.broker} sent offset ${view.offset}, expected ${s.position}`
+      })
     }
     s.position = view.offset + view.count
     return view
@@ -187,8 +214,10 @@ const take = (s: RemoteState): BatchView | undefined | SubscriptionError | "torn
 
 /** A DATA frame failed its crc32c (torn while the broker sent it): its out-of-range ERROR explains it; anything else is a broken stream. */
 const tornThen = (s: RemoteState): Effect.Effect<never, SubscriptionError> =>
-  Effect.flatMap(Effect.suspend(() => s.connection.next(TORN_GRACE_MS)), (after) =>
-    after.type === FrameType.ERROR ? Effect.fail(streamError(s.connection, s.request, after)) : tornThen(s))
+  Effect.flatMap(
+    Effect.suspend(() => s.connection.next(TORN_GRACE_MS)),
+    (after) => after.type === FrameType.ERROR ? Effect.fail(streamError(s.connection, s.request, after)) : tornThen(s)
+  )
 
 /** The next batch already received (the one handed out before is done with), undefined if none, or the failure a frame means. */
 const takeNow = (s: RemoteState): BatchView | undefined | Effect.Effect<never, SubscriptionError> => {
@@ -229,7 +258,11 @@ const pullOf = (s: RemoteState): Effect.Effect<BatchView, SubscriptionError> => 
  * the one before returned (so it is done with: its bytes may go). Stops before a commit
  * falls due (the next pull makes it), and fails with what a frame after them means.
  */
-const poll = (s: RemoteState, pull: Effect.Effect<BatchView, SubscriptionError>, onBatch: (batch: SubscriberBatch) => void): Effect.Effect<number, SubscriptionError> =>
+const poll = (
+  s: RemoteState,
+  pull: Effect.Effect<BatchView, SubscriptionError>,
+  onBatch: (batch: SubscriberBatch) => void
+): Effect.Effect<number, SubscriptionError> =>
   Effect.flatMap(pull, (first) => {
     onBatch(first)
     let n = 1

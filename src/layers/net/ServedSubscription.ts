@@ -60,7 +60,14 @@ export interface Served {
   allWritten: (() => void) | undefined
 }
 
-export const newServed = (socket: Socket, reader: LogReaderShape, topic: string, cursor: LogCursor, lease: ConsumerLease | undefined, credit: number): Served => {
+export const newServed = (
+  socket: Socket,
+  reader: LogReaderShape,
+  topic: string,
+  cursor: LogCursor,
+  lease: ConsumerLease | undefined,
+  credit: number
+): Served => {
   const headers = Buffer.allocUnsafe(ROUND_BATCHES * FRAME_HEADER_BYTES)
   return {
     socket,
@@ -73,7 +80,10 @@ export const newServed = (socket: Socket, reader: LogReaderShape, topic: string,
     creditArrived: undefined,
     firstOffsets: new Float64Array(SENT_RING),
     sentFrom: cursor.nextBatch(),
-    headerSlots: Array.from({ length: ROUND_BATCHES }, (_, i) => headers.subarray(i * FRAME_HEADER_BYTES, (i + 1) * FRAME_HEADER_BYTES)),
+    headerSlots: Array.from(
+      { length: ROUND_BATCHES },
+      (_, i) => headers.subarray(i * FRAME_HEADER_BYTES, (i + 1) * FRAME_HEADER_BYTES)
+    ),
     source: undefined,
     sourceBuffer: Buffer.alloc(0),
     sent: new Float64Array(ROUND_BATCHES * 3),
@@ -84,8 +94,11 @@ export const newServed = (socket: Socket, reader: LogReaderShape, topic: string,
 }
 
 const cutOff = (s: Served, l: ConsumerLease) =>
-  Effect.flatMap(s.reader.bounds(s.topic).pipe(Effect.orDie), ({ earliest }) =>
-    Effect.fail(new ConsumerCutOff({ topic: s.topic, name: l.name, committed: l.committed(), earliest })))
+  Effect.flatMap(
+    s.reader.bounds(s.topic).pipe(Effect.orDie),
+    ({ earliest }) =>
+      Effect.fail(new ConsumerCutOff({ topic: s.topic, name: l.name, committed: l.committed(), earliest }))
+  )
 
 /** The global seq of the batch holding `offset` (or of the next one, at the end of what was sent); undefined if not sent lately. */
 const sentBatchAt = (s: Served, offset: number): number | undefined => {
@@ -107,14 +120,23 @@ const sentBatchAt = (s: Served, offset: number): number | undefined => {
 const commit = (s: Served, offset: number) =>
   Effect.gen(function*() {
     const lease = s.lease
-    if (lease === undefined) return yield* new WireViolation({ code: "bad-commit", detail: "COMMIT on an anonymous subscription" })
+    if (lease === undefined) {
+      return yield* new WireViolation({ code: "bad-commit", detail: "COMMIT on an anonymous subscription" })
+    }
     if (offset < s.committed || offset > s.cursor.position()) {
-      return yield* new WireViolation({ code: "bad-commit", detail: `offset ${offset} is outside [${s.committed}, ${s.cursor.position()}] (committed, sent)` })
+      return yield* new WireViolation({
+        code: "bad-commit",
+        detail: `offset ${offset} is outside [${s.committed}, ${s.cursor.position()}] (committed, sent)`
+      })
     }
     // A cut-off consumer's batches may be gone already.
-    if (lease.cutOff()) return yield* cutOff(s, lease)
+    if (lease.cutOff()) {
+      return yield* cutOff(s, lease)
+    }
     const g = sentBatchAt(s, offset) ??
-      (yield* Effect.scoped(Effect.map(s.reader.subscribe(s.topic, { from: offset }), (c) => c.nextBatch())).pipe(Effect.orDie))
+      (yield* Effect.scoped(Effect.map(s.reader.subscribe(s.topic, { from: offset }), (c) => c.nextBatch())).pipe(
+        Effect.orDie
+      ))
     if (!lease.commit(offset, g)) return yield* cutOff(s, lease)
     s.committed = offset
   })
@@ -180,8 +202,10 @@ const reclaimed = (s: Served): number => {
 }
 
 const outOfRange = (s: Served, requested: number) =>
-  Effect.flatMap(s.reader.bounds(s.topic).pipe(Effect.orDie), ({ earliest, end }) =>
-    Effect.fail(new LogOutOfRange({ topic: s.topic, requested, earliest, end })))
+  Effect.flatMap(
+    s.reader.bounds(s.topic).pipe(Effect.orDie),
+    ({ earliest, end }) => Effect.fail(new LogOutOfRange({ topic: s.topic, requested, earliest, end }))
+  )
 
 /** Resumes once credit arrived (at once if there is some). */
 const awaitCreditOf = (s: Served) =>
@@ -273,7 +297,14 @@ export const idleWatch = (s: Served, timeoutMs: number) =>
       quietChecks = now !== moved || !heldUp ? 0 : quietChecks + 1
       moved = now
       if (quietChecks < 4) return void (timer = setTimeout(check, timeoutMs / 4).unref())
-      resume(Effect.fail(new WireViolation({ code: "idle-timeout", detail: `the subscriber granted no credit and took nothing for ${timeoutMs} ms` })))
+      resume(
+        Effect.fail(
+          new WireViolation({
+            code: "idle-timeout",
+            detail: `the subscriber granted no credit and took nothing for ${timeoutMs} ms`
+          })
+        )
+      )
     }
     check()
     return Effect.sync(() => clearTimeout(timer))

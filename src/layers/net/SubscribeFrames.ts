@@ -39,12 +39,15 @@ export class Subscribed extends Schema.Class<Subscribed>("Subscribed")({
 }) {}
 
 const textEncoder = new TextEncoder()
-const json = <A, I>(schema: Schema.Schema<A, I>, value: A) => textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
+const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
+  textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
 const bare = { clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 }
 
-export const subscribeFrame = (subscribe: Subscribe): Buffer => encodeFrame({ ...bare, type: FrameType.SUBSCRIBE }, json(Subscribe, subscribe))
+export const subscribeFrame = (subscribe: Subscribe): Buffer =>
+  encodeFrame({ ...bare, type: FrameType.SUBSCRIBE }, json(Subscribe, subscribe))
 
-export const subscribedFrame = (subscribed: Subscribed): Buffer => encodeFrame({ ...bare, type: FrameType.SUBSCRIBED }, json(Subscribed, subscribed))
+export const subscribedFrame = (subscribed: Subscribed): Buffer =>
+  encodeFrame({ ...bare, type: FrameType.SUBSCRIBED }, json(Subscribed, subscribed))
 
 export const creditFrame = (frames: number): Buffer => encodeFrame({ ...bare, type: FrameType.CREDIT, seq: frames })
 

@@ -13,7 +13,13 @@
  */
 import { Effect, Layer, Option, Stream } from "effect"
 import { ConsumerCutOff, type ConsumerLease, Consumers, type ConsumersShape } from "../../services/log/Consumers.js"
-import { type LogBatchView, type LogCursor, LogOutOfRange, LogReader, type LogReaderShape } from "../../services/log/LogReader.js"
+import {
+  type LogBatchView,
+  type LogCursor,
+  LogOutOfRange,
+  LogReader,
+  type LogReaderShape
+} from "../../services/log/LogReader.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
 import {
   CommitRejected,
@@ -45,13 +51,21 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
     Effect.gen(function*() {
       // Not durable, so it cannot fail with SubscriberTableFull.
       const subscribe = (from: SubscribeOptions["from"]) =>
-        reader.subscribe(topic, { from: from ?? "earliest", ...(options.consumer === undefined ? {} : { regionOnly: true }) }).pipe(
+        reader.subscribe(topic, {
+          from: from ?? "earliest",
+          ...(options.consumer === undefined ? {} : { regionOnly: true })
+        }).pipe(
           Effect.catchTag("SubscriberTableFull", (e) => Effect.die(e))
         )
       const cursor = yield* subscribe(options.from)
       if (options.consumer === undefined) return { cursor, lease: undefined }
-      if (consumers === undefined) return yield* Effect.dieMessage("this Subscriber has no Consumers service for named consumers")
-      const lease: ConsumerLease = yield* consumers.join(topic, options.consumer, { offset: cursor.position(), globalSeq: cursor.nextBatch() })
+      if (consumers === undefined) {
+        return yield* Effect.dieMessage("this Subscriber has no Consumers service for named consumers")
+      }
+      const lease: ConsumerLease = yield* consumers.join(topic, options.consumer, {
+        offset: cursor.position(),
+        globalSeq: cursor.nextBatch()
+      })
       if (lease.created) return { cursor, lease }
       if (!lease.cutOff()) return { cursor: yield* subscribe(lease.committed()), lease }
       // A cut-off consumer takes its hold back first, so nothing from its committed offset on is reclaimed while
@@ -71,11 +85,19 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
       let malformed: string | undefined
       const onBatch = (b: LogBatchView) => {
         const payload = b.bytes.subarray(b.offset, b.offset + b.length)
-        malformed = view.aim(payload, b.messageCount, b.totalOrder, b.totalOrder + b.startIndex, b.clientId, b.sessionEpoch)
+        malformed = view.aim(
+          payload,
+          b.messageCount,
+          b.totalOrder,
+          b.totalOrder + b.startIndex,
+          b.clientId,
+          b.sessionEpoch
+        )
         handedOut = { g: b.globalSeq, offset: view.offset }
       }
       const outOfRange = (requested: number) =>
-        Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest, end }) => Effect.fail(new LogOutOfRange({ topic, requested, earliest, end })))
+        Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest, end }) =>
+          Effect.fail(new LogOutOfRange({ topic, requested, earliest, end })))
       const cutOff = (l: ConsumerLease) =>
         Effect.flatMap(reader.bounds(topic).pipe(Effect.orDie), ({ earliest }) =>
           Effect.fail(new ConsumerCutOff({ topic, name: l.name, committed: l.committed(), earliest })))
@@ -85,42 +107,69 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
       let committed = start
       const commitAt = (offset: number) =>
         Effect.gen(function*() {
-          if (lease === undefined) return yield* new CommitRejected({ topic, reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)" })
+          if (lease === undefined) {
+            return yield* new CommitRejected({
+              topic,
+              reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)"
+            })
+          }
           if (!Number.isSafeInteger(offset) || offset < committed || offset > cursor.position()) {
-            return yield* new CommitRejected({ topic, reason: `offset ${offset} is outside [${committed}, ${cursor.position()}] (committed, delivered)` })
+            return yield* new CommitRejected({
+              topic,
+              reason: `offset ${offset} is outside [${committed}, ${cursor.position()}] (committed, delivered)`
+            })
           }
           // A cut-off consumer's batches may be gone already.
-          if (lease.cutOff() || !lease.commit(offset, yield* batchAt(topic, offset))) return yield* cutOff(lease)
+          if (lease.cutOff() || !lease.commit(offset, yield* batchAt(topic, offset))) {
+            return yield* cutOff(lease)
+          }
           committed = offset
           committedAt = performance.now()
           // Committed past the batch in hand: it is done with, and retention may take it now.
-          if (offset === cursor.position()) handedOut = undefined
+          if (offset === cursor.position()) {
+            handedOut = undefined
+          }
         })
       /** A pull means what was handed out before is processed: committed once the policy says so (also while the pull waits). */
       let delivered = start
       const autoCommit = Effect.suspend(() => {
-        if (lease === undefined || delivered === committed) return Effect.void
-        const due = delivered - committed >= policy.everyMessages || performance.now() - committedAt >= policy.intervalMs
+        if (lease === undefined || delivered === committed) {
+          return Effect.void
+        }
+        const due = delivered - committed >= policy.everyMessages ||
+          performance.now() - committedAt >= policy.intervalMs
         return due ? commitAt(delivered).pipe(Effect.catchTag("CommitRejected", Effect.die)) : Effect.void
       })
       /** How long a waiting pull may sleep before an auto-commit is due. */
       const waitMs = () =>
-        lease === undefined || delivered === committed ? WAIT_SLICE_MS : Math.max(0, Math.min(WAIT_SLICE_MS, committedAt + policy.intervalMs - performance.now()))
+        lease === undefined || delivered === committed
+          ? WAIT_SLICE_MS
+          : Math.max(0, Math.min(WAIT_SLICE_MS, committedAt + policy.intervalMs - performance.now()))
 
       const pull: Effect.Effect<BatchView, SubscriptionError> = Effect.gen(function*() {
-        if (lease?.cutOff()) return yield* cutOff(lease)
+        if (lease?.cutOff()) {
+          return yield* cutOff(lease)
+        }
         if (handedOut !== undefined) {
-          if (!cursor.retained(handedOut.g)) return yield* outOfRange(handedOut.offset)
+          if (!cursor.retained(handedOut.g)) {
+            return yield* outOfRange(handedOut.offset)
+          }
           delivered = cursor.position()
           yield* autoCommit
           handedOut = undefined
         }
         for (;;) {
           const n = yield* cursor.pollBatches(onBatch, 1)
-          if (malformed !== undefined) return yield* new LogCorrupt({ reason: `topic ${topic}: batch at offset ${view.offset}: ${malformed}` })
-          if (n === 1) return view
+          if (malformed !== undefined) {
+            return yield* new LogCorrupt({ reason: `topic ${topic}: batch at offset ${view.offset}: ${malformed}` })
+          }
+          if (n === 1) {
+            return view
+          }
           yield* cursor.awaitMore(waitMs())
-          if (lease?.cutOff()) return yield* cutOff(lease)
+          if (lease?.cutOff()) {
+            return yield* cutOff(lease)
+          }
           yield* autoCommit
         }
       })
@@ -130,10 +179,13 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
         consumer: options.consumer,
         batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
         pull,
-        poll: (onBatch) => Effect.map(pull, (batch) => (onBatch(batch), 1)),
+        poll: (onBatch) =>
+          Effect.map(pull, (batch) => (onBatch(batch), 1)),
         position: cursor.position,
-        lag: Effect.map(reader.bounds(topic).pipe(Effect.orDie), ({ end }) => Math.max(0, end - cursor.position())),
-        commit: (offset) => Effect.suspend(() => commitAt(offset ?? cursor.position()))
+        lag: Effect.map(reader.bounds(topic).pipe(Effect.orDie), ({ end }) =>
+          Math.max(0, end - cursor.position())),
+        commit: (offset) =>
+          Effect.suspend(() => commitAt(offset ?? cursor.position()))
       }
       return subscription
     })

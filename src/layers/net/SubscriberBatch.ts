@@ -57,7 +57,14 @@ export class BatchView implements SubscriberBatch {
    * Points the view at a stored batch whose first message has offset `firstOffset`, delivering
    * from offset `from` on; returns why the payload is malformed, or undefined.
    */
-  aim(payload: Uint8Array, messageCount: number, firstOffset: number, from: number, clientId: number, sessionEpoch: number): string | undefined {
+  aim(
+    payload: Uint8Array,
+    messageCount: number,
+    firstOffset: number,
+    from: number,
+    clientId: number,
+    sessionEpoch: number
+  ): string | undefined {
     const malformed = checkBatchPayload(payload, messageCount)
     if (malformed !== undefined) return malformed
     this.payload = payload

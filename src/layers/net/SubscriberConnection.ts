@@ -6,16 +6,30 @@
  */
 import { Effect, Either } from "effect"
 import { connect, type Socket } from "node:net"
+import { ConsumerBusy, ConsumerCutOff, ConsumerTableFull } from "../../services/log/Consumers.js"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
 import { TopicNotFound } from "../../services/log/Topics.js"
-import { ConsumerBusy, ConsumerCutOff, ConsumerTableFull } from "../../services/log/Consumers.js"
-import { type SubscribeError, SubscriberBrokersUnreachable, SubscriberConnectionFailed, type SubscriptionError } from "../../services/net/Subscriber.js"
+import {
+  type SubscribeError,
+  SubscriberBrokersUnreachable,
+  SubscriberConnectionFailed,
+  type SubscriptionError
+} from "../../services/net/Subscriber.js"
+import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "./Auth.js"
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
-import { brokerAcceptanceProblem, clientProofAsync, CREDENTIALS_HINT, type Credentials, newNonce } from "./Auth.js"
-import { AuthProof, authFrame, Challenge, decodeControl, ErrorBody, fatalWireErrors, KEEPALIVE_DELAY_MS, WireViolation } from "./Control.js"
+import {
+  authFrame,
+  AuthProof,
+  Challenge,
+  decodeControl,
+  ErrorBody,
+  fatalWireErrors,
+  KEEPALIVE_DELAY_MS,
+  WireViolation
+} from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
-import { Subscribe, subscribeFrame, Subscribed } from "./SubscribeFrames.js"
+import { Subscribe, Subscribed, subscribeFrame } from "./SubscribeFrames.js"
 
 const ACCEPTED = [FrameType.CHALLENGE, FrameType.SUBSCRIBED, FrameType.DATA, FrameType.ERROR]
 
@@ -77,7 +91,8 @@ export class Connection {
   /** Why no frame can come any more, once the stream ended or broke. */
   gone(): SubscriberConnectionFailed | undefined {
     if (!this.ended || this.input.frameReady) return undefined
-    const detail = this.failure ?? (this.input.midFrame ? "the connection ended inside a frame" : "the broker closed the connection")
+    const detail = this.failure ??
+      (this.input.midFrame ? "the connection ended inside a frame" : "the broker closed the connection")
     return this.failed(this.failure === undefined ? "closed" : "unreachable", detail)
   }
 
@@ -146,7 +161,10 @@ const brokerError = (connection: Connection, request: Subscribe, frame: Frame): 
   if (body.code === "consumer-cut-off" && body.committed !== undefined && body.earliest !== undefined) {
     return new ConsumerCutOff({ topic, name, committed: body.committed, earliest: body.earliest })
   }
-  if (body.code === "out-of-range" && body.requested !== undefined && body.earliest !== undefined && body.end !== undefined) {
+  if (
+    body.code === "out-of-range" && body.requested !== undefined && body.earliest !== undefined &&
+    body.end !== undefined
+  ) {
     return new LogOutOfRange({ topic, requested: body.requested, earliest: body.earliest, end: body.end })
   }
   return connection.failed(body.code, body.message)
@@ -155,7 +173,8 @@ const brokerError = (connection: Connection, request: Subscribe, frame: Frame): 
 /** A broker's ERROR in mid-stream (where an unknown topic can only mean a broken stream). */
 export const streamError = (connection: Connection, request: Subscribe, frame: Frame): SubscriptionError => {
   const e = brokerError(connection, request, frame)
-  return e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable" || e._tag === "SubscriberConnectionFailed" ||
+  return e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable" ||
+      e._tag === "SubscriberConnectionFailed" ||
       e._tag === "ConsumerCutOff"
     ? e
     : connection.failed("bad-frame", e.message)
@@ -183,10 +202,16 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
   Effect.gen(function*() {
     const { credentials } = options
     const nonce = credentials === undefined ? undefined : newNonce()
-    const request = credentials === undefined || nonce === undefined ? subscribe : new Subscribe({ ...subscribe, user: credentials.user, nonce })
+    const request = credentials === undefined || nonce === undefined
+      ? subscribe
+      : new Subscribe({ ...subscribe, user: credentials.user, nonce })
     const connection = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const input = new ReceiveBuffer({ accept: ACCEPTED, maxBatchBytes: options.maxBatchBytes, bufferBytes: options.bufferBytes })
+        const input = new ReceiveBuffer({
+          accept: ACCEPTED,
+          maxBatchBytes: options.maxBatchBytes,
+          bufferBytes: options.bufferBytes
+        })
         const broker = formatAddress(address)
         if (options.tls !== undefined) {
           const { socket, ready } = dialBroker(address, options.tls)
@@ -223,22 +248,35 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     const challenged = frame.type === FrameType.CHALLENGE
     if (challenged) {
       if (credentials === undefined || nonce === undefined) {
-        return yield* connection.failed("auth-required", `the broker requires authentication and this subscriber has no credentials: ${CREDENTIALS_HINT}`)
+        return yield* connection.failed(
+          "auth-required",
+          `the broker requires authentication and this subscriber has no credentials: ${CREDENTIALS_HINT}`
+        )
       }
       const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
-      if (Either.isLeft(challenge)) return yield* connection.failed("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
+      if (Either.isLeft(challenge)) {
+        return yield* connection.failed("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
+      }
       const answer = yield* Effect.tryPromise({
         try: () => clientProofAsync(credentials, nonce, challenge.right),
         catch: (e) => e as Error
-      }).pipe(Effect.mapError((e) => connection.failed("bad-frame", `cannot derive the proof for the CHALLENGE: ${e.message}`)))
+      }).pipe(
+        Effect.mapError((e) =>
+          connection.failed("bad-frame", `cannot derive the proof for the CHALLENGE: ${e.message}`)
+        )
+      )
       expectedSignature = answer.serverSignature
       connection.socket.write(authFrame(0, new AuthProof({ proof: answer.proof })))
       frame = yield* connection.next(options.connectTimeoutMs)
     }
     if (frame.type === FrameType.ERROR) return yield* Effect.fail(brokerError(connection, request, frame))
-    if (frame.type !== FrameType.SUBSCRIBED) return yield* connection.failed("bad-frame", "the broker did not answer with SUBSCRIBED")
+    if (frame.type !== FrameType.SUBSCRIBED) {
+      return yield* connection.failed("bad-frame", "the broker did not answer with SUBSCRIBED")
+    }
     const subscribed = decodeControl(Subscribed, frame.payload, "internal")
-    if (Either.isLeft(subscribed)) return yield* connection.failed("bad-frame", `bad SUBSCRIBED: ${subscribed.left.message}`)
+    if (Either.isLeft(subscribed)) {
+      return yield* connection.failed("bad-frame", `bad SUBSCRIBED: ${subscribed.left.message}`)
+    }
     const problem = brokerAcceptanceProblem({
       answer: "SUBSCRIBED",
       credentials,
@@ -247,13 +285,17 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
       expectedSignature,
       signature: subscribed.right.serverSignature
     })
-    if (problem !== undefined) return yield* connection.failed("auth-failed", `the broker ${problem}`)
+    if (problem !== undefined) {
+      return yield* connection.failed("auth-failed", `the broker ${problem}`)
+    }
     return { connection, subscribed: subscribed.right }
   })
 
 /** Errors that another broker would answer the same way: no point trying the next one. */
 const definitive = (e: SubscribeError) =>
-  e._tag !== "SubscriberConnectionFailed" ? e._tag !== "SubscriberBrokersUnreachable" : (fatalWireErrors as ReadonlySet<string>).has(e.code)
+  e._tag !== "SubscriberConnectionFailed"
+    ? e._tag !== "SubscriberBrokersUnreachable"
+    : (fatalWireErrors as ReadonlySet<string>).has(e.code)
 
 /** The first broker that takes the subscription (in the given order). */
 export const subscribeAny = (settings: Settings, request: Subscribe) =>

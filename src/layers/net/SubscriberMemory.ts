@@ -7,6 +7,10 @@ import type { MemoryLogStore, NoOptions } from "../log/MemoryStore.js"
 import { subscriberOver } from "./Subscriber.js"
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<SubscriberShape> =>
-  Effect.map(Effect.all([LogReaderMemory.makeMemory(store), ConsumersMemory.makeMemory(store)]), ([reader, consumers]) => subscriberOver(reader, consumers))
+  Effect.map(
+    Effect.all([LogReaderMemory.makeMemory(store), ConsumersMemory.makeMemory(store)]),
+    ([reader, consumers]) => subscriberOver(reader, consumers)
+  )
 
-export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Subscriber> => Layer.effect(Subscriber, makeMemory(store, options))
+export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Subscriber> =>
+  Layer.effect(Subscriber, makeMemory(store, options))

@@ -15,13 +15,13 @@
  * RemoteSubscription (a subscription's state: pulls, commits, failover).
  */
 import { type Duration, Layer } from "effect"
+import { withMillis } from "../../Durations.js"
 import { Subscriber, type SubscriberShape } from "../../services/net/Subscriber.js"
 import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress, ClientSecurity } from "./ClientConnection.js"
 import { bounds, subscribeRemote } from "./RemoteSubscription.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
 import type { Settings } from "./SubscriberConnection.js"
-import { withMillis } from "../../Durations.js"
 
 export interface RemoteSubscriberOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
@@ -65,4 +65,5 @@ export const makeRemote = (given: RemoteSubscriberOptions): SubscriberShape => {
 }
 
 /** The remote Subscriber over `options.brokers` (a local secret file that is there but unusable is a defect naming it). */
-export const layerRemote = (options: RemoteSubscriberOptions): Layer.Layer<Subscriber> => Layer.sync(Subscriber, () => makeRemote(options))
+export const layerRemote = (options: RemoteSubscriberOptions): Layer.Layer<Subscriber> =>
+  Layer.sync(Subscriber, () => makeRemote(options))

@@ -30,7 +30,7 @@ import { Effect, Either, type Scope } from "effect"
 import type { Socket } from "node:net"
 import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
-import { authenticate, type AuthServer, authorize, type UserRecord } from "./Auth.js"
+import { authenticate, authorize, type AuthServer, type UserRecord } from "./Auth.js"
 import { decodeControl, errorFrame, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import type { Frame } from "./Frame.js"
 import { idleWatch, newServed, readCredits, sendRounds } from "./ServedSubscription.js"
@@ -65,11 +65,22 @@ const open = (reader: LogReaderShape, request: Subscribe, consumers: ConsumersSh
       )
     const cursor: LogCursor = yield* subscribe(request.from)
     if (request.consumer === undefined) return { cursor, lease: undefined }
-    if (consumers === undefined) return yield* new WireViolation({ code: "bad-subscribe", detail: "this broker keeps no named consumers" })
-    const lease: ConsumerLease = yield* consumers.join(request.topic, request.consumer, { offset: cursor.position(), globalSeq: cursor.nextBatch() }).pipe(
+    if (consumers === undefined) {
+      return yield* new WireViolation({ code: "bad-subscribe", detail: "this broker keeps no named consumers" })
+    }
+    const lease: ConsumerLease = yield* consumers.join(request.topic, request.consumer, {
+      offset: cursor.position(),
+      globalSeq: cursor.nextBatch()
+    }).pipe(
       Effect.mapError((e) =>
         new WireViolation({
-          code: e._tag === "ConsumerBusy" ? "consumer-busy" : e._tag === "ConsumerTableFull" ? "consumer-table-full" : e._tag === "TopicNotFound" ? "unknown-topic" : "bad-subscribe",
+          code: e._tag === "ConsumerBusy"
+            ? "consumer-busy"
+            : e._tag === "ConsumerTableFull"
+            ? "consumer-table-full"
+            : e._tag === "TopicNotFound"
+            ? "unknown-topic"
+            : "bad-subscribe",
           detail: e.message
         })
       )
@@ -114,35 +125,60 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
     const request = yield* decodeControl(Subscribe, first.payload, "bad-subscribe")
     if (request.protocol !== PROTOCOL_VERSION) {
-      return yield* new WireViolation({ code: "version-mismatch", detail: `protocol ${request.protocol}, this broker speaks ${PROTOCOL_VERSION}` })
+      return yield* new WireViolation({
+        code: "version-mismatch",
+        detail: `protocol ${request.protocol}, this broker speaks ${PROTOCOL_VERSION}`
+      })
     }
     // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
     const authenticated = options.auth === undefined
       ? undefined
-      : yield* authenticate(options.auth, request, "read", request.topic, { send: (frame) => void socket.write(frame), next: nextFrame })
+      : yield* authenticate(options.auth, request, "read", request.topic, {
+        send: (frame) => void socket.write(frame),
+        next: nextFrame
+      })
     if (authenticated === null) return
     if (authenticated !== undefined) {
-      const denied = request.consumer === undefined ? undefined : authorize(authenticated.user, "consume", request.consumer)
+      const denied = request.consumer === undefined
+        ? undefined
+        : authorize(authenticated.user, "consume", request.consumer)
       if (denied !== undefined) return yield* new WireViolation({ code: "forbidden", detail: denied })
       yield* options.holdConnection(authenticated.user)
     }
     const reader = options.reader
-    if (reader === undefined) return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
+    if (reader === undefined) {
+      return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
+    }
     const { topic } = request
     const opened = yield* Effect.either(open(reader, request, options.consumers))
     if (Either.isLeft(opened)) {
       const e = opened.left
-      if (e instanceof LogOutOfRange) return refuseOutOfRange(socket, e)
+      if (e instanceof LogOutOfRange) {
+        return refuseOutOfRange(socket, e)
+      }
       return yield* e
     }
     const { cursor, lease } = opened.right
     const served = newServed(socket, reader, topic, cursor, lease, request.credit)
     const held = yield* reader.bounds(topic).pipe(Effect.orDie)
     subscribed()
-    socket.write(subscribedFrame(new Subscribed({ protocol: PROTOCOL_VERSION, brokerId: options.brokerId, start: cursor.position(), ...held, ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature }) })))
+    socket.write(
+      subscribedFrame(
+        new Subscribed({
+          protocol: PROTOCOL_VERSION,
+          brokerId: options.brokerId,
+          start: cursor.position(),
+          ...held,
+          ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature })
+        })
+      )
+    )
 
     const outcome = yield* Effect.either(
-      Effect.raceFirst(readCredits(served, nextFrame), Effect.raceFirst(sendRounds(served), idleWatch(served, options.idleTimeoutMs)))
+      Effect.raceFirst(
+        readCredits(served, nextFrame),
+        Effect.raceFirst(sendRounds(served), idleWatch(served, options.idleTimeoutMs))
+      )
     )
     if (Either.isLeft(outcome)) {
       const e = outcome.left

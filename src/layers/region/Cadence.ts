@@ -13,5 +13,8 @@ export const CADENCE_MS = 500
 export const alignedDelayMs = (periodMs: number, nowMs = Date.now()): number => periodMs - (nowMs % periodMs)
 
 /** Runs `effect` at every tick of `periodMs` (aligned, see above) until interrupted or it fails. */
-export const everyTick = <E, R>(periodMs: () => number, effect: Effect.Effect<void, E, R>): Effect.Effect<never, E, R> =>
+export const everyTick = <E, R>(
+  periodMs: () => number,
+  effect: Effect.Effect<void, E, R>
+): Effect.Effect<never, E, R> =>
   Effect.forever(Effect.zipRight(Effect.suspend(() => Effect.sleep(alignedDelayMs(periodMs()))), effect))

@@ -25,9 +25,9 @@ import {
   RegionSystemError,
   RegionTooLarge
 } from "../../services/region/CxlMemory.js"
-import { type Backend, type MapRegion, openRegion, publishPairs, regionOptionsWithMillis } from "./RegionOpen.js"
-import { settingsConfig } from "../../Settings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { settingsConfig } from "../../Settings.js"
+import { type Backend, type MapRegion, openRegion, publishPairs, regionOptionsWithMillis } from "./RegionOpen.js"
 
 /** The addon's flush records: quadruples (path, instruction code, offset, length). */
 const decodeOps = (records: Float64Array): Array<CacheLineOp> => {
@@ -91,22 +91,27 @@ const mapNative = (options: RegionOptions): MapRegion<NativeUnavailable> => (mod
     const { name } = options
     const addon = yield* loadAddon()
     const { kind, path } = regionKind(name)
-    const mapping = yield* Effect.acquireRelease(openNative(addon, name, mode, size, options.readyTimeoutMs ?? 5_000), (m) =>
-      Effect.sync(() => {
-        addon.close(m.buffer)
-        if (m.created && options.keep !== true) {
-          try {
-            addon.unlink(kind, path)
-          } catch {
-            // already unlinked by someone else: nothing to release
+    const mapping = yield* Effect.acquireRelease(
+      openNative(addon, name, mode, size, options.readyTimeoutMs ?? 5_000),
+      (m) =>
+        Effect.sync(() => {
+          addon.close(m.buffer)
+          if (m.created && options.keep !== true) {
+            try {
+              addon.unlink(kind, path)
+            } catch {
+              // already unlinked by someone else: nothing to release
+            }
           }
-        }
-      }))
+        })
+    )
     return { ...mapping, backend: nativeBackend(addon, mapping.buffer) }
   })
 
 /** Maps a region through the native addon; unmaps when the scope closes and, as its creator, unlinks it unless `keep`. */
-export const make = (options: RegionOptions): Effect.Effect<CxlMemoryShape, RegionOpenError | NativeUnavailable, Scope.Scope> =>
+export const make = (
+  options: RegionOptions
+): Effect.Effect<CxlMemoryShape, RegionOpenError | NativeUnavailable, Scope.Scope> =>
   openRegion(options, mapNative(regionOptionsWithMillis(options)))
 
 export const layer = (options: RegionOptions): Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable> =>
@@ -117,5 +122,5 @@ export const regionOptionsConfig: Config.Config<RegionOptions> = settingsConfig(
   Config.map(({ size, ...rest }): RegionOptions => (size === undefined ? rest : { ...rest, size }))
 )
 
-export const layerConfig: Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable | ConfigError.ConfigError> =
-  Layer.unwrapScoped(Effect.map(regionOptionsConfig, layer))
+export const layerConfig: Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable | ConfigError.ConfigError> = Layer
+  .unwrapScoped(Effect.map(regionOptionsConfig, layer))

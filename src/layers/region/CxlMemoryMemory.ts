@@ -90,12 +90,16 @@ const mapMemory = (options: RegionOptions): MapRegion<never> => (mode, size) =>
     const existing = memoryRegions.get(name)
     if (existing !== undefined && mode === "create") return yield* new RegionExists({ name })
     if (existing === undefined && mode === "attach") return yield* new RegionMissing({ name })
-    if (existing !== undefined) return { buffer: existing, size: existing.byteLength, created: false, backend: memoryBackend(existing) }
+    if (existing !== undefined) {
+      return { buffer: existing, size: existing.byteLength, created: false, backend: memoryBackend(existing) }
+    }
     const buffer = new ArrayBuffer(size)
     memoryRegions.set(name, buffer)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        if (options.keep !== true && memoryRegions.get(name) === buffer) memoryRegions.delete(name)
+        if (options.keep !== true && memoryRegions.get(name) === buffer) {
+          memoryRegions.delete(name)
+        }
       })
     )
     return { buffer, size, created: true, backend: memoryBackend(buffer) }
@@ -114,7 +118,12 @@ export const layerMemory = (options: RegionOptions): Layer.Layer<CxlMemory, Regi
  */
 export const privateRegion = (size: number): CxlMemoryShape => {
   const buffer = new ArrayBuffer(size)
-  writeSuperblock({ u32: new Uint32Array(buffer), i32: new Int32Array(buffer), f64: new Float64Array(buffer) }, size, LAYOUT_VERSION, [])
+  writeSuperblock(
+    { u32: new Uint32Array(buffer), i32: new Int32Array(buffer), f64: new Float64Array(buffer) },
+    size,
+    LAYOUT_VERSION,
+    []
+  )
   return makeShape(
     { name: "(private)", size, created: true, coherence: "coherent", layoutVersion: LAYOUT_VERSION, params: [] },
     buffer,

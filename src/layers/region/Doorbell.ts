@@ -13,10 +13,15 @@
 import { Effect, Layer, type Scope } from "effect"
 import { availableParallelism } from "node:os"
 import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
-import { Doorbell, DOORBELL_BYTES, type DoorbellShape, type WakeFifoUnavailable } from "../../services/region/Doorbell.js"
+import {
+  Doorbell,
+  DOORBELL_BYTES,
+  type DoorbellShape,
+  type WakeFifoUnavailable
+} from "../../services/region/Doorbell.js"
 import { awaitCondition, closePark, makeParkState, type ParkState, sweepSoon, watchCondition } from "./DoorbellPark.js"
 import { adaptiveSpin, defaultSpinMicros, fixedSpin, oversubscribed } from "./SpinPolicy.js"
-import { fifoIdentity, wakeFds, type WakeFds, wakeFifo } from "./WakeFifo.js"
+import { fifoIdentity, type WakeFds, wakeFds, wakeFifo } from "./WakeFifo.js"
 import { wakeFifoPath } from "./WakeFifoPaths.js"
 
 export { adaptiveSpin, fixedSpin, oversubscribed, type SpinPolicy } from "./SpinPolicy.js"
@@ -122,7 +127,9 @@ export const make = (
     const owned = localWakes.get(region.buffer) ?? new Map<number, () => void>()
     localWakes.set(region.buffer, owned)
     owned.set(offset, park.onWake)
-    yield* Effect.addFinalizer(() => Effect.sync(() => void (owned.get(offset) === park.onWake && owned.delete(offset))))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => void (owned.get(offset) === park.onWake && owned.delete(offset)))
+    )
     yield* Effect.addFinalizer(() => Effect.sync(() => closePark(park)))
     const ringer: Ringer = {
       park,
@@ -145,5 +152,6 @@ export const make = (
     return doorbell
   })
 
-export const layer = (options: DoorbellOptions): Layer.Layer<Doorbell, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory> =>
-  Layer.scoped(Doorbell, make(options))
+export const layer = (
+  options: DoorbellOptions
+): Layer.Layer<Doorbell, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory> => Layer.scoped(Doorbell, make(options))

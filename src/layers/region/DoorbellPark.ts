@@ -177,7 +177,9 @@ const timerFired = (state: ParkState): void => {
 }
 
 const schedulePark = (state: ParkState): void => {
-  if (state.parkStep === undefined && !state.parked && state.waiters.size > 0 && !state.closed) state.parkStep = setImmediate(state.onParkStep)
+  if (state.parkStep === undefined && !state.parked && state.waiters.size > 0 && !state.closed) {
+    state.parkStep = setImmediate(state.onParkStep)
+  }
 }
 
 /** Spins up to the policy's budget, never on an oversubscribed machine; true if it settled a waiter. */

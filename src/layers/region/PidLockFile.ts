@@ -7,7 +7,17 @@
  * lock taken over at once; a live holder's lock never is, however long it holds it.
  */
 import { randomBytes } from "node:crypto"
-import { closeSync, fstatSync, linkSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
+import {
+  closeSync,
+  fstatSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync
+} from "node:fs"
 import { basename, dirname, join } from "node:path"
 import { isProcessAlive, ownStartTag } from "./ProcessInfo.js"
 
@@ -69,7 +79,9 @@ const readLock = (path: string, rules: LockRules): LockHolder | undefined => {
   const valid = Number.isSafeInteger(pid) && pid > 0
   const startTag = Number(start)
   const tag = Number.isInteger(startTag) && startTag > 0 ? startTag : 0
-  if (valid && nonce !== undefined && /^[0-9a-f]{16}$/.test(nonce)) return { identity: nonce, pid, gone: holderGone(pid, tag, nonce) }
+  if (valid && nonce !== undefined && /^[0-9a-f]{16}$/.test(nonce)) {
+    return { identity: nonce, pid, gone: holderGone(pid, tag, nonce) }
+  }
   const identity = `ino${stat.ino}`
   const stale = rules.olderBuildStaleMs === undefined ? !valid : Date.now() - stat.mtimeMs > rules.olderBuildStaleMs
   return { identity, pid: valid ? pid : 0, gone: stale || (valid && holderGone(pid, tag, identity)) }

@@ -51,7 +51,12 @@ const cpuTicksOf = (fields: ReadonlyArray<string>) => Number(fields[11]) + Numbe
 export const procStat = (pid: number): ProcStat | undefined => {
   try {
     const fields = statFields(`/proc/${pid}/stat`)
-    return { state: fields[0]!, parentPid: Number(fields[1]), cpuTicks: cpuTicksOf(fields), startTicks: Number(fields[19]) }
+    return {
+      state: fields[0]!,
+      parentPid: Number(fields[1]),
+      cpuTicks: cpuTicksOf(fields),
+      startTicks: Number(fields[19])
+    }
   } catch {
     return undefined
   }
@@ -83,7 +88,9 @@ export const isPidStopped = (pid: number): boolean => {
 }
 
 /** A start time /proc gave, or 0 (not known). */
-const known = (ticks: number | undefined): number => (ticks !== undefined && Number.isFinite(ticks) && ticks > 0 ? ticks : 0)
+const known = (
+  ticks: number | undefined
+): number => (ticks !== undefined && Number.isFinite(ticks) && ticks > 0 ? ticks : 0)
 
 /**
  * A start time as the 32 bits a region word keeps of it (0: unknown; a known one is never 0).

@@ -47,12 +47,19 @@ export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, sl
 }
 
 /** Stamps slot `slot`'s heartbeat with `nowMs` (its owner's write). */
-export const writeHeartbeat = (region: CxlMemoryShape, table: ProcessTableLocation, slot: number, nowMs: number): void => {
+export const writeHeartbeat = (
+  region: CxlMemoryShape,
+  table: ProcessTableLocation,
+  slot: number,
+  nowMs: number
+): void => {
   slotLines(region).setHeartbeatMs(slotOffset(table, slot), nowMs)
 }
 
 /** Whether the process that holds the slot still runs (its pid, not another process under it, once the slot is ready). */
-export const isOwnerAlive = (info: SlotInfo): boolean => (info.state === 2 ? isProcessAlive(info.pid, info.startTag) : isPidAlive(info.pid))
+export const isOwnerAlive = (
+  info: SlotInfo
+): boolean => (info.state === 2 ? isProcessAlive(info.pid, info.startTag) : isPidAlive(info.pid))
 
 /** A slot whose owner is running and has heartbeated within `staleMs`. */
 export const isSlotLive = (info: SlotInfo, nowMs: number, staleMs: number): boolean =>
@@ -69,7 +76,9 @@ export interface ProcessSlotOptions {
 }
 
 /** Claims a free slot, or one whose owner process is gone, and heartbeats until the scope closes. */
-export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShape, ProcessTableFull | RegionOutOfBounds, CxlMemory | Scope.Scope> =>
+export const make = (
+  options: ProcessSlotOptions
+): Effect.Effect<ProcessSlotShape, ProcessTableFull | RegionOutOfBounds, CxlMemory | Scope.Scope> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const { table, role } = options
@@ -110,7 +119,9 @@ export const make = (options: ProcessSlotOptions): Effect.Effect<ProcessSlotShap
     region.publish(at, LINE_BYTES)
     lines.storeReady(at, occurrence)
     const heartbeatMs = options.heartbeatMillis ?? DEFAULT_HEARTBEAT_MS
-    yield* everyTick(() => heartbeatMs, Effect.sync(() => writeHeartbeat(region, table, slot, Date.now()))).pipe(Effect.forkScoped)
+    yield* everyTick(() => heartbeatMs, Effect.sync(() => writeHeartbeat(region, table, slot, Date.now()))).pipe(
+      Effect.forkScoped
+    )
     return { slot, occurrence, pid, role, doorbellOffset: doorbellOffsetOf(table, slot) }
   })
 

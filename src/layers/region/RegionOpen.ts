@@ -4,6 +4,7 @@
  * write or check the superblock, and build the service over the bytes and their backend.
  */
 import { Effect, type Scope } from "effect"
+import { withMillis } from "../../Durations.js"
 import { regionByteLimit } from "../../native/Native.js"
 import {
   type CacheLineOp,
@@ -17,7 +18,6 @@ import {
   type WaitOutcome
 } from "../../services/region/CxlMemory.js"
 import { LAYOUT_VERSION, MAX_PARAMS, readSuperblock, SUPERBLOCK_BYTES, writeSuperblock } from "./Superblock.js"
-import { withMillis } from "../../Durations.js"
 
 const PAGE = 4096
 const MAX_WAIT_MS = 2 ** 31 - 1
@@ -80,19 +80,29 @@ export const makeShape = (meta: Meta, buffer: ArrayBuffer, backend: Backend): Cx
 
 export const validateCreateSize = (name: string, size: number | undefined) =>
   Effect.gen(function*() {
-    if (size === undefined) return yield* new InvalidRegionSize({ name, size: 0, reason: "creating a region needs a size" })
+    if (size === undefined) {
+      return yield* new InvalidRegionSize({ name, size: 0, reason: "creating a region needs a size" })
+    }
     // Too large first: past 2^53 (beyond Node 22's limit) a size is a whole number too, if not a safe one.
     const limit = regionByteLimit()
-    if (Number.isInteger(size) && size > limit) return yield* new RegionTooLarge({ name, size, limit })
+    if (Number.isInteger(size) && size > limit) {
+      return yield* new RegionTooLarge({ name, size, limit })
+    }
     if (!Number.isSafeInteger(size) || size < SUPERBLOCK_BYTES * 2 || size % PAGE !== 0) {
-      return yield* new InvalidRegionSize({ name, size, reason: `must be a multiple of ${PAGE} and at least ${SUPERBLOCK_BYTES * 2}` })
+      return yield* new InvalidRegionSize({
+        name,
+        size,
+        reason: `must be a multiple of ${PAGE} and at least ${SUPERBLOCK_BYTES * 2}`
+      })
     }
     return size
   })
 
 const validateParams = (name: string, params: ReadonlyArray<number>) =>
   params.length > MAX_PARAMS || params.some((p) => !Number.isFinite(p))
-    ? Effect.fail(new InvalidRegionSize({ name, size: params.length, reason: `at most ${MAX_PARAMS} finite layout parameters` }))
+    ? Effect.fail(
+      new InvalidRegionSize({ name, size: params.length, reason: `at most ${MAX_PARAMS} finite layout parameters` })
+    )
     : Effect.void
 
 /** The publish ranges among recorded operations, as (offset, length) pairs. */
@@ -120,7 +130,11 @@ export const openRegion = <E>(
     const size = mode === "attach" ? options.size ?? 0 : yield* validateCreateSize(name, options.size)
     yield* validateParams(name, params)
     const mapping = yield* map(mode, size)
-    const views = { u32: new Uint32Array(mapping.buffer), i32: new Int32Array(mapping.buffer), f64: new Float64Array(mapping.buffer) }
+    const views = {
+      u32: new Uint32Array(mapping.buffer),
+      i32: new Int32Array(mapping.buffer),
+      f64: new Float64Array(mapping.buffer)
+    }
     const stored = mapping.created
       ? (writeSuperblock(views, mapping.size, version, params), { params, version })
       : yield* readSuperblock(name, views, mapping.size, { version, size: options.size, readyTimeoutMs })

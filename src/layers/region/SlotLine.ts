@@ -31,28 +31,56 @@ export class SlotLineView {
     this.words = wordsOver(region.u32)
   }
   /** The owner's pid, 0 while the slot is free. */
-  owner(at: number): number { return Atomics.load(this.i32, (at + SlotLine.owner) / 4) }
+  owner(at: number): number {
+    return Atomics.load(this.i32, (at + SlotLine.owner) / 4)
+  }
   /** The owner's occurrence once the slot is ready, 0 while it is being claimed. */
-  ready(at: number): number { return Atomics.load(this.i32, (at + SlotLine.ready) / 4) }
-  storeReady(at: number, v: number): void { Atomics.store(this.i32, (at + SlotLine.ready) / 4, v) }
+  ready(at: number): number {
+    return Atomics.load(this.i32, (at + SlotLine.ready) / 4)
+  }
+  storeReady(at: number, v: number): void {
+    Atomics.store(this.i32, (at + SlotLine.ready) / 4, v)
+  }
   /** The (owner, ready) word, read in one atomic load (0n: free). */
-  claimWord(at: number): bigint { return Atomics.load(this.words, (at + SlotLine.owner) / 8) }
+  claimWord(at: number): bigint {
+    return Atomics.load(this.words, (at + SlotLine.owner) / 8)
+  }
   /** Claims the slot for `pid`, not ready yet, if its (owner, ready) word still is `expected`; true when it was. */
   claim(at: number, expected: bigint, pid: number): boolean {
     return Atomics.compareExchange(this.words, (at + SlotLine.owner) / 8, expected, pairWord(pid, 0)) === expected
   }
   /** Frees the slot if `pid` still owns it. */
-  release(at: number, pid: number): void { Atomics.compareExchange(this.i32, (at + SlotLine.owner) / 4, pid, 0) }
-  occurrence(at: number): number { return this.i32[(at + SlotLine.occurrence) / 4]! }
-  setOccurrence(at: number, v: number): void { this.i32[(at + SlotLine.occurrence) / 4] = v }
+  release(at: number, pid: number): void {
+    Atomics.compareExchange(this.i32, (at + SlotLine.owner) / 4, pid, 0)
+  }
+  occurrence(at: number): number {
+    return this.i32[(at + SlotLine.occurrence) / 4]!
+  }
+  setOccurrence(at: number, v: number): void {
+    this.i32[(at + SlotLine.occurrence) / 4] = v
+  }
   /** The owner's role, as its index in ROLES. */
-  role(at: number): number { return this.i32[(at + SlotLine.role) / 4]! }
-  setRole(at: number, v: number): void { this.i32[(at + SlotLine.role) / 4] = v }
-  heartbeatMs(at: number): number { return this.f64[(at + SlotLine.heartbeat) / 8]! }
-  setHeartbeatMs(at: number, v: number): void { this.f64[(at + SlotLine.heartbeat) / 8] = v }
-  setStartedMs(at: number, v: number): void { this.f64[(at + SlotLine.started) / 8] = v }
-  startTag(at: number): number { return this.u32[(at + SlotLine.startTag) / 4]! }
-  setStartTag(at: number, v: number): void { this.u32[(at + SlotLine.startTag) / 4] = v }
+  role(at: number): number {
+    return this.i32[(at + SlotLine.role) / 4]!
+  }
+  setRole(at: number, v: number): void {
+    this.i32[(at + SlotLine.role) / 4] = v
+  }
+  heartbeatMs(at: number): number {
+    return this.f64[(at + SlotLine.heartbeat) / 8]!
+  }
+  setHeartbeatMs(at: number, v: number): void {
+    this.f64[(at + SlotLine.heartbeat) / 8] = v
+  }
+  setStartedMs(at: number, v: number): void {
+    this.f64[(at + SlotLine.started) / 8] = v
+  }
+  startTag(at: number): number {
+    return this.u32[(at + SlotLine.startTag) / 4]!
+  }
+  setStartTag(at: number, v: number): void {
+    this.u32[(at + SlotLine.startTag) / 4] = v
+  }
 }
 
 const viewsByRegion = new WeakMap<CxlMemoryShape, SlotLineView>()

@@ -3,7 +3,12 @@
  * group written by a different role sits on its own 64-byte line.
  */
 import { Effect } from "effect"
-import { RegionCorrupt, RegionLayoutMismatch, RegionNotReady, RegionSizeMismatch } from "../../services/region/CxlMemory.js"
+import {
+  RegionCorrupt,
+  RegionLayoutMismatch,
+  RegionNotReady,
+  RegionSizeMismatch
+} from "../../services/region/CxlMemory.js"
 import { type RecordWords, WordView } from "./WordView.js"
 
 export const LAYOUT_VERSION = 9
@@ -38,24 +43,46 @@ export const regionId = (v: { readonly f64: Float64Array }): string => String(v.
 /** The superblock's identity and layout fields, typed; `state` is the word its creator stores last. */
 export class SuperblockView extends WordView {
   /** Whether either magic word is written (a creator has begun). */
-  magicWritten(): boolean { return this.u32[Offsets.magic / 4] !== 0 || this.u32[Offsets.magic / 4 + 1] !== 0 }
-  isMagic(): boolean { return this.u32[Offsets.magic / 4] === MAGIC[0] && this.u32[Offsets.magic / 4 + 1] === MAGIC[1] }
+  magicWritten(): boolean {
+    return this.u32[Offsets.magic / 4] !== 0 || this.u32[Offsets.magic / 4 + 1] !== 0
+  }
+  isMagic(): boolean {
+    return this.u32[Offsets.magic / 4] === MAGIC[0] && this.u32[Offsets.magic / 4 + 1] === MAGIC[1]
+  }
   /** The magic words as 16 hex digits, for errors. */
   magicHex(): string {
-    return `${this.u32[Offsets.magic / 4]!.toString(16).padStart(8, "0")}${this.u32[Offsets.magic / 4 + 1]!.toString(16).padStart(8, "0")}`
+    return `${this.u32[Offsets.magic / 4]!.toString(16).padStart(8, "0")}${
+      this.u32[Offsets.magic / 4 + 1]!.toString(16).padStart(8, "0")
+    }`
   }
   writeMagic(): void {
     this.u32[Offsets.magic / 4] = MAGIC[0]
     this.u32[Offsets.magic / 4 + 1] = MAGIC[1]
   }
-  layoutVersion(): number { return this.u32[Offsets.layoutVersion / 4]! }
-  setLayoutVersion(v: number): void { this.u32[Offsets.layoutVersion / 4] = v }
-  state(): number { return Atomics.load(this.i32, Offsets.state / 4) }
-  storeState(v: number): void { Atomics.store(this.i32, Offsets.state / 4, v) }
-  regionBytes(): number { return this.f64[Offsets.regionBytes / 8]! }
-  setRegionBytes(v: number): void { this.f64[Offsets.regionBytes / 8] = v }
-  createdAtMs(): number { return this.f64[Offsets.createdAtMs / 8]! }
-  setCreatedAtMs(v: number): void { this.f64[Offsets.createdAtMs / 8] = v }
+  layoutVersion(): number {
+    return this.u32[Offsets.layoutVersion / 4]!
+  }
+  setLayoutVersion(v: number): void {
+    this.u32[Offsets.layoutVersion / 4] = v
+  }
+  state(): number {
+    return Atomics.load(this.i32, Offsets.state / 4)
+  }
+  storeState(v: number): void {
+    Atomics.store(this.i32, Offsets.state / 4, v)
+  }
+  regionBytes(): number {
+    return this.f64[Offsets.regionBytes / 8]!
+  }
+  setRegionBytes(v: number): void {
+    this.f64[Offsets.regionBytes / 8] = v
+  }
+  createdAtMs(): number {
+    return this.f64[Offsets.createdAtMs / 8]!
+  }
+  setCreatedAtMs(v: number): void {
+    this.f64[Offsets.createdAtMs / 8] = v
+  }
   /** The layout parameters (at most MAX_PARAMS, whatever the count word says). */
   params(): ReadonlyArray<number> {
     const count = Math.min(this.u32[Offsets.paramCount / 4]!, MAX_PARAMS)
@@ -89,7 +116,10 @@ export const readSuperblock = (
   v: RecordWords,
   mappedBytes: number,
   expected: { readonly version: number; readonly size: number | undefined; readonly readyTimeoutMs: number }
-): Effect.Effect<{ params: ReadonlyArray<number>; version: number }, RegionCorrupt | RegionLayoutMismatch | RegionSizeMismatch | RegionNotReady> =>
+): Effect.Effect<
+  { params: ReadonlyArray<number>; version: number },
+  RegionCorrupt | RegionLayoutMismatch | RegionSizeMismatch | RegionNotReady
+> =>
   Effect.gen(function*() {
     const superblock = new SuperblockView(v)
     const started = Date.now()
@@ -97,7 +127,10 @@ export const readSuperblock = (
       const magicWritten = superblock.magicWritten()
       const state = superblock.state()
       if (state !== 0 || (magicWritten && !superblock.isMagic())) {
-        return yield* new RegionCorrupt({ name, reason: `bad superblock (state ${state}, magic ${superblock.magicHex()})` })
+        return yield* new RegionCorrupt({
+          name,
+          reason: `bad superblock (state ${state}, magic ${superblock.magicHex()})`
+        })
       }
       if (Date.now() - started > expected.readyTimeoutMs) {
         return yield* new RegionNotReady({ name, waitedMs: expected.readyTimeoutMs })
@@ -111,7 +144,10 @@ export const readSuperblock = (
     }
     const recorded = superblock.regionBytes()
     if (recorded !== mappedBytes) {
-      return yield* new RegionCorrupt({ name, reason: `superblock says ${recorded} bytes but ${mappedBytes} are mapped` })
+      return yield* new RegionCorrupt({
+        name,
+        reason: `superblock says ${recorded} bytes but ${mappedBytes} are mapped`
+      })
     }
     if (expected.size !== undefined && expected.size !== mappedBytes) {
       return yield* new RegionSizeMismatch({ name, expected: expected.size, found: mappedBytes })

@@ -122,7 +122,8 @@ export const wakeFifo = (path: string, onWake: () => void) =>
         socket.unref()
         return { socket, inode }
       },
-      catch: (error) => new WakeFifoUnavailable({ path, reason: error instanceof Error ? error.message : String(error) })
+      catch: (error) =>
+        new WakeFifoUnavailable({ path, reason: error instanceof Error ? error.message : String(error) })
     }),
     ({ inode, socket }) =>
       Effect.sync(() => {

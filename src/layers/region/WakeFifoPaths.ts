@@ -35,7 +35,8 @@ const fifoPrefix = (name: string) => {
 }
 
 /** The wake FIFO of the doorbell at `offset` of region `name`: every process of the region derives it from those two. */
-export const wakeFifoPath = (name: string, offset: number): string => join(wakeDirectory(), `${fifoPrefix(name)}${offset}`)
+export const wakeFifoPath = (name: string, offset: number): string =>
+  join(wakeDirectory(), `${fifoPrefix(name)}${offset}`)
 
 /** The wake directory is there but another user owns it or may write into it: a FIFO in it could be swapped. */
 export class WakeDirectoryNotPrivate extends Data.TaggedError("WakeDirectoryNotPrivate")<{ readonly dir: string }> {

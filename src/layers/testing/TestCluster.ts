@@ -11,15 +11,15 @@
  * a disk) and failover — tests of those run the real processes (`cxlog serve`).
  */
 import { Cause, Context, type Duration, Effect, Exit, Layer, Scope } from "effect"
+import { withMillis } from "../../Durations.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
 import type { AckLevel } from "../../services/log/Topics.js"
 import { type InvalidPublisherOptions, Publisher, type PublisherOptions } from "../../services/net/Publisher.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
-import { type MemoryLog, type MemoryLogError, makeMemoryLog } from "../net/BrokerLogMemory.js"
+import { makeMemoryLog, type MemoryLog, type MemoryLogError } from "../net/BrokerLogMemory.js"
 import { makeLocal } from "../net/Publisher.js"
 import { makeMemory as makeMemorySubscriber } from "../net/SubscriberMemory.js"
-import { withMillis } from "../../Durations.js"
 
 /** The running in-memory cluster: its log, for assertions (`ordered`, `stats`) and for `settle`. */
 export class TestCluster extends Context.Tag("cxlog/TestCluster")<TestCluster, MemoryLog>() {}
@@ -55,7 +55,9 @@ export const cluster = (given: TestClusterOptions): Layer.Layer<TestCluster, Mem
 }
 
 /** A live publisher of the cluster's topic `options.topic`, appending through the cluster's first broker slot. */
-export const publisher = (options: TestPublisherOptions): Layer.Layer<Publisher, InvalidPublisherOptions, TestCluster> =>
+export const publisher = (
+  options: TestPublisherOptions
+): Layer.Layer<Publisher, InvalidPublisherOptions, TestCluster> =>
   Layer.scoped(
     Publisher,
     Effect.flatMap(TestCluster, (log) =>

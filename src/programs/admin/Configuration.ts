@@ -6,14 +6,19 @@
 import { Console, Effect, Either, Option } from "effect"
 import { INSTALL_SETTINGS, NATIVE_SETTINGS } from "../../native/NativeSettings.js"
 import { CONTROL_LAYOUT_SETTINGS, COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
-import { DURABLE_SETTINGS, HEAD_WATCH_SETTINGS, LOG_LAYOUT_SETTINGS, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
+import {
+  DURABLE_SETTINGS,
+  HEAD_WATCH_SETTINGS,
+  LOG_LAYOUT_SETTINGS,
+  SEQUENCER_SETTINGS
+} from "../../services/log/LogSettings.js"
 import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
 import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { envConfigProvider, processEnvironment, settingConfig, type SettingsTable } from "../../Settings.js"
-import { table } from "../report/Table.js"
 import { type Command, type Flag, resolveFlag, type Source } from "../cli/CliKit.js"
 import { LAUNCHER_SETTINGS, METRICS_SETTINGS, ORCHESTRATOR_SETTINGS, PEER_SETTINGS } from "../ProgramSettings.js"
+import { table } from "../report/Table.js"
 
 /** Every domain's settings table: each variable a layer or program reads without a flag of its own. */
 const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
@@ -45,7 +50,11 @@ export interface ResolvedVariable {
 }
 
 /** Every variable's resolved value: one row per distinct (variable, value), naming its users. */
-export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, globals: ReadonlyArray<Flag<unknown>>, env: Record<string, string | undefined>) =>
+export const resolveAll = <R>(
+  commands: ReadonlyArray<Command<R>>,
+  globals: ReadonlyArray<Flag<unknown>>,
+  env: Record<string, string | undefined>
+) =>
   Effect.gen(function*() {
     const rows: Array<{ variable: string; value: unknown; source: Source; usedBy: Array<string>; kind: string }> = []
     const add = (variable: string, value: unknown, source: Source, user: string, kind: string) => {
@@ -53,7 +62,10 @@ export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, globals: Read
       if (same === undefined) rows.push({ variable, value, source, usedBy: [user], kind })
       else if (!same.usedBy.includes(user)) same.usedBy.push(user)
     }
-    const flagUsers = [...commands.map((cmd) => ({ name: cmd.name, flags: Object.values(cmd.flags) })), { name: "every command", flags: globals }]
+    const flagUsers = [...commands.map((cmd) => ({ name: cmd.name, flags: Object.values(cmd.flags) })), {
+      name: "every command",
+      flags: globals
+    }]
     for (const { name, flags } of flagUsers) {
       for (const flag of flags) {
         if (flag.env === undefined) continue
@@ -68,7 +80,13 @@ export const resolveAll = <R>(commands: ReadonlyArray<Command<R>>, globals: Read
         // A variable a command's flag reads is shown with that flag's value and users.
         if (shownByFlags.has(declared.env)) continue
         const value = yield* Effect.withConfigProvider(settingConfig(declared), envConfigProvider(env))
-        add(declared.env, value ?? declared.shownDefault, env[declared.env] === undefined ? "default" : "env", table.usedBy, declared.placeholder)
+        add(
+          declared.env,
+          value ?? declared.shownDefault,
+          env[declared.env] === undefined ? "default" : "env",
+          table.usedBy,
+          declared.placeholder
+        )
       }
     }
     return rows.sort((a, b) => a.variable.localeCompare(b.variable)) as ReadonlyArray<ResolvedVariable>
@@ -81,8 +99,17 @@ const show = (value: unknown): string => {
   return typeof value === "string" ? value : JSON.stringify(value)
 }
 
-export const configuration = <R>(commands: ReadonlyArray<Command<R>>, globals: ReadonlyArray<Flag<unknown>>, json: boolean) =>
+export const configuration = <R>(
+  commands: ReadonlyArray<Command<R>>,
+  globals: ReadonlyArray<Flag<unknown>>,
+  json: boolean
+) =>
   Effect.flatMap(resolveAll(commands, globals, processEnvironment()), (rows) =>
     json
       ? Console.log(JSON.stringify(rows.map((r) => ({ ...r, value: show(r.value) }))))
-      : Console.log(table(["variable", "value", "from", "used by"], rows.map((r) => [r.variable, show(r.value), r.source, r.usedBy.join(", ")]))))
+      : Console.log(
+        table(
+          ["variable", "value", "from", "used by"],
+          rows.map((r) => [r.variable, show(r.value), r.source, r.usedBy.join(", ")])
+        )
+      ))

@@ -1,6 +1,12 @@
 /** `cxlog create-topic`: joins the cluster and asks the coordinator to create a topic. */
 import { Console, Effect, Layer } from "effect"
-import { attachRegion, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../../layers/Roles.js"
+import {
+  attachRegion,
+  controlTransport,
+  coordinatorClient,
+  processSlot,
+  type RegionAccess
+} from "../../layers/Roles.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
 import type { TopicSpec } from "../../services/log/Topics.js"
 
@@ -9,7 +15,9 @@ export const createTopic = (region: RegionAccess, specs: ReadonlyArray<TopicSpec
     const coordinator = yield* Coordinator
     for (const spec of specs) {
       const info = yield* coordinator.createTopic(spec)
-      yield* Console.log(`created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor})`)
+      yield* Console.log(
+        `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor})`
+      )
     }
   }).pipe(
     Effect.provide(

@@ -19,13 +19,23 @@ import {
 import { isProcessAlive, ownStartTag } from "../../layers/region/ProcessInfo.js"
 
 /** The binding of the files a head makes for region `name` before it has created it (`createdAtMs` 0: it fills it in then). */
-export const pendingBinding = (name: string): RegionBinding => ({ name, createdAtMs: 0, pid: process.pid, start: ownStartTag() })
+export const pendingBinding = (name: string): RegionBinding => ({
+  name,
+  createdAtMs: 0,
+  pid: process.pid,
+  start: ownStartTag()
+})
 
 /** What region `name`'s default files are: absent, unreadable (left alone), or there with their binding, if any. */
 type DefaultFiles =
   | { readonly _tag: "Absent" }
   | { readonly _tag: "Unreadable" }
-  | { readonly _tag: "Present"; readonly users: string; readonly binding: RegionBinding | undefined; readonly headMade: boolean }
+  | {
+    readonly _tag: "Present"
+    readonly users: string
+    readonly binding: RegionBinding | undefined
+    readonly headMade: boolean
+  }
 
 const defaultFiles = (name: string): DefaultFiles => {
   let users: string
@@ -39,21 +49,31 @@ const defaultFiles = (name: string): DefaultFiles => {
   if (statSync(users, { throwIfNoEntry: false }) === undefined) return { _tag: "Absent" }
   try {
     // An unbound file beside a secret file was made by a head of a build before bindings; `cxlog user add` writes no secret file there.
-    return { _tag: "Present", users, binding: readCredentialFile(users).region, headMade: statSync(secret, { throwIfNoEntry: false }) !== undefined }
+    return {
+      _tag: "Present",
+      users,
+      binding: readCredentialFile(users).region,
+      headMade: statSync(secret, { throwIfNoEntry: false }) !== undefined
+    }
   } catch {
     return { _tag: "Unreadable" }
   }
 }
 
 /** Whether the head that made files bound by `binding` is alive and has not bound them to a region it created yet. */
-const headCreating = (binding: RegionBinding): boolean => binding.createdAtMs === 0 && isProcessAlive(binding.pid, binding.start)
+const headCreating = (binding: RegionBinding): boolean =>
+  binding.createdAtMs === 0 && isProcessAlive(binding.pid, binding.start)
 
 /**
  * Whether files bound by `binding` belong to the region of their name as it is now: created at
  * `createdAtMs`, or none (undefined). Files no head bound (`cxlog user add` before the first
  * head) belong to whichever region comes; an older head's unbound files to the region there, if any.
  */
-export const belongsToRegion = (binding: RegionBinding | undefined, headMade: boolean, createdAtMs: number | undefined): boolean => {
+export const belongsToRegion = (
+  binding: RegionBinding | undefined,
+  headMade: boolean,
+  createdAtMs: number | undefined
+): boolean => {
   if (binding === undefined) return !headMade || createdAtMs !== undefined
   // Not bound yet: its head died before it could bind them to the region it had made, or is making it now.
   if (binding.createdAtMs === 0) return createdAtMs !== undefined || headCreating(binding)
@@ -78,7 +98,10 @@ export const retireStaleCredentials = (name: string, createdAtMs: number | undef
 export const bindRegionCredentials = (name: string, createdAtMs: number): void => {
   const files = defaultFiles(name)
   if (files._tag !== "Present") return
-  if (files.binding !== undefined && (files.binding.createdAtMs !== 0 || (files.binding.pid !== process.pid && headCreating(files.binding)))) return
+  if (
+    files.binding !== undefined &&
+    (files.binding.createdAtMs !== 0 || (files.binding.pid !== process.pid && headCreating(files.binding)))
+  ) return
   bindCredentialFile(files.users, { name, createdAtMs, pid: process.pid, start: ownStartTag() })
 }
 

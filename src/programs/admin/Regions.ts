@@ -13,17 +13,17 @@
  */
 import { Console, Data, Effect } from "effect"
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
-import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import { LeaseLine, OrderLine } from "../../layers/log/Records.js"
+import { listTopics } from "../../layers/log/Topics.js"
+import { removeDefaultCredentials } from "../../layers/net/Auth.js"
+import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
+import { removeOrphanedWakeFifos, removeWakeFifos } from "../../layers/region/Doorbell.js"
 import { isPidAlive, procStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
 import { isOwnerAlive, readSlot } from "../../layers/region/ProcessSlot.js"
-import { configFromParams, resolve } from "../../layers/RegionLayout.js"
-import { removeOrphanedWakeFifos, removeWakeFifos } from "../../layers/region/Doorbell.js"
-import { removeDefaultCredentials } from "../../layers/net/Auth.js"
-import { belongsToRegion, credentialBindings } from "./RegionCredentials.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../../layers/region/Superblock.js"
-import { listTopics } from "../../layers/log/Topics.js"
+import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import { table } from "../report/Table.js"
+import { belongsToRegion, credentialBindings } from "./RegionCredentials.js"
 
 export const SHM_DIR = "/dev/shm"
 const RUN_REGION = /^cxlog-run-(\d+)$/
@@ -64,11 +64,13 @@ export class RegionNotFound extends Data.TaggedError("RegionNotFound")<{ readonl
   }
 }
 
-export class RegionInUse extends Data.TaggedError("RegionInUse")<{ readonly region: string; readonly pids: ReadonlyArray<number> }> {
+export class RegionInUse
+  extends Data.TaggedError("RegionInUse")<{ readonly region: string; readonly pids: ReadonlyArray<number> }>
+{
   override get message() {
-    return `region ${this.region} is in use by live process${this.pids.length === 1 ? "" : "es"} ${this.pids.join(", ")}: stop ${
-      this.pids.length === 1 ? "it" : "them"
-    } first`
+    return `region ${this.region} is in use by live process${this.pids.length === 1 ? "" : "es"} ${
+      this.pids.join(", ")
+    }: stop ${this.pids.length === 1 ? "it" : "them"} first`
   }
 }
 
@@ -79,7 +81,9 @@ const processStartMs = (() => {
     try {
       bootMs ??= Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]) * 1000
       const ticks = procStat(pid)?.startTicks
-      return Number.isFinite(bootMs) && ticks !== undefined && Number.isFinite(ticks) ? bootMs + (ticks * 1000) / USER_HZ : undefined
+      return Number.isFinite(bootMs) && ticks !== undefined && Number.isFinite(ticks)
+        ? bootMs + (ticks * 1000) / USER_HZ
+        : undefined
     } catch {
       return undefined
     }
@@ -104,7 +108,9 @@ const readSuperblockBytes = (path: string): DataView | undefined => {
     const buffer = new Uint8Array(SUPERBLOCK_BYTES)
     if (readSync(fd, buffer, 0, SUPERBLOCK_BYTES, 0) < SUPERBLOCK_BYTES) return undefined
     const view = new DataView(buffer.buffer)
-    return view.getUint32(Offsets.magic, true) === MAGIC[0] && view.getUint32(Offsets.magic + 4, true) === MAGIC[1] ? view : undefined
+    return view.getUint32(Offsets.magic, true) === MAGIC[0] && view.getUint32(Offsets.magic + 4, true) === MAGIC[1]
+      ? view
+      : undefined
   } catch {
     return undefined
   } finally {
@@ -212,7 +218,12 @@ export const removeRegion = (name: string): Effect.Effect<RegionInfo, RegionNotF
     const info = yield* inspectRegion(name)
     if (info === undefined) return yield* new RegionNotFound({ region: name })
     if (info.inUse) {
-      const pids = [...new Set([...(info.owner.alive ? [info.owner.pid] : []), ...info.processes.filter((p) => p.alive).map((p) => p.pid)])]
+      const pids = [
+        ...new Set([
+          ...(info.owner.alive ? [info.owner.pid] : []),
+          ...info.processes.filter((p) => p.alive).map((p) => p.pid)
+        ])
+      ]
       return yield* new RegionInUse({ region: info.name, pids })
     }
     yield* unlink(info.name)
@@ -264,7 +275,9 @@ export const regions = (options: RegionsOptions) =>
       yield* options.json
         ? Console.log(JSON.stringify({ removed, removedCredentials: credentials }))
         : Console.log([
-          ...(removed.length === 0 ? ["no orphaned run regions"] : removed.map((r) => `removed ${r.name} (${mib(r.bytes)}; its run, pid ${r.owner.pid}, is gone)`)),
+          ...(removed.length === 0
+            ? ["no orphaned run regions"]
+            : removed.map((r) => `removed ${r.name} (${mib(r.bytes)}; its run, pid ${r.owner.pid}, is gone)`)),
           ...credentials.map((name) => `removed the credential files of ${name} (that region is gone)`)
         ].join("\n"))
       return
@@ -272,16 +285,32 @@ export const regions = (options: RegionsOptions) =>
     const found = yield* listRegions
     if (options.json) return yield* Console.log(JSON.stringify(found))
     if (found.length === 0) return yield* Console.log(`no cxlog regions in ${SHM_DIR}`)
-    yield* Console.log(table(["region", "size", "in memory", "kind", "owner pid", "owner alive", "in use", "ordered messages", "created", "note"], found.map((r) => [
-      r.name,
-      mib(r.bytes),
-      mib(r.residentBytes),
-      r.kind,
-      r.owner.pid === 0 ? "-" : String(r.owner.pid),
-      r.owner.alive ? "yes" : "no",
-      r.inUse ? "yes" : isOrphanedRun(r) ? "no (orphaned: --prune)" : "no",
-      String(r.orderedMessages),
-      new Date(r.createdAtMs).toISOString(),
-      r.note === undefined ? "" : r.note.length > 60 ? `${r.note.slice(0, 57)}...` : r.note
-    ])))
+    yield* Console.log(
+      table(
+        [
+          "region",
+          "size",
+          "in memory",
+          "kind",
+          "owner pid",
+          "owner alive",
+          "in use",
+          "ordered messages",
+          "created",
+          "note"
+        ],
+        found.map((r) => [
+          r.name,
+          mib(r.bytes),
+          mib(r.residentBytes),
+          r.kind,
+          r.owner.pid === 0 ? "-" : String(r.owner.pid),
+          r.owner.alive ? "yes" : "no",
+          r.inUse ? "yes" : isOrphanedRun(r) ? "no (orphaned: --prune)" : "no",
+          String(r.orderedMessages),
+          new Date(r.createdAtMs).toISOString(),
+          r.note === undefined ? "" : r.note.length > 60 ? `${r.note.slice(0, 57)}...` : r.note
+        ])
+      )
+    )
   })

@@ -50,14 +50,21 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     const features = addon.features()
     const name = `cxlog-selfcheck-${process.pid}`
     const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
-    yield* Console.log(`created region /dev/shm/${name} (${region.size} bytes; flush: ${features.flush}, crc32c: ${features.crc32c})`)
+    yield* Console.log(
+      `created region /dev/shm/${name} (${region.size} bytes; flush: ${features.flush}, crc32c: ${features.crc32c})`
+    )
     const reported = yield* Deferred.make<PeerReport>()
     const exited = yield* Deferred.make<string>()
     const peer = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const child = fork(peerEntry, ["selfcheck", "--peer", name], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [...peerExecArgv] })
+        const child = fork(peerEntry, ["selfcheck", "--peer", name], {
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+          execArgv: [...peerExecArgv]
+        })
         child.on("message", (message) => {
-          if ((message as PeerReport).event === "peer") Deferred.unsafeDone(reported, Effect.succeed(message as PeerReport))
+          if ((message as PeerReport).event === "peer") {
+            Deferred.unsafeDone(reported, Effect.succeed(message as PeerReport))
+          }
         })
         // "close" comes after the IPC channel closed too, so a report the peer sent is in by then.
         child.once("close", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed(signal ?? `code ${code}`)))
@@ -69,21 +76,42 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     const outcome = yield* region.wait(TO_PARENT, 0, WAIT_MS)
     const value = Atomics.load(region.i32, PEER_VALUE / 4)
     const micros = Number(process.hrtime.bigint() - started) / 1000
-    yield* Console.log(`parent: doorbell ${outcome} after ${micros.toFixed(0)} µs; read ${value} written by pid ${peer.pid}`)
-    if (outcome !== "woken") return yield* new SelfCheckFailed({ reason: `the parent's doorbell wait ended ${outcome}, not woken by the peer` })
-    if (value !== peer.pid) return yield* new SelfCheckFailed({ reason: `the parent read ${value}, not the peer's pid ${peer.pid}` })
+    yield* Console.log(
+      `parent: doorbell ${outcome} after ${micros.toFixed(0)} µs; read ${value} written by pid ${peer.pid}`
+    )
+    if (outcome !== "woken") {
+      return yield* new SelfCheckFailed({
+        reason: `the parent's doorbell wait ended ${outcome}, not woken by the peer`
+      })
+    }
+    if (value !== peer.pid) {
+      return yield* new SelfCheckFailed({ reason: `the parent read ${value}, not the peer's pid ${peer.pid}` })
+    }
 
     Atomics.store(region.i32, PARENT_VALUE / 4, process.pid)
     const woke = yield* ringUntilWoken(region, TO_PEER, () => peer.exitCode !== null || peer.signalCode !== null)
-    const timeout = { duration: Duration.millis(WAIT_MS), onTimeout: () => new SelfCheckFailed({ reason: "the peer did not finish" }) }
+    const timeout = {
+      duration: Duration.millis(WAIT_MS),
+      onTimeout: () => new SelfCheckFailed({ reason: "the peer did not finish" })
+    }
     const exit = yield* Deferred.await(exited).pipe(Effect.timeoutFail(timeout))
     const peerSaw = yield* Deferred.poll(reported)
     const said = peerSaw._tag === "None" ? undefined : yield* peerSaw.value
-    if (said === undefined) return yield* new SelfCheckFailed({ reason: `the peer exited (${exit}) without reporting its doorbell wait` })
-    if (said.outcome !== "woken") return yield* new SelfCheckFailed({ reason: `the peer's doorbell wait ended ${said.outcome}, not woken by the parent` })
-    if (said.saw !== process.pid) return yield* new SelfCheckFailed({ reason: `the peer read ${said.saw}, not the parent's pid ${process.pid}` })
+    if (said === undefined) {
+      return yield* new SelfCheckFailed({ reason: `the peer exited (${exit}) without reporting its doorbell wait` })
+    }
+    if (said.outcome !== "woken") {
+      return yield* new SelfCheckFailed({
+        reason: `the peer's doorbell wait ended ${said.outcome}, not woken by the parent`
+      })
+    }
+    if (said.saw !== process.pid) {
+      return yield* new SelfCheckFailed({ reason: `the peer read ${said.saw}, not the parent's pid ${process.pid}` })
+    }
     if (exit !== "code 0") return yield* new SelfCheckFailed({ reason: `the peer exited with ${exit}` })
-    if (woke === 0) return yield* new SelfCheckFailed({ reason: "no ring of the peer's doorbell reached a parked peer" })
+    if (woke === 0) {
+      return yield* new SelfCheckFailed({ reason: "no ring of the peer's doorbell reached a parked peer" })
+    }
     yield* Console.log(`self-check passed; unlinking ${name}`)
   }))
 

@@ -5,19 +5,19 @@
  * a running cluster, and on a region whose head is gone.
  */
 import { Console, Effect } from "effect"
-import { listTopics, regionSessionTables } from "../../layers/log/Topics.js"
 import { peekBounds } from "../../layers/log/LogReader.js"
+import { isLineOwnerAlive } from "../../layers/log/Participants.js"
 import { OrderLine } from "../../layers/log/Records.js"
 import { ParticipantLineView, SubscriberLineView } from "../../layers/log/RecordViews.js"
-import { isLineOwnerAlive } from "../../layers/log/Participants.js"
-import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
-import { configFromParams, resolve } from "../../layers/RegionLayout.js"
-import { type DiskRetention, TopicNotFound } from "../../services/log/Topics.js"
-import { table } from "../report/Table.js"
-import type { RegionAccess } from "../../layers/Roles.js"
+import { listTopics, regionSessionTables } from "../../layers/log/Topics.js"
 import { readMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
+import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import { regionId } from "../../layers/region/Superblock.js"
+import { configFromParams, resolve } from "../../layers/RegionLayout.js"
+import type { RegionAccess } from "../../layers/Roles.js"
+import { type DiskRetention, TopicNotFound } from "../../services/log/Topics.js"
 import { MirrorStatus } from "../../services/mirror/Mirror.js"
+import { table } from "../report/Table.js"
 
 export interface TopicDescription {
   readonly name: string
@@ -36,7 +36,9 @@ export interface TopicDescription {
   readonly sessions: number
   readonly sessionSlots: number
   /** Subscribers registered in the region; a durable one holds retention at its cursor. */
-  readonly subscribers: ReadonlyArray<{ readonly pid: number; readonly alive: boolean; readonly durable: boolean; readonly behindBatches: number }>
+  readonly subscribers: ReadonlyArray<
+    { readonly pid: number; readonly alive: boolean; readonly durable: boolean; readonly behindBatches: number }
+  >
   /** Mirrors of the topic on this host (their status files): state, offset mirrored, lag now. */
   readonly mirrors: ReadonlyArray<MirrorStatus>
 }
@@ -78,7 +80,12 @@ export const describeTopics = (access: RegionAccess) =>
         const { occurrence, pid } = participants.claim(line)
         if (occurrence === 0) continue
         const durable = subscriberLines.durable(line) === 1
-        subscribers.push({ pid, alive: isLineOwnerAlive(pid, occurrence), durable, behindBatches: durable ? Math.max(0, committed - subscriberLines.cursor(line)) : 0 })
+        subscribers.push({
+          pid,
+          alive: isLineOwnerAlive(pid, occurrence),
+          durable,
+          behindBatches: durable ? Math.max(0, committed - subscriberLines.cursor(line)) : 0
+        })
       }
       const sessions = sessionTable(info)
       return {
@@ -95,18 +102,29 @@ export const describeTopics = (access: RegionAccess) =>
         sessionSlots: sessions.capacity,
         subscribers,
         // The lag as of now: the topic may have moved on since the mirror's last status (or the mirror stopped).
-        mirrors: mirrors.filter((m) => m.topic === info.name).map((m) => new MirrorStatus({ ...m, end, lagOffsets: Math.max(0, end - m.mirrored) }))
+        mirrors: mirrors.filter((m) => m.topic === info.name).map((m) =>
+          new MirrorStatus({ ...m, end, lagOffsets: Math.max(0, end - m.mirrored) })
+        )
       }
     })
     return {
       region: access.name,
       regionId: id,
-      retention: { goiSlots: area.config.goiSlots, blogBytesPerBroker: area.config.blogBytes, maxBrokers: area.config.maxBrokers },
+      retention: {
+        goiSlots: area.config.goiSlots,
+        blogBytesPerBroker: area.config.blogBytes,
+        maxBrokers: area.config.maxBrokers
+      },
       topics
     } satisfies TopicsReport
   }).pipe(Effect.scoped)
 
-const ORDER_NAMES: Record<number, string> = { 0: "0 (per broker)", 2: "2 (total)", 4: "4 (+FIFO client×broker)", 5: "5 (+FIFO session)" }
+const ORDER_NAMES: Record<number, string> = {
+  0: "0 (per broker)",
+  2: "2 (total)",
+  4: "4 (+FIFO client×broker)",
+  5: "5 (+FIFO session)"
+}
 const ACK_NAMES: Record<number, string> = { 0: "0 (none)", 1: "1 (ordered)", 2: "2 (replicated)" }
 
 const held = (t: TopicDescription) => (t.end === t.earliest ? "none" : `${t.earliest}..${t.end - 1}`)
@@ -115,11 +133,19 @@ const subscribersText = (t: TopicDescription) => {
   const durable = live.filter((s) => s.durable)
   return live.length === 0
     ? "0"
-    : `${live.length}${durable.length === 0 ? "" : ` (${durable.length} durable, furthest ${Math.max(...durable.map((s) => s.behindBatches))} batches behind)`}`
+    : `${live.length}${
+      durable.length === 0
+        ? ""
+        : ` (${durable.length} durable, furthest ${Math.max(...durable.map((s) => s.behindBatches))} batches behind)`
+    }`
 }
 const mirrorLine = (topic: string, m: MirrorStatus) =>
-  `mirror ${topic} → stream ${m.stream} (${m.servers.join(",")}): ${m.state}, mirrored up to offset ${m.mirrored}, lag ${m.lagOffsets} offsets` +
-  `${m.state === "mirroring" || m.state === "mirror-unavailable" ? ` / ${m.lagSeconds.toFixed(1)} s` : ""}, ${m.retries} retries, pid ${m.pid}` +
+  `mirror ${topic} → stream ${m.stream} (${
+    m.servers.join(",")
+  }): ${m.state}, mirrored up to offset ${m.mirrored}, lag ${m.lagOffsets} offsets` +
+  `${
+    m.state === "mirroring" || m.state === "mirror-unavailable" ? ` / ${m.lagSeconds.toFixed(1)} s` : ""
+  }, ${m.retries} retries, pid ${m.pid}` +
   (m.detail === undefined ? "" : `: ${m.detail}`)
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 1)} MiB`
 
@@ -137,18 +163,33 @@ export const topics = (options: TopicsOptions) =>
     if (options.topic !== undefined && topics.length === 0) return yield* new TopicNotFound({ name: options.topic })
     if (options.json) return yield* Console.log(JSON.stringify({ ...report, topics }))
     if (topics.length === 0) {
-      return yield* Console.log(`region ${report.region} has no topics yet (cxlog create-topic --topic NAME, or cxlog head --topic NAME)`)
+      return yield* Console.log(
+        `region ${report.region} has no topics yet (cxlog create-topic --topic NAME, or cxlog head --topic NAME)`
+      )
     }
     yield* Console.log(
       table(
         ["topic", "order", "ack", "rf", "offsets held", "batches", "sessions", "subscribers"],
-        topics.map((t) => [t.name, ORDER_NAMES[t.order] ?? `${t.order}`, ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`, t.replicationFactor, held(t), t.orderedBatches, `${t.sessions}/${t.sessionSlots}`, subscribersText(t)])
+        topics.map((
+          t
+        ) => [
+          t.name,
+          ORDER_NAMES[t.order] ?? `${t.order}`,
+          ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`,
+          t.replicationFactor,
+          held(t),
+          t.orderedBatches,
+          `${t.sessions}/${t.sessionSlots}`,
+          subscribersText(t)
+        ])
       )
     )
     const mirrorLines = topics.flatMap((t) => t.mirrors.map((m) => mirrorLine(t.name, m)))
     if (mirrorLines.length > 0) yield* Console.log(`\n${mirrorLines.join("\n")}`)
     const r = report.retention
     yield* Console.log(
-      `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} brokers' ${mib(r.blogBytesPerBroker)} Blogs still hold; a durable subscriber holds back reclaiming until it has read`
+      `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} brokers' ${
+        mib(r.blogBytesPerBroker)
+      } Blogs still hold; a durable subscriber holds back reclaiming until it has read`
     )
   })

@@ -26,13 +26,16 @@ import {
 } from "../../layers/net/Auth.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { PublisherOptions } from "../../services/net/Publisher.js"
-import { table } from "../report/Table.js"
 import { failUsage } from "../cli/CliFailure.js"
+import { table } from "../report/Table.js"
 import { pendingBinding, retireStaleCredentials } from "./RegionCredentials.js"
 import { regionCreatedAtMs } from "./Regions.js"
 
 const attempt = <A>(f: () => A) =>
-  Effect.try({ try: f, catch: (e) => (e instanceof CredentialError ? e : new CredentialError({ path: "", reason: (e as Error).message })) })
+  Effect.try({
+    try: f,
+    catch: (e) => (e instanceof CredentialError ? e : new CredentialError({ path: "", reason: (e as Error).message }))
+  })
 
 /**
  * The head's credential file: created with the local user (every right) and its secret file
@@ -48,9 +51,15 @@ export const headCredentials = (region: string, credentials: string | undefined,
       retireStaleCredentials(region, regionCreatedAtMs(region))
       const path = credentials ?? defaultCredentialPath(region)
       const secret = defaultSecretPath(region)
-      return { path, secret, created: ensureRegionCredentials(path, secret, credentials === undefined ? pendingBinding(region) : undefined).created }
+      return {
+        path,
+        secret,
+        created:
+          ensureRegionCredentials(path, secret, credentials === undefined ? pendingBinding(region) : undefined).created
+      }
     }),
-    ({ created, path, secret }) => Effect.sync(() => created && credentials === undefined && !keep && removeRegionCredentials(path, secret))
+    ({ created, path, secret }) =>
+      Effect.sync(() => created && credentials === undefined && !keep && removeRegionCredentials(path, secret))
   )
 
 export interface BrokerSecurityFlags {
@@ -67,13 +76,21 @@ export interface BrokerSecurityFlags {
 /** A broker's security options: authentication against the region's credential file unless `--insecure`. */
 export const brokerSecurity = (o: BrokerSecurityFlags) =>
   Effect.gen(function*() {
-    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) return yield* failUsage("cxlog broker: --tls-cert and --tls-key go together")
-    if (o.tlsClientCa !== undefined && o.tlsCert === undefined) return yield* failUsage("cxlog broker: --tls-client-ca needs --tls-cert and --tls-key")
+    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+      return yield* failUsage("cxlog broker: --tls-cert and --tls-key go together")
+    }
+    if (o.tlsClientCa !== undefined && o.tlsCert === undefined) {
+      return yield* failUsage("cxlog broker: --tls-client-ca needs --tls-cert and --tls-key")
+    }
     const options: Partial<Pick<BrokerOptions, "credentials" | "tls" | "insecure" | "limits">> = {
-      ...(o.insecure ? { insecure: true } : { credentials: o.credentials ?? (yield* attempt(() => defaultCredentialPath(o.region))) }),
+      ...(o.insecure
+        ? { insecure: true }
+        : { credentials: o.credentials ?? (yield* attempt(() => defaultCredentialPath(o.region))) }),
       ...(o.tlsCert === undefined || o.tlsKey === undefined
         ? {}
-        : { tls: { cert: o.tlsCert, key: o.tlsKey, ...(o.tlsClientCa === undefined ? {} : { clientCa: o.tlsClientCa }) } }),
+        : {
+          tls: { cert: o.tlsCert, key: o.tlsKey, ...(o.tlsClientCa === undefined ? {} : { clientCa: o.tlsClientCa }) }
+        }),
       limits: { messagesPerSecond: o.connectionMessagesPerS, bytesPerSecond: o.connectionBytesPerS }
     }
     return options
@@ -90,7 +107,10 @@ export interface ClientSecurityFlags {
 }
 
 const readPem = (flag: string, path: string) =>
-  Effect.try({ try: () => readFileSync(path), catch: (e) => new CredentialError({ path, reason: `${flag}: ${(e as Error).message}` }) })
+  Effect.try({
+    try: () => readFileSync(path),
+    catch: (e) => new CredentialError({ path, reason: `${flag}: ${(e as Error).message}` })
+  })
 
 /**
  * A client's credentials (the secret file given, else the region's default one when this
@@ -149,14 +169,27 @@ export const users = (o: UserCommand) =>
         }
         const credentials = { user: o.name, secret: newSecret() }
         const limits = { messagesPerSecond: o.messagesPerS, bytesPerSecond: o.bytesPerS, connections: o.connections }
-        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, { publish: patterns(o.publish), read: patterns(o.read), consume: patterns(o.consume) }, limits)))
+        yield* attempt(() =>
+          upsertUser(
+            path,
+            userRecord(o.name!, credentials.secret, {
+              publish: patterns(o.publish),
+              read: patterns(o.read),
+              consume: patterns(o.consume)
+            }, limits)
+          )
+        )
         if (o.secretFile !== undefined) {
           yield* attempt(() => writeSecretFile(o.secretFile!, credentials))
-          return yield* Console.error(`user ${o.name} added to ${path}; its secret is in ${o.secretFile} (0600): give that file to its client (--secret-file)`)
+          return yield* Console.error(
+            `user ${o.name} added to ${path}; its secret is in ${o.secretFile} (0600): give that file to its client (--secret-file)`
+          )
         }
         // The secret exists only here: printed once, for the operator to put in a 0600 file.
         yield* Console.log(`${credentials.user}:${credentials.secret}`)
-        return yield* Console.error(`user ${o.name} added to ${path}; the line above is its secret file's content (keep it 0600; --secret-file)`)
+        return yield* Console.error(
+          `user ${o.name} added to ${path}; the line above is its secret file's content (keep it 0600; --secret-file)`
+        )
       }
       case "remove": {
         if (o.name === undefined) return yield* failUsage("cxlog user remove: name the user")
@@ -180,7 +213,12 @@ export const users = (o: UserCommand) =>
         }))
         if (o.json) return yield* Console.log(JSON.stringify({ path, users: rows }))
         yield* Console.log(`${path}:`)
-        return yield* Console.log(table(["user", "publish", "read", "consume", "limits"], rows.map((r) => [r.user, r.publish, r.read, r.consume, r.limits])))
+        return yield* Console.log(
+          table(
+            ["user", "publish", "read", "consume", "limits"],
+            rows.map((r) => [r.user, r.publish, r.read, r.consume, r.limits])
+          )
+        )
       }
       default:
         return yield* failUsage(`cxlog user: ${o.action} is not add, remove or list`)
@@ -196,16 +234,69 @@ export const benchTls = Effect.acquireRelease(
     try: () => {
       const dir = mkdtempSync(join(tmpdir(), "cxlog-bench-tls-"))
       const ssl = (args: Array<string>) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" })
-      ssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=cxlog bench CA"])
-      ssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=127.0.0.1"])
+      ssl([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=cxlog bench CA"
+      ])
+      ssl([
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "broker.key",
+        "-out",
+        "broker.csr",
+        "-subj",
+        "/CN=127.0.0.1"
+      ])
       writeFileSync(join(dir, "broker.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-      ssl(["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "broker.pem", "-days", "1", "-extfile", "broker.ext"])
+      ssl([
+        "x509",
+        "-req",
+        "-in",
+        "broker.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "broker.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "broker.ext"
+      ])
       return {
         dir,
-        env: { CXLOG_TLS_CERT: join(dir, "broker.pem"), CXLOG_TLS_KEY: join(dir, "broker.key"), CXLOG_TLS_CA: join(dir, "ca.pem") }
+        env: {
+          CXLOG_TLS_CERT: join(dir, "broker.pem"),
+          CXLOG_TLS_KEY: join(dir, "broker.key"),
+          CXLOG_TLS_CA: join(dir, "ca.pem")
+        }
       }
     },
-    catch: (e) => new CredentialError({ path: "openssl", reason: `bench --tls makes its certificates with openssl: ${(e as Error).message.split("\n")[0]}` })
+    catch: (e) =>
+      new CredentialError({
+        path: "openssl",
+        reason: `bench --tls makes its certificates with openssl: ${(e as Error).message.split("\n")[0]}`
+      })
   }),
   ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )

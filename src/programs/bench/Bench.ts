@@ -10,14 +10,14 @@
  * Streams and NATS JetStream run the same workload, taking turns with cxlog (BenchPeers.ts).
  */
 import { Console, Effect } from "effect"
+import { benchTls } from "../admin/Users.js"
 import { table } from "../report/Table.js"
-import { comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
-import type { BenchPeer } from "./peers/PeerSpecs.js"
-import { measureLoopback } from "./Loopback.js"
 import { type ClusterShape, shapeFigures } from "../run/ClusterShape.js"
 import { checkRun, run } from "../run/Run.js"
 import { byRoleGroup, type RunSummary } from "../run/RunSummary.js"
-import { benchTls } from "../admin/Users.js"
+import { comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
+import { measureLoopback } from "./Loopback.js"
+import type { BenchPeer } from "./peers/PeerSpecs.js"
 
 export interface BenchOptions extends ClusterShape {
   readonly type: "publish" | "e2e" | "latency"
@@ -59,7 +59,10 @@ const benchSecured = (options: BenchOptions) =>
     yield* run({ ...shape, totalBytes: Math.min(shape.totalBytes, WARMUP_BYTES), env: { CXLOG_INSECURE: "true" } })
     const runs: Array<{ readonly config: (typeof SECURED_ORDER)[number]; readonly summary: RunSummary }> = []
     for (const config of SECURED_ORDER) {
-      runs.push({ config, summary: yield* run({ ...shape, env: config === "plain" ? { CXLOG_INSECURE: "true" } : tls.env }) })
+      runs.push({
+        config,
+        summary: yield* run({ ...shape, env: config === "plain" ? { CXLOG_INSECURE: "true" } : tls.env })
+      })
     }
     const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 ** places
     /** The mean of a figure over one configuration's runs. */
@@ -99,17 +102,38 @@ const benchSecured = (options: BenchOptions) =>
       // Per role (head, brokers, publisher, subscriber): where security's CPU goes.
       plainCpu,
       securedCpu,
-      runs: runs.map(({ config, summary }) => ({ config, mBps: summary.throughputMBps, cpuSecondsPerGiB: summary.cpuSecondsPerGiB.total })),
+      runs: runs.map(({ config, summary }) => ({
+        config,
+        mBps: summary.throughputMBps,
+        cpuSecondsPerGiB: summary.cpuSecondsPerGiB.total
+      })),
       plain: audited("plain"),
       secured: audited("secured"),
       ratio
     }
     if (!options.json) {
       yield* Console.log(
-        table(["cxlog bench --tls (mean of 2 runs each)", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs plain"], [
-          ["TLS + authentication", securedMBps, result.securedAckLatencyP50Us, mean("secured", (s) => s.ackLatencyP99Us, 0), securedCpu.total, ratio],
-          ["plain TCP, no authentication (reference)", plainMBps, result.plainAckLatencyP50Us, mean("plain", (s) => s.ackLatencyP99Us, 0), plainCpu.total, 1]
-        ])
+        table(
+          ["cxlog bench --tls (mean of 2 runs each)", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs plain"],
+          [
+            [
+              "TLS + authentication",
+              securedMBps,
+              result.securedAckLatencyP50Us,
+              mean("secured", (s) => s.ackLatencyP99Us, 0),
+              securedCpu.total,
+              ratio
+            ],
+            [
+              "plain TCP, no authentication (reference)",
+              plainMBps,
+              result.plainAckLatencyP50Us,
+              mean("plain", (s) => s.ackLatencyP99Us, 0),
+              plainCpu.total,
+              1
+            ]
+          ]
+        )
       )
     }
     yield* Console.log(JSON.stringify(result))
@@ -123,7 +147,9 @@ const runShape = (options: BenchOptions) => ({
   ...(options.warmupBytes === undefined ? {} : { warmupBytes: options.warmupBytes }),
   output: "silent" as const,
   subscriber: options.type === "e2e",
-  ...(options.type === "e2e" && options.remoteSubscribers !== undefined ? { remoteSubscribers: options.remoteSubscribers } : {}),
+  ...(options.type === "e2e" && options.remoteSubscribers !== undefined
+    ? { remoteSubscribers: options.remoteSubscribers }
+    : {}),
   ...(options.type === "latency" ? { offeredMBps: options.rateMBps } : {})
 })
 
@@ -144,7 +170,10 @@ const perBatch = (summary: RunSummary) => {
 
 /** Prints the bench's table (unless `json`) and its JSON line last; a run it cannot do fails before it measures anything. */
 export const bench = (options: BenchOptions) =>
-  Effect.zipRight(checkRun(runShape(options)), options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options)))
+  Effect.zipRight(
+    checkRun(runShape(options)),
+    options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options))
+  )
 
 const benchPlain = (options: BenchOptions) =>
   Effect.gen(function*() {
@@ -160,15 +189,25 @@ const benchPlain = (options: BenchOptions) =>
       ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort }),
       ...(options.report === undefined
         ? {}
-        : { report: { path: options.report, title: `cxlog bench ${options.type}`, extra: { bench: options.type, loopbackMBps: Math.round(loopbackMBps * 10) / 10 } } })
+        : {
+          report: {
+            path: options.report,
+            title: `cxlog bench ${options.type}`,
+            extra: { bench: options.type, loopbackMBps: Math.round(loopbackMBps * 10) / 10 }
+          }
+        })
     })
-    const compared = peers.length === 0 ? undefined : yield* comparePeers(peers, { type: options.type, rateMBps: options.rateMBps }, measure)
+    const compared = peers.length === 0
+      ? undefined
+      : yield* comparePeers(peers, { type: options.type, rateMBps: options.rateMBps }, measure)
     const summary = compared?.summary ?? (yield* measure)
     const ratio = summary.throughputMBps / loopbackMBps
     const round2 = (n: number) => Math.round(n * 100) / 100
     // The cluster's CPU per GiB over what the loopback stream's two processes spent on the same bytes (lower is better).
     const loopbackCpu = loopback.cpuSecondsPerGiB
-    const cpuRatio = loopbackCpu === undefined || loopbackCpu <= 0 ? undefined : round2(summary.cpuSecondsPerGiB.total / loopbackCpu)
+    const cpuRatio = loopbackCpu === undefined || loopbackCpu <= 0
+      ? undefined
+      : round2(summary.cpuSecondsPerGiB.total / loopbackCpu)
     const result = {
       bench: "cxlog",
       type: options.type,
@@ -203,10 +242,20 @@ const benchPlain = (options: BenchOptions) =>
       // Only an e2e run has a subscriber; without one there is no audit to report.
       ...(summary.auditPassed === null
         ? {}
-        : { auditPassed: summary.auditPassed, received: summary.received, lost: summary.lost, notDelivered: summary.notDelivered, duplicated: summary.duplicated }),
+        : {
+          auditPassed: summary.auditPassed,
+          received: summary.received,
+          lost: summary.lost,
+          notDelivered: summary.notDelivered,
+          duplicated: summary.duplicated
+        }),
       ...(summary.remoteSubscriberMBps === null
         ? {}
-        : { remoteSubscribers: summary.remoteSubscribers.length, remoteSubscriberMBps: summary.remoteSubscriberMBps, remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps) }),
+        : {
+          remoteSubscribers: summary.remoteSubscribers.length,
+          remoteSubscriberMBps: summary.remoteSubscriberMBps,
+          remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps)
+        }),
       ...(withoutRemote === undefined
         ? {}
         : {
@@ -219,7 +268,11 @@ const benchPlain = (options: BenchOptions) =>
       // ACK 2: the durable tier's group commit (docs/durability.md).
       ...(summary.durable === null
         ? {}
-        : { fsyncs: summary.durable.fsyncs, bytesPerFsync: summary.durable.bytesPerFsync, dataDirFilesystem: summary.durable.filesystem }),
+        : {
+          fsyncs: summary.durable.fsyncs,
+          bytesPerFsync: summary.durable.bytesPerFsync,
+          dataDirFilesystem: summary.durable.filesystem
+        }),
       ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
       ...(cpuRatio === undefined ? {} : { cpuRatio }),
       ...(compared === undefined ? {} : peersJson(compared)),
@@ -229,9 +282,15 @@ const benchPlain = (options: BenchOptions) =>
       yield* Console.log(
         table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback", "CPU vs loopback"], [
           [
-            `${options.type}: ${summary.messages} × ${options.messageBytes} B${summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`}, order ${options.order}, ack ${options.ackLevel}${
+            `${options.type}: ${summary.messages} × ${options.messageBytes} B${
+              summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`
+            }, order ${options.order}, ack ${options.ackLevel}${
               summary.durable === null ? "" : ` (data directory on ${summary.durable.filesystem})`
-            }, ${options.local === true ? `a local publisher (${options.brokers} brokers idle)` : `${options.brokers} brokers`}`,
+            }, ${
+              options.local === true
+                ? `a local publisher (${options.brokers} brokers idle)`
+                : `${options.brokers} brokers`
+            }`,
             summary.throughputMBps,
             summary.ackLatencyP50Us,
             summary.ackLatencyP99Us,
@@ -242,7 +301,9 @@ const benchPlain = (options: BenchOptions) =>
           ...(summary.remoteSubscriberMBps === null
             ? []
             : [[
-              `${summary.remoteSubscribers.length} remote subscriber(s) over TCP, slowest read; audit ${summary.auditPassed === true ? "passed" : "FAILED"}`,
+              `${summary.remoteSubscribers.length} remote subscriber(s) over TCP, slowest read; audit ${
+                summary.auditPassed === true ? "passed" : "FAILED"
+              }`,
               summary.remoteSubscriberMBps,
               "",
               "",
@@ -261,7 +322,15 @@ const benchPlain = (options: BenchOptions) =>
               round2(withoutRemote.throughputMBps / loopbackMBps),
               ""
             ]]),
-          ["loopback TCP, one stream (reference)", loopbackMBps, "", "", loopbackCpu === undefined ? "" : round2(loopbackCpu), 1, 1]
+          [
+            "loopback TCP, one stream (reference)",
+            loopbackMBps,
+            "",
+            "",
+            loopbackCpu === undefined ? "" : round2(loopbackCpu),
+            1,
+            1
+          ]
         ])
       )
       if (compared !== undefined) yield* Console.log(`\n${peersTable(compared)}`)

@@ -15,27 +15,31 @@
  */
 import { Data, Effect, type Scope } from "effect"
 import { table } from "../report/Table.js"
+import { byRoleGroup, type RunSummary } from "../run/RunSummary.js"
 import {
+  payloadBytesOf,
   type PeerClient,
   type PeerCpu,
   type PeerFigures,
   type PeerWorkload,
-  payloadBytesOf,
   runPeerLoad,
-  type StorageKind,
-  storageForAckLevel
+  storageForAckLevel,
+  type StorageKind
 } from "./peers/PeerLoad.js"
 import type { PeerFailed, PeerUnavailable } from "./peers/PeerServer.js"
 import { type BenchPeer, PEER_SPECS } from "./peers/PeerSpecs.js"
-import { byRoleGroup, type RunSummary } from "../run/RunSummary.js"
 
 /** Turns each system takes: twice, so no system has only the first (coldest) or the last turn. */
 const ROUNDS = 2
 
 /** A peer ran another workload than cxlog's, or kept it elsewhere: its figures would not compare. */
-export class PeerMismatch extends Data.TaggedError("PeerMismatch")<{ readonly peer: string; readonly differences: ReadonlyArray<string> }> {
+export class PeerMismatch
+  extends Data.TaggedError("PeerMismatch")<{ readonly peer: string; readonly differences: ReadonlyArray<string> }>
+{
   override get message() {
-    return `${this.peer} did not run cxlog's workload (${this.differences.join("; ")}): its figures would not compare, so the bench stops`
+    return `${this.peer} did not run cxlog's workload (${
+      this.differences.join("; ")
+    }): its figures would not compare, so the bench stops`
   }
 }
 
@@ -60,11 +64,23 @@ export const workloadOf = (type: PeerWorkload["type"], summary: RunSummary): Ben
 
 /** How a peer's run differs from cxlog's workload (empty: like for like). */
 export const differences = (cxlog: BenchWorkload, figures: PeerFigures): ReadonlyArray<string> => [
-  ...(figures.messages === cxlog.messages ? [] : [`its server stored ${figures.messages} messages, cxlog published ${cxlog.messages}`]),
-  ...(figures.messageBytes === cxlog.messageBytes ? [] : [`its messages had ${figures.messageBytes} bytes, cxlog's ${cxlog.messageBytes}`]),
-  ...(figures.warmupMessages === cxlog.warmupMessages ? [] : [`its warm-up stored ${figures.warmupMessages} messages, cxlog's was ${cxlog.warmupMessages}`]),
-  ...(figures.storage.kind === cxlog.storage ? [] : [`it kept them in ${figures.storage.kind} (${figures.storage.detail}), cxlog's ACK level means ${cxlog.storage}`]),
-  ...(cxlog.type !== "e2e" || (figures.consumerPid !== undefined && figures.consumerPid !== process.pid) ? [] : ["its consumer did not run in a process of its own"])
+  ...(figures.messages === cxlog.messages
+    ? []
+    : [`its server stored ${figures.messages} messages, cxlog published ${cxlog.messages}`]),
+  ...(figures.messageBytes === cxlog.messageBytes
+    ? []
+    : [`its messages had ${figures.messageBytes} bytes, cxlog's ${cxlog.messageBytes}`]),
+  ...(figures.warmupMessages === cxlog.warmupMessages
+    ? []
+    : [`its warm-up stored ${figures.warmupMessages} messages, cxlog's was ${cxlog.warmupMessages}`]),
+  ...(figures.storage.kind === cxlog.storage
+    ? []
+    : [
+      `it kept them in ${figures.storage.kind} (${figures.storage.detail}), cxlog's ACK level means ${cxlog.storage}`
+    ]),
+  ...(cxlog.type !== "e2e" || (figures.consumerPid !== undefined && figures.consumerPid !== process.pid)
+    ? []
+    : ["its consumer did not run in a process of its own"])
 ]
 
 export interface PeerComparison {
@@ -72,7 +88,14 @@ export interface PeerComparison {
   readonly summary: RunSummary
   readonly workload: BenchWorkload
   readonly cxlogRunsMBps: ReadonlyArray<number>
-  readonly peers: ReadonlyArray<{ readonly peer: string; readonly window: number; readonly figures: PeerFigures; readonly runsMBps: ReadonlyArray<number> }>
+  readonly peers: ReadonlyArray<
+    {
+      readonly peer: string
+      readonly window: number
+      readonly figures: PeerFigures
+      readonly runsMBps: ReadonlyArray<number>
+    }
+  >
 }
 
 export interface StartedPeer {
@@ -81,11 +104,18 @@ export interface StartedPeer {
 }
 
 /** Each peer's server (with the storage cxlog's `ackLevel` means) and client, started before anything is measured; stopped when the scope closes. */
-export const startPeers = (peers: ReadonlyArray<BenchPeer>, ackLevel: number): Effect.Effect<ReadonlyArray<StartedPeer>, PeerUnavailable | PeerFailed, Scope.Scope> =>
-  Effect.forEach(peers, (peer) => Effect.map(PEER_SPECS[peer].load(storageForAckLevel(ackLevel)), (client) => ({ peer, client })))
+export const startPeers = (
+  peers: ReadonlyArray<BenchPeer>,
+  ackLevel: number
+): Effect.Effect<ReadonlyArray<StartedPeer>, PeerUnavailable | PeerFailed, Scope.Scope> =>
+  Effect.forEach(
+    peers,
+    (peer) => Effect.map(PEER_SPECS[peer].load(storageForAckLevel(ackLevel)), (client) => ({ peer, client }))
+  )
 
 const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 ** places
-const mean = (values: ReadonlyArray<number>, places: number) => round(values.reduce((a, b) => a + b, 0) / values.length, places)
+const mean = (values: ReadonlyArray<number>, places: number) =>
+  round(values.reduce((a, b) => a + b, 0) / values.length, places)
 
 /** cxlog's runs as one: the mean of each figure the bench reports (the audit passed in every run, or the run failed). */
 const meanSummary = (runs: ReadonlyArray<RunSummary>): RunSummary => {
@@ -100,8 +130,13 @@ const meanSummary = (runs: ReadonlyArray<RunSummary>): RunSummary => {
     e2eMBps: runs[0]!.e2eMBps === null ? null : of((s) => s.e2eMBps ?? 0, 1),
     ackLatencyP50Us: of((s) => s.ackLatencyP50Us, 0),
     ackLatencyP99Us: of((s) => s.ackLatencyP99Us, 0),
-    cpuSecondsPerGiB: Object.fromEntries(Object.keys(cpu).map((role) => [role, of((s) => s.cpuSecondsPerGiB[role as keyof typeof cpu], 2)])) as RunSummary["cpuSecondsPerGiB"],
-    mainThreads: byRoleGroup((group) => ({ seconds: of((s) => s.mainThreads[group].seconds, 3), wakes: of((s) => s.mainThreads[group].wakes, 0) }))
+    cpuSecondsPerGiB: Object.fromEntries(
+      Object.keys(cpu).map((role) => [role, of((s) => s.cpuSecondsPerGiB[role as keyof typeof cpu], 2)])
+    ) as RunSummary["cpuSecondsPerGiB"],
+    mainThreads: byRoleGroup((group) => ({
+      seconds: of((s) => s.mainThreads[group].seconds, 3),
+      wakes: of((s) => s.mainThreads[group].wakes, 0)
+    }))
   }
 }
 
@@ -119,8 +154,14 @@ const meanFigures = (runs: ReadonlyArray<PeerFigures>): PeerFigures => {
     publishMBps: of((f) => f.publishMBps, 1),
     ackLatencyP50Us: of((f) => f.ackLatencyP50Us, 0),
     ackLatencyP99Us: of((f) => f.ackLatencyP99Us, 0),
-    cpuSecondsPerGiB: { server: of((f) => f.cpuSecondsPerGiB.server, 2), client: of((f) => f.cpuSecondsPerGiB.client, 2), total: of((f) => f.cpuSecondsPerGiB.total, 2) },
-    ...(audits.length === 0 ? {} : { auditPassed: audits.every((passed) => passed), e2eMBps: of((f) => f.e2eMBps ?? 0, 1) }),
+    cpuSecondsPerGiB: {
+      server: of((f) => f.cpuSecondsPerGiB.server, 2),
+      client: of((f) => f.cpuSecondsPerGiB.client, 2),
+      total: of((f) => f.cpuSecondsPerGiB.total, 2)
+    },
+    ...(audits.length === 0
+      ? {}
+      : { auditPassed: audits.every((passed) => passed), e2eMBps: of((f) => f.e2eMBps ?? 0, 1) }),
     ...(first.consumerPid === undefined ? {} : { consumerPid: first.consumerPid })
   }
 }
@@ -140,7 +181,12 @@ export const comparePeers = <E, R>(
     for (let r = 0; r < ROUNDS; r++) {
       const cxlog = yield* runCxlog
       cxlogRuns.push(cxlog)
-      const workload = { ...load, messages: cxlog.messages, messageBytes: cxlog.messageBytes, warmupMessages: cxlog.warmupMessages }
+      const workload = {
+        ...load,
+        messages: cxlog.messages,
+        messageBytes: cxlog.messageBytes,
+        warmupMessages: cxlog.warmupMessages
+      }
       const expected = workloadOf(load.type, cxlog)
       for (let p = 0; p < peers.length; p++) {
         const figures = yield* runPeerLoad(peers[p]!.client, workload)
@@ -170,17 +216,25 @@ const cxlogCpu = (summary: RunSummary): PeerCpu => {
 }
 
 /** cxlog's figure over a peer's, like with like (undefined where either lacks it). */
-const over = (cxlog: number | null | undefined, peer: number | undefined) => (cxlog == null || peer === undefined || peer <= 0 ? undefined : round(cxlog / peer, 2))
+const over = (
+  cxlog: number | null | undefined,
+  peer: number | undefined
+) => (cxlog == null || peer === undefined || peer <= 0 ? undefined : round(cxlog / peer, 2))
 
 /** The bench JSON's peers: what every system ran (checked), each one's figures (mean of its rounds) and cxlog's over each one's, by clock. */
 export const peersJson = (comparison: PeerComparison) => ({
   peerRounds: ROUNDS,
   likeForLike: { ...comparison.workload, ackLatencyFrom: "each message's publish call", checked: true },
   cxlogRunsMBps: comparison.cxlogRunsMBps,
-  peers: Object.fromEntries(comparison.peers.map(({ figures, peer, runsMBps, window }) => [peer, { ...figures, window, runsMBps }])),
+  peers: Object.fromEntries(
+    comparison.peers.map(({ figures, peer, runsMBps, window }) => [peer, { ...figures, window, runsMBps }])
+  ),
   vsPeers: Object.fromEntries(comparison.peers.map(({ figures, peer }) => {
     const e2e = over(comparison.summary.e2eMBps, figures.e2eMBps)
-    return [peer, { publish: over(comparison.summary.publishMBps, figures.publishMBps), ...(e2e === undefined ? {} : { e2e }) }]
+    return [peer, {
+      publish: over(comparison.summary.publishMBps, figures.publishMBps),
+      ...(e2e === undefined ? {} : { e2e })
+    }]
   }))
 })
 
@@ -203,9 +257,23 @@ export const peersTable = (comparison: PeerComparison): string => {
       `cxlog ÷ this${e2e ? " (publish, e2e)" : ""}`
     ],
     [
-      [`cxlog, ${summary.local ? "a local publisher" : `${summary.brokers} brokers`}, ${workload.storage}`, summary.publishMBps, ...(e2e ? [summary.e2eMBps ?? ""] : []), summary.ackLatencyP50Us, summary.ackLatencyP99Us, cpu.server, cpu.client, cpu.total, "1"],
+      [
+        `cxlog, ${summary.local ? "a local publisher" : `${summary.brokers} brokers`}, ${workload.storage}`,
+        summary.publishMBps,
+        ...(e2e ? [summary.e2eMBps ?? ""] : []),
+        summary.ackLatencyP50Us,
+        summary.ackLatencyP99Us,
+        cpu.server,
+        cpu.client,
+        cpu.total,
+        "1"
+      ],
       ...comparison.peers.map(({ figures, peer, window }) => [
-        `${PEER_SPECS[peer as BenchPeer]?.label(window, figures.storage) ?? peer}${figures.auditPassed === undefined ? "" : `; read back ${figures.auditPassed ? "once, in order" : "FAILED its audit"}`}`,
+        `${PEER_SPECS[peer as BenchPeer]?.label(window, figures.storage) ?? peer}${
+          figures.auditPassed === undefined
+            ? ""
+            : `; read back ${figures.auditPassed ? "once, in order" : "FAILED its audit"}`
+        }`,
         figures.publishMBps,
         ...(e2e ? [figures.e2eMBps ?? ""] : []),
         figures.ackLatencyP50Us,
@@ -213,11 +281,18 @@ export const peersTable = (comparison: PeerComparison): string => {
         figures.cpuSecondsPerGiB.server,
         figures.cpuSecondsPerGiB.client,
         figures.cpuSecondsPerGiB.total,
-        e2e ? `${ratio(summary.publishMBps, figures.publishMBps)}, ${ratio(summary.e2eMBps, figures.e2eMBps)}` : `${ratio(summary.publishMBps, figures.publishMBps)}`
+        e2e
+          ? `${ratio(summary.publishMBps, figures.publishMBps)}, ${ratio(summary.e2eMBps, figures.e2eMBps)}`
+          : `${ratio(summary.publishMBps, figures.publishMBps)}`
       ])
     ]
   )
-  const checked = `like for like (checked): every system ${workload.messages} messages of ${workload.messageBytes} B after ${workload.warmupMessages} warm-up, ` +
-    `kept ${workload.storage === "disk" ? "on disk" : "in memory"}; ACK latency from each message's publish call; publish MB/s to the last ACK${e2e ? ", e2e MB/s to the last message read by a consumer in its own process" : ""}`
+  const checked =
+    `like for like (checked): every system ${workload.messages} messages of ${workload.messageBytes} B after ${workload.warmupMessages} warm-up, ` +
+    `kept ${
+      workload.storage === "disk" ? "on disk" : "in memory"
+    }; ACK latency from each message's publish call; publish MB/s to the last ACK${
+      e2e ? ", e2e MB/s to the last message read by a consumer in its own process" : ""
+    }`
   return `${rows}\n${checked}`
 }

@@ -20,7 +20,9 @@ export interface LoopbackFigures {
 }
 
 /** A bench's peer process (the loopback sender, the echo server) failed, or a wait on it passed its bound. */
-export class BenchPeerFailed extends Data.TaggedError("BenchPeerFailed")<{ readonly waitedFor: string; readonly detail: string }> {
+export class BenchPeerFailed
+  extends Data.TaggedError("BenchPeerFailed")<{ readonly waitedFor: string; readonly detail: string }>
+{
   override get message() {
     return `waiting for ${this.waitedFor}: ${this.detail}`
   }
@@ -60,15 +62,25 @@ export const measureLoopback = (totalBytes: number, chunkBytes: number): Effect.
         clearInterval(watch)
         resume(outcome)
       }
-      const fail = (waitedFor: string, detail: string) => settle(Effect.fail(new BenchPeerFailed({ waitedFor, detail })))
+      const fail = (waitedFor: string, detail: string) =>
+        settle(Effect.fail(new BenchPeerFailed({ waitedFor, detail })))
       const watch = setInterval(() => {
         quietMs = bytes === watchedBytes ? quietMs + WATCH_MS : 0
         watchedBytes = bytes
-        if (!connected && quietMs >= CONNECT_TIMEOUT_MS) fail("the loopback sender's connection", `none within ${CONNECT_TIMEOUT_MS} ms`)
-        if (connected && quietMs >= STALL_TIMEOUT_MS) fail("the loopback sender's bytes", `${bytes} of ${totalBytes} received, then none for ${STALL_TIMEOUT_MS} ms`)
+        if (!connected && quietMs >= CONNECT_TIMEOUT_MS) {
+          fail("the loopback sender's connection", `none within ${CONNECT_TIMEOUT_MS} ms`)
+        }
+        if (connected && quietMs >= STALL_TIMEOUT_MS) {
+          fail(
+            "the loopback sender's bytes",
+            `${bytes} of ${totalBytes} received, then none for ${STALL_TIMEOUT_MS} ms`
+          )
+        }
       }, WATCH_MS)
       const exited = (code: number | null, signal: NodeJS.Signals | null) => {
-        if (!connected) fail("the loopback sender's connection", `the sender exited (${code ?? signal}) before connecting`)
+        if (!connected) {
+          fail("the loopback sender's connection", `the sender exited (${code ?? signal}) before connecting`)
+        }
       }
       if (sender!.exitCode !== null || sender!.signalCode !== null) exited(sender!.exitCode, sender!.signalCode)
       else sender!.once("exit", exited)
@@ -89,7 +101,9 @@ export const measureLoopback = (totalBytes: number, chunkBytes: number): Effect.
           if (bytes >= totalBytes) {
             const seconds = (performance.now() - started) / 1000
             const senderTo = senderCpu()
-            const cpu = senderFrom === undefined || senderTo === undefined ? undefined : senderTo - senderFrom + ownCpuSeconds() - ownFrom
+            const cpu = senderFrom === undefined || senderTo === undefined
+              ? undefined
+              : senderTo - senderFrom + ownCpuSeconds() - ownFrom
             settle(Effect.succeed({
               mBps: totalBytes / 1e6 / seconds,
               cpuSecondsPerGiB: cpu === undefined ? undefined : cpu / (totalBytes / 2 ** 30)
@@ -98,7 +112,10 @@ export const measureLoopback = (totalBytes: number, chunkBytes: number): Effect.
           }
         })
         socket.on("error", (error) => settle(Effect.fail(error)))
-        socket.on("close", () => fail("the loopback sender's bytes", `the connection closed after ${bytes} of ${totalBytes} bytes`))
+        socket.on(
+          "close",
+          () => fail("the loopback sender's bytes", `the connection closed after ${bytes} of ${totalBytes} bytes`)
+        )
       })
       return Effect.sync(() => clearInterval(watch))
     })
@@ -106,7 +123,9 @@ export const measureLoopback = (totalBytes: number, chunkBytes: number): Effect.
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as { port: number }).port)))
     })
     sender = yield* Effect.acquireRelease(
-      Effect.sync(() => fork(cliEntry(), ["loopback-send", `${port}`, `${totalBytes}`, `${chunkBytes}`], { stdio: "ignore" })),
+      Effect.sync(() =>
+        fork(cliEntry(), ["loopback-send", `${port}`, `${totalBytes}`, `${chunkBytes}`], { stdio: "ignore" })
+      ),
       (child) => Effect.sync(() => void child.kill("SIGKILL"))
     )
     return yield* received

@@ -25,28 +25,34 @@
  * Rates are payload bytes over the span between the first and last message's stored times in
  * JetStream (steps 1, 3) or the publisher's own elapsed time (4, 5): no start-up in either.
  */
-import { jetstream, type JsMsg, jetstreamManager } from "@nats-io/jetstream"
+import { jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Chunk, Console, Effect, Layer, Option, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { availableParallelism } from "node:os"
-import { DEFAULT_MIRROR_IN_FLIGHT, defaultMirrorSubject, MirrorHeaders, mirrorMessageId, type MirrorOptions } from "../../services/mirror/Mirror.js"
-import type { SubscriberMessage } from "../../services/net/Subscriber.js"
-import { Subscriber } from "../../services/net/Subscriber.js"
-import * as SubscriberLayers from "../../layers/net/Subscriber.js"
 import { openTarget } from "../../layers/mirror/JetStreamTarget.js"
 import { type MirroredMessage, readMirrored } from "../../layers/mirror/MirrorRecord.js"
 import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from "../../layers/mirror/MirrorWindow.js"
+import * as SubscriberLayers from "../../layers/net/Subscriber.js"
 import { attachRegion, processSlot, reader } from "../../layers/Roles.js"
+import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
+import {
+  DEFAULT_MIRROR_IN_FLIGHT,
+  defaultMirrorSubject,
+  MirrorHeaders,
+  mirrorMessageId,
+  type MirrorOptions
+} from "../../services/mirror/Mirror.js"
+import type { SubscriberMessage } from "../../services/net/Subscriber.js"
+import { Subscriber } from "../../services/net/Subscriber.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { asEnvironment } from "../../Settings.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
-import { type RoleProcess, spawnRole, startHeadAndBrokers, stopChild, stopWithParent } from "../run/Cluster.js"
 import { MirrorEvents } from "../roles/RoleEvents.js"
+import { type RoleProcess, spawnRole, startHeadAndBrokers, stopChild, stopWithParent } from "../run/Cluster.js"
 import { startNatsCluster } from "./peers/NatsCluster.js"
 import { errorText, PeerFailed } from "./peers/PeerServer.js"
-import { asEnvironment } from "../../Settings.js"
-import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
-import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 
 export interface MirrorBenchOptions {
   readonly messages: number
@@ -63,7 +69,8 @@ const STREAM = "cxlog-bench"
 const LAG_SECONDS = 4
 const round2 = (n: number) => Math.round(n * 100) / 100
 
-const failed = (detail: string) => (error: unknown) => new PeerFailed({ peer: "nats", detail: `${detail}: ${errorText(error)}` })
+const failed = (detail: string) => (error: unknown) =>
+  new PeerFailed({ peer: "nats", detail: `${detail}: ${errorText(error)}` })
 
 /** Stored time (ms) of the stream's message `seq`. */
 const storedAt = (nc: NatsConnection, seq: number) =>
@@ -84,7 +91,11 @@ const storedRate = (nc: NatsConnection, first: number, count: number, bytes: num
     return (count * bytes) / 1e6 / (Math.max(1, to - from) / 1000)
   })
 
-const streamState = (nc: NatsConnection) => Effect.tryPromise({ try: async () => (await (await jetstreamManager(nc)).streams.info(STREAM)).state, catch: failed("stream info") })
+const streamState = (nc: NatsConnection) =>
+  Effect.tryPromise({
+    try: async () => (await (await jetstreamManager(nc)).streams.info(STREAM)).state,
+    catch: failed("stream info")
+  })
 
 const awaitStreamLast = (nc: NatsConnection, messages: number, mirror: RoleProcess) =>
   Effect.gen(function*() {
@@ -115,28 +126,57 @@ const publishDirect = (servers: ReadonlyArray<string>, options: Required<MirrorB
     }
     const target = yield* openTarget(mirrorOptions)
     const payload = new Uint8Array(options.messageBytes).fill(0x61)
-    const message = { offset: 0, timestamp: 0, flags: 0, key: undefined, headers: undefined, payload, bytes: payload, valueOffset: 0, valueLength: payload.length }
+    const message = {
+      offset: 0,
+      timestamp: 0,
+      flags: 0,
+      key: undefined,
+      headers: undefined,
+      payload,
+      bytes: payload,
+      valueOffset: 0,
+      valueLength: payload.length
+    }
     const w = makeWindow(options.maxInFlight, (yield* target.end).sequence, 0, undefined, () => {})
     for (let i = 0; i < options.messages; i++) {
       if (inFlight(w) >= w.capacity) yield* awaitWindow(w, hasRoom)
-      if (w.failure !== undefined) return yield* new PeerFailed({ peer: "nats", detail: `direct publishing: ${w.failure}` })
+      if (w.failure !== undefined) {
+        return yield* new PeerFailed({ peer: "nats", detail: `direct publishing: ${w.failure}` })
+      }
       message.offset = i
       message.timestamp = Date.now()
       publishOne(w, target, message as unknown as SubscriberMessage)
     }
     while (!drained(w)) yield* awaitWindow(w, drained)
-    if (w.failure !== undefined) return yield* new PeerFailed({ peer: "nats", detail: `direct publishing: ${w.failure}` })
+    if (w.failure !== undefined) {
+      return yield* new PeerFailed({ peer: "nats", detail: `direct publishing: ${w.failure}` })
+    }
     return w.baseSequence + 1
   }).pipe(Effect.scoped)
 
 /** Steps 2, 4 and 5: `cxlog publish --count`, its MB/s by its own clock, and the cores it and `roles` (head, broker) used meanwhile. */
-const publishRegion = (env: Record<string, string>, port: number, count: number, messageBytes: number, rateMBps?: number, roles: ReadonlyArray<RoleProcess> = []) =>
+const publishRegion = (
+  env: Record<string, string>,
+  port: number,
+  count: number,
+  messageBytes: number,
+  rateMBps?: number,
+  roles: ReadonlyArray<RoleProcess> = []
+) =>
   Effect.gen(function*() {
     const rolesCpu = () => roles.reduce((sum, role) => sum + (role.cpuSeconds() ?? 0), 0)
     const cpuBefore = rolesCpu()
     const startedAt = performance.now()
     const publisher = yield* spawnRole("publisher", [
-      "publish", "--brokers", `127.0.0.1:${port}`, "--topic", TOPIC, "--count", `${count}`, "--message-bytes", `${messageBytes}`,
+      "publish",
+      "--brokers",
+      `127.0.0.1:${port}`,
+      "--topic",
+      TOPIC,
+      "--count",
+      `${count}`,
+      "--message-bytes",
+      `${messageBytes}`,
       ...(rateMBps === undefined ? [] : ["--rate-mbps", `${rateMBps}`])
     ], env)
     const done = yield* publisher.event("done", 600_000)
@@ -150,15 +190,19 @@ const publishRegion = (env: Record<string, string>, port: number, count: number,
  * a measured size.
  */
 const cpuLoad = (cores: number, processes: number) =>
-  Effect.forEach(Array.from({ length: processes }, () => Math.min(0.95, Math.max(0.01, cores / processes))), (share) =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        const idleMs = 1 / share - 1
-        const code = `const tick = () => { const end = performance.now() + 1; while (performance.now() < end); setTimeout(tick, ${idleMs}) }; tick()`
-        return spawn(process.execPath, ["-e", code], { stdio: "ignore" })
-      }),
-      stopChild
-    ).pipe(Effect.tap(stopWithParent)))
+  Effect.forEach(
+    Array.from({ length: processes }, () => Math.min(0.95, Math.max(0.01, cores / processes))),
+    (share) =>
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const idleMs = 1 / share - 1
+          const code =
+            `const tick = () => { const end = performance.now() + 1; while (performance.now() < end); setTimeout(tick, ${idleMs}) }; tick()`
+          return spawn(process.execPath, ["-e", code], { stdio: "ignore" })
+        }),
+        stopChild
+      ).pipe(Effect.tap(stopWithParent))
+  )
 
 /** A message read back, with when JetStream stored it (ms since the epoch). */
 type StoredMessage = MirroredMessage & { readonly stored: number }
@@ -183,25 +227,42 @@ const readStream = (nc: NatsConnection, count: number) =>
 /** Step 7: offsets 0..count−1 once, in order, payloads equal to the region's. */
 const auditStream = (region: string, regionId: string, stream: ReadonlyArray<MirroredMessage>, count: number) =>
   Effect.gen(function*() {
-    if (stream.length !== count) return { passed: false, detail: `${stream.length} messages in the stream, ${count} expected` }
+    if (stream.length !== count) {
+      return { passed: false, detail: `${stream.length} messages in the stream, ${count} expected` }
+    }
     const subscriber = yield* Subscriber
     const subscription = yield* subscriber.subscribe(TOPIC, { from: 0 })
     const pull = yield* Stream.toPull(subscription.batches)
     let at = 0
     while (at < count) {
-      const batch = yield* pull.pipe(Effect.map(Chunk.unsafeHead), Effect.mapError((e) => (Option.isSome(e) ? e.value : new Error("the subscription ended"))))
+      const batch = yield* pull.pipe(
+        Effect.map(Chunk.unsafeHead),
+        Effect.mapError((e) => (Option.isSome(e) ? e.value : new Error("the subscription ended")))
+      )
       for (const m of batch) {
         if (at >= count) break
         const s = stream[at]!
-        const same = s.offset === m.offset && m.offset === at && s.msgId === mirrorMessageId(regionId, TOPIC, at) && Buffer.from(s.payload).equals(Buffer.from(m.payload))
-        if (!same) return { passed: false, detail: `offset ${at}: the stream has offset ${s.offset}, id ${s.msgId}, ${s.payload.length} bytes` }
+        const same = s.offset === m.offset && m.offset === at && s.msgId === mirrorMessageId(regionId, TOPIC, at) &&
+          Buffer.from(s.payload).equals(Buffer.from(m.payload))
+        if (!same) {
+          return {
+            passed: false,
+            detail: `offset ${at}: the stream has offset ${s.offset}, id ${s.msgId}, ${s.payload.length} bytes`
+          }
+        }
         at++
       }
     }
     return { passed: true, detail: `${count} offsets once, in order, payloads equal` }
   }).pipe(
     Effect.scoped,
-    Effect.provide(SubscriberLayers.layer.pipe(Layer.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion({ name: region }))))))
+    Effect.provide(
+      SubscriberLayers.layer.pipe(
+        Layer.provide(
+          reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion({ name: region })))
+        )
+      )
+    )
   )
 
 export const benchMirror = (given: MirrorBenchOptions) =>
@@ -215,29 +276,57 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const blogBytes = 2 ** Math.ceil(Math.log2(total * (options.messageBytes + 64) * 1.25))
     const env = {
       [REGION_SETTINGS.settings.name.env]: region,
-      ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, { maxTopics: 1, maxBrokers: 1, blogBytes: Math.max(blogBytes, 16 << 20), goiSlots: 262144 })
+      ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
+        maxTopics: 1,
+        maxBrokers: 1,
+        blogBytes: Math.max(blogBytes, 16 << 20),
+        goiSlots: 262144
+      })
     }
     const { head, brokers, ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)
     const regionRoles = [head, ...brokers]
     const port = ports[0]!
     const nc = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => connect({ servers: [...nats.urls], noAsyncTraces: true }), catch: failed("connecting") }),
+      Effect.tryPromise({
+        try: () => connect({ servers: [...nats.urls], noAsyncTraces: true }),
+        catch: failed("connecting")
+      }),
       (c) => Effect.promise(() => c.close().catch(() => undefined))
     )
 
     const directFirst = yield* publishDirect(nats.urls, options)
     const directMBps = yield* storedRate(nc, directFirst, options.messages, options.messageBytes)
-    const purged = yield* Effect.tryPromise({ try: async () => (await jetstreamManager(nc)).streams.purge(STREAM), catch: failed("purging") })
+    const purged = yield* Effect.tryPromise({
+      try: async () => (await jetstreamManager(nc)).streams.purge(STREAM),
+      catch: failed("purging")
+    })
     const base = (yield* streamState(nc)).last_seq
     if (!purged.success) return yield* new PeerFailed({ peer: "nats", detail: "the stream was not purged" })
 
     yield* publishRegion(env, port, options.messages, options.messageBytes)
-    const mirrorArgs = ["mirror", "--topic", TOPIC, "--to", nats.urls.join(","), "--stream", STREAM, "--max-in-flight", `${options.maxInFlight}`]
+    const mirrorArgs = [
+      "mirror",
+      "--topic",
+      TOPIC,
+      "--to",
+      nats.urls.join(","),
+      "--stream",
+      STREAM,
+      "--max-in-flight",
+      `${options.maxInFlight}`
+    ]
     const backlog = yield* spawnRole("mirror", [...mirrorArgs, "--until", `${options.messages}`], env)
     yield* awaitStreamLast(nc, options.messages, backlog)
     const mirrorMBps = yield* storedRate(nc, base + 1, options.messages, options.messageBytes)
 
-    const { mBps: regionMBps, cores: regionCores } = yield* publishRegion(env, port, options.messages, options.messageBytes, undefined, regionRoles)
+    const { mBps: regionMBps, cores: regionCores } = yield* publishRegion(
+      env,
+      port,
+      options.messages,
+      options.messageBytes,
+      undefined,
+      regionRoles
+    )
     const mirror = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
     yield* mirror.event("mirroring", 60_000)
     yield* awaitStreamLast(nc, 2 * options.messages, mirror)
@@ -248,12 +337,17 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const startedAt = performance.now()
     const { mBps: withMirrorMBps } = yield* publishRegion(env, port, options.messages, options.messageBytes)
     const seconds = (performance.now() - startedAt) / 1000
-    const [mirrorSideCores, mirrorCores] = [(mirrorSideCpu() - cpuBefore) / seconds, (mirrorCpu() - mirrorCpuBefore) / seconds]
+    const [mirrorSideCores, mirrorCores] = [
+      (mirrorSideCpu() - cpuBefore) / seconds,
+      (mirrorCpu() - mirrorCpuBefore) / seconds
+    ]
     yield* awaitStreamLast(nc, 3 * options.messages, mirror)
     yield* stopChild(mirror.child)
 
     const besideLoad = (cores: number, processes: number) =>
-      Effect.scoped(Effect.zipRight(cpuLoad(cores, processes), publishRegion(env, port, options.messages, options.messageBytes)))
+      Effect.scoped(
+        Effect.zipRight(cpuLoad(cores, processes), publishRegion(env, port, options.messages, options.messageBytes))
+      )
     const { mBps: besideLoadMBps } = yield* besideLoad(mirrorSideCores, 1 + nats.nodes.length)
     const { mBps: besideMirrorLoadMBps } = yield* besideLoad(mirrorCores, 1)
     const resumed = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
@@ -262,7 +356,10 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     yield* awaitStreamLast(nc, total, resumed)
 
     const regionId = (yield* Effect.tryPromise({
-      try: async () => (await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq: base + 1 }))?.header.get(MirrorHeaders.msgId) ?? "",
+      try: async () =>
+        (await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq: base + 1 }))?.header.get(
+          MirrorHeaders.msgId
+        ) ?? "",
       catch: failed("reading the first message")
     })).split("/")[0]!
     const stream = yield* readStream(nc, total)
@@ -302,17 +399,29 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       ratio: Math.round(mirrorRatio * 1000) / 1000
     }
     if (!options.json) {
-      yield* Console.log(table(["cxlog bench --type mirror", "MB/s", "vs direct", "region MB/s", "with mirror", "beside an equal load", "beside the mirror's size", `lag p99 @ ${options.rateMBps} MB/s`, "audit"], [[
-        `${options.messages} × ${options.messageBytes} B`,
-        result.mirrorMBps,
-        result.mirrorRatio,
-        result.regionMBps,
-        result.publishRatio,
-        result.loadRatio,
-        result.mirrorLoadRatio,
-        `${result.lagP99Ms} ms`,
-        audit.detail
-      ]]))
+      yield* Console.log(
+        table([
+          "cxlog bench --type mirror",
+          "MB/s",
+          "vs direct",
+          "region MB/s",
+          "with mirror",
+          "beside an equal load",
+          "beside the mirror's size",
+          `lag p99 @ ${options.rateMBps} MB/s`,
+          "audit"
+        ], [[
+          `${options.messages} × ${options.messageBytes} B`,
+          result.mirrorMBps,
+          result.mirrorRatio,
+          result.regionMBps,
+          result.publishRatio,
+          result.loadRatio,
+          result.mirrorLoadRatio,
+          `${result.lagP99Ms} ms`,
+          audit.detail
+        ]])
+      )
     }
     yield* Console.log(JSON.stringify(result))
     return result

@@ -17,17 +17,17 @@ import { availableParallelism } from "node:os"
 import { CxlogPublisher } from "../../layers/net/CxlogPublisher.js"
 import * as PublisherLayers from "../../layers/net/Publisher.js"
 import { localPublisher } from "../../layers/Roles.js"
+import type { OrderMode } from "../../services/log/OrderModes.js"
 import { Publisher } from "../../services/net/Publisher.js"
+import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
+import { clientSecurity } from "../admin/Users.js"
 import { cliEntry } from "../ProgramSettings.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
-import { BenchPeerFailed } from "./Loopback.js"
-import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
 import { logEnv } from "../run/Run.js"
+import { BenchPeerFailed } from "./Loopback.js"
 import { type BenchPeer, PEER_SPECS } from "./peers/PeerSpecs.js"
-import { clientSecurity } from "../admin/Users.js"
-import type { OrderMode } from "../../services/log/OrderModes.js"
 
 export interface RttOptions {
   readonly brokers: number
@@ -90,7 +90,11 @@ const micros = (ms: number) => Math.round(ms * 1000 * 10) / 10
 /** p50 / p99 / p99.9 of round trips measured in ms, in µs. */
 const latencyMicros = (samples: Float64Array) => {
   const sorted = Float64Array.from(samples).sort()
-  return { p50: micros(percentile(sorted, 50)), p99: micros(percentile(sorted, 99)), p999: micros(percentile(sorted, 99.9)) }
+  return {
+    p50: micros(percentile(sorted, 50)),
+    p99: micros(percentile(sorted, 99)),
+    p999: micros(percentile(sorted, 99.9))
+  }
 }
 
 /**
@@ -104,7 +108,12 @@ const ackRoundTrips = (options: RttOptions) =>
     const region = runRegionName(process.pid)
     const env = {
       // With --local, two local publishers (the service's loop and the facade's): a broker slot each.
-      ...logEnv({ brokers: options.brokers, batchBytes: 64 << 10, local: options.local, localPublishers: options.local ? 2 : 0 }),
+      ...logEnv({
+        brokers: options.brokers,
+        batchBytes: 64 << 10,
+        local: options.local,
+        localPublishers: options.local ? 2 : 0
+      }),
       CXLOG_REGION: region
     }
     yield* regionGuard(region)
@@ -116,7 +125,13 @@ const ackRoundTrips = (options: RttOptions) =>
         topic: "rtt",
         ackLevel: 1,
         // The brokers authenticate by default: this user's secret file of the region, as `cxlog publish` reads it.
-        ...(yield* clientSecurity({ region, secretFile: undefined, tlsCa: undefined, tlsClientCert: undefined, tlsClientKey: undefined }))
+        ...(yield* clientSecurity({
+          region,
+          secretFile: undefined,
+          tlsCa: undefined,
+          tlsClientCert: undefined,
+          tlsClientKey: undefined
+        }))
       })
     const publisher = Context.get(yield* Layer.build(layer), Publisher)
     const facade = yield* Effect.acquireRelease(
@@ -126,7 +141,10 @@ const ackRoundTrips = (options: RttOptions) =>
     const payload = new Uint8Array(options.messageBytes).fill(7)
     return {
       service: Effect.zipRight(publisher.publish(payload), publisher.flush(ROUND_TRIP_TIMEOUT_MS)),
-      facade: Effect.tryPromise({ try: () => facade.publish(payload, { acked: true }), catch: (error) => error as Error })
+      facade: Effect.tryPromise({
+        try: () => facade.publish(payload, { acked: true }),
+        catch: (error) => error as Error
+      })
     }
   })
 
@@ -139,10 +157,16 @@ const pingPongRoundTrip = (bytes: number) =>
     )
     const port = yield* Effect.async<number, Error>((resume) => {
       child.once("message", (m) => resume(Effect.succeed((m as { port: number }).port)))
-      child.once("exit", (code, signal) => resume(Effect.fail(new BenchPeerFailed({ waitedFor: "the echo server's port", detail: `it exited (${code ?? signal})` }))))
+      child.once("exit", (code, signal) =>
+        resume(
+          Effect.fail(
+            new BenchPeerFailed({ waitedFor: "the echo server's port", detail: `it exited (${code ?? signal})` })
+          )
+        ))
     }).pipe(Effect.timeoutFail({
       duration: ROUND_TRIP_TIMEOUT_MS,
-      onTimeout: () => new BenchPeerFailed({ waitedFor: "the echo server's port", detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms` })
+      onTimeout: () =>
+        new BenchPeerFailed({ waitedFor: "the echo server's port", detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms` })
     }))
     const socket = yield* Effect.acquireRelease(
       Effect.async<Socket, Error>((resume) => {
@@ -152,7 +176,11 @@ const pingPongRoundTrip = (bytes: number) =>
         return Effect.sync(() => s.destroy())
       }).pipe(Effect.timeoutFail({
         duration: ROUND_TRIP_TIMEOUT_MS,
-        onTimeout: () => new BenchPeerFailed({ waitedFor: "the connection to the echo server", detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms` })
+        onTimeout: () =>
+          new BenchPeerFailed({
+            waitedFor: "the connection to the echo server",
+            detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms`
+          })
       })),
       (s) => Effect.sync(() => s.destroy())
     )
@@ -187,7 +215,10 @@ const pingPongRoundTrip = (bytes: number) =>
       waitedMs = arrived !== undefined && started === watchedStarted ? waitedMs + WATCH_MS : 0
       watchedStarted = started
       if (waitedMs < ROUND_TRIP_TIMEOUT_MS) return
-      lost ??= new BenchPeerFailed({ waitedFor: "the echo server's reply", detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms` })
+      lost ??= new BenchPeerFailed({
+        waitedFor: "the echo server's reply",
+        detail: `none within ${ROUND_TRIP_TIMEOUT_MS} ms`
+      })
       settle(Effect.fail(lost))
     }, WATCH_MS)
     yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(watch)))
@@ -205,14 +236,22 @@ export const rtt = (options: RttOptions) =>
       // The peers first: a missing one fails the bench before any cluster starts.
       const peers = yield* Effect.forEach(options.peers, (peer) => PEER_SPECS[peer].roundTrip)
       const acks = yield* ackRoundTrips(options)
-      const loops: Array<Effect.Effect<unknown, Error>> = [acks.service, acks.facade, yield* pingPongRoundTrip(options.messageBytes)]
+      const loops: Array<Effect.Effect<unknown, Error>> = [
+        acks.service,
+        acks.facade,
+        yield* pingPongRoundTrip(options.messageBytes)
+      ]
       for (const peer of peers) loops.push(peer.append(Buffer.alloc(options.messageBytes, 7)))
       return yield* interleaved(loops, options.samples, Math.max(1, options.brokers))
     }))
     const ack = latencyMicros(ackTimes!)
     const facade = latencyMicros(facadeTimes!)
     const pingPong = latencyMicros(pingPongTimes!)
-    const peers = options.peers.map((peer: BenchPeer, i) => ({ peer, label: PEER_SPECS[peer].roundTripLabel(options.messageBytes), ...latencyMicros(peerTimes[i]!) }))
+    const peers = options.peers.map((peer: BenchPeer, i) => ({
+      peer,
+      label: PEER_SPECS[peer].roundTripLabel(options.messageBytes),
+      ...latencyMicros(peerTimes[i]!)
+    }))
     const result = {
       bench: "cxlog-rtt",
       publisher: options.local ? "local" : "tcp",
@@ -230,7 +269,13 @@ export const rtt = (options: RttOptions) =>
       pingPongP50Us: pingPong.p50,
       pingPongP99Us: pingPong.p99,
       ratio: Math.round((pingPong.p50 / ack.p50) * 1000) / 1000,
-      ...(peers.length === 0 ? {} : { peers: Object.fromEntries(peers.map(({ p50, p99, p999, peer }) => [peer, { rttP50Us: p50, rttP99Us: p99, rttP999Us: p999 }])) })
+      ...(peers.length === 0
+        ? {}
+        : {
+          peers: Object.fromEntries(
+            peers.map(({ p50, p99, p999, peer }) => [peer, { rttP50Us: p50, rttP99Us: p99, rttP999Us: p999 }])
+          )
+        })
     }
     if (!options.json) {
       yield* Console.log(
@@ -244,7 +289,12 @@ export const rtt = (options: RttOptions) =>
             ack.p999
           ],
           ["the same through CxlogPublisher: await publish(m, { acked: true })", facade.p50, facade.p99, facade.p999],
-          [`TCP ping-pong, ${options.messageBytes} B, two processes (reference)`, pingPong.p50, pingPong.p99, pingPong.p999],
+          [
+            `TCP ping-pong, ${options.messageBytes} B, two processes (reference)`,
+            pingPong.p50,
+            pingPong.p99,
+            pingPong.p999
+          ],
           ...peers.map(({ label, p50, p99, p999 }) => [
             label,
             p50,

@@ -47,25 +47,34 @@ export const validationLine = (
   words: ReadonlyArray<string>,
   commands: ReadonlyArray<CommandShape>
 ): string => {
-  const said = stripAnsi(HelpDoc.toAnsiText(error.error)).split("\n").map((l) => l.trim()).find((l) => l !== "") ?? error._tag
+  const said = stripAnsi(HelpDoc.toAnsiText(error.error)).split("\n").map((l) => l.trim()).find((l) => l !== "") ??
+    error._tag
   if (said.startsWith(`${program} `) || said.startsWith(`${program}:`)) return said
   const [first = ""] = words
   const command = commands.find((c) => c.name === first)
   if (command === undefined) {
-    if (first.startsWith("-")) return `${program}: a command comes first, then its flags: ${program} COMMAND [flags] (see ${program} --help)`
+    if (first.startsWith("-")) {
+      return `${program}: a command comes first, then its flags: ${program} COMMAND [flags] (see ${program} --help)`
+    }
     const near = suggest(first, commands.filter((c) => !c.hidden).map((c) => c.name))
-    return `${program}: unknown command ${first}${near === undefined ? "" : ` (did you mean ${near}?)`}; see ${program} --help`
+    return `${program}: unknown command ${first}${
+      near === undefined ? "" : ` (did you mean ${near}?)`
+    }; see ${program} --help`
   }
   const prefix = `${program} ${command.name}`
   const word = /unknown argument: '(.*)'$/.exec(said)?.[1]
   if (word === undefined) return `${prefix}: ${said}`
-  if (!word.startsWith("--")) return `${prefix}: unexpected argument ${word} (flags start with --; see ${prefix} --help)`
+  if (!word.startsWith("--")) {
+    return `${prefix}: unexpected argument ${word} (flags start with --; see ${prefix} --help)`
+  }
   const name = word.slice(2).split("=")[0]!
   const visible = Object.values(command.flags).filter((f) => !f.hidden)
   const flag = visible.find((f) => f.name === name)
   if (flag === undefined) {
     const near = suggest(name, visible.map((f) => f.name))
-    return `${prefix}: unknown flag --${name}${near === undefined ? "" : ` (did you mean --${near}?)`}; see ${prefix} --help`
+    return `${prefix}: unknown flag --${name}${
+      near === undefined ? "" : ` (did you mean --${near}?)`
+    }; see ${prefix} --help`
   }
   // A known flag left over: given a second time, or last without its value.
   return words.filter((w) => w === `--${name}` || w.startsWith(`--${name}=`)).length > 1
@@ -119,14 +128,20 @@ const describe = (error: unknown): string => {
   const fields = Object.entries(error)
     .filter(([k, v]) => k !== "_tag" && (typeof v === "string" || typeof v === "number" || typeof v === "boolean"))
     .map(([k, v]) => `${k} ${v}`)
-  return `${typeof tagged._tag === "string" ? tagged._tag : "error"}${fields.length > 0 ? ` (${fields.join(", ")})` : ""}`
+  return `${typeof tagged._tag === "string" ? tagged._tag : "error"}${
+    fields.length > 0 ? ` (${fields.join(", ")})` : ""
+  }`
 }
 
 /** One line for a failed command, and its exit code: 2 for a usage or configuration mistake, else 1. */
-export const describeFailure = (cause: Cause.Cause<unknown>, prefix: string): { readonly line: string; readonly exitCode: 1 | 2 } => {
+export const describeFailure = (
+  cause: Cause.Cause<unknown>,
+  prefix: string
+): { readonly line: string; readonly exitCode: 1 | 2 } => {
   const failure = Cause.failureOption(cause)
   const error = Option.isSome(failure) ? failure.value : Cause.squash(cause)
   if (error instanceof UsageError) return { line: error.message, exitCode: 2 }
-  const usageMistake = ConfigError.isConfigError(error) || CONFIGURATION_ERRORS.has((error as { readonly _tag?: string } | null)?._tag ?? "")
+  const usageMistake = ConfigError.isConfigError(error) ||
+    CONFIGURATION_ERRORS.has((error as { readonly _tag?: string } | null)?._tag ?? "")
   return { line: `${prefix}: ${describe(error)}`, exitCode: usageMistake ? 2 : 1 }
 }

@@ -7,7 +7,18 @@
  */
 import { Args, CliConfig, Command as CliCommand, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Config, Console, Effect, Either, Option } from "effect"
-import { decimal, envConfigProvider, type Parse, parseChoice, parseSize, parseSwitch, processEnvironment, SET_BUT_EMPTY, type Setting, wholeNumber } from "../../Settings.js"
+import {
+  decimal,
+  envConfigProvider,
+  type Parse,
+  parseChoice,
+  parseSize,
+  parseSwitch,
+  processEnvironment,
+  SET_BUT_EMPTY,
+  type Setting,
+  wholeNumber
+} from "../../Settings.js"
 import { stripAnsi, UsageError, validationLine } from "./CliFailure.js"
 
 export interface Flag<A> {
@@ -32,7 +43,14 @@ interface Common {
   readonly hidden?: boolean
 }
 
-const make = <A>(name: string, placeholder: string, parse: Parse<A>, options: Common, defaultValue: A, shown: string | undefined): Flag<A> => ({
+const make = <A>(
+  name: string,
+  placeholder: string,
+  parse: Parse<A>,
+  options: Common,
+  defaultValue: A,
+  shown: string | undefined
+): Flag<A> => ({
   name,
   placeholder,
   description: options.description,
@@ -63,17 +81,42 @@ export const fromSetting = <A>(
   hidden: options.hidden ?? false
 })
 
-export const integer = (name: string, options: Common & { readonly default: number; readonly min?: number; readonly placeholder?: string }) =>
+export const integer = (
+  name: string,
+  options: Common & { readonly default: number; readonly min?: number; readonly placeholder?: string }
+) =>
   make(name, options.placeholder ?? "N", wholeNumber(options.min ?? 0), options, options.default, `${options.default}`)
 
-export const optionalInteger = (name: string, options: Common & { readonly min?: number; readonly placeholder?: string; readonly shown?: string }) =>
-  make<number | undefined>(name, options.placeholder ?? "N", wholeNumber(options.min ?? 0), options, undefined, options.shown)
+export const optionalInteger = (
+  name: string,
+  options: Common & { readonly min?: number; readonly placeholder?: string; readonly shown?: string }
+) =>
+  make<number | undefined>(
+    name,
+    options.placeholder ?? "N",
+    wholeNumber(options.min ?? 0),
+    options,
+    undefined,
+    options.shown
+  )
 
-export const float = (name: string, options: Common & { readonly default: number; readonly min?: number; readonly placeholder?: string }) =>
-  make(name, options.placeholder ?? "X", decimal(options.min ?? 0), options, options.default, `${options.default}`)
+export const float = (
+  name: string,
+  options: Common & { readonly default: number; readonly min?: number; readonly placeholder?: string }
+) => make(name, options.placeholder ?? "X", decimal(options.min ?? 0), options, options.default, `${options.default}`)
 
-export const optionalFloat = (name: string, options: Common & { readonly min?: number; readonly placeholder?: string; readonly shown?: string }) =>
-  make<number | undefined>(name, options.placeholder ?? "X", decimal(options.min ?? 0), options, undefined, options.shown)
+export const optionalFloat = (
+  name: string,
+  options: Common & { readonly min?: number; readonly placeholder?: string; readonly shown?: string }
+) =>
+  make<number | undefined>(
+    name,
+    options.placeholder ?? "X",
+    decimal(options.min ?? 0),
+    options,
+    undefined,
+    options.shown
+  )
 
 /** A byte size given as `64KiB`, `1GiB` or a number; `default` is written the same way. */
 export const size = (name: string, options: Common & { readonly default: string }) =>
@@ -81,21 +124,42 @@ export const size = (name: string, options: Common & { readonly default: string 
 
 export const text = (
   name: string,
-  options: Common & { readonly default: string; readonly placeholder?: string; readonly check?: (text: string) => string | undefined }
+  options: Common & {
+    readonly default: string
+    readonly placeholder?: string
+    readonly check?: (text: string) => string | undefined
+  }
 ) =>
-  make(name, options.placeholder ?? "TEXT", (t) => {
-    const problem = options.check?.(t)
-    return problem === undefined ? Either.right(t) : Either.left(problem)
-  }, options, options.default, options.default)
+  make(
+    name,
+    options.placeholder ?? "TEXT",
+    (t) => {
+      const problem = options.check?.(t)
+      return problem === undefined ? Either.right(t) : Either.left(problem)
+    },
+    options,
+    options.default,
+    options.default
+  )
 
-export const optionalText = (name: string, options: Common & { readonly placeholder?: string; readonly shown?: string }) =>
-  make<string | undefined>(name, options.placeholder ?? "TEXT", Either.right, options, undefined, options.shown)
+export const optionalText = (
+  name: string,
+  options: Common & { readonly placeholder?: string; readonly shown?: string }
+) => make<string | undefined>(name, options.placeholder ?? "TEXT", Either.right, options, undefined, options.shown)
 
 /** A value parsed by `parse` (Left: why not), with a default shown as `shown`. */
-export const custom = <A>(name: string, placeholder: string, parse: Parse<A>, options: Common & { readonly default: A; readonly shown: string }) =>
-  make(name, placeholder, parse, options, options.default, options.shown)
+export const custom = <A>(
+  name: string,
+  placeholder: string,
+  parse: Parse<A>,
+  options: Common & { readonly default: A; readonly shown: string }
+) => make(name, placeholder, parse, options, options.default, options.shown)
 
-export const choice = <const C extends string>(name: string, values: ReadonlyArray<C>, options: Common & { readonly default: C }) =>
+export const choice = <const C extends string>(
+  name: string,
+  values: ReadonlyArray<C>,
+  options: Common & { readonly default: C }
+) =>
   make(
     name,
     values.join("|"),
@@ -138,7 +202,12 @@ export const resolveFlag = (
   if (fromEnv === undefined) return Either.right({ value: flag.default, source: "default" })
   if (fromEnv === "" && !flag.switch) {
     const fallback = flag.shownDefault === undefined ? "" : ` (${flag.shownDefault})`
-    return Either.left(new UsageError({ message: `${prefix}: ${flag.env}: ${SET_BUT_EMPTY}: give a ${flag.placeholder}, or unset it for the default${fallback}` }))
+    return Either.left(
+      new UsageError({
+        message:
+          `${prefix}: ${flag.env}: ${SET_BUT_EMPTY}: give a ${flag.placeholder}, or unset it for the default${fallback}`
+      })
+    )
   }
   return Either.match(flag.parse(fromEnv), {
     onLeft: (why) => Either.left(new UsageError({ message: `${prefix}: ${flag.env}=${fromEnv}: ${why}` })),
@@ -160,26 +229,41 @@ export const toOptions = <A>(prefix: string, flag: Flag<A>): Options.Options<A> 
     flag.env === undefined ? undefined : `env ${flag.env}`
   ].filter((f) => f !== undefined).join(", ")
   const described = <B>(option: Options.Options<B>) => {
-    const named = Options.withDescription(flag.placeholder === "" ? option : Options.withPseudoName(option, flag.placeholder), flag.description)
+    const named = Options.withDescription(
+      flag.placeholder === "" ? option : Options.withPseudoName(option, flag.placeholder),
+      flag.description
+    )
     return facts === "" ? named : Options.withDescription(named, `[${facts}]`)
   }
   const given = (texts: ReadonlyArray<string>): Effect.Effect<A, ValidationError.ValidationError> =>
-    Either.match(flag.repeated ? Either.all(texts.map(flag.parse)).pipe(Either.map((v) => v.flat() as A)) : flag.parse(texts[0]!), {
-      onLeft: (why) => Effect.fail(mistake(`${prefix}: --${flag.name}: ${why}`)),
-      onRight: Effect.succeed
-    })
+    Either.match(
+      flag.repeated ? Either.all(texts.map(flag.parse)).pipe(Either.map((v) => v.flat() as A)) : flag.parse(texts[0]!),
+      {
+        onLeft: (why) => Effect.fail(mistake(`${prefix}: --${flag.name}: ${why}`)),
+        onRight: Effect.succeed
+      }
+    )
   const fromEnv = (value: A | FromEnv): Effect.Effect<A, ValidationError.ValidationError> =>
-    !(value instanceof FromEnv) ? Effect.succeed(value) : Either.match(resolveFlag(prefix, flag, { [flag.env!]: value.text }), {
-      onLeft: (error) => Effect.fail(mistake(error.message)),
-      onRight: (resolved) => Effect.succeed(resolved.value as A)
-    })
+    !(value instanceof FromEnv) ?
+      Effect.succeed(value) :
+      Either.match(resolveFlag(prefix, flag, { [flag.env!]: value.text }), {
+        onLeft: (error) => Effect.fail(mistake(error.message)),
+        onRight: (resolved) => Effect.succeed(resolved.value as A)
+      })
   const withEnv = <B>(option: Options.Options<B>): Options.Options<B | FromEnv> =>
-    flag.env === undefined ? option : Options.withFallbackConfig(option, Config.map(Config.string(flag.env), (t) => new FromEnv(t)))
-  if (flag.switch) return Options.mapEffect(withEnv(described(Options.boolean(flag.name) as Options.Options<A>)), fromEnv)
+    flag.env === undefined
+      ? option
+      : Options.withFallbackConfig(option, Config.map(Config.string(flag.env), (t) => new FromEnv(t)))
+  if (flag.switch) {
+    return Options.mapEffect(withEnv(described(Options.boolean(flag.name) as Options.Options<A>)), fromEnv)
+  }
   const single = described(Options.text(flag.name))
   // None given is missing, so the variable (withFallbackConfig), then the default, apply.
   const fromFlag = flag.repeated
-    ? Options.mapEffect(Options.repeated(single), (texts) => texts.length === 0 ? Effect.fail(ValidationError.missingValue(HelpDoc.empty)) : given(texts))
+    ? Options.mapEffect(
+      Options.repeated(single),
+      (texts) => texts.length === 0 ? Effect.fail(ValidationError.missingValue(HelpDoc.empty)) : given(texts)
+    )
     : Options.mapEffect(single, (t) => given([t]))
   return Options.mapEffect(
     Options.optional(withEnv(fromFlag)),
@@ -290,7 +374,8 @@ const overview = <R>(app: App<R>) => {
 }
 
 /** @effect/cli's generic paragraphs: every flag here already says what it takes and where it comes from. */
-const GENERIC_PARAGRAPHS = /\n[ \t]*\n[ \t]*(A user-defined piece of text\.|This setting is optional\.|This option can be set from environment variables\.)[ \t]*(?=\n|$)/g
+const GENERIC_PARAGRAPHS =
+  /\n[ \t]*\n[ \t]*(A user-defined piece of text\.|This setting is optional\.|This option can be set from environment variables\.)[ \t]*(?=\n|$)/g
 
 /** Help as printed: without @effect/cli's generic paragraphs, usage lines naming the program, colour only when wanted. */
 const tidyHelp = (text: string, program: string, color: boolean) => {
@@ -317,17 +402,27 @@ export const runApp = <R>(app: App<R>, words: ReadonlyArray<string>, color: bool
     // Without a command, help is the command list (@effect/cli's own would spell out every command's flags).
     if (named === undefined && (argv.length === 0 || argv.includes("--help") || argv.includes("-h"))) {
       return argv.length > 1 && words[0] === "help"
-        ? Effect.fail(new UsageError({ message: validationLine(ValidationError.commandMismatch(HelpDoc.empty), app.name, argv, app.commands) }))
+        ? Effect.fail(
+          new UsageError({
+            message: validationLine(ValidationError.commandMismatch(HelpDoc.empty), app.name, argv, app.commands)
+          })
+        )
         : Effect.withConsole(Console.log(HelpDoc.toAnsiText(overview(app))), parsing)
     }
-    const internal = named !== undefined && (named.hidden || Object.values(named.flags).some((f) =>
-      f.hidden && argv.some((w) => w === `--${f.name}` || w.startsWith(`--${f.name}=`))
-    ))
+    const internal = named !== undefined &&
+      (named.hidden ||
+        Object.values(named.flags).some((f) =>
+          f.hidden && argv.some((w) => w === `--${f.name}` || w.startsWith(`--${f.name}=`))
+        ))
     const children = app.commands.filter((c) => internal || !c.hidden).map((c) => toCommand(app, c, internal, console))
-    const root = CliCommand.make(app.name).pipe(CliCommand.withSubcommands(children as [typeof children[0], ...typeof children]))
+    const root = CliCommand.make(app.name).pipe(
+      CliCommand.withSubcommands(children as [typeof children[0], ...typeof children])
+    )
     return CliCommand.run(root, { name: app.name, version: app.version })([process.argv0, app.name, ...argv]).pipe(
-      Effect.catchIf(ValidationError.isValidationError, (error) =>
-        Effect.fail(new UsageError({ message: validationLine(error, app.name, argv, app.commands) }))),
+      Effect.catchIf(
+        ValidationError.isValidationError,
+        (error) => Effect.fail(new UsageError({ message: validationLine(error, app.name, argv, app.commands) }))
+      ),
       Effect.withConsole(parsing),
       Effect.provide(CliConfig.layer({ showBuiltIns: false }))
     )

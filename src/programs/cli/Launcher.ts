@@ -43,7 +43,9 @@ const readCache = (): Buffer | undefined => {
 
 const cachedData = readCache()
 // The bundle as a CommonJS module body; no newline before it, so its line numbers stay its own.
-const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, "utf8").replace(/^#!.*/, "")}\n})`
+const source = `(function (exports, require, module, __filename, __dirname) {${
+  readFileSync(bundle, "utf8").replace(/^#!.*/, "")
+}\n})`
 const script = new Script(source, { filename: bundle, ...(cachedData === undefined ? {} : { cachedData }) })
 
 // A cache made under extra V8 flags (a profiling run) would be refused by every ordinary run.
@@ -66,7 +68,9 @@ if (mode === "write" || (reading && (cachedData === undefined || script.cachedDa
       renameSync(partial, cacheFile)
       for (const name of readdirSync(cacheDirectory)) {
         // Its other bundles' caches, and partial files of writers killed mid-write.
-        if (name.startsWith(`${command}-${process.version}-`) && name !== cacheName) unlinkSync(join(cacheDirectory, name))
+        if (name.startsWith(`${command}-${process.version}-`) && name !== cacheName) {
+          unlinkSync(join(cacheDirectory, name))
+        }
       }
     } catch {
       // No cache: the next start compiles from source, as without one.
@@ -85,4 +89,10 @@ if (mode === "write" || (reading && (cachedData === undefined || script.cachedDa
 }
 
 const module = { exports: {} }
-;(script.runInThisContext() as (...args: ReadonlyArray<unknown>) => void)(module.exports, createRequire(bundle), module, bundle, here)
+;(script.runInThisContext() as (...args: ReadonlyArray<unknown>) => void)(
+  module.exports,
+  createRequire(bundle),
+  module,
+  bundle,
+  here
+)

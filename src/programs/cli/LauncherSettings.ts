@@ -10,7 +10,8 @@ export const CODE_CACHE_SETTING = {
   env: "CXLOG_CODE_CACHE",
   values: ["on", "off", "write", "report"],
   default: "on",
-  description: "V8's code cache for the CLI: off compiles from source, write rewrites this command's cache, report says whether it was used"
+  description:
+    "V8's code cache for the CLI: off compiles from source, write rewrites this command's cache, report says whether it was used"
 } as const
 
 export type CodeCacheMode = typeof CODE_CACHE_SETTING.values[number]
@@ -19,7 +20,9 @@ export type CodeCacheMode = typeof CODE_CACHE_SETTING.values[number]
 export const launcherEnvironment = () => {
   const env = process.env
   const given = env[CODE_CACHE_SETTING.env] ?? CODE_CACHE_SETTING.default
-  const cacheHome = env["XDG_CACHE_HOME"] !== undefined && env["XDG_CACHE_HOME"] !== "" ? env["XDG_CACHE_HOME"] : join(homedir(), ".cache")
+  const cacheHome = env["XDG_CACHE_HOME"] !== undefined && env["XDG_CACHE_HOME"] !== ""
+    ? env["XDG_CACHE_HOME"]
+    : join(homedir(), ".cache")
   return {
     mode: given as CodeCacheMode,
     cacheHome,

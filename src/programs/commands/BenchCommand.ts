@@ -4,21 +4,23 @@
  */
 import { Effect, Either } from "effect"
 import { bench } from "../bench/Bench.js"
-import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
-import { failUsage } from "../cli/CliFailure.js"
-import * as Cli from "../cli/CliKit.js"
 import { loopbackSend } from "../bench/Loopback.js"
 import { benchMirror } from "../bench/MirrorBench.js"
-import { withLogFormat } from "../roles/Observe.js"
 import { peerConsume } from "../bench/peers/PeerConsumerMain.js"
+import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
 import { loopbackEcho, rtt } from "../bench/Rtt.js"
+import { failUsage } from "../cli/CliFailure.js"
+import * as Cli from "../cli/CliKit.js"
+import { withLogFormat } from "../roles/Observe.js"
 import { clusterFlags, clusterObserveFlags, clusterShape } from "./ClusterFlags.js"
 
 /** `--peers redis,nats`: reference systems by name, comma-separated, each once (`none`: only cxlog). */
 const parsePeers = (text: string): Either.Either<ReadonlyArray<BenchPeer>, string> => {
   const names = [...new Set(text.split(",").map((n) => n.trim()).filter((n) => n !== "" && n !== "none"))]
   const unknown = names.filter((n) => !(BENCH_PEERS as ReadonlyArray<string>).includes(n))
-  return unknown.length > 0 ? Either.left(`${unknown.join(", ")}: the peers are ${BENCH_PEERS.join(", ")}`) : Either.right(names as Array<BenchPeer>)
+  return unknown.length > 0
+    ? Either.left(`${unknown.join(", ")}: the peers are ${BENCH_PEERS.join(", ")}`)
+    : Either.right(names as Array<BenchPeer>)
 }
 
 export const benchCommand = Cli.command({
@@ -29,25 +31,46 @@ export const benchCommand = Cli.command({
     type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror"], {
       default: "e2e",
       env: "CXLOG_BENCH_TYPE",
-      description: "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong), " +
+      description:
+        "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong), " +
         "mirror (cxlog mirror into a 3-node JetStream cluster next to publishing to it directly; docs/mirror.md)"
     }),
-    mirrorMessages: Cli.integer("mirror-messages", { default: 20_000, min: 1, env: "CXLOG_BENCH_MIRROR_MESSAGES", description: "mirror: messages of each measured step" }),
-    mirrorRateMbps: Cli.float("mirror-rate-mbps", { default: 5, env: "CXLOG_BENCH_MIRROR_RATE_MBPS", description: "mirror: the steady load its lag is measured under, MB/s" }),
-    rateMbps: Cli.float("rate-mbps", { default: 50, env: "CXLOG_RATE_MBPS", description: "latency: the offered load in MB/s" }),
-    samples: Cli.integer("samples", { default: 2_000, min: 1, env: "CXLOG_SAMPLES", description: "rtt: round trips measured" }),
+    mirrorMessages: Cli.integer("mirror-messages", {
+      default: 20_000,
+      min: 1,
+      env: "CXLOG_BENCH_MIRROR_MESSAGES",
+      description: "mirror: messages of each measured step"
+    }),
+    mirrorRateMbps: Cli.float("mirror-rate-mbps", {
+      default: 5,
+      env: "CXLOG_BENCH_MIRROR_RATE_MBPS",
+      description: "mirror: the steady load its lag is measured under, MB/s"
+    }),
+    rateMbps: Cli.float("rate-mbps", {
+      default: 50,
+      env: "CXLOG_RATE_MBPS",
+      description: "latency: the offered load in MB/s"
+    }),
+    samples: Cli.integer("samples", {
+      default: 2_000,
+      min: 1,
+      env: "CXLOG_SAMPLES",
+      description: "rtt: round trips measured"
+    }),
     peers: Cli.custom("peers", "redis|nats|none", parsePeers, {
       default: [],
       shown: "none",
       env: "CXLOG_BENCH_PEERS",
-      description: "also run these reference systems (comma-separated: redis,nats) on servers the bench starts on loopback: publish, e2e, latency the same workload, taking turns with cxlog " +
+      description:
+        "also run these reference systems (comma-separated: redis,nats) on servers the bench starts on loopback: publish, e2e, latency the same workload, taking turns with cxlog " +
         "(twice each; publish and e2e MB/s, ACK p50/p99 per message from its publish call, CPU s/GiB of server and client; each consumer in its own process), checked to be the same " +
         "messages, warm-up and storage (memory up to --ack 1, disk at --ack 2); rtt in the same interleaved loop. redis: Debian's redis-server with ioredis; nats: Debian's nats-server"
     }),
     json: Cli.toggle("json", { description: "print only the JSON line" }),
     tls: Cli.toggle("tls", {
       env: "CXLOG_BENCH_TLS",
-      description: "after a plain warm-up, run plain, with TLS + authentication (a throwaway CA) twice, plain; ratio = mean secured MB/s ÷ mean plain MB/s"
+      description:
+        "after a plain warm-up, run plain, with TLS + authentication (a throwaway CA) twice, plain; ratio = mean secured MB/s ÷ mean plain MB/s"
     }),
     ...clusterObserveFlags
   },
@@ -62,9 +85,22 @@ export const benchCommand = Cli.command({
     o.peers.length > 0 && (o.type === "mirror" || o.tls)
       ? failUsage(`--peers is not measured with ${o.type === "mirror" ? "--type mirror" : "--tls"}`)
       : o.type === "mirror"
-      ? benchMirror({ messages: o.mirrorMessages, messageBytes: o.messageBytes, rateMBps: o.mirrorRateMbps, json: o.json }).pipe(Effect.asVoid)
+      ? benchMirror({
+        messages: o.mirrorMessages,
+        messageBytes: o.messageBytes,
+        rateMBps: o.mirrorRateMbps,
+        json: o.json
+      }).pipe(Effect.asVoid)
       : o.type === "rtt"
-      ? rtt({ brokers: o.brokerCount, messageBytes: o.messageBytes, order: clusterShape(o).order, samples: o.samples, json: o.json, peers: o.peers, local: o.local }).pipe(Effect.asVoid)
+      ? rtt({
+        brokers: o.brokerCount,
+        messageBytes: o.messageBytes,
+        order: clusterShape(o).order,
+        samples: o.samples,
+        json: o.json,
+        peers: o.peers,
+        local: o.local
+      }).pipe(Effect.asVoid)
       : bench({
         ...clusterShape(o),
         type: o.type,

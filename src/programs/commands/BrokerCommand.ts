@@ -2,11 +2,11 @@
 import { Effect } from "effect"
 import { DURABLE_SETTINGS } from "../../services/log/LogSettings.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
-import { broker } from "../roles/BrokerMain.js"
+import { brokerSecurity } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
+import { broker } from "../roles/BrokerMain.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
-import { brokerSecurity } from "../admin/Users.js"
 import { coherence, credentials, fileFlag, region } from "./SharedFlags.js"
 
 export const brokerCommand = Cli.command({
@@ -17,7 +17,11 @@ export const brokerCommand = Cli.command({
   flags: {
     region,
     coherence,
-    brokerId: Cli.integer("broker-id", { default: 0, env: "CXLOG_BROKER_ID", description: "this broker's slot (0 … CXLOG_LOG_MAX_BROKERS-1)" }),
+    brokerId: Cli.integer("broker-id", {
+      default: 0,
+      env: "CXLOG_BROKER_ID",
+      description: "this broker's slot (0 … CXLOG_LOG_MAX_BROKERS-1)"
+    }),
     host: Cli.fromSetting("host", BROKER_SETTINGS.settings.host),
     port: Cli.fromSetting("port", BROKER_SETTINGS.settings.port),
     maxBatchBytes: Cli.fromSetting("max-batch-bytes", BROKER_SETTINGS.settings.maxBatchBytes),
@@ -28,11 +32,17 @@ export const brokerCommand = Cli.command({
     insecure: Cli.fromSetting("insecure", BROKER_SETTINGS.settings.insecure),
     tlsCert: fileFlag("tls-cert", "CXLOG_TLS_CERT", "no TLS", "serve TLS with this certificate (PEM)"),
     tlsKey: fileFlag("tls-key", "CXLOG_TLS_KEY", "no TLS", "the key of --tls-cert (PEM)"),
-    tlsClientCa: fileFlag("tls-client-ca", "CXLOG_TLS_CLIENT_CA", "no client certificates", "require client certificates signed by this CA (PEM)"),
+    tlsClientCa: fileFlag(
+      "tls-client-ca",
+      "CXLOG_TLS_CLIENT_CA",
+      "no client certificates",
+      "require client certificates signed by this CA (PEM)"
+    ),
     connectionMessagesPerS: Cli.integer("connection-messages-per-s", {
       default: 0,
       env: "CXLOG_CONNECTION_MESSAGES_PER_S",
-      description: "a connection past this many messages a second gets ERROR rate-limited (0: no limit; per-user limits: cxlog user add)"
+      description:
+        "a connection past this many messages a second gets ERROR rate-limited (0: no limit; per-user limits: cxlog user add)"
     }),
     connectionBytesPerS: Cli.integer("connection-bytes-per-s", {
       default: 0,
@@ -45,18 +55,21 @@ export const brokerCommand = Cli.command({
       min: 0,
       placeholder: "MS",
       env: "CXLOG_STATS_EVERY_MS",
-      description: "log a stats line (connections, batches, MB/s, unordered backlog) this often while traffic flows (0: never)"
+      description:
+        "log a stats line (connections, batches, MB/s, unordered backlog) this often while traffic flows (0: never)"
     }),
     consumerHoldMs: Cli.integer("consumer-hold-ms", {
       default: 30_000,
       min: 0,
       placeholder: "MS",
       env: "CXLOG_CONSUMER_HOLD_MS",
-      description: "cut off a named consumer whose committed offset kept appends waiting for room this long (0: never; docs/clients.md)"
+      description:
+        "cut off a named consumer whose committed offset kept appends waiting for room this long (0: never; docs/clients.md)"
     }),
     dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, {
       shown: "none: only what the region holds",
-      description: "the head's data directory (same host): subscribers asking for offsets of replication factor 2 topics that the region recycled are served from the copy on disk (docs/durability.md)"
+      description:
+        "the head's data directory (same host): subscribers asking for offsets of replication factor 2 topics that the region recycled are served from the copy on disk (docs/durability.md)"
     }),
     ...observeFlags
   },

@@ -3,25 +3,27 @@
  * how its roles are watched, and the `ClusterShape` they describe.
  */
 import { Either } from "effect"
+import type { OrderMode } from "../../services/log/OrderModes.js"
 import { parseSize } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 import { logFormatFlag, metricsPortFlag } from "../roles/Observe.js"
 import type { ClusterShape } from "../run/ClusterShape.js"
 import { ack, batchBytes, brokerCount, fixedWindow, messageBytes, order, orderModeOf, window } from "./SharedFlags.js"
-import type { OrderMode } from "../../services/log/OrderModes.js"
 
 /** What `run` and `bench` give their roles for being watched, and where their report goes. */
 export const clusterObserveFlags = {
   metricsPort: {
     ...metricsPortFlag,
-    description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i, then the publisher and the subscriber (0: none)"
+    description:
+      "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i, then the publisher and the subscriber (0: none)"
   },
   logFormat: logFormatFlag,
   report: Cli.optionalText("report", {
     placeholder: "FILE.html",
     shown: "none",
     env: "CXLOG_REPORT",
-    description: "write a self-contained HTML report: throughput per role over time, ACK latency CDF, CPU per role, configuration, audit"
+    description:
+      "write a self-contained HTML report: throughput per role over time, ACK latency CDF, CPU per role, configuration, audit"
   })
 }
 
@@ -39,17 +41,20 @@ export const clusterFlags = (defaultBytes: string) => ({
     default: 0,
     min: 0,
     placeholder: "N",
-    description: "also run N subscribers reading over TCP from the brokers (round-robin), each auditing the whole total order"
+    description:
+      "also run N subscribers reading over TCP from the brokers (round-robin), each auditing the whole total order"
   }),
   local: Cli.toggle("local", {
     env: "CXLOG_LOCAL_PUBLISHER",
-    description: "the publisher is local: on the region's host, appending into the region itself through no broker (rtt: in the bench's process)"
+    description:
+      "the publisher is local: on the region's host, appending into the region itself through no broker (rtt: in the bench's process)"
   }),
   warmup: Cli.custom("warmup", "SIZE", (t) => (t.trim() === "0" ? Either.right(0) : parseSize(t)), {
     default: 0,
     shown: "0",
     env: "CXLOG_WARMUP",
-    description: "publish this much first, through the same publisher and subscriber, and measure only what follows: a warm cluster's figures (0: a cold one's)"
+    description:
+      "publish this much first, through the same publisher and subscriber, and measure only what follows: a warm cluster's figures (0: a cold one's)"
   })
 })
 

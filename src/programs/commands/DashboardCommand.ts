@@ -4,8 +4,10 @@ import { runDashboard } from "../report/Dashboard.js"
 
 export const dashboardCommand = Cli.command({
   name: "dashboard",
-  summary: "Serve a live web page of a cluster's metrics: throughput, ACK latency, per-broker rates, sequencer, lag, CPU",
-  details: "It scrapes each role's Prometheus endpoint (--metrics-port on head, broker, publish, subscribe; `cxlog run " +
+  summary:
+    "Serve a live web page of a cluster's metrics: throughput, ACK latency, per-broker rates, sequencer, lag, CPU",
+  details:
+    "It scrapes each role's Prometheus endpoint (--metrics-port on head, broker, publish, subscribe; `cxlog run " +
     "--metrics-port PORT` prints the list) and serves the charts at http://HOST:PORT/. See docs/observability.md.",
   flags: {
     targets: Cli.optionalText("targets", {
@@ -14,10 +16,32 @@ export const dashboardCommand = Cli.command({
       env: "CXLOG_DASHBOARD_TARGETS",
       description: "the metrics endpoints to scrape; without it, those every local `cxlog run --metrics-port` announces"
     }),
-    host: Cli.text("host", { default: "127.0.0.1", placeholder: "ADDRESS", env: "CXLOG_DASHBOARD_HOST", description: "address to serve the page on" }),
-    port: Cli.integer("port", { default: 9300, min: 0, env: "CXLOG_DASHBOARD_PORT", description: "port to serve the page on (0: any free port)" }),
-    everyMs: Cli.integer("every-ms", { default: 1_000, min: 100, placeholder: "MS", env: "CXLOG_DASHBOARD_EVERY_MS", description: "scrape and refresh interval" }),
-    keep: Cli.integer("keep", { default: 600, min: 2, placeholder: "N", env: "CXLOG_DASHBOARD_KEEP", description: "samples each chart keeps" })
+    host: Cli.text("host", {
+      default: "127.0.0.1",
+      placeholder: "ADDRESS",
+      env: "CXLOG_DASHBOARD_HOST",
+      description: "address to serve the page on"
+    }),
+    port: Cli.integer("port", {
+      default: 9300,
+      min: 0,
+      env: "CXLOG_DASHBOARD_PORT",
+      description: "port to serve the page on (0: any free port)"
+    }),
+    everyMs: Cli.integer("every-ms", {
+      default: 1_000,
+      min: 100,
+      placeholder: "MS",
+      env: "CXLOG_DASHBOARD_EVERY_MS",
+      description: "scrape and refresh interval"
+    }),
+    keep: Cli.integer("keep", {
+      default: 600,
+      min: 2,
+      placeholder: "N",
+      env: "CXLOG_DASHBOARD_KEEP",
+      description: "samples each chart keeps"
+    })
   },
   examples: [
     "cxlog run --bytes 4GiB --metrics-port 9400    # prints the dashboard command for its roles",

@@ -4,11 +4,11 @@ import { requireDataDir } from "../../layers/log/durable/DurableTier.js"
 import { regionConfig } from "../../layers/RegionLayout.js"
 import { DURABLE_SETTINGS, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { headCredentials } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { DEFAULT_STANDBY_CHECK_MS, head } from "../roles/Head.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
-import { headCredentials } from "../admin/Users.js"
 import { coherence, credentials, region } from "./SharedFlags.js"
 import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
 
@@ -23,7 +23,9 @@ export const headCommand = Cli.command({
     coherence,
     topics,
     ...diskRetentionFlags,
-    keep: Cli.fromSetting("keep", REGION_SETTINGS.settings.keep, { description: "leave the region in /dev/shm when the head stops" }),
+    keep: Cli.fromSetting("keep", REGION_SETTINGS.settings.keep, {
+      description: "leave the region in /dev/shm when the head stops"
+    }),
     credentials,
     attach: Cli.toggle("attach", {
       env: "CXLOG_ATTACH",
@@ -45,11 +47,14 @@ export const headCommand = Cli.command({
       env: "CXLOG_STANDBY_CHECK_MS",
       description: "--standby: how often to look at the head's lease"
     }),
-    dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, { shown: "none: memory only (no topic may have replication factor 2)" }),
+    dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, {
+      shown: "none: memory only (no topic may have replication factor 2)"
+    }),
     recover: Cli.optionalText("recover", {
       placeholder: "DIR",
       shown: "none",
-      description: "create the region and rebuild every topic the data directory DIR recorded (and any --topic), in the recorded order, " +
+      description:
+        "create the region and rebuild every topic the data directory DIR recorded (and any --topic), in the recorded order, " +
         "with its named consumers at their committed offsets; then persist there"
     }),
     ...observeFlags
@@ -84,7 +89,11 @@ export const headCommand = Cli.command({
           leaseMs: o.leaseMs
         },
         reportEveryMs: 250,
-        ...(o.recover !== undefined ? { dataDir: o.recover, recover: true } : o.dataDir === undefined ? {} : { dataDir: o.dataDir })
+        ...(o.recover !== undefined
+          ? { dataDir: o.recover, recover: true }
+          : o.dataDir === undefined
+          ? {}
+          : { dataDir: o.dataDir })
       })
     }).pipe(Effect.scoped, observed("head", o))
 })

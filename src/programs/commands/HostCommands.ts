@@ -1,8 +1,8 @@
 /** The commands about this host: its regions (`regions`) and whether it can run cxlog (`selfcheck`). */
-import { cliEntry } from "../ProgramSettings.js"
-import * as Cli from "../cli/CliKit.js"
 import { regions } from "../admin/Regions.js"
 import { selfCheck, selfCheckPeer } from "../admin/SelfCheck.js"
+import * as Cli from "../cli/CliKit.js"
+import { cliEntry } from "../ProgramSettings.js"
 import { json } from "./SharedFlags.js"
 
 const cliPath = cliEntry()
@@ -14,10 +14,12 @@ export const regionsCommand = Cli.command({
     remove: Cli.optionalText("remove", {
       placeholder: "NAME",
       shown: "none",
-      description: "remove this region and its default credential files (refused while a live process uses it; its data is lost)"
+      description:
+        "remove this region and its default credential files (refused while a live process uses it; its data is lost)"
     }),
     prune: Cli.toggle("prune", {
-      description: "remove every orphaned `cxlog run` region (its run gone, nothing using it) and the default credential files of regions that are gone"
+      description:
+        "remove every orphaned `cxlog run` region (its run gone, nothing using it) and the default credential files of regions that are gone"
     }),
     json
   },

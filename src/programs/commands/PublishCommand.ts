@@ -2,22 +2,36 @@
 import { Effect, Either } from "effect"
 import { parseAddresses } from "../../layers/net/ClientConnection.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
+import { clientSecurity } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { publish } from "../roles/Publish.js"
 import { exitWithParent } from "../roles/Report.js"
-import { clientSecurity } from "../admin/Users.js"
-import { ack, batchBytes, clientSecurityFlags, fixedWindow, maxBatchBytes, messageBytes, region, window } from "./SharedFlags.js"
+import {
+  ack,
+  batchBytes,
+  clientSecurityFlags,
+  fixedWindow,
+  maxBatchBytes,
+  messageBytes,
+  region,
+  window
+} from "./SharedFlags.js"
 
 /** The brokers a publisher spreads its batches over. */
 const brokers: Cli.Flag<string> = {
   ...Cli.fromSetting("brokers", PUBLISHER_SETTINGS.settings.brokers),
-  parse: (t) => Either.isLeft(Either.try(() => parseAddresses(t))) ? Either.left(`${t} is not a list of host:port addresses`) : Either.right(t)
+  parse: (t) =>
+    Either.isLeft(Either.try(() => parseAddresses(t)))
+      ? Either.left(`${t} is not a list of host:port addresses`)
+      : Either.right(t)
 }
 
 const parseHeader = (t: string): Either.Either<readonly [string, string], string> => {
   const at = t.indexOf("=")
-  return at < 1 ? Either.left(`${t} is not a header: use NAME=VALUE`) : Either.right([t.slice(0, at), t.slice(at + 1)] as const)
+  return at < 1
+    ? Either.left(`${t} is not a header: use NAME=VALUE`)
+    : Either.right([t.slice(0, at), t.slice(at + 1)] as const)
 }
 
 /** `--header name=value`, repeatable; each taken whole (a value may hold commas and `=`). */
@@ -39,12 +53,17 @@ export const publishCommand = Cli.command({
   flags: {
     brokers,
     topic: Cli.fromSetting("topic", PUBLISHER_SETTINGS.settings.topic),
-    count: Cli.optionalInteger("count", { min: 0, shown: "stdin lines", description: "publish this many stamped test messages instead of stdin" }),
+    count: Cli.optionalInteger("count", {
+      min: 0,
+      shown: "stdin lines",
+      description: "publish this many stamped test messages instead of stdin"
+    }),
     warmupCount: Cli.integer("warmup-count", {
       default: 0,
       min: 0,
       hidden: true,
-      description: "with --count: this many stamped messages first, all acknowledged, not in the figures (run/bench --warmup)"
+      description:
+        "with --count: this many stamped messages first, all acknowledged, not in the figures (run/bench --warmup)"
     }),
     messageBytes,
     batchBytes,
@@ -68,10 +87,22 @@ export const publishCommand = Cli.command({
       env: "CXLOG_FLUSH_TIMEOUT_MS",
       description: "at the end, wait this long at most for the last ACKs"
     }),
-    rateMbps: Cli.optionalFloat("rate-mbps", { shown: "as fast as possible", env: "CXLOG_RATE_MBPS", description: "offered load in MB/s (with --count)" }),
-    key: Cli.optionalText("key", { placeholder: "KEY", shown: "none", description: "the key every message carries (UTF-8)" }),
+    rateMbps: Cli.optionalFloat("rate-mbps", {
+      shown: "as fast as possible",
+      env: "CXLOG_RATE_MBPS",
+      description: "offered load in MB/s (with --count)"
+    }),
+    key: Cli.optionalText("key", {
+      placeholder: "KEY",
+      shown: "none",
+      description: "the key every message carries (UTF-8)"
+    }),
     header: messageHeader,
-    publisherIndex: Cli.integer("publisher-index", { default: 0, hidden: true, description: "which stamp stream (audit runs)" }),
+    publisherIndex: Cli.integer("publisher-index", {
+      default: 0,
+      hidden: true,
+      description: "which stamp stream (audit runs)"
+    }),
     reportAcks: Cli.toggle("report-acks", {
       hidden: true,
       description: "tell the orchestrator each acknowledgement as it comes (an acked event: the batch's message range)"
@@ -79,7 +110,8 @@ export const publishCommand = Cli.command({
     region,
     local: Cli.toggle("local", {
       env: "CXLOG_PUBLISH_LOCAL",
-      description: "publish from this host into the region itself (--region), through no broker: a local publisher takes a broker slot of its own"
+      description:
+        "publish from this host into the region itself (--region), through no broker: a local publisher takes a broker slot of its own"
     }),
     ...clientSecurityFlags,
     ...observeFlags
@@ -119,7 +151,10 @@ export const publishCommand = Cli.command({
         ...(o.local ? { local: { name: o.region } } : {}),
         ...(o.reportAcks ? { reportAcks: true } : {}),
         ...(o.key === undefined && o.header.length === 0 ? {} : {
-          message: { ...(o.key === undefined ? {} : { key: o.key }), ...(o.header.length === 0 ? {} : { headers: o.header }) }
+          message: {
+            ...(o.key === undefined ? {} : { key: o.key }),
+            ...(o.header.length === 0 ? {} : { headers: o.header })
+          }
         })
       })
     }).pipe(observed("publisher", o))

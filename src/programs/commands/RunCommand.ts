@@ -18,11 +18,17 @@ export const runCommand = Cli.command({
       placeholder: "INDEX",
       description: "SIGKILL this broker 30 % into the run (the publisher must fail over)"
     }),
-    killHead: Cli.toggle("kill-head", { description: "run standby heads and SIGKILL the active head 30 % into the run; reports takeoverMs" }),
+    killHead: Cli.toggle("kill-head", {
+      description: "run standby heads and SIGKILL the active head 30 % into the run; reports takeoverMs"
+    }),
     standby: Cli.integer("standby", { default: 1, min: 1, description: "--kill-head: how many standby heads to run" }),
     ...clusterObserveFlags
   },
-  examples: ["cxlog run", "cxlog run --bytes 64MiB --broker-count 2 --order 2 --ack 1", "cxlog run --bytes 256MiB --kill-broker 1"],
+  examples: [
+    "cxlog run",
+    "cxlog run --bytes 64MiB --broker-count 2 --order 2 --ack 1",
+    "cxlog run --bytes 256MiB --kill-broker 1"
+  ],
   run: (o) =>
     run({
       ...clusterShape(o),

@@ -1,13 +1,13 @@
 /** `cxlog serve`: a whole local server (a head, N brokers, optionally a standby head) in one command. */
-import type { TopicSpec } from "../../services/log/Topics.js"
 import { DURABLE_SETTINGS } from "../../services/log/LogSettings.js"
+import type { TopicSpec } from "../../services/log/Topics.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
+import { metricsPortFlag } from "../roles/Observe.js"
 import { defaultBrokerCount, serve, type ServeOptions, topicArg } from "../serve/Serve.js"
 import { detach, stop } from "../serve/ServeDetach.js"
 import { brokerCount, region } from "./SharedFlags.js"
-import { metricsPortFlag } from "../roles/Observe.js"
 import { topics } from "./TopicFlags.js"
 
 /** The command line of a serve with `options`, for `--detach` to start it with. */
@@ -44,7 +44,8 @@ export const serveCommand = Cli.command({
   flags: {
     region,
     host: Cli.fromSetting("host", BROKER_SETTINGS.settings.host, {
-      description: "address the brokers listen on (beyond loopback only with TLS or --insecure given through CXLOG_TLS_* / CXLOG_INSECURE; docs/security.md)"
+      description:
+        "address the brokers listen on (beyond loopback only with TLS or --insecure given through CXLOG_TLS_* / CXLOG_INSECURE; docs/security.md)"
     }),
     port: Cli.fromSetting("port", BROKER_SETTINGS.settings.port, {
       description: "broker 0's TCP port; broker i listens on PORT+i (0: each on any free port)"
@@ -57,22 +58,33 @@ export const serveCommand = Cli.command({
     topics: {
       ...topics,
       shownDefault: "events (events:5:2:2 with --data-dir)",
-      description: "a topic the head creates at start, NAME[:ORDER[:ACK[:RF]]] as cxlog head takes it (orders:5:1); repeat for more"
+      description:
+        "a topic the head creates at start, NAME[:ORDER[:ACK[:RF]]] as cxlog head takes it (orders:5:1); repeat for more"
     },
-    standby: Cli.toggle("standby", { description: "also run a standby head, which takes over when the head dies (docs/operations.md)" }),
+    standby: Cli.toggle("standby", {
+      description: "also run a standby head, which takes over when the head dies (docs/operations.md)"
+    }),
     dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, {
       shown: "none: memory only",
-      description: "the durable tier, given to the heads and brokers: rf 2 topics are persisted here and ACK 2 means on disk (docs/durability.md); left in place on exit"
+      description:
+        "the durable tier, given to the heads and brokers: rf 2 topics are persisted here and ACK 2 means on disk (docs/durability.md); left in place on exit"
     }),
     metricsPort: {
       ...metricsPortFlag,
       description: "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i (0: none)"
     },
-    json: Cli.toggle("json", { description: "print one JSON object per line: the roles' lines as log events, and starting, ready (how to connect), exited, stopping, stopped" }),
-    detach: Cli.toggle("detach", {
-      description: "run the server in the background: return once it is ready, having said how to connect; its output goes to a log file in this user's private directory"
+    json: Cli.toggle("json", {
+      description:
+        "print one JSON object per line: the roles' lines as log events, and starting, ready (how to connect), exited, stopping, stopped"
     }),
-    stop: Cli.toggle("stop", { description: "stop the serve of --region (one started with --detach, or in another terminal) as Ctrl-C would, and wait until it has" })
+    detach: Cli.toggle("detach", {
+      description:
+        "run the server in the background: return once it is ready, having said how to connect; its output goes to a log file in this user's private directory"
+    }),
+    stop: Cli.toggle("stop", {
+      description:
+        "stop the serve of --region (one started with --detach, or in another terminal) as Ctrl-C would, and wait until it has"
+    })
   },
   examples: [
     "cxlog serve",
@@ -93,7 +105,11 @@ export const serveCommand = Cli.command({
       metricsPort: o.metricsPort,
       json: o.json
     }
-    if (o.stop && o.detach) return failUsage("cxlog serve: --stop and --detach: give one (--stop stops the serve of --region; --detach starts one)")
+    if (o.stop && o.detach) {
+      return failUsage(
+        "cxlog serve: --stop and --detach: give one (--stop stops the serve of --region; --detach starts one)"
+      )
+    }
     if (o.stop) return stop(o.region)
     return o.detach ? detach(serveArgs(options), o.region, o.json) : serve(options)
   }

@@ -4,17 +4,23 @@
  * servers and clients, and the parsers of ages and read positions they share.
  */
 import { Either } from "effect"
-import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
-import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
-import * as Cli from "../cli/CliKit.js"
 import { ORDER_MODES, type OrderMode, orderPolicy } from "../../services/log/OrderModes.js"
+import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import * as Cli from "../cli/CliKit.js"
 
 export const region = Cli.fromSetting("region", REGION_SETTINGS.settings.name)
 export const coherence = Cli.fromSetting("coherence", REGION_SETTINGS.settings.coherence)
 export const json = Cli.toggle("json", { description: "print the result as JSON" })
 /** The topic a client command works on (one variable, CXLOG_TOPIC, for all of them). */
-export const topic = (description: string) => Cli.fromSetting("topic", PUBLISHER_SETTINGS.settings.topic, { description })
-export const brokerCount = Cli.integer("broker-count", { default: 4, min: 1, env: "CXLOG_BROKER_COUNT", description: "broker processes to start" })
+export const topic = (description: string) =>
+  Cli.fromSetting("topic", PUBLISHER_SETTINGS.settings.topic, { description })
+export const brokerCount = Cli.integer("broker-count", {
+  default: 4,
+  min: 1,
+  env: "CXLOG_BROKER_COUNT",
+  description: "broker processes to start"
+})
 
 // ---- a publisher's load ------------------------------------------------------------------------
 
@@ -29,7 +35,8 @@ export const batchBytes = Cli.fromSetting("batch-bytes", PUBLISHER_SETTINGS.sett
 export const maxBatchBytes = Cli.size("max-batch-bytes", {
   default: "1MiB",
   env: "CXLOG_PUBLISHER_MAX_BATCH_BYTES",
-  description: "a publisher's largest batch, so its largest message (this less 16 bytes, key and headers included); at most the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES), checked when it connects"
+  description:
+    "a publisher's largest batch, so its largest message (this less 16 bytes, key and headers included); at most the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES), checked when it connects"
 })
 export const window = Cli.fromSetting("window", PUBLISHER_SETTINGS.settings.maxInFlightBatches)
 /** The publisher's window stays at `--window` instead of adapting under it. */
@@ -64,10 +71,21 @@ export const clientSecurityFlags = {
   /** The clients' side of `broker --insecure` (the same variable, so one `CXLOG_INSECURE=true` sets up a whole cluster). */
   insecure: Cli.toggle("insecure", {
     env: "CXLOG_INSECURE",
-    description: "also take brokers that authenticate nobody (started --insecure): without it, a client holding credentials refuses them"
+    description:
+      "also take brokers that authenticate nobody (started --insecure): without it, a client holding credentials refuses them"
   }),
-  tlsCa: fileFlag("tls-ca", "CXLOG_TLS_CA", "no TLS", "connect with TLS, trusting brokers whose certificate this CA (PEM) signed"),
-  tlsClientCert: fileFlag("tls-client-cert", "CXLOG_TLS_CLIENT_CERT", "none", "with --tls-ca: present this client certificate (PEM) to brokers that ask for one"),
+  tlsCa: fileFlag(
+    "tls-ca",
+    "CXLOG_TLS_CA",
+    "no TLS",
+    "connect with TLS, trusting brokers whose certificate this CA (PEM) signed"
+  ),
+  tlsClientCert: fileFlag(
+    "tls-client-cert",
+    "CXLOG_TLS_CLIENT_CERT",
+    "none",
+    "with --tls-ca: present this client certificate (PEM) to brokers that ask for one"
+  ),
   tlsClientKey: fileFlag("tls-client-key", "CXLOG_TLS_CLIENT_KEY", "none", "the key of --tls-client-cert (PEM)")
 }
 
@@ -75,7 +93,12 @@ export const clientSecurityFlags = {
 
 /** `--brokers` of a reader (subscribe, mirror): over TCP from these, else the region in place; `description` says how. */
 export const readerBrokers = (description: string) =>
-  Cli.optionalText("brokers", { placeholder: "HOST:PORT,…", shown: "read the region in place", env: "CXLOG_SUBSCRIBE_BROKERS", description })
+  Cli.optionalText("brokers", {
+    placeholder: "HOST:PORT,…",
+    shown: "read the region in place",
+    env: "CXLOG_SUBSCRIBE_BROKERS",
+    description
+  })
 
 /** A read position: the oldest message held, the end, or a message offset. */
 export const parseFrom = (t: string): Either.Either<number | "earliest" | "latest", string> =>
@@ -91,5 +114,7 @@ const AGE_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600
 export const parseAge = (text: string): Either.Either<number, string> => {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim())
   const ms = match === null ? Number.NaN : Math.round(Number(match[1]) * AGE_UNITS[match[2] ?? "ms"]!)
-  return ms >= 1 && Number.isSafeInteger(ms) ? Either.right(ms) : Either.left(`${text} is not an age: use 500ms, 30s, 15m, 12h, 7d or a number of milliseconds`)
+  return ms >= 1 && Number.isSafeInteger(ms)
+    ? Either.right(ms)
+    : Either.left(`${text} is not an age: use 500ms, 30s, 15m, 12h, 7d or a number of milliseconds`)
 }

@@ -4,18 +4,28 @@
  */
 import { Effect } from "effect"
 import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { clientSecurity } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
-import { remoteAudit } from "../run/RemoteAudit.js"
 import { exitWithParent, parentEvent } from "../roles/Report.js"
 import { printTopic, subscribe } from "../roles/Subscribe.js"
-import { clientSecurity } from "../admin/Users.js"
-import { clientSecurityFlags, coherence, orderChoices, orderModeOf, parseFrom, readerBrokers, region, topic } from "./SharedFlags.js"
+import { remoteAudit } from "../run/RemoteAudit.js"
+import {
+  clientSecurityFlags,
+  coherence,
+  orderChoices,
+  orderModeOf,
+  parseFrom,
+  readerBrokers,
+  region,
+  topic
+} from "./SharedFlags.js"
 
 export const subscribeCommand = Cli.command({
   name: "subscribe",
   summary: "Print a topic's messages in their total order, over TCP from any broker or from the region in place",
-  details: "With --brokers it reads over TCP (from anywhere); without, it maps the region (on its host). It prints one " +
+  details:
+    "With --brokers it reads over TCP (from anywhere); without, it maps the region (on its host). It prints one " +
     "message per line until stopped, or exactly --limit messages. It holds no retention unless it reads as a named " +
     "--consumer, which resumes where it committed and commits what it printed (a message printed after the last commit " +
     "is printed again by the next member).",
@@ -28,7 +38,8 @@ export const subscribeCommand = Cli.command({
       placeholder: "NAME",
       shown: "anonymous",
       env: "CXLOG_CONSUMER",
-      description: "read as this named consumer of the topic (≤ 24 bytes): one member at a time, resuming at its committed offset"
+      description:
+        "read as this named consumer of the topic (≤ 24 bytes): one member at a time, resuming at its committed offset"
     }),
     format: Cli.choice("format", ["text", "json"], {
       default: "text",
@@ -48,9 +59,21 @@ export const subscribeCommand = Cli.command({
       env: "CXLOG_SUBSCRIBE_IDLE_MS",
       description: "with --limit: give up after this long without a new message"
     }),
-    auditPublishers: Cli.integer("audit-publishers", { default: 0, hidden: true, description: "audit stamped messages of this many publishers" }),
-    auditMessages: Cli.integer("audit-messages", { default: 0, hidden: true, description: "messages each audited publisher sends" }),
-    auditOrder: Cli.choice("audit-order", orderChoices, { default: "5", hidden: true, description: "the audited topic's order mode (whether publish order is checked)" }),
+    auditPublishers: Cli.integer("audit-publishers", {
+      default: 0,
+      hidden: true,
+      description: "audit stamped messages of this many publishers"
+    }),
+    auditMessages: Cli.integer("audit-messages", {
+      default: 0,
+      hidden: true,
+      description: "messages each audited publisher sends"
+    }),
+    auditOrder: Cli.choice("audit-order", orderChoices, {
+      default: "5",
+      hidden: true,
+      description: "the audited topic's order mode (whether publish order is checked)"
+    }),
     untilPublishersDone: Cli.toggle("until-publishers-done", {
       hidden: true,
       description: "read to the log's end as of the orchestrator's publishersDone message"
@@ -81,7 +104,8 @@ export const subscribeCommand = Cli.command({
         return
       }
       const publishersDone = o.untilPublishersDone
-        ? yield* Effect.acquireRelease(Effect.sync(() => parentEvent("publishersDone")), (signal) => Effect.sync(signal.close))
+        ? yield* Effect.acquireRelease(Effect.sync(() => parentEvent("publishersDone")), (signal) =>
+          Effect.sync(signal.close))
         : undefined
       if (o.brokers !== undefined) {
         // `run --remote-subscribers`: audit over TCP, as the local user (the region's secret file).
@@ -92,7 +116,8 @@ export const subscribeCommand = Cli.command({
           publishers: o.auditPublishers,
           perPublisher: o.auditMessages,
           order: orderModeOf(o.auditOrder),
-          publishersDone: publishersDone?.said ?? (() => false),
+          publishersDone: publishersDone?.said ?? (() =>
+            false),
           idleTimeoutMs: o.idleTimeoutMs,
           reportEveryMs: 250,
           ...(o.consumer === undefined ? {} : { consumer: o.consumer })
@@ -105,7 +130,11 @@ export const subscribeCommand = Cli.command({
         region: { name: o.region, coherence: o.coherence },
         topic: o.topic,
         from: o.from,
-        ...(o.auditPublishers > 0 ? { audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages, order: orderModeOf(o.auditOrder) } } : {}),
+        ...(o.auditPublishers > 0
+          ? {
+            audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages, order: orderModeOf(o.auditOrder) }
+          }
+          : {}),
         ...(o.limit === undefined ? {} : { limit: o.limit }),
         idleTimeoutMs: o.idleTimeoutMs,
         reportEveryMs: 250,

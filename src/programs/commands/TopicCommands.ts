@@ -1,9 +1,9 @@
 /** The commands that administer a region's topics: `create-topic`, `topics` and `consumers`. */
-import * as Cli from "../cli/CliKit.js"
-import { failUsage } from "../cli/CliFailure.js"
 import { consumersReport } from "../admin/Consumers.js"
 import { createTopic } from "../admin/CreateTopic.js"
 import { topics as listTopics } from "../admin/TopicAdmin.js"
+import { failUsage } from "../cli/CliFailure.js"
+import * as Cli from "../cli/CliKit.js"
 import { coherence, json, region, topic } from "./SharedFlags.js"
 import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
 
@@ -25,27 +25,42 @@ export const createTopicCommand = Cli.command({
 export const topicsCommand = Cli.command({
   name: "topics",
   summary: "List and describe a region's topics: order, ACK, RF, offsets held, sessions, subscribers, retention",
-  details: "Reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone.",
+  details:
+    "Reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone.",
   flags: {
     region,
     coherence,
-    topic: Cli.optionalText("topic", { placeholder: "NAME", shown: "every topic", description: "describe only this topic" }),
+    topic: Cli.optionalText("topic", {
+      placeholder: "NAME",
+      shown: "every topic",
+      description: "describe only this topic"
+    }),
     json: Cli.toggle("json", { description: "print the description as JSON" })
   },
   examples: ["cxlog topics", "cxlog topics --region orders --topic orders --json"],
-  run: (o) => listTopics({ region: { name: o.region, coherence: o.coherence }, ...(o.topic === undefined ? {} : { topic: o.topic }), json: o.json })
+  run: (o) =>
+    listTopics({
+      region: { name: o.region, coherence: o.coherence },
+      ...(o.topic === undefined ? {} : { topic: o.topic }),
+      json: o.json
+    })
 })
 
 export const consumersCommand = Cli.command({
   name: "consumers",
   summary: "List a topic's named consumers with their committed offset, lag and active member; --remove one",
-  details: "Runs on the region's host. A consumer holds retention from its committed offset on, with or without a member: " +
+  details:
+    "Runs on the region's host. A consumer holds retention from its committed offset on, with or without a member: " +
     "delete one that is no longer read (refused while a member is active).",
   flags: {
     region,
     coherence,
     topic: topic("the topic whose consumers to list"),
-    remove: Cli.optionalText("remove", { placeholder: "NAME", shown: "none", description: "delete this consumer (its retention is released)" }),
+    remove: Cli.optionalText("remove", {
+      placeholder: "NAME",
+      shown: "none",
+      description: "delete this consumer (its retention is released)"
+    }),
     json
   },
   examples: ["cxlog consumers --topic events", "cxlog consumers --topic events --remove billing"],

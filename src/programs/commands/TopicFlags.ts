@@ -3,7 +3,14 @@
  * replication factor 2 topics: how `cxlog head` and `cxlog create-topic` name the topics they create.
  */
 import { Either, Schema } from "effect"
-import { AckLevel, OrderMode, REPLICATION_FACTORS, TopicName, type TopicSpec, topicSpecConflict } from "../../services/log/Topics.js"
+import {
+  AckLevel,
+  OrderMode,
+  REPLICATION_FACTORS,
+  TopicName,
+  type TopicSpec,
+  topicSpecConflict
+} from "../../services/log/Topics.js"
 import { parseSize } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 import { parseAge } from "./SharedFlags.js"
@@ -17,21 +24,35 @@ const isTopicName = Schema.is(TopicName)
  * The last two bound what the disk keeps of a replication factor 2 topic (empty: no bound).
  */
 export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> => {
-  const [name = "", orderText = "5", ackText = "1", rfText = "1", bytesText = "", ageText = "", ...extra] = spec.split(":")
-  if (extra.length > 0) return Either.left(`${spec}: a topic is name[:order[:ack[:rf[:disk-bytes[:disk-age]]]]], 6 fields at most`)
-  if (!isTopicName(name)) return Either.left(`${spec}: the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`)
+  const [name = "", orderText = "5", ackText = "1", rfText = "1", bytesText = "", ageText = "", ...extra] = spec.split(
+    ":"
+  )
+  if (extra.length > 0) {
+    return Either.left(`${spec}: a topic is name[:order[:ack[:rf[:disk-bytes[:disk-age]]]]], 6 fields at most`)
+  }
+  if (!isTopicName(name)) {
+    return Either.left(`${spec}: the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`)
+  }
   const orderMode = ORDERS.find((o) => `${o}` === orderText)
   if (orderMode === undefined) return Either.left(`${spec}: the order ${orderText} is not one of ${ORDERS.join(", ")}`)
   const ackLevel = ACKS.find((a) => `${a}` === ackText)
   if (ackLevel === undefined) return Either.left(`${spec}: the ack level ${ackText} is not one of ${ACKS.join(", ")}`)
   const rf = REPLICATION_FACTORS.find((r) => `${r}` === rfText)
   if (rf === undefined) {
-    return Either.left(`${spec}: the replication factor ${rfText} is not one of ${REPLICATION_FACTORS.join(", ")} (1: the region; 2: the region and a copy on disk)`)
+    return Either.left(
+      `${spec}: the replication factor ${rfText} is not one of ${
+        REPLICATION_FACTORS.join(", ")
+      } (1: the region; 2: the region and a copy on disk)`
+    )
   }
   const maxBytes = bytesText === "" ? undefined : parseSize(bytesText)
-  if (maxBytes !== undefined && Either.isLeft(maxBytes)) return Either.left(`${spec}: the disk retention size ${maxBytes.left}`)
+  if (maxBytes !== undefined && Either.isLeft(maxBytes)) {
+    return Either.left(`${spec}: the disk retention size ${maxBytes.left}`)
+  }
   const maxAgeMs = ageText === "" ? undefined : parseAge(ageText)
-  if (maxAgeMs !== undefined && Either.isLeft(maxAgeMs)) return Either.left(`${spec}: the disk retention age ${maxAgeMs.left}`)
+  if (maxAgeMs !== undefined && Either.isLeft(maxAgeMs)) {
+    return Either.left(`${spec}: the disk retention age ${maxAgeMs.left}`)
+  }
   const topic: TopicSpec = maxBytes === undefined && maxAgeMs === undefined
     ? { name, order: orderMode, ackLevel, replicationFactor: rf }
     : {
@@ -39,7 +60,10 @@ export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> =
       order: orderMode,
       ackLevel,
       replicationFactor: rf,
-      diskRetention: { ...(maxBytes === undefined ? {} : { maxBytes: maxBytes.right }), ...(maxAgeMs === undefined ? {} : { maxAgeMs: maxAgeMs.right }) }
+      diskRetention: {
+        ...(maxBytes === undefined ? {} : { maxBytes: maxBytes.right }),
+        ...(maxAgeMs === undefined ? {} : { maxAgeMs: maxAgeMs.right })
+      }
     }
   const conflict = topicSpecConflict(topic)
   return conflict === undefined ? Either.right(topic) : Either.left(`${spec}: ${conflict}`)
@@ -50,7 +74,8 @@ export const topics = Cli.repeated(
     default: { name: "", order: 5, ackLevel: 1, replicationFactor: 1 },
     shown: "",
     env: "CXLOG_TOPICS",
-    description: "a topic to create, e.g. orders:5:1 (order 5, ack 1, RF 1; those are the defaults), or orders:5:2:2:10GiB:7d " +
+    description:
+      "a topic to create, e.g. orders:5:1 (order 5, ack 1, RF 1; those are the defaults), or orders:5:2:2:10GiB:7d " +
       "(a copy on disk, which keeps at most 10 GiB and 7 days of it); repeat for more"
   })
 )
@@ -61,7 +86,8 @@ export const diskRetentionFlags = {
     default: undefined,
     shown: "no bound",
     env: "CXLOG_DISK_RETENTION_BYTES",
-    description: "replication factor 2 topics created here whose --topic gives no disk size: the disk keeps at most this much of each (whole old segments are deleted)"
+    description:
+      "replication factor 2 topics created here whose --topic gives no disk size: the disk keeps at most this much of each (whole old segments are deleted)"
   }),
   diskRetentionAge: Cli.custom<number | undefined>("disk-retention-age", "AGE", parseAge, {
     default: undefined,
@@ -72,12 +98,20 @@ export const diskRetentionFlags = {
 }
 
 /** `specs` with the flags' disk retention filled in where a replication factor 2 topic gives none. */
-export const withDiskRetention = (specs: ReadonlyArray<TopicSpec>, o: { readonly diskRetentionBytes: number | undefined; readonly diskRetentionAge: number | undefined }) =>
+export const withDiskRetention = (
+  specs: ReadonlyArray<TopicSpec>,
+  o: { readonly diskRetentionBytes: number | undefined; readonly diskRetentionAge: number | undefined }
+) =>
   specs.map((spec): TopicSpec => {
     if (spec.replicationFactor < 2) return spec
     const maxBytes = spec.diskRetention?.maxBytes ?? o.diskRetentionBytes
     const maxAgeMs = spec.diskRetention?.maxAgeMs ?? o.diskRetentionAge
     if (maxBytes === undefined && maxAgeMs === undefined) return spec
-    return { ...spec, diskRetention: { ...(maxBytes === undefined ? {} : { maxBytes }), ...(maxAgeMs === undefined ? {} : { maxAgeMs }) } }
+    return {
+      ...spec,
+      diskRetention: {
+        ...(maxBytes === undefined ? {} : { maxBytes }),
+        ...(maxAgeMs === undefined ? {} : { maxAgeMs })
+      }
+    }
   })
-

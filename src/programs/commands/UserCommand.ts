@@ -1,6 +1,6 @@
 /** `cxlog user`: adds, removes or lists the users of a region's credential file, with their rights and limits. */
-import * as Cli from "../cli/CliKit.js"
 import { users } from "../admin/Users.js"
+import * as Cli from "../cli/CliKit.js"
 import { credentials, json, region } from "./SharedFlags.js"
 
 export const userCommand = Cli.command({
@@ -18,12 +18,34 @@ export const userCommand = Cli.command({
       placeholder: "PATTERN,…",
       description: "add: topics the user may publish to (* matches any characters; \"\" for none)"
     }),
-    read: Cli.text("read", { default: "*", placeholder: "PATTERN,…", description: "add: topics the user may read (* matches any characters)" }),
-    consume: Cli.text("consume", { default: "*", placeholder: "PATTERN,…", description: "add: named consumers the user may join and commit for (\"\" for none)" }),
-    secretFile: Cli.optionalText("secret-file", { placeholder: "FILE", shown: "print it", description: "add: write the user's secret file here (0600)" }),
-    messagesPerS: Cli.integer("messages-per-s", { default: 0, description: "add: the user's messages a second per broker (0: no limit)" }),
-    bytesPerS: Cli.integer("bytes-per-s", { default: 0, placeholder: "BYTES", description: "add: the user's bytes a second per broker (0: no limit)" }),
-    connections: Cli.integer("connections", { default: 0, description: "add: the user's connections per broker (0: no limit)" }),
+    read: Cli.text("read", {
+      default: "*",
+      placeholder: "PATTERN,…",
+      description: "add: topics the user may read (* matches any characters)"
+    }),
+    consume: Cli.text("consume", {
+      default: "*",
+      placeholder: "PATTERN,…",
+      description: "add: named consumers the user may join and commit for (\"\" for none)"
+    }),
+    secretFile: Cli.optionalText("secret-file", {
+      placeholder: "FILE",
+      shown: "print it",
+      description: "add: write the user's secret file here (0600)"
+    }),
+    messagesPerS: Cli.integer("messages-per-s", {
+      default: 0,
+      description: "add: the user's messages a second per broker (0: no limit)"
+    }),
+    bytesPerS: Cli.integer("bytes-per-s", {
+      default: 0,
+      placeholder: "BYTES",
+      description: "add: the user's bytes a second per broker (0: no limit)"
+    }),
+    connections: Cli.integer("connections", {
+      default: 0,
+      description: "add: the user's connections per broker (0: no limit)"
+    }),
     json
   },
   examples: [

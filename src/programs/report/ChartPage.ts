@@ -63,7 +63,9 @@ const scriptJson = (value: unknown): string => JSON.stringify(value).replace(/</
 export const keyValueTable = (caption: string, rows: Record<string, unknown>): string =>
   `<table><caption>${escapeHtml(caption)}</caption>${
     Object.entries(rows).map(([k, v]) =>
-      `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))}</td></tr>`
+      `<tr><th>${escapeHtml(k)}</th><td>${
+        escapeHtml(typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))
+      }</td></tr>`
     ).join("")
   }</table>`
 

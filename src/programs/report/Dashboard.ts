@@ -48,7 +48,10 @@ export const announceTargets = (targets: ReadonlyArray<string>): Effect.Effect<v
 export const discoverTargets = (): Array<string> =>
   readdirSync(tmpdir()).filter((name) => name.startsWith(ANNOUNCE_PREFIX) && name.endsWith(".json")).flatMap((name) => {
     try {
-      const { pid, targets } = JSON.parse(readFileSync(join(tmpdir(), name), "utf8")) as { pid: number; targets: Array<string> }
+      const { pid, targets } = JSON.parse(readFileSync(join(tmpdir(), name), "utf8")) as {
+        pid: number
+        targets: Array<string>
+      }
       return pidExists(pid) ? targets : []
     } catch {
       return []
@@ -94,11 +97,17 @@ const buckets = (scrape: Scrape | undefined, name: string): Array<[number, numbe
   const family = scrape?.families.find((f) => f.name === name)
   const first = family?.metrics[0]
   if (first === undefined || !("buckets" in first)) return undefined
-  return Object.entries(first.buckets).map(([le, count]): [number, number] => [le === "+Inf" ? Infinity : Number(le), Number(count)]).sort((a, b) => a[0] - b[0])
+  return Object.entries(first.buckets).map((
+    [le, count]
+  ): [number, number] => [le === "+Inf" ? Infinity : Number(le), Number(count)]).sort((a, b) => a[0] - b[0])
 }
 
 /** The q-quantile of the observations between two histogram scrapes, interpolated within its bucket (as Prometheus does). */
-export const intervalQuantile = (before: ReadonlyArray<[number, number]> | undefined, after: ReadonlyArray<[number, number]>, q: number): number | null => {
+export const intervalQuantile = (
+  before: ReadonlyArray<[number, number]> | undefined,
+  after: ReadonlyArray<[number, number]>,
+  q: number
+): number | null => {
   const counts = after.map(([le, c], i) => [le, c - (before?.[i]?.[1] ?? 0)] as const)
   const n = counts[counts.length - 1]?.[1] ?? 0
   if (n <= 0) return null
@@ -153,7 +162,9 @@ class History {
       values = this.times.map(() => null)
       c.series.set(label, values)
     }
-    values[values.length - 1] = value === undefined || value === null || !Number.isFinite(value) ? null : Math.round(value * 100) / 100
+    values[values.length - 1] = value === undefined || value === null || !Number.isFinite(value)
+      ? null
+      : Math.round(value * 100) / 100
   }
 
   /** The charts in `order` (by id), each once it has a series. */
@@ -180,7 +191,9 @@ const CHARTS = {
 } as const
 
 /** Scrapes every target each interval into a History, and serves the page and `/data`. */
-export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly port: number; readonly url: string }, DashboardListenFailed, Scope.Scope> =>
+export const dashboard = (
+  options: DashboardOptions
+): Effect.Effect<{ readonly port: number; readonly url: string }, DashboardListenFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const history = new History(options.keep)
     const last = new Map<string, Scrape>()
@@ -188,17 +201,20 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
     const currentTargets = () => (options.targets === "discover" ? discoverTargets() : options.targets)
 
     const scrapeTarget = (target: string): Promise<Scrape> =>
-      fetch(`http://${target}/metrics`, { signal: AbortSignal.timeout(Math.max(options.everyMs, 500)) }).then(async (response) => {
-        if (!response.ok) throw new Error(`HTTP ${response.status}`)
-        return { at: Date.now(), families: parsePrometheusTextFormat(await response.text()) }
-      })
+      fetch(`http://${target}/metrics`, { signal: AbortSignal.timeout(Math.max(options.everyMs, 500)) }).then(
+        async (response) => {
+          if (!response.ok) throw new Error(`HTTP ${response.status}`)
+          return { at: Date.now(), families: parsePrometheusTextFormat(await response.text()) }
+        }
+      )
 
     const round = Effect.promise(async () => {
       const targets = currentTargets()
       for (const target of status.keys()) if (!targets.includes(target)) status.delete(target)
       const results = await Promise.allSettled(targets.map(scrapeTarget))
       history.tick(Date.now())
-      const set = (chart: readonly [string, string, string], label: string, value: number | null | undefined) => history.set(chart[0], chart[1], chart[2], label, value)
+      const set = (chart: readonly [string, string, string], label: string, value: number | null | undefined) =>
+        history.set(chart[0], chart[1], chart[2], label, value)
       targets.forEach((target, i) => {
         const result = results[i]!
         const before = last.get(target)
@@ -221,29 +237,41 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
         // Per-label charts skip a family's label-less series (its declaration's placeholder, at zero).
         for (const { labels, value } of samples(now, "cxlog_sequencer_messages_ordered")) {
           if (labels["broker"] === undefined) continue
-          const previous = samples(before, "cxlog_sequencer_messages_ordered").find((s) => s.labels["broker"] === labels["broker"])
-          if (previous !== undefined && seconds > 0) set(CHARTS.perBroker, `broker ${labels["broker"]}`, Math.max(0, value - previous.value) / seconds)
+          const previous = samples(before, "cxlog_sequencer_messages_ordered").find((s) =>
+            s.labels["broker"] === labels["broker"]
+          )
+          if (previous !== undefined && seconds > 0) {
+            set(CHARTS.perBroker, `broker ${labels["broker"]}`, Math.max(0, value - previous.value) / seconds)
+          }
         }
         const latency = buckets(now, "cxlog_publisher_ack_latency_us")
         if (latency !== undefined && before !== undefined) {
           const earlier = buckets(before, "cxlog_publisher_ack_latency_us")
-          for (const q of [0.5, 0.9, 0.99]) set(CHARTS.latency, `${name} p${q * 100}`, intervalQuantile(earlier, latency, q))
+          for (const q of [0.5, 0.9, 0.99]) {
+            set(CHARTS.latency, `${name} p${q * 100}`, intervalQuantile(earlier, latency, q))
+          }
         }
         set(CHARTS.sequencer, `${name} rounds/s`, rate("cxlog_sequencer_rounds"))
         set(CHARTS.sequencer, `${name} held`, total(now, "cxlog_sequencer_held"))
         set(CHARTS.sequencer, `${name} unordered`, total(now, "cxlog_broker_unordered_batches"))
-        for (const { labels, value } of samples(now, "cxlog_reader_lag_messages")) if (labels["topic"] !== undefined) set(CHARTS.lag, `${name} ${labels["topic"]}`, value)
+        for (const { labels, value } of samples(now, "cxlog_reader_lag_messages")) {
+          if (labels["topic"] !== undefined) set(CHARTS.lag, `${name} ${labels["topic"]}`, value)
+        }
         set(CHARTS.cpu, name, rate("process_cpu_seconds_total", 100))
       })
     })
 
     const data = (): PageData => ({
       charts: history.specs(Object.values(CHARTS).map(([id]) => id)),
-      html: status.size === 0 ? "<p>No endpoints yet: waiting for a local `cxlog run --metrics-port PORT`.</p>" : `<table><caption>Targets</caption><tr><th>endpoint</th><th>role</th><th>state</th></tr>${
-        [...status].map(([target, s]) =>
-          `<tr><td>${escapeHtml(target)}</td><td>${escapeHtml(s.name)}</td><td>${s.up ? "up" : `down: ${escapeHtml(s.error)}`}</td></tr>`
-        ).join("")
-      }</table>`
+      html: status.size === 0 ?
+        "<p>No endpoints yet: waiting for a local `cxlog run --metrics-port PORT`.</p>" :
+        `<table><caption>Targets</caption><tr><th>endpoint</th><th>role</th><th>state</th></tr>${
+          [...status].map(([target, s]) =>
+            `<tr><td>${escapeHtml(target)}</td><td>${escapeHtml(s.name)}</td><td>${
+              s.up ? "up" : `down: ${escapeHtml(s.error)}`
+            }</td></tr>`
+          ).join("")
+        }</table>`
     })
 
     yield* Effect.forkScoped(Effect.repeat(round, Schedule.spaced(`${options.everyMs} millis`)))
@@ -253,16 +281,33 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
         const server = createServer((request, response) => {
           const path = (request.url ?? "/").split("?")[0]
           if (path === "/data") {
-            response.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(data()))
+            response.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(
+              JSON.stringify(data())
+            )
           } else if (path === "/") {
-            const watching = options.targets === "discover" ? "the endpoints local runs announce" : `${options.targets.length} endpoints`
-            const page = chartPage({ title: "cxlog dashboard", subtitle: `${watching}, every ${options.everyMs} ms`, data: data(), live: { url: "/data", everyMs: options.everyMs } })
+            const watching = options.targets === "discover"
+              ? "the endpoints local runs announce"
+              : `${options.targets.length} endpoints`
+            const page = chartPage({
+              title: "cxlog dashboard",
+              subtitle: `${watching}, every ${options.everyMs} ms`,
+              data: data(),
+              live: { url: "/data", everyMs: options.everyMs }
+            })
             response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(page)
           } else {
-            response.writeHead(404, { "content-type": "text/plain" }).end("cxlog dashboard: / (the page), /data (its JSON)\n")
+            response.writeHead(404, { "content-type": "text/plain" }).end(
+              "cxlog dashboard: / (the page), /data (its JSON)\n"
+            )
           }
         })
-        server.once("error", (error) => resume(Effect.fail(new DashboardListenFailed({ host: options.host, port: options.port, reason: error.message }))))
+        server.once(
+          "error",
+          (error) =>
+            resume(
+              Effect.fail(new DashboardListenFailed({ host: options.host, port: options.port, reason: error.message }))
+            )
+        )
         server.listen(options.port, options.host, () => resume(Effect.succeed(server)))
       }),
       (server) =>
@@ -280,7 +325,9 @@ export const dashboard = (options: DashboardOptions): Effect.Effect<{ readonly p
 export const runDashboard = (options: DashboardOptions) =>
   Effect.gen(function*() {
     const { url } = yield* dashboard(options)
-    const watching = options.targets === "discover" ? "the endpoints of local `cxlog run --metrics-port` runs" : options.targets.join(", ")
+    const watching = options.targets === "discover"
+      ? "the endpoints of local `cxlog run --metrics-port` runs"
+      : options.targets.join(", ")
     yield* Effect.logInfo(`cxlog dashboard: ${url} (scraping ${watching})`)
     return yield* Effect.never
   }).pipe(Effect.scoped)

@@ -9,8 +9,8 @@
  */
 import { Data, Effect, Schedule, type Scope } from "effect"
 import { writeFileSync } from "node:fs"
-import { chartPage, type ChartSpec, keyValueTable } from "./ChartPage.js"
 import type { RoleProcess } from "../run/Cluster.js"
+import { chartPage, type ChartSpec, keyValueTable } from "./ChartPage.js"
 
 /** How often the orchestrator samples its roles for a report. */
 const SAMPLE_EVERY_MS = 250
@@ -40,14 +40,18 @@ export interface FinalCounts {
  * that counts at least the run's final figures (a short run's last events otherwise fall
  * between samples, or never come).
  */
-export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{ readonly rows: (final?: FinalCounts) => ReadonlyArray<Row> }, never, Scope.Scope> =>
+export const makeTimeline = (
+  roles: ReadonlyArray<RoleProcess>
+): Effect.Effect<{ readonly rows: (final?: FinalCounts) => ReadonlyArray<Row> }, never, Scope.Scope> =>
   Effect.gen(function*() {
     const latest = { published: 0, ordered: 0, read: 0, brokerAcks: {} as Record<string, number> }
     for (const role of roles) {
       role.on((e) => {
         if (role.role === "publisher" && (e.event === "progress" || e.event === "done")) {
           latest.published = (e["ackedMessages"] as number | undefined) ?? latest.published
-          for (const link of (e["brokers"] as ReadonlyArray<{ name: string; acked: number }> | undefined) ?? []) latest.brokerAcks[link.name] = link.acked
+          for (const link of (e["brokers"] as ReadonlyArray<{ name: string; acked: number }> | undefined) ?? []) {
+            latest.brokerAcks[link.name] = link.acked
+          }
         } else if (role.role === "head" && e.event === "ordered") {
           latest.ordered = Object.values(e["ordered"] as Record<string, number>).reduce((a, b) => a + b, 0)
         } else if (role.role === "subscriber" && (e.event === "progress" || e.event === "done")) {
@@ -60,7 +64,14 @@ export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{
     const takeSample = () => {
       const cpu: Record<string, number | null> = {}
       for (const role of roles) cpu[role.role] = role.cpuSeconds() ?? null
-      rows.push({ t: (performance.now() - started) / 1000, published: latest.published, ordered: latest.ordered, read: latest.read, brokerAcks: { ...latest.brokerAcks }, cpu })
+      rows.push({
+        t: (performance.now() - started) / 1000,
+        published: latest.published,
+        ordered: latest.ordered,
+        read: latest.read,
+        brokerAcks: { ...latest.brokerAcks },
+        cpu
+      })
     }
     yield* Effect.forkScoped(Effect.repeat(Effect.sync(takeSample), Schedule.spaced(`${SAMPLE_EVERY_MS} millis`)))
     return {
@@ -77,13 +88,19 @@ export const makeTimeline = (roles: ReadonlyArray<RoleProcess>): Effect.Effect<{
   })
 
 /** Per-interval rate of a cumulative series (null where either end is unknown); the first point has none. */
-const rates = (rows: ReadonlyArray<Row>, value: (row: Row) => number | null | undefined, scale = 1): Array<number | null> =>
+const rates = (
+  rows: ReadonlyArray<Row>,
+  value: (row: Row) => number | null | undefined,
+  scale = 1
+): Array<number | null> =>
   rows.map((row, i) => {
     if (i === 0) return null
     const a = value(rows[i - 1]!)
     const b = value(row)
     const dt = row.t - rows[i - 1]!.t
-    return a === null || a === undefined || b === null || b === undefined || dt <= 0 ? null : Math.max(0, ((b - a) / dt) * scale)
+    return a === null || a === undefined || b === null || b === undefined || dt <= 0
+      ? null
+      : Math.max(0, ((b - a) / dt) * scale)
   })
 
 export interface ReportInput {
@@ -115,7 +132,9 @@ export const reportCharts = (input: ReportInput): Array<ChartSpec> => {
       series: [
         { label: "publisher (acked)", values: rates(rows, (r) => r.published, mbps) },
         { label: "head (ordered)", values: rates(rows, (r) => r.ordered, mbps) },
-        ...(rows.some((r) => r.read > 0) ? [{ label: "subscriber (read)", values: rates(rows, (r) => r.read, mbps) }] : [])
+        ...(rows.some((r) => r.read > 0)
+          ? [{ label: "subscriber (read)", values: rates(rows, (r) => r.read, mbps) }]
+          : [])
       ]
     },
     {
@@ -162,7 +181,9 @@ export const renderReport = (input: ReportInput): string =>
     }
   })
 
-export class ReportWriteFailed extends Data.TaggedError("ReportWriteFailed")<{ readonly path: string; readonly reason: string }> {
+export class ReportWriteFailed
+  extends Data.TaggedError("ReportWriteFailed")<{ readonly path: string; readonly reason: string }>
+{
   override get message() {
     return `cannot write the report to ${this.path}: ${this.reason}`
   }

@@ -5,15 +5,23 @@
  * broker stops with `HeadUnavailable` instead of serving silently.
  */
 import { Effect, Layer } from "effect"
-import { brokerUnordered, sampleOnScrape } from "../../Metrics.js"
-import { everyTick } from "../../layers/region/Cadence.js"
 import { awaitHead, failWhenHeadLost, headWatch } from "../../layers/log/HeadWatch.js"
 import { BrokerLine, SequencerLine } from "../../layers/log/Records.js"
-import { RegionLayout } from "../../services/RegionLayout.js"
-import { attachRegion, brokerLog, brokerServer, controlTransport, coordinatorClient, processSlot, type RegionAccess } from "../../layers/Roles.js"
 import { listTopics } from "../../layers/log/Topics.js"
+import { everyTick } from "../../layers/region/Cadence.js"
+import {
+  attachRegion,
+  brokerLog,
+  brokerServer,
+  controlTransport,
+  coordinatorClient,
+  processSlot,
+  type RegionAccess
+} from "../../layers/Roles.js"
+import { brokerUnordered, sampleOnScrape } from "../../Metrics.js"
 import { Broker, type BrokerOptions, type BrokerShape } from "../../services/net/Broker.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { RegionLayout } from "../../services/RegionLayout.js"
 import { report, reportFailure } from "./Report.js"
 
 export interface BrokerMainOptions {
@@ -32,26 +40,30 @@ export interface BrokerMainOptions {
 const logStats = (server: BrokerShape, everyMs: number, unordered: () => number) => {
   let last = server.stats()
   let lastAt = Date.now()
-  return everyTick(() => everyMs, Effect.suspend(() => {
-    const now = server.stats()
-    const at = Date.now()
-    const moved = now.batches !== last.batches || now.connections !== last.connections || now.accepted !== last.accepted
-    const mbps = ((now.bytes - last.bytes) / 1e6) / Math.max((at - lastAt) / 1000, 1e-3)
-    last = now
-    lastAt = at
-    if (!moved) return Effect.void
-    return Effect.logInfo(`broker ${server.brokerId}: stats`).pipe(
-      Effect.annotateLogs({
-        connections: now.connections,
-        batches: now.batches,
-        messages: now.messages,
-        bytes: now.bytes,
-        mbps: Math.round(mbps * 10) / 10,
-        ackFrames: now.ackFrames,
-        unorderedBatches: unordered()
-      })
-    )
-  }))
+  return everyTick(
+    () => everyMs,
+    Effect.suspend(() => {
+      const now = server.stats()
+      const at = Date.now()
+      const moved = now.batches !== last.batches || now.connections !== last.connections ||
+        now.accepted !== last.accepted
+      const mbps = ((now.bytes - last.bytes) / 1e6) / Math.max((at - lastAt) / 1000, 1e-3)
+      last = now
+      lastAt = at
+      if (!moved) return Effect.void
+      return Effect.logInfo(`broker ${server.brokerId}: stats`).pipe(
+        Effect.annotateLogs({
+          connections: now.connections,
+          batches: now.batches,
+          messages: now.messages,
+          bytes: now.bytes,
+          mbps: Math.round(mbps * 10) / 10,
+          ackFrames: now.ackFrames,
+          unorderedBatches: unordered()
+        })
+      )
+    })
+  )
 }
 
 export const broker = (options: BrokerMainOptions) =>
@@ -77,7 +89,9 @@ export const broker = (options: BrokerMainOptions) =>
     const serve = Effect.gen(function*() {
       const server = yield* Broker
       serving = true
-      yield* Effect.logInfo(`broker ${server.brokerId}: listening on ${server.host}:${server.port}, region ${options.region.name}`)
+      yield* Effect.logInfo(
+        `broker ${server.brokerId}: listening on ${server.host}:${server.port}, region ${options.region.name}`
+      )
       report({ event: "listening", brokerId: server.brokerId, host: server.host, port: server.port })
       yield* Effect.acquireRelease(
         Effect.sync(() => sampleOnScrape(() => brokerUnordered.unsafeUpdate(unordered(), []))),
@@ -89,7 +103,13 @@ export const broker = (options: BrokerMainOptions) =>
       Effect.scoped,
       Effect.provide(
         brokerServer(options.server).pipe(
-          Layer.provideMerge(brokerLog(options.brokerId, options.consumerHoldMs === undefined ? {} : { consumerHoldMs: options.consumerHoldMs }, options.dataDir)),
+          Layer.provideMerge(
+            brokerLog(
+              options.brokerId,
+              options.consumerHoldMs === undefined ? {} : { consumerHoldMs: options.consumerHoldMs },
+              options.dataDir
+            )
+          ),
           Layer.provideMerge(coordinatorClient()),
           Layer.provideMerge(controlTransport),
           Layer.provideMerge(processSlot("broker"))

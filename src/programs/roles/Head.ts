@@ -15,6 +15,22 @@
  * it would release is reclaimed as a dead process's, and it writes nothing into the region.
  */
 import { Data, Duration, Effect, Layer, Schedule } from "effect"
+import * as ConsumersLayers from "../../layers/log/Consumers.js"
+import {
+  awaitSubscribed,
+  type DurableStats,
+  durableStats,
+  durableTier,
+  recoverAll,
+  requireDataDir
+} from "../../layers/log/durable/DurableTier.js"
+import { restoreAllConsumers, topicsToRecover } from "../../layers/log/durable/DurableTopicState.js"
+import * as SegmentsLayers from "../../layers/log/durable/Segments.js"
+import { readHeadLease } from "../../layers/log/HeadLease.js"
+import * as LogReaderLayers from "../../layers/log/LogReader.js"
+import { LeaseLineView, OrderLineView } from "../../layers/log/RecordViews.js"
+import type { SequencerLayerOptions } from "../../layers/log/Sequencer.js"
+import { Offsets } from "../../layers/region/Superblock.js"
 import {
   attachRegion,
   controlTransport,
@@ -25,19 +41,15 @@ import {
   processSlot,
   type RegionAccess
 } from "../../layers/Roles.js"
-import type { RegionConfig } from "../../services/RegionLayout.js"
-import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionExists } from "../../services/region/CxlMemory.js"
-import { checkSequencerOptions, Sequencer, SequencerLeaseHeld, SequencerLeaseLost } from "../../services/log/Sequencer.js"
-import type { SequencerLayerOptions } from "../../layers/log/Sequencer.js"
-import { readHeadLease } from "../../layers/log/HeadLease.js"
-import { LeaseLineView, OrderLineView } from "../../layers/log/RecordViews.js"
-import { Offsets } from "../../layers/region/Superblock.js"
+import {
+  checkSequencerOptions,
+  Sequencer,
+  SequencerLeaseHeld,
+  SequencerLeaseLost
+} from "../../services/log/Sequencer.js"
 import { TopicExists, Topics, type TopicSpec } from "../../services/log/Topics.js"
-import * as LogReaderLayers from "../../layers/log/LogReader.js"
-import { awaitSubscribed, durableStats, type DurableStats, durableTier, recoverAll, requireDataDir } from "../../layers/log/durable/DurableTier.js"
-import * as SegmentsLayers from "../../layers/log/durable/Segments.js"
-import * as ConsumersLayers from "../../layers/log/Consumers.js"
-import { restoreAllConsumers, topicsToRecover } from "../../layers/log/durable/DurableTopicState.js"
+import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionExists } from "../../services/region/CxlMemory.js"
+import type { RegionConfig } from "../../services/RegionLayout.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
 import { inspectRegion } from "../admin/Regions.js"
@@ -74,7 +86,9 @@ const reportOrdered = (topics: ReadonlyArray<TopicSpec>, everyMs: number) =>
     const area = (yield* RegionLayout).log
     const lookup = (yield* Topics).lookup
     const lines: Array<readonly [string, number]> = []
-    for (const topic of topics) lines.push([topic.name, area.orderLine((yield* lookup(topic.name).pipe(Effect.orDie)).id)])
+    for (const topic of topics) {
+      lines.push([topic.name, area.orderLine((yield* lookup(topic.name).pipe(Effect.orDie)).id)])
+    }
     const orderLines = new OrderLineView(region)
     return yield* Effect.sync(() => {
       const ordered: Record<string, number> = {}
@@ -102,7 +116,9 @@ export class HeadRegionExists extends Data.TaggedError("HeadRegionExists")<{
     const held = this.topics.length === 0
       ? "no topics"
       : `${this.orderedMessages} ordered messages (${this.topics.map((t) => `${t.name}: ${t.ordered}`).join(", ")})`
-    return `a region named ${this.region} already exists and holds ${held}; its head${this.headPid > 0 ? ` (pid ${this.headPid})` : ""} is gone. ` +
+    return `a region named ${this.region} already exists and holds ${held}; its head${
+      this.headPid > 0 ? ` (pid ${this.headPid})` : ""
+    } is gone. ` +
       `Start the head with --attach to carry on with it, or discard it with \`cxlog regions --remove ${this.region}\`` +
       (this.orderedMessages > 0 ? ` (that destroys those ${this.orderedMessages} messages)` : "")
   }
@@ -136,7 +152,10 @@ const ensureTopics = (specs: ReadonlyArray<TopicSpec>, attach: boolean) =>
     for (const spec of specs) {
       const found = existing.find((t) => t.name === spec.name)
       if (found === undefined) yield* topics.create(spec)
-      else if (found.order !== spec.order || found.ackLevel !== spec.ackLevel || found.replicationFactor !== spec.replicationFactor) {
+      else if (
+        found.order !== spec.order || found.ackLevel !== spec.ackLevel ||
+        found.replicationFactor !== spec.replicationFactor
+      ) {
         return yield* new TopicExists({ name: spec.name })
       }
     }
@@ -150,19 +169,26 @@ const serve = (options: HeadOptions) =>
     const onContinue = () => {
       if (!sequencer.holdsLease()) exitFenced(new SequencerLeaseLost({ epoch: sequencer.epoch, holderPid: 0 }))
     }
-    yield* Effect.acquireRelease(Effect.sync(() => process.on("SIGCONT", onContinue)), () => Effect.sync(() => process.off("SIGCONT", onContinue)))
+    yield* Effect.acquireRelease(Effect.sync(() => process.on("SIGCONT", onContinue)), () =>
+      Effect.sync(() => process.off("SIGCONT", onContinue)))
     yield* requireDataDir(options.topics, options.dataDir)
     yield* ensureTopics(options.topics, options.attach)
     // The region's topics, not only those given: a head that attached or took over serves every topic its region holds.
     const topics = yield* (yield* Topics).list
     const region = yield* CxlMemory
     // Its default credential files are this region's from now on (a region made again under the name gets others).
-    yield* Effect.try(() => bindRegionCredentials(options.region.name, region.f64[Offsets.createdAtMs / 8]!)).pipe(
-      Effect.catchAll((error) => Effect.logWarning(`head: cannot bind the region's credential files to it: ${String(error)}`))
+    yield* Effect.try(() =>
+      bindRegionCredentials(options.region.name, region.f64[Offsets.createdAtMs / 8]!)
+    ).pipe(
+      Effect.catchAll((error) =>
+        Effect.logWarning(`head: cannot bind the region's credential files to it: ${String(error)}`)
+      )
     )
     const layout = yield* RegionLayout
     yield* Effect.logInfo(
-      `head: region ${options.region.name} (${(layout.totalBytes / 2 ** 20).toFixed(1)} MiB), sequencer epoch ${sequencer.epoch}, topics: ${
+      `head: region ${options.region.name} (${
+        (layout.totalBytes / 2 ** 20).toFixed(1)
+      } MiB), sequencer epoch ${sequencer.epoch}, topics: ${
         topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
       }`
     )
@@ -170,7 +196,9 @@ const serve = (options: HeadOptions) =>
     let recoveredMs: number | undefined
     if (options.dataDir !== undefined) {
       const segments = SegmentsLayers.layer({ directory: options.dataDir })
-      const regionLog = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => Layer.merge(LogReaderLayers.layer(l.log), ConsumersLayers.layer(l.log))))
+      const regionLog = Layer.unwrapEffect(
+        Effect.map(RegionLayout, (l) => Layer.merge(LogReaderLayers.layer(l.log), ConsumersLayers.layer(l.log)))
+      )
       if (options.recover === true) {
         recoverStarted = performance.now()
         yield* recoverAll(layout.log).pipe(Effect.provide(segments))
@@ -181,7 +209,11 @@ const serve = (options: HeadOptions) =>
       const stats: DurableStats = { streams: new Map(), subscribed: new Set() }
       yield* durableTier(layout.log, stats).pipe(Effect.provide(Layer.merge(segments, regionLog)), Effect.forkScoped)
       // Ready only once every RF 2 topic's writer holds retention: nothing published can be recycled before it is on disk.
-      yield* awaitSubscribed(stats, (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2).map((t) => t.name), 10_000)
+      yield* awaitSubscribed(
+        stats,
+        (yield* (yield* Topics).list).filter((t) => t.replicationFactor >= 2).map((t) => t.name),
+        10_000
+      )
       yield* Effect.logInfo(`head: durable tier in ${options.dataDir} (topics with replication factor 2)`)
       // From the first record read to the tier writing again (bench durable: the head's start around it swings on a loaded machine).
       if (recoverStarted !== undefined) recoveredMs = performance.now() - recoverStarted
@@ -192,12 +224,20 @@ const serve = (options: HeadOptions) =>
         )
       }
     }
-    report({ event: "ready", region: options.region.name, epoch: sequencer.epoch, pid: process.pid, ...(recoveredMs === undefined ? {} : { recoveredMs }) })
+    report({
+      event: "ready",
+      region: options.region.name,
+      epoch: sequencer.epoch,
+      pid: process.pid,
+      ...(recoveredMs === undefined ? {} : { recoveredMs })
+    })
     // Progress reports are for an orchestrator (`cxlog run` / `bench`); a head started by hand has no one to tell, and no timer.
     if (process.send !== undefined) {
       yield* reportOrdered(topics, options.reportEveryMs).pipe(Effect.forkScoped)
     }
-    return yield* sequencer.run.pipe(Effect.catchTag("SequencerLeaseLost", (lost) => Effect.sync(() => exitFenced(lost))))
+    return yield* sequencer.run.pipe(
+      Effect.catchTag("SequencerLeaseLost", (lost) => Effect.sync(() => exitFenced(lost)))
+    )
   }).pipe(
     Effect.scoped,
     Effect.provide(
@@ -209,24 +249,31 @@ const serve = (options: HeadOptions) =>
         })),
         Layer.provideMerge(controlTransport),
         Layer.provideMerge(processSlot("head", 0)),
-        Layer.provideMerge(options.attach ? attachRegion(options.region) : createRegion(options.region, options.config, options.keep))
+        Layer.provideMerge(
+          options.attach ? attachRegion(options.region) : createRegion(options.region, options.config, options.keep)
+        )
       )
     ),
     Effect.catchTag("RegionExists", (exists) =>
-      Effect.flatMap(inspectRegion(options.region.name), (info): Effect.Effect<never, RegionExists | HeadRegionExists> =>
-        info === undefined
-          ? Effect.fail(exists)
-          : Effect.fail(
-            new HeadRegionExists({
-              region: info.name,
-              headPid: info.kind === "head" ? info.owner.pid : info.processes.find((p) => p.slot === 0)?.pid ?? 0,
-              headAlive: info.inUse,
-              orderedMessages: info.orderedMessages,
-              topics: info.topics
-            })
-          ))),
+      Effect.flatMap(
+        inspectRegion(options.region.name),
+        (info): Effect.Effect<never, RegionExists | HeadRegionExists> =>
+          info === undefined
+            ? Effect.fail(exists)
+            : Effect.fail(
+              new HeadRegionExists({
+                region: info.name,
+                headPid: info.kind === "head" ? info.owner.pid : info.processes.find((p) => p.slot === 0)?.pid ?? 0,
+                headAlive: info.inUse,
+                orderedMessages: info.orderedMessages,
+                topics: info.topics
+              })
+            )
+      )),
     Effect.catchTag("SequencerLeaseHeld", (held): Effect.Effect<never, HeadActive | SequencerLeaseHeld> =>
-      options.standby === true ? Effect.fail(held) : Effect.fail(new HeadActive({ region: options.region.name, pid: held.pid, expiresAtMs: held.expiresAtMs })))
+      options.standby === true
+        ? Effect.fail(held)
+        : Effect.fail(new HeadActive({ region: options.region.name, pid: held.pid, expiresAtMs: held.expiresAtMs })))
   )
 
 /**
@@ -254,7 +301,10 @@ const awaitHeadGone = (options: HeadOptions) => {
     while (!headGone(region, lines)) yield* Effect.sleep(everyMs)
   }).pipe(
     Effect.provide(attachRegion(options.region)),
-    Effect.retry({ while: (e) => e._tag === "RegionMissing" || e._tag === "RegionNotReady", schedule: Schedule.spaced(Duration.millis(everyMs)) })
+    Effect.retry({
+      while: (e) => e._tag === "RegionMissing" || e._tag === "RegionNotReady",
+      schedule: Schedule.spaced(Duration.millis(everyMs))
+    })
   )
 }
 
@@ -262,13 +312,18 @@ const standby = (options: HeadOptions) =>
   Effect.gen(function*() {
     const attached: HeadOptions = { ...options, attach: true, sequencer: { ...options.sequencer, waitForLeaseMs: 0 } }
     report({ event: "standby", region: options.region.name, pid: process.pid })
-    yield* Effect.logInfo(`head: standing by for region ${options.region.name}, checking its lease every ${options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS} ms`)
+    yield* Effect.logInfo(
+      `head: standing by for region ${options.region.name}, checking its lease every ${
+        options.checkEveryMs ?? DEFAULT_STANDBY_CHECK_MS
+      } ms`
+    )
     for (;;) {
       yield* awaitHeadGone(options)
       const standingBy = yield* serve(attached).pipe(
         Effect.as(false),
         Effect.catchTags({
-          SequencerLeaseHeld: (held) => Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true),
+          SequencerLeaseHeld: (held) =>
+            Effect.as(Effect.logInfo(`head: another head (pid ${held.pid}) took over first; standing by`), true),
           // The last head is stopped inside a round (it would write on once resumed): no takeover yet, and no exit either.
           // The lease was let go; the next try waits on that round again, and goes on once it ends or its process is gone.
           SequencerEarlierRoundStopped: (stopped) =>
@@ -280,7 +335,11 @@ const standby = (options: HeadOptions) =>
               true
             ),
           // The last head stopped and removed the region (it was not started with --keep): wait for the next one.
-          RegionMissing: () => Effect.as(Effect.logWarning(`head: region ${options.region.name} was removed; standing by for a new one`), true)
+          RegionMissing: () =>
+            Effect.as(
+              Effect.logWarning(`head: region ${options.region.name} was removed; standing by for a new one`),
+              true
+            )
         })
       )
       if (!standingBy) return
@@ -293,8 +352,12 @@ const standby = (options: HeadOptions) =>
  */
 const recovering = (options: HeadOptions & { readonly dataDir: string }) =>
   Effect.gen(function*() {
-    const topics = yield* topicsToRecover(options.topics).pipe(Effect.provide(SegmentsLayers.layer({ directory: options.dataDir })))
-    yield* Effect.logInfo(`head: recovering ${topics.length} topic(s) from ${options.dataDir}: ${topics.map((t) => t.name).join(", ") || "none"}`)
+    const topics = yield* topicsToRecover(options.topics).pipe(
+      Effect.provide(SegmentsLayers.layer({ directory: options.dataDir }))
+    )
+    yield* Effect.logInfo(`head: recovering ${topics.length} topic(s) from ${options.dataDir}: ${
+      topics.map((t) => t.name).join(", ") || "none"
+    }`)
     return yield* serve({ ...options, topics, attach: false, recover: true })
   })
 
@@ -311,7 +374,9 @@ const headWith = (options: HeadOptions) => {
   // exit, as an attached one is, so the next `--attach` finds it.
   return serve(options).pipe(Effect.catchTag("RegionMissing", (missing) =>
     Effect.zipRight(
-      Effect.logWarning(`head: region ${missing.name} does not exist; recovering it from the data directory ${dataDir}`),
+      Effect.logWarning(
+        `head: region ${missing.name} does not exist; recovering it from the data directory ${dataDir}`
+      ),
       recovering({ ...options, dataDir, keep: true })
     )))
 }

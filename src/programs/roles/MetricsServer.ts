@@ -68,7 +68,11 @@ const effectFamilies = (): Map<string, Family> => {
       // Effect's buckets are cumulative already, as Prometheus's are, and end with an Infinity boundary (+Inf).
       const values = family("histogram").values
       for (const [le, count] of metricState.buckets) {
-        values.push({ metricName: `${metricKey.name}_bucket`, value: count, labels: { ...labels, le: le === Infinity ? "+Inf" : String(le) } })
+        values.push({
+          metricName: `${metricKey.name}_bucket`,
+          value: count,
+          labels: { ...labels, le: le === Infinity ? "+Inf" : String(le) }
+        })
       }
       values.push({ metricName: `${metricKey.name}_sum`, value: metricState.sum, labels })
       values.push({ metricName: `${metricKey.name}_count`, value: metricState.count, labels })
@@ -100,7 +104,11 @@ export const makeMetricsRegistry = (labels: Record<string, string>) => {
       // take a histogram's buckets as they are, so each Effect metric is such an object.
       const collector = {
         name,
-        get: () => Promise.resolve({ aggregator: "sum", ...(current.get(name) ?? { name, help: name, type: "gauge", values: [] }) })
+        get: () =>
+          Promise.resolve({
+            aggregator: "sum",
+            ...(current.get(name) ?? { name, help: name, type: "gauge", values: [] })
+          })
       }
       registry.registerMetric(collector as unknown as Metric)
     }
@@ -123,7 +131,9 @@ export interface MetricsServerOptions {
 }
 
 /** Serves `GET /metrics` until the scope closes; resolves with the port it listens on. */
-export const serveMetrics = (options: MetricsServerOptions): Effect.Effect<{ readonly host: string; readonly port: number }, MetricsListenFailed, Scope.Scope> =>
+export const serveMetrics = (
+  options: MetricsServerOptions
+): Effect.Effect<{ readonly host: string; readonly port: number }, MetricsListenFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const metrics = makeMetricsRegistry(options.labels)
     const server = yield* Effect.acquireRelease(
@@ -131,7 +141,9 @@ export const serveMetrics = (options: MetricsServerOptions): Effect.Effect<{ rea
         const server = createServer((request, response) => {
           const path = (request.url ?? "/").split("?")[0]
           if (request.method !== "GET" || path !== "/metrics") {
-            response.writeHead(path === "/metrics" ? 405 : 404, { "content-type": "text/plain" }).end("cxlog metrics: GET /metrics\n")
+            response.writeHead(path === "/metrics" ? 405 : 404, { "content-type": "text/plain" }).end(
+              "cxlog metrics: GET /metrics\n"
+            )
             return
           }
           metrics.text().then(
@@ -139,13 +151,20 @@ export const serveMetrics = (options: MetricsServerOptions): Effect.Effect<{ rea
             (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`)
           )
         })
-        server.once("error", (error) => resume(Effect.fail(new MetricsListenFailed({ host: options.host, port: options.port, reason: error.message }))))
+        server.once(
+          "error",
+          (error) =>
+            resume(
+              Effect.fail(new MetricsListenFailed({ host: options.host, port: options.port, reason: error.message }))
+            )
+        )
         server.listen(options.port, options.host, () => resume(Effect.succeed(server)))
       }),
-      (server) => Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
-        server.closeAllConnections()
-      })
+      (server) =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          server.closeAllConnections()
+        })
     )
     const address = server.address()
     return { host: options.host, port: typeof address === "object" && address !== null ? address.port : options.port }

@@ -12,14 +12,28 @@ import * as SubscriberLayers from "../../layers/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "../../layers/net/SubscriberRemote.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../../layers/Roles.js"
-import { DEFAULT_MIRROR_IN_FLIGHT, defaultMirrorSubject, Mirror, type MirrorOptions, type MirrorState } from "../../services/mirror/Mirror.js"
+import {
+  DEFAULT_MIRROR_IN_FLIGHT,
+  defaultMirrorSubject,
+  Mirror,
+  type MirrorOptions,
+  type MirrorState
+} from "../../services/mirror/Mirror.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { clientSecurity } from "../admin/Users.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
+import {
+  clientSecurityFlags,
+  coherence,
+  parseAge,
+  parseFrom,
+  readerBrokers,
+  region,
+  topic
+} from "../commands/SharedFlags.js"
 import { observed, observeFlags } from "./Observe.js"
 import { exitWithParent, report, reportFailure } from "./Report.js"
-import { clientSecurity } from "../admin/Users.js"
-import { clientSecurityFlags, coherence, parseAge, parseFrom, readerBrokers, region, topic } from "../commands/SharedFlags.js"
 
 export type MirrorRunOptions = Omit<MirrorOptions, "regionId"> & {
   readonly region: RegionAccess
@@ -49,7 +63,9 @@ const stateLogger = () => {
     const where = `mirror ${status.topic} → ${status.stream} (${status.servers.join(",")})`
     const line = status.state === "mirroring"
       ? `${where}: mirroring from offset ${status.mirrored} (stream sequence ${status.streamSequence})`
-      : `${where}: ${status.state} at offset ${status.mirrored}${status.detail === undefined ? "" : `: ${status.detail}`}`
+      : `${where}: ${status.state} at offset ${status.mirrored}${
+        status.detail === undefined ? "" : `: ${status.detail}`
+      }`
     process.stderr.write(`${line}\n`)
     // An orchestrator (the bench) starts its measured load once the mirror runs, not while it boots.
     if (status.state === "mirroring") report({ event: "mirroring", offset: status.mirrored })
@@ -74,18 +90,24 @@ export const mirror = (options: MirrorRunOptions) => {
       Effect.provide(
         MirrorLayers.layer.pipe(
           Layer.provideMerge(SubscriberLayers.layer),
-          Layer.provideMerge(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region))))
+          Layer.provideMerge(
+            reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))
+          )
         )
       )
     )
-    : runWith(options.remote.regionId).pipe(Effect.provide(MirrorLayers.layer.pipe(Layer.provide(layerRemote(options.remote.subscriber)))))
+    : runWith(options.remote.regionId).pipe(
+      Effect.provide(MirrorLayers.layer.pipe(Layer.provide(layerRemote(options.remote.subscriber))))
+    )
   return running.pipe(Effect.tapError((error) => Effect.sync(() => reportFailure(error))))
 }
 
 const parseServers = (t: string): Either.Either<ReadonlyArray<string>, string> => {
   const servers = t.split(",").map((s) => s.trim()).filter((s) => s !== "")
   const bad = servers.find((s) => !/^(nats:\/\/)?[^\s/:]+:\d+$/.test(s))
-  return servers.length === 0 || bad !== undefined ? Either.left(`${bad ?? t} is not nats://HOST:PORT`) : Either.right(servers)
+  return servers.length === 0 || bad !== undefined
+    ? Either.left(`${bad ?? t} is not nats://HOST:PORT`)
+    : Either.right(servers)
 }
 
 export const mirrorCommand = Cli.command({
@@ -105,22 +127,48 @@ export const mirrorCommand = Cli.command({
       env: "CXLOG_MIRROR_TO",
       description: "the JetStream servers (any of a cluster's; the client fails over among them)"
     }),
-    stream: Cli.optionalText("stream", { placeholder: "NAME", shown: "cxlog-TOPIC", env: "CXLOG_MIRROR_STREAM", description: "the stream (created when missing)" }),
-    subject: Cli.optionalText("subject", { placeholder: "SUBJECT", shown: "cxlog.TOPIC", env: "CXLOG_MIRROR_SUBJECT", description: "the subject messages are published to" }),
-    replicas: Cli.integer("replicas", { default: 3, min: 1, env: "CXLOG_MIRROR_REPLICAS", description: "replicas of a stream the mirror creates (1 for a single server)" }),
+    stream: Cli.optionalText("stream", {
+      placeholder: "NAME",
+      shown: "cxlog-TOPIC",
+      env: "CXLOG_MIRROR_STREAM",
+      description: "the stream (created when missing)"
+    }),
+    subject: Cli.optionalText("subject", {
+      placeholder: "SUBJECT",
+      shown: "cxlog.TOPIC",
+      env: "CXLOG_MIRROR_SUBJECT",
+      description: "the subject messages are published to"
+    }),
+    replicas: Cli.integer("replicas", {
+      default: 3,
+      min: 1,
+      env: "CXLOG_MIRROR_REPLICAS",
+      description: "replicas of a stream the mirror creates (1 for a single server)"
+    }),
     consumer: Cli.optionalText("consumer", {
       placeholder: "NAME",
       shown: "mirror-STREAM (shortened with a hash past 24 bytes)",
       env: "CXLOG_MIRROR_CONSUMER",
-      description: "the named consumer the mirror reads as (≤ 24 bytes): it holds retention until a message is in the stream"
+      description:
+        "the named consumer the mirror reads as (≤ 24 bytes): it holds retention until a message is in the stream"
     }),
     from: Cli.custom("from", "earliest|latest|OFFSET", parseFrom, {
       default: "earliest",
       shown: "earliest",
       description: "where an empty stream starts (a non-empty one resumes after its last message)"
     }),
-    until: Cli.optionalInteger("until", { min: 0, placeholder: "OFFSET", shown: "run until stopped", description: "exit once every offset below this is in the stream" }),
-    maxInFlight: Cli.integer("max-in-flight", { default: DEFAULT_MIRROR_IN_FLIGHT, min: 1, env: "CXLOG_MIRROR_IN_FLIGHT", description: "messages published and not yet acknowledged by JetStream, at most" }),
+    until: Cli.optionalInteger("until", {
+      min: 0,
+      placeholder: "OFFSET",
+      shown: "run until stopped",
+      description: "exit once every offset below this is in the stream"
+    }),
+    maxInFlight: Cli.integer("max-in-flight", {
+      default: DEFAULT_MIRROR_IN_FLIGHT,
+      min: 1,
+      env: "CXLOG_MIRROR_IN_FLIGHT",
+      description: "messages published and not yet acknowledged by JetStream, at most"
+    }),
     requestTimeoutMs: Cli.integer("request-timeout-ms", {
       default: 5_000,
       min: 100,
@@ -139,7 +187,8 @@ export const mirrorCommand = Cli.command({
       placeholder: "ID",
       shown: "the region's own, read in place",
       env: "CXLOG_MIRROR_REGION_ID",
-      description: "with --brokers: the region's id (its createdAtMs, `cxlog regions --json`), part of every Nats-Msg-Id"
+      description:
+        "with --brokers: the region's id (its createdAtMs, `cxlog regions --json`), part of every Nats-Msg-Id"
     }),
     ...clientSecurityFlags,
     ...observeFlags
@@ -153,7 +202,9 @@ export const mirrorCommand = Cli.command({
     Effect.gen(function*() {
       exitWithParent()
       if ((o.brokers === undefined) !== (o.regionId === undefined)) {
-        return yield* failUsage("--brokers and --region-id go together: a mirror reading over TCP names the region it reads (cxlog regions --json: createdAtMs)")
+        return yield* failUsage(
+          "--brokers and --region-id go together: a mirror reading over TCP names the region it reads (cxlog regions --json: createdAtMs)"
+        )
       }
       const stream = o.stream ?? defaultStreamName(o.topic)
       const remote = o.brokers === undefined || o.regionId === undefined

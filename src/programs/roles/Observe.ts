@@ -3,10 +3,10 @@
  * endpoint) and `--log-format` (text, or one JSON object a line on stderr).
  */
 import { Config, Effect, FiberRef, HashSet, Logger } from "effect"
-import * as Cli from "../cli/CliKit.js"
-import { serveMetrics } from "./MetricsServer.js"
 import { exportSetting, settingConfig } from "../../Settings.js"
+import * as Cli from "../cli/CliKit.js"
 import { METRICS_SETTINGS } from "../ProgramSettings.js"
+import { serveMetrics } from "./MetricsServer.js"
 
 export const metricsPortFlag = Cli.integer("metrics-port", {
   default: 0,
@@ -35,14 +35,16 @@ export interface ObserveSettings {
  * command's data on stdout (subscribe's messages) stays clean. The format goes into the
  * environment too, so the roles `cxlog run` and `bench` fork log the same way.
  */
-export const withLogFormat = (format: "text" | "json") => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  format === "text"
-    ? effect
-    : Effect.sync(() => {
-      exportSetting(logFormatFlag, "json")
-    }).pipe(
-      Effect.zipRight(Effect.locallyWith(effect, FiberRef.currentLoggers, () => HashSet.make(Logger.withConsoleError(Logger.jsonLogger))))
-    )
+export const withLogFormat =
+  (format: "text" | "json") => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    format === "text"
+      ? effect
+      : Effect.sync(() => {
+        exportSetting(logFormatFlag, "json")
+      }).pipe(
+        Effect.zipRight(Effect.locallyWith(effect, FiberRef.currentLoggers, () =>
+          HashSet.make(Logger.withConsoleError(Logger.jsonLogger))))
+      )
 
 /** The address metrics endpoints listen on: `CXLOG_METRICS_HOST`, else loopback only. */
 export const metricsHost: Config.Config<string> = settingConfig(METRICS_SETTINGS.settings.metricsHost)
@@ -52,15 +54,16 @@ export const metricsHost: Config.Config<string> = settingConfig(METRICS_SETTINGS
  * every series (`role`, and `broker` for a broker) so one Prometheus or dashboard tells roles
  * apart. The address it serves on is logged.
  */
-export const observed = (role: string, settings: ObserveSettings, labels: Record<string, string> = {}) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>) => {
-  const withMetrics = settings.metricsPort > 0
-    ? Effect.gen(function*() {
-      const host = yield* metricsHost
-      const served = yield* serveMetrics({ host, port: settings.metricsPort, labels: { role, ...labels } })
-      yield* Effect.logInfo(`${role}: metrics on http://${served.host}:${served.port}/metrics`)
-      return yield* effect
-    }).pipe(Effect.scoped)
-    : effect
-  return withMetrics.pipe(withLogFormat(settings.logFormat))
-}
+export const observed =
+  (role: string, settings: ObserveSettings, labels: Record<string, string> = {}) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>) => {
+    const withMetrics = settings.metricsPort > 0
+      ? Effect.gen(function*() {
+        const host = yield* metricsHost
+        const served = yield* serveMetrics({ host, port: settings.metricsPort, labels: { role, ...labels } })
+        yield* Effect.logInfo(`${role}: metrics on http://${served.host}:${served.port}/metrics`)
+        return yield* effect
+      }).pipe(Effect.scoped)
+      : effect
+    return withMetrics.pipe(withLogFormat(settings.logFormat))
+  }

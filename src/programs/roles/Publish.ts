@@ -20,16 +20,16 @@ import { Console, Data, Effect, Schedule, Stream } from "effect"
 import { createInterface } from "node:readline"
 import * as PublisherLayers from "../../layers/net/Publisher.js"
 import { localPublisher, type RegionAccess } from "../../layers/Roles.js"
-import { quantiles, summarize } from "../report/Percentiles.js"
 import {
   type MessageOptions,
   type MessageRange,
   type PublishAckTimeout,
   Publisher,
   type PublisherOptions,
-  type PublisherStats,
-  type PublishError
+  type PublishError,
+  type PublisherStats
 } from "../../services/net/Publisher.js"
+import { quantiles, summarize } from "../report/Percentiles.js"
 import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
 import { makeMessageClock, type MessageClock } from "../run/MessageClock.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
@@ -133,7 +133,9 @@ export class LineNotPublished extends Data.TaggedError("LineNotPublished")<{
   readonly cause: PublishError | PublishAckTimeout
 }> {
   override get message() {
-    return `line ${this.line} (${this.bytes} bytes) was not published: ${this.cause.message}; the ${this.line - 1} lines before it were, none after it`
+    return `line ${this.line} (${this.bytes} bytes) was not published: ${this.cause.message}; the ${
+      this.line - 1
+    } lines before it were, none after it`
   }
 }
 
@@ -148,7 +150,9 @@ const SHOWN_RANGES = 8
 
 /** 1-based numbers of the messages in `ranges` (numbered from 0): "3-4, 7 and 9-12", the first few and how many more. */
 export const describeRanges = (ranges: ReadonlyArray<MessageRange>): string => {
-  const shown = ranges.slice(0, SHOWN_RANGES).map((r) => (r.count === 1 ? `${r.from + 1}` : `${r.from + 1}-${r.from + r.count}`))
+  const shown = ranges.slice(0, SHOWN_RANGES).map((
+    r
+  ) => (r.count === 1 ? `${r.from + 1}` : `${r.from + 1}-${r.from + r.count}`))
   if (ranges.length > SHOWN_RANGES) {
     const more = ranges.slice(SHOWN_RANGES).reduce((n, r) => n + r.count, 0)
     return `${shown.join(", ")} and ${more} more (in ${ranges.length - SHOWN_RANGES} ranges)`
@@ -169,7 +173,11 @@ const NONE_IN_THE_LOG = "none is in the log: no batch reached a broker that acce
 
 /** How many were acknowledged, in words, beside those a message names. */
 const acknowledgedOf = (acknowledged: number, named: number, noun: string) =>
-  acknowledged === 0 ? "none was acknowledged" : named === 0 ? `all ${acknowledged} ${noun} were acknowledged` : `the other ${acknowledged} ${noun} were acknowledged`
+  acknowledged === 0
+    ? "none was acknowledged"
+    : named === 0
+    ? `all ${acknowledged} ${noun} were acknowledged`
+    : `the other ${acknowledged} ${noun} were acknowledged`
 
 /**
  * Lines were sent but not all acknowledged (a broker died, none was reachable, the head is
@@ -192,15 +200,23 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
   override get message() {
     const after = this.stopped === undefined ? "" : `; the input stopped there: ${this.stopped.message}`
     // No broker ever accepted the publisher: nothing left this process, so the cause says it all.
-    if (this.cause._tag === "BrokersUnreachable") return `${this.cause.message}; none of the ${this.sent} lines reached a broker${after}`
+    if (this.cause._tag === "BrokersUnreachable") {
+      return `${this.cause.message}; none of the ${this.sent} lines reached a broker${after}`
+    }
     const missing = countOf(this.unacknowledged)
     if (this.batchesSent === 0 && missing > 0) {
-      return `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} not published (${NONE_IN_THE_LOG}): ${this.cause.message}${after}`
+      return `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${
+        missing === 1 ? "was" : "were"
+      } not published (${NONE_IN_THE_LOG}): ${this.cause.message}${after}`
     }
     const lines = missing === 0
       ? "the flush failed"
-      : `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${missing === 1 ? "was" : "were"} sent but not acknowledged`
-    return `${lines} (${missing === 0 ? "" : `${missing === 1 ? "it" : "each"} may or may not be in the log; `}${acknowledgedOf(this.sent - missing, missing, "lines")}): ${this.cause.message}${after}`
+      : `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${
+        missing === 1 ? "was" : "were"
+      } sent but not acknowledged`
+    return `${lines} (${missing === 0 ? "" : `${missing === 1 ? "it" : "each"} may or may not be in the log; `}${
+      acknowledgedOf(this.sent - missing, missing, "lines")
+    }): ${this.cause.message}${after}`
   }
 }
 
@@ -223,7 +239,9 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
   readonly cause: PublishError | PublishAckTimeout
 }> {
   override get message() {
-    if (this.cause._tag === "BrokersUnreachable") return `${this.cause.message}; none of the ${this.count} messages reached a broker`
+    if (this.cause._tag === "BrokersUnreachable") {
+      return `${this.cause.message}; none of the ${this.count} messages reached a broker`
+    }
     const waiting = this.during === "flush"
       ? "the final flush"
       : this.cause._tag === "PublishAckTimeout"
@@ -231,12 +249,22 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
       : `sending message ${this.sent + 1}`
     const missing = countOf(this.unacknowledged)
     const named = this.count - this.sent + missing
-    if (this.batchesSent === 0) return `${named} of ${this.count} messages not acknowledged, and ${NONE_IN_THE_LOG}; ${waiting} failed: ${this.cause.message}`
+    if (this.batchesSent === 0) {
+      return `${named} of ${this.count} messages not acknowledged, and ${NONE_IN_THE_LOG}; ${waiting} failed: ${this.cause.message}`
+    }
     const sentPart = missing === 0
       ? ""
-      : `${missing === 1 ? "message" : "messages"} ${describeRanges(this.unacknowledged)} sent, ${missing === 1 ? "it" : "each"} may or may not be in the log; `
-    const unsent = this.count > this.sent ? `${this.count - this.sent === 1 ? "message" : "messages"} ${describeRanges([{ from: this.sent, count: this.count - this.sent }])} never sent; ` : ""
-    return `${named} of ${this.count} messages not acknowledged: ${sentPart}${unsent}${acknowledgedOf(this.sent - missing, named, "messages")}; ${waiting} failed: ${this.cause.message}`
+      : `${missing === 1 ? "message" : "messages"} ${describeRanges(this.unacknowledged)} sent, ${
+        missing === 1 ? "it" : "each"
+      } may or may not be in the log; `
+    const unsent = this.count > this.sent
+      ? `${this.count - this.sent === 1 ? "message" : "messages"} ${
+        describeRanges([{ from: this.sent, count: this.count - this.sent }])
+      } never sent; `
+      : ""
+    return `${named} of ${this.count} messages not acknowledged: ${sentPart}${unsent}${
+      acknowledgedOf(this.sent - missing, named, "messages")
+    }; ${waiting} failed: ${this.cause.message}`
   }
 }
 
@@ -247,17 +275,18 @@ const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | un
     const encoder = new TextEncoder()
     let line = 0
     let sent = 0
-    const input = yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) })).pipe(
-      Stream.runForEach((text) => {
-        line++
-        const payload = encoder.encode(text)
-        return publisher.publish(payload, message).pipe(
-          Effect.mapError((cause) => new LineNotPublished({ line, bytes: payload.length, cause })),
-          Effect.tap(() => void sent++)
-        )
-      }),
-      Effect.either
-    )
+    const input = yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) }))
+      .pipe(
+        Stream.runForEach((text) => {
+          line++
+          const payload = encoder.encode(text)
+          return publisher.publish(payload, message).pipe(
+            Effect.mapError((cause) => new LineNotPublished({ line, bytes: payload.length, cause })),
+            Effect.tap(() => void sent++)
+          )
+        }),
+        Effect.either
+      )
     return { input, sent }
   })
 
@@ -278,7 +307,14 @@ const warmUp = (options: PublishOptions, report: (event: RoleEvent) => void, clo
     if (warmup === 0 || options.count === undefined) return undefined
     const publisher = yield* Publisher
     const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) =>
-      new MessagesNotAcknowledged({ count: warmup, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
+      new MessagesNotAcknowledged({
+        count: warmup,
+        sent: publisher.stats().messages,
+        batchesSent: batchesSent(publisher.stats()),
+        unacknowledged: publisher.unacknowledged(),
+        during,
+        cause
+      })
     const started = performance.now()
     yield* publishStamped(0, warmup, options, clock).pipe(Effect.mapError(notAcknowledged("send")))
     yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
@@ -302,7 +338,10 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
     )
     // Lines: a refused line ends the input, but what was taken before it is still flushed first.
     if (options.count === undefined) {
-      const { input, sent } = yield* publishLines(options.lines ?? createInterface({ input: process.stdin }), options.message)
+      const { input, sent } = yield* publishLines(
+        options.lines ?? createInterface({ input: process.stdin }),
+        options.message
+      )
       const stopped = input._tag === "Left" ? input.left : undefined
       // A line is one message, numbered as the publisher numbers them.
       yield* publisher.flush(options.flushTimeoutMs).pipe(
@@ -323,7 +362,14 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
       const from = warm === undefined ? 0 : warm.messages
       const count = from + options.count
       const notAcknowledged = (during: "send" | "flush") => (cause: PublishError | PublishAckTimeout) => {
-        return new MessagesNotAcknowledged({ count, sent: publisher.stats().messages, batchesSent: batchesSent(publisher.stats()), unacknowledged: publisher.unacknowledged(), during, cause })
+        return new MessagesNotAcknowledged({
+          count,
+          sent: publisher.stats().messages,
+          batchesSent: batchesSent(publisher.stats()),
+          unacknowledged: publisher.unacknowledged(),
+          during,
+          cause
+        })
       }
       yield* publishStamped(from, count, options, clock).pipe(Effect.mapError(notAcknowledged("send")))
       yield* publisher.flush(options.flushTimeoutMs).pipe(Effect.mapError(notAcknowledged("flush")))
@@ -344,11 +390,13 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
       ...counted
     })
     // No input (empty stdin, --count 0): no latency to give, rather than NaN.
-    const ackLatency = latency.count === 0 ? "no batch acknowledged" : `ack latency p50 ${latency.p50.toFixed(0)} µs, p99 ${latency.p99.toFixed(0)} µs`
+    const ackLatency = latency.count === 0
+      ? "no batch acknowledged"
+      : `ack latency p50 ${latency.p50.toFixed(0)} µs, p99 ${latency.p99.toFixed(0)} µs`
     yield* Console.error(
-      `publisher: ${counted.messages} messages in ${counted.batches} batches${warm === undefined ? "" : ` after a warm-up of ${warm.messages}`}, ${
-        (elapsedMs / 1000).toFixed(2)
-      } s; ${ackLatency}; resends ${counted.resends}, fences ${counted.fences}`
+      `publisher: ${counted.messages} messages in ${counted.batches} batches${
+        warm === undefined ? "" : ` after a warm-up of ${warm.messages}`
+      }, ${(elapsedMs / 1000).toFixed(2)} s; ${ackLatency}; resends ${counted.resends}, fences ${counted.fences}`
     )
     return { elapsedMs, latency, stats: counted }
   }).pipe(Effect.scoped)

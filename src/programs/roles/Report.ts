@@ -6,7 +6,10 @@
 import { Schema } from "effect"
 
 /** Any role's event: its kind and its fields (what each kind carries: RoleEvents.ts). */
-export const RoleEvent = Schema.Struct({ event: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+export const RoleEvent = Schema.Struct(
+  { event: Schema.String },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
 export type RoleEvent = typeof RoleEvent.Type
 
 export const report = (event: RoleEvent): void => {
@@ -38,7 +41,10 @@ export const parentEvent = (event: string): { readonly said: () => boolean; read
 export const reportFailure = (error: unknown): void => {
   const fields = typeof error === "object" && error !== null ? { ...error } : {}
   const tag = (error as { _tag?: unknown } | null)?._tag
-  const named = { _tag: typeof tag === "string" ? tag : "Error", message: error instanceof Error ? error.message : String(error) }
+  const named = {
+    _tag: typeof tag === "string" ? tag : "Error",
+    message: error instanceof Error ? error.message : String(error)
+  }
   try {
     report({ event: "failed", error: { ...fields, ...named } })
   } catch {

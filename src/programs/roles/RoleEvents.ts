@@ -23,7 +23,10 @@ export const HeadEvents = {
   /** It leads: its sequencer's epoch. */
   ready: Schema.Struct({ event: Schema.Literal("ready"), epoch: Schema.Number }),
   /** Each topic's ordered messages so far, by name. */
-  ordered: Schema.Struct({ event: Schema.Literal("ordered"), ordered: Schema.Record({ key: Schema.String, value: Schema.Number }) }),
+  ordered: Schema.Struct({
+    event: Schema.Literal("ordered"),
+    ordered: Schema.Record({ key: Schema.String, value: Schema.Number })
+  }),
   /** Its durable tier's fdatasyncs and the bytes they covered, since it started. */
   durable: Schema.Struct({ event: Schema.Literal("durable"), fsyncs: Schema.Number, bytes: Schema.Number }),
   /** When (epoch ms) it wrote its first GOI entry, as a head that took over. */
@@ -45,7 +48,11 @@ export const MirrorEvents = {
 export const PublisherEvents = {
   /** The warm-up is acknowledged. */
   warm: Schema.Struct({ event: Schema.Literal("warm"), elapsedMs: Schema.Number }),
-  progress: Schema.Struct({ event: Schema.Literal("progress"), elapsedMs: Schema.Number, ackedMessages: Schema.Number }),
+  progress: Schema.Struct({
+    event: Schema.Literal("progress"),
+    elapsedMs: Schema.Number,
+    ackedMessages: Schema.Number
+  }),
   /** With `--report-acks`: a batch acknowledged as it comes, its messages `from` … `from + count - 1` (publisher numbers). */
   acked: Schema.Struct({ event: Schema.Literal("acked"), from: Schema.Number, count: Schema.Number }),
   /** Everything published is acknowledged (the run's CPU meter stops here; `done` follows with the figures). */

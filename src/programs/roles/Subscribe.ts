@@ -14,17 +14,17 @@
  * plain tail with the head alive waits for as long as it runs).
  */
 import { Chunk, Console, Data, Effect, Layer, Option, Stream } from "effect"
+import { valueStart } from "../../layers/net/BatchPayload.js"
 import * as SubscriberLayers from "../../layers/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "../../layers/net/SubscriberRemote.js"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../../layers/Roles.js"
-import { Subscriber, type SubscriberMessage } from "../../services/net/Subscriber.js"
 import { loadAddonSync } from "../../native/Native.js"
-import { type LogBatchView, LogReader, type LogMessageView } from "../../services/log/LogReader.js"
-import { LogCorrupt } from "../../services/log/Topics.js"
-import { valueStart } from "../../layers/net/BatchPayload.js"
-import { type AuditResult, auditFigures, makeAudit } from "../run/Audit.js"
-import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
+import { type LogBatchView, type LogMessageView, LogReader } from "../../services/log/LogReader.js"
 import type { OrderMode } from "../../services/log/OrderModes.js"
+import { LogCorrupt } from "../../services/log/Topics.js"
+import { Subscriber, type SubscriberMessage } from "../../services/net/Subscriber.js"
+import { auditFigures, type AuditResult, makeAudit } from "../run/Audit.js"
+import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
 
 export interface SubscribeOptions {
   readonly region: RegionAccess
@@ -65,7 +65,9 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
     const cursor = yield* log.subscribe(options.topic, { from: options.from, durable: true })
     report({ event: "subscribed", position: cursor.position() })
     const addon = loadAddonSync()
-    const audit = options.audit === undefined ? undefined : makeAudit(options.audit.publishers, options.audit.perPublisher, options.audit.order)
+    const audit = options.audit === undefined
+      ? undefined
+      : makeAudit(options.audit.publishers, options.audit.perPublisher, options.audit.order)
     const decoder = new TextDecoder()
     let messages = 0
     let bytes = 0
@@ -75,7 +77,9 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
       if (options.print) {
         // The log hands out whole record bodies: the value follows the key and headers (checked by the broker).
         const start = valueStart(m.bytes, m.offset - 8, m.flags, m.length)
-        process.stdout.write(`${m.totalOrder}\t${decoder.decode(m.bytes.subarray(Math.max(start, m.offset), m.offset + m.length))}\n`)
+        process.stdout.write(
+          `${m.totalOrder}\t${decoder.decode(m.bytes.subarray(Math.max(start, m.offset), m.offset + m.length))}\n`
+        )
       }
     }
     /**
@@ -129,7 +133,9 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
       if (audit === undefined) {
         if (options.limit !== undefined && messages >= options.limit) break
       } else {
-        if (completeAtMs === undefined && n > 0 && audit.complete()) completeAtMs = performance.timeOrigin + performance.now()
+        if (completeAtMs === undefined && n > 0 && audit.complete()) {
+          completeAtMs = performance.timeOrigin + performance.now()
+        }
         if (end === undefined && (options.publishersDone === undefined ? audit.complete() : options.publishersDone())) {
           end = (yield* log.bounds(options.topic)).end
         }
@@ -141,19 +147,32 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
       if (n === 0) {
         if (audit !== undefined && now - lastProgress > options.idleTimeoutMs) break
         if (options.limit !== undefined && now - lastProgress > options.idleTimeoutMs) {
-          return yield* new ReadIdle({ topic: options.topic, received: messages, limit: options.limit, idleMs: now - lastProgress, position: cursor.position() })
+          return yield* new ReadIdle({
+            topic: options.topic,
+            received: messages,
+            limit: options.limit,
+            idleMs: now - lastProgress,
+            position: cursor.position()
+          })
         }
         yield* cursor.awaitMore(100)
       }
     }
     const elapsedMs = Date.now() - started
     const result: AuditResult | undefined = audit?.result(readToEnd)
-    report({ event: "done", messages, bytes, elapsedMs, audit: result, ...(completeAtMs === undefined ? {} : { completeAtMs }) })
+    report({
+      event: "done",
+      messages,
+      bytes,
+      elapsedMs,
+      audit: result,
+      ...(completeAtMs === undefined ? {} : { completeAtMs })
+    })
     if (result !== undefined) {
       yield* Console.error(
-        `subscriber: ${messages} messages${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
-          result.passed ? "passed" : "FAILED"
-        }: received ${result.received}, ${auditFigures(result)}`
+        `subscriber: ${messages} messages${
+          readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"
+        }; audit ${result.passed ? "passed" : "FAILED"}: received ${result.received}, ${auditFigures(result)}`
       )
     }
     return result
@@ -161,7 +180,9 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
 
 export const subscribe = (options: SubscribeOptions) =>
   readTopic(options).pipe(
-    Effect.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))),
+    Effect.provide(
+      reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))
+    ),
     Effect.tapError((error) => Effect.sync(() => reportFailure(error)))
   )
 
@@ -269,7 +290,14 @@ export const printTopic = (options: PrintOptions) =>
         ? yield* next
         : yield* next.pipe(Effect.timeoutFail({
           duration: options.idleTimeoutMs,
-          onTimeout: () => new ReadIdle({ topic: options.topic, received: printed, limit, idleMs: options.idleTimeoutMs, position: last })
+          onTimeout: () =>
+            new ReadIdle({
+              topic: options.topic,
+              received: printed,
+              limit,
+              idleMs: options.idleTimeoutMs,
+              position: last
+            })
         }))
       let out = ""
       for (const m of batch) {
@@ -301,6 +329,10 @@ export const printTopic = (options: PrintOptions) =>
     Effect.provide(
       options.remote !== undefined
         ? layerRemote(options.remote)
-        : SubscriberLayers.layer.pipe(Layer.provide(reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))))
+        : SubscriberLayers.layer.pipe(
+          Layer.provide(
+            reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))
+          )
+        )
     )
   )

@@ -48,7 +48,9 @@ export interface AuditResult {
 /** The audit's figures after `received`, as every summary prints them. */
 export const auditFigures = (result: AuditResult): string =>
   `lost ${result.lost}, not delivered ${result.notDelivered}, duplicated ${result.duplicated}, ${
-    result.publishOrder ? `out of order ${result.outOfOrder}` : `out of publish order ${result.outOfOrder} (not promised in this order mode)`
+    result.publishOrder
+      ? `out of order ${result.outOfOrder}`
+      : `out of publish order ${result.outOfOrder} (not promised in this order mode)`
   }, crc mismatches ${result.crcMismatches}`
 
 /** Whether a topic of order mode `order` promises each publisher's messages in publish order. */
@@ -109,7 +111,8 @@ export const makeAudit = (publishers: number, perPublisher: number, order: Order
         publishOrder,
         crcMismatches,
         malformed,
-        passed: missing === 0 && duplicated === 0 && (!publishOrder || outOfOrder === 0) && crcMismatches === 0 && malformed === 0
+        passed: missing === 0 && duplicated === 0 && (!publishOrder || outOfOrder === 0) && crcMismatches === 0 &&
+          malformed === 0
       }
     }
   }

@@ -6,13 +6,13 @@
 import { Data, Deferred, Duration, Effect, Either, FiberId, ParseResult, Schema, type Scope } from "effect"
 import { type ChildProcess, fork, spawn } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
+import { removeDefaultCredentials } from "../../layers/net/Auth.js"
 import { removeWakeFifos } from "../../layers/region/Doorbell.js"
 import { mainThreadStat, procStat, type ThreadStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
-import { removeDefaultCredentials } from "../../layers/net/Auth.js"
+import { processEnvironment, readSetting } from "../../Settings.js"
 import { cliEntry, ORCHESTRATOR_SETTINGS } from "../ProgramSettings.js"
 import { RoleEvent } from "../roles/Report.js"
 import { BrokerEvents, FailedEvent, HeadEvents, type ReportedError } from "../roles/RoleEvents.js"
-import { processEnvironment, readSetting } from "../../Settings.js"
 
 export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   readonly role: string
@@ -35,7 +35,14 @@ export class RoleFailed extends Data.TaggedError("RoleFailed")<{
   /** The same failure, seen while the run waited for `waitingFor`. */
   during(waitingFor: string): RoleFailed {
     const { role, pid, reason, error, stderr } = this
-    return new RoleFailed({ role, reason, stderr, waitingFor, ...(pid === undefined ? {} : { pid }), ...(error === undefined ? {} : { error }) })
+    return new RoleFailed({
+      role,
+      reason,
+      stderr,
+      waitingFor,
+      ...(pid === undefined ? {} : { pid }),
+      ...(error === undefined ? {} : { error })
+    })
   }
 }
 
@@ -95,7 +102,9 @@ export const profileArgs = (): Array<string> => {
 export const stopWithParent = (child: ChildProcess): Effect.Effect<void, never, Scope.Scope> =>
   child.pid === undefined ? Effect.void : Effect.asVoid(Effect.acquireRelease(
     Effect.sync(() => {
-      const watcher = spawn("sh", ["-c", 'read -r _; kill "$0" 2>/dev/null', `${child.pid}`], { stdio: ["pipe", "ignore", "ignore"] })
+      const watcher = spawn("sh", ["-c", "read -r _; kill \"$0\" 2>/dev/null", `${child.pid}`], {
+        stdio: ["pipe", "ignore", "ignore"]
+      })
       // Neither keeps this process running.
       watcher.unref()
       ;(watcher.stdin as unknown as { unref: () => void }).unref()
@@ -130,7 +139,9 @@ const isFailedEvent = Schema.is(FailedEvent)
 
 /** What is wrong with an event, on one line: each field's problem. */
 const issues = (error: ParseResult.ParseError) =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => `${issue.path.length === 0 ? "the event" : issue.path.join(".")}: ${issue.message}`).join("; ")
+  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) =>
+    `${issue.path.length === 0 ? "the event" : issue.path.join(".")}: ${issue.message}`
+  ).join("; ")
 
 /** How a role's process is started, beyond its arguments and environment. */
 export interface SpawnOptions {
@@ -262,16 +273,17 @@ export const spawnRole = <V extends Vocabulary = {}>(
  * `effect`, failed by the first of `roles` to exit meanwhile (its RoleFailed says what the run
  * was waiting for): a run never waits on roles that are gone.
  */
-export const whileAlive = (roles: ReadonlyArray<RoleProcess>, waitingFor: string) =>
-<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | RoleFailed, R> =>
-  roles.length === 0
-    ? effect
-    : Effect.raceFirst(
-      effect,
-      Effect.raceAll(roles.map((role) => Effect.flip(role.exited))).pipe(
-        Effect.flatMap((failure) => Effect.fail(failure.during(waitingFor)))
+export const whileAlive =
+  (roles: ReadonlyArray<RoleProcess>, waitingFor: string) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | RoleFailed, R> =>
+    roles.length === 0
+      ? effect
+      : Effect.raceFirst(
+        effect,
+        Effect.raceAll(roles.map((role) => Effect.flip(role.exited))).pipe(
+          Effect.flatMap((failure) => Effect.fail(failure.during(waitingFor)))
+        )
       )
-    )
 
 /**
  * Unlinks the region at scope close if a crashed head left it behind; with `owned`, only once it
@@ -298,7 +310,9 @@ export const makeCpuMeter = (roles: ReadonlyArray<RoleProcess>) => {
   const sample = (role: RoleProcess): CpuSample | undefined => {
     const seconds = role.cpuSeconds()
     const main = role.mainThread()
-    return seconds === undefined ? undefined : { seconds, mainSeconds: (main?.cpuTicks ?? 0) / USER_HZ, sleeps: main?.sleeps ?? 0 }
+    return seconds === undefined
+      ? undefined
+      : { seconds, mainSeconds: (main?.cpuTicks ?? 0) / USER_HZ, sleeps: main?.sleeps ?? 0 }
   }
   const started = new Map<RoleProcess, CpuSample>()
   const used = new Map<RoleProcess, CpuSample>()
@@ -306,7 +320,11 @@ export const makeCpuMeter = (roles: ReadonlyArray<RoleProcess>) => {
     const from = started.get(role)
     if (from === undefined || used.has(role)) return
     const to = sample(role) ?? from
-    used.set(role, { seconds: Math.max(0, to.seconds - from.seconds), mainSeconds: Math.max(0, to.mainSeconds - from.mainSeconds), sleeps: Math.max(0, to.sleeps - from.sleeps) })
+    used.set(role, {
+      seconds: Math.max(0, to.seconds - from.seconds),
+      mainSeconds: Math.max(0, to.mainSeconds - from.mainSeconds),
+      sleeps: Math.max(0, to.sleeps - from.sleeps)
+    })
   }
   const sum = (pick: (role: RoleProcess) => boolean, figure: keyof CpuSample) => {
     let total = 0
@@ -343,17 +361,29 @@ interface CpuSample {
  * A head serving `topic` (`name:order:ack`) and `brokers` broker processes on their own ports, once all are ready.
  * `envOf(i)` adds to the environment of the head (0) and broker i (i + 1): each its own metrics port.
  */
-export const startHeadAndBrokers = (topic: string, brokers: number, env: Record<string, string>, envOf: (index: number) => Record<string, string> = () => ({})) =>
+export const startHeadAndBrokers = (
+  topic: string,
+  brokers: number,
+  env: Record<string, string>,
+  envOf: (index: number) => Record<string, string> = () => ({})
+) =>
   Effect.gen(function*() {
     const head = yield* spawnRole("head", ["head", "--topic", topic], { ...env, ...envOf(0) }, HeadEvents)
     yield* head.event("ready", 20_000)
     const brokerRoles = yield* Effect.forEach(
       Array.from({ length: brokers }, (_, i) => i),
-      (i) => spawnRole(`broker ${i}`, ["broker", "--broker-id", `${i}`, "--port", "0"], { ...env, ...envOf(i + 1) }, BrokerEvents),
+      (i) =>
+        spawnRole(
+          `broker ${i}`,
+          ["broker", "--broker-id", `${i}`, "--port", "0"],
+          { ...env, ...envOf(i + 1) },
+          BrokerEvents
+        ),
       { concurrency: "unbounded" }
     )
-    const ports = yield* Effect.forEach(brokerRoles, (b) => Effect.map(b.event("listening", 20_000), (e) => e.port)).pipe(
-      whileAlive([head], "the brokers to listen")
-    )
+    const ports = yield* Effect.forEach(brokerRoles, (b) => Effect.map(b.event("listening", 20_000), (e) => e.port))
+      .pipe(
+        whileAlive([head], "the brokers to listen")
+      )
     return { head, brokers: brokerRoles, ports }
   })

@@ -11,10 +11,10 @@
  */
 import { Console, Effect, Fiber } from "effect"
 import { layerRemote, type RemoteSubscriberOptions } from "../../layers/net/SubscriberRemote.js"
-import { Subscriber, type SubscriberBatch, type SubscriberMessage } from "../../services/net/Subscriber.js"
-import { type AuditResult, auditFigures, makeAudit } from "./Audit.js"
-import { report, reportFailure } from "../roles/Report.js"
 import type { OrderMode } from "../../services/log/OrderModes.js"
+import { Subscriber, type SubscriberBatch, type SubscriberMessage } from "../../services/net/Subscriber.js"
+import { report, reportFailure } from "../roles/Report.js"
+import { auditFigures, type AuditResult, makeAudit } from "./Audit.js"
 
 export interface RemoteAuditOptions {
   readonly remote: Pick<RemoteSubscriberOptions, "brokers" | "credentials" | "tls">
@@ -92,9 +92,9 @@ export const remoteAudit = (options: RemoteAuditOptions) =>
     const result: AuditResult = audit.result(readToEnd)
     report({ event: "done", messages, bytes, elapsedMs, audit: result })
     yield* Console.error(
-      `remote subscriber: ${messages} messages in ${elapsedMs} ms${readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"}; audit ${
-        result.passed ? "passed" : "FAILED"
-      }: received ${result.received}, ${auditFigures(result)}`
+      `remote subscriber: ${messages} messages in ${elapsedMs} ms${
+        readToEnd ? ", read to the end of the log" : ", stopped before the end of the log"
+      }; audit ${result.passed ? "passed" : "FAILED"}: received ${result.received}, ${auditFigures(result)}`
     )
     return result
   }).pipe(

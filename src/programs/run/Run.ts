@@ -14,25 +14,28 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultLogConfig } from "../../layers/log/Layout.js"
 import { regionConfig, validate as validateRegion } from "../../layers/RegionLayout.js"
-import { asEnvironment, envConfigProvider, processEnvironment } from "../../Settings.js"
 import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
-import type { ClusterShape } from "./ClusterShape.js"
-import { regionGuard } from "./Cluster.js"
+import { asEnvironment, envConfigProvider, processEnvironment } from "../../Settings.js"
+import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
 import { announceTargets } from "../report/Dashboard.js"
-import { dataDirFilesystem } from "./DataDirFilesystem.js"
 import { makeTimeline } from "../report/HtmlReport.js"
 import { stampedRefusal } from "../roles/Publish.js"
-import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
+import { regionGuard } from "./Cluster.js"
+import type { ClusterShape } from "./ClusterShape.js"
+import { dataDirFilesystem } from "./DataDirFilesystem.js"
 import { startCluster } from "./RunCluster.js"
 import { killBrokerMidRun, killHeadMidRun, takeoverFigures } from "./RunKills.js"
 import { awaitOutcome } from "./RunOutcome.js"
-import { endLiveLine, followProgress, startLiveLine } from "./RunProgress.js"
 import type { RunOptions, RunPlan } from "./RunPlan.js"
+import { endLiveLine, followProgress, startLiveLine } from "./RunProgress.js"
 import { mib, printSummary, requireAudits, summarize, writeRunReport } from "./RunSummary.js"
 
 /** A fresh data directory for an ACK 2 run (under CXLOG_DATA_DIR, else the OS's temporary directory), removed with the run's scope. */
 const runDataDir = Effect.acquireRelease(
-  Effect.flatMap(Config.string("CXLOG_DATA_DIR").pipe(Config.withDefault(tmpdir())), (parent) => Effect.sync(() => mkdtempSync(join(parent, "cxlog-run-data-")))),
+  Effect.flatMap(
+    Config.string("CXLOG_DATA_DIR").pipe(Config.withDefault(tmpdir())),
+    (parent) => Effect.sync(() => mkdtempSync(join(parent, "cxlog-run-data-")))
+  ),
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
 
@@ -40,7 +43,9 @@ const runDataDir = Effect.acquireRelease(
 const KILL_RUN_SECONDS = 2
 
 /** Region sizing for the run: one topic, `brokers` broker slots (and the local publisher's), blogs large enough to absorb bursts. */
-export const logEnv = (options: Pick<ClusterShape, "brokers" | "batchBytes" | "local"> & { readonly localPublishers?: number }): Record<string, string> =>
+export const logEnv = (
+  options: Pick<ClusterShape, "brokers" | "batchBytes" | "local"> & { readonly localPublishers?: number }
+): Record<string, string> =>
   asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
     maxTopics: 1,
     // A local publisher takes a broker slot of its own (`local`: one; `localPublishers`: that many).
@@ -68,13 +73,23 @@ export const checkRun = (options: RunOptions) =>
     const kill = options.killBroker?.index
     if (kill !== undefined && kill >= options.brokers) {
       const numbered = options.brokers === 1 ? "broker 0 only" : `brokers 0 to ${options.brokers - 1}`
-      return yield* new InvalidRun({ reason: `--kill-broker ${kill}: the run starts ${numbered} (--broker-count ${options.brokers})` })
+      return yield* new InvalidRun({
+        reason: `--kill-broker ${kill}: the run starts ${numbered} (--broker-count ${options.brokers})`
+      })
     }
     if (options.totalBytes < options.messageBytes) {
-      return yield* new InvalidRun({ reason: `--bytes ${options.totalBytes} holds no whole ${options.messageBytes}-byte message (--message-bytes)` })
+      return yield* new InvalidRun({
+        reason: `--bytes ${options.totalBytes} holds no whole ${options.messageBytes}-byte message (--message-bytes)`
+      })
     }
     const refused = stampedRefusal({
-      publisher: { brokers: [{ host: "127.0.0.1", port: 0 }], topic: "run", batchBytes: options.batchBytes, maxInFlightBatches: options.window, ackLevel: options.ackLevel },
+      publisher: {
+        brokers: [{ host: "127.0.0.1", port: 0 }],
+        topic: "run",
+        batchBytes: options.batchBytes,
+        maxInFlightBatches: options.window,
+        ackLevel: options.ackLevel
+      },
       messageBytes: options.messageBytes
     })
     if (refused !== undefined) return yield* refused
@@ -103,7 +118,13 @@ const planRun = (options: RunOptions) =>
       dataDir,
       filesystem,
       // No role serves metrics unless given its own port (CXLOG_METRICS_PORT in our environment is not theirs).
-      env: { ...logEnv(options), CXLOG_REGION: region, CXLOG_METRICS_PORT: "0", ...options.env, ...(dataDir === undefined ? {} : { CXLOG_DATA_DIR: dataDir }) },
+      env: {
+        ...logEnv(options),
+        CXLOG_REGION: region,
+        CXLOG_METRICS_PORT: "0",
+        ...options.env,
+        ...(dataDir === undefined ? {} : { CXLOG_DATA_DIR: dataDir })
+      },
       offeredMBps: options.offeredMBps ?? (killing ? bytes / 1e6 / KILL_RUN_SECONDS : undefined),
       withSubscriber: options.subscriber !== false,
       human,
@@ -118,15 +139,26 @@ const announceRun = (plan: RunPlan) =>
   Effect.gen(function*() {
     const { options } = plan
     if (plan.reclaimed.length > 0) {
-      yield* plan.say(`reclaimed ${plan.reclaimed.length} orphaned run region(s) of earlier runs: ${plan.reclaimed.map((r) => `${r.name} (${mib(r.bytes)})`).join(", ")}`)
+      yield* plan.say(
+        `reclaimed ${plan.reclaimed.length} orphaned run region(s) of earlier runs: ${
+          plan.reclaimed.map((r) => `${r.name} (${mib(r.bytes)})`).join(", ")
+        }`
+      )
     }
     yield* plan.say(
-      `cxlog run: ${mib(plan.bytes)} of ${options.messageBytes}-byte messages${plan.warmup === 0 ? "" : ` after a warm-up of ${mib(plan.warmup * options.messageBytes)}`}, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${plan.region}`
+      `cxlog run: ${mib(plan.bytes)} of ${options.messageBytes}-byte messages${
+        plan.warmup === 0 ? "" : ` after a warm-up of ${mib(plan.warmup * options.messageBytes)}`
+      }, order ${options.order}, ack ${options.ackLevel}, ${options.brokers} brokers, region /dev/shm/${plan.region}`
     )
     const metricsBase = options.metricsPort ?? 0
     if (metricsBase > 0) {
       const at = (index: number) => `127.0.0.1:${metricsBase + index}`
-      const names = ["head", ...Array.from({ length: options.brokers }, (_, i) => `broker ${i}`), "publisher", ...(options.subscriber !== false ? ["subscriber"] : [])]
+      const names = [
+        "head",
+        ...Array.from({ length: options.brokers }, (_, i) => `broker ${i}`),
+        "publisher",
+        ...(options.subscriber !== false ? ["subscriber"] : [])
+      ]
       yield* plan.say(`metrics: ${names.map((name, i) => `${name} http://${at(i)}/metrics`).join(", ")}`)
       yield* plan.say(`watch: cxlog dashboard (or --targets ${names.map((_, i) => at(i)).join(",")})`)
       yield* announceTargets(names.map((_, i) => at(i)))
@@ -142,7 +174,9 @@ export const run = (options: RunOptions) =>
     yield* announceRun(plan)
     const roles = yield* startCluster(plan)
     const { brokers, head, publisher, subscriber } = roles
-    const timeline = options.report === undefined ? undefined : yield* makeTimeline([head, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
+    const timeline = options.report === undefined
+      ? undefined
+      : yield* makeTimeline([head, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber])])
     const progress = followProgress(plan, roles)
     killBrokerMidRun(plan, roles, progress)
     const takeover = yield* killHeadMidRun(plan, roles, progress)
@@ -152,6 +186,8 @@ export const run = (options: RunOptions) =>
     yield* endLiveLine(plan, progress, outcome, liveLine)
     const summary = summarize(plan, roles, progress, outcome, yield* takeoverFigures(takeover))
     yield* printSummary(plan, summary, outcome)
-    if (options.report !== undefined && timeline !== undefined) yield* writeRunReport(plan, options.report, summary, progress, outcome, timeline)
+    if (options.report !== undefined && timeline !== undefined) {
+      yield* writeRunReport(plan, options.report, summary, progress, outcome, timeline)
+    }
     return yield* requireAudits(summary, outcome.audited?.audit)
   }).pipe(Effect.scoped)

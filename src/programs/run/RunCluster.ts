@@ -4,8 +4,8 @@
  * each once the roles before it are ready; and the heads' durable-tier reports.
  */
 import { Effect } from "effect"
-import { RoleFailed, type RoleOf, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import { AuditingSubscriberEvents, type BrokerEvents, HeadEvents, PublisherEvents } from "../roles/RoleEvents.js"
+import { RoleFailed, type RoleOf, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import type { RunPlan } from "./RunPlan.js"
 
 export type HeadRole = RoleOf<typeof HeadEvents>
@@ -87,7 +87,9 @@ export const startCluster = (plan: RunPlan) =>
       Array.from({ length: options.killHead?.standbys ?? 0 }, (_, i) => i),
       (i) => spawnRole(`standby head ${i}`, ["head", "--standby"], env, HeadEvents)
     )
-    yield* Effect.forEach(standbys, (s) => s.event("standby", 20_000)).pipe(whileAlive([head, ...brokers], "the standby heads to start"))
+    yield* Effect.forEach(standbys, (s) => s.event("standby", 20_000)).pipe(
+      whileAlive([head, ...brokers], "the standby heads to start")
+    )
     const durable = durableReports([head, ...standbys])
     let activeHead = head
     for (const standby of standbys) {
@@ -97,21 +99,54 @@ export const startCluster = (plan: RunPlan) =>
     }
     const heads = standbys.length === 0 ? [head] : []
     const subscriber = plan.withSubscriber
-      ? yield* spawnRole("subscriber", ["subscribe", ...auditFlags(plan)], { ...env, ...metrics(options.brokers + 2) }, AuditingSubscriberEvents)
+      ? yield* spawnRole(
+        "subscriber",
+        ["subscribe", ...auditFlags(plan)],
+        { ...env, ...metrics(options.brokers + 2) },
+        AuditingSubscriberEvents
+      )
       : undefined
-    if (subscriber !== undefined) yield* subscriber.event("subscribed", 20_000).pipe(whileAlive([...heads, ...brokers], "the subscriber to subscribe"))
+    if (subscriber !== undefined) {
+      yield* subscriber.event("subscribed", 20_000).pipe(
+        whileAlive([...heads, ...brokers], "the subscriber to subscribe")
+      )
+    }
     // Remote subscribers: each a named consumer (its commits hold retention, so it reads everything while the
     // publishers wait for it, as a durable reader would), each trying the brokers from its own first one.
     const remotes = yield* Effect.forEach(Array.from({ length: options.remoteSubscribers ?? 0 }, (_, i) => i), (i) =>
       spawnRole(
         `remote subscriber ${i}`,
-        ["subscribe", "--brokers", ports.map((_, j) => `127.0.0.1:${ports[(i + j) % ports.length]}`).join(","), ...auditFlags(plan), "--consumer", `run-remote-${i}`],
+        [
+          "subscribe",
+          "--brokers",
+          ports.map((_, j) =>
+            `127.0.0.1:${ports[(i + j) % ports.length]}`
+          ).join(","),
+          ...auditFlags(plan),
+          "--consumer",
+          `run-remote-${i}`
+        ],
         env,
         AuditingSubscriberEvents
       ))
-    yield* Effect.forEach(remotes, (r) => r.event("subscribed", 20_000)).pipe(whileAlive([...heads, ...brokers], "the remote subscribers to subscribe"))
-    const publisher = yield* spawnRole("publisher", publisherFlags(plan, ports), { ...env, ...metrics(options.brokers + 1) }, PublisherEvents)
-    const roles: RunRoles = { head, standbys, activeHead: () => activeHead, heads, brokers, subscriber, remotes, publisher, durable }
+    yield* Effect.forEach(remotes, (r) => r.event("subscribed", 20_000)).pipe(
+      whileAlive([...heads, ...brokers], "the remote subscribers to subscribe")
+    )
+    const publisher = yield* spawnRole("publisher", publisherFlags(plan, ports), {
+      ...env,
+      ...metrics(options.brokers + 1)
+    }, PublisherEvents)
+    const roles: RunRoles = {
+      head,
+      standbys,
+      activeHead: () => activeHead,
+      heads,
+      brokers,
+      subscriber,
+      remotes,
+      publisher,
+      durable
+    }
     return roles
   })
 
@@ -151,7 +186,15 @@ const durableReports = (heads: ReadonlyArray<HeadRole>): DurableReports => {
       Effect.async<{ fsyncs: number; bytes: number }, RoleFailed>((resume) => {
         const timer = setTimeout(() => {
           waiter = undefined
-          resume(Effect.fail(new RoleFailed({ role: heads.length > 1 ? "heads" : heads[0]!.role, reason: `no durable-tier report within ${timeoutMs} ms`, stderr: "" })))
+          resume(
+            Effect.fail(
+              new RoleFailed({
+                role: heads.length > 1 ? "heads" : heads[0]!.role,
+                reason: `no durable-tier report within ${timeoutMs} ms`,
+                stderr: ""
+              })
+            )
+          )
         }, timeoutMs)
         waiter = () => {
           clearTimeout(timer)

@@ -4,8 +4,8 @@
  */
 import { Deferred, Effect } from "effect"
 import { RoleFailed } from "./Cluster.js"
-import type { RunPlan } from "./RunPlan.js"
 import type { RunRoles } from "./RunCluster.js"
+import type { RunPlan } from "./RunPlan.js"
 import type { RunProgress } from "./RunProgress.js"
 
 /** How long a run waits after killing its head for a standby's first GOI entry before it fails. */
@@ -33,7 +33,11 @@ export interface Takeover {
 }
 
 /** `--kill-head`: SIGKILLs the active head once its fraction of the messages is acked; then the standby that took over says when it wrote its first GOI entry. */
-export const killHeadMidRun = (plan: RunPlan, { activeHead, head, publisher, standbys }: RunRoles, progress: RunProgress) =>
+export const killHeadMidRun = (
+  plan: RunPlan,
+  { activeHead, head, publisher, standbys }: RunRoles,
+  progress: RunProgress
+) =>
   Effect.gen(function*() {
     const killHead = plan.options.killHead
     const headKilledAt = yield* Deferred.make<number>()
@@ -55,7 +59,9 @@ export const killHeadMidRun = (plan: RunPlan, { activeHead, head, publisher, sta
           epoch = e.epoch
         })
         standby.onEvent("firstOrdered", (e) => {
-          if (killedAtMs > 0 && standby !== victim) Deferred.unsafeDone(tookOver, Effect.succeed({ atMs: e.atMs, epoch }))
+          if (killedAtMs > 0 && standby !== victim) {
+            Deferred.unsafeDone(tookOver, Effect.succeed({ atMs: e.atMs, epoch }))
+          }
         })
       }
     }
@@ -63,7 +69,12 @@ export const killHeadMidRun = (plan: RunPlan, { activeHead, head, publisher, sta
       Deferred.await(tookOver).pipe(
         Effect.timeoutFail({
           duration: TAKEOVER_BOUND_MS,
-          onTimeout: () => new RoleFailed({ role: "standby heads", reason: `no standby head ordered a batch within ${TAKEOVER_BOUND_MS} ms of the head's SIGKILL`, stderr: "" })
+          onTimeout: () =>
+            new RoleFailed({
+              role: "standby heads",
+              reason: `no standby head ordered a batch within ${TAKEOVER_BOUND_MS} ms of the head's SIGKILL`,
+              stderr: ""
+            })
         }),
         Effect.zipRight(Effect.never)
       ))
@@ -74,8 +85,12 @@ export const killHeadMidRun = (plan: RunPlan, { activeHead, head, publisher, sta
 /** The summary's figures of a takeover: from the kill to the new head's first GOI entry, and its epoch (null without one). */
 export const takeoverFigures = ({ headKilledAt, tookOver }: Takeover) =>
   Effect.gen(function*() {
-    const killedAt = yield* Deferred.poll(headKilledAt).pipe(Effect.flatMap((o) => (o._tag === "Some" ? o.value : Effect.succeed(undefined))))
-    const took = yield* Deferred.poll(tookOver).pipe(Effect.flatMap((o) => (o._tag === "Some" ? o.value : Effect.succeed(undefined))))
+    const killedAt = yield* Deferred.poll(headKilledAt).pipe(
+      Effect.flatMap((o) => (o._tag === "Some" ? o.value : Effect.succeed(undefined)))
+    )
+    const took = yield* Deferred.poll(tookOver).pipe(
+      Effect.flatMap((o) => (o._tag === "Some" ? o.value : Effect.succeed(undefined)))
+    )
     return {
       takeoverMs: killedAt === undefined || took === undefined ? null : Math.max(0, took.atMs - killedAt),
       takeoverEpoch: took?.epoch ?? null

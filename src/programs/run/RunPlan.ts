@@ -4,8 +4,8 @@
  * RunSummary) reads.
  */
 import type { Effect } from "effect"
-import type { ClusterShape } from "./ClusterShape.js"
 import type { RegionInfo } from "../admin/Regions.js"
+import type { ClusterShape } from "./ClusterShape.js"
 
 /** What `run` is asked to do: the cluster, its output, and what it injects or measures besides. */
 export interface RunOptions extends ClusterShape {

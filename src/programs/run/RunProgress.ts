@@ -5,9 +5,9 @@
  */
 import { Console, Effect, Fiber, Schedule } from "effect"
 import { makeCpuMeter } from "./Cluster.js"
-import type { RunPlan } from "./RunPlan.js"
 import type { RunRoles } from "./RunCluster.js"
 import type { RunOutcome } from "./RunOutcome.js"
+import type { RunPlan } from "./RunPlan.js"
 
 export interface RunProgress {
   /** Measured messages acknowledged (the publisher's count), ordered (the heads') and read (the subscriber's). */
@@ -25,10 +25,17 @@ export interface RunProgress {
 }
 
 /** A count of the whole log as one of the measured messages (the warm-up's come first). */
-const measured = (plan: RunPlan, count: number | undefined, otherwise: number) => (count === undefined ? otherwise : Math.max(0, count - plan.warmup))
+const measured = (
+  plan: RunPlan,
+  count: number | undefined,
+  otherwise: number
+) => (count === undefined ? otherwise : Math.max(0, count - plan.warmup))
 
 /** The progress record, kept by the roles' events from now on. */
-export const followProgress = (plan: RunPlan, { brokers, head, publisher, remotes, standbys, subscriber }: RunRoles): RunProgress => {
+export const followProgress = (
+  plan: RunPlan,
+  { brokers, head, publisher, remotes, standbys, subscriber }: RunRoles
+): RunProgress => {
   const progress: RunProgress = {
     acked: 0,
     ordered: 0,
@@ -36,7 +43,14 @@ export const followProgress = (plan: RunPlan, { brokers, head, publisher, remote
     elapsedMs: 0,
     warmupMs: null,
     killedBroker: null,
-    cpu: makeCpuMeter([head, ...standbys, ...brokers, publisher, ...(subscriber === undefined ? [] : [subscriber]), ...remotes])
+    cpu: makeCpuMeter([
+      head,
+      ...standbys,
+      ...brokers,
+      publisher,
+      ...(subscriber === undefined ? [] : [subscriber]),
+      ...remotes
+    ])
   }
   const { cpu } = progress
   publisher.onEvent("warm", (e) => {
@@ -68,9 +82,11 @@ const liveLine = (plan: RunPlan, progress: RunProgress) => {
   if (!plan.withSubscriber) progress.read = 0
   const seconds = progress.elapsedMs / 1000
   const pct = (n: number) => `${((100 * Math.min(n, plan.messages)) / plan.messages).toFixed(0).padStart(3)}%`
-  return `${(progress.acked * plan.options.messageBytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0).padStart(5)} MB/s  acked ${pct(progress.acked)}  ordered ${
-    pct(progress.ordered)
-  }  read ${pct(progress.read)}  ${seconds.toFixed(1)} s`
+  return `${
+    (progress.acked * plan.options.messageBytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0).padStart(5)
+  } MB/s  acked ${pct(progress.acked)}  ordered ${pct(progress.ordered)}  read ${pct(progress.read)}  ${
+    seconds.toFixed(1)
+  } s`
 }
 
 export interface LiveLine {
@@ -91,7 +107,9 @@ export const startLiveLine = (plan: RunPlan, progress: RunProgress) =>
       process.stdout.write(`\r${liveLine(plan, progress)}`)
       drawn.open = true
     }).pipe(
-      Effect.zipRight(!plan.human || plan.interactive ? Effect.void : Effect.suspend(() => Console.log(liveLine(plan, progress)))),
+      Effect.zipRight(
+        !plan.human || plan.interactive ? Effect.void : Effect.suspend(() => Console.log(liveLine(plan, progress)))
+      ),
       Effect.repeat(Schedule.spaced(plan.interactive ? "250 millis" : "2 seconds")),
       Effect.delay("250 millis"),
       Effect.fork
@@ -114,4 +132,3 @@ export const endLiveLine = (plan: RunPlan, progress: RunProgress, { audited, pub
       live.drawn.open = false
     } else yield* plan.say(liveLine(plan, progress))
   })
-

@@ -3,14 +3,14 @@
  * the roles' last events; printed as lines or one JSON line, and written as an HTML report.
  */
 import { Console, Effect } from "effect"
+import type { makeTimeline } from "../report/HtmlReport.js"
+import { writeReport } from "../report/HtmlReport.js"
 import { auditFigures, type AuditResult } from "./Audit.js"
 import { RoleFailed, type RoleProcess } from "./Cluster.js"
 import { shapeFigures } from "./ClusterShape.js"
-import type { makeTimeline } from "../report/HtmlReport.js"
-import { writeReport } from "../report/HtmlReport.js"
-import type { RunOptions, RunPlan } from "./RunPlan.js"
 import type { RunRoles } from "./RunCluster.js"
 import type { RunOutcome } from "./RunOutcome.js"
+import type { RunOptions, RunPlan } from "./RunPlan.js"
 import type { RunProgress } from "./RunProgress.js"
 
 export interface RunSummary {
@@ -115,7 +115,9 @@ export const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`
 
 const perGiB = <K extends string>(bytes: number, seconds: Record<K, number>): Record<K, number> => {
   const out = {} as Record<K, number>
-  for (const key of Object.keys(seconds) as Array<K>) out[key] = Math.round((seconds[key] / (bytes / 2 ** 30)) * 100) / 100
+  for (const key of Object.keys(seconds) as Array<K>) {
+    out[key] = Math.round((seconds[key] / (bytes / 2 ** 30)) * 100) / 100
+  }
   return out
 }
 
@@ -180,7 +182,11 @@ export const summarize = (
     endToEnd: plan.withSubscriber,
     durable: durable === null || plan.filesystem === undefined
       ? null
-      : { fsyncs: durable.fsyncs, bytesPerFsync: Math.round(durable.bytes / Math.max(durable.fsyncs, 1)), filesystem: plan.filesystem },
+      : {
+        fsyncs: durable.fsyncs,
+        bytesPerFsync: Math.round(durable.bytes / Math.max(durable.fsyncs, 1)),
+        filesystem: plan.filesystem
+      },
     auditPassed: audit === undefined ? null : audit.passed && remoteAudits.every((r) => r.passed),
     remoteSubscribers: remoteAudits,
     remoteSubscriberMBps: remoteAudits.length === 0 ? null : Math.min(...remoteAudits.map((r) => r.mBps)),
@@ -192,7 +198,10 @@ export const summarize = (
       remoteSubscribers: cpu.seconds((r) => remotes.some((s) => s === r)),
       total: cpu.seconds(is.total)
     }),
-    mainThreads: byRoleGroup((group) => ({ seconds: Math.round(cpu.mainSeconds(is[group]) * 100) / 100, wakes: cpu.wakes(is[group]) }))
+    mainThreads: byRoleGroup((group) => ({
+      seconds: Math.round(cpu.mainSeconds(is[group]) * 100) / 100,
+      wakes: cpu.wakes(is[group])
+    }))
   }
 }
 
@@ -205,25 +214,43 @@ export const printSummary = ({ human, options }: RunPlan, summary: RunSummary, {
   return Console.log(
     [
       "",
-      ...(warmupMs === null ? [] : [`warm-up: ${warmup} messages (${mib(warmup * options.messageBytes)}) in ${(warmupMs / 1000).toFixed(2)} s, not measured`]),
-      `published ${summary.messages} messages (${mib(summary.bytes)}) in ${(published.elapsedMs / 1000).toFixed(2)} s: ${summary.throughputMBps} MB/s${
+      ...(warmupMs === null
+        ? []
+        : [
+          `warm-up: ${warmup} messages (${mib(warmup * options.messageBytes)}) in ${
+            (warmupMs / 1000).toFixed(2)
+          } s, not measured`
+        ]),
+      `published ${summary.messages} messages (${mib(summary.bytes)}) in ${
+        (published.elapsedMs / 1000).toFixed(2)
+      } s: ${summary.throughputMBps} MB/s${
         summary.e2eMBps === null ? "" : `; read by the subscriber: ${summary.e2eMBps} MB/s end to end`
       }`,
       `ACK latency (publish call → ack, per message): p50 ${summary.ackLatencyP50Us} µs, p99 ${summary.ackLatencyP99Us} µs; resends ${summary.resends}; send window ${summary.publisherWindow} batches${
         options.fixedWindow === true ? " (fixed)" : ` (adaptive, at most ${options.window})`
       }`,
-      ...(summary.durable === null ? [] : [`durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average, data directory on ${summary.durable.filesystem}`]),
-      ...(summary.takeoverMs === null ? [] : [`head SIGKILLed mid-run: a standby took over (epoch ${summary.takeoverEpoch}) and ordered its first batch ${summary.takeoverMs} ms after the kill`]),
-      `CPU seconds per GiB: head ${cpu.head}, brokers ${cpu.brokers}, publisher ${cpu.publisher}, subscriber ${cpu.subscriber}${remoteAudits.length === 0 ? "" : `, remote subscribers ${cpu.remoteSubscribers}`}; total ${cpu.total}`,
+      ...(summary.durable === null
+        ? []
+        : [
+          `durable tier (ACK 2 = on disk): ${summary.durable.fsyncs} fdatasyncs, ${summary.durable.bytesPerFsync} bytes each on average, data directory on ${summary.durable.filesystem}`
+        ]),
+      ...(summary.takeoverMs === null
+        ? []
+        : [
+          `head SIGKILLed mid-run: a standby took over (epoch ${summary.takeoverEpoch}) and ordered its first batch ${summary.takeoverMs} ms after the kill`
+        ]),
+      `CPU seconds per GiB: head ${cpu.head}, brokers ${cpu.brokers}, publisher ${cpu.publisher}, subscriber ${cpu.subscriber}${
+        remoteAudits.length === 0 ? "" : `, remote subscribers ${cpu.remoteSubscribers}`
+      }; total ${cpu.total}`,
       audit === undefined
         ? "no subscriber (publish → ACK only)"
         : `subscriber audit: received ${audit.received} of ${audit.expected}; ${auditFigures(audit)} — ${
           audit.passed ? "PASSED" : "FAILED"
         }`,
       ...remoteAudits.map((r, i) =>
-        `remote subscriber ${i} audit (over TCP, ${r.mBps} MB/s): received ${r.received} of ${r.expected}; ${auditFigures(r)} — ${
-          r.passed ? "PASSED" : "FAILED"
-        }`
+        `remote subscriber ${i} audit (over TCP, ${r.mBps} MB/s): received ${r.received} of ${r.expected}; ${
+          auditFigures(r)
+        } — ${r.passed ? "PASSED" : "FAILED"}`
       )
     ].join("\n")
   )
@@ -263,8 +290,14 @@ export const writeRunReport = (
 
 /** The summary, once every audit passed; else the first that did not, as the run's failure. */
 export const requireAudits = (summary: RunSummary, audit: AuditResult | undefined) => {
-  if (audit !== undefined && !audit.passed) return Effect.fail(new RoleFailed({ role: "subscriber", reason: "the audit failed", stderr: "" }))
+  if (audit !== undefined && !audit.passed) {
+    return Effect.fail(new RoleFailed({ role: "subscriber", reason: "the audit failed", stderr: "" }))
+  }
   const failedRemote = summary.remoteSubscribers.findIndex((r) => !r.passed)
-  if (failedRemote >= 0) return Effect.fail(new RoleFailed({ role: `remote subscriber ${failedRemote}`, reason: "the audit failed", stderr: "" }))
+  if (failedRemote >= 0) {
+    return Effect.fail(
+      new RoleFailed({ role: `remote subscriber ${failedRemote}`, reason: "the audit failed", stderr: "" })
+    )
+  }
   return Effect.succeed(summary)
 }

@@ -16,19 +16,19 @@
  */
 import { Config, Data, Effect, Option } from "effect"
 import { availableParallelism } from "node:os"
-import { defaultCredentialPath, defaultSecretPath } from "../../layers/net/Auth.js"
-import { defaultLogConfig } from "../../layers/log/Layout.js"
 import { requireDataDir } from "../../layers/log/durable/DurableTier.js"
+import { defaultLogConfig } from "../../layers/log/Layout.js"
+import { defaultCredentialPath, defaultSecretPath } from "../../layers/net/Auth.js"
+import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import type { TopicSpec } from "../../services/log/Topics.js"
+import { asEnvironment } from "../../Settings.js"
 import { failUsage } from "../cli/CliFailure.js"
-import { type RoleFailed, type RoleOf, regionGuard, spawnRole, type Vocabulary, whileAlive } from "../run/Cluster.js"
 import { report } from "../roles/Report.js"
 import { BrokerEvents, HeadEvents, type ReportedError } from "../roles/RoleEvents.js"
+import { regionGuard, type RoleFailed, type RoleOf, spawnRole, type Vocabulary, whileAlive } from "../run/Cluster.js"
 import { readyBanner, readyEvent, type ServeReady } from "./ServeBanner.js"
 import { requirePortsFree, requireRegionFree } from "./ServeChecks.js"
 import { makeServeLog, type ServeLog } from "./ServeLog.js"
-import { asEnvironment } from "../../Settings.js"
-import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 
 export interface ServeOptions {
   readonly region: string
@@ -109,7 +109,9 @@ const rolesEnv = (options: ServeOptions) =>
     }
     const lastPort = options.port + options.brokers - 1
     if (options.port > 0 && lastPort > 65535) {
-      return yield* failUsage(`cxlog serve: ${options.brokers} brokers from --port ${options.port} would need ports up to ${lastPort}: give a lower --port or fewer brokers`)
+      return yield* failUsage(
+        `cxlog serve: ${options.brokers} brokers from --port ${options.port} would need ports up to ${lastPort}: give a lower --port or fewer brokers`
+      )
     }
     return {
       CXLOG_REGION: options.region,
@@ -117,14 +119,18 @@ const rolesEnv = (options: ServeOptions) =>
       CXLOG_STANDBY: "false",
       CXLOG_ATTACH: "false",
       ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
-        maxBrokers: Option.getOrElse(maxBrokers, () => Math.max(defaultLogConfig.maxBrokers, options.brokers + LOCAL_PUBLISHER_SLOTS)),
-        maxTopics: Option.getOrElse(maxTopics, () => Math.max(defaultLogConfig.maxTopics, options.topics.length))
+        maxBrokers: Option.getOrElse(maxBrokers, () =>
+          Math.max(defaultLogConfig.maxBrokers, options.brokers + LOCAL_PUBLISHER_SLOTS)),
+        maxTopics: Option.getOrElse(maxTopics, () =>
+          Math.max(defaultLogConfig.maxTopics, options.topics.length))
       })
     }
   })
 
 /** A role's metrics port: the head's `--metrics-port`, broker i's the next + i; none without it. */
-const metricsPortOf = (options: ServeOptions, index: number) => ({ CXLOG_METRICS_PORT: options.metricsPort > 0 ? `${options.metricsPort + index}` : "0" })
+const metricsPortOf = (options: ServeOptions, index: number) => ({
+  CXLOG_METRICS_PORT: options.metricsPort > 0 ? `${options.metricsPort + index}` : "0"
+})
 
 /** `name:order:ack:rf[:disk-bytes:disk-age]`, as `--topic` takes it. */
 export const topicArg = (t: TopicSpec) => {
@@ -143,16 +149,26 @@ const startRole = <V extends Vocabulary>(
   env: Record<string, string>,
   vocabulary: V
 ) =>
-  Effect.tap(spawnRole(role, args, env, vocabulary, { ownProcessGroup: true }), (started) => Effect.sync(() => log.follow(started)))
+  Effect.tap(
+    spawnRole(role, args, env, vocabulary, { ownProcessGroup: true }),
+    (started) => Effect.sync(() => log.follow(started))
+  )
 
 /**
  * Fails with the first role to die: a broker, or the last head (with a standby the head's death
  * is survived: the standby takes over).
  */
-const watchRoles = (head: RoleOf<typeof HeadEvents>, standby: RoleOf<typeof HeadEvents> | undefined, brokers: ReadonlyArray<RoleOf<typeof BrokerEvents>>) => {
+const watchRoles = (
+  head: RoleOf<typeof HeadEvents>,
+  standby: RoleOf<typeof HeadEvents> | undefined,
+  brokers: ReadonlyArray<RoleOf<typeof BrokerEvents>>
+) => {
   const headsGone = standby === undefined
     ? Effect.flip(head.exited)
-    : Effect.map(Effect.all([Effect.flip(head.exited), Effect.flip(standby.exited)], { concurrency: "unbounded" }), ([, last]) => last)
+    : Effect.map(
+      Effect.all([Effect.flip(head.exited), Effect.flip(standby.exited)], { concurrency: "unbounded" }),
+      ([, last]) => last
+    )
   const brokerGone = Effect.raceAll(brokers.map((b) => Effect.flip(b.exited)))
   return Effect.flatMap(Effect.race(headsGone, brokerGone), (failed) => Effect.fail(failed))
 }
@@ -171,30 +187,56 @@ export const serve = (options: ServeOptions) =>
     yield* regionGuard(options.region, () => headMadeRegion)
     // Registered before any role: runs after every role is stopped.
     yield* Effect.addFinalizer(() => Effect.sync(() => log.say("stopped", "stopped")))
-    const ports = options.port === 0 ? "any free ports" : `port${options.brokers === 1 ? "" : "s"} ${options.port}${options.brokers === 1 ? "" : `-${options.port + options.brokers - 1}`}`
+    const ports = options.port === 0
+      ? "any free ports"
+      : `port${options.brokers === 1 ? "" : "s"} ${options.port}${
+        options.brokers === 1 ? "" : `-${options.port + options.brokers - 1}`
+      }`
     log.say(
-      `starting a head${options.standby ? ", a standby head" : ""} and ${options.brokers} broker${options.brokers === 1 ? "" : "s"} on ${options.host} ${ports}, region ${options.region}`,
+      `starting a head${options.standby ? ", a standby head" : ""} and ${options.brokers} broker${
+        options.brokers === 1 ? "" : "s"
+      } on ${options.host} ${ports}, region ${options.region}`,
       "starting",
-      { region: options.region, host: options.host, port: options.port, brokers: options.brokers, standby: options.standby }
+      {
+        region: options.region,
+        host: options.host,
+        port: options.port,
+        brokers: options.brokers,
+        standby: options.standby
+      }
     )
     const head = yield* startRole(
       log,
       "head",
-      ["head", "--region", options.region, ...options.topics.flatMap((t) => ["--topic", topicArg(t)]), ...dataDirArgs(options)],
+      [
+        "head",
+        "--region",
+        options.region,
+        ...options.topics.flatMap((t) => ["--topic", topicArg(t)]),
+        ...dataDirArgs(options)
+      ],
       { ...env, ...metricsPortOf(options, 0) },
       HeadEvents
     )
     yield* head.event("ready", READY_MS)
     headMadeRegion = true
     const standby = options.standby
-      ? yield* startRole(log, "standby", ["head", "--standby", "--region", options.region, ...dataDirArgs(options)], { ...env, CXLOG_METRICS_PORT: "0" }, HeadEvents)
+      ? yield* startRole(log, "standby", ["head", "--standby", "--region", options.region, ...dataDirArgs(options)], {
+        ...env,
+        CXLOG_METRICS_PORT: "0"
+      }, HeadEvents)
       : undefined
     if (standby !== undefined) {
       yield* standby.event("standby", READY_MS).pipe(whileAlive([head], "the standby head to stand by"))
-      standby.onEvent("ready", (e) => log.say(`the standby head (pid ${standby.pid}) took over: sequencer epoch ${e.epoch}`, "takeover", { pid: standby.pid, epoch: e.epoch }))
+      standby.onEvent("ready", (e) =>
+        log.say(`the standby head (pid ${standby.pid}) took over: sequencer epoch ${e.epoch}`, "takeover", {
+          pid: standby.pid,
+          epoch: e.epoch
+        }))
     }
     const brokers = yield* Effect.forEach(
-      Array.from({ length: options.brokers }, (_, i) => i),
+      Array.from({ length: options.brokers }, (_, i) =>
+        i),
       (i) =>
         startRole(
           log,
@@ -216,11 +258,16 @@ export const serve = (options: ServeOptions) =>
         ),
       { concurrency: "unbounded" }
     )
-    const listening = yield* Effect.forEach(brokers, (b) => b.event("listening", READY_MS), { concurrency: "unbounded" }).pipe(
-      whileAlive([head], "the brokers to listen")
-    )
+    const listening = yield* Effect.forEach(brokers, (b) =>
+      b.event("listening", READY_MS), { concurrency: "unbounded" }).pipe(
+        whileAlive([head], "the brokers to listen")
+      )
     // Runs first when serve stops (interrupted, or a role died): the roles are stopped after it, brokers first.
-    yield* Effect.addFinalizer(() => Effect.sync(() => log.say(`stopping: the brokers, then the head${options.standby ? "s" : ""}`, "stopping")))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() =>
+        log.say(`stopping: the brokers, then the head${options.standby ? "s" : ""}`, "stopping")
+      )
+    )
     const ready: ServeReady = {
       region: options.region,
       brokers: listening.map((e) => ({ host: options.host, port: e.port })),
@@ -230,7 +277,10 @@ export const serve = (options: ServeOptions) =>
       dataDir: options.dataDir,
       pids: { head: head.pid, standby: standby?.pid, brokers: brokers.map((b) => b.pid) },
       metrics: options.metricsPort > 0
-        ? [head, ...brokers].map((role, i) => ({ role: role.role, url: `http://127.0.0.1:${options.metricsPort + i}/metrics` }))
+        ? [head, ...brokers].map((role, i) => ({
+          role: role.role,
+          url: `http://127.0.0.1:${options.metricsPort + i}/metrics`
+        }))
         : []
     }
     log.announce(readyBanner(ready), "ready", readyEvent(ready))

@@ -15,7 +15,11 @@ export interface ServeReady {
   /** Users and their rights (`cxlog user add` writes it). */
   readonly credentialFile: string
   readonly dataDir: string | undefined
-  readonly pids: { readonly head: number; readonly standby: number | undefined; readonly brokers: ReadonlyArray<number> }
+  readonly pids: {
+    readonly head: number
+    readonly standby: number | undefined
+    readonly brokers: ReadonlyArray<number>
+  }
   /** Each role's Prometheus endpoint, by role, when given `--metrics-port`. */
   readonly metrics: ReadonlyArray<{ readonly role: string; readonly url: string }>
 }
@@ -40,7 +44,9 @@ const examples = (ready: ServeReady) => {
   return {
     publish: `echo hello | npx cxlog publish ${brokers}`,
     subscribe: `npx cxlog subscribe ${brokers}`,
-    code: `const publisher = await CxlogPublisher.open({ brokers: [${list}], topic: ${JSON.stringify(topic)}${codeRegion} })`
+    code: `const publisher = await CxlogPublisher.open({ brokers: [${list}], topic: ${
+      JSON.stringify(topic)
+    }${codeRegion} })`
   }
 }
 
@@ -50,15 +56,21 @@ const CTRL_C = "Ctrl-C stops everything (the brokers, then the head) and removes
 /** The block people read; `stopping` says how to stop the server. */
 export const readyBanner = (ready: ServeReady, stopping: string = CTRL_C): string => {
   const { publish, subscribe, code } = examples(ready)
-  const heads = `head pid ${ready.pids.head}${ready.pids.standby === undefined ? "" : `, standby head pid ${ready.pids.standby}`}`
+  const heads = `head pid ${ready.pids.head}${
+    ready.pids.standby === undefined ? "" : `, standby head pid ${ready.pids.standby}`
+  }`
   const rows: Array<readonly [string, string]> = [
     ["brokers", `--brokers ${addressList(ready)}`],
     ["region", `${ready.region}  (--region / CXLOG_REGION; /dev/shm/${ready.region.replace(/^\/+/, "")})`],
     ["secret file", `${ready.secretFile}  (the local user's NAME:SECRET: clients on this host use it by themselves)`],
     ["credentials", `${ready.credentialFile}  (users and their rights: cxlog user add)`],
     ["topics", ready.topics.map(topicLine).join(", ") || "none (cxlog create-topic adds them)"],
-    ...(ready.dataDir === undefined ? [] : [["data dir", `${ready.dataDir}  (rf 2 topics' copy on disk; left in place on exit)`] as const]),
-    ...(ready.metrics.length === 0 ? [] : [["metrics", ready.metrics.map((m) => `${m.role} ${m.url}`).join(", ")] as const]),
+    ...(ready.dataDir === undefined
+      ? []
+      : [["data dir", `${ready.dataDir}  (rf 2 topics' copy on disk; left in place on exit)`] as const]),
+    ...(ready.metrics.length === 0
+      ? []
+      : [["metrics", ready.metrics.map((m) => `${m.role} ${m.url}`).join(", ")] as const]),
     ["publish", publish],
     ["subscribe", subscribe],
     ["from code", code]

@@ -19,12 +19,18 @@ export class ServeRegionTaken extends Data.TaggedError("ServeRegionTaken")<{
 }> {
   override get message() {
     if (this.inUse) {
-      return `region ${this.region} is in use: ${this.headPid > 0 ? `its head (pid ${this.headPid})` : "a process in it"} still runs ` +
+      return `region ${this.region} is in use: ${
+        this.headPid > 0 ? `its head (pid ${this.headPid})` : "a process in it"
+      } still runs ` +
         `(another cxlog serve, or a cxlog head). Connect to that one, stop it, or give this serve another --region (CXLOG_REGION)`
     }
     const held = this.orderedMessages > 0 ? ` and holds ${this.orderedMessages} ordered messages` : ""
-    return `region ${this.region} already exists in /dev/shm${held}; the head that made it${this.headPid > 0 ? ` (pid ${this.headPid})` : ""} is gone. ` +
-      `Remove it with \`cxlog regions --remove ${this.region}\`${this.orderedMessages > 0 ? " (that destroys those messages)" : ""}, ` +
+    return `region ${this.region} already exists in /dev/shm${held}; the head that made it${
+      this.headPid > 0 ? ` (pid ${this.headPid})` : ""
+    } is gone. ` +
+      `Remove it with \`cxlog regions --remove ${this.region}\`${
+        this.orderedMessages > 0 ? " (that destroys those messages)" : ""
+      }, ` +
       `give this serve another --region, or carry on with its data by hand: \`cxlog head --attach --region ${this.region}\``
   }
 }
@@ -39,7 +45,9 @@ export class ServePortTaken extends Data.TaggedError("ServePortTaken")<{
   readonly firstPort: number
 }> {
   override get message() {
-    const whose = this.brokerId === 0 ? "broker 0's (--port)" : `broker ${this.brokerId}'s (--port ${this.firstPort} + ${this.brokerId})`
+    const whose = this.brokerId === 0
+      ? "broker 0's (--port)"
+      : `broker ${this.brokerId}'s (--port ${this.firstPort} + ${this.brokerId})`
     return `port ${this.port} on ${this.host}, ${whose}, is taken by another process (EADDRINUSE). Give serve another --port ` +
       `(CXLOG_BROKER_PORT; broker i listens on --port + i), or stop what listens there (\`ss -ltnp 'sport = :${this.port}'\` names it)`
   }
@@ -72,6 +80,12 @@ const portTaken = (host: string, port: number) =>
 
 /** Fails with ServePortTaken naming the first of `host:firstPort …` (one port per broker) that is taken. */
 export const requirePortsFree = (host: string, firstPort: number, brokers: number) =>
-  Effect.forEach(Array.from({ length: brokers }, (_, i) => i), (brokerId) =>
-    Effect.flatMap(portTaken(host, firstPort + brokerId), (taken) =>
-      taken ? Effect.fail(new ServePortTaken({ host, port: firstPort + brokerId, brokerId, firstPort })) : Effect.void), { discard: true })
+  Effect.forEach(
+    Array.from({ length: brokers }, (_, i) => i),
+    (brokerId) =>
+      Effect.flatMap(portTaken(host, firstPort + brokerId), (taken) =>
+        taken
+          ? Effect.fail(new ServePortTaken({ host, port: firstPort + brokerId, brokerId, firstPort }))
+          : Effect.void),
+    { discard: true }
+  )

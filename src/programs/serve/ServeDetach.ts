@@ -13,8 +13,8 @@ import { join } from "node:path"
 import { authDirectory } from "../../layers/net/Auth.js"
 import { fileStem } from "../../layers/net/AuthRegionFiles.js"
 import { isPidAlive, procStat } from "../../layers/region/ProcessInfo.js"
-import { cliEntry } from "../ProgramSettings.js"
 import { inspectRegion, SHM_DIR } from "../admin/Regions.js"
+import { cliEntry } from "../ProgramSettings.js"
 import { readyBanner, readyEvent, type ServeReady } from "./ServeBanner.js"
 
 /** Where a detached serve of `region` writes its one stream (appended to, run after run). */
@@ -50,14 +50,19 @@ export class ServeNotRunning extends Data.TaggedError("ServeNotRunning")<{
 }
 
 /** `cxlog serve` did not end within `STOP_MS` of its SIGTERM. */
-export class ServeStopTimeout extends Data.TaggedError("ServeStopTimeout")<{ readonly pid: number; readonly waitedMs: number }> {
+export class ServeStopTimeout
+  extends Data.TaggedError("ServeStopTimeout")<{ readonly pid: number; readonly waitedMs: number }>
+{
   override get message() {
     return `cxlog serve (pid ${this.pid}) still runs ${this.waitedMs} ms after its SIGTERM: \`kill -9 ${this.pid}\` ends it (its roles then stop themselves)`
   }
 }
 
 /** What a serve started with an IPC channel says (Serve.ts reports `ready`; the CLI `failed`). */
-type Said = { readonly event: "ready"; readonly ready: ServeReady } | { readonly event: "failed"; readonly error: { readonly message: string } }
+type Said = { readonly event: "ready"; readonly ready: ServeReady } | {
+  readonly event: "failed"
+  readonly error: { readonly message: string }
+}
 
 /**
  * Starts `cxlog serve <args>` in the background and resolves with what it said once ready:
@@ -76,11 +81,20 @@ export const detach = (args: ReadonlyArray<string>, region: string, json: boolea
       const message = sent as Said
       if (message.event === "ready") Deferred.unsafeDone(outcome, Effect.succeed(message.ready))
       // The CLI's line for its failure, less the `cxlog serve: ` this process's own line begins with.
-      if (message.event === "failed") Deferred.unsafeDone(outcome, Effect.fail(message.error.message.replace(/^cxlog serve: /, "")))
+      if (message.event === "failed") {
+        Deferred.unsafeDone(outcome, Effect.fail(message.error.message.replace(/^cxlog serve: /, "")))
+      }
     })
-    child.on("exit", (code, signal) => Deferred.unsafeDone(outcome, Effect.fail(`cxlog serve exited with ${signal ?? `code ${code}`} before it was ready`)))
+    child.on("exit", (code, signal) =>
+      Deferred.unsafeDone(
+        outcome,
+        Effect.fail(`cxlog serve exited with ${signal ?? `code ${code}`} before it was ready`)
+      ))
     const ready = yield* Deferred.await(outcome).pipe(
-      Effect.timeoutFail({ duration: Duration.millis(DETACH_READY_MS), onTimeout: () => `cxlog serve was not ready within ${DETACH_READY_MS} ms; stopped it` }),
+      Effect.timeoutFail({
+        duration: Duration.millis(DETACH_READY_MS),
+        onTimeout: () => `cxlog serve was not ready within ${DETACH_READY_MS} ms; stopped it`
+      }),
       Effect.tapError(() => Effect.sync(() => child.kill("SIGTERM"))),
       Effect.mapError((reason) => new ServeDetachFailed({ reason, logFile }))
     )
@@ -91,7 +105,10 @@ export const detach = (args: ReadonlyArray<string>, region: string, json: boolea
     process.stdout.write(
       json
         ? `${JSON.stringify({ event: "ready", ...readyEvent(ready), pid: child.pid, logFile, stop: stopping })}\n`
-        : readyBanner(ready, `cxlog serve runs in the background (pid ${child.pid}), its log in ${logFile}; \`${stopping}\` stops it.`)
+        : readyBanner(
+          ready,
+          `cxlog serve runs in the background (pid ${child.pid}), its log in ${logFile}; \`${stopping}\` stops it.`
+        )
     )
   })
 
@@ -101,7 +118,9 @@ const serveOf = (region: string) =>
     const info = yield* inspectRegion(region)
     if (info === undefined || !info.owner.alive) return yield* new ServeNotRunning({ region })
     const parent = procStat(info.owner.pid)?.parentPid ?? 0
-    const command = existsSync(`/proc/${parent}/cmdline`) ? readFileSync(`/proc/${parent}/cmdline`, "utf8").split("\0") : []
+    const command = existsSync(`/proc/${parent}/cmdline`)
+      ? readFileSync(`/proc/${parent}/cmdline`, "utf8").split("\0")
+      : []
     if (!command.includes("serve")) return yield* new ServeNotRunning({ region, headPid: info.owner.pid })
     return parent
   })

@@ -43,13 +43,20 @@ export const makeServeLog = (json: boolean, width: number): ServeLog => {
     json ? write(`${JSON.stringify({ event, ...fields })}\n`) : prefixed("serve", line)
   return {
     follow: (role) => {
-      const onLine = (line: string) => (json ? write(`${JSON.stringify({ event: "log", role: role.role, line })}\n`) : prefixed(role.role, line))
+      const onLine = (
+        line: string
+      ) => (json ? write(`${JSON.stringify({ event: "log", role: role.role, line })}\n`) : prefixed(role.role, line))
       eachLine(role.child.stdout, onLine)
       eachLine(role.child.stderr, onLine)
       // "close", not "exit": its last lines come before the word that it ended.
       role.child.once("close", (code, signal) => {
         const how = signal === null ? `code ${code}` : signal
-        say(`${role.role} (pid ${role.pid}) exited with ${how}`, "exited", { role: role.role, pid: role.pid, code, signal })
+        say(`${role.role} (pid ${role.pid}) exited with ${how}`, "exited", {
+          role: role.role,
+          pid: role.pid,
+          code,
+          signal
+        })
       })
     },
     say,

@@ -4,7 +4,14 @@
  */
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
-import type { InvalidTopicSpec, ReplicationUnavailable, TopicExists, TopicInfo, TopicSpec, TopicTableFull } from "../log/Topics.js"
+import type {
+  InvalidTopicSpec,
+  ReplicationUnavailable,
+  TopicExists,
+  TopicInfo,
+  TopicSpec,
+  TopicTableFull
+} from "../log/Topics.js"
 
 export const BarrierMode = Schema.Literal("rendezvous", "delivery-fence", "processing-fence")
 export type BarrierMode = typeof BarrierMode.Type
@@ -13,17 +20,30 @@ export const RoleSchema = Schema.Literal("head", "broker", "client", "worker")
 
 const Slot = Schema.Int.pipe(Schema.between(0, 65_535))
 const Occurrence = Schema.Int.pipe(Schema.positive())
-const Position = Schema.Number.pipe(Schema.int(), Schema.nonNegative(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+const Position = Schema.Number.pipe(
+  Schema.int(),
+  Schema.nonNegative(),
+  Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER)
+)
 const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
 
 /** A stream position a participant had written when it arrived, in its writer's own sequence space. */
-export const DrainTarget = Schema.Struct({ ring: Schema.Int.pipe(Schema.nonNegative()), occurrence: Occurrence, sequence: Position })
+export const DrainTarget = Schema.Struct({
+  ring: Schema.Int.pipe(Schema.nonNegative()),
+  occurrence: Occurrence,
+  sequence: Position
+})
 export type DrainTarget = typeof DrainTarget.Type
 
 export const Member = Schema.Struct({ slot: Slot, pid: Schema.Int, occurrence: Occurrence, role: RoleSchema })
 export type Member = typeof Member.Type
 
-export const Join = Schema.Struct({ slot: Slot, pid: Schema.Int.pipe(Schema.positive()), occurrence: Occurrence, role: RoleSchema })
+export const Join = Schema.Struct({
+  slot: Slot,
+  pid: Schema.Int.pipe(Schema.positive()),
+  occurrence: Occurrence,
+  role: RoleSchema
+})
 export const Leave = Schema.Struct({ slot: Slot, occurrence: Occurrence })
 export const ListMembers = Schema.Struct({ group: Name })
 export const CreateGroup = Schema.Struct({ name: Name, members: Schema.Array(Slot) })
@@ -70,8 +90,12 @@ export class BarrierTimeout extends Schema.TaggedError<BarrierTimeout>()("Barrie
 }) {
   override get message() {
     const waiting = this.notArrived.length > 0 ? `not arrived: ${this.notArrived.join(", ")}` : ""
-    const drains = this.undrained.map((u) => `ring ${u.ring} reader ${u.reader} at ${u.observed} < ${u.target}`).join("; ")
-    return `barrier ${this.barrier} timed out after ${this.timeoutMs} ms; ${[waiting, drains && `not drained: ${drains}`].filter(Boolean).join("; ")}`
+    const drains = this.undrained.map((u) => `ring ${u.ring} reader ${u.reader} at ${u.observed} < ${u.target}`).join(
+      "; "
+    )
+    return `barrier ${this.barrier} timed out after ${this.timeoutMs} ms; ${
+      [waiting, drains && `not drained: ${drains}`].filter(Boolean).join("; ")
+    }`
   }
 }
 
@@ -84,7 +108,9 @@ export class BarrierModeMismatch extends Schema.TaggedError<BarrierModeMismatch>
   }
 }
 
-export class BarrierNameReserved extends Schema.TaggedError<BarrierNameReserved>()("BarrierNameReserved", { barrier: Schema.String }) {
+export class BarrierNameReserved
+  extends Schema.TaggedError<BarrierNameReserved>()("BarrierNameReserved", { barrier: Schema.String })
+{
   override get message() {
     return `barrier names starting with "cxlog." are reserved (${this.barrier})`
   }
@@ -100,7 +126,9 @@ export class BarrierParticipantDied extends Schema.TaggedError<BarrierParticipan
   }
 }
 
-export class NotAMember extends Schema.TaggedError<NotAMember>()("NotAMember", { slot: Schema.Int, group: Schema.String }) {
+export class NotAMember
+  extends Schema.TaggedError<NotAMember>()("NotAMember", { slot: Schema.Int, group: Schema.String })
+{
   override get message() {
     return `slot ${this.slot} is not a member of group ${this.group}`
   }
@@ -167,11 +195,17 @@ export interface CoordinatorShape {
    * delivered every stream a participant writes up to where that participant was when it
    * arrived; processing fence: the same for completed handler runs; rendezvous: everyone arrived.
    */
-  readonly barrier: (name: string, options: BarrierOptions) => Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable>
+  readonly barrier: (
+    name: string,
+    options: BarrierOptions
+  ) => Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable>
   /** Creates a topic in the region's topic table (the head writes it). */
   readonly createTopic: (
     spec: TopicSpec
-  ) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec | CoordinatorUnavailable>
+  ) => Effect.Effect<
+    TopicInfo,
+    TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec | CoordinatorUnavailable
+  >
 }
 
 export class Coordinator extends Context.Tag("cxlog/Coordinator")<Coordinator, CoordinatorShape>() {}

@@ -12,4 +12,6 @@ export interface CoordinatorServerShape {
   readonly openBarriers: () => number
 }
 
-export class CoordinatorServer extends Context.Tag("cxlog/CoordinatorServer")<CoordinatorServer, CoordinatorServerShape>() {}
+export class CoordinatorServer
+  extends Context.Tag("cxlog/CoordinatorServer")<CoordinatorServer, CoordinatorServerShape>()
+{}

@@ -234,19 +234,25 @@ export interface RingsShape {
 
 export class Rings extends Context.Tag("cxlog/Rings")<Rings, RingsShape>() {}
 
-export class InvalidRingAddress extends Data.TaggedError("InvalidRingAddress")<{ readonly ring: number; readonly reason: string }> {
+export class InvalidRingAddress
+  extends Data.TaggedError("InvalidRingAddress")<{ readonly ring: number; readonly reason: string }>
+{
   override get message() {
     return `ring ${this.ring}: ${this.reason}`
   }
 }
 
-export class RingWriterBusy extends Data.TaggedError("RingWriterBusy")<{ readonly ring: number; readonly pid: number }> {
+export class RingWriterBusy
+  extends Data.TaggedError("RingWriterBusy")<{ readonly ring: number; readonly pid: number }>
+{
   override get message() {
     return `ring ${this.ring} already has a live writer (pid ${this.pid})`
   }
 }
 
-export class NoFreeReaderSlot extends Data.TaggedError("NoFreeReaderSlot")<{ readonly ring: number; readonly readerSlots: number; readonly slot?: number }> {
+export class NoFreeReaderSlot extends Data.TaggedError("NoFreeReaderSlot")<
+  { readonly ring: number; readonly readerSlots: number; readonly slot?: number }
+> {
   override get message() {
     return this.slot === undefined
       ? `ring ${this.ring}: all ${this.readerSlots} reader slots are taken`
@@ -254,7 +260,9 @@ export class NoFreeReaderSlot extends Data.TaggedError("NoFreeReaderSlot")<{ rea
   }
 }
 
-export class FrameTooLarge extends Data.TaggedError("FrameTooLarge")<{ readonly ring: number; readonly length: number; readonly maxFrameBytes: number }> {
+export class FrameTooLarge extends Data.TaggedError("FrameTooLarge")<
+  { readonly ring: number; readonly length: number; readonly maxFrameBytes: number }
+> {
   override get message() {
     return `ring ${this.ring}: a ${this.length}-byte frame exceeds the ${this.maxFrameBytes}-byte limit`
   }
@@ -279,19 +287,25 @@ export class RingClosed extends Data.TaggedError("RingClosed")<{ readonly ring: 
   }
 }
 
-export class RingWriterDead extends Data.TaggedError("RingWriterDead")<{ readonly ring: number; readonly pid: number; readonly sequence: number }> {
+export class RingWriterDead
+  extends Data.TaggedError("RingWriterDead")<{ readonly ring: number; readonly pid: number; readonly sequence: number }>
+{
   override get message() {
     return `ring ${this.ring}: writer pid ${this.pid} died; every frame up to sequence ${this.sequence} was delivered`
   }
 }
 
-export class RingCorrupt extends Data.TaggedError("RingCorrupt")<{ readonly ring: number; readonly position: number; readonly reason: string }> {
+export class RingCorrupt
+  extends Data.TaggedError("RingCorrupt")<{ readonly ring: number; readonly position: number; readonly reason: string }>
+{
   override get message() {
     return `ring ${this.ring} is corrupt at position ${this.position}: ${this.reason}`
   }
 }
 
-export class ReaderReaped extends Data.TaggedError("ReaderReaped")<{ readonly ring: number; readonly slot: number; readonly occurrence: number }> {
+export class ReaderReaped extends Data.TaggedError("ReaderReaped")<
+  { readonly ring: number; readonly slot: number; readonly occurrence: number }
+> {
   override get message() {
     return `ring ${this.ring}: reader slot ${this.slot} (occurrence ${this.occurrence}) was reaped`
   }

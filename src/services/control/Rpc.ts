@@ -9,7 +9,14 @@
  * fails to decode is answered with `RpcInvalidPayload` and the server keeps serving.
  */
 import { Context, Data, type Effect, type Either, type ParseResult, Schema, type Scope, type Stream } from "effect"
-import type { InvalidRingAddress, NoFreeReaderSlot, RingAddress, RingCorrupt, RingWriteError, RingWriterBusy } from "./Rings.js"
+import type {
+  InvalidRingAddress,
+  NoFreeReaderSlot,
+  RingAddress,
+  RingCorrupt,
+  RingWriteError,
+  RingWriterBusy
+} from "./Rings.js"
 
 export interface RpcMethod<Tag extends string, P, PI, S, SI, F, FI> {
   readonly tag: Tag
@@ -19,7 +26,11 @@ export interface RpcMethod<Tag extends string, P, PI, S, SI, F, FI> {
 }
 
 /** Any context-free Schema, `never` sides included (a method without failures has `Schema.Never`). */
-type AnySchema = Schema.Schema<any, any> | Schema.Schema<never, never> | Schema.Schema<any, never> | Schema.Schema<never, any>
+type AnySchema =
+  | Schema.Schema<any, any>
+  | Schema.Schema<never, never>
+  | Schema.Schema<any, never>
+  | Schema.Schema<never, any>
 
 export interface AnyRpcMethod {
   readonly tag: string
@@ -52,7 +63,10 @@ export interface RpcNotice<Tag extends string, A, I> {
   readonly schema: Schema.Schema<A, I>
 }
 
-export const notice = <const Tag extends string, A, I>(tag: Tag, schema: Schema.Schema<A, I>): RpcNotice<Tag, A, I> => ({ tag, schema })
+export const notice = <const Tag extends string, A, I>(
+  tag: Tag,
+  schema: Schema.Schema<A, I>
+): RpcNotice<Tag, A, I> => ({ tag, schema })
 
 export const DeferredReplyTypeId: unique symbol = Symbol.for("cxlog/Rpc/DeferredReply")
 
@@ -140,21 +154,27 @@ export class RpcHandlerDefect extends Schema.TaggedError<RpcHandlerDefect>()("Rp
 export const RpcProtocolError = Schema.Union(RpcInvalidPayload, RpcUnknownMethod, RpcHandlerDefect)
 export type RpcProtocolError = typeof RpcProtocolError.Type
 
-export class RpcTimeout extends Data.TaggedError("RpcTimeout")<{ readonly method: string; readonly requestId: number; readonly timeoutMs: number }> {
+export class RpcTimeout extends Data.TaggedError("RpcTimeout")<
+  { readonly method: string; readonly requestId: number; readonly timeoutMs: number }
+> {
   override get message() {
     return `rpc ${this.method} #${this.requestId}: no reply within ${this.timeoutMs} ms`
   }
 }
 
 /** A reply that did not decode with the method's Schema. */
-export class RpcInvalidReply extends Data.TaggedError("RpcInvalidReply")<{ readonly method: string; readonly requestId: number; readonly issue: string }> {
+export class RpcInvalidReply extends Data.TaggedError("RpcInvalidReply")<
+  { readonly method: string; readonly requestId: number; readonly issue: string }
+> {
   override get message() {
     return `rpc ${this.method} #${this.requestId}: invalid reply: ${this.issue}`
   }
 }
 
 /** The caller's `signal` aborted while the call waited for its reply (the request may still be served). */
-export class RpcAbandoned extends Data.TaggedError("RpcAbandoned")<{ readonly method: string; readonly requestId: number; readonly reason: string }> {
+export class RpcAbandoned extends Data.TaggedError("RpcAbandoned")<
+  { readonly method: string; readonly requestId: number; readonly reason: string }
+> {
   override get message() {
     return `rpc ${this.method} #${this.requestId}: abandoned: ${this.reason}`
   }
@@ -204,7 +224,11 @@ export interface RpcServer {
    * ring): the leading sequence after the committed notice, or undefined, and then `notify` must
    * send it (a value that does not encode is undefined too: `notify` reports it).
    */
-  readonly notifyNow: <Tag extends string, A, I>(notice: RpcNotice<Tag, A, I>, value: A, client?: number) => number | undefined
+  readonly notifyNow: <Tag extends string, A, I>(
+    notice: RpcNotice<Tag, A, I>,
+    value: A,
+    client?: number
+  ) => number | undefined
 }
 
 export interface RpcClient {
@@ -222,12 +246,17 @@ export interface RpcClient {
    * Subscribes now to notices of this kind addressed to this client or to all; the stream
    * yields those that arrive from here on (undecodable ones are logged and skipped).
    */
-  readonly notices: <Tag extends string, A, I>(notice: RpcNotice<Tag, A, I>) => Effect.Effect<Stream.Stream<A>, never, Scope.Scope>
+  readonly notices: <Tag extends string, A, I>(
+    notice: RpcNotice<Tag, A, I>
+  ) => Effect.Effect<Stream.Stream<A>, never, Scope.Scope>
 }
 
 export interface RpcShape {
   /** Serves `handlers` on every request ring until the scope closes. */
-  readonly serve: <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) => Effect.Effect<RpcServer, RpcOpenError, Scope.Scope | R>
+  readonly serve: <R>(
+    options: RpcServerOptions,
+    handlers: ReadonlyArray<RpcHandler<R>>
+  ) => Effect.Effect<RpcServer, RpcOpenError, Scope.Scope | R>
   readonly client: (options: RpcClientOptions) => Effect.Effect<RpcClient, RpcOpenError, Scope.Scope>
 }
 

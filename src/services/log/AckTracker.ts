@@ -63,7 +63,11 @@ export interface SessionWatch {
    * function is called; the caller checks its condition once after registering (see
    * `DoorbellShape.watch`: that is the re-check that makes a lost wake impossible).
    */
-  readonly standing: (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
+  readonly standing: (
+    condition: () => boolean,
+    onReady: (satisfied: boolean) => void,
+    everyMs: () => number
+  ) => () => void
   /** Set once the topic's copy on disk stopped (replication factor 2): its level 2 will not move again. */
   readonly durableFailure: () => DurableFailure | undefined
 }
@@ -74,8 +78,17 @@ export interface AckTrackerShape {
    * batches of the session the caller acknowledges, when it runs in that broker's process; its
    * `awaitProgress` may then sleep through rounds that ordered only other brokers' batches.
    */
-  readonly watch: (topic: string, clientId: number, sessionEpoch: number, carrier?: number) => Effect.Effect<SessionWatch, TopicNotFound>
-  readonly sessionAcks: (topic: string, clientId: number, sessionEpoch: number) => Effect.Effect<SessionAcks, TopicNotFound | LogCorrupt>
+  readonly watch: (
+    topic: string,
+    clientId: number,
+    sessionEpoch: number,
+    carrier?: number
+  ) => Effect.Effect<SessionWatch, TopicNotFound>
+  readonly sessionAcks: (
+    topic: string,
+    clientId: number,
+    sessionEpoch: number
+  ) => Effect.Effect<SessionAcks, TopicNotFound | LogCorrupt>
   readonly brokerCounts: (topic: string) => Effect.Effect<ReadonlyArray<BrokerCounts>, TopicNotFound>
   /**
    * Reads total orders: `(broker, pbrSeq)` → the total order of the first message of the
@@ -83,7 +96,9 @@ export interface AckTrackerShape {
    * it was dropped (a duplicate) or when the slot was reused. Exact in the broker slot's
    * owner process (slots are reused only by its own appends); elsewhere best effort.
    */
-  readonly totalOrders: (topic: string) => Effect.Effect<(broker: number, pbrSeq: number) => number | undefined, TopicNotFound>
+  readonly totalOrders: (
+    topic: string
+  ) => Effect.Effect<(broker: number, pbrSeq: number) => number | undefined, TopicNotFound>
   /** A number that changes whenever a frontier of the topic may have moved. */
   readonly progress: (topic: string) => Effect.Effect<number, TopicNotFound>
   /** The topic's progress once it differs from `seen`, or after `timeoutMs` (then it may equal `seen`). */
@@ -117,7 +132,9 @@ export class AckTimeout extends Schema.TaggedError<AckTimeout>()("AckTimeout", {
 }) {
   override get message() {
     const brokers = this.brokers.map((b) => `B${b.brokerId}=${b.acked}/${b.sent}`).join(", ")
-    return `topic ${this.topic} session ${this.clientId}/${this.sessionEpoch}: batch ${this.batchSeq} not acknowledged at level ${this.level} within ${this.waitedMs} ms (acknowledged: 0..${this.acked - 1}); brokers acked/sent: ${brokers}`
+    return `topic ${this.topic} session ${this.clientId}/${this.sessionEpoch}: batch ${this.batchSeq} not acknowledged at level ${this.level} within ${this.waitedMs} ms (acknowledged: 0..${
+      this.acked - 1
+    }); brokers acked/sent: ${brokers}`
   }
 }
 
@@ -130,6 +147,8 @@ export class SessionFenced extends Schema.TaggedError<SessionFenced>()("SessionF
   committed: Schema.Number
 }) {
   override get message() {
-    return `topic ${this.topic} session ${this.clientId}/${this.sessionEpoch} was fenced; batches 0..${this.committed - 1} are committed, replay the rest in a new epoch`
+    return `topic ${this.topic} session ${this.clientId}/${this.sessionEpoch} was fenced; batches 0..${
+      this.committed - 1
+    } are committed, replay the rest in a new epoch`
   }
 }

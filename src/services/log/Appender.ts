@@ -37,18 +37,30 @@ export interface AppenderShape {
   /** The broker slot this process owns. */
   readonly brokerId: number
   /** Copies `payload` (e.g. a view of a socket chunk; not retained) into the log and commits the batch. */
-  readonly append: (topic: string, header: BatchHeader, payload: Uint8Array) => Effect.Effect<AppendReceipt, AppendError>
+  readonly append: (
+    topic: string,
+    header: BatchHeader,
+    payload: Uint8Array
+  ) => Effect.Effect<AppendReceipt, AppendError>
   /**
    * Zero-copy: reserves `header.payloadBytes` in the Blog and lets `fill` write the payload
    * there in place before the batch is committed. `fill` must not keep `dst`.
    */
-  readonly appendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => Effect.Effect<AppendReceipt, AppendError>
+  readonly appendWith: (
+    topic: string,
+    header: BatchHeader,
+    fill: (dst: Uint8Array) => void
+  ) => Effect.Effect<AppendReceipt, AppendError>
   /**
    * `appendWith` without an Effect and without waiting, for hot receive paths: the receipt,
    * or `"wait"` when it cannot append right now (no room, or the topic's state is not set
    * up in this process yet) — then call `appendWith`, which waits — or the error.
    */
-  readonly tryAppendWith: (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) => AppendReceipt | "wait" | TopicNotFound | BatchRejected
+  readonly tryAppendWith: (
+    topic: string,
+    header: BatchHeader,
+    fill: (dst: Uint8Array) => void
+  ) => AppendReceipt | "wait" | TopicNotFound | BatchRejected
   /**
    * Receiving in place: the Blog space where the topic's next batch of `payloadBytes` will
    * go, as a view the caller may fill before it appends (a socket reading straight into it),
@@ -59,7 +71,12 @@ export interface AppenderShape {
    * the caller's, who copies out what it still needs.
    * `"wait"` when there is no room now or the topic is not set up in this process yet.
    */
-  readonly tryReserve: (topic: string, payloadBytes: number, slackBytes: number, revoked: () => void) => Uint8Array | "wait" | TopicNotFound
+  readonly tryReserve: (
+    topic: string,
+    payloadBytes: number,
+    slackBytes: number,
+    revoked: () => void
+  ) => Uint8Array | "wait" | TopicNotFound
   /**
    * Registers a new publisher session of `clientId` on the topic and returns its epoch,
    * handed out by the log (never chosen by the client), so a restarted publisher or a
@@ -70,7 +87,12 @@ export interface AppenderShape {
    * Appends the session's close marker: it sent batches 0..batches-1. The sequencer releases
    * the session once they are all ordered (at once if they are), freeing its table line.
    */
-  readonly closeSession: (topic: string, clientId: number, sessionEpoch: number, batches: number) => Effect.Effect<AppendReceipt, AppendError>
+  readonly closeSession: (
+    topic: string,
+    clientId: number,
+    sessionEpoch: number,
+    batches: number
+  ) => Effect.Effect<AppendReceipt, AppendError>
 }
 
 export class Appender extends Context.Tag("cxlog/Appender")<Appender, AppenderShape>() {}
@@ -83,18 +105,24 @@ export class AppendTimeout extends Schema.TaggedError<AppendTimeout>()("AppendTi
   full: Schema.Literal("pbr", "blog")
 }) {
   override get message() {
-    return `topic ${this.topic}, broker ${this.brokerId}: the ${this.full === "pbr" ? "PBR" : "Blog"} stayed full for ${this.waitedMs} ms (is the sequencer running? is a registered subscriber stuck?)`
+    return `topic ${this.topic}, broker ${this.brokerId}: the ${
+      this.full === "pbr" ? "PBR" : "Blog"
+    } stayed full for ${this.waitedMs} ms (is the sequencer running? is a registered subscriber stuck?)`
   }
 }
 
-export class BatchRejected extends Schema.TaggedError<BatchRejected>()("BatchRejected", { topic: Schema.String, reason: Schema.String }) {
+export class BatchRejected
+  extends Schema.TaggedError<BatchRejected>()("BatchRejected", { topic: Schema.String, reason: Schema.String })
+{
   override get message() {
     return `topic ${this.topic}: batch rejected: ${this.reason}`
   }
 }
 
 /** Every session line of the topic is in use (live sessions fill at most 7/8 of the table). */
-export class SessionTableFull extends Schema.TaggedError<SessionTableFull>()("SessionTableFull", { topic: Schema.String, capacity: Schema.Int }) {
+export class SessionTableFull
+  extends Schema.TaggedError<SessionTableFull>()("SessionTableFull", { topic: Schema.String, capacity: Schema.Int })
+{
   override get message() {
     return `topic ${this.topic}: all ${this.capacity} publisher sessions are in use (sessions are released when a publisher closes, or after CXLOG_SESSION_IDLE_MS without a batch; raise CXLOG_LOG_SESSION_SLOTS for more)`
   }
@@ -109,7 +137,9 @@ export class NoBrokerSlotFree extends Data.TaggedError("NoBrokerSlotFree")<{ rea
 }
 
 /** Another live process owns the broker slot. */
-export class BrokerSlotTaken extends Data.TaggedError("BrokerSlotTaken")<{ readonly brokerId: number; readonly pid: number }> {
+export class BrokerSlotTaken
+  extends Data.TaggedError("BrokerSlotTaken")<{ readonly brokerId: number; readonly pid: number }>
+{
   override get message() {
     return `broker slot ${this.brokerId} is owned by live process ${this.pid}`
   }

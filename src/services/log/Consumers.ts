@@ -71,32 +71,47 @@ export interface ConsumersShape {
    * none. A live member fails it with `ConsumerBusy`, another process deleting it at the same
    * time with `ConsumerBeingDeleted`: it never answers true without deleting.
    */
-  readonly remove: (topic: string, name: string) => Effect.Effect<boolean, ConsumerBusy | ConsumerBeingDeleted | TopicNotFound>
+  readonly remove: (
+    topic: string,
+    name: string
+  ) => Effect.Effect<boolean, ConsumerBusy | ConsumerBeingDeleted | TopicNotFound>
 }
 
 export class Consumers extends Context.Tag("cxlog/Consumers")<Consumers, ConsumersShape>() {}
 
-export class ConsumerBusy extends Data.TaggedError("ConsumerBusy")<{ readonly topic: string; readonly name: string; readonly pid: number }> {
+export class ConsumerBusy
+  extends Data.TaggedError("ConsumerBusy")<{ readonly topic: string; readonly name: string; readonly pid: number }>
+{
   override get message() {
     // A remote subscriber is told only that the consumer is busy (pid 0), not whose process holds it.
-    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} has an active member${this.pid > 0 ? ` (pid ${this.pid})` : ""}; one member reads at a time`
+    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} has an active member${
+      this.pid > 0 ? ` (pid ${this.pid})` : ""
+    }; one member reads at a time`
   }
 }
 
 /** Another live process is deleting the consumer (its pid marks the consumer's line meanwhile). */
-export class ConsumerBeingDeleted extends Data.TaggedError("ConsumerBeingDeleted")<{ readonly topic: string; readonly name: string; readonly pid: number }> {
+export class ConsumerBeingDeleted extends Data.TaggedError("ConsumerBeingDeleted")<
+  { readonly topic: string; readonly name: string; readonly pid: number }
+> {
   override get message() {
-    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} is being deleted by process ${this.pid}; try again once that process has exited`
+    return `topic ${this.topic}: consumer ${
+      JSON.stringify(this.name)
+    } is being deleted by process ${this.pid}; try again once that process has exited`
   }
 }
 
-export class ConsumerTableFull extends Data.TaggedError("ConsumerTableFull")<{ readonly topic: string; readonly slots: number }> {
+export class ConsumerTableFull
+  extends Data.TaggedError("ConsumerTableFull")<{ readonly topic: string; readonly slots: number }>
+{
   override get message() {
     return `topic ${this.topic}: all ${this.slots} subscriber lines are taken by consumers and durable subscribers (raise CXLOG_LOG_SUBSCRIBER_SLOTS, or delete a consumer)`
   }
 }
 
-export class ConsumerNameInvalid extends Data.TaggedError("ConsumerNameInvalid")<{ readonly name: string; readonly reason: string }> {
+export class ConsumerNameInvalid
+  extends Data.TaggedError("ConsumerNameInvalid")<{ readonly name: string; readonly reason: string }>
+{
   override get message() {
     return `consumer name ${JSON.stringify(this.name)}: ${this.reason}`
   }
@@ -114,7 +129,9 @@ export class ConsumerCutOff extends Data.TaggedError("ConsumerCutOff")<{
   readonly earliest: number
 }> {
   override get message() {
-    return `topic ${this.topic}: consumer ${JSON.stringify(this.name)} was cut off: its committed offset ${this.committed} kept publishers waiting ` +
+    return `topic ${this.topic}: consumer ${
+      JSON.stringify(this.name)
+    } was cut off: its committed offset ${this.committed} kept publishers waiting ` +
       `past CXLOG_CONSUMER_HOLD_MS, and retention no longer waits for it (oldest offset held: ${this.earliest}); ` +
       `subscribe as it again to resume at ${this.committed} while that is held, else remove it (cxlog consumers --remove) and create it again`
   }

@@ -53,9 +53,15 @@ export interface LogCursor {
   /** Global seq of the next batch to read. */
   readonly nextBatch: () => number
   /** Delivers every message available now, up to `maxBatches` batches; returns how many messages. */
-  readonly poll: (onMessage: (message: LogMessageView) => void, maxBatches?: number) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
+  readonly poll: (
+    onMessage: (message: LogMessageView) => void,
+    maxBatches?: number
+  ) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
   /** Delivers whole batches available now; returns how many batches. */
-  readonly pollBatches: (onBatch: (batch: LogBatchView) => void, maxBatches?: number) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
+  readonly pollBatches: (
+    onBatch: (batch: LogBatchView) => void,
+    maxBatches?: number
+  ) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
   /**
    * True once there is something to read, false after `timeoutMs`. Fails with `HeadUnavailable`
    * once the head has been unavailable past its bound (nothing more would be ordered).
@@ -81,7 +87,10 @@ export interface SubscribeOptions {
 }
 
 export interface LogReaderShape {
-  readonly subscribe: (topic: string, options?: SubscribeOptions) => Effect.Effect<LogCursor, TopicNotFound | LogOutOfRange | SubscriberTableFull, Scope.Scope>
+  readonly subscribe: (
+    topic: string,
+    options?: SubscribeOptions
+  ) => Effect.Effect<LogCursor, TopicNotFound | LogOutOfRange | SubscriberTableFull, Scope.Scope>
   /** Message offsets: the earliest retained and the end (the next to be ordered). */
   readonly bounds: (topic: string) => Effect.Effect<{ readonly earliest: number; readonly end: number }, TopicNotFound>
 }
@@ -100,7 +109,9 @@ export class LogOutOfRange extends Schema.TaggedError<LogOutOfRange>()("LogOutOf
   }
 }
 
-export class SubscriberTableFull extends Data.TaggedError("SubscriberTableFull")<{ readonly topic: string; readonly slots: number }> {
+export class SubscriberTableFull
+  extends Data.TaggedError("SubscriberTableFull")<{ readonly topic: string; readonly slots: number }>
+{
   override get message() {
     return `topic ${this.topic}: all ${this.slots} durable subscriber slots are taken (raise CXLOG_LOG_SUBSCRIBER_SLOTS)`
   }

@@ -9,15 +9,51 @@ import { setting, type SettingsTable } from "../../Settings.js"
 export const LOG_LAYOUT_SETTINGS = {
   usedBy: "head (region layout)",
   settings: {
-    maxTopics: setting.integer({ env: "CXLOG_LOG_MAX_TOPICS", default: 4, description: "topics the topic table holds" }),
-    maxBrokers: setting.integer({ env: "CXLOG_LOG_MAX_BROKERS", default: 4, description: "broker slots per topic (a local publisher takes one too)" }),
-    pbrSlots: setting.integer({ env: "CXLOG_LOG_PBR_SLOTS", default: 1024, description: "batch headers each broker's PBR ring holds per topic" }),
-    blogBytes: setting.size({ env: "CXLOG_LOG_BLOG_BYTES", default: 16 << 20, description: "payload bytes each broker's Blog holds per topic (retention is bounded by it)" }),
-    goiSlots: setting.integer({ env: "CXLOG_LOG_GOI_SLOTS", default: 1 << 16, description: "batches a topic's global order index holds (the most a topic retains)" }),
-    sessionSlots: setting.integer({ env: "CXLOG_LOG_SESSION_SLOTS", default: 1024, description: "publisher session lines per topic (7/8 of them usable at once)" }),
-    subscriberSlots: setting.integer({ env: "CXLOG_LOG_SUBSCRIBER_SLOTS", default: 8, description: "durable subscriber cursors per topic" }),
-    listenerSlots: setting.integer({ env: "CXLOG_LOG_LISTENER_SLOTS", default: 32, description: "reader processes the region can wake" }),
-    maxBatchBytes: setting.size({ env: "CXLOG_LOG_MAX_BATCH_BYTES", default: 1 << 20, description: "the largest batch the region takes" })
+    maxTopics: setting.integer({
+      env: "CXLOG_LOG_MAX_TOPICS",
+      default: 4,
+      description: "topics the topic table holds"
+    }),
+    maxBrokers: setting.integer({
+      env: "CXLOG_LOG_MAX_BROKERS",
+      default: 4,
+      description: "broker slots per topic (a local publisher takes one too)"
+    }),
+    pbrSlots: setting.integer({
+      env: "CXLOG_LOG_PBR_SLOTS",
+      default: 1024,
+      description: "batch headers each broker's PBR ring holds per topic"
+    }),
+    blogBytes: setting.size({
+      env: "CXLOG_LOG_BLOG_BYTES",
+      default: 16 << 20,
+      description: "payload bytes each broker's Blog holds per topic (retention is bounded by it)"
+    }),
+    goiSlots: setting.integer({
+      env: "CXLOG_LOG_GOI_SLOTS",
+      default: 1 << 16,
+      description: "batches a topic's global order index holds (the most a topic retains)"
+    }),
+    sessionSlots: setting.integer({
+      env: "CXLOG_LOG_SESSION_SLOTS",
+      default: 1024,
+      description: "publisher session lines per topic (7/8 of them usable at once)"
+    }),
+    subscriberSlots: setting.integer({
+      env: "CXLOG_LOG_SUBSCRIBER_SLOTS",
+      default: 8,
+      description: "durable subscriber cursors per topic"
+    }),
+    listenerSlots: setting.integer({
+      env: "CXLOG_LOG_LISTENER_SLOTS",
+      default: 32,
+      description: "reader processes the region can wake"
+    }),
+    maxBatchBytes: setting.size({
+      env: "CXLOG_LOG_MAX_BATCH_BYTES",
+      default: 1 << 20,
+      description: "the largest batch the region takes"
+    })
   }
 } as const satisfies SettingsTable
 
@@ -29,11 +65,16 @@ export const SEQUENCER_SETTINGS = {
       default: 5_000,
       description: "order 5: how long the sequencer holds a session's later batches for a gap before skipping it"
     }),
-    sessionIdleMs: setting.millis({ env: "CXLOG_SESSION_IDLE_MS", default: 10 * 60_000, description: "release a publisher session that sent no batch for this long" }),
+    sessionIdleMs: setting.millis({
+      env: "CXLOG_SESSION_IDLE_MS",
+      default: 10 * 60_000,
+      description: "release a publisher session that sent no batch for this long"
+    }),
     sessionGapIdleMs: setting.optionalMillis({
       env: "CXLOG_SESSION_GAP_IDLE_MS",
       shown: "6 x --session-idle-ms",
-      description: "orders 0/2/4: a session with batches ordered above a gap lapses after this long with no batch (its publisher is told unknown-session)"
+      description:
+        "orders 0/2/4: a session with batches ordered above a gap lapses after this long with no batch (its publisher is told unknown-session)"
     }),
     leaseMs: setting.millis({
       env: "CXLOG_SEQUENCER_LEASE_MS",
@@ -63,7 +104,8 @@ export const DURABLE_SETTINGS = {
       env: "CXLOG_DATA_DIR",
       placeholder: "DIR",
       shown: "none: memory only",
-      description: "the durable tier's directory: topics with replication factor 2 are persisted there and ACK 2 means on disk (docs/durability.md)"
+      description:
+        "the durable tier's directory: topics with replication factor 2 are persisted there and ACK 2 means on disk (docs/durability.md)"
     })
   }
 } as const satisfies SettingsTable

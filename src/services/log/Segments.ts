@@ -64,11 +64,17 @@ export interface SegmentLog {
    */
   readonly tryAppend: (record: Uint8Array | ReadonlyArray<Uint8Array>) => number | "full" | SegmentWriteError
   /** `tryAppend` that waits (at most `timeoutMs`) while the stream is full. */
-  readonly append: (record: Uint8Array | ReadonlyArray<Uint8Array>, timeoutMs: number) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
+  readonly append: (
+    record: Uint8Array | ReadonlyArray<Uint8Array>,
+    timeoutMs: number
+  ) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
   /** Calls `listener(durable)` after every fdatasync that moved the durable frontier; the returned function unregisters it. */
   readonly onDurable: (listener: (durable: number) => void) => () => void
   /** Waits until records 0..count-1 are durable. */
-  readonly awaitDurable: (count: number, timeoutMs: number) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
+  readonly awaitDurable: (
+    count: number,
+    timeoutMs: number
+  ) => Effect.Effect<number, SegmentWriteError | SegmentWaitTimeout>
   /**
    * Reads durable records `from`.. in order, each checked against its checksum; `onRecord` gets a
    * view valid during the call; returning false stops after that record. Resolves to the next
@@ -152,7 +158,9 @@ export class SegmentIoError extends Data.TaggedError("SegmentIoError")<{
 }
 
 /** Another live process has the stream open (two writers would interleave their records). */
-export class StreamLocked extends Data.TaggedError("StreamLocked")<{ readonly stream: string; readonly directory: string; readonly pid: number }> {
+export class StreamLocked extends Data.TaggedError("StreamLocked")<
+  { readonly stream: string; readonly directory: string; readonly pid: number }
+> {
   override get message() {
     return `segment stream ${this.stream} in ${this.directory} is open in process ${this.pid}; one process writes a stream at a time`
   }
@@ -160,7 +168,9 @@ export class StreamLocked extends Data.TaggedError("StreamLocked")<{ readonly st
 
 export class InvalidStreamName extends Data.TaggedError("InvalidStreamName")<{ readonly stream: string }> {
   override get message() {
-    return `segment stream name ${JSON.stringify(this.stream)} is not 1-100 characters of [A-Za-z0-9._-] (not starting with a dot)`
+    return `segment stream name ${
+      JSON.stringify(this.stream)
+    } is not 1-100 characters of [A-Za-z0-9._-] (not starting with a dot)`
   }
 }
 
@@ -172,7 +182,9 @@ export class SegmentOutOfRange extends Data.TaggedError("SegmentOutOfRange")<{
   readonly durable: number
 }> {
   override get message() {
-    return `stream ${this.stream}: record ${this.from} is outside the records held on disk (${this.first}..${this.durable - 1})`
+    return `stream ${this.stream}: record ${this.from} is outside the records held on disk (${this.first}..${
+      this.durable - 1
+    })`
   }
 }
 

@@ -5,9 +5,9 @@
  * the region. Restarted after a crash, it continues from the region state alone.
  */
 import { Config, ConfigError, Context, Data, type Duration, type Effect, Either } from "effect"
+import { withMillis } from "../../Durations.js"
 import { settingsConfig } from "../../Settings.js"
 import { SEQUENCER_SETTINGS } from "./LogSettings.js"
-import { withMillis } from "../../Durations.js"
 
 /** What one scan round did, over every topic. */
 export interface SequencerRound {
@@ -91,7 +91,9 @@ export const defaultSequencerOptions = {
  * sooner than one without, while its publisher still waits for the gap to close. Refused rather
  * than raised, so the bound in force is the one given.
  */
-export class SessionGapIdleTooShort extends Data.TaggedError("SessionGapIdleTooShort")<{ readonly sessionGapIdleMs: number; readonly sessionIdleMs: number }> {
+export class SessionGapIdleTooShort extends Data.TaggedError("SessionGapIdleTooShort")<
+  { readonly sessionGapIdleMs: number; readonly sessionIdleMs: number }
+> {
   override get message() {
     return `the session gap bound (--session-gap-idle-ms / CXLOG_SESSION_GAP_IDLE_MS) ${this.sessionGapIdleMs} ms is below the session idle bound ` +
       `(--session-idle-ms / CXLOG_SESSION_IDLE_MS) ${this.sessionIdleMs} ms: a session with a gap is kept at least as long as any other; ` +
@@ -100,8 +102,16 @@ export class SessionGapIdleTooShort extends Data.TaggedError("SessionGapIdleTooS
 }
 
 /** The options, or `SessionGapIdleTooShort` when the gap bound given is below the idle bound (defaulted). */
-export const checkSequencerOptions = <O extends SequencerOptions>(given: O): Either.Either<O, SessionGapIdleTooShort> => {
-  const options = withMillis<SequencerOptions>(given, ["holdTimeout", "sessionIdle", "sessionGapIdle", "lease", "waitForLease"]) as O
+export const checkSequencerOptions = <O extends SequencerOptions>(
+  given: O
+): Either.Either<O, SessionGapIdleTooShort> => {
+  const options = withMillis<SequencerOptions>(given, [
+    "holdTimeout",
+    "sessionIdle",
+    "sessionGapIdle",
+    "lease",
+    "waitForLease"
+  ]) as O
   const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
   const { sessionGapIdleMs } = options
   return sessionGapIdleMs !== undefined && sessionGapIdleMs < sessionIdleMs
@@ -113,14 +123,18 @@ export const checkSequencerOptions = <O extends SequencerOptions>(given: O): Eit
  * Sequencer options from `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SESSION_IDLE_MS`, `CXLOG_SESSION_GAP_IDLE_MS`
  * (unset: 6 × the idle bound; below the idle bound: invalid), `CXLOG_SEQUENCER_LEASE_MS`.
  */
-export const sequencerOptionsConfig: Config.Config<SequencerOptions> = settingsConfig(SEQUENCER_SETTINGS.settings).pipe(Config.mapOrFail(({ sessionGapIdleMs, ...options }) =>
-  Either.mapLeft(
-    checkSequencerOptions(sessionGapIdleMs === undefined ? options : { ...options, sessionGapIdleMs }),
-    (invalid) => ConfigError.InvalidData([SEQUENCER_SETTINGS.settings.sessionGapIdleMs.env], invalid.message)
+export const sequencerOptionsConfig: Config.Config<SequencerOptions> = settingsConfig(SEQUENCER_SETTINGS.settings).pipe(
+  Config.mapOrFail(({ sessionGapIdleMs, ...options }) =>
+    Either.mapLeft(
+      checkSequencerOptions(sessionGapIdleMs === undefined ? options : { ...options, sessionGapIdleMs }),
+      (invalid) => ConfigError.InvalidData([SEQUENCER_SETTINGS.settings.sessionGapIdleMs.env], invalid.message)
+    )
   )
-))
+)
 
-export class SequencerLeaseHeld extends Data.TaggedError("SequencerLeaseHeld")<{ readonly pid: number; readonly expiresAtMs: number }> {
+export class SequencerLeaseHeld
+  extends Data.TaggedError("SequencerLeaseHeld")<{ readonly pid: number; readonly expiresAtMs: number }>
+{
   override get message() {
     return `the sequencer lease is held by live process ${this.pid} until ${new Date(this.expiresAtMs).toISOString()}`
   }
@@ -131,13 +145,17 @@ export class SequencerLeaseHeld extends Data.TaggedError("SequencerLeaseHeld")<{
  * stopped (SIGSTOP, a debugger) for all of `waitedMs`: it may be a head inside a round, which
  * would go on writing once resumed, so this head does not order. Resume or kill that process.
  */
-export class SequencerEarlierRoundStopped extends Data.TaggedError("SequencerEarlierRoundStopped")<{ readonly pid: number; readonly waitedMs: number }> {
+export class SequencerEarlierRoundStopped
+  extends Data.TaggedError("SequencerEarlierRoundStopped")<{ readonly pid: number; readonly waitedMs: number }>
+{
   override get message() {
     return `process ${this.pid}, named by an earlier head's round marker, has been stopped inside the round for ${this.waitedMs} ms: resume or kill it, then start this head again`
   }
 }
 
-export class SequencerLeaseLost extends Data.TaggedError("SequencerLeaseLost")<{ readonly epoch: number; readonly holderPid: number }> {
+export class SequencerLeaseLost
+  extends Data.TaggedError("SequencerLeaseLost")<{ readonly epoch: number; readonly holderPid: number }>
+{
   override get message() {
     return `this sequencer (epoch ${this.epoch}) lost its lease to process ${this.holderPid}; it stops ordering`
   }

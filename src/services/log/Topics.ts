@@ -57,7 +57,9 @@ export type TopicInfo = typeof TopicInfo.Type
 
 export interface TopicsShape {
   /** Creates a topic (one writer: the head); fails if the name exists or the table is full. */
-  readonly create: (spec: TopicSpec) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec>
+  readonly create: (
+    spec: TopicSpec
+  ) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec>
   readonly lookup: (name: string) => Effect.Effect<TopicInfo, TopicNotFound>
   readonly list: Effect.Effect<ReadonlyArray<TopicInfo>>
 }
@@ -87,11 +89,15 @@ export class ReplicationUnavailable extends Schema.TaggedError<ReplicationUnavai
   replicationFactor: Schema.Int
 }) {
   override get message() {
-    return `topic ${JSON.stringify(this.name)}: replication factor ${this.replicationFactor} needs more copies than the region and one disk copy, which is not available yet (use 1, or 2 for a copy on disk)`
+    return `topic ${
+      JSON.stringify(this.name)
+    }: replication factor ${this.replicationFactor} needs more copies than the region and one disk copy, which is not available yet (use 1, or 2 for a copy on disk)`
   }
 }
 
-export class InvalidTopicSpec extends Schema.TaggedError<InvalidTopicSpec>()("InvalidTopicSpec", { reason: Schema.String }) {
+export class InvalidTopicSpec
+  extends Schema.TaggedError<InvalidTopicSpec>()("InvalidTopicSpec", { reason: Schema.String })
+{
   override get message() {
     return `invalid topic: ${this.reason}`
   }

@@ -28,7 +28,8 @@ export const MirrorHeaders = {
 } as const
 
 /** `Nats-Msg-Id` of offset `offset`: unique per region, topic and offset. */
-export const mirrorMessageId = (regionId: string, topic: string, offset: number): string => `${regionId}/${topic}/${offset}`
+export const mirrorMessageId = (regionId: string, topic: string, offset: number): string =>
+  `${regionId}/${topic}/${offset}`
 
 /** Publishes a mirror keeps in flight unless told otherwise. */
 export const DEFAULT_MIRROR_IN_FLIGHT = 256
@@ -63,7 +64,15 @@ export interface MirrorOptions {
   readonly statusEveryMs?: number
 }
 
-export const MirrorState = Schema.Literal("starting", "mirroring", "mirror-unavailable", "behind-retention", "fenced", "stopped", "failed")
+export const MirrorState = Schema.Literal(
+  "starting",
+  "mirroring",
+  "mirror-unavailable",
+  "behind-retention",
+  "fenced",
+  "stopped",
+  "failed"
+)
 export type MirrorState = typeof MirrorState.Type
 
 /** What a mirror reports about itself (metrics, `cxlog topics`, its status file). */
@@ -121,7 +130,9 @@ export class MirrorGap extends Data.TaggedError("MirrorGap")<{
   readonly consumerCommitted: number
 }> {
   override get message() {
-    return `stream ${this.stream} ends before offset ${this.streamNext} of topic ${this.topic}, but the mirror's consumer committed up to ${this.consumerCommitted}: offsets ${this.streamNext}..${this.consumerCommitted - 1} would be missing (delete the consumer to start the stream afresh)`
+    return `stream ${this.stream} ends before offset ${this.streamNext} of topic ${this.topic}, but the mirror's consumer committed up to ${this.consumerCommitted}: offsets ${this.streamNext}..${
+      this.consumerCommitted - 1
+    } would be missing (delete the consumer to start the stream afresh)`
   }
 }
 
@@ -136,7 +147,9 @@ export class MirrorBehindRetention extends Data.TaggedError("MirrorBehindRetenti
   readonly reason: string
 }> {
   override get message() {
-    return `topic ${this.topic}: the mirror to stream ${this.stream} is behind retention: it needs offset ${this.next}, the region holds offsets from ${this.earliest} on (${this.reason}); offsets ${this.next}..${this.earliest - 1} cannot be mirrored`
+    return `topic ${this.topic}: the mirror to stream ${this.stream} is behind retention: it needs offset ${this.next}, the region holds offsets from ${this.earliest} on (${this.reason}); offsets ${this.next}..${
+      this.earliest - 1
+    } cannot be mirrored`
   }
 }
 
@@ -149,12 +162,18 @@ export class MirrorUnavailable extends Data.TaggedError("MirrorUnavailable")<{
   readonly reason: string
 }> {
   override get message() {
-    return `mirror-unavailable: JetStream at ${this.servers.join(",")} (stream ${this.stream}) did not take messages for ${Math.round(this.retriedMs / 1000)} s, ${this.retries} retries: ${this.reason} (--retry-for)`
+    return `mirror-unavailable: JetStream at ${
+      this.servers.join(",")
+    } (stream ${this.stream}) did not take messages for ${
+      Math.round(this.retriedMs / 1000)
+    } s, ${this.retries} retries: ${this.reason} (--retry-for)`
   }
 }
 
 /** The stream exists but does not take the mirror's subject. */
-export class MirrorStreamMismatch extends Data.TaggedError("MirrorStreamMismatch")<{ readonly stream: string; readonly subject: string; readonly subjects: ReadonlyArray<string> }> {
+export class MirrorStreamMismatch extends Data.TaggedError("MirrorStreamMismatch")<
+  { readonly stream: string; readonly subject: string; readonly subjects: ReadonlyArray<string> }
+> {
   override get message() {
     return `stream ${this.stream} takes subjects ${this.subjects.join(", ")}, not ${this.subject} (--subject)`
   }

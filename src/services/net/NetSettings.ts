@@ -9,8 +9,17 @@ import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "./Publisher.js"
 export const BROKER_SETTINGS = {
   usedBy: "broker; library (BrokerLayers.config)",
   settings: {
-    host: setting.text({ env: "CXLOG_BROKER_HOST", default: "127.0.0.1", placeholder: "ADDRESS", description: "address to listen on (0.0.0.0 for every interface)" }),
-    port: setting.integer({ env: "CXLOG_BROKER_PORT", default: 7400, description: "TCP port to listen on (0: any free port)" }),
+    host: setting.text({
+      env: "CXLOG_BROKER_HOST",
+      default: "127.0.0.1",
+      placeholder: "ADDRESS",
+      description: "address to listen on (0.0.0.0 for every interface)"
+    }),
+    port: setting.integer({
+      env: "CXLOG_BROKER_PORT",
+      default: 7400,
+      description: "TCP port to listen on (0: any free port)"
+    }),
     maxBatchBytes: setting.size({
       env: "CXLOG_MAX_BATCH_BYTES",
       default: 1 << 20,
@@ -26,30 +35,57 @@ export const BROKER_SETTINGS = {
       default: 10 * 60_000,
       description: "close a connection that sent nothing for this long (0: never)"
     }),
-    maxConnections: setting.integer({ env: "CXLOG_BROKER_MAX_CONNECTIONS", default: 1024, min: 1, description: "refuse connections beyond this many" }),
+    maxConnections: setting.integer({
+      env: "CXLOG_BROKER_MAX_CONNECTIONS",
+      default: 1024,
+      min: 1,
+      description: "refuse connections beyond this many"
+    }),
     credentials: setting.optionalText({
       env: "CXLOG_CREDENTIALS",
       placeholder: "FILE",
       shown: "the region's, in this user's private directory",
-      description: "the credential file (0600): users, their salted keys and topic rights; the head creates it (docs/security.md)"
+      description:
+        "the credential file (0600): users, their salted keys and topic rights; the head creates it (docs/security.md)"
     }),
-    insecure: setting.toggle({ env: "CXLOG_INSECURE", description: "authenticate nobody, and allow listening beyond loopback without TLS (docs/security.md)" })
+    insecure: setting.toggle({
+      env: "CXLOG_INSECURE",
+      description: "authenticate nobody, and allow listening beyond loopback without TLS (docs/security.md)"
+    })
   }
 } as const satisfies SettingsTable
 
 export const PUBLISHER_SETTINGS = {
   usedBy: "publish; library (PublisherLayers.config)",
   settings: {
-    brokers: setting.text({ env: "CXLOG_BROKERS", default: "127.0.0.1:7400", placeholder: "HOST:PORT,…", description: "the brokers' addresses" }),
-    topic: setting.text({ env: "CXLOG_TOPIC", default: "events", placeholder: "NAME", description: "the topic to publish to" }),
-    clientId: setting.optionalInteger({ env: "CXLOG_CLIENT_ID", shown: "random", description: "this publisher's client id" }),
+    brokers: setting.text({
+      env: "CXLOG_BROKERS",
+      default: "127.0.0.1:7400",
+      placeholder: "HOST:PORT,…",
+      description: "the brokers' addresses"
+    }),
+    topic: setting.text({
+      env: "CXLOG_TOPIC",
+      default: "events",
+      placeholder: "NAME",
+      description: "the topic to publish to"
+    }),
+    clientId: setting.optionalInteger({
+      env: "CXLOG_CLIENT_ID",
+      shown: "random",
+      description: "this publisher's client id"
+    }),
     ackLevel: setting.choice({
       env: "CXLOG_ACK_LEVEL",
       values: ["0", "1", "2"],
       default: "1",
       description: "when a batch counts as published: 0 written to the socket, 1 ordered, 2 replicated"
     }),
-    batchBytes: setting.size({ env: "CXLOG_BATCH_BYTES", default: 64 << 10, description: "a publisher's batch seals when the next message would not fit" }),
+    batchBytes: setting.size({
+      env: "CXLOG_BATCH_BYTES",
+      default: 64 << 10,
+      description: "a publisher's batch seals when the next message would not fit"
+    }),
     lingerMs: setting.fractionalMillis({
       env: "CXLOG_LINGER_MS",
       default: 1,
@@ -63,7 +99,8 @@ export const PUBLISHER_SETTINGS = {
     }),
     fixedWindow: setting.toggle({
       env: "CXLOG_FIXED_WINDOW",
-      description: "keep --window batches in flight when saturated instead of adapting under it (the window stops where only the queue grows)"
+      description:
+        "keep --window batches in flight when saturated instead of adapting under it (the window stops where only the queue grows)"
     }),
     spread: setting.choice({
       env: "CXLOG_SPREAD",

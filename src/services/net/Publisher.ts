@@ -20,9 +20,9 @@
  */
 import { Context, Data, type Duration, type Effect } from "effect"
 import type { HeadersInit } from "../../layers/net/BatchPayload.js"
+import type { BrokerAddress, ClientSecurity } from "../../layers/net/ClientConnection.js"
 import type { WireErrorCode } from "../../layers/net/Control.js"
 import type { AckLevel } from "../log/Topics.js"
-import type { BrokerAddress, ClientSecurity } from "../../layers/net/ClientConnection.js"
 
 export type { BrokerAddress, HeadersInit }
 
@@ -158,12 +158,18 @@ export interface PublisherShape {
    * Adds a message (stamped with the time now) to the current batch; waits while the in-flight
    * window is full (bounded by `ackTimeoutMs`).
    */
-  readonly publish: (payload: Uint8Array, message?: MessageOptions) => Effect.Effect<void, PublishError | PublishAckTimeout>
+  readonly publish: (
+    payload: Uint8Array,
+    message?: MessageOptions
+  ) => Effect.Effect<void, PublishError | PublishAckTimeout>
   /**
    * `publish`, then waits for this message's ACK (bounded by `ackTimeoutMs`) and gives its
    * offset. Costs a waiter per message: plain `publish` keeps the hot path free of it.
    */
-  readonly publishAcked: (payload: Uint8Array, message?: MessageOptions) => Effect.Effect<PublishAck, PublishError | PublishAckTimeout>
+  readonly publishAcked: (
+    payload: Uint8Array,
+    message?: MessageOptions
+  ) => Effect.Effect<PublishAck, PublishError | PublishAckTimeout>
   /**
    * The same without an Effect per message: `true` if taken, `false` if the window is full
    * (then wait with `writable`), or the error `publish` would fail with.
@@ -203,7 +209,9 @@ export class PublishAckTimeout extends Data.TaggedError("PublishAckTimeout")<{
 }> {
   override get message() {
     const counts = this.brokers.map((b) => `${b.name}=${b.acked}/${b.sent}`).join(", ")
-    const where = this.brokers.map((b) => `${b.name} ${b.address}${b.connected ? "" : ` down${b.lastClose === undefined ? "" : ` (${b.lastClose})`}`}`).join(", ")
+    const where = this.brokers.map((b) =>
+      `${b.name} ${b.address}${b.connected ? "" : ` down${b.lastClose === undefined ? "" : ` (${b.lastClose})`}`}`
+    ).join(", ")
     return `${this.outstanding} batches not acknowledged within ${this.timeoutMs} ms; acked/sent: ${counts} (${where}); is the head (sequencer) running?`
   }
 }
@@ -237,7 +245,9 @@ export class BrokersUnreachable extends Data.TaggedError("BrokersUnreachable")<{
 /** Bytes a batch's first record takes besides its message: its header and the batch's base timestamp. */
 export const FIRST_RECORD_OVERHEAD_BYTES = 16
 
-export class MessageTooLarge extends Data.TaggedError("MessageTooLarge")<{ readonly bytes: number; readonly maxBatchBytes: number }> {
+export class MessageTooLarge
+  extends Data.TaggedError("MessageTooLarge")<{ readonly bytes: number; readonly maxBatchBytes: number }>
+{
   override get message() {
     return `a ${this.bytes}-byte message does not fit a batch of at most ${this.maxBatchBytes} bytes (the largest message is ${
       this.maxBatchBytes - FIRST_RECORD_OVERHEAD_BYTES

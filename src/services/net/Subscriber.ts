@@ -13,10 +13,10 @@
  * never skipped or torn data.
  */
 import { Context, Data, type Effect, type Scope, type Stream } from "effect"
+import type { ConsumerCutOff, ConsumerError } from "../log/Consumers.js"
 import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { LogOutOfRange } from "../log/LogReader.js"
 import type { LogCorrupt, TopicNotFound } from "../log/Topics.js"
-import type { ConsumerCutOff, ConsumerError } from "../log/Consumers.js"
 
 /** One header of a message: its name, and its value as a zero-copy view (valid as long as its batch). */
 export interface MessageHeader {
@@ -136,7 +136,10 @@ export interface Subscription {
 }
 
 export interface SubscriberShape {
-  readonly subscribe: (topic: string, options?: SubscribeOptions) => Effect.Effect<Subscription, SubscribeError, Scope.Scope>
+  readonly subscribe: (
+    topic: string,
+    options?: SubscribeOptions
+  ) => Effect.Effect<Subscription, SubscribeError, Scope.Scope>
   /** Message offsets: the earliest held and the end (the next to be ordered). */
   readonly bounds: (topic: string) => Effect.Effect<{ readonly earliest: number; readonly end: number }, SubscribeError>
 }
@@ -167,11 +170,18 @@ export class SubscriberBrokersUnreachable extends Data.TaggedError("SubscriberBr
 }
 
 /** A commit that cannot be: an anonymous subscription, or an offset outside [committed, position]. */
-export class CommitRejected extends Data.TaggedError("CommitRejected")<{ readonly topic: string; readonly reason: string }> {
+export class CommitRejected
+  extends Data.TaggedError("CommitRejected")<{ readonly topic: string; readonly reason: string }>
+{
   override get message() {
     return `topic ${this.topic}: commit refused: ${this.reason}`
   }
 }
 
-export type SubscriptionError = LogOutOfRange | LogCorrupt | HeadUnavailable | SubscriberConnectionFailed | ConsumerCutOff
+export type SubscriptionError =
+  | LogOutOfRange
+  | LogCorrupt
+  | HeadUnavailable
+  | SubscriberConnectionFailed
+  | ConsumerCutOff
 export type SubscribeError = SubscriptionError | TopicNotFound | SubscriberBrokersUnreachable | ConsumerError

@@ -91,7 +91,9 @@ export class CxlMemory extends Context.Tag("cxlog/CxlMemory")<CxlMemory, CxlMemo
 
 export class RegionExists extends Data.TaggedError("RegionExists")<{ readonly name: string }> {
   override get message() {
-    return `region ${this.name} already exists (attach to it, or unlink it: rm /dev/shm/${this.name.replace(/^\//, "")})`
+    return `region ${this.name} already exists (attach to it, or unlink it: rm /dev/shm/${
+      this.name.replace(/^\//, "")
+    })`
   }
 }
 
@@ -113,44 +115,58 @@ export class RegionSystemError extends Data.TaggedError("RegionSystemError")<{
   }
 }
 
-export class InvalidRegionSize extends Data.TaggedError("InvalidRegionSize")<{ readonly name: string; readonly size: number; readonly reason: string }> {
+export class InvalidRegionSize extends Data.TaggedError("InvalidRegionSize")<
+  { readonly name: string; readonly size: number; readonly reason: string }
+> {
   override get message() {
     return `region ${this.name}: invalid size ${this.size}: ${this.reason}`
   }
 }
 
 /** Larger than one ArrayBuffer can be in this Node.js (`buffer.constants.MAX_LENGTH`): 4 GiB on Node 20, 2^53 − 1 bytes from Node 22. */
-export class RegionTooLarge extends Data.TaggedError("RegionTooLarge")<{ readonly name: string; readonly size: number; readonly limit: number }> {
+export class RegionTooLarge
+  extends Data.TaggedError("RegionTooLarge")<{ readonly name: string; readonly size: number; readonly limit: number }>
+{
   override get message() {
     return `region ${this.name} is ${this.size} bytes, more than this Node.js ${process.version} can map as one ArrayBuffer (${this.limit} bytes, buffer.constants.MAX_LENGTH; Node.js 22 and later allow 2^53 - 1)`
   }
 }
 
-export class RegionSizeMismatch extends Data.TaggedError("RegionSizeMismatch")<{ readonly name: string; readonly expected: number; readonly found: number }> {
+export class RegionSizeMismatch extends Data.TaggedError("RegionSizeMismatch")<
+  { readonly name: string; readonly expected: number; readonly found: number }
+> {
   override get message() {
     return `region ${this.name} is ${this.found} bytes, expected ${this.expected}`
   }
 }
 
-export class RegionLayoutMismatch extends Data.TaggedError("RegionLayoutMismatch")<{ readonly name: string; readonly expected: number; readonly found: number }> {
+export class RegionLayoutMismatch extends Data.TaggedError("RegionLayoutMismatch")<
+  { readonly name: string; readonly expected: number; readonly found: number }
+> {
   override get message() {
     return `region ${this.name} has layout version ${this.found}, this cxlog speaks ${this.expected}`
   }
 }
 
-export class RegionCorrupt extends Data.TaggedError("RegionCorrupt")<{ readonly name: string; readonly reason: string }> {
+export class RegionCorrupt
+  extends Data.TaggedError("RegionCorrupt")<{ readonly name: string; readonly reason: string }>
+{
   override get message() {
     return `region ${this.name} is corrupt: ${this.reason}`
   }
 }
 
-export class RegionNotReady extends Data.TaggedError("RegionNotReady")<{ readonly name: string; readonly waitedMs: number }> {
+export class RegionNotReady
+  extends Data.TaggedError("RegionNotReady")<{ readonly name: string; readonly waitedMs: number }>
+{
   override get message() {
     return `region ${this.name} was not initialised by its creator within ${this.waitedMs} ms`
   }
 }
 
-export class RegionOutOfBounds extends Data.TaggedError("RegionOutOfBounds")<{ readonly offset: number; readonly length: number; readonly size: number }> {
+export class RegionOutOfBounds extends Data.TaggedError("RegionOutOfBounds")<
+  { readonly offset: number; readonly length: number; readonly size: number }
+> {
   override get message() {
     return `region access [${this.offset}, +${this.length}) is outside the ${this.size}-byte region`
   }

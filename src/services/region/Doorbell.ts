@@ -43,7 +43,9 @@ export interface DoorbellShape {
 }
 
 /** This process's wake FIFO could not be made or opened (its directory is not a private one of this user, or a system call failed). */
-export class WakeFifoUnavailable extends Data.TaggedError("WakeFifoUnavailable")<{ readonly path: string; readonly reason: string }> {
+export class WakeFifoUnavailable
+  extends Data.TaggedError("WakeFifoUnavailable")<{ readonly path: string; readonly reason: string }>
+{
   override get message() {
     return `doorbell wake FIFO ${this.path}: ${this.reason}`
   }

@@ -8,9 +8,14 @@ export const REGION_SETTINGS = {
       env: "CXLOG_REGION",
       default: "cxlog",
       placeholder: "NAME",
-      description: "the region: a POSIX shared-memory name (under /dev/shm), or a path (a DAX device or a file on the CXL node)"
+      description:
+        "the region: a POSIX shared-memory name (under /dev/shm), or a path (a DAX device or a file on the CXL node)"
     }),
-    size: setting.optionalSize({ env: "CXLOG_REGION_BYTES", shown: "what the layout needs", description: "the region's size when it is created" }),
+    size: setting.optionalSize({
+      env: "CXLOG_REGION_BYTES",
+      shown: "what the layout needs",
+      description: "the region's size when it is created"
+    }),
     mode: setting.choice({
       env: "CXLOG_REGION_MODE",
       values: ["create", "attach", "create-or-attach"],
@@ -21,8 +26,12 @@ export const REGION_SETTINGS = {
       env: "CXLOG_COHERENCE",
       values: ["coherent", "non-coherent"],
       default: "coherent",
-      description: "non-coherent: flush every line written and invalidate before reading (multi-host CXL without coherence)"
+      description:
+        "non-coherent: flush every line written and invalidate before reading (multi-host CXL without coherence)"
     }),
-    keep: setting.toggle({ env: "CXLOG_REGION_KEEP", description: "leave the region in /dev/shm when its creator stops" })
+    keep: setting.toggle({
+      env: "CXLOG_REGION_KEEP",
+      description: "leave the region in /dev/shm when its creator stops"
+    })
   }
 } as const satisfies SettingsTable

@@ -67,14 +67,22 @@ const firstOrderOf = async (files: StreamFiles, path: string): Promise<number | 
     const header = new Uint8Array(RECORD_HEADER_BYTES)
     if ((await readFully(file, header, 0)) < RECORD_HEADER_BYTES) return undefined
     const length = new DataView(header.buffer).getUint32(0, true)
-    if (length > MAX_RECORD_BYTES) throw new DiskRecordDamaged({ file: path, offset: 0, reason: `length ${length} exceeds the largest record` })
+    if (length > MAX_RECORD_BYTES) {
+      throw new DiskRecordDamaged({ file: path, offset: 0, reason: `length ${length} exceeds the largest record` })
+    }
     const record = new Uint8Array(recordBytes(length))
     const got = await readFully(file, record, 0)
     const check = checkRecord(record, 0, got)
     if (check.kind === "short") return undefined
     if (check.kind === "bad") throw new DiskRecordDamaged({ file: path, offset: 0, reason: check.reason })
     const batch = decodeOrderRecord(record.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + length))
-    if (batch === undefined) throw new DiskRecordDamaged({ file: path, offset: 0, reason: "the record is not a batch (its length disagrees with its header)" })
+    if (batch === undefined) {
+      throw new DiskRecordDamaged({
+        file: path,
+        offset: 0,
+        reason: "the record is not a batch (its length disagrees with its header)"
+      })
+    }
     return batch.totalOrder
   } finally {
     await file.close().catch(() => undefined)
@@ -82,7 +90,11 @@ const firstOrderOf = async (files: StreamFiles, path: string): Promise<number | 
 }
 
 /** The segments of the stream `topic-NAME` under `directory`, oldest first. */
-export const streamSegments = async (files: StreamFiles, directory: string, topic: string): Promise<ReadonlyArray<number>> => {
+export const streamSegments = async (
+  files: StreamFiles,
+  directory: string,
+  topic: string
+): Promise<ReadonlyArray<number>> => {
   const names = await files.list(join(directory, streamOf(topic)))
   return names.flatMap((n) => {
     const m = SEGMENT_NAME.exec(n)
@@ -91,7 +103,11 @@ export const streamSegments = async (files: StreamFiles, directory: string, topi
 }
 
 /** The oldest message offset the stream holds, or undefined when it holds none (or there is no stream). */
-export const diskEarliest = async (files: StreamFiles, directory: string, topic: string): Promise<number | undefined> => {
+export const diskEarliest = async (
+  files: StreamFiles,
+  directory: string,
+  topic: string
+): Promise<number | undefined> => {
   const dir = join(directory, streamOf(topic))
   for (const base of await streamSegments(files, directory, topic)) {
     try {
@@ -108,7 +124,9 @@ export const diskEarliest = async (files: StreamFiles, directory: string, topic:
 /** A position in a topic's stream, read forward. One reader per subscription; not shared between fibers. */
 export class DiskStream {
   private readonly dir: string
-  private segment: { readonly base: number; readonly path: string; readonly file: Pick<SegmentFile, "read" | "close"> } | undefined
+  private segment:
+    | { readonly base: number; readonly path: string; readonly file: Pick<SegmentFile, "read" | "close"> }
+    | undefined
   private buf = new Uint8Array(1 << 20)
   /** The file offset of buf[0]; bytes buf[0, filled) are the file's; `at` is the next record. */
   private bufStart = 0
@@ -143,12 +161,17 @@ export class DiskStream {
    * stream's oldest record is after it: retention deleted it, or it never reached the disk) with
    * the oldest offset held, or "empty" (no record on disk).
    */
-  async seek(offset: number): Promise<{ readonly kind: "ok" } | { readonly kind: "before"; readonly earliest: number } | { readonly kind: "empty" }> {
+  async seek(
+    offset: number
+  ): Promise<
+    { readonly kind: "ok" } | { readonly kind: "before"; readonly earliest: number } | { readonly kind: "empty" }
+  > {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const bases = await streamSegments(this.files, this.directory, this.topic)
         // Only the last segment can be empty (just begun): it counts as starting after everything.
-        const firstOf = (i: number) => firstOrderOf(this.files, this.pathOf(bases[i]!)).then((o) => o ?? Number.POSITIVE_INFINITY)
+        const firstOf = (i: number) =>
+          firstOrderOf(this.files, this.pathOf(bases[i]!)).then((o) => o ?? Number.POSITIVE_INFINITY)
         if (bases.length === 0) return { kind: "empty" }
         const earliest = await firstOf(0)
         if (earliest === Number.POSITIVE_INFINITY) return { kind: "empty" }
@@ -202,23 +225,38 @@ export class DiskStream {
    * message offset `skipBefore`; returns them (copies) and, when it stopped on one, the problem.
    * Fewer than `max` without a problem: nothing more is on disk yet.
    */
-  async next(max: number, skipBefore = 0): Promise<{ readonly batches: ReadonlyArray<DiskBatch>; readonly problem?: DiskProblem }> {
+  async next(
+    max: number,
+    skipBefore = 0
+  ): Promise<{ readonly batches: ReadonlyArray<DiskBatch>; readonly problem?: DiskProblem }> {
     const batches: Array<DiskBatch> = []
     if (this.segment === undefined) return { batches }
     try {
       while (batches.length < max) {
         const check = checkRecord(this.buf, this.at, this.filled)
         if (check.kind === "ok") {
-          const record = decodeOrderRecord(this.buf.subarray(this.at + RECORD_HEADER_BYTES, this.at + RECORD_HEADER_BYTES + check.length))
+          const record = decodeOrderRecord(
+            this.buf.subarray(this.at + RECORD_HEADER_BYTES, this.at + RECORD_HEADER_BYTES + check.length)
+          )
           if (record === undefined) {
-            return { batches, problem: { kind: "corrupt", file: this.segment.path, offset: this.bufStart + this.at, reason: "the record is not a batch (its length disagrees with its header)" } }
+            return {
+              batches,
+              problem: {
+                kind: "corrupt",
+                file: this.segment.path,
+                offset: this.bufStart + this.at,
+                reason: "the record is not a batch (its length disagrees with its header)"
+              }
+            }
           }
           this.at = check.next
           if (record.totalOrder + record.messageCount <= skipBefore) continue
           batches.push({ ...record, payload: record.payload.slice() })
           continue
         }
-        const more = check.kind === "short" ? await this.fill(check.length < 0 ? RECORD_HEADER_BYTES : recordBytes(check.length)) : 0
+        const more = check.kind === "short"
+          ? await this.fill(check.length < 0 ? RECORD_HEADER_BYTES : recordBytes(check.length))
+          : 0
         if (more > 0) continue
         // The end of what the file holds now, or a record not intact: final only if a later segment was begun.
         const later = await this.laterSegment()
@@ -228,19 +266,34 @@ export class DiskStream {
           return { batches }
         }
         // The writer completes a segment before it creates the next: read once more, in case it wrote meanwhile.
-        if (check.kind === "short" && (await this.fill(check.length < 0 ? RECORD_HEADER_BYTES : recordBytes(check.length))) > 0) continue
+        if (
+          check.kind === "short" &&
+          (await this.fill(check.length < 0 ? RECORD_HEADER_BYTES : recordBytes(check.length))) > 0
+        ) continue
         const after = checkRecord(this.buf, this.at, this.filled)
         if (after.kind === "ok") continue
         if (after.kind === "bad" || this.filled > this.at) {
-          const reason = after.kind === "bad" ? after.reason : `${this.filled - this.at} bytes at the end of a completed segment are not a record`
-          return { batches, problem: { kind: "corrupt", file: this.segment.path, offset: this.bufStart + this.at, reason } }
+          const reason = after.kind === "bad"
+            ? after.reason
+            : `${this.filled - this.at} bytes at the end of a completed segment are not a record`
+          return {
+            batches,
+            problem: { kind: "corrupt", file: this.segment.path, offset: this.bufStart + this.at, reason }
+          }
         }
         await this.openSegment(later)
       }
       return { batches }
     } catch (e) {
       if (errnoOf(e) === "ENOENT") return { batches, problem: { kind: "gone" } }
-      return { batches, problem: { kind: "io", file: this.segment?.path ?? this.dir, reason: e instanceof Error ? e.message : String(e) } }
+      return {
+        batches,
+        problem: {
+          kind: "io",
+          file: this.segment?.path ?? this.dir,
+          reason: e instanceof Error ? e.message : String(e)
+        }
+      }
     }
   }
 }

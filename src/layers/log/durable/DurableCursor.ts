@@ -5,9 +5,9 @@
  * (LogReaderMemory.ts).
  */
 import { Effect, type Scope } from "effect"
-import type { CxlMemoryShape } from "../../../services/region/CxlMemory.js"
 import { SubscriberTableFull } from "../../../services/log/LogReader.js"
 import type { TopicInfo } from "../../../services/log/Topics.js"
+import type { CxlMemoryShape } from "../../../services/region/CxlMemory.js"
 import { claimSubscriber, moveSubscriber, releaseSubscriber, type SubscriberArea } from "../Participants.js"
 
 /**
@@ -25,7 +25,9 @@ export const holdCursor = (
 ): Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope> => {
   const claim = Effect.suspend(() => {
     const claimed = claimSubscriber(region, area, bell, info.id, cursor)
-    return claimed !== undefined ? Effect.succeed(claimed) : Effect.fail(new SubscriberTableFull({ topic: info.name, slots: area.config.subscriberSlots }))
+    return claimed !== undefined
+      ? Effect.succeed(claimed)
+      : Effect.fail(new SubscriberTableFull({ topic: info.name, slots: area.config.subscriberSlots }))
   })
   const release = ({ line, occurrence }: { readonly line: number; readonly occurrence: number }) =>
     Effect.sync(() => {

@@ -12,7 +12,12 @@
 import { Data, Effect } from "effect"
 import { type DurableFailure, DurableFailureCode } from "../../../services/log/AckTracker.js"
 import { LogReader } from "../../../services/log/LogReader.js"
-import { type SegmentLog, type SegmentLogOptions, Segments, type SegmentWriteError } from "../../../services/log/Segments.js"
+import {
+  type SegmentLog,
+  type SegmentLogOptions,
+  Segments,
+  type SegmentWriteError
+} from "../../../services/log/Segments.js"
 import type { TopicInfo } from "../../../services/log/Topics.js"
 import type { CxlMemoryShape } from "../../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../../services/region/Doorbell.js"
@@ -86,7 +91,12 @@ export const decodeOrderHeader = (header: Uint8Array, recordBytes: number): Orde
 }
 
 /** Writes a stream record's header (OrderRecord) at the start of `view`: the decoder's inverse; `frozenDurable` is the session's frozen level 2 frontier, if any. */
-export const writeOrderHeader = (view: DataView, h: Omit<OrderHeader, "payloadBytes">, payloadBytes: number, frozenDurable?: number): void => {
+export const writeOrderHeader = (
+  view: DataView,
+  h: Omit<OrderHeader, "payloadBytes">,
+  payloadBytes: number,
+  frozenDurable?: number
+): void => {
   view.setFloat64(OrderRecord.globalSeq, h.globalSeq, true)
   view.setFloat64(OrderRecord.totalOrder, h.totalOrder, true)
   view.setFloat64(OrderRecord.batchSeq, h.batchSeq, true)
@@ -101,7 +111,10 @@ export const writeOrderHeader = (view: DataView, h: Omit<OrderHeader, "payloadBy
 
 /** The frozen level 2 frontier a record's header (at least OrderRecord.bytes) carries; undefined when its session was not frozen. */
 export const frozenDurableOf = (header: Uint8Array): number | undefined => {
-  const word = new DataView(header.buffer, header.byteOffset, OrderRecord.bytes).getFloat64(OrderRecord.frozenDurable, true)
+  const word = new DataView(header.buffer, header.byteOffset, OrderRecord.bytes).getFloat64(
+    OrderRecord.frozenDurable,
+    true
+  )
   return word >= 1 && Number.isSafeInteger(word) ? word - 1 : undefined
 }
 
@@ -188,7 +201,9 @@ export interface PersistOptions {
   /** Called once its durable cursor holds retention: from then on nothing ordered can be recycled before it is persisted. */
   readonly onSubscribed?: () => void
   /** Called once per record appended, before it is durable (tests). */
-  readonly onAppended?: (batch: { readonly clientId: number; readonly sessionEpoch: number; readonly batchSeq: number }) => void
+  readonly onAppended?: (
+    batch: { readonly clientId: number; readonly sessionEpoch: number; readonly batchSeq: number }
+  ) => void
 }
 
 /** A suspect session (see persistTopic) whose first batch after a gap was past its durable frontier: no batch seq equals it. */
@@ -228,11 +243,18 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     const resumeAt = yield* streamEnd(log)
     const bounds = yield* reader.bounds(topic.name)
     if (resumeAt > bounds.end) {
-      return yield* new DurableStreamAhead({ topic: topic.name, stream: log.stream, streamEnd: resumeAt, logEnd: bounds.end })
+      return yield* new DurableStreamAhead({
+        topic: topic.name,
+        stream: log.stream,
+        streamEnd: resumeAt,
+        logEnd: bounds.end
+      })
     }
     if (resumeAt < bounds.earliest) {
       yield* Effect.logWarning(
-        `durable tier: topic ${topic.name}: messages ${resumeAt}..${bounds.earliest - 1} were recycled before they reached the disk (the tier was not running); persisting from ${bounds.earliest}`
+        `durable tier: topic ${topic.name}: messages ${resumeAt}..${
+          bounds.earliest - 1
+        } were recycled before they reached the disk (the tier was not running); persisting from ${bounds.earliest}`
       )
     }
     const cursor = yield* reader.subscribe(topic.name, { from: Math.max(resumeAt, bounds.earliest), durable: true })
@@ -268,7 +290,9 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     }
     const gap = resumeAt < bounds.earliest
     sessions.forEachSession((_, clientId, sessionEpoch, state) => {
-      const found = state === SessionState.active || state === SessionState.fenced ? sessions.lookup(clientId, sessionEpoch) : undefined
+      const found = state === SessionState.active || state === SessionState.fenced
+        ? sessions.lookup(clientId, sessionEpoch)
+        : undefined
       if (found === undefined || found === UNSETTLED) return
       if (found.durableFrozen) put(frozen, clientId, sessionEpoch, found.durable)
       else if (gap) put(suspects, clientId, sessionEpoch, found.durable)
@@ -335,7 +359,12 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         if (failed !== undefined) return
         // Settled before the header is written: the batch that freezes its session carries the mark too.
         const advances = suspects.size === 0 || mayAdvance(batch.clientId, batch.sessionEpoch, batch.batchSeq)
-        writeOrderHeader(view, batch, batch.length, frozen.size === 0 ? undefined : frozen.get(batch.clientId)?.get(batch.sessionEpoch))
+        writeOrderHeader(
+          view,
+          batch,
+          batch.length,
+          frozen.size === 0 ? undefined : frozen.get(batch.clientId)?.get(batch.sessionEpoch)
+        )
         const appended = log.tryAppend([header, batch.bytes.subarray(batch.offset, batch.offset + batch.length)])
         if (typeof appended !== "number") {
           if (appended !== "full") failed = appended

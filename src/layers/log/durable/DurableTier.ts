@@ -9,27 +9,31 @@
  * took over) is tried again until that process lets it go.
  */
 import { Data, Effect, Schedule } from "effect"
-import { CxlMemory } from "../../../services/region/CxlMemory.js"
-import { Doorbell } from "../../../services/region/Doorbell.js"
 import type { SegmentLog, SegmentLogOptions } from "../../../services/log/Segments.js"
 import { type TopicInfo, Topics, type TopicSpec } from "../../../services/log/Topics.js"
+import { CxlMemory } from "../../../services/region/CxlMemory.js"
+import { Doorbell } from "../../../services/region/Doorbell.js"
+import type { LogArea } from "../Layout.js"
 import { persistTopic, regionMarks } from "./DurableOrder.js"
 import { persistTopicState } from "./DurableTopicState.js"
-import type { LogArea } from "../Layout.js"
 import { recoverTopic } from "./Recovery.js"
 import { regionRecoveryTarget } from "./RecoveryTargets.js"
 
 /** A topic with replication factor 2 and a head without a data directory: its ACK 2 could never be given. */
 export class DataDirRequired extends Data.TaggedError("DataDirRequired")<{ readonly topics: ReadonlyArray<string> }> {
   override get message() {
-    return `topic(s) ${this.topics.join(", ")} keep a copy on disk (replication factor 2): start the head with --data-dir DIR (CXLOG_DATA_DIR)`
+    return `topic(s) ${
+      this.topics.join(", ")
+    } keep a copy on disk (replication factor 2): start the head with --data-dir DIR (CXLOG_DATA_DIR)`
   }
 }
 
 /** Refuses RF 2 topics when there is no data directory. */
 export const requireDataDir = (topics: ReadonlyArray<TopicSpec>, dataDir: string | undefined) => {
   const durable = topics.filter((t) => t.replicationFactor >= 2).map((t) => t.name)
-  return durable.length > 0 && dataDir === undefined ? Effect.fail(new DataDirRequired({ topics: durable })) : Effect.void
+  return durable.length > 0 && dataDir === undefined
+    ? Effect.fail(new DataDirRequired({ topics: durable }))
+    : Effect.void
 }
 
 /** Streams being written, for the head's reports (fsyncs and the bytes they covered). */
@@ -66,13 +70,19 @@ export const durableTier = (area: LogArea, stats: DurableStats) =>
           onSubscribed: () => stats.subscribed.add(topic.name)
         }).pipe(
           retryWhileLocked(topic.name),
-          Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)),
+          Effect.catchAll((e) =>
+            Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)
+          ),
           Effect.forkScoped
         )
         // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
         yield* persistTopicState(topic).pipe(
           retryWhileLocked(topic.name),
-          Effect.catchAll((e) => Effect.logError(`durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`)),
+          Effect.catchAll((e) =>
+            Effect.logError(
+              `durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`
+            )
+          ),
           Effect.forkScoped
         )
       }
@@ -97,23 +107,28 @@ const lockedRetry = Schedule.union(Schedule.exponential("200 millis"), Schedule.
  * them then. Meanwhile the writer's failure mark stands, so the topic's ACK 2 sessions are refused
  * (`durability-unavailable`), never acknowledged.
  */
-export const retryWhileLocked = (topic: string) =>
-<A, E extends { readonly _tag: string; readonly message: string }, R>(persist: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.suspend(() => {
-    // Said once per wait, not at every attempt (one every 5 s per stream while it lasts).
-    let said = false
-    return persist.pipe(
-      Effect.tapError((e) => {
-        if (e._tag !== "StreamLocked" || said) return Effect.void
-        said = true
-        return Effect.logWarning(`durable tier: topic ${topic}: ${e.message}; trying again until it is free`)
-      }),
-      Effect.retry({ schedule: lockedRetry, while: (e) => e._tag === "StreamLocked" })
-    )
-  })
+export const retryWhileLocked =
+  (topic: string) =>
+  <A, E extends { readonly _tag: string; readonly message: string }, R>(
+    persist: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E, R> =>
+    Effect.suspend(() => {
+      // Said once per wait, not at every attempt (one every 5 s per stream while it lasts).
+      let said = false
+      return persist.pipe(
+        Effect.tapError((e) => {
+          if (e._tag !== "StreamLocked" || said) return Effect.void
+          said = true
+          return Effect.logWarning(`durable tier: topic ${topic}: ${e.message}; trying again until it is free`)
+        }),
+        Effect.retry({ schedule: lockedRetry, while: (e) => e._tag === "StreamLocked" })
+      )
+    })
 
 /** How a topic's stream is opened: its spec's disk retention. */
-export const segmentOptionsOf = (topic: TopicInfo): SegmentLogOptions => (topic.diskRetention === undefined ? {} : { retention: topic.diskRetention })
+export const segmentOptionsOf = (
+  topic: TopicInfo
+): SegmentLogOptions => (topic.diskRetention === undefined ? {} : { retention: topic.diskRetention })
 
 /** Rounds (of one second) between the durable tier's own retention passes. */
 const RETAIN_EVERY_ROUNDS = 10
@@ -129,7 +144,9 @@ export const recoverAll = (area: LogArea) =>
     const region = yield* CxlMemory
     for (const topic of yield* topics.list) {
       if (topic.replicationFactor < 2) continue
-      yield* Effect.scoped(Effect.flatMap(regionRecoveryTarget(region, area, topic), (target) => recoverTopic(topic, target)))
+      yield* Effect.scoped(
+        Effect.flatMap(regionRecoveryTarget(region, area, topic), (target) => recoverTopic(topic, target))
+      )
     }
   })
 
@@ -139,7 +156,11 @@ export const awaitSubscribed = (stats: DurableStats, topics: ReadonlyArray<strin
     const started = Date.now()
     while (!topics.every((t) => stats.subscribed.has(t))) {
       if (Date.now() - started > timeoutMs) {
-        return yield* Effect.logWarning(`durable tier: not every topic's writer started within ${timeoutMs} ms (${topics.filter((t) => !stats.subscribed.has(t)).join(", ")})`)
+        return yield* Effect.logWarning(
+          `durable tier: not every topic's writer started within ${timeoutMs} ms (${
+            topics.filter((t) => !stats.subscribed.has(t)).join(", ")
+          })`
+        )
       }
       yield* Effect.sleep(5)
     }

@@ -14,7 +14,7 @@
 import { Data, Effect, Schema } from "effect"
 import { Consumers } from "../../../services/log/Consumers.js"
 import { LogReader } from "../../../services/log/LogReader.js"
-import { Segments, type SegmentLogOptions } from "../../../services/log/Segments.js"
+import { type SegmentLogOptions, Segments } from "../../../services/log/Segments.js"
 import { type TopicInfo, TopicSpec } from "../../../services/log/Topics.js"
 import { streamOf } from "./DurableOrder.js"
 
@@ -46,24 +46,32 @@ export type TopicState = typeof TopicState.Type
 const STATE_SEGMENTS: SegmentLogOptions = { segmentBytes: 1 << 20, retention: { maxBytes: 2 << 20 } }
 
 /** A state stream's last record is not a snapshot (the checksum held, so it was written so). */
-export class TopicStateCorrupt extends Data.TaggedError("TopicStateCorrupt")<{ readonly stream: string; readonly record: number; readonly reason: string }> {
+export class TopicStateCorrupt extends Data.TaggedError("TopicStateCorrupt")<
+  { readonly stream: string; readonly record: number; readonly reason: string }
+> {
   override get message() {
     return `the topic state in stream ${this.stream} (record ${this.record}) cannot be read: ${this.reason}`
   }
 }
 
 /** A topic's data is in the directory but not its spec (written before specs were kept, or lost at a crash right after its creation). */
-export class TopicSpecUnknown extends Data.TaggedError("TopicSpecUnknown")<{ readonly topic: string; readonly directory: string }> {
+export class TopicSpecUnknown
+  extends Data.TaggedError("TopicSpecUnknown")<{ readonly topic: string; readonly directory: string }>
+{
   override get message() {
     return `the data directory ${this.directory} holds topic ${this.topic}'s messages but not its spec: give it with --topic ${this.topic}:ORDER:ACK:2`
   }
 }
 
 /** A `--topic` flag differs from the spec the data directory recorded for that topic. */
-export class TopicSpecConflict extends Data.TaggedError("TopicSpecConflict")<{ readonly given: TopicSpec; readonly recorded: TopicSpec }> {
+export class TopicSpecConflict
+  extends Data.TaggedError("TopicSpecConflict")<{ readonly given: TopicSpec; readonly recorded: TopicSpec }>
+{
   override get message() {
     const show = (s: TopicSpec) => `${s.name}:${s.order}:${s.ackLevel}:${s.replicationFactor}`
-    return `--topic ${show(this.given)} differs from the spec the data directory recorded (${show(this.recorded)}): give it as recorded, or leave the flag out`
+    return `--topic ${show(this.given)} differs from the spec the data directory recorded (${
+      show(this.recorded)
+    }): give it as recorded, or leave the flag out`
   }
 }
 
@@ -90,7 +98,10 @@ export const persistTopicState = (topic: TopicInfo, options: PersistStateOptions
     let written: string | undefined
     for (;;) {
       const listed = yield* consumers.list(topic.name)
-      const state: TopicState = { spec, consumers: listed.map((c) => ({ name: c.name, committed: c.committed, cutOff: c.cutOff })) }
+      const state: TopicState = {
+        spec,
+        consumers: listed.map((c) => ({ name: c.name, committed: c.committed, cutOff: c.cutOff }))
+      }
       const json = JSON.stringify(state)
       if (json !== written) {
         const index = yield* log.append(encoder.encode(json), syncTimeoutMs)
@@ -116,7 +127,10 @@ export const readTopicState = (topic: string) =>
       return false
     })
     const fail = (reason: string) => new TopicStateCorrupt({ stream: log.stream, record: last, reason })
-    const parsed = yield* Effect.try({ try: () => JSON.parse(text) as unknown, catch: (e) => fail(`not JSON (${String(e)})`) })
+    const parsed = yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: (e) => fail(`not JSON (${String(e)})`)
+    })
     return yield* Schema.decodeUnknown(TopicState)(parsed).pipe(Effect.mapError((e) => fail(e.message)))
   }).pipe(Effect.scoped)
 
@@ -141,7 +155,8 @@ export const topicsToRecover = (given: ReadonlyArray<TopicSpec>) =>
       if (flag !== undefined) {
         if (
           recorded !== undefined &&
-          (recorded.order !== flag.order || recorded.ackLevel !== flag.ackLevel || recorded.replicationFactor !== flag.replicationFactor)
+          (recorded.order !== flag.order || recorded.ackLevel !== flag.ackLevel ||
+            recorded.replicationFactor !== flag.replicationFactor)
         ) return yield* new TopicSpecConflict({ given: flag, recorded })
         continue
       }
@@ -171,7 +186,9 @@ export const restoreConsumers = (topic: TopicInfo, state: TopicState) =>
       const offset = Math.min(saved.committed, end)
       if (offset < saved.committed) {
         yield* Effect.logWarning(
-          `recovery: topic ${topic.name}: consumer ${JSON.stringify(saved.name)} had committed ${saved.committed}, past the recovered log's end ${end}; it resumes at ${end}`
+          `recovery: topic ${topic.name}: consumer ${
+            JSON.stringify(saved.name)
+          } had committed ${saved.committed}, past the recovered log's end ${end}; it resumes at ${end}`
         )
       }
       // The batch holding the offset is where its hold starts; an offset the hot tier no longer holds holds from the oldest batch kept.
@@ -185,11 +202,18 @@ export const restoreConsumers = (topic: TopicInfo, state: TopicState) =>
       }))
       restored.push(`${saved.name} at ${offset}${saved.cutOff ? " (cut off)" : ""}`)
     }
-    if (restored.length > 0) yield* Effect.logInfo(`recovery: topic ${topic.name}: named consumers restored: ${restored.join(", ")}`)
+    if (restored.length > 0) {
+      yield* Effect.logInfo(`recovery: topic ${topic.name}: named consumers restored: ${restored.join(", ")}`)
+    }
     return restored.length
   })
 
 /** After recovery: every recovered topic's consumers, from its state stream. */
 export const restoreAllConsumers = (topics: ReadonlyArray<TopicInfo>) =>
-  Effect.forEach(topics, (topic) =>
-    Effect.flatMap(readTopicState(topic.name), (state) => state === undefined ? Effect.succeed(0) : restoreConsumers(topic, state)), { discard: true })
+  Effect.forEach(
+    topics,
+    (topic) =>
+      Effect.flatMap(readTopicState(topic.name), (state) =>
+        state === undefined ? Effect.succeed(0) : restoreConsumers(topic, state)),
+    { discard: true }
+  )

@@ -90,24 +90,43 @@ export class HeaderScanner {
       const at = this.position
       if (this.next >= this.end) {
         if (at === this.limit) return "done"
-        return { offset: at, reason: `it holds more than ${this.end - this.segment} records, but the next segment begins at record ${this.end}` }
+        return {
+          offset: at,
+          reason: `it holds more than ${
+            this.end - this.segment
+          } records, but the next segment begins at record ${this.end}`
+        }
       }
       if (at >= this.limit) {
-        return { offset: at, reason: `it holds ${this.next - this.segment} records, but the next segment begins at record ${this.end}` }
+        return {
+          offset: at,
+          reason: `it holds ${this.next - this.segment} records, but the next segment begins at record ${this.end}`
+        }
       }
-      if (at + RECORD_HEADER_BYTES > this.limit) return { offset: at, reason: `${this.limit - at} bytes, less than a record header` }
+      if (at + RECORD_HEADER_BYTES > this.limit) {
+        return { offset: at, reason: `${this.limit - at} bytes, less than a record header` }
+      }
       if (!this.have(at, RECORD_HEADER_BYTES)) return { offset: at, reason: "the file is shorter than its size" }
       const length = this.view.getUint32(at - this.bufStart, true)
-      if (length > MAX_RECORD_BYTES) return { offset: at, reason: `length ${length} exceeds the largest record (${MAX_RECORD_BYTES})` }
+      if (length > MAX_RECORD_BYTES) {
+        return { offset: at, reason: `length ${length} exceeds the largest record (${MAX_RECORD_BYTES})` }
+      }
       const size = recordBytes(length)
-      if (at + size > this.limit) return { offset: at, reason: `a record of ${length} bytes runs past the end of the segment` }
+      if (at + size > this.limit) {
+        return { offset: at, reason: `a record of ${length} bytes runs past the end of the segment` }
+      }
       const headerBytes = Math.min(this.headerBytes, length)
-      if (!this.have(at, RECORD_HEADER_BYTES + headerBytes)) return { offset: at, reason: "the file is shorter than its size" }
+      if (!this.have(at, RECORD_HEADER_BYTES + headerBytes)) {
+        return { offset: at, reason: "the file is shorter than its size" }
+      }
       this.inBuffer++
       const index = this.next++
       this.position = at + size
       if (index < this.from) continue
-      const header = this.buf.subarray(at - this.bufStart + RECORD_HEADER_BYTES, at - this.bufStart + RECORD_HEADER_BYTES + headerBytes)
+      const header = this.buf.subarray(
+        at - this.bufStart + RECORD_HEADER_BYTES,
+        at - this.bufStart + RECORD_HEADER_BYTES + headerBytes
+      )
       if (this.onHeader(index, header, length, { segment: this.segment, offset: at }) === false) return "stopped"
     }
     return "more"

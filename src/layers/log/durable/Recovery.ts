@@ -17,13 +17,13 @@
  */
 import { Effect } from "effect"
 import { orderPolicy } from "../../../services/log/OrderModes.js"
-import { Segments, type SegmentLog } from "../../../services/log/Segments.js"
+import { type SegmentLog, Segments } from "../../../services/log/Segments.js"
 import type { TopicInfo } from "../../../services/log/Topics.js"
-import { decodeOrderRecord, OrderRecord, streamOf } from "./DurableOrder.js"
 import { alignLine } from "../Records.js"
+import type { SessionTable } from "../SessionTable.js"
+import { decodeOrderRecord, OrderRecord, streamOf } from "./DurableOrder.js"
 import { newOrderScan, type OrderScan, type SessionTally, type TailRecord, takeHeader } from "./RecoveryScan.js"
 import { type RecoveredBatch, RecoveryFailed, type RecoveryTarget } from "./RecoveryTargets.js"
-import type { SessionTable } from "../SessionTable.js"
 
 export interface RecoveryResult {
   readonly batches: number
@@ -59,15 +59,24 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
     const { config, blog, sessions } = target
     const firstRecord = log.first()
     if (log.durable() === firstRecord && firstRecord > 0) {
-      return yield* fail(`its stream holds no record (retention deleted records 0..${firstRecord - 1}, the only ones with their offsets)`)
+      return yield* fail(
+        `its stream holds no record (retention deleted records 0..${firstRecord - 1}, the only ones with their offsets)`
+      )
     }
     // Only the last `room` batches can be in the hot tier (PBR and GOI capacity).
     const room = Math.min(config.pbrSlots, config.goiSlots)
-    const scan = newOrderScan({ inSequence: orderPolicy(topic.order).sessionInSequence, maxBatchBytes: config.maxBatchBytes, firstRecord, room })
+    const scan = newOrderScan({
+      inSequence: orderPolicy(topic.order).sessionInSequence,
+      maxBatchBytes: config.maxBatchBytes,
+      firstRecord,
+      room
+    })
     const problem = yield* scanOrder(log, scan)
     if (problem !== undefined) return yield* fail(problem)
     for (const gap of scan.gaps) {
-      yield* Effect.logWarning(`recovery: topic ${topic.name}: the stream lacks ${gap}: they never reached the disk; readers of them get LogOutOfRange`)
+      yield* Effect.logWarning(
+        `recovery: topic ${topic.name}: the stream lacks ${gap}: they never reached the disk; readers of them get LogOutOfRange`
+      )
     }
     const candidates = scan.tail.slice(Math.max(0, scan.tail.length - room))
     const { held, blogHead } = placeTail(candidates, config.blogBytes)
@@ -88,8 +97,11 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
     }
     yield* Effect.logInfo(
       `recovery: topic ${topic.name}: ${result.batches} batches (${result.messages} messages) of ${result.sessions} sessions loaded in the recorded order, ` +
-        `the last ${result.held} held in the hot tier` + (scan.firstOffset > 0 ? `; offsets before ${scan.firstOffset} are no longer on disk` : "") +
-        (result.sessionsLeftOut > 0 ? `; ${result.sessionsLeftOut} sessions seen earlier count as ended (the table keeps room for new ones)` : "") +
+        `the last ${result.held} held in the hot tier` +
+        (scan.firstOffset > 0 ? `; offsets before ${scan.firstOffset} are no longer on disk` : "") +
+        (result.sessionsLeftOut > 0
+          ? `; ${result.sessionsLeftOut} sessions seen earlier count as ended (the table keeps room for new ones)`
+          : "") +
         (result.cutBytes > 0 ? `; a torn tail of ${result.cutBytes} bytes was cut` : "")
     )
     return result
@@ -99,15 +111,19 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
 const scanOrder = (log: SegmentLog, scan: OrderScan) =>
   Effect.gen(function*() {
     const records = log.durable()
-    const scanned = yield* log.scanHeaders(scan.firstRecord, OrderRecord.bytes, (index, bytes, length, position) => takeHeader(scan, index, bytes, length, position))
+    const scanned = yield* log.scanHeaders(scan.firstRecord, OrderRecord.bytes, (index, bytes, length, position) =>
+      takeHeader(scan, index, bytes, length, position))
     if (scan.bad !== undefined) {
       // A header that broke the order may be a damaged one (headers were read without their checksums): check the record
       // and the one before it, so damage is named as damage.
       const { index, from, reason } = scan.bad
-      yield* log.read(index > scan.firstRecord ? index - 1 : index, (i) => i < index, from)
+      yield* log.read(index > scan.firstRecord ? index - 1 : index, (i) =>
+        i < index, from)
       return reason
     }
-    if (scanned !== records) return `the stream holds ${records} records, but reading it stopped at ${scanned}`
+    if (scanned !== records) {
+      return `the stream holds ${records} records, but reading it stopped at ${scanned}`
+    }
     return undefined
   })
 
@@ -146,7 +162,13 @@ const placeTail = (candidates: ReadonlyArray<TailRecord>, blogBytes: number) => 
  * damaged one is SegmentCorrupt naming file and byte), into the Blog at their places; resolves
  * to why they could not be, if they could not.
  */
-const loadHeld = (log: SegmentLog, from: TailRecord | undefined, held: ReadonlyArray<RecoveredBatch>, blog: Uint8Array, blogBytes: number) =>
+const loadHeld = (
+  log: SegmentLog,
+  from: TailRecord | undefined,
+  held: ReadonlyArray<RecoveredBatch>,
+  blog: Uint8Array,
+  blogBytes: number
+) =>
   Effect.gen(function*() {
     if (held.length === 0 || from === undefined) return undefined
     let k = 0
@@ -154,7 +176,9 @@ const loadHeld = (log: SegmentLog, from: TailRecord | undefined, held: ReadonlyA
     yield* log.read(from.index, (index, record) => {
       const batch = decodeOrderRecord(record)
       const expected = held[k]!
-      if (batch === undefined || batch.globalSeq !== expected.globalSeq || batch.payload.length !== expected.payloadBytes) {
+      if (
+        batch === undefined || batch.globalSeq !== expected.globalSeq || batch.payload.length !== expected.payloadBytes
+      ) {
         mismatch = `record ${index} reads back differently from its header`
         return false
       }
@@ -174,7 +198,10 @@ const loadHeld = (log: SegmentLog, from: TailRecord | undefined, held: ReadonlyA
  * and a batch of one is refused, never ordered again. A new session never draws a recovered
  * epoch, nor the epoch of a session left out. Resolves to why it could not, if the table filled.
  */
-const restoreSessions = (sessions: SessionTable, byClient: ReadonlyMap<number, ReadonlyMap<number, SessionTally>>): { readonly registered: number; readonly leftOut: number } | string => {
+const restoreSessions = (
+  sessions: SessionTable,
+  byClient: ReadonlyMap<number, ReadonlyMap<number, SessionTally>>
+): { readonly registered: number; readonly leftOut: number } | string => {
   let maxEpoch = 0
   const seen: Array<SessionTally> = []
   for (const bySession of byClient.values()) {

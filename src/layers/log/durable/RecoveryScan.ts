@@ -8,8 +8,8 @@
  */
 import type { RecordPosition } from "../../../services/log/Segments.js"
 import { headerProblem } from "../Appender.js"
-import { decodeOrderHeader, frozenDurableOf, type OrderHeader } from "./DurableOrder.js"
 import { AHEAD_WINDOW } from "../Records.js"
+import { decodeOrderHeader, frozenDurableOf, type OrderHeader } from "./DurableOrder.js"
 import type { RecoveredBatch } from "./RecoveryTargets.js"
 
 /** A session seen in the stream. */
@@ -68,7 +68,14 @@ export interface OrderScan {
   previous: RecordPosition | undefined
 }
 
-export const newOrderScan = (options: { readonly inSequence: boolean; readonly maxBatchBytes: number; readonly firstRecord: number; readonly room: number }): OrderScan => ({
+export const newOrderScan = (
+  options: {
+    readonly inSequence: boolean
+    readonly maxBatchBytes: number
+    readonly firstRecord: number
+    readonly room: number
+  }
+): OrderScan => ({
   ...options,
   tail: [],
   byClient: new Map(),
@@ -83,7 +90,13 @@ export const newOrderScan = (options: { readonly inSequence: boolean; readonly m
 })
 
 /** `scanHeaders`' callback: takes record `index`'s header (`bytes`, of a record of `length` bytes); false (and `scan.bad`) when it breaks the order. */
-export const takeHeader = (scan: OrderScan, index: number, bytes: Uint8Array, length: number, position: RecordPosition): false | undefined => {
+export const takeHeader = (
+  scan: OrderScan,
+  index: number,
+  bytes: Uint8Array,
+  length: number,
+  position: RecordPosition
+): false | undefined => {
   const batch = decodeOrderHeader(bytes, length)
   if (batch === undefined) return stop(scan, index, position, `record ${index} is not a batch record`)
   const conflict = batchConflict(scan, index, batch) ?? sessionConflict(scan, index, batch, bytes)
@@ -116,12 +129,17 @@ const batchConflict = (scan: OrderScan, index: number, batch: OrderHeader): stri
       // Retention deletes only what was on disk; a stream whose first record is still there began late.
       scan.lostUnpersisted = scan.firstRecord === 0
     }
-    if (!Number.isSafeInteger(globalSeq) || !Number.isSafeInteger(totalOrder) || globalSeq < 0 || totalOrder < globalSeq) {
+    if (
+      !Number.isSafeInteger(globalSeq) || !Number.isSafeInteger(totalOrder) || globalSeq < 0 || totalOrder < globalSeq
+    ) {
       return `record ${index} was recorded as batch ${globalSeq} at offset ${totalOrder}, which no log holds`
     }
   } else if (globalSeq !== nextSeq || totalOrder !== messages) {
     // A gap: batches the writer never got (the region recycled them before it read them) — whole batches, each of one message or more.
-    if (!(Number.isSafeInteger(globalSeq) && globalSeq > nextSeq && Number.isSafeInteger(totalOrder) && totalOrder - messages >= globalSeq - nextSeq)) {
+    if (
+      !(Number.isSafeInteger(globalSeq) && globalSeq > nextSeq && Number.isSafeInteger(totalOrder) &&
+        totalOrder - messages >= globalSeq - nextSeq)
+    ) {
       return `record ${index} was recorded as batch ${globalSeq} at offset ${totalOrder}, but the records before it end at batch ${nextSeq}, offset ${messages}: ` +
         `neither the next batch nor one after a gap of whole batches`
     }
@@ -139,7 +157,19 @@ const sessionOf = (scan: OrderScan, batch: OrderHeader): SessionTally => {
   if (bySession === undefined) scan.byClient.set(batch.clientId, bySession = new Map())
   let session = bySession.get(batch.sessionEpoch)
   if (session === undefined) {
-    bySession.set(batch.sessionEpoch, session = { clientId: batch.clientId, sessionEpoch: batch.sessionEpoch, next: 0, ahead: undefined, end: 0, durableUntil: undefined, messages: 0, seen: -1 })
+    bySession.set(
+      batch.sessionEpoch,
+      session = {
+        clientId: batch.clientId,
+        sessionEpoch: batch.sessionEpoch,
+        next: 0,
+        ahead: undefined,
+        end: 0,
+        durableUntil: undefined,
+        messages: 0,
+        seen: -1
+      }
+    )
   }
   return session
 }
@@ -152,7 +182,7 @@ const sessionConflict = (scan: OrderScan, index: number, batch: OrderHeader, byt
   if (session.seen < scan.lostBefore && seq > session.next) {
     if (scan.lostUnpersisted && session.durableUntil === undefined) session.durableUntil = session.next
     session.next = seq
-    if (session.ahead !== undefined) for (const s of session.ahead) if (s < seq) session.ahead.delete(s)
+    if (session.ahead !== undefined) { for (const s of session.ahead) if (s < seq) session.ahead.delete(s) }
   }
   const frozen = frozenDurableOf(bytes)
   if (frozen !== undefined) session.durableUntil = Math.min(session.durableUntil ?? frozen, frozen)

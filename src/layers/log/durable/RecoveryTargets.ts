@@ -4,18 +4,35 @@
  * writes the recovered tail at its recorded places, then the cursors, counters and frontier.
  */
 import { Data, Effect, type Scope } from "effect"
-import { type CxlMemoryShape, LINE_BYTES } from "../../../services/region/CxlMemory.js"
 import type { TopicInfo } from "../../../services/log/Topics.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../../services/region/CxlMemory.js"
 import { Offsets } from "../../region/Superblock.js"
-import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, type LogConfig, PBR_SLOT_BYTES, pbrSlotOffset } from "../Layout.js"
+import {
+  GOI_ENTRY_BYTES,
+  goiEntryOffset,
+  type LogArea,
+  type LogConfig,
+  PBR_SLOT_BYTES,
+  pbrSlotOffset
+} from "../Layout.js"
 import { findTopic, type MemoryBatch, type MemoryLogStore } from "../MemoryStore.js"
 import { claimLine, newOccurrence, releaseLine } from "../Participants.js"
 import { alignLine, PbrKind } from "../Records.js"
-import { BrokerLineView, GoiEntryView, LeaseLineView, OrderLineView, PbrSlotView, SequencerLineView, type SlotHeader } from "../RecordViews.js"
+import {
+  BrokerLineView,
+  GoiEntryView,
+  LeaseLineView,
+  OrderLineView,
+  PbrSlotView,
+  SequencerLineView,
+  type SlotHeader
+} from "../RecordViews.js"
 import type { SessionTable } from "../SessionTable.js"
 import { regionSessionTables } from "../Topics.js"
 
-export class RecoveryFailed extends Data.TaggedError("RecoveryFailed")<{ readonly topic: string; readonly reason: string }> {
+export class RecoveryFailed
+  extends Data.TaggedError("RecoveryFailed")<{ readonly topic: string; readonly reason: string }>
+{
   override get message() {
     return `recovering topic ${this.topic} from its segments failed: ${this.reason}`
   }
@@ -52,13 +69,18 @@ export interface RecoveryTarget {
   readonly commit: (log: RecoveredLog) => void
 }
 
-const notEmpty = (topic: TopicInfo, what: string) => new RecoveryFailed({ topic: topic.name, reason: `the log in the region is not empty (${what})` })
+const notEmpty = (topic: TopicInfo, what: string) =>
+  new RecoveryFailed({ topic: topic.name, reason: `the log in the region is not empty (${what})` })
 
 /**
  * The region as a recovery target for `topic`: refused unless its log is empty (nothing
  * appended, nothing ordered); holds broker slot 0 for the scope, so no broker appends meanwhile.
  */
-export const regionRecoveryTarget = (region: CxlMemoryShape, area: LogArea, topic: TopicInfo): Effect.Effect<RecoveryTarget, RecoveryFailed, Scope.Scope> =>
+export const regionRecoveryTarget = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  topic: TopicInfo
+): Effect.Effect<RecoveryTarget, RecoveryFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const t = topic.id
     const { config } = area
@@ -72,14 +94,20 @@ export const regionRecoveryTarget = (region: CxlMemoryShape, area: LogArea, topi
     for (let b = 0; b < config.maxBrokers; b++) {
       const line = area.brokerLine(t, b)
       region.invalidate(line, LINE_BYTES)
-      if (brokerLines.pbrHead(line) !== 0) return yield* notEmpty(topic, `broker ${b} appended ${brokerLines.pbrHead(line)} batches`)
+      if (brokerLines.pbrHead(line) !== 0) {
+        return yield* notEmpty(topic, `broker ${b} appended ${brokerLines.pbrHead(line)} batches`)
+      }
     }
     const occurrence = newOccurrence()
     const owner = area.brokerOwner(BROKER)
     yield* Effect.acquireRelease(
       Effect.suspend(() => {
         const holder = claimLine(region, owner, occurrence, 0)
-        return holder === 0 ? Effect.void : Effect.fail(new RecoveryFailed({ topic: topic.name, reason: `broker slot ${BROKER} is held by process ${holder}` }))
+        return holder === 0
+          ? Effect.void
+          : Effect.fail(
+            new RecoveryFailed({ topic: topic.name, reason: `broker slot ${BROKER} is held by process ${holder}` })
+          )
       }),
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
@@ -139,11 +167,18 @@ export const regionRecoveryTarget = (region: CxlMemoryShape, area: LogArea, topi
   })
 
 /** The in-process store as a recovery target (the log fakes); refused unless the topic's log is empty. */
-export const memoryRecoveryTarget = (store: MemoryLogStore, topic: TopicInfo): Effect.Effect<RecoveryTarget, RecoveryFailed> =>
+export const memoryRecoveryTarget = (
+  store: MemoryLogStore,
+  topic: TopicInfo
+): Effect.Effect<RecoveryTarget, RecoveryFailed> =>
   Effect.suspend(() => {
     const stored = findTopic(store, topic.name)
-    if (stored === undefined) return Effect.fail(new RecoveryFailed({ topic: topic.name, reason: "the topic is not in the store" }))
-    if (stored.goiBase + stored.goi.length !== 0 || stored.totalOrder !== 0) return Effect.fail(notEmpty(topic, `it holds offsets up to ${stored.totalOrder}`))
+    if (stored === undefined) {
+      return Effect.fail(new RecoveryFailed({ topic: topic.name, reason: "the topic is not in the store" }))
+    }
+    if (stored.goiBase + stored.goi.length !== 0 || stored.totalOrder !== 0) {
+      return Effect.fail(notEmpty(topic, `it holds offsets up to ${stored.totalOrder}`))
+    }
     const busy = stored.brokers.findIndex((b) => b.head !== 0)
     if (busy >= 0) return Effect.fail(notEmpty(topic, `broker ${busy} appended ${stored.brokers[busy]!.head} batches`))
     const { config } = store

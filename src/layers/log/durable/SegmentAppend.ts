@@ -10,18 +10,32 @@ import { encodeRecord, MAX_RECORD_BYTES, payloadLength, recordBytes } from "./Se
 import { CHUNK_BYTES, type StreamState, wakeWriter } from "./SegmentStream.js"
 
 /** `SegmentLog.tryAppend`: the record's index, `"full"` while `maxPendingBytes` wait for the disk, or why it cannot be taken. */
-export const tryAppend = (s: StreamState, record: Uint8Array | ReadonlyArray<Uint8Array>): number | "full" | SegmentWriteError => {
+export const tryAppend = (
+  s: StreamState,
+  record: Uint8Array | ReadonlyArray<Uint8Array>
+): number | "full" | SegmentWriteError => {
   if (s.failure !== undefined) return s.failure
   // The writer is gone (its scope closed): nothing appended now would reach the disk.
-  if (s.closing) return new SegmentIoError({ path: s.dir, operation: "append", code: "ECLOSED", reason: "the stream is closed" })
+  if (s.closing) {
+    return new SegmentIoError({ path: s.dir, operation: "append", code: "ECLOSED", reason: "the stream is closed" })
+  }
   const length = payloadLength(record)
   const size = recordBytes(length)
   if (length > MAX_RECORD_BYTES) {
-    return new SegmentIoError({ path: s.dir, operation: "append", code: "EMSGSIZE", reason: `a record of ${length} bytes exceeds ${MAX_RECORD_BYTES}` })
+    return new SegmentIoError({
+      path: s.dir,
+      operation: "append",
+      code: "EMSGSIZE",
+      reason: `a record of ${length} bytes exceeds ${MAX_RECORD_BYTES}`
+    })
   }
   if (s.pendingBytes > 0 && s.pendingBytes + size > s.maxPendingBytes) return "full"
   if (s.tailBytes > 0 && s.tailBytes + size > s.segmentBytes) {
-    s.pending.push({ kind: "roll", base: s.appended, index: s.filling === undefined ? undefined : sealIndex(s.filling, s.indexBytes) })
+    s.pending.push({
+      kind: "roll",
+      base: s.appended,
+      index: s.filling === undefined ? undefined : sealIndex(s.filling, s.indexBytes)
+    })
     s.filling = s.indexBytes > 0 ? newIndex() : undefined
     s.tailBytes = 0
   }
@@ -67,10 +81,15 @@ export const waitFor = <A>(s: StreamState, ready: () => A | undefined, timeoutMs
 /** `SegmentLog.append`: `tryAppend` that waits (at most `timeoutMs`) while the stream is full. */
 export const append = (s: StreamState, record: Uint8Array | ReadonlyArray<Uint8Array>, timeoutMs: number) =>
   Effect.flatMap(
-    waitFor(s, () => {
-      const r = tryAppend(s, record)
-      return r === "full" ? undefined : r
-    }, timeoutMs, `room for a record (${s.pendingBytes} bytes pending, at most ${s.maxPendingBytes})`),
+    waitFor(
+      s,
+      () => {
+        const r = tryAppend(s, record)
+        return r === "full" ? undefined : r
+      },
+      timeoutMs,
+      `room for a record (${s.pendingBytes} bytes pending, at most ${s.maxPendingBytes})`
+    ),
     (r) => (typeof r === "number" ? Effect.succeed(r) : Effect.fail(r))
   )
 

@@ -4,8 +4,8 @@
  * stream's lock, taken once per open, is region/PidLockFile's few metadata calls), the fake's an
  * in-process disk (SegmentsMemory.ts).
  */
-import * as fs from "node:fs/promises"
 import { constants, readSync } from "node:fs"
+import * as fs from "node:fs/promises"
 import { tryLock } from "../../region/PidLockFile.js"
 
 export interface SegmentFile {
@@ -25,7 +25,11 @@ export interface SegmentFile {
 }
 
 /** Reads into `into` from `position` until it is full or the file ends; resolves to the bytes read. */
-export const readFully = async (file: Pick<SegmentFile, "read">, into: Uint8Array, position: number): Promise<number> => {
+export const readFully = async (
+  file: Pick<SegmentFile, "read">,
+  into: Uint8Array,
+  position: number
+): Promise<number> => {
   let got = 0
   while (got < into.length) {
     const n = await file.read(into.subarray(got), position + got)

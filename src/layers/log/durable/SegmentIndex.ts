@@ -29,7 +29,12 @@ export const newIndex = (): IndexFill => ({ buf: new Uint8Array(64 << 10), fill:
  * Adds a record's entry (its length and first `indexBytes` bytes); false when the index would
  * grow past INDEX_MAX_BYTES (the caller drops it).
  */
-export const indexRecord = (filling: IndexFill, indexBytes: number, record: Uint8Array | ReadonlyArray<Uint8Array>, length: number): boolean => {
+export const indexRecord = (
+  filling: IndexFill,
+  indexBytes: number,
+  record: Uint8Array | ReadonlyArray<Uint8Array>,
+  length: number
+): boolean => {
   const entry = 4 + indexBytes
   if (filling.fill + entry + 4 > INDEX_MAX_BYTES) return false
   if (filling.fill + entry + 4 > filling.buf.length) {
@@ -120,8 +125,12 @@ export const readIndex = async (
     const view = new DataView(bytes.buffer)
     const k = view.getUint32(4, true)
     const entry = 4 + k
-    if (got !== size || view.getUint32(0, true) !== INDEX_MAGIC || k < headerBytes || view.getUint32(8, true) !== records) return undefined
-    if (size !== INDEX_HEAD + records * entry + 4 || crc32c(bytes, 0, size - 4) !== view.getUint32(size - 4, true)) return undefined
+    if (
+      got !== size || view.getUint32(0, true) !== INDEX_MAGIC || k < headerBytes || view.getUint32(8, true) !== records
+    ) return undefined
+    if (size !== INDEX_HEAD + records * entry + 4 || crc32c(bytes, 0, size - 4) !== view.getUint32(size - 4, true)) {
+      return undefined
+    }
     let total = 0
     for (let r = 0; r < records; r++) total += recordBytes(view.getUint32(INDEX_HEAD + r * entry, true))
     if (total !== segmentBytes) return undefined

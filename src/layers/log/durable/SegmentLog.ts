@@ -13,7 +13,13 @@
  * can hold a torn tail after a crash.
  */
 import { Effect } from "effect"
-import { InvalidStreamName, type SegmentLog, type SegmentLogOptions, type SegmentsShape, StreamLocked } from "../../../services/log/Segments.js"
+import {
+  InvalidStreamName,
+  type SegmentLog,
+  type SegmentLogOptions,
+  type SegmentsShape,
+  StreamLocked
+} from "../../../services/log/Segments.js"
 import { append, awaitDurable, tryAppend } from "./SegmentAppend.js"
 import type { SegmentFiles } from "./SegmentFiles.js"
 import { io, ioRead } from "./SegmentIo.js"
@@ -43,7 +49,10 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
     })
 
   const streams = () =>
-    Effect.map(ioRead(directory, "readdir", () => files.list(directory)), (names) => names.filter((n) => STREAM_NAME.test(n)).sort())
+    Effect.map(
+      ioRead(directory, "readdir", () => files.list(directory)),
+      (names) => names.filter((n) => STREAM_NAME.test(n)).sort()
+    )
 
   return {
     directory,

@@ -5,7 +5,12 @@
  * meanwhile (an open fd still reads them; one gone before it was opened is out of range).
  */
 import { Effect } from "effect"
-import { type RecordPosition, SegmentCorrupt, SegmentIoError, SegmentOutOfRange } from "../../../services/log/Segments.js"
+import {
+  type RecordPosition,
+  SegmentCorrupt,
+  SegmentIoError,
+  SegmentOutOfRange
+} from "../../../services/log/Segments.js"
 import { HeaderScanner } from "./HeaderScanner.js"
 import { readIndex } from "./SegmentIndex.js"
 import { errnoOf, ioRead } from "./SegmentIo.js"
@@ -16,19 +21,32 @@ import type { Segment, StreamState } from "./SegmentStream.js"
 /** `from` is out of range unless the stream holds it (first ≤ from ≤ durable). */
 const checkFrom = (s: StreamState, from: number) => {
   const first = s.segments[0]!.base
-  return from < first || from > s.durable ? Effect.fail(new SegmentOutOfRange({ stream: s.stream, from, first, durable: s.durable })) : Effect.void
+  return from < first || from > s.durable
+    ? Effect.fail(new SegmentOutOfRange({ stream: s.stream, from, first, durable: s.durable }))
+    : Effect.void
 }
 
 /** Opens a segment to read record `index` on; one retention deleted meanwhile is out of range. */
 const openToRead = (s: StreamState, segment: Segment, index: number) =>
   ioRead(segment.path, "open", () => s.files.open(segment.path)).pipe(
-    Effect.catchTag("SegmentIoError", (e): Effect.Effect<never, SegmentIoError | SegmentOutOfRange> =>
-      Effect.fail(e.code === "ENOENT" ? new SegmentOutOfRange({ stream: s.stream, from: index, first: s.segments[0]!.base, durable: s.durable }) : e)
+    Effect.catchTag(
+      "SegmentIoError",
+      (e): Effect.Effect<never, SegmentIoError | SegmentOutOfRange> =>
+        Effect.fail(
+          e.code === "ENOENT"
+            ? new SegmentOutOfRange({ stream: s.stream, from: index, first: s.segments[0]!.base, durable: s.durable })
+            : e
+        )
     )
   )
 
 /** `SegmentLog.read`. */
-export const readRecords = (s: StreamState, from: number, onRecord: (index: number, record: Uint8Array) => boolean | void, start?: RecordPosition) =>
+export const readRecords = (
+  s: StreamState,
+  from: number,
+  onRecord: (index: number, record: Uint8Array) => boolean | void,
+  start?: RecordPosition
+) =>
   Effect.gen(function*() {
     yield* checkFrom(s, from)
     let index = from
@@ -53,26 +71,31 @@ export const readRecords = (s: StreamState, from: number, onRecord: (index: numb
       /** The byte after the last record delivered (-1: none). */
       let readTo = -1
       const scanned = yield* ioRead(segment.path, "read", () =>
-        scanFile(file, limit, (view, next) => {
-          const i = at++
-          if (i >= end && !isOpen) {
-            overrun = true
-            return false
-          }
-          if (i < index) return
-          if (i >= durable) {
-            stopped = true
-            return false
-          }
-          const more = onRecord(i, view)
-          index = i + 1
-          readTo = next
-          if (more === false) {
-            stopped = true
-            return false
-          }
-        }, resume?.offset ?? 0, s.readBuffers).finally(() => file.close().catch(() => undefined))
-      )
+        scanFile(
+          file,
+          limit,
+          (view, next) => {
+            const i = at++
+            if (i >= end && !isOpen) {
+              overrun = true
+              return false
+            }
+            if (i < index) return
+            if (i >= durable) {
+              stopped = true
+              return false
+            }
+            const more = onRecord(i, view)
+            index = i + 1
+            readTo = next
+            if (more === false) {
+              stopped = true
+              return false
+            }
+          },
+          resume?.offset ?? 0,
+          s.readBuffers
+        ).finally(() => file.close().catch(() => undefined)))
       if (readTo >= 0) s.lastRead = { base: segment.base, index, offset: readTo }
       if (scanned.bad !== undefined) {
         return yield* new SegmentCorrupt({ file: segment.path, offset: scanned.bad.offset, reason: scanned.bad.reason })
@@ -81,7 +104,9 @@ export const readRecords = (s: StreamState, from: number, onRecord: (index: numb
         return yield* new SegmentCorrupt({
           file: segment.path,
           offset: scanned.end,
-          reason: `it holds ${overrun ? `more than ${end - segment.base}` : at - segment.base} records, but the next segment begins at record ${end}`
+          reason: `it holds ${
+            overrun ? `more than ${end - segment.base}` : at - segment.base
+          } records, but the next segment begins at record ${end}`
         })
       }
       if (stopped) break
@@ -127,24 +152,44 @@ export const scanHeaders = (s: StreamState, from: number, headerBytes: number, o
  * Delivers records `index`..`end - 1` of a closed segment from its header index: the next index
  * not delivered and whether `onHeader` stopped, or undefined when it has no sound index.
  */
-const headersFromIndex = (s: StreamState, segment: Segment, end: number, index: number, headerBytes: number, onHeader: OnHeader) =>
-  Effect.map(Effect.promise(() => readIndex(s.files, s.dir, segment.base, segment.bytes, end - segment.base, headerBytes)), (entries) => {
-    if (entries === undefined) return undefined
-    let offset = 0
-    for (let k = 0; k < entries.records; k++) {
-      const length = entries.view.getUint32(entries.at(k), true)
-      const i = segment.base + k
-      if (i >= index) {
-        const header = entries.bytes.subarray(entries.at(k) + 4, entries.at(k) + 4 + Math.min(headerBytes, length))
-        if (onHeader(i, header, length, { segment: segment.base, offset }) === false) return { next: i + 1, stopped: true }
+const headersFromIndex = (
+  s: StreamState,
+  segment: Segment,
+  end: number,
+  index: number,
+  headerBytes: number,
+  onHeader: OnHeader
+) =>
+  Effect.map(
+    Effect.promise(() => readIndex(s.files, s.dir, segment.base, segment.bytes, end - segment.base, headerBytes)),
+    (entries) => {
+      if (entries === undefined) return undefined
+      let offset = 0
+      for (let k = 0; k < entries.records; k++) {
+        const length = entries.view.getUint32(entries.at(k), true)
+        const i = segment.base + k
+        if (i >= index) {
+          const header = entries.bytes.subarray(entries.at(k) + 4, entries.at(k) + 4 + Math.min(headerBytes, length))
+          if (onHeader(i, header, length, { segment: segment.base, offset }) === false) {
+            return { next: i + 1, stopped: true }
+          }
+        }
+        offset += recordBytes(length)
       }
-      offset += recordBytes(length)
+      return { next: end, stopped: false }
     }
-    return { next: end, stopped: false }
-  })
+  )
 
 /** Reads records `index`..`end - 1` of the segment's first `limit` bytes with `scanner`, a slice at a time. */
-const headersFromFile = (s: StreamState, segment: Segment, scanner: HeaderScanner, limit: number, end: number, index: number, onHeader: OnHeader) =>
+const headersFromFile = (
+  s: StreamState,
+  segment: Segment,
+  scanner: HeaderScanner,
+  limit: number,
+  end: number,
+  index: number,
+  onHeader: OnHeader
+) =>
   Effect.gen(function*() {
     const file = yield* openToRead(s, segment, index)
     return yield* Effect.gen(function*() {

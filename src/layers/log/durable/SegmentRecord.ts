@@ -23,7 +23,12 @@ export const payloadLength = (record: Uint8Array | ReadonlyArray<Uint8Array>): n
   record instanceof Uint8Array ? record.length : partsLength(record)
 
 /** Writes the record (header, parts, zero padding) at `at` of `dst`, which must have `recordBytes(length)` room; returns the end. */
-export const encodeRecord = (dst: Uint8Array, at: number, record: Uint8Array | ReadonlyArray<Uint8Array>, length: number): number => {
+export const encodeRecord = (
+  dst: Uint8Array,
+  at: number,
+  record: Uint8Array | ReadonlyArray<Uint8Array>,
+  length: number
+): number => {
   const view = new DataView(dst.buffer, dst.byteOffset, dst.byteLength)
   view.setUint32(at, length, true)
   let crc = crc32c(dst, at, 4)
@@ -52,10 +57,18 @@ export const checkRecord = (buf: Uint8Array, at: number, end: number): RecordChe
   if (end - at < RECORD_HEADER_BYTES) return { kind: "short", length: -1 }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
   const length = view.getUint32(at, true)
-  if (length > MAX_RECORD_BYTES) return { kind: "bad", length, reason: `length ${length} exceeds the largest record (${MAX_RECORD_BYTES})` }
+  if (length > MAX_RECORD_BYTES) {
+    return { kind: "bad", length, reason: `length ${length} exceeds the largest record (${MAX_RECORD_BYTES})` }
+  }
   if (end - at < recordBytes(length)) return { kind: "short", length }
   const crc = crc32c(buf, at + RECORD_HEADER_BYTES, length, crc32c(buf, at, 4))
   const stored = view.getUint32(at + 4, true)
-  if (crc !== stored) return { kind: "bad", length, reason: `checksum ${stored.toString(16)} but the record's bytes give ${crc.toString(16)}` }
+  if (crc !== stored) {
+    return {
+      kind: "bad",
+      length,
+      reason: `checksum ${stored.toString(16)} but the record's bytes give ${crc.toString(16)}`
+    }
+  }
   return { kind: "ok", length, next: at + recordBytes(length) }
 }

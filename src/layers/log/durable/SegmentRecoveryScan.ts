@@ -25,7 +25,12 @@ export const recoverSegments = (s: StreamState, verifyClosedSegments: boolean) =
     }).sort((a, b) => a - b)
     let cutBytes = 0
     for (let i = 0; i < bases.length; i++) {
-      const cut = yield* recoverSegment(s, bases[i]!, i === bases.length - 1 ? undefined : bases[i + 1]!, verifyClosedSegments)
+      const cut = yield* recoverSegment(
+        s,
+        bases[i]!,
+        i === bases.length - 1 ? undefined : bases[i + 1]!,
+        verifyClosedSegments
+      )
       cutBytes += cut
     }
     yield* syncOpenSegment(s)
@@ -63,18 +68,28 @@ const recoverSegment = (s: StreamState, base: number, nextBase: number | undefin
     let lastStart = 0
     let recordEnd = 0
     const scanned = yield* io(directory, path, "read", () =>
-      scanFile(file, size, (_, next) => {
-        lastStart = recordEnd
-        recordEnd = next
-      }, 0, s.readBuffers))
+      scanFile(
+        file,
+        size,
+        (_, next) => {
+          lastStart = recordEnd
+          recordEnd = next
+        },
+        0,
+        s.readBuffers
+      ))
     if (last && scanned.records > 0) s.lastRead = { base, index: base + scanned.records - 1, offset: lastStart }
     let cutBytes = 0
     if (scanned.bad !== undefined) {
       const bad = scanned.bad
-      const later = last ? yield* io(directory, path, "read", () => intactRecordAfter(file, bad.offset, size)) : bad.offset
+      const later = last
+        ? yield* io(directory, path, "read", () => intactRecordAfter(file, bad.offset, size))
+        : bad.offset
       if (later !== undefined) {
         if (!last) yield* Effect.promise(() => file.close().catch(() => undefined))
-        const where = last ? `an intact record follows at byte ${later}` : "a segment after it was begun, so this one was complete"
+        const where = last
+          ? `an intact record follows at byte ${later}`
+          : "a segment after it was begun, so this one was complete"
         return yield* new SegmentCorrupt({ file: path, offset: bad.offset, reason: `${bad.reason}; ${where}` })
       }
       // A torn tail: the crash came while these bytes were being written; none was acknowledged.

@@ -41,7 +41,10 @@ export const scanFile = async (
   const spare: Array<Uint8Array> = pooled ? pool.splice(0, 2) : []
   /** The file offset the next chunk is read from. */
   let ahead = start
-  const fetch = (): Promise<{ readonly buf: Uint8Array; readonly position: number; readonly want: number; readonly got: number }> | undefined => {
+  const fetch = ():
+    | Promise<{ readonly buf: Uint8Array; readonly position: number; readonly want: number; readonly got: number }>
+    | undefined =>
+  {
     if (ahead >= limit) return undefined
     const buf = spare.pop() ?? new Uint8Array(carry + chunkBytes)
     const position = ahead
@@ -70,13 +73,18 @@ export const scanFile = async (
     const check = checkRecord(buf, at, filled)
     if (check.kind === "ok") {
       records++
-      if (onRecord(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + check.length), base + check.next) === false) {
+      if (
+        onRecord(buf.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + check.length), base + check.next) ===
+          false
+      ) {
         return done({ records, end: base + check.next, size: limit })
       }
       at = check.next
       continue
     }
-    if (check.kind === "bad") return done({ records, end: base + at, size: limit, bad: { offset: base + at, reason: check.reason } })
+    if (check.kind === "bad") {
+      return done({ records, end: base + at, size: limit, bad: { offset: base + at, reason: check.reason } })
+    }
     // short: take the next chunk, if there is more
     if (pending === undefined) {
       if (base + at === limit) return done({ records, end: limit, size: limit })
@@ -89,7 +97,12 @@ export const scanFile = async (
     pending = undefined
     if (fetched.got <= 0) {
       spare.push(fetched.buf)
-      return done({ records, end: base + at, size: base + filled, bad: { offset: base + at, reason: "the file is shorter than its size" } })
+      return done({
+        records,
+        end: base + at,
+        size: base + filled,
+        bad: { offset: base + at, reason: "the file is shorter than its size" }
+      })
     }
     // A short read: the rest of that chunk is read next.
     if (fetched.got < fetched.want) ahead = fetched.position + fetched.got

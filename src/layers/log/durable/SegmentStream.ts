@@ -30,7 +30,13 @@ export interface Segment {
 }
 
 export type Pending =
-  | { readonly kind: "bytes"; readonly chunk: Uint8Array<ArrayBuffer>; readonly start: number; end: number; recordsAfter: number }
+  | {
+    readonly kind: "bytes"
+    readonly chunk: Uint8Array<ArrayBuffer>
+    readonly start: number
+    end: number
+    recordsAfter: number
+  }
   /** `index`: the closed segment's header index, when the writer filled it from its start (written after it is closed). */
   | { readonly kind: "roll"; readonly base: number; readonly index: Uint8Array | undefined }
 
@@ -99,7 +105,12 @@ export interface StreamState {
 }
 
 /** A stream's state before its files are looked at: no segment yet (opening's recovery scan adds them, then `resumeAfterRecovery`). */
-export const newStreamState = (files: SegmentFiles, directory: string, stream: string, options: SegmentLogOptions): StreamState => ({
+export const newStreamState = (
+  files: SegmentFiles,
+  directory: string,
+  stream: string,
+  options: SegmentLogOptions
+): StreamState => ({
   files,
   directory,
   stream,
@@ -165,4 +176,6 @@ export const announce = (s: StreamState): void => {
 
 /** Closes the open segment's file, if one is open (the scope's end). */
 export const closeCurrent = (s: StreamState) =>
-  Effect.suspend(() => (s.current === undefined ? Effect.void : Effect.promise(() => s.current!.close().catch(() => undefined))))
+  Effect.suspend(() => (s.current === undefined ? Effect.void : Effect.promise(() =>
+    s.current!.close().catch(() => undefined)
+  )))

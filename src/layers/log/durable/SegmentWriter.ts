@@ -12,7 +12,15 @@ import { writeIndex } from "./SegmentIndex.js"
 import { errorOf, io } from "./SegmentIo.js"
 import { segmentFileName } from "./SegmentNames.js"
 import { retain } from "./SegmentRetention.js"
-import { announce, CHUNK_BYTES, FREE_CHUNKS, openSegment, type Pending, type StreamState, wakeWriter } from "./SegmentStream.js"
+import {
+  announce,
+  CHUNK_BYTES,
+  FREE_CHUNKS,
+  openSegment,
+  type Pending,
+  type StreamState,
+  wakeWriter
+} from "./SegmentStream.js"
 
 /** How long closing a stream waits for its writer to write and sync what is pending. */
 const CLOSE_DRAIN_MS = 30_000
@@ -113,7 +121,10 @@ const roll = (s: StreamState, item: Extract<Pending, { kind: "roll" }>, records:
 const recycleChunks = (s: StreamState, items: ReadonlyArray<Pending>) => {
   for (const item of items) {
     const c = item.kind === "bytes" ? item.chunk : undefined
-    if (c === undefined || c === s.chunk || c.length !== CHUNK_BYTES || s.freeChunks.length >= FREE_CHUNKS || s.freeChunks.includes(c)) continue
+    if (
+      c === undefined || c === s.chunk || c.length !== CHUNK_BYTES || s.freeChunks.length >= FREE_CHUNKS ||
+      s.freeChunks.includes(c)
+    ) continue
     if (!s.pending.some((p) => p.kind === "bytes" && p.chunk === c)) s.freeChunks.push(c)
   }
 }
@@ -151,14 +162,21 @@ const runWriter = (s: StreamState) =>
 /** Forks the stream's writer; when the scope closes it drains what is pending (at most CLOSE_DRAIN_MS) and stops. */
 export const forkWriter = (s: StreamState) =>
   Effect.gen(function*() {
-    const writerFiber = yield* Effect.forkDaemon(runWriter(s).pipe(
-      Effect.catchAllDefect((defect) =>
-        Effect.sync(() => {
-          s.failure = new SegmentIoError({ path: s.dir, operation: "write", code: "EFAULT", reason: `the writer failed: ${String(defect)}` })
-          announce(s)
-        })
+    const writerFiber = yield* Effect.forkDaemon(
+      runWriter(s).pipe(
+        Effect.catchAllDefect((defect) =>
+          Effect.sync(() => {
+            s.failure = new SegmentIoError({
+              path: s.dir,
+              operation: "write",
+              code: "EFAULT",
+              reason: `the writer failed: ${String(defect)}`
+            })
+            announce(s)
+          })
+        )
       )
-    ))
+    )
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         s.closing = true

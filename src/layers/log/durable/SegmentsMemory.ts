@@ -124,8 +124,9 @@ export const memorySegmentFiles = (disk: MemoryDisk): SegmentFiles => ({
   mkdir: async (dir) => {
     for (let d = dir; !disk.dirs.has(d) && d !== dirname(d); d = dirname(d)) disk.dirs.add(d)
   },
-  list: async (dir) => [...disk.files.keys()].filter((p) => dirname(p) === dir).map((p) => p.slice(dir.length + 1))
-    .concat([...disk.dirs].filter((d) => dirname(d) === dir).map((d) => d.slice(dir.length + 1))),
+  list: async (dir) =>
+    [...disk.files.keys()].filter((p) => dirname(p) === dir).map((p) => p.slice(dir.length + 1))
+      .concat([...disk.dirs].filter((d) => dirname(d) === dir).map((d) => d.slice(dir.length + 1))),
   create: async (path) => {
     if (disk.files.has(path)) throw errno("EEXIST", path)
     disk.files.set(path, { data: new Uint8Array(4096), size: 0, syncedSize: 0, modifiedAt: disk.clock })
@@ -160,4 +161,5 @@ export const memorySegmentFiles = (disk: MemoryDisk): SegmentFiles => ({
 export const makeMemory = (disk: MemoryDisk, directory = "/data"): Effect.Effect<SegmentsShape> =>
   Effect.sync(() => segmentsOver(memorySegmentFiles(disk), directory))
 
-export const layerMemory = (disk: MemoryDisk, directory = "/data"): Layer.Layer<Segments> => Layer.effect(Segments, makeMemory(disk, directory))
+export const layerMemory = (disk: MemoryDisk, directory = "/data"): Layer.Layer<Segments> =>
+  Layer.effect(Segments, makeMemory(disk, directory))

@@ -4,11 +4,21 @@
  * comes next), else the batches read from disk, each checked against its publisher's crc32c.
  */
 import { Effect } from "effect"
+import { crc32c } from "../../../native/Crc32c.js"
 import type { LogBatchView, LogCursor, LogMessageView } from "../../../services/log/LogReader.js"
 import { LogCorrupt } from "../../../services/log/Topics.js"
-import { crc32c } from "../../../native/Crc32c.js"
 import { visitMessages } from "../ReadViews.js"
-import { DISK_BATCHES, fetch, lost, outOfRange, problemError, regionHolds, type TieredCursorState, toDisk, toHot } from "./TieredCursorState.js"
+import {
+  DISK_BATCHES,
+  fetch,
+  lost,
+  outOfRange,
+  problemError,
+  regionHolds,
+  type TieredCursorState,
+  toDisk,
+  toHot
+} from "./TieredCursorState.js"
 
 type OnBatch = ((b: LogBatchView) => void) | undefined
 type OnMessage = ((m: LogMessageView) => void) | undefined
@@ -18,7 +28,9 @@ export const readTiered = (s: TieredCursorState, onBatch: OnBatch, onMessage: On
   Effect.gen(function*() {
     if (s.failure !== undefined) return yield* s.failure
     // Caught up: carry on from the region (cheaper; zero copies) once it holds the position.
-    if (s.hotCursor === undefined && (yield* regionHolds(s)) && (yield* toHot(s, s.position)) === undefined) s.joinAt = s.next
+    if (s.hotCursor === undefined && (yield* regionHolds(s)) && (yield* toHot(s, s.position)) === undefined) {
+      s.joinAt = s.next
+    }
     if (s.hotCursor !== undefined) {
       const polled = yield* readHot(s, s.hotCursor, onBatch, onMessage, max)
       if (polled !== undefined) return polled
@@ -64,7 +76,8 @@ const readHot = (s: TieredCursorState, cursor: LogCursor, onBatch: OnBatch, onMe
       // One log numbers and cuts its batches alike on disk and in the region: this copy is another log's.
       const b = mismatch
       return yield* new LogCorrupt({
-        reason: `topic ${s.topic}: the copy on disk in ${s.directory} does not match the region at offset ${b.offset} ` +
+        reason:
+          `topic ${s.topic}: the copy on disk in ${s.directory} does not match the region at offset ${b.offset} ` +
           `(batch ${s.next} next on disk; the region has batch ${b.globalSeq} there, from its message ${b.startIndex}): is it this head's data directory?`
       })
     }
@@ -87,12 +100,28 @@ const readDisk = (s: TieredCursorState, onBatch: OnBatch, onMessage: OnMessage, 
     while (batches < max && s.prefetched.length > 0) {
       const b = s.prefetched[0]!
       if (b.totalOrder > s.position) return yield* outOfRange(s, s.position, b.totalOrder)
-      if (b.payload.length % 8 !== 0) return yield* new LogCorrupt({ reason: `topic ${topic}: batch ${b.globalSeq} on disk has ${b.payload.length} payload bytes, not whole messages` })
+      if (b.payload.length % 8 !== 0) {
+        return yield* new LogCorrupt({
+          reason:
+            `topic ${topic}: batch ${b.globalSeq} on disk has ${b.payload.length} payload bytes, not whole messages`
+        })
+      }
       // The record's own checksum held; the publisher's covers the payload as it was received.
       if (crc32c(b.payload, 0, b.payload.length) !== b.crc32c) {
-        return yield* new LogCorrupt({ reason: `topic ${topic}: batch ${b.globalSeq} (offset ${b.totalOrder}) on disk fails its publisher's crc32c` })
+        return yield* new LogCorrupt({
+          reason: `topic ${topic}: batch ${b.globalSeq} (offset ${b.totalOrder}) on disk fails its publisher's crc32c`
+        })
       }
-      batch.describe(b.globalSeq, b.totalOrder, b.messageCount, b.clientId, b.sessionEpoch, b.batchSeq, b.brokerId, b.crc32c)
+      batch.describe(
+        b.globalSeq,
+        b.totalOrder,
+        b.messageCount,
+        b.clientId,
+        b.sessionEpoch,
+        b.batchSeq,
+        b.brokerId,
+        b.crc32c
+      )
       batch.bytes = b.payload
       batch.words = new Uint32Array(b.payload.buffer, b.payload.byteOffset, b.payload.length / 4)
       batch.offset = 0

@@ -4,11 +4,16 @@
  * the region, and back to the disk if it falls behind the region before a callback saw the batch
  * that went — where it is, and the moves between the tiers.
  */
-import { Effect, Exit, ExecutionStrategy, Scope } from "effect"
-import { type LogCursor, LogOutOfRange, type LogReaderShape, type SubscribeOptions } from "../../../services/log/LogReader.js"
+import { Effect, ExecutionStrategy, Exit, Scope } from "effect"
+import {
+  type LogCursor,
+  LogOutOfRange,
+  type LogReaderShape,
+  type SubscribeOptions
+} from "../../../services/log/LogReader.js"
 import { LogCorrupt, type TopicInfo } from "../../../services/log/Topics.js"
-import { type DiskBatch, type DiskProblem, diskEarliest, DiskStream, type StreamFiles } from "./DiskStream.js"
 import { BatchView, MessageView } from "../ReadViews.js"
+import { type DiskBatch, diskEarliest, type DiskProblem, DiskStream, type StreamFiles } from "./DiskStream.js"
 
 export type From = NonNullable<SubscribeOptions["from"]>
 
@@ -60,7 +65,12 @@ export interface TieredCursorState extends TieredSettings {
   failure: LogCorrupt | undefined
 }
 
-export const newCursorState = (hot: LogReaderShape, info: TopicInfo, settings: TieredSettings, scope: Scope.Scope): TieredCursorState => {
+export const newCursorState = (
+  hot: LogReaderShape,
+  info: TopicInfo,
+  settings: TieredSettings,
+  scope: Scope.Scope
+): TieredCursorState => {
   const batch = new BatchView()
   return {
     ...settings,
@@ -108,7 +118,9 @@ export const closeHot = (s: TieredCursorState) =>
 export const toHot = (s: TieredCursorState, from: From) =>
   Effect.gen(function*() {
     const child = yield* Scope.fork(s.scope, ExecutionStrategy.sequential)
-    const opened = yield* Effect.either(s.hot.subscribe(s.topic, { from }).pipe(Scope.extend(child), Effect.catchTag("TopicNotFound", Effect.die)))
+    const opened = yield* Effect.either(
+      s.hot.subscribe(s.topic, { from }).pipe(Scope.extend(child), Effect.catchTag("TopicNotFound", Effect.die))
+    )
     if (opened._tag === "Left") {
       yield* Scope.close(child, Exit.void)
       if (opened.left._tag === "SubscriberTableFull") return yield* Effect.die(opened.left)
@@ -123,15 +135,33 @@ export const toHot = (s: TieredCursorState, from: From) =>
 
 /** `requested` is not held; `earliest` (default the region's) is where reading can resume after it (the oldest of the two). */
 export const outOfRange = (s: TieredCursorState, requested: number, earliest?: number) =>
-  Effect.flatMap(s.heldBounds, (held) =>
-    Effect.fail(new LogOutOfRange({ topic: s.topic, requested, earliest: Math.min(earliest ?? held.earliest, held.earliest), end: held.end }))
+  Effect.flatMap(
+    s.heldBounds,
+    (held) =>
+      Effect.fail(
+        new LogOutOfRange({
+          topic: s.topic,
+          requested,
+          earliest: Math.min(earliest ?? held.earliest, held.earliest),
+          end: held.end
+        })
+      )
   )
 
 /** What stopped the disk's last read, as the poll's failure. */
 export const problemError = (s: TieredCursorState, p: DiskProblem) =>
   p.kind === "gone"
-    ? Effect.flatMap(Effect.promise(() => diskEarliest(s.files, s.directory, s.topic).catch(() => undefined)), (earliest) => outOfRange(s, s.position, earliest))
-    : Effect.fail(new LogCorrupt({ reason: `topic ${s.topic}: its copy on disk, ${p.file}${p.kind === "corrupt" ? ` at byte ${p.offset}` : ""}: ${p.reason}` }))
+    ? Effect.flatMap(
+      Effect.promise(() => diskEarliest(s.files, s.directory, s.topic).catch(() => undefined)),
+      (earliest) => outOfRange(s, s.position, earliest)
+    )
+    : Effect.fail(
+      new LogCorrupt({
+        reason: `topic ${s.topic}: its copy on disk, ${p.file}${
+          p.kind === "corrupt" ? ` at byte ${p.offset}` : ""
+        }: ${p.reason}`
+      })
+    )
 
 /** Reads what the disk has next (records ending at or before `position` skipped). */
 export const fetch = (s: TieredCursorState, max: number) =>
@@ -151,7 +181,12 @@ export const toDisk = (s: TieredCursorState, offset: number) =>
     const d = new DiskStream(files, directory, topic)
     const sought = yield* Effect.tryPromise({
       try: () => d.seek(offset),
-      catch: (e) => new LogCorrupt({ reason: `topic ${topic}: reading its copy on disk in ${directory}: ${e instanceof Error ? e.message : String(e)}` })
+      catch: (e) =>
+        new LogCorrupt({
+          reason: `topic ${topic}: reading its copy on disk in ${directory}: ${
+            e instanceof Error ? e.message : String(e)
+          }`
+        })
     })
     if (sought.kind === "before") return yield* outOfRange(s, offset, sought.earliest)
     if (sought.kind === "empty") return yield* outOfRange(s, offset)

@@ -19,7 +19,9 @@
  */
 import { Effect, Layer, type Scope } from "effect"
 import { type LogCursor, LogReader, type LogReaderShape } from "../../../services/log/LogReader.js"
+import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
 import { type LogCorrupt, type TopicInfo, type TopicNotFound, Topics } from "../../../services/log/Topics.js"
+import { settingConfig } from "../../../Settings.js"
 import { diskEarliest, nodeStreamFiles, type StreamFiles } from "./DiskStream.js"
 import { readTiered } from "./TieredCursorRead.js"
 import {
@@ -36,8 +38,6 @@ import {
   toDisk,
   toHot
 } from "./TieredCursorState.js"
-import { settingConfig } from "../../../Settings.js"
-import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
 
 export interface TieredOptions {
   /** The head's data directory. */
@@ -58,7 +58,8 @@ export const tieredReader = (
   const files = options.files ?? nodeStreamFiles
   const pollMs = options.pollMs ?? 10
   const openWaitMs = options.openWaitMs ?? 5_000
-  const earliestOnDisk = (topic: string) => Effect.promise(() => diskEarliest(files, options.directory, topic).catch(() => undefined))
+  const earliestOnDisk = (topic: string) =>
+    Effect.promise(() => diskEarliest(files, options.directory, topic).catch(() => undefined))
 
   const bounds: LogReaderShape["bounds"] = (topic) =>
     Effect.gen(function*() {
@@ -71,13 +72,22 @@ export const tieredReader = (
   const subscribe: LogReaderShape["subscribe"] = (topic, subscribeOptions = {}) =>
     Effect.gen(function*() {
       const info = yield* lookup(topic)
-      if (subscribeOptions.durable === true || subscribeOptions.regionOnly === true || info.replicationFactor < 2) return yield* hot.subscribe(topic, subscribeOptions)
+      if (
+        subscribeOptions.durable === true || subscribeOptions.regionOnly === true || info.replicationFactor < 2
+      ) return yield* hot.subscribe(topic, subscribeOptions)
       const from = subscribeOptions.from ?? "earliest"
-      const cursor = yield* tieredCursor(hot, info, { files, directory: options.directory, pollMs, openWaitMs }, yield* Effect.scope)
+      const cursor = yield* tieredCursor(
+        hot,
+        info,
+        { files, directory: options.directory, pollMs, openWaitMs },
+        yield* Effect.scope
+      )
       const held = yield* hot.bounds(topic)
       const disk = from === "earliest" ? yield* earliestOnDisk(topic) : undefined
       // A copy on disk that cannot be read is the cursor's first poll's failure (subscribing promises only out-of-range).
-      yield* cursor.open(disk !== undefined && disk < held.earliest ? disk : from).pipe(Effect.catchTag("LogCorrupt", (e) => Effect.sync(() => cursor.fail(e))))
+      yield* cursor.open(disk !== undefined && disk < held.earliest ? disk : from).pipe(
+        Effect.catchTag("LogCorrupt", (e) => Effect.sync(() => cursor.fail(e)))
+      )
       return cursor.cursor
     })
 

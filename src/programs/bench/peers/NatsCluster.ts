@@ -5,16 +5,24 @@
  * stopped by pid and the directory removed when the scope closes. A node can be SIGKILLed and
  * started again on the same ports with the same store, as a crashed server restarts.
  */
-import { Effect, Either, ExecutionStrategy, Exit, Scope } from "effect"
 import { jetstreamManager } from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
+import { Effect, Either, ExecutionStrategy, Exit, Scope } from "effect"
 import { spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { errorText, findBinary, freePort, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
 import { readSetting } from "../../../Settings.js"
 import { PEER_SETTINGS } from "../../ProgramSettings.js"
+import {
+  errorText,
+  findBinary,
+  freePort,
+  PeerFailed,
+  type PeerProcess,
+  PeerUnavailable,
+  startPeerServer
+} from "./PeerServer.js"
 
 export const NATS = "nats"
 
@@ -51,7 +59,13 @@ export const natsServerBinary: Effect.Effect<string, PeerUnavailable> = Effect.s
   const override = readSetting(PEER_SETTINGS.settings.natsServer)
   const binary = findBinary("nats-server", "/usr/sbin/nats-server", override)
   return binary === undefined
-    ? Effect.fail(new PeerUnavailable({ peer: NATS, missing: override ?? "nats-server", install: "apt-get install nats-server (Debian's package), or CXLOG_NATS_SERVER=PATH" }))
+    ? Effect.fail(
+      new PeerUnavailable({
+        peer: NATS,
+        missing: override ?? "nats-server",
+        install: "apt-get install nats-server (Debian's package), or CXLOG_NATS_SERVER=PATH"
+      })
+    )
     : Effect.succeed(binary)
 })
 
@@ -79,7 +93,10 @@ export const natsConfig = (
   ].join("\n")
 
 /** Waits until JetStream answers on `urls` (a cluster: once its meta leader is elected). */
-export const awaitJetStream = (urls: ReadonlyArray<string>, timeoutMs = JETSTREAM_READY_MS): Effect.Effect<void, PeerFailed> =>
+export const awaitJetStream = (
+  urls: ReadonlyArray<string>,
+  timeoutMs = JETSTREAM_READY_MS
+): Effect.Effect<void, PeerFailed> =>
   Effect.gen(function*() {
     const deadline = Date.now() + timeoutMs
     let last = ""
@@ -101,7 +118,10 @@ export const awaitJetStream = (urls: ReadonlyArray<string>, timeoutMs = JETSTREA
       last = ready
       yield* Effect.sleep(200)
     }
-    return yield* new PeerFailed({ peer: NATS, detail: `JetStream did not answer within ${timeoutMs} ms on ${urls.join(",")}: ${last}` })
+    return yield* new PeerFailed({
+      peer: NATS,
+      detail: `JetStream did not answer within ${timeoutMs} ms on ${urls.join(",")}: ${last}`
+    })
   })
 
 /** Clusters started anew (fresh ports) when a port picked for one was taken before its server bound it. */
@@ -113,20 +133,28 @@ const PORT_ATTEMPTS = 3
  * cluster's routes name them all up front): one another process took meanwhile fails its server
  * with "address already in use", and the cluster is started again on new ones.
  */
-export const startNatsCluster = (size: number, options: NatsClusterOptions = {}): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
+export const startNatsCluster = (
+  size: number,
+  options: NatsClusterOptions = {}
+): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const parent = yield* Effect.scope
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1;; attempt++) {
       const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
       const started = yield* startOnce(size, options).pipe(Scope.extend(scope), Effect.either)
       if (Either.isRight(started)) return started.right
       yield* Scope.close(scope, Exit.void)
       const error = started.left
-      if (attempt >= PORT_ATTEMPTS || error._tag !== "PeerFailed" || !/address already in use/.test(error.detail)) return yield* Effect.fail(error)
+      if (
+        attempt >= PORT_ATTEMPTS || error._tag !== "PeerFailed" || !/address already in use/.test(error.detail)
+      ) return yield* Effect.fail(error)
     }
   })
 
-const startOnce = (size: number, options: NatsClusterOptions): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
+const startOnce = (
+  size: number,
+  options: NatsClusterOptions
+): Effect.Effect<NatsCluster, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const binary = yield* natsServerBinary
     const syncAlways = options.syncAlways === true && syncsAlways(binary)
@@ -136,7 +164,12 @@ const startOnce = (size: number, options: NatsClusterOptions): Effect.Effect<Nat
     )
     const specs = []
     for (let i = 1; i <= size; i++) {
-      specs.push({ name: `n${i}`, port: yield* freePort, storeDir: join(directory, `n${i}`), ...(size > 1 ? { clusterPort: yield* freePort } : {}) })
+      specs.push({
+        name: `n${i}`,
+        port: yield* freePort,
+        storeDir: join(directory, `n${i}`),
+        ...(size > 1 ? { clusterPort: yield* freePort } : {})
+      })
     }
     const routes = specs.flatMap((s) => (s.clusterPort === undefined ? [] : [s.clusterPort]))
     const nodes = yield* Effect.forEach(specs, (spec) =>
@@ -164,7 +197,16 @@ const startOnce = (size: number, options: NatsClusterOptions): Effect.Effect<Nat
           return stop
         })
         yield* start
-        return { name: spec.name, port: spec.port, url: `nats://127.0.0.1:${spec.port}`, configFile, pid: () => running?.server.pid, cpuSeconds: () => running?.server.cpuSeconds(), kill, start } satisfies NatsNode
+        return {
+          name: spec.name,
+          port: spec.port,
+          url: `nats://127.0.0.1:${spec.port}`,
+          configFile,
+          pid: () => running?.server.pid,
+          cpuSeconds: () => running?.server.cpuSeconds(),
+          kill,
+          start
+        } satisfies NatsNode
       }))
     const urls = nodes.map((n) => n.url)
     yield* awaitJetStream(urls)

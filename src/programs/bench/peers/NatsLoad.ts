@@ -48,8 +48,7 @@ export const natsLoad = (storage: StorageKind): Effect.Effect<PeerClient, PeerUn
  * its start, each message's payload to `received` in the stream's order; reading once this
  * resumes, stopped when the scope closes.
  */
-export const natsReader = (url: string, stream: string): PeerReader =>
-(received, failed) =>
+export const natsReader = (url: string, stream: string): PeerReader => (received, failed) =>
   Effect.gen(function*() {
     const nc = yield* Effect.acquireRelease(
       natsCall("connecting", () => connect({ servers: [url], noAsyncTraces: true, timeout: REQUEST_TIMEOUT_MS })),

@@ -6,7 +6,13 @@
  * client of the @nats-io packages. A message is one `js.publish`; its acknowledgement is the
  * PubAck carrying its stream sequence.
  */
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream"
+import {
+  jetstream,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  StorageType
+} from "@nats-io/jetstream"
 import { connect } from "@nats-io/transport-node"
 import { Effect, type Scope } from "effect"
 import { NATS, type NatsNode, startNatsCluster } from "./NatsCluster.js"
@@ -32,29 +38,50 @@ export interface NatsServer {
 
 /** A JetStream call's promise as an Effect, bounded; its failure names what was waited for. */
 export const natsCall = <A>(what: string, call: () => Promise<A>): Effect.Effect<A, PeerFailed> =>
-  Effect.tryPromise({ try: call, catch: (error) => new PeerFailed({ peer: NATS, detail: `${what}: ${errorText(error)}` }) }).pipe(
-    Effect.timeoutFail({ duration: REQUEST_TIMEOUT_MS, onTimeout: () => new PeerFailed({ peer: NATS, detail: `${what}: no answer within ${REQUEST_TIMEOUT_MS} ms` }) })
+  Effect.tryPromise({
+    try: call,
+    catch: (error) => new PeerFailed({ peer: NATS, detail: `${what}: ${errorText(error)}` })
+  }).pipe(
+    Effect.timeoutFail({
+      duration: REQUEST_TIMEOUT_MS,
+      onTimeout: () => new PeerFailed({ peer: NATS, detail: `${what}: no answer within ${REQUEST_TIMEOUT_MS} ms` })
+    })
   )
 
 const resetStream = (manager: JetStreamManager, storage: StorageKind) =>
   natsCall("making the stream anew", async () => {
     await manager.streams.delete(NATS_STREAM).catch(() => false)
-    await manager.streams.add({ name: NATS_STREAM, subjects: [NATS_SUBJECT], storage: storage === "memory" ? StorageType.Memory : StorageType.File })
+    await manager.streams.add({
+      name: NATS_STREAM,
+      subjects: [NATS_SUBJECT],
+      storage: storage === "memory" ? StorageType.Memory : StorageType.File
+    })
   })
 
 /** The stream's storage as its info gives it; `syncAlways`: the server fsyncs each write. */
 const storageOf = (manager: JetStreamManager, syncAlways: boolean): Effect.Effect<PeerStorage, PeerFailed> =>
-  Effect.map(natsCall("reading the stream's info", () => manager.streams.info(NATS_STREAM)), (info): PeerStorage =>
-    info.config.storage === StorageType.Memory
-      ? { kind: "memory", detail: "memory storage" }
-      : { kind: "disk", detail: syncAlways ? "file storage, sync_interval: always (fsynced at each write)" : "file storage, fsynced every 2 min (this nats-server has no sync_interval: always)" })
+  Effect.map(
+    natsCall("reading the stream's info", () => manager.streams.info(NATS_STREAM)),
+    (info): PeerStorage =>
+      info.config.storage === StorageType.Memory
+        ? { kind: "memory", detail: "memory storage" }
+        : {
+          kind: "disk",
+          detail: syncAlways
+            ? "file storage, sync_interval: always (fsynced at each write)"
+            : "file storage, fsynced every 2 min (this nats-server has no sync_interval: always)"
+        }
+  )
 
 /** A NATS server of its own with JetStream, its stream made with `storage`, and a connected client; all end with the scope. */
 export const startNats = (storage: StorageKind): Effect.Effect<NatsServer, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const cluster = yield* startNatsCluster(1, { syncAlways: storage === "disk", parentDir: yield* peerDataParent })
     const nc = yield* Effect.acquireRelease(
-      natsCall("connecting", () => connect({ servers: [...cluster.urls], noAsyncTraces: true, timeout: REQUEST_TIMEOUT_MS })),
+      natsCall(
+        "connecting",
+        () => connect({ servers: [...cluster.urls], noAsyncTraces: true, timeout: REQUEST_TIMEOUT_MS })
+      ),
       (c) => Effect.promise(() => c.close().catch(() => undefined))
     )
     const manager = yield* natsCall("opening JetStream", () => jetstreamManager(nc, { timeout: REQUEST_TIMEOUT_MS }))
@@ -64,13 +91,22 @@ export const startNats = (storage: StorageKind): Effect.Effect<NatsServer, PeerU
       node: cluster.nodes[0]!,
       js: jetstream(nc, { timeout: REQUEST_TIMEOUT_MS }),
       reset,
-      stored: Effect.map(natsCall("reading the stream's info", () => manager.streams.info(NATS_STREAM)), (info) => info.state.messages),
+      stored: Effect.map(
+        natsCall("reading the stream's info", () => manager.streams.info(NATS_STREAM)),
+        (info) => info.state.messages
+      ),
       storage: storageOf(manager, cluster.syncAlways)
     }
   })
 
 /** One `js.publish` of `payload`, resumed by its PubAck (a closed loop's round trip), on a memory stream (cxlog's rtt is ACK 1); the server and client end with the scope. */
-export const natsPeer: Effect.Effect<{ readonly append: (payload: Buffer) => Effect.Effect<void, PeerFailed> }, PeerUnavailable | PeerFailed, Scope.Scope> = Effect.map(
+export const natsPeer: Effect.Effect<
+  { readonly append: (payload: Buffer) => Effect.Effect<void, PeerFailed> },
+  PeerUnavailable | PeerFailed,
+  Scope.Scope
+> = Effect.map(
   startNats("memory"),
-  ({ js }) => ({ append: (payload) => Effect.asVoid(natsCall("a publish's PubAck", () => js.publish(NATS_SUBJECT, payload))) })
+  ({ js }) => ({
+    append: (payload) => Effect.asVoid(natsCall("a publish's PubAck", () => js.publish(NATS_SUBJECT, payload)))
+  })
 )

@@ -7,9 +7,9 @@
  */
 import { Effect } from "effect"
 import { report } from "../../roles/Report.js"
-import { PEER_SPECS } from "./PeerSpecs.js"
 import { makeReadBack } from "./PeerReadBack.js"
 import { PeerFailed } from "./PeerServer.js"
+import { PEER_SPECS } from "./PeerSpecs.js"
 
 const STALL_MS = 30_000
 const WATCH_MS = 500
@@ -46,7 +46,9 @@ export const peerConsume = (peer: string, address: string, stream: string, messa
       settle = (reason) => {
         clearInterval(watch)
         settle = () => {}
-        resume(reason === undefined ? Effect.void : Effect.fail(new PeerFailed({ peer, detail: `its consumer: ${reason}` })))
+        resume(
+          reason === undefined ? Effect.void : Effect.fail(new PeerFailed({ peer, detail: `its consumer: ${reason}` }))
+        )
       }
       if (failure !== undefined) settle(failure)
       else if (readBack.done()) settle(undefined)

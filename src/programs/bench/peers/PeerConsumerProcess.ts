@@ -43,13 +43,25 @@ export const spawnPeerConsumer = (
   payloadBytes: number
 ): Effect.Effect<PeerConsumer, PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
-    const role = yield* spawnRole(`${peer} consumer`, ["peer-consume", peer, address, stream, String(messages), String(payloadBytes)], {}, PeerConsumerEvents)
-    const asPeerFailed = (error: { readonly message: string }) => new PeerFailed({ peer, detail: `its consumer process: ${error.message}` })
+    const role = yield* spawnRole(
+      `${peer} consumer`,
+      ["peer-consume", peer, address, stream, String(messages), String(payloadBytes)],
+      {},
+      PeerConsumerEvents
+    )
+    const asPeerFailed = (error: { readonly message: string }) =>
+      new PeerFailed({ peer, detail: `its consumer process: ${error.message}` })
     const ready = yield* role.event("ready", READY_MS).pipe(Effect.mapError(asPeerFailed))
     return {
       pid: ready.pid,
       done: role.event("done", DONE_MS).pipe(
-        Effect.map(({ bytes, completeAtMs, cpuSeconds, misread, read }) => ({ read, bytes, misread, completeAtMs, cpuSeconds })),
+        Effect.map(({ bytes, completeAtMs, cpuSeconds, misread, read }) => ({
+          read,
+          bytes,
+          misread,
+          completeAtMs,
+          cpuSeconds
+        })),
         Effect.mapError(asPeerFailed)
       )
     }

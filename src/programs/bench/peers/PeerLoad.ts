@@ -72,14 +72,20 @@ export interface PeerClient {
   /** Sends messages `first`, `first + 1`, … (`payloads`) together; each reply reaches `replies`. */
   readonly send: (first: number, payloads: ReadonlyArray<Buffer>, replies: PeerReplies) => void
   /** A consumer of its own reading the stream from its start, auditing `messages` of `payloadBytes`: reading once this resumes, stopped when the scope closes. */
-  readonly startConsumer: (messages: number, payloadBytes: number) => Effect.Effect<PeerConsumer, PeerFailed, Scope.Scope>
+  readonly startConsumer: (
+    messages: number,
+    payloadBytes: number
+  ) => Effect.Effect<PeerConsumer, PeerFailed, Scope.Scope>
 }
 
 /**
  * How a consumer process reads a peer's stream back: from its start, each message's payload to
  * `received` in the stream's order; reading once this resumes, stopped when the scope closes.
  */
-export type PeerReader = (received: (payload: Uint8Array) => void, failed: (reason: string) => void) => Effect.Effect<void, PeerFailed, Scope.Scope>
+export type PeerReader = (
+  received: (payload: Uint8Array) => void,
+  failed: (reason: string) => void
+) => Effect.Effect<void, PeerFailed, Scope.Scope>
 
 export interface PeerCpu {
   readonly server: number
@@ -220,7 +226,11 @@ const drive = (run: PeerRun) =>
     run.settle = () => {
       if (run.failure === undefined && run.acked < messages) return
       stop()
-      resume(run.failure === undefined ? Effect.void : Effect.fail(new PeerFailed({ peer: run.client.peer, detail: run.failure })))
+      resume(
+        run.failure === undefined
+          ? Effect.void
+          : Effect.fail(new PeerFailed({ peer: run.client.peer, detail: run.failure }))
+      )
     }
     run.started = performance.now()
     pump(run)
@@ -230,7 +240,9 @@ const drive = (run: PeerRun) =>
     watch = setInterval(() => {
       quietMs = run.acked === progress ? quietMs + WATCH_MS : 0
       progress = run.acked
-      if (quietMs >= STALL_MS) failRun(run, `waiting for replies: ${run.acked} of ${messages} acknowledged, then nothing for ${STALL_MS} ms`)
+      if (quietMs >= STALL_MS) {
+        failRun(run, `waiting for replies: ${run.acked} of ${messages} acknowledged, then nothing for ${STALL_MS} ms`)
+      }
     }, WATCH_MS)
     // Nothing to send.
     run.settle()
@@ -243,7 +255,9 @@ const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 *
 /** Runs `workload` on a peer, after its warm-up: its figures, or PeerFailed naming what it waited for. */
 export const runPeerLoad = (client: PeerClient, workload: PeerWorkload): Effect.Effect<PeerFigures, PeerFailed> =>
   Effect.gen(function*() {
-    const warmupMessages = workload.warmupMessages === 0 ? 0 : (yield* runOnce(client, { ...workload, messages: workload.warmupMessages })).messages
+    const warmupMessages = workload.warmupMessages === 0
+      ? 0
+      : (yield* runOnce(client, { ...workload, messages: workload.warmupMessages })).messages
     return { ...(yield* runOnce(client, workload)), warmupMessages }
   })
 
@@ -270,14 +284,20 @@ const runOnce = (client: PeerClient, workload: PeerWorkload): Effect.Effect<Peer
     const publishMBps = mBps(run.ackedAt - run.started)
     return {
       messages: stored,
-      messageBytes: readBack === undefined ? run.sentBytes / Math.max(run.sent, 1) : readBack.bytes / Math.max(readBack.read, 1),
+      messageBytes: readBack === undefined
+        ? run.sentBytes / Math.max(run.sent, 1)
+        : readBack.bytes / Math.max(readBack.read, 1),
       warmupMessages: 0,
       storage,
       throughputMBps: publishMBps,
       publishMBps,
       ackLatencyP50Us: micros(percentile(sorted, 50)),
       ackLatencyP99Us: micros(percentile(sorted, 99)),
-      cpuSecondsPerGiB: { server: round(server, 2), client: round(clientSeconds, 2), total: round(server + clientSeconds, 2) },
+      cpuSecondsPerGiB: {
+        server: round(server, 2),
+        client: round(clientSeconds, 2),
+        total: round(server + clientSeconds, 2)
+      },
       ...(readBack === undefined || consumer === undefined
         ? {}
         : {

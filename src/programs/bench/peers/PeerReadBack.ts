@@ -34,8 +34,13 @@ export const makeReadBack = (messages: number, payloadBytes: number) => {
   let completeAtMs: number | undefined
   return {
     received: (payload: Uint8Array): void => {
-      const index = payload.length < STAMP_BYTES ? -1 : payload[0]! + (payload[1]! << 8) + (payload[2]! << 16) + payload[3]! * 2 ** 24
-      if (index !== read || payload.length !== payloadBytes || template.compare(payload, STAMP_BYTES, payloadBytes, STAMP_BYTES, payloadBytes) !== 0) misread++
+      const index = payload.length < STAMP_BYTES
+        ? -1
+        : payload[0]! + (payload[1]! << 8) + (payload[2]! << 16) + payload[3]! * 2 ** 24
+      if (
+        index !== read || payload.length !== payloadBytes ||
+        template.compare(payload, STAMP_BYTES, payloadBytes, STAMP_BYTES, payloadBytes) !== 0
+      ) misread++
       read++
       bytes += payload.length
       if (read === messages) completeAtMs = performance.timeOrigin + performance.now()

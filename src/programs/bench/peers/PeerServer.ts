@@ -8,12 +8,14 @@ import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { connect, createServer } from "node:net"
 import { tmpdir } from "node:os"
-import { processCpuSeconds, stopChild, stopWithParent } from "../../run/Cluster.js"
-import { processEnvironment, settingConfig } from "../../../Settings.js"
 import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
+import { processEnvironment, settingConfig } from "../../../Settings.js"
+import { processCpuSeconds, stopChild, stopWithParent } from "../../run/Cluster.js"
 
 /** A peer's server binary or its Node client is not installed here. */
-export class PeerUnavailable extends Data.TaggedError("PeerUnavailable")<{ readonly peer: string; readonly missing: string; readonly install: string }> {
+export class PeerUnavailable extends Data.TaggedError("PeerUnavailable")<
+  { readonly peer: string; readonly missing: string; readonly install: string }
+> {
   override get message() {
     return `${this.peer}: ${this.missing} not found; install it with: ${this.install}`
   }
@@ -30,7 +32,10 @@ export class PeerFailed extends Data.TaggedError("PeerFailed")<{ readonly peer: 
 export const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
 /** Where a peer keeps its files: where cxlog's run puts its data directory (CXLOG_DATA_DIR, else the OS's temporary directory), so both are on one filesystem. */
-export const peerDataParent: Effect.Effect<string> = settingConfig(DURABLE_SETTINGS.settings.dataDir).pipe(Effect.map((dir) => dir ?? tmpdir()), Effect.orElseSucceed(() => tmpdir()))
+export const peerDataParent: Effect.Effect<string> = settingConfig(DURABLE_SETTINGS.settings.dataDir).pipe(
+  Effect.map((dir) => dir ?? tmpdir()),
+  Effect.orElseSucceed(() => tmpdir())
+)
 
 /** How long a server may take to accept its first connection. */
 const START_TIMEOUT_MS = 15_000
@@ -100,10 +105,20 @@ export const startPeerServer = (
     const deadline = Date.now() + START_TIMEOUT_MS
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
-        return yield* new PeerFailed({ peer, detail: `${binary} exited (${child.exitCode ?? child.signalCode}): ${output.trim().split("\n").slice(-3).join(" / ")}` })
+        return yield* new PeerFailed({
+          peer,
+          detail: `${binary} exited (${child.exitCode ?? child.signalCode}): ${
+            output.trim().split("\n").slice(-3).join(" / ")
+          }`
+        })
       }
       if (yield* Effect.promise(() => accepts(port))) break
-      if (Date.now() > deadline) return yield* new PeerFailed({ peer, detail: `${binary} accepted no connection on port ${port} within ${START_TIMEOUT_MS} ms` })
+      if (Date.now() > deadline) {
+        return yield* new PeerFailed({
+          peer,
+          detail: `${binary} accepted no connection on port ${port} within ${START_TIMEOUT_MS} ms`
+        })
+      }
       yield* Effect.sleep(POLL_MS)
     }
     return { pid, port, cpuSeconds: () => processCpuSeconds(pid) }

@@ -36,12 +36,15 @@ export const redisLoad = (storage: StorageKind): Effect.Effect<PeerClient, PeerU
       send: (first, payloads, replies) => {
         let next = first
         // Called per reply, in order: the n-th reply is message first + n's.
-        const replied = (error?: Error | null) => (error ? replies.failed(`XADD failed: ${error.message}`) : replies.acked(next++))
+        const replied = (
+          error?: Error | null
+        ) => (error ? replies.failed(`XADD failed: ${error.message}`) : replies.acked(next++))
         const pipeline = publisher.pipeline()
         for (const payload of payloads) pipeline.xadd(STREAM, "*", "m", payload, replied)
         pipeline.exec().catch((error: unknown) => replies.failed(`the XADD pipeline failed: ${errorText(error)}`))
       },
-      startConsumer: (messages, payloadBytes) => spawnPeerConsumer(REDIS, String(server.server.port), STREAM, messages, payloadBytes)
+      startConsumer: (messages, payloadBytes) =>
+        spawnPeerConsumer(REDIS, String(server.server.port), STREAM, messages, payloadBytes)
     } satisfies PeerClient
   })
 
@@ -49,12 +52,14 @@ export const redisLoad = (storage: StorageKind): Effect.Effect<PeerClient, PeerU
  * The consumer process's reader: `stream` on the server at `port`, from its start, each entry's
  * payload to `received` in the stream's order; reading once this resumes, stopped when the scope closes.
  */
-export const redisReader = (port: number, stream: string): PeerReader =>
-(received, failed) =>
+export const redisReader = (port: number, stream: string): PeerReader => (received, failed) =>
   Effect.gen(function*() {
-    const reader = yield* Effect.catchTag(connectRedis(port), "PeerUnavailable", (e) => Effect.fail(new PeerFailed({ peer: REDIS, detail: e.message })))
+    const reader = yield* Effect.catchTag(connectRedis(port), "PeerUnavailable", (e) =>
+      Effect.fail(new PeerFailed({ peer: REDIS, detail: e.message })))
     let stopped = false
-    yield* Effect.addFinalizer(() => Effect.sync(() => (stopped = true)))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => (stopped = true))
+    )
     const readAll = async () => {
       let last = "0-0"
       while (!stopped) {

@@ -9,10 +9,18 @@ import { Effect, type Scope } from "effect"
 import type { Redis as RedisClient } from "ioredis"
 import { mkdtempSync, rmSync } from "node:fs"
 import { join } from "node:path"
-import type { PeerStorage, StorageKind } from "./PeerLoad.js"
-import { errorText, findBinary, peerDataParent, PeerFailed, type PeerProcess, PeerUnavailable, startPeerServer } from "./PeerServer.js"
 import { readSetting } from "../../../Settings.js"
 import { PEER_SETTINGS } from "../../ProgramSettings.js"
+import type { PeerStorage, StorageKind } from "./PeerLoad.js"
+import {
+  errorText,
+  findBinary,
+  peerDataParent,
+  PeerFailed,
+  type PeerProcess,
+  PeerUnavailable,
+  startPeerServer
+} from "./PeerServer.js"
 
 export const REDIS = "redis"
 
@@ -53,7 +61,15 @@ export const connectRedis = (port: number): Effect.Effect<RedisClient, PeerUnava
   Effect.gen(function*() {
     const { Redis } = yield* loadClient
     const client: RedisClient = yield* Effect.acquireRelease(
-      Effect.sync(() => new Redis({ host: "127.0.0.1", port, commandTimeout: COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1, lazyConnect: false })),
+      Effect.sync(() =>
+        new Redis({
+          host: "127.0.0.1",
+          port,
+          commandTimeout: COMMAND_TIMEOUT_MS,
+          maxRetriesPerRequest: 1,
+          lazyConnect: false
+        })
+      ),
       (c) => Effect.sync(() => c.disconnect())
     )
     yield* redisCall("PING", () => client.ping())
@@ -62,27 +78,41 @@ export const connectRedis = (port: number): Effect.Effect<RedisClient, PeerUnava
 
 /** The server's persistence options for `storage`; `dir` holds its append-only file. */
 const persistence = (storage: StorageKind, dir: string) =>
-  storage === "memory" ? ["--save", "", "--appendonly", "no"] : ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir]
+  storage === "memory"
+    ? ["--save", "", "--appendonly", "no"]
+    : ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir]
 
 /** What `CONFIG GET` says the server keeps its data in. */
 const storageOf = (client: RedisClient): Effect.Effect<PeerStorage, PeerFailed> =>
   Effect.gen(function*() {
-    const get = (name: string) => Effect.map(redisCall(`CONFIG GET ${name}`, () => client.config("GET", name) as Promise<Array<string>>), (reply) => reply[1] ?? "")
+    const get = (name: string) =>
+      Effect.map(redisCall(`CONFIG GET ${name}`, () => client.config("GET", name) as Promise<Array<string>>), (reply) =>
+        reply[1] ?? "")
     const appendonly = yield* get("appendonly")
     const appendfsync = yield* get("appendfsync")
     const save = yield* get("save")
-    if (appendonly === "yes" && appendfsync === "always") return { kind: "disk", detail: "AOF, appendfsync always (fsynced before each reply)" } as const
-    if (appendonly === "yes") return { kind: "memory", detail: `AOF, appendfsync ${appendfsync} (not on disk at the reply)` } as const
+    if (appendonly === "yes" && appendfsync === "always") {
+      return { kind: "disk", detail: "AOF, appendfsync always (fsynced before each reply)" } as const
+    }
+    if (appendonly === "yes") {
+      return { kind: "memory", detail: `AOF, appendfsync ${appendfsync} (not on disk at the reply)` } as const
+    }
     return { kind: "memory", detail: save === "" ? "no persistence" : `RDB snapshots (save ${save})` } as const
   })
 
 /** A Redis server of its own with `storage`, stopped (and its files removed) when the scope closes, and how to connect clients to it. */
-export const startRedis = (storage: StorageKind): Effect.Effect<RedisServer, PeerUnavailable | PeerFailed, Scope.Scope> =>
+export const startRedis = (
+  storage: StorageKind
+): Effect.Effect<RedisServer, PeerUnavailable | PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const override = redisServerSetting()
     const binary = findBinary("redis-server", "/usr/bin/redis-server", override)
     if (binary === undefined) {
-      return yield* new PeerUnavailable({ peer: REDIS, missing: override ?? "redis-server", install: "apt-get install redis-server (Debian's package), or CXLOG_REDIS_SERVER=PATH" })
+      return yield* new PeerUnavailable({
+        peer: REDIS,
+        missing: override ?? "redis-server",
+        install: "apt-get install redis-server (Debian's package), or CXLOG_REDIS_SERVER=PATH"
+      })
     }
     yield* loadClient
     const parent = yield* peerDataParent
@@ -91,9 +121,16 @@ export const startRedis = (storage: StorageKind): Effect.Effect<RedisServer, Pee
       (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
     )
     const server = yield* startPeerServer(REDIS, binary, (port) => [
-      "--port", String(port), "--bind", "127.0.0.1", ...persistence(storage, dir), "--protected-mode", "yes"
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      ...persistence(storage, dir),
+      "--protected-mode",
+      "yes"
     ])
-    const connect = Effect.catchTag(connectRedis(server.port), "PeerUnavailable", (e) => Effect.fail(new PeerFailed({ peer: REDIS, detail: e.message })))
+    const connect = Effect.catchTag(connectRedis(server.port), "PeerUnavailable", (e) =>
+      Effect.fail(new PeerFailed({ peer: REDIS, detail: e.message })))
     return { server, connect, storage: Effect.scoped(Effect.flatMap(connect, storageOf)) }
   })
 
@@ -102,7 +139,8 @@ export const redisPeer: Effect.Effect<RedisPeer, PeerUnavailable | PeerFailed, S
   const { server, connect } = yield* startRedis("memory")
   const client = yield* connect
   const stream = `cxlog-bench-${process.pid}`
-  const append = (payload: Buffer) => redisCall("XADD", () => client.xadd(stream, "*", "m", payload)).pipe(Effect.asVoid)
+  const append = (payload: Buffer) =>
+    redisCall("XADD", () => client.xadd(stream, "*", "m", payload)).pipe(Effect.asVoid)
   // Answering XADD before anything is measured.
   yield* append(Buffer.alloc(1))
   yield* redisCall("DEL", () => client.del(stream))
