@@ -73,12 +73,3 @@ export const exitWithParent = (): void => {
 export const tolerateClosedOutput = (): void => {
   for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
 }
-
-/** "1GiB", "64MiB", "512KiB", "4096" → bytes. */
-export const parseBytes = (text: string): number => {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(b|kib|kb|k|mib|mb|m|gib|gb|g)?\s*$/i.exec(text)
-  if (match === null) throw new Error(`not a size: ${JSON.stringify(text)} (try 64MiB or 1GiB)`)
-  const unit = (match[2] ?? "b").toLowerCase()
-  const scale = unit.startsWith("k") ? 1024 : unit.startsWith("m") ? 1024 ** 2 : unit.startsWith("g") ? 1024 ** 3 : 1
-  return Math.round(Number(match[1]) * scale)
-}
