@@ -154,6 +154,29 @@ export const runCli = (
       })
   )
 
+/**
+ * `runCli` with a bound: a command still running after `withinMs` is stopped and the test fails
+ * naming it with what it printed so far, so a hang says where it was instead of timing the test out.
+ */
+export const runCliWithin = (args: ReadonlyArray<string>, env: Record<string, string>, withinMs: number) => {
+  let output = { stdout: "", stderr: "" }
+  return runCli(args, env, (child) => {
+    child.stdout!.on("data", (c: Buffer) => (output = { ...output, stdout: output.stdout + c.toString() }))
+    child.stderr!.on("data", (c: Buffer) => (output = { ...output, stderr: output.stderr + c.toString() }))
+  }).pipe(
+    Effect.timeoutFail({
+      duration: withinMs,
+      onTimeout: () =>
+        new Error(
+          `cxlog ${args.join(" ")} still running after ${withinMs} ms; stderr: ${output.stderr.slice(-4000)}; stdout: ${
+            output.stdout.slice(-2000)
+          }`
+        )
+    }),
+    Effect.orDie
+  )
+}
+
 /** Child processes of `pid` whose command line contains `word`, from /proc. */
 export const childrenOf = (pid: number, word: string): Array<number> =>
   readdirSync("/proc").flatMap((entry) => {

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url"
 import { readMirrored } from "../../src/layers/mirror/MirrorRecord.js"
 import { type NatsCluster, startNatsCluster } from "../../src/programs/bench/peers/NatsCluster.js"
 import { freePort } from "../../src/programs/bench/peers/PeerServer.js"
-import { type CliRole, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { type CliRole, forkCli, runCli, runCliWithin, smallRegionEnv } from "../helpers/CliRoles.js"
 import { ensureDebianBinary } from "../helpers/DebianPackages.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
@@ -280,9 +280,10 @@ describe.skipIf(skip !== undefined)(
           const cluster = yield* startNatsCluster(3)
           const log = yield* startLog("mirrortcp")
           yield* publish(log, 2_000)
-          const remote = yield* runCli(
+          const remote = yield* runCliWithin(
             mirrorArgs(cluster, "--brokers", log.brokers, "--region-id", log.regionId, "--until", "2000"),
-            log.env
+            log.env,
+            60_000
           )
           expect(remote.code, remote.stderr).toBe(0)
           yield* audit(cluster, log, 2_000)
