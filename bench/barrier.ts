@@ -32,6 +32,7 @@ const FRAME_BYTES = 256
 const MODES: ReadonlyArray<BarrierMode> = ["rendezvous", "delivery-fence", "processing-fence"]
 
 const config: RegionConfig = {
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: PARTICIPANTS, appRingBytes: 1 << 20 },
   log: {
     ...defaultLogConfig,

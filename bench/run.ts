@@ -10,7 +10,8 @@ const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>)
   sequencer: () => import("./sequencer.js"),
   idle: () => import("./idle.js"),
   crc: () => import("./crc.js"),
-  durable: () => import("./durable.js")
+  durable: () => import("./durable.js"),
+  directory: () => import("./directory.js")
 }
 
 const [name, ...args] = process.argv.slice(2)

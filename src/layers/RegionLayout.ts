@@ -1,6 +1,7 @@
 /**
  * The whole region, in order: superblock, process table, control rings (one request ring
- * per process slot, one broadcast ring, a few application rings), then the log area.
+ * per process slot, one broadcast ring, a few application rings), the log area, then the
+ * directory of named objects and the heap their extents come from (docs/region.md).
  * The creator stores the configuration in the superblock parameters; every attacher
  * recomputes the same offsets from them.
  *
@@ -11,6 +12,7 @@ import { Config, Data, Effect, Layer } from "effect"
 import { CONTROL_LAYOUT_SETTINGS } from "../services/control/ControlSettings.js"
 import { type RingAddress, ringFootprint } from "../services/control/Rings.js"
 import { CxlMemory } from "../services/region/CxlMemory.js"
+import { DIRECTORY_LAYOUT_SETTINGS } from "../services/region/RegionSettings.js"
 import { type ControlConfig, type Layout, type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
 import { defaultsOf, settingsConfig } from "../Settings.js"
 import {
@@ -24,6 +26,12 @@ import {
   resolveLogArea,
   validateLogConfig
 } from "./log/Layout.js"
+import {
+  directoryAreaBytes,
+  type DirectoryConfig,
+  directoryConfigProblems,
+  makeDirectoryArea
+} from "./region/DirectoryRecords.js"
 import { processTableBytes } from "./region/ProcessSlot.js"
 import { SUPERBLOCK_BYTES } from "./region/Superblock.js"
 
@@ -32,7 +40,13 @@ export { type ControlConfig, type Layout, type RegionConfig, RegionLayout }
 
 export const defaultControlConfig: ControlConfig = defaultsOf(CONTROL_LAYOUT_SETTINGS.settings)
 
-export const defaultRegionConfig: RegionConfig = { control: defaultControlConfig, log: defaultLogConfig }
+export const defaultDirectoryConfig: DirectoryConfig = defaultsOf(DIRECTORY_LAYOUT_SETTINGS.settings)
+
+export const defaultRegionConfig: RegionConfig = {
+  control: defaultControlConfig,
+  log: defaultLogConfig,
+  directory: defaultDirectoryConfig
+}
 
 const CONTROL_FIELDS = [
   "maxProcesses",
@@ -67,17 +81,21 @@ const place = (config: RegionConfig) => {
   const appStride = ringFootprint(c.appRingBytes, c.appRingReaders)
   const appBase = align(broadcastBase + ringFootprint(c.broadcastRingBytes, c.maxProcesses), 64)
   const logBase = align(appBase + c.appRings * appStride, 4096)
-  return { processTable, requestStride, requestBase, broadcastBase, appStride, appBase, logBase }
+  const directoryBase = logBase + logAreaBytes(config.log)
+  return { processTable, requestStride, requestBase, broadcastBase, appStride, appBase, logBase, directoryBase }
 }
+
+const DIRECTORY_FIELDS = ["entrySlots", "holderLines", "heapBytes"] as const
 
 /** Bytes a region needs for `config` (whole pages). */
 export const regionBytes = (config: RegionConfig): number =>
-  align(place(config).logBase + logAreaBytes(config.log), 4096)
+  align(place(config).directoryBase + directoryAreaBytes(config.directory), 4096)
 
 /** The configuration as superblock parameters. */
 export const regionParams = (config: RegionConfig): ReadonlyArray<number> => [
   ...CONTROL_FIELDS.map((f) => config.control[f]),
-  ...logAreaParams(place(config).logBase, config.log)
+  ...logAreaParams(place(config).logBase, config.log),
+  ...DIRECTORY_FIELDS.map((f) => config.directory[f])
 ]
 
 const validateControl = (config: RegionConfig) => {
@@ -94,6 +112,7 @@ const validateControl = (config: RegionConfig) => {
     c.appRingBytes >= 4096 && c.appRingBytes % 64 === 0 ? "" : "appRingBytes must be a multiple of 64, at least 4096",
     c.appRingReaders >= 1 && c.appRingReaders <= 64 ? "" : "appRingReaders must be in [1, 64]"
   ].filter((p) => p !== "")
+  problems.push(...directoryConfigProblems(config.directory))
   return problems.length === 0
     ? Effect.void
     : Effect.fail(new RegionLayoutInvalid({ reason: problems.join("; "), config }))
@@ -144,6 +163,7 @@ export const resolve = (config: RegionConfig, size: number) =>
           ? appRing(id - c.maxProcesses - 1)
           : undefined,
       log,
+      directory: makeDirectoryArea(p.directoryBase, config.directory),
       totalBytes: regionBytes(config)
     }
     return layout
@@ -154,10 +174,14 @@ export const configFromParams = (params: ReadonlyArray<number>): RegionConfig =>
   const control = Object.fromEntries(
     CONTROL_FIELDS.map((f, i) => [f, params[i] ?? Number.NaN])
   ) as unknown as ControlConfig
-  return { control, log: logAreaFromParams(params, CONTROL_FIELDS.length).config }
+  const at = CONTROL_FIELDS.length + LOG_AREA_PARAMS
+  const directory = Object.fromEntries(
+    DIRECTORY_FIELDS.map((f, i) => [f, params[at + i] ?? Number.NaN])
+  ) as unknown as DirectoryConfig
+  return { control, log: logAreaFromParams(params, CONTROL_FIELDS.length).config, directory }
 }
 
-export const REGION_PARAMS = CONTROL_FIELDS.length + LOG_AREA_PARAMS
+export const REGION_PARAMS = CONTROL_FIELDS.length + LOG_AREA_PARAMS + DIRECTORY_FIELDS.length
 
 /** Computes the layout from the attached region's superblock parameters. */
 export const layer: Layer.Layer<RegionLayout, RegionLayoutInvalid | LogConfigInvalid, CxlMemory> = Layer.effect(
@@ -168,4 +192,11 @@ export const layer: Layer.Layer<RegionLayout, RegionLayoutInvalid | LogConfigInv
 /** The control configuration from its variables (services/control/ControlSettings.ts), defaulting each field. */
 export const controlConfig: Config.Config<ControlConfig> = settingsConfig(CONTROL_LAYOUT_SETTINGS.settings)
 
-export const regionConfig: Config.Config<RegionConfig> = Config.all({ control: controlConfig, log: logConfig })
+/** The directory configuration from its variables (services/region/RegionSettings.ts), defaulting each field. */
+export const directoryConfig: Config.Config<DirectoryConfig> = settingsConfig(DIRECTORY_LAYOUT_SETTINGS.settings)
+
+export const regionConfig: Config.Config<RegionConfig> = Config.all({
+  control: controlConfig,
+  log: logConfig,
+  directory: directoryConfig
+})

@@ -1,11 +1,12 @@
 /**
  * RegionLayout: where every domain's area lies in the one region — the process table, the
- * control rings, the log area — as every process computes it from the superblock's parameters
+ * control rings, the log area, the directory and its heap — as every process computes it from the superblock's parameters
  * (layers/RegionLayout.ts).
  */
 import { Context } from "effect"
 import type { RingAddress } from "./control/Rings.js"
 import type { LogArea, LogConfig } from "./log/LogArea.js"
+import type { DirectoryArea, DirectoryConfig } from "./region/DirectoryArea.js"
 import type { ProcessTableLocation } from "./region/ProcessSlot.js"
 
 export interface ControlConfig {
@@ -20,6 +21,7 @@ export interface ControlConfig {
 export interface RegionConfig {
   readonly control: ControlConfig
   readonly log: LogConfig
+  readonly directory: DirectoryConfig
 }
 
 export interface Layout {
@@ -32,6 +34,8 @@ export interface Layout {
   /** Every control ring, by id. */
   readonly ring: (ringId: number) => RingAddress | undefined
   readonly log: LogArea
+  /** The directory of named objects and the heap their extents come from. */
+  readonly directory: DirectoryArea
   readonly totalBytes: number
 }
 

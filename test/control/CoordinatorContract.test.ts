@@ -25,6 +25,7 @@ import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 2, appRingBytes: 64 << 10 },
   log: {
     ...defaultLogConfig,

@@ -16,6 +16,7 @@ import { Rings } from "../../src/services/control/Rings.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 64 << 10 },
   log: {
     ...defaultLogConfig,

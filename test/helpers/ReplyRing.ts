@@ -16,6 +16,7 @@ import { uniqueRegion } from "./Processes.js"
 
 /** An 8 KiB reply ring: a hundred short replies fill it. */
 const config: RegionConfig = {
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 8192 },
   log: {
     ...defaultLogConfig,

@@ -148,14 +148,16 @@ describe("the message model on the wire", () => {
       )
     }))
 
-  it.scoped("a region of the previous layout is refused with RegionLayoutMismatch naming both versions", () =>
+  it.scoped("a region of the previous layout is refused with RegionLayoutMismatch naming both versions and the way out", () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("old-layout")
       yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create", layoutVersion: LAYOUT_VERSION - 1 })
       const error = yield* Effect.flip(CxlMemoryLayers.make({ name, mode: "attach" }))
       expect(error).toMatchObject({ _tag: "RegionLayoutMismatch", expected: LAYOUT_VERSION, found: LAYOUT_VERSION - 1 })
       expect(error.message).toBe(
-        `region ${name} has layout version ${LAYOUT_VERSION - 1}, this cxlog speaks ${LAYOUT_VERSION}`
+        `region ${name} has layout version ${
+          LAYOUT_VERSION - 1
+        }, this cxlog speaks ${LAYOUT_VERSION}: another cxlog build made it; stop its processes and remove it (cxlog regions --remove ${name}), then start the head again`
       )
     }))
 })

@@ -22,7 +22,11 @@ import { runCli } from "../helpers/CliRoles.js"
 import { exitedPid, fixturesDir, uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"
 
-const config: RegionConfig = { control: { ...defaultControlConfig, maxProcesses: 4 }, log: smallConfig }
+const config: RegionConfig = {
+  control: { ...defaultControlConfig, maxProcesses: 4 },
+  log: smallConfig,
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 }
+}
 
 /** Creates region `name` (left in /dev/shm, as a crashed run leaves it) and unlinks it when the test's scope closes. */
 const leftRegion = (name: string) =>

@@ -8,10 +8,9 @@
  * process reuses is still judged its dead owner's (`isLineOwnerAlive`).
  */
 import { Effect, type Scope } from "effect"
-import { randomInt } from "node:crypto"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
-import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
+import { CLAIM_COUNT_BITS, isLineOwnerAlive, newOccurrence } from "../region/LineClaim.js"
 import { Offsets } from "../region/Superblock.js"
 import type { LogArea, LogConfig } from "./Layout.js"
 import { LeaseLine } from "./Records.js"
@@ -45,25 +44,8 @@ const views = (region: CxlMemoryShape): LineViews => {
  */
 export type SubscriberArea = Pick<LogArea, "subscriber"> & { readonly config: Pick<LogConfig, "subscriberSlots"> }
 
-/** Low bits of an occurrence that count this process's claims; the 16 above them are its start tag's. */
-const CLAIM_COUNT_BITS = 15
-const CLAIM_COUNT_MASK = (1 << CLAIM_COUNT_BITS) - 1
-let claims = randomInt(0, CLAIM_COUNT_MASK + 1)
-
-/**
- * A fresh claim identity (positive, below 2^31): distinguishes 2^15 - 1 claims in a row by one
- * process, and names the process by 16 bits of its start tag (`shortStartTag`) above them: a line
- * claimed with it is its claimer's only while its pid still names that process, not a later one
- * (pids are reused). With no start time known (off Linux) those bits are 0 and the pid alone decides.
- */
-export const newOccurrence = (): number => {
-  claims = (claims + 1) & CLAIM_COUNT_MASK || 1
-  return (shortStartTag(ownStartTag()) << CLAIM_COUNT_BITS) | claims
-}
-
-/** Whether the process that claimed a line with `occurrence` still runs as `pid` (a later process under the pid is another). */
-export const isLineOwnerAlive = (pid: number, occurrence: number): boolean =>
-  isProcessAlive(pid, occurrence >>> CLAIM_COUNT_BITS, 16)
+// A participant line is claimed as every line a process holds by its pid (region/LineClaim.ts).
+export { isLineOwnerAlive, newOccurrence } from "../region/LineClaim.js"
 
 /** Whether some claim holds the line (its owner may be gone: see `livePid`). */
 export const lineTaken = (region: CxlMemoryShape, offset: number): boolean =>

@@ -14,7 +14,7 @@ import {
 } from "../../services/log/LogSettings.js"
 import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
 import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
-import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { DIRECTORY_LAYOUT_SETTINGS, REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { envConfigProvider, processEnvironment, settingConfig, type SettingsTable } from "../../Settings.js"
 import { type Command, type Flag, resolveFlag, type Source } from "../cli/CliKit.js"
 import { LAUNCHER_SETTINGS, METRICS_SETTINGS, ORCHESTRATOR_SETTINGS, PEER_SETTINGS } from "../ProgramSettings.js"
@@ -28,6 +28,7 @@ const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   CONTROL_LAYOUT_SETTINGS,
   COORDINATOR_SETTINGS,
   LOG_LAYOUT_SETTINGS,
+  DIRECTORY_LAYOUT_SETTINGS,
   SEQUENCER_SETTINGS,
   HEAD_WATCH_SETTINGS,
   DURABLE_SETTINGS,

@@ -144,7 +144,7 @@ export class RegionLayoutMismatch extends Data.TaggedError("RegionLayoutMismatch
   { readonly name: string; readonly expected: number; readonly found: number }
 > {
   override get message() {
-    return `region ${this.name} has layout version ${this.found}, this cxlog speaks ${this.expected}`
+    return `region ${this.name} has layout version ${this.found}, this cxlog speaks ${this.expected}: another cxlog build made it; stop its processes and remove it (cxlog regions --remove ${this.name}), then start the head again`
   }
 }
 

@@ -35,3 +35,27 @@ export const REGION_SETTINGS = {
     })
   }
 } as const satisfies SettingsTable
+
+/** The directory's part of the region's layout (docs/region.md): read by the head that creates the region, read back by every other process. */
+export const DIRECTORY_LAYOUT_SETTINGS = {
+  usedBy: "head (region layout)",
+  settings: {
+    entrySlots: setting.integer({
+      env: "CXLOG_DIRECTORY_ENTRIES",
+      default: 16384,
+      min: 16,
+      description: "entry slots of the region's directory, a power of two: named objects it holds (7/8 of them)"
+    }),
+    holderLines: setting.integer({
+      env: "CXLOG_DIRECTORY_HOLDERS",
+      default: 256,
+      min: 1,
+      description: "processes that can pin directory objects at once"
+    }),
+    heapBytes: setting.size({
+      env: "CXLOG_HEAP_BYTES",
+      default: 16 << 20,
+      description: "the region's heap: the space named objects' extents are allocated from"
+    })
+  }
+} as const satisfies SettingsTable

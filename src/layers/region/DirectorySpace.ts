@@ -1,0 +1,98 @@
+/**
+ * What the directory's heap holds and who holds it: read from the page map by any process
+ * (`heapBlocks`), or given by the writer from its allocator's index, and summed up the same way.
+ */
+import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import type { DirectoryEntry, DirectoryUsage, SpaceHolder } from "../../services/region/Directory.js"
+import { livePins } from "./DirectoryHolders.js"
+import { BlockState, type DirectoryArea, PAGE_BYTES, PageRecordView } from "./DirectoryRecords.js"
+
+export interface SpaceBlock {
+  readonly state: number
+  readonly bytes: number
+  readonly ownerSlot: number
+  readonly ownerGeneration: number
+}
+
+/** The page map walked from its first page, each block once; a torn or corrupt record counts as a free page. */
+export const heapBlocks = (region: CxlMemoryShape, area: DirectoryArea): ReadonlyArray<SpaceBlock> => {
+  const records = new PageRecordView(region)
+  const blocks: Array<SpaceBlock> = []
+  for (let page = 0; page < area.heapPages;) {
+    const record = records.read(area.pageRecord(page))
+    const fits = record.state !== BlockState.interior && page % 2 ** record.order === 0 &&
+      page + 2 ** record.order <= area.heapPages
+    const pages = fits ? 2 ** record.order : 1
+    blocks.push({
+      state: fits ? record.state : BlockState.free,
+      bytes: pages * PAGE_BYTES,
+      ownerSlot: record.ownerSlot,
+      ownerGeneration: record.ownerGeneration
+    })
+    page += pages
+  }
+  return blocks
+}
+
+export const usageOf = (
+  area: DirectoryArea,
+  blocks: ReadonlyArray<SpaceBlock>,
+  objects: number
+): DirectoryUsage => {
+  let freeBytes = 0
+  let largestFreeBytes = 0
+  let usedBytes = 0
+  let retiredBytes = 0
+  for (const block of blocks) {
+    if (block.state === BlockState.free) {
+      freeBytes += block.bytes
+      largestFreeBytes = Math.max(largestFreeBytes, block.bytes)
+    } else if (block.state === BlockState.used) {
+      usedBytes += block.bytes
+    } else {
+      retiredBytes += block.bytes
+    }
+  }
+  return {
+    heapBytes: area.config.heapBytes,
+    freeBytes,
+    largestFreeBytes,
+    usedBytes,
+    retiredBytes,
+    objects,
+    entrySlots: area.config.entrySlots,
+    holderLines: area.config.holderLines
+  }
+}
+
+/**
+ * Who holds the heap, largest first: each live object by its blocks' bytes, and deleted objects'
+ * blocks with the live processes whose pins keep them (a block in use whose owner is no live
+ * entry — a create cut short — shows as deleted too, until a writer takes over and retires it).
+ */
+export const spaceHolders = (
+  region: CxlMemoryShape,
+  area: DirectoryArea,
+  blocks: ReadonlyArray<SpaceBlock>,
+  entries: ReadonlyArray<DirectoryEntry>
+): ReadonlyArray<SpaceHolder> => {
+  const live = new Map(entries.map((e) => [`${e.slot}:${e.generation}`, e]))
+  const held = new Map<string, { kind: SpaceHolder["kind"]; name: string; bytes: number }>()
+  let retired = 0
+  for (const block of blocks) {
+    if (block.state === BlockState.retired) retired += block.bytes
+    if (block.state !== BlockState.used) continue
+    const key = `${block.ownerSlot}:${block.ownerGeneration}`
+    const owner = live.get(key)
+    const found = held.get(key) ??
+      { kind: owner?.kind ?? "deleted", name: owner?.name ?? `(entry slot ${block.ownerSlot})`, bytes: 0 }
+    found.bytes += block.bytes
+    held.set(key, found)
+  }
+  const holders: Array<SpaceHolder> = [...held.values()].map((h) => ({ ...h, pinnedBy: [] }))
+  if (retired > 0) {
+    const pids = [...new Set(livePins(region, area).map((p) => p.pid))]
+    holders.push({ kind: "deleted", name: "objects", bytes: retired, pinnedBy: pids })
+  }
+  return holders.sort((a, b) => b.bytes - a.bytes)
+}

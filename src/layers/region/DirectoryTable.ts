@@ -1,0 +1,233 @@
+/**
+ * The directory's entries as an open-addressing hash table keyed by (kind, name), linear probing.
+ * Readers take no lock: each entry is read under its sequence lock (`version` odd while the writer
+ * rewrites it, changed if it did meanwhile: read again), so a lookup never sees half an entry.
+ * A deleted entry stays as a marker (`deleted`) that probes pass over, until the writer sweeps the
+ * markers that end a probe run (`sweepDeleted`), so chains stay as short as the live objects make them.
+ */
+import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import {
+  type DirectoryEntry,
+  MAX_NAME_BYTES,
+  MAX_OBJECT_PARAMS,
+  type ObjectKind
+} from "../../services/region/Directory.js"
+import { type DirectoryArea, Entry, ENTRY_BYTES, EntryState, EntryView } from "./DirectoryRecords.js"
+
+export const OBJECT_KINDS: ReadonlyArray<ObjectKind> = ["topic", "group", "channel", "service"]
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** FNV-1a over the kind's index and the name's UTF-8 bytes; never 0 (0 marks no hash). */
+export const nameHash = (kind: ObjectKind, name: Uint8Array): number => {
+  let h = 0x811c9dc5 ^ OBJECT_KINDS.indexOf(kind)
+  h = Math.imul(h, 0x01000193)
+  for (let i = 0; i < name.length; i++) {
+    h ^= name[i]!
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0) || 1
+}
+
+export const encodeName = (name: string): Uint8Array => encoder.encode(name)
+
+/** Why `name` cannot be a directory name, or undefined. */
+export const nameProblem = (name: string, bytes: Uint8Array): string | undefined =>
+  bytes.length === 0
+    ? "a name has at least one character"
+    : bytes.length > MAX_NAME_BYTES
+    ? `a name has at most ${MAX_NAME_BYTES} bytes of UTF-8 (this one has ${bytes.length})`
+    // eslint-disable-next-line no-control-regex
+    : /[\u0000-\u001f\u007f]/.test(name)
+    ? "a name has no control characters"
+    : undefined
+
+/**
+ * How often a reader re-reads an entry caught mid-rewrite before it takes the entry as being
+ * written (`BUSY`): a rewrite takes a microsecond, but a writer that died mid-rewrite leaves it
+ * open until the next writer closes it, and a reader must not wait for that.
+ */
+const MAX_RETRIES = 4096
+/** The state a reader gives an entry it never caught still: a create or delete in progress, neither visible yet. */
+const BUSY = -1
+
+/** An entry as one consistent read: its state, and the object if live. */
+interface EntrySnapshot {
+  readonly state: number
+  readonly hash: number
+  readonly entry: DirectoryEntry | undefined
+}
+
+export class DirectoryTable {
+  private readonly entries: EntryView
+  private readonly mask: number
+  constructor(private readonly region: CxlMemoryShape, private readonly area: DirectoryArea) {
+    this.entries = new EntryView(region)
+    this.mask = area.config.entrySlots - 1
+  }
+
+  /** Slot `slot` read whole under its sequence lock. */
+  read(slot: number): EntrySnapshot {
+    return this.readIf(slot, () => true)
+  }
+
+  /** Slot `slot` under its sequence lock; the object is decoded only when `wanted(state, hash)`, the rest is left undefined. */
+  private readIf(slot: number, wanted: (state: number, hash: number) => boolean): EntrySnapshot {
+    const at = this.area.entry(slot)
+    const e = this.entries
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      this.region.invalidate(at, ENTRY_BYTES)
+      const before = e.version(at)
+      if ((before & 1) === 1) continue
+      const state = e.state(at)
+      const hash = e.hash(at)
+      const entry = state === EntryState.live && wanted(state, hash) ? this.decode(at, slot) : undefined
+      if (e.version(at) === before) return { state, hash, entry }
+    }
+    return { state: BUSY, hash: 0, entry: undefined }
+  }
+
+  /** The live entry's fields; a field out of its range reads as no entry (a corrupt region is never trusted). */
+  private decode(at: number, slot: number): DirectoryEntry | undefined {
+    const e = this.entries
+    const kind = OBJECT_KINDS[e.kind(at)]
+    const nameBytes = e.nameBytes(at)
+    const paramCount = e.paramCount(at)
+    const offset = e.offset(at)
+    const bytes = e.bytes(at)
+    if (
+      kind === undefined || nameBytes < 1 || nameBytes > MAX_NAME_BYTES || paramCount < 0 ||
+      paramCount > MAX_OBJECT_PARAMS || !this.region.inBounds(offset, bytes)
+    ) {
+      return undefined
+    }
+    const params: Array<number> = []
+    for (let i = 0; i < paramCount; i++) params.push(e.param(at, i))
+    return {
+      slot,
+      generation: e.generation(at),
+      kind,
+      name: decoder.decode(this.region.bytes.slice(at + Entry.name, at + Entry.name + nameBytes)),
+      extent: { offset, bytes },
+      params,
+      createdAtMs: e.createdAtMs(at)
+    }
+  }
+
+  /**
+   * The probe for (kind, name): the live entry if there is one, and the first slot a create may
+   * take (a deleted marker or the empty slot that ends the run); -1 when every slot was probed.
+   */
+  probe(kind: ObjectKind, name: string): { readonly found: DirectoryEntry | undefined; readonly free: number } {
+    const hash = nameHash(kind, encodeName(name))
+    let free = -1
+    for (let i = 0; i <= this.mask; i++) {
+      const slot = (hash + i) & this.mask
+      // Only an entry of the same hash is decoded: a probe passes the others on two words.
+      const snapshot = this.readIf(slot, (_, h) => h === hash)
+      if (snapshot.state === EntryState.empty) return { found: undefined, free: free < 0 ? slot : free }
+      if (snapshot.state === EntryState.live) {
+        const entry = snapshot.entry
+        if (snapshot.hash === hash && entry !== undefined && entry.kind === kind && entry.name === name) {
+          return { found: entry, free }
+        }
+      } else if (snapshot.state === EntryState.deleted && free < 0) {
+        free = slot
+      }
+    }
+    return { found: undefined, free }
+  }
+
+  lookup(kind: ObjectKind, name: string): DirectoryEntry | undefined {
+    return this.probe(kind, name).found
+  }
+
+  list(kind?: ObjectKind): ReadonlyArray<DirectoryEntry> {
+    const found: Array<DirectoryEntry> = []
+    for (let slot = 0; slot <= this.mask; slot++) {
+      const { entry } = this.read(slot)
+      if (entry !== undefined && (kind === undefined || entry.kind === kind)) found.push(entry)
+    }
+    return found
+  }
+
+  /** Whether slot `entry.slot` still holds that very object: live, same generation. */
+  isCurrent(entry: DirectoryEntry): boolean {
+    const at = this.area.entry(entry.slot)
+    const e = this.entries
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      this.region.invalidate(at, ENTRY_BYTES)
+      const before = e.version(at)
+      if ((before & 1) === 1) continue
+      const current = e.state(at) === EntryState.live && e.generation(at) === entry.generation
+      if (e.version(at) === before) return current
+    }
+    return false
+  }
+
+  // ---- the writer's ----------------------------------------------------------------
+
+  /** Rewrites slot `slot` under its sequence lock: odd version, fields, publish, even version. */
+  private rewrite(slot: number, write: (at: number) => void): void {
+    const at = this.area.entry(slot)
+    const version = this.entries.version(at)
+    // An odd version left by a writer that died mid-rewrite is closed by this one.
+    const open = (version & 1) === 1 ? version : version + 1
+    this.entries.storeVersion(at, open)
+    write(at)
+    this.region.publish(at, ENTRY_BYTES)
+    this.entries.storeVersion(at, open + 1)
+    this.region.publish(at, ENTRY_BYTES)
+  }
+
+  /** Publishes a live entry in `slot` (a slot `probe` gave as free). */
+  insert(slot: number, entry: Omit<DirectoryEntry, "slot">): DirectoryEntry {
+    const name = encodeName(entry.name)
+    this.rewrite(slot, (at) => {
+      const e = this.entries
+      e.setState(at, EntryState.live)
+      e.setGeneration(at, entry.generation)
+      e.setKind(at, OBJECT_KINDS.indexOf(entry.kind))
+      e.setHash(at, nameHash(entry.kind, name))
+      e.setNameBytes(at, name.length)
+      e.setCreatedAtMs(at, entry.createdAtMs)
+      e.setExtent(at, entry.extent.offset, entry.extent.bytes)
+      e.setParamCount(at, entry.params.length)
+      for (let i = 0; i < MAX_OBJECT_PARAMS; i++) e.setParam(at, i, entry.params[i] ?? 0)
+      this.region.bytes.fill(0, at + Entry.name, at + Entry.name + MAX_NAME_BYTES)
+      this.region.bytes.set(name, at + Entry.name)
+    })
+    return { ...entry, slot }
+  }
+
+  /** Marks the entry deleted: its name is free, probes pass over it. */
+  markDeleted(slot: number): void {
+    this.rewrite(slot, (at) => this.entries.setState(at, EntryState.deleted))
+  }
+
+  /**
+   * Empties the deleted markers that end a probe run (the slot after them is empty), walking
+   * back from `slot`: no probe needs them any more, and probes stay short over many deletes.
+   */
+  sweepDeleted(slot: number): void {
+    if (this.read((slot + 1) & this.mask).state !== EntryState.empty) return
+    for (let s = slot, n = 0; n <= this.mask && this.read(s).state === EntryState.deleted; n++) {
+      this.rewrite(s, (at) => this.entries.setState(at, EntryState.empty))
+      s = (s - 1) & this.mask
+    }
+  }
+
+  /** Closes a rewrite a dead writer left open (odd version): the entry goes back to what its state word says. */
+  closeOpenRewrites(): ReadonlyArray<number> {
+    const closed: Array<number> = []
+    for (let slot = 0; slot <= this.mask; slot++) {
+      const at = this.area.entry(slot)
+      if ((this.entries.version(at) & 1) === 0) continue
+      // Half written: the create it belonged to never answered; the slot is given up.
+      this.rewrite(slot, (at) => this.entries.setState(at, EntryState.deleted))
+      closed.push(slot)
+    }
+    return closed
+  }
+}

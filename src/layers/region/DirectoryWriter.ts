@@ -1,0 +1,206 @@
+/**
+ * The directory's one writer: creates and deletes entries, hands out and takes back extents,
+ * and frees deleted objects' extents once no live pin can touch them. Its state is the region's
+ * (entries, page map, header); a writer taking over (a standby head, a restarted one) rebuilds
+ * its free lists from the page map, closes a rewrite its predecessor left open, and retires
+ * every block whose owner is not a live entry (a create cut short between its extent and its
+ * entry). Each change first checks the header still names this writer's epoch.
+ */
+import { Effect } from "effect"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import {
+  type DirectoryEntry,
+  DirectoryFull,
+  type DirectoryWriterShape,
+  type Extent,
+  InvalidObjectName,
+  MAX_OBJECT_PARAMS,
+  NameTaken,
+  NotDirectoryWriter,
+  ObjectDeleted,
+  type ObjectSpec,
+  RegionFull
+} from "../../services/region/Directory.js"
+import { blockBytes, BuddyAllocator, type HeldBlock, orderFor } from "./BuddyAllocator.js"
+import { livePins } from "./DirectoryHolders.js"
+import { BlockState, type DirectoryArea, DirectoryHeaderView } from "./DirectoryRecords.js"
+import { type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
+import { DirectoryTable, encodeName, nameProblem } from "./DirectoryTable.js"
+
+const asSpaceBlock = (block: HeldBlock): SpaceBlock => ({ ...block, bytes: blockBytes(block.order) })
+
+/** Objects a table of `slots` takes: past 7/8 full, linear probes grow long. */
+export const objectCapacity = (slots: number): number => Math.floor((slots * 7) / 8)
+
+/** How many of the largest holders a RegionFull names. */
+const HOLDERS_NAMED = 5
+
+export interface WriterState {
+  readonly shape: DirectoryWriterShape
+  /** Blocks of deleted objects not freed yet. */
+  readonly retiredBlocks: () => number
+}
+
+export const writerOver = (
+  region: CxlMemoryShape,
+  area: DirectoryArea,
+  epoch: number
+): Effect.Effect<WriterState, NotDirectoryWriter> =>
+  Effect.suspend(() => {
+    const header = new DirectoryHeaderView(region)
+    const at = area.header
+    const current = header.writerEpoch(at)
+    if (current > epoch) return Effect.fail(new NotDirectoryWriter({ epoch, writerEpoch: current }))
+    header.storeWriterEpoch(at, epoch)
+    region.publish(at, LINE_BYTES)
+    const table = new DirectoryTable(region, area)
+    const allocator = new BuddyAllocator(region, area)
+    if (header.formatted(at)) {
+      for (const slot of table.closeOpenRewrites()) table.sweepDeleted(slot)
+      allocator.rebuild()
+      retireOrphans(table, allocator, header, at)
+    } else {
+      allocator.format()
+      header.storePinEpoch(at, 1)
+      region.publish(at, LINE_BYTES)
+      header.storeFormatted(at)
+      region.publish(at, LINE_BYTES)
+    }
+    const state = writerState(region, area, epoch, table, allocator)
+    // What the predecessor retired, and the orphans, go now if no pin holds them.
+    return Effect.as(state.shape.reclaim, state)
+  })
+
+/** Retires every block in use whose owner is no live entry of its generation, at a fresh epoch. */
+const retireOrphans = (table: DirectoryTable, allocator: BuddyAllocator, header: DirectoryHeaderView, at: number) => {
+  const live = new Set(table.list().map((e) => `${e.slot}:${e.generation}`))
+  const orphans = allocator.heldBlocks().filter((b) =>
+    b.state === BlockState.used && !live.has(`${b.ownerSlot}:${b.ownerGeneration}`)
+  )
+  if (orphans.length === 0) return
+  const retiredAt = header.pinEpoch(at) + 1
+  header.storePinEpoch(at, retiredAt)
+  for (const block of orphans) allocator.retire(block.page, retiredAt)
+}
+
+const writerState = (
+  region: CxlMemoryShape,
+  area: DirectoryArea,
+  epoch: number,
+  table: DirectoryTable,
+  allocator: BuddyAllocator
+): WriterState => {
+  const header = new DirectoryHeaderView(region)
+  const at = area.header
+  const publishHeader = () => region.publish(at, LINE_BYTES)
+
+  const fenced = Effect.suspend(() => {
+    const writerEpoch = header.writerEpoch(at)
+    return writerEpoch === epoch ? Effect.void : Effect.fail(new NotDirectoryWriter({ epoch, writerEpoch }))
+  })
+
+  /** Frees every retired block no live pin older than its retirement can touch; the bytes freed. */
+  const reclaim = (): number => {
+    const retired = allocator.retiredBlocks()
+    if (retired.length === 0) return 0
+    let oldest = Number.POSITIVE_INFINITY
+    for (const pin of livePins(region, area)) oldest = Math.min(oldest, pin.epoch)
+    let freed = 0
+    for (const block of retired) {
+      if (block.retiredAt > oldest) continue
+      allocator.release(block.page)
+      freed += blockBytes(block.order)
+    }
+    return freed
+  }
+
+  const regionFull = (bytes: number) =>
+    new RegionFull({
+      requested: blockBytes(orderFor(bytes)),
+      largestFreeBytes: allocator.largestFreeBytes(),
+      freeBytes: allocator.freeBytes(),
+      heapBytes: area.config.heapBytes,
+      holders: spaceHolders(region, area, allocator.heldBlocks().map(asSpaceBlock), table.list()).slice(
+        0,
+        HOLDERS_NAMED
+      )
+    })
+
+  /** A block for (slot, generation), freeing what can be freed first if none is free. */
+  const allocate = (bytes: number, slot: number, generation: number): number | undefined => {
+    const order = orderFor(bytes)
+    const page = allocator.allocate(order, slot, generation)
+    if (page !== undefined || reclaim() === 0) return page
+    return allocator.allocate(order, slot, generation)
+  }
+
+  const create = (spec: ObjectSpec) =>
+    Effect.gen(function*() {
+      yield* fenced
+      const name = encodeName(spec.name)
+      const problem = nameProblem(spec.name, name)
+      if (problem !== undefined) return yield* new InvalidObjectName({ name: spec.name, reason: problem })
+      const params = spec.params ?? []
+      if (params.length > MAX_OBJECT_PARAMS || !Number.isSafeInteger(spec.bytes) || spec.bytes < 1) {
+        return yield* new InvalidObjectName({
+          name: spec.name,
+          reason: `an object has 1 byte or more and at most ${MAX_OBJECT_PARAMS} parameters`
+        })
+      }
+      const { found, free } = table.probe(spec.kind, spec.name)
+      if (found !== undefined) return yield* new NameTaken({ kind: spec.kind, name: spec.name })
+      const objects = header.objects(at)
+      if (free < 0 || objects >= objectCapacity(area.config.entrySlots)) {
+        return yield* new DirectoryFull({ entrySlots: area.config.entrySlots, objects })
+      }
+      const generation = header.generation(at) + 1
+      const page = allocate(spec.bytes, free, generation)
+      if (page === undefined) return yield* regionFull(spec.bytes)
+      header.setGeneration(at, generation)
+      const entry = table.insert(free, {
+        generation,
+        kind: spec.kind,
+        name: spec.name,
+        extent: { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(spec.bytes)) },
+        params,
+        createdAtMs: Date.now()
+      })
+      header.setObjects(at, objects + 1)
+      publishHeader()
+      return entry
+    })
+
+  const live = (entry: DirectoryEntry) =>
+    table.isCurrent(entry) ? Effect.void : Effect.fail(new ObjectDeleted({ kind: entry.kind, name: entry.name }))
+
+  const shape: DirectoryWriterShape = {
+    create,
+    allocate: (entry, bytes) =>
+      Effect.gen(function*() {
+        yield* fenced
+        yield* live(entry)
+        const page = allocate(bytes, entry.slot, entry.generation)
+        if (page === undefined) return yield* regionFull(bytes)
+        return { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(bytes)) } satisfies Extent
+      }),
+    remove: (entry) =>
+      Effect.gen(function*() {
+        yield* fenced
+        yield* live(entry)
+        table.markDeleted(entry.slot)
+        header.setObjects(at, header.objects(at) - 1)
+        // The epoch moves after the entry reads deleted: a pin announced at it finds the object gone.
+        const retiredAt = header.pinEpoch(at) + 1
+        header.storePinEpoch(at, retiredAt)
+        publishHeader()
+        for (const block of allocator.ownedBy(entry.slot, entry.generation)) allocator.retire(block.page, retiredAt)
+        table.sweepDeleted(entry.slot)
+        // Freeing (zeroing the extents) is left to the writer's tick, or to an allocation that finds no room.
+      }),
+    reclaim: Effect.sync(reclaim)
+  }
+  return {
+    shape,
+    retiredBlocks: () => allocator.retiredBlocks().length
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * The region's directory: named objects (topics, consumer groups, channels, services) and the
+ * extents of free space they hold, allocated as the application runs. Any process that maps the
+ * region looks a name up in place, with no round trip (`Directory`); one process writes — the
+ * head, under its lease, so a standby takes it over with the rest (`DirectoryWriter`). A process
+ * that uses an object's bytes pins it first (`Directory.hold`): a deleted object's extents are
+ * reused only once no live pin can still be reading or writing them. docs/region.md has the design.
+ */
+import { Context, type Effect, Schema, type Scope } from "effect"
+
+/** What a name stands for; each kind has its own names (a topic and a channel may both be `orders`). */
+export const ObjectKind = Schema.Literal("topic", "group", "channel", "service")
+export type ObjectKind = typeof ObjectKind.Type
+
+/** The most UTF-8 bytes a name may have. */
+export const MAX_NAME_BYTES = 128
+/** The most numbers an object keeps beside its name (its kind's parameters: a topic's order, retention, …). */
+export const MAX_OBJECT_PARAMS = 8
+
+/** A part of the heap an object holds: its main extent, or one it added later (a writer's lane). */
+export interface Extent {
+  /** Offset from the region's base; a multiple of 4096. */
+  readonly offset: number
+  /** A power of two times 4096: what was asked for, rounded up (the holder may use all of it). */
+  readonly bytes: number
+}
+
+/** A named object as the directory holds it; `slot` and `generation` name this very object, not a later one of the same name. */
+export interface DirectoryEntry {
+  readonly slot: number
+  readonly generation: number
+  readonly kind: ObjectKind
+  readonly name: string
+  readonly extent: Extent
+  readonly params: ReadonlyArray<number>
+  readonly createdAtMs: number
+}
+
+export interface ObjectSpec {
+  readonly kind: ObjectKind
+  readonly name: string
+  /** Bytes of the object's main extent (rounded up to a power of two of 4 KiB pages). */
+  readonly bytes: number
+  readonly params?: ReadonlyArray<number>
+}
+
+/** A holder of space: an object (by kind and name) or a deleted one's extents still pinned by live processes. */
+export interface SpaceHolder {
+  readonly kind: ObjectKind | "deleted"
+  readonly name: string
+  readonly bytes: number
+  /** For deleted objects' extents: the live processes whose pins keep them. */
+  readonly pinnedBy: ReadonlyArray<number>
+}
+
+export interface DirectoryUsage {
+  readonly heapBytes: number
+  readonly freeBytes: number
+  /** The largest extent one allocation can get now. */
+  readonly largestFreeBytes: number
+  readonly usedBytes: number
+  /** Deleted objects' extents waiting for the pins that may still touch them. */
+  readonly retiredBytes: number
+  readonly objects: number
+  readonly entrySlots: number
+  readonly holderLines: number
+}
+
+export interface DirectoryShape {
+  /** The live object of that kind and name; no round trip, no lock (a torn read retries). */
+  readonly lookup: (kind: ObjectKind, name: string) => Effect.Effect<DirectoryEntry, ObjectNotFound>
+  /** Every live object, or every one of a kind. */
+  readonly list: (kind?: ObjectKind) => Effect.Effect<ReadonlyArray<DirectoryEntry>>
+  /** Whether `entry` still names a live object (not deleted, its slot not reused). */
+  readonly isCurrent: (entry: DirectoryEntry) => boolean
+  /**
+   * Pins `entry` for the scope: its extents are not reused before the scope closes, even if the
+   * object is deleted meanwhile. Fails with ObjectDeleted when it is gone already.
+   */
+  readonly hold: (
+    entry: DirectoryEntry
+  ) => Effect.Effect<void, ObjectDeleted | HolderLinesFull, Scope.Scope>
+  readonly usage: Effect.Effect<DirectoryUsage>
+  /** Who holds the heap's space, largest first. */
+  readonly holders: Effect.Effect<ReadonlyArray<SpaceHolder>>
+}
+
+/** The directory as every process reads it. */
+export class Directory extends Context.Tag("cxlog/Directory")<Directory, DirectoryShape>() {}
+
+export interface DirectoryWriterShape {
+  /** Creates an object with its main extent (zeroed). */
+  readonly create: (
+    spec: ObjectSpec
+  ) => Effect.Effect<DirectoryEntry, NameTaken | DirectoryFull | RegionFull | InvalidObjectName | NotDirectoryWriter>
+  /** Another extent for a live object (zeroed), freed with it. */
+  readonly allocate: (
+    entry: DirectoryEntry,
+    bytes: number
+  ) => Effect.Effect<Extent, ObjectDeleted | RegionFull | NotDirectoryWriter>
+  /**
+   * Deletes the object: its name is free at once; its extents are freed (zeroed) once no live pin
+   * can touch them, by `reclaim` — which the writer's layer runs at every tick while any wait —
+   * or by an allocation that finds no room.
+   */
+  readonly remove: (entry: DirectoryEntry) => Effect.Effect<void, ObjectDeleted | NotDirectoryWriter>
+  /** Frees every deleted object's extents that no live pin holds any more; returns the bytes freed. */
+  readonly reclaim: Effect.Effect<number>
+}
+
+/** The directory's one writer: the head, under its lease (a standby takes over with its epoch). */
+export class DirectoryWriter extends Context.Tag("cxlog/DirectoryWriter")<DirectoryWriter, DirectoryWriterShape>() {}
+
+export class ObjectNotFound extends Schema.TaggedError<ObjectNotFound>()("ObjectNotFound", {
+  kind: ObjectKind,
+  name: Schema.String
+}) {
+  override get message() {
+    return `no ${this.kind} named ${JSON.stringify(this.name)}`
+  }
+}
+
+export class ObjectDeleted extends Schema.TaggedError<ObjectDeleted>()("ObjectDeleted", {
+  kind: ObjectKind,
+  name: Schema.String
+}) {
+  override get message() {
+    return `${this.kind} ${JSON.stringify(this.name)} was deleted`
+  }
+}
+
+export class NameTaken extends Schema.TaggedError<NameTaken>()("NameTaken", {
+  kind: ObjectKind,
+  name: Schema.String
+}) {
+  override get message() {
+    return `a ${this.kind} named ${JSON.stringify(this.name)} exists already`
+  }
+}
+
+export class InvalidObjectName extends Schema.TaggedError<InvalidObjectName>()("InvalidObjectName", {
+  name: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `invalid name ${JSON.stringify(this.name)}: ${this.reason}`
+  }
+}
+
+export class DirectoryFull extends Schema.TaggedError<DirectoryFull>()("DirectoryFull", {
+  entrySlots: Schema.Int,
+  objects: Schema.Int
+}) {
+  override get message() {
+    return `the region's directory is full (${this.objects} objects in ${this.entrySlots} slots): delete objects, or create the region with more (CXLOG_DIRECTORY_ENTRIES)`
+  }
+}
+
+const SpaceHolderSchema = Schema.Struct({
+  kind: Schema.Union(ObjectKind, Schema.Literal("deleted")),
+  name: Schema.String,
+  bytes: Schema.Number,
+  pinnedBy: Schema.Array(Schema.Int)
+})
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 2)} MiB`
+
+export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
+  requested: Schema.Number,
+  largestFreeBytes: Schema.Number,
+  freeBytes: Schema.Number,
+  heapBytes: Schema.Number,
+  /** The largest holders, largest first. */
+  holders: Schema.Array(SpaceHolderSchema)
+}) {
+  override get message() {
+    const held = this.holders.map((h) =>
+      h.kind === "deleted"
+        ? `${mib(h.bytes)} of deleted ${h.name}, pinned by pid ${h.pinnedBy.join(", ")}`
+        : `${mib(h.bytes)} by ${h.kind} ${h.name}`
+    )
+    return `the region has no free extent of ${mib(this.requested)} (largest free ${mib(this.largestFreeBytes)}, ${
+      mib(this.freeBytes)
+    } free of ${mib(this.heapBytes)}); held: ${
+      held.length === 0 ? "nothing" : held.join("; ")
+    }. Delete or shrink objects, or create the region with a larger heap (CXLOG_HEAP_BYTES)`
+  }
+}
+
+export class HolderLinesFull extends Schema.TaggedError<HolderLinesFull>()("HolderLinesFull", {
+  holderLines: Schema.Int
+}) {
+  override get message() {
+    return `all ${this.holderLines} holder lines of the region's directory are taken by live processes (create the region with more: CXLOG_DIRECTORY_HOLDERS)`
+  }
+}
+
+export class NotDirectoryWriter extends Schema.TaggedError<NotDirectoryWriter>()("NotDirectoryWriter", {
+  epoch: Schema.Int,
+  writerEpoch: Schema.Int
+}) {
+  override get message() {
+    return `this process (epoch ${this.epoch}) no longer writes the directory: a head of epoch ${this.writerEpoch} took it over`
+  }
+}

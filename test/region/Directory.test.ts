@@ -1,0 +1,324 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Schedule, type Scope } from "effect"
+import { BuddyAllocator } from "../../src/layers/region/BuddyAllocator.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { directoryOver, makeWriter } from "../../src/layers/region/Directory.js"
+import { makeMemoryDirectory } from "../../src/layers/region/DirectoryMemory.js"
+import {
+  type DirectoryArea,
+  directoryAreaBytes,
+  type DirectoryConfig,
+  EntryState,
+  EntryView,
+  makeDirectoryArea
+} from "../../src/layers/region/DirectoryRecords.js"
+import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
+import { SUPERBLOCK_BYTES } from "../../src/layers/region/Superblock.js"
+import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
+import type { DirectoryEntry } from "../../src/services/region/Directory.js"
+import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+
+const MiB = 2 ** 20
+const config: DirectoryConfig = { entrySlots: 64, holderLines: 8, heapBytes: 16 * MiB }
+
+interface Backing {
+  readonly region: CxlMemoryShape
+  readonly area: DirectoryArea
+}
+
+/** The live region: a shared-memory file mapped by the addon. */
+const liveBacking = (c: DirectoryConfig): Effect.Effect<Backing, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const name = yield* uniqueRegion("directory")
+    const region = yield* CxlMemoryLayers.make({
+      name,
+      size: SUPERBLOCK_BYTES + directoryAreaBytes(c),
+      mode: "create"
+    })
+    return { region, area: makeDirectoryArea(SUPERBLOCK_BYTES, c) }
+  })
+
+const memoryBacking = (c: DirectoryConfig): Effect.Effect<Backing> => Effect.sync(() => makeMemoryDirectory(c))
+
+const open = (b: Backing, epoch = 1) =>
+  Effect.gen(function*() {
+    const writer = yield* makeWriter({ area: b.area, epoch, reclaimEveryMs: 60_000 }).pipe(
+      Effect.provideService(CxlMemory, b.region)
+    )
+    const directory = yield* directoryOver(b.region, b.area)
+    return { writer, directory }
+  })
+
+const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<Backing, unknown, Scope.Scope>) =>
+  describe(`Directory contract: ${label}`, () => {
+    it.scoped("creates, finds, lists and deletes by kind and name; each kind has its own names", () =>
+      Effect.gen(function*() {
+        const { writer, directory } = yield* open(yield* backing(config))
+        const orders = yield* writer.create({ kind: "topic", name: "orders", bytes: 100_000, params: [5, 1] })
+        expect(orders.extent.bytes).toBe(128 * 1024)
+        expect(orders.extent.offset % 4096).toBe(0)
+        const channel = yield* writer.create({ kind: "channel", name: "orders", bytes: 4096 })
+        expect(channel.extent.offset).not.toBe(orders.extent.offset)
+        expect(yield* directory.lookup("topic", "orders")).toEqual(orders)
+        expect((yield* directory.lookup("channel", "orders")).generation).toBe(channel.generation)
+        expect((yield* directory.lookup("topic", "orders")).params).toEqual([5, 1])
+        expect(yield* Effect.flip(writer.create({ kind: "topic", name: "orders", bytes: 1 }))).toMatchObject({
+          _tag: "NameTaken",
+          kind: "topic",
+          name: "orders"
+        })
+        expect((yield* directory.list("topic")).map((e) => e.name)).toEqual(["orders"])
+        expect(yield* directory.list()).toHaveLength(2)
+        yield* writer.remove(orders)
+        expect(directory.isCurrent(orders)).toBe(false)
+        expect(directory.isCurrent(channel)).toBe(true)
+        expect(yield* Effect.flip(directory.lookup("topic", "orders"))).toMatchObject({ _tag: "ObjectNotFound" })
+        expect(yield* Effect.flip(writer.remove(orders))).toMatchObject({ _tag: "ObjectDeleted", name: "orders" })
+        // The name is free at once, and the object made under it is another (a new generation).
+        const again = yield* writer.create({ kind: "topic", name: "orders", bytes: 4096 })
+        expect(again.generation).toBeGreaterThan(orders.generation)
+        expect(directory.isCurrent(orders)).toBe(false)
+      }))
+
+    it.scoped("bad names and sizes are typed errors that change nothing", () =>
+      Effect.gen(function*() {
+        const { writer, directory } = yield* open(yield* backing(config))
+        for (const name of ["", "x".repeat(129), "tab\there"]) {
+          expect(yield* Effect.flip(writer.create({ kind: "topic", name, bytes: 4096 }))).toMatchObject({
+            _tag: "InvalidObjectName"
+          })
+        }
+        expect(yield* Effect.flip(writer.create({ kind: "topic", name: "zero", bytes: 0 }))).toMatchObject({
+          _tag: "InvalidObjectName"
+        })
+        expect((yield* writer.create({ kind: "topic", name: "é".repeat(64), bytes: 1 })).name).toBe("é".repeat(64))
+        expect(yield* directory.list()).toHaveLength(1)
+      }))
+
+    it.scoped("a pinned object's extent is not reused after its delete: a second object gets other bytes until the pin goes", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const { writer, directory } = yield* open(b)
+        const first = yield* writer.create({ kind: "topic", name: "a", bytes: MiB })
+        b.region.bytes.fill(0xa1, first.extent.offset, first.extent.offset + first.extent.bytes)
+        const released = yield* Effect.gen(function*() {
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* directory.hold(first)
+            yield* writer.remove(first)
+            // Deleted while pinned: a new object of the same size lands elsewhere, and the pinned bytes are untouched.
+            const second = yield* writer.create({ kind: "topic", name: "b", bytes: MiB })
+            expect(second.extent.offset).not.toBe(first.extent.offset)
+            expect(b.region.bytes[first.extent.offset]).toBe(0xa1)
+            expect((yield* directory.usage).retiredBytes).toBe(MiB)
+            const holders = yield* directory.holders
+            expect(holders).toContainEqual({ kind: "deleted", name: "objects", bytes: MiB, pinnedBy: [process.pid] })
+            // A pin taken after the delete is refused: the object is gone.
+            expect(yield* Effect.flip(Effect.scoped(directory.hold(first)))).toMatchObject({ _tag: "ObjectDeleted" })
+            expect(yield* writer.reclaim).toBe(0)
+          }))
+          return yield* writer.reclaim
+        })
+        expect(released).toBe(MiB)
+        // Freed bytes are zeroed, and the next object of that size takes them.
+        const third = yield* writer.create({ kind: "topic", name: "c", bytes: MiB })
+        expect(third.extent.offset).toBe(first.extent.offset)
+        expect(b.region.bytes.subarray(third.extent.offset, third.extent.offset + MiB).every((x) => x === 0)).toBe(true)
+      }))
+
+    it.scoped("10 000 create and delete cycles leave the heap and the table as they began", () =>
+      Effect.gen(function*() {
+        const b = yield* backing({ ...config, entrySlots: 1024 })
+        const { writer, directory } = yield* open(b)
+        const before = yield* directory.usage
+        expect(before.freeBytes).toBe(16 * MiB)
+        const live: Array<DirectoryEntry> = []
+        for (let i = 0; i < 10_000; i++) {
+          live.push(yield* writer.create({ kind: "topic", name: `t${i}`, bytes: 4096 * (1 + (i % 7)) }))
+          // Keep up to 300 alive and delete in another order than created, so blocks are freed out of order.
+          if (live.length > 300) yield* writer.remove(live.splice((i * 7919) % live.length, 1)[0]!)
+        }
+        for (const entry of live) yield* writer.remove(entry)
+        yield* writer.reclaim
+        const after = yield* directory.usage
+        expect(after).toEqual(before)
+        expect(after.largestFreeBytes).toBe(16 * MiB)
+        // Probes stay short: every deleted marker was swept, so each slot is empty again and a miss ends at once.
+        const table = new DirectoryTable(b.region, b.area)
+        const states = Array.from({ length: 1024 }, (_, slot) => table.read(slot).state)
+        expect(states.filter((s) => s !== EntryState.empty)).toEqual([])
+      }))
+
+    it.scoped("a full heap names who holds it; a full table says how many objects it holds", () =>
+      Effect.gen(function*() {
+        const { writer } = yield* open(yield* backing(config))
+        yield* writer.create({ kind: "topic", name: "big", bytes: 8 * MiB })
+        yield* writer.create({ kind: "group", name: "mid", bytes: 4 * MiB })
+        const full = yield* Effect.flip(writer.create({ kind: "topic", name: "more", bytes: 8 * MiB }))
+        expect(full).toMatchObject({ _tag: "RegionFull", requested: 8 * MiB, largestFreeBytes: 4 * MiB })
+        if (full._tag !== "RegionFull") throw new Error("expected RegionFull")
+        expect(full.holders.slice(0, 2)).toEqual([
+          { kind: "topic", name: "big", bytes: 8 * MiB, pinnedBy: [] },
+          { kind: "group", name: "mid", bytes: 4 * MiB, pinnedBy: [] }
+        ])
+        expect(full.message).toContain("8 MiB by topic big")
+        let made = 2
+        const filled = yield* Effect.flip(
+          Effect.forever(Effect.suspend(() => writer.create({ kind: "service", name: `s${made++}`, bytes: 1 })))
+        )
+        expect(filled).toMatchObject({ _tag: "DirectoryFull", entrySlots: 64, objects: 56 })
+      }))
+
+    it.scoped("extents added to an object are freed with it", () =>
+      Effect.gen(function*() {
+        const { writer, directory } = yield* open(yield* backing(config))
+        const topic = yield* writer.create({ kind: "topic", name: "lanes", bytes: 4096 })
+        const lane = yield* writer.allocate(topic, 2 * MiB)
+        expect(lane.bytes).toBe(2 * MiB)
+        expect((yield* directory.usage).usedBytes).toBe(2 * MiB + 4096)
+        expect((yield* directory.holders)[0]).toEqual({
+          kind: "topic",
+          name: "lanes",
+          bytes: 2 * MiB + 4096,
+          pinnedBy: []
+        })
+        yield* writer.remove(topic)
+        expect(yield* directory.usage).toMatchObject({ retiredBytes: 2 * MiB + 4096, usedBytes: 0 })
+        expect(yield* writer.reclaim).toBe(2 * MiB + 4096)
+        expect((yield* directory.usage).freeBytes).toBe(16 * MiB)
+        expect(yield* Effect.flip(writer.allocate(topic, 4096))).toMatchObject({ _tag: "ObjectDeleted" })
+      }))
+
+    it.scopedLive("the writer's tick frees deleted objects' extents by itself; an allocation that finds no room frees them at once", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const writer = yield* makeWriter({ area: b.area, epoch: 1, reclaimEveryMs: 20 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        const directory = yield* directoryOver(b.region, b.area)
+        yield* writer.remove(yield* writer.create({ kind: "topic", name: "ticked", bytes: 4 * MiB }))
+        expect((yield* directory.usage).retiredBytes).toBe(4 * MiB)
+        yield* Effect.repeat(directory.usage, {
+          until: (u) => u.retiredBytes === 0,
+          schedule: Schedule.spaced("10 millis")
+        })
+          .pipe(Effect.timeout("10 seconds"))
+        expect((yield* directory.usage).freeBytes).toBe(16 * MiB)
+
+        const slow = yield* makeWriter({ area: b.area, epoch: 2, reclaimEveryMs: 3_600_000 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        const whole = yield* slow.create({ kind: "topic", name: "whole", bytes: 16 * MiB })
+        yield* slow.remove(whole)
+        expect((yield* slow.create({ kind: "topic", name: "again", bytes: 16 * MiB })).extent).toEqual(whole.extent)
+      }))
+
+    it.scoped("a writer taking over fences the old one, and undoes a create cut short between its extent and its entry", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const { writer: old, directory } = yield* open(b, 1)
+        const kept = yield* old.create({ kind: "topic", name: "kept", bytes: MiB })
+        // What a head that died mid-create leaves: a block taken for an entry never written, and an entry rewrite left open.
+        const dying = new BuddyAllocator(b.region, b.area)
+        dying.rebuild()
+        expect(dying.allocate(10, 33, 999)).toBeDefined()
+        const table = new DirectoryTable(b.region, b.area)
+        const { free } = table.probe("topic", "half")
+        new EntryView(b.region).storeVersion(b.area.entry(free), 1)
+        expect((yield* directory.usage).usedBytes).toBe(5 * MiB)
+
+        const next = yield* makeWriter({ area: b.area, epoch: 2, reclaimEveryMs: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        expect(yield* Effect.flip(old.create({ kind: "topic", name: "late", bytes: 1 }))).toMatchObject({
+          _tag: "NotDirectoryWriter",
+          epoch: 1,
+          writerEpoch: 2
+        })
+        expect(yield* Effect.flip(old.remove(kept))).toMatchObject({ _tag: "NotDirectoryWriter" })
+        expect(
+          yield* Effect.flip(makeWriter({ area: b.area, epoch: 1 }).pipe(Effect.provideService(CxlMemory, b.region)))
+        ).toMatchObject({ _tag: "NotDirectoryWriter" })
+        // The orphan block was freed (no pin could hold it), the half-written entry is gone, the live one stays.
+        expect(yield* directory.usage).toMatchObject({ usedBytes: MiB, retiredBytes: 0, objects: 1 })
+        expect(yield* directory.lookup("topic", "kept")).toEqual(kept)
+        const half = yield* next.create({ kind: "topic", name: "half", bytes: 4 * MiB })
+        expect(half.name).toBe("half")
+        yield* next.remove(kept)
+        yield* next.remove(half)
+        yield* next.reclaim
+        expect((yield* directory.usage).freeBytes).toBe(16 * MiB)
+      }))
+  })
+
+contract("region", liveBacking)
+contract("in-process", memoryBacking)
+
+describe("Directory across processes", () => {
+  const shared: DirectoryConfig = { entrySlots: 512, holderLines: 8, heapBytes: 16 * MiB }
+
+  it.scopedLive(
+    "lookups and pins in three processes while the writer creates and deletes: never another object's bytes",
+    () =>
+      Effect.gen(function*() {
+        const b = yield* liveBacking(shared)
+        const { writer } = yield* open(b)
+        const watchers = yield* Effect.forEach(
+          [1, 2, 3],
+          () => spawnFixture("directory-peer", [b.region.name, JSON.stringify(shared), "watch", "4", "64"])
+        )
+        yield* Effect.forEach(watchers, (w) => w.next(30_000))
+        const live = new Map<number, DirectoryEntry>()
+        let cycles = 0
+        const stop = Date.now() + 3500
+        while (Date.now() < stop) {
+          const i = cycles++ % 64
+          const old = live.get(i)
+          if (old !== undefined) yield* writer.remove(old)
+          // Small objects, so a freed extent is soon another's: the lowest free block is taken first.
+          const entry = yield* writer.create({ kind: "topic", name: `t${i}`, bytes: 4096 })
+          b.region.f64[entry.extent.offset / 8] = entry.generation
+          live.set(i, entry)
+          if (cycles % 16 === 0) yield* Effect.sleep("1 millis")
+        }
+        const results = yield* Effect.forEach(watchers, (w) => w.next<Record<string, number>>(30_000))
+        for (const r of results) {
+          expect(r["pinned"]).toBeGreaterThan(0)
+          expect(r["foreign"]).toBe(0)
+        }
+        expect(cycles).toBeGreaterThan(1000)
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "a process SIGKILLed while it pins a deleted object holds its extent only until it dies",
+    () =>
+      Effect.gen(function*() {
+        const b = yield* liveBacking(shared)
+        const { writer, directory } = yield* open(b)
+        const topic = yield* writer.create({ kind: "topic", name: "held", bytes: 2 * MiB })
+        const holder = yield* spawnFixture("directory-peer", [
+          b.region.name,
+          JSON.stringify(shared),
+          "hold",
+          "topic",
+          "held"
+        ])
+        const said = yield* holder.next<{ pid: number }>(20_000)
+        yield* writer.remove(topic)
+        expect(yield* writer.reclaim).toBe(0)
+        expect(yield* directory.usage).toMatchObject({ retiredBytes: 2 * MiB, freeBytes: 14 * MiB })
+        expect(yield* directory.holders).toContainEqual({
+          kind: "deleted",
+          name: "objects",
+          bytes: 2 * MiB,
+          pinnedBy: [said.pid]
+        })
+        holder.process.kill("SIGKILL")
+        yield* Deferred.await(holder.exited)
+        expect(yield* writer.reclaim).toBe(2 * MiB)
+        expect(yield* directory.usage).toMatchObject({ retiredBytes: 0, freeBytes: 16 * MiB })
+      }),
+    60_000
+  )
+})
