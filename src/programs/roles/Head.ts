@@ -30,6 +30,7 @@ import { readHeadLease } from "../../layers/log/HeadLease.js"
 import * as LogReaderLayers from "../../layers/log/LogReader.js"
 import { LeaseLineView, OrderLineView } from "../../layers/log/RecordViews.js"
 import type { SequencerLayerOptions } from "../../layers/log/Sequencer.js"
+import * as DirectoryLayers from "../../layers/region/Directory.js"
 import { Offsets } from "../../layers/region/Superblock.js"
 import {
   attachRegion,
@@ -185,12 +186,21 @@ const serve = (options: HeadOptions) =>
       )
     )
     const layout = yield* RegionLayout
+    // The directory's one writer is the lease holder, at its epoch: a standby that takes the lease takes the directory over too.
+    yield* DirectoryLayers.makeWriter({ area: layout.directory, epoch: sequencer.epoch }).pipe(
+      Effect.catchTag("NotDirectoryWriter", () =>
+        Effect.sync(() => exitFenced(new SequencerLeaseLost({ epoch: sequencer.epoch, holderPid: 0 }))))
+    )
+    const heap = yield* Effect.scoped(Effect.flatMap(DirectoryLayers.make(layout.directory), (d) =>
+      d.usage))
     yield* Effect.logInfo(
       `head: region ${options.region.name} (${
         (layout.totalBytes / 2 ** 20).toFixed(1)
       } MiB), sequencer epoch ${sequencer.epoch}, topics: ${
         topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
-      }`
+      }; directory: ${heap.objects} objects, heap ${(heap.freeBytes / 2 ** 20).toFixed(1)} of ${
+        (heap.heapBytes / 2 ** 20).toFixed(1)
+      } MiB free`
     )
     let recoverStarted: number | undefined
     let recoveredMs: number | undefined
