@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
+import { BASE_TIME_FLAG, TIME_SHIFT } from "../../src/layers/log/MessageTime.js"
 import { GoiEntryView } from "../../src/layers/log/RecordViews.js"
+import { crc32c } from "../../src/native/Crc32c.js"
 import {
   appendSimple,
   drain,
@@ -12,6 +14,20 @@ import {
 } from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
+
+/** A batch whose messages carry `times` (ms since the epoch), as a publisher writes them: the base on the first record, the rest as deltas. */
+const timedBatch = (times: ReadonlyArray<number>) => {
+  const payload = new Uint8Array(times.reduce((n, _, i) => n + (i === 0 ? 24 : 16), 0))
+  const view = new DataView(payload.buffer)
+  let at = 0
+  times.forEach((time, i) => {
+    view.setUint32(at, i === 0 ? 16 : 8, true)
+    view.setUint32(at + 4, (i === 0 ? BASE_TIME_FLAG : 0) | ((time - times[0]!) << TIME_SHIFT), true)
+    if (i === 0) view.setFloat64(at + 8, time, true)
+    at += i === 0 ? 24 : 16
+  })
+  return { payload, messageCount: times.length, crc32c: crc32c(payload, 0, payload.length) }
+}
 const decoder = new TextDecoder()
 
 for (const impl of implementations) {
@@ -75,6 +91,45 @@ for (const impl of implementations) {
           end: 13
         })
         expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 0, end: 13 })
+      }))
+
+    it.scoped("starts at a time: the first message stamped at or after it, inside a batch or at the next; before all, the earliest; after all, the end", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        // 20 batches of 3 messages: batch k stamped 1000k, 1000k + 10, 1000k + 20.
+        for (let seq = 0; seq < 20; seq++) {
+          const batch = timedBatch([1_000_000 + 1000 * seq, 1_000_010 + 1000 * seq, 1_000_020 + 1000 * seq])
+          yield* a.append("t", header(3, 1, seq, batch), batch.payload)
+        }
+        yield* drain(sequencer)
+        const firstFrom = (fromTime: number) =>
+          Effect.gen(function*() {
+            const cursor = yield* cluster.reader.subscribe("t", { fromTime })
+            let first = -1
+            yield* cursor.poll((m) => {
+              if (first < 0) first = m.totalOrder
+            }, 1)
+            return { first, position: first < 0 ? cursor.position() : first }
+          }).pipe(Effect.scoped)
+        // Batch 7's second message (offset 22) is the first stamped 1 007 010 or later.
+        expect((yield* firstFrom(1_007_005)).first).toBe(22)
+        expect((yield* firstFrom(1_007_010)).first).toBe(22)
+        // After batch 7's last message (1 007 020) and before batch 8's first: batch 8 starts it.
+        expect((yield* firstFrom(1_007_500)).first).toBe(24)
+        expect((yield* firstFrom(1_000_000)).first).toBe(0)
+        expect((yield* firstFrom(0)).first).toBe(0)
+        // Past every message: the end, and it reads what comes next.
+        const late = yield* cluster.reader.subscribe("t", { fromTime: 2_000_000 })
+        expect(late.position()).toBe(60)
+        const next = timedBatch([2_000_001])
+        yield* a.append("t", header(3, 1, 20, next), next.payload)
+        yield* drain(sequencer)
+        const tail: Array<number> = []
+        yield* late.poll((m) => tail.push(m.totalOrder))
+        expect(tail).toEqual([60])
       }))
 
     it.scoped("a reader behind the retained window gets LogOutOfRange, never skipped data", () =>

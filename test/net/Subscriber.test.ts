@@ -300,6 +300,26 @@ for (const impl of impls) {
         expect(yield* mid.lag).toBe(1)
       }))
 
+    it.scopedLive("starts at a time: the first message its publisher stamped at or after it", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create(spec)
+        const a = yield* cluster.appender(0)
+        for (let seq = 0; seq < 3; seq++) yield* appendMessages(a, "t", 1, 0, seq, 4)
+        yield* drain(yield* cluster.sequencer())
+        const startAt = (fromTime: number) =>
+          Effect.scoped(Effect.flatMap(subscriber.subscribe("t", { fromTime }), (s) => Effect.succeed(s.start)))
+        // Batch 1 holds offsets 4..7, stamped messageTime(1, 0..3).
+        expect(yield* startAt(messageTime(1, 2))).toBe(6)
+        expect(yield* startAt(messageTime(1, 500))).toBe(8)
+        expect(yield* startAt(0)).toBe(0)
+        expect(yield* startAt(messageTime(9, 0))).toBe(12)
+        const from = yield* subscriber.subscribe("t", { fromTime: messageTime(2, 1) })
+        const first = yield* (yield* puller(from))
+        expect([first.offset, first.count]).toEqual([9, 3])
+        expect(first.map((m) => m.timestamp)).toEqual([messageTime(2, 1), messageTime(2, 2), messageTime(2, 3)])
+      }))
+
     it.scopedLive("an offset past the end is LogOutOfRange naming the window; an unknown topic is TopicNotFound", () =>
       Effect.gen(function*() {
         const { cluster, subscriber } = yield* impl.make()

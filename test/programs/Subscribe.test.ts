@@ -5,9 +5,10 @@
  * not committed.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Either, Fiber } from "effect"
 import { BatchBuilder, BufferPool, encodeParts } from "../../src/layers/net/BatchPayload.js"
 import { BatchView } from "../../src/layers/net/SubscriberBatch.js"
+import { parseTime } from "../../src/programs/commands/SharedFlags.js"
 import { formatLine } from "../../src/programs/roles/Subscribe.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -69,6 +70,47 @@ describe("cxlog subscribe --format", () => {
     view.forEach((m) => text.push(formatLine("text", m)))
     expect(text).toEqual(["40\tv\n", "41\t/g==\n", "42\tplain\n"])
   })
+})
+
+describe("cxlog subscribe --from-time", () => {
+  it("takes an ISO time or an age; anything else is refused naming both forms", () => {
+    expect(parseTime("2026-11-25T06:00:00Z")).toEqual(Either.right(Date.parse("2026-11-25T06:00:00Z")))
+    const before = Date.now()
+    const age = Either.getOrThrow(parseTime("15m"))
+    expect(age).toBeGreaterThanOrEqual(before - 15 * 60_000 - 1000)
+    expect(age).toBeLessThanOrEqual(Date.now() - 15 * 60_000)
+    expect(Either.isLeft(parseTime("yesterday"))).toBe(true)
+    expect(Either.isLeft(parseTime("1700000000000"))).toBe(true)
+  })
+
+  it.scopedLive("over TCP and in place: starts at the first message published at or after the time", () =>
+    Effect.gen(function*() {
+      const { env, brokers } = yield* cluster
+      const publish = (count: number) =>
+        Effect.map(
+          runCli(["publish", "--brokers", brokers.join(","), "--topic", "t", "--count", `${count}`], env),
+          (r) => expect(r.code, r.stderr).toBe(0)
+        )
+      yield* publish(5)
+      const read = (args: ReadonlyArray<string>) =>
+        Effect.map(runCli(["subscribe", "--topic", "t", "--format", "json", ...args], env), (r) => {
+          expect(r.code, r.stderr).toBe(0)
+          return lines(r.stdout)
+        })
+      const first = yield* read(["--limit", "5"])
+      // Every message after the first five is stamped after the last of them.
+      const since = new Date(first[4]!.timestamp + 1).toISOString()
+      yield* Effect.sleep("5 millis")
+      yield* publish(3)
+      for (const where of [[], ["--brokers", brokers[1]!]]) {
+        const later = yield* read([...where, "--from-time", since, "--limit", "3"])
+        expect(later.map((l) => l.offset)).toEqual([5, 6, 7])
+      }
+      expect((yield* read(["--from-time", "1d", "--limit", "1"]))[0]!.offset).toBe(0)
+      const bad = yield* runCli(["subscribe", "--topic", "t", "--from-time", "soon"], env)
+      expect(bad.code).toBe(2)
+      expect(bad.stderr).toContain("soon is not a time")
+    }))
 })
 
 describe("cxlog subscribe over TCP", () => {

@@ -33,6 +33,7 @@ import { Doorbell } from "../../services/region/Doorbell.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
 import type { LogArea } from "./Layout.js"
+import { findMessageTime } from "./MessageTime.js"
 import { listen, type ListenerAwait } from "./Participants.js"
 import type { ReadSource, ReadTopic } from "./ReadSource.js"
 import { BatchView, MessageView, visitMessages } from "./ReadViews.js"
@@ -78,6 +79,61 @@ const locate = (
   }
   const order = t.totalOrderOf(lo)
   return order === undefined ? "out-of-range" : { next: lo, position: from, skip: from - order }
+}
+
+/** Batch `g`'s base timestamp (its first message's), or undefined once it has left the retained window. */
+const baseTimeOf = (t: ReadTopic, g: number, view: BatchView): number | undefined => {
+  if (t.load(g, view) !== "ok") return undefined
+  let base: number | undefined
+  findMessageTime(view.bytes, view.offset, view.length, 1, (ms) => {
+    base = ms
+    return true
+  })
+  return t.stillThere(g, view) ? base : undefined
+}
+
+/**
+ * Where a subscription from time `ms` starts: the first retained message whose timestamp is at or
+ * after `ms` (the end if none is yet). The batches are searched by their base timestamps, which
+ * follow the total order as far as the publishers' clocks agree (docs/log.md, "Positions by
+ * time"); within the batch found, its messages' own timestamps decide. "out-of-range" when the
+ * window moved under every one of a few tries.
+ */
+const locateTime = (t: ReadTopic, ms: number): { next: number; position: number; skip: number } | "out-of-range" => {
+  const view = new BatchView()
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const committed = t.committed()
+    const first = firstRetained(t, committed)
+    if (first >= committed) return { next: committed, position: t.total(), skip: 0 }
+    const firstBase = baseTimeOf(t, first, view)
+    if (firstBase === undefined) continue
+    const firstOrder = t.totalOrderOf(first)
+    if (firstOrder === undefined) continue
+    if (firstBase >= ms) return { next: first, position: firstOrder, skip: 0 }
+    // The last batch whose base is at or before `ms`: the message sought is in it or starts the next.
+    let lo = first
+    let hi = committed - 1
+    let moved = false
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2)
+      const base = baseTimeOf(t, mid, view)
+      if (base === undefined) {
+        moved = true
+        break
+      }
+      if (base <= ms) lo = mid
+      else hi = mid - 1
+    }
+    if (moved || t.load(lo, view) !== "ok") continue
+    const index = findMessageTime(view.bytes, view.offset, view.length, view.messageCount, (at) => at >= ms)
+    const order = t.totalOrderOf(lo)
+    if (!t.stillThere(lo, view) || order === undefined) continue
+    if (index >= 0) return { next: lo, position: order + index, skip: index }
+    if (lo + 1 >= committed) return { next: committed, position: t.total(), skip: 0 }
+    const nextOrder = t.totalOrderOf(lo + 1)
+    if (nextOrder !== undefined) return { next: lo + 1, position: nextOrder, skip: 0 }
+  }
+  return "out-of-range"
 }
 
 const settle = (outcome: number | LogOutOfRange | LogCorrupt): Effect.Effect<number, LogOutOfRange | LogCorrupt> =>
@@ -156,7 +212,7 @@ export const logReaderOver = (source: ReadSource): LogReaderShape => ({
   subscribe: (topic, options = {}) =>
     Effect.gen(function*() {
       const t = yield* source.topic(topic)
-      const start = locate(t, options.from)
+      const start = options.fromTime === undefined ? locate(t, options.from) : locateTime(t, options.fromTime)
       if (start === "out-of-range") {
         const { earliest, end } = boundsOf(t)
         return yield* new LogOutOfRange({

@@ -16,19 +16,19 @@
  */
 import { crc32c } from "../../native/Crc32c.js"
 import type { MessageHeader } from "../../services/net/Subscriber.js"
+import { BASE_TIME_FLAG, RECORD_HEADER_BYTES, TIME_SHIFT } from "../log/MessageTime.js"
 
-export const MESSAGE_HEADER_BYTES = 8
+export const MESSAGE_HEADER_BYTES = RECORD_HEADER_BYTES
 
 /** Bits of a record's flags word: which parts its body carries before the value. */
 export const MessageFlags = {
-  BASE_TIME: 1,
+  BASE_TIME: BASE_TIME_FLAG,
   KEY: 2,
   HEADERS: 4
 } as const
 /** The flags' low byte (the parts); bits 3–7 are reserved and must be 0. */
 const PART_BITS = 0xff
 const KNOWN_PARTS = MessageFlags.BASE_TIME | MessageFlags.KEY | MessageFlags.HEADERS
-const TIME_SHIFT = 8
 /** The largest timestamp a record can carry past its batch's base (about 4.6 hours). */
 export const MAX_TIME_DELTA_MS = 2 ** 24 - 1
 const BASE_TIME_BYTES = 8

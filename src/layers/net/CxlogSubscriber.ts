@@ -122,6 +122,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         const subscriber = yield* Subscriber
         return yield* subscriber.subscribe(options.topic, {
           ...(options.from === undefined ? {} : { from: options.from }),
+          ...(options.fromTime === undefined ? {} : { fromTime: options.fromTime }),
           ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
           ...(options.autoCommit === undefined ? {} : { autoCommit: options.autoCommit })
         })

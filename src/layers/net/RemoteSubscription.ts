@@ -136,7 +136,7 @@ const dueOf = (s: RemoteState): Due => ({
 const failOver = (s: RemoteState, broken: SubscriberConnectionFailed) =>
   Effect.gen(function*() {
     s.connection.socket.destroy()
-    const again = s.named ? s.request : new Subscribe({ ...s.request, from: s.position })
+    const again = s.named ? s.request : new Subscribe({ ...s.request, from: s.position, fromTime: undefined })
     const deadline = performance.now() + s.settings.connectTimeoutMs
     for (;;) {
       const attemptScope = yield* Scope.fork(s.scope, ExecutionStrategy.sequential)
@@ -310,6 +310,7 @@ export const subscribeRemote = (settings: Settings): SubscriberShape["subscribe"
       protocol: PROTOCOL_VERSION,
       topic,
       from: subscribeOptions.from ?? "earliest",
+      ...(subscribeOptions.fromTime === undefined ? {} : { fromTime: subscribeOptions.fromTime }),
       credit: settings.credit,
       ...(subscribeOptions.consumer === undefined ? {} : { consumer: subscribeOptions.consumer })
     })

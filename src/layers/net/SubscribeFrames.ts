@@ -16,6 +16,8 @@ export class Subscribe extends Schema.Class<Subscribe>("Subscribe")({
   protocol: Schema.Int,
   topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
   from: Schema.Union(Offset, Schema.Literal("earliest", "latest")),
+  /** In place of `from`: the first message stamped at or after this time (ms since the epoch). */
+  fromTime: Schema.optional(Schema.Number.pipe(Schema.finite(), Schema.nonNegative())),
   /** DATA frames the broker may send before the client's first CREDIT. */
   credit: Schema.Int.pipe(Schema.between(1, MAX_CREDIT)),
   /** Read as this named consumer (`from` then only places a new one). */

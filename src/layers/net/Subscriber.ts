@@ -50,14 +50,15 @@ export const subscriberOver = (reader: LogReaderShape, consumers?: ConsumersShap
   const open = (topic: string, options: SubscribeOptions) =>
     Effect.gen(function*() {
       // Not durable, so it cannot fail with SubscriberTableFull.
-      const subscribe = (from: SubscribeOptions["from"]) =>
+      const subscribe = (from: SubscribeOptions["from"], fromTime?: number) =>
         reader.subscribe(topic, {
           from: from ?? "earliest",
+          ...(fromTime === undefined ? {} : { fromTime }),
           ...(options.consumer === undefined ? {} : { regionOnly: true })
         }).pipe(
           Effect.catchTag("SubscriberTableFull", (e) => Effect.die(e))
         )
-      const cursor = yield* subscribe(options.from)
+      const cursor = yield* subscribe(options.from, options.fromTime)
       if (options.consumer === undefined) return { cursor, lease: undefined }
       if (consumers === undefined) {
         return yield* Effect.dieMessage("this Subscriber has no Consumers service for named consumers")

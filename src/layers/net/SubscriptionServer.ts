@@ -56,14 +56,18 @@ export interface SubscriptionServerOptions {
 /** The subscription's cursor, joined as the named consumer when the request names one (resuming at its committed offset). */
 const open = (reader: LogReaderShape, request: Subscribe, consumers: ConsumersShape | undefined) =>
   Effect.gen(function*() {
-    const subscribe = (from: Subscribe["from"]) =>
-      reader.subscribe(request.topic, { from, ...(request.consumer === undefined ? {} : { regionOnly: true }) }).pipe(
+    const subscribe = (from: Subscribe["from"], fromTime?: number) =>
+      reader.subscribe(request.topic, {
+        from,
+        ...(fromTime === undefined ? {} : { fromTime }),
+        ...(request.consumer === undefined ? {} : { regionOnly: true })
+      }).pipe(
         Effect.catchTags({
           TopicNotFound: (e) => Effect.fail(new WireViolation({ code: "unknown-topic", detail: e.message })),
           SubscriberTableFull: (e) => Effect.die(e)
         })
       )
-    const cursor: LogCursor = yield* subscribe(request.from)
+    const cursor: LogCursor = yield* subscribe(request.from, request.fromTime)
     if (request.consumer === undefined) return { cursor, lease: undefined }
     if (consumers === undefined) {
       return yield* new WireViolation({ code: "bad-subscribe", detail: "this broker keeps no named consumers" })

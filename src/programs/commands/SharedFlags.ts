@@ -108,6 +108,19 @@ export const parseFrom = (t: string): Either.Either<number | "earliest" | "lates
     ? Either.right(Number(t))
     : Either.left(`${t} is not a position: use earliest, latest or a message offset (0, 1, …)`)
 
+/**
+ * A point in time as `--from-time` takes it: an ISO 8601 time (`2026-11-25T06:00:00Z`) or an age
+ * (`90s`, `15m`, `2h`, `1d`: that long before now), as ms since the epoch.
+ */
+export const parseTime = (t: string): Either.Either<number, string> => {
+  const age = parseAge(t)
+  if (Either.isRight(age) && !/^\d+$/.test(t.trim())) return Either.right(Date.now() - age.right)
+  const ms = /^\d{4}-\d{2}-\d{2}/.test(t.trim()) ? Date.parse(t.trim()) : Number.NaN
+  return Number.isFinite(ms)
+    ? Either.right(ms)
+    : Either.left(`${t} is not a time: use an ISO time (2026-11-25T06:00:00Z) or an age (90s, 15m, 2h, 1d ago)`)
+}
+
 const AGE_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** An age as `500ms`, `30s`, `15m`, `12h`, `7d` or a number of milliseconds. */

@@ -16,6 +16,7 @@ import {
   orderChoices,
   orderModeOf,
   parseFrom,
+  parseTime,
   readerBrokers,
   region,
   topic
@@ -52,6 +53,12 @@ export const subscribeCommand = Cli.command({
       shown: "earliest",
       description: "where to start: the oldest message held, the end, or a message offset"
     }),
+    fromTime: Cli.custom<number | undefined>("from-time", "TIME", parseTime, {
+      default: undefined,
+      shown: "none",
+      description:
+        "start at the first message stamped at or after this time, in place of --from: an ISO time (2026-11-25T06:00:00Z) or an age (90s, 15m, 2h, 1d: that long ago)"
+    }),
     limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
     idleTimeoutMs: Cli.integer("idle-timeout-ms", {
       default: 30_000,
@@ -83,6 +90,7 @@ export const subscribeCommand = Cli.command({
   examples: [
     "cxlog subscribe --topic events",
     "cxlog subscribe --brokers 10.0.0.5:7400 --topic events --from 1000 --limit 10 --format json",
+    "cxlog subscribe --topic events --from-time 15m",
     "cxlog subscribe --brokers 127.0.0.1:7400 --topic events --consumer billing"
   ],
   run: (o) =>
@@ -94,6 +102,7 @@ export const subscribeCommand = Cli.command({
         yield* printTopic({
           topic: o.topic,
           from: o.from,
+          ...(o.fromTime === undefined ? {} : { fromTime: o.fromTime }),
           region: { name: o.region, coherence: o.coherence },
           ...(remote === undefined ? {} : { remote }),
           ...(o.consumer === undefined ? {} : { consumer: o.consumer }),

@@ -189,6 +189,8 @@ export const subscribe = (options: SubscribeOptions) =>
 export interface PrintOptions {
   readonly topic: string
   readonly from: number | "earliest" | "latest"
+  /** In place of `from`: the first message stamped at or after this time (ms since the epoch). */
+  readonly fromTime?: number
   /** Read over TCP from these brokers (with these credentials); without, read the region in place. */
   readonly remote?: Pick<RemoteSubscriberOptions, "brokers" | "credentials" | "tls">
   readonly region: RegionAccess
@@ -272,6 +274,7 @@ export const printTopic = (options: PrintOptions) =>
     const subscriber = yield* Subscriber
     const subscription = yield* subscriber.subscribe(options.topic, {
       from: options.from,
+      ...(options.fromTime === undefined ? {} : { fromTime: options.fromTime }),
       ...(options.consumer === undefined ? {} : { consumer: options.consumer })
     })
     reportToParent({ event: "subscribed", position: subscription.start })

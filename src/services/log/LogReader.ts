@@ -77,6 +77,12 @@ export interface LogCursor {
 export interface SubscribeOptions {
   /** A message offset (total order), "earliest" retained, or "latest" (only what comes next). Default "earliest". */
   readonly from?: number | "earliest" | "latest"
+  /**
+   * Start at the first retained message whose timestamp (its publisher's clock, ms since the
+   * epoch) is at or after this; in place of `from`. A time before every retained message starts
+   * at the earliest, one after them all at the end.
+   */
+  readonly fromTime?: number
   /** Register the cursor so retention waits for it (lossless; publishers get backpressure). */
   readonly durable?: boolean
   /**

@@ -85,6 +85,12 @@ export interface SubscribeOptions {
    */
   readonly from?: number | "earliest" | "latest"
   /**
+   * In place of `from`: the first message stamped at or after this time (ms since the epoch, its
+   * publisher's clock); before every retained message, the earliest; after them all, the end.
+   * With `consumer`, where a new consumer starts, as `from`.
+   */
+  readonly fromTime?: number
+  /**
    * Read as this named consumer of the topic (services/log/Consumers.ts): its committed offset
    * holds retention, one member reads at a time, and the next member resumes where it committed.
    * A consumer whose hold kept publishers waiting past the brokers' bound (CXLOG_CONSUMER_HOLD_MS)
