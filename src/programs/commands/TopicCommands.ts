@@ -1,10 +1,11 @@
 /** The commands that administer a region's topics: `create-topic`, `topics` and `consumers`. */
-import { consumersReport } from "../admin/Consumers.js"
+import { Effect, Either } from "effect"
+import { consumersReport, type ResetTarget } from "../admin/Consumers.js"
 import { createTopic } from "../admin/CreateTopic.js"
 import { topics as listTopics } from "../admin/TopicAdmin.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { coherence, json, region, topic } from "./SharedFlags.js"
+import { coherence, json, parseTime, region, topic } from "./SharedFlags.js"
 import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
 
 export const createTopicCommand = Cli.command({
@@ -46,12 +47,36 @@ export const topicsCommand = Cli.command({
     })
 })
 
+/** `--to`: earliest, latest, a message offset, or a time (parseTime's forms). */
+const parseResetTarget = (t: string): Either.Either<ResetTarget | undefined, string> =>
+  t === "earliest" || t === "latest"
+    ? Either.right(t)
+    : /^\d+$/.test(t)
+    ? Either.right({ offset: Number(t) })
+    : Either.mapBoth(parseTime(t), {
+      onLeft: () =>
+        `${t} is not a position: use earliest, latest, a message offset, an ISO time or an age (15m, 2h, 1d)`,
+      onRight: (time) => ({ time })
+    })
+
+/** The words after `consumers`: none, or `reset NAME` with `--to`. */
+const resetOf = (args: ReadonlyArray<string>, to: ResetTarget | undefined) => {
+  if (args.length === 0 && to === undefined) return Effect.succeed(undefined)
+  if (args.length === 2 && args[0] === "reset" && to !== undefined) return Effect.succeed({ name: args[1]!, to })
+  return failUsage("use cxlog consumers reset NAME --topic T --to earliest|latest|OFFSET|TIME")
+}
+
 export const consumersCommand = Cli.command({
   name: "consumers",
-  summary: "List a topic's named consumers with their committed offset, lag and active member; --remove one",
+  summary:
+    "List a topic's named consumers with their committed offset, lag and active member; --remove one; reset one to a position",
   details:
     "Runs on the region's host. A consumer holds retention from its committed offset on, with or without a member: " +
-    "delete one that is no longer read (refused while a member is active).",
+    "delete one that is no longer read (refused while a member is active). `cxlog consumers reset NAME --topic T --to " +
+    "earliest|latest|OFFSET|TIME` moves its committed offset (creating it there if need be; refused while a member is " +
+    "active): TIME is an ISO time or an age (15m, 2h, 1d ago), and the consumer resumes at the first message stamped at " +
+    "or after it.",
+  positional: "reset NAME",
   flags: {
     region,
     coherence,
@@ -61,14 +86,27 @@ export const consumersCommand = Cli.command({
       shown: "none",
       description: "delete this consumer (its retention is released)"
     }),
+    to: Cli.custom<ResetTarget | undefined>("to", "earliest|latest|OFFSET|TIME", parseResetTarget, {
+      default: undefined,
+      shown: "none",
+      description: "with reset NAME: where the consumer goes (TIME: an ISO time, or an age such as 15m: that long ago)"
+    }),
     json
   },
-  examples: ["cxlog consumers --topic events", "cxlog consumers --topic events --remove billing"],
-  run: (o) =>
-    consumersReport({
-      region: { name: o.region, coherence: o.coherence },
-      topic: o.topic,
-      ...(o.remove === undefined ? {} : { remove: o.remove }),
-      json: o.json
+  examples: [
+    "cxlog consumers --topic events",
+    "cxlog consumers --topic events --remove billing",
+    "cxlog consumers reset billing --topic events --to 2h"
+  ],
+  run: (o, args) =>
+    Effect.gen(function*() {
+      const reset = yield* resetOf(args, o.to)
+      return yield* consumersReport({
+        region: { name: o.region, coherence: o.coherence },
+        topic: o.topic,
+        ...(o.remove === undefined ? {} : { remove: o.remove }),
+        ...(reset === undefined ? {} : { reset }),
+        json: o.json
+      })
     })
 })
