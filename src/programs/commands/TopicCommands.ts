@@ -5,7 +5,7 @@ import { createTopic } from "../admin/CreateTopic.js"
 import { topics as listTopics } from "../admin/TopicAdmin.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { coherence, json, parseTime, region, topic } from "./SharedFlags.js"
+import { coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
 import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
 
 export const createTopicCommand = Cli.command({
@@ -47,17 +47,17 @@ export const topicsCommand = Cli.command({
     })
 })
 
-/** `--to`: earliest, latest, a message offset, or a time (parseTime's forms). */
+/** `--to`: a position as `--from` takes it (earliest, latest, an offset), else a time as `--from-time` does. */
 const parseResetTarget = (t: string): Either.Either<ResetTarget | undefined, string> =>
-  t === "earliest" || t === "latest"
-    ? Either.right(t)
-    : /^\d+$/.test(t)
-    ? Either.right({ offset: Number(t) })
-    : Either.mapBoth(parseTime(t), {
-      onLeft: () =>
-        `${t} is not a position: use earliest, latest, a message offset, an ISO time or an age (15m, 2h, 1d)`,
-      onRight: (time) => ({ time })
-    })
+  Either.orElse(
+    Either.map(parseFrom(t), (from): ResetTarget => (typeof from === "number" ? { offset: from } : from)),
+    () =>
+      Either.mapBoth(parseTime(t), {
+        onLeft: () =>
+          `${t} is not a position: use earliest, latest, a message offset, an ISO time or an age (15m, 2h, 1d)`,
+        onRight: (time) => ({ time })
+      })
+  )
 
 /** The words after `consumers`: none, or `reset NAME` with `--to`. */
 const resetOf = (args: ReadonlyArray<string>, to: ResetTarget | undefined) => {
