@@ -513,9 +513,10 @@ describe("bench peers", () => {
             cxlog.cpuMicrosPerBatch[group] + tickSlack
           )
         }
-        // The broker that takes the batches is woken for them (/proc counts its main thread's wakes); how often is the bench's to say.
-        expect(cxlog.wakesPerBatch.brokers).toBeGreaterThan(0.5)
-        expect(cxlog.wakesPerBatch.publisher).toBeGreaterThan(0.5)
+        // The broker that takes the batches is woken for them (/proc counts its main thread's wakes).
+        // How often is the bench's to say: on a busy host one wake takes several batches.
+        expect(cxlog.wakesPerBatch.brokers).toBeGreaterThan(0)
+        expect(cxlog.wakesPerBatch.publisher).toBeGreaterThan(0)
       }),
     180_000
   )

@@ -117,20 +117,41 @@ export const stopWithParent = (child: ChildProcess): Effect.Effect<void, never, 
       })
   ))
 
-/** Stops a child process: SIGTERM, then SIGKILL if it has not exited within 3 s; resumes once it is gone. */
+/** How long a role's failure, or its stop, waits after it exited for the rest of its output. */
+const STDIO_DRAIN_MS = 1_000
+
+const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null
+
+/** Its process has exited and every pipe to it has closed: Node has said "close", or is about to. */
+const closed = (child: ChildProcess) =>
+  exited(child) && child.stdio.every((stream) => stream === null || stream === undefined || stream.destroyed)
+
+/**
+ * Stops a child process: SIGTERM, then SIGKILL if it has not exited within 3 s; resumes once it
+ * is gone and its last output has been read ("close", so a caller that prints it sees its last
+ * line before going on), or 1 s after it exited if a grandchild holds its pipes.
+ */
 export const stopChild = (child: ChildProcess): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-    const force = setTimeout(() => child.kill("SIGKILL"), 3_000)
-    child.once("exit", () => {
+    if (closed(child)) return resume(Effect.void)
+    let force: NodeJS.Timeout | undefined
+    let drain: NodeJS.Timeout | undefined
+    const gone = () => {
       clearTimeout(force)
+      clearTimeout(drain)
+      child.off("close", gone)
       resume(Effect.void)
-    })
+    }
+    const draining = () => {
+      clearTimeout(force)
+      drain = setTimeout(gone, STDIO_DRAIN_MS)
+    }
+    child.once("close", gone)
+    if (exited(child)) return draining()
+    force = setTimeout(() => child.kill("SIGKILL"), 3_000)
+    child.once("exit", draining)
     child.kill("SIGTERM")
   })
-
-/** How long a role's failure waits, after it exited, for the rest of its output. */
-const STDIO_DRAIN_MS = 1_000
 
 /** Decoding keeps the fields a vocabulary does not name (the HTML report reads some) and names every problem. */
 const AS_SENT = { onExcessProperty: "preserve", errors: "all" } as const
