@@ -2,11 +2,13 @@ import { randomBytes } from "node:crypto"
 import { mkdtempSync, readdirSync, rmSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { recordRunOwner, sweepDeadRuns } from "./DeadRuns.js"
 import { installDebianPackages } from "./DebianPackages.js"
 
 /**
  * Gives this test run an id that every test region's name carries, and fails the run if
- * any region of this run is left in /dev/shm (other runs' regions are not touched). Installs the
+ * any region of this run is left in /dev/shm (other runs' regions are not touched, but for those of
+ * runs killed before their teardown, which it removes: DeadRuns.ts). Installs the
  * Debian packages the tests need once, before any test file (DebianPackages.ts): what could not
  * be installed is said here, and the tests that need it skip saying why. The run's credential and
  * mirror status files live in a runtime directory of its own (XDG_RUNTIME_DIR, removed afterwards): a
@@ -14,9 +16,12 @@ import { installDebianPackages } from "./DebianPackages.js"
  * the developer runs on this host (region `cxlog`, say) cannot hand the tests its credentials.
  */
 export default function setup() {
+  // A run killed before its teardown left its regions: whoever runs next removes them.
+  for (const dead of sweepDeadRuns()) console.warn(`test setup: removed what killed test run ${dead} left`)
   const run = randomBytes(3).toString("hex")
   process.env["CXLOG_TEST_RUN"] = run
   const runtime = mkdtempSync(join(tmpdir(), `cxlog-test-${run}-runtime-`))
+  recordRunOwner(runtime)
   process.env["XDG_RUNTIME_DIR"] = runtime
   for (const [pkg, reason] of Object.entries(installDebianPackages())) {
     console.warn(`test setup: ${pkg} not installed: ${reason}`)
