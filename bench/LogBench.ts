@@ -1,6 +1,7 @@
-/** Shared by the log benchmarks: a native region holding one log area, and batch payloads of 1 KiB-style messages. */
+/** Shared by the log benchmarks: a native region holding one log area and its topics' directory, and batch payloads of 1 KiB-style messages. */
 import { Effect } from "effect"
-import { logAreaBytes, logAreaParams, type LogConfig, makeLogArea } from "../src/layers/log/Layout.js"
+import type { LogConfig } from "../src/layers/log/Layout.js"
+import { directoryFor, logRegionLayout, writingTopics } from "../src/layers/log/LogRegion.js"
 import * as CxlMemoryLayers from "../src/layers/region/CxlMemory.js"
 import * as DoorbellLayers from "../src/layers/region/Doorbell.js"
 import { CxlMemory } from "../src/services/region/CxlMemory.js"
@@ -9,17 +10,20 @@ import { Doorbell } from "../src/services/region/Doorbell.js"
 const BELLS = 4096
 const LOG_BASE = 8192
 
-/** A fresh native region with the log area at 8 KiB and one doorbell line per component (scoped). */
-export const benchRegion = (label: string, config: LogConfig) =>
+/**
+ * A fresh native region with the log area at 8 KiB, room for `topics` topics, and one doorbell
+ * line per component (scoped); `topics` creates them, as the head would.
+ */
+export const benchRegion = (label: string, config: LogConfig, topicCount = 4) =>
   Effect.gen(function*() {
-    const size = Math.ceil((LOG_BASE + logAreaBytes(config)) / 4096) * 4096
+    const { area, bytes, params } = logRegionLayout(LOG_BASE, config, directoryFor(config, topicCount))
     const region = yield* CxlMemoryLayers.make({
       name: `cxlog-bench-${label}-${process.pid}`,
-      size,
+      size: bytes,
       mode: "create",
-      params: logAreaParams(LOG_BASE, config)
+      params
     })
-    const area = makeLogArea(LOG_BASE, config)
+    const topics = yield* writingTopics(area).pipe(Effect.provideService(CxlMemory, region), Effect.orDie)
     let bells = 0
     /** Provides the region and a fresh doorbell line to a component. */
     const provide = <A, E, R>(make: Effect.Effect<A, E, R>) =>
@@ -27,7 +31,7 @@ export const benchRegion = (label: string, config: LogConfig) =>
         DoorbellLayers.make({ offset: BELLS + 64 * bells++ }).pipe(Effect.provideService(CxlMemory, region)),
         (doorbell) => make.pipe(Effect.provideService(Doorbell, doorbell), Effect.provideService(CxlMemory, region))
       )
-    return { region, area, provide }
+    return { region, area, provide, topics }
   })
 
 /** A batch payload of `count` messages of `bytes` each (`u32 length, u32 flags, payload` padded to 8). */

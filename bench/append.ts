@@ -6,9 +6,9 @@
  */
 import { Effect } from "effect"
 import * as AppenderLayers from "../src/layers/log/Appender.js"
+import { withBlogBytes } from "../src/layers/log/Layout.js"
 import { alignLine } from "../src/layers/log/Records.js"
 import * as SequencerLayers from "../src/layers/log/Sequencer.js"
-import * as TopicsLayers from "../src/layers/log/Topics.js"
 import { batchPayload, benchRegion, flag } from "./LogBench.js"
 import { emit, table } from "./Report.js"
 
@@ -17,19 +17,17 @@ const MESSAGE_BYTES = 1024
 export const run = (args: ReadonlyArray<string>) =>
   Effect.scoped(Effect.gen(function*() {
     const totalBytes = flag(args, "mib", 2048) * 2 ** 20
-    const config = {
-      maxTopics: 1,
+    const blogBytes = 128 << 20
+    const config = withBlogBytes({
       maxBrokers: 1,
       pbrSlots: 8192,
-      blogBytes: 128 << 20,
       goiSlots: 8192,
       sessionSlots: 64,
       subscriberSlots: 2,
       listenerSlots: 4,
       maxBatchBytes: 1 << 20
-    }
-    const { region, area, provide } = yield* benchRegion("append", config)
-    const topics = yield* provide(TopicsLayers.make(area))
+    }, blogBytes)
+    const { region, area, provide, topics } = yield* benchRegion("append", config, 1)
     yield* topics.create({ name: "bench", order: 2, ackLevel: 1, replicationFactor: 1 })
     const appender = yield* provide(AppenderLayers.make(area, { brokerId: 0 }))
     const sequencer = yield* provide(SequencerLayers.make(area, { maxBatchesPerBroker: 8192 }))
@@ -40,7 +38,7 @@ export const run = (args: ReadonlyArray<string>) =>
         const payload = batchPayload(messagesPerBatch, MESSAGE_BYTES)
         const crc32c = region.crc32c(payload, 0, payload.length)
         // Half the Blog (or PBR) per timed phase; the sequencer frees it between phases.
-        const perPhase = Math.min(config.pbrSlots / 2, Math.floor(config.blogBytes / 2 / alignLine(payload.length)))
+        const perPhase = Math.min(config.pbrSlots / 2, Math.floor(blogBytes / 2 / alignLine(payload.length)))
         let seq = 0
         const sessionEpoch = yield* appender.registerSession("bench", messagesPerBatch)
         const appendPhase = Effect.gen(function*() {
@@ -64,9 +62,9 @@ export const run = (args: ReadonlyArray<string>) =>
         const copyPhase = () => {
           const t0 = performance.now()
           for (let i = 0; i < perPhase; i++) {
-            const offset = position % config.blogBytes
-            if (offset + payload.length > config.blogBytes) position += config.blogBytes - offset
-            region.bytes.set(payload, blog + (position % config.blogBytes))
+            const offset = position % blogBytes
+            if (offset + payload.length > blogBytes) position += blogBytes - offset
+            region.bytes.set(payload, blog + (position % blogBytes))
             position += alignLine(payload.length)
           }
           return performance.now() - t0

@@ -19,7 +19,7 @@ import { fork } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as CoordinatorLayers from "../src/layers/control/Coordinator.js"
-import { defaultLogConfig } from "../src/layers/log/Layout.js"
+import { defaultLogConfig, roundedTopicBytes, withBlogBytes } from "../src/layers/log/Layout.js"
 import * as TopicsLayers from "../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../src/layers/RegionLayout.js"
 import * as Roles from "../src/layers/Roles.js"
@@ -31,19 +31,19 @@ const PARTICIPANTS = 4
 const FRAME_BYTES = 256
 const MODES: ReadonlyArray<BarrierMode> = ["rendezvous", "delivery-fence", "processing-fence"]
 
+const log = withBlogBytes({
+  ...defaultLogConfig,
+  maxBrokers: 1,
+  pbrSlots: 64,
+  goiSlots: 256,
+  sessionSlots: 64,
+  maxBatchBytes: 64 << 10
+}, 1 << 20)
+
 const config: RegionConfig = {
-  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 },
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: roundedTopicBytes(log.topicMemoryBytes) },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: PARTICIPANTS, appRingBytes: 1 << 20 },
-  log: {
-    ...defaultLogConfig,
-    maxTopics: 1,
-    maxBrokers: 1,
-    pbrSlots: 64,
-    blogBytes: 1 << 20,
-    goiSlots: 256,
-    sessionSlots: 64,
-    maxBatchBytes: 64 << 10
-  }
+  log
 }
 
 const topics = Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))

@@ -6,8 +6,8 @@
  */
 import { Effect } from "effect"
 import * as AppenderLayers from "../src/layers/log/Appender.js"
+import { withBlogBytes } from "../src/layers/log/Layout.js"
 import * as SequencerLayers from "../src/layers/log/Sequencer.js"
-import * as TopicsLayers from "../src/layers/log/Topics.js"
 import type { SequencerShape } from "../src/services/log/Sequencer.js"
 import { batchPayload, benchRegion, flag } from "./LogBench.js"
 import { emit, summarize, table } from "./Report.js"
@@ -45,19 +45,16 @@ const xorshift = (seed: number) => () => {
 export const run = (args: ReadonlyArray<string>) =>
   Effect.scoped(Effect.gen(function*() {
     const batchesPerCase = flag(args, "batches", 200_000)
-    const config = {
-      maxTopics: 4,
+    const config = withBlogBytes({
       maxBrokers: BROKERS,
       pbrSlots: 4096,
-      blogBytes: 8 << 20,
       goiSlots: 1 << 16,
       sessionSlots: 256,
       subscriberSlots: 2,
       listenerSlots: 4,
       maxBatchBytes: 64 << 10
-    }
-    const { area, provide } = yield* benchRegion("sequencer", config)
-    const topics = yield* provide(TopicsLayers.make(area))
+    }, 8 << 20)
+    const { area, provide, topics } = yield* benchRegion("sequencer", config)
     const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), (brokerId) =>
       provide(AppenderLayers.make(area, { brokerId })))
     const sequencer: SequencerShape = yield* provide(SequencerLayers.make(area, { maxBatchesPerBroker: 1024 }))

@@ -188,6 +188,25 @@ export const asEnvironment = <T extends Record<string, Setting<any>>>(
   values: { readonly [K in keyof T]?: string | number | boolean }
 ): Record<string, string> => Object.fromEntries(Object.entries(values).map(([k, v]) => [table[k]!.env, `${v}`]))
 
+/**
+ * Variables cxlog once read and reads no more, with what took their place: one left set in a
+ * shell would otherwise be ignored in silence, and the region sized other than its user thinks.
+ */
+export const RETIRED_VARIABLES: Readonly<Record<string, string>> = {
+  CXLOG_LOG_MAX_TOPICS:
+    "topics take their memory from the region's heap as they are created: size the heap with CXLOG_HEAP_BYTES",
+  CXLOG_LOG_BLOG_BYTES:
+    "a topic's Blogs share its memory: set CXLOG_TOPIC_MEMORY (every topic's default) or create-topic --memory"
+}
+
+/** Why the environment names a retired variable (undefined when it does not). */
+export const retiredVariableProblem = (env: Readonly<Record<string, string | undefined>>): string | undefined => {
+  const set = Object.keys(RETIRED_VARIABLES).filter((name) => env[name] !== undefined)
+  return set.length === 0
+    ? undefined
+    : set.map((name) => `${name} is no longer read: ${RETIRED_VARIABLES[name]}; unset it`).join("; ")
+}
+
 /** A settings table with who reads it, for `cxlog config`. */
 export interface SettingsTable {
   /** Who reads these variables, for `cxlog config` (`head (region layout)`). */

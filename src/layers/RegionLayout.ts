@@ -127,7 +127,8 @@ export const resolve = (config: RegionConfig, size: number) =>
   Effect.gen(function*() {
     yield* validate(config)
     const p = place(config)
-    const log = yield* resolveLogArea(p.logBase, config.log, size)
+    const directory = makeDirectoryArea(p.directoryBase, config.directory)
+    const log = yield* resolveLogArea(p.logBase, config.log, size, directory)
     const c = config.control
     const requestRing = (slot: number): RingAddress => ({
       id: slot,
@@ -163,7 +164,7 @@ export const resolve = (config: RegionConfig, size: number) =>
           ? appRing(id - c.maxProcesses - 1)
           : undefined,
       log,
-      directory: makeDirectoryArea(p.directoryBase, config.directory),
+      directory,
       totalBytes: regionBytes(config)
     }
     return layout

@@ -4,8 +4,10 @@
  * attaches and recomputes the layout from the superblock.
  */
 import { Effect, Layer } from "effect"
+import { Sequencer } from "../services/log/Sequencer.js"
 import type { BrokerOptions } from "../services/net/Broker.js"
 import type { Coherence } from "../services/region/CxlMemory.js"
+import { DirectoryWriter, type NotDirectoryWriter } from "../services/region/Directory.js"
 import type { Role } from "../services/region/ProcessSlot.js"
 import { type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
 import * as CoordinatorLayers from "./control/Coordinator.js"
@@ -21,6 +23,7 @@ import * as TopicsLayers from "./log/Topics.js"
 import * as BrokerLayers from "./net/Broker.js"
 import * as PublisherLayers from "./net/Publisher.js"
 import * as CxlMemoryLayers from "./region/CxlMemory.js"
+import * as DirectoryLayers from "./region/Directory.js"
 import * as ProcessSlotLayers from "./region/ProcessSlot.js"
 import { regionBytes, regionParams } from "./RegionLayout.js"
 import * as RegionLayoutLayers from "./RegionLayout.js"
@@ -66,9 +69,28 @@ export const processSlot = (role: Role, preferredSlot?: number) =>
     })
   )
 
-/** The head's log duties: the topic table's writer and the sequencer. */
-export const headLog = (sequencer: SequencerLayers.SequencerLayerOptions = {}) =>
-  fromLayout((layout) => Layer.merge(TopicsLayers.layer(layout.log), SequencerLayers.layer(layout.log, sequencer)))
+/**
+ * The head's log duties: the sequencer, and under its lease, at its epoch, the directory's writer
+ * and so the topics' (a standby that takes the lease over takes the directory over too). A head
+ * fenced out of the directory meanwhile is `onFenced`'s to end: nothing of it may write on.
+ */
+export const headLog = (
+  sequencer: SequencerLayers.SequencerLayerOptions = {},
+  onFenced: (fenced: NotDirectoryWriter) => Effect.Effect<never> = Effect.die
+) =>
+  fromLayout((layout) => {
+    const sequencing = SequencerLayers.layer(layout.log, sequencer)
+    const writer = Layer.scoped(
+      DirectoryWriter,
+      Effect.flatMap(Sequencer, (s) => DirectoryLayers.makeWriter({ area: layout.directory, epoch: s.epoch })).pipe(
+        Effect.catchTag("NotDirectoryWriter", onFenced)
+      )
+    )
+    return TopicsLayers.layer(layout.log).pipe(
+      Layer.provideMerge(writer),
+      Layer.provideMerge(sequencing)
+    )
+  })
 
 /**
  * What a broker needs of the log (`BrokerLog`): its broker slot's Appender, the AckTracker and

@@ -7,9 +7,9 @@
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Effect, Either, Exit, Logger } from "effect"
-import { processEnvironment } from "../Settings.js"
+import { processEnvironment, retiredVariableProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"
-import { describeFailure } from "./cli/CliFailure.js"
+import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
 import { benchCommand, loopbackEchoCommand, loopbackSendCommand, peerConsumeCommand } from "./commands/BenchCommand.js"
 import { brokerCommand } from "./commands/BrokerCommand.js"
@@ -34,7 +34,7 @@ const configCommand = Cli.command({
   details: "Flags fall back to their variable, then to their default. The region, ring and coordinator variables " +
     "have no flag: the head reads them when it creates the region. docs/configuration.md describes each.",
   flags: { json },
-  examples: ["cxlog config", "CXLOG_LOG_BLOG_BYTES=67108864 cxlog config --json"],
+  examples: ["cxlog config", "CXLOG_TOPIC_MEMORY=128MiB cxlog config --json"],
   run: (o) => configuration(commands, globals, o.json)
 })
 
@@ -90,7 +90,11 @@ const main = Effect.suspend(() => {
     Either.getOrElse(Cli.resolveFlag("cxlog", verbose, processEnvironment()), () => ({ value: false })).value === true
   const color = Cli.useColor(process.stdout, processEnvironment())
   const named = commands.find((c) => c.name === words[0])
-  return Cli.runApp(app, words.filter((w) => w !== "--verbose"), color).pipe(
+  const retired = retiredVariableProblem(processEnvironment())
+  const run = retired === undefined
+    ? Cli.runApp(app, words.filter((w) => w !== "--verbose"), color)
+    : failUsage(`${named === undefined ? "cxlog" : `cxlog ${named.name}`}: ${retired}`)
+  return run.pipe(
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
       const failure = describeFailure(cause, named === undefined ? "cxlog" : `cxlog ${named.name}`)

@@ -7,10 +7,11 @@ import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import * as CoordinatorMemoryLayers from "../../src/layers/control/CoordinatorMemory.js"
 import * as RingsMemoryLayers from "../../src/layers/control/RingsMemory.js"
-import { defaultLogConfig } from "../../src/layers/log/Layout.js"
+import { defaultLogConfig, withBlogBytes } from "../../src/layers/log/Layout.js"
 import { makeMemoryStore } from "../../src/layers/log/MemoryStore.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as TopicsMemoryLayers from "../../src/layers/log/TopicsMemory.js"
+import * as DirectoryLayers from "../../src/layers/region/Directory.js"
 import {
   defaultControlConfig,
   type Layout,
@@ -25,18 +26,16 @@ import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
-  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 },
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: 4 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 2, appRingBytes: 64 << 10 },
-  log: {
+  log: withBlogBytes({
     ...defaultLogConfig,
-    maxTopics: 1,
     maxBrokers: 1,
     pbrSlots: 64,
-    blogBytes: 1 << 20,
     goiSlots: 256,
     sessionSlots: 64,
     maxBatchBytes: 64 << 10
-  }
+  }, 1 << 20)
 }
 
 interface Cluster {
@@ -51,7 +50,11 @@ const live: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*(
   const region = yield* Layer.build(Roles.createRegion({ name }, config))
   const head = yield* Layer.build(
     CoordinatorLayers.layerServer({ checkEveryMs: 50 }).pipe(
-      Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))),
+      // The head's Topics, writing the directory as the head does.
+      Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) =>
+        TopicsLayers.layer(l.log).pipe(
+          Layer.provide(DirectoryLayers.layerWriter({ area: l.directory, epoch: 1, reclaimEveryMs: 0 }))
+        )))),
       Layer.provideMerge(Roles.controlTransport),
       Layer.provideMerge(Roles.processSlot("head", 0)),
       Layer.provide(Layer.succeedContext(region))

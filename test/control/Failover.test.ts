@@ -15,10 +15,11 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { goiEntryOffset, pbrSlotOffset } from "../../src/layers/log/Layout.js"
 import { GoiEntryView, OrderLineView, PbrSlotView } from "../../src/layers/log/RecordViews.js"
+import { listTopics } from "../../src/layers/log/Topics.js"
 import { RegionLayout } from "../../src/layers/RegionLayout.js"
 import { attachRegion } from "../../src/layers/Roles.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, runCli, smallRegionEnv, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 interface Summary {
@@ -54,22 +55,24 @@ const runKillHead = (standbys: number, extra: ReadonlyArray<string> = []) =>
     return JSON.parse(stdout.trim().split("\n").at(-1)!) as Summary
   })
 
-/** For every GOI entry of topic 0 whose PBR slot still holds its batch: the epoch of the head that finished that slot, in GOI order. */
+/** For every GOI entry of the run's topic whose PBR slot still holds its batch: the epoch of the head that finished that slot, in GOI order. */
 const orderingEpochs = (region: string) =>
   Effect.gen(function*() {
     const memory = yield* CxlMemory
     const { log: area } = yield* RegionLayout
+    const [topic] = listTopics(memory, area)
+    const t = topic!.id
     const goi = new GoiEntryView(memory)
     const pbr = new PbrSlotView(memory, area.config.pbrSlots)
-    const committed = new OrderLineView(memory).committed(area.orderLine(0))
+    const committed = new OrderLineView(memory).committed(area.orderLine(t))
     const epochs: Array<number> = []
     for (let g = 0; g < committed; g++) {
-      const e = goiEntryOffset(area, 0, g)
+      const e = goiEntryOffset(area, t, g)
       if (!goi.holds(e, g)) continue
-      const slot = pbrSlotOffset(area, 0, goi.brokerId(e), goi.pbrSeq(e))
+      const slot = pbrSlotOffset(area, t, goi.brokerId(e), goi.pbrSeq(e))
       if (pbr.pbrSeq(slot) === goi.pbrSeq(e)) epochs.push(pbr.orderedEpoch(slot))
     }
-    return { epochs, orderLineEpoch: new OrderLineView(memory).epoch(area.orderLine(0)) }
+    return { epochs, orderLineEpoch: new OrderLineView(memory).epoch(area.orderLine(t)) }
   }).pipe(Effect.scoped, Effect.provide(Layer.fresh(attachRegion({ name: region }))))
 
 const stressScript = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "stress-failover.mjs")
@@ -154,13 +157,11 @@ describe("head failover (bundled CLI, real processes)", () => {
         const region = yield* uniqueRegion("fence")
         const messages = 4_000
         const env = {
-          ...smallRegionEnv,
+          // Every batch of the run keeps its PBR slot and GOI entry, so the region shows who ordered each.
+          ...smallRegionEnvFor(1, 1 << 20, { pbrSlots: 16384, goiSlots: 16384 }),
           CXLOG_REGION: region,
           // Long enough that a loaded machine's stall is no takeover; the stop outlasts it.
-          CXLOG_SEQUENCER_LEASE_MS: "1500",
-          // Every batch of the run keeps its PBR slot and GOI entry, so the region shows who ordered each.
-          CXLOG_LOG_PBR_SLOTS: "16384",
-          CXLOG_LOG_GOI_SLOTS: "16384"
+          CXLOG_SEQUENCER_LEASE_MS: "1500"
         }
         const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
         expect((yield* head.event("ready"))["epoch"]).toBe(1)

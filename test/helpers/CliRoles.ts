@@ -8,6 +8,7 @@ import { type ChildProcess, fork, spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { defaultLogConfig, topicBytesFor } from "../../src/layers/log/Layout.js"
 
 export const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "cxlog.mjs")
 
@@ -27,13 +28,30 @@ export interface CliRole {
 }
 
 /** A small region: one topic, one broker slot, 1 MiB Blogs (256 KiB batches at most). */
-export const smallRegionEnv: Record<string, string> = {
-  CXLOG_LOG_MAX_TOPICS: "1",
-  CXLOG_LOG_MAX_BROKERS: "1",
-  CXLOG_LOG_BLOG_BYTES: `${1 << 20}`,
-  CXLOG_LOG_MAX_BATCH_BYTES: `${256 << 10}`,
-  CXLOG_LOG_GOI_SLOTS: "4096"
+/**
+ * A small region's variables: `brokers` broker slots, batches of 256 KiB at most, and topics
+ * whose Blogs are each `blogBytes` (1 MiB).
+ */
+export const smallRegionEnvFor = (
+  brokers: number,
+  blogBytes = 1 << 20,
+  shape: { readonly goiSlots?: number; readonly pbrSlots?: number } = {}
+): Record<string, string> => {
+  const goiSlots = shape.goiSlots ?? 4096
+  const pbrSlots = shape.pbrSlots ?? defaultLogConfig.pbrSlots
+  const maxBatchBytes = 256 << 10
+  return {
+    CXLOG_LOG_MAX_BROKERS: `${brokers}`,
+    CXLOG_LOG_MAX_BATCH_BYTES: `${maxBatchBytes}`,
+    CXLOG_LOG_GOI_SLOTS: `${goiSlots}`,
+    CXLOG_LOG_PBR_SLOTS: `${pbrSlots}`,
+    CXLOG_TOPIC_MEMORY: `${
+      topicBytesFor({ ...defaultLogConfig, maxBrokers: brokers, maxBatchBytes, goiSlots, pbrSlots }, blogBytes)
+    }`
+  }
 }
+
+export const smallRegionEnv: Record<string, string> = smallRegionEnvFor(1)
 
 /** Forks `cxlog <args>` with an IPC channel; SIGKILL when the scope closes. */
 /**

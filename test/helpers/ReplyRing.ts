@@ -6,7 +6,7 @@
 import { expect } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
-import { defaultLogConfig } from "../../src/layers/log/Layout.js"
+import { defaultLogConfig, withBlogBytes } from "../../src/layers/log/Layout.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
@@ -16,18 +16,16 @@ import { uniqueRegion } from "./Processes.js"
 
 /** An 8 KiB reply ring: a hundred short replies fill it. */
 const config: RegionConfig = {
-  directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 },
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: 4 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 8192 },
-  log: {
+  log: withBlogBytes({
     ...defaultLogConfig,
-    maxTopics: 1,
     maxBrokers: 1,
     pbrSlots: 64,
-    blogBytes: 1 << 20,
     goiSlots: 256,
     sessionSlots: 64,
     maxBatchBytes: 64 << 10
-  }
+  }, 1 << 20)
 }
 
 /** A fresh region (named after `label`) with a small reply ring, and a coordinator head serving it in this process. */

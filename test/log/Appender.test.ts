@@ -8,6 +8,7 @@ import {
   implementations,
   makeBatch,
   readAll,
+  SMALL_BLOG_BYTES,
   smallConfig
 } from "../fixtures/log-harness.js"
 
@@ -45,7 +46,7 @@ for (const impl of implementations) {
         yield* cluster.topics.create(spec)
         const a = yield* cluster.appender(1, { timeoutMs: 30 })
         const big = makeBatch([smallConfig.maxBatchBytes - 8])
-        const fits = Math.floor(smallConfig.blogBytes / big.payload.length)
+        const fits = Math.floor(SMALL_BLOG_BYTES / big.payload.length)
         for (let seq = 0; seq < fits; seq++) yield* a.append("t", header(2, 0, seq, big), big.payload)
         expect(yield* Effect.flip(a.append("t", header(2, 0, fits, big), big.payload))).toMatchObject({
           _tag: "AppendTimeout",
@@ -183,7 +184,7 @@ describe("Appender over the region", () => {
   it.scoped("a restarted broker adopts the slots its predecessor committed but did not publish", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create(spec)
+      const { id: topicId } = yield* cluster.topics.create(spec)
       const { memory, area } = cluster.region!
       yield* Effect.scoped(Effect.gen(function*() {
         const a = yield* cluster.appender(0)
@@ -191,8 +192,8 @@ describe("Appender over the region", () => {
       }))
       // As if killed after committing slots 1 and 2 but before publishing its line.
       const brokerLines = new BrokerLineView(memory)
-      brokerLines.setPbrHead(area.brokerLine(0, 0), 1)
-      brokerLines.setBlogHead(area.brokerLine(0, 0), 64)
+      brokerLines.setPbrHead(area.brokerLine(topicId, 0), 1)
+      brokerLines.setBlogHead(area.brokerLine(topicId, 0), 64)
       const a = yield* cluster.appender(0)
       expect((yield* appendSimple(a, "t", 1, 0, 3)).pbrSeq).toBe(3)
       yield* drain(yield* cluster.sequencer())

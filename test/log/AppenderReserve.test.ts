@@ -11,6 +11,7 @@ import {
   implementations,
   makeBatch,
   readAll,
+  SMALL_BLOG_BYTES,
   smallConfig
 } from "../fixtures/log-harness.js"
 
@@ -79,7 +80,7 @@ for (const impl of implementations) {
         const a = yield* cluster.appender(1)
         expect(a.tryReserve("nope", 64, 32, () => {})).not.toBeInstanceOf(Uint8Array)
         const big = makeBatch([smallConfig.maxBatchBytes - 8])
-        const fits = Math.floor(smallConfig.blogBytes / big.payload.length)
+        const fits = Math.floor(SMALL_BLOG_BYTES / big.payload.length)
         for (let seq = 0; seq < fits - 1; seq++) yield* a.append("t", header(2, 0, seq, big), big.payload)
         // Room for one more batch up to the Blog's end, but not for the slack past it: the space offered is the payload alone.
         const last = a.tryReserve("t", big.payload.length, 32, () => {})

@@ -37,7 +37,12 @@ const setUp = (spec: { order?: 0 | 2 | 4 | 5; rf?: 1 | 2 } = {}) =>
   Effect.gen(function*() {
     const cluster = yield* regionCluster(CxlMemoryMemoryLayers.makeMemory)(smallConfig)
     const { memory, area } = cluster.region!
-    yield* cluster.topics.create({ name: "t", order: spec.order ?? 5, ackLevel: 1, replicationFactor: spec.rf ?? 1 })
+    const { id: topicId } = yield* cluster.topics.create({
+      name: "t",
+      order: spec.order ?? 5,
+      ackLevel: 1,
+      replicationFactor: spec.rf ?? 1
+    })
     const head = yield* cluster.sequencer({ leaseMs: 60_000 })
     yield* head.step
     const appenders = [yield* cluster.appender(0), yield* cluster.appender(1)]
@@ -45,11 +50,11 @@ const setUp = (spec: { order?: 0 | 2 | 4 | 5; rf?: 1 | 2 } = {}) =>
     /** GOI entries written so far, counted from 0. */
     const ordered = () => {
       let g = 0
-      while (goi.holds(goiEntryOffset(area, 0, g), g)) g++
+      while (goi.holds(goiEntryOffset(area, topicId, g), g)) g++
       return g
     }
-    const committed = () => new OrderLineView(memory).committed(area.orderLine(0))
-    return { cluster, memory, area, head, appenders, ordered, committed }
+    const committed = () => new OrderLineView(memory).committed(area.orderLine(topicId))
+    return { cluster, memory, area, topicId, head, appenders, ordered, committed }
   })
 
 describe("appenders ordering their own batches (fake region)", () => {
@@ -144,7 +149,7 @@ describe("appenders ordering their own batches (fake region)", () => {
   for (const order of [5, 4, 2, 0] as const) {
     it.scopedLive(`order ${order}: rounds of the head and of two appenders, interleaved, keep one gap-free order with every batch once`, () =>
       Effect.gen(function*() {
-        const { cluster, memory, area, head, appenders, ordered } = yield* setUp({ order })
+        const { area, appenders, cluster, head, memory, ordered, topicId } = yield* setUp({ order })
         const lines = new LeaseLineView(memory)
         const next = [0, 0]
         const sessionOf = (a: number) => ({ clientId: 10 + a, epoch: 1 })
@@ -180,13 +185,13 @@ describe("appenders ordering their own batches (fake region)", () => {
         yield* head.step
         const total = next[0]! + next[1]!
         expect(ordered()).toBe(total)
-        expect(new OrderLineView(memory).committed(area.orderLine(0))).toBe(total)
+        expect(new OrderLineView(memory).committed(area.orderLine(topicId))).toBe(total)
         // Every batch once, each session's in its own order, the total order contiguous.
         const goi = new GoiEntryView(memory)
         const seen = [new Array<number>(), new Array<number>()]
         let offset = 0
         for (let g = 0; g < total; g++) {
-          const e = goiEntryOffset(area, 0, g)
+          const e = goiEntryOffset(area, topicId, g)
           expect(goi.totalOrder(e)).toBe(offset)
           offset += goi.messageCount(e)
           seen[goi.clientId(e) - 10]!.push(goi.batchSeq(e))

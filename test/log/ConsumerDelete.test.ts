@@ -20,10 +20,10 @@ const DEAD_PID = 0x3fffffff
 const setUp = Effect.gen(function*() {
   const cluster = yield* regionCluster(CxlMemoryLayers.make)()
   const { memory, area } = cluster.region!
-  yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+  const { id: topicId } = yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
   const consumers = yield* consumersOf(cluster)
   const lines = new SubscriberLineView(memory)
-  const all = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s))
+  const all = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(topicId, s))
   /** Creates consumer `name` (no member left) and gives its line. */
   const create = (name: string, offset = 0) =>
     Effect.gen(function*() {

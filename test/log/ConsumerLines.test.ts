@@ -18,11 +18,11 @@ const DEAD_PID = 0x3fffffff
 const consumerC = Effect.gen(function*() {
   const cluster = yield* regionCluster(CxlMemoryLayers.make)()
   const { memory, area } = cluster.region!
-  yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+  const { id: topicId } = yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
   const consumers = yield* consumersOf(cluster)
   yield* Effect.scoped(consumers.join("t", "c", { offset: 7, globalSeq: 3 }))
   const lines = new SubscriberLineView(memory)
-  const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(0, s)).find((l) =>
+  const line = Array.from({ length: smallConfig.subscriberSlots }, (_, s) => area.subscriber(topicId, s)).find((l) =>
     lines.durable(l) === 2
   )
   expect(line).toBeDefined()

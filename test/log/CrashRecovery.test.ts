@@ -98,7 +98,7 @@ const check = (order: 2 | 5, s: Scenario) =>
   Effect.scoped(Effect.gen(function*() {
     const cluster = yield* regionCluster(CxlMemoryMemoryLayers.makeMemory)(config)
     const { memory, area } = cluster.region!
-    yield* cluster.topics.create({ name: "p", order, ackLevel: 1, replicationFactor: 1 })
+    const { id: topicId } = yield* cluster.topics.create({ name: "p", order, ackLevel: 1, replicationFactor: 1 })
     const appenders = yield* Effect.forEach([0, 1, 2, 3], (b) => cluster.appender(b))
     const append = (a: Arrival) => appendSimple(appenders[a.broker]!, "p", 100 + a.session, 1, a.seq, 1 + (a.seq % 3))
 
@@ -128,7 +128,7 @@ const check = (order: 2 | 5, s: Scenario) =>
     // What the dead head wrote: every GOI entry committed so far, the tail past its published frontier included.
     const goiView = new GoiEntryView(memory)
     let writtenBefore = 0
-    while (goiView.holds(goiEntryOffset(area, 0, writtenBefore), writtenBefore)) writtenBefore++
+    while (goiView.holds(goiEntryOffset(area, topicId, writtenBefore), writtenBefore)) writtenBefore++
 
     // The standby takes over and orders the rest.
     const second = yield* cluster.sequencer({ holdTimeoutMs: HOLD_MS })
@@ -157,13 +157,13 @@ const check = (order: 2 | 5, s: Scenario) =>
     // one's, when the dead head wrote the GOI entry but not the finish word), then only the new one's.
     const pbr = new PbrSlotView(memory, config.pbrSlots)
     const epochs = goi.map((_, g) => {
-      const e = goiEntryOffset(area, 0, g)
-      return pbr.orderedEpoch(pbrSlotOffset(area, 0, goiView.brokerId(e), goiView.pbrSeq(e)))
+      const e = goiEntryOffset(area, topicId, g)
+      return pbr.orderedEpoch(pbrSlotOffset(area, topicId, goiView.brokerId(e), goiView.pbrSeq(e)))
     })
     epochs.forEach((epoch, g) =>
       expect(g < writtenBefore ? [first.epoch, second.epoch] : [second.epoch]).toContain(epoch)
     )
-    expect(new OrderLineView(memory).epoch(area.orderLine(0))).toBe(second.epoch)
+    expect(new OrderLineView(memory).epoch(area.orderLine(topicId))).toBe(second.epoch)
 
     for (let session = 0; session < s.sessions; session++) {
       const clientId = 100 + session

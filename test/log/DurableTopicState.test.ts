@@ -26,7 +26,7 @@ import { Consumers } from "../../src/services/log/Consumers.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
-import { appendMessages, consumersOf, drain, implementations } from "../fixtures/log-harness.js"
+import { appendMessages, consumersOf, drain, implementations, smallConfig } from "../fixtures/log-harness.js"
 import { recoverInto } from "../fixtures/recovery.js"
 
 const spec = { name: "d", order: 5, ackLevel: 2, replicationFactor: 2 } as const
@@ -79,7 +79,9 @@ for (const impl of implementations) {
           i < 1_000 && !persisted.some((s) => JSON.stringify(s.consumers) === JSON.stringify(wanted));
           i++
         ) yield* Effect.sleep(5)
-        expect(persisted.at(-1)).toEqual({ spec, consumers: wanted })
+        // The spec as the topic has it: its memory too, so a recovered topic is made as large.
+        const recorded = { ...spec, memory: smallConfig.topicMemoryBytes }
+        expect(persisted.at(-1)).toEqual({ spec: recorded, consumers: wanted })
         // The crash comes before the writer's next snapshot: billing's next commit is lost.
         yield* Fiber.interrupt(stateWriter)
         expect(billing.commit(10, 5)).toBe(true)
@@ -88,9 +90,9 @@ for (const impl of implementations) {
 
         // The second life: the directory alone names the topic and its spec.
         const segments = SegmentsMemoryLayers.layerMemory(disk)
-        expect(yield* topicsToRecover([]).pipe(Effect.provide(segments))).toEqual([spec])
+        expect(yield* topicsToRecover([]).pipe(Effect.provide(segments))).toEqual([recorded])
         const second = yield* impl.make()
-        const again = yield* second.topics.create(spec)
+        const again = yield* second.topics.create(recorded)
         const result = yield* recoverInto(second, again, segments)
         expect(result.messages).toBe(20)
         const consumers2 = yield* consumersOf(second)

@@ -20,7 +20,7 @@ describe("sequencer fencing (fake region)", () => {
     Effect.gen(function*() {
       const cluster = yield* regionCluster(CxlMemoryMemoryLayers.makeMemory)(smallConfig)
       const { memory, area } = cluster.region!
-      yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+      const { id: topicId } = yield* cluster.topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
       const appender = yield* cluster.appender(0)
       const old = yield* cluster.sequencer({ leaseMs: 60_000 })
       yield* old.step
@@ -36,9 +36,9 @@ describe("sequencer fencing (fake region)", () => {
       expect(lost).toMatchObject({ _tag: "SequencerLeaseLost", epoch: old.epoch })
       const goi = new GoiEntryView(memory)
       const pbr = new PbrSlotView(memory, smallConfig.pbrSlots)
-      expect(goi.holds(goiEntryOffset(area, 0, 0), 0)).toBe(false)
-      for (let p = 0; p < 3; p++) expect(pbr.finished(pbrSlotOffset(area, 0, 0, p), p)).toBe(false)
-      expect(new OrderLineView(memory).committed(area.orderLine(0))).toBe(0)
+      expect(goi.holds(goiEntryOffset(area, topicId, 0), 0)).toBe(false)
+      for (let p = 0; p < 3; p++) expect(pbr.finished(pbrSlotOffset(area, topicId, 0, p), p)).toBe(false)
+      expect(new OrderLineView(memory).committed(area.orderLine(topicId))).toBe(0)
       expect(Atomics.load(memory.i32, (lease + LeaseLine.round) / 4)).toBe(0)
     }))
 

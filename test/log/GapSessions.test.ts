@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric, TestClock } from "effect"
 import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
-import { goiEntryOffset, type LogConfig, sessionLineOffset } from "../../src/layers/log/Layout.js"
+import { goiEntryOffset, type LogConfig, sessionLineOffset, withBlogBytes } from "../../src/layers/log/Layout.js"
 import { findTopic } from "../../src/layers/log/MemoryStore.js"
 import { AHEAD_WINDOW, GoiEntry } from "../../src/layers/log/Records.js"
 import { SessionLineView } from "../../src/layers/log/RecordViews.js"
@@ -28,17 +28,15 @@ import { type Recorded, recoverInto, writeStream } from "../fixtures/recovery.js
  */
 
 /** A GOI of 16 entries, so a few dozen batches overwrite every entry. */
-const config: LogConfig = {
-  maxTopics: 2,
+const config: LogConfig = withBlogBytes({
   maxBrokers: 2,
   pbrSlots: 8,
-  blogBytes: 16384,
   goiSlots: 16,
   sessionSlots: 16,
   subscriberSlots: 2,
   listenerSlots: 8,
   maxBatchBytes: 4096
-}
+}, 16384)
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 

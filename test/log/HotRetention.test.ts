@@ -16,6 +16,7 @@ import {
   makeBatch,
   memoryCluster,
   readAll,
+  SMALL_BLOG_BYTES,
   smallConfig
 } from "../fixtures/log-harness.js"
 
@@ -64,7 +65,7 @@ for (const impl of implementations) {
         const { cluster, a, sequencer } = yield* started(impl.make(config))
         // One-message batches of 16 KiB: the 256 KiB Blog holds 16 of them.
         const big = makeBatch([16 * 1024 - 8])
-        const perBlog = smallConfig.blogBytes / big.payload.length
+        const perBlog = SMALL_BLOG_BYTES / big.payload.length
         yield* a.append("t", header(1, 0, 0, big), big.payload)
         yield* drain(sequencer)
         const early = yield* cluster.reader.subscribe("t", { from: 0 })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import {
+  blogBytesOf,
   defaultLogConfig,
   GOI_ENTRY_BYTES,
   LOG_AREA_PARAMS,
@@ -8,90 +9,116 @@ import {
   logAreaFromParams,
   logAreaParams,
   logConfigProblems,
-  makeLogArea,
+  minTopicBytes,
   PBR_SLOT_BYTES,
   resolveLogArea,
+  roundedTopicBytes,
   SESSION_LINE_BYTES,
   TOPIC_DESCRIPTOR_BYTES,
-  validateLogConfig
+  validateLogConfig,
+  withBlogBytes
 } from "../../src/layers/log/Layout.js"
 import * as Views from "../../src/layers/log/RecordViews.js"
 import { LINE_BYTES } from "../../src/services/region/CxlMemory.js"
-import { smallConfig } from "../fixtures/log-harness.js"
+import { SMALL_BLOG_BYTES, smallConfig, TEST_TOPICS, testRegion } from "../fixtures/log-harness.js"
 
 describe("log layout", () => {
   it.effect("the defaults are valid and the area is whole pages", () =>
     Effect.gen(function*() {
       yield* validateLogConfig(defaultLogConfig)
       expect(logAreaBytes(defaultLogConfig) % 4096).toBe(0)
-      expect(logAreaBytes(smallConfig)).toBeLessThan(logAreaBytes(defaultLogConfig))
+      expect(logAreaBytes(smallConfig)).toBeLessThanOrEqual(logAreaBytes(defaultLogConfig))
     }))
 
   it.effect("a configuration that cannot work is one typed error listing every problem and the effective configuration", () =>
     Effect.gen(function*() {
-      const config = { ...smallConfig, blogBytes: 64 << 10, maxBatchBytes: 64 << 10, pbrSlots: 100, goiSlots: 1024 }
+      const config = withBlogBytes(
+        { ...smallConfig, maxBatchBytes: 64 << 10, pbrSlots: 100, goiSlots: 1024 },
+        64 << 10
+      )
       const error = yield* Effect.flip(validateLogConfig(config))
       expect(error._tag).toBe("LogConfigInvalid")
       expect(error.problems).toHaveLength(2)
       expect(error.message).toContain("pbrSlots 100 must be a power of two")
-      expect(error.message).toContain("cannot hold two batches of maxBatchBytes=65536")
       expect(error.message).toContain(
-        "effective configuration: maxTopics=4 maxBrokers=4 pbrSlots=100 blogBytes=65536 goiSlots=1024"
+        `topicMemoryBytes ${config.topicMemoryBytes} leaves each of 4 writer lanes less than two batches of maxBatchBytes=65536: give topics at least ${
+          minTopicBytes(config)
+        } bytes`
+      )
+      expect(error.message).toContain(
+        `effective configuration: maxBrokers=4 pbrSlots=100 topicMemoryBytes=${config.topicMemoryBytes} goiSlots=1024`
       )
       expect(logConfigProblems({ ...smallConfig, goiSlots: 128 })[0]).toContain(
         "smaller than maxBrokers × pbrSlots = 256"
       )
-      expect(logConfigProblems({ ...smallConfig, maxTopics: 0 })[0]).toContain("maxTopics must be a positive integer")
+      expect(logConfigProblems({ ...smallConfig, maxBrokers: 0 })[0]).toContain("maxBrokers must be a positive integer")
     }))
 
   it.effect("a region too small for the area is reported with the bytes it needs", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(resolveLogArea(8192, smallConfig, 1 << 20))
+      const directory = testRegion(smallConfig).area.directory
+      const error = yield* Effect.flip(resolveLogArea(8192, smallConfig, 8192 + 64, directory))
       expect(error.message).toContain(`needs ${logAreaBytes(smallConfig)} bytes at offset 8192`)
-      const area = yield* resolveLogArea(8192, smallConfig, 8192 + logAreaBytes(smallConfig))
+      const area = yield* resolveLogArea(8192, smallConfig, 8192 + logAreaBytes(smallConfig), directory)
       expect(area.base).toBe(8192)
     }))
 
-  it("records never overlap, stay inside the area and are line aligned", () => {
-    const area = makeLogArea(8192, smallConfig)
+  it("records never overlap, stay inside the area or their topic's extent and are line aligned", () => {
+    const area = testRegion(smallConfig).area
     const c = smallConfig
     const spans: Array<[string, number, number]> = []
-    for (let b = 0; b < c.maxBrokers; b++) spans.push([`owner ${b}`, area.brokerOwner(b), LINE_BYTES])
-    for (let i = 0; i < c.listenerSlots; i++) spans.push([`listener ${i}`, area.listener(i), LINE_BYTES])
-    for (let t = 0; t < c.maxTopics; t++) {
-      spans.push([`descriptor ${t}`, area.descriptor(t), TOPIC_DESCRIPTOR_BYTES], [
+    const inside = (name: string, offset: number, length: number, from: number, bytes: number) => {
+      expect(offset % 64, name).toBe(0)
+      expect(offset, name).toBeGreaterThanOrEqual(from)
+      expect(offset + length, name).toBeLessThanOrEqual(from + bytes)
+      spans.push([name, offset, length])
+    }
+    for (let b = 0; b < c.maxBrokers; b++) inside(`owner ${b}`, area.brokerOwner(b), LINE_BYTES, area.base, area.bytes)
+    for (let i = 0; i < c.listenerSlots; i++) {
+      inside(`listener ${i}`, area.listener(i), LINE_BYTES, area.base, area.bytes)
+    }
+    // Topics in extents of the heap, one after the other, as the directory would hand them out.
+    const extent = roundedTopicBytes(c.topicMemoryBytes)
+    const blogBytes = blogBytesOf(c, c.topicMemoryBytes)
+    expect(blogBytes).toBe(SMALL_BLOG_BYTES)
+    for (let t = 0; t < TEST_TOPICS; t++) {
+      area.place(t, { offset: area.directory.heap + t * extent, bytes: extent, blogBytes })
+    }
+    const topicSpans: Array<[string, number, number]> = []
+    for (let t = 0; t < TEST_TOPICS; t++) {
+      topicSpans.push([`descriptor ${t}`, area.descriptor(t), TOPIC_DESCRIPTOR_BYTES], [
         `order ${t}`,
         area.orderLine(t),
         LINE_BYTES
       ])
-      spans.push([`sessions ${t}`, area.sessions(t), c.sessionSlots * SESSION_LINE_BYTES], [
+      topicSpans.push([`sessions ${t}`, area.sessions(t), c.sessionSlots * SESSION_LINE_BYTES], [
         `goi ${t}`,
         area.goi(t),
         c.goiSlots * GOI_ENTRY_BYTES
       ])
       for (let i = 0; i < c.subscriberSlots; i++) {
-        spans.push([`subscriber ${t}/${i}`, area.subscriber(t, i), LINE_BYTES])
+        topicSpans.push([`subscriber ${t}/${i}`, area.subscriber(t, i), LINE_BYTES])
       }
       for (let b = 0; b < c.maxBrokers; b++) {
-        spans.push([`broker line ${t}/${b}`, area.brokerLine(t, b), LINE_BYTES], [
+        topicSpans.push([`broker line ${t}/${b}`, area.brokerLine(t, b), LINE_BYTES], [
           `sequencer line ${t}/${b}`,
           area.sequencerLine(t, b),
           LINE_BYTES
         ])
-        spans.push([`replica line ${t}/${b}`, area.replicaLine(t, b), LINE_BYTES])
-        spans.push([`pbr ${t}/${b}`, area.pbr(t, b), c.pbrSlots * PBR_SLOT_BYTES], [
+        topicSpans.push([`replica line ${t}/${b}`, area.replicaLine(t, b), LINE_BYTES])
+        topicSpans.push([`pbr ${t}/${b}`, area.pbr(t, b), c.pbrSlots * PBR_SLOT_BYTES], [
           `blog ${t}/${b}`,
           area.blog(t, b),
-          c.blogBytes
+          blogBytes
         ])
+      }
+      for (const [name, offset, length] of topicSpans.splice(0)) {
+        inside(name, offset, length, area.placeOf(t).offset, c.topicMemoryBytes)
       }
     }
     spans.sort((a, b) => a[1] - b[1])
     for (let i = 0; i < spans.length; i++) {
-      const [name, offset, length] = spans[i]!
-      expect(offset % 64, name).toBe(0)
-      expect(offset).toBeGreaterThanOrEqual(8192)
-      expect(offset + length).toBeLessThanOrEqual(8192 + area.bytes)
+      const [name, offset] = spans[i]!
       if (i > 0) {
         expect(offset, `${name} overlaps ${spans[i - 1]![0]}`).toBeGreaterThanOrEqual(
           spans[i - 1]![1] + spans[i - 1]![2]

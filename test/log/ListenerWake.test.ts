@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Option } from "effect"
-import { defaultLogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
+import { defaultLogConfig } from "../../src/layers/log/Layout.js"
+import { directoryFor, logRegionLayout } from "../../src/layers/log/LogRegion.js"
 import {
   claimLine,
   listen,
@@ -29,7 +30,7 @@ const AREA_BASE = 65536
 const setup = Effect.gen(function*() {
   const name = yield* uniqueRegion("listen")
   const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
-  const area = makeLogArea(AREA_BASE, defaultLogConfig)
+  const area = logRegionLayout(AREA_BASE, defaultLogConfig, directoryFor(defaultLogConfig, 1)).area
   // Park and wait bounds far past `onlyByWake`: only a ring ends a wait true.
   const waiterBell = yield* DoorbellLayers.make({ offset: WAITER_BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
     Effect.provideService(CxlMemory, region)

@@ -187,7 +187,7 @@ describe("LogReader over the region", () => {
   it.scoped("a GOI entry rewritten while it is read is reported out of range", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create(spec)
+      const { id: topicId } = yield* cluster.topics.create(spec)
       const a = yield* cluster.appender(0)
       for (let seq = 0; seq < 2; seq++) yield* appendSimple(a, "t", 1, 0, seq)
       yield* drain(yield* cluster.sequencer())
@@ -195,7 +195,7 @@ describe("LogReader over the region", () => {
       const cursor = yield* cluster.reader.subscribe("t")
       const error = yield* Effect.flip(cursor.poll(() => {
         // A sequencer reusing the slot invalidates its sequence word first.
-        new GoiEntryView(memory).markRewriting(area.goi(0))
+        new GoiEntryView(memory).markRewriting(area.goi(topicId))
       }))
       expect(error).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
     }))
@@ -203,19 +203,19 @@ describe("LogReader over the region", () => {
   it.scoped("a corrupt GOI entry is LogCorrupt, never an out-of-bounds read", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create(spec)
+      const { id: topicId } = yield* cluster.topics.create(spec)
       const a = yield* cluster.appender(0)
       yield* appendSimple(a, "t", 1, 0, 0)
       yield* drain(yield* cluster.sequencer())
       const { memory, area } = cluster.region!
       const entries = new GoiEntryView(memory)
-      entries.setPayloadBytes(area.goi(0), 0x7ffffff8)
+      entries.setPayloadBytes(area.goi(topicId), 0x7ffffff8)
       const cursor = yield* cluster.reader.subscribe("t")
       expect(yield* Effect.flip(cursor.poll(() => {}))).toMatchObject({ _tag: "LogCorrupt" })
-      entries.setPayloadBytes(area.goi(0), 16)
-      entries.setMessageCount(area.goi(0), 1)
+      entries.setPayloadBytes(area.goi(topicId), 16)
+      entries.setMessageCount(area.goi(topicId), 1)
       // A message length that overruns its batch.
-      const blog = area.blog(0, 0)
+      const blog = area.blog(topicId, 0)
       memory.u32[blog / 4] = 1000
       expect(yield* Effect.flip(cursor.poll(() => {}))).toMatchObject({ _tag: "LogCorrupt" })
     }))

@@ -9,7 +9,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { defaultLogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
+import { defaultLogConfig } from "../../src/layers/log/Layout.js"
+import { directoryFor, logRegionLayout } from "../../src/layers/log/LogRegion.js"
 import { claimLine, lineTaken, listening, newOccurrence } from "../../src/layers/log/Participants.js"
 import { ParticipantLineView } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
@@ -21,7 +22,7 @@ import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 const OUR_BELL = 8192
 const CHILD_BELL = 8256
 const AREA_BASE = 65536
-const area = makeLogArea(AREA_BASE, defaultLogConfig)
+const area = logRegionLayout(AREA_BASE, defaultLogConfig, directoryFor(defaultLogConfig, 1)).area
 
 /** A region whose line `which` a child left as it was when the child was killed in `phase`. */
 const killedIn = (phase: "claim" | "release", which: "listener" | "owner") =>

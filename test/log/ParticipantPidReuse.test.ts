@@ -6,7 +6,6 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
-import { makeLogArea } from "../../src/layers/log/Layout.js"
 import {
   claimLine,
   livenessCache,
@@ -20,13 +19,15 @@ import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { ownStartTag, shortStartTag } from "../../src/layers/region/ProcessInfo.js"
 import type { CxlMemoryShape, RegionOptions } from "../../src/services/region/CxlMemory.js"
-import { LOG_BASE, regionSize, smallConfig } from "../fixtures/log-harness.js"
+import { regionSize, SMALL_BLOG_BYTES, smallConfig, testRegion } from "../fixtures/log-harness.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 
 /** The doorbell a claim names (never rung here): a line below the log area. */
 const OUR_BELL = 4096
-const area = makeLogArea(LOG_BASE, smallConfig)
+const area = testRegion(smallConfig).area
+// The test writes topic 0's subscriber lines raw: they lie where a topic's would, at the heap's start.
+area.place(0, { offset: area.directory.heap, bytes: smallConfig.topicMemoryBytes, blogBytes: SMALL_BLOG_BYTES })
 
 /** An occurrence as a claim by the process `shortTag` names would have made it. */
 const occurrenceOf = (shortTag: number) => (shortTag << 15) | 7

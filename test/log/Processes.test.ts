@@ -6,24 +6,22 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Queue } from "effect"
-import { logAreaParams, type LogConfig, makeLogArea } from "../../src/layers/log/Layout.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import { type LogConfig, withBlogBytes } from "../../src/layers/log/Layout.js"
+import { writingTopics } from "../../src/layers/log/LogRegion.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { LOG_BASE, regionSize } from "../fixtures/log-harness.js"
+import { regionSize, testRegion } from "../fixtures/log-harness.js"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
-const config: LogConfig = {
-  maxTopics: 1,
+const config: LogConfig = withBlogBytes({
   maxBrokers: 4,
   pbrSlots: 1024,
-  blogBytes: 8 << 20,
   goiSlots: 4096,
   sessionSlots: 64,
   subscriberSlots: 4,
   listenerSlots: 16,
   maxBatchBytes: 1 << 20
-}
+}, 8 << 20)
 
 const BROKERS = 4
 const SESSIONS = 8
@@ -68,9 +66,9 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
       name,
       size: regionSize(config),
       mode: "create",
-      params: logAreaParams(LOG_BASE, config)
+      params: testRegion(config).params
     })
-    const topics = yield* TopicsLayers.make(makeLogArea(LOG_BASE, config)).pipe(
+    const topics = yield* writingTopics(testRegion(config).area).pipe(
       Effect.provideService(CxlMemory, region)
     )
     yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })

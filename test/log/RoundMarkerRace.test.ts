@@ -6,11 +6,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { logAreaParams, makeLogArea } from "../../src/layers/log/Layout.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
+import { writingTopics } from "../../src/layers/log/LogRegion.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { bell, LOG_BASE, regionSize, smallConfig as config } from "../fixtures/log-harness.js"
+import { bell, regionSize, smallConfig as config, testRegion } from "../fixtures/log-harness.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const RACERS = 3
@@ -28,9 +27,9 @@ describe("the round marker across processes", () => {
           name,
           size: regionSize(config),
           mode: "create",
-          params: logAreaParams(LOG_BASE, config)
+          params: testRegion(config).params
         })
-        const topics = yield* TopicsLayers.make(makeLogArea(LOG_BASE, config)).pipe(
+        const topics = yield* writingTopics(testRegion(config).area).pipe(
           Effect.provideService(CxlMemory, region)
         )
         yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })

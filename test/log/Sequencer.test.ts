@@ -424,13 +424,13 @@ describe("Sequencer over the region", () => {
   it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create(spec(2))
+      const { id: topicId } = yield* cluster.topics.create(spec(2))
       const a = yield* cluster.appender(0)
       const sequencer = yield* cluster.sequencer()
       yield* appendSimple(a, "t", 1, 0, 0)
       yield* appendSimple(a, "t", 1, 0, 1)
       const { memory, area } = cluster.region!
-      memory.u32[(area.pbr(0, 0) + PbrSlot.payloadBytes) / 4] = 0xfffffff0
+      memory.u32[(area.pbr(topicId, 0) + PbrSlot.payloadBytes) / 4] = 0xfffffff0
       expect(yield* sequencer.step).toMatchObject({ ordered: 1, dropped: 1 })
       expect((yield* readAll(cluster.reader, "t")).map((x) => x.batchSeq)).toEqual([1])
     }))
@@ -438,7 +438,7 @@ describe("Sequencer over the region", () => {
   it.scoped("a GOI entry committed by a killed sequencer past the published frontier is adopted, not repeated", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create(spec(5))
+      const { id: topicId } = yield* cluster.topics.create(spec(5))
       const a = yield* cluster.appender(0)
       const { memory, area } = cluster.region!
       yield* Effect.scoped(Effect.gen(function*() {
@@ -448,12 +448,12 @@ describe("Sequencer over the region", () => {
       }))
       // Simulate a crash after the GOI entries and PBR finish lines but before the round's
       // publication: roll the frontier, session and consumed-through back.
-      memory.f64[(area.orderLine(0) + 0) / 8] = 1
-      memory.f64[(area.orderLine(0) + 8) / 8] = 2
-      memory.f64[(area.sequencerLine(0, 0) + 0) / 8] = 1
+      memory.f64[(area.orderLine(topicId) + 0) / 8] = 1
+      memory.f64[(area.orderLine(topicId) + 8) / 8] = 2
+      memory.f64[(area.sequencerLine(topicId, 0) + 0) / 8] = 1
       const found = cluster.sessions("t").lookup(1, 0)
       if (found === undefined || found === "unsettled") throw new Error("session 1/0 has no line")
-      const sessionLine = sessionLineOffset(area, 0, found.slot)
+      const sessionLine = sessionLineOffset(area, topicId, found.slot)
       expect(memory.f64[(sessionLine + SessionLine.next) / 8]).toBe(3)
       memory.f64[(sessionLine + SessionLine.next) / 8] = 1
       const sequencer = yield* cluster.sequencer()

@@ -1,11 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { makeLogArea } from "../../src/layers/log/Layout.js"
 import { DescriptorView } from "../../src/layers/log/RecordViews.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { implementations, LOG_BASE, smallConfig } from "../fixtures/log-harness.js"
+import { implementations, smallConfig, TEST_TOPICS, testRegion } from "../fixtures/log-harness.js"
 
 for (const impl of implementations) {
   describe(`Topics contract: ${impl.label}`, () => {
@@ -13,10 +12,26 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const { topics } = yield* impl.make()
         const a = yield* topics.create({ name: "orders", order: 5, ackLevel: 1, replicationFactor: 1 })
-        const b = yield* topics.create({ name: "clicks.v2", order: 0, ackLevel: 0, replicationFactor: 1 })
-        expect(a).toEqual({ id: 0, name: "orders", order: 5, ackLevel: 1, replicationFactor: 1 })
-        expect(b.id).toBe(1)
+        const b = yield* topics.create({
+          name: "clicks.v2",
+          order: 0,
+          ackLevel: 0,
+          replicationFactor: 1,
+          memory: 2 * smallConfig.topicMemoryBytes
+        })
+        // Its memory, as the region's default or as asked; an id of its own.
+        expect(a).toEqual({
+          id: a.id,
+          name: "orders",
+          order: 5,
+          ackLevel: 1,
+          replicationFactor: 1,
+          memory: smallConfig.topicMemoryBytes
+        })
+        expect(b.memory).toBe(2 * smallConfig.topicMemoryBytes)
+        expect(b.id).not.toBe(a.id)
         expect(yield* topics.lookup("clicks.v2")).toEqual(b)
+        expect(yield* topics.lookup("orders")).toEqual(a)
         expect((yield* topics.list).map((t) => t.name)).toEqual(["orders", "clicks.v2"])
       }))
 
@@ -85,14 +100,22 @@ for (const impl of implementations) {
           .toMatchObject({
             _tag: "InvalidTopicSpec"
           })
-        for (let i = 1; i < smallConfig.maxTopics; i++) {
+        for (let i = 1; i < TEST_TOPICS; i++) {
           yield* topics.create({ name: `t${i}`, order: 2, ackLevel: 1, replicationFactor: 1 })
         }
-        expect(yield* Effect.flip(topics.create({ name: "overflow", order: 2, ackLevel: 1, replicationFactor: 1 })))
-          .toMatchObject({
-            _tag: "TopicTableFull",
-            maxTopics: smallConfig.maxTopics
-          })
+        // The heap holds TEST_TOPICS topics of the default memory: the next finds no room, and is told who holds it.
+        const full = yield* Effect.flip(
+          topics.create({ name: "overflow", order: 2, ackLevel: 1, replicationFactor: 1 })
+        )
+        expect(full).toMatchObject({ _tag: "RegionFull", freeBytes: 0 })
+        expect(full.message).toContain("by topic t1")
+        expect(full.message).toContain("CXLOG_HEAP_BYTES")
+        // A smaller topic does not fit either, but a create with a memory too small for two batches is refused as such.
+        expect(
+          yield* Effect.flip(
+            topics.create({ name: "tiny", order: 2, ackLevel: 1, replicationFactor: 1, memory: 64 << 10 })
+          )
+        ).toMatchObject({ _tag: "InvalidTopicSpec" })
       }))
   })
 }
@@ -101,20 +124,24 @@ describe("Topics in the region", () => {
   it.scoped("a process attaching to the region sees the head's topics", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[0]!.make()
-      yield* cluster.topics.create({ name: "shared", order: 4, ackLevel: 1, replicationFactor: 1 })
+      const created = yield* cluster.topics.create({ name: "shared", order: 4, ackLevel: 1, replicationFactor: 1 })
       const attached = yield* CxlMemoryLayers.make({ name: cluster.region!.name, mode: "attach" })
-      const other = yield* TopicsLayers.make(makeLogArea(LOG_BASE, smallConfig)).pipe(
+      const other = yield* TopicsLayers.make(testRegion(smallConfig).area).pipe(
         Effect.provideService(CxlMemory, attached)
       )
-      expect(yield* other.lookup("shared")).toMatchObject({ id: 0, order: 4 })
+      expect(yield* other.lookup("shared")).toMatchObject({
+        id: created.id,
+        order: 4,
+        memory: smallConfig.topicMemoryBytes
+      })
     }))
 
   it.scoped("a corrupt descriptor reads as no topic, never as garbage", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
-      yield* cluster.topics.create({ name: "x", order: 2, ackLevel: 1, replicationFactor: 1 })
+      const { id } = yield* cluster.topics.create({ name: "x", order: 2, ackLevel: 1, replicationFactor: 1 })
       const { memory, area } = cluster.region!
-      new DescriptorView(memory).setNameBytes(area.descriptor(0), 100_000)
+      new DescriptorView(memory).setNameBytes(area.descriptor(id), 100_000)
       expect(yield* cluster.topics.list).toEqual([])
     }))
 })

@@ -9,10 +9,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, type Scope } from "effect"
 import * as AckTrackerLayers from "../../src/layers/log/AckTracker.js"
 import * as AppenderLayers from "../../src/layers/log/Appender.js"
-import { logAreaParams, makeLogArea } from "../../src/layers/log/Layout.js"
 import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
+import { writingTopics } from "../../src/layers/log/LogRegion.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
@@ -24,7 +23,7 @@ import type { OrderMode } from "../../src/services/log/Topics.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { bell, LOG_BASE, recordValue, regionSize, smallConfig } from "../fixtures/log-harness.js"
+import { bell, recordValue, regionSize, smallConfig, testRegion } from "../fixtures/log-harness.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** A region with topic `t`, its head ordering (run loop), broker 0 over TCP and what a local publisher needs; each part with its own doorbell, as its process would have. */
@@ -35,15 +34,15 @@ const cluster = (order: OrderMode) =>
       name,
       size: regionSize(smallConfig),
       mode: "create",
-      params: logAreaParams(LOG_BASE, smallConfig)
+      params: testRegion(smallConfig).params
     })
-    const area = makeLogArea(LOG_BASE, smallConfig)
+    const area = testRegion(smallConfig).area
     const inRegion = <A, E, R>(make: Effect.Effect<A, E, R>) => make.pipe(Effect.provideService(CxlMemory, region))
     let bells = 0
     const withBell = <A, E>(make: Effect.Effect<A, E, CxlMemory | Doorbell | Scope.Scope>) =>
       Effect.flatMap(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) =>
         inRegion(make.pipe(Effect.provideService(Doorbell, doorbell))))
-    const topics = yield* inRegion(TopicsLayers.make(area))
+    const topics = yield* inRegion(writingTopics(area))
     yield* topics.create({ name: "t", order, ackLevel: 1, replicationFactor: 1 })
     const sequencer = yield* withBell(SequencerLayers.make(area, {}))
     yield* Effect.forkScoped(sequencer.run)

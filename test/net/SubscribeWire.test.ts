@@ -26,7 +26,7 @@ import { Appender } from "../../src/services/log/Appender.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import type { Subscription } from "../../src/services/net/Subscriber.js"
-import { header, makeMessageBatch, regionCluster, smallConfig } from "../fixtures/log-harness.js"
+import { header, makeMessageBatch, regionCluster, SMALL_BLOG_BYTES } from "../fixtures/log-harness.js"
 import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
 
 const subscribe = (topic: string, from: Subscribe["from"] = "earliest", credit = 16, protocol = PROTOCOL_VERSION) =>
@@ -179,7 +179,7 @@ describe("Subscribing over TCP", () => {
       const sizes = Array.from({ length: 15 }, () => 4000)
       let fastRead = 0
       // 16 × the Blog through the log; the fast subscriber keeps up, batch by batch.
-      const batches = 16 * Math.ceil(smallConfig.blogBytes / (15 * 4008))
+      const batches = 16 * Math.ceil(SMALL_BLOG_BYTES / (15 * 4008))
       for (let seq = 0; seq < batches; seq++) {
         const batch = makeMessageBatch(sizes, seq)
         yield* a.append("t", header(1, 0, seq, batch), batch.payload)

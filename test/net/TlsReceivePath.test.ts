@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
 import { connect as connectTcp, createServer, Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
+import { withBlogBytes } from "../../src/layers/log/Layout.js"
 import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { batchFrame, epochOf, errorCode, hello, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
@@ -18,10 +19,10 @@ import { certificates } from "../fixtures/tls-certificates.js"
 const tlsRegionBroker = Effect.gen(function*() {
   const certs = yield* certificates
   // Room for every batch a test sends: nothing waits for the sequencer the test drives.
-  const { logged, server } = yield* regionBroker({ insecure: true, tls: { cert: certs.cert, key: certs.key } }, {
-    ...smallConfig,
-    blogBytes: 2 << 20
-  })
+  const { logged, server } = yield* regionBroker(
+    { insecure: true, tls: { cert: certs.cert, key: certs.key } },
+    withBlogBytes(smallConfig, 2 << 20)
+  )
   return { ca: certs.ca, server, logged }
 })
 

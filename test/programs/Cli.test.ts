@@ -204,8 +204,8 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         "cxlog run: CXLOG_BYTES: set but empty: give a SIZE, or unset it for the default (1GiB)"
       )
       const unset = "set but empty: give it a value, or unset it for the default"
-      expect(yield* refused(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "" })).toBe(
-        `cxlog head: CXLOG_LOG_BLOG_BYTES: ${unset}`
+      expect(yield* refused(["head", "--region", region], { CXLOG_TOPIC_MEMORY: "" })).toBe(
+        `cxlog head: CXLOG_TOPIC_MEMORY: ${unset}`
       )
       expect(yield* refused(["run", "--bytes", "1MiB", "--ack", "2"], { CXLOG_DATA_DIR: "" })).toBe(
         `cxlog run: CXLOG_DATA_DIR: ${unset}`
@@ -244,22 +244,28 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
   it.scoped("a malformed or unworkable region variable: exit 2, one line naming the variable or every problem", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("cli-config")
-      const malformed = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "abc" })
+      const malformed = yield* runCli(["head", "--region", region], { CXLOG_TOPIC_MEMORY: "abc" })
       expect(malformed.code).toBe(2)
       expect(oneLine(malformed.stderr)).toBe(
-        `cxlog head: CXLOG_LOG_BLOG_BYTES: abc is not a size: use 64KiB, 1GiB, … or a number of bytes`
+        `cxlog head: CXLOG_TOPIC_MEMORY: abc is not a size: use 64KiB, 1GiB, … or a number of bytes`
       )
-      // The size is read as the docs write it: 2MiB is a region the head creates.
-      const sized = yield* runCli(["config", "--json"], { CXLOG_LOG_BLOG_BYTES: "2MiB" })
+      // The size is read as the docs write it.
+      const sized = yield* runCli(["config", "--json"], { CXLOG_TOPIC_MEMORY: "128MiB" })
       expect(
         (JSON.parse(sized.stdout) as Array<{ variable: string; value: string }>).find((r) =>
-          r.variable === "CXLOG_LOG_BLOG_BYTES"
+          r.variable === "CXLOG_TOPIC_MEMORY"
         )?.value
-      ).toBe(`${2 << 20}`)
-      const unworkable = yield* runCli(["head", "--region", region], { CXLOG_LOG_BLOG_BYTES: "100" })
+      ).toBe(`${128 << 20}`)
+      const unworkable = yield* runCli(["head", "--region", region], { CXLOG_TOPIC_MEMORY: "1MiB" })
       expect(unworkable.code).toBe(2)
       expect(oneLine(unworkable.stderr)).toMatch(
-        /^cxlog head: invalid log configuration: blogBytes 100 must be a multiple of 4096; .*; effective configuration: maxTopics=/
+        /^cxlog head: invalid log configuration: topicMemoryBytes 1048576 leaves each of 4 writer lanes less than two batches of maxBatchBytes=1048576: give topics at least \d+ bytes, or lower maxBatchBytes; effective configuration: maxBrokers=/
+      )
+      // A variable cxlog no longer reads is named with what took its place, not ignored.
+      const retired = yield* runCli(["config"], { CXLOG_LOG_BLOG_BYTES: "2MiB" })
+      expect(retired.code).toBe(2)
+      expect(oneLine(retired.stderr)).toBe(
+        "cxlog config: CXLOG_LOG_BLOG_BYTES is no longer read: a topic's Blogs share its memory: set CXLOG_TOPIC_MEMORY (every topic's default) or create-topic --memory; unset it"
       )
     }))
 
@@ -407,7 +413,7 @@ describe("cxlog --help", () => {
       }
       // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
       const once =
-        /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover|detach|stop)|publish --(key|header)|topics --topic|consumers --to|user --\S+)$/
+        /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover|detach|stop)|publish --(key|header)|topics --topic|consumers --to|create-topic --memory|user --\S+)$/
       expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
       const { stdout: run } = yield* runCli(["run", "--help"])
       expect(run).toMatch(

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const MESSAGES = 20_000
@@ -20,7 +20,7 @@ describe("reading recycled offsets from disk through a broker", () => {
       Effect.gen(function*() {
         const dir = yield* tempDir("cxlog-diskreads-")
         const region = yield* uniqueRegion("diskreads")
-        const env = { ...smallRegionEnv, CXLOG_LOG_MAX_TOPICS: "3", CXLOG_LOG_MAX_BROKERS: "2", CXLOG_REGION: region }
+        const env = { ...smallRegionEnvFor(2), CXLOG_REGION: region }
         const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
         yield* head.event("ready")
         const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--data-dir", dir], env)

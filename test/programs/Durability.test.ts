@@ -14,6 +14,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { defaultLogConfig, topicBytesFor } from "../../src/layers/log/Layout.js"
 import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { cli, runCli } from "../helpers/RunJson.js"
@@ -176,9 +177,8 @@ describe("crash matrix", () => {
             // One broker with a 48 MiB Blog: the whole run fits the hot tier, so the recovered log is read from offset 0.
             const env = {
               CXLOG_REGION: first,
-              CXLOG_LOG_MAX_TOPICS: "1",
               CXLOG_LOG_MAX_BROKERS: "1",
-              CXLOG_LOG_BLOG_BYTES: `${48 << 20}`
+              CXLOG_TOPIC_MEMORY: `${topicBytesFor({ ...defaultLogConfig, maxBrokers: 1 }, 48 << 20)}`
             }
             const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
             yield* head.event("ready")

@@ -11,7 +11,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { FrameType } from "../../src/layers/net/Frame.js"
 import { batchFrame, epochOf, errorCode, hello, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, runCli, smallRegionEnv, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -35,7 +35,7 @@ describe("a standby head taking over sessions with a gap", () => {
       Effect.gen(function*() {
         const region = yield* uniqueRegion("gaptakeover")
         // A GOI of 64 entries: the 200 batches below overwrite it three times.
-        const env = { ...smallRegionEnv, CXLOG_LOG_GOI_SLOTS: "64", CXLOG_LOG_PBR_SLOTS: "16", CXLOG_REGION: region }
+        const env = { ...smallRegionEnvFor(1, 1 << 20, { goiSlots: 64, pbrSlots: 16 }), CXLOG_REGION: region }
         const head = yield* forkCli(["head", "--topic", "t:2:1"], env)
         yield* head.event("ready")
         const standby = yield* forkCli(["head", "--standby"], env)

@@ -10,7 +10,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { type CliRole, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { type CliRole, forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const KILLS = 5
@@ -33,11 +33,8 @@ describe("a local publisher SIGKILLed at random points, beside a TCP publisher",
       Effect.gen(function*() {
         const region = yield* uniqueRegion("local-kills")
         const env = {
-          ...smallRegionEnv,
           // Broker 0, and one slot for a local publisher: a restart gets it only if the dead one's was freed.
-          CXLOG_LOG_MAX_BROKERS: "2",
-          CXLOG_LOG_BLOG_BYTES: `${16 << 20}`,
-          CXLOG_LOG_GOI_SLOTS: `${1 << 16}`,
+          ...smallRegionEnvFor(2, 16 << 20, { goiSlots: 1 << 16 }),
           CXLOG_REGION: region
         }
         const head = yield* forkCli(["head", "--topic", "t:5:1"], env)

@@ -76,7 +76,7 @@ describe("cxlog security", () => {
     Effect.gen(function*() {
       const region = yield* uniqueRegion("security")
       const dir = yield* tempDir("cxlog-security-cli-")
-      const env = { ...smallRegionEnv, CXLOG_LOG_MAX_TOPICS: "2", CXLOG_REGION: region }
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
       const head = yield* forkCli(["head", "--topic", "t:5:1", "--topic", "other:5:1"], env)
       yield* head.event("ready")
       const users = defaultCredentialPath(region)

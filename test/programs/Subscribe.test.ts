@@ -10,7 +10,7 @@ import { BatchBuilder, BufferPool, encodeParts } from "../../src/layers/net/Batc
 import { BatchView } from "../../src/layers/net/SubscriberBatch.js"
 import { parseTime } from "../../src/programs/commands/SharedFlags.js"
 import { formatLine } from "../../src/programs/roles/Subscribe.js"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 interface Line {
@@ -28,7 +28,7 @@ const lines = (stdout: string): Array<Line> =>
 /** A head and two brokers on a fresh region: the env and the brokers' addresses. */
 const cluster = Effect.gen(function*() {
   const region = yield* uniqueRegion("subscribe")
-  const env = { ...smallRegionEnv, CXLOG_LOG_MAX_BROKERS: "2", CXLOG_REGION: region }
+  const env = { ...smallRegionEnvFor(2), CXLOG_REGION: region }
   const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
   yield* head.event("ready")
   const ports: Array<number> = []

@@ -12,7 +12,7 @@ describe("cxlog topics", () => {
   it.scoped("lists each topic's spec, the offsets it holds and its sessions, beside a running cluster", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("topics")
-      const env = { ...smallRegionEnv, CXLOG_LOG_MAX_TOPICS: "2", CXLOG_REGION: region }
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
       const head = yield* forkCli(["head", "--topic", "ev:5:1", "--topic", "au:2:0:1"], env)
       yield* head.event("ready")
       const broker = yield* forkCli(["broker", "--port", "0"], env)
@@ -34,17 +34,24 @@ describe("cxlog topics", () => {
       expect(listed.code, listed.stderr).toBe(0)
       const report = JSON.parse(listed.stdout) as {
         region: string
-        retention: { goiSlots: number; blogBytesPerBroker: number }
+        retention: { goiSlots: number; maxBrokers: number }
+        heap: { heapBytes: number; freeBytes: number; largestFreeBytes: number }
         topics: ReadonlyArray<Record<string, unknown>>
       }
       expect(report.region).toBe(region)
-      expect(report.retention).toMatchObject({ goiSlots: 4096, blogBytesPerBroker: 1 << 20 })
+      expect(report.retention).toEqual({ goiSlots: 4096, maxBrokers: 1 })
+      // Each topic holds its memory of the heap, rounded up to a power of two.
+      const memory = Number(smallRegionEnv["CXLOG_TOPIC_MEMORY"])
+      const held = 2 ** Math.ceil(Math.log2(memory))
+      expect(report.heap.freeBytes).toBe(report.heap.heapBytes - 2 * held)
       expect(report.topics).toHaveLength(2)
       expect(report.topics[0]).toMatchObject({
         name: "ev",
         order: 5,
         ackLevel: 1,
         replicationFactor: 1,
+        memoryBytes: memory,
+        blogBytesPerBroker: 1 << 20,
         earliest: 0,
         end: 25,
         subscribers: []
@@ -64,8 +71,12 @@ describe("cxlog topics", () => {
 
       const human = yield* runCli(["topics"], { CXLOG_REGION: region })
       expect(human.code).toBe(0)
-      expect(human.stdout).toMatch(/^ev +5 \(\+FIFO session\) +1 \(ordered\) +1 +0\.\.24 /m)
-      expect(human.stdout).toMatch(/^au +2 \(total\) +0 \(none\) +1 +none /m)
+      const mib = `${(memory / 2 ** 20).toFixed(memory % 2 ** 20 === 0 ? 0 : 1)} MiB`
+      expect(human.stdout).toMatch(
+        new RegExp(`^ev +5 \\(\\+FIFO session\\) +1 \\(ordered\\) +1 +${mib} +0\\.\\.24 `, "m")
+      )
+      expect(human.stdout).toMatch(new RegExp(`^au +2 \\(total\\) +0 \\(none\\) +1 +${mib} +none `, "m"))
+      expect(human.stdout).toMatch(/\nmemory: [\d.]+ MiB of the region's 2048 MiB heap free/)
 
       const missing = yield* runCli(["topics", "--topic", "nope"], { CXLOG_REGION: region })
       expect(missing.code).toBe(1)

@@ -310,7 +310,14 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
         ),
       createTopic: (spec) =>
         client.call(Protocol.CreateTopicMethod, spec).pipe(
-          Effect.mapError(passThrough(["TopicExists", "TopicTableFull", "ReplicationUnavailable", "InvalidTopicSpec"]))
+          Effect.mapError(passThrough([
+            "TopicExists",
+            "DirectoryFull",
+            "RegionFull",
+            "ReplicationUnavailable",
+            "InvalidTopicSpec",
+            "NotDirectoryWriter"
+          ]))
         )
     } satisfies CoordinatorShape
   })

@@ -20,9 +20,9 @@ import {
   ReplicationUnavailable,
   TopicExists,
   TopicInfo,
-  TopicSpec,
-  TopicTableFull
+  TopicSpec
 } from "../../services/log/Topics.js"
+import { DirectoryFull, NotDirectoryWriter, RegionFull } from "../../services/region/Directory.js"
 
 export const JoinMethod = method("cxlog.join", { payload: Join, success: Schema.Array(Member) })
 export const LeaveMethod = method("cxlog.leave", { payload: Leave, success: Schema.Null })
@@ -41,7 +41,14 @@ export const BarrierArriveMethod = method("cxlog.barrier", {
 export const CreateTopicMethod = method("cxlog.createTopic", {
   payload: TopicSpec,
   success: TopicInfo,
-  failure: Schema.Union(TopicExists, TopicTableFull, ReplicationUnavailable, InvalidTopicSpec)
+  failure: Schema.Union(
+    TopicExists,
+    DirectoryFull,
+    RegionFull,
+    ReplicationUnavailable,
+    InvalidTopicSpec,
+    NotDirectoryWriter
+  )
 })
 
 /**

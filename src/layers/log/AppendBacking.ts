@@ -15,6 +15,8 @@ import type { SessionTable } from "./SessionTable.js"
 export interface AppendTarget {
   readonly topic: string
   readonly cursors: AppendCursors
+  /** Payload bytes of its Blog (each topic has its own, from its memory). */
+  readonly blogBytes: number
   /**
    * Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), then the
    * Blog bytes a batch of `bytes` needs (`releaseBlog`), and publishes what moved.

@@ -40,7 +40,8 @@ export interface RegionBroker {
 /** This broker's cursors for a topic, from its broker line, adopting slots a previous owner committed but did not publish. */
 const recoverCursors = (b: RegionBroker, info: TopicInfo): AppendCursors | LogCorrupt => {
   const { area, brokerId, brokerLines, slots } = b
-  const { pbrSlots, blogBytes, maxBatchBytes } = area.config
+  const { pbrSlots, maxBatchBytes } = area.config
+  const blogBytes = area.blogBytes(info.id)
   const line = area.brokerLine(info.id, brokerId)
   const corrupt = (what: string) => new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: ${what}` })
   const c: AppendCursors = {
@@ -82,6 +83,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   private readonly line: number
   private readonly sequencerLine: number
   private readonly blog: number
+  readonly blogBytes: number
 
   constructor(private readonly b: RegionBroker, info: TopicInfo, readonly cursors: AppendCursors) {
     this.topic = info.name
@@ -90,6 +92,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     this.line = b.area.brokerLine(info.id, b.brokerId)
     this.sequencerLine = b.area.sequencerLine(info.id, b.brokerId)
     this.blog = b.area.blog(info.id, b.brokerId)
+    this.blogBytes = b.area.blogBytes(info.id)
   }
 
   private slot(pbrSeq: number): number {
@@ -116,7 +119,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   ): void {
     const { region, slots, brokerId } = this.b
     const { payloadBytes } = header
-    const at = this.blog + (position % this.b.area.config.blogBytes)
+    const at = this.blog + (position % this.blogBytes)
     fill(region.bytes.subarray(at, at + payloadBytes))
     const slot = this.slot(pbrSeq)
     slots.writeHeader(slot, header, position, brokerId, pbrSeq, kind)
@@ -128,7 +131,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   }
 
   view(position: number, bytes: number): Uint8Array {
-    const at = this.blog + (position % this.b.area.config.blogBytes)
+    const at = this.blog + (position % this.blogBytes)
     return this.b.region.bytes.subarray(at, at + bytes)
   }
 
@@ -146,7 +149,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
       Math.min(sequencerLines.consumedThrough(this.sequencerLine), this.cursors.head),
       this
     )
-    const released = releaseBlog(this.cursors, bytes, this.b.area.config.blogBytes, this)
+    const released = releaseBlog(this.cursors, bytes, this.blogBytes, this)
     if (freed === 0 && !released) return
     brokerLines.setPbrReclaimed(this.line, this.cursors.reclaimed)
     brokerLines.setBlogTail(this.line, this.cursors.blogTail)

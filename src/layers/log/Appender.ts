@@ -112,7 +112,6 @@ interface AppenderState {
   /** Infinity: never cut off (a consumer holds retention for as long as it exists). */
   readonly consumerHoldMs: number
   readonly pbrSlots: number
-  readonly blogBytes: number
   readonly maxBatchBytes: number
   /** Per target, the `revoked` callback of the space `tryReserve` handed out last (until the next append). */
   readonly reserved: Map<AppendTarget, () => void>
@@ -126,10 +125,10 @@ interface AppenderState {
 
 /** Where a batch of `bytes` starts in the Blog, reclaiming first when full; or what stays full. */
 const roomFor = (s: AppenderState, t: AppendTarget, bytes: number): number | Full => {
-  const first = reserve(t.cursors, bytes, s.pbrSlots, s.blogBytes)
+  const first = reserve(t.cursors, bytes, s.pbrSlots, t.blogBytes)
   if (typeof first === "number") return first
   t.reclaim(bytes)
-  return reserve(t.cursors, bytes, s.pbrSlots, s.blogBytes)
+  return reserve(t.cursors, bytes, s.pbrSlots, t.blogBytes)
 }
 
 const revokeReserved = (s: AppenderState, t: AppendTarget): void => {
@@ -306,10 +305,10 @@ const tryReserve = (s: AppenderState): AppenderShape["tryReserve"] => (topic, pa
   revokeReserved(s, known)
   s.reserved.set(known, revoked)
   // Slack only where it is free space at the same position (no wrap, no one's bytes).
-  const slack =
-    slackBytes > 0 && reserve(known.cursors, alignLine(payloadBytes + slackBytes), s.pbrSlots, s.blogBytes) === position
-      ? slackBytes
-      : 0
+  const slack = slackBytes > 0 &&
+      reserve(known.cursors, alignLine(payloadBytes + slackBytes), s.pbrSlots, known.blogBytes) === position
+    ? slackBytes
+    : 0
   return known.view(position, payloadBytes + slack)
 }
 
@@ -317,7 +316,7 @@ const tryReserve = (s: AppenderState): AppenderShape["tryReserve"] => (topic, pa
 export const appenderOver = (backing: AppendBacking): AppenderShape => {
   const { brokerId } = backing
   const holdMs = backing.consumerHoldMs ?? DEFAULT_CONSUMER_HOLD_MS
-  const { pbrSlots, blogBytes, maxBatchBytes } = backing.config
+  const { pbrSlots, maxBatchBytes } = backing.config
   const s: AppenderState = {
     backing,
     brokerId,
@@ -325,7 +324,6 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     // 0: never cut off.
     consumerHoldMs: holdMs > 0 ? holdMs : Infinity,
     pbrSlots,
-    blogBytes,
     maxBatchBytes,
     reserved: new Map(),
     holds: new Map()

@@ -69,6 +69,7 @@ export const retentionMovedMemory = (store: MemoryLogStore, topic: MemoryTopic):
 class StoreTarget implements AppendTarget {
   readonly topic: string
   readonly cursors: MemoryBroker
+  readonly blogBytes: number
   private received = new Uint8Array(0)
 
   constructor(
@@ -78,6 +79,7 @@ class StoreTarget implements AppendTarget {
   ) {
     this.topic = memoryTopic.info.name
     this.cursors = memoryTopic.brokers[brokerId]
+    this.blogBytes = memoryTopic.blogBytes
   }
 
   /** The batch, its payload copied into a buffer of its own, appended to the broker's PBR. */
@@ -120,7 +122,7 @@ class StoreTarget implements AppendTarget {
   }
 
   reclaim(bytes: number): void {
-    reclaimMemory(this.memoryTopic, this.cursors, { bytes, blogBytes: this.store.config.blogBytes })
+    reclaimMemory(this.memoryTopic, this.cursors, { bytes, blogBytes: this.blogBytes })
   }
 
   waiting(delta: 1 | -1): void {

@@ -1,15 +1,15 @@
 /**
  * Where the shared log lives in the region: its configuration (sizes, with defaults and
- * validation), the pure size function `logAreaBytes`, and `makeLogArea`, which gives every
- * offset of the log area from a base offset, down to one record (`pbrSlotOffset`,
- * `goiEntryOffset`, `sessionLineOffset`). Field layouts inside each record are in
- * Records.ts, their typed accessors in RecordViews.ts.
+ * validation), the pure size functions, and `makeLogArea`, which gives every offset of the log
+ * area from a base offset, down to one record (`pbrSlotOffset`, `goiEntryOffset`,
+ * `sessionLineOffset`). Field layouts inside each record are in Records.ts, their typed
+ * accessors in RecordViews.ts.
  *
- * Log area, from `base` (64-byte lines; big areas start on 4 KiB pages):
+ * Log area, from `base` (64-byte lines):
  *   broker owner lines   maxBrokers × 64        (each broker process its own line)
  *   listener lines       listenerSlots × 64     (each waiting process its own line)
- *   topics               maxTopics × topicStride
- * One topic:
+ * Each topic is an object of the region's directory, in an extent of the heap of its own
+ * (its memory, a power of two of 4 KiB pages):
  *   descriptor           192                    (head)
  *   order line           64                     (sequencer)
  *   registry line        64                     (brokers, atomically: session epochs and live sessions)
@@ -17,25 +17,27 @@
  *   subscriber cursors   subscriberSlots × 64   (each subscriber its own line)
  *   session table        sessionSlots × 128     (sequencer)
  *   GOI                  goiSlots × 64          (sequencer)
- *   per broker           PBR pbrSlots × 128, then Blog blogBytes (that broker; PBR line 1: sequencer)
+ *   per broker           PBR pbrSlots × 128, then its Blog (that broker; PBR line 1: sequencer)
+ * The Blogs share what the records and PBRs leave of the extent, equally (`blogBytesOf`).
  */
 import { Config, Data, Effect } from "effect"
-import type { LogArea, LogConfig } from "../../services/log/LogArea.js"
+import type { LogArea, LogConfig, TopicPlace } from "../../services/log/LogArea.js"
 import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
+import type { DirectoryArea } from "../../services/region/DirectoryArea.js"
 import { defaultsOf, settingsConfig } from "../../Settings.js"
+import { blockBytes, orderFor } from "../region/BuddyAllocator.js"
 import { alignLine } from "./Records.js"
 
 // The interfaces are the contract (services/log/LogArea.ts); the log layers take them from here.
-export type { LogArea, LogConfig }
+export type { LogArea, LogConfig, TopicPlace }
 
 export const defaultLogConfig: LogConfig = defaultsOf(LOG_LAYOUT_SETTINGS.settings)
 
 const FIELDS = [
-  "maxTopics",
   "maxBrokers",
   "pbrSlots",
-  "blogBytes",
+  "topicMemoryBytes",
   "goiSlots",
   "sessionSlots",
   "subscriberSlots",
@@ -68,7 +70,6 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
     if (!Number.isSafeInteger(value) || value < 1) problems.push(`${field} must be a positive integer (got ${value})`)
   }
   if (problems.length > 0) return problems
-  if (config.maxTopics > 256) problems.push(`maxTopics ${config.maxTopics} exceeds 256`)
   if (config.maxBrokers > 64) problems.push(`maxBrokers ${config.maxBrokers} exceeds 64`)
   if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) {
     problems.push(`pbrSlots ${config.pbrSlots} must be a power of two ≥ 8`)
@@ -78,10 +79,11 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
   if (config.maxBatchBytes % 8 !== 0 || config.maxBatchBytes < 16) {
     problems.push(`maxBatchBytes ${config.maxBatchBytes} must be a multiple of 8 and at least 16`)
   }
-  if (config.blogBytes % 4096 !== 0) problems.push(`blogBytes ${config.blogBytes} must be a multiple of 4096`)
-  if (config.blogBytes < 2 * alignLine(config.maxBatchBytes)) {
+  if (blogBytesOf(config, config.topicMemoryBytes) < minBlogBytes(config)) {
     problems.push(
-      `the Blog of ${config.blogBytes} bytes per (topic, broker) cannot hold two batches of maxBatchBytes=${config.maxBatchBytes}: raise blogBytes or lower maxBatchBytes`
+      `topicMemoryBytes ${config.topicMemoryBytes} leaves each of ${config.maxBrokers} writer lanes less than two batches of maxBatchBytes=${config.maxBatchBytes}: give topics at least ${
+        minTopicBytes(config)
+      } bytes, or lower maxBatchBytes`
     )
   }
   // Mode 5 may hold every PBR slot of every broker while a gap is open; closing the gap must
@@ -92,9 +94,6 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
         config.maxBrokers * config.pbrSlots
       } (the batches mode 5 may hold): raise goiSlots or lower pbrSlots / maxBrokers`
     )
-  }
-  if (problems.length === 0 && !Number.isSafeInteger(logAreaBytesUnchecked(config))) {
-    problems.push("the log area exceeds 2^53 bytes")
   }
   return problems
 }
@@ -112,6 +111,7 @@ export const SESSION_LINE_BYTES = 128
 export const TOPIC_DESCRIPTOR_BYTES = 192
 const alignPage = (n: number) => Math.ceil(n / PAGE) * PAGE
 
+/** Where each part of a topic starts in its extent; the same for every topic of a region but its Blogs' size. */
 interface TopicGeometry {
   readonly orderLine: number
   readonly registryLine: number
@@ -120,12 +120,13 @@ interface TopicGeometry {
   readonly sessions: number
   readonly goi: number
   readonly pbrs: number
-  readonly pbrStride: number
   readonly pbrBytes: number
-  readonly stride: number
 }
 
-const topicGeometry = (c: LogConfig): TopicGeometry => {
+/** The configuration a topic's shape depends on (all of it but the default memory). */
+type TopicShapeConfig = Omit<LogConfig, "topicMemoryBytes">
+
+const topicGeometry = (c: TopicShapeConfig): TopicGeometry => {
   const orderLine = TOPIC_DESCRIPTOR_BYTES
   const registryLine = orderLine + LINE
   const brokerLines = registryLine + LINE
@@ -133,8 +134,6 @@ const topicGeometry = (c: LogConfig): TopicGeometry => {
   const sessions = subscribers + c.subscriberSlots * LINE
   const goi = alignPage(sessions + c.sessionSlots * SESSION_LINE_BYTES)
   const pbrs = alignPage(goi + c.goiSlots * GOI_ENTRY_BYTES)
-  const pbrBytes = alignPage(c.pbrSlots * PBR_SLOT_BYTES)
-  const pbrStride = pbrBytes + c.blogBytes
   return {
     orderLine,
     registryLine,
@@ -143,30 +142,70 @@ const topicGeometry = (c: LogConfig): TopicGeometry => {
     sessions,
     goi,
     pbrs,
-    pbrStride,
-    pbrBytes,
-    stride: pbrs + c.maxBrokers * pbrStride
+    pbrBytes: alignPage(c.pbrSlots * PBR_SLOT_BYTES)
   }
 }
 
+/** The heap hands out powers of two of 4 KiB pages: what a topic asking for `bytes` holds. */
+export const roundedTopicBytes = (bytes: number): number => blockBytes(orderFor(bytes))
+
+/** Each writer lane's Blog in a topic of `extentBytes` memory: what the records and PBRs leave, shared equally, in whole pages. */
+export const blogBytesOf = (config: TopicShapeConfig, memoryBytes: number): number => {
+  const g = topicGeometry(config)
+  const perLane = Math.floor((memoryBytes - g.pbrs) / config.maxBrokers) - g.pbrBytes
+  return Math.max(0, Math.floor(perLane / PAGE) * PAGE)
+}
+
+/** The smallest Blog: two of the largest batches, so one can be written while the other is read. */
+export const minBlogBytes = (config: TopicShapeConfig): number => alignPage(2 * alignLine(config.maxBatchBytes))
+
+/** The memory a topic needs for Blogs of `blogBytes` each (before rounding to a power of two). */
+export const topicBytesFor = (config: TopicShapeConfig, blogBytes: number): number => {
+  const g = topicGeometry(config)
+  return g.pbrs + config.maxBrokers * (g.pbrBytes + blogBytes)
+}
+
+/** The least memory a topic can have (before rounding to a power of two). */
+export const minTopicBytes = (config: TopicShapeConfig): number => topicBytesFor(config, minBlogBytes(config))
+
+/** `config` whose topics' Blogs are each `blogBytes` unless their create says otherwise (benches and tests size them so). */
+export const withBlogBytes = (config: TopicShapeConfig, blogBytes: number): LogConfig => ({
+  ...config,
+  topicMemoryBytes: topicBytesFor(config, blogBytes)
+})
+
 const headerBytes = (c: LogConfig) => alignPage((c.maxBrokers + c.listenerSlots) * LINE)
 
-const logAreaBytesUnchecked = (c: LogConfig) => headerBytes(c) + c.maxTopics * topicGeometry(c).stride
+/** Bytes the log area needs for `config` (a multiple of 4096): its lines; the topics are in the directory's heap. */
+export const logAreaBytes = (config: LogConfig): number => headerBytes(config)
 
-/** Bytes the log area needs for `config` (a multiple of 4096). Validate the config first. */
-export const logAreaBytes = (config: LogConfig): number => logAreaBytesUnchecked(config)
-
-/** The log area at `base` (64-byte aligned) for a validated `config`. */
-export const makeLogArea = (base: number, config: LogConfig): LogArea => {
+/** The log area at `base` (64-byte aligned) for a validated `config`, its topics in `directory`'s heap. */
+export const makeLogArea = (base: number, config: LogConfig, directory: DirectoryArea): LogArea => {
   const g = topicGeometry(config)
-  const topicsBase = base + headerBytes(config)
-  const topic = (t: number) => topicsBase + t * g.stride
+  // By id (a directory slot): an array's index, on every record's offset of the hot paths.
+  const places = new Array<TopicPlace | undefined>(directory.config.entrySlots)
+  const placeOf = (t: number): TopicPlace => {
+    const found = places[t]
+    if (found === undefined) throw new Error(`topic ${t} is used before this process read it from the directory`)
+    return found
+  }
+  const topic = (t: number) => placeOf(t).offset
+  const lane = (t: number, b: number) => {
+    const p = placeOf(t)
+    return p.offset + g.pbrs + b * (g.pbrBytes + p.blogBytes)
+  }
   return {
     base,
     config,
     bytes: logAreaBytes(config),
+    directory,
     brokerOwner: (b) => base + b * LINE,
     listener: (i) => base + (config.maxBrokers + i) * LINE,
+    place: (t, place) => {
+      places[t] = place
+    },
+    placeOf,
+    blogBytes: (t) => placeOf(t).blogBytes,
     topic,
     descriptor: topic,
     orderLine: (t) => topic(t) + g.orderLine,
@@ -177,8 +216,8 @@ export const makeLogArea = (base: number, config: LogConfig): LogArea => {
     subscriber: (t, i) => topic(t) + g.subscribers + i * LINE,
     sessions: (t) => topic(t) + g.sessions,
     goi: (t) => topic(t) + g.goi,
-    pbr: (t, b) => topic(t) + g.pbrs + b * g.pbrStride,
-    blog: (t, b) => topic(t) + g.pbrs + b * g.pbrStride + g.pbrBytes
+    pbr: lane,
+    blog: (t, b) => lane(t, b) + g.pbrBytes
   }
 }
 
@@ -201,7 +240,8 @@ export const sessionLineOffset = (area: LogArea, topic: number, slot: number): n
 export const resolveLogArea = (
   base: number,
   config: LogConfig,
-  regionBytes: number
+  regionBytes: number,
+  directory: DirectoryArea
 ): Effect.Effect<LogArea, LogConfigInvalid> =>
   Effect.gen(function*() {
     yield* validateLogConfig(config)
@@ -222,7 +262,7 @@ export const resolveLogArea = (
         config
       })
     }
-    return makeLogArea(base, config)
+    return makeLogArea(base, config, directory)
   })
 
 /** The area as superblock parameters: base, then the config fields in a fixed order. */

@@ -16,7 +16,7 @@ import { privateRegion } from "../region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import type { AppendCursors } from "./AppendRoom.js"
-import { defaultLogConfig, type LogConfig } from "./Layout.js"
+import { blogBytesOf, defaultLogConfig, type LogConfig } from "./Layout.js"
 import { livenessCache, lowestDurableCursor, type SubscriberArea } from "./Participants.js"
 import { type PbrKindCode } from "./Records.js"
 import { memorySessionTable, type SessionTable } from "./SessionTable.js"
@@ -61,6 +61,8 @@ export interface MemoryBroker extends AppendCursors {
 
 export interface MemoryTopic {
   readonly info: TopicInfo
+  /** Each broker's Blog capacity, as the region gives a topic of its memory. */
+  readonly blogBytes: number
   readonly brokers: Array<MemoryBroker>
   /** Retained GOI entries: goi[i] has global seq goiBase + i. */
   readonly goi: Array<MemoryBatch>
@@ -97,8 +99,20 @@ export interface StoreLines {
   readonly alive: (pid: number, occurrence: number) => boolean
 }
 
+/** The store's room for topics, as a region's directory and heap give it. */
+export interface StoreSpace {
+  /** Topics it holds at most (the directory's usable slots). */
+  readonly maxTopics: number
+  /** What the topics' memory may add up to (the heap). */
+  readonly heapBytes: number
+}
+
+export const defaultStoreSpace: StoreSpace = { maxTopics: 1024, heapBytes: 2 ** 31 }
+
 export interface MemoryLogStore {
   readonly config: LogConfig
+  readonly space: StoreSpace
+  /** Topics by id (their index). */
   readonly topics: Array<MemoryTopic>
   readonly lines: StoreLines
   readonly signal: LogSignal
@@ -114,9 +128,9 @@ const DOORBELL_AT = SUPERBLOCK_BYTES
 const SUBSCRIBERS_AT = DOORBELL_AT + DOORBELL_BYTES
 const PAGE = 4096
 
-const storeLines = (config: LogConfig): StoreLines => {
+const storeLines = (config: LogConfig, space: StoreSpace): StoreLines => {
   const slots = config.subscriberSlots
-  const bytes = SUBSCRIBERS_AT + config.maxTopics * slots * LINE_BYTES
+  const bytes = SUBSCRIBERS_AT + space.maxTopics * slots * LINE_BYTES
   return {
     region: privateRegion(Math.max(2, Math.ceil(bytes / PAGE)) * PAGE),
     area: { config, subscriber: (topic, s) => SUBSCRIBERS_AT + (topic * slots + s) * LINE_BYTES },
@@ -142,13 +156,26 @@ const makeSignal = (region: CxlMemoryShape): LogSignal => {
   return { notify: doorbell.poke, await: doorbell.await, watch: doorbell.watch }
 }
 
-export const makeMemoryStore = (config: LogConfig = defaultLogConfig): MemoryLogStore => {
-  const lines = storeLines(config)
-  return { config, topics: [], lines, signal: makeSignal(lines.region), owners: new Map(), sequencer: 0, epoch: 0 }
+export const makeMemoryStore = (
+  config: LogConfig = defaultLogConfig,
+  space: StoreSpace = defaultStoreSpace
+): MemoryLogStore => {
+  const lines = storeLines(config, space)
+  return {
+    config,
+    space,
+    topics: [],
+    lines,
+    signal: makeSignal(lines.region),
+    owners: new Map(),
+    sequencer: 0,
+    epoch: 0
+  }
 }
 
 export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicInfo): MemoryTopic => ({
   info,
+  blogBytes: blogBytesOf(config, info.memory ?? config.topicMemoryBytes),
   brokers: Array.from({ length: config.maxBrokers }, () => ({
     pbr: [],
     freed: [],

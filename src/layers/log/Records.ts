@@ -30,7 +30,9 @@ export const Descriptor = {
   name: 20,
   maxNameBytes: 108,
   diskRetentionBytes: 128,
-  diskRetentionMs: 136
+  diskRetentionMs: 136,
+  /** f64: the memory its create gave it (its Blogs share what the records leave of it); at most its extent. */
+  memoryBytes: 144
 } as const
 export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
 

@@ -28,8 +28,11 @@ export interface RegionReader {
 export class RegionReadTopic implements ReadTopic {
   private readonly orderLine: number
 
+  private readonly blogBytes: number
+
   constructor(private readonly r: RegionReader, readonly info: TopicInfo) {
     this.orderLine = r.area.orderLine(info.id)
+    this.blogBytes = r.area.blogBytes(info.id)
   }
 
   private entry(g: number): number {
@@ -75,7 +78,8 @@ export class RegionReadTopic implements ReadTopic {
   /** Reads GOI entry `g` into `view` seqlock-style and points it at the payload in its broker's Blog. */
   load(g: number, view: BatchView): "ok" | "gone" | "corrupt" {
     const { region, area, entries } = this.r
-    const { maxBrokers, maxBatchBytes, blogBytes } = area.config
+    const { maxBrokers, maxBatchBytes } = area.config
+    const { blogBytes } = this
     const e = this.entry(g)
     region.invalidate(e, LINE_BYTES)
     if (!entries.holds(e, g)) return "gone"

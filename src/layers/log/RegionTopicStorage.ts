@@ -66,6 +66,7 @@ const brokersWaitForRoom = ({ region, area, owners, alive }: RegionViews): boole
 export class RegionTopicStorage implements TopicStorage {
   readonly sessions: SessionTable
   readonly orderLine: number
+  private readonly blogBytes: number
   /** The cursor: a slot's offset and the position it was sought for. */
   private at = 0
   private position = 0
@@ -74,6 +75,7 @@ export class RegionTopicStorage implements TopicStorage {
     const { region, area } = v
     this.sessions = new SessionTable(region, area.sessions(topic), area.registryLine(topic), area.config.sessionSlots)
     this.orderLine = area.orderLine(topic)
+    this.blogBytes = area.blogBytes(topic)
   }
 
   committed(broker: number, pbrSeq: number): boolean {
@@ -101,7 +103,8 @@ export class RegionTopicStorage implements TopicStorage {
 
   sane(): boolean {
     const { pbr, area } = this.v
-    const { maxBatchBytes, blogBytes } = area.config
+    const { maxBatchBytes } = area.config
+    const blogBytes = this.blogBytes
     const at = this.at
     const bytes = pbr.payloadBytes(at)
     const count = pbr.messageCount(at)

@@ -25,13 +25,12 @@ import {
   type SessionGapIdleTooShort
 } from "../../services/log/Sequencer.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
-import { CxlMemory, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
+import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { LogArea } from "./Layout.js"
 import { countedWatch, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
-import { DescriptorState } from "./Records.js"
-import { DescriptorView } from "./RecordViews.js"
 import { regionHistory, RegionTopicStorage, type RegionViews, regionViews } from "./RegionTopicStorage.js"
 import type { RoundTally } from "./RoundTally.js"
 import {
@@ -69,20 +68,19 @@ const regionLog = (
   lease: SequencerLease
 ): LogStorage => {
   const { region, area } = v
-  const { maxTopics } = area.config
-  const descriptors = new DescriptorView(region)
+  const directory = new DirectoryTable(region, area.directory)
   const known = new Set<number>()
+  /** The directory's change count when it was last listed (NaN: list it). */
+  let listedAt = Number.NaN
 
-  /** Table slots whose descriptor became ready since we last looked (one atomic load per unknown slot). */
+  /** Topics (by id) created since we last looked: one atomic load while the directory has not changed. */
   const newTopics = (): Array<number> => {
+    const changes = directory.changes()
+    if (changes === listedAt) return []
     const fresh: Array<number> = []
-    if (known.size === maxTopics) return fresh
-    for (let t = 0; t < maxTopics; t++) {
-      if (known.has(t)) continue
-      const at = area.descriptor(t)
-      region.invalidate(at, LINE_BYTES)
-      if (descriptors.state(at) === DescriptorState.ready) fresh.push(t)
-    }
+    for (const entry of directory.list("topic")) if (!known.has(entry.slot)) fresh.push(entry.slot)
+    // Looked at once more only when it changes again; a topic found is known once discovered.
+    if (fresh.length === 0) listedAt = changes
     return fresh
   }
 
@@ -91,7 +89,7 @@ const regionLog = (
     const info = readTopic(region, area, t)
     if (info === undefined) {
       return Effect.as(
-        Effect.logError(`sequencer: topic table slot ${t} holds an invalid descriptor; it is not ordered`),
+        Effect.logError(`sequencer: the topic in directory slot ${t} holds an invalid descriptor; it is not ordered`),
         []
       )
     }
@@ -117,7 +115,10 @@ const regionLog = (
   return {
     beginRound: () => beginRound(lease),
     endRound: () => endRound(lease),
-    forgetTopics: () => known.clear(),
+    forgetTopics: () => {
+      known.clear()
+      listedAt = Number.NaN
+    },
     leaseLost: () => leaseLost(lease, v.epoch),
     hasNewTopics: () => newTopics().length > 0,
     discover: Effect.suspend(() => Effect.map(Effect.forEach(newTopics(), discoverTopic), (found) => found.flat())),

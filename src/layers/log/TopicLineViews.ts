@@ -296,6 +296,12 @@ export class DescriptorView extends View {
   diskRetentionMs(at: number): number {
     return this.f64[(at + Descriptor.diskRetentionMs) / 8]
   }
+  memoryBytes(at: number): number {
+    return this.f64[(at + Descriptor.memoryBytes) / 8]!
+  }
+  setMemoryBytes(at: number, bytes: number): void {
+    this.f64[(at + Descriptor.memoryBytes) / 8] = bytes
+  }
   setDiskRetention(at: number, bytes: number, ms: number): void {
     this.f64[(at + Descriptor.diskRetentionBytes) / 8] = bytes
     this.f64[(at + Descriptor.diskRetentionMs) / 8] = ms

@@ -1,10 +1,11 @@
 /**
  * Topics: the one creation and lookup algorithm (`topicsOver`) over a topic table, and the
- * live layer, whose table is the descriptors in the region's log area (the fake's is the
- * in-process store: TopicsMemory.ts). Also the table readers every region layer uses to
- * resolve a topic name.
+ * live layer, whose table is the topic objects of the region's directory, each with its
+ * descriptor at the start of its extent (the fake's is the in-process store: TopicsMemory.ts).
+ * Also the table readers every region layer uses to resolve a topic name. A topic's id is its
+ * directory slot; reading a topic records where it lives for this process (`LogArea.place`).
  */
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 import {
   type DiskRetention,
   InvalidTopicSpec,
@@ -14,23 +15,39 @@ import {
   type TopicInfo,
   TopicNotFound,
   Topics,
+  type TopicSpaceError,
   TopicSpec,
   topicSpecConflict,
-  type TopicsShape,
-  TopicTableFull
+  type TopicsShape
 } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import { type LogArea, TOPIC_DESCRIPTOR_BYTES } from "./Layout.js"
+import {
+  type DirectoryEntry,
+  DirectoryWriter,
+  type DirectoryWriterShape,
+  NotDirectoryWriter
+} from "../../services/region/Directory.js"
+import { DirectoryTable } from "../region/DirectoryTable.js"
+import {
+  blogBytesOf,
+  type LogArea,
+  type LogConfig,
+  minBlogBytes,
+  minTopicBytes,
+  TOPIC_DESCRIPTOR_BYTES
+} from "./Layout.js"
 import { Descriptor, DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
 import { SessionTable } from "./SessionTable.js"
 
-/** Where topics are kept: the region's descriptors or the store's array. Topics are never deleted or renamed. */
+/** Where topics are kept: the region's directory or the store's array. Topics are never deleted or renamed. */
 export interface TopicTable {
-  readonly maxTopics: number
   readonly list: () => ReadonlyArray<TopicInfo>
-  /** Takes a free entry for `spec` (a checked spec whose name is not taken): the new topic, or undefined when none is free. */
-  readonly add: (spec: TopicSpec) => TopicInfo | undefined
+  /** Makes `spec` a topic (a checked spec whose name is not taken, its memory given): the new topic, or why there is no room. */
+  readonly add: (spec: TopicSpec & { readonly memory: number }) => Effect.Effect<
+    TopicInfo,
+    TopicExists | TopicSpaceError | NotDirectoryWriter
+  >
 }
 
 /** Resolves names to topics, caching hits (topics are never deleted or renamed). */
@@ -47,8 +64,23 @@ export const resolverOver = (list: () => ReadonlyArray<TopicInfo>) => {
     })
 }
 
-/** Creates a topic: a valid spec, replication the log can give, a name not taken, a free entry. */
-const createTopic = (table: TopicTable, input: TopicSpec) =>
+/** A topic's memory, as asked or the region's default, if its Blogs can each hold two of the largest batches. */
+export const topicMemory = (config: LogConfig, spec: TopicSpec): Effect.Effect<number, InvalidTopicSpec> => {
+  const memory = spec.memory ?? config.topicMemoryBytes
+  return blogBytesOf(config, memory) >= minBlogBytes(config)
+    ? Effect.succeed(memory)
+    : Effect.fail(
+      new InvalidTopicSpec({
+        reason:
+          `topic ${spec.name}: memory ${memory} bytes cannot give each of its ${config.maxBrokers} writer lanes room for two batches of ${config.maxBatchBytes} bytes (CXLOG_LOG_MAX_BATCH_BYTES): give it at least ${
+            minTopicBytes(config)
+          } bytes`
+      })
+    )
+}
+
+/** Creates a topic: a valid spec, replication the log can give, memory that can hold it, a name not taken, room. */
+const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
   Effect.gen(function*() {
     const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(
       Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message }))
@@ -60,15 +92,14 @@ const createTopic = (table: TopicTable, input: TopicSpec) =>
     if (conflict !== undefined) {
       return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
     }
+    const memory = yield* topicMemory(config, spec)
     if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
-    const info = table.add(spec)
-    if (info === undefined) return yield* new TopicTableFull({ maxTopics: table.maxTopics })
-    return info
+    return yield* table.add({ ...spec, memory })
   })
 
 /** The Topics service over a table. */
-export const topicsOver = (table: TopicTable): TopicsShape => ({
-  create: (spec) => createTopic(table, spec),
+export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape => ({
+  create: (spec) => createTopic(table, config, spec),
   lookup: resolverOver(table.list),
   list: Effect.sync(table.list)
 })
@@ -79,12 +110,19 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const ORDERS = new Set([0, 2, 4, 5])
 
-/** The ready topic at table index `t`, or undefined; a descriptor that fails its checks reads as absent. */
-export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): TopicInfo | undefined => {
+/**
+ * The ready topic in directory entry `entry` (its extent holds its descriptor), recorded as placed
+ * for this process; undefined when the descriptor fails its checks (a corrupt region is never trusted).
+ */
+const readTopicEntry = (region: CxlMemoryShape, area: LogArea, entry: DirectoryEntry): TopicInfo | undefined => {
   const descriptors = new DescriptorView(region)
-  const at = area.descriptor(t)
+  const at = entry.extent.offset
+  if (entry.kind !== "topic") return undefined
   region.invalidate(at, TOPIC_DESCRIPTOR_BYTES)
   if (descriptors.state(at) !== DescriptorState.ready) return undefined
+  const memory = descriptors.memoryBytes(at)
+  const blogBytes = blogBytesOf(area.config, memory)
+  if (!(memory <= entry.extent.bytes) || blogBytes < minBlogBytes(area.config)) return undefined
   const order = descriptors.order(at)
   const ackLevel = descriptors.ackLevel(at)
   const replicationFactor = descriptors.replicationFactor(at)
@@ -96,15 +134,25 @@ export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): Top
     return undefined
   }
   const name = decoder.decode(region.bytes.subarray(at + Descriptor.name, at + Descriptor.name + nameBytes))
+  if (name !== entry.name) return undefined
+  area.place(entry.slot, { offset: at, bytes: entry.extent.bytes, blogBytes })
   const info = {
-    id: t,
+    id: entry.slot,
     name,
     order: order as TopicInfo["order"],
     ackLevel: ackLevel as TopicInfo["ackLevel"],
-    replicationFactor
+    replicationFactor,
+    memory
   }
   const diskRetention = retentionOf(descriptors.diskRetentionBytes(at), descriptors.diskRetentionMs(at))
   return diskRetention === undefined ? info : { ...info, diskRetention }
+}
+
+/** The ready topic of id `t` (its directory slot), or undefined. */
+export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): TopicInfo | undefined => {
+  if (!Number.isSafeInteger(t) || t < 0 || t >= area.directory.config.entrySlots) return undefined
+  const { entry } = new DirectoryTable(region, area.directory).read(t)
+  return entry === undefined ? undefined : readTopicEntry(region, area, entry)
 }
 
 /** A stored bound is a positive whole number; anything else (0, a torn or hostile value) is no bound. */
@@ -119,8 +167,12 @@ const retentionOf = (bytes: number, ms: number): DiskRetention | undefined => {
 
 export const listTopics = (region: CxlMemoryShape, area: LogArea): ReadonlyArray<TopicInfo> => {
   const topics: Array<TopicInfo> = []
-  for (let t = 0; t < area.config.maxTopics; t++) {
-    const topic = readTopic(region, area, t)
+  // In the order they were created, as a table's would be.
+  const entries = [...new DirectoryTable(region, area.directory).list("topic")].sort((a, b) =>
+    a.createdAtMs - b.createdAtMs || a.generation - b.generation
+  )
+  for (const entry of entries) {
+    const topic = readTopicEntry(region, area, entry)
     if (topic !== undefined) topics.push(topic)
   }
   return topics
@@ -148,33 +200,58 @@ export const regionSessionTables = (region: CxlMemoryShape, area: LogArea) =>
     new SessionTable(region, area.sessions(info.id), area.registryLine(info.id), area.config.sessionSlots)
   )
 
-/** Claims a free descriptor by compare-and-swap (two creators never both win it) and publishes it, state word last. */
-const addTopic = (region: CxlMemoryShape, area: LogArea, spec: TopicSpec): TopicInfo | undefined => {
+/** Writes a new topic's descriptor at the start of its (zeroed) extent and publishes it, state word last. */
+const writeDescriptor = (region: CxlMemoryShape, at: number, spec: TopicSpec & { readonly memory: number }) => {
   const descriptors = new DescriptorView(region)
   const name = encoder.encode(spec.name)
-  for (let t = 0; t < area.config.maxTopics; t++) {
-    const at = area.descriptor(t)
-    if (!descriptors.swapState(at, DescriptorState.free, DescriptorState.creating)) continue
-    descriptors.setOrder(at, spec.order)
-    descriptors.setAckLevel(at, spec.ackLevel)
-    descriptors.setReplicationFactor(at, spec.replicationFactor)
-    descriptors.setNameBytes(at, name.length)
-    descriptors.setDiskRetention(at, spec.diskRetention?.maxBytes ?? 0, spec.diskRetention?.maxAgeMs ?? 0)
-    region.bytes.set(name, at + Descriptor.name)
-    region.publish(at, TOPIC_DESCRIPTOR_BYTES)
-    descriptors.storeState(at, DescriptorState.ready)
-    region.publish(at, LINE_BYTES)
-    return { id: t, ...spec }
-  }
-  return undefined
+  descriptors.setOrder(at, spec.order)
+  descriptors.setAckLevel(at, spec.ackLevel)
+  descriptors.setReplicationFactor(at, spec.replicationFactor)
+  descriptors.setNameBytes(at, name.length)
+  descriptors.setDiskRetention(at, spec.diskRetention?.maxBytes ?? 0, spec.diskRetention?.maxAgeMs ?? 0)
+  descriptors.setMemoryBytes(at, spec.memory ?? 0)
+  region.bytes.set(name, at + Descriptor.name)
+  region.publish(at, TOPIC_DESCRIPTOR_BYTES)
+  descriptors.storeState(at, DescriptorState.ready)
+  region.publish(at, LINE_BYTES)
 }
 
+/** A topic object in the directory, its descriptor written before its name is published. */
+const addTopic = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  writer: DirectoryWriterShape,
+  spec: TopicSpec & { readonly memory: number }
+) =>
+  writer.create(
+    { kind: "topic", name: spec.name, bytes: spec.memory },
+    (extent) => writeDescriptor(region, extent.offset, spec)
+  ).pipe(
+    Effect.catchTags({
+      NameTaken: () => Effect.fail(new TopicExists({ name: spec.name })),
+      // The name was checked against the topic name pattern, which the directory's allows.
+      InvalidObjectName: (e) => Effect.die(e)
+    }),
+    Effect.flatMap((entry) => {
+      const info = readTopicEntry(region, area, entry)
+      return info === undefined
+        ? Effect.dieMessage(`topic ${spec.name}: its descriptor reads back invalid`)
+        : Effect.succeed(info)
+    })
+  )
+
+/** The region's topics; they are created where the directory's writer is (the head), elsewhere NotDirectoryWriter. */
 export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory> =>
-  Effect.map(CxlMemory, (region) =>
-    topicsOver({
-      maxTopics: area.config.maxTopics,
+  Effect.gen(function*() {
+    const region = yield* CxlMemory
+    const writer = yield* Effect.serviceOption(DirectoryWriter)
+    return topicsOver({
       list: () => listTopics(region, area),
-      add: (spec) => addTopic(region, area, spec)
-    }))
+      add: (spec) =>
+        Option.isSome(writer)
+          ? addTopic(region, area, writer.value, spec)
+          : Effect.fail(new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 }))
+    }, area.config)
+  })
 
 export const layer = (area: LogArea): Layer.Layer<Topics, never, CxlMemory> => Layer.effect(Topics, make(area))

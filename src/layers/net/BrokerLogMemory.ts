@@ -18,16 +18,23 @@ import {
   type ReplicationUnavailable,
   type TopicExists,
   Topics,
-  type TopicsShape,
-  type TopicTableFull
+  type TopicSpaceError,
+  type TopicsShape
 } from "../../services/log/Topics.js"
 import type { BrokerLog } from "../../services/net/Broker.js"
+import type { NotDirectoryWriter } from "../../services/region/Directory.js"
 import * as AckTrackerMemory from "../log/AckTrackerMemory.js"
 import * as AppenderMemory from "../log/AppenderMemory.js"
 import * as ConsumersMemory from "../log/ConsumersMemory.js"
-import { defaultLogConfig, type LogConfigInvalid, validateLogConfig } from "../log/Layout.js"
+import { defaultLogConfig, type LogConfigInvalid, topicBytesFor, validateLogConfig } from "../log/Layout.js"
 import * as LogReaderMemory from "../log/LogReaderMemory.js"
-import { findTopic, makeMemoryStore, type MemoryBatch, type MemoryLogStore } from "../log/MemoryStore.js"
+import {
+  defaultStoreSpace,
+  findTopic,
+  makeMemoryStore,
+  type MemoryBatch,
+  type MemoryLogStore
+} from "../log/MemoryStore.js"
 import * as SequencerMemory from "../log/SequencerMemory.js"
 import * as TopicsMemory from "../log/TopicsMemory.js"
 
@@ -89,7 +96,9 @@ export interface MemoryLog {
 export type MemoryLogError =
   | LogConfigInvalid
   | TopicExists
-  | TopicTableFull
+  | TopicSpaceError
+  // The store's Topics share the live create's type; the store is its own writer and never fails so.
+  | NotDirectoryWriter
   | ReplicationUnavailable
   | InvalidTopicSpec
   | BrokerSlotTaken
@@ -122,18 +131,20 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     const retain = options.retainOrdered ?? true
     const pbrSlots = retain ? defaultLogConfig.pbrSlots : UNRETAINED_PBR_SLOTS
     const maxBatchBytes = options.maxBatchBytes ?? defaultLogConfig.maxBatchBytes
+    const shape = {
+      ...defaultLogConfig,
+      maxBrokers: brokers,
+      pbrSlots,
+      goiSlots: retain ? RETAIN_ALL_GOI_SLOTS : nextPowerOfTwo(brokers * pbrSlots),
+      sessionSlots: options.sessionSlots ?? defaultLogConfig.sessionSlots,
+      maxBatchBytes
+    }
+    // Each topic's Blogs with room for a few of the largest batches (16 MiB at least); the store's
+    // topics take no memory but their payloads, so its heap does not bound them.
+    const blogBytes = Math.max(16 << 20, Math.ceil((4 * maxBatchBytes) / 4096) * 4096)
     const store = makeMemoryStore(
-      yield* validateLogConfig({
-        ...defaultLogConfig,
-        maxTopics: Math.max(defaultLogConfig.maxTopics, options.topics.length),
-        maxBrokers: brokers,
-        pbrSlots,
-        goiSlots: retain ? RETAIN_ALL_GOI_SLOTS : nextPowerOfTwo(brokers * pbrSlots),
-        sessionSlots: options.sessionSlots ?? defaultLogConfig.sessionSlots,
-        maxBatchBytes,
-        // Room for a few of the largest batches (a multiple of 4096, as the layout wants).
-        blogBytes: Math.max(defaultLogConfig.blogBytes, Math.ceil((4 * maxBatchBytes) / 4096) * 4096)
-      })
+      yield* validateLogConfig({ ...shape, topicMemoryBytes: topicBytesFor(shape, blogBytes) }),
+      { maxTopics: Math.max(defaultStoreSpace.maxTopics, options.topics.length), heapBytes: Number.POSITIVE_INFINITY }
     )
     const topics = yield* TopicsMemory.makeMemory(store)
     for (const spec of options.topics) {

@@ -61,7 +61,10 @@ export interface WriterOptions {
   readonly area: DirectoryArea
   /** The writer's epoch (the head's cluster epoch): a writer of a later epoch fences this one out. */
   readonly epoch: number
-  /** How often deleted objects' extents are checked for freeing while any wait (default: the shared cadence, 500 ms). */
+  /**
+   * How often deleted objects' extents are checked for freeing while any wait (default: the shared
+   * cadence, 500 ms); 0: never by a tick, only when an allocation finds no room or `reclaim` is called.
+   */
   readonly reclaimEveryMs?: number
 }
 
@@ -76,6 +79,7 @@ export const makeWriter = (
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const writer = yield* writerOver(region, options.area, options.epoch)
+    if (options.reclaimEveryMs === 0) return writer.shape
     yield* everyTick(
       () => options.reclaimEveryMs ?? CADENCE_MS,
       Effect.suspend(() => (writer.retiredBlocks() > 0 ? Effect.asVoid(writer.shape.reclaim) : Effect.void))

@@ -73,7 +73,8 @@ const Header = {
   pinEpoch: 4, // i32: bumped by every delete; starts at 1 once formatted
   generation: 8, // i32: the last generation handed out
   formatted: 12, // i32: 1 once the page map holds the heap's first free blocks (stored last)
-  objects: 16 // i32: live objects
+  objects: 16, // i32: live objects
+  changes: 20 // i32: bumped (after the entry is published) by every create and delete: a reader's cue to look again
 } as const
 
 export class DirectoryHeaderView extends WordView {
@@ -106,6 +107,12 @@ export class DirectoryHeaderView extends WordView {
   }
   setObjects(at: number, v: number): void {
     this.i32[(at + Header.objects) / 4] = v
+  }
+  changes(at: number): number {
+    return Atomics.load(this.i32, (at + Header.changes) / 4)
+  }
+  storeChanges(at: number, v: number): void {
+    Atomics.store(this.i32, (at + Header.changes) / 4, v)
   }
 }
 

@@ -5,14 +5,21 @@
  * A deleted entry stays as a marker (`deleted`) that probes pass over, until the writer sweeps the
  * markers that end a probe run (`sweepDeleted`), so chains stay as short as the live objects make them.
  */
-import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import {
   type DirectoryEntry,
   MAX_NAME_BYTES,
   MAX_OBJECT_PARAMS,
   type ObjectKind
 } from "../../services/region/Directory.js"
-import { type DirectoryArea, Entry, ENTRY_BYTES, EntryState, EntryView } from "./DirectoryRecords.js"
+import {
+  type DirectoryArea,
+  DirectoryHeaderView,
+  Entry,
+  ENTRY_BYTES,
+  EntryState,
+  EntryView
+} from "./DirectoryRecords.js"
 
 export const OBJECT_KINDS: ReadonlyArray<ObjectKind> = ["topic", "group", "channel", "service"]
 
@@ -61,9 +68,11 @@ interface EntrySnapshot {
 
 export class DirectoryTable {
   private readonly entries: EntryView
+  private readonly header: DirectoryHeaderView
   private readonly mask: number
   constructor(private readonly region: CxlMemoryShape, private readonly area: DirectoryArea) {
     this.entries = new EntryView(region)
+    this.header = new DirectoryHeaderView(region)
     this.mask = area.config.entrySlots - 1
   }
 
@@ -137,6 +146,12 @@ export class DirectoryTable {
       }
     }
     return { found: undefined, free }
+  }
+
+  /** The writer's count of creates and deletes: while it reads the same, so does every list of the table. */
+  changes(): number {
+    this.region.invalidate(this.area.header, LINE_BYTES)
+    return this.header.changes(this.area.header)
   }
 
   lookup(kind: ObjectKind, name: string): DirectoryEntry | undefined {

@@ -134,7 +134,13 @@ const writerState = (
     return allocator.allocate(order, slot, generation)
   }
 
-  const create = (spec: ObjectSpec) =>
+  /** Tells readers the directory changed, once the entry that changed reads as it now is. */
+  const announceChange = () => {
+    header.storeChanges(at, header.changes(at) + 1)
+    publishHeader()
+  }
+
+  const create = (spec: ObjectSpec, initialize?: (extent: Extent) => void) =>
     Effect.gen(function*() {
       yield* fenced
       const name = encodeName(spec.name)
@@ -157,16 +163,19 @@ const writerState = (
       const page = allocate(spec.bytes, free, generation)
       if (page === undefined) return yield* regionFull(spec.bytes)
       header.setGeneration(at, generation)
+      const extent: Extent = { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(spec.bytes)) }
+      // The object's own records are written (and published, by `initialize`) before its entry is: a reader that finds the name finds them whole.
+      initialize?.(extent)
       const entry = table.insert(free, {
         generation,
         kind: spec.kind,
         name: spec.name,
-        extent: { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(spec.bytes)) },
+        extent,
         params,
         createdAtMs: Date.now()
       })
       header.setObjects(at, objects + 1)
-      publishHeader()
+      announceChange()
       return entry
     })
 
@@ -192,7 +201,7 @@ const writerState = (
         // The epoch moves after the entry reads deleted: a pin announced at it finds the object gone.
         const retiredAt = header.pinEpoch(at) + 1
         header.storePinEpoch(at, retiredAt)
-        publishHeader()
+        announceChange()
         for (const block of allocator.ownedBy(entry.slot, entry.generation)) allocator.retire(block.page, retiredAt)
         table.sweepDeleted(entry.slot)
         // Freeing (zeroing the extents) is left to the writer's tick, or to an allocation that finds no room.

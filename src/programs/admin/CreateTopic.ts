@@ -16,7 +16,9 @@ export const createTopic = (region: RegionAccess, specs: ReadonlyArray<TopicSpec
     for (const spec of specs) {
       const info = yield* coordinator.createTopic(spec)
       yield* Console.log(
-        `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor})`
+        `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}${
+          info.memory === undefined ? "" : `, memory ${info.memory / 2 ** 20} MiB`
+        })`
       )
     }
   }).pipe(

@@ -1,6 +1,7 @@
 /**
  * `cxlog topics`: the region's topics with their order mode, ACK level, replication factor,
- * the message offsets they hold, publisher sessions and subscribers. It maps the region and
+ * memory, the message offsets they hold, publisher sessions and subscribers, and the heap's
+ * space they leave. It maps the region and
  * reads it in place without joining it (no process slot, no coordinator), so it works beside
  * a running cluster, and on a region whose head is gone.
  */
@@ -12,6 +13,7 @@ import { ParticipantLineView, SubscriberLineView } from "../../layers/log/Record
 import { listTopics, regionSessionTables } from "../../layers/log/Topics.js"
 import { readMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
+import { heapBlocks, usageOf } from "../../layers/region/DirectorySpace.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import type { RegionAccess } from "../../layers/Roles.js"
@@ -27,6 +29,9 @@ export interface TopicDescription {
   readonly replicationFactor: number
   /** Replication factor 2: what the disk keeps of the topic (absent: all of it). */
   readonly diskRetention?: DiskRetention
+  /** Its memory in the region (its extent), and the Blog each writer lane has of it. */
+  readonly memoryBytes: number
+  readonly blogBytesPerBroker: number
   /** Message offsets held: earliest .. end-1 (none when earliest = end). */
   readonly earliest: number
   readonly end: number
@@ -47,8 +52,10 @@ export interface TopicsReport {
   readonly region: string
   /** The region's id (its creation time in ms), as mirrors name it. */
   readonly regionId: string
-  /** What every topic can hold at most: its last `goiSlots` batches, within each broker's Blog of `blogBytes`. */
-  readonly retention: { readonly goiSlots: number; readonly blogBytesPerBroker: number; readonly maxBrokers: number }
+  /** What every topic can hold at most: its last `goiSlots` batches, within each of its `maxBrokers` writer lanes' Blog. */
+  readonly retention: { readonly goiSlots: number; readonly maxBrokers: number }
+  /** The heap topics (and other named objects) take their memory from. */
+  readonly heap: { readonly heapBytes: number; readonly freeBytes: number; readonly largestFreeBytes: number }
   readonly topics: ReadonlyArray<TopicDescription>
 }
 
@@ -95,6 +102,8 @@ export const describeTopics = (access: RegionAccess) =>
         ackLevel: info.ackLevel,
         replicationFactor: info.replicationFactor,
         ...(info.diskRetention === undefined ? {} : { diskRetention: info.diskRetention }),
+        memoryBytes: info.memory ?? area.placeOf(info.id).bytes,
+        blogBytesPerBroker: area.blogBytes(info.id),
         earliest,
         end,
         orderedBatches: committed,
@@ -110,11 +119,10 @@ export const describeTopics = (access: RegionAccess) =>
     return {
       region: access.name,
       regionId: id,
-      retention: {
-        goiSlots: area.config.goiSlots,
-        blogBytesPerBroker: area.config.blogBytes,
-        maxBrokers: area.config.maxBrokers
-      },
+      retention: { goiSlots: area.config.goiSlots, maxBrokers: area.config.maxBrokers },
+      heap: (({ freeBytes, heapBytes, largestFreeBytes }) => ({ heapBytes, freeBytes, largestFreeBytes }))(
+        usageOf(layout.directory, heapBlocks(region, layout.directory), topics.length)
+      ),
       topics
     } satisfies TopicsReport
   }).pipe(Effect.scoped)
@@ -169,7 +177,7 @@ export const topics = (options: TopicsOptions) =>
     }
     yield* Console.log(
       table(
-        ["topic", "order", "ack", "rf", "offsets held", "batches", "sessions", "subscribers"],
+        ["topic", "order", "ack", "rf", "memory", "offsets held", "batches", "sessions", "subscribers"],
         topics.map((
           t
         ) => [
@@ -177,6 +185,7 @@ export const topics = (options: TopicsOptions) =>
           ORDER_NAMES[t.order] ?? `${t.order}`,
           ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`,
           t.replicationFactor,
+          mib(t.memoryBytes),
           held(t),
           t.orderedBatches,
           `${t.sessions}/${t.sessionSlots}`,
@@ -187,9 +196,10 @@ export const topics = (options: TopicsOptions) =>
     const mirrorLines = topics.flatMap((t) => t.mirrors.map((m) => mirrorLine(t.name, m)))
     if (mirrorLines.length > 0) yield* Console.log(`\n${mirrorLines.join("\n")}`)
     const r = report.retention
+    const h = report.heap
     yield* Console.log(
-      `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} brokers' ${
-        mib(r.blogBytesPerBroker)
-      } Blogs still hold; a durable subscriber holds back reclaiming until it has read`
+      `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} writer lanes' Blogs (a share of its memory) still hold; a durable subscriber holds back reclaiming until it has read\nmemory: ${
+        mib(h.freeBytes)
+      } of the region's ${mib(h.heapBytes)} heap free (the largest topic that fits now: ${mib(h.largestFreeBytes)})`
     )
   })

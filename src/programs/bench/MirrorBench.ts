@@ -30,6 +30,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Chunk, Console, Effect, Layer, Option, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { availableParallelism } from "node:os"
+import { defaultLogConfig, topicBytesFor } from "../../layers/log/Layout.js"
 import { openTarget } from "../../layers/mirror/JetStreamTarget.js"
 import { type MirroredMessage, readMirrored } from "../../layers/mirror/MirrorRecord.js"
 import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from "../../layers/mirror/MirrorWindow.js"
@@ -277,10 +278,12 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const env = {
       [REGION_SETTINGS.settings.name.env]: region,
       ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
-        maxTopics: 1,
         maxBrokers: 1,
-        blogBytes: Math.max(blogBytes, 16 << 20),
-        goiSlots: 262144
+        goiSlots: 262144,
+        topicMemoryBytes: topicBytesFor(
+          { ...defaultLogConfig, maxBrokers: 1, goiSlots: 262144 },
+          Math.max(blogBytes, 16 << 20)
+        )
       })
     }
     const { head, brokers, ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)

@@ -80,6 +80,18 @@ export const topics = Cli.repeated(
   })
 )
 
+/** `--memory`: each topic created here takes this much of the region (else the region's CXLOG_TOPIC_MEMORY). */
+export const topicMemory = Cli.custom<number | undefined>("memory", "SIZE", parseSize, {
+  default: undefined,
+  shown: "the region's (CXLOG_TOPIC_MEMORY)",
+  description:
+    "the memory each topic created here takes in the region (rounded up to a power of two): its records, GOI and writer lanes; its Blogs, which bound what it retains, share what is left"
+})
+
+/** `specs`, each with `memory` when given. */
+export const withMemory = (specs: ReadonlyArray<TopicSpec>, memory: number | undefined) =>
+  memory === undefined ? specs : specs.map((spec): TopicSpec => ({ ...spec, memory }))
+
 /** The disk retention of replication factor 2 topics whose spec gives none. */
 export const diskRetentionFlags = {
   diskRetentionBytes: Cli.custom<number | undefined>("disk-retention-bytes", "SIZE", parseSize, {

@@ -186,13 +186,7 @@ const serve = (options: HeadOptions) =>
       )
     )
     const layout = yield* RegionLayout
-    // The directory's one writer is the lease holder, at its epoch: a standby that takes the lease takes the directory over too.
-    yield* DirectoryLayers.makeWriter({ area: layout.directory, epoch: sequencer.epoch }).pipe(
-      Effect.catchTag("NotDirectoryWriter", () =>
-        Effect.sync(() => exitFenced(new SequencerLeaseLost({ epoch: sequencer.epoch, holderPid: 0 }))))
-    )
-    const heap = yield* Effect.scoped(Effect.flatMap(DirectoryLayers.make(layout.directory), (d) =>
-      d.usage))
+    const heap = yield* Effect.scoped(Effect.flatMap(DirectoryLayers.make(layout.directory), (d) => d.usage))
     yield* Effect.logInfo(
       `head: region ${options.region.name} (${
         (layout.totalBytes / 2 ** 20).toFixed(1)
@@ -253,10 +247,14 @@ const serve = (options: HeadOptions) =>
     Effect.provide(
       coordinatorClient().pipe(
         Layer.provideMerge(coordinatorServer()),
-        Layer.provideMerge(headLog({
-          ...options.sequencer,
-          onFirstOrdered: (atMs) => report({ event: "firstOrdered", atMs, pid: process.pid })
-        })),
+        Layer.provideMerge(headLog(
+          {
+            ...options.sequencer,
+            onFirstOrdered: (atMs) => report({ event: "firstOrdered", atMs, pid: process.pid })
+          },
+          // The directory's writer is the lease holder: a newer head took both over.
+          (fenced) => Effect.sync(() => exitFenced(new SequencerLeaseLost({ epoch: fenced.epoch, holderPid: 0 })))
+        )),
         Layer.provideMerge(controlTransport),
         Layer.provideMerge(processSlot("head", 0)),
         Layer.provideMerge(

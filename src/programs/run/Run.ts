@@ -12,7 +12,7 @@ import { Config, Console, Data, Effect } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { defaultLogConfig } from "../../layers/log/Layout.js"
+import { defaultLogConfig, topicBytesFor } from "../../layers/log/Layout.js"
 import { regionConfig, validate as validateRegion } from "../../layers/RegionLayout.js"
 import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import { asEnvironment, envConfigProvider, processEnvironment } from "../../Settings.js"
@@ -42,18 +42,24 @@ const runDataDir = Effect.acquireRelease(
 /** How long a run with a broker or head to kill is paced to take (see `RunOptions.killBroker`). */
 const KILL_RUN_SECONDS = 2
 
-/** Region sizing for the run: one topic, `brokers` broker slots (and the local publisher's), blogs large enough to absorb bursts. */
+/** Region sizing for the run: `brokers` broker slots (and the local publisher's), its topic's Blogs large enough to absorb bursts (32 MiB at least). */
 export const logEnv = (
   options: Pick<ClusterShape, "brokers" | "batchBytes" | "local"> & { readonly localPublishers?: number }
-): Record<string, string> =>
-  asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
-    maxTopics: 1,
+): Record<string, string> => {
+  const shape = {
+    ...defaultLogConfig,
     // A local publisher takes a broker slot of its own (`local`: one; `localPublishers`: that many).
     maxBrokers: Math.max(options.brokers, 1) + (options.localPublishers ?? (options.local === true ? 1 : 0)),
-    blogBytes: 32 << 20,
     pbrSlots: Math.max(defaultLogConfig.pbrSlots, 2048),
     maxBatchBytes: Math.max(options.batchBytes, 1 << 20)
+  }
+  return asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
+    maxBrokers: shape.maxBrokers,
+    pbrSlots: shape.pbrSlots,
+    maxBatchBytes: shape.maxBatchBytes,
+    topicMemoryBytes: topicBytesFor(shape, 32 << 20)
   })
+}
 
 /** A run its flags describe but that cannot be done (exit 2, before any process starts). */
 export class InvalidRun extends Data.TaggedError("InvalidRun")<{ readonly reason: string }> {

@@ -90,21 +90,15 @@ const given = (name: string) => Config.option(Config.integer(name))
 
 /**
  * The roles' environment: the region, each role's metrics port, and a region sized for the
- * brokers and topics asked for (with room for local publishers) unless CXLOG_LOG_MAX_BROKERS /
- * CXLOG_LOG_MAX_TOPICS say otherwise, which must then leave room for them.
+ * brokers asked for (with room for local publishers) unless CXLOG_LOG_MAX_BROKERS says
+ * otherwise, which must then leave room for them. Topics take the heap's space as they are made.
  */
 const rolesEnv = (options: ServeOptions) =>
   Effect.gen(function*() {
     const maxBrokers = yield* given(LOG_LAYOUT_SETTINGS.settings.maxBrokers.env)
-    const maxTopics = yield* given(LOG_LAYOUT_SETTINGS.settings.maxTopics.env)
     if (Option.isSome(maxBrokers) && maxBrokers.value < options.brokers) {
       return yield* failUsage(
         `cxlog serve: --broker-count ${options.brokers} needs ${options.brokers} broker slots, and CXLOG_LOG_MAX_BROKERS=${maxBrokers.value} gives the region fewer: raise it, or start fewer brokers`
-      )
-    }
-    if (Option.isSome(maxTopics) && maxTopics.value < options.topics.length) {
-      return yield* failUsage(
-        `cxlog serve: ${options.topics.length} --topic flags need ${options.topics.length} topics, and CXLOG_LOG_MAX_TOPICS=${maxTopics.value} gives the region fewer: raise it, or give fewer topics`
       )
     }
     const lastPort = options.port + options.brokers - 1
@@ -120,9 +114,7 @@ const rolesEnv = (options: ServeOptions) =>
       CXLOG_ATTACH: "false",
       ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
         maxBrokers: Option.getOrElse(maxBrokers, () =>
-          Math.max(defaultLogConfig.maxBrokers, options.brokers + LOCAL_PUBLISHER_SLOTS)),
-        maxTopics: Option.getOrElse(maxTopics, () =>
-          Math.max(defaultLogConfig.maxTopics, options.topics.length))
+          Math.max(defaultLogConfig.maxBrokers, options.brokers + LOCAL_PUBLISHER_SLOTS))
       })
     }
   })

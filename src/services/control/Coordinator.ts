@@ -9,9 +9,10 @@ import type {
   ReplicationUnavailable,
   TopicExists,
   TopicInfo,
-  TopicSpec,
-  TopicTableFull
+  TopicSpaceError,
+  TopicSpec
 } from "../log/Topics.js"
+import type { NotDirectoryWriter } from "../region/Directory.js"
 
 export const BarrierMode = Schema.Literal("rendezvous", "delivery-fence", "processing-fence")
 export type BarrierMode = typeof BarrierMode.Type
@@ -204,7 +205,12 @@ export interface CoordinatorShape {
     spec: TopicSpec
   ) => Effect.Effect<
     TopicInfo,
-    TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec | CoordinatorUnavailable
+    | TopicExists
+    | TopicSpaceError
+    | ReplicationUnavailable
+    | InvalidTopicSpec
+    | NotDirectoryWriter
+    | CoordinatorUnavailable
   >
 }
 

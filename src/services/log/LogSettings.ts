@@ -9,11 +9,6 @@ import { setting, type SettingsTable } from "../../Settings.js"
 export const LOG_LAYOUT_SETTINGS = {
   usedBy: "head (region layout)",
   settings: {
-    maxTopics: setting.integer({
-      env: "CXLOG_LOG_MAX_TOPICS",
-      default: 4,
-      description: "topics the topic table holds"
-    }),
     maxBrokers: setting.integer({
       env: "CXLOG_LOG_MAX_BROKERS",
       default: 4,
@@ -24,10 +19,11 @@ export const LOG_LAYOUT_SETTINGS = {
       default: 1024,
       description: "batch headers each broker's PBR ring holds per topic"
     }),
-    blogBytes: setting.size({
-      env: "CXLOG_LOG_BLOG_BYTES",
-      default: 16 << 20,
-      description: "payload bytes each broker's Blog holds per topic (retention is bounded by it)"
+    topicMemoryBytes: setting.size({
+      env: "CXLOG_TOPIC_MEMORY",
+      default: 64 << 20,
+      description:
+        "a topic's memory in the region when its create names none (rounded up to a power of two): its records, GOI, and each writer lane's PBR and Blog, which share what is left (retention is bounded by it)"
     }),
     goiSlots: setting.integer({
       env: "CXLOG_LOG_GOI_SLOTS",

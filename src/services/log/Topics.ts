@@ -1,9 +1,11 @@
 /**
- * Topics: the region's topic table. A topic has a name, an order mode, an ACK level and a
- * replication factor; creating one (the head does, for the coordinator) makes its PBRs,
- * Blogs, GOI and session table live. Every process can look topics up.
+ * Topics: the region's topics, objects of its directory. A topic has a name, an order mode, an
+ * ACK level, a replication factor and its memory; creating one (the head does, for the
+ * coordinator) allocates its extent and makes its PBRs, Blogs, GOI and session table live.
+ * Every process can look topics up.
  */
 import { Context, Data, type Effect, Schema } from "effect"
+import type { DirectoryFull, NotDirectoryWriter, RegionFull } from "../region/Directory.js"
 import { OrderMode, orderPolicy } from "./OrderModes.js"
 
 export { OrderMode } from "./OrderModes.js"
@@ -36,7 +38,12 @@ export const TopicSpec = Schema.Struct({
   /** Copies of each batch, the region's included. */
   replicationFactor: Schema.Int.pipe(Schema.between(1, 16)),
   /** Replication factor 2: the disk copy's retention (absent: kept whole). */
-  diskRetention: Schema.optionalWith(DiskRetention, { exact: true })
+  diskRetention: Schema.optionalWith(DiskRetention, { exact: true }),
+  /**
+   * Its memory in the region, in bytes, rounded up to a power of two (absent: CXLOG_TOPIC_MEMORY):
+   * its records, GOI, and each writer lane's PBR and Blog. A topic's info says what it holds.
+   */
+  memory: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true })
 })
 export type TopicSpec = typeof TopicSpec.Type
 
@@ -55,11 +62,20 @@ export const topicSpecConflict = (spec: TopicSpec): string | undefined =>
 export const TopicInfo = Schema.Struct({ ...TopicSpec.fields, id: Schema.Int })
 export type TopicInfo = typeof TopicInfo.Type
 
+/** Why a create found no room: the directory's slots, or the heap's space (each names what holds it and what would free it). */
+export type TopicSpaceError = DirectoryFull | RegionFull
+
 export interface TopicsShape {
-  /** Creates a topic (one writer: the head); fails if the name exists or the table is full. */
+  /**
+   * Creates a topic (one writer: the head, as the directory's writer; elsewhere NotDirectoryWriter);
+   * fails if the name exists or the region has no room for it.
+   */
   readonly create: (
     spec: TopicSpec
-  ) => Effect.Effect<TopicInfo, TopicExists | TopicTableFull | ReplicationUnavailable | InvalidTopicSpec>
+  ) => Effect.Effect<
+    TopicInfo,
+    TopicExists | TopicSpaceError | ReplicationUnavailable | InvalidTopicSpec | NotDirectoryWriter
+  >
   readonly lookup: (name: string) => Effect.Effect<TopicInfo, TopicNotFound>
   readonly list: Effect.Effect<ReadonlyArray<TopicInfo>>
 }
@@ -75,12 +91,6 @@ export class TopicExists extends Schema.TaggedError<TopicExists>()("TopicExists"
 export class TopicNotFound extends Schema.TaggedError<TopicNotFound>()("TopicNotFound", { name: Schema.String }) {
   override get message() {
     return `unknown topic ${JSON.stringify(this.name)}`
-  }
-}
-
-export class TopicTableFull extends Schema.TaggedError<TopicTableFull>()("TopicTableFull", { maxTopics: Schema.Int }) {
-  override get message() {
-    return `the topic table is full (${this.maxTopics} topics; raise CXLOG_LOG_MAX_TOPICS)`
   }
 }
 

@@ -89,9 +89,13 @@ export interface DirectoryShape {
 export class Directory extends Context.Tag("cxlog/Directory")<Directory, DirectoryShape>() {}
 
 export interface DirectoryWriterShape {
-  /** Creates an object with its main extent (zeroed). */
+  /**
+   * Creates an object with its main extent (zeroed). `initialize` writes (and publishes) the object's
+   * own records into the extent before the entry is published, so no reader finds the name before them.
+   */
   readonly create: (
-    spec: ObjectSpec
+    spec: ObjectSpec,
+    initialize?: (extent: Extent) => void
   ) => Effect.Effect<DirectoryEntry, NameTaken | DirectoryFull | RegionFull | InvalidObjectName | NotDirectoryWriter>
   /** Another extent for a live object (zeroed), freed with it. */
   readonly allocate: (
@@ -200,6 +204,8 @@ export class NotDirectoryWriter extends Schema.TaggedError<NotDirectoryWriter>()
   writerEpoch: Schema.Int
 }) {
   override get message() {
-    return `this process (epoch ${this.epoch}) no longer writes the directory: a head of epoch ${this.writerEpoch} took it over`
+    return this.epoch === 0
+      ? "this process does not write the region's directory: its head does (create topics through it: cxlog create-topic, or the Coordinator)"
+      : `this process (epoch ${this.epoch}) no longer writes the directory: a head of epoch ${this.writerEpoch} took it over`
   }
 }

@@ -54,8 +54,9 @@ export const DIRECTORY_LAYOUT_SETTINGS = {
     }),
     heapBytes: setting.size({
       env: "CXLOG_HEAP_BYTES",
-      default: 16 << 20,
-      description: "the region's heap: the space named objects' extents are allocated from"
+      default: 2 ** 31,
+      description:
+        "the region's heap: the space named objects' extents (topics among them) are allocated from; untouched pages cost no memory"
     })
   }
 } as const satisfies SettingsTable

@@ -79,8 +79,8 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
       )
     }
     const candidates = scan.tail.slice(Math.max(0, scan.tail.length - room))
-    const { held, blogHead } = placeTail(candidates, config.blogBytes)
-    const unloaded = yield* loadHeld(log, candidates[candidates.length - held.length], held, blog, config.blogBytes)
+    const { held, blogHead } = placeTail(candidates, blog.length)
+    const unloaded = yield* loadHeld(log, candidates[candidates.length - held.length], held, blog, blog.length)
     if (unloaded !== undefined) return yield* fail(unloaded)
     const restored = restoreSessions(sessions, scan.byClient)
     if (typeof restored === "string") return yield* fail(restored)

@@ -112,6 +112,7 @@ export const regionRecoveryTarget = (
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
     const blogAt = area.blog(t, BROKER)
+    const blogBytes = area.blogBytes(t)
     const pbr = new PbrSlotView(region, config.pbrSlots)
     const goi = new GoiEntryView(region)
     const sequencerLines = new SequencerLineView(region)
@@ -124,7 +125,7 @@ export const regionRecoveryTarget = (
       const epoch = lease.epoch(Offsets.sequencerLease)
       for (const batch of log.held) {
         const g = batch.globalSeq
-        region.publish(blogAt + (batch.blogPosition % config.blogBytes), batch.payloadBytes)
+        region.publish(blogAt + (batch.blogPosition % blogBytes), batch.payloadBytes)
         const slot = pbrSlotOffset(area, t, BROKER, g)
         pbr.writeHeader(slot, batch, batch.blogPosition, BROKER, g, PbrKind.batch)
         pbr.setGlobalSeq(slot, g)
@@ -163,7 +164,7 @@ export const regionRecoveryTarget = (
       orderLines.bumpProgress(orderLine)
       region.publish(orderLine, LINE_BYTES)
     }
-    return { config, sessions, blog: region.bytes.subarray(blogAt, blogAt + config.blogBytes), commit }
+    return { config, sessions, blog: region.bytes.subarray(blogAt, blogAt + blogBytes), commit }
   })
 
 /** The in-process store as a recovery target (the log fakes); refused unless the topic's log is empty. */
@@ -183,11 +184,11 @@ export const memoryRecoveryTarget = (
     if (busy >= 0) return Effect.fail(notEmpty(topic, `broker ${busy} appended ${stored.brokers[busy]!.head} batches`))
     const { config } = store
     // A Blog of the store's size, so what the tail holds is the region's; each batch then takes a copy of its bytes.
-    const blog = new Uint8Array(config.blogBytes)
+    const blog = new Uint8Array(stored.blogBytes)
     const commit = (log: RecoveredLog) => {
       const broker = stored.brokers[BROKER]!
       for (const batch of log.held) {
-        const at = batch.blogPosition % config.blogBytes
+        const at = batch.blogPosition % stored.blogBytes
         const placed: MemoryBatch = {
           kind: PbrKind.batch,
           broker: BROKER,
