@@ -82,7 +82,7 @@ describe("log layout", () => {
     const blogBytes = blogBytesOf(c, c.topicMemoryBytes)
     expect(blogBytes).toBe(SMALL_BLOG_BYTES)
     for (let t = 0; t < TEST_TOPICS; t++) {
-      area.place(t, { offset: area.directory.heap + t * extent, bytes: extent, blogBytes })
+      area.place(t, { offset: area.directory.heap + t * extent, bytes: extent, blogBytes, generation: t + 1 })
     }
     const topicSpans: Array<[string, number, number]> = []
     for (let t = 0; t < TEST_TOPICS; t++) {

@@ -27,7 +27,12 @@ import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 const OUR_BELL = 4096
 const area = testRegion(smallConfig).area
 // The test writes topic 0's subscriber lines raw: they lie where a topic's would, at the heap's start.
-area.place(0, { offset: area.directory.heap, bytes: smallConfig.topicMemoryBytes, blogBytes: SMALL_BLOG_BYTES })
+area.place(0, {
+  offset: area.directory.heap,
+  bytes: smallConfig.topicMemoryBytes,
+  blogBytes: SMALL_BLOG_BYTES,
+  generation: 1
+})
 
 /** An occurrence as a claim by the process `shortTag` names would have made it. */
 const occurrenceOf = (shortTag: number) => (shortTag << 15) | 7

@@ -12,13 +12,14 @@ const SLOTS = 16
 /** An ACK tracker over one topic whose sessions live in `table`. */
 const trackerOver = (table: SessionTable) => {
   const topic = {
-    info: { name: "t", id: 0, order: 5, ackLevel: 1, replicationFactor: 1 },
+    info: { name: "t", id: 0, generation: 1, order: 5, ackLevel: 1, replicationFactor: 1 },
     sessions: table,
     brokers: 1,
     sent: () => 0,
     acked: () => 0,
     owned: () => true,
     progress: () => 0,
+    deleted: () => false,
     totalOrder: () => undefined
   } as unknown as AckTopic
   return ackTrackerOver({

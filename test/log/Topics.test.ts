@@ -22,6 +22,7 @@ for (const impl of implementations) {
         // Its memory, as the region's default or as asked; an id of its own.
         expect(a).toEqual({
           id: a.id,
+          generation: a.generation,
           name: "orders",
           order: 5,
           ackLevel: 1,
@@ -30,6 +31,7 @@ for (const impl of implementations) {
         })
         expect(b.memory).toBe(2 * smallConfig.topicMemoryBytes)
         expect(b.id).not.toBe(a.id)
+        expect(b.generation).not.toBe(a.generation)
         expect(yield* topics.lookup("clicks.v2")).toEqual(b)
         expect(yield* topics.lookup("orders")).toEqual(a)
         expect((yield* topics.list).map((t) => t.name)).toEqual(["orders", "clicks.v2"])

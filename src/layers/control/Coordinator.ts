@@ -318,6 +318,11 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
             "InvalidTopicSpec",
             "NotDirectoryWriter"
           ]))
+        ),
+      deleteTopic: (name) =>
+        client.call(Protocol.DeleteTopicMethod, { name }).pipe(
+          Effect.asVoid,
+          Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
         )
     } satisfies CoordinatorShape
   })

@@ -69,7 +69,8 @@ export const makeMemoryClient = (
       createGroup: (name, slots) => Effect.sync(() => hub.membership.createGroup(name, slots)),
       joinGroup: (name) => Effect.sync(() => hub.membership.joinGroup(name, self.slot)),
       barrier: (name, options) => hub.engine.arrive(arrival(self, name, options, drainTargetsOf(hub.inspectors))),
-      createTopic: hub.topics.create
+      createTopic: hub.topics.create,
+      deleteTopic: hub.topics.delete
     }
   })
 

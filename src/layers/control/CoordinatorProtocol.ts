@@ -20,6 +20,9 @@ import {
   ReplicationUnavailable,
   TopicExists,
   TopicInfo,
+  TopicName,
+  TopicNotDeletable,
+  TopicNotFound,
   TopicSpec
 } from "../../services/log/Topics.js"
 import { DirectoryFull, NotDirectoryWriter, RegionFull } from "../../services/region/Directory.js"
@@ -49,6 +52,12 @@ export const CreateTopicMethod = method("cxlog.createTopic", {
     InvalidTopicSpec,
     NotDirectoryWriter
   )
+})
+
+export const DeleteTopicMethod = method("cxlog.deleteTopic", {
+  payload: Schema.Struct({ name: TopicName }),
+  success: Schema.Null,
+  failure: Schema.Union(TopicNotFound, TopicNotDeletable, NotDirectoryWriter)
 })
 
 /**

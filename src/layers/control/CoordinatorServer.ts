@@ -30,6 +30,7 @@ import {
   CoordinatorTakeoverNotice,
   CreateGroupMethod,
   CreateTopicMethod,
+  DeleteTopicMethod,
   JoinGroupMethod,
   JoinMethod,
   LeaveMethod,
@@ -203,7 +204,8 @@ const handlers = (s: ServerState, topics: TopicsShape) => {
         return null
       })),
     handle(BarrierArriveMethod, (arrive, request) => deferArrival(s.engine, arrive, request)),
-    handle(CreateTopicMethod, (spec) => topics.create(spec))
+    handle(CreateTopicMethod, (spec) => topics.create(spec)),
+    handle(DeleteTopicMethod, ({ name }) => Effect.as(topics.delete(name), null))
   ]
 }
 

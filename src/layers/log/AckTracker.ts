@@ -19,10 +19,11 @@ import {
   type SessionWatch
 } from "../../services/log/AckTracker.js"
 import { orderPolicy } from "../../services/log/OrderModes.js"
-import type { AckLevel, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { type AckLevel, TopicDeleted, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { HolderLinesFull } from "../../services/region/Directory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
-import { type LogArea, pbrSlotOffset } from "./Layout.js"
+import { type LogArea, PBR_SLOT_BYTES } from "./Layout.js"
 import {
   lineTaken,
   type ListenerAwait,
@@ -34,7 +35,8 @@ import {
 import { PbrSlot } from "./Records.js"
 import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { type SessionTable, UNSETTLED } from "./SessionTable.js"
-import { perTopic, regionSessionTables, topicResolver } from "./Topics.js"
+import { type TopicHold, topicPins } from "./TopicPins.js"
+import { regionSessionTables, topicResolver } from "./Topics.js"
 
 /** One topic as the AckTracker reads it, wherever its records live. */
 export interface AckTopic {
@@ -53,6 +55,8 @@ export interface AckTopic {
   readonly totalOrder: (b: number, pbrSeq: number) => number | undefined
   /** Why the topic's copy on disk stopped, if it did (replication factor 2). */
   readonly durableFailure: () => DurableFailure | undefined
+  /** Whether the topic was deleted (its records are not read from then on). */
+  readonly deleted: () => boolean
 }
 
 export interface AckSource {
@@ -107,6 +111,8 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
     key = `${t.info.id}/${clientId}/${sessionEpoch}`
   ): SessionAcks => {
     const seen = lastSeen.get(key)
+    // A deleted topic's lines may be another object's soon: its frontiers stay where they were last read.
+    if (t.deleted()) return seen?.acks ?? NOT_YET_READ
     const record = t.sessions.lookup(clientId, sessionEpoch, seen?.slot)
     // Frontiers only grow, so the last reading stands until the line can be read again.
     if (record === UNSETTLED) return seen?.acks ?? NOT_YET_READ
@@ -122,24 +128,25 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
     return acks
   }
 
-  /** Until batch `batchSeq` is acknowledged at `level`, the session is fenced, or the timeout. */
+  /** Until batch `batchSeq` is acknowledged at `level`, the session is fenced, its topic deleted, or the timeout. */
   const awaitAcked = (
     t: AckTopic,
     clientId: number,
     sessionEpoch: number,
     batchSeq: number,
     options: { readonly timeoutMs: number; readonly level?: AckLevel }
-  ): Effect.Effect<SessionAcks, AckTimeout | SessionFenced> =>
+  ): Effect.Effect<SessionAcks, AckTimeout | SessionFenced | TopicDeleted> =>
     Effect.gen(function*() {
       const level = options.level ?? t.info.ackLevel
       let acks = UNKNOWN
       const done = () => {
         acks = acknowledge(t, clientId, sessionEpoch)
-        return level === 0 || acks.fenced || ackedAt(acks, level) > batchSeq
+        return level === 0 || acks.fenced || ackedAt(acks, level) > batchSeq || t.deleted()
       }
       const started = performance.now()
       yield* source.await(done, options.timeoutMs)
       if (level === 0 || ackedAt(acks, level) > batchSeq) return acks
+      if (t.deleted()) return yield* new TopicDeleted({ name: t.info.name })
       if (acks.fenced) {
         return yield* new SessionFenced({ topic: t.info.name, clientId, sessionEpoch, committed: acks.ordered })
       }
@@ -179,7 +186,8 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
       progress: t.progress,
       awaitProgress: (seen, timeoutMs) => awaitProgress(t, seen, timeoutMs, waits.await),
       standing: waits.watch,
-      durableFailure: t.durableFailure
+      durableFailure: t.durableFailure,
+      deleted: t.deleted
     }
   }
 
@@ -200,39 +208,92 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
 
 // ---- the region ---------------------------------------------------------------------
 
-/** A topic's session lines, broker lines and order line in the region. */
-const regionTopic = (region: CxlMemoryShape, area: LogArea, sessions: SessionTable, info: TopicInfo): AckTopic => {
+/**
+ * A topic's session lines, broker lines and order line in the region, at the offsets it had when
+ * it was set up (a later topic in its slot has others). Read while `hold` keeps it; once the hold
+ * is let go (the topic was deleted), nothing of it is read again.
+ */
+const regionTopic = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  sessions: SessionTable,
+  info: TopicInfo,
+  hold: TopicHold,
+  released: () => boolean
+): AckTopic => {
   const t = info.id
   const brokerLines = new BrokerLineView(region)
   const sequencerLines = new SequencerLineView(region)
   const orderLines = new OrderLineView(region)
   const orderLine = area.orderLine(t)
   const slots = area.config.pbrSlots
+  const brokers = Array.from({ length: area.config.maxBrokers }, (_, b) => ({
+    line: area.brokerLine(t, b),
+    sequencer: area.sequencerLine(t, b),
+    pbr: area.pbr(t, b)
+  }))
   const pbr = new PbrSlotView(region, slots)
   return {
     info,
     sessions,
     brokers: area.config.maxBrokers,
-    sent: (b) => brokerLines.pbrHead(area.brokerLine(t, b)),
-    acked: (b) => sequencerLines.consumedThrough(area.sequencerLine(t, b)),
+    sent: (b) => (released() ? 0 : brokerLines.pbrHead(brokers[b]!.line)),
+    acked: (b) => (released() ? 0 : sequencerLines.consumedThrough(brokers[b]!.sequencer)),
     owned: (b) => lineTaken(region, area.brokerOwner(b)),
     progress: () => {
+      if (released()) return -1
       region.invalidate(orderLine, LINE_BYTES)
       return orderLines.progress(orderLine)
     },
     durableFailure: () => {
+      if (released()) return undefined
       region.invalidate(orderLine, LINE_BYTES)
       return durableFailureOf(orderLines.durableFailure(orderLine))
     },
+    deleted: () => released() || hold.deleted(),
     totalOrder: (b, pbrSeq) => {
+      if (released()) return undefined
+      const lane = brokers[b]!
       // Until the broker appends at pbrSeq + slots the slot's sequencer line is this batch's.
-      if (brokerLines.pbrHead(area.brokerLine(t, b)) - pbrSeq > slots) return undefined
-      const slot = pbrSlotOffset(area, t, b, pbrSeq)
+      if (brokerLines.pbrHead(lane.line) - pbrSeq > slots) return undefined
+      const slot = lane.pbr + (pbrSeq % slots) * PBR_SLOT_BYTES
       region.invalidate(slot + PbrSlot.sequencerLine, LINE_BYTES)
       if (!pbr.finished(slot, pbrSeq) || pbr.globalSeq(slot) < 0) return undefined
       return pbr.totalOrder(slot)
     }
   }
+}
+
+/** Each topic the tracker reads, held (TopicPins.ts) until it is deleted: then it is dropped and let go. */
+const regionTopics = (region: CxlMemoryShape, area: LogArea) => {
+  const pins = topicPins(region, area)
+  const sessionTable = regionSessionTables(region, area)
+  const topics = new Map<number, { readonly topic: AckTopic; readonly hold: TopicHold }>()
+  const drop = (id: number, hold: TopicHold) => {
+    if (topics.get(id)?.hold !== hold) return
+    topics.delete(id)
+    hold.release()
+  }
+  const topicOf = (info: TopicInfo): Effect.Effect<AckTopic, TopicDeleted | HolderLinesFull> =>
+    Effect.suspend(() => {
+      const known = topics.get(info.id)
+      if (known !== undefined && known.hold.info.generation === info.generation) return Effect.succeed(known.topic)
+      if (known !== undefined) drop(info.id, known.hold)
+      let released = false
+      const hold = pins.hold(info, () => {
+        released = true
+        drop(info.id, hold as TopicHold)
+      })
+      if (hold instanceof TopicDeleted || hold instanceof HolderLinesFull) return Effect.fail(hold)
+      const topic = regionTopic(region, area, sessionTable(info), info, hold, () => released)
+      topics.set(info.id, { topic, hold })
+      return Effect.succeed(topic)
+    })
+  const releaseAll = () => {
+    for (const { hold } of topics.values()) hold.release()
+    topics.clear()
+  }
+  return { topicOf, releaseAll }
 }
 
 export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMemory | Doorbell | Scope.Scope> =>
@@ -241,10 +302,18 @@ export const make = (area: LogArea): Effect.Effect<AckTrackerShape, never, CxlMe
     const doorbell = yield* Doorbell
     const listener = yield* listening(region, area, doorbell)
     const resolve = topicResolver(region, area)
-    const sessionTable = regionSessionTables(region, area)
-    const topicOf = perTopic((info) => regionTopic(region, area, sessionTable(info), info))
+    const topics = regionTopics(region, area)
+    yield* Effect.addFinalizer(() => Effect.sync(topics.releaseAll))
     return ackTrackerOver({
-      topic: (name) => Effect.map(resolve(name), topicOf),
+      // A topic deleted as it is set up is one not found; the few holder lines all taken is a defect of the region's shape.
+      topic: (name) =>
+        Effect.flatMap(resolve(name), (info) =>
+          topics.topicOf(info).pipe(
+            Effect.catchTags({
+              TopicDeleted: () => Effect.fail(new TopicNotFound({ name })),
+              HolderLinesFull: (e) => Effect.die(e)
+            })
+          )),
       await: listener.await,
       watch: listener.watch,
       ordering: (broker) => listeningForOrdering(region, area, doorbell, broker)

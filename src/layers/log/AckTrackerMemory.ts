@@ -13,6 +13,7 @@ const storeTopic = (store: MemoryLogStore, topic: MemoryTopic): AckTopic => ({
   owned: (b) => store.owners.has(b),
   progress: () => topic.progress,
   durableFailure: () => topic.durableFailure,
+  deleted: () => topic.deleted,
   totalOrder: (b, pbrSeq) => {
     const broker = topic.brokers[b]
     const batch = broker?.pbr[pbrSeq - broker.reclaimed]

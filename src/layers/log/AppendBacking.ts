@@ -5,7 +5,7 @@
  */
 import type { Effect } from "effect"
 import type { BatchHeader, BatchRejected } from "../../services/log/Appender.js"
-import type { TopicNotFound } from "../../services/log/Topics.js"
+import type { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
 import type { AppendCursors } from "./AppendRoom.js"
 import type { LogConfig } from "./Layout.js"
 import type { PbrKindCode } from "./Records.js"
@@ -59,12 +59,20 @@ export interface AppendBacking {
   readonly consumerHoldMs: number | undefined
   /**
    * The topic's target if it is set up (the hot path: no Effect); undefined if it is not
-   * yet, or TopicNotFound if the backing knows at once that there is no such topic.
+   * yet, TopicNotFound if the backing knows at once that there is no such topic, or
+   * TopicDeleted the first time it is asked after the target's topic was deleted (the target
+   * is dropped then: a later call sets up whatever topic has the name by then, if any).
    */
-  readonly known: (topic: string) => AppendTarget | TopicNotFound | undefined
+  readonly known: (topic: string) => AppendTarget | TopicNotFound | TopicDeleted | undefined
   /** The topic's target, set up on first use. */
-  readonly target: (topic: string) => Effect.Effect<AppendTarget, TopicNotFound | BatchRejected>
-  readonly sessions: (topic: string) => Effect.Effect<SessionTable, TopicNotFound>
+  readonly target: (topic: string) => Effect.Effect<AppendTarget, TopicNotFound | TopicDeleted | BatchRejected>
+  /** The topic's session table (its target set up first, so this process holds the topic while it writes there). */
+  readonly sessions: (topic: string) => Effect.Effect<SessionTable, TopicNotFound | TopicDeleted | BatchRejected>
+  /**
+   * Called once by the appender with what it does when a target is dropped (its topic deleted):
+   * it takes back the space it reserved there, before the backing lets the topic's memory go.
+   */
+  readonly onDropped: (handler: (target: AppendTarget) => void) => void
   /** True as soon as `condition()` holds, false after `timeoutMs`. */
   readonly await: (condition: () => boolean, timeoutMs: number) => Effect.Effect<boolean>
 }

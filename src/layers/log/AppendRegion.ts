@@ -6,8 +6,9 @@
  */
 import { Effect } from "effect"
 import { type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
-import { LogCorrupt, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
+import { LogCorrupt, TopicDeleted, type TopicInfo, type TopicNotFound } from "../../services/log/Topics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { HolderLinesFull } from "../../services/region/Directory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { AppendTarget } from "./AppendBacking.js"
@@ -17,6 +18,7 @@ import { type LogArea, pbrSlotOffset } from "./Layout.js"
 import { lowestDurableCursor, retentionMoved, type waitingForRoom } from "./Participants.js"
 import { alignLine, type PbrKindCode, PbrSlot } from "./Records.js"
 import type { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import { type TopicHold, topicPins } from "./TopicPins.js"
 
 /** This process's broker slot in the region: what its topics' targets share. */
 export interface RegionBroker {
@@ -32,6 +34,8 @@ export interface RegionBroker {
    * batches here if this process may (AppenderRounds.ts), else rings the sequencer if it waits.
    */
   readonly ordering: (info: TopicInfo) => void
+  /** The topic was deleted: nothing of it is ordered here any more. */
+  readonly forget: (info: TopicInfo) => void
   readonly roomWaits: ReturnType<typeof waitingForRoom>
   readonly alive: (pid: number, occurrence: number) => boolean
   readonly doorbell: DoorbellShape
@@ -209,20 +213,68 @@ class RegionTarget implements AppendTarget, ReclaimSource {
 
 /**
  * The broker's target of each topic, set up from the region on first use (`target`; a corrupt
- * broker line rejects the batch), then found without an Effect (`known`: the hot path).
+ * broker line rejects the batch), then found without an Effect (`known`: the hot path). Each
+ * target holds its topic (TopicPins.ts) until it is dropped: when an append finds its topic
+ * deleted (one load of the descriptor), or at the tick that tells the hold so — after the
+ * appender took back the space it reserved there (`onDropped`).
  */
 export const regionTargets = (b: RegionBroker, resolve: (topic: string) => Effect.Effect<TopicInfo, TopicNotFound>) => {
-  const targets = new Map<string, AppendTarget>()
-  const target = (topic: string): Effect.Effect<AppendTarget, TopicNotFound | BatchRejected> =>
-    Effect.flatMap(resolve(topic), (info) => {
-      const known = targets.get(topic)
-      if (known !== undefined) return Effect.succeed(known)
-      const cursors = recoverCursors(b, info)
-      if (cursors instanceof LogCorrupt) return Effect.fail(new BatchRejected({ topic, reason: cursors.message }))
-      const made = new RegionTarget(b, info, cursors)
-      made.publishLine()
-      targets.set(topic, made)
-      return Effect.succeed(made)
+  const pins = topicPins(b.region, b.area)
+  const targets = new Map<string, { readonly target: RegionTarget; readonly hold: TopicHold }>()
+  let dropped: (target: AppendTarget) => void = () => {}
+
+  const drop = (topic: string, held: { readonly target: RegionTarget; readonly hold: TopicHold }) => {
+    if (targets.get(topic) !== held) return
+    targets.delete(topic)
+    dropped(held.target)
+    b.forget(held.hold.info)
+    held.hold.release()
+  }
+
+  const known = (topic: string): AppendTarget | TopicDeleted | undefined => {
+    const held = targets.get(topic)
+    if (held === undefined) return undefined
+    if (!held.hold.deleted()) return held.target
+    drop(topic, held)
+    return new TopicDeleted({ name: topic })
+  }
+
+  const setUp = (topic: string, info: TopicInfo): AppendTarget | TopicDeleted | BatchRejected => {
+    const hold = pins.hold(info, () => {
+      const held = targets.get(topic)
+      if (held !== undefined && held.hold === hold) drop(topic, held)
     })
-  return { known: (topic: string): AppendTarget | undefined => targets.get(topic), target }
+    if (hold instanceof TopicDeleted) return hold
+    if (hold instanceof HolderLinesFull) return new BatchRejected({ topic, reason: hold.message })
+    const cursors = recoverCursors(b, info)
+    if (cursors instanceof LogCorrupt) {
+      hold.release()
+      return new BatchRejected({ topic, reason: cursors.message })
+    }
+    const made = new RegionTarget(b, info, cursors)
+    made.publishLine()
+    targets.set(topic, { target: made, hold })
+    return made
+  }
+
+  const target = (topic: string): Effect.Effect<AppendTarget, TopicNotFound | TopicDeleted | BatchRejected> =>
+    Effect.flatMap(resolve(topic), (info) => {
+      const found = known(topic)
+      if (found !== undefined && !(found instanceof TopicDeleted)) return Effect.succeed(found)
+      const made = setUp(topic, info)
+      return made instanceof TopicDeleted || made instanceof BatchRejected ? Effect.fail(made) : Effect.succeed(made)
+    })
+
+  return {
+    known,
+    target,
+    /** Lets every topic go (the appender's scope closes). */
+    releaseAll: () => {
+      for (const held of targets.values()) held.hold.release()
+      targets.clear()
+    },
+    onDropped: (handler: (target: AppendTarget) => void) => {
+      dropped = handler
+    }
+  }
 }

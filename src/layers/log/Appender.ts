@@ -24,7 +24,7 @@ import {
   SessionTableFull
 } from "../../services/log/Appender.js"
 import type { SequencerOptions } from "../../services/log/Sequencer.js"
-import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { TopicDeleted, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
@@ -290,7 +290,9 @@ const appendToTopic = (
   Effect.suspend(() => {
     const known = s.backing.known(topic)
     if (known === undefined) return Effect.flatMap(s.backing.target(topic), (t) => appendTo(s, t, header, fill, kind))
-    return known instanceof TopicNotFound ? Effect.fail(known) : appendTo(s, known, header, fill, kind)
+    return known instanceof TopicNotFound || known instanceof TopicDeleted
+      ? Effect.fail(known)
+      : appendTo(s, known, header, fill, kind)
   })
 
 /** Space in the Blog to receive a payload into, or "wait" (see `AppenderShape.tryReserve`). */
@@ -298,6 +300,8 @@ const tryReserve = (s: AppenderState): AppenderShape["tryReserve"] => (topic, pa
   const known = s.backing.known(topic)
   if (known === undefined) return "wait"
   if (known instanceof TopicNotFound) return known
+  // Received elsewhere; its append then says the topic is gone.
+  if (known instanceof TopicDeleted) return "wait"
   // A size the append would refuse is received elsewhere; the append then says why.
   if (!(Number.isInteger(payloadBytes) && payloadBytes > 0 && payloadBytes <= s.maxBatchBytes)) return "wait"
   const position = roomFor(s, known, alignLine(payloadBytes))
@@ -328,6 +332,11 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     reserved: new Map(),
     holds: new Map()
   }
+  // A dropped target's reserved space is taken back (its receiver copies out) before its topic's memory can go.
+  backing.onDropped((t) => {
+    revokeReserved(s, t)
+    s.holds.delete(t)
+  })
   const appendWith = (topic: string, header: BatchHeader, fill: (dst: Uint8Array) => void) =>
     appendToTopic(s, topic, header, fill, PbrKind.batch)
   return {
@@ -336,7 +345,7 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
     tryAppendWith: (topic, header, fill) => {
       const known = backing.known(topic)
       if (known === undefined) return "wait"
-      if (known instanceof TopicNotFound) return known
+      if (known instanceof TopicNotFound || known instanceof TopicDeleted) return known
       const outcome = tryOnce(s, known, header, fill)
       return typeof outcome === "string" ? "wait" : outcome
     },
@@ -413,6 +422,11 @@ export const make = (
         if (!turnTopics.includes(info)) turnTopics.push(info)
         turnPending ??= setImmediate(endOfTurn)
       },
+      forget: (info) => {
+        const at = turnTopics.indexOf(info)
+        if (at >= 0) turnTopics.splice(at, 1)
+        rounds.forget(info)
+      },
       roomWaits,
       alive: livenessCache(),
       doorbell
@@ -420,6 +434,7 @@ export const make = (
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)
     const targets = regionTargets(broker, resolve)
+    yield* Effect.addFinalizer(() => Effect.sync(targets.releaseAll))
     return appenderOver({
       brokerId,
       config: area.config,
@@ -427,7 +442,8 @@ export const make = (
       consumerHoldMs: options.consumerHoldMs,
       known: targets.known,
       target: targets.target,
-      sessions: (topic) => Effect.map(resolve(topic), sessionTable),
+      sessions: (topic) => Effect.zipRight(targets.target(topic), Effect.map(resolve(topic), sessionTable)),
+      onDropped: targets.onDropped,
       await: doorbell.await
     })
   })

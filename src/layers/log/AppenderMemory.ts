@@ -5,7 +5,7 @@
  */
 import { Effect, Layer, type Scope } from "effect"
 import { Appender, type AppenderShape, type BatchHeader, BrokerSlotTaken } from "../../services/log/Appender.js"
-import { TopicNotFound } from "../../services/log/Topics.js"
+import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
 import type { AppendTarget } from "./AppendBacking.js"
 import { type AppenderOptions, appenderOver, checkBrokerId } from "./Appender.js"
 import { heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
@@ -21,7 +21,6 @@ import {
 } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { alignLine, type PbrKindCode } from "./Records.js"
-import { perTopic } from "./Topics.js"
 
 /** The broker's PBR in the store as `reclaim` reads it. */
 const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource => {
@@ -74,7 +73,7 @@ class StoreTarget implements AppendTarget {
 
   constructor(
     private readonly store: MemoryLogStore,
-    private readonly memoryTopic: MemoryTopic,
+    readonly memoryTopic: MemoryTopic,
     private readonly brokerId: number
   ) {
     this.topic = memoryTopic.info.name
@@ -170,23 +169,42 @@ export const makeMemory = (
       }),
       () => Effect.sync(() => owners.get(brokerId) === occurrence && owners.delete(brokerId))
     )
-    const targetOf = perTopic((info) => new StoreTarget(store, store.topics[info.id], brokerId))
-    const known = (name: string): AppendTarget | TopicNotFound => {
+    // As the region's targets: one per topic name, dropped (TopicDeleted, once) when its topic is deleted.
+    const targets = new Map<string, StoreTarget>()
+    let dropped: (target: AppendTarget) => void = () => {}
+    const known = (name: string): AppendTarget | TopicNotFound | TopicDeleted => {
+      const held = targets.get(name)
+      if (held !== undefined) {
+        if (!held.memoryTopic.deleted) return held
+        targets.delete(name)
+        dropped(held)
+        return new TopicDeleted({ name })
+      }
       const topic = findTopic(store, name)
-      return topic === undefined ? new TopicNotFound({ name }) : targetOf(topic.info)
+      if (topic === undefined) return new TopicNotFound({ name })
+      const made = new StoreTarget(store, topic, brokerId)
+      targets.set(name, made)
+      return made
     }
+    const target = (name: string) =>
+      Effect.suspend(() => {
+        const found = known(name)
+        return found instanceof TopicNotFound || found instanceof TopicDeleted
+          ? Effect.fail(found)
+          : Effect.succeed(found)
+      })
     return appenderOver({
       brokerId,
       config: store.config,
       timeoutMs: options.timeoutMs,
       consumerHoldMs: options.consumerHoldMs,
       known,
-      target: (name) =>
-        Effect.suspend(() => {
-          const target = known(name)
-          return target instanceof TopicNotFound ? Effect.fail(target) : Effect.succeed(target)
-        }),
-      sessions: (name) => Effect.map(memoryTopic(store, name), (topic) => topic.sessions),
+      target,
+      sessions: (name) =>
+        Effect.zipRight(target(name), Effect.map(memoryTopic(store, name), (topic) => topic.sessions)),
+      onDropped: (handler) => {
+        dropped = handler
+      },
       await: store.signal.await
     })
   })

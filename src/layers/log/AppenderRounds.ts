@@ -42,6 +42,8 @@ export type AppenderRound = (typeof AppenderRound)[keyof typeof AppenderRound]
 export interface AppenderRounds {
   /** After this turn's appends to `info`'s topic: orders them here if this process may (see the module's note). */
   readonly order: (info: TopicInfo) => AppenderRound
+  /** The topic was deleted: its cached order goes. */
+  readonly forget: (info: TopicInfo) => void
 }
 
 /** Whether the head keeps the topic to itself now: batches held (their deadlines are the head's) or its GOI full. */
@@ -94,7 +96,7 @@ export const appenderRounds = (
   /** The topic's order as this process knows it; a new one takes the region's state at its first round (`seenRounds` matches no count). */
   const topicOrder = (info: TopicInfo): TopicOrder => {
     let topic = topics.get(info.id)
-    if (topic === undefined) {
+    if (topic === undefined || topic.info.generation !== info.generation) {
       topic = new TopicOrder(info, new RegionTopicStorage(views, info.id), settings)
       topic.seenRounds = Number.NaN
       topics.set(info.id, topic)
@@ -123,5 +125,10 @@ export const appenderRounds = (
       endAppenderRound(lease)
     }
   }
-  return { order }
+  return {
+    order,
+    forget: (info) => {
+      if (topics.get(info.id)?.info.generation === info.generation) topics.delete(info.id)
+    }
+  }
 }

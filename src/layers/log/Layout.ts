@@ -205,6 +205,7 @@ export const makeLogArea = (base: number, config: LogConfig, directory: Director
       places[t] = place
     },
     placeOf,
+    placed: (t) => places[t],
     blogBytes: (t) => placeOf(t).blogBytes,
     topic,
     descriptor: topic,

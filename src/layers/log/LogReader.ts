@@ -27,7 +27,7 @@ import {
   type LogReaderShape,
   type SubscribeOptions
 } from "../../services/log/LogReader.js"
-import { LogCorrupt, type TopicInfo } from "../../services/log/Topics.js"
+import { LogCorrupt, TopicDeleted, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { alignedDelayMs } from "../region/Cadence.js"
@@ -136,7 +136,9 @@ const locateTime = (t: ReadTopic, ms: number): { next: number; position: number;
   return "out-of-range"
 }
 
-const settle = (outcome: number | LogOutOfRange | LogCorrupt): Effect.Effect<number, LogOutOfRange | LogCorrupt> =>
+const settle = (
+  outcome: number | LogOutOfRange | LogCorrupt | TopicDeleted
+): Effect.Effect<number, LogOutOfRange | LogCorrupt | TopicDeleted> =>
   typeof outcome === "number" ? Effect.succeed(outcome) : Effect.fail(outcome)
 
 /** A cursor over `t` from `start`; `move` (durable cursors) publishes how far it has read. */
@@ -167,7 +169,9 @@ const makeCursor = (
     onBatch: ((b: LogBatchView) => void) | undefined,
     onMessage: ((m: LogMessageView) => void) | undefined,
     maxBatches: number
-  ): number | LogOutOfRange | LogCorrupt => {
+  ): number | LogOutOfRange | LogCorrupt | TopicDeleted => {
+    // Before any of its offsets are used: a deleted topic's may name another's bytes soon.
+    if (t.deleted()) return new TopicDeleted({ name })
     const committed = t.committed()
     let batches = 0
     let messages = 0
@@ -194,7 +198,8 @@ const makeCursor = (
     return onBatch !== undefined ? batches : messages
   }
 
-  const more = () => t.committed() > next
+  // A deletion ends the wait too: the next read says so.
+  const more = () => t.deleted() || t.committed() > next
   const waitingFor = () => `topic ${name}: batch ${next} of the total order (committed ${t.committed()})`
   return {
     topic: t.info,
@@ -203,7 +208,7 @@ const makeCursor = (
     poll: (onMessage, maxBatches = Infinity) => Effect.suspend(() => settle(read(undefined, onMessage, maxBatches))),
     pollBatches: (onBatch, maxBatches = Infinity) => Effect.suspend(() => settle(read(onBatch, undefined, maxBatches))),
     awaitMore: (timeoutMs) => source.await(more, timeoutMs, waitingFor),
-    retained: (g) => t.retained(g)
+    retained: (g) => !t.deleted() && t.retained(g)
   }
 }
 
@@ -212,6 +217,8 @@ export const logReaderOver = (source: ReadSource): LogReaderShape => ({
   subscribe: (topic, options = {}) =>
     Effect.gen(function*() {
       const t = yield* source.topic(topic)
+      // The cursor's scope keeps the topic's memory: what it handed out stays readable until it closes.
+      yield* Effect.catchTag(t.pin, "TopicDeleted", () => Effect.fail(new TopicNotFound({ name: topic })))
       const start = options.fromTime === undefined ? locate(t, options.from) : locateTime(t, options.fromTime)
       if (start === "out-of-range") {
         const { earliest, end } = boundsOf(t)

@@ -4,7 +4,7 @@
  */
 import { Effect, Layer, type Scope } from "effect"
 import { LogReader, type LogReaderShape, type SubscriberTableFull } from "../../services/log/LogReader.js"
-import type { TopicInfo } from "../../services/log/Topics.js"
+import { TopicDeleted, type TopicInfo } from "../../services/log/Topics.js"
 import { retentionMovedMemory } from "./AppenderMemory.js"
 import { holdCursor } from "./durable/DurableCursor.js"
 import { logReaderOver } from "./LogReader.js"
@@ -20,6 +20,15 @@ class StoreReadTopic implements ReadTopic {
   constructor(private readonly store: MemoryLogStore, private readonly topic: MemoryTopic) {
     this.info = topic.info
   }
+
+  deleted(): boolean {
+    return this.topic.deleted
+  }
+
+  /** Nothing to keep: the store's topic stays with the cursor that has it. */
+  readonly pin: Effect.Effect<void, TopicDeleted, Scope.Scope> = Effect.suspend(() =>
+    this.topic.deleted ? Effect.fail(new TopicDeleted({ name: this.info.name })) : Effect.void
+  )
 
   /** Batch `g` while the topic retains it. */
   private entry(g: number): MemoryBatch | undefined {

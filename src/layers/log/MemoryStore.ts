@@ -78,6 +78,8 @@ export interface MemoryTopic {
   readonly lines: StoreLines
   /** Set when the durable tier stopped writing the topic's copy on disk (the order line's word in the region). */
   durableFailure: DurableFailure | undefined
+  /** Set by a delete; its id is given to the next topic made, under a new generation. */
+  deleted: boolean
 }
 
 /** The options of a fake that has none (every fake is made as `(store, options)`). */
@@ -121,6 +123,8 @@ export interface MemoryLogStore {
   /** The sequencer holding the (in-process) lease, 0 when none. */
   sequencer: number
   epoch: number
+  /** The last topic generation handed out (as the directory's count). */
+  generation: number
 }
 
 /** The store's private region: its superblock, the doorbell line, then each topic's subscriber lines. */
@@ -169,7 +173,8 @@ export const makeMemoryStore = (
     signal: makeSignal(lines.region),
     owners: new Map(),
     sequencer: 0,
-    epoch: 0
+    epoch: 0,
+    generation: 0
   }
 }
 
@@ -201,16 +206,26 @@ export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicIn
   rounds: 0,
   fencedSessions: 0,
   lines,
-  durableFailure: undefined
+  durableFailure: undefined,
+  deleted: false
 })
+
+/** The store's live topics. */
+export const liveTopics = (store: MemoryLogStore): ReadonlyArray<MemoryTopic> => store.topics.filter((t) => !t.deleted)
+
+/** Zeroes a deleted topic's subscriber lines before its id names another topic (as freeing a region's extent zeroes it). */
+export const clearSubscriberLines = ({ config, lines }: MemoryLogStore, topic: number): void => {
+  const first = lines.area.subscriber(topic, 0)
+  lines.region.bytes.fill(0, first, first + config.subscriberSlots * LINE_BYTES)
+}
 
 /** The lowest cursor of the topic's durable subscribers and named consumers (Infinity when none): nothing at or above it may be reused. */
 export const lowestCursor = ({ info, lines }: MemoryTopic): number =>
   lowestDurableCursor(lines.region, lines.area, info.id, lines.alive)
 
-/** The store's topic of that name, or undefined. */
+/** The store's live topic of that name, or undefined. */
 export const findTopic = (store: MemoryLogStore, name: string): MemoryTopic | undefined =>
-  store.topics.find((t) => t.info.name === name)
+  store.topics.find((t) => !t.deleted && t.info.name === name)
 
 export const memoryTopic = (store: MemoryLogStore, name: string): Effect.Effect<MemoryTopic, TopicNotFound> =>
   Effect.suspend(() => {

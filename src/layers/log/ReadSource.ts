@@ -5,7 +5,7 @@
 import type { Effect, Scope } from "effect"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import type { SubscriberTableFull } from "../../services/log/LogReader.js"
-import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import type { TopicDeleted, TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import type { BatchView } from "./ReadViews.js"
 
 /** One topic's total order as a reader sees it, wherever its bytes live. */
@@ -25,6 +25,10 @@ export interface ReadTopic {
   readonly load: (g: number, view: BatchView) => "ok" | "gone" | "corrupt"
   /** Whether batch `g`, loaded into `view`, is still intact (after the callbacks). */
   readonly stillThere: (g: number, view: BatchView) => boolean
+  /** Whether the topic was deleted (a cursor's reads fail with TopicDeleted from then on). */
+  readonly deleted: () => boolean
+  /** Keeps the topic's memory from reuse until the scope closes (a cursor's lifetime), or TopicDeleted if it is gone. */
+  readonly pin: Effect.Effect<void, TopicDeleted, Scope.Scope>
   /** Registers a durable cursor at batch `next` until the scope closes; returns how to move it on. */
   readonly hold: (next: number) => Effect.Effect<(next: number) => void, SubscriberTableFull, Scope.Scope>
 }

@@ -18,7 +18,8 @@ import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 export const Participant = { occurrence: 0, pid: 4, doorbell: 8, roomWaits: 12, ackWaits: 16 } as const
 
 /**
- * Topic descriptor (the head): `state` is its commit word. Name: UTF-8, at most `maxNameBytes`.
+ * Topic descriptor (the head): `state` is its commit word; `deleted` is stored before the topic's
+ * directory entry is deleted, so a process holding the topic learns it with one load. Name: UTF-8, at most `maxNameBytes`.
  * Second line: the disk copy's retention (replication factor 2), f64 each, 0 for no bound.
  */
 export const Descriptor = {
@@ -34,7 +35,7 @@ export const Descriptor = {
   /** f64: the memory its create gave it (its Blogs share what the records leave of it); at most its extent. */
   memoryBytes: 144
 } as const
-export const DescriptorState = { free: 0, creating: 1, ready: 2 } as const
+export const DescriptorState = { free: 0, creating: 1, ready: 2, deleted: 3 } as const
 
 /**
  * Topic order line (the sequencer). `progress` is bumped after every round that moved anything;

@@ -2,17 +2,20 @@
  * The region's side of a reader (`RegionReadTopic`, the `ReadTopic` of ReadSource.ts): one
  * topic's GOI and its brokers' Blogs, read in place, seqlock-style (docs in LogReader.ts).
  */
-import type { Effect, Scope } from "effect"
+import { Effect, type Scope } from "effect"
 import type { SubscriberTableFull } from "../../services/log/LogReader.js"
-import type { TopicInfo } from "../../services/log/Topics.js"
+import { TopicDeleted, type TopicInfo } from "../../services/log/Topics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { HolderLinesFull } from "../../services/region/Directory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import { holdCursor } from "./durable/DurableCursor.js"
 import { goiEntryOffset, type LogArea } from "./Layout.js"
 import { retentionMoved } from "./Participants.js"
 import type { ReadTopic } from "./ReadSource.js"
 import type { BatchView } from "./ReadViews.js"
-import { BrokerLineView, GoiEntryView, OrderLineView } from "./RecordViews.js"
+import { DescriptorState } from "./Records.js"
+import { BrokerLineView, DescriptorView, GoiEntryView, OrderLineView } from "./RecordViews.js"
+import { topicPins } from "./TopicPins.js"
 
 /** What a process's region reader shares between its topics. */
 export interface RegionReader {
@@ -30,9 +33,37 @@ export class RegionReadTopic implements ReadTopic {
 
   private readonly blogBytes: number
 
+  private readonly descriptor: number
+  private readonly descriptors: DescriptorView
+
   constructor(private readonly r: RegionReader, readonly info: TopicInfo) {
     this.orderLine = r.area.orderLine(info.id)
     this.blogBytes = r.area.blogBytes(info.id)
+    this.descriptor = r.area.descriptor(info.id)
+    this.descriptors = new DescriptorView(r.region)
+  }
+
+  /**
+   * Deleted: its descriptor says so, or its slot's offsets now name a later topic (this process
+   * read that one since). Checked before every read, which uses the slot's offsets.
+   */
+  deleted(): boolean {
+    if (this.r.area.placed(this.info.id)?.generation !== this.info.generation) return true
+    this.r.region.invalidate(this.descriptor, 4)
+    return this.descriptors.state(this.descriptor) !== DescriptorState.ready
+  }
+
+  get pin(): Effect.Effect<void, TopicDeleted, Scope.Scope> {
+    const pins = topicPins(this.r.region, this.r.area)
+    return Effect.acquireRelease(
+      Effect.suspend(() => {
+        // The cursor checks `deleted` itself; its pin is let go only when its scope closes.
+        const hold = pins.hold(this.info, () => {})
+        if (hold instanceof HolderLinesFull) return Effect.die(hold)
+        return hold instanceof TopicDeleted ? Effect.fail(hold) : Effect.succeed(hold)
+      }),
+      (hold) => Effect.sync(hold.release)
+    )
   }
 
   private entry(g: number): number {

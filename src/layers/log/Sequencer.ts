@@ -24,8 +24,9 @@ import {
   type SequencerShape,
   type SessionGapIdleTooShort
 } from "../../services/log/Sequencer.js"
-import { LogCorrupt } from "../../services/log/Topics.js"
+import { LogCorrupt, TopicDeleted } from "../../services/log/Topics.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { HolderLinesFull } from "../../services/region/Directory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
@@ -50,6 +51,7 @@ import {
 import { makeSequencerCore } from "./SequencerLoop.js"
 import { type LogStorage, publishTopic } from "./SequencerRound.js"
 import { type OrderSettings, orderSettings, type TopicOrder } from "./TopicOrder.js"
+import { type TopicHold, topicPins } from "./TopicPins.js"
 import { discovered, recoverTopic } from "./TopicRecovery.js"
 import { readTopic } from "./Topics.js"
 
@@ -69,30 +71,55 @@ const regionLog = (
 ): LogStorage => {
   const { region, area } = v
   const directory = new DirectoryTable(region, area.directory)
-  const known = new Set<number>()
+  const pins = topicPins(region, area)
+  /** The topics ordered, by id, each held while it is (TopicPins.ts). */
+  const known = new Map<number, TopicHold>()
+  /** Ordered topics found deleted, dropped by the next round step. */
+  const gone: Array<TopicHold> = []
   /** The directory's change count when it was last listed (NaN: list it). */
   let listedAt = Number.NaN
 
-  /** Topics (by id) created since we last looked: one atomic load while the directory has not changed. */
+  const drop = (hold: TopicHold) => {
+    if (known.get(hold.info.id) !== hold) return
+    known.delete(hold.info.id)
+    gone.push(hold)
+  }
+
+  /** Topics (by id) created since we last looked (and ordered ones deleted): one atomic load while the directory has not changed. */
   const newTopics = (): Array<number> => {
     const changes = directory.changes()
     if (changes === listedAt) return []
     const fresh: Array<number> = []
-    for (const entry of directory.list("topic")) if (!known.has(entry.slot)) fresh.push(entry.slot)
+    const entries = directory.list("topic")
+    for (const entry of entries) {
+      const held = known.get(entry.slot)
+      if (held !== undefined && held.info.generation !== entry.generation) drop(held)
+      if (!known.has(entry.slot)) fresh.push(entry.slot)
+    }
+    for (const held of known.values()) {
+      if (!entries.some((e) => e.slot === held.info.id && e.generation === held.info.generation)) drop(held)
+    }
     // Looked at once more only when it changes again; a topic found is known once discovered.
     if (fresh.length === 0) listedAt = changes
     return fresh
   }
 
   const discoverTopic = (t: number): Effect.Effect<ReadonlyArray<TopicOrder>> => {
-    known.add(t)
     const info = readTopic(region, area, t)
     if (info === undefined) {
+      listedAt = Number.NaN
       return Effect.as(
         Effect.logError(`sequencer: the topic in directory slot ${t} holds an invalid descriptor; it is not ordered`),
         []
       )
     }
+    const hold = pins.hold(info, () => drop(hold as TopicHold))
+    // Deleted since it was listed: the next look finds it gone.
+    if (hold instanceof TopicDeleted) return Effect.succeed([])
+    if (hold instanceof HolderLinesFull) {
+      return Effect.as(Effect.logError(`sequencer: topic ${info.name} is not ordered: ${hold.message}`), [])
+    }
+    known.set(t, hold)
     const storage = new RegionTopicStorage(v, t)
     const recovered = recoverTopic(info, storage, regionHistory(v, storage), settings)
     // The tail a killed sequencer left moved the frontiers, and the order line names this epoch from now on.
@@ -116,11 +143,19 @@ const regionLog = (
     beginRound: () => beginRound(lease),
     endRound: () => endRound(lease),
     forgetTopics: () => {
+      for (const hold of [...known.values(), ...gone.splice(0)]) hold.release()
       known.clear()
       listedAt = Number.NaN
     },
     leaseLost: () => leaseLost(lease, v.epoch),
-    hasNewTopics: () => newTopics().length > 0,
+    hasNewTopics: () => newTopics().length > 0 || gone.length > 0,
+    deleted: () => {
+      const dropped = gone.splice(0).map((hold) => {
+        hold.release()
+        return hold.info
+      })
+      return dropped
+    },
     discover: Effect.suspend(() => Effect.map(Effect.forEach(newTopics(), discoverTopic), (found) => found.flat())),
     ring: (round) => {
       ringRound = round
@@ -156,7 +191,10 @@ export const make = (
     )
     const settings = orderSettings(area.config, options)
     const views = regionViews(region, area, options.flushAudit, epoch)
-    const core = makeSequencerCore(regionLog(views, doorbell, settings, lease), settings)
+    const log = regionLog(views, doorbell, settings, lease)
+    // The topics it held are let go when it stops (after its last round: the core's fibers end first).
+    yield* Effect.addFinalizer(() => Effect.sync(log.forgetTopics))
+    const core = makeSequencerCore(log, settings)
     const run = core.run({
       ready: () => markReady(lease),
       maxIdleMs: leaseMs / 3,

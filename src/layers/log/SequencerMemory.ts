@@ -159,27 +159,38 @@ export const makeMemory = (
     )
     const epoch = store.epoch
     const settings = orderSettings(store.config, options)
-    /** Topics of the store that have a TopicOrder (store.topics only grows). */
-    let known = 0
+    /** The generation of each store topic (by id) that has a TopicOrder. */
+    const known = new Map<number, number>()
+    const fresh = () => store.topics.filter((t) => !t.deleted && known.get(t.info.id) !== t.info.generation)
+    const deleted = () =>
+      [...known].filter(([id, generation]) => {
+        const topic = store.topics[id]
+        return topic === undefined || topic.deleted || topic.info.generation !== generation
+      })
     const log: LogStorage = {
       // One process: no round of another holder can be in progress, the check is the whole fence.
       beginRound: () => (store.sequencer === occurrence ? "entered" : "lost"),
       endRound: () => {},
       forgetTopics: () => {
-        known = 0
+        known.clear()
       },
       leaseLost: () => new SequencerLeaseLost({ epoch, holderPid: process.pid }),
-      hasNewTopics: () => known < store.topics.length,
+      hasNewTopics: () => fresh().length > 0 || deleted().length > 0,
+      deleted: () =>
+        deleted().map(([id, generation]) => {
+          known.delete(id)
+          return { ...store.topics[id]!.info, generation }
+        }),
       discover: Effect.suspend(() => {
-        const fresh = store.topics.slice(known)
-        known += fresh.length
+        const found = fresh()
+        for (const topic of found) known.set(topic.info.id, topic.info.generation)
         return Effect.map(
-          Effect.forEach(fresh, (topic) =>
+          Effect.forEach(found, (topic) =>
             discovered(
               topic.info,
               recoverTopic(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), storeHistory(topic), settings)
             )),
-          (found) => found.flat()
+          (orders) => orders.flat()
         )
       }),
       ring: () => store.signal.notify(),

@@ -14,6 +14,7 @@
  */
 import { Clock, Effect } from "effect"
 import type { SequencerLeaseLost } from "../../services/log/Sequencer.js"
+import type { TopicInfo } from "../../services/log/Topics.js"
 import { type Backpressure, Verdict } from "./OrderEngine.js"
 import { makeTallyMetrics, RoundTally } from "./RoundTally.js"
 import type { RoundEntry } from "./SequencerLease.js"
@@ -36,8 +37,10 @@ export interface LogStorage {
   /** After `recover`: every topic is new again, so the next step takes each on from its storage (`recoverTopic`). */
   readonly forgetTopics: () => void
   readonly leaseLost: () => SequencerLeaseLost
-  /** Whether topics appeared that are not ordered yet (runs every round). */
+  /** Whether topics appeared that are not ordered yet, or ordered ones were deleted (runs every round). */
   readonly hasNewTopics: () => boolean
+  /** The ordered topics deleted since the last call: the round drops them (before it takes any new one on). */
+  readonly deleted: () => ReadonlyArray<TopicInfo>
   /** The new topics, recovered from what their storage holds (those that cannot be are logged and left out). */
   readonly discover: Effect.Effect<ReadonlyArray<TopicOrder>>
   /** Wakes who waits for what `round` moved: every reader, and the ACK trackers of the brokers whose batches it ordered. */
@@ -188,10 +191,16 @@ export function fencedRound(state: SequencerState, nowMs: number): RoundTally {
   }
 }
 
-/** Takes in the topics that appeared, recovered from their storage. */
+/** Drops the deleted topics, then takes in the topics that appeared, recovered from their storage. */
 const discoverTopics = (state: SequencerState): Effect.Effect<void> =>
-  Effect.map(state.log.discover, (found) => {
-    state.topics.push(...found)
+  Effect.suspend(() => {
+    for (const gone of state.log.deleted()) {
+      const at = state.topics.findIndex((t) => t.info.id === gone.id && t.info.generation === gone.generation)
+      if (at >= 0) state.topics.splice(at, 1)
+    }
+    return Effect.map(state.log.discover, (found) => {
+      state.topics.push(...found)
+    })
   })
 
 /**

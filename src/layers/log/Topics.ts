@@ -13,6 +13,7 @@ import {
   ReplicationUnavailable,
   TopicExists,
   type TopicInfo,
+  TopicNotDeletable,
   TopicNotFound,
   Topics,
   type TopicSpaceError,
@@ -39,24 +40,30 @@ import {
 import { Descriptor, DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
 import { SessionTable } from "./SessionTable.js"
+import { topicPins } from "./TopicPins.js"
 
-/** Where topics are kept: the region's directory or the store's array. Topics are never deleted or renamed. */
+/** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
 export interface TopicTable {
   readonly list: () => ReadonlyArray<TopicInfo>
+  /** Whether `info` still names a live topic (not deleted, its slot not given to another). */
+  readonly isCurrent: (info: TopicInfo) => boolean
   /** Makes `spec` a topic (a checked spec whose name is not taken, its memory given): the new topic, or why there is no room. */
   readonly add: (spec: TopicSpec & { readonly memory: number }) => Effect.Effect<
     TopicInfo,
     TopicExists | TopicSpaceError | NotDirectoryWriter
   >
+  /** Deletes a live topic (see `TopicsShape.delete`). */
+  readonly remove: (info: TopicInfo) => Effect.Effect<void, TopicNotFound | NotDirectoryWriter>
 }
 
-/** Resolves names to topics, caching hits (topics are never deleted or renamed). */
-export const resolverOver = (list: () => ReadonlyArray<TopicInfo>) => {
+/** Resolves names to topics, caching hits while they stay current (a deleted topic's name is looked up afresh). */
+export const resolverOver = (list: () => ReadonlyArray<TopicInfo>, isCurrent: (info: TopicInfo) => boolean) => {
   const cache = new Map<string, TopicInfo>()
   return (name: string): Effect.Effect<TopicInfo, TopicNotFound> =>
     Effect.suspend(() => {
       const cached = cache.get(name)
-      if (cached !== undefined) return Effect.succeed(cached)
+      if (cached !== undefined && isCurrent(cached)) return Effect.succeed(cached)
+      cache.delete(name)
       const found = list().find((t) => t.name === name)
       if (found === undefined) return Effect.fail(new TopicNotFound({ name }))
       cache.set(name, found)
@@ -97,11 +104,27 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
     return yield* table.add({ ...spec, memory })
   })
 
+/** Deletes a topic: one the log can delete (its copy on disk, if any, is not deleted yet), looked up afresh. */
+const deleteTopic = (table: TopicTable, name: string) =>
+  Effect.gen(function*() {
+    const info = table.list().find((t) => t.name === name)
+    if (info === undefined) return yield* new TopicNotFound({ name })
+    if (info.replicationFactor > 1) {
+      return yield* new TopicNotDeletable({
+        name,
+        reason:
+          "it has a copy on disk (replication factor 2), and deleting that copy is not built yet: stop the head and remove its streams topic-NAME and state-NAME from the data directory"
+      })
+    }
+    return yield* table.remove(info)
+  })
+
 /** The Topics service over a table. */
 export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape => ({
   create: (spec) => createTopic(table, config, spec),
-  lookup: resolverOver(table.list),
-  list: Effect.sync(table.list)
+  lookup: resolverOver(table.list, table.isCurrent),
+  list: Effect.sync(table.list),
+  delete: (name) => deleteTopic(table, name)
 })
 
 // ---- the region's topic table -------------------------------------------------------
@@ -135,9 +158,13 @@ const readTopicEntry = (region: CxlMemoryShape, area: LogArea, entry: DirectoryE
   }
   const name = decoder.decode(region.bytes.subarray(at + Descriptor.name, at + Descriptor.name + nameBytes))
   if (name !== entry.name) return undefined
-  area.place(entry.slot, { offset: at, bytes: entry.extent.bytes, blogBytes })
+  const prior = area.placed(entry.slot)
+  // What this process still keeps of a deleted topic in this slot is dropped before its offsets name the new one.
+  if (prior !== undefined && prior.generation !== entry.generation) topicPins(region, area).supersede(entry.slot)
+  area.place(entry.slot, { offset: at, bytes: entry.extent.bytes, blogBytes, generation: entry.generation })
   const info = {
     id: entry.slot,
+    generation: entry.generation,
     name,
     order: order as TopicInfo["order"],
     ackLevel: ackLevel as TopicInfo["ackLevel"],
@@ -178,19 +205,26 @@ export const listTopics = (region: CxlMemoryShape, area: LogArea): ReadonlyArray
   return topics
 }
 
-/** Resolves names to the region's topics. */
-export const topicResolver = (region: CxlMemoryShape, area: LogArea) => resolverOver(() => listTopics(region, area))
+/** Whether `info` still names a live topic of the region (its directory entry is its generation's). */
+export const isCurrentTopic = (region: CxlMemoryShape, area: LogArea) => {
+  const table = new DirectoryTable(region, area.directory)
+  return (info: TopicInfo): boolean => table.isCurrent({ slot: info.id, generation: info.generation })
+}
 
-/** `make` once per topic (by id): the per-topic state a layer keeps (topics are never deleted). */
+/** Resolves names to the region's topics. */
+export const topicResolver = (region: CxlMemoryShape, area: LogArea) =>
+  resolverOver(() => listTopics(region, area), isCurrentTopic(region, area))
+
+/** `make` once per topic (by id and generation): the per-topic state a layer keeps, made afresh for a new topic in a deleted one's slot. */
 export const perTopic = <A>(make: (info: TopicInfo) => A): (info: TopicInfo) => A => {
-  const made = new Map<number, A>()
+  const made = new Map<number, { readonly generation: number; readonly value: A }>()
   return (info) => {
     let found = made.get(info.id)
-    if (found === undefined) {
-      found = make(info)
+    if (found === undefined || found.generation !== info.generation) {
+      found = { generation: info.generation, value: make(info) }
       made.set(info.id, found)
     }
-    return found
+    return found.value
   }
 }
 
@@ -240,17 +274,36 @@ const addTopic = (
     })
   )
 
+/**
+ * Deletes a topic object: its descriptor says so first (a process holding the topic learns it
+ * with one load), then its directory entry goes (the name is free; the extent is retired and
+ * freed once no pin can touch it: TopicPins.ts).
+ */
+const removeTopic = (region: CxlMemoryShape, area: LogArea, writer: DirectoryWriterShape, info: TopicInfo) =>
+  Effect.suspend(() => {
+    const entry = new DirectoryTable(region, area.directory).read(info.id).entry
+    if (entry === undefined || entry.generation !== info.generation) {
+      return Effect.fail(new TopicNotFound({ name: info.name }))
+    }
+    const at = entry.extent.offset
+    new DescriptorView(region).storeState(at, DescriptorState.deleted)
+    region.publish(at, LINE_BYTES)
+    return writer.remove(entry).pipe(
+      Effect.catchTag("ObjectDeleted", () => Effect.fail(new TopicNotFound({ name: info.name })))
+    )
+  })
+
 /** The region's topics; they are created where the directory's writer is (the head), elsewhere NotDirectoryWriter. */
 export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const writer = yield* Effect.serviceOption(DirectoryWriter)
+    const notWriter = new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 })
     return topicsOver({
       list: () => listTopics(region, area),
-      add: (spec) =>
-        Option.isSome(writer)
-          ? addTopic(region, area, writer.value, spec)
-          : Effect.fail(new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 }))
+      isCurrent: isCurrentTopic(region, area),
+      add: (spec) => Option.isSome(writer) ? addTopic(region, area, writer.value, spec) : Effect.fail(notWriter),
+      remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter)
     }, area.config)
   })
 

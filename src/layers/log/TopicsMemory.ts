@@ -1,28 +1,49 @@
 /**
  * Topics fake: `topicsOver` (Topics.ts) with the store's array as the table, its room the
- * store's space (a topic count for the directory's slots, a byte budget for the heap).
+ * store's space (a topic count for the directory's slots, a byte budget for the heap). A
+ * deleted topic's id goes to the next topic made, under a new generation, as a directory slot does;
+ * its memory is back at once (no other process can hold it).
  */
 import { Effect, Layer } from "effect"
 import type { TopicInfo, TopicSpaceError, TopicsShape } from "../../services/log/Topics.js"
-import { Topics } from "../../services/log/Topics.js"
+import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { DirectoryFull, RegionFull } from "../../services/region/Directory.js"
 import { roundedTopicBytes } from "./Layout.js"
-import { makeMemoryTopic, type MemoryLogStore, type NoOptions } from "./MemoryStore.js"
+import {
+  clearSubscriberLines,
+  liveTopics,
+  makeMemoryTopic,
+  type MemoryLogStore,
+  type NoOptions
+} from "./MemoryStore.js"
 import { topicsOver } from "./Topics.js"
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<TopicsShape> =>
   Effect.sync(() =>
     topicsOver({
-      list: () => store.topics.map((t) => t.info),
+      list: () => liveTopics(store).map((t) => t.info),
+      isCurrent: (info) =>
+        store.topics[info.id]?.info.generation === info.generation && !store.topics[info.id]!.deleted,
+      remove: (info) =>
+        Effect.suspend(() => {
+          const topic = store.topics[info.id]
+          if (topic === undefined || topic.deleted || topic.info.generation !== info.generation) {
+            return Effect.fail(new TopicNotFound({ name: info.name }))
+          }
+          topic.deleted = true
+          store.signal.notify()
+          return Effect.void
+        }),
       add: (spec) =>
         Effect.suspend((): Effect.Effect<TopicInfo, TopicSpaceError> => {
           const { maxTopics, heapBytes } = store.space
-          if (store.topics.length >= maxTopics) {
-            return Effect.fail(new DirectoryFull({ entrySlots: maxTopics, objects: store.topics.length }))
+          const live = liveTopics(store)
+          if (live.length >= maxTopics) {
+            return Effect.fail(new DirectoryFull({ entrySlots: maxTopics, objects: live.length }))
           }
           // As the heap: each topic takes its memory rounded up to a power of two of pages.
           const held = (memory: number) => roundedTopicBytes(memory)
-          const used = store.topics.reduce((sum, t) => sum + held(t.info.memory ?? 0), 0)
+          const used = live.reduce((sum, t) => sum + held(t.info.memory ?? 0), 0)
           if (used + held(spec.memory) > heapBytes) {
             return Effect.fail(
               new RegionFull({
@@ -30,7 +51,7 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
                 largestFreeBytes: heapBytes - used,
                 freeBytes: heapBytes - used,
                 heapBytes,
-                holders: store.topics.map((t) => ({
+                holders: live.map((t) => ({
                   kind: "topic" as const,
                   name: t.info.name,
                   bytes: held(t.info.memory ?? 0),
@@ -39,8 +60,11 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
               })
             )
           }
-          const info = { id: store.topics.length, ...spec }
-          store.topics.push(makeMemoryTopic(store, info))
+          const reused = store.topics.findIndex((t) => t.deleted)
+          const id = reused >= 0 ? reused : store.topics.length
+          const info = { id, generation: ++store.generation, ...spec }
+          if (reused >= 0) clearSubscriberLines(store, id)
+          store.topics[id] = makeMemoryTopic(store, info)
           store.signal.notify()
           return Effect.succeed(info)
         })

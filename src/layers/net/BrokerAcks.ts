@@ -121,6 +121,11 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
 const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "wait" | { readonly boundMs: number } => {
   const { carried, session, socket, watch } = track
   const { ackLevel, clientId, sessionEpoch, topic } = session
+  if (watch.deleted()) {
+    // What was acknowledged stands; nothing more will be, and the publisher is told why.
+    reject(broker, socket, new WireViolation({ code: "topic-deleted", detail: `topic ${topic} was deleted` }))
+    return "end"
+  }
   const frontiers = watch.acks()
   if (!frontiers.known) {
     // Released and its line reused: where it ended is no longer known.

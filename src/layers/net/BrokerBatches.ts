@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import type { Socket } from "node:net"
 import { brokerBatches, brokerBytes } from "../../Metrics.js"
 import { type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
-import { TopicNotFound } from "../../services/log/Topics.js"
+import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
 import { checkBatchPayload } from "./BatchPayload.js"
 import { overLimit } from "./BrokerAdmission.js"
 import type { Carried } from "./BrokerCarried.js"
@@ -24,7 +24,10 @@ export const DONE = "done" as const
 
 /** An append the log refused: a batch it rejects is one the broker should have refused itself (internal). */
 export const appendFailed = (e: AppendError) =>
-  new WireViolation({ code: e._tag === "BatchRejected" ? "internal" : "append-failed", detail: e.message })
+  new WireViolation({
+    code: e._tag === "BatchRejected" ? "internal" : e._tag === "TopicDeleted" ? "topic-deleted" : "append-failed",
+    detail: e.message
+  })
 
 /** The log's header for a BATCH frame. */
 const headerOf = (frame: Frame): BatchHeader => ({
@@ -90,7 +93,9 @@ export const batchStream = (
     if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
     const appended = appender.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame.payload))
     if (appended === "wait") return appended
-    if (appended instanceof TopicNotFound || appended instanceof BatchRejected) return appendFailed(appended)
+    if (appended instanceof TopicNotFound || appended instanceof TopicDeleted || appended instanceof BatchRejected) {
+      return appendFailed(appended)
+    }
     counted(frame, appended)
     return undefined
   }

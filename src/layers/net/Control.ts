@@ -84,6 +84,7 @@ export const WireErrorCode = Schema.Literal(
   "bad-crc",
   "bad-handshake",
   "unknown-topic",
+  "topic-deleted",
   "unexpected-frame",
   "session-mismatch",
   "bad-batch",
@@ -112,6 +113,7 @@ export type WireErrorCode = typeof WireErrorCode.Type
 /** Errors a publisher cannot cure by reconnecting: its configuration is wrong. */
 export const fatalWireErrors: ReadonlySet<WireErrorCode> = new Set([
   "unknown-topic",
+  "topic-deleted",
   "version-mismatch",
   "bad-handshake",
   "session-table-full",

@@ -14,6 +14,7 @@ import { Cause, Effect, Exit } from "effect"
 import type { AckTrackerShape, SessionWatch } from "../../services/log/AckTracker.js"
 import type { AppenderShape, BatchHeader } from "../../services/log/Appender.js"
 import { BrokerRejected, type PublishError } from "../../services/net/Publisher.js"
+import type { WireErrorCode } from "./Control.js"
 import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 
 /** What a region link works with: the process's log services, how it runs an Effect, and what it publishes. */
@@ -41,6 +42,10 @@ interface Queued {
 
 const refusal = (region: string, code: BrokerRejected["code"], detail: string): PublishError =>
   new BrokerRejected({ broker: `region ${region}`, code, detail })
+
+/** The wire code a local append's refusal carries, as a broker's would. */
+const refusalCode = (tag: string | undefined): WireErrorCode =>
+  tag === "TopicNotFound" ? "unknown-topic" : tag === "TopicDeleted" ? "topic-deleted" : "bad-batch"
 
 export class RegionLink implements PublisherLink {
   readonly index = 0
@@ -86,8 +91,8 @@ export class RegionLink implements PublisherLink {
         this.lastClose = error._tag ?? "failed"
         const code = error._tag === "SessionTableFull"
           ? "session-table-full"
-          : error._tag === "TopicNotFound"
-          ? "unknown-topic"
+          : error._tag === "TopicNotFound" || error._tag === "TopicDeleted"
+          ? refusalCode(error._tag)
           : "internal"
         return this.c.events.failed(refusal(this.c.region, code, error.message ?? String(error)))
       }
@@ -126,9 +131,7 @@ export class RegionLink implements PublisherLink {
           return onWritten(null)
         }
         onWritten(outcome)
-        return this.c.events.failed(
-          refusal(this.c.region, outcome._tag === "TopicNotFound" ? "unknown-topic" : "bad-batch", outcome.message)
-        )
+        return this.c.events.failed(refusal(this.c.region, refusalCode(outcome._tag), outcome.message))
       }
     }
     // Waiting for room (or for the topic's first use): in order, behind any batch already waiting.
@@ -150,10 +153,14 @@ export class RegionLink implements PublisherLink {
         next.onWritten(null)
         return this.drain()
       }
-      const error = Cause.squash(exit.cause) as Error
+      const error = Cause.squash(exit.cause) as Error & { readonly _tag?: string }
       next.onWritten(error)
       // The rest of the queue is dropped with the link: the core resends what it carried.
       for (const dropped of this.queue.splice(0)) dropped.onWritten(error)
+      // A topic gone is the publisher's end; anything else, the link's (the core resends elsewhere).
+      if (error._tag === "TopicNotFound" || error._tag === "TopicDeleted") {
+        return this.c.events.failed(refusal(this.c.region, refusalCode(error._tag), error.message))
+      }
       this.down(`append failed: ${error.message}`)
     })
   }
@@ -162,7 +169,7 @@ export class RegionLink implements PublisherLink {
   private acksMoved(): boolean {
     const acks = this.watch?.acks()
     if (acks === undefined) return false
-    return acks.fenced || acks.ordered > this.reportedOrdered ||
+    return this.watch!.deleted() || acks.fenced || acks.ordered > this.reportedOrdered ||
       (this.c.ackLevel === 2 && acks.replicated > this.reportedReplicated)
   }
 
@@ -170,6 +177,9 @@ export class RegionLink implements PublisherLink {
   private report(): void {
     const watch = this.watch
     if (watch === undefined || this.state !== "open") return
+    if (watch.deleted()) {
+      return this.c.events.failed(refusal(this.c.region, "topic-deleted", `topic ${this.c.topic} was deleted`))
+    }
     const acks = watch.acks()
     if (acks.ordered > this.reportedOrdered) {
       const orders = this.ordersUpTo(acks.ordered)

@@ -8,7 +8,7 @@ import { Effect, Either } from "effect"
 import { connect, type Socket } from "node:net"
 import { ConsumerBusy, ConsumerCutOff, ConsumerTableFull } from "../../services/log/Consumers.js"
 import { LogOutOfRange } from "../../services/log/LogReader.js"
-import { TopicNotFound } from "../../services/log/Topics.js"
+import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
 import {
   type SubscribeError,
   SubscriberBrokersUnreachable,
@@ -155,6 +155,7 @@ const brokerError = (connection: Connection, request: Subscribe, frame: Frame): 
   const body = decoded.right
   const topic = request.topic
   if (body.code === "unknown-topic") return new TopicNotFound({ name: topic })
+  if (body.code === "topic-deleted") return new TopicDeleted({ name: topic })
   const name = request.consumer ?? ""
   if (body.code === "consumer-busy") return new ConsumerBusy({ topic, name, pid: 0 })
   if (body.code === "consumer-table-full") return new ConsumerTableFull({ topic, slots: 0 })
@@ -175,7 +176,7 @@ export const streamError = (connection: Connection, request: Subscribe, frame: F
   const e = brokerError(connection, request, frame)
   return e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable" ||
       e._tag === "SubscriberConnectionFailed" ||
-      e._tag === "ConsumerCutOff"
+      e._tag === "ConsumerCutOff" || e._tag === "TopicDeleted"
     ? e
     : connection.failed("bad-frame", e.message)
 }

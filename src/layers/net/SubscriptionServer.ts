@@ -30,6 +30,7 @@ import { Effect, Either, type Scope } from "effect"
 import type { Socket } from "node:net"
 import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
+import { TopicDeleted } from "../../services/log/Topics.js"
 import { authenticate, authorize, type AuthServer, type UserRecord } from "./Auth.js"
 import { decodeControl, errorFrame, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import type { Frame } from "./Frame.js"
@@ -189,6 +190,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
       if (e instanceof LogOutOfRange) return refuseOutOfRange(socket, e)
       if (e instanceof ConsumerCutOff) return refuseCutOff(socket, e)
       if (e instanceof WireViolation) return yield* e
+      if (e instanceof TopicDeleted) return yield* new WireViolation({ code: "topic-deleted", detail: e.message })
       return yield* new WireViolation({ code: "internal", detail: e.message })
     }
   })

@@ -28,9 +28,9 @@ export class HolderLine {
   }
 
   /** Claims a free line, or a dead holder's, by compare-and-swap of its (occurrence, pid) pair. */
-  private claim(): Effect.Effect<number, HolderLinesFull> {
-    return Effect.suspend(() => {
-      if (this.line >= 0) return Effect.succeed(this.line)
+  private claim(): number | HolderLinesFull {
+    {
+      if (this.line >= 0) return this.line
       const occurrence = newOccurrence()
       for (let line = 0; line < this.area.config.holderLines; line++) {
         const at = this.area.holder(line)
@@ -42,10 +42,10 @@ export class HolderLine {
         this.region.publish(at, HOLDER_LINE_BYTES)
         this.line = line
         this.occurrence = occurrence
-        return Effect.succeed(line)
+        return line
       }
-      return Effect.fail(new HolderLinesFull({ holderLines: this.area.config.holderLines }))
-    })
+      return new HolderLinesFull({ holderLines: this.area.config.holderLines })
+    }
   }
 
   private show(): void {
@@ -58,14 +58,28 @@ export class HolderLine {
 
   /** Announces a pin at the current epoch; the caller checks its object is live after this, and calls `unpin` with the epoch. */
   pin(): Effect.Effect<number, HolderLinesFull> {
-    return Effect.map(this.claim(), () => {
-      this.region.invalidate(this.area.header, HOLDER_LINE_BYTES)
-      const epoch = this.header.pinEpoch(this.area.header)
-      const count = this.pins.get(epoch) ?? 0
-      this.pins.set(epoch, count + 1)
-      if (count === 0) this.show()
-      return epoch
+    return Effect.suspend(() => {
+      const epoch = this.pinNow()
+      return typeof epoch === "number" ? Effect.succeed(epoch) : Effect.fail(epoch)
     })
+  }
+
+  /** `pin` without an Effect, for holders that pin on a hot path. */
+  pinNow(): number | HolderLinesFull {
+    const claimed = this.claim()
+    if (typeof claimed !== "number") return claimed
+    this.region.invalidate(this.area.header, HOLDER_LINE_BYTES)
+    const epoch = this.header.pinEpoch(this.area.header)
+    const count = this.pins.get(epoch) ?? 0
+    this.pins.set(epoch, count + 1)
+    if (count === 0) this.show()
+    return epoch
+  }
+
+  /** The directory's pin epoch now: a pin older than it may keep a deleted object's extents. */
+  epochNow(): number {
+    this.region.invalidate(this.area.header, HOLDER_LINE_BYTES)
+    return this.header.pinEpoch(this.area.header)
   }
 
   unpin(epoch: number): void {

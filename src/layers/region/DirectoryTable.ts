@@ -168,7 +168,7 @@ export class DirectoryTable {
   }
 
   /** Whether slot `entry.slot` still holds that very object: live, same generation. */
-  isCurrent(entry: DirectoryEntry): boolean {
+  isCurrent(entry: Pick<DirectoryEntry, "slot" | "generation">): boolean {
     const at = this.area.entry(entry.slot)
     const e = this.entries
     for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {

@@ -1,8 +1,8 @@
-/** The commands that administer a region's topics: `create-topic`, `topics` and `consumers`. */
+/** The commands that administer a region's topics: `create-topic`, `topics` (and `topics delete`) and `consumers`. */
 import { Effect, Either } from "effect"
 import { consumersReport, type ResetTarget } from "../admin/Consumers.js"
-import { createTopic } from "../admin/CreateTopic.js"
 import { topics as listTopics } from "../admin/TopicAdmin.js"
+import { createTopic, deleteTopic } from "../admin/TopicChanges.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
@@ -24,11 +24,22 @@ export const createTopicCommand = Cli.command({
       : createTopic({ name: o.region, coherence: o.coherence }, withMemory(withDiskRetention(o.topics, o), o.memory))
 })
 
+/** The words after `topics`: none (list), or `delete NAME`. */
+const topicChangeOf = (args: ReadonlyArray<string>) => {
+  if (args.length === 0) return Effect.succeed(undefined)
+  if (args.length === 2 && args[0] === "delete") return Effect.succeed({ delete: args[1]! })
+  return failUsage("use cxlog topics to list them, or cxlog topics delete NAME")
+}
+
 export const topicsCommand = Cli.command({
   name: "topics",
-  summary: "List and describe a region's topics: order, ACK, RF, offsets held, sessions, subscribers, retention",
+  summary:
+    "List and describe a region's topics (order, ACK, RF, memory, offsets held, sessions, subscribers); delete one",
   details:
-    "Reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone.",
+    "Listing reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone. " +
+    "`cxlog topics delete NAME` asks the running head to delete a topic: its name is free at once, its publishers and readers get " +
+    "TopicDeleted, and its memory comes back once no live process holds it.",
+  positional: "delete NAME",
   flags: {
     region,
     coherence,
@@ -39,13 +50,16 @@ export const topicsCommand = Cli.command({
     }),
     json: Cli.toggle("json", { description: "print the description as JSON" })
   },
-  examples: ["cxlog topics", "cxlog topics --region orders --topic orders --json"],
-  run: (o) =>
-    listTopics({
-      region: { name: o.region, coherence: o.coherence },
-      ...(o.topic === undefined ? {} : { topic: o.topic }),
-      json: o.json
-    })
+  examples: ["cxlog topics", "cxlog topics --region orders --topic orders --json", "cxlog topics delete clicks"],
+  run: (o, args) =>
+    Effect.flatMap(topicChangeOf(args), (change) =>
+      change === undefined
+        ? listTopics({
+          region: { name: o.region, coherence: o.coherence },
+          ...(o.topic === undefined ? {} : { topic: o.topic }),
+          json: o.json
+        })
+        : deleteTopic({ name: o.region, coherence: o.coherence }, change.delete))
 })
 
 /** `--to`: a position as `--from` takes it (earliest, latest, an offset), else a time as `--from-time` does. */

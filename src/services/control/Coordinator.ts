@@ -9,6 +9,8 @@ import type {
   ReplicationUnavailable,
   TopicExists,
   TopicInfo,
+  TopicNotDeletable,
+  TopicNotFound,
   TopicSpaceError,
   TopicSpec
 } from "../log/Topics.js"
@@ -212,6 +214,10 @@ export interface CoordinatorShape {
     | NotDirectoryWriter
     | CoordinatorUnavailable
   >
+  /** Deletes a topic (the head does: `Topics.delete`). */
+  readonly deleteTopic: (
+    name: string
+  ) => Effect.Effect<void, TopicNotFound | TopicNotDeletable | NotDirectoryWriter | CoordinatorUnavailable>
 }
 
 export class Coordinator extends Context.Tag("cxlog/Coordinator")<Coordinator, CoordinatorShape>() {}

@@ -6,7 +6,7 @@
  * RF = 1). Frontiers are counts: batches 0..n-1 of the session.
  */
 import { Context, type Effect, Schema } from "effect"
-import type { AckLevel, LogCorrupt, TopicNotFound } from "./Topics.js"
+import type { AckLevel, LogCorrupt, TopicDeleted, TopicNotFound } from "./Topics.js"
 
 export interface SessionAcks {
   /** Level 1: batches 0..ordered-1 are in the total order. */
@@ -70,6 +70,8 @@ export interface SessionWatch {
   ) => () => void
   /** Set once the topic's copy on disk stopped (replication factor 2): its level 2 will not move again. */
   readonly durableFailure: () => DurableFailure | undefined
+  /** True once the topic was deleted: its frontiers stay where they were last read, and nothing more is acknowledged. */
+  readonly deleted: () => boolean
 }
 
 export interface AckTrackerShape {
@@ -113,7 +115,7 @@ export interface AckTrackerShape {
     sessionEpoch: number,
     batchSeq: number,
     options: { readonly timeoutMs: number; readonly level?: AckLevel }
-  ) => Effect.Effect<SessionAcks, AckTimeout | SessionFenced | TopicNotFound | LogCorrupt>
+  ) => Effect.Effect<SessionAcks, AckTimeout | SessionFenced | TopicNotFound | TopicDeleted | LogCorrupt>
 }
 
 export class AckTracker extends Context.Tag("cxlog/AckTracker")<AckTracker, AckTrackerShape>() {}

@@ -5,7 +5,7 @@
  * is backpressure: it waits, then fails with `AppendTimeout`; nothing is dropped.
  */
 import { Context, Data, type Effect, Schema } from "effect"
-import type { TopicNotFound } from "./Topics.js"
+import type { TopicDeleted, TopicNotFound } from "./Topics.js"
 
 const U32 = Schema.Int.pipe(Schema.between(0, 0xffffffff))
 
@@ -31,7 +31,8 @@ export interface AppendReceipt {
   readonly blogPosition: number
 }
 
-export type AppendError = TopicNotFound | AppendTimeout | BatchRejected
+/** TopicDeleted: the topic this broker appended to was deleted (its name may since name another). */
+export type AppendError = TopicNotFound | TopicDeleted | AppendTimeout | BatchRejected
 
 export interface AppenderShape {
   /** The broker slot this process owns. */
@@ -60,7 +61,7 @@ export interface AppenderShape {
     topic: string,
     header: BatchHeader,
     fill: (dst: Uint8Array) => void
-  ) => AppendReceipt | "wait" | TopicNotFound | BatchRejected
+  ) => AppendReceipt | "wait" | TopicNotFound | TopicDeleted | BatchRejected
   /**
    * Receiving in place: the Blog space where the topic's next batch of `payloadBytes` will
    * go, as a view the caller may fill before it appends (a socket reading straight into it),
@@ -82,7 +83,10 @@ export interface AppenderShape {
    * handed out by the log (never chosen by the client), so a restarted publisher or a
    * stranger reusing the client id can never have its batches taken for resends.
    */
-  readonly registerSession: (topic: string, clientId: number) => Effect.Effect<number, TopicNotFound | SessionTableFull>
+  readonly registerSession: (
+    topic: string,
+    clientId: number
+  ) => Effect.Effect<number, TopicNotFound | TopicDeleted | BatchRejected | SessionTableFull>
   /**
    * Appends the session's close marker: it sent batches 0..batches-1. The sequencer releases
    * the session once they are all ordered (at once if they are), freeing its table line.

@@ -31,6 +31,8 @@ export interface TopicPlace {
   readonly bytes: number
   /** Payload bytes of each writer lane's Blog; a multiple of 4096. */
   readonly blogBytes: number
+  /** The directory generation of the topic placed (a later topic in the same slot has another). */
+  readonly generation: number
 }
 
 /** Every offset of the log area, absolute in the region. */
@@ -46,6 +48,8 @@ export interface LogArea {
   readonly place: (topic: number, place: TopicPlace) => void
   /** Where topic `topic` lives; a topic this process has not read is a defect. */
   readonly placeOf: (topic: number) => TopicPlace
+  /** Where topic `topic` was last placed by this process, if it was. */
+  readonly placed: (topic: number) => TopicPlace | undefined
   /** Payload bytes of each of the topic's Blogs. */
   readonly blogBytes: (topic: number) => number
   readonly topic: (topic: number) => number

@@ -6,7 +6,7 @@
  */
 import { Context, Data, type Effect, Schema, type Scope } from "effect"
 import type { HeadUnavailable } from "./HeadWatch.js"
-import type { LogCorrupt, TopicInfo, TopicNotFound } from "./Topics.js"
+import type { LogCorrupt, TopicDeleted, TopicInfo, TopicNotFound } from "./Topics.js"
 
 /** One batch of the total order; valid only during the callback it is passed to. */
 export interface LogBatchView {
@@ -52,16 +52,16 @@ export interface LogCursor {
   readonly position: () => number
   /** Global seq of the next batch to read. */
   readonly nextBatch: () => number
-  /** Delivers every message available now, up to `maxBatches` batches; returns how many messages. */
+  /** Delivers every message available now, up to `maxBatches` batches; returns how many messages. TopicDeleted once the topic is. */
   readonly poll: (
     onMessage: (message: LogMessageView) => void,
     maxBatches?: number
-  ) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
+  ) => Effect.Effect<number, LogOutOfRange | LogCorrupt | TopicDeleted>
   /** Delivers whole batches available now; returns how many batches. */
   readonly pollBatches: (
     onBatch: (batch: LogBatchView) => void,
     maxBatches?: number
-  ) => Effect.Effect<number, LogOutOfRange | LogCorrupt>
+  ) => Effect.Effect<number, LogOutOfRange | LogCorrupt | TopicDeleted>
   /**
    * True once there is something to read, false after `timeoutMs`. Fails with `HeadUnavailable`
    * once the head has been unavailable past its bound (nothing more would be ordered).

@@ -59,7 +59,12 @@ export const topicSpecConflict = (spec: TopicSpec): string | undefined =>
     ? "a disk retention needs replication factor 2 (a copy on disk)"
     : undefined
 
-export const TopicInfo = Schema.Struct({ ...TopicSpec.fields, id: Schema.Int })
+/**
+ * A topic as the log knows it: its spec, its id (its directory slot) and its generation (the
+ * directory's count at its create), which together name this very topic, not a later one made
+ * in the same slot or under the same name after a delete.
+ */
+export const TopicInfo = Schema.Struct({ ...TopicSpec.fields, id: Schema.Int, generation: Schema.Int })
 export type TopicInfo = typeof TopicInfo.Type
 
 /** Why a create found no room: the directory's slots, or the heap's space (each names what holds it and what would free it). */
@@ -78,6 +83,12 @@ export interface TopicsShape {
   >
   readonly lookup: (name: string) => Effect.Effect<TopicInfo, TopicNotFound>
   readonly list: Effect.Effect<ReadonlyArray<TopicInfo>>
+  /**
+   * Deletes a topic (the directory's writer only): its name is free at once, every process that
+   * uses it gets `TopicDeleted` (within a tick, 500 ms, of this), and its memory comes back once
+   * no live process can still touch it. A replication factor 2 topic's copy on disk goes with it.
+   */
+  readonly delete: (name: string) => Effect.Effect<void, TopicNotFound | TopicNotDeletable | NotDirectoryWriter>
 }
 
 export class Topics extends Context.Tag("cxlog/Topics")<Topics, TopicsShape>() {}
@@ -91,6 +102,22 @@ export class TopicExists extends Schema.TaggedError<TopicExists>()("TopicExists"
 export class TopicNotFound extends Schema.TaggedError<TopicNotFound>()("TopicNotFound", { name: Schema.String }) {
   override get message() {
     return `unknown topic ${JSON.stringify(this.name)}`
+  }
+}
+
+/** The topic was deleted while this was using it (a topic of the same name made since is another topic). */
+export class TopicDeleted extends Schema.TaggedError<TopicDeleted>()("TopicDeleted", { name: Schema.String }) {
+  override get message() {
+    return `topic ${JSON.stringify(this.name)} was deleted`
+  }
+}
+
+/** A delete the log cannot carry out for this topic (its reason says why and what to do). */
+export class TopicNotDeletable
+  extends Schema.TaggedError<TopicNotDeletable>()("TopicNotDeletable", { name: Schema.String, reason: Schema.String })
+{
+  override get message() {
+    return `topic ${JSON.stringify(this.name)} cannot be deleted: ${this.reason}`
   }
 }
 

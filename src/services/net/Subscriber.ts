@@ -16,7 +16,7 @@ import { Context, Data, type Effect, type Scope, type Stream } from "effect"
 import type { ConsumerCutOff, ConsumerError } from "../log/Consumers.js"
 import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { LogOutOfRange } from "../log/LogReader.js"
-import type { LogCorrupt, TopicNotFound } from "../log/Topics.js"
+import type { LogCorrupt, TopicDeleted, TopicNotFound } from "../log/Topics.js"
 
 /** One header of a message: its name, and its value as a zero-copy view (valid as long as its batch). */
 export interface MessageHeader {
@@ -190,4 +190,5 @@ export type SubscriptionError =
   | HeadUnavailable
   | SubscriberConnectionFailed
   | ConsumerCutOff
+  | TopicDeleted
 export type SubscribeError = SubscriptionError | TopicNotFound | SubscriberBrokersUnreachable | ConsumerError

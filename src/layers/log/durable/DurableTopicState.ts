@@ -94,7 +94,7 @@ export const persistTopicState = (topic: TopicInfo, options: PersistStateOptions
     const consumers = yield* Consumers
     const { everyMs = 100, syncTimeoutMs = 30_000 } = options
     const log = yield* segments.open(stateStreamOf(topic.name), STATE_SEGMENTS)
-    const { id: _id, ...spec } = topic
+    const { generation: _generation, id: _id, ...spec } = topic
     let written: string | undefined
     for (;;) {
       const listed = yield* consumers.list(topic.name)

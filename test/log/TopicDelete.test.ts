@@ -1,0 +1,106 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
+import { topicPins } from "../../src/layers/log/TopicPins.js"
+import { drain, header, implementations, makeBatch, TEST_TOPICS } from "../fixtures/log-harness.js"
+
+const spec = (name: string) => ({ name, order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 })
+
+for (const impl of implementations) {
+  describe(`Topics.delete contract: ${impl.label}`, () => {
+    it.scoped("frees the name at once; its reader and appender get TopicDeleted; a topic made under the name is another", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const first = yield* cluster.topics.create(spec("t"))
+        const appender = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        const old = makeBatch([16, 16], 1)
+        yield* appender.append("t", header(9, 1, 0, old), old.payload)
+        yield* drain(sequencer)
+        const cursor = yield* cluster.reader.subscribe("t")
+        expect(yield* cursor.poll(() => {})).toBe(2)
+
+        yield* cluster.topics.delete("t")
+        expect(yield* Effect.flip(cluster.topics.lookup("t"))).toMatchObject({ _tag: "TopicNotFound" })
+        expect((yield* cluster.topics.list).map((t) => t.name)).toEqual([])
+        expect(yield* Effect.flip(cluster.topics.delete("t"))).toMatchObject({ _tag: "TopicNotFound", name: "t" })
+        // What held the topic learns it at its next use.
+        expect(yield* Effect.flip(cursor.poll(() => {}))).toMatchObject({ _tag: "TopicDeleted", name: "t" })
+        expect(cursor.retained(0)).toBe(false)
+        expect(yield* Effect.flip(appender.append("t", header(9, 1, 1, old), old.payload))).toMatchObject({
+          _tag: "TopicDeleted",
+          name: "t"
+        })
+        yield* drain(sequencer)
+
+        // The name makes a new topic: a generation of its own, offsets from 0, none of the old messages.
+        const second = yield* cluster.topics.create(spec("t"))
+        expect(second.generation).not.toBe(first.generation)
+        const fresh = makeBatch([8], 2)
+        yield* appender.append("t", header(10, 1, 0, fresh), fresh.payload)
+        yield* drain(sequencer)
+        const reread = yield* cluster.reader.subscribe("t")
+        const seen: Array<number> = []
+        yield* reread.poll((m) => void seen.push(m.totalOrder * 1000 + m.batch.clientId))
+        expect(seen).toEqual([10])
+      }))
+
+    it.scoped("refuses a topic with a copy on disk, and an unknown one, with typed errors", () =>
+      Effect.gen(function*() {
+        const { topics } = yield* impl.make()
+        yield* topics.create({ name: "kept", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const refused = yield* Effect.flip(topics.delete("kept"))
+        expect(refused).toMatchObject({ _tag: "TopicNotDeletable", name: "kept" })
+        expect(refused.message).toContain("copy on disk")
+        expect((yield* topics.list).map((t) => t.name)).toEqual(["kept"])
+        expect(yield* Effect.flip(topics.delete("nope"))).toMatchObject({ _tag: "TopicNotFound" })
+      }))
+
+    it.scoped("a deleted topic's memory comes back: a full heap takes a new topic after a delete", () =>
+      Effect.gen(function*() {
+        const { topics } = yield* impl.make()
+        for (let i = 0; i < TEST_TOPICS; i++) yield* topics.create(spec(`t${i}`))
+        expect(yield* Effect.flip(topics.create(spec("next")))).toMatchObject({ _tag: "RegionFull" })
+        yield* topics.delete("t1")
+        expect((yield* topics.create(spec("next"))).name).toBe("next")
+      }))
+  })
+}
+
+describe("a deleted topic's memory in the region", () => {
+  for (const impl of implementations.filter((i) => i.label.startsWith("layer ("))) {
+    it.scoped(`is reused only once no cursor of this process can still read it (${impl.label})`, () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        for (let i = 0; i < TEST_TOPICS; i++) yield* cluster.topics.create(spec(`t${i}`))
+        const appender = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        const batch = makeBatch([64], 3)
+        yield* appender.append("t0", header(9, 1, 0, batch), batch.payload)
+        yield* drain(sequencer)
+        const { area } = cluster.region!
+        const extent = area.placeOf((yield* cluster.topics.lookup("t0")).id)
+        const readerScope = yield* Scope.make()
+        const cursor = yield* cluster.reader.subscribe("t0").pipe(Scope.extend(readerScope))
+        let payload: Uint8Array | undefined
+        yield* cursor.poll((m) => void (payload = m.payload))
+        const before = Uint8Array.from(payload!)
+
+        yield* cluster.topics.delete("t0")
+        // The appender and the sequencer let it go at their next use.
+        yield* Effect.flip(appender.append("t0", header(9, 1, 1, batch), batch.payload))
+        yield* drain(sequencer)
+        // This process's tick moves the pins of the topics it still uses (the sequencer's t1..t3) past the delete.
+        topicPins(cluster.region!.memory, area).tick()
+        // The cursor still holds it: the heap has no room, and says who holds the space.
+        const full = yield* Effect.flip(cluster.topics.create(spec("next")))
+        expect(full).toMatchObject({ _tag: "RegionFull" })
+        expect(full.message).toContain(`pinned by pid ${process.pid}`)
+        // The payload the cursor handed out is intact: nothing reused the extent.
+        expect(Uint8Array.from(payload!)).toEqual(before)
+
+        yield* Scope.close(readerScope, Exit.void)
+        const next = yield* cluster.topics.create(spec("next"))
+        expect(area.placeOf(next.id).offset).toBe(extent.offset)
+      }))
+  }
+})
