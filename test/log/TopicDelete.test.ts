@@ -30,6 +30,10 @@ for (const impl of implementations) {
           _tag: "TopicDeleted",
           name: "t"
         })
+        // And so on while no topic has the name (a batch received meanwhile is refused as deleted, not unknown).
+        expect(yield* Effect.flip(appender.append("t", header(9, 1, 1, old), old.payload))).toMatchObject({
+          _tag: "TopicDeleted"
+        })
         yield* drain(sequencer)
 
         // The name makes a new topic: a generation of its own, offsets from 0, none of the old messages.

@@ -10,6 +10,7 @@ import { LogCorrupt, TopicDeleted, type TopicInfo, type TopicNotFound } from "..
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { HolderLinesFull } from "../../services/region/Directory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
+import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { AppendTarget } from "./AppendBacking.js"
 import { type AppendCursors, heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
@@ -211,6 +212,9 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   }
 }
 
+/** Deleted names an appender remembers at most (a publisher still sending to one is told it was deleted). */
+const GONE_LIMIT = 1024
+
 /**
  * The broker's target of each topic, set up from the region on first use (`target`; a corrupt
  * broker line rejects the batch), then found without an Effect (`known`: the hot path). Each
@@ -220,12 +224,17 @@ class RegionTarget implements AppendTarget, ReclaimSource {
  */
 export const regionTargets = (b: RegionBroker, resolve: (topic: string) => Effect.Effect<TopicInfo, TopicNotFound>) => {
   const pins = topicPins(b.region, b.area)
+  const directory = new DirectoryTable(b.region, b.area.directory)
   const targets = new Map<string, { readonly target: RegionTarget; readonly hold: TopicHold }>()
+  /** Names whose target was dropped for a delete: TopicDeleted until a topic of the name exists again. */
+  const gone = new Set<string>()
   let dropped: (target: AppendTarget) => void = () => {}
 
   const drop = (topic: string, held: { readonly target: RegionTarget; readonly hold: TopicHold }) => {
     if (targets.get(topic) !== held) return
     targets.delete(topic)
+    if (gone.size >= GONE_LIMIT) gone.clear()
+    gone.add(topic)
     dropped(held.target)
     b.forget(held.hold.info)
     held.hold.release()
@@ -233,7 +242,13 @@ export const regionTargets = (b: RegionBroker, resolve: (topic: string) => Effec
 
   const known = (topic: string): AppendTarget | TopicDeleted | undefined => {
     const held = targets.get(topic)
-    if (held === undefined) return undefined
+    if (held === undefined) {
+      if (!gone.has(topic)) return undefined
+      // A batch that was being received when its topic went is refused as deleted, not as unknown.
+      if (directory.lookup("topic", topic) === undefined) return new TopicDeleted({ name: topic })
+      gone.delete(topic)
+      return undefined
+    }
     if (!held.hold.deleted()) return held.target
     drop(topic, held)
     return new TopicDeleted({ name: topic })

@@ -171,17 +171,20 @@ export const makeMemory = (
     )
     // As the region's targets: one per topic name, dropped (TopicDeleted, once) when its topic is deleted.
     const targets = new Map<string, StoreTarget>()
+    const gone = new Set<string>()
     let dropped: (target: AppendTarget) => void = () => {}
     const known = (name: string): AppendTarget | TopicNotFound | TopicDeleted => {
       const held = targets.get(name)
       if (held !== undefined) {
         if (!held.memoryTopic.deleted) return held
         targets.delete(name)
+        gone.add(name)
         dropped(held)
         return new TopicDeleted({ name })
       }
       const topic = findTopic(store, name)
-      if (topic === undefined) return new TopicNotFound({ name })
+      if (topic === undefined) return gone.has(name) ? new TopicDeleted({ name }) : new TopicNotFound({ name })
+      gone.delete(name)
       const made = new StoreTarget(store, topic, brokerId)
       targets.set(name, made)
       return made
