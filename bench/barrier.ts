@@ -19,7 +19,8 @@ import { fork } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as CoordinatorLayers from "../src/layers/control/Coordinator.js"
-import { defaultLogConfig, roundedTopicBytes, withBlogBytes } from "../src/layers/log/Layout.js"
+import { roundedTopicBytes } from "../src/layers/log/Layout.js"
+import { oneBrokerLogConfig } from "../src/layers/log/LogRegion.js"
 import * as TopicsLayers from "../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../src/layers/RegionLayout.js"
 import * as Roles from "../src/layers/Roles.js"
@@ -31,14 +32,7 @@ const PARTICIPANTS = 4
 const FRAME_BYTES = 256
 const MODES: ReadonlyArray<BarrierMode> = ["rendezvous", "delivery-fence", "processing-fence"]
 
-const log = withBlogBytes({
-  ...defaultLogConfig,
-  maxBrokers: 1,
-  pbrSlots: 64,
-  goiSlots: 256,
-  sessionSlots: 64,
-  maxBatchBytes: 64 << 10
-}, 1 << 20)
+const log = oneBrokerLogConfig
 
 const config: RegionConfig = {
   directory: { entrySlots: 16, holderLines: 4, heapBytes: roundedTopicBytes(log.topicMemoryBytes) },

@@ -7,7 +7,7 @@ import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import * as CoordinatorMemoryLayers from "../../src/layers/control/CoordinatorMemory.js"
 import * as RingsMemoryLayers from "../../src/layers/control/RingsMemory.js"
-import { defaultLogConfig, withBlogBytes } from "../../src/layers/log/Layout.js"
+import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
 import { makeMemoryStore } from "../../src/layers/log/MemoryStore.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as TopicsMemoryLayers from "../../src/layers/log/TopicsMemory.js"
@@ -28,14 +28,7 @@ import { uniqueRegion } from "../helpers/Processes.js"
 const config: RegionConfig = {
   directory: { entrySlots: 16, holderLines: 4, heapBytes: 4 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 2, appRingBytes: 64 << 10 },
-  log: withBlogBytes({
-    ...defaultLogConfig,
-    maxBrokers: 1,
-    pbrSlots: 64,
-    goiSlots: 256,
-    sessionSlots: 64,
-    maxBatchBytes: 64 << 10
-  }, 1 << 20)
+  log: oneBrokerLogConfig
 }
 
 interface Cluster {

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Logger, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
-import { defaultLogConfig, withBlogBytes } from "../../src/layers/log/Layout.js"
+import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
@@ -18,14 +18,7 @@ import { uniqueRegion } from "../helpers/Processes.js"
 const config: RegionConfig = {
   directory: { entrySlots: 16, holderLines: 4, heapBytes: 4 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 64 << 10 },
-  log: withBlogBytes({
-    ...defaultLogConfig,
-    maxBrokers: 1,
-    pbrSlots: 64,
-    goiSlots: 256,
-    sessionSlots: 64,
-    maxBatchBytes: 64 << 10
-  }, 1 << 20)
+  log: oneBrokerLogConfig
 }
 
 /** Log lines of every fiber the test starts (the layers' fibers inherit the logger). */

@@ -6,7 +6,7 @@
 import { expect } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
-import { defaultLogConfig, withBlogBytes } from "../../src/layers/log/Layout.js"
+import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
@@ -18,14 +18,7 @@ import { uniqueRegion } from "./Processes.js"
 const config: RegionConfig = {
   directory: { entrySlots: 16, holderLines: 4, heapBytes: 4 << 20 },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: 1, appRingBytes: 4096, broadcastRingBytes: 8192 },
-  log: withBlogBytes({
-    ...defaultLogConfig,
-    maxBrokers: 1,
-    pbrSlots: 64,
-    goiSlots: 256,
-    sessionSlots: 64,
-    maxBatchBytes: 64 << 10
-  }, 1 << 20)
+  log: oneBrokerLogConfig
 }
 
 /** A fresh region (named after `label`) with a small reply ring, and a coordinator head serving it in this process. */

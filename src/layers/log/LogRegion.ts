@@ -10,7 +10,16 @@ import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import { DirectoryWriter, type NotDirectoryWriter } from "../../services/region/Directory.js"
 import * as DirectoryLayers from "../region/Directory.js"
 import { directoryAreaBytes, type DirectoryConfig, makeDirectoryArea } from "../region/DirectoryRecords.js"
-import { type LogArea, logAreaBytes, logAreaParams, type LogConfig, makeLogArea, roundedTopicBytes } from "./Layout.js"
+import {
+  defaultLogConfig,
+  type LogArea,
+  logAreaBytes,
+  logAreaParams,
+  type LogConfig,
+  makeLogArea,
+  roundedTopicBytes,
+  withBlogBytes
+} from "./Layout.js"
 import * as TopicsLayers from "./Topics.js"
 
 export interface LogRegionLayout {
@@ -20,6 +29,16 @@ export interface LogRegionLayout {
   /** Its superblock parameters: the log area's. */
   readonly params: ReadonlyArray<number>
 }
+
+/** A small log (one broker slot, 1 MiB Blogs, 64 KiB batches) for regions that exercise the control plane, not the log. */
+export const oneBrokerLogConfig: LogConfig = withBlogBytes({
+  ...defaultLogConfig,
+  maxBrokers: 1,
+  pbrSlots: 64,
+  goiSlots: 256,
+  sessionSlots: 64,
+  maxBatchBytes: 64 << 10
+}, 1 << 20)
 
 const alignPage = (n: number) => Math.ceil(n / 4096) * 4096
 

@@ -7,7 +7,7 @@
  * tier's candidates.
  */
 import type { RecordPosition } from "../../../services/log/Segments.js"
-import { headerProblem } from "../Appender.js"
+import { headerProblem } from "../AppendAlgorithm.js"
 import { AHEAD_WINDOW } from "../Records.js"
 import { decodeOrderHeader, frozenDurableOf, type OrderHeader } from "./DurableOrder.js"
 import type { RecoveredBatch } from "./RecoveryTargets.js"
