@@ -23,7 +23,6 @@ export const benchRegion = (label: string, config: LogConfig, topicCount = 4) =>
       mode: "create",
       params
     })
-    const topics = yield* writingTopics(area).pipe(Effect.provideService(CxlMemory, region), Effect.orDie)
     let bells = 0
     /** Provides the region and a fresh doorbell line to a component. */
     const provide = <A, E, R>(make: Effect.Effect<A, E, R>) =>
@@ -31,6 +30,8 @@ export const benchRegion = (label: string, config: LogConfig, topicCount = 4) =>
         DoorbellLayers.make({ offset: BELLS + 64 * bells++ }).pipe(Effect.provideService(CxlMemory, region)),
         (doorbell) => make.pipe(Effect.provideService(Doorbell, doorbell), Effect.provideService(CxlMemory, region))
       )
+    // The topics' writer answers lane requests on a doorbell of its own, as the head would.
+    const topics = yield* provide(writingTopics(area)).pipe(Effect.orDie)
     return { region, area, provide, topics }
   })
 

@@ -19,8 +19,7 @@ import { fork } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import * as CoordinatorLayers from "../src/layers/control/Coordinator.js"
-import { roundedTopicBytes } from "../src/layers/log/Layout.js"
-import { oneBrokerLogConfig } from "../src/layers/log/LogRegion.js"
+import { defaultTopicBytes, oneBrokerLogConfig } from "../src/layers/log/LogRegion.js"
 import * as TopicsLayers from "../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../src/layers/RegionLayout.js"
 import * as Roles from "../src/layers/Roles.js"
@@ -35,7 +34,7 @@ const MODES: ReadonlyArray<BarrierMode> = ["rendezvous", "delivery-fence", "proc
 const log = oneBrokerLogConfig
 
 const config: RegionConfig = {
-  directory: { entrySlots: 16, holderLines: 4, heapBytes: roundedTopicBytes(log.topicMemoryBytes) },
+  directory: { entrySlots: 16, holderLines: 4, heapBytes: defaultTopicBytes(log) },
   control: { ...defaultControlConfig, maxProcesses: 8, appRings: PARTICIPANTS, appRingBytes: 1 << 20 },
   log
 }

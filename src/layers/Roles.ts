@@ -19,6 +19,7 @@ import * as ConsumersLayers from "./log/Consumers.js"
 import * as TieredReaderLayers from "./log/durable/TieredReader.js"
 import * as LogReaderLayers from "./log/LogReader.js"
 import * as SequencerLayers from "./log/Sequencer.js"
+import * as TopicLanesLayers from "./log/TopicLanes.js"
 import * as TopicsLayers from "./log/Topics.js"
 import * as BrokerLayers from "./net/Broker.js"
 import * as PublisherLayers from "./net/Publisher.js"
@@ -86,7 +87,7 @@ export const headLog = (
         Effect.catchTag("NotDirectoryWriter", onFenced)
       )
     )
-    return TopicsLayers.layer(layout.log).pipe(
+    return Layer.merge(TopicsLayers.layer(layout.log), TopicLanesLayers.layerServer(layout.log)).pipe(
       Layer.provideMerge(writer),
       Layer.provideMerge(sequencing)
     )

@@ -63,7 +63,7 @@ const orderingEpochs = (region: string) =>
     const [topic] = listTopics(memory, area)
     const t = topic!.id
     const goi = new GoiEntryView(memory)
-    const pbr = new PbrSlotView(memory, area.config.pbrSlots)
+    const pbr = new PbrSlotView(memory)
     const committed = new OrderLineView(memory).committed(area.orderLine(t))
     const epochs: Array<number> = []
     for (let g = 0; g < committed; g++) {

@@ -8,7 +8,7 @@ import { type ChildProcess, fork, spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { defaultLogConfig, topicBytesFor } from "../../src/layers/log/Layout.js"
+import { defaultLogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
 
 export const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "cxlog.mjs")
 
@@ -45,8 +45,9 @@ export const smallRegionEnvFor = (
     CXLOG_LOG_MAX_BATCH_BYTES: `${maxBatchBytes}`,
     CXLOG_LOG_GOI_SLOTS: `${goiSlots}`,
     CXLOG_LOG_PBR_SLOTS: `${pbrSlots}`,
+    CXLOG_TOPIC_WRITERS: `${brokers}`,
     CXLOG_TOPIC_MEMORY: `${
-      topicBytesFor({ ...defaultLogConfig, maxBrokers: brokers, maxBatchBytes, goiSlots, pbrSlots }, blogBytes)
+      topicMemoryFor({ ...defaultLogConfig, maxBrokers: brokers, maxBatchBytes, goiSlots, pbrSlots }, blogBytes)
     }`
   }
 }

@@ -82,10 +82,13 @@ for (const impl of implementations) {
         const big = makeBatch([smallConfig.maxBatchBytes - 8])
         const fits = Math.floor(SMALL_BLOG_BYTES / big.payload.length)
         for (let seq = 0; seq < fits - 1; seq++) yield* a.append("t", header(2, 0, seq, big), big.payload)
+        // A batch that leaves room for exactly one more big one up to the Blog's end.
+        const filler = makeBatch([SMALL_BLOG_BYTES - fits * big.payload.length - 8])
+        yield* a.append("t", header(2, 0, fits - 1, filler), filler.payload)
         // Room for one more batch up to the Blog's end, but not for the slack past it: the space offered is the payload alone.
         const last = a.tryReserve("t", big.payload.length, 32, () => {})
         expect(last instanceof Uint8Array ? last.length : last).toBe(big.payload.length)
-        yield* a.append("t", header(2, 0, fits - 1, big), big.payload)
+        yield* a.append("t", header(2, 0, fits, big), big.payload)
         expect(a.tryReserve("t", big.payload.length, 32, () => {})).toBe("wait")
       }))
   })

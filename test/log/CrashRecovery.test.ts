@@ -155,7 +155,7 @@ const check = (order: 2 | 5, s: Scenario) =>
 
     // Which head finished each entry's PBR slot (the epoch in its finish line): the dead head's (or the new
     // one's, when the dead head wrote the GOI entry but not the finish word), then only the new one's.
-    const pbr = new PbrSlotView(memory, config.pbrSlots)
+    const pbr = new PbrSlotView(memory)
     const epochs = goi.map((_, g) => {
       const e = goiEntryOffset(area, topicId, g)
       return pbr.orderedEpoch(pbrSlotOffset(area, topicId, goiView.brokerId(e), goiView.pbrSeq(e)))

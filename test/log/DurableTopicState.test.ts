@@ -79,8 +79,13 @@ for (const impl of implementations) {
           i < 1_000 && !persisted.some((s) => JSON.stringify(s.consumers) === JSON.stringify(wanted));
           i++
         ) yield* Effect.sleep(5)
-        // The spec as the topic has it: its memory too, so a recovered topic is made as large.
-        const recorded = { ...spec, memory: smallConfig.topicMemoryBytes }
+        // The spec as the topic has it: its memory, writers and largest message too, so a recovered topic is made alike.
+        const recorded = {
+          ...spec,
+          memory: smallConfig.topicMemoryBytes,
+          writers: smallConfig.topicWriters,
+          maxMessageBytes: smallConfig.maxBatchBytes - 16
+        }
         expect(persisted.at(-1)).toEqual({ spec: recorded, consumers: wanted })
         // The crash comes before the writer's next snapshot: billing's next commit is lost.
         yield* Fiber.interrupt(stateWriter)

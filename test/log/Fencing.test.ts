@@ -35,7 +35,7 @@ describe("sequencer fencing (fake region)", () => {
       const lost = yield* Effect.flip(old.step)
       expect(lost).toMatchObject({ _tag: "SequencerLeaseLost", epoch: old.epoch })
       const goi = new GoiEntryView(memory)
-      const pbr = new PbrSlotView(memory, smallConfig.pbrSlots)
+      const pbr = new PbrSlotView(memory)
       expect(goi.holds(goiEntryOffset(area, topicId, 0), 0)).toBe(false)
       for (let p = 0; p < 3; p++) expect(pbr.finished(pbrSlotOffset(area, topicId, 0, p), p)).toBe(false)
       expect(new OrderLineView(memory).committed(area.orderLine(topicId))).toBe(0)

@@ -1,24 +1,23 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import {
-  blogBytesOf,
   defaultLogConfig,
+  defaultTopicShape,
   GOI_ENTRY_BYTES,
   LOG_AREA_PARAMS,
   logAreaBytes,
   logAreaFromParams,
   logAreaParams,
   logConfigProblems,
-  minTopicBytes,
   PBR_SLOT_BYTES,
+  placeFor,
   resolveLogArea,
-  roundedTopicBytes,
   SESSION_LINE_BYTES,
   TOPIC_DESCRIPTOR_BYTES,
-  validateLogConfig,
-  withBlogBytes
+  validateLogConfig
 } from "../../src/layers/log/Layout.js"
 import * as Views from "../../src/layers/log/RecordViews.js"
+import { LANE_LINES_BYTES, laneTableBytes, type TopicShape } from "../../src/layers/log/TopicShape.js"
 import { LINE_BYTES } from "../../src/services/region/CxlMemory.js"
 import { SMALL_BLOG_BYTES, smallConfig, TEST_TOPICS, testRegion } from "../fixtures/log-harness.js"
 
@@ -32,25 +31,18 @@ describe("log layout", () => {
 
   it.effect("a configuration that cannot work is one typed error listing every problem and the effective configuration", () =>
     Effect.gen(function*() {
-      const config = withBlogBytes(
-        { ...smallConfig, maxBatchBytes: 64 << 10, pbrSlots: 100, goiSlots: 1024 },
-        64 << 10
-      )
+      const config = { ...smallConfig, pbrSlots: 100, goiSlots: 16 }
       const error = yield* Effect.flip(validateLogConfig(config))
       expect(error._tag).toBe("LogConfigInvalid")
       expect(error.problems).toHaveLength(2)
       expect(error.message).toContain("pbrSlots 100 must be a power of two")
+      expect(error.message).toContain("goiSlots 16 is smaller than maxBrokers × 8 = 32")
       expect(error.message).toContain(
-        `topicMemoryBytes ${config.topicMemoryBytes} leaves each of 4 writer lanes less than two batches of maxBatchBytes=65536: give topics at least ${
-          minTopicBytes(config)
-        } bytes`
+        `effective configuration: maxBrokers=4 pbrSlots=100 topicMemoryBytes=${config.topicMemoryBytes} topicWriters=4 goiSlots=16`
       )
-      expect(error.message).toContain(
-        `effective configuration: maxBrokers=4 pbrSlots=100 topicMemoryBytes=${config.topicMemoryBytes} goiSlots=1024`
-      )
-      expect(logConfigProblems({ ...smallConfig, goiSlots: 128 })[0]).toContain(
-        "smaller than maxBrokers × pbrSlots = 256"
-      )
+      expect(logConfigProblems({ ...smallConfig, topicMemoryBytes: 16 << 10 })).toEqual([
+        "a topic of the default memory and writers cannot be made: memory 16KiB gives each of 4 writer lanes less than 8KiB: give it at least 32KiB"
+      ])
       expect(logConfigProblems({ ...smallConfig, maxBrokers: 0 })[0]).toContain("maxBrokers must be a positive integer")
     }))
 
@@ -63,9 +55,10 @@ describe("log layout", () => {
       expect(area.base).toBe(8192)
     }))
 
-  it("records never overlap, stay inside the area or their topic's extent and are line aligned", () => {
+  it("records never overlap, stay inside the area, their topic's main extent or its lanes, and are line aligned", () => {
     const area = testRegion(smallConfig).area
     const c = smallConfig
+    const shape = defaultTopicShape(c) as TopicShape
     const spans: Array<[string, number, number]> = []
     const inside = (name: string, offset: number, length: number, from: number, bytes: number) => {
       expect(offset % 64, name).toBe(0)
@@ -77,43 +70,38 @@ describe("log layout", () => {
     for (let i = 0; i < c.listenerSlots; i++) {
       inside(`listener ${i}`, area.listener(i), LINE_BYTES, area.base, area.bytes)
     }
-    // Topics in extents of the heap, one after the other, as the directory would hand them out.
-    const extent = roundedTopicBytes(c.topicMemoryBytes)
-    const blogBytes = blogBytesOf(c, c.topicMemoryBytes)
-    expect(blogBytes).toBe(SMALL_BLOG_BYTES)
+    inside("lane answers", area.laneAnswers, LINE_BYTES + c.maxBrokers * 8, area.base, area.bytes)
+    // Each topic's main extent, then a lane for every writer, one after the other, as the directory would hand them out.
+    const topicBytes = shape.mainBytes + shape.writers * shape.laneBytes
     for (let t = 0; t < TEST_TOPICS; t++) {
-      area.place(t, { offset: area.directory.heap + t * extent, bytes: extent, blogBytes, generation: t + 1 })
+      const offset = area.directory.heap + t * topicBytes
+      const place = placeFor(c, shape, offset, shape.mainBytes, t + 1)
+      for (let b = 0; b < shape.writers; b++) place.lanes[b] = offset + shape.mainBytes + b * shape.laneBytes
+      area.place(t, place)
     }
-    const topicSpans: Array<[string, number, number]> = []
+    expect(area.blogBytes(0)).toBeGreaterThanOrEqual(SMALL_BLOG_BYTES)
     for (let t = 0; t < TEST_TOPICS; t++) {
-      topicSpans.push([`descriptor ${t}`, area.descriptor(t), TOPIC_DESCRIPTOR_BYTES], [
-        `order ${t}`,
-        area.orderLine(t),
-        LINE_BYTES
-      ])
-      topicSpans.push([`sessions ${t}`, area.sessions(t), c.sessionSlots * SESSION_LINE_BYTES], [
-        `goi ${t}`,
-        area.goi(t),
-        c.goiSlots * GOI_ENTRY_BYTES
-      ])
-      for (let i = 0; i < c.subscriberSlots; i++) {
-        topicSpans.push([`subscriber ${t}/${i}`, area.subscriber(t, i), LINE_BYTES])
-      }
-      for (let b = 0; b < c.maxBrokers; b++) {
-        topicSpans.push([`broker line ${t}/${b}`, area.brokerLine(t, b), LINE_BYTES], [
-          `sequencer line ${t}/${b}`,
-          area.sequencerLine(t, b),
-          LINE_BYTES
-        ])
-        topicSpans.push([`replica line ${t}/${b}`, area.replicaLine(t, b), LINE_BYTES])
-        topicSpans.push([`pbr ${t}/${b}`, area.pbr(t, b), c.pbrSlots * PBR_SLOT_BYTES], [
-          `blog ${t}/${b}`,
-          area.blog(t, b),
-          blogBytes
-        ])
-      }
-      for (const [name, offset, length] of topicSpans.splice(0)) {
-        inside(name, offset, length, area.placeOf(t).offset, c.topicMemoryBytes)
+      const main = area.placeOf(t).offset
+      const inMain = (name: string, offset: number, length: number) =>
+        inside(name, offset, length, main, shape.mainBytes)
+      inMain(`descriptor ${t}`, area.descriptor(t), TOPIC_DESCRIPTOR_BYTES)
+      inMain(`order ${t}`, area.orderLine(t), LINE_BYTES)
+      inMain(`registry ${t}`, area.registryLine(t), LINE_BYTES)
+      inMain(`retention ${t}`, area.retentionLine(t), LINE_BYTES)
+      inMain(`lane table ${t}`, area.laneTable(t), laneTableBytes(c.maxBrokers))
+      inMain(`sessions ${t}`, area.sessions(t), shape.sessionSlots * SESSION_LINE_BYTES)
+      inMain(`goi ${t}`, area.goi(t), shape.goiSlots * GOI_ENTRY_BYTES)
+      for (let i = 0; i < c.subscriberSlots; i++) inMain(`subscriber ${t}/${i}`, area.subscriber(t, i), LINE_BYTES)
+      for (let b = 0; b < shape.writers; b++) {
+        const lane = area.laneOf(t, b)
+        const inLane = (name: string, offset: number, length: number) =>
+          inside(name, offset, length, lane, shape.laneBytes)
+        inLane(`broker line ${t}/${b}`, area.brokerLine(t, b), LINE_BYTES)
+        inLane(`sequencer line ${t}/${b}`, area.sequencerLine(t, b), LINE_BYTES)
+        inLane(`replica line ${t}/${b}`, area.replicaLine(t, b), LINE_BYTES)
+        expect(area.pbr(t, b) - lane).toBe(LANE_LINES_BYTES)
+        inLane(`pbr ${t}/${b}`, area.pbr(t, b), shape.pbrSlots * PBR_SLOT_BYTES)
+        inLane(`blog ${t}/${b}`, area.blog(t, b), area.blogBytes(t))
       }
     }
     spans.sort((a, b) => a[1] - b[1])
@@ -127,6 +115,15 @@ describe("log layout", () => {
     }
   })
 
+  it("a lane not read is a defect with a message, never another topic's bytes", () => {
+    const area = testRegion(smallConfig).area
+    const shape = defaultTopicShape(smallConfig) as TopicShape
+    area.place(0, placeFor(smallConfig, shape, area.directory.heap, shape.mainBytes, 1))
+    expect(area.laneOf(0, 1)).toBe(0)
+    expect(() => area.pbr(0, 1)).toThrow("the lane of writer 1 of topic 0 is used before this process read it")
+    expect(() => area.orderLine(3)).toThrow("the place of topic 3 is used before this process read it")
+  })
+
   it("superblock parameters round-trip the base and the configuration", () => {
     const params = [7, 8, ...logAreaParams(12288, smallConfig)]
     expect(params).toHaveLength(2 + LOG_AREA_PARAMS)
@@ -136,7 +133,7 @@ describe("log layout", () => {
 
 /** Every record view with the span of its record. */
 const recordViews = (words: Views.RecordWords): ReadonlyArray<[string, object, number]> => [
-  ["PBR slot", new Views.PbrSlotView(words, 8), PBR_SLOT_BYTES],
+  ["PBR slot", new Views.PbrSlotView(words), PBR_SLOT_BYTES],
   ["GOI entry", new Views.GoiEntryView(words), GOI_ENTRY_BYTES],
   ["session line", new Views.SessionLineView(words), SESSION_LINE_BYTES],
   ["registry line", new Views.RegistryLineView(words), LINE_BYTES],
@@ -144,6 +141,7 @@ const recordViews = (words: Views.RecordWords): ReadonlyArray<[string, object, n
   ["broker line", new Views.BrokerLineView(words), LINE_BYTES],
   ["sequencer line", new Views.SequencerLineView(words), LINE_BYTES],
   ["lease line", new Views.LeaseLineView(words), LINE_BYTES],
+  ["lane answers", new Views.LaneAnswersView(words), LINE_BYTES],
   ["participant line", new Views.ParticipantLineView(words), LINE_BYTES],
   ["subscriber line", new Views.SubscriberLineView(words), LINE_BYTES],
   ["topic descriptor", new Views.DescriptorView(words), TOPIC_DESCRIPTOR_BYTES]
@@ -188,7 +186,7 @@ describe("record views", () => {
 
   it("commit words name their position: a PBR slot's commit and finish, a GOI entry's global seq", () => {
     const words = bufferWords(PBR_SLOT_BYTES)
-    const slots = new Views.PbrSlotView(words, 8)
+    const slots = new Views.PbrSlotView(words)
     expect(slots.committed(0, 0)).toBe(false)
     slots.commit(0, 9)
     expect([slots.committed(0, 9), slots.committed(0, 1), slots.committed(0, 17)]).toEqual([true, false, false])

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
+import { defaultTopicShape, placeFor } from "../../src/layers/log/Layout.js"
 import {
   claimLine,
   livenessCache,
@@ -15,11 +16,12 @@ import {
   newOccurrence
 } from "../../src/layers/log/Participants.js"
 import { ParticipantLineView } from "../../src/layers/log/RecordViews.js"
+import type { TopicShape } from "../../src/layers/log/TopicShape.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { ownStartTag, shortStartTag } from "../../src/layers/region/ProcessInfo.js"
 import type { CxlMemoryShape, RegionOptions } from "../../src/services/region/CxlMemory.js"
-import { regionSize, SMALL_BLOG_BYTES, smallConfig, testRegion } from "../fixtures/log-harness.js"
+import { regionSize, smallConfig, testRegion } from "../fixtures/log-harness.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 
@@ -27,12 +29,8 @@ import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 const OUR_BELL = 4096
 const area = testRegion(smallConfig).area
 // The test writes topic 0's subscriber lines raw: they lie where a topic's would, at the heap's start.
-area.place(0, {
-  offset: area.directory.heap,
-  bytes: smallConfig.topicMemoryBytes,
-  blogBytes: SMALL_BLOG_BYTES,
-  generation: 1
-})
+const shape = defaultTopicShape(smallConfig) as TopicShape
+area.place(0, placeFor(smallConfig, shape, area.directory.heap, shape.mainBytes, 1))
 
 /** An occurrence as a claim by the process `shortTag` names would have made it. */
 const occurrenceOf = (shortTag: number) => (shortTag << 15) | 7

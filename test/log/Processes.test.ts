@@ -7,10 +7,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Queue } from "effect"
 import { type LogConfig, withBlogBytes } from "../../src/layers/log/Layout.js"
-import { writingTopics } from "../../src/layers/log/LogRegion.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { regionSize, testRegion } from "../fixtures/log-harness.js"
+import { regionSize, testRegion, testTopics } from "../fixtures/log-harness.js"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const config: LogConfig = withBlogBytes({
@@ -68,9 +66,7 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
       mode: "create",
       params: testRegion(config).params
     })
-    const topics = yield* writingTopics(testRegion(config).area).pipe(
-      Effect.provideService(CxlMemory, region)
-    )
+    const topics = yield* testTopics(region, testRegion(config).area)
     yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })
     const batchesPerSession = Math.ceil((mib * 2 ** 20) / MESSAGE_BYTES / MESSAGES_PER_BATCH / SESSIONS)
     const expected = batchesPerSession * SESSIONS * MESSAGES_PER_BATCH

@@ -22,6 +22,7 @@ import {
   type LogCluster,
   makeBatch,
   readAll,
+  SMALL_BLOG_BYTES,
   smallConfig
 } from "../fixtures/log-harness.js"
 import { orderedStream, recoverInto, writeStream } from "../fixtures/recovery.js"
@@ -122,23 +123,26 @@ for (const impl of implementations) {
           }).pipe(Effect.provide(layersOf(first)))
         )
         yield* Deferred.await(subscribed)
-        // 60 batches of 2 × 4 KiB: about twice the 256 KiB Blog of the test region.
-        for (let seq = 0; seq < 60; seq++) {
+        // Batches of 2 × 4 KiB: about twice the Blog of the test region.
+        const batches = Math.ceil((2 * SMALL_BLOG_BYTES) / 8192)
+        for (let seq = 0; seq < batches; seq++) {
           const batch = makeBatch([4096, 4096], seq)
           yield* a.append("d", header(3, 2, seq, batch), batch.payload)
           yield* drain(sequencer)
         }
-        yield* first.acks.awaitAcked("d", 3, 2, 59, { timeoutMs: 5_000, level: 2 })
+        yield* first.acks.awaitAcked("d", 3, 2, batches - 1, { timeoutMs: 5_000, level: 2 })
         yield* Fiber.interrupt(writer)
 
         const second = yield* impl.make()
         const again = yield* second.topics.create(spec)
         const result = yield* recoverInto(second, again, layersOf(second))
-        expect(result).toMatchObject({ batches: 60, messages: 120, sessions: 1 })
+        expect(result).toMatchObject({ batches, messages: 2 * batches, sessions: 1 })
         const tail = yield* readAll(second.reader, "d")
         expect(tail.length).toBeGreaterThan(0)
-        expect(tail.length).toBeLessThan(60)
-        expect(tail.map((b) => b.batchSeq)).toEqual(Array.from({ length: tail.length }, (_, i) => 60 - tail.length + i))
+        expect(tail.length).toBeLessThan(batches)
+        expect(tail.map((b) => b.batchSeq)).toEqual(
+          Array.from({ length: tail.length }, (_, i) => batches - tail.length + i)
+        )
         expect(tail.map((b) => b.totalOrder)).toEqual(tail.map((b) => b.batchSeq * 2))
       }))
 

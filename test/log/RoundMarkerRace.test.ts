@@ -6,10 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { writingTopics } from "../../src/layers/log/LogRegion.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { bell, regionSize, smallConfig as config, testRegion } from "../fixtures/log-harness.js"
+import { bell, regionSize, smallConfig as config, testRegion, testTopics } from "../fixtures/log-harness.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const RACERS = 3
@@ -29,9 +27,7 @@ describe("the round marker across processes", () => {
           mode: "create",
           params: testRegion(config).params
         })
-        const topics = yield* writingTopics(testRegion(config).area).pipe(
-          Effect.provideService(CxlMemory, region)
-        )
+        const topics = yield* testTopics(region, testRegion(config).area)
         yield* topics.create({ name: "audit", order: 5, ackLevel: 1, replicationFactor: 1 })
         // A ready head holding the lease: appenders take the marker only under one.
         const head = yield* spawnFixture("log-sequencer", [name, "0", "60000"])

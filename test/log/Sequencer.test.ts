@@ -395,30 +395,37 @@ describe("Sequencer over the region", () => {
 
   it.scopedLive("a run stalled on a full GOI parks (no re-scanning) until a durable subscriber's cursor moves, then orders the rest", () =>
     Effect.gen(function*() {
-      const cluster = yield* implementations[1]!.make({ ...smallConfig, goiSlots: 8 })
+      // Two writers of 8 PBR slots each and a GOI of 16: the GOI fills only when a durable cursor joins behind.
+      const cluster = yield* implementations[1]!.make({ ...smallConfig, maxBrokers: 2, topicWriters: 2, goiSlots: 16 })
       yield* cluster.topics.create(spec(5))
       const a = yield* cluster.appender(0)
+      const b = yield* cluster.appender(1)
       const { memory, area } = cluster.region!
       const { counting, waits } = yield* countingDoorbell(memory)
       const sequencer = yield* SequencerLayers.make(area).pipe(
         Effect.provideService(CxlMemory, memory),
         Effect.provideService(Doorbell, counting)
       )
-      const cursor = yield* cluster.reader.subscribe("t", { durable: true })
       yield* Effect.forkScoped(sequencer.run)
-      for (let seq = 0; seq < 12; seq++) yield* appendSimple(a, "t", 1, 0, seq)
-      yield* cluster.acks.awaitAcked("t", 1, 0, 7, { timeoutMs: 5_000 })
+      for (let seq = 0; seq < 16; seq++) yield* appendSimple(a, "t", 1, 0, seq)
+      yield* cluster.acks.awaitAcked("t", 1, 0, 15, { timeoutMs: 5_000 })
+      // A durable cursor from the earliest batch: the GOI's 16 entries are all held now.
+      const cursor = yield* cluster.reader.subscribe("t", { from: "earliest", durable: true })
+      for (let seq = 0; seq < 4; seq++) yield* appendSimple(b, "t", 2, 0, seq)
       const before = waits()
       yield* Effect.sleep("300 millis")
-      // The cursor holds all 8 GOI slots: the run waits for it to move, at most a wake or two here.
+      // The run waits for the cursor to move, at most a wake or two here; nothing of the second writer is ordered.
       expect(waits() - before).toBeLessThanOrEqual(3)
-      expect((yield* cluster.acks.sessionAcks("t", 1, 0)).ordered).toBe(8)
-      const seqs: Array<number> = []
-      while (seqs.length < 12) {
+      expect((yield* cluster.acks.sessionAcks("t", 2, 0)).ordered).toBe(0)
+      const seen: Array<number> = []
+      while (seen.length < 20) {
         expect(yield* cursor.awaitMore(5_000)).toBe(true)
-        yield* cursor.pollBatches((b) => seqs.push(b.batchSeq))
+        yield* cursor.pollBatches((batch) => seen.push(batch.clientId * 100 + batch.batchSeq))
       }
-      expect(seqs).toEqual(Array.from({ length: 12 }, (_, i) => i))
+      expect(seen).toEqual([
+        ...Array.from({ length: 16 }, (_, i) => 100 + i),
+        ...Array.from({ length: 4 }, (_, i) => 200 + i)
+      ])
     }))
 
   it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>

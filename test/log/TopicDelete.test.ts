@@ -1,9 +1,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { topicPins } from "../../src/layers/log/TopicPins.js"
-import { drain, header, implementations, makeBatch, TEST_TOPICS } from "../fixtures/log-harness.js"
+import {
+  appendSimple,
+  drain,
+  fillTopics,
+  header,
+  implementations,
+  makeBatch,
+  smallConfig,
+  TEST_TOPICS
+} from "../fixtures/log-harness.js"
 
 const spec = (name: string) => ({ name, order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 })
+const names = Array.from({ length: TEST_TOPICS }, (_, i) => `t${i}`)
 
 for (const impl of implementations) {
   describe(`Topics.delete contract: ${impl.label}`, () => {
@@ -61,10 +71,15 @@ for (const impl of implementations) {
 
     it.scoped("a deleted topic's memory comes back: a full heap takes a new topic after a delete", () =>
       Effect.gen(function*() {
-        const { topics } = yield* impl.make()
-        for (let i = 0; i < TEST_TOPICS; i++) yield* topics.create(spec(`t${i}`))
+        const cluster = yield* impl.make()
+        const { topics } = cluster
+        // Every topic with a lane for each writer: the heap is full.
+        const appenders = yield* fillTopics(cluster, smallConfig, names)
         expect(yield* Effect.flip(topics.create(spec("next")))).toMatchObject({ _tag: "RegionFull" })
         yield* topics.delete("t1")
+        // Each writer lets it go at its next use; this process's tick moves its pins of the others past the delete.
+        for (const appender of appenders) yield* Effect.flip(appendSimple(appender, "t1", 99, 9, 1))
+        if (cluster.region !== undefined) topicPins(cluster.region.memory, cluster.region.area).tick()
         expect((yield* topics.create(spec("next"))).name).toBe("next")
       }))
   })
@@ -75,8 +90,8 @@ describe("a deleted topic's memory in the region", () => {
     it.scoped(`is reused only once no cursor of this process can still read it (${impl.label})`, () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
-        for (let i = 0; i < TEST_TOPICS; i++) yield* cluster.topics.create(spec(`t${i}`))
-        const appender = yield* cluster.appender(0)
+        const appenders = yield* fillTopics(cluster, smallConfig, names)
+        const appender = appenders[0]!
         const sequencer = yield* cluster.sequencer()
         const batch = makeBatch([64], 3)
         yield* appender.append("t0", header(9, 1, 0, batch), batch.payload)
@@ -90,8 +105,8 @@ describe("a deleted topic's memory in the region", () => {
         const before = Uint8Array.from(payload!)
 
         yield* cluster.topics.delete("t0")
-        // The appender and the sequencer let it go at their next use.
-        yield* Effect.flip(appender.append("t0", header(9, 1, 1, batch), batch.payload))
+        // The appenders and the sequencer let it go at their next use.
+        for (const each of appenders) yield* Effect.flip(each.append("t0", header(9, 1, 1, batch), batch.payload))
         yield* drain(sequencer)
         // This process's tick moves the pins of the topics it still uses (the sequencer's t1..t3) past the delete.
         topicPins(cluster.region!.memory, area).tick()

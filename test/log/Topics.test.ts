@@ -4,7 +4,7 @@ import { DescriptorView } from "../../src/layers/log/RecordViews.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { implementations, smallConfig, TEST_TOPICS, testRegion } from "../fixtures/log-harness.js"
+import { implementations, smallConfig, testRegion } from "../fixtures/log-harness.js"
 
 for (const impl of implementations) {
   describe(`Topics contract: ${impl.label}`, () => {
@@ -19,7 +19,7 @@ for (const impl of implementations) {
           replicationFactor: 1,
           memory: 2 * smallConfig.topicMemoryBytes
         })
-        // Its memory, as the region's default or as asked; an id of its own.
+        // Its memory and writers, as the region's defaults or as asked, the largest message they allow; an id of its own.
         expect(a).toEqual({
           id: a.id,
           generation: a.generation,
@@ -27,7 +27,9 @@ for (const impl of implementations) {
           order: 5,
           ackLevel: 1,
           replicationFactor: 1,
-          memory: smallConfig.topicMemoryBytes
+          memory: smallConfig.topicMemoryBytes,
+          writers: smallConfig.topicWriters,
+          maxMessageBytes: smallConfig.maxBatchBytes - 16
         })
         expect(b.memory).toBe(2 * smallConfig.topicMemoryBytes)
         expect(b.id).not.toBe(a.id)
@@ -102,22 +104,39 @@ for (const impl of implementations) {
           .toMatchObject({
             _tag: "InvalidTopicSpec"
           })
-        for (let i = 1; i < TEST_TOPICS; i++) {
-          yield* topics.create({ name: `t${i}`, order: 2, ackLevel: 1, replicationFactor: 1 })
-        }
-        // The heap holds TEST_TOPICS topics of the default memory: the next finds no room, and is told who holds it.
-        const full = yield* Effect.flip(
-          topics.create({ name: "overflow", order: 2, ackLevel: 1, replicationFactor: 1 })
+        // A memory too small for every writer's lane of 8 KiB, or a message its lanes cannot hold, is refused as such.
+        const tiny = yield* Effect.flip(
+          topics.create({ name: "tiny", order: 2, ackLevel: 1, replicationFactor: 1, memory: 16 << 10 })
         )
-        expect(full).toMatchObject({ _tag: "RegionFull", freeBytes: 0 })
-        expect(full.message).toContain("by topic t1")
-        expect(full.message).toContain("CXLOG_HEAP_BYTES")
-        // A smaller topic does not fit either, but a create with a memory too small for two batches is refused as such.
+        expect(tiny).toMatchObject({ _tag: "InvalidTopicSpec" })
+        expect(tiny.message).toContain("gives each of 4 writer lanes less than 8KiB: give it at least 32KiB")
+        const big = yield* Effect.flip(
+          topics.create({
+            name: "big",
+            order: 2,
+            ackLevel: 1,
+            replicationFactor: 1,
+            memory: 64 << 10,
+            maxMessageBytes: 32 << 10
+          })
+        )
+        expect(big).toMatchObject({ _tag: "InvalidTopicSpec" })
+        expect(big.message).toContain("a message of 32768 bytes needs lanes of at least 128KiB")
         expect(
-          yield* Effect.flip(
-            topics.create({ name: "tiny", order: 2, ackLevel: 1, replicationFactor: 1, memory: 64 << 10 })
-          )
-        ).toMatchObject({ _tag: "InvalidTopicSpec" })
+          (yield* topics.create({
+            name: "small",
+            order: 2,
+            ackLevel: 1,
+            replicationFactor: 1,
+            memory: 64 << 10,
+            writers: 1,
+            maxMessageBytes: 20_000
+          })).maxMessageBytes
+        ).toBe(20_000)
+        const beyond = yield* Effect.flip(
+          topics.create({ name: "w", order: 2, ackLevel: 1, replicationFactor: 1, writers: smallConfig.maxBrokers + 1 })
+        )
+        expect(beyond.message).toContain(`writers ${smallConfig.maxBrokers + 1} must be a whole number from 1 to 4`)
       }))
   })
 }

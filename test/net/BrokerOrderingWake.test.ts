@@ -11,7 +11,6 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
 import * as AckTrackerLayers from "../../src/layers/log/AckTracker.js"
 import * as AppenderLayers from "../../src/layers/log/Appender.js"
-import { writingTopics } from "../../src/layers/log/LogRegion.js"
 import { Participant } from "../../src/layers/log/Records.js"
 import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
@@ -25,7 +24,7 @@ import { Appender } from "../../src/services/log/Appender.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { bell, regionSize, smallConfig, testRegion } from "../fixtures/log-harness.js"
+import { bell, regionSize, smallConfig, testRegion, testTopics } from "../fixtures/log-harness.js"
 import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -41,7 +40,7 @@ const cluster = Effect.gen(function*() {
   })
   const area = testRegion(smallConfig).area
   const inRegion = <A, E, R>(make: Effect.Effect<A, E, R>) => make.pipe(Effect.provideService(CxlMemory, region))
-  const topics = yield* inRegion(writingTopics(area))
+  const topics = yield* testTopics(region, area)
   yield* topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
   /** Broker `b` as its process would be: one doorbell for its Appender and its AckTracker, parked between events. */
   const broker = (b: number) =>

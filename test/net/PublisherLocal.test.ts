@@ -10,7 +10,6 @@ import { Effect, Layer, type Scope } from "effect"
 import * as AckTrackerLayers from "../../src/layers/log/AckTracker.js"
 import * as AppenderLayers from "../../src/layers/log/Appender.js"
 import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
-import { writingTopics } from "../../src/layers/log/LogRegion.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
@@ -23,7 +22,7 @@ import type { OrderMode } from "../../src/services/log/Topics.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { bell, recordValue, regionSize, smallConfig, testRegion } from "../fixtures/log-harness.js"
+import { bell, recordValue, regionSize, smallConfig, testRegion, testTopics } from "../fixtures/log-harness.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** A region with topic `t`, its head ordering (run loop), broker 0 over TCP and what a local publisher needs; each part with its own doorbell, as its process would have. */
@@ -42,7 +41,7 @@ const cluster = (order: OrderMode) =>
     const withBell = <A, E>(make: Effect.Effect<A, E, CxlMemory | Doorbell | Scope.Scope>) =>
       Effect.flatMap(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) =>
         inRegion(make.pipe(Effect.provideService(Doorbell, doorbell))))
-    const topics = yield* inRegion(writingTopics(area))
+    const topics = yield* testTopics(region, area)
     yield* topics.create({ name: "t", order, ackLevel: 1, replicationFactor: 1 })
     const sequencer = yield* withBell(SequencerLayers.make(area, {}))
     yield* Effect.forkScoped(sequencer.run)

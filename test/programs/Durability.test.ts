@@ -14,7 +14,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { defaultLogConfig, topicBytesFor } from "../../src/layers/log/Layout.js"
+import { defaultLogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
 import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { cli, runCli } from "../helpers/RunJson.js"
@@ -178,7 +178,8 @@ describe("crash matrix", () => {
             const env = {
               CXLOG_REGION: first,
               CXLOG_LOG_MAX_BROKERS: "1",
-              CXLOG_TOPIC_MEMORY: `${topicBytesFor({ ...defaultLogConfig, maxBrokers: 1 }, 48 << 20)}`
+              CXLOG_TOPIC_WRITERS: "1",
+              CXLOG_TOPIC_MEMORY: `${topicMemoryFor({ ...defaultLogConfig, maxBrokers: 1 }, 48 << 20)}`
             }
             const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
             yield* head.event("ready")

@@ -35,6 +35,7 @@ import {
 import { PbrSlot } from "./Records.js"
 import { BrokerLineView, OrderLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { type SessionTable, UNSETTLED } from "./SessionTable.js"
+import { readLane } from "./TopicLanes.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 import { regionSessionTables, topicResolver } from "./Topics.js"
 
@@ -226,19 +227,29 @@ const regionTopic = (
   const sequencerLines = new SequencerLineView(region)
   const orderLines = new OrderLineView(region)
   const orderLine = area.orderLine(t)
-  const slots = area.config.pbrSlots
-  const brokers = Array.from({ length: area.config.maxBrokers }, (_, b) => ({
-    line: area.brokerLine(t, b),
-    sequencer: area.sequencerLine(t, b),
-    pbr: area.pbr(t, b)
-  }))
-  const pbr = new PbrSlotView(region, slots)
+  const slots = area.placeOf(t).shape.pbrSlots
+  /** Each writer slot's lane lines, once it has a lane here (a lane never moves while the topic lives). */
+  const lanes = new Array<{ readonly line: number; readonly sequencer: number; readonly pbr: number } | undefined>(
+    area.config.maxBrokers
+  )
+  const laneOf = (b: number) => {
+    const known = lanes[b]
+    if (known !== undefined || readLane(region, area, t, b) <= 0) return known
+    return lanes[b] = { line: area.brokerLine(t, b), sequencer: area.sequencerLine(t, b), pbr: area.pbr(t, b) }
+  }
+  const pbr = new PbrSlotView(region)
   return {
     info,
     sessions,
     brokers: area.config.maxBrokers,
-    sent: (b) => (released() ? 0 : brokerLines.pbrHead(brokers[b]!.line)),
-    acked: (b) => (released() ? 0 : sequencerLines.consumedThrough(brokers[b]!.sequencer)),
+    sent: (b) => {
+      const lane = released() ? undefined : laneOf(b)
+      return lane === undefined ? 0 : brokerLines.pbrHead(lane.line)
+    },
+    acked: (b) => {
+      const lane = released() ? undefined : laneOf(b)
+      return lane === undefined ? 0 : sequencerLines.consumedThrough(lane.sequencer)
+    },
     owned: (b) => lineTaken(region, area.brokerOwner(b)),
     progress: () => {
       if (released()) return -1
@@ -252,8 +263,8 @@ const regionTopic = (
     },
     deleted: () => released() || hold.deleted(),
     totalOrder: (b, pbrSeq) => {
-      if (released()) return undefined
-      const lane = brokers[b]!
+      const lane = released() ? undefined : laneOf(b)
+      if (lane === undefined) return undefined
       // Until the broker appends at pbrSeq + slots the slot's sequencer line is this batch's.
       if (brokerLines.pbrHead(lane.line) - pbrSeq > slots) return undefined
       const slot = lane.pbr + (pbrSeq % slots) * PBR_SLOT_BYTES

@@ -101,8 +101,6 @@ interface AppenderState {
   readonly timeoutMs: number
   /** Infinity: never cut off (a consumer holds retention for as long as it exists). */
   readonly consumerHoldMs: number
-  readonly pbrSlots: number
-  readonly maxBatchBytes: number
   /** Per target, the `revoked` callback of the space `tryReserve` handed out last (until the next append). */
   readonly reserved: Map<AppendTarget, () => void>
   /**
@@ -114,11 +112,11 @@ interface AppenderState {
 }
 
 /** Where a batch of `bytes` starts in the Blog, reclaiming first when full; or what stays full. */
-const roomFor = (s: AppenderState, t: AppendTarget, bytes: number): number | Full => {
-  const first = reserve(t.cursors, bytes, s.pbrSlots, t.blogBytes)
+const roomFor = (t: AppendTarget, bytes: number): number | Full => {
+  const first = reserve(t.cursors, bytes, t.pbrSlots, t.blogBytes)
   if (typeof first === "number") return first
   t.reclaim(bytes)
-  return reserve(t.cursors, bytes, s.pbrSlots, t.blogBytes)
+  return reserve(t.cursors, bytes, t.pbrSlots, t.blogBytes)
 }
 
 const revokeReserved = (s: AppenderState, t: AppendTarget): void => {
@@ -158,7 +156,7 @@ const attempt = (
   kind: PbrKindCode
 ): AppendReceipt | Full | BatchRejected => {
   try {
-    const position = roomFor(s, t, alignLine(header.payloadBytes))
+    const position = roomFor(t, alignLine(header.payloadBytes))
     return typeof position === "number" ? appendBatch(s, t, header, position, fill, kind) : position
   } catch (error) {
     return new BatchRejected({ topic: t.topic, reason: `filling the payload failed: ${String(error)}` })
@@ -172,7 +170,7 @@ const tryOnce = (
   header: BatchHeader,
   fill: (dst: Uint8Array) => void
 ): AppendReceipt | Full | BatchRejected => {
-  const problem = headerProblem(header, s.maxBatchBytes)
+  const problem = headerProblem(header, t.maxBatchBytes)
   if (problem !== undefined) return new BatchRejected({ topic: t.topic, reason: problem })
   const outcome = attempt(s, t, header, fill, PbrKind.batch)
   return typeof outcome === "string" || outcome instanceof BatchRejected
@@ -220,7 +218,7 @@ const appendWhenRoom = (
   first: Full
 ) => {
   const bytes = alignLine(header.payloadBytes)
-  const hasRoom = () => typeof roomFor(s, t, bytes) === "number"
+  const hasRoom = () => typeof roomFor(t, bytes) === "number"
   const retry = Effect.gen(function*() {
     const started = performance.now()
     let full = first
@@ -293,14 +291,14 @@ const tryReserve = (s: AppenderState): AppenderShape["tryReserve"] => (topic, pa
   // Received elsewhere; its append then says the topic is gone.
   if (known instanceof TopicDeleted) return "wait"
   // A size the append would refuse is received elsewhere; the append then says why.
-  if (!(Number.isInteger(payloadBytes) && payloadBytes > 0 && payloadBytes <= s.maxBatchBytes)) return "wait"
-  const position = roomFor(s, known, alignLine(payloadBytes))
+  if (!(Number.isInteger(payloadBytes) && payloadBytes > 0 && payloadBytes <= known.maxBatchBytes)) return "wait"
+  const position = roomFor(known, alignLine(payloadBytes))
   if (typeof position !== "number") return "wait"
   revokeReserved(s, known)
   s.reserved.set(known, revoked)
   // Slack only where it is free space at the same position (no wrap, no one's bytes).
   const slack = slackBytes > 0 &&
-      reserve(known.cursors, alignLine(payloadBytes + slackBytes), s.pbrSlots, known.blogBytes) === position
+      reserve(known.cursors, alignLine(payloadBytes + slackBytes), known.pbrSlots, known.blogBytes) === position
     ? slackBytes
     : 0
   return known.view(position, payloadBytes + slack)
@@ -310,15 +308,12 @@ const tryReserve = (s: AppenderState): AppenderShape["tryReserve"] => (topic, pa
 export const appenderOver = (backing: AppendBacking): AppenderShape => {
   const { brokerId } = backing
   const holdMs = backing.consumerHoldMs ?? DEFAULT_CONSUMER_HOLD_MS
-  const { pbrSlots, maxBatchBytes } = backing.config
   const s: AppenderState = {
     backing,
     brokerId,
     timeoutMs: backing.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     // 0: never cut off.
     consumerHoldMs: holdMs > 0 ? holdMs : Infinity,
-    pbrSlots,
-    maxBatchBytes,
     reserved: new Map(),
     holds: new Map()
   }

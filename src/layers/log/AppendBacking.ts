@@ -15,8 +15,10 @@ import type { SessionTable } from "./SessionTable.js"
 export interface AppendTarget {
   readonly topic: string
   readonly cursors: AppendCursors
-  /** Payload bytes of its Blog (each topic has its own, from its memory). */
+  /** Payload bytes of its Blog, its PBR's slots and the largest batch it takes (each topic has its own, from its shape). */
   readonly blogBytes: number
+  readonly pbrSlots: number
+  readonly maxBatchBytes: number
   /**
    * Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), then the
    * Blog bytes a batch of `bytes` needs (`releaseBlog`), and publishes what moved.

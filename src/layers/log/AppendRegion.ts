@@ -15,10 +15,11 @@ import type { FlushAudit } from "../region/FlushAudit.js"
 import type { AppendTarget } from "./AppendBacking.js"
 import { type AppendCursors, heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
 import { consumersHolding, cutOffHolding } from "./Consumers.js"
-import { type LogArea, pbrSlotOffset } from "./Layout.js"
+import { type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
 import { lowestDurableCursor, retentionMoved, type waitingForRoom } from "./Participants.js"
 import { alignLine, type PbrKindCode, PbrSlot } from "./Records.js"
 import type { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import type { LaneUnavailable } from "./TopicLanes.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 
 /** This process's broker slot in the region: what its topics' targets share. */
@@ -40,12 +41,14 @@ export interface RegionBroker {
   readonly roomWaits: ReturnType<typeof waitingForRoom>
   readonly alive: (pid: number, occurrence: number) => boolean
   readonly doorbell: DoorbellShape
+  /** This writer slot's lane of a topic, known or asked of the head (TopicLanes.ts). */
+  readonly lane: (info: TopicInfo) => Effect.Effect<number, LaneUnavailable | TopicDeleted>
 }
 
 /** This broker's cursors for a topic, from its broker line, adopting slots a previous owner committed but did not publish. */
 const recoverCursors = (b: RegionBroker, info: TopicInfo): AppendCursors | LogCorrupt => {
   const { area, brokerId, brokerLines, slots } = b
-  const { pbrSlots, maxBatchBytes } = area.config
+  const { pbrSlots, maxBatchBytes } = area.placeOf(info.id).shape
   const blogBytes = area.blogBytes(info.id)
   const line = area.brokerLine(info.id, brokerId)
   const corrupt = (what: string) => new LogCorrupt({ reason: `topic ${info.name} broker ${brokerId}: ${what}` })
@@ -89,6 +92,9 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   private readonly sequencerLine: number
   private readonly blog: number
   readonly blogBytes: number
+  readonly pbrSlots: number
+  readonly maxBatchBytes: number
+  private readonly pbr: number
 
   constructor(private readonly b: RegionBroker, info: TopicInfo, readonly cursors: AppendCursors) {
     this.topic = info.name
@@ -98,10 +104,14 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     this.sequencerLine = b.area.sequencerLine(info.id, b.brokerId)
     this.blog = b.area.blog(info.id, b.brokerId)
     this.blogBytes = b.area.blogBytes(info.id)
+    this.pbr = b.area.pbr(info.id, b.brokerId)
+    const shape = b.area.placeOf(info.id).shape
+    this.pbrSlots = shape.pbrSlots
+    this.maxBatchBytes = shape.maxBatchBytes
   }
 
   private slot(pbrSeq: number): number {
-    return pbrSlotOffset(this.b.area, this.id, this.b.brokerId, pbrSeq)
+    return this.pbr + (pbrSeq % this.pbrSlots) * PBR_SLOT_BYTES
   }
 
   /** Publishes the cursors the sequencer reads: PBR head, Blog head, messages appended. */
@@ -254,30 +264,40 @@ export const regionTargets = (b: RegionBroker, resolve: (topic: string) => Effec
     return new TopicDeleted({ name: topic })
   }
 
-  const setUp = (topic: string, info: TopicInfo): AppendTarget | TopicDeleted | BatchRejected => {
-    const hold = pins.hold(info, () => {
-      const held = targets.get(topic)
-      if (held !== undefined && held.hold === hold) drop(topic, held)
+  /** Holds the topic, gets this writer's lane of it (asking the head the first time), then takes its cursors up. */
+  const setUp = (topic: string, info: TopicInfo): Effect.Effect<AppendTarget, TopicDeleted | BatchRejected> =>
+    Effect.suspend(() => {
+      const hold = pins.hold(info, () => {
+        const held = targets.get(topic)
+        if (held !== undefined && held.hold === hold) drop(topic, held)
+      })
+      if (hold instanceof TopicDeleted) return Effect.fail(hold)
+      if (hold instanceof HolderLinesFull) return Effect.fail(new BatchRejected({ topic, reason: hold.message }))
+      return b.lane(info).pipe(
+        Effect.mapError((e) => e._tag === "LaneUnavailable" ? new BatchRejected({ topic, reason: e.message }) : e),
+        Effect.flatMap(() => {
+          // Another fiber may have set the target up while this one waited for the lane.
+          const ready = targets.get(topic)
+          if (ready !== undefined && ready.hold.info.generation === info.generation) {
+            hold.release()
+            return Effect.succeed(ready.target)
+          }
+          const cursors = recoverCursors(b, info)
+          if (cursors instanceof LogCorrupt) return Effect.fail(new BatchRejected({ topic, reason: cursors.message }))
+          const made = new RegionTarget(b, info, cursors)
+          made.publishLine()
+          targets.set(topic, { target: made, hold })
+          return Effect.succeed(made)
+        }),
+        Effect.tapError(() => Effect.sync(hold.release))
+      )
     })
-    if (hold instanceof TopicDeleted) return hold
-    if (hold instanceof HolderLinesFull) return new BatchRejected({ topic, reason: hold.message })
-    const cursors = recoverCursors(b, info)
-    if (cursors instanceof LogCorrupt) {
-      hold.release()
-      return new BatchRejected({ topic, reason: cursors.message })
-    }
-    const made = new RegionTarget(b, info, cursors)
-    made.publishLine()
-    targets.set(topic, { target: made, hold })
-    return made
-  }
 
   const target = (topic: string): Effect.Effect<AppendTarget, TopicNotFound | TopicDeleted | BatchRejected> =>
     Effect.flatMap(resolve(topic), (info) => {
       const found = known(topic)
       if (found !== undefined && !(found instanceof TopicDeleted)) return Effect.succeed(found)
-      const made = setUp(topic, info)
-      return made instanceof TopicDeleted || made instanceof BatchRejected ? Effect.fail(made) : Effect.succeed(made)
+      return setUp(topic, info)
     })
 
   return {

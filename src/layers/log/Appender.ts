@@ -15,6 +15,7 @@ import { type RegionBroker, regionTargets } from "./AppendRegion.js"
 import type { LogArea, LogConfigInvalid } from "./Layout.js"
 import { claimLine, livenessCache, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
 import { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import { laneRequester } from "./TopicLanes.js"
 import { regionSessionTables, topicResolver } from "./Topics.js"
 
 export const make = (
@@ -59,7 +60,7 @@ export const make = (
       area,
       brokerId,
       audit: options.flushAudit,
-      slots: new PbrSlotView(region, area.config.pbrSlots),
+      slots: new PbrSlotView(region),
       brokerLines: new BrokerLineView(region),
       sequencerLines: new SequencerLineView(region),
       ordering: (info) => {
@@ -73,7 +74,8 @@ export const make = (
       },
       roomWaits,
       alive: livenessCache(),
-      doorbell
+      doorbell,
+      lane: laneRequester(region, area, doorbell, brokerId, options.timeoutMs).lane
     }
     const resolve = topicResolver(region, area)
     const sessionTable = regionSessionTables(region, area)

@@ -4,7 +4,13 @@
  * arithmetic as the region's; only where the bytes live differs.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { Appender, type AppenderShape, type BatchHeader, BrokerSlotTaken } from "../../services/log/Appender.js"
+import {
+  Appender,
+  type AppenderShape,
+  type BatchHeader,
+  BatchRejected,
+  BrokerSlotTaken
+} from "../../services/log/Appender.js"
 import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
 import { type AppenderOptions, appenderOver, checkBrokerId } from "./AppendAlgorithm.js"
 import type { AppendTarget } from "./AppendBacking.js"
@@ -21,6 +27,8 @@ import {
 } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { alignLine, type PbrKindCode } from "./Records.js"
+import { LaneUnavailable } from "./TopicLanes.js"
+import { storeFull } from "./TopicsMemory.js"
 
 /** The broker's PBR in the store as `reclaim` reads it. */
 const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource => {
@@ -69,6 +77,8 @@ class StoreTarget implements AppendTarget {
   readonly topic: string
   readonly cursors: MemoryBroker
   readonly blogBytes: number
+  readonly pbrSlots: number
+  readonly maxBatchBytes: number
   private received = new Uint8Array(0)
 
   constructor(
@@ -79,6 +89,8 @@ class StoreTarget implements AppendTarget {
     this.topic = memoryTopic.info.name
     this.cursors = memoryTopic.brokers[brokerId]
     this.blogBytes = memoryTopic.blogBytes
+    this.pbrSlots = memoryTopic.shape.pbrSlots
+    this.maxBatchBytes = memoryTopic.shape.maxBatchBytes
   }
 
   /** The batch, its payload copied into a buffer of its own, appended to the broker's PBR. */
@@ -152,6 +164,18 @@ class StoreTarget implements AppendTarget {
   }
 }
 
+/**
+ * Why writer `broker` cannot have a lane in `topic`, as the head would answer for a region
+ * (TopicLanes.ts): the heap has no room for it. It takes the lane when it can (undefined).
+ */
+const laneProblem = (store: MemoryLogStore, topic: MemoryTopic, broker: number): string | undefined => {
+  if (topic.lanes.has(broker)) return undefined
+  const full = storeFull(store, topic.shape.laneBytes)
+  if (full !== undefined) return new LaneUnavailable({ topic: topic.info.name, broker, reason: full.message }).message
+  topic.lanes.add(broker)
+  return undefined
+}
+
 export const makeMemory = (
   store: MemoryLogStore,
   options: AppenderOptions
@@ -173,7 +197,7 @@ export const makeMemory = (
     const targets = new Map<string, StoreTarget>()
     const gone = new Set<string>()
     let dropped: (target: AppendTarget) => void = () => {}
-    const known = (name: string): AppendTarget | TopicNotFound | TopicDeleted => {
+    const known = (name: string): AppendTarget | TopicNotFound | TopicDeleted | undefined => {
       const held = targets.get(name)
       if (held !== undefined) {
         if (!held.memoryTopic.deleted) return held
@@ -185,13 +209,19 @@ export const makeMemory = (
       const topic = findTopic(store, name)
       if (topic === undefined) return gone.has(name) ? new TopicDeleted({ name }) : new TopicNotFound({ name })
       gone.delete(name)
+      // Without a lane here yet and none to be had, `target` says why.
+      if (laneProblem(store, topic, brokerId) !== undefined) return undefined
       const made = new StoreTarget(store, topic, brokerId)
       targets.set(name, made)
       return made
     }
     const target = (name: string) =>
-      Effect.suspend(() => {
+      Effect.suspend((): Effect.Effect<AppendTarget, TopicNotFound | TopicDeleted | BatchRejected> => {
         const found = known(name)
+        if (found === undefined) {
+          const topic = findTopic(store, name)!
+          return Effect.fail(new BatchRejected({ topic: name, reason: laneProblem(store, topic, brokerId)! }))
+        }
         return found instanceof TopicNotFound || found instanceof TopicDeleted
           ? Effect.fail(found)
           : Effect.succeed(found)

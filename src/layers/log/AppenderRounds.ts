@@ -52,13 +52,13 @@ const headsTopic = (
   area: LogArea,
   orders: OrderLineView,
   sequencerLines: SequencerLineView,
-  topic: number
+  topic: TopicOrder
 ): boolean => {
-  const orderLine = area.orderLine(topic)
+  const orderLine = area.orderLine(topic.info.id)
   region.invalidate(orderLine, LINE_BYTES)
   if (orders.stalled(orderLine) !== 0) return true
-  for (let b = 0; b < area.config.maxBrokers; b++) {
-    const line = area.sequencerLine(topic, b)
+  for (const b of topic.storage.lanes()) {
+    const line = area.sequencerLine(topic.info.id, b)
     region.invalidate(line, LINE_BYTES)
     if (sequencerLines.held(line) > 0) return true
   }
@@ -67,7 +67,7 @@ const headsTopic = (
 
 /** Whether a broker's PBR of the topic has a committed slot the round has not scanned (it stopped at its per-broker bound). */
 const workLeft = (topic: TopicOrder): boolean => {
-  for (let b = 0; b < topic.scan.length; b++) if (topic.storage.committed(b, topic.scan[b])) return true
+  for (const b of topic.storage.lanes()) if (topic.storage.committed(b, topic.scan[b])) return true
   return false
 }
 
@@ -105,15 +105,14 @@ export const appenderRounds = (
   }
 
   const order = (info: TopicInfo): AppenderRound => {
-    if (!enabled || info.replicationFactor !== 1 || headsTopic(region, area, orders, sequencerLines, info.id)) {
-      return AppenderRound.head
-    }
+    if (!enabled || info.replicationFactor !== 1) return AppenderRound.head
+    const topic = topicOrder(info)
+    if (headsTopic(region, area, orders, sequencerLines, topic)) return AppenderRound.head
     const nowMs = Date.now()
     const epoch = beginAppenderRound(lease, nowMs)
     if (epoch === undefined) return AppenderRound.head
     try {
       views.epoch = epoch
-      const topic = topicOrder(info)
       const published = orderTopic(topic, nowMs, settings, false)
       logAppenderRounds.unsafeUpdate(1, [])
       if (topic.tally.messages > 0) logAppenderMessagesOrdered.unsafeUpdate(topic.tally.messages, [])

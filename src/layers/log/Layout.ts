@@ -1,24 +1,16 @@
 /**
  * Where the shared log lives in the region: its configuration (sizes, with defaults and
- * validation), the pure size functions, and `makeLogArea`, which gives every offset of the log
- * area from a base offset, down to one record (`pbrSlotOffset`, `goiEntryOffset`,
- * `sessionLineOffset`). Field layouts inside each record are in Records.ts, their typed
- * accessors in RecordViews.ts.
+ * validation) and `makeLogArea`, which gives every offset of the log area from a base offset,
+ * down to one record (`pbrSlotOffset`, `goiEntryOffset`, `sessionLineOffset`). Each topic's
+ * parts are where its shape puts them (TopicShape.ts); field layouts inside each record are in
+ * Records.ts, their typed accessors in RecordViews.ts.
  *
  * Log area, from `base` (64-byte lines):
- *   broker owner lines   maxBrokers × 64        (each broker process its own line)
+ *   broker owner lines   maxBrokers × 64        (each writer process its own line: brokers, local publishers)
  *   listener lines       listenerSlots × 64     (each waiting process its own line)
- * Each topic is an object of the region's directory, in an extent of the heap of its own
- * (its memory, a power of two of 4 KiB pages):
- *   descriptor           192                    (head)
- *   order line           64                     (sequencer)
- *   registry line        64                     (brokers, atomically: session epochs and live sessions)
- *   per broker           3 × 64                 (broker line, sequencer line, replica line)
- *   subscriber cursors   subscriberSlots × 64   (each subscriber its own line)
- *   session table        sessionSlots × 128     (sequencer)
- *   GOI                  goiSlots × 64          (sequencer)
- *   per broker           PBR pbrSlots × 128, then its Blog (that broker; PBR line 1: sequencer)
- * The Blogs share what the records and PBRs leave of the extent, equally (`blogBytesOf`).
+ *   lane answers         64 + maxBrokers × 8    (the head: TopicLanes.ts)
+ * Each topic is an object of the region's directory: a main extent of the heap, and a lane
+ * extent per writer that has written it (TopicShape.ts).
  */
 import { Config, Data, Effect } from "effect"
 import type { LogArea, LogConfig, TopicPlace } from "../../services/log/LogArea.js"
@@ -26,11 +18,20 @@ import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DirectoryArea } from "../../services/region/DirectoryArea.js"
 import { defaultsOf, settingsConfig } from "../../Settings.js"
-import { blockBytes, orderFor } from "../region/BuddyAllocator.js"
-import { alignLine } from "./Records.js"
+import { alignLine, LaneAnswers } from "./Records.js"
+import {
+  GOI_ENTRY_BYTES,
+  laneBlog,
+  mainGeometry,
+  PBR_SLOT_BYTES,
+  SESSION_LINE_BYTES,
+  type TopicShape,
+  topicShape
+} from "./TopicShape.js"
 
 // The interfaces are the contract (services/log/LogArea.ts); the log layers take them from here.
 export type { LogArea, LogConfig, TopicPlace }
+export { GOI_ENTRY_BYTES, PBR_SLOT_BYTES, SESSION_LINE_BYTES, TOPIC_DESCRIPTOR_BYTES } from "./TopicShape.js"
 
 export const defaultLogConfig: LogConfig = defaultsOf(LOG_LAYOUT_SETTINGS.settings)
 
@@ -38,6 +39,7 @@ const FIELDS = [
   "maxBrokers",
   "pbrSlots",
   "topicMemoryBytes",
+  "topicWriters",
   "goiSlots",
   "sessionSlots",
   "subscriberSlots",
@@ -62,6 +64,10 @@ export class LogConfigInvalid extends Data.TaggedError("LogConfigInvalid")<{
 
 const isPowerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0
 
+/** The shape a topic of the configuration's default memory and writers takes, or why it cannot. */
+export const defaultTopicShape = (config: LogConfig): TopicShape | string =>
+  topicShape(config, { memory: config.topicMemoryBytes, writers: config.topicWriters })
+
 /** Every reason `config` cannot work (empty when it can). */
 export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
   const problems: Array<string> = []
@@ -74,27 +80,23 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
   if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) {
     problems.push(`pbrSlots ${config.pbrSlots} must be a power of two ≥ 8`)
   }
-  if (!isPowerOfTwo(config.goiSlots)) problems.push(`goiSlots ${config.goiSlots} must be a power of two`)
-  if (!isPowerOfTwo(config.sessionSlots)) problems.push(`sessionSlots ${config.sessionSlots} must be a power of two`)
-  if (config.maxBatchBytes % 8 !== 0 || config.maxBatchBytes < 16) {
-    problems.push(`maxBatchBytes ${config.maxBatchBytes} must be a multiple of 8 and at least 16`)
+  if (!isPowerOfTwo(config.sessionSlots) || config.sessionSlots < 16) {
+    problems.push(`sessionSlots ${config.sessionSlots} must be a power of two ≥ 16`)
   }
-  if (blogBytesOf(config, config.topicMemoryBytes) < minBlogBytes(config)) {
+  if (config.maxBatchBytes % 8 !== 0 || config.maxBatchBytes < 64) {
+    problems.push(`maxBatchBytes ${config.maxBatchBytes} must be a multiple of 8 and at least 64`)
+  }
+  // Every topic's writers may each hold the fewest PBR slots a lane has, with a gap open (order 5).
+  if (config.goiSlots < config.maxBrokers * 8) {
     problems.push(
-      `topicMemoryBytes ${config.topicMemoryBytes} leaves each of ${config.maxBrokers} writer lanes less than two batches of maxBatchBytes=${config.maxBatchBytes}: give topics at least ${
-        minTopicBytes(config)
-      } bytes, or lower maxBatchBytes`
+      `goiSlots ${config.goiSlots} is smaller than maxBrokers × 8 = ${
+        config.maxBrokers * 8
+      } (a topic of every writer slot holding its fewest batches): raise goiSlots or lower maxBrokers`
     )
   }
-  // Mode 5 may hold every PBR slot of every broker while a gap is open; closing the gap must
-  // then fit in the GOI, or ordering would stall for good.
-  if (config.goiSlots < config.maxBrokers * config.pbrSlots) {
-    problems.push(
-      `goiSlots ${config.goiSlots} is smaller than maxBrokers × pbrSlots = ${
-        config.maxBrokers * config.pbrSlots
-      } (the batches mode 5 may hold): raise goiSlots or lower pbrSlots / maxBrokers`
-    )
-  }
+  if (problems.length > 0) return problems
+  const shape = defaultTopicShape(config)
+  if (typeof shape === "string") problems.push(`a topic of the default memory and writers cannot be made: ${shape}`)
   return problems
 }
 
@@ -103,104 +105,58 @@ export const validateLogConfig = (config: LogConfig): Effect.Effect<LogConfig, L
   return problems.length === 0 ? Effect.succeed(config) : Effect.fail(new LogConfigInvalid({ problems, config }))
 }
 
-const LINE = LINE_BYTES
 const PAGE = 4096
-export const PBR_SLOT_BYTES = 128
-export const GOI_ENTRY_BYTES = 64
-export const SESSION_LINE_BYTES = 128
-export const TOPIC_DESCRIPTOR_BYTES = 192
 const alignPage = (n: number) => Math.ceil(n / PAGE) * PAGE
 
-/** Where each part of a topic starts in its extent; the same for every topic of a region but its Blogs' size. */
-interface TopicGeometry {
-  readonly orderLine: number
-  readonly registryLine: number
-  readonly brokerLines: number
-  readonly subscribers: number
-  readonly sessions: number
-  readonly goi: number
-  readonly pbrs: number
-  readonly pbrBytes: number
-}
+/** The configuration a topic's shape depends on (its caps). */
+export type ShapeConfig = Omit<LogConfig, "topicMemoryBytes" | "topicWriters">
 
-/** The configuration a topic's shape depends on (all of it but the default memory). */
-type TopicShapeConfig = Omit<LogConfig, "topicMemoryBytes">
-
-const topicGeometry = (c: TopicShapeConfig): TopicGeometry => {
-  const orderLine = TOPIC_DESCRIPTOR_BYTES
-  const registryLine = orderLine + LINE
-  const brokerLines = registryLine + LINE
-  const subscribers = brokerLines + c.maxBrokers * 3 * LINE
-  const sessions = subscribers + c.subscriberSlots * LINE
-  const goi = alignPage(sessions + c.sessionSlots * SESSION_LINE_BYTES)
-  const pbrs = alignPage(goi + c.goiSlots * GOI_ENTRY_BYTES)
-  return {
-    orderLine,
-    registryLine,
-    brokerLines,
-    subscribers,
-    sessions,
-    goi,
-    pbrs,
-    pbrBytes: alignPage(c.pbrSlots * PBR_SLOT_BYTES)
+/** The memory that gives each lane of a topic written by every writer slot a Blog of at least `blogBytes`. */
+export const topicMemoryFor = (config: ShapeConfig, blogBytes: number): number => {
+  const writers = config.maxBrokers
+  for (let lane = 8192; lane <= 2 ** 40; lane *= 2) {
+    const made = topicShape(config, { memory: lane * writers, writers })
+    if (typeof made !== "string" && laneBlog(made.laneBytes, made.pbrSlots).bytes >= blogBytes) return made.memoryBytes
   }
+  throw new Error(`no topic memory gives Blogs of ${blogBytes} bytes`)
 }
 
-/** The heap hands out powers of two of 4 KiB pages: what a topic asking for `bytes` holds. */
-export const roundedTopicBytes = (bytes: number): number => blockBytes(orderFor(bytes))
-
-/** Each writer lane's Blog in a topic of `extentBytes` memory: what the records and PBRs leave, shared equally, in whole pages. */
-export const blogBytesOf = (config: TopicShapeConfig, memoryBytes: number): number => {
-  const g = topicGeometry(config)
-  const perLane = Math.floor((memoryBytes - g.pbrs) / config.maxBrokers) - g.pbrBytes
-  return Math.max(0, Math.floor(perLane / PAGE) * PAGE)
-}
-
-/** The smallest Blog: two of the largest batches, so one can be written while the other is read. */
-export const minBlogBytes = (config: TopicShapeConfig): number => alignPage(2 * alignLine(config.maxBatchBytes))
-
-/** The memory a topic needs for Blogs of `blogBytes` each (before rounding to a power of two). */
-export const topicBytesFor = (config: TopicShapeConfig, blogBytes: number): number => {
-  const g = topicGeometry(config)
-  return g.pbrs + config.maxBrokers * (g.pbrBytes + blogBytes)
-}
-
-/** The least memory a topic can have (before rounding to a power of two). */
-export const minTopicBytes = (config: TopicShapeConfig): number => topicBytesFor(config, minBlogBytes(config))
-
-/** `config` whose topics' Blogs are each `blogBytes` unless their create says otherwise (benches and tests size them so). */
-export const withBlogBytes = (config: TopicShapeConfig, blogBytes: number): LogConfig => ({
+/**
+ * `config` whose default topics have a lane for every writer slot, each with a Blog of at least
+ * `blogBytes` (benches and tests size them so).
+ */
+export const withBlogBytes = (config: ShapeConfig, blogBytes: number): LogConfig => ({
   ...config,
-  topicMemoryBytes: topicBytesFor(config, blogBytes)
+  topicWriters: config.maxBrokers,
+  topicMemoryBytes: topicMemoryFor(config, blogBytes)
 })
 
-const headerBytes = (c: LogConfig) => alignPage((c.maxBrokers + c.listenerSlots) * LINE)
+const answersBytes = (c: LogConfig) => LINE_BYTES + alignLine(c.maxBrokers * LaneAnswers.bytes)
+const headerBytes = (c: LogConfig) => (c.maxBrokers + c.listenerSlots) * LINE_BYTES
 
 /** Bytes the log area needs for `config` (a multiple of 4096): its lines; the topics are in the directory's heap. */
-export const logAreaBytes = (config: LogConfig): number => headerBytes(config)
+export const logAreaBytes = (config: LogConfig): number => alignPage(headerBytes(config) + answersBytes(config))
+
+const notRead = (what: string, t: number): never => {
+  throw new Error(`${what} of topic ${t} is used before this process read it from the region`)
+}
 
 /** The log area at `base` (64-byte aligned) for a validated `config`, its topics in `directory`'s heap. */
 export const makeLogArea = (base: number, config: LogConfig, directory: DirectoryArea): LogArea => {
-  const g = topicGeometry(config)
+  const g = mainGeometry(config, 0)
   // By id (a directory slot): an array's index, on every record's offset of the hot paths.
   const places = new Array<TopicPlace | undefined>(directory.config.entrySlots)
-  const placeOf = (t: number): TopicPlace => {
-    const found = places[t]
-    if (found === undefined) throw new Error(`topic ${t} is used before this process read it from the directory`)
-    return found
-  }
+  const placeOf = (t: number): TopicPlace => places[t] ?? notRead("the place", t)
   const topic = (t: number) => placeOf(t).offset
-  const lane = (t: number, b: number) => {
-    const p = placeOf(t)
-    return p.offset + g.pbrs + b * (g.pbrBytes + p.blogBytes)
-  }
+  const lane = (t: number, b: number) => placeOf(t).lanes[b] || notRead(`the lane of writer ${b}`, t)
   return {
     base,
     config,
     bytes: logAreaBytes(config),
     directory,
-    brokerOwner: (b) => base + b * LINE,
-    listener: (i) => base + (config.maxBrokers + i) * LINE,
+    brokerOwner: (b) => base + b * LINE_BYTES,
+    listener: (i) => base + (config.maxBrokers + i) * LINE_BYTES,
+    laneAnswers: base + headerBytes(config),
     place: (t, place) => {
       places[t] = place
     },
@@ -211,24 +167,50 @@ export const makeLogArea = (base: number, config: LogConfig, directory: Director
     descriptor: topic,
     orderLine: (t) => topic(t) + g.orderLine,
     registryLine: (t) => topic(t) + g.registryLine,
-    brokerLine: (t, b) => topic(t) + g.brokerLines + b * 3 * LINE,
-    sequencerLine: (t, b) => topic(t) + g.brokerLines + (b * 3 + 1) * LINE,
-    replicaLine: (t, b) => topic(t) + g.brokerLines + (b * 3 + 2) * LINE,
-    subscriber: (t, i) => topic(t) + g.subscribers + i * LINE,
+    retentionLine: (t) => topic(t) + g.retentionLine,
+    laneTable: (t) => topic(t) + g.laneTable,
+    laneOf: (t, b) => placeOf(t).lanes[b]!,
+    brokerLine: (t, b) => lane(t, b),
+    sequencerLine: (t, b) => lane(t, b) + LINE_BYTES,
+    replicaLine: (t, b) => lane(t, b) + 2 * LINE_BYTES,
+    subscriber: (t, i) => topic(t) + g.subscribers + i * LINE_BYTES,
     sessions: (t) => topic(t) + g.sessions,
-    goi: (t) => topic(t) + g.goi,
-    pbr: lane,
-    blog: (t, b) => lane(t, b) + g.pbrBytes
+    goi: (t) => placeOf(t).goi,
+    pbr: (t, b) => lane(t, b) + 3 * LINE_BYTES,
+    blog: (t, b) => lane(t, b) + placeOf(t).blogAt
+  }
+}
+
+/** Where topic `t` of `shape` lives, for `LogArea.place`: its main extent, and no lane read yet. */
+export const placeFor = (
+  config: LogConfig,
+  shape: TopicShape,
+  offset: number,
+  bytes: number,
+  generation: number
+): TopicPlace => {
+  const blog = laneBlog(shape.laneBytes, shape.pbrSlots)
+  return {
+    offset,
+    bytes,
+    shape,
+    generation,
+    goi: offset + mainGeometry(config, shape.sessionSlots).goi,
+    blogAt: blog.at,
+    blogBytes: blog.bytes,
+    lanes: new Array<number>(config.maxBrokers).fill(0)
   }
 }
 
 /** The PBR slot that holds absolute position `pbrSeq` of (topic, broker). */
 export const pbrSlotOffset = (area: LogArea, topic: number, broker: number, pbrSeq: number): number =>
-  area.pbr(topic, broker) + (pbrSeq % area.config.pbrSlots) * PBR_SLOT_BYTES
+  area.pbr(topic, broker) + (pbrSeq % area.placeOf(topic).shape.pbrSlots) * PBR_SLOT_BYTES
 
 /** The GOI entry that holds global seq `g` of the topic. */
-export const goiEntryOffset = (area: LogArea, topic: number, g: number): number =>
-  area.goi(topic) + (g % area.config.goiSlots) * GOI_ENTRY_BYTES
+export const goiEntryOffset = (area: LogArea, topic: number, g: number): number => {
+  const place = area.placeOf(topic)
+  return place.goi + (g % place.shape.goiSlots) * GOI_ENTRY_BYTES
+}
 
 /** Session line `slot` of the topic's session table. */
 export const sessionLineOffset = (area: LogArea, topic: number, slot: number): number =>
@@ -246,7 +228,7 @@ export const resolveLogArea = (
 ): Effect.Effect<LogArea, LogConfigInvalid> =>
   Effect.gen(function*() {
     yield* validateLogConfig(config)
-    if (!Number.isSafeInteger(base) || base < 0 || base % LINE !== 0) {
+    if (!Number.isSafeInteger(base) || base < 0 || base % LINE_BYTES !== 0) {
       return yield* new LogConfigInvalid({
         problems: [`the log area's base ${base} is not a 64-byte aligned offset`],
         config

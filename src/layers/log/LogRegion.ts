@@ -6,8 +6,9 @@
  */
 import { Effect, type Scope } from "effect"
 import type { TopicsShape } from "../../services/log/Topics.js"
-import type { CxlMemory } from "../../services/region/CxlMemory.js"
-import { DirectoryWriter, type NotDirectoryWriter } from "../../services/region/Directory.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { DirectoryWriter, type DirectoryWriterShape, type NotDirectoryWriter } from "../../services/region/Directory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import * as DirectoryLayers from "../region/Directory.js"
 import { directoryAreaBytes, type DirectoryConfig, makeDirectoryArea } from "../region/DirectoryRecords.js"
 import {
@@ -17,10 +18,11 @@ import {
   logAreaParams,
   type LogConfig,
   makeLogArea,
-  roundedTopicBytes,
   withBlogBytes
 } from "./Layout.js"
+import { serveLanes } from "./TopicLanes.js"
 import * as TopicsLayers from "./Topics.js"
+import { heldBytes, topicShape } from "./TopicShape.js"
 
 export interface LogRegionLayout {
   readonly area: LogArea
@@ -42,11 +44,18 @@ export const oneBrokerLogConfig: LogConfig = withBlogBytes({
 
 const alignPage = (n: number) => Math.ceil(n / 4096) * 4096
 
-/** A directory with room for `topics` topics of the configuration's memory. */
+/** What a topic of the configuration's default memory and writers takes of the heap once every writer wrote it. */
+export const defaultTopicBytes = (config: LogConfig): number => {
+  const shape = topicShape(config, { memory: config.topicMemoryBytes, writers: config.topicWriters })
+  if (typeof shape === "string") throw new Error(`the default topic cannot be made: ${shape}`)
+  return heldBytes(shape, shape.writers)
+}
+
+/** A directory with room for `topics` topics of the configuration's memory, every lane of each written. */
 export const directoryFor = (config: LogConfig, topics: number): DirectoryConfig => ({
   entrySlots: 2 ** Math.max(4, Math.ceil(Math.log2((topics * 8) / 7 + 1))),
   holderLines: 16,
-  heapBytes: Math.max(1, topics) * roundedTopicBytes(config.topicMemoryBytes)
+  heapBytes: Math.max(1, topics) * defaultTopicBytes(config)
 })
 
 /** The log area at `logBase`, then the directory on the next page. */
@@ -61,14 +70,30 @@ export const logRegionLayout = (logBase: number, config: LogConfig, directory: D
 
 /**
  * Topics with this process as the directory's writer at `epoch`, as a head is (a bench or test
- * plays one). It frees deleted topics' memory when an allocation needs it, not at a tick: a test's
+ * plays one), answering writers' lane requests (on this process's doorbell) for the scope; and the
+ * writer. It frees deleted topics' memory when an allocation needs it, not at a tick: a test's
  * clock set years ahead would otherwise run every tick in between.
  */
+export const writingLog = (
+  area: LogArea,
+  epoch = 1
+): Effect.Effect<
+  { readonly topics: TopicsShape; readonly writer: DirectoryWriterShape },
+  NotDirectoryWriter,
+  CxlMemory | Doorbell | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const writer = yield* DirectoryLayers.makeWriter({ area: area.directory, epoch, reclaimEveryMs: 0 })
+    const region = yield* CxlMemory
+    const doorbell = yield* Doorbell
+    yield* serveLanes(region, area, writer, doorbell, (t) => TopicsLayers.readTopic(region, area, t))
+    const topics = yield* TopicsLayers.make(area).pipe(Effect.provideService(DirectoryWriter, writer))
+    return { topics, writer }
+  })
+
+/** `writingLog`'s topics. */
 export const writingTopics = (
   area: LogArea,
   epoch = 1
-): Effect.Effect<TopicsShape, NotDirectoryWriter, CxlMemory | Scope.Scope> =>
-  Effect.flatMap(
-    DirectoryLayers.makeWriter({ area: area.directory, epoch, reclaimEveryMs: 0 }),
-    (writer) => TopicsLayers.make(area).pipe(Effect.provideService(DirectoryWriter, writer))
-  )
+): Effect.Effect<TopicsShape, NotDirectoryWriter, CxlMemory | Doorbell | Scope.Scope> =>
+  Effect.map(writingLog(area, epoch), ({ topics }) => topics)

@@ -16,10 +16,11 @@ import { privateRegion } from "../region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import type { AppendCursors } from "./AppendRoom.js"
-import { blogBytesOf, defaultLogConfig, type LogConfig } from "./Layout.js"
+import { defaultLogConfig, type LogConfig } from "./Layout.js"
 import { livenessCache, lowestDurableCursor, type SubscriberArea } from "./Participants.js"
 import { type PbrKindCode } from "./Records.js"
 import { memorySessionTable, type SessionTable } from "./SessionTable.js"
+import { heldBytes, laneBlog, type TopicShape } from "./TopicShape.js"
 
 /** A batch in a broker's PBR; once ordered it is also a GOI entry. */
 export interface MemoryBatch {
@@ -61,9 +62,14 @@ export interface MemoryBroker extends AppendCursors {
 
 export interface MemoryTopic {
   readonly info: TopicInfo
-  /** Each broker's Blog capacity, as the region gives a topic of its memory. */
+  /** Its shape, as the region gives a topic of its memory and writers (TopicShape.ts). */
+  readonly shape: TopicShape
+  /** Each lane's Blog capacity, as the region gives a topic of its shape. */
   readonly blogBytes: number
+  /** Every writer slot's broker record; those in `lanes` have written here. */
   readonly brokers: Array<MemoryBroker>
+  /** The writer slots that have a lane here (a region topic's lane table). */
+  readonly lanes: Set<number>
   /** Retained GOI entries: goi[i] has global seq goiBase + i. */
   readonly goi: Array<MemoryBatch>
   goiBase: number
@@ -178,9 +184,15 @@ export const makeMemoryStore = (
   }
 }
 
-export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicInfo): MemoryTopic => ({
+export const makeMemoryTopic = (
+  { config, lines }: MemoryLogStore,
+  info: TopicInfo,
+  shape: TopicShape
+): MemoryTopic => ({
   info,
-  blogBytes: blogBytesOf(config, info.memory ?? config.topicMemoryBytes),
+  shape,
+  blogBytes: laneBlog(shape.laneBytes, shape.pbrSlots).bytes,
+  lanes: new Set(),
   brokers: Array.from({ length: config.maxBrokers }, () => ({
     pbr: [],
     freed: [],
@@ -201,7 +213,7 @@ export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicIn
   goi: [],
   goiBase: 0,
   totalOrder: 0,
-  sessions: memorySessionTable(config.sessionSlots),
+  sessions: memorySessionTable(shape.sessionSlots),
   progress: 0,
   rounds: 0,
   fencedSessions: 0,
@@ -209,6 +221,13 @@ export const makeMemoryTopic = ({ config, lines }: MemoryLogStore, info: TopicIn
   durableFailure: undefined,
   deleted: false
 })
+
+/** What a store topic takes of the store's heap: its main extent and its lanes, as a region's does. */
+export const topicHeldBytes = (topic: MemoryTopic): number => heldBytes(topic.shape, topic.lanes.size)
+
+/** What the store's live topics take of its heap. */
+export const storeHeldBytes = (store: MemoryLogStore): number =>
+  liveTopics(store).reduce((sum, t) => sum + topicHeldBytes(t), 0)
 
 /** The store's live topics. */
 export const liveTopics = (store: MemoryLogStore): ReadonlyArray<MemoryTopic> => store.topics.filter((t) => !t.deleted)

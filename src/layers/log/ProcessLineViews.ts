@@ -4,7 +4,7 @@
  */
 import { highHalf, lowHalf, pairWord, wordsOver } from "../region/Words64.js"
 import { WordView as View } from "../region/WordView.js"
-import { LeaseLine, NAME_LENGTH_MASK, Participant, SubscriberLine } from "./Records.js"
+import { LaneAnswers, LeaseLine, NAME_LENGTH_MASK, Participant, SubscriberLine } from "./Records.js"
 
 /** The sequencer lease line in the superblock: `occurrence` is claimed by compare-and-swap, `pid` published last. */
 export class LeaseLineView extends View {
@@ -130,6 +130,22 @@ export class ParticipantLineView extends View {
   addAckWaits(at: number, delta: number): void {
     Atomics.add(this.i32, (at + Participant.ackWaits) / 4, delta)
   }
+  /** How many lane requests the owner has made (TopicLanes.ts); the one above what the head answered is pending. */
+  laneRequests(at: number): number {
+    return Atomics.load(this.i32, (at + Participant.laneRequest) / 4)
+  }
+  laneTopic(at: number): number {
+    return this.i32[(at + Participant.laneTopic) / 4]!
+  }
+  laneGeneration(at: number): number {
+    return this.f64[(at + Participant.laneGeneration) / 8]!
+  }
+  /** Names the topic, then counts the request (the count is the request's commit word). */
+  request(at: number, topic: number, generation: number, count: number): void {
+    this.i32[(at + Participant.laneTopic) / 4] = topic
+    this.f64[(at + Participant.laneGeneration) / 8] = generation
+    Atomics.store(this.i32, (at + Participant.laneRequest) / 4, count)
+  }
 }
 
 /** A subscriber line: a participant line's claim words, then whether it is durable and its cursor. */
@@ -204,5 +220,27 @@ export class SubscriberLineView extends View {
   }
   setCursor(at: number, v: number): void {
     this.f64[(at + SubscriberLine.cursor) / 8] = v
+  }
+}
+
+/** The head's lane answers (TopicLanes.ts): the doorbell writers ring, and per writer slot its requests answered and the last answer. */
+export class LaneAnswersView extends View {
+  doorbell(at: number): number {
+    return Atomics.load(this.i32, (at + LaneAnswers.doorbell) / 4)
+  }
+  storeDoorbell(at: number, v: number): void {
+    Atomics.store(this.i32, (at + LaneAnswers.doorbell) / 4, v)
+  }
+  answered(at: number, slot: number): number {
+    return Atomics.load(this.i32, (at + LaneAnswers.answers + slot * LaneAnswers.bytes + LaneAnswers.answered) / 4)
+  }
+  result(at: number, slot: number): number {
+    return this.i32[(at + LaneAnswers.answers + slot * LaneAnswers.bytes + LaneAnswers.result) / 4]!
+  }
+  /** The answer's code, then the count it answers (its commit word). */
+  answer(at: number, slot: number, count: number, result: number): void {
+    const entry = at + LaneAnswers.answers + slot * LaneAnswers.bytes
+    this.i32[(entry + LaneAnswers.result) / 4] = result
+    Atomics.store(this.i32, (entry + LaneAnswers.answered) / 4, count)
   }
 }

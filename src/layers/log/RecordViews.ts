@@ -7,7 +7,7 @@
  * flushing (`publish`) and invalidating stay with the caller, who knows the record's span.
  */
 import { type RecordWords, WordView as View } from "../region/WordView.js"
-import { GOI_INVALID, GoiEntry, goiSeqHi, goiSeqLo, lapMark, PbrSlot } from "./Records.js"
+import { GOI_INVALID, GoiEntry, goiSeqHi, goiSeqLo, PbrSlot, positionMark } from "./Records.js"
 
 // The arrays every view reads (SessionTable and the layout tests name them from here).
 export type { RecordWords }
@@ -26,13 +26,10 @@ export interface SlotHeader {
 }
 
 /**
- * A PBR slot of a ring of `slots`. Line 0 is the broker's (its commit word says lap + 1),
- * line 1 the sequencer's (its finish word says lap + 1).
+ * A PBR slot. Line 0 is the broker's (its commit word names the position it was written for:
+ * `positionMark`), line 1 the sequencer's (its finish word names it the same way).
  */
 export class PbrSlotView extends View {
-  constructor(words: RecordWords, readonly slots: number) {
-    super(words)
-  }
   // line 0, the broker's
   clientId(at: number): number {
     return this.u32[(at + PbrSlot.clientId) / 4]
@@ -117,11 +114,11 @@ export class PbrSlotView extends View {
   }
   /** Whether the broker committed the slot for position `pbrSeq` (this lap). */
   committed(at: number, pbrSeq: number): boolean {
-    return Atomics.load(this.i32, (at + PbrSlot.commit) / 4) === lapMark(pbrSeq, this.slots)
+    return Atomics.load(this.i32, (at + PbrSlot.commit) / 4) === positionMark(pbrSeq)
   }
   /** The broker's commit word, written last. */
   commit(at: number, pbrSeq: number): void {
-    Atomics.store(this.i32, (at + PbrSlot.commit) / 4, lapMark(pbrSeq, this.slots))
+    Atomics.store(this.i32, (at + PbrSlot.commit) / 4, positionMark(pbrSeq))
   }
   // line 1, the sequencer's
   /** The batch's global seq, or a `Dropped` code. */
@@ -146,11 +143,11 @@ export class PbrSlotView extends View {
   }
   /** Whether the sequencer finished the slot for position `pbrSeq` (this lap). */
   finished(at: number, pbrSeq: number): boolean {
-    return Atomics.load(this.i32, (at + PbrSlot.finish) / 4) === lapMark(pbrSeq, this.slots)
+    return Atomics.load(this.i32, (at + PbrSlot.finish) / 4) === positionMark(pbrSeq)
   }
   /** The sequencer's finish word, written last. */
   finish(at: number, pbrSeq: number): void {
-    Atomics.store(this.i32, (at + PbrSlot.finish) / 4, lapMark(pbrSeq, this.slots))
+    Atomics.store(this.i32, (at + PbrSlot.finish) / 4, positionMark(pbrSeq))
   }
 }
 

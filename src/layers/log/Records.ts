@@ -14,13 +14,26 @@ import { LINE_BYTES } from "../../services/region/CxlMemory.js"
  * the owner's fibers waiting for the log to move, so the sequencer rings only lines with a waiter.
  * `ackWaits` (broker owners): how many of the owner's ACK trackers wait for the broker's own
  * batches to be ordered, so a round rings only the brokers whose batches it ordered.
+ * `laneRequest` (broker owners, the writer slots of brokers and local publishers): the owner asks
+ * the head for its lane in a topic (TopicLanes.ts).
  */
-export const Participant = { occurrence: 0, pid: 4, doorbell: 8, roomWaits: 12, ackWaits: 16 } as const
+export const Participant = {
+  occurrence: 0,
+  pid: 4,
+  doorbell: 8,
+  roomWaits: 12,
+  ackWaits: 16,
+  /** A writer's lane request (TopicLanes.ts): its count (the head answers it in the lane answers), then the topic's id and generation. */
+  laneRequest: 20,
+  laneTopic: 24,
+  laneGeneration: 32
+} as const
 
 /**
  * Topic descriptor (the head): `state` is its commit word; `deleted` is stored before the topic's
  * directory entry is deleted, so a process holding the topic learns it with one load. Name: UTF-8, at most `maxNameBytes`.
- * Second line: the disk copy's retention (replication factor 2), f64 each, 0 for no bound.
+ * Third line: the disk copy's retention (replication factor 2), f64 each, 0 for no bound; then the
+ * topic's shape (TopicShape.ts), which every process reads its records' places from.
  */
 export const Descriptor = {
   state: 0,
@@ -32,8 +45,17 @@ export const Descriptor = {
   maxNameBytes: 108,
   diskRetentionBytes: 128,
   diskRetentionMs: 136,
-  /** f64: the memory its create gave it (its Blogs share what the records leave of it); at most its extent. */
-  memoryBytes: 144
+  /** f64: the memory its writer lanes share (each takes memory / writers, down to a power of two). */
+  memoryBytes: 144,
+  writers: 152,
+  pbrSlots: 156,
+  goiSlots: 160,
+  sessionSlots: 164,
+  maxBatchBytes: 168,
+  maxMessageBytes: 172,
+  /** f64 each: the main extent's and each lane's bytes. */
+  mainBytes: 176,
+  laneBytes: 184
 } as const
 export const DescriptorState = { free: 0, creating: 1, ready: 2, deleted: 3 } as const
 
@@ -57,6 +79,21 @@ export const OrderLine = {
   durableFailure: 48,
   rounds: 56
 } as const
+
+/**
+ * A topic's lane table (the head): `lanes` counts the lanes allocated (bumped after each lane's
+ * page is stored), then one i32 per writer slot at `pages`: its lane's offset / 4096, 0 for none
+ * (a lane never moves while its topic lives).
+ */
+export const LaneTable = { lanes: 0, pages: 64 } as const
+
+/**
+ * The head's lane answers in the log area (TopicLanes.ts): line 0 names the doorbell writers ring
+ * with a request; from line 1 each writer slot has 8 bytes: the count of its requests answered,
+ * then the answer's `LaneAnswer` code.
+ */
+export const LaneAnswers = { doorbell: 0, answers: 64, answered: 0, result: 4, bytes: 8 } as const
+export const LaneAnswer = { ok: 0, corrupt: 1, regionFull: 2, topicGone: 3 } as const
 
 /** Per (topic, broker), written by the broker. `reclaimVersion` is bumped after the reclaim cursors move. */
 export const BrokerLine = {
@@ -145,7 +182,7 @@ export const SessionState = { empty: 0, active: 1, fenced: 2, released: 3, claim
  */
 export const RegistryLine = { epochs: 0, live: 4 } as const
 
-/** PBR slot: line 0 by the broker (commit = lap + 1), line 1 by the sequencer (finish = lap + 1). */
+/** PBR slot: line 0 by the broker (its commit word: `positionMark`), line 1 by the sequencer (its finish word: the same). */
 export const PbrSlot = {
   clientId: 0,
   sessionEpoch: 4,
@@ -223,7 +260,12 @@ export const LeaseLine = {
   ready: 40
 } as const
 
-/** The lap of an absolute ring position: commit words say `lap + 1`, so a zeroed slot is never committed. */
-export const lapMark = (position: number, slots: number): number => (Math.floor(position / slots) % 0x7fffffff) + 1
+/**
+ * What a ring slot's commit word says for absolute position `position`: the position itself modulo
+ * 2^31 - 1, plus 1, so a zeroed slot is never committed and a slot written for an earlier position
+ * (a lap before, or 2^31 - 1 positions before) is never taken for this one. It names the position,
+ * not the lap, so it does not depend on the ring's size, which is each topic's own.
+ */
+export const positionMark = (position: number): number => (position % 0x7fffffff) + 1
 
 export const alignLine = (n: number): number => Math.ceil(n / LINE_BYTES) * LINE_BYTES

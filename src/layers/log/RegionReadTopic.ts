@@ -15,6 +15,7 @@ import type { ReadTopic } from "./ReadSource.js"
 import type { BatchView } from "./ReadViews.js"
 import { DescriptorState } from "./Records.js"
 import { BrokerLineView, DescriptorView, GoiEntryView, OrderLineView } from "./RecordViews.js"
+import { readLane } from "./TopicLanes.js"
 import { topicPins } from "./TopicPins.js"
 
 /** What a process's region reader shares between its topics. */
@@ -30,17 +31,35 @@ export interface RegionReader {
 /** One topic's GOI and its brokers' Blogs in the region, read in place. */
 export class RegionReadTopic implements ReadTopic {
   private readonly orderLine: number
-
   private readonly blogBytes: number
-
+  private readonly goiSlots: number
+  private readonly maxBatchBytes: number
   private readonly descriptor: number
   private readonly descriptors: DescriptorView
+  /** Each writer slot's lane, once read (0: not read yet; a GOI entry names only slots with a lane). */
+  private readonly lanes: Array<number>
+  private readonly blogAt: number
 
   constructor(private readonly r: RegionReader, readonly info: TopicInfo) {
-    this.orderLine = r.area.orderLine(info.id)
-    this.blogBytes = r.area.blogBytes(info.id)
-    this.descriptor = r.area.descriptor(info.id)
+    const { area } = r
+    const { shape } = area.placeOf(info.id)
+    this.orderLine = area.orderLine(info.id)
+    this.blogBytes = area.blogBytes(info.id)
+    this.goiSlots = shape.goiSlots
+    this.maxBatchBytes = shape.maxBatchBytes
+    this.descriptor = area.descriptor(info.id)
     this.descriptors = new DescriptorView(r.region)
+    this.lanes = new Array<number>(area.config.maxBrokers).fill(0)
+    this.blogAt = area.placeOf(info.id).blogAt
+  }
+
+  /** Writer slot `broker`'s lane, or 0 when it has none (a corrupt entry's slot, or the table's). */
+  private lane(broker: number): number {
+    const known = this.lanes[broker]
+    if (known === undefined) return 0
+    if (known !== 0) return known
+    const lane = readLane(this.r.region, this.r.area, this.info.id, broker)
+    return lane > 0 ? (this.lanes[broker] = lane) : 0
   }
 
   /**
@@ -72,8 +91,10 @@ export class RegionReadTopic implements ReadTopic {
 
   /** Whether broker `broker`'s Blog still holds `position` (its tail has not passed it). */
   private blogRetained(broker: number, position: number): boolean {
-    const { region, area, brokerLines } = this.r
-    const line = area.brokerLine(this.info.id, broker)
+    const { region, brokerLines } = this.r
+    // A lane's broker line is its first.
+    const line = this.lane(broker)
+    if (line === 0) return false
     region.invalidate(line, LINE_BYTES)
     brokerLines.reclaimVersion(line)
     return brokerLines.blogTail(line) <= position
@@ -90,14 +111,13 @@ export class RegionReadTopic implements ReadTopic {
   }
 
   oldest(committed: number): number {
-    return Math.max(0, committed - this.r.area.config.goiSlots)
+    return Math.max(0, committed - this.goiSlots)
   }
 
   retained(g: number): boolean {
-    const { entries, area } = this.r
+    const { entries } = this.r
     const e = this.entry(g)
-    return entries.holds(e, g) &&
-      this.blogRetained(entries.brokerId(e) % area.config.maxBrokers, entries.blogPosition(e))
+    return entries.holds(e, g) && this.blogRetained(entries.brokerId(e), entries.blogPosition(e))
   }
 
   totalOrderOf(g: number): number | undefined {
@@ -108,9 +128,8 @@ export class RegionReadTopic implements ReadTopic {
 
   /** Reads GOI entry `g` into `view` seqlock-style and points it at the payload in its broker's Blog. */
   load(g: number, view: BatchView): "ok" | "gone" | "corrupt" {
-    const { region, area, entries } = this.r
-    const { maxBrokers, maxBatchBytes } = area.config
-    const { blogBytes } = this
+    const { region, entries } = this.r
+    const { blogBytes, maxBatchBytes } = this
     const e = this.entry(g)
     region.invalidate(e, LINE_BYTES)
     if (!entries.holds(e, g)) return "gone"
@@ -128,11 +147,12 @@ export class RegionReadTopic implements ReadTopic {
     view.crc32c = entries.crc32c(e)
     view.length = length
     if (!entries.holds(e, g)) return "gone"
-    const sane = broker < maxBrokers && count >= 1 && length % 8 === 0 && length >= 8 * count &&
+    const lane = this.lane(broker)
+    const sane = lane !== 0 && count >= 1 && length % 8 === 0 && length >= 8 * count &&
       length <= maxBatchBytes &&
       Number.isSafeInteger(position) && position >= 0 && (position % blogBytes) + length <= blogBytes
     if (!sane) return "corrupt"
-    view.offset = area.blog(this.info.id, broker) + (position % blogBytes)
+    view.offset = lane + this.blogAt + (position % blogBytes)
     view.bytes = region.bytes
     view.words = region.u32
     view.blogPosition = position

@@ -6,13 +6,15 @@
  */
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
-import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
+import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES } from "./Layout.js"
 import type { OrderHistory } from "./OrderHistory.js"
 import { livenessCache, lowestDurableCursor } from "./Participants.js"
 import { GoiEntry, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import { GoiEntryView, OrderLineView, ParticipantLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
-import { SessionTable } from "./SessionTable.js"
+import type { SessionTable } from "./SessionTable.js"
+import { followLanes, readLane } from "./TopicLanes.js"
 import type { TopicOrder, TopicStorage } from "./TopicOrder.js"
+import { regionSessionTable } from "./Topics.js"
 
 /** The region's views, made once per sequencer. */
 export interface RegionViews {
@@ -37,7 +39,7 @@ export const regionViews = (
 ): RegionViews => ({
   region,
   area,
-  pbr: new PbrSlotView(region, area.config.pbrSlots),
+  pbr: new PbrSlotView(region),
   goi: new GoiEntryView(region),
   orderLines: new OrderLineView(region),
   sequencerLines: new SequencerLineView(region),
@@ -48,11 +50,11 @@ export const regionViews = (
 })
 
 /**
- * Brokers (live owners) with appends waiting for PBR or Blog room; the owner line does not say which
- * topic. Asked every round under backpressure, so the owners' liveness comes from the cache.
+ * Writers of the topic (live owners of its lanes) with appends waiting for PBR or Blog room; the
+ * owner line does not say which topic. Asked every round under backpressure, so the owners' liveness comes from the cache.
  */
-const brokersWaitForRoom = ({ region, area, owners, alive }: RegionViews): boolean => {
-  for (let b = 0; b < area.config.maxBrokers; b++) {
+const brokersWaitForRoom = ({ region, area, owners, alive }: RegionViews, lanes: ReadonlyArray<number>): boolean => {
+  for (const b of lanes) {
     const owner = area.brokerOwner(b)
     region.invalidate(owner, LINE_BYTES)
     if (owners.roomWaits(owner) === 0) continue
@@ -66,26 +68,50 @@ const brokersWaitForRoom = ({ region, area, owners, alive }: RegionViews): boole
 export class RegionTopicStorage implements TopicStorage {
   readonly sessions: SessionTable
   readonly orderLine: number
+  readonly goiSlots: number
+  readonly lanes: () => ReadonlyArray<number>
   private readonly blogBytes: number
+  private readonly pbrSlots: number
+  private readonly maxBatchBytes: number
+  /** Each writer slot's PBR offset, once its lane is read (0: none yet). */
+  private readonly pbrs: Array<number>
   /** The cursor: a slot's offset and the position it was sought for. */
   private at = 0
   private position = 0
 
   constructor(private readonly v: RegionViews, readonly topic: number) {
     const { region, area } = v
-    this.sessions = new SessionTable(region, area.sessions(topic), area.registryLine(topic), area.config.sessionSlots)
+    const { shape } = area.placeOf(topic)
+    this.sessions = regionSessionTable(region, area, topic)
     this.orderLine = area.orderLine(topic)
     this.blogBytes = area.blogBytes(topic)
+    this.goiSlots = shape.goiSlots
+    this.pbrSlots = shape.pbrSlots
+    this.maxBatchBytes = shape.maxBatchBytes
+    this.pbrs = new Array<number>(area.config.maxBrokers).fill(0)
+    this.lanes = followLanes(region, area, topic)
+  }
+
+  /** The PBR slot of `broker`'s position `pbrSeq`, or -1 while the broker has no lane here. */
+  private slot(broker: number, pbrSeq: number): number {
+    let pbr = this.pbrs[broker]!
+    if (pbr === 0) {
+      if (readLane(this.v.region, this.v.area, this.topic, broker) <= 0) return -1
+      pbr = this.pbrs[broker] = this.v.area.pbr(this.topic, broker)
+    }
+    return pbr + (pbrSeq % this.pbrSlots) * PBR_SLOT_BYTES
   }
 
   committed(broker: number, pbrSeq: number): boolean {
-    const slot = pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq)
+    const slot = this.slot(broker, pbrSeq)
+    if (slot < 0) return false
     this.v.region.invalidate(slot, LINE_BYTES)
     return this.v.pbr.committed(slot, pbrSeq)
   }
 
   seek(broker: number, pbrSeq: number): boolean {
-    const slot = pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq)
+    const slot = this.slot(broker, pbrSeq)
+    if (slot < 0) return false
     this.v.region.invalidate(slot, PBR_SLOT_BYTES)
     this.at = slot
     this.position = pbrSeq
@@ -102,8 +128,8 @@ export class RegionTopicStorage implements TopicStorage {
   }
 
   sane(): boolean {
-    const { pbr, area } = this.v
-    const { maxBatchBytes } = area.config
+    const { pbr } = this.v
+    const { maxBatchBytes } = this
     const blogBytes = this.blogBytes
     const at = this.at
     const bytes = pbr.payloadBytes(at)
@@ -130,7 +156,8 @@ export class RegionTopicStorage implements TopicStorage {
 
   writeGoi(g: number, broker: number, pbrSeq: number, totalOrder: number): number {
     const { region, area, pbr, goi, audit } = this.v
-    const slot = pbrSlotOffset(area, this.topic, broker, pbrSeq)
+    // Only a slot `seek` found committed is ordered: its lane is read.
+    const slot = this.slot(broker, pbrSeq)
     const e = goiEntryOffset(area, this.topic, g)
     const count = goi.writeFromSlot(e, g, pbr, slot, broker, pbrSeq, totalOrder)
     region.publish(e, GOI_ENTRY_BYTES)
@@ -141,7 +168,8 @@ export class RegionTopicStorage implements TopicStorage {
   }
 
   finish(broker: number, pbrSeq: number, globalSeq: number, totalOrder: number): void {
-    finishSlot(this.v, pbrSlotOffset(this.v.area, this.topic, broker, pbrSeq), pbrSeq, globalSeq, totalOrder)
+    const slot = this.slot(broker, pbrSeq)
+    if (slot >= 0) finishSlot(this.v, slot, pbrSeq, globalSeq, totalOrder)
   }
 
   lowestCursor(): number {
@@ -149,7 +177,7 @@ export class RegionTopicStorage implements TopicStorage {
   }
 
   roomWaits(): boolean {
-    return brokersWaitForRoom(this.v)
+    return brokersWaitForRoom(this.v, this.lanes())
   }
 
   publishStalled(stalled: boolean): void {
@@ -188,7 +216,7 @@ function finishSlot(v: RegionViews, slot: number, pbrSeq: number, globalSeq: num
 function publishFrontier(v: RegionViews, storage: RegionTopicStorage, topic: TopicOrder): void {
   const { region, area, orderLines, sequencerLines: lines } = v
   const { engine } = topic
-  for (let b = 0; b < area.config.maxBrokers; b++) {
+  for (const b of storage.lanes()) {
     const line = area.sequencerLine(storage.topic, b)
     lines.setConsumedThrough(line, topic.consumedThrough(b))
     lines.setOrderedBatches(line, topic.orderedBatches[b])
@@ -212,6 +240,9 @@ function publishFrontier(v: RegionViews, storage: RegionTopicStorage, topic: Top
   region.publish(at + OrderLine.rounds, 4)
 }
 
+/** A writer slot with no lane in the topic: nothing appended, nothing ordered. */
+const NO_LANE = { consumedThrough: 0, orderedBatches: 0, orderedMessages: 0, duplicates: 0, dropped: 0 } as const
+
 /** What the region holds of a topic's order: its order line, sequencer lines and GOI. */
 export function regionHistory(v: RegionViews, storage: RegionTopicStorage): OrderHistory {
   const { area, goi, orderLines, sequencerLines } = v
@@ -222,6 +253,7 @@ export function regionHistory(v: RegionViews, storage: RegionTopicStorage): Orde
     totalOrder: orderLines.totalOrder(storage.orderLine),
     fencedSessions: orderLines.fencedSessions(storage.orderLine),
     broker: (b) => {
+      if (area.laneOf(t, b) === 0) return NO_LANE
       const line = area.sequencerLine(t, b)
       v.region.invalidate(line, LINE_BYTES)
       return {

@@ -26,12 +26,21 @@ import { discovered, recoverTopic } from "./TopicRecovery.js"
 /** One topic's batches in the store: a broker's PBR is `pbr[pbrSeq - reclaimed]`, the GOI a window of batches. */
 class MemoryTopicStorage implements TopicStorage {
   readonly sessions: SessionTable
+  readonly goiSlots: number
   /** The cursor: a broker's PBR and an index into it. */
   private pbr: Array<MemoryBatch> = []
   private index = 0
+  private laneList: ReadonlyArray<number> = []
 
-  constructor(readonly topic: MemoryTopic, private readonly goiSlots: number) {
+  constructor(readonly topic: MemoryTopic) {
     this.sessions = topic.sessions
+    this.goiSlots = topic.shape.goiSlots
+  }
+
+  /** The writer slots that have taken a lane here, in slot order (listed again when one more has). */
+  lanes(): ReadonlyArray<number> {
+    if (this.laneList.length !== this.topic.lanes.size) this.laneList = [...this.topic.lanes].sort((a, b) => a - b)
+    return this.laneList
   }
 
   /** A committed position (at or past the broker's consumed-through, so not reclaimed). */
@@ -99,7 +108,7 @@ class MemoryTopicStorage implements TopicStorage {
   }
 
   roomWaits(): boolean {
-    return this.topic.brokers.some((b) => b.roomWaits > 0)
+    return this.lanes().some((b) => this.topic.brokers[b]!.roomWaits > 0)
   }
 
   /** Readers of the store are woken by its signal whatever stalls. */
@@ -108,14 +117,15 @@ class MemoryTopicStorage implements TopicStorage {
   publishFrontier(order: TopicOrder): void {
     const { topic } = this
     topic.fencedSessions = order.engine.fencedSessions
-    topic.brokers.forEach((b, i) => {
+    for (const i of this.lanes()) {
+      const b = topic.brokers[i]!
       b.consumedThrough = order.consumedThrough(i)
       b.held = order.engine.heldCount(i)
       b.orderedBatches = order.orderedBatches[i]
       b.orderedMessages = order.orderedMessages[i]
       b.duplicates = order.duplicates[i]
       b.dropped = order.dropped[i]
-    })
+    }
     topic.totalOrder = order.totalNext
     topic.progress++
     order.seenRounds = ++topic.rounds
@@ -188,7 +198,7 @@ export const makeMemory = (
           Effect.forEach(found, (topic) =>
             discovered(
               topic.info,
-              recoverTopic(topic.info, new MemoryTopicStorage(topic, settings.goiSlots), storeHistory(topic), settings)
+              recoverTopic(topic.info, new MemoryTopicStorage(topic), storeHistory(topic), settings)
             )),
           (orders) => orders.flat()
         )

@@ -84,7 +84,7 @@ export const makeSequencerState = (log: LogStorage, settings: OrderSettings): Se
 export function scanTopic(topic: TopicOrder, nowMs: number, maxPerBroker: number): void {
   const { engine, storage, tally } = topic
   topic.lowest = storage.lowestCursor()
-  for (let b = 0; b < topic.scan.length; b++) {
+  for (const b of storage.lanes()) {
     let s = topic.scan[b]
     for (let n = 0; n < maxPerBroker && storage.seek(b, s); n++, s++) {
       if (storage.finished()) continue
@@ -175,7 +175,7 @@ export function sequencerRound(state: SequencerState, nowMs: number): RoundTally
   for (const topic of topics) {
     if (orderTopic(topic, nowMs, settings, sweep)) any = true
     total.add(topic.tally)
-    for (let b = 0; b < settings.maxBrokers; b++) heldNow += topic.engine.heldCount(b)
+    for (const b of topic.storage.lanes()) heldNow += topic.engine.heldCount(b)
   }
   if (any) log.ring(total)
   state.recordTally(total, heldNow)
@@ -272,7 +272,7 @@ export function hasWork(state: SequencerState): boolean {
       if (topic.storage.lowestCursor() !== topic.lowest) return true
       continue
     }
-    for (let b = 0; b < topic.scan.length; b++) if (topic.storage.committed(b, topic.scan[b])) return true
+    for (const b of topic.storage.lanes()) if (topic.storage.committed(b, topic.scan[b])) return true
   }
   return state.log.hasNewTopics()
 }

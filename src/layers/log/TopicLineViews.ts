@@ -4,7 +4,8 @@
  * sequencer write, and its descriptor.
  */
 import { WordView as View } from "../region/WordView.js"
-import { BrokerLine, Descriptor, OrderLine, RegistryLine, SequencerLine, SessionLine } from "./Records.js"
+import { BrokerLine, Descriptor, LaneTable, OrderLine, RegistryLine, SequencerLine, SessionLine } from "./Records.js"
+import type { TopicShape } from "./TopicShape.js"
 
 /** A session line, a seqlock (the version is odd while it is written); `state` is claimed by compare-and-swap. */
 export class SessionLineView extends View {
@@ -296,14 +297,49 @@ export class DescriptorView extends View {
   diskRetentionMs(at: number): number {
     return this.f64[(at + Descriptor.diskRetentionMs) / 8]
   }
-  memoryBytes(at: number): number {
-    return this.f64[(at + Descriptor.memoryBytes) / 8]!
-  }
-  setMemoryBytes(at: number, bytes: number): void {
-    this.f64[(at + Descriptor.memoryBytes) / 8] = bytes
-  }
   setDiskRetention(at: number, bytes: number, ms: number): void {
     this.f64[(at + Descriptor.diskRetentionBytes) / 8] = bytes
     this.f64[(at + Descriptor.diskRetentionMs) / 8] = ms
+  }
+  /** The topic's shape as stored (its reader checks it: a corrupt region is never trusted). */
+  readShape(at: number): TopicShape {
+    return {
+      memoryBytes: this.f64[(at + Descriptor.memoryBytes) / 8]!,
+      writers: this.i32[(at + Descriptor.writers) / 4]!,
+      mainBytes: this.f64[(at + Descriptor.mainBytes) / 8]!,
+      laneBytes: this.f64[(at + Descriptor.laneBytes) / 8]!,
+      pbrSlots: this.i32[(at + Descriptor.pbrSlots) / 4]!,
+      goiSlots: this.i32[(at + Descriptor.goiSlots) / 4]!,
+      sessionSlots: this.i32[(at + Descriptor.sessionSlots) / 4]!,
+      maxBatchBytes: this.i32[(at + Descriptor.maxBatchBytes) / 4]!,
+      maxMessageBytes: this.i32[(at + Descriptor.maxMessageBytes) / 4]!
+    }
+  }
+  writeShape(at: number, shape: TopicShape): void {
+    this.f64[(at + Descriptor.memoryBytes) / 8] = shape.memoryBytes
+    this.i32[(at + Descriptor.writers) / 4] = shape.writers
+    this.f64[(at + Descriptor.mainBytes) / 8] = shape.mainBytes
+    this.f64[(at + Descriptor.laneBytes) / 8] = shape.laneBytes
+    this.i32[(at + Descriptor.pbrSlots) / 4] = shape.pbrSlots
+    this.i32[(at + Descriptor.goiSlots) / 4] = shape.goiSlots
+    this.i32[(at + Descriptor.sessionSlots) / 4] = shape.sessionSlots
+    this.i32[(at + Descriptor.maxBatchBytes) / 4] = shape.maxBatchBytes
+    this.i32[(at + Descriptor.maxMessageBytes) / 4] = shape.maxMessageBytes
+  }
+}
+
+/** A topic's lane table (the head's): the lane count, then each writer slot's lane page (0: none). */
+export class LaneTableView extends View {
+  lanes(at: number): number {
+    return Atomics.load(this.i32, (at + LaneTable.lanes) / 4)
+  }
+  /** Writer slot `slot`'s lane as a page of the region (its offset / 4096), 0 for none. */
+  page(at: number, slot: number): number {
+    return Atomics.load(this.i32, (at + LaneTable.pages) / 4 + slot)
+  }
+  /** Stores the lane's page, then counts it (so a process that sees the count move finds the page). */
+  addLane(at: number, slot: number, page: number): void {
+    Atomics.store(this.i32, (at + LaneTable.pages) / 4 + slot, page)
+    Atomics.add(this.i32, (at + LaneTable.lanes) / 4, 1)
   }
 }

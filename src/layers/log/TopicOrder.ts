@@ -34,6 +34,10 @@ export const GAP_IDLE_FACTOR = 6
 export interface TopicStorage {
   /** The topic's session table (the same code over the region or a private buffer). */
   readonly sessions: SessionTable
+  /** Its GOI's entries (the topic's shape). */
+  readonly goiSlots: number
+  /** The writer slots with a lane in the topic (a lane appears when its writer first writes; none goes while the topic lives). */
+  readonly lanes: () => ReadonlyArray<number>
   /** Whether `broker` has committed position `pbrSeq` (a cheap check for idle waits). */
   readonly committed: (broker: number, pbrSeq: number) => boolean
   /** Points the cursor at `broker`'s position `pbrSeq`; false when it is not committed yet. */
@@ -71,7 +75,6 @@ export interface TopicStorage {
 /** The sequencer's settings that both storages share. */
 export interface OrderSettings {
   readonly maxBrokers: number
-  readonly goiSlots: number
   readonly holdTimeoutMs: number
   readonly sessionIdleMs: number
   /** How long a session with batches ordered above a gap (orders 0/2/4) is kept without a batch before it lapses. */
@@ -85,7 +88,6 @@ export const orderSettings = (config: LogConfig, options: SequencerOptions): Ord
   const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
   return {
     maxBrokers: config.maxBrokers,
-    goiSlots: config.goiSlots,
     holdTimeoutMs: options.holdTimeoutMs ?? defaultSequencerOptions.holdTimeoutMs,
     sessionIdleMs,
     // One below the idle bound was refused when the layer was made (checkSequencerOptions).
@@ -131,7 +133,7 @@ export class TopicOrder implements OrderSink {
   sessionsPartial = false
   readonly tally: RoundTally
 
-  constructor(readonly info: TopicInfo, readonly storage: TopicStorage, private readonly settings: OrderSettings) {
+  constructor(readonly info: TopicInfo, readonly storage: TopicStorage, settings: OrderSettings) {
     const brokers = settings.maxBrokers
     this.scan = new Float64Array(brokers)
     this.orderedBatches = new Float64Array(brokers)
@@ -144,7 +146,7 @@ export class TopicOrder implements OrderSink {
 
   /** GOI entries that can be written now: durable subscribers hold the ring from their cursor on. */
   room(): number {
-    const slots = this.settings.goiSlots
+    const slots = this.storage.goiSlots
     return this.lowest === Infinity ? slots : slots - (this.goiNext - this.lowest)
   }
 

@@ -63,7 +63,7 @@ export const replayOrdered = (
 
 /** Each broker's scan cursor (its consumed-through) and counters from its published line; else names a bad line. */
 const takeBrokerLines = (topic: TopicOrder, history: OrderHistory): string | undefined => {
-  for (let b = 0; b < topic.scan.length; b++) {
+  for (const b of topic.storage.lanes()) {
     const line = history.broker(b)
     const consumed = line.consumedThrough
     if (!Number.isSafeInteger(consumed) || consumed < 0) return `broker ${b} consumed-through ${consumed} is invalid`
@@ -109,7 +109,7 @@ export const syncTopic = (topic: TopicOrder): boolean => {
  * consumed-through, as the engine's holds are dropped with its sessions).
  */
 export const takeAllSessions = (topic: TopicOrder): string | undefined => {
-  for (let b = 0; b < topic.scan.length; b++) topic.scan[b] = topic.consumedThrough(b)
+  for (const b of topic.storage.lanes()) topic.scan[b] = topic.consumedThrough(b)
   topic.engine.forget(0)
   topic.sessionsPartial = false
   return restoreSessions(topic)
@@ -145,7 +145,7 @@ export const recoverTopic = (
   topic.lowest = storage.lowestCursor()
   const badLine = restoreSessions(topic)
   if (badLine !== undefined) return corrupt(badLine)
-  for (let g = Math.max(0, committed - settings.goiSlots);; g++) {
+  for (let g = Math.max(0, committed - storage.goiSlots);; g++) {
     const entry = history.entry(g)
     if (entry === undefined) {
       if (g < committed) continue

@@ -29,26 +29,20 @@ import {
   NotDirectoryWriter
 } from "../../services/region/Directory.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
-import {
-  blogBytesOf,
-  type LogArea,
-  type LogConfig,
-  minBlogBytes,
-  minTopicBytes,
-  TOPIC_DESCRIPTOR_BYTES
-} from "./Layout.js"
+import { type LogArea, type LogConfig, placeFor } from "./Layout.js"
 import { Descriptor, DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
 import { SessionTable } from "./SessionTable.js"
 import { topicPins } from "./TopicPins.js"
+import { TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape } from "./TopicShape.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
 export interface TopicTable {
   readonly list: () => ReadonlyArray<TopicInfo>
   /** Whether `info` still names a live topic (not deleted, its slot not given to another). */
   readonly isCurrent: (info: TopicInfo) => boolean
-  /** Makes `spec` a topic (a checked spec whose name is not taken, its memory given): the new topic, or why there is no room. */
-  readonly add: (spec: TopicSpec & { readonly memory: number }) => Effect.Effect<
+  /** Makes `spec` a topic (a checked spec whose name is not taken, of this shape): the new topic, or why there is no room. */
+  readonly add: (spec: TopicSpec, shape: TopicShape) => Effect.Effect<
     TopicInfo,
     TopicExists | TopicSpaceError | NotDirectoryWriter
   >
@@ -71,20 +65,25 @@ export const resolverOver = (list: () => ReadonlyArray<TopicInfo>, isCurrent: (i
     })
 }
 
-/** A topic's memory, as asked or the region's default, if its Blogs can each hold two of the largest batches. */
-export const topicMemory = (config: LogConfig, spec: TopicSpec): Effect.Effect<number, InvalidTopicSpec> => {
-  const memory = spec.memory ?? config.topicMemoryBytes
-  return blogBytesOf(config, memory) >= minBlogBytes(config)
-    ? Effect.succeed(memory)
-    : Effect.fail(
-      new InvalidTopicSpec({
-        reason:
-          `topic ${spec.name}: memory ${memory} bytes cannot give each of its ${config.maxBrokers} writer lanes room for two batches of ${config.maxBatchBytes} bytes (CXLOG_LOG_MAX_BATCH_BYTES): give it at least ${
-            minTopicBytes(config)
-          } bytes`
-      })
-    )
+/** A topic's shape from its spec (memory, writers, largest message, or the region's defaults), if one can hold it. */
+export const shapeOf = (config: LogConfig, spec: TopicSpec): Effect.Effect<TopicShape, InvalidTopicSpec> => {
+  const shape = topicShape(config, {
+    memory: spec.memory ?? config.topicMemoryBytes,
+    writers: spec.writers ?? config.topicWriters,
+    maxMessageBytes: spec.maxMessageBytes
+  })
+  return typeof shape === "string"
+    ? Effect.fail(new InvalidTopicSpec({ reason: `topic ${spec.name}: ${shape}` }))
+    : Effect.succeed(shape)
 }
+
+/** What a topic's info says of its shape: the memory, writers and largest message in force. */
+export const withShape = <A extends TopicSpec>(spec: A, shape: TopicShape): A => ({
+  ...spec,
+  memory: shape.memoryBytes,
+  writers: shape.writers,
+  maxMessageBytes: shape.maxMessageBytes
+})
 
 /** Creates a topic: a valid spec, replication the log can give, memory that can hold it, a name not taken, room. */
 const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
@@ -99,9 +98,9 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
     if (conflict !== undefined) {
       return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
     }
-    const memory = yield* topicMemory(config, spec)
+    const shape = yield* shapeOf(config, spec)
     if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
-    return yield* table.add({ ...spec, memory })
+    return yield* table.add(spec, shape)
   })
 
 /** Deletes a topic: one the log can delete (its copy on disk, if any, is not deleted yet), looked up afresh. */
@@ -143,9 +142,14 @@ const readTopicEntry = (region: CxlMemoryShape, area: LogArea, entry: DirectoryE
   if (entry.kind !== "topic") return undefined
   region.invalidate(at, TOPIC_DESCRIPTOR_BYTES)
   if (descriptors.state(at) !== DescriptorState.ready) return undefined
-  const memory = descriptors.memoryBytes(at)
-  const blogBytes = blogBytesOf(area.config, memory)
-  if (!(memory <= entry.extent.bytes) || blogBytes < minBlogBytes(area.config)) return undefined
+  const stored = descriptors.readShape(at)
+  // The shape is what the topic's memory, writers and largest message give: anything else is corrupt.
+  const shape = topicShape(area.config, {
+    memory: stored.memoryBytes,
+    writers: stored.writers,
+    maxMessageBytes: stored.maxMessageBytes
+  })
+  if (typeof shape === "string" || !sameShape(shape, stored) || shape.mainBytes > entry.extent.bytes) return undefined
   const order = descriptors.order(at)
   const ackLevel = descriptors.ackLevel(at)
   const replicationFactor = descriptors.replicationFactor(at)
@@ -159,21 +163,36 @@ const readTopicEntry = (region: CxlMemoryShape, area: LogArea, entry: DirectoryE
   const name = decoder.decode(region.bytes.subarray(at + Descriptor.name, at + Descriptor.name + nameBytes))
   if (name !== entry.name) return undefined
   const prior = area.placed(entry.slot)
-  // What this process still keeps of a deleted topic in this slot is dropped before its offsets name the new one.
-  if (prior !== undefined && prior.generation !== entry.generation) topicPins(region, area).supersede(entry.slot)
-  area.place(entry.slot, { offset: at, bytes: entry.extent.bytes, blogBytes, generation: entry.generation })
-  const info = {
+  if (prior === undefined || prior.generation !== entry.generation) {
+    // What this process still keeps of a deleted topic in this slot is dropped before its offsets name the new one.
+    if (prior !== undefined) topicPins(region, area).supersede(entry.slot)
+    area.place(entry.slot, placeFor(area.config, shape, at, entry.extent.bytes, entry.generation))
+  }
+  const info = withShape({
     id: entry.slot,
     generation: entry.generation,
     name,
     order: order as TopicInfo["order"],
     ackLevel: ackLevel as TopicInfo["ackLevel"],
-    replicationFactor,
-    memory
-  }
+    replicationFactor
+  }, shape)
   const diskRetention = retentionOf(descriptors.diskRetentionBytes(at), descriptors.diskRetentionMs(at))
   return diskRetention === undefined ? info : { ...info, diskRetention }
 }
+
+const SHAPE_FIELDS = [
+  "memoryBytes",
+  "writers",
+  "mainBytes",
+  "laneBytes",
+  "pbrSlots",
+  "goiSlots",
+  "sessionSlots",
+  "maxBatchBytes",
+  "maxMessageBytes"
+] as const satisfies ReadonlyArray<keyof TopicShape>
+
+const sameShape = (a: TopicShape, b: TopicShape): boolean => SHAPE_FIELDS.every((f) => a[f] === b[f])
 
 /** The ready topic of id `t` (its directory slot), or undefined. */
 export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): TopicInfo | undefined => {
@@ -230,12 +249,14 @@ export const perTopic = <A>(make: (info: TopicInfo) => A): (info: TopicInfo) => 
 
 /** Each topic's session table in the region. */
 export const regionSessionTables = (region: CxlMemoryShape, area: LogArea) =>
-  perTopic((info) =>
-    new SessionTable(region, area.sessions(info.id), area.registryLine(info.id), area.config.sessionSlots)
-  )
+  perTopic((info) => regionSessionTable(region, area, info.id))
+
+/** Topic `t`'s session table in the region (the topic read by this process). */
+export const regionSessionTable = (region: CxlMemoryShape, area: LogArea, t: number): SessionTable =>
+  new SessionTable(region, area.sessions(t), area.registryLine(t), area.placeOf(t).shape.sessionSlots)
 
 /** Writes a new topic's descriptor at the start of its (zeroed) extent and publishes it, state word last. */
-const writeDescriptor = (region: CxlMemoryShape, at: number, spec: TopicSpec & { readonly memory: number }) => {
+const writeDescriptor = (region: CxlMemoryShape, at: number, spec: TopicSpec, shape: TopicShape) => {
   const descriptors = new DescriptorView(region)
   const name = encoder.encode(spec.name)
   descriptors.setOrder(at, spec.order)
@@ -243,7 +264,7 @@ const writeDescriptor = (region: CxlMemoryShape, at: number, spec: TopicSpec & {
   descriptors.setReplicationFactor(at, spec.replicationFactor)
   descriptors.setNameBytes(at, name.length)
   descriptors.setDiskRetention(at, spec.diskRetention?.maxBytes ?? 0, spec.diskRetention?.maxAgeMs ?? 0)
-  descriptors.setMemoryBytes(at, spec.memory ?? 0)
+  descriptors.writeShape(at, shape)
   region.bytes.set(name, at + Descriptor.name)
   region.publish(at, TOPIC_DESCRIPTOR_BYTES)
   descriptors.storeState(at, DescriptorState.ready)
@@ -255,11 +276,12 @@ const addTopic = (
   region: CxlMemoryShape,
   area: LogArea,
   writer: DirectoryWriterShape,
-  spec: TopicSpec & { readonly memory: number }
+  spec: TopicSpec,
+  shape: TopicShape
 ) =>
   writer.create(
-    { kind: "topic", name: spec.name, bytes: spec.memory },
-    (extent) => writeDescriptor(region, extent.offset, spec)
+    { kind: "topic", name: spec.name, bytes: shape.mainBytes },
+    (extent) => writeDescriptor(region, extent.offset, spec, shape)
   ).pipe(
     Effect.catchTags({
       NameTaken: () => Effect.fail(new TopicExists({ name: spec.name })),
@@ -302,7 +324,8 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory
     return topicsOver({
       list: () => listTopics(region, area),
       isCurrent: isCurrentTopic(region, area),
-      add: (spec) => Option.isSome(writer) ? addTopic(region, area, writer.value, spec) : Effect.fail(notWriter),
+      add: (spec, shape) =>
+        Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),
       remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter)
     }, area.config)
   })

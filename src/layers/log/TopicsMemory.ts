@@ -8,15 +8,16 @@ import { Effect, Layer } from "effect"
 import type { TopicInfo, TopicSpaceError, TopicsShape } from "../../services/log/Topics.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { DirectoryFull, RegionFull } from "../../services/region/Directory.js"
-import { roundedTopicBytes } from "./Layout.js"
 import {
   clearSubscriberLines,
   liveTopics,
   makeMemoryTopic,
   type MemoryLogStore,
-  type NoOptions
+  type NoOptions,
+  storeHeldBytes,
+  topicHeldBytes
 } from "./MemoryStore.js"
-import { topicsOver } from "./Topics.js"
+import { topicsOver, withShape } from "./Topics.js"
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<TopicsShape> =>
   Effect.sync(() =>
@@ -34,42 +35,45 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
           store.signal.notify()
           return Effect.void
         }),
-      add: (spec) =>
+      add: (spec, shape) =>
         Effect.suspend((): Effect.Effect<TopicInfo, TopicSpaceError> => {
-          const { maxTopics, heapBytes } = store.space
+          const { maxTopics } = store.space
           const live = liveTopics(store)
           if (live.length >= maxTopics) {
             return Effect.fail(new DirectoryFull({ entrySlots: maxTopics, objects: live.length }))
           }
-          // As the heap: each topic takes its memory rounded up to a power of two of pages.
-          const held = (memory: number) => roundedTopicBytes(memory)
-          const used = live.reduce((sum, t) => sum + held(t.info.memory ?? 0), 0)
-          if (used + held(spec.memory) > heapBytes) {
-            return Effect.fail(
-              new RegionFull({
-                requested: held(spec.memory),
-                largestFreeBytes: heapBytes - used,
-                freeBytes: heapBytes - used,
-                heapBytes,
-                holders: live.map((t) => ({
-                  kind: "topic" as const,
-                  name: t.info.name,
-                  bytes: held(t.info.memory ?? 0),
-                  pinnedBy: []
-                })).sort((a, b) => b.bytes - a.bytes).slice(0, 5)
-              })
-            )
-          }
+          // As the heap: a topic takes its main extent at its create, each lane at its writer's first append.
+          const full = storeFull(store, shape.mainBytes)
+          if (full !== undefined) return Effect.fail(full)
           const reused = store.topics.findIndex((t) => t.deleted)
           const id = reused >= 0 ? reused : store.topics.length
-          const info = { id, generation: ++store.generation, ...spec }
+          const info = withShape({ id, generation: ++store.generation, ...spec }, shape)
           if (reused >= 0) clearSubscriberLines(store, id)
-          store.topics[id] = makeMemoryTopic(store, info)
+          store.topics[id] = makeMemoryTopic(store, info, shape)
           store.signal.notify()
           return Effect.succeed(info)
         })
     }, store.config)
   )
+
+/** RegionFull when the store's heap has no room for `bytes` more, naming its largest holders as a region's would. */
+export const storeFull = (store: MemoryLogStore, bytes: number): RegionFull | undefined => {
+  const { heapBytes } = store.space
+  const used = storeHeldBytes(store)
+  if (used + bytes <= heapBytes) return undefined
+  return new RegionFull({
+    requested: bytes,
+    largestFreeBytes: heapBytes - used,
+    freeBytes: heapBytes - used,
+    heapBytes,
+    holders: liveTopics(store).map((t) => ({
+      kind: "topic" as const,
+      name: t.info.name,
+      bytes: topicHeldBytes(t),
+      pinnedBy: []
+    })).sort((a, b) => b.bytes - a.bytes).slice(0, 5)
+  })
+}
 
 export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Topics> =>
   Layer.effect(Topics, makeMemory(store, options))

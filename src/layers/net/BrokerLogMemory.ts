@@ -26,7 +26,7 @@ import type { NotDirectoryWriter } from "../../services/region/Directory.js"
 import * as AckTrackerMemory from "../log/AckTrackerMemory.js"
 import * as AppenderMemory from "../log/AppenderMemory.js"
 import * as ConsumersMemory from "../log/ConsumersMemory.js"
-import { defaultLogConfig, type LogConfigInvalid, topicBytesFor, validateLogConfig } from "../log/Layout.js"
+import { defaultLogConfig, type LogConfigInvalid, topicMemoryFor, validateLogConfig } from "../log/Layout.js"
 import * as LogReaderMemory from "../log/LogReaderMemory.js"
 import {
   defaultStoreSpace,
@@ -143,7 +143,7 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     // topics take no memory but their payloads, so its heap does not bound them.
     const blogBytes = Math.max(16 << 20, Math.ceil((4 * maxBatchBytes) / 4096) * 4096)
     const store = makeMemoryStore(
-      yield* validateLogConfig({ ...shape, topicMemoryBytes: topicBytesFor(shape, blogBytes) }),
+      yield* validateLogConfig({ ...shape, topicWriters: brokers, topicMemoryBytes: topicMemoryFor(shape, blogBytes) }),
       { maxTopics: Math.max(defaultStoreSpace.maxTopics, options.topics.length), heapBytes: Number.POSITIVE_INFINITY }
     )
     const topics = yield* TopicsMemory.makeMemory(store)

@@ -30,7 +30,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node"
 import { Chunk, Console, Effect, Layer, Option, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { availableParallelism } from "node:os"
-import { defaultLogConfig, topicBytesFor } from "../../layers/log/Layout.js"
+import { defaultLogConfig, topicMemoryFor } from "../../layers/log/Layout.js"
 import { openTarget } from "../../layers/mirror/JetStreamTarget.js"
 import { type MirroredMessage, readMirrored } from "../../layers/mirror/MirrorRecord.js"
 import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from "../../layers/mirror/MirrorWindow.js"
@@ -280,7 +280,8 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
         maxBrokers: 1,
         goiSlots: 262144,
-        topicMemoryBytes: topicBytesFor(
+        topicWriters: 1,
+        topicMemoryBytes: topicMemoryFor(
           { ...defaultLogConfig, maxBrokers: 1, goiSlots: 262144 },
           Math.max(blogBytes, 16 << 20)
         )

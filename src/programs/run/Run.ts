@@ -12,7 +12,7 @@ import { Config, Console, Data, Effect } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { defaultLogConfig, topicBytesFor } from "../../layers/log/Layout.js"
+import { defaultLogConfig, topicMemoryFor } from "../../layers/log/Layout.js"
 import { regionConfig, validate as validateRegion } from "../../layers/RegionLayout.js"
 import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import { asEnvironment, envConfigProvider, processEnvironment } from "../../Settings.js"
@@ -57,7 +57,9 @@ export const logEnv = (
     maxBrokers: shape.maxBrokers,
     pbrSlots: shape.pbrSlots,
     maxBatchBytes: shape.maxBatchBytes,
-    topicMemoryBytes: topicBytesFor(shape, 32 << 20)
+    // Every broker (and local publisher) writes the run's topic: a lane each, of a 32 MiB Blog.
+    topicWriters: shape.maxBrokers,
+    topicMemoryBytes: topicMemoryFor(shape, 32 << 20)
   })
 }
 

@@ -11,29 +11,36 @@ export const LOG_LAYOUT_SETTINGS = {
   settings: {
     maxBrokers: setting.integer({
       env: "CXLOG_LOG_MAX_BROKERS",
-      default: 4,
-      description: "broker slots per topic (a local publisher takes one too)"
+      default: 64,
+      description: "writer slots of the region: each broker and each local publisher takes one while it runs"
     }),
     pbrSlots: setting.integer({
       env: "CXLOG_LOG_PBR_SLOTS",
       default: 1024,
-      description: "batch headers each broker's PBR ring holds per topic"
+      description: "the most batch headers a topic's writer lane holds (a topic's memory sizes its own, up to this)"
     }),
     topicMemoryBytes: setting.size({
       env: "CXLOG_TOPIC_MEMORY",
       default: 64 << 20,
       description:
-        "a topic's memory in the region when its create names none (rounded up to a power of two): its records, GOI, and each writer lane's PBR and Blog, which share what is left (retention is bounded by it)"
+        "the memory a topic's writer lanes share when its create names none: each writer's lane takes memory / writers (down to a power of two), allocated when it first writes; the topic's records take a little more"
+    }),
+    topicWriters: setting.integer({
+      env: "CXLOG_TOPIC_WRITERS",
+      default: 4,
+      description: "how many writers (brokers, local publishers) a topic has lanes for when its create names none"
     }),
     goiSlots: setting.integer({
       env: "CXLOG_LOG_GOI_SLOTS",
       default: 1 << 16,
-      description: "batches a topic's global order index holds (the most a topic retains)"
+      description:
+        "the most batches a topic's global order index holds (a topic's memory sizes its own: one per 2 KiB, up to this)"
     }),
     sessionSlots: setting.integer({
       env: "CXLOG_LOG_SESSION_SLOTS",
       default: 1024,
-      description: "publisher session lines per topic (7/8 of them usable at once)"
+      description:
+        "the most publisher session lines a topic has (one per 4 KiB of its memory, at least 16; 7/8 of them usable at once)"
     }),
     subscriberSlots: setting.integer({
       env: "CXLOG_LOG_SUBSCRIBER_SLOTS",
@@ -48,7 +55,7 @@ export const LOG_LAYOUT_SETTINGS = {
     maxBatchBytes: setting.size({
       env: "CXLOG_LOG_MAX_BATCH_BYTES",
       default: 1 << 20,
-      description: "the largest batch the region takes"
+      description: "the largest batch a topic takes (a topic's lanes may allow less: two batches fit each Blog)"
     })
   }
 } as const satisfies SettingsTable

@@ -40,10 +40,18 @@ export const TopicSpec = Schema.Struct({
   /** Replication factor 2: the disk copy's retention (absent: kept whole). */
   diskRetention: Schema.optionalWith(DiskRetention, { exact: true }),
   /**
-   * Its memory in the region, in bytes, rounded up to a power of two (absent: CXLOG_TOPIC_MEMORY):
-   * its records, GOI, and each writer lane's PBR and Blog. A topic's info says what it holds.
+   * The memory its writer lanes share, in bytes (absent: CXLOG_TOPIC_MEMORY): each writer's lane
+   * (PBR and Blog) takes memory / writers, down to a power of two, when that writer first writes;
+   * its records and GOI take a little more. What a topic holds is bounded by it.
    */
-  memory: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true })
+  memory: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true }),
+  /** How many writers (brokers, local publishers) may each have a lane (absent: CXLOG_TOPIC_WRITERS). */
+  writers: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 64)), { exact: true }),
+  /**
+   * The largest message it takes, key and headers included (absent: what its lanes allow, two
+   * batches to a Blog, within CXLOG_LOG_MAX_BATCH_BYTES). Its info says the limit in force.
+   */
+  maxMessageBytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true })
 })
 export type TopicSpec = typeof TopicSpec.Type
 

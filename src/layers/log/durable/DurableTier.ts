@@ -12,6 +12,7 @@ import { Data, Effect, Schedule } from "effect"
 import type { SegmentLog, SegmentLogOptions } from "../../../services/log/Segments.js"
 import { type TopicInfo, Topics, type TopicSpec } from "../../../services/log/Topics.js"
 import { CxlMemory } from "../../../services/region/CxlMemory.js"
+import { DirectoryWriter } from "../../../services/region/Directory.js"
 import { Doorbell } from "../../../services/region/Doorbell.js"
 import type { LogArea } from "../Layout.js"
 import { persistTopic, regionMarks } from "./DurableOrder.js"
@@ -142,10 +143,11 @@ export const recoverAll = (area: LogArea) =>
   Effect.gen(function*() {
     const topics = yield* Topics
     const region = yield* CxlMemory
+    const writer = yield* DirectoryWriter
     for (const topic of yield* topics.list) {
       if (topic.replicationFactor < 2) continue
       yield* Effect.scoped(
-        Effect.flatMap(regionRecoveryTarget(region, area, topic), (target) => recoverTopic(topic, target))
+        Effect.flatMap(regionRecoveryTarget(region, area, topic, writer), (target) => recoverTopic(topic, target))
       )
     }
   })

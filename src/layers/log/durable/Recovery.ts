@@ -56,7 +56,7 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
     const fail = (reason: string) => new RecoveryFailed({ topic: topic.name, reason })
     // Opening checks the last segment whole (the only one that can end torn: it is cut there); the closed ones are not read.
     const log = yield* segments.open(streamOf(topic.name), { verifyClosedSegments: false })
-    const { config, blog, sessions } = target
+    const { shape, blog, sessions } = target
     const firstRecord = log.first()
     if (log.durable() === firstRecord && firstRecord > 0) {
       return yield* fail(
@@ -64,10 +64,10 @@ export const recoverTopic = (topic: TopicInfo, target: RecoveryTarget) =>
       )
     }
     // Only the last `room` batches can be in the hot tier (PBR and GOI capacity).
-    const room = Math.min(config.pbrSlots, config.goiSlots)
+    const room = Math.min(shape.pbrSlots, shape.goiSlots)
     const scan = newOrderScan({
       inSequence: orderPolicy(topic.order).sessionInSequence,
-      maxBatchBytes: config.maxBatchBytes,
+      maxBatchBytes: shape.maxBatchBytes,
       firstRecord,
       room
     })

@@ -6,15 +6,9 @@
 import { Data, Effect, type Scope } from "effect"
 import type { TopicInfo } from "../../../services/log/Topics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../../services/region/CxlMemory.js"
+import type { DirectoryWriterShape } from "../../../services/region/Directory.js"
 import { Offsets } from "../../region/Superblock.js"
-import {
-  GOI_ENTRY_BYTES,
-  goiEntryOffset,
-  type LogArea,
-  type LogConfig,
-  PBR_SLOT_BYTES,
-  pbrSlotOffset
-} from "../Layout.js"
+import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "../Layout.js"
 import { findTopic, type MemoryBatch, type MemoryLogStore } from "../MemoryStore.js"
 import { claimLine, newOccurrence, releaseLine } from "../Participants.js"
 import { alignLine, PbrKind } from "../Records.js"
@@ -28,7 +22,9 @@ import {
   type SlotHeader
 } from "../RecordViews.js"
 import type { SessionTable } from "../SessionTable.js"
+import { grantLane, laneSlots } from "../TopicLanes.js"
 import { regionSessionTables } from "../Topics.js"
+import type { TopicShape } from "../TopicShape.js"
 
 export class RecoveryFailed
   extends Data.TaggedError("RecoveryFailed")<{ readonly topic: string; readonly reason: string }>
@@ -61,7 +57,8 @@ export interface RecoveredLog {
 
 /** Where a topic is rebuilt: the region's log area or the in-process store. */
 export interface RecoveryTarget {
-  readonly config: LogConfig
+  /** The topic's shape: its PBR and GOI bound what the hot tier holds, its largest batch what a record may be. */
+  readonly shape: TopicShape
   readonly sessions: SessionTable
   /** Broker 0's Blog for this topic: payloads are copied in at their positions (modulo its size). */
   readonly blog: Uint8Array
@@ -74,16 +71,17 @@ const notEmpty = (topic: TopicInfo, what: string) =>
 
 /**
  * The region as a recovery target for `topic`: refused unless its log is empty (nothing
- * appended, nothing ordered); holds broker slot 0 for the scope, so no broker appends meanwhile.
+ * appended, nothing ordered); holds broker slot 0 for the scope, so no broker appends meanwhile,
+ * and gives it its lane (`writer`: this head is the directory's writer).
  */
 export const regionRecoveryTarget = (
   region: CxlMemoryShape,
   area: LogArea,
-  topic: TopicInfo
+  topic: TopicInfo,
+  writer: DirectoryWriterShape
 ): Effect.Effect<RecoveryTarget, RecoveryFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const t = topic.id
-    const { config } = area
     const orderLines = new OrderLineView(region)
     const brokerLines = new BrokerLineView(region)
     const orderLine = area.orderLine(t)
@@ -91,7 +89,7 @@ export const regionRecoveryTarget = (
     if (orderLines.committed(orderLine) !== 0 || orderLines.totalOrder(orderLine) !== 0) {
       return yield* notEmpty(topic, `it holds offsets up to ${orderLines.totalOrder(orderLine)}`)
     }
-    for (let b = 0; b < config.maxBrokers; b++) {
+    for (const b of laneSlots(region, area, t)) {
       const line = area.brokerLine(t, b)
       region.invalidate(line, LINE_BYTES)
       if (brokerLines.pbrHead(line) !== 0) {
@@ -111,9 +109,16 @@ export const regionRecoveryTarget = (
       }),
       () => Effect.sync(() => releaseLine(region, owner, occurrence))
     )
+    const lane = yield* grantLane(region, area, writer, topic, BROKER).pipe(
+      Effect.mapError((e) => new RecoveryFailed({ topic: topic.name, reason: e.message }))
+    )
+    if (lane <= 0) {
+      return yield* new RecoveryFailed({ topic: topic.name, reason: `broker slot ${BROKER} can have no lane in it` })
+    }
+    const shape = area.placeOf(t).shape
     const blogAt = area.blog(t, BROKER)
     const blogBytes = area.blogBytes(t)
-    const pbr = new PbrSlotView(region, config.pbrSlots)
+    const pbr = new PbrSlotView(region)
     const goi = new GoiEntryView(region)
     const sequencerLines = new SequencerLineView(region)
     const lease = new LeaseLineView(region)
@@ -164,7 +169,7 @@ export const regionRecoveryTarget = (
       orderLines.bumpProgress(orderLine)
       region.publish(orderLine, LINE_BYTES)
     }
-    return { config, sessions, blog: region.bytes.subarray(blogAt, blogAt + blogBytes), commit }
+    return { shape, sessions, blog: region.bytes.subarray(blogAt, blogAt + blogBytes), commit }
   })
 
 /** The in-process store as a recovery target (the log fakes); refused unless the topic's log is empty. */
@@ -182,7 +187,7 @@ export const memoryRecoveryTarget = (
     }
     const busy = stored.brokers.findIndex((b) => b.head !== 0)
     if (busy >= 0) return Effect.fail(notEmpty(topic, `broker ${busy} appended ${stored.brokers[busy]!.head} batches`))
-    const { config } = store
+    stored.lanes.add(BROKER)
     // A Blog of the store's size, so what the tail holds is the region's; each batch then takes a copy of its bytes.
     const blog = new Uint8Array(stored.blogBytes)
     const commit = (log: RecoveredLog) => {
@@ -224,5 +229,5 @@ export const memoryRecoveryTarget = (
       stored.progress++
       store.signal.notify()
     }
-    return Effect.succeed({ config, sessions: stored.sessions, blog, commit })
+    return Effect.succeed({ shape: stored.shape, sessions: stored.sessions, blog, commit })
   })
