@@ -15,6 +15,7 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { goiEntryOffset, pbrSlotOffset } from "../../src/layers/log/Layout.js"
 import { GoiEntryView, OrderLineView, PbrSlotView } from "../../src/layers/log/RecordViews.js"
+import { readLane } from "../../src/layers/log/TopicLanes.js"
 import { listTopics } from "../../src/layers/log/Topics.js"
 import { RegionLayout } from "../../src/layers/RegionLayout.js"
 import { attachRegion } from "../../src/layers/Roles.js"
@@ -68,7 +69,7 @@ const orderingEpochs = (region: string) =>
     const epochs: Array<number> = []
     for (let g = 0; g < committed; g++) {
       const e = goiEntryOffset(area, t, g)
-      if (!goi.holds(e, g)) continue
+      if (!goi.holds(e, g) || readLane(memory, area, t, goi.brokerId(e)) <= 0) continue
       const slot = pbrSlotOffset(area, t, goi.brokerId(e), goi.pbrSeq(e))
       if (pbr.pbrSeq(slot) === goi.pbrSeq(e)) epochs.push(pbr.orderedEpoch(slot))
     }
@@ -157,8 +158,8 @@ describe("head failover (bundled CLI, real processes)", () => {
         const region = yield* uniqueRegion("fence")
         const messages = 4_000
         const env = {
-          // Every batch of the run keeps its PBR slot and GOI entry, so the region shows who ordered each.
-          ...smallRegionEnvFor(1, 1 << 20, { pbrSlots: 16384, goiSlots: 16384 }),
+          // Every batch of the run keeps its PBR slot and GOI entry (a lane of 8 MiB holds 4096 of each), so the region shows who ordered each.
+          ...smallRegionEnvFor(1, 8 << 20, { pbrSlots: 16384, goiSlots: 16384 }),
           CXLOG_REGION: region,
           // Long enough that a loaded machine's stall is no takeover; the stop outlasts it.
           CXLOG_SEQUENCER_LEASE_MS: "1500"

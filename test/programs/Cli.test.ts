@@ -164,8 +164,8 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(yield* refused(["run", "--bytes", "100"])).toBe(
         "cxlog run: --bytes 100 holds no whole 1024-byte message (--message-bytes)"
       )
-      expect(yield* refused(["run", "--broker-count", "40"])).toMatch(
-        /^cxlog run: invalid log configuration: goiSlots 65536 is smaller than maxBrokers × pbrSlots = 81920 .*; effective configuration: /
+      expect(yield* refused(["run", "--broker-count", "70"])).toMatch(
+        /^cxlog run: invalid log configuration: maxBrokers 70 exceeds 64; effective configuration: /
       )
       expect(yield* refused(["bench", "--batch-bytes", "2MiB"])).toBe(
         "cxlog bench: invalid publisher options: batchBytes 2097152 exceeds maxBatchBytes 1048576: raise maxBatchBytes with it (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)"
@@ -256,10 +256,10 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
           r.variable === "CXLOG_TOPIC_MEMORY"
         )?.value
       ).toBe(`${128 << 20}`)
-      const unworkable = yield* runCli(["head", "--region", region], { CXLOG_TOPIC_MEMORY: "1MiB" })
+      const unworkable = yield* runCli(["head", "--region", region], { CXLOG_TOPIC_MEMORY: "16KiB" })
       expect(unworkable.code).toBe(2)
       expect(oneLine(unworkable.stderr)).toMatch(
-        /^cxlog head: invalid log configuration: topicMemoryBytes 1048576 leaves each of 4 writer lanes less than two batches of maxBatchBytes=1048576: give topics at least \d+ bytes, or lower maxBatchBytes; effective configuration: maxBrokers=/
+        /^cxlog head: invalid log configuration: a topic of the default memory and writers cannot be made: memory 16KiB gives each of 4 writer lanes less than 8KiB: give it at least 32KiB; effective configuration: maxBrokers=/
       )
       // A variable cxlog no longer reads is named with what took its place, not ignored.
       const retired = yield* runCli(["config"], { CXLOG_LOG_BLOG_BYTES: "2MiB" })
@@ -413,7 +413,7 @@ describe("cxlog --help", () => {
       }
       // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
       const once =
-        /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover|detach|stop)|publish --(key|header)|topics --topic|consumers --to|create-topic --memory|user --\S+)$/
+        /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|kill-broker|kill-head|standby|remote-subscribers|recover|detach|stop)|publish --(key|header)|topics --topic|consumers --to|create-topic --(memory|writers|max-message-bytes)|user --\S+)$/
       expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
       const { stdout: run } = yield* runCli(["run", "--help"])
       expect(run).toMatch(

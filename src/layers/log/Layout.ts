@@ -80,9 +80,7 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
   if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) {
     problems.push(`pbrSlots ${config.pbrSlots} must be a power of two ≥ 8`)
   }
-  if (!isPowerOfTwo(config.sessionSlots) || config.sessionSlots < 16) {
-    problems.push(`sessionSlots ${config.sessionSlots} must be a power of two ≥ 16`)
-  }
+  if (!isPowerOfTwo(config.sessionSlots)) problems.push(`sessionSlots ${config.sessionSlots} must be a power of two`)
   if (config.maxBatchBytes % 8 !== 0 || config.maxBatchBytes < 64) {
     problems.push(`maxBatchBytes ${config.maxBatchBytes} must be a multiple of 8 and at least 64`)
   }

@@ -22,6 +22,7 @@ import {
   type RegionFull
 } from "../../services/region/Directory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
+import { regionFullNow } from "../region/DirectorySpace.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { LogArea } from "./Layout.js"
 import { LaneAnswer, LaneAnswers, LaneTable } from "./Records.js"
@@ -141,12 +142,8 @@ export const laneRequester = (
           if (result === LaneAnswer.topicGone) return Effect.fail(new TopicDeleted({ name: info.name }))
           if (result === LaneAnswer.corrupt) return Effect.fail(unavailable(info, "its lane table is corrupt"))
           if (result === LaneAnswer.regionFull) {
-            return Effect.fail(
-              unavailable(
-                info,
-                "the region's heap has no room for it: delete topics, or create the region with a larger heap (CXLOG_HEAP_BYTES)"
-              )
-            )
+            const { laneBytes } = area.placeOf(info.id).shape
+            return Effect.fail(unavailable(info, regionFullNow(region, area.directory, laneBytes).message))
           }
           const lane = readLane(region, area, info.id, broker)
           return lane > 0 ? Effect.succeed(lane) : Effect.fail(unavailable(info, "its lane table is corrupt"))

@@ -25,6 +25,7 @@
  */
 import type { TopicShape } from "../../services/log/LogArea.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { showSize } from "../../Settings.js"
 import { blockBytes, orderFor } from "../region/BuddyAllocator.js"
 import { alignLine } from "./Records.js"
 
@@ -84,7 +85,8 @@ export interface MainGeometry {
 
 const pow2Floor = (n: number): number => (n < 1 ? 0 : 2 ** Math.floor(Math.log2(n)))
 const pow2Ceil = (n: number): number => (n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n)))
-const clamp = (n: number, low: number, high: number) => Math.max(low, Math.min(high, n))
+/** `n` within [low, high]; the cap wins when it is below the floor (the region's caps are its own to set). */
+const clamp = (n: number, low: number, high: number) => Math.min(high, Math.max(low, n))
 const floorTo = (n: number, unit: number) => Math.floor(n / unit) * unit
 
 /** The lane table: its header line (the lane count), then a 4-byte lane page per writer slot. */
@@ -110,10 +112,6 @@ export const laneBlog = (laneBytes: number, pbrSlots: number): { readonly at: nu
 /** The largest batch a Blog of `blogBytes` takes: two must fit, so one can be written while the other is read. */
 const batchLimit = (blogBytes: number, cap: number): number => Math.min(cap, floorTo(blogBytes / 2, LINE_BYTES))
 
-/** A size as the CLI takes it back (`64KiB`, `16MiB`). */
-const describeBytes = (n: number) =>
-  n % 2 ** 20 === 0 ? `${n / 2 ** 20}MiB` : n % 1024 === 0 ? `${n / 1024}KiB` : `${n} bytes`
-
 /**
  * The shape of a topic asked for `request` in a region with these caps, or why there is none (a
  * sentence naming the least that works). Lanes are powers of two of pages, so each takes
@@ -127,9 +125,9 @@ export const topicShape = (caps: ShapeCaps, request: ShapeRequest): TopicShape |
   }
   const laneBytes = pow2Floor(memory / writers)
   if (!(laneBytes >= MIN_LANE_BYTES)) {
-    return `memory ${describeBytes(memory)} gives each of ${writers} writer lanes less than ${
-      describeBytes(MIN_LANE_BYTES)
-    }: give it at least ${describeBytes(writers * MIN_LANE_BYTES)}`
+    return `memory ${showSize(memory)} gives each of ${writers} writer lanes less than ${
+      showSize(MIN_LANE_BYTES)
+    }: give it at least ${showSize(writers * MIN_LANE_BYTES)}`
   }
   let pbrSlots = clamp(pow2Floor(laneBytes / BLOG_BYTES_PER_PBR_SLOT), MIN_PBR_SLOTS, caps.pbrSlots)
   const sessionSlots = clamp(pow2Floor(memory / MEMORY_BYTES_PER_SESSION), MIN_SESSION_SLOTS, caps.sessionSlots)
@@ -154,9 +152,9 @@ export const topicShape = (caps: ShapeCaps, request: ShapeRequest): TopicShape |
     return neededBatch > caps.maxBatchBytes
       ? `a message of ${maxMessageBytes} bytes is over the region's batch limit of ${caps.maxBatchBytes} bytes (CXLOG_LOG_MAX_BATCH_BYTES)`
       : `a message of ${maxMessageBytes} bytes needs lanes of at least ${
-        describeBytes(pow2Ceil(LANE_LINES_BYTES + pbrSlots * PBR_SLOT_BYTES + 2 * neededBatch))
+        showSize(pow2Ceil(LANE_LINES_BYTES + pbrSlots * PBR_SLOT_BYTES + 2 * neededBatch))
       }: give the topic at least ${
-        describeBytes(writers * pow2Ceil(LANE_LINES_BYTES + pbrSlots * PBR_SLOT_BYTES + 2 * neededBatch))
+        showSize(writers * pow2Ceil(LANE_LINES_BYTES + pbrSlots * PBR_SLOT_BYTES + 2 * neededBatch))
       } of memory, or fewer writers`
   }
   return {

@@ -3,9 +3,16 @@
  * (`heapBlocks`), or given by the writer from its allocator's index, and summed up the same way.
  */
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
-import type { DirectoryEntry, DirectoryUsage, SpaceHolder } from "../../services/region/Directory.js"
+import {
+  type DirectoryEntry,
+  type DirectoryUsage,
+  RegionFull,
+  type SpaceHolder
+} from "../../services/region/Directory.js"
+import { blockBytes, orderFor } from "./BuddyAllocator.js"
 import { livePins } from "./DirectoryHolders.js"
 import { BlockState, type DirectoryArea, PAGE_BYTES, PageRecordView } from "./DirectoryRecords.js"
+import { DirectoryTable } from "./DirectoryTable.js"
 
 export interface SpaceBlock {
   readonly state: number
@@ -95,4 +102,24 @@ export const spaceHolders = (
     holders.push({ kind: "deleted", name: "objects", bytes: retired, pinnedBy: pids })
   }
   return holders.sort((a, b) => b.bytes - a.bytes)
+}
+
+/** The holders a `RegionFull` names, largest first. */
+export const HOLDERS_NAMED = 5
+
+/**
+ * Why `bytes` found no room, as any process reads the heap now (the writer that refused an
+ * allocation told only that it did): free and largest free bytes, and the largest holders.
+ */
+export const regionFullNow = (region: CxlMemoryShape, area: DirectoryArea, bytes: number): RegionFull => {
+  const blocks = heapBlocks(region, area)
+  const entries = new DirectoryTable(region, area).list()
+  const usage = usageOf(area, blocks, entries.length)
+  return new RegionFull({
+    requested: blockBytes(orderFor(bytes)),
+    largestFreeBytes: usage.largestFreeBytes,
+    freeBytes: usage.freeBytes,
+    heapBytes: area.config.heapBytes,
+    holders: spaceHolders(region, area, blocks, entries).slice(0, HOLDERS_NAMED)
+  })
 }

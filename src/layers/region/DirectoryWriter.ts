@@ -24,16 +24,13 @@ import {
 import { blockBytes, BuddyAllocator, type HeldBlock, orderFor } from "./BuddyAllocator.js"
 import { livePins } from "./DirectoryHolders.js"
 import { BlockState, type DirectoryArea, DirectoryHeaderView } from "./DirectoryRecords.js"
-import { type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
+import { HOLDERS_NAMED, type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
 import { DirectoryTable, encodeName, nameProblem } from "./DirectoryTable.js"
 
 const asSpaceBlock = (block: HeldBlock): SpaceBlock => ({ ...block, bytes: blockBytes(block.order) })
 
 /** Objects a table of `slots` takes: past 7/8 full, linear probes grow long. */
 export const objectCapacity = (slots: number): number => Math.floor((slots * 7) / 8)
-
-/** How many of the largest holders a RegionFull names. */
-const HOLDERS_NAMED = 5
 
 export interface WriterState {
   readonly shape: DirectoryWriterShape

@@ -9,6 +9,7 @@ import {
 } from "../../layers/Roles.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
 import type { TopicSpec } from "../../services/log/Topics.js"
+import { showSize } from "../../Settings.js"
 
 /** Runs `change` as a client of the region's coordinator (joined for the change, gone after it). */
 const asClient = <A, E>(region: RegionAccess, change: Effect.Effect<A, E, Coordinator>) =>
@@ -30,9 +31,11 @@ export const createTopic = (region: RegionAccess, specs: ReadonlyArray<TopicSpec
       for (const spec of specs) {
         const info = yield* coordinator.createTopic(spec)
         yield* Console.log(
-          `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}${
-            info.memory === undefined ? "" : `, memory ${info.memory / 2 ** 20} MiB`
-          })`
+          `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}` +
+            (info.memory === undefined ? "" : `, memory ${showSize(info.memory)}`) +
+            (info.writers === undefined ? "" : ` for ${info.writers} writer${info.writers === 1 ? "" : "s"}`) +
+            (info.maxMessageBytes === undefined ? "" : `, messages up to ${showSize(info.maxMessageBytes)}`) +
+            ")"
         )
       }
     })

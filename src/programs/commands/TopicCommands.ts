@@ -6,22 +6,23 @@ import { createTopic, deleteTopic } from "../admin/TopicChanges.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
-import { diskRetentionFlags, topicMemory, topics, withDiskRetention, withMemory } from "./TopicFlags.js"
+import { diskRetentionFlags, topics, topicShapeFlags, withDiskRetention, withShapeFlags } from "./TopicFlags.js"
 
 export const createTopicCommand = Cli.command({
   name: "create-topic",
   summary: "Create topics through the running head's coordinator",
-  flags: { region, coherence, topics, memory: topicMemory, ...diskRetentionFlags },
+  flags: { region, coherence, topics, ...topicShapeFlags, ...diskRetentionFlags },
   examples: [
     "cxlog create-topic --topic orders:5:1",
     "cxlog create-topic --topic logs --memory 16MiB",
+    "cxlog create-topic --topic sensor.42 --memory 64KiB --writers 1 --max-message-bytes 1KiB",
     "cxlog create-topic --region orders --topic audit:2:0 --topic clicks:0:0",
     "cxlog create-topic --topic payments:5:2:2:10GiB:7d   # a copy on disk, keeping 10 GiB and 7 days at most"
   ],
   run: (o) =>
     o.topics.length === 0
       ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]")
-      : createTopic({ name: o.region, coherence: o.coherence }, withMemory(withDiskRetention(o.topics, o), o.memory))
+      : createTopic({ name: o.region, coherence: o.coherence }, withShapeFlags(withDiskRetention(o.topics, o), o))
 })
 
 /** The words after `topics`: none (list), or `delete NAME`. */

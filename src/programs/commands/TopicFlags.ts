@@ -80,17 +80,51 @@ export const topics = Cli.repeated(
   })
 )
 
-/** `--memory`: each topic created here takes this much of the region (else the region's CXLOG_TOPIC_MEMORY). */
-export const topicMemory = Cli.custom<number | undefined>("memory", "SIZE", parseSize, {
-  default: undefined,
-  shown: "the region's (CXLOG_TOPIC_MEMORY)",
-  description:
-    "the memory each topic created here takes in the region (rounded up to a power of two): its records, GOI and writer lanes; its Blogs, which bound what it retains, share what is left"
-})
+/** A positive whole number, as `--writers` takes it. */
+const parseCount = (text: string): Either.Either<number, string> => {
+  const n = Number(text)
+  return /^[0-9]+$/.test(text) && Number.isSafeInteger(n) && n >= 1
+    ? Either.right(n)
+    : Either.left(`${text} is not a whole number of 1 or more`)
+}
 
-/** `specs`, each with `memory` when given. */
-export const withMemory = (specs: ReadonlyArray<TopicSpec>, memory: number | undefined) =>
-  memory === undefined ? specs : specs.map((spec): TopicSpec => ({ ...spec, memory }))
+/** How the topics created here are sized: `--memory`, `--writers`, `--max-message-bytes` (else the region's defaults). */
+export const topicShapeFlags = {
+  memory: Cli.custom<number | undefined>("memory", "SIZE", parseSize, {
+    default: undefined,
+    shown: "the region's (CXLOG_TOPIC_MEMORY)",
+    description:
+      "the memory each topic created here gives its writers' lanes (each writer's lane takes memory / writers, down to a power of two, when it first writes; what a topic retains is bounded by it)"
+  }),
+  writers: Cli.custom<number | undefined>("writers", "N", parseCount, {
+    default: undefined,
+    shown: "the region's (CXLOG_TOPIC_WRITERS)",
+    description:
+      "the writers (brokers, local publishers) each topic's memory is sized for; a writer beyond them adds a lane of the same size while the region has room"
+  }),
+  maxMessageBytes: Cli.custom<number | undefined>("max-message-bytes", "SIZE", parseSize, {
+    default: undefined,
+    shown: "what its lanes allow",
+    description:
+      "the largest message (key and headers included) each topic created here takes; a larger one is refused naming the limit. Its lanes must hold two batches of it"
+  })
+}
+
+/** `specs`, each with the shape flags that were given. */
+export const withShapeFlags = (
+  specs: ReadonlyArray<TopicSpec>,
+  o: {
+    readonly memory: number | undefined
+    readonly writers: number | undefined
+    readonly maxMessageBytes: number | undefined
+  }
+) =>
+  specs.map((spec): TopicSpec => ({
+    ...spec,
+    ...(o.memory === undefined ? {} : { memory: o.memory }),
+    ...(o.writers === undefined ? {} : { writers: o.writers }),
+    ...(o.maxMessageBytes === undefined ? {} : { maxMessageBytes: o.maxMessageBytes })
+  }))
 
 /** The disk retention of replication factor 2 topics whose spec gives none. */
 export const diskRetentionFlags = {

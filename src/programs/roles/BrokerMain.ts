@@ -7,6 +7,7 @@
 import { Effect, Layer } from "effect"
 import { awaitHead, failWhenHeadLost, headWatch } from "../../layers/log/HeadWatch.js"
 import { BrokerLine, SequencerLine } from "../../layers/log/Records.js"
+import { readLane } from "../../layers/log/TopicLanes.js"
 import { listTopics } from "../../layers/log/Topics.js"
 import { everyTick } from "../../layers/region/Cadence.js"
 import {
@@ -77,6 +78,8 @@ export const broker = (options: BrokerMainOptions) =>
       let batches = 0
       if (options.brokerId < 0 || options.brokerId >= log.config.maxBrokers) return 0
       for (const topic of listTopics(region, log)) {
+        // A topic this broker never wrote has no lane of its: nothing of it to order.
+        if (readLane(region, log, topic.id, options.brokerId) <= 0) continue
         batches += region.f64[(log.brokerLine(topic.id, options.brokerId) + BrokerLine.pbrHead) / 8]! -
           region.f64[(log.sequencerLine(topic.id, options.brokerId) + SequencerLine.consumedThrough) / 8]!
       }
