@@ -17,9 +17,10 @@ import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as ConsumersLayers from "./log/Consumers.js"
 import * as TieredReaderLayers from "./log/durable/TieredReader.js"
+import * as LaneServerLayers from "./log/LaneServer.js"
 import * as LogReaderLayers from "./log/LogReader.js"
 import * as SequencerLayers from "./log/Sequencer.js"
-import * as TopicLanesLayers from "./log/TopicLanes.js"
+import * as TopicRetentionLayers from "./log/TopicRetention.js"
 import * as TopicsLayers from "./log/Topics.js"
 import * as BrokerLayers from "./net/Broker.js"
 import * as PublisherLayers from "./net/Publisher.js"
@@ -87,7 +88,12 @@ export const headLog = (
         Effect.catchTag("NotDirectoryWriter", onFenced)
       )
     )
-    return Layer.merge(TopicsLayers.layer(layout.log), TopicLanesLayers.layerServer(layout.log)).pipe(
+    const topics = TopicsLayers.layer(layout.log)
+    return Layer.mergeAll(
+      topics,
+      LaneServerLayers.layerServer(layout.log),
+      TopicRetentionLayers.layer.pipe(Layer.provide(topics))
+    ).pipe(
       Layer.provideMerge(writer),
       Layer.provideMerge(sequencing)
     )

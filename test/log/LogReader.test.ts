@@ -1,8 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { BASE_TIME_FLAG, TIME_SHIFT } from "../../src/layers/log/MessageTime.js"
 import { GoiEntryView } from "../../src/layers/log/RecordViews.js"
-import { crc32c } from "../../src/native/Crc32c.js"
 import {
   appendSimple,
   drain,
@@ -10,24 +8,12 @@ import {
   implementations,
   makeBatch,
   readAll,
-  smallConfig
+  smallConfig,
+  timedBatch
 } from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
-/** A batch whose messages carry `times` (ms since the epoch), as a publisher writes them: the base on the first record, the rest as deltas. */
-const timedBatch = (times: ReadonlyArray<number>) => {
-  const payload = new Uint8Array(times.reduce((n, _, i) => n + (i === 0 ? 24 : 16), 0))
-  const view = new DataView(payload.buffer)
-  let at = 0
-  times.forEach((time, i) => {
-    view.setUint32(at, i === 0 ? 16 : 8, true)
-    view.setUint32(at + 4, (i === 0 ? BASE_TIME_FLAG : 0) | ((time - times[0]!) << TIME_SHIFT), true)
-    if (i === 0) view.setFloat64(at + 8, time, true)
-    at += i === 0 ? 24 : 16
-  })
-  return { payload, messageCount: times.length, crc32c: crc32c(payload, 0, payload.length) }
-}
 const decoder = new TextDecoder()
 
 for (const impl of implementations) {

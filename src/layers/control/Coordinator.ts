@@ -323,6 +323,14 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
         client.call(Protocol.DeleteTopicMethod, { name }).pipe(
           Effect.asVoid,
           Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
+        ),
+      trimTopic: (name, target) =>
+        client.call(Protocol.TrimTopicMethod, { name, target }).pipe(
+          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
+        ),
+      purgeTopic: (name) =>
+        client.call(Protocol.PurgeTopicMethod, { name }).pipe(
+          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
         )
     } satisfies CoordinatorShape
   })

@@ -70,7 +70,9 @@ export const makeMemoryClient = (
       joinGroup: (name) => Effect.sync(() => hub.membership.joinGroup(name, self.slot)),
       barrier: (name, options) => hub.engine.arrive(arrival(self, name, options, drainTargetsOf(hub.inspectors))),
       createTopic: hub.topics.create,
-      deleteTopic: hub.topics.delete
+      deleteTopic: hub.topics.delete,
+      trimTopic: hub.topics.trim,
+      purgeTopic: hub.topics.purge
     }
   })
 

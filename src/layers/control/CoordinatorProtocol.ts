@@ -18,12 +18,15 @@ import { method, notice } from "../../services/control/Rpc.js"
 import {
   InvalidTopicSpec,
   ReplicationUnavailable,
+  TopicBounds,
   TopicExists,
   TopicInfo,
   TopicName,
   TopicNotDeletable,
   TopicNotFound,
-  TopicSpec
+  TopicNotTrimmable,
+  TopicSpec,
+  TrimTarget
 } from "../../services/log/Topics.js"
 import { DirectoryFull, NotDirectoryWriter, RegionFull } from "../../services/region/Directory.js"
 
@@ -58,6 +61,18 @@ export const DeleteTopicMethod = method("cxlog.deleteTopic", {
   payload: Schema.Struct({ name: TopicName }),
   success: Schema.Null,
   failure: Schema.Union(TopicNotFound, TopicNotDeletable, NotDirectoryWriter)
+})
+
+export const TrimTopicMethod = method("cxlog.trimTopic", {
+  payload: Schema.Struct({ name: TopicName, target: TrimTarget }),
+  success: TopicBounds,
+  failure: Schema.Union(TopicNotFound, TopicNotTrimmable, NotDirectoryWriter)
+})
+
+export const PurgeTopicMethod = method("cxlog.purgeTopic", {
+  payload: Schema.Struct({ name: TopicName }),
+  success: TopicBounds,
+  failure: Schema.Union(TopicNotFound, TopicNotTrimmable, NotDirectoryWriter)
 })
 
 /**

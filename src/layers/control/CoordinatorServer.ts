@@ -35,7 +35,9 @@ import {
   JoinMethod,
   LeaveMethod,
   ListMembersMethod,
-  MemberDroppedNotice
+  MemberDroppedNotice,
+  PurgeTopicMethod,
+  TrimTopicMethod
 } from "./CoordinatorProtocol.js"
 import { makeMembership, type Membership } from "./Membership.js"
 import { READER_LIVENESS_MS } from "./RingFrames.js"
@@ -205,7 +207,9 @@ const handlers = (s: ServerState, topics: TopicsShape) => {
       })),
     handle(BarrierArriveMethod, (arrive, request) => deferArrival(s.engine, arrive, request)),
     handle(CreateTopicMethod, (spec) => topics.create(spec)),
-    handle(DeleteTopicMethod, ({ name }) => Effect.as(topics.delete(name), null))
+    handle(DeleteTopicMethod, ({ name }) => Effect.as(topics.delete(name), null)),
+    handle(TrimTopicMethod, ({ name, target }) => topics.trim(name, target)),
+    handle(PurgeTopicMethod, ({ name }) => topics.purge(name))
   ]
 }
 

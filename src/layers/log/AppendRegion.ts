@@ -16,9 +16,10 @@ import type { AppendTarget } from "./AppendBacking.js"
 import { type AppendCursors, heldBatch, reclaim, type ReclaimSource, releaseBlog } from "./AppendRoom.js"
 import { consumersHolding, cutOffHolding } from "./Consumers.js"
 import { type LogArea, PBR_SLOT_BYTES, pbrSlotOffset } from "./Layout.js"
-import { lowestDurableCursor, retentionMoved, type waitingForRoom } from "./Participants.js"
+import { retentionMoved, type waitingForRoom } from "./Participants.js"
 import { alignLine, type PbrKindCode, PbrSlot } from "./Records.js"
 import type { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import { heldFrom } from "./RetentionLines.js"
 import type { LaneUnavailable } from "./TopicLanes.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 
@@ -173,7 +174,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   }
 
   lowestCursor(): number {
-    return lowestDurableCursor(this.b.region, this.b.area, this.id, this.b.alive)
+    return heldFrom(this.b.region, this.b.area, this.info, this.b.alive)
   }
 
   finished(pbrSeq: number): boolean {

@@ -23,12 +23,12 @@ import {
   type MemoryBroker,
   type MemoryLogStore,
   type MemoryTopic,
-  memoryTopic
+  memoryTopic,
+  storeFull
 } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { alignLine, type PbrKindCode } from "./Records.js"
 import { LaneUnavailable } from "./TopicLanes.js"
-import { storeFull } from "./TopicsMemory.js"
 
 /** The broker's PBR in the store as `reclaim` reads it. */
 const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource => {

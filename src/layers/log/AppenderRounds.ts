@@ -97,7 +97,7 @@ export const appenderRounds = (
   const topicOrder = (info: TopicInfo): TopicOrder => {
     let topic = topics.get(info.id)
     if (topic === undefined || topic.info.generation !== info.generation) {
-      topic = new TopicOrder(info, new RegionTopicStorage(views, info.id), settings)
+      topic = new TopicOrder(info, new RegionTopicStorage(views, info), settings)
       topic.seenRounds = Number.NaN
       topics.set(info.id, topic)
     }

@@ -24,8 +24,7 @@ import {
   type LogMessageView,
   LogOutOfRange,
   LogReader,
-  type LogReaderShape,
-  type SubscribeOptions
+  type LogReaderShape
 } from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicDeleted, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
@@ -33,108 +32,12 @@ import { Doorbell } from "../../services/region/Doorbell.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
 import type { LogArea } from "./Layout.js"
-import { findMessageTime } from "./MessageTime.js"
 import { listen, type ListenerAwait } from "./Participants.js"
+import { boundsOf, locate, locateTime } from "./ReadPositions.js"
 import type { ReadSource, ReadTopic } from "./ReadSource.js"
 import { BatchView, MessageView, visitMessages } from "./ReadViews.js"
-import { regionReader, RegionReadTopic } from "./RegionReadTopic.js"
+import { lookingReader, regionReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { perTopic, topicResolver } from "./Topics.js"
-
-/** The first batch still held (`committed` if none). */
-const firstRetained = (t: ReadTopic, committed: number): number => {
-  for (let g = t.oldest(committed); g < committed; g++) if (t.retained(g)) return g
-  return committed
-}
-
-/** Message offsets: the earliest retained and the end. */
-const boundsOf = (t: ReadTopic) => {
-  const committed = t.committed()
-  const first = firstRetained(t, committed)
-  const total = t.total()
-  return { earliest: first < committed ? t.totalOrderOf(first) ?? total : total, end: total }
-}
-
-/** Finds where a subscription starts: the batch holding message offset `from` (binary search over the retained window). */
-const locate = (
-  t: ReadTopic,
-  from: SubscribeOptions["from"]
-): { next: number; position: number; skip: number } | "out-of-range" => {
-  const committed = t.committed()
-  const first = firstRetained(t, committed)
-  const total = t.total()
-  if (from === "latest") return { next: committed, position: total, skip: 0 }
-  const firstOrder = first < committed ? t.totalOrderOf(first) : total
-  if (firstOrder === undefined) return "out-of-range"
-  if (from === undefined || from === "earliest") return { next: first, position: firstOrder, skip: 0 }
-  if (!Number.isSafeInteger(from) || from < firstOrder || from > total) return "out-of-range"
-  if (from === total) return { next: committed, position: total, skip: 0 }
-  let lo = first
-  let hi = committed - 1
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2)
-    const order = t.totalOrderOf(mid)
-    if (order === undefined) return "out-of-range"
-    if (order <= from) lo = mid
-    else hi = mid - 1
-  }
-  const order = t.totalOrderOf(lo)
-  return order === undefined ? "out-of-range" : { next: lo, position: from, skip: from - order }
-}
-
-/** Batch `g`'s base timestamp (its first message's), or undefined once it has left the retained window. */
-const baseTimeOf = (t: ReadTopic, g: number, view: BatchView): number | undefined => {
-  if (t.load(g, view) !== "ok") return undefined
-  let base: number | undefined
-  findMessageTime(view.bytes, view.offset, view.length, 1, (ms) => {
-    base = ms
-    return true
-  })
-  return t.stillThere(g, view) ? base : undefined
-}
-
-/**
- * Where a subscription from time `ms` starts: the first retained message whose timestamp is at or
- * after `ms` (the end if none is yet). The batches are searched by their base timestamps, which
- * follow the total order as far as the publishers' clocks agree (docs/log.md, "Positions by
- * time"); within the batch found, its messages' own timestamps decide. "out-of-range" when the
- * window moved under every one of a few tries.
- */
-const locateTime = (t: ReadTopic, ms: number): { next: number; position: number; skip: number } | "out-of-range" => {
-  const view = new BatchView()
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const committed = t.committed()
-    const first = firstRetained(t, committed)
-    if (first >= committed) return { next: committed, position: t.total(), skip: 0 }
-    const firstBase = baseTimeOf(t, first, view)
-    if (firstBase === undefined) continue
-    const firstOrder = t.totalOrderOf(first)
-    if (firstOrder === undefined) continue
-    if (firstBase >= ms) return { next: first, position: firstOrder, skip: 0 }
-    // The last batch whose base is at or before `ms`: the message sought is in it or starts the next.
-    let lo = first
-    let hi = committed - 1
-    let moved = false
-    while (lo < hi) {
-      const mid = Math.ceil((lo + hi) / 2)
-      const base = baseTimeOf(t, mid, view)
-      if (base === undefined) {
-        moved = true
-        break
-      }
-      if (base <= ms) lo = mid
-      else hi = mid - 1
-    }
-    if (moved || t.load(lo, view) !== "ok") continue
-    const index = findMessageTime(view.bytes, view.offset, view.length, view.messageCount, (at) => at >= ms)
-    const order = t.totalOrderOf(lo)
-    if (!t.stillThere(lo, view) || order === undefined) continue
-    if (index >= 0) return { next: lo, position: order + index, skip: index }
-    if (lo + 1 >= committed) return { next: committed, position: t.total(), skip: 0 }
-    const nextOrder = t.totalOrderOf(lo + 1)
-    if (nextOrder !== undefined) return { next: lo + 1, position: nextOrder, skip: 0 }
-  }
-  return "out-of-range"
-}
 
 const settle = (
   outcome: number | LogOutOfRange | LogCorrupt | TopicDeleted
@@ -172,6 +75,8 @@ const makeCursor = (
   ): number | LogOutOfRange | LogCorrupt | TopicDeleted => {
     // Before any of its offsets are used: a deleted topic's may name another's bytes soon.
     if (t.deleted()) return new TopicDeleted({ name })
+    // A trim dropped what this cursor would read next.
+    if (position < t.firstOffset()) return outOfRange()
     const committed = t.committed()
     let batches = 0
     let messages = 0
@@ -258,7 +163,7 @@ export const peekBounds = (
   area: LogArea,
   info: TopicInfo
 ): { readonly earliest: number; readonly end: number } =>
-  boundsOf(new RegionReadTopic(regionReader(region, area, undefined as never), info))
+  boundsOf(new RegionReadTopic(lookingReader(region, area), info))
 
 /** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
 const awaitWatchingHead = (

@@ -30,10 +30,15 @@ class StoreReadTopic implements ReadTopic {
     this.topic.deleted ? Effect.fail(new TopicDeleted({ name: this.info.name })) : Effect.void
   )
 
-  /** Batch `g` while the topic retains it. */
+  /** Batch `g` while the topic retains it (a trim's first batch bounds it too). */
   private entry(g: number): MemoryBatch | undefined {
+    if (g < this.topic.retained.firstBatch) return undefined
     const batch = g >= this.topic.goiBase ? this.topic.goi[g - this.topic.goiBase] : undefined
     return batch !== undefined && !batch.reclaimed ? batch : undefined
+  }
+
+  firstOffset(): number {
+    return this.topic.retained.firstOffset
   }
 
   committed(): number {
@@ -45,7 +50,7 @@ class StoreReadTopic implements ReadTopic {
   }
 
   oldest(): number {
-    return this.topic.goiBase
+    return Math.max(this.topic.goiBase, this.topic.retained.firstBatch)
   }
 
   retained(g: number): boolean {
@@ -97,9 +102,13 @@ class StoreReadTopic implements ReadTopic {
   }
 }
 
+/** The store's topic `info` as a reader sees it. */
+export const storeReadTopic = (store: MemoryLogStore, info: TopicInfo): ReadTopic =>
+  new StoreReadTopic(store, store.topics[info.id]!)
+
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<LogReaderShape> =>
   Effect.sync(() => {
-    const topicOf = perTopic((info) => new StoreReadTopic(store, store.topics[info.id]))
+    const topicOf = perTopic((info) => storeReadTopic(store, info))
     return logReaderOver({
       topic: (name) => Effect.map(memoryTopic(store, name), (topic) => topicOf(topic.info)),
       await: (condition, timeoutMs) => store.signal.await(condition, timeoutMs)

@@ -11,6 +11,7 @@ import { Effect, Scope } from "effect"
 import type { DurableFailure } from "../../services/log/AckTracker.js"
 import { type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { RegionFull } from "../../services/region/Directory.js"
 import { DOORBELL_BYTES, type DoorbellShape } from "../../services/region/Doorbell.js"
 import { privateRegion } from "../region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../region/Doorbell.js"
@@ -19,6 +20,7 @@ import type { AppendCursors } from "./AppendRoom.js"
 import { defaultLogConfig, type LogConfig } from "./Layout.js"
 import { livenessCache, lowestDurableCursor, type SubscriberArea } from "./Participants.js"
 import { type PbrKindCode } from "./Records.js"
+import { NOTHING_TRIMMED, type Retained } from "./RetentionLines.js"
 import { memorySessionTable, type SessionTable } from "./SessionTable.js"
 import { heldBytes, laneBlog, type TopicShape } from "./TopicShape.js"
 
@@ -86,6 +88,8 @@ export interface MemoryTopic {
   durableFailure: DurableFailure | undefined
   /** Set by a delete; its id is given to the next topic made, under a new generation. */
   deleted: boolean
+  /** What a trim left it (the region's retention line). */
+  retained: Retained
 }
 
 /** The options of a fake that has none (every fake is made as `(store, options)`). */
@@ -219,7 +223,8 @@ export const makeMemoryTopic = (
   fencedSessions: 0,
   lines,
   durableFailure: undefined,
-  deleted: false
+  deleted: false,
+  retained: NOTHING_TRIMMED
 })
 
 /** What a store topic takes of the store's heap: its main extent and its lanes, as a region's does. */
@@ -238,9 +243,15 @@ export const clearSubscriberLines = ({ config, lines }: MemoryLogStore, topic: n
   lines.region.bytes.fill(0, first, first + config.subscriberSlots * LINE_BYTES)
 }
 
-/** The lowest cursor of the topic's durable subscribers and named consumers (Infinity when none): nothing at or above it may be reused. */
-export const lowestCursor = ({ info, lines }: MemoryTopic): number =>
-  lowestDurableCursor(lines.region, lines.area, info.id, lines.alive)
+/**
+ * The lowest batch the topic's readers hold (Infinity when none does): its durable subscribers'
+ * and named consumers' cursors, never below what a trim dropped; under discard `old`, none.
+ */
+export const lowestCursor = ({ info, lines, retained }: MemoryTopic): number => {
+  if (info.retention?.discard === "old") return Infinity
+  const lowest = lowestDurableCursor(lines.region, lines.area, info.id, lines.alive)
+  return lowest === Infinity ? Infinity : Math.max(lowest, retained.firstBatch)
+}
 
 /** The store's live topic of that name, or undefined. */
 export const findTopic = (store: MemoryLogStore, name: string): MemoryTopic | undefined =>
@@ -251,3 +262,22 @@ export const memoryTopic = (store: MemoryLogStore, name: string): Effect.Effect<
     const topic = findTopic(store, name)
     return topic === undefined ? Effect.fail(new TopicNotFound({ name })) : Effect.succeed(topic)
   })
+
+/** RegionFull when the store's heap has no room for `bytes` more, naming its largest holders as a region's would. */
+export const storeFull = (store: MemoryLogStore, bytes: number): RegionFull | undefined => {
+  const { heapBytes } = store.space
+  const used = storeHeldBytes(store)
+  if (used + bytes <= heapBytes) return undefined
+  return new RegionFull({
+    requested: bytes,
+    largestFreeBytes: heapBytes - used,
+    freeBytes: heapBytes - used,
+    heapBytes,
+    holders: liveTopics(store).map((t) => ({
+      kind: "topic" as const,
+      name: t.info.name,
+      bytes: topicHeldBytes(t),
+      pinnedBy: []
+    })).sort((a, b) => b.bytes - a.bytes).slice(0, 5)
+  })
+}

@@ -17,6 +17,8 @@ export interface ReadTopic {
   readonly total: () => number
   /** The oldest global seq the topic may still hold, with `committed` batches ordered. */
   readonly oldest: (committed: number) => number
+  /** The first message offset a trim left it (0 when none did): nothing before it is read. */
+  readonly firstOffset: () => number
   /** Whether batch `g` and its payload are still held. */
   readonly retained: (g: number) => boolean
   /** The message offset of batch `g`'s first message, or undefined if it left the window. */

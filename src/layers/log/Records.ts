@@ -55,8 +55,13 @@ export const Descriptor = {
   maxMessageBytes: 172,
   /** f64 each: the main extent's and each lane's bytes. */
   mainBytes: 176,
-  laneBytes: 184
+  laneBytes: 184,
+  /** Fourth line: its retention in the region (f64 each, 0 for no bound), then its discard policy (`DiscardCode`). */
+  retentionMaxAgeMs: 192,
+  retentionMaxMessages: 200,
+  discard: 208
 } as const
+export const DiscardCode = { new: 0, old: 1 } as const
 export const DescriptorState = { free: 0, creating: 1, ready: 2, deleted: 3 } as const
 
 /**
@@ -79,6 +84,13 @@ export const OrderLine = {
   durableFailure: 48,
   rounds: 56
 } as const
+
+/**
+ * A topic's retention line (the head): the first batch (global seq) and the first message offset
+ * it holds for readers, under a sequence lock (`version` odd while the head writes them). A trim
+ * moves them forward; nothing below them is read or held from then on (TopicRetention.ts).
+ */
+export const RetentionLine = { version: 0, firstBatch: 8, firstOffset: 16 } as const
 
 /**
  * A topic's lane table (the head): `lanes` counts the lanes allocated (bumped after each lane's

@@ -15,6 +15,7 @@ import type { ReadTopic } from "./ReadSource.js"
 import type { BatchView } from "./ReadViews.js"
 import { DescriptorState } from "./Records.js"
 import { BrokerLineView, DescriptorView, GoiEntryView, OrderLineView } from "./RecordViews.js"
+import { readRetained, type Retained } from "./RetentionLines.js"
 import { readLane } from "./TopicLanes.js"
 import { topicPins } from "./TopicPins.js"
 
@@ -100,6 +101,15 @@ export class RegionReadTopic implements ReadTopic {
     return brokerLines.blogTail(line) <= position
   }
 
+  /** What a trim left: read at most once per call that needs it (a few loads under the line's lock). */
+  private retainedNow(): Retained {
+    return readRetained(this.r.region, this.r.area, this.info.id)
+  }
+
+  firstOffset(): number {
+    return this.retainedNow().firstOffset
+  }
+
   committed(): number {
     this.r.region.invalidate(this.orderLine, LINE_BYTES)
     this.r.orderLines.progress(this.orderLine)
@@ -111,13 +121,14 @@ export class RegionReadTopic implements ReadTopic {
   }
 
   oldest(committed: number): number {
-    return Math.max(0, committed - this.goiSlots)
+    return Math.max(0, committed - this.goiSlots, this.retainedNow().firstBatch)
   }
 
   retained(g: number): boolean {
     const { entries } = this.r
     const e = this.entry(g)
-    return entries.holds(e, g) && this.blogRetained(entries.brokerId(e), entries.blogPosition(e))
+    return g >= this.retainedNow().firstBatch && entries.holds(e, g) &&
+      this.blogRetained(entries.brokerId(e), entries.blogPosition(e))
   }
 
   totalOrderOf(g: number): number | undefined {
@@ -132,7 +143,7 @@ export class RegionReadTopic implements ReadTopic {
     const { blogBytes, maxBatchBytes } = this
     const e = this.entry(g)
     region.invalidate(e, LINE_BYTES)
-    if (!entries.holds(e, g)) return "gone"
+    if (!entries.holds(e, g) || g < this.retainedNow().firstBatch) return "gone"
     const broker = entries.brokerId(e)
     const length = entries.payloadBytes(e)
     const count = entries.messageCount(e)
@@ -187,3 +198,7 @@ export const regionReader = (region: CxlMemoryShape, area: LogArea, doorbell: Do
   orderLines: new OrderLineView(region),
   brokerLines: new BrokerLineView(region)
 })
+
+/** A reader that only looks (bounds, where a trim cuts): it holds no cursor, so it names no doorbell in one. */
+export const lookingReader = (region: CxlMemoryShape, area: LogArea): RegionReader =>
+  regionReader(region, area, undefined as never)

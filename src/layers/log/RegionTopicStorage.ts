@@ -4,13 +4,15 @@
  * the region holds of its order when a head takes it on (`regionHistory`), and the writes that
  * publish a round: a slot's finish line, the per-broker lines and the committed frontier.
  */
+import type { TopicInfo } from "../../services/log/Topics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import { GOI_ENTRY_BYTES, goiEntryOffset, type LogArea, PBR_SLOT_BYTES } from "./Layout.js"
 import type { OrderHistory } from "./OrderHistory.js"
-import { livenessCache, lowestDurableCursor } from "./Participants.js"
+import { livenessCache } from "./Participants.js"
 import { GoiEntry, OrderLine, PbrKind, PbrSlot } from "./Records.js"
 import { GoiEntryView, OrderLineView, ParticipantLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
+import { heldFrom } from "./RetentionLines.js"
 import type { SessionTable } from "./SessionTable.js"
 import { followLanes, readLane } from "./TopicLanes.js"
 import type { TopicOrder, TopicStorage } from "./TopicOrder.js"
@@ -79,7 +81,11 @@ export class RegionTopicStorage implements TopicStorage {
   private at = 0
   private position = 0
 
-  constructor(private readonly v: RegionViews, readonly topic: number) {
+  readonly topic: number
+
+  constructor(private readonly v: RegionViews, private readonly info: TopicInfo) {
+    const topic = info.id
+    this.topic = topic
     const { region, area } = v
     const { shape } = area.placeOf(topic)
     this.sessions = regionSessionTable(region, area, topic)
@@ -173,7 +179,7 @@ export class RegionTopicStorage implements TopicStorage {
   }
 
   lowestCursor(): number {
-    return lowestDurableCursor(this.v.region, this.v.area, this.topic, this.v.alive)
+    return heldFrom(this.v.region, this.v.area, this.info, this.v.alive)
   }
 
   roomWaits(): boolean {

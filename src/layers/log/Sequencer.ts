@@ -91,14 +91,14 @@ const regionLog = (
     if (changes === listedAt) return []
     const fresh: Array<number> = []
     const entries = directory.list("topic")
+    const live = new Map<number, number>()
     for (const entry of entries) {
+      live.set(entry.slot, entry.generation)
       const held = known.get(entry.slot)
       if (held !== undefined && held.info.generation !== entry.generation) drop(held)
       if (!known.has(entry.slot)) fresh.push(entry.slot)
     }
-    for (const held of known.values()) {
-      if (!entries.some((e) => e.slot === held.info.id && e.generation === held.info.generation)) drop(held)
-    }
+    for (const held of known.values()) if (live.get(held.info.id) !== held.info.generation) drop(held)
     // Looked at once more only when it changes again; a topic found is known once discovered.
     if (fresh.length === 0) listedAt = changes
     return fresh
@@ -120,7 +120,7 @@ const regionLog = (
       return Effect.as(Effect.logError(`sequencer: topic ${info.name} is not ordered: ${hold.message}`), [])
     }
     known.set(t, hold)
-    const storage = new RegionTopicStorage(v, t)
+    const storage = new RegionTopicStorage(v, info)
     const recovered = recoverTopic(info, storage, regionHistory(v, storage), settings)
     // The tail a killed sequencer left moved the frontiers, and the order line names this epoch from now on.
     if (!(recovered instanceof LogCorrupt)) publishTopic(recovered)

@@ -11,23 +11,21 @@
  * the count move finds the page), answers, and rings the writer. A lane never moves while its
  * topic lives: a writer slot's next owner (a restarted broker) finds it and carries on in it.
  */
-import { Data, Effect, Layer, type Scope } from "effect"
+import { Data, Effect, type Scope } from "effect"
 import { TopicDeleted, type TopicInfo } from "../../services/log/Topics.js"
-import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import {
-  DirectoryWriter,
   type DirectoryWriterShape,
   type NotDirectoryWriter,
   ObjectDeleted,
   type RegionFull
 } from "../../services/region/Directory.js"
-import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
+import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import { regionFullNow } from "../region/DirectorySpace.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { LogArea } from "./Layout.js"
 import { LaneAnswer, LaneAnswers, LaneTable } from "./Records.js"
 import { LaneAnswersView, LaneTableView, ParticipantLineView } from "./RecordViews.js"
-import { readTopic } from "./Topics.js"
 
 const PAGE = 4096
 
@@ -253,14 +251,3 @@ export const serveLanes = (
       Effect.forever(Effect.zipRight(doorbell.await(pending, SERVE_EVERY_MS), serveAll))
     )
   })
-
-/** The head's lane server as a layer: it answers for as long as the layer lives (headLog and the tests' `writingTopics`). */
-export const layerServer = (area: LogArea): Layer.Layer<never, never, CxlMemory | Doorbell | DirectoryWriter> =>
-  Layer.scopedDiscard(
-    Effect.gen(function*() {
-      const region = yield* CxlMemory
-      const doorbell = yield* Doorbell
-      const writer = yield* DirectoryWriter
-      yield* serveLanes(region, area, writer, doorbell, (t) => readTopic(region, area, t))
-    })
-  )

@@ -4,7 +4,16 @@
  * sequencer write, and its descriptor.
  */
 import { WordView as View } from "../region/WordView.js"
-import { BrokerLine, Descriptor, LaneTable, OrderLine, RegistryLine, SequencerLine, SessionLine } from "./Records.js"
+import {
+  BrokerLine,
+  Descriptor,
+  LaneTable,
+  OrderLine,
+  RegistryLine,
+  RetentionLine,
+  SequencerLine,
+  SessionLine
+} from "./Records.js"
 import type { TopicShape } from "./TopicShape.js"
 
 /** A session line, a seqlock (the version is odd while it is written); `state` is claimed by compare-and-swap. */
@@ -301,6 +310,24 @@ export class DescriptorView extends View {
     this.f64[(at + Descriptor.diskRetentionBytes) / 8] = bytes
     this.f64[(at + Descriptor.diskRetentionMs) / 8] = ms
   }
+  retentionMaxAgeMs(at: number): number {
+    return this.f64[(at + Descriptor.retentionMaxAgeMs) / 8]!
+  }
+  setRetentionMaxAgeMs(at: number, v: number): void {
+    this.f64[(at + Descriptor.retentionMaxAgeMs) / 8] = v
+  }
+  retentionMaxMessages(at: number): number {
+    return this.f64[(at + Descriptor.retentionMaxMessages) / 8]!
+  }
+  setRetentionMaxMessages(at: number, v: number): void {
+    this.f64[(at + Descriptor.retentionMaxMessages) / 8] = v
+  }
+  discard(at: number): number {
+    return this.i32[(at + Descriptor.discard) / 4]!
+  }
+  setDiscard(at: number, v: number): void {
+    this.i32[(at + Descriptor.discard) / 4] = v
+  }
   /** The topic's shape as stored (its reader checks it: a corrupt region is never trusted). */
   readShape(at: number): TopicShape {
     return {
@@ -325,6 +352,28 @@ export class DescriptorView extends View {
     this.i32[(at + Descriptor.sessionSlots) / 4] = shape.sessionSlots
     this.i32[(at + Descriptor.maxBatchBytes) / 4] = shape.maxBatchBytes
     this.i32[(at + Descriptor.maxMessageBytes) / 4] = shape.maxMessageBytes
+  }
+}
+
+/** A topic's retention line (the head's), a sequence lock over its first batch and offset. */
+export class RetentionLineView extends View {
+  version(at: number): number {
+    return Atomics.load(this.i32, (at + RetentionLine.version) / 4)
+  }
+  storeVersion(at: number, v: number): void {
+    Atomics.store(this.i32, (at + RetentionLine.version) / 4, v)
+  }
+  firstBatch(at: number): number {
+    return this.f64[(at + RetentionLine.firstBatch) / 8]!
+  }
+  setFirstBatch(at: number, v: number): void {
+    this.f64[(at + RetentionLine.firstBatch) / 8] = v
+  }
+  firstOffset(at: number): number {
+    return this.f64[(at + RetentionLine.firstOffset) / 8]!
+  }
+  setFirstOffset(at: number, v: number): void {
+    this.f64[(at + RetentionLine.firstOffset) / 8] = v
   }
 }
 

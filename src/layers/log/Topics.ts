@@ -11,15 +11,18 @@ import {
   InvalidTopicSpec,
   REPLICATION_FACTORS,
   ReplicationUnavailable,
+  type Retention,
   TopicExists,
   type TopicInfo,
   TopicNotDeletable,
   TopicNotFound,
+  TopicNotTrimmable,
   Topics,
   type TopicSpaceError,
   TopicSpec,
   topicSpecConflict,
-  type TopicsShape
+  type TopicsShape,
+  type TrimTarget
 } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import {
@@ -28,17 +31,26 @@ import {
   type DirectoryWriterShape,
   NotDirectoryWriter
 } from "../../services/region/Directory.js"
+import { Doorbell } from "../../services/region/Doorbell.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import { type LogArea, type LogConfig, placeFor } from "./Layout.js"
-import { Descriptor, DescriptorState } from "./Records.js"
+import { retentionMoved } from "./Participants.js"
+import { boundsOf } from "./ReadPositions.js"
+import type { ReadTopic } from "./ReadSource.js"
+import { Descriptor, DescriptorState, DiscardCode } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
+import { lookingReader, RegionReadTopic } from "./RegionReadTopic.js"
+import { readRetained, type Retained, writeRetained } from "./RetentionLines.js"
 import { SessionTable } from "./SessionTable.js"
 import { topicPins } from "./TopicPins.js"
 import { TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape } from "./TopicShape.js"
+import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
 export interface TopicTable {
   readonly list: () => ReadonlyArray<TopicInfo>
+  /** The live topic of that name, if any. */
+  readonly find: (name: string) => TopicInfo | undefined
   /** Whether `info` still names a live topic (not deleted, its slot not given to another). */
   readonly isCurrent: (info: TopicInfo) => boolean
   /** Makes `spec` a topic (a checked spec whose name is not taken, of this shape): the new topic, or why there is no room. */
@@ -48,17 +60,26 @@ export interface TopicTable {
   >
   /** Deletes a live topic (see `TopicsShape.delete`). */
   readonly remove: (info: TopicInfo) => Effect.Effect<void, TopicNotFound | NotDirectoryWriter>
+  /** The topic's total order as a reader sees it (where a trim cuts). */
+  readonly reader: (info: TopicInfo) => ReadTopic
+  /** What the topic holds from now (its retention line). */
+  readonly retained: (info: TopicInfo) => Retained
+  /** Moves what the topic holds forward (the directory's writer only), and wakes what waits for room. */
+  readonly setRetained: (info: TopicInfo, retained: Retained) => Effect.Effect<void, NotDirectoryWriter>
 }
 
 /** Resolves names to topics, caching hits while they stay current (a deleted topic's name is looked up afresh). */
-export const resolverOver = (list: () => ReadonlyArray<TopicInfo>, isCurrent: (info: TopicInfo) => boolean) => {
+export const resolverOver = (
+  find: (name: string) => TopicInfo | undefined,
+  isCurrent: (info: TopicInfo) => boolean
+) => {
   const cache = new Map<string, TopicInfo>()
   return (name: string): Effect.Effect<TopicInfo, TopicNotFound> =>
     Effect.suspend(() => {
       const cached = cache.get(name)
       if (cached !== undefined && isCurrent(cached)) return Effect.succeed(cached)
       cache.delete(name)
-      const found = list().find((t) => t.name === name)
+      const found = find(name)
       if (found === undefined) return Effect.fail(new TopicNotFound({ name }))
       cache.set(name, found)
       return Effect.succeed(found)
@@ -99,14 +120,14 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
       return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
     }
     const shape = yield* shapeOf(config, spec)
-    if (table.list().some((t) => t.name === spec.name)) return yield* new TopicExists({ name: spec.name })
+    if (table.find(spec.name) !== undefined) return yield* new TopicExists({ name: spec.name })
     return yield* table.add(spec, shape)
   })
 
 /** Deletes a topic: one the log can delete (its copy on disk, if any, is not deleted yet), looked up afresh. */
 const deleteTopic = (table: TopicTable, name: string) =>
   Effect.gen(function*() {
-    const info = table.list().find((t) => t.name === name)
+    const info = table.find(name)
     if (info === undefined) return yield* new TopicNotFound({ name })
     if (info.replicationFactor > 1) {
       return yield* new TopicNotDeletable({
@@ -118,12 +139,43 @@ const deleteTopic = (table: TopicTable, name: string) =>
     return yield* table.remove(info)
   })
 
+/**
+ * Trims a topic: one held in the region alone (a copy on disk keeps its own retention), cut where
+ * `target` says (`trimPoint`, tried again when the window moved under it), never back.
+ */
+const trimTopic = (table: TopicTable, name: string, target: TrimTarget) =>
+  Effect.gen(function*() {
+    const info = table.find(name)
+    if (info === undefined) return yield* new TopicNotFound({ name })
+    if (info.replicationFactor > 1) {
+      return yield* new TopicNotTrimmable({
+        name,
+        reason: "it has a copy on disk (replication factor 2), which keeps its own retention (diskRetention)"
+      })
+    }
+    const reader = table.reader(info)
+    for (let tries = 0; tries < TRIM_TRIES; tries++) {
+      const now = table.retained(info)
+      const point = trimPoint(reader, target, now)
+      if (point === "moved") continue
+      if (point.firstOffset > now.firstOffset) yield* table.setRetained(info, point)
+      return boundsOf(reader)
+    }
+    return yield* new TopicNotTrimmable({
+      name,
+      reason:
+        `its retained window moved under ${TRIM_TRIES} tries (the log is recycling as fast as it is read); try again`
+    })
+  })
+
 /** The Topics service over a table. */
 export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape => ({
   create: (spec) => createTopic(table, config, spec),
-  lookup: resolverOver(table.list, table.isCurrent),
+  lookup: resolverOver(table.find, table.isCurrent),
   list: Effect.sync(table.list),
-  delete: (name) => deleteTopic(table, name)
+  delete: (name) => deleteTopic(table, name),
+  trim: (name, target) => trimTopic(table, name, target),
+  purge: (name) => trimTopic(table, name, { beforeOffset: Number.MAX_SAFE_INTEGER })
 })
 
 // ---- the region's topic table -------------------------------------------------------
@@ -177,7 +229,29 @@ const readTopicEntry = (region: CxlMemoryShape, area: LogArea, entry: DirectoryE
     replicationFactor
   }, shape)
   const diskRetention = retentionOf(descriptors.diskRetentionBytes(at), descriptors.diskRetentionMs(at))
-  return diskRetention === undefined ? info : { ...info, diskRetention }
+  const retention = regionRetentionOf(
+    descriptors.retentionMaxAgeMs(at),
+    descriptors.retentionMaxMessages(at),
+    descriptors.discard(at)
+  )
+  return {
+    ...info,
+    ...(diskRetention === undefined ? {} : { diskRetention }),
+    ...(retention === undefined ? {} : { retention })
+  }
+}
+
+/** A topic's retention in the region as its descriptor keeps it (none: no bound, discard new). */
+const regionRetentionOf = (ageMs: number, messages: number, discard: number): Retention | undefined => {
+  const maxAgeMs = bound(ageMs)
+  const maxMessages = bound(messages)
+  const old = discard === DiscardCode.old
+  if (maxAgeMs === undefined && maxMessages === undefined && !old) return undefined
+  return {
+    ...(maxAgeMs === undefined ? {} : { maxAgeMs }),
+    ...(maxMessages === undefined ? {} : { maxMessages }),
+    ...(old ? { discard: "old" as const } : {})
+  }
 }
 
 const SHAPE_FIELDS = [
@@ -230,9 +304,18 @@ export const isCurrentTopic = (region: CxlMemoryShape, area: LogArea) => {
   return (info: TopicInfo): boolean => table.isCurrent({ slot: info.id, generation: info.generation })
 }
 
+/** The region's live topic of that name, looked up in its directory (a hash probe, no list). */
+export const regionTopicFinder = (region: CxlMemoryShape, area: LogArea) => {
+  const table = new DirectoryTable(region, area.directory)
+  return (name: string): TopicInfo | undefined => {
+    const entry = table.lookup("topic", name)
+    return entry === undefined ? undefined : readTopicEntry(region, area, entry)
+  }
+}
+
 /** Resolves names to the region's topics. */
 export const topicResolver = (region: CxlMemoryShape, area: LogArea) =>
-  resolverOver(() => listTopics(region, area), isCurrentTopic(region, area))
+  resolverOver(regionTopicFinder(region, area), isCurrentTopic(region, area))
 
 /** `make` once per topic (by id and generation): the per-topic state a layer keeps, made afresh for a new topic in a deleted one's slot. */
 export const perTopic = <A>(make: (info: TopicInfo) => A): (info: TopicInfo) => A => {
@@ -265,6 +348,9 @@ const writeDescriptor = (region: CxlMemoryShape, at: number, spec: TopicSpec, sh
   descriptors.setNameBytes(at, name.length)
   descriptors.setDiskRetention(at, spec.diskRetention?.maxBytes ?? 0, spec.diskRetention?.maxAgeMs ?? 0)
   descriptors.writeShape(at, shape)
+  descriptors.setRetentionMaxAgeMs(at, spec.retention?.maxAgeMs ?? 0)
+  descriptors.setRetentionMaxMessages(at, spec.retention?.maxMessages ?? 0)
+  descriptors.setDiscard(at, spec.retention?.discard === "old" ? DiscardCode.old : DiscardCode.new)
   region.bytes.set(name, at + Descriptor.name)
   region.publish(at, TOPIC_DESCRIPTOR_BYTES)
   descriptors.storeState(at, DescriptorState.ready)
@@ -320,9 +406,20 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const writer = yield* Effect.serviceOption(DirectoryWriter)
+    // The head's doorbell, to wake appends that wait for the room a trim frees (only the head trims).
+    const doorbell = yield* Effect.serviceOption(Doorbell)
     const notWriter = new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 })
+    const reading = perTopic((info) => new RegionReadTopic(lookingReader(region, area), info))
     return topicsOver({
+      reader: reading,
+      retained: (info) => readRetained(region, area, info.id),
+      setRetained: (info, retained) =>
+        Option.isNone(writer) ? Effect.fail(notWriter) : Effect.sync(() => {
+          writeRetained(region, area, info.id, retained)
+          if (Option.isSome(doorbell)) retentionMoved(region, area, doorbell.value, info.id)
+        }),
       list: () => listTopics(region, area),
+      find: regionTopicFinder(region, area),
       isCurrent: isCurrentTopic(region, area),
       add: (spec, shape) =>
         Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),

@@ -7,15 +7,17 @@
 import { Effect, Layer } from "effect"
 import type { TopicInfo, TopicSpaceError, TopicsShape } from "../../services/log/Topics.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
-import { DirectoryFull, RegionFull } from "../../services/region/Directory.js"
+import { DirectoryFull } from "../../services/region/Directory.js"
+import { retentionMovedMemory } from "./AppenderMemory.js"
+import { storeReadTopic } from "./LogReaderMemory.js"
 import {
   clearSubscriberLines,
+  findTopic,
   liveTopics,
   makeMemoryTopic,
   type MemoryLogStore,
   type NoOptions,
-  storeHeldBytes,
-  topicHeldBytes
+  storeFull
 } from "./MemoryStore.js"
 import { topicsOver, withShape } from "./Topics.js"
 
@@ -23,6 +25,15 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
   Effect.sync(() =>
     topicsOver({
       list: () => liveTopics(store).map((t) => t.info),
+      find: (name) => findTopic(store, name)?.info,
+      reader: (info) => storeReadTopic(store, info),
+      retained: (info) => store.topics[info.id]!.retained,
+      setRetained: (info, retained) =>
+        Effect.sync(() => {
+          const topic = store.topics[info.id]!
+          topic.retained = retained
+          retentionMovedMemory(store, topic)
+        }),
       isCurrent: (info) =>
         store.topics[info.id]?.info.generation === info.generation && !store.topics[info.id]!.deleted,
       remove: (info) =>
@@ -55,25 +66,6 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
         })
     }, store.config)
   )
-
-/** RegionFull when the store's heap has no room for `bytes` more, naming its largest holders as a region's would. */
-export const storeFull = (store: MemoryLogStore, bytes: number): RegionFull | undefined => {
-  const { heapBytes } = store.space
-  const used = storeHeldBytes(store)
-  if (used + bytes <= heapBytes) return undefined
-  return new RegionFull({
-    requested: bytes,
-    largestFreeBytes: heapBytes - used,
-    freeBytes: heapBytes - used,
-    heapBytes,
-    holders: liveTopics(store).map((t) => ({
-      kind: "topic" as const,
-      name: t.info.name,
-      bytes: topicHeldBytes(t),
-      pinnedBy: []
-    })).sort((a, b) => b.bytes - a.bytes).slice(0, 5)
-  })
-}
 
 export const layerMemory = (store: MemoryLogStore, options: NoOptions = {}): Layer.Layer<Topics> =>
   Layer.effect(Topics, makeMemory(store, options))

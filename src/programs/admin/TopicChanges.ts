@@ -8,7 +8,7 @@ import {
   type RegionAccess
 } from "../../layers/Roles.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
-import type { TopicSpec } from "../../services/log/Topics.js"
+import type { TopicSpec, TrimTarget } from "../../services/log/Topics.js"
 import { showSize } from "../../Settings.js"
 
 /** Runs `change` as a client of the region's coordinator (joined for the change, gone after it). */
@@ -49,6 +49,23 @@ export const deleteTopic = (region: RegionAccess, name: string) =>
       yield* coordinator.deleteTopic(name)
       yield* Console.log(
         `deleted topic ${name} (its memory is freed once no process still holds it, within about a second)`
+      )
+    })
+  )
+
+/** `cxlog topics trim NAME` (`target`) and `cxlog topics purge NAME` (no target): the head drops the oldest messages. */
+export const trimTopic = (region: RegionAccess, name: string, target: TrimTarget | undefined) =>
+  asClient(
+    region,
+    Effect.gen(function*() {
+      const coordinator = yield* Coordinator
+      const { earliest, end } = target === undefined
+        ? yield* coordinator.purgeTopic(name)
+        : yield* coordinator.trimTopic(name, target)
+      yield* Console.log(
+        `${target === undefined ? "purged" : "trimmed"} topic ${name}: it holds ${
+          earliest === end ? "no message" : `offsets ${earliest}..${end - 1}`
+        }; the next message is offset ${end}`
       )
     })
   )

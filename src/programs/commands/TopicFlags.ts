@@ -5,6 +5,7 @@
 import { Either, Schema } from "effect"
 import {
   AckLevel,
+  type Discard,
   OrderMode,
   REPLICATION_FACTORS,
   TopicName,
@@ -81,7 +82,7 @@ export const topics = Cli.repeated(
 )
 
 /** A positive whole number, as `--writers` takes it. */
-const parseCount = (text: string): Either.Either<number, string> => {
+export const parseCount = (text: string): Either.Either<number, string> => {
   const n = Number(text)
   return /^[0-9]+$/.test(text) && Number.isSafeInteger(n) && n >= 1
     ? Either.right(n)
@@ -110,21 +111,58 @@ export const topicShapeFlags = {
   })
 }
 
-/** `specs`, each with the shape flags that were given. */
+/** What the topics created here keep in the region: `--max-age`, `--max-messages`, `--discard`. */
+export const retentionFlags = {
+  maxAge: Cli.custom<number | undefined>("max-age", "AGE", parseAge, {
+    default: undefined,
+    shown: "no bound",
+    description:
+      "each topic created here keeps messages younger than this (e.g. 15m, 12h, 7d) by their publishers' stamps; the head trims it every second"
+  }),
+  maxMessages: Cli.custom<number | undefined>("max-messages", "N", parseCount, {
+    default: undefined,
+    shown: "no bound",
+    description: "each topic created here keeps its last N messages (whole batches: a batch holding one of them stays)"
+  }),
+  discard: Cli.custom<Discard | undefined>(
+    "discard",
+    "old|new",
+    (t) => (t === "old" || t === "new" ? Either.right(t) : Either.left(`${t} is not old or new`)),
+    {
+      default: undefined,
+      shown: "new",
+      description:
+        "when a topic's memory is full: old lets the oldest messages go whatever reads them (a reader behind gets out-of-range), new makes publishers wait for the named consumers that hold them"
+    }
+  )
+}
+
+/** `specs`, each with the shape and retention flags that were given. */
 export const withShapeFlags = (
   specs: ReadonlyArray<TopicSpec>,
   o: {
     readonly memory: number | undefined
     readonly writers: number | undefined
     readonly maxMessageBytes: number | undefined
+    readonly maxAge: number | undefined
+    readonly maxMessages: number | undefined
+    readonly discard: Discard | undefined
   }
 ) =>
-  specs.map((spec): TopicSpec => ({
-    ...spec,
-    ...(o.memory === undefined ? {} : { memory: o.memory }),
-    ...(o.writers === undefined ? {} : { writers: o.writers }),
-    ...(o.maxMessageBytes === undefined ? {} : { maxMessageBytes: o.maxMessageBytes })
-  }))
+  specs.map((spec): TopicSpec => {
+    const retention = {
+      ...(o.maxAge === undefined ? {} : { maxAgeMs: o.maxAge }),
+      ...(o.maxMessages === undefined ? {} : { maxMessages: o.maxMessages }),
+      ...(o.discard === undefined ? {} : { discard: o.discard })
+    }
+    return {
+      ...spec,
+      ...(o.memory === undefined ? {} : { memory: o.memory }),
+      ...(o.writers === undefined ? {} : { writers: o.writers }),
+      ...(o.maxMessageBytes === undefined ? {} : { maxMessageBytes: o.maxMessageBytes }),
+      ...(Object.keys(retention).length === 0 ? {} : { retention })
+    }
+  })
 
 /** The disk retention of replication factor 2 topics whose spec gives none. */
 export const diskRetentionFlags = {

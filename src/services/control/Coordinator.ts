@@ -7,12 +7,15 @@ import type { Effect } from "effect"
 import type {
   InvalidTopicSpec,
   ReplicationUnavailable,
+  TopicBounds,
   TopicExists,
   TopicInfo,
   TopicNotDeletable,
   TopicNotFound,
+  TopicNotTrimmable,
   TopicSpaceError,
-  TopicSpec
+  TopicSpec,
+  TrimTarget
 } from "../log/Topics.js"
 import type { NotDirectoryWriter } from "../region/Directory.js"
 
@@ -218,6 +221,15 @@ export interface CoordinatorShape {
   readonly deleteTopic: (
     name: string
   ) => Effect.Effect<void, TopicNotFound | TopicNotDeletable | NotDirectoryWriter | CoordinatorUnavailable>
+  /** Drops a topic's oldest messages (the head does: `Topics.trim`); the bounds after it. */
+  readonly trimTopic: (
+    name: string,
+    target: TrimTarget
+  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | CoordinatorUnavailable>
+  /** Drops every message a topic holds (the head does: `Topics.purge`); offsets go on. */
+  readonly purgeTopic: (
+    name: string
+  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | CoordinatorUnavailable>
 }
 
 export class Coordinator extends Context.Tag("cxlog/Coordinator")<Coordinator, CoordinatorShape>() {}

@@ -26,6 +26,24 @@ export const DiskRetention = Schema.Struct({
 export type DiskRetention = typeof DiskRetention.Type
 
 /**
+ * What a topic keeps in the region besides what its memory bounds: messages younger than
+ * `maxAgeMs`, the last `maxMessages` (the oldest go, whole batches: a batch holding a kept message
+ * stays), and what happens when its memory is full: `new` (the default) makes publishers wait for
+ * the named consumers and durable cursors that hold the oldest (backpressure, bounded by the
+ * consumer hold: CXLOG_CONSUMER_HOLD_MS), `old` lets the oldest go whatever reads them (a reader
+ * behind gets LogOutOfRange naming the earliest offset; publishers never wait on a reader).
+ */
+export const Discard = Schema.Literal("old", "new")
+export type Discard = typeof Discard.Type
+
+export const Retention = Schema.Struct({
+  maxAgeMs: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true }),
+  maxMessages: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true }),
+  discard: Schema.optionalWith(Discard, { exact: true })
+})
+export type Retention = typeof Retention.Type
+
+/**
  * The replication factors the log builds: 1, the region alone; 2, the region and a copy on the
  * head's disk (docs/durability.md). A spec may say up to 16; more than 2 is `ReplicationUnavailable`.
  */
@@ -51,7 +69,9 @@ export const TopicSpec = Schema.Struct({
    * The largest message it takes, key and headers included (absent: what its lanes allow, two
    * batches to a Blog, within CXLOG_LOG_MAX_BATCH_BYTES). Its info says the limit in force.
    */
-  maxMessageBytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true })
+  maxMessageBytes: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true }),
+  /** Its retention in the region (absent: what its memory holds, discard `new`); a copy on disk has its own (`diskRetention`). */
+  retention: Schema.optionalWith(Retention, { exact: true })
 })
 export type TopicSpec = typeof TopicSpec.Type
 
@@ -65,6 +85,8 @@ export const topicSpecConflict = (spec: TopicSpec): string | undefined =>
     ? "replication factor 2 needs order 5 (each session's batches ordered in sequence)"
     : spec.diskRetention !== undefined && spec.replicationFactor < 2
     ? "a disk retention needs replication factor 2 (a copy on disk)"
+    : spec.retention !== undefined && spec.replicationFactor > 1
+    ? "a topic with a copy on disk keeps every batch until it is written there: give its disk copy a retention (diskRetention) instead of one in the region"
     : undefined
 
 /**
@@ -74,6 +96,21 @@ export const topicSpecConflict = (spec: TopicSpec): string | undefined =>
  */
 export const TopicInfo = Schema.Struct({ ...TopicSpec.fields, id: Schema.Int, generation: Schema.Int })
 export type TopicInfo = typeof TopicInfo.Type
+
+/**
+ * Where a trim cuts a topic: before message offset `beforeOffset`, so only the last `keepMessages`
+ * stay, or before the first message stamped at or after `beforeTime` (ms since the epoch).
+ */
+export const TrimTarget = Schema.Union(
+  Schema.Struct({ beforeOffset: Schema.Int.pipe(Schema.nonNegative()) }),
+  Schema.Struct({ keepMessages: Schema.Int.pipe(Schema.nonNegative()) }),
+  Schema.Struct({ beforeTime: Schema.Int.pipe(Schema.nonNegative()) })
+)
+export type TrimTarget = typeof TrimTarget.Type
+
+/** The message offsets a topic holds: `earliest` .. `end - 1` (none when they are equal); offsets only grow. */
+export const TopicBounds = Schema.Struct({ earliest: Schema.Int, end: Schema.Int })
+export type TopicBounds = typeof TopicBounds.Type
 
 /** Why a create found no room: the directory's slots, or the heap's space (each names what holds it and what would free it). */
 export type TopicSpaceError = DirectoryFull | RegionFull
@@ -97,6 +134,18 @@ export interface TopicsShape {
    * no live process can still touch it. A replication factor 2 topic's copy on disk goes with it.
    */
   readonly delete: (name: string) => Effect.Effect<void, TopicNotFound | TopicNotDeletable | NotDirectoryWriter>
+  /**
+   * Drops a topic's oldest messages (the directory's writer only): every message before the
+   * target's offset goes at once for readers (a reader behind it gets LogOutOfRange naming the
+   * new earliest offset), and their memory is free for what comes next. Offsets go on from where
+   * they were; a trim never brings back what an earlier one dropped. Gives the bounds after it.
+   */
+  readonly trim: (
+    name: string,
+    target: TrimTarget
+  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter>
+  /** Drops every message a topic holds (`trim` to its end): offsets go on from where they were. */
+  readonly purge: (name: string) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter>
 }
 
 export class Topics extends Context.Tag("cxlog/Topics")<Topics, TopicsShape>() {}
@@ -126,6 +175,15 @@ export class TopicNotDeletable
 {
   override get message() {
     return `topic ${JSON.stringify(this.name)} cannot be deleted: ${this.reason}`
+  }
+}
+
+/** A trim or purge the log cannot carry out for this topic (its reason says why and what to do). */
+export class TopicNotTrimmable
+  extends Schema.TaggedError<TopicNotTrimmable>()("TopicNotTrimmable", { name: Schema.String, reason: Schema.String })
+{
+  override get message() {
+    return `topic ${JSON.stringify(this.name)} cannot be trimmed: ${this.reason}`
   }
 }
 

@@ -1,0 +1,50 @@
+/**
+ * The head's retention of its topics in the region: every second it trims each topic whose spec
+ * bounds what it keeps (`retention.maxMessages`: a trim keeping that many; `retention.maxAgeMs`:
+ * one before the first message that young, by the publishers' stamps). A trim is a move of the
+ * topic's retention line (TopicTrim.ts): readers behind it get LogOutOfRange naming the earliest
+ * offset, and the memory below it is free for what comes next. It runs over the `Topics` service,
+ * so the same code keeps the region's topics (the head's log) and the store's (tests, over a
+ * TestClock).
+ */
+import { Clock, Duration, Effect, Layer, Schedule } from "effect"
+import { type TopicInfo, Topics, type TopicsShape, type TrimTarget } from "../../services/log/Topics.js"
+
+/** How often the head looks. */
+export const RETENTION_EVERY = Duration.seconds(1)
+
+/** The trims a topic's retention asks for now (none when its spec bounds nothing). */
+const trimsOf = (info: TopicInfo, nowMs: number): ReadonlyArray<TrimTarget> => {
+  const { retention } = info
+  if (retention === undefined || info.replicationFactor > 1) return []
+  return [
+    ...(retention.maxMessages === undefined ? [] : [{ keepMessages: retention.maxMessages }]),
+    ...(retention.maxAgeMs === undefined ? [] : [{ beforeTime: Math.max(0, nowMs - retention.maxAgeMs) }])
+  ]
+}
+
+/**
+ * One pass: each topic trimmed to what its retention keeps at `nowMs`. A topic deleted meanwhile is
+ * left; any other refusal is logged and the pass goes on (the next pass tries again).
+ */
+export const enforceRetention = (topics: TopicsShape, nowMs: number): Effect.Effect<void> =>
+  Effect.flatMap(
+    topics.list,
+    (list) =>
+      Effect.forEach(list, (info) =>
+        Effect.forEach(trimsOf(info, nowMs), (target) =>
+          topics.trim(info.name, target).pipe(
+            Effect.catchTag("TopicNotFound", () => Effect.void),
+            Effect.catchAll((e) => Effect.logWarning(`retention: topic ${info.name}: ${e.message}`)),
+            Effect.asVoid
+          )), { discard: true })
+  )
+
+/** The head's retention, every `RETENTION_EVERY` for as long as the layer lives (the head's log; a store's tests). */
+export const layer: Layer.Layer<never, never, Topics> = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const topics = yield* Topics
+    const pass = Effect.flatMap(Clock.currentTimeMillis, (nowMs) => enforceRetention(topics, nowMs))
+    yield* Effect.forkScoped(Effect.repeat(pass, Schedule.spaced(RETENTION_EVERY)))
+  })
+)
