@@ -27,32 +27,18 @@ import {
   type LogReaderShape,
   type SubscribeOptions
 } from "../../services/log/LogReader.js"
-import { LogCorrupt, TopicDeleted, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
-import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { LogCorrupt, TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
 import type { LogArea } from "./Layout.js"
 import { findMessageTime } from "./MessageTime.js"
 import { listen, type ListenerAwait } from "./Participants.js"
-import type { ReadSource, ReadTopic } from "./ReadSource.js"
+import { boundsOf, firstRetained, type ReadSource, type ReadTopic } from "./ReadSource.js"
 import { BatchView, MessageView, visitMessages } from "./ReadViews.js"
 import { regionReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { perTopic, topicResolver } from "./Topics.js"
-
-/** The first batch still held (`committed` if none). */
-const firstRetained = (t: ReadTopic, committed: number): number => {
-  for (let g = t.oldest(committed); g < committed; g++) if (t.retained(g)) return g
-  return committed
-}
-
-/** Message offsets: the earliest retained and the end. */
-const boundsOf = (t: ReadTopic) => {
-  const committed = t.committed()
-  const first = firstRetained(t, committed)
-  const total = t.total()
-  return { earliest: first < committed ? t.totalOrderOf(first) ?? total : total, end: total }
-}
 
 /** Finds where a subscription starts: the batch holding message offset `from` (binary search over the retained window). */
 const locate = (
@@ -247,18 +233,6 @@ export interface LogReaderOptions {
   /** How long the head may be unavailable before a waiting cursor fails (default `CXLOG_HEAD_LOST_MS`). */
   readonly headLostMs?: number
 }
-
-/**
- * A topic's message offsets (earliest held, end), read in place by a process that has not
- * joined the region (`cxlog topics`). Bounds neither wait nor ring, so the doorbell, which
- * only `hold` and waits use, is never touched.
- */
-export const peekBounds = (
-  region: CxlMemoryShape,
-  area: LogArea,
-  info: TopicInfo
-): { readonly earliest: number; readonly end: number } =>
-  boundsOf(new RegionReadTopic(regionReader(region, area, undefined as never), info))
 
 /** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
 const awaitWatchingHead = (

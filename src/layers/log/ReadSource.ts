@@ -42,3 +42,17 @@ export interface ReadSource {
     waitingFor: () => string
   ) => Effect.Effect<boolean, HeadUnavailable>
 }
+
+/** The first batch `t` still holds (`committed` if none). */
+export const firstRetained = (t: ReadTopic, committed: number): number => {
+  for (let g = t.oldest(committed); g < committed; g++) if (t.retained(g)) return g
+  return committed
+}
+
+/** `t`'s message offsets: the earliest retained and the end. */
+export const boundsOf = (t: ReadTopic): { readonly earliest: number; readonly end: number } => {
+  const committed = t.committed()
+  const first = firstRetained(t, committed)
+  const total = t.total()
+  return { earliest: first < committed ? t.totalOrderOf(first) ?? total : total, end: total }
+}

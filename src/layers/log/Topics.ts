@@ -11,11 +11,13 @@ import {
   InvalidTopicSpec,
   REPLICATION_FACTORS,
   ReplicationUnavailable,
+  type TopicDescription,
   TopicExists,
   type TopicInfo,
   TopicNotDeletable,
   TopicNotFound,
   Topics,
+  type TopicsHeap,
   type TopicSpaceError,
   TopicSpec,
   topicSpecConflict,
@@ -37,14 +39,21 @@ import {
   minTopicBytes,
   TOPIC_DESCRIPTOR_BYTES
 } from "./Layout.js"
+import { isLineOwnerAlive } from "./Participants.js"
 import { Descriptor, DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
+import { regionReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { SessionTable } from "./SessionTable.js"
+import { describeOver, regionHeap } from "./TopicDescriptions.js"
 import { topicPins } from "./TopicPins.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
 export interface TopicTable {
   readonly list: () => ReadonlyArray<TopicInfo>
+  /** A live topic as it is now (TopicDescriptions.ts). */
+  readonly describe: (info: TopicInfo) => TopicDescription
+  /** The memory topics take their extents from, while `topics` topics live. */
+  readonly heap: (topics: number) => TopicsHeap
   /** Whether `info` still names a live topic (not deleted, its slot not given to another). */
   readonly isCurrent: (info: TopicInfo) => boolean
   /** Makes `spec` a topic (a checked spec whose name is not taken, its memory given): the new topic, or why there is no room. */
@@ -120,12 +129,24 @@ const deleteTopic = (table: TopicTable, name: string) =>
   })
 
 /** The Topics service over a table. */
-export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape => ({
-  create: (spec) => createTopic(table, config, spec),
-  lookup: resolverOver(table.list, table.isCurrent),
-  list: Effect.sync(table.list),
-  delete: (name) => deleteTopic(table, name)
-})
+export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape<never> => {
+  const lookup = resolverOver(table.list, table.isCurrent)
+  return {
+    create: (spec) => createTopic(table, config, spec),
+    lookup,
+    list: Effect.sync(table.list),
+    delete: (name) => deleteTopic(table, name),
+    describe: (name) => Effect.map(lookup(name), table.describe),
+    overview: Effect.sync(() => {
+      const topics = table.list().map(table.describe)
+      return {
+        topics,
+        heap: table.heap(topics.length),
+        retention: { goiSlots: config.goiSlots, maxBrokers: config.maxBrokers }
+      }
+    })
+  }
+}
 
 // ---- the region's topic table -------------------------------------------------------
 
@@ -294,13 +315,23 @@ const removeTopic = (region: CxlMemoryShape, area: LogArea, writer: DirectoryWri
   })
 
 /** The region's topics; they are created where the directory's writer is (the head), elsewhere NotDirectoryWriter. */
-export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory> =>
+export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, CxlMemory> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const writer = yield* Effect.serviceOption(DirectoryWriter)
     const notWriter = new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 })
+    // Bounds neither wait nor ring: the doorbell, which only a durable cursor's hold and waits use, is never touched.
+    const reader = regionReader(region, area, undefined as never)
     return topicsOver({
       list: () => listTopics(region, area),
+      describe: describeOver({
+        readTopic: perTopic((info) => new RegionReadTopic(reader, info)),
+        sessions: regionSessionTables(region, area),
+        lines: { region, area, alive: isLineOwnerAlive },
+        memoryBytes: (info) => info.memory ?? area.placeOf(info.id).bytes,
+        blogBytes: (info) => area.blogBytes(info.id)
+      }),
+      heap: (topics) => regionHeap(region, area, topics),
       isCurrent: isCurrentTopic(region, area),
       add: (spec) => Option.isSome(writer) ? addTopic(region, area, writer.value, spec) : Effect.fail(notWriter),
       remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter)

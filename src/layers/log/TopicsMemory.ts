@@ -9,6 +9,7 @@ import type { TopicInfo, TopicSpaceError, TopicsShape } from "../../services/log
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { DirectoryFull, RegionFull } from "../../services/region/Directory.js"
 import { roundedTopicBytes } from "./Layout.js"
+import { StoreReadTopic } from "./LogReaderMemory.js"
 import {
   clearSubscriberLines,
   liveTopics,
@@ -16,12 +17,29 @@ import {
   type MemoryLogStore,
   type NoOptions
 } from "./MemoryStore.js"
-import { topicsOver } from "./Topics.js"
+import { describeOver } from "./TopicDescriptions.js"
+import { perTopic, topicsOver } from "./Topics.js"
 
-export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<TopicsShape> =>
+/** As the heap: each topic takes its memory rounded up to a power of two of pages. */
+const heldBytes = (topic: { readonly memory?: number }) => roundedTopicBytes(topic.memory ?? 0)
+
+export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<TopicsShape<never>> =>
   Effect.sync(() =>
     topicsOver({
       list: () => liveTopics(store).map((t) => t.info),
+      describe: describeOver({
+        readTopic: perTopic((info) => new StoreReadTopic(store, store.topics[info.id]!)),
+        sessions: (info) => store.topics[info.id]!.sessions,
+        lines: store.lines,
+        memoryBytes: (info) => info.memory ?? store.config.topicMemoryBytes,
+        blogBytes: (info) => store.topics[info.id]!.blogBytes
+      }),
+      heap: () => {
+        const { heapBytes } = store.space
+        const freeBytes = heapBytes - liveTopics(store).reduce((sum, t) => sum + heldBytes(t.info), 0)
+        // One free extent: the store does not fragment.
+        return { heapBytes, freeBytes, largestFreeBytes: freeBytes }
+      },
       isCurrent: (info) =>
         store.topics[info.id]?.info.generation === info.generation && !store.topics[info.id]!.deleted,
       remove: (info) =>
@@ -41,20 +59,19 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
           if (live.length >= maxTopics) {
             return Effect.fail(new DirectoryFull({ entrySlots: maxTopics, objects: live.length }))
           }
-          // As the heap: each topic takes its memory rounded up to a power of two of pages.
-          const held = (memory: number) => roundedTopicBytes(memory)
-          const used = live.reduce((sum, t) => sum + held(t.info.memory ?? 0), 0)
-          if (used + held(spec.memory) > heapBytes) {
+          const used = live.reduce((sum, t) => sum + heldBytes(t.info), 0)
+          const requested = heldBytes(spec)
+          if (used + requested > heapBytes) {
             return Effect.fail(
               new RegionFull({
-                requested: held(spec.memory),
+                requested,
                 largestFreeBytes: heapBytes - used,
                 freeBytes: heapBytes - used,
                 heapBytes,
                 holders: live.map((t) => ({
                   kind: "topic" as const,
                   name: t.info.name,
-                  bytes: held(t.info.memory ?? 0),
+                  bytes: heldBytes(t.info),
                   pinnedBy: []
                 })).sort((a, b) => b.bytes - a.bytes).slice(0, 5)
               })

@@ -6,60 +6,32 @@
  * a running cluster, and on a region whose head is gone.
  */
 import { Console, Effect } from "effect"
-import { peekBounds } from "../../layers/log/LogReader.js"
-import { isLineOwnerAlive } from "../../layers/log/Participants.js"
-import { OrderLine } from "../../layers/log/Records.js"
-import { ParticipantLineView, SubscriberLineView } from "../../layers/log/RecordViews.js"
-import { listTopics, regionSessionTables } from "../../layers/log/Topics.js"
+import * as TopicsLayers from "../../layers/log/Topics.js"
 import { readMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
-import { heapBlocks, usageOf } from "../../layers/region/DirectorySpace.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import type { RegionAccess } from "../../layers/Roles.js"
-import { type DiskRetention, TopicNotFound } from "../../services/log/Topics.js"
+import { type TopicDescription as LogTopicDescription, TopicNotFound } from "../../services/log/Topics.js"
+import type { TopicsOverview } from "../../services/log/Topics.js"
 import { MirrorStatus } from "../../services/mirror/Mirror.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { table } from "../report/Table.js"
 
-export interface TopicDescription {
-  readonly name: string
-  readonly id: number
-  readonly order: number
-  readonly ackLevel: number
-  readonly replicationFactor: number
-  /** Replication factor 2: what the disk keeps of the topic (absent: all of it). */
-  readonly diskRetention?: DiskRetention
-  /** Its memory in the region (its extent), and the Blog each writer lane has of it. */
-  readonly memoryBytes: number
-  readonly blogBytesPerBroker: number
-  /** Message offsets held: earliest .. end-1 (none when earliest = end). */
-  readonly earliest: number
-  readonly end: number
-  /** Batches in the total order. */
-  readonly orderedBatches: number
-  /** Publisher session lines in use, of `sessionSlots`. */
-  readonly sessions: number
-  readonly sessionSlots: number
-  /** Subscribers registered in the region; a durable one holds retention at its cursor. */
-  readonly subscribers: ReadonlyArray<
-    { readonly pid: number; readonly alive: boolean; readonly durable: boolean; readonly behindBatches: number }
-  >
+/** A topic as the log describes it (`Topics.describe`), with the mirrors of it on this host. */
+export interface TopicDescription extends LogTopicDescription {
   /** Mirrors of the topic on this host (their status files): state, offset mirrored, lag now. */
   readonly mirrors: ReadonlyArray<MirrorStatus>
 }
 
-export interface TopicsReport {
+export interface TopicsReport extends Omit<TopicsOverview, "topics"> {
   readonly region: string
   /** The region's id (its creation time in ms), as mirrors name it. */
   readonly regionId: string
-  /** What every topic can hold at most: its last `goiSlots` batches, within each of its `maxBrokers` writer lanes' Blog. */
-  readonly retention: { readonly goiSlots: number; readonly maxBrokers: number }
-  /** The heap topics (and other named objects) take their memory from. */
-  readonly heap: { readonly heapBytes: number; readonly freeBytes: number; readonly largestFreeBytes: number }
   readonly topics: ReadonlyArray<TopicDescription>
 }
 
-/** Reads every topic of `region` in place. */
+/** Reads every topic of `region` in place (the region's Topics, without joining it), with the mirrors on this host. */
 export const describeTopics = (access: RegionAccess) =>
   Effect.gen(function*() {
     const region = yield* CxlMemoryLayers.make({
@@ -69,63 +41,33 @@ export const describeTopics = (access: RegionAccess) =>
       readyTimeoutMs: 2_000
     })
     const layout = yield* resolve(configFromParams(region.params), region.size)
-    const area = layout.log
-    const sessionTable = regionSessionTables(region, area)
-    const participants = new ParticipantLineView(region)
-    const subscriberLines = new SubscriberLineView(region)
+    const overview = yield* TopicsLayers.make(layout.log).pipe(
+      Effect.flatMap((topics) => topics.overview),
+      Effect.provideService(CxlMemory, region)
+    )
     const id = regionId(region)
-    const mirrors = readMirrorStatuses(id)
-    const topics = listTopics(region, area).map((info): TopicDescription => {
-      const orderLine = area.orderLine(info.id)
-      region.invalidate(orderLine, 64)
-      const committed = region.f64[(orderLine + OrderLine.committed) / 8]!
-      const { earliest, end } = peekBounds(region, area, info)
-      const subscribers: Array<TopicDescription["subscribers"][number]> = []
-      for (let s = 0; s < area.config.subscriberSlots; s++) {
-        const line = area.subscriber(info.id, s)
-        region.invalidate(line, 64)
-        const { occurrence, pid } = participants.claim(line)
-        if (occurrence === 0) continue
-        const durable = subscriberLines.durable(line) === 1
-        subscribers.push({
-          pid,
-          alive: isLineOwnerAlive(pid, occurrence),
-          durable,
-          behindBatches: durable ? Math.max(0, committed - subscriberLines.cursor(line)) : 0
-        })
-      }
-      const sessions = sessionTable(info)
-      return {
-        name: info.name,
-        id: info.id,
-        order: info.order,
-        ackLevel: info.ackLevel,
-        replicationFactor: info.replicationFactor,
-        ...(info.diskRetention === undefined ? {} : { diskRetention: info.diskRetention }),
-        memoryBytes: info.memory ?? area.placeOf(info.id).bytes,
-        blogBytesPerBroker: area.blogBytes(info.id),
-        earliest,
-        end,
-        orderedBatches: committed,
-        sessions: sessions.liveCount(),
-        sessionSlots: sessions.capacity,
-        subscribers,
-        // The lag as of now: the topic may have moved on since the mirror's last status (or the mirror stopped).
-        mirrors: mirrors.filter((m) => m.topic === info.name).map((m) =>
-          new MirrorStatus({ ...m, end, lagOffsets: Math.max(0, end - m.mirrored) })
-        )
-      }
-    })
     return {
+      ...overview,
       region: access.name,
       regionId: id,
-      retention: { goiSlots: area.config.goiSlots, maxBrokers: area.config.maxBrokers },
-      heap: (({ freeBytes, heapBytes, largestFreeBytes }) => ({ heapBytes, freeBytes, largestFreeBytes }))(
-        usageOf(layout.directory, heapBlocks(region, layout.directory), topics.length)
-      ),
-      topics
+      topics: withMirrors(overview.topics, id)
     } satisfies TopicsReport
   }).pipe(Effect.scoped)
+
+/** `topics` with the mirrors this host runs of them (read from their status files, the lag as of now). */
+export const withMirrors = (
+  topics: ReadonlyArray<LogTopicDescription>,
+  regionId: string
+): ReadonlyArray<TopicDescription> => {
+  const mirrors = readMirrorStatuses(regionId)
+  return topics.map((t) => ({
+    ...t,
+    // The lag as of now: the topic may have moved on since the mirror's last status (or the mirror stopped).
+    mirrors: mirrors.filter((m) => m.topic === t.name).map((m) =>
+      new MirrorStatus({ ...m, end: t.end, lagOffsets: Math.max(0, t.end - m.mirrored) })
+    )
+  }))
+}
 
 const ORDER_NAMES: Record<number, string> = {
   0: "0 (per broker)",
@@ -147,6 +89,12 @@ const subscribersText = (t: TopicDescription) => {
         : ` (${durable.length} durable, furthest ${Math.max(...durable.map((s) => s.behindBatches))} batches behind)`
     }`
 }
+const consumersText = (t: TopicDescription) =>
+  t.consumers.length === 0
+    ? "0"
+    : `${t.consumers.length} (furthest ${Math.max(...t.consumers.map((c) => c.lag))} behind${
+      t.consumers.some((c) => c.cutOff) ? `, ${t.consumers.filter((c) => c.cutOff).length} cut off` : ""
+    })`
 const mirrorLine = (topic: string, m: MirrorStatus) =>
   `mirror ${topic} → stream ${m.stream} (${
     m.servers.join(",")
@@ -177,7 +125,7 @@ export const topics = (options: TopicsOptions) =>
     }
     yield* Console.log(
       table(
-        ["topic", "order", "ack", "rf", "memory", "offsets held", "batches", "sessions", "subscribers"],
+        ["topic", "order", "ack", "rf", "memory", "offsets held", "batches", "sessions", "subscribers", "consumers"],
         topics.map((
           t
         ) => [
@@ -189,7 +137,8 @@ export const topics = (options: TopicsOptions) =>
           held(t),
           t.orderedBatches,
           `${t.sessions}/${t.sessionSlots}`,
-          subscribersText(t)
+          subscribersText(t),
+          consumersText(t)
         ])
       )
     )
@@ -198,7 +147,7 @@ export const topics = (options: TopicsOptions) =>
     const r = report.retention
     const h = report.heap
     yield* Console.log(
-      `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} writer lanes' Blogs (a share of its memory) still hold; a durable subscriber holds back reclaiming until it has read\nmemory: ${
+      `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} writer lanes' Blogs (a share of its memory) still hold; a durable subscriber or a named consumer holds back reclaiming until it has read\nmemory: ${
         mib(h.freeBytes)
       } of the region's ${mib(h.heapBytes)} heap free (the largest topic that fits now: ${mib(h.largestFreeBytes)})`
     )
