@@ -67,7 +67,7 @@ export const logRegionLayout = (logBase: number, config: LogConfig, directory: D
 export const writingTopics = (
   area: LogArea,
   epoch = 1
-): Effect.Effect<TopicsShape, NotDirectoryWriter, CxlMemory | Scope.Scope> =>
+): Effect.Effect<TopicsShape<never>, NotDirectoryWriter, CxlMemory | Scope.Scope> =>
   Effect.flatMap(
     DirectoryLayers.makeWriter({ area: area.directory, epoch, reclaimEveryMs: 0 }),
     (writer) => TopicsLayers.make(area).pipe(Effect.provideService(DirectoryWriter, writer))

@@ -5,7 +5,7 @@ import { credentials, json, region } from "./SharedFlags.js"
 
 export const userCommand = Cli.command({
   name: "user",
-  summary: "Add, remove or list the users of a credential file: who may publish to and read which topics",
+  summary: "Add, remove or list the users of a credential file: who may publish to, read and administer which topics",
   details: "add NAME makes a random secret and prints NAME:SECRET once (or writes it to --secret-file, 0600): the " +
     "content of that user's secret file. Brokers re-read the file on change: a removed user's next connection is refused. " +
     "Per-user limits hold per broker. See docs/security.md.",
@@ -27,6 +27,11 @@ export const userCommand = Cli.command({
       default: "*",
       placeholder: "PATTERN,…",
       description: "add: named consumers the user may join and commit for (\"\" for none)"
+    }),
+    admin: Cli.text("admin", {
+      default: "",
+      placeholder: "PATTERN,…",
+      description: "add: topics the user may create and delete through a broker (cxlog topics --brokers; \"\" for none)"
     }),
     secretFile: Cli.optionalText("secret-file", {
       placeholder: "FILE",
@@ -51,6 +56,7 @@ export const userCommand = Cli.command({
   examples: [
     "cxlog user add alice --publish 'orders.*' --read '*' --secret-file alice.secret",
     "cxlog user add metrics --publish metrics --read '' --messages-per-s 10000 --connections 4",
+    "cxlog user add ops --publish '' --read '*' --admin 'orders.*' --secret-file ops.secret",
     "cxlog user list",
     "cxlog user remove alice"
   ],
