@@ -131,11 +131,11 @@ const handlers = (options: AdminServerOptions): ReadonlyMap<string, Handler> => 
       Effect.catchIf(
         (e): e is CoordinatorUnavailable => (e as { readonly _tag?: string })._tag === "CoordinatorUnavailable",
         (e) =>
-          Effect.fail(new TopicsUnavailable({ reason: `the head's coordinator did not answer, ${what}: ${e.reason}` }))
+          Effect.fail(new TopicsUnavailable({ reason: `the head's coordinator did not answer (${what}): ${e.reason}` }))
       )
     ) as Effect.Effect<A, E | TopicsUnavailable>
     if (head === undefined) return call
-    const waitingFor = () => `its coordinator, ${what}`
+    const waitingFor = () => `its coordinator ${what}`
     const headGone: Effect.Effect<never, HeadUnavailable> = Effect.gen(function*() {
       for (;;) {
         const lost = head.check(waitingFor)

@@ -1,33 +1,41 @@
 /**
- * `cxlog topics`: the region's topics with their order mode, ACK level, replication factor,
- * memory, the message offsets they hold, publisher sessions and subscribers, and the heap's
- * space they leave. It maps the region and
- * reads it in place without joining it (no process slot, no coordinator), so it works beside
- * a running cluster, and on a region whose head is gone.
+ * `cxlog topics` and `cxlog topics describe NAME`: a region's topics with their order mode, ACK
+ * level, replication factor, memory, the message offsets they hold, publisher sessions, readers
+ * and named consumers, and the heap's space they leave. On the region's host it maps the region
+ * and reads it in place without joining it (no process slot, no coordinator), so it works beside
+ * a running cluster and on a region whose head is gone; with `--brokers` it asks a broker, which
+ * reads the same from the region where it runs (showing the topics the user may see).
  */
 import { Console, Effect } from "effect"
 import * as TopicsLayers from "../../layers/log/Topics.js"
 import { readMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
+import { makeRemoteTopics } from "../../layers/net/TopicsRemote.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import type { RegionAccess } from "../../layers/Roles.js"
-import { type TopicDescription as LogTopicDescription, TopicNotFound } from "../../services/log/Topics.js"
-import type { TopicsOverview } from "../../services/log/Topics.js"
+import {
+  type TopicDescription as LogTopicDescription,
+  TopicNotFound,
+  type TopicsOverview
+} from "../../services/log/Topics.js"
 import { MirrorStatus } from "../../services/mirror/Mirror.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { table } from "../report/Table.js"
+import type { TopicsAt } from "./TopicChanges.js"
 
 /** A topic as the log describes it (`Topics.describe`), with the mirrors of it on this host. */
 export interface TopicDescription extends LogTopicDescription {
-  /** Mirrors of the topic on this host (their status files): state, offset mirrored, lag now. */
+  /** Mirrors of the topic on this host (their status files): state, offset mirrored, lag now; none through brokers. */
   readonly mirrors: ReadonlyArray<MirrorStatus>
 }
 
 export interface TopicsReport extends Omit<TopicsOverview, "topics"> {
-  readonly region: string
-  /** The region's id (its creation time in ms), as mirrors name it. */
-  readonly regionId: string
+  /** The region read in place, or the brokers asked. */
+  readonly region?: string
+  /** The region's id (its creation time in ms), as mirrors name it (read in place only). */
+  readonly regionId?: string
+  readonly brokers?: string
   readonly topics: ReadonlyArray<TopicDescription>
 }
 
@@ -69,6 +77,23 @@ export const withMirrors = (
   }))
 }
 
+/** The report of `at`: the region read in place, or, through brokers, what they answer (every topic, or `only` that one). */
+const reportOf = (at: TopicsAt, only: string | undefined) =>
+  at.remote === undefined
+    ? describeTopics(at.region)
+    : Effect.scoped(Effect.gen(function*() {
+      const { topics } = yield* makeRemoteTopics(at.remote!)
+      const brokers = at.remote!.brokers.map((b) => `${b.host}:${b.port}`).join(",")
+      // One topic is asked for alone: a user may describe a topic it may read without listing the rest.
+      const overview = yield* topics.overview
+      const described = only === undefined ? overview.topics : [yield* topics.describe(only)]
+      return {
+        ...overview,
+        brokers,
+        topics: described.map((t) => ({ ...t, mirrors: [] }))
+      } satisfies TopicsReport
+    }))
+
 const ORDER_NAMES: Record<number, string> = {
   0: "0 (per broker)",
   2: "2 (total)",
@@ -106,21 +131,59 @@ const mirrorLine = (topic: string, m: MirrorStatus) =>
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 1)} MiB`
 
 export interface TopicsOptions {
-  readonly region: RegionAccess
-  /** Describe only this topic. */
+  readonly at: TopicsAt
+  /** Only this topic: a row of the table, or with `detailed` everything about it. */
   readonly topic?: string
+  readonly detailed: boolean
   readonly json: boolean
 }
 
+const subscriberLine = (s: TopicDescription["subscribers"][number]) =>
+  `pid ${s.pid}${s.alive ? "" : " (gone)"}${s.durable ? `, durable, ${s.behindBatches} batches behind` : ""}`
+const consumerLine = (c: TopicDescription["consumers"][number]) =>
+  `${c.name} at offset ${c.committed} (lag ${c.lag}${c.member === 0 ? ", no member" : `, member pid ${c.member}`}${
+    c.cutOff ? ", cut off" : ""
+  })`
+
+/** Everything about one topic, a line a subject. */
+const details = (t: TopicDescription): string =>
+  [
+    `topic ${t.name} (id ${t.id}, generation ${t.generation}): order ${ORDER_NAMES[t.order] ?? t.order}, ack ${
+      ACK_NAMES[t.ackLevel] ?? t.ackLevel
+    }, rf ${t.replicationFactor}${
+      t.diskRetention === undefined
+        ? ""
+        : `, the disk keeps ${
+          [
+            t.diskRetention.maxBytes === undefined ? "" : mib(t.diskRetention.maxBytes),
+            t.diskRetention.maxAgeMs === undefined ? "" : `${t.diskRetention.maxAgeMs / 1000} s`
+          ].filter((x) => x !== "").join(" and ")
+        } at most`
+    }`,
+    `memory: ${mib(t.memoryBytes)} (each writer lane's Blog ${mib(t.blogBytesPerBroker)})`,
+    `offsets held: ${held(t)}${
+      t.end === t.earliest ? "" : ` (${t.end - t.earliest} messages)`
+    }, ${t.orderedBatches} batches ordered`,
+    `sessions: ${t.sessions} of ${t.sessionSlots}`,
+    `subscribers: ${t.subscribers.length === 0 ? "none" : t.subscribers.map(subscriberLine).join("; ")}`,
+    `consumers: ${t.consumers.length === 0 ? "none" : t.consumers.map(consumerLine).join("; ")}`,
+    ...t.mirrors.map((m) => mirrorLine(t.name, m))
+  ].join("\n")
+
 export const topics = (options: TopicsOptions) =>
   Effect.gen(function*() {
-    const report = yield* describeTopics(options.region)
+    const report: TopicsReport = yield* reportOf(options.at, options.topic)
     const topics = options.topic === undefined ? report.topics : report.topics.filter((t) => t.name === options.topic)
     if (options.topic !== undefined && topics.length === 0) return yield* new TopicNotFound({ name: options.topic })
-    if (options.json) return yield* Console.log(JSON.stringify({ ...report, topics }))
+    if (options.json) {
+      return yield* Console.log(JSON.stringify(options.detailed ? topics[0] : { ...report, topics }))
+    }
+    if (options.detailed) return yield* Console.log(details(topics[0]!))
     if (topics.length === 0) {
       return yield* Console.log(
-        `region ${report.region} has no topics yet (cxlog create-topic --topic NAME, or cxlog head --topic NAME)`
+        `${
+          report.region === undefined ? `the brokers ${report.brokers} show` : `region ${report.region} has`
+        } no topics yet (cxlog topics create NAME, or cxlog head --topic NAME)`
       )
     }
     yield* Console.log(

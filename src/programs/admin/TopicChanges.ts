@@ -1,5 +1,10 @@
-/** `cxlog create-topic` and `cxlog topics delete`: join the cluster and ask the head's coordinator to change its topics. */
+/**
+ * `cxlog topics create|delete` (and `cxlog create-topic`): on the region's host, join the cluster
+ * and ask the head's coordinator; with `--brokers`, ask any broker over TCP (it forwards the change
+ * to the head's coordinator). Both say the same when they are done.
+ */
 import { Console, Effect, Layer } from "effect"
+import { makeRemoteTopics, type RemoteTopicsOptions } from "../../layers/net/TopicsRemote.js"
 import {
   attachRegion,
   controlTransport,
@@ -8,44 +13,52 @@ import {
   type RegionAccess
 } from "../../layers/Roles.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
-import type { TopicSpec } from "../../services/log/Topics.js"
+import type { TopicInfo, TopicSpec } from "../../services/log/Topics.js"
 
-/** Runs `change` as a client of the region's coordinator (joined for the change, gone after it). */
-const asClient = <A, E>(region: RegionAccess, change: Effect.Effect<A, E, Coordinator>) =>
-  change.pipe(
-    Effect.provide(
-      coordinatorClient().pipe(
-        Layer.provideMerge(controlTransport),
-        Layer.provideMerge(processSlot("client")),
-        Layer.provideMerge(attachRegion(region))
+/** Where a topics command works: the region on this host, or through brokers (`remote`). */
+export interface TopicsAt {
+  readonly region: RegionAccess
+  readonly remote?: RemoteTopicsOptions
+}
+
+/** What a command changes topics through: the head's coordinator, or a broker's admin connection. */
+interface TopicChanges<E> {
+  readonly create: (spec: TopicSpec) => Effect.Effect<TopicInfo, E>
+  readonly delete: (name: string) => Effect.Effect<void, E>
+}
+
+/** Runs `use` with the changes of `at`: as a client of the region's coordinator (joined for the change, gone after it), or through brokers. */
+const withChanges = <A, E>(at: TopicsAt, use: (changes: TopicChanges<unknown>) => Effect.Effect<A, E>) =>
+  at.remote === undefined
+    ? Effect.flatMap(Coordinator, (c) => use({ create: c.createTopic, delete: c.deleteTopic })).pipe(
+      Effect.provide(
+        coordinatorClient().pipe(
+          Layer.provideMerge(controlTransport),
+          Layer.provideMerge(processSlot("client")),
+          Layer.provideMerge(attachRegion(at.region))
+        )
       )
     )
+    : Effect.scoped(
+      Effect.flatMap(makeRemoteTopics(at.remote), ({ topics }) => use({ create: topics.create, delete: topics.delete }))
+    )
+
+export const createTopics = (at: TopicsAt, specs: ReadonlyArray<TopicSpec>) =>
+  withChanges(
+    at,
+    (changes) =>
+      Effect.forEach(specs, (spec) =>
+        Effect.flatMap(changes.create(spec), (info) =>
+          Console.log(
+            `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}${
+              info.memory === undefined ? "" : `, memory ${info.memory / 2 ** 20} MiB`
+            })`
+          )), { discard: true })
   )
 
-export const createTopic = (region: RegionAccess, specs: ReadonlyArray<TopicSpec>) =>
-  asClient(
-    region,
-    Effect.gen(function*() {
-      const coordinator = yield* Coordinator
-      for (const spec of specs) {
-        const info = yield* coordinator.createTopic(spec)
-        yield* Console.log(
-          `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}${
-            info.memory === undefined ? "" : `, memory ${info.memory / 2 ** 20} MiB`
-          })`
-        )
-      }
-    })
-  )
-
-export const deleteTopic = (region: RegionAccess, name: string) =>
-  asClient(
-    region,
-    Effect.gen(function*() {
-      const coordinator = yield* Coordinator
-      yield* coordinator.deleteTopic(name)
-      yield* Console.log(
-        `deleted topic ${name} (its memory is freed once no process still holds it, within about a second)`
-      )
-    })
-  )
+export const deleteTopic = (at: TopicsAt, name: string) =>
+  withChanges(at, (changes) =>
+    Effect.zipRight(
+      changes.delete(name),
+      Console.log(`deleted topic ${name} (its memory is freed once no process still holds it, within about a second)`)
+    ))

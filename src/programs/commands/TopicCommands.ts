@@ -1,17 +1,68 @@
-/** The commands that administer a region's topics: `create-topic`, `topics` (and `topics delete`) and `consumers`. */
+/** The commands that administer a region's topics: `topics` (list, describe, create, delete), `create-topic` and `consumers`. */
 import { Effect, Either } from "effect"
+import { parseAddresses } from "../../layers/net/ClientConnection.js"
 import { consumersReport, type ResetTarget } from "../admin/Consumers.js"
 import { topics as listTopics } from "../admin/TopicAdmin.js"
-import { createTopic, deleteTopic } from "../admin/TopicChanges.js"
-import { failUsage } from "../cli/CliFailure.js"
+import { createTopics, deleteTopic, type TopicsAt } from "../admin/TopicChanges.js"
+import { clientSecurity } from "../admin/Users.js"
+import { failUsage, type UsageError } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
-import { diskRetentionFlags, topicMemory, topics, withDiskRetention, withMemory } from "./TopicFlags.js"
+import { clientSecurityFlags, coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
+import {
+  diskRetentionFlags,
+  specFlags,
+  specWithFlags,
+  topicMemory,
+  topics,
+  withDiskRetention,
+  withMemory
+} from "./TopicFlags.js"
+
+/** `--brokers` of the topics commands: through these, else the region on this host. */
+const adminBrokers = Cli.optionalText("brokers", {
+  placeholder: "HOST:PORT,…",
+  shown: "the region on this host",
+  env: "CXLOG_ADMIN_BROKERS",
+  description:
+    "work through the first of these brokers that takes the connection (over TCP, as the user of --secret-file: changes need its admin right)"
+})
+
+/** Where a topics command works: the region named by --region on this host, or through --brokers (with the client flags). */
+const topicsAt = (o: {
+  readonly region: string
+  readonly coherence: "coherent" | "non-coherent"
+  readonly brokers: string | undefined
+  readonly secretFile: string | undefined
+  readonly insecure: boolean
+  readonly tlsCa: string | undefined
+  readonly tlsClientCert: string | undefined
+  readonly tlsClientKey: string | undefined
+}) =>
+  Effect.gen(function*() {
+    const at: TopicsAt = { region: { name: o.region, coherence: o.coherence } }
+    if (o.brokers === undefined) return at
+    const brokers = yield* Effect.try({
+      try: () => parseAddresses(o.brokers!),
+      catch: (e) => e as Error
+    }).pipe(Effect.catchAll((e) => failUsage(`cxlog: --brokers ${o.brokers}: ${e.message}`)))
+    return { ...at, remote: { brokers, region: o.region, ...(yield* clientSecurity(o)) } } satisfies TopicsAt
+  })
 
 export const createTopicCommand = Cli.command({
   name: "create-topic",
-  summary: "Create topics through the running head's coordinator",
-  flags: { region, coherence, topics, memory: topicMemory, ...diskRetentionFlags },
+  summary: "Create topics (cxlog topics create, for several at once)",
+  details:
+    "On the region's host it asks the running head's coordinator; with --brokers it asks a broker over TCP, as a user " +
+    "with the admin right on each topic (docs/topics.md).",
+  flags: {
+    region,
+    coherence,
+    topics,
+    memory: topicMemory,
+    ...diskRetentionFlags,
+    brokers: adminBrokers,
+    ...clientSecurityFlags
+  },
   examples: [
     "cxlog create-topic --topic orders:5:1",
     "cxlog create-topic --topic logs --memory 16MiB",
@@ -21,45 +72,90 @@ export const createTopicCommand = Cli.command({
   run: (o) =>
     o.topics.length === 0
       ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]")
-      : createTopic({ name: o.region, coherence: o.coherence }, withMemory(withDiskRetention(o.topics, o), o.memory))
+      : Effect.flatMap(topicsAt(o), (at) => createTopics(at, withMemory(withDiskRetention(o.topics, o), o.memory)))
 })
 
-/** The words after `topics`: none (list), or `delete NAME`. */
-const topicChangeOf = (args: ReadonlyArray<string>) => {
-  if (args.length === 0) return Effect.succeed(undefined)
-  if (args.length === 2 && args[0] === "delete") return Effect.succeed({ delete: args[1]! })
-  return failUsage("use cxlog topics to list them, or cxlog topics delete NAME")
+/** What the words after `topics` ask for. */
+type TopicsWords =
+  | { readonly kind: "list" }
+  | { readonly kind: "describe" | "delete"; readonly name: string }
+  | { readonly kind: "create"; readonly spec: string }
+
+const TOPICS_USAGE =
+  "use cxlog topics to list them, or cxlog topics describe NAME | create NAME[:ORDER[:ACK[:RF]]] | delete NAME"
+
+const topicsWordsOf = (args: ReadonlyArray<string>): Effect.Effect<TopicsWords, UsageError> => {
+  const [word, name, ...rest] = args
+  if (word === undefined) return Effect.succeed({ kind: "list" })
+  if (name === undefined || rest.length > 0) return failUsage(TOPICS_USAGE)
+  switch (word) {
+    case "describe":
+    case "delete":
+      return Effect.succeed({ kind: word, name })
+    case "create":
+      return Effect.succeed({ kind: "create", spec: name })
+    default:
+      return failUsage(`cxlog topics: ${word}? ${TOPICS_USAGE}`)
+  }
 }
 
 export const topicsCommand = Cli.command({
   name: "topics",
   summary:
-    "List and describe a region's topics (order, ACK, RF, memory, offsets held, sessions, subscribers); delete one",
+    "List and describe a region's topics (order, ACK, RF, memory, offsets held, sessions, readers); create and delete them",
   details:
-    "Listing reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone. " +
-    "`cxlog topics delete NAME` asks the running head to delete a topic: its name is free at once, its publishers and readers get " +
-    "TopicDeleted, and its memory comes back once no live process holds it.",
-  positional: "delete NAME",
+    "On the region's host, listing and describing read the region in place without joining it, so they work next to a " +
+    "running cluster and on a region whose head is gone, and create and delete ask the running head's coordinator. With " +
+    "--brokers every one of them goes through a broker over TCP, from any host, as the user of --secret-file: a change " +
+    "needs its admin right on the topic, a description its read or admin right (docs/topics.md). A deleted topic's name " +
+    "is free at once, its publishers and readers get TopicDeleted, and its memory comes back once no live process holds it.",
+  positional: "describe NAME | create NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]] | delete NAME",
   flags: {
     region,
     coherence,
     topic: Cli.optionalText("topic", {
       placeholder: "NAME",
       shown: "every topic",
-      description: "describe only this topic"
+      description: "list only this topic"
     }),
-    json: Cli.toggle("json", { description: "print the description as JSON" })
+    json: Cli.toggle("json", { description: "print the list or the description as JSON" }),
+    ...specFlags,
+    memory: topicMemory,
+    ...diskRetentionFlags,
+    brokers: adminBrokers,
+    ...clientSecurityFlags
   },
-  examples: ["cxlog topics", "cxlog topics --region orders --topic orders --json", "cxlog topics delete clicks"],
+  examples: [
+    "cxlog topics",
+    "cxlog topics describe orders",
+    "cxlog topics create orders.eu:5:1 --memory 16MiB",
+    "cxlog topics create payments --rf 2 --ack 2 --disk-retention-age 7d",
+    "cxlog topics delete clicks",
+    "cxlog topics --brokers 10.0.0.5:7400 --secret-file ops.secret create audit --memory 8MiB"
+  ],
   run: (o, args) =>
-    Effect.flatMap(topicChangeOf(args), (change) =>
-      change === undefined
-        ? listTopics({
-          region: { name: o.region, coherence: o.coherence },
-          ...(o.topic === undefined ? {} : { topic: o.topic }),
-          json: o.json
-        })
-        : deleteTopic({ name: o.region, coherence: o.coherence }, change.delete))
+    Effect.gen(function*() {
+      const words = yield* topicsWordsOf(args)
+      const at = yield* topicsAt(o)
+      switch (words.kind) {
+        case "list":
+          return yield* listTopics({
+            at,
+            ...(o.topic === undefined ? {} : { topic: o.topic }),
+            detailed: false,
+            json: o.json
+          })
+        case "describe":
+          return yield* listTopics({ at, topic: words.name, detailed: true, json: o.json })
+        case "create": {
+          const spec = specWithFlags(words.spec, o)
+          if (Either.isLeft(spec)) return yield* failUsage(`cxlog topics create: ${spec.left}`)
+          return yield* createTopics(at, withMemory(withDiskRetention([spec.right], o), o.memory))
+        }
+        case "delete":
+          return yield* deleteTopic(at, words.name)
+      }
+    })
 })
 
 /** `--to`: a position as `--from` takes it (earliest, latest, an offset), else a time as `--from-time` does. */

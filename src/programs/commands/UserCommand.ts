@@ -1,4 +1,5 @@
 /** `cxlog user`: adds, removes or lists the users of a region's credential file, with their rights and limits. */
+import { Either } from "effect"
 import { users } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { credentials, json, region } from "./SharedFlags.js"
@@ -28,10 +29,10 @@ export const userCommand = Cli.command({
       placeholder: "PATTERN,…",
       description: "add: named consumers the user may join and commit for (\"\" for none)"
     }),
-    admin: Cli.text("admin", {
+    admin: Cli.custom<string>("admin", "PATTERN,…", Either.right, {
       default: "",
-      placeholder: "PATTERN,…",
-      description: "add: topics the user may create and delete through a broker (cxlog topics --brokers; \"\" for none)"
+      shown: "none",
+      description: "add: topics the user may create and delete through a broker (cxlog topics --brokers)"
     }),
     secretFile: Cli.optionalText("secret-file", {
       placeholder: "FILE",
