@@ -134,6 +134,13 @@ export const adminAnswerFrame = <S, SI, F, FI>(
     ? encodeFrame({ ...bare, type: FrameType.ADMIN_REPLY, seq: id }, json(operation.success, outcome.right))
     : encodeFrame({ ...bare, type: FrameType.ADMIN_FAILURE, seq: id }, json(operation.failure, outcome.left))
 
+/** The answer to request `id` the broker gives whatever its operation: it could not read the request, or could not answer it. */
+export const adminRefusalFrame = (id: number, error: InvalidAdminRequest | TopicsUnavailable): Buffer =>
+  encodeFrame(
+    { ...bare, type: FrameType.ADMIN_FAILURE, seq: id },
+    json(Schema.Union(InvalidAdminRequest, TopicsUnavailable), error)
+  )
+
 /** A request's input decoded by its operation's Schema, or why not in one line (the first field that is wrong, and how). */
 export const decodeInput = <P, PI>(
   operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },

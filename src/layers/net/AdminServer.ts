@@ -35,6 +35,7 @@ import {
   AdminOpen,
   AdminReady,
   adminReadyFrame,
+  adminRefusalFrame,
   AdminRequest,
   CreateTopic,
   decodeInput,
@@ -45,7 +46,7 @@ import {
 } from "./AdminProtocol.js"
 import { authenticate, authorize, type AuthServer, type UserRecord } from "./Auth.js"
 import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
-import { type Frame, FrameType } from "./Frame.js"
+import { type Frame, FRAME_HEADER_BYTES, FrameType, MAX_ADMIN_REPLY_BYTES } from "./Frame.js"
 
 export interface AdminServerOptions {
   readonly brokerId: number
@@ -106,11 +107,9 @@ const handle = <P, PI, S, SI, F, FI>(
   operation: method.tag,
   answer: (id, input, user) => {
     const decoded = decodeInput(method, input)
-    // InvalidAdminRequest is among every operation's failures.
-    const outcome = Either.isLeft(decoded)
-      ? Effect.succeed(Either.left(decoded.left as F))
-      : Effect.either(run(decoded.right, user))
-    return Effect.map(outcome, (o) => adminAnswerFrame(id, method, o))
+    return Either.isLeft(decoded)
+      ? Effect.succeed(adminRefusalFrame(id, decoded.left))
+      : Effect.map(Effect.either(run(decoded.right, user)), (o) => adminAnswerFrame(id, method, o))
   }
 })
 
@@ -185,8 +184,7 @@ const answer = (
   frame: Frame,
   user: UserRecord | undefined
 ): Effect.Effect<Buffer> => {
-  const invalid = (reason: string) =>
-    Effect.succeed(adminAnswerFrame(frame.seq, ListTopics, Either.left(new InvalidAdminRequest({ reason }))))
+  const invalid = (reason: string) => Effect.succeed(adminRefusalFrame(frame.seq, new InvalidAdminRequest({ reason })))
   const request = decodeControl(AdminRequest, frame.payload, "bad-handshake")
   if (Either.isLeft(request)) return invalid(request.left.detail)
   const handler = served.get(request.right.operation)
@@ -199,13 +197,22 @@ const answer = (
   }
   // A result that does not encode is the broker's own fault: the client learns that much, the log the rest.
   return handler.answer(frame.seq, request.right.input, user).pipe(
+    Effect.map((answer) =>
+      answer.length - FRAME_HEADER_BYTES <= MAX_ADMIN_REPLY_BYTES ? answer : adminRefusalFrame(
+        frame.seq,
+        new TopicsUnavailable({
+          reason: `the answer is ${
+            answer.length - FRAME_HEADER_BYTES
+          } bytes, over the ${MAX_ADMIN_REPLY_BYTES} an admin reply carries: describe the topics one by one`
+        })
+      )
+    ),
     Effect.catchAllDefect((defect) =>
       Effect.as(
         Effect.logWarning("admin request failed", Cause.die(defect)),
-        adminAnswerFrame(
+        adminRefusalFrame(
           frame.seq,
-          ListTopics,
-          Either.left(new TopicsUnavailable({ reason: "the broker failed to answer (its log says why)" }))
+          new TopicsUnavailable({ reason: "the broker failed to answer (its log says why)" })
         )
       )
     )

@@ -14,7 +14,14 @@
  * `TopicForbidden`, `HeadUnavailable`, `TopicsUnavailable`, …), whose message says why.
  */
 import { Cause, Effect, Exit, Scope } from "effect"
-import type { TopicDescription, TopicInfo, TopicsOverview, TopicSpec, TopicsShape } from "../../services/log/Topics.js"
+import {
+  type TopicDescription,
+  type TopicInfo,
+  type TopicsOverview,
+  type TopicSpec,
+  type TopicsShape,
+  TopicsUnavailable
+} from "../../services/log/Topics.js"
 import { makeRemoteTopics, type RemoteTopicsOptions } from "./TopicsRemote.js"
 
 export type CxlogAdminOptions = RemoteTopicsOptions
@@ -64,7 +71,7 @@ export class CxlogAdmin {
   }
 
   private async run<A, E>(effect: Effect.Effect<A, E>): Promise<A> {
-    if (this.closing !== undefined) throw new Error("CxlogAdmin is closed")
+    if (this.closing !== undefined) throw new TopicsUnavailable({ reason: "this CxlogAdmin is closed" })
     const exit = await Effect.runPromiseExit(effect)
     if (Exit.isSuccess(exit)) return exit.value
     throw Cause.squash(exit.cause)
