@@ -11,6 +11,7 @@
  */
 import { type Duration, Effect, Layer, type Scope } from "effect"
 import { withMillis } from "../../Durations.js"
+import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   type TopicDescription,
   type TopicInfo,
@@ -69,10 +70,10 @@ const infoOf = (description: TopicDescription): TopicInfo => {
 }
 
 /** A request the broker could not read is this client's fault, not the caller's: it reads as the brokers being unavailable to it. */
-const unreadRequest = <E>(e: E | InvalidAdminRequest): E | TopicsUnavailable =>
+const unreadRequest = <E>(e: E): Exclude<E, InvalidAdminRequest> | TopicsUnavailable =>
   e instanceof InvalidAdminRequest
     ? new TopicsUnavailable({ reason: `the broker refused the request: ${e.reason}` })
-    : e
+    : e as Exclude<E, InvalidAdminRequest>
 
 export interface RemoteTopics {
   readonly topics: TopicsShape
@@ -114,26 +115,16 @@ export const makeRemoteTopics = (given: RemoteTopicsOptions): Effect.Effect<Remo
         link !== undefined && link.open() ? Effect.succeed(link) : Effect.tap(openAny, (l) => void (link = l))
       )
     )
+    /** `method` with `input` over the connection (made first if need be). */
+    const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
+      Effect.flatMap(connected, (l) => l.call(method, input)).pipe(Effect.mapError(unreadRequest))
     const topics: TopicsShape = {
-      create: (spec) =>
-        Effect.flatMap(connected, (l) => l.call(CreateTopic, spec)).pipe(Effect.mapError(unreadRequest)),
-      lookup: (name) =>
-        Effect.flatMap(connected, (l) => l.call(DescribeTopic, { name })).pipe(
-          Effect.map(infoOf),
-          Effect.mapError(unreadRequest)
-        ),
-      list: Effect.flatMap(connected, (l) => l.call(ListTopics, {})).pipe(
-        Effect.map((overview) => overview.topics.map(infoOf)),
-        Effect.mapError(unreadRequest)
-      ),
-      delete: (name) =>
-        Effect.flatMap(connected, (l) => l.call(DeleteTopic, { name })).pipe(
-          Effect.asVoid,
-          Effect.mapError(unreadRequest)
-        ),
-      describe: (name) =>
-        Effect.flatMap(connected, (l) => l.call(DescribeTopic, { name })).pipe(Effect.mapError(unreadRequest)),
-      overview: Effect.flatMap(connected, (l) => l.call(ListTopics, {})).pipe(Effect.mapError(unreadRequest))
+      create: (spec) => call(CreateTopic, spec),
+      lookup: (name) => Effect.map(call(DescribeTopic, { name }), infoOf),
+      list: Effect.map(call(ListTopics, {}), (overview) => overview.topics.map(infoOf)),
+      delete: (name) => Effect.asVoid(call(DeleteTopic, { name })),
+      describe: (name) => call(DescribeTopic, { name }),
+      overview: call(ListTopics, {})
     }
     return { topics, connect: Effect.asVoid(connected) }
   })
