@@ -21,6 +21,7 @@ export * as SequencerLayers from "./layers/log/Sequencer.js"
 export * as SequencerMemoryLayers from "./layers/log/SequencerMemory.js"
 export * as TopicsLayers from "./layers/log/Topics.js"
 export * as TopicsMemoryLayers from "./layers/log/TopicsMemory.js"
+export { InvalidAdminRequest } from "./layers/net/AdminProtocol.js"
 export {
   CredentialError,
   type Credentials,
@@ -40,6 +41,7 @@ export * as BrokerLayers from "./layers/net/Broker.js"
 export * as BrokerLogMemoryLayers from "./layers/net/BrokerLogMemory.js"
 export { InvalidBrokerAddress, parseAddresses } from "./layers/net/ClientConnection.js"
 export { PROTOCOL_VERSION } from "./layers/net/Control.js"
+export { CxlogAdmin, type CxlogAdminOptions } from "./layers/net/CxlogAdmin.js"
 export { type CloseOptions, CxlogPublisher, PublisherCloseUnflushed } from "./layers/net/CxlogPublisher.js"
 export {
   type CxlogMessage,
@@ -51,6 +53,7 @@ export * as PublisherLayers from "./layers/net/Publisher.js"
 export * as SubscriberLayers from "./layers/net/Subscriber.js"
 export * as SubscriberMemoryLayers from "./layers/net/SubscriberMemory.js"
 export * as SubscriberRemoteLayers from "./layers/net/SubscriberRemote.js"
+export * as TopicsRemoteLayers from "./layers/net/TopicsRemote.js"
 export * as CxlMemoryLayers from "./layers/region/CxlMemory.js"
 export * as CxlMemoryMemoryLayers from "./layers/region/CxlMemoryMemory.js"
 export * as DirectoryLayers from "./layers/region/Directory.js"

@@ -1,10 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { defaultTopicShape } from "../../src/layers/log/Layout.js"
 import { DescriptorView } from "../../src/layers/log/RecordViews.js"
+import { blogBytesOfShape, type TopicShape } from "../../src/layers/log/TopicShape.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { implementations, smallConfig, testRegion } from "../fixtures/log-harness.js"
+import { appendSimple, consumersOf, drain, implementations, smallConfig, testRegion } from "../fixtures/log-harness.js"
 
 for (const impl of implementations) {
   describe(`Topics contract: ${impl.label}`, () => {
@@ -37,6 +39,67 @@ for (const impl of implementations) {
         expect(yield* topics.lookup("clicks.v2")).toEqual(b)
         expect(yield* topics.lookup("orders")).toEqual(a)
         expect((yield* topics.list).map((t) => t.name)).toEqual(["orders", "clicks.v2"])
+      }))
+
+    it.scoped("describes a topic as it is now: its spec, memory, offsets held, batches ordered, sessions, readers and consumers", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const { topics } = cluster
+        const info = yield* topics.create({ name: "described", order: 5, ackLevel: 1, replicationFactor: 1 })
+        yield* topics.create({ name: "other", order: 2, ackLevel: 1, replicationFactor: 1 })
+        const memoryBytes = smallConfig.topicMemoryBytes
+        const shape = defaultTopicShape(smallConfig) as TopicShape
+        // No writer has written it: its records alone.
+        expect(yield* topics.describe("described")).toEqual({
+          ...info,
+          memoryBytes,
+          usedBytes: shape.mainBytes,
+          lanes: 0,
+          blogBytesPerLane: blogBytesOfShape(shape),
+          earliest: 0,
+          end: 0,
+          orderedBatches: 0,
+          sessions: 0,
+          sessionSlots: cluster.sessions("described").capacity,
+          subscribers: [],
+          consumers: []
+        })
+
+        const appender = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        yield* appendSimple(appender, "described", 7, 1, 0, 3)
+        yield* appendSimple(appender, "described", 7, 1, 1, 2)
+        yield* drain(sequencer)
+        // A durable reader at the start, and a named consumer committed inside the first batch.
+        yield* cluster.reader.subscribe("described", { from: "earliest", durable: true })
+        const consumers = yield* consumersOf(cluster)
+        yield* consumers.join("described", "billing", { offset: 2, globalSeq: 0 })
+
+        const described = yield* topics.describe("described")
+        expect(described).toMatchObject({
+          earliest: 0,
+          end: 5,
+          orderedBatches: 2,
+          sessions: 1,
+          lanes: 1,
+          usedBytes: shape.mainBytes + shape.laneBytes
+        })
+        expect(described.subscribers).toEqual([{ pid: process.pid, alive: true, durable: true, behindBatches: 2 }])
+        expect(described.consumers).toEqual([
+          { name: "billing", committed: 2, lag: 3, member: process.pid, cutOff: false }
+        ])
+        expect(yield* topics.describe("other")).toMatchObject({ end: 0, subscribers: [], consumers: [] })
+
+        const overview = yield* topics.overview
+        expect(overview.topics).toEqual([described, yield* topics.describe("other")])
+        // The heap holds both topics' records and the one lane written.
+        expect(overview.heap.freeBytes).toBe(overview.heap.heapBytes - 2 * shape.mainBytes - shape.laneBytes)
+        expect(overview.heap.largestFreeBytes).toBeLessThanOrEqual(overview.heap.freeBytes)
+
+        expect(yield* Effect.flip(topics.describe("nope"))).toMatchObject({ _tag: "TopicNotFound", name: "nope" })
+        yield* topics.delete("other")
+        expect(yield* Effect.flip(topics.describe("other"))).toMatchObject({ _tag: "TopicNotFound", name: "other" })
+        expect((yield* topics.overview).topics.map((t) => t.name)).toEqual(["described"])
       }))
 
     it.scoped("keeps a replication factor 2 topic's disk retention (what another process reads back too) and refuses one without a disk copy", () =>

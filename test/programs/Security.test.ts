@@ -143,6 +143,7 @@ describe("cxlog security", () => {
         publish: "other",
         read: "-",
         consume: "*",
+        admin: "-",
         limits: "-"
       })
       const forbidden = yield* runCli([

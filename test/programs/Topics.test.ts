@@ -78,6 +78,25 @@ describe("cxlog topics", () => {
       expect(human.stdout).toMatch(new RegExp(`^au +2 \\(total\\) +0 \\(none\\) +1 +${mib} +none `, "m"))
       expect(human.stdout).toMatch(/\nmemory: [\d.]+ MiB of the region's 2048 MiB heap free/)
 
+      // One topic, everything about it; a topic created here, its spec from the name and the flags.
+      const described = yield* runCli(["topics", "describe", "ev"], { CXLOG_REGION: region })
+      expect(described.code, described.stderr).toBe(0)
+      expect(described.stdout).toMatch(
+        /^topic ev \(id \d+, generation \d+\): order 5 \(\+FIFO session\), ack 1 \(ordered\), rf 1$/m
+      )
+      expect(described.stdout).toMatch(/^offsets held: 0\.\.24 \(25 messages\), \d+ batches ordered$/m)
+      expect(described.stdout).toMatch(/^sessions: 0 of \d+$/m)
+      const created = yield* runCli(["topics", "create", "made:2", "--ack", "0"], env)
+      expect(created.code, created.stderr).toBe(0)
+      const made = JSON.parse((yield* runCli(["topics", "describe", "made", "--json"], env)).stdout) as Record<
+        string,
+        unknown
+      >
+      expect(made).toMatchObject({ name: "made", order: 2, ackLevel: 0, replicationFactor: 1, end: 0 })
+      const contradicted = yield* runCli(["topics", "create", "other:2", "--order", "5"], env)
+      expect(contradicted.code).toBe(2)
+      expect(contradicted.stderr).toContain("other:2 gives order 2, --order 5")
+
       const missing = yield* runCli(["topics", "--topic", "nope"], { CXLOG_REGION: region })
       expect(missing.code).toBe(1)
       expect(missing.stderr).toBe(`cxlog topics: unknown topic "nope"\n`)

@@ -16,7 +16,8 @@ import { makeMembership, type Membership } from "./Membership.js"
 
 export interface MemoryHub {
   readonly membership: Membership
-  readonly topics: TopicsShape
+  /** The log's own topics (the fake's, or a region's): never through a broker. */
+  readonly topics: TopicsShape<never>
   readonly engine: BarrierEngine
   /** The rings participants write, for their drain targets. */
   readonly inspectors: ReadonlyArray<RingInspector>
@@ -26,7 +27,7 @@ export interface MemoryHub {
 
 export const makeMemoryHub = (
   layout: Layout,
-  topics: TopicsShape,
+  topics: TopicsShape<never>,
   options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> = {}
 ): Effect.Effect<MemoryHub, never, Rings | Scope.Scope> =>
   Effect.gen(function*() {

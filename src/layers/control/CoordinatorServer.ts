@@ -15,7 +15,7 @@ import { CoordinatorServer, type CoordinatorServerShape } from "../../services/c
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { handle, Rpc, type RpcHandler, type RpcRequest, type RpcServer } from "../../services/control/Rpc.js"
 import { Sequencer } from "../../services/log/Sequencer.js"
-import { Topics, type TopicsShape } from "../../services/log/Topics.js"
+import { Topics, type TopicsShape, withinRegion } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { type Layout, RegionLayout } from "../../services/RegionLayout.js"
 import { settingsConfig } from "../../Settings.js"
@@ -206,10 +206,10 @@ const handlers = (s: ServerState, topics: TopicsShape) => {
         return null
       })),
     handle(BarrierArriveMethod, (arrive, request) => deferArrival(s.engine, arrive, request)),
-    handle(CreateTopicMethod, (spec) => topics.create(spec)),
-    handle(DeleteTopicMethod, ({ name }) => Effect.as(topics.delete(name), null)),
-    handle(TrimTopicMethod, ({ name, target }) => topics.trim(name, target)),
-    handle(PurgeTopicMethod, ({ name }) => topics.purge(name))
+    handle(CreateTopicMethod, (spec) => withinRegion(topics.create(spec))),
+    handle(DeleteTopicMethod, ({ name }) => Effect.as(withinRegion(topics.delete(name)), null)),
+    handle(TrimTopicMethod, ({ name, target }) => withinRegion(topics.trim(name, target))),
+    handle(PurgeTopicMethod, ({ name }) => withinRegion(topics.purge(name)))
   ]
 }
 

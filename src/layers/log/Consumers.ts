@@ -43,6 +43,16 @@ import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { isProcessAlive, ownStartTag, shortStartTag } from "../region/ProcessInfo.js"
+import {
+  consumerLinesOf,
+  consumerName,
+  consumersOf,
+  CUT_OFF,
+  heldLines,
+  HOLDING,
+  isCutOff as isLineCutOff,
+  liveMember as liveMemberOf
+} from "./ConsumerLineReads.js"
 import type { LogArea } from "./Layout.js"
 import {
   claimSubscriberLine,
@@ -52,12 +62,11 @@ import {
   retentionMoved,
   type SubscriberArea
 } from "./Participants.js"
-import { CONSUMER_NAME_BYTES, SubscriberLine } from "./Records.js"
+import { CONSUMER_NAME_BYTES } from "./Records.js"
 import { OrderLineView, ParticipantLineView, SubscriberLineView } from "./RecordViews.js"
 import { topicResolver } from "./Topics.js"
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
 
 /** A consumer name as stored: 1–24 UTF-8 bytes, no control characters. */
 export const consumerNameBytes = (name: string): Uint8Array | ConsumerNameInvalid => {
@@ -74,10 +83,6 @@ export const consumerNameBytes = (name: string): Uint8Array | ConsumerNameInvali
   }
   return bytes
 }
-
-/** A named consumer's `durable` word: holding retention, or cut off. */
-const HOLDING = 2
-const CUT_OFF = 3
 
 /** The lowest cursor of the topic's named consumers that hold batch `g` (their cursor is at or before it); Infinity if none. */
 export const consumersHolding = (region: CxlMemoryShape, area: SubscriberArea, topic: number, g: number): number => {
@@ -132,29 +137,11 @@ interface ConsumerLines extends ConsumerBacking {
   readonly ownTag: number
 }
 
-/** Lines of each region this process holds as a consumer's member, shared by every `consumersOver` of the region. */
-const heldByRegion = new WeakMap<CxlMemoryShape, Set<number>>()
-
-const nameOf = (c: ConsumerLines, line: number): string => {
-  const at = c.lines.nameAt(line)
-  return decoder.decode(c.region.bytes.subarray(at, at + Math.min(CONSUMER_NAME_BYTES, c.lines.nameLength(line))))
-}
-
-const isConsumer = (c: ConsumerLines, line: number): boolean => {
-  c.region.invalidate(line, LINE_BYTES)
-  const durable = c.lines.durable(line)
-  return lineTaken(c.region, line) && (durable === HOLDING || durable === CUT_OFF)
-}
+const nameOf = (c: ConsumerLines, line: number): string => consumerName(c.region, c.lines, line)
 
 /** Lines of the topic's consumers, in index order. */
-const consumerLines = (c: ConsumerLines, info: TopicInfo): Array<number> => {
-  const found: Array<number> = []
-  for (let s = 0; s < c.area.config.subscriberSlots; s++) {
-    const line = c.area.subscriber(info.id, s)
-    if (isConsumer(c, line)) found.push(line)
-  }
-  return found
-}
+const consumerLines = (c: ConsumerLines, info: TopicInfo): Array<number> =>
+  consumerLinesOf(c.region, c.area, c.lines, info.id)
 
 const find = (c: ConsumerLines, info: TopicInfo, name: string): number | undefined =>
   consumerLines(c, info).find((line) => nameOf(c, line) === name)
@@ -172,16 +159,8 @@ const findCreation = (
   return undefined
 }
 
-/**
- * The member's pid if a live member holds the line, else 0 (a deleter's mark is no member). A
- * member is its pid and 16 bits of its start tag: a later process under the pid is not it.
- */
-const liveMember = (c: ConsumerLines, line: number): number => {
-  const { pid, tag } = c.lines.memberClaim(line)
-  if (pid <= 0) return 0
-  if (pid === process.pid) return c.held.has(line) ? pid : 0
-  return isProcessAlive(pid, tag, 16) ? pid : 0
-}
+/** The member's pid if a live member holds the line, else 0 (ConsumerLineReads.ts). */
+const liveMember = (c: ConsumerLines, line: number): number => liveMemberOf(c.lines, c.held, line)
 
 /** The pid of a live process deleting the consumer (its mark in `member`), else 0. */
 const liveDeleter = (c: ConsumerLines, line: number): number => {
@@ -189,10 +168,7 @@ const liveDeleter = (c: ConsumerLines, line: number): number => {
   return pid < 0 && -pid !== process.pid && isProcessAlive(-pid, tag, 16) ? -pid : 0
 }
 
-const isCutOff = (c: ConsumerLines, line: number): boolean => {
-  c.region.invalidate(line + SubscriberLine.durable, 4)
-  return c.lines.durable(line) === CUT_OFF
-}
+const isCutOff = (c: ConsumerLines, line: number): boolean => isLineCutOff(c.region, c.lines, line)
 
 const moveTo = (c: ConsumerLines, line: number, offset: number, globalSeq: number): void => {
   c.lines.setCommitted(line, offset)
@@ -371,18 +347,11 @@ const join = (c: ConsumerLines): ConsumersShape["join"] => (topic, name, initial
 const list = (c: ConsumerLines): ConsumersShape["list"] => (topic) =>
   Effect.map(c.resolve(topic), (info) => {
     const end = c.end(info)
-    return consumerLines(c, info).map((line): ConsumerInfo => {
-      const committed = c.lines.committed(line)
-      return {
-        topic,
-        name: nameOf(c, line),
-        committed,
-        end,
-        lag: Math.max(0, end - committed),
-        member: liveMember(c, line),
-        cutOff: isCutOff(c, line)
-      }
-    })
+    return consumersOf(c.region, c.area, c.lines, info.id, end).map((consumer): ConsumerInfo => ({
+      topic,
+      ...consumer,
+      end
+    }))
   })
 
 const remove = (c: ConsumerLines): ConsumersShape["remove"] => (topic, name) =>
@@ -401,13 +370,11 @@ const remove = (c: ConsumerLines): ConsumersShape["remove"] => (topic, name) =>
 /** The Consumers service over a backing: every named consumer, wherever its line lives, runs this code. */
 export const consumersOver = (backing: ConsumerBacking): ConsumersShape => {
   const { region } = backing
-  let held = heldByRegion.get(region)
-  if (held === undefined) heldByRegion.set(region, held = new Set())
   const c: ConsumerLines = {
     ...backing,
     lines: new SubscriberLineView(region),
     participants: new ParticipantLineView(region),
-    held,
+    held: heldLines(region),
     ownTag: shortStartTag(ownStartTag())
   }
   return { join: join(c), list: list(c), remove: remove(c) }

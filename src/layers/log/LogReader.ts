@@ -26,8 +26,8 @@ import {
   LogReader,
   type LogReaderShape
 } from "../../services/log/LogReader.js"
-import { LogCorrupt, TopicDeleted, type TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
-import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { LogCorrupt, TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { type HeadWatch, headWatch } from "./HeadWatch.js"
@@ -36,7 +36,7 @@ import { listen, type ListenerAwait } from "./Participants.js"
 import { boundsOf, locate, locateTime } from "./ReadPositions.js"
 import type { ReadSource, ReadTopic } from "./ReadSource.js"
 import { BatchView, MessageView, visitMessages } from "./ReadViews.js"
-import { lookingReader, regionReader, RegionReadTopic } from "./RegionReadTopic.js"
+import { regionReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { perTopic, topicResolver } from "./Topics.js"
 
 const settle = (
@@ -152,18 +152,6 @@ export interface LogReaderOptions {
   /** How long the head may be unavailable before a waiting cursor fails (default `CXLOG_HEAD_LOST_MS`). */
   readonly headLostMs?: number
 }
-
-/**
- * A topic's message offsets (earliest held, end), read in place by a process that has not
- * joined the region (`cxlog topics`). Bounds neither wait nor ring, so the doorbell, which
- * only `hold` and waits use, is never touched.
- */
-export const peekBounds = (
-  region: CxlMemoryShape,
-  area: LogArea,
-  info: TopicInfo
-): { readonly earliest: number; readonly end: number } =>
-  boundsOf(new RegionReadTopic(lookingReader(region, area), info))
 
 /** Waits in slices so the head is looked at every `checkEveryMs` (on the cadence's grid); a commit still wakes at once. */
 const awaitWatchingHead = (

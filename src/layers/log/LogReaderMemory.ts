@@ -14,7 +14,7 @@ import type { BatchView } from "./ReadViews.js"
 import { perTopic } from "./Topics.js"
 
 /** One topic's GOI window and payloads in the store. */
-class StoreReadTopic implements ReadTopic {
+export class StoreReadTopic implements ReadTopic {
   readonly info: TopicInfo
 
   constructor(private readonly store: MemoryLogStore, private readonly topic: MemoryTopic) {

@@ -78,7 +78,7 @@ export const writingLog = (
   area: LogArea,
   epoch = 1
 ): Effect.Effect<
-  { readonly topics: TopicsShape; readonly writer: DirectoryWriterShape },
+  { readonly topics: TopicsShape<never>; readonly writer: DirectoryWriterShape },
   NotDirectoryWriter,
   CxlMemory | Doorbell | Scope.Scope
 > =>
@@ -95,5 +95,5 @@ export const writingLog = (
 export const writingTopics = (
   area: LogArea,
   epoch = 1
-): Effect.Effect<TopicsShape, NotDirectoryWriter, CxlMemory | Doorbell | Scope.Scope> =>
+): Effect.Effect<TopicsShape<never>, NotDirectoryWriter, CxlMemory | Doorbell | Scope.Scope> =>
   Effect.map(writingLog(area, epoch), ({ topics }) => topics)

@@ -8,7 +8,7 @@
  * TestClock).
  */
 import { Clock, Duration, Effect, Layer, Schedule } from "effect"
-import { type TopicInfo, Topics, type TopicsShape, type TrimTarget } from "../../services/log/Topics.js"
+import { type TopicInfo, Topics, type TopicsShape, type TrimTarget, withinRegion } from "../../services/log/Topics.js"
 
 /** How often the head looks. */
 export const RETENTION_EVERY = Duration.seconds(1)
@@ -29,7 +29,7 @@ const trimsOf = (info: TopicInfo, nowMs: number): ReadonlyArray<TrimTarget> => {
  */
 export const enforceRetention = (topics: TopicsShape, nowMs: number): Effect.Effect<void> =>
   Effect.flatMap(
-    topics.list,
+    withinRegion(topics.list),
     (list) =>
       Effect.forEach(list, (info) =>
         Effect.forEach(trimsOf(info, nowMs), (target) =>

@@ -12,12 +12,14 @@ import {
   REPLICATION_FACTORS,
   ReplicationUnavailable,
   type Retention,
+  type TopicDescription,
   TopicExists,
   type TopicInfo,
   TopicNotDeletable,
   TopicNotFound,
   TopicNotTrimmable,
   Topics,
+  type TopicsHeap,
   type TopicSpaceError,
   TopicSpec,
   topicSpecConflict,
@@ -34,7 +36,7 @@ import {
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import { type LogArea, type LogConfig, placeFor } from "./Layout.js"
-import { retentionMoved } from "./Participants.js"
+import { isLineOwnerAlive, retentionMoved } from "./Participants.js"
 import { boundsOf } from "./ReadPositions.js"
 import type { ReadTopic } from "./ReadSource.js"
 import { Descriptor, DescriptorState, DiscardCode } from "./Records.js"
@@ -42,8 +44,10 @@ import { DescriptorView } from "./RecordViews.js"
 import { lookingReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { readRetained, type Retained, writeRetained } from "./RetentionLines.js"
 import { SessionTable } from "./SessionTable.js"
+import { describeOver, regionHeap } from "./TopicDescriptions.js"
 import { topicPins } from "./TopicPins.js"
-import { TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape } from "./TopicShape.js"
+import { laneCount } from "./TopicLanes.js"
+import { heldBytes, TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape } from "./TopicShape.js"
 import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
@@ -51,6 +55,10 @@ export interface TopicTable {
   readonly list: () => ReadonlyArray<TopicInfo>
   /** The live topic of that name, if any. */
   readonly find: (name: string) => TopicInfo | undefined
+  /** A live topic as it is now (TopicDescriptions.ts). */
+  readonly describe: (info: TopicInfo) => TopicDescription
+  /** The memory topics take their extents from, while `topics` topics live. */
+  readonly heap: (topics: number) => TopicsHeap
   /** Whether `info` still names a live topic (not deleted, its slot not given to another). */
   readonly isCurrent: (info: TopicInfo) => boolean
   /** Makes `spec` a topic (a checked spec whose name is not taken, of this shape): the new topic, or why there is no room. */
@@ -169,14 +177,22 @@ const trimTopic = (table: TopicTable, name: string, target: TrimTarget) =>
   })
 
 /** The Topics service over a table. */
-export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape => ({
-  create: (spec) => createTopic(table, config, spec),
-  lookup: resolverOver(table.find, table.isCurrent),
-  list: Effect.sync(table.list),
-  delete: (name) => deleteTopic(table, name),
-  trim: (name, target) => trimTopic(table, name, target),
-  purge: (name) => trimTopic(table, name, { beforeOffset: Number.MAX_SAFE_INTEGER })
-})
+export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape<never> => {
+  const lookup = resolverOver(table.find, table.isCurrent)
+  return {
+    create: (spec) => createTopic(table, config, spec),
+    lookup,
+    list: Effect.sync(table.list),
+    delete: (name) => deleteTopic(table, name),
+    describe: (name) => Effect.map(lookup(name), table.describe),
+    overview: Effect.sync(() => {
+      const topics = table.list().map(table.describe)
+      return { topics, heap: table.heap(topics.length) }
+    }),
+    trim: (name, target) => trimTopic(table, name, target),
+    purge: (name) => trimTopic(table, name, { beforeOffset: Number.MAX_SAFE_INTEGER })
+  }
+}
 
 // ---- the region's topic table -------------------------------------------------------
 
@@ -402,7 +418,7 @@ const removeTopic = (region: CxlMemoryShape, area: LogArea, writer: DirectoryWri
   })
 
 /** The region's topics; they are created where the directory's writer is (the head), elsewhere NotDirectoryWriter. */
-export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory> =>
+export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, CxlMemory> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const writer = yield* Effect.serviceOption(DirectoryWriter)
@@ -420,6 +436,16 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape, never, CxlMemory
         }),
       list: () => listTopics(region, area),
       find: regionTopicFinder(region, area),
+      describe: describeOver({
+        readTopic: reading,
+        sessions: regionSessionTables(region, area),
+        lines: { region, area, alive: isLineOwnerAlive },
+        memoryBytes: (info) => area.placeOf(info.id).shape.memoryBytes,
+        lanes: (info) => laneCount(region, area, info.id),
+        usedBytes: (info) => heldBytes(area.placeOf(info.id).shape, laneCount(region, area, info.id)),
+        blogBytes: (info) => area.blogBytes(info.id)
+      }),
+      heap: (topics) => regionHeap(region, area, topics),
       isCurrent: isCurrentTopic(region, area),
       add: (spec, shape) =>
         Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),

@@ -17,11 +17,14 @@ import {
   makeMemoryTopic,
   type MemoryLogStore,
   type NoOptions,
-  storeFull
+  storeFull,
+  storeHeldBytes,
+  topicHeldBytes
 } from "./MemoryStore.js"
-import { topicsOver, withShape } from "./Topics.js"
+import { describeOver } from "./TopicDescriptions.js"
+import { perTopic, topicsOver, withShape } from "./Topics.js"
 
-export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<TopicsShape> =>
+export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<TopicsShape<never>> =>
   Effect.sync(() =>
     topicsOver({
       list: () => liveTopics(store).map((t) => t.info),
@@ -34,6 +37,22 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
           topic.retained = retained
           retentionMovedMemory(store, topic)
         }),
+      describe: describeOver({
+        readTopic: perTopic((info) => storeReadTopic(store, info)),
+        sessions: (info) => store.topics[info.id]!.sessions,
+        lines: store.lines,
+        memoryBytes: (info) => store.topics[info.id]!.shape.memoryBytes,
+        lanes: (info) => store.topics[info.id]!.lanes.size,
+        usedBytes: (info) => topicHeldBytes(store.topics[info.id]!),
+        blogBytes: (info) => store.topics[info.id]!.blogBytes
+      }),
+      heap: () => {
+        // A store without a bound (a broker's log in tests) says so with the largest size a count can have.
+        const heapBytes = Math.min(store.space.heapBytes, Number.MAX_SAFE_INTEGER)
+        const freeBytes = heapBytes - storeHeldBytes(store)
+        // One free extent: the store does not fragment.
+        return { heapBytes, freeBytes, largestFreeBytes: freeBytes }
+      },
       isCurrent: (info) =>
         store.topics[info.id]?.info.generation === info.generation && !store.topics[info.id]!.deleted,
       remove: (info) =>

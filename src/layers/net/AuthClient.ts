@@ -51,9 +51,9 @@ export const clientProofAsync = (credentials: Credentials, clientNonce: string, 
     proofWith(s, credentials, clientNonce, challenge)
   )
 
-/** What a client knows when a broker accepts it (WELCOME to a publisher, SUBSCRIBED to a subscriber). */
+/** What a client knows when a broker accepts it (WELCOME to a publisher, SUBSCRIBED to a subscriber, ADMIN_READY to an admin client). */
 export interface BrokerAcceptance {
-  readonly answer: "WELCOME" | "SUBSCRIBED"
+  readonly answer: "WELCOME" | "SUBSCRIBED" | "ADMIN_READY"
   readonly credentials: Credentials | undefined
   /** The client opted in to brokers that authenticate nobody (`--insecure`, `CXLOG_INSECURE`, the `insecure` option). */
   readonly insecure: boolean
@@ -86,7 +86,7 @@ export const brokerAcceptanceProblem = (a: BrokerAcceptance): string | undefined
   // The opt-in excuses only credentials the client found for itself: one given credentials asked
   // for authentication, and CXLOG_INSECURE, shared with the brokers, must not quietly drop it.
   if (a.insecure && found) return undefined
-  const verb = a.answer === "WELCOME" ? "welcomed" : "subscribed"
+  const verb = a.answer === "WELCOME" ? "welcomed" : a.answer === "SUBSCRIBED" ? "subscribed" : "accepted"
   return `${verb} this client without authenticating it (no CHALLENGE): started with --insecure, or not a broker of this credential ` +
     `file; a client holding credentials (${
       found ? "found in the region's secret file" : "given"

@@ -40,6 +40,11 @@ export const UserRecord = Schema.Struct({
   read: Strings,
   /** Named consumers the user may join and commit for (on topics it may read); absent (files of older builds): any. */
   consume: Schema.optionalWith(Strings, { exact: true }),
+  /**
+   * Topics the user may administer through a broker (create, delete; docs/security.md, "Administering
+   * topics"); absent (files of older builds) or empty: none.
+   */
+  admin: Schema.optionalWith(Strings, { exact: true }),
   limits: Schema.optionalWith(UserLimits, { exact: true })
 })
 export interface UserRecord extends Schema.Schema.Type<typeof UserRecord> {}
@@ -122,7 +127,12 @@ export const writeCredentialFile = (path: string, file: CredentialFile): void =>
 export const userRecord = (
   name: string,
   secret: string,
-  rights: { publish: ReadonlyArray<string>; read: ReadonlyArray<string>; consume?: ReadonlyArray<string> },
+  rights: {
+    publish: ReadonlyArray<string>
+    read: ReadonlyArray<string>
+    consume?: ReadonlyArray<string>
+    admin?: ReadonlyArray<string>
+  },
   limits?: UserLimits,
   iterations = DEFAULT_ITERATIONS
 ): UserRecord => {
@@ -137,6 +147,7 @@ export const userRecord = (
     publish: rights.publish,
     read: rights.read,
     ...(rights.consume === undefined ? {} : { consume: rights.consume }),
+    ...(rights.admin === undefined ? {} : { admin: rights.admin }),
     ...(limits === undefined ? {} : { limits })
   }
 }

@@ -154,14 +154,14 @@ export class AuthServer {
 /**
  * The authentication step of any TCP session's handshake, after its opening frame named `who`
  * (user and client nonce): CHALLENGE, the client's AUTH proof checked against the credential
- * file, then the user's right to `action` on `topic`. The user and the WELCOME's signature, or
- * null when the connection ended meanwhile; a refusal is the connection's typed error.
+ * file, then the user's right to `access.action` on `access.target` (an admin connection's
+ * rights are checked per request instead). The user and the WELCOME's signature, or null when
+ * the connection ended meanwhile; a refusal is the connection's typed error.
  */
 export const authenticate = (
   server: AuthServer,
   who: { readonly user?: string | undefined; readonly nonce?: string | undefined },
-  action: Action,
-  topic: string,
+  access: { readonly action: Action; readonly target: string } | undefined,
   io: { readonly send: (frame: Buffer) => void; readonly next: Effect.Effect<Frame | undefined, WireViolation> }
 ): Effect.Effect<{ user: UserRecord; serverSignature: string } | null, WireViolation> =>
   Effect.gen(function*() {
@@ -201,7 +201,7 @@ export const authenticate = (
         detail: `authentication as ${who.user} failed: no such user, or the wrong secret`
       })
     }
-    const denied = authorize(verified.user, action, topic)
+    const denied = access === undefined ? undefined : authorize(verified.user, access.action, access.target)
     if (denied !== undefined) {
       return yield* new WireViolation({ code: "forbidden", detail: denied })
     }

@@ -111,7 +111,11 @@ export const ensureRegionCredentials = (
   if (statSync(credentialPath, { throwIfNoEntry: false }) !== undefined) return { created: false }
   const credentials = { user: localUserName(), secret: newSecret() }
   writeSecretFile(secretPath, credentials)
-  upsertUser(credentialPath, userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"] }), region)
+  upsertUser(
+    credentialPath,
+    userRecord(credentials.user, credentials.secret, { publish: ["*"], read: ["*"], admin: ["*"] }),
+    region
+  )
   return { created: true }
 }
 

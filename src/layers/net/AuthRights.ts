@@ -4,7 +4,7 @@
  */
 import type { UserRecord } from "./AuthCredentialFile.js"
 
-export type Action = "publish" | "read" | "consume"
+export type Action = "publish" | "read" | "consume" | "admin"
 
 /** Matches `*` as any run of characters; everything else literally. */
 const patternMatches = (pattern: string, topic: string): boolean => {
@@ -20,18 +20,30 @@ const patternMatches = (pattern: string, topic: string): boolean => {
   return at <= topic.length - parts[parts.length - 1]!.length
 }
 
+/** The patterns of `user`'s `action` right (a record without the consume right may join any consumer; one without the admin right administers nothing). */
+const rightsOf = (user: UserRecord, action: Action): ReadonlyArray<string> =>
+  action === "publish"
+    ? user.publish
+    : action === "read"
+    ? user.read
+    : action === "consume"
+    ? user.consume ?? ["*"]
+    : user.admin ?? []
+
 /**
  * The one rights check of every TCP session: undefined when `user` may `action` on `target` (a
  * topic; for `consume`, a named consumer's name), else why not.
  */
 export const authorize = (user: UserRecord, action: Action, target: string): string | undefined => {
-  const rights = action === "publish" ? user.publish : action === "read" ? user.read : user.consume ?? ["*"]
+  const rights = rightsOf(user, action)
   if (rights.some((p) => patternMatches(p, target))) return undefined
   const what = action === "publish"
     ? `publish to topic ${target}`
     : action === "read"
     ? `read from topic ${target}`
-    : `join consumer ${target}`
+    : action === "consume"
+    ? `join consumer ${target}`
+    : `administer topic ${target}`
   return `user ${user.name} may not ${what} (its ${action} rights: ${rights.join(", ") || "none"})`
 }
 

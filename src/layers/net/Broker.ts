@@ -25,6 +25,7 @@ import { Config, type ConfigError, Effect, FiberSet, Layer, Option, type Scope }
 import { readFileSync } from "node:fs"
 import { isIPv4 } from "node:net"
 import { withMillis } from "../../Durations.js"
+import { Coordinator } from "../../services/control/Coordinator.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
 import { Consumers } from "../../services/log/Consumers.js"
@@ -39,7 +40,10 @@ import {
   type BrokerStats
 } from "../../services/net/Broker.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { settingsConfig } from "../../Settings.js"
+import { makeHeadWatch } from "../log/HeadWatch.js"
+import { adminServer } from "./AdminServer.js"
 import { type AuthServer, CredentialError } from "./Auth.js"
 import * as Auth from "./Auth.js"
 import { listener, secureContextOf } from "./BrokerAccept.js"
@@ -115,6 +119,10 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     // A broker given the process's LogReader serves subscribers too (SubscriptionServer.ts).
     const reader = Option.getOrUndefined(yield* Effect.serviceOption(LogReader))
     const consumers = Option.getOrUndefined(yield* Effect.serviceOption(Consumers))
+    // A broker that joined the head's coordinator forwards topic changes to it (AdminServer.ts), watching the head meanwhile.
+    const coordinator = Option.getOrUndefined(yield* Effect.serviceOption(Coordinator))
+    const region = Option.getOrUndefined(yield* Effect.serviceOption(CxlMemory))
+    const topics = yield* Topics
     if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
       return yield* refuse(
         `refusing to serve beyond loopback without ${secure === undefined ? "TLS" : ""}${
@@ -136,7 +144,7 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
       limits: options.limits,
       appender,
       acks: yield* AckTracker,
-      topics: yield* Topics,
+      topics,
       auth,
       userUse: new Map(),
       sessionOwners: new Map(),
@@ -144,6 +152,15 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
         brokerId,
         reader,
         consumers,
+        auth,
+        holdConnection: (user) => holdConnection(broker, user),
+        idleTimeoutMs: settings.idleTimeoutMs
+      }),
+      admin: adminServer({
+        brokerId,
+        topics,
+        coordinator,
+        head: region === undefined ? undefined : makeHeadWatch(region, 0),
         auth,
         holdConnection: (user) => holdConnection(broker, user),
         idleTimeoutMs: settings.idleTimeoutMs

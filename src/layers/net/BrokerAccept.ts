@@ -83,6 +83,7 @@ const accept = (broker: BrokerState, raw: Socket) => {
   let reserved: Uint8Array | undefined
   let firstFrame = true
   let subscribing = false
+  let administering = false
   /** Cleared once another connection's append took this one's space mid-batch: from then on it receives into its own buffer. */
   let inPlace = true
   const revoked = () => {
@@ -104,7 +105,9 @@ const accept = (broker: BrokerState, raw: Socket) => {
       FrameType.CLOSE,
       FrameType.SUBSCRIBE,
       FrameType.CREDIT,
-      FrameType.COMMIT
+      FrameType.COMMIT,
+      FrameType.ADMIN,
+      FrameType.ADMIN_REQUEST
     ],
     maxBatchBytes: settings.maxBatchBytes,
     // Before the handshake a BATCH is refused from its header: none of its payload is read.
@@ -113,6 +116,22 @@ const accept = (broker: BrokerState, raw: Socket) => {
       firstFrame = false
       // A SUBSCRIBE opens a subscriber connection (AUTH, CREDIT and COMMIT frames follow it); it is nothing else.
       if (type === FrameType.SUBSCRIBE && opening) subscribing = true
+      // An ADMIN opens an admin connection (AUTH and ADMIN_REQUEST frames follow it).
+      if (type === FrameType.ADMIN && opening) administering = true
+      if (administering) {
+        return opening || type === FrameType.ADMIN_REQUEST || type === FrameType.AUTH
+          ? undefined
+          : new WireViolation({
+            code: "unexpected-frame",
+            detail: "only AUTH and ADMIN_REQUEST frames follow an ADMIN"
+          })
+      }
+      if (type === FrameType.ADMIN || type === FrameType.ADMIN_REQUEST) {
+        return new WireViolation({
+          code: "unexpected-frame",
+          detail: "ADMIN opens an admin connection, ADMIN_REQUEST frames follow it"
+        })
+      }
       if (subscribing) {
         return opening || type === FrameType.CREDIT || type === FrameType.COMMIT || type === FrameType.AUTH
           ? undefined

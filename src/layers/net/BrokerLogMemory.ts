@@ -79,7 +79,7 @@ export interface MemoryLogStats {
 
 export interface MemoryLog {
   readonly store: MemoryLogStore
-  readonly topics: TopicsShape
+  readonly topics: TopicsShape<never>
   /** Broker `brokerId`'s Appender (its slot is claimed for the log's lifetime, so brokers may come and go over it). */
   readonly appender: (brokerId: number) => AppenderShape
   readonly acks: AckTrackerShape

@@ -1,6 +1,6 @@
 /**
  * A broker connection from its first frame on (`session`): a SUBSCRIBE goes to the subscription
- * server; a HELLO is the handshake (`handshake`: authentication, admission, then the session
+ * server, an ADMIN to the admin server; a HELLO is the handshake (`handshake`: authentication, admission, then the session
  * registered or attached, and the WELCOME), followed by the session's batches until its CLOSE.
  */
 import { Effect } from "effect"
@@ -60,7 +60,7 @@ const handshake = (broker: BrokerState, socket: Socket, nextFrame: Effect.Effect
     // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
     const authenticated = auth === undefined
       ? undefined
-      : yield* Auth.authenticate(auth, hello, "publish", hello.topic, {
+      : yield* Auth.authenticate(auth, hello, { action: "publish", target: hello.topic }, {
         send: (frame) => void send(broker, socket, frame),
         next: nextFrame
       })
@@ -153,6 +153,7 @@ export const session = (
     const first = yield* nextFrame
     if (first === undefined) return
     if (first.type === FrameType.SUBSCRIBE) return yield* broker.subscriptions(socket, first, nextFrame, subscribed)
+    if (first.type === FrameType.ADMIN) return yield* broker.admin(socket, first, nextFrame, subscribed)
     let opening: Frame | undefined = first
     const session = yield* handshake(
       broker,

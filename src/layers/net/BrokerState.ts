@@ -11,6 +11,7 @@ import type { AckTrackerShape } from "../../services/log/AckTracker.js"
 import type { AppenderShape } from "../../services/log/Appender.js"
 import type { AckLevel, TopicsShape } from "../../services/log/Topics.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
+import type { adminServer } from "./AdminServer.js"
 import type { AuthServer, RateBudget } from "./Auth.js"
 import { errorFrame, type WireErrorCode, WireViolation } from "./Control.js"
 import type { AckEncoder } from "./Frame.js"
@@ -75,6 +76,8 @@ export interface BrokerState {
   readonly sessionOwners: Map<string, string>
   /** Serves a connection that opens with SUBSCRIBE (SubscriptionServer.ts). */
   readonly subscriptions: ReturnType<typeof subscriptionServer>
+  /** Serves a connection that opens with ADMIN (AdminServer.ts). */
+  readonly admin: ReturnType<typeof adminServer>
   readonly sockets: Set<Socket>
   /** TLS: connections whose handshake is not done yet (their TCP sockets). */
   readonly handshaking: Set<Socket>

@@ -7,7 +7,7 @@ import { AckLevel } from "../../services/log/Topics.js"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
-export const PROTOCOL_VERSION = 6
+export const PROTOCOL_VERSION = 7
 
 /**
  * When TCP keepalive starts probing an idle connection, on both sides (Node then probes once a
@@ -176,7 +176,7 @@ const firstFailure = (
  * and how (`Hello.clientId: Expected a number between 0 and 4294967295, actual -1`), or what is
  * wrong with the body as a whole; never Schema's tree of its own transformations.
  */
-const describeDecodeFailure = (schema: Schema.Schema.AnyNoContext, error: ParseResult.ParseError): string => {
+export const describeDecodeFailure = (schema: Schema.Schema.AnyNoContext, error: ParseResult.ParseError): string => {
   const body = Option.getOrElse(SchemaAST.getIdentifierAnnotation(SchemaAST.typeAST(schema.ast)), () => "the body")
   const failure = firstFailure(error.issue, [])
   const words = ParseResult.ArrayFormatter.formatIssueSync(failure.issue)[0]?.message ?? "does not decode"

@@ -30,6 +30,8 @@ export const MAX_CONTROL_PAYLOAD_BYTES = 4096
 export const ACK_ORDER_BYTES = 16
 /** An ACK names at most 256 batches' orders; more go in further ACK frames. */
 export const MAX_ACK_PAYLOAD_BYTES = 4096
+/** An admin reply names every topic of a region described: up to 16 MiB (a region holds 16 384 objects by default). */
+export const MAX_ADMIN_REPLY_BYTES = 16 << 20
 /** Sequences travel as two u32 halves and stay below 2^53. */
 export const MAX_SEQUENCE = 2 ** 53 - 1
 
@@ -70,7 +72,17 @@ export const FrameType = {
   /** client → broker (protocol 4): the proof answering the CHALLENGE. */
   AUTH: 13,
   /** client → broker, on a named consumer's connection: seq = the offset to commit (the first message not processed). */
-  COMMIT: 14
+  COMMIT: 14,
+  /** client → broker, the first frame of an admin connection: JSON (AdminProtocol.AdminOpen). */
+  ADMIN: 20,
+  /** broker → client: JSON (AdminProtocol.AdminReady): the admin connection takes requests. */
+  ADMIN_READY: 21,
+  /** client → broker: seq = the request's id; JSON (AdminProtocol.AdminRequest): an operation and its input. */
+  ADMIN_REQUEST: 22,
+  /** broker → client: seq = the request's id; JSON: the operation's result. */
+  ADMIN_REPLY: 23,
+  /** broker → client: seq = the request's id; JSON: the operation's typed error (`_tag` and its fields). */
+  ADMIN_FAILURE: 24
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

@@ -12,6 +12,7 @@ import {
   FrameType,
   frameTypeName,
   MAX_ACK_PAYLOAD_BYTES,
+  MAX_ADMIN_REPLY_BYTES,
   MAX_CONTROL_PAYLOAD_BYTES,
   sequenceOf,
   WIRE_VERSION
@@ -40,6 +41,8 @@ const payloadLimit = (type: number, maxBatchBytes: number): number =>
     ? MAX_ACK_PAYLOAD_BYTES
     : type === FrameType.SESSION_FENCED
     ? 0
+    : type === FrameType.ADMIN_REPLY || type === FrameType.ADMIN_FAILURE
+    ? MAX_ADMIN_REPLY_BYTES
     : MAX_CONTROL_PAYLOAD_BYTES
 
 const fail = (code: WireViolation["code"], detail: string) => new WireViolation({ code, detail })

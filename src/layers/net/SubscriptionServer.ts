@@ -138,7 +138,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
     const authenticated = options.auth === undefined
       ? undefined
-      : yield* authenticate(options.auth, request, "read", request.topic, {
+      : yield* authenticate(options.auth, request, { action: "read", target: request.topic }, {
         send: (frame) => void socket.write(frame),
         next: nextFrame
       })

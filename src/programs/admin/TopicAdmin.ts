@@ -1,65 +1,45 @@
 /**
- * `cxlog topics`: the region's topics with their order mode, ACK level, replication factor,
- * memory, the message offsets they hold, publisher sessions and subscribers, and the heap's
- * space they leave. It maps the region and
- * reads it in place without joining it (no process slot, no coordinator), so it works beside
- * a running cluster, and on a region whose head is gone.
+ * `cxlog topics` and `cxlog topics describe NAME`: a region's topics with their order mode, ACK
+ * level, replication factor, memory, the message offsets they hold, publisher sessions, readers
+ * and named consumers, and the heap's space they leave. On the region's host it maps the region
+ * and reads it in place without joining it (no process slot, no coordinator), so it works beside
+ * a running cluster and on a region whose head is gone; with `--brokers` it asks a broker, which
+ * reads the same from the region where it runs (showing the topics the user may see).
  */
 import { Console, Effect } from "effect"
-import { peekBounds } from "../../layers/log/LogReader.js"
-import { isLineOwnerAlive } from "../../layers/log/Participants.js"
-import { OrderLine } from "../../layers/log/Records.js"
-import { ParticipantLineView, SubscriberLineView } from "../../layers/log/RecordViews.js"
-import { listTopics, regionSessionTables } from "../../layers/log/Topics.js"
+import * as TopicsLayers from "../../layers/log/Topics.js"
 import { readMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
+import { makeRemoteTopics } from "../../layers/net/TopicsRemote.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
-import { heapBlocks, usageOf } from "../../layers/region/DirectorySpace.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import type { RegionAccess } from "../../layers/Roles.js"
-import { type DiskRetention, TopicNotFound } from "../../services/log/Topics.js"
+import {
+  type TopicDescription as LogTopicDescription,
+  TopicNotFound,
+  type TopicsOverview
+} from "../../services/log/Topics.js"
 import { MirrorStatus } from "../../services/mirror/Mirror.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { table } from "../report/Table.js"
+import type { TopicsAt } from "./TopicChanges.js"
 
-export interface TopicDescription {
-  readonly name: string
-  readonly id: number
-  readonly order: number
-  readonly ackLevel: number
-  readonly replicationFactor: number
-  /** Replication factor 2: what the disk keeps of the topic (absent: all of it). */
-  readonly diskRetention?: DiskRetention
-  /** Its memory in the region (its extent), and the Blog each writer lane has of it. */
-  readonly memoryBytes: number
-  readonly blogBytesPerBroker: number
-  /** Message offsets held: earliest .. end-1 (none when earliest = end). */
-  readonly earliest: number
-  readonly end: number
-  /** Batches in the total order. */
-  readonly orderedBatches: number
-  /** Publisher session lines in use, of `sessionSlots`. */
-  readonly sessions: number
-  readonly sessionSlots: number
-  /** Subscribers registered in the region; a durable one holds retention at its cursor. */
-  readonly subscribers: ReadonlyArray<
-    { readonly pid: number; readonly alive: boolean; readonly durable: boolean; readonly behindBatches: number }
-  >
-  /** Mirrors of the topic on this host (their status files): state, offset mirrored, lag now. */
+/** A topic as the log describes it (`Topics.describe`), with the mirrors of it on this host. */
+export interface TopicDescription extends LogTopicDescription {
+  /** Mirrors of the topic on this host (their status files): state, offset mirrored, lag now; none through brokers. */
   readonly mirrors: ReadonlyArray<MirrorStatus>
 }
 
-export interface TopicsReport {
-  readonly region: string
-  /** The region's id (its creation time in ms), as mirrors name it. */
-  readonly regionId: string
-  /** What every topic can hold at most: its last `goiSlots` batches, within each of its `maxBrokers` writer lanes' Blog. */
-  readonly retention: { readonly goiSlots: number; readonly maxBrokers: number }
-  /** The heap topics (and other named objects) take their memory from. */
-  readonly heap: { readonly heapBytes: number; readonly freeBytes: number; readonly largestFreeBytes: number }
+export interface TopicsReport extends Omit<TopicsOverview, "topics"> {
+  /** The region read in place, or the brokers asked. */
+  readonly region?: string
+  /** The region's id (its creation time in ms), as mirrors name it (read in place only). */
+  readonly regionId?: string
+  readonly brokers?: string
   readonly topics: ReadonlyArray<TopicDescription>
 }
 
-/** Reads every topic of `region` in place. */
+/** Reads every topic of `region` in place (the region's Topics, without joining it), with the mirrors on this host. */
 export const describeTopics = (access: RegionAccess) =>
   Effect.gen(function*() {
     const region = yield* CxlMemoryLayers.make({
@@ -69,63 +49,50 @@ export const describeTopics = (access: RegionAccess) =>
       readyTimeoutMs: 2_000
     })
     const layout = yield* resolve(configFromParams(region.params), region.size)
-    const area = layout.log
-    const sessionTable = regionSessionTables(region, area)
-    const participants = new ParticipantLineView(region)
-    const subscriberLines = new SubscriberLineView(region)
+    const overview = yield* TopicsLayers.make(layout.log).pipe(
+      Effect.flatMap((topics) => topics.overview),
+      Effect.provideService(CxlMemory, region)
+    )
     const id = regionId(region)
-    const mirrors = readMirrorStatuses(id)
-    const topics = listTopics(region, area).map((info): TopicDescription => {
-      const orderLine = area.orderLine(info.id)
-      region.invalidate(orderLine, 64)
-      const committed = region.f64[(orderLine + OrderLine.committed) / 8]!
-      const { earliest, end } = peekBounds(region, area, info)
-      const subscribers: Array<TopicDescription["subscribers"][number]> = []
-      for (let s = 0; s < area.config.subscriberSlots; s++) {
-        const line = area.subscriber(info.id, s)
-        region.invalidate(line, 64)
-        const { occurrence, pid } = participants.claim(line)
-        if (occurrence === 0) continue
-        const durable = subscriberLines.durable(line) === 1
-        subscribers.push({
-          pid,
-          alive: isLineOwnerAlive(pid, occurrence),
-          durable,
-          behindBatches: durable ? Math.max(0, committed - subscriberLines.cursor(line)) : 0
-        })
-      }
-      const sessions = sessionTable(info)
-      return {
-        name: info.name,
-        id: info.id,
-        order: info.order,
-        ackLevel: info.ackLevel,
-        replicationFactor: info.replicationFactor,
-        ...(info.diskRetention === undefined ? {} : { diskRetention: info.diskRetention }),
-        memoryBytes: info.memory ?? area.placeOf(info.id).bytes,
-        blogBytesPerBroker: area.blogBytes(info.id),
-        earliest,
-        end,
-        orderedBatches: committed,
-        sessions: sessions.liveCount(),
-        sessionSlots: sessions.capacity,
-        subscribers,
-        // The lag as of now: the topic may have moved on since the mirror's last status (or the mirror stopped).
-        mirrors: mirrors.filter((m) => m.topic === info.name).map((m) =>
-          new MirrorStatus({ ...m, end, lagOffsets: Math.max(0, end - m.mirrored) })
-        )
-      }
-    })
     return {
+      ...overview,
       region: access.name,
       regionId: id,
-      retention: { goiSlots: area.config.goiSlots, maxBrokers: area.config.maxBrokers },
-      heap: (({ freeBytes, heapBytes, largestFreeBytes }) => ({ heapBytes, freeBytes, largestFreeBytes }))(
-        usageOf(layout.directory, heapBlocks(region, layout.directory), topics.length)
-      ),
-      topics
+      topics: withMirrors(overview.topics, id)
     } satisfies TopicsReport
   }).pipe(Effect.scoped)
+
+/** `topics` with the mirrors this host runs of them (read from their status files, the lag as of now). */
+export const withMirrors = (
+  topics: ReadonlyArray<LogTopicDescription>,
+  regionId: string
+): ReadonlyArray<TopicDescription> => {
+  const mirrors = readMirrorStatuses(regionId)
+  return topics.map((t) => ({
+    ...t,
+    // The lag as of now: the topic may have moved on since the mirror's last status (or the mirror stopped).
+    mirrors: mirrors.filter((m) => m.topic === t.name).map((m) =>
+      new MirrorStatus({ ...m, end: t.end, lagOffsets: Math.max(0, t.end - m.mirrored) })
+    )
+  }))
+}
+
+/** The report of `at`: the region read in place, or, through brokers, what they answer (every topic, or `only` that one). */
+const reportOf = (at: TopicsAt, only: string | undefined) =>
+  at.remote === undefined
+    ? describeTopics(at.region)
+    : Effect.scoped(Effect.gen(function*() {
+      const { topics } = yield* makeRemoteTopics(at.remote!)
+      const brokers = at.remote!.brokers.map((b) => `${b.host}:${b.port}`).join(",")
+      // One topic is asked for alone: a user may describe a topic it may read without listing the rest.
+      const overview = yield* topics.overview
+      const described = only === undefined ? overview.topics : [yield* topics.describe(only)]
+      return {
+        ...overview,
+        brokers,
+        topics: described.map((t) => ({ ...t, mirrors: [] }))
+      } satisfies TopicsReport
+    }))
 
 const ORDER_NAMES: Record<number, string> = {
   0: "0 (per broker)",
@@ -147,6 +114,12 @@ const subscribersText = (t: TopicDescription) => {
         : ` (${durable.length} durable, furthest ${Math.max(...durable.map((s) => s.behindBatches))} batches behind)`
     }`
 }
+const consumersText = (t: TopicDescription) =>
+  t.consumers.length === 0
+    ? "0"
+    : `${t.consumers.length} (furthest ${Math.max(...t.consumers.map((c) => c.lag))} behind${
+      t.consumers.some((c) => c.cutOff) ? `, ${t.consumers.filter((c) => c.cutOff).length} cut off` : ""
+    })`
 const mirrorLine = (topic: string, m: MirrorStatus) =>
   `mirror ${topic} → stream ${m.stream} (${
     m.servers.join(",")
@@ -158,26 +131,81 @@ const mirrorLine = (topic: string, m: MirrorStatus) =>
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 1)} MiB`
 
 export interface TopicsOptions {
-  readonly region: RegionAccess
-  /** Describe only this topic. */
+  readonly at: TopicsAt
+  /** Only this topic: a row of the table, or with `detailed` everything about it. */
   readonly topic?: string
+  readonly detailed: boolean
   readonly json: boolean
+}
+
+const subscriberLine = (s: TopicDescription["subscribers"][number]) =>
+  `pid ${s.pid}${s.alive ? "" : " (gone)"}${s.durable ? `, durable, ${s.behindBatches} batches behind` : ""}`
+const consumerLine = (c: TopicDescription["consumers"][number]) =>
+  `${c.name} at offset ${c.committed} (lag ${c.lag}${c.member === 0 ? ", no member" : `, member pid ${c.member}`}${
+    c.cutOff ? ", cut off" : ""
+  })`
+
+/** Everything about one topic, a line a subject. */
+const details = (t: TopicDescription): string =>
+  [
+    `topic ${t.name} (id ${t.id}, generation ${t.generation}): order ${ORDER_NAMES[t.order] ?? t.order}, ack ${
+      ACK_NAMES[t.ackLevel] ?? t.ackLevel
+    }, rf ${t.replicationFactor}${
+      t.diskRetention === undefined
+        ? ""
+        : `, the disk keeps ${
+          [
+            t.diskRetention.maxBytes === undefined ? "" : mib(t.diskRetention.maxBytes),
+            t.diskRetention.maxAgeMs === undefined ? "" : `${t.diskRetention.maxAgeMs / 1000} s`
+          ].filter((x) => x !== "").join(" and ")
+        } at most`
+    }`,
+    `memory: ${mib(t.memoryBytes)} for ${t.writers ?? "its"} writers, ${mib(t.usedBytes)} held now (its records and ${t.lanes} lane${
+      t.lanes === 1 ? "" : "s"
+    } written; each lane's Blog ${mib(t.blogBytesPerLane)}); messages up to ${t.maxMessageBytes ?? "?"} bytes`,
+    `retention: ${retentionText(t)}`,
+    `offsets held: ${held(t)}${
+      t.end === t.earliest ? "" : ` (${t.end - t.earliest} messages)`
+    }, ${t.orderedBatches} batches ordered`,
+    `sessions: ${t.sessions} of ${t.sessionSlots}`,
+    `subscribers: ${t.subscribers.length === 0 ? "none" : t.subscribers.map(subscriberLine).join("; ")}`,
+    `consumers: ${t.consumers.length === 0 ? "none" : t.consumers.map(consumerLine).join("; ")}`,
+    ...t.mirrors.map((m) => mirrorLine(t.name, m))
+  ].join("\n")
+
+/** What a topic keeps besides its memory, and what a full memory does to its publishers. */
+const retentionText = (t: TopicDescription): string => {
+  const r = t.retention
+  const bounds = [
+    r?.maxMessages === undefined ? "" : `its last ${r.maxMessages} messages`,
+    r?.maxAgeMs === undefined ? "" : `messages younger than ${r.maxAgeMs / 1000} s`
+  ].filter((x) => x !== "")
+  return `${bounds.length === 0 ? "what its memory holds" : `at most ${bounds.join(" and ")}`}; a full memory ${
+    r?.discard === "old"
+      ? "drops the oldest whatever reads them (discard old)"
+      : "makes publishers wait for the named consumers that hold it (discard new)"
+  }`
 }
 
 export const topics = (options: TopicsOptions) =>
   Effect.gen(function*() {
-    const report = yield* describeTopics(options.region)
+    const report: TopicsReport = yield* reportOf(options.at, options.topic)
     const topics = options.topic === undefined ? report.topics : report.topics.filter((t) => t.name === options.topic)
     if (options.topic !== undefined && topics.length === 0) return yield* new TopicNotFound({ name: options.topic })
-    if (options.json) return yield* Console.log(JSON.stringify({ ...report, topics }))
+    if (options.json) {
+      return yield* Console.log(JSON.stringify(options.detailed ? topics[0] : { ...report, topics }))
+    }
+    if (options.detailed) return yield* Console.log(details(topics[0]!))
     if (topics.length === 0) {
       return yield* Console.log(
-        `region ${report.region} has no topics yet (cxlog create-topic --topic NAME, or cxlog head --topic NAME)`
+        `${
+          report.region === undefined ? `the brokers ${report.brokers} show` : `region ${report.region} has`
+        } no topics yet (cxlog topics create NAME, or cxlog head --topic NAME)`
       )
     }
     yield* Console.log(
       table(
-        ["topic", "order", "ack", "rf", "memory", "offsets held", "batches", "sessions", "subscribers"],
+        ["topic", "order", "ack", "rf", "memory", "offsets held", "batches", "sessions", "subscribers", "consumers"],
         topics.map((
           t
         ) => [
@@ -185,21 +213,21 @@ export const topics = (options: TopicsOptions) =>
           ORDER_NAMES[t.order] ?? `${t.order}`,
           ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`,
           t.replicationFactor,
-          mib(t.memoryBytes),
+          `${mib(t.memoryBytes)}, ${t.lanes} lane${t.lanes === 1 ? "" : "s"}`,
           held(t),
           t.orderedBatches,
           `${t.sessions}/${t.sessionSlots}`,
-          subscribersText(t)
+          subscribersText(t),
+          consumersText(t)
         ])
       )
     )
     const mirrorLines = topics.flatMap((t) => t.mirrors.map((m) => mirrorLine(t.name, m)))
     if (mirrorLines.length > 0) yield* Console.log(`\n${mirrorLines.join("\n")}`)
-    const r = report.retention
     const h = report.heap
     yield* Console.log(
-      `\nretention: each topic holds at most its last ${r.goiSlots} batches, and only what each of its ${r.maxBrokers} writer lanes' Blogs (a share of its memory) still hold; a durable subscriber holds back reclaiming until it has read\nmemory: ${
-        mib(h.freeBytes)
-      } of the region's ${mib(h.heapBytes)} heap free (the largest topic that fits now: ${mib(h.largestFreeBytes)})`
+      `\nmemory: ${mib(h.freeBytes)} of the region's ${mib(h.heapBytes)} heap free (the largest extent free now: ${
+        mib(h.largestFreeBytes)
+      })`
     )
   })

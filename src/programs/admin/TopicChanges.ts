@@ -1,5 +1,10 @@
-/** `cxlog create-topic` and `cxlog topics delete`: join the cluster and ask the head's coordinator to change its topics. */
+/**
+ * `cxlog topics create|delete|trim|purge` (and `cxlog create-topic`): on the region's host, join the cluster
+ * and ask the head's coordinator; with `--brokers`, ask any broker over TCP (it forwards the change
+ * to the head's coordinator). Both say the same when they are done.
+ */
 import { Console, Effect, Layer } from "effect"
+import { makeRemoteTopics, type RemoteTopicsOptions } from "../../layers/net/TopicsRemote.js"
 import {
   attachRegion,
   controlTransport,
@@ -8,64 +13,73 @@ import {
   type RegionAccess
 } from "../../layers/Roles.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
-import type { TopicSpec, TrimTarget } from "../../services/log/Topics.js"
+import type { TopicBounds, TopicInfo, TopicSpec, TrimTarget } from "../../services/log/Topics.js"
 import { showSize } from "../../Settings.js"
 
-/** Runs `change` as a client of the region's coordinator (joined for the change, gone after it). */
-const asClient = <A, E>(region: RegionAccess, change: Effect.Effect<A, E, Coordinator>) =>
-  change.pipe(
-    Effect.provide(
-      coordinatorClient().pipe(
-        Layer.provideMerge(controlTransport),
-        Layer.provideMerge(processSlot("client")),
-        Layer.provideMerge(attachRegion(region))
+/** Where a topics command works: the region on this host, or through brokers (`remote`). */
+export interface TopicsAt {
+  readonly region: RegionAccess
+  readonly remote?: RemoteTopicsOptions
+}
+
+/** What a command changes topics through: the head's coordinator, or a broker's admin connection. */
+interface TopicChanges<E> {
+  readonly create: (spec: TopicSpec) => Effect.Effect<TopicInfo, E>
+  readonly delete: (name: string) => Effect.Effect<void, E>
+  readonly trim: (name: string, target: TrimTarget) => Effect.Effect<TopicBounds, E>
+  readonly purge: (name: string) => Effect.Effect<TopicBounds, E>
+}
+
+/** Runs `use` with the changes of `at`: as a client of the region's coordinator (joined for the change, gone after it), or through brokers. */
+const withChanges = <A, E>(at: TopicsAt, use: (changes: TopicChanges<unknown>) => Effect.Effect<A, E>) =>
+  at.remote === undefined
+    ? Effect.flatMap(
+      Coordinator,
+      (c) => use({ create: c.createTopic, delete: c.deleteTopic, trim: c.trimTopic, purge: c.purgeTopic })
+    ).pipe(
+      Effect.provide(
+        coordinatorClient().pipe(
+          Layer.provideMerge(controlTransport),
+          Layer.provideMerge(processSlot("client")),
+          Layer.provideMerge(attachRegion(at.region))
+        )
       )
     )
+    : Effect.scoped(
+      Effect.flatMap(makeRemoteTopics(at.remote), ({ topics }) => use(topics))
+    )
+
+export const createTopics = (at: TopicsAt, specs: ReadonlyArray<TopicSpec>) =>
+  withChanges(
+    at,
+    (changes) =>
+      Effect.forEach(specs, (spec) =>
+        Effect.flatMap(changes.create(spec), (info) =>
+          Console.log(
+            `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}` +
+              (info.memory === undefined ? "" : `, memory ${showSize(info.memory)}`) +
+              (info.writers === undefined ? "" : ` for ${info.writers} writer${info.writers === 1 ? "" : "s"}`) +
+              (info.maxMessageBytes === undefined ? "" : `, messages up to ${showSize(info.maxMessageBytes)}`) +
+              ")"
+          )), { discard: true })
   )
 
-export const createTopic = (region: RegionAccess, specs: ReadonlyArray<TopicSpec>) =>
-  asClient(
-    region,
-    Effect.gen(function*() {
-      const coordinator = yield* Coordinator
-      for (const spec of specs) {
-        const info = yield* coordinator.createTopic(spec)
-        yield* Console.log(
-          `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}` +
-            (info.memory === undefined ? "" : `, memory ${showSize(info.memory)}`) +
-            (info.writers === undefined ? "" : ` for ${info.writers} writer${info.writers === 1 ? "" : "s"}`) +
-            (info.maxMessageBytes === undefined ? "" : `, messages up to ${showSize(info.maxMessageBytes)}`) +
-            ")"
-        )
-      }
-    })
-  )
-
-export const deleteTopic = (region: RegionAccess, name: string) =>
-  asClient(
-    region,
-    Effect.gen(function*() {
-      const coordinator = yield* Coordinator
-      yield* coordinator.deleteTopic(name)
-      yield* Console.log(
-        `deleted topic ${name} (its memory is freed once no process still holds it, within about a second)`
-      )
-    })
-  )
+export const deleteTopic = (at: TopicsAt, name: string) =>
+  withChanges(at, (changes) =>
+    Effect.zipRight(
+      changes.delete(name),
+      Console.log(`deleted topic ${name} (its memory is freed once no process still holds it, within about a second)`)
+    ))
 
 /** `cxlog topics trim NAME` (`target`) and `cxlog topics purge NAME` (no target): the head drops the oldest messages. */
-export const trimTopic = (region: RegionAccess, name: string, target: TrimTarget | undefined) =>
-  asClient(
-    region,
-    Effect.gen(function*() {
-      const coordinator = yield* Coordinator
-      const { earliest, end } = target === undefined
-        ? yield* coordinator.purgeTopic(name)
-        : yield* coordinator.trimTopic(name, target)
-      yield* Console.log(
-        `${target === undefined ? "purged" : "trimmed"} topic ${name}: it holds ${
-          earliest === end ? "no message" : `offsets ${earliest}..${end - 1}`
-        }; the next message is offset ${end}`
-      )
-    })
-  )
+export const trimTopic = (at: TopicsAt, name: string, target: TrimTarget | undefined) =>
+  withChanges(at, (changes) =>
+    Effect.flatMap(
+      target === undefined ? changes.purge(name) : changes.trim(name, target),
+      ({ earliest, end }) =>
+        Console.log(
+          `${target === undefined ? "purged" : "trimmed"} topic ${name}: it holds ${
+            earliest === end ? "no message" : `offsets ${earliest}..${end - 1}`
+          }; the next message is offset ${end}`
+        )
+    ))

@@ -151,6 +151,7 @@ export interface UserCommand {
   readonly publish: string
   readonly read: string
   readonly consume: string
+  readonly admin: string
   readonly secretFile: string | undefined
   readonly messagesPerS: number
   readonly bytesPerS: number
@@ -175,7 +176,8 @@ export const users = (o: UserCommand) =>
             userRecord(o.name!, credentials.secret, {
               publish: patterns(o.publish),
               read: patterns(o.read),
-              consume: patterns(o.consume)
+              consume: patterns(o.consume),
+              admin: patterns(o.admin)
             }, limits)
           )
         )
@@ -205,6 +207,7 @@ export const users = (o: UserCommand) =>
           publish: u.publish.join(",") || "-",
           read: u.read.join(",") || "-",
           consume: u.consume === undefined ? "*" : u.consume.join(",") || "-",
+          admin: u.admin?.join(",") || "-",
           limits: [
             u.limits?.messagesPerSecond ? `${u.limits.messagesPerSecond} msg/s` : "",
             u.limits?.bytesPerSecond ? `${u.limits.bytesPerSecond} B/s` : "",
@@ -215,8 +218,8 @@ export const users = (o: UserCommand) =>
         yield* Console.log(`${path}:`)
         return yield* Console.log(
           table(
-            ["user", "publish", "read", "consume", "limits"],
-            rows.map((r) => [r.user, r.publish, r.read, r.consume, r.limits])
+            ["user", "publish", "read", "consume", "admin", "limits"],
+            rows.map((r) => [r.user, r.publish, r.read, r.consume, r.admin, r.limits])
           )
         )
       }

@@ -1,26 +1,72 @@
-/** The commands that administer a region's topics: `create-topic`, `topics` (and `topics delete`) and `consumers`. */
+/** The commands that administer a region's topics: `topics` (list, describe, create, delete, trim, purge), `create-topic` and `consumers`. */
 import { Effect, Either } from "effect"
+import { parseAddresses } from "../../layers/net/ClientConnection.js"
 import type { TrimTarget } from "../../services/log/Topics.js"
 import { consumersReport, type ResetTarget } from "../admin/Consumers.js"
 import { topics as listTopics } from "../admin/TopicAdmin.js"
-import { createTopic, deleteTopic, trimTopic } from "../admin/TopicChanges.js"
-import { failUsage } from "../cli/CliFailure.js"
+import { createTopics, deleteTopic, type TopicsAt, trimTopic } from "../admin/TopicChanges.js"
+import { clientSecurity } from "../admin/Users.js"
+import { failUsage, type UsageError } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
+import { clientSecurityFlags, coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
 import {
   diskRetentionFlags,
   parseCount,
   retentionFlags,
+  specFlags,
+  specWithFlags,
   topics,
   topicShapeFlags,
   withDiskRetention,
   withShapeFlags
 } from "./TopicFlags.js"
 
+/** `--brokers` of the topics commands: through these, else the region on this host. */
+const adminBrokers = Cli.optionalText("brokers", {
+  placeholder: "HOST:PORT,…",
+  shown: "the region on this host",
+  env: "CXLOG_ADMIN_BROKERS",
+  description:
+    "work through the first of these brokers that takes the connection (over TCP, as the user of --secret-file: changes need its admin right)"
+})
+
+/** Where a topics command works: the region named by --region on this host, or through --brokers (with the client flags). */
+const topicsAt = (o: {
+  readonly region: string
+  readonly coherence: "coherent" | "non-coherent"
+  readonly brokers: string | undefined
+  readonly secretFile: string | undefined
+  readonly insecure: boolean
+  readonly tlsCa: string | undefined
+  readonly tlsClientCert: string | undefined
+  readonly tlsClientKey: string | undefined
+}) =>
+  Effect.gen(function*() {
+    const at: TopicsAt = { region: { name: o.region, coherence: o.coherence } }
+    if (o.brokers === undefined) return at
+    const brokers = yield* Effect.try({
+      try: () => parseAddresses(o.brokers!),
+      catch: (e) => e as Error
+    }).pipe(Effect.catchAll((e) => failUsage(`cxlog: --brokers ${o.brokers}: ${e.message}`)))
+    return { ...at, remote: { brokers, region: o.region, ...(yield* clientSecurity(o)) } } satisfies TopicsAt
+  })
+
 export const createTopicCommand = Cli.command({
   name: "create-topic",
-  summary: "Create topics through the running head's coordinator",
-  flags: { region, coherence, topics, ...topicShapeFlags, ...retentionFlags, ...diskRetentionFlags },
+  summary: "Create topics (cxlog topics create, for several at once)",
+  details:
+    "On the region's host it asks the running head's coordinator; with --brokers it asks a broker over TCP, as a user " +
+    "with the admin right on each topic (docs/topics.md).",
+  flags: {
+    region,
+    coherence,
+    topics,
+    ...topicShapeFlags,
+    ...retentionFlags,
+    ...diskRetentionFlags,
+    brokers: adminBrokers,
+    ...clientSecurityFlags
+  },
   examples: [
     "cxlog create-topic --topic orders:5:1",
     "cxlog create-topic --topic logs --memory 16MiB",
@@ -32,8 +78,18 @@ export const createTopicCommand = Cli.command({
   run: (o) =>
     o.topics.length === 0
       ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]")
-      : createTopic({ name: o.region, coherence: o.coherence }, withShapeFlags(withDiskRetention(o.topics, o), o))
+      : Effect.flatMap(topicsAt(o), (at) => createTopics(at, withShapeFlags(withDiskRetention(o.topics, o), o)))
 })
+
+/** What the words after `topics` ask for. */
+type TopicsWords =
+  | { readonly kind: "list" }
+  | { readonly kind: "describe" | "delete" | "purge"; readonly name: string }
+  | { readonly kind: "trim"; readonly name: string; readonly target: TrimTarget }
+  | { readonly kind: "create"; readonly spec: string }
+
+const TOPICS_USAGE =
+  "use cxlog topics to list them, or cxlog topics describe NAME | create NAME[:ORDER[:ACK[:RF]]] | delete NAME | purge NAME | trim NAME (--keep N | --before OFFSET | --before-time TIME)"
 
 /** A message offset: a whole number of 0 or more. */
 const parseOffset = (t: string): Either.Either<number, string> =>
@@ -55,78 +111,116 @@ const trimTargetOf = (o: {
   return given.length === 1 ? given[0] : undefined
 }
 
-type TopicChange =
-  | { readonly delete: string }
-  | { readonly purge: string }
-  | { readonly trim: string; readonly target: TrimTarget }
+const topicsWordsOf = (
+  args: ReadonlyArray<string>,
+  target: TrimTarget | undefined
+): Effect.Effect<TopicsWords, UsageError> => {
+  const [word, name, ...rest] = args
+  if (word === undefined) return Effect.succeed({ kind: "list" })
+  if (name === undefined || rest.length > 0) return failUsage(TOPICS_USAGE)
+  switch (word) {
+    case "describe":
+    case "delete":
+    case "purge":
+      return Effect.succeed({ kind: word, name })
+    case "trim":
+      return target === undefined
+        ? failUsage(`cxlog topics trim ${name}: say where with one of --keep N, --before OFFSET, --before-time TIME`)
+        : Effect.succeed({ kind: "trim", name, target })
+    case "create":
+      return Effect.succeed({ kind: "create", spec: name })
+    default:
+      return failUsage(`cxlog topics: ${word}? ${TOPICS_USAGE}`)
+  }
+}
 
-const CHANGES =
-  "use cxlog topics to list them, cxlog topics delete NAME, cxlog topics purge NAME, or cxlog topics trim NAME with one of --keep N, --before OFFSET, --before-time TIME"
-
-/** The words after `topics`: none (list), `delete NAME`, `purge NAME` or `trim NAME` (with its flag). */
-const topicChangeOf = (args: ReadonlyArray<string>, target: TrimTarget | undefined) => {
-  if (args.length === 0) return Effect.succeed(undefined)
-  const [verb, name] = args
-  if (args.length !== 2 || name === undefined) return failUsage(CHANGES)
-  if (verb === "delete") return Effect.succeed<TopicChange>({ delete: name })
-  if (verb === "purge") return Effect.succeed<TopicChange>({ purge: name })
-  if (verb === "trim" && target !== undefined) return Effect.succeed<TopicChange>({ trim: name, target })
-  return failUsage(CHANGES)
+/** `cxlog topics trim`'s flags: where it cuts. */
+const trimFlags = {
+  keep: Cli.custom<number | undefined>("keep", "N", parseCount, {
+    default: undefined,
+    shown: "none",
+    description: "with trim NAME: keep the last N messages, drop the rest"
+  }),
+  before: Cli.custom<number | undefined>("before", "OFFSET", parseOffset, {
+    default: undefined,
+    shown: "none",
+    description: "with trim NAME: drop the messages before this offset"
+  }),
+  beforeTime: Cli.custom<number | undefined>("before-time", "TIME", parseTime, {
+    default: undefined,
+    shown: "none",
+    description:
+      "with trim NAME: drop the messages stamped before this time (an ISO time, or an age such as 2h: that long ago)"
+  })
 }
 
 export const topicsCommand = Cli.command({
   name: "topics",
   summary:
-    "List and describe a region's topics (order, ACK, RF, memory, offsets held, sessions, subscribers); delete one",
+    "List and describe a region's topics (order, ACK, RF, memory, offsets held, sessions, readers); create, delete, trim and purge them",
   details:
-    "Listing reads the region in place without joining it, so it works next to a running cluster and on a region whose head is gone. " +
-    "`cxlog topics delete NAME` asks the running head to delete a topic: its name is free at once, its publishers and readers get " +
-    "TopicDeleted, and its memory comes back once no live process holds it.",
-  positional: "delete|purge|trim NAME",
+    "On the region's host, listing and describing read the region in place without joining it, so they work next to a " +
+    "running cluster and on a region whose head is gone, and create and delete ask the running head's coordinator. With " +
+    "--brokers every one of them goes through a broker over TCP, from any host, as the user of --secret-file: a change " +
+    "needs its admin right on the topic, a description its read or admin right (docs/topics.md). A deleted topic's name " +
+    "is free at once, its publishers and readers get TopicDeleted, and its memory comes back once no live process holds it. " +
+    "A trim drops a topic's oldest messages (purge: all of them): readers behind get out-of-range, offsets go on.",
+  positional:
+    "describe NAME | create NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]] | delete NAME | purge NAME | trim NAME",
   flags: {
     region,
     coherence,
     topic: Cli.optionalText("topic", {
       placeholder: "NAME",
       shown: "every topic",
-      description: "describe only this topic"
+      description: "list only this topic"
     }),
-    json: Cli.toggle("json", { description: "print the description as JSON" }),
-    keep: Cli.custom<number | undefined>("keep", "N", parseCount, {
-      default: undefined,
-      shown: "none",
-      description: "with trim NAME: keep the last N messages, drop the rest"
-    }),
-    before: Cli.custom<number | undefined>("before", "OFFSET", parseOffset, {
-      default: undefined,
-      shown: "none",
-      description: "with trim NAME: drop the messages before this offset"
-    }),
-    beforeTime: Cli.custom<number | undefined>("before-time", "TIME", parseTime, {
-      default: undefined,
-      shown: "none",
-      description:
-        "with trim NAME: drop the messages stamped before this time (an ISO time, or an age such as 2h: that long ago)"
-    })
+    json: Cli.toggle("json", { description: "print the list or the description as JSON" }),
+    ...specFlags,
+    ...topicShapeFlags,
+    ...retentionFlags,
+    ...diskRetentionFlags,
+    ...trimFlags,
+    brokers: adminBrokers,
+    ...clientSecurityFlags
   },
   examples: [
     "cxlog topics",
-    "cxlog topics --region orders --topic orders --json",
+    "cxlog topics describe orders",
+    "cxlog topics create orders.eu:5:1 --memory 16MiB",
+    "cxlog topics create payments --rf 2 --ack 2 --disk-retention-age 7d",
     "cxlog topics delete clicks",
-    "cxlog topics purge clicks",
     "cxlog topics trim clicks --keep 1000",
-    "cxlog topics trim clicks --before-time 2h"
+    "cxlog topics trim clicks --before-time 2h",
+    "cxlog topics purge clicks",
+    "cxlog topics --brokers 10.0.0.5:7400 --secret-file ops.secret create audit --memory 8MiB"
   ],
   run: (o, args) =>
-    Effect.flatMap(topicChangeOf(args, trimTargetOf(o)), (change): Effect.Effect<void, unknown> => {
-      const region = { name: o.region, coherence: o.coherence }
-      return change === undefined
-        ? listTopics({ region, ...(o.topic === undefined ? {} : { topic: o.topic }), json: o.json })
-        : "delete" in change
-        ? deleteTopic(region, change.delete)
-        : "purge" in change
-        ? trimTopic(region, change.purge, undefined)
-        : trimTopic(region, change.trim, change.target)
+    Effect.gen(function*() {
+      const words = yield* topicsWordsOf(args, trimTargetOf(o))
+      const at = yield* topicsAt(o)
+      switch (words.kind) {
+        case "list":
+          return yield* listTopics({
+            at,
+            ...(o.topic === undefined ? {} : { topic: o.topic }),
+            detailed: false,
+            json: o.json
+          })
+        case "describe":
+          return yield* listTopics({ at, topic: words.name, detailed: true, json: o.json })
+        case "create": {
+          const spec = specWithFlags(words.spec, o)
+          if (Either.isLeft(spec)) return yield* failUsage(`cxlog topics create: ${spec.left}`)
+          return yield* createTopics(at, withShapeFlags(withDiskRetention([spec.right], o), o))
+        }
+        case "delete":
+          return yield* deleteTopic(at, words.name)
+        case "purge":
+          return yield* trimTopic(at, words.name, undefined)
+        case "trim":
+          return yield* trimTopic(at, words.name, words.target)
+      }
     })
 })
 

@@ -199,3 +199,53 @@ export const withDiskRetention = (
       }
     }
   })
+
+/** A choice among `values` that is unset unless given (the spec's own field, or its default, counts then). */
+const optionalChoice = (name: string, values: ReadonlyArray<number>, description: string) =>
+  Cli.custom<string | undefined>(
+    name,
+    values.join("|"),
+    (t) => values.some((v) => `${v}` === t) ? Either.right(t) : Either.left(`${t} is not one of ${values.join(", ")}`),
+    { default: undefined, shown: "as NAME:ORDER:ACK:RF says, else 5, 1, 1", description }
+  )
+
+/** `cxlog topics create`'s spec fields as flags, for where `NAME:ORDER:ACK:RF` leaves them out. */
+export const specFlags = {
+  specOrder: optionalChoice("order", ORDERS, "the topic's order mode"),
+  specAck: optionalChoice("ack", ACKS, "the topic's ACK level"),
+  specRf: optionalChoice("rf", REPLICATION_FACTORS, "the topic's replication factor (2: a copy on the head's disk)")
+}
+
+/**
+ * The spec `NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]` with `--order`, `--ack`, `--rf` filling
+ * the fields it leaves out (a flag that contradicts a field it gives is refused), or why not.
+ */
+export const specWithFlags = (
+  text: string,
+  flags: {
+    readonly specOrder: string | undefined
+    readonly specAck: string | undefined
+    readonly specRf: string | undefined
+  }
+): Either.Either<TopicSpec, string> => {
+  const fields = text.split(":")
+  const given: ReadonlyArray<readonly [number, string | undefined, string, string]> = [
+    [1, flags.specOrder, "order", "5"],
+    [2, flags.specAck, "ack", "1"],
+    [3, flags.specRf, "rf", "1"]
+  ]
+  for (const [at, flag, name] of given) {
+    const field = fields[at]
+    if (field !== undefined && field !== "" && flag !== undefined && field !== flag) {
+      return Either.left(`${text} gives ${name} ${field}, --${name} ${flag}: give it once`)
+    }
+  }
+  const merged = [
+    fields[0] ?? "",
+    ...given.map(([at, flag, , fallback]) =>
+      fields[at] === undefined || fields[at] === "" ? flag ?? fallback : fields[at]!
+    ),
+    ...fields.slice(4)
+  ]
+  return parseTopicSpec(merged.join(":"))
+}

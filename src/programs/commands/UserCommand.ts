@@ -1,11 +1,12 @@
 /** `cxlog user`: adds, removes or lists the users of a region's credential file, with their rights and limits. */
+import { Either } from "effect"
 import { users } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { credentials, json, region } from "./SharedFlags.js"
 
 export const userCommand = Cli.command({
   name: "user",
-  summary: "Add, remove or list the users of a credential file: who may publish to and read which topics",
+  summary: "Add, remove or list the users of a credential file: who may publish to, read and administer which topics",
   details: "add NAME makes a random secret and prints NAME:SECRET once (or writes it to --secret-file, 0600): the " +
     "content of that user's secret file. Brokers re-read the file on change: a removed user's next connection is refused. " +
     "Per-user limits hold per broker. See docs/security.md.",
@@ -27,6 +28,11 @@ export const userCommand = Cli.command({
       default: "*",
       placeholder: "PATTERN,…",
       description: "add: named consumers the user may join and commit for (\"\" for none)"
+    }),
+    admin: Cli.custom<string>("admin", "PATTERN,…", Either.right, {
+      default: "",
+      shown: "none",
+      description: "add: topics the user may create and delete through a broker (cxlog topics --brokers)"
     }),
     secretFile: Cli.optionalText("secret-file", {
       placeholder: "FILE",
@@ -51,6 +57,7 @@ export const userCommand = Cli.command({
   examples: [
     "cxlog user add alice --publish 'orders.*' --read '*' --secret-file alice.secret",
     "cxlog user add metrics --publish metrics --read '' --messages-per-s 10000 --connections 4",
+    "cxlog user add ops --publish '' --read '*' --admin 'orders.*' --secret-file ops.secret",
     "cxlog user list",
     "cxlog user remove alice"
   ],

@@ -34,8 +34,10 @@ export class HeadUnavailable extends Schema.TaggedError<HeadUnavailable>()("Head
       ? "it stopped and released its lease"
       : "no head has held the sequencer lease yet"
     const who = this.pid > 0 ? `pid ${this.pid}, epoch ${this.epoch}` : "no pid known"
+    // Bound 0: what asked does not wait for a head (a topic change through a broker).
+    const bound = this.boundMs === 0 ? "not waited for" : `bound ${this.boundMs} ms, CXLOG_HEAD_LOST_MS`
     return `the head of region ${this.region} (${who}) is unavailable: ${why}, for ${Math.round(this.lapsedMs)} ms ` +
-      `(bound ${this.boundMs} ms, CXLOG_HEAD_LOST_MS), while waiting for ${this.waitingFor}`
+      `(${bound}), while waiting for ${this.waitingFor}`
   }
 }
 

@@ -2,10 +2,12 @@
  * Topics: the region's topics, objects of its directory. A topic has a name, an order mode, an
  * ACK level, a replication factor and its memory; creating one (the head does, for the
  * coordinator) allocates its extent and makes its PBRs, Blogs, GOI and session table live.
- * Every process can look topics up.
+ * Every process can look topics up and describe them; a process without the region reaches
+ * them through a broker (TopicsRemote.ts), whose failures the `TopicsRemoteError`s name.
  */
-import { Context, Data, type Effect, Schema } from "effect"
+import { Context, Data, Effect, Schema } from "effect"
 import type { DirectoryFull, NotDirectoryWriter, RegionFull } from "../region/Directory.js"
+import type { HeadUnavailable } from "./HeadWatch.js"
 import { OrderMode, orderPolicy } from "./OrderModes.js"
 
 export { OrderMode } from "./OrderModes.js"
@@ -115,7 +117,88 @@ export type TopicBounds = typeof TopicBounds.Type
 /** Why a create found no room: the directory's slots, or the heap's space (each names what holds it and what would free it). */
 export type TopicSpaceError = DirectoryFull | RegionFull
 
-export interface TopicsShape {
+const Count = Schema.Int.pipe(Schema.nonNegative())
+
+/** A reader registered on a topic (not a named consumer): its process, and whether its cursor holds retention. */
+export const TopicSubscriber = Schema.Struct({
+  pid: Schema.Int,
+  alive: Schema.Boolean,
+  /** A durable cursor: it holds retention at its cursor, `behindBatches` behind the topic's ordered batches. */
+  durable: Schema.Boolean,
+  behindBatches: Count
+})
+export type TopicSubscriber = typeof TopicSubscriber.Type
+
+/** A named consumer of a topic: its committed offset, how far behind the end, its member (0: none), whether it was cut off. */
+export const TopicConsumer = Schema.Struct({
+  name: Schema.String,
+  committed: Count,
+  lag: Count,
+  member: Schema.Int,
+  cutOff: Schema.Boolean
+})
+export type TopicConsumer = typeof TopicConsumer.Type
+
+/** A topic as it is now: what it is (its info), the memory it takes, the offsets it holds, who writes and reads it. */
+export const TopicDescription = Schema.Struct({
+  ...TopicInfo.fields,
+  /** The memory its writers' lanes share, what it holds of the heap now (its records and the lanes written), its lanes, and each lane's Blog. */
+  memoryBytes: Count,
+  usedBytes: Count,
+  lanes: Count,
+  blogBytesPerLane: Count,
+  /** Message offsets held: earliest .. end-1 (none when earliest = end). */
+  earliest: Count,
+  end: Count,
+  /** Batches in the total order. */
+  orderedBatches: Count,
+  /** Publisher session lines in use, of `sessionSlots`. */
+  sessions: Count,
+  sessionSlots: Count,
+  subscribers: Schema.Array(TopicSubscriber),
+  consumers: Schema.Array(TopicConsumer)
+})
+export type TopicDescription = typeof TopicDescription.Type
+
+/** The memory topics (and the region's other named objects) take their extents from: the directory's heap. */
+export const TopicsHeap = Schema.Struct({ heapBytes: Count, freeBytes: Count, largestFreeBytes: Count })
+export type TopicsHeap = typeof TopicsHeap.Type
+
+/** Every topic described, with the memory left. */
+export const TopicsOverview = Schema.Struct({
+  topics: Schema.Array(TopicDescription),
+  heap: TopicsHeap
+})
+export type TopicsOverview = typeof TopicsOverview.Type
+
+/**
+ * Why a call through a broker (TopicsRemote.ts) was not answered by the region: the user's
+ * rights, the head, or the brokers themselves. The region's own layers never fail so.
+ */
+export type TopicsRemoteError = TopicForbidden | HeadUnavailable | TopicsUnavailable
+
+const REMOTE_ERROR_TAGS: ReadonlySet<unknown> = new Set(["TopicForbidden", "HeadUnavailable", "TopicsUnavailable"])
+const isRemoteError = (e: unknown): e is TopicsRemoteError =>
+  typeof e === "object" && e !== null && REMOTE_ERROR_TAGS.has((e as { readonly _tag?: unknown })._tag)
+
+/**
+ * A call of the region's own Topics (the head's, a broker's: never through a broker), typed
+ * without the `TopicsRemoteError`s it cannot fail with; one would be a defect.
+ */
+export const withinRegion = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, TopicsRemoteError>, R> =>
+  Effect.catchIf(effect, (e): e is Extract<E, TopicsRemoteError> => isRemoteError(e), Effect.die) as Effect.Effect<
+    A,
+    Exclude<E, TopicsRemoteError>,
+    R
+  >
+
+/**
+ * The Topics service; `Remote`: what reaching the region through brokers adds to each call's
+ * failures (`never` for the region's own layers, whose `make` says so).
+ */
+export interface TopicsShape<Remote extends TopicsRemoteError = TopicsRemoteError> {
   /**
    * Creates a topic (one writer: the head, as the directory's writer; elsewhere NotDirectoryWriter);
    * fails if the name exists or the region has no room for it.
@@ -124,16 +207,22 @@ export interface TopicsShape {
     spec: TopicSpec
   ) => Effect.Effect<
     TopicInfo,
-    TopicExists | TopicSpaceError | ReplicationUnavailable | InvalidTopicSpec | NotDirectoryWriter
+    TopicExists | TopicSpaceError | ReplicationUnavailable | InvalidTopicSpec | NotDirectoryWriter | Remote
   >
-  readonly lookup: (name: string) => Effect.Effect<TopicInfo, TopicNotFound>
-  readonly list: Effect.Effect<ReadonlyArray<TopicInfo>>
+  readonly lookup: (name: string) => Effect.Effect<TopicInfo, TopicNotFound | Remote>
+  readonly list: Effect.Effect<ReadonlyArray<TopicInfo>, Remote>
   /**
    * Deletes a topic (the directory's writer only): its name is free at once, every process that
    * uses it gets `TopicDeleted` (within a tick, 500 ms, of this), and its memory comes back once
    * no live process can still touch it. A replication factor 2 topic's copy on disk goes with it.
    */
-  readonly delete: (name: string) => Effect.Effect<void, TopicNotFound | TopicNotDeletable | NotDirectoryWriter>
+  readonly delete: (
+    name: string
+  ) => Effect.Effect<void, TopicNotFound | TopicNotDeletable | NotDirectoryWriter | Remote>
+  /** The topic as it is now (read in place: nothing is joined or held). */
+  readonly describe: (name: string) => Effect.Effect<TopicDescription, TopicNotFound | Remote>
+  /** Every topic described, and the memory left for more. */
+  readonly overview: Effect.Effect<TopicsOverview, Remote>
   /**
    * Drops a topic's oldest messages (the directory's writer only): every message before the
    * target's offset goes at once for readers (a reader behind it gets LogOutOfRange naming the
@@ -143,9 +232,11 @@ export interface TopicsShape {
   readonly trim: (
     name: string,
     target: TrimTarget
-  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter>
+  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | Remote>
   /** Drops every message a topic holds (`trim` to its end): offsets go on from where they were. */
-  readonly purge: (name: string) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter>
+  readonly purge: (
+    name: string
+  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | Remote>
 }
 
 export class Topics extends Context.Tag("cxlog/Topics")<Topics, TopicsShape>() {}
@@ -203,6 +294,31 @@ export class InvalidTopicSpec
 {
   override get message() {
     return `invalid topic: ${this.reason}`
+  }
+}
+
+/**
+ * The user this connection authenticated as may not do this to the topic (docs/security.md,
+ * "Administering topics"): its reason names the user, the topic and the rights it has.
+ */
+export class TopicForbidden
+  extends Schema.TaggedError<TopicForbidden>()("TopicForbidden", { user: Schema.String, reason: Schema.String })
+{
+  override get message() {
+    return this.reason
+  }
+}
+
+/**
+ * A call through brokers got no answer from the region: no broker took the connection, the one
+ * that did went away or refused the request, or the head's coordinator did not answer in time.
+ * Its reason says which; whether a change was made is then unknown (`describe` tells).
+ */
+export class TopicsUnavailable extends Schema.TaggedError<TopicsUnavailable>()("TopicsUnavailable", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `topics unavailable: ${this.reason}`
   }
 }
 

@@ -20,7 +20,13 @@
 import { Effect, Layer, type Scope } from "effect"
 import { type LogCursor, LogReader, type LogReaderShape } from "../../../services/log/LogReader.js"
 import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
-import { type LogCorrupt, type TopicInfo, type TopicNotFound, Topics } from "../../../services/log/Topics.js"
+import {
+  type LogCorrupt,
+  type TopicInfo,
+  type TopicNotFound,
+  Topics,
+  withinRegion
+} from "../../../services/log/Topics.js"
 import { settingConfig } from "../../../Settings.js"
 import { diskEarliest, nodeStreamFiles, type StreamFiles } from "./DiskStream.js"
 import { readTiered } from "./TieredCursorRead.js"
@@ -152,7 +158,7 @@ export const layer = (options: TieredOptions): Layer.Layer<LogReader, never, Log
     Effect.gen(function*() {
       const hot = yield* LogReader
       const topics = yield* Topics
-      return tieredReader(hot, topics.lookup, options)
+      return tieredReader(hot, (name) => withinRegion(topics.lookup(name)), options)
     })
   )
 

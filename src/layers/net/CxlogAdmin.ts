@@ -1,0 +1,95 @@
+/**
+ * A plain Promise facade over the Topics service through brokers (TopicsRemote.ts), for
+ * applications that do not use Effect:
+ *
+ * ```ts
+ * const admin = await CxlogAdmin.open({ brokers: [{ host: "127.0.0.1", port: 7400 }] })
+ * await admin.createTopic({ name: "orders.eu", order: 5, ackLevel: 1, replicationFactor: 1, memory: 16 << 20 })
+ * const { topics, heap } = await admin.listTopics()
+ * await admin.trimTopic("orders.eu", { keepMessages: 1000 })   // what it holds after: { earliest, end }
+ * await admin.deleteTopic("orders.eu")
+ * await admin.close()
+ * ```
+ *
+ * Each call rejects with its typed error (`TopicExists`, `RegionFull`, `TopicNotFound`,
+ * `TopicForbidden`, `HeadUnavailable`, `TopicsUnavailable`, …), whose message says why.
+ */
+import { Cause, Effect, Exit, Scope } from "effect"
+import {
+  type TopicBounds,
+  type TopicDescription,
+  type TopicInfo,
+  type TopicsOverview,
+  type TopicSpec,
+  type TopicsShape,
+  TopicsUnavailable,
+  type TrimTarget
+} from "../../services/log/Topics.js"
+import { makeRemoteTopics, type RemoteTopicsOptions } from "./TopicsRemote.js"
+
+export type CxlogAdminOptions = RemoteTopicsOptions
+
+export class CxlogAdmin {
+  private closing: Promise<void> | undefined
+
+  private constructor(private readonly scope: Scope.CloseableScope, private readonly topics: TopicsShape) {}
+
+  /** Connects to the first broker that takes this client (in the order given); rejects with `TopicsUnavailable` when none does. */
+  static async open(options: CxlogAdminOptions): Promise<CxlogAdmin> {
+    const scope = Effect.runSync(Scope.make())
+    const exit = await Effect.runPromiseExit(
+      Effect.tap(makeRemoteTopics(options).pipe(Scope.extend(scope)), (remote) => remote.connect)
+    )
+    if (Exit.isFailure(exit)) {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      throw Cause.squash(exit.cause)
+    }
+    return new CxlogAdmin(scope, exit.value.topics)
+  }
+
+  /** Creates a topic (order, ACK level, replication factor, memory, disk retention: `TopicSpec`); what it is now. */
+  createTopic(spec: TopicSpec): Promise<TopicInfo> {
+    return this.run(this.topics.create(spec))
+  }
+
+  /** Deletes a topic: its name is free at once, its memory comes back once no process holds it. */
+  deleteTopic(name: string): Promise<void> {
+    return this.run(this.topics.delete(name))
+  }
+
+  /**
+   * Drops a topic's oldest messages: those before `beforeOffset`, all but the last `keepMessages`, or
+   * those stamped before `beforeTime` (ms since the epoch); what it holds after (`earliest`, `end`).
+   */
+  trimTopic(name: string, target: TrimTarget): Promise<TopicBounds> {
+    return this.run(this.topics.trim(name, target))
+  }
+
+  /** Drops every message a topic holds; its offsets go on from where they were. */
+  purgeTopic(name: string): Promise<TopicBounds> {
+    return this.run(this.topics.purge(name))
+  }
+
+  /** A topic as it is now: its spec, memory, the offsets it holds, sessions, readers and consumers. */
+  describeTopic(name: string): Promise<TopicDescription> {
+    return this.run(this.topics.describe(name))
+  }
+
+  /** Every topic this user may read or administer, described, and the region's heap (`heap.freeBytes`: the memory left). */
+  listTopics(): Promise<TopicsOverview> {
+    return this.run(this.topics.overview)
+  }
+
+  /** Closes the connection; calls after it reject. */
+  close(): Promise<void> {
+    this.closing ??= Effect.runPromise(Scope.close(this.scope, Exit.void))
+    return this.closing
+  }
+
+  private async run<A, E>(effect: Effect.Effect<A, E>): Promise<A> {
+    if (this.closing !== undefined) throw new TopicsUnavailable({ reason: "this CxlogAdmin is closed" })
+    const exit = await Effect.runPromiseExit(effect)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw Cause.squash(exit.cause)
+  }
+}

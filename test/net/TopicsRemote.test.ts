@@ -1,0 +1,182 @@
+/**
+ * The Topics service through a broker (TopicsRemote.ts over AdminServer.ts), in process over the
+ * memory log: the log's answers and typed errors arrive as the log gives them, a user's admin
+ * right decides what it may change (a refusal changes nothing), and a request the broker cannot
+ * read gets a typed answer on a connection that goes on. test/programs/TopicAdminRemote.test.ts
+ * runs the same through a real head and broker.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Schema } from "effect"
+import { join } from "node:path"
+import { AdminOpen, adminOpenFrame, AdminReady } from "../../src/layers/net/AdminProtocol.js"
+import { type Credentials, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { decodeControl, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
+import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
+import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
+import { TopicExists, TopicNotFound } from "../../src/services/log/Topics.js"
+import type { BrokerOptions } from "../../src/services/net/Broker.js"
+import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
+import { tempDir } from "../helpers/Processes.js"
+
+const OPS: Credentials = { user: "ops", secret: "ops-secret-1" }
+const VIEWER: Credentials = { user: "viewer", secret: "viewer-secret-2" }
+
+const privateDir = tempDir("cxlog-topics-remote-")
+
+/** ops administers orders.* and reads everything; viewer reads orders.* and administers nothing. */
+const credentialFile = (dir: string) => {
+  const path = join(dir, "users")
+  upsertUser(path, userRecord(OPS.user, OPS.secret, { publish: [], read: ["*"], admin: ["orders.*"] }, undefined, 64))
+  upsertUser(path, userRecord(VIEWER.user, VIEWER.secret, { publish: [], read: ["orders.*"] }, undefined, 64))
+  return path
+}
+
+const brokerOver = (options: BrokerOptions) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+    const server = yield* BrokerLayers.make(options).pipe(Effect.provide(log.forBroker(0)))
+    const remote = (credentials?: Credentials) =>
+      Effect.map(
+        makeRemoteTopics({
+          brokers: [{ host: "127.0.0.1", port: server.port }],
+          ...(credentials === undefined ? {} : { credentials }),
+          insecure: options.insecure === true
+        }),
+        (r) => r.topics
+      )
+    return { log, server, remote }
+  })
+
+const spec = (name: string) => ({ name, order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 })
+
+describe("Topics through a broker", () => {
+  it.scopedLive("creates, describes, lists and deletes topics; the log's typed errors arrive with their messages", () =>
+    Effect.gen(function*() {
+      const { log, remote } = yield* brokerOver({ credentials: credentialFile(yield* privateDir) })
+      const ops = yield* remote(OPS)
+      const memory = 4 * log.store.config.topicMemoryBytes
+      const created = yield* ops.create({ ...spec("orders.eu"), memory })
+      expect(created).toEqual(yield* log.topics.lookup("orders.eu"))
+      expect(created.memory).toBe(memory)
+      expect(yield* ops.lookup("orders.eu")).toEqual(created)
+      expect(yield* ops.describe("orders.eu")).toEqual(yield* log.topics.describe("orders.eu"))
+      expect(yield* ops.overview).toEqual(yield* log.topics.overview)
+      expect((yield* ops.list).map((t) => t.name)).toEqual(["t", "orders.eu"])
+
+      const exists = yield* Effect.flip(ops.create(spec("orders.eu")))
+      expect(exists).toBeInstanceOf(TopicExists)
+      expect(exists.message).toBe(new TopicExists({ name: "orders.eu" }).message)
+      const local = yield* Effect.flip(
+        log.topics.create({ ...spec("orders.x"), order: 2, ackLevel: 2, replicationFactor: 2 })
+      )
+      const remoteSpec = yield* Effect.flip(
+        ops.create({ ...spec("orders.x"), order: 2, ackLevel: 2, replicationFactor: 2 })
+      )
+      expect(remoteSpec).toMatchObject({ _tag: "InvalidTopicSpec", message: local.message })
+      expect(yield* Effect.flip(ops.create({ ...spec("orders.y"), replicationFactor: 3 }))).toMatchObject({
+        _tag: "ReplicationUnavailable",
+        replicationFactor: 3
+      })
+      // A spec that is no spec at all is the log's InvalidTopicSpec too, not a refused request.
+      expect(yield* Effect.flip(ops.create({ ...spec("orders.z"), order: 3 as 2 }))).toMatchObject({
+        _tag: "InvalidTopicSpec"
+      })
+
+      yield* ops.delete("orders.eu")
+      expect(yield* log.topics.list).toHaveLength(1)
+      const gone = yield* Effect.flip(ops.describe("orders.eu"))
+      expect(gone).toBeInstanceOf(TopicNotFound)
+      expect(yield* Effect.flip(ops.delete("orders.eu"))).toMatchObject({ _tag: "TopicNotFound", name: "orders.eu" })
+      expect(yield* Effect.flip(ops.delete("orders.bad name"))).toMatchObject({ _tag: "TopicNotFound" })
+      // The name is free again.
+      expect((yield* ops.create(spec("orders.eu"))).generation).toBeGreaterThan(created.generation)
+    }))
+
+  it.scopedLive("a user without the admin right on a topic is refused TopicForbidden, and nothing changes", () =>
+    Effect.gen(function*() {
+      const { log, remote } = yield* brokerOver({ credentials: credentialFile(yield* privateDir) })
+      const viewer = yield* remote(VIEWER)
+      const ops = yield* remote(OPS)
+      yield* ops.create(spec("orders.eu"))
+      const before = yield* log.topics.overview
+
+      const create = yield* Effect.flip(viewer.create(spec("orders.us")))
+      expect(create).toMatchObject({ _tag: "TopicForbidden", user: "viewer" })
+      expect(create.message).toBe("user viewer may not administer topic orders.us (its admin rights: none)")
+      expect(yield* Effect.flip(viewer.delete("orders.eu"))).toMatchObject({ _tag: "TopicForbidden" })
+      // ops administers orders.* only; refused before the topic is even looked up.
+      expect(yield* Effect.flip(ops.delete("t"))).toMatchObject({ _tag: "TopicForbidden", user: "ops" })
+      expect(yield* Effect.flip(ops.create(spec("audit")))).toMatchObject({ _tag: "TopicForbidden" })
+      expect(yield* log.topics.overview).toEqual(before)
+
+      // viewer sees the topics it may read, and no other.
+      expect((yield* viewer.describe("orders.eu")).name).toBe("orders.eu")
+      const hidden = yield* Effect.flip(viewer.describe("t"))
+      expect(hidden.message).toContain("user viewer may neither read nor administer topic t")
+      expect((yield* viewer.overview).topics.map((t) => t.name)).toEqual(["orders.eu"])
+      expect(yield* Effect.flip(viewer.describe("nope"))).toMatchObject({ _tag: "TopicForbidden" })
+
+      const stranger = yield* Effect.flip((yield* remote({ user: "ops", secret: "wrong" })).list)
+      expect(stranger).toMatchObject({ _tag: "TopicsUnavailable" })
+      expect(stranger.message).toContain("auth-failed")
+    }))
+
+  it.scopedLive("a request the broker cannot read gets InvalidAdminRequest and the connection goes on; a broken frame ends that connection only", () =>
+    Effect.gen(function*() {
+      const { remote, server } = yield* brokerOver({ insecure: true })
+      const raw = yield* rawConnect(server.port)
+      raw.write(adminOpenFrame(new AdminOpen({ protocol: PROTOCOL_VERSION })))
+      const ready = yield* raw.nextFrame()
+      expect(ready.type).toBe(FrameType.ADMIN_READY)
+      expect(Either.isRight(decodeControl(AdminReady, ready.payload, "internal"))).toBe(true)
+      const request = (id: number, body: string) =>
+        encodeFrame(
+          { type: FrameType.ADMIN_REQUEST, clientId: 0, sessionEpoch: 0, seq: id, messageCount: 0 },
+          new TextEncoder().encode(body)
+        )
+      const answer = (id: number, body: string) =>
+        Effect.gen(function*() {
+          raw.write(request(id, body))
+          const frame = yield* raw.nextFrame()
+          expect(frame.seq).toBe(id)
+          return {
+            type: frame.type,
+            body: JSON.parse(new TextDecoder().decode(frame.payload)) as Record<string, unknown>
+          }
+        })
+      const invalid = (reason: RegExp) => ({
+        type: FrameType.ADMIN_FAILURE,
+        body: { _tag: "InvalidAdminRequest", reason: expect.stringMatching(reason) }
+      })
+      expect(yield* answer(1, "{not json")).toEqual(invalid(/^AdminRequest: /))
+      expect(yield* answer(2, JSON.stringify({ operation: "purge!", input: {} }))).toEqual(
+        invalid(/no operation "purge!": this broker answers create, delete, describe, list/)
+      )
+      expect(yield* answer(3, JSON.stringify({ operation: "create", input: { name: 5 } }))).toEqual(
+        invalid(/^the input of create: .*name/)
+      )
+      expect(yield* answer(4, JSON.stringify({ operation: "describe", input: { name: "nope" } }))).toEqual({
+        type: FrameType.ADMIN_FAILURE,
+        body: { _tag: "TopicNotFound", name: "nope" }
+      })
+      const listed = yield* answer(5, JSON.stringify({ operation: "list", input: {} }))
+      expect(listed.type).toBe(FrameType.ADMIN_REPLY)
+      expect((listed.body["topics"] as Array<{ name: string }>).map((t) => t.name)).toEqual(["t"])
+
+      // A publisher's frame on an admin connection, and a frame whose crc is wrong: each ends its connection.
+      raw.write(batchFrame(1, 1, 0, [new Uint8Array(8)]))
+      expect(errorCode(yield* raw.nextFrame())).toBe("unexpected-frame")
+      const second = yield* rawConnect(server.port)
+      second.write(adminOpenFrame(new AdminOpen({ protocol: PROTOCOL_VERSION })))
+      expect((yield* second.nextFrame()).type).toBe(FrameType.ADMIN_READY)
+      const corrupt = request(1, JSON.stringify({ operation: "list", input: {} }))
+      corrupt[28] ^= 0xff
+      second.write(corrupt)
+      expect(errorCode(yield* second.nextFrame())).toBe("bad-crc")
+      // The broker serves on.
+      expect((yield* (yield* remote()).list).map((t) => t.name)).toEqual(["t"])
+      expect(Schema.is(Schema.Number)(server.stats().rejected["bad-crc"])).toBe(true)
+    }))
+})
