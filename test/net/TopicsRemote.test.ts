@@ -17,6 +17,7 @@ import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
 import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
 import { TopicExists, TopicNotFound } from "../../src/services/log/Topics.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
+import { header, makeBatch } from "../fixtures/log-harness.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 import { tempDir } from "../helpers/Processes.js"
 
@@ -92,6 +93,34 @@ describe("Topics through a broker", () => {
       expect(yield* Effect.flip(ops.delete("orders.bad name"))).toMatchObject({ _tag: "TopicNotFound" })
       // The name is free again.
       expect((yield* ops.create(spec("orders.eu"))).generation).toBeGreaterThan(created.generation)
+    }))
+
+  it.scopedLive("trims and purges a topic through a broker: the bounds after, offsets going on; a reader-only user refused", () =>
+    Effect.gen(function*() {
+      const { log, remote } = yield* brokerOver({ credentials: credentialFile(yield* privateDir) })
+      const ops = yield* remote(OPS)
+      const viewer = yield* remote(VIEWER)
+      yield* ops.create(spec("orders.eu"))
+      // Five batches of two messages (offsets 0..9), ordered.
+      const appender = log.appender(0)
+      const session = yield* appender.registerSession("orders.eu", 9)
+      for (let seq = 0; seq < 5; seq++) {
+        const batch = makeBatch([8, 9], seq)
+        yield* appender.append("orders.eu", header(9, session, seq, batch), batch.payload)
+      }
+      yield* log.settle
+      expect(yield* ops.trim("orders.eu", { keepMessages: 3 })).toEqual({ earliest: 7, end: 10 })
+      expect(yield* log.topics.describe("orders.eu")).toMatchObject({ earliest: 7, end: 10 })
+      expect(yield* Effect.flip(viewer.purge("orders.eu"))).toMatchObject({ _tag: "TopicForbidden", user: "viewer" })
+      expect(yield* Effect.flip(viewer.trim("orders.eu", { beforeOffset: 9 }))).toMatchObject({
+        _tag: "TopicForbidden"
+      })
+      expect(yield* log.topics.describe("orders.eu")).toMatchObject({ earliest: 7, end: 10 })
+      expect(yield* ops.purge("orders.eu")).toEqual({ earliest: 10, end: 10 })
+      expect(yield* Effect.flip(ops.trim("orders.nope", { keepMessages: 1 }))).toMatchObject({
+        _tag: "TopicNotFound",
+        name: "orders.nope"
+      })
     }))
 
   it.scopedLive("a user without the admin right on a topic is refused TopicForbidden, and nothing changes", () =>

@@ -34,24 +34,24 @@ describe("cxlog topics", () => {
       expect(listed.code, listed.stderr).toBe(0)
       const report = JSON.parse(listed.stdout) as {
         region: string
-        retention: { goiSlots: number; maxBrokers: number }
         heap: { heapBytes: number; freeBytes: number; largestFreeBytes: number }
         topics: ReadonlyArray<Record<string, unknown>>
       }
       expect(report.region).toBe(region)
-      expect(report.retention).toEqual({ goiSlots: 4096, maxBrokers: 1 })
-      // Each topic holds its memory of the heap, rounded up to a power of two.
+      // The heap holds each topic's records, and a lane for each writer that wrote it: the broker's lane of ev alone.
       const memory = Number(smallRegionEnv["CXLOG_TOPIC_MEMORY"])
-      const held = 2 ** Math.ceil(Math.log2(memory))
-      expect(report.heap.freeBytes).toBe(report.heap.heapBytes - 2 * held)
+      const used = report.topics.reduce((sum, t) => sum + (t["usedBytes"] as number), 0)
+      expect(report.heap.freeBytes).toBe(report.heap.heapBytes - used)
       expect(report.topics).toHaveLength(2)
+      expect((report.topics[0]!["usedBytes"] as number) - (report.topics[1]!["usedBytes"] as number)).toBe(memory)
+      expect(report.topics[0]!["blogBytesPerLane"]).toBeGreaterThanOrEqual(1 << 20)
       expect(report.topics[0]).toMatchObject({
         name: "ev",
         order: 5,
         ackLevel: 1,
         replicationFactor: 1,
         memoryBytes: memory,
-        blogBytesPerBroker: 1 << 20,
+        lanes: 1,
         earliest: 0,
         end: 25,
         subscribers: []
@@ -66,16 +66,17 @@ describe("cxlog topics", () => {
         replicationFactor: 1,
         earliest: 0,
         end: 0,
-        orderedBatches: 0
+        orderedBatches: 0,
+        lanes: 0
       })
 
       const human = yield* runCli(["topics"], { CXLOG_REGION: region })
       expect(human.code).toBe(0)
       const mib = `${(memory / 2 ** 20).toFixed(memory % 2 ** 20 === 0 ? 0 : 1)} MiB`
       expect(human.stdout).toMatch(
-        new RegExp(`^ev +5 \\(\\+FIFO session\\) +1 \\(ordered\\) +1 +${mib} +0\\.\\.24 `, "m")
+        new RegExp(`^ev +5 \\(\\+FIFO session\\) +1 \\(ordered\\) +1 +${mib}, 1 lane +0\\.\\.24 `, "m")
       )
-      expect(human.stdout).toMatch(new RegExp(`^au +2 \\(total\\) +0 \\(none\\) +1 +${mib} +none `, "m"))
+      expect(human.stdout).toMatch(new RegExp(`^au +2 \\(total\\) +0 \\(none\\) +1 +${mib}, 0 lanes +none `, "m"))
       expect(human.stdout).toMatch(/\nmemory: [\d.]+ MiB of the region's 2048 MiB heap free/)
 
       // One topic, everything about it; a topic created here, its spec from the name and the flags.

@@ -160,9 +160,11 @@ const details = (t: TopicDescription): string =>
           ].filter((x) => x !== "").join(" and ")
         } at most`
     }`,
-    `memory: ${mib(t.memoryBytes)} for ${t.writers ?? "its"} writers, ${mib(t.usedBytes)} held now (its records and ${t.lanes} lane${
-      t.lanes === 1 ? "" : "s"
-    } written; each lane's Blog ${mib(t.blogBytesPerLane)}); messages up to ${t.maxMessageBytes ?? "?"} bytes`,
+    `memory: ${mib(t.memoryBytes)} for ${t.writers ?? "its"} writers, ${
+      mib(t.usedBytes)
+    } held now (its records and ${t.lanes} lane${t.lanes === 1 ? "" : "s"} written; each lane's Blog ${
+      mib(t.blogBytesPerLane)
+    }); messages up to ${t.maxMessageBytes ?? "?"} bytes`,
     `retention: ${retentionText(t)}`,
     `offsets held: ${held(t)}${
       t.end === t.earliest ? "" : ` (${t.end - t.earliest} messages)`
