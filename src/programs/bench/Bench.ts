@@ -18,6 +18,7 @@ import { byRoleGroup, type RunSummary } from "../run/RunSummary.js"
 import { comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
 import { measureLoopback } from "./Loopback.js"
 import type { BenchPeer } from "./peers/PeerSpecs.js"
+import { benchStalledReader } from "./StalledReaderBench.js"
 
 export interface BenchOptions extends ClusterShape {
   readonly type: "publish" | "e2e" | "latency"
@@ -172,7 +173,11 @@ const perBatch = (summary: RunSummary) => {
 export const bench = (options: BenchOptions) =>
   Effect.zipRight(
     checkRun(runShape(options)),
-    options.tls === true ? Effect.asVoid(benchSecured(options)) : Effect.asVoid(benchPlain(options))
+    options.tls === true
+      ? Effect.asVoid(benchSecured(options))
+      : options.type === "latency" && options.discard !== undefined
+      ? Effect.asVoid(benchStalledReader(options, runShape(options)))
+      : Effect.asVoid(benchPlain(options))
   )
 
 const benchPlain = (options: BenchOptions) =>

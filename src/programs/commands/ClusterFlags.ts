@@ -49,6 +49,17 @@ export const clusterFlags = (defaultBytes: string) => ({
     description:
       "the publisher is local: on the region's host, appending into the region itself through no broker (rtt: in the bench's process)"
   }),
+  discard: Cli.custom<"old" | "new" | undefined>(
+    "discard",
+    "old|new",
+    (t) => (t === "old" || t === "new" ? Either.right(t) : Either.left(`${t} is not old or new`)),
+    {
+      default: undefined,
+      shown: "new",
+      description:
+        "the run topic's discard policy: old lets the oldest go whatever reads them, new makes publishers wait for the readers that hold them (bench --type latency: measured without and with a reader that never reads)"
+    }
+  ),
   warmup: Cli.custom("warmup", "SIZE", (t) => (t.trim() === "0" ? Either.right(0) : parseSize(t)), {
     default: 0,
     shown: "0",
@@ -70,6 +81,7 @@ export const clusterShape = (o: {
   fixedWindow: boolean
   warmup: number
   local: boolean
+  discard: "old" | "new" | undefined
 }): ClusterShape => ({
   totalBytes: o.bytes,
   messageBytes: o.messageBytes,
@@ -80,5 +92,6 @@ export const clusterShape = (o: {
   window: o.window,
   ...(o.fixedWindow ? { fixedWindow: true } : {}),
   ...(o.warmup > 0 ? { warmupBytes: o.warmup } : {}),
-  ...(o.local ? { local: true } : {})
+  ...(o.local ? { local: true } : {}),
+  ...(o.discard === undefined ? {} : { discard: o.discard })
 })

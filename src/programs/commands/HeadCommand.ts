@@ -10,7 +10,14 @@ import { DEFAULT_STANDBY_CHECK_MS, head } from "../roles/Head.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
 import { coherence, credentials, region } from "./SharedFlags.js"
-import { diskRetentionFlags, topics, withDiskRetention } from "./TopicFlags.js"
+import {
+  diskRetentionFlags,
+  retentionFlags,
+  topics,
+  topicShapeFlags,
+  withDiskRetention,
+  withShapeFlags
+} from "./TopicFlags.js"
 
 export const headCommand = Cli.command({
   name: "head",
@@ -22,6 +29,8 @@ export const headCommand = Cli.command({
     region,
     coherence,
     topics,
+    ...topicShapeFlags,
+    ...retentionFlags,
     ...diskRetentionFlags,
     keep: Cli.fromSetting("keep", REGION_SETTINGS.settings.keep, {
       description: "leave the region in /dev/shm when the head stops"
@@ -69,7 +78,7 @@ export const headCommand = Cli.command({
     Effect.gen(function*() {
       exitWithParent()
       const config = yield* regionConfig
-      const topics = withDiskRetention(o.topics, o)
+      const topics = withShapeFlags(withDiskRetention(o.topics, o), o)
       // Before the region exists: the head would refuse these topics only once it had made it.
       yield* requireDataDir(topics, o.recover ?? o.dataDir)
       // A standby uses what its head made (creating them too could race it).

@@ -20,6 +20,8 @@ export interface ClusterShape {
   readonly warmupBytes?: number
   /** The publisher is local (`--local`): it appends into the region itself through no broker, in a broker slot of its own. */
   readonly local?: boolean
+  /** The run topic's discard policy (`--discard`): what a full memory does (docs/log.md, "Retention, trim and purge"). */
+  readonly discard?: "old" | "new"
 }
 
 /** A cluster shape's figures but for how much it publishes: what a run's report and a bench's runs name. */
@@ -31,5 +33,6 @@ export const shapeFigures = (shape: ClusterShape) => ({
   batchBytes: shape.batchBytes,
   window: shape.window,
   fixedWindow: shape.fixedWindow === true,
-  local: shape.local === true
+  local: shape.local === true,
+  ...(shape.discard === undefined ? {} : { discard: shape.discard })
 })

@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import { AuditingSubscriberEvents, type BrokerEvents, HeadEvents, PublisherEvents } from "../roles/RoleEvents.js"
-import { RoleFailed, type RoleOf, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
+import { RoleFailed, type RoleOf, runToEnd, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import type { RunPlan } from "./RunPlan.js"
 
 export type HeadRole = RoleOf<typeof HeadEvents>
@@ -81,8 +81,15 @@ export const startCluster = (plan: RunPlan) =>
       `run:${options.order}:${options.ackLevel}${plan.dataDir === undefined ? "" : ":2"}`,
       options.brokers,
       env,
-      metrics
+      metrics,
+      options.discard === undefined ? [] : ["--discard", options.discard]
     )
+    if (options.stalledReader === true) {
+      yield* runToEnd("stalled reader", ["consumers", "reset", "stalled", "--topic", "run", "--to", "earliest"], env)
+        .pipe(
+          whileAlive([head, ...brokers], "the stalled reader's consumer to be made")
+        )
+    }
     const standbys = yield* Effect.forEach(
       Array.from({ length: options.killHead?.standbys ?? 0 }, (_, i) => i),
       (i) => spawnRole(`standby head ${i}`, ["head", "--standby"], env, HeadEvents)

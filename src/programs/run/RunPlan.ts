@@ -23,6 +23,11 @@ export interface RunOptions extends ClusterShape {
   /** Offered load: the publisher paces itself to this many MB/s (latency tests); unset = as fast as the window allows. */
   readonly offeredMBps?: number
   /**
+   * A reader that never reads: a named consumer made at the topic's start before the publisher
+   * starts, with no member (it holds retention under discard new, nothing under discard old).
+   */
+  readonly stalledReader?: boolean
+  /**
    * Kill this broker (index) with SIGKILL once this fraction of the messages is acked (tests).
    * Without `offeredMBps` the publisher is then paced to take about 2 s, so the kill, decided
    * on the publisher's progress reports (4 a second), lands mid-run however fast the cluster is.
