@@ -8,7 +8,7 @@ import { type ChildProcess, fork, spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { defaultLogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
+import { defaultLogConfig, type LogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
 
 export const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "dist", "cxlog.mjs")
 
@@ -32,23 +32,32 @@ export interface CliRole {
  * A small region's variables: `brokers` broker slots, batches of 256 KiB at most, and topics
  * whose Blogs are each `blogBytes` (1 MiB).
  */
+export const smallRegionConfigFor = (
+  brokers: number,
+  blogBytes = 1 << 20,
+  shape: { readonly goiSlots?: number; readonly pbrSlots?: number } = {}
+): LogConfig => {
+  const goiSlots = shape.goiSlots ?? 4096
+  const pbrSlots = shape.pbrSlots ?? defaultLogConfig.pbrSlots
+  const maxBatchBytes = 256 << 10
+  const config = { ...defaultLogConfig, maxBrokers: brokers, maxBatchBytes, goiSlots, pbrSlots }
+  return { ...config, topicWriters: brokers, topicMemoryBytes: topicMemoryFor(config, blogBytes) }
+}
+
+/** `smallRegionConfigFor`'s region as the variables a head reads it from. */
 export const smallRegionEnvFor = (
   brokers: number,
   blogBytes = 1 << 20,
   shape: { readonly goiSlots?: number; readonly pbrSlots?: number } = {}
 ): Record<string, string> => {
-  const goiSlots = shape.goiSlots ?? 4096
-  const pbrSlots = shape.pbrSlots ?? defaultLogConfig.pbrSlots
-  const maxBatchBytes = 256 << 10
+  const c = smallRegionConfigFor(brokers, blogBytes, shape)
   return {
-    CXLOG_LOG_MAX_BROKERS: `${brokers}`,
-    CXLOG_LOG_MAX_BATCH_BYTES: `${maxBatchBytes}`,
-    CXLOG_LOG_GOI_SLOTS: `${goiSlots}`,
-    CXLOG_LOG_PBR_SLOTS: `${pbrSlots}`,
-    CXLOG_TOPIC_WRITERS: `${brokers}`,
-    CXLOG_TOPIC_MEMORY: `${
-      topicMemoryFor({ ...defaultLogConfig, maxBrokers: brokers, maxBatchBytes, goiSlots, pbrSlots }, blogBytes)
-    }`
+    CXLOG_LOG_MAX_BROKERS: `${c.maxBrokers}`,
+    CXLOG_LOG_MAX_BATCH_BYTES: `${c.maxBatchBytes}`,
+    CXLOG_LOG_GOI_SLOTS: `${c.goiSlots}`,
+    CXLOG_LOG_PBR_SLOTS: `${c.pbrSlots}`,
+    CXLOG_TOPIC_WRITERS: `${c.topicWriters}`,
+    CXLOG_TOPIC_MEMORY: `${c.topicMemoryBytes}`
   }
 }
 

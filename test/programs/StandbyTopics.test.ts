@@ -6,10 +6,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { defaultTopicShape } from "../../src/layers/log/Layout.js"
+import type { TopicShape } from "../../src/layers/log/TopicShape.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { DirectoryHeaderView } from "../../src/layers/region/DirectoryRecords.js"
 import { configFromParams, resolve } from "../../src/layers/RegionLayout.js"
-import { forkCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, smallRegionConfigFor, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 describe("a standby head's takeover", () => {
@@ -21,8 +23,8 @@ describe("a standby head's takeover", () => {
         const env = { ...smallRegionEnv, CXLOG_REGION: regionName }
         const head = yield* forkCli(["head", "--topic", "t:4:1"], env)
         yield* head.event("ready")
-        // Its topic holds its memory of the heap, rounded up to a power of two.
-        const held = 2 ** Math.ceil(Math.log2(Number(smallRegionEnv["CXLOG_TOPIC_MEMORY"])))
+        // Its topic holds its records' extent of the heap: no writer has written it yet.
+        const held = (defaultTopicShape(smallRegionConfigFor(1)) as TopicShape).mainBytes
         expect(head.output()).toContain(
           `topics: t (order 4, ack 1); directory: 1 objects, heap ${
             ((2 ** 31 - held) / 2 ** 20).toFixed(1)

@@ -13,7 +13,8 @@ export interface MessageClock {
   /** Message `seq` was handed to the publisher at `at` (performance.now() ms). */
   readonly published: (seq: number, at: number) => void
   /** The publisher's `onAcknowledged`. */
-  readonly acknowledged: (range: MessageRange) => void
+  /** The messages of `range` were acknowledged at `at` (performance.now() ms; now when not given). */
+  readonly acknowledged: (range: MessageRange, at?: number) => void
   /** The measured messages' latencies in µs, one per message acknowledged, in message order. */
   readonly latenciesUs: () => Float64Array
 }
@@ -34,8 +35,7 @@ export const makeMessageClock = (): MessageClock => {
       const i = seq - first
       if (i >= 0 && i < publishedAt.length) publishedAt[i] = at
     },
-    acknowledged: ({ count, from }) => {
-      const at = performance.now()
+    acknowledged: ({ count, from }, at = performance.now()) => {
       const start = Math.max(from - first, 0)
       const end = Math.min(from + count - first, publishedAt.length)
       for (let i = start; i < end; i++) {
