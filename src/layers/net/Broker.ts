@@ -66,6 +66,7 @@ const settingsOf = (given: BrokerOptions): Settings => {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     maxConnections: options.maxConnections ?? BROKER_SETTINGS.settings.maxConnections.default,
+    maxSessions: options.maxSessions ?? BROKER_SETTINGS.settings.maxSessions.default,
     writeBufferBytes: options.writeBufferBytes ?? 1 << 20
   }
 }
@@ -168,7 +169,7 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
       sockets: new Set(),
       handshaking: new Set(),
       held: new Set(),
-      counts: { accepted: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 },
+      counts: { accepted: 0, sessions: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 },
       ackFrames: ackEncoder(),
       rejected: {},
       run: yield* FiberSet.makeRuntime<never>()

@@ -1,14 +1,21 @@
 /**
- * A broker connection's ACK tracker (`acknowledge`): it follows its session's frontiers and
- * sends cumulative ACK frames (`sendAck`) for the batches the connection carried, a
- * SESSION_FENCED frame once the sequencer fences the session, or the ERROR that ends it.
+ * A publisher session's ACK tracker (`acknowledge`), one per session a connection opened: it
+ * follows the session's frontiers and sends cumulative ACK frames (`sendAck`) for the batches
+ * the connection carried, a SESSION_FENCED frame once the sequencer fences the session, or the
+ * ENDED that ends it (its topic deleted, the log forgot it); the connection goes on.
  */
 import { Effect } from "effect"
 import type { Socket } from "node:net"
 import { brokerAckFrames, brokerFencedFrames } from "../../Metrics.js"
 import type { SessionWatch } from "../../services/log/AckTracker.js"
-import type { Carried } from "./BrokerCarried.js"
-import { type BrokerState, type ConnectionSession, reject, send } from "./BrokerState.js"
+import {
+  type BrokerState,
+  type ConnectionSession,
+  endOpenSession,
+  type PublisherConnection,
+  reject,
+  send
+} from "./BrokerState.js"
 import { sessionFencedFrame, WireViolation } from "./Control.js"
 import { MAX_ACK_ORDERS } from "./Frame.js"
 
@@ -22,11 +29,11 @@ const PROGRESS_WAIT_MS = 60_000
 /** How long a fenced ACK 2 session waits for the durable tier to cover what was ordered before the broker gives up on it. */
 const FENCE_DURABLE_WAIT_MS = 10_000
 
-/** One connection's ACK tracker: where it reads, and what it has sent. */
+/** One session's ACK tracker: where it reads, and what it has sent. */
 interface AckTrack {
   readonly socket: Socket
+  readonly connection: PublisherConnection
   readonly session: ConnectionSession
-  readonly carried: Carried
   readonly watch: SessionWatch
   readonly orderOf: (pbrSeq: number) => number | undefined
   /** The frontier the last ACK named. */
@@ -57,7 +64,7 @@ const sendAck = (
     const count = Math.min(MAX_ACK_ORDERS, pairs - from)
     const last = from + count >= pairs
     const frame = ackFrames.encode(
-      session.clientId,
+      session.id,
       session.sessionEpoch,
       last ? frontier : before,
       session.ackLevel,
@@ -75,18 +82,22 @@ const sendAck = (
 }
 
 /**
- * Acknowledge: this connection's ACK tracker, run from callbacks (no fiber per wake). It
- * re-reads the session's frontier whenever the topic's progress moves (a standing wait on
- * the doorbell, woken by the rounds that order this broker's batches) and sends the
- * cumulative ACK if it advanced past what this connection was sent and covers a batch this
- * connection carried. After an ACK with batches still in flight it re-checks only after
- * `ackIntervalMs` (0: the next event-loop turn, in which every batch already received is
- * appended), so a fast stream gets one ACK per interval or turn, not one per batch. With
- * nothing in flight it leaves the doorbell and waits for the next batch (`Carried.onCarried`),
- * so rounds for other connections do not wake its process; a fence is then seen with that
- * batch or at the idle check every PROGRESS_WAIT_MS.
+ * Acknowledge: a session's ACK tracker, run from callbacks (no fiber per wake). It re-reads the
+ * session's frontier whenever the topic's progress moves (a standing wait on the doorbell, woken
+ * by the rounds that order this broker's batches) and sends the cumulative ACK if it advanced
+ * past what this connection was sent and covers a batch this connection carried. After an ACK
+ * with batches still in flight it re-checks only after `ackIntervalMs` (0: the next event-loop
+ * turn, in which every batch already received is appended), so a fast stream gets one ACK per
+ * interval or turn, not one per batch. With nothing in flight it leaves the doorbell and waits
+ * for the next batch (`Carried.onCarried`), so rounds for other sessions do not wake its
+ * process; a fence is then seen with that batch or at the idle check every PROGRESS_WAIT_MS.
  */
-export const acknowledge = (broker: BrokerState, socket: Socket, session: ConnectionSession, carried: Carried) =>
+export const acknowledge = (
+  broker: BrokerState,
+  socket: Socket,
+  connection: PublisherConnection,
+  session: ConnectionSession
+) =>
   Effect.gen(function*() {
     const { acks, brokerId } = broker
     const { clientId, sessionEpoch, topic } = session
@@ -96,8 +107,8 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
     yield* Effect.async<void>((resume) => {
       const track: AckTrack = {
         socket,
+        connection,
         session,
-        carried,
         watch,
         orderOf: (pbrSeq) => totalOrder(brokerId, pbrSeq),
         acked: 0,
@@ -105,13 +116,25 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
         fencedAt: undefined
       }
       const stop = trackAcks(broker, track, () => resume(Effect.void))
+      session.stop = stop
       return Effect.sync(stop)
     })
   }).pipe(
     Effect.catchAll((error) =>
-      Effect.logWarning(`broker ${broker.brokerId}: ACK tracker stopped: ${error.message}`).pipe(
+      Effect.logWarning(`broker ${broker.brokerId}: ACK tracker of ${session.topic} stopped: ${error.message}`).pipe(
         Effect.zipRight(
-          Effect.sync(() => reject(broker, socket, new WireViolation({ code: "internal", detail: error.message })))
+          Effect.sync(() =>
+            endOpenSession(
+              broker,
+              socket,
+              connection,
+              session,
+              new WireViolation({
+                code: error._tag === "TopicNotFound" ? "unknown-topic" : "internal",
+                detail: error.message
+              })
+            )
+          )
         )
       )
     )
@@ -119,25 +142,20 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
 
 /** One look at the frontiers: what to send and how to wait next. */
 const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "wait" | { readonly boundMs: number } => {
-  const { carried, session, socket, watch } = track
-  const { ackLevel, clientId, sessionEpoch, topic } = session
+  const { connection, session, socket, watch } = track
+  const { ackLevel, carried, clientId, sessionEpoch, topic } = session
+  const end = (code: WireViolation["code"], detail: string) => {
+    endOpenSession(broker, socket, connection, session, new WireViolation({ code, detail }))
+    return "end" as const
+  }
   if (watch.deleted()) {
     // What was acknowledged stands; nothing more will be, and the publisher is told why.
-    reject(broker, socket, new WireViolation({ code: "topic-deleted", detail: `topic ${topic} was deleted` }))
-    return "end"
+    return end("topic-deleted", `topic ${topic} was deleted`)
   }
   const frontiers = watch.acks()
   if (!frontiers.known) {
     // Released and its line reused: where it ended is no longer known.
-    reject(
-      broker,
-      socket,
-      new WireViolation({
-        code: "unknown-session",
-        detail: `session ${clientId}/${sessionEpoch} ended and its record was reused`
-      })
-    )
-    return "end"
+    return end("unknown-session", `session ${clientId}/${sessionEpoch} ended and its record was reused`)
   }
   const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
   let sent = false
@@ -156,7 +174,7 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   ) {
     // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
     track.orderedSent = frontiers.ordered
-    const ordered = broker.ackFrames.encode(clientId, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
+    const ordered = broker.ackFrames.encode(session.id, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
     const delivered = send(broker, socket, ordered)
     broker.ackFrames.written(socket)
     if (!delivered) return "end"
@@ -166,36 +184,24 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   if (failure !== undefined) {
     // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
     const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
-    reject(
-      broker,
-      socket,
-      new WireViolation({
-        code: "durability-unavailable",
-        detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given`
-      })
-    )
-    return "end"
+    return end("durability-unavailable", `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given`)
   }
   if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
     // The fence's frontier is what the publisher counts as done: at ACK 2 it must be on disk as well.
     track.fencedAt ??= performance.now()
     const leftMs = FENCE_DURABLE_WAIT_MS - (performance.now() - track.fencedAt)
     if (leftMs > 0) return { boundMs: leftMs }
-    reject(
-      broker,
-      socket,
-      new WireViolation({
-        code: "durability-unavailable",
-        detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${
-          frontiers.ordered - 1
-        } ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
-      })
+    return end(
+      "durability-unavailable",
+      `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${
+        frontiers.ordered - 1
+      } ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
     )
-    return "end"
   }
   if (frontiers.fenced) {
     // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
-    if (send(broker, socket, sessionFencedFrame(clientId, sessionEpoch, frontiers.ordered))) {
+    if (connection.sessions.get(session.id) === session) connection.sessions.delete(session.id)
+    if (send(broker, socket, sessionFencedFrame(session.id, sessionEpoch, frontiers.ordered))) {
       broker.counts.fencedFrames++
       brokerFencedFrames.unsafeUpdate(1, [])
     }
@@ -206,8 +212,8 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
 
 /** `acknowledge`'s callbacks; calls `ended` once the tracker is over, returns the function that stops it. */
 const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () => void => {
-  const { carried, session, watch } = track
-  const { ackLevel } = session
+  const { session, watch } = track
+  const { ackLevel, carried } = session
   let seen = watch.progress()
   let over = false
   /** The standing progress wait while one is registered, and its bound. */

@@ -7,7 +7,9 @@
  * |      0 |   u8 | frame type (FrameType)                                            |
  * |      1 |   u8 | wire version (WIRE_VERSION)                                       |
  * |      2 |  u16 | magic 0x5843 ("CX")                                               |
- * |      4 |  u32 | client id                                                         |
+ * |      4 |  u32 | client id; on a publisher's session frames (BATCH, ACK,           |
+ * |        |      | SESSION_FENCED, CLOSE, SESSION_*) the session's id on the         |
+ * |        |      | connection, on a multi-topic subscription's the stream's          |
  * |      8 |  u32 | session epoch                                                     |
  * |     12 |  u32 | sequence, low 32 bits  (BATCH: batch seq; ACK: acked count;       |
  * |     16 |  u32 | sequence, high 21 bits  SESSION_FENCED: committed frontier;       |
@@ -71,8 +73,31 @@ export const FrameType = {
   CHALLENGE: 12,
   /** client → broker (protocol 4): the proof answering the CHALLENGE. */
   AUTH: 13,
-  /** client → broker, on a named consumer's connection: seq = the offset to commit (the first message not processed). */
+  /**
+   * client → broker, on a named consumer's connection: seq = the offset to commit (the first
+   * message not processed); on a multi-topic subscription the client id field names the stream.
+   */
   COMMIT: 14,
+  /**
+   * client → broker (protocol 7): opens a session on the connection under the session id in the
+   * client id field (ids increase along a connection); epoch: the session to attach, 0 to
+   * register a new one. JSON (Control.SessionOpen): its topic.
+   */
+  SESSION_OPEN: 15,
+  /** broker → client: the session named is open under the epoch in the header; JSON (Control.SessionOpened), or none. */
+  SESSION_OPENED: 16,
+  /**
+   * broker → client: the session (a publisher's connection) or stream (a multi-topic
+   * subscription) named in the client id field is over, for the reason its JSON ErrorBody gives;
+   * the connection and its other sessions or streams go on.
+   */
+  ENDED: 17,
+  /**
+   * broker → client, on a multi-topic subscription: the DATA frames that follow are the stream's
+   * named in the client id field; with a JSON payload (SubscribeFrames.StreamStart) it opens the
+   * stream: its topic and where it starts.
+   */
+  STREAM: 18,
   /** client → broker, the first frame of an admin connection: JSON (AdminProtocol.AdminOpen). */
   ADMIN: 20,
   /** broker → client: JSON (AdminProtocol.AdminReady): the admin connection takes requests. */

@@ -13,7 +13,7 @@ export interface MessageClock {
   /** Message `seq` was handed to the publisher at `at` (performance.now() ms). */
   readonly published: (seq: number, at: number) => void
   /** The publisher's `onAcknowledged`. */
-  readonly acknowledged: (range: MessageRange) => void
+  readonly acknowledged: (range: Pick<MessageRange, "from" | "count">) => void
   /** The measured messages' latencies in µs, one per message acknowledged, in message order. */
   readonly latenciesUs: () => Float64Array
 }
