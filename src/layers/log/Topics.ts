@@ -65,7 +65,11 @@ export interface TopicTable {
   readonly remove: (info: TopicInfo) => Effect.Effect<void, TopicNotFound | NotDirectoryWriter>
 }
 
-/** Resolves names to topics, caching hits while they stay current (a deleted topic's name is looked up afresh). */
+/**
+ * Resolves names to topics, caching hits while they stay current (a deleted topic's name is looked
+ * up afresh). A miss lists the topics once and caches every one it finds: a process that takes up a
+ * thousand topics in a row (a publisher of many topics, its broker) lists them once, not a thousand times.
+ */
 export const resolverOver = (list: () => ReadonlyArray<TopicInfo>, isCurrent: (info: TopicInfo) => boolean) => {
   const cache = new Map<string, TopicInfo>()
   return (name: string): Effect.Effect<TopicInfo, TopicNotFound> =>
@@ -73,10 +77,9 @@ export const resolverOver = (list: () => ReadonlyArray<TopicInfo>, isCurrent: (i
       const cached = cache.get(name)
       if (cached !== undefined && isCurrent(cached)) return Effect.succeed(cached)
       cache.delete(name)
-      const found = list().find((t) => t.name === name)
-      if (found === undefined) return Effect.fail(new TopicNotFound({ name }))
-      cache.set(name, found)
-      return Effect.succeed(found)
+      for (const topic of list()) cache.set(topic.name, topic)
+      const found = cache.get(name)
+      return found === undefined ? Effect.fail(new TopicNotFound({ name })) : Effect.succeed(found)
     })
 }
 

@@ -49,7 +49,6 @@ import * as Auth from "./Auth.js"
 import { listener, secureContextOf } from "./BrokerAccept.js"
 import { holdConnection } from "./BrokerAdmission.js"
 import type { BrokerState, Settings } from "./BrokerState.js"
-import { ackEncoder } from "./Frame.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
 
 /** See `BrokerOptions.idleTimeoutMs`. */
@@ -170,7 +169,6 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
       handshaking: new Set(),
       held: new Set(),
       counts: { accepted: 0, sessions: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 },
-      ackFrames: ackEncoder(),
       rejected: {},
       run: yield* FiberSet.makeRuntime<never>()
     }

@@ -13,8 +13,7 @@ import {
   type ConnectionSession,
   endOpenSession,
   type PublisherConnection,
-  reject,
-  send
+  reject
 } from "./BrokerState.js"
 import { sessionFencedFrame, WireViolation } from "./Control.js"
 import { MAX_ACK_ORDERS } from "./Frame.js"
@@ -46,24 +45,24 @@ interface AckTrack {
 
 /**
  * Sends the cumulative ACK of batches 0..frontier-1 with the total orders of the `pairs`
- * batches in `orders`; false once the connection is gone. Past one frame's worth of pairs,
- * the first frames repeat the previous frontier (`before`), so the publisher learns every
- * order before the frontier covers its batch.
+ * batches in `orders` (with the connection's other frames of this callback); false once the
+ * connection is gone. Past one frame's worth of pairs, the first frames repeat the previous
+ * frontier (`before`), so the publisher learns every order before the frontier covers its batch.
  */
 const sendAck = (
   broker: BrokerState,
-  socket: Socket,
-  session: ConnectionSession,
+  track: AckTrack,
   before: number,
   frontier: number,
   orders: Float64Array,
   pairs: number
 ): boolean => {
-  const { ackFrames, counts } = broker
+  const { connection, session, socket } = track
+  if (socket.destroyed || socket.writableEnded) return false
   for (let from = 0;; from += MAX_ACK_ORDERS) {
     const count = Math.min(MAX_ACK_ORDERS, pairs - from)
     const last = from + count >= pairs
-    const frame = ackFrames.encode(
+    connection.output.ack(
       session.id,
       session.sessionEpoch,
       last ? frontier : before,
@@ -72,10 +71,7 @@ const sendAck = (
       from,
       count
     )
-    const sent = send(broker, socket, frame)
-    ackFrames.written(socket)
-    if (!sent) return false
-    counts.ackFrames++
+    broker.counts.ackFrames++
     brokerAckFrames.unsafeUpdate(1, [])
     if (last) return true
   }
@@ -126,7 +122,6 @@ export const acknowledge = (
           Effect.sync(() =>
             endOpenSession(
               broker,
-              socket,
               connection,
               session,
               new WireViolation({
@@ -145,7 +140,7 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   const { connection, session, socket, watch } = track
   const { ackLevel, carried, clientId, sessionEpoch, topic } = session
   const end = (code: WireViolation["code"], detail: string) => {
-    endOpenSession(broker, socket, connection, session, new WireViolation({ code, detail }))
+    endOpenSession(broker, connection, session, new WireViolation({ code, detail }))
     return "end" as const
   }
   if (watch.deleted()) {
@@ -165,7 +160,7 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   if (pairs >= 0) {
     const before = track.acked
     track.acked = frontier
-    if (!sendAck(broker, socket, session, before, frontier, carried.orders, pairs)) return "end"
+    if (!sendAck(broker, track, before, frontier, carried.orders, pairs)) return "end"
     sent = true
   }
   if (
@@ -174,10 +169,8 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   ) {
     // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
     track.orderedSent = frontiers.ordered
-    const ordered = broker.ackFrames.encode(session.id, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
-    const delivered = send(broker, socket, ordered)
-    broker.ackFrames.written(socket)
-    if (!delivered) return "end"
+    if (socket.destroyed || socket.writableEnded) return "end"
+    connection.output.ack(session.id, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
     sent = true
   }
   const failure = ackLevel === 2 ? watch.durableFailure() : undefined
@@ -201,10 +194,9 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   if (frontiers.fenced) {
     // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
     if (connection.sessions.get(session.id) === session) connection.sessions.delete(session.id)
-    if (send(broker, socket, sessionFencedFrame(session.id, sessionEpoch, frontiers.ordered))) {
-      broker.counts.fencedFrames++
-      brokerFencedFrames.unsafeUpdate(1, [])
-    }
+    connection.output.frame(sessionFencedFrame(session.id, sessionEpoch, frontiers.ordered))
+    broker.counts.fencedFrames++
+    brokerFencedFrames.unsafeUpdate(1, [])
     return "end"
   }
   return sent ? "sent" : "wait"
@@ -221,8 +213,9 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
   let standingMs = PROGRESS_WAIT_MS
   /** Set between an ACK and the re-check after `ackIntervalMs` (a timer) or the loop turn (an immediate). */
   let pauseTimer: ReturnType<typeof setTimeout> | undefined
-  let pauseTurn: ReturnType<typeof setImmediate> | undefined
-  const moved = () => pauseTurn === undefined && pauseTimer === undefined && watch.progress() !== seen
+  /** Waiting for the next turn (with the connection's other sessions: one immediate for them all). */
+  let pauseTurn = false
+  const moved = () => !pauseTurn && pauseTimer === undefined && watch.progress() !== seen
   const onProgress = () => step()
   const boundMs = () => standingMs
   const leave = () => {
@@ -238,7 +231,7 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
   }
   const afterPause = () => {
     pauseTimer = undefined
-    pauseTurn = undefined
+    pauseTurn = false
     step()
   }
   // An idle connection's backstop: one check a PROGRESS_WAIT_MS, not a timer per idle spell.
@@ -252,7 +245,6 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
     leave()
     clearInterval(idleCheck)
     clearTimeout(pauseTimer)
-    if (pauseTurn !== undefined) clearImmediate(pauseTurn)
     carried.onCarried = undefined
   }
   const end = () => {
@@ -280,7 +272,10 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
         if (next === "sent") {
           stand(PROGRESS_WAIT_MS)
           if (broker.settings.ackIntervalMs > 0) pauseTimer = setTimeout(afterPause, broker.settings.ackIntervalMs)
-          else pauseTurn = setImmediate(afterPause)
+          else {
+            pauseTurn = true
+            track.connection.output.nextTurn(afterPause)
+          }
           return
         }
         if (stand(PROGRESS_WAIT_MS)) continue

@@ -103,7 +103,6 @@ export const batchStream = (
   const gone = (session: ConnectionSession, e: TopicNotFound | TopicDeleted) =>
     endOpenSession(
       broker,
-      socket,
       connection,
       session,
       new WireViolation({ code: e._tag === "TopicDeleted" ? "topic-deleted" : "unknown-topic", detail: e.message })

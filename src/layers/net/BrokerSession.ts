@@ -13,6 +13,7 @@ import { admitPublisher } from "./BrokerAdmission.js"
 import { appendFailed, batchStream, DONE, IDLE } from "./BrokerBatches.js"
 import { Carried } from "./BrokerCarried.js"
 import type { Intake } from "./BrokerIntake.js"
+import { ConnectionOutput } from "./BrokerOutput.js"
 import { type BrokerState, type ConnectionSession, endSession, type PublisherConnection, send } from "./BrokerState.js"
 import {
   decodeControl,
@@ -78,7 +79,8 @@ const handshake = (broker: BrokerState, socket: Socket, nextFrame: Effect.Effect
       user: authenticated?.user,
       budgets,
       sessions: new Map(),
-      lastSessionId: 0
+      lastSessionId: 0,
+      output: new ConnectionOutput((frames) => send(broker, socket, frames), () => socket.writableLength)
     }
     return connection
   })
@@ -193,7 +195,7 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
     const outcome = yield* Effect.either(opening)
     if (outcome._tag === "Left") {
       const { violation } = outcome.left
-      endSession(broker, socket, id, frame.sessionEpoch, violation)
+      endSession(broker, connection, id, frame.sessionEpoch, violation)
       return
     }
     const sessionEpoch = outcome.right
@@ -213,7 +215,7 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
     const token = user === undefined
       ? undefined
       : broker.auth?.sessionToken(open.topic, connection.clientId, sessionEpoch, user)
-    send(broker, socket, sessionOpenedFrame(id, sessionEpoch, token))
+    connection.output.frame(sessionOpenedFrame(id, sessionEpoch, token))
     yield* Effect.forkScoped(acknowledge(broker, socket, connection, session))
   })
 
@@ -265,6 +267,8 @@ export const session = (
       Effect.sync(() => {
         for (const open of connection.sessions.values()) open.stop?.()
         connection.sessions.clear()
+        // What its sessions were told goes out before an ERROR that may end the connection.
+        connection.output.flush()
       })
     )
     const batches = batchStream(broker, socket, intake, reader, connection)

@@ -14,8 +14,8 @@ import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { adminServer } from "./AdminServer.js"
 import type { AuthServer, RateBudget, UserRecord } from "./Auth.js"
 import type { Carried } from "./BrokerCarried.js"
+import type { ConnectionOutput } from "./BrokerOutput.js"
 import { endedFrame, errorFrame, type WireErrorCode, WireViolation } from "./Control.js"
-import type { AckEncoder } from "./Frame.js"
 import type { subscriptionServer } from "./SubscriptionServer.js"
 
 export interface Settings {
@@ -44,6 +44,8 @@ export interface PublisherConnection {
   readonly sessions: Map<number, ConnectionSession>
   /** The highest session id it opened: a frame of a lower id no longer open is of a session that ended (dropped). */
   lastSessionId: number
+  /** Its sessions' frames to the client (ACKs, SESSION_OPENED, SESSION_FENCED, ENDED), each callback's written together. */
+  readonly output: ConnectionOutput
 }
 
 /** One session a publisher's connection opened: registered or attached on SESSION_OPEN. */
@@ -113,8 +115,6 @@ export interface BrokerState {
     ackFrames: number
     fencedFrames: number
   }
-  /** Every connection's ACKs are encoded into one buffer: each is written before the next is encoded. */
-  readonly ackFrames: AckEncoder
   readonly rejected: Partial<Record<WireErrorCode, number>>
   /** Forks an effect into the broker's scope (from callbacks). */
   readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
@@ -151,22 +151,21 @@ export const send = (broker: BrokerState, socket: Socket, frame: Buffer): boolea
   return true
 }
 
-/** Ends one session (or stream) of a connection with an ENDED frame naming why; the connection and its others go on. */
+/** Ends one session of a publisher's connection with an ENDED frame naming why; the connection and its others go on. */
 export const endSession = (
   broker: BrokerState,
-  socket: Socket,
+  connection: PublisherConnection,
   id: number,
   sessionEpoch: number,
   violation: WireViolation
 ): void => {
   countRejection(broker, violation.code)
-  send(broker, socket, endedFrame(id, sessionEpoch, violation.code, violation.detail))
+  connection.output.frame(endedFrame(id, sessionEpoch, violation.code, violation.detail))
 }
 
 /** Ends an open session of `connection` (its topic was deleted, the log forgot it, …): it leaves the connection, its tracker stops, the client is told. */
 export const endOpenSession = (
   broker: BrokerState,
-  socket: Socket,
   connection: PublisherConnection,
   session: ConnectionSession,
   violation: WireViolation
@@ -174,5 +173,5 @@ export const endOpenSession = (
   if (connection.sessions.get(session.id) !== session) return
   connection.sessions.delete(session.id)
   session.stop?.()
-  endSession(broker, socket, session.id, session.sessionEpoch, violation)
+  endSession(broker, connection, session.id, session.sessionEpoch, violation)
 }

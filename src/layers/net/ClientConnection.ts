@@ -173,7 +173,7 @@ export interface ClientConnection {
   /**
    * Sends a batch frame (header and payload in one buffer); `onWritten` runs once its bytes are
    * handed to the kernel, or with an error once the connection dropped them (exactly once
-   * either way). The frames of one synchronous burst go out in one write.
+   * either way). A synchronous burst's frames after its first go out in one write.
    */
   readonly sendBatch: (frame: Buffer, onWritten: (error: Error | null | undefined) => void) => void
   /** Ends session `sessionId` cleanly: sends CLOSE (it sent `batches` batches) after everything written before. */
@@ -210,10 +210,16 @@ export const openConnection = (
   let expectedSignature: string | undefined
   /** The topics of sessions being opened (their SESSION_OPENED may carry a token to keep). */
   const opening = new Map<number, string>()
-  /** Whether this burst's frames are being gathered for one write (uncorked at the end of the burst). */
+  /**
+   * Whether a synchronous burst of writes is under way (it ends in a microtask), and whether its
+   * frames past the first are being gathered for one write (uncorked when it ends).
+   */
+  let inBurst = false
   let corked = false
   const { socket, ready } = dialBroker(address, tls, receive)
-  const uncork = () => {
+  const endBurst = () => {
+    inBurst = false
+    if (!corked) return
     corked = false
     socket.uncork()
   }
@@ -348,12 +354,17 @@ export const openConnection = (
     }
   }
 
-  /** Writes `frame`, gathered with the rest of this synchronous burst into one write. */
+  /**
+   * Writes `frame`: the first of a synchronous burst at once, the rest of the burst gathered into
+   * one write at its end (a lone frame takes the plain write, which costs less than a gathered one).
+   */
   const write = (frame: Buffer, onWritten?: (error: Error | null | undefined) => void) => {
-    if (!corked) {
+    if (!inBurst) {
+      inBurst = true
+      queueMicrotask(endBurst)
+    } else if (!corked) {
       corked = true
       socket.cork()
-      queueMicrotask(uncork)
     }
     socket.write(frame, onWritten)
   }
