@@ -154,7 +154,8 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
         consumers,
         auth,
         holdConnection: (user) => holdConnection(broker, user),
-        idleTimeoutMs: settings.idleTimeoutMs
+        idleTimeoutMs: settings.idleTimeoutMs,
+        topics
       }),
       admin: adminServer({
         brokerId,

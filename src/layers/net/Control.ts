@@ -145,7 +145,9 @@ export class ErrorBody extends Schema.Class<ErrorBody>("ErrorBody")({
   earliest: Schema.optional(Schema.Number),
   end: Schema.optional(Schema.Number),
   /** `consumer-cut-off`: the consumer's committed offset (and in `earliest`, the oldest offset held). */
-  committed: Schema.optional(Schema.Number)
+  committed: Schema.optional(Schema.Number),
+  /** On a multi-topic subscription: the topic whose stream the error is of. */
+  topic: Schema.optional(Schema.String)
 }) {}
 
 /** A protocol violation seen on a connection: becomes an ERROR frame, then the connection closes. */
@@ -246,7 +248,7 @@ export const endedFrame = (
   sessionEpoch: number,
   code: WireErrorCode,
   message: string,
-  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed">
+  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed" | "topic">
 ): Buffer =>
   encodeFrame(
     { type: FrameType.ENDED, clientId: id, sessionEpoch, seq: 0, messageCount: 0 },
@@ -275,7 +277,7 @@ export const welcomeFrame = (welcome: Welcome): Buffer =>
 export const errorFrame = (
   code: WireErrorCode,
   message: string,
-  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed">
+  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed" | "topic">
 ): Buffer =>
   encodeFrame(
     { type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
