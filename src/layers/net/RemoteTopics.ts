@@ -228,6 +228,19 @@ const take = (s: TopicsState): BatchView | undefined | SubscriptionError | "torn
   }
 }
 
+/** The STREAM frames that follow a SUBSCRIBED at once (its `streams`): the topics read from the start. */
+const openStreams = (s: TopicsState, count: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < count; i++) {
+      const frame = yield* s.connection.next(s.settings.connectTimeoutMs)
+      if (frame.type !== FrameType.STREAM || frame.payload.length === 0) {
+        return yield* s.connection.failed("bad-frame", "a SUBSCRIBED not followed by the STREAM frames it announced")
+      }
+      const wrong = onStream(s, frame)
+      if (wrong !== undefined) return yield* Effect.fail(wrong)
+    }
+  })
+
 /** The request that goes on where the subscription is: each topic read from its position. */
 const resumed = (s: TopicsState): Subscribe =>
   new Subscribe({
@@ -253,7 +266,8 @@ const failOver = (s: TopicsState, broken: SubscriberConnectionFailed) =>
         s.sending = undefined
         s.consumed = 0
         for (const stream of s.byTopic.values()) stream.id = 0
-        return yield* Scope.close(replaced, Exit.void)
+        yield* Scope.close(replaced, Exit.void)
+        return yield* openStreams(s, attempt.right.subscribed.streams ?? 0)
       }
       yield* Scope.close(attemptScope, Exit.void)
       const e = attempt.left
@@ -335,6 +349,7 @@ export const subscribeTopicsRemote = (settings: Settings): SubscriberShape["subs
       handedOut: undefined,
       consumed: 0
     }
+    yield* openStreams(s, opened.subscribed.streams ?? 0)
     const pull = pullOf(s)
     const subscription: TopicsSubscription = {
       selection: entries,

@@ -169,6 +169,7 @@ const serve = (c: ServeTopicsContext) =>
         new Subscribed({
           protocol: PROTOCOL_VERSION,
           brokerId: c.brokerId,
+          streams: streams.length,
           ...(c.serverSignature === undefined ? {} : { serverSignature: c.serverSignature })
         })
       )
