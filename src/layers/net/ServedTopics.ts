@@ -17,7 +17,7 @@ import { ConsumerCutOff } from "../../services/log/Consumers.js"
 import type { ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogBatchView, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
 import { InvalidTopicPattern, parseSelection } from "../../services/log/TopicPattern.js"
-import type { LogCorrupt, TopicDeleted, TopicsShape } from "../../services/log/Topics.js"
+import { type LogCorrupt, type TopicDeleted, type TopicsShape, withinRegion } from "../../services/log/Topics.js"
 import { authorize, type UserRecord } from "./Auth.js"
 import { endedFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
@@ -150,7 +150,7 @@ const serve = (c: ServeTopicsContext) =>
         discoveredAt = performance.now()
         if (selection.patterns.length === 0) return []
         const found: Array<Stream> = []
-        for (const info of yield* c.topics!.list) {
+        for (const info of yield* withinRegion(c.topics!.list)) {
           const readable = c.user === undefined || authorize(c.user, "read", info.name) === undefined
           if (byTopic.has(info.name) || !readable || !selection.patterns.some((p) => p.matches(info.name))) continue
           const opened = yield* Effect.either(open(info.name, later))

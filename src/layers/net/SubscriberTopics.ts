@@ -10,7 +10,7 @@
  */
 import { Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
 import { InvalidTopicPattern, parseSelection } from "../../services/log/TopicPattern.js"
-import type { TopicsShape } from "../../services/log/Topics.js"
+import { type TopicsShape, withinRegion } from "../../services/log/Topics.js"
 import {
   CommitRejected,
   type SubscribeError,
@@ -76,7 +76,7 @@ export const subscribeTopicsOver = (
       Effect.gen(function*() {
         discoveredAt = performance.now()
         if (selection.patterns.length === 0) return
-        for (const info of yield* topics!.list) {
+        for (const info of yield* withinRegion(topics!.list)) {
           if (byTopic.has(info.name) || !selection.patterns.some((p) => p.matches(info.name))) continue
           // Deleted since it was listed: not there to read.
           yield* Effect.catchTag(join(info.name, false, from), "TopicNotFound", () => Effect.void)
