@@ -11,7 +11,8 @@ const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>)
   idle: () => import("./idle.js"),
   crc: () => import("./crc.js"),
   durable: () => import("./durable.js"),
-  directory: () => import("./directory.js")
+  directory: () => import("./directory.js"),
+  topics: () => import("./topics.js")
 }
 
 const [name, ...args] = process.argv.slice(2)

@@ -102,6 +102,7 @@ export * from "./services/log/HeadWatch.js"
 export * from "./services/log/LogReader.js"
 export * from "./services/log/Segments.js"
 export * from "./services/log/Sequencer.js"
+export * from "./services/log/TopicPattern.js"
 export * from "./services/log/Topics.js"
 export {
   Broker,
@@ -118,6 +119,7 @@ export {
   BrokersUnreachable,
   InvalidPublisherOptions,
   type MessageOptions,
+  type MessageRange,
   MessageTooLarge,
   type PublishAck,
   PublishAckTimeout,
@@ -126,7 +128,9 @@ export {
   type PublisherOptions,
   type PublishError,
   type PublisherShape,
-  type PublisherStats
+  type PublisherStats,
+  PublishTopicInvalid,
+  type TopicStats
 } from "./services/net/Publisher.js"
 export {
   CommitRejected,
@@ -139,7 +143,8 @@ export {
   type SubscriberMessage,
   type SubscriberShape,
   type Subscription,
-  type SubscriptionError
+  type SubscriptionError,
+  type TopicsSubscription
 } from "./services/net/Subscriber.js"
 export * from "./services/region/CxlMemory.js"
 export * from "./services/region/Directory.js"

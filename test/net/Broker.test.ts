@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Effect, Layer } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
+import { PROTOCOL_VERSION, SessionOpen, sessionOpenFrame } from "../../src/layers/net/Control.js"
 import { encodeFrame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { crc32c } from "../../src/native/Crc32c.js"
@@ -12,7 +12,15 @@ import { Topics } from "../../src/services/log/Topics.js"
 import { Broker, type BrokerLog, type BrokerOptions } from "../../src/services/net/Broker.js"
 import { countingAcks } from "../fixtures/counting-acks.js"
 import { drain, recordValue, regionCluster } from "../fixtures/log-harness.js"
-import { ackOrders, batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import {
+  ackOrders,
+  batchFrame,
+  epochOf,
+  errorCode,
+  hello,
+  openedEpoch,
+  rawConnect
+} from "../fixtures/net-raw-client.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
@@ -46,8 +54,8 @@ describe("Broker", () => {
         protocol: PROTOCOL_VERSION,
         brokerId: 3
       })
-      // The HELLO registered a new session: the log handed out its epoch.
-      const epoch = epochOf(welcome)
+      // The SESSION_OPEN registered a new session: the log handed out its epoch.
+      const epoch = epochOf(yield* client.nextFrame())
       expect(epoch).toBeGreaterThan(0)
       const batches = 200
       client.write(
@@ -77,7 +85,7 @@ describe("Broker", () => {
       const { server } = yield* broker({ ackIntervalMs: 500 })
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 12))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       const batches = 1_000
       client.write(
         Buffer.concat(
@@ -113,7 +121,7 @@ describe("Broker", () => {
       const server = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(counting))
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 13))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       client.write(batchFrame(13, epoch, 0, [message(0)]))
       expect((yield* client.nextFrame()).seq).toBe(1)
       yield* log.settle
@@ -134,9 +142,9 @@ describe("Broker", () => {
       const c2 = yield* rawConnect(b1.port)
       // c0 registers the session; the others attach to it.
       c0.write(hello("t", 5, undefined, 2))
-      const epoch = epochOf(yield* c0.nextFrame())
+      const epoch = yield* openedEpoch(c0)
       for (const c of [c1, c2]) c.write(hello("t", 5, epoch, 2))
-      for (const c of [c1, c2]) expect((yield* c.nextFrame()).type).toBe(FrameType.WELCOME)
+      for (const c of [c1, c2]) expect(yield* openedEpoch(c)).toBe(epoch)
       c1.write(batchFrame(5, epoch, 1, [message(1)]))
       // Batch 1 waits for 0 in the log before 0 is sent (a fixed pause let a slow machine order 0 alone first).
       while (log.stats("t").held < 1) yield* Effect.sleep("5 millis")
@@ -159,9 +167,9 @@ describe("Broker", () => {
       const c0 = yield* rawConnect(b0.port)
       const c1 = yield* rawConnect(b1.port)
       c0.write(hello("t", 6))
-      const epoch = epochOf(yield* c0.nextFrame())
+      const epoch = yield* openedEpoch(c0)
       c1.write(hello("t", 6, epoch))
-      expect((yield* c1.nextFrame()).type).toBe(FrameType.WELCOME)
+      expect(yield* openedEpoch(c1)).toBe(epoch)
       c1.write(batchFrame(6, epoch, 0, [message(0)]))
       expect((yield* c1.nextFrame()).seq).toBe(1)
       // The session's frontier moves to 3 with b0's batches while c1 has nothing in flight.
@@ -183,7 +191,7 @@ describe("Broker", () => {
       const { log, server } = yield* broker()
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 1, undefined, 0))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       client.write(Buffer.concat([batchFrame(1, epoch, 0, [message(0)]), batchFrame(1, epoch, 1, [message(1)])]))
       while (log.ordered("t").length < 2) yield* Effect.sleep("5 millis")
       yield* Effect.sleep("30 millis")
@@ -195,7 +203,7 @@ describe("Broker", () => {
       const { server } = yield* broker({}, 50)
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 9))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       client.write(
         Buffer.concat([
           batchFrame(9, epoch, 0, [message(0)]),
@@ -225,7 +233,7 @@ describe("Broker", () => {
       )
       const client = yield* rawConnect(server.port)
       client.write(hello("d", 9, undefined, 2))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       // Batches 0 and 1 are ordered, 3 waits for 2 past the hold timeout: fenced at 2, with nothing on disk yet.
       client.write(
         Buffer.concat([
@@ -257,7 +265,6 @@ describe("Broker", () => {
         Buffer.from("{\"protocol\":1,\"topic\":7}")
       )
     ]],
-    ["an unknown topic", "unknown-topic", (e) => [hello("nope", 1, e)]],
     ["another protocol version", "version-mismatch", (e) => [hello("t", 1, e, 1, PROTOCOL_VERSION + 1)]],
     ["another wire version", "version-mismatch", (e) => {
       const frame = hello("t", 1, e)
@@ -293,7 +300,16 @@ describe("Broker", () => {
       return [hello("t", 1, e), frame]
     }],
     ["a second HELLO", "unexpected-frame", (e) => [hello("t", 1, e), hello("t", 1, e)]],
-    ["a HELLO attaching to a session the log never registered", "unknown-session", (e) => [hello("t", 1, e + 1000)]]
+    [
+      "a session id that does not increase",
+      "bad-handshake",
+      (e) => [hello("t", 1, e), sessionOpenFrame(1, e, new SessionOpen({ topic: "t" }))]
+    ],
+    [
+      "a batch of a session id never opened",
+      "session-mismatch",
+      (e) => [hello("t", 1, e), batchFrame(2, e, 0, [message(0)])]
+    ]
   ]
 
   for (const [what, code, input] of badInputs) {
@@ -302,7 +318,7 @@ describe("Broker", () => {
         const { log, server } = yield* broker()
         const good = yield* rawConnect(server.port)
         good.write(hello("t", 100))
-        const goodEpoch = epochOf(yield* good.nextFrame())
+        const goodEpoch = yield* openedEpoch(good)
         const badEpoch = yield* log.appender(0).registerSession("t", 1)
         const bad = yield* rawConnect(server.port)
         for (const bytes of input(badEpoch)) bad.write(bytes)
@@ -320,7 +336,7 @@ describe("Broker", () => {
       const { log, server } = yield* broker()
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 1))
-      const frame = batchFrame(1, epochOf(yield* client.nextFrame()), 0, [message(0)])
+      const frame = batchFrame(1, yield* openedEpoch(client), 0, [message(0)])
       client.socket.end(frame.subarray(0, frame.length - 5))
       const frames = yield* Deferred.await(client.closed)
       expect(errorCode(frames[frames.length - 1])).toBe("truncated")
@@ -358,7 +374,7 @@ describe("Broker", () => {
       )
       const client = yield* rawConnect(server.port)
       client.write(hello("t", 1))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       const batches = 512
       const payload = new Uint8Array(60_000)
       for (let seq = 0; seq < batches; seq++) client.write(batchFrame(1, epoch, seq, [payload]))
@@ -408,7 +424,7 @@ describe("Broker", () => {
       const client = yield* rawConnect(server.port)
       client.socket.setNoDelay(true)
       client.write(hello("t", 21))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       const messages = (seq: number) =>
         Array.from({ length: 12 }, (_, i) => new Uint8Array(1000 + i).map((_, k) => (seq * 13 + i * 7 + k) & 0xff))
       const frames = [0, 1, 2].map((seq) => batchFrame(21, epoch, seq, messages(seq)))

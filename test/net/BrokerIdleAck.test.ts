@@ -8,7 +8,7 @@ import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { FrameType } from "../../src/layers/net/Frame.js"
 import { countingAcks } from "../fixtures/counting-acks.js"
-import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
@@ -24,7 +24,7 @@ describe("Broker ACK tracker with nothing in flight", () => {
       )
       const quiet = yield* rawConnect(idle.port)
       quiet.write(hello("t", 7))
-      const quietEpoch = epochOf(yield* quiet.nextFrame())
+      const quietEpoch = yield* openedEpoch(quiet)
       quiet.write(batchFrame(7, quietEpoch, 0, [message(0)]))
       expect((yield* quiet.nextFrame()).seq).toBe(1)
       yield* log.settle
@@ -32,7 +32,7 @@ describe("Broker ACK tracker with nothing in flight", () => {
       // Another session on another broker: 20 batches, each ordered (the topic's progress moves each time) and acknowledged.
       const loud = yield* rawConnect(busy.port)
       loud.write(hello("t", 8))
-      const loudEpoch = epochOf(yield* loud.nextFrame())
+      const loudEpoch = yield* openedEpoch(loud)
       for (let seq = 0; seq < 20; seq++) {
         loud.write(batchFrame(8, loudEpoch, seq, [message(seq)]))
         const ack = yield* loud.nextFrame()

@@ -4,7 +4,7 @@
  * client side reports the broker's refusals.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Either, Schema } from "effect"
+import { Context, Deferred, Effect, Either } from "effect"
 import { spawn } from "node:child_process"
 import { connect, type Socket } from "node:net"
 import { join } from "node:path"
@@ -29,6 +29,8 @@ import {
   Hello,
   helloFrame,
   PROTOCOL_VERSION,
+  SessionOpen,
+  sessionOpenFrame,
   WireViolation
 } from "../../src/layers/net/Control.js"
 import { FRAME_HEADER_BYTES, FrameType, MAX_CONTROL_PAYLOAD_BYTES, writeHeader } from "../../src/layers/net/Frame.js"
@@ -37,14 +39,11 @@ import { Subscribe, subscribeFrame } from "../../src/layers/net/SubscribeFrames.
 import { Appender, type AppenderShape } from "../../src/services/log/Appender.js"
 import { Topics, type TopicsShape } from "../../src/services/log/Topics.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
-import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 import { fixturesDir, tempDir } from "../helpers/Processes.js"
 
-/** A HELLO that registers a new session; its epoch comes back in the WELCOME. */
-const helloData = (clientId: number) =>
-  Schema.decodeUnknownSync(Hello)({ protocol: PROTOCOL_VERSION, topic: "t", clientId, ackLevel: 1 })
-const epochOf = (welcome: { readonly payload: Uint8Array }): number =>
-  JSON.parse(Buffer.from(welcome.payload).toString()).sessionEpoch
+/** A publisher's HELLO (its sessions are opened after the WELCOME). */
+const helloData = (clientId: number) => new Hello({ protocol: PROTOCOL_VERSION, clientId, ackLevel: 1 })
 
 /** A broker over a fresh memory log, its Appender or Topics wrapped to stall; open unless given credentials. */
 const broker = (
@@ -213,7 +212,7 @@ describe("Broker limits", () => {
       expect(errorCode(frames[frames.length - 1])).toBe("oversized")
     }))
 
-  it.scopedLive("while a handshake is under way, input past one HELLO pauses the socket", () =>
+  it.scopedLive("while a session's opening is under way, input past its SESSION_OPEN pauses the socket", () =>
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       const slowHandshake = (topics: TopicsShape): TopicsShape => ({
@@ -222,8 +221,8 @@ describe("Broker limits", () => {
       })
       const server = yield* broker({}, { topics: slowHandshake })
       const client = yield* rawConnect(server.port)
-      client.write(helloFrame(helloData(3)))
-      // A client that does not wait for its WELCOME.
+      client.write(hello("t", 3))
+      // A client that does not wait for its SESSION_OPENED.
       for (let i = 0; i < 64; i++) client.write(new Uint8Array(16 << 10).fill(1))
       yield* until("input reaches the broker", () => server.stats().queuedBytes > 0)
       yield* Effect.sleep("200 millis")
@@ -245,10 +244,8 @@ describe("Broker limits", () => {
       const server = yield* broker({ idleTimeoutMs })
       // A session that keeps sending, a batch every 40 ms, for three idle timeouts: never cut.
       const busy = yield* rawConnect(server.port)
-      busy.write(helloFrame(helloData(5)))
-      const welcome = yield* busy.nextFrame()
-      expect(welcome.type).toBe(FrameType.WELCOME)
-      const epoch = epochOf(welcome)
+      busy.write(hello("t", 5))
+      const epoch = yield* openedEpoch(busy)
       for (let seq = 0; seq < 30; seq++) {
         busy.write(batchFrame(5, epoch, seq, [new Uint8Array(16)]))
         yield* Effect.sleep("40 millis")
@@ -258,8 +255,8 @@ describe("Broker limits", () => {
       const frames = yield* Deferred.await(busy.closed).pipe(
         Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("an idle session is still open") })
       )
-      // WELCOME, the ACKs of the 30 batches, then the ERROR.
-      expect(frames.slice(1, -1).every((frame) => frame.type === FrameType.ACK)).toBe(true)
+      // WELCOME, SESSION_OPENED, the ACKs of the 30 batches, then the ERROR.
+      expect(frames.slice(2, -1).every((frame) => frame.type === FrameType.ACK)).toBe(true)
       expect(frames[frames.length - 2]!.seq).toBe(30)
       expect(errorCode(frames[frames.length - 1])).toBe("idle-timeout")
       // The client side names the code.
@@ -267,6 +264,8 @@ describe("Broker limits", () => {
       const closed = yield* Deferred.make<ConnectionClosed>()
       const connection = openConnection({ host: "127.0.0.1", port: server.port }, helloData(6), {
         onWelcome: () => Deferred.unsafeDone(welcomed, Effect.void),
+        onSessionOpened: () => {},
+        onSessionEnded: () => {},
         onAck: () => {},
         onFenced: () => {},
         onBrokerError: () => {},
@@ -292,8 +291,8 @@ describe("Broker limits", () => {
       })
       const server = yield* broker({ idleTimeoutMs: 100 }, { appender: stalled })
       const client = yield* rawConnect(server.port)
-      client.write(helloFrame(helloData(8)))
-      const epoch = epochOf(yield* client.nextFrame())
+      client.write(hello("t", 8))
+      const epoch = yield* openedEpoch(client)
       client.write(batchFrame(8, epoch, 0, [new Uint8Array(64)]))
       yield* until("the batch reaches the broker", () => server.stats().queuedBytes > 0)
       // Five idle timeouts while the broker itself holds the batch.
@@ -320,6 +319,8 @@ describe("Broker limits", () => {
       const closed = yield* Deferred.make<ConnectionClosed>()
       const events = {
         onWelcome: () => {},
+        onSessionOpened: () => {},
+        onSessionEnded: () => {},
         onAck: () => {},
         onFenced: () => {},
         onBrokerError: (error: ErrorBody) => Deferred.unsafeDone(refused, Effect.succeed(error)),
@@ -356,8 +357,11 @@ describe("Broker limits", () => {
         upsertUser(path, userRecord(CAROL.user, CAROL.secret, { publish: ["t"], read: ["t"] }, limits, 64))
       add({ connections: 2 })
       const server = yield* broker({ credentials: path })
-      /** A raw connection's handshake as carol, opening with the frame `opening` makes from the client's nonce. */
-      const handshake = (opening: (nonce: string) => Buffer) =>
+      /**
+       * A raw connection's handshake as carol, opening with the frame `opening` makes from the client's nonce;
+       * `then` follows a WELCOME (a publisher's session, say), and its answer is the answer.
+       */
+      const handshake = (opening: (nonce: string) => Buffer, then?: Buffer) =>
         Effect.gen(function*() {
           const client = yield* rawConnect(server.port)
           const nonce = newNonce()
@@ -366,6 +370,9 @@ describe("Broker limits", () => {
             decodeControl(Challenge, (yield* client.nextFrame()).payload, "bad-handshake")
           )
           client.write(authFrame(0, new AuthProof({ proof: clientProof(CAROL, nonce, challenge).proof })))
+          const answer = yield* client.nextFrame()
+          if (then === undefined || answer.type !== FrameType.WELCOME) return { client, answer }
+          client.write(then)
           return { client, answer: yield* client.nextFrame() }
         })
       const subscriber = handshake((nonce) =>
@@ -381,17 +388,10 @@ describe("Broker limits", () => {
         )
       )
       const publisher = (clientId: number) =>
-        handshake((nonce) =>
-          helloFrame(
-            Schema.decodeUnknownSync(Hello)({
-              protocol: PROTOCOL_VERSION,
-              topic: "t",
-              clientId,
-              ackLevel: 1,
-              user: CAROL.user,
-              nonce
-            })
-          )
+        handshake(
+          (nonce) =>
+            helloFrame(new Hello({ protocol: PROTOCOL_VERSION, clientId, ackLevel: 1, user: CAROL.user, nonce })),
+          sessionOpenFrame(clientId, 0, new SessionOpen({ topic: "t" }))
         )
       const first = yield* subscriber
       expect(first.answer.type).toBe(FrameType.SUBSCRIBED)
@@ -404,13 +404,13 @@ describe("Broker limits", () => {
       second.client.socket.destroy()
       yield* until("carol's subscribers gone", () => server.stats().connections === 0)
       const fast = yield* publisher(2)
-      expect(fast.answer.type).toBe(FrameType.WELCOME)
+      expect(fast.answer.type).toBe(FrameType.SESSION_OPENED)
 
       // One message a second from now: her next connection's second batch finds the budget in debt.
       add({ connections: 2, messagesPerSecond: 1 })
       const slow = yield* publisher(3)
-      expect(slow.answer.type).toBe(FrameType.WELCOME)
-      const epoch = epochOf(slow.answer)
+      expect(slow.answer.type).toBe(FrameType.SESSION_OPENED)
+      const epoch = slow.answer.sessionEpoch
       const ten = Array.from({ length: 10 }, () => new Uint8Array(8))
       slow.client.write(batchFrame(3, epoch, 0, ten))
       expect((yield* slow.client.nextFrame()).type).toBe(FrameType.ACK)

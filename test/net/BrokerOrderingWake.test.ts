@@ -25,7 +25,7 @@ import { Topics } from "../../src/services/log/Topics.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { bell, regionSize, smallConfig, testRegion, testTopics } from "../fixtures/log-harness.js"
-import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
@@ -94,7 +94,7 @@ const busyRounds = (port: number, batches: number) =>
   Effect.gen(function*() {
     const loud = yield* rawConnect(port)
     loud.write(hello("t", 8))
-    const epoch = epochOf(yield* loud.nextFrame())
+    const epoch = yield* openedEpoch(loud)
     for (let seq = 0; seq < batches; seq++) {
       loud.write(batchFrame(8, epoch, seq, [message(seq)]))
       const ack = yield* loud.nextFrame()
@@ -110,7 +110,7 @@ describe("Broker ACK trackers over a region: woken by their own broker's batches
       yield* headOrdersAlone
       const client = yield* rawConnect(quiet.port)
       client.write(hello("t", 7))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       client.write(batchFrame(7, epoch, 0, [message(0)]))
       expect((yield* client.nextFrame()).seq).toBe(1)
       // Acknowledged, nothing in flight: off the log's waits.
@@ -132,7 +132,7 @@ describe("Broker ACK trackers over a region: woken by their own broker's batches
       const { busy, quiet } = yield* cluster
       const client = yield* rawConnect(quiet.port)
       client.write(hello("t", 7))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       // Batch 1 before batch 0: held by the sequencer (order 5), so it stays in flight.
       client.write(batchFrame(7, epoch, 1, [message(1)]))
       for (let turns = 0; quiet.orderingWaits() === 0 && turns < 10_000; turns++) yield* Effect.sleep("1 millis")

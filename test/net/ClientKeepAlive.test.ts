@@ -81,9 +81,11 @@ const welcomed = (tls: boolean) =>
     const security: ClientSecurity = certs === undefined ? {} : { tls: { ca: certs.ca } }
     const connection = openConnection(
       { host: "127.0.0.1", port: server.port },
-      new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 3, ackLevel: 1 }),
+      new Hello({ protocol: PROTOCOL_VERSION, clientId: 3, ackLevel: 1 }),
       {
         onWelcome: () => Deferred.unsafeDone(welcome, Effect.void),
+        onSessionOpened: () => {},
+        onSessionEnded: () => {},
         onAck: () => {},
         onFenced: () => {},
         onBrokerError: () => {},

@@ -20,7 +20,7 @@ import { encodeFrame, type Frame, FrameType } from "../../src/layers/net/Frame.j
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { LAYOUT_VERSION } from "../../src/layers/region/Superblock.js"
-import { epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const errorBody = (frame: Frame) => {
@@ -96,7 +96,7 @@ describe("the message model on the wire", () => {
       for (const [what, frame, reason] of bad) {
         const client = yield* rawConnect(server.port)
         client.write(hello("t", 9))
-        client.write(frame(epochOf(yield* client.nextFrame())))
+        client.write(frame(yield* openedEpoch(client)))
         const error = yield* client.nextFrame()
         expect(errorCode(error), what).toBe("bad-batch")
         expect(errorBody(error), what).toMatch(reason)

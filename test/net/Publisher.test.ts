@@ -432,7 +432,7 @@ describe("Publisher", () => {
           : appender
       const { publisher } = yield* cluster(2, { wrap: swallow, holdTimeoutMs: 60_000 })
       const p = yield* publisher({ clientId: 8, batchBytes: 1024, maxInFlightBatches: 4 })
-      while (!p.stats().brokers.every((b) => b.connected)) yield* Effect.sleep("1 millis")
+      while (!p.stats().brokers.every((b) => b.sessions === 1)) yield* Effect.sleep("1 millis")
       const published = yield* Effect.fork(publishTestMessages(p, 8, 2_000, 100))
       while (p.stats().inFlight < 4) yield* Effect.sleep("1 millis")
       const error = yield* Effect.flip(p.flush(300))
@@ -654,8 +654,8 @@ describe("Publisher", () => {
       // Client 22's home: 22 % 3 = broker 1 (not the first, so a rule that starts from 0 fails).
       const p = yield* publisher({ clientId: 22, batchBytes: 1024 })
       const sent = () => p.stats().brokers.map((b) => b.sent)
-      // Until every link is open a batch goes to the first open one after home: wait for all three.
-      yield* Effect.repeat(Effect.sync(() => p.stats().brokers.filter((b) => b.connected).length), {
+      // Until the session is open on every link a batch goes to the first one after home where it is: wait for all three.
+      yield* Effect.repeat(Effect.sync(() => p.stats().brokers.filter((b) => b.sessions === 1).length), {
         until: (open) => open === 3,
         schedule: Schedule.spaced("5 millis")
       })

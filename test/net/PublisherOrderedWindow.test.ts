@@ -13,7 +13,7 @@ import { FrameType } from "../../src/layers/net/Frame.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import type { PublisherShape } from "../../src/services/net/Publisher.js"
 import { audit, clean, testMessage } from "../fixtures/net-audit.js"
-import { batchFrame, epochOf, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 
 const message = (n: number) => new Uint8Array(24).fill(n & 0xff)
 
@@ -103,7 +103,7 @@ describe("publisher at ACK 2", () => {
       const { server, durable } = yield* durableBroker
       const client = yield* rawConnect(server.port)
       client.write(hello("d", 9, undefined, 2))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       client.write(Buffer.concat([batchFrame(9, epoch, 0, [message(0)]), batchFrame(9, epoch, 1, [message(1)])]))
       // Ordered at once; nothing is sent until the disk covers them, then one ACK at level 2.
       const early = yield* Effect.either(Effect.timeout(client.nextFrame(), "300 millis"))

@@ -13,7 +13,13 @@ import { Effect } from "effect"
 import { vi } from "vitest"
 import { makeWith } from "../../src/layers/net/Publisher.js"
 import { settingsOf } from "../../src/layers/net/PublisherDefaults.js"
-import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "../../src/layers/net/PublisherLink.js"
+import type {
+  LaneRef,
+  LinkBatch,
+  LinkState,
+  PublisherLink,
+  PublisherLinkEvents
+} from "../../src/layers/net/PublisherLink.js"
 import { linkEvents } from "../../src/layers/net/PublisherSession.js"
 import type { PublisherShape } from "../../src/services/net/Publisher.js"
 
@@ -64,18 +70,30 @@ class FakeLink implements PublisherLink {
     this.address = `fake:${index}`
   }
 
-  open(sessionEpoch: number | undefined) {
+  /** The one topic's lane, once its session is open here. */
+  lane: LaneRef | undefined = undefined
+
+  open() {
     if (this.state === "open") return
     this.state = "open"
-    this.epoch = sessionEpoch ?? 1
-    this.events.opened(this, this.epoch)
+    this.events.opened(this)
   }
 
-  send(batch: LinkBatch, _sessionEpoch: number, onWritten: (error: Error | null | undefined) => void) {
+  openSession(lane: LaneRef, sessionEpoch: number | undefined) {
+    this.lane = lane
+    this.epoch = sessionEpoch ?? 1
+    this.events.sessionOpened(this, lane, this.epoch)
+  }
+
+  send(batch: LinkBatch, _lane: LaneRef, _sessionEpoch: number, onWritten: (error: Error | null | undefined) => void) {
     onWritten(null)
     if (this.silent) return
     this.queue.push(batch.seq)
     if (!this.serving) this.serveNext(this.connection)
+  }
+
+  dropSession() {
+    this.lane = undefined
   }
 
   private serveNext(connection: number) {
@@ -84,7 +102,9 @@ class FakeLink implements PublisherLink {
       if (connection !== this.connection) return
       const count = this.log.serve(this.queue.shift()!)
       setTimeout(() => {
-        if (connection === this.connection) this.events.acked(this, this.epoch, count, NO_ORDERS, 1)
+        if (connection === this.connection && this.lane !== undefined) {
+          this.events.acked(this, this.lane, this.epoch, count, NO_ORDERS, 1)
+        }
       }, this.path.baseMs)
       if (this.queue.length > 0) this.serveNext(connection)
       else this.serving = false

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { WireViolation } from "../../src/layers/net/Control.js"
+import { Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
 import {
   encodeFrame,
   type Frame,
@@ -14,7 +14,7 @@ import {
   writeHeader
 } from "../../src/layers/net/Frame.js"
 import { InPlaceFrameReader } from "../../src/layers/net/FrameReader.js"
-import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 import { regionBroker as regionBrokerFixture } from "../fixtures/region-broker.js"
 
 const MAX_BATCH = 1 << 16
@@ -27,7 +27,8 @@ const batches = [
   [bytesOf(2, 1500), bytesOf(3, 1700), bytesOf(4, 9)],
   [bytesOf(5, 40), bytesOf(6, 41)]
 ]
-const helloBytes = hello("t", 7)
+/** A publisher's HELLO (its sessions' SESSION_OPEN frames follow it on a real connection). */
+const helloBytes = helloFrame(new Hello({ protocol: PROTOCOL_VERSION, clientId: 7, ackLevel: 1 }))
 const stream = Buffer.concat([
   helloBytes,
   ...batches.map((messages, seq) => batchFrame(7, 0, seq, messages)),
@@ -230,7 +231,7 @@ describe("Broker receive path over the region", () => {
           const client = yield* rawConnect(server.port)
           client.socket.setNoDelay(true)
           client.write(hello("t", id))
-          return { id, client, epoch: epochOf(yield* client.nextFrame()) }
+          return { id, client, epoch: yield* openedEpoch(client) }
         }))
       for (let seq = 0; seq < 4; seq++) {
         const frames = clients.map(({ epoch, id }) => batchFrame(id, epoch, seq, messagesOf(id, seq)))
@@ -260,7 +261,7 @@ describe("Broker receive path over the region", () => {
       const client = yield* rawConnect(server.port)
       client.socket.setNoDelay(true)
       client.write(hello("t", 3))
-      const epoch = epochOf(yield* client.nextFrame())
+      const epoch = yield* openedEpoch(client)
       const small = (seq: number) => [bytesOf(seq, 30), bytesOf(seq + 9, 17)]
       const bytes = Buffer.concat([batchFrame(3, epoch, 0, small(0)), batchFrame(3, epoch, 1, small(1))])
       for (const byte of bytes) {
@@ -279,13 +280,13 @@ describe("Broker receive path over the region", () => {
       const { logged, server } = yield* regionBroker
       const good = yield* rawConnect(server.port)
       good.write(hello("t", 1))
-      const goodEpoch = epochOf(yield* good.nextFrame())
+      const goodEpoch = yield* openedEpoch(good)
       const corrupt = yield* rawConnect(server.port)
       corrupt.write(hello("t", 2))
-      const corruptEpoch = epochOf(yield* corrupt.nextFrame())
+      const corruptEpoch = yield* openedEpoch(corrupt)
       const cut = yield* rawConnect(server.port)
       cut.write(hello("t", 3))
-      const cutEpoch = epochOf(yield* cut.nextFrame())
+      const cutEpoch = yield* openedEpoch(cut)
       corrupt.write(batchFrame(2, corruptEpoch, 0, messagesOf(2, 0)))
       const bad = Buffer.from(batchFrame(2, corruptEpoch, 1, messagesOf(2, 1)))
       bad[FRAME_HEADER_BYTES + 1500] ^= 1

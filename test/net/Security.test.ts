@@ -27,7 +27,7 @@ import {
 } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
+import { type ClientConnection, type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
 import {
   authFrame,
   AuthProof,
@@ -38,6 +38,9 @@ import {
   Hello,
   helloFrame,
   PROTOCOL_VERSION,
+  SessionOpen,
+  SessionOpened,
+  sessionOpenFrame,
   Welcome,
   welcomeFrame
 } from "../../src/layers/net/Control.js"
@@ -100,7 +103,11 @@ const refusal = (publisher: Effect.Effect<PublisherShape, InvalidPublisherOption
     yield* p.flush(10_000)
   }))
 
-/** A raw client's full handshake as `credentials`: the HELLO and AUTH bytes it sent, and the broker's answer. */
+/**
+ * A raw client's full handshake as `credentials` and its session of `topic`: the HELLO and AUTH
+ * bytes it sent, and the broker's answer — the SESSION_OPENED (or ENDED) of the session it then
+ * opened under session id `clientId`, or the ERROR that ended the handshake.
+ */
 const rawHandshake = (
   port: number,
   credentials: Credentials,
@@ -113,16 +120,7 @@ const rawHandshake = (
     const client = yield* rawConnect(port)
     const nonce = newNonce()
     const hello = helloFrame(
-      new Hello({
-        protocol: PROTOCOL_VERSION,
-        topic,
-        clientId,
-        ackLevel: 1,
-        user: credentials.user,
-        nonce,
-        ...(sessionEpoch === undefined ? {} : { sessionEpoch }),
-        ...(sessionToken === undefined ? {} : { sessionToken })
-      })
+      new Hello({ protocol: PROTOCOL_VERSION, clientId, ackLevel: 1, user: credentials.user, nonce })
     )
     client.write(hello)
     const challengeFrame = yield* client.nextFrame()
@@ -130,6 +128,15 @@ const rawHandshake = (
     const challenge = Either.getOrThrow(decodeControl(Challenge, challengeFrame.payload, "bad-handshake"))
     const auth = authFrame(clientId, new AuthProof({ proof: clientProof(credentials, nonce, challenge).proof }))
     client.write(auth)
+    const welcome = yield* client.nextFrame()
+    if (welcome.type !== FrameType.WELCOME) return { client, hello, auth, answer: welcome }
+    client.write(
+      sessionOpenFrame(
+        clientId,
+        sessionEpoch ?? 0,
+        new SessionOpen({ topic, ...(sessionToken === undefined ? {} : { sessionToken }) })
+      )
+    )
     return { client, hello, auth, answer: yield* client.nextFrame() }
   })
 
@@ -227,7 +234,7 @@ describe("Security", () => {
 
       // A captured handshake replayed byte for byte: the broker's nonce differs, so the proof no longer fits.
       const captured = yield* rawHandshake(server.port, ALICE, 7)
-      expect(captured.answer.type).toBe(FrameType.WELCOME)
+      expect(captured.answer.type).toBe(FrameType.SESSION_OPENED)
       const replay = yield* rawConnect(server.port)
       replay.write(captured.hello)
       expect((yield* replay.nextFrame()).type).toBe(FrameType.CHALLENGE)
@@ -238,7 +245,7 @@ describe("Security", () => {
       blind.write(batchFrame(8, 1, 0, [testMessage(8, 0, 64)]))
       expect(errorCode(yield* blind.nextFrame())).toBe("unexpected-frame")
       const old = yield* rawConnect(server.port)
-      old.write(helloFrame(new Hello({ protocol: 3, topic: "t", clientId: 9, ackLevel: 1 })))
+      old.write(helloFrame(new Hello({ protocol: 3, clientId: 9, ackLevel: 1 })))
       expect(errorCode(yield* old.nextFrame())).toBe("version-mismatch")
 
       yield* publishTestMessages(alice, 1, 500, 200, 500)
@@ -258,8 +265,8 @@ describe("Security", () => {
     Effect.gen(function*() {
       const { log, server } = yield* withMallory
       const alice = yield* rawHandshake(server.port, ALICE, 11)
-      expect(alice.answer.type).toBe(FrameType.WELCOME)
-      const epoch = Either.getOrThrow(decodeControl(Welcome, alice.answer.payload, "bad-handshake")).sessionEpoch
+      expect(alice.answer.type).toBe(FrameType.SESSION_OPENED)
+      const epoch = alice.answer.sessionEpoch
       alice.client.write(batchFrame(11, epoch, 0, [testMessage(11, 0, 64)]))
       expect((yield* alice.client.nextFrame()).type).toBe(FrameType.ACK)
       // The session's id and epoch are in every DATA frame: mallory, authenticated as herself, names them.
@@ -267,33 +274,37 @@ describe("Security", () => {
       expect(errorCode(mallory.answer)).toBe("forbidden")
       // Alice's own second connection to her session is welcome, and her next batch is appended, not taken for a duplicate.
       const again = yield* rawHandshake(server.port, ALICE, 11, "t", epoch)
-      expect(again.answer.type).toBe(FrameType.WELCOME)
+      expect(again.answer.type).toBe(FrameType.SESSION_OPENED)
       alice.client.write(batchFrame(11, epoch, 1, [testMessage(11, 1, 64)]))
       expect((yield* alice.client.nextFrame()).type).toBe(FrameType.ACK)
       expect(audit(log.ordered("t"), new Map([[11, 2]]))).toEqual({ messages: 2, ...clean })
     }))
 
-  it.scopedLive("through another broker of the same credential file, a session is attached only with the token its registering WELCOME gave its user", () =>
+  it.scopedLive("through another broker of the same credential file, a session is attached only with the token its registering SESSION_OPENED gave its user", () =>
     Effect.gen(function*() {
       const { path, log, server } = yield* withMallory
       const other = yield* BrokerLayers.make({ credentials: path }).pipe(Effect.provide(log.forBroker(1)))
       const alice = yield* rawHandshake(server.port, ALICE, 11)
-      const welcome = Either.getOrThrow(decodeControl(Welcome, alice.answer.payload, "bad-handshake"))
-      const { sessionEpoch: epoch, sessionToken: token } = welcome
+      const epoch = alice.answer.sessionEpoch
+      const token = Either.getOrThrow(decodeControl(SessionOpened, alice.answer.payload, "bad-handshake")).sessionToken
       expect(token).toBeDefined()
       // The other broker never saw the session: mallory, without its token or with alice's, is refused.
       expect(errorCode((yield* rawHandshake(other.port, MALLORY, 11, "t", epoch)).answer)).toBe("forbidden")
       expect(errorCode((yield* rawHandshake(other.port, MALLORY, 11, "t", epoch, token)).answer)).toBe("forbidden")
       expect(errorCode((yield* rawHandshake(other.port, ALICE, 11, "t", epoch)).answer)).toBe("forbidden")
-      expect((yield* rawHandshake(other.port, ALICE, 11, "t", epoch, token)).answer.type).toBe(FrameType.WELCOME)
+      expect((yield* rawHandshake(other.port, ALICE, 11, "t", epoch, token)).answer.type).toBe(
+        FrameType.SESSION_OPENED
+      )
       // The client keeps its sessions' tokens: its connection attaching through the other broker names it.
-      const welcomed = (port: number, hello: Hello) =>
-        Effect.async<Welcome, ConnectionClosed>((resume) => {
-          const connection = openConnection(
+      const opened = (port: number, sessionEpoch: number | undefined) =>
+        Effect.async<number, ConnectionClosed | Error>((resume) => {
+          const connection: ClientConnection = openConnection(
             { host: "127.0.0.1", port },
-            hello,
+            new Hello({ protocol: PROTOCOL_VERSION, clientId: 12, ackLevel: 1 }),
             {
-              onWelcome: (w) => resume(Effect.succeed(w)),
+              onWelcome: () => connection.openSession(1, "t", sessionEpoch),
+              onSessionOpened: (_, epoch) => resume(Effect.succeed(epoch)),
+              onSessionEnded: (_, error) => resume(Effect.fail(new Error(`${error.code}: ${error.message}`))),
               onAck: () => {},
               onFenced: () => {},
               onBrokerError: () => {},
@@ -304,21 +315,9 @@ describe("Security", () => {
           )
           return Effect.sync(connection.close)
         })
-      const registered = yield* welcomed(
-        server.port,
-        new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 12, ackLevel: 1 })
-      )
-      const attached = yield* welcomed(
-        other.port,
-        new Hello({
-          protocol: PROTOCOL_VERSION,
-          topic: "t",
-          clientId: 12,
-          sessionEpoch: registered.sessionEpoch,
-          ackLevel: 1
-        })
-      )
-      expect(attached.sessionEpoch).toBe(registered.sessionEpoch)
+      const registered = yield* opened(server.port, undefined)
+      const attached = yield* opened(other.port, registered)
+      expect(attached).toBe(registered)
     }))
 
   it.effect("a credential file gets its session key when it is made, never later: sessions a keyless file let register keep attaching after a user is added", () =>
@@ -399,7 +398,7 @@ describe("Security", () => {
           (server) => Effect.sync(() => server.close())
         ).pipe(Effect.map((server) => [{ host: "127.0.0.1", port: (server.address() as AddressInfo).port }]))
       const welcome = yield* impostor(
-        welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 }))
+        welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, maxSessions: 64 }))
       )
       const publisher = (brokers: ReadonlyArray<{ host: string; port: number }>) =>
         PublisherLayers.make({
@@ -430,7 +429,7 @@ describe("Security", () => {
       const challenge = challengeFrame(new Challenge({ salt: "c2FsdA==", iterations: 64, nonce: newNonce() }))
       const unsigned = yield* impostor(
         challenge,
-        welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, sessionEpoch: 1 }))
+        welcomeFrame(new Welcome({ protocol: PROTOCOL_VERSION, brokerId: 0, maxBatchBytes: 1 << 20, maxSessions: 64 }))
       )
       const skipped = yield* refusal(
         PublisherLayers.make({
@@ -548,7 +547,7 @@ describe("Security", () => {
       const dir = yield* privateDir
       const path = credentialFile(dir)
       const { server } = yield* secureBroker({ credentials: path })
-      expect((yield* rawHandshake(server.port, ALICE, 1)).answer.type).toBe(FrameType.WELCOME)
+      expect((yield* rawHandshake(server.port, ALICE, 1)).answer.type).toBe(FrameType.SESSION_OPENED)
       // A chmod changes neither the size nor the modification time.
       /** The broker's answer to alice's HELLO: a CHALLENGE while it can use its file. */
       const answer = (clientId: number) =>
@@ -556,14 +555,7 @@ describe("Security", () => {
           const client = yield* rawConnect(server.port)
           client.write(
             helloFrame(
-              new Hello({
-                protocol: PROTOCOL_VERSION,
-                topic: "t",
-                clientId,
-                ackLevel: 1,
-                user: ALICE.user,
-                nonce: newNonce()
-              })
+              new Hello({ protocol: PROTOCOL_VERSION, clientId, ackLevel: 1, user: ALICE.user, nonce: newNonce() })
             )
           )
           return yield* client.nextFrame()
@@ -575,7 +567,7 @@ describe("Security", () => {
         /cannot use its credential file/
       )
       chmodSync(path, 0o600)
-      expect((yield* rawHandshake(server.port, ALICE, 3)).answer.type).toBe(FrameType.WELCOME)
+      expect((yield* rawHandshake(server.port, ALICE, 3)).answer.type).toBe(FrameType.SESSION_OPENED)
       // Removing the file revokes every user of it.
       rmSync(path)
       expect(errorCode(yield* answer(4))).toBe("auth-failed")
@@ -666,8 +658,7 @@ describe("Security", () => {
           seq,
           Array.from({ length: messages }, (_, i) => testMessage(clientId, seq * messages + i, 64))
         )
-      const epochOf = (frame: { payload: Uint8Array }) =>
-        (JSON.parse(Buffer.from(frame.payload).toString()) as { sessionEpoch: number }).sessionEpoch
+      const epochOf = (frame: { sessionEpoch: number }) => frame.sessionEpoch
 
       // Dave's 100 messages a second are shared by his connections: 60 + 60 overdraws them, the next batch is refused.
       const a = yield* rawHandshake(server.port, dave, 11)
@@ -683,12 +674,12 @@ describe("Security", () => {
 
       // Carol holds one connection at most.
       const first = yield* rawHandshake(server.port, carol, 13)
-      expect(first.answer.type).toBe(FrameType.WELCOME)
+      expect(first.answer.type).toBe(FrameType.SESSION_OPENED)
       const second = yield* rawHandshake(server.port, carol, 14)
       expect(errorCode(second.answer)).toBe("too-many-connections")
       first.client.socket.destroy()
       yield* Effect.sleep("50 millis")
-      expect((yield* rawHandshake(server.port, carol, 15)).answer.type).toBe(FrameType.WELCOME)
+      expect((yield* rawHandshake(server.port, carol, 15)).answer.type).toBe(FrameType.SESSION_OPENED)
 
       // The connection's own bytes a second: 1 MB, overdrawn by 30 batches of 56 KiB.
       const fast = yield* rawHandshake(server.port, ALICE, 16)

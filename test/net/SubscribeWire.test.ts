@@ -27,7 +27,7 @@ import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import type { Subscription } from "../../src/services/net/Subscriber.js"
 import { header, makeMessageBatch, regionCluster, SMALL_BLOG_BYTES } from "../fixtures/log-harness.js"
-import { batchFrame, epochOf, errorCode, hello, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 
 const subscribe = (topic: string, from: Subscribe["from"] = "earliest", credit = 16, protocol = PROTOCOL_VERSION) =>
   subscribeFrame(new Subscribe({ protocol, topic, from, credit }))
@@ -56,7 +56,7 @@ describe("Subscribing over TCP", () => {
       // A publisher and a subscriber that stay connected while the bad requests come and go.
       const publisher = yield* rawConnect(server.port)
       publisher.write(hello("t", 5))
-      const epoch = epochOf(yield* publisher.nextFrame())
+      const epoch = yield* openedEpoch(publisher)
       const remote = makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }] })
       const subscription = yield* remote.subscribe("t")
       const next = yield* pullOne(subscription)

@@ -4,7 +4,7 @@
  * and over the memory log).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Metric, Option, type Scope, Stream } from "effect"
+import { Chunk, Effect, Fiber, Metric, Option, Schedule, type Scope, Stream } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import { subscriberOver } from "../../src/layers/net/Subscriber.js"
 import * as SubscriberMemoryLayers from "../../src/layers/net/SubscriberMemory.js"
@@ -57,7 +57,7 @@ interface Impl {
 const local = (cluster: LogCluster) =>
   Effect.map(
     consumersOf(cluster),
-    (consumers) => ({ cluster, consumers, subscriber: subscriberOver(cluster.reader, consumers) })
+    (consumers) => ({ cluster, consumers, subscriber: subscriberOver(cluster.reader, consumers, cluster.topics) })
   )
 
 /** A broker (slot 3) over the cluster's log, and a remote subscriber talking to it. */
@@ -649,6 +649,196 @@ for (const impl of impls) {
         yield* Fiber.join(publishing)
         expect((yield* cutOffs) - before).toBe(0)
         expect((yield* consumers.list("t"))[0]).toMatchObject({ name: "steady", cutOff: false })
+      }))
+
+    it.scopedLive("several topics on one subscription: each message tagged with its topic, each topic in its order, topics taking turns", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        for (const name of ["a", "b", "c"]) yield* cluster.topics.create({ ...spec, name })
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        // More batches than a topic gives in a row (64) before the others get their turn.
+        const batches = 80
+        for (let seq = 0; seq < batches; seq++) {
+          for (const [name, client] of [["a", 1], ["b", 2], ["c", 3]] as const) {
+            yield* appendSimple(a, name, client, 0, seq, 2)
+          }
+          if (seq % 16 === 15) yield* drain(sequencer)
+        }
+        yield* drain(sequencer)
+        const subscription = yield* subscriber.subscribeTopics(["a", "b"])
+        expect(subscription.selection).toEqual(["a", "b"])
+        const read = new Map<string, Array<number>>()
+        const order: Array<string> = []
+        while ((read.get("a")?.length ?? 0) + (read.get("b")?.length ?? 0) < 4 * batches) {
+          const batch = yield* subscription.pull
+          order.push(batch.topic)
+          for (const m of batch) {
+            expect(m.topic).toBe(batch.topic)
+            read.set(m.topic, [...(read.get(m.topic) ?? []), m.offset])
+            expect(Array.from(m.payload)).toEqual(Array.from(expectedPayload(Math.floor(m.offset / 2), m.offset % 2)))
+          }
+        }
+        expect([...read.keys()].sort()).toEqual(["a", "b"])
+        for (const name of ["a", "b"]) expect(read.get(name)).toEqual(Array.from({ length: 2 * batches }, (_, i) => i))
+        // Neither topic waits for the other to be read through.
+        expect(order.indexOf("b")).toBeLessThan(order.lastIndexOf("a"))
+        expect([...subscription.topics()].sort()).toEqual(["a", "b"])
+        expect([subscription.position("a"), subscription.position("b"), subscription.position("c")]).toEqual([
+          2 * batches,
+          2 * batches,
+          undefined
+        ])
+        expect(yield* subscription.lag).toBe(0)
+        // What comes next, on either topic, is delivered next.
+        const waiting = yield* Effect.fork(subscription.pull)
+        yield* appendSimple(a, "b", 2, 0, batches, 1)
+        yield* drain(sequencer)
+        const next = yield* Fiber.join(waiting)
+        expect([next.topic, next.offset, next.count]).toEqual(["b", 2 * batches, 1])
+      }))
+
+    it.scopedLive("a pattern reads every topic it matches, and a topic created after it started, from its first message", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        for (const name of ["orders.eu", "orders.us", "audit"]) yield* cluster.topics.create({ ...spec, name })
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        for (const [name, client] of [["orders.eu", 1], ["orders.us", 2], ["audit", 3]] as const) {
+          yield* appendSimple(a, name, client, 0, 0, 1)
+        }
+        yield* drain(sequencer)
+        const subscription = yield* subscriber.subscribeTopics(["orders.*"], { from: "latest" })
+        const later = yield* Effect.fork(
+          Effect.gen(function*() {
+            const topics: Array<string> = []
+            while (topics.length < 2) topics.push((yield* subscription.pull).topic)
+            return topics
+          })
+        )
+        // Made while it runs: read from its first message (published before the subscription found the topic).
+        yield* cluster.topics.create({ ...spec, name: "orders.asia" })
+        yield* appendSimple(a, "orders.asia", 4, 0, 0, 2)
+        yield* appendSimple(a, "orders.eu", 1, 0, 1, 1)
+        yield* appendSimple(a, "audit", 3, 0, 1, 1)
+        yield* drain(sequencer)
+        const topics = yield* Fiber.join(later).pipe(
+          Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the new topic was not read") })
+        )
+        expect([...topics].sort()).toEqual(["orders.asia", "orders.eu"])
+        expect([...subscription.topics()].sort()).toEqual(["orders.asia", "orders.eu", "orders.us"])
+        expect(subscription.position("orders.asia")).toBe(2)
+        expect(subscription.position("audit")).toBeUndefined()
+      }))
+
+    it.scopedLive("a pattern that matches nothing waits (a bounded wait ends with nothing), then reads the first topic that matches", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create({ ...spec, name: "audit" })
+        const subscription = yield* subscriber.subscribeTopics(["metrics.>"])
+        expect(subscription.topics()).toEqual([])
+        expect(yield* Effect.timeout(subscription.pull, "300 millis").pipe(Effect.option)).toEqual(Option.none())
+        yield* cluster.topics.create({ ...spec, name: "metrics.cpu.host1" })
+        const a = yield* cluster.appender(0)
+        yield* appendSimple(a, "metrics.cpu.host1", 1, 0, 0, 1)
+        yield* drain(yield* cluster.sequencer())
+        const first = yield* subscription.pull.pipe(
+          Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the matching topic was not read") })
+        )
+        expect([first.topic, first.offset]).toEqual(["metrics.cpu.host1", 0])
+      }))
+
+    it.scopedLive("bad pattern syntax is InvalidTopicPattern; an unknown topic among several is TopicNotFound naming it", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        yield* cluster.topics.create({ ...spec, name: "a" })
+        for (
+          const [selection, reason] of [
+            [["orders.>.eu"], /can only be the last token/],
+            [["ord*"], /a wildcard is a whole token/],
+            [["orders..*"], /empty/],
+            [[], /at least one topic or pattern/]
+          ] as const
+        ) {
+          const error = yield* Effect.flip(subscriber.subscribeTopics(selection))
+          expect(error).toMatchObject({ _tag: "InvalidTopicPattern" })
+          expect(error.message).toMatch(reason)
+        }
+        expect(yield* Effect.flip(subscriber.subscribeTopics(["a", "nope"]))).toMatchObject({
+          _tag: "TopicNotFound",
+          name: "nope"
+        })
+      }))
+
+    it.scopedLive("a named consumer over several topics is that consumer on each topic, committed per topic", () =>
+      Effect.gen(function*() {
+        const { cluster, consumers, subscriber } = yield* impl.make()
+        for (const name of ["a", "b"]) yield* cluster.topics.create({ ...spec, name })
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        for (let seq = 0; seq < 3; seq++) {
+          yield* appendSimple(a, "a", 1, 0, seq, 2)
+          yield* appendSimple(a, "b", 2, 0, seq, 2)
+        }
+        yield* drain(sequencer)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const member = yield* subscriber.subscribeTopics(["a", "b"], { consumer: "billing", autoCommit: "off" })
+          const seen = new Set<string>()
+          while (!seen.has("a") || !seen.has("b")) seen.add((yield* member.pull).topic)
+          yield* member.commit({ topic: "a", offset: 2 })
+          expect(yield* Effect.flip(member.commit({ topic: "b", offset: 9 }))).toMatchObject({
+            _tag: "CommitRejected",
+            topic: "b"
+          })
+          yield* member.commit({ topic: "b" })
+        }))
+        yield* Effect.sleep("100 millis")
+        const committed = (topic: string) =>
+          Effect.map(consumers.list(topic), (list) => list.find((c) => c.name === "billing")?.committed)
+        expect([yield* committed("a"), yield* committed("b")]).toEqual([2, 2])
+        const next = yield* subscriber.subscribeTopics(["a", "b"], { consumer: "billing" })
+        const firsts = new Map<string, number>()
+        while (firsts.size < 2) {
+          const batch = yield* next.pull
+          if (!firsts.has(batch.topic)) firsts.set(batch.topic, batch.offset)
+        }
+        expect(Object.fromEntries(firsts)).toEqual({ a: 2, b: 2 })
+      }))
+
+    it.scopedLive("a topic deleted while read: one a pattern matched leaves, one the selection names fails TopicDeleted", () =>
+      Effect.gen(function*() {
+        const { cluster, subscriber } = yield* impl.make()
+        for (const name of ["x.one", "x.two", "y"]) yield* cluster.topics.create({ ...spec, name })
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        for (const name of ["x.one", "x.two", "y"]) yield* appendSimple(a, name, 1, 0, 0, 1)
+        yield* drain(sequencer)
+        const patterned = yield* subscriber.subscribeTopics(["x.*"])
+        const named = yield* subscriber.subscribeTopics(["y", "x.two"])
+        for (let i = 0; i < 2; i++) yield* patterned.pull
+        for (let i = 0; i < 2; i++) yield* named.pull
+        yield* cluster.topics.delete("x.two")
+        yield* cluster.topics.delete("y")
+        yield* appendSimple(a, "x.one", 1, 0, 1, 1)
+        yield* drain(sequencer)
+        const after = yield* patterned.pull.pipe(
+          Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("x.one was not read on") })
+        )
+        expect([after.topic, after.offset]).toEqual(["x.one", 1])
+        // While it waits for more, the deleted topic leaves it.
+        const waiting = yield* Effect.fork(patterned.pull)
+        yield* Effect.repeat(Effect.sync(() => patterned.topics()), {
+          until: (topics) => !topics.includes("x.two"),
+          schedule: Schedule.spaced("20 millis")
+        }).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("x.two did not leave") }))
+        expect(patterned.topics()).toEqual(["x.one"])
+        // And it goes on with the others: the pull waiting meanwhile gets x.one's next batch.
+        expect(waiting.unsafePoll()).toBeNull()
+        yield* appendSimple(a, "x.one", 1, 0, 2, 1)
+        yield* drain(sequencer)
+        const next = yield* Fiber.join(waiting)
+        expect([next.topic, next.offset]).toEqual(["x.one", 2])
+        expect(yield* Effect.flip(named.pull)).toMatchObject({ _tag: "TopicDeleted" })
       }))
   })
 }

@@ -30,9 +30,11 @@ describe("TLS handshake", () => {
       const closed = yield* Deferred.make<ConnectionClosed>()
       const connection = openConnection(
         { host: "127.0.0.1", port: server.port },
-        new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 2, ackLevel: 1 }),
+        new Hello({ protocol: PROTOCOL_VERSION, clientId: 2, ackLevel: 1 }),
         {
           onWelcome: () => {},
+          onSessionOpened: () => {},
+          onSessionEnded: () => {},
           onAck: () => {},
           onFenced: () => {},
           onBrokerError: () => {},

@@ -11,7 +11,7 @@ import { connect as connectTls } from "node:tls"
 import { withBlogBytes } from "../../src/layers/log/Layout.js"
 import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { smallConfig } from "../fixtures/log-harness.js"
-import { batchFrame, epochOf, errorCode, hello, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, errorCode, hello, openedEpoch, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
 import { regionBroker } from "../fixtures/region-broker.js"
 import { certificates } from "../fixtures/tls-certificates.js"
 
@@ -46,7 +46,7 @@ const closedWithin = (client: RawClient) =>
 const opened = (client: RawClient, clientId: number) =>
   Effect.gen(function*() {
     client.write(hello("t", clientId))
-    return epochOf(yield* client.nextFrame())
+    return yield* openedEpoch(client)
   })
 
 /** Until the broker has appended `count` batches, at most 5 s. */

@@ -22,6 +22,8 @@ import {
   Hello,
   helloFrame,
   PROTOCOL_VERSION,
+  SessionOpen,
+  sessionOpenFrame,
   WireViolation
 } from "../../src/layers/net/Control.js"
 import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
@@ -135,9 +137,7 @@ describe("frames", () => {
     })
     expect(answers).toEqual(["waiting", "waiting", "waiting", "bad-crc"])
     expect(reader.next()).toBeInstanceOf(WireViolation)
-    const hello = helloFrame(
-      new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, sessionEpoch: 0, ackLevel: 1 })
-    )
+    const hello = helloFrame(new Hello({ protocol: PROTOCOL_VERSION, clientId: 1, ackLevel: 1 }))
     const { frames } = readAll(
       new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH }),
       splitAt(hello, [40, 50])
@@ -234,9 +234,13 @@ describe("frames", () => {
 describe("control frames", () => {
   const payloadOf = (frame: Uint8Array) => frame.subarray(FRAME_HEADER_BYTES)
 
-  it("HELLO and ERROR bodies round-trip through Schema", () => {
-    const hello = new Hello({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 7, sessionEpoch: 3, ackLevel: 2 })
+  it("HELLO, SESSION_OPEN and ERROR bodies round-trip through Schema", () => {
+    const hello = new Hello({ protocol: PROTOCOL_VERSION, clientId: 7, ackLevel: 2, orderedAcks: true })
     expect(decodeControl(Hello, payloadOf(helloFrame(hello)), "bad-handshake")).toEqual(Either.right(hello))
+    const open = new SessionOpen({ topic: "t", sessionToken: "token" })
+    const openFrame = sessionOpenFrame(5, 3, open)
+    expect([openFrame[0], openFrame.readUInt32LE(4), openFrame.readUInt32LE(8)]).toEqual([FrameType.SESSION_OPEN, 5, 3])
+    expect(decodeControl(SessionOpen, payloadOf(openFrame), "bad-handshake")).toEqual(Either.right(open))
     const error = decodeControl(ErrorBody, payloadOf(errorFrame("bad-crc", "x".repeat(5000))), "internal")
     expect(Either.isRight(error) && error.right.code).toBe("bad-crc")
   })
@@ -250,9 +254,9 @@ describe("control frames", () => {
         "[]",
         "null",
         "{\"protocol\":1}",
-        JSON.stringify({ protocol: 1, topic: "", clientId: 1, sessionEpoch: 1, ackLevel: 1 }),
-        JSON.stringify({ protocol: 1, topic: "t", clientId: -1, sessionEpoch: 1, ackLevel: 1 }),
-        JSON.stringify({ protocol: 1, topic: "t", clientId: 1, sessionEpoch: 1, ackLevel: 3 })
+        JSON.stringify({ protocol: 1, clientId: 1, ackLevel: 1, user: "" }),
+        JSON.stringify({ protocol: 1, clientId: -1, ackLevel: 1 }),
+        JSON.stringify({ protocol: 1, clientId: 1, ackLevel: 3 })
       ]
     ) {
       const result = decodeControl(Hello, encoder.encode(body), "bad-handshake")
@@ -267,19 +271,27 @@ describe("control frames", () => {
     return Either.isLeft(result) ? result.left.detail : "decoded"
   }
   const hello = (fields: Record<string, unknown>) =>
-    JSON.stringify({ protocol: PROTOCOL_VERSION, topic: "t", clientId: 1, ackLevel: 1, ...fields })
+    JSON.stringify({ protocol: PROTOCOL_VERSION, clientId: 1, ackLevel: 1, ...fields })
+  /** The detail a SESSION_OPEN body gets back. */
+  const openDetail = (fields: Record<string, unknown>) => {
+    const result = decodeControl(SessionOpen, new TextEncoder().encode(JSON.stringify(fields)), "bad-handshake")
+    return Either.isLeft(result) ? result.left.detail : "decoded"
+  }
 
   it("a malformed HELLO's detail is one readable line: the field that is wrong and how, not Schema's tree", () => {
     expect(helloDetail(hello({ clientId: -1 }))).toBe(
       "Hello.clientId: Expected a number between 0 and 4294967295, actual -1"
     )
-    expect(helloDetail(hello({ topic: 7 }))).toBe("Hello.topic: Expected string, actual 7")
+    expect(openDetail({ topic: 7 })).toBe("SessionOpen.topic: Expected string, actual 7")
+    expect(openDetail({ topic: "" })).toBe(
+      "SessionOpen.topic: Expected a string at least 1 character(s) long, actual \"\""
+    )
     expect(helloDetail(hello({ ackLevel: 3 }))).toBe("Hello.ackLevel: Expected 0 | 1 | 2, actual 3")
     expect(helloDetail("{}")).toBe("Hello.protocol: is missing")
     expect(helloDetail("[1]")).toBe("Hello: expected a JSON object, actual [1]")
     expect(helloDetail("not json")).toMatch(/^Hello: Unexpected token .* is not valid JSON$/)
-    const long = helloDetail(hello({ topic: "x".repeat(5000) }))
-    expect(long).toMatch(/^Hello\.topic: Expected a string at most 255 character\(s\) long, actual "x+…$/)
+    const long = helloDetail(hello({ user: "x".repeat(5000) }))
+    expect(long).toMatch(/^Hello\.user: Expected minLength\(1\) & maxLength\(255\) \| undefined, actual "x+…$/)
     expect(long.length).toBeLessThanOrEqual(300)
     for (const detail of [helloDetail(hello({ clientId: -1 })), helloDetail("[1]"), long]) {
       expect(detail).not.toMatch(/\n|Encoded side|parseJson|└─/)
@@ -288,7 +300,7 @@ describe("control frames", () => {
     const body = fc.oneof(
       fc.string(),
       fc.json(),
-      fc.record({ protocol: fc.anything(), topic: fc.anything(), clientId: fc.anything(), ackLevel: fc.anything() })
+      fc.record({ protocol: fc.anything(), user: fc.anything(), clientId: fc.anything(), ackLevel: fc.anything() })
         .map((r) => JSON.stringify(r) ?? "")
     )
     fc.assert(

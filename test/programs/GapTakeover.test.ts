@@ -10,7 +10,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { FrameType } from "../../src/layers/net/Frame.js"
-import { batchFrame, epochOf, errorCode, hello, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, errorCode, hello, openedEpoch, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
 import { forkCli, runCli, smallRegionEnv, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -50,12 +50,12 @@ describe("a standby head taking over sessions with a gap", () => {
 
         const publisher = yield* rawConnect(port)
         publisher.write(hello("t", 5))
-        const epoch = epochOf(yield* publisher.nextFrame())
+        const epoch = yield* openedEpoch(publisher)
         publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
         expect(yield* read(0, 1)).toEqual(["0\tgap-1"])
         const other = yield* rawConnect(port)
         other.write(hello("t", 6))
-        const otherEpoch = epochOf(yield* other.nextFrame())
+        const otherEpoch = yield* openedEpoch(other)
         other.write(
           Buffer.concat(Array.from({ length: 200 }, (_, seq) => batchFrame(6, otherEpoch, seq, [text(`other-${seq}`)])))
         )
@@ -86,7 +86,7 @@ describe("a standby head taking over sessions with a gap", () => {
         const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0", "--insecure"], env)
         const publisher = yield* rawConnect((yield* broker.event("listening"))["port"] as number)
         publisher.write(hello("t", 5))
-        const epoch = epochOf(yield* publisher.nextFrame())
+        const epoch = yield* openedEpoch(publisher)
         publisher.write(batchFrame(5, epoch, 1, [text("gap-1")]))
         // The first frame the connection gets: no fence at 0 (batch 1 would be replayed), no ACK past the missing batch 0.
         const frame = yield* publisher.nextFrame(30_000)

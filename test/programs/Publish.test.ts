@@ -10,6 +10,7 @@ import { upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { describeRanges, publish, type PublishOptions } from "../../src/programs/roles/Publish.js"
 import { defaultSequencerOptions } from "../../src/services/log/Sequencer.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
@@ -343,8 +344,9 @@ describe("cxlog publish --count", () => {
 })
 
 /**
- * A relay to `port` that stops reading from its client once the broker's first reply (WELCOME)
- * went through: what the client writes after that piles up in the kernel until its writes stall.
+ * A relay to `port` that stops reading from its client once the broker opened the client's first
+ * session (its SESSION_OPENED went through): what the client writes after that — the session's
+ * batches — piles up in the kernel until its writes stall.
  */
 const stallingRelay = (port: number) =>
   Effect.acquireRelease(
@@ -356,9 +358,18 @@ const stallingRelay = (port: number) =>
         client.on("error", () => {})
         upstream.on("error", () => {})
         client.on("data", (bytes) => upstream.write(bytes))
+        // The broker's frames, read header by header until the first SESSION_OPENED.
+        let replies = Buffer.alloc(0)
         upstream.on("data", (bytes) => {
           client.write(bytes)
-          client.pause()
+          if (client.isPaused()) return
+          replies = Buffer.concat([replies, bytes])
+          while (replies.length >= FRAME_HEADER_BYTES) {
+            const end = FRAME_HEADER_BYTES + replies.readUInt32LE(24)
+            if (replies.length < end) break
+            if (replies[0] === FrameType.SESSION_OPENED) return void client.pause()
+            replies = replies.subarray(end)
+          }
         })
       })
       server.listen(0, "127.0.0.1", () =>

@@ -9,7 +9,7 @@ import { Effect, Either, Fiber } from "effect"
 import { BatchBuilder, BufferPool, encodeParts } from "../../src/layers/net/BatchPayload.js"
 import { BatchView } from "../../src/layers/net/SubscriberBatch.js"
 import { parseTime } from "../../src/programs/commands/SharedFlags.js"
-import { formatLine } from "../../src/programs/roles/Subscribe.js"
+import { formatLine } from "../../src/programs/roles/PrintTopics.js"
 import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 

@@ -152,10 +152,11 @@ export class AuthServer {
 }
 
 /**
- * The authentication step of any TCP session's handshake, after its opening frame named `who`
+ * The authentication step of any TCP connection's handshake, after its opening frame named `who`
  * (user and client nonce): CHALLENGE, the client's AUTH proof checked against the credential
- * file, then the user's right to `access.action` on `access.target` (an admin connection's
- * rights are checked per request instead). The user and the WELCOME's signature, or null when
+ * file, then the user's right to `access.action` on `access.target` when one is asked (an admin
+ * connection's rights are checked per request, a publisher's topics as it opens their sessions).
+ * The user and the WELCOME's signature, or null when
  * the connection ended meanwhile; a refusal is the connection's typed error.
  */
 export const authenticate = (

@@ -327,6 +327,9 @@ export class BufferPool {
   }
 }
 
+const NO_BYTES = new Uint8Array(0)
+const NO_VIEW = new DataView(NO_BYTES.buffer)
+
 export interface SealedBatch extends SealedPayload {
   /** The whole buffer the payload is a view of (give it back to the pool when done). */
   readonly buffer: Uint8Array
@@ -345,9 +348,10 @@ export class BatchBuilder {
   private count = 0
   private base = 0
 
+  /** No buffer until the first message: a publisher of many topics keeps one only per topic whose messages gather. */
   constructor(private readonly pool: BufferPool) {
-    this.bytes = pool.take()
-    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length)
+    this.bytes = NO_BYTES
+    this.view = NO_VIEW
   }
 
   get messageCount(): number {
@@ -373,10 +377,7 @@ export class BatchBuilder {
     const first = this.count === 0
     const length = (first ? BASE_TIME_BYTES : 0) + (parts === undefined ? 0 : parts.bytes) + message.length
     const record = messageRecordBytes(length)
-    if (first && record > this.bytes.length) {
-      this.pool.give(this.bytes)
-      this.use(new Uint8Array(record))
-    }
+    if (first) this.use(record > this.pool.size ? new Uint8Array(record) : this.pool.take())
     const view = this.view
     const at = this.used
     // Zero the record's last 8 bytes first: the body overwrites all but its padding.
@@ -419,17 +420,17 @@ export class BatchBuilder {
     this.count++
   }
 
-  /** Hands out the batch (a view of its buffer) and starts on a fresh buffer from the pool. */
+  /** Hands out the batch (a view of its buffer); the next message takes a fresh buffer from the pool. */
   seal(): SealedBatch {
     const payload = this.bytes.subarray(0, this.used)
     const sealed = { payload, buffer: this.bytes, messageCount: this.count, crc32c: crc32c(payload, 0, payload.length) }
-    this.use(this.pool.take())
+    this.use(NO_BYTES)
     return sealed
   }
 
   private use(bytes: Uint8Array): void {
     this.bytes = bytes
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length)
+    this.view = bytes === NO_BYTES ? NO_VIEW : new DataView(bytes.buffer, bytes.byteOffset, bytes.length)
     this.used = 0
     this.count = 0
   }

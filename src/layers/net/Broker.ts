@@ -49,7 +49,6 @@ import * as Auth from "./Auth.js"
 import { listener, secureContextOf } from "./BrokerAccept.js"
 import { holdConnection } from "./BrokerAdmission.js"
 import type { BrokerState, Settings } from "./BrokerState.js"
-import { ackEncoder } from "./Frame.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
 
 /** See `BrokerOptions.idleTimeoutMs`. */
@@ -66,6 +65,7 @@ const settingsOf = (given: BrokerOptions): Settings => {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     maxConnections: options.maxConnections ?? BROKER_SETTINGS.settings.maxConnections.default,
+    maxSessions: options.maxSessions ?? BROKER_SETTINGS.settings.maxSessions.default,
     writeBufferBytes: options.writeBufferBytes ?? 1 << 20
   }
 }
@@ -154,7 +154,8 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
         consumers,
         auth,
         holdConnection: (user) => holdConnection(broker, user),
-        idleTimeoutMs: settings.idleTimeoutMs
+        idleTimeoutMs: settings.idleTimeoutMs,
+        topics
       }),
       admin: adminServer({
         brokerId,
@@ -168,8 +169,7 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
       sockets: new Set(),
       handshaking: new Set(),
       held: new Set(),
-      counts: { accepted: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 },
-      ackFrames: ackEncoder(),
+      counts: { accepted: 0, sessions: 0, batches: 0, messages: 0, bytes: 0, ackFrames: 0, fencedFrames: 0 },
       rejected: {},
       run: yield* FiberSet.makeRuntime<never>()
     }

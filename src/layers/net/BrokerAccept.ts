@@ -11,7 +11,7 @@ import { brokerConnections } from "../../Metrics.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
 import { adopt, type Intake, type TlsLink } from "./BrokerIntake.js"
 import { session } from "./BrokerSession.js"
-import { type BrokerState, type ConnectionSession, countRejection, reject } from "./BrokerState.js"
+import { type BrokerState, countRejection, type PublisherConnection, reject } from "./BrokerState.js"
 import { WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType } from "./Frame.js"
 import { InPlaceFrameReader } from "./FrameReader.js"
@@ -77,8 +77,8 @@ const accept = (broker: BrokerState, raw: Socket) => {
     raw.resume()
     return
   }
-  /** The session once the handshake is done: BATCH frames are admitted and received in place from then on. */
-  let current: ConnectionSession | undefined
+  /** The publisher's connection once its handshake is done: BATCH frames are admitted and received in place from then on. */
+  let current: PublisherConnection | undefined
   /** The Blog space the batch being read was placed in (until it is committed or revoked). */
   let reserved: Uint8Array | undefined
   let firstFrame = true
@@ -101,6 +101,7 @@ const accept = (broker: BrokerState, raw: Socket) => {
     accept: [
       FrameType.HELLO,
       FrameType.AUTH,
+      FrameType.SESSION_OPEN,
       FrameType.BATCH,
       FrameType.CLOSE,
       FrameType.SUBSCRIBE,
@@ -151,8 +152,10 @@ const accept = (broker: BrokerState, raw: Socket) => {
         : new WireViolation({ code: "unexpected-frame", detail: "the first frame must be HELLO" })
     },
     place: (header: FrameHeader) => {
-      if (current === undefined || !inPlace) return undefined
-      const view = appender.tryReserve(current.topic, header.payloadBytes, FRAME_HEADER_BYTES, revoked)
+      // The batch's session (its id in the client id field): one that ended has its payload read and dropped.
+      const session = current === undefined || !inPlace ? undefined : current.sessions.get(header.clientId)
+      if (session === undefined) return undefined
+      const view = appender.tryReserve(session.topic, header.payloadBytes, FRAME_HEADER_BYTES, revoked)
       if (!(view instanceof Uint8Array)) return undefined
       reserved = view
       return view
@@ -169,8 +172,8 @@ const accept = (broker: BrokerState, raw: Socket) => {
     sockets.delete(socket)
     brokerConnections.unsafeUpdate(sockets.size, [])
   })
-  broker.run(serve(broker, socket, intake, reader, (session) => {
-    current = session
+  broker.run(serve(broker, socket, intake, reader, (connection) => {
+    current = connection
   }))
 }
 
@@ -184,7 +187,7 @@ const serve = (
   socket: Socket,
   intake: Intake,
   reader: InPlaceFrameReader,
-  started: (session: ConnectionSession) => void
+  started: (connection: PublisherConnection) => void
 ) =>
   Effect.gen(function*() {
     const { held, settings } = broker
@@ -246,10 +249,10 @@ const serve = (
       intake.stop()
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(idleTimer)))
-    /** The HELLO is accepted: batches are admitted (and received in place) and the idle timeout runs from here. */
-    const handshakeDone = (session: ConnectionSession) => {
+    /** The HELLO is accepted: sessions and batches are admitted (and received in place) and the idle timeout runs from here. */
+    const handshakeDone = (connection: PublisherConnection) => {
       clearTimeout(handshakeTimer)
-      started(session)
+      started(connection)
       if (settings.idleTimeoutMs > 0) checkIdle()
     }
     const subscribed = () => clearTimeout(handshakeTimer)

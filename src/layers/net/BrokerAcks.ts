@@ -1,14 +1,20 @@
 /**
- * A broker connection's ACK tracker (`acknowledge`): it follows its session's frontiers and
- * sends cumulative ACK frames (`sendAck`) for the batches the connection carried, a
- * SESSION_FENCED frame once the sequencer fences the session, or the ERROR that ends it.
+ * A publisher session's ACK tracker (`acknowledge`), one per session a connection opened: it
+ * follows the session's frontiers and sends cumulative ACK frames (`sendAck`) for the batches
+ * the connection carried, a SESSION_FENCED frame once the sequencer fences the session, or the
+ * ENDED that ends it (its topic deleted, the log forgot it); the connection goes on.
  */
 import { Effect } from "effect"
 import type { Socket } from "node:net"
 import { brokerAckFrames, brokerFencedFrames } from "../../Metrics.js"
 import type { SessionWatch } from "../../services/log/AckTracker.js"
-import type { Carried } from "./BrokerCarried.js"
-import { type BrokerState, type ConnectionSession, reject, send } from "./BrokerState.js"
+import {
+  type BrokerState,
+  type ConnectionSession,
+  endOpenSession,
+  type PublisherConnection,
+  reject
+} from "./BrokerState.js"
 import { sessionFencedFrame, WireViolation } from "./Control.js"
 import { MAX_ACK_ORDERS } from "./Frame.js"
 
@@ -22,11 +28,11 @@ const PROGRESS_WAIT_MS = 60_000
 /** How long a fenced ACK 2 session waits for the durable tier to cover what was ordered before the broker gives up on it. */
 const FENCE_DURABLE_WAIT_MS = 10_000
 
-/** One connection's ACK tracker: where it reads, and what it has sent. */
+/** One session's ACK tracker: where it reads, and what it has sent. */
 interface AckTrack {
   readonly socket: Socket
+  readonly connection: PublisherConnection
   readonly session: ConnectionSession
-  readonly carried: Carried
   readonly watch: SessionWatch
   readonly orderOf: (pbrSeq: number) => number | undefined
   /** The frontier the last ACK named. */
@@ -39,25 +45,25 @@ interface AckTrack {
 
 /**
  * Sends the cumulative ACK of batches 0..frontier-1 with the total orders of the `pairs`
- * batches in `orders`; false once the connection is gone. Past one frame's worth of pairs,
- * the first frames repeat the previous frontier (`before`), so the publisher learns every
- * order before the frontier covers its batch.
+ * batches in `orders` (with the connection's other frames of this callback); false once the
+ * connection is gone. Past one frame's worth of pairs, the first frames repeat the previous
+ * frontier (`before`), so the publisher learns every order before the frontier covers its batch.
  */
 const sendAck = (
   broker: BrokerState,
-  socket: Socket,
-  session: ConnectionSession,
+  track: AckTrack,
   before: number,
   frontier: number,
   orders: Float64Array,
   pairs: number
 ): boolean => {
-  const { ackFrames, counts } = broker
+  const { connection, session, socket } = track
+  if (socket.destroyed || socket.writableEnded) return false
   for (let from = 0;; from += MAX_ACK_ORDERS) {
     const count = Math.min(MAX_ACK_ORDERS, pairs - from)
     const last = from + count >= pairs
-    const frame = ackFrames.encode(
-      session.clientId,
+    connection.output.ack(
+      session.id,
       session.sessionEpoch,
       last ? frontier : before,
       session.ackLevel,
@@ -65,28 +71,29 @@ const sendAck = (
       from,
       count
     )
-    const sent = send(broker, socket, frame)
-    ackFrames.written(socket)
-    if (!sent) return false
-    counts.ackFrames++
+    broker.counts.ackFrames++
     brokerAckFrames.unsafeUpdate(1, [])
     if (last) return true
   }
 }
 
 /**
- * Acknowledge: this connection's ACK tracker, run from callbacks (no fiber per wake). It
- * re-reads the session's frontier whenever the topic's progress moves (a standing wait on
- * the doorbell, woken by the rounds that order this broker's batches) and sends the
- * cumulative ACK if it advanced past what this connection was sent and covers a batch this
- * connection carried. After an ACK with batches still in flight it re-checks only after
- * `ackIntervalMs` (0: the next event-loop turn, in which every batch already received is
- * appended), so a fast stream gets one ACK per interval or turn, not one per batch. With
- * nothing in flight it leaves the doorbell and waits for the next batch (`Carried.onCarried`),
- * so rounds for other connections do not wake its process; a fence is then seen with that
- * batch or at the idle check every PROGRESS_WAIT_MS.
+ * Acknowledge: a session's ACK tracker, run from callbacks (no fiber per wake). It re-reads the
+ * session's frontier whenever the topic's progress moves (a standing wait on the doorbell, woken
+ * by the rounds that order this broker's batches) and sends the cumulative ACK if it advanced
+ * past what this connection was sent and covers a batch this connection carried. After an ACK
+ * with batches still in flight it re-checks only after `ackIntervalMs` (0: the next event-loop
+ * turn, in which every batch already received is appended), so a fast stream gets one ACK per
+ * interval or turn, not one per batch. With nothing in flight it leaves the doorbell and waits
+ * for the next batch (`Carried.onCarried`), so rounds for other sessions do not wake its
+ * process; a fence is then seen with that batch or at the idle check every PROGRESS_WAIT_MS.
  */
-export const acknowledge = (broker: BrokerState, socket: Socket, session: ConnectionSession, carried: Carried) =>
+export const acknowledge = (
+  broker: BrokerState,
+  socket: Socket,
+  connection: PublisherConnection,
+  session: ConnectionSession
+) =>
   Effect.gen(function*() {
     const { acks, brokerId } = broker
     const { clientId, sessionEpoch, topic } = session
@@ -96,8 +103,8 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
     yield* Effect.async<void>((resume) => {
       const track: AckTrack = {
         socket,
+        connection,
         session,
-        carried,
         watch,
         orderOf: (pbrSeq) => totalOrder(brokerId, pbrSeq),
         acked: 0,
@@ -105,13 +112,24 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
         fencedAt: undefined
       }
       const stop = trackAcks(broker, track, () => resume(Effect.void))
+      session.stop = stop
       return Effect.sync(stop)
     })
   }).pipe(
     Effect.catchAll((error) =>
-      Effect.logWarning(`broker ${broker.brokerId}: ACK tracker stopped: ${error.message}`).pipe(
+      Effect.logWarning(`broker ${broker.brokerId}: ACK tracker of ${session.topic} stopped: ${error.message}`).pipe(
         Effect.zipRight(
-          Effect.sync(() => reject(broker, socket, new WireViolation({ code: "internal", detail: error.message })))
+          Effect.sync(() =>
+            endOpenSession(
+              broker,
+              connection,
+              session,
+              new WireViolation({
+                code: error._tag === "TopicNotFound" ? "unknown-topic" : "internal",
+                detail: error.message
+              })
+            )
+          )
         )
       )
     )
@@ -119,25 +137,20 @@ export const acknowledge = (broker: BrokerState, socket: Socket, session: Connec
 
 /** One look at the frontiers: what to send and how to wait next. */
 const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "wait" | { readonly boundMs: number } => {
-  const { carried, session, socket, watch } = track
-  const { ackLevel, clientId, sessionEpoch, topic } = session
+  const { connection, session, socket, watch } = track
+  const { ackLevel, carried, clientId, sessionEpoch, topic } = session
+  const end = (code: WireViolation["code"], detail: string) => {
+    endOpenSession(broker, connection, session, new WireViolation({ code, detail }))
+    return "end" as const
+  }
   if (watch.deleted()) {
     // What was acknowledged stands; nothing more will be, and the publisher is told why.
-    reject(broker, socket, new WireViolation({ code: "topic-deleted", detail: `topic ${topic} was deleted` }))
-    return "end"
+    return end("topic-deleted", `topic ${topic} was deleted`)
   }
   const frontiers = watch.acks()
   if (!frontiers.known) {
     // Released and its line reused: where it ended is no longer known.
-    reject(
-      broker,
-      socket,
-      new WireViolation({
-        code: "unknown-session",
-        detail: `session ${clientId}/${sessionEpoch} ended and its record was reused`
-      })
-    )
-    return "end"
+    return end("unknown-session", `session ${clientId}/${sessionEpoch} ended and its record was reused`)
   }
   const frontier = ackLevel === 2 ? frontiers.replicated : frontiers.ordered
   let sent = false
@@ -147,7 +160,7 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   if (pairs >= 0) {
     const before = track.acked
     track.acked = frontier
-    if (!sendAck(broker, socket, session, before, frontier, carried.orders, pairs)) return "end"
+    if (!sendAck(broker, track, before, frontier, carried.orders, pairs)) return "end"
     sent = true
   }
   if (
@@ -156,49 +169,34 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   ) {
     // Ordered, not on disk yet: the publisher keeps them for resend, outside its send window.
     track.orderedSent = frontiers.ordered
-    const ordered = broker.ackFrames.encode(clientId, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
-    const delivered = send(broker, socket, ordered)
-    broker.ackFrames.written(socket)
-    if (!delivered) return "end"
+    if (socket.destroyed || socket.writableEnded) return "end"
+    connection.output.ack(session.id, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
     sent = true
   }
   const failure = ackLevel === 2 ? watch.durableFailure() : undefined
   if (failure !== undefined) {
     // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
     const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
-    reject(
-      broker,
-      socket,
-      new WireViolation({
-        code: "durability-unavailable",
-        detail: `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given`
-      })
-    )
-    return "end"
+    return end("durability-unavailable", `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given`)
   }
   if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
     // The fence's frontier is what the publisher counts as done: at ACK 2 it must be on disk as well.
     track.fencedAt ??= performance.now()
     const leftMs = FENCE_DURABLE_WAIT_MS - (performance.now() - track.fencedAt)
     if (leftMs > 0) return { boundMs: leftMs }
-    reject(
-      broker,
-      socket,
-      new WireViolation({
-        code: "durability-unavailable",
-        detail: `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${
-          frontiers.ordered - 1
-        } ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
-      })
+    return end(
+      "durability-unavailable",
+      `session ${clientId}/${sessionEpoch} of topic ${topic} ended with batches ${frontiers.replicated}..${
+        frontiers.ordered - 1
+      } ordered but not on disk within ${FENCE_DURABLE_WAIT_MS} ms`
     )
-    return "end"
   }
   if (frontiers.fenced) {
     // Fenced, or released (closed or idle): the publisher replays what is past the frontier in a new session.
-    if (send(broker, socket, sessionFencedFrame(clientId, sessionEpoch, frontiers.ordered))) {
-      broker.counts.fencedFrames++
-      brokerFencedFrames.unsafeUpdate(1, [])
-    }
+    if (connection.sessions.get(session.id) === session) connection.sessions.delete(session.id)
+    connection.output.frame(sessionFencedFrame(session.id, sessionEpoch, frontiers.ordered))
+    broker.counts.fencedFrames++
+    brokerFencedFrames.unsafeUpdate(1, [])
     return "end"
   }
   return sent ? "sent" : "wait"
@@ -206,8 +204,8 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
 
 /** `acknowledge`'s callbacks; calls `ended` once the tracker is over, returns the function that stops it. */
 const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () => void => {
-  const { carried, session, watch } = track
-  const { ackLevel } = session
+  const { session, watch } = track
+  const { ackLevel, carried } = session
   let seen = watch.progress()
   let over = false
   /** The standing progress wait while one is registered, and its bound. */
@@ -215,8 +213,9 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
   let standingMs = PROGRESS_WAIT_MS
   /** Set between an ACK and the re-check after `ackIntervalMs` (a timer) or the loop turn (an immediate). */
   let pauseTimer: ReturnType<typeof setTimeout> | undefined
-  let pauseTurn: ReturnType<typeof setImmediate> | undefined
-  const moved = () => pauseTurn === undefined && pauseTimer === undefined && watch.progress() !== seen
+  /** Waiting for the next turn (with the connection's other sessions: one immediate for them all). */
+  let pauseTurn = false
+  const moved = () => !pauseTurn && pauseTimer === undefined && watch.progress() !== seen
   const onProgress = () => step()
   const boundMs = () => standingMs
   const leave = () => {
@@ -232,7 +231,7 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
   }
   const afterPause = () => {
     pauseTimer = undefined
-    pauseTurn = undefined
+    pauseTurn = false
     step()
   }
   // An idle connection's backstop: one check a PROGRESS_WAIT_MS, not a timer per idle spell.
@@ -246,7 +245,6 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
     leave()
     clearInterval(idleCheck)
     clearTimeout(pauseTimer)
-    if (pauseTurn !== undefined) clearImmediate(pauseTurn)
     carried.onCarried = undefined
   }
   const end = () => {
@@ -274,7 +272,10 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
         if (next === "sent") {
           stand(PROGRESS_WAIT_MS)
           if (broker.settings.ackIntervalMs > 0) pauseTimer = setTimeout(afterPause, broker.settings.ackIntervalMs)
-          else pauseTurn = setImmediate(afterPause)
+          else {
+            pauseTurn = true
+            track.connection.output.nextTurn(afterPause)
+          }
           return
         }
         if (stand(PROGRESS_WAIT_MS)) continue

@@ -1,11 +1,11 @@
 /**
  * What a broker lets each user and connection take: a user's connections (publishers and
- * subscribers alike, refused past its limit) and the rate budgets a session's batches draw on,
- * the connection's own and its user's.
+ * subscribers alike, refused past its limit) and the rate budgets a connection's batches draw
+ * on, the connection's own and its user's.
  */
 import { Effect, type Scope } from "effect"
 import { RateBudget, type UserRecord } from "./Auth.js"
-import type { BrokerState, ConnectionSession, RateDraw, UserUse } from "./BrokerState.js"
+import type { BrokerState, RateDraw, UserUse } from "./BrokerState.js"
 import { WireViolation } from "./Control.js"
 import type { Frame } from "./Frame.js"
 
@@ -65,8 +65,11 @@ export const admitPublisher = (
   })
 
 /** The first rate budget this batch would overdraw, as the connection's ERROR; undefined when all allow it. */
-export const overLimit = (session: ConnectionSession, frame: Frame): WireViolation | undefined => {
-  for (const { budget, of, whose } of session.budgets) {
+export const overLimit = (
+  connection: { readonly budgets: ReadonlyArray<RateDraw> },
+  frame: Frame
+): WireViolation | undefined => {
+  for (const { budget, of, whose } of connection.budgets) {
     if (budget.take(of === "messages" ? frame.messageCount : frame.payloadBytes)) continue
     return new WireViolation({
       code: "rate-limited",

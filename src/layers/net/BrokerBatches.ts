@@ -1,8 +1,8 @@
 /**
- * A broker connection's receive path past its handshake (`batchStream`): each frame read is
- * checked (session, rate budgets, message framing) and its batch committed to the log in the
- * read callback itself (`receive` → `append`), or, when the log has no room, by the
- * connection's fiber waiting for it (`appendWaiting`).
+ * A publisher connection's receive path past its handshake (`batchStream`): each frame read is
+ * checked (its session, rate budgets, message framing) and its batch committed to its session's
+ * topic in the read callback itself (`receive` → `append`), or, when the log has no room, by the
+ * connection's fiber waiting for it (`appendWaiting`). A topic gone ends its session only.
  */
 import { Effect } from "effect"
 import type { Socket } from "node:net"
@@ -11,9 +11,8 @@ import { type AppendError, type AppendReceipt, type BatchHeader, BatchRejected }
 import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
 import { checkBatchPayload } from "./BatchPayload.js"
 import { overLimit } from "./BrokerAdmission.js"
-import type { Carried } from "./BrokerCarried.js"
 import type { Intake } from "./BrokerIntake.js"
-import type { BrokerState, ConnectionSession } from "./BrokerState.js"
+import { type BrokerState, type ConnectionSession, endOpenSession, type PublisherConnection } from "./BrokerState.js"
 import { WireViolation } from "./Control.js"
 import { type Frame, FrameType, frameTypeName } from "./Frame.js"
 import type { InPlaceFrameReader } from "./FrameReader.js"
@@ -29,9 +28,9 @@ export const appendFailed = (e: AppendError) =>
     detail: e.message
   })
 
-/** The log's header for a BATCH frame. */
-const headerOf = (frame: Frame): BatchHeader => ({
-  clientId: frame.clientId,
+/** The log's header for a BATCH frame of `session`. */
+const headerOf = (session: ConnectionSession, frame: Frame): BatchHeader => ({
+  clientId: session.clientId,
   sessionEpoch: frame.sessionEpoch,
   batchSeq: frame.seq,
   messageCount: frame.messageCount,
@@ -44,66 +43,94 @@ const fillFrom = (payload: Uint8Array) => (dst: Uint8Array): void => {
   if (dst.buffer !== payload.buffer || dst.byteOffset !== payload.byteOffset) dst.set(payload)
 }
 
-/** Why a frame past the handshake is not one of this session's BATCH or CLOSE frames (undefined when it is). */
-const sessionViolation = (frame: Frame, session: ConnectionSession): WireViolation | undefined => {
-  if (frame.type === FrameType.HELLO) {
-    return new WireViolation({ code: "unexpected-frame", detail: "only BATCH and CLOSE frames follow the handshake" })
+/**
+ * The open session a BATCH or CLOSE frame names (its session id, in the client id field);
+ * undefined for one of a session that ended (its frames still in flight are dropped: the client
+ * was told with an ENDED or SESSION_FENCED, and replays or fails them); the violation for a
+ * session the connection never opened, or the wrong epoch.
+ */
+export const sessionOf = (
+  connection: PublisherConnection,
+  frame: Frame
+): ConnectionSession | undefined | WireViolation => {
+  const id = frame.clientId
+  const session = connection.sessions.get(id)
+  if (session === undefined) {
+    if (id > 0 && id <= connection.lastSessionId) return undefined
+    return new WireViolation({
+      code: "session-mismatch",
+      detail: `${frameTypeName(frame.type)} of session id ${id}, which this connection did not open`
+    })
   }
-  if (frame.clientId === session.clientId && frame.sessionEpoch === session.sessionEpoch) return undefined
+  if (frame.sessionEpoch === session.sessionEpoch) return session
   return new WireViolation({
     code: "session-mismatch",
     detail: `${
       frameTypeName(frame.type)
-    } of session ${frame.clientId}/${frame.sessionEpoch} on a connection of ${session.clientId}/${session.sessionEpoch}`
+    } of epoch ${frame.sessionEpoch} on session id ${id} (${session.clientId}/${session.sessionEpoch})`
   })
 }
 
+/** A topic gone under a session ends that session; anything else the log refused is the connection's. */
+const topicGone = (e: AppendError): e is TopicNotFound | TopicDeleted =>
+  e._tag === "TopicNotFound" || e._tag === "TopicDeleted"
+
 /**
- * The batch frames of one connection after its handshake. `receive` handles every frame
- * already received without waiting: it stops at the end of the input (`IDLE`), at the end
- * of the stream or of the connection (`DONE`), at a violation, at a CLOSE, or at a batch
- * the log has no room for now (returned: `appendWaiting` waits for room and appends it).
+ * The batch frames of one publisher's connection after its handshake. `receive` handles every
+ * frame already received without waiting: it stops at the end of the input (`IDLE`), at the end
+ * of the stream or of the connection (`DONE`), at a violation, at a SESSION_OPEN or CLOSE (the
+ * connection's fiber handles those), or at a batch the log has no room for now (returned:
+ * `appendWaiting` waits for room and appends it).
  */
 export const batchStream = (
   broker: BrokerState,
   socket: Socket,
   intake: Intake,
   reader: InPlaceFrameReader,
-  session: ConnectionSession,
-  carried: Carried
+  connection: PublisherConnection
 ) => {
   const { appender, counts } = broker
-  const counted = (frame: Frame, receipt: AppendReceipt) => {
+  const counted = (session: ConnectionSession, frame: Frame, receipt: AppendReceipt) => {
     // Level 0 gets no ACKs, so nothing would ever take what it carried.
-    if (session.ackLevel > 0) carried.add(frame.seq, receipt.pbrSeq)
+    if (session.ackLevel > 0) session.carried.add(frame.seq, receipt.pbrSeq)
     counts.batches++
     counts.messages += frame.messageCount
     counts.bytes += frame.payloadBytes
     brokerBatches.unsafeUpdate(1, [])
     brokerBytes.unsafeUpdate(frame.payloadBytes, [])
   }
+  /** The session's topic is gone: the session ends (ENDED), the connection and its other sessions go on. */
+  const gone = (session: ConnectionSession, e: TopicNotFound | TopicDeleted) =>
+    endOpenSession(
+      broker,
+      connection,
+      session,
+      new WireViolation({ code: e._tag === "TopicDeleted" ? "topic-deleted" : "unknown-topic", detail: e.message })
+    )
 
   /** Append: a checked batch into the log without waiting (usually already in place); "wait" when the log has no room now. */
-  const append = (frame: Frame): "wait" | WireViolation | undefined => {
-    if (session.budgets.length > 0) {
-      const limited = overLimit(session, frame)
+  const append = (session: ConnectionSession, frame: Frame): "wait" | WireViolation | undefined => {
+    if (connection.budgets.length > 0) {
+      const limited = overLimit(connection, frame)
       if (limited !== undefined) return limited
     }
     const malformed = checkBatchPayload(frame.payload, frame.messageCount)
     if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
-    const appended = appender.tryAppendWith(session.topic, headerOf(frame), fillFrom(frame.payload))
+    const appended = appender.tryAppendWith(session.topic, headerOf(session, frame), fillFrom(frame.payload))
     if (appended === "wait") return appended
-    if (appended instanceof TopicNotFound || appended instanceof TopicDeleted || appended instanceof BatchRejected) {
-      return appendFailed(appended)
+    if (appended instanceof TopicNotFound || appended instanceof TopicDeleted) {
+      gone(session, appended)
+      return undefined
     }
-    counted(frame, appended)
+    if (appended instanceof BatchRejected) return appendFailed(appended)
+    counted(session, frame, appended)
     return undefined
   }
 
   /** Receive: the frames read so far → `append`, until something stops it. */
   const receive = (): Frame | typeof IDLE | typeof DONE | WireViolation => {
     for (;;) {
-      // The ACK tracker dropped the connection (slow consumer): append nothing more.
+      // The connection was dropped (a slow consumer of its ACKs): append nothing more.
       if (socket.writableEnded) return DONE
       const frame = reader.next()
       if (frame === undefined) {
@@ -113,10 +140,19 @@ export const batchStream = (
           : DONE
       }
       if (frame instanceof WireViolation) return frame
-      const wrong = sessionViolation(frame, session)
-      if (wrong !== undefined) return wrong
+      if (frame.type === FrameType.SESSION_OPEN) return frame
+      if (frame.type === FrameType.HELLO) {
+        return new WireViolation({
+          code: "unexpected-frame",
+          detail: "only SESSION_OPEN, BATCH and CLOSE frames follow the handshake"
+        })
+      }
+      const session = sessionOf(connection, frame)
+      if (session instanceof WireViolation) return session
+      // Of a session that ended: dropped.
+      if (session === undefined) continue
       if (frame.type === FrameType.CLOSE) return frame
-      const appended = append(frame)
+      const appended = append(session, frame)
       // Waiting for room, a payload received in the log's space is copied out: that space is anyone's until then.
       if (appended === "wait") return reader.inPlace ? { ...frame, payload: frame.payload.slice() } : frame
       if (appended !== undefined) return appended
@@ -151,9 +187,16 @@ export const batchStream = (
     }),
     /** Appends a batch the log had no room for, waiting for room (reading stopped meanwhile). */
     appendWaiting: (frame: Frame) =>
-      appender.appendWith(session.topic, headerOf(frame), fillFrom(frame.payload)).pipe(
-        Effect.mapError(appendFailed),
-        Effect.map((receipt) => counted(frame, receipt))
-      )
+      Effect.suspend(() => {
+        const session = connection.sessions.get(frame.clientId)
+        // Its session ended while it waited its turn: dropped with it.
+        if (session === undefined) return Effect.void
+        return appender.appendWith(session.topic, headerOf(session, frame), fillFrom(frame.payload)).pipe(
+          Effect.matchEffect({
+            onFailure: (e) => (topicGone(e) ? Effect.sync(() => gone(session, e)) : Effect.fail(appendFailed(e))),
+            onSuccess: (receipt) => Effect.sync(() => counted(session, frame, receipt))
+          })
+        )
+      })
   }
 }

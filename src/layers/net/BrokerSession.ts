@@ -1,7 +1,9 @@
 /**
  * A broker connection from its first frame on (`session`): a SUBSCRIBE goes to the subscription
- * server, an ADMIN to the admin server; a HELLO is the handshake (`handshake`: authentication, admission, then the session
- * registered or attached, and the WELCOME), followed by the session's batches until its CLOSE.
+ * server, an ADMIN to the admin server; a HELLO is a publisher's handshake (`handshake`:
+ * authentication, admission, the WELCOME), followed by its sessions — each opened by a
+ * SESSION_OPEN (`openSession`: the user's right to the topic, then the session registered or
+ * attached, and SESSION_OPENED), its batches and its CLOSE — until the client ends the connection.
  */
 import { Effect } from "effect"
 import type { Socket } from "node:net"
@@ -11,28 +13,32 @@ import { admitPublisher } from "./BrokerAdmission.js"
 import { appendFailed, batchStream, DONE, IDLE } from "./BrokerBatches.js"
 import { Carried } from "./BrokerCarried.js"
 import type { Intake } from "./BrokerIntake.js"
-import { type BrokerState, type ConnectionSession, send } from "./BrokerState.js"
-import { decodeControl, Hello, PROTOCOL_VERSION, Welcome, welcomeFrame, WireViolation } from "./Control.js"
+import { ConnectionOutput } from "./BrokerOutput.js"
+import { type BrokerState, type ConnectionSession, endSession, type PublisherConnection, send } from "./BrokerState.js"
+import {
+  decodeControl,
+  Hello,
+  PROTOCOL_VERSION,
+  SessionOpen,
+  sessionOpenedFrame,
+  Welcome,
+  welcomeFrame,
+  WireViolation
+} from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import type { InPlaceFrameReader } from "./FrameReader.js"
 
 /** Sessions whose owning user a broker remembers (a few MB at most); far above a region's session lines. */
 const MAX_SESSION_OWNERS = 65_536
 
-const welcome = (
-  broker: BrokerState,
-  sessionEpoch: number,
-  serverSignature: string | undefined,
-  sessionToken: string | undefined
-) =>
+const welcome = (broker: BrokerState, serverSignature: string | undefined) =>
   welcomeFrame(
     new Welcome({
       protocol: PROTOCOL_VERSION,
       brokerId: broker.brokerId,
       maxBatchBytes: broker.settings.maxBatchBytes,
-      sessionEpoch,
-      ...(serverSignature === undefined ? {} : { serverSignature }),
-      ...(sessionToken === undefined ? {} : { sessionToken })
+      maxSessions: broker.settings.maxSessions,
+      ...(serverSignature === undefined ? {} : { serverSignature })
     })
   )
 
@@ -51,50 +57,33 @@ const handshake = (broker: BrokerState, socket: Socket, nextFrame: Effect.Effect
         detail: `protocol ${hello.protocol}, this broker speaks ${PROTOCOL_VERSION}`
       })
     }
-    if (frame.clientId !== hello.clientId || frame.sessionEpoch !== (hello.sessionEpoch ?? 0)) {
+    if (frame.clientId !== hello.clientId) {
       return yield* new WireViolation({
         code: "bad-handshake",
-        detail: "the HELLO header and body name different sessions"
+        detail: "the HELLO header and body name different clients"
       })
     }
-    // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
     const authenticated = auth === undefined
       ? undefined
-      : yield* Auth.authenticate(auth, hello, { action: "publish", target: hello.topic }, {
+      : yield* Auth.authenticate(auth, hello, undefined, {
         send: (frame) => void send(broker, socket, frame),
         next: nextFrame
       })
     if (authenticated === null) return undefined
-    const unknownTopic = (e: { readonly message: string }) =>
-      new WireViolation({ code: "unknown-topic", detail: e.message })
-    yield* broker.topics.lookup(hello.topic).pipe(Effect.mapError(unknownTopic))
     const budgets = yield* admitPublisher(broker, authenticated?.user)
-    const user = authenticated?.user.name
-    const sessionEpoch = hello.sessionEpoch === undefined
-      ? yield* registerSession(broker, hello)
-      : yield* attachSession(broker, hello, hello.sessionEpoch, user)
-    if (user !== undefined) claimSession(broker, hello.topic, hello.clientId, sessionEpoch, user)
-    const token = user === undefined ? undefined : auth?.sessionToken(hello.topic, hello.clientId, sessionEpoch, user)
-    send(broker, socket, welcome(broker, sessionEpoch, authenticated?.serverSignature, token))
-    return {
-      topic: hello.topic,
+    send(broker, socket, welcome(broker, authenticated?.serverSignature))
+    const connection: PublisherConnection = {
       clientId: hello.clientId,
-      sessionEpoch,
       ackLevel: hello.ackLevel,
       orderedAcks: hello.ackLevel === 2 && hello.orderedAcks === true,
-      budgets
+      user: authenticated?.user,
+      budgets,
+      sessions: new Map(),
+      lastSessionId: 0,
+      output: new ConnectionOutput((frames) => send(broker, socket, frames), () => socket.writableLength)
     }
+    return connection
   })
-
-/** A HELLO without an epoch: the log registers a new session and hands out its epoch. */
-const registerSession = (broker: BrokerState, hello: Hello) =>
-  broker.appender.registerSession(hello.topic, hello.clientId).pipe(
-    Effect.mapError((e) =>
-      e._tag === "SessionTableFull"
-        ? new WireViolation({ code: "session-table-full", detail: e.message })
-        : new WireViolation({ code: "unknown-topic", detail: e.message })
-    )
-  )
 
 /** `BrokerState.sessionOwners`' key of a session. */
 const sessionKey = (topic: string, clientId: number, sessionEpoch: number) => `${topic}/${clientId}/${sessionEpoch}`
@@ -108,36 +97,144 @@ const claimSession = (broker: BrokerState, topic: string, clientId: number, sess
   sessionOwners.set(key, user)
 }
 
-/** A HELLO naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker), of this user. */
-const attachSession = (broker: BrokerState, hello: Hello, sessionEpoch: number, user: string | undefined) =>
+/** Why a SESSION_OPEN's session cannot be: the session's own end (an ENDED: the connection goes on). */
+class SessionRefusal {
+  constructor(readonly violation: WireViolation) {}
+}
+
+const refused = (code: WireViolation["code"], detail: string) =>
+  Effect.fail(new SessionRefusal(new WireViolation({ code, detail })))
+
+/** A SESSION_OPEN naming no epoch: the log registers a new session and hands out its epoch. */
+const registerSession = (broker: BrokerState, topic: string, clientId: number) =>
+  broker.appender.registerSession(topic, clientId).pipe(
+    Effect.catchAll((e) =>
+      refused(
+        e._tag === "SessionTableFull"
+          ? "session-table-full"
+          : e._tag === "TopicDeleted"
+          ? "topic-deleted"
+          : e._tag === "BatchRejected"
+          ? "internal"
+          : "unknown-topic",
+        e.message
+      )
+    )
+  )
+
+/** A SESSION_OPEN naming an epoch: it must be a session the log registered (a fenced or ended one learns so from its ACK tracker), of this user. */
+const attachSession = (
+  broker: BrokerState,
+  open: SessionOpen,
+  clientId: number,
+  sessionEpoch: number,
+  user: string | undefined
+) =>
   Effect.gen(function*() {
     const { auth } = broker
     const owner = user === undefined
       ? undefined
-      : broker.sessionOwners.get(sessionKey(hello.topic, hello.clientId, sessionEpoch))
+      : broker.sessionOwners.get(sessionKey(open.topic, clientId, sessionEpoch))
     const foreign = owner === undefined
       ? user !== undefined && auth !== undefined &&
-        !auth.sessionTokenMatches(hello.topic, hello.clientId, sessionEpoch, user, hello.sessionToken)
+        !auth.sessionTokenMatches(open.topic, clientId, sessionEpoch, user, open.sessionToken)
       : owner !== user
     if (foreign) {
-      return yield* new WireViolation({
-        code: "forbidden",
-        detail: `session ${hello.clientId}/${sessionEpoch} on topic ${hello.topic} belongs to another user${
+      return yield* refused(
+        "forbidden",
+        `session ${clientId}/${sessionEpoch} on topic ${open.topic} belongs to another user${
           owner === undefined ? " (its token does not match)" : ""
         }: user ${user} may attach only its own sessions`
-      })
-    }
-    const known = yield* broker.acks.sessionAcks(hello.topic, hello.clientId, sessionEpoch).pipe(
-      Effect.mapError((e) =>
-        new WireViolation({ code: e._tag === "TopicNotFound" ? "unknown-topic" : "internal", detail: e.message })
       )
+    }
+    const known = yield* broker.acks.sessionAcks(open.topic, clientId, sessionEpoch).pipe(
+      Effect.catchAll((e) => refused(e._tag === "TopicNotFound" ? "unknown-topic" : "internal", e.message))
     )
     if (known.known) return sessionEpoch
-    return yield* new WireViolation({
-      code: "unknown-session",
-      detail:
-        `session ${hello.clientId}/${sessionEpoch} is not registered on topic ${hello.topic} (it was never, or it ended and its line was reused): register a new one`
+    return yield* refused(
+      "unknown-session",
+      `session ${clientId}/${sessionEpoch} is not registered on topic ${open.topic} (it was never, or it ended and its line was reused): register a new one`
+    )
+  })
+
+/**
+ * A SESSION_OPEN: the session named is registered or attached, its ACK tracker started and
+ * SESSION_OPENED sent; a session the log or the user's rights refuse gets an ENDED naming why,
+ * and the connection goes on. A session id that does not follow the last one is the
+ * connection's violation.
+ */
+const openSession = (broker: BrokerState, socket: Socket, connection: PublisherConnection, frame: Frame) =>
+  Effect.gen(function*() {
+    const id = frame.clientId
+    if (id <= connection.lastSessionId) {
+      return yield* new WireViolation({
+        code: "bad-handshake",
+        detail:
+          `SESSION_OPEN of session id ${id}: a connection's session ids increase (the last was ${connection.lastSessionId})`
+      })
+    }
+    connection.lastSessionId = id
+    const open = yield* decodeControl(SessionOpen, frame.payload, "bad-handshake")
+    const opening = Effect.gen(function*() {
+      if (connection.sessions.size >= broker.settings.maxSessions) {
+        return yield* refused(
+          "too-many-sessions",
+          `a connection holds at most ${broker.settings.maxSessions} sessions open (CXLOG_BROKER_MAX_SESSIONS): close some, or publish through another connection`
+        )
+      }
+      const denied = connection.user === undefined ? undefined : Auth.authorize(connection.user, "publish", open.topic)
+      if (denied !== undefined) return yield* refused("forbidden", denied)
+      yield* broker.topics.lookup(open.topic).pipe(Effect.catchAll((e) => refused("unknown-topic", e.message)))
+      const user = connection.user?.name
+      const sessionEpoch = frame.sessionEpoch === 0
+        ? yield* registerSession(broker, open.topic, connection.clientId)
+        : yield* attachSession(broker, open, connection.clientId, frame.sessionEpoch, user)
+      if (user !== undefined) claimSession(broker, open.topic, connection.clientId, sessionEpoch, user)
+      return sessionEpoch
     })
+    const outcome = yield* Effect.either(opening)
+    if (outcome._tag === "Left") {
+      const { violation } = outcome.left
+      endSession(broker, connection, id, frame.sessionEpoch, violation)
+      return
+    }
+    const sessionEpoch = outcome.right
+    const session: ConnectionSession = {
+      id,
+      topic: open.topic,
+      clientId: connection.clientId,
+      sessionEpoch,
+      ackLevel: connection.ackLevel,
+      orderedAcks: connection.orderedAcks,
+      carried: new Carried(),
+      stop: undefined
+    }
+    connection.sessions.set(id, session)
+    broker.counts.sessions++
+    const user = connection.user?.name
+    const token = user === undefined
+      ? undefined
+      : broker.auth?.sessionToken(open.topic, connection.clientId, sessionEpoch, user)
+    connection.output.frame(sessionOpenedFrame(id, sessionEpoch, token))
+    yield* Effect.forkScoped(acknowledge(broker, socket, connection, session))
+  })
+
+/** A CLOSE: after every batch the session carried on this connection, the log releases it once they are ordered. */
+const closeSession = (broker: BrokerState, connection: PublisherConnection, frame: Frame) =>
+  Effect.gen(function*() {
+    const session = connection.sessions.get(frame.clientId)
+    // A session that ended meanwhile (its ENDED crossed the CLOSE): nothing to release.
+    if (session === undefined || session.sessionEpoch !== frame.sessionEpoch) return
+    connection.sessions.delete(session.id)
+    session.stop?.()
+    broker.sessionOwners.delete(sessionKey(session.topic, session.clientId, session.sessionEpoch))
+    yield* broker.appender.closeSession(session.topic, session.clientId, session.sessionEpoch, frame.seq).pipe(
+      Effect.catchTags({
+        TopicDeleted: () => Effect.void,
+        TopicNotFound: () => Effect.void
+      }),
+      Effect.mapError(appendFailed)
+    )
   })
 
 export const session = (
@@ -146,7 +243,7 @@ export const session = (
   intake: Intake,
   reader: InPlaceFrameReader,
   nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
-  handshakeDone: (session: ConnectionSession) => void,
+  handshakeDone: (connection: PublisherConnection) => void,
   subscribed: () => void
 ) =>
   Effect.gen(function*() {
@@ -155,7 +252,7 @@ export const session = (
     if (first.type === FrameType.SUBSCRIBE) return yield* broker.subscriptions(socket, first, nextFrame, subscribed)
     if (first.type === FrameType.ADMIN) return yield* broker.admin(socket, first, nextFrame, subscribed)
     let opening: Frame | undefined = first
-    const session = yield* handshake(
+    const connection = yield* handshake(
       broker,
       socket,
       Effect.suspend(() => {
@@ -164,26 +261,25 @@ export const session = (
         return frame === undefined ? nextFrame : Effect.succeed(frame)
       })
     )
-    if (session === undefined) return
-    handshakeDone(session)
-    const carried = new Carried()
-    yield* Effect.forkScoped(acknowledge(broker, socket, session, carried))
-    const batches = batchStream(broker, socket, intake, reader, session, carried)
+    if (connection === undefined) return
+    handshakeDone(connection)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const open of connection.sessions.values()) open.stop?.()
+        connection.sessions.clear()
+        // What its sessions were told goes out before an ERROR that may end the connection.
+        connection.output.flush()
+      })
+    )
+    const batches = batchStream(broker, socket, intake, reader, connection)
     for (;;) {
       const outcome = batches.receive()
       // Caught up: from here the data callback receives; this fiber sleeps until it cannot.
       const stop = outcome === IDLE ? yield* batches.direct : outcome
       if (stop === DONE) return
       if (stop instanceof WireViolation) return yield* Effect.fail(stop)
-      if (stop.type === FrameType.CLOSE) {
-        // After every batch this connection carried: the log releases the session once they are ordered.
-        broker.sessionOwners.delete(sessionKey(session.topic, session.clientId, session.sessionEpoch))
-        return yield* broker.appender.closeSession(session.topic, session.clientId, session.sessionEpoch, stop.seq)
-          .pipe(
-            Effect.mapError(appendFailed),
-            Effect.asVoid
-          )
-      }
-      yield* batches.appendWaiting(stop)
+      if (stop.type === FrameType.SESSION_OPEN) yield* openSession(broker, socket, connection, stop)
+      else if (stop.type === FrameType.CLOSE) yield* closeSession(broker, connection, stop)
+      else yield* batches.appendWaiting(stop)
     }
   })

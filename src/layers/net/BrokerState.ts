@@ -12,9 +12,10 @@ import type { AppenderShape } from "../../services/log/Appender.js"
 import type { AckLevel, TopicsShape } from "../../services/log/Topics.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { adminServer } from "./AdminServer.js"
-import type { AuthServer, RateBudget } from "./Auth.js"
-import { errorFrame, type WireErrorCode, WireViolation } from "./Control.js"
-import type { AckEncoder } from "./Frame.js"
+import type { AuthServer, RateBudget, UserRecord } from "./Auth.js"
+import type { Carried } from "./BrokerCarried.js"
+import type { ConnectionOutput } from "./BrokerOutput.js"
+import { endedFrame, errorFrame, type WireErrorCode, WireViolation } from "./Control.js"
 import type { subscriptionServer } from "./SubscriptionServer.js"
 
 export interface Settings {
@@ -25,19 +26,41 @@ export interface Settings {
   readonly handshakeTimeoutMs: number
   readonly idleTimeoutMs: number
   readonly maxConnections: number
+  readonly maxSessions: number
   readonly writeBufferBytes: number
 }
 
-/** The session a connection carries once its handshake registered or attached it. */
+/** A publisher's connection once its HELLO is accepted: who it is, and the sessions it opened (one per topic). */
+export interface PublisherConnection {
+  readonly clientId: number
+  readonly ackLevel: AckLevel
+  /** ACK 2: the ordered frontier is acknowledged too, at level 1 (the HELLO asked for it). */
+  readonly orderedAcks: boolean
+  /** The user it authenticated as (undefined: the broker authenticates nobody): each session's topic is checked against its rights. */
+  readonly user: UserRecord | undefined
+  /** The rate budgets its batches draw on (the connection's and its user's); empty: unlimited. */
+  readonly budgets: ReadonlyArray<RateDraw>
+  /** Its open sessions by session id (the client id field of their frames). */
+  readonly sessions: Map<number, ConnectionSession>
+  /** The highest session id it opened: a frame of a lower id no longer open is of a session that ended (dropped). */
+  lastSessionId: number
+  /** Its sessions' frames to the client (ACKs, SESSION_OPENED, SESSION_FENCED, ENDED), each callback's written together. */
+  readonly output: ConnectionOutput
+}
+
+/** One session a publisher's connection opened: registered or attached on SESSION_OPEN. */
 export interface ConnectionSession {
+  /** Its id on the connection. */
+  readonly id: number
   readonly topic: string
   readonly clientId: number
   readonly sessionEpoch: number
   readonly ackLevel: AckLevel
-  /** ACK 2: the ordered frontier is acknowledged too, at level 1 (the HELLO asked for it). */
   readonly orderedAcks: boolean
-  /** The rate budgets its batches draw on (the connection's and its user's); empty: unlimited. */
-  readonly budgets: ReadonlyArray<RateDraw>
+  /** The batches it carried that its ACKs have not covered yet. */
+  readonly carried: Carried
+  /** Stops its ACK tracker (set once the tracker runs). */
+  stop: (() => void) | undefined
 }
 
 /** One rate budget a session's batches draw on, and whose it is (named by the `rate-limited` ERROR). */
@@ -85,14 +108,13 @@ export interface BrokerState {
   readonly held: Set<() => number>
   readonly counts: {
     accepted: number
+    sessions: number
     batches: number
     messages: number
     bytes: number
     ackFrames: number
     fencedFrames: number
   }
-  /** Every connection's ACKs are encoded into one buffer: each is written before the next is encoded. */
-  readonly ackFrames: AckEncoder
   readonly rejected: Partial<Record<WireErrorCode, number>>
   /** Forks an effect into the broker's scope (from callbacks). */
   readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
@@ -127,4 +149,29 @@ export const send = (broker: BrokerState, socket: Socket, frame: Buffer): boolea
   }
   socket.write(frame)
   return true
+}
+
+/** Ends one session of a publisher's connection with an ENDED frame naming why; the connection and its others go on. */
+export const endSession = (
+  broker: BrokerState,
+  connection: PublisherConnection,
+  id: number,
+  sessionEpoch: number,
+  violation: WireViolation
+): void => {
+  countRejection(broker, violation.code)
+  connection.output.frame(endedFrame(id, sessionEpoch, violation.code, violation.detail))
+}
+
+/** Ends an open session of `connection` (its topic was deleted, the log forgot it, …): it leaves the connection, its tracker stops, the client is told. */
+export const endOpenSession = (
+  broker: BrokerState,
+  connection: PublisherConnection,
+  session: ConnectionSession,
+  violation: WireViolation
+): void => {
+  if (connection.sessions.get(session.id) !== session) return
+  connection.sessions.delete(session.id)
+  session.stop?.()
+  endSession(broker, connection, session.id, session.sessionEpoch, violation)
 }

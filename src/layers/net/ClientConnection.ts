@@ -1,7 +1,8 @@
 /**
  * The client side of one broker connection: connects, sends HELLO, waits for WELCOME, then
- * sends batches (each one write of a frame the publisher built around its payload) and reports
- * the broker's ACK, SESSION_FENCED and ERROR frames. Any failure ends in exactly one
+ * opens sessions (SESSION_OPEN, one per topic), sends their batches (each a frame the publisher
+ * built around its payload; a burst's frames in one write) and reports the broker's
+ * SESSION_OPENED, ENDED, ACK, SESSION_FENCED and ERROR frames. Any failure ends in exactly one
  * `onClosed`, with a `ConnectionClosed` that names the broker's ERROR code when it sent one
  * (`too-many-connections`, `idle-timeout`, …), so a refusal is told apart from a broker that is down.
  */
@@ -19,6 +20,9 @@ import {
   Hello,
   helloFrame,
   KEEPALIVE_DELAY_MS,
+  SessionOpen,
+  SessionOpened,
+  sessionOpenFrame,
   Welcome,
   type WireErrorCode,
   WireViolation
@@ -71,16 +75,20 @@ export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
 
 export interface ConnectionEvents {
   readonly onWelcome: (welcome: Welcome) => void
+  /** The session `sessionId` is open under `sessionEpoch` (the one registered, or attached to). */
+  readonly onSessionOpened: (sessionId: number, sessionEpoch: number) => void
+  /** The session `sessionId` is over (refused, or ended by the log); the connection goes on. */
+  readonly onSessionEnded: (sessionId: number, error: ErrorBody) => void
   /**
    * `orders`: pairs (batch seq, total order), f64 LE, of batches this connection carried; a view
    * valid during the call. `level`: the ACK level the frontier is at (1 for the ordered frontier
-   * of an ACK 2 session that asked for `orderedAcks`).
+   * of an ACK 2 session when the HELLO asked for `orderedAcks`).
    */
-  readonly onAck: (sessionEpoch: number, acked: number, orders: Uint8Array, level: number) => void
-  readonly onFenced: (sessionEpoch: number, committed: number) => void
+  readonly onAck: (sessionId: number, sessionEpoch: number, acked: number, orders: Uint8Array, level: number) => void
+  readonly onFenced: (sessionId: number, sessionEpoch: number, committed: number) => void
   /** The broker's ERROR frame; the connection closes right after (`onClosed` with its code). */
   readonly onBrokerError: (error: ErrorBody) => void
-  /** Exactly once, unless `close` was called first; `reason` is `closed.message`. */
+  /** Exactly once, unless `close` or `end` was called first; `reason` is `closed.message`. */
   readonly onClosed: (reason: string, closed: ConnectionClosed) => void
 }
 
@@ -157,27 +165,32 @@ export const dialBroker = (
 
 export interface ClientConnection {
   /**
-   * Sends a batch frame (header and payload in one buffer: one write); `onWritten` runs once
-   * its bytes are handed to the kernel, or with an error once the connection dropped them
-   * (exactly once either way).
+   * Opens session `sessionId` (greater than any before it on this connection) of `topic`:
+   * registers a new one (`sessionEpoch` undefined) or attaches to that one; `onSessionOpened` or
+   * `onSessionEnded` follows.
+   */
+  readonly openSession: (sessionId: number, topic: string, sessionEpoch: number | undefined) => void
+  /**
+   * Sends a batch frame (header and payload in one buffer); `onWritten` runs once its bytes are
+   * handed to the kernel, or with an error once the connection dropped them (exactly once
+   * either way). A synchronous burst's frames after its first go out in one write.
    */
   readonly sendBatch: (frame: Buffer, onWritten: (error: Error | null | undefined) => void) => void
-  /**
-   * Ends the session cleanly: sends CLOSE (the session sent `batches` batches) after
-   * everything written before, then ends the connection; no event follows.
-   */
-  readonly closeSession: (sessionEpoch: number, batches: number) => void
+  /** Ends session `sessionId` cleanly: sends CLOSE (it sent `batches` batches) after everything written before. */
+  readonly closeSession: (sessionId: number, topic: string, sessionEpoch: number, batches: number) => void
+  /** Ends the connection once what was written is sent; no event follows. */
+  readonly end: () => void
   readonly close: () => void
 }
 
 /**
- * The tokens of this process's sessions (Auth.ts `sessionToken`), from the WELCOME that
+ * The tokens of this process's sessions (Auth.ts `sessionToken`), from the SESSION_OPENED that
  * registered each: a further connection or a reconnection names it, so any broker of the
  * credential file lets the session's user, and only it, attach the session again.
  */
 const sessionTokens = new Map<string, string>()
 /** Far above the sessions one process keeps open; the oldest go first. */
-const MAX_SESSION_TOKENS = 4_096
+const MAX_SESSION_TOKENS = 65_536
 const tokenKey = (user: string, topic: string, clientId: number, sessionEpoch: number) =>
   `${user}/${topic}/${clientId}/${sessionEpoch}`
 
@@ -195,7 +208,21 @@ export const openConnection = (
   let challenged = false
   /** The broker's signature the WELCOME must carry (once this client's proof is derived and sent). */
   let expectedSignature: string | undefined
+  /** The topics of sessions being opened (their SESSION_OPENED may carry a token to keep). */
+  const opening = new Map<number, string>()
+  /**
+   * Whether a synchronous burst of writes is under way (it ends in a microtask), and whether its
+   * frames past the first are being gathered for one write (uncorked when it ends).
+   */
+  let inBurst = false
+  let corked = false
   const { socket, ready } = dialBroker(address, tls, receive)
+  const endBurst = () => {
+    inBurst = false
+    if (!corked) return
+    corked = false
+    socket.uncork()
+  }
   const finish = (code: ConnectionClosed["code"], detail: string) => {
     if (closed) return
     closed = true
@@ -210,26 +237,22 @@ export const openConnection = (
   )
   welcomeTimer.unref()
   const reader = new FrameReader({
-    accept: [FrameType.WELCOME, FrameType.CHALLENGE, FrameType.ACK, FrameType.SESSION_FENCED, FrameType.ERROR],
+    accept: [
+      FrameType.WELCOME,
+      FrameType.CHALLENGE,
+      FrameType.SESSION_OPENED,
+      FrameType.ENDED,
+      FrameType.ACK,
+      FrameType.SESSION_FENCED,
+      FrameType.ERROR
+    ],
     maxBatchBytes: 0
   })
   let welcomed = false
 
   const introduce = () => {
     if (credentials === undefined) return void socket.write(helloFrame(hello))
-    const sessionToken = hello.sessionEpoch === undefined
-      ? undefined
-      : sessionTokens.get(tokenKey(credentials.user, hello.topic, hello.clientId, hello.sessionEpoch))
-    socket.write(
-      helloFrame(
-        new Hello({
-          ...hello,
-          user: credentials.user,
-          ...(nonce === undefined ? {} : { nonce }),
-          ...(sessionToken === undefined ? {} : { sessionToken })
-        })
-      )
-    )
+    socket.write(helloFrame(new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }) })))
   }
   socket.on(ready, introduce)
   socket.on("error", (error) => finish("unreachable", error.message))
@@ -280,14 +303,33 @@ export const openConnection = (
           }
           welcomed = true
           clearTimeout(welcomeTimer)
-          if (credentials !== undefined && welcome.right.sessionToken !== undefined) {
-            const key = tokenKey(credentials.user, hello.topic, hello.clientId, welcome.right.sessionEpoch)
-            if (!sessionTokens.has(key) && sessionTokens.size >= MAX_SESSION_TOKENS) {
-              sessionTokens.delete(sessionTokens.keys().next().value!)
-            }
-            sessionTokens.set(key, welcome.right.sessionToken)
-          }
           events.onWelcome(welcome.right)
+          break
+        }
+        case FrameType.SESSION_OPENED: {
+          const topic = opening.get(frame.clientId)
+          if (!welcomed || topic === undefined) {
+            return finish("bad-frame", "a SESSION_OPENED of no session being opened")
+          }
+          opening.delete(frame.clientId)
+          if (frame.payload.length > 0) {
+            const opened = decodeControl(SessionOpened, frame.payload, "bad-handshake")
+            if (Either.isLeft(opened)) return finish("bad-frame", `bad SESSION_OPENED: ${opened.left.message}`)
+            if (credentials !== undefined && opened.right.sessionToken !== undefined) {
+              keepToken(
+                tokenKey(credentials.user, topic, hello.clientId, frame.sessionEpoch),
+                opened.right.sessionToken
+              )
+            }
+          }
+          events.onSessionOpened(frame.clientId, frame.sessionEpoch)
+          break
+        }
+        case FrameType.ENDED: {
+          const error = decodeControl(ErrorBody, frame.payload, "internal")
+          if (Either.isLeft(error)) return finish("bad-frame", `undecodable ENDED: ${error.left.message}`)
+          opening.delete(frame.clientId)
+          events.onSessionEnded(frame.clientId, error.right)
           break
         }
         case FrameType.ACK:
@@ -297,12 +339,10 @@ export const openConnection = (
               `an ACK payload of ${frame.payload.length} bytes is not (batch seq, total order) pairs`
             )
           }
-          if (welcomed && frame.clientId === hello.clientId) {
-            events.onAck(frame.sessionEpoch, frame.seq, frame.payload, frame.messageCount)
-          }
+          if (welcomed) events.onAck(frame.clientId, frame.sessionEpoch, frame.seq, frame.payload, frame.messageCount)
           break
         case FrameType.SESSION_FENCED:
-          if (welcomed && frame.clientId === hello.clientId) events.onFenced(frame.sessionEpoch, frame.seq)
+          if (welcomed) events.onFenced(frame.clientId, frame.sessionEpoch, frame.seq)
           break
         case FrameType.ERROR: {
           const error = decodeControl(ErrorBody, frame.payload, "internal")
@@ -314,20 +354,53 @@ export const openConnection = (
     }
   }
 
+  /**
+   * Writes `frame`: the first of a synchronous burst at once, the rest of the burst gathered into
+   * one write at its end (a lone frame takes the plain write, which costs less than a gathered one).
+   */
+  const write = (frame: Buffer, onWritten?: (error: Error | null | undefined) => void) => {
+    if (!inBurst) {
+      inBurst = true
+      queueMicrotask(endBurst)
+    } else if (!corked) {
+      corked = true
+      socket.cork()
+    }
+    socket.write(frame, onWritten)
+  }
+
   return {
+    openSession: (sessionId, topic, sessionEpoch) => {
+      if (closed) return
+      opening.set(sessionId, topic)
+      const sessionToken = credentials === undefined || sessionEpoch === undefined
+        ? undefined
+        : sessionTokens.get(tokenKey(credentials.user, topic, hello.clientId, sessionEpoch))
+      write(
+        sessionOpenFrame(
+          sessionId,
+          sessionEpoch ?? 0,
+          new SessionOpen({ topic, ...(sessionToken === undefined ? {} : { sessionToken }) })
+        )
+      )
+    },
     sendBatch: (frame, onWritten) => {
       if (closed) return queueMicrotask(() => onWritten(new Error("connection closed")))
-      socket.write(frame, onWritten)
+      write(frame, onWritten)
     },
-    closeSession: (sessionEpoch, batches) => {
+    closeSession: (sessionId, topic, sessionEpoch, batches) => {
+      if (closed) return
+      if (credentials !== undefined) {
+        sessionTokens.delete(tokenKey(credentials.user, topic, hello.clientId, sessionEpoch))
+      }
+      write(closeFrame(sessionId, sessionEpoch, batches))
+    },
+    end: () => {
       if (closed) return
       closed = true
       clearTimeout(welcomeTimer)
-      if (credentials !== undefined) {
-        sessionTokens.delete(tokenKey(credentials.user, hello.topic, hello.clientId, sessionEpoch))
-      }
-      socket.end(closeFrame(hello.clientId, sessionEpoch, batches))
-      // The broker closes its side once it has the frame; don't wait on it for ever.
+      socket.end()
+      // The broker closes its side once it has read everything; don't wait on it for ever.
       setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref()
     },
     close: () => {
@@ -337,4 +410,12 @@ export const openConnection = (
       socket.destroy()
     }
   }
+}
+
+/** Keeps a session's token, dropping the oldest past the bound. */
+const keepToken = (key: string, token: string) => {
+  if (!sessionTokens.has(key) && sessionTokens.size >= MAX_SESSION_TOKENS) {
+    sessionTokens.delete(sessionTokens.keys().next().value!)
+  }
+  sessionTokens.set(key, token)
 }

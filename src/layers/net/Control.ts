@@ -1,12 +1,13 @@
 /**
- * The JSON bodies of control frames (HELLO, WELCOME, ERROR), validated with Schema on
- * receipt, and the error codes a broker sends before it closes a connection.
+ * The JSON bodies of control frames (HELLO, WELCOME, SESSION_OPEN, SESSION_OPENED, ERROR and
+ * ENDED), validated with Schema on receipt, and the error codes a broker sends before it closes a
+ * connection (ERROR) or ends one of its sessions (ENDED).
  */
 import { Data, Either, Option, ParseResult, Schema, SchemaAST } from "effect"
 import { AckLevel } from "../../services/log/Topics.js"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType } from "./Frame.js"
 
-/** The handshake protocol this build speaks; a HELLO with another one gets `version-mismatch`. */
+/** The handshake protocol this build speaks; a HELLO or SUBSCRIBE with another one gets `version-mismatch`. */
 export const PROTOCOL_VERSION = 7
 
 /**
@@ -20,15 +21,12 @@ export const KEEPALIVE_DELAY_MS = 60_000
 const U32 = Schema.Int.pipe(Schema.between(0, 2 ** 32 - 1))
 
 /**
- * client → broker, the first frame of every connection. Without `sessionEpoch` it registers
- * a new session and the WELCOME says the epoch the log handed out; with one it attaches to
- * that registered session (a publisher's further connections, and reconnections).
+ * client → broker, the first frame of a publisher's connection: who it is and at what ACK level
+ * its sessions are acknowledged. Its sessions, one per topic, are opened with SESSION_OPEN.
  */
 export class Hello extends Schema.Class<Hello>("Hello")({
   protocol: Schema.Int,
-  topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
   clientId: U32,
-  sessionEpoch: Schema.optional(U32),
   ackLevel: AckLevel,
   /**
    * ACK 2 sessions: also acknowledge the ordered frontier (ACK frames at level 1), so the
@@ -37,8 +35,23 @@ export class Hello extends Schema.Class<Hello>("Hello")({
   orderedAcks: Schema.optional(Schema.Boolean),
   /** The user to authenticate as, and the client's fresh nonce (both, or neither: a broker without authentication). */
   user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
-  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255))),
-  /** With `sessionEpoch` and a user: the token the session's first WELCOME carried, proving the user registered it (Auth.ts). */
+  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
+}) {}
+
+/**
+ * client → broker, SESSION_OPEN's body: the topic of the session the header names. Its header's
+ * epoch 0 registers a new session (SESSION_OPENED says the epoch the log handed out); another
+ * attaches to that registered session (a publisher's further connections, and reconnections).
+ */
+export class SessionOpen extends Schema.Class<SessionOpen>("SessionOpen")({
+  topic: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)),
+  /** Attaching under a user: the token the session's SESSION_OPENED carried, proving the user registered it (Auth.ts). */
+  sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
+}) {}
+
+/** broker → client, SESSION_OPENED's body when it has one. */
+export class SessionOpened extends Schema.Class<SessionOpened>("SessionOpened")({
+  /** Registered under a user, from a broker whose credential file has a session key: the session's token, for attaching it again. */
   sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}
 
@@ -61,18 +74,16 @@ export class AuthProof extends Schema.Class<AuthProof>("AuthProof")({
   proof: Schema.String.pipe(Schema.maxLength(255))
 }) {}
 
-/** broker → client: the handshake is accepted; batches may follow. */
+/** broker → client: the handshake is accepted; sessions may be opened. */
 export class Welcome extends Schema.Class<Welcome>("Welcome")({
   protocol: Schema.Int,
   brokerId: Schema.Int.pipe(Schema.nonNegative()),
   /** The largest batch payload this broker accepts. */
   maxBatchBytes: Schema.Int.pipe(Schema.positive()),
-  /** The session this connection carries (handed out by the log when the HELLO registered one). */
-  sessionEpoch: U32,
+  /** The most sessions the connection may hold open at once (one more is refused `too-many-sessions`). */
+  maxSessions: Schema.Int.pipe(Schema.positive()),
   /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
-  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255))),
-  /** After a CHALLENGE, from a broker whose credential file has a session key: the session's token, for attaching it again. */
-  sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
+  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}
 
 export const WireErrorCode = Schema.Literal(
@@ -92,6 +103,7 @@ export const WireErrorCode = Schema.Literal(
   "handshake-timeout",
   "idle-timeout",
   "session-table-full",
+  "too-many-sessions",
   "unknown-session",
   "too-many-connections",
   "slow-consumer",
@@ -133,7 +145,9 @@ export class ErrorBody extends Schema.Class<ErrorBody>("ErrorBody")({
   earliest: Schema.optional(Schema.Number),
   end: Schema.optional(Schema.Number),
   /** `consumer-cut-off`: the consumer's committed offset (and in `earliest`, the oldest offset held). */
-  committed: Schema.optional(Schema.Number)
+  committed: Schema.optional(Schema.Number),
+  /** On a multi-topic subscription: the topic whose stream the error is of. */
+  topic: Schema.optional(Schema.String)
 }) {}
 
 /** A protocol violation seen on a connection: becomes an ERROR frame, then the connection closes. */
@@ -210,13 +224,36 @@ const encodeJson = <A, I>(schema: Schema.Schema<A, I>, value: A): Uint8Array =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
 
 export const helloFrame = (hello: Hello): Buffer =>
-  encodeFrame({
-    type: FrameType.HELLO,
-    clientId: hello.clientId,
-    sessionEpoch: hello.sessionEpoch ?? 0,
-    seq: 0,
-    messageCount: 0
-  }, encodeJson(Hello, hello))
+  encodeFrame(
+    { type: FrameType.HELLO, clientId: hello.clientId, sessionEpoch: 0, seq: 0, messageCount: 0 },
+    encodeJson(Hello, hello)
+  )
+
+/** SESSION_OPEN of session `sessionId`: registers a new session of `open.topic` (`sessionEpoch` 0) or attaches to that one. */
+export const sessionOpenFrame = (sessionId: number, sessionEpoch: number, open: SessionOpen): Buffer =>
+  encodeFrame(
+    { type: FrameType.SESSION_OPEN, clientId: sessionId, sessionEpoch, seq: 0, messageCount: 0 },
+    encodeJson(SessionOpen, open)
+  )
+
+export const sessionOpenedFrame = (sessionId: number, sessionEpoch: number, sessionToken: string | undefined): Buffer =>
+  encodeFrame(
+    { type: FrameType.SESSION_OPENED, clientId: sessionId, sessionEpoch, seq: 0, messageCount: 0 },
+    sessionToken === undefined ? undefined : encodeJson(SessionOpened, new SessionOpened({ sessionToken }))
+  )
+
+/** ENDED of the session or stream `id`: why it is over (its connection goes on). Built without Schema, as `errorFrame`. */
+export const endedFrame = (
+  id: number,
+  sessionEpoch: number,
+  code: WireErrorCode,
+  message: string,
+  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed" | "topic">
+): Buffer =>
+  encodeFrame(
+    { type: FrameType.ENDED, clientId: id, sessionEpoch, seq: 0, messageCount: 0 },
+    textEncoder.encode(JSON.stringify({ code, message: message.slice(0, 500), ...extra }))
+  )
 
 export const challengeFrame = (challenge: Challenge): Buffer =>
   encodeFrame(
@@ -240,7 +277,7 @@ export const welcomeFrame = (welcome: Welcome): Buffer =>
 export const errorFrame = (
   code: WireErrorCode,
   message: string,
-  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed">
+  extra?: Pick<ErrorBody, "requested" | "earliest" | "end" | "committed" | "topic">
 ): Buffer =>
   encodeFrame(
     { type: FrameType.ERROR, clientId: 0, sessionEpoch: 0, seq: 0, messageCount: 0 },
@@ -248,11 +285,11 @@ export const errorFrame = (
   )
 
 /**
- * `orders`: (batch seq, total order) pairs, flat, at most `MAX_ACK_ORDERS` of them; `count`
- * pairs from `from` are sent.
+ * The ACK of session `sessionId`: `orders`: (batch seq, total order) pairs, flat, at most
+ * `MAX_ACK_ORDERS` of them; `count` pairs from `from` are sent.
  */
 export const ackFrame = (
-  clientId: number,
+  sessionId: number,
   sessionEpoch: number,
   acked: number,
   level: AckLevel,
@@ -263,11 +300,14 @@ export const ackFrame = (
   const payload = orders === undefined || count === 0
     ? undefined
     : new Uint8Array(orders.buffer, orders.byteOffset + from * ACK_ORDER_BYTES, count * ACK_ORDER_BYTES)
-  return encodeFrame({ type: FrameType.ACK, clientId, sessionEpoch, seq: acked, messageCount: level }, payload)
+  return encodeFrame(
+    { type: FrameType.ACK, clientId: sessionId, sessionEpoch, seq: acked, messageCount: level },
+    payload
+  )
 }
 
-export const closeFrame = (clientId: number, sessionEpoch: number, batches: number): Buffer =>
-  encodeFrame({ type: FrameType.CLOSE, clientId, sessionEpoch, seq: batches, messageCount: 0 })
+export const closeFrame = (sessionId: number, sessionEpoch: number, batches: number): Buffer =>
+  encodeFrame({ type: FrameType.CLOSE, clientId: sessionId, sessionEpoch, seq: batches, messageCount: 0 })
 
-export const sessionFencedFrame = (clientId: number, sessionEpoch: number, committed: number): Buffer =>
-  encodeFrame({ type: FrameType.SESSION_FENCED, clientId, sessionEpoch, seq: committed, messageCount: 0 })
+export const sessionFencedFrame = (sessionId: number, sessionEpoch: number, committed: number): Buffer =>
+  encodeFrame({ type: FrameType.SESSION_FENCED, clientId: sessionId, sessionEpoch, seq: committed, messageCount: 0 })

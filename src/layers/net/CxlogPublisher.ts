@@ -7,6 +7,7 @@
  * await publisher.publish("hello")
  * const { offset } = await publisher.publish("one", { acked: true })   // once acknowledged: its place in the total order
  * await publisher.publish("paid", { key: "order-17", headers: { source: "web" } })
+ * await publisher.publish("shipped", { topic: "shipments" })   // any topic, over the same connections
  * await publisher.flush(5_000)   // rejects with PublishAckTimeout naming each broker's acked/sent counts
  * await publisher.close()         // flushes first: rejects with PublisherCloseUnflushed if that fails
  * ```
@@ -89,7 +90,8 @@ export class CxlogPublisher {
    * Resolves once the message is in a batch (at once unless the in-flight window is full);
    * with `{ acked: true }`, once it is acknowledged, with its offset in the total order
    * (rejects with `PublishAckTimeout` after `ackTimeoutMs`). `key` and `headers` travel with
-   * it (strings as UTF-8); it is stamped with the time of this call.
+   * it (strings as UTF-8); it is stamped with the time of this call. `topic` sends it to that topic
+   * (default the publisher's `topic`); a topic the log refuses rejects with `BrokerRejected` naming it.
    */
   publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: false }): Promise<void>
   publish(payload: Uint8Array | string, options: MessageOptions & { readonly acked: true }): Promise<PublishAck>
@@ -99,7 +101,9 @@ export class CxlogPublisher {
   ): Promise<void | PublishAck> {
     if (this.closed) return Promise.reject(new PublisherClosed())
     const bytes = typeof payload === "string" ? encoder.encode(payload) : payload
-    const message = options?.key === undefined && options?.headers === undefined ? undefined : options
+    const message = options?.key === undefined && options?.headers === undefined && options?.topic === undefined
+      ? undefined
+      : options
     if (options?.acked === true) return this.run(this.publisher.publishAcked(bytes, message))
     const taken = this.publisher.tryPublish(bytes, message)
     if (taken === true) return accepted

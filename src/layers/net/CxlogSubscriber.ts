@@ -5,6 +5,9 @@
  * ```ts
  * const subscriber = await CxlogSubscriber.open({ brokers: [{ host: "127.0.0.1", port: 7400 }], topic: "orders", consumer: "billing" })
  * for await (const message of subscriber) console.log(message.offset, message.timestamp, message.key, message.headers, message.text())
+ * // Several topics, or every topic a pattern matches, over one connection: each message says its topic.
+ * const all = await CxlogSubscriber.open({ brokers, topics: ["orders.*", "audit"] })
+ * for await (const message of all) console.log(message.topic, message.offset, message.text())
  * ```
  *
  * A message (and a batch) is a view of the received bytes, valid until the next iteration;
@@ -13,21 +16,29 @@
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope } from "effect"
+import { InvalidTopicPattern } from "../../services/log/TopicPattern.js"
 import type {
   MessageHeader,
   SubscribeOptions,
   SubscriberBatch,
   SubscriberMessage,
-  Subscription
+  Subscription,
+  TopicsSubscription
 } from "../../services/net/Subscriber.js"
-import { Subscriber } from "../../services/net/Subscriber.js"
+import { CommitRejected, Subscriber } from "../../services/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
 const decoder = new TextDecoder()
 
-/** What to read, and how: the topic, where to start, as which consumer. */
+/** What to read, and how: the topic (or topics and patterns), where to start, as which consumer. */
 export interface CxlogSubscribeOptions extends SubscribeOptions {
-  readonly topic: string
+  /** One topic to read. */
+  readonly topic?: string
+  /**
+   * In place of `topic`: several topics and patterns (`orders.*`: `*` one dot-separated token, `>`
+   * the rest), read over one subscription; each message says its `topic`.
+   */
+  readonly topics?: ReadonlyArray<string>
   /**
    * Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError.
    * Aborted while `open` connects, `open` rejects with the signal's reason and keeps nothing.
@@ -45,6 +56,9 @@ export interface CxlogMessage extends SubscriberMessage {
 /** The subscription's reused message, with `text()`; its fields are the current message's. */
 class FacadeMessage implements CxlogMessage {
   current!: SubscriberMessage
+  get topic(): string {
+    return this.current.topic
+  }
   get offset(): number {
     return this.current.offset
   }
@@ -80,17 +94,22 @@ class FacadeMessage implements CxlogMessage {
   }
 }
 
+/** The subscription a facade reads: of one topic, or of several. */
+type Reading =
+  | { readonly several: false; readonly subscription: Subscription }
+  | { readonly several: true; readonly subscription: TopicsSubscription }
+
 export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   private readonly stop = new AbortController()
   private closing: Promise<void> | undefined
-  /** The offset after the last message the iterator handed out (undefined: whole batches so far). */
-  private iterated: number | undefined
+  /** Per topic, the offset after the last message the iterator handed out (none: whole batches so far). */
+  private readonly iterated = new Map<string, number>()
   private readonly onAbort = () => void this.close()
 
   private constructor(
     private readonly runtime: ManagedRuntime.ManagedRuntime<Subscriber, unknown>,
     private readonly scope: Scope.CloseableScope,
-    private readonly subscription: Subscription,
+    private readonly reading: Reading,
     private readonly pull: Effect.Effect<SubscriberBatch, unknown>,
     private readonly signal: AbortSignal | undefined
   ) {
@@ -120,12 +139,24 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
     const exit = await runtime.runPromiseExit(
       Effect.gen(function*() {
         const subscriber = yield* Subscriber
-        return yield* subscriber.subscribe(options.topic, {
+        const subscribeOptions: SubscribeOptions = {
           ...(options.from === undefined ? {} : { from: options.from }),
           ...(options.fromTime === undefined ? {} : { fromTime: options.fromTime }),
           ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
           ...(options.autoCommit === undefined ? {} : { autoCommit: options.autoCommit })
-        })
+        }
+        if ((options.topic === undefined) === (options.topics === undefined)) {
+          return yield* new InvalidTopicPattern({
+            pattern: options.topic ?? "",
+            reason: "give one of topic (one topic) and topics (several topics and patterns)"
+          })
+        }
+        return options.topics === undefined
+          ? { several: false as const, subscription: yield* subscriber.subscribe(options.topic!, subscribeOptions) }
+          : {
+            several: true as const,
+            subscription: yield* subscriber.subscribeTopics(options.topics, subscribeOptions)
+          }
       }).pipe(Scope.extend(scope)),
       signal === undefined ? undefined : { signal }
     )
@@ -134,18 +165,35 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
       await runtime.dispose()
       throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
     }
-    const subscription = exit.value
+    const reading = exit.value
     // The subscription's pull itself, not a pull of its Stream: no Stream step per batch.
-    return new CxlogSubscriber(runtime, scope, subscription, subscription.pull, signal)
+    return new CxlogSubscriber(runtime, scope, reading, reading.subscription.pull, signal)
   }
 
-  get topic(): string {
-    return this.subscription.topic
+  /** The topic it reads (undefined when it reads several: `topics`). */
+  get topic(): string | undefined {
+    return this.reading.several ? undefined : this.reading.subscription.topic
   }
 
-  /** Offset of the next message. */
+  /** The topics it reads now (those named, and those its patterns matched so far). */
+  get topics(): ReadonlyArray<string> {
+    return this.reading.several ? this.reading.subscription.topics() : [this.reading.subscription.topic]
+  }
+
+  /** Offset of the next message (of its one topic; with several, of the first: `positionOf`). */
   get position(): number {
-    return this.subscription.position()
+    return this.reading.several
+      ? this.reading.subscription.position(this.topics[0] ?? "") ?? 0
+      : this.reading.subscription.position()
+  }
+
+  /** Offset of the next message of `topic` (undefined: it does not read that topic). */
+  positionOf(topic: string): number | undefined {
+    return this.reading.several
+      ? this.reading.subscription.position(topic)
+      : topic === this.reading.subscription.topic
+      ? this.reading.subscription.position()
+      : undefined
   }
 
   /** The next batch (a view valid until the next read); rejects with an AbortError once closed or aborted. */
@@ -171,7 +219,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         }
         for (const m of batch) {
           message.current = m
-          this.iterated = m.offset + 1
+          this.iterated.set(m.topic, m.offset + 1)
           yield message
           if (this.stop.signal.aborted) return
         }
@@ -196,19 +244,45 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         if (stopped()) return
         throw error
       }
-      this.iterated = undefined
+      this.iterated.clear()
       await handler(batch)
     }
   }
 
-  /** Commits `offset` as the consumer's committed offset; default: up to the last message iterated (or batch handed to `eachBatch`). */
-  commit(offset?: number): Promise<void> {
-    return this.run(this.subscription.commit(offset ?? this.iterated))
+  /**
+   * Commits `offset` as the consumer's committed offset (with several topics, `{ topic, offset }`);
+   * default: up to the last message iterated (or batch handed to `eachBatch`), of every topic.
+   */
+  commit(offset?: number | { readonly topic: string; readonly offset?: number }): Promise<void> {
+    const reading = this.reading
+    if (!reading.several) {
+      const at = typeof offset === "number" ? offset : offset?.offset
+      return this.run(reading.subscription.commit(at ?? this.iterated.get(reading.subscription.topic)))
+    }
+    if (typeof offset === "object") {
+      const at = offset.offset ?? this.iterated.get(offset.topic)
+      return this.run(reading.subscription.commit({ topic: offset.topic, ...(at === undefined ? {} : { offset: at }) }))
+    }
+    if (typeof offset === "number") {
+      return Promise.reject(
+        new CommitRejected({
+          topic: this.topics.join(", "),
+          reason: "with several topics, name the topic: { topic, offset }"
+        })
+      )
+    }
+    const subscription = reading.subscription
+    const iterated = [...this.iterated]
+    return this.run(
+      iterated.length === 0
+        ? subscription.commit()
+        : Effect.forEach(iterated, ([topic, at]) => subscription.commit({ topic, offset: at }), { discard: true })
+    )
   }
 
-  /** Messages published past the position. */
+  /** Messages published past the position (of every topic it reads). */
   lag(): Promise<number> {
-    return this.run(this.subscription.lag)
+    return this.run(this.reading.subscription.lag)
   }
 
   /** Ends the subscription (a consumer's member leaves: what it did not commit goes to the next one). */

@@ -7,7 +7,9 @@
  * |      0 |   u8 | frame type (FrameType)                                            |
  * |      1 |   u8 | wire version (WIRE_VERSION)                                       |
  * |      2 |  u16 | magic 0x5843 ("CX")                                               |
- * |      4 |  u32 | client id                                                         |
+ * |      4 |  u32 | client id; on a publisher's session frames (BATCH, ACK,           |
+ * |        |      | SESSION_FENCED, CLOSE, SESSION_*) the session's id on the         |
+ * |        |      | connection, on a multi-topic subscription's the stream's          |
  * |      8 |  u32 | session epoch                                                     |
  * |     12 |  u32 | sequence, low 32 bits  (BATCH: batch seq; ACK: acked count;       |
  * |     16 |  u32 | sequence, high 21 bits  SESSION_FENCED: committed frontier;       |
@@ -71,8 +73,31 @@ export const FrameType = {
   CHALLENGE: 12,
   /** client → broker (protocol 4): the proof answering the CHALLENGE. */
   AUTH: 13,
-  /** client → broker, on a named consumer's connection: seq = the offset to commit (the first message not processed). */
+  /**
+   * client → broker, on a named consumer's connection: seq = the offset to commit (the first
+   * message not processed); on a multi-topic subscription the client id field names the stream.
+   */
   COMMIT: 14,
+  /**
+   * client → broker (protocol 7): opens a session on the connection under the session id in the
+   * client id field (ids increase along a connection); epoch: the session to attach, 0 to
+   * register a new one. JSON (Control.SessionOpen): its topic.
+   */
+  SESSION_OPEN: 15,
+  /** broker → client: the session named is open under the epoch in the header; JSON (Control.SessionOpened), or none. */
+  SESSION_OPENED: 16,
+  /**
+   * broker → client: the session (a publisher's connection) or stream (a multi-topic
+   * subscription) named in the client id field is over, for the reason its JSON ErrorBody gives;
+   * the connection and its other sessions or streams go on.
+   */
+  ENDED: 17,
+  /**
+   * broker → client, on a multi-topic subscription: the DATA frames that follow are the stream's
+   * named in the client id field; with a JSON payload (SubscribeFrames.StreamStart) it opens the
+   * stream: its topic and where it starts.
+   */
+  STREAM: 18,
   /** client → broker, the first frame of an admin connection: JSON (AdminProtocol.AdminOpen). */
   ADMIN: 20,
   /** broker → client: JSON (AdminProtocol.AdminReady): the admin connection takes requests. */
@@ -132,63 +157,8 @@ export const encodeFrame = (
   return out
 }
 
-/**
- * ACK frames for a broker's hot path, byte for byte what `encodeFrame` makes of the same ACK
- * (Control.ackFrame), written with fixed offsets into one buffer the encoder reuses: no header
- * object, DataView or Buffer per ACK. A frame it returns stays valid until the next `encode`;
- * `written` leaves it its buffer when the socket it went to queued it rather than handing it to
- * the kernel at once.
- */
-export interface AckEncoder {
-  /** The ACK of batches 0..acked-1 at `level`, with `count` (batch seq, total order) pairs of `orders` from pair `from`. */
-  readonly encode: (
-    clientId: number,
-    sessionEpoch: number,
-    acked: number,
-    level: number,
-    orders: Float64Array,
-    from: number,
-    count: number
-  ) => Buffer
-  /**
-   * The last frame was written to `writer` (a socket): one that still has bytes queued may hold
-   * it (it did not hand it to the kernel at once), so it keeps the buffer.
-   */
-  readonly written: (writer: { readonly writableLength: number }) => void
-}
-
 /** An ACK's most (batch seq, total order) pairs. */
 export const MAX_ACK_ORDERS = MAX_ACK_PAYLOAD_BYTES / ACK_ORDER_BYTES
-
-export const ackEncoder = (): AckEncoder => {
-  let buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + MAX_ACK_PAYLOAD_BYTES)
-  let pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_ORDERS * 2)
-  // One view per frame length (pair count), made once per buffer: a socket write takes a whole Buffer.
-  let views: Array<Buffer | undefined> = []
-  // The constant bytes 1..3 (version, magic) are written once per buffer.
-  const fresh = () => {
-    buffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + MAX_ACK_PAYLOAD_BYTES)
-    pairs = new Float64Array(buffer.buffer, buffer.byteOffset + FRAME_HEADER_BYTES, MAX_ACK_ORDERS * 2)
-    views = []
-    buffer[0] = FrameType.ACK
-    buffer[1] = WIRE_VERSION
-    buffer.writeUInt16LE(FRAME_MAGIC, 2)
-  }
-  fresh()
-  return {
-    encode: (clientId, sessionEpoch, acked, level, orders, from, count) => {
-      const payloadBytes = count * ACK_ORDER_BYTES
-      const first = from * 2
-      for (let i = 0; i < count * 2; i++) pairs[i] = orders[first + i]!
-      const crc = count === 0 ? 0 : crc32c(buffer, FRAME_HEADER_BYTES, payloadBytes)
-      writeHeaderFields(buffer, clientId, sessionEpoch, acked, level, payloadBytes, crc)
-      return views[count] ??= buffer.subarray(0, FRAME_HEADER_BYTES + payloadBytes)
-    },
-    written: (writer) => {
-      if (writer.writableLength !== 0) fresh()
-    }
-  }
-}
 
 /**
  * Writes a header into the first 32 bytes of `frame` with fixed offsets (no header object or

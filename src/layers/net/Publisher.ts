@@ -17,7 +17,7 @@
  * batch may wait for that ACK while the window has room; its one timer runs only while such a
  * batch is open behind others, and carries over from batch to batch in a burst.
  */
-import { Config, ConfigError, Effect, Either, FiberSet, Layer, type Scope } from "effect"
+import { Config, ConfigError, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
@@ -29,10 +29,11 @@ import {
 } from "../../services/net/Publisher.js"
 import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
 import { withLocalCredentials } from "./Auth.js"
-import { BatchBuilder, BufferPool } from "./BatchPayload.js"
+import { BufferPool } from "./BatchPayload.js"
 import { parseAddresses } from "./ClientConnection.js"
 import { publisherCalls } from "./PublisherCalls.js"
 import { type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
+import { newLane } from "./PublisherLanes.js"
 import type { PublisherLink } from "./PublisherLink.js"
 import { RegionLink } from "./PublisherLinkRegion.js"
 import { BATCH_HEADROOM_BYTES, tcpLinks } from "./PublisherLinkTcp.js"
@@ -69,29 +70,23 @@ const newState = (settings: PublisherSettings, log: PublisherState["log"], headr
     orderedWindow,
     log,
     pool,
-    builder: new BatchBuilder(pool),
     links: [],
     linkCounts: [],
-    epoch: undefined,
-    registrar: undefined,
-    nextSeq: 0,
-    unacked: [],
-    head: 0,
-    sealedMessages: 0,
+    laneOf: new Map(),
+    lanes: [],
+    defaultLane: undefined,
+    gatherFirst: undefined,
+    gatherLast: undefined,
+    gatheringCount: 0,
+    fullLanes: 0,
     inFlight: 0,
     orderedInFlight: 0,
-    unrouted: [],
     roundRobin: 0,
     sticky: clientId % Math.max(1, settings.brokers.length),
     failure: undefined,
     lingerTimer: undefined,
-    lingerDue: Infinity,
     burstSealQueued: false,
     afterWritesScheduled: false,
-    openAckWaiters: undefined,
-    awaitingOffset: [],
-    ackWaitingBatches: 0,
-    orderedSeq: 0,
     waiters: new Set(),
     bounded: new Set(),
     boundTimer: undefined,
@@ -124,6 +119,8 @@ export const makeWith = (
     const s = newState(settings, yield* FiberSet.makeRuntime<never>(), headroom)
     s.links = linksOf(s)
     s.linkCounts = s.links.map(() => ({ sent: 0, acked: 0 }))
+    // The default topic's session is registered as soon as a link opens (an unknown topic is told at once).
+    if (settings.topic !== undefined) s.defaultLane = newLane(s, settings.topic)
     yield* Effect.addFinalizer(() => Effect.sync(() => closePublisher(s)))
     for (const link of s.links) connectLink(s, link)
     return publisherCalls(s)
@@ -167,7 +164,6 @@ export const makeLocal = (
         appender,
         acks,
         events: linkEvents(s),
-        topic: settings.topic,
         clientId: settings.clientId,
         ackLevel: settings.ackLevel,
         region: options.region,
@@ -187,9 +183,9 @@ const { brokers, topic, ...optional } = PUBLISHER_SETTINGS.settings
 
 /** Options from the environment: the variables of PUBLISHER_SETTINGS (services/net/NetSettings.ts). */
 export const config: Config.Config<PublisherOptions> = Config.all({
-  // The library names its brokers and topic: no default (the CLI's are for a local try).
+  // The library names its brokers: no default (the CLI's are for a local try); the default topic is optional.
   brokers: requiredSettingConfig(brokers),
-  topic: requiredSettingConfig(topic),
+  topic: Config.option(requiredSettingConfig(topic)),
   options: settingsConfig(optional)
 }).pipe(
   Config.mapOrFail(({ brokers: addressList, options: { ackLevel, clientId, fixedWindow, ...rest }, topic }) =>
@@ -198,7 +194,7 @@ export const config: Config.Config<PublisherOptions> = Config.all({
       onRight: (addresses): PublisherOptions => ({
         ...rest,
         brokers: addresses,
-        topic,
+        ...(Option.isSome(topic) ? { topic: topic.value } : {}),
         ackLevel: Number(ackLevel) as 0 | 1 | 2,
         ...(clientId === undefined ? {} : { clientId }),
         ...(fixedWindow ? { adaptiveWindow: false } : {})

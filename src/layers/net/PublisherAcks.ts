@@ -1,26 +1,34 @@
 /**
  * Batches becoming done: `complete` frees a batch's place in its window and counts it,
  * `learnOffsets` takes the total orders an ACK names, and the batches' `publishAcked` callers
- * are resumed with their offsets once known (or once no ACK can name them any more).
+ * are resumed with their offsets once known (or once no ACK can name them any more), or with
+ * the error that ended their topic (`failLane`) or the publisher (`failAckWaiters`).
  */
 import { Either } from "effect"
 import { publisherAckedBytes, publisherAckedMessages, publisherAckLatency } from "../../Metrics.js"
 import type { PublishError } from "../../services/net/Publisher.js"
+import { ungather } from "./PublisherLanes.js"
 import { paceLeaving } from "./PublisherPacing.js"
-import { type Batch, LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
+import { type Batch, type Lane, LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
 
 /** Done batches dropped from the front of `unacked` at a time (at least). */
 const TRIM_DONE_BATCHES = 64
 
-export const complete = (s: PublisherState, batch: Batch): void => {
+/** The batch leaves its window (done, acknowledged or failed). */
+const leaveWindow = (s: PublisherState, batch: Batch, now: number): void => {
   batch.done = true
-  s.lastAckAt = performance.now()
   if (batch.ordered) {
     s.orderedInFlight--
   } else {
-    paceLeaving(s, batch, s.lastAckAt)
+    paceLeaving(s, batch, now)
     s.inFlight--
   }
+  if (batch.pendingWrites === 0) s.pool.give(batch.buffer)
+}
+
+export const complete = (s: PublisherState, batch: Batch): void => {
+  s.lastAckAt = performance.now()
+  leaveWindow(s, batch, s.lastAckAt)
   if (batch.lastLink >= 0) s.linkCounts[batch.lastLink]!.acked++
   const micros = (s.lastAckAt - batch.sealedAt) * 1000
   s.latencies[s.latencyCount++ % LATENCY_SAMPLES] = micros
@@ -29,12 +37,13 @@ export const complete = (s: PublisherState, batch: Batch): void => {
   publisherAckedBytes.unsafeUpdate(batch.payload.byteLength, [])
   s.counts.ackedBatches++
   s.counts.ackedMessages += batch.messageCount
-  s.settings.onAcknowledged?.({ from: batch.firstMessage, count: batch.messageCount })
-  if (batch.pendingWrites === 0) s.pool.give(batch.buffer)
+  const lane = batch.lane
+  lane.counts.ackedMessages += batch.messageCount
+  s.settings.onAcknowledged?.({ topic: lane.topic, from: batch.firstMessage, count: batch.messageCount })
   if (batch.ackWaiters !== undefined) {
-    s.ackWaitingBatches--
+    lane.ackWaitingBatches--
     if (batch.firstOffset >= 0 || s.ackLevel === 0) settleAcks(batch)
-    else s.awaitingOffset.push(batch)
+    else lane.awaitingOffset.push(batch)
   }
 }
 
@@ -49,28 +58,31 @@ const settleAcks = (batch: Batch) => {
 }
 
 /**
- * Done batches still waiting for their offset that no ACK can name any more (their
+ * The lane's done batches still waiting for their offset that no ACK can name any more (their
  * connection is gone, or their epoch ended): settled with what is known.
  */
-export const settleAwaiting = (s: PublisherState, gone: (batch: Batch) => boolean): void => {
-  if (s.awaitingOffset.length === 0) return
+export const settleAwaiting = (lane: Lane, gone: (batch: Batch) => boolean): void => {
+  if (lane.awaitingOffset.length === 0) return
   const keep: Array<Batch> = []
-  for (const batch of s.awaitingOffset) {
+  for (const batch of lane.awaitingOffset) {
     if (gone(batch)) settleAcks(batch)
     else keep.push(batch)
   }
-  s.awaitingOffset = keep
+  lane.awaitingOffset = keep
 }
 
 /** The total orders an ACK names: pairs (batch seq, total order of its first message), little-endian f64. */
-export const learnOffsets = (s: PublisherState, orders: Uint8Array): void => {
-  if (orders.length < 16 || s.unacked.length === 0 || (s.ackWaitingBatches === 0 && s.awaitingOffset.length === 0)) {
+export const learnOffsets = (lane: Lane, orders: Uint8Array): void => {
+  if (
+    orders.length < 16 || lane.unacked.length === 0 ||
+    (lane.ackWaitingBatches === 0 && lane.awaitingOffset.length === 0)
+  ) {
     return
   }
   const view = new DataView(orders.buffer, orders.byteOffset, orders.length)
-  const base = s.unacked[0]!.seq
+  const base = lane.unacked[0]!.seq
   for (let at = 0; at + 16 <= orders.length; at += 16) {
-    const batch = s.unacked[view.getFloat64(at, true) - base]
+    const batch = lane.unacked[view.getFloat64(at, true) - base]
     if (batch !== undefined) batch.firstOffset = view.getFloat64(at + 8, true)
   }
 }
@@ -80,32 +92,58 @@ export const learnOffsets = (s: PublisherState, orders: Uint8Array): void => {
  * batch), keeping any whose offset an ACK may still name (`learnOffsets` finds them there).
  * From early on: a trim first run after TurboFan optimised `acknowledge` (which inlines this) deoptimised it.
  */
-export const trim = (s: PublisherState): void => {
-  let from = s.head
-  if (s.awaitingOffset.length > 0) {
-    const base = s.unacked.length === 0 ? 0 : s.unacked[0]!.seq
-    for (const batch of s.awaitingOffset) from = Math.min(from, batch.seq - base)
+export const trim = (lane: Lane): void => {
+  let from = lane.head
+  if (lane.awaitingOffset.length > 0) {
+    const base = lane.unacked.length === 0 ? 0 : lane.unacked[0]!.seq
+    for (const batch of lane.awaitingOffset) from = Math.min(from, batch.seq - base)
   }
-  if (from >= TRIM_DONE_BATCHES && from * 2 > s.unacked.length) {
-    s.unacked = s.unacked.slice(from)
-    s.head -= from
+  if (from >= TRIM_DONE_BATCHES && from * 2 > lane.unacked.length) {
+    lane.unacked = lane.unacked.slice(from)
+    lane.head -= from
   }
 }
 
-/**
- * The publisher failed: every `publishAcked` caller still waiting (the open batch's, the
- * sealed batches', those awaiting an offset) is resumed with `error`.
- */
-export const failAckWaiters = (s: PublisherState, error: PublishError): void => {
-  s.ackWaitingBatches = 0
+/** Every `publishAcked` caller of the lane still waiting (the open batch's, the sealed batches', those awaiting an offset) is resumed with `error`. */
+const failLaneWaiters = (lane: Lane, error: PublishError): void => {
+  lane.ackWaitingBatches = 0
   const failed = Either.left(error)
   const waiting = [
-    s.openAckWaiters,
-    ...s.awaitingOffset.map((b) => b.ackWaiters),
-    ...s.unacked.slice(s.head).map((b) => b.ackWaiters)
+    lane.openAckWaiters,
+    ...lane.awaitingOffset.map((b) => b.ackWaiters),
+    ...lane.unacked.slice(lane.head).map((b) => b.ackWaiters)
   ]
-  for (const batch of [...s.awaitingOffset, ...s.unacked]) batch.ackWaiters = undefined
-  s.awaitingOffset = []
-  s.openAckWaiters = undefined
+  for (const batch of [...lane.awaitingOffset, ...lane.unacked]) batch.ackWaiters = undefined
+  lane.awaitingOffset = []
+  lane.openAckWaiters = undefined
   for (const waiters of waiting) for (const waiter of waiters ?? []) waiter.resume(failed)
+}
+
+/** The publisher failed: every `publishAcked` caller of every lane still waiting is resumed with `error`. */
+export const failAckWaiters = (s: PublisherState, error: PublishError): void => {
+  for (const lane of s.lanes) failLaneWaiters(lane, error)
+}
+
+/**
+ * The log refused the lane's topic: its publishes fail with `error` from now on, and its
+ * batches not done leave the window (the other lanes' batches take their room) — they stay
+ * counted as not acknowledged (`unacknowledged` names them), and so do the open batch's messages.
+ */
+export const failLane = (s: PublisherState, lane: Lane, error: PublishError): void => {
+  if (lane.failure !== undefined) return
+  lane.failure = error
+  failLaneWaiters(lane, error)
+  const now = performance.now()
+  for (let i = lane.head; i < lane.unacked.length; i++) {
+    const batch = lane.unacked[i]!
+    if (batch.done) continue
+    batch.lost = true
+    leaveWindow(s, batch, now)
+  }
+  lane.unrouted = []
+  ungather(s, lane)
+  if (lane.full) {
+    lane.full = false
+    s.fullLanes--
+  }
 }

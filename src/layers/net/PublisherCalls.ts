@@ -1,6 +1,6 @@
 /**
- * The `PublisherShape` calls over a publisher's state: `offer` takes a message into the open
- * batch (sealing it at once when nothing is in flight, else leaving it to gather behind the
+ * The `PublisherShape` calls over a publisher's state: `offer` takes a message into its topic's
+ * open batch (sealing it at once when nothing is in flight, else leaving it to gather behind the
  * batches in flight), the publish calls wait for window room or an ACK, `flush` for
  * everything, and the reporting calls read the counts.
  */
@@ -12,24 +12,29 @@ import type {
   PublishAckTimeout,
   PublishError,
   PublisherShape,
-  PublisherStats
+  PublisherStats,
+  TopicStats
 } from "../../services/net/Publisher.js"
 import { encodeParts, type MessageParts } from "./BatchPayload.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
-import { type AckWaiter, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
+import { laneFor } from "./PublisherLanes.js"
+import { type AckWaiter, type Lane, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
 import { awaitRoom, boundedWait, brokerCounts, wakeWhen } from "./PublisherWaits.js"
-import { seal } from "./PublisherWindow.js"
+import { armLinger, opened, seal } from "./PublisherWindow.js"
 
 /** The calls of the publisher over `s`. */
 export const publisherCalls = (s: PublisherState): PublisherShape => {
-  /** A batch may be sealed, or the open one is empty (a linger seal emptied it): any message is taken. */
-  const writable = awaitRoom(s, () => room(s) || s.builder.messageCount === 0)
+  /** A batch may be sealed, or no open batch waits for room (a linger or an ACK sealed them): any message is taken. */
+  const writable = awaitRoom(s, () => room(s) || s.fullLanes === 0)
   const flushed = () => isFlushed(s)
   return {
     clientId: s.clientId,
     publish: (payload, message) => publish(s, writable, payload, message),
     publishAcked: (payload, message) => publishAcked(s, writable, payload, message),
-    tryPublish: (payload, message) => offer(s, payload, encodeParts(message), Date.now()),
+    tryPublish: (payload, message) => {
+      const lane = laneFor(s, message?.topic)
+      return lane instanceof Error ? lane : offer(s, lane, payload, encodeParts(message), Date.now())
+    },
     writable,
     flush: (timeoutMs) => flush(s, flushed, timeoutMs),
     stats: () => stats(s),
@@ -41,22 +46,38 @@ export const publisherCalls = (s: PublisherState): PublisherShape => {
 const tooLarge = (s: PublisherState, payload: Uint8Array, parts: MessageParts | undefined) =>
   messageTooLarge(payload.length + (parts === undefined ? 0 : parts.bytes), s.settings.maxBatchBytes)
 
-/** Takes a message published at `timestamp`, its key and headers encoded in `parts`. */
+/** The lane's open batch refused a message for want of room: `writable` waits for it. */
+const refusedForRoom = (s: PublisherState, lane: Lane): false => {
+  if (!lane.full) {
+    lane.full = true
+    s.fullLanes++
+  }
+  return false
+}
+
+/** Takes a message published at `timestamp` into the lane's open batch, its key and headers encoded in `parts`. */
 const offer = (
   s: PublisherState,
+  lane: Lane,
   payload: Uint8Array,
   parts: MessageParts | undefined,
   timestamp: number
 ): boolean | PublishError => {
   if (s.failure !== undefined) return s.failure
+  if (lane.failure !== undefined) return lane.failure
   const large = tooLarge(s, payload, parts)
   if (large !== undefined) return large
-  if (!s.builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)) {
-    if (!room(s)) return false
-    seal(s)
+  const builder = lane.builder
+  if (!builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)) {
+    if (!room(s)) return refusedForRoom(s, lane)
+    seal(s, lane)
   }
-  s.builder.add(payload, timestamp, parts)
+  const first = builder.messageCount === 0
+  builder.add(payload, timestamp, parts)
   s.counts.messages++
+  lane.counts.messages++
+  if (!first) return true
+  opened(s, lane)
   // Nothing in flight: no ACK is coming to clock this batch out, so it goes now: at the end of
   // this synchronous burst (a microtask, no timer), so messages published together go together.
   if (s.inFlight + s.orderedInFlight === 0) {
@@ -64,11 +85,10 @@ const offer = (
       s.burstSealQueued = true
       queueMicrotask(s.sealBurstTask)
     }
-  } else if (s.lingerDue === Infinity && room(s)) {
+  } else if (room(s)) {
     // Only while the window has room: a full one is clocked by the ACK that frees it
     // (`afterProgress` seals), and a linger could not seal before that anyway.
-    s.lingerDue = performance.now() + s.settings.lingerMs
-    s.lingerTimer ??= setTimeout(s.lingerTask, s.settings.lingerMs)
+    armLinger(s)
   }
   return true
 }
@@ -79,21 +99,24 @@ const offer = (
  */
 const publishAckedNow = (
   s: PublisherState,
+  lane: Lane,
   payload: Uint8Array,
   parts: MessageParts | undefined,
   timestamp: number,
   resume: AckWaiter["resume"]
 ): boolean | PublishError => {
   if (s.failure !== undefined) return s.failure
+  if (lane.failure !== undefined) return lane.failure
   const large = tooLarge(s, payload, parts)
   if (large !== undefined) return large
-  const fits = s.builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)
-  if (!fits && !room(s)) return false
+  const builder = lane.builder
+  const fits = builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)
+  if (!fits && !room(s)) return refusedForRoom(s, lane)
   // Registered before `offer`, which may seal the batch (taking its waiters along).
-  const index = fits ? s.builder.messageCount : 0
-  if (index === 0 && s.builder.messageCount > 0) seal(s)
-  ;(s.openAckWaiters ??= []).push({ index, resume })
-  return offer(s, payload, parts, timestamp)
+  const index = fits ? builder.messageCount : 0
+  if (index === 0 && builder.messageCount > 0) seal(s, lane)
+  ;(lane.openAckWaiters ??= []).push({ index, resume })
+  return offer(s, lane, payload, parts, timestamp)
 }
 
 type Writable = Effect.Effect<void, PublishError | PublishAckTimeout>
@@ -105,11 +128,13 @@ const publish = (
   message?: MessageOptions
 ): Effect.Effect<void, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
+    const lane = laneFor(s, message?.topic)
+    if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.
     const parts = encodeParts(message)
     const timestamp = Date.now()
     return Effect.suspend(function attempt(): Effect.Effect<void, PublishError | PublishAckTimeout> {
-      const taken = offer(s, payload, parts, timestamp)
+      const taken = offer(s, lane, payload, parts, timestamp)
       if (taken === true) return Effect.void
       if (taken !== false) return Effect.fail(taken)
       return Effect.zipRight(writable, Effect.suspend(attempt))
@@ -123,13 +148,15 @@ const publishAcked = (
   message?: MessageOptions
 ): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
+    const lane = laneFor(s, message?.topic)
+    if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.
     const parts = encodeParts(message)
     const timestamp = Date.now()
     return Effect.suspend(function attempt(): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> {
       let settled: Either.Either<PublishAck, PublishError> | undefined
       let resumeCaller: ((result: Either.Either<PublishAck, PublishError>) => void) | undefined
-      const taken = publishAckedNow(s, payload, parts, timestamp, (result) => {
+      const taken = publishAckedNow(s, lane, payload, parts, timestamp, (result) => {
         settled = result
         resumeCaller?.(result)
       })
@@ -145,51 +172,81 @@ const publishAcked = (
     })
   })
 
-/** Everything published is acknowledged (the open batch is sealed as soon as the window has room). */
+/** Everything published is acknowledged or its topic failed (the open batches are sealed as soon as the window has room). */
 const isFlushed = (s: PublisherState): boolean => {
-  if (s.builder.messageCount > 0 && room(s)) seal(s)
-  return s.builder.messageCount === 0 && s.inFlight + s.orderedInFlight === 0
+  for (let lane = s.gatherFirst; lane !== undefined && room(s); lane = s.gatherFirst) seal(s, lane)
+  return s.gatheringCount === 0 && s.inFlight + s.orderedInFlight === 0
+}
+
+/** The error of the first topic that failed holding messages not acknowledged (they never will be). */
+const failedLane = (s: PublisherState): PublishError | undefined => {
+  for (const lane of s.lanes) {
+    if (lane.failure !== undefined && unacknowledgedOf(lane).length > 0) return lane.failure
+  }
+  return undefined
 }
 
 /**
  * Until everything published is acknowledged, failing after `timeoutMs` (no sleeping fiber
- * per flush: a closed loop of publish and flush allocated ~50 KiB of fibers per round trip that way).
+ * per flush: a closed loop of publish and flush allocated ~50 KiB of fibers per round trip that
+ * way), or with the error of a topic whose messages never will be.
  */
 const flush = (
   s: PublisherState,
   flushed: () => boolean,
   timeoutMs: number
-): Effect.Effect<void, PublishError | PublishAckTimeout> =>
-  Effect.suspend(() => {
-    if (s.failure !== undefined) return Effect.fail(s.failure)
-    if (flushed()) return Effect.void
-    return boundedWait<void>(s, timeoutMs, false, (settle) => wakeWhen(s, flushed, settle))
+): Effect.Effect<void, PublishError | PublishAckTimeout> => {
+  const outcome = Effect.suspend(() => {
+    const failed = failedLane(s)
+    return failed === undefined ? Effect.void : Effect.fail(failed)
   })
+  return Effect.suspend(() => {
+    if (s.failure !== undefined) return Effect.fail(s.failure)
+    if (flushed()) return outcome
+    return Effect.zipRight(boundedWait<void>(s, timeoutMs, false, (settle) => wakeWhen(s, flushed, settle)), outcome)
+  })
+}
+
+const topicStats = (lane: Lane): TopicStats => {
+  let inFlight = 0
+  for (let i = lane.head; i < lane.unacked.length; i++) if (!lane.unacked[i]!.done) inFlight++
+  return {
+    topic: lane.topic,
+    sessionEpoch: lane.epoch ?? 0,
+    ...lane.counts,
+    inFlight,
+    ...(lane.failure === undefined ? {} : { failure: lane.failure.message })
+  }
+}
 
 const stats = (s: PublisherState): PublisherStats => ({
   clientId: s.clientId,
-  sessionEpoch: s.epoch ?? 0,
+  sessionEpoch: s.defaultLane?.epoch ?? 0,
   ...s.counts,
   inFlight: s.inFlight + s.orderedInFlight,
   window: s.window,
-  brokers: brokerCounts(s)
+  brokers: brokerCounts(s),
+  topics: s.lanes.map(topicStats)
 })
 
-/** Not-done batches are all in `unacked` from `head` on, in the order they were sealed (a fence's replay keeps it). */
-const unacknowledged = (s: PublisherState): ReadonlyArray<MessageRange> => {
-  const ranges: Array<{ from: number; count: number }> = []
+/** The lane's messages not acknowledged: its batches not done or lost, and its open batch, adjacent ones merged. */
+const unacknowledgedOf = (lane: Lane): ReadonlyArray<MessageRange> => {
+  const ranges: Array<{ topic: string; from: number; count: number }> = []
   const add = (from: number, count: number) => {
     const last = ranges[ranges.length - 1]
     if (last !== undefined && last.from + last.count === from) last.count += count
-    else ranges.push({ from, count })
+    else ranges.push({ topic: lane.topic, from, count })
   }
-  for (let i = s.head; i < s.unacked.length; i++) {
-    const batch = s.unacked[i]!
-    if (!batch.done) add(batch.firstMessage, batch.messageCount)
+  // Not-done batches are all in `unacked` from `head` on, in the order they were sealed (a fence's replay keeps it).
+  for (let i = lane.head; i < lane.unacked.length; i++) {
+    const batch = lane.unacked[i]!
+    if (!batch.done || batch.lost) add(batch.firstMessage, batch.messageCount)
   }
-  if (s.builder.messageCount > 0) add(s.sealedMessages, s.builder.messageCount)
+  if (lane.builder.messageCount > 0) add(lane.sealedMessages, lane.builder.messageCount)
   return ranges
 }
+
+const unacknowledged = (s: PublisherState): ReadonlyArray<MessageRange> => s.lanes.flatMap(unacknowledgedOf)
 
 const ackLatencies = (s: PublisherState, since: number): Float64Array => {
   const from = Math.max(since, s.latencyCount - LATENCY_SAMPLES)

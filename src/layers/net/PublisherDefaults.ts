@@ -2,8 +2,10 @@
  * A publisher's options with their defaults filled in, and what it refuses before it starts:
  * options that cannot work, and messages too big for any batch.
  */
+import { Schema } from "effect"
 import { randomInt } from "node:crypto"
 import { withMillis } from "../../Durations.js"
+import { TopicName } from "../../services/log/Topics.js"
 import {
   DEFAULT_MAX_IN_FLIGHT_BATCHES,
   InvalidPublisherOptions,
@@ -12,6 +14,8 @@ import {
   type PublisherOptions
 } from "../../services/net/Publisher.js"
 import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
+
+const isTopicName = Schema.is(TopicName)
 
 export const settingsOf = (given: PublisherOptions) => {
   const options = withMillis(given, ["linger", "connectTimeout", "ackTimeout", "reconnectDelay"])
@@ -44,7 +48,9 @@ export type PublisherSettings = ReturnType<typeof settingsOf>
 export const validate = (s: PublisherSettings, local = false): string | undefined => {
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
   if (!local && s.brokers.length === 0) return "at least one broker address is needed"
-  if (s.topic.length === 0) return "a topic is needed"
+  if (s.topic !== undefined && !isTopicName(s.topic)) {
+    return `topic ${JSON.stringify(s.topic)} is not a topic name (1 to 100 of A-Z a-z 0-9 . _ -)`
+  }
   if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
   if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`
   if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) {

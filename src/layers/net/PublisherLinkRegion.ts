@@ -7,22 +7,22 @@
  * as over TCP. An uncontended batch is ordered by the Appender at the end of its turn
  * (AppenderRounds.ts) and acknowledged in the same turn: no process is woken for it.
  *
- * Sends keep their order: while one batch waits for room in the log (backpressure), the ones
- * after it queue behind it.
+ * It carries the session of every topic the publisher writes (each lane's, registered in that
+ * topic's session table). Sends keep their order per topic: while one batch waits for room in
+ * its topic's log (backpressure), that topic's later ones queue behind it; other topics go on.
  */
 import { Cause, Effect, Exit } from "effect"
 import type { AckTrackerShape, SessionWatch } from "../../services/log/AckTracker.js"
 import type { AppenderShape, BatchHeader } from "../../services/log/Appender.js"
-import { BrokerRejected, type PublishError } from "../../services/net/Publisher.js"
+import { BrokerRejected } from "../../services/net/Publisher.js"
 import type { WireErrorCode } from "./Control.js"
-import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
+import type { LaneRef, LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 
-/** What a region link works with: the process's log services, how it runs an Effect, and what it publishes. */
+/** What a region link works with: the process's log services, how it runs an Effect, and who publishes. */
 export interface RegionLinkContext {
   readonly appender: AppenderShape
   readonly acks: AckTrackerShape
   readonly events: PublisherLinkEvents
-  readonly topic: string
   readonly clientId: number
   readonly ackLevel: 0 | 1 | 2
   /** The region's name, for stats and errors. */
@@ -40,12 +40,84 @@ interface Queued {
   readonly onWritten: (error: Error | null | undefined) => void
 }
 
-const refusal = (region: string, code: BrokerRejected["code"], detail: string): PublishError =>
-  new BrokerRejected({ broker: `region ${region}`, code, detail })
-
 /** The wire code a local append's refusal carries, as a broker's would. */
 const refusalCode = (tag: string | undefined): WireErrorCode =>
-  tag === "TopicNotFound" ? "unknown-topic" : tag === "TopicDeleted" ? "topic-deleted" : "bad-batch"
+  tag === "TopicNotFound"
+    ? "unknown-topic"
+    : tag === "TopicDeleted"
+    ? "topic-deleted"
+    : tag === "SessionTableFull"
+    ? "session-table-full"
+    : "internal"
+
+/** Whether an append's refusal is its topic's (the lane fails) rather than the link's. */
+const topicGone = (tag: string | undefined): boolean => tag === "TopicNotFound" || tag === "TopicDeleted"
+
+/**
+ * One lane's session in the region: its frontiers' watch (standing on the doorbell only while
+ * batches it appended await their ACK), the PBR positions of those batches, what was reported,
+ * and the batches waiting for room, in order.
+ */
+class RegionSession {
+  watch: SessionWatch | undefined = undefined
+  totalOrder: ((broker: number, pbrSeq: number) => number | undefined) | undefined = undefined
+  stopWatch: (() => void) | undefined = undefined
+  /** Batch seq → its PBR position in this link's broker slot (for its total order), until acknowledged. */
+  readonly carried = new Map<number, number>()
+  reportedOrdered = 0
+  reportedReplicated = 0
+  /** Batches 0..appended-1 of the session were appended here (the highest seq appended, plus one). */
+  appended = 0
+  readonly queue: Array<Queued> = []
+  draining = false
+  /** Made once: the standing wait's condition and callback (no closure per wake). */
+  readonly moved = () => this.acksMoved()
+  readonly onMoved = (satisfied: boolean) => {
+    if (satisfied) this.link.report(this)
+  }
+
+  constructor(readonly link: RegionLink, readonly lane: LaneRef, readonly epoch: number) {}
+
+  /** Whether the session's line moved past what was reported (or ended). */
+  acksMoved(): boolean {
+    const acks = this.watch?.acks()
+    if (acks === undefined) return false
+    return this.watch!.deleted() || acks.fenced || acks.ordered > this.reportedOrdered ||
+      (this.link.c.ackLevel === 2 && acks.replicated > this.reportedReplicated)
+  }
+
+  /** Batch `seq` was appended: the session stands on the doorbell until its ACK is reported. */
+  appendedBatch(seq: number, pbrSeq: number): void {
+    this.carried.set(seq, pbrSeq)
+    if (seq >= this.appended) this.appended = seq + 1
+    this.link.idle.delete(this)
+    this.stand()
+  }
+
+  /** Everything it appended is reported at the publisher's level. */
+  get settled(): boolean {
+    return this.reportedOrdered >= this.appended &&
+      (this.link.c.ackLevel !== 2 || this.reportedReplicated >= this.appended)
+  }
+
+  private stand(): void {
+    if (this.stopWatch !== undefined || this.watch === undefined) return
+    this.stopWatch = this.watch.standing(this.moved, this.onMoved, this.link.every)
+    if (this.acksMoved()) this.link.report(this)
+  }
+
+  sit(): void {
+    this.link.idle.delete(this)
+    this.stopWatch?.()
+    this.stopWatch = undefined
+  }
+}
+
+/**
+ * Settled sessions that stay on the doorbell (the most recently active): a publisher's one busy
+ * topic does not leave and rejoin it per batch, while a thousand idle ones cost no wake-ups.
+ */
+const IDLE_STANDING = 8
 
 export class RegionLink implements PublisherLink {
   readonly index = 0
@@ -53,30 +125,38 @@ export class RegionLink implements PublisherLink {
   readonly address: string
   state: LinkState = "idle"
   lastClose: string | undefined = undefined
-  private epoch = 0
-  private watch: SessionWatch | undefined = undefined
-  private stopWatch: (() => void) | undefined = undefined
-  /** Batch seq → its PBR position in this link's broker slot (for its total order), until acknowledged. */
-  private readonly carried = new Map<number, number>()
-  private reportedOrdered = 0
-  private reportedReplicated = 0
-  private totalOrder: ((broker: number, pbrSeq: number) => number | undefined) | undefined = undefined
-  private readonly queue: Array<Queued> = []
-  private draining = false
-  /** Made once: the standing wait's condition and callback (no closure per wake). */
-  private readonly moved = () => this.acksMoved()
-  private readonly onMoved = (satisfied: boolean) => {
-    if (satisfied) this.report()
-  }
-  private readonly every = () => this.c.recheckMs
+  /** The lanes' sessions, by lane index. */
+  private readonly sessions = new Map<number, RegionSession>()
+  /** Settled sessions still standing, least recently active first (at most IDLE_STANDING). */
+  readonly idle = new Set<RegionSession>()
+  readonly every = () => this.c.recheckMs
 
-  constructor(private readonly c: RegionLinkContext) {
+  constructor(readonly c: RegionLinkContext) {
     this.address = `region ${c.region}`
   }
 
-  open(sessionEpoch: number | undefined): void {
+  private refusal(lane: LaneRef | undefined, code: WireErrorCode, detail: string) {
+    return new BrokerRejected({
+      broker: this.address,
+      code,
+      detail,
+      ...(lane === undefined ? {} : { topic: lane.topic })
+    })
+  }
+
+  /** The region is there: open at once (reported once the caller's turn is over). */
+  open(): void {
     this.state = "opening"
-    const { appender, acks, topic, clientId } = this.c
+    queueMicrotask(() => {
+      if (this.state !== "opening") return
+      this.state = "open"
+      this.c.events.opened(this)
+    })
+  }
+
+  openSession(lane: LaneRef, sessionEpoch: number | undefined): void {
+    const { appender, acks, clientId } = this.c
+    const topic = lane.topic
     const opening = Effect.gen(function*() {
       const epoch = sessionEpoch ?? (yield* appender.registerSession(topic, clientId))
       const watch = yield* acks.watch(topic, clientId, epoch, appender.brokerId)
@@ -84,37 +164,40 @@ export class RegionLink implements PublisherLink {
       return { epoch, watch, totalOrder }
     })
     this.c.run(opening, (exit) => {
-      if (this.state !== "opening") return
+      if (this.state !== "open") return
       if (Exit.isFailure(exit)) {
         const error = Cause.squash(exit.cause) as { readonly _tag?: string; readonly message?: string }
-        this.state = "idle"
-        this.lastClose = error._tag ?? "failed"
-        const code = error._tag === "SessionTableFull"
-          ? "session-table-full"
-          : error._tag === "TopicNotFound" || error._tag === "TopicDeleted"
-          ? refusalCode(error._tag)
-          : "internal"
-        return this.c.events.failed(refusal(this.c.region, code, error.message ?? String(error)))
+        return this.c.events.sessionRefused(
+          this,
+          lane,
+          this.refusal(lane, refusalCode(error._tag), error.message ?? String(error))
+        )
       }
-      const { epoch, watch, totalOrder } = exit.value
+      const { epoch, totalOrder, watch } = exit.value
       const now = watch.acks()
       if (sessionEpoch !== undefined && !now.known) {
-        this.state = "idle"
-        return this.c.events.sessionUnknown(this, `the log no longer knows session ${epoch}`)
+        return this.c.events.sessionUnknown(this, lane, `the log no longer knows session ${epoch} of topic ${topic}`)
       }
-      this.epoch = epoch
-      this.watch = watch
-      this.totalOrder = totalOrder
-      this.reportedOrdered = now.ordered
-      this.reportedReplicated = now.replicated
-      this.state = "open"
-      this.c.events.opened(this, epoch)
-      this.stopWatch = watch.standing(this.moved, this.onMoved, this.every)
-      if (this.acksMoved()) this.report()
+      const session = new RegionSession(this, lane, epoch)
+      session.watch = watch
+      session.totalOrder = totalOrder
+      session.reportedOrdered = now.ordered
+      session.reportedReplicated = now.replicated
+      this.sessions.get(lane.index)?.sit()
+      this.sessions.set(lane.index, session)
+      this.c.events.sessionOpened(this, lane, epoch)
+      // A fence or a deletion while nothing is in flight is seen with the next batch, or now.
+      if (now.fenced || watch.deleted()) this.report(session)
     })
   }
 
-  send(batch: LinkBatch, sessionEpoch: number, onWritten: (error: Error | null | undefined) => void): void {
+  send(
+    batch: LinkBatch,
+    lane: LaneRef,
+    sessionEpoch: number,
+    onWritten: (error: Error | null | undefined) => void
+  ): void {
+    const session = this.sessions.get(lane.index)!
     const header: BatchHeader = {
       clientId: this.c.clientId,
       sessionEpoch,
@@ -123,84 +206,103 @@ export class RegionLink implements PublisherLink {
       payloadBytes: batch.payload.length,
       crc32c: batch.crc32c
     }
-    if (this.queue.length === 0) {
-      const outcome = this.c.appender.tryAppendWith(this.c.topic, header, (dst) => dst.set(batch.payload))
+    if (session.queue.length === 0) {
+      const outcome = this.c.appender.tryAppendWith(lane.topic, header, (dst) => dst.set(batch.payload))
       if (outcome !== "wait") {
         if ("pbrSeq" in outcome) {
-          this.carried.set(batch.seq, outcome.pbrSeq)
-          return onWritten(null)
+          onWritten(null)
+          return session.appendedBatch(batch.seq, outcome.pbrSeq)
         }
         onWritten(outcome)
-        return this.c.events.failed(refusal(this.c.region, refusalCode(outcome._tag), outcome.message))
+        return this.failAppend(session, outcome)
       }
     }
-    // Waiting for room (or for the topic's first use): in order, behind any batch already waiting.
-    this.queue.push({ header, payload: batch.payload, onWritten })
-    this.drain()
+    // Waiting for room (or for the topic's first use): in order, behind any batch of the lane already waiting.
+    session.queue.push({ header, payload: batch.payload, onWritten })
+    this.drain(session)
   }
 
-  /** Appends the queued batches one by one, each waiting for room as long as the appender's bound. */
-  private drain(): void {
-    if (this.draining || this.queue.length === 0) return
-    this.draining = true
-    const next = this.queue[0]!
-    const { appender, topic } = this.c
-    this.c.run(appender.appendWith(topic, next.header, (dst) => dst.set(next.payload)), (exit) => {
-      this.draining = false
-      this.queue.shift()
+  /** An append refused: a topic gone fails its lane; anything else takes the link down (the core resends). */
+  private failAppend(session: RegionSession, error: Error & { readonly _tag?: string }): void {
+    for (const dropped of session.queue.splice(0)) dropped.onWritten(error)
+    if (topicGone(error._tag)) {
+      this.dropSession(session.lane)
+      return this.c.events.sessionRefused(
+        this,
+        session.lane,
+        this.refusal(session.lane, refusalCode(error._tag), error.message)
+      )
+    }
+    this.down(`append failed: ${error.message}`)
+  }
+
+  /** Appends the lane's queued batches one by one, each waiting for room as long as the appender's bound. */
+  private drain(session: RegionSession): void {
+    if (session.draining || session.queue.length === 0) return
+    session.draining = true
+    const next = session.queue[0]!
+    const { appender } = this.c
+    this.c.run(appender.appendWith(session.lane.topic, next.header, (dst) => dst.set(next.payload)), (exit) => {
+      session.draining = false
+      if (this.sessions.get(session.lane.index) !== session) return
+      session.queue.shift()
       if (Exit.isSuccess(exit)) {
-        this.carried.set(next.header.batchSeq, exit.value.pbrSeq)
         next.onWritten(null)
-        return this.drain()
+        session.appendedBatch(next.header.batchSeq, exit.value.pbrSeq)
+        return this.drain(session)
       }
       const error = Cause.squash(exit.cause) as Error & { readonly _tag?: string }
       next.onWritten(error)
-      // The rest of the queue is dropped with the link: the core resends what it carried.
-      for (const dropped of this.queue.splice(0)) dropped.onWritten(error)
-      // A topic gone is the publisher's end; anything else, the link's (the core resends elsewhere).
-      if (error._tag === "TopicNotFound" || error._tag === "TopicDeleted") {
-        return this.c.events.failed(refusal(this.c.region, refusalCode(error._tag), error.message))
-      }
-      this.down(`append failed: ${error.message}`)
+      this.failAppend(session, error)
     })
   }
 
-  /** Whether the session's line moved past what was reported (or ended). */
-  private acksMoved(): boolean {
-    const acks = this.watch?.acks()
-    if (acks === undefined) return false
-    return this.watch!.deleted() || acks.fenced || acks.ordered > this.reportedOrdered ||
-      (this.c.ackLevel === 2 && acks.replicated > this.reportedReplicated)
-  }
-
   /** Reports what the session's line says: ordered (and replicated) frontiers with the total orders of the batches carried, or its end. */
-  private report(): void {
-    const watch = this.watch
-    if (watch === undefined || this.state !== "open") return
+  report(session: RegionSession): void {
+    const watch = session.watch
+    if (watch === undefined || this.state !== "open" || this.sessions.get(session.lane.index) !== session) return
+    const { lane } = session
     if (watch.deleted()) {
-      return this.c.events.failed(refusal(this.c.region, "topic-deleted", `topic ${this.c.topic} was deleted`))
+      this.dropSession(lane)
+      return this.c.events.sessionRefused(
+        this,
+        lane,
+        this.refusal(lane, "topic-deleted", `topic ${lane.topic} was deleted`)
+      )
     }
     const acks = watch.acks()
-    if (acks.ordered > this.reportedOrdered) {
-      const orders = this.ordersUpTo(acks.ordered)
-      this.reportedOrdered = acks.ordered
-      this.c.events.acked(this, this.epoch, acks.ordered, orders, 1)
+    if (acks.ordered > session.reportedOrdered) {
+      const orders = this.ordersUpTo(session, acks.ordered)
+      session.reportedOrdered = acks.ordered
+      this.c.events.acked(this, lane, session.epoch, acks.ordered, orders, 1)
     }
-    if (this.c.ackLevel === 2 && acks.replicated > this.reportedReplicated) {
-      this.reportedReplicated = acks.replicated
-      this.c.events.acked(this, this.epoch, acks.replicated, new Uint8Array(0), 2)
+    if (this.c.ackLevel === 2 && acks.replicated > session.reportedReplicated) {
+      session.reportedReplicated = acks.replicated
+      this.c.events.acked(this, lane, session.epoch, acks.replicated, new Uint8Array(0), 2)
     }
-    if (acks.fenced && this.state === "open") this.c.events.fenced(this.epoch, acks.ordered)
+    if (acks.fenced && this.sessions.get(lane.index) === session) {
+      this.dropSession(lane)
+      return this.c.events.fenced(lane, session.epoch, acks.ordered)
+    }
+    if (session.settled) this.settle(session)
+  }
+
+  /** Everything the session appended is acknowledged: it stays on the doorbell only while it is among the most recently active. */
+  private settle(session: RegionSession): void {
+    if (session.stopWatch === undefined) return
+    this.idle.delete(session)
+    this.idle.add(session)
+    if (this.idle.size > IDLE_STANDING) this.idle.values().next().value!.sit()
   }
 
   /** (batch seq, total order) pairs, f64 little-endian, of the batches carried below `count`, forgotten as they are reported. */
-  private ordersUpTo(count: number): Uint8Array {
+  private ordersUpTo(session: RegionSession, count: number): Uint8Array {
     const pairs: Array<number> = []
     const broker = this.c.appender.brokerId
-    for (const [seq, pbrSeq] of this.carried) {
+    for (const [seq, pbrSeq] of session.carried) {
       if (seq >= count) continue
-      this.carried.delete(seq)
-      const order = this.totalOrder?.(broker, pbrSeq)
+      session.carried.delete(seq)
+      const order = session.totalOrder?.(broker, pbrSeq)
       if (order !== undefined) pairs.push(seq, order)
     }
     return new Uint8Array(new Float64Array(pairs).buffer)
@@ -213,20 +315,30 @@ export class RegionLink implements PublisherLink {
   }
 
   private detach(): void {
-    this.stopWatch?.()
-    this.stopWatch = undefined
-    this.watch = undefined
-    this.carried.clear()
+    for (const session of this.sessions.values()) {
+      session.sit()
+      for (const dropped of session.queue.splice(0)) dropped.onWritten(new Error("the link went down"))
+    }
+    this.sessions.clear()
     this.state = "idle"
   }
 
-  closeSession(sessionEpoch: number, batches: number): void {
-    this.detach()
-    this.c.run(this.c.appender.closeSession(this.c.topic, this.c.clientId, sessionEpoch, batches), () => {})
+  closeSession(lane: LaneRef, sessionEpoch: number, batches: number): void {
+    this.dropSession(lane)
+    this.c.run(this.c.appender.closeSession(lane.topic, this.c.clientId, sessionEpoch, batches), () => {})
+  }
+
+  dropSession(lane: LaneRef): void {
+    const session = this.sessions.get(lane.index)
+    if (session === undefined) return
+    session.sit()
+    this.sessions.delete(lane.index)
   }
 
   close(): void {
+    for (const session of this.sessions.values()) {
+      for (const dropped of session.queue.splice(0)) dropped.onWritten(new Error("the publisher closed"))
+    }
     this.detach()
-    for (const dropped of this.queue.splice(0)) dropped.onWritten(new Error("the publisher closed"))
   }
 }

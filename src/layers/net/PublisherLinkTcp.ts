@@ -1,8 +1,9 @@
 /**
  * Links to brokers over TCP (PublisherLink.ts is the seam): one per broker, each over one
  * connection at a time (ClientConnection.ts: HELLO and WELCOME, credentials, TLS, keep-alive,
- * frames), sending a batch as one write of a BATCH frame around its payload, and reconnecting
- * after a failure with a backoff. The links of a publisher also judge together when waiting
+ * frames) carrying the sessions of every topic the publisher writes, each under a session id of
+ * the connection's (the client id field of its frames); sending a batch as a BATCH frame around
+ * its payload (a burst's frames in one write), and reconnecting after a failure with a backoff. The links of a publisher also judge together when waiting
  * is pointless: every broker refusing it as a connection too many, or none ever reachable, for
  * longer than the connect timeout.
  */
@@ -18,7 +19,7 @@ import {
 import { fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
 import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
 import type { PublisherSettings } from "./PublisherDefaults.js"
-import type { LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
+import type { LaneRef, LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 
 /** Room a batch buffer keeps in front of its payload: a send writes the frame header there (one write, no copy). */
 export const BATCH_HEADROOM_BYTES = FRAME_HEADER_BYTES
@@ -58,25 +59,43 @@ class TcpLink implements PublisherLink {
   /** What its last connection attempt or connection saw, in words. */
   lastReason: string | undefined = undefined
   retryTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  /** The connection's session id of each lane (by lane index; 0: none), and the lane of each id. */
+  sessionIds: Array<number> = []
+  readonly lanes = new Map<number, LaneRef>()
+  /** The next session id on this connection (ids increase along a connection). */
+  nextSessionId = 1
 
   constructor(readonly group: TcpLinks, readonly index: number, readonly broker: BrokerAddress) {
     this.name = `B${index}`
     this.address = formatAddress(broker)
   }
 
-  open(sessionEpoch: number | undefined): void {
+  open(): void {
     clearTimeout(this.retryTimer)
     this.retryTimer = undefined
     this.state = "opening"
-    this.connection = connect(this, sessionEpoch)
+    this.forgetSessions()
+    this.connection = connect(this)
   }
 
-  send(batch: LinkBatch, sessionEpoch: number, onWritten: (error: Error | null | undefined) => void): void {
+  openSession(lane: LaneRef, sessionEpoch: number | undefined): void {
+    const sessionId = this.nextSessionId++
+    this.sessionIds[lane.index] = sessionId
+    this.lanes.set(sessionId, lane)
+    this.connection!.openSession(sessionId, lane.topic, sessionEpoch)
+  }
+
+  send(
+    batch: LinkBatch,
+    lane: LaneRef,
+    sessionEpoch: number,
+    onWritten: (error: Error | null | undefined) => void
+  ): void {
     const frame = frameAround(this.group.pool, batch.payload, batch.buffer)
     writeFrameHeader(
       frame,
       FrameType.BATCH,
-      this.group.settings.clientId,
+      this.sessionIds[lane.index]!,
       sessionEpoch,
       batch.seq,
       batch.messageCount,
@@ -86,17 +105,38 @@ class TcpLink implements PublisherLink {
     this.connection!.sendBatch(frame, onWritten)
   }
 
-  closeSession(sessionEpoch: number, batches: number): void {
-    this.connection?.closeSession(sessionEpoch, batches)
-    this.connection = undefined
-    this.state = "idle"
+  closeSession(lane: LaneRef, sessionEpoch: number, batches: number): void {
+    const sessionId = this.sessionIds[lane.index]
+    if (sessionId === undefined || sessionId === 0) return
+    this.connection?.closeSession(sessionId, lane.topic, sessionEpoch, batches)
+    this.dropSession(lane)
   }
 
-  close(): void {
+  dropSession(lane: LaneRef): void {
+    const sessionId = this.sessionIds[lane.index]
+    if (sessionId === undefined || sessionId === 0) return
+    this.sessionIds[lane.index] = 0
+    this.lanes.delete(sessionId)
+  }
+
+  /** The lane of session `sessionId` of this connection, if it still has one. */
+  laneOf(sessionId: number): LaneRef | undefined {
+    return this.lanes.get(sessionId)
+  }
+
+  forgetSessions(): void {
+    this.sessionIds = []
+    this.lanes.clear()
+    this.nextSessionId = 1
+  }
+
+  close(graceful = false): void {
     clearTimeout(this.retryTimer)
     this.retryTimer = undefined
-    this.connection?.close()
+    if (graceful) this.connection?.end()
+    else this.connection?.close()
     this.connection = undefined
+    this.forgetSessions()
     this.state = "idle"
   }
 }
@@ -134,16 +174,14 @@ const frameAround = (pool: BufferPool, payload: Uint8Array, buffer: Uint8Array):
   return frame
 }
 
-/** A connection to the link's broker: its HELLO registers a session (`sessionEpoch` undefined) or attaches to it. */
-const connect = (link: TcpLink, sessionEpoch: number | undefined): ClientConnection => {
+/** A connection to the link's broker: its HELLO says who the publisher is; its sessions open once it is welcomed. */
+const connect = (link: TcpLink): ClientConnection => {
   const { settings, events } = link.group
   const hello = new Hello({
     protocol: PROTOCOL_VERSION,
-    topic: settings.topic,
     clientId: settings.clientId,
     ackLevel: settings.ackLevel,
-    ...(settings.ackLevel === 2 ? { orderedAcks: true } : {}),
-    ...(sessionEpoch === undefined ? {} : { sessionEpoch })
+    ...(settings.ackLevel === 2 ? { orderedAcks: true } : {})
   })
   const where = `${link.name} ${link.address}`
   const connection: ClientConnection = openConnection(
@@ -165,21 +203,35 @@ const connect = (link: TcpLink, sessionEpoch: number | undefined): ClientConnect
         link.state = "open"
         link.failures = 0
         link.group.accepted = true
-        events.opened(link, welcome.sessionEpoch)
+        events.opened(link)
       },
-      onAck: (sessionEpoch, acked, orders, level) => {
-        if (link.connection === connection) events.acked(link, sessionEpoch, acked, orders, level)
+      onSessionOpened: (sessionId, sessionEpoch) => {
+        const lane = link.connection === connection ? link.laneOf(sessionId) : undefined
+        if (lane !== undefined) events.sessionOpened(link, lane, sessionEpoch)
       },
-      onFenced: (sessionEpoch, committed) => {
-        if (link.connection === connection) events.fenced(sessionEpoch, committed)
+      onSessionEnded: (sessionId, error) => {
+        const lane = link.connection === connection ? link.laneOf(sessionId) : undefined
+        if (lane === undefined) return
+        link.dropSession(lane)
+        if (error.code === "unknown-session") return events.sessionUnknown(link, lane, error.message)
+        events.sessionRefused(
+          link,
+          lane,
+          new BrokerRejected({ broker: where, code: error.code, detail: error.message, topic: lane.topic })
+        )
+      },
+      onAck: (sessionId, sessionEpoch, acked, orders, level) => {
+        const lane = link.connection === connection ? link.laneOf(sessionId) : undefined
+        if (lane !== undefined) events.acked(link, lane, sessionEpoch, acked, orders, level)
+      },
+      onFenced: (sessionId, sessionEpoch, committed) => {
+        const lane = link.connection === connection ? link.laneOf(sessionId) : undefined
+        if (lane !== undefined) events.fenced(lane, sessionEpoch, committed)
       },
       onBrokerError: (error) => {
-        if (link.connection !== connection) return
-        if (fatalWireErrors.has(error.code)) {
-          events.failed(
-            new BrokerRejected({ broker: where, code: error.code, detail: error.message })
-          )
-        } else if (error.code === "unknown-session") events.sessionUnknown(link, error.message)
+        if (link.connection === connection && fatalWireErrors.has(error.code)) {
+          events.failed(new BrokerRejected({ broker: where, code: error.code, detail: error.message }))
+        }
       },
       onClosed: (reason, closed) => {
         if (link.connection === connection) connectionClosed(link, reason, closed)
@@ -196,6 +248,7 @@ const connectionClosed = (link: TcpLink, reason: string, closed: ConnectionClose
   const { group } = link
   const code = closed.code
   link.connection = undefined
+  link.forgetSessions()
   link.state = "idle"
   link.lastClose = code
   link.lastReason = `${code}: ${closed.detail}`

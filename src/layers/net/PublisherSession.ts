@@ -1,117 +1,158 @@
 /**
- * The publisher's session and its links: the first link to open registers the session (the
- * log hands out its epoch) and the others attach to it; a link that goes down has its
- * batches resent through the others; a fence or a forgotten session starts a new session that
- * replays the unacknowledged suffix; a failure or `close` ends it all. `linkEvents` is what
- * the links report to (PublisherLink.ts).
+ * The lanes' sessions and the links: a link that opens gets every lane's session (the first link
+ * to open one registers it, the others attach to it); a link that goes down has its batches
+ * resent through the others; a fence or a forgotten session starts a lane's next session, which
+ * replays its unacknowledged suffix; a refusal of a topic fails that lane alone; a failure of the
+ * publisher or `close` ends it all. `linkEvents` is what the links report to (PublisherLink.ts).
  */
 import { Effect } from "effect"
 import { publisherFenced } from "../../Metrics.js"
 import { BrokerRejected, PublisherClosed, type PublishError } from "../../services/net/Publisher.js"
-import { failAckWaiters, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
-import type { PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
-import { notify, type PublisherState } from "./PublisherState.js"
+import { failAckWaiters, failLane, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
+import { openSessions } from "./PublisherLanes.js"
+import type { LaneRef, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
+import { type Lane, notify, type PublisherState, SessionOnLink } from "./PublisherState.js"
 import { stopBounds } from "./PublisherWaits.js"
-import { acknowledge, acknowledgeOrdered, dispatch, drainUnrouted } from "./PublisherWindow.js"
+import { acknowledge, acknowledgeOrdered, afterProgress, dispatch, drainUnrouted } from "./PublisherWindow.js"
 
 /** What the links report to: each event acts on the publisher's state. */
-export const linkEvents = (s: PublisherState): PublisherLinkEvents => ({
-  opened: (link, sessionEpoch) => {
-    if (s.epoch === undefined) registered(s, link, sessionEpoch)
-    drainUnrouted(s)
-  },
-  acked: (link, sessionEpoch, count, orders, level) => {
-    if (sessionEpoch !== s.epoch) return
-    if (level < s.ackLevel) return acknowledgeOrdered(s, count)
-    learnOffsets(s, orders)
-    acknowledge(s, count, link.index)
-  },
-  fenced: (sessionEpoch, committed) => {
-    if (sessionEpoch === s.epoch) fence(s, committed)
-  },
-  sessionUnknown: (link, detail) => sessionLost(s, link, detail),
-  failed: (error) => fail(s, error),
-  down: (link, reason) => linkDown(s, link, reason),
-  retry: (link) => connectLink(s, link)
-})
+export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
+  const laneOf = (ref: LaneRef): Lane => s.lanes[ref.index]!
+  return {
+    opened: () => {
+      for (const lane of s.lanes) openSessions(s, lane)
+    },
+    sessionOpened: (link, ref, sessionEpoch) => sessionOpened(s, link, laneOf(ref), sessionEpoch),
+    sessionRefused: (link, ref, error) => {
+      const lane = laneOf(ref)
+      lane.onLink[link.index] = SessionOnLink.none
+      refuse(s, lane, error)
+    },
+    sessionUnknown: (link, ref, detail) => sessionLost(s, link, laneOf(ref), detail),
+    acked: (link, ref, sessionEpoch, count, orders, level) => {
+      const lane = laneOf(ref)
+      if (sessionEpoch !== lane.epoch) return
+      if (level < s.ackLevel) return acknowledgeOrdered(s, lane, count)
+      learnOffsets(lane, orders)
+      acknowledge(s, lane, count, link.index)
+    },
+    fenced: (ref, sessionEpoch, committed) => {
+      const lane = laneOf(ref)
+      if (sessionEpoch === lane.epoch) fence(s, lane, committed)
+    },
+    failed: (error) => fail(s, error),
+    down: (link, reason) => linkDown(s, link, reason),
+    retry: (link) => connectLink(s, link)
+  }
+}
 
-/**
- * Opens a link. Without a session, the first link to open registers one (the log hands out
- * the epoch) and the others attach to it once it exists.
- */
+/** Opens a link (its lanes' sessions follow once it is up). */
 export const connectLink = (s: PublisherState, link: PublisherLink): void => {
-  if (s.failure !== undefined) return
-  if (s.epoch === undefined) {
-    if (s.registrar !== undefined && s.registrar !== link) return
-    s.registrar = link
-  }
-  link.open(s.epoch)
-}
-
-/** The log registered the session on `link`: the other links attach to it now (one waiting out a backoff too). */
-const registered = (s: PublisherState, link: PublisherLink, sessionEpoch: number) => {
-  s.epoch = sessionEpoch
-  s.registrar = undefined
-  for (const other of s.links) {
-    if (other === link || other.state === "opening" || other.state === "open") continue
-    connectLink(s, other)
-  }
+  if (s.failure === undefined) link.open()
 }
 
 /**
- * The log no longer knows the session (it ended and its record was reused). With
- * nothing unacknowledged a new session carries on; otherwise whether those batches are
- * in the log cannot be known, and the publisher fails rather than guess.
+ * The lane's session is open on `link`: the first to open registered it (the others attach to
+ * it now), and the batches waiting for a link go out.
  */
-const sessionLost = (s: PublisherState, link: PublisherLink, detail: string) => {
-  if (s.unacked.slice(s.head).some((batch) => !batch.done)) {
-    return fail(s, new BrokerRejected({ broker: `${link.name} ${link.address}`, code: "unknown-session", detail }))
+const sessionOpened = (s: PublisherState, link: PublisherLink, lane: Lane, sessionEpoch: number) => {
+  if (lane.failure !== undefined) return link.dropSession(lane)
+  if (lane.epoch === undefined) {
+    lane.epoch = sessionEpoch
+    lane.registrar = undefined
+  } else if (sessionEpoch !== lane.epoch) {
+    // Attached to an epoch the lane has left since (a fence meanwhile): it opens the current one there.
+    link.dropSession(lane)
+    lane.onLink[link.index] = SessionOnLink.none
+    return openSessions(s, lane)
   }
-  restartSession(s)
+  lane.onLink[link.index] = SessionOnLink.open
+  openSessions(s, lane)
+  drainUnrouted(s, lane)
 }
 
-/** Drops every link and registers a new session; batches waiting for a link go out under it. */
-const restartSession = (s: PublisherState) => {
-  s.epoch = undefined
-  s.orderedSeq = 0
-  s.registrar = undefined
-  for (const link of s.links) link.close()
-  for (const link of s.links) connectLink(s, link)
+/** The log refuses the lane's topic: its publishes fail with `error`, its sessions elsewhere are dropped, the other lanes go on. */
+const refuse = (s: PublisherState, lane: Lane, error: BrokerRejected) => {
+  if (lane.failure !== undefined) return
+  s.log(Effect.logDebug(`publisher ${s.clientId}: ${error.message}`))
+  dropSessions(s, lane)
+  failLane(s, lane, error)
+  afterProgress(s)
+}
+
+/** Forgets the lane's sessions on every link (the log ended them). */
+const dropSessions = (s: PublisherState, lane: Lane) => {
+  lane.registrar = undefined
+  for (const link of s.links) {
+    if (lane.onLink[link.index] === SessionOnLink.none) continue
+    lane.onLink[link.index] = SessionOnLink.none
+    link.dropSession(lane)
+  }
 }
 
 /**
- * A link lost its session: its outstanding batches go to the other links now, and if it was
- * registering the session another link does meanwhile. Whether it should retry.
+ * The log no longer knows the lane's session (it ended and its record was reused). With
+ * nothing unacknowledged a new session carries on; otherwise whether those batches are in
+ * the log cannot be known, and the lane fails rather than guess.
+ */
+const sessionLost = (s: PublisherState, link: PublisherLink, lane: Lane, detail: string) => {
+  lane.onLink[link.index] = SessionOnLink.none
+  if (lane.unacked.slice(lane.head).some((batch) => !batch.done)) {
+    return refuse(
+      s,
+      lane,
+      new BrokerRejected({ broker: `${link.name} ${link.address}`, code: "unknown-session", detail, topic: lane.topic })
+    )
+  }
+  restartSession(s, lane)
+}
+
+/** Drops the lane's sessions and registers a new one; batches waiting for a link go out under it. */
+const restartSession = (s: PublisherState, lane: Lane) => {
+  dropSessions(s, lane)
+  lane.epoch = undefined
+  lane.orderedSeq = 0
+  openSessions(s, lane)
+}
+
+/**
+ * A link lost its connection: the batches it carried go to the other links now, and the lanes
+ * it was registering register elsewhere. Whether it should retry.
  */
 const linkDown = (s: PublisherState, link: PublisherLink, reason: string): boolean => {
   s.log(Effect.logDebug(`publisher ${s.clientId}: ${link.name} ${link.address} down: ${reason}`))
-  for (let i = s.head; i < s.unacked.length; i++) {
-    const batch = s.unacked[i]!
-    if (!batch.done && batch.link === link.index) dispatch(s, batch)
+  const i = link.index
+  for (const lane of s.lanes) {
+    lane.onLink[i] = SessionOnLink.none
+    if (lane.registrar === link) lane.registrar = undefined
   }
-  // Done batches it carried whose offset it had not named yet: it never will.
-  settleAwaiting(s, (batch) => batch.lastLink === link.index)
-  if (s.failure !== undefined) return false
-  if (s.registrar === link) {
-    s.registrar = undefined
-    const next = s.links.find((other) => other !== link && other.state === "idle")
-    if (next !== undefined) connectLink(s, next)
+  for (const lane of s.lanes) {
+    if (lane.failure !== undefined) continue
+    for (let b = lane.head; b < lane.unacked.length; b++) {
+      const batch = lane.unacked[b]!
+      if (!batch.done && batch.link === i) dispatch(s, batch)
+    }
+    // Done batches it carried whose offset it had not named yet: it never will.
+    settleAwaiting(lane, (batch) => batch.lastLink === i)
+    if (lane.epoch === undefined) openSessions(s, lane)
   }
-  return true
+  return s.failure === undefined
 }
 
 /**
- * The session ended at `committed` (fenced by a gap, or released after idling): register
- * a new session and replay the rest under it.
+ * The lane's session ended at `committed` (fenced by a gap, or released after idling): what is
+ * left is replayed under a new session, registered now when there is any, else with the lane's
+ * next batch.
  */
-const fence = (s: PublisherState, committed: number) => {
-  acknowledge(s, committed, undefined)
+const fence = (s: PublisherState, lane: Lane, committed: number) => {
+  acknowledge(s, lane, committed, undefined)
+  lane.counts.fences++
   s.counts.fences++
   publisherFenced.unsafeUpdate(1, [])
-  const replay = s.unacked.slice(s.head).filter((batch) => !batch.done)
+  const replay = lane.unacked.slice(lane.head).filter((batch) => !batch.done)
   s.log(
     Effect.logInfo(
-      `publisher ${s.clientId}: session epoch ${s.epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`
+      `publisher ${s.clientId}: topic ${lane.topic}: session epoch ${lane.epoch} ended at ${committed}; replaying ${replay.length} batches in a new session`
     )
   )
   replay.forEach((batch, seq) => {
@@ -124,12 +165,14 @@ const fence = (s: PublisherState, committed: number) => {
       s.inFlight++
     }
   })
-  s.unacked = replay
-  s.head = 0
-  s.orderedSeq = 0
-  s.unrouted = [...replay]
-  s.nextSeq = replay.length
-  restartSession(s)
+  lane.unacked = replay
+  lane.head = 0
+  lane.unrouted = [...replay]
+  lane.nextSeq = replay.length
+  dropSessions(s, lane)
+  lane.epoch = undefined
+  lane.orderedSeq = 0
+  if (replay.length > 0) openSessions(s, lane)
 }
 
 /** The publisher fails with `error`: every wait and `publishAcked` caller ends with it, every link is dropped. */
@@ -144,11 +187,18 @@ export const fail = (s: PublisherState, error: PublishError): void => {
 }
 
 /**
- * Closing: the session is released at once (its CLOSE names how many batches it sent, so
- * the log releases it once those are ordered), not left to idle out.
+ * Closing: each lane's session is released at once (its CLOSE names how many batches it sent,
+ * so the log releases it once those are ordered), not left to idle out; the links close once
+ * those are sent.
  */
 export const closePublisher = (s: PublisherState): void => {
-  const link = s.epoch === undefined ? undefined : s.links.find((candidate) => candidate.state === "open")
-  if (link !== undefined && s.epoch !== undefined) link.closeSession(s.epoch, s.nextSeq)
+  for (const lane of s.lanes) {
+    if (lane.epoch === undefined || lane.failure !== undefined) continue
+    const link = s.links.find((candidate) =>
+      candidate.state === "open" && lane.onLink[candidate.index] === SessionOnLink.open
+    )
+    link?.closeSession(lane, lane.epoch, lane.nextSeq)
+  }
+  for (const link of s.links) link.close(true)
   fail(s, new PublisherClosed())
 }

@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import { type BrokerLink, PublishAckTimeout, type PublishError } from "../../services/net/Publisher.js"
-import { type Bounded, outstanding, type PublisherState } from "./PublisherState.js"
+import { type Bounded, outstanding, type PublisherState, SessionOnLink } from "./PublisherState.js"
 
 /** setTimeout's longest delay. */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -117,12 +117,15 @@ export const awaitRoom = (
 export const brokerCounts = (s: PublisherState): ReadonlyArray<BrokerLink> =>
   s.links.map((link) => {
     const connected = link.state === "open"
+    let sessions = 0
+    if (connected) { for (const lane of s.lanes) if (lane.onLink[link.index] === SessionOnLink.open) sessions++ }
     return {
       name: link.name,
       address: link.address,
       acked: s.linkCounts[link.index]!.acked,
       sent: s.linkCounts[link.index]!.sent,
       connected,
+      sessions,
       ...(connected || link.lastClose === undefined ? {} : { lastClose: link.lastClose })
     }
   })

@@ -1,79 +1,113 @@
 /**
- * The batches' path through the window: `seal` closes the open batch and gives it the
- * session's next seq, `dispatch` `choose`s an open link and `transmit` sends it there (or it
- * waits in `unrouted` for one); back, an ACK `acknowledge`s batches (`complete`) and
- * `afterProgress` ends a pacing round when one is over (PublisherPacing), seals what gathered
- * meanwhile (self-clocking) and wakes the waits.
+ * The batches' path through the window: `seal` closes a lane's open batch and gives it the
+ * session's next seq, `dispatch` `choose`s an open link where the lane's session is open and
+ * `transmit` sends it there (or it waits in the lane's `unrouted` for one); back, an ACK
+ * `acknowledge`s a lane's batches (`complete`) and `afterProgress` ends a pacing round when one
+ * is over (PublisherPacing), seals what gathered meanwhile — the lanes that waited longest
+ * first (self-clocking) — and wakes the waits.
  */
 import { publisherBatches, publisherResends } from "../../Metrics.js"
 import { complete, settleAwaiting, trim } from "./PublisherAcks.js"
+import { gather, openSessions, ungather } from "./PublisherLanes.js"
 import type { PublisherLink } from "./PublisherLink.js"
 import { paceLeaving, paceRound } from "./PublisherPacing.js"
-import { type Batch, notify, type PublisherState, room } from "./PublisherState.js"
+import { type Batch, type Lane, notify, type PublisherState, room, SessionOnLink } from "./PublisherState.js"
 
-export const seal = (s: PublisherState): void => {
-  s.lingerDue = Infinity
-  const sealed = s.builder.seal()
+export const seal = (s: PublisherState, lane: Lane): void => {
+  ungather(s, lane)
+  if (lane.full) {
+    lane.full = false
+    s.fullLanes--
+  }
+  const sealed = lane.builder.seal()
   const batch: Batch = {
-    seq: s.nextSeq++,
+    seq: lane.nextSeq++,
+    lane,
     payload: sealed.payload,
     buffer: sealed.buffer,
     pendingWrites: 0,
     messageCount: sealed.messageCount,
-    firstMessage: s.sealedMessages,
+    firstMessage: lane.sealedMessages,
     crc32c: sealed.crc32c,
     link: -1,
     lastLink: -1,
     sends: 0,
     sealedAt: performance.now(),
     done: false,
+    lost: false,
     ordered: false,
     firstOffset: -1,
-    ackWaiters: s.openAckWaiters
+    ackWaiters: lane.openAckWaiters
   }
-  if (s.openAckWaiters !== undefined) s.ackWaitingBatches++
-  s.openAckWaiters = undefined
-  s.sealedMessages += sealed.messageCount
-  s.unacked.push(batch)
+  if (lane.openAckWaiters !== undefined) lane.ackWaitingBatches++
+  lane.openAckWaiters = undefined
+  lane.sealedMessages += sealed.messageCount
+  lane.unacked.push(batch)
+  lane.counts.batches++
   s.inFlight++
   s.counts.batches++
   publisherBatches.unsafeUpdate(1, [])
   dispatch(s, batch)
 }
 
+/** Seals open batches, the longest waiting first, while the window has room (and, with `dueBy`, those opened by then). */
+const sealWaiting = (s: PublisherState, dueBy = Infinity): void => {
+  for (let lane = s.gatherFirst; lane !== undefined && room(s) && lane.openedAt <= dueBy; lane = s.gatherFirst) {
+    seal(s, lane)
+  }
+}
+
+/** A message took a lane's empty open batch: it waits in the queue, due `lingerMs` from now at the latest. */
+export const opened = (s: PublisherState, lane: Lane): void => {
+  lane.openedAt = performance.now()
+  gather(s, lane)
+}
+
 /** Seals what a burst published while nothing was in flight (unless something sealed it meanwhile). */
 export const sealBurst = (s: PublisherState): void => {
   s.burstSealQueued = false
-  if (s.failure === undefined && s.builder.messageCount > 0 && room(s)) seal(s)
-}
-
-/** The open batch waited `lingerMs` for an ACK: it goes now if the window has room, else with the next ACK (a later batch's due time: wait on). */
-export const onLinger = (s: PublisherState): void => {
-  s.lingerTimer = undefined
-  if (s.lingerDue === Infinity || s.builder.messageCount === 0) return
-  const left = s.lingerDue - performance.now()
-  // Whole milliseconds: Node keeps a timer list per distinct delay.
-  if (left > 0) s.lingerTimer = setTimeout(s.lingerTask, Math.ceil(left))
-  else if (room(s)) seal(s)
+  if (s.failure === undefined) sealWaiting(s)
 }
 
 /**
- * An open link for the next batch (none before the session is registered). Round-robin moves on
- * only for a batch that overlaps others in flight: a lone batch (light load, a closed loop) goes
- * to the publisher's home link (`sticky`, its client id modulo the links), so at light load one
+ * Open batches wait `lingerMs` at most for an ACK: one timer for every lane, due for the
+ * longest waiting; armed only while the window has room (a full one is clocked by the ACK that
+ * frees it: `afterProgress` seals), and left running from batch to batch in a burst.
+ */
+export const armLinger = (s: PublisherState): void => {
+  if (s.lingerTimer === undefined) s.lingerTimer = setTimeout(s.lingerTask, s.settings.lingerMs)
+}
+
+/** The linger timer: what waited `lingerMs` goes now if the window has room; then it is due again for the next. */
+export const onLinger = (s: PublisherState): void => {
+  s.lingerTimer = undefined
+  if (s.failure !== undefined) return
+  const now = performance.now()
+  sealWaiting(s, now - s.settings.lingerMs)
+  const first = s.gatherFirst
+  if (first === undefined || !room(s)) return
+  // Whole milliseconds: Node keeps a timer list per distinct delay.
+  s.lingerTimer = setTimeout(s.lingerTask, Math.max(1, Math.ceil(first.openedAt + s.settings.lingerMs - now)))
+}
+
+/**
+ * An open link for the lane's next batch, where its session is open. Round-robin moves on only
+ * for a batch that overlaps others in flight: a lone batch (light load, a closed loop) goes to
+ * the publisher's home link (`sticky`, its client id modulo the links), so at light load one
  * broker process takes nearly every batch and it alone warms its code and caches, while a stream
  * that keeps batches in flight still spreads over every broker.
  */
-const choose = (s: PublisherState): PublisherLink | undefined => {
-  if (s.epoch === undefined) return undefined
+const choose = (s: PublisherState, lane: Lane): PublisherLink | undefined => {
+  if (lane.epoch === undefined) return undefined
   const links = s.links
   const n = links.length
   const sticky = s.settings.spread === "sticky"
   const home = sticky || s.inFlight + s.orderedInFlight <= 1
   const from = home ? s.sticky : s.roundRobin
+  const onLink = lane.onLink
   for (let k = 0; k < n; k++) {
     const i = (from + k) % n
-    if (links[i]!.state === "open") {
+    if (onLink[i] === SessionOnLink.open && links[i]!.state === "open") {
       if (sticky) s.sticky = i
       else s.roundRobin = i + 1
       return links[i]
@@ -98,33 +132,33 @@ const transmit = (s: PublisherState, link: PublisherLink, batch: Batch, sessionE
       afterWritesSoon(s)
     }
   }
-  link.send(batch, sessionEpoch, written)
+  link.send(batch, batch.lane, sessionEpoch, written)
 }
 
 export const dispatch = (s: PublisherState, batch: Batch): void => {
-  const link = choose(s)
-  if (link === undefined || s.epoch === undefined) {
+  const lane = batch.lane
+  const link = choose(s, lane)
+  if (link === undefined || lane.epoch === undefined) {
     batch.link = -1
-    s.unrouted.push(batch)
+    lane.unrouted.push(batch)
+    openSessions(s, lane)
   } else {
-    transmit(s, link, batch, s.epoch)
+    transmit(s, link, batch, lane.epoch)
   }
 }
 
-/** A link opened: the batches waiting for one go out, in seq order. */
-export const drainUnrouted = (s: PublisherState): void => {
-  if (s.unrouted.length === 0) return
-  const waiting = s.unrouted.filter((batch) => !batch.done).sort((a, b) => a.seq - b.seq)
-  s.unrouted = []
+/** The lane's session opened on a link: its batches waiting for one go out, in seq order. */
+export const drainUnrouted = (s: PublisherState, lane: Lane): void => {
+  if (lane.unrouted.length === 0) return
+  const waiting = lane.unrouted.filter((batch) => !batch.done).sort((a, b) => a.seq - b.seq)
+  lane.unrouted = []
   for (const batch of waiting) dispatch(s, batch)
 }
 
 export const afterProgress = (s: PublisherState): void => {
-  while (s.head < s.unacked.length && s.unacked[s.head]!.done) s.head++
-  trim(s)
   paceRound(s)
   // Self-clocking: an ACK that leaves window room sends what gathered meanwhile.
-  if (s.builder.messageCount > 0 && room(s)) seal(s)
+  sealWaiting(s)
   notify(s)
 }
 
@@ -140,43 +174,55 @@ const afterWritesSoon = (s: PublisherState) => {
 
 export const afterWrites = (s: PublisherState): void => {
   s.afterWritesScheduled = false
+  for (const lane of s.lanes) advance(lane)
   afterProgress(s)
 }
 
+/** Drops the lane's done batches from the front of `unacked` (amortised). */
+const advance = (lane: Lane): void => {
+  while (lane.head < lane.unacked.length && lane.unacked[lane.head]!.done) lane.head++
+  trim(lane)
+}
+
 /**
- * Batches 0..count-1 of the current epoch are acknowledged; `link` sent the ACK (undefined:
- * a fence). Its ACK named the offsets of the batches it carried, so those it has not
- * named are not known.
+ * The lane's batches 0..count-1 of its current epoch are acknowledged; `link` sent the ACK
+ * (undefined: a fence). Its ACK named the offsets of the batches it carried, so those it has
+ * not named are not known.
  */
-export const acknowledge = (s: PublisherState, count: number, link: number | undefined): void => {
+export const acknowledge = (s: PublisherState, lane: Lane, count: number, link: number | undefined): void => {
   let moved = false
-  for (let i = s.head; i < s.unacked.length && s.unacked[i]!.seq < count; i++) {
-    const batch = s.unacked[i]!
+  const unacked = lane.unacked
+  for (let i = lane.head; i < unacked.length && unacked[i]!.seq < count; i++) {
+    const batch = unacked[i]!
     if (!batch.done) {
       complete(s, batch)
       moved = true
     }
   }
-  if (s.awaitingOffset.length > 0) {
+  if (lane.awaitingOffset.length > 0) {
     settleAwaiting(
-      s,
+      lane,
       (batch) => batch.firstOffset >= 0 || (batch.seq < count && (link === undefined || batch.lastLink === link))
     )
   }
-  if (moved) afterProgress(s)
+  if (moved) {
+    advance(lane)
+    afterProgress(s)
+  }
 }
 
-/** ACK 2: batches 0..count-1 of the current epoch are ordered; they leave the send window for the ordered one. */
-export const acknowledgeOrdered = (s: PublisherState, count: number): void => {
-  if (count <= s.orderedSeq || s.unacked.length === 0) return
+/** ACK 2: the lane's batches 0..count-1 of its current epoch are ordered; they leave the send window for the ordered one. */
+export const acknowledgeOrdered = (s: PublisherState, lane: Lane, count: number): void => {
+  if (count <= lane.orderedSeq || lane.unacked.length === 0) return
   let moved = false
   const now = performance.now()
+  const unacked = lane.unacked
   for (
-    let i = Math.max(s.head, s.orderedSeq - s.unacked[0]!.seq);
-    i < s.unacked.length && s.unacked[i]!.seq < count;
+    let i = Math.max(lane.head, lane.orderedSeq - unacked[0]!.seq);
+    i < unacked.length && unacked[i]!.seq < count;
     i++
   ) {
-    const batch = s.unacked[i]!
+    const batch = unacked[i]!
     if (batch.done || batch.ordered) continue
     batch.ordered = true
     paceLeaving(s, batch, now)
@@ -184,6 +230,6 @@ export const acknowledgeOrdered = (s: PublisherState, count: number): void => {
     s.orderedInFlight++
     moved = true
   }
-  s.orderedSeq = count
+  lane.orderedSeq = count
   if (moved) afterProgress(s)
 }

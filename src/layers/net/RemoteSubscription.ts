@@ -20,9 +20,9 @@ import {
 import { PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { FrameType } from "./Frame.js"
 import { commitFrame, creditFrame, Subscribe, type Subscribed } from "./SubscribeFrames.js"
-import { autoCommitPolicy } from "./Subscriber.js"
 import { BatchView } from "./SubscriberBatch.js"
 import { type Connection, type Due, type Settings, streamError, subscribeAny } from "./SubscriberConnection.js"
+import { autoCommitPolicy } from "./TopicReader.js"
 
 /** How long a client waits, after a DATA frame failed its crc32c, for the error frame that explains it. */
 const TORN_GRACE_MS = 5_000
@@ -65,11 +65,18 @@ interface RemoteState {
   received: number
 }
 
+/** A one-topic SUBSCRIBED's start and window (`subscribeAny` checked that it has them). */
+export const windowOf = (subscribed: Subscribed) => ({
+  start: subscribed.start ?? 0,
+  earliest: subscribed.earliest ?? 0,
+  end: subscribed.end ?? 0
+})
+
 /** The window a broker holds, as its SUBSCRIBED from the end says. */
 export const bounds = (settings: Settings, topic: string) =>
   Effect.scoped(subscribeAny(settings, new Subscribe({ protocol: PROTOCOL_VERSION, topic, from: "latest", credit: 1 })))
     .pipe(
-      Effect.map(({ subscribed }) => ({ earliest: subscribed.earliest, end: subscribed.end }))
+      Effect.map(({ subscribed }) => ({ earliest: windowOf(subscribed).earliest, end: windowOf(subscribed).end }))
     )
 
 /** Grants CREDIT for what was taken, half the window at a time. */
@@ -145,7 +152,7 @@ const failOver = (s: RemoteState, broken: SubscriberConnectionFailed) =>
         const replaced = s.connectionScope
         s.connectionScope = attemptScope
         s.connection = attempt.right.connection
-        s.commitSent = s.received = attempt.right.subscribed.start
+        s.commitSent = s.received = windowOf(attempt.right.subscribed).start
         s.consumed = 0
         return yield* Scope.close(replaced, Exit.void)
       }
@@ -286,21 +293,21 @@ const newRemoteState = (
   subscribeOptions: SubscribeOptions
 ): RemoteState => ({
   settings,
-  topic: request.topic,
+  topic: request.topic!,
   request,
   scope,
   named: subscribeOptions.consumer !== undefined,
   policy: autoCommitPolicy(subscribeOptions.autoCommit),
-  view: new BatchView(request.topic),
+  view: new BatchView(request.topic!),
   connectionScope,
   connection: opened.connection,
-  position: opened.subscribed.start,
+  position: windowOf(opened.subscribed).start,
   consumed: 0,
-  committed: opened.subscribed.start,
+  committed: windowOf(opened.subscribed).start,
   committedAt: performance.now(),
   handedOut: false,
-  commitSent: opened.subscribed.start,
-  received: opened.subscribed.start
+  commitSent: windowOf(opened.subscribed).start,
+  received: windowOf(opened.subscribed).start
 })
 
 /** A subscription to `topic` through the first broker that takes it, failing over to the others. */
@@ -321,7 +328,7 @@ export const subscribeRemote = (settings: Settings): SubscriberShape["subscribe"
     const pull = pullOf(s)
     const subscription: Subscription = {
       topic,
-      start: opened.subscribed.start,
+      start: windowOf(opened.subscribed).start,
       batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
       pull,
       poll: (onBatch) => poll(s, pull, onBatch),

@@ -12,13 +12,13 @@ import { WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, FrameType } from "./Frame.js"
 import { MAX_CREDIT, writeDataHeader } from "./SubscribeFrames.js"
 
-const EMPTY = Buffer.alloc(0)
+export const EMPTY = Buffer.alloc(0)
 /** Batches written per round (one corked write of their headers and payloads). */
-const ROUND_BATCHES = 64
+export const ROUND_BATCHES = 64
 /** Batches whose first offsets a subscription keeps (a power of two above the most in flight: credit and a round). */
 const SENT_RING = 8192
 /** One wait for the log to move; its end only re-checks (a commit wakes it at once). */
-const WAIT_SLICE_MS = 60_000
+export const WAIT_SLICE_MS = 60_000
 
 export interface Served {
   readonly socket: Socket
@@ -93,7 +93,7 @@ export const newServed = (
   }
 }
 
-const cutOff = (s: Served, l: ConsumerLease) =>
+export const cutOff = (s: Served, l: ConsumerLease) =>
   Effect.flatMap(
     s.reader.bounds(s.topic).pipe(Effect.orDie),
     ({ earliest }) =>
@@ -117,7 +117,7 @@ const sentBatchAt = (s: Served, offset: number): number | undefined => {
 }
 
 /** A COMMIT: the offset must lie between the committed one and what was sent. */
-const commit = (s: Served, offset: number) =>
+export const commit = (s: Served, offset: number) =>
   Effect.gen(function*() {
     const lease = s.lease
     if (lease === undefined) {
@@ -166,7 +166,7 @@ const asBuffer = (s: Served, bytes: Uint8Array): Buffer => {
   return s.sourceBuffer
 }
 
-const sendBatch = (s: Served, b: LogBatchView): void => {
+export const sendBatch = (s: Served, b: LogBatchView): void => {
   const header = s.headerSlots[s.frames]!
   writeDataHeader(header, b.clientId, b.sessionEpoch, b.totalOrder, b.messageCount, b.length, b.crc32c)
   // Header and payload go out in one writev when the round uncorks: the payload from where it lies in the log.
@@ -181,7 +181,7 @@ const sendBatch = (s: Served, b: LogBatchView): void => {
 }
 
 /** A round's last write was taken by the kernel: wakes `flushed` once every round's was. */
-const roundWritten = (s: Served): void => {
+export const roundWritten = (s: Served): void => {
   if (--s.unwritten > 0) return
   const wake = s.allWritten
   s.allWritten = undefined
@@ -193,7 +193,7 @@ const roundWritten = (s: Served): void => {
  * torn), or -1. A named consumer's client may have committed past some already (it had them
  * intact, checked): those may be gone by now.
  */
-const reclaimed = (s: Served): number => {
+export const reclaimed = (s: Served): number => {
   for (let i = 0; i < 3 * s.frames; i += 3) {
     if (s.sent[i + 2]! <= s.committed || s.cursor.retained(s.sent[i]!)) continue
     return s.sent[i + 1]!
@@ -201,7 +201,7 @@ const reclaimed = (s: Served): number => {
   return -1
 }
 
-const outOfRange = (s: Served, requested: number) =>
+export const outOfRange = (s: Served, requested: number) =>
   Effect.flatMap(
     s.reader.bounds(s.topic).pipe(Effect.orDie),
     ({ earliest, end }) => Effect.fail(new LogOutOfRange({ topic: s.topic, requested, earliest, end }))
@@ -218,7 +218,7 @@ const awaitCreditOf = (s: Served) =>
   })
 
 /** Resumes once every round written so far was handed to the kernel, or the socket is gone. */
-const flushedOf = (s: Served) =>
+export const flushedOf = (s: Served) =>
   Effect.async<void>((resume) => {
     const socket = s.socket
     if (s.unwritten === 0 || socket.writableLength === 0 || socket.destroyed) return resume(Effect.void)
@@ -284,16 +284,15 @@ export const sendRounds = (s: Served) => {
  * quarter timeout from the socket's counts (no cost per frame), so it closes between 1 and
  * 1¼ timeouts after the last byte moved.
  */
-export const idleWatch = (s: Served, timeoutMs: number) =>
+export const idleWatch = (socket: Socket, credit: () => number, timeoutMs: number) =>
   Effect.async<never, WireViolation>((resume) => {
     if (timeoutMs <= 0) return
-    const socket = s.socket
     let timer: ReturnType<typeof setTimeout> | undefined
     let moved = -1
     let quietChecks = 0
     const check = () => {
       const now = socket.bytesRead + socket.bytesWritten - socket.writableLength
-      const heldUp = s.credit === 0 || socket.writableLength > 0
+      const heldUp = credit() === 0 || socket.writableLength > 0
       quietChecks = now !== moved || !heldUp ? 0 : quietChecks + 1
       moved = now
       if (quietChecks < 4) return void (timer = setTimeout(check, timeoutMs / 4).unref())

@@ -11,6 +11,10 @@ import { baseTimestamp, checkBatchPayload, MessageRecord } from "./BatchPayload.
 class MessageView extends MessageRecord implements SubscriberMessage {
   offset = 0
 
+  constructor(readonly topic: string) {
+    super()
+  }
+
   copy(): SubscriberMessage {
     return ownedMessage(this)
   }
@@ -20,6 +24,7 @@ class MessageView extends MessageRecord implements SubscriberMessage {
 const ownedMessage = (m: SubscriberMessage): SubscriberMessage => {
   const payload = m.payload.slice()
   const owned: SubscriberMessage = {
+    topic: m.topic,
     offset: m.offset,
     timestamp: m.timestamp,
     flags: m.flags,
@@ -49,9 +54,11 @@ export class BatchView implements SubscriberBatch {
   private base = 0
   /** Byte position of the first delivered message in `payload`. */
   private first = 0
-  private readonly message = new MessageView()
+  private readonly message: MessageView
 
-  constructor(readonly topic: string) {}
+  constructor(readonly topic: string) {
+    this.message = new MessageView(topic)
+  }
 
   /**
    * Points the view at a stored batch whose first message has offset `firstOffset`, delivering

@@ -31,7 +31,14 @@ import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
 import { Subscribe, Subscribed, subscribeFrame } from "./SubscribeFrames.js"
 
-const ACCEPTED = [FrameType.CHALLENGE, FrameType.SUBSCRIBED, FrameType.DATA, FrameType.ERROR]
+const ACCEPTED = [
+  FrameType.CHALLENGE,
+  FrameType.SUBSCRIBED,
+  FrameType.STREAM,
+  FrameType.DATA,
+  FrameType.ENDED,
+  FrameType.ERROR
+]
 
 /**
  * One subscriber connection: a plain TCP socket reads straight into its `ReceiveBuffer` (a TLS
@@ -153,7 +160,8 @@ const brokerError = (connection: Connection, request: Subscribe, frame: Frame): 
   const decoded = decodeControl(ErrorBody, frame.payload, "internal")
   if (Either.isLeft(decoded)) return connection.failed("bad-frame", `undecodable ERROR: ${decoded.left.message}`)
   const body = decoded.right
-  const topic = request.topic
+  // A multi-topic subscription's errors name the topic of the stream they are about.
+  const topic = body.topic ?? request.topic ?? ""
   if (body.code === "unknown-topic") return new TopicNotFound({ name: topic })
   if (body.code === "topic-deleted") return new TopicDeleted({ name: topic })
   const name = request.consumer ?? ""
@@ -277,6 +285,10 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
     const subscribed = decodeControl(Subscribed, frame.payload, "internal")
     if (Either.isLeft(subscribed)) {
       return yield* connection.failed("bad-frame", `bad SUBSCRIBED: ${subscribed.left.message}`)
+    }
+    const { earliest, end, start } = subscribed.right
+    if (request.topic !== undefined && (start === undefined || earliest === undefined || end === undefined)) {
+      return yield* connection.failed("bad-frame", "a one-topic SUBSCRIBED without its start and window")
     }
     const problem = brokerAcceptanceProblem({
       answer: "SUBSCRIBED",

@@ -11,8 +11,9 @@
  * sending it: the broker's `out-of-range` ERROR follows, and the pull fails with
  * `LogOutOfRange`; the torn batch is never delivered.
  *
- * Its rooms: SubscriberConnection (a connection, its handshake, `subscribeAny`) and
- * RemoteSubscription (a subscription's state: pulls, commits, failover).
+ * Its rooms: SubscriberConnection (a connection, its handshake, `subscribeAny`),
+ * RemoteSubscription (a subscription's state: pulls, commits, failover) and RemoteTopics (a
+ * subscription to several topics and patterns over one connection, a stream per topic).
  */
 import { type Duration, Layer } from "effect"
 import { withMillis } from "../../Durations.js"
@@ -20,6 +21,7 @@ import { Subscriber, type SubscriberShape } from "../../services/net/Subscriber.
 import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress, ClientSecurity } from "./ClientConnection.js"
 import { bounds, subscribeRemote } from "./RemoteSubscription.js"
+import { subscribeTopicsRemote } from "./RemoteTopics.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
 import type { Settings } from "./SubscriberConnection.js"
 
@@ -61,7 +63,11 @@ export const makeRemote = (given: RemoteSubscriberOptions): SubscriberShape => {
     insecure: options.insecure === true,
     tls: options.tls
   }
-  return { subscribe: subscribeRemote(settings), bounds: (topic) => bounds(settings, topic) }
+  return {
+    subscribe: subscribeRemote(settings),
+    subscribeTopics: subscribeTopicsRemote(settings),
+    bounds: (topic) => bounds(settings, topic)
+  }
 }
 
 /** The remote Subscriber over `options.brokers` (a local secret file that is there but unusable is a defect naming it). */

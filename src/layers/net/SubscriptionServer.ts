@@ -28,17 +28,16 @@
  */
 import { Effect, Either, type Scope } from "effect"
 import type { Socket } from "node:net"
-import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
-import { type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
-import { TopicDeleted } from "../../services/log/Topics.js"
+import { ConsumerCutOff, type ConsumersShape } from "../../services/log/Consumers.js"
+import { LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
+import { TopicDeleted, type TopicsShape } from "../../services/log/Topics.js"
 import { authenticate, authorize, type AuthServer, type UserRecord } from "./Auth.js"
-import { decodeControl, errorFrame, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
+import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import type { Frame } from "./Frame.js"
 import { idleWatch, newServed, readCredits, sendRounds } from "./ServedSubscription.js"
+import { serveTopics } from "./ServedTopics.js"
 import { Subscribe, Subscribed, subscribedFrame } from "./SubscribeFrames.js"
-
-/** How long a refused subscriber may take to read its error frame before its socket is destroyed. */
-const REJECT_GRACE_MS = 1_000
+import { openTopic, refuseCutOff, refuseOutOfRange } from "./SubscriptionOpen.js"
 
 export interface SubscriptionServerOptions {
   readonly brokerId: number
@@ -52,63 +51,8 @@ export interface SubscriptionServerOptions {
   readonly holdConnection: (user: UserRecord) => Effect.Effect<unknown, WireViolation, Scope.Scope>
   /** A connection whose client holds the broker up this long with nothing moving is closed (`idle-timeout`); 0 never. */
   readonly idleTimeoutMs: number
-}
-
-/** The subscription's cursor, joined as the named consumer when the request names one (resuming at its committed offset). */
-const open = (reader: LogReaderShape, request: Subscribe, consumers: ConsumersShape | undefined) =>
-  Effect.gen(function*() {
-    const subscribe = (from: Subscribe["from"], fromTime?: number) =>
-      reader.subscribe(request.topic, {
-        from,
-        ...(fromTime === undefined ? {} : { fromTime }),
-        ...(request.consumer === undefined ? {} : { regionOnly: true })
-      }).pipe(
-        Effect.catchTags({
-          TopicNotFound: (e) => Effect.fail(new WireViolation({ code: "unknown-topic", detail: e.message })),
-          SubscriberTableFull: (e) => Effect.die(e)
-        })
-      )
-    const cursor: LogCursor = yield* subscribe(request.from, request.fromTime)
-    if (request.consumer === undefined) return { cursor, lease: undefined }
-    if (consumers === undefined) {
-      return yield* new WireViolation({ code: "bad-subscribe", detail: "this broker keeps no named consumers" })
-    }
-    const lease: ConsumerLease = yield* consumers.join(request.topic, request.consumer, {
-      offset: cursor.position(),
-      globalSeq: cursor.nextBatch()
-    }).pipe(
-      Effect.mapError((e) =>
-        new WireViolation({
-          code: e._tag === "ConsumerBusy"
-            ? "consumer-busy"
-            : e._tag === "ConsumerTableFull"
-            ? "consumer-table-full"
-            : e._tag === "TopicNotFound"
-            ? "unknown-topic"
-            : "bad-subscribe",
-          detail: e.message
-        })
-      )
-    )
-    if (lease.created) return { cursor, lease }
-    // A cut-off consumer whose committed offset left the log stays cut off (out-of-range names the oldest offset held).
-    const resumed = yield* subscribe(lease.committed())
-    if (lease.cutOff()) lease.resume()
-    return { cursor: resumed, lease }
-  })
-
-/** Sends `out-of-range` with the window held, then closes the connection. */
-const refuseOutOfRange = (socket: Socket, e: LogOutOfRange): void => {
-  if (socket.destroyed || socket.writableEnded) return
-  socket.end(errorFrame("out-of-range", e.message, { requested: e.requested, earliest: e.earliest, end: e.end }))
-  setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
-}
-
-/** Sends `consumer-cut-off` with the committed offset and the oldest held, then closes the connection. */
-const refuseCutOff = (socket: Socket, e: ConsumerCutOff): void => {
-  if (socket.destroyed || socket.writableEnded) return
-  socket.end(errorFrame("consumer-cut-off", e.message, { committed: e.committed, earliest: e.earliest }))
-  setTimeout(() => socket.destroy(), REJECT_GRACE_MS).unref()
+  /** The region's topics, which a multi-topic subscription's patterns are matched against; without them, patterns are refused. */
+  readonly topics: TopicsShape | undefined
 }
 
 /**
@@ -135,13 +79,22 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
         detail: `protocol ${request.protocol}, this broker speaks ${PROTOCOL_VERSION}`
       })
     }
+    const { topic } = request
+    if ((topic === undefined) === (request.topics === undefined)) {
+      return yield* new WireViolation({ code: "bad-subscribe", detail: "a SUBSCRIBE names one of topic and topics" })
+    }
     // Who it is comes first: an unauthenticated client learns nothing, not even which topics exist.
     const authenticated = options.auth === undefined
       ? undefined
-      : yield* authenticate(options.auth, request, { action: "read", target: request.topic }, {
-        send: (frame) => void socket.write(frame),
-        next: nextFrame
-      })
+      : yield* authenticate(
+        options.auth,
+        request,
+        topic === undefined ? undefined : { action: "read", target: topic },
+        {
+          send: (frame) => void socket.write(frame),
+          next: nextFrame
+        }
+      )
     if (authenticated === null) return
     if (authenticated !== undefined) {
       const denied = request.consumer === undefined
@@ -154,8 +107,24 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     if (reader === undefined) {
       return yield* new WireViolation({ code: "internal", detail: `broker ${options.brokerId} serves no subscribers` })
     }
-    const { topic } = request
-    const opened = yield* Effect.either(open(reader, request, options.consumers))
+    if (topic === undefined) {
+      return yield* serveTopics({
+        socket,
+        reader,
+        consumers: options.consumers,
+        topics: options.topics,
+        request,
+        user: authenticated?.user,
+        brokerId: options.brokerId,
+        serverSignature: authenticated?.serverSignature,
+        idleTimeoutMs: options.idleTimeoutMs,
+        nextFrame,
+        subscribed
+      })
+    }
+    const opened = yield* Effect.either(
+      openTopic(reader, options.consumers, topic, { from: request.from, fromTime: request.fromTime }, request.consumer)
+    )
     if (Either.isLeft(opened)) {
       const e = opened.left
       if (e instanceof LogOutOfRange) {
@@ -182,7 +151,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
     const outcome = yield* Effect.either(
       Effect.raceFirst(
         readCredits(served, nextFrame),
-        Effect.raceFirst(sendRounds(served), idleWatch(served, options.idleTimeoutMs))
+        Effect.raceFirst(sendRounds(served), idleWatch(socket, () => served.credit, options.idleTimeoutMs))
       )
     )
     if (Either.isLeft(outcome)) {

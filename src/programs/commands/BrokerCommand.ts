@@ -28,6 +28,7 @@ export const brokerCommand = Cli.command({
     ackIntervalMs: Cli.fromSetting("ack-interval-ms", BROKER_SETTINGS.settings.ackIntervalMs),
     idleTimeoutMs: Cli.fromSetting("idle-timeout-ms", BROKER_SETTINGS.settings.idleTimeoutMs),
     maxConnections: Cli.fromSetting("max-connections", BROKER_SETTINGS.settings.maxConnections),
+    maxSessions: Cli.fromSetting("max-sessions", BROKER_SETTINGS.settings.maxSessions),
     credentials,
     insecure: Cli.fromSetting("insecure", BROKER_SETTINGS.settings.insecure),
     tlsCert: fileFlag("tls-cert", "CXLOG_TLS_CERT", "no TLS", "serve TLS with this certificate (PEM)"),
@@ -91,6 +92,7 @@ export const brokerCommand = Cli.command({
             ackIntervalMs: o.ackIntervalMs,
             idleTimeoutMs: o.idleTimeoutMs,
             maxConnections: o.maxConnections,
+            maxSessions: o.maxSessions,
             ...security
           },
           statsEveryMs: o.statsEveryMs,

@@ -4,11 +4,13 @@
  */
 import { Effect } from "effect"
 import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import { clientSecurity } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
+import { printTopic } from "../roles/PrintTopics.js"
 import { exitWithParent, parentEvent } from "../roles/Report.js"
-import { printTopic, subscribe } from "../roles/Subscribe.js"
+import { subscribe } from "../roles/Subscribe.js"
 import { remoteAudit } from "../run/RemoteAudit.js"
 import {
   clientSecurityFlags,
@@ -33,7 +35,12 @@ export const subscribeCommand = Cli.command({
   flags: {
     region,
     coherence,
-    topic: topic("the topic to read"),
+    topics: Cli.repeated(
+      topic(
+        "a topic to read, or a pattern of topics (orders.*: * stands for one dot-separated token, > for the rest); " +
+          "repeat for several: each line then starts with its topic"
+      )
+    ),
     brokers: readerBrokers("read over TCP from the first of these brokers that takes the subscription"),
     consumer: Cli.optionalText("consumer", {
       placeholder: "NAME",
@@ -89,6 +96,7 @@ export const subscribeCommand = Cli.command({
   },
   examples: [
     "cxlog subscribe --topic events",
+    "cxlog subscribe --topic 'orders.*' --topic audit --format json",
     "cxlog subscribe --brokers 10.0.0.5:7400 --topic events --from 1000 --limit 10 --format json",
     "cxlog subscribe --topic events --from-time 15m",
     "cxlog subscribe --brokers 127.0.0.1:7400 --topic events --consumer billing"
@@ -96,11 +104,13 @@ export const subscribeCommand = Cli.command({
   run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      // No --topic: the one the settings name (CXLOG_TOPIC, else events).
+      const topics = o.topics.length === 0 ? [PUBLISHER_SETTINGS.settings.topic.default] : o.topics
       if (o.auditPublishers === 0) {
         const security = yield* clientSecurity(o)
         const remote = o.brokers === undefined ? undefined : { brokers: parseAddresses(o.brokers), ...security }
         yield* printTopic({
-          topic: o.topic,
+          topics,
           from: o.from,
           ...(o.fromTime === undefined ? {} : { fromTime: o.fromTime }),
           region: { name: o.region, coherence: o.coherence },
@@ -121,7 +131,7 @@ export const subscribeCommand = Cli.command({
         const security = yield* clientSecurity(o)
         const audited = yield* remoteAudit({
           remote: { brokers: parseAddresses(o.brokers), ...security },
-          topic: o.topic,
+          topic: topics[0]!,
           publishers: o.auditPublishers,
           perPublisher: o.auditMessages,
           order: orderModeOf(o.auditOrder),
@@ -137,7 +147,7 @@ export const subscribeCommand = Cli.command({
       const result = yield* subscribe({
         ...(publishersDone === undefined ? {} : { publishersDone: publishersDone.said }),
         region: { name: o.region, coherence: o.coherence },
-        topic: o.topic,
+        topic: topics[0]!,
         from: o.from,
         ...(o.auditPublishers > 0
           ? {

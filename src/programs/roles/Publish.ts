@@ -149,7 +149,7 @@ export class InputUnreadable extends Data.TaggedError("InputUnreadable")<{ reado
 const SHOWN_RANGES = 8
 
 /** 1-based numbers of the messages in `ranges` (numbered from 0): "3-4, 7 and 9-12", the first few and how many more. */
-export const describeRanges = (ranges: ReadonlyArray<MessageRange>): string => {
+export const describeRanges = (ranges: ReadonlyArray<Pick<MessageRange, "from" | "count">>): string => {
   const shown = ranges.slice(0, SHOWN_RANGES).map((
     r
   ) => (r.count === 1 ? `${r.from + 1}` : `${r.from + 1}-${r.from + r.count}`))

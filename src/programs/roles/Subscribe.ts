@@ -13,16 +13,13 @@
  * message, and any wait fails with `HeadUnavailable` once the head is gone past its bound (a
  * plain tail with the head alive waits for as long as it runs).
  */
-import { Chunk, Console, Data, Effect, Layer, Option, Stream } from "effect"
+import { Console, Data, Effect, Layer } from "effect"
 import { valueStart } from "../../layers/net/BatchPayload.js"
-import * as SubscriberLayers from "../../layers/net/Subscriber.js"
-import { layerRemote, type RemoteSubscriberOptions } from "../../layers/net/SubscriberRemote.js"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../../layers/Roles.js"
 import { loadAddonSync } from "../../native/Native.js"
 import { type LogBatchView, type LogMessageView, LogReader } from "../../services/log/LogReader.js"
 import type { OrderMode } from "../../services/log/OrderModes.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
-import { Subscriber, type SubscriberMessage } from "../../services/net/Subscriber.js"
 import { auditFigures, type AuditResult, makeAudit } from "../run/Audit.js"
 import { report as reportToParent, reportFailure, type RoleEvent } from "./Report.js"
 
@@ -46,14 +43,18 @@ export interface SubscribeOptions {
 }
 
 export class ReadIdle extends Data.TaggedError("ReadIdle")<{
+  /** The topic read, or the topics and patterns. */
   readonly topic: string
   readonly received: number
   readonly limit: number
   readonly idleMs: number
-  readonly position: number
+  /** Where the one topic read was (undefined: several topics). */
+  readonly position?: number
 }> {
   override get message() {
-    return `topic ${this.topic}: no new message for ${this.idleMs} ms after ${this.received} of the ${this.limit} asked for (at offset ${this.position}; --idle-timeout-ms)`
+    return `topic ${this.topic}: no new message for ${this.idleMs} ms after ${this.received} of the ${this.limit} asked for (${
+      this.position === undefined ? "" : `at offset ${this.position}; `
+    }--idle-timeout-ms)`
   }
 }
 
@@ -184,158 +185,4 @@ export const subscribe = (options: SubscribeOptions) =>
       reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))
     ),
     Effect.tapError((error) => Effect.sync(() => reportFailure(error)))
-  )
-
-export interface PrintOptions {
-  readonly topic: string
-  readonly from: number | "earliest" | "latest"
-  /** In place of `from`: the first message stamped at or after this time (ms since the epoch). */
-  readonly fromTime?: number
-  /** Read over TCP from these brokers (with these credentials); without, read the region in place. */
-  readonly remote?: Pick<RemoteSubscriberOptions, "brokers" | "credentials" | "tls">
-  readonly region: RegionAccess
-  /** Read as this named consumer: it resumes where it committed, and commits what was printed. */
-  readonly consumer?: string
-  /** Print exactly this many messages, then commit and exit. */
-  readonly limit?: number
-  /** With `limit`: give up (`ReadIdle`) after this long without a new message. */
-  readonly idleTimeoutMs: number
-  readonly format: "text" | "json"
-}
-
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-
-/** Bytes as UTF-8 text, or undefined when they are not. */
-const textOf = (bytes: Uint8Array): string | undefined => {
-  try {
-    return utf8.decode(bytes)
-  } catch {
-    return undefined
-  }
-}
-const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")
-
-/**
- * One output line: `offset<TAB>value` (base64 when the value is not UTF-8), or JSON with the
- * offset, timestamp, key and headers when the message has them, and the value. Each of key,
- * header value and value is text under its name, or base64 under `…Base64` when it is not UTF-8.
- */
-export const formatLine = (format: PrintOptions["format"], m: SubscriberMessage): string => {
-  const text = textOf(m.payload)
-  if (format === "text") return `${m.offset}\t${text ?? base64(m.payload)}\n`
-  const line: Record<string, unknown> = { offset: m.offset, timestamp: m.timestamp }
-  if (m.key !== undefined) {
-    const key = textOf(m.key)
-    if (key === undefined) line["keyBase64"] = base64(m.key)
-    else line["key"] = key
-  }
-  if (m.headers !== undefined) {
-    line["headers"] = m.headers.map((h) => {
-      const value = textOf(h.value)
-      return value === undefined ? { name: h.name, valueBase64: base64(h.value) } : { name: h.name, value }
-    })
-  }
-  if (text === undefined) line["payloadBase64"] = base64(m.payload)
-  else line["payload"] = text
-  return `${JSON.stringify(line)}\n`
-}
-
-/**
- * Stdout failed (its reader went away: `cxlog subscribe … | head -1`): what was printed before
- * `position` reached it; the batch being written did not, so nothing past `position` may be
- * committed for it.
- */
-export class OutputClosed extends Data.TaggedError("OutputClosed")<{
-  readonly topic: string
-  readonly printed: number
-  readonly position: number
-  readonly reason: string
-}> {
-  override get message() {
-    return `topic ${this.topic}: stdout closed (${this.reason}) after ${this.printed} messages, up to offset ${this.position}`
-  }
-}
-
-/** Writes `text` to stdout, resuming once it is written; fails with the write's error (EPIPE: the reader is gone). */
-const writeOut = (text: string) =>
-  Effect.async<void, Error>((resume) => {
-    process.stdout.write(text, (error) => resume(error == null ? Effect.void : Effect.fail(error)))
-  })
-
-/**
- * `cxlog subscribe` without an audit: prints the topic through the Subscriber — over TCP from
- * any broker, or from the region in place — holding no retention unless it reads as a named
- * consumer. With `limit` it prints exactly that many messages; a consumer then commits the
- * offset after the last one printed (and, while it runs, what it printed every 100 ms). A
- * closed stdout (`| head -1`) ends it normally, committing nothing past what stdout took.
- */
-export const printTopic = (options: PrintOptions) =>
-  Effect.gen(function*() {
-    const subscriber = yield* Subscriber
-    const subscription = yield* subscriber.subscribe(options.topic, {
-      from: options.from,
-      ...(options.fromTime === undefined ? {} : { fromTime: options.fromTime }),
-      ...(options.consumer === undefined ? {} : { consumer: options.consumer })
-    })
-    reportToParent({ event: "subscribed", position: subscription.start })
-    const pull = yield* Stream.toPull(subscription.batches)
-    const next = pull.pipe(
-      Effect.map(Chunk.unsafeHead),
-      Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.dieMessage("the subscription ended")))
-    )
-    const limit = options.limit ?? Infinity
-    let printed = 0
-    let last = subscription.start
-    /** How many messages, up to which offset, stdout took: a batch counts once its write succeeded. */
-    let written = { printed: 0, position: subscription.start }
-    while (printed < limit) {
-      const batch = options.limit === undefined
-        ? yield* next
-        : yield* next.pipe(Effect.timeoutFail({
-          duration: options.idleTimeoutMs,
-          onTimeout: () =>
-            new ReadIdle({
-              topic: options.topic,
-              received: printed,
-              limit,
-              idleMs: options.idleTimeoutMs,
-              position: last
-            })
-        }))
-      let out = ""
-      for (const m of batch) {
-        if (printed === limit) break
-        out += formatLine(options.format, m)
-        printed++
-        last = m.offset + 1
-      }
-      // The next pull may commit this batch: only once stdout has handed it to the kernel (a
-      // pipe's writes can queue in this process, and a SIGKILL would lose them).
-      // Failing here stops before the next pull, which would commit the batch stdout refused.
-      yield* writeOut(out).pipe(
-        Effect.mapError((error) => new OutputClosed({ topic: options.topic, ...written, reason: error.message }))
-      )
-      written = { printed, position: last }
-    }
-    if (options.consumer !== undefined) yield* subscription.commit(last)
-    reportToParent({ event: "done", messages: printed, position: last })
-    return printed
-  }).pipe(
-    Effect.scoped,
-    // Nobody reads any more: a normal end (exit 0), with nothing committed past what was printed.
-    Effect.catchTag("OutputClosed", (closed) =>
-      Effect.sync(() => {
-        reportToParent({ event: "done", messages: closed.printed, position: closed.position, outputClosed: true })
-        return closed.printed
-      })),
-    Effect.tapError((error) => Effect.sync(() => reportFailure(error))),
-    Effect.provide(
-      options.remote !== undefined
-        ? layerRemote(options.remote)
-        : SubscriberLayers.layer.pipe(
-          Layer.provide(
-            reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion(options.region)))
-          )
-        )
-    )
   )

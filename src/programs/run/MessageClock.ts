@@ -14,7 +14,7 @@ export interface MessageClock {
   readonly published: (seq: number, at: number) => void
   /** The publisher's `onAcknowledged`. */
   /** The messages of `range` were acknowledged at `at` (performance.now() ms; now when not given). */
-  readonly acknowledged: (range: MessageRange, at?: number) => void
+  readonly acknowledged: (range: Pick<MessageRange, "from" | "count">, at?: number) => void
   /** The measured messages' latencies in µs, one per message acknowledged, in message order. */
   readonly latenciesUs: () => Float64Array
 }

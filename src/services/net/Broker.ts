@@ -53,6 +53,8 @@ export interface BrokerOptions {
    * lowered (with a warning) to 64 below the process's open-file limit so that refusal can still be sent.
    */
   readonly maxConnections?: number
+  /** Sessions one publisher connection may hold open (one per topic it publishes to); one more is refused `too-many-sessions`. Default 4096. */
+  readonly maxSessions?: number
   /** Outgoing bytes queued to a client that does not read before it is dropped as `slow-consumer`. Default 1 MiB. */
   readonly writeBufferBytes?: number
   /**
@@ -76,6 +78,8 @@ export interface BrokerOptions {
 export interface BrokerStats {
   readonly connections: number
   readonly accepted: number
+  /** Publisher sessions opened on its connections (one per topic a connection publishes to). */
+  readonly sessions: number
   readonly batches: number
   readonly messages: number
   readonly bytes: number

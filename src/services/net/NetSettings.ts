@@ -41,6 +41,13 @@ export const BROKER_SETTINGS = {
       min: 1,
       description: "refuse connections beyond this many"
     }),
+    maxSessions: setting.integer({
+      env: "CXLOG_BROKER_MAX_SESSIONS",
+      default: 4096,
+      min: 1,
+      description:
+        "sessions one publisher connection may hold open (one per topic it publishes to); one more is refused too-many-sessions"
+    }),
     credentials: setting.optionalText({
       env: "CXLOG_CREDENTIALS",
       placeholder: "FILE",
@@ -68,7 +75,7 @@ export const PUBLISHER_SETTINGS = {
       env: "CXLOG_TOPIC",
       default: "events",
       placeholder: "NAME",
-      description: "the topic to publish to"
+      description: "the topic to publish to (a library publisher's default topic; a message may name another)"
     }),
     clientId: setting.optionalInteger({
       env: "CXLOG_CLIENT_ID",

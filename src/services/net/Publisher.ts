@@ -1,22 +1,29 @@
 /**
- * Publisher: the client that turns `publish(payload)` into batches on brokers.
+ * Publisher: the client that turns `publish(payload)` into batches on brokers, for any number
+ * of topics over the same connections.
+ *
+ * A message goes to the topic it names (`{ topic }`), else to the publisher's default topic.
+ * Each topic has its own open batch and its own session in the log, registered on the first
+ * message to it (the log hands out its epoch; the client never picks one), so a restarted
+ * publisher with the same client id is a new session, never taken for resends.
  *
  * Batching is self-clocking: a message published while nothing is in flight is sealed and
- * sent at once; while batches are in flight, messages gather into the open batch until it
- * reaches `batchBytes` or an ACK frees window room, with `lingerMs` as an upper bound. Each
- * sealed batch gets the next batch seq of the session (client id, epoch) — one sequence
- * across all brokers — and goes to a broker chosen round-robin or sticky. At most a window of
- * sealed batches wait for their ACK; past that, `publish` waits (backpressure). The window
- * adapts under `maxInFlightBatches`: it grows while ACKs come back without a queue and stops
- * where only the queue would grow. Every unacked batch is kept: when a connection fails the
- * batches it carried are resent through the other brokers (or the same one once it is back); the
+ * sent at once; while batches are in flight, messages gather into their topic's open batch
+ * until it reaches `batchBytes` or an ACK frees window room (the topics whose batches waited
+ * longest go first), with `lingerMs` as an upper bound. Each sealed batch gets the next batch
+ * seq of its topic's session (client id, epoch) — one sequence across all brokers — and goes
+ * to a broker chosen round-robin or sticky. One window of sealed batches, shared by every
+ * topic, waits for ACKs; past it, `publish` waits (backpressure). The window adapts under
+ * `maxInFlightBatches`: it grows while ACKs come back without a queue and stops where only the
+ * queue would grow. Every unacked batch is kept: when a connection fails the batches it
+ * carried are resent through the other brokers (or the same one once it is back); the
  * sequencer drops what it had already ordered, so each batch enters the order once.
  *
- * The session is registered with the log on the first connection (the log hands out its
- * epoch; the client never picks one), so a restarted publisher with the same client id is a
- * new session, never taken for resends. On SESSION_FENCED (a gap outlived the hold timeout,
- * or the session idled out) it registers a new session and replays its unacked suffix under
- * it. Closing sends CLOSE, which releases the session once its batches are ordered.
+ * On SESSION_FENCED (a gap outlived the hold timeout, or the session idled out) a topic
+ * registers a new session and replays its unacked suffix under it. A topic the log refuses
+ * (unknown, deleted, forbidden) fails that topic's publishes with `BrokerRejected` naming it;
+ * the other topics go on. Closing sends CLOSE for every session, which releases each once its
+ * batches are ordered.
  */
 import { Context, Data, type Duration, type Effect } from "effect"
 import type { HeadersInit } from "../../layers/net/BatchPayload.js"
@@ -36,7 +43,11 @@ export const DEFAULT_MAX_IN_FLIGHT_BATCHES = 256
 
 export interface PublisherOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
-  readonly topic: string
+  /**
+   * The default topic: where a message that names no topic goes. Without it every message names
+   * its topic (`publish(payload, { topic })`).
+   */
+  readonly topic?: string
   /** Default: a random u32. Identifies the client in logs and the GOI; sessions are told apart by their epoch. */
   readonly clientId?: number
   /** 0: none (a batch is done once written to the socket), 1: ordered (default), 2: replicated. */
@@ -106,13 +117,30 @@ export interface BrokerLink {
   /** Batches sent to this broker, resends included. */
   readonly sent: number
   readonly connected: boolean
+  /** Sessions open on its connection: one per topic that may send batches there. */
+  readonly sessions: number
   /** While not connected: why its last connection ended (e.g. `too-many-connections`, `unreachable`). */
   readonly lastClose?: string
 }
 
+/** One topic as the publisher sees it. */
+export interface TopicStats {
+  readonly topic: string
+  /** Its session's epoch, handed out by the log (0 while none is registered). */
+  readonly sessionEpoch: number
+  readonly messages: number
+  readonly batches: number
+  readonly ackedMessages: number
+  /** Batches sealed and not acknowledged. */
+  readonly inFlight: number
+  readonly fences: number
+  /** Why the topic's publishes fail, once they do (the log refused it: unknown, deleted, forbidden). */
+  readonly failure?: string
+}
+
 export interface PublisherStats {
   readonly clientId: number
-  /** The current session's epoch, handed out by the log (0 while none is registered). */
+  /** The default topic's session epoch, handed out by the log (0 while none is registered, or without a default topic). */
   readonly sessionEpoch: number
   readonly messages: number
   readonly batches: number
@@ -124,13 +152,16 @@ export interface PublisherStats {
   readonly resends: number
   readonly fences: number
   readonly brokers: ReadonlyArray<BrokerLink>
+  /** Every topic published to, in the order of their first message (the default topic first). */
+  readonly topics: ReadonlyArray<TopicStats>
 }
 
 /**
- * Messages `from` to `from + count - 1`, numbered from 0 in the order this publisher took them
- * (across sessions: a fence's replay keeps their numbers).
+ * Messages `from` to `from + count - 1` of `topic`, numbered from 0 per topic in the order this
+ * publisher took them (across sessions: a fence's replay keeps their numbers).
  */
 export interface MessageRange {
+  readonly topic: string
   readonly from: number
   readonly count: number
 }
@@ -144,8 +175,10 @@ export interface PublishAck {
   readonly offset: number | undefined
 }
 
-/** What a message may carry besides its value (docs/protocol.md, "Messages"). */
+/** Where a message goes and what it may carry besides its value (docs/protocol.md, "Messages"). */
 export interface MessageOptions {
+  /** The topic it goes to; default the publisher's `topic`. */
+  readonly topic?: string
   /** Its key: bytes, or a string sent as UTF-8. */
   readonly key?: Uint8Array | string
   /** Its headers, in order: `[name, value]` pairs or an object; values are bytes or strings (UTF-8). */
@@ -177,7 +210,11 @@ export interface PublisherShape {
   readonly tryPublish: (payload: Uint8Array, message?: MessageOptions) => boolean | PublishError
   /** Resolves once `tryPublish` can take a message again. */
   readonly writable: Effect.Effect<void, PublishError | PublishAckTimeout>
-  /** Seals the current batch and waits until everything published is acknowledged at the ack level. */
+  /**
+   * Seals the open batches and waits until everything published, to every topic, is
+   * acknowledged at the ack level. Fails with the error of a topic whose publishes failed while
+   * it held messages not acknowledged.
+   */
   readonly flush: (timeoutMs: number) => Effect.Effect<void, PublishError | PublishAckTimeout>
   readonly stats: () => PublisherStats
   /**
@@ -216,14 +253,33 @@ export class PublishAckTimeout extends Data.TaggedError("PublishAckTimeout")<{
   }
 }
 
-/** A broker refused the session for a reason reconnecting cannot cure (unknown topic, protocol version, handshake). */
+/**
+ * A broker refused the publisher, or one topic's session (`topic`: only that topic's publishes
+ * fail), for a reason reconnecting cannot cure (unknown or deleted topic, rights, protocol
+ * version, handshake).
+ */
 export class BrokerRejected extends Data.TaggedError("BrokerRejected")<{
   readonly broker: string
   readonly code: WireErrorCode
   readonly detail: string
+  readonly topic?: string
 }> {
   override get message() {
-    return `broker ${this.broker} refused the session: ${this.code}: ${this.detail}`
+    return `broker ${this.broker} refused the session${
+      this.topic === undefined ? "" : ` of topic ${this.topic}`
+    }: ${this.code}: ${this.detail}`
+  }
+}
+
+/** A message with no topic (the publisher has no default one), or one naming a string that is no topic name. */
+export class PublishTopicInvalid extends Data.TaggedError("PublishTopicInvalid")<{
+  readonly topic: string | undefined
+  readonly reason: string
+}> {
+  override get message() {
+    return this.topic === undefined
+      ? `a message needs a topic: ${this.reason}`
+      : `cannot publish to ${JSON.stringify(this.topic)}: ${this.reason}`
   }
 }
 
@@ -261,7 +317,7 @@ export class PublisherClosed extends Data.TaggedError("PublisherClosed")<{}> {
   }
 }
 
-export type PublishError = BrokerRejected | BrokersUnreachable | MessageTooLarge | PublisherClosed
+export type PublishError = BrokerRejected | BrokersUnreachable | MessageTooLarge | PublisherClosed | PublishTopicInvalid
 
 export class InvalidPublisherOptions extends Data.TaggedError("InvalidPublisherOptions")<{ readonly reason: string }> {
   override get message() {

@@ -16,6 +16,7 @@ import { Context, Data, type Effect, type Scope, type Stream } from "effect"
 import type { ConsumerCutOff, ConsumerError } from "../log/Consumers.js"
 import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { LogOutOfRange } from "../log/LogReader.js"
+import type { InvalidTopicPattern } from "../log/TopicPattern.js"
 import type { LogCorrupt, TopicDeleted, TopicNotFound } from "../log/Topics.js"
 
 /** One header of a message: its name, and its value as a zero-copy view (valid as long as its batch). */
@@ -29,6 +30,8 @@ export interface MessageHeader {
  * its views (`payload`, `key`, header values) are valid as long as the batch: `copy()` keeps one.
  */
 export interface SubscriberMessage {
+  /** The topic it was published to. */
+  readonly topic: string
   /** Its offset in the topic's total order. */
   readonly offset: number
   /** When it was published (taken at `publish`): ms since the epoch. */
@@ -141,11 +144,56 @@ export interface Subscription {
   readonly commit: (offset?: number) => Effect.Effect<void, CommitRejected | SubscriptionError>
 }
 
+/**
+ * A subscription to several topics: those its selection names, and every topic its patterns
+ * match (services/log/TopicPattern.ts: `orders.*`, `orders.>`), those created while it runs
+ * included. Its batches come from every topic, each tagged with its topic (`batch.topic`,
+ * `message.topic`); a topic's batches come in that topic's total order, and topics take turns
+ * (no order between topics is promised). A named consumer is a consumer of that name on each
+ * topic, committed per topic.
+ */
+export interface TopicsSubscription {
+  /** The topics and patterns it was given. */
+  readonly selection: ReadonlyArray<string>
+  /** The topics it reads now: those named, and those its patterns matched so far. */
+  readonly topics: () => ReadonlyArray<string>
+  /** The batches of every topic it reads, without end; each valid until the next pull (as `Subscription.batches`). */
+  readonly batches: Stream.Stream<SubscriberBatch, SubscriptionError>
+  /** The next batch of any topic, as one Effect (as `Subscription.pull`). */
+  readonly pull: Effect.Effect<SubscriberBatch, SubscriptionError>
+  /** Pulls the batches at hand (at least one: waits for it), handing each to `onBatch`; returns how many. */
+  readonly poll: (onBatch: (batch: SubscriberBatch) => void) => Effect.Effect<number, SubscriptionError>
+  /** Offset of the next message it delivers of `topic` (undefined: it does not read that topic). */
+  readonly position: (topic: string) => number | undefined
+  /** Messages in the order past the positions, over every topic it reads. */
+  readonly lag: Effect.Effect<number, SubscribeError>
+  /** The named consumer it reads as on each topic, if any. */
+  readonly consumer: string | undefined
+  /**
+   * Commits `offset` of `topic` (default its position) as the named consumer's committed offset
+   * there; without `to`, every topic's position.
+   */
+  readonly commit: (
+    to?: { readonly topic: string; readonly offset?: number }
+  ) => Effect.Effect<void, CommitRejected | SubscriptionError>
+}
+
 export interface SubscriberShape {
   readonly subscribe: (
     topic: string,
     options?: SubscribeOptions
   ) => Effect.Effect<Subscription, SubscribeError, Scope.Scope>
+  /**
+   * A subscription to several topics: `selection` lists topic names and patterns (at least one).
+   * Each topic it reads starts where `options` say (`from`, `fromTime`; a named consumer's at its
+   * committed offset); a topic a pattern picks up after it started is read from its first message.
+   * A pattern that matches nothing yet waits for a topic that does. A named topic that does not
+   * exist fails it (`TopicNotFound`); an entry that is neither a name nor a pattern is `InvalidTopicPattern`.
+   */
+  readonly subscribeTopics: (
+    selection: ReadonlyArray<string>,
+    options?: SubscribeOptions
+  ) => Effect.Effect<TopicsSubscription, SubscribeError | InvalidTopicPattern, Scope.Scope>
   /** Message offsets: the earliest held and the end (the next to be ordered). */
   readonly bounds: (topic: string) => Effect.Effect<{ readonly earliest: number; readonly end: number }, SubscribeError>
 }

@@ -1,0 +1,112 @@
+/**
+ * A publisher's lanes, one per topic it publishes to: found (or made, on a topic's first
+ * message) by `laneFor`; the queue of lanes whose open batch waits to be sealed (`gather`,
+ * `ungather`, oldest first); and `openSessions`, which opens a lane's session on every open link
+ * (registered on one, attached on the others once the log handed out its epoch).
+ */
+import { Schema } from "effect"
+import { TopicName } from "../../services/log/Topics.js"
+import { PublishTopicInvalid } from "../../services/net/Publisher.js"
+import { BatchBuilder } from "./BatchPayload.js"
+import { type Lane, type PublisherState, SessionOnLink } from "./PublisherState.js"
+
+const isTopicName = Schema.is(TopicName)
+
+/** A fresh lane for `topic` (checked), the last of the publisher's. */
+export const newLane = (s: PublisherState, topic: string): Lane => {
+  const lane: Lane = {
+    topic,
+    index: s.lanes.length,
+    epoch: undefined,
+    registrar: undefined,
+    onLink: new Uint8Array(s.links.length),
+    nextSeq: 0,
+    unacked: [],
+    head: 0,
+    builder: new BatchBuilder(s.pool),
+    sealedMessages: 0,
+    openedAt: 0,
+    gathering: false,
+    gatherPrev: undefined,
+    gatherNext: undefined,
+    full: false,
+    unrouted: [],
+    openAckWaiters: undefined,
+    awaitingOffset: [],
+    ackWaitingBatches: 0,
+    orderedSeq: 0,
+    failure: undefined,
+    counts: { messages: 0, batches: 0, ackedMessages: 0, fences: 0 }
+  }
+  s.lanes.push(lane)
+  s.laneOf.set(topic, lane)
+  return lane
+}
+
+/**
+ * The lane a message naming `topic` goes to (undefined: the default topic's), made on the
+ * topic's first message with its session opened on the links; or why there is none.
+ */
+export const laneFor = (s: PublisherState, topic: string | undefined): Lane | PublishTopicInvalid => {
+  if (topic === undefined) {
+    return s.defaultLane ?? new PublishTopicInvalid({
+      topic,
+      reason: "the publisher has no default topic: name one with the message ({ topic }), or open it with `topic`"
+    })
+  }
+  const known = s.laneOf.get(topic)
+  if (known !== undefined) return known
+  if (!isTopicName(topic)) {
+    return new PublishTopicInvalid({ topic, reason: "a topic name is 1 to 100 of A-Z a-z 0-9 . _ -" })
+  }
+  const lane = newLane(s, topic)
+  openSessions(s, lane)
+  return lane
+}
+
+/** The lane's open batch took its first message: it joins the end of the queue. */
+export const gather = (s: PublisherState, lane: Lane): void => {
+  if (lane.gathering) return
+  lane.gathering = true
+  lane.gatherNext = undefined
+  lane.gatherPrev = s.gatherLast
+  if (s.gatherLast === undefined) s.gatherFirst = lane
+  else s.gatherLast.gatherNext = lane
+  s.gatherLast = lane
+  s.gatheringCount++
+}
+
+/** The lane's open batch was sealed (or dropped): it leaves the queue. */
+export const ungather = (s: PublisherState, lane: Lane): void => {
+  if (!lane.gathering) return
+  lane.gathering = false
+  const { gatherPrev: prev, gatherNext: next } = lane
+  if (prev === undefined) s.gatherFirst = next
+  else prev.gatherNext = next
+  if (next === undefined) s.gatherLast = prev
+  else next.gatherPrev = prev
+  lane.gatherPrev = lane.gatherNext = undefined
+  s.gatheringCount--
+}
+
+/**
+ * Opens the lane's session on every open link that has none: attaches where the epoch is
+ * known, or has one link register it (its home link if open: the client id modulo the links)
+ * while none is registering. A failed lane or publisher opens nothing.
+ */
+export const openSessions = (s: PublisherState, lane: Lane): void => {
+  if (lane.failure !== undefined || s.failure !== undefined) return
+  const links = s.links
+  const n = links.length
+  for (let k = 0; k < n; k++) {
+    const i = (s.sticky + k) % n
+    const link = links[i]!
+    if (link.state !== "open" || lane.onLink[i] !== SessionOnLink.none) continue
+    if (lane.epoch === undefined) {
+      if (lane.registrar !== undefined) return
+      lane.registrar = link
+    }
+    lane.onLink[i] = SessionOnLink.opening
+    link.openSession(lane, lane.epoch)
+  }
+}
