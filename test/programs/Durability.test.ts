@@ -15,7 +15,7 @@ import { existsSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultLogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
-import { forkCli, runCli as runRole, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, runCli as runRole, runCliWithin, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { cli, runCli } from "../helpers/RunJson.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
@@ -260,8 +260,9 @@ describe("a full data directory", () => {
         yield* head.event("ready")
         const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
         const port = (yield* broker.event("listening"))["port"] as number
-        // 8 MiB through a 2 MiB disk, with an ACK timeout far beyond the test's: only the refusal can end it in time.
-        const published = yield* runRole(
+        // 8 MiB through a 2 MiB disk, with an ACK timeout far beyond the bound here: only the refusal can end it in
+        // time; past the bound, the failure shows what the publisher, the head and the broker printed.
+        const published = yield* runCliWithin(
           [
             "publish",
             "--brokers",
@@ -277,7 +278,14 @@ describe("a full data directory", () => {
             "--flush-timeout-ms",
             "600000"
           ],
-          env
+          env,
+          90_000
+        ).pipe(
+          Effect.tapDefect(() =>
+            Effect.sync(() =>
+              console.error(`head:\n${head.output().slice(-4000)}\nbroker:\n${broker.output().slice(-4000)}`)
+            )
+          )
         )
         expect(published.code).not.toBe(0)
         expect(published.stderr).toContain("durability-unavailable")

@@ -15,7 +15,7 @@ import {
   type PublisherConnection,
   reject
 } from "./BrokerState.js"
-import { sessionFencedFrame, WireViolation } from "./Control.js"
+import { sessionFencedFrame, topicDeleted, WireViolation } from "./Control.js"
 import { MAX_ACK_ORDERS } from "./Frame.js"
 
 /**
@@ -124,10 +124,9 @@ export const acknowledge = (
               broker,
               connection,
               session,
-              new WireViolation({
-                code: error._tag === "TopicNotFound" ? "unknown-topic" : "internal",
-                detail: error.message
-              })
+              error._tag === "TopicNotFound" || error._tag === "TopicDeleted"
+                ? topicDeleted(error.name)
+                : new WireViolation({ code: "internal", detail: error.message })
             )
           )
         )
@@ -145,7 +144,8 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
   }
   if (watch.deleted()) {
     // What was acknowledged stands; nothing more will be, and the publisher is told why.
-    return end("topic-deleted", `topic ${topic} was deleted`)
+    endOpenSession(broker, connection, session, topicDeleted(topic))
+    return "end"
   }
   const frontiers = watch.acks()
   if (!frontiers.known) {

@@ -13,7 +13,7 @@ import { checkBatchPayload } from "./BatchPayload.js"
 import { overLimit } from "./BrokerAdmission.js"
 import type { Intake } from "./BrokerIntake.js"
 import { type BrokerState, type ConnectionSession, endOpenSession, type PublisherConnection } from "./BrokerState.js"
-import { WireViolation } from "./Control.js"
+import { topicDeleted, WireViolation } from "./Control.js"
 import { type Frame, FrameType, frameTypeName } from "./Frame.js"
 import type { InPlaceFrameReader } from "./FrameReader.js"
 
@@ -99,14 +99,12 @@ export const batchStream = (
     brokerBatches.unsafeUpdate(1, [])
     brokerBytes.unsafeUpdate(frame.payloadBytes, [])
   }
-  /** The session's topic is gone: the session ends (ENDED), the connection and its other sessions go on. */
+  /**
+   * The session's topic is gone: the session ends (ENDED), the connection and its other sessions
+   * go on. Its topic was there when the session opened, so a name no longer found was deleted.
+   */
   const gone = (session: ConnectionSession, e: TopicNotFound | TopicDeleted) =>
-    endOpenSession(
-      broker,
-      connection,
-      session,
-      new WireViolation({ code: e._tag === "TopicDeleted" ? "topic-deleted" : "unknown-topic", detail: e.message })
-    )
+    endOpenSession(broker, connection, session, topicDeleted(e.name))
 
   /** Append: a checked batch into the log without waiting (usually already in place); "wait" when the log has no room now. */
   const append = (session: ConnectionSession, frame: Frame): "wait" | WireViolation | undefined => {

@@ -21,6 +21,7 @@ import {
   PROTOCOL_VERSION,
   SessionOpen,
   sessionOpenedFrame,
+  topicDeleted,
   Welcome,
   welcomeFrame,
   WireViolation
@@ -147,8 +148,13 @@ const attachSession = (
         }: user ${user} may attach only its own sessions`
       )
     }
+    // The session was registered on the topic, so a topic no longer found was deleted since.
     const known = yield* broker.acks.sessionAcks(open.topic, clientId, sessionEpoch).pipe(
-      Effect.catchAll((e) => refused(e._tag === "TopicNotFound" ? "unknown-topic" : "internal", e.message))
+      Effect.catchAll((e) =>
+        e._tag === "TopicNotFound"
+          ? Effect.fail(new SessionRefusal(topicDeleted(open.topic)))
+          : refused("internal", e.message)
+      )
     )
     if (known.known) return sessionEpoch
     return yield* refused(
@@ -184,7 +190,14 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
       }
       const denied = connection.user === undefined ? undefined : Auth.authorize(connection.user, "publish", open.topic)
       if (denied !== undefined) return yield* refused("forbidden", denied)
-      yield* broker.topics.lookup(open.topic).pipe(Effect.catchAll((e) => refused("unknown-topic", e.message)))
+      yield* broker.topics.lookup(open.topic).pipe(
+        Effect.catchAll((e) =>
+          // A session the log registered names a topic that was there: not found now, it was deleted.
+          frame.sessionEpoch === 0
+            ? refused("unknown-topic", e.message)
+            : Effect.fail(new SessionRefusal(topicDeleted(open.topic)))
+        )
+      )
       const user = connection.user?.name
       const sessionEpoch = frame.sessionEpoch === 0
         ? yield* registerSession(broker, open.topic, connection.clientId)

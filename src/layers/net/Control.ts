@@ -4,7 +4,7 @@
  * connection (ERROR) or ends one of its sessions (ENDED).
  */
 import { Data, Either, Option, ParseResult, Schema, SchemaAST } from "effect"
-import { AckLevel } from "../../services/log/Topics.js"
+import { AckLevel, TopicDeleted } from "../../services/log/Topics.js"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType } from "./Frame.js"
 
 /** The handshake protocol this build speaks; a HELLO or SUBSCRIBE with another one gets `version-mismatch`. */
@@ -159,6 +159,10 @@ export class WireViolation extends Data.TaggedError("WireViolation")<{
     return `${this.code}: ${this.detail}`
   }
 }
+
+/** A session's topic was deleted: what a broker tells its publisher (the session ends, the connection goes on). */
+export const topicDeleted = (topic: string) =>
+  new WireViolation({ code: "topic-deleted", detail: new TopicDeleted({ name: topic }).message })
 
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })

@@ -18,6 +18,7 @@ export const newLane = (s: PublisherState, topic: string): Lane => {
     topic,
     index: s.lanes.length,
     epoch: undefined,
+    opened: false,
     registrar: undefined,
     onLink: new Uint8Array(s.links.length),
     nextSeq: 0,

@@ -26,7 +26,7 @@ export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
     sessionRefused: (link, ref, error) => {
       const lane = laneOf(ref)
       lane.onLink[link.index] = SessionOnLink.none
-      refuse(s, lane, error)
+      refuse(s, lane, lane.opened && error.code === "unknown-topic" ? deletedSince(lane, error) : error)
     },
     sessionUnknown: (link, ref, detail) => sessionLost(s, link, laneOf(ref), detail),
     acked: (link, ref, sessionEpoch, count, orders, level) => {
@@ -46,6 +46,19 @@ export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
   }
 }
 
+/**
+ * A topic some session of this lane was opened on is unknown now: it was deleted since (a broker
+ * that learns of the delete only when the session comes back, say after a reconnect, can tell
+ * no more than that it does not know the name).
+ */
+const deletedSince = (lane: Lane, error: BrokerRejected) =>
+  new BrokerRejected({
+    broker: error.broker,
+    code: "topic-deleted",
+    detail: `topic ${JSON.stringify(lane.topic)} was deleted (${error.detail})`,
+    topic: lane.topic
+  })
+
 /** Opens a link (its lanes' sessions follow once it is up). */
 export const connectLink = (s: PublisherState, link: PublisherLink): void => {
   if (s.failure === undefined) link.open()
@@ -57,6 +70,7 @@ export const connectLink = (s: PublisherState, link: PublisherLink): void => {
  */
 const sessionOpened = (s: PublisherState, link: PublisherLink, lane: Lane, sessionEpoch: number) => {
   if (lane.failure !== undefined) return link.dropSession(lane)
+  lane.opened = true
   if (lane.epoch === undefined) {
     lane.epoch = sessionEpoch
     lane.registrar = undefined

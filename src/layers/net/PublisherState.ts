@@ -79,6 +79,8 @@ export interface Lane {
   readonly index: number
   /** The session's epoch once the log registered it (epoch 0 is never handed out). */
   epoch: number | undefined
+  /** Whether a session of the lane was ever opened (its topic was there then). */
+  opened: boolean
   /** The link registering the session; the others attach once it is registered. */
   registrar: PublisherLink | undefined
   /** The session on each link, by link index (`SessionOnLink`). */
