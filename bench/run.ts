@@ -11,8 +11,7 @@ const benches: Record<string, () => Promise<{ run: (args: ReadonlyArray<string>)
   idle: () => import("./idle.js"),
   crc: () => import("./crc.js"),
   durable: () => import("./durable.js"),
-  directory: () => import("./directory.js"),
-  topics: () => import("./topics.js")
+  directory: () => import("./directory.js")
 }
 
 const [name, ...args] = process.argv.slice(2)

@@ -9,6 +9,7 @@ import { benchMirror } from "../bench/MirrorBench.js"
 import { peerConsume } from "../bench/peers/PeerConsumerMain.js"
 import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
 import { loopbackEcho, rtt } from "../bench/Rtt.js"
+import { benchTopics } from "../bench/TopicsBench.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { withLogFormat } from "../roles/Observe.js"
@@ -28,12 +29,25 @@ export const benchCommand = Cli.command({
   summary: "Measure a local cluster's throughput and ACK latency next to the loopback TCP bound",
   flags: {
     ...clusterFlags("256MiB"),
-    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror"], {
+    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics"], {
       default: "e2e",
       env: "CXLOG_BENCH_TYPE",
       description:
         "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong), " +
-        "mirror (cxlog mirror into a 3-node JetStream cluster next to publishing to it directly; docs/mirror.md)"
+        "mirror (cxlog mirror into a 3-node JetStream cluster next to publishing to it directly; docs/mirror.md), " +
+        "topics (--topics topics created, written, audited, deleted and created again in a region of at most 1 GiB, and one client's MB/s over --ratio-topics topics ÷ into one; docs/topics.md)"
+    }),
+    topics: Cli.integer("topics", {
+      default: 10_000,
+      min: 1,
+      env: "CXLOG_BENCH_TOPICS",
+      description: "topics: how many 64 KiB topics to create, write, audit, delete and create again"
+    }),
+    ratioTopics: Cli.integer("ratio-topics", {
+      default: 1_000,
+      min: 1,
+      env: "CXLOG_BENCH_RATIO_TOPICS",
+      description: "topics: how many topics one client's 1 KiB messages are spread over, next to one topic"
     }),
     mirrorMessages: Cli.integer("mirror-messages", {
       default: 20_000,
@@ -79,7 +93,8 @@ export const benchCommand = Cli.command({
     "cxlog bench --type publish --bytes 1GiB --broker-count 2",
     "cxlog bench --peers redis,nats",
     "cxlog bench --type rtt --samples 5000",
-    "cxlog bench --type rtt --local --peers redis"
+    "cxlog bench --type rtt --local --peers redis",
+    "cxlog bench --type topics --topics 10000 --json"
   ],
   run: (o) =>
     o.peers.length > 0 && (o.type === "mirror" || o.tls)
@@ -89,6 +104,14 @@ export const benchCommand = Cli.command({
         messages: o.mirrorMessages,
         messageBytes: o.messageBytes,
         rateMBps: o.mirrorRateMbps,
+        json: o.json
+      }).pipe(Effect.asVoid)
+      : o.type === "topics"
+      ? benchTopics({
+        topics: o.topics,
+        ratioTopics: o.ratioTopics,
+        ratioBytes: o.bytes,
+        rounds: 2,
         json: o.json
       }).pipe(Effect.asVoid)
       : o.type === "rtt"

@@ -1,0 +1,299 @@
+/**
+ * `cxlog bench --type topics`: topics as applications use them, many and small, in one region of
+ * at most 1 GiB. A head and one broker run as processes; this process joins the region as a
+ * coordinator client and a reader, and publishes through one TCP publisher:
+ *
+ * 1. creates `--topics` topics of 64 KiB each at runtime (each create timed, one at a time),
+ * 2. publishes a few stamped messages to every one of them through the one publisher and audits
+ *    each topic in place (its messages, once each, in order),
+ * 3. deletes them all (each timed) and waits for the heap to come back to where it was,
+ * 4. creates them all again (`recreatedAfterDelete`: they fit where the first round did), deletes
+ *    them again,
+ * 5. `manyTopicsRatio`: MB/s of 1 KiB messages spread round-robin over `--ratio-topics` topics
+ *    through the one publisher ÷ MB/s into the one topic, alternating rounds, same run.
+ */
+import { Console, Effect, Layer } from "effect"
+import { statSync } from "node:fs"
+import { forEachMessage } from "../../layers/net/BatchPayload.js"
+import * as PublisherLayers from "../../layers/net/Publisher.js"
+import { attachRegion, controlTransport, coordinatorClient, processSlot, reader } from "../../layers/Roles.js"
+import { Coordinator } from "../../services/control/Coordinator.js"
+import { LogReader } from "../../services/log/LogReader.js"
+import { Topics } from "../../services/log/Topics.js"
+import type { PublisherShape } from "../../services/net/Publisher.js"
+import { percentile, summarize } from "../report/Percentiles.js"
+import { table } from "../report/Table.js"
+import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
+import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
+
+export interface TopicsBenchOptions {
+  /** Topics created, written, audited, deleted and created again. */
+  readonly topics: number
+  /** Topics the many-topics throughput is spread over. */
+  readonly ratioTopics: number
+  /** Bytes of each measured throughput phase. */
+  readonly ratioBytes: number
+  readonly rounds: number
+  readonly json: boolean
+}
+
+const MiB = 1 << 20
+/** The region's heap: with the region's fixed parts, the region stays within 1 GiB (checked). */
+const HEAP_BYTES = 896 * MiB
+const REGION_LIMIT_BYTES = 1024 * MiB
+/** Each of the many small topics' memory (one writer: the broker). */
+const SMALL_TOPIC_MEMORY = 64 << 10
+/** The one topic of the throughput reference, and each of the many it is compared with. */
+const ONE_TOPIC_MEMORY = 64 * MiB
+const RATIO_TOPIC_MEMORY = 512 << 10
+/** Stamped messages each small topic gets, and their size. */
+const MESSAGES_PER_TOPIC = 4
+const SMALL_MESSAGE_BYTES = 64
+const RATIO_MESSAGE_BYTES = 1024
+/** How long the heap may take to come back once the topics are deleted (holders let go within a tick or two). */
+const MEMORY_BACK_MS = 30_000
+
+const smallName = (i: number) => `small.${String(i).padStart(5, "0")}`
+const ratioName = (i: number) => `many.${String(i).padStart(4, "0")}`
+
+/** Creates the topics one at a time, timing each; stops at the first refusal (the region is full). */
+const createAll = (names: ReadonlyArray<string>, memory: number) =>
+  Effect.gen(function*() {
+    const coordinator = yield* Coordinator
+    const latenciesUs: Array<number> = []
+    for (const name of names) {
+      const started = performance.now()
+      const created = yield* Effect.either(
+        coordinator.createTopic({ name, order: 5, ackLevel: 1, replicationFactor: 1, memory, writers: 1 })
+      )
+      if (created._tag === "Left") return { latenciesUs, refused: created.left.message }
+      latenciesUs.push((performance.now() - started) * 1000)
+    }
+    return { latenciesUs, refused: undefined }
+  })
+
+const deleteAll = (names: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const coordinator = yield* Coordinator
+    const latenciesUs: Array<number> = []
+    for (const name of names) {
+      const started = performance.now()
+      yield* coordinator.deleteTopic(name)
+      latenciesUs.push((performance.now() - started) * 1000)
+    }
+    return latenciesUs
+  })
+
+const freeBytes = Effect.flatMap(Topics, (topics) => Effect.map(topics.overview, (o) => o.heap.freeBytes))
+
+/** Waits until the heap's free bytes are back to `baseline` (true), or `MEMORY_BACK_MS` passed (false). */
+const memoryBack = (baseline: number) =>
+  Effect.gen(function*() {
+    const deadline = performance.now() + MEMORY_BACK_MS
+    while (performance.now() < deadline) {
+      if ((yield* freeBytes) >= baseline) return true
+      yield* Effect.sleep(100)
+    }
+    return false
+  })
+
+/** Publishes `messages` messages, message i to `topics[i % topics.length]`, honouring backpressure; MB/s until all are acknowledged. */
+const publishSpread = (
+  publisher: PublisherShape,
+  topics: ReadonlyArray<{ readonly topic: string }>,
+  messages: number,
+  payload: (i: number) => Uint8Array
+) =>
+  Effect.gen(function*() {
+    const started = performance.now()
+    let bytes = 0
+    for (let i = 0; i < messages; i++) {
+      const options = topics[i % topics.length]
+      const message = payload(i)
+      bytes += message.length
+      const taken = publisher.tryPublish(message, options)
+      if (taken === true) continue
+      if (taken !== false) return yield* Effect.fail(taken)
+      yield* publisher.publish(message, options)
+    }
+    yield* publisher.flush(300_000)
+    return bytes / 1e6 / ((performance.now() - started) / 1000)
+  })
+
+/** Message `seq` of topic `topic` (its index): the audit reads both back. */
+const stamped = (topic: number, seq: number) => {
+  const payload = new Uint8Array(SMALL_MESSAGE_BYTES)
+  stamp(payload, topic, seq)
+  return payload
+}
+
+/** Reads every topic in place: each must hold its `MESSAGES_PER_TOPIC` messages, once each, in order. The first problem, if any. */
+const auditAll = (names: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const log = yield* LogReader
+    const u32 = (b: Uint8Array, o: number) => new DataView(b.buffer, b.byteOffset + o, 4).getUint32(0, true)
+    for (let t = 0; t < names.length; t++) {
+      const name = names[t]!
+      const seen: Array<string> = []
+      yield* Effect.scoped(Effect.gen(function*() {
+        const cursor = yield* log.subscribe(name, { from: "earliest" })
+        while (seen.length < MESSAGES_PER_TOPIC) {
+          // A batch's records carry its base time, keys and headers before each value: read the values.
+          const read = yield* cursor.pollBatches((batch) =>
+            forEachMessage(batch.bytes.subarray(batch.offset, batch.offset + batch.length), batch.messageCount, (m) => {
+              const p = m.payload
+              seen.push(p.length < AUDIT_HEADER_BYTES ? "short" : `${u32(p, 0)}/${u32(p, 4)}`)
+            })
+          )
+          if (read === 0 && !(yield* cursor.awaitMore(5_000))) break
+        }
+      }))
+      const expected = Array.from({ length: MESSAGES_PER_TOPIC }, (_, seq) => `${t}/${seq}`)
+      if (seen.join(",") !== expected.join(",")) {
+        return `topic ${name}: read ${seen.join(",") || "nothing"}, expected ${expected.join(",")}`
+      }
+    }
+    return undefined
+  })
+
+export const benchTopics = (options: TopicsBenchOptions) =>
+  Effect.scoped(Effect.gen(function*() {
+    const region = `cxlog-bench-topics-${process.pid}`
+    yield* regionGuard(region)
+    const env: Record<string, string> = {
+      CXLOG_REGION: region,
+      CXLOG_HEAP_BYTES: `${HEAP_BYTES}`,
+      CXLOG_LOG_MAX_BROKERS: "4",
+      CXLOG_BROKER_MAX_SESSIONS: `${Math.max(4096, options.topics + options.ratioTopics + 1)}`
+    }
+    const { ports } = yield* startHeadAndBrokers("one:5:1", 1, env, () => ({}), [
+      "--memory",
+      `${ONE_TOPIC_MEMORY}`,
+      "--writers",
+      "1"
+    ])
+    const regionBytes = statSync(`/dev/shm/${region}`).size
+    const joined = Layer.mergeAll(coordinatorClient(), reader).pipe(
+      Layer.provideMerge(controlTransport),
+      Layer.provideMerge(processSlot("client")),
+      Layer.provideMerge(attachRegion({ name: region }))
+    )
+    return yield* Effect.gen(function*() {
+      const publisher = yield* PublisherLayers.make({
+        brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
+        // The head's local secret: the region's own user.
+        region,
+        batchBytes: 64 << 10,
+        maxInFlightBatches: 256
+      })
+      const baseline = yield* freeBytes
+      const small = Array.from({ length: options.topics }, (_, i) => smallName(i))
+
+      const first = yield* createAll(small, SMALL_TOPIC_MEMORY)
+      const created = first.latenciesUs.length
+      const names = small.slice(0, created)
+      const afterCreate = yield* freeBytes
+      yield* publishSpread(
+        publisher,
+        names.map((topic) => ({ topic })),
+        created * MESSAGES_PER_TOPIC,
+        (i) => stamped(i % created, Math.floor(i / created))
+      )
+      const afterPublish = yield* freeBytes
+      const auditProblem = yield* auditAll(names)
+      const deletesUs = yield* deleteAll(names)
+      const backAfterDelete = yield* memoryBack(baseline)
+
+      const second = yield* createAll(names, SMALL_TOPIC_MEMORY)
+      const recreated = second.latenciesUs.length
+      yield* deleteAll(names.slice(0, recreated))
+      const backAfterSecond = yield* memoryBack(baseline)
+
+      // The throughput reference: the one topic, and the same bytes spread over the many, in alternating rounds.
+      const many = Array.from({ length: options.ratioTopics }, (_, i) => ratioName(i))
+      const manyCreated = yield* createAll(many, RATIO_TOPIC_MEMORY)
+      if (manyCreated.refused !== undefined) {
+        return yield* Effect.dieMessage(
+          `bench topics: creating the ${options.ratioTopics} topics failed: ${manyCreated.refused}`
+        )
+      }
+      const payload = new Uint8Array(RATIO_MESSAGE_BYTES).fill(7)
+      const one = [{ topic: "one" }]
+      const spread = many.map((topic) => ({ topic }))
+      const messages = Math.max(1, Math.floor(options.ratioBytes / RATIO_MESSAGE_BYTES))
+      // Every topic's session registered and its lane taken before the clock runs.
+      yield* publishSpread(publisher, spread, options.ratioTopics * 16, () => payload)
+      yield* publishSpread(publisher, one, 4096, () => payload)
+      const oneRuns: Array<number> = []
+      const manyRuns: Array<number> = []
+      for (let r = 0; r < options.rounds; r++) {
+        oneRuns.push(yield* publishSpread(publisher, one, messages, () => payload))
+        manyRuns.push(yield* publishSpread(publisher, spread, messages, () => payload))
+      }
+      const oneTopicMBps = median(oneRuns)
+      const manyTopicsMBps = median(manyRuns)
+      const creates = summarize(first.latenciesUs)
+      const deletes = summarize(deletesUs)
+      const result = {
+        bench: "topics",
+        regionBytes,
+        regionWithinLimit: regionBytes <= REGION_LIMIT_BYTES,
+        heapBytes: HEAP_BYTES,
+        topicMemoryBytes: SMALL_TOPIC_MEMORY,
+        topicsAsked: options.topics,
+        topicsCreated: created,
+        ...(first.refused === undefined ? {} : { createRefused: first.refused }),
+        createP50Us: Math.round(creates.p50),
+        createP99Us: Math.round(creates.p99),
+        deleteP50Us: Math.round(deletes.p50),
+        deleteP99Us: Math.round(deletes.p99),
+        bytesPerTopic: Math.round((baseline - afterCreate) / Math.max(1, created)),
+        bytesPerTopicWritten: Math.round((baseline - afterPublish) / Math.max(1, created)),
+        auditPassed: auditProblem === undefined && created === options.topics,
+        ...(auditProblem === undefined ? {} : { auditProblem }),
+        auditedMessages: created * MESSAGES_PER_TOPIC,
+        memoryBackAfterDelete: backAfterDelete && backAfterSecond,
+        recreatedAfterDelete: recreated === created && created > 0,
+        ratioTopics: options.ratioTopics,
+        messageBytes: RATIO_MESSAGE_BYTES,
+        oneTopicMBps,
+        manyTopicsMBps,
+        roundsMBps: { one: oneRuns, many: manyRuns },
+        manyTopicsRatio: manyTopicsMBps / oneTopicMBps
+      }
+      if (!options.json) yield* Console.log(describe(result))
+      yield* Console.log(JSON.stringify(result))
+      return result
+    }).pipe(Effect.provide(joined))
+  }))
+
+const median = (values: ReadonlyArray<number>) => percentile(Float64Array.from(values).sort(), 50)
+
+const describe = (r: {
+  readonly regionBytes: number
+  readonly topicsCreated: number
+  readonly createP50Us: number
+  readonly createP99Us: number
+  readonly deleteP50Us: number
+  readonly bytesPerTopic: number
+  readonly auditPassed: boolean
+  readonly memoryBackAfterDelete: boolean
+  readonly recreatedAfterDelete: boolean
+  readonly ratioTopics: number
+  readonly oneTopicMBps: number
+  readonly manyTopicsMBps: number
+  readonly manyTopicsRatio: number
+}) =>
+  table(["cxlog bench topics", "figure"], [
+    [`topics created at runtime in a ${(r.regionBytes / MiB).toFixed(0)} MiB region`, r.topicsCreated],
+    ["create p50 / p99 µs (one at a time, through the head's coordinator)", `${r.createP50Us} / ${r.createP99Us}`],
+    ["delete p50 µs", r.deleteP50Us],
+    ["heap bytes per topic", r.bytesPerTopic],
+    ["every topic audited clean", `${r.auditPassed}`],
+    ["memory back after deleting all; all created again", `${r.memoryBackAfterDelete}; ${r.recreatedAfterDelete}`],
+    [
+      `MB/s into 1 topic / spread over ${r.ratioTopics} (1 KiB messages, one client)`,
+      `${r.oneTopicMBps.toFixed(0)} / ${r.manyTopicsMBps.toFixed(0)}`
+    ],
+    ["manyTopicsRatio", r.manyTopicsRatio.toFixed(2)]
+  ])

@@ -1,0 +1,65 @@
+/**
+ * `cxlog bench --type topics`, small: the topics it creates at runtime are written, audited in
+ * place, deleted with their memory back, and created again where they were; the region stays
+ * within 1 GiB; the many-topics throughput is measured next to the one topic's in the same run.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { readdirSync } from "node:fs"
+import { runCliWithin } from "../helpers/CliRoles.js"
+
+interface TopicsBenchJson {
+  readonly bench: string
+  readonly regionBytes: number
+  readonly regionWithinLimit: boolean
+  readonly topicsCreated: number
+  readonly createP50Us: number
+  readonly deleteP50Us: number
+  readonly bytesPerTopic: number
+  readonly bytesPerTopicWritten: number
+  readonly auditPassed: boolean
+  readonly auditedMessages: number
+  readonly memoryBackAfterDelete: boolean
+  readonly recreatedAfterDelete: boolean
+  readonly oneTopicMBps: number
+  readonly manyTopicsMBps: number
+  readonly manyTopicsRatio: number
+}
+
+describe("cxlog bench --type topics", () => {
+  it.scopedLive(
+    "creates, writes, audits, deletes and recreates its topics; memory comes back; both throughputs are measured",
+    () =>
+      Effect.gen(function*() {
+        const benchRegions = () => readdirSync("/dev/shm").filter((name) => name.startsWith("cxlog-bench-topics-"))
+        const before = benchRegions()
+        const run = yield* runCliWithin(
+          ["bench", "--type", "topics", "--topics", "60", "--ratio-topics", "12", "--bytes", "1MiB", "--json"],
+          {},
+          120_000
+        )
+        expect(run.code, run.stderr).toBe(0)
+        const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as TopicsBenchJson
+        expect(result).toMatchObject({
+          bench: "topics",
+          regionWithinLimit: true,
+          topicsCreated: 60,
+          auditPassed: true,
+          auditedMessages: 240,
+          memoryBackAfterDelete: true,
+          recreatedAfterDelete: true
+        })
+        expect(result.regionBytes).toBeLessThanOrEqual(1 << 30)
+        // Lanes are taken when first written: a topic costs its records until then, its lane's 64 KiB after.
+        expect(result.bytesPerTopic).toBeLessThan(result.bytesPerTopicWritten)
+        expect(result.bytesPerTopicWritten).toBeGreaterThanOrEqual(64 << 10)
+        expect(result.createP50Us).toBeGreaterThan(0)
+        expect(result.deleteP50Us).toBeGreaterThan(0)
+        expect(result.oneTopicMBps).toBeGreaterThan(0)
+        expect(result.manyTopicsRatio).toBeCloseTo(result.manyTopicsMBps / result.oneTopicMBps, 6)
+        // Its region is gone with it.
+        expect(benchRegions()).toEqual(before)
+      }),
+    150_000
+  )
+})
