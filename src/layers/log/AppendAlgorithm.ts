@@ -163,6 +163,17 @@ const attempt = (
   }
 }
 
+/** A batch over the topic's limit: what the limit is, where it comes from, and what raises it. */
+const tooLargeFor = (topic: string, bytes: number, maxBatchBytes: number) =>
+  new BatchRejected({
+    topic,
+    maxBatchBytes,
+    reason:
+      `a batch of ${bytes} bytes is over the topic's limit of ${maxBatchBytes} (half of a writer's lane: its memory / writers): ` +
+      `publish to it with batchBytes of at most ${maxBatchBytes} (cxlog publish --batch-bytes), or give the topic more memory or fewer writers ` +
+      `(cxlog topics describe ${topic} shows its largest message)`
+  })
+
 /** One try of a batch without waiting: a counted receipt, what is full, or why not. */
 const tryOnce = (
   s: AppenderState,
@@ -170,6 +181,9 @@ const tryOnce = (
   header: BatchHeader,
   fill: (dst: Uint8Array) => void
 ): AppendReceipt | Full | BatchRejected => {
+  if (header.payloadBytes > t.maxBatchBytes && Number.isSafeInteger(header.payloadBytes)) {
+    return tooLargeFor(t.topic, header.payloadBytes, t.maxBatchBytes)
+  }
   const problem = headerProblem(header, t.maxBatchBytes)
   if (problem !== undefined) return new BatchRejected({ topic: t.topic, reason: problem })
   const outcome = attempt(s, t, header, fill, PbrKind.batch)

@@ -106,6 +106,10 @@ export const batchStream = (
   const gone = (session: ConnectionSession, e: TopicNotFound | TopicDeleted) =>
     endOpenSession(broker, connection, session, topicDeleted(e.name))
 
+  /** A batch over its topic's limit: that session ends (`oversized`, naming the limit and what raises it); resending it could not help. */
+  const tooLarge = (session: ConnectionSession, e: BatchRejected) =>
+    endOpenSession(broker, connection, session, new WireViolation({ code: "oversized", detail: e.message }))
+
   /** Append: a checked batch into the log without waiting (usually already in place); "wait" when the log has no room now. */
   const append = (session: ConnectionSession, frame: Frame): "wait" | WireViolation | undefined => {
     if (connection.budgets.length > 0) {
@@ -120,7 +124,11 @@ export const batchStream = (
       gone(session, appended)
       return undefined
     }
-    if (appended instanceof BatchRejected) return appendFailed(appended)
+    if (appended instanceof BatchRejected) {
+      if (appended.maxBatchBytes === undefined) return appendFailed(appended)
+      tooLarge(session, appended)
+      return undefined
+    }
     counted(session, frame, appended)
     return undefined
   }
@@ -191,7 +199,12 @@ export const batchStream = (
         if (session === undefined) return Effect.void
         return appender.appendWith(session.topic, headerOf(session, frame), fillFrom(frame.payload)).pipe(
           Effect.matchEffect({
-            onFailure: (e) => (topicGone(e) ? Effect.sync(() => gone(session, e)) : Effect.fail(appendFailed(e))),
+            onFailure: (e) =>
+              topicGone(e)
+                ? Effect.sync(() => gone(session, e))
+                : e._tag === "BatchRejected" && e.maxBatchBytes !== undefined
+                ? Effect.sync(() => tooLarge(session, e))
+                : Effect.fail(appendFailed(e)),
             onSuccess: (receipt) => Effect.sync(() => counted(session, frame, receipt))
           })
         )

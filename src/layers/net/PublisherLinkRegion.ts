@@ -41,17 +41,21 @@ interface Queued {
 }
 
 /** The wire code a local append's refusal carries, as a broker's would. */
-const refusalCode = (tag: string | undefined): WireErrorCode =>
-  tag === "TopicNotFound"
+const refusalCode = (error: { readonly _tag?: string; readonly maxBatchBytes?: number }): WireErrorCode =>
+  error._tag === "TopicNotFound"
     ? "unknown-topic"
-    : tag === "TopicDeleted"
+    : error._tag === "TopicDeleted"
     ? "topic-deleted"
-    : tag === "SessionTableFull"
+    : error._tag === "SessionTableFull"
     ? "session-table-full"
+    : error._tag === "BatchRejected" && error.maxBatchBytes !== undefined
+    ? "oversized"
     : "internal"
 
-/** Whether an append's refusal is its topic's (the lane fails) rather than the link's. */
-const topicGone = (tag: string | undefined): boolean => tag === "TopicNotFound" || tag === "TopicDeleted"
+/** Whether an append's refusal is its topic's (the lane fails: gone, or a batch over its limit) rather than the link's. */
+const topicRefused = (error: { readonly _tag?: string; readonly maxBatchBytes?: number }): boolean =>
+  error._tag === "TopicNotFound" || error._tag === "TopicDeleted" ||
+  (error._tag === "BatchRejected" && error.maxBatchBytes !== undefined)
 
 /**
  * One lane's session in the region: its frontiers' watch (standing on the doorbell only while
@@ -170,7 +174,7 @@ export class RegionLink implements PublisherLink {
         return this.c.events.sessionRefused(
           this,
           lane,
-          this.refusal(lane, refusalCode(error._tag), error.message ?? String(error))
+          this.refusal(lane, refusalCode(error), error.message ?? String(error))
         )
       }
       const { epoch, totalOrder, watch } = exit.value
@@ -222,15 +226,18 @@ export class RegionLink implements PublisherLink {
     this.drain(session)
   }
 
-  /** An append refused: a topic gone fails its lane; anything else takes the link down (the core resends). */
-  private failAppend(session: RegionSession, error: Error & { readonly _tag?: string }): void {
+  /** An append refused: a topic gone or a batch over its limit fails its lane; anything else takes the link down (the core resends). */
+  private failAppend(
+    session: RegionSession,
+    error: Error & { readonly _tag?: string; readonly maxBatchBytes?: number }
+  ): void {
     for (const dropped of session.queue.splice(0)) dropped.onWritten(error)
-    if (topicGone(error._tag)) {
+    if (topicRefused(error)) {
       this.dropSession(session.lane)
       return this.c.events.sessionRefused(
         this,
         session.lane,
-        this.refusal(session.lane, refusalCode(error._tag), error.message)
+        this.refusal(session.lane, refusalCode(error), error.message)
       )
     }
     this.down(`append failed: ${error.message}`)

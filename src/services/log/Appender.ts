@@ -115,9 +115,12 @@ export class AppendTimeout extends Schema.TaggedError<AppendTimeout>()("AppendTi
   }
 }
 
-export class BatchRejected
-  extends Schema.TaggedError<BatchRejected>()("BatchRejected", { topic: Schema.String, reason: Schema.String })
-{
+export class BatchRejected extends Schema.TaggedError<BatchRejected>()("BatchRejected", {
+  topic: Schema.String,
+  reason: Schema.String,
+  /** Set when the batch is larger than the topic takes: its limit (the session ends `oversized`, the connection goes on). */
+  maxBatchBytes: Schema.optionalWith(Schema.Int, { exact: true })
+}) {
   override get message() {
     return `topic ${this.topic}: batch rejected: ${this.reason}`
   }

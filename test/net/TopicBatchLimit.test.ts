@@ -1,0 +1,42 @@
+/**
+ * A topic's largest batch is its own (half of a writer's lane: its memory / writers). A batch over
+ * it ends that topic's session `oversized`, naming the limit and what raises it; the publisher's
+ * other topics go on over the same connection, and a resend is never tried (it could not fit).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { audit, clean, testMessage } from "../fixtures/net-audit.js"
+
+describe("a batch over its topic's limit", () => {
+  it.scopedLive("ends that topic's session oversized, naming the limit and how to raise it; the other topic goes on", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "roomy" }] })
+      const small = yield* log.topics.create({
+        name: "small",
+        order: 5,
+        ackLevel: 1,
+        replicationFactor: 1,
+        memory: 64 << 10,
+        writers: 1
+      })
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
+      const p = yield* PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: broker.port }],
+        batchBytes: 128 << 10,
+        ackTimeoutMs: 600_000
+      })
+      // A message the publisher takes (its batches go to 128 KiB) but the topic cannot: its batches stop near 32 KiB.
+      const message = testMessage(1, 0, small.maxMessageBytes! + 1024)
+      const failure = yield* Effect.flip(p.publishAcked(message, { topic: "small" }))
+      expect(failure).toMatchObject({ _tag: "BrokerRejected", code: "oversized", topic: "small" })
+      expect(failure.message).toMatch(/over the topic's limit of \d+/)
+      expect(failure.message).toContain("cxlog publish --batch-bytes")
+      for (let i = 0; i < 20; i++) yield* p.publish(testMessage(2, i, 64), { topic: "roomy" })
+      yield* p.flush(10_000).pipe(Effect.catchAll(() => Effect.void))
+      expect(audit(log.ordered("roomy"), new Map([[2, 20]]))).toEqual({ messages: 20, ...clean })
+      expect(log.ordered("small")).toHaveLength(0)
+    }))
+})
