@@ -30,6 +30,7 @@ describe("broker settings", () => {
         ackIntervalMs: BROKER_SETTINGS.ackIntervalMs.default,
         idleTimeoutMs: BROKER_SETTINGS.idleTimeoutMs.default,
         maxConnections: BROKER_SETTINGS.maxConnections.default,
+        maxSessions: BROKER_SETTINGS.maxSessions.default,
         insecure: false
       })
       const set = yield* configFrom({
@@ -39,6 +40,7 @@ describe("broker settings", () => {
         [BROKER_SETTINGS.ackIntervalMs.env]: "2",
         [BROKER_SETTINGS.idleTimeoutMs.env]: "3000",
         [BROKER_SETTINGS.maxConnections.env]: "9",
+        [BROKER_SETTINGS.maxSessions.env]: "12",
         [BROKER_SETTINGS.credentials.env]: "/tmp/users",
         [BROKER_SETTINGS.insecure.env]: "true"
       })
@@ -49,6 +51,7 @@ describe("broker settings", () => {
         ackIntervalMs: 2,
         idleTimeoutMs: 3000,
         maxConnections: 9,
+        maxSessions: 12,
         credentials: "/tmp/users",
         insecure: true
       })
