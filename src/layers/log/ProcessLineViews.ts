@@ -231,6 +231,13 @@ export class LaneAnswersView extends View {
   storeDoorbell(at: number, v: number): void {
     Atomics.store(this.i32, (at + LaneAnswers.doorbell) / 4, v)
   }
+  granted(at: number): number {
+    return Atomics.load(this.i32, (at + LaneAnswers.granted) / 4)
+  }
+  /** After a lane's page and the table's count are stored (the head's alone). */
+  countGranted(at: number): void {
+    Atomics.add(this.i32, (at + LaneAnswers.granted) / 4, 1)
+  }
   answered(at: number, slot: number): number {
     return Atomics.load(this.i32, (at + LaneAnswers.answers + slot * LaneAnswers.bytes + LaneAnswers.answered) / 4)
   }

@@ -104,7 +104,8 @@ export const LaneTable = { lanes: 0, pages: 64 } as const
  * with a request; from line 1 each writer slot has 8 bytes: the count of its requests answered,
  * then the answer's `LaneAnswer` code.
  */
-export const LaneAnswers = { doorbell: 0, answers: 64, answered: 0, result: 4, bytes: 8 } as const
+/** `granted` counts the lanes the head granted (any topic): a sequencer re-checks its lane-less topics only when it moved. */
+export const LaneAnswers = { doorbell: 0, granted: 8, answers: 64, answered: 0, result: 4, bytes: 8 } as const
 export const LaneAnswer = { ok: 0, corrupt: 1, regionFull: 2, topicGone: 3 } as const
 
 /** Per (topic, broker), written by the broker. `reclaimVersion` is bumped after the reclaim cursors move. */

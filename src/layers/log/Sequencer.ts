@@ -50,6 +50,7 @@ import {
 } from "./SequencerLease.js"
 import { makeSequencerCore } from "./SequencerLoop.js"
 import { type LogStorage, publishTopic } from "./SequencerRound.js"
+import { lanesGranted } from "./TopicLanes.js"
 import { type OrderSettings, orderSettings, type TopicOrder } from "./TopicOrder.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 import { discovered, recoverTopic } from "./TopicRecovery.js"
@@ -90,15 +91,20 @@ const regionLog = (
     const changes = directory.changes()
     if (changes === listedAt) return []
     const fresh: Array<number> = []
-    const entries = directory.list("topic")
-    const live = new Map<number, number>()
+    // Slots and generations alone: every topic's name decoded at every create would make creating n topics cost n².
+    const entries = directory.liveSlots("topic")
+    let matched = 0
     for (const entry of entries) {
-      live.set(entry.slot, entry.generation)
       const held = known.get(entry.slot)
       if (held !== undefined && held.info.generation !== entry.generation) drop(held)
+      else if (held !== undefined) matched++
       if (!known.has(entry.slot)) fresh.push(entry.slot)
     }
-    for (const held of known.values()) if (live.get(held.info.id) !== held.info.generation) drop(held)
+    if (matched < known.size) {
+      // Some topic it knows is gone from the listing (deleted): found by a second pass, only then.
+      const live = new Map(entries.map((entry) => [entry.slot, entry.generation]))
+      for (const held of known.values()) if (live.get(held.info.id) !== held.info.generation) drop(held)
+    }
     // Looked at once more only when it changes again; a topic found is known once discovered.
     if (fresh.length === 0) listedAt = changes
     return fresh
@@ -149,6 +155,7 @@ const regionLog = (
     },
     leaseLost: () => leaseLost(lease, v.epoch),
     hasNewTopics: () => newTopics().length > 0 || gone.length > 0,
+    lanesGranted: () => lanesGranted(region, area),
     deleted: () => {
       const dropped = gone.splice(0).map((hold) => {
         hold.release()

@@ -39,6 +39,11 @@ export interface LogStorage {
   readonly leaseLost: () => SequencerLeaseLost
   /** Whether topics appeared that are not ordered yet, or ordered ones were deleted (runs every round). */
   readonly hasNewTopics: () => boolean
+  /**
+   * A word that moves whenever a writer got a lane of any topic (absent: topics are never parked).
+   * Topics no writer has a lane in hold no batch: they wait aside, looked at again only when it moves.
+   */
+  readonly lanesGranted?: () => number
   /** The ordered topics deleted since the last call: the round drops them (before it takes any new one on). */
   readonly deleted: () => ReadonlyArray<TopicInfo>
   /** The new topics, recovered from what their storage holds (those that cannot be are logged and left out). */
@@ -61,8 +66,15 @@ export interface LogStorage {
 export interface SequencerState {
   readonly log: LogStorage
   readonly settings: OrderSettings
-  /** The topics it orders, in the order they were discovered. */
+  /** The topics it orders, in the order they were discovered (those with a lane: see `parked`). */
   readonly topics: Array<TopicOrder>
+  /**
+   * Topics no writer has a lane in yet (only with `LogStorage.lanesGranted`): rounds pass them by
+   * but for the sweep, so ten thousand topics created and not yet written cost a round nothing.
+   */
+  readonly parked: Array<TopicOrder>
+  /** `lanesGranted` when the parked topics were last looked at. */
+  grantedSeen: number
   /** What the last round did over every topic (reset by each round). */
   readonly total: RoundTally
   /** Records a round's tally, and the batches held after it, in the metrics. */
@@ -75,6 +87,8 @@ export const makeSequencerState = (log: LogStorage, settings: OrderSettings): Se
   log,
   settings,
   topics: [],
+  parked: [],
+  grantedSeen: Number.NaN,
   total: new RoundTally(settings.maxBrokers),
   recordTally: makeTallyMetrics(settings.maxBrokers),
   nextSweepMs: 0
@@ -140,6 +154,8 @@ export function publishTopic(topic: TopicOrder): void {
 export function orderTopic(topic: TopicOrder, nowMs: number, settings: OrderSettings, sweep: boolean): boolean {
   const { engine, tally } = topic
   tally.reset()
+  // No writer has a lane in it, so no batch: only the sweep (sessions registered and never used) has work there.
+  if (!sweep && engine.dirty.length === 0 && topic.storage.lanes().length === 0) return false
   if (!syncTopic(topic)) return false
   // The sweep releases idle sessions, so it must know them all, not only those seen since a sync.
   if (sweep && topic.sessionsPartial && takeAllSessions(topic) !== undefined) return false
@@ -166,6 +182,7 @@ export function orderTopic(topic: TopicOrder, nowMs: number, settings: OrderSett
  * fence (`LogStorage.beginRound`); `fencedRound` leaves it.
  */
 export function sequencerRound(state: SequencerState, nowMs: number): RoundTally {
+  unpark(state)
   const { log, settings, topics, total } = state
   total.reset()
   let heldNow = 0
@@ -176,6 +193,13 @@ export function sequencerRound(state: SequencerState, nowMs: number): RoundTally
     if (orderTopic(topic, nowMs, settings, sweep)) any = true
     total.add(topic.tally)
     for (const b of topic.storage.lanes()) heldNow += topic.engine.heldCount(b)
+  }
+  if (sweep) {
+    // Sessions registered on a topic nobody writes yet idle out too.
+    for (const topic of state.parked) {
+      if (orderTopic(topic, nowMs, settings, sweep)) any = true
+      total.add(topic.tally)
+    }
   }
   if (any) log.ring(total)
   state.recordTally(total, heldNow)
@@ -191,17 +215,45 @@ export function fencedRound(state: SequencerState, nowMs: number): RoundTally {
   }
 }
 
+/** Whether a topic has no lane yet and may wait aside (`SequencerState.parked`). */
+const parks = (state: SequencerState, topic: TopicOrder): boolean =>
+  state.log.lanesGranted !== undefined && topic.storage.lanes().length === 0 && topic.engine.dirty.length === 0
+
+/** The parked topics that got a lane join the ordered ones: looked at only when a lane was granted since the last look. */
+const unpark = (state: SequencerState): void => {
+  const granted = state.log.lanesGranted?.()
+  if (granted === undefined || granted === state.grantedSeen) return
+  // Read before the lanes: a lane granted after this read moves the word past it.
+  state.grantedSeen = granted
+  const { parked } = state
+  let kept = 0
+  for (const topic of parked) {
+    if (parks(state, topic)) parked[kept++] = topic
+    else state.topics.push(topic)
+  }
+  parked.length = kept
+}
+
 /** Drops the deleted topics, then takes in the topics that appeared, recovered from their storage. */
 const discoverTopics = (state: SequencerState): Effect.Effect<void> =>
   Effect.suspend(() => {
-    for (const gone of state.log.deleted()) {
-      const at = state.topics.findIndex((t) => t.info.id === gone.id && t.info.generation === gone.generation)
-      if (at >= 0) state.topics.splice(at, 1)
+    const gone = state.log.deleted()
+    if (gone.length > 0) {
+      const deleted = new Set(gone.map((info) => `${info.id}/${info.generation}`))
+      const live = (t: TopicOrder) => !deleted.has(`${t.info.id}/${t.info.generation}`)
+      keepOnly(state.topics, live)
+      keepOnly(state.parked, live)
     }
     return Effect.map(state.log.discover, (found) => {
-      state.topics.push(...found)
+      for (const topic of found) (parks(state, topic) ? state.parked : state.topics).push(topic)
     })
   })
+
+const keepOnly = (topics: Array<TopicOrder>, keep: (topic: TopicOrder) => boolean): void => {
+  let kept = 0
+  for (const topic of topics) if (keep(topic)) topics[kept++] = topic
+  topics.length = kept
+}
 
 /**
  * A round, after taking in new topics (discovery is an Effect, it logs; a round without one
@@ -259,6 +311,8 @@ export const enterRound = (state: SequencerState): Effect.Effect<void, Sequencer
 /** After taking the marker over from a dead process: every topic is taken on again from its storage (`roundStep`'s discovery). */
 export const forgetTopics = (state: SequencerState): void => {
   state.topics.length = 0
+  state.parked.length = 0
+  state.grantedSeen = Number.NaN
   state.log.forgetTopics()
 }
 
@@ -267,6 +321,8 @@ export const forgetTopics = (state: SequencerState): void => {
  * reader moving its cursor rings us), or a new topic.
  */
 export function hasWork(state: SequencerState): boolean {
+  // A parked topic got a lane: the round takes it on.
+  if (state.log.lanesGranted !== undefined && state.log.lanesGranted() !== state.grantedSeen) return true
   for (const topic of state.topics) {
     if (topic.stalled) {
       if (topic.storage.lowestCursor() !== topic.lowest) return true

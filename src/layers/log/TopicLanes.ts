@@ -29,6 +29,15 @@ import { LaneAnswersView, LaneTableView, ParticipantLineView } from "./RecordVie
 
 const PAGE = 4096
 
+/** One view per region: the lane table is read for every topic in every sequencer round, so reading it allocates nothing. */
+const laneTableViews = new WeakMap<CxlMemoryShape, LaneTableView>()
+const laneAnswersViews = new WeakMap<CxlMemoryShape, LaneAnswersView>()
+const laneTableView = (region: CxlMemoryShape): LaneTableView => {
+  let view = laneTableViews.get(region)
+  if (view === undefined) laneTableViews.set(region, view = new LaneTableView(region))
+  return view
+}
+
 /** Why a writer has no lane in a topic: the heap has no room for it, its lane table is corrupt, or the head did not answer. */
 export class LaneUnavailable extends Data.TaggedError("LaneUnavailable")<{
   readonly topic: string
@@ -51,7 +60,7 @@ export const readLane = (region: CxlMemoryShape, area: LogArea, t: number, broke
   if (known !== 0) return known
   const table = area.laneTable(t)
   region.invalidate(table + LaneTable.pages + broker * 4, 4)
-  const page = new LaneTableView(region).page(table, broker)
+  const page = laneTableView(region).page(table, broker)
   if (page === 0) return 0
   const offset = page * PAGE
   const { heap, config } = area.directory
@@ -65,7 +74,15 @@ export const readLane = (region: CxlMemoryShape, area: LogArea, t: number, broke
 export const laneCount = (region: CxlMemoryShape, area: LogArea, t: number): number => {
   const table = area.laneTable(t)
   region.invalidate(table, LINE_BYTES)
-  return new LaneTableView(region).lanes(table)
+  return laneTableView(region).lanes(table)
+}
+
+/** How many lanes the head has granted, of any topic (a word that moves after each new lane is stored). */
+export const lanesGranted = (region: CxlMemoryShape, area: LogArea): number => {
+  region.invalidate(area.laneAnswers, LINE_BYTES)
+  let view = laneAnswersViews.get(region)
+  if (view === undefined) laneAnswersViews.set(region, view = new LaneAnswersView(region))
+  return view.granted(area.laneAnswers)
 }
 
 /** The writer slots with a lane in the topic, read afresh; a lane that reads corrupt is left out. */
@@ -184,6 +201,9 @@ export const grantLane = (
       lanes.addLane(table, broker, extent.offset / PAGE)
       region.publish(table, LINE_BYTES)
       region.publish(table + LaneTable.pages + broker * 4, 4)
+      // Last: a sequencer that sees the count move finds the lane stored.
+      new LaneAnswersView(region).countGranted(area.laneAnswers)
+      region.publish(area.laneAnswers, LINE_BYTES)
       return readLane(region, area, t, broker)
     })
   })

@@ -167,6 +167,34 @@ export class DirectoryTable {
     return found
   }
 
+  /**
+   * The live objects of `kind` as (slot, generation) pairs, read under each entry's lock without
+   * decoding names: what a process that follows the objects needs to see which are new or gone.
+   */
+  liveSlots(kind: ObjectKind): ReadonlyArray<{ readonly slot: number; readonly generation: number }> {
+    const code = OBJECT_KINDS.indexOf(kind)
+    const found: Array<{ readonly slot: number; readonly generation: number }> = []
+    const e = this.entries
+    for (let slot = 0; slot <= this.mask; slot++) {
+      const at = this.area.entry(slot)
+      this.region.invalidate(at, ENTRY_BYTES)
+      // Most slots are empty or deleted: passed on one load. One becoming live meanwhile moves `changes` after it is
+      // published, so whoever follows the objects looks again.
+      if (e.state(at) !== EntryState.live) continue
+      for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+        if (attempt > 0) this.region.invalidate(at, ENTRY_BYTES)
+        const before = e.version(at)
+        if ((before & 1) === 1) continue
+        const live = e.state(at) === EntryState.live && e.kind(at) === code
+        const generation = e.generation(at)
+        if (e.version(at) !== before) continue
+        if (live) found.push({ slot, generation })
+        break
+      }
+    }
+    return found
+  }
+
   /** Whether slot `entry.slot` still holds that very object: live, same generation. */
   isCurrent(entry: Pick<DirectoryEntry, "slot" | "generation">): boolean {
     const at = this.area.entry(entry.slot)
