@@ -50,7 +50,7 @@ import {
 } from "./SequencerLease.js"
 import { makeSequencerCore } from "./SequencerLoop.js"
 import { type LogStorage, publishTopic } from "./SequencerRound.js"
-import { lanesGranted } from "./TopicLanes.js"
+import { lanesGranted, takeGranted } from "./TopicLanes.js"
 import { type OrderSettings, orderSettings, type TopicOrder } from "./TopicOrder.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 import { discovered, recoverTopic } from "./TopicRecovery.js"
@@ -156,6 +156,7 @@ const regionLog = (
     leaseLost: () => leaseLost(lease, v.epoch),
     hasNewTopics: () => newTopics().length > 0 || gone.length > 0,
     lanesGranted: () => lanesGranted(region, area),
+    takeGranted: () => takeGranted(region),
     deleted: () => {
       const dropped = gone.splice(0).map((hold) => {
         hold.release()

@@ -44,6 +44,11 @@ export interface LogStorage {
    * Topics no writer has a lane in hold no batch: they wait aside, looked at again only when it moves.
    */
   readonly lanesGranted?: () => number
+  /**
+   * The topics (ids) granted a lane by this process since the last call, when it is the head:
+   * with as many as `lanesGranted` moved, only those are looked at, not every parked topic.
+   */
+  readonly takeGranted?: () => ReadonlyArray<number>
   /** The ordered topics deleted since the last call: the round drops them (before it takes any new one on). */
   readonly deleted: () => ReadonlyArray<TopicInfo>
   /** The new topics, recovered from what their storage holds (those that cannot be are logged and left out). */
@@ -72,7 +77,7 @@ export interface SequencerState {
    * Topics no writer has a lane in yet (only with `LogStorage.lanesGranted`): rounds pass them by
    * but for the sweep, so ten thousand topics created and not yet written cost a round nothing.
    */
-  readonly parked: Array<TopicOrder>
+  readonly parked: Map<number, TopicOrder>
   /** `lanesGranted` when the parked topics were last looked at. */
   grantedSeen: number
   /** What the last round did over every topic (reset by each round). */
@@ -87,7 +92,7 @@ export const makeSequencerState = (log: LogStorage, settings: OrderSettings): Se
   log,
   settings,
   topics: [],
-  parked: [],
+  parked: new Map(),
   grantedSeen: Number.NaN,
   total: new RoundTally(settings.maxBrokers),
   recordTally: makeTallyMetrics(settings.maxBrokers),
@@ -196,7 +201,7 @@ export function sequencerRound(state: SequencerState, nowMs: number): RoundTally
   }
   if (sweep) {
     // Sessions registered on a topic nobody writes yet idle out too.
-    for (const topic of state.parked) {
+    for (const topic of state.parked.values()) {
       if (orderTopic(topic, nowMs, settings, sweep)) any = true
       total.add(topic.tally)
     }
@@ -223,15 +228,20 @@ const parks = (state: SequencerState, topic: TopicOrder): boolean =>
 const unpark = (state: SequencerState): void => {
   const granted = state.log.lanesGranted?.()
   if (granted === undefined || granted === state.grantedSeen) return
+  const moved = (granted - state.grantedSeen) | 0
   // Read before the lanes: a lane granted after this read moves the word past it.
   state.grantedSeen = granted
   const { parked } = state
-  let kept = 0
-  for (const topic of parked) {
-    if (parks(state, topic)) parked[kept++] = topic
-    else state.topics.push(topic)
+  const ids = state.log.takeGranted?.() ?? []
+  // Every grant named (this process granted them all): only those topics. Otherwise (another process
+  // grants, or the count started) every parked topic.
+  const candidates = ids.length >= moved && moved > 0 ? ids : parked.keys()
+  for (const id of candidates) {
+    const topic = parked.get(id)
+    if (topic === undefined || parks(state, topic)) continue
+    parked.delete(id)
+    state.topics.push(topic)
   }
-  parked.length = kept
 }
 
 /** Drops the deleted topics, then takes in the topics that appeared, recovered from their storage. */
@@ -242,10 +252,13 @@ const discoverTopics = (state: SequencerState): Effect.Effect<void> =>
       const deleted = new Set(gone.map((info) => `${info.id}/${info.generation}`))
       const live = (t: TopicOrder) => !deleted.has(`${t.info.id}/${t.info.generation}`)
       keepOnly(state.topics, live)
-      keepOnly(state.parked, live)
+      for (const [id, topic] of state.parked) if (!live(topic)) state.parked.delete(id)
     }
     return Effect.map(state.log.discover, (found) => {
-      for (const topic of found) (parks(state, topic) ? state.parked : state.topics).push(topic)
+      for (const topic of found) {
+        if (parks(state, topic)) state.parked.set(topic.info.id, topic)
+        else state.topics.push(topic)
+      }
     })
   })
 
@@ -311,7 +324,7 @@ export const enterRound = (state: SequencerState): Effect.Effect<void, Sequencer
 /** After taking the marker over from a dead process: every topic is taken on again from its storage (`roundStep`'s discovery). */
 export const forgetTopics = (state: SequencerState): void => {
   state.topics.length = 0
-  state.parked.length = 0
+  state.parked.clear()
   state.grantedSeen = Number.NaN
   state.log.forgetTopics()
 }

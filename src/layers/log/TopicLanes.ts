@@ -77,6 +77,20 @@ export const laneCount = (region: CxlMemoryShape, area: LogArea, t: number): num
   return laneTableView(region).lanes(table)
 }
 
+/** Topics granted a lane by this process, for its sequencer (`takeGranted`); bounded: past it, the sequencer looks at every parked topic. */
+const grantedHere = new WeakMap<CxlMemoryShape, Array<number>>()
+const GRANTED_KEPT = 4096
+
+const noteGranted = (region: CxlMemoryShape, t: number): void => {
+  let ids = grantedHere.get(region)
+  if (ids === undefined) grantedHere.set(region, ids = [])
+  if (ids.length >= GRANTED_KEPT) ids.length = 0
+  ids.push(t)
+}
+
+/** The topics this process granted a lane of since the last call. */
+export const takeGranted = (region: CxlMemoryShape): ReadonlyArray<number> => grantedHere.get(region)?.splice(0) ?? []
+
 /** How many lanes the head has granted, of any topic (a word that moves after each new lane is stored). */
 export const lanesGranted = (region: CxlMemoryShape, area: LogArea): number => {
   region.invalidate(area.laneAnswers, LINE_BYTES)
@@ -202,6 +216,7 @@ export const grantLane = (
       region.publish(table, LINE_BYTES)
       region.publish(table + LaneTable.pages + broker * 4, 4)
       // Last: a sequencer that sees the count move finds the lane stored.
+      noteGranted(region, t)
       new LaneAnswersView(region).countGranted(area.laneAnswers)
       region.publish(area.laneAnswers, LINE_BYTES)
       return readLane(region, area, t, broker)
