@@ -28,17 +28,33 @@ export const run = (args: ReadonlyArray<string>) =>
       maxBatchBytes: 1 << 20
     }, blogBytes)
     const { region, area, provide, topics } = yield* benchRegion("append", config, 1)
-    yield* topics.create({ name: "bench", order: 2, ackLevel: 1, replicationFactor: 1 })
+    const topic = yield* topics.create({ name: "bench", order: 2, ackLevel: 1, replicationFactor: 1 })
     const appender = yield* provide(AppenderLayers.make(area, { brokerId: 0 }))
     const sequencer = yield* provide(SequencerLayers.make(area, { maxBatchesPerBroker: 8192 }))
-    const blog = area.blog(0, 0)
+    // The writer's lane is taken at its first append (granted by the topics' writer, as the head would).
+    const first = batchPayload(1, MESSAGE_BYTES)
+    const firstEpoch = yield* appender.registerSession("bench", 0)
+    yield* appender.append("bench", {
+      clientId: 0,
+      sessionEpoch: firstEpoch,
+      batchSeq: 0,
+      messageCount: 1,
+      payloadBytes: first.length,
+      crc32c: region.crc32c(first, 0, first.length)
+    }, first)
+    yield* sequencer.step
+    const blog = area.blog(topic.id, 0)
+    const laneBlogBytes = area.blogBytes(topic.id)
 
     const measure = (messagesPerBatch: number) =>
       Effect.gen(function*() {
         const payload = batchPayload(messagesPerBatch, MESSAGE_BYTES)
         const crc32c = region.crc32c(payload, 0, payload.length)
         // Half the Blog (or PBR) per timed phase; the sequencer frees it between phases.
-        const perPhase = Math.min(config.pbrSlots / 2, Math.floor(blogBytes / 2 / alignLine(payload.length)))
+        const perPhase = Math.min(
+          area.placeOf(topic.id).shape.pbrSlots / 2,
+          Math.floor(laneBlogBytes / 2 / alignLine(payload.length))
+        )
         let seq = 0
         const sessionEpoch = yield* appender.registerSession("bench", messagesPerBatch)
         const appendPhase = Effect.gen(function*() {
@@ -62,9 +78,9 @@ export const run = (args: ReadonlyArray<string>) =>
         const copyPhase = () => {
           const t0 = performance.now()
           for (let i = 0; i < perPhase; i++) {
-            const offset = position % blogBytes
-            if (offset + payload.length > blogBytes) position += blogBytes - offset
-            region.bytes.set(payload, blog + (position % blogBytes))
+            const offset = position % laneBlogBytes
+            if (offset + payload.length > laneBlogBytes) position += laneBlogBytes - offset
+            region.bytes.set(payload, blog + (position % laneBlogBytes))
             position += alignLine(payload.length)
           }
           return performance.now() - t0
