@@ -7,8 +7,8 @@ import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { DirectoryWriter } from "../../services/region/Directory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import type { LogArea } from "./Layout.js"
+import { readTopic } from "./TopicDescriptors.js"
 import { serveLanes } from "./TopicLanes.js"
-import { readTopic } from "./Topics.js"
 
 /** The head's lane server as a layer: it answers for as long as the layer lives (headLog and the tests' `writingTopics`). */
 export const layerServer = (area: LogArea): Layer.Layer<never, never, CxlMemory | Doorbell | DirectoryWriter> =>

@@ -20,6 +20,7 @@ import {
   makeLogArea,
   withBlogBytes
 } from "./Layout.js"
+import { readTopic } from "./TopicDescriptors.js"
 import { serveLanes } from "./TopicLanes.js"
 import * as TopicsLayers from "./Topics.js"
 import { heldBytes, topicShape } from "./TopicShape.js"
@@ -86,7 +87,7 @@ export const writingLog = (
     const writer = yield* DirectoryLayers.makeWriter({ area: area.directory, epoch, reclaimEveryMs: 0 })
     const region = yield* CxlMemory
     const doorbell = yield* Doorbell
-    yield* serveLanes(region, area, writer, doorbell, (t) => TopicsLayers.readTopic(region, area, t))
+    yield* serveLanes(region, area, writer, doorbell, (t) => readTopic(region, area, t))
     const topics = yield* TopicsLayers.make(area).pipe(Effect.provideService(DirectoryWriter, writer))
     return { topics, writer }
   })

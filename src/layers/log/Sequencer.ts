@@ -50,11 +50,11 @@ import {
 } from "./SequencerLease.js"
 import { makeSequencerCore } from "./SequencerLoop.js"
 import { type LogStorage, publishTopic } from "./SequencerRound.js"
+import { readTopic } from "./TopicDescriptors.js"
 import { lanesGranted, takeGranted } from "./TopicLanes.js"
 import { type OrderSettings, orderSettings, type TopicOrder } from "./TopicOrder.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 import { discovered, recoverTopic } from "./TopicRecovery.js"
-import { readTopic } from "./Topics.js"
 
 export interface SequencerLayerOptions extends SequencerOptions {
   /** Test-only: verify that every GOI entry and PBR finish line is flushed before its commit word. */

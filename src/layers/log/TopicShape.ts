@@ -24,6 +24,7 @@
  *     Blog                 the rest               (that writer)
  */
 import type { TopicShape } from "../../services/log/LogArea.js"
+import type { TopicSpec } from "../../services/log/Topics.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { showSize } from "../../Settings.js"
 import { blockBytes, orderFor } from "../region/BuddyAllocator.js"
@@ -175,3 +176,11 @@ export const blogBytesOfShape = (shape: TopicShape): number => laneBlog(shape.la
 
 /** What a topic of this shape takes of the heap with `lanes` lanes allocated. */
 export const heldBytes = (shape: TopicShape, lanes: number): number => shape.mainBytes + lanes * shape.laneBytes
+
+/** What a topic's info says of its shape: the memory, writers and largest message in force. */
+export const withShape = <A extends TopicSpec>(spec: A, shape: TopicShape): A => ({
+  ...spec,
+  memory: shape.memoryBytes,
+  writers: shape.writers,
+  maxMessageBytes: shape.maxMessageBytes
+})

@@ -7,11 +7,9 @@
  */
 import { Effect, Layer, Option, Schema } from "effect"
 import {
-  type DiskRetention,
   InvalidTopicSpec,
   REPLICATION_FACTORS,
   ReplicationUnavailable,
-  type Retention,
   type TopicDescription,
   TopicExists,
   type TopicInfo,
@@ -27,27 +25,22 @@ import {
   type TrimTarget
 } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
-import {
-  type DirectoryEntry,
-  DirectoryWriter,
-  type DirectoryWriterShape,
-  NotDirectoryWriter
-} from "../../services/region/Directory.js"
+import { DirectoryWriter, type DirectoryWriterShape, NotDirectoryWriter } from "../../services/region/Directory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
-import { type LogArea, type LogConfig, placeFor } from "./Layout.js"
+import type { LogArea, LogConfig } from "./Layout.js"
 import { isLineOwnerAlive, retentionMoved } from "./Participants.js"
 import { boundsOf } from "./ReadPositions.js"
 import type { ReadTopic } from "./ReadSource.js"
-import { Descriptor, DescriptorState, DiscardCode } from "./Records.js"
+import { DescriptorState } from "./Records.js"
 import { DescriptorView } from "./RecordViews.js"
 import { lookingReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { readRetained, type Retained, writeRetained } from "./RetentionLines.js"
 import { SessionTable } from "./SessionTable.js"
 import { describeOver, regionHeap } from "./TopicDescriptions.js"
+import { listTopics, readTopicEntry, writeDescriptor } from "./TopicDescriptors.js"
 import { laneCount } from "./TopicLanes.js"
-import { topicPins } from "./TopicPins.js"
-import { heldBytes, TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape } from "./TopicShape.js"
+import { heldBytes, type TopicShape, topicShape } from "./TopicShape.js"
 import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
@@ -105,14 +98,6 @@ export const shapeOf = (config: LogConfig, spec: TopicSpec): Effect.Effect<Topic
     ? Effect.fail(new InvalidTopicSpec({ reason: `topic ${spec.name}: ${shape}` }))
     : Effect.succeed(shape)
 }
-
-/** What a topic's info says of its shape: the memory, writers and largest message in force. */
-export const withShape = <A extends TopicSpec>(spec: A, shape: TopicShape): A => ({
-  ...spec,
-  memory: shape.memoryBytes,
-  writers: shape.writers,
-  maxMessageBytes: shape.maxMessageBytes
-})
 
 /** Creates a topic: a valid spec, replication the log can give, memory that can hold it, a name not taken, room. */
 const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
@@ -196,124 +181,6 @@ export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape<ne
 
 // ---- the region's topic table -------------------------------------------------------
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const ORDERS = new Set([0, 2, 4, 5])
-
-/**
- * The ready topic in directory entry `entry` (its extent holds its descriptor), recorded as placed
- * for this process; undefined when the descriptor fails its checks (a corrupt region is never trusted).
- */
-const readTopicEntry = (region: CxlMemoryShape, area: LogArea, entry: DirectoryEntry): TopicInfo | undefined => {
-  const descriptors = new DescriptorView(region)
-  const at = entry.extent.offset
-  if (entry.kind !== "topic") return undefined
-  region.invalidate(at, TOPIC_DESCRIPTOR_BYTES)
-  if (descriptors.state(at) !== DescriptorState.ready) return undefined
-  const stored = descriptors.readShape(at)
-  // The shape is what the topic's memory, writers and largest message give: anything else is corrupt.
-  const shape = topicShape(area.config, {
-    memory: stored.memoryBytes,
-    writers: stored.writers,
-    maxMessageBytes: stored.maxMessageBytes
-  })
-  if (typeof shape === "string" || !sameShape(shape, stored) || shape.mainBytes > entry.extent.bytes) return undefined
-  const order = descriptors.order(at)
-  const ackLevel = descriptors.ackLevel(at)
-  const replicationFactor = descriptors.replicationFactor(at)
-  const nameBytes = descriptors.nameBytes(at)
-  if (
-    !ORDERS.has(order) || ackLevel < 0 || ackLevel > 2 || replicationFactor < 1 || nameBytes < 1 ||
-    nameBytes > Descriptor.maxNameBytes
-  ) {
-    return undefined
-  }
-  const name = decoder.decode(region.bytes.subarray(at + Descriptor.name, at + Descriptor.name + nameBytes))
-  if (name !== entry.name) return undefined
-  const prior = area.placed(entry.slot)
-  if (prior === undefined || prior.generation !== entry.generation) {
-    // What this process still keeps of a deleted topic in this slot is dropped before its offsets name the new one.
-    if (prior !== undefined) topicPins(region, area).supersede(entry.slot)
-    area.place(entry.slot, placeFor(area.config, shape, at, entry.extent.bytes, entry.generation))
-  }
-  const info = withShape({
-    id: entry.slot,
-    generation: entry.generation,
-    name,
-    order: order as TopicInfo["order"],
-    ackLevel: ackLevel as TopicInfo["ackLevel"],
-    replicationFactor
-  }, shape)
-  const diskRetention = retentionOf(descriptors.diskRetentionBytes(at), descriptors.diskRetentionMs(at))
-  const retention = regionRetentionOf(
-    descriptors.retentionMaxAgeMs(at),
-    descriptors.retentionMaxMessages(at),
-    descriptors.discard(at)
-  )
-  return {
-    ...info,
-    ...(diskRetention === undefined ? {} : { diskRetention }),
-    ...(retention === undefined ? {} : { retention })
-  }
-}
-
-/** A topic's retention in the region as its descriptor keeps it (none: no bound, discard new). */
-const regionRetentionOf = (ageMs: number, messages: number, discard: number): Retention | undefined => {
-  const maxAgeMs = bound(ageMs)
-  const maxMessages = bound(messages)
-  const old = discard === DiscardCode.old
-  if (maxAgeMs === undefined && maxMessages === undefined && !old) return undefined
-  return {
-    ...(maxAgeMs === undefined ? {} : { maxAgeMs }),
-    ...(maxMessages === undefined ? {} : { maxMessages }),
-    ...(old ? { discard: "old" as const } : {})
-  }
-}
-
-const SHAPE_FIELDS = [
-  "memoryBytes",
-  "writers",
-  "mainBytes",
-  "laneBytes",
-  "pbrSlots",
-  "goiSlots",
-  "sessionSlots",
-  "maxBatchBytes",
-  "maxMessageBytes"
-] as const satisfies ReadonlyArray<keyof TopicShape>
-
-const sameShape = (a: TopicShape, b: TopicShape): boolean => SHAPE_FIELDS.every((f) => a[f] === b[f])
-
-/** The ready topic of id `t` (its directory slot), or undefined. */
-export const readTopic = (region: CxlMemoryShape, area: LogArea, t: number): TopicInfo | undefined => {
-  if (!Number.isSafeInteger(t) || t < 0 || t >= area.directory.config.entrySlots) return undefined
-  const { entry } = new DirectoryTable(region, area.directory).read(t)
-  return entry === undefined ? undefined : readTopicEntry(region, area, entry)
-}
-
-/** A stored bound is a positive whole number; anything else (0, a torn or hostile value) is no bound. */
-const bound = (v: number): number | undefined => (Number.isSafeInteger(v) && v > 0 ? v : undefined)
-
-const retentionOf = (bytes: number, ms: number): DiskRetention | undefined => {
-  const maxBytes = bound(bytes)
-  const maxAgeMs = bound(ms)
-  if (maxBytes === undefined && maxAgeMs === undefined) return undefined
-  return { ...(maxBytes === undefined ? {} : { maxBytes }), ...(maxAgeMs === undefined ? {} : { maxAgeMs }) }
-}
-
-export const listTopics = (region: CxlMemoryShape, area: LogArea): ReadonlyArray<TopicInfo> => {
-  const topics: Array<TopicInfo> = []
-  // In the order they were created, as a table's would be.
-  const entries = [...new DirectoryTable(region, area.directory).list("topic")].sort((a, b) =>
-    a.createdAtMs - b.createdAtMs || a.generation - b.generation
-  )
-  for (const entry of entries) {
-    const topic = readTopicEntry(region, area, entry)
-    if (topic !== undefined) topics.push(topic)
-  }
-  return topics
-}
-
 /** Whether `info` still names a live topic of the region (its directory entry is its generation's). */
 export const isCurrentTopic = (region: CxlMemoryShape, area: LogArea) => {
   const table = new DirectoryTable(region, area.directory)
@@ -353,25 +220,6 @@ export const regionSessionTables = (region: CxlMemoryShape, area: LogArea) =>
 /** Topic `t`'s session table in the region (the topic read by this process). */
 export const regionSessionTable = (region: CxlMemoryShape, area: LogArea, t: number): SessionTable =>
   new SessionTable(region, area.sessions(t), area.registryLine(t), area.placeOf(t).shape.sessionSlots)
-
-/** Writes a new topic's descriptor at the start of its (zeroed) extent and publishes it, state word last. */
-const writeDescriptor = (region: CxlMemoryShape, at: number, spec: TopicSpec, shape: TopicShape) => {
-  const descriptors = new DescriptorView(region)
-  const name = encoder.encode(spec.name)
-  descriptors.setOrder(at, spec.order)
-  descriptors.setAckLevel(at, spec.ackLevel)
-  descriptors.setReplicationFactor(at, spec.replicationFactor)
-  descriptors.setNameBytes(at, name.length)
-  descriptors.setDiskRetention(at, spec.diskRetention?.maxBytes ?? 0, spec.diskRetention?.maxAgeMs ?? 0)
-  descriptors.writeShape(at, shape)
-  descriptors.setRetentionMaxAgeMs(at, spec.retention?.maxAgeMs ?? 0)
-  descriptors.setRetentionMaxMessages(at, spec.retention?.maxMessages ?? 0)
-  descriptors.setDiscard(at, spec.retention?.discard === "old" ? DiscardCode.old : DiscardCode.new)
-  region.bytes.set(name, at + Descriptor.name)
-  region.publish(at, TOPIC_DESCRIPTOR_BYTES)
-  descriptors.storeState(at, DescriptorState.ready)
-  region.publish(at, LINE_BYTES)
-}
 
 /** A topic object in the directory, its descriptor written before its name is published. */
 const addTopic = (

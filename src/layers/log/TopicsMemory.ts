@@ -22,7 +22,8 @@ import {
   topicHeldBytes
 } from "./MemoryStore.js"
 import { describeOver } from "./TopicDescriptions.js"
-import { perTopic, topicsOver, withShape } from "./Topics.js"
+import { perTopic, topicsOver } from "./Topics.js"
+import { withShape } from "./TopicShape.js"
 
 export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Effect.Effect<TopicsShape<never>> =>
   Effect.sync(() =>

@@ -14,7 +14,7 @@
 import { Console, Data, Effect } from "effect"
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
 import { LeaseLine, OrderLine } from "../../layers/log/Records.js"
-import { listTopics } from "../../layers/log/Topics.js"
+import { listTopics } from "../../layers/log/TopicDescriptors.js"
 import { removeDefaultCredentials } from "../../layers/net/Auth.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import { removeOrphanedWakeFifos, removeWakeFifos } from "../../layers/region/Doorbell.js"

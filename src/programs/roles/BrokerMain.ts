@@ -7,8 +7,8 @@
 import { Effect, Layer } from "effect"
 import { awaitHead, failWhenHeadLost, headWatch } from "../../layers/log/HeadWatch.js"
 import { BrokerLine, SequencerLine } from "../../layers/log/Records.js"
+import { listTopics } from "../../layers/log/TopicDescriptors.js"
 import { readLane } from "../../layers/log/TopicLanes.js"
-import { listTopics } from "../../layers/log/Topics.js"
 import { everyTick } from "../../layers/region/Cadence.js"
 import {
   attachRegion,

@@ -79,7 +79,7 @@ export interface RoleOf<V extends Vocabulary> extends RoleProcess {
   readonly onEvent: <K extends keyof V & string>(kind: K, listener: (event: Heard<V, K>) => void) => void
 }
 
-const TAIL_BYTES = 8192
+export const TAIL_BYTES = 8192
 /** utime + stime of a process from /proc/PID/stat, in seconds. */
 export const processCpuSeconds = (pid: number): number | undefined => {
   const stat = procStat(pid)
@@ -382,46 +382,6 @@ interface CpuSample {
  * A head serving `topic` (`name:order:ack`) and `brokers` broker processes on their own ports, once all are ready.
  * `envOf(i)` adds to the environment of the head (0) and broker i (i + 1): each its own metrics port.
  */
-/**
- * Runs `cxlog <args>` to its end (a command, not a role: `consumers reset`), bounded by
- * `timeoutMs`; fails RoleFailed, with its output, unless it exits 0.
- */
-export const runToEnd = (
-  role: string,
-  args: ReadonlyArray<string>,
-  env: Record<string, string>,
-  timeoutMs = 20_000
-): Effect.Effect<void, RoleFailed> =>
-  Effect.async<void, RoleFailed>((resume) => {
-    const child = fork(cliEntry(), [...args], {
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-      env: { ...processEnvironment(), ...env }
-    })
-    let output = ""
-    const keep = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-TAIL_BYTES)
-    }
-    child.stdout!.on("data", keep)
-    child.stderr!.on("data", keep)
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
-    child.once("close", (code, signal) => {
-      clearTimeout(timer)
-      resume(
-        code === 0
-          ? Effect.void
-          : Effect.fail(
-            new RoleFailed({
-              role,
-              pid: child.pid ?? 0,
-              reason: `exited with ${signal ?? `code ${code}`}`,
-              stderr: output
-            })
-          )
-      )
-    })
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
-
 export const startHeadAndBrokers = (
   topic: string,
   brokers: number,

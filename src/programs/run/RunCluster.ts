@@ -5,8 +5,9 @@
  */
 import { Effect } from "effect"
 import { AuditingSubscriberEvents, type BrokerEvents, HeadEvents, PublisherEvents } from "../roles/RoleEvents.js"
-import { RoleFailed, type RoleOf, runToEnd, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
+import { RoleFailed, type RoleOf, spawnRole, startHeadAndBrokers, whileAlive } from "./Cluster.js"
 import type { RunPlan } from "./RunPlan.js"
+import { runToEnd } from "./RunToEnd.js"
 
 export type HeadRole = RoleOf<typeof HeadEvents>
 export type SubscriberRole = RoleOf<typeof AuditingSubscriberEvents>
