@@ -6,7 +6,7 @@
  * runs over the region (the test process answers as the head) and over the store.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import * as AppenderLayers from "../../src/layers/log/Appender.js"
 import { defaultTopicShape, type LogConfig } from "../../src/layers/log/Layout.js"
 import { logRegionLayout } from "../../src/layers/log/LogRegion.js"
@@ -167,5 +167,37 @@ describe("topic lanes in the region", () => {
       expect(refused).toMatchObject({ _tag: "BatchRejected", topic: "t" })
       expect(refused.message).toContain("the head did not answer its request for one within 200 ms")
       expect(laneCount(region, layout.area, id)).toBe(0)
+    }))
+
+  it.scoped("an append interrupted while it waits for its lane lets its topic go", () =>
+    Effect.gen(function*() {
+      const layout = logRegionLayout(LOG_BASE, smallConfig, { entrySlots: 16, holderLines: 4, heapBytes: 16 << 20 })
+      const region = yield* CxlMemoryMemoryLayers.makeMemory({
+        name: "interrupted-lane",
+        size: layout.bytes,
+        mode: "create",
+        params: layout.params
+      })
+      const writer = yield* DirectoryLayers.makeWriter({ area: layout.area.directory, epoch: 1, reclaimEveryMs: 0 })
+        .pipe(Effect.provideService(CxlMemory, region))
+      const topics = yield* TopicsLayers.make(layout.area).pipe(
+        Effect.provideService(CxlMemory, region),
+        Effect.provideService(DirectoryWriter, writer)
+      )
+      yield* topics.create(spec("t"))
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(0), spinMicros: 0 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      const appender = yield* AppenderLayers.make(layout.area, { brokerId: 0, timeoutMs: 60_000 }).pipe(
+        Effect.provideService(CxlMemory, region),
+        Effect.provideService(Doorbell, doorbell)
+      )
+      const pins = topicPins(region, layout.area)
+      // Nobody answers the lane request: the append waits holding its topic until interrupted.
+      const append = yield* Effect.fork(appendSimple(appender, "t", 1, 0, 0))
+      while (pins.held() === 0) yield* Effect.yieldNow()
+      yield* Fiber.interrupt(append)
+      // A hold kept here would tick against the mapping after it closed.
+      expect(pins.held()).toBe(0)
     }))
 })

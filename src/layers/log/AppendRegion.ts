@@ -290,7 +290,8 @@ export const regionTargets = (b: RegionBroker, resolve: (topic: string) => Effec
           targets.set(topic, { target: made, hold })
           return Effect.succeed(made)
         }),
-        Effect.tapError(() => Effect.sync(hold.release))
+        // Any end but a target made lets the topic go: a failure, and an interruption while waiting for the lane.
+        Effect.onError(() => Effect.sync(hold.release))
       )
     })
 

@@ -95,6 +95,8 @@ export class TopicPins {
     if (this.timer !== undefined || this.holds.size === 0) return
     this.timer = setTimeout(() => {
       this.timer = undefined
+      // The mapping closed under a hold its layer failed to let go: nothing is left to pin.
+      if (this.region.buffer.byteLength === 0) return
       this.tick()
       this.schedule()
     }, alignedDelayMs(CADENCE_MS))
