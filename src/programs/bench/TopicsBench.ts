@@ -10,7 +10,8 @@
  * 4. creates them all again (`recreatedAfterDelete`: they fit where the first round did), deletes
  *    them again,
  * 5. `manyTopicsRatio`: MB/s of 1 KiB messages spread round-robin over `--ratio-topics` topics
- *    through the one publisher ÷ MB/s into the one topic, alternating rounds, same run.
+ *    through the one publisher ÷ MB/s into the one topic, alternating rounds after a warm round
+ *    of each, same run; a phase is `--bytes`, or enough for 16 full batches per topic if more.
  */
 import { Console, Effect, Layer } from "effect"
 import { statSync } from "node:fs"
@@ -50,6 +51,9 @@ const RATIO_TOPIC_MEMORY = 512 << 10
 const MESSAGES_PER_TOPIC = 4
 const SMALL_MESSAGE_BYTES = 64
 const RATIO_MESSAGE_BYTES = 1024
+/** The publisher's batch size, and how many of them each topic gets at least in a throughput phase. */
+const BATCH_BYTES = 64 << 10
+const BATCHES_PER_TOPIC = 16
 /** How long the heap may take to come back once the topics are deleted (holders let go within a tick or two). */
 const MEMORY_BACK_MS = 30_000
 
@@ -105,6 +109,8 @@ const publishSpread = (
   payload: (i: number) => Uint8Array
 ) =>
   Effect.gen(function*() {
+    const before = publisher.stats()
+    const cpuBefore = process.cpuUsage()
     const started = performance.now()
     let bytes = 0
     for (let i = 0; i < messages; i++) {
@@ -117,7 +123,14 @@ const publishSpread = (
       yield* publisher.publish(message, options)
     }
     yield* publisher.flush(300_000)
-    return bytes / 1e6 / ((performance.now() - started) / 1000)
+    const mbps = bytes / 1e6 / ((performance.now() - started) / 1000)
+    const after = publisher.stats()
+    const cpu = process.cpuUsage(cpuBefore)
+    return {
+      mbps,
+      messagesPerBatch: (after.messages - before.messages) / Math.max(1, after.batches - before.batches),
+      publisherCpuSecondsPerGiB: (cpu.user + cpu.system) / 1e6 / (bytes / (1 << 30))
+    }
   })
 
 /** Message `seq` of topic `topic` (its index): the audit reads both back. */
@@ -183,7 +196,7 @@ export const benchTopics = (options: TopicsBenchOptions) =>
         brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
         // The head's local secret: the region's own user.
         region,
-        batchBytes: 64 << 10,
+        batchBytes: BATCH_BYTES,
         maxInFlightBatches: 256
       })
       const baseline = yield* freeBytes
@@ -220,18 +233,25 @@ export const benchTopics = (options: TopicsBenchOptions) =>
       const payload = new Uint8Array(RATIO_MESSAGE_BYTES).fill(7)
       const one = [{ topic: "one" }]
       const spread = many.map((topic) => ({ topic }))
-      const messages = Math.max(1, Math.floor(options.ratioBytes / RATIO_MESSAGE_BYTES))
-      // Every topic's session registered and its lane taken before the clock runs.
-      yield* publishSpread(publisher, spread, options.ratioTopics * 16, () => payload)
-      yield* publishSpread(publisher, one, 4096, () => payload)
-      const oneRuns: Array<number> = []
-      const manyRuns: Array<number> = []
+      // A phase fills each topic's batch many times over: it measures publishing, not the gathering of a first batch.
+      const phaseBytes = Math.max(options.ratioBytes, BATCHES_PER_TOPIC * options.ratioTopics * BATCH_BYTES)
+      const messages = Math.max(1, Math.floor(phaseBytes / RATIO_MESSAGE_BYTES))
+      // A round of each, not measured: every topic's session registered, its lane taken, both paths warm.
+      yield* publishSpread(publisher, spread, messages, () => payload)
+      yield* publishSpread(publisher, one, messages, () => payload)
+      type Run = {
+        readonly mbps: number
+        readonly messagesPerBatch: number
+        readonly publisherCpuSecondsPerGiB: number
+      }
+      const oneRuns: Array<Run> = []
+      const manyRuns: Array<Run> = []
       for (let r = 0; r < options.rounds; r++) {
         oneRuns.push(yield* publishSpread(publisher, one, messages, () => payload))
         manyRuns.push(yield* publishSpread(publisher, spread, messages, () => payload))
       }
-      const oneTopicMBps = median(oneRuns)
-      const manyTopicsMBps = median(manyRuns)
+      const oneTopicMBps = median(oneRuns.map((r) => r.mbps))
+      const manyTopicsMBps = median(manyRuns.map((r) => r.mbps))
       const creates = summarize(first.latenciesUs)
       const deletes = summarize(deletesUs)
       const result = {
@@ -258,7 +278,16 @@ export const benchTopics = (options: TopicsBenchOptions) =>
         messageBytes: RATIO_MESSAGE_BYTES,
         oneTopicMBps,
         manyTopicsMBps,
-        roundsMBps: { one: oneRuns, many: manyRuns },
+        roundsMBps: { one: oneRuns.map((r) => r.mbps), many: manyRuns.map((r) => r.mbps) },
+        // How full each phase's batches were: spread over many topics, each topic's batch gathers less.
+        messagesPerBatch: {
+          one: median(oneRuns.map((r) => r.messagesPerBatch)),
+          many: median(manyRuns.map((r) => r.messagesPerBatch))
+        },
+        publisherCpuSecondsPerGiB: {
+          one: median(oneRuns.map((r) => r.publisherCpuSecondsPerGiB)),
+          many: median(manyRuns.map((r) => r.publisherCpuSecondsPerGiB))
+        },
         manyTopicsRatio: manyTopicsMBps / oneTopicMBps
       }
       if (!options.json) yield* Console.log(describe(result))

@@ -111,7 +111,7 @@ export const benchCommand = Cli.command({
         topics: o.topics,
         ratioTopics: o.ratioTopics,
         ratioBytes: o.bytes,
-        rounds: 2,
+        rounds: 3,
         json: o.json
       }).pipe(Effect.asVoid)
       : o.type === "rtt"
