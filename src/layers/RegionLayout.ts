@@ -81,7 +81,7 @@ const place = (config: RegionConfig) => {
   const appStride = ringFootprint(c.appRingBytes, c.appRingReaders)
   const appBase = align(broadcastBase + ringFootprint(c.broadcastRingBytes, c.maxProcesses), 64)
   const logBase = align(appBase + c.appRings * appStride, 4096)
-  const directoryBase = logBase + logAreaBytes(config.log)
+  const directoryBase = logBase + logAreaBytes(config.log, config.directory.entrySlots)
   return { processTable, requestStride, requestBase, broadcastBase, appStride, appBase, logBase, directoryBase }
 }
 

@@ -25,8 +25,8 @@ describe("log layout", () => {
   it.effect("the defaults are valid and the area is whole pages", () =>
     Effect.gen(function*() {
       yield* validateLogConfig(defaultLogConfig)
-      expect(logAreaBytes(defaultLogConfig) % 4096).toBe(0)
-      expect(logAreaBytes(smallConfig)).toBeLessThanOrEqual(logAreaBytes(defaultLogConfig))
+      expect(logAreaBytes(defaultLogConfig, 16384) % 4096).toBe(0)
+      expect(logAreaBytes(smallConfig, 16384)).toBeLessThanOrEqual(logAreaBytes(defaultLogConfig, 16384))
     }))
 
   it.effect("a configuration that cannot work is one typed error listing every problem and the effective configuration", () =>
@@ -50,8 +50,9 @@ describe("log layout", () => {
     Effect.gen(function*() {
       const directory = testRegion(smallConfig).area.directory
       const error = yield* Effect.flip(resolveLogArea(8192, smallConfig, 8192 + 64, directory))
-      expect(error.message).toContain(`needs ${logAreaBytes(smallConfig)} bytes at offset 8192`)
-      const area = yield* resolveLogArea(8192, smallConfig, 8192 + logAreaBytes(smallConfig), directory)
+      const bytes = logAreaBytes(smallConfig, directory.config.entrySlots)
+      expect(error.message).toContain(`needs ${bytes} bytes at offset 8192`)
+      const area = yield* resolveLogArea(8192, smallConfig, 8192 + bytes, directory)
       expect(area.base).toBe(8192)
     }))
 
@@ -71,6 +72,7 @@ describe("log layout", () => {
       inside(`listener ${i}`, area.listener(i), LINE_BYTES, area.base, area.bytes)
     }
     inside("lane answers", area.laneAnswers, LINE_BYTES + c.maxBrokers * 8, area.base, area.bytes)
+    inside("topic marks", area.topicMarks, area.directory.config.entrySlots / 8, area.base, area.bytes)
     // Each topic's main extent, then a lane for every writer, one after the other, as the directory would hand them out.
     const topicBytes = shape.mainBytes + shape.writers * shape.laneBytes
     for (let t = 0; t < TEST_TOPICS; t++) {

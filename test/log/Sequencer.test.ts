@@ -3,6 +3,7 @@ import { ConfigProvider, Effect, Fiber, TestClock } from "effect"
 import { sessionLineOffset } from "../../src/layers/log/Layout.js"
 import { LeaseLine, PbrSlot, SessionLine } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
+import { topicMarks } from "../../src/layers/log/TopicMarks.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
 import { sequencerOptionsConfig } from "../../src/services/log/Sequencer.js"
@@ -426,6 +427,29 @@ describe("Sequencer over the region", () => {
         ...Array.from({ length: 16 }, (_, i) => 100 + i),
         ...Array.from({ length: 4 }, (_, i) => 200 + i)
       ])
+    }))
+
+  it.scoped("a round looks at the topics written since the last one, not at every topic; a batch left unmarked waits for the sweep", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      const names = Array.from({ length: 12 }, (_, i) => `m${i}`)
+      for (const name of names) yield* cluster.topics.create({ ...spec(5), name })
+      const a = yield* cluster.appender(0)
+      const sequencer = yield* cluster.sequencer()
+      for (const name of names) yield* appendSimple(a, name, 1, 0, 0)
+      yield* drain(sequencer)
+      // Every topic has a lane and its batch ordered: one written now is the one looked at.
+      yield* appendSimple(a, "m7", 1, 0, 1)
+      expect(yield* sequencer.step).toMatchObject({ ordered: 1, topicsLooked: 1 })
+      expect(yield* sequencer.step).toMatchObject({ ordered: 0, topicsLooked: 0 })
+      // A writer that died between its commit and its mark: the sweep, once a second, orders its batch.
+      const { memory, area } = cluster.region!
+      yield* appendSimple(a, "m3", 1, 0, 1)
+      topicMarks(memory, area)!.take(() => {})
+      expect(yield* sequencer.step).toMatchObject({ ordered: 0, topicsLooked: 0 })
+      yield* TestClock.adjust("1 second")
+      expect(yield* sequencer.step).toMatchObject({ ordered: 1, topicsLooked: names.length })
+      expect((yield* readAll(cluster.reader, "m3")).map((x) => x.batchSeq)).toEqual([0, 1])
     }))
 
   it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>

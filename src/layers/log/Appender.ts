@@ -16,6 +16,7 @@ import type { LogArea, LogConfigInvalid } from "./Layout.js"
 import { claimLine, livenessCache, newOccurrence, releaseLine, sequencerBell, waitingForRoom } from "./Participants.js"
 import { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { laneRequester } from "./TopicLanes.js"
+import { topicMarks } from "./TopicMarks.js"
 import { regionSessionTables, topicResolver } from "./Topics.js"
 
 export const make = (
@@ -45,13 +46,16 @@ export const make = (
     // batch. Either way a lone batch waits only for the end of its turn (the check phase that follows).
     const bell = sequencerBell(region, doorbell)
     const rounds = appenderRounds(region, area, doorbell, options.sequencer)
-    const turnTopics: Array<TopicInfo> = []
+    // Each append marks its topic as it publishes it: the head's rounds look at marked topics (TopicMarks.ts).
+    const marks = topicMarks(region, area)
+    // A set: a turn of a broker writing a thousand topics appends to each once or more.
+    const turnTopics = new Set<TopicInfo>()
     let turnPending: ReturnType<typeof setImmediate> | undefined
     const endOfTurn = () => {
       turnPending = undefined
       let ringHead = false
       for (const info of turnTopics) if (rounds.order(info) === AppenderRound.head) ringHead = true
-      turnTopics.length = 0
+      turnTopics.clear()
       if (ringHead) bell.ringIfWaiting()
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => turnPending !== undefined && clearImmediate(turnPending)))
@@ -64,12 +68,12 @@ export const make = (
       brokerLines: new BrokerLineView(region),
       sequencerLines: new SequencerLineView(region),
       ordering: (info) => {
-        if (!turnTopics.includes(info)) turnTopics.push(info)
+        marks?.mark(info.id)
+        turnTopics.add(info)
         turnPending ??= setImmediate(endOfTurn)
       },
       forget: (info) => {
-        const at = turnTopics.indexOf(info)
-        if (at >= 0) turnTopics.splice(at, 1)
+        turnTopics.delete(info)
         rounds.forget(info)
       },
       roomWaits,

@@ -27,7 +27,7 @@ import { ringEveryone, ringWaiters } from "./Participants.js"
 import { LeaseLineView, OrderLineView, SequencerLineView } from "./RecordViews.js"
 import { RegionTopicStorage, type RegionViews, regionViews } from "./RegionTopicStorage.js"
 import { beginAppenderRound, endAppenderRound } from "./SequencerLease.js"
-import { orderTopic } from "./SequencerRound.js"
+import { orderTopic, workLeft } from "./SequencerRound.js"
 import { type OrderSettings, orderSettings, TopicOrder } from "./TopicOrder.js"
 
 /** What an appender's attempt to order its topic came to. */
@@ -62,12 +62,6 @@ const headsTopic = (
     region.invalidate(line, LINE_BYTES)
     if (sequencerLines.held(line) > 0) return true
   }
-  return false
-}
-
-/** Whether a broker's PBR of the topic has a committed slot the round has not scanned (it stopped at its per-broker bound). */
-const workLeft = (topic: TopicOrder): boolean => {
-  for (const b of topic.storage.lanes()) if (topic.storage.committed(b, topic.scan[b])) return true
   return false
 }
 

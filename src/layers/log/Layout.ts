@@ -9,6 +9,7 @@
  *   broker owner lines   maxBrokers × 64        (each writer process its own line: brokers, local publishers)
  *   listener lines       listenerSlots × 64     (each waiting process its own line)
  *   lane answers         64 + maxBrokers × 8    (the head: TopicLanes.ts)
+ *   topic marks          a bit per directory slot (topics the head must look at: TopicMarks.ts)
  * Each topic is an object of the region's directory: a main extent of the heap, and a lane
  * extent per writer that has written it (TopicShape.ts).
  */
@@ -131,9 +132,15 @@ export const withBlogBytes = (config: ShapeConfig, blogBytes: number): LogConfig
 
 const answersBytes = (c: LogConfig) => LINE_BYTES + alignLine(c.maxBrokers * LaneAnswers.bytes)
 const headerBytes = (c: LogConfig) => (c.maxBrokers + c.listenerSlots) * LINE_BYTES
+/** A bit per topic id (a directory slot), in 32-bit words. */
+const marksBytes = (topicSlots: number) => alignLine(Math.ceil(topicSlots / 32) * 4)
 
-/** Bytes the log area needs for `config` (a multiple of 4096): its lines; the topics are in the directory's heap. */
-export const logAreaBytes = (config: LogConfig): number => alignPage(headerBytes(config) + answersBytes(config))
+/**
+ * Bytes the log area needs for `config` and a directory of `topicSlots` entry slots (a multiple
+ * of 4096): its lines and topic marks; the topics are in the directory's heap.
+ */
+export const logAreaBytes = (config: LogConfig, topicSlots: number): number =>
+  alignPage(headerBytes(config) + answersBytes(config) + marksBytes(topicSlots))
 
 const notRead = (what: string, t: number): never => {
   throw new Error(`${what} of topic ${t} is used before this process read it from the region`)
@@ -150,11 +157,12 @@ export const makeLogArea = (base: number, config: LogConfig, directory: Director
   return {
     base,
     config,
-    bytes: logAreaBytes(config),
+    bytes: logAreaBytes(config, directory.config.entrySlots),
     directory,
     brokerOwner: (b) => base + b * LINE_BYTES,
     listener: (i) => base + (config.maxBrokers + i) * LINE_BYTES,
     laneAnswers: base + headerBytes(config),
+    topicMarks: base + headerBytes(config) + answersBytes(config),
     place: (t, place) => {
       places[t] = place
     },
@@ -232,7 +240,7 @@ export const resolveLogArea = (
         config
       })
     }
-    const bytes = logAreaBytes(config)
+    const bytes = logAreaBytes(config, directory.config.entrySlots)
     if (base + bytes > regionBytes) {
       return yield* new LogConfigInvalid({
         problems: [

@@ -61,7 +61,7 @@ export const directoryFor = (config: LogConfig, topics: number): DirectoryConfig
 
 /** The log area at `logBase`, then the directory on the next page. */
 export const logRegionLayout = (logBase: number, config: LogConfig, directory: DirectoryConfig): LogRegionLayout => {
-  const directoryBase = alignPage(logBase + logAreaBytes(config))
+  const directoryBase = alignPage(logBase + logAreaBytes(config, directory.entrySlots))
   return {
     area: makeLogArea(logBase, config, makeDirectoryArea(directoryBase, directory)),
     bytes: directoryBase + directoryAreaBytes(directory),

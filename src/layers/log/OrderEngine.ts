@@ -369,6 +369,11 @@ export class OrderEngine {
   }
 
   /** When the next hold timeout falls due (Infinity if nothing is held). */
+  /** Whether any batch is held (a session waits for an earlier batch of its own). */
+  holds(): boolean {
+    return this.holding.size > 0
+  }
+
   nextDeadline(): number {
     let deadline = Infinity
     for (const session of this.holding) deadline = Math.min(deadline, session.gapSince + this.holdTimeoutMs)

@@ -29,6 +29,8 @@ export class RoundTally {
   released = 0
   lapsed = 0
   stalled = false
+  /** Topics looked at (a round's total only: see `SequencerRound.topicsLooked`). */
+  looked = 0
   /** Per broker. */
   readonly batches: Float64Array
   readonly batchMessages: Float64Array
@@ -46,6 +48,7 @@ export class RoundTally {
       this.markers =
       this.released =
       this.lapsed =
+      this.looked =
         0
     this.stalled = false
     this.batches.fill(0)
@@ -81,8 +84,8 @@ export class RoundTally {
         this.lapsed > 0
   }
   toRound(): SequencerRound {
-    const { ordered, messages, duplicates, held, fenced, dropped, released, lapsed, stalled } = this
-    return { ordered, messages, duplicates, held, fenced, dropped, released, lapsed, stalled }
+    const { ordered, messages, duplicates, held, fenced, dropped, released, lapsed, stalled, looked } = this
+    return { ordered, messages, duplicates, held, fenced, dropped, released, lapsed, stalled, topicsLooked: looked }
   }
 }
 

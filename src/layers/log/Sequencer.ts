@@ -52,6 +52,7 @@ import { makeSequencerCore } from "./SequencerLoop.js"
 import { type LogStorage, publishTopic } from "./SequencerRound.js"
 import { readTopic } from "./TopicDescriptors.js"
 import { lanesGranted, takeGranted } from "./TopicLanes.js"
+import { topicMarks } from "./TopicMarks.js"
 import { type OrderSettings, orderSettings, type TopicOrder } from "./TopicOrder.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 import { discovered, recoverTopic } from "./TopicRecovery.js"
@@ -73,6 +74,7 @@ const regionLog = (
   const { region, area } = v
   const directory = new DirectoryTable(region, area.directory)
   const pins = topicPins(region, area)
+  const marks = topicMarks(region, area)
   /** The topics ordered, by id, each held while it is (TopicPins.ts). */
   const known = new Map<number, TopicHold>()
   /** Ordered topics found deleted, dropped by the next round step. */
@@ -157,6 +159,7 @@ const regionLog = (
     hasNewTopics: () => newTopics().length > 0 || gone.length > 0,
     lanesGranted: () => lanesGranted(region, area),
     takeGranted: () => takeGranted(region),
+    ...(marks === undefined ? {} : { marks }),
     deleted: () => {
       const dropped = gone.splice(0).map((hold) => {
         hold.release()

@@ -49,6 +49,11 @@ export interface LogStorage {
    * with as many as `lanesGranted` moved, only those are looked at, not every parked topic.
    */
   readonly takeGranted?: () => ReadonlyArray<number>
+  /**
+   * The topics writers left to the head (TopicMarks.ts; absent: every round looks at every topic).
+   * With them a round looks at the marked topics and those its last look left work in.
+   */
+  readonly marks?: MarkedTopics
   /** The ordered topics deleted since the last call: the round drops them (before it takes any new one on). */
   readonly deleted: () => ReadonlyArray<TopicInfo>
   /** The new topics, recovered from what their storage holds (those that cannot be are logged and left out). */
@@ -67,12 +72,30 @@ export interface LogStorage {
   ) => () => void
 }
 
+/** Topic marks as a round reads them (TopicMarks.ts). */
+export interface MarkedTopics {
+  readonly any: () => boolean
+  /** Takes every mark, clearing it, with its topic id. */
+  readonly take: (visit: (id: number) => void) => void
+  readonly mark: (id: number) => void
+}
+
 /** The sequencer's state across rounds. */
 export interface SequencerState {
   readonly log: LogStorage
   readonly settings: OrderSettings
   /** The topics it orders, in the order they were discovered (those with a lane: see `parked`). */
   readonly topics: Array<TopicOrder>
+  /** The same topics by id. */
+  readonly byId: Map<number, TopicOrder>
+  /**
+   * With `LogStorage.marks`: the topics the last round left work in (batches held, a full GOI,
+   * sessions to publish, committed batches beyond its bound) or that were just taken on. The
+   * next round looks at them and the marked ones; every topic only at the sweep.
+   */
+  readonly attention: Set<TopicOrder>
+  /** The topics a round looks at (reused). */
+  readonly looking: Set<TopicOrder>
   /**
    * Topics no writer has a lane in yet (only with `LogStorage.lanesGranted`): rounds pass them by
    * but for the sweep, so ten thousand topics created and not yet written cost a round nothing.
@@ -92,6 +115,9 @@ export const makeSequencerState = (log: LogStorage, settings: OrderSettings): Se
   log,
   settings,
   topics: [],
+  byId: new Map(),
+  attention: new Set(),
+  looking: new Set(),
   parked: new Map(),
   grantedSeen: Number.NaN,
   total: new RoundTally(settings.maxBrokers),
@@ -188,16 +214,18 @@ export function orderTopic(topic: TopicOrder, nowMs: number, settings: OrderSett
  */
 export function sequencerRound(state: SequencerState, nowMs: number): RoundTally {
   unpark(state)
-  const { log, settings, topics, total } = state
+  const { attention, log, settings, total } = state
   total.reset()
-  let heldNow = 0
   let any = false
   const sweep = nowMs >= state.nextSweepMs
   if (sweep) state.nextSweepMs = nowMs + SESSION_SWEEP_MS
-  for (const topic of topics) {
+  const looking = lookedAt(state, sweep)
+  if (log.marks !== undefined) attention.clear()
+  for (const topic of looking) {
     if (orderTopic(topic, nowMs, settings, sweep)) any = true
     total.add(topic.tally)
-    for (const b of topic.storage.lanes()) heldNow += topic.engine.heldCount(b)
+    total.looked++
+    if (log.marks !== undefined && needsLook(topic)) attention.add(topic)
   }
   if (sweep) {
     // Sessions registered on a topic nobody writes yet idle out too.
@@ -207,8 +235,63 @@ export function sequencerRound(state: SequencerState, nowMs: number): RoundTally
     }
   }
   if (any) log.ring(total)
-  state.recordTally(total, heldNow)
+  state.recordTally(total, heldBatches(watched(state)))
   return total
+}
+
+/** The topics whose storage may change with no mark: every one without marks, else those the last round left work in. */
+const watched = (state: SequencerState): Iterable<TopicOrder> =>
+  state.log.marks === undefined ? state.topics : state.attention
+
+const heldBatches = (topics: Iterable<TopicOrder>): number => {
+  let held = 0
+  for (const topic of topics) for (const b of topic.storage.lanes()) held += topic.engine.heldCount(b)
+  return held
+}
+
+/**
+ * The topics a round looks at: every one at the sweep or without marks; else those the last round
+ * left work in and those marked since (a marked topic still parked is taken on: it was written).
+ * A mark of a topic not discovered yet is put back while the directory has topics to discover.
+ */
+const lookedAt = (state: SequencerState, sweep: boolean): Iterable<TopicOrder> => {
+  const { log, looking } = state
+  const marks = log.marks
+  if (marks === undefined) return state.topics
+  looking.clear()
+  if (!sweep) { for (const topic of state.attention) looking.add(topic) }
+  marks.take((id) => {
+    const topic = state.byId.get(id) ?? unparkMarked(state, id)
+    if (topic !== undefined) looking.add(topic)
+    else if (log.hasNewTopics()) marks.mark(id)
+  })
+  return sweep ? state.topics : looking
+}
+
+/** A marked topic that was parked: it holds a batch, so it joins the ordered ones. */
+const unparkMarked = (state: SequencerState, id: number): TopicOrder | undefined => {
+  const topic = state.parked.get(id)
+  if (topic === undefined || parks(state, topic)) return undefined
+  state.parked.delete(id)
+  takeOn(state, topic)
+  return topic
+}
+
+/** Whether a topic has work its next look must do with no mark: batches held, a full GOI, sessions to publish, more committed. */
+const needsLook = (topic: TopicOrder): boolean =>
+  topic.stalled || topic.engine.holds() || topic.engine.dirty.length > 0 || workLeft(topic)
+
+/** Whether a writer's PBR of the topic has a committed slot the last scan did not reach (it stopped at its per-broker bound). */
+export const workLeft = (topic: TopicOrder): boolean => {
+  for (const b of topic.storage.lanes()) if (topic.storage.committed(b, topic.scan[b])) return true
+  return false
+}
+
+/** A topic joins the ordered ones, looked at by the next round (what its storage holds may need ordering). */
+const takeOn = (state: SequencerState, topic: TopicOrder): void => {
+  state.topics.push(topic)
+  state.byId.set(topic.info.id, topic)
+  if (state.log.marks !== undefined) state.attention.add(topic)
 }
 
 /** `sequencerRound` inside the lease's fence, which the caller entered (`beginRound`); a throw (a defect) still leaves it. */
@@ -240,7 +323,7 @@ const unpark = (state: SequencerState): void => {
     const topic = parked.get(id)
     if (topic === undefined || parks(state, topic)) continue
     parked.delete(id)
-    state.topics.push(topic)
+    takeOn(state, topic)
   }
 }
 
@@ -252,12 +335,14 @@ const discoverTopics = (state: SequencerState): Effect.Effect<void> =>
       const deleted = new Set(gone.map((info) => `${info.id}/${info.generation}`))
       const live = (t: TopicOrder) => !deleted.has(`${t.info.id}/${t.info.generation}`)
       keepOnly(state.topics, live)
+      for (const [id, topic] of state.byId) if (!live(topic)) state.byId.delete(id)
+      for (const topic of state.attention) if (!live(topic)) state.attention.delete(topic)
       for (const [id, topic] of state.parked) if (!live(topic)) state.parked.delete(id)
     }
     return Effect.map(state.log.discover, (found) => {
       for (const topic of found) {
         if (parks(state, topic)) state.parked.set(topic.info.id, topic)
-        else state.topics.push(topic)
+        else takeOn(state, topic)
       }
     })
   })
@@ -324,19 +409,22 @@ export const enterRound = (state: SequencerState): Effect.Effect<void, Sequencer
 /** After taking the marker over from a dead process: every topic is taken on again from its storage (`roundStep`'s discovery). */
 export const forgetTopics = (state: SequencerState): void => {
   state.topics.length = 0
+  state.byId.clear()
+  state.attention.clear()
   state.parked.clear()
   state.grantedSeen = Number.NaN
   state.log.forgetTopics()
 }
 
 /**
- * Something to do: a committed slot at a scan cursor, GOI room for a topic that stalled (a
- * reader moving its cursor rings us), or a new topic.
+ * Something to do: a marked topic, a committed slot at a scan cursor of a watched topic, GOI
+ * room for a topic that stalled (a reader moving its cursor rings us), or a new topic.
  */
 export function hasWork(state: SequencerState): boolean {
   // A parked topic got a lane: the round takes it on.
   if (state.log.lanesGranted !== undefined && state.log.lanesGranted() !== state.grantedSeen) return true
-  for (const topic of state.topics) {
+  if (state.log.marks?.any() === true) return true
+  for (const topic of watched(state)) {
     if (topic.stalled) {
       if (topic.storage.lowestCursor() !== topic.lowest) return true
       continue
@@ -347,5 +435,9 @@ export function hasWork(state: SequencerState): boolean {
 }
 
 /** The next moment a round has something to do with no one ringing: a hold's deadline or the session sweep. */
-export const nextDeadline = (state: SequencerState): number =>
-  state.topics.reduce((d, topic) => Math.min(d, topic.engine.nextDeadline()), state.nextSweepMs)
+export const nextDeadline = (state: SequencerState): number => {
+  let deadline = state.nextSweepMs
+  // A topic holding batches is watched (`needsLook`).
+  for (const topic of watched(state)) deadline = Math.min(deadline, topic.engine.nextDeadline())
+  return deadline
+}

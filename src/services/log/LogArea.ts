@@ -69,6 +69,8 @@ export interface LogArea {
   readonly listener: (slot: number) => number
   /** The head's lane answers (layers/log/TopicLanes.ts). */
   readonly laneAnswers: number
+  /** A bit per topic id that a writer left work to the head in (TopicMarks.ts). */
+  readonly topicMarks: number
   /** Records where topic `topic` lives, for this process (Topics.ts does, as it reads a topic). */
   readonly place: (topic: number, place: TopicPlace) => void
   /** Where topic `topic` lives; a topic this process has not read is a defect. */

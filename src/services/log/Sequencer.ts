@@ -27,6 +27,11 @@ export interface SequencerRound {
   readonly lapsed: number
   /** A topic's GOI was full (registered subscribers behind): ordering waits for them. */
   readonly stalled: boolean
+  /**
+   * Topics the round looked at: over a coherent region those written since the last round and
+   * those it left work in (every topic at the once-a-second sweep); elsewhere every topic.
+   */
+  readonly topicsLooked: number
 }
 
 export interface SequencerShape {
