@@ -188,10 +188,12 @@ export function orderTopic(topic: TopicOrder, nowMs: number, settings: OrderSett
   // No writer has a lane in it, so no batch: only the sweep (sessions registered and never used) has work there.
   if (!sweep && engine.dirty.length === 0 && topic.storage.lanes().length === 0) return false
   if (!syncTopic(topic)) return false
+  // Sessions are swept where there are any: ten thousand topics written once cost the sweep a load each.
+  const sweepSessions = sweep && (engine.sessionCount > 0 || topic.storage.sessions.liveCount() > 0)
   // The sweep releases idle sessions, so it must know them all, not only those seen since a sync.
-  if (sweep && topic.sessionsPartial && takeAllSessions(topic) !== undefined) return false
+  if (sweepSessions && topic.sessionsPartial && takeAllSessions(topic) !== undefined) return false
   scanTopic(topic, nowMs, settings.maxPerBroker)
-  if (sweep) {
+  if (sweepSessions) {
     engine.evictIdle(nowMs, settings.sessionIdleMs, settings.sessionGapIdleMs)
     // Registered sessions that never sent a batch idle out too (the engine has never seen them).
     tally.released += topic.storage.sessions.releaseUnadopted(nowMs, settings.sessionIdleMs, topic.isKnown)
