@@ -452,6 +452,18 @@ describe("Sequencer over the region", () => {
       expect((yield* readAll(cluster.reader, "m3")).map((x) => x.batchSeq)).toEqual([0, 1])
     }))
 
+  it.scoped("a topic the sequencer took on before anyone wrote it is ordered at its first batch's round, not at the sweep's", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      yield* cluster.topics.create({ ...spec(5), name: "quiet" })
+      const sequencer = yield* cluster.sequencer()
+      // The first step sweeps (it takes the topic on, with no lane: parked); the clock stays before the next sweep.
+      expect(yield* sequencer.step).toMatchObject({ ordered: 0 })
+      const a = yield* cluster.appender(0)
+      yield* appendSimple(a, "quiet", 1, 0, 0)
+      expect(yield* sequencer.step).toMatchObject({ ordered: 1 })
+    }))
+
   it.scoped("a corrupt PBR header is dropped and counted; ordering goes on", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
