@@ -28,9 +28,15 @@ export class TopicMarks {
     this.words = Math.ceil(area.directory.config.entrySlots / 32)
   }
 
-  /** Marks topic `id`: the head's next round looks at it. */
+  /**
+   * Marks topic `id`: the head's next round looks at it. A bit already set is only read: writers of
+   * a busy topic then share its line instead of taking it in turn (a load that reads the bit set
+   * comes before the head's exchange that takes it, so that exchange follows the caller's commit).
+   */
   mark(id: number): void {
-    Atomics.or(this.region.u32, this.first + (id >>> 5), 1 << (id & 31))
+    const at = this.first + (id >>> 5)
+    const bit = 1 << (id & 31)
+    if ((Atomics.load(this.region.u32, at) & bit) === 0) Atomics.or(this.region.u32, at, bit)
   }
 
   /** Whether any topic is marked. */
