@@ -433,6 +433,20 @@ describe("batch payloads", () => {
     expect(builder.fits(8, 0, 1_700_000_000_000 + MAX_TIME_DELTA_MS + 1)).toBe(false)
   })
 
+  it("the pool keeps the buffers it is given back up to its count, raised by `keepMore` (a publisher's: one per topic)", () => {
+    const pool = new BufferPool(64, 1)
+    pool.keepMore(2)
+    const given = [0, 1, 2, 3].map(() => new Uint8Array(64))
+    for (const buffer of given) pool.give(buffer)
+    const taken = [pool.take(), pool.take(), pool.take(), pool.take()]
+    // The last given is taken first; the fourth was dropped, so the fourth taken is a new one.
+    expect(taken.slice(0, 3)).toEqual([given[2], given[1], given[0]])
+    expect(taken[0]).toBe(given[2])
+    expect(taken[2]).toBe(given[0])
+    expect(given.includes(taken[3]!)).toBe(false)
+    expect(taken[3]!.length).toBe(64)
+  })
+
   it("a recycled buffer's old bytes never leak into padding", () => {
     const pool = new BufferPool(64, 1)
     pool.give(new Uint8Array(64).fill(0xff))

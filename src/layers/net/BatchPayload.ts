@@ -310,7 +310,16 @@ export interface SealedPayload {
 export class BufferPool {
   private readonly free: Array<Uint8Array> = []
 
-  constructor(readonly size: number, private readonly keep: number, readonly headroom = 0) {}
+  constructor(readonly size: number, private keep: number, readonly headroom = 0) {}
+
+  /**
+   * Keeps `buffers` more once they come back: a publisher keeps one for each topic it publishes
+   * to (its open batch) besides those of its window, or spreading over many topics would drop
+   * and allocate again a buffer per topic whenever its batches all come back at once (a flush).
+   */
+  keepMore(buffers: number): void {
+    this.keep += buffers
+  }
 
   take(): Uint8Array {
     return this.free.pop() ?? Buffer.allocUnsafeSlow(this.headroom + this.size).subarray(this.headroom)

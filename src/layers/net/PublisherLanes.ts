@@ -41,6 +41,7 @@ export const newLane = (s: PublisherState, topic: string): Lane => {
   }
   s.lanes.push(lane)
   s.laneOf.set(topic, lane)
+  s.pool.keepMore(1)
   return lane
 }
 
