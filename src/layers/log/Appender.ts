@@ -53,8 +53,7 @@ export const make = (
     let turnPending: ReturnType<typeof setImmediate> | undefined
     const endOfTurn = () => {
       turnPending = undefined
-      let ringHead = false
-      for (const info of turnTopics) if (rounds.order(info) === AppenderRound.head) ringHead = true
+      const ringHead = rounds.order(turnTopics) === AppenderRound.head
       turnTopics.clear()
       if (ringHead) bell.ringIfWaiting()
     }

@@ -26,6 +26,7 @@ import type { LogArea } from "./Layout.js"
 import { ringEveryone, ringWaiters } from "./Participants.js"
 import { LeaseLineView, OrderLineView, SequencerLineView } from "./RecordViews.js"
 import { RegionTopicStorage, type RegionViews, regionViews } from "./RegionTopicStorage.js"
+import { RoundTally } from "./RoundTally.js"
 import { beginAppenderRound, endAppenderRound } from "./SequencerLease.js"
 import { orderTopic, workLeft } from "./SequencerRound.js"
 import { type OrderSettings, orderSettings, TopicOrder } from "./TopicOrder.js"
@@ -40,8 +41,12 @@ export const AppenderRound = {
 export type AppenderRound = (typeof AppenderRound)[keyof typeof AppenderRound]
 
 export interface AppenderRounds {
-  /** After this turn's appends to `info`'s topic: orders them here if this process may (see the module's note). */
-  readonly order: (info: TopicInfo) => AppenderRound
+  /**
+   * After this turn's appends to the `topics`: orders them here where this process may (see the
+   * module's note), in one round marker for the turn and one ring after it. `head` if any is left
+   * to the head.
+   */
+  readonly order: (topics: Iterable<TopicInfo>) => AppenderRound
   /** The topic was deleted: its cached order goes. */
   readonly forget: (info: TopicInfo) => void
 }
@@ -65,9 +70,8 @@ const headsTopic = (
   return false
 }
 
-/** Rings who waits for what the round moved (readers, ACK trackers of the brokers whose batches it ordered), this process's own waiters re-checked in place. */
-const ringAfter = (v: RegionViews, doorbell: DoorbellShape, topic: TopicOrder): void => {
-  const { tally } = topic
+/** Rings who waits for what the turn's rounds moved (readers, ACK trackers of the brokers whose batches they ordered), this process's own waiters re-checked in place. */
+const ringAfter = (v: RegionViews, doorbell: DoorbellShape, tally: RoundTally): void => {
   if (tally.movedSessions()) ringEveryone(v.region, v.area, doorbell)
   else ringWaiters(v.region, v.area, doorbell, (b) => tally.batches[b] > 0)
   doorbell.poke()
@@ -98,25 +102,51 @@ export const appenderRounds = (
     return topic
   }
 
-  const order = (info: TopicInfo): AppenderRound => {
-    if (!enabled || info.replicationFactor !== 1) return AppenderRound.head
-    const topic = topicOrder(info)
-    if (headsTopic(region, area, orders, sequencerLines, topic)) return AppenderRound.head
-    const nowMs = Date.now()
-    const epoch = beginAppenderRound(lease, nowMs)
-    if (epoch === undefined) return AppenderRound.head
-    try {
-      views.epoch = epoch
-      const published = orderTopic(topic, nowMs, settings, false)
-      logAppenderRounds.unsafeUpdate(1, [])
-      if (topic.tally.messages > 0) logAppenderMessagesOrdered.unsafeUpdate(topic.tally.messages, [])
-      if (published) ringAfter(views, doorbell, topic)
-      return topic.tally.held > 0 || topic.tally.stalled || topic.tally.fenced > 0 || workLeft(topic)
-        ? AppenderRound.head
-        : AppenderRound.ordered
-    } finally {
-      endAppenderRound(lease)
+  /** What the turn's rounds published, rung once after them (a broker writing a thousand topics rang for each). */
+  const turn = new RoundTally(area.config.maxBrokers)
+  let published = false
+
+  /** Orders one topic inside the turn's marker: whether the head must still look at it. */
+  const orderOne = (topic: TopicOrder, nowMs: number): boolean => {
+    if (orderTopic(topic, nowMs, settings, false)) {
+      published = true
+      turn.add(topic.tally)
     }
+    logAppenderRounds.unsafeUpdate(1, [])
+    if (topic.tally.messages > 0) logAppenderMessagesOrdered.unsafeUpdate(topic.tally.messages, [])
+    return topic.tally.held > 0 || topic.tally.stalled || topic.tally.fenced > 0 || workLeft(topic)
+  }
+
+  const order = (infos: Iterable<TopicInfo>): AppenderRound => {
+    let head = false
+    let epoch: number | undefined
+    const nowMs = Date.now()
+    turn.reset()
+    published = false
+    try {
+      for (const info of infos) {
+        if (!enabled || info.replicationFactor !== 1) {
+          head = true
+          continue
+        }
+        const topic = topicOrder(info)
+        if (headsTopic(region, area, orders, sequencerLines, topic)) {
+          head = true
+          continue
+        }
+        // The marker is taken once for the turn, at its first topic to order; another round inside it leaves the rest to the head.
+        if (epoch === undefined) {
+          epoch = beginAppenderRound(lease, nowMs)
+          if (epoch === undefined) return AppenderRound.head
+          views.epoch = epoch
+        }
+        if (orderOne(topic, nowMs)) head = true
+      }
+    } finally {
+      if (epoch !== undefined) endAppenderRound(lease)
+    }
+    if (published) ringAfter(views, doorbell, turn)
+    return head ? AppenderRound.head : AppenderRound.ordered
   }
   return {
     order,
