@@ -28,7 +28,7 @@ import { LogCorrupt, TopicDeleted } from "../../services/log/Topics.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { HolderLinesFull } from "../../services/region/Directory.js"
 import { Doorbell, type DoorbellShape } from "../../services/region/Doorbell.js"
-import { DirectoryTable } from "../region/DirectoryTable.js"
+import { DirectoryFollower } from "../region/DirectoryFollower.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { LogArea } from "./Layout.js"
 import { countedWatch, newOccurrence, ringEveryone, ringWaiters } from "./Participants.js"
@@ -72,15 +72,15 @@ const regionLog = (
   lease: SequencerLease
 ): LogStorage => {
   const { region, area } = v
-  const directory = new DirectoryTable(region, area.directory)
+  const directory = new DirectoryFollower(region, area.directory, "topic")
   const pins = topicPins(region, area)
   const marks = topicMarks(region, area)
   /** The topics ordered, by id, each held while it is (TopicPins.ts). */
   const known = new Map<number, TopicHold>()
   /** Ordered topics found deleted, dropped by the next round step. */
   const gone: Array<TopicHold> = []
-  /** The directory's change count when it was last listed (NaN: list it). */
-  let listedAt = Number.NaN
+  /** Topics (by id) created and not discovered yet. */
+  const fresh = new Set<number>()
 
   const drop = (hold: TopicHold) => {
     if (known.get(hold.info.id) !== hold) return
@@ -88,34 +88,28 @@ const regionLog = (
     gone.push(hold)
   }
 
-  /** Topics (by id) created since we last looked (and ordered ones deleted): one atomic load while the directory has not changed. */
-  const newTopics = (): Array<number> => {
-    const changes = directory.changes()
-    if (changes === listedAt) return []
-    const fresh: Array<number> = []
-    // Slots and generations alone: every topic's name decoded at every create would make creating n topics cost n².
-    const entries = directory.liveSlots("topic")
-    let matched = 0
-    for (const entry of entries) {
-      const held = known.get(entry.slot)
-      if (held !== undefined && held.info.generation !== entry.generation) drop(held)
-      else if (held !== undefined) matched++
-      if (!known.has(entry.slot)) fresh.push(entry.slot)
+  /** Topics (by id) created and not discovered yet (and ordered ones deleted dropped): one atomic load while the directory has not changed, the changes alone when it has. */
+  const newTopics = (): ReadonlyArray<number> => {
+    const { created, deleted } = directory.changes()
+    for (const gone of deleted) {
+      const held = known.get(gone.slot)
+      // Generations only grow: a slot's object deleted at this generation is gone with every one before it.
+      if (held !== undefined && held.info.generation <= gone.generation) drop(held)
+      fresh.delete(gone.slot)
     }
-    if (matched < known.size) {
-      // Some topic it knows is gone from the listing (deleted): found by a second pass, only then.
-      const live = new Map(entries.map((entry) => [entry.slot, entry.generation]))
-      for (const held of known.values()) if (live.get(held.info.id) !== held.info.generation) drop(held)
+    for (const made of created) {
+      const held = known.get(made.slot)
+      if (held !== undefined && held.info.generation < made.generation) drop(held)
+      if (!known.has(made.slot)) fresh.add(made.slot)
     }
-    // Looked at once more only when it changes again; a topic found is known once discovered.
-    if (fresh.length === 0) listedAt = changes
-    return fresh
+    return fresh.size === 0 ? [] : [...fresh]
   }
 
   const discoverTopic = (t: number): Effect.Effect<ReadonlyArray<TopicOrder>> => {
     const info = readTopic(region, area, t)
+    // Tried again only when its slot changes again.
+    fresh.delete(t)
     if (info === undefined) {
-      listedAt = Number.NaN
       return Effect.as(
         Effect.logError(`sequencer: the topic in directory slot ${t} holds an invalid descriptor; it is not ordered`),
         []
@@ -125,6 +119,7 @@ const regionLog = (
     // Deleted since it was listed: the next look finds it gone.
     if (hold instanceof TopicDeleted) return Effect.succeed([])
     if (hold instanceof HolderLinesFull) {
+      fresh.add(t)
       return Effect.as(Effect.logError(`sequencer: topic ${info.name} is not ordered: ${hold.message}`), [])
     }
     known.set(t, hold)
@@ -153,7 +148,8 @@ const regionLog = (
     forgetTopics: () => {
       for (const hold of [...known.values(), ...gone.splice(0)]) hold.release()
       known.clear()
-      listedAt = Number.NaN
+      fresh.clear()
+      directory.reset()
     },
     leaseLost: () => leaseLost(lease, v.epoch),
     hasNewTopics: () => newTopics().length > 0 || gone.length > 0,

@@ -1,6 +1,7 @@
 /**
  * Where the directory lives in the region and what its records hold (docs/region.md):
  *   header        4096                    (the writer's line: epochs, generation, counts)
+ *   journal       JOURNAL_RECORDS × 16    (the writer; a ring of the latest creates and deletes)
  *   entries       entrySlots × 256        (the writer; an open-addressing hash table by kind and name)
  *   holder lines  holderLines × 64        (each its holder process's: claim and pinned epoch)
  *   page map      heapPages × 16          (the writer; one record per 4 KiB page of the heap)
@@ -18,6 +19,9 @@ export const PAGE_BYTES = 4096
 export const ENTRY_BYTES = 256
 export const HOLDER_LINE_BYTES = LINE_BYTES
 export const PAGE_RECORD_BYTES = 16
+/** The change journal's ring (DirectoryJournal.ts): 1024 records of 16 bytes, 16 KiB. */
+export const JOURNAL_RECORDS = 1024
+export const JOURNAL_RECORD_BYTES = 16
 
 // The interfaces are the contract (services/region/DirectoryArea.ts); the region layers take them from here.
 export type { DirectoryArea, DirectoryConfig }
@@ -40,12 +44,13 @@ export const directoryConfigProblems = (config: DirectoryConfig): ReadonlyArray<
 ]
 
 const geometry = (config: DirectoryConfig) => {
-  const entries = PAGE_BYTES
+  const journal = PAGE_BYTES
+  const entries = alignPage(journal + JOURNAL_RECORDS * JOURNAL_RECORD_BYTES)
   const holders = entries + config.entrySlots * ENTRY_BYTES
   const pageMap = alignPage(holders + config.holderLines * HOLDER_LINE_BYTES)
   const heapPages = config.heapBytes / PAGE_BYTES
   const heap = alignPage(pageMap + heapPages * PAGE_RECORD_BYTES)
-  return { entries, holders, pageMap, heap, heapPages, bytes: heap + config.heapBytes }
+  return { journal, entries, holders, pageMap, heap, heapPages, bytes: heap + config.heapBytes }
 }
 
 /** Bytes the directory's area takes for `config`, its heap included (a multiple of 4096). */
@@ -59,6 +64,9 @@ export const makeDirectoryArea = (base: number, config: DirectoryConfig): Direct
     config,
     bytes: g.bytes,
     header: base,
+    // The number of a change is a 32-bit count that wraps: `>>> 0` keeps a wrapped (negative) one's index in the ring.
+    journalRecord: (n) => base + g.journal + ((n >>> 0) % JOURNAL_RECORDS) * JOURNAL_RECORD_BYTES,
+    journalRecords: JOURNAL_RECORDS,
     entry: (slot) => base + g.entries + slot * ENTRY_BYTES,
     holder: (line) => base + g.holders + line * HOLDER_LINE_BYTES,
     pageRecord: (page) => base + g.pageMap + page * PAGE_RECORD_BYTES,
@@ -74,7 +82,7 @@ const Header = {
   generation: 8, // i32: the last generation handed out
   formatted: 12, // i32: 1 once the page map holds the heap's first free blocks (stored last)
   objects: 16, // i32: live objects
-  changes: 20 // i32: bumped (after the entry is published) by every create and delete: a reader's cue to look again
+  changes: 20 // i32: the changes journaled (DirectoryJournal.ts), stored after each record: a reader's cue to look again
 } as const
 
 export class DirectoryHeaderView extends WordView {

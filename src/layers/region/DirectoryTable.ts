@@ -5,21 +5,14 @@
  * A deleted entry stays as a marker (`deleted`) that probes pass over, until the writer sweeps the
  * markers that end a probe run (`sweepDeleted`), so chains stay as short as the live objects make them.
  */
-import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
+import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import {
   type DirectoryEntry,
   MAX_NAME_BYTES,
   MAX_OBJECT_PARAMS,
   type ObjectKind
 } from "../../services/region/Directory.js"
-import {
-  type DirectoryArea,
-  DirectoryHeaderView,
-  Entry,
-  ENTRY_BYTES,
-  EntryState,
-  EntryView
-} from "./DirectoryRecords.js"
+import { type DirectoryArea, Entry, ENTRY_BYTES, EntryState, EntryView } from "./DirectoryRecords.js"
 
 export const OBJECT_KINDS: ReadonlyArray<ObjectKind> = ["topic", "group", "channel", "service"]
 
@@ -68,11 +61,9 @@ interface EntrySnapshot {
 
 export class DirectoryTable {
   private readonly entries: EntryView
-  private readonly header: DirectoryHeaderView
   private readonly mask: number
   constructor(private readonly region: CxlMemoryShape, private readonly area: DirectoryArea) {
     this.entries = new EntryView(region)
-    this.header = new DirectoryHeaderView(region)
     this.mask = area.config.entrySlots - 1
   }
 
@@ -148,12 +139,6 @@ export class DirectoryTable {
     return { found: undefined, free }
   }
 
-  /** The writer's count of creates and deletes: while it reads the same, so does every list of the table. */
-  changes(): number {
-    this.region.invalidate(this.area.header, LINE_BYTES)
-    return this.header.changes(this.area.header)
-  }
-
   lookup(kind: ObjectKind, name: string): DirectoryEntry | undefined {
     return this.probe(kind, name).found
   }
@@ -178,8 +163,8 @@ export class DirectoryTable {
     for (let slot = 0; slot <= this.mask; slot++) {
       const at = this.area.entry(slot)
       this.region.invalidate(at, ENTRY_BYTES)
-      // Most slots are empty or deleted: passed on one load. One becoming live meanwhile moves `changes` after it is
-      // published, so whoever follows the objects looks again.
+      // Most slots are empty or deleted: passed on one load. One becoming live meanwhile is journaled after it is
+      // published (DirectoryJournal.ts), so whoever follows the objects learns it at its next look.
       if (e.state(at) !== EntryState.live) continue
       for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
         if (attempt > 0) this.region.invalidate(at, ENTRY_BYTES)

@@ -23,6 +23,7 @@ import {
 } from "../../services/region/Directory.js"
 import { blockBytes, BuddyAllocator, type HeldBlock, orderFor } from "./BuddyAllocator.js"
 import { livePins } from "./DirectoryHolders.js"
+import { type DirectoryChange, DirectoryJournal } from "./DirectoryJournal.js"
 import { BlockState, type DirectoryArea, DirectoryHeaderView } from "./DirectoryRecords.js"
 import { HOLDERS_NAMED, type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
 import { DirectoryTable, encodeName, nameProblem } from "./DirectoryTable.js"
@@ -54,6 +55,8 @@ export const writerOver = (
     const allocator = new BuddyAllocator(region, area)
     if (header.formatted(at)) {
       for (const slot of table.closeOpenRewrites()) table.sweepDeleted(slot)
+      // The predecessor may have changed an entry it never journaled (it died first, or this closed it): readers list.
+      new DirectoryJournal(region, area).skipRing()
       allocator.rebuild()
       retireOrphans(table, allocator, header, at)
     } else {
@@ -89,7 +92,7 @@ const writerState = (
 ): WriterState => {
   const header = new DirectoryHeaderView(region)
   const at = area.header
-  const publishHeader = () => region.publish(at, LINE_BYTES)
+  const journal = new DirectoryJournal(region, area)
 
   const fenced = Effect.suspend(() => {
     const writerEpoch = header.writerEpoch(at)
@@ -131,11 +134,8 @@ const writerState = (
     return allocator.allocate(order, slot, generation)
   }
 
-  /** Tells readers the directory changed, once the entry that changed reads as it now is. */
-  const announceChange = () => {
-    header.storeChanges(at, header.changes(at) + 1)
-    publishHeader()
-  }
+  /** Tells readers the directory changed (the journal's record, then its count), once the entry reads as it now is. */
+  const announceChange = (change: DirectoryChange) => journal.append(change)
 
   const create = (spec: ObjectSpec, initialize?: (extent: Extent) => void) =>
     Effect.gen(function*() {
@@ -172,7 +172,7 @@ const writerState = (
         createdAtMs: Date.now()
       })
       header.setObjects(at, objects + 1)
-      announceChange()
+      announceChange({ slot: free, generation, kind: spec.kind, created: true })
       return entry
     })
 
@@ -198,7 +198,7 @@ const writerState = (
         // The epoch moves after the entry reads deleted: a pin announced at it finds the object gone.
         const retiredAt = header.pinEpoch(at) + 1
         header.storePinEpoch(at, retiredAt)
-        announceChange()
+        announceChange({ slot: entry.slot, generation: entry.generation, kind: entry.kind, created: false })
         for (const block of allocator.ownedBy(entry.slot, entry.generation)) allocator.retire(block.page, retiredAt)
         table.sweepDeleted(entry.slot)
         // Freeing (zeroing the extents) is left to the writer's tick, or to an allocation that finds no room.

@@ -19,6 +19,10 @@ export interface DirectoryArea {
   readonly config: DirectoryConfig
   readonly bytes: number
   readonly header: number
+  /** The journal's record of change `n` (its ring's record n mod `journalRecords`). */
+  readonly journalRecord: (n: number) => number
+  /** Records the change journal holds: the changes a reader may fall behind by and still read only what changed. */
+  readonly journalRecords: number
   readonly entry: (slot: number) => number
   readonly holder: (line: number) => number
   readonly pageRecord: (page: number) => number
