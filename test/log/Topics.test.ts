@@ -220,6 +220,33 @@ describe("Topics in the region", () => {
       })
     }))
 
+  for (const impl of implementations.slice(0, 2)) {
+    it.scoped(`${impl.label}: a list follows creates and deletes, also past more changes than the directory's journal holds`, () =>
+      Effect.gen(function*() {
+        const { topics } = yield* impl.make()
+        const spec = { order: 5, ackLevel: 1, replicationFactor: 1 } as const
+        const names = () => Effect.map(topics.list, (list) => list.map((t) => `${t.name}/${t.generation}`))
+        const a = yield* topics.create({ name: "a", ...spec })
+        const b = yield* topics.create({ name: "b", ...spec })
+        expect(yield* names()).toEqual([`a/${a.generation}`, `b/${b.generation}`])
+        // 1 200 changes between two lists: the journal (1 024 records) no longer holds the first of them.
+        for (let i = 0; i < 600; i++) {
+          yield* topics.create({ name: "churn", ...spec })
+          yield* topics.delete("churn")
+        }
+        yield* topics.delete("a")
+        const c = yield* topics.create({ name: "c", ...spec })
+        const again = yield* topics.create({ name: "a", ...spec })
+        expect(yield* names()).toEqual([`b/${b.generation}`, `c/${c.generation}`, `a/${again.generation}`])
+        // A few changes: read from the journal alone.
+        yield* topics.delete("b")
+        yield* topics.create({ name: "churn", ...spec })
+        yield* topics.delete("churn")
+        expect(yield* names()).toEqual([`c/${c.generation}`, `a/${again.generation}`])
+        expect((yield* topics.list).find((t) => t.name === "a")).toEqual(yield* topics.lookup("a"))
+      }))
+  }
+
   it.scoped("a corrupt descriptor reads as no topic, never as garbage", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()

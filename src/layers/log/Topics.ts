@@ -38,8 +38,9 @@ import { lookingReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { readRetained, type Retained, writeRetained } from "./RetentionLines.js"
 import { SessionTable } from "./SessionTable.js"
 import { describeOver, regionHeap } from "./TopicDescriptions.js"
-import { listTopics, readTopicEntry, writeDescriptor } from "./TopicDescriptors.js"
+import { readTopicEntry, writeDescriptor } from "./TopicDescriptors.js"
 import { laneCount } from "./TopicLanes.js"
+import { topicLister } from "./TopicList.js"
 import { heldBytes, type TopicShape, topicShape } from "./TopicShape.js"
 import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 
@@ -282,7 +283,7 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
           writeRetained(region, area, info.id, retained)
           if (Option.isSome(doorbell)) retentionMoved(region, area, doorbell.value, info.id)
         }),
-      list: () => listTopics(region, area),
+      list: topicLister(region, area),
       find: regionTopicFinder(region, area),
       describe: describeOver({
         readTopic: reading,
