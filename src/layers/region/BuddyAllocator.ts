@@ -17,6 +17,7 @@ import {
   PAGE_RECORD_BYTES,
   PageRecordView
 } from "./DirectoryRecords.js"
+import { FreeBlocks } from "./FreeBlocks.js"
 
 /** A block in use or retired: where, how big, whose. */
 export interface HeldBlock {
@@ -39,7 +40,7 @@ export const blockBytes = (order: number): number => PAGE_BYTES * 2 ** order
 export class BuddyAllocator {
   private readonly records: PageRecordView
   /** Free block starts by order. */
-  private readonly free: Array<Set<number>> = []
+  private readonly free: Array<FreeBlocks> = []
   /** Blocks in use or retired, by start page. */
   private readonly held = new Map<number, HeldBlock>()
   /** The start pages of retired blocks. */
@@ -85,7 +86,7 @@ export class BuddyAllocator {
   }
 
   private addFree(page: number, order: number): void {
-    ;(this.free[order] ??= new Set()).add(page)
+    ;(this.free[order] ??= new FreeBlocks()).add(page)
     this.freePages += 2 ** order
     this.writeRecord(page, { order, state: BlockState.free, ownerSlot: 0, ownerGeneration: 0, retiredAt: 0 })
   }
@@ -133,7 +134,7 @@ export class BuddyAllocator {
     }
     // Neighbours the walk found free apart (a writer died between a free and its merge) are merged now.
     for (let order = 0; order < this.free.length; order++) {
-      for (const page of [...(this.free[order] ?? [])]) {
+      for (const page of [...(this.free[order]?.values() ?? [])]) {
         if (this.free[order]?.has(page)) this.merge(page, order)
       }
     }
@@ -145,8 +146,7 @@ export class BuddyAllocator {
     while (from < this.free.length && (this.free[from]?.size ?? 0) === 0) from++
     if (from >= this.free.length) return undefined
     // The lowest free block: allocations stay packed toward the heap's start, large blocks stay whole above.
-    let page = Number.POSITIVE_INFINITY
-    for (const candidate of this.free[from]!) if (candidate < page) page = candidate
+    const page = this.free[from]!.lowest()!
     this.takeFree(page, from)
     // Split down: the upper half of each split is a free buddy, written before the block it came from shrinks.
     while (from > order) {
