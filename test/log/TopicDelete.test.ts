@@ -122,4 +122,24 @@ describe("a deleted topic's memory in the region", () => {
         expect(area.placeOf(next.id).offset).toBe(extent.offset)
       }))
   }
+
+  for (const impl of implementations.filter((i) => i.label.startsWith("layer ("))) {
+    it.scoped(`a hold on a deleted topic is told once a new topic is read in its slot, before any tick (${impl.label})`, () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const { memory, area } = cluster.region!
+        const pins = topicPins(memory, area)
+        const others = yield* Effect.forEach(["a", "b"], (name) => cluster.topics.create(spec(name)))
+        const first = yield* cluster.topics.create(spec("reused"))
+        const told: Array<string> = []
+        const holds = [...others, first].map((info) => pins.hold(info, () => told.push(info.name)))
+        yield* cluster.topics.delete("reused")
+        // The same name probes to the same slot: a new topic there, read by this process.
+        const again = yield* cluster.topics.create(spec("reused"))
+        expect(again.id).toBe(first.id)
+        expect(again.generation).toBeGreaterThan(first.generation)
+        expect(told).toEqual(["reused"])
+        for (const hold of holds) if ("release" in hold) hold.release()
+      }))
+  }
 })

@@ -45,6 +45,8 @@ export class TopicPins {
   private readonly table: DirectoryTable
   private readonly descriptors: DescriptorView
   private readonly holds = new Set<Held>()
+  /** The holds by topic id (directory slot): a create into a slot tells those of its earlier topic without a walk of every hold. */
+  private readonly bySlot = new Map<number, Set<Held>>()
   private timer: ReturnType<typeof setTimeout> | undefined
 
   constructor(private readonly region: CxlMemoryShape, private readonly area: LogArea) {
@@ -73,6 +75,9 @@ export class TopicPins {
     const descriptor = this.area.descriptor(info.id)
     const held: Held = { info, descriptor, epoch, onDeleted, told: false, released: false }
     this.holds.add(held)
+    const ofSlot = this.bySlot.get(info.id)
+    if (ofSlot === undefined) this.bySlot.set(info.id, new Set([held]))
+    else ofSlot.add(held)
     this.schedule()
     return {
       info,
@@ -81,6 +86,9 @@ export class TopicPins {
         if (held.released) return
         held.released = true
         this.holds.delete(held)
+        const ofSlot = this.bySlot.get(info.id)
+        ofSlot?.delete(held)
+        if (ofSlot?.size === 0) this.bySlot.delete(info.id)
         this.line.unpin(held.epoch)
         // Nothing held, nothing to tick for (and the mapping may close next).
         if (this.holds.size === 0 && this.timer !== undefined) {
@@ -132,7 +140,7 @@ export class TopicPins {
    * told now, before the slot's offsets name the new one (a holder must not use them for the old).
    */
   supersede(slot: number): void {
-    for (const held of [...this.holds]) if (held.info.id === slot) this.tell(held)
+    for (const held of [...(this.bySlot.get(slot) ?? [])]) this.tell(held)
   }
 
   private tell(held: Held): void {
