@@ -84,10 +84,8 @@ export interface MarkedTopics {
 export interface SequencerState {
   readonly log: LogStorage
   readonly settings: OrderSettings
-  /** The topics it orders, in the order they were discovered (those with a lane: see `parked`). */
-  readonly topics: Array<TopicOrder>
-  /** The same topics by id. */
-  readonly byId: Map<number, TopicOrder>
+  /** The topics it orders, by id, in the order they were taken on (those with a lane: see `parked`). */
+  readonly topics: Map<number, TopicOrder>
   /**
    * With `LogStorage.marks`: the topics the last round left work in (batches held, a full GOI,
    * sessions to publish, committed batches beyond its bound) or that were just taken on. The
@@ -114,8 +112,7 @@ export interface SequencerState {
 export const makeSequencerState = (log: LogStorage, settings: OrderSettings): SequencerState => ({
   log,
   settings,
-  topics: [],
-  byId: new Map(),
+  topics: new Map(),
   attention: new Set(),
   looking: new Set(),
   parked: new Map(),
@@ -243,7 +240,7 @@ export function sequencerRound(state: SequencerState, nowMs: number): RoundTally
 
 /** The topics whose storage may change with no mark: every one without marks, else those the last round left work in. */
 const watched = (state: SequencerState): Iterable<TopicOrder> =>
-  state.log.marks === undefined ? state.topics : state.attention
+  state.log.marks === undefined ? state.topics.values() : state.attention
 
 const heldBatches = (topics: Iterable<TopicOrder>): number => {
   let held = 0
@@ -259,15 +256,15 @@ const heldBatches = (topics: Iterable<TopicOrder>): number => {
 const lookedAt = (state: SequencerState, sweep: boolean): Iterable<TopicOrder> => {
   const { log, looking } = state
   const marks = log.marks
-  if (marks === undefined) return state.topics
+  if (marks === undefined) return state.topics.values()
   looking.clear()
   if (!sweep) { for (const topic of state.attention) looking.add(topic) }
   marks.take((id) => {
-    const topic = state.byId.get(id) ?? unparkMarked(state, id)
+    const topic = state.topics.get(id) ?? unparkMarked(state, id)
     if (topic !== undefined) looking.add(topic)
     else if (log.hasNewTopics()) marks.mark(id)
   })
-  return sweep ? state.topics : looking
+  return sweep ? state.topics.values() : looking
 }
 
 /** A marked topic that was parked: it holds a batch, so it joins the ordered ones. */
@@ -291,8 +288,7 @@ export const workLeft = (topic: TopicOrder): boolean => {
 
 /** A topic joins the ordered ones, looked at by the next round (what its storage holds may need ordering). */
 const takeOn = (state: SequencerState, topic: TopicOrder): void => {
-  state.topics.push(topic)
-  state.byId.set(topic.info.id, topic)
+  state.topics.set(topic.info.id, topic)
   if (state.log.marks !== undefined) state.attention.add(topic)
 }
 
@@ -332,14 +328,14 @@ const unpark = (state: SequencerState): void => {
 /** Drops the deleted topics, then takes in the topics that appeared, recovered from their storage. */
 const discoverTopics = (state: SequencerState): Effect.Effect<void> =>
   Effect.suspend(() => {
-    const gone = state.log.deleted()
-    if (gone.length > 0) {
-      const deleted = new Set(gone.map((info) => `${info.id}/${info.generation}`))
-      const live = (t: TopicOrder) => !deleted.has(`${t.info.id}/${t.info.generation}`)
-      keepOnly(state.topics, live)
-      for (const [id, topic] of state.byId) if (!live(topic)) state.byId.delete(id)
-      for (const topic of state.attention) if (!live(topic)) state.attention.delete(topic)
-      for (const [id, topic] of state.parked) if (!live(topic)) state.parked.delete(id)
+    // By id and generation: a delete costs its own topic, not a pass over every topic.
+    for (const info of state.log.deleted()) {
+      for (const held of [state.topics, state.parked]) {
+        const topic = held.get(info.id)
+        if (topic === undefined || topic.info.generation !== info.generation) continue
+        held.delete(info.id)
+        state.attention.delete(topic)
+      }
     }
     return Effect.map(state.log.discover, (found) => {
       for (const topic of found) {
@@ -348,12 +344,6 @@ const discoverTopics = (state: SequencerState): Effect.Effect<void> =>
       }
     })
   })
-
-const keepOnly = (topics: Array<TopicOrder>, keep: (topic: TopicOrder) => boolean): void => {
-  let kept = 0
-  for (const topic of topics) if (keep(topic)) topics[kept++] = topic
-  topics.length = kept
-}
 
 /**
  * A round, after taking in new topics (discovery is an Effect, it logs; a round without one
@@ -410,8 +400,7 @@ export const enterRound = (state: SequencerState): Effect.Effect<void, Sequencer
 
 /** After taking the marker over from a dead process: every topic is taken on again from its storage (`roundStep`'s discovery). */
 export const forgetTopics = (state: SequencerState): void => {
-  state.topics.length = 0
-  state.byId.clear()
+  state.topics.clear()
   state.attention.clear()
   state.parked.clear()
   state.grantedSeen = Number.NaN
