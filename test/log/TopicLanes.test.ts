@@ -120,6 +120,34 @@ for (const impl of implementations) {
   })
 }
 
+/** A region whose topic "t" is written here, but where nobody answers lane requests, and an appender over it. */
+const headlessAppender = (name: string, timeoutMs: number) =>
+  Effect.gen(function*() {
+    const config: LogConfig = smallConfig
+    const layout = logRegionLayout(LOG_BASE, config, { entrySlots: 16, holderLines: 4, heapBytes: 16 << 20 })
+    const region = yield* CxlMemoryMemoryLayers.makeMemory({
+      name,
+      size: layout.bytes,
+      mode: "create",
+      params: layout.params
+    })
+    const writer = yield* DirectoryLayers.makeWriter({ area: layout.area.directory, epoch: 1, reclaimEveryMs: 0 })
+      .pipe(Effect.provideService(CxlMemory, region))
+    const topics = yield* TopicsLayers.make(layout.area).pipe(
+      Effect.provideService(CxlMemory, region),
+      Effect.provideService(DirectoryWriter, writer)
+    )
+    const { id } = yield* topics.create(spec("t"))
+    const doorbell = yield* DoorbellLayers.make({ offset: bell(0), spinMicros: 0 }).pipe(
+      Effect.provideService(CxlMemory, region)
+    )
+    const appender = yield* AppenderLayers.make(layout.area, { brokerId: 0, timeoutMs }).pipe(
+      Effect.provideService(CxlMemory, region),
+      Effect.provideService(Doorbell, doorbell)
+    )
+    return { appender, id, region, area: layout.area }
+  })
+
 describe("topic lanes in the region", () => {
   it.scoped("a writer slot's next owner finds its lane and carries on in it", () =>
     Effect.gen(function*() {
@@ -140,59 +168,17 @@ describe("topic lanes in the region", () => {
 
   it.scoped("with no head to answer, a first append fails after its timeout naming the head; nothing is appended", () =>
     Effect.gen(function*() {
-      const config: LogConfig = smallConfig
-      const layout = logRegionLayout(LOG_BASE, config, { entrySlots: 16, holderLines: 4, heapBytes: 16 << 20 })
-      const region = yield* CxlMemoryMemoryLayers.makeMemory({
-        name: "no-head",
-        size: layout.bytes,
-        mode: "create",
-        params: layout.params
-      })
-      const writer = yield* DirectoryLayers.makeWriter({ area: layout.area.directory, epoch: 1, reclaimEveryMs: 0 })
-        .pipe(Effect.provideService(CxlMemory, region))
-      // Topics written here, but nobody answers lane requests.
-      const topics = yield* TopicsLayers.make(layout.area).pipe(
-        Effect.provideService(CxlMemory, region),
-        Effect.provideService(DirectoryWriter, writer)
-      )
-      const { id } = yield* topics.create(spec("t"))
-      const doorbell = yield* DoorbellLayers.make({ offset: bell(0), spinMicros: 0 }).pipe(
-        Effect.provideService(CxlMemory, region)
-      )
-      const appender = yield* AppenderLayers.make(layout.area, { brokerId: 0, timeoutMs: 200 }).pipe(
-        Effect.provideService(CxlMemory, region),
-        Effect.provideService(Doorbell, doorbell)
-      )
+      const { appender, id, region, area } = yield* headlessAppender("no-head", 200)
       const refused = yield* Effect.flip(appendSimple(appender, "t", 1, 0, 0))
       expect(refused).toMatchObject({ _tag: "BatchRejected", topic: "t" })
       expect(refused.message).toContain("the head did not answer its request for one within 200 ms")
-      expect(laneCount(region, layout.area, id)).toBe(0)
+      expect(laneCount(region, area, id)).toBe(0)
     }))
 
   it.scoped("an append interrupted while it waits for its lane lets its topic go", () =>
     Effect.gen(function*() {
-      const layout = logRegionLayout(LOG_BASE, smallConfig, { entrySlots: 16, holderLines: 4, heapBytes: 16 << 20 })
-      const region = yield* CxlMemoryMemoryLayers.makeMemory({
-        name: "interrupted-lane",
-        size: layout.bytes,
-        mode: "create",
-        params: layout.params
-      })
-      const writer = yield* DirectoryLayers.makeWriter({ area: layout.area.directory, epoch: 1, reclaimEveryMs: 0 })
-        .pipe(Effect.provideService(CxlMemory, region))
-      const topics = yield* TopicsLayers.make(layout.area).pipe(
-        Effect.provideService(CxlMemory, region),
-        Effect.provideService(DirectoryWriter, writer)
-      )
-      yield* topics.create(spec("t"))
-      const doorbell = yield* DoorbellLayers.make({ offset: bell(0), spinMicros: 0 }).pipe(
-        Effect.provideService(CxlMemory, region)
-      )
-      const appender = yield* AppenderLayers.make(layout.area, { brokerId: 0, timeoutMs: 60_000 }).pipe(
-        Effect.provideService(CxlMemory, region),
-        Effect.provideService(Doorbell, doorbell)
-      )
-      const pins = topicPins(region, layout.area)
+      const { appender, region, area } = yield* headlessAppender("interrupted-lane", 60_000)
+      const pins = topicPins(region, area)
       // Nobody answers the lane request: the append waits holding its topic until interrupted.
       const append = yield* Effect.fork(appendSimple(appender, "t", 1, 0, 0))
       while (pins.held() === 0) yield* Effect.yieldNow()
