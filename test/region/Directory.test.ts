@@ -1,44 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Schedule, type Scope } from "effect"
 import { BuddyAllocator } from "../../src/layers/region/BuddyAllocator.js"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { directoryOver, makeWriter } from "../../src/layers/region/Directory.js"
-import { makeMemoryDirectory } from "../../src/layers/region/DirectoryMemory.js"
-import {
-  type DirectoryArea,
-  directoryAreaBytes,
-  type DirectoryConfig,
-  EntryState,
-  EntryView,
-  makeDirectoryArea
-} from "../../src/layers/region/DirectoryRecords.js"
+import { type DirectoryConfig, EntryState, EntryView } from "../../src/layers/region/DirectoryRecords.js"
 import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
-import { SUPERBLOCK_BYTES } from "../../src/layers/region/Superblock.js"
-import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import type { DirectoryEntry } from "../../src/services/region/Directory.js"
-import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { type Backing, liveBacking, memoryBacking } from "../fixtures/directory-backing.js"
+import { spawnFixture } from "../helpers/Processes.js"
 
 const MiB = 2 ** 20
 const config: DirectoryConfig = { entrySlots: 64, holderLines: 8, heapBytes: 16 * MiB }
-
-interface Backing {
-  readonly region: CxlMemoryShape
-  readonly area: DirectoryArea
-}
-
-/** The live region: a shared-memory file mapped by the addon. */
-const liveBacking = (c: DirectoryConfig): Effect.Effect<Backing, unknown, Scope.Scope> =>
-  Effect.gen(function*() {
-    const name = yield* uniqueRegion("directory")
-    const region = yield* CxlMemoryLayers.make({
-      name,
-      size: SUPERBLOCK_BYTES + directoryAreaBytes(c),
-      mode: "create"
-    })
-    return { region, area: makeDirectoryArea(SUPERBLOCK_BYTES, c) }
-  })
-
-const memoryBacking = (c: DirectoryConfig): Effect.Effect<Backing> => Effect.sync(() => makeMemoryDirectory(c))
 
 const open = (b: Backing, epoch = 1) =>
   Effect.gen(function*() {
@@ -250,7 +222,7 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
       }))
   })
 
-contract("region", liveBacking)
+contract("region", liveBacking("directory"))
 contract("in-process", memoryBacking)
 
 describe("Directory across processes", () => {
@@ -260,7 +232,7 @@ describe("Directory across processes", () => {
     "lookups and pins in three processes while the writer creates and deletes: never another object's bytes",
     () =>
       Effect.gen(function*() {
-        const b = yield* liveBacking(shared)
+        const b = yield* liveBacking("directory")(shared)
         const { writer } = yield* open(b)
         const watchers = yield* Effect.forEach(
           [1, 2, 3],
@@ -294,7 +266,7 @@ describe("Directory across processes", () => {
     "a process SIGKILLed while it pins a deleted object holds its extent only until it dies",
     () =>
       Effect.gen(function*() {
-        const b = yield* liveBacking(shared)
+        const b = yield* liveBacking("directory")(shared)
         const { writer, directory } = yield* open(b)
         const topic = yield* writer.create({ kind: "topic", name: "held", bytes: 2 * MiB })
         const holder = yield* spawnFixture("directory-peer", [

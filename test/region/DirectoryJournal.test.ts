@@ -1,41 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
-import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { makeWriter } from "../../src/layers/region/Directory.js"
 import { DirectoryFollower, type FollowedChanges } from "../../src/layers/region/DirectoryFollower.js"
 import { DirectoryJournal } from "../../src/layers/region/DirectoryJournal.js"
-import { makeMemoryDirectory } from "../../src/layers/region/DirectoryMemory.js"
-import {
-  type DirectoryArea,
-  directoryAreaBytes,
-  type DirectoryConfig,
-  DirectoryHeaderView,
-  JOURNAL_RECORDS,
-  makeDirectoryArea
-} from "../../src/layers/region/DirectoryRecords.js"
+import { type DirectoryConfig, DirectoryHeaderView, JOURNAL_RECORDS } from "../../src/layers/region/DirectoryRecords.js"
 import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
-import { SUPERBLOCK_BYTES } from "../../src/layers/region/Superblock.js"
-import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import type { DirectoryEntry, DirectoryWriterShape, ObjectKind } from "../../src/services/region/Directory.js"
-import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { type Backing, liveBacking, memoryBacking } from "../fixtures/directory-backing.js"
+import { spawnFixture } from "../helpers/Processes.js"
 
 const MiB = 2 ** 20
 /** Room for 224 objects of 4 KiB, and for their extents many times over. */
 const config: DirectoryConfig = { entrySlots: 256, holderLines: 4, heapBytes: 4 * MiB }
-
-interface Backing {
-  readonly region: CxlMemoryShape
-  readonly area: DirectoryArea
-}
-
-const liveBacking = (c: DirectoryConfig): Effect.Effect<Backing, unknown, Scope.Scope> =>
-  Effect.gen(function*() {
-    const name = yield* uniqueRegion("journal")
-    const region = yield* CxlMemoryLayers.make({ name, size: SUPERBLOCK_BYTES + directoryAreaBytes(c), mode: "create" })
-    return { region, area: makeDirectoryArea(SUPERBLOCK_BYTES, c) }
-  })
-
-const memoryBacking = (c: DirectoryConfig): Effect.Effect<Backing> => Effect.sync(() => makeMemoryDirectory(c))
 
 const writerOf = (b: Backing, epoch = 1) =>
   makeWriter({ area: b.area, epoch, reclaimEveryMs: 0 }).pipe(Effect.provideService(CxlMemory, b.region))
@@ -248,7 +225,7 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
       }))
   })
 
-contract("region", liveBacking)
+contract("region", liveBacking("journal"))
 contract("in-process", memoryBacking)
 
 describe("Directory change journal across processes", () => {
@@ -258,7 +235,7 @@ describe("Directory change journal across processes", () => {
     "followers in two processes, one slow enough to fall behind the ring, come to the table while the writer churns",
     () =>
       Effect.gen(function*() {
-        const b = yield* liveBacking(shared)
+        const b = yield* liveBacking("journal")(shared)
         const writer = yield* writerOf(b)
         const followers = yield* Effect.forEach(
           ["0", "50"],
