@@ -25,7 +25,7 @@ import type { PublisherShape } from "../../services/net/Publisher.js"
 import { percentile, summarize } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
-import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
+import { regionGuard, type RoleProcess, startHeadAndBrokers } from "../run/Cluster.js"
 
 export interface TopicsBenchOptions {
   /** Topics created, written, audited, deleted and created again. */
@@ -102,14 +102,28 @@ const memoryBack = (baseline: number) =>
   })
 
 /** Publishes `messages` messages, message i to `topics[i % topics.length]`, honouring backpressure; MB/s until all are acknowledged. */
+/** The cluster's role processes whose CPU a phase reports beside the publisher's. */
+interface PhaseRoles {
+  readonly head: RoleProcess
+  readonly brokers: ReadonlyArray<RoleProcess>
+}
+
+/** CPU seconds the roles spent so far: the head's, and the brokers' together (0 for one that exited). */
+const rolesCpuSeconds = (roles: PhaseRoles) => ({
+  head: roles.head.cpuSeconds() ?? 0,
+  brokers: roles.brokers.reduce((sum, broker) => sum + (broker.cpuSeconds() ?? 0), 0)
+})
+
 const publishSpread = (
   publisher: PublisherShape,
+  roles: PhaseRoles,
   topics: ReadonlyArray<{ readonly topic: string }>,
   messages: number,
   payload: (i: number) => Uint8Array
 ) =>
   Effect.gen(function*() {
     const before = publisher.stats()
+    const rolesBefore = rolesCpuSeconds(roles)
     const cpuBefore = process.cpuUsage()
     const started = performance.now()
     let bytes = 0
@@ -126,10 +140,16 @@ const publishSpread = (
     const mbps = bytes / 1e6 / ((performance.now() - started) / 1000)
     const after = publisher.stats()
     const cpu = process.cpuUsage(cpuBefore)
+    const rolesAfter = rolesCpuSeconds(roles)
+    const gib = bytes / (1 << 30)
     return {
       mbps,
       messagesPerBatch: (after.messages - before.messages) / Math.max(1, after.batches - before.batches),
-      publisherCpuSecondsPerGiB: (cpu.user + cpu.system) / 1e6 / (bytes / (1 << 30))
+      cpuSecondsPerGiB: {
+        publisher: (cpu.user + cpu.system) / 1e6 / gib,
+        head: (rolesAfter.head - rolesBefore.head) / gib,
+        brokers: (rolesAfter.brokers - rolesBefore.brokers) / gib
+      }
     }
   })
 
@@ -185,7 +205,7 @@ export const benchTopics = (options: TopicsBenchOptions) =>
       CXLOG_LOG_MAX_BROKERS: "4",
       CXLOG_BROKER_MAX_SESSIONS: `${Math.max(4096, options.topics + options.ratioTopics + 1)}`
     }
-    const { ports } = yield* startHeadAndBrokers("one:5:1", 1, env, () => ({}), [
+    const { brokers, head, ports } = yield* startHeadAndBrokers("one:5:1", 1, env, () => ({}), [
       "--memory",
       `${ONE_TOPIC_MEMORY}`,
       "--writers",
@@ -212,8 +232,10 @@ export const benchTopics = (options: TopicsBenchOptions) =>
       const created = first.latenciesUs.length
       const names = small.slice(0, created)
       const afterCreate = yield* freeBytes
+      const roles: PhaseRoles = { head, brokers }
       yield* publishSpread(
         publisher,
+        roles,
         names.map((topic) => ({ topic })),
         created * MESSAGES_PER_TOPIC,
         (i) => stamped(i % created, Math.floor(i / created))
@@ -243,18 +265,14 @@ export const benchTopics = (options: TopicsBenchOptions) =>
       const phaseBytes = Math.max(options.ratioBytes, BATCHES_PER_TOPIC * options.ratioTopics * BATCH_BYTES)
       const messages = Math.max(1, Math.floor(phaseBytes / RATIO_MESSAGE_BYTES))
       // A round of each, not measured: every topic's session registered, its lane taken, both paths warm.
-      yield* publishSpread(publisher, spread, messages, () => payload)
-      yield* publishSpread(publisher, one, messages, () => payload)
-      type Run = {
-        readonly mbps: number
-        readonly messagesPerBatch: number
-        readonly publisherCpuSecondsPerGiB: number
-      }
+      yield* publishSpread(publisher, roles, spread, messages, () => payload)
+      yield* publishSpread(publisher, roles, one, messages, () => payload)
+      type Run = Effect.Effect.Success<ReturnType<typeof publishSpread>>
       const oneRuns: Array<Run> = []
       const manyRuns: Array<Run> = []
       for (let r = 0; r < options.rounds; r++) {
-        oneRuns.push(yield* publishSpread(publisher, one, messages, () => payload))
-        manyRuns.push(yield* publishSpread(publisher, spread, messages, () => payload))
+        oneRuns.push(yield* publishSpread(publisher, roles, one, messages, () => payload))
+        manyRuns.push(yield* publishSpread(publisher, roles, spread, messages, () => payload))
       }
       const oneTopicMBps = median(oneRuns.map((r) => r.mbps))
       const manyTopicsMBps = median(manyRuns.map((r) => r.mbps))
@@ -290,10 +308,8 @@ export const benchTopics = (options: TopicsBenchOptions) =>
           one: median(oneRuns.map((r) => r.messagesPerBatch)),
           many: median(manyRuns.map((r) => r.messagesPerBatch))
         },
-        publisherCpuSecondsPerGiB: {
-          one: median(oneRuns.map((r) => r.publisherCpuSecondsPerGiB)),
-          many: median(manyRuns.map((r) => r.publisherCpuSecondsPerGiB))
-        },
+        // Where each phase's CPU went, per GiB published (medians over the rounds).
+        cpuSecondsPerGiB: { one: cpuPerGiB(oneRuns), many: cpuPerGiB(manyRuns) },
         manyTopicsRatio: manyTopicsMBps / oneTopicMBps
       }
       if (!options.json) yield* Console.log(describe(result))
@@ -303,6 +319,14 @@ export const benchTopics = (options: TopicsBenchOptions) =>
   }))
 
 const median = (values: ReadonlyArray<number>) => percentile(Float64Array.from(values).sort(), 50)
+
+const cpuPerGiB = (
+  runs: ReadonlyArray<{ readonly cpuSecondsPerGiB: Record<"publisher" | "head" | "brokers", number> }>
+) => ({
+  publisher: median(runs.map((r) => r.cpuSecondsPerGiB.publisher)),
+  head: median(runs.map((r) => r.cpuSecondsPerGiB.head)),
+  brokers: median(runs.map((r) => r.cpuSecondsPerGiB.brokers))
+})
 
 const describe = (r: {
   readonly regionBytes: number
