@@ -24,6 +24,7 @@ interface TopicsBenchJson {
   readonly oneTopicMBps: number
   readonly manyTopicsMBps: number
   readonly manyTopicsRatio: number
+  readonly cpuSecondsPerGiB: Record<"one" | "many", Record<"publisher" | "head" | "brokers", number>>
 }
 
 describe("cxlog bench --type topics", () => {
@@ -57,6 +58,13 @@ describe("cxlog bench --type topics", () => {
         expect(result.deleteP50Us).toBeGreaterThan(0)
         expect(result.oneTopicMBps).toBeGreaterThan(0)
         expect(result.manyTopicsRatio).toBeCloseTo(result.manyTopicsMBps / result.oneTopicMBps, 6)
+        // Each phase's CPU per role: the publisher's own (µs precise); the head's and broker's from /proc, in 10 ms
+        // ticks, which a phase this small may not reach.
+        for (const phase of ["one", "many"] as const) {
+          const cpu = result.cpuSecondsPerGiB[phase]
+          expect(cpu.publisher).toBeGreaterThan(0)
+          for (const role of [cpu.head, cpu.brokers]) expect(Number.isFinite(role) && role >= 0).toBe(true)
+        }
         // Its region is gone with it.
         expect(benchRegions()).toEqual(before)
       }),
