@@ -87,6 +87,7 @@ export {
   type RpcNotice,
   type RpcOpenError,
   RpcProtocolError,
+  RpcReplyLost,
   type RpcRequest,
   type RpcServer,
   type RpcServerOptions,

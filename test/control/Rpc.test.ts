@@ -327,6 +327,30 @@ const contract = (label: string, open: OpenRings) =>
         expect(yield* Fiber.join(waiting)).toBe("released gate")
       }))
 
+    // A process that did not run for longer than the stale bound has its reply reader reaped (the
+    // coordinator frees it): the reply to a call it was waiting for may go by meanwhile. Attached
+    // again, the client sends that call again; the server answers with the reply it kept, without
+    // running the request a second time (a second Wait would never be released: a timeout here).
+    it.scopedLive(
+      "a call whose reply went by while its reader was reaped gets that reply, its request not run again",
+      () =>
+        Effect.gen(function*() {
+          const { first, rings, second, waiting } = yield* setup(open)
+          const { replies } = layout(65536)
+          const call = yield* Effect.fork(first.call(Wait, { name: "reaped" }, { timeoutMs: 8_000 }))
+          yield* Effect.yieldNow().pipe(Effect.repeat({ until: () => waiting.has("reaped") }))
+          // The first client's reader is the one attached first.
+          const inspector = yield* rings.inspect(replies)
+          const reader = inspector.readers().find((r) => r.state === "attached")!
+          expect(yield* rings.reap(replies, reader.slot, reader.occurrence)).toBe(true)
+          expect(yield* second.call(Release, { name: "reaped" })).toBe(1)
+          expect(yield* Fiber.join(call)).toBe("released reaped")
+          expect(waiting.size).toBe(0)
+          expect(yield* first.call(Add, { a: 20, b: 22 })).toBe(42)
+        }),
+      20_000
+    )
+
     it.scopedLive("a call times out with RpcTimeout; the late reply is dropped and the client goes on", () =>
       Effect.gen(function*() {
         const { first } = yield* setup(open)

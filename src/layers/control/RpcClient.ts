@@ -52,6 +52,8 @@ class PendingCall {
     readonly caller: Caller,
     readonly method: AnyRpcMethod,
     readonly requestId: number,
+    /** The request's payload, kept to send it again (`resendWaiting`). */
+    readonly json: string,
     readonly timeoutMs: number,
     readonly deadline: number,
     readonly signal: AbortSignal | undefined,
@@ -183,11 +185,21 @@ const listen = (
   caller: Caller,
   method: AnyRpcMethod,
   requestId: number,
+  json: string,
   timeoutMs: number,
   signal: AbortSignal | undefined,
   resume: (outcome: Exit.Exit<unknown, unknown>) => void
 ): PendingCall => {
-  const pending = new PendingCall(caller, method, requestId, timeoutMs, performance.now() + timeoutMs, signal, resume)
+  const pending = new PendingCall(
+    caller,
+    method,
+    requestId,
+    json,
+    timeoutMs,
+    performance.now() + timeoutMs,
+    signal,
+    resume
+  )
   track(caller, requestId, pending)
   if (signal !== undefined) {
     let waiting = caller.aborts.get(signal)
@@ -246,7 +258,15 @@ const callWhenRoom = (
   frame: OutFrame
 ) =>
   Effect.flatMap(Deferred.make<unknown, unknown>(), (outcome) => {
-    const pending = listen(caller, method, requestId, timeoutMs, signal, (exit) => Deferred.unsafeDone(outcome, exit))
+    const pending = listen(
+      caller,
+      method,
+      requestId,
+      frame.json,
+      timeoutMs,
+      signal,
+      (exit) => Deferred.unsafeDone(outcome, exit)
+    )
     const send: Effect.Effect<void, FrameTooLarge | RingClosed> = Effect.suspend(() => {
       if (!pending.waiting()) return Effect.void
       const at = caller.writer.tryReserve(frame.length)
@@ -293,11 +313,43 @@ const call = <M extends AnyRpcMethod>(
     // Reserved, filled and committed in this one synchronous step (see RingWriter.tryReserve).
     const at = caller.writer.tryReserve(frame.length)
     if (at < 0) return resume(callWhenRoom(caller, method, requestId, timeoutMs, signal, frame))
-    const pending = listen(caller, method, requestId, timeoutMs, signal, resume)
+    const pending = listen(caller, method, requestId, json.right, timeoutMs, signal, resume)
     writeFrameAt(caller.writer.bytes, at, frame)
     caller.writer.commit()
     return Effect.sync(() => pending.stop())
   }) as Effect.Effect<Success<M>, Failure<M> | RpcCallError>
+
+/**
+ * After the reply reader was reaped and attached again: every call still waiting is sent again
+ * (`Kind.retry`, naming the new reader slot), since its reply may have gone by unread. The server
+ * answers with the reply it kept, or runs a request it never saw (RpcReplyMemo.ts). A retry that
+ * finds no room within its call's bound is not sent: that call ends with `RpcTimeout`.
+ */
+const resendWaiting = (caller: Caller) =>
+  Effect.forEach([...caller.pending.values()], (pending) => {
+    const frame = outFrame(
+      Kind.retry,
+      caller.me,
+      pending.requestId,
+      pending.method.tag,
+      pending.json,
+      caller.reader.slot
+    )
+    const send: Effect.Effect<void> = Effect.suspend(() => {
+      if (!pending.waiting()) return Effect.void
+      const at = caller.writer.tryReserve(frame.length)
+      if (at >= 0) {
+        writeFrameAt(caller.writer.bytes, at, frame)
+        caller.writer.commit()
+        return Effect.void
+      }
+      const left = pending.deadline - performance.now()
+      if (left <= 0) return Effect.void
+      // A ring closed or a frame too large ends the retry: that call ends with its bound.
+      return Effect.ignore(Effect.zipRight(caller.writer.awaitRoom(frame.length, left), send))
+    })
+    return send
+  }, { discard: true })
 
 /** The hub of one notice tag, made at its first subscription. */
 const hubOf = (caller: Caller, tag: string) =>
@@ -344,11 +396,12 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
     /**
      * The reply-ring reader was reaped (this process did not run for longer than the stale bound,
      * and the ring moved on under it): attach again at the ring's head, never read the old
-     * position. Replies written meanwhile are lost: their calls end with `RpcTimeout`.
+     * position, and send the waiting calls again (their replies may have gone by meanwhile).
      */
     const reattach = Effect.gen(function*() {
       const reaped = caller.reader
       caller.reader = yield* rings.reader(options.replies, replySlot)
+      yield* resendWaiting(caller)
       yield* Effect.logWarning(
         `rpc: client ${caller.me}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
       )

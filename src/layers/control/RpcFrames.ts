@@ -1,13 +1,14 @@
 /**
  * Rpc frames: a 12-byte header — kind (u8), the client's reply-ring reader slot + 1 (u8 at +1,
- * requests only; 0 = unknown), tag length (u16 at +2), client (u32 at +4), request id (u32 at
+ * requests and retries only; 0 = unknown), tag length (u16 at +2), client (u32 at +4), request id (u32 at
  * +8) — then the method or notice tag, then the payload as JSON of the Schema-encoded value.
  */
 import { ParseResult, type Schema } from "effect"
 import { type AnyRpcMethod, RpcProtocolError } from "../../services/control/Rpc.js"
 import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
 
-export const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5 } as const
+/** `retry`: a request sent again by a client whose reply reader was reaped (RpcReplyMemo.ts). */
+export const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5, retry: 6 } as const
 export const HEADER_BYTES = 12
 /** Addressee of a notice meant for every client. */
 export const ALL_CLIENTS = 0xffffffff
@@ -116,7 +117,7 @@ export const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
   const kind = view.getUint8(0)
   const tagLength = view.getUint16(2, true)
-  if (kind < Kind.request || kind > Kind.notice || HEADER_BYTES + tagLength > frame.length) return undefined
+  if (kind < Kind.request || kind > Kind.retry || HEADER_BYTES + tagLength > frame.length) return undefined
   return {
     kind,
     replySlot: view.getUint8(1) - 1,

@@ -6,6 +6,7 @@ import { Deferred, Effect, Either, Queue } from "effect"
 import { rpcDroppedReplies } from "../../Metrics.js"
 import type { RingWriteError, RingWriter } from "../../services/control/Rings.js"
 import { frameBytes, Kind, type OutFrame, outFrame, writeFrameAt } from "./RpcFrames.js"
+import type { ReplyMemo } from "./RpcReplyMemo.js"
 
 export interface Outbound {
   readonly frame: Uint8Array
@@ -80,6 +81,8 @@ export interface ReplyChannel {
   queued: number
   /** True while the writer fiber fills a batch (then `queued` > 0, so nothing is written directly). */
   sending: boolean
+  /** Where replies are kept for requests sent again. */
+  readonly memo: ReplyMemo
 }
 
 /** Copies `frame` in uncommitted if it fits now. */
@@ -144,6 +147,7 @@ export const writeQueued = (channel: ReplyChannel) =>
 
 /** Sends a reply now, waking reader slot `wake` (-1: every reader): into the ring at once while nothing is queued, else queued for the writer fiber. */
 export const sendReply = (channel: ReplyChannel, frame: OutFrame, wake: number): void => {
+  channel.memo.replied(frame)
   if (channel.queued === 0) {
     const at = channel.writer.tryReserve(frame.length)
     if (at >= 0) {

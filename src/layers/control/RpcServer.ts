@@ -9,6 +9,7 @@ import {
   type DeferredReply,
   type RpcHandler,
   RpcInvalidPayload,
+  RpcReplyLost,
   type RpcServer,
   type RpcServerOptions,
   RpcUnknownMethod
@@ -16,7 +17,16 @@ import {
 import { ALL_CLIENTS, decodeFrame, describe, encoder, fromJson, Kind, outFrame, toJson } from "./RpcFrames.js"
 import { readForever } from "./RpcReadForever.js"
 import { deferredReply, protocolError, reply, type Requester } from "./RpcReplies.js"
-import { noticeNow, type Outbound, type ReplyChannel, sendNotice, wakeList, writeQueued } from "./RpcReplyChannel.js"
+import {
+  noticeNow,
+  type Outbound,
+  type ReplyChannel,
+  sendNotice,
+  sendReply,
+  wakeList,
+  writeQueued
+} from "./RpcReplyChannel.js"
+import { ReplyMemo } from "./RpcReplyMemo.js"
 
 interface Dispatcher<R> {
   readonly channel: ReplyChannel
@@ -40,12 +50,23 @@ const dispatch = <R>(
   bytes: Uint8Array
 ): void | Effect.Effect<void, never, R> => {
   const frame = decodeFrame(bytes)
-  if (frame === undefined || frame.kind !== Kind.request) {
+  if (frame === undefined || (frame.kind !== Kind.request && frame.kind !== Kind.retry)) {
     rpcRejectedRequests.unsafeUpdate(1, [])
     return Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`)
   }
   const { requestId, tag } = frame
   const to: Requester = { client, requestId, replySlot: frame.replySlot < server.replySlots ? frame.replySlot : -1 }
+  const { memo } = server.channel
+  if (frame.kind === Kind.retry) {
+    // Sent again by a client whose reader was reaped: answered as it was, never run twice.
+    const kept = memo.retry(client, requestId)
+    if (kept === "running") return
+    if (kept === "lost") {
+      return protocolError(server.channel, to, tag, new RpcReplyLost({ method: tag, requestId }))
+    }
+    if (kept !== "unseen") return sendReply(server.channel, kept, to.replySlot)
+  }
+  memo.started(client, requestId)
   const handler = server.byTag.get(tag)
   if (handler === undefined) {
     rpcRejectedRequests.unsafeUpdate(1, [])
@@ -137,7 +158,8 @@ export const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handl
       outbound: yield* Queue.unbounded<Outbound>(),
       toWake: wakeList(writer),
       queued: 0,
-      sending: false
+      sending: false,
+      memo: new ReplyMemo()
     }
     yield* Effect.addFinalizer(() => Effect.sync(channel.toWake.cancel))
     yield* Effect.forkScoped(writeQueued(channel))

@@ -150,8 +150,21 @@ export class RpcHandlerDefect extends Schema.TaggedError<RpcHandlerDefect>()("Rp
   defect: Schema.String
 }) {}
 
+/**
+ * A request sent again after its client's reply reader was reaped, whose reply the server no
+ * longer keeps: it ran (it may have taken effect), and its outcome is unknown to the client.
+ */
+export class RpcReplyLost extends Schema.TaggedError<RpcReplyLost>()("RpcReplyLost", {
+  method: Schema.String,
+  requestId: Schema.Number
+}) {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: the server ran it, but no longer keeps its reply (the client did not run for too long); it may have taken effect`
+  }
+}
+
 /** What a server answers when it cannot run a handler's own reply. */
-export const RpcProtocolError = Schema.Union(RpcInvalidPayload, RpcUnknownMethod, RpcHandlerDefect)
+export const RpcProtocolError = Schema.Union(RpcInvalidPayload, RpcUnknownMethod, RpcHandlerDefect, RpcReplyLost)
 export type RpcProtocolError = typeof RpcProtocolError.Type
 
 export class RpcTimeout extends Data.TaggedError("RpcTimeout")<
