@@ -67,7 +67,7 @@ const cluster = (order: OrderMode) =>
       Effect.map(localLog, (log) =>
         PublisherLayers.layerLocal({ topic: "t", clientId, region: name }).pipe(Layer.provide(log)))
     const reader = yield* withBell(LogReaderLayers.make(area))
-    return { port: server.port, local, localLayer, reader }
+    return { port: server.port, local, localLog, localLayer, reader, topics }
   })
 
 const payload = (client: number, i: number) => new TextEncoder().encode(`${client}:${i}`)
@@ -117,6 +117,37 @@ describe("the local publisher (a real region)", () => {
       60_000
     )
   }
+
+  // The local link says the topic's batch limit as it opens the session, as a broker's SESSION_OPENED does.
+  it.scopedLive(
+    "small messages to a topic whose batch limit is below the publisher's batches are sealed within it",
+    () =>
+      Effect.gen(function*() {
+        const { localLog, reader, topics } = yield* cluster(5)
+        const small = yield* topics.create({
+          name: "small",
+          order: 5,
+          ackLevel: 1,
+          replicationFactor: 1,
+          memory: 64 << 10
+        })
+        expect(small.maxMessageBytes).toBeLessThan(64 << 10)
+        const log = yield* Layer.build(yield* localLog)
+        const mine = yield* PublisherLayers.makeLocal({
+          topic: "small",
+          clientId: 41,
+          region: "local",
+          batchBytes: 128 << 10
+        })
+          .pipe(Effect.provide(log))
+        const value = new Uint8Array(1000).fill(9)
+        for (let i = 0; i < 300; i++) yield* mine.publish(value)
+        yield* mine.flush(30_000)
+        // Every one acknowledged, so in the log (its 64 KiB keeps only the last few: discard old).
+        expect((yield* reader.bounds("small")).end).toBe(300)
+      }),
+    30_000
+  )
 
   it.scopedLive("publishAcked gives each message's offset in the log", () =>
     Effect.gen(function*() {

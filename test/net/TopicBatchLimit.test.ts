@@ -39,4 +39,28 @@ describe("a batch over its topic's limit", () => {
       expect(audit(log.ordered("roomy"), new Map([[2, 20]]))).toEqual({ messages: 20, ...clean })
       expect(log.ordered("small")).toHaveLength(0)
     }))
+
+  it.scopedLive("small messages gathering past a topic's limit are sealed at it: every one is acknowledged, none refused", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [] })
+      const small = yield* log.topics.create({
+        name: "small",
+        order: 5,
+        ackLevel: 1,
+        replicationFactor: 1,
+        memory: 64 << 10,
+        writers: 1
+      })
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
+      // The publisher's batches (128 KiB) would gather past the topic's limit.
+      expect(small.maxMessageBytes).toBeLessThan(64 << 10)
+      const p = yield* PublisherLayers.make({
+        brokers: [{ host: "127.0.0.1", port: broker.port }],
+        batchBytes: 128 << 10,
+        ackTimeoutMs: 600_000
+      })
+      for (let i = 0; i < 300; i++) yield* p.publish(testMessage(1, i, 1000), { topic: "small" })
+      yield* p.flush(60_000)
+      expect(audit(log.ordered("small"), new Map([[1, 300]]))).toEqual({ messages: 300, ...clean })
+    }))
 })

@@ -349,6 +349,14 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
       return typeof outcome === "string" ? "wait" : outcome
     },
     tryReserve: tryReserve(s),
+    batchLimit: (topic) =>
+      Effect.suspend(() => {
+        const known = backing.known(topic)
+        if (known === undefined) return Effect.map(backing.target(topic), (t) => t.maxBatchBytes)
+        return known instanceof TopicNotFound || known instanceof TopicDeleted
+          ? Effect.fail(known)
+          : Effect.succeed(known.maxBatchBytes)
+      }),
     append: (topic, header, payload) =>
       payload.length !== header.payloadBytes
         ? Effect.fail(

@@ -113,6 +113,9 @@ export const laneBlog = (laneBytes: number, pbrSlots: number): { readonly at: nu
 /** The largest batch a Blog of `blogBytes` takes: two must fit, so one can be written while the other is read. */
 const batchLimit = (blogBytes: number, cap: number): number => Math.min(cap, floorTo(blogBytes / 2, LINE_BYTES))
 
+/** The smallest batch limit a topic can have (a lane of MIN_LANE_BYTES): a batch this large fits every topic. */
+export const SMALLEST_BATCH_LIMIT = batchLimit(laneBlog(MIN_LANE_BYTES, MIN_PBR_SLOTS).bytes, Infinity)
+
 /**
  * The shape of a topic asked for `request` in a region with these caps, or why there is none (a
  * sentence naming the least that works). Lanes are powers of two of pages, so each takes

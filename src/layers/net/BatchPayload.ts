@@ -356,6 +356,11 @@ export class BatchBuilder {
   private used = 0
   private count = 0
   private base = 0
+  /**
+   * The most bytes a batch of several messages takes (its topic's own limit, when below the
+   * pool's buffers): a lone message larger than it still gets a batch, which its topic refuses.
+   */
+  limit = Infinity
 
   /** No buffer until the first message: a publisher of many topics keeps one only per topic whose messages gather. */
   constructor(private readonly pool: BufferPool) {
@@ -377,7 +382,7 @@ export class BatchBuilder {
    */
   fits(length: number, partsBytes = 0, timestamp = this.base): boolean {
     return this.count === 0 ||
-      (this.used + messageRecordBytes(partsBytes + length) <= this.bytes.length &&
+      (this.used + messageRecordBytes(partsBytes + length) <= Math.min(this.bytes.length, this.limit) &&
         timestamp - this.base <= MAX_TIME_DELTA_MS)
   }
 

@@ -203,7 +203,11 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
         ? yield* registerSession(broker, open.topic, connection.clientId)
         : yield* attachSession(broker, open, connection.clientId, frame.sessionEpoch, user)
       if (user !== undefined) claimSession(broker, open.topic, connection.clientId, sessionEpoch, user)
-      return sessionEpoch
+      // The topic's own batch limit (within the broker's): the client seals its batches of the topic within it.
+      const maxBatchBytes = yield* broker.appender.batchLimit(open.topic).pipe(
+        Effect.orElseSucceed(() => broker.settings.maxBatchBytes)
+      )
+      return { sessionEpoch, maxBatchBytes: Math.min(maxBatchBytes, broker.settings.maxBatchBytes) }
     })
     const outcome = yield* Effect.either(opening)
     if (outcome._tag === "Left") {
@@ -211,7 +215,7 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
       endSession(broker, connection, id, frame.sessionEpoch, violation)
       return
     }
-    const sessionEpoch = outcome.right
+    const { maxBatchBytes, sessionEpoch } = outcome.right
     const session: ConnectionSession = {
       id,
       topic: open.topic,
@@ -228,7 +232,7 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
     const token = user === undefined
       ? undefined
       : broker.auth?.sessionToken(open.topic, connection.clientId, sessionEpoch, user)
-    connection.output.frame(sessionOpenedFrame(id, sessionEpoch, token))
+    connection.output.frame(sessionOpenedFrame(id, sessionEpoch, token, maxBatchBytes))
     yield* Effect.forkScoped(acknowledge(broker, socket, connection, session))
   })
 

@@ -76,7 +76,8 @@ export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
 export interface ConnectionEvents {
   readonly onWelcome: (welcome: Welcome) => void
   /** The session `sessionId` is open under `sessionEpoch` (the one registered, or attached to). */
-  readonly onSessionOpened: (sessionId: number, sessionEpoch: number) => void
+  /** `maxBatchBytes`: the topic's own batch limit, when the broker says it. */
+  readonly onSessionOpened: (sessionId: number, sessionEpoch: number, maxBatchBytes: number | undefined) => void
   /** The session `sessionId` is over (refused, or ended by the log); the connection goes on. */
   readonly onSessionEnded: (sessionId: number, error: ErrorBody) => void
   /**
@@ -312,6 +313,7 @@ export const openConnection = (
             return finish("bad-frame", "a SESSION_OPENED of no session being opened")
           }
           opening.delete(frame.clientId)
+          let maxBatchBytes: number | undefined
           if (frame.payload.length > 0) {
             const opened = decodeControl(SessionOpened, frame.payload, "bad-handshake")
             if (Either.isLeft(opened)) return finish("bad-frame", `bad SESSION_OPENED: ${opened.left.message}`)
@@ -321,8 +323,9 @@ export const openConnection = (
                 opened.right.sessionToken
               )
             }
+            maxBatchBytes = opened.right.maxBatchBytes
           }
-          events.onSessionOpened(frame.clientId, frame.sessionEpoch)
+          events.onSessionOpened(frame.clientId, frame.sessionEpoch, maxBatchBytes)
           break
         }
         case FrameType.ENDED: {

@@ -52,7 +52,9 @@ export class SessionOpen extends Schema.Class<SessionOpen>("SessionOpen")({
 /** broker → client, SESSION_OPENED's body when it has one. */
 export class SessionOpened extends Schema.Class<SessionOpened>("SessionOpened")({
   /** Registered under a user, from a broker whose credential file has a session key: the session's token, for attaching it again. */
-  sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
+  sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255))),
+  /** The largest batch payload the topic takes (its own, below the broker's): the client seals the topic's batches within it. */
+  maxBatchBytes: Schema.optional(Schema.Int.pipe(Schema.positive()))
 }) {}
 
 /**
@@ -240,10 +242,18 @@ export const sessionOpenFrame = (sessionId: number, sessionEpoch: number, open: 
     encodeJson(SessionOpen, open)
   )
 
-export const sessionOpenedFrame = (sessionId: number, sessionEpoch: number, sessionToken: string | undefined): Buffer =>
+export const sessionOpenedFrame = (
+  sessionId: number,
+  sessionEpoch: number,
+  sessionToken: string | undefined,
+  maxBatchBytes: number
+): Buffer =>
   encodeFrame(
     { type: FrameType.SESSION_OPENED, clientId: sessionId, sessionEpoch, seq: 0, messageCount: 0 },
-    sessionToken === undefined ? undefined : encodeJson(SessionOpened, new SessionOpened({ sessionToken }))
+    encodeJson(
+      SessionOpened,
+      new SessionOpened({ maxBatchBytes, ...(sessionToken === undefined ? {} : { sessionToken }) })
+    )
   )
 
 /** ENDED of the session or stream `id`: why it is over (its connection goes on). Built without Schema, as `errorFrame`. */

@@ -7,6 +7,7 @@
 import { Schema } from "effect"
 import { TopicName } from "../../services/log/Topics.js"
 import { PublishTopicInvalid } from "../../services/net/Publisher.js"
+import { SMALLEST_BATCH_LIMIT } from "../log/TopicShape.js"
 import { BatchBuilder } from "./BatchPayload.js"
 import { type Lane, type PublisherState, SessionOnLink } from "./PublisherState.js"
 
@@ -39,6 +40,8 @@ export const newLane = (s: PublisherState, topic: string): Lane => {
     failure: undefined,
     counts: { messages: 0, batches: 0, ackedMessages: 0, fences: 0 }
   }
+  // Until its session opens and says the topic's own limit, a batch fits any topic.
+  lane.builder.limit = SMALLEST_BATCH_LIMIT
   s.lanes.push(lane)
   s.laneOf.set(topic, lane)
   s.pool.keepMore(1)

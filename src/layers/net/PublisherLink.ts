@@ -98,7 +98,13 @@ export interface PublisherLinkEvents {
   /** `link` is connected: lanes' sessions may be opened on it. */
   readonly opened: (link: PublisherLink) => void
   /** The lane's session `sessionEpoch` (the one it registered, or attached to) is open on `link`. */
-  readonly sessionOpened: (link: PublisherLink, lane: LaneRef, sessionEpoch: number) => void
+  /** `maxBatchBytes`: the topic's batch limit where the link learned it. */
+  readonly sessionOpened: (
+    link: PublisherLink,
+    lane: LaneRef,
+    sessionEpoch: number,
+    maxBatchBytes: number | undefined
+  ) => void
   /** The log refuses the lane's topic (unknown, deleted, forbidden, no session line free): that lane fails with `error`. */
   readonly sessionRefused: (link: PublisherLink, lane: LaneRef, error: BrokerRejected) => void
   /** The log no longer knows the lane's session (it ended and its record was reused). */

@@ -165,7 +165,8 @@ export class RegionLink implements PublisherLink {
       const epoch = sessionEpoch ?? (yield* appender.registerSession(topic, clientId))
       const watch = yield* acks.watch(topic, clientId, epoch, appender.brokerId)
       const totalOrder = yield* acks.totalOrders(topic)
-      return { epoch, watch, totalOrder }
+      const maxBatchBytes = yield* appender.batchLimit(topic)
+      return { epoch, watch, totalOrder, maxBatchBytes }
     })
     this.c.run(opening, (exit) => {
       if (this.state !== "open") return
@@ -177,7 +178,7 @@ export class RegionLink implements PublisherLink {
           this.refusal(lane, refusalCode(error), error.message ?? String(error))
         )
       }
-      const { epoch, totalOrder, watch } = exit.value
+      const { epoch, maxBatchBytes, totalOrder, watch } = exit.value
       const now = watch.acks()
       if (sessionEpoch !== undefined && !now.known) {
         return this.c.events.sessionUnknown(this, lane, `the log no longer knows session ${epoch} of topic ${topic}`)
@@ -189,7 +190,7 @@ export class RegionLink implements PublisherLink {
       session.reportedReplicated = now.replicated
       this.sessions.get(lane.index)?.sit()
       this.sessions.set(lane.index, session)
-      this.c.events.sessionOpened(this, lane, epoch)
+      this.c.events.sessionOpened(this, lane, epoch, maxBatchBytes)
       // A fence or a deletion while nothing is in flight is seen with the next batch, or now.
       if (now.fenced || watch.deleted()) this.report(session)
     })

@@ -205,9 +205,9 @@ const connect = (link: TcpLink): ClientConnection => {
         link.group.accepted = true
         events.opened(link)
       },
-      onSessionOpened: (sessionId, sessionEpoch) => {
+      onSessionOpened: (sessionId, sessionEpoch, maxBatchBytes) => {
         const lane = link.connection === connection ? link.laneOf(sessionId) : undefined
-        if (lane !== undefined) events.sessionOpened(link, lane, sessionEpoch)
+        if (lane !== undefined) events.sessionOpened(link, lane, sessionEpoch, maxBatchBytes)
       },
       onSessionEnded: (sessionId, error) => {
         const lane = link.connection === connection ? link.laneOf(sessionId) : undefined

@@ -22,7 +22,8 @@ export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
     opened: () => {
       for (const lane of s.lanes) openSessions(s, lane)
     },
-    sessionOpened: (link, ref, sessionEpoch) => sessionOpened(s, link, laneOf(ref), sessionEpoch),
+    sessionOpened: (link, ref, sessionEpoch, maxBatchBytes) =>
+      sessionOpened(s, link, laneOf(ref), sessionEpoch, maxBatchBytes),
     sessionRefused: (link, ref, error) => {
       const lane = laneOf(ref)
       lane.onLink[link.index] = SessionOnLink.none
@@ -66,11 +67,19 @@ export const connectLink = (s: PublisherState, link: PublisherLink): void => {
 
 /**
  * The lane's session is open on `link`: the first to open registered it (the others attach to
- * it now), and the batches waiting for a link go out.
+ * it now), the topic's batch limit is known (its batches gather up to it from now on), and the
+ * batches waiting for a link go out.
  */
-const sessionOpened = (s: PublisherState, link: PublisherLink, lane: Lane, sessionEpoch: number) => {
+const sessionOpened = (
+  s: PublisherState,
+  link: PublisherLink,
+  lane: Lane,
+  sessionEpoch: number,
+  maxBatchBytes: number | undefined
+) => {
   if (lane.failure !== undefined) return link.dropSession(lane)
   lane.opened = true
+  lane.builder.limit = maxBatchBytes ?? Infinity
   if (lane.epoch === undefined) {
     lane.epoch = sessionEpoch
     lane.registrar = undefined

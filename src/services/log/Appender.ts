@@ -79,6 +79,11 @@ export interface AppenderShape {
     revoked: () => void
   ) => Uint8Array | "wait" | TopicNotFound
   /**
+   * The largest batch payload the topic takes (half of a writer's lane: its memory / writers),
+   * its target set up here if it was not: what a publisher seals its batches of the topic at.
+   */
+  readonly batchLimit: (topic: string) => Effect.Effect<number, TopicNotFound | TopicDeleted | BatchRejected>
+  /**
    * Registers a new publisher session of `clientId` on the topic and returns its epoch,
    * handed out by the log (never chosen by the client), so a restarted publisher or a
    * stranger reusing the client id can never have its batches taken for resends.
