@@ -132,8 +132,11 @@ export const withBlogBytes = (config: ShapeConfig, blogBytes: number): LogConfig
 
 const answersBytes = (c: LogConfig) => LINE_BYTES + alignLine(c.maxBrokers * LaneAnswers.bytes)
 const headerBytes = (c: LogConfig) => (c.maxBrokers + c.listenerSlots) * LINE_BYTES
-/** A bit per topic id (a directory slot), in 32-bit words. */
-const marksBytes = (topicSlots: number) => alignLine(Math.ceil(topicSlots / 32) * 4)
+/** A bit per topic id (a directory slot), in 32-bit words, after a line of summary bits (one per 32 words: TopicMarks.ts). */
+const marksBytes = (topicSlots: number) => {
+  const words = Math.ceil(topicSlots / 32)
+  return alignLine(Math.ceil(words / 32) * 4) + alignLine(words * 4)
+}
 
 /**
  * Bytes the log area needs for `config` and a directory of `topicSlots` entry slots (a multiple

@@ -11,7 +11,7 @@ import {
 } from "../../services/region/CxlMemory.js"
 import { type RecordWords, WordView } from "./WordView.js"
 
-export const LAYOUT_VERSION = 14
+export const LAYOUT_VERSION = 15
 export const SUPERBLOCK_BYTES = 4096
 export const MAX_PARAMS = 64
 
