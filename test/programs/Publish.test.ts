@@ -510,8 +510,9 @@ describe("cxlog publish --count (the CLI)", () => {
       const { code, stderr } = yield* runCli([...args, "--count", "5"], env)
       expect(code).toBe(1)
       expect(stderr.trimEnd().split("\n")).toHaveLength(1)
+      // Batches sealed before the topic's session said its limit stay within the smallest limit: maybe more than one.
       expect(stderr.trimEnd()).toMatch(
-        /^cxlog publish: 5 of 5 messages not acknowledged: messages 1-5 sent, each may or may not be in the log; none was acknowledged; the final flush failed: 1 batches not acknowledged within 1000 ms; acked\/sent: B0=0\/1 .*is the head \(sequencer\) running\?$/
+        /^cxlog publish: 5 of 5 messages not acknowledged: messages 1-5 sent, each may or may not be in the log; none was acknowledged; the final flush failed: (\d+) batches not acknowledged within 1000 ms; acked\/sent: B0=0\/\1 .*is the head \(sequencer\) running\?$/
       )
     }))
 })
