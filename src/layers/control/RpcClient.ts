@@ -243,6 +243,33 @@ const decodeReply = (
 }
 
 /**
+ * Writes `frame` into the request ring while `pending` still waits, waiting for room within its
+ * bound; `boundPassed` when the bound passes first. A call that timed out or was abandoned is
+ * never sent late.
+ */
+const sendWhileWaiting = (
+  caller: Caller,
+  pending: PendingCall,
+  frame: OutFrame,
+  boundPassed: Effect.Effect<void>
+): Effect.Effect<void, FrameTooLarge | RingClosed> =>
+  Effect.suspend(() => {
+    if (!pending.waiting()) return Effect.void
+    const at = caller.writer.tryReserve(frame.length)
+    if (at >= 0) {
+      writeFrameAt(caller.writer.bytes, at, frame)
+      caller.writer.commit()
+      return Effect.void
+    }
+    const left = pending.deadline - performance.now()
+    if (left <= 0) return boundPassed
+    return Effect.zipRight(
+      caller.writer.awaitRoom(frame.length, left),
+      sendWhileWaiting(caller, pending, frame, boundPassed)
+    )
+  })
+
+/**
  * A request that must wait for room in the request ring: written once there is room, then its
  * reply awaited; it stops listening however that ends. The wait for room is bounded by the
  * call's own deadline and raced with its outcome (an abort ends it at once), and the request is
@@ -267,19 +294,8 @@ const callWhenRoom = (
       signal,
       (exit) => Deferred.unsafeDone(outcome, exit)
     )
-    const send: Effect.Effect<void, FrameTooLarge | RingClosed> = Effect.suspend(() => {
-      if (!pending.waiting()) return Effect.void
-      const at = caller.writer.tryReserve(frame.length)
-      if (at >= 0) {
-        writeFrameAt(caller.writer.bytes, at, frame)
-        caller.writer.commit()
-        return Effect.void
-      }
-      const left = pending.deadline - performance.now()
-      // The bound passed while waiting for room (the client's timer may not have fired yet).
-      if (left <= 0) return Effect.sync(() => pending.expire())
-      return Effect.zipRight(caller.writer.awaitRoom(frame.length, left), send)
-    })
+    // The bound passed while waiting for room (the client's timer may not have fired yet).
+    const send = sendWhileWaiting(caller, pending, frame, Effect.sync(() => pending.expire()))
     return Effect.zipRight(Effect.raceFirst(send, Deferred.await(outcome)), Deferred.await(outcome)).pipe(
       Effect.ensuring(Effect.sync(() => pending.stop()))
     )
@@ -335,20 +351,8 @@ const resendWaiting = (caller: Caller) =>
       pending.json,
       caller.reader.slot
     )
-    const send: Effect.Effect<void> = Effect.suspend(() => {
-      if (!pending.waiting()) return Effect.void
-      const at = caller.writer.tryReserve(frame.length)
-      if (at >= 0) {
-        writeFrameAt(caller.writer.bytes, at, frame)
-        caller.writer.commit()
-        return Effect.void
-      }
-      const left = pending.deadline - performance.now()
-      if (left <= 0) return Effect.void
-      // A ring closed or a frame too large ends the retry: that call ends with its bound.
-      return Effect.ignore(Effect.zipRight(caller.writer.awaitRoom(frame.length, left), send))
-    })
-    return send
+    // A ring closed or a frame too large ends the retry: that call ends with its bound.
+    return Effect.ignore(sendWhileWaiting(caller, pending, frame, Effect.void))
   }, { discard: true })
 
 /** The hub of one notice tag, made at its first subscription. */
