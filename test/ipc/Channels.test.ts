@@ -26,7 +26,7 @@ const encoder = new TextEncoder()
 
 const contract = (label: string, run: Run) =>
   describe(`Channels contract: ${label}`, () => {
-    it.scoped("a channel is created at its first open and found by name at the next; every value once, in order per writer", () =>
+    it.scopedLive("a channel is created at its first open and found by name at the next; every value once, in order per writer", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
         const first = yield* channels.open("prices", Price, { writerSlots: 4, readerSlots: 2, ringBytes: 8192 })
@@ -60,7 +60,7 @@ const contract = (label: string, run: Run) =>
         expect(seen.get(b.writer)).toEqual(expected)
       })))
 
-    it.scoped("a value its Schema refuses is not written; a frame that does not decode is refused typed, and reading goes on", () =>
+    it.scopedLive("a value its Schema refuses is not written; a frame that does not decode is refused typed, and reading goes on", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
         const channel = yield* channels.open("checked", Price)
@@ -82,7 +82,7 @@ const contract = (label: string, run: Run) =>
         expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "Z", price: 3 })
       })))
 
-    it.scoped("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
+    it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
         const channel = yield* channels.open("slow", Price, {
@@ -105,7 +105,7 @@ const contract = (label: string, run: Run) =>
         expect((yield* subscription.take(TAKE_MS)).value.price).toBe(written + 1)
       })))
 
-    it.scoped("writer slots are held while a publisher's scope is open, and free again after", () =>
+    it.scopedLive("writer slots are held while a publisher's scope is open, and free again after", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
         const channel = yield* channels.open("one-writer", Price, { writerSlots: 1 })
@@ -120,7 +120,7 @@ const contract = (label: string, run: Run) =>
         expect((yield* subscription.take(TAKE_MS)).value.symbol).toBe("second")
       })))
 
-    it.scoped("raw frames are read in place, each writer's in order", () =>
+    it.scopedLive("raw frames are read in place, each writer's in order", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
         const raw = yield* channels.openRaw("frames")
@@ -137,7 +137,7 @@ const contract = (label: string, run: Run) =>
         expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i))
       })))
 
-    it.scoped("a shape no channel can have is InvalidChannel", () =>
+    it.scopedLive("a shape no channel can have is InvalidChannel", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
         const refused = yield* Effect.flip(channels.open("bad", Price, { ringBytes: 100 }))
