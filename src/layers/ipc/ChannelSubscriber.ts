@@ -24,10 +24,9 @@ const NEXT_WRITER_WAIT_MS = 1_000
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
-/** A reader slot on `address`; a slot held by a dead process is freed first when none is free. */
+/** A reader slot on `address`: a free one, else one whose process is gone (the ring engine reclaims it). */
 const attach = (rings: RingsShape, name: string, address: RingAddress) =>
   rings.reader(address).pipe(
-    Effect.catchTag("NoFreeReaderSlot", () => Effect.zipRight(rings.reapDead(address), rings.reader(address))),
     Effect.mapError((e) =>
       e._tag === "NoFreeReaderSlot"
         ? new ChannelReadersBusy({ name, readerSlots: address.readerSlots })
