@@ -5,6 +5,8 @@ export * as RingsLayers from "./layers/control/Rings.js"
 export * as RingsMemoryLayers from "./layers/control/RingsMemory.js"
 export * as RpcLayers from "./layers/control/Rpc.js"
 export * as RpcMemoryLayers from "./layers/control/RpcMemory.js"
+export * as ChannelsLayers from "./layers/ipc/Channels.js"
+export * as ChannelsMemoryLayers from "./layers/ipc/ChannelsMemory.js"
 export * as AckTrackerLayers from "./layers/log/AckTracker.js"
 export * as AckTrackerMemoryLayers from "./layers/log/AckTrackerMemory.js"
 export * as AppenderLayers from "./layers/log/Appender.js"
@@ -96,6 +98,7 @@ export {
   RpcUnknownMethod,
   type Success as RpcSuccess
 } from "./services/control/Rpc.js"
+export * from "./services/ipc/Channels.js"
 export * from "./services/log/AckTracker.js"
 export * from "./services/log/Appender.js"
 export * from "./services/log/Consumers.js"

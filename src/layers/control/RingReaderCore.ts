@@ -370,6 +370,9 @@ const watchFrames = (r: ReaderState, arrived: () => boolean, onReady: () => void
 
 const livenessPeriod = () => alignedDelayMs(READER_LIVENESS_MS)
 
-/** Whether a writer other than the one that closed or died has opened the ring, or the slot is no longer this reader's. */
-const writerOpened = (r: ReaderState): boolean =>
-  (r.control.occurrence(r.lines.control) !== r.endedWriter && !r.control.closed(r.lines.control)) || !mine(r)
+/**
+ * Whether a writer other than the one that closed or died has opened the ring, or the slot is no
+ * longer this reader's. A later writer that is closed already counts: it may have written and
+ * closed between two looks, and its frames are read before its close is seen.
+ */
+const writerOpened = (r: ReaderState): boolean => r.control.occurrence(r.lines.control) !== r.endedWriter || !mine(r)

@@ -1,0 +1,88 @@
+/**
+ * A channel's writing side: the first writer slot whose ring has no live writer becomes this
+ * process's (a ring's writer line names its process by pid and start time, so a dead writer's
+ * ring is taken over, its committed frames still read first). Values are encoded before
+ * anything is reserved: a value that does not encode writes nothing.
+ */
+import { Effect, Either, type Scope } from "effect"
+import {
+  type RingAddress,
+  type RingsShape,
+  type RingWriteError,
+  type RingWriter
+} from "../../services/control/Rings.js"
+import {
+  ChannelBroken,
+  ChannelEncodeError,
+  ChannelFrameTooLarge,
+  ChannelFull,
+  type ChannelPublisher,
+  type ChannelPublishError,
+  ChannelWritersBusy,
+  InvalidChannel
+} from "../../services/ipc/Channels.js"
+import type { JsonCodec } from "../control/JsonCodec.js"
+
+const encoder = new TextEncoder()
+
+const writeError = (name: string, writer: number) => (e: RingWriteError): ChannelPublishError => {
+  switch (e._tag) {
+    case "RingFull":
+      return new ChannelFull({ name, writer, waitedMs: e.waitedMs, slowestReader: e.slowestSlot })
+    case "FrameTooLarge":
+      return new ChannelFrameTooLarge({ name, bytes: e.length, maxFrameBytes: e.maxFrameBytes })
+    case "RingClosed":
+      return new ChannelBroken({ name, writer, reason: e.message })
+  }
+}
+
+/** Takes the first writer slot free (or held by a dead process) for the scope. */
+export const claimWriter = (
+  rings: RingsShape,
+  name: string,
+  addresses: ReadonlyArray<RingAddress>,
+  timeoutMs: number
+): Effect.Effect<
+  { readonly writer: number; readonly ring: RingWriter },
+  ChannelWritersBusy | InvalidChannel,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    for (const [writer, address] of addresses.entries()) {
+      const claimed = yield* Effect.either(rings.writer(address, { timeoutMs }))
+      if (Either.isRight(claimed)) return { writer, ring: claimed.right }
+      if (claimed.left._tag !== "RingWriterBusy") {
+        return yield* new InvalidChannel({ name, reason: claimed.left.message })
+      }
+    }
+    return yield* new ChannelWritersBusy({ name, writerSlots: addresses.length })
+  })
+
+/** Raw frames: copied into the ring as they are. */
+export const rawWrite = (name: string, writer: number, ring: RingWriter) => (frame: Uint8Array) =>
+  Effect.asVoid(Effect.mapError(ring.write(frame), writeError(name, writer)))
+
+/** Values: encoded by the channel's Schema (as JSON text), then written. */
+export const typedPublisher = <A>(
+  name: string,
+  codec: JsonCodec,
+  writer: number,
+  ring: RingWriter
+): ChannelPublisher<A> => {
+  const encode = (value: A): Either.Either<Uint8Array, ChannelEncodeError> =>
+    Either.match(codec.encode(value), {
+      onLeft: (e) => Either.left(new ChannelEncodeError({ name, reason: e.message })),
+      onRight: (text) => Either.right(encoder.encode(text))
+    })
+  const failed = writeError(name, writer)
+  return {
+    writer,
+    publish: (value) =>
+      Effect.flatMap(encode(value), (frame) => Effect.asVoid(Effect.mapError(ring.write(frame), failed))),
+    publishAll: (values) =>
+      Effect.flatMap(
+        Either.all(Array.from(values, encode)),
+        (frames) => Effect.asVoid(Effect.mapError(ring.writeAll(frames), failed))
+      )
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * A channel's reading side: one reader slot on every writer ring, each ring followed by its
+ * own fiber through its writers' closes and deaths to the next writer of that slot. A ring's
+ * frames are handed on in order, so each writer's values arrive in the order it wrote them;
+ * a frame counts as processed only once its value is in the subscription's bounded buffer,
+ * so a subscriber that does not take holds its writers back (backpressure), never loses.
+ */
+import { Effect, Either, Queue, type Scope } from "effect"
+import type { RingAddress, RingReader, RingReadError, RingsShape } from "../../services/control/Rings.js"
+import {
+  ChannelBroken,
+  type ChannelMessage,
+  ChannelReadersBusy,
+  type ChannelSubscription,
+  ChannelTakeTimeout,
+  InvalidChannel,
+  InvalidChannelFrame,
+  type RawSubscription
+} from "../../services/ipc/Channels.js"
+import type { JsonCodec } from "../control/JsonCodec.js"
+
+/** How long one wait for a ring's next writer lasts before it is taken again (the reader's heartbeat moves meanwhile). */
+const NEXT_WRITER_WAIT_MS = 1_000
+
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+/** A reader slot on `address`: a free one, else one whose process is gone (the ring engine reclaims it). */
+const attach = (rings: RingsShape, name: string, address: RingAddress) =>
+  rings.reader(address).pipe(
+    Effect.mapError((e) =>
+      e._tag === "NoFreeReaderSlot"
+        ? new ChannelReadersBusy({ name, readerSlots: address.readerSlots })
+        : new InvalidChannel({ name, reason: e.message })
+    )
+  )
+
+export const attachAll = (
+  rings: RingsShape,
+  name: string,
+  addresses: ReadonlyArray<RingAddress>
+): Effect.Effect<ReadonlyArray<RingReader>, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
+  Effect.forEach(addresses, (address) => attach(rings, name, address))
+
+/**
+ * Reads one writer ring for ever: `read` (a `consume` of the ring) ends when its writer closes
+ * or dies after every frame it committed was handed on; then the next writer of the slot is
+ * awaited. A reaped slot or a corrupt ring ends the subscription of this ring, typed.
+ */
+export const followRing = (
+  name: string,
+  writer: number,
+  reader: RingReader,
+  read: Effect.Effect<void, Exclude<RingReadError, { readonly _tag: "RingClosed" }>>
+): Effect.Effect<never, ChannelBroken> =>
+  Effect.forever(
+    read.pipe(
+      Effect.catchTag("RingWriterDead", () => Effect.void),
+      Effect.zipRight(Effect.repeat(reader.awaitWriter(NEXT_WRITER_WAIT_MS), { until: (opened) => opened }))
+    )
+  ).pipe(Effect.mapError((e) => new ChannelBroken({ name, writer, reason: e.message })))
+
+type Received<A> = Either.Either<ChannelMessage<A>, InvalidChannelFrame | ChannelBroken>
+
+const decodeFrame = <A>(
+  name: string,
+  codec: JsonCodec,
+  frame: Uint8Array,
+  writer: number,
+  sequence: number
+): Received<A> => {
+  let text: string
+  try {
+    text = decoder.decode(frame)
+  } catch {
+    return Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: "not UTF-8 text" }))
+  }
+  return Either.match(codec.decode(text), {
+    onLeft: (e) => Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: e.message })),
+    onRight: (value) => Either.right({ value: value as A, writer, sequence })
+  })
+}
+
+/** A typed subscription: every ring decoded into one bounded buffer that `take` empties. */
+export const typedSubscription = <A>(
+  rings: RingsShape,
+  name: string,
+  codec: JsonCodec,
+  addresses: ReadonlyArray<RingAddress>,
+  buffer: number
+): Effect.Effect<ChannelSubscription<A>, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
+  Effect.gen(function*() {
+    const readers = yield* attachAll(rings, name, addresses)
+    const received = yield* Effect.acquireRelease(Queue.bounded<Received<A>>(buffer), Queue.shutdown)
+    for (const [writer, reader] of readers.entries()) {
+      const handOn = (frame: Uint8Array, sequence: number) =>
+        Queue.offer(received, decodeFrame<A>(name, codec, frame, writer, sequence))
+      yield* followRing(name, writer, reader, reader.consume(handOn)).pipe(
+        Effect.catchAll((broken) => Queue.offer(received, Either.left(broken))),
+        Effect.forkScoped
+      )
+    }
+    return {
+      take: (timeoutMs) =>
+        Queue.take(received).pipe(
+          Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new ChannelTakeTimeout({ name, timeoutMs }) }),
+          Effect.flatten
+        )
+    }
+  })
+
+/** Raw frames, read in place: one `consumeSync` per ring, the handler called from the ring's wake-up. */
+export const rawSubscription = (
+  rings: RingsShape,
+  name: string,
+  addresses: ReadonlyArray<RingAddress>
+): Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
+  Effect.map(attachAll(rings, name, addresses), (readers) => ({
+    consume: (handler) =>
+      Effect.forEach(
+        readers,
+        (reader, writer) =>
+          followRing(name, writer, reader, reader.consumeSync((frame, sequence) => handler(frame, writer, sequence))),
+        { concurrency: "unbounded", discard: true }
+      ).pipe(Effect.zipRight(Effect.never))
+  }))

@@ -1,0 +1,213 @@
+/**
+ * Channels: typed pub/sub between the processes of one host, by name. A channel is a named
+ * object of kind "channel" in the region's directory; its extent holds one ring per writer
+ * slot (src/layers/ipc/ChannelLayout.ts), so each writer is its ring's single writer and its
+ * values reach every subscriber in the order it wrote them. Values cross as their Schema's
+ * encoded form (JSON); a raw form carries bytes as they are. A full ring is backpressure that
+ * ends in a typed error, never loss; a dead writer's ring and a dead reader's slots are taken
+ * again by the next process that needs them. docs/ipc.md has the design.
+ */
+import { Context, type Effect, Schema, type Scope } from "effect"
+import type { DirectoryEntry } from "../region/Directory.js"
+
+/** A channel's shape, fixed when it is created (a later open finds it as it is). */
+export interface ChannelShape {
+  /** Rings in the extent: how many processes may write at once. */
+  readonly writerSlots: number
+  /** Reader slots of every ring: how many subscriptions may be open at once. */
+  readonly readerSlots: number
+  /** Bytes of each writer's ring: what a writer may have written ahead of its slowest subscriber. */
+  readonly ringBytes: number
+}
+
+export interface ChannelOptions extends Partial<ChannelShape> {
+  /** How long `publish` waits for room before `ChannelFull` (default 10 s). */
+  readonly publishTimeoutMs?: number
+  /** Values a subscription decodes ahead of its `take` (default 256); past it, the writers wait. */
+  readonly subscriberBuffer?: number
+}
+
+/** A value as a subscriber receives it: which writer ring it came through and where in that ring. */
+export interface ChannelMessage<A> {
+  readonly value: A
+  /** The writer slot (ring) it came through: values of one slot arrive in the order written. */
+  readonly writer: number
+  /** Its position in that writer's ring (grows with each value). */
+  readonly sequence: number
+}
+
+/** The writing side of an open channel: this process holds one writer slot until the scope closes. */
+export interface ChannelPublisher<A> {
+  readonly writer: number
+  /** Encodes and writes one value; waits for room while a subscriber is behind (`ChannelFull` after the bound). */
+  readonly publish: (value: A) => Effect.Effect<void, ChannelPublishError>
+  /** Encodes and writes many values, committed together. */
+  readonly publishAll: (values: Iterable<A>) => Effect.Effect<void, ChannelPublishError>
+}
+
+/** A reading side: one reader slot on every writer ring, released with the scope. */
+export interface ChannelSubscription<A> {
+  /**
+   * The next value from any writer (each writer's in its order). A frame that does not decode
+   * is `InvalidChannelFrame` for that one frame: the next `take` goes on with the frames after it.
+   */
+  readonly take: (timeoutMs: number) => Effect.Effect<ChannelMessage<A>, ChannelTakeError>
+}
+
+export interface Channel<A> {
+  readonly name: string
+  readonly entry: DirectoryEntry
+  readonly shape: ChannelShape
+  /** Takes a writer slot for the scope (the first free one, or one whose process died). */
+  readonly publisher: Effect.Effect<ChannelPublisher<A>, ChannelWritersBusy | InvalidChannel, Scope.Scope>
+  /** Takes a reader slot on every writer ring for the scope; it sees what is written from now on. */
+  readonly subscribe: Effect.Effect<ChannelSubscription<A>, ChannelReadersBusy | InvalidChannel, Scope.Scope>
+}
+
+/** The raw form: frames of bytes, written by copy and read in place. */
+export interface RawChannel {
+  readonly name: string
+  readonly entry: DirectoryEntry
+  readonly shape: ChannelShape
+  readonly publisher: Effect.Effect<
+    { readonly writer: number; readonly write: (frame: Uint8Array) => Effect.Effect<void, ChannelPublishError> },
+    ChannelWritersBusy | InvalidChannel,
+    Scope.Scope
+  >
+  /** Takes a reader slot on every writer ring for the scope; it sees what is written from now on. */
+  readonly subscribe: Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel, Scope.Scope>
+}
+
+export interface RawSubscription {
+  /**
+   * Runs `handler` on every frame of every writer (each writer's in order), the bytes read in
+   * place: valid only while the handler runs. Runs until interrupted, or a ring's reading ends
+   * (`ChannelBroken`: its reader slot was reaped, or the ring read as corrupt).
+   */
+  readonly consume: (
+    handler: (frame: Uint8Array, writer: number, sequence: number) => void
+  ) => Effect.Effect<never, ChannelBroken>
+}
+
+export interface ChannelsShape {
+  /** Opens the channel of that name, creating it with `options`' shape if there is none. */
+  readonly open: <A, I>(
+    name: string,
+    schema: Schema.Schema<A, I>,
+    options?: ChannelOptions
+  ) => Effect.Effect<Channel<A>, ChannelOpenError, Scope.Scope>
+  /** The same channel as raw frames. */
+  readonly openRaw: (name: string, options?: ChannelOptions) => Effect.Effect<RawChannel, ChannelOpenError, Scope.Scope>
+  /** The live channels' names. */
+  readonly list: Effect.Effect<ReadonlyArray<string>>
+}
+
+export class Channels extends Context.Tag("cxlog/Channels")<Channels, ChannelsShape>() {}
+
+export class ChannelUnavailable extends Schema.TaggedError<ChannelUnavailable>()("ChannelUnavailable", {
+  name: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)} could not be opened: ${this.reason}`
+  }
+}
+
+export class InvalidChannel extends Schema.TaggedError<InvalidChannel>()("InvalidChannel", {
+  name: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: ${this.reason}`
+  }
+}
+
+export class ChannelWritersBusy extends Schema.TaggedError<ChannelWritersBusy>()("ChannelWritersBusy", {
+  name: Schema.String,
+  writerSlots: Schema.Int
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: all ${this.writerSlots} writer slots are held by live processes`
+  }
+}
+
+export class ChannelReadersBusy extends Schema.TaggedError<ChannelReadersBusy>()("ChannelReadersBusy", {
+  name: Schema.String,
+  readerSlots: Schema.Int
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: all ${this.readerSlots} reader slots are held by live processes`
+  }
+}
+
+export class ChannelEncodeError extends Schema.TaggedError<ChannelEncodeError>()("ChannelEncodeError", {
+  name: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: the value does not encode: ${this.reason}`
+  }
+}
+
+export class ChannelFull extends Schema.TaggedError<ChannelFull>()("ChannelFull", {
+  name: Schema.String,
+  writer: Schema.Int,
+  waitedMs: Schema.Number,
+  /** The reader slot whose progress holds the writer back, -1 if none. */
+  slowestReader: Schema.Int
+}) {
+  override get message() {
+    return `channel ${
+      JSON.stringify(this.name)
+    }: writer ${this.writer} found no room after ${this.waitedMs} ms (reader slot ${this.slowestReader} is behind); nothing was written`
+  }
+}
+
+export class ChannelFrameTooLarge extends Schema.TaggedError<ChannelFrameTooLarge>()("ChannelFrameTooLarge", {
+  name: Schema.String,
+  bytes: Schema.Int,
+  maxFrameBytes: Schema.Int
+}) {
+  override get message() {
+    return `channel ${
+      JSON.stringify(this.name)
+    }: a ${this.bytes}-byte value exceeds its ${this.maxFrameBytes}-byte limit (a quarter of ringBytes)`
+  }
+}
+
+export class InvalidChannelFrame extends Schema.TaggedError<InvalidChannelFrame>()("InvalidChannelFrame", {
+  name: Schema.String,
+  writer: Schema.Int,
+  sequence: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `channel ${
+      JSON.stringify(this.name)
+    }: the frame at ${this.sequence} of writer ${this.writer} does not decode: ${this.reason}`
+  }
+}
+
+export class ChannelTakeTimeout extends Schema.TaggedError<ChannelTakeTimeout>()("ChannelTakeTimeout", {
+  name: Schema.String,
+  timeoutMs: Schema.Number
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: no value within ${this.timeoutMs} ms`
+  }
+}
+
+/** A reader slot was reaped (its process judged dead) or a ring read as corrupt: the subscription is over. */
+export class ChannelBroken extends Schema.TaggedError<ChannelBroken>()("ChannelBroken", {
+  name: Schema.String,
+  writer: Schema.Int,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: reading writer ${this.writer} ended: ${this.reason}`
+  }
+}
+
+export type ChannelOpenError = ChannelUnavailable | InvalidChannel
+export type ChannelPublishError = ChannelEncodeError | ChannelFull | ChannelFrameTooLarge | ChannelBroken
+export type ChannelTakeError = InvalidChannelFrame | ChannelTakeTimeout | ChannelBroken

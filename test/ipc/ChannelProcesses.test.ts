@@ -1,0 +1,95 @@
+/**
+ * Channels between processes, by name: the test process holds the directory's writer (as a
+ * head does) and creates the channel; writer and reader processes open it by name.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Layer } from "effect"
+import { Channels } from "../../src/services/ipc/Channels.js"
+import { liveChannels } from "../fixtures/channel-region.js"
+import { Tick } from "../fixtures/channel-tick.js"
+import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+
+const peer = (region: string, bell: number, config: object) =>
+  spawnFixture("channel-peer", [JSON.stringify({ region, bell, ...config })])
+
+const ready = (child: Child) =>
+  Effect.flatMap(
+    child.next<{ ready?: boolean; error?: string; writer?: number }>(60_000),
+    (m) =>
+      m.ready === true ? Effect.succeed(m) : Effect.fail(new Error(`not ready: ${JSON.stringify(m)} ${child.stderr()}`))
+  )
+
+/** The test process's own Channels, creating the region and the channel. */
+const head = (region: string) => Layer.build(liveChannels({ region, bell: 0, writesDirectory: true }))
+
+describe("Channels across processes", () => {
+  it.scopedLive(
+    "three writers and three readers by name: every value once, in order per writer; a frame the Schema refuses is a typed error",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("channel-procs")
+        const channels = Context.get(yield* head(region), Channels)
+        yield* channels.open("ticks", Tick, { ringBytes: 16384 })
+        const count = 2_000
+        const total = 3 * count + 1
+        const readers = yield* Effect.forEach([1, 2, 3], (bell) => peer(region, bell, { role: "read", total }))
+        yield* Effect.forEach(readers, ready)
+        const writers = yield* Effect.forEach(["a", "b", "c"], (source, i) =>
+          peer(region, 4 + i, { role: "write", source, count, ...(source === "b" ? { invalidAt: count / 2 } : {}) }))
+        yield* Effect.forEach(writers, ready)
+        for (const writer of writers) {
+          expect(yield* writer.next(60_000)).toEqual({ done: true })
+        }
+        for (const reader of readers) {
+          expect(yield* reader.next(60_000)).toEqual({
+            done: true,
+            counts: { a: count, b: count, c: count },
+            outOfOrder: [],
+            refused: 1
+          })
+        }
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a writer SIGKILLed mid-stream: what it committed is read in order, and its slot is taken by the next writer; a killed reader's slot too",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("channel-kill")
+        const channels = Context.get(yield* head(region), Channels)
+        const channel = yield* channels.open("ticks", Tick, { writerSlots: 1, readerSlots: 2, ringBytes: 8192 })
+        const subscription = yield* channel.subscribe
+        const held = yield* peer(region, 2, { role: "hold-reader" })
+        yield* ready(held)
+        const writer = yield* peer(region, 1, { role: "write-forever", source: "dead" })
+        yield* ready(writer)
+        // The one writer slot is the live process's.
+        expect((yield* Effect.flip(channel.publisher))._tag).toBe("ChannelWritersBusy")
+        // Its values so far arrive in order while it runs.
+        for (let n = 1; n <= 100; n++) expect((yield* subscription.take(30_000)).value).toEqual({ source: "dead", n })
+        writer.process.kill("SIGKILL")
+        yield* Deferred.await(writer.exited)
+        held.process.kill("SIGKILL")
+        yield* Deferred.await(held.exited)
+        // Its slot is taken over; the dead reader's slot no longer holds this writer back.
+        const next = yield* channel.publisher
+        expect(next.writer).toBe(0)
+        yield* Effect.forkScoped(Effect.forEach([1, 2, 3], (n) => next.publish({ source: "next", n })))
+        // Everything the dead writer committed comes first, in order, then the new writer's values.
+        let n = 100
+        for (;;) {
+          const { value } = yield* subscription.take(30_000)
+          if (value.source === "next") {
+            expect(value.n).toBe(1)
+            break
+          }
+          expect(value).toEqual({ source: "dead", n: ++n })
+        }
+        expect((yield* subscription.take(30_000)).value.n).toBe(2)
+        // A new subscriber gets the dead reader's slot (the ring has 2: this process holds one).
+        yield* channel.subscribe
+      }),
+    120_000
+  )
+})

@@ -1,0 +1,150 @@
+/**
+ * The Channels contract, over the live layer (a region mapped by the addon, this process as the
+ * directory's writer) and the in-memory fake.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Schema, type Scope } from "effect"
+import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
+import { Channels } from "../../src/services/ipc/Channels.js"
+import { liveChannels } from "../fixtures/channel-region.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const Price = Schema.Struct({ symbol: Schema.String, price: Schema.Number.pipe(Schema.positive()) })
+
+/** Runs a test's program with Channels; the program's own scope closes before the layer's (its rings before their region). */
+type Run = <A, E>(program: Effect.Effect<A, E, Channels | Scope.Scope>) => Effect.Effect<A, E | unknown, Scope.Scope>
+
+const live: Run = (program) =>
+  Effect.flatMap(
+    uniqueRegion("channels"),
+    (region) => Effect.provide(Effect.scoped(program), liveChannels({ region, bell: 0, writesDirectory: true }))
+  )
+const memory: Run = (program) => Effect.provide(Effect.scoped(program), ChannelsMemory.layerMemory())
+
+const TAKE_MS = 10_000
+const encoder = new TextEncoder()
+
+const contract = (label: string, run: Run) =>
+  describe(`Channels contract: ${label}`, () => {
+    it.scopedLive("a channel is created at its first open and found by name at the next; every value once, in order per writer", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const first = yield* channels.open("prices", Price, { writerSlots: 4, readerSlots: 2, ringBytes: 8192 })
+        const again = yield* channels.open("prices", Price, { writerSlots: 1 })
+        expect(again.entry.generation).toBe(first.entry.generation)
+        expect(again.shape).toEqual({ writerSlots: 4, readerSlots: 2, ringBytes: 8192 })
+        expect(yield* channels.list).toEqual(["prices"])
+        const subscription = yield* again.subscribe
+        const a = yield* first.publisher
+        const b = yield* again.publisher
+        expect(a.writer).not.toBe(b.writer)
+        const perWriter = 300
+        // More than the rings and the subscription's buffer hold: the writers wait for the taking below.
+        yield* Effect.forkScoped(
+          Effect.forEach(
+            Array.from({ length: perWriter }, (_, i) => i + 1),
+            (i) => a.publish({ symbol: "A", price: i })
+          )
+        )
+        yield* Effect.forkScoped(
+          b.publishAll(Array.from({ length: perWriter }, (_, i) => ({ symbol: "B", price: i + 1 })))
+        )
+        const seen = new Map<number, Array<number>>()
+        for (let n = 0; n < 2 * perWriter; n++) {
+          const message = yield* subscription.take(TAKE_MS)
+          expect(message.value.symbol).toBe(message.writer === a.writer ? "A" : "B")
+          seen.set(message.writer, [...(seen.get(message.writer) ?? []), message.value.price])
+        }
+        const expected = Array.from({ length: perWriter }, (_, i) => i + 1)
+        expect(seen.get(a.writer)).toEqual(expected)
+        expect(seen.get(b.writer)).toEqual(expected)
+      })))
+
+    it.scopedLive("a value its Schema refuses is not written; a frame that does not decode is refused typed, and reading goes on", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("checked", Price)
+        const raw = yield* channels.openRaw("checked")
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        const refused = yield* Effect.flip(publisher.publish({ symbol: "X", price: -1 }))
+        expect(refused._tag).toBe("ChannelEncodeError")
+        // Through one writer, whose frames arrive in the order written.
+        const rawPublisher = yield* raw.publisher
+        yield* rawPublisher.write(encoder.encode(JSON.stringify({ symbol: "Y", price: -2 })))
+        yield* rawPublisher.write(new Uint8Array([0xff, 0xfe]))
+        yield* rawPublisher.write(encoder.encode(JSON.stringify({ symbol: "Z", price: 3 })))
+        const invalid = yield* Effect.flip(subscription.take(TAKE_MS))
+        expect(invalid._tag).toBe("InvalidChannelFrame")
+        expect(invalid._tag === "InvalidChannelFrame" && invalid.writer).toBe(rawPublisher.writer)
+        const notText = yield* Effect.flip(subscription.take(TAKE_MS))
+        expect(notText._tag).toBe("InvalidChannelFrame")
+        expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "Z", price: 3 })
+      })))
+
+    it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("slow", Price, {
+          ringBytes: 4096,
+          publishTimeoutMs: 50,
+          subscriberBuffer: 1
+        })
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        let written = 0
+        let full: unknown
+        while (full === undefined) {
+          const result = yield* Effect.either(publisher.publish({ symbol: "S", price: written + 1 }))
+          if (result._tag === "Left") full = result.left
+          else written++
+        }
+        expect((full as { _tag: string })._tag).toBe("ChannelFull")
+        for (let n = 1; n <= written; n++) expect((yield* subscription.take(TAKE_MS)).value.price).toBe(n)
+        yield* publisher.publish({ symbol: "S", price: written + 1 })
+        expect((yield* subscription.take(TAKE_MS)).value.price).toBe(written + 1)
+      })))
+
+    it.scopedLive("writer slots are held while a publisher's scope is open, and free again after", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("one-writer", Price, { writerSlots: 1 })
+        const subscription = yield* channel.subscribe
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* (yield* channel.publisher).publish({ symbol: "first", price: 1 })
+          const busy = yield* Effect.flip(channel.publisher)
+          expect(busy._tag).toBe("ChannelWritersBusy")
+        }))
+        yield* (yield* channel.publisher).publish({ symbol: "second", price: 2 })
+        expect((yield* subscription.take(TAKE_MS)).value.symbol).toBe("first")
+        expect((yield* subscription.take(TAKE_MS)).value.symbol).toBe("second")
+      })))
+
+    it.scopedLive("raw frames are read in place, each writer's in order", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const raw = yield* channels.openRaw("frames")
+        const subscription = yield* raw.subscribe
+        const got: Array<number> = []
+        const done = yield* Effect.makeLatch(false)
+        yield* Effect.forkScoped(subscription.consume((frame) => {
+          got.push(frame[0]!)
+          if (got.length === 100) done.unsafeOpen()
+        }))
+        const publisher = yield* raw.publisher
+        yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => publisher.write(new Uint8Array([i])))
+        yield* done.await.pipe(Effect.timeout(TAKE_MS))
+        expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i))
+      })))
+
+    it.scopedLive("a shape no channel can have is InvalidChannel", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const refused = yield* Effect.flip(channels.open("bad", Price, { ringBytes: 100 }))
+        expect(refused._tag).toBe("InvalidChannel")
+        expect(yield* channels.list).toEqual([])
+      })))
+  })
+
+contract("live region", live)
+contract("in-memory fake", memory)
