@@ -5,20 +5,25 @@
  * own; waits are for conditions, bounded, never for time.
  */
 import { expect, layer } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Fiber, type Layer, Stream } from "effect"
+import { Chunk, Deferred, Effect, Fiber, type Layer, Stream, TestClock } from "effect"
 import { checkBatchPayload, forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import {
   ConsumerGroups,
+  type Delivery,
+  GroupBehindRetention,
+  GroupDeleted,
   GroupExists,
+  GroupMembersFull,
   GroupNotFound,
+  GroupPendingFull,
   InvalidGroupSpec
 } from "../../src/services/groups/ConsumerGroups.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { TopicNotFound } from "../../src/services/log/Topics.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
-import { type GroupsServices, memoryGroups, regionGroups } from "../fixtures/groups-harness.js"
+import { type GroupsServices, memoryGroups, regionGroups, TrimTopic } from "../fixtures/groups-harness.js"
 
-const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "dead"]
+const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "dead"]
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
 /** Publishes `count` messages `prefix-i` to `topic` (keys `k{i % keys}` when `keys`), acknowledged. */
@@ -145,6 +150,127 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         ])
         expect(dead[1]!.headers).toMatchObject({ "cxlog-group": "g4", "cxlog-offset": "1", "cxlog-deliveries": "2" })
         expect(yield* groups.describe("g4")).toMatchObject({ pending: 0, deadLetters: 2 })
+      }))
+
+    it.effect("a message held past ackWait goes to another member; inProgress moves the deadline (virtual time)", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g5", topic: "t5", ackWaitMs: 10_000 })
+        yield* publish("t5", 2)
+        const got = yield* Deferred.make<ReadonlyArray<Delivery>>()
+        const holder = yield* groups.join("g5", { maxInFlight: 2 }).pipe(
+          Stream.grouped(2),
+          Stream.runForEach((held) => Effect.zipRight(Deferred.succeed(got, Chunk.toArray(held)), Effect.never)),
+          Effect.fork
+        )
+        const [first, second] = yield* Deferred.await(got)
+        yield* TestClock.adjust("6 seconds")
+        expect(yield* second!.inProgress).toBe(true)
+        expect((yield* groups.pending("g5")).map((p) => p.deadlineMs)).toEqual([10_000, 16_000])
+        yield* TestClock.adjust("5 seconds")
+        // The first is past its deadline, the second not: a new member gets the first only.
+        const [again] = yield* take("g5", 1)
+        expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        expect(yield* first!.ack).toBe(false)
+        expect(yield* second!.ack).toBe(true)
+        expect(yield* again!.ack).toBe(true)
+        expect(yield* groups.describe("g5")).toMatchObject({ pending: 0, expired: 1, redeliveries: 1, acked: 2 })
+        yield* Fiber.interrupt(holder)
+      }))
+
+    it.effect("a group behind its topic's retention fails naming the offsets, and skips nothing", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g6", topic: "t6" })
+        yield* publish("t6", 10)
+        yield* (yield* TrimTopic)("t6", 5)
+        const behind = yield* Effect.flip(take("g6", 1))
+        expect(behind).toBeInstanceOf(GroupBehindRetention)
+        expect(behind).toMatchObject({ group: "g6", topic: "t6", requested: 0, earliest: 5, end: 10 })
+        expect(yield* groups.describe("g6")).toMatchObject({ frontier: 0, pending: 0, members: [] })
+      }))
+
+    it.effect("byKey: each key's messages come in offset order, one member at a time, as members join", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g7", topic: "t7", byKey: true })
+        yield* publish("t7", 600, { keys: 12 })
+        // Per key, in the order processed (across members), and per member.
+        const order = new Map<string, Array<number>>()
+        const byMember = new Map<number, Map<string, Array<number>>>()
+        const all = yield* Deferred.make<void>()
+        let acked = 0
+        const member = (id: number) =>
+          groups.join("g7", { maxInFlight: 8 }).pipe(
+            Stream.runForEach((d) =>
+              Effect.gen(function*() {
+                const key = text(d.key!)
+                order.set(key, [...(order.get(key) ?? []), d.offset])
+                const mine = byMember.get(id) ?? new Map<string, Array<number>>()
+                byMember.set(id, mine.set(key, [...(mine.get(key) ?? []), d.offset]))
+                yield* Effect.yieldNow()
+                expect(yield* d.ack).toBe(true)
+                if (++acked === 600) Deferred.unsafeDone(all, Effect.void)
+              })
+            ),
+            Effect.fork
+          )
+        const members = [yield* member(1), yield* member(2), yield* member(3)]
+        yield* Deferred.await(all)
+        yield* Fiber.interruptAll(members)
+        const increasing = (offsets: ReadonlyArray<number>) => offsets.every((o, i) => i === 0 || o > offsets[i - 1]!)
+        for (const [key, offsets] of order) {
+          expect(offsets, key).toHaveLength(50)
+          expect(increasing(offsets), `key ${key}: ${offsets}`).toBe(true)
+        }
+        for (const mine of byMember.values()) {
+          for (const offsets of mine.values()) expect(increasing(offsets)).toBe(true)
+        }
+        // The keys moved between members as they joined, and their order held across the moves.
+        expect(byMember.size).toBeGreaterThan(1)
+      }))
+
+    it.effect("a slow member holding its one message does not hold back a fast one", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g8", topic: "t8" })
+        yield* publish("t8", 200)
+        const stuck = yield* Deferred.make<Delivery>()
+        const slow = yield* groups.join("g8", { maxInFlight: 1 }).pipe(
+          Stream.runForEach((d) => Effect.zipRight(Deferred.succeed(stuck, d), Effect.never)),
+          Effect.fork
+        )
+        const held = yield* Deferred.await(stuck)
+        const fast = yield* groups.join("g8", { maxInFlight: 32 }).pipe(
+          Stream.mapEffect((d) => Effect.as(d.ack, d.offset)),
+          Stream.take(199),
+          Stream.runCollect
+        )
+        expect([...Chunk.toArray(fast), held.offset].sort((a, b) => a - b)).toEqual(
+          Array.from({ length: 200 }, (_, i) => i)
+        )
+        expect(yield* groups.pending("g8")).toMatchObject([{ offset: held.offset, state: "delivered", deliveries: 1 }])
+        yield* Fiber.interrupt(slow)
+      }))
+
+    it.effect("full tables and a deleted group are typed errors", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g9", topic: "t9", memberSlots: 1, pendingSlots: 4 })
+        yield* publish("t9", 2)
+        const tooMany = yield* Effect.flip(take("g9", 1, 8))
+        expect(tooMany).toBeInstanceOf(GroupPendingFull)
+        const first = yield* Deferred.make<Delivery>()
+        const member = yield* groups.join("g9", { maxInFlight: 1 }).pipe(
+          Stream.runForEach((d) => Effect.zipRight(Deferred.succeed(first, d), d.ack)),
+          Effect.fork
+        )
+        yield* Deferred.await(first)
+        expect(yield* Effect.flip(take("g9", 1, 1))).toBeInstanceOf(GroupMembersFull)
+        yield* groups.delete("g9")
+        // The member's next look finds its group gone.
+        expect(yield* Effect.flip(Fiber.join(member))).toBeInstanceOf(GroupDeleted)
+        expect(yield* Effect.flip(take("g9", 1))).toBeInstanceOf(GroupNotFound)
       }))
   })
 
