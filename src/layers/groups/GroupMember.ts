@@ -24,15 +24,10 @@ import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import { dispatch, type Dispatched } from "./GroupDispatch.js"
 import { shareKeys } from "./GroupKeyShare.js"
 import type { MemberState } from "./GroupMemberState.js"
-import { release, room, scanPosition } from "./GroupMemberState.js"
+import { makeMemberState, type MemberOptions, room, scanPosition } from "./GroupMemberState.js"
 import type { GroupObject } from "./GroupObject.js"
 import { GroupReader, pause } from "./GroupReader.js"
 import { lookAtPending, redeliver } from "./GroupRedelivery.js"
-
-export interface MemberOptions {
-  readonly maxInFlight: number
-  readonly checkEveryMs: number
-}
 
 /** The look (step 1). */
 const look = (m: MemberState, directory: DirectoryShape, nowMs: number) =>
@@ -130,45 +125,6 @@ const admit = (
       : Effect.succeed(ref)
   })
 
-const memberState = (
-  group: GroupObject,
-  ref: number,
-  reader: GroupReader,
-  deadLetter: DeadLetterWriter,
-  options: MemberOptions
-): MemberState => {
-  const m: MemberState = {
-    group,
-    ref,
-    reader,
-    maxInFlight: options.maxInFlight,
-    checkEveryMs: options.checkEveryMs,
-    deadLetter,
-    settling: {
-      group: group.name,
-      config: group.config,
-      pending: group.pending,
-      members: group.members,
-      ref,
-      count: group.count,
-      deadLetter,
-      done: (lane) => release(m, lane)
-    },
-    batch: undefined,
-    index: 0,
-    seekTo: undefined,
-    outstanding: 0,
-    byLane: new Map(),
-    owned: new Set(),
-    draining: new Set(),
-    lastLook: -Infinity,
-    backlog: [],
-    nextDueMs: Infinity,
-    wake: undefined
-  }
-  return m
-}
-
 /** Joins `group` as a member of this process, for as long as the stream runs. */
 export const joinGroup = (
   group: GroupObject,
@@ -187,7 +143,7 @@ export const joinGroup = (
     const nowMs = yield* Clock.currentTimeMillis
     const m = yield* Effect.acquireRelease(
       Effect.map(admit(group, options.maxInFlight, nowMs), (ref) =>
-        memberState(group, ref, groupReader, deadLetter, options)),
+        makeMemberState(group, ref, groupReader, deadLetter, options)),
       leave
     )
     yield* look(m, directory, nowMs)

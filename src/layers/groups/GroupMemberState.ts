@@ -46,6 +46,50 @@ export interface MemberState {
   wake: (() => void) | undefined
 }
 
+export interface MemberOptions {
+  readonly maxInFlight: number
+  readonly checkEveryMs: number
+}
+
+export const makeMemberState = (
+  group: GroupObject,
+  ref: number,
+  reader: GroupReader,
+  deadLetter: DeadLetterWriter,
+  options: MemberOptions
+): MemberState => {
+  const m: MemberState = {
+    group,
+    ref,
+    reader,
+    maxInFlight: options.maxInFlight,
+    checkEveryMs: options.checkEveryMs,
+    deadLetter,
+    settling: {
+      group: group.name,
+      config: group.config,
+      pending: group.pending,
+      members: group.members,
+      ref,
+      count: group.count,
+      deadLetter,
+      done: (lane) => release(m, lane)
+    },
+    batch: undefined,
+    index: 0,
+    seekTo: undefined,
+    outstanding: 0,
+    byLane: new Map(),
+    owned: new Set(),
+    draining: new Set(),
+    lastLook: -Infinity,
+    backlog: [],
+    nextDueMs: Infinity,
+    wake: undefined
+  }
+  return m
+}
+
 export const room = (m: MemberState): number => m.maxInFlight - m.outstanding
 
 /** Holding one more delivery of `lane`. */
