@@ -131,6 +131,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
 
   /** The next job; undefined once the member is closed. Rejects with the member's typed error. */
   async next(): Promise<CxlogJob | undefined> {
+    // Closed, it holds nothing: what it had buffered went to the others with the rest.
+    if (this.closing !== undefined) return undefined
     while (this.buffered.length === 0) {
       const exit = await this.runtime.runPromiseExit(this.pull, { signal: this.stop.signal })
       if (Exit.isSuccess(exit)) {
@@ -162,7 +164,7 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       try {
         await handler(job)
       } catch {
-        await job.ack()
+        await job.nak(options.nakDelayMs ?? 0)
         continue
       }
       await job.ack()
