@@ -98,7 +98,7 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
     describe: (name) => Effect.flatMap(open(name), describe),
     list: Effect.flatMap(directory.list("group"), (entries) =>
       Effect.forEach(
-        entries.flatMap((entry) => {
+        [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).flatMap((entry) => {
           const group = groupOf(region, entry, liveness)
           return group instanceof GroupCorrupt ? [] : [group]
         }),
