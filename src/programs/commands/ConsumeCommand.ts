@@ -18,7 +18,7 @@ export const consumeCommand = Cli.command({
   flags: {
     region,
     coherence,
-    group: Cli.text("group", { default: "", placeholder: "NAME", description: "the consumer group to join" }),
+    group: Cli.optionalText("group", { placeholder: "NAME", shown: "none", description: "the consumer group to join" }),
     topic: Cli.optionalText("topic", {
       placeholder: "NAME",
       shown: "the group's",
@@ -44,7 +44,7 @@ export const consumeCommand = Cli.command({
     "cxlog consume --group billing --topic orders --by-key --dead-letter-topic orders.dead --max-deliver 3"
   ],
   run: (o) =>
-    o.group === "" ? failUsage("cxlog consume needs --group NAME") : consume({
+    o.group === undefined ? failUsage("cxlog consume needs --group NAME") : consume({
       region: { name: o.region, coherence: o.coherence },
       group: o.group,
       spec: o.topic === undefined ? undefined : groupSpecOf(o.group, o.topic, o),
