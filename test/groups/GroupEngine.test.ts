@@ -12,6 +12,7 @@ import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "../../s
 import { ClaimLiveness, heldMembers, refSlot } from "../../src/layers/groups/GroupMembers.js"
 import { hold, makeMemberState, release } from "../../src/layers/groups/GroupMemberState.js"
 import { type GroupObject, groupOf } from "../../src/layers/groups/GroupObject.js"
+import type { Claiming } from "../../src/layers/groups/GroupPending.js"
 import { GroupReader } from "../../src/layers/groups/GroupReader.js"
 import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
@@ -59,39 +60,82 @@ const member = (group: GroupObject) => {
 const kill = (group: GroupObject, ref: number) =>
   heldMembers(group.words.region).delete(group.layout.member(refSlot(ref)))
 
+/** How a member judges a dead member's claiming entry of a group without keys (GroupRedelivery.ts). */
+const judgeOf = (group: GroupObject) => (claim: Claiming) => group.claims.judge(claim.lane, claim.owner)
+
+/** Member `ref` reserves and fills `count` entries for a claim from the frontier as it reads it now. */
+const prepareClaim = (group: GroupObject, ref: number, count: number, deadlineMs = 1_000) => {
+  const from = group.claims.read()
+  const slots = Array.from({ length: count }, () => group.pending.reserve(ref)!)
+  slots.forEach((slot, i) => group.pending.fill(slot, ref, from.offset + i, from.claim, deadlineMs))
+  return { from, slots }
+}
+
 describe("a member killed between its claim's steps", () => {
   it("a reserved entry held no message: freed", () => {
     const group = makeGroup(false)
     const a = group.members.join(8, 0, () => {})!
     const slot = group.pending.reserve(a)!
     kill(group, a)
-    const verdict = group.pending.inspect(slot, 0, () => group.frontier())
-    expect(verdict.kind).toBe("release")
+    expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
   })
 
-  it("a claiming entry the frontier passed was handed out: delivered again; one it did not pass is freed", () => {
+  it("its claim won: the messages were handed out, and are delivered again", () => {
     const group = makeGroup(false)
     const a = group.members.join(8, 0, () => {})!
-    const handedOut = group.pending.reserve(a)!
-    const notYet = group.pending.reserve(a)!
-    group.pending.fill(handedOut, a, 10, 0)
-    group.pending.fill(notYet, a, 11, 0)
-    // The frontier moved past offset 10 only (as if a claim of one message had won), then the member died.
-    expect(group.words.cas64(group.layout.frontier, 0n, 1n)).toBe(true)
+    const { from, slots } = prepareClaim(group, a, 2)
+    expect(group.claims.claim(from, 2, a)).toBe(true)
     kill(group, a)
-    expect(group.pending.inspect(handedOut, 0, () => group.frontier())).toMatchObject({ kind: "take", why: "dead" })
-    expect(group.pending.inspect(notYet, 0, () => group.frontier()).kind).toBe("release")
+    for (const slot of slots) {
+      expect(group.pending.inspect(slot, 0, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
+    }
+    expect(group.frontier()).toBe(12)
+  })
+
+  it("a rival's claim won the same offsets: its entries are freed, never delivered beside the rival's", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const b = group.members.join(8, 0, () => {})!
+    const mine = prepareClaim(group, a, 2)
+    const rival = prepareClaim(group, b, 2)
+    expect(group.claims.claim(rival.from, 2, b)).toBe(true)
+    // A dies before its swap (which would have failed) and before it freed its entries.
+    kill(group, a)
+    for (const slot of mine.slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
+    // The frontier passed their offsets all the same: judged by the frontier alone, they would be taken.
+    expect(group.frontier()).toBeGreaterThan(group.pending.offset(mine.slots[1]!))
+  })
+
+  it("its swap never happened: the messages are still ahead of the frontier, its entries freed", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const { slots } = prepareClaim(group, a, 2)
+    kill(group, a)
+    for (const slot of slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
+  })
+
+  it("a claim no record tells of is looked at again, and delivered again once its deadline passed", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const { from, slots } = prepareClaim(group, a, 1, 5_000)
+    // The frontier moved on from this claim's number, and no record says who moved it (its winner
+    // died between its swap and its record).
+    const moved = (from.word + 1n) | (1n << 40n)
+    expect(group.words.cas64(group.layout.frontier, from.word, moved)).toBe(true)
+    kill(group, a)
+    expect(group.pending.inspect(slots[0]!, 4_999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 5_000 })
+    expect(group.pending.inspect(slots[0]!, 5_000, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
   })
 
   it("while the member lives, nobody touches its entries before their deadline", () => {
     const group = makeGroup(false)
     const a = group.members.join(8, 0, () => {})!
-    const slot = group.pending.reserve(a)!
-    group.pending.fill(slot, a, 10, 0)
-    expect(group.pending.inspect(slot, 0, () => 100).kind).toBe("none")
-    group.pending.deliver(slot, a, 0, 1_000)
-    expect(group.pending.inspect(slot, 999, () => 100)).toMatchObject({ kind: "later", dueMs: 1_000 })
-    expect(group.pending.inspect(slot, 1_000, () => 100)).toMatchObject({ kind: "take", why: "expired" })
+    const { from, slots } = prepareClaim(group, a, 1)
+    expect(group.pending.inspect(slots[0]!, 0, judgeOf(group)).kind).toBe("none")
+    expect(group.claims.claim(from, 1, a)).toBe(true)
+    group.pending.deliver(slots[0]!, a, 0, 1_000)
+    expect(group.pending.inspect(slots[0]!, 999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 1_000 })
+    expect(group.pending.inspect(slots[0]!, 1_000, judgeOf(group))).toMatchObject({ kind: "take", why: "expired" })
   })
 })
 

@@ -2,10 +2,11 @@
  * Handing out new messages.
  *
  * Without keys, the group's frontier is the next offset to hand out, and every member claims
- * from it: it reserves pending entries, writes in them the offsets it is about to claim, then
- * moves the frontier past them by one compare-and-swap — only then are they its deliveries. A
- * member killed anywhere in between leaves entries the others judge by the frontier (docs
- * GroupPending.ts): nothing handed out is lost, and nothing not handed out is delivered. It
+ * from it: it reserves pending entries, writes in them the offsets it is about to claim (and the
+ * claim's number), then moves the frontier past them by one compare-and-swap, recording itself
+ * the claim's winner — only then are they its deliveries. A member killed anywhere in between
+ * leaves entries the others judge by that record (GroupClaims.ts): nothing handed out is lost,
+ * and nothing another member won is delivered twice. It
  * claims as many as it has room for from the batch at hand, so members take turns a batch's
  * worth at a time, and a slow member does not hold back the others.
  *
@@ -16,6 +17,7 @@
 import { Effect } from "effect"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
 import { bucketOf } from "./GroupBuckets.js"
+import type { Frontier } from "./GroupClaims.js"
 import { makeDelivery } from "./GroupDelivery.js"
 import type { MemberState } from "./GroupMemberState.js"
 import { hold, room, scanPosition } from "./GroupMemberState.js"
@@ -27,28 +29,39 @@ export type Dispatched = "end" | "blocked" | "more"
 /** A frontier this far past the reader is reached by opening the reader there, not by reading through. */
 const SEEK_PAST_MESSAGES = 1 << 16
 
-/** Claims `offset` … for `m` from the batch, its entries reserved and filled first; the deliveries, or none if another member moved the frontier first. */
-const claimShared = (m: MemberState, batch: BatchCopy, from: number, nowMs: number, out: Array<Delivery>): boolean => {
-  const { pending, words, layout, config } = m.group
+/**
+ * Claims for `m` the messages of `batch` from the frontier `from` on, its entries reserved and
+ * filled (each naming the claim) first; false if it could reserve none or another member's claim won.
+ */
+const claimShared = (
+  m: MemberState,
+  batch: BatchCopy,
+  from: Frontier,
+  nowMs: number,
+  out: Array<Delivery>
+): boolean => {
+  const { pending, claims, config } = m.group
   const slots: Array<number> = []
-  const wanted = Math.min(room(m), batch.end - from)
+  const wanted = Math.min(room(m), batch.end - from.offset)
   for (let n = 0; n < wanted; n++) {
     const slot = pending.reserve(m.ref)
     if (slot === undefined) break
     slots.push(slot)
   }
   if (slots.length === 0) return false
-  slots.forEach((slot, i) => pending.fill(slot, m.ref, from + i, 0))
-  const relative = from - config.startOffset
-  if (!words.cas64(layout.frontier, BigInt(relative), BigInt(relative + slots.length))) {
+  const deadlineMs = nowMs + config.ackWaitMs
+  slots.forEach((slot, i) => pending.fill(slot, m.ref, from.offset + i, from.claim, deadlineMs))
+  if (!claims.claim(from, slots.length, m.ref)) {
     for (const slot of slots) pending.unreserve(slot, m.ref)
     return false
   }
   slots.forEach((slot, i) => {
-    const control = pending.deliver(slot, m.ref, nowMs, nowMs + config.ackWaitMs)
+    const control = pending.deliver(slot, m.ref, nowMs, deadlineMs)
     if (control === undefined) return
     hold(m, 0)
-    out.push(makeDelivery(m.settling, { slot, control, lane: 0, deliveries: 1 }, batch.message(from + i - batch.start)))
+    out.push(
+      makeDelivery(m.settling, { slot, control, lane: 0, deliveries: 1 }, batch.message(from.offset + i - batch.start))
+    )
   })
   m.group.members.countDelivered(m.ref, slots.length)
   return true
@@ -59,12 +72,13 @@ const dispatchShared = (m: MemberState, nowMs: number, out: Array<Delivery>): Ef
   Effect.gen(function*() {
     for (;;) {
       if (room(m) <= 0) return "blocked"
-      const frontier = m.group.frontier()
+      const from = m.group.claims.read()
+      const frontier = from.offset
       const batch = m.batch
       if (batch !== undefined && frontier >= batch.start && frontier < batch.end) {
-        if (claimShared(m, batch, frontier, nowMs, out)) return "more"
-        // No entry free, or the frontier moved: look again (at a frontier that moved) or stop (the table is full).
-        if (m.group.frontier() === frontier) return "blocked"
+        if (claimShared(m, batch, from, nowMs, out)) return "more"
+        // No entry free, or another claim won: look again (at a frontier that moved) or stop (the table is full).
+        if (m.group.claims.read().word === from.word) return "blocked"
         continue
       }
       const position = m.reader.position()
@@ -100,7 +114,7 @@ const dispatchOwned = (m: MemberState, nowMs: number, out: Array<Delivery>): Eff
           outcome = "blocked"
           break
         }
-        pending.fill(slot, m.ref, offset, bucket)
+        pending.fill(slot, m.ref, offset, bucket, nowMs + config.ackWaitMs)
         buckets.raiseFrontier(bucket, offset + 1)
         const control = pending.deliver(slot, m.ref, nowMs, nowMs + config.ackWaitMs)
         if (control !== undefined) {

@@ -21,6 +21,8 @@ export const MAX_MEMBER_SLOTS = 1024
 export const MAX_PENDING_SLOTS = 1 << 20
 /** Buckets of a byKey group: a key's hash modulo this picks the bucket, each owned by one member. */
 export const KEY_BUCKETS = 1024
+/** Claim records of a group without keys (GroupClaims.ts): the claims its members may make before a dead one's are judged. */
+export const CLAIM_RECORDS = 16_384
 /** The longest topic name a group names (the directory's limit on names). */
 export const NAME_BYTES = 128
 
@@ -42,7 +44,10 @@ const Header = {
 } as const
 const TOPIC_AT = 64
 const DEAD_LETTER_AT = TOPIC_AT + NAME_BYTES
-/** The dispatch frontier (line 5, a 64-bit word): the next offset to hand out, minus the start offset. */
+/**
+ * The dispatch frontier (line 5, a 64-bit word): the next offset to hand out, minus the start
+ * offset (low 40 bits), and the number of the claim that moves it next (GroupClaims.ts).
+ */
 const FRONTIER_AT = 320
 /** The group's counters (line 6): 64-bit words any member adds to, for the rare events. */
 const COUNTERS_AT = 384
@@ -110,21 +115,26 @@ export interface GroupLayout {
   readonly bucketOwner: (bucket: number) => number
   /** A bucket's frontier (64 bits, relative to the start offset). */
   readonly bucketFrontier: (bucket: number) => number
+  /** Record `i` of the claims' ring (no keys): claim number and winner. */
+  readonly claimRecord: (i: number) => number
   readonly entry: (slot: number) => number
 }
 
 const lines = (bytes: number) => Math.ceil(bytes / LINE_BYTES) * LINE_BYTES
 
+const claimRecords = (buckets: number) => (buckets === 0 ? CLAIM_RECORDS : 0)
+
 /** The bytes a group of these counts takes. */
 export const groupBytes = (counts: Pick<GroupConfig, "memberSlots" | "pendingSlots" | "buckets">): number =>
   HEADER_BYTES + counts.memberSlots * LINE_BYTES + lines(counts.buckets * 4) + lines(counts.buckets * 8) +
-  counts.pendingSlots * LINE_BYTES
+  claimRecords(counts.buckets) * 8 + counts.pendingSlots * LINE_BYTES
 
 export const groupLayout = (base: number, config: GroupConfig): GroupLayout => {
   const members = base + HEADER_BYTES
   const owners = members + config.memberSlots * LINE_BYTES
   const frontiers = owners + lines(config.buckets * 4)
-  const entries = frontiers + lines(config.buckets * 8)
+  const claims = frontiers + lines(config.buckets * 8)
+  const entries = claims + claimRecords(config.buckets) * 8
   return {
     base,
     bytes: groupBytes(config),
@@ -134,6 +144,7 @@ export const groupLayout = (base: number, config: GroupConfig): GroupLayout => {
     member: (slot) => members + slot * LINE_BYTES,
     bucketOwner: (bucket) => owners + bucket * 4,
     bucketFrontier: (bucket) => frontiers + bucket * 8,
+    claimRecord: (i) => claims + i * 8,
     entry: (slot) => entries + slot * LINE_BYTES
   }
 }

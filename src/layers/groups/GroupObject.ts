@@ -8,6 +8,7 @@ import { GroupCorrupt, GroupNotFound } from "../../services/groups/ConsumerGroup
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DirectoryEntry, DirectoryShape } from "../../services/region/Directory.js"
 import { GroupBuckets } from "./GroupBuckets.js"
+import { GroupClaims } from "./GroupClaims.js"
 import { type Counter, decodeHeader, type GroupConfig, type GroupLayout, groupLayout } from "./GroupLayout.js"
 import { ClaimLiveness, GroupMembers } from "./GroupMembers.js"
 import { GroupPending } from "./GroupPending.js"
@@ -22,6 +23,7 @@ export interface GroupObject {
   readonly members: GroupMembers
   readonly pending: GroupPending
   readonly buckets: GroupBuckets
+  readonly claims: GroupClaims
   /** The frontier of a group without keys: the next offset to hand out. */
   readonly frontier: () => number
   readonly counter: (which: Counter) => number
@@ -43,6 +45,7 @@ export const groupOf = (
   const layout = groupLayout(offset, config)
   const words = new GroupWords(region)
   const members = new GroupMembers(words, layout, liveness)
+  const claims = new GroupClaims(words, layout)
   return {
     name: entry.name,
     entry,
@@ -52,7 +55,8 @@ export const groupOf = (
     members,
     pending: new GroupPending(words, layout, members),
     buckets: new GroupBuckets(words, layout),
-    frontier: () => config.startOffset + words.number64(layout.frontier),
+    claims,
+    frontier: () => claims.read().offset,
     counter: (which) => words.number64(layout.counter(which)),
     count: (which, n = 1) => words.add64(layout.counter(which), n)
   }

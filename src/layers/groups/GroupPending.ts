@@ -16,10 +16,12 @@
  *   member took it over.
  * - Any member takes over an entry whose owner is dead (its reference no longer live), one
  *   delivered past its deadline, or one waiting that is due. A dead owner's reserved entry held
- *   no message and is freed; its claiming one is a message handed out if the frontier passed it
- *   (so delivered again: at least once), else freed (the message is still ahead of the frontier).
+ *   no message and is freed; its claiming one is delivered again if its claim moved the frontier
+ *   past it, else freed (the message is still ahead of the frontier, or a rival's claim won it):
+ *   GroupClaims.ts (no keys) and GroupBuckets.ts (byKey, one claimer per bucket) tell which.
  */
 import { pairWord } from "../region/Words64.js"
+import type { ClaimVerdict } from "./GroupClaims.js"
 import { type GroupLayout, PendingEntry } from "./GroupLayout.js"
 import type { GroupMembers } from "./GroupMembers.js"
 import type { GroupWords } from "./GroupWords.js"
@@ -47,6 +49,13 @@ export type Verdict =
   | { readonly kind: "release"; readonly observed: bigint }
   /** Take it over and deliver its message again. */
   | { readonly kind: "take"; readonly observed: bigint; readonly why: "dead" | "expired" | "due" }
+
+/** A dead owner's claiming entry, as its claim is judged. */
+export interface Claiming {
+  readonly offset: number
+  readonly lane: number
+  readonly owner: number
+}
 
 /** An entry as `cxlog groups pending` shows it. */
 export interface EntryView {
@@ -104,10 +113,15 @@ export class GroupPending {
     return undefined
   }
 
-  /** The reserved entry names the message it claims: from now on a dead owner's claim is judged by the frontier. */
-  fill(slot: number, owner: number, offset: number, lane: number): void {
+  /**
+   * The reserved entry names the message it claims, and its lane: the key bucket (byKey) or the
+   * number of the claim it is written for (GroupClaims.ts). From now on a dead owner's claim is
+   * judged by its lane; one that cannot be judged is taken once `deadlineMs` passed.
+   */
+  fill(slot: number, owner: number, offset: number, lane: number, deadlineMs: number): void {
     this.words.setF64(this.at(slot, "offset"), offset)
     this.words.store32(this.at(slot, "lane"), lane)
+    this.words.setF64(this.at(slot, "deadlineMs"), deadlineMs)
     this.words.setF64(this.at(slot, "firstDeliveredAtMs"), 0)
     this.words.store32(this.at(slot, "deliveries"), 0)
     this.words.store64(this.at(slot, "control"), after(this.control(slot), owner, EntryState.claiming))
@@ -150,8 +164,11 @@ export class GroupPending {
     return next
   }
 
-  /** What may be done with entry `slot` now; `frontierOf(lane)` is where the dispatch of that lane stands. */
-  inspect(slot: number, nowMs: number, frontierOf: (lane: number) => number): Verdict {
+  /**
+   * What may be done with entry `slot` now; `handedOut` judges a dead owner's claiming entry by
+   * its offset and lane: whether the claim it was written for moved its frontier past it.
+   */
+  inspect(slot: number, nowMs: number, handedOut: (claim: Claiming) => ClaimVerdict): Verdict {
     const observed = this.control(slot)
     const state = stateOf(observed)
     if (state === EntryState.free) return { kind: "none" }
@@ -159,12 +176,16 @@ export class GroupPending {
       const dueMs = this.words.f64(this.at(slot, "deadlineMs"))
       return nowMs >= dueMs ? { kind: "take", observed, why: "due" } : { kind: "later", dueMs }
     }
-    const alive = this.members.isLive(ownerOf(observed))
+    const owner = ownerOf(observed)
+    const alive = this.members.isLive(owner)
     if (state === EntryState.reserved) return alive ? { kind: "none" } : { kind: "release", observed }
     if (state === EntryState.claiming) {
       if (alive) return { kind: "none" }
-      const handedOut = this.offset(slot) < frontierOf(this.lane(slot))
-      return handedOut ? { kind: "take", observed, why: "dead" } : { kind: "release", observed }
+      const verdict = handedOut({ offset: this.offset(slot), lane: this.lane(slot), owner })
+      if (verdict === "handed-out") return { kind: "take", observed, why: "dead" }
+      if (verdict === "not-handed-out") return { kind: "release", observed }
+      const dueMs = this.words.f64(this.at(slot, "deadlineMs"))
+      return nowMs >= dueMs ? { kind: "take", observed, why: "dead" } : { kind: "later", dueMs }
     }
     if (!alive) return { kind: "take", observed, why: "dead" }
     if (state !== EntryState.delivered) return { kind: "none" }

@@ -8,27 +8,34 @@
  */
 import { Effect } from "effect"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
+import type { ClaimVerdict } from "./GroupClaims.js"
 import { makeDelivery } from "./GroupDelivery.js"
 import type { MemberState, Redeliverable } from "./GroupMemberState.js"
 import { hold, room } from "./GroupMemberState.js"
+import type { Claiming } from "./GroupPending.js"
 import type { ReadError } from "./GroupReader.js"
 
-/** May `m` take over an entry of `lane`? */
+/** May `m` take over an entry of `lane` (byKey, a key bucket: only its owner may)? */
 const mayTake = (m: MemberState, lane: number): boolean =>
   !m.group.config.byKey || m.owned.has(lane) || m.draining.has(lane)
 
-/** Where the dispatch of `lane` stands: a claiming entry below it was handed out. */
-const frontierOf = (m: MemberState) => (lane: number): number =>
-  m.group.config.byKey ? m.group.buckets.frontier(lane) : m.group.frontier()
+/**
+ * Whether a dead member's claiming entry was handed out: byKey, its bucket's one owner raised the
+ * bucket's frontier past it; without keys, its claim won (GroupClaims.ts).
+ */
+const handedOut = (m: MemberState) => (claim: Claiming): ClaimVerdict =>
+  m.group.config.byKey
+    ? claim.offset < m.group.buckets.frontier(claim.lane) ? "handed-out" : "not-handed-out"
+    : m.group.claims.judge(claim.lane, claim.owner)
 
 /** Looks at every pending entry: frees what a dead member left unclaimed, and finds what `m` may deliver again. */
 export const lookAtPending = (m: MemberState, nowMs: number): void => {
   const { pending, config } = m.group
   const backlog: Array<Redeliverable> = []
   let nextDueMs = Infinity
-  const frontier = frontierOf(m)
+  const judge = handedOut(m)
   for (let slot = 0; slot < config.pendingSlots; slot++) {
-    const verdict = pending.inspect(slot, nowMs, frontier)
+    const verdict = pending.inspect(slot, nowMs, judge)
     if (verdict.kind === "none") continue
     if (verdict.kind === "release") {
       pending.release(slot, verdict.observed)

@@ -3,12 +3,13 @@
  * `--topic` names one that does not exist, joins it, and for each message it is given either
  * prints it and acks it, or (`--exec CMD`) runs `sh -c CMD` with the message's value on stdin
  * and acks when the command exits 0, naks it (delivered again, to any member) otherwise; the
- * message's deadline is renewed while the command runs. Printing comes before the ack, so a
- * member killed between them prints the message again elsewhere: at least once, never lost.
+ * message's deadline is renewed while the command runs. A message is printed (written out of this
+ * process, not just buffered) before it is acked, so a member killed between them has its message
+ * printed again elsewhere: at least once, never lost.
  * With an orchestrator (an IPC parent) it reports each message as it gets it (`{ event: "delivered" }`) and
  * what it acked (`{ event: "acked", messages }`).
  */
-import { Effect, Schedule, Stream } from "effect"
+import { Data, Effect, Schedule, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
@@ -74,11 +75,30 @@ const run = (command: string, d: Delivery): Effect.Effect<number> =>
     return Effect.sync(() => child.kill("SIGTERM"))
   })
 
+/** The output closed: nothing printed from here on would be read, so nothing more is acked. */
+export class OutputClosed extends Data.TaggedError("OutputClosed")<{ readonly reason: string }> {
+  override get message() {
+    return `stdout closed (${this.reason}): the messages not printed stay the group's`
+  }
+}
+
+/**
+ * Prints a line and waits until it left this process (handed to the pipe or file): a member
+ * killed after its ack has printed the message, not just buffered it.
+ */
+const print = (text: string): Effect.Effect<void, OutputClosed> =>
+  Effect.async<void, OutputClosed>((resume) => {
+    process.stdout.write(`${text}\n`, (error) =>
+      resume(
+        error === null || error === undefined ? Effect.void : Effect.fail(new OutputClosed({ reason: error.message }))
+      ))
+  })
+
 /** Handles one message; whether it settled it as its own (false: it had been taken over). */
 const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number) =>
   Effect.gen(function*() {
     if (o.exec === undefined) {
-      process.stdout.write(`${line(d, o.json)}\n`)
+      yield* print(line(d, o.json))
       return yield* d.ack
     }
     const renew = Effect.repeat(d.inProgress, Schedule.spaced(Math.max(1, Math.floor(ackWaitMs / 2))))
