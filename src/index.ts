@@ -5,6 +5,10 @@ export * as RingsLayers from "./layers/control/Rings.js"
 export * as RingsMemoryLayers from "./layers/control/RingsMemory.js"
 export * as RpcLayers from "./layers/control/Rpc.js"
 export * as RpcMemoryLayers from "./layers/control/RpcMemory.js"
+export * as ConsumerGroupsLayers from "./layers/groups/ConsumerGroups.js"
+export * as ConsumerGroupsMemoryLayers from "./layers/groups/ConsumerGroupsMemory.js"
+export { CxlogGroup, type CxlogGroupOptions, type CxlogJob, type ProcessOptions } from "./layers/groups/CxlogGroup.js"
+export { DeadLetterHeader } from "./layers/groups/GroupDeadLetters.js"
 export * as ChannelsLayers from "./layers/ipc/Channels.js"
 export * as ChannelsMemoryLayers from "./layers/ipc/ChannelsMemory.js"
 export * as AckTrackerLayers from "./layers/log/AckTracker.js"
@@ -98,6 +102,7 @@ export {
   RpcUnknownMethod,
   type Success as RpcSuccess
 } from "./services/control/Rpc.js"
+export * from "./services/groups/ConsumerGroups.js"
 export * from "./services/ipc/Channels.js"
 export * from "./services/log/AckTracker.js"
 export * from "./services/log/Appender.js"

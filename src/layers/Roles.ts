@@ -13,6 +13,7 @@ import { type RegionConfig, RegionLayout } from "../services/RegionLayout.js"
 import * as CoordinatorLayers from "./control/Coordinator.js"
 import * as RingsLayers from "./control/Rings.js"
 import * as RpcLayers from "./control/Rpc.js"
+import * as ConsumerGroupsLayers from "./groups/ConsumerGroups.js"
 import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as ConsumersLayers from "./log/Consumers.js"
@@ -150,6 +151,31 @@ export const reader = fromLayout((layout) =>
     ConsumersLayers.layer(layout.log)
   )
 )
+
+/**
+ * A member of the region's consumer groups (and their administrator) on the region's host: its
+ * groups over the region, the log read in place, the head's coordinator to create and delete
+ * groups through. With `deadLetters`, a local publisher writes the dead letters (it takes a writer
+ * slot of its own).
+ */
+export const groupMember = (
+  access: RegionAccess,
+  options: Partial<ConsumerGroupsLayers.GroupDefaults> & { readonly deadLetters?: boolean } = {}
+) => {
+  const { deadLetters, ...defaults } = options
+  const groups = deadLetters === true
+    ? ConsumerGroupsLayers.layer(defaults).pipe(Layer.provide(localPublisher(access, {})))
+    : ConsumerGroupsLayers.layer(defaults)
+  return groups.pipe(
+    Layer.provideMerge(
+      fromLayout((layout) => Layer.merge(LogReaderLayers.layer(layout.log), DirectoryLayers.layer(layout.directory)))
+    ),
+    Layer.provideMerge(coordinatorClient()),
+    Layer.provideMerge(controlTransport),
+    Layer.provideMerge(processSlot("client")),
+    Layer.provideMerge(attachRegion(access))
+  )
+}
 
 /** Rings and RPC over the region (needs the region and this process's doorbell). */
 export const controlTransport = RpcLayers.layer.pipe(Layer.provideMerge(RingsLayers.layer))

@@ -13,7 +13,9 @@ import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
 import { benchCommand, loopbackEchoCommand, loopbackSendCommand, peerConsumeCommand } from "./commands/BenchCommand.js"
 import { brokerCommand } from "./commands/BrokerCommand.js"
+import { consumeCommand } from "./commands/ConsumeCommand.js"
 import { dashboardCommand } from "./commands/DashboardCommand.js"
+import { groupsCommand } from "./commands/GroupsCommand.js"
 import { headCommand } from "./commands/HeadCommand.js"
 import { regionsCommand, selfcheckCommand } from "./commands/HostCommands.js"
 import { mirrorCommand } from "./commands/MirrorCommand.js"
@@ -46,8 +48,10 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   brokerCommand,
   publishCommand,
   subscribeCommand,
+  consumeCommand,
   mirrorCommand,
   consumersCommand,
+  groupsCommand,
   createTopicCommand,
   topicsCommand,
   dashboardCommand,

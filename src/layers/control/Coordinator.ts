@@ -331,6 +331,21 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       purgeTopic: (name) =>
         client.call(Protocol.PurgeTopicMethod, { name }).pipe(
           Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
+        ),
+      createObject: (spec) =>
+        client.call(Protocol.CreateObjectMethod, spec).pipe(
+          Effect.mapError(passThrough([
+            "NameTaken",
+            "DirectoryFull",
+            "RegionFull",
+            "InvalidObjectName",
+            "NotDirectoryWriter"
+          ]))
+        ),
+      removeObject: (target) =>
+        client.call(Protocol.RemoveObjectMethod, target).pipe(
+          Effect.asVoid,
+          Effect.mapError(passThrough(["ObjectNotFound", "NotDirectoryWriter"]))
         )
     } satisfies CoordinatorShape
   })

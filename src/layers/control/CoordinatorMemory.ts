@@ -11,6 +11,7 @@ import type { Layout } from "../../services/RegionLayout.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { arrival, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
+import { type ObjectChanges, objectChanges, type ObjectDirectory } from "./CoordinatorObjects.js"
 import type { ServerOptions } from "./CoordinatorServer.js"
 import { makeMembership, type Membership } from "./Membership.js"
 
@@ -18,6 +19,8 @@ export interface MemoryHub {
   readonly membership: Membership
   /** The log's own topics (the fake's, or a region's): never through a broker. */
   readonly topics: TopicsShape<never>
+  /** Named objects other than topics: through the directory writer the hub was given, else refused. */
+  readonly objects: ObjectChanges
   readonly engine: BarrierEngine
   /** The rings participants write, for their drain targets. */
   readonly inspectors: ReadonlyArray<RingInspector>
@@ -28,7 +31,7 @@ export interface MemoryHub {
 export const makeMemoryHub = (
   layout: Layout,
   topics: TopicsShape<never>,
-  options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> = {}
+  options: Pick<ServerOptions, "onParticipantDeath" | "debugBarriers"> & { readonly directory?: ObjectDirectory } = {}
 ): Effect.Effect<MemoryHub, never, Rings | Scope.Scope> =>
   Effect.gen(function*() {
     const rings = yield* Rings
@@ -36,6 +39,7 @@ export const makeMemoryHub = (
     const hub: MemoryHub = {
       membership,
       topics,
+      objects: objectChanges(options.directory),
       inspectors: yield* participantRings(rings, layout),
       nextSlot: 0,
       nextWatermark: 0,
@@ -73,7 +77,9 @@ export const makeMemoryClient = (
       createTopic: hub.topics.create,
       deleteTopic: hub.topics.delete,
       trimTopic: hub.topics.trim,
-      purgeTopic: hub.topics.purge
+      purgeTopic: hub.topics.purge,
+      createObject: hub.objects.create,
+      removeObject: hub.objects.remove
     }
   })
 

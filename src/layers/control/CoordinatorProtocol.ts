@@ -7,11 +7,14 @@ import {
   BarrierError,
   BarrierReleased,
   CreateGroup,
+  DirectoryEntrySchema,
   Join,
   JoinGroup,
   Leave,
   ListMembers,
   Member,
+  ObjectCreate,
+  ObjectRemove,
   UnknownGroup
 } from "../../services/control/Coordinator.js"
 import { method, notice } from "../../services/control/Rpc.js"
@@ -28,7 +31,14 @@ import {
   TopicSpec,
   TrimTarget
 } from "../../services/log/Topics.js"
-import { DirectoryFull, NotDirectoryWriter, RegionFull } from "../../services/region/Directory.js"
+import {
+  DirectoryFull,
+  InvalidObjectName,
+  NameTaken,
+  NotDirectoryWriter,
+  ObjectNotFound,
+  RegionFull
+} from "../../services/region/Directory.js"
 
 export const JoinMethod = method("cxlog.join", { payload: Join, success: Schema.Array(Member) })
 export const LeaveMethod = method("cxlog.leave", { payload: Leave, success: Schema.Null })
@@ -73,6 +83,18 @@ export const PurgeTopicMethod = method("cxlog.purgeTopic", {
   payload: Schema.Struct({ name: TopicName }),
   success: TopicBounds,
   failure: Schema.Union(TopicNotFound, TopicNotTrimmable, NotDirectoryWriter)
+})
+
+export const CreateObjectMethod = method("cxlog.createObject", {
+  payload: ObjectCreate,
+  success: DirectoryEntrySchema,
+  failure: Schema.Union(NameTaken, DirectoryFull, RegionFull, InvalidObjectName, NotDirectoryWriter)
+})
+
+export const RemoveObjectMethod = method("cxlog.removeObject", {
+  payload: ObjectRemove,
+  success: Schema.Null,
+  failure: Schema.Union(ObjectNotFound, NotDirectoryWriter)
 })
 
 /**

@@ -17,18 +17,22 @@ import { handle, Rpc, type RpcHandler, type RpcRequest, type RpcServer } from ".
 import { Sequencer } from "../../services/log/Sequencer.js"
 import { Topics, type TopicsShape, withinRegion } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { DirectoryWriter } from "../../services/region/Directory.js"
 import { type Layout, RegionLayout } from "../../services/RegionLayout.js"
 import { settingsConfig } from "../../Settings.js"
 import { everyTick } from "../region/Cadence.js"
+import { DirectoryTable } from "../region/DirectoryTable.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
 import { isOwnerAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { controlRings, ringProbe } from "./BarrierStreams.js"
+import { type ObjectChanges, objectChanges } from "./CoordinatorObjects.js"
 import {
   BarrierArriveMethod,
   BarrierReleaseNotice,
   CoordinatorTakeoverNotice,
   CreateGroupMethod,
+  CreateObjectMethod,
   CreateTopicMethod,
   DeleteTopicMethod,
   JoinGroupMethod,
@@ -37,6 +41,7 @@ import {
   ListMembersMethod,
   MemberDroppedNotice,
   PurgeTopicMethod,
+  RemoveObjectMethod,
   TrimTopicMethod
 } from "./CoordinatorProtocol.js"
 import { makeMembership, type Membership } from "./Membership.js"
@@ -168,7 +173,7 @@ const deferArrival = (
   return rest === undefined ? Effect.succeed(reply) : Effect.as(rest, reply)
 }
 
-const handlers = (s: ServerState, topics: TopicsShape) => {
+const handlers = (s: ServerState, topics: TopicsShape, objects: ObjectChanges) => {
   const { members } = s.membership
   return [
     handle(JoinMethod, (join) =>
@@ -209,9 +214,22 @@ const handlers = (s: ServerState, topics: TopicsShape) => {
     handle(CreateTopicMethod, (spec) => withinRegion(topics.create(spec))),
     handle(DeleteTopicMethod, ({ name }) => Effect.as(withinRegion(topics.delete(name)), null)),
     handle(TrimTopicMethod, ({ name, target }) => withinRegion(topics.trim(name, target))),
-    handle(PurgeTopicMethod, ({ name }) => withinRegion(topics.purge(name)))
+    handle(PurgeTopicMethod, ({ name }) => withinRegion(topics.purge(name))),
+    handle(CreateObjectMethod, objects.create),
+    handle(RemoveObjectMethod, (target) => Effect.as(objects.remove(target), null))
   ]
 }
+
+/** Object changes through this head's directory writer (a coordinator without one, as in tests, refuses them). */
+const serverObjects = (region: CxlMemoryShape, layout: Layout) =>
+  Effect.map(Effect.serviceOption(DirectoryWriter), (writer) => {
+    const table = new DirectoryTable(region, layout.directory)
+    return objectChanges(
+      Option.isNone(writer)
+        ? undefined
+        : { region, writer: writer.value, lookup: (kind, name) => table.lookup(kind, name) }
+    )
+  })
 
 /** A handler that runs only while this head holds the lease (a fenced head's handlers die; their replies are fenced by the ring). */
 const fence = <R>(h: RpcHandler<R>, fenced: () => boolean): RpcHandler<R> => ({
@@ -312,7 +330,7 @@ export const makeServer = (options: ServerOptions = {}) =>
         // Holding the lease, the broadcast ring is ours even if a fenced head still runs.
         takeOver: Option.isSome(lease)
       },
-      handlers(s, yield* Topics).map((h) => fence(h, fenced))
+      handlers(s, yield* Topics, yield* serverObjects(s.region, layout)).map((h) => fence(h, fenced))
     )
     broadcast.server = server
     yield* Deferred.succeed(broadcast.ready, server)

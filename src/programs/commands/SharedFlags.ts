@@ -121,6 +121,23 @@ export const parseTime = (t: string): Either.Either<number, string> => {
     : Either.left(`${t} is not a time: use an ISO time (2026-11-25T06:00:00Z) or an age (90s, 15m, 2h, 1d ago)`)
 }
 
+/**
+ * A position as `--to` and `--start` take it: as `--from` does (earliest, latest, an offset), else
+ * a time as `--from-time` does.
+ */
+export const parsePosition = (
+  t: string
+): Either.Either<"earliest" | "latest" | { readonly offset: number } | { readonly time: number } | undefined, string> =>
+  Either.orElse(
+    Either.map(parseFrom(t), (from) => (typeof from === "number" ? { offset: from } : from)),
+    () =>
+      Either.mapBoth(parseTime(t), {
+        onLeft: () =>
+          `${t} is not a position: use earliest, latest, a message offset, an ISO time or an age (15m, 2h, 1d)`,
+        onRight: (time) => ({ time })
+      })
+  )
+
 const AGE_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** An age as `500ms`, `30s`, `15m`, `12h`, `7d` or a number of milliseconds. */

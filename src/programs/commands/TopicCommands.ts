@@ -8,7 +8,7 @@ import { createTopics, deleteTopic, type TopicsAt, trimTopic } from "../admin/To
 import { clientSecurity } from "../admin/Users.js"
 import { failUsage, type UsageError } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { clientSecurityFlags, coherence, json, parseFrom, parseTime, region, topic } from "./SharedFlags.js"
+import { clientSecurityFlags, coherence, json, parsePosition, parseTime, region, topic } from "./SharedFlags.js"
 import {
   diskRetentionFlags,
   parseCount,
@@ -224,18 +224,6 @@ export const topicsCommand = Cli.command({
     })
 })
 
-/** `--to`: a position as `--from` takes it (earliest, latest, an offset), else a time as `--from-time` does. */
-const parseResetTarget = (t: string): Either.Either<ResetTarget | undefined, string> =>
-  Either.orElse(
-    Either.map(parseFrom(t), (from): ResetTarget => (typeof from === "number" ? { offset: from } : from)),
-    () =>
-      Either.mapBoth(parseTime(t), {
-        onLeft: () =>
-          `${t} is not a position: use earliest, latest, a message offset, an ISO time or an age (15m, 2h, 1d)`,
-        onRight: (time) => ({ time })
-      })
-  )
-
 /** The words after `consumers`: none, or `reset NAME` with `--to`. */
 const resetOf = (args: ReadonlyArray<string>, to: ResetTarget | undefined) => {
   if (args.length === 0 && to === undefined) return Effect.succeed(undefined)
@@ -263,7 +251,7 @@ export const consumersCommand = Cli.command({
       shown: "none",
       description: "delete this consumer (its retention is released)"
     }),
-    to: Cli.custom<ResetTarget | undefined>("to", "earliest|latest|OFFSET|TIME", parseResetTarget, {
+    to: Cli.custom<ResetTarget | undefined>("to", "earliest|latest|OFFSET|TIME", parsePosition, {
       default: undefined,
       shown: "none",
       description: "with reset NAME: where the consumer goes (TIME: an ISO time, or an age such as 15m: that long ago)"

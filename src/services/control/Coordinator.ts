@@ -17,7 +17,18 @@ import type {
   TopicSpec,
   TrimTarget
 } from "../log/Topics.js"
-import type { NotDirectoryWriter } from "../region/Directory.js"
+import {
+  type DirectoryEntry,
+  type DirectoryFull,
+  type InvalidObjectName,
+  MAX_NAME_BYTES,
+  MAX_OBJECT_PARAMS,
+  type NameTaken,
+  type NotDirectoryWriter,
+  ObjectKind,
+  type ObjectNotFound,
+  type RegionFull
+} from "../region/Directory.js"
 
 export const BarrierMode = Schema.Literal("rendezvous", "delivery-fence", "processing-fence")
 export type BarrierMode = typeof BarrierMode.Type
@@ -190,6 +201,46 @@ export interface BarrierOptions {
   readonly timeoutMs?: number
 }
 
+/**
+ * A named object the head creates for another process: a kind other than a topic (topics have
+ * `createTopic`), its main extent's size and parameters, and the bytes its extent starts with —
+ * the object's own header, written before the entry is published so no reader finds the name
+ * before them (services/region/Directory.ts, `DirectoryWriter.create`).
+ */
+export const AppObjectKind = Schema.Literal("group", "channel", "service")
+export type AppObjectKind = typeof AppObjectKind.Type
+
+/** The most bytes an object's extent may start with when the head creates it (its header). */
+export const MAX_INITIAL_OBJECT_BYTES = 64 << 10
+
+const ObjectName = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_NAME_BYTES))
+
+export const ObjectCreate = Schema.Struct({
+  kind: AppObjectKind,
+  name: ObjectName,
+  bytes: Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(2 ** 40)),
+  params: Schema.Array(Schema.Number).pipe(Schema.maxItems(MAX_OBJECT_PARAMS)),
+  initial: Schema.Uint8ArrayFromBase64.pipe(
+    Schema.filter((bytes) => bytes.length <= MAX_INITIAL_OBJECT_BYTES || `at most ${MAX_INITIAL_OBJECT_BYTES} bytes`)
+  )
+})
+export type ObjectCreate = typeof ObjectCreate.Type
+
+/** Which object to remove: its kind and name, and the generation the caller knows (a newer object of the name stays). */
+export const ObjectRemove = Schema.Struct({ kind: AppObjectKind, name: ObjectName, generation: Schema.Int })
+export type ObjectRemove = typeof ObjectRemove.Type
+
+/** A directory entry as the coordinator answers it. */
+export const DirectoryEntrySchema = Schema.Struct({
+  slot: Schema.Int,
+  generation: Schema.Int,
+  kind: ObjectKind,
+  name: Schema.String,
+  extent: Schema.Struct({ offset: Schema.Number, bytes: Schema.Number }),
+  params: Schema.Array(Schema.Number),
+  createdAtMs: Schema.Number
+})
+
 export interface CoordinatorShape {
   /** This process's membership. */
   readonly self: Member
@@ -230,6 +281,17 @@ export interface CoordinatorShape {
   readonly purgeTopic: (
     name: string
   ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | CoordinatorUnavailable>
+  /** Creates a named object of another kind than a topic (the head writes the directory). */
+  readonly createObject: (
+    spec: ObjectCreate
+  ) => Effect.Effect<
+    DirectoryEntry,
+    NameTaken | DirectoryFull | RegionFull | InvalidObjectName | NotDirectoryWriter | CoordinatorUnavailable
+  >
+  /** Removes such an object, if it still is the generation named (the head does; its extent is freed once no pin holds it). */
+  readonly removeObject: (
+    target: ObjectRemove
+  ) => Effect.Effect<void, ObjectNotFound | NotDirectoryWriter | CoordinatorUnavailable>
 }
 
 export class Coordinator extends Context.Tag("cxlog/Coordinator")<Coordinator, CoordinatorShape>() {}

@@ -1,0 +1,149 @@
+/**
+ * ConsumerGroups (services/groups/ConsumerGroups.ts): `consumerGroupsOver`, every group's rules
+ * over a backing — the region holding the groups' objects, its directory, who creates and removes
+ * objects, the log's reader and (for dead letters) a publisher — and the live layer, whose backing
+ * is the mapped region: objects are created by the head's coordinator, the topic read in place.
+ * The fake (ConsumerGroupsMemory.ts) runs the same code over a private region.
+ */
+import { type ConfigError, Effect, Layer, Option, Stream } from "effect"
+import { Coordinator, type CoordinatorShape } from "../../services/control/Coordinator.js"
+import {
+  ConsumerGroups,
+  type ConsumerGroupsShape,
+  GroupCorrupt,
+  GroupExists,
+  type GroupInfo,
+  GroupNotFound,
+  type GroupSpec,
+  InvalidGroupSpec
+} from "../../services/groups/ConsumerGroups.js"
+import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
+import { LogReader, type LogReaderShape } from "../../services/log/LogReader.js"
+import { Publisher, type PublisherShape } from "../../services/net/Publisher.js"
+import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { Directory, type DirectoryShape } from "../../services/region/Directory.js"
+import { settingsConfig } from "../../Settings.js"
+import { deadLetterWriter } from "./GroupDeadLetters.js"
+import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "./GroupLayout.js"
+import { joinGroup } from "./GroupMember.js"
+import { ClaimLiveness } from "./GroupMembers.js"
+import { type GroupObject, groupOf, openGroup } from "./GroupObject.js"
+import { groupSpecProblem, startOf } from "./GroupSpecs.js"
+import { describeGroup, pendingOf } from "./GroupStatus.js"
+
+/** A new group's defaults and a member's, as the settings table gives them (CXLOG_GROUP_*). */
+export type GroupDefaults = Effect.Effect.Success<typeof groupDefaults>
+export const groupDefaults = settingsConfig(GROUP_SETTINGS.settings)
+
+export interface GroupsBacking {
+  /** The bytes the groups' objects lie in: the directory's region. */
+  readonly region: CxlMemoryShape
+  readonly directory: DirectoryShape
+  /** Who writes the directory: the head's coordinator, or the fake's own writer. */
+  readonly objects: Pick<CoordinatorShape, "createObject" | "removeObject">
+  readonly reader: LogReaderShape
+  /** Writes dead letters; none in this process: a group with a dead-letter topic fails them (`DeadLetterFailed`). */
+  readonly publisher: PublisherShape | undefined
+  readonly defaults: GroupDefaults
+}
+
+export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape => {
+  const { region, directory, objects, reader, defaults } = backing
+  const liveness = new ClaimLiveness(defaults.checkEveryMs)
+  const open = (name: string) => openGroup(region, directory, name, liveness)
+  const describe = (group: GroupObject) =>
+    Effect.zipWith(
+      reader.bounds(group.config.topic).pipe(
+        Effect.map((bounds) => bounds.end),
+        Effect.orElseSucceed(() => group.frontier())
+      ),
+      Effect.clockWith((clock) => clock.currentTimeMillis),
+      (end, nowMs): GroupInfo => describeGroup(group, end, nowMs)
+    )
+
+  const create = (spec: GroupSpec) =>
+    Effect.gen(function*() {
+      const problem = groupSpecProblem(spec)
+      if (problem !== undefined) return yield* new InvalidGroupSpec({ group: spec.name, reason: problem })
+      if (spec.deadLetterTopic !== undefined) yield* reader.bounds(spec.deadLetterTopic)
+      const start = yield* startOf(reader, spec)
+      const config: GroupConfig = {
+        topic: spec.topic,
+        topicGeneration: start.generation,
+        byKey: spec.byKey === true,
+        ackWaitMs: spec.ackWaitMs ?? defaults.ackWaitMs,
+        maxDeliver: spec.maxDeliver ?? defaults.maxDeliver,
+        deadLetterTopic: spec.deadLetterTopic,
+        startOffset: start.offset,
+        createdAtMs: yield* Effect.clockWith((clock) => clock.currentTimeMillis),
+        memberSlots: spec.memberSlots ?? defaults.memberSlots,
+        pendingSlots: spec.pendingSlots ?? defaults.pendingSlots,
+        buckets: spec.byKey === true ? KEY_BUCKETS : 0
+      }
+      const entry = yield* objects.createObject({
+        kind: "group",
+        name: spec.name,
+        bytes: groupBytes(config),
+        params: [],
+        initial: encodeHeader(config)
+      }).pipe(Effect.catchTag("NameTaken", () => Effect.fail(new GroupExists({ group: spec.name }))))
+      const group = groupOf(region, entry, liveness)
+      // Just written by this build: it reads back, or the region is not what this process maps.
+      if (group instanceof GroupCorrupt) return yield* Effect.die(group)
+      return yield* describe(group)
+    })
+
+  return {
+    create,
+    describe: (name) => Effect.flatMap(open(name), describe),
+    list: Effect.flatMap(directory.list("group"), (entries) =>
+      Effect.forEach(
+        [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).flatMap((entry) => {
+          const group = groupOf(region, entry, liveness)
+          return group instanceof GroupCorrupt ? [] : [group]
+        }),
+        describe
+      )),
+    pending: (name) => Effect.map(open(name), pendingOf),
+    delete: (name) =>
+      directory.lookup("group", name).pipe(
+        Effect.flatMap((entry) => objects.removeObject({ kind: "group", name, generation: entry.generation })),
+        Effect.catchTag("ObjectNotFound", () => Effect.fail(new GroupNotFound({ group: name })))
+      ),
+    join: (name, options = {}) =>
+      Stream.unwrap(
+        Effect.map(open(name), (group) =>
+          joinGroup(group, directory, reader, deadLetterWriter(name, group.config, backing.publisher), {
+            maxInFlight: Math.max(1, Math.floor(options.maxInFlight ?? defaults.maxInFlight)),
+            checkEveryMs: defaults.checkEveryMs
+          }))
+      )
+  }
+}
+
+// ---- the region ---------------------------------------------------------------------
+
+/**
+ * Over the mapped region: the groups' objects are the directory's, created and removed through
+ * the head's coordinator; members read the topic in place. Dead letters go through the process's
+ * `Publisher` when it has one (provide it beside this layer).
+ */
+export const make = (
+  options: Partial<GroupDefaults> = {}
+): Effect.Effect<ConsumerGroupsShape, ConfigError.ConfigError, CxlMemory | Directory | Coordinator | LogReader> =>
+  Effect.gen(function*() {
+    const defaults = { ...(yield* groupDefaults), ...options }
+    return consumerGroupsOver({
+      region: yield* CxlMemory,
+      directory: yield* Directory,
+      objects: yield* Coordinator,
+      reader: yield* LogReader,
+      publisher: Option.getOrUndefined(yield* Effect.serviceOption(Publisher)),
+      defaults
+    })
+  })
+
+export const layer = (
+  options: Partial<GroupDefaults> = {}
+): Layer.Layer<ConsumerGroups, ConfigError.ConfigError, CxlMemory | Directory | Coordinator | LogReader> =>
+  Layer.effect(ConsumerGroups, make(options))

@@ -1,0 +1,184 @@
+/**
+ * A plain Promise facade over a consumer group's member, for applications that do not use
+ * Effect: a member over a `ManagedRuntime` that `close()` disposes (leaving the group: what it
+ * holds goes to the others at once).
+ *
+ * ```ts
+ * const group = await CxlogGroup.openWith(Roles.groupMember({ name: "cxlog" }), { group: "mailer" })
+ * for await (const job of group) {
+ *   await send(job.text())
+ *   await job.ack()
+ * }
+ * // Or a handler: acked when it resolves, nak'd (delivered again) when it throws.
+ * await group.process(async (job) => send(job.text()))
+ * ```
+ */
+import { Cause, Chunk, Effect, Exit, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
+import {
+  ConsumerGroups,
+  type Delivery,
+  type GroupSpec,
+  type JoinOptions
+} from "../../services/groups/ConsumerGroups.js"
+
+const decoder = new TextDecoder()
+
+export interface CxlogGroupOptions extends JoinOptions {
+  readonly group: string
+  /** Creates the group with this spec when it does not exist yet. */
+  readonly create?: Omit<GroupSpec, "name">
+  /** Aborting it closes the member: iteration ends, a pending read rejects with the signal's reason. */
+  readonly signal?: AbortSignal
+}
+
+/** A message handed to this member: settle it once with `ack`, `nak` or `term`. */
+export interface CxlogJob {
+  readonly group: string
+  readonly topic: string
+  readonly offset: number
+  readonly timestamp: number
+  readonly key: Uint8Array | undefined
+  readonly headers: Delivery["headers"]
+  readonly value: Uint8Array
+  readonly deliveryCount: number
+  /** The value as UTF-8. */
+  readonly text: () => string
+  /** Done (false: it was no longer this member's, held past ackWait and taken over). */
+  readonly ack: () => Promise<boolean>
+  /** Deliver it again after `delayMs` (to the dead letters past `maxDeliver`). */
+  readonly nak: (delayMs?: number) => Promise<boolean>
+  /** Never again: to the dead letters with `reason`. */
+  readonly term: (reason?: string) => Promise<boolean>
+  /** Still working: its ackWait starts again. */
+  readonly inProgress: () => Promise<boolean>
+}
+
+export interface ProcessOptions {
+  /** How long a job whose handler threw waits before it is delivered again (default 0). */
+  readonly nakDelayMs?: number
+}
+
+export class CxlogGroup implements AsyncIterable<CxlogJob> {
+  private closing: Promise<void> | undefined
+  /** Ends a pull under way when the member closes (or the caller's signal aborts). */
+  private readonly stop = new AbortController()
+  private buffered: Array<Delivery> = []
+  private readonly onAbort = () => void this.close()
+
+  private constructor(
+    private readonly runtime: ManagedRuntime.ManagedRuntime<ConsumerGroups, unknown>,
+    private readonly scope: Scope.CloseableScope,
+    /** The next deliveries; undefined when the member's stream ended. */
+    private readonly pull: Effect.Effect<Chunk.Chunk<Delivery> | undefined, unknown>,
+    private readonly signal: AbortSignal | undefined
+  ) {
+    signal?.addEventListener("abort", this.onAbort, { once: true })
+  }
+
+  /**
+   * Joins the group through the ConsumerGroups a layer makes: over the region on its host
+   * (`Roles.groupMember`), or the fake in an app's tests. Rejects with the typed error
+   * (`GroupNotFound`, `GroupMembersFull`, …).
+   */
+  static async openWith<E>(layer: Layer.Layer<ConsumerGroups, E>, options: CxlogGroupOptions): Promise<CxlogGroup> {
+    const signal = options.signal
+    signal?.throwIfAborted()
+    const runtime = ManagedRuntime.make(layer)
+    const scope = Effect.runSync(Scope.make())
+    const exit = await runtime.runPromiseExit(
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        if (options.create !== undefined) {
+          yield* groups.create({ ...options.create, name: options.group }).pipe(
+            Effect.catchTag("GroupExists", () => Effect.void)
+          )
+        }
+        // A missing or unreadable group rejects here, not at the first read.
+        yield* groups.describe(options.group)
+        const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }
+        const pull = yield* Stream.toPull(groups.join(options.group, joinOptions))
+        return Effect.catchAll(pull, Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }))
+      }).pipe(Scope.extend(scope)),
+      signal === undefined ? undefined : { signal }
+    )
+    if (Exit.isFailure(exit) || signal?.aborted === true) {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      await runtime.dispose()
+      throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
+    }
+    return new CxlogGroup(runtime, scope, exit.value, signal)
+  }
+
+  private jobOf(delivery: Delivery): CxlogJob {
+    // Settling needs nothing of the runtime: a job settled after `close` says whether it still was this member's.
+    const run = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(effect)
+    return {
+      group: delivery.group,
+      topic: delivery.topic,
+      offset: delivery.offset,
+      timestamp: delivery.timestamp,
+      key: delivery.key,
+      headers: delivery.headers,
+      value: delivery.value,
+      deliveryCount: delivery.deliveryCount,
+      text: () => decoder.decode(delivery.value),
+      ack: () => run(delivery.ack),
+      nak: (delayMs) => run(delivery.nak(delayMs)),
+      term: (reason) => run(delivery.term(reason)),
+      inProgress: () => run(delivery.inProgress)
+    }
+  }
+
+  /** The next job; undefined once the member is closed. Rejects with the member's typed error. */
+  async next(): Promise<CxlogJob | undefined> {
+    // Closed, it holds nothing: what it had buffered went to the others with the rest.
+    if (this.closing !== undefined) return undefined
+    while (this.buffered.length === 0) {
+      const exit = await this.runtime.runPromiseExit(this.pull, { signal: this.stop.signal })
+      if (Exit.isSuccess(exit)) {
+        if (exit.value === undefined) return undefined
+        this.buffered = Chunk.toArray(exit.value)
+        continue
+      }
+      if (this.closing !== undefined || this.signal?.aborted === true) return undefined
+      throw Cause.squash(exit.cause)
+    }
+    if (this.closing !== undefined) return undefined
+    return this.jobOf(this.buffered.shift()!)
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<CxlogJob> {
+    for (;;) {
+      const job = await this.next()
+      if (job === undefined) return
+      yield job
+    }
+  }
+
+  /**
+   * Runs `handler` on every job until the member is closed: a job is acked when the handler
+   * resolves, nak'd (delivered again, after `nakDelayMs`) when it throws.
+   */
+  async process(handler: (job: CxlogJob) => unknown, options: ProcessOptions = {}): Promise<void> {
+    for await (const job of this) {
+      try {
+        await handler(job)
+      } catch {
+        await job.nak(options.nakDelayMs ?? 0)
+        continue
+      }
+      await job.ack()
+    }
+  }
+
+  /** Leaves the group: the jobs it holds unsettled go to the other members at once. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.signal?.removeEventListener("abort", this.onAbort)
+      this.stop.abort()
+      await Effect.runPromise(Scope.close(this.scope, Exit.void))
+      await this.runtime.dispose()
+    })()
+    return this.closing
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Handing out new messages.
+ *
+ * Without keys, the group's frontier is the next offset to hand out, and every member claims
+ * from it: it reserves pending entries, writes in them the offsets it is about to claim (and the
+ * claim's number), then moves the frontier past them by one compare-and-swap, recording itself
+ * the claim's winner — only then are they its deliveries. A member killed anywhere in between
+ * leaves entries the others judge by that record (GroupClaims.ts): nothing handed out is lost,
+ * and nothing another member won is delivered twice. It
+ * claims as many as it has room for from the batch at hand, so members take turns a batch's
+ * worth at a time, and a slow member does not hold back the others.
+ *
+ * byKey, a member reads the topic in order and hands out the messages of the buckets it owns,
+ * each once its entry names it (claiming), moving that bucket's frontier past it. It stops, its
+ * place kept, when it has no room: its keys wait for it, the others' do not.
+ */
+import { Effect } from "effect"
+import type { Delivery } from "../../services/groups/ConsumerGroups.js"
+import { bucketOf } from "./GroupBuckets.js"
+import type { Frontier } from "./GroupClaims.js"
+import { makeDelivery } from "./GroupDelivery.js"
+import type { MemberState } from "./GroupMemberState.js"
+import { hold, room, scanPosition } from "./GroupMemberState.js"
+import type { BatchCopy, ReadError } from "./GroupReader.js"
+
+/** Why dispatch stopped: nothing more committed, no room (or no free entry), or it handed some out. */
+export type Dispatched = "end" | "blocked" | "more"
+
+/** A frontier this far past the reader is reached by opening the reader there, not by reading through. */
+const SEEK_PAST_MESSAGES = 1 << 16
+
+/**
+ * Claims for `m` the messages of `batch` from the frontier `from` on, its entries reserved and
+ * filled (each naming the claim) first; false if it could reserve none or another member's claim won.
+ */
+const claimShared = (
+  m: MemberState,
+  batch: BatchCopy,
+  from: Frontier,
+  nowMs: number,
+  out: Array<Delivery>
+): boolean => {
+  const { pending, claims, config } = m.group
+  const slots: Array<number> = []
+  const wanted = Math.min(room(m), batch.end - from.offset)
+  for (let n = 0; n < wanted; n++) {
+    const slot = pending.reserve(m.ref)
+    if (slot === undefined) break
+    slots.push(slot)
+  }
+  if (slots.length === 0) return false
+  const deadlineMs = nowMs + config.ackWaitMs
+  slots.forEach((slot, i) => pending.fill(slot, m.ref, from.offset + i, from.claim, deadlineMs))
+  if (!claims.claim(from, slots.length, m.ref)) {
+    for (const slot of slots) pending.unreserve(slot, m.ref)
+    return false
+  }
+  slots.forEach((slot, i) => {
+    const control = pending.deliver(slot, m.ref, nowMs, deadlineMs)
+    if (control === undefined) return
+    hold(m, 0)
+    out.push(
+      makeDelivery(m.settling, { slot, control, lane: 0, deliveries: 1 }, batch.message(from.offset + i - batch.start))
+    )
+  })
+  m.group.members.countDelivered(m.ref, slots.length)
+  return true
+}
+
+/** Without keys: claims from the group's frontier, reading on until the frontier lies in a batch at hand. */
+const dispatchShared = (m: MemberState, nowMs: number, out: Array<Delivery>): Effect.Effect<Dispatched, ReadError> =>
+  Effect.gen(function*() {
+    for (;;) {
+      if (room(m) <= 0) return "blocked"
+      const from = m.group.claims.read()
+      const frontier = from.offset
+      const batch = m.batch
+      if (batch !== undefined && frontier >= batch.start && frontier < batch.end) {
+        if (claimShared(m, batch, from, nowMs, out)) return "more"
+        // No entry free, or another claim won: look again (at a frontier that moved) or stop (the table is full).
+        if (m.group.claims.read().word === from.word) return "blocked"
+        continue
+      }
+      const position = m.reader.position()
+      if (frontier < position || frontier > position + SEEK_PAST_MESSAGES) yield* m.reader.open(frontier)
+      m.batch = yield* m.reader.next()
+      if (m.batch === undefined) return "end"
+    }
+  })
+
+/** byKey: hands out the messages of the buckets `m` owns, in offset order, from where it stopped. */
+const dispatchOwned = (m: MemberState, nowMs: number, out: Array<Delivery>): Effect.Effect<Dispatched, ReadError> =>
+  Effect.gen(function*() {
+    const { pending, buckets, members, config } = m.group
+    if (m.seekTo !== undefined) {
+      yield* m.reader.open(m.seekTo)
+      m.batch = undefined
+      m.seekTo = undefined
+    }
+    let outcome: Dispatched = "end"
+    for (;;) {
+      if (m.batch === undefined || m.index >= m.batch.count) {
+        members.setScanned(m.ref, scanPosition(m))
+        m.batch = yield* m.reader.next()
+        m.index = 0
+        if (m.batch === undefined) break
+      }
+      const batch = m.batch
+      const offset = batch.start + m.index
+      const bucket = bucketOf(batch.keyOf(m.index), offset, buckets.count)
+      if (m.owned.has(bucket) && offset >= buckets.frontier(bucket)) {
+        const slot = room(m) > 0 ? pending.reserve(m.ref) : undefined
+        if (slot === undefined) {
+          outcome = "blocked"
+          break
+        }
+        pending.fill(slot, m.ref, offset, bucket, nowMs + config.ackWaitMs)
+        buckets.raiseFrontier(bucket, offset + 1)
+        const control = pending.deliver(slot, m.ref, nowMs, nowMs + config.ackWaitMs)
+        if (control !== undefined) {
+          hold(m, bucket)
+          members.countDelivered(m.ref, 1)
+          out.push(makeDelivery(m.settling, { slot, control, lane: bucket, deliveries: 1 }, batch.message(m.index)))
+          outcome = "more"
+        }
+      }
+      m.index++
+    }
+    members.setScanned(m.ref, scanPosition(m))
+    return outcome
+  })
+
+/** Hands out new messages to `m` while it has room. */
+export const dispatch = (m: MemberState, nowMs: number, out: Array<Delivery>): Effect.Effect<Dispatched, ReadError> =>
+  m.group.config.byKey ? dispatchOwned(m, nowMs, out) : dispatchShared(m, nowMs, out)

@@ -1,0 +1,56 @@
+/**
+ * byKey: a member's share of the key buckets, looked at on every look (GroupMember.ts). It hands
+ * back the buckets it drained once none of their messages it handed out is unsettled, drains what
+ * it holds over ⌈buckets / live members⌉ while another live member is short of that, and takes
+ * free buckets up to it. A bucket taken whose frontier lies behind where it reads sends its reader
+ * back there (GroupBuckets.ts tells why no key is ever handed out by two members at once).
+ */
+import type { MemberState } from "./GroupMemberState.js"
+import { scanPosition } from "./GroupMemberState.js"
+
+const ownerRef = (word: number) => (word & 0x7fffffff) >>> 0
+
+export const shareKeys = (m: MemberState): void => {
+  const { buckets, members } = m.group
+  const live = members.live()
+  const share = Math.ceil(buckets.count / Math.max(1, live.length))
+  const owned = buckets.owned(m.ref)
+  const scanned = scanPosition(m)
+
+  for (const bucket of owned.draining) {
+    if ((m.byLane.get(bucket) ?? 0) === 0) buckets.release(bucket, m.ref, scanned)
+  }
+  const mine = owned.mine
+  if (mine.length > share) {
+    const counts = buckets.counts()
+    const short = live.some((member) => member.ref !== m.ref && (counts.get(member.ref) ?? 0) < share)
+    if (short) {
+      for (const bucket of mine.splice(share)) buckets.drain(bucket, m.ref, scanned)
+    }
+  }
+
+  const taken: Array<number> = []
+  // Each member starts looking at its own place, so members joining together rarely race for one bucket.
+  const first = (m.ref & 1023) * 97
+  for (let n = 0; n < buckets.count && mine.length + taken.length < share; n++) {
+    const bucket = (first + n) % buckets.count
+    const word = buckets.ownerWord(bucket)
+    if (word !== 0) {
+      // A dead owner whose line was taken again before anyone handed its buckets back: freed here,
+      // its frontier as it stands (messages past it may be handed out twice, none lost).
+      if (members.isLive(ownerRef(word)) || !m.group.words.cas32(m.group.layout.bucketOwner(bucket), word, 0)) {
+        continue
+      }
+    }
+    if (buckets.take(bucket, m.ref)) taken.push(bucket)
+  }
+
+  m.owned = new Set([...mine, ...taken])
+  m.draining = new Set(buckets.owned(m.ref).draining)
+  if (taken.length > 0) {
+    // Not reading yet (it owned nothing): it starts at the lowest of them.
+    const back = Math.min(...taken.map((bucket) => buckets.frontier(bucket)))
+    if (!m.reader.isOpen() || back < scanPosition(m)) m.seekTo = Math.min(back, m.seekTo ?? Infinity)
+  }
+  members.setScanned(m.ref, scanPosition(m))
+}

@@ -1,0 +1,155 @@
+/**
+ * A member of a consumer group, from join to leave: it claims a line of the member table, then
+ * each pull of its stream runs its loop until it has something to deliver —
+ * 1. every `checkEveryMs`, a look: the group still there, dead members' lines freed (byKey: their
+ *    buckets handed back), its share of the keys (byKey), and the pending entries it may take over;
+ * 2. what the look found to deliver again, oldest first, while it has room;
+ * 3. new messages, while it has room and nothing is left to deliver again;
+ * 4. else a bounded wait: for a settled delivery when it has no room, else for the topic to grow
+ *    or the next entry to fall due, at most until the next look.
+ * Leaving — the stream ends, fails or is interrupted — hands its buckets back (byKey) and frees its
+ * line, so what it held goes to the others on their next look.
+ */
+import { Chunk, Clock, Effect, Stream } from "effect"
+import {
+  type Delivery,
+  GroupDeleted,
+  type GroupJoinError,
+  GroupMembersFull,
+  GroupPendingFull
+} from "../../services/groups/ConsumerGroups.js"
+import type { LogReaderShape } from "../../services/log/LogReader.js"
+import type { DirectoryShape } from "../../services/region/Directory.js"
+import type { DeadLetterWriter } from "./GroupDeadLetters.js"
+import { dispatch, type Dispatched } from "./GroupDispatch.js"
+import { shareKeys } from "./GroupKeyShare.js"
+import type { MemberState } from "./GroupMemberState.js"
+import { makeMemberState, type MemberOptions, room, scanPosition } from "./GroupMemberState.js"
+import type { GroupObject } from "./GroupObject.js"
+import { GroupReader, pause } from "./GroupReader.js"
+import { lookAtPending, redeliver } from "./GroupRedelivery.js"
+
+/** The look (step 1). */
+const look = (m: MemberState, directory: DirectoryShape, nowMs: number) =>
+  Effect.suspend(() => {
+    m.lastLook = performance.now()
+    const { members, buckets, config, entry, name } = m.group
+    if (!directory.isCurrent(entry)) return Effect.fail(new GroupDeleted({ group: name }))
+    for (const slot of members.deadSlots()) {
+      if (config.byKey) buckets.handBack(members.refAt(slot), members.scanned(slot))
+      members.free(slot)
+    }
+    if (config.byKey) shareKeys(m)
+    lookAtPending(m, nowMs)
+    return Effect.void
+  })
+
+/** Waits for room: until a delivery is settled, at most until the next look. */
+const awaitRoom = (m: MemberState): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), m.checkEveryMs)
+    m.wake = () => {
+      clearTimeout(timer)
+      resume(Effect.void)
+    }
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      m.wake = undefined
+    })
+  })
+
+/** Step 4: nothing to deliver now. */
+const idle = (m: MemberState, dispatched: Dispatched, nowMs: number) => {
+  const untilLook = Math.max(1, m.checkEveryMs - (performance.now() - m.lastLook))
+  if (room(m) <= 0) return awaitRoom(m)
+  const untilDue = m.nextDueMs === Infinity ? untilLook : Math.max(1, m.nextDueMs - nowMs)
+  const bound = Math.min(untilLook, untilDue)
+  // Blocked with room (no pending entry free): the topic growing changes nothing, only time does.
+  if (dispatched === "blocked") return pause(bound)
+  return Effect.asVoid(m.reader.awaitMore(bound))
+}
+
+/** The next deliveries (at least one), running the member's loop. */
+const nextDeliveries = (m: MemberState, directory: DirectoryShape) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const nowMs = yield* Clock.currentTimeMillis
+      if (performance.now() - m.lastLook >= m.checkEveryMs) {
+        yield* look(m, directory, nowMs)
+        if (m.backlog.length > 0) m.nextDueMs = nowMs
+      }
+      const out: Array<Delivery> = []
+      yield* redeliver(m, nowMs, out)
+      const dispatched = m.backlog.length === 0 && room(m) > 0 ? yield* dispatch(m, nowMs, out) : "blocked"
+      if (out.length > 0) return out
+      // Taken over by others meanwhile: what is left of the backlog is looked at again next time.
+      if (m.backlog.length > 0 && room(m) > 0) m.backlog = []
+      yield* idle(m, dispatched, nowMs)
+    }
+  })
+
+/** Leaving: byKey buckets handed back (each frontier raised to where it scanned), then the line freed. */
+const leave = (m: MemberState) =>
+  Effect.zipRight(
+    Effect.sync(() => {
+      const { buckets, members, config } = m.group
+      if (config.byKey) {
+        const scanned = scanPosition(m)
+        for (const bucket of [...m.owned, ...m.draining]) buckets.release(bucket, m.ref, scanned)
+      }
+      members.leave(m.ref)
+    }),
+    m.reader.close
+  )
+
+/**
+ * Claims a member line for this process, when the pending table has room for one more member
+ * holding `maxInFlight` (byKey: a dead member's line is taken after its buckets were handed back).
+ */
+const admit = (
+  group: GroupObject,
+  maxInFlight: number,
+  nowMs: number
+): Effect.Effect<number, GroupPendingFull | GroupMembersFull> =>
+  Effect.suspend((): Effect.Effect<number, GroupPendingFull | GroupMembersFull> => {
+    const { members, buckets, config, name } = group
+    const inFlight = members.live().reduce((sum, member) => sum + member.maxInFlight, maxInFlight)
+    if (inFlight > config.pendingSlots) {
+      return Effect.fail(new GroupPendingFull({ group: name, slots: config.pendingSlots, inFlight }))
+    }
+    const ref = members.join(maxInFlight, nowMs, (slot) => {
+      if (config.byKey) buckets.handBack(members.refAt(slot), members.scanned(slot))
+    })
+    return ref === undefined
+      ? Effect.fail(new GroupMembersFull({ group: name, slots: config.memberSlots }))
+      : Effect.succeed(ref)
+  })
+
+/** Joins `group` as a member of this process, for as long as the stream runs. */
+export const joinGroup = (
+  group: GroupObject,
+  directory: DirectoryShape,
+  reader: LogReaderShape,
+  deadLetter: DeadLetterWriter,
+  options: MemberOptions
+): Stream.Stream<Delivery, GroupJoinError> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const { config, name } = group
+    yield* directory.hold(group.entry).pipe(
+      Effect.catchTag("ObjectDeleted", () => Effect.fail(new GroupDeleted({ group: name })))
+    )
+    const groupReader = new GroupReader(reader, name, config.topic, config.topicGeneration)
+    yield* Effect.addFinalizer(() => groupReader.close)
+    const nowMs = yield* Clock.currentTimeMillis
+    const m = yield* Effect.acquireRelease(
+      Effect.map(admit(group, options.maxInFlight, nowMs), (ref) =>
+        makeMemberState(group, ref, groupReader, deadLetter, options)),
+      leave
+    )
+    yield* look(m, directory, nowMs)
+    // byKey, the reader opens where the buckets it took start (GroupKeyShare.ts); without keys, at the frontier.
+    if (!config.byKey) {
+      yield* groupReader.open(group.frontier())
+    }
+    return Stream.repeatEffectChunk(Effect.map(nextDeliveries(m, directory), Chunk.unsafeFromArray))
+  }))

@@ -1,0 +1,120 @@
+/**
+ * One member's state in its own process: the group it joined, its reference, its reader and the
+ * batch it is handing out from, what it holds (deliveries not settled, per key bucket), the
+ * buckets it owns (byKey), and what its last look at the pending table found to deliver again.
+ * The member's loop (GroupMember.ts), its dispatch (GroupDispatch.ts), its redeliveries
+ * (GroupRedelivery.ts) and its share of the keys (GroupKeyShare.ts) work on it.
+ */
+import type { DeadLetterWriter } from "./GroupDeadLetters.js"
+import type { Settling } from "./GroupDelivery.js"
+import type { GroupObject } from "./GroupObject.js"
+import type { BatchCopy, GroupReader } from "./GroupReader.js"
+
+/** An entry the last look found this member may deliver again. */
+export interface Redeliverable {
+  readonly slot: number
+  readonly observed: bigint
+  readonly offset: number
+  readonly why: "dead" | "expired" | "due"
+}
+
+export interface MemberState {
+  readonly group: GroupObject
+  readonly ref: number
+  readonly reader: GroupReader
+  readonly maxInFlight: number
+  readonly checkEveryMs: number
+  readonly deadLetter: DeadLetterWriter
+  readonly settling: Settling
+  /** The batch being handed out from, and (byKey) the next of its messages to look at. */
+  batch: BatchCopy | undefined
+  index: number
+  /** byKey: where the reader must go back to before reading on (a bucket taken over starts there). */
+  seekTo: number | undefined
+  /** Deliveries handed out and not settled, and how many of them per key bucket. */
+  outstanding: number
+  readonly byLane: Map<number, number>
+  /** byKey: the buckets it hands out, and those it is handing back. */
+  owned: Set<number>
+  draining: Set<number>
+  /** When it last looked at members and pending entries (performance.now), and what it found. */
+  lastLook: number
+  backlog: Array<Redeliverable>
+  /** The earliest time an entry it may take falls due (Infinity: none). */
+  nextDueMs: number
+  /** Wakes the member's wait for room, when a delivery is settled. */
+  wake: (() => void) | undefined
+}
+
+export interface MemberOptions {
+  readonly maxInFlight: number
+  readonly checkEveryMs: number
+}
+
+export const makeMemberState = (
+  group: GroupObject,
+  ref: number,
+  reader: GroupReader,
+  deadLetter: DeadLetterWriter,
+  options: MemberOptions
+): MemberState => {
+  const m: MemberState = {
+    group,
+    ref,
+    reader,
+    maxInFlight: options.maxInFlight,
+    checkEveryMs: options.checkEveryMs,
+    deadLetter,
+    settling: {
+      group: group.name,
+      config: group.config,
+      pending: group.pending,
+      members: group.members,
+      ref,
+      count: group.count,
+      deadLetter,
+      done: (lane) => release(m, lane)
+    },
+    batch: undefined,
+    index: 0,
+    seekTo: undefined,
+    outstanding: 0,
+    byLane: new Map(),
+    owned: new Set(),
+    draining: new Set(),
+    lastLook: -Infinity,
+    backlog: [],
+    nextDueMs: Infinity,
+    wake: undefined
+  }
+  return m
+}
+
+export const room = (m: MemberState): number => m.maxInFlight - m.outstanding
+
+/** Holding one more delivery of `lane`. */
+export const hold = (m: MemberState, lane: number): void => {
+  m.outstanding++
+  m.byLane.set(lane, (m.byLane.get(lane) ?? 0) + 1)
+}
+
+/** One delivery of `lane` is no longer held. */
+export const release = (m: MemberState, lane: number): void => {
+  m.outstanding--
+  const left = (m.byLane.get(lane) ?? 1) - 1
+  if (left === 0) m.byLane.delete(lane)
+  else m.byLane.set(lane, left)
+  const wake = m.wake
+  m.wake = undefined
+  wake?.()
+}
+
+/**
+ * byKey: every message of the buckets it hands out before this offset was handed out — where
+ * its batch stands, or its reader when it has none, and never past where it must go back to.
+ */
+export const scanPosition = (m: MemberState): number => {
+  if (!m.reader.isOpen()) return m.seekTo ?? 0
+  const at = m.batch !== undefined ? m.batch.start + m.index : m.reader.position()
+  return m.seekTo === undefined ? at : Math.min(at, m.seekTo)
+}

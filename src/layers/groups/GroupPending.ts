@@ -1,0 +1,230 @@
+/**
+ * A group's pending entries: one 64-byte line per message handed out and not yet settled — its
+ * offset, its owner (a member reference), how many times it was delivered, and its deadline. The
+ * one word processes race on is the entry's control word: the owner's reference in its low half,
+ * and in its high half the entry's state and a version that every change moves on, so a
+ * compare-and-swap against the word a process read fails if anything changed since. Fields are
+ * written only while the writer holds the entry in a state no one else changes (reserved,
+ * updating), then published by the control word's store: one writer per line, commit word last.
+ *
+ * How an entry lives (docs/consumers.md, "How a message is handed out"):
+ * - free → reserved (a member is about to claim a new message; no offset yet) → claiming (its
+ *   offset written, the frontier not yet moved) → delivered (the frontier moved past it: the
+ *   member has it, until its deadline).
+ * - delivered → free: acked (or dead-lettered). delivered → waiting: nak'd, due again at its
+ *   deadline. delivered → updating → delivered: its deadline moved (`inProgress`), or another
+ *   member took it over.
+ * - Any member takes over an entry whose owner is dead (its reference no longer live), one
+ *   delivered past its deadline, or one waiting that is due. A dead owner's reserved entry held
+ *   no message and is freed; its claiming one is delivered again if its claim moved the frontier
+ *   past it, else freed (the message is still ahead of the frontier, or a rival's claim won it):
+ *   GroupClaims.ts (no keys) and GroupBuckets.ts (byKey, one claimer per bucket) tell which.
+ */
+import { pairWord } from "../region/Words64.js"
+import type { ClaimVerdict } from "./GroupClaims.js"
+import { type GroupLayout, PendingEntry } from "./GroupLayout.js"
+import type { GroupMembers } from "./GroupMembers.js"
+import type { GroupWords } from "./GroupWords.js"
+
+export const EntryState = { free: 0, reserved: 1, claiming: 2, delivered: 3, waiting: 4, updating: 5 } as const
+export type EntryState = keyof typeof EntryState
+const STATE_NAMES: ReadonlyArray<EntryState> = ["free", "reserved", "claiming", "delivered", "waiting", "updating"]
+const VERSION_MASK = (1 << 29) - 1
+
+const controlWord = (owner: number, version: number, state: number): bigint =>
+  pairWord(owner, (((version & VERSION_MASK) << 3) | state) >>> 0)
+export const stateOf = (control: bigint): number => Number((control >> 32n) & 7n)
+export const ownerOf = (control: bigint): number => Number(control & 0xffffffffn)
+const versionOf = (control: bigint): number => Number(control >> 35n)
+/** The control word after `control`: the next version, with this owner and state. */
+const after = (control: bigint, owner: number, state: number): bigint =>
+  controlWord(owner, versionOf(control) + 1, state)
+
+/** What a member looking at an entry may do with it now. */
+export type Verdict =
+  | { readonly kind: "none" }
+  /** Nothing yet; it may be taken at `dueMs`. */
+  | { readonly kind: "later"; readonly dueMs: number }
+  /** Free it: a dead owner's entry that holds no message handed out. */
+  | { readonly kind: "release"; readonly observed: bigint }
+  /** Take it over and deliver its message again. */
+  | { readonly kind: "take"; readonly observed: bigint; readonly why: "dead" | "expired" | "due" }
+
+/** A dead owner's claiming entry, as its claim is judged. */
+export interface Claiming {
+  readonly offset: number
+  readonly lane: number
+  readonly owner: number
+}
+
+/** An entry as `cxlog groups pending` shows it. */
+export interface EntryView {
+  readonly slot: number
+  readonly state: EntryState
+  readonly owner: number
+  readonly offset: number
+  readonly deliveries: number
+  readonly deadlineMs: number
+  readonly firstDeliveredAtMs: number
+  readonly lane: number
+}
+
+/** The message a member took over: where its entry now stands. */
+export interface TakenEntry {
+  readonly control: bigint
+  readonly offset: number
+  readonly lane: number
+  readonly deliveries: number
+}
+
+export class GroupPending {
+  private hint = 0
+  constructor(
+    private readonly words: GroupWords,
+    private readonly layout: GroupLayout,
+    private readonly members: GroupMembers
+  ) {}
+
+  private at(slot: number, field: keyof typeof PendingEntry): number {
+    return this.layout.entry(slot) + PendingEntry[field]
+  }
+  control(slot: number): bigint {
+    return this.words.load64(this.at(slot, "control"))
+  }
+  offset(slot: number): number {
+    return this.words.f64(this.at(slot, "offset"))
+  }
+  lane(slot: number): number {
+    return this.words.load32(this.at(slot, "lane"))
+  }
+
+  /** A free entry reserved for `owner`'s next claim (no offset yet); undefined when every entry is in use. */
+  reserve(owner: number): number | undefined {
+    const slots = this.layout.config.pendingSlots
+    for (let n = 0; n < slots; n++) {
+      const slot = (this.hint + n) % slots
+      const control = this.control(slot)
+      if (stateOf(control) !== EntryState.free) continue
+      if (this.words.cas64(this.at(slot, "control"), control, after(control, owner, EntryState.reserved))) {
+        this.hint = (slot + 1) % slots
+        return slot
+      }
+    }
+    return undefined
+  }
+
+  /**
+   * The reserved entry names the message it claims, and its lane: the key bucket (byKey) or the
+   * number of the claim it is written for (GroupClaims.ts). From now on a dead owner's claim is
+   * judged by its lane; one that cannot be judged is taken once `deadlineMs` passed.
+   */
+  fill(slot: number, owner: number, offset: number, lane: number, deadlineMs: number): void {
+    this.words.setF64(this.at(slot, "offset"), offset)
+    this.words.store32(this.at(slot, "lane"), lane)
+    this.words.setF64(this.at(slot, "deadlineMs"), deadlineMs)
+    this.words.setF64(this.at(slot, "firstDeliveredAtMs"), 0)
+    this.words.store32(this.at(slot, "deliveries"), 0)
+    this.words.store64(this.at(slot, "control"), after(this.control(slot), owner, EntryState.claiming))
+  }
+
+  /** A reserved or claiming entry of `owner` that claimed nothing: free again. */
+  unreserve(slot: number, owner: number): void {
+    const control = this.control(slot)
+    if (ownerOf(control) === owner) this.words.cas64(this.at(slot, "control"), control, after(control, 0, 0))
+  }
+
+  /** The frontier moved past the claimed message: `owner` has it until `deadlineMs`. The control word to settle it with. */
+  deliver(slot: number, owner: number, nowMs: number, deadlineMs: number): bigint | undefined {
+    const control = this.control(slot)
+    if (ownerOf(control) !== owner || stateOf(control) !== EntryState.claiming) return undefined
+    this.words.setF64(this.at(slot, "deadlineMs"), deadlineMs)
+    this.words.setF64(this.at(slot, "firstDeliveredAtMs"), nowMs)
+    this.words.store32(this.at(slot, "deliveries"), 1)
+    const delivered = after(control, owner, EntryState.delivered)
+    return this.words.cas64(this.at(slot, "control"), control, delivered) ? delivered : undefined
+  }
+
+  /** Settles the owner's entry (ack, or a dead letter written): free. False when it is no longer as `expected` (taken over). */
+  settle(slot: number, expected: bigint): boolean {
+    return this.words.cas64(this.at(slot, "control"), expected, after(expected, 0, EntryState.free))
+  }
+
+  /**
+   * The owner rewrites the entry's deadline, holding it as `updating` meanwhile: delivered again
+   * with the new deadline (`inProgress`), or waiting until it (a nak). The new control word, or
+   * undefined when the entry is no longer as `expected`.
+   */
+  reschedule(slot: number, expected: bigint, deadlineMs: number, state: "delivered" | "waiting"): bigint | undefined {
+    const owner = ownerOf(expected)
+    const updating = after(expected, owner, EntryState.updating)
+    if (!this.words.cas64(this.at(slot, "control"), expected, updating)) return undefined
+    this.words.setF64(this.at(slot, "deadlineMs"), deadlineMs)
+    const next = after(updating, state === "waiting" ? 0 : owner, EntryState[state])
+    this.words.store64(this.at(slot, "control"), next)
+    return next
+  }
+
+  /**
+   * What may be done with entry `slot` now; `handedOut` judges a dead owner's claiming entry by
+   * its offset and lane: whether the claim it was written for moved its frontier past it.
+   */
+  inspect(slot: number, nowMs: number, handedOut: (claim: Claiming) => ClaimVerdict): Verdict {
+    const observed = this.control(slot)
+    const state = stateOf(observed)
+    if (state === EntryState.free) return { kind: "none" }
+    if (state === EntryState.waiting) {
+      const dueMs = this.words.f64(this.at(slot, "deadlineMs"))
+      return nowMs >= dueMs ? { kind: "take", observed, why: "due" } : { kind: "later", dueMs }
+    }
+    const owner = ownerOf(observed)
+    const alive = this.members.isLive(owner)
+    if (state === EntryState.reserved) return alive ? { kind: "none" } : { kind: "release", observed }
+    if (state === EntryState.claiming) {
+      if (alive) return { kind: "none" }
+      const verdict = handedOut({ offset: this.offset(slot), lane: this.lane(slot), owner })
+      if (verdict === "handed-out") return { kind: "take", observed, why: "dead" }
+      if (verdict === "not-handed-out") return { kind: "release", observed }
+      const dueMs = this.words.f64(this.at(slot, "deadlineMs"))
+      return nowMs >= dueMs ? { kind: "take", observed, why: "dead" } : { kind: "later", dueMs }
+    }
+    if (!alive) return { kind: "take", observed, why: "dead" }
+    if (state !== EntryState.delivered) return { kind: "none" }
+    const dueMs = this.words.f64(this.at(slot, "deadlineMs"))
+    return nowMs >= dueMs ? { kind: "take", observed, why: "expired" } : { kind: "later", dueMs }
+  }
+
+  /** Frees a dead owner's entry that held no message handed out; false if it changed since it was `observed`. */
+  release(slot: number, observed: bigint): boolean {
+    return this.words.cas64(this.at(slot, "control"), observed, after(observed, 0, EntryState.free))
+  }
+
+  /** Takes the entry `observed` over for `owner`, delivered once more until `deadlineMs`; undefined if another was first. */
+  take(slot: number, observed: bigint, owner: number, nowMs: number, deadlineMs: number): TakenEntry | undefined {
+    const updating = after(observed, owner, EntryState.updating)
+    if (!this.words.cas64(this.at(slot, "control"), observed, updating)) return undefined
+    const deliveries = this.words.load32(this.at(slot, "deliveries")) + 1
+    this.words.store32(this.at(slot, "deliveries"), deliveries)
+    this.words.setF64(this.at(slot, "deadlineMs"), deadlineMs)
+    if (this.words.f64(this.at(slot, "firstDeliveredAtMs")) === 0) {
+      this.words.setF64(this.at(slot, "firstDeliveredAtMs"), nowMs)
+    }
+    const control = after(updating, owner, EntryState.delivered)
+    this.words.store64(this.at(slot, "control"), control)
+    return { control, offset: this.offset(slot), lane: this.lane(slot), deliveries }
+  }
+
+  /** Entry `slot` as it reads now (a snapshot for reports; fields may move under it). */
+  view(slot: number): EntryView {
+    const control = this.control(slot)
+    return {
+      slot,
+      state: STATE_NAMES[stateOf(control)] ?? "free",
+      owner: ownerOf(control),
+      offset: this.offset(slot),
+      deliveries: this.words.load32(this.at(slot, "deliveries")),
+      deadlineMs: this.words.f64(this.at(slot, "deadlineMs")),
+      firstDeliveredAtMs: this.words.f64(this.at(slot, "firstDeliveredAtMs")),
+      lane: this.lane(slot)
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * A new group's spec, checked before anything is created: its numbers within what a group's
+ * object can hold, and where on its topic it starts — an offset or a time resolved against what
+ * the topic holds now (a position outside it is refused, naming the window), with the topic's
+ * generation, so a group always belongs to the one topic it was created on.
+ */
+import { Effect } from "effect"
+import { type GroupSpec, InvalidGroupSpec } from "../../services/groups/ConsumerGroups.js"
+import type { LogReaderShape } from "../../services/log/LogReader.js"
+import type { TopicNotFound } from "../../services/log/Topics.js"
+import { MAX_MEMBER_SLOTS, MAX_PENDING_SLOTS } from "./GroupLayout.js"
+
+const U32 = 2 ** 32 - 1
+
+const outside = (value: number | undefined, min: number, max: number) =>
+  value !== undefined && (!Number.isInteger(value) || value < min || value > max)
+
+/** Why the spec cannot be a group, or undefined. */
+export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
+  if (spec.topic.length === 0) return "it needs a topic"
+  if (spec.deadLetterTopic === spec.topic) return "its dead-letter topic cannot be its own topic"
+  if (outside(spec.ackWaitMs, 1, U32)) return `ackWaitMs must be a whole number from 1 to ${U32}, not ${spec.ackWaitMs}`
+  if (outside(spec.maxDeliver, 0, U32)) return `maxDeliver must be a whole number from 0 (no limit) to ${U32}`
+  if (outside(spec.memberSlots, 1, MAX_MEMBER_SLOTS)) return `memberSlots must be from 1 to ${MAX_MEMBER_SLOTS}`
+  if (outside(spec.pendingSlots, 1, MAX_PENDING_SLOTS)) return `pendingSlots must be from 1 to ${MAX_PENDING_SLOTS}`
+  return undefined
+}
+
+/** Where `spec`'s group starts on its topic, and which generation of the topic that is. */
+export const startOf = (
+  reader: LogReaderShape,
+  spec: GroupSpec
+): Effect.Effect<{ readonly offset: number; readonly generation: number }, InvalidGroupSpec | TopicNotFound> => {
+  const start = spec.start ?? "earliest"
+  const options = typeof start === "string"
+    ? { from: start }
+    : "offset" in start
+    ? { from: start.offset }
+    : { fromTime: start.time }
+  return Effect.scoped(
+    Effect.map(reader.subscribe(spec.topic, options), (cursor) => ({
+      offset: cursor.position(),
+      generation: cursor.topic.generation
+    }))
+  ).pipe(
+    Effect.catchTags({
+      LogOutOfRange: (e) => Effect.fail(new InvalidGroupSpec({ group: spec.name, reason: `its start: ${e.message}` })),
+      SubscriberTableFull: (e) => Effect.die(e)
+    })
+  )
+}

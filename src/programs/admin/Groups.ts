@@ -1,0 +1,109 @@
+/**
+ * `cxlog groups`: the region's consumer groups as their objects hold them — members, pending
+ * messages, the oldest pending one's age, redeliveries and dead letters — one group described,
+ * its pending messages listed, and groups created and deleted (through the head's coordinator).
+ * On the region's host, as a client of the region.
+ */
+import { Console, Effect } from "effect"
+import { groupMember, type RegionAccess } from "../../layers/Roles.js"
+import {
+  ConsumerGroups,
+  type GroupInfo,
+  type GroupSpec,
+  type PendingMessage
+} from "../../services/groups/ConsumerGroups.js"
+import { table } from "../report/Table.js"
+
+export type GroupsWords =
+  | { readonly kind: "list" }
+  | { readonly kind: "describe"; readonly name: string }
+  | { readonly kind: "pending"; readonly name: string }
+  | { readonly kind: "create"; readonly spec: GroupSpec }
+  | { readonly kind: "delete"; readonly name: string }
+
+const age = (ms: number | undefined): string =>
+  ms === undefined ?
+    "-" :
+    ms < 1_000 ?
+    `${Math.round(ms)}ms` :
+    ms < 120_000 ?
+    `${(ms / 1_000).toFixed(1)}s` :
+    `${Math.round(ms / 60_000)}m`
+
+const listTable = (groups: ReadonlyArray<GroupInfo>): string =>
+  groups.length === 0 ? "no consumer groups" : table(
+    ["group", "topic", "keys", "members", "pending", "oldest", "lag", "acked", "redelivered", "dead letters"],
+    groups.map((g) => [
+      g.name,
+      g.topic,
+      g.byKey ? "by key" : "-",
+      g.members.length,
+      g.pending,
+      age(g.oldestPendingAgeMs),
+      g.lag,
+      g.acked,
+      g.redeliveries,
+      g.deadLetters
+    ])
+  )
+
+const describeText = (g: GroupInfo): string =>
+  [
+    `group ${g.name}: topic ${g.topic}${g.byKey ? ", by key" : ""}, ackWait ${g.ackWaitMs} ms, maxDeliver ${
+      g.maxDeliver === 0 ? "no limit" : g.maxDeliver
+    }, dead letters to ${g.deadLetterTopic ?? "nowhere (counted, dropped)"}`,
+    `started at offset ${g.startOffset}; handed out up to ${g.frontier} of ${g.end} (lag ${g.lag})`,
+    `pending ${g.pending} of ${g.pendingSlots} (oldest ${
+      age(g.oldestPendingAgeMs)
+    }); acked ${g.acked}, redelivered ${g.redeliveries} (${g.expired} after ackWait), dead letters ${g.deadLetters}`,
+    g.members.length === 0 ? "no members" : table(
+      ["member pid", "slot", "in flight", "max", "delivered", "acked", ...(g.byKey ? ["buckets"] : [])],
+      g.members.map((
+        m
+      ) => [m.pid, m.slot, m.pending, m.maxInFlight, m.delivered, m.acked, ...(g.byKey ? [m.buckets] : [])])
+    )
+  ].join("\n")
+
+const pendingTable = (name: string, pending: ReadonlyArray<PendingMessage>, nowMs: number): string =>
+  pending.length === 0 ? `group ${name}: nothing pending` : table(
+    ["offset", "state", "member pid", "deliveries", "first delivered", "due in"],
+    pending.map((p) => [
+      p.offset,
+      p.state,
+      p.memberPid ?? "-",
+      p.deliveries,
+      p.firstDeliveredAtMs === 0 ? "-" : `${age(nowMs - p.firstDeliveredAtMs)} ago`,
+      p.state === "claiming" ? "-" : age(Math.max(0, p.deadlineMs - nowMs))
+    ])
+  )
+
+const print = (json: boolean, value: unknown, text: () => string) => Console.log(json ? JSON.stringify(value) : text())
+
+export const groupsReport = (region: RegionAccess, words: GroupsWords, json: boolean) =>
+  Effect.gen(function*() {
+    const groups = yield* ConsumerGroups
+    switch (words.kind) {
+      case "list": {
+        const all = yield* groups.list
+        return yield* print(json, all, () => listTable(all))
+      }
+      case "describe": {
+        const info = yield* groups.describe(words.name)
+        return yield* print(json, info, () => describeText(info))
+      }
+      case "pending": {
+        const pending = yield* groups.pending(words.name)
+        return yield* print(json, pending, () => pendingTable(words.name, pending, Date.now()))
+      }
+      case "create": {
+        const info = yield* groups.create(words.spec)
+        return yield* print(json, info, () =>
+          `created group ${info.name} on topic ${info.topic} at offset ${info.startOffset}`)
+      }
+      case "delete": {
+        yield* groups.delete(words.name)
+        return yield* print(json, { deleted: words.name }, () =>
+          `deleted group ${words.name}`)
+      }
+    }
+  }).pipe(Effect.provide(groupMember(region)))

@@ -1,0 +1,57 @@
+/** `cxlog consume`: a member of a consumer group (roles/Consume.ts). */
+import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
+import { failUsage } from "../cli/CliFailure.js"
+import * as Cli from "../cli/CliKit.js"
+import { consume } from "../roles/Consume.js"
+import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
+import { coherence, region } from "./SharedFlags.js"
+
+export const consumeCommand = Cli.command({
+  name: "consume",
+  summary: "Join a consumer group: share its topic's messages with the other members, each acked once it is handled",
+  details: "Runs on the region's host. Each message goes to one member of the group at a time: this one prints it " +
+    "and acks it, or with --exec runs the command with the message's value on stdin (and CONSUME_OFFSET, CONSUME_KEY, " +
+    "CONSUME_DELIVERY_COUNT, CONSUME_GROUP, CONSUME_TOPIC in its environment), acking it when the command exits 0 and delivering it again otherwise. " +
+    "A message this member holds when it dies or is stopped goes to the other members at once; one held past " +
+    "--ack-wait-ms goes to another. With --topic, the group is created if it does not exist (the other flags are its " +
+    "spec). Start it in three terminals and kill one: the others take its messages over (docs/consumers.md).",
+  flags: {
+    region,
+    coherence,
+    group: Cli.optionalText("group", { placeholder: "NAME", shown: "none", description: "the consumer group to join" }),
+    topic: Cli.optionalText("topic", {
+      placeholder: "NAME",
+      shown: "the group's",
+      description: "the topic the group reads: creates the group if it does not exist"
+    }),
+    ...groupSpecFlags,
+    maxInFlight: Cli.fromSetting("max-in-flight", GROUP_SETTINGS.settings.maxInFlight),
+    exec: Cli.optionalText("exec", {
+      placeholder: "CMD",
+      shown: "print each message",
+      description: "run `sh -c CMD` per message, its value on stdin: exit 0 acks it, anything else delivers it again"
+    }),
+    nakDelayMs: Cli.integer("nak-delay-ms", {
+      default: 0,
+      description: "with --exec: how long a message whose command failed waits before it is delivered again"
+    }),
+    limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
+    json: Cli.toggle("json", { description: "print each message as a JSON object" })
+  },
+  examples: [
+    "cxlog consume --group mailer --topic emails",
+    "cxlog consume --group mailer --exec 'xargs -0 ./send-mail' --max-in-flight 4",
+    "cxlog consume --group billing --topic orders --by-key --dead-letter-topic orders.dead --max-deliver 3"
+  ],
+  run: (o) =>
+    o.group === undefined ? failUsage("cxlog consume needs --group NAME") : consume({
+      region: { name: o.region, coherence: o.coherence },
+      group: o.group,
+      spec: o.topic === undefined ? undefined : groupSpecOf(o.group, o.topic, o),
+      maxInFlight: o.maxInFlight,
+      exec: o.exec,
+      nakDelayMs: o.nakDelayMs,
+      limit: o.limit,
+      json: o.json
+    })
+})

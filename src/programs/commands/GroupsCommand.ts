@@ -1,0 +1,59 @@
+/** `cxlog groups`: list, describe, create and delete consumer groups, and list one's pending messages (admin/Groups.ts). */
+import { Effect } from "effect"
+import { groupsReport, type GroupsWords } from "../admin/Groups.js"
+import { failUsage } from "../cli/CliFailure.js"
+import * as Cli from "../cli/CliKit.js"
+import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
+import { coherence, json, region } from "./SharedFlags.js"
+
+const USAGE = "use cxlog groups [describe NAME | pending NAME | create NAME --topic T | delete NAME]"
+
+const wordsOf = (
+  args: ReadonlyArray<string>,
+  o: Parameters<typeof groupSpecOf>[2] & { readonly topic: string | undefined }
+) => {
+  const [verb, name, ...rest] = args
+  if (verb === undefined) return Effect.succeed<GroupsWords>({ kind: "list" })
+  if (name === undefined || rest.length > 0) return failUsage(USAGE)
+  switch (verb) {
+    case "describe":
+    case "pending":
+    case "delete":
+      return Effect.succeed<GroupsWords>({ kind: verb, name })
+    case "create":
+      return o.topic === undefined
+        ? failUsage("cxlog groups create NAME needs --topic T")
+        : Effect.succeed<GroupsWords>({ kind: "create", spec: groupSpecOf(name, o.topic, o) })
+    default:
+      return failUsage(USAGE)
+  }
+}
+
+export const groupsCommand = Cli.command({
+  name: "groups",
+  summary:
+    "List the region's consumer groups (members, pending, oldest pending, redeliveries, dead letters); describe, create and delete one; list its pending messages",
+  details: "Runs on the region's host. `pending NAME` lists each message handed out and not settled: its offset, " +
+    "the member holding it (or waiting to be delivered again), its deliveries and when it is due. A deleted " +
+    "group's members stop at their next look (GroupDeleted); its name is free at once.",
+  positional: "describe NAME | pending NAME | create NAME | delete NAME",
+  flags: {
+    region,
+    coherence,
+    topic: Cli.optionalText("topic", {
+      placeholder: "NAME",
+      shown: "none",
+      description: "with create: the group's topic"
+    }),
+    ...groupSpecFlags,
+    json
+  },
+  examples: [
+    "cxlog groups",
+    "cxlog groups pending mailer",
+    "cxlog groups create billing --topic orders --by-key --dead-letter-topic orders.dead",
+    "cxlog groups delete billing"
+  ],
+  run: (o, args) =>
+    Effect.flatMap(wordsOf(args, o), (words) => groupsReport({ name: o.region, coherence: o.coherence }, words, o.json))
+})

@@ -1,0 +1,272 @@
+/**
+ * ConsumerGroups: a pool of members sharing one topic's messages — each message to one member at
+ * a time, acknowledged one by one, delivered again when its member naks it, holds it past
+ * `ackWaitMs` or dies, and sent to a dead-letter topic after `maxDeliver` deliveries or a `term`.
+ * With `byKey`, messages of one key go to one member while it lives, in offset order. A group is
+ * a named object of the region's directory (kind "group"), shared by every process that maps
+ * the region; its members coordinate through it lock-free. docs/consumers.md says exactly what
+ * is promised.
+ */
+import { Context, type Effect, Schema, type Stream } from "effect"
+import type { CoordinatorUnavailable } from "../control/Coordinator.js"
+import type { HeadUnavailable } from "../log/HeadWatch.js"
+import type { LogCorrupt, TopicDeleted, TopicNotFound } from "../log/Topics.js"
+import type { MessageHeader } from "../net/Subscriber.js"
+import type {
+  DirectoryFull,
+  HolderLinesFull,
+  InvalidObjectName,
+  NotDirectoryWriter,
+  RegionFull
+} from "../region/Directory.js"
+
+/** Where a new group starts reading its topic. */
+export type GroupStart =
+  | "earliest"
+  | "latest"
+  | { readonly offset: number }
+  /** The first message stamped at or after this time (ms since the epoch). */
+  | { readonly time: number }
+
+export interface GroupSpec {
+  readonly name: string
+  readonly topic: string
+  /** Messages of one key go to one member while it lives, in offset order. */
+  readonly byKey?: boolean
+  /** How long a member may hold a message unacked before another may take it (default CXLOG_GROUP_ACK_WAIT_MS). */
+  readonly ackWaitMs?: number
+  /** Deliveries before the dead letters (default CXLOG_GROUP_MAX_DELIVER; 0: no limit). */
+  readonly maxDeliver?: number
+  /** The topic terminated and undeliverable messages go to, with headers saying why; without one they are counted and dropped. */
+  readonly deadLetterTopic?: string
+  /** Default "earliest". */
+  readonly start?: GroupStart
+  /** The most members at once (default CXLOG_GROUP_MEMBER_SLOTS). */
+  readonly memberSlots?: number
+  /** The most messages handed out and not settled at once (default CXLOG_GROUP_PENDING_SLOTS). */
+  readonly pendingSlots?: number
+}
+
+export interface GroupMember {
+  readonly pid: number
+  /** Its line in the group's member table. */
+  readonly slot: number
+  readonly joinedAtMs: number
+  readonly maxInFlight: number
+  /** Messages it holds now (delivered, not settled). */
+  readonly pending: number
+  readonly delivered: number
+  readonly acked: number
+  /** byKey: the key buckets it owns. */
+  readonly buckets: number
+}
+
+export interface GroupInfo {
+  readonly name: string
+  readonly topic: string
+  readonly byKey: boolean
+  readonly ackWaitMs: number
+  readonly maxDeliver: number
+  readonly deadLetterTopic: string | undefined
+  readonly startOffset: number
+  readonly createdAtMs: number
+  readonly memberSlots: number
+  readonly pendingSlots: number
+  /** The next offset to hand out (byKey: the lowest of its buckets'). */
+  readonly frontier: number
+  /** The topic's end now, and how far the frontier is behind it. */
+  readonly end: number
+  readonly lag: number
+  readonly members: ReadonlyArray<GroupMember>
+  /** Messages handed out and not settled (delivered, or waiting to be delivered again). */
+  readonly pending: number
+  /** How long ago the oldest pending message was first delivered. */
+  readonly oldestPendingAgeMs: number | undefined
+  readonly redeliveries: number
+  /** Redeliveries because a message's ackWait ran out. */
+  readonly expired: number
+  readonly deadLetters: number
+  readonly acked: number
+}
+
+export interface PendingMessage {
+  readonly offset: number
+  /** "delivered": a member holds it; "waiting": nak'd, due again at `deadlineMs`; "claiming": being handed out. */
+  readonly state: "claiming" | "delivered" | "waiting"
+  /** The member's pid (undefined while waiting, or when its member is gone). */
+  readonly memberPid: number | undefined
+  readonly deliveries: number
+  readonly deadlineMs: number
+  readonly firstDeliveredAtMs: number
+}
+
+/** One message handed to a member. Settle it once: `ack`, `nak` or `term`. */
+export interface Delivery {
+  readonly group: string
+  readonly topic: string
+  readonly offset: number
+  readonly timestamp: number
+  readonly key: Uint8Array | undefined
+  readonly headers: ReadonlyArray<MessageHeader> | undefined
+  readonly value: Uint8Array
+  /** 1 the first time; more when it was delivered before (nak'd, held past ackWait, or its member died). */
+  readonly deliveryCount: number
+  /** Done: never again. False when it was no longer this member's (held past ackWait and taken over, or settled already). */
+  readonly ack: Effect.Effect<boolean>
+  /** Deliver it again, to any member, after `delayMs` (default 0); after `maxDeliver` deliveries it goes to the dead letters instead. */
+  readonly nak: (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed>
+  /** Never deliver it again: to the dead-letter topic, with `reason`. */
+  readonly term: (reason?: string) => Effect.Effect<boolean, DeadLetterFailed>
+  /** Still working on it: its ackWait starts again. */
+  readonly inProgress: Effect.Effect<boolean>
+}
+
+export interface JoinOptions {
+  /** Messages this member holds at once, delivered and not settled (default CXLOG_GROUP_MAX_IN_FLIGHT). */
+  readonly maxInFlight?: number
+}
+
+export interface ConsumerGroupsShape {
+  readonly create: (spec: GroupSpec) => Effect.Effect<GroupInfo, GroupCreateError>
+  readonly describe: (name: string) => Effect.Effect<GroupInfo, GroupNotFound | GroupCorrupt>
+  readonly list: Effect.Effect<ReadonlyArray<GroupInfo>>
+  /** The messages handed out and not settled, oldest offset first. */
+  readonly pending: (name: string) => Effect.Effect<ReadonlyArray<PendingMessage>, GroupNotFound | GroupCorrupt>
+  /** Deletes the group: its name is free at once; its members' next look fails with `GroupDeleted`. */
+  readonly delete: (name: string) => Effect.Effect<void, GroupNotFound | NotDirectoryWriter | CoordinatorUnavailable>
+  /**
+   * Joins as a member for as long as the stream runs: the messages this member is given, each to
+   * be settled. Leaving (the stream ends, or is interrupted) hands what it holds to the others at once.
+   */
+  readonly join: (name: string, options?: JoinOptions) => Stream.Stream<Delivery, GroupJoinError>
+}
+
+export class ConsumerGroups extends Context.Tag("cxlog/ConsumerGroups")<ConsumerGroups, ConsumerGroupsShape>() {}
+
+export class GroupNotFound extends Schema.TaggedError<GroupNotFound>()("GroupNotFound", { group: Schema.String }) {
+  override get message() {
+    return `no consumer group named ${JSON.stringify(this.group)}`
+  }
+}
+
+export class GroupExists extends Schema.TaggedError<GroupExists>()("GroupExists", { group: Schema.String }) {
+  override get message() {
+    return `a consumer group named ${JSON.stringify(this.group)} exists already`
+  }
+}
+
+export class InvalidGroupSpec extends Schema.TaggedError<InvalidGroupSpec>()("InvalidGroupSpec", {
+  group: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `consumer group ${JSON.stringify(this.group)}: ${this.reason}`
+  }
+}
+
+/** The group's object does not read as a group (another build's layout, or damaged): nothing of it is used. */
+export class GroupCorrupt extends Schema.TaggedError<GroupCorrupt>()("GroupCorrupt", {
+  group: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `consumer group ${JSON.stringify(this.group)} cannot be read: ${this.reason}`
+  }
+}
+
+export class GroupDeleted extends Schema.TaggedError<GroupDeleted>()("GroupDeleted", { group: Schema.String }) {
+  override get message() {
+    return `consumer group ${JSON.stringify(this.group)} was deleted`
+  }
+}
+
+export class GroupMembersFull extends Schema.TaggedError<GroupMembersFull>()("GroupMembersFull", {
+  group: Schema.String,
+  slots: Schema.Int
+}) {
+  override get message() {
+    return `consumer group ${
+      JSON.stringify(this.group)
+    }: all ${this.slots} member slots have live members (create the group with more: memberSlots)`
+  }
+}
+
+/** The members' `maxInFlight` together would exceed the group's pending table. */
+export class GroupPendingFull extends Schema.TaggedError<GroupPendingFull>()("GroupPendingFull", {
+  group: Schema.String,
+  slots: Schema.Int,
+  inFlight: Schema.Int
+}) {
+  override get message() {
+    return `consumer group ${
+      JSON.stringify(this.group)
+    }: its members would hold ${this.inFlight} messages at once, its pending table has ${this.slots} entries (join with a lower maxInFlight, or create the group with more pendingSlots)`
+  }
+}
+
+/** The topic no longer holds messages the group must hand out: nothing is skipped, the group stops there. */
+export class GroupBehindRetention extends Schema.TaggedError<GroupBehindRetention>()("GroupBehindRetention", {
+  group: Schema.String,
+  topic: Schema.String,
+  /** The offset the group needed. */
+  requested: Schema.Number,
+  /** The oldest offset the topic holds now, and its end. */
+  earliest: Schema.Number,
+  end: Schema.Number
+}) {
+  override get message() {
+    return `consumer group ${
+      JSON.stringify(this.group)
+    }: topic ${this.topic} no longer holds offset ${this.requested} (it holds [${this.earliest}, ${this.end})): offsets ${this.requested} to ${
+      this.earliest - 1
+    } were dropped before the group handed them out; delete the group and create it again to go on from ${this.earliest}`
+  }
+}
+
+/** The group's topic was deleted (and maybe created again: the group belongs to the one it was created on). */
+export class GroupTopicGone extends Schema.TaggedError<GroupTopicGone>()("GroupTopicGone", {
+  group: Schema.String,
+  topic: Schema.String
+}) {
+  override get message() {
+    return `consumer group ${JSON.stringify(this.group)}: its topic ${this.topic} was deleted; delete the group`
+  }
+}
+
+/** A dead letter could not be written: the message stays pending and is delivered again. */
+export class DeadLetterFailed extends Schema.TaggedError<DeadLetterFailed>()("DeadLetterFailed", {
+  group: Schema.String,
+  topic: Schema.String,
+  offset: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `consumer group ${
+      JSON.stringify(this.group)
+    }: the dead letter of ${this.topic} offset ${this.offset} was not written (${this.reason}); the message stays pending`
+  }
+}
+
+export type GroupCreateError =
+  | GroupExists
+  | InvalidGroupSpec
+  | TopicNotFound
+  | DirectoryFull
+  | RegionFull
+  | InvalidObjectName
+  | NotDirectoryWriter
+  | CoordinatorUnavailable
+
+export type GroupJoinError =
+  | GroupNotFound
+  | GroupCorrupt
+  | GroupDeleted
+  | GroupMembersFull
+  | GroupPendingFull
+  | GroupBehindRetention
+  | GroupTopicGone
+  | TopicNotFound
+  | TopicDeleted
+  | LogCorrupt
+  | HeadUnavailable
+  | HolderLinesFull

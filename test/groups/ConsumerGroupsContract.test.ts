@@ -1,0 +1,312 @@
+/**
+ * ConsumerGroups contract: the same behaviour from the live layer (a region whose head, a child
+ * process, creates the groups' objects; this process a member and a publisher) and from the fake
+ * (the same engine over a private directory and the in-memory log). Each test uses topics of its
+ * own; waits are for conditions, bounded, never for time.
+ */
+import { expect, layer } from "@effect/vitest"
+import { Chunk, Deferred, Effect, Fiber, type Layer, Stream, TestClock } from "effect"
+import { checkBatchPayload, forEachMessage } from "../../src/layers/net/BatchPayload.js"
+import {
+  ConsumerGroups,
+  type Delivery,
+  GroupBehindRetention,
+  GroupDeleted,
+  GroupExists,
+  GroupMembersFull,
+  GroupNotFound,
+  GroupPendingFull,
+  InvalidGroupSpec
+} from "../../src/services/groups/ConsumerGroups.js"
+import { LogReader } from "../../src/services/log/LogReader.js"
+import { TopicNotFound } from "../../src/services/log/Topics.js"
+import { Publisher } from "../../src/services/net/Publisher.js"
+import { type GroupsServices, memoryGroups, regionGroups, TrimTopic } from "../fixtures/groups-harness.js"
+
+const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "dead"]
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+/** Publishes `count` messages `prefix-i` to `topic` (keys `k{i % keys}` when `keys`), acknowledged. */
+const publish = (topic: string, count: number, options: { readonly keys?: number; readonly prefix?: string } = {}) =>
+  Effect.gen(function*() {
+    const publisher = yield* Publisher
+    for (let i = 0; i < count; i++) {
+      yield* publisher.publish(new TextEncoder().encode(`${options.prefix ?? "m"}-${i}`), {
+        topic,
+        ...(options.keys === undefined ? {} : { key: `k${i % options.keys}` })
+      })
+    }
+    yield* publisher.flush(10_000)
+  })
+
+/** A member's work on a message: a few ms of real time (a test's clock is virtual; this is the work, not a wait). */
+const work = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+
+/** The first `n` deliveries of a member of `group`, not settled. */
+const take = (group: string, n: number, maxInFlight = n) =>
+  Effect.flatMap(
+    ConsumerGroups,
+    (groups) => Stream.runCollect(Stream.take(groups.join(group, { maxInFlight }), n)).pipe(Effect.map(Chunk.toArray))
+  )
+
+const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =>
+  layer(backing, { timeout: 60_000 })(name, (it) => {
+    it.effect("creates, describes, lists and deletes groups; typed errors for bad specs and unknown names", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* publish("t0", 3)
+        const info = yield* groups.create({ name: "g0", topic: "t0", ackWaitMs: 5_000, maxDeliver: 3 })
+        expect(info).toMatchObject({ name: "g0", topic: "t0", byKey: false, startOffset: 0, frontier: 0, end: 3 })
+        expect(info).toMatchObject({ ackWaitMs: 5_000, maxDeliver: 3, pending: 0, members: [], lag: 3 })
+        expect(yield* Effect.flip(groups.create({ name: "g0", topic: "t0" }))).toBeInstanceOf(GroupExists)
+        const latest = yield* groups.create({ name: "g0-latest", topic: "t0", start: "latest", byKey: true })
+        expect(latest).toMatchObject({ startOffset: 3, byKey: true, lag: 0 })
+        expect((yield* groups.list).map((g) => g.name).sort()).toEqual(["g0", "g0-latest"])
+        expect(yield* Effect.flip(groups.create({ name: "g0-x", topic: "nope" }))).toBeInstanceOf(TopicNotFound)
+        const bad = yield* Effect.flip(groups.create({ name: "g0-y", topic: "t0", ackWaitMs: 0 }))
+        expect(bad).toBeInstanceOf(InvalidGroupSpec)
+        const beyond = yield* Effect.flip(groups.create({ name: "g0-z", topic: "t0", start: { offset: 99 } }))
+        expect(beyond).toBeInstanceOf(InvalidGroupSpec)
+        yield* groups.delete("g0")
+        yield* groups.delete("g0-latest")
+        expect(yield* Effect.flip(groups.describe("g0"))).toBeInstanceOf(GroupNotFound)
+        expect(yield* Effect.flip(groups.delete("g0"))).toBeInstanceOf(GroupNotFound)
+        expect(yield* groups.list).toEqual([])
+      }))
+
+    it.effect("two members share the messages: each delivered once, every one acked", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g1", topic: "t1" })
+        yield* publish("t1", 500)
+        const seen = new Map<number, number>()
+        const all = yield* Deferred.make<void>()
+        const member = groups.join("g1", { maxInFlight: 16 }).pipe(
+          Stream.runForEach((d) =>
+            Effect.flatMap(d.ack, (acked) =>
+              Effect.sync(() => {
+                expect([acked, d.deliveryCount]).toEqual([true, 1])
+                seen.set(d.offset, (seen.get(d.offset) ?? 0) + 1)
+                if (seen.size === 500) Deferred.unsafeDone(all, Effect.void)
+              }))
+          )
+        )
+        const members = yield* Effect.forEach([1, 2], () => Effect.fork(member))
+        yield* Deferred.await(all)
+        yield* Fiber.interruptAll(members)
+        expect([...seen.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: 500 }, (_, i) => i))
+        expect([...seen.values()].every((n) => n === 1)).toBe(true)
+        const info = yield* groups.describe("g1")
+        expect(info).toMatchObject({ pending: 0, acked: 500, frontier: 500, redeliveries: 0 })
+      }))
+
+    it.effect("a nak'd message comes again with its delivery count raised", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g2", topic: "t2" })
+        yield* publish("t2", 1)
+        const [first] = yield* take("g2", 1)
+        expect(first!.deliveryCount).toBe(1)
+        expect(yield* first!.nak()).toBe(true)
+        const [again] = yield* take("g2", 1)
+        expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        expect(text(again!.value)).toBe("m-0")
+        expect(yield* again!.ack).toBe(true)
+        expect(yield* again!.ack).toBe(false)
+        expect(yield* groups.describe("g2")).toMatchObject({ pending: 0, redeliveries: 1, acked: 1 })
+      }))
+
+    it.effect("a member that leaves hands what it holds to the others at once", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g3", topic: "t3", ackWaitMs: 3_600_000 })
+        yield* publish("t3", 10)
+        const held = yield* take("g3", 10)
+        expect(held.map((d) => d.offset)).toEqual(Array.from({ length: 10 }, (_, i) => i))
+        expect(yield* groups.pending("g3")).toHaveLength(10)
+        // Its stream ended: it left, holding all ten. Another member gets them again now, not after the hour.
+        const again = yield* take("g3", 10)
+        expect(again.map((d) => [d.offset, d.deliveryCount])).toEqual(
+          Array.from({ length: 10 }, (_, i) => [i, 2])
+        )
+        // The first member's acks come too late: the messages are the second's.
+        expect(yield* held[0]!.ack).toBe(false)
+        expect(yield* again[0]!.ack).toBe(true)
+      }))
+
+    it.effect("term and maxDeliver send messages to the dead-letter topic, with headers saying why", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g4", topic: "t4", deadLetterTopic: "dead", maxDeliver: 2 })
+        yield* publish("t4", 2, { keys: 2 })
+        const [a, b] = yield* take("g4", 2)
+        expect(yield* a!.term("bad input")).toBe(true)
+        expect(yield* b!.nak()).toBe(true)
+        const [b2] = yield* take("g4", 1)
+        expect(b2).toMatchObject({ offset: 1, deliveryCount: 2 })
+        // Its second delivery was its last: a nak sends it to the dead letters.
+        expect(yield* b2!.nak()).toBe(true)
+        const dead = yield* readTopic("dead", 2)
+        expect(dead.map((m) => [m.value, m.key, m.headers["cxlog-dead-letter-reason"]])).toEqual([
+          ["m-0", "k0", "term: bad input"],
+          ["m-1", "k1", "max-deliver: nak'd after 2 deliveries"]
+        ])
+        expect(dead[1]!.headers).toMatchObject({ "cxlog-group": "g4", "cxlog-offset": "1", "cxlog-deliveries": "2" })
+        expect(yield* groups.describe("g4")).toMatchObject({ pending: 0, deadLetters: 2 })
+      }))
+
+    it.effect("a message held past ackWait goes to another member; inProgress moves the deadline (virtual time)", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g5", topic: "t5", ackWaitMs: 10_000 })
+        yield* publish("t5", 2)
+        const got = yield* Deferred.make<ReadonlyArray<Delivery>>()
+        const holder = yield* groups.join("g5", { maxInFlight: 2 }).pipe(
+          Stream.grouped(2),
+          Stream.runForEach((held) => Effect.zipRight(Deferred.succeed(got, Chunk.toArray(held)), Effect.never)),
+          Effect.fork
+        )
+        const [first, second] = yield* Deferred.await(got)
+        yield* TestClock.adjust("6 seconds")
+        expect(yield* second!.inProgress).toBe(true)
+        expect((yield* groups.pending("g5")).map((p) => p.deadlineMs)).toEqual([10_000, 16_000])
+        yield* TestClock.adjust("5 seconds")
+        // The first is past its deadline, the second not: a new member gets the first only.
+        const [again] = yield* take("g5", 1)
+        expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        expect(yield* first!.ack).toBe(false)
+        expect(yield* second!.ack).toBe(true)
+        expect(yield* again!.ack).toBe(true)
+        expect(yield* groups.describe("g5")).toMatchObject({ pending: 0, expired: 1, redeliveries: 1, acked: 2 })
+        yield* Fiber.interrupt(holder)
+      }))
+
+    it.effect("a group behind its topic's retention fails naming the offsets, and skips nothing", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g6", topic: "t6" })
+        yield* publish("t6", 10)
+        yield* (yield* TrimTopic)("t6", 5)
+        const behind = yield* Effect.flip(take("g6", 1))
+        expect(behind).toBeInstanceOf(GroupBehindRetention)
+        expect(behind).toMatchObject({ group: "g6", topic: "t6", requested: 0, earliest: 5, end: 10 })
+        expect(yield* groups.describe("g6")).toMatchObject({ frontier: 0, pending: 0, members: [] })
+      }))
+
+    it.effect("byKey: each key's messages come in offset order, one member at a time, as members join", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g7", topic: "t7", byKey: true })
+        yield* publish("t7", 600, { keys: 12 })
+        // Per key, in the order processed (across members), and per member; and who holds each key now.
+        const order = new Map<string, Array<number>>()
+        const byMember = new Map<number, Map<string, Array<number>>>()
+        const holders = new Map<string, Map<number, number>>()
+        const overlaps: Array<string> = []
+        const all = yield* Deferred.make<void>()
+        let acked = 0
+        // Each member works on four messages at once, a few ms each, so it pulls (and looks at its share
+        // of the keys) while it holds messages: a key it hands back must wait until they are settled.
+        const member = (id: number) =>
+          groups.join("g7", { maxInFlight: 8 }).pipe(
+            Stream.mapEffect((d) =>
+              Effect.gen(function*() {
+                const key = text(d.key!)
+                const held = holders.get(key) ?? new Map<number, number>()
+                holders.set(key, held)
+                if ([...held].some(([other, n]) => other !== id && n > 0)) overlaps.push(`${key}@${d.offset}`)
+                held.set(id, (held.get(id) ?? 0) + 1)
+                order.set(key, [...(order.get(key) ?? []), d.offset])
+                const mine = byMember.get(id) ?? new Map<string, Array<number>>()
+                byMember.set(id, mine.set(key, [...(mine.get(key) ?? []), d.offset]))
+                yield* work
+                held.set(id, held.get(id)! - 1)
+                expect(yield* d.ack).toBe(true)
+                if (++acked === 600) Deferred.unsafeDone(all, Effect.void)
+              }), { concurrency: 4 }),
+            Stream.runDrain,
+            Effect.fork
+          )
+        const members = [yield* member(1), yield* member(2), yield* member(3)]
+        yield* Deferred.await(all)
+        yield* Fiber.interruptAll(members)
+        const increasing = (offsets: ReadonlyArray<number>) => offsets.every((o, i) => i === 0 || o > offsets[i - 1]!)
+        for (const [key, offsets] of order) {
+          expect(offsets, key).toHaveLength(50)
+          expect(increasing(offsets), `key ${key}: ${offsets}`).toBe(true)
+        }
+        for (const mine of byMember.values()) {
+          for (const offsets of mine.values()) expect(increasing(offsets)).toBe(true)
+        }
+        // The keys moved between members as they joined, never held by two at once, their order kept.
+        expect(byMember.size).toBeGreaterThan(1)
+        expect(overlaps).toEqual([])
+      }))
+
+    it.effect("a slow member holding its one message does not hold back a fast one", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g8", topic: "t8" })
+        yield* publish("t8", 200)
+        const stuck = yield* Deferred.make<Delivery>()
+        const slow = yield* groups.join("g8", { maxInFlight: 1 }).pipe(
+          Stream.runForEach((d) => Effect.zipRight(Deferred.succeed(stuck, d), Effect.never)),
+          Effect.fork
+        )
+        const held = yield* Deferred.await(stuck)
+        const fast = yield* groups.join("g8", { maxInFlight: 32 }).pipe(
+          Stream.mapEffect((d) => Effect.as(d.ack, d.offset)),
+          Stream.take(199),
+          Stream.runCollect
+        )
+        expect([...Chunk.toArray(fast), held.offset].sort((a, b) => a - b)).toEqual(
+          Array.from({ length: 200 }, (_, i) => i)
+        )
+        expect(yield* groups.pending("g8")).toMatchObject([{ offset: held.offset, state: "delivered", deliveries: 1 }])
+        yield* Fiber.interrupt(slow)
+      }))
+
+    it.effect("full tables and a deleted group are typed errors", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g9", topic: "t9", memberSlots: 1, pendingSlots: 4 })
+        yield* publish("t9", 2)
+        const tooMany = yield* Effect.flip(take("g9", 1, 8))
+        expect(tooMany).toBeInstanceOf(GroupPendingFull)
+        const first = yield* Deferred.make<Delivery>()
+        const member = yield* groups.join("g9", { maxInFlight: 1 }).pipe(
+          Stream.runForEach((d) => Effect.zipRight(Deferred.succeed(first, d), d.ack)),
+          Effect.fork
+        )
+        yield* Deferred.await(first)
+        expect(yield* Effect.flip(take("g9", 1, 1))).toBeInstanceOf(GroupMembersFull)
+        yield* groups.delete("g9")
+        // The member's next look finds its group gone.
+        expect(yield* Effect.flip(Fiber.join(member))).toBeInstanceOf(GroupDeleted)
+        expect(yield* Effect.flip(take("g9", 1))).toBeInstanceOf(GroupNotFound)
+      }))
+  })
+
+/** The first `n` messages of `topic`: value and key as text, headers by name. */
+const readTopic = (topic: string, n: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const cursor = yield* (yield* LogReader).subscribe(topic, { from: "earliest" })
+    const found: Array<{ value: string; key: string | undefined; headers: Record<string, string> }> = []
+    while (found.length < n) {
+      yield* cursor.awaitMore(10_000)
+      yield* cursor.pollBatches((batch) => {
+        const payload = batch.bytes.slice(batch.offset, batch.offset + batch.length)
+        expect(checkBatchPayload(payload, batch.messageCount)).toBeUndefined()
+        forEachMessage(payload, batch.messageCount, (m) =>
+          found.push({
+            value: text(m.payload),
+            key: m.key === undefined ? undefined : text(m.key),
+            headers: Object.fromEntries((m.headers ?? []).map((h) => [h.name, text(h.value)]))
+          }))
+      })
+    }
+    return found
+  }))
+
+contract("consumer groups over the fake", memoryGroups(TOPICS))
+contract("consumer groups over a live region", regionGroups(TOPICS))

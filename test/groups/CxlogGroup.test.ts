@@ -1,0 +1,75 @@
+/**
+ * The Promise facade of a group member (CxlogGroup), over the fake: `for await` with an ack per
+ * job, the handler form that acks what it finished and naks what threw, and `close` handing what
+ * the member held to the next one.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, ManagedRuntime } from "effect"
+import { CxlogGroup, type CxlogJob } from "../../src/layers/groups/CxlogGroup.js"
+import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
+import { Publisher } from "../../src/services/net/Publisher.js"
+import { memoryGroups } from "../fixtures/groups-harness.js"
+
+/** One in-memory cluster for a test: its groups (for the facade) and a runtime to publish and look with. */
+const cluster = async (topic: string) => {
+  const runtime = ManagedRuntime.make(memoryGroups([topic]))
+  const groups = await runtime.runPromise(ConsumerGroups)
+  const publish = (count: number) =>
+    runtime.runPromise(Effect.gen(function*() {
+      const publisher = yield* Publisher
+      for (let i = 0; i < count; i++) yield* publisher.publish(new TextEncoder().encode(`job ${i}`), { topic })
+      yield* publisher.flush(10_000)
+    }))
+  return { runtime, groups, layer: Layer.succeed(ConsumerGroups, groups), publish }
+}
+
+describe("CxlogGroup", () => {
+  it("for await: each job once, acked; the group creates itself when asked to", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    await publish(5)
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    const done: Array<string> = []
+    for await (const job of group) {
+      done.push(job.text())
+      expect(await job.ack()).toBe(true)
+      if (done.length === 5) break
+    }
+    await group.close()
+    expect(done).toEqual(["job 0", "job 1", "job 2", "job 3", "job 4"])
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 5, pending: 0 })
+    await runtime.dispose()
+  })
+
+  it("process: a job whose handler throws comes again (nak'd), the others are acked", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    await publish(3)
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    const seen: Array<[number, number]> = []
+    const processing = group.process((job: CxlogJob) => {
+      seen.push([job.offset, job.deliveryCount])
+      if (job.offset === 1 && job.deliveryCount === 1) throw new Error("flaky")
+      if (seen.length === 4) void group.close()
+    })
+    await processing
+    expect(seen).toEqual([[0, 1], [1, 1], [2, 1], [1, 2]])
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 3, redeliveries: 1 })
+    await runtime.dispose()
+  })
+
+  it("close hands the jobs it held to the next member at once; its typed errors reject", async () => {
+    const { runtime, layer, publish } = await cluster("jobs")
+    await publish(2)
+    await expect(CxlogGroup.openWith(layer, { group: "nobody" })).rejects.toMatchObject({ _tag: "GroupNotFound" })
+    const first = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    const held = await first.next()
+    expect(held).toMatchObject({ offset: 0, deliveryCount: 1 })
+    await first.close()
+    expect(await first.next()).toBeUndefined()
+    const second = await CxlogGroup.openWith(layer, { group: "workers" })
+    const again = await second.next()
+    expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+    expect(await held!.ack()).toBe(false)
+    await second.close()
+    await runtime.dispose()
+  })
+})

@@ -1,0 +1,122 @@
+/**
+ * `cxlog consume` and `cxlog groups` as a user runs them on the region's host (the bundled CLI,
+ * a real head): consume prints and acks, `--exec` acks what its command finished and delivers
+ * again what failed, up to the dead letters; `groups pending` shows the member holding a message,
+ * and a member SIGKILLed while it holds one hands it to the next member at once (the group's
+ * ackWait is ten minutes: only its death can hand it on).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { groupsRegionEnv } from "../fixtures/groups-harness.js"
+import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const head = Effect.gen(function*() {
+  const region = yield* uniqueRegion("group-cli")
+  const env = groupsRegionEnv(region)
+  const role = yield* forkCli(["head", "--topic", "jobs", "--topic", "dead"], env)
+  yield* role.event("ready")
+  return env
+})
+
+/** Runs `cxlog ARGS` to the end (at most 30 s); its output. */
+const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const run = yield* runCliWithin(args, env, 30_000)
+    expect(run.code, `cxlog ${args.join(" ")}: ${run.stderr}`).toBe(0)
+    return run.stdout
+  })
+
+/** Publishes `lines` to `topic` with `cxlog publish --local` (a message per line of its stdin), keyed k1. */
+const publishLines = (env: Record<string, string>, topic: string, lines: ReadonlyArray<string>) =>
+  Effect.async<void, Error>((resume) => {
+    const child = spawn(process.execPath, [cliPath, "publish", "--local", "--topic", topic, "--key", "k1"], {
+      stdio: ["pipe", "ignore", "pipe"],
+      env: { ...process.env, ...env }
+    })
+    let stderr = ""
+    child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
+    child.on(
+      "close",
+      (code) => resume(code === 0 ? Effect.void : Effect.fail(new Error(`cxlog publish: exit ${code}: ${stderr}`)))
+    )
+    child.stdin!.end(`${lines.join("\n")}\n`)
+    return Effect.sync(() => child.kill("SIGKILL"))
+  }).pipe(Effect.timeout("30 seconds"))
+
+describe("cxlog consume and cxlog groups", () => {
+  it.scopedLive(
+    "consume prints and acks; --exec acks what succeeded and sends what keeps failing to the dead letters",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* publishLines(env, "jobs", ["alpha", "beta", "gamma"])
+        const printed = yield* cli(["consume", "--group", "printer", "--topic", "jobs", "--limit", "3", "--json"], env)
+        expect(printed.trim().split("\n").map((l) => JSON.parse(l))).toMatchObject([
+          { group: "printer", offset: 0, deliveryCount: 1, key: "k1", value: "alpha" },
+          { offset: 1, value: "beta" },
+          { offset: 2, value: "gamma" }
+        ])
+        const exec =
+          "cat >/dev/null; echo \"ran $CONSUME_OFFSET $CONSUME_DELIVERY_COUNT\"; [ \"$CONSUME_OFFSET\" != 1 ]"
+        const ran = yield* cli([
+          "consume",
+          "--group",
+          "runner",
+          "--topic",
+          "jobs",
+          "--dead-letter-topic",
+          "dead",
+          "--max-deliver",
+          "2",
+          "--exec",
+          exec,
+          "--limit",
+          "4"
+        ], env)
+        expect(ran.trim().split("\n").sort()).toEqual(["ran 0 1", "ran 1 1", "ran 1 2", "ran 2 1"])
+        const groups = JSON.parse(yield* cli(["groups", "--json"], env)) as ReadonlyArray<Record<string, unknown>>
+        expect(groups).toMatchObject([
+          { name: "printer", acked: 3, pending: 0, deadLetters: 0 },
+          { name: "runner", acked: 2, pending: 0, redeliveries: 1, deadLetters: 1, deadLetterTopic: "dead" }
+        ])
+        const dead = JSON.parse(yield* cli(["subscribe", "--topic", "dead", "--limit", "1", "--format", "json"], env))
+        expect(dead).toMatchObject({ key: "k1", payload: "beta" })
+        expect(dead.headers).toContainEqual({
+          name: "cxlog-dead-letter-reason",
+          value: "max-deliver: nak'd after 2 deliveries"
+        })
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "groups pending shows who holds a message; SIGKILLed, the member hands it to the next at once",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* publishLines(env, "jobs", ["slow job"])
+        yield* cli(["groups", "create", "slow", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        // Its command holds the message until the member is gone (and then ends: no process outlives the test).
+        const holdWhileParentLives = "exec >/dev/null 2>&1; while kill -0 $PPID; do sleep 0.05; done"
+        const stuck = yield* forkCli(["consume", "--group", "slow", "--exec", holdWhileParentLives], env)
+        expect(yield* stuck.event("delivered")).toMatchObject({ offset: 0, deliveryCount: 1 })
+        const pending = JSON.parse(yield* cli(["groups", "pending", "slow", "--json"], env))
+        expect(pending).toMatchObject([{ offset: 0, state: "delivered", memberPid: stuck.pid, deliveries: 1 }])
+        const listed = yield* cli(["groups", "pending", "slow"], env)
+        expect(listed).toContain(`${stuck.pid}`)
+        stuck.child.kill("SIGKILL")
+        yield* stuck.exited
+        const next = yield* cli(["consume", "--group", "slow", "--limit", "1", "--json"], env)
+        expect(JSON.parse(next)).toMatchObject({ offset: 0, deliveryCount: 2, value: "slow job" })
+        expect(JSON.parse(yield* cli(["groups", "describe", "slow", "--json"], env))).toMatchObject({
+          pending: 0,
+          acked: 1,
+          redeliveries: 1,
+          expired: 0
+        })
+      }),
+    120_000
+  )
+})

@@ -1,0 +1,186 @@
+/**
+ * The group engine's rules at the points a test of whole members cannot stop at: a member killed
+ * between claiming an entry and moving the frontier, a dead member's buckets handed back, and a
+ * bucket handed on only once what its member holds of it is settled. One group's object over a
+ * private region, its members this process's (a member "dies" when this process stops holding its
+ * line, as a killed process's line is judged: its pid names no live member).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { shareKeys } from "../../src/layers/groups/GroupKeyShare.js"
+import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "../../src/layers/groups/GroupLayout.js"
+import { ClaimLiveness, heldMembers, refSlot } from "../../src/layers/groups/GroupMembers.js"
+import { hold, makeMemberState, release } from "../../src/layers/groups/GroupMemberState.js"
+import { type GroupObject, groupOf } from "../../src/layers/groups/GroupObject.js"
+import type { Claiming } from "../../src/layers/groups/GroupPending.js"
+import { GroupReader } from "../../src/layers/groups/GroupReader.js"
+import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
+import type { LogReaderShape } from "../../src/services/log/LogReader.js"
+
+const BASE = 4096
+
+const makeGroup = (byKey: boolean): GroupObject => {
+  const config: GroupConfig = {
+    topic: "t",
+    topicGeneration: 1,
+    byKey,
+    ackWaitMs: 1_000,
+    maxDeliver: 0,
+    deadLetterTopic: undefined,
+    startOffset: 10,
+    createdAtMs: 0,
+    memberSlots: 4,
+    pendingSlots: 16,
+    buckets: byKey ? KEY_BUCKETS : 0
+  }
+  const bytes = groupBytes(config)
+  const region = privateRegion(BASE + bytes + 4096)
+  region.bytes.set(encodeHeader(config), BASE)
+  const group = groupOf(region, {
+    slot: 0,
+    generation: 1,
+    kind: "group",
+    name: "g",
+    extent: { offset: BASE, bytes },
+    params: [],
+    createdAtMs: 0
+  }, new ClaimLiveness(0))
+  if (!("layout" in group)) throw group
+  return group
+}
+
+/** A member of this process, never reading (these rules need no reader). */
+const member = (group: GroupObject) => {
+  const ref = group.members.join(8, 0, () => {})!
+  const reader = new GroupReader(undefined as unknown as LogReaderShape, "g", "t", 1)
+  return makeMemberState(group, ref, reader, () => Effect.void, { maxInFlight: 8, checkEveryMs: 1 })
+}
+
+/** The member's process "dies": no live member of this process holds its line any more. */
+const kill = (group: GroupObject, ref: number) =>
+  heldMembers(group.words.region).delete(group.layout.member(refSlot(ref)))
+
+/** How a member judges a dead member's claiming entry of a group without keys (GroupRedelivery.ts). */
+const judgeOf = (group: GroupObject) => (claim: Claiming) => group.claims.judge(claim.lane, claim.owner)
+
+/** Member `ref` reserves and fills `count` entries for a claim from the frontier as it reads it now. */
+const prepareClaim = (group: GroupObject, ref: number, count: number, deadlineMs = 1_000) => {
+  const from = group.claims.read()
+  const slots = Array.from({ length: count }, () => group.pending.reserve(ref)!)
+  slots.forEach((slot, i) => group.pending.fill(slot, ref, from.offset + i, from.claim, deadlineMs))
+  return { from, slots }
+}
+
+describe("a member killed between its claim's steps", () => {
+  it("a reserved entry held no message: freed", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const slot = group.pending.reserve(a)!
+    kill(group, a)
+    expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
+  })
+
+  it("its claim won: the messages were handed out, and are delivered again", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const { from, slots } = prepareClaim(group, a, 2)
+    expect(group.claims.claim(from, 2, a)).toBe(true)
+    kill(group, a)
+    for (const slot of slots) {
+      expect(group.pending.inspect(slot, 0, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
+    }
+    expect(group.frontier()).toBe(12)
+  })
+
+  it("a rival's claim won the same offsets: its entries are freed, never delivered beside the rival's", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const b = group.members.join(8, 0, () => {})!
+    const mine = prepareClaim(group, a, 2)
+    const rival = prepareClaim(group, b, 2)
+    expect(group.claims.claim(rival.from, 2, b)).toBe(true)
+    // A dies before its swap (which would have failed) and before it freed its entries.
+    kill(group, a)
+    for (const slot of mine.slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
+    // The frontier passed their offsets all the same: judged by the frontier alone, they would be taken.
+    expect(group.frontier()).toBeGreaterThan(group.pending.offset(mine.slots[1]!))
+  })
+
+  it("its swap never happened: the messages are still ahead of the frontier, its entries freed", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const { slots } = prepareClaim(group, a, 2)
+    kill(group, a)
+    for (const slot of slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
+  })
+
+  it("a claim no record tells of is looked at again, and delivered again once its deadline passed", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const { from, slots } = prepareClaim(group, a, 1, 5_000)
+    // The frontier moved on from this claim's number, and no record says who moved it (its winner
+    // died between its swap and its record).
+    const moved = (from.word + 1n) | (1n << 40n)
+    expect(group.words.cas64(group.layout.frontier, from.word, moved)).toBe(true)
+    kill(group, a)
+    expect(group.pending.inspect(slots[0]!, 4_999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 5_000 })
+    expect(group.pending.inspect(slots[0]!, 5_000, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
+  })
+
+  it("while the member lives, nobody touches its entries before their deadline", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const { from, slots } = prepareClaim(group, a, 1)
+    expect(group.pending.inspect(slots[0]!, 0, judgeOf(group)).kind).toBe("none")
+    expect(group.claims.claim(from, 1, a)).toBe(true)
+    group.pending.deliver(slots[0]!, a, 0, 1_000)
+    expect(group.pending.inspect(slots[0]!, 999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 1_000 })
+    expect(group.pending.inspect(slots[0]!, 1_000, judgeOf(group))).toMatchObject({ kind: "take", why: "expired" })
+  })
+})
+
+describe("byKey: buckets change hands", () => {
+  it("a drained bucket is handed on only once its member's messages of it are settled", () => {
+    const group = makeGroup(true)
+    const a = member(group)
+    shareKeys(a)
+    expect(a.owned.size).toBe(KEY_BUCKETS)
+    // A holds a message of the last bucket: the one it drains first when a second member comes.
+    const held = KEY_BUCKETS - 1
+    hold(a, held)
+    const b = member(group)
+    shareKeys(a)
+    expect(a.owned.size).toBe(KEY_BUCKETS / 2)
+    expect(a.draining.has(held)).toBe(true)
+    shareKeys(a)
+    shareKeys(b)
+    expect(b.owned.size).toBe(KEY_BUCKETS / 2 - 1)
+    expect(b.owned.has(held)).toBe(false)
+    release(a, held)
+    shareKeys(a)
+    shareKeys(b)
+    expect(b.owned.has(held)).toBe(true)
+    expect(b.owned.size).toBe(KEY_BUCKETS / 2)
+  })
+
+  it("a dead member's buckets go to the others from where it had scanned (not the ones it was draining)", () => {
+    const group = makeGroup(true)
+    const a = member(group)
+    shareKeys(a)
+    const draining = KEY_BUCKETS - 1
+    hold(a, draining)
+    const b = member(group)
+    shareKeys(a)
+    group.members.setScanned(a.ref, 500)
+    kill(group, a.ref)
+    const dead = group.members.deadSlots()
+    expect(dead).toEqual([refSlot(a.ref)])
+    group.buckets.handBack(group.members.refAt(dead[0]!), group.members.scanned(dead[0]!))
+    expect(group.members.free(dead[0]!)).toBe(true)
+    shareKeys(b)
+    expect(b.owned.size).toBe(KEY_BUCKETS)
+    expect(group.buckets.frontier(0)).toBe(500)
+    // It had stopped handing out the drained bucket's messages before it scanned on: its frontier stays.
+    expect(group.buckets.frontier(draining)).toBe(10)
+  })
+})
