@@ -45,12 +45,13 @@ describe("CxlogGroup", () => {
     await publish(3)
     const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
     const seen: Array<[number, number]> = []
-    const processing = group.process((job: CxlogJob) => {
+    const enough = new AbortController()
+    await group.process((job: CxlogJob) => {
       seen.push([job.offset, job.deliveryCount])
       if (job.offset === 1 && job.deliveryCount === 1) throw new Error("flaky")
-      if (seen.length === 4) void group.close()
-    })
-    await processing
+      if (seen.length === 4) enough.abort()
+    }, { signal: enough.signal })
+    await group.close()
     expect(seen).toEqual([[0, 1], [1, 1], [2, 1], [1, 2]])
     expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 3, redeliveries: 1 })
     await runtime.dispose()

@@ -167,7 +167,18 @@ describe("consumer groups across processes", () => {
         const covered = () => [...Array(MESSAGES).keys()].every((o) => acks.of.has(o) || uncertain.has(o))
         let info = yield* describe
         while (!covered() || info.pending > 0) {
-          yield* ackedMore(acks, 1)
+          // A wait that runs out says where the group stood.
+          const pending = yield* Effect.provide(Effect.flatMap(ConsumerGroups, (g) => g.pending("workers")), client)
+          const missing = [...Array(MESSAGES).keys()].filter((o) => !acks.of.has(o) && !uncertain.has(o))
+          yield* ackedMore(acks, 1).pipe(
+            Effect.mapError(() =>
+              new Error(
+                `no more acks: ${
+                  JSON.stringify({ info, pending: pending.slice(0, 10), missing: missing.slice(0, 10) })
+                }`
+              )
+            )
+          )
           info = yield* describe
         }
         const twice = [...acks.of].filter(([, of]) => of.length > 1).map(([offset]) => offset)

@@ -63,7 +63,10 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
 
   const create = (spec: GroupSpec) =>
     Effect.gen(function*() {
-      const problem = groupSpecProblem(spec)
+      // Members rely on each other's compare-and-swaps, which a non-coherent region's hosts cannot trust.
+      const problem = region.coherence === "coherent"
+        ? groupSpecProblem(spec)
+        : "consumer groups need a coherent region (CXLOG_COHERENCE=coherent)"
       if (problem !== undefined) return yield* new InvalidGroupSpec({ group: spec.name, reason: problem })
       if (spec.deadLetterTopic !== undefined) yield* reader.bounds(spec.deadLetterTopic)
       const start = yield* startOf(reader, spec)

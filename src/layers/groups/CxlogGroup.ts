@@ -56,6 +56,8 @@ export interface CxlogJob {
 export interface ProcessOptions {
   /** How long a job whose handler threw waits before it is delivered again (default 0). */
   readonly nakDelayMs?: number
+  /** Stops taking jobs once aborted, the job at hand settled first (looked at between jobs; `close` ends a wait). */
+  readonly signal?: AbortSignal
 }
 
 export class CxlogGroup implements AsyncIterable<CxlogJob> {
@@ -63,6 +65,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   /** Ends a pull under way when the member closes (or the caller's signal aborts). */
   private readonly stop = new AbortController()
   private buffered: Array<Delivery> = []
+  /** The pull under way, which `close` waits for before it unmaps anything. */
+  private pulling: Promise<unknown> | undefined
   private readonly onAbort = () => void this.close()
 
   private constructor(
@@ -110,8 +114,9 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   }
 
   private jobOf(delivery: Delivery): CxlogJob {
-    // Settling needs nothing of the runtime: a job settled after `close` says whether it still was this member's.
-    const run = <A>(effect: Effect.Effect<A, unknown>) => Effect.runPromise(effect)
+    // A closed member holds nothing, and its region may be unmapped: its jobs settle nothing (false).
+    const run = <A>(effect: Effect.Effect<A, unknown>) =>
+      this.closing !== undefined ? Promise.resolve(false) : Effect.runPromise(effect)
     return {
       group: delivery.group,
       topic: delivery.topic,
@@ -134,7 +139,9 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     // Closed, it holds nothing: what it had buffered went to the others with the rest.
     if (this.closing !== undefined) return undefined
     while (this.buffered.length === 0) {
-      const exit = await this.runtime.runPromiseExit(this.pull, { signal: this.stop.signal })
+      const pulling = this.runtime.runPromiseExit(this.pull, { signal: this.stop.signal })
+      this.pulling = pulling
+      const exit = await pulling
       if (Exit.isSuccess(exit)) {
         if (exit.value === undefined) return undefined
         this.buffered = Chunk.toArray(exit.value)
@@ -163,19 +170,23 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     for await (const job of this) {
       try {
         await handler(job)
+        await job.ack()
       } catch {
         await job.nak(options.nakDelayMs ?? 0)
-        continue
       }
-      await job.ack()
+      if (options.signal?.aborted === true) return
     }
   }
 
-  /** Leaves the group: the jobs it holds unsettled go to the other members at once. */
+  /**
+   * Leaves the group: the jobs it holds unsettled go to the other members at once, and settling
+   * one of them afterwards does nothing (`false`).
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.signal?.removeEventListener("abort", this.onAbort)
       this.stop.abort()
+      await this.pulling
       await Effect.runPromise(Scope.close(this.scope, Exit.void))
       await this.runtime.dispose()
     })()

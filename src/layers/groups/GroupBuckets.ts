@@ -21,7 +21,9 @@ import type { GroupWords } from "./GroupWords.js"
 
 /** Bit 31 of an owner word: its member is handing the bucket back. */
 const DRAINING = 0x80000000
-const ownerRef = (word: number): number => (word & ~DRAINING) >>> 0
+/** The member reference an owner word names (0: none). */
+export const ownerRef = (word: number): number => (word & ~DRAINING) >>> 0
+export const isDraining = (word: number): boolean => (word & DRAINING) !== 0
 
 /** FNV-1a over a key's bytes, as the bucket's index. */
 export const bucketOf = (key: Uint8Array | undefined, offset: number, buckets: number): number => {
@@ -67,7 +69,7 @@ export class GroupBuckets {
     for (let b = 0; b < this.count; b++) {
       const word = this.ownerWord(b)
       if (ownerRef(word) !== ref) continue
-      if ((word & DRAINING) === 0) owned.mine.push(b)
+      if (!isDraining(word)) owned.mine.push(b)
       else owned.draining.push(b)
     }
     return owned
@@ -88,7 +90,7 @@ export class GroupBuckets {
     for (let b = 0; b < this.count; b++) {
       const word = this.ownerWord(b)
       if (ownerRef(word) !== ref) continue
-      if ((word & DRAINING) === 0) this.raiseFrontier(b, scanned)
+      if (!isDraining(word)) this.raiseFrontier(b, scanned)
       this.words.cas32(this.layout.bucketOwner(b), word, 0)
     }
   }
@@ -108,7 +110,7 @@ export class GroupBuckets {
   release(bucket: number, ref: number, scanned: number): void {
     const word = this.ownerWord(bucket)
     if (ownerRef(word) !== ref) return
-    if ((word & DRAINING) === 0) this.raiseFrontier(bucket, scanned)
+    if (!isDraining(word)) this.raiseFrontier(bucket, scanned)
     this.words.cas32(this.layout.bucketOwner(bucket), word, 0)
   }
 

@@ -5,10 +5,9 @@
  * free buckets up to it. A bucket taken whose frontier lies behind where it reads sends its reader
  * back there (GroupBuckets.ts tells why no key is ever handed out by two members at once).
  */
+import { ownerRef } from "./GroupBuckets.js"
 import type { MemberState } from "./GroupMemberState.js"
 import { scanPosition } from "./GroupMemberState.js"
-
-const ownerRef = (word: number) => (word & 0x7fffffff) >>> 0
 
 export const shareKeys = (m: MemberState): void => {
   const { buckets, members } = m.group

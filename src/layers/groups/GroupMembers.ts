@@ -28,11 +28,20 @@ const refGeneration = (ref: number): number => ref >>> SLOT_BITS
 /** A line's claim count as the generation its references carry (never 0: a reference is never 0). */
 const generationOf = (claims: number): number => (claims & GENERATION_MASK) || GENERATION_MASK
 
-/** Member lines of each region this process holds, shared by every group over the region. */
-const heldByRegion = new WeakMap<CxlMemoryShape, Set<number>>()
+/**
+ * Member lines of each region this process holds, shared by every group over the region — by
+ * the region's name for one other processes map (this process may map it more than once: each
+ * mapping must see the members of the others as this process's live ones), by its bytes for a
+ * private one.
+ */
+const heldByName = new Map<string, Set<number>>()
+const heldByBytes = new WeakMap<ArrayBuffer, Set<number>>()
 export const heldMembers = (region: CxlMemoryShape): Set<number> => {
-  let held = heldByRegion.get(region)
-  if (held === undefined) heldByRegion.set(region, held = new Set())
+  const found = region.crossProcess ? heldByName.get(region.name) : heldByBytes.get(region.buffer)
+  if (found !== undefined) return found
+  const held = new Set<number>()
+  if (region.crossProcess) heldByName.set(region.name, held)
+  else heldByBytes.set(region.buffer, held)
   return held
 }
 

@@ -4,6 +4,7 @@
  * and its counters. Read without locks: a snapshot whose numbers may move under it.
  */
 import type { GroupInfo, GroupMember, PendingMessage } from "../../services/groups/ConsumerGroups.js"
+import { isDraining, ownerRef } from "./GroupBuckets.js"
 import type { GroupObject } from "./GroupObject.js"
 import type { EntryView } from "./GroupPending.js"
 
@@ -30,7 +31,7 @@ const frontierOf = (group: GroupObject, scannedBy: Map<number, number>): number 
   let lowest = Infinity
   for (let b = 0; b < buckets.count; b++) {
     const word = buckets.ownerWord(b)
-    const scanned = word !== 0 && word < 0x80000000 ? scannedBy.get(word) ?? 0 : 0
+    const scanned = word !== 0 && !isDraining(word) ? scannedBy.get(ownerRef(word)) ?? 0 : 0
     lowest = Math.min(lowest, Math.max(buckets.frontier(b), scanned))
   }
   return lowest === Infinity ? group.config.startOffset : lowest
