@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Schema, type Scope } from "effect"
+import { ConfigProvider, Effect, Layer, Schema, type Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
@@ -148,3 +148,25 @@ const contract = (label: string, run: Run) =>
 
 contract("live region", live)
 contract("in-memory fake", memory)
+
+describe("Channels settings", () => {
+  // The layer reads CXLOG_CHANNEL_* once, as it is built: a channel opened with no shape gets them.
+  it.scopedLive("a channel whose open names no shape takes CXLOG_CHANNEL_WRITER_SLOTS, _READER_SLOTS and _RING_BYTES", () =>
+    Effect.gen(function*() {
+      const channels = yield* Channels
+      const opened = yield* channels.open("configured", Price)
+      expect(opened.shape).toEqual({ writerSlots: 3, readerSlots: 2, ringBytes: 16384 })
+    }).pipe(
+      Effect.provide(
+        ChannelsMemory.layerMemory().pipe(
+          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(
+            new Map([
+              ["CXLOG_CHANNEL_WRITER_SLOTS", "3"],
+              ["CXLOG_CHANNEL_READER_SLOTS", "2"],
+              ["CXLOG_CHANNEL_RING_BYTES", "16KiB"]
+            ])
+          )))
+        )
+      )
+    ))
+})

@@ -5,28 +5,35 @@
 import { Effect } from "effect"
 import type { RingsShape } from "../../services/control/Rings.js"
 import type { ChannelOptions, ChannelShape, ChannelsShape } from "../../services/ipc/Channels.js"
+import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
 import type { DirectoryShape } from "../../services/region/Directory.js"
+import { settingsConfig } from "../../Settings.js"
 import { jsonCodec } from "../control/JsonCodec.js"
-import { DEFAULT_SHAPE, ringAddresses } from "./ChannelLayout.js"
+import { ringAddresses } from "./ChannelLayout.js"
 import { type CreateObject, openChannelObject } from "./ChannelObject.js"
 import { claimWriter, rawWrite, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
 
-const DEFAULT_PUBLISH_TIMEOUT_MS = 10_000
-const DEFAULT_SUBSCRIBER_BUFFER = 256
+/** What an open that names none of these gets (CXLOG_CHANNEL_*: ChannelSettings.ts). */
+export type ChannelDefaults = Effect.Effect.Success<typeof channelDefaults>
+export const channelDefaults = settingsConfig(CHANNEL_SETTINGS.settings)
 
-const shapeOf = (options: ChannelOptions): ChannelShape => ({
-  writerSlots: options.writerSlots ?? DEFAULT_SHAPE.writerSlots,
-  readerSlots: options.readerSlots ?? DEFAULT_SHAPE.readerSlots,
-  ringBytes: options.ringBytes ?? DEFAULT_SHAPE.ringBytes
-})
-
-export const makeChannels = (directory: DirectoryShape, create: CreateObject, rings: RingsShape): ChannelsShape => {
+export const makeChannels = (
+  directory: DirectoryShape,
+  create: CreateObject,
+  rings: RingsShape,
+  defaults: ChannelDefaults
+): ChannelsShape => {
+  const shapeOf = (options: ChannelOptions): ChannelShape => ({
+    writerSlots: options.writerSlots ?? defaults.writerSlots,
+    readerSlots: options.readerSlots ?? defaults.readerSlots,
+    ringBytes: options.ringBytes ?? defaults.ringBytes
+  })
   const openObject = (name: string, options: ChannelOptions) =>
     Effect.map(openChannelObject(directory, create, name, shapeOf(options)), (found) => ({
       ...found,
       addresses: ringAddresses(found.entry, found.shape),
-      publishTimeoutMs: options.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS
+      publishTimeoutMs: options.publishTimeoutMs ?? defaults.publishTimeoutMs
     }))
   return {
     open: (name, schema, options = {}) =>
@@ -45,7 +52,7 @@ export const makeChannels = (directory: DirectoryShape, create: CreateObject, ri
             name,
             codec,
             addresses,
-            options.subscriberBuffer ?? DEFAULT_SUBSCRIBER_BUFFER
+            options.subscriberBuffer ?? defaults.subscriberBuffer
           )
         }
       }),

@@ -12,8 +12,6 @@ import type { DirectoryEntry } from "../../services/region/Directory.js"
 /** Bumped when the layout of a channel's extent changes: an entry of another layout is refused. */
 export const CHANNEL_LAYOUT = 1
 
-export const DEFAULT_SHAPE: ChannelShape = { writerSlots: 8, readerSlots: 8, ringBytes: 64 << 10 }
-
 /** Ring ids are `directory slot × MAX_WRITER_SLOTS + writer slot`. */
 export const MAX_WRITER_SLOTS = 256
 /** Reader slots a ring admits at most in a channel (a subscription holds one on every ring). */

@@ -8,7 +8,7 @@ import { Channels } from "../../services/ipc/Channels.js"
 import { makeMemory as makeRingsMemory } from "../control/RingsMemory.js"
 import { makeMemory as makeDirectoryMemory, makeMemoryDirectory, makeWriterMemory } from "../region/DirectoryMemory.js"
 import type { DirectoryConfig } from "../region/DirectoryRecords.js"
-import { makeChannels } from "./ChannelEngine.js"
+import { channelDefaults, makeChannels } from "./ChannelEngine.js"
 
 const DEFAULT_DIRECTORY: DirectoryConfig = { entrySlots: 256, holderLines: 8, heapBytes: 64 << 20 }
 
@@ -19,6 +19,8 @@ export const layerMemory = (directory: DirectoryConfig = DEFAULT_DIRECTORY): Lay
     Effect.gen(function*() {
       const store = makeMemoryDirectory(directory)
       const writer = yield* makeWriterMemory(store, { epoch: 1 }).pipe(Effect.orDie)
-      return makeChannels(yield* makeDirectoryMemory(store), writer.create, yield* makeRingsMemory)
+      // The settings' defaults as the live layer reads them (an unreadable CXLOG_CHANNEL_* is a defect here).
+      const defaults = yield* Effect.orDie(channelDefaults)
+      return makeChannels(yield* makeDirectoryMemory(store), writer.create, yield* makeRingsMemory, defaults)
     })
   )

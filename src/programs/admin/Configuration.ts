@@ -7,6 +7,7 @@ import { Console, Effect, Either, Option } from "effect"
 import { INSTALL_SETTINGS, NATIVE_SETTINGS } from "../../native/NativeSettings.js"
 import { CONTROL_LAYOUT_SETTINGS, COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
+import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
 import {
   DURABLE_SETTINGS,
   HEAD_WATCH_SETTINGS,
@@ -36,6 +37,7 @@ const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   BROKER_SETTINGS,
   PUBLISHER_SETTINGS,
   GROUP_SETTINGS,
+  CHANNEL_SETTINGS,
   MIRROR_SETTINGS,
   METRICS_SETTINGS,
   ORCHESTRATOR_SETTINGS,

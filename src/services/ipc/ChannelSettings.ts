@@ -1,0 +1,39 @@
+/** Channels' settings, declared once (src/Settings.ts): a new channel's shape and how long its ends wait. */
+import { setting, type SettingsTable } from "../../Settings.js"
+
+export const CHANNEL_SETTINGS = {
+  usedBy: "channels (the Channels layers)",
+  settings: {
+    writerSlots: setting.integer({
+      env: "CXLOG_CHANNEL_WRITER_SLOTS",
+      default: 8,
+      min: 1,
+      description: "publishers a new channel has room for at once: a ring each (when its open names none)"
+    }),
+    readerSlots: setting.integer({
+      env: "CXLOG_CHANNEL_READER_SLOTS",
+      default: 8,
+      min: 1,
+      description: "subscribers a new channel has room for at once (when its open names none)"
+    }),
+    ringBytes: setting.size({
+      env: "CXLOG_CHANNEL_RING_BYTES",
+      default: 64 << 10,
+      description:
+        "each writer's ring in a new channel (when its open names none): what a writer may be ahead of its slowest reader"
+    }),
+    publishTimeoutMs: setting.millis({
+      env: "CXLOG_CHANNEL_PUBLISH_TIMEOUT_MS",
+      default: 10_000,
+      min: 1,
+      description: "how long a publish waits for room in its ring before it fails with ChannelFull"
+    }),
+    subscriberBuffer: setting.integer({
+      env: "CXLOG_CHANNEL_SUBSCRIBER_BUFFER",
+      default: 256,
+      min: 1,
+      description:
+        "values a subscription holds taken from the rings and not yet handed on (its share of the backpressure bound)"
+    })
+  }
+} as const satisfies SettingsTable
