@@ -9,6 +9,7 @@
  * Frontiers are kept relative to the start offset, so a zeroed extent (what the allocator hands
  * out) is a group at its start: the head writes only the header.
  */
+import type { GroupMade } from "../../services/groups/ConsumerGroups.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 
 /** "GRPX", little-endian. */
@@ -56,18 +57,8 @@ export const HEADER_BYTES = 512
 const FLAG_BY_KEY = 1
 
 /** What a group is, as its header keeps it. */
-export interface GroupConfig {
-  readonly topic: string
+export interface GroupConfig extends GroupMade {
   readonly topicGeneration: number
-  readonly byKey: boolean
-  readonly ackWaitMs: number
-  /** Deliveries a message gets before it goes to the dead letters; 0: no limit. */
-  readonly maxDeliver: number
-  readonly deadLetterTopic: string | undefined
-  readonly startOffset: number
-  readonly createdAtMs: number
-  readonly memberSlots: number
-  readonly pendingSlots: number
   /** Key buckets (byKey), 0 without. */
   readonly buckets: number
 }

@@ -61,17 +61,22 @@ export interface GroupMember {
   readonly buckets: number
 }
 
-export interface GroupInfo {
-  readonly name: string
+/** What a group was made with, as its object keeps it and its info says it. */
+export interface GroupMade {
   readonly topic: string
   readonly byKey: boolean
   readonly ackWaitMs: number
+  /** Deliveries a message gets before it goes to the dead letters; 0: no limit. */
   readonly maxDeliver: number
   readonly deadLetterTopic: string | undefined
   readonly startOffset: number
   readonly createdAtMs: number
   readonly memberSlots: number
   readonly pendingSlots: number
+}
+
+export interface GroupInfo extends GroupMade {
+  readonly name: string
   /** The next offset to hand out (byKey: the lowest of its buckets'). */
   readonly frontier: number
   /** The topic's end now, and how far the frontier is behind it. */
