@@ -356,10 +356,7 @@ export class BatchBuilder {
   private used = 0
   private count = 0
   private base = 0
-  /**
-   * The most bytes a batch of several messages takes (its topic's own limit, when below the
-   * pool's buffers): a lone message larger than it still gets a batch, which its topic refuses.
-   */
+  /** Most bytes a batch of several messages takes (its topic's limit); a lone larger message still gets one. */
   limit = Infinity
 
   /** No buffer until the first message: a publisher of many topics keeps one only per topic whose messages gather. */
