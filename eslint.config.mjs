@@ -14,6 +14,7 @@ export default tseslint.config(
       "node_modules/**",
       "prebuilds/**",
       ".docs-run/**",
+      ".fixtures-build/**",
       "examples/*/dist/**",
       "examples/*/node_modules/**"
     ]

@@ -7,13 +7,11 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, rmSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { dirname, join } from "node:path"
+import { join } from "node:path"
 import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
 import { defaultCredentialPath, defaultSecretPath } from "../../src/layers/net/Auth.js"
 import { removeWakeFifos } from "../../src/layers/region/Doorbell.js"
-
-export const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures")
+import { fixtureEntry } from "./FixtureBuild.js"
 
 /** A region name no other test run uses; unlinked in a finalizer even if the test fails. */
 export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.Scope> =>
@@ -48,7 +46,7 @@ export interface Child {
   readonly stderr: () => string
 }
 
-/** Runs `test/fixtures/<fixture>.ts` under tsx; SIGKILLs it when the scope closes. */
+/** Runs `test/fixtures/<fixture>.ts` (as built for this run: FixtureBuild.ts); SIGKILLs it when the scope closes. */
 export const spawnFixture = (
   fixture: string,
   args: ReadonlyArray<string> = [],
@@ -60,7 +58,7 @@ export const spawnFixture = (
     let stderr = ""
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawn(process.execPath, ["--import", "tsx", join(fixturesDir, `${fixture}.ts`), ...args], {
+        spawn(process.execPath, [fixtureEntry(fixture), ...args], {
           stdio: ["ignore", "pipe", "pipe"],
           env: { ...process.env, ...env }
         })

@@ -40,7 +40,8 @@ import { Appender, type AppenderShape } from "../../src/services/log/Appender.js
 import { Topics, type TopicsShape } from "../../src/services/log/Topics.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import { batchFrame, errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
-import { fixturesDir, tempDir } from "../helpers/Processes.js"
+import { fixtureEntry } from "../helpers/FixtureBuild.js"
+import { tempDir } from "../helpers/Processes.js"
 
 /** A publisher's HELLO (its sessions are opened after the WELCOME). */
 const helloData = (clientId: number) => new Hello({ protocol: PROTOCOL_VERSION, clientId, ackLevel: 1 })
@@ -89,9 +90,9 @@ const brokerProcess = (files: number, options: BrokerOptions) =>
       Effect.sync(() =>
         spawn("sh", [
           "-c",
-          `ulimit -n ${files} && exec "$0" --import tsx "$1" "$2"`,
+          `ulimit -n ${files} && exec "$0" "$1" "$2"`,
           process.execPath,
-          join(fixturesDir, "net-broker.ts"),
+          fixtureEntry("net-broker"),
           JSON.stringify(options)
         ], {
           stdio: ["ignore", "pipe", "pipe"]

@@ -7,7 +7,6 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Queue } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
-import { join } from "node:path"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import {
   defaultControlConfig,
@@ -19,7 +18,8 @@ import {
 import { runRegionName } from "../../src/programs/admin/Regions.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { runCli } from "../helpers/CliRoles.js"
-import { exitedPid, fixturesDir, uniqueRegion } from "../helpers/Processes.js"
+import { fixtureEntry } from "../helpers/FixtureBuild.js"
+import { exitedPid, uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"
 
 const config: RegionConfig = {
@@ -118,9 +118,7 @@ describe("cxlog regions (bundled CLI)", () => {
         yield* leftRegion(region)
         const { processTable } = yield* resolve(config, regionBytes(config))
         const role = yield* unreapedProcess(
-          `${process.execPath} --import tsx ${
-            join(fixturesDir, "slot-holder.ts")
-          } ${region} ${processTable.offset} ${processTable.slots}`
+          `${process.execPath} ${fixtureEntry("slot-holder")} ${region} ${processTable.offset} ${processTable.slots}`
         )
         yield* Queue.take(role.lines).pipe(Effect.timeoutFail({
           duration: "90 seconds",

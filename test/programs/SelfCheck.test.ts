@@ -5,11 +5,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import { existsSync } from "node:fs"
-import { join } from "node:path"
 import { selfCheck } from "../../src/programs/admin/SelfCheck.js"
-import { fixturesDir } from "../helpers/Processes.js"
+import { fixtureEntry } from "../helpers/FixtureBuild.js"
 
-const peer = join(fixturesDir, "selfcheck-peer.ts")
+const peer = fixtureEntry("selfcheck-peer")
 
 const checkWith = (mode: string) =>
   Effect.acquireUseRelease(
@@ -18,7 +17,7 @@ const checkWith = (mode: string) =>
       process.env["CXLOG_TEST_PEER_MODE"] = mode
       return before
     }),
-    () => Effect.either(selfCheck(peer, ["--import", "tsx"])),
+    () => Effect.either(selfCheck(peer)),
     (before) =>
       Effect.sync(() => {
         if (before === undefined) delete process.env["CXLOG_TEST_PEER_MODE"]
