@@ -11,6 +11,7 @@ export { CxlogGroup, type CxlogGroupOptions, type CxlogJob, type ProcessOptions 
 export { DeadLetterHeader } from "./layers/groups/GroupDeadLetters.js"
 export * as ChannelsLayers from "./layers/ipc/Channels.js"
 export * as ChannelsMemoryLayers from "./layers/ipc/ChannelsMemory.js"
+export { CxlogChannel, CxlogChannelSubscription } from "./layers/ipc/CxlogChannel.js"
 export * as AckTrackerLayers from "./layers/log/AckTracker.js"
 export * as AckTrackerMemoryLayers from "./layers/log/AckTrackerMemory.js"
 export * as AppenderLayers from "./layers/log/Appender.js"
