@@ -3,7 +3,8 @@
  * over a `ManagedRuntime` that `close()` disposes, giving back every slot it held.
  *
  * ```ts
- * const prices = await CxlogChannel.openWith(ChannelsLayers.layer, "prices", Price, { ringBytes: 64 << 10 })
+ * // `channelsLayer`: ChannelsLayers.layer with its region's layers provided (or ChannelsMemoryLayers.layerMemory())
+ * const prices = await CxlogChannel.openWith(channelsLayer, "prices", Price, { ringBytes: 64 << 10 })
  * const subscription = await prices.subscribe()   // sees what is written from now on
  * await prices.publish({ symbol: "ACME", price: 10.5 })   // the first publish takes a writer slot
  * for await (const { value, writer } of subscription) console.log(writer, value)
