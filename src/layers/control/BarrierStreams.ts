@@ -16,6 +16,7 @@ import {
 import type { RingAddress, RingInspector, RingsShape } from "../../services/control/Rings.js"
 import type { Layout } from "../../services/RegionLayout.js"
 import type { ProgressProbe } from "./BarrierRounds.js"
+import { streamTargetsOf } from "./BarrierStreamRings.js"
 
 const DEFAULT_BARRIER_TIMEOUT_MS = 30_000
 
@@ -67,6 +68,19 @@ export const drainTargetsOf = (inspectors: ReadonlyArray<RingInspector>): Readon
     return writer.pid === process.pid && writer.occurrence > 0 && !writer.closed
       ? [{ ring: inspector.address.id, occurrence: writer.occurrence, sequence: writer.sequence }]
       : []
+  })
+
+/** The drain targets of an arrival: the control rings this process writes and, in a fence, the `streams`' rings it writes. */
+export const fenceTargets = (
+  rings: RingsShape,
+  writable: ReadonlyArray<RingInspector>,
+  options: BarrierOptions
+): Effect.Effect<ReadonlyArray<DrainTarget>> =>
+  Effect.suspend(() => {
+    const control = drainTargetsOf(writable)
+    return options.streams === undefined || options.streams.length === 0 || options.mode === "rendezvous"
+      ? Effect.succeed(control)
+      : Effect.map(streamTargetsOf(rings, options.streams), (streams) => [...control, ...streams])
   })
 
 /** What `self` sends on entering barrier `name`: its drain targets, captured now. */

@@ -25,7 +25,7 @@ import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.
 import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
-import { arrival, drainTargetsOf, participantRings } from "./BarrierStreams.js"
+import { arrival, fenceTargets, participantRings } from "./BarrierStreams.js"
 import * as Protocol from "./CoordinatorProtocol.js"
 
 // The server's layers, exported here too: the package's CoordinatorLayers are both sides.
@@ -145,9 +145,9 @@ interface Participant {
  * fence on the release watermark.
  */
 const enterBarrier = (participant: Participant, name: string, options: BarrierOptions) =>
-  Effect.suspend(() => {
-    const { broadcast, client, rings, self, writable } = participant
-    const arrive = arrival(self, name, options, drainTargetsOf(writable))
+  Effect.flatMap(fenceTargets(participant.rings, participant.writable, options), (targets) => {
+    const { broadcast, client, rings, self } = participant
+    const arrive = arrival(self, name, options, targets)
     // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw
     // it. A takeover aborts the signal, which ends the wait for the reply (no racing fibers).
     const released = client.call(Protocol.BarrierArriveMethod, arrive, {
@@ -160,8 +160,11 @@ const enterBarrier = (participant: Participant, name: string, options: BarrierOp
           : passThrough(BARRIER_ERROR_TAGS)(e)
       )
     )
-    return Effect.flatMap(released, (r) =>
-      Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r))
+    return Effect.flatMap(
+      released,
+      (r) =>
+        Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r)
+    )
   })
 
 export const makeClient = (options: ClientOptions = {}): Effect.Effect<

@@ -5,12 +5,13 @@
  */
 import { Effect, Layer, type Scope } from "effect"
 import { Coordinator, type CoordinatorShape, GROUP_ALL, type Member } from "../../services/control/Coordinator.js"
-import { type RingInspector, Rings } from "../../services/control/Rings.js"
+import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import type { TopicsShape } from "../../services/log/Topics.js"
 import type { Layout } from "../../services/RegionLayout.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
-import { arrival, drainTargetsOf, participantRings, ringProbe } from "./BarrierStreams.js"
+import { type StreamProbe, withStreamRings } from "./BarrierStreamRings.js"
+import { arrival, fenceTargets, participantRings, ringProbe } from "./BarrierStreams.js"
 import { type ObjectChanges, objectChanges, type ObjectDirectory } from "./CoordinatorObjects.js"
 import type { ServerOptions } from "./CoordinatorServer.js"
 import { makeMembership, type Membership } from "./Membership.js"
@@ -24,6 +25,9 @@ export interface MemoryHub {
   readonly engine: BarrierEngine
   /** The rings participants write, for their drain targets. */
   readonly inspectors: ReadonlyArray<RingInspector>
+  readonly rings: RingsShape
+  /** Puts an arrival's targets on stream rings (channels) under the engine's probe's ids. */
+  readonly admit: StreamProbe["admit"]
   nextSlot: number
   nextWatermark: number
 }
@@ -36,7 +40,10 @@ export const makeMemoryHub = (
   Effect.gen(function*() {
     const rings = yield* Rings
     const membership = makeMembership()
+    const streams = withStreamRings(rings, yield* ringProbe(rings, layout))
     const hub: MemoryHub = {
+      rings,
+      admit: streams.admit,
       membership,
       topics,
       objects: objectChanges(options.directory),
@@ -44,7 +51,7 @@ export const makeMemoryHub = (
       nextSlot: 0,
       nextWatermark: 0,
       engine: yield* makeEngine({
-        probe: yield* ringProbe(rings, layout),
+        probe: streams.probe,
         groupMembers: membership.groupMembers,
         isPidAlive,
         release: () => ++hub.nextWatermark,
@@ -73,7 +80,11 @@ export const makeMemoryClient = (
       members: (group = GROUP_ALL) => hub.membership.list(group),
       createGroup: (name, slots) => Effect.sync(() => hub.membership.createGroup(name, slots)),
       joinGroup: (name) => Effect.sync(() => hub.membership.joinGroup(name, self.slot)),
-      barrier: (name, options) => hub.engine.arrive(arrival(self, name, options, drainTargetsOf(hub.inspectors))),
+      barrier: (name, options) =>
+        fenceTargets(hub.rings, hub.inspectors, options).pipe(
+          Effect.flatMap((targets) => hub.admit(arrival(self, name, options, targets))),
+          Effect.flatMap(hub.engine.arrive)
+        ),
       createTopic: hub.topics.create,
       deleteTopic: hub.topics.delete,
       trimTopic: hub.topics.trim,

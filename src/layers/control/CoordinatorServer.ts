@@ -25,6 +25,7 @@ import { DirectoryTable } from "../region/DirectoryTable.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
 import { isOwnerAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
+import { type StreamProbe, withStreamRings } from "./BarrierStreamRings.js"
 import { controlRings, ringProbe } from "./BarrierStreams.js"
 import { type ObjectChanges, objectChanges } from "./CoordinatorObjects.js"
 import {
@@ -73,6 +74,8 @@ interface ServerState {
   readonly rings: RingsShape
   readonly membership: Membership
   readonly engine: BarrierEngine
+  /** Puts an arrival's targets on stream rings (channels) under the engine's probe's ids. */
+  readonly admit: StreamProbe["admit"]
   readonly staleMs: number
   /** Where the liveness check forks what must not hold it up. */
   readonly scope: Scope.Scope
@@ -173,6 +176,12 @@ const deferArrival = (
   return rest === undefined ? Effect.succeed(reply) : Effect.as(rest, reply)
 }
 
+/** An arrival naming stream rings (channels) has them inspected first; any other enters as it is. */
+const arrivalOf = (s: ServerState, arrive: BarrierArrive, request: RpcRequest<BarrierReleased, BarrierError>) =>
+  arrive.drainTargets.some((t) => t.stream !== undefined)
+    ? Effect.flatMap(s.admit(arrive), (admitted) => deferArrival(s.engine, admitted, request))
+    : deferArrival(s.engine, arrive, request)
+
 const handlers = (s: ServerState, topics: TopicsShape, objects: ObjectChanges) => {
   const { members } = s.membership
   return [
@@ -210,7 +219,7 @@ const handlers = (s: ServerState, topics: TopicsShape, objects: ObjectChanges) =
         s.membership.joinGroup(name, slot)
         return null
       })),
-    handle(BarrierArriveMethod, (arrive, request) => deferArrival(s.engine, arrive, request)),
+    handle(BarrierArriveMethod, (arrive, request) => arrivalOf(s, arrive, request)),
     handle(CreateTopicMethod, (spec) => withinRegion(topics.create(spec))),
     handle(DeleteTopicMethod, ({ name }) => Effect.as(withinRegion(topics.delete(name)), null)),
     handle(TrimTopicMethod, ({ name, target }) => withinRegion(topics.trim(name, target))),
@@ -300,13 +309,15 @@ export const makeServer = (options: ServerOptions = {}) =>
     const fenced = Option.match(lease, { onNone: () => () => false, onSome: (l) => () => !l.holdsLease() })
     const membership = makeMembership()
     const broadcast: Broadcast = { server: undefined, ready: yield* Deferred.make<RpcServer>() }
+    const streams = withStreamRings(rings, yield* ringProbe(rings, layout))
     const s: ServerState = {
       region: yield* CxlMemory,
       layout,
       rings,
       membership,
+      admit: streams.admit,
       engine: yield* makeEngine({
-        probe: yield* ringProbe(rings, layout),
+        probe: streams.probe,
         groupMembers: membership.groupMembers,
         isPidAlive,
         release: releaseThrough(broadcast, layout),

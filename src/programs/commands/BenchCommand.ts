@@ -4,6 +4,8 @@
  */
 import { Effect, Either } from "effect"
 import { bench } from "../bench/Bench.js"
+import { channelBench } from "../bench/ChannelBench.js"
+import { channelBenchPeer } from "../bench/ChannelBenchPeer.js"
 import { loopbackSend } from "../bench/Loopback.js"
 import { benchMirror } from "../bench/MirrorBench.js"
 import { peerConsume } from "../bench/peers/PeerConsumerMain.js"
@@ -29,13 +31,14 @@ export const benchCommand = Cli.command({
   summary: "Measure a local cluster's throughput and ACK latency next to the loopback TCP bound",
   flags: {
     ...clusterFlags("256MiB"),
-    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics"], {
+    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics", "channel"], {
       default: "e2e",
       env: "CXLOG_BENCH_TYPE",
       description:
         "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong), " +
         "mirror (cxlog mirror into a 3-node JetStream cluster next to publishing to it directly; docs/mirror.md), " +
-        "topics (--topics topics created, written, audited, deleted and created again in a region of at most 1 GiB, and one client's MB/s over --ratio-topics topics ÷ into one; docs/topics.md)"
+        "topics (--topics topics created, written, audited, deleted and created again in a region of at most 1 GiB, and one client's MB/s over --ratio-topics topics ÷ into one; docs/topics.md), " +
+        "channel (a channel by name between two processes, one way, next to process.send and a Unix socket in the same run: latency one value at a time, and 64 B values/s; docs/ipc.md)"
     }),
     topics: Cli.integer("topics", {
       default: 10_000,
@@ -48,6 +51,12 @@ export const benchCommand = Cli.command({
       min: 1,
       env: "CXLOG_BENCH_RATIO_TOPICS",
       description: "topics: how many topics one client's 1 KiB messages are spread over, next to one topic"
+    }),
+    channelValues: Cli.integer("channel-values", {
+      default: 200_000,
+      min: 1,
+      env: "CXLOG_BENCH_CHANNEL_VALUES",
+      description: "channel: 64 B values per throughput run"
     }),
     mirrorMessages: Cli.integer("mirror-messages", {
       default: 20_000,
@@ -69,7 +78,7 @@ export const benchCommand = Cli.command({
       default: 2_000,
       min: 1,
       env: "CXLOG_SAMPLES",
-      description: "rtt: round trips measured"
+      description: "rtt: round trips measured; channel: one-way values measured per transport"
     }),
     peers: Cli.custom("peers", "redis|nats|none", parsePeers, {
       default: [],
@@ -94,11 +103,14 @@ export const benchCommand = Cli.command({
     "cxlog bench --peers redis,nats",
     "cxlog bench --type rtt --samples 5000",
     "cxlog bench --type rtt --local --peers redis",
-    "cxlog bench --type topics --topics 10000 --json"
+    "cxlog bench --type topics --topics 10000 --json",
+    "cxlog bench --type channel --json"
   ],
   run: (o) =>
     o.peers.length > 0 && (o.type === "mirror" || o.tls)
       ? failUsage(`--peers is not measured with ${o.type === "mirror" ? "--type mirror" : "--tls"}`)
+      : o.peers.length > 0 && o.type === "channel"
+      ? failUsage("--peers is not measured with --type channel")
       : o.type === "mirror"
       ? benchMirror({
         messages: o.mirrorMessages,
@@ -106,6 +118,8 @@ export const benchCommand = Cli.command({
         rateMBps: o.mirrorRateMbps,
         json: o.json
       }).pipe(Effect.asVoid)
+      : o.type === "channel"
+      ? channelBench({ samples: o.samples, values: o.channelValues, json: o.json }).pipe(Effect.asVoid)
       : o.type === "topics"
       ? benchTopics({
         topics: o.topics,
@@ -161,4 +175,13 @@ export const loopbackEchoCommand = Cli.command({
   hidden: true,
   flags: {},
   run: () => loopbackEcho
+})
+
+export const channelBenchPeerCommand = Cli.command({
+  name: "channel-bench-peer",
+  summary: "internal: the receiving process of the channel bench",
+  hidden: true,
+  positional: "CONFIG",
+  flags: {},
+  run: (_, args) => channelBenchPeer(args[0] ?? "{}")
 })

@@ -29,6 +29,7 @@ import {
   type ObjectNotFound,
   type RegionFull
 } from "../region/Directory.js"
+import type { RingAddress } from "./Rings.js"
 
 export const BarrierMode = Schema.Literal("rendezvous", "delivery-fence", "processing-fence")
 export type BarrierMode = typeof BarrierMode.Type
@@ -44,11 +45,27 @@ const Position = Schema.Number.pipe(
 )
 const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
 
-/** A stream position a participant had written when it arrived, in its writer's own sequence space. */
+/**
+ * A ring outside the control layout that a drain target names (a channel's writer ring): the
+ * named object it belongs to and where it lies, for the coordinator to read its lines.
+ */
+export const StreamRing = Schema.Struct({
+  name: Name,
+  offset: Position,
+  dataBytes: Schema.Int.pipe(Schema.positive()),
+  readerSlots: Schema.Int.pipe(Schema.between(1, 64))
+})
+export type StreamRing = typeof StreamRing.Type
+
+/**
+ * A stream position a participant had written when it arrived, in its writer's own sequence
+ * space: of control ring `ring`, or, with `stream`, of that ring (whose id `ring` is its own).
+ */
 export const DrainTarget = Schema.Struct({
   ring: Schema.Int.pipe(Schema.nonNegative()),
   occurrence: Occurrence,
-  sequence: Position
+  sequence: Position,
+  stream: Schema.optional(StreamRing)
 })
 export type DrainTarget = typeof DrainTarget.Type
 
@@ -194,11 +211,22 @@ export const BarrierError = Schema.Union(
 )
 export type BarrierError = typeof BarrierError.Type
 
+/** Rings beyond the control rings that a fence drains: a named object's (a channel's writer rings, src/layers/ipc/ChannelFence.ts). */
+export interface FenceStream {
+  readonly name: string
+  readonly rings: ReadonlyArray<RingAddress>
+}
+
 export interface BarrierOptions {
   readonly mode: BarrierMode
   /** Process group; `all` (every live member) by default, `brokers` for brokers. */
   readonly group?: string
   readonly timeoutMs?: number
+  /**
+   * Fences only: these rings are drained too — each one this process writes, up to where it
+   * stands at the arrival, by the group's readers of it (docs/control-plane/barriers.md).
+   */
+  readonly streams?: ReadonlyArray<FenceStream>
 }
 
 /**

@@ -1,0 +1,193 @@
+/**
+ * A plain Promise facade over a channel, for applications that do not use Effect: a channel
+ * over a `ManagedRuntime` that `close()` disposes, giving back every slot it held.
+ *
+ * ```ts
+ * // `channelsLayer`: ChannelsLayers.layer with its region's layers provided (or ChannelsMemoryLayers.layerMemory())
+ * const prices = await CxlogChannel.openWith(channelsLayer, "prices", Price, { ringBytes: 64 << 10 })
+ * const subscription = await prices.subscribe()   // sees what is written from now on
+ * await prices.publish({ symbol: "ACME", price: 10.5 })   // the first publish takes a writer slot
+ * for await (const { value, writer } of subscription) console.log(writer, value)
+ * await prices.close()
+ * ```
+ */
+import { Cause, Effect, ExecutionStrategy, Exit, type Layer, ManagedRuntime, type Schema, Scope } from "effect"
+import {
+  type Channel,
+  type ChannelMessage,
+  type ChannelOptions,
+  type ChannelPublisher,
+  Channels,
+  type ChannelShape,
+  type ChannelSubscription
+} from "../../services/ipc/Channels.js"
+
+/** How long one wait of `next()` lasts before it is taken again: `next()` itself waits until a value or `close()`. */
+const TAKE_SLICE_MS = 60_000
+
+type Runtime = ManagedRuntime.ManagedRuntime<Channels, unknown>
+
+/** Runs `effect`, rejecting with its typed error itself (not wrapped), or the signal's reason once aborted. */
+const run = async <A>(runtime: Runtime, effect: Effect.Effect<A, unknown, Channels>, signal?: AbortSignal) => {
+  const exit = await runtime.runPromiseExit(effect, signal === undefined ? undefined : { signal })
+  if (Exit.isSuccess(exit)) return exit.value
+  throw Cause.squash(exit.cause)
+}
+
+/** One subscriber of a channel: a reader slot on every writer ring until `close()` (or its channel's). */
+export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage<A>> {
+  private closing: Promise<void> | undefined
+  /** Ends a wait under way when the subscription closes. */
+  private readonly stop = new AbortController()
+  private waiting: Promise<unknown> | undefined
+
+  /** @internal made by `CxlogChannel.subscribe` */
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly subscription: ChannelSubscription<A>,
+    private readonly scope: Scope.CloseableScope
+  ) {}
+
+  /** The next value, rejecting with `ChannelTakeTimeout` after `timeoutMs` (or `InvalidChannelFrame`, `ChannelBroken`). */
+  take(timeoutMs: number): Promise<ChannelMessage<A>> {
+    return run(this.runtime, this.subscription.take(timeoutMs))
+  }
+
+  /**
+   * The next value from any writer (each writer's in the order written); undefined once closed.
+   * A frame that does not decode rejects this one call with `InvalidChannelFrame`: the next call
+   * goes on with the frames after it.
+   */
+  async next(): Promise<ChannelMessage<A> | undefined> {
+    while (this.closing === undefined) {
+      const waiting = this.runtime.runPromiseExit(this.subscription.take(TAKE_SLICE_MS), { signal: this.stop.signal })
+      this.waiting = waiting
+      const exit = await waiting
+      if (Exit.isSuccess(exit)) return exit.value
+      if (this.closing !== undefined) return undefined
+      const error = Cause.squash(exit.cause)
+      if ((error as { _tag?: string })._tag !== "ChannelTakeTimeout") throw error
+    }
+    return undefined
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<ChannelMessage<A>> {
+    for (;;) {
+      const message = await this.next()
+      if (message === undefined) return
+      yield message
+    }
+  }
+
+  /** Gives its reader slots back: writers no longer wait for it; what it had not taken is dropped for it alone. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stop.abort()
+      await this.waiting
+      await Effect.runPromise(Scope.close(this.scope, Exit.void))
+    })()
+    return this.closing
+  }
+}
+
+export class CxlogChannel<A> {
+  private closing: Promise<void> | undefined
+  private publisher: Promise<ChannelPublisher<A>> | undefined
+  private readonly subscriptions = new Set<CxlogChannelSubscription<A>>()
+
+  private constructor(
+    private readonly runtime: Runtime,
+    private readonly scope: Scope.CloseableScope,
+    private readonly channel: Channel<A>
+  ) {}
+
+  /**
+   * Opens the channel `name` through the Channels a layer makes (`ChannelsLayers.layer` over a
+   * region, or `ChannelsMemoryLayers.layerMemory()` in an app's tests), creating it with
+   * `options`' shape if there is none. Rejects with the typed error (`ChannelUnavailable`,
+   * `InvalidChannel`).
+   */
+  static async openWith<A, I, E>(
+    layer: Layer.Layer<Channels, E>,
+    name: string,
+    schema: Schema.Schema<A, I>,
+    options: ChannelOptions = {}
+  ): Promise<CxlogChannel<A>> {
+    const runtime: Runtime = ManagedRuntime.make(layer)
+    const scope = Effect.runSync(Scope.make())
+    try {
+      const channel = await run(
+        runtime,
+        Effect.flatMap(Channels, (c) => c.open(name, schema, options)).pipe(Scope.extend(scope))
+      )
+      return new CxlogChannel(runtime, scope, channel)
+    } catch (error) {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      await runtime.dispose()
+      throw error
+    }
+  }
+
+  get name(): string {
+    return this.channel.name
+  }
+
+  /** The shape it was created with (a later open finds it as it is). */
+  get shape(): ChannelShape {
+    return this.channel.shape
+  }
+
+  /** The writer slot this channel writes through, taken by the first publish and held until `close()`. */
+  private writer(): Promise<ChannelPublisher<A>> {
+    if (this.closing !== undefined) return Promise.reject(new Error(`channel ${JSON.stringify(this.name)} is closed`))
+    const taking = this.publisher ?? run(this.runtime, this.channel.publisher.pipe(Scope.extend(this.scope)))
+    // A failed take (`ChannelWritersBusy`) is tried again by the next publish.
+    this.publisher = taking.catch((error) => {
+      this.publisher = undefined
+      throw error
+    })
+    return this.publisher
+  }
+
+  /**
+   * Encodes and writes one value. Rejects with `ChannelEncodeError` (nothing written),
+   * `ChannelFull` after `publishTimeoutMs` without room, `ChannelWritersBusy` when every writer
+   * slot is held by a live process.
+   */
+  async publish(value: A): Promise<void> {
+    const publisher = await this.writer()
+    await run(this.runtime, publisher.publish(value))
+  }
+
+  /** Encodes and writes many values, committed together. */
+  async publishAll(values: Iterable<A>): Promise<void> {
+    const publisher = await this.writer()
+    await run(this.runtime, publisher.publishAll(values))
+  }
+
+  /** A new subscriber: a reader slot on every writer ring, seeing what is written from now on (`ChannelReadersBusy` when none is free). */
+  async subscribe(): Promise<CxlogChannelSubscription<A>> {
+    if (this.closing !== undefined) throw new Error(`channel ${JSON.stringify(this.name)} is closed`)
+    const scope = await Effect.runPromise(Scope.fork(this.scope, ExecutionStrategy.sequential))
+    try {
+      const subscription = await run(this.runtime, this.channel.subscribe.pipe(Scope.extend(scope)))
+      const facade = new CxlogChannelSubscription(this.runtime, subscription, scope)
+      this.subscriptions.add(facade)
+      return facade
+    } catch (error) {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      throw error
+    }
+  }
+
+  /** Closes its subscriptions and gives back every slot it held; a later publish or subscribe rejects. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all([...this.subscriptions].map((s) => s.close()))
+      await this.publisher?.catch(() => undefined)
+      await Effect.runPromise(Scope.close(this.scope, Exit.void))
+      await this.runtime.dispose()
+    })()
+    return this.closing
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The receiving side of `cxlog bench --type channel` (`cxlog channel-bench-peer CONFIG`): one
+ * child process that reads every transport the bench measures — the channels by name, its
+ * process.send channel and a Unix domain socket — stamps each latency value the moment it has
+ * it decoded, and counts throughput values, telling the bench over process.send.
+ */
+import { Context, Effect, Layer } from "effect"
+import { connect } from "node:net"
+import { Channels } from "../../services/ipc/Channels.js"
+import { benchChannels } from "./ChannelBenchRegion.js"
+import {
+  type FromPeer,
+  LATENCY_CHANNEL,
+  LatencyValue,
+  monotonicUs,
+  RAW_CHANNEL,
+  RAW_LATENCY_CHANNEL,
+  SizedValue,
+  type ThroughputTransport,
+  type ToPeer,
+  TYPED_CHANNEL
+} from "./ChannelBenchValues.js"
+
+/** A process.send throughput run is acknowledged every this many values (the bench's window moves with it). */
+export const ACK_EVERY = 256
+/** How long one take waits before it is taken again (the bench may be busy with another transport). */
+const TAKE_SLICE_MS = 60_000
+
+interface PeerConfig {
+  readonly region: string
+  readonly socket: string
+}
+
+const decoder = new TextDecoder()
+
+const tell = (message: FromPeer) => void process.send?.(message)
+
+/** Counts each throughput transport's values, telling the bench when a run's count is reached. */
+const makeCounter = () => {
+  const expected: Record<ThroughputTransport, number> = { raw: 0, typed: 0, sendBytes: 0, sendValues: 0 }
+  const counts: Record<ThroughputTransport, number> = { raw: 0, typed: 0, sendBytes: 0, sendValues: 0 }
+  // Every receiver reads the bytes it is given, so no transport is measured without its reads.
+  let touched = 0
+  return {
+    arm: (transport: ThroughputTransport, count: number) => {
+      expected[transport] = count
+      counts[transport] = 0
+      tell({ armed: transport })
+    },
+    count: (transport: ThroughputTransport, firstByte: number, lastByte: number) => {
+      touched += firstByte + lastByte
+      const n = ++counts[transport]
+      if (n === expected[transport]) tell({ done: transport, count: n })
+      return n
+    },
+    touched: () => touched
+  }
+}
+
+/** Newline-separated JSON from the Unix socket, each line handed on as it completes. */
+const lines = (onLine: (line: string) => void) => {
+  let pending = ""
+  return (chunk: Buffer) => {
+    pending += chunk.toString("utf8")
+    let end = pending.indexOf("\n")
+    while (end >= 0) {
+      onLine(pending.slice(0, end))
+      pending = pending.slice(end + 1)
+      end = pending.indexOf("\n")
+    }
+  }
+}
+
+export const channelBenchPeer = (configText: string): Effect.Effect<void, unknown> =>
+  Effect.scoped(Effect.gen(function*() {
+    const config = JSON.parse(configText) as PeerConfig
+    // The bench ends this process by killing it; losing the bench ends it too.
+    process.on("disconnect", () => process.exit(0))
+    const channels = Context.get(yield* Layer.build(benchChannels(config.region, "peer")), Channels)
+    const counter = makeCounter()
+
+    const latency = yield* (yield* channels.open(LATENCY_CHANNEL, LatencyValue)).subscribe
+    yield* Effect.forkScoped(Effect.forever(
+      latency.take(TAKE_SLICE_MS).pipe(
+        Effect.map(({ value }) => tell({ ack: "channel", seq: value.seq, us: monotonicUs() - value.stampUs })),
+        Effect.catchTag("ChannelTakeTimeout", () => Effect.void)
+      )
+    ))
+    // The raw form of the same values: their JSON as bytes, read in place in the ring's wake-up.
+    const rawLatency = yield* (yield* channels.openRaw(RAW_LATENCY_CHANNEL)).subscribe
+    yield* Effect.forkScoped(rawLatency.consume((frame) => {
+      const value = JSON.parse(decoder.decode(frame)) as LatencyValue
+      tell({ ack: "rawChannel", seq: value.seq, us: monotonicUs() - value.stampUs })
+    }))
+    const typed = yield* (yield* channels.open(TYPED_CHANNEL, SizedValue)).subscribe
+    yield* Effect.forkScoped(Effect.forever(
+      typed.take(TAKE_SLICE_MS).pipe(
+        Effect.map(({ value }) => counter.count("typed", value.seq & 1, value.pad.length)),
+        Effect.catchTag("ChannelTakeTimeout", () => Effect.void)
+      )
+    ))
+    const raw = yield* (yield* channels.openRaw(RAW_CHANNEL)).subscribe
+    yield* Effect.forkScoped(raw.consume((frame) => void counter.count("raw", frame[0]!, frame[frame.length - 1]!)))
+
+    let sendTransport: ThroughputTransport = "sendBytes"
+    process.on("message", (message: ToPeer) => {
+      if (Array.isArray(message)) {
+        let n = 0
+        for (const item of message as ReadonlyArray<Uint8Array | SizedValue>) {
+          n = item instanceof Uint8Array
+            ? counter.count(sendTransport, item[0]!, item[item.length - 1]!)
+            : counter.count(sendTransport, item.seq & 1, item.pad.length)
+        }
+        if (Math.floor(n / ACK_EVERY) > Math.floor((n - message.length) / ACK_EVERY)) tell({ received: n })
+      } else if ("latency" in message) {
+        const value = message.latency
+        tell({ ack: "send", seq: value.seq, us: monotonicUs() - value.stampUs })
+      } else if ("expect" in message) {
+        if (message.expect === "sendBytes" || message.expect === "sendValues") sendTransport = message.expect
+        counter.arm(message.expect, message.count)
+      }
+    })
+
+    const socket = connect(config.socket)
+    socket.setNoDelay(true)
+    socket.on(
+      "data",
+      lines((line) => {
+        const value = JSON.parse(line) as LatencyValue
+        tell({ ack: "socket", seq: value.seq, us: monotonicUs() - value.stampUs })
+      })
+    )
+    socket.on("error", (error) => tell({ error: `unix socket: ${error.message}` }))
+    yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+    yield* Effect.async<void>((resume) => void socket.once("connect", () => resume(Effect.void)))
+    tell({ ready: true })
+    yield* Effect.never
+  }))

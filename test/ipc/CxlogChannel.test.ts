@@ -1,0 +1,108 @@
+/**
+ * The Promise facade over channels: over the in-memory fake, and over a live region between two
+ * facades of their own runtimes (one creating the channel as the head would, one finding it by name).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
+import { CxlogChannel } from "../../src/layers/ipc/CxlogChannel.js"
+import { liveChannels } from "../fixtures/channel-region.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const Price = Schema.Struct({ symbol: Schema.String, price: Schema.Number.pipe(Schema.positive()) })
+
+const TAKE_MS = 10_000
+
+describe("CxlogChannel", () => {
+  it.live("publish, and a subscription's async iteration: every value once, in order; a value that does not encode rejects typed", () =>
+    Effect.promise(async () => {
+      const prices = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "prices", Price, {
+        writerSlots: 2,
+        readerSlots: 2,
+        ringBytes: 8192
+      })
+      try {
+        expect(prices.shape).toEqual({ writerSlots: 2, readerSlots: 2, ringBytes: 8192 })
+        const subscription = await prices.subscribe()
+        await prices.publish({ symbol: "ACME", price: 1 })
+        await prices.publishAll([2, 3, 4].map((price) => ({ symbol: "ACME", price })))
+        const refused = await prices.publish({ symbol: "ACME", price: -1 }).catch((e: unknown) => e)
+        expect((refused as { _tag: string })._tag).toBe("ChannelEncodeError")
+        const seen: Array<number> = []
+        for await (const { value } of subscription) {
+          seen.push(value.price)
+          if (seen.length === 4) break
+        }
+        expect(seen).toEqual([1, 2, 3, 4])
+        // Nothing of the refused value was written.
+        const none = await subscription.take(50).catch((e: unknown) => e)
+        expect((none as { _tag: string })._tag).toBe("ChannelTakeTimeout")
+      } finally {
+        await prices.close()
+      }
+    }))
+
+  it.live("closing ends an iteration under way and gives the slots back", () =>
+    Effect.promise(async () => {
+      const ticks = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "ticks", Price, {
+        writerSlots: 1,
+        readerSlots: 1,
+        ringBytes: 8192
+      })
+      const first = await ticks.subscribe()
+      const busy = await ticks.subscribe().catch((e: unknown) => e)
+      expect((busy as { _tag: string })._tag).toBe("ChannelReadersBusy")
+      const seen: Array<number> = []
+      const iterating = (async () => {
+        for await (const { value } of first) seen.push(value.price)
+      })()
+      await ticks.publish({ symbol: "X", price: 7 })
+      await expect.poll(() => seen.length, { timeout: TAKE_MS }).toBe(1)
+      // Closing ends the iteration that waits for the next value.
+      await first.close()
+      await iterating
+      expect(seen).toEqual([7])
+      // Its reader slot is free again.
+      const second = await ticks.subscribe()
+      await ticks.publish({ symbol: "X", price: 8 })
+      expect((await second.take(TAKE_MS)).value.price).toBe(8)
+      await ticks.close()
+      const closed = await ticks.publish({ symbol: "X", price: 9 }).catch((e: unknown) => e)
+      expect(String(closed)).toContain("closed")
+    }))
+
+  it.scopedLive(
+    "two facades over a live region: one creates the channel, the other finds it by name and reads it",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("cxlog-channel")
+        yield* Effect.promise(async () => {
+          const head = await CxlogChannel.openWith(
+            liveChannels({ region, bell: 0, writesDirectory: true }),
+            "prices",
+            Price,
+            { writerSlots: 2, readerSlots: 2, ringBytes: 8192 }
+          )
+          try {
+            const other = await CxlogChannel.openWith(
+              liveChannels({ region, bell: 1, writesDirectory: false }),
+              "prices",
+              Price
+            )
+            try {
+              expect(other.shape).toEqual(head.shape)
+              const subscription = await other.subscribe()
+              await head.publishAll([{ symbol: "A", price: 1 }, { symbol: "B", price: 2 }])
+              expect((await subscription.next())?.value).toEqual({ symbol: "A", price: 1 })
+              expect((await subscription.next())?.value).toEqual({ symbol: "B", price: 2 })
+            } finally {
+              await other.close()
+            }
+          } finally {
+            await head.close()
+          }
+        })
+      }),
+    60_000
+  )
+})
