@@ -1,23 +1,14 @@
 /**
  * Finding a channel object by name, or creating it: a lookup in place first (no round trip);
  * only a name not found asks the directory's writer — the head itself, or the head through the
- * coordinator (Channels.ts). Two processes creating one name race at the writer, which has one
- * winner: the loser's `NameTaken` sends it back to the lookup.
+ * coordinator (ObjectCreator.ts). Two processes creating one name race at the writer, which has
+ * one winner: the loser's `NameTaken` sends it back to the lookup.
  */
 import { Effect, type Scope } from "effect"
 import { type ChannelShape, ChannelUnavailable, InvalidChannel } from "../../services/ipc/Channels.js"
-import {
-  type DirectoryEntry,
-  type DirectoryShape,
-  type NameTaken,
-  type ObjectSpec
-} from "../../services/region/Directory.js"
+import type { DirectoryEntry, DirectoryShape, NameTaken } from "../../services/region/Directory.js"
 import { channelBytes, entryShape, shapeParams, shapeProblem } from "./ChannelLayout.js"
-
-/** Creates a directory object: the writer's own `create`, or a request to the head that has it. */
-export type CreateObject = (
-  spec: ObjectSpec
-) => Effect.Effect<DirectoryEntry, NameTaken | { readonly _tag: string; readonly message: string }>
+import type { CreateObject } from "./ObjectCreator.js"
 
 /** Attempts at find-or-create: a name deleted between a lost race and the lookup after it tries again, twice at most. */
 const ATTEMPTS = 3
