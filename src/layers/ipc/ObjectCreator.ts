@@ -9,6 +9,7 @@ import { Effect, Option } from "effect"
 import { type AppObjectKind, Coordinator } from "../../services/control/Coordinator.js"
 import {
   type DirectoryEntry,
+  type DirectoryShape,
   DirectoryWriter,
   type NameTaken,
   NotDirectoryWriter,
@@ -37,3 +38,26 @@ export const objectCreator: Effect.Effect<CreateObject> = Effect.gen(function*()
   }
   return () => Effect.fail(new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 }))
 })
+
+/** Attempts at find-or-create: a name deleted between a lost race and the lookup after it tries again, twice at most. */
+const ATTEMPTS = 3
+
+/**
+ * The live object of `spec`'s kind and name: found in place first (no round trip), created only
+ * when not found; a lost race to create it (`NameTaken`) looks it up again.
+ */
+export const findOrCreate = (
+  directory: DirectoryShape,
+  create: CreateObject,
+  spec: AppObjectSpec,
+  attempt = 1
+): Effect.Effect<DirectoryEntry, { readonly _tag: string; readonly message: string }> =>
+  directory.lookup(spec.kind, spec.name).pipe(
+    Effect.catchTag("ObjectNotFound", () =>
+      create(spec).pipe(
+        Effect.catchIf(
+          (e): e is NameTaken => e._tag === "NameTaken" && attempt < ATTEMPTS,
+          () => findOrCreate(directory, create, spec, attempt + 1)
+        )
+      ))
+  )
