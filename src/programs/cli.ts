@@ -11,7 +11,13 @@ import { processEnvironment, retiredVariableProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"
 import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
-import { benchCommand, loopbackEchoCommand, loopbackSendCommand, peerConsumeCommand } from "./commands/BenchCommand.js"
+import {
+  benchCommand,
+  loopbackEchoCommand,
+  loopbackSendCommand,
+  peerConsumeCommand,
+  serviceBenchServerCommand
+} from "./commands/BenchCommand.js"
 import { brokerCommand } from "./commands/BrokerCommand.js"
 import { consumeCommand } from "./commands/ConsumeCommand.js"
 import { dashboardCommand } from "./commands/DashboardCommand.js"
@@ -61,6 +67,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   selfcheckCommand,
   loopbackSendCommand,
   loopbackEchoCommand,
+  serviceBenchServerCommand,
   peerConsumeCommand
 ]
 
