@@ -14,6 +14,8 @@ import * as CoordinatorLayers from "./control/Coordinator.js"
 import * as RingsLayers from "./control/Rings.js"
 import * as RpcLayers from "./control/Rpc.js"
 import * as ConsumerGroupsLayers from "./groups/ConsumerGroups.js"
+import * as ChannelsLayers from "./ipc/Channels.js"
+import * as ServicesLayers from "./ipc/Services.js"
 import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as ConsumersLayers from "./log/Consumers.js"
@@ -186,3 +188,16 @@ export const coordinatorServer = (options?: CoordinatorLayers.ServerOptions) =>
 
 /** Every process's coordinator client: joins on build, leaves on close. */
 export const coordinatorClient = (options?: CoordinatorLayers.ClientOptions) => CoordinatorLayers.layer(options)
+
+/**
+ * A process of an application on the region's host: channels and services by name over the
+ * region, their objects created by the head through its coordinator (docs/ipc.md).
+ */
+export const ipcMember = (access: RegionAccess) =>
+  Layer.merge(ChannelsLayers.layer, ServicesLayers.layer).pipe(
+    Layer.provide(fromLayout((layout) => DirectoryLayers.layer(layout.directory))),
+    Layer.provide(coordinatorClient()),
+    Layer.provideMerge(controlTransport),
+    Layer.provideMerge(processSlot("client")),
+    Layer.provideMerge(attachRegion(access))
+  )

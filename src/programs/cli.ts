@@ -16,7 +16,8 @@ import {
   channelBenchPeerCommand,
   loopbackEchoCommand,
   loopbackSendCommand,
-  peerConsumeCommand
+  peerConsumeCommand,
+  serviceBenchServerCommand
 } from "./commands/BenchCommand.js"
 import { brokerCommand } from "./commands/BrokerCommand.js"
 import { consumeCommand } from "./commands/ConsumeCommand.js"
@@ -68,6 +69,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   loopbackSendCommand,
   loopbackEchoCommand,
   channelBenchPeerCommand,
+  serviceBenchServerCommand,
   peerConsumeCommand
 ]
 

@@ -1,12 +1,15 @@
 /**
  * Channels between processes, by name: the test process holds the directory's writer (as a
- * head does) and creates the channel; writer and reader processes open it by name.
+ * head does) and creates the channel; writer and reader processes open it by name. In the last
+ * test, no process of the test writes the directory: a `cxlog head` does, and members racing to
+ * open a channel no one created get it made through the head's coordinator, all the same one.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Layer } from "effect"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
 import { Tick } from "../fixtures/channel-tick.js"
+import { ipcHead, memberChannels } from "../fixtures/ipc-member.js"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const peer = (region: string, bell: number, config: object) =>
@@ -89,6 +92,33 @@ describe("Channels across processes", () => {
         expect((yield* subscription.take(30_000)).value.n).toBe(2)
         // A new subscriber gets the dead reader's slot (the ring has 2: this process holds one).
         yield* channel.subscribe
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "members that are not the head open a channel no one created: made once through the coordinator, found by all, values flow",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("channel-members")
+        yield* ipcHead(region)
+        const count = 200
+        // Three processes race to open (and so create) the same name.
+        const members = yield* Effect.forEach(
+          [1, 2, 3],
+          () => spawnFixture("channel-member", [JSON.stringify({ region, name: "quotes", count })])
+        )
+        const found = yield* Effect.forEach(members, ready)
+        expect(new Set(found.map((m) => JSON.stringify(m))).size).toBe(1)
+        // This process, a member too, finds the one they made and writes to all three.
+        const channels = Context.get(yield* Layer.build(memberChannels(region)), Channels)
+        const channel = yield* channels.open("quotes", Tick)
+        expect({ ready: true, slot: channel.entry.slot, generation: channel.entry.generation }).toEqual(found[0])
+        expect(channel.shape).toEqual({ writerSlots: 2, readerSlots: 4, ringBytes: 8192 })
+        const publisher = yield* channel.publisher
+        yield* publisher.publishAll(Array.from({ length: count }, (_, i) => ({ source: "test", n: i + 1 })))
+        const expected = Array.from({ length: count }, (_, i) => i + 1)
+        for (const member of members) expect(yield* member.next(60_000)).toEqual({ done: true, values: expected })
       }),
     120_000
   )

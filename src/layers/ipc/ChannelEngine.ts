@@ -10,9 +10,10 @@ import type { DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
 import { jsonCodec } from "../control/JsonCodec.js"
 import { ringAddresses } from "./ChannelLayout.js"
-import { type CreateObject, openChannelObject } from "./ChannelObject.js"
+import { openChannelObject } from "./ChannelObject.js"
 import { claimWriter, rawWrite, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
+import type { CreateObject } from "./ObjectCreator.js"
 
 /** What an open that names none of these gets (CXLOG_CHANNEL_*: ChannelSettings.ts). */
 export type ChannelDefaults = Effect.Effect.Success<typeof channelDefaults>

@@ -1,53 +1,21 @@
 /**
  * Finding a channel object by name, or creating it: a lookup in place first (no round trip);
  * only a name not found asks the directory's writer — the head itself, or the head through the
- * coordinator (Channels.ts). Two processes creating one name race at the writer, which has one
- * winner: the loser's `NameTaken` sends it back to the lookup.
+ * coordinator (ObjectCreator.ts, where racing creators resolve to one object).
  */
 import { Effect, type Scope } from "effect"
 import { type ChannelShape, ChannelUnavailable, InvalidChannel } from "../../services/ipc/Channels.js"
-import {
-  type DirectoryEntry,
-  type DirectoryShape,
-  type NameTaken,
-  type ObjectSpec
-} from "../../services/region/Directory.js"
+import type { DirectoryEntry, DirectoryShape } from "../../services/region/Directory.js"
 import { channelBytes, entryShape, shapeParams, shapeProblem } from "./ChannelLayout.js"
+import { type CreateObject, findOrCreate } from "./ObjectCreator.js"
 
-/** Creates a directory object: the writer's own `create`, or a request to the head that has it. */
-export type CreateObject = (
-  spec: ObjectSpec
-) => Effect.Effect<DirectoryEntry, NameTaken | { readonly _tag: string; readonly message: string }>
-
-/** Attempts at find-or-create: a name deleted between a lost race and the lookup after it tries again, twice at most. */
-const ATTEMPTS = 3
+const unavailable = (name: string) => (e: { readonly message: string }) =>
+  new ChannelUnavailable({ name, reason: e.message })
 
 export interface FoundChannel {
   readonly entry: DirectoryEntry
   readonly shape: ChannelShape
 }
-
-const unavailable = (name: string) => (e: { readonly message: string }) =>
-  new ChannelUnavailable({ name, reason: e.message })
-
-const findOrCreate = (
-  directory: DirectoryShape,
-  create: CreateObject,
-  name: string,
-  shape: ChannelShape,
-  attempt: number
-): Effect.Effect<DirectoryEntry, ChannelUnavailable> =>
-  directory.lookup("channel", name).pipe(
-    Effect.catchTag("ObjectNotFound", () =>
-      create({ kind: "channel", name, bytes: channelBytes(shape), params: shapeParams(shape) }).pipe(
-        Effect.catchIf(
-          (e): e is NameTaken =>
-            e._tag === "NameTaken" && attempt < ATTEMPTS,
-          () => findOrCreate(directory, create, name, shape, attempt + 1)
-        ),
-        Effect.mapError(unavailable(name))
-      ))
-  )
 
 /**
  * The live channel of that name (created with `shape` if there is none), pinned for the scope:
@@ -62,7 +30,12 @@ export const openChannelObject = (
   Effect.gen(function*() {
     const problem = shapeProblem(shape)
     if (problem !== undefined) return yield* new InvalidChannel({ name, reason: problem })
-    const entry = yield* findOrCreate(directory, create, name, shape, 1)
+    const entry = yield* findOrCreate(directory, create, {
+      kind: "channel",
+      name,
+      bytes: channelBytes(shape),
+      params: shapeParams(shape)
+    }).pipe(Effect.mapError(unavailable(name)))
     const found = entryShape(entry)
     if (found instanceof InvalidChannel) return yield* found
     yield* directory.hold(entry).pipe(Effect.mapError(unavailable(name)))

@@ -8,6 +8,7 @@ import { INSTALL_SETTINGS, NATIVE_SETTINGS } from "../../native/NativeSettings.j
 import { CONTROL_LAYOUT_SETTINGS, COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
 import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
+import { SERVICE_SETTINGS } from "../../services/ipc/ServiceSettings.js"
 import {
   DURABLE_SETTINGS,
   HEAD_WATCH_SETTINGS,
@@ -38,6 +39,7 @@ const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   PUBLISHER_SETTINGS,
   GROUP_SETTINGS,
   CHANNEL_SETTINGS,
+  SERVICE_SETTINGS,
   MIRROR_SETTINGS,
   METRICS_SETTINGS,
   ORCHESTRATOR_SETTINGS,

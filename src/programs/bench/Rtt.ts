@@ -60,7 +60,7 @@ const BLOCK = 100
  * `samples` round trips of each, the loops taking turns in blocks of BLOCK; the measured
  * durations in ms, per loop.
  */
-const interleaved = <E>(loops: ReadonlyArray<Effect.Effect<unknown, E>>, samples: number, warmth: number) =>
+export const interleaved = <E>(loops: ReadonlyArray<Effect.Effect<unknown, E>>, samples: number, warmth: number) =>
   Effect.gen(function*() {
     const warmUntil = performance.now() + WARMUP_MS * warmth
     for (let i = 0; i < WARMUP * warmth || performance.now() < warmUntil; i++) {
@@ -88,7 +88,7 @@ const WATCH_MS = 500
 const micros = (ms: number) => Math.round(ms * 1000 * 10) / 10
 
 /** p50 / p99 / p99.9 of round trips measured in ms, in µs. */
-const latencyMicros = (samples: Float64Array) => {
+export const latencyMicros = (samples: Float64Array) => {
   const sorted = Float64Array.from(samples).sort()
   return {
     p50: micros(percentile(sorted, 50)),

@@ -11,6 +11,7 @@ import { benchMirror } from "../bench/MirrorBench.js"
 import { peerConsume } from "../bench/peers/PeerConsumerMain.js"
 import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
 import { loopbackEcho, rtt } from "../bench/Rtt.js"
+import { benchService, serviceBenchServer } from "../bench/ServiceBench.js"
 import { benchTopics } from "../bench/TopicsBench.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
@@ -31,14 +32,15 @@ export const benchCommand = Cli.command({
   summary: "Measure a local cluster's throughput and ACK latency next to the loopback TCP bound",
   flags: {
     ...clusterFlags("256MiB"),
-    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics", "channel"], {
+    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics", "channel", "service"], {
       default: "e2e",
       env: "CXLOG_BENCH_TYPE",
       description:
         "publish (publish → ACK), e2e (with an auditing subscriber), latency (at --rate-mbps), rtt (one message at a time, next to a TCP ping-pong), " +
         "mirror (cxlog mirror into a 3-node JetStream cluster next to publishing to it directly; docs/mirror.md), " +
         "topics (--topics topics created, written, audited, deleted and created again in a region of at most 1 GiB, and one client's MB/s over --ratio-topics topics ÷ into one; docs/topics.md), " +
-        "channel (a channel by name between two processes, one way, next to process.send and a Unix socket in the same run: latency one value at a time, and 64 B values/s; docs/ipc.md)"
+        "channel (a channel by name between two processes, one way, next to process.send and a Unix socket in the same run: latency one value at a time, and 64 B values/s; docs/ipc.md), " +
+        "service (a service call by name between two processes, next to a process.send round trip; docs/ipc.md)"
     }),
     topics: Cli.integer("topics", {
       default: 10_000,
@@ -128,6 +130,8 @@ export const benchCommand = Cli.command({
         rounds: 3,
         json: o.json
       }).pipe(Effect.asVoid)
+      : o.type === "service"
+      ? benchService({ samples: o.samples, messageBytes: o.messageBytes, json: o.json }).pipe(Effect.asVoid)
       : o.type === "rtt"
       ? rtt({
         brokers: o.brokerCount,
@@ -167,6 +171,14 @@ export const peerConsumeCommand = Cli.command({
   positional: "PEER ADDRESS STREAM MESSAGES PAYLOAD_BYTES",
   flags: {},
   run: (_, args) => peerConsume(args[0] ?? "", args[1] ?? "", args[2] ?? "", Number(args[3] ?? 0), Number(args[4] ?? 0))
+})
+
+export const serviceBenchServerCommand = Cli.command({
+  name: "bench-service-server",
+  summary: "internal: the serving side of the service bench (CXLOG_REGION names the region)",
+  hidden: true,
+  flags: {},
+  run: () => serviceBenchServer
 })
 
 export const loopbackEchoCommand = Cli.command({

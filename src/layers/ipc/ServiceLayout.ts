@@ -1,0 +1,77 @@
+/**
+ * A service object's layout. Its directory entry keeps the shape as parameters
+ * ([layout, callerSlots, ringBytes]); its extent holds the reply ring (written by the server, a
+ * reader slot per caller slot) and then one request ring per caller slot (written by the caller
+ * that holds the slot, read by the server), each a ring of the control plane. Ring ids are unique
+ * per directory slot: `directory slot × 256` for the replies, `+ 1 + caller` for the requests.
+ */
+import { type RingAddress, ringFootprint } from "../../services/control/Rings.js"
+import { type ServiceShape, ServiceUnavailable } from "../../services/ipc/Services.js"
+import type { DirectoryEntry } from "../../services/region/Directory.js"
+
+/** Bumped when the layout of a service's extent changes: an entry of another layout is refused. */
+export const SERVICE_LAYOUT = 1
+
+const RING_IDS_PER_SLOT = 256
+export const MAX_CALLER_SLOTS = RING_IDS_PER_SLOT - 1
+const MIN_RING_BYTES = 4096
+const MAX_RING_BYTES = 2 ** 30
+/** The server is a request ring's only reader. */
+const REQUEST_READERS = 1
+
+/** Why `shape` cannot be a service's, or undefined. */
+export const shapeProblem = ({ callerSlots, ringBytes }: ServiceShape): string | undefined =>
+  !Number.isInteger(callerSlots) || callerSlots < 1 || callerSlots > MAX_CALLER_SLOTS
+    ? `callerSlots ${callerSlots} must be an integer in [1, ${MAX_CALLER_SLOTS}]`
+    : !Number.isInteger(ringBytes) || ringBytes < MIN_RING_BYTES || ringBytes > MAX_RING_BYTES || ringBytes % 64 !== 0
+    ? `ringBytes ${ringBytes} must be a multiple of 64 in [4KiB, 1GiB]`
+    : undefined
+
+const replyFootprint = (shape: ServiceShape) => ringFootprint(shape.ringBytes, shape.callerSlots)
+const requestFootprint = (shape: ServiceShape) => ringFootprint(shape.ringBytes, REQUEST_READERS)
+
+/** Bytes of the extent a service of `shape` needs. */
+export const serviceBytes = (shape: ServiceShape): number =>
+  replyFootprint(shape) + shape.callerSlots * requestFootprint(shape)
+
+export const shapeParams = (shape: ServiceShape): ReadonlyArray<number> => [
+  SERVICE_LAYOUT,
+  shape.callerSlots,
+  shape.ringBytes
+]
+
+/** The shape a found entry says, checked against its layout and its extent (a region is never trusted). */
+export const entryShape = (entry: DirectoryEntry): ServiceShape | ServiceUnavailable => {
+  const [layout, callerSlots = 0, ringBytes = 0] = entry.params
+  const shape = { callerSlots, ringBytes }
+  const problem = layout !== SERVICE_LAYOUT
+    ? `its layout is ${layout}, this build reads layout ${SERVICE_LAYOUT}`
+    : shapeProblem(shape) ?? (serviceBytes(shape) > entry.extent.bytes
+      ? `its ${serviceBytes(shape)} bytes of rings exceed its ${entry.extent.bytes}-byte extent`
+      : undefined)
+  return problem === undefined ? shape : new ServiceUnavailable({ name: entry.name, reason: problem })
+}
+
+/** The rings of a service: the reply ring and one request ring per caller slot. */
+export interface ServiceRings {
+  readonly replies: RingAddress
+  readonly requests: ReadonlyArray<RingAddress>
+}
+
+export const serviceRings = (entry: DirectoryEntry, shape: ServiceShape): ServiceRings => {
+  const base = entry.slot * RING_IDS_PER_SLOT
+  return {
+    replies: {
+      id: base >>> 0,
+      offset: entry.extent.offset,
+      dataBytes: shape.ringBytes,
+      readerSlots: shape.callerSlots
+    },
+    requests: Array.from({ length: shape.callerSlots }, (_, caller) => ({
+      id: (base + 1 + caller) >>> 0,
+      offset: entry.extent.offset + replyFootprint(shape) + caller * requestFootprint(shape),
+      dataBytes: shape.ringBytes,
+      readerSlots: REQUEST_READERS
+    }))
+  }
+}

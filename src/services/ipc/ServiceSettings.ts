@@ -1,0 +1,33 @@
+/** Services' settings, declared once (src/Settings.ts): a new service's shape, a call's bound, how often a caller looks at its server. */
+import { setting, type SettingsTable } from "../../Settings.js"
+
+export const SERVICE_SETTINGS = {
+  usedBy: "services (the Services layers)",
+  settings: {
+    callerSlots: setting.integer({
+      env: "CXLOG_SERVICE_CALLER_SLOTS",
+      default: 16,
+      min: 1,
+      description: "callers a new service has room for at once: a request ring each (when its serve names none)"
+    }),
+    ringBytes: setting.size({
+      env: "CXLOG_SERVICE_RING_BYTES",
+      default: 64 << 10,
+      description:
+        "each request ring and the reply ring of a new service (when its serve names none): a request or reply is at most a quarter of it"
+    }),
+    callTimeoutMs: setting.millis({
+      env: "CXLOG_SERVICE_CALL_TIMEOUT_MS",
+      default: 10_000,
+      min: 1,
+      description: "how long a call waits for its reply before RpcTimeout (when the call names no bound)"
+    }),
+    checkEveryMs: setting.millis({
+      env: "CXLOG_SERVICE_CHECK_MS",
+      default: 50,
+      min: 1,
+      description:
+        "how often a connected caller looks whether its service's server still runs: its calls fail with ServiceServerDied within about this of the server's death"
+    })
+  }
+} as const satisfies SettingsTable

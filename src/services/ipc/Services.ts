@@ -1,0 +1,148 @@
+/**
+ * Services: request/reply between the processes of one host, by name — cxlog's Rpc (methods
+ * declared with `Rpc.method`, handlers with `Rpc.handle`: Schema-validated payloads, typed
+ * errors, timeouts, deferred replies) without a fixed client list. A service is a named object
+ * of kind "service" in the region's directory; its extent holds one reply ring, written by the
+ * one server, and a request ring per caller slot, which callers take as they connect (a dead
+ * caller's slot is taken again: a ring's writer is named by pid and start time). One server per
+ * name: a second is refused with `ServiceTaken`; a dead server's service is taken over by the
+ * next `serve`. docs/ipc.md has the design.
+ */
+import { Context, type Effect, Schema, type Scope } from "effect"
+import type { AnyRpcMethod, Failure, Payload, RpcCallError, RpcHandler, Success } from "../control/Rpc.js"
+import type { DirectoryEntry } from "../region/Directory.js"
+
+/** A service's shape, fixed when it is created (a later serve or connect finds it as it is). */
+export interface ServiceShape {
+  /** Request rings: how many callers may be connected at once. */
+  readonly callerSlots: number
+  /** Bytes of each request ring and of the reply ring: a request or reply is at most a quarter of it. */
+  readonly ringBytes: number
+}
+
+export interface ConnectOptions {
+  /** Bound of a call that names none (default `CXLOG_SERVICE_CALL_TIMEOUT_MS`, 10 s). */
+  readonly timeoutMs?: number
+}
+
+/** A caller's side of a service: one caller slot held until the scope closes. */
+export interface ServiceClient {
+  readonly name: string
+  /** The caller slot this process holds (its request ring). */
+  readonly caller: number
+  /**
+   * Calls `method` on the service's server. Fails with the method's typed failure, an Rpc error
+   * (`RpcTimeout` after the bound, `RpcInvalidPayload`, …), or `ServiceServerDied` when the server
+   * died (or stopped) while the call waited, or was not running when it was made.
+   */
+  readonly call: <M extends AnyRpcMethod>(
+    method: M,
+    payload: Payload<M>,
+    options?: { readonly timeoutMs?: number }
+  ) => Effect.Effect<Success<M>, Failure<M> | ServiceCallError>
+}
+
+/** The serving side: the service is this process's until the scope closes. */
+export interface ServedService {
+  readonly name: string
+  readonly entry: DirectoryEntry
+  readonly shape: ServiceShape
+}
+
+/** A service as `list` finds it: its server's pid, or none. */
+export interface ServiceInfo {
+  readonly name: string
+  /** The live server's pid; undefined when no process serves it now. */
+  readonly serverPid: number | undefined
+}
+
+export interface ServicesShape {
+  /**
+   * Serves `handlers` under `name` until the scope closes, creating the service with `shape`
+   * if there is none. Refused with `ServiceTaken` while another live process serves it; a
+   * service whose server died (or stopped) is taken over.
+   */
+  readonly serve: <R>(
+    name: string,
+    handlers: ReadonlyArray<RpcHandler<R>>,
+    shape?: Partial<ServiceShape>
+  ) => Effect.Effect<ServedService, ServiceOpenError | ServiceTaken, Scope.Scope | R>
+  /**
+   * Connects to the service `name`: takes a caller slot for the scope. `ServiceNotFound` when no
+   * such service was ever served, `ServiceNotServed` when no live process serves it now.
+   */
+  readonly connect: (
+    name: string,
+    options?: ConnectOptions
+  ) => Effect.Effect<
+    ServiceClient,
+    ServiceOpenError | ServiceNotFound | ServiceNotServed | ServiceCallersBusy,
+    Scope.Scope
+  >
+  /** Every service, with its live server's pid if it has one. */
+  readonly list: Effect.Effect<ReadonlyArray<ServiceInfo>>
+}
+
+export class Services extends Context.Tag("cxlog/Services")<Services, ServicesShape>() {}
+
+export class ServiceTaken extends Schema.TaggedError<ServiceTaken>()("ServiceTaken", {
+  name: Schema.String,
+  /** The process that serves it now. */
+  pid: Schema.Int
+}) {
+  override get message() {
+    return `service ${JSON.stringify(this.name)} is served by live process ${this.pid} already`
+  }
+}
+
+export class ServiceNotFound extends Schema.TaggedError<ServiceNotFound>()("ServiceNotFound", {
+  name: Schema.String
+}) {
+  override get message() {
+    return `no service named ${JSON.stringify(this.name)}: no process ever served it`
+  }
+}
+
+export class ServiceNotServed extends Schema.TaggedError<ServiceNotServed>()("ServiceNotServed", {
+  name: Schema.String
+}) {
+  override get message() {
+    return `service ${JSON.stringify(this.name)} has no live server now`
+  }
+}
+
+export class ServiceCallersBusy extends Schema.TaggedError<ServiceCallersBusy>()("ServiceCallersBusy", {
+  name: Schema.String,
+  callerSlots: Schema.Int
+}) {
+  override get message() {
+    return `service ${JSON.stringify(this.name)}: all ${this.callerSlots} caller slots are held by live processes`
+  }
+}
+
+/** The service could not be found or made (the directory refused it), or its object does not read as a service. */
+export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()("ServiceUnavailable", {
+  name: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `service ${JSON.stringify(this.name)} could not be opened: ${this.reason}`
+  }
+}
+
+/** The server that a call was made to died or stopped serving before it replied (the request may have run). */
+export class ServiceServerDied extends Schema.TaggedError<ServiceServerDied>()("ServiceServerDied", {
+  name: Schema.String,
+  method: Schema.String,
+  /** The server's pid as the caller last knew it (0: none was serving). */
+  pid: Schema.Int
+}) {
+  override get message() {
+    return `service ${
+      JSON.stringify(this.name)
+    }: ${this.method}: its server (pid ${this.pid}) died or stopped before it replied; the request may have run`
+  }
+}
+
+export type ServiceOpenError = ServiceUnavailable
+export type ServiceCallError = Exclude<RpcCallError, { readonly _tag: "RpcAbandoned" }> | ServiceServerDied

@@ -1,0 +1,67 @@
+/**
+ * Services between processes, by name: a `cxlog head` writes the directory; the server and the
+ * callers are member processes (and this process, a member too), none of them named in advance.
+ * The server is SIGKILLed mid-call: its callers get a typed error, not a hang, and the next
+ * server takes the service over. Processes and the region are removed when a test ends, pass or fail.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Deferred, Effect, Layer, Schedule } from "effect"
+import * as ServicesLayers from "../../src/layers/ipc/Services.js"
+import { Services } from "../../src/services/ipc/Services.js"
+import { ipcHead, memberBase } from "../fixtures/ipc-member.js"
+import { Add, WhoServes } from "../fixtures/service-methods.js"
+import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+
+const member = (region: string, role: object) => spawnFixture("service-member", [JSON.stringify({ region, ...role })])
+
+const said = <A extends object>(child: Child, key: string) =>
+  Effect.flatMap(
+    child.next<A & Record<string, unknown>>(60_000),
+    (m) =>
+      key in m ? Effect.succeed(m) : Effect.fail(new Error(`expected ${key}: ${JSON.stringify(m)} ${child.stderr()}`))
+  )
+
+describe("Services across processes", () => {
+  it.scopedLive(
+    "concurrent callers from several processes; a second server refused; the server SIGKILLed mid-call is a typed error; a new server serves again",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("service-procs")
+        yield* ipcHead(region)
+        const server = yield* member(region, { role: "serve" })
+        const { pid } = yield* said<{ pid: number }>(server, "ready")
+        // A second server for the name is refused, naming the live one.
+        const second = yield* member(region, { role: "serve" })
+        expect(yield* said(second, "refused")).toEqual({ refused: "ServiceTaken", pid })
+        // Three caller processes at once, each with its own caller slot.
+        const calls = 2_000
+        const callers = yield* Effect.forEach([1, 2, 3], () => member(region, { role: "call", calls }))
+        const slots = yield* Effect.forEach(callers, (c) => said<{ caller: number }>(c, "ready"))
+        expect(new Set(slots.map((s) => s.caller)).size).toBe(3)
+        for (const caller of callers) expect(yield* said(caller, "done")).toEqual({ done: true, calls, wrong: 0 })
+        // This process calls by name too.
+        const services = Context.get(
+          yield* Layer.build(ServicesLayers.layer.pipe(Layer.provide(memberBase(region)))),
+          Services
+        )
+        const client = yield* services.connect("bank")
+        expect(yield* client.call(WhoServes, {})).toBe(pid)
+        // A call the server never answers is waiting when it is SIGKILLed: it ends typed, long before its 60 s bound.
+        const hanging = yield* member(region, { role: "hang" })
+        yield* said(hanging, "ready")
+        expect((yield* services.list).find((s) => s.name === "bank")?.serverPid).toBe(pid)
+        server.process.kill("SIGKILL")
+        yield* Deferred.await(server.exited)
+        expect(yield* said(hanging, "ended")).toEqual({ ended: "ServiceServerDied", pid })
+        // The next server takes the dead one's service over; a caller connected before goes on with it.
+        const restarted = yield* member(region, { role: "serve" })
+        const { pid: newPid } = yield* said<{ pid: number }>(restarted, "ready")
+        const answer = yield* client.call(WhoServes, {}).pipe(
+          Effect.retry({ while: (e) => e._tag === "ServiceServerDied", times: 1_000, schedule: Schedule.spaced(10) })
+        )
+        expect(answer).toBe(newPid)
+        expect(yield* client.call(Add, { a: 20, b: 22 })).toBe(42)
+      }),
+    180_000
+  )
+})

@@ -1,0 +1,105 @@
+/**
+ * The Services contract, over the live layer (a region mapped by the addon, this process as the
+ * directory's writer) and the in-memory fake: servers and callers in this process.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Schedule, Scope } from "effect"
+import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
+import { Services } from "../../src/services/ipc/Services.js"
+import { liveServices } from "../fixtures/channel-region.js"
+import { Add, bankHandlers, Hang, Later, WhoServes, Withdraw } from "../fixtures/service-methods.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+type Run = <A, E>(program: Effect.Effect<A, E, Services | Scope.Scope>) => Effect.Effect<A, E | unknown, Scope.Scope>
+
+const live: Run = (program) =>
+  Effect.flatMap(
+    uniqueRegion("services"),
+    (region) => Effect.provide(Effect.scoped(program), liveServices({ region, bell: 0, writesDirectory: true }))
+  )
+const memory: Run = (program) => Effect.provide(Effect.scoped(program), ServicesMemory.layerMemory())
+
+/** Serves the bank in a scope of its own, which the test closes to stop the server. */
+const serveIn = (services: Services["Type"], name: string, balance = { value: 100 }) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const served = yield* Scope.extend(services.serve(name, bankHandlers(balance), { callerSlots: 2 }), scope)
+    return { served, stop: Scope.close(scope, Exit.void) }
+  })
+
+const contract = (label: string, run: Run) =>
+  describe(`Services contract: ${label}`, () => {
+    it.scopedLive("a service served by name is called by name: replies, typed failures, refused payloads, deferred replies, bounds", () =>
+      run(Effect.gen(function*() {
+        const services = yield* Services
+        const balance = { value: 100 }
+        yield* services.serve("bank", bankHandlers(balance))
+        expect(yield* services.list).toEqual([{ name: "bank", serverPid: process.pid }])
+        const client = yield* services.connect("bank")
+        expect(yield* client.call(Add, { a: 2, b: 3 })).toBe(5)
+        expect(yield* client.call(Withdraw, { amount: 30 })).toBe(70)
+        const overdrawn = yield* Effect.flip(client.call(Withdraw, { amount: 500 }))
+        expect(overdrawn).toMatchObject({ _tag: "Overdrawn", balance: 70 })
+        expect((yield* Effect.flip(client.call(Withdraw, { amount: -1 })))._tag).toBe("RpcInvalidPayload")
+        expect(balance.value).toBe(70)
+        // Deferred replies: the later one asked first is answered last; calls do not wait for each other.
+        const [slow, fast] = yield* Effect.all([client.call(Later, { ms: 200 }), client.call(Later, { ms: 1 })], {
+          concurrency: "unbounded"
+        })
+        expect([slow, fast]).toEqual(["after 200 ms", "after 1 ms"])
+        const timedOut = yield* Effect.flip(client.call(Hang, {}, { timeoutMs: 100 }))
+        expect(timedOut).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 100 })
+        // Many concurrent calls, each with its own reply.
+        const sums = yield* Effect.all(
+          Array.from({ length: 200 }, (_, i) => client.call(Add, { a: i, b: 1 })),
+          { concurrency: "unbounded" }
+        )
+        expect(sums).toEqual(Array.from({ length: 200 }, (_, i) => i + 1))
+      })))
+
+    it.scopedLive("one server per name: a second is ServiceTaken naming the first; a stopped server's service is served again", () =>
+      run(Effect.gen(function*() {
+        const services = yield* Services
+        const first = yield* serveIn(services, "bank")
+        const taken = yield* Effect.flip(services.serve("bank", bankHandlers({ value: 0 })))
+        expect(taken).toMatchObject({ _tag: "ServiceTaken", name: "bank", pid: process.pid })
+        const client = yield* services.connect("bank")
+        const waiting = yield* Effect.fork(client.call(Hang, {}, { timeoutMs: 60_000 }))
+        yield* first.stop
+        // The call waiting when the server stopped ends typed, long before its bound.
+        expect(yield* Effect.flip(Fiber.join(waiting))).toMatchObject({ _tag: "ServiceServerDied", method: "hang" })
+        expect(yield* services.list).toEqual([{ name: "bank", serverPid: undefined }])
+        expect((yield* Effect.flip(services.connect("bank")))._tag).toBe("ServiceNotServed")
+        // A new server takes the service over; the connected caller's calls go to it.
+        yield* serveIn(services, "bank", { value: 5 })
+        // Until the caller's next look at its server (CXLOG_SERVICE_CHECK_MS) its calls fail at once.
+        const answered = yield* client.call(Withdraw, { amount: 1 }).pipe(
+          Effect.retry({ while: (e) => e._tag === "ServiceServerDied", schedule: Schedule.spaced(10), times: 500 })
+        )
+        expect(answered).toBe(4)
+      })))
+
+    it.scopedLive("callers take slots as they connect: all taken is ServiceCallersBusy, a closed caller's slot is taken again", () =>
+      run(Effect.gen(function*() {
+        const services = yield* Services
+        expect((yield* Effect.flip(services.connect("nobody")))._tag).toBe("ServiceNotFound")
+        yield* serveIn(services, "bank")
+        const first = yield* services.connect("bank")
+        const secondScope = yield* Scope.make()
+        const second = yield* Scope.extend(services.connect("bank"), secondScope)
+        expect(new Set([first.caller, second.caller])).toEqual(new Set([0, 1]))
+        expect(yield* Effect.flip(services.connect("bank"))).toMatchObject({
+          _tag: "ServiceCallersBusy",
+          callerSlots: 2
+        })
+        expect(yield* second.call(WhoServes, {})).toBe(process.pid)
+        yield* Scope.close(secondScope, Exit.void)
+        const third = yield* services.connect("bank")
+        expect(third.caller).toBe(second.caller)
+        expect(yield* third.call(Add, { a: 1, b: 1 })).toBe(2)
+        expect(yield* first.call(Add, { a: 2, b: 2 })).toBe(4)
+      })))
+  })
+
+contract("live", live)
+contract("memory", memory)
