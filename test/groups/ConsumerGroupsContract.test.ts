@@ -21,7 +21,7 @@ import {
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { TopicNotFound } from "../../src/services/log/Topics.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
-import { type GroupsServices, memoryGroups, regionGroups, TrimTopic } from "../fixtures/groups-harness.js"
+import { type GroupsServices, memoryGroups, regionGroups, remoteGroups, TrimTopic } from "../fixtures/groups-harness.js"
 
 const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "dead"]
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
@@ -310,3 +310,4 @@ const readTopic = (topic: string, n: number) =>
 
 contract("consumer groups over the fake", memoryGroups(TOPICS))
 contract("consumer groups over a live region", regionGroups(TOPICS))
+contract("consumer groups through a broker", remoteGroups(TOPICS))
