@@ -174,9 +174,11 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         // The first is past its deadline, the second not: a new member gets the first only.
         const [again] = yield* take("g5", 1)
         expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        // Settled by the member that took it over first: a member through a broker takes what it has room for
+        // without waiting for its stream's pull, so the first holder, its room freed by the stale ack, would take it back.
+        expect(yield* again!.ack).toBe(true)
         expect(yield* first!.ack).toBe(false)
         expect(yield* second!.ack).toBe(true)
-        expect(yield* again!.ack).toBe(true)
         expect(yield* groups.describe("g5")).toMatchObject({ pending: 0, expired: 1, redeliveries: 1, acked: 2 })
         yield* Fiber.interrupt(holder)
       }))
