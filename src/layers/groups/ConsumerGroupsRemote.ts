@@ -165,7 +165,9 @@ export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGr
             },
             broken: (why) => Queue.unsafeOffer(queue, { _tag: "broken", why })
           })
-          if (id === undefined) Queue.unsafeOffer(queue, { _tag: "broken", why: new GroupsUnavailable({ reason: "the connection broke" }) })
+          if (id === undefined) {
+            Queue.unsafeOffer(queue, { _tag: "broken", why: new GroupsUnavailable({ reason: "the connection broke" }) })
+          }
           return id
         }),
         (id) =>
@@ -183,8 +185,10 @@ export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGr
         const queue = yield* Effect.acquireRelease(Queue.unbounded<MemberEvent>(), Queue.shutdown)
         const scope = yield* Effect.scope
         // Each membership leaves with the stream; one whose link broke was left by its broker already.
-        const joinAgain = Effect.flatMap(connected, (over) =>
-          Scope.extend(joinOver(over, name, topic, joinOptions.maxInFlight, queue), scope))
+        const joinAgain = Effect.flatMap(
+          connected,
+          (over) => Scope.extend(joinOver(over, name, topic, joinOptions.maxInFlight, queue), scope)
+        )
         yield* joinAgain
         const next = (): Effect.Effect<Delivery, Option.Option<GroupJoinError>> =>
           Effect.flatMap(Queue.take(queue), (event) => {

@@ -15,20 +15,25 @@ const bytesOf = (text: string) => new Uint8Array(Buffer.from(text, "base64"))
 
 /** Delivery `id` of member `member`. */
 export const deliveryFrame = (member: number, id: number, delivery: Delivery): Buffer => {
-  const head = Buffer.from(JSON.stringify(Schema.encodeSync(DeliveryHead)({
-    offset: delivery.offset,
-    timestamp: delivery.timestamp,
-    deliveryCount: delivery.deliveryCount,
-    ...(delivery.key === undefined ? {} : { key: base64(delivery.key) }),
-    ...(delivery.headers === undefined
-      ? {}
-      : { headers: delivery.headers.map((h) => ({ name: h.name, value: base64(h.value) })) })
-  })))
+  const head = Buffer.from(JSON.stringify(
+    Schema.encodeSync(DeliveryHead)({
+      offset: delivery.offset,
+      timestamp: delivery.timestamp,
+      deliveryCount: delivery.deliveryCount,
+      ...(delivery.key === undefined ? {} : { key: base64(delivery.key) }),
+      ...(delivery.headers === undefined
+        ? {}
+        : { headers: delivery.headers.map((h) => ({ name: h.name, value: base64(h.value) })) })
+    })
+  ))
   const payload = Buffer.allocUnsafe(4 + head.length + delivery.value.length)
   payload.writeUInt32LE(head.length, 0)
   head.copy(payload, 4)
   payload.set(delivery.value, 4 + head.length)
-  return encodeFrame({ type: FrameType.GROUP_DELIVERY, clientId: member, sessionEpoch: 0, seq: id, messageCount: 1 }, payload)
+  return encodeFrame(
+    { type: FrameType.GROUP_DELIVERY, clientId: member, sessionEpoch: 0, seq: id, messageCount: 1 },
+    payload
+  )
 }
 
 /** What a GROUP_DELIVERY carries of its message (the value copied out of the frame). */

@@ -55,7 +55,6 @@ import {
   SettleDelivery
 } from "./GroupProtocol.js"
 
-
 /** Why `user` (none: a broker without authentication) may not use group `group` of `topic`, or undefined. */
 const refusal = (user: UserRecord | undefined, group: string, topic: string): string | undefined =>
   user === undefined ? undefined : authorize(user, "read", topic) ?? authorize(user, "consume", group)
@@ -91,7 +90,10 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
     }
     const authenticated = context.auth === undefined
       ? undefined
-      : yield* authenticate(context.auth, open, undefined, { send: (frame) => void socket.write(frame), next: nextFrame })
+      : yield* authenticate(context.auth, open, undefined, {
+        send: (frame) => void socket.write(frame),
+        next: nextFrame
+      })
     if (authenticated === null) return
     if (authenticated !== undefined) yield* context.holdConnection(authenticated.user)
     const user = authenticated?.user
@@ -117,8 +119,7 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
     let nextDelivery = 1
 
     /** The group's topic, once the user may use the group. */
-    const authorized = (name: string) =>
-      Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
+    const authorized = (name: string) => Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
 
     const answer = <P, PI, S, SI, F, FI>(
       id: number,
@@ -201,14 +202,28 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
       const id = frame.seq
       switch (operation) {
         case CreateGroup.tag:
-          return answer(id, CreateGroup, input, (spec) => Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec)))
+          return answer(
+            id,
+            CreateGroup,
+            input,
+            (spec) => Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec))
+          )
         case DescribeGroup.tag:
           return answer(id, DescribeGroup, input, ({ name }) => authorized(name))
         case ListGroups.tag:
-          return answer(id, ListGroups, input, () =>
-            Effect.map(groups.list, (all) => all.filter((g) => refusal(user, g.name, g.topic) === undefined)))
+          return answer(
+            id,
+            ListGroups,
+            input,
+            () => Effect.map(groups.list, (all) => all.filter((g) => refusal(user, g.name, g.topic) === undefined))
+          )
         case PendingOfGroup.tag:
-          return answer(id, PendingOfGroup, input, ({ name }) => Effect.zipRight(authorized(name), groups.pending(name)))
+          return answer(
+            id,
+            PendingOfGroup,
+            input,
+            ({ name }) => Effect.zipRight(authorized(name), groups.pending(name))
+          )
         case DeleteGroup.tag:
           return answer(id, DeleteGroup, input, ({ name }) =>
             authorized(name).pipe(
@@ -230,8 +245,7 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
         case SettleDelivery.tag:
           return answer(id, SettleDelivery, input, settle)
         case LeaveGroup.tag:
-          return answer(id, LeaveGroup, input, ({ member }) =>
-            Effect.as(members.get(member) ?? Effect.void, null))
+          return answer(id, LeaveGroup, input, ({ member }) => Effect.as(members.get(member) ?? Effect.void, null))
         default:
           return refuse(
             id,
@@ -271,4 +285,3 @@ export const layer: Layer.Layer<GroupConnections, never, ConsumerGroups> = Layer
   GroupConnections,
   Effect.map(ConsumerGroups, (groups) => ({ server: (context) => serveOver(groups, context) }))
 )
-
