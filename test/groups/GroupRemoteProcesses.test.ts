@@ -139,7 +139,9 @@ describe("consumer groups through brokers, across processes", () => {
         yield* brokers[0]!.role.exited
         const remoteBefore = ackedBy(acks, "remote")
         // What the remote member printed and did not see acked may have been acked by the dead broker before it died.
-        const confirmed = new Set([...acks.of].filter(([, of]) => of.some((a) => a.member === "remote")).map(([o]) => o))
+        const confirmed = new Set(
+          [...acks.of].filter(([, of]) => of.some((a) => a.member === "remote")).map(([o]) => o)
+        )
         for (const [offset] of printedBy(remote)) if (!confirmed.has(offset)) acks.settled.add(offset)
         const info = yield* settledAll(acks, describeGroup)
         expect(ackedTwice(acks), "offsets acked more than once").toEqual([])
