@@ -119,7 +119,10 @@ describe("consumer groups through brokers, across processes", () => {
         expect([...acks.of.values()].every(([ack]) => ack!.deliveries === 1)).toBe(true)
         expect(ackedBy(acks, "remote")).toBeGreaterThan(0)
         expect(ackedBy(acks, "local")).toBeGreaterThan(0)
-        expect(yield* describeGroup).toMatchObject({ pending: 0, frontier: MESSAGES, acked: MESSAGES })
+        const info = yield* describeGroup
+        expect(info).toMatchObject({ pending: 0, frontier: MESSAGES, acked: MESSAGES })
+        // The remote member is the broker's: its line in the group names the broker's process.
+        expect(info.members.map((m) => m.pid)).toContain(brokers[0]!.role.child.pid)
       }),
     180_000
   )
