@@ -70,6 +70,169 @@ const isMemberLeft = Schema.is(MemberLeft)
 const leftBecause = (error: unknown): typeof MemberLeft.Type =>
   isMemberLeft(error) ? error : new GroupsUnavailable({ reason: `the broker's member failed: ${String(error)}` })
 
+/**
+ * One connection's requests, once it is open for `user` (none: a broker without authentication):
+ * `handle` answers a GROUP_REQUEST; `joined` counts the members it holds. Members run on `run`,
+ * the connection's scope.
+ */
+const connectionRequests = (
+  groups: ConsumerGroupsShape,
+  socket: Socket,
+  user: UserRecord | undefined,
+  run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+) => {
+  /** The members running, each with how it leaves (the others take what it held at once). */
+  const members = new Map<number, Effect.Effect<void>>()
+  /**
+   * Each member's deliveries not settled yet, by id; kept after it left, since one not taken
+   * over meanwhile still settles (as a local member's does).
+   */
+  const held = new Map<number, Map<number, Delivery>>()
+  let nextDelivery = 1
+
+  /** The group's topic, once the user may use the group. */
+  const authorized = (name: string) => Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
+
+  const answer = <P, PI, S, SI, F, FI>(
+    id: number,
+    method: RpcMethod<string, P, PI, S, SI, F, FI>,
+    input: unknown,
+    handle: (input: P) => Effect.Effect<S, F>
+  ): Effect.Effect<void> => {
+    const decoded = Schema.decodeUnknownEither(method.payload)(input)
+    if (Either.isLeft(decoded)) {
+      return refuse(id, new InvalidGroupRequest({ reason: `the input of ${method.tag}: ${decoded.left.message}` }))
+    }
+    return Effect.either(handle(decoded.right)).pipe(
+      Effect.map((outcome) => void socket.write(groupAnswerFrame(id, method, outcome))),
+      Effect.catchAllDefect((defect) =>
+        Effect.zipRight(
+          Effect.logWarning("consumer groups request failed", Cause.die(defect)),
+          refuse(id, new GroupsUnavailable({ reason: "the broker failed to answer (its log says why)" }))
+        )
+      )
+    )
+  }
+  const refuse = (id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
+    Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
+
+  /** Member `id` joins `name` and runs until it leaves, fails, or the connection goes. */
+  const join = (id: number, name: string, maxInFlight: number | undefined) => {
+    const deliveriesOf = new Map<number, Delivery>()
+    held.set(id, deliveriesOf)
+    const deliveries = Stream.unwrap(
+      Effect.as(authorized(name), groups.join(name, maxInFlight === undefined ? {} : { maxInFlight }))
+    )
+    // Known as running before it starts: a join refused at once removes itself after this.
+    let fiber: Fiber.RuntimeFiber<void> | undefined
+    members.set(
+      id,
+      Effect.suspend(() => {
+        members.delete(id)
+        return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+      })
+    )
+    fiber = run(
+      Stream.runForEach(deliveries, (delivery) =>
+        Effect.sync(() => {
+          const deliveryId = nextDelivery++
+          deliveriesOf.set(deliveryId, delivery)
+          socket.write(deliveryFrame(id, deliveryId, delivery))
+        })).pipe(
+          Effect.either,
+          Effect.flatMap((outcome) =>
+            Effect.sync(() => {
+              members.delete(id)
+              socket.write(groupLeftFrame(id, Either.isLeft(outcome) ? leftBecause(outcome.left) : undefined))
+            })
+          )
+        )
+    )
+  }
+
+  const settle = (input: typeof SettleDelivery.payload.Type) => {
+    const deliveries = held.get(input.member)
+    const delivery = deliveries?.get(input.delivery)
+    if (delivery === undefined) return Effect.succeed(false)
+    const done = () => deliveries!.delete(input.delivery)
+    switch (input.action) {
+      case "ack":
+        return Effect.tap(delivery.ack, done)
+      case "nak":
+        return Effect.tap(delivery.nak(input.delayMs), done)
+      case "term":
+        return Effect.tap(delivery.term(input.reason), done)
+      case "inProgress":
+        return delivery.inProgress
+    }
+  }
+
+  const handle = (frame: Frame): Effect.Effect<void> => {
+    const request = decodeControl(GroupRequest, frame.payload, "bad-handshake")
+    if (Either.isLeft(request)) return refuse(frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
+    const { input, operation } = request.right
+    const id = frame.seq
+    switch (operation) {
+      case CreateGroup.tag:
+        return answer(
+          id,
+          CreateGroup,
+          input,
+          (spec) => Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec))
+        )
+      case DescribeGroup.tag:
+        return answer(id, DescribeGroup, input, ({ name }) => authorized(name))
+      case ListGroups.tag:
+        return answer(
+          id,
+          ListGroups,
+          input,
+          () => Effect.map(groups.list, (all) => all.filter((g) => refusal(user, g.name, g.topic) === undefined))
+        )
+      case PendingOfGroup.tag:
+        return answer(
+          id,
+          PendingOfGroup,
+          input,
+          ({ name }) => Effect.zipRight(authorized(name), groups.pending(name))
+        )
+      case DeleteGroup.tag:
+        return answer(id, DeleteGroup, input, ({ name }) =>
+          authorized(name).pipe(
+            // A group that does not read as one names no topic to check the rights on.
+            Effect.catchTag("GroupCorrupt", (e) => Effect.fail(new GroupsUnavailable({ reason: e.message }))),
+            Effect.zipRight(groups.delete(name)),
+            Effect.as(null)
+          ))
+      case JoinGroup.tag: {
+        const decoded = Schema.decodeUnknownEither(JoinGroup.payload)(input)
+        if (Either.isLeft(decoded)) {
+          return refuse(id, new InvalidGroupRequest({ reason: `the input of join: ${decoded.left.message}` }))
+        }
+        if (held.has(id)) {
+          return refuse(id, new InvalidGroupRequest({ reason: `member ${id} joined already on this connection` }))
+        }
+        return Effect.sync(() => join(id, decoded.right.name, decoded.right.maxInFlight))
+      }
+      case SettleDelivery.tag:
+        return answer(id, SettleDelivery, input, settle)
+      case LeaveGroup.tag:
+        return answer(id, LeaveGroup, input, ({ member }) => Effect.as(members.get(member) ?? Effect.void, null))
+      default:
+        return refuse(
+          id,
+          new InvalidGroupRequest({
+            reason: `no operation ${JSON.stringify(operation)}: this broker answers ${
+              GROUP_OPERATIONS.map((o) => o.tag).join(", ")
+            }`
+          })
+        )
+    }
+  }
+
+  return { handle, joined: () => members.size }
+}
+
 /** Serves one connection over `groups`. */
 const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext): ServeConnection =>
 (
@@ -108,160 +271,12 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
       )
     )
     // The members run in the connection's scope: it closing (the connection gone) makes each leave at once.
-    const run = yield* FiberSet.makeRuntime<never>()
-    /** The members running, each with how it leaves (the others take what it held at once). */
-    const members = new Map<number, Effect.Effect<void>>()
-    /**
-     * Each member's deliveries not settled yet, by id; kept after it left, since one not taken
-     * over meanwhile still settles (as a local member's does).
-     */
-    const held = new Map<number, Map<number, Delivery>>()
-    let nextDelivery = 1
-
-    /** The group's topic, once the user may use the group. */
-    const authorized = (name: string) => Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
-
-    const answer = <P, PI, S, SI, F, FI>(
-      id: number,
-      method: RpcMethod<string, P, PI, S, SI, F, FI>,
-      input: unknown,
-      handle: (input: P) => Effect.Effect<S, F>
-    ): Effect.Effect<void> => {
-      const decoded = Schema.decodeUnknownEither(method.payload)(input)
-      if (Either.isLeft(decoded)) {
-        return refuse(id, new InvalidGroupRequest({ reason: `the input of ${method.tag}: ${decoded.left.message}` }))
-      }
-      return Effect.either(handle(decoded.right)).pipe(
-        Effect.map((outcome) => void socket.write(groupAnswerFrame(id, method, outcome))),
-        Effect.catchAllDefect((defect) =>
-          Effect.zipRight(
-            Effect.logWarning("consumer groups request failed", Cause.die(defect)),
-            refuse(id, new GroupsUnavailable({ reason: "the broker failed to answer (its log says why)" }))
-          )
-        )
-      )
-    }
-    const refuse = (id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
-      Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
-
-    /** Member `id` joins `name` and runs until it leaves, fails, or the connection goes. */
-    const join = (id: number, name: string, maxInFlight: number | undefined) => {
-      const deliveriesOf = new Map<number, Delivery>()
-      held.set(id, deliveriesOf)
-      const deliveries = Stream.unwrap(
-        Effect.as(authorized(name), groups.join(name, maxInFlight === undefined ? {} : { maxInFlight }))
-      )
-      // Known as running before it starts: a join refused at once removes itself after this.
-      let fiber: Fiber.RuntimeFiber<void> | undefined
-      members.set(
-        id,
-        Effect.suspend(() => {
-          members.delete(id)
-          return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
-        })
-      )
-      fiber = run(
-        Stream.runForEach(deliveries, (delivery) =>
-          Effect.sync(() => {
-            const deliveryId = nextDelivery++
-            deliveriesOf.set(deliveryId, delivery)
-            socket.write(deliveryFrame(id, deliveryId, delivery))
-          })).pipe(
-            Effect.either,
-            Effect.flatMap((outcome) =>
-              Effect.sync(() => {
-                members.delete(id)
-                socket.write(groupLeftFrame(id, Either.isLeft(outcome) ? leftBecause(outcome.left) : undefined))
-              })
-            )
-          )
-      )
-    }
-
-    const settle = (input: typeof SettleDelivery.payload.Type) => {
-      const deliveries = held.get(input.member)
-      const delivery = deliveries?.get(input.delivery)
-      if (delivery === undefined) return Effect.succeed(false)
-      const done = () => deliveries!.delete(input.delivery)
-      switch (input.action) {
-        case "ack":
-          return Effect.tap(delivery.ack, done)
-        case "nak":
-          return Effect.tap(delivery.nak(input.delayMs), done)
-        case "term":
-          return Effect.tap(delivery.term(input.reason), done)
-        case "inProgress":
-          return delivery.inProgress
-      }
-    }
-
-    const handle = (frame: Frame): Effect.Effect<void> => {
-      const request = decodeControl(GroupRequest, frame.payload, "bad-handshake")
-      if (Either.isLeft(request)) return refuse(frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
-      const { input, operation } = request.right
-      const id = frame.seq
-      switch (operation) {
-        case CreateGroup.tag:
-          return answer(
-            id,
-            CreateGroup,
-            input,
-            (spec) => Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec))
-          )
-        case DescribeGroup.tag:
-          return answer(id, DescribeGroup, input, ({ name }) => authorized(name))
-        case ListGroups.tag:
-          return answer(
-            id,
-            ListGroups,
-            input,
-            () => Effect.map(groups.list, (all) => all.filter((g) => refusal(user, g.name, g.topic) === undefined))
-          )
-        case PendingOfGroup.tag:
-          return answer(
-            id,
-            PendingOfGroup,
-            input,
-            ({ name }) => Effect.zipRight(authorized(name), groups.pending(name))
-          )
-        case DeleteGroup.tag:
-          return answer(id, DeleteGroup, input, ({ name }) =>
-            authorized(name).pipe(
-              // A group that does not read as one names no topic to check the rights on.
-              Effect.catchTag("GroupCorrupt", (e) => Effect.fail(new GroupsUnavailable({ reason: e.message }))),
-              Effect.zipRight(groups.delete(name)),
-              Effect.as(null)
-            ))
-        case JoinGroup.tag: {
-          const decoded = Schema.decodeUnknownEither(JoinGroup.payload)(input)
-          if (Either.isLeft(decoded)) {
-            return refuse(id, new InvalidGroupRequest({ reason: `the input of join: ${decoded.left.message}` }))
-          }
-          if (held.has(id)) {
-            return refuse(id, new InvalidGroupRequest({ reason: `member ${id} joined already on this connection` }))
-          }
-          return Effect.sync(() => join(id, decoded.right.name, decoded.right.maxInFlight))
-        }
-        case SettleDelivery.tag:
-          return answer(id, SettleDelivery, input, settle)
-        case LeaveGroup.tag:
-          return answer(id, LeaveGroup, input, ({ member }) => Effect.as(members.get(member) ?? Effect.void, null))
-        default:
-          return refuse(
-            id,
-            new InvalidGroupRequest({
-              reason: `no operation ${JSON.stringify(operation)}: this broker answers ${
-                GROUP_OPERATIONS.map((o) => o.tag).join(", ")
-              }`
-            })
-          )
-      }
-    }
+    const { handle, joined } = connectionRequests(groups, socket, user, yield* FiberSet.makeRuntime<never>())
 
     const idle = context.idleTimeoutMs
     // A member waiting for messages is never idle: only a connection holding none times out.
     const nextRequest = Effect.suspend(() =>
-      idle > 0 && members.size === 0
+      idle > 0 && joined() === 0
         ? nextFrame.pipe(
           Effect.timeoutFail({
             duration: idle,
