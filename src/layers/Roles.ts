@@ -14,6 +14,7 @@ import * as CoordinatorLayers from "./control/Coordinator.js"
 import * as RingsLayers from "./control/Rings.js"
 import * as RpcLayers from "./control/Rpc.js"
 import * as ConsumerGroupsLayers from "./groups/ConsumerGroups.js"
+import * as GroupServerLayers from "./groups/GroupServer.js"
 import * as ChannelsLayers from "./ipc/Channels.js"
 import * as ServicesLayers from "./ipc/Services.js"
 import * as AckTrackerLayers from "./log/AckTracker.js"
@@ -178,6 +179,18 @@ export const groupMember = (
     Layer.provideMerge(attachRegion(access))
   )
 }
+
+/**
+ * What a broker serves consumer groups' connections with (GroupServer.ts): the region's groups,
+ * whose members it holds for its clients as a member process of the region itself; dead letters
+ * go through the broker's own broker slot (needs the broker's log, its coordinator client and the region).
+ */
+export const brokerGroups = (access: RegionAccess) =>
+  GroupServerLayers.layer.pipe(
+    Layer.provide(ConsumerGroupsLayers.layer()),
+    Layer.provide(PublisherLayers.layerLocal({ region: access.name })),
+    Layer.provide(fromLayout((layout) => DirectoryLayers.layer(layout.directory)))
+  )
 
 /** Rings and RPC over the region (needs the region and this process's doorbell). */
 export const controlTransport = RpcLayers.layer.pipe(Layer.provideMerge(RingsLayers.layer))

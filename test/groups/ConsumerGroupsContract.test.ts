@@ -21,7 +21,7 @@ import {
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { TopicNotFound } from "../../src/services/log/Topics.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
-import { type GroupsServices, memoryGroups, regionGroups, TrimTopic } from "../fixtures/groups-harness.js"
+import { type GroupsServices, memoryGroups, regionGroups, remoteGroups, TrimTopic } from "../fixtures/groups-harness.js"
 
 const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "dead"]
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
@@ -174,9 +174,11 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         // The first is past its deadline, the second not: a new member gets the first only.
         const [again] = yield* take("g5", 1)
         expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        // Settled by the member that took it over first: a member through a broker takes what it has room for
+        // without waiting for its stream's pull, so the first holder, its room freed by the stale ack, would take it back.
+        expect(yield* again!.ack).toBe(true)
         expect(yield* first!.ack).toBe(false)
         expect(yield* second!.ack).toBe(true)
-        expect(yield* again!.ack).toBe(true)
         expect(yield* groups.describe("g5")).toMatchObject({ pending: 0, expired: 1, redeliveries: 1, acked: 2 })
         yield* Fiber.interrupt(holder)
       }))
@@ -310,3 +312,4 @@ const readTopic = (topic: string, n: number) =>
 
 contract("consumer groups over the fake", memoryGroups(TOPICS))
 contract("consumer groups over a live region", regionGroups(TOPICS))
+contract("consumer groups through a broker", remoteGroups(TOPICS))

@@ -11,6 +11,8 @@
  * }
  * // Or a handler: acked when it resolves, nak'd (delivered again) when it throws.
  * await group.process(async (job) => send(job.text()))
+ * // From anywhere, through brokers (which hold the member for this process):
+ * const remote = await CxlogGroup.open({ brokers: [{ host: "10.0.0.5", port: 7400 }], group: "mailer" })
  * ```
  */
 import { Cause, Chunk, Effect, Exit, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
@@ -20,6 +22,7 @@ import {
   type GroupSpec,
   type JoinOptions
 } from "../../services/groups/ConsumerGroups.js"
+import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 
 const decoder = new TextDecoder()
 
@@ -111,6 +114,16 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
     }
     return new CxlogGroup(runtime, scope, exit.value, signal)
+  }
+
+  /**
+   * Joins the group through the first of `brokers` that takes the connection, from a process that
+   * need not map the region: the broker holds the member for it, and the next broker takes over
+   * when the connection goes (docs/consumers.md, "Remote members").
+   */
+  static open(options: CxlogGroupOptions & RemoteGroupsOptions): Promise<CxlogGroup> {
+    const { create: _create, group: _group, maxInFlight: _maxInFlight, signal: _signal, ...remote } = options
+    return CxlogGroup.openWith(layerRemote(remote), options)
   }
 
   private jobOf(delivery: Delivery): CxlogJob {

@@ -53,7 +53,7 @@ export const clientProofAsync = (credentials: Credentials, clientNonce: string, 
 
 /** What a client knows when a broker accepts it (WELCOME to a publisher, SUBSCRIBED to a subscriber, ADMIN_READY to an admin client). */
 export interface BrokerAcceptance {
-  readonly answer: "WELCOME" | "SUBSCRIBED" | "ADMIN_READY"
+  readonly answer: "WELCOME" | "SUBSCRIBED" | "ADMIN_READY" | "GROUP_READY"
   readonly credentials: Credentials | undefined
   /** The client opted in to brokers that authenticate nobody (`--insecure`, `CXLOG_INSECURE`, the `insecure` option). */
   readonly insecure: boolean

@@ -39,6 +39,7 @@ import {
   type BrokerShape,
   type BrokerStats
 } from "../../services/net/Broker.js"
+import { GroupConnections } from "../../services/net/GroupConnections.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { settingsConfig } from "../../Settings.js"
@@ -123,6 +124,8 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     const coordinator = Option.getOrUndefined(yield* Effect.serviceOption(Coordinator))
     const region = Option.getOrUndefined(yield* Effect.serviceOption(CxlMemory))
     const topics = yield* Topics
+    // A broker given the region's consumer groups serves their members too (layers/groups/GroupServer.ts).
+    const groups = Option.getOrUndefined(yield* Effect.serviceOption(GroupConnections))
     if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
       return yield* refuse(
         `refusing to serve beyond loopback without ${secure === undefined ? "TLS" : ""}${
@@ -162,6 +165,12 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
         topics,
         coordinator,
         head: region === undefined ? undefined : makeHeadWatch(region, 0),
+        auth,
+        holdConnection: (user) => holdConnection(broker, user),
+        idleTimeoutMs: settings.idleTimeoutMs
+      }),
+      groups: groups?.server({
+        brokerId,
         auth,
         holdConnection: (user) => holdConnection(broker, user),
         idleTimeoutMs: settings.idleTimeoutMs

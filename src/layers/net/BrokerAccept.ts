@@ -84,6 +84,7 @@ const accept = (broker: BrokerState, raw: Socket) => {
   let firstFrame = true
   let subscribing = false
   let administering = false
+  let grouping = false
   /** Cleared once another connection's append took this one's space mid-batch: from then on it receives into its own buffer. */
   let inPlace = true
   const revoked = () => {
@@ -108,7 +109,9 @@ const accept = (broker: BrokerState, raw: Socket) => {
       FrameType.CREDIT,
       FrameType.COMMIT,
       FrameType.ADMIN,
-      FrameType.ADMIN_REQUEST
+      FrameType.ADMIN_REQUEST,
+      FrameType.GROUP,
+      FrameType.GROUP_REQUEST
     ],
     maxBatchBytes: settings.maxBatchBytes,
     // Before the handshake a BATCH is refused from its header: none of its payload is read.
@@ -126,6 +129,22 @@ const accept = (broker: BrokerState, raw: Socket) => {
             code: "unexpected-frame",
             detail: "only AUTH and ADMIN_REQUEST frames follow an ADMIN"
           })
+      }
+      // A GROUP opens a consumer groups' connection (AUTH and GROUP_REQUEST frames follow it).
+      if (type === FrameType.GROUP && opening) grouping = true
+      if (grouping) {
+        return opening || type === FrameType.GROUP_REQUEST || type === FrameType.AUTH
+          ? undefined
+          : new WireViolation({
+            code: "unexpected-frame",
+            detail: "only AUTH and GROUP_REQUEST frames follow a GROUP"
+          })
+      }
+      if (type === FrameType.GROUP || type === FrameType.GROUP_REQUEST) {
+        return new WireViolation({
+          code: "unexpected-frame",
+          detail: "GROUP opens a consumer groups' connection, GROUP_REQUEST frames follow it"
+        })
       }
       if (type === FrameType.ADMIN || type === FrameType.ADMIN_REQUEST) {
         return new WireViolation({

@@ -268,6 +268,15 @@ export const session = (
     if (first === undefined) return
     if (first.type === FrameType.SUBSCRIBE) return yield* broker.subscriptions(socket, first, nextFrame, subscribed)
     if (first.type === FrameType.ADMIN) return yield* broker.admin(socket, first, nextFrame, subscribed)
+    if (first.type === FrameType.GROUP) {
+      if (broker.groups === undefined) {
+        return yield* new WireViolation({
+          code: "internal",
+          detail: `broker ${broker.brokerId} serves no consumer groups (it was started without the region's groups)`
+        })
+      }
+      return yield* broker.groups(socket, first, nextFrame, subscribed)
+    }
     let opening: Frame | undefined = first
     const connection = yield* handshake(
       broker,

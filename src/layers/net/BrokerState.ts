@@ -11,6 +11,7 @@ import type { AckTrackerShape } from "../../services/log/AckTracker.js"
 import type { AppenderShape } from "../../services/log/Appender.js"
 import type { AckLevel, TopicsShape } from "../../services/log/Topics.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
+import type { ServeConnection } from "../../services/net/GroupConnections.js"
 import type { adminServer } from "./AdminServer.js"
 import type { AuthServer, RateBudget, UserRecord } from "./Auth.js"
 import type { Carried } from "./BrokerCarried.js"
@@ -101,6 +102,8 @@ export interface BrokerState {
   readonly subscriptions: ReturnType<typeof subscriptionServer>
   /** Serves a connection that opens with ADMIN (AdminServer.ts). */
   readonly admin: ReturnType<typeof adminServer>
+  /** Serves a connection that opens with GROUP, when the broker was given the region's groups (services/net/GroupConnections.ts). */
+  readonly groups: ServeConnection | undefined
   readonly sockets: Set<Socket>
   /** TLS: connections whose handshake is not done yet (their TCP sockets). */
   readonly handshaking: Set<Socket>

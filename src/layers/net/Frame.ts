@@ -107,7 +107,25 @@ export const FrameType = {
   /** broker → client: seq = the request's id; JSON: the operation's result. */
   ADMIN_REPLY: 23,
   /** broker → client: seq = the request's id; JSON: the operation's typed error (`_tag` and its fields). */
-  ADMIN_FAILURE: 24
+  ADMIN_FAILURE: 24,
+  /** client → broker, the first frame of a consumer groups' connection: JSON (GroupProtocol.GroupOpen). */
+  GROUP: 25,
+  /** broker → client: JSON (GroupProtocol.GroupReady): the groups' connection takes requests. */
+  GROUP_READY: 26,
+  /** client → broker: seq = the request's id; JSON (GroupProtocol.GroupRequest): an operation and its input. */
+  GROUP_REQUEST: 27,
+  /** broker → client: seq = the request's id; JSON: the operation's result. */
+  GROUP_REPLY: 28,
+  /** broker → client: seq = the request's id; JSON: the operation's typed error (`_tag` and its fields). */
+  GROUP_FAILURE: 29,
+  /**
+   * broker → client: one message handed to a member the connection joined; client id = the
+   * member (its join's request id), seq = the delivery's id on the connection. Payload: u32 length
+   * of a JSON head (GroupProtocol.DeliveryHead), the head, then the message's value.
+   */
+  GROUP_DELIVERY: 30,
+  /** broker → client: the member named in the client id field left the group; JSON: why (its typed error), or none. */
+  GROUP_LEFT: 31
 } as const
 export type FrameType = (typeof FrameType)[keyof typeof FrameType]
 

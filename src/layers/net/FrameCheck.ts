@@ -41,7 +41,8 @@ const payloadLimit = (type: number, maxBatchBytes: number): number =>
     ? MAX_ACK_PAYLOAD_BYTES
     : type === FrameType.SESSION_FENCED
     ? 0
-    : type === FrameType.ADMIN_REPLY || type === FrameType.ADMIN_FAILURE
+    : type === FrameType.ADMIN_REPLY || type === FrameType.ADMIN_FAILURE || type === FrameType.GROUP_REPLY ||
+        type === FrameType.GROUP_FAILURE || type === FrameType.GROUP_DELIVERY
     ? MAX_ADMIN_REPLY_BYTES
     : MAX_CONTROL_PAYLOAD_BYTES
 

@@ -1,15 +1,19 @@
 /** `cxlog consume`: a member of a consumer group (roles/Consume.ts). */
+import { Effect } from "effect"
+import { parseAddresses } from "../../layers/net/ClientConnection.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
+import { clientSecurity } from "../admin/Users.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { consume } from "../roles/Consume.js"
 import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
-import { coherence, region } from "./SharedFlags.js"
+import { clientSecurityFlags, coherence, region } from "./SharedFlags.js"
 
 export const consumeCommand = Cli.command({
   name: "consume",
   summary: "Join a consumer group: share its topic's messages with the other members, each acked once it is handled",
-  details: "Runs on the region's host. Each message goes to one member of the group at a time: this one prints it " +
+  details:
+    "Runs on the region's host, or anywhere with --brokers (a broker holds the member for it). Each message goes to one member of the group at a time: this one prints it " +
     "and acks it, or with --exec runs the command with the message's value on stdin (and CONSUME_OFFSET, CONSUME_KEY, " +
     "CONSUME_DELIVERY_COUNT, CONSUME_GROUP, CONSUME_TOPIC in its environment), acking it when the command exits 0 and delivering it again otherwise. " +
     "A message this member holds when it dies or is stopped goes to the other members at once; one held past " +
@@ -18,6 +22,13 @@ export const consumeCommand = Cli.command({
   flags: {
     region,
     coherence,
+    brokers: Cli.optionalText("brokers", {
+      placeholder: "HOST:PORT,…",
+      shown: "the region in place",
+      description:
+        "join over TCP through the first of these brokers that takes the connection (the next ones if it goes)"
+    }),
+    ...clientSecurityFlags,
     group: Cli.optionalText("group", { placeholder: "NAME", shown: "none", description: "the consumer group to join" }),
     topic: Cli.optionalText("topic", {
       placeholder: "NAME",
@@ -41,17 +52,27 @@ export const consumeCommand = Cli.command({
   examples: [
     "cxlog consume --group mailer --topic emails",
     "cxlog consume --group mailer --exec 'xargs -0 ./send-mail' --max-in-flight 4",
-    "cxlog consume --group billing --topic orders --by-key --dead-letter-topic orders.dead --max-deliver 3"
+    "cxlog consume --group billing --topic orders --by-key --dead-letter-topic orders.dead --max-deliver 3",
+    "cxlog consume --group mailer --topic emails --brokers 10.0.0.5:7400,10.0.0.6:7400"
   ],
-  run: (o) =>
-    o.group === undefined ? failUsage("cxlog consume needs --group NAME") : consume({
-      region: { name: o.region, coherence: o.coherence },
-      group: o.group,
-      spec: o.topic === undefined ? undefined : groupSpecOf(o.group, o.topic, o),
-      maxInFlight: o.maxInFlight,
-      exec: o.exec,
-      nakDelayMs: o.nakDelayMs,
-      limit: o.limit,
-      json: o.json
+  run: (o) => {
+    const group = o.group
+    if (group === undefined) return failUsage("cxlog consume needs --group NAME")
+    return Effect.gen(function*() {
+      const remote = o.brokers === undefined
+        ? undefined
+        : { brokers: parseAddresses(o.brokers), ...(yield* clientSecurity(o)) }
+      return yield* consume({
+        region: { name: o.region, coherence: o.coherence },
+        ...(remote === undefined ? {} : { remote }),
+        group,
+        spec: o.topic === undefined ? undefined : groupSpecOf(group, o.topic, o),
+        maxInFlight: o.maxInFlight,
+        exec: o.exec,
+        nakDelayMs: o.nakDelayMs,
+        limit: o.limit,
+        json: o.json
+      })
     })
+  }
 })

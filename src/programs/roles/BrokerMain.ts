@@ -1,5 +1,6 @@
 /**
- * `cxlog broker`: attaches the region, owns a broker slot, and serves publishers over TCP.
+ * `cxlog broker`: attaches the region, owns a broker slot, and serves publishers, subscribers and
+ * consumer groups' members over TCP.
  * Everything a broker does waits on the head (joining its coordinator, the ordering its ACKs
  * follow), so the broker watches it: once the head is gone past `CXLOG_HEAD_LOST_MS` the
  * broker stops with `HeadUnavailable` instead of serving silently.
@@ -12,6 +13,7 @@ import { readLane } from "../../layers/log/TopicLanes.js"
 import { everyTick } from "../../layers/region/Cadence.js"
 import {
   attachRegion,
+  brokerGroups,
   brokerLog,
   brokerServer,
   controlTransport,
@@ -106,6 +108,8 @@ export const broker = (options: BrokerMainOptions) =>
       Effect.scoped,
       Effect.provide(
         brokerServer(options.server).pipe(
+          // Members of the region's consumer groups join through it (docs/consumers.md, "Remote members").
+          Layer.provide(brokerGroups(options.region)),
           Layer.provideMerge(
             brokerLog(
               options.brokerId,

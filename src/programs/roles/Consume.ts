@@ -1,5 +1,6 @@
 /**
- * `cxlog consume`: a member of a consumer group on the region's host. It creates the group when
+ * `cxlog consume`: a member of a consumer group, on the region's host or (`--brokers`) through a
+ * broker, which holds the member for it (docs/consumers.md, "Remote members"). It creates the group when
  * `--topic` names one that does not exist, joins it, and for each message it is given either
  * prints it and acks it, or (`--exec CMD`) runs `sh -c CMD` with the message's value on stdin
  * and acks when the command exits 0, naks it (delivered again, to any member) otherwise; the
@@ -11,6 +12,7 @@
  */
 import { Data, Effect, Schedule, Stream } from "effect"
 import { spawn } from "node:child_process"
+import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
   ConsumerGroups,
@@ -23,6 +25,8 @@ import { report } from "./Report.js"
 
 export interface ConsumeOptions {
   readonly region: RegionAccess
+  /** Through these brokers instead of the region in place. */
+  readonly remote?: RemoteGroupsOptions
   readonly group: string
   /** With `--topic`: the group to create when it does not exist (and the topic it must read if it does). */
   readonly spec: GroupSpec | undefined
@@ -126,7 +130,11 @@ const prepare = (o: ConsumeOptions) =>
       })
     }
     return info
-  }).pipe(Effect.provide(groupMember(o.region)))
+  }).pipe(Effect.provide(groupsOf(o, false)))
+
+/** The groups in place (dead letters through a local publisher when asked), or through brokers (the broker writes them). */
+const groupsOf = (o: ConsumeOptions, deadLetters: boolean) =>
+  o.remote === undefined ? groupMember(o.region, { deadLetters }) : layerRemote(o.remote)
 
 export const consume = (o: ConsumeOptions) =>
   Effect.gen(function*() {
@@ -147,5 +155,5 @@ export const consume = (o: ConsumeOptions) =>
       yield* Stream.runDrain(o.limit === undefined ? handled : Stream.take(handled, o.limit))
     })
     // Dead letters go through a local publisher, made only for a group that has somewhere to send them.
-    yield* member.pipe(Effect.provide(groupMember(o.region, { deadLetters: info.deadLetterTopic !== undefined })))
+    yield* member.pipe(Effect.provide(groupsOf(o, info.deadLetterTopic !== undefined)))
   })

@@ -10,7 +10,7 @@
 import { Context, type Effect, Schema, type Stream } from "effect"
 import type { CoordinatorUnavailable } from "../control/Coordinator.js"
 import type { HeadUnavailable } from "../log/HeadWatch.js"
-import type { LogCorrupt, TopicDeleted, TopicNotFound } from "../log/Topics.js"
+import type { LogCorrupt, TopicDeleted, TopicForbidden, TopicNotFound } from "../log/Topics.js"
 import type { MessageHeader } from "../net/Subscriber.js"
 import type {
   DirectoryFull,
@@ -131,14 +131,24 @@ export interface JoinOptions {
   readonly maxInFlight?: number
 }
 
+/**
+ * What keeps a broker from answering for the groups (their layer through brokers only): the
+ * user's rights on the group's topic, or no broker reachable.
+ */
+export type GroupRemoteError = TopicForbidden | GroupsUnavailable
+
 export interface ConsumerGroupsShape {
   readonly create: (spec: GroupSpec) => Effect.Effect<GroupInfo, GroupCreateError>
-  readonly describe: (name: string) => Effect.Effect<GroupInfo, GroupNotFound | GroupCorrupt>
-  readonly list: Effect.Effect<ReadonlyArray<GroupInfo>>
+  readonly describe: (name: string) => Effect.Effect<GroupInfo, GroupNotFound | GroupCorrupt | GroupRemoteError>
+  readonly list: Effect.Effect<ReadonlyArray<GroupInfo>, GroupRemoteError>
   /** The messages handed out and not settled, oldest offset first. */
-  readonly pending: (name: string) => Effect.Effect<ReadonlyArray<PendingMessage>, GroupNotFound | GroupCorrupt>
+  readonly pending: (
+    name: string
+  ) => Effect.Effect<ReadonlyArray<PendingMessage>, GroupNotFound | GroupCorrupt | GroupRemoteError>
   /** Deletes the group: its name is free at once; its members' next look fails with `GroupDeleted`. */
-  readonly delete: (name: string) => Effect.Effect<void, GroupNotFound | NotDirectoryWriter | CoordinatorUnavailable>
+  readonly delete: (
+    name: string
+  ) => Effect.Effect<void, GroupNotFound | NotDirectoryWriter | CoordinatorUnavailable | GroupRemoteError>
   /**
    * Joins as a member for as long as the stream runs: the messages this member is given, each to
    * be settled. Leaving (the stream ends, or is interrupted) hands what it holds to the others at once.
@@ -252,6 +262,18 @@ export class DeadLetterFailed extends Schema.TaggedError<DeadLetterFailed>()("De
   }
 }
 
+/**
+ * Through brokers: no broker took the connection, or it broke (a call in flight then has an
+ * unknown outcome; a member's deliveries are the group's again, delivered to another member).
+ */
+export class GroupsUnavailable extends Schema.TaggedError<GroupsUnavailable>()("GroupsUnavailable", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `consumer groups unavailable: ${this.reason}`
+  }
+}
+
 export type GroupCreateError =
   | GroupExists
   | InvalidGroupSpec
@@ -261,6 +283,7 @@ export type GroupCreateError =
   | InvalidObjectName
   | NotDirectoryWriter
   | CoordinatorUnavailable
+  | GroupRemoteError
 
 export type GroupJoinError =
   | GroupNotFound
@@ -275,3 +298,4 @@ export type GroupJoinError =
   | LogCorrupt
   | HeadUnavailable
   | HolderLinesFull
+  | GroupRemoteError

@@ -1,0 +1,292 @@
+/**
+ * Consumer groups over a broker connection (docs/protocol.md, "Consumer groups"): its frames'
+ * bodies and its operations. `GROUP` opens the connection (and names the user, as `HELLO` does),
+ * `GROUP_READY` accepts it; then every `GROUP_REQUEST` (seq: its id; JSON `{ "operation",
+ * "input" }`) gets one `GROUP_REPLY` or `GROUP_FAILURE` (seq: the id), as admin requests do
+ * (AdminProtocol.ts). A `join` is answered by the member itself: `GROUP_DELIVERY` frames (client
+ * id: the join's request id) until a `GROUP_LEFT` says why it left. Each delivery is settled
+ * by a `settle` request naming it.
+ */
+import { Either, Schema } from "effect"
+import { CoordinatorUnavailable } from "../../services/control/Coordinator.js"
+import { method } from "../../services/control/Rpc.js"
+import {
+  DeadLetterFailed,
+  GroupBehindRetention,
+  GroupCorrupt,
+  GroupDeleted,
+  GroupExists,
+  GroupMembersFull,
+  GroupNotFound,
+  GroupPendingFull,
+  GroupsUnavailable,
+  GroupTopicGone,
+  InvalidGroupSpec
+} from "../../services/groups/ConsumerGroups.js"
+import { HeadUnavailable } from "../../services/log/HeadWatch.js"
+import { TopicDeleted, TopicForbidden, TopicNotFound } from "../../services/log/Topics.js"
+import {
+  DirectoryFull,
+  HolderLinesFull,
+  InvalidObjectName,
+  NotDirectoryWriter,
+  RegionFull
+} from "../../services/region/Directory.js"
+import { encodeFrame, FrameType } from "../net/Frame.js"
+
+/** client → broker, the first frame of a groups' connection: the protocol, and the user to authenticate as with its nonce (as HELLO's). */
+export class GroupOpen extends Schema.Class<GroupOpen>("GroupOpen")({
+  protocol: Schema.Int,
+  user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
+  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
+}) {}
+
+/** broker → client: the connection is open for requests. */
+export class GroupReady extends Schema.Class<GroupReady>("GroupReady")({
+  protocol: Schema.Int,
+  brokerId: Schema.Int.pipe(Schema.nonNegative()),
+  /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
+  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
+}) {}
+
+/** One request's body: which operation, and its input (decoded by the operation's own Schema). */
+export const GroupRequest = Schema.Struct({
+  operation: Schema.String.pipe(Schema.maxLength(100)),
+  input: Schema.Unknown
+}).annotations({ identifier: "GroupRequest" })
+
+/** A request the broker could not read (not JSON, no such operation, an input of the wrong shape): the connection goes on. */
+export class InvalidGroupRequest extends Schema.TaggedError<InvalidGroupRequest>()("InvalidGroupRequest", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `invalid consumer groups request: ${this.reason}`
+  }
+}
+
+const Name = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))
+const Count = Schema.Number
+
+const GroupStart = Schema.Union(
+  Schema.Literal("earliest", "latest"),
+  Schema.Struct({ offset: Schema.Number }),
+  Schema.Struct({ time: Schema.Number })
+)
+
+/** An optional field that is absent, never undefined (as GroupSpec's). */
+const opt = <A, I>(schema: Schema.Schema<A, I>) => Schema.optionalWith(schema, { exact: true })
+
+const GroupSpec = Schema.Struct({
+  name: Name,
+  topic: Name,
+  byKey: opt(Schema.Boolean),
+  ackWaitMs: opt(Schema.Number),
+  maxDeliver: opt(Schema.Number),
+  deadLetterTopic: opt(Name),
+  start: opt(GroupStart),
+  memberSlots: opt(Schema.Number),
+  pendingSlots: opt(Schema.Number)
+})
+
+const GroupMember = Schema.Struct({
+  pid: Count,
+  slot: Count,
+  joinedAtMs: Count,
+  maxInFlight: Count,
+  pending: Count,
+  delivered: Count,
+  acked: Count,
+  buckets: Count
+})
+
+const GroupInfo = Schema.Struct({
+  name: Schema.String,
+  topic: Schema.String,
+  byKey: Schema.Boolean,
+  ackWaitMs: Count,
+  maxDeliver: Count,
+  deadLetterTopic: Schema.UndefinedOr(Schema.String),
+  startOffset: Count,
+  createdAtMs: Count,
+  memberSlots: Count,
+  pendingSlots: Count,
+  frontier: Count,
+  end: Count,
+  lag: Count,
+  members: Schema.Array(GroupMember),
+  pending: Count,
+  oldestPendingAgeMs: Schema.UndefinedOr(Count),
+  redeliveries: Count,
+  expired: Count,
+  deadLetters: Count,
+  acked: Count
+})
+
+const PendingMessage = Schema.Struct({
+  offset: Count,
+  state: Schema.Literal("claiming", "delivered", "waiting"),
+  memberPid: Schema.UndefinedOr(Count),
+  deliveries: Count,
+  deadlineMs: Count,
+  firstDeliveredAtMs: Count
+})
+
+/** What any call may fail with besides its own errors: the user's rights, the broker, a request not understood. */
+const UNANSWERED = [TopicForbidden, GroupsUnavailable, InvalidGroupRequest] as const
+
+const GroupNamed = Schema.Struct({ name: Name })
+
+export const CreateGroup = method("create", {
+  payload: GroupSpec,
+  success: GroupInfo,
+  failure: Schema.Union(
+    GroupExists,
+    InvalidGroupSpec,
+    TopicNotFound,
+    DirectoryFull,
+    RegionFull,
+    InvalidObjectName,
+    NotDirectoryWriter,
+    CoordinatorUnavailable,
+    ...UNANSWERED
+  )
+})
+
+export const DescribeGroup = method("describe", {
+  payload: GroupNamed,
+  success: GroupInfo,
+  failure: Schema.Union(GroupNotFound, GroupCorrupt, ...UNANSWERED)
+})
+
+/** Every group whose topic the user may read. */
+export const ListGroups = method("list", {
+  payload: Schema.Struct({}),
+  success: Schema.Array(GroupInfo),
+  failure: Schema.Union(...UNANSWERED)
+})
+
+export const PendingOfGroup = method("pending", {
+  payload: GroupNamed,
+  success: Schema.Array(PendingMessage),
+  failure: Schema.Union(GroupNotFound, GroupCorrupt, ...UNANSWERED)
+})
+
+export const DeleteGroup = method("delete", {
+  payload: GroupNamed,
+  success: Schema.Null,
+  failure: Schema.Union(GroupNotFound, NotDirectoryWriter, CoordinatorUnavailable, ...UNANSWERED)
+})
+
+/**
+ * Joins the group as a member held by the broker for this connection. No reply: its deliveries
+ * come as GROUP_DELIVERY frames, and a GROUP_LEFT (client id: this request's id) ends it.
+ */
+export const JoinGroup = method("join", {
+  payload: Schema.Struct({ name: Name, maxInFlight: opt(Schema.Int.pipe(Schema.between(1, 1 << 20))) }),
+  success: Schema.Null,
+  failure: Schema.Union(...UNANSWERED)
+})
+
+/** Why a member left: its typed error (a GROUP_LEFT without a body: it left as asked). */
+export const MemberLeft = Schema.Union(
+  GroupNotFound,
+  GroupCorrupt,
+  GroupDeleted,
+  GroupMembersFull,
+  GroupPendingFull,
+  GroupBehindRetention,
+  GroupTopicGone,
+  TopicNotFound,
+  TopicDeleted,
+  HeadUnavailable,
+  HolderLinesFull,
+  ...UNANSWERED
+)
+
+/** Settles delivery `delivery` of member `member`: true when it settled, false when it was no longer the member's. */
+export const SettleDelivery = method("settle", {
+  payload: Schema.Struct({
+    member: Schema.Int,
+    delivery: Schema.Int,
+    action: Schema.Literal("ack", "nak", "term", "inProgress"),
+    /** nak: deliver again after this long. */
+    delayMs: opt(Schema.Number.pipe(Schema.nonNegative())),
+    /** term: the dead letter's reason. */
+    reason: opt(Schema.String.pipe(Schema.maxLength(1000)))
+  }),
+  success: Schema.Boolean,
+  failure: Schema.Union(DeadLetterFailed, ...UNANSWERED)
+})
+
+/** Leaves member `member`: what it holds goes to the other members at once. */
+export const LeaveGroup = method("leave", {
+  payload: Schema.Struct({ member: Schema.Int }),
+  success: Schema.Null,
+  failure: Schema.Union(...UNANSWERED)
+})
+
+export const GROUP_OPERATIONS = [
+  CreateGroup,
+  DescribeGroup,
+  ListGroups,
+  PendingOfGroup,
+  DeleteGroup,
+  JoinGroup,
+  SettleDelivery,
+  LeaveGroup
+] as const
+
+/** A GROUP_DELIVERY's JSON head: the message's place and metadata (key and header values in base64). */
+export const DeliveryHead = Schema.Struct({
+  offset: Count,
+  timestamp: Count,
+  deliveryCount: Count,
+  key: Schema.optional(Schema.String),
+  headers: Schema.optional(Schema.Array(Schema.Struct({ name: Schema.String, value: Schema.String })))
+})
+
+const textEncoder = new TextEncoder()
+const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
+  textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
+const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
+
+export const groupOpenFrame = (open: GroupOpen): Buffer =>
+  encodeFrame({ ...bare, type: FrameType.GROUP, seq: 0 }, json(GroupOpen, open))
+
+export const groupReadyFrame = (ready: GroupReady): Buffer =>
+  encodeFrame({ ...bare, type: FrameType.GROUP_READY, seq: 0 }, json(GroupReady, ready))
+
+/** Request `id`: `operation` with `input` (encoded by the operation's Schema). */
+export const groupRequestFrame = <P, PI>(
+  id: number,
+  operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
+  input: P
+): Buffer =>
+  encodeFrame(
+    { ...bare, type: FrameType.GROUP_REQUEST, seq: id },
+    json(GroupRequest, { operation: operation.tag, input: Schema.encodeSync(operation.payload)(input) })
+  )
+
+/** Member `member` left: `why` (its typed error), or as asked. */
+export const groupLeftFrame = (member: number, why: typeof MemberLeft.Type | undefined): Buffer =>
+  encodeFrame(
+    { ...bare, type: FrameType.GROUP_LEFT, clientId: member, seq: 0 },
+    why === undefined ? undefined : json(MemberLeft, why)
+  )
+
+/** The answer to request `id`: its result, or its typed error. */
+export const groupAnswerFrame = <S, SI, F, FI>(
+  id: number,
+  operation: { readonly success: Schema.Schema<S, SI>; readonly failure: Schema.Schema<F, FI> },
+  outcome: Either.Either<S, F>
+): Buffer =>
+  Either.isRight(outcome)
+    ? encodeFrame({ ...bare, type: FrameType.GROUP_REPLY, seq: id }, json(operation.success, outcome.right))
+    : encodeFrame({ ...bare, type: FrameType.GROUP_FAILURE, seq: id }, json(operation.failure, outcome.left))
+
+/** The answer to request `id` whatever its operation: the broker could not read it, or could not answer it. */
+export const groupRefusalFrame = (id: number, error: InvalidGroupRequest | GroupsUnavailable): Buffer =>
+  encodeFrame(
+    { ...bare, type: FrameType.GROUP_FAILURE, seq: id },
+    json(Schema.Union(InvalidGroupRequest, GroupsUnavailable), error)
+  )

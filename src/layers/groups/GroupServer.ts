@@ -1,0 +1,302 @@
+/**
+ * A broker's side of a consumer groups' connection (docs/protocol.md, "Consumer groups"), over
+ * the broker process's `ConsumerGroups` (the region's): after the client's GROUP and the
+ * authentication every connection runs, each GROUP_REQUEST is answered in turn. A `join` makes
+ * the broker a member of the group on the client's behalf — a local member of the region, whose
+ * line names the broker's process — and sends its deliveries as GROUP_DELIVERY frames; the
+ * client settles them with `settle` requests. The member holds at most its `maxInFlight`
+ * unsettled, so that is also what the broker queues for the client.
+ *
+ * When the connection ends (closed, broken, or refused for a frame that breaks the protocol) the
+ * broker leaves its members at once: what they held goes to the group's other members on their
+ * next look. When the broker's process dies, its members die with it and the others find them
+ * dead by pid and start time, as any member's death.
+ *
+ * Rights (docs/security.md): every operation on a group needs the read right on its topic and the
+ * consume right on the group's name; the list names only the groups the user may read.
+ */
+import { Cause, Effect, Either, Fiber, FiberSet, Layer, Schema, type Scope, Stream } from "effect"
+import type { Socket } from "node:net"
+import type { RpcMethod } from "../../services/control/Rpc.js"
+import {
+  ConsumerGroups,
+  type ConsumerGroupsShape,
+  type Delivery,
+  GroupsUnavailable
+} from "../../services/groups/ConsumerGroups.js"
+import { TopicForbidden } from "../../services/log/Topics.js"
+import {
+  type GroupConnectionContext,
+  GroupConnections,
+  type ServeConnection
+} from "../../services/net/GroupConnections.js"
+import { authenticate, authorize, type UserRecord } from "../net/Auth.js"
+import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "../net/Control.js"
+import { type Frame, FrameType } from "../net/Frame.js"
+import { deliveryFrame } from "./GroupDeliveryFrame.js"
+import {
+  CreateGroup,
+  DeleteGroup,
+  DescribeGroup,
+  GROUP_OPERATIONS,
+  groupAnswerFrame,
+  groupLeftFrame,
+  GroupOpen,
+  GroupReady,
+  groupReadyFrame,
+  groupRefusalFrame,
+  GroupRequest,
+  InvalidGroupRequest,
+  JoinGroup,
+  LeaveGroup,
+  ListGroups,
+  MemberLeft,
+  PendingOfGroup,
+  SettleDelivery
+} from "./GroupProtocol.js"
+
+/** Why `user` (none: a broker without authentication) may not use group `group` of `topic`, or undefined. */
+const refusal = (user: UserRecord | undefined, group: string, topic: string): string | undefined =>
+  user === undefined ? undefined : authorize(user, "read", topic) ?? authorize(user, "consume", group)
+
+const mayUse = (user: UserRecord | undefined, group: string, topic: string): Effect.Effect<void, TopicForbidden> => {
+  const denied = refusal(user, group, topic)
+  return denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
+}
+
+const isMemberLeft = Schema.is(MemberLeft)
+
+/** A member's typed error as it crosses the wire; one that cannot (the log found damaged) says so in words. */
+const leftBecause = (error: unknown): typeof MemberLeft.Type =>
+  isMemberLeft(error) ? error : new GroupsUnavailable({ reason: `the broker's member failed: ${String(error)}` })
+
+/**
+ * One connection's requests, once it is open for `user` (none: a broker without authentication):
+ * `handle` answers a GROUP_REQUEST; `joined` counts the members it holds. Members run on `run`,
+ * the connection's scope.
+ */
+const connectionRequests = (
+  groups: ConsumerGroupsShape,
+  socket: Socket,
+  user: UserRecord | undefined,
+  run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+) => {
+  /** The members running, each with how it leaves (the others take what it held at once). */
+  const members = new Map<number, Effect.Effect<void>>()
+  /**
+   * Each member's deliveries not settled yet, by id; kept after it left, since one not taken
+   * over meanwhile still settles (as a local member's does).
+   */
+  const held = new Map<number, Map<number, Delivery>>()
+  let nextDelivery = 1
+
+  /** The group's topic, once the user may use the group. */
+  const authorized = (name: string) => Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
+
+  const answer = <P, PI, S, SI, F, FI>(
+    id: number,
+    method: RpcMethod<string, P, PI, S, SI, F, FI>,
+    input: unknown,
+    handle: (input: P) => Effect.Effect<S, F>
+  ): Effect.Effect<void> => {
+    const decoded = Schema.decodeUnknownEither(method.payload)(input)
+    if (Either.isLeft(decoded)) {
+      return refuse(id, new InvalidGroupRequest({ reason: `the input of ${method.tag}: ${decoded.left.message}` }))
+    }
+    return Effect.either(handle(decoded.right)).pipe(
+      Effect.map((outcome) => void socket.write(groupAnswerFrame(id, method, outcome))),
+      Effect.catchAllDefect((defect) =>
+        Effect.zipRight(
+          Effect.logWarning("consumer groups request failed", Cause.die(defect)),
+          refuse(id, new GroupsUnavailable({ reason: "the broker failed to answer (its log says why)" }))
+        )
+      )
+    )
+  }
+  const refuse = (id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
+    Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
+
+  /** Member `id` joins `name` and runs until it leaves, fails, or the connection goes. */
+  const join = (id: number, name: string, maxInFlight: number | undefined) => {
+    const deliveriesOf = new Map<number, Delivery>()
+    held.set(id, deliveriesOf)
+    const deliveries = Stream.unwrap(
+      Effect.as(authorized(name), groups.join(name, maxInFlight === undefined ? {} : { maxInFlight }))
+    )
+    // Known as running before it starts: a join refused at once removes itself after this.
+    let fiber: Fiber.RuntimeFiber<void> | undefined
+    members.set(
+      id,
+      Effect.suspend(() => {
+        members.delete(id)
+        return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+      })
+    )
+    fiber = run(
+      Stream.runForEach(deliveries, (delivery) =>
+        Effect.sync(() => {
+          const deliveryId = nextDelivery++
+          deliveriesOf.set(deliveryId, delivery)
+          socket.write(deliveryFrame(id, deliveryId, delivery))
+        })).pipe(
+          Effect.either,
+          Effect.flatMap((outcome) =>
+            Effect.sync(() => {
+              members.delete(id)
+              socket.write(groupLeftFrame(id, Either.isLeft(outcome) ? leftBecause(outcome.left) : undefined))
+            })
+          )
+        )
+    )
+  }
+
+  const settle = (input: typeof SettleDelivery.payload.Type) => {
+    const deliveries = held.get(input.member)
+    const delivery = deliveries?.get(input.delivery)
+    if (delivery === undefined) return Effect.succeed(false)
+    const done = () => deliveries!.delete(input.delivery)
+    switch (input.action) {
+      case "ack":
+        return Effect.tap(delivery.ack, done)
+      case "nak":
+        return Effect.tap(delivery.nak(input.delayMs), done)
+      case "term":
+        return Effect.tap(delivery.term(input.reason), done)
+      case "inProgress":
+        return delivery.inProgress
+    }
+  }
+
+  const handle = (frame: Frame): Effect.Effect<void> => {
+    const request = decodeControl(GroupRequest, frame.payload, "bad-handshake")
+    if (Either.isLeft(request)) return refuse(frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
+    const { input, operation } = request.right
+    const id = frame.seq
+    switch (operation) {
+      case CreateGroup.tag:
+        return answer(
+          id,
+          CreateGroup,
+          input,
+          (spec) => Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec))
+        )
+      case DescribeGroup.tag:
+        return answer(id, DescribeGroup, input, ({ name }) => authorized(name))
+      case ListGroups.tag:
+        return answer(
+          id,
+          ListGroups,
+          input,
+          () => Effect.map(groups.list, (all) => all.filter((g) => refusal(user, g.name, g.topic) === undefined))
+        )
+      case PendingOfGroup.tag:
+        return answer(
+          id,
+          PendingOfGroup,
+          input,
+          ({ name }) => Effect.zipRight(authorized(name), groups.pending(name))
+        )
+      case DeleteGroup.tag:
+        return answer(id, DeleteGroup, input, ({ name }) =>
+          authorized(name).pipe(
+            // A group that does not read as one names no topic to check the rights on.
+            Effect.catchTag("GroupCorrupt", (e) => Effect.fail(new GroupsUnavailable({ reason: e.message }))),
+            Effect.zipRight(groups.delete(name)),
+            Effect.as(null)
+          ))
+      case JoinGroup.tag: {
+        const decoded = Schema.decodeUnknownEither(JoinGroup.payload)(input)
+        if (Either.isLeft(decoded)) {
+          return refuse(id, new InvalidGroupRequest({ reason: `the input of join: ${decoded.left.message}` }))
+        }
+        if (held.has(id)) {
+          return refuse(id, new InvalidGroupRequest({ reason: `member ${id} joined already on this connection` }))
+        }
+        return Effect.sync(() => join(id, decoded.right.name, decoded.right.maxInFlight))
+      }
+      case SettleDelivery.tag:
+        return answer(id, SettleDelivery, input, settle)
+      case LeaveGroup.tag:
+        return answer(id, LeaveGroup, input, ({ member }) => Effect.as(members.get(member) ?? Effect.void, null))
+      default:
+        return refuse(
+          id,
+          new InvalidGroupRequest({
+            reason: `no operation ${JSON.stringify(operation)}: this broker answers ${
+              GROUP_OPERATIONS.map((o) => o.tag).join(", ")
+            }`
+          })
+        )
+    }
+  }
+
+  return { handle, joined: () => members.size }
+}
+
+/** Serves one connection over `groups`. */
+const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext): ServeConnection =>
+(
+  socket: Socket,
+  first: Frame,
+  nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
+  opened: () => void
+): Effect.Effect<void, WireViolation, Scope.Scope> =>
+  Effect.gen(function*() {
+    // A vanished host (no FIN) would otherwise hold its members' messages until the broker restarts.
+    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
+    const open = yield* decodeControl(GroupOpen, first.payload, "bad-handshake")
+    if (open.protocol !== PROTOCOL_VERSION) {
+      return yield* new WireViolation({
+        code: "version-mismatch",
+        detail: `protocol ${open.protocol}, this broker speaks ${PROTOCOL_VERSION}`
+      })
+    }
+    const authenticated = context.auth === undefined
+      ? undefined
+      : yield* authenticate(context.auth, open, undefined, {
+        send: (frame) => void socket.write(frame),
+        next: nextFrame
+      })
+    if (authenticated === null) return
+    if (authenticated !== undefined) yield* context.holdConnection(authenticated.user)
+    const user = authenticated?.user
+    opened()
+    socket.write(
+      groupReadyFrame(
+        new GroupReady({
+          protocol: PROTOCOL_VERSION,
+          brokerId: context.brokerId,
+          ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature })
+        })
+      )
+    )
+    // The members run in the connection's scope: it closing (the connection gone) makes each leave at once.
+    const { handle, joined } = connectionRequests(groups, socket, user, yield* FiberSet.makeRuntime<never>())
+
+    const idle = context.idleTimeoutMs
+    // A member waiting for messages is never idle: only a connection holding none times out.
+    const nextRequest = Effect.suspend(() =>
+      idle > 0 && joined() === 0
+        ? nextFrame.pipe(
+          Effect.timeoutFail({
+            duration: idle,
+            onTimeout: () => new WireViolation({ code: "idle-timeout", detail: `no request for ${idle} ms` })
+          })
+        )
+        : nextFrame
+    )
+    for (;;) {
+      const frame = yield* nextRequest
+      if (frame === undefined) return
+      if (frame.type !== FrameType.GROUP_REQUEST) {
+        return yield* new WireViolation({ code: "unexpected-frame", detail: "a groups' connection sends requests" })
+      }
+      yield* handle(frame)
+    }
+  })
+
+/** The groups' side of every GROUP connection a broker takes, over this process's `ConsumerGroups`. */
+export const layer: Layer.Layer<GroupConnections, never, ConsumerGroups> = Layer.effect(
+  GroupConnections,
+  Effect.map(ConsumerGroups, (groups) => ({ server: (context) => serveOver(groups, context) }))
+)

@@ -1,0 +1,83 @@
+/**
+ * Consumer groups through a broker that authenticates its users (GroupServer.ts over the fake's
+ * groups, in process over the memory log): every operation on a group needs the read right on its
+ * topic and the consume right on the group's name; a refusal is `TopicForbidden` on that request
+ * only, and the list names only the groups the user may use.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Effect, Layer, Stream } from "effect"
+import { join } from "node:path"
+import { makeMemory, makeMemoryGroupsStore } from "../../src/layers/groups/ConsumerGroupsMemory.js"
+import { makeRemote } from "../../src/layers/groups/ConsumerGroupsRemote.js"
+import * as GroupServerLayers from "../../src/layers/groups/GroupServer.js"
+import { type Credentials, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { makeLocal } from "../../src/layers/net/Publisher.js"
+import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
+import { AckTracker } from "../../src/services/log/AckTracker.js"
+import { Appender } from "../../src/services/log/Appender.js"
+import { TopicForbidden } from "../../src/services/log/Topics.js"
+import { tempDir } from "../helpers/Processes.js"
+
+const WORKER: Credentials = { user: "worker", secret: "worker-secret-1" }
+const OUTSIDER: Credentials = { user: "outsider", secret: "outsider-secret-1" }
+
+const privateDir = tempDir("cxlog-groups-rights-")
+
+/** worker reads jobs and may be any consumer; outsider reads only audit. */
+const credentialFile = (dir: string) => {
+  const path = join(dir, "users")
+  upsertUser(path, userRecord(WORKER.user, WORKER.secret, { publish: [], read: ["jobs"] }, undefined, 64))
+  upsertUser(path, userRecord(OUTSIDER.user, OUTSIDER.secret, { publish: [], read: ["audit"] }, undefined, 64))
+  return path
+}
+
+/** A broker authenticating with `credentials`, serving the fake's groups over a memory log with `jobs` and `audit`. */
+const brokerOver = (credentials: string) =>
+  Effect.gen(function*() {
+    const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "jobs" }, { name: "audit" }] })
+    const local = yield* makeMemory(makeMemoryGroupsStore(log.store), { checkEveryMs: 20 })
+    const publisher = yield* makeLocal({ region: "test", topic: "jobs" }).pipe(
+      Effect.provideService(Appender, log.appender(0)),
+      Effect.provideService(AckTracker, log.acks)
+    )
+    const connections = yield* Layer.build(
+      GroupServerLayers.layer.pipe(Layer.provide(Layer.succeed(ConsumerGroups, local)))
+    )
+    const server = yield* BrokerLayers.make({ credentials }).pipe(
+      Effect.provide(log.forBroker(1)),
+      Effect.provide(connections)
+    )
+    const remote = (user: Credentials) =>
+      makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials: user })
+    return { local, publisher, remote }
+  })
+
+describe("consumer groups through a broker that authenticates", () => {
+  it.scopedLive("the read right on the topic and the consume right on the name: refused TopicForbidden, the rest goes on", () =>
+    Effect.gen(function*() {
+      const { local, publisher, remote } = yield* brokerOver(credentialFile(yield* privateDir))
+      yield* local.create({ name: "pool", topic: "jobs" })
+      yield* local.create({ name: "auditors", topic: "audit" })
+      for (let i = 0; i < 3; i++) yield* publisher.publish(new TextEncoder().encode(`job ${i}`))
+      yield* publisher.flush(10_000)
+      const worker = yield* remote(WORKER)
+      const outsider = yield* remote(OUTSIDER)
+      // Bounded: a join let in would run until the test's end.
+      const joined = Stream.runDrain(outsider.join("pool")).pipe(Effect.timeout("20 seconds"))
+      expect(yield* Effect.flip(joined)).toBeInstanceOf(TopicForbidden)
+      expect(yield* Effect.flip(outsider.describe("pool"))).toBeInstanceOf(TopicForbidden)
+      expect(yield* Effect.flip(outsider.create({ name: "mine", topic: "jobs" }))).toBeInstanceOf(TopicForbidden)
+      expect((yield* outsider.list).map((g) => g.name)).toEqual(["auditors"])
+      expect((yield* worker.list).map((g) => g.name)).toEqual(["pool"])
+      // The worker's connection went on: it joins and acks all three.
+      const got = yield* worker.join("pool", { maxInFlight: 3 }).pipe(
+        Stream.mapEffect((d) => Effect.as(d.ack, d.offset)),
+        Stream.take(3),
+        Stream.runCollect
+      )
+      expect(Chunk.toArray(got)).toEqual([0, 1, 2])
+      expect(yield* local.describe("pool")).toMatchObject({ acked: 3, pending: 0 })
+    }))
+})
