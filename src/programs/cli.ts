@@ -11,7 +11,13 @@ import { processEnvironment, retiredVariableProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"
 import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
-import { benchCommand, loopbackEchoCommand, loopbackSendCommand, peerConsumeCommand } from "./commands/BenchCommand.js"
+import {
+  benchCommand,
+  benchGroupMemberCommand,
+  loopbackEchoCommand,
+  loopbackSendCommand,
+  peerConsumeCommand
+} from "./commands/BenchCommand.js"
 import { brokerCommand } from "./commands/BrokerCommand.js"
 import { consumeCommand } from "./commands/ConsumeCommand.js"
 import { dashboardCommand } from "./commands/DashboardCommand.js"
@@ -61,7 +67,8 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   selfcheckCommand,
   loopbackSendCommand,
   loopbackEchoCommand,
-  peerConsumeCommand
+  peerConsumeCommand,
+  benchGroupMemberCommand
 ]
 
 const verbose = Cli.toggle("verbose", { env: "CXLOG_VERBOSE", description: "on an error, print its full cause too" })
