@@ -48,7 +48,7 @@ export const benchCommand = Cli.command({
       description: "group: member processes of every system's group"
     }),
     messages: Cli.integer("messages", {
-      default: 100_000,
+      default: 50_000,
       min: 1,
       env: "CXLOG_BENCH_MESSAGES",
       description: "group: messages the members share (each --message-bytes)"
