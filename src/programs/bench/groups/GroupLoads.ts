@@ -42,6 +42,8 @@ export interface GroupLoad {
   /** Where it keeps the messages, as its server says. */
   readonly storage: string
   readonly serverCpuSeconds: () => number | undefined
+  /** cxlog: the messages the member of process `pid` holds now, as the group says (the kill bench's). */
+  readonly heldBy?: (pid: number) => Effect.Effect<number, unknown>
   /** What the system says once the run stopped: whether nothing is pending, and its own counts. */
   readonly settled: Effect.Effect<{ readonly settled: boolean; readonly detail: string }, unknown>
 }
@@ -104,6 +106,8 @@ const cxlogLoad = (w: GroupWorkload, round: number) =>
       }, local members (in the region), maxInFlight ${MEMBER_WINDOW}`,
       storage: "memory (ACK 1: ordered in the region)",
       serverCpuSeconds: head.cpuSeconds,
+      heldBy: (pid) =>
+        Effect.map(groups.describe(GROUP), (info) => info.members.find((m) => m.pid === pid)?.pending ?? 0),
       settled: Effect.map(groups.describe(GROUP), (info) => ({
         settled: info.pending === 0 && info.frontier === info.end && info.deadLetters === 0,
         detail:
