@@ -16,16 +16,9 @@
 import { Console, Effect } from "effect"
 import { table } from "../../report/Table.js"
 import { benchGroupKills } from "./GroupKills.js"
-import { type GroupWorkload, openLoad } from "./GroupLoads.js"
+import { type GroupBenchOptions, openLoad } from "./GroupLoads.js"
 import { type GroupRunFigures, runGroup } from "./GroupRun.js"
 import { CXLOG, type GroupSystem, MEMBER_WINDOW } from "./MemberSystems.js"
-
-export interface GroupBenchOptions extends GroupWorkload {
-  readonly peers: ReadonlyArray<Exclude<GroupSystem, typeof CXLOG>>
-  /** SIGKILL a member this many times during the run (0: a plain run). */
-  readonly kills: number
-  readonly json: boolean
-}
 
 /** Turns each system takes, so none has only the coldest or the last turn. */
 const ROUNDS = 2

@@ -31,6 +31,14 @@ export interface GroupWorkload {
   readonly ackWaitMs?: number
 }
 
+/** The bench's options: the workload, the peers beside cxlog, and kills. */
+export interface GroupBenchOptions extends GroupWorkload {
+  readonly peers: ReadonlyArray<Exclude<GroupSystem, typeof CXLOG>>
+  /** SIGKILL a member this many times during the run (0: a plain run). */
+  readonly kills: number
+  readonly json: boolean
+}
+
 /** A system ready for a run: its messages stored, its group made. */
 export interface GroupLoad {
   readonly system: GroupSystem
