@@ -222,6 +222,39 @@ const controlPlane = [
 ]
 const readers = [readerMessages, readerBatches, readerLag]
 
+// ---- consumer groups (read from each group's object at scrape, by the head) ----------------
+export const groupMembers = Metric.gauge("cxlog_group_members", {
+  description: "live members of a consumer group (tag: group; read at scrape)"
+})
+export const groupPending = Metric.gauge("cxlog_group_pending", {
+  description: "messages a group handed out and not settled (tag: group; read at scrape)"
+})
+export const groupOldestPendingAge = Metric.gauge("cxlog_group_oldest_pending_age_ms", {
+  description: "how long ago the oldest pending message was first delivered, 0 with none (tag: group; read at scrape)"
+})
+export const groupLag = Metric.gauge("cxlog_group_lag_messages", {
+  description: "messages of the group's topic not handed out yet (tag: group; read at scrape)"
+})
+export const groupAcked = Metric.gauge("cxlog_group_acked", {
+  description: "messages the group's members acked, since it was created (tag: group; read at scrape; only goes up)"
+})
+export const groupRedeliveries = Metric.gauge("cxlog_group_redeliveries", {
+  description:
+    "deliveries again (nak, ackWait, a member gone), since it was created (tag: group; read at scrape; only goes up)"
+})
+export const groupDeadLetters = Metric.gauge("cxlog_group_dead_letters", {
+  description: "messages sent to the dead letters, since it was created (tag: group; read at scrape; only goes up)"
+})
+const groups = [
+  groupMembers,
+  groupPending,
+  groupOldestPendingAge,
+  groupLag,
+  groupAcked,
+  groupRedeliveries,
+  groupDeadLetters
+]
+
 /** A metric as its declaration needs it: asking for its value registers it, as its first update would. */
 interface Declarable {
   readonly unsafeValue: (extraTags: ReadonlyArray<MetricLabel.MetricLabel>) => unknown
@@ -242,7 +275,8 @@ const roleFamilies: Readonly<Record<string, ReadonlyArray<Declarable>>> = {
     sequencerLapsedSessions,
     sequencerDropped,
     sequencerGoiFullWaits,
-    segmentRetentionFailures
+    segmentRetentionFailures,
+    ...groups
   ],
   broker: [
     doorbellParks,

@@ -13,6 +13,7 @@ import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
 import {
   benchCommand,
+  benchGroupMemberCommand,
   channelBenchPeerCommand,
   loopbackEchoCommand,
   loopbackSendCommand,
@@ -70,7 +71,8 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   loopbackEchoCommand,
   channelBenchPeerCommand,
   serviceBenchServerCommand,
-  peerConsumeCommand
+  peerConsumeCommand,
+  benchGroupMemberCommand
 ]
 
 const verbose = Cli.toggle("verbose", { env: "CXLOG_VERBOSE", description: "on an error, print its full cause too" })

@@ -28,7 +28,14 @@ export const roleFamilyNames: Record<string, ReadonlyArray<string>> = {
     "cxlog_sequencer_lapsed_sessions",
     "cxlog_sequencer_dropped",
     "cxlog_sequencer_goi_full_waits",
-    "cxlog_segment_retention_failures"
+    "cxlog_segment_retention_failures",
+    "cxlog_group_members",
+    "cxlog_group_pending",
+    "cxlog_group_oldest_pending_age_ms",
+    "cxlog_group_lag_messages",
+    "cxlog_group_acked",
+    "cxlog_group_redeliveries",
+    "cxlog_group_dead_letters"
   ],
   broker: [
     "cxlog_doorbell_parks",

@@ -6,9 +6,12 @@ import { Effect, Either } from "effect"
 import { bench } from "../bench/Bench.js"
 import { channelBench } from "../bench/ChannelBench.js"
 import { channelBenchPeer } from "../bench/ChannelBenchPeer.js"
+import { benchGroup } from "../bench/groups/GroupBench.js"
+import { groupBenchMember } from "../bench/groups/MemberMain.js"
 import { loopbackSend } from "../bench/Loopback.js"
 import { benchMirror } from "../bench/MirrorBench.js"
 import { peerConsume } from "../bench/peers/PeerConsumerMain.js"
+import { STAMP_BYTES } from "../bench/peers/PeerReadBack.js"
 import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
 import { loopbackEcho, rtt } from "../bench/Rtt.js"
 import { benchService, serviceBenchServer } from "../bench/ServiceBench.js"
@@ -32,7 +35,7 @@ export const benchCommand = Cli.command({
   summary: "Measure a local cluster's throughput and ACK latency next to the loopback TCP bound",
   flags: {
     ...clusterFlags("256MiB"),
-    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics", "channel", "service"], {
+    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics", "channel", "service", "group"], {
       default: "e2e",
       env: "CXLOG_BENCH_TYPE",
       description:
@@ -40,7 +43,33 @@ export const benchCommand = Cli.command({
         "mirror (cxlog mirror into a 3-node JetStream cluster next to publishing to it directly; docs/mirror.md), " +
         "topics (--topics topics created, written, audited, deleted and created again in a region of at most 1 GiB, and one client's MB/s over --ratio-topics topics ÷ into one; docs/topics.md), " +
         "channel (a channel by name between two processes, one way, next to process.send and a Unix socket in the same run: latency one value at a time, and 64 B values/s; docs/ipc.md), " +
-        "service (a service call by name between two processes, next to a process.send round trip; docs/ipc.md)"
+        "service (a service call by name between two processes, next to a process.send round trip; docs/ipc.md), " +
+        "group (--members processes of a consumer group sharing --messages messages, each worked on and acked once, audited; with --peers the same pool on Redis Streams and JetStream; docs/consumers.md)"
+    }),
+    members: Cli.integer("members", {
+      default: 4,
+      min: 1,
+      env: "CXLOG_BENCH_MEMBERS",
+      description: "group: member processes of every system's group"
+    }),
+    messages: Cli.integer("messages", {
+      default: 50_000,
+      min: 1,
+      env: "CXLOG_BENCH_MESSAGES",
+      description: "group: messages the members share (each --message-bytes)"
+    }),
+    byKey: Cli.toggle("by-key", {
+      description: "group: cxlog's group keeps each key with one member (1 000 keys; the peers have no such mode)"
+    }),
+    killMember: Cli.toggle("kill-member", {
+      description:
+        "group: SIGKILL a member --kills times at random points and start it again; redeliveredWithinMs (the kill to the first delivery elsewhere of what it held) and lost"
+    }),
+    kills: Cli.integer("kills", {
+      default: 10,
+      min: 1,
+      env: "CXLOG_BENCH_KILLS",
+      description: "group --kill-member: how many times a member is SIGKILLed"
     }),
     topics: Cli.integer("topics", {
       default: 10_000,
@@ -106,13 +135,17 @@ export const benchCommand = Cli.command({
     "cxlog bench --type rtt --samples 5000",
     "cxlog bench --type rtt --local --peers redis",
     "cxlog bench --type topics --topics 10000 --json",
-    "cxlog bench --type channel --json"
+    "cxlog bench --type channel --json",
+    "cxlog bench --type group --members 4 --local --peers redis,nats",
+    "cxlog bench --type group --members 4 --local --by-key --kill-member"
   ],
   run: (o) =>
     o.peers.length > 0 && (o.type === "mirror" || o.tls)
       ? failUsage(`--peers is not measured with ${o.type === "mirror" ? "--type mirror" : "--tls"}`)
       : o.peers.length > 0 && o.type === "channel"
       ? failUsage("--peers is not measured with --type channel")
+      : o.type === "group"
+      ? benchGroupOf(o)
       : o.type === "mirror"
       ? benchMirror({
         messages: o.mirrorMessages,
@@ -153,6 +186,44 @@ export const benchCommand = Cli.command({
         peers: o.peers,
         ...(o.report === undefined ? {} : { report: o.report })
       }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
+})
+
+/** `--type group`: local members only so far (members through a broker are another mode); kills are cxlog's alone. */
+const benchGroupOf = (o: {
+  readonly local: boolean
+  readonly peers: ReadonlyArray<BenchPeer>
+  readonly killMember: boolean
+  readonly kills: number
+  readonly members: number
+  readonly messages: number
+  readonly messageBytes: number
+  readonly byKey: boolean
+  readonly json: boolean
+}) =>
+  !o.local
+    ? failUsage(
+      "--type group needs --local: its members map the region (members through a broker are not measured yet)"
+    )
+    : o.killMember && o.peers.length > 0
+    ? failUsage("--kill-member measures cxlog's group alone: drop --peers")
+    : benchGroup({
+      members: o.members,
+      messages: o.messages,
+      // Each message carries its 4-byte stamp (its index).
+      messageBytes: Math.max(o.messageBytes, STAMP_BYTES),
+      byKey: o.byKey,
+      peers: o.peers,
+      kills: o.killMember ? o.kills : 0,
+      json: o.json
+    })
+
+export const benchGroupMemberCommand = Cli.command({
+  name: "bench-group-member",
+  summary: "internal: a member of the group bench, in a process of its own",
+  hidden: true,
+  positional: "SYSTEM ADDRESS GROUP MESSAGES [RECORD_FILE]",
+  flags: {},
+  run: (_, args) => groupBenchMember(args[0] ?? "", args[1] ?? "", args[2] ?? "", Number(args[3] ?? 0), args[4] ?? "")
 })
 
 export const loopbackSendCommand = Cli.command({

@@ -54,6 +54,7 @@ import type { RegionConfig } from "../../services/RegionLayout.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
 import { inspectRegion } from "../admin/Regions.js"
+import { sampleGroupMetrics } from "./GroupMetrics.js"
 import { report } from "./Report.js"
 
 export interface HeadOptions {
@@ -228,6 +229,7 @@ const serve = (options: HeadOptions) =>
         )
       }
     }
+    yield* sampleGroupMetrics
     report({
       event: "ready",
       region: options.region.name,

@@ -1,0 +1,155 @@
+/**
+ * `cxlog bench --type group --kill-member`: cxlog's members SIGKILLed at random points of the
+ * run, `kills` times, each started again at once. The group's ackWait is ten minutes, so only
+ * the death hands a member's messages on. Each member writes what it holds and what it acked to a
+ * file of its own as it goes (MemberRecord.ts), which its SIGKILL leaves whole. Per kill:
+ * `redeliveredWithinMs`, from the SIGKILL to the first delivery again (deliveryCount > 1) that a
+ * member reports after it — with a ten-minute ackWait and no naks, only a death delivers a
+ * message again — when the group said the killed member held messages just before the kill; a
+ * kill that found it holding nothing is counted apart. After the run: every message acked (a message a killed member held and nobody
+ * else acked was acked by it: the group says nothing is pending), none twice, none lost.
+ */
+import { Console, Effect } from "effect"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { percentile } from "../../report/Percentiles.js"
+import { table } from "../../report/Table.js"
+import { type GroupBenchOptions, openLoad } from "./GroupLoads.js"
+import { auditAcks, epochMs, type Member, say, startMember, until } from "./GroupRun.js"
+import { readRecord } from "./MemberRecord.js"
+import { CXLOG } from "./MemberSystems.js"
+
+/** Only a death hands messages on during the run. */
+const ACK_WAIT_MS = 600_000
+/** A killed member's messages not delivered elsewhere within this fail the measurement of that kill. */
+const REDELIVERY_BOUND_MS = 5_000
+
+const exitOf = (member: Member) =>
+  Effect.async<void>((resume) => {
+    if (member.child.exitCode !== null || member.child.signalCode !== null) return resume(Effect.void)
+    member.child.once("exit", () => resume(Effect.void))
+  })
+
+export const benchGroupKills = (o: GroupBenchOptions) =>
+  Effect.scoped(Effect.gen(function*() {
+    const w = { ...o, ackWaitMs: ACK_WAIT_MS }
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-group-kills-"))),
+      (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+    )
+    const load = yield* openLoad(CXLOG, w, 0)
+    /** Each message's first delivery again (epoch ms), as the members said. */
+    const redelivered = new Map<number, number>()
+    const files: Array<string> = []
+    const acked: Array<number> = []
+    const start = Effect.gen(function*() {
+      const k = files.length
+      files.push(join(dir, `member-${k}.rec`))
+      acked.push(0)
+      const member = yield* startMember(load, w, k, files[k]!)
+      member.onEvent("progress", (e) => (acked[k] = e.acked))
+      member.onEvent("redelivered", (e) => {
+        if (!redelivered.has(e.index)) redelivered.set(e.index, e.atMs)
+      })
+      return { member, file: files[k]! }
+    })
+    const total = () => acked.reduce((a, b) => a + b, 0)
+    // Every member connected before one go, as in a plain run.
+    const members = yield* Effect.forEach(Array.from({ length: o.members }), () => start, { concurrency: "unbounded" })
+    const startedAtMs = epochMs()
+    for (const { member } of members) say(member, "go")
+    const redeliveredWithinMs: Array<number> = []
+    let nothingHeld = 0
+    let notRedelivered = 0
+    const unsettledByKilled: Array<Set<number>> = []
+    for (let kill = 0; kill < o.kills; kill++) {
+      // At a random point: once the members acked between a quarter and three quarters of a kill's share more.
+      const share = o.messages / (o.kills + 1)
+      const target = total() + Math.floor(share * (0.25 + Math.random() / 2))
+      yield* until(() => total() >= target, total)
+      if (total() >= o.messages) break
+      const victim = Math.floor(Math.random() * members.length)
+      const { file, member } = members[victim]!
+      // What it holds as the group says (delivered, or claimed for it and not yet worked on).
+      const held = yield* load.heldBy!(member.pid)
+      const killedAtMs = epochMs()
+      member.kill("SIGKILL")
+      yield* exitOf(member)
+      unsettledByKilled.push(readRecord(readFileSync(file)).unsettled)
+      members[victim] = yield* start
+      say(members[victim]!.member, "go")
+      // Only a death delivers anything again here (ackWait is ten minutes, nothing is nak'd): the
+      // first delivery again after the kill is one of the killed member's messages.
+      const firstAgain = () => {
+        let first = Infinity
+        for (const atMs of redelivered.values()) if (atMs >= killedAtMs) first = Math.min(first, atMs)
+        return first
+      }
+      const deadline = performance.now() + REDELIVERY_BOUND_MS
+      while (firstAgain() === Infinity && performance.now() < deadline) yield* Effect.sleep(5)
+      const first = firstAgain()
+      // Nothing delivered again from a member the group said held nothing: not a failure.
+      if (first !== Infinity) redeliveredWithinMs.push(first - killedAtMs)
+      else if (held === 0) nothingHeld++
+      else notRedelivered++
+    }
+    // The run ends when the group has handed out every message and nothing is pending.
+    let said = yield* load.settled
+    yield* until(() => said.settled, total).pipe(
+      Effect.zipLeft(
+        Effect.repeat(Effect.flatMap(load.settled, (s) => Effect.sync(() => (said = s))), {
+          until: () => said.settled
+        }),
+        { concurrent: true }
+      )
+    )
+    const elapsedMs = epochMs() - startedAtMs
+    for (const { member } of members) say(member, "stop")
+    yield* Effect.forEach(members, ({ member }) => member.event("done", 30_000))
+    const records = files.map((file) => readRecord(readFileSync(file)))
+    const { duplicates, lost: noAck } = auditAcks(o.messages, records.map((r) => r.acked))
+    const ackedSomewhere = new Set(records.flatMap((r) => r.acked))
+    // Held by a killed member, acked by nobody else: its own ack settled it (the group has nothing pending).
+    const ackedByKilled = new Set(unsettledByKilled.flatMap((s) => [...s]).filter((i) => !ackedSomewhere.has(i)))
+    const lost = noAck - (said.settled ? ackedByKilled.size : 0)
+    const sorted = [...redeliveredWithinMs].sort((a, b) => a - b)
+    const result = {
+      bench: "cxlog-group-kill",
+      members: o.members,
+      local: true,
+      byKey: o.byKey,
+      messages: o.messages,
+      messageBytes: o.messageBytes,
+      kills: unsettledByKilled.length,
+      redeliveredWithinMs: {
+        p50: sorted.length === 0 ? null : Math.round(percentile(sorted, 0.5)),
+        max: sorted.length === 0 ? null : Math.round(sorted.at(-1)!),
+        samples: sorted.map((ms) => Math.round(ms))
+      },
+      killsHoldingNothing: nothingHeld,
+      killsNotRedelivered: notRedelivered,
+      lost,
+      duplicates,
+      ackedByKilledMembers: ackedByKilled.size,
+      auditPassed: lost === 0 && duplicates === 0 && said.settled && notRedelivered === 0,
+      systemSays: said.detail,
+      throughputMsgsPerSec: Math.round(o.messages / (elapsedMs / 1000)),
+      goal: { redeliveredWithinMsP50: 200 }
+    }
+    if (!o.json) {
+      yield* Console.log(table(
+        [`group, ${o.members} members, ${o.messages} × ${o.messageBytes} B, SIGKILLed ${result.kills} times`, "value"],
+        [
+          ["redelivered within (ms) p50", result.redeliveredWithinMs.p50 ?? ""],
+          ["redelivered within (ms) max", result.redeliveredWithinMs.max ?? ""],
+          ["lost", lost],
+          ["acked twice", duplicates],
+          ["audit", result.auditPassed ? "passed" : "FAILED"],
+          ["the group says", said.detail]
+        ]
+      ))
+    }
+    yield* Console.log(JSON.stringify(result))
+    return result
+  }))

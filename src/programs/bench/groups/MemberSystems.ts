@@ -1,0 +1,168 @@
+/**
+ * How a group bench member of each system takes and acks messages (MemberMain.ts runs one per
+ * process), every one with `MEMBER_WINDOW` messages in hand at most, each message worked on
+ * (`work`) and acked on its own:
+ * - cxlog: a member of the consumer group (`ConsumerGroups.join`, maxInFlight `MEMBER_WINDOW`),
+ *   each delivery's `ack` awaited before the next;
+ * - Redis Streams: `XREADGROUP … COUNT MEMBER_WINDOW` for new entries, then an `XACK` per entry as
+ *   each is worked on, sent without waiting for the one before (one connection pipelines them,
+ *   as an ioredis client does), the batch's replies awaited before the next read;
+ * - NATS JetStream: a durable pull consumer of a work-queue stream, consumed `MEMBER_WINDOW`
+ *   messages at a time, `ack()` per message (what a client does; the bench checks the stream
+ *   emptied, so every ack took).
+ * A member connects (`connect`) before the bench's go, and takes nothing until `run`.
+ */
+import { jetstream } from "@nats-io/jetstream"
+import { connect as natsConnect } from "@nats-io/transport-node"
+import { Deferred, Effect, Layer, type Scope, Stream } from "effect"
+import { groupMember } from "../../../layers/Roles.js"
+import { ConsumerGroups } from "../../../services/groups/ConsumerGroups.js"
+import { NATS } from "../peers/NatsCluster.js"
+import { natsCall } from "../peers/NatsPeer.js"
+import { errorText, PeerFailed } from "../peers/PeerServer.js"
+import { connectRedis, REDIS, redisCall } from "../peers/RedisPeer.js"
+import { type MemberRecord, work } from "./MemberRecord.js"
+
+/** Messages a member holds at once, in every system: cxlog's default maxInFlight. */
+export const MEMBER_WINDOW = 64
+/** How long a Redis read waits for entries before it asks again (the member then looks whether it was stopped). */
+const READ_BLOCK_MS = 50
+
+export const CXLOG = "cxlog"
+export const GROUP_SYSTEMS = [CXLOG, REDIS, NATS] as const
+export type GroupSystem = (typeof GROUP_SYSTEMS)[number]
+
+/** Where a member reports what it does beside its record: a message delivered again (its index). */
+export interface MemberRun {
+  readonly record: MemberRecord
+  readonly redelivered: (index: number) => void
+  /** Resumes when the bench says stop. */
+  readonly stop: Effect.Effect<void>
+}
+
+export interface MemberLoop {
+  /** Takes, works on and acks messages until stopped. */
+  readonly run: (on: MemberRun) => Effect.Effect<void, unknown>
+  /** The fold of every message worked on (reported, so the work is done). */
+  readonly fold: () => number
+}
+
+type Connect = (address: string, group: string) => Effect.Effect<MemberLoop, unknown, Scope.Scope>
+
+/** One message's work and record, before its ack. */
+const take = (on: MemberRun, payload: Uint8Array, deliveries: number, folds: { value: number }) => {
+  const { fold, index } = work(payload)
+  folds.value ^= fold
+  on.record.held(index, deliveries)
+  if (deliveries > 1) on.redelivered(index)
+  return index
+}
+
+/** cxlog: `address` is the region's name. */
+const cxlogMember: Connect = (region, group) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(groupMember({ name: region }))
+    const groups = yield* Effect.provide(ConsumerGroups, context)
+    yield* groups.describe(group)
+    const folds = { value: 0 }
+    return {
+      fold: () => folds.value,
+      run: (on) =>
+        groups.join(group, { maxInFlight: MEMBER_WINDOW }).pipe(
+          Stream.mapEffect((d) => {
+            const index = take(on, d.value, d.deliveryCount, folds)
+            return Effect.map(d.ack, (acked) => acked && on.record.acked(index))
+          }),
+          Stream.interruptWhen(on.stop),
+          Stream.runDrain
+        )
+    }
+  })
+
+/** Redis: `address` is the server's port; `group` names the stream and its group alike. */
+const redisMember: Connect = (port, group) =>
+  Effect.gen(function*() {
+    const client = yield* connectRedis(Number(port))
+    const consumer = `member-${process.pid}`
+    const folds = { value: 0 }
+    return {
+      fold: () => folds.value,
+      run: (on) =>
+        Effect.gen(function*() {
+          let stopped = false
+          yield* Effect.fork(Effect.map(on.stop, () => (stopped = true)))
+          const loop = async () => {
+            while (!stopped) {
+              // As Buffers: the payloads are bytes, not text.
+              const reply = await client.callBuffer("XREADGROUP", [
+                "GROUP",
+                group,
+                consumer,
+                "COUNT",
+                MEMBER_WINDOW,
+                "BLOCK",
+                READ_BLOCK_MS,
+                "STREAMS",
+                group,
+                ">"
+              ]) as Array<[Buffer, Array<[Buffer, Array<Buffer>]>]> | null
+              if (reply === null) continue
+              const acks: Array<Promise<unknown>> = []
+              for (const [, entries] of reply) {
+                for (const [id, fields] of entries) {
+                  const index = take(on, fields[1]!, 1, folds)
+                  acks.push(client.xack(group, group, id).then((n) => n === 1 && on.record.acked(index)))
+                }
+              }
+              await Promise.all(acks)
+            }
+          }
+          yield* redisCall("XREADGROUP and XACK", loop)
+        }).pipe(Effect.scoped)
+    }
+  })
+
+/** NATS: `address` is the server's URL; `group` names the stream and its durable consumer alike. */
+const natsMember: Connect = (url, group) =>
+  Effect.gen(function*() {
+    const nc = yield* Effect.acquireRelease(
+      natsCall("connecting", () => natsConnect({ servers: [url], noAsyncTraces: true })),
+      (c) => Effect.promise(() => c.close().catch(() => undefined))
+    )
+    const consumer = yield* natsCall("opening the pull consumer", () => jetstream(nc).consumers.get(group, group))
+    const folds = { value: 0 }
+    return {
+      fold: () => folds.value,
+      run: (on) =>
+        Effect.gen(function*() {
+          const messages = yield* Effect.acquireRelease(
+            natsCall("consuming", () => consumer.consume({ max_messages: MEMBER_WINDOW })),
+            (m) => Effect.promise(() => m.close().catch(() => undefined))
+          )
+          const ended = yield* Deferred.make<void, PeerFailed>()
+          yield* Effect.fork(Effect.zipRight(on.stop, Effect.sync(() => messages.stop())))
+          const loop = async () => {
+            for await (const m of messages) {
+              const index = take(on, m.data, m.info.deliveryCount, folds)
+              m.ack()
+              on.record.acked(index)
+            }
+          }
+          loop().then(
+            () => Deferred.unsafeDone(ended, Effect.void),
+            (error: unknown) =>
+              Deferred.unsafeDone(
+                ended,
+                Effect.fail(new PeerFailed({ peer: NATS, detail: `consuming: ${errorText(error)}` }))
+              )
+          )
+          yield* Deferred.await(ended)
+        }).pipe(Effect.scoped)
+    }
+  })
+
+export const MEMBER_SYSTEMS: Record<GroupSystem, Connect> = {
+  [CXLOG]: cxlogMember,
+  [REDIS]: redisMember,
+  [NATS]: natsMember
+}
