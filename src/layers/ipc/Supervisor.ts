@@ -134,7 +134,8 @@ export const make = Effect.gen(function*() {
     yield* emit(SupervisorEvent.ShutdownDone(result))
     return result
   })
-  const shutdown = yield* Effect.cached(stopAll)
+  // Uninterruptible: a shutdown interrupted midway would leave every later caller (the finalizer) awaiting it for good.
+  const shutdown = yield* Effect.cached(Effect.uninterruptible(stopAll))
   yield* Effect.addFinalizer(() => shutdown)
 
   return {

@@ -8,6 +8,8 @@ import { INSTALL_SETTINGS, NATIVE_SETTINGS } from "../../native/NativeSettings.j
 import { CONTROL_LAYOUT_SETTINGS, COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
 import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
+import { DISCOVERY_SETTINGS } from "../../services/ipc/DiscoverySettings.js"
+import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
 import {
   DURABLE_SETTINGS,
   HEAD_WATCH_SETTINGS,
@@ -38,6 +40,8 @@ const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   PUBLISHER_SETTINGS,
   GROUP_SETTINGS,
   CHANNEL_SETTINGS,
+  DISCOVERY_SETTINGS,
+  SUPERVISOR_SETTINGS,
   MIRROR_SETTINGS,
   METRICS_SETTINGS,
   ORCHESTRATOR_SETTINGS,
