@@ -5,7 +5,7 @@
  * signal and its listing its name. A shutdown (or the layer's scope closing) signals every child
  * together and waits for them, bounded; the loops end without restarting anyone.
  */
-import { type ConfigError, Deferred, Effect, FiberSet, Layer, Option, PubSub, Stream } from "effect"
+import { type ConfigError, Deferred, Effect, Fiber, FiberSet, Layer, Option, PubSub, Stream } from "effect"
 import { Discovery } from "../../services/ipc/Discovery.js"
 import {
   type ChildSpec,
@@ -134,8 +134,10 @@ export const make = Effect.gen(function*() {
     yield* emit(SupervisorEvent.ShutdownDone(result))
     return result
   })
-  // Uninterruptible: a shutdown interrupted midway would leave every later caller (the finalizer) awaiting it for good.
-  const shutdown = yield* Effect.cached(Effect.uninterruptible(stopAll))
+  // Run once, in a fiber of its own: a caller interrupted midway (a test's timeout) leaves it running to its end for
+  // the next caller (the finalizer) to await; interruptible, so its bounded waits can end (a finalizer's would not).
+  const stopper = yield* Effect.cached(Effect.forkDaemon(Effect.interruptible(stopAll)))
+  const shutdown = Effect.flatMap(stopper, Fiber.join)
   yield* Effect.addFinalizer(() => shutdown)
 
   return {
