@@ -72,6 +72,10 @@ export class SlotLineView {
   setHeartbeatMs(at: number, v: number): void {
     this.f64[(at + SlotLine.heartbeat) / 8] = v
   }
+  /** When the owner took the slot (ms since the epoch). */
+  startedMs(at: number): number {
+    return this.f64[(at + SlotLine.started) / 8]!
+  }
   setStartedMs(at: number, v: number): void {
     this.f64[(at + SlotLine.started) / 8] = v
   }

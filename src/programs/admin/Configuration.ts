@@ -8,7 +8,9 @@ import { INSTALL_SETTINGS, NATIVE_SETTINGS } from "../../native/NativeSettings.j
 import { CONTROL_LAYOUT_SETTINGS, COORDINATOR_SETTINGS } from "../../services/control/ControlSettings.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
 import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
+import { DISCOVERY_SETTINGS } from "../../services/ipc/DiscoverySettings.js"
 import { SERVICE_SETTINGS } from "../../services/ipc/ServiceSettings.js"
+import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
 import {
   DURABLE_SETTINGS,
   HEAD_WATCH_SETTINGS,
@@ -40,6 +42,8 @@ const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   GROUP_SETTINGS,
   CHANNEL_SETTINGS,
   SERVICE_SETTINGS,
+  DISCOVERY_SETTINGS,
+  SUPERVISOR_SETTINGS,
   MIRROR_SETTINGS,
   METRICS_SETTINGS,
   ORCHESTRATOR_SETTINGS,
