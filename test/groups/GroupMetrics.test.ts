@@ -42,26 +42,35 @@ describe("consumer group metrics", () => {
           const publisher = yield* Publisher
           for (let i = 0; i < MESSAGES; i++) yield* publisher.publish(new TextEncoder().encode(`job ${i}`))
           yield* publisher.flush(10_000)
-          // One member holding 4 messages: it acks 2, naks 1 (delivered again at once) and keeps 1.
+          // One member holding 4 messages: it acks 2, naks 1 (delivered again) and keeps 1.
           const pull = yield* Stream.toPull(groups.join("metered", { maxInFlight: 4 }))
           const held: Array<Delivery> = []
           while (held.length < 4) held.push(...Chunk.toReadonlyArray(yield* pull))
           yield* held[0]!.ack
           yield* held[1]!.ack
           yield* held[2]!.nak(0)
-          const again: Array<Delivery> = []
-          while (!again.some((d) => d.offset === held[2]!.offset)) again.push(...Chunk.toReadonlyArray(yield* pull))
+          // New messages may take the freed room before the nak'd one comes again: those are acked as they come.
+          let ackedMore = 0
+          for (let again = false; !again;) {
+            for (const delivery of Chunk.toReadonlyArray(yield* pull)) {
+              if (delivery.offset === held[2]!.offset) again = true
+              else {
+                yield* delivery.ack
+                ackedMore++
+              }
+            }
+          }
           const info = yield* groups.describe("metered")
           const metrics = yield* scrapeGroup(port, "metered")
           expect(metrics).toMatchObject({
             cxlog_group_members: 1,
             cxlog_group_pending: info.pending,
             cxlog_group_lag_messages: info.lag,
-            cxlog_group_acked: 2,
+            cxlog_group_acked: 2 + ackedMore,
             cxlog_group_redeliveries: 1,
             cxlog_group_dead_letters: 0
           })
-          expect(info.pending).toBeGreaterThanOrEqual(2)
+          expect(info.pending).toBe(2)
           expect(metrics["cxlog_group_oldest_pending_age_ms"]).toBeGreaterThanOrEqual(0)
           expect(metrics["cxlog_group_oldest_pending_age_ms"]).toBeLessThanOrEqual(info.oldestPendingAgeMs! + 60_000)
         }).pipe(Effect.provide(client))
