@@ -82,6 +82,26 @@ const contract = (label: string, run: Run) =>
         expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "Z", price: 3 })
       })))
 
+    it.scopedLive("takeUpTo: the values available at once, at most max, stopping before a frame that does not decode", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("batched", Price)
+        const subscription = yield* channel.subscribe
+        const publisher = yield* (yield* channels.openRaw("batched")).publisher
+        const value = (price: number) => encoder.encode(JSON.stringify({ symbol: "B", price }))
+        // One commit: the subscription decodes the whole batch in one wake-up.
+        yield* publisher.writeAll([value(1), value(2), value(3), new Uint8Array([0xff]), value(4)])
+        const prices = (messages: ReadonlyArray<{ readonly value: typeof Price.Type }>) =>
+          messages.map((m) => m.value.price)
+        expect(prices(yield* subscription.takeUpTo(2, TAKE_MS))).toEqual([1, 2])
+        expect(prices(yield* subscription.takeUpTo(10, TAKE_MS))).toEqual([3])
+        const invalid = yield* Effect.flip(subscription.takeUpTo(10, TAKE_MS))
+        expect(invalid._tag).toBe("InvalidChannelFrame")
+        expect(prices(yield* subscription.takeUpTo(10, TAKE_MS))).toEqual([4])
+        const none = yield* Effect.flip(subscription.takeUpTo(10, 20))
+        expect(none._tag).toBe("ChannelTakeTimeout")
+      })))
+
     it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels

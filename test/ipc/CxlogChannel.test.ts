@@ -42,6 +42,25 @@ describe("CxlogChannel", () => {
       }
     }))
 
+  it.live("an iteration takes values in batches; what it had not handed out when left goes to the next take or takeUpTo", () =>
+    Effect.promise(async () => {
+      const prices = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "batches", Price)
+      try {
+        const subscription = await prices.subscribe()
+        await prices.publishAll([1, 2, 3, 4, 5, 6].map((price) => ({ symbol: "ACME", price })))
+        const seen: Array<number> = []
+        for await (const { value } of subscription) {
+          seen.push(value.price)
+          if (seen.length === 2) break
+        }
+        expect(seen).toEqual([1, 2])
+        expect((await subscription.take(TAKE_MS)).value.price).toBe(3)
+        expect((await subscription.takeUpTo(10, TAKE_MS)).map((m) => m.value.price)).toEqual([4, 5, 6])
+      } finally {
+        await prices.close()
+      }
+    }))
+
   it.live("closing ends an iteration under way and gives the slots back", () =>
     Effect.promise(async () => {
       const ticks = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "ticks", Price, {

@@ -232,6 +232,16 @@ export const makeReader = (core: ReaderCore): RingReader => {
    */
   const consumeSync = (
     handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>
+  ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> => consumeSyncFrom(handler, batch.count)
+
+  /**
+   * `consumeSync` going on with the batch already scanned from frame `first` (its count when there
+   * is none): after a handler's effect, the frames after its one are handed on without scanning
+   * the ring again (a scan takes every frame committed, which may be thousands).
+   */
+  const consumeSyncFrom = (
+    handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>,
+    first: number
   ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
     Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
       let stop: (() => void) | undefined
@@ -241,31 +251,44 @@ export const makeReader = (core: ReaderCore): RingReader => {
         stop?.()
         resume(outcome)
       }
+      let from = first
+      // Resumed after a handler's effect: its frame is processed now.
+      core.publishProcessed(core.delivered())
       const drain = () => {
         while (!done) {
-          core.publishProcessed(core.delivered())
-          const ended = core.scan()
+          let ended: RingReadError | undefined
+          if (from >= batch.count) {
+            core.publishProcessed(core.delivered())
+            ended = core.scan()
+            from = 0
+          }
           const count = batch.count
           if (count === 0) {
             if (ended === undefined) return
             if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
             return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
           }
-          for (let i = 0; i < count; i++) {
+          for (let i = from; i < count; i++) {
             const sequence = batch.sequences[i]!
             const frameEnd = sequence + frameSpan(batch.lengths[i]!)
             // Reaped: the next scan reports it (`ReaderReaped`).
-            if (!core.publishDelivered(frameEnd)) break
+            if (!core.publishDelivered(frameEnd)) {
+              from = count
+              break
+            }
             let rest: void | Effect.Effect<void>
             try {
               rest = handler(batch.frame(i), sequence)
             } catch (defect) {
               return end(Effect.die(defect))
             }
-            // The frames after this one are read again (from `delivered`) once its effect is done.
-            if (rest !== undefined) return end(Effect.zipRight(rest, Effect.suspend(() => consumeSync(handler))))
+            // The frames after this one are handed on once its effect is done.
+            if (rest !== undefined) {
+              return end(Effect.zipRight(rest, Effect.suspend(() => consumeSyncFrom(handler, i + 1))))
+            }
             core.publishProcessed(frameEnd)
           }
+          from = count
         }
       }
       stop = core.watchFrames(drain)

@@ -11,7 +11,7 @@ import { settingsConfig } from "../../Settings.js"
 import { jsonCodec } from "../control/JsonCodec.js"
 import { ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
-import { claimWriter, rawWrite, typedPublisher } from "./ChannelPublisher.js"
+import { claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
 import type { CreateObject } from "./ObjectCreator.js"
 
@@ -64,7 +64,7 @@ export const makeChannels = (
         shape,
         publisher: Effect.map(
           claimWriter(rings, name, addresses, publishTimeoutMs),
-          ({ ring, writer }) => ({ writer, write: rawWrite(name, writer, ring) })
+          ({ ring, writer }) => rawPublisher(name, writer, ring)
         ),
         subscribe: rawSubscription(rings, name, addresses)
       })),

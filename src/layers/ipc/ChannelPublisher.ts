@@ -19,7 +19,8 @@ import {
   type ChannelPublisher,
   type ChannelPublishError,
   ChannelWritersBusy,
-  InvalidChannel
+  InvalidChannel,
+  type RawPublisher
 } from "../../services/ipc/Channels.js"
 import type { JsonCodec } from "../control/JsonCodec.js"
 
@@ -59,8 +60,14 @@ export const claimWriter = (
   })
 
 /** Raw frames: copied into the ring as they are. */
-export const rawWrite = (name: string, writer: number, ring: RingWriter) => (frame: Uint8Array) =>
-  Effect.asVoid(Effect.mapError(ring.write(frame), writeError(name, writer)))
+export const rawPublisher = (name: string, writer: number, ring: RingWriter): RawPublisher => {
+  const failed = writeError(name, writer)
+  return {
+    writer,
+    write: (frame) => Effect.asVoid(Effect.mapError(ring.write(frame), failed)),
+    writeAll: (frames) => Effect.asVoid(Effect.mapError(ring.writeAll(frames), failed))
+  }
+}
 
 /** Values: encoded by the channel's Schema (as JSON text), then written. */
 export const typedPublisher = <A>(

@@ -5,19 +5,21 @@
  * a frame counts as processed only once its value is in the subscription's bounded buffer,
  * so a subscriber that does not take holds its writers back (backpressure), never loses.
  */
-import { Effect, Either, Queue, type Scope } from "effect"
+import { Effect, Either, type Scope } from "effect"
 import type { RingAddress, RingReader, RingReadError, RingsShape } from "../../services/control/Rings.js"
 import {
   ChannelBroken,
   type ChannelMessage,
   ChannelReadersBusy,
   type ChannelSubscription,
+  type ChannelTakeError,
   ChannelTakeTimeout,
   InvalidChannel,
   InvalidChannelFrame,
   type RawSubscription
 } from "../../services/ipc/Channels.js"
 import type { JsonCodec } from "../control/JsonCodec.js"
+import { makeChannelBuffer } from "./ChannelBuffer.js"
 
 /** How long one wait for a ring's next writer lasts before it is taken again (the reader's heartbeat moves meanwhile). */
 const NEXT_WRITER_WAIT_MS = 1_000
@@ -80,31 +82,60 @@ const decodeFrame = <A>(
   })
 }
 
-/** A typed subscription: every ring decoded into one bounded buffer that `take` empties. */
+/**
+ * A typed subscription: every ring read in batches from its wake-up (`consumeSync`), each frame
+ * decoded straight into one bounded buffer that `take` and `takeUpTo` empty. A full buffer
+ * pauses that ring's reading until a take makes room (the frame counts as processed then).
+ */
 export const typedSubscription = <A>(
   rings: RingsShape,
   name: string,
   codec: JsonCodec,
   addresses: ReadonlyArray<RingAddress>,
-  buffer: number
+  capacity: number
 ): Effect.Effect<ChannelSubscription<A>, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
   Effect.gen(function*() {
     const readers = yield* attachAll(rings, name, addresses)
-    const received = yield* Effect.acquireRelease(Queue.bounded<Received<A>>(buffer), Queue.shutdown)
+    const received = makeChannelBuffer<Received<A>>(capacity)
     for (const [writer, reader] of readers.entries()) {
-      const handOn = (frame: Uint8Array, sequence: number) =>
-        Queue.offer(received, decodeFrame<A>(name, codec, frame, writer, sequence))
-      yield* followRing(name, writer, reader, reader.consume(handOn)).pipe(
-        Effect.catchAll((broken) => Queue.offer(received, Either.left(broken))),
+      const handOn = (frame: Uint8Array, sequence: number) => {
+        const item = decodeFrame<A>(name, codec, frame, writer, sequence)
+        return received.offer(item) ? undefined : received.offerWhenRoom(item)
+      }
+      yield* followRing(name, writer, reader, reader.consumeSync(handOn)).pipe(
+        Effect.catchAll((broken) => received.offerWhenRoom(Either.left(broken))),
         Effect.forkScoped
       )
     }
-    return {
-      take: (timeoutMs) =>
-        Queue.take(received).pipe(
-          Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new ChannelTakeTimeout({ name, timeoutMs }) }),
-          Effect.flatten
+    const timedOut = (timeoutMs: number) => Effect.fail(new ChannelTakeTimeout({ name, timeoutMs }))
+    /** What `taken` makes of the buffer once it holds something, waiting at most `timeoutMs` for that. */
+    const whenAvailable = <R>(timeoutMs: number, taken: () => Effect.Effect<R, ChannelTakeError>) => {
+      const started = performance.now()
+      const again = (): Effect.Effect<R, ChannelTakeError> =>
+        received.size() > 0 ? taken() : Effect.flatMap(
+          received.awaitItem(timeoutMs - (performance.now() - started)),
+          (arrived) => (arrived ? again() : timedOut(timeoutMs))
         )
+      return again()
+    }
+    // Called only while the buffer holds an item (`whenAvailable` checked it in the same step).
+    const takeOne = (): Effect.Effect<ChannelMessage<A>, ChannelTakeError> => received.pollOne()!
+    const takeSome = (max: number) => (): Effect.Effect<Array<ChannelMessage<A>>, ChannelTakeError> => {
+      const first = received.pollOne()!
+      if (Either.isLeft(first)) return Effect.fail(first.left)
+      const messages = [first.right]
+      // Up to the next frame that did not decode (or the break), which the next take returns.
+      for (let next = received.peek(); messages.length < max && next !== undefined && Either.isRight(next);) {
+        messages.push(next.right)
+        received.pollOne()
+        next = received.peek()
+      }
+      return Effect.succeed(messages)
+    }
+    return {
+      take: (timeoutMs) => Effect.suspend(() => whenAvailable(timeoutMs, takeOne)),
+      takeUpTo: (max, timeoutMs) =>
+        Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.max(1, Math.floor(max)))))
     }
   })
 

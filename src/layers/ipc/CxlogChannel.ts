@@ -24,6 +24,8 @@ import {
 
 /** How long one wait of `next()` lasts before it is taken again: `next()` itself waits until a value or `close()`. */
 const TAKE_SLICE_MS = 60_000
+/** Most values one wait of `next()` takes from the subscription. */
+const NEXT_BATCH = 256
 
 type Runtime = ManagedRuntime.ManagedRuntime<Channels, unknown>
 
@@ -40,6 +42,9 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
   /** Ends a wait under way when the subscription closes. */
   private readonly stop = new AbortController()
   private waiting: Promise<unknown> | undefined
+  /** Values a batch of `next()` took and has not handed out yet: every take hands them out first, so none is lost. */
+  private held: Array<ChannelMessage<A>> = []
+  private heldAt = 0
 
   /** @internal made by `CxlogChannel.subscribe` */
   constructor(
@@ -50,7 +55,23 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
 
   /** The next value, rejecting with `ChannelTakeTimeout` after `timeoutMs` (or `InvalidChannelFrame`, `ChannelBroken`). */
   take(timeoutMs: number): Promise<ChannelMessage<A>> {
+    if (this.heldAt < this.held.length) return Promise.resolve(this.held[this.heldAt++]!)
     return run(this.runtime, this.subscription.take(timeoutMs))
+  }
+
+  /**
+   * Every value available now, `max` at most (waiting up to `timeoutMs` only while there is
+   * none); rejects with `ChannelTakeTimeout`, or `InvalidChannelFrame` for a frame that does not
+   * decode (the values before it come in the call before).
+   */
+  takeUpTo(max: number, timeoutMs: number): Promise<Array<ChannelMessage<A>>> {
+    if (this.heldAt < this.held.length) {
+      const end = Math.min(this.held.length, this.heldAt + Math.max(1, Math.floor(max)))
+      const taken = this.held.slice(this.heldAt, end)
+      this.heldAt = end
+      return Promise.resolve(taken)
+    }
+    return run(this.runtime, this.subscription.takeUpTo(max, timeoutMs))
   }
 
   /**
@@ -60,10 +81,18 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
    */
   async next(): Promise<ChannelMessage<A> | undefined> {
     while (this.closing === undefined) {
-      const waiting = this.runtime.runPromiseExit(this.subscription.take(TAKE_SLICE_MS), { signal: this.stop.signal })
+      if (this.heldAt < this.held.length) return this.held[this.heldAt++]!
+      // A batch per call into the runtime: the values after the first are handed out from `held`.
+      const waiting = this.runtime.runPromiseExit(this.subscription.takeUpTo(NEXT_BATCH, TAKE_SLICE_MS), {
+        signal: this.stop.signal
+      })
       this.waiting = waiting
       const exit = await waiting
-      if (Exit.isSuccess(exit)) return exit.value
+      if (Exit.isSuccess(exit)) {
+        this.held = exit.value
+        this.heldAt = 1
+        return exit.value[0]!
+      }
       if (this.closing !== undefined) return undefined
       const error = Cause.squash(exit.cause)
       if ((error as { _tag?: string })._tag !== "ChannelTakeTimeout") throw error

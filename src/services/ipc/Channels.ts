@@ -52,6 +52,13 @@ export interface ChannelSubscription<A> {
    * is `InvalidChannelFrame` for that one frame: the next `take` goes on with the frames after it.
    */
   readonly take: (timeoutMs: number) => Effect.Effect<ChannelMessage<A>, ChannelTakeError>
+  /**
+   * Every value available now, `max` at most, in the order `take` would return them (waiting up
+   * to `timeoutMs` only while there is none): for a reader that handles values in batches. It
+   * stops before a frame that does not decode; the next call fails with that frame's
+   * `InvalidChannelFrame` alone, and the call after it goes on.
+   */
+  readonly takeUpTo: (max: number, timeoutMs: number) => Effect.Effect<Array<ChannelMessage<A>>, ChannelTakeError>
 }
 
 export interface Channel<A> {
@@ -70,12 +77,21 @@ export interface RawChannel {
   readonly entry: DirectoryEntry
   readonly shape: ChannelShape
   readonly publisher: Effect.Effect<
-    { readonly writer: number; readonly write: (frame: Uint8Array) => Effect.Effect<void, ChannelPublishError> },
+    RawPublisher,
     ChannelWritersBusy | InvalidChannel,
     Scope.Scope
   >
   /** Takes a reader slot on every writer ring for the scope; it sees what is written from now on. */
   readonly subscribe: Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel, Scope.Scope>
+}
+
+/** The raw form's writing side: frames copied into this process's writer ring. */
+export interface RawPublisher {
+  readonly writer: number
+  /** Writes and commits one frame (waiting for room like `publish`). */
+  readonly write: (frame: Uint8Array) => Effect.Effect<void, ChannelPublishError>
+  /** Writes many frames and commits them together (and whenever the ring runs out of room on the way): one wake-up of the readers per commit. */
+  readonly writeAll: (frames: Iterable<Uint8Array>) => Effect.Effect<void, ChannelPublishError>
 }
 
 export interface RawSubscription {
