@@ -68,8 +68,8 @@ export type Board = ReadonlyMap<string, Price>
 /**
  * A dashboard: subscribes to `prices` now (it sees what is published from here on) and asks
  * the workers' services. `read(count)` takes `count` values into the board, failing if a
- * symbol's ticks come out of order; `quote(worker, symbol)` calls the worker by name,
- * waiting (bounded) for it to be served.
+ * symbol's ticks come out of order (a restarted worker's start over at 0); `quote(worker, symbol)`
+ * calls the worker by name, waiting (bounded) for it to be served.
  */
 export const dashboard = Effect.gen(function*() {
   const services = yield* Services
@@ -80,7 +80,8 @@ export const dashboard = Effect.gen(function*() {
       for (let i = 0; i < count; i++) {
         const { value } = yield* subscription.take(timeoutMs)
         const before = board.get(value.symbol)
-        if (before !== undefined && value.tick !== before.tick + 1) {
+        // A worker restarted by its supervisor starts its ticks over at 0.
+        if (before !== undefined && value.tick !== before.tick + 1 && value.tick !== 0) {
           return yield* Effect.dieMessage(`${value.symbol}: tick ${value.tick} after ${before.tick}`)
         }
         board.set(value.symbol, value)
@@ -98,7 +99,10 @@ export const dashboard = Effect.gen(function*() {
         )
         callers.set(worker, caller)
       }
-      return yield* caller.call(Latest, { symbol })
+      // A worker that died takes its caller slot's service with it: the next quote connects to its replacement.
+      return yield* caller.call(Latest, { symbol }).pipe(
+        Effect.tapErrorTag("ServiceServerDied", () => Effect.sync(() => callers.delete(worker)))
+      )
     })
   return { read, quote }
 })

@@ -16,7 +16,9 @@ const program = Effect.gen(function*() {
       const answers = yield* Effect.forEach(workers, (w) =>
         quote(w, price.symbol).pipe(
           Effect.map((p) => `${w}: ${p.price.toFixed(2)}`),
-          Effect.catchTag("UnknownSymbol", () => Effect.succeed(`${w}: -`))
+          Effect.catchTag("UnknownSymbol", () => Effect.succeed(`${w}: -`)),
+          // A worker down (restarting, say) is shown as such; the dashboard goes on.
+          Effect.catchAll((e) => Effect.succeed(`${w}: ${e._tag}`))
         ))
       yield* Effect.log(`${price.symbol} ${price.price.toFixed(2)} (tick ${price.tick}); ${answers.join(", ")}`)
     }
