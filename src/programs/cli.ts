@@ -11,6 +11,7 @@ import { processEnvironment, retiredVariableProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"
 import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
+import { appCommand } from "./commands/AppCommand.js"
 import {
   benchCommand,
   benchGroupMemberCommand,
@@ -60,6 +61,7 @@ const commands: ReadonlyArray<Cli.Command<NodeContext.NodeContext>> = [
   mirrorCommand,
   consumersCommand,
   groupsCommand,
+  appCommand,
   createTopicCommand,
   topicsCommand,
   dashboardCommand,

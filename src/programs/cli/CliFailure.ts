@@ -107,6 +107,7 @@ const describeConfigError = (error: ConfigError.ConfigError): string => {
 
 /** Errors that mean the configuration given is wrong (exit 2, like a usage mistake). */
 const CONFIGURATION_ERRORS = new Set([
+  "AppFileInvalid",
   "DataDirRequired",
   "InvalidPublisherOptions",
   "InvalidRun",

@@ -1,0 +1,111 @@
+/**
+ * The file `cxlog app start` runs: which programs, how many of each, and their restart policy
+ * (docs/ipc.md, "An app file"). Decoded with a Schema; a file that does not decode is one typed
+ * error naming the field, so the command fails before it starts anything.
+ */
+import { Data, Effect, Either, ParseResult, Schema } from "effect"
+import { readFile } from "node:fs/promises"
+import { dirname, resolve } from "node:path"
+import { type ChildSpec, RestartPolicy } from "../../services/ipc/Supervisor.js"
+
+const Count = Schema.Int.pipe(Schema.between(1, 1024))
+const Millis = Schema.Int.pipe(Schema.nonNegative())
+
+/** One entry of `processes`: a Supervisor child spec, with paths relative to the file. */
+export const AppProcess = Schema.Struct({
+  name: Schema.String.pipe(Schema.minLength(1)),
+  /** A Node script, relative to the app file's directory. */
+  script: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  /** Any executable (found on PATH). */
+  command: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  args: Schema.optional(Schema.Array(Schema.String)),
+  count: Schema.optional(Count),
+  restart: Schema.optional(RestartPolicy),
+  backoffMs: Schema.optional(Millis),
+  maxBackoffMs: Schema.optional(Millis),
+  restartLimit: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  restartWindowMs: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** Where it runs, relative to the app file's directory (that directory by default). */
+  cwd: Schema.optional(Schema.String)
+}).pipe(
+  Schema.filter((p) =>
+    (p.script === undefined) === (p.command === undefined)
+      ? { path: ["script"], message: "give one of script and command" }
+      : undefined
+  )
+)
+
+export const AppFile = Schema.Struct({
+  /** The region the children attach (CXLOG_REGION in their environment); else this process's. */
+  region: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  processes: Schema.Array(AppProcess).pipe(Schema.minItems(1))
+}).pipe(
+  Schema.filter((app) => {
+    const seen = new Set<string>()
+    for (const [i, p] of app.processes.entries()) {
+      if (seen.has(p.name)) return { path: ["processes", i, "name"], message: `${p.name} is named twice` }
+      seen.add(p.name)
+    }
+    return undefined
+  })
+)
+export type AppFile = typeof AppFile.Type
+
+/** The app file could not be read or does not decode: `field` is where (`processes.1.restart`). */
+export class AppFileInvalid extends Data.TaggedError("AppFileInvalid")<{
+  readonly file: string
+  readonly field: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `${this.file}: ${this.field === "" ? "" : `${this.field}: `}${this.reason}`
+  }
+}
+
+/** The first field that does not decode, with every reason given for it (a union's members each give one). */
+const firstIssue = (file: string, error: ParseResult.ParseError) => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const field = (issues[0]?.path ?? []).map(String).join(".")
+  const reasons = issues.filter((i) => i.path.map(String).join(".") === field).map((i) => i.message)
+  const actual = /, actual (.*)$/.exec(reasons[0] ?? "")?.[1]
+  const expected = reasons.map((r) => /^Expected (.*), actual (.*)$/.exec(r)).filter((m) => m?.[2] === actual)
+  const reason = actual !== undefined && expected.length === reasons.length && reasons.length > 1
+    ? `Expected ${expected.map((m) => m![1]).filter((e) => e !== "undefined").join(" | ")}, actual ${actual}`
+    : reasons[0] ?? error.message
+  return new AppFileInvalid({ file, field, reason })
+}
+
+/** Decodes an app file's text (named `file` in errors). */
+export const decodeAppFile = (file: string, text: string): Effect.Effect<AppFile, AppFileInvalid> =>
+  Effect.gen(function*() {
+    const json = yield* Effect.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (e) => new AppFileInvalid({ file, field: "", reason: `not JSON: ${(e as Error).message}` })
+    })
+    return yield* Either.match(Schema.decodeUnknownEither(AppFile, { onExcessProperty: "error" })(json), {
+      onLeft: (error) => Effect.fail(firstIssue(file, error)),
+      onRight: Effect.succeed
+    })
+  })
+
+/** Reads and decodes the app file at `path`. */
+export const loadAppFile = (path: string): Effect.Effect<AppFile, AppFileInvalid> =>
+  Effect.tryPromise({
+    try: () => readFile(path, "utf8"),
+    catch: (e) => new AppFileInvalid({ file: path, field: "", reason: `cannot read it: ${(e as Error).message}` })
+  }).pipe(Effect.flatMap((text) => decodeAppFile(path, text)))
+
+/**
+ * The Supervisor specs of an app file found at `path`: scripts and working directories taken
+ * relative to the file's directory, and the file's region, if it names one, in each child's environment.
+ */
+export const childSpecsOf = (path: string, app: AppFile): ReadonlyArray<ChildSpec> => {
+  const base = dirname(resolve(path))
+  return app.processes.map((p) => ({
+    ...p,
+    ...(p.script === undefined ? {} : { script: resolve(base, p.script) }),
+    cwd: resolve(base, p.cwd ?? "."),
+    ...(app.region === undefined ? {} : { env: { ...p.env, CXLOG_REGION: app.region } })
+  }))
+}

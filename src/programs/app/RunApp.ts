@@ -1,0 +1,37 @@
+/**
+ * `cxlog app start`: the processes of an app file run under a Supervisor in the foreground, each
+ * of its events printed as one line. SIGINT or SIGTERM interrupts the program (NodeRuntime.runMain):
+ * the supervisor's collective shutdown stops every child, its last events are printed, and the
+ * command exits 0.
+ */
+import { Effect, Fiber, Stream } from "effect"
+import * as SupervisorLayers from "../../layers/ipc/Supervisor.js"
+import { Supervisor, type SupervisorEvent } from "../../services/ipc/Supervisor.js"
+import { childSpecsOf, loadAppFile } from "./AppFile.js"
+
+/** An event as one line: its tag, then its fields as `key=value` (an exit as its code and signal). */
+export const eventLine = (event: SupervisorEvent): string => {
+  const fields = Object.entries(event).filter(([k]) => k !== "_tag").flatMap(([k, v]) =>
+    k === "exit" && typeof v === "object" && v !== null
+      ? Object.entries(v as object).map(([ek, ev]) => `${ek}=${String(ev)}`)
+      : [`${k}=${String(v)}`]
+  )
+  return [event._tag, ...fields].join(" ")
+}
+
+export const runApp = (path: string, json: boolean) =>
+  Effect.gen(function*() {
+    const specs = childSpecsOf(path, yield* loadAppFile(path))
+    const supervisor = yield* Supervisor
+    const print = (event: SupervisorEvent) =>
+      Effect.sync(() => process.stdout.write(`${json ? JSON.stringify(event) : eventLine(event)}\n`))
+    // A daemon: it outlives this fiber's interruption to print the shutdown's events (the stream ends after ShutdownDone).
+    const printer = yield* Effect.forkDaemon(Stream.runForEach(supervisor.events, print))
+    yield* Effect.yieldNow() // the printer subscribes before the first child starts
+    yield* Effect.forEach(specs, supervisor.start, { discard: true }).pipe(
+      Effect.zipRight(Effect.never),
+      Effect.onInterrupt(() => supervisor.shutdown.pipe(Effect.zipRight(Fiber.join(printer)))),
+      // A spec the supervisor refuses stops what started before it.
+      Effect.tapError(() => supervisor.shutdown.pipe(Effect.zipRight(Fiber.join(printer))))
+    )
+  }).pipe(Effect.scoped, Effect.provide(SupervisorLayers.layer))

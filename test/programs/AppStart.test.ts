@@ -1,0 +1,99 @@
+/**
+ * `cxlog app start FILE`: an app file's processes under the supervisor, from the bundled CLI as a
+ * user runs it — a child that fails once restarted by `on-failure`, SIGTERM stopping every child
+ * and exiting 0 — and a file that does not decode refused with its field named, exit code 2.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber } from "effect"
+import type { ChildProcess } from "node:child_process"
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { runCli, runCliWithin } from "../helpers/CliRoles.js"
+import { tempDir } from "../helpers/Processes.js"
+
+/** Runs until SIGTERM, then exits 0. */
+const STEADY = `process.on("SIGTERM", () => process.exit(0)); setInterval(() => {}, 1000)\n`
+/** Exits 1 the first time it runs (it leaves a mark), then runs as STEADY does. */
+const FAILS_ONCE = `import { existsSync, writeFileSync } from "node:fs"
+const mark = new URL("./failed-once", import.meta.url)
+if (!existsSync(mark)) { writeFileSync(mark, ""); process.exit(1) }
+${STEADY}`
+
+const isRunning = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Child pids the app printed as started (`ChildStarted child=… pid=…`). */
+const startedPids = (output: string) =>
+  [...output.matchAll(/^ChildStarted child=\S+ pid=(\d+)/gm)].map((m) => Number(m[1]))
+
+describe("cxlog app start", () => {
+  it.scopedLive(
+    "restarts a child that failed by its on-failure policy; SIGTERM stops every child and exits 0",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-app-")
+        writeFileSync(join(dir, "steady.mjs"), STEADY)
+        writeFileSync(join(dir, "flaky.mjs"), FAILS_ONCE)
+        const file = join(dir, "app.json")
+        writeFileSync(
+          file,
+          JSON.stringify({
+            processes: [
+              { name: "steady", script: "steady.mjs", count: 2, restart: "never" },
+              { name: "flaky", script: "flaky.mjs", restart: "on-failure", backoffMs: 10 }
+            ]
+          })
+        )
+        let output = ""
+        const started = yield* Deferred.make<ChildProcess>()
+        // Whatever the test leaves running (a failure midway) goes with its scope: each child runs in a group of its own.
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const pid of startedPids(output)) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
+          })
+        )
+        const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
+          child.stdout!.on("data", (c: Buffer) => (output += c.toString()))
+          Deferred.unsafeDone(started, Effect.succeed(child))
+        }))
+        const child = yield* Deferred.await(started)
+        const restarted = /^ChildStarted child=flaky#0 pid=\d+ restarts=1$/m
+        const waitUntil = (what: string, ok: () => boolean) =>
+          Effect.gen(function*() {
+            while (!ok()) yield* Effect.sleep("20 millis")
+          }).pipe(Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error(`no ${what}: ${output}`) }))
+        yield* waitUntil("restart of flaky#0", () => restarted.test(output) && startedPids(output).length === 4)
+        expect(output).toMatch(/^ChildExited child=flaky#0 pid=\d+ code=1 signal=null failed=true$/m)
+        expect(output).toMatch(/^ChildRestarting child=flaky#0 restarts=1 delayMs=10$/m)
+        const pids = startedPids(output)
+        expect(pids.filter(isRunning)).toHaveLength(3) // both steady, and flaky as restarted
+
+        child.kill("SIGTERM")
+        const result = yield* Fiber.join(app).pipe(Effect.timeout("30 seconds"))
+        expect(result.code).toBe(0)
+        expect(result.stdout).toMatch(/^ShutdownStarted children=3$/m)
+        expect(result.stdout).toMatch(/^ShutdownDone stopped=3 killed=0$/m)
+        expect(pids.filter(isRunning)).toEqual([])
+      }),
+    60_000
+  )
+
+  it.scopedLive("a file that does not decode is refused naming the field, exit code 2", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cxlog-app-")
+      const file = join(dir, "app.json")
+      writeFileSync(file, JSON.stringify({ processes: [{ name: "w", script: "w.mjs", restart: "sometimes" }] }))
+      const result = yield* runCliWithin(["app", "start", file], {}, 30_000)
+      expect(result.code).toBe(2)
+      expect(result.stderr).toContain(
+        `cxlog app: ${file}: processes.0.restart: Expected "never" | "on-failure" | "always"`
+      )
+      expect(result.stdout).toBe("")
+    }), 60_000)
+})
