@@ -7,7 +7,7 @@ import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { consume } from "../roles/Consume.js"
 import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
-import { clientSecurityFlags, coherence, region } from "./SharedFlags.js"
+import { clientSecurityFlags, coherence, readerBrokers, region } from "./SharedFlags.js"
 
 export const consumeCommand = Cli.command({
   name: "consume",
@@ -22,12 +22,9 @@ export const consumeCommand = Cli.command({
   flags: {
     region,
     coherence,
-    brokers: Cli.optionalText("brokers", {
-      placeholder: "HOST:PORT,…",
-      shown: "the region in place",
-      description:
-        "join over TCP through the first of these brokers that takes the connection (the next ones if it goes)"
-    }),
+    brokers: readerBrokers(
+      "join over TCP through the first of these brokers that takes the connection (the next ones if it goes)"
+    ),
     ...clientSecurityFlags,
     group: Cli.optionalText("group", { placeholder: "NAME", shown: "none", description: "the consumer group to join" }),
     topic: Cli.optionalText("topic", {
