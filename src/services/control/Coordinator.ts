@@ -65,7 +65,8 @@ export const DrainTarget = Schema.Struct({
   ring: Schema.Int.pipe(Schema.nonNegative()),
   occurrence: Occurrence,
   sequence: Position,
-  stream: Schema.optional(StreamRing)
+  // Exact (absent, never undefined): the arrival stays on the codec's fast path (JsonCodec.ts).
+  stream: Schema.optionalWith(StreamRing, { exact: true })
 })
 export type DrainTarget = typeof DrainTarget.Type
 
