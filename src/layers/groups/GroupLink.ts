@@ -9,20 +9,12 @@
 import { Effect, Either, type ParseResult, Schema } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import { GroupsUnavailable } from "../../services/groups/ConsumerGroups.js"
-import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "../net/Auth.js"
+import type { Credentials } from "../net/Auth.js"
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "../net/ClientConnection.js"
-import {
-  authFrame,
-  AuthProof,
-  Challenge,
-  decodeControl,
-  ErrorBody,
-  PROTOCOL_VERSION,
-  type WireErrorCode,
-  WireViolation
-} from "../net/Control.js"
+import { decodeControl, ErrorBody, PROTOCOL_VERSION, type WireErrorCode, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
 import { FrameReader } from "../net/FrameReader.js"
+import { requestHandshake } from "../net/RequestHandshake.js"
 import { GroupOpen, groupOpenFrame, GroupReady, groupRequestFrame } from "./GroupProtocol.js"
 
 export interface GroupLinkSettings {
@@ -82,14 +74,11 @@ export const openGroupLink = (
   Effect.async<GroupLink, LinkRefused>((resume) => {
     const broker = formatAddress(address)
     const { credentials } = settings
-    const nonce = credentials === undefined ? undefined : newNonce()
     const pending = new Map<number, (answer: Answer | GroupsUnavailable) => void>()
     const members = new Map<number, LinkMember>()
     let nextId = 1
     let ready = false
     let failure: GroupsUnavailable | undefined
-    let challenged = false
-    let expectedSignature: string | undefined
     const reader = new FrameReader({
       accept: [
         FrameType.CHALLENGE,
@@ -115,6 +104,15 @@ export const openGroupLink = (
       for (const member of members.values()) member.broken(failure)
       members.clear()
     }
+    const handshake = requestHandshake({
+      credentials,
+      insecure: settings.insecure,
+      answer: "GROUP_READY",
+      write: (frame) => socket.write(frame),
+      fail: (refusal) => fail(refusal.code, refusal.detail),
+      ended: () => failure !== undefined
+    })
+    const { nonce } = handshake
     const connectTimer = setTimeout(
       () => fail("timeout", `no GROUP_READY within ${settings.connectTimeoutMs} ms`),
       settings.connectTimeoutMs
@@ -193,39 +191,16 @@ export const openGroupLink = (
         if (frame instanceof WireViolation) return fail("bad-frame", frame.message)
         switch (frame.type) {
           case FrameType.CHALLENGE: {
-            if (credentials === undefined || nonce === undefined) {
-              return fail(
-                "auth-required",
-                `the broker requires authentication and this client has no credentials: ${CREDENTIALS_HINT}`
-              )
-            }
-            if (ready || challenged) return fail("bad-frame", "an unexpected CHALLENGE")
-            challenged = true
-            const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
-            if (Either.isLeft(challenge)) return fail("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
-            clientProofAsync(credentials, nonce, challenge.right).then(
-              (answer) => {
-                if (failure !== undefined) return
-                expectedSignature = answer.serverSignature
-                socket.write(authFrame(0, new AuthProof({ proof: answer.proof })))
-              },
-              (error: Error) => fail("bad-frame", `cannot derive the proof for the CHALLENGE: ${error.message}`)
-            )
+            const refused = handshake.challenge(frame.payload, ready)
+            if (refused !== undefined) return fail(refused.code, refused.detail)
             break
           }
           case FrameType.GROUP_READY: {
             if (ready) return fail("bad-frame", "a second GROUP_READY")
             const accepted = decodeControl(GroupReady, frame.payload, "bad-handshake")
             if (Either.isLeft(accepted)) return fail("bad-frame", `bad GROUP_READY: ${accepted.left.message}`)
-            const problem = brokerAcceptanceProblem({
-              answer: "GROUP_READY",
-              credentials,
-              insecure: settings.insecure,
-              challenged,
-              expectedSignature,
-              signature: accepted.right.serverSignature
-            })
-            if (problem !== undefined) return fail("auth-failed", `the broker ${problem}`)
+            const refused = handshake.readyProblem(accepted.right.serverSignature)
+            if (refused !== undefined) return fail(refused.code, refused.detail)
             ready = true
             clearTimeout(connectTimer)
             resume(Effect.succeed(link))

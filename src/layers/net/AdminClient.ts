@@ -9,20 +9,12 @@ import { Data, Effect, Either, type ParseResult, Schema } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import { TopicsUnavailable } from "../../services/log/Topics.js"
 import { AdminOpen, adminOpenFrame, AdminReady, adminRequestFrame } from "./AdminProtocol.js"
-import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "./Auth.js"
+import type { Credentials } from "./Auth.js"
 import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
-import {
-  authFrame,
-  AuthProof,
-  Challenge,
-  decodeControl,
-  ErrorBody,
-  PROTOCOL_VERSION,
-  type WireErrorCode,
-  WireViolation
-} from "./Control.js"
+import { decodeControl, ErrorBody, PROTOCOL_VERSION, type WireErrorCode, WireViolation } from "./Control.js"
 import { FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
+import { requestHandshake } from "./RequestHandshake.js"
 
 /** An admin client's options with their defaults applied. */
 export interface AdminSettings {
@@ -72,13 +64,10 @@ export const openAdminLink = (
   Effect.async<AdminLink, AdminLinkFailed>((resume) => {
     const broker = formatAddress(address)
     const { credentials } = settings
-    const nonce = credentials === undefined ? undefined : newNonce()
     const pending = new Map<number, (answer: Answer | AdminLinkFailed) => void>()
     let nextId = 1
     let ready = false
     let failure: AdminLinkFailed | undefined
-    let challenged = false
-    let expectedSignature: string | undefined
     const reader = new FrameReader({
       accept: [
         FrameType.CHALLENGE,
@@ -100,6 +89,15 @@ export const openAdminLink = (
       for (const settle of pending.values()) settle(failure)
       pending.clear()
     }
+    const handshake = requestHandshake({
+      credentials,
+      insecure: settings.insecure,
+      answer: "ADMIN_READY",
+      write: (frame) => socket.write(frame),
+      fail: (refusal) => fail(refusal.code, refusal.detail),
+      ended: () => failure !== undefined
+    })
+    const { nonce } = handshake
     const connectTimer = setTimeout(
       () => fail("timeout", `no ADMIN_READY within ${settings.connectTimeoutMs} ms`),
       settings.connectTimeoutMs
@@ -177,39 +175,16 @@ export const openAdminLink = (
         if (frame instanceof WireViolation) return fail("bad-frame", frame.message)
         switch (frame.type) {
           case FrameType.CHALLENGE: {
-            if (credentials === undefined || nonce === undefined) {
-              return fail(
-                "auth-required",
-                `the broker requires authentication and this client has no credentials: ${CREDENTIALS_HINT}`
-              )
-            }
-            if (ready || challenged) return fail("bad-frame", "an unexpected CHALLENGE")
-            challenged = true
-            const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
-            if (Either.isLeft(challenge)) return fail("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
-            clientProofAsync(credentials, nonce, challenge.right).then(
-              (answer) => {
-                if (failure !== undefined) return
-                expectedSignature = answer.serverSignature
-                socket.write(authFrame(0, new AuthProof({ proof: answer.proof })))
-              },
-              (error: Error) => fail("bad-frame", `cannot derive the proof for the CHALLENGE: ${error.message}`)
-            )
+            const refused = handshake.challenge(frame.payload, ready)
+            if (refused !== undefined) return fail(refused.code, refused.detail)
             break
           }
           case FrameType.ADMIN_READY: {
             if (ready) return fail("bad-frame", "a second ADMIN_READY")
             const accepted = decodeControl(AdminReady, frame.payload, "bad-handshake")
             if (Either.isLeft(accepted)) return fail("bad-frame", `bad ADMIN_READY: ${accepted.left.message}`)
-            const problem = brokerAcceptanceProblem({
-              answer: "ADMIN_READY",
-              credentials,
-              insecure: settings.insecure,
-              challenged,
-              expectedSignature,
-              signature: accepted.right.serverSignature
-            })
-            if (problem !== undefined) return fail("auth-failed", `the broker ${problem}`)
+            const refused = handshake.readyProblem(accepted.right.serverSignature)
+            if (refused !== undefined) return fail(refused.code, refused.detail)
             ready = true
             clearTimeout(connectTimer)
             resume(Effect.succeed(link))
