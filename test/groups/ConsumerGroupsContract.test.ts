@@ -268,6 +268,24 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         yield* Fiber.interrupt(slow)
       }))
 
+    it.effect("a member takes its whole window at once, however small the topic's batches", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g10", topic: "t10" })
+        // Each message acknowledged before the next is published: a batch of its own.
+        for (let i = 0; i < 12; i++) yield* publish("t10", 1, { prefix: `m${i}` })
+        const heldAtFirst = yield* Deferred.make<number>()
+        const member = yield* groups.join("g10", { maxInFlight: 8 }).pipe(
+          Stream.runForEach(() =>
+            Effect.flatMap(groups.pending("g10"), (p) => Deferred.succeed(heldAtFirst, p.length))
+          ),
+          Effect.fork
+        )
+        // By its first delivery the member claimed its eight, across eight batches.
+        expect(yield* Deferred.await(heldAtFirst)).toBe(8)
+        yield* Fiber.interrupt(member)
+      }))
+
     it.effect("full tables and a deleted group are typed errors", () =>
       Effect.gen(function*() {
         const groups = yield* ConsumerGroups

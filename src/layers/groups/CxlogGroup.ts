@@ -23,6 +23,7 @@ import {
   type JoinOptions
 } from "../../services/groups/ConsumerGroups.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
+import { LocalDelivery } from "./GroupDelivery.js"
 
 const decoder = new TextDecoder()
 
@@ -140,7 +141,11 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       value: delivery.value,
       deliveryCount: delivery.deliveryCount,
       text: () => decoder.decode(delivery.value),
-      ack: () => run(delivery.ack),
+      // A local member's ack is a few atomic operations: settled now, not through an effect per ack.
+      ack: () =>
+        delivery instanceof LocalDelivery && this.closing === undefined
+          ? Promise.resolve(delivery.ackNow())
+          : run(delivery.ack),
       nak: (delayMs) => run(delivery.nak(delayMs)),
       term: (reason) => run(delivery.term(reason)),
       inProgress: () => run(delivery.inProgress)

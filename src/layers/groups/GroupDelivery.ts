@@ -3,9 +3,14 @@
  * pending table and the control word that entry had when this member got it. Settling it is a
  * compare-and-swap against that word, so a delivery held past its ackWait and taken over by
  * another member settles nothing (`false`): the message is the other member's now.
+ *
+ * A member hands out a window of these per wake, so a delivery is one object whose settling
+ * effects are made only when asked for (its `ack` is a few atomic operations, run at once by
+ * `ackNow`: the Promise facade settles through it without running an effect per ack).
  */
 import { Clock, Effect } from "effect"
 import type { DeadLetterFailed, Delivery } from "../../services/groups/ConsumerGroups.js"
+import type { MessageHeader } from "../../services/net/Subscriber.js"
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import type { Counter, GroupConfig } from "./GroupLayout.js"
 import type { GroupMembers } from "./GroupMembers.js"
@@ -33,59 +38,103 @@ export interface Held {
   readonly deliveries: number
 }
 
-export const makeDelivery = (s: Settling, held: Held, message: GroupMessage): Delivery => {
-  const { ackWaitMs, maxDeliver } = s.config
-  let control = held.control
-  let finished = false
-  const finish = (settled: boolean): boolean => {
-    if (!finished) {
-      finished = true
-      s.done(held.lane)
+export class LocalDelivery implements Delivery {
+  readonly group: string
+  readonly topic: string
+  readonly offset: number
+  readonly timestamp: number
+  readonly key: Uint8Array | undefined
+  readonly headers: ReadonlyArray<MessageHeader> | undefined
+  readonly value: Uint8Array
+  readonly deliveryCount: number
+  /** The entry's control word as this member last wrote it: what settling swaps against. */
+  private control: bigint
+  private finished = false
+
+  constructor(
+    private readonly s: Settling,
+    private readonly slot: number,
+    control: bigint,
+    private readonly lane: number,
+    deliveries: number,
+    private readonly message: GroupMessage
+  ) {
+    this.group = s.group
+    this.topic = s.config.topic
+    this.offset = message.offset
+    this.timestamp = message.timestamp
+    this.key = message.key
+    this.headers = message.headers
+    this.value = message.value
+    this.deliveryCount = deliveries
+    this.control = control
+  }
+
+  /** The ack, settled now: false when the message is no longer this member's, or was settled already. */
+  ackNow(): boolean {
+    if (this.finished) return false
+    const s = this.s
+    const settled = s.pending.settle(this.slot, this.control)
+    if (settled) {
+      s.members.countAcked(s.ref)
+      s.count("acked")
+    }
+    return this.finish(settled)
+  }
+
+  get ack(): Effect.Effect<boolean> {
+    return Effect.sync(() => this.ackNow())
+  }
+
+  get nak(): (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed> {
+    return (delayMs = 0) => {
+      const { maxDeliver } = this.s.config
+      return maxDeliver > 0 && this.deliveryCount >= maxDeliver
+        ? this.deadLetter(`max-deliver: nak'd after ${this.deliveryCount} deliveries`)
+        : Effect.map(this.reschedule(Math.max(0, delayMs), "waiting"), (parked) => this.finish(parked))
+    }
+  }
+
+  get term(): (reason?: string) => Effect.Effect<boolean, DeadLetterFailed> {
+    return (reason = "terminated") => this.deadLetter(`term: ${reason}`)
+  }
+
+  get inProgress(): Effect.Effect<boolean> {
+    return this.reschedule(this.s.config.ackWaitMs, "delivered")
+  }
+
+  private finish(settled: boolean): boolean {
+    if (!this.finished) {
+      this.finished = true
+      this.s.done(this.lane)
     }
     return settled
   }
-  const reschedule = (delayMs: number, state: "delivered" | "waiting") =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      if (finished) return false
-      const next = s.pending.reschedule(held.slot, control, now + delayMs, state)
-      if (next === undefined) return finish(false)
-      control = next
+
+  private reschedule(delayMs: number, state: "delivered" | "waiting"): Effect.Effect<boolean> {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
+      if (this.finished) return false
+      const next = this.s.pending.reschedule(this.slot, this.control, now + delayMs, state)
+      if (next === undefined) return this.finish(false)
+      this.control = next
       return true
     })
+  }
+
   /** The entry is held a full ackWait while the dead letter is written, then freed. */
-  const deadLetter = (reason: string): Effect.Effect<boolean, DeadLetterFailed> =>
-    Effect.flatMap(
-      reschedule(ackWaitMs, "delivered"),
+  private deadLetter(reason: string): Effect.Effect<boolean, DeadLetterFailed> {
+    const s = this.s
+    return Effect.flatMap(
+      this.reschedule(s.config.ackWaitMs, "delivered"),
       (kept) =>
-        !kept ? Effect.succeed(false) : Effect.map(s.deadLetter(message, reason, held.deliveries), () => {
-          const settled = s.pending.settle(held.slot, control)
+        !kept ? Effect.succeed(false) : Effect.map(s.deadLetter(this.message, reason, this.deliveryCount), () => {
+          const settled = s.pending.settle(this.slot, this.control)
           if (settled) s.count("deadLetters")
-          return finish(settled)
+          return this.finish(settled)
         })
     )
-  return {
-    group: s.group,
-    topic: s.config.topic,
-    offset: message.offset,
-    timestamp: message.timestamp,
-    key: message.key,
-    headers: message.headers,
-    value: message.value,
-    deliveryCount: held.deliveries,
-    ack: Effect.sync(() => {
-      if (finished) return false
-      const settled = s.pending.settle(held.slot, control)
-      if (settled) {
-        s.members.countAcked(s.ref)
-        s.count("acked")
-      }
-      return finish(settled)
-    }),
-    nak: (delayMs = 0) =>
-      maxDeliver > 0 && held.deliveries >= maxDeliver
-        ? deadLetter(`max-deliver: nak'd after ${held.deliveries} deliveries`)
-        : Effect.map(reschedule(Math.max(0, delayMs), "waiting"), (parked) => finish(parked)),
-    term: (reason = "terminated") => deadLetter(`term: ${reason}`),
-    inProgress: reschedule(ackWaitMs, "delivered")
   }
 }
+
+export const makeDelivery = (s: Settling, held: Held, message: GroupMessage): LocalDelivery =>
+  new LocalDelivery(s, held.slot, held.control, held.lane, held.deliveries, message)

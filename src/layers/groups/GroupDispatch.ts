@@ -6,9 +6,9 @@
  * claim's number), then moves the frontier past them by one compare-and-swap, recording itself
  * the claim's winner — only then are they its deliveries. A member killed anywhere in between
  * leaves entries the others judge by that record (GroupClaims.ts): nothing handed out is lost,
- * and nothing another member won is delivered twice. It
- * claims as many as it has room for from the batch at hand, so members take turns a batch's
- * worth at a time, and a slow member does not hold back the others.
+ * and nothing another member won is delivered twice. A claim takes what the member has room for
+ * from one batch; a member claims batch after batch until its room is used, so it takes up to its
+ * window per wake, and a slow member (one with no room) does not hold back the others.
  *
  * byKey, a member reads the topic in order and hands out the messages of the buckets it owns,
  * each once its entry names it (claiming), moving that bucket's frontier past it. It stops, its
@@ -67,24 +67,47 @@ const claimShared = (
   return true
 }
 
-/** Without keys: claims from the group's frontier, reading on until the frontier lies in a batch at hand. */
+/** The most batches read at once without keys: a window's worth of small batches in one read. */
+const READ_AHEAD_BATCHES = 64
+
+/** Batches to read for `wanted` more messages, judging by the size of the batches read last. */
+const batchesFor = (wanted: number, lastBatchMessages: number) =>
+  Math.max(1, Math.min(READ_AHEAD_BATCHES, Math.ceil(wanted / Math.max(1, lastBatchMessages))))
+
+/**
+ * Without keys: claims from the group's frontier while `m` has room, batch after batch, reading
+ * on until the frontier lies in a batch at hand — a member takes up to its window per wake
+ * however small the topic's batches are.
+ */
 const dispatchShared = (m: MemberState, nowMs: number, out: Array<Delivery>): Effect.Effect<Dispatched, ReadError> =>
   Effect.gen(function*() {
+    const { claims } = m.group
+    let handedOut = false
     for (;;) {
-      if (room(m) <= 0) return "blocked"
-      const from = m.group.claims.read()
-      const frontier = from.offset
-      const batch = m.batch
-      if (batch !== undefined && frontier >= batch.start && frontier < batch.end) {
-        if (claimShared(m, batch, from, nowMs, out)) return "more"
+      if (room(m) <= 0) return handedOut ? "more" : "blocked"
+      const from = claims.read()
+      const ahead = m.ahead
+      while (ahead.length > 0 && ahead[0]!.end <= from.offset) ahead.shift()
+      const batch = ahead[0]
+      if (batch !== undefined && from.offset >= batch.start) {
+        if (claimShared(m, batch, from, nowMs, out)) {
+          handedOut = true
+          continue
+        }
         // No entry free, or another claim won: look again (at a frontier that moved) or stop (the table is full).
-        if (m.group.claims.read().word === from.word) return "blocked"
+        if (claims.read().word === from.word) return handedOut ? "more" : "blocked"
         continue
       }
       const position = m.reader.position()
-      if (frontier < position || frontier > position + SEEK_PAST_MESSAGES) yield* m.reader.open(frontier)
-      m.batch = yield* m.reader.next()
-      if (m.batch === undefined) return "end"
+      if (batch !== undefined || from.offset < position || from.offset > position + SEEK_PAST_MESSAGES) {
+        m.ahead = []
+        yield* m.reader.open(from.offset)
+      }
+      const read = yield* m.reader.nextFrom(from.offset, batchesFor(room(m), m.lastBatchMessages))
+      if (read.read === 0) return handedOut ? "more" : "end"
+      const last = read.copies.at(-1)
+      if (last !== undefined) m.lastBatchMessages = last.count
+      m.ahead.push(...read.copies)
     }
   })
 

@@ -26,9 +26,13 @@ export interface MemberState {
   readonly checkEveryMs: number
   readonly deadLetter: DeadLetterWriter
   readonly settling: Settling
-  /** The batch being handed out from, and (byKey) the next of its messages to look at. */
+  /** byKey: the batch being handed out from, and the next of its messages to look at. */
   batch: BatchCopy | undefined
   index: number
+  /** Without keys: the batches read and not yet wholly handed out, in offset order. */
+  ahead: Array<BatchCopy>
+  /** Without keys: the messages of the last batch read, to judge how many batches a read takes. */
+  lastBatchMessages: number
   /** byKey: where the reader must go back to before reading on (a bucket taken over starts there). */
   seekTo: number | undefined
   /** Deliveries handed out and not settled, and how many of them per key bucket. */
@@ -77,6 +81,8 @@ export const makeMemberState = (
     },
     batch: undefined,
     index: 0,
+    ahead: [],
+    lastBatchMessages: 1,
     seekTo: undefined,
     outstanding: 0,
     byLane: new Map(),

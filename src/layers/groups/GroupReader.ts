@@ -141,6 +141,33 @@ export class GroupReader {
     )
   }
 
+  /**
+   * Up to `maxBatches` of the next batches: `read` says how many the cursor moved past (0: none
+   * committed yet), `copies` holds those ending past `from`, in order — the batches wholly before
+   * it (handed out already) are passed over without being copied.
+   */
+  nextFrom(from: number, maxBatches: number): Effect.Effect<{ read: number; copies: Array<BatchCopy> }, ReadError> {
+    const cursor = this.cursor
+    if (cursor === undefined) return Effect.succeed({ read: 0, copies: [] })
+    const copies: Array<BatchCopy> = []
+    let problem: string | undefined
+    return cursor.pollBatches((batch) => {
+      if (problem !== undefined || batch.totalOrder + batch.messageCount <= from) return
+      const copy = copyOf(batch)
+      if (typeof copy === "string") problem = copy
+      else copies.push(copy)
+    }, maxBatches).pipe(
+      Effect.catchTag("LogOutOfRange", (e) => Effect.fail(this.behind(e))),
+      Effect.flatMap((read) =>
+        problem !== undefined
+          ? Effect.fail(
+            new LogCorrupt({ reason: `topic ${this.topic}: a batch before ${cursor.position()}: ${problem}` })
+          )
+          : Effect.succeed({ read, copies })
+      )
+    )
+  }
+
   /** True once a batch past the cursor is committed, false after `timeoutMs`. */
   awaitMore(timeoutMs: number): Effect.Effect<boolean, HeadUnavailable> {
     return this.cursor === undefined ? Effect.as(pause(timeoutMs), false) : this.cursor.awaitMore(timeoutMs)

@@ -5,8 +5,9 @@
  * file of its own as it goes (MemberRecord.ts), which its SIGKILL leaves whole. Per kill:
  * `redeliveredWithinMs`, from the SIGKILL to the first delivery again (deliveryCount > 1) that a
  * member reports after it — with a ten-minute ackWait and no naks, only a death delivers a
- * message again — when the group said the killed member held messages just before the kill; a
- * kill that found it holding nothing is counted apart. After the run: every message acked (a message a killed member held and nobody
+ * message again. The member is killed holding messages: told to hold, it keeps the next chunk it
+ * is given unacked, and is killed once the group says it holds some; a kill that found it
+ * holding nothing (no messages left for it) is counted apart. After the run: every message acked (a message a killed member held and nobody
  * else acked was acked by it: the group says nothing is pending), none twice, none lost.
  */
 import { Console, Effect } from "effect"
@@ -24,6 +25,9 @@ import { CXLOG } from "./MemberSystems.js"
 const ACK_WAIT_MS = 600_000
 /** A killed member's messages not delivered elsewhere within this fail the measurement of that kill. */
 const REDELIVERY_BOUND_MS = 5_000
+/** How long a member told to hold is given to be handed messages (none left: killed holding nothing). */
+const HOLD_BOUND_MS = 3_000
+const HOLD_POLL_MS = 1
 
 const exitOf = (member: Member) =>
   Effect.async<void>((resume) => {
@@ -60,6 +64,8 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
     const startedAtMs = epochMs()
     for (const { member } of members) say(member, "go")
     const redeliveredWithinMs: Array<number> = []
+    /** Each kill in turn: what the group said the member held, and how soon another got it (null: none within the bound). */
+    const perKill: Array<{ readonly held: number; readonly redeliveredWithinMs: number | null }> = []
     let nothingHeld = 0
     let notRedelivered = 0
     const unsettledByKilled: Array<Set<number>> = []
@@ -71,8 +77,15 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       if (total() >= o.messages) break
       const victim = Math.floor(Math.random() * members.length)
       const { file, member } = members[victim]!
-      // What it holds as the group says (delivered, or claimed for it and not yet worked on).
-      const held = yield* load.heldBy!(member.pid)
+      // Killed holding messages: told to keep the next it is given unacked, then killed once the
+      // group says it holds some (a member holds a chunk only while it works on it, a moment of each wake).
+      say(member, "hold")
+      const holdUntil = performance.now() + HOLD_BOUND_MS
+      let held = yield* load.heldBy!(member.pid)
+      while (held === 0 && performance.now() < holdUntil) {
+        yield* Effect.sleep(HOLD_POLL_MS)
+        held = yield* load.heldBy!(member.pid)
+      }
       const killedAtMs = epochMs()
       member.kill("SIGKILL")
       yield* exitOf(member)
@@ -89,6 +102,7 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       const deadline = performance.now() + REDELIVERY_BOUND_MS
       while (firstAgain() === Infinity && performance.now() < deadline) yield* Effect.sleep(5)
       const first = firstAgain()
+      perKill.push({ held, redeliveredWithinMs: first === Infinity ? null : Math.round(first - killedAtMs) })
       // Nothing delivered again from a member the group said held nothing: not a failure.
       if (first !== Infinity) redeliveredWithinMs.push(first - killedAtMs)
       else if (held === 0) nothingHeld++
@@ -127,6 +141,7 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
         max: sorted.length === 0 ? null : Math.round(sorted.at(-1)!),
         samples: sorted.map((ms) => Math.round(ms))
       },
+      perKill,
       killsHoldingNothing: nothingHeld,
       killsNotRedelivered: notRedelivered,
       lost,
@@ -143,6 +158,10 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
         [
           ["redelivered within (ms) p50", result.redeliveredWithinMs.p50 ?? ""],
           ["redelivered within (ms) max", result.redeliveredWithinMs.max ?? ""],
+          [
+            "each kill: held, redelivered within (ms)",
+            perKill.map((k) => `${k.held}: ${k.redeliveredWithinMs ?? "none"}`).join(", ")
+          ],
           ["lost", lost],
           ["acked twice", duplicates],
           ["audit", result.auditPassed ? "passed" : "FAILED"],

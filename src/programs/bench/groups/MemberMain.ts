@@ -4,7 +4,8 @@
  * connects, says `ready`, waits for the bench's `go`, then takes, works on and acks messages —
  * saying `progress` (its acks so far) every PROGRESS_MS and `redelivered` for each message it
  * got again — until the bench's `stop`, and says `done` with what it acked (MemberRecord.ts), when
- * its last ack settled and its CPU since `go`. With RECORD_FILE its record goes there as it acks.
+ * its last ack settled and its CPU since `go`. After the bench's `hold` (the kill bench's, cxlog
+ * only) it keeps the next messages it is given unacked, to be killed holding them. With RECORD_FILE its record goes there as it acks.
  */
 import { Deferred, Effect } from "effect"
 import { report } from "../../roles/Report.js"
@@ -13,17 +14,22 @@ import { GROUP_SYSTEMS, type GroupSystem, MEMBER_SYSTEMS } from "./MemberSystems
 
 const PROGRESS_MS = 20
 
-/** Resumes once the bench has sent `{ event }` (the listener goes with the scope: it holds the IPC channel open). */
+/** Calls `heard` when the bench sends `{ event }` (the listener goes with the scope: it holds the IPC channel open). */
+const onBench = (event: string, heard: () => void) => {
+  const listener = (message: unknown) => {
+    if ((message as { event?: unknown } | undefined)?.event === event) heard()
+  }
+  return Effect.acquireRelease(
+    Effect.sync(() => process.on("message", listener)),
+    () => Effect.sync(() => process.off("message", listener))
+  )
+}
+
+/** Resumes once the bench has sent `{ event }`. */
 const fromBench = (event: string) =>
   Effect.gen(function*() {
     const said = yield* Deferred.make<void>()
-    const listener = (message: unknown) => {
-      if ((message as { event?: unknown } | undefined)?.event === event) Deferred.unsafeDone(said, Effect.void)
-    }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => process.on("message", listener)),
-      () => Effect.sync(() => process.off("message", listener))
-    )
+    yield* onBench(event, () => Deferred.unsafeDone(said, Effect.void))
     return Deferred.await(said)
   })
 
@@ -36,6 +42,8 @@ export const groupBenchMember = (system: string, address: string, group: string,
     }
     const go = yield* fromBench("go")
     const stop = yield* fromBench("stop")
+    let holding = false
+    yield* onBench("hold", () => (holding = true))
     const loop = yield* MEMBER_SYSTEMS[system as GroupSystem](address, group)
     const record = file === "" ? memoryRecord(messages) : fileRecord(file)
     yield* Effect.addFinalizer(() => Effect.sync(() => record.close()))
@@ -44,7 +52,12 @@ export const groupBenchMember = (system: string, address: string, group: string,
     const cpuAtGo = process.cpuUsage()
     const progress = setInterval(() => report({ event: "progress", acked: record.ackedCount() }), PROGRESS_MS)
     yield* Effect.ensuring(
-      loop.run({ record, stop, redelivered: (index) => report({ event: "redelivered", index, atMs: now() }) }),
+      loop.run({
+        record,
+        stop,
+        holding: () => holding,
+        redelivered: (index) => report({ event: "redelivered", index, atMs: now() })
+      }),
       Effect.sync(() => clearInterval(progress))
     )
     const cpu = process.cpuUsage(cpuAtGo)

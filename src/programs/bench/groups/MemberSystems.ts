@@ -4,7 +4,8 @@
  * (`work`) and acked on its own:
  * - cxlog: a member of the consumer group (`ConsumerGroups.join`, maxInFlight `MEMBER_WINDOW`),
  *   taking the deliveries a chunk at a time as the group hands them out (each worked on, then
- *   each acked in turn, its `ack` awaited before the next);
+ *   each acked in turn, its `ack` awaited before the next); told to hold (the kill bench), it
+ *   keeps the next chunk unacked;
  * - Redis Streams: `XREADGROUP … COUNT MEMBER_WINDOW` for new entries, then an `XACK` per entry as
  *   each is worked on, sent without waiting for the one before (one connection pipelines them,
  *   as an ioredis client does), the batch's replies awaited before the next read;
@@ -39,6 +40,8 @@ export interface MemberRun {
   readonly redelivered: (index: number) => void
   /** Resumes when the bench says stop. */
   readonly stop: Effect.Effect<void>
+  /** The bench said hold (cxlog): keep the next messages given unacked, until killed. */
+  readonly holding: () => boolean
 }
 
 export interface MemberLoop {
@@ -76,6 +79,7 @@ const cxlogMember: Connect = (region, group) =>
           Stream.runForEachChunk((deliveries) => {
             // The chunk is in hand (recorded as held) until each ack: the kill bench reads what a member held from its record.
             const indices = Chunk.toReadonlyArray(deliveries).map((d) => take(on, d.value, d.deliveryCount, folds))
+            if (on.holding()) return Effect.never
             return Effect.forEach(
               deliveries,
               (d, i) => Effect.map(d.ack, (acked) => acked && on.record.acked(indices[i]!)),
