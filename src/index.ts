@@ -10,6 +10,7 @@ export * as ConsumerGroupsMemoryLayers from "./layers/groups/ConsumerGroupsMemor
 export * as ConsumerGroupsRemoteLayers from "./layers/groups/ConsumerGroupsRemote.js"
 export { CxlogGroup, type CxlogGroupOptions, type CxlogJob, type ProcessOptions } from "./layers/groups/CxlogGroup.js"
 export { DeadLetterHeader } from "./layers/groups/GroupDeadLetters.js"
+export { ackAll } from "./layers/groups/GroupDelivery.js"
 export { channelStream, channelStreams } from "./layers/ipc/ChannelFence.js"
 export * as ChannelsLayers from "./layers/ipc/Channels.js"
 export * as ChannelsMemoryLayers from "./layers/ipc/ChannelsMemory.js"

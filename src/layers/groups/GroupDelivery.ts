@@ -138,3 +138,30 @@ export class LocalDelivery implements Delivery {
 
 export const makeDelivery = (s: Settling, held: Held, message: GroupMessage): LocalDelivery =>
   new LocalDelivery(s, held.slot, held.control, held.lane, held.deliveries, message)
+
+/**
+ * Acks each of `deliveries`, as each one's own `ack` would, in one effect: for a member that
+ * handles what it is given a chunk at a time (`Stream.runForEachChunk`). A local member's are
+ * settled at once, a few atomic operations each, without an effect per message; any other (a
+ * member's through a broker) through its own `ack`, one after another. Each one's outcome, in
+ * the order given.
+ */
+export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<boolean>> =>
+  Effect.suspend(() => {
+    const outcomes: Array<boolean> = []
+    const others: Array<{ readonly at: number; readonly delivery: Delivery }> = []
+    for (const delivery of deliveries) {
+      if (delivery instanceof LocalDelivery) {
+        outcomes.push(delivery.ackNow())
+      } else {
+        others.push({ at: outcomes.length, delivery })
+        outcomes.push(false)
+      }
+    }
+    return others.length === 0 ? Effect.succeed(outcomes) : Effect.as(
+      Effect.forEach(others, ({ at, delivery }) => Effect.map(delivery.ack, (acked) => (outcomes[at] = acked)), {
+        discard: true
+      }),
+      outcomes
+    )
+  })

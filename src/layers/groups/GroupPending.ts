@@ -50,6 +50,8 @@ export type Verdict =
   /** Take it over and deliver its message again. */
   | { readonly kind: "take"; readonly observed: bigint; readonly why: "dead" | "expired" | "due" }
 
+const NOTHING: Verdict = { kind: "none" }
+
 /** A dead owner's claiming entry, as its claim is judged. */
 export interface Claiming {
   readonly offset: number
@@ -91,6 +93,13 @@ export class GroupPending {
   control(slot: number): bigint {
     return this.words.load64(this.at(slot, "control"))
   }
+  /**
+   * The entry's state alone, from the control word's high half (no 64-bit value made): for
+   * scans that pass over most entries. Whatever is then done with the entry swaps the whole word.
+   */
+  private stateAt(slot: number): number {
+    return this.words.load32(this.at(slot, "control") + 4) & 7
+  }
   offset(slot: number): number {
     return this.words.f64(this.at(slot, "offset"))
   }
@@ -103,6 +112,7 @@ export class GroupPending {
     const slots = this.layout.config.pendingSlots
     for (let n = 0; n < slots; n++) {
       const slot = (this.hint + n) % slots
+      if (this.stateAt(slot) !== EntryState.free) continue
       const control = this.control(slot)
       if (stateOf(control) !== EntryState.free) continue
       if (this.words.cas64(this.at(slot, "control"), control, after(control, owner, EntryState.reserved))) {
@@ -169,18 +179,19 @@ export class GroupPending {
    * its offset and lane: whether the claim it was written for moved its frontier past it.
    */
   inspect(slot: number, nowMs: number, handedOut: (claim: Claiming) => ClaimVerdict): Verdict {
+    if (this.stateAt(slot) === EntryState.free) return NOTHING
     const observed = this.control(slot)
     const state = stateOf(observed)
-    if (state === EntryState.free) return { kind: "none" }
+    if (state === EntryState.free) return NOTHING
     if (state === EntryState.waiting) {
       const dueMs = this.words.f64(this.at(slot, "deadlineMs"))
       return nowMs >= dueMs ? { kind: "take", observed, why: "due" } : { kind: "later", dueMs }
     }
     const owner = ownerOf(observed)
     const alive = this.members.isLive(owner)
-    if (state === EntryState.reserved) return alive ? { kind: "none" } : { kind: "release", observed }
+    if (state === EntryState.reserved) return alive ? NOTHING : { kind: "release", observed }
     if (state === EntryState.claiming) {
-      if (alive) return { kind: "none" }
+      if (alive) return NOTHING
       const verdict = handedOut({ offset: this.offset(slot), lane: this.lane(slot), owner })
       if (verdict === "handed-out") return { kind: "take", observed, why: "dead" }
       if (verdict === "not-handed-out") return { kind: "release", observed }
@@ -188,7 +199,7 @@ export class GroupPending {
       return nowMs >= dueMs ? { kind: "take", observed, why: "dead" } : { kind: "later", dueMs }
     }
     if (!alive) return { kind: "take", observed, why: "dead" }
-    if (state !== EntryState.delivered) return { kind: "none" }
+    if (state !== EntryState.delivered) return NOTHING
     const dueMs = this.words.f64(this.at(slot, "deadlineMs"))
     return nowMs >= dueMs ? { kind: "take", observed, why: "expired" } : { kind: "later", dueMs }
   }

@@ -4,8 +4,8 @@
  * (`work`) and acked on its own:
  * - cxlog: a member of the consumer group (`ConsumerGroups.join`, maxInFlight `MEMBER_WINDOW`),
  *   taking the deliveries a chunk at a time as the group hands them out (each worked on, then
- *   each acked in turn, its `ack` awaited before the next); told to hold (the kill bench), it
- *   keeps the next chunk unacked;
+ *   each acked in turn, by `ackAll` over the chunk: one effect, an ack per message); told to hold
+ *   (the kill bench), it keeps the next chunk unacked;
  * - Redis Streams: `XREADGROUP … COUNT MEMBER_WINDOW` for new entries, then an `XACK` per entry as
  *   each is worked on, sent without waiting for the one before (one connection pipelines them,
  *   as an ioredis client does), the batch's replies awaited before the next read;
@@ -17,6 +17,7 @@
 import { jetstream } from "@nats-io/jetstream"
 import { connect as natsConnect } from "@nats-io/transport-node"
 import { Chunk, Deferred, Effect, Layer, type Scope, Stream } from "effect"
+import { ackAll } from "../../../layers/groups/GroupDelivery.js"
 import { groupMember } from "../../../layers/Roles.js"
 import { ConsumerGroups } from "../../../services/groups/ConsumerGroups.js"
 import { NATS } from "../peers/NatsCluster.js"
@@ -73,19 +74,18 @@ const cxlogMember: Connect = (region, group) =>
       fold: () => folds.value,
       run: (on) =>
         groups.join(group, { maxInFlight: MEMBER_WINDOW }).pipe(
-          // Stopped between the chunks the group hands out (each what one wake delivered), not
-          // between messages: a stop checked per message costs a fiber per message.
-          Stream.interruptWhen(on.stop),
           Stream.runForEachChunk((deliveries) => {
             // The chunk is in hand (recorded as held) until each ack: the kill bench reads what a member held from its record.
             const indices = Chunk.toReadonlyArray(deliveries).map((d) => take(on, d.value, d.deliveryCount, folds))
             if (on.holding()) return Effect.never
-            return Effect.forEach(
-              deliveries,
-              (d, i) => Effect.map(d.ack, (acked) => acked && on.record.acked(indices[i]!)),
-              { discard: true }
+            return Effect.map(
+              ackAll(deliveries),
+              (acked) => acked.forEach((ok, i) => ok && on.record.acked(indices[i]!))
             )
-          })
+          }),
+          // The stop interrupts the one fiber running the stream (`Stream.interruptWhen` would
+          // race the stop against every pull of the stream: fibers per chunk).
+          Effect.raceFirst(on.stop)
         )
     }
   })
