@@ -67,8 +67,8 @@ const judgeOf = (group: GroupObject) => (claim: Claiming) => group.claims.judge(
 const prepareClaim = (group: GroupObject, ref: number, count: number, deadlineMs = 1_000) => {
   const from = group.claims.read()
   const slots = Array.from({ length: count }, () => group.pending.reserve(ref)!)
-  slots.forEach((slot, i) => group.pending.fill(slot, ref, from.offset + i, from.claim, deadlineMs))
-  return { from, slots }
+  const claiming = slots.map((slot, i) => group.pending.fill(slot, ref, from.offset + i, from.claim, deadlineMs))
+  return { from, slots, claiming }
 }
 
 describe("a member killed between its claim's steps", () => {
@@ -130,10 +130,10 @@ describe("a member killed between its claim's steps", () => {
   it("while the member lives, nobody touches its entries before their deadline", () => {
     const group = makeGroup(false)
     const a = group.members.join(8, 0, () => {})!
-    const { from, slots } = prepareClaim(group, a, 1)
+    const { claiming, from, slots } = prepareClaim(group, a, 1)
     expect(group.pending.inspect(slots[0]!, 0, judgeOf(group)).kind).toBe("none")
     expect(group.claims.claim(from, 1, a)).toBe(true)
-    group.pending.deliver(slots[0]!, a, 0, 1_000)
+    group.pending.deliver(slots[0]!, claiming[0]!, 0, 1_000)
     expect(group.pending.inspect(slots[0]!, 999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 1_000 })
     expect(group.pending.inspect(slots[0]!, 1_000, judgeOf(group))).toMatchObject({ kind: "take", why: "expired" })
   })

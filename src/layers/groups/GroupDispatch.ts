@@ -50,13 +50,13 @@ const claimShared = (
   }
   if (slots.length === 0) return false
   const deadlineMs = nowMs + config.ackWaitMs
-  slots.forEach((slot, i) => pending.fill(slot, m.ref, from.offset + i, from.claim, deadlineMs))
+  const claiming = slots.map((slot, i) => pending.fill(slot, m.ref, from.offset + i, from.claim, deadlineMs))
   if (!claims.claim(from, slots.length, m.ref)) {
     for (const slot of slots) pending.unreserve(slot, m.ref)
     return false
   }
   slots.forEach((slot, i) => {
-    const control = pending.deliver(slot, m.ref, nowMs, deadlineMs)
+    const control = pending.deliver(slot, claiming[i]!, nowMs, deadlineMs)
     if (control === undefined) return
     hold(m, 0)
     out.push(
@@ -137,9 +137,9 @@ const dispatchOwned = (m: MemberState, nowMs: number, out: Array<Delivery>): Eff
           outcome = "blocked"
           break
         }
-        pending.fill(slot, m.ref, offset, bucket, nowMs + config.ackWaitMs)
+        const claiming = pending.fill(slot, m.ref, offset, bucket, nowMs + config.ackWaitMs)
         buckets.raiseFrontier(bucket, offset + 1)
-        const control = pending.deliver(slot, m.ref, nowMs, nowMs + config.ackWaitMs)
+        const control = pending.deliver(slot, claiming, nowMs, nowMs + config.ackWaitMs)
         if (control !== undefined) {
           hold(m, bucket)
           members.countDelivered(m.ref, 1)

@@ -126,15 +126,18 @@ export class GroupPending {
   /**
    * The reserved entry names the message it claims, and its lane: the key bucket (byKey) or the
    * number of the claim it is written for (GroupClaims.ts). From now on a dead owner's claim is
-   * judged by its lane; one that cannot be judged is taken once `deadlineMs` passed.
+   * judged by its lane; one that cannot be judged is taken once `deadlineMs` passed. Its control
+   * word now, which `deliver` swaps from.
    */
-  fill(slot: number, owner: number, offset: number, lane: number, deadlineMs: number): void {
+  fill(slot: number, owner: number, offset: number, lane: number, deadlineMs: number): bigint {
     this.words.setF64(this.at(slot, "offset"), offset)
     this.words.store32(this.at(slot, "lane"), lane)
     this.words.setF64(this.at(slot, "deadlineMs"), deadlineMs)
     this.words.setF64(this.at(slot, "firstDeliveredAtMs"), 0)
     this.words.store32(this.at(slot, "deliveries"), 0)
-    this.words.store64(this.at(slot, "control"), after(this.control(slot), owner, EntryState.claiming))
+    const claiming = after(this.control(slot), owner, EntryState.claiming)
+    this.words.store64(this.at(slot, "control"), claiming)
+    return claiming
   }
 
   /** A reserved or claiming entry of `owner` that claimed nothing: free again. */
@@ -143,15 +146,17 @@ export class GroupPending {
     if (ownerOf(control) === owner) this.words.cas64(this.at(slot, "control"), control, after(control, 0, 0))
   }
 
-  /** The frontier moved past the claimed message: `owner` has it until `deadlineMs`. The control word to settle it with. */
-  deliver(slot: number, owner: number, nowMs: number, deadlineMs: number): bigint | undefined {
-    const control = this.control(slot)
-    if (ownerOf(control) !== owner || stateOf(control) !== EntryState.claiming) return undefined
+  /**
+   * The frontier moved past the claimed message: its owner has it until `deadlineMs`. The control
+   * word to settle it with; undefined when the entry is no longer as `claiming` (what `fill` made).
+   * Nobody else writes a live owner's claiming entry, so its fields are written before the swap.
+   */
+  deliver(slot: number, claiming: bigint, nowMs: number, deadlineMs: number): bigint | undefined {
     this.words.setF64(this.at(slot, "deadlineMs"), deadlineMs)
     this.words.setF64(this.at(slot, "firstDeliveredAtMs"), nowMs)
     this.words.store32(this.at(slot, "deliveries"), 1)
-    const delivered = after(control, owner, EntryState.delivered)
-    return this.words.cas64(this.at(slot, "control"), control, delivered) ? delivered : undefined
+    const delivered = after(claiming, ownerOf(claiming), EntryState.delivered)
+    return this.words.cas64(this.at(slot, "control"), claiming, delivered) ? delivered : undefined
   }
 
   /** Settles the owner's entry (ack, or a dead letter written): free. False when it is no longer as `expected` (taken over). */

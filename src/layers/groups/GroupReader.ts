@@ -14,7 +14,7 @@ import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import type { LogBatchView, LogCursor, LogOutOfRange, LogReaderShape } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicDeleted, type TopicNotFound } from "../../services/log/Topics.js"
 import type { MessageHeader } from "../../services/net/Subscriber.js"
-import { baseTimestamp, checkBatchPayload, MessageRecord } from "../net/BatchPayload.js"
+import { baseTimestamp, checkBatchPayload, MessageRecord, messageRecordBytes } from "../net/BatchPayload.js"
 
 /** A message as a member hands it out: views of a payload copy of its own. */
 export interface GroupMessage {
@@ -40,19 +40,21 @@ export class BatchCopy {
   private readonly view: DataView
   private readonly base: number
   /** Where each message's record starts in `payload`. */
-  private readonly at: Array<number> = []
+  private readonly at: Uint32Array
   constructor(
     /** The offset of its first message. */
     readonly start: number,
     readonly count: number,
+    /** Checked (`checkBatchPayload`): every record's framing lies within it. */
     private readonly payload: Uint8Array
   ) {
     this.view = new DataView(payload.buffer, payload.byteOffset, payload.length)
     this.base = baseTimestamp(this.view)
+    this.at = new Uint32Array(count)
     let at = 0
     for (let i = 0; i < count; i++) {
-      this.at.push(at)
-      at += this.record.load(payload, this.view, at, this.base)
+      this.at[i] = at
+      at += messageRecordBytes(this.view.getUint32(at, true))
     }
   }
   get end(): number {
@@ -64,7 +66,8 @@ export class BatchCopy {
     return this.record.key
   }
   message(i: number): GroupMessage {
-    const record = new MessageRecord()
+    // The record is reused: what a message keeps of it (views of the payload, decoded headers) is its own.
+    const record = this.record
     record.load(this.payload, this.view, this.at[i]!, this.base)
     return {
       offset: this.start + i,
@@ -78,7 +81,9 @@ export class BatchCopy {
 
 /** Copies the batch the reader hands over (inside its callback: the view is valid only there). */
 const copyOf = (batch: LogBatchView): BatchCopy | string => {
-  const payload = batch.bytes.slice(batch.offset, batch.offset + batch.length)
+  // Copied by `set` into a new array: several times faster than `slice` of the region's memory.
+  const payload = new Uint8Array(batch.length)
+  payload.set(batch.bytes.subarray(batch.offset, batch.offset + batch.length))
   const problem = checkBatchPayload(payload, batch.messageCount)
   return problem ?? new BatchCopy(batch.totalOrder, batch.messageCount, payload)
 }

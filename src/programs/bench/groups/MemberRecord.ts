@@ -35,7 +35,9 @@ export interface MemberRecord {
   readonly close: () => void
 }
 
-const now = () => performance.timeOrigin + performance.now()
+/** Read once: `performance.timeOrigin` is a slow getter, and every system's member stamps every ack. */
+const ORIGIN = performance.timeOrigin
+const now = () => ORIGIN + performance.now()
 
 /** The record kept in memory, handed over once the run stops. */
 export const memoryRecord = (messages: number): MemberRecord => {
