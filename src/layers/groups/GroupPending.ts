@@ -20,7 +20,6 @@
  *   past it, else freed (the message is still ahead of the frontier, or a rival's claim won it):
  *   GroupClaims.ts (no keys) and GroupBuckets.ts (byKey, one claimer per bucket) tell which.
  */
-import { pairWord } from "../region/Words64.js"
 import type { ClaimVerdict } from "./GroupClaims.js"
 import { type GroupLayout, PendingEntry } from "./GroupLayout.js"
 import type { GroupMembers } from "./GroupMembers.js"
@@ -31,11 +30,29 @@ export type EntryState = keyof typeof EntryState
 const STATE_NAMES: ReadonlyArray<EntryState> = ["free", "reserved", "claiming", "delivered", "waiting", "updating"]
 const VERSION_MASK = (1 << 29) - 1
 
-const controlWord = (owner: number, version: number, state: number): bigint =>
-  pairWord(owner, (((version & VERSION_MASK) << 3) | state) >>> 0)
-export const stateOf = (control: bigint): number => Number((control >> 32n) & 7n)
-export const ownerOf = (control: bigint): number => Number(control & 0xffffffffn)
-const versionOf = (control: bigint): number => Number(control >> 35n)
+/**
+ * Control words are made and taken apart through one 64-bit scratch word and its two 32-bit
+ * halves (little-endian, as the region's words: the owner is the low half): one 64-bit value
+ * made per word, none to read a field, where shifts and masks of 64-bit values make several —
+ * a member makes and reads a few control words per message.
+ */
+const scratch = new BigUint64Array(1)
+const halves = new Uint32Array(scratch.buffer)
+const highOf = (control: bigint): number => {
+  scratch[0] = control
+  return halves[1]!
+}
+const controlWord = (owner: number, version: number, state: number): bigint => {
+  halves[0] = owner
+  halves[1] = ((version & VERSION_MASK) << 3) | state
+  return scratch[0]!
+}
+export const stateOf = (control: bigint): number => highOf(control) & 7
+export const ownerOf = (control: bigint): number => {
+  scratch[0] = control
+  return halves[0]!
+}
+const versionOf = (control: bigint): number => highOf(control) >>> 3
 /** The control word after `control`: the next version, with this owner and state. */
 const after = (control: bigint, owner: number, state: number): bigint =>
   controlWord(owner, versionOf(control) + 1, state)
