@@ -7,6 +7,7 @@
  * 3. new messages, while it has room and nothing is left to deliver again;
  * 4. else a bounded wait: for a settled delivery when it has no room, else for the topic to grow
  *    or the next entry to fall due, at most until the next look.
+ * Between wakes it lets its process's event loop turn at least every TURN_EVERY_MS.
  * Leaving — the stream ends, fails or is interrupted — hands its buckets back (byKey) and frees its
  * line, so what it held goes to the others on their next look.
  */
@@ -69,9 +70,26 @@ const idle = (m: MemberState, dispatched: Dispatched, nowMs: number) => {
   return Effect.asVoid(m.reader.awaitMore(bound))
 }
 
+/**
+ * The longest a member hands out messages without letting its process's event loop turn. With a
+ * backlog it never waits, and Effect runs it on microtasks: without turns, the process's timers
+ * and I/O (its heartbeat, its IPC, a server beside it) would wait until the backlog is gone.
+ */
+const TURN_EVERY_MS = 10
+
+/** One turn of the event loop: `setImmediate` runs after due timers and pending I/O. */
+const turn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const immediate = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(immediate))
+})
+
 /** The next deliveries (at least one), running the member's loop. */
 const nextDeliveries = (m: MemberState, directory: DirectoryShape) =>
   Effect.gen(function*() {
+    if (performance.now() - m.lastTurn >= TURN_EVERY_MS) {
+      yield* turn
+      m.lastTurn = performance.now()
+    }
     for (;;) {
       const nowMs = yield* Clock.currentTimeMillis
       if (performance.now() - m.lastLook >= m.checkEveryMs) {

@@ -46,6 +46,8 @@ export interface MemberState {
   backlog: Array<Redeliverable>
   /** The earliest time an entry it may take falls due (Infinity: none). */
   nextDueMs: number
+  /** When it last let the event loop turn (performance.now). */
+  lastTurn: number
   /** Wakes the member's wait for room, when a delivery is settled. */
   wake: (() => void) | undefined
 }
@@ -89,6 +91,7 @@ export const makeMemberState = (
     owned: new Set(),
     draining: new Set(),
     lastLook: -Infinity,
+    lastTurn: -Infinity,
     backlog: [],
     nextDueMs: Infinity,
     wake: undefined
