@@ -6,7 +6,7 @@
  * used only once the read confirmed the batch intact; a reader that fell behind what the topic
  * holds gets `GroupBehindRetention` naming the offsets, never skipped messages.
  *
- * A message delivered again is read on its own (`readAt`): a cursor opened at its offset for one batch.
+ * A message delivered again is read on its own (`readAt`, `batchAt`): a cursor opened at its offset for one batch.
  */
 import { Effect, Exit, Scope } from "effect"
 import { GroupBehindRetention, GroupTopicGone } from "../../services/groups/ConsumerGroups.js"
@@ -180,6 +180,11 @@ export class GroupReader {
 
   /** The message at `offset`, read on its own. */
   readAt(offset: number): Effect.Effect<GroupMessage, ReadError> {
+    return Effect.map(this.batchAt(offset), (copy) => copy.message(offset - copy.start))
+  }
+
+  /** The batch holding `offset`, read on its own (a cursor opened there for one batch). */
+  batchAt(offset: number): Effect.Effect<BatchCopy, ReadError> {
     return Effect.scoped(Effect.gen(this, function*() {
       const cursor = yield* this.reader.subscribe(this.topic, { from: offset }).pipe(
         Effect.catchTags({
@@ -199,7 +204,7 @@ export class GroupReader {
           reason: `topic ${this.topic}: offset ${offset} was handed out but is not there`
         })
       }
-      return copy.message(offset - copy.start)
+      return copy
     }))
   }
 

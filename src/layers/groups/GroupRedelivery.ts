@@ -3,8 +3,9 @@
  * over — a dead member's (at once, not after ackWait), those held past their deadline, and nak'd
  * ones now due; byKey, only those of its own buckets, so a key's messages stay with one member —
  * and frees a dead member's entries that never held a message. It takes them over oldest offset
- * first, before handing out anything new, reads each message again, and delivers it with its
- * delivery count one higher; past `maxDeliver` it writes it to the dead letters instead.
+ * first, before handing out anything new, reads each message again (each batch once for the
+ * messages of it taken over together), and delivers it with its delivery count one higher; past
+ * `maxDeliver` it writes it to the dead letters instead.
  */
 import { Effect } from "effect"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
@@ -13,7 +14,7 @@ import { makeDelivery } from "./GroupDelivery.js"
 import type { MemberState, Redeliverable } from "./GroupMemberState.js"
 import { hold, room } from "./GroupMemberState.js"
 import type { Claiming } from "./GroupPending.js"
-import type { ReadError } from "./GroupReader.js"
+import type { BatchCopy, ReadError } from "./GroupReader.js"
 
 /** May `m` take over an entry of `lane` (byKey, a key bucket: only its owner may)? */
 const mayTake = (m: MemberState, lane: number): boolean =>
@@ -72,6 +73,8 @@ export const redeliver = (
 ): Effect.Effect<void, ReadError> =>
   Effect.gen(function*() {
     const { pending, config } = m.group
+    // The backlog is in offset order: a dead member's messages mostly share batches, each read once.
+    let batch: BatchCopy | undefined
     while (m.backlog.length > 0 && room(m) > 0) {
       const found = m.backlog.shift()!
       const taken = pending.take(found.slot, found.observed, m.ref, nowMs, nowMs + config.ackWaitMs)
@@ -82,7 +85,10 @@ export const redeliver = (
         yield* retire(m, found.slot, taken.control, taken.offset, taken.deliveries - 1, nowMs)
         continue
       }
-      const message = yield* m.reader.readAt(taken.offset)
+      if (batch === undefined || taken.offset < batch.start || taken.offset >= batch.end) {
+        batch = yield* m.reader.batchAt(taken.offset)
+      }
+      const message = batch.message(taken.offset - batch.start)
       hold(m, taken.lane)
       m.group.members.countDelivered(m.ref, 1)
       out.push(makeDelivery(m.settling, { slot: found.slot, ...taken }, message))

@@ -1,16 +1,16 @@
 /**
  * `cxlog bench --type group --kill-member`: cxlog's members SIGKILLed at random points of the
- * run, `kills` times, each started again at once. The group's ackWait is ten minutes, so only
- * the death hands a member's messages on. Each member writes what it holds and what it acked to a
- * file of its own as it goes (MemberRecord.ts), which its SIGKILL leaves whole. Per kill:
- * `redeliveredWithinMs`, from the SIGKILL to the first delivery again (deliveryCount > 1) that a
- * member reports after it — with a ten-minute ackWait and no naks, only a death delivers a
- * message again. The member is killed holding messages: told to hold, it keeps the next chunk it
- * is given unacked, and is killed once the group says it holds some; a kill that found it
- * holding nothing (no messages left for it) is counted apart. After the run: every message acked (a message a killed member held and nobody
- * else acked was acked by it: the group says nothing is pending), none twice, none lost.
+ * run, `kills` times, each started again at once (while the run goes on). The group's ackWait is
+ * ten minutes, so only the death hands a member's messages on. Each member writes what it holds
+ * and what it acked to a file of its own as it goes (MemberRecord.ts), which its SIGKILL leaves
+ * whole. The member is killed holding messages: told to hold, it keeps the next chunk it is given
+ * unacked, and is killed once the group says it holds some; a kill that found it holding nothing
+ * (no messages left for it) is counted apart. Per kill: `redeliveredWithinMs`, from the SIGKILL to
+ * the first delivery again (deliveryCount > 1) of a message its record says it held, as another
+ * member reports it. After the run: every message acked (a message a killed member held and
+ * nobody else acked was acked by it: the group says nothing is pending), none twice, none lost.
  */
-import { Console, Effect } from "effect"
+import { Console, Effect, Fiber } from "effect"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -44,7 +44,8 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
     )
     const load = yield* openLoad(CXLOG, w, 0)
     /** Each message's first delivery again (epoch ms), as the members said. */
-    const redelivered = new Map<number, number>()
+    /** Each message's deliveries again (epoch ms), as the members said: a message may be delivered again after each of several kills. */
+    const redelivered = new Map<number, Array<number>>()
     const files: Array<string> = []
     const acked: Array<number> = []
     const start = Effect.gen(function*() {
@@ -54,7 +55,9 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       const member = yield* startMember(load, w, k, files[k]!)
       member.onEvent("progress", (e) => (acked[k] = e.acked))
       member.onEvent("redelivered", (e) => {
-        if (!redelivered.has(e.index)) redelivered.set(e.index, e.atMs)
+        const times = redelivered.get(e.index)
+        if (times === undefined) redelivered.set(e.index, [e.atMs])
+        else times.push(e.atMs)
       })
       return { member, file: files[k]! }
     })
@@ -69,13 +72,27 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
     let nothingHeld = 0
     let notRedelivered = 0
     const unsettledByKilled: Array<Set<number>> = []
+    /** Killed members being started again, by their place in `members`. */
+    const restarting = new Map<number, Fiber.RuntimeFiber<Effect.Effect.Success<typeof start>, unknown>>()
+    /** The members started again since (every one, with `all`, once it is), in their places. */
+    const restartedSoFar = (all: boolean) =>
+      Effect.forEach([...restarting], ([i, fiber]) =>
+        Effect.gen(function*() {
+          if (!all && (yield* Fiber.poll(fiber))._tag === "None") return
+          members[i] = yield* Fiber.join(fiber)
+          restarting.delete(i)
+        }))
     for (let kill = 0; kill < o.kills; kill++) {
-      // At a random point: once the members acked between a quarter and three quarters of a kill's share more.
-      const share = o.messages / (o.kills + 1)
+      // At a random point: once the members acked between a quarter and three quarters of a kill's
+      // share more — a share of what is left, as the run goes on while killed members restart.
+      const share = (o.messages - total()) / (o.kills - kill + 1)
       const target = total() + Math.floor(share * (0.25 + Math.random() / 2))
       yield* until(() => total() >= target, total)
       if (total() >= o.messages) break
-      const victim = Math.floor(Math.random() * members.length)
+      // At least two members other than the victim take messages: one restarting at most.
+      yield* restartedSoFar(restarting.size >= members.length - 2)
+      const ready = members.map((_, i) => i).filter((i) => !restarting.has(i))
+      const victim = ready[Math.floor(Math.random() * ready.length)]!
       const { file, member } = members[victim]!
       // Killed holding messages: told to keep the next it is given unacked, then killed once the
       // group says it holds some (a member holds a chunk only while it works on it, a moment of each wake).
@@ -89,14 +106,16 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       const killedAtMs = epochMs()
       member.kill("SIGKILL")
       yield* exitOf(member)
-      unsettledByKilled.push(readRecord(readFileSync(file)).unsettled)
-      members[victim] = yield* start
-      say(members[victim]!.member, "go")
-      // Only a death delivers anything again here (ackWait is ten minutes, nothing is nak'd): the
-      // first delivery again after the kill is one of the killed member's messages.
+      const unsettled = readRecord(readFileSync(file)).unsettled
+      unsettledByKilled.push(unsettled)
+      // Started again while the others take over what it held, and the run goes on.
+      restarting.set(victim, yield* Effect.fork(Effect.tap(start, ({ member }) => say(member, "go"))))
+      // Only a death delivers anything again here (ackWait is ten minutes, nothing is nak'd).
       const firstAgain = () => {
         let first = Infinity
-        for (const atMs of redelivered.values()) if (atMs >= killedAtMs) first = Math.min(first, atMs)
+        for (const index of unsettled) {
+          for (const atMs of redelivered.get(index) ?? []) if (atMs >= killedAtMs) first = Math.min(first, atMs)
+        }
         return first
       }
       const deadline = performance.now() + REDELIVERY_BOUND_MS
@@ -108,6 +127,7 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       else if (held === 0) nothingHeld++
       else notRedelivered++
     }
+    yield* restartedSoFar(true)
     // The run ends when the group has handed out every message and nothing is pending.
     let said = yield* load.settled
     yield* until(() => said.settled, total).pipe(
