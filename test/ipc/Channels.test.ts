@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Schema, type Scope } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
@@ -138,6 +138,20 @@ const contract = (label: string, run: Run) =>
         yield* (yield* channel.publisher).publish({ symbol: "second", price: 2 })
         expect((yield* subscription.take(TAKE_MS)).value.symbol).toBe("first")
         expect((yield* subscription.take(TAKE_MS)).value.symbol).toBe("second")
+      })))
+
+    it.scopedLive("a take waiting as its subscription's scope closes, and a take after, fail at once: ChannelSubscriptionClosed", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("closing", Price)
+        const scope = yield* Scope.make()
+        const subscription = yield* Scope.extend(channel.subscribe, scope)
+        // Bounds far past the test's own: a take that waited them out would time the test out instead.
+        const waiting = yield* Effect.fork(Effect.flip(subscription.take(600_000)))
+        yield* Effect.yieldNow()
+        yield* Scope.close(scope, Exit.void)
+        expect((yield* Fiber.join(waiting))._tag).toBe("ChannelSubscriptionClosed")
+        expect((yield* Effect.flip(subscription.takeUpTo(10, 600_000)))._tag).toBe("ChannelSubscriptionClosed")
       })))
 
     it.scopedLive("raw frames are read in place, each writer's in order", () =>
