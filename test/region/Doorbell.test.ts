@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Schedule, type Scope } from "effect"
+import { ConfigProvider, Effect, Fiber, Layer, Option, Schedule, type Scope } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -22,6 +22,26 @@ const withDoorbell = (
     )
     return { region, doorbell, name }
   })
+
+describe("Doorbell settings", () => {
+  const madeWith = (env: Record<string, string>, spinMicros?: number) =>
+    Effect.gen(function*() {
+      const region = yield* CxlMemoryMemoryLayers.makeMemory({ name: "settings", size: 1 << 20, mode: "create" })
+      const doorbell = yield* DoorbellLayers.make({ offset: BELL, ...(spinMicros === undefined ? {} : { spinMicros }) })
+        .pipe(Effect.provideService(CxlMemory, region))
+      return DoorbellLayers.internalsOf(doorbell)!.maxSpinMicros
+    }).pipe(Effect.scoped, Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+
+  it.effect("CXLOG_SPIN_MICROS bounds the spin unless the options give one; a value that is no number is a ConfigError", () =>
+    Effect.gen(function*() {
+      expect(yield* madeWith({ CXLOG_SPIN_MICROS: "300" })).toBe(300)
+      expect(yield* madeWith({ CXLOG_SPIN_MICROS: "300" }, 7)).toBe(7)
+      expect(yield* madeWith({})).toBe(DoorbellLayers.defaultSpinMicros())
+      const refused = yield* Effect.flip(madeWith({ CXLOG_SPIN_MICROS: "fast" }))
+      expect(refused._tag).toBe("ConfigError")
+      expect(String(refused)).toContain("CXLOG_SPIN_MICROS")
+    }))
+})
 
 const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>) =>
   describe(`Doorbell over ${label}`, () => {
