@@ -36,9 +36,16 @@ export const AppProcess = Schema.Struct({
   )
 )
 
+/** A draining shutdown: the process group its fence is over (the app's and its supervisor's, for that fence only). */
+export const AppDrain = Schema.Struct({
+  group: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+})
+
 export const AppFile = Schema.Struct({
   /** The region the children attach (CXLOG_REGION in their environment); else this process's. */
   region: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  /** With it, the shutdown drains: the supervisor joins the region as a member and fences over `group`. */
+  drain: Schema.optional(AppDrain),
   processes: Schema.Array(AppProcess).pipe(Schema.minItems(1))
 }).pipe(
   Schema.filter((app) => {
