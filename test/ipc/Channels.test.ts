@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Schema, type Scope } from "effect"
+import { ConfigProvider, Effect, Fiber, Layer, Schema, type Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
@@ -100,6 +100,23 @@ const contract = (label: string, run: Run) =>
         expect(prices(yield* subscription.takeUpTo(10, TAKE_MS))).toEqual([4])
         const none = yield* Effect.flip(subscription.takeUpTo(10, 20))
         expect(none._tag).toBe("ChannelTakeTimeout")
+      })))
+
+    it.scopedLive("available: waits for a value without taking it; interrupted, it loses none", () =>
+      run(Effect.gen(function*() {
+        const channel = yield* (yield* Channels).open("awaited", Price)
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        expect(yield* subscription.available(20)).toBe(false)
+        // A wait raced and lost: nothing was taken by it.
+        const raced = yield* Effect.raceFirst(subscription.available(Number.POSITIVE_INFINITY), Effect.succeed("other"))
+        expect(raced).toBe("other")
+        const waiting = yield* Effect.fork(subscription.available(TAKE_MS))
+        yield* publisher.publish({ symbol: "A", price: 1 })
+        expect(yield* Fiber.join(waiting)).toBe(true)
+        expect(yield* subscription.available(0)).toBe(true)
+        expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "A", price: 1 })
+        expect(yield* subscription.available(20)).toBe(false)
       })))
 
     it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
