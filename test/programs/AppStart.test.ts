@@ -153,5 +153,10 @@ describe("cxlog app start", () => {
         `cxlog app: ${file}: processes.0.restart: Expected "never" | "on-failure" | "always"`
       )
       expect(result.stdout).toBe("")
+      // A drain over a group every member is in would wait for the head too.
+      writeFileSync(file, JSON.stringify({ drain: { group: "all" }, processes: [{ name: "w", script: "w.mjs" }] }))
+      const everyone = yield* runCliWithin(["app", "start", file], {}, 30_000)
+      expect(everyone.code).toBe(2)
+      expect(everyone.stderr).toContain(`cxlog app: ${file}: drain.group: all is every member's group`)
     }), 60_000)
 })

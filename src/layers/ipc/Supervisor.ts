@@ -186,8 +186,8 @@ export const layer: Layer.Layer<Supervisor, ConfigError.ConfigError> = Layer.sco
 
 /**
  * A supervisor whose shutdown runs a processing fence over `group` (its own and its children's,
- * for this fence only) between the SIGTERM and the wait: this process must be a member of the
- * region (a `Coordinator`).
+ * for this fence only: not `all` or `brokers`, which every member is in) between the SIGTERM and
+ * the wait: this process must be a member of the region (a `Coordinator`).
  */
 export const layerDraining = (
   group: string

@@ -6,6 +6,7 @@
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { dirname, resolve } from "node:path"
+import { GROUP_ALL, GROUP_BROKERS } from "../../services/control/Coordinator.js"
 import { type ChildSpec, RestartPolicy } from "../../services/ipc/Supervisor.js"
 
 const Count = Schema.Int.pipe(Schema.between(1, 1024))
@@ -38,7 +39,14 @@ export const AppProcess = Schema.Struct({
 
 /** A draining shutdown: the process group its fence is over (the app's and its supervisor's, for that fence only). */
 export const AppDrain = Schema.Struct({
-  group: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+  // Not a group the coordinator derives from every member (`all`, `brokers`): the head would be waited for too.
+  group: Schema.String.pipe(
+    Schema.minLength(1),
+    Schema.maxLength(200),
+    Schema.filter((g) =>
+      ![GROUP_ALL, GROUP_BROKERS].includes(g) || `${g} is every member's group: name one of the app's own`
+    )
+  )
 })
 
 export const AppFile = Schema.Struct({
