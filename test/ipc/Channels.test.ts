@@ -102,6 +102,23 @@ const contract = (label: string, run: Run) =>
         expect(none._tag).toBe("ChannelTakeTimeout")
       })))
 
+    it.scopedLive("available: waits for a value without taking it; interrupted, it loses none", () =>
+      run(Effect.gen(function*() {
+        const channel = yield* (yield* Channels).open("awaited", Price)
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        expect(yield* subscription.available(20)).toBe(false)
+        // A wait raced and lost: nothing was taken by it.
+        const raced = yield* Effect.raceFirst(subscription.available(Number.POSITIVE_INFINITY), Effect.succeed("other"))
+        expect(raced).toBe("other")
+        const waiting = yield* Effect.fork(subscription.available(TAKE_MS))
+        yield* publisher.publish({ symbol: "A", price: 1 })
+        expect(yield* Fiber.join(waiting)).toBe(true)
+        expect(yield* subscription.available(0)).toBe(true)
+        expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "A", price: 1 })
+        expect(yield* subscription.available(20)).toBe(false)
+      })))
+
     it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels

@@ -139,7 +139,8 @@ export const typedSubscription = <A>(
     return {
       take: (timeoutMs) => Effect.suspend(() => whenAvailable(timeoutMs, takeOne)),
       takeUpTo: (max, timeoutMs) =>
-        Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.max(1, Math.floor(max)))))
+        Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.max(1, Math.floor(max))))),
+      available: (timeoutMs) => received.awaitItem(timeoutMs)
     }
   })
 

@@ -59,6 +59,12 @@ export interface ChannelSubscription<A> {
    * `InvalidChannelFrame` alone, and the call after it goes on.
    */
   readonly takeUpTo: (max: number, timeoutMs: number) => Effect.Effect<Array<ChannelMessage<A>>, ChannelTakeError>
+  /**
+   * True once a value (or a frame's error) waits to be taken, false after `timeoutMs`: it takes
+   * nothing, so a wait for values interrupted here loses none (a `take` interrupted as it
+   * returns could).
+   */
+  readonly available: (timeoutMs: number) => Effect.Effect<boolean>
 }
 
 export interface Channel<A> {
