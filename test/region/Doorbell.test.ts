@@ -43,6 +43,34 @@ describe("Doorbell settings", () => {
     }))
 })
 
+describe("Doorbell spin wishes", () => {
+  it.scoped("a standing watch's spinMicros raises the process's spin ceiling while it stands, the largest wish winning", () =>
+    Effect.gen(function*() {
+      const region = yield* CxlMemoryMemoryLayers.makeMemory({ name: "wishes", size: 1 << 20, mode: "create" })
+      const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 50 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      const ceiling = DoorbellLayers.internalsOf(doorbell)!.spinCeilingMicros
+      const never = () => false
+      const every = () => 60_000
+      expect(ceiling()).toBe(50)
+      const plain = doorbell.watch(never, () => {}, every)
+      expect(ceiling()).toBe(50)
+      const high = doorbell.watch(never, () => {}, every, 400)
+      const low = doorbell.watch(never, () => {}, every, 300)
+      const lowToo = doorbell.watch(never, () => {}, every, 300)
+      expect(ceiling()).toBe(400)
+      high()
+      expect(ceiling()).toBe(300)
+      low()
+      expect(ceiling()).toBe(300)
+      lowToo()
+      expect(ceiling()).toBe(50)
+      plain()
+      expect(ceiling()).toBe(50)
+    }))
+})
+
 const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>) =>
   describe(`Doorbell over ${label}`, () => {
     for (const spinMicros of [0, 50]) {
@@ -172,7 +200,7 @@ describe("Doorbell across processes", () => {
 
 describe("Doorbell spin policy and rings", () => {
   it("adaptive spin: misses halve the budget down to none; a satisfied short wait raises it, never past the limit", () => {
-    const policy = DoorbellLayers.adaptiveSpin(0.05)
+    const policy = DoorbellLayers.adaptiveSpin(() => 0.05)
     expect(policy.budgetMs()).toBe(0.05)
     for (let miss = 0; miss < 20; miss++) policy.spun(false, policy.budgetMs())
     expect(policy.budgetMs()).toBe(0)
@@ -186,7 +214,7 @@ describe("Doorbell spin policy and rings", () => {
     expect(policy.budgetMs()).toBe(0.008)
     policy.parked(true, 0.04)
     expect(policy.budgetMs()).toBe(0.05)
-    expect(DoorbellLayers.fixedSpin(0.05).budgetMs()).toBe(0.05)
+    expect(DoorbellLayers.fixedSpin(() => 0.05).budgetMs()).toBe(0.05)
   })
 
   it.scopedLive("rings while the owner is parked cost one wake: only the ringer that clears parked pays (bumps the wake count)", () =>

@@ -6,6 +6,7 @@
  */
 import { Effect, type Scope } from "effect"
 import type { RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import type { RpcClientOptions, RpcHandler, RpcServerOptions } from "../../services/control/Rpc.js"
 import {
   type FrameServer,
   type ServedService,
@@ -47,8 +48,13 @@ export const makeServices = (
   rings: RingsShape,
   defaults: ServiceDefaults
 ): ServicesShape => {
-  const serve = rpcServe(rings)
-  const makeClient = rpcClient(rings)
+  // A call's reply, and with callers at work the next request, come back within a round trip: worth a longer spin.
+  const spin = defaults.spinMicros > 0 ? { spinMicros: defaults.spinMicros } : {}
+  const serveRings = rpcServe(rings)
+  const serve = <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
+    serveRings({ ...options, ...spin }, handlers)
+  const clientOf = rpcClient(rings)
+  const makeClient = (options: RpcClientOptions) => clientOf({ ...options, ...spin })
 
   /** The entry's shape (checked against `framing`) and rings, pinned for the scope: its extent is not reused while this process may touch it. */
   const pinned = (entry: DirectoryEntry, framing: ServiceFraming) =>

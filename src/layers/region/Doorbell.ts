@@ -59,6 +59,8 @@ export interface DoorbellInternals {
   readonly settledByTimer: () => number
   /** The longest spin it may make, in µs: its options', else `CXLOG_SPIN_MICROS`, else the default for this machine. */
   readonly maxSpinMicros: number
+  /** The spin ceiling now, in µs: `maxSpinMicros`, or a standing watch's larger wish. */
+  readonly spinCeilingMicros: () => number
 }
 
 const internals = new WeakMap<DoorbellShape, DoorbellInternals>()
@@ -124,7 +126,8 @@ export const make = (
     const park = makeParkState({
       i32: region.i32,
       parkedFlag: offset / 4 + 1,
-      policy: adaptive ? adaptiveSpin(spinMs) : fixedSpin(spinMs),
+      spinMs,
+      spinPolicy: adaptive ? adaptiveSpin : fixedSpin,
       adaptive,
       overloaded: oversubscribed(availableParallelism()),
       parkMillis: options.parkMillis ?? 1_000
@@ -154,11 +157,16 @@ export const make = (
     const doorbell: DoorbellShape = {
       offset,
       await: (condition, timeoutMs) => awaitCondition(park, condition, timeoutMs),
-      watch: (condition, onReady, everyMs) => watchCondition(park, condition, onReady, everyMs),
+      watch: (condition, onReady, everyMs, spinMicros) => watchCondition(park, condition, onReady, everyMs, spinMicros),
       ring: (bell) => ring(ringer, bell),
       poke: () => ring(ringer, offset)
     }
-    internals.set(doorbell, { settledByWake: () => park.byWake, settledByTimer: () => park.byTimer, maxSpinMicros })
+    internals.set(doorbell, {
+      settledByWake: () => park.byWake,
+      settledByTimer: () => park.byTimer,
+      maxSpinMicros,
+      spinCeilingMicros: () => Math.max(spinMs, park.spinWish.ms) * 1000
+    })
     return doorbell
   })
 
