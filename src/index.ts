@@ -17,6 +17,13 @@ export * as ChannelsMemoryLayers from "./layers/ipc/ChannelsMemory.js"
 export { CxlogChannel, CxlogChannelSubscription } from "./layers/ipc/CxlogChannel.js"
 export * as DiscoveryLayers from "./layers/ipc/Discovery.js"
 export * as DiscoveryMemoryLayers from "./layers/ipc/DiscoveryMemory.js"
+export {
+  type DrainConsumer,
+  drainConsumer,
+  type DrainedChannel,
+  drainOnStop,
+  type DrainOptions
+} from "./layers/ipc/DrainOnStop.js"
 export * as ServicesLayers from "./layers/ipc/Services.js"
 export * as ServicesMemoryLayers from "./layers/ipc/ServicesMemory.js"
 export * as SupervisorLayers from "./layers/ipc/Supervisor.js"

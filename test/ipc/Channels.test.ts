@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Schema, type Scope } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
@@ -102,6 +102,23 @@ const contract = (label: string, run: Run) =>
         expect(none._tag).toBe("ChannelTakeTimeout")
       })))
 
+    it.scopedLive("available: waits for a value without taking it; interrupted, it loses none", () =>
+      run(Effect.gen(function*() {
+        const channel = yield* (yield* Channels).open("awaited", Price)
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        expect(yield* subscription.available(20)).toBe(false)
+        // A wait raced and lost: nothing was taken by it.
+        const raced = yield* Effect.raceFirst(subscription.available(Number.POSITIVE_INFINITY), Effect.succeed("other"))
+        expect(raced).toBe("other")
+        const waiting = yield* Effect.fork(subscription.available(TAKE_MS))
+        yield* publisher.publish({ symbol: "A", price: 1 })
+        expect(yield* Fiber.join(waiting)).toBe(true)
+        expect(yield* subscription.available(0)).toBe(true)
+        expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "A", price: 1 })
+        expect(yield* subscription.available(20)).toBe(false)
+      })))
+
     it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
@@ -138,6 +155,20 @@ const contract = (label: string, run: Run) =>
         yield* (yield* channel.publisher).publish({ symbol: "second", price: 2 })
         expect((yield* subscription.take(TAKE_MS)).value.symbol).toBe("first")
         expect((yield* subscription.take(TAKE_MS)).value.symbol).toBe("second")
+      })))
+
+    it.scopedLive("a take waiting as its subscription's scope closes, and a take after, fail at once: ChannelSubscriptionClosed", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("closing", Price)
+        const scope = yield* Scope.make()
+        const subscription = yield* Scope.extend(channel.subscribe, scope)
+        // Bounds far past the test's own: a take that waited them out would time the test out instead.
+        const waiting = yield* Effect.fork(Effect.flip(subscription.take(600_000)))
+        yield* Effect.yieldNow()
+        yield* Scope.close(scope, Exit.void)
+        expect((yield* Fiber.join(waiting))._tag).toBe("ChannelSubscriptionClosed")
+        expect((yield* Effect.flip(subscription.takeUpTo(10, 600_000)))._tag).toBe("ChannelSubscriptionClosed")
       })))
 
     it.scopedLive("raw frames are read in place, each writer's in order", () =>

@@ -180,7 +180,7 @@ describe("Supervisor across processes", () => {
         expect([...joins.keys()].sort()).toEqual(["deaf#0", "s#0", "s#1"])
         const pids = [...joins.values()]
         const done = yield* supervisor.shutdown
-        expect(done).toEqual({ stopped: 3, killed: 1 })
+        expect(done).toEqual({ stopped: 3, killed: 1, drain: "none" })
         expect(pids.filter(isRunning)).toEqual([])
         expect((yield* supervisor.children).every((c) => c.state === "stopped" && c.pid === undefined)).toBe(true)
         // The two that took SIGTERM gave their slots back; no child holds one now.

@@ -75,7 +75,7 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
     yield* current.next<{ starting: boolean }>()
     const first = yield* current.next<{ ready: boolean; epoch: number }>()
     expect(first.ready).toBe(true)
-    // The sequencer's restart (a tsx start on a loaded machine) may take longer than the default head-lost bound: here it is expected.
+    // The sequencer's restart (a process start on a loaded machine) may take longer than the default head-lost bound: here it is expected.
     const reader = yield* spawnFixture("log-reader", [name, "1", `${expected}`, `${MESSAGE_BYTES}`], {
       CXLOG_HEAD_LOST_MS: "60000"
     })

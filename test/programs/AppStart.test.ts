@@ -1,15 +1,19 @@
 /**
  * `cxlog app start FILE`: an app file's processes under the supervisor, from the bundled CLI as a
  * user runs it — a child that fails once restarted by `on-failure`, SIGTERM stopping every child
- * and exiting 0 — and a file that does not decode refused with its field named, exit code 2.
+ * and exiting 0; with `drain`, SIGTERM draining a writer's values to a slow reader (both children
+ * members of a `cxlog head`'s region) before they exit — and a file that does not decode refused
+ * with its field named, exit code 2.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import type { ChildProcess } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { ipcHead } from "../fixtures/ipc-member.js"
 import { runCli, runCliWithin } from "../helpers/CliRoles.js"
-import { tempDir } from "../helpers/Processes.js"
+import { fixtureEntry } from "../helpers/FixtureBuild.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 /** Runs until SIGTERM, then exits 0. */
 const STEADY = `process.on("SIGTERM", () => process.exit(0)); setInterval(() => {}, 1000)\n`
@@ -18,6 +22,12 @@ const FAILS_ONCE = `import { existsSync, writeFileSync } from "node:fs"
 const mark = new URL("./failed-once", import.meta.url)
 if (!existsSync(mark)) { writeFileSync(mark, ""); process.exit(1) }
 ${STEADY}`
+
+/** Resolves once `ok()` holds; bounded. */
+const waitFor = (what: string, ok: () => boolean, output: () => string) =>
+  Effect.gen(function*() {
+    while (!ok()) yield* Effect.sleep("20 millis")
+  }).pipe(Effect.timeoutFail({ duration: 60_000, onTimeout: () => new Error(`no ${what}: ${output()}`) }))
 
 const isRunning = (pid: number) => {
   try {
@@ -78,10 +88,58 @@ describe("cxlog app start", () => {
         const result = yield* Fiber.join(app).pipe(Effect.timeout("30 seconds"))
         expect(result.code).toBe(0)
         expect(result.stdout).toMatch(/^ShutdownStarted children=3$/m)
-        expect(result.stdout).toMatch(/^ShutdownDone stopped=3 killed=0$/m)
+        expect(result.stdout).toMatch(/^ShutdownDone stopped=3 killed=0 drain=none$/m)
         expect(pids.filter(isRunning)).toEqual([])
       }),
     60_000
+  )
+
+  it.scopedLive(
+    "with drain: SIGTERM fences over the group, the reader processes every value the writer published before they exit",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("app-drain")
+        yield* ipcHead(region)
+        const dir = yield* tempDir("cxlog-app-")
+        const member = (role: string, extra: object = {}) => ({
+          name: role,
+          command: process.execPath,
+          args: [fixtureEntry("drain-member"), JSON.stringify({ region, dir, role, ...extra })],
+          restart: "never"
+        })
+        const file = join(dir, "app.json")
+        writeFileSync(
+          file,
+          JSON.stringify({
+            region,
+            drain: { group: "app" },
+            processes: [member("read"), member("write", { after: "read.ready" })]
+          })
+        )
+        let output = ""
+        const started = yield* Deferred.make<ChildProcess>()
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const pid of startedPids(output)) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
+          })
+        )
+        const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
+          child.stdout!.on("data", (c: Buffer) => (output += c.toString()))
+          Deferred.unsafeDone(started, Effect.succeed(child))
+        }))
+        const child = yield* Deferred.await(started)
+        // The writer is held back by the slow reader by now.
+        yield* waitFor("the writer's backlog", () => existsSync(join(dir, "write.busy")), () => output)
+        child.kill("SIGTERM")
+        const result = yield* Fiber.join(app).pipe(Effect.timeout("60 seconds"))
+        expect(result.code).toBe(0)
+        expect(result.stdout).toMatch(/^ShutdownDrained group=app completed=true arrived=\S+ missing= reason=$/m)
+        expect(result.stdout).toMatch(/^ShutdownDone stopped=2 killed=0 drain=completed$/m)
+        const report = (role: string) => JSON.parse(readFileSync(join(dir, `${role}.json`), "utf8"))
+        const { published } = report("write")
+        expect(report("read")).toEqual({ processed: published, outOfOrder: 0 })
+      }),
+    120_000
   )
 
   it.scopedLive("a file that does not decode is refused naming the field, exit code 2", () =>
@@ -95,5 +153,10 @@ describe("cxlog app start", () => {
         `cxlog app: ${file}: processes.0.restart: Expected "never" | "on-failure" | "always"`
       )
       expect(result.stdout).toBe("")
+      // A drain over a group every member is in would wait for the head too.
+      writeFileSync(file, JSON.stringify({ drain: { group: "all" }, processes: [{ name: "w", script: "w.mjs" }] }))
+      const everyone = yield* runCliWithin(["app", "start", file], {}, 30_000)
+      expect(everyone.code).toBe(2)
+      expect(everyone.stderr).toContain(`cxlog app: ${file}: drain.group: all is every member's group`)
     }), 60_000)
 })

@@ -244,8 +244,15 @@ describe("Directory change journal across processes", () => {
         yield* Effect.forEach(followers, (f) => f.next(30_000))
         const live = new Map<string, DirectoryEntry>()
         const seed = { value: 8 }
+        // The slow follower is stopped while more changes than the journal holds are made, so it
+        // falls behind the ring however fast the machine runs either process.
+        const slow = followers[1]!.process
+        slow.kill("SIGSTOP")
+        yield* churn(writer, live, JOURNAL_RECORDS + 64, seed).pipe(
+          Effect.ensuring(Effect.sync(() => slow.kill("SIGCONT")))
+        )
         const stop = Date.now() + 3000
-        let changes = 0
+        let changes = JOURNAL_RECORDS + 64
         while (Date.now() < stop) {
           yield* churn(writer, live, 64, seed)
           changes += 64
@@ -263,7 +270,7 @@ describe("Directory change journal across processes", () => {
           expect(r.looks).toBeGreaterThan(10)
         }
         expect(changes).toBeGreaterThan(5 * JOURNAL_RECORDS)
-        // The slow follower fell behind at least once; the fast one mostly read the journal.
+        // The stopped follower fell behind at least once; the fast one mostly read the journal.
         expect(results[1]!.listings).toBeGreaterThan(1)
         expect(results[0]!.listings).toBeLessThan(results[0]!.looks)
       }),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Schedule, type Scope } from "effect"
+import { ConfigProvider, Effect, Fiber, Layer, Option, Schedule, type Scope } from "effect"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -22,6 +22,54 @@ const withDoorbell = (
     )
     return { region, doorbell, name }
   })
+
+describe("Doorbell settings", () => {
+  const madeWith = (env: Record<string, string>, spinMicros?: number) =>
+    Effect.gen(function*() {
+      const region = yield* CxlMemoryMemoryLayers.makeMemory({ name: "settings", size: 1 << 20, mode: "create" })
+      const doorbell = yield* DoorbellLayers.make({ offset: BELL, ...(spinMicros === undefined ? {} : { spinMicros }) })
+        .pipe(Effect.provideService(CxlMemory, region))
+      return DoorbellLayers.internalsOf(doorbell)!.maxSpinMicros
+    }).pipe(Effect.scoped, Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+
+  it.effect("CXLOG_SPIN_MICROS bounds the spin unless the options give one; a value that is no number is a ConfigError", () =>
+    Effect.gen(function*() {
+      expect(yield* madeWith({ CXLOG_SPIN_MICROS: "300" })).toBe(300)
+      expect(yield* madeWith({ CXLOG_SPIN_MICROS: "300" }, 7)).toBe(7)
+      expect(yield* madeWith({})).toBe(DoorbellLayers.defaultSpinMicros())
+      const refused = yield* Effect.flip(madeWith({ CXLOG_SPIN_MICROS: "fast" }))
+      expect(refused._tag).toBe("ConfigError")
+      expect(String(refused)).toContain("CXLOG_SPIN_MICROS")
+    }))
+})
+
+describe("Doorbell spin wishes", () => {
+  it.scoped("a standing watch's spinMicros raises the process's spin ceiling while it stands, the largest wish winning", () =>
+    Effect.gen(function*() {
+      const region = yield* CxlMemoryMemoryLayers.makeMemory({ name: "wishes", size: 1 << 20, mode: "create" })
+      const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 50 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      const ceiling = DoorbellLayers.internalsOf(doorbell)!.spinCeilingMicros
+      const never = () => false
+      const every = () => 60_000
+      expect(ceiling()).toBe(50)
+      const plain = doorbell.watch(never, () => {}, every)
+      expect(ceiling()).toBe(50)
+      const high = doorbell.watch(never, () => {}, every, 400)
+      const low = doorbell.watch(never, () => {}, every, 300)
+      const lowToo = doorbell.watch(never, () => {}, every, 300)
+      expect(ceiling()).toBe(400)
+      high()
+      expect(ceiling()).toBe(300)
+      low()
+      expect(ceiling()).toBe(300)
+      lowToo()
+      expect(ceiling()).toBe(50)
+      plain()
+      expect(ceiling()).toBe(50)
+    }))
+})
 
 const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>) =>
   describe(`Doorbell over ${label}`, () => {
@@ -152,7 +200,7 @@ describe("Doorbell across processes", () => {
 
 describe("Doorbell spin policy and rings", () => {
   it("adaptive spin: misses halve the budget down to none; a satisfied short wait raises it, never past the limit", () => {
-    const policy = DoorbellLayers.adaptiveSpin(0.05)
+    const policy = DoorbellLayers.adaptiveSpin(() => 0.05)
     expect(policy.budgetMs()).toBe(0.05)
     for (let miss = 0; miss < 20; miss++) policy.spun(false, policy.budgetMs())
     expect(policy.budgetMs()).toBe(0)
@@ -166,7 +214,7 @@ describe("Doorbell spin policy and rings", () => {
     expect(policy.budgetMs()).toBe(0.008)
     policy.parked(true, 0.04)
     expect(policy.budgetMs()).toBe(0.05)
-    expect(DoorbellLayers.fixedSpin(0.05).budgetMs()).toBe(0.05)
+    expect(DoorbellLayers.fixedSpin(() => 0.05).budgetMs()).toBe(0.05)
   })
 
   it.scopedLive("rings while the owner is parked cost one wake: only the ringer that clears parked pays (bumps the wake count)", () =>

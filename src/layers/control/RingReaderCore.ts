@@ -68,6 +68,8 @@ interface ReaderState {
   deadWriterPid: number
   /** The writer occurrence the last scan found closed or dead (`awaitWriter` waits for another). */
   endedWriter: number
+  /** The spin its waits for frames may ask of the process's doorbell (µs; 0: the process's own). */
+  readonly spinMicros: number
 }
 
 /**
@@ -80,7 +82,8 @@ export const openReader = (
   region: CxlMemoryShape,
   doorbell: DoorbellShape,
   l: Lines,
-  wanted: number | undefined
+  wanted: number | undefined,
+  spinMicros: number
 ): Effect.Effect<ReaderEndpoint, NoFreeReaderSlot | RingCorrupt> =>
   Effect.suspend((): Effect.Effect<ReaderEndpoint, NoFreeReaderSlot | RingCorrupt> => {
     const views = ringLineViews(region)
@@ -116,7 +119,8 @@ export const openReader = (
       processed: 0,
       deadWriterOccurrence: 0,
       deadWriterPid: 0,
-      endedWriter: 0
+      endedWriter: 0,
+      spinMicros
     }
     reader.setPid(line, process.pid)
     reader.setStart(line, ownStartTag())
@@ -358,10 +362,15 @@ const livenessCheck = (r: ReaderState): void => {
 // Waiting stays published while the watch stands, so every commit rings this reader.
 const watchFrames = (r: ReaderState, arrived: () => boolean, onReady: () => void): () => void => {
   setWaiting(r, true)
-  const stop = r.doorbell.watch(arrived, (woken) => {
-    if (!woken) livenessCheck(r)
-    onReady()
-  }, livenessPeriod)
+  const stop = r.doorbell.watch(
+    arrived,
+    (woken) => {
+      if (!woken) livenessCheck(r)
+      onReady()
+    },
+    livenessPeriod,
+    r.spinMicros
+  )
   return () => {
     stop()
     setWaiting(r, false)

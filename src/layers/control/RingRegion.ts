@@ -49,8 +49,10 @@ export const ringsOver = (
     reader: (address, options) =>
       Effect.gen(function*() {
         const { region, doorbell, lines: l } = yield* place(address)
-        const core = yield* Effect.acquireRelease(openReader(region, doorbell, l, options?.slot), (core) =>
-          Effect.sync(core.detach))
+        const core = yield* Effect.acquireRelease(
+          openReader(region, doorbell, l, options?.slot, options?.spinMicros ?? 0),
+          (core) => Effect.sync(core.detach)
+        )
         return makeReader(core)
       }),
     inspect: (address) => Effect.map(place(address), (placed) => inspector(placed.region, placed.lines)),

@@ -5,7 +5,14 @@
  */
 import { Deferred, Effect, Either, Exit, Option, PubSub, Queue, Stream } from "effect"
 import { rpcCalls, rpcTimeouts } from "../../Metrics.js"
-import type { FrameTooLarge, RingClosed, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import type {
+  FrameTooLarge,
+  ReaderOptions,
+  RingClosed,
+  RingReader,
+  RingsShape,
+  RingWriter
+} from "../../services/control/Rings.js"
 import {
   type AnyRpcMethod,
   type Failure,
@@ -382,10 +389,14 @@ const noticesOf = <Tag extends string, A, I>(caller: Caller, notice: RpcNotice<T
 
 export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
   Effect.gen(function*() {
+    const readerOptions: ReaderOptions = {
+      ...(options.replySlot === undefined ? {} : { slot: options.replySlot }),
+      ...(options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros })
+    }
     const caller: Caller = {
       me: options.client,
       writer: yield* rings.writer(options.requests),
-      reader: yield* rings.reader(options.replies, options.replySlot === undefined ? {} : { slot: options.replySlot }),
+      reader: yield* rings.reader(options.replies, readerOptions),
       defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       pending: new Map(),
       aborts: new WeakMap(),
@@ -396,7 +407,6 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       nextId: 1
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => caller.timer !== undefined && clearTimeout(caller.timer)))
-    const replySlot = options.replySlot === undefined ? {} : { slot: options.replySlot }
     /**
      * The reply-ring reader was reaped (this process did not run for longer than the stale bound,
      * and the ring moved on under it): attach again at the ring's head, never read the old
@@ -404,7 +414,7 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
      */
     const reattach = Effect.gen(function*() {
       const reaped = caller.reader
-      caller.reader = yield* rings.reader(options.replies, replySlot)
+      caller.reader = yield* rings.reader(options.replies, readerOptions)
       yield* resendWaiting(caller)
       yield* Effect.logWarning(
         `rpc: client ${caller.me}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`

@@ -173,7 +173,10 @@ export const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handl
     yield* Effect.addFinalizer(() => Fiber.interruptAll(server.suspended))
     const runNow = Runtime.runSyncExit(yield* Effect.runtime<R>())
     for (const { client, ring } of options.requests) {
-      const reader = yield* rings.reader(ring)
+      const reader = yield* rings.reader(
+        ring,
+        options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros }
+      )
       yield* Effect.forkScoped(
         readForever(() => reader, reader.consumeSync((bytes) => dispatchNow(runNow, server, client, bytes)))
       )

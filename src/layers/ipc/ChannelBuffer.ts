@@ -16,9 +16,12 @@ export interface ChannelBuffer<T> {
   readonly peek: () => T | undefined
   /** The first item, taken out, or undefined. */
   readonly pollOne: () => T | undefined
-  /** Resolves true once the buffer holds an item, false after `timeoutMs` (at once when it holds one now). */
+  /** Resolves true once the buffer holds an item, false after `timeoutMs` or once it is closed (at once when it holds one now). */
   readonly awaitItem: (timeoutMs: number) => Effect.Effect<boolean>
   readonly size: () => number
+  /** Ends every wait for an item, now and later: nothing more will be offered. */
+  readonly close: () => void
+  readonly isClosed: () => boolean
 }
 
 export const makeChannelBuffer = <T>(capacity: number): ChannelBuffer<T> => {
@@ -26,6 +29,7 @@ export const makeChannelBuffer = <T>(capacity: number): ChannelBuffer<T> => {
   const items = new Array<T | undefined>(capacity)
   let head = 0
   let count = 0
+  let closed = false
   // Whoever waits is woken all at once and looks again: a wake-up can find the item already taken.
   const takers = new Set<() => void>()
   const roomWaiters = new Set<() => void>()
@@ -79,10 +83,11 @@ export const makeChannelBuffer = <T>(capacity: number): ChannelBuffer<T> => {
     awaitItem: (timeoutMs) =>
       Effect.async<boolean>((resume) => {
         if (count > 0) return resume(Effect.succeed(true))
+        if (closed) return resume(Effect.succeed(false))
         let timer: ReturnType<typeof setTimeout> | undefined
         const wake = () => {
           if (timer !== undefined) clearTimeout(timer)
-          resume(Effect.succeed(true))
+          resume(Effect.succeed(count > 0))
         }
         takers.add(wake)
         // An unbounded wait sets no timer (a timer of Infinity would fire at once).
@@ -97,6 +102,11 @@ export const makeChannelBuffer = <T>(capacity: number): ChannelBuffer<T> => {
           if (timer !== undefined) clearTimeout(timer)
         })
       }),
-    size: () => count
+    size: () => count,
+    close: () => {
+      closed = true
+      wakeAll(takers)
+    },
+    isClosed: () => closed
   }
 }

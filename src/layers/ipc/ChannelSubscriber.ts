@@ -12,6 +12,7 @@ import {
   type ChannelMessage,
   ChannelReadersBusy,
   type ChannelSubscription,
+  ChannelSubscriptionClosed,
   type ChannelTakeError,
   ChannelTakeTimeout,
   InvalidChannel,
@@ -107,14 +108,17 @@ export const typedSubscription = <A>(
         Effect.forkScoped
       )
     }
+    // Closed first as the scope ends: a take waiting then, or made after, fails at once rather than at its bound.
+    yield* Effect.addFinalizer(() => Effect.sync(received.close))
     const timedOut = (timeoutMs: number) => Effect.fail(new ChannelTakeTimeout({ name, timeoutMs }))
+    const closed = Effect.fail(new ChannelSubscriptionClosed({ name }))
     /** What `taken` makes of the buffer once it holds something, waiting at most `timeoutMs` for that. */
     const whenAvailable = <R>(timeoutMs: number, taken: () => Effect.Effect<R, ChannelTakeError>) => {
       const started = performance.now()
       const again = (): Effect.Effect<R, ChannelTakeError> =>
-        received.size() > 0 ? taken() : Effect.flatMap(
+        received.isClosed() ? closed : received.size() > 0 ? taken() : Effect.flatMap(
           received.awaitItem(timeoutMs - (performance.now() - started)),
-          (arrived) => (arrived ? again() : timedOut(timeoutMs))
+          (arrived) => (arrived || received.isClosed() ? again() : timedOut(timeoutMs))
         )
       return again()
     }
@@ -135,7 +139,8 @@ export const typedSubscription = <A>(
     return {
       take: (timeoutMs) => Effect.suspend(() => whenAvailable(timeoutMs, takeOne)),
       takeUpTo: (max, timeoutMs) =>
-        Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.max(1, Math.floor(max)))))
+        Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.max(1, Math.floor(max))))),
+      available: (timeoutMs) => received.awaitItem(timeoutMs)
     }
   })
 

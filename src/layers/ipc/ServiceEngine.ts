@@ -1,11 +1,14 @@
 /**
  * The Services service over a directory, a way to create directory objects and the rings: the
  * one engine of the live layers and the fake (Services.ts, ServicesMemory.ts). The requests and
- * replies are cxlog's Rpc (RpcServer, RpcClient) over the service object's rings.
+ * replies are cxlog's Rpc (RpcServer, RpcClient) over the service object's rings, or the
+ * application's own frames (ServiceFrames.ts).
  */
-import { Effect } from "effect"
-import type { RingsShape } from "../../services/control/Rings.js"
+import { Effect, type Scope } from "effect"
+import type { RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import type { RpcClientOptions, RpcHandler, RpcServerOptions } from "../../services/control/Rpc.js"
 import {
+  type FrameServer,
   type ServedService,
   ServiceNotFound,
   ServiceNotServed,
@@ -21,7 +24,16 @@ import { client as rpcClient } from "../control/RpcClient.js"
 import { serve as rpcServe } from "../control/RpcServer.js"
 import { type CreateObject, findOrCreate } from "./ObjectCreator.js"
 import { connectCaller, liveServer } from "./ServiceCaller.js"
-import { entryShape, serviceBytes, serviceRings, shapeParams, shapeProblem } from "./ServiceLayout.js"
+import { connectFrames, serveFrames } from "./ServiceFrames.js"
+import {
+  entryShape,
+  serviceBytes,
+  type ServiceFraming,
+  type ServiceRings,
+  serviceRings,
+  shapeParams,
+  shapeProblem
+} from "./ServiceLayout.js"
 
 /** What a serve or connect that names none of these gets (CXLOG_SERVICE_*: ServiceSettings.ts). */
 export type ServiceDefaults = Effect.Effect.Success<typeof serviceDefaults>
@@ -36,64 +48,115 @@ export const makeServices = (
   rings: RingsShape,
   defaults: ServiceDefaults
 ): ServicesShape => {
-  const serve = rpcServe(rings)
-  const makeClient = rpcClient(rings)
+  // A call's reply, and with callers at work the next request, come back within a round trip: worth a longer spin.
+  const spin = defaults.spinMicros > 0 ? { spinMicros: defaults.spinMicros } : {}
+  const serveRings = rpcServe(rings)
+  const serve = <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
+    serveRings({ ...options, ...spin }, handlers)
+  const clientOf = rpcClient(rings)
+  const makeClient = (options: RpcClientOptions) => clientOf({ ...options, ...spin })
 
-  /** The entry's shape (checked) and rings, pinned for the scope: its extent is not reused while this process may touch it. */
-  const pinned = (entry: DirectoryEntry) =>
+  /** The entry's shape (checked against `framing`) and rings, pinned for the scope: its extent is not reused while this process may touch it. */
+  const pinned = (entry: DirectoryEntry, framing: ServiceFraming) =>
     Effect.gen(function*() {
-      const shape = entryShape(entry)
+      const shape = entryShape(entry, framing)
       if (shape instanceof ServiceUnavailable) return yield* shape
       yield* directory.hold(entry).pipe(Effect.mapError(unavailable(entry.name)))
       return { shape, rings: serviceRings(entry, shape) }
     })
 
+  /** The service `name` (created with `wanted` when there is none), pinned for the scope. */
+  const open = (name: string, wanted: Partial<ServiceShape>, framing: ServiceFraming) =>
+    Effect.gen(function*() {
+      const shape: ServiceShape = {
+        callerSlots: wanted.callerSlots ?? defaults.callerSlots,
+        ringBytes: wanted.ringBytes ?? defaults.ringBytes
+      }
+      const problem = shapeProblem(shape)
+      if (problem !== undefined) return yield* new ServiceUnavailable({ name, reason: problem })
+      const entry = yield* findOrCreate(directory, create, {
+        kind: "service",
+        name,
+        bytes: serviceBytes(shape),
+        params: shapeParams(shape, framing)
+      }).pipe(Effect.mapError(unavailable(name)))
+      return { entry, ...yield* pinned(entry, framing) }
+    })
+
+  /** The service `name` as a caller finds it: pinned, and its live server (else ServiceNotServed). */
+  const find = (name: string, framing: ServiceFraming) =>
+    Effect.gen(function*() {
+      const entry = yield* directory.lookup("service", name).pipe(
+        Effect.catchTag("ObjectNotFound", () => Effect.fail(new ServiceNotFound({ name })))
+      )
+      const found = yield* pinned(entry, framing)
+      const replies = yield* rings.inspect(found.rings.replies).pipe(Effect.mapError(unavailable(name)))
+      const server = liveServer(replies)
+      if (server === undefined) return yield* new ServiceNotServed({ name })
+      return { ...found, replies, server }
+    })
+
+  /**
+   * The server is the reply ring's one writer: a live one refuses this one (RingWriterBusy,
+   * naming its pid); a dead or stopped one's ring is taken over, and its reader slots on the
+   * request rings are reclaimed as this server attaches.
+   */
+  const takenOr = (name: string) => (e: { readonly _tag: string; readonly message: string; readonly pid?: number }) =>
+    e._tag === "RingWriterBusy" && e.pid !== undefined ? new ServiceTaken({ name, pid: e.pid }) : unavailable(name)(e)
+
+  /** The frame server's rings for the scope: the reply ring's writer first, then a reader of every request ring. */
+  const frameServerRings = (name: string, found: ServiceRings): Effect.Effect<
+    { readonly replies: RingWriter; readonly requests: ReadonlyArray<RingReader> },
+    ServiceTaken | ServiceUnavailable,
+    Scope.Scope
+  > =>
+    Effect.gen(function*() {
+      const replies = yield* rings.writer(found.replies).pipe(Effect.mapError(takenOr(name)))
+      const requests = yield* Effect.forEach(
+        found.requests,
+        (ring) => rings.reader(ring).pipe(Effect.mapError(unavailable(name)))
+      )
+      return { replies, requests }
+    })
+
   return {
     serve: (name, handlers, wanted = {}) =>
       Effect.gen(function*() {
-        const shape: ServiceShape = {
-          callerSlots: wanted.callerSlots ?? defaults.callerSlots,
-          ringBytes: wanted.ringBytes ?? defaults.ringBytes
-        }
-        const problem = shapeProblem(shape)
-        if (problem !== undefined) return yield* new ServiceUnavailable({ name, reason: problem })
-        const entry = yield* findOrCreate(directory, create, {
-          kind: "service",
-          name,
-          bytes: serviceBytes(shape),
-          params: shapeParams(shape)
-        }).pipe(Effect.mapError(unavailable(name)))
-        const found = yield* pinned(entry)
-        // The server is the reply ring's one writer: a live one refuses this one (RingWriterBusy,
-        // naming its pid); a dead or stopped one's ring is taken over, and its reader slots on the
-        // request rings are reclaimed as this server attaches.
+        const found = yield* open(name, wanted, "rpc")
         yield* serve(
           {
             requests: found.rings.requests.map((ring, client) => ({ client, ring })),
             replies: found.rings.replies
           },
           handlers
-        ).pipe(
-          Effect.mapError((e) =>
-            e._tag === "RingWriterBusy" ? new ServiceTaken({ name, pid: e.pid }) : unavailable(name)(e)
-          )
-        )
-        return { name, entry, shape: found.shape } satisfies ServedService
+        ).pipe(Effect.mapError(takenOr(name)))
+        return { name, entry: found.entry, shape: found.shape } satisfies ServedService
       }),
     connect: (name, options = {}) =>
+      Effect.flatMap(
+        find(name, "rpc"),
+        (found) =>
+          connectCaller(makeClient, name, found.rings, found.replies, found.server, {
+            timeoutMs: options.timeoutMs ?? defaults.callTimeoutMs,
+            checkEveryMs: defaults.checkEveryMs
+          })
+      ),
+    serveFrames: (name, handlers, wanted = {}) =>
       Effect.gen(function*() {
-        const entry = yield* directory.lookup("service", name).pipe(
-          Effect.catchTag("ObjectNotFound", () => Effect.fail(new ServiceNotFound({ name })))
-        )
-        const found = yield* pinned(entry)
-        const replies = yield* rings.inspect(found.rings.replies).pipe(Effect.mapError(unavailable(name)))
-        const server = liveServer(replies)
-        if (server === undefined) return yield* new ServiceNotServed({ name })
-        return yield* connectCaller(makeClient, name, found.rings, replies, server, {
-          timeoutMs: options.timeoutMs ?? defaults.callTimeoutMs,
-          checkEveryMs: defaults.checkEveryMs
-        })
+        const found = yield* open(name, wanted, "application")
+        const opened = yield* frameServerRings(name, found.rings)
+        const send = yield* serveFrames(name, opened.replies, opened.requests, handlers, defaults.callTimeoutMs)
+        return { name, entry: found.entry, shape: found.shape, send } satisfies FrameServer
       }),
+    connectFrames: (name, handlers, options = {}) =>
+      Effect.flatMap(
+        find(name, "application"),
+        (found) =>
+          connectFrames(rings, name, found.rings, found.replies, found.server, handlers, {
+            timeoutMs: options.timeoutMs ?? defaults.callTimeoutMs,
+            checkEveryMs: defaults.checkEveryMs
+          })
+      ),
     list: Effect.flatMap(directory.list("service"), (entries) =>
       Effect.forEach(entries, (entry) => {
         const shape = entryShape(entry)

@@ -1,6 +1,7 @@
 /**
  * A service object's layout. Its directory entry keeps the shape as parameters
- * ([layout, callerSlots, ringBytes]); its extent holds the reply ring (written by the server, a
+ * ([layout, callerSlots, ringBytes, framing]: framing 0 for cxlog Rpc frames, 1 for frames the
+ * application encodes, an entry without it being 0); its extent holds the reply ring (written by the server, a
  * reader slot per caller slot) and then one request ring per caller slot (written by the caller
  * that holds the slot, read by the server), each a ring of the control plane. Ring ids are unique
  * per directory slot: `directory slot × 256` for the replies, `+ 1 + caller` for the requests.
@@ -19,6 +20,14 @@ const MAX_RING_BYTES = 2 ** 30
 /** The server is a request ring's only reader. */
 const REQUEST_READERS = 1
 
+/** What a service's frames are: cxlog's Rpc (`serve`, `connect`) or the application's own (`serveFrames`, `connectFrames`). */
+export type ServiceFraming = "rpc" | "application"
+const FRAMING_CODES: Record<ServiceFraming, number> = { rpc: 0, application: 1 }
+const FRAMING_NAMES: Record<ServiceFraming, string> = {
+  rpc: "cxlog Rpc methods",
+  application: "frames the application encodes (e.g. @effect/rpc's)"
+}
+
 /** Why `shape` cannot be a service's, or undefined. */
 export const shapeProblem = ({ callerSlots, ringBytes }: ServiceShape): string | undefined =>
   !Number.isInteger(callerSlots) || callerSlots < 1 || callerSlots > MAX_CALLER_SLOTS
@@ -34,18 +43,24 @@ const requestFootprint = (shape: ServiceShape) => ringFootprint(shape.ringBytes,
 export const serviceBytes = (shape: ServiceShape): number =>
   replyFootprint(shape) + shape.callerSlots * requestFootprint(shape)
 
-export const shapeParams = (shape: ServiceShape): ReadonlyArray<number> => [
+export const shapeParams = (shape: ServiceShape, framing: ServiceFraming): ReadonlyArray<number> => [
   SERVICE_LAYOUT,
   shape.callerSlots,
-  shape.ringBytes
+  shape.ringBytes,
+  FRAMING_CODES[framing]
 ]
 
-/** The shape a found entry says, checked against its layout and its extent (a region is never trusted). */
-export const entryShape = (entry: DirectoryEntry): ServiceShape | ServiceUnavailable => {
-  const [layout, callerSlots = 0, ringBytes = 0] = entry.params
+/**
+ * The shape a found entry says, checked against its layout and its extent (a region is never
+ * trusted), and against `framing` when given: a caller of one framing never reads the other's frames.
+ */
+export const entryShape = (entry: DirectoryEntry, framing?: ServiceFraming): ServiceShape | ServiceUnavailable => {
+  const [layout, callerSlots = 0, ringBytes = 0, framingCode = 0] = entry.params
   const shape = { callerSlots, ringBytes }
   const problem = layout !== SERVICE_LAYOUT
     ? `its layout is ${layout}, this build reads layout ${SERVICE_LAYOUT}`
+    : framing !== undefined && framingCode !== FRAMING_CODES[framing]
+    ? `it carries ${framingCode === 0 ? FRAMING_NAMES.rpc : FRAMING_NAMES.application}, not ${FRAMING_NAMES[framing]}`
     : shapeProblem(shape) ?? (serviceBytes(shape) > entry.extent.bytes
       ? `its ${serviceBytes(shape)} bytes of rings exceed its ${entry.extent.bytes}-byte extent`
       : undefined)

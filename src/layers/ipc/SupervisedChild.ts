@@ -28,8 +28,12 @@ export const signalGroup = (pid: number, signal: NodeJS.Signals): boolean => {
   }
 }
 
-/** Starts one instance of `spec`, named `name` in its environment (SUPERVISED_NAME). */
-export const spawnChild = (spec: ChildSpec, name: string): Effect.Effect<RunningChild> =>
+/** Starts one instance of `spec`, named `name` in its environment (SUPERVISED_NAME), with the supervisor's `env` added. */
+export const spawnChild = (
+  spec: ChildSpec,
+  name: string,
+  env: Readonly<Record<string, string>>
+): Effect.Effect<RunningChild> =>
   Effect.gen(function*() {
     const exited = yield* Deferred.make<ProcessExit>()
     const [file, args] = spec.script !== undefined
@@ -39,7 +43,7 @@ export const spawnChild = (spec: ChildSpec, name: string): Effect.Effect<Running
       // Its own process group: a shutdown reaches what it started, and a Ctrl-C at a terminal reaches only the supervisor.
       detached: true,
       stdio: spec.output === "ignore" ? "ignore" : ["ignore", "inherit", "inherit"],
-      env: { ...processEnvironment(), ...spec.env, SUPERVISED_NAME: name },
+      env: { ...processEnvironment(), ...spec.env, ...env, SUPERVISED_NAME: name },
       ...(spec.cwd === undefined ? {} : { cwd: spec.cwd })
     })
     let ended = false

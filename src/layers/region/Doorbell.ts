@@ -10,7 +10,7 @@
  * opened, so a wake costs it one write(2). Over the in-process fake (and for a target in this
  * same process) a ring calls that callback directly.
  */
-import { Effect, Layer, type Scope } from "effect"
+import { type ConfigError, Effect, Layer, type Scope } from "effect"
 import { availableParallelism } from "node:os"
 import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
 import {
@@ -19,12 +19,14 @@ import {
   type DoorbellShape,
   type WakeFifoUnavailable
 } from "../../services/region/Doorbell.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { settingConfig } from "../../Settings.js"
 import { awaitCondition, closePark, makeParkState, type ParkState, sweepSoon, watchCondition } from "./DoorbellPark.js"
 import { adaptiveSpin, defaultSpinMicros, fixedSpin, oversubscribed } from "./SpinPolicy.js"
 import { fifoIdentity, type WakeFds, wakeFds, wakeFifo } from "./WakeFifo.js"
 import { wakeFifoPath } from "./WakeFifoPaths.js"
 
-export { adaptiveSpin, fixedSpin, oversubscribed, type SpinPolicy } from "./SpinPolicy.js"
+export { adaptiveSpin, defaultSpinMicros, fixedSpin, oversubscribed, type SpinPolicy } from "./SpinPolicy.js"
 export { WAKE_FD_CACHE } from "./WakeFifo.js"
 export { removeOrphanedWakeFifos, removeWakeFifos, wakeDirectory, wakeFifoPath } from "./WakeFifoPaths.js"
 
@@ -32,8 +34,8 @@ export interface DoorbellOptions {
   /** Region offset of this process's doorbell line (64-byte aligned). */
   readonly offset: number
   /**
-   * Longest spin on the JS thread before parking; 0 parks at once. Default 50 µs, or 0 on a
-   * single CPU, where a spin only delays the process it waits for.
+   * Longest spin on the JS thread before parking; 0 parks at once. Default `CXLOG_SPIN_MICROS`,
+   * else 50 µs, or 0 on a single CPU, where a spin only delays the process it waits for.
    */
   readonly spinMicros?: number
   /** `adaptive` (default) spins only while recent waits say it pays; `fixed` always spins `spinMicros`. */
@@ -55,6 +57,10 @@ export interface DoorbellInternals {
   readonly settledByWake: () => number
   /** Waits settled by the bound timer (timed out, or found satisfied when it fired). */
   readonly settledByTimer: () => number
+  /** The longest spin it may make, in µs: its options', else `CXLOG_SPIN_MICROS`, else the default for this machine. */
+  readonly maxSpinMicros: number
+  /** The spin ceiling now, in µs: `maxSpinMicros`, or a standing watch's larger wish. */
+  readonly spinCeilingMicros: () => number
 }
 
 const internals = new WeakMap<DoorbellShape, DoorbellInternals>()
@@ -104,17 +110,24 @@ const ring = (ringer: Ringer, bell: number): void => {
  */
 export const make = (
   options: DoorbellOptions
-): Effect.Effect<DoorbellShape, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory | Scope.Scope> =>
+): Effect.Effect<
+  DoorbellShape,
+  RegionOutOfBounds | WakeFifoUnavailable | ConfigError.ConfigError,
+  CxlMemory | Scope.Scope
+> =>
   Effect.gen(function*() {
     const region: CxlMemoryShape = yield* CxlMemory
     const { offset } = options
     yield* region.check(offset, DOORBELL_BYTES)
-    const spinMs = (options.spinMicros ?? defaultSpinMicros()) / 1000
+    const maxSpinMicros = options.spinMicros ?? (yield* settingConfig(REGION_SETTINGS.settings.spinMicros)) ??
+      defaultSpinMicros()
+    const spinMs = maxSpinMicros / 1000
     const adaptive = options.spinPolicy !== "fixed"
     const park = makeParkState({
       i32: region.i32,
       parkedFlag: offset / 4 + 1,
-      policy: adaptive ? adaptiveSpin(spinMs) : fixedSpin(spinMs),
+      spinMs,
+      spinPolicy: adaptive ? adaptiveSpin : fixedSpin,
       adaptive,
       overloaded: oversubscribed(availableParallelism()),
       parkMillis: options.parkMillis ?? 1_000
@@ -144,14 +157,20 @@ export const make = (
     const doorbell: DoorbellShape = {
       offset,
       await: (condition, timeoutMs) => awaitCondition(park, condition, timeoutMs),
-      watch: (condition, onReady, everyMs) => watchCondition(park, condition, onReady, everyMs),
+      watch: (condition, onReady, everyMs, spinMicros) => watchCondition(park, condition, onReady, everyMs, spinMicros),
       ring: (bell) => ring(ringer, bell),
       poke: () => ring(ringer, offset)
     }
-    internals.set(doorbell, { settledByWake: () => park.byWake, settledByTimer: () => park.byTimer })
+    internals.set(doorbell, {
+      settledByWake: () => park.byWake,
+      settledByTimer: () => park.byTimer,
+      maxSpinMicros,
+      spinCeilingMicros: () => Math.max(spinMs, park.spinWish.ms) * 1000
+    })
     return doorbell
   })
 
 export const layer = (
   options: DoorbellOptions
-): Layer.Layer<Doorbell, RegionOutOfBounds | WakeFifoUnavailable, CxlMemory> => Layer.scoped(Doorbell, make(options))
+): Layer.Layer<Doorbell, RegionOutOfBounds | WakeFifoUnavailable | ConfigError.ConfigError, CxlMemory> =>
+  Layer.scoped(Doorbell, make(options))

@@ -20,13 +20,18 @@ interface Waiter {
   readonly resume: (satisfied: boolean) => void
   /** A standing watch (`watch`): stays registered when it fires, and its deadline moves on by this many ms each time. */
   readonly every?: () => number
+  /** A standing watch's wish for a longer spin ceiling while it stands (ms). */
+  readonly spinMs?: number
 }
 
 export interface ParkOptions {
   readonly i32: Int32Array
   /** Index in `i32` of the doorbell line's `parked` flag. */
   readonly parkedFlag: number
-  readonly policy: SpinPolicy
+  /** The spin ceiling when no standing watch asks for more (ms). */
+  readonly spinMs: number
+  /** The spin policy under a ceiling that moves with the standing watches' wishes. */
+  readonly spinPolicy: (ceilingMs: () => number) => SpinPolicy
   /** Whether the policy is the adaptive one: it never spins while `overloaded()`. */
   readonly adaptive: boolean
   readonly overloaded: () => boolean
@@ -35,7 +40,10 @@ export interface ParkOptions {
 
 /** What one doorbell's owner keeps between callbacks: its options, its waiters and its park. */
 export interface ParkState extends ParkOptions {
+  readonly policy: SpinPolicy
   readonly waiters: Set<Waiter>
+  /** The standing watches' spin wishes (ms → how many), and the largest of them (0: none). */
+  readonly spinWish: { readonly counts: Map<number, number>; ms: number }
   closed: boolean
   /** Waiters the last sweep resumed with a satisfied condition. */
   satisfied: number
@@ -62,15 +70,19 @@ export interface ParkState extends ParkOptions {
 }
 
 export const makeParkState = (options: ParkOptions): ParkState => {
+  const spinWish = { counts: new Map<number, number>(), ms: 0 }
   // Every field written out (no spread), so the record has one fixed shape from the start.
   const state: ParkState = {
     i32: options.i32,
     parkedFlag: options.parkedFlag,
-    policy: options.policy,
+    spinMs: options.spinMs,
+    spinPolicy: options.spinPolicy,
+    policy: options.spinPolicy(() => Math.max(options.spinMs, spinWish.ms)),
     adaptive: options.adaptive,
     overloaded: options.overloaded,
     parkMillis: options.parkMillis,
     waiters: new Set(),
+    spinWish,
     closed: false,
     satisfied: 0,
     parked: false,
@@ -240,7 +252,23 @@ const registered = (state: ParkState, waiter: Waiter): void => {
 }
 
 const unregister = (state: ParkState, waiter: Waiter): void => {
-  if (state.waiters.delete(waiter) && state.waiters.size === 0) idle(state)
+  if (!state.waiters.delete(waiter)) return
+  if (waiter.spinMs !== undefined) withdrawWish(state, waiter.spinMs)
+  if (state.waiters.size === 0) idle(state)
+}
+
+const addWish = (state: ParkState, spinMs: number): void => {
+  const wish = state.spinWish
+  wish.counts.set(spinMs, (wish.counts.get(spinMs) ?? 0) + 1)
+  wish.ms = Math.max(wish.ms, spinMs)
+}
+
+const withdrawWish = (state: ParkState, spinMs: number): void => {
+  const wish = state.spinWish
+  const left = (wish.counts.get(spinMs) ?? 1) - 1
+  if (left > 0) return void wish.counts.set(spinMs, left)
+  wish.counts.delete(spinMs)
+  wish.ms = Math.max(0, ...wish.counts.keys())
 }
 
 const succeedTrue = Effect.succeed(true)
@@ -280,10 +308,14 @@ export const watchCondition = (
   state: ParkState,
   condition: () => boolean,
   onReady: (satisfied: boolean) => void,
-  everyMs: () => number
+  everyMs: () => number,
+  spinMicros = 0
 ): () => void => {
   if (state.closed) return () => {}
-  const waiter: Waiter = { condition, deadline: performance.now() + everyMs(), resume: onReady, every: everyMs }
+  const waiter: Waiter = spinMicros > 0
+    ? { condition, deadline: performance.now() + everyMs(), resume: onReady, every: everyMs, spinMs: spinMicros / 1000 }
+    : { condition, deadline: performance.now() + everyMs(), resume: onReady, every: everyMs }
+  if (waiter.spinMs !== undefined) addWish(state, waiter.spinMs)
   // Not checked here (the caller checks once it holds the stop function): while parked,
   // that check is the re-check after `parked`.
   registered(state, waiter)
@@ -297,6 +329,8 @@ export const closePark = (state: ParkState): void => {
   if (state.timer !== undefined) clearTimeout(state.timer)
   for (const waiter of state.waiters) if (waiter.every === undefined) waiter.resume(false)
   state.waiters.clear()
+  state.spinWish.counts.clear()
+  state.spinWish.ms = 0
   state.parked = false
   Atomics.store(state.i32, state.parkedFlag, 0)
 }

@@ -5,7 +5,7 @@
  * claimers can never both win. Slot line 1 is the owner's doorbell. A slot names its owner by
  * pid and start time, so a pid reused by a later process does not keep a dead owner's slot.
  */
-import { Context, Effect, Layer, type Scope } from "effect"
+import { type ConfigError, Context, Effect, Layer, type Scope } from "effect"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
 import { Doorbell, type WakeFifoUnavailable } from "../../services/region/Doorbell.js"
 import {
@@ -128,7 +128,11 @@ export const make = (
 /** This process's slot and, on its second line, its Doorbell. */
 export const layer = (
   options: ProcessSlotOptions
-): Layer.Layer<ProcessSlot | Doorbell, ProcessTableFull | RegionOutOfBounds | WakeFifoUnavailable, CxlMemory> =>
+): Layer.Layer<
+  ProcessSlot | Doorbell,
+  ProcessTableFull | RegionOutOfBounds | WakeFifoUnavailable | ConfigError.ConfigError,
+  CxlMemory
+> =>
   Layer.flatMap(Layer.scoped(ProcessSlot, make(options)), (context) =>
     DoorbellLayers.layer({
       offset: Context.get(context, ProcessSlot).doorbellOffset,

@@ -20,17 +20,19 @@ const MIN_SPIN_MS = 0.001
 
 /**
  * Adaptive spinning: a spin that ends empty-handed halves the budget (down to none); a spin
- * or a park that ended satisfied within `maxMs` raises it to twice what that wait took, so a
+ * or a park that ended satisfied within the ceiling raises it to twice what that wait took, so a
  * peer that answers quickly gets spun for and a busy or descheduled one does not — on an
- * oversubscribed machine a spin steals the CPU from the very process we wait for.
+ * oversubscribed machine a spin steals the CPU from the very process we wait for. The ceiling
+ * may move (a waiter that wants a longer spin raises it while it stands).
  */
-export const adaptiveSpin = (maxMs: number): SpinPolicy => {
-  let budget = maxMs
+export const adaptiveSpin = (maxMs: () => number): SpinPolicy => {
+  let budget = maxMs()
   const learn = (satisfied: boolean, tookMs: number) => {
-    if (satisfied && tookMs < maxMs) budget = Math.min(maxMs, Math.max(budget, 2 * tookMs, MIN_SPIN_MS))
+    const ceiling = maxMs()
+    if (satisfied && tookMs < ceiling) budget = Math.min(ceiling, Math.max(budget, 2 * tookMs, MIN_SPIN_MS))
   }
   return {
-    budgetMs: () => budget,
+    budgetMs: () => Math.min(budget, maxMs()),
     spun: (satisfied, spentMs) => {
       if (satisfied) learn(true, spentMs)
       else budget = budget / 2 < MIN_SPIN_MS ? 0 : budget / 2
@@ -39,8 +41,8 @@ export const adaptiveSpin = (maxMs: number): SpinPolicy => {
   }
 }
 
-/** Always spins `maxMs`: the policy before adaptive spinning, kept for comparison in benches. */
-export const fixedSpin = (maxMs: number): SpinPolicy => ({ budgetMs: () => maxMs, spun: () => {}, parked: () => {} })
+/** Always spins up to the ceiling: the policy before adaptive spinning, kept for comparison in benches. */
+export const fixedSpin = (maxMs: () => number): SpinPolicy => ({ budgetMs: maxMs, spun: () => {}, parked: () => {} })
 
 /** The longest spin by default: 50 µs, or none on a single CPU, where a spin only delays the process it waits for. */
 export const defaultSpinMicros = (): number => (availableParallelism() > 1 ? 50 : 0)

@@ -6,6 +6,7 @@
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { dirname, resolve } from "node:path"
+import { GROUP_ALL, GROUP_BROKERS } from "../../services/control/Coordinator.js"
 import { type ChildSpec, RestartPolicy } from "../../services/ipc/Supervisor.js"
 
 const Count = Schema.Int.pipe(Schema.between(1, 1024))
@@ -36,9 +37,23 @@ export const AppProcess = Schema.Struct({
   )
 )
 
+/** A draining shutdown: the process group its fence is over (the app's and its supervisor's, for that fence only). */
+export const AppDrain = Schema.Struct({
+  // Not a group the coordinator derives from every member (`all`, `brokers`): the head would be waited for too.
+  group: Schema.String.pipe(
+    Schema.minLength(1),
+    Schema.maxLength(200),
+    Schema.filter((g) =>
+      ![GROUP_ALL, GROUP_BROKERS].includes(g) || `${g} is every member's group: name one of the app's own`
+    )
+  )
+})
+
 export const AppFile = Schema.Struct({
   /** The region the children attach (CXLOG_REGION in their environment); else this process's. */
   region: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  /** With it, the shutdown drains: the supervisor joins the region as a member and fences over `group`. */
+  drain: Schema.optional(AppDrain),
   processes: Schema.Array(AppProcess).pipe(Schema.minItems(1))
 }).pipe(
   Schema.filter((app) => {

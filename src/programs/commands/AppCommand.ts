@@ -9,10 +9,11 @@ export const appCommand = Cli.command({
   name: "app",
   summary: "Run an app file's processes under a supervisor, restarting them by policy, until Ctrl-C",
   details:
-    "FILE is JSON: { \"region\"?, \"processes\": [{ \"name\", \"script\" | \"command\", \"args\"?, \"count\"?, " +
+    "FILE is JSON: { \"region\"?, \"drain\"?: { \"group\" }, \"processes\": [{ \"name\", \"script\" | \"command\", \"args\"?, \"count\"?, " +
     "\"restart\"?: never | on-failure | always, \"backoffMs\"?, \"restartLimit\"?, … }] } (docs/ipc.md, \"An app file\"). " +
     "Each supervisor event is printed as a line (--json: a JSON object). SIGINT or SIGTERM stops every child " +
-    "together (SIGTERM, then SIGKILL after CXLOG_SUPERVISOR_STOP_TIMEOUT_MS) and exits 0. A file that does not " +
+    "together (SIGTERM; with drain, a processing fence over the group; then SIGKILL after " +
+    "CXLOG_SUPERVISOR_STOP_TIMEOUT_MS) and exits 0. A file that does not " +
     "decode is an error naming the field, exit code 2.",
   positional: "start FILE",
   flags: { json: Cli.toggle("json", { description: "print each event as a JSON line" }) },

@@ -46,6 +46,11 @@ export interface WriterOptions {
 export interface ReaderOptions {
   /** Attach to this slot (it must be free) instead of the first free one. */
   readonly slot?: number
+  /**
+   * While this reader waits for frames, its process may spin up to this long before parking
+   * (adaptively; see `DoorbellShape.watch`): for frames that come back within a round trip.
+   */
+  readonly spinMicros?: number
 }
 
 export interface RingWriter {

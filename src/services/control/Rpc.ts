@@ -203,6 +203,8 @@ export interface RpcServerOptions {
   readonly replies: RingAddress
   /** Take the reply ring over from a live earlier server (a fenced head; see `WriterOptions.takeOver`). */
   readonly takeOver?: boolean
+  /** How long the process may spin for the next request before parking (`ReaderOptions.spinMicros`). */
+  readonly spinMicros?: number
 }
 
 export interface RpcClientOptions {
@@ -214,6 +216,8 @@ export interface RpcClientOptions {
   readonly replySlot?: number
   /** Default call timeout (10 s). */
   readonly timeoutMs?: number
+  /** How long the process may spin for a reply before parking (`ReaderOptions.spinMicros`). */
+  readonly spinMicros?: number
   /**
    * Run (forked) after the reply-ring reader was reaped and attached again: the server dropped
    * this client for not running (stopped, frozen), and replies written meanwhile are lost.

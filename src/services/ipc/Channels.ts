@@ -59,6 +59,12 @@ export interface ChannelSubscription<A> {
    * `InvalidChannelFrame` alone, and the call after it goes on.
    */
   readonly takeUpTo: (max: number, timeoutMs: number) => Effect.Effect<Array<ChannelMessage<A>>, ChannelTakeError>
+  /**
+   * True once a value (or a frame's error) waits to be taken, false after `timeoutMs`: it takes
+   * nothing, so a wait for values interrupted here loses none (a `take` interrupted as it
+   * returns could).
+   */
+  readonly available: (timeoutMs: number) => Effect.Effect<boolean>
 }
 
 export interface Channel<A> {
@@ -213,6 +219,15 @@ export class ChannelTakeTimeout extends Schema.TaggedError<ChannelTakeTimeout>()
   }
 }
 
+/** A take from a subscription whose scope has closed: its reader slots are given back, nothing more arrives. */
+export class ChannelSubscriptionClosed
+  extends Schema.TaggedError<ChannelSubscriptionClosed>()("ChannelSubscriptionClosed", { name: Schema.String })
+{
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: the subscription is closed (its scope ended)`
+  }
+}
+
 /** A reader slot was reaped (its process judged dead) or a ring read as corrupt: the subscription is over. */
 export class ChannelBroken extends Schema.TaggedError<ChannelBroken>()("ChannelBroken", {
   name: Schema.String,
@@ -226,4 +241,4 @@ export class ChannelBroken extends Schema.TaggedError<ChannelBroken>()("ChannelB
 
 export type ChannelOpenError = ChannelUnavailable | InvalidChannel
 export type ChannelPublishError = ChannelEncodeError | ChannelFull | ChannelFrameTooLarge | ChannelBroken
-export type ChannelTakeError = InvalidChannelFrame | ChannelTakeTimeout | ChannelBroken
+export type ChannelTakeError = InvalidChannelFrame | ChannelTakeTimeout | ChannelBroken | ChannelSubscriptionClosed

@@ -28,6 +28,12 @@ export const SERVICE_SETTINGS = {
       min: 1,
       description:
         "how often a connected caller looks whether its service's server still runs: its calls fail with ServiceServerDied within about this of the server's death"
+    }),
+    spinMicros: setting.integer({
+      env: "CXLOG_SERVICE_SPIN_MICROS",
+      default: 200,
+      description:
+        "how long a caller waiting for a reply, and a server for the next request, may spin before parking (adaptive: only while recent waits say it pays and the machine has a core free); 0: the process's CXLOG_SPIN_MICROS"
     })
   }
 } as const satisfies SettingsTable

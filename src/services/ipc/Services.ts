@@ -7,6 +7,10 @@
  * caller's slot is taken again: a ring's writer is named by pid and start time). One server per
  * name: a second is refused with `ServiceTaken`; a dead server's service is taken over by the
  * next `serve`. docs/ipc.md has the design.
+ *
+ * A service may instead carry frames the application encodes itself (`serveFrames`,
+ * `connectFrames`): the same object, caller slots and server watch, with the rings as a message
+ * transport — what @effect/rpc's protocol runs over (src/layers/ipc/EffectRpc.ts).
  */
 import { Context, type Effect, Schema, type Scope } from "effect"
 import type { AnyRpcMethod, Failure, Payload, RpcCallError, RpcHandler, Success } from "../control/Rpc.js"
@@ -56,6 +60,49 @@ export interface ServiceInfo {
   readonly serverPid: number | undefined
 }
 
+/**
+ * One caller's connection to a frame service: its caller slot and the occurrence of its hold on
+ * that slot's request ring (a caller that left and the one that took its slot since differ).
+ */
+export interface ServiceConnection {
+  readonly caller: number
+  readonly occurrence: number
+}
+
+/** What a frame service's server does with its callers' frames. */
+export interface FrameServerHandlers {
+  /** A frame from `from`, in order per connection; `frame` is a view valid until the effect completes. */
+  readonly onFrame: (from: ServiceConnection, frame: Uint8Array) => Effect.Effect<void>
+  /** `from` closed, died, or another caller took its slot: no more frames come from it. */
+  readonly onLeft: (from: ServiceConnection) => Effect.Effect<void>
+}
+
+/** The serving side of a frame service, until the scope closes. */
+export interface FrameServer extends ServedService {
+  /** Sends one frame to a connection (a caller's reader wakes for it alone). */
+  readonly send: (to: ServiceConnection, frame: string | Uint8Array) => Effect.Effect<void, ServiceFrameNotSent>
+}
+
+/** What a frame service's caller does with the frames its server sends it. */
+export interface FrameClientHandlers {
+  /** A frame addressed to this connection, in the order sent; a view valid until the effect completes. */
+  readonly onFrame: (frame: Uint8Array) => Effect.Effect<void>
+  /**
+   * Frames sent before now may never come: the server died or stopped (`ServiceServerDied`), or
+   * this process did not run for so long that its reader slot was reaped (`ServiceRepliesLost`).
+   * Frames sent after it are delivered again once a server serves.
+   */
+  readonly onBroken: (error: ServiceServerDied | ServiceRepliesLost) => Effect.Effect<void>
+}
+
+/** A caller's side of a frame service: one caller slot held until the scope closes. */
+export interface FrameClient {
+  readonly name: string
+  readonly connection: ServiceConnection
+  /** Sends one frame to the server; `ServiceServerDied` at once while no server serves. */
+  readonly send: (frame: string | Uint8Array) => Effect.Effect<void, ServiceServerDied | ServiceFrameNotSent>
+}
+
 export interface ServicesShape {
   /**
    * Serves `handlers` under `name` until the scope closes, creating the service with `shape`
@@ -76,6 +123,25 @@ export interface ServicesShape {
     options?: ConnectOptions
   ) => Effect.Effect<
     ServiceClient,
+    ServiceOpenError | ServiceNotFound | ServiceNotServed | ServiceCallersBusy,
+    Scope.Scope
+  >
+  /**
+   * `serve` for a service whose frames the application encodes itself: refused with
+   * `ServiceUnavailable` when `name` is a service of cxlog Rpc methods (and the other way round).
+   */
+  readonly serveFrames: (
+    name: string,
+    handlers: FrameServerHandlers,
+    shape?: Partial<ServiceShape>
+  ) => Effect.Effect<FrameServer, ServiceOpenError | ServiceTaken, Scope.Scope>
+  /** `connect` to a frame service: its server's frames for this connection go to `handlers`. */
+  readonly connectFrames: (
+    name: string,
+    handlers: FrameClientHandlers,
+    options?: ConnectOptions
+  ) => Effect.Effect<
+    FrameClient,
     ServiceOpenError | ServiceNotFound | ServiceNotServed | ServiceCallersBusy,
     Scope.Scope
   >
@@ -141,6 +207,28 @@ export class ServiceServerDied extends Schema.TaggedError<ServiceServerDied>()("
     return `service ${
       JSON.stringify(this.name)
     }: ${this.method}: its server (pid ${this.pid}) died or stopped before it replied; the request may have run`
+  }
+}
+
+/** A frame found no room in its ring within the bound, or is larger than a ring takes. */
+export class ServiceFrameNotSent extends Schema.TaggedError<ServiceFrameNotSent>()("ServiceFrameNotSent", {
+  name: Schema.String,
+  bytes: Schema.Int,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `service ${JSON.stringify(this.name)}: a ${this.bytes}-byte frame was not sent: ${this.reason}`
+  }
+}
+
+/** This caller's reader slot on the reply ring was reaped (its process did not run for too long): frames sent meanwhile are lost. */
+export class ServiceRepliesLost extends Schema.TaggedError<ServiceRepliesLost>()("ServiceRepliesLost", {
+  name: Schema.String
+}) {
+  override get message() {
+    return `service ${
+      JSON.stringify(this.name)
+    }: this process did not run for so long that its reply reader was reaped; replies sent meanwhile are lost`
   }
 }
 

@@ -2,6 +2,8 @@
  * Supervisor: runs child processes (a Node script or any command) as members of the region, each
  * in a process group of its own, restarts them by policy with exponential backoff and a limit in
  * a window, and stops them all together: at `shutdown`, or when the scope it was built in closes.
+ * A draining supervisor's shutdown runs a processing fence over its drain group first: children
+ * that opted in (`drainOnStop`, src/layers/ipc/DrainOnStop.ts) arrive at it on their SIGTERM.
  * docs/ipc.md, "Supervised processes", has what a shutdown guarantees.
  */
 import { Context, Data, type Effect, Schema, type Stream } from "effect"
@@ -35,6 +37,19 @@ export const ChildSpec = Schema.Struct({
 })
 export type ChildSpec = typeof ChildSpec.Type
 
+/** The barrier a draining shutdown's processing fence is, in the drain group (the group is the supervisor's and its children's only). */
+export const SHUTDOWN_BARRIER = "supervisor.shutdown"
+
+/** What a shutdown's fence came to: `none` without a drain group. */
+export type ShutdownDrain = "none" | "completed" | "failed"
+
+/** What a shutdown did: the children it stopped, those it had to SIGKILL, and its fence. */
+export interface ShutdownResult {
+  readonly stopped: number
+  readonly killed: number
+  readonly drain: ShutdownDrain
+}
+
 export type SupervisorEvent = Data.TaggedEnum<{
   /** An instance started (again: `restarts` > 0), as pid `pid`. */
   ChildStarted: { readonly child: string; readonly pid: number; readonly restarts: number }
@@ -46,8 +61,20 @@ export type SupervisorEvent = Data.TaggedEnum<{
   ChildGaveUp: { readonly child: string; readonly restarts: number; readonly windowMs: number }
   /** A collective shutdown: every child sent SIGTERM. */
   ShutdownStarted: { readonly children: number }
-  /** The shutdown is over: `killed` children had to be SIGKILLed after the bound. */
-  ShutdownDone: { readonly stopped: number; readonly killed: number }
+  /**
+   * A draining shutdown's processing fence is over: `completed` (every participant arrived, and
+   * every value they had published on their channels is in their group's subscriptions), or not
+   * and why; the children that arrived, and those the fence went without (not arrived, or dead).
+   */
+  ShutdownDrained: {
+    readonly group: string
+    readonly completed: boolean
+    readonly arrived: ReadonlyArray<string>
+    readonly missing: ReadonlyArray<string>
+    readonly reason: string
+  }
+  /** The shutdown is over: `killed` children had to be SIGKILLed after the bound; how its fence ended. */
+  ShutdownDone: ShutdownResult
 }>
 export const SupervisorEvent = Data.taggedEnum<SupervisorEvent>()
 
@@ -68,10 +95,11 @@ export interface SupervisorShape {
   /** What happens to the children from now on (the stream ends after `ShutdownDone`). */
   readonly events: Stream.Stream<SupervisorEvent>
   /**
-   * Stops every child together: SIGTERM to each one's process group, a wait bounded by
+   * Stops every child together: SIGTERM to each one's process group; with a drain group, the
+   * processing fence over it (bounded by CXLOG_SUPERVISOR_DRAIN_TIMEOUT_MS); a wait bounded by
    * CXLOG_SUPERVISOR_STOP_TIMEOUT_MS, then SIGKILL to the groups still there; no restart after it.
    */
-  readonly shutdown: Effect.Effect<{ readonly stopped: number; readonly killed: number }>
+  readonly shutdown: Effect.Effect<ShutdownResult>
 }
 
 export class Supervisor extends Context.Tag("cxlog/Supervisor")<Supervisor, SupervisorShape>() {}

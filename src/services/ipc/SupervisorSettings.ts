@@ -2,7 +2,7 @@
 import { setting, type SettingsTable } from "../../Settings.js"
 
 export const SUPERVISOR_SETTINGS = {
-  usedBy: "supervisor (the Supervisor layer, cxlog app)",
+  usedBy: "supervisor (the Supervisor layer, cxlog app; the drain settings also drainOnStop in its children)",
   settings: {
     backoffMs: setting.millis({
       env: "CXLOG_SUPERVISOR_BACKOFF_MS",
@@ -33,7 +33,19 @@ export const SUPERVISOR_SETTINGS = {
       default: 5_000,
       min: 0,
       description:
-        "how long a shutdown waits for children to exit after SIGTERM before it SIGKILLs their process groups"
+        "how long a shutdown waits for children to exit after SIGTERM (after its fence, when it drains) before it SIGKILLs their process groups"
+    }),
+    drainTimeoutMs: setting.millis({
+      env: "CXLOG_SUPERVISOR_DRAIN_TIMEOUT_MS",
+      default: 10_000,
+      min: 1,
+      description:
+        "how long a draining shutdown's processing fence may take (every participant's arrival and the drain) before it ends unfinished"
+    }),
+    drainGroup: setting.optionalText({
+      env: "CXLOG_SUPERVISOR_DRAIN_GROUP",
+      description:
+        "the process group a stopped child's drainOnStop fences over; a draining supervisor sets it in its children's environment"
     })
   }
 } as const satisfies SettingsTable

@@ -33,9 +33,16 @@ export interface DoorbellShape {
    * is called. It is not checked as it registers: the caller checks once after registering
    * (while parked, that is the re-check that makes a lost wake impossible). `onReady` must
    * consume what made the condition true, must not throw, and must not block: it runs inside
-   * the doorbell's sweep.
+   * the doorbell's sweep. `spinMicros` raises this process's spin ceiling while the watch stands
+   * (a reader whose frames come back within a round trip: a call's replies, a server's requests);
+   * the spin stays adaptive under it.
    */
-  readonly watch: (condition: () => boolean, onReady: (satisfied: boolean) => void, everyMs: () => number) => () => void
+  readonly watch: (
+    condition: () => boolean,
+    onReady: (satisfied: boolean) => void,
+    everyMs: () => number,
+    spinMicros?: number
+  ) => () => void
   /** Rings the doorbell line at `bell` (any process's): cheap when its owner is not parked; a dead owner is skipped. */
   readonly ring: (bell: number) => void
   /** Re-checks this process's waiters now (after a local commit that a local fiber waits on). */

@@ -32,6 +32,12 @@ export const REGION_SETTINGS = {
     keep: setting.toggle({
       env: "CXLOG_REGION_KEEP",
       description: "leave the region in /dev/shm when its creator stops"
+    }),
+    spinMicros: setting.optionalInteger({
+      env: "CXLOG_SPIN_MICROS",
+      shown: "50 (0 on one CPU)",
+      description:
+        "longest spin of a waiting process on its JS thread before it parks on its doorbell; spins only while recent waits say it pays and the machine has a core free"
     })
   }
 } as const satisfies SettingsTable

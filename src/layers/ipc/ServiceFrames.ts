@@ -1,0 +1,217 @@
+/**
+ * Frame services: a service object's rings as a message transport for frames the application
+ * encodes (what @effect/rpc's protocol runs over: EffectRpc.ts). A frame is an 8-byte header —
+ * the connection's caller slot and occurrence (u32 each, little-endian) — then the application's
+ * bytes. A caller writes its frames to its slot's request ring; the server writes every caller's
+ * frames to the one reply ring, waking only the addressee's reader, and each caller keeps the
+ * frames that name its own connection. The server tells a connection has left when its request
+ * ring's writer closes or dies, or when a frame names another occurrence (a new caller took the
+ * slot before the old one's end was seen).
+ */
+import { Effect, Either, Schedule, Scope } from "effect"
+import type { RingInspector, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import {
+  type FrameClient,
+  type FrameClientHandlers,
+  type FrameServerHandlers,
+  ServiceCallersBusy,
+  type ServiceConnection,
+  ServiceFrameNotSent,
+  ServiceRepliesLost,
+  ServiceServerDied,
+  ServiceUnavailable
+} from "../../services/ipc/Services.js"
+import { readForever, RETRY_AFTER_ERROR_MS } from "../control/RpcReadForever.js"
+import { liveServer } from "./ServiceCaller.js"
+import type { ServiceRings } from "./ServiceLayout.js"
+
+const HEADER_BYTES = 8
+const encoder = new TextEncoder()
+
+const readU32 = (bytes: Uint8Array, at: number) =>
+  (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
+
+const writeU32 = (bytes: Uint8Array, at: number, value: number) => {
+  bytes[at] = value & 0xff
+  bytes[at + 1] = (value >>> 8) & 0xff
+  bytes[at + 2] = (value >>> 16) & 0xff
+  bytes[at + 3] = (value >>> 24) & 0xff
+}
+
+const frameBytes = (payload: string | Uint8Array) =>
+  HEADER_BYTES + (typeof payload === "string" ? Buffer.byteLength(payload, "utf8") : payload.length)
+
+/** Writes and commits one frame if it fits now (waking `wake`, or every reader); false when there is no room. */
+const tryWrite = (
+  writer: RingWriter,
+  connection: ServiceConnection,
+  payload: string | Uint8Array,
+  length: number,
+  wake: ReadonlyArray<number> | undefined
+): boolean => {
+  const at = writer.tryReserve(length)
+  if (at < 0) return false
+  const bytes = writer.bytes
+  writeU32(bytes, at, connection.caller)
+  writeU32(bytes, at + 4, connection.occurrence)
+  if (typeof payload === "string") encoder.encodeInto(payload, bytes.subarray(at + HEADER_BYTES, at + length))
+  else bytes.set(payload, at + HEADER_BYTES)
+  writer.commit(wake)
+  return true
+}
+
+/**
+ * Writes one frame: at once when it fits, else once the ring has room within `timeoutMs`.
+ * Reserving and filling happen in one synchronous step, so frames sent by concurrent fibers
+ * never interleave or commit half-written.
+ */
+const writeFrame = (
+  name: string,
+  writer: RingWriter,
+  connection: ServiceConnection,
+  payload: string | Uint8Array,
+  wake: ReadonlyArray<number> | undefined,
+  timeoutMs: number
+): Effect.Effect<void, ServiceFrameNotSent> =>
+  Effect.suspend(() => {
+    const length = frameBytes(payload)
+    if (tryWrite(writer, connection, payload, length, wake)) return Effect.void
+    return writer.awaitRoom(length, timeoutMs).pipe(
+      Effect.mapError((e) => new ServiceFrameNotSent({ name, bytes: length, reason: e.message })),
+      Effect.flatMap(() =>
+        tryWrite(writer, connection, payload, length, wake)
+          ? Effect.void
+          : Effect.fail(
+            new ServiceFrameNotSent({ name, bytes: length, reason: `the ring had no room within ${timeoutMs} ms` })
+          )
+      )
+    )
+  })
+
+/**
+ * The server's side: the reply ring's writer (taken by the caller, so a live server refuses this
+ * one) and a reader of every request ring, for the scope. Returns how to send to a connection.
+ */
+export const serveFrames = (
+  name: string,
+  replies: RingWriter,
+  requests: ReadonlyArray<RingReader>,
+  handlers: FrameServerHandlers,
+  timeoutMs: number
+): Effect.Effect<
+  (to: ServiceConnection, frame: string | Uint8Array) => Effect.Effect<void, ServiceFrameNotSent>,
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    for (const [caller, reader] of requests.entries()) {
+      /** The occurrence of the connection that holds this slot now, 0 while none has sent a frame. */
+      let current = 0
+      const leave = Effect.suspend(() => {
+        if (current === 0) return Effect.void
+        const occurrence = current
+        current = 0
+        return handlers.onLeft({ caller, occurrence })
+      })
+      const onFrame = (bytes: Uint8Array): Effect.Effect<void> => {
+        if (bytes.length < HEADER_BYTES) {
+          return Effect.logWarning(
+            `service ${
+              JSON.stringify(name)
+            }: caller slot ${caller}: dropped a ${bytes.length}-byte frame, shorter than a frame's header`
+          )
+        }
+        const occurrence = readU32(bytes, 4)
+        const frame = handlers.onFrame({ caller, occurrence }, bytes.subarray(HEADER_BYTES))
+        if (occurrence === current) return frame
+        return Effect.zipRight(leave, Effect.suspend(() => (current = occurrence, frame)))
+      }
+      // A writer that closed or died has left (readForever then waits for the slot's next caller).
+      yield* Effect.forkScoped(readForever(() => reader, Effect.ensuring(reader.consume(onFrame), leave)))
+    }
+    return (to, frame) => writeFrame(name, replies, to, frame, [to.caller], timeoutMs)
+  })
+
+/** The first caller slot whose request ring has no live writer: its writer, for the scope. */
+const claimSlot = (rings: RingsShape, name: string, serviceRings: ServiceRings) =>
+  Effect.gen(function*() {
+    for (const [caller, ring] of serviceRings.requests.entries()) {
+      const claimed = yield* Effect.either(rings.writer(ring))
+      if (Either.isRight(claimed)) return { caller, writer: claimed.right }
+      if (claimed.left._tag !== "RingWriterBusy") {
+        return yield* new ServiceUnavailable({ name, reason: claimed.left.message })
+      }
+    }
+    return yield* new ServiceCallersBusy({ name, callerSlots: serviceRings.requests.length })
+  })
+
+/**
+ * The caller's side: a caller slot, a reader of the reply ring in the slot's reader slot, and a
+ * watch of the server every `checkEveryMs` (as ServiceCaller.ts's): when it died, stopped, or
+ * another took its place, `onBroken` is told once, and sends fail at once until a server serves.
+ */
+export const connectFrames = (
+  rings: RingsShape,
+  name: string,
+  serviceRings: ServiceRings,
+  inspector: RingInspector,
+  server: { readonly pid: number; readonly occurrence: number },
+  handlers: FrameClientHandlers,
+  options: { readonly timeoutMs: number; readonly checkEveryMs: number }
+): Effect.Effect<FrameClient, ServiceCallersBusy | ServiceUnavailable, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { caller, writer } = yield* claimSlot(rings, name, serviceRings)
+    const connection: ServiceConnection = { caller, occurrence: writer.occurrence }
+    const attach = rings.reader(serviceRings.replies, { slot: caller }).pipe(
+      Effect.mapError((e) => new ServiceUnavailable({ name, reason: e.message }))
+    )
+    let reader = yield* attach
+    const scope = yield* Effect.scope
+    const mine = (bytes: Uint8Array) =>
+      bytes.length >= HEADER_BYTES && readU32(bytes, 0) === caller && readU32(bytes, 4) === connection.occurrence
+        ? handlers.onFrame(bytes.subarray(HEADER_BYTES))
+        : Effect.void
+    // Reaped (this process did not run for too long): attach again at the ring's head; what was sent meanwhile is gone.
+    const reattach = attach.pipe(
+      Effect.flatMap((attached) => {
+        reader = attached
+        return handlers.onBroken(new ServiceRepliesLost({ name }))
+      }),
+      Effect.catchAll((e) =>
+        Effect.zipRight(
+          Effect.logWarning(`service ${JSON.stringify(name)}: attaching to the reply ring again failed: ${e.message}`),
+          Effect.sleep(RETRY_AFTER_ERROR_MS)
+        )
+      ),
+      Scope.extend(scope)
+    )
+    yield* Effect.forkScoped(readForever(() => reader, Effect.suspend(() => reader.consume(mine)), reattach))
+
+    let known = server
+    let died: ServiceServerDied | undefined
+    const look = Effect.suspend(() => {
+      const now = liveServer(inspector)
+      if (died !== undefined) {
+        if (now !== undefined) {
+          known = now
+          died = undefined
+        }
+        return Effect.void
+      }
+      if (now !== undefined && now.occurrence === known.occurrence) return Effect.void
+      died = new ServiceServerDied({ name, method: "every waiting request", pid: known.pid })
+      // In a fiber of its own: the watch goes on whatever the handler waits for.
+      return Effect.asVoid(Effect.forkIn(handlers.onBroken(died), scope))
+    })
+    yield* Effect.forkScoped(Effect.repeat(look, Schedule.spaced(options.checkEveryMs)))
+    return {
+      name,
+      connection,
+      send: (frame) =>
+        Effect.suspend((): Effect.Effect<void, ServiceServerDied | ServiceFrameNotSent> =>
+          died !== undefined
+            ? Effect.fail(died)
+            : writeFrame(name, writer, connection, frame, undefined, options.timeoutMs)
+        )
+    } satisfies FrameClient
+  })
