@@ -1,0 +1,45 @@
+/**
+ * `cxlog bench --type group`, small: local members of a consumer group share stamped messages,
+ * each acked once, the audit and the group's own count reported beside the rate.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { runCliWithin } from "../helpers/CliRoles.js"
+
+interface GroupBenchJson {
+  readonly bench: string
+  readonly local: boolean
+  readonly messages: number
+  readonly members: number
+  readonly throughputMsgsPerSec: number
+  readonly auditPassed: boolean
+  readonly lost: number
+  readonly duplicates: number
+  readonly runsMsgsPerSec: ReadonlyArray<number>
+  readonly systemSays: ReadonlyArray<string>
+}
+
+const lastJson = <A>(stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!) as A
+
+describe("cxlog bench --type group", () => {
+  it.scopedLive(
+    "local members ack every message once: the audit passes and the group says nothing is pending",
+    () =>
+      Effect.gen(function*() {
+        const run = yield* runCliWithin(
+          ["bench", "--type", "group", "--members", "2", "--local", "--messages", "2000", "--peers", "none", "--json"],
+          {},
+          150_000
+        )
+        expect(run.code, run.stderr).toBe(0)
+        const result = lastJson<GroupBenchJson>(run.stdout)
+        expect(result).toMatchObject({ bench: "cxlog-group", local: true, messages: 2000, members: 2 })
+        expect(result.auditPassed).toBe(true)
+        expect(result.lost).toBe(0)
+        expect(result.duplicates).toBe(0)
+        expect(result.throughputMsgsPerSec).toBeGreaterThan(0)
+        for (const said of result.systemSays) expect(said).toContain("frontier 2000 of 2000, pending 0, acked 2000")
+      }),
+    180_000
+  )
+})
