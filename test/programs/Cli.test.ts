@@ -387,41 +387,48 @@ describe("cxlog --help", () => {
       expect(stdout).not.toContain("\u001b[")
     }))
 
-  it.effect("every command's flags show a meaning and a default; configuration flags their CXLOG_ variable; examples follow", () =>
-    Effect.gen(function*() {
-      const { stdout: top } = yield* runCli(["--help"])
-      const commands = [...top.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!)
-      expect(commands.length).toBeGreaterThan(8)
-      const withoutVariable: Array<string> = []
-      for (const command of commands) {
-        const { code, stdout } = yield* runCli([command, "--help"])
-        expect(code).toBe(0)
-        // @effect/cli's layout: a flag's heading at the margin, then its paragraphs indented by two.
-        const flags = (stdout.split("\nOPTIONS\n")[1] ?? "").split(/^(?=--)/m).slice(1)
-        for (const flag of flags) {
-          const [heading, ...rest] = flag.split("\n").filter((line) => line !== "")
-          const facts = rest.findIndex((line) => /^ {2}\[default [^\]]+\]$/.test(line))
-          expect(facts, `${command} ${heading}: [default …]`).toBeGreaterThan(0)
-          expect(rest[facts - 1], `${command} ${heading}: its meaning`).toMatch(/^ {2}\S/)
-          if (!rest[facts]!.includes(", env CXLOG_")) withoutVariable.push(`${command} ${heading!.split(" ")[0]}`)
+  // Some 25 processes, each about a second of CPU for its help: a loaded runner needs more than the default bound.
+  it.effect(
+    "every command's flags show a meaning and a default; configuration flags their CXLOG_ variable; examples follow",
+    () =>
+      Effect.gen(function*() {
+        const { stdout: top } = yield* runCli(["--help"])
+        const commands = [...top.matchAll(/^ {2}([a-z-]+) {2,}/gm)].map((m) => m[1]!)
+        expect(commands.length).toBeGreaterThan(8)
+        const withoutVariable: Array<string> = []
+        // Each help is its own process; a few at once, then read in the table's order.
+        const helps = yield* Effect.forEach(commands, (command) => runCli([command, "--help"]), { concurrency: 4 })
+        for (const [i, command] of commands.entries()) {
+          const { code, stdout } = helps[i]!
+          expect(code).toBe(0)
+          // @effect/cli's layout: a flag's heading at the margin, then its paragraphs indented by two.
+          const flags = (stdout.split("\nOPTIONS\n")[1] ?? "").split(/^(?=--)/m).slice(1)
+          for (const flag of flags) {
+            const [heading, ...rest] = flag.split("\n").filter((line) => line !== "")
+            const facts = rest.findIndex((line) => /^ {2}\[default [^\]]+\]$/.test(line))
+            expect(facts, `${command} ${heading}: [default …]`).toBeGreaterThan(0)
+            expect(rest[facts - 1], `${command} ${heading}: its meaning`).toMatch(/^ {2}\S/)
+            if (!rest[facts]!.includes(", env CXLOG_")) withoutVariable.push(`${command} ${heading!.split(" ")[0]}`)
+          }
+          expect(stdout, command).toMatch(/\nEXAMPLES\n\n {2}.*cxlog /)
+          expect(stdout, command).toMatch(new RegExp(`\\n\\$ cxlog ${command}[ \\n]`))
+          expect(stdout, command).not.toMatch(
+            /A user-defined piece of text|This setting is optional|can be set from environment variables/
+          )
         }
-        expect(stdout, command).toMatch(/\nEXAMPLES\n\n {2}.*cxlog /)
-        expect(stdout, command).toMatch(new RegExp(`\\n\\$ cxlog ${command}[ \\n]`))
-        expect(stdout, command).not.toMatch(
-          /A user-defined piece of text|This setting is optional|can be set from environment variables/
+        // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
+        const once =
+          /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|kill-broker|kill-head|kill-member|by-key|standby|remote-subscribers|recover|detach|stop|memory|writers|max-message-bytes|max-age|max-messages|discard)|publish --(key|header)|topics --(topic|order|ack|rf|keep|before|before-time)|consumers --to|(consume|groups) --(group|topic|by-key|dead-letter-topic|start|exec|nak-delay-ms)|user --\S+)$/
+        expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
+        const { stdout: run } = yield* runCli(["run", "--help"])
+        expect(run).toMatch(
+          /^--bytes SIZE\n(\n {2}.+\n)*\n {2}payload to publish in all\n\n {2}\[default 1GiB, env CXLOG_BYTES\]\n/m
         )
-      }
-      // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
-      const once =
-        /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|kill-broker|kill-head|kill-member|by-key|standby|remote-subscribers|recover|detach|stop|memory|writers|max-message-bytes|max-age|max-messages|discard)|publish --(key|header)|topics --(topic|order|ack|rf|keep|before|before-time)|consumers --to|(consume|groups) --(group|topic|by-key|dead-letter-topic|start|exec|nak-delay-ms)|user --\S+)$/
-      expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
-      const { stdout: run } = yield* runCli(["run", "--help"])
-      expect(run).toMatch(
-        /^--bytes SIZE\n(\n {2}.+\n)*\n {2}payload to publish in all\n\n {2}\[default 1GiB, env CXLOG_BYTES\]\n/m
-      )
-      const { stdout: selfcheck } = yield* runCli(["selfcheck", "--help"])
-      expect(selfcheck).not.toContain("--peer")
-    }))
+        const { stdout: selfcheck } = yield* runCli(["selfcheck", "--help"])
+        expect(selfcheck).not.toContain("--peer")
+      }),
+    180_000
+  )
 
   it("colour only on a terminal, and never with NO_COLOR", () => {
     const tty = { isTTY: true } as NodeJS.WriteStream
