@@ -159,7 +159,9 @@ export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<bool
       }
     }
     return others.length === 0 ? Effect.succeed(outcomes) : Effect.as(
+      // Through a broker each ack is a request: all of them in flight at once, not a round trip each in turn.
       Effect.forEach(others, ({ at, delivery }) => Effect.map(delivery.ack, (acked) => (outcomes[at] = acked)), {
+        concurrency: "unbounded",
         discard: true
       }),
       outcomes

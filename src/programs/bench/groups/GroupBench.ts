@@ -69,7 +69,7 @@ const benchPlain = (o: GroupBenchOptions) =>
     const peers = Object.fromEntries(o.peers.map((peer) => [peer, overRounds(runs.get(peer)!)]))
     const result = {
       bench: "cxlog-group",
-      local: true,
+      local: !o.remote,
       byKey: o.byKey,
       rounds: ROUNDS,
       ...cxlog,
