@@ -6,33 +6,24 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Ref, Scope } from "effect"
-import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import * as CoordinatorMemoryLayers from "../../src/layers/control/CoordinatorMemory.js"
 import * as RingsMemoryLayers from "../../src/layers/control/RingsMemory.js"
 import { channelDefaults, makeChannels } from "../../src/layers/ipc/ChannelEngine.js"
 import { channelStream } from "../../src/layers/ipc/ChannelFence.js"
-import * as ChannelsLayers from "../../src/layers/ipc/Channels.js"
 import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
 import { makeMemoryStore } from "../../src/layers/log/MemoryStore.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as TopicsMemoryLayers from "../../src/layers/log/TopicsMemory.js"
-import * as DirectoryLayers from "../../src/layers/region/Directory.js"
 import {
   makeMemory as makeDirectoryMemory,
   makeMemoryDirectory,
   makeWriterMemory
 } from "../../src/layers/region/DirectoryMemory.js"
-import {
-  defaultControlConfig,
-  regionBytes,
-  type RegionConfig,
-  RegionLayout,
-  resolve
-} from "../../src/layers/RegionLayout.js"
+import { defaultControlConfig, regionBytes, type RegionConfig, resolve } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
 import { Coordinator, type CoordinatorShape } from "../../src/services/control/Coordinator.js"
 import { Rings } from "../../src/services/control/Rings.js"
 import { Channels, type ChannelsShape } from "../../src/services/ipc/Channels.js"
+import { channelHead } from "../fixtures/channel-head.js"
 import { Tick } from "../fixtures/channel-tick.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -74,23 +65,7 @@ const memory: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function
 /** A live region: this process the head (the coordinator over RPC, the directory's writer), two members as its clients. */
 const live: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function*() {
   const name = yield* uniqueRegion("channel-fence")
-  const region = yield* Layer.build(Roles.createRegion({ name }, config))
-  const layout = Context.get(region, RegionLayout)
-  const writer = DirectoryLayers.layerWriter({ area: layout.directory, epoch: 1, reclaimEveryMs: 0 })
-  const head = yield* Layer.build(
-    CoordinatorLayers.layerServer({ checkEveryMs: 50 }).pipe(
-      Layer.provideMerge(TopicsLayers.layer(layout.log).pipe(Layer.provide(writer))),
-      Layer.provideMerge(Roles.controlTransport),
-      Layer.provideMerge(Roles.processSlot("head", 0)),
-      Layer.provide(Layer.succeedContext(region))
-    )
-  )
-  const channels = yield* Layer.build(
-    ChannelsLayers.layer.pipe(
-      Layer.provide(Layer.mergeAll(DirectoryLayers.layer(layout.directory), writer)),
-      Layer.provide(Layer.succeedContext(Context.merge(region, head)))
-    )
-  )
+  const { channels, region } = yield* channelHead(name, config)
   const members = yield* Effect.forEach([1, 2], () =>
     Layer.build(
       Roles.coordinatorClient().pipe(

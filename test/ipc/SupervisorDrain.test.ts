@@ -11,16 +11,13 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Fiber, Layer, Schedule, Stream } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
-import * as ChannelsLayers from "../../src/layers/ipc/Channels.js"
 import * as SupervisorLayers from "../../src/layers/ipc/Supervisor.js"
 import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
-import * as TopicsLayers from "../../src/layers/log/Topics.js"
-import * as DirectoryLayers from "../../src/layers/region/Directory.js"
-import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
+import { defaultControlConfig, type RegionConfig } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { Supervisor, type SupervisorEvent } from "../../src/services/ipc/Supervisor.js"
+import { channelHead } from "../fixtures/channel-head.js"
 import { Tick } from "../fixtures/channel-tick.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
@@ -47,23 +44,7 @@ const setUp = (draining: boolean, drainTimeoutMs = 20_000) =>
   Effect.gen(function*() {
     const region = yield* uniqueRegion("drain")
     const dir = yield* tempDir("cxlog-drain-")
-    const built = yield* Layer.build(Roles.createRegion({ name: region }, config))
-    const layout = Context.get(built, RegionLayout)
-    const writer = DirectoryLayers.layerWriter({ area: layout.directory, epoch: 1, reclaimEveryMs: 0 })
-    const head = yield* Layer.build(
-      CoordinatorLayers.layerServer({ checkEveryMs: 50 }).pipe(
-        Layer.provideMerge(TopicsLayers.layer(layout.log).pipe(Layer.provide(writer))),
-        Layer.provideMerge(Roles.controlTransport),
-        Layer.provideMerge(Roles.processSlot("head", 0)),
-        Layer.provide(Layer.succeedContext(built))
-      )
-    )
-    const channels = yield* Layer.build(
-      ChannelsLayers.layer.pipe(
-        Layer.provide(Layer.mergeAll(DirectoryLayers.layer(layout.directory), writer)),
-        Layer.provide(Layer.succeedContext(Context.merge(built, head)))
-      )
-    )
+    const { region: built, channels } = yield* channelHead(region, config)
     yield* Context.get(channels, Channels).open("ticks", Tick, { writerSlots: 2, readerSlots: 2, ringBytes: 4096 })
     const supervised = yield* Layer.build(
       (draining ? SupervisorLayers.layerDraining(GROUP) : SupervisorLayers.layer).pipe(

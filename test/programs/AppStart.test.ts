@@ -42,6 +42,26 @@ const isRunning = (pid: number) => {
 const startedPids = (output: string) =>
   [...output.matchAll(/^ChildStarted child=\S+ pid=(\d+)/gm)].map((m) => Number(m[1]))
 
+/**
+ * `cxlog app start FILE` forked, its stdout gathered; whatever it started and left running (a
+ * failure midway) is SIGKILLed with the scope: each child runs in a process group of its own.
+ */
+const startApp = (file: string) =>
+  Effect.gen(function*() {
+    let output = ""
+    const started = yield* Deferred.make<ChildProcess>()
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const pid of startedPids(output)) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
+      })
+    )
+    const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
+      child.stdout!.on("data", (c: Buffer) => (output += c.toString()))
+      Deferred.unsafeDone(started, Effect.succeed(child))
+    }))
+    return { app, child: yield* Deferred.await(started), output: () => output }
+  })
+
 describe("cxlog app start", () => {
   it.scopedLive(
     "restarts a child that failed by its on-failure policy; SIGTERM stops every child and exits 0",
@@ -60,28 +80,16 @@ describe("cxlog app start", () => {
             ]
           })
         )
-        let output = ""
-        const started = yield* Deferred.make<ChildProcess>()
-        // Whatever the test leaves running (a failure midway) goes with its scope: each child runs in a group of its own.
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            for (const pid of startedPids(output)) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
-          })
-        )
-        const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
-          child.stdout!.on("data", (c: Buffer) => (output += c.toString()))
-          Deferred.unsafeDone(started, Effect.succeed(child))
-        }))
-        const child = yield* Deferred.await(started)
+        const { app, child, output } = yield* startApp(file)
         const restarted = /^ChildStarted child=flaky#0 pid=\d+ restarts=1$/m
-        const waitUntil = (what: string, ok: () => boolean) =>
-          Effect.gen(function*() {
-            while (!ok()) yield* Effect.sleep("20 millis")
-          }).pipe(Effect.timeoutFail({ duration: 30_000, onTimeout: () => new Error(`no ${what}: ${output}`) }))
-        yield* waitUntil("restart of flaky#0", () => restarted.test(output) && startedPids(output).length === 4)
-        expect(output).toMatch(/^ChildExited child=flaky#0 pid=\d+ code=1 signal=null failed=true$/m)
-        expect(output).toMatch(/^ChildRestarting child=flaky#0 restarts=1 delayMs=10$/m)
-        const pids = startedPids(output)
+        yield* waitFor(
+          "restart of flaky#0",
+          () => restarted.test(output()) && startedPids(output()).length === 4,
+          output
+        )
+        expect(output()).toMatch(/^ChildExited child=flaky#0 pid=\d+ code=1 signal=null failed=true$/m)
+        expect(output()).toMatch(/^ChildRestarting child=flaky#0 restarts=1 delayMs=10$/m)
+        const pids = startedPids(output())
         expect(pids.filter(isRunning)).toHaveLength(3) // both steady, and flaky as restarted
 
         child.kill("SIGTERM")
@@ -116,20 +124,9 @@ describe("cxlog app start", () => {
             processes: [member("read"), member("write", { after: "read.ready" })]
           })
         )
-        let output = ""
-        const started = yield* Deferred.make<ChildProcess>()
-        yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            for (const pid of startedPids(output)) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
-          })
-        )
-        const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
-          child.stdout!.on("data", (c: Buffer) => (output += c.toString()))
-          Deferred.unsafeDone(started, Effect.succeed(child))
-        }))
-        const child = yield* Deferred.await(started)
+        const { app, child, output } = yield* startApp(file)
         // The writer is held back by the slow reader by now.
-        yield* waitFor("the writer's backlog", () => existsSync(join(dir, "write.busy")), () => output)
+        yield* waitFor("the writer's backlog", () => existsSync(join(dir, "write.busy")), output)
         child.kill("SIGTERM")
         const result = yield* Fiber.join(app).pipe(Effect.timeout("60 seconds"))
         expect(result.code).toBe(0)

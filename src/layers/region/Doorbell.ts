@@ -165,7 +165,7 @@ export const make = (
       settledByWake: () => park.byWake,
       settledByTimer: () => park.byTimer,
       maxSpinMicros,
-      spinCeilingMicros: () => Math.max(spinMs, park.spinWish.ms) * 1000
+      spinCeilingMicros: () => park.spinCeilingMs() * 1000
     })
     return doorbell
   })

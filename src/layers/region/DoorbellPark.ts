@@ -44,6 +44,8 @@ export interface ParkState extends ParkOptions {
   readonly waiters: Set<Waiter>
   /** The standing watches' spin wishes (ms → how many), and the largest of them (0: none). */
   readonly spinWish: { readonly counts: Map<number, number>; ms: number }
+  /** The spin ceiling now (ms): `spinMs`, or the largest standing wish. */
+  readonly spinCeilingMs: () => number
   closed: boolean
   /** Waiters the last sweep resumed with a satisfied condition. */
   satisfied: number
@@ -71,18 +73,20 @@ export interface ParkState extends ParkOptions {
 
 export const makeParkState = (options: ParkOptions): ParkState => {
   const spinWish = { counts: new Map<number, number>(), ms: 0 }
+  const spinCeilingMs = () => Math.max(options.spinMs, spinWish.ms)
   // Every field written out (no spread), so the record has one fixed shape from the start.
   const state: ParkState = {
     i32: options.i32,
     parkedFlag: options.parkedFlag,
     spinMs: options.spinMs,
     spinPolicy: options.spinPolicy,
-    policy: options.spinPolicy(() => Math.max(options.spinMs, spinWish.ms)),
+    policy: options.spinPolicy(spinCeilingMs),
     adaptive: options.adaptive,
     overloaded: options.overloaded,
     parkMillis: options.parkMillis,
     waiters: new Set(),
     spinWish,
+    spinCeilingMs,
     closed: false,
     satisfied: 0,
     parked: false,
