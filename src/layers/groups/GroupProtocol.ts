@@ -249,6 +249,13 @@ export const GROUP_OPERATIONS = [
 const textEncoder = new TextEncoder()
 const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
+
+/**
+ * Operations whose input and result are their own encoding (numbers, strings, booleans and
+ * arrays of them), written without their schemas: `settle` is a member's hot path, a request per
+ * chunk it acks, too few to warm the schemas' code. The broker decodes the input with its schema.
+ */
+const PLAIN = new Set<string>([SettleDelivery.tag])
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
 
 export const groupOpenFrame = (open: GroupOpen): Buffer =>
@@ -257,7 +264,7 @@ export const groupOpenFrame = (open: GroupOpen): Buffer =>
 export const groupReadyFrame = (ready: GroupReady): Buffer =>
   encodeFrame({ ...bare, type: FrameType.GROUP_READY, seq: 0 }, json(GroupReady, ready))
 
-/** Request `id`: `operation` with `input` (encoded by the operation's Schema). */
+/** Request `id`: `operation` with `input` (encoded by the operation's Schema; a PLAIN one's as it is). */
 export const groupRequestFrame = <P, PI>(
   id: number,
   operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
@@ -265,7 +272,9 @@ export const groupRequestFrame = <P, PI>(
 ): Buffer =>
   encodeFrame(
     { ...bare, type: FrameType.GROUP_REQUEST, seq: id },
-    json(GroupRequest, { operation: operation.tag, input: Schema.encodeSync(operation.payload)(input) })
+    PLAIN.has(operation.tag)
+      ? textEncoder.encode(JSON.stringify({ operation: operation.tag, input }))
+      : json(GroupRequest, { operation: operation.tag, input: Schema.encodeSync(operation.payload)(input) })
   )
 
 /** Member `member` left: `why` (its typed error), or as asked. */
@@ -278,11 +287,20 @@ export const groupLeftFrame = (member: number, why: typeof MemberLeft.Type | und
 /** The answer to request `id`: its result, or its typed error. */
 export const groupAnswerFrame = <S, SI, F, FI>(
   id: number,
-  operation: { readonly success: Schema.Schema<S, SI>; readonly failure: Schema.Schema<F, FI> },
+  operation: {
+    readonly tag: string
+    readonly success: Schema.Schema<S, SI>
+    readonly failure: Schema.Schema<F, FI>
+  },
   outcome: Either.Either<S, F>
 ): Buffer =>
   Either.isRight(outcome)
-    ? encodeFrame({ ...bare, type: FrameType.GROUP_REPLY, seq: id }, json(operation.success, outcome.right))
+    ? encodeFrame(
+      { ...bare, type: FrameType.GROUP_REPLY, seq: id },
+      PLAIN.has(operation.tag)
+        ? textEncoder.encode(JSON.stringify(outcome.right))
+        : json(operation.success, outcome.right)
+    )
     : encodeFrame({ ...bare, type: FrameType.GROUP_FAILURE, seq: id }, json(operation.failure, outcome.left))
 
 /** The answer to request `id` whatever its operation: the broker could not read it, or could not answer it. */
