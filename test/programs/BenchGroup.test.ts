@@ -1,6 +1,6 @@
 /**
- * `cxlog bench --type group`, small: local members of a consumer group share stamped messages,
- * each acked once, the audit and the group's own count reported beside the rate.
+ * `cxlog bench --type group`, small: members of a consumer group — local, or through a broker —
+ * share stamped messages, each acked once, the audit and the group's own count reported beside the rate.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -38,6 +38,26 @@ describe("cxlog bench --type group", () => {
         expect(result.lost).toBe(0)
         expect(result.duplicates).toBe(0)
         expect(result.throughputMsgsPerSec).toBeGreaterThan(0)
+        for (const said of result.systemSays) expect(said).toContain("frontier 2000 of 2000, pending 0, acked 2000")
+      }),
+    180_000
+  )
+
+  it.scopedLive(
+    "members through a broker ack every message once: what each member acked is what it was given",
+    () =>
+      Effect.gen(function*() {
+        const run = yield* runCliWithin(
+          ["bench", "--type", "group", "--members", "2", "--messages", "2000", "--peers", "none", "--json"],
+          {},
+          150_000
+        )
+        expect(run.code, run.stderr).toBe(0)
+        const result = lastJson<GroupBenchJson>(run.stdout)
+        expect(result).toMatchObject({ bench: "cxlog-group", local: false, messages: 2000, members: 2 })
+        expect(result.lost).toBe(0)
+        expect(result.duplicates).toBe(0)
+        expect(result.auditPassed).toBe(true)
         for (const said of result.systemSays) expect(said).toContain("frontier 2000 of 2000, pending 0, acked 2000")
       }),
     180_000

@@ -10,7 +10,7 @@
  * once — settling it from here then answers `false`. The member itself then joins again through
  * the next broker that takes a connection; when none does, its stream fails `GroupsUnavailable`.
  */
-import { type Duration, Effect, Either, Layer, Option, Queue, Schema, Scope, Stream } from "effect"
+import { Chunk, type Duration, Effect, Either, Layer, Option, Queue, Schema, Scope, Stream } from "effect"
 import { withMillis } from "../../Durations.js"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
@@ -23,8 +23,8 @@ import {
 import { type Credentials, withLocalCredentials } from "../net/Auth.js"
 import type { BrokerAddress, ClientSecurity } from "../net/ClientConnection.js"
 import { fatalWireErrors } from "../net/Control.js"
-import { type Frame, FrameType } from "../net/Frame.js"
-import { readDelivery } from "./GroupDeliveryFrame.js"
+import { FrameType } from "../net/Frame.js"
+import { readDeliveries } from "./GroupDeliveryFrame.js"
 import { type GroupLink, type GroupLinkSettings, openGroupLink } from "./GroupLink.js"
 import {
   CreateGroup,
@@ -35,9 +35,9 @@ import {
   LeaveGroup,
   ListGroups,
   MemberLeft,
-  PendingOfGroup,
-  SettleDelivery
+  PendingOfGroup
 } from "./GroupProtocol.js"
+import { RemoteDelivery, RemoteSettling } from "./RemoteDelivery.js"
 
 export interface RemoteGroupsOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
@@ -72,9 +72,9 @@ const unreadRequest = <E>(e: E): Exclude<E, InvalidGroupRequest> | GroupsUnavail
 const decodeLeft = Schema.decodeUnknownEither(Schema.parseJson(MemberLeft))
 const decoder = new TextDecoder()
 
-/** What a member's queue holds: deliveries, the link breaking under it, or its end (an error, or none). */
+/** What a member's queue holds: a frame's deliveries, the link breaking under it, or its end (an error, or none). */
 type MemberEvent =
-  | { readonly _tag: "delivery"; readonly delivery: Delivery }
+  | { readonly _tag: "deliveries"; readonly deliveries: Array<Delivery> }
   | { readonly _tag: "broken"; readonly why: GroupsUnavailable }
   | { readonly _tag: "left"; readonly why: GroupJoinError | undefined }
 
@@ -115,26 +115,6 @@ export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGr
     const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
       Effect.flatMap(connected, (l) => l.call(method, input)).pipe(Effect.mapError(unreadRequest))
 
-    /** A delivery member `member` got over `over`: settled through that link (false once it broke: the message went back to the group). */
-    const deliveryOf = (over: GroupLink, group: string, topic: string, member: number, frame: Frame) => {
-      const message = readDelivery(frame.payload)
-      if (typeof message === "string") return message
-      const settle = (action: "ack" | "nak" | "term" | "inProgress", extra: { delayMs?: number; reason?: string }) =>
-        over.call(SettleDelivery, { member, delivery: frame.seq, action, ...extra }).pipe(
-          Effect.catchIf((e) => e._tag !== "DeadLetterFailed", () => Effect.succeed(false))
-        )
-      const delivery: Delivery = {
-        group,
-        topic,
-        ...message,
-        ack: Effect.orDie(settle("ack", {})),
-        nak: (delayMs) => settle("nak", delayMs === undefined ? {} : { delayMs }),
-        term: (reason) => settle("term", reason === undefined ? {} : { reason }),
-        inProgress: Effect.orDie(settle("inProgress", {}))
-      }
-      return delivery
-    }
-
     /** One membership over one link: its events into `queue`, until it leaves, breaks or is interrupted. */
     const joinOver = (
       over: GroupLink,
@@ -145,14 +125,17 @@ export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGr
     ) =>
       Effect.acquireRelease(
         Effect.sync(() => {
+          let settling: RemoteSettling | undefined
           const id = over.send(JoinGroup, { name, ...(maxInFlight === undefined ? {} : { maxInFlight }) }, {
             frame: (frame) => {
               if (frame.type === FrameType.GROUP_DELIVERY) {
-                const delivery = deliveryOf(over, name, topic, id!, frame)
-                if (typeof delivery === "string") {
-                  return Queue.unsafeOffer(queue, { _tag: "broken", why: new GroupsUnavailable({ reason: delivery }) })
+                const messages = readDeliveries(frame.payload, frame.messageCount)
+                if (typeof messages === "string") {
+                  return Queue.unsafeOffer(queue, { _tag: "broken", why: new GroupsUnavailable({ reason: messages }) })
                 }
-                return Queue.unsafeOffer(queue, { _tag: "delivery", delivery })
+                settling ??= new RemoteSettling(over, id!, name, topic)
+                const deliveries = messages.map((message, i) => new RemoteDelivery(settling!, frame.seq + i, message))
+                return Queue.unsafeOffer(queue, { _tag: "deliveries", deliveries })
               }
               if (frame.payload.length === 0) return Queue.unsafeOffer(queue, { _tag: "left", why: undefined })
               const why = decodeLeft(decoder.decode(frame.payload))
@@ -190,11 +173,12 @@ export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGr
           (over) => Scope.extend(joinOver(over, name, topic, joinOptions.maxInFlight, queue), scope)
         )
         yield* joinAgain
-        const next = (): Effect.Effect<Delivery, Option.Option<GroupJoinError>> =>
+        // A frame's deliveries are one chunk of the stream: a member handling chunks acks them in one request (`ackAll`).
+        const next = (): Effect.Effect<Chunk.Chunk<Delivery>, Option.Option<GroupJoinError>> =>
           Effect.flatMap(Queue.take(queue), (event) => {
             switch (event._tag) {
-              case "delivery":
-                return Effect.succeed(event.delivery)
+              case "deliveries":
+                return Effect.succeed(Chunk.unsafeFromArray(event.deliveries))
               case "left":
                 return Effect.fail(event.why === undefined ? Option.none() : Option.some(event.why))
               case "broken":
@@ -202,7 +186,7 @@ export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGr
                 return Effect.zipRight(Effect.mapError(joinAgain, Option.some), Effect.suspend(next))
             }
           })
-        return Stream.repeatEffectOption(Effect.suspend(next))
+        return Stream.repeatEffectChunkOption(Effect.suspend(next))
       }))
 
     return {

@@ -140,28 +140,64 @@ export const makeDelivery = (s: Settling, held: Held, message: GroupMessage): Lo
   new LocalDelivery(s, held.slot, held.control, held.lane, held.deliveries, message)
 
 /**
+ * Deliveries whose acks go many at once (a remote member's: one request to its broker for all of
+ * them): `acks` is the same object for every delivery it can ack together.
+ */
+export interface AckedTogether {
+  readonly acks: AcksTogether
+}
+
+export interface AcksTogether {
+  /** Acks `deliveries` (each one's `acks` is this) as each one's own `ack` would: each one's outcome, in order. */
+  readonly ackAll: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<Array<boolean>>
+}
+
+const ackedTogether = (delivery: Delivery): delivery is Delivery & AckedTogether =>
+  (delivery as Partial<AckedTogether>).acks !== undefined
+
+/**
  * Acks each of `deliveries`, as each one's own `ack` would, in one effect: for a member that
  * handles what it is given a chunk at a time (`Stream.runForEachChunk`). A local member's are
- * settled at once, a few atomic operations each, without an effect per message; any other (a
- * member's through a broker) through its own `ack`, one after another. Each one's outcome, in
- * the order given.
+ * settled at once, a few atomic operations each, without an effect per message; a remote
+ * member's in one request per member (AckedTogether); any other through its own `ack`, one
+ * after another. Each one's outcome, in the order given.
  */
 export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<boolean>> =>
   Effect.suspend(() => {
     const outcomes: Array<boolean> = []
+    const together = new Map<AcksTogether, { at: Array<number>; deliveries: Array<Delivery> }>()
     const others: Array<{ readonly at: number; readonly delivery: Delivery }> = []
     for (const delivery of deliveries) {
       if (delivery instanceof LocalDelivery) {
         outcomes.push(delivery.ackNow())
+        continue
+      }
+      if (ackedTogether(delivery)) {
+        let batch = together.get(delivery.acks)
+        if (batch === undefined) together.set(delivery.acks, batch = { at: [], deliveries: [] })
+        batch.at.push(outcomes.length)
+        batch.deliveries.push(delivery)
       } else {
         others.push({ at: outcomes.length, delivery })
-        outcomes.push(false)
       }
+      outcomes.push(false)
     }
-    return others.length === 0 ? Effect.succeed(outcomes) : Effect.as(
-      Effect.forEach(others, ({ at, delivery }) => Effect.map(delivery.ack, (acked) => (outcomes[at] = acked)), {
-        discard: true
-      }),
+    if (together.size === 0 && others.length === 0) return Effect.succeed(outcomes)
+    return Effect.as(
+      Effect.zipRight(
+        Effect.forEach(
+          together,
+          ([acks, batch]) =>
+            Effect.map(
+              acks.ackAll(batch.deliveries),
+              (acked) => acked.forEach((ok, i) => (outcomes[batch.at[i]!] = ok))
+            ),
+          { concurrency: "unbounded", discard: true }
+        ),
+        Effect.forEach(others, ({ at, delivery }) => Effect.map(delivery.ack, (acked) => (outcomes[at] = acked)), {
+          discard: true
+        })
+      ),
       outcomes
     )
   })

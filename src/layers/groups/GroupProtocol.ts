@@ -4,8 +4,8 @@
  * `GROUP_READY` accepts it; then every `GROUP_REQUEST` (seq: its id; JSON `{ "operation",
  * "input" }`) gets one `GROUP_REPLY` or `GROUP_FAILURE` (seq: the id), as admin requests do
  * (AdminProtocol.ts). A `join` is answered by the member itself: `GROUP_DELIVERY` frames (client
- * id: the join's request id) until a `GROUP_LEFT` says why it left. Each delivery is settled
- * by a `settle` request naming it.
+ * id: the join's request id; many deliveries each, GroupDeliveryFrame.ts) until a `GROUP_LEFT`
+ * says why it left. Deliveries are settled by `settle` requests naming them, many in one.
  */
 import { Either, Schema } from "effect"
 import { CoordinatorUnavailable } from "../../services/control/Coordinator.js"
@@ -203,18 +203,28 @@ export const MemberLeft = Schema.Union(
   ...UNANSWERED
 )
 
-/** Settles delivery `delivery` of member `member`: true when it settled, false when it was no longer the member's. */
+/**
+ * The most deliveries one `settle` names: its request stays within a GROUP_REQUEST's 4 KiB
+ * whatever the ids (a client settling more sends several).
+ */
+export const SETTLE_MAX_DELIVERIES = 200
+
+/**
+ * Settles deliveries `deliveries` of member `member` alike (a member's acks of what it took in
+ * one go travel as one request): for each, in order, true when it settled, false when it was no
+ * longer the member's.
+ */
 export const SettleDelivery = method("settle", {
   payload: Schema.Struct({
     member: Schema.Int,
-    delivery: Schema.Int,
+    deliveries: Schema.Array(Schema.Int).pipe(Schema.minItems(1), Schema.maxItems(SETTLE_MAX_DELIVERIES)),
     action: Schema.Literal("ack", "nak", "term", "inProgress"),
     /** nak: deliver again after this long. */
     delayMs: opt(Schema.Number.pipe(Schema.nonNegative())),
     /** term: the dead letter's reason. */
     reason: opt(Schema.String.pipe(Schema.maxLength(1000)))
   }),
-  success: Schema.Boolean,
+  success: Schema.Array(Schema.Boolean),
   failure: Schema.Union(DeadLetterFailed, ...UNANSWERED)
 })
 
@@ -236,18 +246,16 @@ export const GROUP_OPERATIONS = [
   LeaveGroup
 ] as const
 
-/** A GROUP_DELIVERY's JSON head: the message's place and metadata (key and header values in base64). */
-export const DeliveryHead = Schema.Struct({
-  offset: Count,
-  timestamp: Count,
-  deliveryCount: Count,
-  key: Schema.optional(Schema.String),
-  headers: Schema.optional(Schema.Array(Schema.Struct({ name: Schema.String, value: Schema.String })))
-})
-
 const textEncoder = new TextEncoder()
 const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
+
+/**
+ * Operations whose input and result are their own encoding (numbers, strings, booleans and
+ * arrays of them), written without their schemas: `settle` is a member's hot path, a request per
+ * chunk it acks, too few to warm the schemas' code. The broker decodes the input with its schema.
+ */
+const PLAIN = new Set<string>([SettleDelivery.tag])
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
 
 export const groupOpenFrame = (open: GroupOpen): Buffer =>
@@ -256,7 +264,7 @@ export const groupOpenFrame = (open: GroupOpen): Buffer =>
 export const groupReadyFrame = (ready: GroupReady): Buffer =>
   encodeFrame({ ...bare, type: FrameType.GROUP_READY, seq: 0 }, json(GroupReady, ready))
 
-/** Request `id`: `operation` with `input` (encoded by the operation's Schema). */
+/** Request `id`: `operation` with `input` (encoded by the operation's Schema; a PLAIN one's as it is). */
 export const groupRequestFrame = <P, PI>(
   id: number,
   operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
@@ -264,7 +272,9 @@ export const groupRequestFrame = <P, PI>(
 ): Buffer =>
   encodeFrame(
     { ...bare, type: FrameType.GROUP_REQUEST, seq: id },
-    json(GroupRequest, { operation: operation.tag, input: Schema.encodeSync(operation.payload)(input) })
+    PLAIN.has(operation.tag)
+      ? textEncoder.encode(JSON.stringify({ operation: operation.tag, input }))
+      : json(GroupRequest, { operation: operation.tag, input: Schema.encodeSync(operation.payload)(input) })
   )
 
 /** Member `member` left: `why` (its typed error), or as asked. */
@@ -277,11 +287,20 @@ export const groupLeftFrame = (member: number, why: typeof MemberLeft.Type | und
 /** The answer to request `id`: its result, or its typed error. */
 export const groupAnswerFrame = <S, SI, F, FI>(
   id: number,
-  operation: { readonly success: Schema.Schema<S, SI>; readonly failure: Schema.Schema<F, FI> },
+  operation: {
+    readonly tag: string
+    readonly success: Schema.Schema<S, SI>
+    readonly failure: Schema.Schema<F, FI>
+  },
   outcome: Either.Either<S, F>
 ): Buffer =>
   Either.isRight(outcome)
-    ? encodeFrame({ ...bare, type: FrameType.GROUP_REPLY, seq: id }, json(operation.success, outcome.right))
+    ? encodeFrame(
+      { ...bare, type: FrameType.GROUP_REPLY, seq: id },
+      PLAIN.has(operation.tag)
+        ? textEncoder.encode(JSON.stringify(outcome.right))
+        : json(operation.success, outcome.right)
+    )
     : encodeFrame({ ...bare, type: FrameType.GROUP_FAILURE, seq: id }, json(operation.failure, outcome.left))
 
 /** The answer to request `id` whatever its operation: the broker could not read it, or could not answer it. */

@@ -3,8 +3,9 @@
  * the broker process's `ConsumerGroups` (the region's): after the client's GROUP and the
  * authentication every connection runs, each GROUP_REQUEST is answered in turn. A `join` makes
  * the broker a member of the group on the client's behalf — a local member of the region, whose
- * line names the broker's process — and sends its deliveries as GROUP_DELIVERY frames; the
- * client settles them with `settle` requests. The member holds at most its `maxInFlight`
+ * line names the broker's process — and sends its deliveries as GROUP_DELIVERY frames (what it
+ * took in one wake in one frame); the client settles them with `settle` requests, many in one
+ * (what it acks together). The member holds at most its `maxInFlight`
  * unsettled, so that is also what the broker queues for the client.
  *
  * When the connection ends (closed, broken, or refused for a frame that breaks the protocol) the
@@ -15,12 +16,13 @@
  * Rights (docs/security.md): every operation on a group needs the read right on its topic and the
  * consume right on the group's name; the list names only the groups the user may read.
  */
-import { Cause, Effect, Either, Fiber, FiberSet, Layer, Schema, type Scope, Stream } from "effect"
+import { Cause, Chunk, Effect, Either, Fiber, FiberSet, Layer, Schema, type Scope, Stream } from "effect"
 import type { Socket } from "node:net"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   ConsumerGroups,
   type ConsumerGroupsShape,
+  type DeadLetterFailed,
   type Delivery,
   GroupsUnavailable
 } from "../../services/groups/ConsumerGroups.js"
@@ -33,7 +35,8 @@ import {
 import { authenticate, authorize, type UserRecord } from "../net/Auth.js"
 import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
-import { deliveryFrame } from "./GroupDeliveryFrame.js"
+import { ackAll } from "./GroupDelivery.js"
+import { deliveryFrames } from "./GroupDeliveryFrame.js"
 import {
   CreateGroup,
   DeleteGroup,
@@ -133,11 +136,13 @@ const connectionRequests = (
       })
     )
     fiber = run(
-      Stream.runForEach(deliveries, (delivery) =>
+      // What the member took in one wake goes in one frame (several only for big messages).
+      Stream.runForEachChunk(deliveries, (chunk) =>
         Effect.sync(() => {
-          const deliveryId = nextDelivery++
-          deliveriesOf.set(deliveryId, delivery)
-          socket.write(deliveryFrame(id, deliveryId, delivery))
+          const taken = Chunk.toReadonlyArray(chunk)
+          const first = nextDelivery
+          for (const delivery of taken) deliveriesOf.set(nextDelivery++, delivery)
+          for (const frame of deliveryFrames(id, first, taken)) socket.write(frame)
         })).pipe(
           Effect.either,
           Effect.flatMap((outcome) =>
@@ -150,21 +155,45 @@ const connectionRequests = (
     )
   }
 
-  const settle = (input: typeof SettleDelivery.payload.Type) => {
+  /** Settles the deliveries named alike: acks at once (`ackAll`: a local member's without an effect each), the rest in turn. */
+  const settle = (input: typeof SettleDelivery.payload.Type): Effect.Effect<Array<boolean>, DeadLetterFailed> => {
     const deliveries = held.get(input.member)
-    const delivery = deliveries?.get(input.delivery)
-    if (delivery === undefined) return Effect.succeed(false)
-    const done = () => deliveries!.delete(input.delivery)
-    switch (input.action) {
-      case "ack":
-        return Effect.tap(delivery.ack, done)
-      case "nak":
-        return Effect.tap(delivery.nak(input.delayMs), done)
-      case "term":
-        return Effect.tap(delivery.term(input.reason), done)
-      case "inProgress":
-        return delivery.inProgress
+    const found = input.deliveries.map((id) => deliveries?.get(id))
+    const outcomes = found.map(() => false)
+    if (deliveries === undefined) return Effect.succeed(outcomes)
+    const settled = (i: number, ok: boolean) => {
+      outcomes[i] = ok
+      // Settled or not, it is not the member's any more (inProgress keeps it).
+      if (input.action !== "inProgress") deliveries.delete(input.deliveries[i]!)
     }
+    if (input.action === "ack") {
+      const present = found.flatMap((delivery, i) => delivery === undefined ? [] : [{ delivery, i }])
+      return Effect.as(
+        Effect.map(
+          ackAll(present.map((p) => p.delivery)),
+          (acked) => acked.forEach((ok, k) => settled(present[k]!.i, ok))
+        ),
+        outcomes
+      )
+    }
+    const one = (delivery: Delivery): Effect.Effect<boolean, DeadLetterFailed> => {
+      switch (input.action) {
+        case "nak":
+          return delivery.nak(input.delayMs)
+        case "term":
+          return delivery.term(input.reason)
+        default:
+          return delivery.inProgress
+      }
+    }
+    return Effect.as(
+      Effect.forEach(
+        found,
+        (delivery, i) => delivery === undefined ? Effect.void : Effect.map(one(delivery), (ok) => settled(i, ok)),
+        { discard: true }
+      ),
+      outcomes
+    )
   }
 
   const handle = (frame: Frame): Effect.Effect<void> => {

@@ -210,6 +210,14 @@ export const describeDecodeFailure = (schema: Schema.Schema.AnyNoContext, error:
 }
 
 /** Decodes a control frame's JSON payload with `schema`; any failure is a `WireViolation` with `code`, its detail one line. */
+/** Each schema's JSON decoder, made once: `Schema.parseJson` builds a new schema each call, and a request per chunk of messages is a hot path. */
+const jsonDecoders = new WeakMap<Schema.Schema.Any, (text: string) => Either.Either<unknown, ParseResult.ParseError>>()
+const jsonDecoder = <A, I>(schema: Schema.Schema<A, I>): (text: string) => Either.Either<A, ParseResult.ParseError> => {
+  let decoder = jsonDecoders.get(schema)
+  if (decoder === undefined) jsonDecoders.set(schema, decoder = Schema.decodeUnknownEither(Schema.parseJson(schema)))
+  return decoder as (text: string) => Either.Either<A, ParseResult.ParseError>
+}
+
 export const decodeControl = <A, I>(
   schema: Schema.Schema<A, I>,
   payload: Uint8Array,
@@ -221,7 +229,7 @@ export const decodeControl = <A, I>(
   } catch {
     return Either.left(new WireViolation({ code, detail: "payload is not UTF-8" }))
   }
-  return Schema.decodeUnknownEither(Schema.parseJson(schema))(text).pipe(
+  return jsonDecoder(schema)(text).pipe(
     Either.mapLeft((error) => new WireViolation({ code, detail: describeDecodeFailure(schema, error) }))
   )
 }

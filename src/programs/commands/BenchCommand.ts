@@ -188,7 +188,7 @@ export const benchCommand = Cli.command({
       }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
 })
 
-/** `--type group`: local members only so far (members through a broker are another mode); kills are cxlog's alone. */
+/** `--type group`: members local (`--local`, mapping the region) or through a broker; kills are cxlog's alone, and local. */
 const benchGroupOf = (o: {
   readonly local: boolean
   readonly peers: ReadonlyArray<BenchPeer>
@@ -200,10 +200,8 @@ const benchGroupOf = (o: {
   readonly byKey: boolean
   readonly json: boolean
 }) =>
-  !o.local
-    ? failUsage(
-      "--type group needs --local: its members map the region (members through a broker are not measured yet)"
-    )
+  o.killMember && !o.local
+    ? failUsage("--kill-member kills local members: add --local")
     : o.killMember && o.peers.length > 0
     ? failUsage("--kill-member measures cxlog's group alone: drop --peers")
     : benchGroup({
@@ -212,6 +210,7 @@ const benchGroupOf = (o: {
       // Each message carries its 4-byte stamp (its index).
       messageBytes: Math.max(o.messageBytes, STAMP_BYTES),
       byKey: o.byKey,
+      remote: !o.local,
       peers: o.peers,
       kills: o.killMember ? o.kills : 0,
       json: o.json

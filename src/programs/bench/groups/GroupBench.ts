@@ -1,7 +1,7 @@
 /**
  * `cxlog bench --type group`: a pool of member processes sharing a stream of jobs, each job
- * worked on and acked once — cxlog's consumer group with local members (mapping the region),
- * and with `--peers` the same pool on Redis Streams (`XREADGROUP` + `XACK`) and NATS JetStream
+ * worked on and acked once — cxlog's consumer group with local members (mapping the region) or
+ * members through one broker (`remote`: over TCP), and with `--peers` the same pool on Redis Streams (`XREADGROUP` + `XACK`) and NATS JetStream
  * (a work-queue stream, pull consumers, `ack`), taking turns ROUNDS times in one bench.
  *
  * Like for like, and said so in the output: every system gets the same messages (count and
@@ -69,7 +69,7 @@ const benchPlain = (o: GroupBenchOptions) =>
     const peers = Object.fromEntries(o.peers.map((peer) => [peer, overRounds(runs.get(peer)!)]))
     const result = {
       bench: "cxlog-group",
-      local: true,
+      local: !o.remote,
       byKey: o.byKey,
       rounds: ROUNDS,
       ...cxlog,

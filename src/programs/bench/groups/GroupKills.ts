@@ -5,7 +5,9 @@
  * and what it acked to a file of its own as it goes (MemberRecord.ts), which its SIGKILL leaves
  * whole. The member is killed holding messages: told to hold, it keeps the next chunk it is given
  * unacked, and is killed once the group says it holds some; a kill that found it holding nothing
- * (no messages left for it) is counted apart. Per kill: `redeliveredWithinMs`, from the SIGKILL to
+ * (no messages left for it) is counted apart. Kills stop once every message is acked: the run
+ * may end before all `kills` (each waits for what the victim held to be delivered again, and a
+ * restart), and `kills` in the result says how many there were. Per kill: `redeliveredWithinMs`, from the SIGKILL to
  * the first delivery again (deliveryCount > 1) of a message its record says it held, as another
  * member reports it. After the run: every message acked (a message a killed member held and
  * nobody else acked was acked by it: the group says nothing is pending), none twice, none lost.
@@ -67,8 +69,21 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
     const startedAtMs = epochMs()
     for (const { member } of members) say(member, "go")
     const redeliveredWithinMs: Array<number> = []
-    /** Each kill in turn: what the group said the member held, and how soon another got it (null: none within the bound). */
-    const perKill: Array<{ readonly held: number; readonly redeliveredWithinMs: number | null }> = []
+    /**
+     * Each kill in turn: what the group said the member held, and how soon another got it (null:
+     * none within the bound); whether the victim was a member started again during the run, and
+     * the acks (of every member, and of the victim) when it was told to hold — a kill with no
+     * sample says by these why it had none.
+     */
+    const perKill: Array<{
+      readonly held: number
+      readonly redeliveredWithinMs: number | null
+      readonly victimRestarted: boolean
+      readonly ackedWhenHeld: number
+      readonly victimAcked: number
+    }> = []
+    /** The places in `members` holding a member started again. */
+    const restartedPlaces = new Set<number>()
     let nothingHeld = 0
     let notRedelivered = 0
     const unsettledByKilled: Array<Set<number>> = []
@@ -91,18 +106,24 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       if (total() >= o.messages) break
       // At least two members other than the victim take messages: one restarting at most.
       yield* restartedSoFar(restarting.size >= members.length - 2)
+      // Waiting for restarts can take seconds: the others may have acked everything meanwhile.
+      if (total() >= o.messages) break
       const ready = members.map((_, i) => i).filter((i) => !restarting.has(i))
       const victim = ready[Math.floor(Math.random() * ready.length)]!
       const { file, member } = members[victim]!
+      const ackedWhenHeld = total()
+      const victimAcked = acked[files.indexOf(file)] ?? 0
       // Killed holding messages: told to keep the next it is given unacked, then killed once the
       // group says it holds some (a member holds a chunk only while it works on it, a moment of each wake).
       say(member, "hold")
       const holdUntil = performance.now() + HOLD_BOUND_MS
       let held = yield* load.heldBy!(member.pid)
-      while (held === 0 && performance.now() < holdUntil) {
+      while (held === 0 && performance.now() < holdUntil && total() < o.messages) {
         yield* Effect.sleep(HOLD_POLL_MS)
         held = yield* load.heldBy!(member.pid)
       }
+      // Every message acked before it was handed any: nothing is left to hold, so no kill to measure.
+      if (held === 0 && total() >= o.messages) break
       const killedAtMs = epochMs()
       member.kill("SIGKILL")
       yield* exitOf(member)
@@ -110,6 +131,8 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       unsettledByKilled.push(unsettled)
       // Started again while the others take over what it held, and the run goes on.
       restarting.set(victim, yield* Effect.fork(Effect.tap(start, ({ member }) => say(member, "go"))))
+      const victimRestarted = restartedPlaces.has(victim)
+      restartedPlaces.add(victim)
       // Only a death delivers anything again here (ackWait is ten minutes, nothing is nak'd).
       const firstAgain = () => {
         let first = Infinity
@@ -121,7 +144,13 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       const deadline = performance.now() + REDELIVERY_BOUND_MS
       while (firstAgain() === Infinity && performance.now() < deadline) yield* Effect.sleep(5)
       const first = firstAgain()
-      perKill.push({ held, redeliveredWithinMs: first === Infinity ? null : Math.round(first - killedAtMs) })
+      perKill.push({
+        held,
+        redeliveredWithinMs: first === Infinity ? null : Math.round(first - killedAtMs),
+        victimRestarted,
+        ackedWhenHeld,
+        victimAcked
+      })
       // Nothing delivered again from a member the group said held nothing: not a failure.
       if (first !== Infinity) redeliveredWithinMs.push(first - killedAtMs)
       else if (held === 0) nothingHeld++

@@ -12,14 +12,14 @@ import { Effect, Layer, type Scope } from "effect"
 import { groupMember, localPublisher } from "../../../layers/Roles.js"
 import { ConsumerGroups } from "../../../services/groups/ConsumerGroups.js"
 import { Publisher } from "../../../services/net/Publisher.js"
-import { HeadEvents } from "../../roles/RoleEvents.js"
+import { BrokerEvents, HeadEvents } from "../../roles/RoleEvents.js"
 import { regionGuard, spawnRole } from "../../run/Cluster.js"
 import { NATS, startNatsCluster } from "../peers/NatsCluster.js"
 import { natsCall } from "../peers/NatsPeer.js"
 import { payloadTemplate } from "../peers/PeerReadBack.js"
 import { peerDataParent } from "../peers/PeerServer.js"
 import { REDIS, redisCall, startRedis } from "../peers/RedisPeer.js"
-import { CXLOG, type GroupSystem, MEMBER_WINDOW } from "./MemberSystems.js"
+import { CXLOG, type GroupSystem, MEMBER_WINDOW, memberAddress } from "./MemberSystems.js"
 
 export interface GroupWorkload {
   readonly members: number
@@ -27,6 +27,8 @@ export interface GroupWorkload {
   readonly messageBytes: number
   /** cxlog only: messages of one key to one member (1 000 keys). */
   readonly byKey: boolean
+  /** cxlog only: members through a broker (TCP), not mapping the region. */
+  readonly remote: boolean
   /** cxlog only: the group's ackWait (the kill bench sets it long: only a death hands messages on). */
   readonly ackWaitMs?: number
 }
@@ -75,7 +77,24 @@ export const payloadOf = (template: Buffer, index: number): Buffer => {
 /** A topic's memory for the run's messages (each with its record) with room to spare. */
 const topicMemoryFor = (w: GroupWorkload) => Math.ceil((w.messages * (w.messageBytes + 128)) / 2 ** 20 + 64) * 2 ** 20
 
-/** cxlog: a head of its own with topic `jobs` in memory (ACK 1), the messages published by a local publisher, the group created. */
+const sumDefined = (a: number | undefined, b: number | undefined) =>
+  a === undefined || b === undefined ? undefined : a + b
+
+/** One broker of the region, serving the members' group connections. */
+const brokerFor = (region: string) =>
+  Effect.gen(function*() {
+    const role = yield* spawnRole("broker 0", ["broker", "--broker-id", "0", "--port", "0"], {
+      CXLOG_REGION: region,
+      CXLOG_METRICS_PORT: "0"
+    }, BrokerEvents)
+    const listening = yield* role.event("listening", 20_000)
+    return { role, port: listening.port }
+  })
+
+/**
+ * cxlog: a head of its own with topic `jobs` in memory (ACK 1), the messages published by a local
+ * publisher, the group created; with `remote`, a broker its members connect to.
+ */
 const cxlogLoad = (w: GroupWorkload, round: number) =>
   Effect.gen(function*() {
     const region = `cxlog-bench-group-${process.pid}-${round}`
@@ -105,15 +124,17 @@ const cxlogLoad = (w: GroupWorkload, round: number) =>
       }
       yield* publisher.flush(60_000)
     }).pipe(Effect.provide(localPublisher(access, { topic: TOPIC })))
+    const broker = w.remote ? yield* brokerFor(region) : undefined
     return {
       system: CXLOG,
-      address: region,
+      address: broker === undefined ? region : memberAddress(region, broker.port),
       group: GROUP,
-      label: `cxlog consumer group${
-        w.byKey ? ", byKey" : ""
-      }, local members (in the region), maxInFlight ${MEMBER_WINDOW}`,
+      label: `cxlog consumer group${w.byKey ? ", byKey" : ""}, ${
+        broker === undefined ? "local members (in the region)" : "members through a broker (TCP)"
+      }, maxInFlight ${MEMBER_WINDOW}`,
       storage: "memory (ACK 1: ordered in the region)",
-      serverCpuSeconds: head.cpuSeconds,
+      serverCpuSeconds: () =>
+        broker === undefined ? head.cpuSeconds() : sumDefined(head.cpuSeconds(), broker.role.cpuSeconds()),
       heldBy: (pid) =>
         Effect.map(groups.describe(GROUP), (info) => info.members.find((m) => m.pid === pid)?.pending ?? 0),
       settled: Effect.map(groups.describe(GROUP), (info) => ({

@@ -17,6 +17,7 @@
 import { jetstream } from "@nats-io/jetstream"
 import { connect as natsConnect } from "@nats-io/transport-node"
 import { Chunk, Deferred, Effect, Layer, type Scope, Stream } from "effect"
+import * as ConsumerGroupsRemote from "../../../layers/groups/ConsumerGroupsRemote.js"
 import { ackAll } from "../../../layers/groups/GroupDelivery.js"
 import { groupMember } from "../../../layers/Roles.js"
 import { ConsumerGroups } from "../../../services/groups/ConsumerGroups.js"
@@ -63,10 +64,21 @@ const take = (on: MemberRun, payload: Uint8Array, deliveries: number, folds: { v
   return index
 }
 
-/** cxlog: `address` is the region's name. */
-const cxlogMember: Connect = (region, group) =>
+/** A cxlog member's address: the region's name, and the broker's port when it goes through one. */
+export const memberAddress = (region: string, port: number) => `${region}@${port}`
+
+/** The groups of `address`: the region mapped, or through the broker on this host it names (with the region's secret file). */
+const groupsAt = (address: string) => {
+  const [region, port] = address.split("@") as [string, string | undefined]
+  return port === undefined
+    ? groupMember({ name: region })
+    : ConsumerGroupsRemote.layerRemote({ brokers: [{ host: "127.0.0.1", port: Number(port) }], region })
+}
+
+/** cxlog: `address` is the region's name, with the broker's port for members through it (`memberAddress`). */
+const cxlogMember: Connect = (address, group) =>
   Effect.gen(function*() {
-    const context = yield* Layer.build(groupMember({ name: region }))
+    const context = yield* Layer.build(groupsAt(address))
     const groups = yield* Effect.provide(ConsumerGroups, context)
     yield* groups.describe(group)
     const folds = { value: 0 }
