@@ -28,6 +28,8 @@ describe("cxlog bench --type channel", () => {
         const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as ChannelBenchJson
         expect(result).toMatchObject({ bench: "cxlog-channel", samples: 200, values: 3200 })
         expect(result.method).toContain("CLOCK_MONOTONIC")
+        // The raw throughput figure names the calls it measured: the batch read, not a call per frame.
+        expect(result.throughputApi).toBe("RawPublisher.writeAll (32 frames a call) -> RawSubscription.consumeFrames")
         const figure = (name: string) => result[name] as number
         for (
           const name of [
