@@ -39,6 +39,7 @@ describe("cxlog bench --type channel", () => {
             "processSendP50Us",
             "unixSocketP50Us",
             "rawValuesPerSec",
+            "rawBulkValuesPerSec",
             "typedValuesPerSec",
             "processSendBatchedBytesPerSec",
             "processSendBatchedValuesPerSec"
@@ -48,6 +49,10 @@ describe("cxlog bench --type channel", () => {
         expect(figure("ratio")).toBeCloseTo(figure("processSendP50Us") / figure("oneWayP50Us"), 2)
         expect(figure("throughputRatio")).toBeCloseTo(
           figure("rawValuesPerSec") / figure("processSendBatchedBytesPerSec"),
+          2
+        )
+        expect(figure("bulkThroughputRatio")).toBeCloseTo(
+          figure("rawBulkValuesPerSec") / figure("processSendBatchedBytesPerSec"),
           2
         )
       }),
