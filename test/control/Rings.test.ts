@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, FastCheck as fc, Fiber, Option, Stream } from "effect"
+import { Chunk, Deferred, Effect, Exit, FastCheck as fc, Fiber, Option, Schedule, Stream } from "effect"
 import { spawnSync } from "node:child_process"
 import { frameCheck } from "../../src/layers/control/RingFrames.js"
 import * as RingsLayers from "../../src/layers/control/Rings.js"
@@ -202,6 +202,73 @@ const contract = (label: string, open: OpenRings) =>
         const exit = yield* Fiber.join(consuming)
         expect(Exit.isFailure(exit) && String(exit.cause)).toContain("handler broke")
         expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 32, processed: 16 })
+      }))
+
+    it.scopedLive("consumeFrames: every frame committed by the wake-up in one call, from the wake callback; delivered passes the batch before the call, processed after it returns", () =>
+      Effect.gen(function*() {
+        const { inspector, reader, writer } = yield* freshRing(open)
+        const calls: Array<
+          {
+            frames: Array<Array<number>>
+            sequences: Array<number>
+            delivered: number
+            processed: number
+            inFiber: boolean
+          }
+        > = []
+        const consuming = yield* Effect.fork(reader.consumeFrames((batch) => {
+          const { delivered, processed } = inspector.reader(reader.slot)
+          calls.push({
+            // Read through the batch's arrays, as a hot path would (no view per frame).
+            frames: Array.from(
+              { length: batch.count },
+              (_, i) => Array.from(batch.bytes.subarray(batch.offsets[i]!, batch.offsets[i]! + batch.lengths[i]!))
+            ),
+            sequences: Array.from(batch.sequences.subarray(0, batch.count)),
+            delivered,
+            processed,
+            inFiber: Option.isSome(Fiber.getCurrentFiber())
+          })
+        }))
+        yield* writer.writeAll([payload(0, 8), payload(1, 24), payload(2, 8)])
+        yield* Effect.repeat(Effect.sync(() => calls.length), {
+          until: (n) => n > 0,
+          schedule: Schedule.spaced("1 millis")
+        })
+          .pipe(Effect.timeout("10 seconds"))
+        yield* writer.writeAll([payload(3, 16)])
+        yield* writer.close
+        yield* Fiber.join(consuming) // returns once the ring closed, after the last batch
+        expect(calls.map(({ inFiber: _, ...call }) => call)).toEqual([
+          {
+            frames: [payload(0, 8), payload(1, 24), payload(2, 8)].map((p) => Array.from(p)),
+            sequences: [0, 16, 48],
+            delivered: 64,
+            processed: 0
+          },
+          { frames: [Array.from(payload(3, 16))], sequences: [64], delivered: 88, processed: 64 }
+        ])
+        // The second batch came while the read waited: from the wake callback. (The first may have
+        // been committed before the read began, and found by its first look in its fiber.)
+        expect(calls[1]!.inFiber).toBe(false)
+        expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 88, processed: 88 })
+      }))
+
+    it.scopedLive("consumeFrames: a handler that throws ends the read as a defect, its batch delivered but not processed", () =>
+      Effect.gen(function*() {
+        const { inspector, reader, writer } = yield* freshRing(open)
+        const consuming = yield* Effect.fork(Effect.exit(reader.consumeFrames((batch) => {
+          if (batch.sequences[0] === 16) throw new Error("handler broke")
+        })))
+        yield* writer.writeAll([payload(0, 8)])
+        yield* Effect.repeat(Effect.sync(() => inspector.reader(reader.slot).delivered), {
+          until: (d) => d === 16,
+          schedule: Schedule.spaced("1 millis")
+        }).pipe(Effect.timeout("10 seconds"))
+        yield* writer.writeAll([payload(1, 8), payload(2, 8)])
+        const exit = yield* Fiber.join(consuming)
+        expect(Exit.isFailure(exit) && String(exit.cause)).toContain("handler broke")
+        expect(inspector.reader(reader.slot)).toMatchObject({ delivered: 48, processed: 16 })
       }))
 
     it.scopedLive("a failing handler leaves its frame delivered but not processed", () =>

@@ -188,6 +188,35 @@ const contract = (label: string, run: Run) =>
         expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i))
       })))
 
+    it.scopedLive("raw frames a batch at a time (consumeFrames): each writer's frames in order, every one once, read in place", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const raw = yield* channels.openRaw("batches", { writerSlots: 2 })
+        const subscription = yield* raw.subscribe
+        const got: Array<Array<number>> = [[], []]
+        let calls = 0
+        const done = yield* Effect.makeLatch(false)
+        yield* Effect.forkScoped(subscription.consumeFrames((batch, writer) => {
+          calls++
+          for (let i = 0; i < batch.count; i++) {
+            expect(batch.lengths[i]).toBe(2)
+            got[writer]!.push(batch.bytes[batch.offsets[i]!]! * 256 + batch.bytes[batch.offsets[i]! + 1]!)
+          }
+          if (got[0]!.length + got[1]!.length === 400) done.unsafeOpen()
+        }))
+        const frame = (i: number) => new Uint8Array([i >> 8, i & 0xff])
+        const first = yield* raw.publisher
+        const second = yield* raw.publisher
+        yield* first.writeAll(Array.from({ length: 150 }, (_, i) => frame(i)))
+        yield* second.writeAll(Array.from({ length: 200 }, (_, i) => frame(i)))
+        yield* Effect.forEach(Array.from({ length: 50 }, (_, i) => 150 + i), (i) => first.write(frame(i)))
+        yield* done.await.pipe(Effect.timeout(TAKE_MS))
+        expect(got[first.writer]).toEqual(Array.from({ length: 200 }, (_, i) => i))
+        expect(got[second.writer]).toEqual(Array.from({ length: 200 }, (_, i) => i))
+        // Batches, not frames: a commit of many frames comes in one call.
+        expect(calls).toBeLessThan(400)
+      })))
+
     it.scopedLive("a shape no channel can have is InvalidChannel", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels

@@ -28,6 +28,8 @@ describe("cxlog bench --type channel", () => {
         const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as ChannelBenchJson
         expect(result).toMatchObject({ bench: "cxlog-channel", samples: 200, values: 3200 })
         expect(result.method).toContain("CLOCK_MONOTONIC")
+        // The raw throughput figure names the calls it measured: the batch read, not a call per frame.
+        expect(result.throughputApi).toBe("RawPublisher.writeAll (32 frames a call) -> RawSubscription.consumeFrames")
         const figure = (name: string) => result[name] as number
         for (
           const name of [
@@ -37,6 +39,7 @@ describe("cxlog bench --type channel", () => {
             "processSendP50Us",
             "unixSocketP50Us",
             "rawValuesPerSec",
+            "rawBulkValuesPerSec",
             "typedValuesPerSec",
             "processSendBatchedBytesPerSec",
             "processSendBatchedValuesPerSec"
@@ -46,6 +49,10 @@ describe("cxlog bench --type channel", () => {
         expect(figure("ratio")).toBeCloseTo(figure("processSendP50Us") / figure("oneWayP50Us"), 2)
         expect(figure("throughputRatio")).toBeCloseTo(
           figure("rawValuesPerSec") / figure("processSendBatchedBytesPerSec"),
+          2
+        )
+        expect(figure("bulkThroughputRatio")).toBeCloseTo(
+          figure("rawBulkValuesPerSec") / figure("processSendBatchedBytesPerSec"),
           2
         )
       }),

@@ -81,20 +81,31 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
     })
 
   // Reserve, fill and commit run in one synchronous step, so another fiber's commit never
-  // publishes a frame this one has reserved but not filled yet.
-  const writeAll = (payloads: Iterable<Uint8Array>) =>
-    Effect.gen(function*() {
-      for (const payload of payloads) {
-        let at = core.tryReserve(payload.length)
-        const started = performance.now()
-        while (at < 0) {
-          yield* waitForRoom(payload.length, started)
-          at = core.tryReserve(payload.length)
+  // publishes a frame this one has reserved but not filled yet. The frames that fit are
+  // written in a plain loop; only a frame that finds no room makes an effect (its wait).
+  const writeFrom = (payloads: Iterator<Uint8Array>): Effect.Effect<number, RingWriteError> =>
+    Effect.suspend(() => {
+      for (let next = payloads.next(); next.done !== true; next = payloads.next()) {
+        const payload = next.value
+        const at = core.tryReserve(payload.length)
+        if (at < 0) {
+          return Effect.zipRight(writeWhenRoom(payload, performance.now()), writeFrom(payloads))
         }
         core.bytes.set(payload, at)
       }
-      return core.commit()
+      return Effect.succeed(core.commit())
     })
+
+  /** Waits for room for `payload` (committing what is reserved first), then writes it in. */
+  const writeWhenRoom = (payload: Uint8Array, started: number): Effect.Effect<void, RingWriteError> =>
+    Effect.flatMap(waitForRoom(payload.length, started), () => {
+      const at = core.tryReserve(payload.length)
+      if (at < 0) return writeWhenRoom(payload, started)
+      core.bytes.set(payload, at)
+      return Effect.void
+    })
+
+  const writeAll = (payloads: Iterable<Uint8Array>) => writeFrom(payloads[Symbol.iterator]())
 
   return {
     address,
@@ -300,6 +311,45 @@ export const makeReader = (core: ReaderCore): RingReader => {
       })
     })
 
+  const consumeFrames = (
+    handler: (batch: FrameBatch) => void
+  ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
+    Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
+      let stop: (() => void) | undefined
+      let done = false
+      const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
+        done = true
+        stop?.()
+        resume(outcome)
+      }
+      const drain = () => {
+        while (!done) {
+          // The batch handed on last is processed: its handler returned.
+          core.publishProcessed(core.delivered())
+          const ended = core.scan()
+          if (batch.count === 0) {
+            if (ended === undefined) return
+            if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
+            return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
+          }
+          // Reaped: the next scan reports it (`ReaderReaped`).
+          if (!core.publishDelivered(batch.end)) continue
+          try {
+            handler(batch)
+          } catch (defect) {
+            return end(Effect.die(defect))
+          }
+        }
+      }
+      stop = core.watchFrames(drain)
+      // The check after registering: frames committed before the watch stood are read now.
+      drain()
+      return Effect.sync(() => {
+        done = true
+        stop?.()
+      })
+    })
+
   /** Copies of the batch's frames; checked after copying (seqlock-style): a reap before the last copy may have overwritten any of them. */
   const copies = (taken: FrameBatch): Effect.Effect<Chunk.Chunk<Frame>, ReaderReaped> => {
     const frames = new Array<Frame>(taken.count)
@@ -315,6 +365,7 @@ export const makeReader = (core: ReaderCore): RingReader => {
     complete: Effect.sync(() => core.publishProcessed(core.delivered())),
     consume,
     consumeSync,
+    consumeFrames,
     stream: Stream.repeatEffectChunkOption(
       take().pipe(
         Effect.flatMap(copies),

@@ -150,12 +150,16 @@ export const rawSubscription = (
   name: string,
   addresses: ReadonlyArray<RingAddress>
 ): Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
-  Effect.map(attachAll(rings, name, addresses), (readers) => ({
-    consume: (handler) =>
-      Effect.forEach(
-        readers,
-        (reader, writer) =>
-          followRing(name, writer, reader, reader.consumeSync((frame, sequence) => handler(frame, writer, sequence))),
-        { concurrency: "unbounded", discard: true }
-      ).pipe(Effect.zipRight(Effect.never))
-  }))
+  Effect.map(attachAll(rings, name, addresses), (readers) => {
+    /** Follows every ring at once, each with the read `readOf` makes of it. */
+    const followAll = (readOf: (reader: RingReader, writer: number) => Parameters<typeof followRing>[3]) =>
+      Effect.forEach(readers, (reader, writer) => followRing(name, writer, reader, readOf(reader, writer)), {
+        concurrency: "unbounded",
+        discard: true
+      }).pipe(Effect.zipRight(Effect.never))
+    return {
+      consume: (handler) =>
+        followAll((reader, writer) => reader.consumeSync((frame, sequence) => handler(frame, writer, sequence))),
+      consumeFrames: (handler) => followAll((reader, writer) => reader.consumeFrames((batch) => handler(batch, writer)))
+    }
+  })

@@ -13,12 +13,14 @@
  * subscription); `rawRatio` the same over the raw form carrying the values' JSON, read in place.
  *
  * Throughput: VALUE_BYTES values through the channel's raw form (`writeAll` of 32 frames, read
- * in place) and its typed form (Schema-encoded, `publishAll` of 32, taken by `takeUpTo`), next to
+ * in place a batch at a time by `consumeFrames`: THROUGHPUT_API) and its typed form (Schema-encoded, `publishAll` of 32, taken by `takeUpTo`), next to
  * `process.send` batched like a ring commit (an array of 32 values per send, at most WINDOW
  * values ahead of the receiver's acknowledgements) of the same bytes and of the same values.
  * Each run twice, in turns; the figures are the means. `throughputRatio` = raw values/s ÷
  * batched process.send values/s of the bytes; `typedThroughputRatio` = typed ÷ batched
- * process.send of the values.
+ * process.send of the values. The raw form is also run with BULK_BATCH frames per `writeAll`
+ * (`rawBulkValuesPerSec`, `bulkThroughputRatio` over the same process.send of 32 per send): what
+ * larger commits give, beside the like-for-like batches of 32.
  */
 import { Console, Context, Effect, Layer } from "effect"
 import { type ChildProcess, fork } from "node:child_process"
@@ -61,11 +63,15 @@ const WARMUP = 1_000
 const BLOCK = 100
 /** Values per channel publishAll and per batched process.send: a ring commit's worth, as the rings bench batches. */
 const BATCH = 32
+/** Frames per `writeAll` of the raw form's bulk run: what a writer with many values at hand commits at once. */
+const BULK_BATCH = 1_024
 /** Values a batched process.send may be ahead of the receiver's acknowledgements. */
 const WINDOW = 1_024
 const ACK_TIMEOUT_MS = 10_000
 const RUN_TIMEOUT_MS = 300_000
 const THROUGHPUT_ROUNDS = 2
+/** The raw form's calls the throughput figure measures: its fastest documented way to move small values. */
+export const THROUGHPUT_API = `RawPublisher.writeAll (${BATCH} frames a call) -> RawSubscription.consumeFrames`
 
 export const METHOD =
   "one child process receives every transport; the same values; stamps from CLOCK_MONOTONIC (process.hrtime, shared by the host's processes) " +
@@ -270,11 +276,19 @@ export const channelBench = (options: ChannelBenchOptions) =>
 
       // Throughput of VALUE_BYTES values: the raw and typed forms, and batched process.send of the same.
       const frames = Array.from({ length: BATCH }, (_, i) => new Uint8Array(VALUE_BYTES).fill(i + 1))
+      const bulkFrames = Array.from({ length: BULK_BATCH }, (_, i) => frames[i % BATCH]!)
       const sized = Array.from({ length: BATCH }, (_, i) => sizedValue(i))
       const writers: Record<ThroughputTransport, (count: number) => Effect.Effect<unknown, unknown>> = {
         raw: (count) =>
           Effect.gen(function*() {
             for (let n = 0; n < count; n += BATCH) yield* rawPublisher.writeAll(frames)
+          }),
+        rawBulk: (count) =>
+          Effect.gen(function*() {
+            // Exactly `count`: a frame past it would be counted in the next run.
+            for (let n = 0; n < count; n += BULK_BATCH) {
+              yield* rawPublisher.writeAll(count - n >= BULK_BATCH ? bulkFrames : bulkFrames.slice(0, count - n))
+            }
           }),
         typed: (count) =>
           Effect.gen(function*() {
@@ -294,10 +308,16 @@ export const channelBench = (options: ChannelBenchOptions) =>
           yield* inbox.expect(`done:${transport}`, RUN_TIMEOUT_MS, writers[transport](count))
           return count / ((performance.now() - started) / 1000)
         })
-      const order: ReadonlyArray<ThroughputTransport> = ["raw", "typed", "sendBytes", "sendValues"]
+      const order: ReadonlyArray<ThroughputTransport> = ["raw", "rawBulk", "typed", "sendBytes", "sendValues"]
       // A short run of each first, not counted: every path warmed before it is timed.
       for (const t of order) yield* throughput(t, Math.max(BATCH, Math.ceil(values / 10 / BATCH) * BATCH))
-      const rates: Record<ThroughputTransport, Array<number>> = { raw: [], typed: [], sendBytes: [], sendValues: [] }
+      const rates: Record<ThroughputTransport, Array<number>> = {
+        raw: [],
+        rawBulk: [],
+        typed: [],
+        sendBytes: [],
+        sendValues: []
+      }
       for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
         for (const t of order) rates[t].push(yield* throughput(t, values))
       }
@@ -335,6 +355,9 @@ export const channelBench = (options: ChannelBenchOptions) =>
       processSendBatchedBytesPerSec: rate("sendBytes"),
       processSendBatchedValuesPerSec: rate("sendValues"),
       throughputRatio: round3(rate("raw") / rate("sendBytes")),
+      throughputApi: THROUGHPUT_API,
+      rawBulkValuesPerSec: rate("rawBulk"),
+      bulkThroughputRatio: round3(rate("rawBulk") / rate("sendBytes")),
       typedThroughputRatio: round3(rate("typed") / rate("sendValues"))
     }
     if (!options.json) {
@@ -353,7 +376,12 @@ export const channelBench = (options: ChannelBenchOptions) =>
       )
       yield* Console.log(
         table([`${VALUE_BYTES} B values, one way (mean of ${THROUGHPUT_ROUNDS} runs)`, "values/s", "channel ÷ this"], [
-          [`channel, raw form (writeAll of ${BATCH}, read in place)`, result.rawValuesPerSec, 1],
+          [
+            `channel, raw form (writeAll of ${BATCH}, consumeFrames: a batch per call, read in place)`,
+            result.rawValuesPerSec,
+            1
+          ],
+          [`channel, raw form (writeAll of ${BULK_BATCH}, consumeFrames)`, result.rawBulkValuesPerSec, 1],
           [`channel, typed form (publishAll of ${BATCH}, takeUpTo)`, result.typedValuesPerSec, 1],
           [
             `process.send of the bytes, ${BATCH} per send (reference)`,

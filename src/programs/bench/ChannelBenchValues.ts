@@ -37,7 +37,8 @@ export const RAW_CHANNEL = "bench-frames"
 export const RAW_LATENCY_CHANNEL = "bench-latency-raw"
 
 export type LatencyTransport = "channel" | "rawChannel" | "send" | "socket"
-export type ThroughputTransport = "raw" | "typed" | "sendBytes" | "sendValues"
+/** `rawBulk`: the raw channel again, written BULK_BATCH frames a call (ChannelBench.ts). */
+export type ThroughputTransport = "raw" | "rawBulk" | "typed" | "sendBytes" | "sendValues"
 
 /** The bench's messages to its peer (over process.send). */
 export type ToPeer =

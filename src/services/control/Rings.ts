@@ -154,6 +154,18 @@ export interface RingReader {
     handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>
   ) => Effect.Effect<void, Exclude<RingReadError, RingClosed>>
   /**
+   * `consumeSync` a batch at a time: `handler` gets every frame committed when the ring's
+   * wake-up came (as many as a batch holds), read in place and valid only while it runs, in one
+   * call from the doorbell's wake callback. `delivered` passes the whole batch just before the
+   * call, `processed` just after it returns: two counter stores per batch, none per frame, and no
+   * view made per frame (`batch.offsets[i]`, `batch.lengths[i]` into `batch.bytes`). The
+   * handler must not block; one that throws ends the read as a defect. Returns when the writer
+   * closes the ring.
+   */
+  readonly consumeFrames: (
+    handler: (batch: FrameBatch) => void
+  ) => Effect.Effect<void, Exclude<RingReadError, RingClosed>>
+  /**
    * The frames as a stream of copies, one chunk per batch; ends when the writer closes. A
    * chunk counts as delivered when emitted and processed when the stream is pulled again.
    */

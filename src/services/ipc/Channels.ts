@@ -8,6 +8,7 @@
  * again by the next process that needs them. docs/ipc.md has the design.
  */
 import { Context, type Effect, Schema, type Scope } from "effect"
+import type { FrameBatch } from "../control/Rings.js"
 import type { DirectoryEntry } from "../region/Directory.js"
 
 /** A channel's shape, fixed when it is created (a later open finds it as it is). */
@@ -108,6 +109,16 @@ export interface RawSubscription {
    */
   readonly consume: (
     handler: (frame: Uint8Array, writer: number, sequence: number) => void
+  ) => Effect.Effect<never, ChannelBroken>
+  /**
+   * `consume` a batch at a time, for hot paths: `handler` gets every frame of one writer that
+   * was committed when its ring's wake-up came, read in place (frame i is `batch.lengths[i]`
+   * bytes of `batch.bytes` at `batch.offsets[i]`, at `batch.sequences[i]`), valid only while it
+   * runs. The whole batch counts as delivered as it is handed on and as processed once the
+   * handler returns: no view, counter store or effect per frame.
+   */
+  readonly consumeFrames: (
+    handler: (batch: FrameBatch, writer: number) => void
   ) => Effect.Effect<never, ChannelBroken>
 }
 
