@@ -26,8 +26,8 @@ export interface Settling {
   readonly ref: number
   readonly count: (which: Counter, n?: number) => void
   readonly deadLetter: DeadLetterWriter
-  /** A delivery of `lane` is no longer held by this member (settled, or found taken over). */
-  readonly done: (lane: number) => void
+  /** `count` deliveries of `lane` are no longer held by this member (settled, or found taken over). */
+  readonly done: (lane: number, count: number) => void
 }
 
 /** Where a delivery's message lies in the pending table. */
@@ -76,10 +76,29 @@ export class LocalDelivery implements Delivery {
     const s = this.s
     const settled = s.pending.settle(this.slot, this.control)
     if (settled) {
-      s.members.countAcked(s.ref)
+      s.members.countAcked(s.ref, 1)
       s.count("acked")
     }
     return this.finish(settled)
+  }
+
+  /**
+   * The ack's compare-and-swap alone, for `ackAll`, which counts the acks and releases what they
+   * held once for a run of deliveries: "unheld" when this delivery was finished already (nothing
+   * to release), else whether it settled.
+   */
+  settleForRun(): boolean | "unheld" {
+    if (this.finished) return "unheld"
+    this.finished = true
+    return this.s.pending.settle(this.slot, this.control)
+  }
+
+  /** The member's settling and this delivery's lane: what `ackAll` counts and releases by. */
+  get settling(): Settling {
+    return this.s
+  }
+  get laneHeld(): number {
+    return this.lane
   }
 
   get ack(): Effect.Effect<boolean> {
@@ -106,7 +125,7 @@ export class LocalDelivery implements Delivery {
   private finish(settled: boolean): boolean {
     if (!this.finished) {
       this.finished = true
-      this.s.done(this.lane)
+      this.s.done(this.lane, 1)
     }
     return settled
   }
@@ -158,18 +177,20 @@ const ackedTogether = (delivery: Delivery): delivery is Delivery & AckedTogether
 /**
  * Acks each of `deliveries`, as each one's own `ack` would, in one effect: for a member that
  * handles what it is given a chunk at a time (`Stream.runForEachChunk`). A local member's are
- * settled at once, a few atomic operations each, without an effect per message; a remote
- * member's in one request per member (AckedTogether); any other through its own `ack`, one
- * after another. Each one's outcome, in the order given.
+ * settled at once in one pass — a compare-and-swap each, the acks counted and what they held
+ * released once per run of one member's deliveries of one lane, without an effect per message;
+ * a remote member's in one request per member (AckedTogether); any other through its own `ack`,
+ * one after another. Each one's outcome, in the order given.
  */
 export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<boolean>> =>
   Effect.suspend(() => {
     const outcomes: Array<boolean> = []
     const together = new Map<AcksTogether, { at: Array<number>; deliveries: Array<Delivery> }>()
     const others: Array<{ readonly at: number; readonly delivery: Delivery }> = []
+    const run = new AckRun()
     for (const delivery of deliveries) {
       if (delivery instanceof LocalDelivery) {
-        outcomes.push(delivery.ackNow())
+        outcomes.push(run.ack(delivery))
         continue
       }
       if (ackedTogether(delivery)) {
@@ -182,6 +203,7 @@ export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<bool
       }
       outcomes.push(false)
     }
+    run.flush()
     if (together.size === 0 && others.length === 0) return Effect.succeed(outcomes)
     return Effect.as(
       Effect.zipRight(
@@ -201,3 +223,36 @@ export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<bool
       outcomes
     )
   })
+
+/** Acks of one member's deliveries of one lane, counted and released together. */
+class AckRun {
+  private settling: Settling | undefined
+  private lane = 0
+  private released = 0
+  private acked = 0
+
+  ack(delivery: LocalDelivery): boolean {
+    if (delivery.settling !== this.settling || delivery.laneHeld !== this.lane) {
+      this.flush()
+      this.settling = delivery.settling
+      this.lane = delivery.laneHeld
+    }
+    const outcome = delivery.settleForRun()
+    if (outcome === "unheld") return false
+    this.released++
+    if (outcome) this.acked++
+    return outcome
+  }
+
+  flush(): void {
+    const s = this.settling
+    if (s === undefined) return
+    if (this.acked > 0) {
+      s.members.countAcked(s.ref, this.acked)
+      s.count("acked", this.acked)
+    }
+    if (this.released > 0) s.done(this.lane, this.released)
+    this.acked = 0
+    this.released = 0
+  }
+}

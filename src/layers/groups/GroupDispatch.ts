@@ -18,7 +18,7 @@ import { Effect } from "effect"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
 import { bucketOf } from "./GroupBuckets.js"
 import type { Frontier } from "./GroupClaims.js"
-import { makeDelivery } from "./GroupDelivery.js"
+import { LocalDelivery, makeDelivery } from "./GroupDelivery.js"
 import type { MemberState } from "./GroupMemberState.js"
 import { hold, room, scanPosition } from "./GroupMemberState.js"
 import type { BatchCopy, ReadError } from "./GroupReader.js"
@@ -31,7 +31,9 @@ const SEEK_PAST_MESSAGES = 1 << 16
 
 /**
  * Claims for `m` the messages of `batch` from the frontier `from` on, its entries reserved and
- * filled (each naming the claim) first; false if it could reserve none or another member's claim won.
+ * filled (each naming the claim) first, as one run; false if it could reserve none or another
+ * member's claim won. The run's deliveries go to `out` — no effect, and nothing made per message
+ * but its delivery.
  */
 const claimShared = (
   m: MemberState,
@@ -41,29 +43,26 @@ const claimShared = (
   out: Array<Delivery>
 ): boolean => {
   const { pending, claims, config } = m.group
-  const slots: Array<number> = []
-  const wanted = Math.min(room(m), batch.end - from.offset)
-  for (let n = 0; n < wanted; n++) {
-    const slot = pending.reserve(m.ref)
-    if (slot === undefined) break
-    slots.push(slot)
-  }
-  if (slots.length === 0) return false
+  const slots = m.runSlots
+  const controls = m.runControls
+  const count = pending.reserveRun(m.ref, slots, Math.min(room(m), batch.end - from.offset))
+  if (count === 0) return false
   const deadlineMs = nowMs + config.ackWaitMs
-  const claiming = slots.map((slot, i) => pending.fill(slot, m.ref, from.offset + i, from.claim, deadlineMs))
-  if (!claims.claim(from, slots.length, m.ref)) {
-    for (const slot of slots) pending.unreserve(slot, m.ref)
+  pending.fillRun(slots, count, m.ref, from.offset, from.claim, deadlineMs, controls)
+  if (!claims.claim(from, count, m.ref)) {
+    for (let i = 0; i < count; i++) pending.unreserve(slots[i]!, m.ref)
     return false
   }
-  slots.forEach((slot, i) => {
-    const control = pending.deliver(slot, claiming[i]!, nowMs, deadlineMs)
-    if (control === undefined) return
-    hold(m, 0)
-    out.push(
-      makeDelivery(m.settling, { slot, control, lane: 0, deliveries: 1 }, batch.message(from.offset + i - batch.start))
-    )
-  })
-  m.group.members.countDelivered(m.ref, slots.length)
+  pending.deliverRun(slots, count, controls, nowMs)
+  let delivered = 0
+  for (let i = 0; i < count; i++) {
+    const control = controls[i]!
+    if (control === 0n) continue
+    delivered++
+    out.push(new LocalDelivery(m.settling, slots[i]!, control, 0, 1, batch.message(from.offset + i - batch.start)))
+  }
+  hold(m, 0, delivered)
+  m.group.members.countDelivered(m.ref, count)
   return true
 }
 

@@ -35,9 +35,12 @@ export interface MemberState {
   lastBatchMessages: number
   /** byKey: where the reader must go back to before reading on (a bucket taken over starts there). */
   seekTo: number | undefined
-  /** Deliveries handed out and not settled, and how many of them per key bucket. */
+  /** Deliveries handed out and not settled, and (byKey) how many of them per key bucket. */
   outstanding: number
   readonly byLane: Map<number, number>
+  /** Without keys: the entries of the claim being made, and their control words (reused claim after claim). */
+  readonly runSlots: Int32Array
+  readonly runControls: Array<bigint>
   /** byKey: the buckets it hands out, and those it is handing back. */
   owned: Set<number>
   draining: Set<number>
@@ -79,7 +82,7 @@ export const makeMemberState = (
       ref,
       count: group.count,
       deadLetter,
-      done: (lane) => release(m, lane)
+      done: (lane, count) => release(m, lane, count)
     },
     batch: undefined,
     index: 0,
@@ -88,6 +91,8 @@ export const makeMemberState = (
     seekTo: undefined,
     outstanding: 0,
     byLane: new Map(),
+    runSlots: new Int32Array(options.maxInFlight),
+    runControls: new Array<bigint>(options.maxInFlight).fill(0n),
     owned: new Set(),
     draining: new Set(),
     lastLook: -Infinity,
@@ -101,18 +106,20 @@ export const makeMemberState = (
 
 export const room = (m: MemberState): number => m.maxInFlight - m.outstanding
 
-/** Holding one more delivery of `lane`. */
-export const hold = (m: MemberState, lane: number): void => {
-  m.outstanding++
-  m.byLane.set(lane, (m.byLane.get(lane) ?? 0) + 1)
+/** Holding `count` more deliveries of `lane` (counted per lane byKey only: a bucket is handed on once none is held). */
+export const hold = (m: MemberState, lane: number, count = 1): void => {
+  m.outstanding += count
+  if (m.group.config.byKey) m.byLane.set(lane, (m.byLane.get(lane) ?? 0) + count)
 }
 
-/** One delivery of `lane` is no longer held. */
-export const release = (m: MemberState, lane: number): void => {
-  m.outstanding--
-  const left = (m.byLane.get(lane) ?? 1) - 1
-  if (left === 0) m.byLane.delete(lane)
-  else m.byLane.set(lane, left)
+/** `count` deliveries of `lane` are no longer held. */
+export const release = (m: MemberState, lane: number, count = 1): void => {
+  m.outstanding -= count
+  if (m.group.config.byKey) {
+    const left = (m.byLane.get(lane) ?? count) - count
+    if (left <= 0) m.byLane.delete(lane)
+    else m.byLane.set(lane, left)
+  }
   const wake = m.wake
   m.wake = undefined
   wake?.()

@@ -205,8 +205,8 @@ export class GroupMembers {
     const at = this.at(refSlot(ref), "delivered")
     this.words.setF64(at, this.words.f64(at) + n)
   }
-  countAcked(ref: number): void {
+  countAcked(ref: number, n: number): void {
     const at = this.at(refSlot(ref), "acked")
-    this.words.setF64(at, this.words.f64(at) + 1)
+    this.words.setF64(at, this.words.f64(at) + n)
   }
 }

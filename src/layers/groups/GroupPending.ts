@@ -157,6 +157,65 @@ export class GroupPending {
     return claiming
   }
 
+  /**
+   * A claim's run of entries at once: free entries reserved for `owner` into `slots` until it
+   * holds `wanted` (fewer when the table has no more free); how many it holds.
+   */
+  reserveRun(owner: number, slots: Int32Array, wanted: number): number {
+    let held = 0
+    while (held < wanted) {
+      const slot = this.reserve(owner)
+      if (slot === undefined) break
+      slots[held++] = slot
+    }
+    return held
+  }
+
+  /**
+   * `fill` for the run of reserved entries `slots[0..count)`, naming the offsets from `first` on,
+   * each for claim number `claim`: its claiming control word goes to `controls` (what
+   * `deliverRun` swaps from).
+   */
+  fillRun(
+    slots: Int32Array,
+    count: number,
+    owner: number,
+    first: number,
+    claim: number,
+    deadlineMs: number,
+    controls: Array<bigint>
+  ): void {
+    const words = this.words
+    for (let i = 0; i < count; i++) {
+      const at = this.layout.entry(slots[i]!)
+      words.setF64(at + PendingEntry.offset, first + i)
+      words.store32(at + PendingEntry.lane, claim)
+      words.setF64(at + PendingEntry.deadlineMs, deadlineMs)
+      words.setF64(at + PendingEntry.firstDeliveredAtMs, 0)
+      words.store32(at + PendingEntry.deliveries, 0)
+      const claiming = after(words.load64(at + PendingEntry.control), owner, EntryState.claiming)
+      words.store64(at + PendingEntry.control, claiming)
+      controls[i] = claiming
+    }
+  }
+
+  /**
+   * `deliver` for the run `fillRun` wrote, its claim won: each entry delivered (its deadline is
+   * the one `fillRun` wrote). Each one's control word to settle it with replaces its claiming one
+   * in `controls`, or 0n when the entry is no longer as claiming (it is not this member's).
+   */
+  deliverRun(slots: Int32Array, count: number, controls: Array<bigint>, nowMs: number): void {
+    const words = this.words
+    for (let i = 0; i < count; i++) {
+      const at = this.layout.entry(slots[i]!)
+      const claiming = controls[i]!
+      words.setF64(at + PendingEntry.firstDeliveredAtMs, nowMs)
+      words.store32(at + PendingEntry.deliveries, 1)
+      const delivered = after(claiming, ownerOf(claiming), EntryState.delivered)
+      controls[i] = words.cas64(at + PendingEntry.control, claiming, delivered) ? delivered : 0n
+    }
+  }
+
   /** A reserved or claiming entry of `owner` that claimed nothing: free again. */
   unreserve(slot: number, owner: number): void {
     const control = this.control(slot)
