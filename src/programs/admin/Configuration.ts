@@ -11,6 +11,7 @@ import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
 import { DISCOVERY_SETTINGS } from "../../services/ipc/DiscoverySettings.js"
 import { SERVICE_SETTINGS } from "../../services/ipc/ServiceSettings.js"
 import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
+import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
 import {
   DURABLE_SETTINGS,
   HEAD_WATCH_SETTINGS,
@@ -44,6 +45,7 @@ const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   SERVICE_SETTINGS,
   DISCOVERY_SETTINGS,
   SUPERVISOR_SETTINGS,
+  SUPERVISED_SETTINGS,
   MIRROR_SETTINGS,
   METRICS_SETTINGS,
   ORCHESTRATOR_SETTINGS,
