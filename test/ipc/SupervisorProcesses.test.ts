@@ -29,38 +29,41 @@ const EVENT_WAIT_MS = 30_000
  * not: then discovery knows the children only by what the region tells. The supervisor's scope
  * stops the children.
  */
-const setUpWith = (adopting: boolean) => Effect.gen(function*() {
-  const region = yield* uniqueRegion("supervise")
-  const supervision = adopting
-    ? SupervisorLayers.layer.pipe(Layer.provideMerge(DiscoveryLayers.layer))
-    : Layer.merge(SupervisorLayers.layer, DiscoveryLayers.layer)
-  const context = yield* Layer.build(supervision.pipe(Layer.provideMerge(Roles.createRegion({ name: region }, config))))
-  const discovery = Context.get(context, Discovery)
-  const supervisor = Context.get(context, Supervisor)
-  const told = yield* discovery.subscribe
-  const happened = yield* Stream.toQueue(supervisor.events)
-  /** The next discovery event that `pick` takes, the others passed over; bounded. */
-  const next = <A>(pick: (e: DiscoveryEvent) => A | undefined) =>
-    Effect.gen(function*() {
-      for (;;) {
-        const picked = pick(yield* Queue.take(told))
-        if (picked !== undefined) return picked
-      }
-    }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error("no such discovery event") }))
-  const nextOfSupervisor = <T extends SupervisorEvent["_tag"]>(tag: T) =>
-    Effect.gen(function*() {
-      for (;;) {
-        const taken = yield* Effect.orDie(Take.done(yield* Queue.take(happened)))
-        const found = Chunk.findFirst(taken, (e) => e._tag === tag)
-        if (Option.isSome(found)) return found.value as Extract<SupervisorEvent, { _tag: T }>
-      }
-    }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error(`no ${tag}`) }))
-  const joined = (child: string) =>
-    next((e) => (e._tag === "ProcessJoined" && e.process.name === child ? e.process : undefined))
-  const crashed = (child: string) =>
-    next((e) => (e._tag === "ProcessCrashed" && e.process.name === child ? e : undefined))
-  return { region, discovery, supervisor, next, joined, crashed, nextOfSupervisor }
-})
+const setUpWith = (adopting: boolean) =>
+  Effect.gen(function*() {
+    const region = yield* uniqueRegion("supervise")
+    const supervision = adopting
+      ? SupervisorLayers.layer.pipe(Layer.provideMerge(DiscoveryLayers.layer))
+      : Layer.merge(SupervisorLayers.layer, DiscoveryLayers.layer)
+    const context = yield* Layer.build(
+      supervision.pipe(Layer.provideMerge(Roles.createRegion({ name: region }, config)))
+    )
+    const discovery = Context.get(context, Discovery)
+    const supervisor = Context.get(context, Supervisor)
+    const told = yield* discovery.subscribe
+    const happened = yield* Stream.toQueue(supervisor.events)
+    /** The next discovery event that `pick` takes, the others passed over; bounded. */
+    const next = <A>(pick: (e: DiscoveryEvent) => A | undefined) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const picked = pick(yield* Queue.take(told))
+          if (picked !== undefined) return picked
+        }
+      }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error("no such discovery event") }))
+    const nextOfSupervisor = <T extends SupervisorEvent["_tag"]>(tag: T) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const taken = yield* Effect.orDie(Take.done(yield* Queue.take(happened)))
+          const found = Chunk.findFirst(taken, (e) => e._tag === tag)
+          if (Option.isSome(found)) return found.value as Extract<SupervisorEvent, { _tag: T }>
+        }
+      }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error(`no ${tag}`) }))
+    const joined = (child: string) =>
+      next((e) => (e._tag === "ProcessJoined" && e.process.name === child ? e.process : undefined))
+    const crashed = (child: string) =>
+      next((e) => (e._tag === "ProcessCrashed" && e.process.name === child ? e : undefined))
+    return { region, discovery, supervisor, next, joined, crashed, nextOfSupervisor }
+  })
 const setUp = setUpWith(true)
 
 const member = (region: string, extra: object = {}): Omit<ChildSpec, "name"> => ({
@@ -93,7 +96,14 @@ describe("Supervisor across processes", () => {
         expect((yield* discovery.processes).find((p) => p.pid === first.pid)).toMatchObject({ ...label, restarts: 0 })
         // Another process, which started nothing, reads the same from the region.
         const listed = yield* runCliWithin(["regions", "--processes", region, "--json"], {}, EVENT_WAIT_MS)
-        expect(JSON.parse(listed.stdout)).toContainEqual({ slot: first.slot, pid: first.pid, role: "worker", alive: true, ...label, restarts: 0 })
+        expect(JSON.parse(listed.stdout)).toContainEqual({
+          slot: first.slot,
+          pid: first.pid,
+          role: "worker",
+          alive: true,
+          ...label,
+          restarts: 0
+        })
         process.kill(first.pid, "SIGKILL")
         expect((yield* crashed("named#0")).process.pid).toBe(first.pid)
         const second = yield* joined("named#0")

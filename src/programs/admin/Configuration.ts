@@ -11,7 +11,6 @@ import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
 import { DISCOVERY_SETTINGS } from "../../services/ipc/DiscoverySettings.js"
 import { SERVICE_SETTINGS } from "../../services/ipc/ServiceSettings.js"
 import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
-import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
 import {
   DURABLE_SETTINGS,
   HEAD_WATCH_SETTINGS,
@@ -21,6 +20,7 @@ import {
 import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
 import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import { DIRECTORY_LAYOUT_SETTINGS, REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
 import { envConfigProvider, processEnvironment, settingConfig, type SettingsTable } from "../../Settings.js"
 import { type Command, type Flag, resolveFlag, type Source } from "../cli/CliKit.js"
 import { LAUNCHER_SETTINGS, METRICS_SETTINGS, ORCHESTRATOR_SETTINGS, PEER_SETTINGS } from "../ProgramSettings.js"

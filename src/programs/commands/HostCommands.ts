@@ -29,7 +29,12 @@ export const regionsCommand = Cli.command({
     }),
     json
   },
-  examples: ["cxlog regions", "cxlog regions --processes prices", "cxlog regions --remove orders", "cxlog regions --prune"],
+  examples: [
+    "cxlog regions",
+    "cxlog regions --processes prices",
+    "cxlog regions --remove orders",
+    "cxlog regions --prune"
+  ],
   run: (o) =>
     regions({
       ...(o.remove === undefined ? {} : { remove: o.remove }),

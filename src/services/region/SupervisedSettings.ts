@@ -6,7 +6,8 @@
 import { setting, type SettingsTable } from "../../Settings.js"
 
 export const SUPERVISED_SETTINGS = {
-  usedBy: "library (a supervised child's process slot: ProcessSlotLayers); a supervisor sets them in its children's environment",
+  usedBy:
+    "library (a supervised child's process slot: ProcessSlotLayers); a supervisor sets them in its children's environment",
   settings: {
     name: setting.optionalText({
       env: "CXLOG_SUPERVISED_NAME",
@@ -22,7 +23,8 @@ export const SUPERVISED_SETTINGS = {
       env: "CXLOG_SUPERVISED_RESTARTS",
       default: 0,
       min: 0,
-      description: "how many times the supervisor had restarted this child when it started it, carried by its process slot"
+      description:
+        "how many times the supervisor had restarted this child when it started it, carried by its process slot"
     })
   }
 } as const satisfies SettingsTable
