@@ -16,8 +16,8 @@ import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src
 import * as Roles from "../../src/layers/Roles.js"
 import { Discovery, type DiscoveryEvent, type DiscoveryShape } from "../../src/services/ipc/Discovery.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import type { ProcessLabel } from "../../src/services/region/ProcessSlot.js"
 import type { DirectoryWriterShape } from "../../src/services/region/Directory.js"
+import type { ProcessLabel } from "../../src/services/region/ProcessSlot.js"
 import { exitedPid, uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
@@ -167,7 +167,11 @@ const describeDiscovery = (label: string, harness: Effect.Effect<Harness, unknow
         expect(again.slot).toBe(named.slot)
         const [rejoined] = yield* nextEvents(events)
         const unlabelled = rejoined?._tag === "ProcessJoined" ? rejoined.process : undefined
-        expect([unlabelled?.name, unlabelled?.supervisor, unlabelled?.restarts]).toEqual([undefined, undefined, undefined])
+        expect([unlabelled?.name, unlabelled?.supervisor, unlabelled?.restarts]).toEqual([
+          undefined,
+          undefined,
+          undefined
+        ])
       }))
   })
 
