@@ -64,7 +64,9 @@ export const readLabel = (
 /** This process's label, from what its supervisor set in its environment (none when it was not started by one). */
 export const supervisedLabel: Effect.Effect<ProcessLabel | undefined, ConfigError.ConfigError> = Effect.map(
   settingsConfig(SUPERVISED_SETTINGS.settings),
-  ({ name, restarts, supervisor }) => (supervisor === undefined ? undefined : { name: name ?? "", supervisor, restarts })
+  (
+    { name, restarts, supervisor }
+  ) => (supervisor === undefined ? undefined : { name: name ?? "", supervisor, restarts })
 )
 
 /** Stamps slot `slot`'s heartbeat with `nowMs` (its owner's write). */
