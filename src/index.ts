@@ -11,19 +11,13 @@ export * as ConsumerGroupsRemoteLayers from "./layers/groups/ConsumerGroupsRemot
 export { CxlogGroup, type CxlogGroupOptions, type CxlogJob, type ProcessOptions } from "./layers/groups/CxlogGroup.js"
 export { DeadLetterHeader } from "./layers/groups/GroupDeadLetters.js"
 export { ackAll } from "./layers/groups/GroupDelivery.js"
-export { channelStream, channelStreams } from "./layers/ipc/ChannelFence.js"
+export { channelStream, channelStreams, type FencedChannel } from "./layers/ipc/ChannelFence.js"
 export * as ChannelsLayers from "./layers/ipc/Channels.js"
 export * as ChannelsMemoryLayers from "./layers/ipc/ChannelsMemory.js"
 export { CxlogChannel, CxlogChannelSubscription } from "./layers/ipc/CxlogChannel.js"
 export * as DiscoveryLayers from "./layers/ipc/Discovery.js"
 export * as DiscoveryMemoryLayers from "./layers/ipc/DiscoveryMemory.js"
-export {
-  type DrainConsumer,
-  drainConsumer,
-  type DrainedChannel,
-  drainOnStop,
-  type DrainOptions
-} from "./layers/ipc/DrainOnStop.js"
+export { type DrainConsumer, drainConsumer, drainOnStop, type DrainOptions } from "./layers/ipc/DrainOnStop.js"
 export * as ServicesLayers from "./layers/ipc/Services.js"
 export * as ServicesMemoryLayers from "./layers/ipc/ServicesMemory.js"
 export * as SupervisorLayers from "./layers/ipc/Supervisor.js"

@@ -17,6 +17,7 @@ import * as Roles from "../../src/layers/Roles.js"
 import { Discovery, type DiscoveryEvent, type DiscoveryShape } from "../../src/services/ipc/Discovery.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import type { DirectoryWriterShape } from "../../src/services/region/Directory.js"
+import type { ProcessLabel } from "../../src/services/region/ProcessSlot.js"
 import { exitedPid, uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
@@ -50,8 +51,8 @@ const fake = Effect.gen(function*() {
 })
 
 /** A process slot of this process in `store`'s table, held until `scope` closes. */
-const claimSlot = (store: MemoryDiscoveryRegion, scope: Scope.Scope) =>
-  ProcessSlotLayers.make({ table: store.processTable, role: "worker" }).pipe(
+const claimSlot = (store: MemoryDiscoveryRegion, scope: Scope.Scope, label?: ProcessLabel) =>
+  ProcessSlotLayers.make({ table: store.processTable, role: "worker", ...(label === undefined ? {} : { label }) }).pipe(
     Effect.provideService(CxlMemory, store.region),
     Scope.extend(scope)
   )
@@ -146,6 +147,31 @@ const describeDiscovery = (label: string, harness: Effect.Effect<Harness, unknow
           "SIGKILL"
         ])
         expect((yield* discovery.processes).map((p) => p.pid)).not.toContain(child)
+      }))
+
+    it.scopedLive("a supervised process is listed and told by the label its slot carries; a slot's next owner carries its own", () =>
+      Effect.gen(function*() {
+        const { discovery, store } = yield* harness
+        const events = yield* discovery.subscribe
+        const first = yield* Scope.make()
+        // 21 bytes: cut to 19, before the two-byte character that would not fit whole in the slot's 20.
+        const named = yield* claimSlot(store, first, { name: "quotes-worker-1234#é", supervisor: 4242, restarts: 3 })
+        const label = { name: "quotes-worker-1234#", supervisor: 4242, restarts: 3 }
+        const [joined] = yield* nextEvents(events)
+        expect(joined?._tag === "ProcessJoined" && joined.process).toMatchObject({ slot: named.slot, ...label })
+        expect((yield* discovery.processes).find((p) => p.slot === named.slot)).toMatchObject(label)
+        yield* Scope.close(first, Exit.void)
+        const [left] = yield* nextEvents(events)
+        expect(left?._tag === "ProcessLeft" && left.process).toMatchObject(label)
+        const again = yield* claimSlot(store, yield* Scope.make())
+        expect(again.slot).toBe(named.slot)
+        const [rejoined] = yield* nextEvents(events)
+        const unlabelled = rejoined?._tag === "ProcessJoined" ? rejoined.process : undefined
+        expect([unlabelled?.name, unlabelled?.supervisor, unlabelled?.restarts]).toEqual([
+          undefined,
+          undefined,
+          undefined
+        ])
       }))
   })
 

@@ -13,6 +13,7 @@ import { defaultControlConfig, type RegionConfig } from "../../src/layers/Region
 import * as Roles from "../../src/layers/Roles.js"
 import { type DiscoveredProcess, Discovery, type DiscoveryEvent } from "../../src/services/ipc/Discovery.js"
 import { type ChildSpec, Supervisor, type SupervisorEvent } from "../../src/services/ipc/Supervisor.js"
+import { runCliWithin } from "../helpers/CliRoles.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
@@ -23,41 +24,47 @@ const config: RegionConfig = {
 }
 const EVENT_WAIT_MS = 30_000
 
-/** A region, discovery over it and a supervisor feeding discovery; the supervisor's scope stops the children. */
-const setUp = Effect.gen(function*() {
-  const region = yield* uniqueRegion("supervise")
-  const context = yield* Layer.build(
-    SupervisorLayers.layer.pipe(
-      Layer.provideMerge(DiscoveryLayers.layer),
-      Layer.provideMerge(Roles.createRegion({ name: region }, config))
+/**
+ * A region, discovery over it and a supervisor — feeding discovery (adopting its children), or
+ * not: then discovery knows the children only by what the region tells. The supervisor's scope
+ * stops the children.
+ */
+const setUpWith = (adopting: boolean) =>
+  Effect.gen(function*() {
+    const region = yield* uniqueRegion("supervise")
+    const supervision = adopting
+      ? SupervisorLayers.layer.pipe(Layer.provideMerge(DiscoveryLayers.layer))
+      : Layer.merge(SupervisorLayers.layer, DiscoveryLayers.layer)
+    const context = yield* Layer.build(
+      supervision.pipe(Layer.provideMerge(Roles.createRegion({ name: region }, config)))
     )
-  )
-  const discovery = Context.get(context, Discovery)
-  const supervisor = Context.get(context, Supervisor)
-  const told = yield* discovery.subscribe
-  const happened = yield* Stream.toQueue(supervisor.events)
-  /** The next discovery event that `pick` takes, the others passed over; bounded. */
-  const next = <A>(pick: (e: DiscoveryEvent) => A | undefined) =>
-    Effect.gen(function*() {
-      for (;;) {
-        const picked = pick(yield* Queue.take(told))
-        if (picked !== undefined) return picked
-      }
-    }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error("no such discovery event") }))
-  const nextOfSupervisor = <T extends SupervisorEvent["_tag"]>(tag: T) =>
-    Effect.gen(function*() {
-      for (;;) {
-        const taken = yield* Effect.orDie(Take.done(yield* Queue.take(happened)))
-        const found = Chunk.findFirst(taken, (e) => e._tag === tag)
-        if (Option.isSome(found)) return found.value as Extract<SupervisorEvent, { _tag: T }>
-      }
-    }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error(`no ${tag}`) }))
-  const joined = (child: string) =>
-    next((e) => (e._tag === "ProcessJoined" && e.process.name === child ? e.process : undefined))
-  const crashed = (child: string) =>
-    next((e) => (e._tag === "ProcessCrashed" && e.process.name === child ? e : undefined))
-  return { region, discovery, supervisor, next, joined, crashed, nextOfSupervisor }
-})
+    const discovery = Context.get(context, Discovery)
+    const supervisor = Context.get(context, Supervisor)
+    const told = yield* discovery.subscribe
+    const happened = yield* Stream.toQueue(supervisor.events)
+    /** The next discovery event that `pick` takes, the others passed over; bounded. */
+    const next = <A>(pick: (e: DiscoveryEvent) => A | undefined) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const picked = pick(yield* Queue.take(told))
+          if (picked !== undefined) return picked
+        }
+      }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error("no such discovery event") }))
+    const nextOfSupervisor = <T extends SupervisorEvent["_tag"]>(tag: T) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const taken = yield* Effect.orDie(Take.done(yield* Queue.take(happened)))
+          const found = Chunk.findFirst(taken, (e) => e._tag === tag)
+          if (Option.isSome(found)) return found.value as Extract<SupervisorEvent, { _tag: T }>
+        }
+      }).pipe(Effect.timeoutFail({ duration: EVENT_WAIT_MS, onTimeout: () => new Error(`no ${tag}`) }))
+    const joined = (child: string) =>
+      next((e) => (e._tag === "ProcessJoined" && e.process.name === child ? e.process : undefined))
+    const crashed = (child: string) =>
+      next((e) => (e._tag === "ProcessCrashed" && e.process.name === child ? e : undefined))
+    return { region, discovery, supervisor, next, joined, crashed, nextOfSupervisor }
+  })
+const setUp = setUpWith(true)
 
 const member = (region: string, extra: object = {}): Omit<ChildSpec, "name"> => ({
   command: process.execPath,
@@ -77,6 +84,37 @@ const isRunning = (pid: number) => {
 const p50 = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 describe("Supervisor across processes", () => {
+  it.scopedLive(
+    "a child's process slot names it: discovery that is not its supervisor's, and `cxlog regions --processes`, list it and tell its events by name",
+    () =>
+      Effect.gen(function*() {
+        const { crashed, discovery, joined, next, region, supervisor } = yield* setUpWith(false)
+        yield* supervisor.start({ name: "named", ...member(region), restart: "on-failure", backoffMs: 10 })
+        const first = yield* joined("named#0")
+        const label = { name: "named#0", supervisor: process.pid }
+        expect(first).toMatchObject({ ...label, restarts: 0 })
+        expect((yield* discovery.processes).find((p) => p.pid === first.pid)).toMatchObject({ ...label, restarts: 0 })
+        // Another process, which started nothing, reads the same from the region.
+        const listed = yield* runCliWithin(["regions", "--processes", region, "--json"], {}, EVENT_WAIT_MS)
+        expect(JSON.parse(listed.stdout)).toContainEqual({
+          slot: first.slot,
+          pid: first.pid,
+          role: "worker",
+          alive: true,
+          ...label,
+          restarts: 0
+        })
+        process.kill(first.pid, "SIGKILL")
+        expect((yield* crashed("named#0")).process.pid).toBe(first.pid)
+        const second = yield* joined("named#0")
+        expect(second).toMatchObject({ ...label, restarts: 1 })
+        yield* supervisor.shutdown
+        const left = yield* next((e) => (e._tag === "ProcessLeft" ? e.process : undefined))
+        expect(left).toMatchObject({ pid: second.pid, ...label, restarts: 1 })
+      }),
+    240_000
+  )
+
   it.scopedLive(
     "on-failure: a SIGKILLed child is told crashed with its signal and rejoins in its slot with a new occurrence",
     () =>

@@ -1,7 +1,7 @@
 /**
  * The live layers of an app process: this process as a member of region CXLOG_REGION (default
- * cxlog), with Channels and Services by name over its directory and rings; a name not found is
- * created by the region's head through its coordinator.
+ * cxlog), with Channels and Services by name over its directory and rings (a name not found is
+ * created by the region's head through its coordinator), and that Coordinator.
  */
 import { ChannelsLayers, DirectoryLayers, RegionLayout, Roles, ServicesLayers } from "cxlog"
 import { Config, Effect, Layer } from "effect"
@@ -17,6 +17,7 @@ export const memberLayers = Effect.map(
       Layer.provideMerge(Roles.processSlot("client")),
       Layer.provideMerge(Roles.attachRegion({ name: region }))
     )
-    return Layer.mergeAll(ChannelsLayers.layer, ServicesLayers.layer).pipe(Layer.provide(base))
+    // The coordinator too: a worker's and the dashboard's drainOnStop arrive at their supervisor's fence through it.
+    return Layer.mergeAll(ChannelsLayers.layer, ServicesLayers.layer).pipe(Layer.provideMerge(base))
   }
 )

@@ -1,6 +1,7 @@
 /**
  * The prices dashboard as a Node program: prints each symbol's latest price off the channel and,
- * every few values, what each worker (`PRICES_WORKERS`, comma-separated) answers for it.
+ * every few values, what each worker (`PRICES_WORKERS`, comma-separated) answers for it; at its
+ * stop, how many prices it handled in all (under the app's draining shutdown, every one published).
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Config, Effect } from "effect"
@@ -9,7 +10,9 @@ import { dashboard } from "./Prices.js"
 
 const program = Effect.gen(function*() {
   const workers = (yield* Config.string("PRICES_WORKERS").pipe(Config.withDefault("acme,bolt"))).split(",")
-  const { quote, read } = yield* dashboard
+  // Added before the dashboard's consumer: it runs after the consumer has handled every price left at a stop.
+  yield* Effect.addFinalizer(() => Effect.log(`stopped: ${handled()} prices handled`))
+  const { handled, quote, read } = yield* dashboard()
   while (true) {
     const board = yield* read(4, 60_000)
     for (const price of board.values()) {

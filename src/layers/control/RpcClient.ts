@@ -28,6 +28,7 @@ import {
   RpcTimeout,
   type Success
 } from "../../services/control/Rpc.js"
+import { readU32 } from "../region/LittleEndian.js"
 import {
   addresseeOf,
   ALL_CLIENTS,
@@ -39,7 +40,6 @@ import {
   Kind,
   type OutFrame,
   outFrame,
-  readU32,
   toJson,
   type WireFrame,
   writeFrameAt

@@ -5,6 +5,7 @@
  */
 import { ParseResult, type Schema } from "effect"
 import { type AnyRpcMethod, RpcProtocolError } from "../../services/control/Rpc.js"
+import { readU32, writeU32 } from "../region/LittleEndian.js"
 import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
 
 /** `retry`: a request sent again by a client whose reply reader was reaped (RpcReplyMemo.ts). */
@@ -79,13 +80,6 @@ export const outFrame = (
   }
 }
 
-const writeU32 = (bytes: Uint8Array, at: number, value: number) => {
-  bytes[at] = value & 0xff
-  bytes[at + 1] = (value >>> 8) & 0xff
-  bytes[at + 2] = (value >>> 16) & 0xff
-  bytes[at + 3] = value >>> 24
-}
-
 /** Writes `frame`'s header, tag and payload at `bytes[at]` (`frame.length` bytes). */
 export const writeFrameAt = (bytes: Uint8Array, at: number, frame: OutFrame) => {
   const { replySlot, tag } = frame
@@ -104,9 +98,6 @@ export const frameBytes = (frame: OutFrame): Uint8Array => {
   writeFrameAt(bytes, 0, frame)
   return bytes
 }
-
-export const readU32 = (bytes: Uint8Array, at: number): number =>
-  (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
 
 /** The addressee of a frame, read from its header without decoding it (-1 when too short). */
 export const addresseeOf = (frame: Uint8Array): number => (frame.length < HEADER_BYTES ? -1 : readU32(frame, 4))

@@ -14,12 +14,18 @@ import type { ChannelOpenError, ChannelShape, ChannelsShape } from "../../servic
 import type { DirectoryEntry } from "../../services/region/Directory.js"
 import { ringAddresses } from "./ChannelLayout.js"
 
-/** An open channel's writer rings, as a barrier's stream. */
-export const channelStream = (channel: {
+/** An open channel, typed or raw, as a fence needs it: its entry and shape place its writer rings. */
+export interface FencedChannel {
   readonly name: string
   readonly entry: DirectoryEntry
   readonly shape: ChannelShape
-}): FenceStream => ({ name: channel.name, rings: ringAddresses(channel.entry, channel.shape) })
+}
+
+/** An open channel's writer rings, as a barrier's stream. */
+export const channelStream = (channel: FencedChannel): FenceStream => ({
+  name: channel.name,
+  rings: ringAddresses(channel.entry, channel.shape)
+})
 
 /** The channels of those names (opened as `openRaw` opens them, pinned for the scope), as a barrier's streams. */
 export const channelStreams = (

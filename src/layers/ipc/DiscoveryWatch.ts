@@ -14,11 +14,11 @@ import {
 } from "../../services/ipc/Discovery.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import type { DirectoryEntry } from "../../services/region/Directory.js"
-import type { ProcessTableLocation } from "../../services/region/ProcessSlot.js"
+import type { ProcessTableLocation, SlotInfo } from "../../services/region/ProcessSlot.js"
 import { DirectoryFollower } from "../region/DirectoryFollower.js"
 import type { DirectoryArea } from "../region/DirectoryRecords.js"
 import { DirectoryTable, OBJECT_KINDS } from "../region/DirectoryTable.js"
-import { isOwnerAlive, readSlot, slotOffset } from "../region/ProcessSlot.js"
+import { isOwnerAlive, readLabel, readSlot, slotOffset } from "../region/ProcessSlot.js"
 import { slotLines } from "../region/SlotLine.js"
 
 /** The most children a process remembers names and exits of (the oldest is forgotten first). */
@@ -59,7 +59,28 @@ export const objectOf = (entry: DirectoryEntry): DiscoveredObject => ({
   createdAtMs: entry.createdAtMs
 })
 
-/** The live processes of the table now, named where this process started them. */
+/** Slot `slot`'s process as discovery tells it, named by its slot's label, or in full by this process if it started it. */
+const processOf = (
+  region: CxlMemoryShape,
+  table: ProcessTableLocation,
+  info: SlotInfo,
+  children: ChildRecords
+): DiscoveredProcess => {
+  const label = readLabel(region, table, info.slot)
+  const name = children.nameOf(info.pid) ?? (label === undefined || label.name === "" ? undefined : label.name)
+  return {
+    slot: info.slot,
+    occurrence: info.occurrence,
+    pid: info.pid,
+    startTag: info.startTag,
+    startedAtMs: slotLines(region).startedMs(slotOffset(table, info.slot)),
+    role: info.role,
+    ...(name === undefined ? {} : { name }),
+    ...(label === undefined ? {} : { supervisor: label.supervisor, restarts: label.restarts })
+  }
+}
+
+/** The live processes of the table now, named where a supervisor started them. */
 export const liveProcesses = (
   region: CxlMemoryShape,
   table: ProcessTableLocation,
@@ -68,17 +89,7 @@ export const liveProcesses = (
   const live: Array<DiscoveredProcess> = []
   for (let slot = 0; slot < table.slots; slot++) {
     const info = readSlot(region, table, slot)
-    if (info.state !== 2 || !isOwnerAlive(info)) continue
-    const name = children.nameOf(info.pid)
-    live.push({
-      slot,
-      occurrence: info.occurrence,
-      pid: info.pid,
-      startTag: info.startTag,
-      startedAtMs: slotLines(region).startedMs(slotOffset(table, slot)),
-      role: info.role,
-      ...(name === undefined ? {} : { name })
-    })
+    if (info.state === 2 && isOwnerAlive(info)) live.push(processOf(region, table, info, children))
   }
   return live
 }
@@ -158,7 +169,6 @@ export class RegionWatch {
     const waiting = this.pending
     this.pending = []
     for (const end of waiting) this.ended(end.process, false, end.sinceMs, nowMs, events)
-    const lines = slotLines(this.region)
     for (let slot = 0; slot < this.processTable.slots; slot++) {
       const info = readSlot(this.region, this.processTable, slot)
       const known = this.processes.get(slot)
@@ -170,16 +180,7 @@ export class RegionWatch {
         this.ended(known, info.pid === 0, nowMs, nowMs, events)
       }
       if (info.state !== 2) continue
-      const name = this.children.nameOf(info.pid)
-      const process: DiscoveredProcess = {
-        slot,
-        occurrence: info.occurrence,
-        pid: info.pid,
-        startTag: info.startTag,
-        startedAtMs: lines.startedMs(slotOffset(this.processTable, slot)),
-        role: info.role,
-        ...(name === undefined ? {} : { name })
-      }
+      const process = processOf(this.region, this.processTable, info, this.children)
       if (isOwnerAlive(info)) {
         this.processes.set(slot, process)
         events.push(DiscoveryEvent.ProcessJoined({ process }))

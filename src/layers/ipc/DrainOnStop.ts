@@ -16,12 +16,10 @@
  */
 import { type ConfigError, Deferred, Effect, Either, Exit, Fiber, Option, type Scope } from "effect"
 import { Coordinator, type CoordinatorUnavailable } from "../../services/control/Coordinator.js"
-import type { ChannelMessage, ChannelShape, ChannelSubscription } from "../../services/ipc/Channels.js"
-import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
-import type { DirectoryEntry } from "../../services/region/Directory.js"
-import { settingsConfig } from "../../Settings.js"
-import { channelStream } from "./ChannelFence.js"
+import type { ChannelMessage, ChannelSubscription } from "../../services/ipc/Channels.js"
+import { channelStream, type FencedChannel } from "./ChannelFence.js"
 import { enterShutdownFence } from "./ShutdownFence.js"
+import { supervisorDefaults } from "./Supervisor.js"
 
 /** The most values a consumer takes at once. */
 const CONSUMER_BATCH = 256
@@ -62,23 +60,14 @@ export const drainConsumer = <A, R = never>(
     })
 })
 
-/** An open channel, typed or raw: the fence drains its writer rings. */
-export interface DrainedChannel {
-  readonly name: string
-  readonly entry: DirectoryEntry
-  readonly shape: ChannelShape
-}
-
 export interface DrainOptions<R> {
   /** The channels whose rings this process writes that the fence drains (by the group's subscribers). */
-  readonly channels: ReadonlyArray<DrainedChannel>
+  readonly channels: ReadonlyArray<FencedChannel>
   /** Consumers that take through the fence, then what is left (forked now, for the scope). */
   readonly consumers?: ReadonlyArray<DrainConsumer<R>>
   /** The group to fence over; CXLOG_SUPERVISOR_DRAIN_GROUP by default, which a draining supervisor sets. */
   readonly group?: string
 }
-
-const settings = settingsConfig(SUPERVISOR_SETTINGS.settings)
 
 /**
  * For the rest of the scope: a stop fences over the drain group first (module comment). Joins the
@@ -91,7 +80,7 @@ export const drainOnStop = <R = never>(
   options: DrainOptions<R>
 ): Effect.Effect<void, ConfigError.ConfigError | CoordinatorUnavailable, Coordinator | Scope.Scope | R> =>
   Effect.gen(function*() {
-    const { drainGroup, drainTimeoutMs, stopTimeoutMs } = yield* settings
+    const { drainGroup, drainTimeoutMs, stopTimeoutMs } = yield* supervisorDefaults
     const group = options.group ?? drainGroup
     const coordinator = yield* Coordinator
     if (group !== undefined) yield* coordinator.joinGroup(group)

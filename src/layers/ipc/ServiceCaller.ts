@@ -7,16 +7,17 @@
  * signal every call shares, so a call costs no watch of its own), and calls made meanwhile fail
  * at once; once a server serves again, calls go to it.
  */
-import { Effect, Either, Schedule, type Scope } from "effect"
+import { Effect, Schedule, type Scope } from "effect"
 import type { RingInspector } from "../../services/control/Rings.js"
 import type { RpcClient, RpcClientOptions } from "../../services/control/Rpc.js"
 import {
-  ServiceCallersBusy,
+  type ServiceCallersBusy,
   type ServiceClient,
   ServiceServerDied,
-  ServiceUnavailable
+  type ServiceUnavailable
 } from "../../services/ipc/Services.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
+import { claimCallerSlot } from "./CallerSlot.js"
 import type { ServiceRings } from "./ServiceLayout.js"
 
 /** The server as a caller knows it: the reply ring's writer occurrence and pid, and the signal its calls wait with. */
@@ -41,29 +42,6 @@ const known = (server: { readonly pid: number; readonly occurrence: number }): K
   calls: new AbortController()
 })
 
-/** The first caller slot free (or held by a dead process), with an Rpc client over it for the scope. */
-const claimSlot = (
-  makeClient: (
-    options: RpcClientOptions
-  ) => Effect.Effect<RpcClient, { readonly _tag: string; readonly message: string }, Scope.Scope>,
-  name: string,
-  rings: ServiceRings,
-  timeoutMs: number
-): Effect.Effect<RpcClient, ServiceCallersBusy | ServiceUnavailable, Scope.Scope> =>
-  Effect.gen(function*() {
-    for (const [caller, requests] of rings.requests.entries()) {
-      // The client takes its request ring's writer first: a slot held by a live caller fails there, holding nothing.
-      const claimed = yield* Effect.either(
-        makeClient({ client: caller, requests, replies: rings.replies, replySlot: caller, timeoutMs })
-      )
-      if (Either.isRight(claimed)) return claimed.right
-      if (claimed.left._tag !== "RingWriterBusy") {
-        return yield* new ServiceUnavailable({ name, reason: claimed.left.message })
-      }
-    }
-    return yield* new ServiceCallersBusy({ name, callerSlots: rings.requests.length })
-  })
-
 export const connectCaller = (
   makeClient: (
     options: RpcClientOptions
@@ -75,7 +53,19 @@ export const connectCaller = (
   options: { readonly timeoutMs: number; readonly checkEveryMs: number }
 ): Effect.Effect<ServiceClient, ServiceCallersBusy | ServiceUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const client = yield* claimSlot(makeClient, name, rings, options.timeoutMs)
+    // The client takes its request ring's writer first: a slot held by a live caller fails there, holding nothing.
+    const client = yield* claimCallerSlot(
+      name,
+      rings.requests,
+      (caller, requests) =>
+        makeClient({
+          client: caller,
+          requests,
+          replies: rings.replies,
+          replySlot: caller,
+          timeoutMs: options.timeoutMs
+        })
+    )
     let current = known(server)
     const look = Effect.sync(() => {
       const now = liveServer(replies)

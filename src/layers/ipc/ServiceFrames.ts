@@ -8,7 +8,7 @@
  * ring's writer closes or dies, or when a frame names another occurrence (a new caller took the
  * slot before the old one's end was seen).
  */
-import { Effect, Either, Schedule, Scope } from "effect"
+import { Effect, Schedule, Scope } from "effect"
 import type { RingInspector, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
 import {
   type FrameClient,
@@ -22,21 +22,13 @@ import {
   ServiceUnavailable
 } from "../../services/ipc/Services.js"
 import { readForever, RETRY_AFTER_ERROR_MS } from "../control/RpcReadForever.js"
+import { readU32, writeU32 } from "../region/LittleEndian.js"
+import { claimCallerSlot } from "./CallerSlot.js"
 import { liveServer } from "./ServiceCaller.js"
 import type { ServiceRings } from "./ServiceLayout.js"
 
 const HEADER_BYTES = 8
 const encoder = new TextEncoder()
-
-const readU32 = (bytes: Uint8Array, at: number) =>
-  (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0
-
-const writeU32 = (bytes: Uint8Array, at: number, value: number) => {
-  bytes[at] = value & 0xff
-  bytes[at + 1] = (value >>> 8) & 0xff
-  bytes[at + 2] = (value >>> 16) & 0xff
-  bytes[at + 3] = (value >>> 24) & 0xff
-}
 
 const frameBytes = (payload: string | Uint8Array) =>
   HEADER_BYTES + (typeof payload === "string" ? Buffer.byteLength(payload, "utf8") : payload.length)
@@ -132,19 +124,6 @@ export const serveFrames = (
     return (to, frame) => writeFrame(name, replies, to, frame, [to.caller], timeoutMs)
   })
 
-/** The first caller slot whose request ring has no live writer: its writer, for the scope. */
-const claimSlot = (rings: RingsShape, name: string, serviceRings: ServiceRings) =>
-  Effect.gen(function*() {
-    for (const [caller, ring] of serviceRings.requests.entries()) {
-      const claimed = yield* Effect.either(rings.writer(ring))
-      if (Either.isRight(claimed)) return { caller, writer: claimed.right }
-      if (claimed.left._tag !== "RingWriterBusy") {
-        return yield* new ServiceUnavailable({ name, reason: claimed.left.message })
-      }
-    }
-    return yield* new ServiceCallersBusy({ name, callerSlots: serviceRings.requests.length })
-  })
-
 /**
  * The caller's side: a caller slot, a reader of the reply ring in the slot's reader slot, and a
  * watch of the server every `checkEveryMs` (as ServiceCaller.ts's): when it died, stopped, or
@@ -160,7 +139,11 @@ export const connectFrames = (
   options: { readonly timeoutMs: number; readonly checkEveryMs: number }
 ): Effect.Effect<FrameClient, ServiceCallersBusy | ServiceUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
-    const { caller, writer } = yield* claimSlot(rings, name, serviceRings)
+    const { caller, writer } = yield* claimCallerSlot(
+      name,
+      serviceRings.requests,
+      (caller, ring) => Effect.map(rings.writer(ring), (writer) => ({ caller, writer }))
+    )
     const connection: ServiceConnection = { caller, occurrence: writer.occurrence }
     const attach = rings.reader(serviceRings.replies, { slot: caller }).pipe(
       Effect.mapError((e) => new ServiceUnavailable({ name, reason: e.message }))

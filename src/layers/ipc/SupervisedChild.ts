@@ -6,6 +6,7 @@ import { Deferred, Effect } from "effect"
 import { spawn } from "node:child_process"
 import type { ProcessExit } from "../../services/ipc/Discovery.js"
 import type { ChildSpec } from "../../services/ipc/Supervisor.js"
+import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
 import { processEnvironment } from "../../Settings.js"
 
 /** The exit told for a program that could not be started at all (not found, not executable). */
@@ -28,10 +29,20 @@ export const signalGroup = (pid: number, signal: NodeJS.Signals): boolean => {
   }
 }
 
-/** Starts one instance of `spec`, named `name` in its environment (SUPERVISED_NAME), with the supervisor's `env` added. */
+/** What a child is told of itself: its process slot carries it, for every process of the region to see. */
+const identityEnv = (name: string, restarts: number): Record<string, string> => {
+  const { name: nameSetting, restarts: restartsSetting, supervisor } = SUPERVISED_SETTINGS.settings
+  return { [nameSetting.env]: name, [supervisor.env]: String(process.pid), [restartsSetting.env]: String(restarts) }
+}
+
+/**
+ * Starts one instance of `spec`, named `name` and restarted `restarts` times before, in its
+ * environment (CXLOG_SUPERVISED_*), with the supervisor's `env` added.
+ */
 export const spawnChild = (
   spec: ChildSpec,
   name: string,
+  restarts: number,
   env: Readonly<Record<string, string>>
 ): Effect.Effect<RunningChild> =>
   Effect.gen(function*() {
@@ -43,7 +54,7 @@ export const spawnChild = (
       // Its own process group: a shutdown reaches what it started, and a Ctrl-C at a terminal reaches only the supervisor.
       detached: true,
       stdio: spec.output === "ignore" ? "ignore" : ["ignore", "inherit", "inherit"],
-      env: { ...processEnvironment(), ...spec.env, ...env, SUPERVISED_NAME: name },
+      env: { ...processEnvironment(), ...spec.env, ...env, ...identityEnv(name, restarts) },
       ...(spec.cwd === undefined ? {} : { cwd: spec.cwd })
     })
     let ended = false

@@ -62,7 +62,7 @@ const makeWith = (fence: ShutdownFence | undefined) =>
         const policy = spec.restart ?? "on-failure"
         while (!stopping) {
           const startedMs = Date.now()
-          const running = yield* spawnChild(spec, instance.child, fence?.childEnv ?? {})
+          const running = yield* spawnChild(spec, instance.child, instance.restarts, fence?.childEnv ?? {})
           instance.running = running
           instance.state = "running"
           if (Option.isSome(discovery)) yield* discovery.value.adopt(running.pid, instance.child)

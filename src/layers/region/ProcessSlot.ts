@@ -10,6 +10,7 @@ import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionOutOfBounds } fr
 import { Doorbell, type WakeFifoUnavailable } from "../../services/region/Doorbell.js"
 import {
   PROCESS_SLOT_BYTES,
+  type ProcessLabel,
   ProcessSlot,
   type ProcessSlotShape,
   ProcessTableFull,
@@ -18,6 +19,8 @@ import {
   ROLES,
   type SlotInfo
 } from "../../services/region/ProcessSlot.js"
+import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
+import { settingsConfig } from "../../Settings.js"
 import { CADENCE_MS, everyTick } from "./Cadence.js"
 import * as DoorbellLayers from "./Doorbell.js"
 import { isPidAlive, isProcessAlive, ownStartTag } from "./ProcessInfo.js"
@@ -46,6 +49,26 @@ export const readSlot = (region: CxlMemoryShape, table: ProcessTableLocation, sl
   }
 }
 
+/** The label slot `slot`'s owner wrote (read once the slot is ready); undefined when no supervisor started it. */
+export const readLabel = (
+  region: CxlMemoryShape,
+  table: ProcessTableLocation,
+  slot: number
+): ProcessLabel | undefined => {
+  const lines = slotLines(region)
+  const at = slotOffset(table, slot)
+  const supervisor = lines.supervisor(at)
+  return supervisor === 0 ? undefined : { name: lines.name(at), supervisor, restarts: lines.restarts(at) }
+}
+
+/** This process's label, from what its supervisor set in its environment (none when it was not started by one). */
+export const supervisedLabel: Effect.Effect<ProcessLabel | undefined, ConfigError.ConfigError> = Effect.map(
+  settingsConfig(SUPERVISED_SETTINGS.settings),
+  (
+    { name, restarts, supervisor }
+  ) => (supervisor === undefined ? undefined : { name: name ?? "", supervisor, restarts })
+)
+
 /** Stamps slot `slot`'s heartbeat with `nowMs` (its owner's write). */
 export const writeHeartbeat = (
   region: CxlMemoryShape,
@@ -73,15 +96,22 @@ export interface ProcessSlotOptions {
   /** Try this slot first (the head takes slot 0). */
   readonly preferredSlot?: number
   readonly spinMicros?: number
+  /** Who started this process, for every process to read: by default its supervisor's, from the environment (`supervisedLabel`). */
+  readonly label?: ProcessLabel
 }
 
 /** Claims a free slot, or one whose owner process is gone, and heartbeats until the scope closes. */
 export const make = (
   options: ProcessSlotOptions
-): Effect.Effect<ProcessSlotShape, ProcessTableFull | RegionOutOfBounds, CxlMemory | Scope.Scope> =>
+): Effect.Effect<
+  ProcessSlotShape,
+  ProcessTableFull | RegionOutOfBounds | ConfigError.ConfigError,
+  CxlMemory | Scope.Scope
+> =>
   Effect.gen(function*() {
     const region = yield* CxlMemory
     const { table, role } = options
+    const label = options.label ?? (yield* supervisedLabel)
     yield* region.check(table.offset, processTableBytes(table.slots))
     const pid = process.pid
     const order = Array.from({ length: table.slots }, (_, i) => (i + (options.preferredSlot ?? 0)) % table.slots)
@@ -116,6 +146,8 @@ export const make = (
     writeHeartbeat(region, table, slot, Date.now())
     lines.setStartedMs(at, Date.now())
     lines.setStartTag(at, ownStartTag())
+    // Before `ready`, like the rest: whoever sees this occurrence sees its label (a slot's last owner's is cleared).
+    lines.setLabel(at, label?.supervisor ?? 0, label?.restarts ?? 0, label?.name ?? "")
     region.publish(at, LINE_BYTES)
     lines.storeReady(at, occurrence)
     const heartbeatMs = options.heartbeatMillis ?? DEFAULT_HEARTBEAT_MS

@@ -20,6 +20,7 @@ import {
 import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
 import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import { DIRECTORY_LAYOUT_SETTINGS, REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
 import { envConfigProvider, processEnvironment, settingConfig, type SettingsTable } from "../../Settings.js"
 import { type Command, type Flag, resolveFlag, type Source } from "../cli/CliKit.js"
 import { LAUNCHER_SETTINGS, METRICS_SETTINGS, ORCHESTRATOR_SETTINGS, PEER_SETTINGS } from "../ProgramSettings.js"
@@ -44,6 +45,7 @@ const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   SERVICE_SETTINGS,
   DISCOVERY_SETTINGS,
   SUPERVISOR_SETTINGS,
+  SUPERVISED_SETTINGS,
   MIRROR_SETTINGS,
   METRICS_SETTINGS,
   ORCHESTRATOR_SETTINGS,

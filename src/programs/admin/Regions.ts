@@ -19,7 +19,7 @@ import { removeDefaultCredentials } from "../../layers/net/Auth.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import { removeOrphanedWakeFifos, removeWakeFifos } from "../../layers/region/Doorbell.js"
 import { isPidAlive, procStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
-import { isOwnerAlive, readSlot } from "../../layers/region/ProcessSlot.js"
+import { isOwnerAlive, readLabel, readSlot } from "../../layers/region/ProcessSlot.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import { table } from "../report/Table.js"
@@ -36,6 +36,10 @@ export interface RegionProcess {
   readonly pid: number
   readonly role: string
   readonly alive: boolean
+  /** The name, supervisor pid and restarts its slot carries, when a supervisor started it. */
+  readonly name?: string
+  readonly supervisor?: number
+  readonly restarts?: number
 }
 
 export interface RegionInfo {
@@ -130,7 +134,9 @@ const readDetails = (name: string) =>
     const processes: Array<RegionProcess> = []
     for (let s = 0; s < layout.processTable.slots; s++) {
       const info = readSlot(region, layout.processTable, s)
-      if (info.pid !== 0) processes.push({ slot: s, pid: info.pid, role: info.role, alive: isOwnerAlive(info) })
+      if (info.pid === 0) continue
+      const label = info.state === 2 ? readLabel(region, layout.processTable, s) : undefined
+      processes.push({ slot: s, pid: info.pid, role: info.role, alive: isOwnerAlive(info), ...label })
     }
     const topics = listTopics(region, layout.log).map((t) => ({
       name: t.name,
@@ -255,6 +261,8 @@ const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
 
 export interface RegionsOptions {
   readonly remove?: string
+  /** List this region's processes. */
+  readonly processes?: string
   readonly prune: boolean
   readonly json: boolean
 }
@@ -268,6 +276,25 @@ export const regions = (options: RegionsOptions) =>
         ? Console.log(JSON.stringify({ removed: [info] }))
         : Console.log(`removed ${info.name} (${mib(info.bytes)}, ${info.orderedMessages} ordered messages)`)
       return
+    }
+    if (options.processes !== undefined) {
+      const info = yield* inspectRegion(options.processes)
+      if (info === undefined) return yield* new RegionNotFound({ region: options.processes })
+      if (options.json) return yield* Console.log(JSON.stringify(info.processes))
+      return yield* Console.log(
+        table(
+          ["slot", "pid", "role", "alive", "name", "supervisor", "restarts"],
+          info.processes.map((p) => [
+            String(p.slot),
+            String(p.pid),
+            p.role,
+            p.alive ? "yes" : "no",
+            p.name ?? "-",
+            p.supervisor === undefined ? "-" : String(p.supervisor),
+            p.restarts === undefined ? "-" : String(p.restarts)
+          ])
+        )
+      )
     }
     if (options.prune) {
       const removed = yield* pruneRunRegions

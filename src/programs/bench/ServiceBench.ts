@@ -32,8 +32,8 @@ export interface ServiceBenchOptions {
   readonly json: boolean
 }
 
-const SERVICE = "bench"
-const Echo = method("echo", { payload: Schema.String, success: Schema.String })
+export const SERVICE = "bench"
+export const Echo = method("echo", { payload: Schema.String, success: Schema.String })
 const EFFECT_RPC_SERVICE = "bench-effect-rpc"
 class EchoRpcs
   extends RpcGroup.make(EffectRpc.make("Echo", { payload: { text: Schema.String }, success: Schema.String }))

@@ -15,6 +15,7 @@ import { STAMP_BYTES } from "../bench/peers/PeerReadBack.js"
 import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
 import { loopbackEcho, rtt } from "../bench/Rtt.js"
 import { benchService, serviceBenchServer } from "../bench/ServiceBench.js"
+import { benchSupervisor } from "../bench/SupervisorBench.js"
 import { benchTopics } from "../bench/TopicsBench.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
@@ -35,7 +36,18 @@ export const benchCommand = Cli.command({
   summary: "Measure a local cluster's throughput and ACK latency next to the loopback TCP bound",
   flags: {
     ...clusterFlags("256MiB"),
-    type: Cli.choice("type", ["publish", "e2e", "latency", "rtt", "mirror", "topics", "channel", "service", "group"], {
+    type: Cli.choice("type", [
+      "publish",
+      "e2e",
+      "latency",
+      "rtt",
+      "mirror",
+      "topics",
+      "channel",
+      "service",
+      "supervisor",
+      "group"
+    ], {
       default: "e2e",
       env: "CXLOG_BENCH_TYPE",
       description:
@@ -44,6 +56,7 @@ export const benchCommand = Cli.command({
         "topics (--topics topics created, written, audited, deleted and created again in a region of at most 1 GiB, and one client's MB/s over --ratio-topics topics ÷ into one; docs/topics.md), " +
         "channel (a channel by name between two processes, one way, next to process.send and a Unix socket in the same run: latency one value at a time, and 64 B values/s; docs/ipc.md), " +
         "service (a service call by name between two processes, next to a process.send round trip; docs/ipc.md), " +
+        "supervisor (a supervised child serving by name SIGKILLed --kills times: the kill to its replacement serving again, next to its first start; docs/ipc.md), " +
         "group (--members processes of a consumer group sharing --messages messages, each worked on and acked once, audited; with --peers the same pool on Redis Streams and JetStream; docs/consumers.md)"
     }),
     members: Cli.integer("members", {
@@ -69,7 +82,8 @@ export const benchCommand = Cli.command({
       default: 10,
       min: 1,
       env: "CXLOG_BENCH_KILLS",
-      description: "group --kill-member: how many times a member is SIGKILLed"
+      description:
+        "group --kill-member: how many times a member is SIGKILLed; supervisor: how many times the supervised child is"
     }),
     topics: Cli.integer("topics", {
       default: 10_000,
@@ -136,6 +150,7 @@ export const benchCommand = Cli.command({
     "cxlog bench --type rtt --local --peers redis",
     "cxlog bench --type topics --topics 10000 --json",
     "cxlog bench --type channel --json",
+    "cxlog bench --type supervisor --kills 10 --json",
     "cxlog bench --type group --members 4 --local --peers redis,nats",
     "cxlog bench --type group --members 4 --local --by-key --kill-member"
   ],
@@ -163,6 +178,8 @@ export const benchCommand = Cli.command({
         rounds: 3,
         json: o.json
       }).pipe(Effect.asVoid)
+      : o.type === "supervisor"
+      ? benchSupervisor({ kills: o.kills, json: o.json }).pipe(Effect.asVoid)
       : o.type === "service"
       ? benchService({ samples: o.samples, messageBytes: o.messageBytes, json: o.json }).pipe(Effect.asVoid)
       : o.type === "rtt"

@@ -17,14 +17,31 @@ export const regionsCommand = Cli.command({
       description:
         "remove this region and its default credential files (refused while a live process uses it; its data is lost)"
     }),
+    processes: Cli.optionalText("processes", {
+      placeholder: "NAME",
+      shown: "none",
+      description:
+        "list this region's processes: slot, pid, role, whether it runs, and the name, supervisor and restarts of a supervised child"
+    }),
     prune: Cli.toggle("prune", {
       description:
         "remove every orphaned `cxlog run` region (its run gone, nothing using it) and the default credential files of regions that are gone"
     }),
     json
   },
-  examples: ["cxlog regions", "cxlog regions --remove orders", "cxlog regions --prune"],
-  run: (o) => regions({ ...(o.remove === undefined ? {} : { remove: o.remove }), prune: o.prune, json: o.json })
+  examples: [
+    "cxlog regions",
+    "cxlog regions --processes prices",
+    "cxlog regions --remove orders",
+    "cxlog regions --prune"
+  ],
+  run: (o) =>
+    regions({
+      ...(o.remove === undefined ? {} : { remove: o.remove }),
+      ...(o.processes === undefined ? {} : { processes: o.processes }),
+      prune: o.prune,
+      json: o.json
+    })
 })
 
 export const selfcheckCommand = Cli.command({

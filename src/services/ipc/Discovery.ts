@@ -30,8 +30,15 @@ export interface DiscoveredProcess {
   /** When it took its slot (ms since the epoch). */
   readonly startedAtMs: number
   readonly role: Role
-  /** The name a supervisor in this process gave it, when this process started it. */
+  /**
+   * The name its supervisor gave it: carried by its process slot (the first 20 bytes), so every
+   * process of the region sees it; in full when this process is its supervisor.
+   */
   readonly name?: string
+  /** The pid of the supervisor that started it, when one did. */
+  readonly supervisor?: number
+  /** How many times its supervisor had restarted it when it started this one. */
+  readonly restarts?: number
 }
 
 /** How a process ended, as its parent saw it. */

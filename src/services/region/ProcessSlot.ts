@@ -31,6 +31,16 @@ export interface SlotInfo {
   readonly startTag: number
 }
 
+/** Who started a process and under which name, as its slot carries it: a supervised child's. */
+export interface ProcessLabel {
+  /** The name its supervisor gave it (the first LABEL_NAME_BYTES bytes: 20). */
+  readonly name: string
+  /** Its supervisor's pid. */
+  readonly supervisor: number
+  /** How many times its supervisor had restarted it when it started this one. */
+  readonly restarts: number
+}
+
 export interface ProcessSlotShape {
   readonly slot: number
   readonly occurrence: number
