@@ -452,31 +452,6 @@ describe("Sequencer over the region", () => {
       expect((yield* readAll(cluster.reader, "m3")).map((x) => x.batchSeq)).toEqual([0, 1])
     }))
 
-  it.scoped("a sweep pass over more topics than a slice goes over several rounds, a slice each; a batch left unmarked is ordered within the pass", () =>
-    Effect.gen(function*() {
-      const cluster = yield* implementations[1]!.make()
-      const slice = 4
-      const names = Array.from({ length: slice + 3 }, (_, i) => `s${i}`)
-      for (const name of names) yield* cluster.topics.create({ ...spec(5), name })
-      const a = yield* cluster.appender(0)
-      const sequencer = yield* cluster.sequencer({ maxTopicsSweptPerRound: slice })
-      for (const name of names) yield* appendSimple(a, name, 1, 0, 0)
-      yield* drain(sequencer)
-      // A writer that died between its commit and its mark, in the last topic: only the sweep finds its batch.
-      const { memory, area } = cluster.region!
-      yield* appendSimple(a, names[names.length - 1]!, 1, 0, 1)
-      topicMarks(memory, area)!.take(() => {})
-      yield* TestClock.adjust("1 second")
-      // The pass's rounds: a slice each, then nothing more to sweep until the next pass is due.
-      const first = yield* sequencer.step
-      expect(first.topicsLooked).toBe(slice)
-      const second = yield* sequencer.step
-      expect(second.topicsLooked).toBe(names.length - slice)
-      expect(first.ordered + second.ordered).toBe(1)
-      expect(yield* sequencer.step).toMatchObject({ ordered: 0, topicsLooked: 0 })
-      expect((yield* readAll(cluster.reader, names[names.length - 1]!)).map((x) => x.batchSeq)).toEqual([0, 1])
-    }))
-
   it.scoped("a topic the sequencer took on before anyone wrote it is ordered at its first batch's round, not at the sweep's", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()

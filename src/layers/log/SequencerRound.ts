@@ -105,13 +105,8 @@ export interface SequencerState {
   readonly total: RoundTally
   /** Records a round's tally, and the batches held after it, in the metrics. */
   readonly recordTally: (tally: RoundTally, heldNow: number) => void
-  /** When the next sweep pass of idle sessions and dead registrations starts. */
+  /** When the next round sweeps idle sessions and dead registrations. */
   nextSweepMs: number
-  /** The pass in progress (the topics held when it started, parked ones included) and how far it got; undefined: none. */
-  sweeping: Array<TopicOrder> | undefined
-  sweepAt: number
-  /** The topics of the pass a round sweeps (reused). */
-  readonly swept: Set<TopicOrder>
 }
 
 export const makeSequencerState = (log: LogStorage, settings: OrderSettings): SequencerState => ({
@@ -124,10 +119,7 @@ export const makeSequencerState = (log: LogStorage, settings: OrderSettings): Se
   grantedSeen: Number.NaN,
   total: new RoundTally(settings.maxBrokers),
   recordTally: makeTallyMetrics(settings.maxBrokers),
-  nextSweepMs: 0,
-  sweeping: undefined,
-  sweepAt: 0,
-  swept: new Set()
+  nextSweepMs: 0
 })
 
 /** Scans each broker's PBR positions once (at most `maxPerBroker` each); stops at a full GOI. */
@@ -221,55 +213,29 @@ export function orderTopic(topic: TopicOrder, nowMs: number, settings: OrderSett
  */
 export function sequencerRound(state: SequencerState, nowMs: number): RoundTally {
   unpark(state)
-  const { attention, log, parked, settings, topics, total } = state
+  const { attention, log, settings, total } = state
   total.reset()
   let any = false
-  const slice = sweepSlice(state, nowMs)
-  const looking = lookedAt(state, slice)
+  const sweep = nowMs >= state.nextSweepMs
+  if (sweep) state.nextSweepMs = nowMs + SESSION_SWEEP_MS
+  const looking = lookedAt(state, sweep)
   if (log.marks !== undefined) attention.clear()
   for (const topic of looking) {
-    if (orderTopic(topic, nowMs, settings, slice.has(topic))) any = true
+    if (orderTopic(topic, nowMs, settings, sweep)) any = true
     total.add(topic.tally)
     total.looked++
     if (log.marks !== undefined && needsLook(topic)) attention.add(topic)
   }
-  for (const topic of slice) {
-    // Swept above, or parked: sessions registered on a topic nobody writes yet idle out too.
-    if (topics.get(topic.info.id) === topic || parked.get(topic.info.id) !== topic) continue
-    if (orderTopic(topic, nowMs, settings, true)) any = true
-    total.add(topic.tally)
+  if (sweep) {
+    // Sessions registered on a topic nobody writes yet idle out too.
+    for (const topic of state.parked.values()) {
+      if (orderTopic(topic, nowMs, settings, sweep)) any = true
+      total.add(topic.tally)
+    }
   }
   if (any) log.ring(total)
   state.recordTally(total, heldBatches(watched(state)))
   return total
-}
-
-/**
- * The topics this round sweeps: the next slice of the pass in progress (`sweepSlice` topics),
- * starting one every SESSION_SWEEP_MS (every topic held then, parked ones too); those deleted
- * since are passed over. A sweep of a topic a writer's own rounds moved reads all its session
- * lines again (`takeAllSessions`), and a round holds the round marker throughout, so no appender
- * orders meanwhile: a pass over a thousand written topics in one round held every appender's
- * batches, and its publishers' ACKs, for its whole length. In slices the pass goes over several
- * rounds, a millisecond apart, and appenders order between them.
- */
-const sweepSlice = (state: SequencerState, nowMs: number): ReadonlySet<TopicOrder> => {
-  const slice = state.swept
-  slice.clear()
-  if (state.sweeping === undefined) {
-    if (nowMs < state.nextSweepMs) return slice
-    state.nextSweepMs = nowMs + SESSION_SWEEP_MS
-    state.sweeping = [...state.topics.values(), ...state.parked.values()]
-    state.sweepAt = 0
-  }
-  const pass = state.sweeping
-  while (state.sweepAt < pass.length && slice.size < state.settings.sweepSlice) {
-    const topic = pass[state.sweepAt++]!
-    const id = topic.info.id
-    if (state.topics.get(id) === topic || state.parked.get(id) === topic) slice.add(topic)
-  }
-  if (state.sweepAt >= pass.length) state.sweeping = undefined
-  return slice
 }
 
 /** The topics whose storage may change with no mark: every one without marks, else those the last round left work in. */
@@ -283,24 +249,22 @@ const heldBatches = (topics: Iterable<TopicOrder>): number => {
 }
 
 /**
- * The topics a round looks at: every one without marks; else those of the sweep's slice, those the last round
+ * The topics a round looks at: every one at the sweep or without marks; else those the last round
  * left work in and those marked since (a marked topic still parked is taken on: it was written).
  * A mark of a topic not discovered yet is put back while the directory has topics to discover.
  */
-const lookedAt = (state: SequencerState, swept: ReadonlySet<TopicOrder>): Iterable<TopicOrder> => {
+const lookedAt = (state: SequencerState, sweep: boolean): Iterable<TopicOrder> => {
   const { log, looking } = state
   const marks = log.marks
   if (marks === undefined) return state.topics.values()
   looking.clear()
-  for (const topic of state.attention) looking.add(topic)
+  if (!sweep) { for (const topic of state.attention) looking.add(topic) }
   marks.take((id) => {
     const topic = state.topics.get(id) ?? unparkMarked(state, id)
     if (topic !== undefined) looking.add(topic)
     else if (log.hasNewTopics()) marks.mark(id)
   })
-  // The sweep's slice: the ordered topics of it (its parked ones are swept apart).
-  for (const topic of swept) if (state.topics.get(topic.info.id) === topic) looking.add(topic)
-  return looking
+  return sweep ? state.topics.values() : looking
 }
 
 /** A marked topic that was parked: it holds a batch, so it joins the ordered ones. */
@@ -436,7 +400,6 @@ export const enterRound = (state: SequencerState): Effect.Effect<void, Sequencer
 
 /** After taking the marker over from a dead process: every topic is taken on again from its storage (`roundStep`'s discovery). */
 export const forgetTopics = (state: SequencerState): void => {
-  state.sweeping = undefined
   state.topics.clear()
   state.attention.clear()
   state.parked.clear()
@@ -464,8 +427,6 @@ export function hasWork(state: SequencerState): boolean {
 
 /** The next moment a round has something to do with no one ringing: a hold's deadline or the session sweep. */
 export const nextDeadline = (state: SequencerState): number => {
-  // A sweep pass in progress goes on at the next round.
-  if (state.sweeping !== undefined) return 0
   let deadline = state.nextSweepMs
   // A topic holding batches is watched (`needsLook`).
   for (const topic of watched(state)) deadline = Math.min(deadline, topic.engine.nextDeadline())

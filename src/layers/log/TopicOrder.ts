@@ -81,8 +81,6 @@ export interface OrderSettings {
   readonly sessionGapIdleMs: number
   /** Positions scanned per broker per round. */
   readonly maxPerBroker: number
-  /** Topics swept per round (a sweep pass over more goes over several rounds). */
-  readonly sweepSlice: number
 }
 
 /** The settings from the layer's options, defaulted, for a log of `config`. */
@@ -94,8 +92,7 @@ export const orderSettings = (config: LogConfig, options: SequencerOptions): Ord
     sessionIdleMs,
     // One below the idle bound was refused when the layer was made (checkSequencerOptions).
     sessionGapIdleMs: options.sessionGapIdleMs ?? GAP_IDLE_FACTOR * sessionIdleMs,
-    maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker,
-    sweepSlice: options.maxTopicsSweptPerRound ?? defaultSequencerOptions.maxTopicsSweptPerRound
+    maxPerBroker: options.maxBatchesPerBroker ?? defaultSequencerOptions.maxBatchesPerBroker
   }
 }
 

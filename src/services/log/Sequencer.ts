@@ -79,11 +79,6 @@ export interface SequencerOptions {
   readonly waitForLease?: Duration.DurationInput
   /** Batches scanned per broker per round, so a round stays short. */
   readonly maxBatchesPerBroker?: number
-  /**
-   * Topics one round sweeps at most (idle sessions, dead registrations, batches no mark names):
-   * a sweep pass over more goes over several rounds, so appenders order between them.
-   */
-  readonly maxTopicsSweptPerRound?: number
   /** Called once, with the time, after the first round that wrote a GOI entry (how long a takeover took). */
   readonly onFirstOrdered?: (atMs: number) => void
 }
@@ -93,8 +88,7 @@ export const defaultSequencerOptions = {
   sessionIdleMs: SEQUENCER_SETTINGS.settings.sessionIdleMs.default,
   leaseMs: SEQUENCER_SETTINGS.settings.leaseMs.default,
   waitForLeaseMs: 0,
-  maxBatchesPerBroker: 256,
-  maxTopicsSweptPerRound: 64
+  maxBatchesPerBroker: 256
 } as const
 
 /**
