@@ -229,15 +229,6 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
     if (standing === undefined) standing = watch.standing(moved, onProgress, boundMs)
     return moved()
   }
-  /**
-   * A batch came while nothing was in flight (`Carried.onCarried`): the tracker takes up its
-   * progress wait again. A look at the frontiers now would find nothing new (the batch is ordered
-   * at the end of its turn at the earliest), and whatever it could find — a fence, a release, a
-   * delete, a failure of the disk — moves the progress, so it looks once the progress has moved.
-   */
-  const onCarried = () => {
-    if (!over && stand(PROGRESS_WAIT_MS)) step()
-  }
   const afterPause = () => {
     pauseTimer = undefined
     pauseTurn = false
@@ -275,7 +266,7 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
         if (ackLevel > 0 && !carried.inFlight) {
           // Nothing to acknowledge: off the doorbell until a batch comes.
           leave()
-          carried.onCarried = onCarried
+          carried.onCarried = step
           return
         }
         if (next === "sent") {

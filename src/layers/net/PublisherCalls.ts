@@ -74,8 +74,8 @@ const offer = (
   }
   const first = builder.messageCount === 0
   builder.add(payload, timestamp, parts)
-  // The lane's own count is its sealed messages and its open batch's (`topicStats`): one field less to touch per message.
   s.counts.messages++
+  lane.counts.messages++
   if (!first) return true
   opened(s, lane)
   // Nothing in flight: no ACK is coming to clock this batch out, so it goes now: at the end of
@@ -213,7 +213,6 @@ const topicStats = (lane: Lane): TopicStats => {
   return {
     topic: lane.topic,
     sessionEpoch: lane.epoch ?? 0,
-    messages: lane.sealedMessages + lane.builder.messageCount,
     ...lane.counts,
     inFlight,
     ...(lane.failure === undefined ? {} : { failure: lane.failure.message })

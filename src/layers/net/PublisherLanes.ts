@@ -38,7 +38,7 @@ export const newLane = (s: PublisherState, topic: string): Lane => {
     ackWaitingBatches: 0,
     orderedSeq: 0,
     failure: undefined,
-    counts: { batches: 0, ackedMessages: 0, fences: 0 }
+    counts: { messages: 0, batches: 0, ackedMessages: 0, fences: 0 }
   }
   // Until its session opens and says the topic's own limit, a batch fits any topic.
   lane.builder.limit = SMALLEST_BATCH_LIMIT

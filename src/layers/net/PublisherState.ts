@@ -115,8 +115,7 @@ export interface Lane {
   orderedSeq: number
   /** Set once the log refused the topic (unknown, deleted, forbidden): its publishes fail with it. */
   failure: PublishError | undefined
-  /** Its messages taken are `sealedMessages` and its open batch's (counted there, not per message). */
-  readonly counts: { batches: number; ackedMessages: number; fences: number }
+  readonly counts: { messages: number; batches: number; ackedMessages: number; fences: number }
 }
 
 export interface PublisherState {
