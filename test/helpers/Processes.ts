@@ -91,6 +91,22 @@ export const spawnFixture = (
     return { process: child, messages, next, exited, stderr: () => stderr }
   })
 
+/**
+ * The child's next JSON message, which must carry `key`. Its log lines (not JSON: the runtime's
+ * logger writes them to stdout too, a stale heartbeat's notice say) are passed over; a message
+ * without `key` fails, naming it.
+ */
+export const said = <A extends object>(child: Child, key: string, timeoutMs = 60_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const m = yield* child.next<A & Record<string, unknown>>(Math.max(1, deadline - Date.now()))
+      if (Object.keys(m).length === 1 && typeof m["text"] === "string") continue
+      if (key in m) return m
+      return yield* Effect.fail(new Error(`expected ${key}: ${JSON.stringify(m)} ${child.stderr()}`))
+    }
+  })
+
 /** The pid of a process that ran and is gone (reaped: no zombie names it). */
 export const exitedPid = Effect.async<number>((resume) => {
   const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" })

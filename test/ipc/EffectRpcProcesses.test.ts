@@ -8,17 +8,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
 import { ipcHead } from "../fixtures/ipc-member.js"
-import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { said, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const member = (region: string, role: object) =>
   spawnFixture("effect-rpc-member", [JSON.stringify({ region, ...role })])
-
-const said = <A extends object>(child: Child, key: string) =>
-  Effect.flatMap(
-    child.next<A & Record<string, unknown>>(60_000),
-    (m) =>
-      key in m ? Effect.succeed(m) : Effect.fail(new Error(`expected ${key}: ${JSON.stringify(m)} ${child.stderr()}`))
-  )
 
 describe("@effect/rpc over rings across processes", () => {
   it.scopedLive(

@@ -10,16 +10,9 @@ import * as ServicesLayers from "../../src/layers/ipc/Services.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { ipcHead, memberBase } from "../fixtures/ipc-member.js"
 import { Add, WhoServes } from "../fixtures/service-methods.js"
-import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { said, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const member = (region: string, role: object) => spawnFixture("service-member", [JSON.stringify({ region, ...role })])
-
-const said = <A extends object>(child: Child, key: string) =>
-  Effect.flatMap(
-    child.next<A & Record<string, unknown>>(60_000),
-    (m) =>
-      key in m ? Effect.succeed(m) : Effect.fail(new Error(`expected ${key}: ${JSON.stringify(m)} ${child.stderr()}`))
-  )
 
 describe("Services across processes", () => {
   it.scopedLive(
