@@ -18,11 +18,9 @@ import { handle, method } from "../../services/control/Rpc.js"
 import { Services } from "../../services/ipc/Services.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { processEnvironment, readSetting } from "../../Settings.js"
-import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
 import { cliEntry } from "../ProgramSettings.js"
 import { table } from "../report/Table.js"
-import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
-import { logEnv } from "../run/Run.js"
+import { benchHead } from "./BenchHead.js"
 import { BenchPeerFailed } from "./Loopback.js"
 import { interleaved, latencyMicros } from "./Rtt.js"
 
@@ -65,14 +63,7 @@ const childFailed = (waitedFor: string, detail: string) => new BenchPeerFailed({
 export const benchService = (options: ServiceBenchOptions) =>
   Effect.gen(function*() {
     const [callTimes, sendTimes, effectRpcTimes] = yield* Effect.scoped(Effect.gen(function*() {
-      yield* pruneRunRegions
-      const region = runRegionName(process.pid)
-      const env = {
-        ...logEnv({ brokers: 1, batchBytes: 64 << 10, local: false, localPublishers: 0 }),
-        CXLOG_REGION: region
-      }
-      yield* regionGuard(region)
-      yield* startHeadAndBrokers("service-bench", 0, env)
+      const { env, region } = yield* benchHead("service-bench")
       const child = yield* Effect.acquireRelease(
         Effect.sync(() =>
           fork(cliEntry(), ["bench-service-server"], {

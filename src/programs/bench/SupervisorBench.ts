@@ -13,12 +13,10 @@ import * as SupervisorLayers from "../../layers/ipc/Supervisor.js"
 import { ipcMember } from "../../layers/Roles.js"
 import { Services } from "../../services/ipc/Services.js"
 import { Supervisor } from "../../services/ipc/Supervisor.js"
-import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
 import { cliEntry } from "../ProgramSettings.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
-import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
-import { logEnv } from "../run/Run.js"
+import { benchHead } from "./BenchHead.js"
 import { BenchPeerFailed } from "./Loopback.js"
 import { Echo, SERVICE } from "./ServiceBench.js"
 
@@ -37,14 +35,7 @@ const ms = (values: ReadonlyArray<number>, p: number) =>
 export const benchSupervisor = (options: SupervisorBenchOptions) =>
   Effect.gen(function*() {
     const measured = yield* Effect.scoped(Effect.gen(function*() {
-      yield* pruneRunRegions
-      const region = runRegionName(process.pid)
-      const env = {
-        ...logEnv({ brokers: 1, batchBytes: 64 << 10, local: false, localPublishers: 0 }),
-        CXLOG_REGION: region
-      }
-      yield* regionGuard(region)
-      yield* startHeadAndBrokers("supervisor-bench", 0, env)
+      const { env, region } = yield* benchHead("supervisor-bench")
       const supervisor = Context.get(yield* Layer.build(SupervisorLayers.layer), Supervisor)
       /** When each child pid was spawned (performance.now() ms), from the supervisor's ChildStarted. */
       const spawnedAt = new Map<number, number>()
