@@ -6,7 +6,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
-import { liveChannels } from "../fixtures/channel-region.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { liveChannels, liveChannelsAndDoorbell } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const Price = Schema.Struct({ symbol: Schema.String, price: Schema.Number.pipe(Schema.positive()) })
@@ -249,4 +251,43 @@ describe("Channels settings", () => {
         )
       )
     ))
+})
+
+describe("Channels spin", () => {
+  // A value that follows the last within the spin is taken without a park and a kernel wake.
+  const ceilingWhileSubscribed = (env: ReadonlyArray<[string, string]>, options: { readonly spinMicros?: number }) =>
+    Effect.flatMap(uniqueRegion("channel-spin"), (region) =>
+      Effect.gen(function*() {
+        const doorbell = yield* Doorbell
+        const ceiling = DoorbellLayers.internalsOf(doorbell)!.spinCeilingMicros
+        const own = ceiling()
+        const channels = yield* Channels
+        const waiting = yield* Effect.scoped(Effect.gen(function*() {
+          const channel = yield* channels.open("spun", Price, options)
+          yield* channel.subscribe
+          // The subscription's readers stand on the doorbell from their first wait on.
+          const deadline = Date.now() + TAKE_MS
+          while (ceiling() === own && Date.now() < deadline) yield* Effect.sleep("5 millis")
+          return ceiling()
+        }))
+        return { own, waiting, after: ceiling() }
+      }).pipe(
+        Effect.provide(
+          liveChannelsAndDoorbell({ region, bell: 0, writesDirectory: true }).pipe(
+            Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(env))))
+          )
+        )
+      ))
+
+  it.scopedLive("a subscription lets its process spin up to CXLOG_CHANNEL_SPIN_MICROS while it waits, and no longer once closed", () =>
+    Effect.gen(function*() {
+      const seen = yield* ceilingWhileSubscribed([["CXLOG_SPIN_MICROS", "50"], ["CXLOG_CHANNEL_SPIN_MICROS", "300"]], {})
+      expect(seen).toEqual({ own: 50, waiting: 300, after: 50 })
+    }))
+
+  it.scopedLive("an open's spinMicros wins over the setting", () =>
+    Effect.gen(function*() {
+      const seen = yield* ceilingWhileSubscribed([["CXLOG_SPIN_MICROS", "50"]], { spinMicros: 700 })
+      expect(seen).toEqual({ own: 50, waiting: 700, after: 50 })
+    }))
 })

@@ -69,6 +69,19 @@ describe("Doorbell spin wishes", () => {
       plain()
       expect(ceiling()).toBe(50)
     }))
+
+  it.scoped("a doorbell that never spins (0 µs: one CPU, an in-memory region) takes no wish", () =>
+    Effect.gen(function*() {
+      const region = yield* CxlMemoryMemoryLayers.makeMemory({ name: "no-wishes", size: 1 << 20, mode: "create" })
+      const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      const ceiling = DoorbellLayers.internalsOf(doorbell)!.spinCeilingMicros
+      const stop = doorbell.watch(() => false, () => {}, () => 60_000, 500)
+      expect(ceiling()).toBe(0)
+      stop()
+      expect(ceiling()).toBe(0)
+    }))
 })
 
 const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMemoryShape, unknown, Scope.Scope>) =>

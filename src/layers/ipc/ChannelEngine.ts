@@ -53,7 +53,8 @@ export const makeChannels = (
             name,
             codec,
             addresses,
-            options.subscriberBuffer ?? defaults.subscriberBuffer
+            options.subscriberBuffer ?? defaults.subscriberBuffer,
+            options.spinMicros ?? defaults.spinMicros
           )
         }
       }),
@@ -66,7 +67,7 @@ export const makeChannels = (
           claimWriter(rings, name, addresses, publishTimeoutMs),
           ({ ring, writer }) => rawPublisher(name, writer, ring)
         ),
-        subscribe: rawSubscription(rings, name, addresses)
+        subscribe: rawSubscription(rings, name, addresses, options.spinMicros ?? defaults.spinMicros)
       })),
     list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name))
   }

@@ -27,9 +27,13 @@ const NEXT_WRITER_WAIT_MS = 1_000
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
-/** A reader slot on `address`: a free one, else one whose process is gone (the ring engine reclaims it). */
-const attach = (rings: RingsShape, name: string, address: RingAddress) =>
-  rings.reader(address).pipe(
+/**
+ * A reader slot on `address`: a free one, else one whose process is gone (the ring engine reclaims
+ * it). While it waits for frames its process may spin up to `spinMicros`: a value that follows the
+ * last within that is taken without a park and a kernel wake (see `ReaderOptions.spinMicros`).
+ */
+const attach = (rings: RingsShape, name: string, address: RingAddress, spinMicros: number) =>
+  rings.reader(address, { spinMicros }).pipe(
     Effect.mapError((e) =>
       e._tag === "NoFreeReaderSlot"
         ? new ChannelReadersBusy({ name, readerSlots: address.readerSlots })
@@ -40,9 +44,10 @@ const attach = (rings: RingsShape, name: string, address: RingAddress) =>
 export const attachAll = (
   rings: RingsShape,
   name: string,
-  addresses: ReadonlyArray<RingAddress>
+  addresses: ReadonlyArray<RingAddress>,
+  spinMicros: number
 ): Effect.Effect<ReadonlyArray<RingReader>, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
-  Effect.forEach(addresses, (address) => attach(rings, name, address))
+  Effect.forEach(addresses, (address) => attach(rings, name, address, spinMicros))
 
 /**
  * Reads one writer ring for ever: `read` (a `consume` of the ring) ends when its writer closes
@@ -93,10 +98,11 @@ export const typedSubscription = <A>(
   name: string,
   codec: JsonCodec,
   addresses: ReadonlyArray<RingAddress>,
-  capacity: number
+  capacity: number,
+  spinMicros: number
 ): Effect.Effect<ChannelSubscription<A>, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
   Effect.gen(function*() {
-    const readers = yield* attachAll(rings, name, addresses)
+    const readers = yield* attachAll(rings, name, addresses, spinMicros)
     const received = makeChannelBuffer<Received<A>>(capacity)
     for (const [writer, reader] of readers.entries()) {
       const handOn = (frame: Uint8Array, sequence: number) => {
@@ -148,9 +154,10 @@ export const typedSubscription = <A>(
 export const rawSubscription = (
   rings: RingsShape,
   name: string,
-  addresses: ReadonlyArray<RingAddress>
+  addresses: ReadonlyArray<RingAddress>,
+  spinMicros: number
 ): Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
-  Effect.map(attachAll(rings, name, addresses), (readers) => {
+  Effect.map(attachAll(rings, name, addresses, spinMicros), (readers) => {
     /** Follows every ring at once, each with the read `readOf` makes of it. */
     const followAll = (readOf: (reader: RingReader, writer: number) => Parameters<typeof followRing>[3]) =>
       Effect.forEach(readers, (reader, writer) => followRing(name, writer, reader, readOf(reader, writer)), {

@@ -73,7 +73,9 @@ export interface ParkState extends ParkOptions {
 
 export const makeParkState = (options: ParkOptions): ParkState => {
   const spinWish = { counts: new Map<number, number>(), ms: 0 }
-  const spinCeilingMs = () => Math.max(options.spinMs, spinWish.ms)
+  // A doorbell that never spins (one CPU, an in-memory region, CXLOG_SPIN_MICROS=0) takes no wish:
+  // nothing but another core could satisfy a waiter while this thread spins.
+  const spinCeilingMs = options.spinMs > 0 ? () => Math.max(options.spinMs, spinWish.ms) : () => 0
   // Every field written out (no spread), so the record has one fixed shape from the start.
   const state: ParkState = {
     i32: options.i32,

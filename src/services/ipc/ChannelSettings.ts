@@ -34,6 +34,12 @@ export const CHANNEL_SETTINGS = {
       min: 1,
       description:
         "values a subscription holds taken from the rings and not yet handed on (its share of the backpressure bound)"
+    }),
+    spinMicros: setting.integer({
+      env: "CXLOG_CHANNEL_SPIN_MICROS",
+      default: 500,
+      description:
+        "how long a subscriber waiting for the next value may spin before parking (adaptive: only while recent waits say it pays and the machine has a core free); 0: the process's CXLOG_SPIN_MICROS"
     })
   }
 } as const satisfies SettingsTable

@@ -26,6 +26,11 @@ export interface ChannelOptions extends Partial<ChannelShape> {
   readonly publishTimeoutMs?: number
   /** Values a subscription decodes ahead of its `take` (default 256); past it, the writers wait. */
   readonly subscriberBuffer?: number
+  /**
+   * How long a subscription waiting for the next value may spin before it parks, in µs (default
+   * 500, `CXLOG_CHANNEL_SPIN_MICROS`; 0: the process's own): adaptive, so a quiet channel parks at once.
+   */
+  readonly spinMicros?: number
 }
 
 /** A value as a subscriber receives it: which writer ring it came through and where in that ring. */
