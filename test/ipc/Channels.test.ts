@@ -5,8 +5,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
-import { Channels } from "../../src/services/ipc/Channels.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { Channels } from "../../src/services/ipc/Channels.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { liveChannels, liveChannelsAndDoorbell } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -281,7 +281,10 @@ describe("Channels spin", () => {
 
   it.scopedLive("a subscription lets its process spin up to CXLOG_CHANNEL_SPIN_MICROS while it waits, and no longer once closed", () =>
     Effect.gen(function*() {
-      const seen = yield* ceilingWhileSubscribed([["CXLOG_SPIN_MICROS", "50"], ["CXLOG_CHANNEL_SPIN_MICROS", "300"]], {})
+      const seen = yield* ceilingWhileSubscribed(
+        [["CXLOG_SPIN_MICROS", "50"], ["CXLOG_CHANNEL_SPIN_MICROS", "300"]],
+        {}
+      )
       expect(seen).toEqual({ own: 50, waiting: 300, after: 50 })
     }))
 
