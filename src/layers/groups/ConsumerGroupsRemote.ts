@@ -24,8 +24,9 @@ import { type Credentials, withLocalCredentials } from "../net/Auth.js"
 import type { BrokerAddress, ClientSecurity } from "../net/ClientConnection.js"
 import { fatalWireErrors } from "../net/Control.js"
 import { FrameType } from "../net/Frame.js"
+import type { RequestLinkSettings } from "../net/RequestLink.js"
 import { readDeliveries } from "./GroupDeliveryFrame.js"
-import { type GroupLink, type GroupLinkSettings, openGroupLink } from "./GroupLink.js"
+import { type GroupLink, openGroupLink } from "./GroupLink.js"
 import {
   CreateGroup,
   DeleteGroup,
@@ -82,7 +83,7 @@ type MemberEvent =
 export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGroupsShape, never, Scope.Scope> =>
   Effect.gen(function*() {
     const options = withMillis(withLocalCredentials(given), ["connectTimeout", "requestTimeout"])
-    const settings: GroupLinkSettings = {
+    const settings: RequestLinkSettings = {
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       credentials: options.credentials,
@@ -98,7 +99,7 @@ export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGr
       for (const address of options.brokers) {
         const attempt = yield* Effect.either(openGroupLink(address, settings))
         if (Either.isRight(attempt)) return attempt.right
-        refusals.push(attempt.left.error.reason)
+        refusals.push(attempt.left.message)
         if ((fatalWireErrors as ReadonlySet<string>).has(attempt.left.code)) break
       }
       return yield* new GroupsUnavailable({

@@ -19,7 +19,7 @@ import {
   type TopicsShape,
   TopicsUnavailable
 } from "../../services/log/Topics.js"
-import { type AdminLink, type AdminSettings, openAdminLink } from "./AdminClient.js"
+import { type AdminLink, openAdminLink } from "./AdminClient.js"
 import {
   CreateTopic,
   DeleteTopic,
@@ -32,6 +32,7 @@ import {
 import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress, ClientSecurity } from "./ClientConnection.js"
 import { fatalWireErrors } from "./Control.js"
+import type { RequestLinkSettings } from "./RequestLink.js"
 
 export interface RemoteTopicsOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
@@ -95,7 +96,7 @@ export interface RemoteTopics {
 export const makeRemoteTopics = (given: RemoteTopicsOptions): Effect.Effect<RemoteTopics, never, Scope.Scope> =>
   Effect.gen(function*() {
     const options = withMillis(withLocalCredentials(given), ["connectTimeout", "requestTimeout"])
-    const settings: AdminSettings = {
+    const settings: RequestLinkSettings = {
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
       credentials: options.credentials,

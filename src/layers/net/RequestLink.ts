@@ -1,0 +1,258 @@
+/**
+ * A client's request connection to a broker: the piece an admin link (AdminClient.ts) and a
+ * consumer groups' link (groups/GroupLink.ts) are both made of, so that each opens, matches answers
+ * to requests and breaks the same way. `openRequestLink` dials a broker, sends the kind's opening
+ * frame, answers its CHALLENGE and checks the broker's proof in the kind's READY
+ * (RequestHandshake.ts), all within the connect timeout. The link then carries any number of calls
+ * at once: each request has its id, its REPLY or FAILURE names that id, and each call is bounded by
+ * the request timeout. A link that breaks fails its calls in flight (whether a change was made is
+ * then unknown) and no later call goes over it. What a kind carries besides answers (a groups'
+ * member frames) goes to its `other` handler.
+ */
+import { Data, Effect, Either, type ParseResult, Schema } from "effect"
+import type { RpcMethod } from "../../services/control/Rpc.js"
+import type { Credentials } from "./Auth.js"
+import type { BrokerAcceptance } from "./AuthClient.js"
+import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
+import { decodeControl, ErrorBody, PROTOCOL_VERSION, type WireErrorCode, WireViolation } from "./Control.js"
+import { type Frame, FrameType } from "./Frame.js"
+import { FrameReader } from "./FrameReader.js"
+import { requestHandshake } from "./RequestHandshake.js"
+
+/** A request link's options with their defaults applied. */
+export interface RequestLinkSettings {
+  readonly connectTimeoutMs: number
+  readonly requestTimeoutMs: number
+  readonly credentials: Credentials | undefined
+  readonly insecure: boolean
+  readonly tls: ClientSecurity["tls"]
+}
+
+/** Why a link could not open or broke: the broker's ERROR code, or what the client saw itself. */
+export class RequestLinkFailed extends Data.TaggedError("RequestLinkFailed")<{
+  readonly broker: string
+  readonly code: WireErrorCode | "unreachable" | "closed" | "timeout" | "bad-frame"
+  readonly detail: string
+}> {
+  override get message() {
+    return `broker ${this.broker}: ${this.code}: ${this.detail}`
+  }
+}
+
+/** What one kind of request connection is: its frames, and the error its service's calls fail with. */
+export interface RequestLinkKind<E> {
+  /** The READY frame's name, for the handshake and the errors. */
+  readonly readyName: BrokerAcceptance["answer"]
+  readonly ready: FrameType
+  readonly reply: FrameType
+  readonly failure: FrameType
+  /** The first frame: the protocol, and the user to authenticate as with its nonce (when there are credentials). */
+  readonly openFrame: (
+    open: { readonly protocol: number; readonly user?: string; readonly nonce?: string }
+  ) => Uint8Array
+  readonly decodeReady: (
+    payload: Uint8Array
+  ) => Either.Either<{ readonly serverSignature?: string | undefined }, WireViolation>
+  readonly requestFrame: <P, PI>(
+    id: number,
+    operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
+    input: P
+  ) => Uint8Array
+  /** What an answer is called in the errors ("an admin answer"). */
+  readonly answerName: string
+  /** The service's error for a call that got no answer it can read. */
+  readonly unavailable: (reason: string) => E
+  /** Why a call failed when the link broke (or timed out) under it. */
+  readonly unanswered: (failed: RequestLinkFailed, tag: string) => string
+  /** The kind's other frames, besides answers, and where they go once the link is open. */
+  readonly others?: ReadonlyArray<FrameType>
+  readonly other?: (frame: Frame) => void
+  /** Told once when the open link breaks, after its calls in flight failed. */
+  readonly broken?: (failed: RequestLinkFailed) => void
+}
+
+export interface RequestLink<E> {
+  readonly broker: string
+  /** Whether the link still carries calls. */
+  readonly open: () => boolean
+  /** Calls `method` with `input`: its result, its typed error, or the kind's unavailable error (no answer, or one that does not decode). */
+  readonly call: <P, PI, S, SI, F, FI>(
+    method: RpcMethod<string, P, PI, S, SI, F, FI>,
+    input: P
+  ) => Effect.Effect<S, F | E>
+  /** Sends a request no answer comes to: its id, or undefined when the link is broken. */
+  readonly send: <P, PI>(
+    operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
+    input: P
+  ) => number | undefined
+  readonly close: () => void
+}
+
+/** A request's answer as it came: the reply's or the failure's JSON, parsed. */
+interface Answer {
+  readonly failed: boolean
+  readonly body: unknown
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+/** Opens a request link of `kind` to `address`, within the connect timeout. */
+export const openRequestLink = <E>(
+  address: BrokerAddress,
+  settings: RequestLinkSettings,
+  kind: RequestLinkKind<E>
+): Effect.Effect<RequestLink<E>, RequestLinkFailed> =>
+  Effect.async<RequestLink<E>, RequestLinkFailed>((resume) => {
+    const broker = formatAddress(address)
+    const { credentials } = settings
+    const pending = new Map<number, (answer: Answer | RequestLinkFailed) => void>()
+    let nextId = 1
+    let ready = false
+    let failure: RequestLinkFailed | undefined
+    const reader = new FrameReader({
+      accept: [FrameType.CHALLENGE, kind.ready, kind.reply, kind.failure, ...(kind.others ?? []), FrameType.ERROR],
+      maxBatchBytes: 0
+    })
+    const { socket, ready: connected } = dialBroker(address, settings.tls, receive)
+    /** Ends the link once: the open waiting, or every call in flight and the kind, learn why. */
+    const fail = (code: RequestLinkFailed["code"], detail: string) => {
+      if (failure !== undefined) return
+      failure = new RequestLinkFailed({ broker, code, detail })
+      clearTimeout(connectTimer)
+      socket.destroy()
+      if (!ready) return resume(Effect.fail(failure))
+      for (const settle of pending.values()) settle(failure)
+      pending.clear()
+      kind.broken?.(failure)
+    }
+    const handshake = requestHandshake({
+      credentials,
+      insecure: settings.insecure,
+      answer: kind.readyName,
+      write: (frame) => socket.write(frame),
+      fail: (refusal) => fail(refusal.code, refusal.detail),
+      ended: () => failure !== undefined
+    })
+    const { nonce } = handshake
+    const connectTimer = setTimeout(
+      () => fail("timeout", `no ${kind.readyName} within ${settings.connectTimeoutMs} ms`),
+      settings.connectTimeoutMs
+    )
+    socket.on(connected, () =>
+      socket.write(
+        kind.openFrame({
+          protocol: PROTOCOL_VERSION,
+          ...(credentials === undefined || nonce === undefined ? {} : { user: credentials.user, nonce })
+        })
+      ))
+    socket.on("error", (error) => fail("unreachable", error.message))
+    socket.on("close", () => fail("closed", "the broker closed the connection"))
+    if (settings.tls !== undefined) socket.on("data", receive)
+
+    /** The answer to request `method`, or why none came. */
+    const ask = <P, PI>(method: { readonly tag: string; readonly payload: Schema.Schema<P, PI> }, input: P) =>
+      Effect.async<Answer, RequestLinkFailed>((settle) => {
+        if (failure !== undefined) return settle(Effect.fail(failure))
+        const id = nextId++
+        const timer = setTimeout(() => {
+          pending.delete(id)
+          settle(
+            Effect.fail(
+              new RequestLinkFailed({
+                broker,
+                code: "timeout",
+                detail: `no answer to ${method.tag} within ${settings.requestTimeoutMs} ms`
+              })
+            )
+          )
+        }, settings.requestTimeoutMs)
+        pending.set(id, (answer) => {
+          clearTimeout(timer)
+          pending.delete(id)
+          settle(answer instanceof RequestLinkFailed ? Effect.fail(answer) : Effect.succeed(answer))
+        })
+        socket.write(kind.requestFrame(id, method, input))
+        // Interrupted: its answer, when it comes, is dropped.
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          pending.delete(id)
+        })
+      })
+
+    const link: RequestLink<E> = {
+      broker,
+      open: () => failure === undefined,
+      call: <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
+        ask(method, input).pipe(
+          Effect.mapError((failed) => kind.unavailable(kind.unanswered(failed, method.tag))),
+          Effect.flatMap((answer): Effect.Effect<S, F | E> => {
+            const unreadable = (e: ParseResult.ParseError) =>
+              Effect.fail(
+                kind.unavailable(
+                  `broker ${broker} answered ${method.tag} with what this client cannot read: ${e.message}`
+                )
+              )
+            if (answer.failed) {
+              const error = Schema.decodeUnknownEither(method.failure)(answer.body)
+              return Either.isRight(error) ? Effect.fail(error.right) : unreadable(error.left)
+            }
+            const result = Schema.decodeUnknownEither(method.success)(answer.body)
+            return Either.isRight(result) ? Effect.succeed(result.right) : unreadable(result.left)
+          })
+        ),
+      send: (operation, input) => {
+        if (failure !== undefined) return undefined
+        const id = nextId++
+        socket.write(kind.requestFrame(id, operation, input))
+        return id
+      },
+      close: () => fail("closed", "closed by this client")
+    }
+
+    function receive(chunk: Buffer) {
+      reader.push(chunk)
+      for (let frame = reader.next(); frame !== undefined && failure === undefined; frame = reader.next()) {
+        if (frame instanceof WireViolation) return fail("bad-frame", frame.message)
+        switch (frame.type) {
+          case FrameType.CHALLENGE: {
+            const refused = handshake.challenge(frame.payload, ready)
+            if (refused !== undefined) return fail(refused.code, refused.detail)
+            break
+          }
+          case kind.ready: {
+            if (ready) return fail("bad-frame", `a second ${kind.readyName}`)
+            const accepted = kind.decodeReady(frame.payload)
+            if (Either.isLeft(accepted)) return fail("bad-frame", `bad ${kind.readyName}: ${accepted.left.message}`)
+            const refused = handshake.readyProblem(accepted.right.serverSignature)
+            if (refused !== undefined) return fail(refused.code, refused.detail)
+            ready = true
+            clearTimeout(connectTimer)
+            resume(Effect.succeed(link))
+            break
+          }
+          case kind.reply:
+          case kind.failure: {
+            let body: unknown
+            try {
+              body = JSON.parse(decoder.decode(frame.payload))
+            } catch (error) {
+              return fail("bad-frame", `${kind.answerName} that is not JSON: ${(error as Error).message}`)
+            }
+            pending.get(frame.seq)?.({ failed: frame.type === kind.failure, body })
+            break
+          }
+          case FrameType.ERROR: {
+            const error = decodeControl(ErrorBody, frame.payload, "internal")
+            if (Either.isLeft(error)) return fail("bad-frame", `undecodable ERROR: ${error.left.message}`)
+            return fail(error.right.code, error.right.message)
+          }
+          default:
+            kind.other?.(frame)
+        }
+      }
+    }
+    // Interrupted while opening: the socket goes.
+    return Effect.sync(() => {
+      if (!ready) fail("closed", "the open was interrupted")
+    })
+  })
