@@ -8,12 +8,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Schema } from "effect"
 import { join } from "node:path"
-import { AdminOpen, adminOpenFrame, AdminReady } from "../../src/layers/net/AdminProtocol.js"
+import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
 import { type Credentials, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { decodeControl, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
+import { RequestOpen, requestOpenFrame, RequestReady } from "../../src/layers/net/RequestProtocol.js"
 import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
 import { TopicExists, TopicNotFound } from "../../src/services/log/Topics.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
@@ -156,10 +157,10 @@ describe("Topics through a broker", () => {
     Effect.gen(function*() {
       const { remote, server } = yield* brokerOver({ insecure: true })
       const raw = yield* rawConnect(server.port)
-      raw.write(adminOpenFrame(new AdminOpen({ protocol: PROTOCOL_VERSION })))
+      raw.write(requestOpenFrame(ADMIN_FRAMES, new RequestOpen({ protocol: PROTOCOL_VERSION })))
       const ready = yield* raw.nextFrame()
       expect(ready.type).toBe(FrameType.ADMIN_READY)
-      expect(Either.isRight(decodeControl(AdminReady, ready.payload, "internal"))).toBe(true)
+      expect(Either.isRight(decodeControl(RequestReady, ready.payload, "internal"))).toBe(true)
       const request = (id: number, body: string) =>
         encodeFrame(
           { type: FrameType.ADMIN_REQUEST, clientId: 0, sessionEpoch: 0, seq: id, messageCount: 0 },
@@ -198,7 +199,7 @@ describe("Topics through a broker", () => {
       raw.write(batchFrame(1, 1, 0, [new Uint8Array(8)]))
       expect(errorCode(yield* raw.nextFrame())).toBe("unexpected-frame")
       const second = yield* rawConnect(server.port)
-      second.write(adminOpenFrame(new AdminOpen({ protocol: PROTOCOL_VERSION })))
+      second.write(requestOpenFrame(ADMIN_FRAMES, new RequestOpen({ protocol: PROTOCOL_VERSION })))
       expect((yield* second.nextFrame()).type).toBe(FrameType.ADMIN_READY)
       const corrupt = request(1, JSON.stringify({ operation: "list", input: {} }))
       corrupt[28] ^= 0xff

@@ -9,11 +9,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import { join } from "node:path"
-import { AdminOpen, adminOpenFrame } from "../../src/layers/net/AdminProtocol.js"
+import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
 import { clientProof, localCredentials } from "../../src/layers/net/Auth.js"
 import { authFrame, AuthProof, Challenge, decodeControl, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { CxlogAdmin } from "../../src/layers/net/CxlogAdmin.js"
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
+import { RequestOpen, requestOpenFrame } from "../../src/layers/net/RequestProtocol.js"
 import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
 import { errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
@@ -138,7 +139,9 @@ describe("topics through a broker, as processes", () => {
         const local = localCredentials(region)!
         const raw = yield* rawConnect(port)
         const nonce = "0123456789abcdef0123"
-        raw.write(adminOpenFrame(new AdminOpen({ protocol: PROTOCOL_VERSION, user: local.user, nonce })))
+        raw.write(
+          requestOpenFrame(ADMIN_FRAMES, new RequestOpen({ protocol: PROTOCOL_VERSION, user: local.user, nonce }))
+        )
         const challenge = decodeControl(Challenge, (yield* raw.nextFrame()).payload, "internal")
         if (Either.isLeft(challenge)) throw challenge.left
         raw.write(authFrame(0, new AuthProof({ proof: clientProof(local, nonce, challenge.right).proof })))

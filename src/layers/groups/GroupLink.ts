@@ -8,16 +8,10 @@
 import { Effect } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import { GroupsUnavailable } from "../../services/groups/ConsumerGroups.js"
-import type { BrokerAddress } from "../net/ClientConnection.js"
-import { decodeControl } from "../net/Control.js"
+import type { BrokerAddress, ConnectionClosed } from "../net/ClientConnection.js"
 import { type Frame, FrameType } from "../net/Frame.js"
-import {
-  openRequestLink,
-  type RequestLink,
-  type RequestLinkFailed,
-  type RequestLinkSettings
-} from "../net/RequestLink.js"
-import { GroupOpen, groupOpenFrame, GroupReady, groupRequestFrame } from "./GroupProtocol.js"
+import { openRequestLink, type RequestLink, type RequestLinkSettings } from "../net/RequestLink.js"
+import { GROUP_FRAMES, groupRequestFrame } from "./GroupProtocol.js"
 
 /** What a member the link carries is told: its frames, and the link breaking. */
 export interface LinkMember {
@@ -42,17 +36,12 @@ export interface GroupLink extends Omit<RequestLink<GroupsUnavailable>, "send"> 
 export const openGroupLink = (
   address: BrokerAddress,
   settings: RequestLinkSettings
-): Effect.Effect<GroupLink, RequestLinkFailed> =>
+): Effect.Effect<GroupLink, ConnectionClosed> =>
   Effect.suspend(() => {
     const members = new Map<number, LinkMember>()
     return Effect.map(
       openRequestLink(address, settings, {
-        readyName: "GROUP_READY",
-        ready: FrameType.GROUP_READY,
-        reply: FrameType.GROUP_REPLY,
-        failure: FrameType.GROUP_FAILURE,
-        openFrame: (open) => groupOpenFrame(new GroupOpen(open)),
-        decodeReady: (payload) => decodeControl(GroupReady, payload, "bad-handshake"),
+        frames: GROUP_FRAMES,
         requestFrame: groupRequestFrame,
         answerName: "a groups' answer",
         unavailable: (reason) => new GroupsUnavailable({ reason }),

@@ -1,6 +1,7 @@
 /**
  * Consumer groups over a broker connection (docs/protocol.md, "Consumer groups"): its frames'
- * bodies and its operations. `GROUP` opens the connection (and names the user, as `HELLO` does),
+ * bodies (the opening and the request's envelope as every request connection's,
+ * RequestProtocol.ts) and its operations. `GROUP` opens the connection (and names the user, as `HELLO` does),
  * `GROUP_READY` accepts it; then every `GROUP_REQUEST` (seq: its id; JSON `{ "operation",
  * "input" }`) gets one `GROUP_REPLY` or `GROUP_FAILURE` (seq: the id), as admin requests do
  * (AdminProtocol.ts). A `join` is answered by the member itself: `GROUP_DELIVERY` frames (client
@@ -33,27 +34,13 @@ import {
   RegionFull
 } from "../../services/region/Directory.js"
 import { encodeFrame, FrameType } from "../net/Frame.js"
+import { requestBody, requestFrames } from "../net/RequestProtocol.js"
 
-/** client → broker, the first frame of a groups' connection: the protocol, and the user to authenticate as with its nonce (as HELLO's). */
-export class GroupOpen extends Schema.Class<GroupOpen>("GroupOpen")({
-  protocol: Schema.Int,
-  user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
-  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
-}) {}
-
-/** broker → client: the connection is open for requests. */
-export class GroupReady extends Schema.Class<GroupReady>("GroupReady")({
-  protocol: Schema.Int,
-  brokerId: Schema.Int.pipe(Schema.nonNegative()),
-  /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
-  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
-}) {}
+/** The groups' connection's frames: GROUP (RequestOpen), GROUP_READY (RequestReady), GROUP_REQUEST, GROUP_REPLY, GROUP_FAILURE. */
+export const GROUP_FRAMES = requestFrames("GROUP")
 
 /** One request's body: which operation, and its input (decoded by the operation's own Schema). */
-export const GroupRequest = Schema.Struct({
-  operation: Schema.String.pipe(Schema.maxLength(100)),
-  input: Schema.Unknown
-}).annotations({ identifier: "GroupRequest" })
+export const GroupRequest = requestBody("GroupRequest")
 
 /** A request the broker could not read (not JSON, no such operation, an input of the wrong shape): the connection goes on. */
 export class InvalidGroupRequest extends Schema.TaggedError<InvalidGroupRequest>()("InvalidGroupRequest", {
@@ -257,12 +244,6 @@ const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
  */
 const PLAIN = new Set<string>([SettleDelivery.tag])
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
-
-export const groupOpenFrame = (open: GroupOpen): Buffer =>
-  encodeFrame({ ...bare, type: FrameType.GROUP, seq: 0 }, json(GroupOpen, open))
-
-export const groupReadyFrame = (ready: GroupReady): Buffer =>
-  encodeFrame({ ...bare, type: FrameType.GROUP_READY, seq: 0 }, json(GroupReady, ready))
 
 /** Request `id`: `operation` with `input` (encoded by the operation's Schema; a PLAIN one's as it is). */
 export const groupRequestFrame = <P, PI>(

@@ -32,21 +32,20 @@ import {
   GroupConnections,
   type ServeConnection
 } from "../../services/net/GroupConnections.js"
-import { authenticate, authorize, type UserRecord } from "../net/Auth.js"
-import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "../net/Control.js"
+import { authorize, type UserRecord } from "../net/Auth.js"
+import { decodeControl, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
+import { acceptRequestConnection, nextWithinIdle } from "../net/RequestAccept.js"
 import { ackAll } from "./GroupDelivery.js"
 import { deliveryFrames } from "./GroupDeliveryFrame.js"
 import {
   CreateGroup,
   DeleteGroup,
   DescribeGroup,
+  GROUP_FRAMES,
   GROUP_OPERATIONS,
   groupAnswerFrame,
   groupLeftFrame,
-  GroupOpen,
-  GroupReady,
-  groupReadyFrame,
   groupRefusalFrame,
   GroupRequest,
   InvalidGroupRequest,
@@ -271,48 +270,14 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
   opened: () => void
 ): Effect.Effect<void, WireViolation, Scope.Scope> =>
   Effect.gen(function*() {
-    // A vanished host (no FIN) would otherwise hold its members' messages until the broker restarts.
-    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
-    const open = yield* decodeControl(GroupOpen, first.payload, "bad-handshake")
-    if (open.protocol !== PROTOCOL_VERSION) {
-      return yield* new WireViolation({
-        code: "version-mismatch",
-        detail: `protocol ${open.protocol}, this broker speaks ${PROTOCOL_VERSION}`
-      })
-    }
-    const authenticated = context.auth === undefined
-      ? undefined
-      : yield* authenticate(context.auth, open, undefined, {
-        send: (frame) => void socket.write(frame),
-        next: nextFrame
-      })
-    if (authenticated === null) return
-    if (authenticated !== undefined) yield* context.holdConnection(authenticated.user)
-    const user = authenticated?.user
-    opened()
-    socket.write(
-      groupReadyFrame(
-        new GroupReady({
-          protocol: PROTOCOL_VERSION,
-          brokerId: context.brokerId,
-          ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature })
-        })
-      )
-    )
+    const accepted = yield* acceptRequestConnection(GROUP_FRAMES, context, { socket, first, nextFrame, opened })
+    if (accepted === null) return
     // The members run in the connection's scope: it closing (the connection gone) makes each leave at once.
-    const { handle, joined } = connectionRequests(groups, socket, user, yield* FiberSet.makeRuntime<never>())
+    const { handle, joined } = connectionRequests(groups, socket, accepted.user, yield* FiberSet.makeRuntime<never>())
 
-    const idle = context.idleTimeoutMs
     // A member waiting for messages is never idle: only a connection holding none times out.
     const nextRequest = Effect.suspend(() =>
-      idle > 0 && joined() === 0
-        ? nextFrame.pipe(
-          Effect.timeoutFail({
-            duration: idle,
-            onTimeout: () => new WireViolation({ code: "idle-timeout", detail: `no request for ${idle} ms` })
-          })
-        )
-        : nextFrame
+      joined() === 0 ? nextWithinIdle(nextFrame, context.idleTimeoutMs) : nextFrame
     )
     for (;;) {
       const frame = yield* nextRequest

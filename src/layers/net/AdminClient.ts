@@ -5,21 +5,14 @@
  * is then unknown), and no later call goes over it.
  */
 import { TopicsUnavailable } from "../../services/log/Topics.js"
-import { AdminOpen, adminOpenFrame, AdminReady, adminRequestFrame } from "./AdminProtocol.js"
+import { ADMIN_FRAMES, adminRequestFrame } from "./AdminProtocol.js"
 import type { BrokerAddress } from "./ClientConnection.js"
-import { decodeControl } from "./Control.js"
-import { FrameType } from "./Frame.js"
 import { openRequestLink, type RequestLink, type RequestLinkKind, type RequestLinkSettings } from "./RequestLink.js"
 
 export type AdminLink = RequestLink<TopicsUnavailable>
 
 const adminKind: RequestLinkKind<TopicsUnavailable> = {
-  readyName: "ADMIN_READY",
-  ready: FrameType.ADMIN_READY,
-  reply: FrameType.ADMIN_REPLY,
-  failure: FrameType.ADMIN_FAILURE,
-  openFrame: (open) => adminOpenFrame(new AdminOpen(open)),
-  decodeReady: (payload) => decodeControl(AdminReady, payload, "bad-handshake"),
+  frames: ADMIN_FRAMES,
   requestFrame: adminRequestFrame,
   answerName: "an admin answer",
   unavailable: (reason) => new TopicsUnavailable({ reason }),

@@ -1,6 +1,7 @@
 /**
  * Topic administration over a broker connection (docs/protocol.md, "Administering topics"): its
- * frames' JSON bodies and its operations. `ADMIN` opens the connection (and names the user, as
+ * frames' JSON bodies (the opening and the request's envelope as every request connection's,
+ * RequestProtocol.ts) and its operations. `ADMIN` opens the connection (and names the user, as
  * `HELLO` does), `ADMIN_READY` accepts it; then every `ADMIN_REQUEST` (seq: its id; JSON `{
  * "operation", "input" }`) gets one `ADMIN_REPLY` (seq: the id; JSON: the operation's result)
  * or one `ADMIN_FAILURE` (seq: the id; JSON: its typed error, `_tag` and fields), in the order
@@ -29,27 +30,13 @@ import {
 import { DirectoryFull, NotDirectoryWriter, RegionFull } from "../../services/region/Directory.js"
 import { describeDecodeFailure } from "./Control.js"
 import { encodeFrame, FrameType } from "./Frame.js"
+import { requestBody, requestFrames } from "./RequestProtocol.js"
 
-/** client → broker, the first frame of an admin connection: the protocol, and the user to authenticate as with its nonce (as HELLO's). */
-export class AdminOpen extends Schema.Class<AdminOpen>("AdminOpen")({
-  protocol: Schema.Int,
-  user: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255))),
-  nonce: Schema.optional(Schema.String.pipe(Schema.minLength(16), Schema.maxLength(255)))
-}) {}
-
-/** broker → client: the connection is open for requests. */
-export class AdminReady extends Schema.Class<AdminReady>("AdminReady")({
-  protocol: Schema.Int,
-  brokerId: Schema.Int.pipe(Schema.nonNegative()),
-  /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
-  serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
-}) {}
+/** The admin connection's frames: ADMIN (RequestOpen), ADMIN_READY (RequestReady), ADMIN_REQUEST, ADMIN_REPLY, ADMIN_FAILURE. */
+export const ADMIN_FRAMES = requestFrames("ADMIN")
 
 /** One request's body: which operation, and its input (decoded by the operation's own Schema). */
-export const AdminRequest = Schema.Struct({
-  operation: Schema.String.pipe(Schema.maxLength(100)),
-  input: Schema.Unknown
-}).annotations({ identifier: "AdminRequest" })
+export const AdminRequest = requestBody("AdminRequest")
 
 /** A request the broker could not read (not JSON, no such operation, an input of the wrong shape): the connection goes on. */
 export class InvalidAdminRequest extends Schema.TaggedError<InvalidAdminRequest>()("InvalidAdminRequest", {
@@ -123,12 +110,6 @@ const textEncoder = new TextEncoder()
 const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
-
-export const adminOpenFrame = (open: AdminOpen): Buffer =>
-  encodeFrame({ ...bare, type: FrameType.ADMIN, seq: 0 }, json(AdminOpen, open))
-
-export const adminReadyFrame = (ready: AdminReady): Buffer =>
-  encodeFrame({ ...bare, type: FrameType.ADMIN_READY, seq: 0 }, json(AdminReady, ready))
 
 /** Request `id`: `operation` with `input` (encoded by the operation's Schema). */
 export const adminRequestFrame = <P, PI>(

@@ -30,11 +30,9 @@ import {
 } from "../../services/log/Topics.js"
 import type { HeadWatch } from "../log/HeadWatch.js"
 import {
+  ADMIN_FRAMES,
   ADMIN_OPERATIONS,
   adminAnswerFrame,
-  AdminOpen,
-  AdminReady,
-  adminReadyFrame,
   adminRefusalFrame,
   AdminRequest,
   CreateTopic,
@@ -46,9 +44,10 @@ import {
   PurgeTopic,
   TrimTopic
 } from "./AdminProtocol.js"
-import { authenticate, authorize, type AuthServer, type UserRecord } from "./Auth.js"
-import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
+import { authorize, type AuthServer, type UserRecord } from "./Auth.js"
+import { decodeControl, WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, FrameType, MAX_ADMIN_REPLY_BYTES } from "./Frame.js"
+import { acceptRequestConnection, nextWithinIdle } from "./RequestAccept.js"
 
 export interface AdminServerOptions {
   readonly brokerId: number
@@ -278,48 +277,17 @@ export const adminServer = (options: AdminServerOptions) => {
     opened: () => void
   ): Effect.Effect<void, WireViolation, Scope.Scope> =>
     Effect.gen(function*() {
-      socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
-      const open = yield* decodeControl(AdminOpen, first.payload, "bad-handshake")
-      if (open.protocol !== PROTOCOL_VERSION) {
-        return yield* new WireViolation({
-          code: "version-mismatch",
-          detail: `protocol ${open.protocol}, this broker speaks ${PROTOCOL_VERSION}`
-        })
-      }
-      const authenticated = options.auth === undefined
-        ? undefined
-        : yield* authenticate(options.auth, open, undefined, {
-          send: (frame) => void socket.write(frame),
-          next: nextFrame
-        })
-      if (authenticated === null) return
-      if (authenticated !== undefined) yield* options.holdConnection(authenticated.user)
-      opened()
-      socket.write(
-        adminReadyFrame(
-          new AdminReady({
-            protocol: PROTOCOL_VERSION,
-            brokerId: options.brokerId,
-            ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature })
-          })
-        )
-      )
+      const accepted = yield* acceptRequestConnection(ADMIN_FRAMES, options, { socket, first, nextFrame, opened })
+      if (accepted === null) return
       const idle = options.idleTimeoutMs
-      const nextRequest = idle > 0
-        ? nextFrame.pipe(
-          Effect.timeoutFail({
-            duration: idle,
-            onTimeout: () => new WireViolation({ code: "idle-timeout", detail: `no request for ${idle} ms` })
-          })
-        )
-        : nextFrame
+      const nextRequest = nextWithinIdle(nextFrame, idle)
       for (;;) {
         const frame = yield* nextRequest
         if (frame === undefined) return
         if (frame.type !== FrameType.ADMIN_REQUEST) {
           return yield* new WireViolation({ code: "unexpected-frame", detail: "an admin connection sends requests" })
         }
-        yield* write(socket, yield* answer(served, frame, authenticated?.user), idle)
+        yield* write(socket, yield* answer(served, frame, accepted.user), idle)
       }
     })
 }

@@ -60,12 +60,13 @@ export const parseAddresses = (text: string): ReadonlyArray<BrokerAddress> =>
 /**
  * Why a broker connection ended: the code of the broker's ERROR frame, or what the client saw
  * itself — `unreachable` (the connection failed or broke), `closed` (the broker closed without
- * an ERROR), `no-welcome` (no WELCOME within the connect timeout), `bad-frame` (the broker sent
- * a frame this client cannot read).
+ * an ERROR), `no-welcome` (no WELCOME within the connect timeout), `timeout` (a request
+ * connection's READY, or a call's answer, did not come in time: RequestLink.ts), `bad-frame` (the
+ * broker sent a frame this client cannot read).
  */
 export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
   readonly broker: string
-  readonly code: WireErrorCode | "unreachable" | "closed" | "no-welcome" | "bad-frame"
+  readonly code: WireErrorCode | "unreachable" | "closed" | "no-welcome" | "timeout" | "bad-frame"
   readonly detail: string
 }> {
   override get message() {

@@ -98,9 +98,9 @@ export const FrameType = {
    * stream: its topic and where it starts.
    */
   STREAM: 18,
-  /** client → broker, the first frame of an admin connection: JSON (AdminProtocol.AdminOpen). */
+  /** client → broker, the first frame of an admin connection: JSON (RequestProtocol.RequestOpen). */
   ADMIN: 20,
-  /** broker → client: JSON (AdminProtocol.AdminReady): the admin connection takes requests. */
+  /** broker → client: JSON (RequestProtocol.RequestReady): the admin connection takes requests. */
   ADMIN_READY: 21,
   /** client → broker: seq = the request's id; JSON (AdminProtocol.AdminRequest): an operation and its input. */
   ADMIN_REQUEST: 22,
@@ -108,9 +108,9 @@ export const FrameType = {
   ADMIN_REPLY: 23,
   /** broker → client: seq = the request's id; JSON: the operation's typed error (`_tag` and its fields). */
   ADMIN_FAILURE: 24,
-  /** client → broker, the first frame of a consumer groups' connection: JSON (GroupProtocol.GroupOpen). */
+  /** client → broker, the first frame of a consumer groups' connection: JSON (RequestProtocol.RequestOpen). */
   GROUP: 25,
-  /** broker → client: JSON (GroupProtocol.GroupReady): the groups' connection takes requests. */
+  /** broker → client: JSON (RequestProtocol.RequestReady): the groups' connection takes requests. */
   GROUP_READY: 26,
   /** client → broker: seq = the request's id; JSON (GroupProtocol.GroupRequest): an operation and its input. */
   GROUP_REQUEST: 27,

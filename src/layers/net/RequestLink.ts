@@ -3,21 +3,27 @@
  * consumer groups' link (groups/GroupLink.ts) are both made of, so that each opens, matches answers
  * to requests and breaks the same way. `openRequestLink` dials a broker, sends the kind's opening
  * frame, answers its CHALLENGE and checks the broker's proof in the kind's READY
- * (RequestHandshake.ts), all within the connect timeout. The link then carries any number of calls
- * at once: each request has its id, its REPLY or FAILURE names that id, and each call is bounded by
- * the request timeout. A link that breaks fails its calls in flight (whether a change was made is
+ * (RequestHandshake.ts), all within the connect timeout, or fails `ConnectionClosed` saying why.
+ * The link then carries any number of calls at once: each request has its id, its REPLY or
+ * FAILURE names that id, and each call is bounded by the request timeout. A link that breaks fails its calls in flight (whether a change was made is
  * then unknown) and no later call goes over it. What a kind carries besides answers (a groups'
  * member frames) goes to its `other` handler.
  */
-import { Data, Effect, Either, type ParseResult, Schema } from "effect"
+import { Effect, Either, type ParseResult, Schema } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import type { Credentials } from "./Auth.js"
-import type { BrokerAcceptance } from "./AuthClient.js"
-import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
-import { decodeControl, ErrorBody, PROTOCOL_VERSION, type WireErrorCode, WireViolation } from "./Control.js"
+import {
+  type BrokerAddress,
+  type ClientSecurity,
+  ConnectionClosed,
+  dialBroker,
+  formatAddress
+} from "./ClientConnection.js"
+import { decodeControl, ErrorBody, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { requestHandshake } from "./RequestHandshake.js"
+import { type RequestFrames, RequestOpen, requestOpenFrame, RequestReady } from "./RequestProtocol.js"
 
 /** A request link's options with their defaults applied. */
 export interface RequestLinkSettings {
@@ -28,31 +34,9 @@ export interface RequestLinkSettings {
   readonly tls: ClientSecurity["tls"]
 }
 
-/** Why a link could not open or broke: the broker's ERROR code, or what the client saw itself. */
-export class RequestLinkFailed extends Data.TaggedError("RequestLinkFailed")<{
-  readonly broker: string
-  readonly code: WireErrorCode | "unreachable" | "closed" | "timeout" | "bad-frame"
-  readonly detail: string
-}> {
-  override get message() {
-    return `broker ${this.broker}: ${this.code}: ${this.detail}`
-  }
-}
-
 /** What one kind of request connection is: its frames, and the error its service's calls fail with. */
 export interface RequestLinkKind<E> {
-  /** The READY frame's name, for the handshake and the errors. */
-  readonly readyName: BrokerAcceptance["answer"]
-  readonly ready: FrameType
-  readonly reply: FrameType
-  readonly failure: FrameType
-  /** The first frame: the protocol, and the user to authenticate as with its nonce (when there are credentials). */
-  readonly openFrame: (
-    open: { readonly protocol: number; readonly user?: string; readonly nonce?: string }
-  ) => Uint8Array
-  readonly decodeReady: (
-    payload: Uint8Array
-  ) => Either.Either<{ readonly serverSignature?: string | undefined }, WireViolation>
+  readonly frames: RequestFrames
   readonly requestFrame: <P, PI>(
     id: number,
     operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
@@ -63,12 +47,12 @@ export interface RequestLinkKind<E> {
   /** The service's error for a call that got no answer it can read. */
   readonly unavailable: (reason: string) => E
   /** Why a call failed when the link broke (or timed out) under it. */
-  readonly unanswered: (failed: RequestLinkFailed, tag: string) => string
+  readonly unanswered: (failed: ConnectionClosed, tag: string) => string
   /** The kind's other frames, besides answers, and where they go once the link is open. */
   readonly others?: ReadonlyArray<FrameType>
   readonly other?: (frame: Frame) => void
   /** Told once when the open link breaks, after its calls in flight failed. */
-  readonly broken?: (failed: RequestLinkFailed) => void
+  readonly broken?: (failed: ConnectionClosed) => void
 }
 
 export interface RequestLink<E> {
@@ -101,23 +85,31 @@ export const openRequestLink = <E>(
   address: BrokerAddress,
   settings: RequestLinkSettings,
   kind: RequestLinkKind<E>
-): Effect.Effect<RequestLink<E>, RequestLinkFailed> =>
-  Effect.async<RequestLink<E>, RequestLinkFailed>((resume) => {
+): Effect.Effect<RequestLink<E>, ConnectionClosed> =>
+  Effect.async<RequestLink<E>, ConnectionClosed>((resume) => {
     const broker = formatAddress(address)
     const { credentials } = settings
-    const pending = new Map<number, (answer: Answer | RequestLinkFailed) => void>()
+    const pending = new Map<number, (answer: Answer | ConnectionClosed) => void>()
     let nextId = 1
     let ready = false
-    let failure: RequestLinkFailed | undefined
+    let failure: ConnectionClosed | undefined
+    const { frames } = kind
     const reader = new FrameReader({
-      accept: [FrameType.CHALLENGE, kind.ready, kind.reply, kind.failure, ...(kind.others ?? []), FrameType.ERROR],
+      accept: [
+        FrameType.CHALLENGE,
+        frames.ready,
+        frames.reply,
+        frames.failure,
+        ...(kind.others ?? []),
+        FrameType.ERROR
+      ],
       maxBatchBytes: 0
     })
     const { socket, ready: connected } = dialBroker(address, settings.tls, receive)
     /** Ends the link once: the open waiting, or every call in flight and the kind, learn why. */
-    const fail = (code: RequestLinkFailed["code"], detail: string) => {
+    const fail = (code: ConnectionClosed["code"], detail: string) => {
       if (failure !== undefined) return
-      failure = new RequestLinkFailed({ broker, code, detail })
+      failure = new ConnectionClosed({ broker, code, detail })
       clearTimeout(connectTimer)
       socket.destroy()
       if (!ready) return resume(Effect.fail(failure))
@@ -128,22 +120,25 @@ export const openRequestLink = <E>(
     const handshake = requestHandshake({
       credentials,
       insecure: settings.insecure,
-      answer: kind.readyName,
+      answer: frames.readyName,
       write: (frame) => socket.write(frame),
       fail: (refusal) => fail(refusal.code, refusal.detail),
       ended: () => failure !== undefined
     })
     const { nonce } = handshake
     const connectTimer = setTimeout(
-      () => fail("timeout", `no ${kind.readyName} within ${settings.connectTimeoutMs} ms`),
+      () => fail("timeout", `no ${frames.readyName} within ${settings.connectTimeoutMs} ms`),
       settings.connectTimeoutMs
     )
     socket.on(connected, () =>
       socket.write(
-        kind.openFrame({
-          protocol: PROTOCOL_VERSION,
-          ...(credentials === undefined || nonce === undefined ? {} : { user: credentials.user, nonce })
-        })
+        requestOpenFrame(
+          frames,
+          new RequestOpen({
+            protocol: PROTOCOL_VERSION,
+            ...(credentials === undefined || nonce === undefined ? {} : { user: credentials.user, nonce })
+          })
+        )
       ))
     socket.on("error", (error) => fail("unreachable", error.message))
     socket.on("close", () => fail("closed", "the broker closed the connection"))
@@ -151,14 +146,14 @@ export const openRequestLink = <E>(
 
     /** The answer to request `method`, or why none came. */
     const ask = <P, PI>(method: { readonly tag: string; readonly payload: Schema.Schema<P, PI> }, input: P) =>
-      Effect.async<Answer, RequestLinkFailed>((settle) => {
+      Effect.async<Answer, ConnectionClosed>((settle) => {
         if (failure !== undefined) return settle(Effect.fail(failure))
         const id = nextId++
         const timer = setTimeout(() => {
           pending.delete(id)
           settle(
             Effect.fail(
-              new RequestLinkFailed({
+              new ConnectionClosed({
                 broker,
                 code: "timeout",
                 detail: `no answer to ${method.tag} within ${settings.requestTimeoutMs} ms`
@@ -169,7 +164,7 @@ export const openRequestLink = <E>(
         pending.set(id, (answer) => {
           clearTimeout(timer)
           pending.delete(id)
-          settle(answer instanceof RequestLinkFailed ? Effect.fail(answer) : Effect.succeed(answer))
+          settle(answer instanceof ConnectionClosed ? Effect.fail(answer) : Effect.succeed(answer))
         })
         socket.write(kind.requestFrame(id, method, input))
         // Interrupted: its answer, when it comes, is dropped.
@@ -219,10 +214,10 @@ export const openRequestLink = <E>(
             if (refused !== undefined) return fail(refused.code, refused.detail)
             break
           }
-          case kind.ready: {
-            if (ready) return fail("bad-frame", `a second ${kind.readyName}`)
-            const accepted = kind.decodeReady(frame.payload)
-            if (Either.isLeft(accepted)) return fail("bad-frame", `bad ${kind.readyName}: ${accepted.left.message}`)
+          case frames.ready: {
+            if (ready) return fail("bad-frame", `a second ${frames.readyName}`)
+            const accepted = decodeControl(RequestReady, frame.payload, "bad-handshake")
+            if (Either.isLeft(accepted)) return fail("bad-frame", `bad ${frames.readyName}: ${accepted.left.message}`)
             const refused = handshake.readyProblem(accepted.right.serverSignature)
             if (refused !== undefined) return fail(refused.code, refused.detail)
             ready = true
@@ -230,15 +225,15 @@ export const openRequestLink = <E>(
             resume(Effect.succeed(link))
             break
           }
-          case kind.reply:
-          case kind.failure: {
+          case frames.reply:
+          case frames.failure: {
             let body: unknown
             try {
               body = JSON.parse(decoder.decode(frame.payload))
             } catch (error) {
               return fail("bad-frame", `${kind.answerName} that is not JSON: ${(error as Error).message}`)
             }
-            pending.get(frame.seq)?.({ failed: frame.type === kind.failure, body })
+            pending.get(frame.seq)?.({ failed: frame.type === frames.failure, body })
             break
           }
           case FrameType.ERROR: {

@@ -1,0 +1,84 @@
+/**
+ * A broker's side of a request connection's opening (admin: AdminServer.ts; consumer groups:
+ * groups/GroupServer.ts): the first frame's RequestOpen read and its protocol checked, the user
+ * authenticated as on every connection and counted against its limit, then the kind's READY. And
+ * the wait for each later request, bounded by the idle timeout. Written once, so that every kind
+ * admits its clients, and drops idle ones, the same way.
+ */
+import { Effect, type Scope } from "effect"
+import type { Socket } from "node:net"
+import { authenticate, type AuthServer, type UserRecord } from "./Auth.js"
+import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
+import type { Frame } from "./Frame.js"
+import { type RequestFrames, RequestOpen, RequestReady, requestReadyFrame } from "./RequestProtocol.js"
+
+/** What the broker lends a request connection's opening: who it is, and its users. */
+export interface RequestAcceptContext {
+  readonly brokerId: number
+  /** The broker's authentication, when it authenticates its clients. */
+  readonly auth: AuthServer | undefined
+  /** Counts the connection against its user's limit for the scope's life. */
+  readonly holdConnection: (user: UserRecord) => Effect.Effect<unknown, WireViolation, Scope.Scope>
+}
+
+/**
+ * Opens the connection whose first frame is `first`: its user (undefined when the broker
+ * authenticates nobody) once READY went out, `opened` run just before; null when the
+ * authentication ended the connection.
+ */
+export const acceptRequestConnection = (
+  frames: RequestFrames,
+  context: RequestAcceptContext,
+  connection: {
+    readonly socket: Socket
+    readonly first: Frame
+    readonly nextFrame: Effect.Effect<Frame | undefined, WireViolation>
+    readonly opened: () => void
+  }
+): Effect.Effect<{ readonly user: UserRecord | undefined } | null, WireViolation, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { socket } = connection
+    // A vanished host (no FIN) would otherwise hold what the connection holds until the broker restarts.
+    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS)
+    const open = yield* decodeControl(RequestOpen, connection.first.payload, "bad-handshake")
+    if (open.protocol !== PROTOCOL_VERSION) {
+      return yield* new WireViolation({
+        code: "version-mismatch",
+        detail: `protocol ${open.protocol}, this broker speaks ${PROTOCOL_VERSION}`
+      })
+    }
+    const authenticated = context.auth === undefined
+      ? undefined
+      : yield* authenticate(context.auth, open, undefined, {
+        send: (frame) => void socket.write(frame),
+        next: connection.nextFrame
+      })
+    if (authenticated === null) return null
+    if (authenticated !== undefined) yield* context.holdConnection(authenticated.user)
+    connection.opened()
+    socket.write(
+      requestReadyFrame(
+        frames,
+        new RequestReady({
+          protocol: PROTOCOL_VERSION,
+          brokerId: context.brokerId,
+          ...(authenticated === undefined ? {} : { serverSignature: authenticated.serverSignature })
+        })
+      )
+    )
+    return { user: authenticated?.user }
+  })
+
+/** `nextFrame`, failing `idle-timeout` when no frame comes within `idleMs` (0: it may wait for ever). */
+export const nextWithinIdle = (
+  nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
+  idleMs: number
+): Effect.Effect<Frame | undefined, WireViolation> =>
+  idleMs > 0
+    ? nextFrame.pipe(
+      Effect.timeoutFail({
+        duration: idleMs,
+        onTimeout: () => new WireViolation({ code: "idle-timeout", detail: `no request for ${idleMs} ms` })
+      })
+    )
+    : nextFrame
