@@ -2,7 +2,8 @@
  * The ConsumerGroups service through brokers (docs/consumers.md, "Remote members"): from a
  * process that does not map the region, over one groups' connection to any broker
  * (GroupLink.ts). The connection is made at the first call, to the first broker in the order
- * given that takes it, and made again the same way by the first call after it broke.
+ * given that takes it, and made again the same way by the first call after it broke
+ * (net/RemoteLink.ts).
  *
  * A member joined here is a member the broker holds for this connection, a local member of the
  * region. Its deliveries are settled through the broker; when the connection breaks, the broker
@@ -10,8 +11,7 @@
  * once — settling it from here then answers `false`. The member itself then joins again through
  * the next broker that takes a connection; when none does, its stream fails `GroupsUnavailable`.
  */
-import { Chunk, type Duration, Effect, Either, Layer, Option, Queue, Schema, Scope, Stream } from "effect"
-import { withMillis } from "../../Durations.js"
+import { Chunk, Effect, Either, Layer, Option, Queue, Schema, Scope, Stream } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   ConsumerGroups,
@@ -20,11 +20,9 @@ import {
   type GroupJoinError,
   GroupsUnavailable
 } from "../../services/groups/ConsumerGroups.js"
-import { type Credentials, withLocalCredentials } from "../net/Auth.js"
-import type { BrokerAddress, ClientSecurity } from "../net/ClientConnection.js"
-import { fatalWireErrors } from "../net/Control.js"
+import type { Credentials } from "../net/Auth.js"
 import { FrameType } from "../net/Frame.js"
-import type { RequestLinkSettings } from "../net/RequestLink.js"
+import { remoteLink, type RemoteLinkOptions } from "../net/RemoteLink.js"
 import { readDeliveries } from "./GroupDeliveryFrame.js"
 import { type GroupLink, openGroupLink } from "./GroupLink.js"
 import {
@@ -40,28 +38,14 @@ import {
 } from "./GroupProtocol.js"
 import { RemoteDelivery, RemoteSettling } from "./RemoteDelivery.js"
 
-export interface RemoteGroupsOptions {
-  readonly brokers: ReadonlyArray<BrokerAddress>
-  /** How long a broker may take to connect and accept the connection. Default 5 s. */
-  readonly connectTimeoutMs?: number
-  /** `connectTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
-  readonly connectTimeout?: Duration.DurationInput
+export interface RemoteGroupsOptions extends RemoteLinkOptions {
   /** How long a call (a create, a settle) waits for its answer. Default 30 s. */
   readonly requestTimeoutMs?: number
-  /** `requestTimeoutMs` as a duration; given both, this one counts. */
-  readonly requestTimeout?: Duration.DurationInput
   /**
    * Authenticate as this user (it needs the read right on the group's topic and the consume right
-   * on the group's name). Without it the local user's secret file of `region` is used when the head
-   * wrote one on this host; with neither, only a broker without authentication accepts.
+   * on the group's name); see RemoteLinkOptions for the local secret file.
    */
   readonly credentials?: Credentials | undefined
-  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default "cxlog". */
-  readonly region?: string
-  /** Also take a broker that authenticates nobody although this client holds credentials (ClientSecurity `insecure`). */
-  readonly insecure?: boolean | undefined
-  /** Connect with TLS (the brokers' CA, and a client certificate when they ask for one), as publishers do. */
-  readonly tls?: ClientSecurity["tls"]
 }
 
 /** A request the broker could not read is this client's fault, not the caller's: it reads as the groups being unavailable. */
@@ -80,38 +64,13 @@ type MemberEvent =
   | { readonly _tag: "left"; readonly why: GroupJoinError | undefined }
 
 /** The ConsumerGroups service over `options.brokers`; the connection closes with the scope. */
-export const makeRemote = (given: RemoteGroupsOptions): Effect.Effect<ConsumerGroupsShape, never, Scope.Scope> =>
+export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<ConsumerGroupsShape, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const options = withMillis(withLocalCredentials(given), ["connectTimeout", "requestTimeout"])
-    const settings: RequestLinkSettings = {
-      connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
-      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
-      credentials: options.credentials,
-      insecure: options.insecure === true,
-      tls: options.tls
-    }
-    let link: GroupLink | undefined
-    yield* Effect.addFinalizer(() => Effect.sync(() => link?.close()))
-    const opening = yield* Effect.makeSemaphore(1)
-    /** The first broker that takes the connection, in the order given; a refusal every broker would give ends the search. */
-    const openAny = Effect.gen(function*() {
-      const refusals: Array<string> = []
-      for (const address of options.brokers) {
-        const attempt = yield* Effect.either(openGroupLink(address, settings))
-        if (Either.isRight(attempt)) return attempt.right
-        refusals.push(attempt.left.message)
-        if ((fatalWireErrors as ReadonlySet<string>).has(attempt.left.code)) break
-      }
-      return yield* new GroupsUnavailable({
-        reason: options.brokers.length === 0
-          ? "no brokers given"
-          : `no broker took the groups' connection: ${refusals.join("; ")}`
-      })
-    })
-    const connected: Effect.Effect<GroupLink, GroupsUnavailable> = opening.withPermits(1)(
-      Effect.suspend(() =>
-        link !== undefined && link.open() ? Effect.succeed(link) : Effect.tap(openAny, (l) => void (link = l))
-      )
+    const connected = yield* remoteLink(
+      options,
+      openGroupLink,
+      (reason) => new GroupsUnavailable({ reason }),
+      "the groups' connection"
     )
     const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
       Effect.flatMap(connected, (l) => l.call(method, input)).pipe(Effect.mapError(unreadRequest))

@@ -3,14 +3,14 @@
  * region's topics from a process that does not map it, over one admin connection to any broker
  * (AdminClient.ts; the broker forwards changes to the head's coordinator and reads the rest from
  * the region in place). The connection is made at the first call, to the first broker in the
- * order given that takes it, and made again, the same way, by the first call after it broke.
+ * order given that takes it, and made again, the same way, by the first call after it broke
+ * (RemoteLink.ts).
  * What a broker answers is the region's answer, typed as the head's layers type it; what keeps it
  * from answering is a `TopicsRemoteError`: `TopicForbidden` (the user's rights),
  * `HeadUnavailable`, or `TopicsUnavailable` (no broker took the connection, or it broke with a
  * call in flight, whose outcome is then unknown: a change is never sent twice).
  */
-import { type Duration, Effect, Layer, type Scope } from "effect"
-import { withMillis } from "../../Durations.js"
+import { Effect, Layer, type Scope } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   type TopicDescription,
@@ -19,7 +19,7 @@ import {
   type TopicsShape,
   TopicsUnavailable
 } from "../../services/log/Topics.js"
-import { type AdminLink, openAdminLink } from "./AdminClient.js"
+import { openAdminLink } from "./AdminClient.js"
 import {
   CreateTopic,
   DeleteTopic,
@@ -29,36 +29,20 @@ import {
   PurgeTopic,
   TrimTopic
 } from "./AdminProtocol.js"
-import { type Credentials, withLocalCredentials } from "./Auth.js"
-import type { BrokerAddress, ClientSecurity } from "./ClientConnection.js"
-import { fatalWireErrors } from "./Control.js"
-import type { RequestLinkSettings } from "./RequestLink.js"
+import type { Credentials } from "./Auth.js"
+import { remoteLink, type RemoteLinkOptions } from "./RemoteLink.js"
 
-export interface RemoteTopicsOptions {
-  readonly brokers: ReadonlyArray<BrokerAddress>
-  /** How long a broker may take to connect and accept the connection. Default 5 s. */
-  readonly connectTimeoutMs?: number
-  /** `connectTimeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
-  readonly connectTimeout?: Duration.DurationInput
+export interface RemoteTopicsOptions extends RemoteLinkOptions {
   /**
    * How long a call waits for its answer. Default 30 s: a change the head's coordinator does not
    * answer fails before, after its call timeout (10 s), and one whose head is gone at once.
    */
   readonly requestTimeoutMs?: number
-  /** `requestTimeoutMs` as a duration; given both, this one counts. */
-  readonly requestTimeout?: Duration.DurationInput
   /**
    * Authenticate as this user (a change needs its admin right on the topic; a description, its read
-   * or admin right). Without it the local user's secret file of `region` is used when the head wrote
-   * one on this host; with neither, only a broker without authentication accepts.
+   * or admin right); see RemoteLinkOptions for the local secret file.
    */
   readonly credentials?: Credentials | undefined
-  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default "cxlog". */
-  readonly region?: string
-  /** Also take a broker that authenticates nobody although this client holds credentials (ClientSecurity `insecure`). */
-  readonly insecure?: boolean | undefined
-  /** Connect with TLS (the brokers' CA, and a client certificate when they ask for one), as publishers do. */
-  readonly tls?: ClientSecurity["tls"]
 }
 
 /** A description's TopicInfo: what a lookup or a list through brokers answers. */
@@ -93,38 +77,13 @@ export interface RemoteTopics {
 }
 
 /** The Topics service over `options.brokers`; the connection closes with the scope. */
-export const makeRemoteTopics = (given: RemoteTopicsOptions): Effect.Effect<RemoteTopics, never, Scope.Scope> =>
+export const makeRemoteTopics = (options: RemoteTopicsOptions): Effect.Effect<RemoteTopics, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const options = withMillis(withLocalCredentials(given), ["connectTimeout", "requestTimeout"])
-    const settings: RequestLinkSettings = {
-      connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
-      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
-      credentials: options.credentials,
-      insecure: options.insecure === true,
-      tls: options.tls
-    }
-    let link: AdminLink | undefined
-    yield* Effect.addFinalizer(() => Effect.sync(() => link?.close()))
-    const opening = yield* Effect.makeSemaphore(1)
-    /** The first broker that takes the connection, in the order given; a refusal every broker would give ends the search. */
-    const openAny = Effect.gen(function*() {
-      const refusals: Array<string> = []
-      for (const address of options.brokers) {
-        const attempt = yield* Effect.either(openAdminLink(address, settings))
-        if (attempt._tag === "Right") return attempt.right
-        refusals.push(attempt.left.message)
-        if ((fatalWireErrors as ReadonlySet<string>).has(attempt.left.code)) break
-      }
-      return yield* new TopicsUnavailable({
-        reason: options.brokers.length === 0
-          ? "no brokers given"
-          : `no broker took the admin connection: ${refusals.join("; ")}`
-      })
-    })
-    const connected: Effect.Effect<AdminLink, TopicsUnavailable> = opening.withPermits(1)(
-      Effect.suspend(() =>
-        link !== undefined && link.open() ? Effect.succeed(link) : Effect.tap(openAny, (l) => void (link = l))
-      )
+    const connected = yield* remoteLink(
+      options,
+      openAdminLink,
+      (reason) => new TopicsUnavailable({ reason }),
+      "the admin connection"
     )
     /** `method` with `input` over the connection (made first if need be). */
     const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
