@@ -5,11 +5,10 @@
  * go), `commitAt` and the auto-commit policy send COMMITs, and `failOver` moves the
  * subscription to the next broker that takes it when its broker is gone.
  */
-import { Effect, Either, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
+import { Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
 import { crc32c } from "../../native/Crc32c.js"
 import { LogCorrupt } from "../../services/log/Topics.js"
 import {
-  CommitRejected,
   type SubscribeOptions,
   type SubscriberBatch,
   SubscriberConnectionFailed,
@@ -22,16 +21,12 @@ import { FrameType } from "./Frame.js"
 import { commitFrame, creditFrame, Subscribe, type Subscribed } from "./SubscribeFrames.js"
 import { BatchView } from "./SubscriberBatch.js"
 import { type Connection, type Due, type Settings, streamError, subscribeAny } from "./SubscriberConnection.js"
+import { commitRefusal } from "./SubscriptionCommits.js"
+import { brokerGone, subscribeElsewhere } from "./SubscriptionFailover.js"
 import { autoCommitPolicy } from "./TopicReader.js"
 
 /** How long a client waits, after a DATA frame failed its crc32c, for the error frame that explains it. */
 const TORN_GRACE_MS = 5_000
-
-/** How often a subscription whose broker is gone asks the brokers again. */
-const FAILOVER_RETRY_MS = 100
-
-/** The connection ended or failed under the subscription (not a frame or an error its broker sent). */
-const brokerGone = (e: SubscriberConnectionFailed) => e.code === "closed" || e.code === "unreachable"
 
 interface RemoteState {
   readonly settings: Settings
@@ -97,22 +92,8 @@ const sendCommit = (s: RemoteState): void => {
 /** A COMMIT frame: the broker commits it in order with what it reads of this connection. */
 const commitAt = (s: RemoteState, offset: number) =>
   Effect.suspend(() => {
-    if (!s.named) {
-      return Effect.fail(
-        new CommitRejected({
-          topic: s.topic,
-          reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)"
-        })
-      )
-    }
-    if (!Number.isSafeInteger(offset) || offset < s.committed || offset > s.position) {
-      return Effect.fail(
-        new CommitRejected({
-          topic: s.topic,
-          reason: `offset ${offset} is outside [${s.committed}, ${s.position}] (committed, delivered)`
-        })
-      )
-    }
+    const refused = commitRefusal(s.named, s.topic, offset, s.committed, s.position)
+    if (refused !== undefined) return Effect.fail(refused)
     s.committed = offset
     s.committedAt = performance.now()
     sendCommit(s)
@@ -135,43 +116,22 @@ const dueOf = (s: RemoteState): Due => ({
 
 /**
  * The connection broke (its broker died, stopped or the network failed): the subscription
- * goes on at the next broker that takes it — any broker serves any topic — from `position`
+ * goes on at the next broker that takes it (SubscriptionFailover.ts) from `position`
  * (a named consumer's new broker starts at its committed offset; what this subscription
  * already delivered is skipped, and what it committed is sent again as the new broker
- * re-sends it). Tried until `connectTimeoutMs` has passed.
+ * re-sends it).
  */
 const failOver = (s: RemoteState, broken: SubscriberConnectionFailed) =>
   Effect.gen(function*() {
     s.connection.socket.destroy()
     const again = s.named ? s.request : new Subscribe({ ...s.request, from: s.position, fromTime: undefined })
-    const deadline = performance.now() + s.settings.connectTimeoutMs
-    for (;;) {
-      const attemptScope = yield* Scope.fork(s.scope, ExecutionStrategy.sequential)
-      const attempt = yield* Effect.either(Scope.extend(subscribeAny(s.settings, again), attemptScope))
-      if (Either.isRight(attempt)) {
-        const replaced = s.connectionScope
-        s.connectionScope = attemptScope
-        s.connection = attempt.right.connection
-        s.commitSent = s.received = windowOf(attempt.right.subscribed).start
-        s.consumed = 0
-        return yield* Scope.close(replaced, Exit.void)
-      }
-      yield* Scope.close(attemptScope, Exit.void)
-      const e = attempt.left
-      if (e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable") {
-        return yield* Effect.fail(e)
-      }
-      // The old broker may not have released a named consumer yet, or every broker is restarting.
-      const passing = e._tag === "SubscriberBrokersUnreachable" || e._tag === "ConsumerBusy"
-      if (!passing || performance.now() >= deadline) {
-        return yield* new SubscriberConnectionFailed({
-          broker: broken.broker,
-          code: broken.code,
-          detail: `${broken.detail}; no other broker took the subscription over: ${e.message}`
-        })
-      }
-      yield* Effect.sleep(FAILOVER_RETRY_MS)
-    }
+    const taken = yield* subscribeElsewhere(s.scope, s.settings, again, broken)
+    const replaced = s.connectionScope
+    s.connectionScope = taken.scope
+    s.connection = taken.connection
+    s.commitSent = s.received = windowOf(taken.subscribed).start
+    s.consumed = 0
+    return yield* Scope.close(replaced, Exit.void)
   })
 
 /**

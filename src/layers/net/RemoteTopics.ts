@@ -28,10 +28,9 @@ import { bounds } from "./RemoteSubscription.js"
 import { commitFrame, creditFrame, StreamStart, Subscribe } from "./SubscribeFrames.js"
 import { BatchView } from "./SubscriberBatch.js"
 import { type Connection, type Due, type Settings, streamError, subscribeAny } from "./SubscriberConnection.js"
+import { commitRefusal } from "./SubscriptionCommits.js"
+import { brokerGone, subscribeElsewhere } from "./SubscriptionFailover.js"
 import { autoCommitPolicy } from "./TopicReader.js"
-
-/** How often a subscription whose broker is gone asks the brokers again. */
-const FAILOVER_RETRY_MS = 100
 
 /** One topic's stream: where it is, what it committed, its view. */
 interface TopicStream {
@@ -68,8 +67,6 @@ interface TopicsState {
   consumed: number
 }
 
-const brokerGone = (e: SubscriberConnectionFailed) => e.code === "closed" || e.code === "unreachable"
-
 const grant = (s: TopicsState): void => {
   s.consumed++
   if (s.consumed * 2 < s.settings.credit) return
@@ -86,22 +83,8 @@ const sendCommit = (s: TopicsState, stream: TopicStream): void => {
 
 const commitAt = (s: TopicsState, stream: TopicStream, offset: number) =>
   Effect.suspend(() => {
-    if (!s.named) {
-      return Effect.fail(
-        new CommitRejected({
-          topic: stream.topic,
-          reason: "an anonymous subscription has nothing to commit (subscribe with a consumer name)"
-        })
-      )
-    }
-    if (!Number.isSafeInteger(offset) || offset < stream.committed || offset > stream.position) {
-      return Effect.fail(
-        new CommitRejected({
-          topic: stream.topic,
-          reason: `offset ${offset} is outside [${stream.committed}, ${stream.position}] (committed, delivered)`
-        })
-      )
-    }
+    const refused = commitRefusal(s.named, stream.topic, offset, stream.committed, stream.position)
+    if (refused !== undefined) return Effect.fail(refused)
     stream.committed = offset
     stream.committedAt = performance.now()
     sendCommit(s, stream)
@@ -249,41 +232,20 @@ const resumed = (s: TopicsState): Subscribe =>
     positions: [...s.byTopic.values()].map((stream) => ({ topic: stream.topic, offset: stream.position }))
   })
 
-/** The broker is gone: the next that takes the subscription goes on with it (as RemoteSubscription's `failOver`). */
+/** The broker is gone: the next that takes the subscription goes on with it, each topic from its position (SubscriptionFailover.ts). */
 const failOver = (s: TopicsState, broken: SubscriberConnectionFailed) =>
   Effect.gen(function*() {
     s.connection.socket.destroy()
-    const again = resumed(s)
-    const deadline = performance.now() + s.settings.connectTimeoutMs
-    for (;;) {
-      const attemptScope = yield* Scope.fork(s.scope, ExecutionStrategy.sequential)
-      const attempt = yield* Effect.either(Scope.extend(subscribeAny(s.settings, again), attemptScope))
-      if (Either.isRight(attempt)) {
-        const replaced = s.connectionScope
-        s.connectionScope = attemptScope
-        s.connection = attempt.right.connection
-        s.byId = new Map()
-        s.sending = undefined
-        s.consumed = 0
-        for (const stream of s.byTopic.values()) stream.id = 0
-        yield* Scope.close(replaced, Exit.void)
-        return yield* openStreams(s, attempt.right.subscribed.streams ?? 0)
-      }
-      yield* Scope.close(attemptScope, Exit.void)
-      const e = attempt.left
-      if (e._tag === "LogOutOfRange" || e._tag === "LogCorrupt" || e._tag === "HeadUnavailable") {
-        return yield* Effect.fail(e)
-      }
-      const passing = e._tag === "SubscriberBrokersUnreachable" || e._tag === "ConsumerBusy"
-      if (!passing || performance.now() >= deadline) {
-        return yield* new SubscriberConnectionFailed({
-          broker: broken.broker,
-          code: broken.code,
-          detail: `${broken.detail}; no other broker took the subscription over: ${e.message}`
-        })
-      }
-      yield* Effect.sleep(FAILOVER_RETRY_MS)
-    }
+    const taken = yield* subscribeElsewhere(s.scope, s.settings, resumed(s), broken)
+    const replaced = s.connectionScope
+    s.connectionScope = taken.scope
+    s.connection = taken.connection
+    s.byId = new Map()
+    s.sending = undefined
+    s.consumed = 0
+    for (const stream of s.byTopic.values()) stream.id = 0
+    yield* Scope.close(replaced, Exit.void)
+    return yield* openStreams(s, taken.subscribed.streams ?? 0)
   })
 
 const pullOf = (s: TopicsState): Effect.Effect<BatchView, SubscriptionError> => {
