@@ -11,11 +11,11 @@
  */
 import { Data, Effect, Schedule, type Scope } from "effect"
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs"
-import { createServer, type Server } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format"
 import { pidExists } from "../../layers/region/ProcessInfo.js"
+import { serveHttp } from "../roles/ScopedHttpServer.js"
 import { chartPage, type ChartSpec, escapeHtml, type PageData } from "./ChartPage.js"
 
 export class DashboardListenFailed extends Data.TaggedError("DashboardListenFailed")<{
@@ -276,48 +276,34 @@ export const dashboard = (
 
     yield* Effect.forkScoped(Effect.repeat(round, Schedule.spaced(`${options.everyMs} millis`)))
 
-    const server = yield* Effect.acquireRelease(
-      Effect.async<Server, DashboardListenFailed>((resume) => {
-        const server = createServer((request, response) => {
-          const path = (request.url ?? "/").split("?")[0]
-          if (path === "/data") {
-            response.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(
-              JSON.stringify(data())
-            )
-          } else if (path === "/") {
-            const watching = options.targets === "discover"
-              ? "the endpoints local runs announce"
-              : `${options.targets.length} endpoints`
-            const page = chartPage({
-              title: "cxlog dashboard",
-              subtitle: `${watching}, every ${options.everyMs} ms`,
-              data: data(),
-              live: { url: "/data", everyMs: options.everyMs }
-            })
-            response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(page)
-          } else {
-            response.writeHead(404, { "content-type": "text/plain" }).end(
-              "cxlog dashboard: / (the page), /data (its JSON)\n"
-            )
-          }
-        })
-        server.once(
-          "error",
-          (error) =>
-            resume(
-              Effect.fail(new DashboardListenFailed({ host: options.host, port: options.port, reason: error.message }))
-            )
-        )
-        server.listen(options.port, options.host, () => resume(Effect.succeed(server)))
-      }),
-      (server) =>
-        Effect.async<void>((resume) => {
-          server.close(() => resume(Effect.void))
-          server.closeAllConnections()
-        })
+    const port = yield* serveHttp(
+      options.host,
+      options.port,
+      (request, response) => {
+        const path = (request.url ?? "/").split("?")[0]
+        if (path === "/data") {
+          response.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(
+            JSON.stringify(data())
+          )
+        } else if (path === "/") {
+          const watching = options.targets === "discover"
+            ? "the endpoints local runs announce"
+            : `${options.targets.length} endpoints`
+          const page = chartPage({
+            title: "cxlog dashboard",
+            subtitle: `${watching}, every ${options.everyMs} ms`,
+            data: data(),
+            live: { url: "/data", everyMs: options.everyMs }
+          })
+          response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(page)
+        } else {
+          response.writeHead(404, { "content-type": "text/plain" }).end(
+            "cxlog dashboard: / (the page), /data (its JSON)\n"
+          )
+        }
+      },
+      (reason) => new DashboardListenFailed({ host: options.host, port: options.port, reason })
     )
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : options.port
     return { port, url: `http://${options.host}:${port}/` }
   })
 

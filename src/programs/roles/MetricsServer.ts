@@ -8,9 +8,9 @@
  * name, so src/Metrics.ts stays the one place metrics are declared and updated.
  */
 import { Data, Effect, Metric as EffectMetric, MetricState, Option, type Scope } from "effect"
-import { createServer, type Server } from "node:http"
 import { collectDefaultMetrics, type Metric, Registry } from "prom-client"
 import { declareRoleFamilies, runSamplers } from "../../Metrics.js"
+import { serveHttp } from "./ScopedHttpServer.js"
 
 export class MetricsListenFailed extends Data.TaggedError("MetricsListenFailed")<{
   readonly host: string
@@ -136,36 +136,23 @@ export const serveMetrics = (
 ): Effect.Effect<{ readonly host: string; readonly port: number }, MetricsListenFailed, Scope.Scope> =>
   Effect.gen(function*() {
     const metrics = makeMetricsRegistry(options.labels)
-    const server = yield* Effect.acquireRelease(
-      Effect.async<Server, MetricsListenFailed>((resume) => {
-        const server = createServer((request, response) => {
-          const path = (request.url ?? "/").split("?")[0]
-          if (request.method !== "GET" || path !== "/metrics") {
-            response.writeHead(path === "/metrics" ? 405 : 404, { "content-type": "text/plain" }).end(
-              "cxlog metrics: GET /metrics\n"
-            )
-            return
-          }
-          metrics.text().then(
-            (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
-            (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`)
+    const port = yield* serveHttp(
+      options.host,
+      options.port,
+      (request, response) => {
+        const path = (request.url ?? "/").split("?")[0]
+        if (request.method !== "GET" || path !== "/metrics") {
+          response.writeHead(path === "/metrics" ? 405 : 404, { "content-type": "text/plain" }).end(
+            "cxlog metrics: GET /metrics\n"
           )
-        })
-        server.once(
-          "error",
-          (error) =>
-            resume(
-              Effect.fail(new MetricsListenFailed({ host: options.host, port: options.port, reason: error.message }))
-            )
+          return
+        }
+        metrics.text().then(
+          (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+          (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`)
         )
-        server.listen(options.port, options.host, () => resume(Effect.succeed(server)))
-      }),
-      (server) =>
-        Effect.async<void>((resume) => {
-          server.close(() => resume(Effect.void))
-          server.closeAllConnections()
-        })
+      },
+      (reason) => new MetricsListenFailed({ host: options.host, port: options.port, reason })
     )
-    const address = server.address()
-    return { host: options.host, port: typeof address === "object" && address !== null ? address.port : options.port }
+    return { host: options.host, port }
   })
