@@ -28,6 +28,7 @@ import {
   TopicsUnavailable,
   withinRegion
 } from "../../services/log/Topics.js"
+import type { ServeConnection } from "../../services/net/GroupConnections.js"
 import type { HeadWatch } from "../log/HeadWatch.js"
 import {
   ADMIN_FRAMES,
@@ -268,14 +269,9 @@ const write = (socket: Socket, frame: Buffer, timeoutMs: number): Effect.Effect<
  * runs as the ADMIN_READY goes out. Returns when the client closes; fails with the violation the
  * broker should send.
  */
-export const adminServer = (options: AdminServerOptions) => {
+export const adminServer = (options: AdminServerOptions): ServeConnection => {
   const served = handlers(options)
-  return (
-    socket: Socket,
-    first: Frame,
-    nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
-    opened: () => void
-  ): Effect.Effect<void, WireViolation, Scope.Scope> =>
+  return (socket, first, nextFrame, opened) =>
     Effect.gen(function*() {
       const accepted = yield* acceptRequestConnection(ADMIN_FRAMES, options, { socket, first, nextFrame, opened })
       if (accepted === null) return

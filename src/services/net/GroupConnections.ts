@@ -24,7 +24,8 @@ export interface GroupConnectionContext {
 /**
  * Serves one connection whose first frame, `first`, is its GROUP; `nextFrame` gives its later
  * frames (AUTH and GROUP_REQUEST only). `opened` runs as the GROUP_READY goes out. Returns when
- * the client closes; fails with the violation the broker should send.
+ * the client closes; fails with the violation the broker should send. An admin connection
+ * (AdminServer.ts) is served the same way, from its ADMIN.
  */
 export type ServeConnection = (
   socket: Socket,
