@@ -33,6 +33,7 @@ import {
   RegionFull
 } from "../../services/region/Directory.js"
 import { encodeFrame, FrameType } from "../net/Frame.js"
+import { TERM_REASON_MAX_CHARS } from "./TermReason.js"
 
 /** client → broker, the first frame of a groups' connection: the protocol, and the user to authenticate as with its nonce (as HELLO's). */
 export class GroupOpen extends Schema.Class<GroupOpen>("GroupOpen")({
@@ -221,8 +222,8 @@ export const SettleDelivery = method("settle", {
     action: Schema.Literal("ack", "nak", "term", "inProgress"),
     /** nak: deliver again after this long. */
     delayMs: opt(Schema.Number.pipe(Schema.nonNegative())),
-    /** term: the dead letter's reason. */
-    reason: opt(Schema.String.pipe(Schema.maxLength(1000)))
+    /** term: the dead letter's reason (cut as TermReason.ts says). */
+    reason: opt(Schema.String.pipe(Schema.maxLength(TERM_REASON_MAX_CHARS)))
   }),
   success: Schema.Array(Schema.Boolean),
   failure: Schema.Union(DeadLetterFailed, ...UNANSWERED)
