@@ -21,7 +21,8 @@ import {
   GroupsUnavailable
 } from "../../services/groups/ConsumerGroups.js"
 import { type Credentials, withLocalCredentials } from "../net/Auth.js"
-import type { BrokerAddress, ClientSecurity } from "../net/ClientConnection.js"
+import type { BrokerAddress } from "../net/BrokerAddress.js"
+import type { ClientSecurity } from "../net/ClientConnection.js"
 import { fatalWireErrors } from "../net/Control.js"
 import { FrameType } from "../net/Frame.js"
 import { readDeliveries } from "./GroupDeliveryFrame.js"

@@ -30,7 +30,8 @@ import {
   TrimTopic
 } from "./AdminProtocol.js"
 import { type Credentials, withLocalCredentials } from "./Auth.js"
-import type { BrokerAddress, ClientSecurity } from "./ClientConnection.js"
+import type { BrokerAddress } from "./BrokerAddress.js"
+import type { ClientSecurity } from "./ClientConnection.js"
 import { fatalWireErrors } from "./Control.js"
 
 export interface RemoteTopicsOptions {
