@@ -5,7 +5,10 @@
  * A mistake of the user's is one line on stderr and exit code 2 (usage) or 1 (runtime);
  * `--verbose` adds the full cause.
  */
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+// By module, not from the package's index: the index's other modules (its HTTP client's undici,
+// the cluster's RPC) would be evaluated at every start.
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Either, Exit, Logger } from "effect"
 import { processEnvironment, retiredVariableProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"

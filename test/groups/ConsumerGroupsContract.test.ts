@@ -24,7 +24,7 @@ import { TopicNotFound } from "../../src/services/log/Topics.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
 import { type GroupsServices, memoryGroups, regionGroups, remoteGroups, TrimTopic } from "../fixtures/groups-harness.js"
 
-const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "dead"]
+const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "t12", "dead", "dead12"]
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
 /** Publishes `count` messages `prefix-i` to `topic` (keys `k{i % keys}` when `keys`), acknowledged. */
@@ -154,6 +154,24 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         ])
         expect(dead[1]!.headers).toMatchObject({ "cxlog-group": "g4", "cxlog-offset": "1", "cxlog-deliveries": "2" })
         expect(yield* groups.describe("g4")).toMatchObject({ pending: 0, deadLetters: 2 })
+      }))
+
+    it.effect("a term reason of any text is kept to its first 1 000 characters and 3 000 bytes of JSON; the member goes on", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g12", topic: "t12", deadLetterTopic: "dead12", ackWaitMs: 3_600_000 })
+        yield* publish("t12", 3)
+        const [a, b, c] = yield* take("g12", 3)
+        // Through a broker a control character takes six bytes of the settle request's 4 KiB.
+        const controls = "\u0001".repeat(1_000)
+        const emoji = "x" + "😀".repeat(600)
+        expect(yield* a!.term(controls)).toBe(true)
+        expect(yield* b!.term(emoji)).toBe(true)
+        expect(yield* c!.ack).toBe(true)
+        const reasons = (yield* readTopic("dead12", 2)).map((m) => m.headers["cxlog-dead-letter-reason"]!)
+        // As JSON, 499 control characters take 2 + 6 × 499 = 2 996 bytes; 999 UTF-16 units, no emoji cut in half.
+        expect(reasons).toEqual([`term: ${"\u0001".repeat(499)}`, `term: x${"😀".repeat(499)}`])
+        expect(yield* groups.describe("g12")).toMatchObject({ pending: 0, deadLetters: 2 })
       }))
 
     it.effect("a message held past ackWait goes to another member; inProgress moves the deadline (virtual time)", () =>

@@ -20,7 +20,6 @@ const LONGEST: ReadonlyArray<string> = [
   "test/package/PackInstall.test.ts",
   "test/programs/Cluster.test.ts",
   "test/programs/Serve.test.ts",
-  "test/mirror/MirrorBench.test.ts",
   "test/log/Segments.test.ts",
   "test/groups/GroupProcesses.test.ts"
 ]

@@ -13,8 +13,8 @@ import {
   messageRecordBytes
 } from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import { parseAddresses } from "../../src/layers/net/BrokerAddress.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { parseAddresses } from "../../src/layers/net/ClientConnection.js"
 import {
   decodeControl,
   ErrorBody,

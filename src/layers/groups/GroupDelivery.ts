@@ -16,6 +16,7 @@ import type { Counter, GroupConfig } from "./GroupLayout.js"
 import type { GroupMembers } from "./GroupMembers.js"
 import type { GroupPending } from "./GroupPending.js"
 import type { GroupMessage } from "./GroupReader.js"
+import { termReason } from "./TermReason.js"
 
 /** What a member's deliveries settle through. */
 export interface Settling {
@@ -115,7 +116,7 @@ export class LocalDelivery implements Delivery {
   }
 
   get term(): (reason?: string) => Effect.Effect<boolean, DeadLetterFailed> {
-    return (reason = "terminated") => this.deadLetter(`term: ${reason}`)
+    return (reason = "terminated") => this.deadLetter(`term: ${termReason(reason)}`)
   }
 
   get inProgress(): Effect.Effect<boolean> {

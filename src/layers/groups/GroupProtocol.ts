@@ -35,6 +35,7 @@ import {
 } from "../../services/region/Directory.js"
 import { encodeFrame, FrameType } from "../net/Frame.js"
 import { requestBody, requestFrames } from "../net/RequestProtocol.js"
+import { TERM_REASON_MAX_CHARS } from "./TermReason.js"
 
 /** The groups' connection's frames: GROUP (RequestOpen), GROUP_READY (RequestReady), GROUP_REQUEST, GROUP_REPLY, GROUP_FAILURE. */
 export const GROUP_FRAMES = requestFrames("GROUP")
@@ -208,8 +209,8 @@ export const SettleDelivery = method("settle", {
     action: Schema.Literal("ack", "nak", "term", "inProgress"),
     /** nak: deliver again after this long. */
     delayMs: opt(Schema.Number.pipe(Schema.nonNegative())),
-    /** term: the dead letter's reason. */
-    reason: opt(Schema.String.pipe(Schema.maxLength(1000)))
+    /** term: the dead letter's reason (cut as TermReason.ts says). */
+    reason: opt(Schema.String.pipe(Schema.maxLength(TERM_REASON_MAX_CHARS)))
   }),
   success: Schema.Array(Schema.Boolean),
   failure: Schema.Union(DeadLetterFailed, ...UNANSWERED)

@@ -16,6 +16,7 @@ import type { AckedTogether, AcksTogether } from "./GroupDelivery.js"
 import type { DeliveredMessage } from "./GroupDeliveryFrame.js"
 import type { GroupLink } from "./GroupLink.js"
 import { SETTLE_MAX_DELIVERIES, SettleDelivery } from "./GroupProtocol.js"
+import { termReason } from "./TermReason.js"
 
 type Action = "ack" | "nak" | "term" | "inProgress"
 type Extra = { readonly delayMs?: number; readonly reason?: string }
@@ -90,7 +91,7 @@ export class RemoteDelivery implements Delivery, AckedTogether {
   }
 
   get term(): (reason?: string) => Effect.Effect<boolean, DeadLetterFailed> {
-    return (reason) => this.one("term", reason === undefined ? {} : { reason })
+    return (reason) => this.one("term", reason === undefined ? {} : { reason: termReason(reason) })
   }
 
   get inProgress(): Effect.Effect<boolean> {

@@ -6,7 +6,7 @@
  */
 import { TopicsUnavailable } from "../../services/log/Topics.js"
 import { ADMIN_FRAMES, adminRequestFrame } from "./AdminProtocol.js"
-import type { BrokerAddress } from "./ClientConnection.js"
+import type { BrokerAddress } from "./BrokerAddress.js"
 import { openRequestLink, type RequestLink, type RequestLinkKind, type RequestLinkSettings } from "./RequestLink.js"
 
 export type AdminLink = RequestLink<TopicsUnavailable>

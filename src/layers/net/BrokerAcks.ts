@@ -266,7 +266,7 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
         if (ackLevel > 0 && !carried.inFlight) {
           // Nothing to acknowledge: off the doorbell until a batch comes.
           leave()
-          carried.onCarried = step
+          carried.onCarried = onCarried
           return
         }
         if (next === "sent") {
@@ -286,6 +286,16 @@ const trackAcks = (broker: BrokerState, track: AckTrack, ended: () => void): () 
       reject(broker, track.socket, new WireViolation({ code: "internal", detail: String(error) }))
       end()
     }
+  }
+  /**
+   * A batch came after an idle spell. The topic's progress is bumped after every change to its
+   * session lines (a frontier, a fence, a release), so while it still reads `seen` — read before
+   * the last pass, which found nothing to send — a pass would find the same and stand: the batch
+   * only puts the tracker back on the doorbell. With a thousand topics each batch is such a wake.
+   */
+  const onCarried = () => {
+    if (over) return
+    if (watch.deleted() || watch.progress() !== seen || stand(PROGRESS_WAIT_MS)) step()
   }
   step()
   return stop

@@ -30,7 +30,7 @@ import {
 import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
 import { withLocalCredentials } from "./Auth.js"
 import { BufferPool } from "./BatchPayload.js"
-import { parseAddresses } from "./ClientConnection.js"
+import { parseAddresses } from "./BrokerAddress.js"
 import { publisherCalls } from "./PublisherCalls.js"
 import { type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
 import { newLane } from "./PublisherLanes.js"

@@ -9,13 +9,8 @@
  */
 import { BrokerRejected, BrokersUnreachable } from "../../services/net/Publisher.js"
 import type { BufferPool } from "./BatchPayload.js"
-import {
-  type BrokerAddress,
-  type ClientConnection,
-  type ConnectionClosed,
-  formatAddress,
-  openConnection
-} from "./ClientConnection.js"
+import { type BrokerAddress, formatAddress } from "./BrokerAddress.js"
+import { type ClientConnection, type ConnectionClosed, openConnection } from "./ClientConnection.js"
 import { fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"
 import { FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./Frame.js"
 import type { PublisherSettings } from "./PublisherDefaults.js"

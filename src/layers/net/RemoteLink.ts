@@ -7,7 +7,8 @@
 import { type Duration, Effect, type Scope } from "effect"
 import { withMillis } from "../../Durations.js"
 import { type Credentials, withLocalCredentials } from "./Auth.js"
-import type { BrokerAddress, ClientSecurity, ConnectionClosed } from "./ClientConnection.js"
+import type { BrokerAddress } from "./BrokerAddress.js"
+import type { ClientSecurity, ConnectionClosed } from "./ClientConnection.js"
 import { fatalWireErrors } from "./Control.js"
 import type { RequestLinkSettings } from "./RequestLink.js"
 

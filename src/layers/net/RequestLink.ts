@@ -12,13 +12,8 @@
 import { Effect, Either, type ParseResult, Schema } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import type { Credentials } from "./Auth.js"
-import {
-  type BrokerAddress,
-  type ClientSecurity,
-  ConnectionClosed,
-  dialBroker,
-  formatAddress
-} from "./ClientConnection.js"
+import { type BrokerAddress, formatAddress } from "./BrokerAddress.js"
+import { type ClientSecurity, ConnectionClosed, dialBroker } from "./ClientConnection.js"
 import { decodeControl, ErrorBody, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"

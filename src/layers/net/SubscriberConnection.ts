@@ -16,7 +16,8 @@ import {
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
 import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "./Auth.js"
-import { type BrokerAddress, type ClientSecurity, dialBroker, formatAddress } from "./ClientConnection.js"
+import { type BrokerAddress, formatAddress } from "./BrokerAddress.js"
+import { type ClientSecurity, dialBroker } from "./ClientConnection.js"
 import {
   authFrame,
   AuthProof,

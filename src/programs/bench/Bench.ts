@@ -17,7 +17,7 @@ import { checkRun, run } from "../run/Run.js"
 import { byRoleGroup, type RunSummary } from "../run/RunSummary.js"
 import { comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
 import { measureLoopback } from "./Loopback.js"
-import type { BenchPeer } from "./peers/PeerSpecs.js"
+import type { BenchPeer } from "./peers/PeerNames.js"
 import { benchStalledReader } from "./StalledReaderBench.js"
 
 export interface BenchOptions extends ClusterShape {

@@ -26,8 +26,9 @@ import {
   storageForAckLevel,
   type StorageKind
 } from "./peers/PeerLoad.js"
+import type { BenchPeer } from "./peers/PeerNames.js"
 import type { PeerFailed, PeerUnavailable } from "./peers/PeerServer.js"
-import { type BenchPeer, PEER_SPECS } from "./peers/PeerSpecs.js"
+import { PEER_SPECS } from "./peers/PeerSpecs.js"
 
 /** Turns each system takes: twice, so no system has only the first (coldest) or the last turn. */
 const ROUNDS = 2

@@ -27,7 +27,8 @@ import { table } from "../report/Table.js"
 import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
 import { logEnv } from "../run/Run.js"
 import { BenchPeerFailed } from "./Loopback.js"
-import { type BenchPeer, PEER_SPECS } from "./peers/PeerSpecs.js"
+import type { BenchPeer } from "./peers/PeerNames.js"
+import { PEER_SPECS } from "./peers/PeerSpecs.js"
 
 export interface RttOptions {
   readonly brokers: number

@@ -308,6 +308,14 @@ export const command = <F extends Record<string, AnyFlag>, R>(spec: {
   run: spec.run as Command<R>["run"]
 })
 
+/**
+ * A module of a command's implementation, evaluated when the command runs. Every start of cxlog
+ * evaluates the command table (help, parsing and `cxlog config` read all of it), so the table's
+ * files import flags and settings only, and each command's `run` reaches what it does through
+ * `import()`: the bundle keeps such a module, and whatever only it imports, unevaluated until then.
+ */
+export const load = <M>(module: () => Promise<M>): Effect.Effect<M> => Effect.promise(module)
+
 /** Colour only for a terminal, and never when `NO_COLOR` is set (no-color.org). */
 export const useColor = (stream: NodeJS.WriteStream, env: Record<string, string | undefined>): boolean =>
   stream.isTTY === true && (env["NO_COLOR"] === undefined || env["NO_COLOR"] === "")

@@ -1,5 +1,5 @@
 /** `cxlog app start FILE`: runs an app file's processes under a supervisor until SIGINT or SIGTERM (app/RunApp.ts). */
-import { runApp } from "../app/RunApp.js"
+import { Effect } from "effect"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 
@@ -20,6 +20,8 @@ export const appCommand = Cli.command({
   examples: ["cxlog app start examples/prices/app.json", "cxlog app start app.json --json"],
   run: (o, args) => {
     const [verb, file, ...rest] = args
-    return verb !== "start" || file === undefined || rest.length > 0 ? failUsage(USAGE) : runApp(file, o.json)
+    return verb !== "start" || file === undefined || rest.length > 0
+      ? failUsage(USAGE)
+      : Cli.load(() => import("../app/RunApp.js")).pipe(Effect.flatMap((m) => m.runApp(file, o.json)))
   }
 })

@@ -3,23 +3,10 @@
  * also the round-trip (`rtt`) and mirror benches, and the hidden loopback roles they start.
  */
 import { Effect, Either } from "effect"
-import { bench } from "../bench/Bench.js"
-import { channelBench } from "../bench/ChannelBench.js"
-import { channelBenchPeer } from "../bench/ChannelBenchPeer.js"
-import { benchGroup } from "../bench/groups/GroupBench.js"
-import { groupBenchMember } from "../bench/groups/MemberMain.js"
-import { loopbackSend } from "../bench/Loopback.js"
-import { benchMirror } from "../bench/MirrorBench.js"
-import { peerConsume } from "../bench/peers/PeerConsumerMain.js"
+import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerNames.js"
 import { STAMP_BYTES } from "../bench/peers/PeerReadBack.js"
-import { BENCH_PEERS, type BenchPeer } from "../bench/peers/PeerSpecs.js"
-import { loopbackEcho, rtt } from "../bench/Rtt.js"
-import { benchService, serviceBenchServer } from "../bench/ServiceBench.js"
-import { benchSupervisor } from "../bench/SupervisorBench.js"
-import { benchTopics } from "../bench/TopicsBench.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { withLogFormat } from "../roles/Observe.js"
 import { clusterFlags, clusterObserveFlags, clusterShape } from "./ClusterFlags.js"
 
 /** `--peers redis,nats`: reference systems by name, comma-separated, each once (`none`: only cxlog). */
@@ -154,55 +141,85 @@ export const benchCommand = Cli.command({
     "cxlog bench --type group --members 4 --local --peers redis,nats",
     "cxlog bench --type group --members 4 --local --by-key --kill-member"
   ],
-  run: (o) =>
-    o.peers.length > 0 && (o.type === "mirror" || o.tls)
-      ? failUsage(`--peers is not measured with ${o.type === "mirror" ? "--type mirror" : "--tls"}`)
-      : o.peers.length > 0 && o.type === "channel"
+  run: (o) => {
+    const type = o.type
+    return o.peers.length > 0 && (type === "mirror" || o.tls)
+      ? failUsage(`--peers is not measured with ${type === "mirror" ? "--type mirror" : "--tls"}`)
+      : o.peers.length > 0 && type === "channel"
       ? failUsage("--peers is not measured with --type channel")
-      : o.type === "group"
+      : type === "group"
       ? benchGroupOf(o)
-      : o.type === "mirror"
-      ? benchMirror({
-        messages: o.mirrorMessages,
-        messageBytes: o.messageBytes,
-        rateMBps: o.mirrorRateMbps,
-        json: o.json
-      }).pipe(Effect.asVoid)
-      : o.type === "channel"
-      ? channelBench({ samples: o.samples, values: o.channelValues, json: o.json }).pipe(Effect.asVoid)
-      : o.type === "topics"
-      ? benchTopics({
-        topics: o.topics,
-        ratioTopics: o.ratioTopics,
-        ratioBytes: o.bytes,
-        rounds: 3,
-        json: o.json
-      }).pipe(Effect.asVoid)
-      : o.type === "supervisor"
-      ? benchSupervisor({ kills: o.kills, json: o.json }).pipe(Effect.asVoid)
-      : o.type === "service"
-      ? benchService({ samples: o.samples, messageBytes: o.messageBytes, json: o.json }).pipe(Effect.asVoid)
-      : o.type === "rtt"
-      ? rtt({
-        brokers: o.brokerCount,
-        messageBytes: o.messageBytes,
-        order: clusterShape(o).order,
-        samples: o.samples,
-        json: o.json,
-        peers: o.peers,
-        local: o.local
-      }).pipe(Effect.asVoid)
-      : bench({
-        ...clusterShape(o),
-        type: o.type,
-        rateMBps: o.rateMbps,
-        json: o.json,
-        tls: o.tls,
-        metricsPort: o.metricsPort,
-        remoteSubscribers: o.remoteSubscribers,
-        peers: o.peers,
-        ...(o.report === undefined ? {} : { report: o.report })
-      }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
+      : type === "mirror"
+      ? Cli.load(() => import("../bench/MirrorBench.js")).pipe(
+        Effect.flatMap((m) =>
+          m.benchMirror({
+            messages: o.mirrorMessages,
+            messageBytes: o.messageBytes,
+            rateMBps: o.mirrorRateMbps,
+            json: o.json
+          })
+        ),
+        Effect.asVoid
+      )
+      : type === "channel"
+      ? Cli.load(() => import("../bench/ChannelBench.js")).pipe(
+        Effect.flatMap((m) => m.channelBench({ samples: o.samples, values: o.channelValues, json: o.json })),
+        Effect.asVoid
+      )
+      : type === "topics"
+      ? Cli.load(() => import("../bench/TopicsBench.js")).pipe(
+        Effect.flatMap((m) =>
+          m.benchTopics({
+            topics: o.topics,
+            ratioTopics: o.ratioTopics,
+            ratioBytes: o.bytes,
+            rounds: 3,
+            json: o.json
+          })
+        ),
+        Effect.asVoid
+      )
+      : type === "supervisor"
+      ? Cli.load(() => import("../bench/SupervisorBench.js")).pipe(
+        Effect.flatMap((m) => m.benchSupervisor({ kills: o.kills, json: o.json })),
+        Effect.asVoid
+      )
+      : type === "service"
+      ? Cli.load(() => import("../bench/ServiceBench.js")).pipe(
+        Effect.flatMap((m) => m.benchService({ samples: o.samples, messageBytes: o.messageBytes, json: o.json })),
+        Effect.asVoid
+      )
+      : type === "rtt"
+      ? Cli.load(() => import("../bench/Rtt.js")).pipe(
+        Effect.flatMap((m) =>
+          m.rtt({
+            brokers: o.brokerCount,
+            messageBytes: o.messageBytes,
+            order: clusterShape(o).order,
+            samples: o.samples,
+            json: o.json,
+            peers: o.peers,
+            local: o.local
+          })
+        ),
+        Effect.asVoid
+      )
+      : Effect.gen(function*() {
+        const { bench } = yield* Cli.load(() => import("../bench/Bench.js"))
+        const { withLogFormat } = yield* Cli.load(() => import("../roles/Observe.js"))
+        yield* bench({
+          ...clusterShape(o),
+          type,
+          rateMBps: o.rateMbps,
+          json: o.json,
+          tls: o.tls,
+          metricsPort: o.metricsPort,
+          remoteSubscribers: o.remoteSubscribers,
+          peers: o.peers,
+          ...(o.report === undefined ? {} : { report: o.report })
+        }).pipe(withLogFormat(o.logFormat))
+      })
+  }
 })
 
 /** `--type group`: members local (`--local`, mapping the region) or through a broker; kills are cxlog's alone, and local. */
@@ -221,17 +238,19 @@ const benchGroupOf = (o: {
     ? failUsage("--kill-member kills local members: add --local")
     : o.killMember && o.peers.length > 0
     ? failUsage("--kill-member measures cxlog's group alone: drop --peers")
-    : benchGroup({
-      members: o.members,
-      messages: o.messages,
-      // Each message carries its 4-byte stamp (its index).
-      messageBytes: Math.max(o.messageBytes, STAMP_BYTES),
-      byKey: o.byKey,
-      remote: !o.local,
-      peers: o.peers,
-      kills: o.killMember ? o.kills : 0,
-      json: o.json
-    })
+    : Cli.load(() => import("../bench/groups/GroupBench.js")).pipe(Effect.flatMap((m) =>
+      m.benchGroup({
+        members: o.members,
+        messages: o.messages,
+        // Each message carries its 4-byte stamp (its index).
+        messageBytes: Math.max(o.messageBytes, STAMP_BYTES),
+        byKey: o.byKey,
+        remote: !o.local,
+        peers: o.peers,
+        kills: o.killMember ? o.kills : 0,
+        json: o.json
+      })
+    ))
 
 export const benchGroupMemberCommand = Cli.command({
   name: "bench-group-member",
@@ -239,7 +258,12 @@ export const benchGroupMemberCommand = Cli.command({
   hidden: true,
   positional: "SYSTEM ADDRESS GROUP MESSAGES [RECORD_FILE]",
   flags: {},
-  run: (_, args) => groupBenchMember(args[0] ?? "", args[1] ?? "", args[2] ?? "", Number(args[3] ?? 0), args[4] ?? "")
+  run: (_, args) =>
+    Cli.load(() => import("../bench/groups/MemberMain.js")).pipe(
+      Effect.flatMap((m) =>
+        m.groupBenchMember(args[0] ?? "", args[1] ?? "", args[2] ?? "", Number(args[3] ?? 0), args[4] ?? "")
+      )
+    )
 })
 
 export const loopbackSendCommand = Cli.command({
@@ -248,7 +272,10 @@ export const loopbackSendCommand = Cli.command({
   hidden: true,
   positional: "PORT BYTES CHUNK",
   flags: {},
-  run: (_, args) => loopbackSend(Number(args[0] ?? 0), Number(args[1] ?? 0), Number(args[2] ?? 65536))
+  run: (_, args) =>
+    Cli.load(() => import("../bench/Loopback.js")).pipe(
+      Effect.flatMap((m) => m.loopbackSend(Number(args[0] ?? 0), Number(args[1] ?? 0), Number(args[2] ?? 65536)))
+    )
 })
 
 export const peerConsumeCommand = Cli.command({
@@ -257,7 +284,12 @@ export const peerConsumeCommand = Cli.command({
   hidden: true,
   positional: "PEER ADDRESS STREAM MESSAGES PAYLOAD_BYTES",
   flags: {},
-  run: (_, args) => peerConsume(args[0] ?? "", args[1] ?? "", args[2] ?? "", Number(args[3] ?? 0), Number(args[4] ?? 0))
+  run: (_, args) =>
+    Cli.load(() => import("../bench/peers/PeerConsumerMain.js")).pipe(
+      Effect.flatMap((m) =>
+        m.peerConsume(args[0] ?? "", args[1] ?? "", args[2] ?? "", Number(args[3] ?? 0), Number(args[4] ?? 0))
+      )
+    )
 })
 
 export const serviceBenchServerCommand = Cli.command({
@@ -265,7 +297,7 @@ export const serviceBenchServerCommand = Cli.command({
   summary: "internal: the serving side of the service bench (CXLOG_REGION names the region)",
   hidden: true,
   flags: {},
-  run: () => serviceBenchServer
+  run: () => Cli.load(() => import("../bench/ServiceBench.js")).pipe(Effect.flatMap((m) => m.serviceBenchServer))
 })
 
 export const loopbackEchoCommand = Cli.command({
@@ -273,7 +305,7 @@ export const loopbackEchoCommand = Cli.command({
   summary: "internal: the echo side of the TCP ping-pong reference",
   hidden: true,
   flags: {},
-  run: () => loopbackEcho
+  run: () => Cli.load(() => import("../bench/Rtt.js")).pipe(Effect.flatMap((m) => m.loopbackEcho))
 })
 
 export const channelBenchPeerCommand = Cli.command({
@@ -282,5 +314,8 @@ export const channelBenchPeerCommand = Cli.command({
   hidden: true,
   positional: "CONFIG",
   flags: {},
-  run: (_, args) => channelBenchPeer(args[0] ?? "{}")
+  run: (_, args) =>
+    Cli.load(() => import("../bench/ChannelBenchPeer.js")).pipe(
+      Effect.flatMap((m) => m.channelBenchPeer(args[0] ?? "{}"))
+    )
 })

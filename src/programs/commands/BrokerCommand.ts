@@ -2,9 +2,7 @@
 import { Effect } from "effect"
 import { DURABLE_SETTINGS } from "../../services/log/LogSettings.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
-import { brokerSecurity } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
-import { broker } from "../roles/BrokerMain.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
 import { coherence, credentials, fileFlag, region } from "./SharedFlags.js"
@@ -79,27 +77,27 @@ export const brokerCommand = Cli.command({
     "cxlog broker --region orders --broker-id 1 --host 0.0.0.0 --port 7401"
   ],
   run: (o) =>
-    Effect.sync(exitWithParent).pipe(
-      Effect.zipRight(brokerSecurity({ ...o, region: o.region })),
-      Effect.flatMap((security) =>
-        broker({
-          region: { name: o.region, coherence: o.coherence },
-          brokerId: o.brokerId,
-          server: {
-            host: o.host,
-            port: o.port,
-            maxBatchBytes: o.maxBatchBytes,
-            ackIntervalMs: o.ackIntervalMs,
-            idleTimeoutMs: o.idleTimeoutMs,
-            maxConnections: o.maxConnections,
-            maxSessions: o.maxSessions,
-            ...security
-          },
-          statsEveryMs: o.statsEveryMs,
-          consumerHoldMs: o.consumerHoldMs,
-          ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir })
-        })
-      ),
-      observed("broker", o, { broker: `${o.brokerId}` })
-    )
+    Effect.gen(function*() {
+      exitWithParent()
+      const { brokerSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
+      const { broker } = yield* Cli.load(() => import("../roles/BrokerMain.js"))
+      const security = yield* brokerSecurity({ ...o, region: o.region })
+      yield* broker({
+        region: { name: o.region, coherence: o.coherence },
+        brokerId: o.brokerId,
+        server: {
+          host: o.host,
+          port: o.port,
+          maxBatchBytes: o.maxBatchBytes,
+          ackIntervalMs: o.ackIntervalMs,
+          idleTimeoutMs: o.idleTimeoutMs,
+          maxConnections: o.maxConnections,
+          maxSessions: o.maxSessions,
+          ...security
+        },
+        statsEveryMs: o.statsEveryMs,
+        consumerHoldMs: o.consumerHoldMs,
+        ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir })
+      })
+    }).pipe(observed("broker", o, { broker: `${o.brokerId}` }))
 })

@@ -1,11 +1,9 @@
 /** `cxlog consume`: a member of a consumer group (roles/Consume.ts). */
 import { Effect } from "effect"
-import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
-import { clientSecurity } from "../admin/Users.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { consume } from "../roles/Consume.js"
 import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
 import { clientSecurityFlags, coherence, readerBrokers, region } from "./SharedFlags.js"
 
@@ -56,6 +54,8 @@ export const consumeCommand = Cli.command({
     const group = o.group
     if (group === undefined) return failUsage("cxlog consume needs --group NAME")
     return Effect.gen(function*() {
+      const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
+      const { consume } = yield* Cli.load(() => import("../roles/Consume.js"))
       const remote = o.brokers === undefined
         ? undefined
         : { brokers: parseAddresses(o.brokers), ...(yield* clientSecurity(o)) }

@@ -1,6 +1,6 @@
 /** `cxlog dashboard`: a live web page of a cluster's metrics, scraped from its roles' Prometheus endpoints. */
+import { Effect } from "effect"
 import * as Cli from "../cli/CliKit.js"
-import { runDashboard } from "../report/Dashboard.js"
 
 export const dashboardCommand = Cli.command({
   name: "dashboard",
@@ -49,11 +49,15 @@ export const dashboardCommand = Cli.command({
     "cxlog dashboard                                  # whatever local runs with --metrics-port serve"
   ],
   run: (o) =>
-    runDashboard({
-      targets: o.targets === undefined ? "discover" : o.targets.split(",").map((t) => t.trim()).filter((t) => t !== ""),
-      host: o.host,
-      port: o.port,
-      everyMs: o.everyMs,
-      keep: o.keep
-    })
+    Cli.load(() => import("../report/Dashboard.js")).pipe(Effect.flatMap(({ runDashboard }) =>
+      runDashboard({
+        targets: o.targets === undefined
+          ? "discover"
+          : o.targets.split(",").map((t) => t.trim()).filter((t) => t !== ""),
+        host: o.host,
+        port: o.port,
+        everyMs: o.everyMs,
+        keep: o.keep
+      })
+    ))
 })

@@ -1,6 +1,6 @@
 /** `cxlog groups`: list, describe, create and delete consumer groups, and list one's pending messages (admin/Groups.ts). */
 import { Effect } from "effect"
-import { groupsReport, type GroupsWords } from "../admin/Groups.js"
+import type { GroupsWords } from "../admin/Groups.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
@@ -55,5 +55,9 @@ export const groupsCommand = Cli.command({
     "cxlog groups delete billing"
   ],
   run: (o, args) =>
-    Effect.flatMap(wordsOf(args, o), (words) => groupsReport({ name: o.region, coherence: o.coherence }, words, o.json))
+    Effect.gen(function*() {
+      const words = yield* wordsOf(args, o)
+      const { groupsReport } = yield* Cli.load(() => import("../admin/Groups.js"))
+      return yield* groupsReport({ name: o.region, coherence: o.coherence }, words, o.json)
+    })
 })

@@ -1,12 +1,9 @@
 /** `cxlog head`: creates the region (or attaches it, or stands by) and runs its coordinator and sequencer. */
 import { Effect } from "effect"
-import { requireDataDir } from "../../layers/log/durable/DurableTier.js"
-import { regionConfig } from "../../layers/RegionLayout.js"
 import { DURABLE_SETTINGS, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
-import { headCredentials } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
-import { DEFAULT_STANDBY_CHECK_MS, head } from "../roles/Head.js"
+import { DEFAULT_STANDBY_CHECK_MS } from "../roles/HeadDefaults.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
 import { coherence, credentials, region } from "./SharedFlags.js"
@@ -77,6 +74,10 @@ export const headCommand = Cli.command({
   run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      const { regionConfig } = yield* Cli.load(() => import("../../layers/RegionLayout.js"))
+      const { requireDataDir } = yield* Cli.load(() => import("../../layers/log/durable/DurableTier.js"))
+      const { headCredentials } = yield* Cli.load(() => import("../admin/Users.js"))
+      const { head } = yield* Cli.load(() => import("../roles/Head.js"))
       const config = yield* regionConfig
       const topics = withShapeFlags(withDiskRetention(o.topics, o), o)
       // Before the region exists: the head would refuse these topics only once it had made it.

@@ -1,6 +1,5 @@
 /** The commands about this host: its regions (`regions`) and whether it can run cxlog (`selfcheck`). */
-import { regions } from "../admin/Regions.js"
-import { selfCheck, selfCheckPeer } from "../admin/SelfCheck.js"
+import { Effect } from "effect"
 import * as Cli from "../cli/CliKit.js"
 import { cliEntry } from "../ProgramSettings.js"
 import { json } from "./SharedFlags.js"
@@ -36,12 +35,14 @@ export const regionsCommand = Cli.command({
     "cxlog regions --prune"
   ],
   run: (o) =>
-    regions({
-      ...(o.remove === undefined ? {} : { remove: o.remove }),
-      ...(o.processes === undefined ? {} : { processes: o.processes }),
-      prune: o.prune,
-      json: o.json
-    })
+    Cli.load(() => import("../admin/Regions.js")).pipe(Effect.flatMap(({ regions }) =>
+      regions({
+        ...(o.remove === undefined ? {} : { remove: o.remove }),
+        ...(o.processes === undefined ? {} : { processes: o.processes }),
+        prune: o.prune,
+        json: o.json
+      })
+    ))
 })
 
 export const selfcheckCommand = Cli.command({
@@ -49,5 +50,8 @@ export const selfcheckCommand = Cli.command({
   summary: "Check this host: create a region, attach it from a second process, exchange a value and doorbell wakes",
   flags: { peer: Cli.optionalText("peer", { hidden: true, description: "run as the attaching peer of this region" }) },
   examples: ["cxlog selfcheck"],
-  run: ({ peer }) => (peer === undefined ? selfCheck(cliPath) : selfCheckPeer(peer))
+  run: ({ peer }) =>
+    Cli.load(() => import("../admin/SelfCheck.js")).pipe(
+      Effect.flatMap((m) => (peer === undefined ? m.selfCheck(cliPath) : m.selfCheckPeer(peer)))
+    )
 })

@@ -1,15 +1,12 @@
 /** `cxlog mirror`: carries a topic's total order into a NATS JetStream stream (the role: roles/Mirror.ts). */
 import { Effect, Either } from "effect"
-import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import { DEFAULT_MIRROR_IN_FLIGHT, defaultMirrorSubject } from "../../services/mirror/Mirror.js"
-import { clientSecurity } from "../admin/Users.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
 import { clientSecurityFlags, coherence, parseAge, parseFrom, readerBrokers, region, topic } from "./SharedFlags.js"
-
-import { defaultConsumerName, defaultStreamName, mirror } from "../roles/Mirror.js"
 
 const parseServers = (t: string): Either.Either<ReadonlyArray<string>, string> => {
   const servers = t.split(",").map((s) => s.trim()).filter((s) => s !== "")
@@ -115,6 +112,8 @@ export const mirrorCommand = Cli.command({
           "--brokers and --region-id go together: a mirror reading over TCP names the region it reads (cxlog regions --json: createdAtMs)"
         )
       }
+      const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
+      const { defaultConsumerName, defaultStreamName, mirror } = yield* Cli.load(() => import("../roles/Mirror.js"))
       const stream = o.stream ?? defaultStreamName(o.topic)
       const remote = o.brokers === undefined || o.regionId === undefined
         ? undefined

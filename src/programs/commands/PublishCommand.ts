@@ -1,11 +1,9 @@
 /** `cxlog publish`: stdin lines, or stamped test messages, published to a topic through the brokers. */
 import { Effect, Either } from "effect"
-import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
-import { clientSecurity } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
-import { publish } from "../roles/Publish.js"
 import { exitWithParent } from "../roles/Report.js"
 import {
   ack,
@@ -125,6 +123,8 @@ export const publishCommand = Cli.command({
   run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
+      const { publish } = yield* Cli.load(() => import("../roles/Publish.js"))
       const security = yield* clientSecurity(o)
       yield* publish({
         publisher: {

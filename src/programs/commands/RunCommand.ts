@@ -2,7 +2,6 @@
 import { Effect } from "effect"
 import * as Cli from "../cli/CliKit.js"
 import { withLogFormat } from "../roles/Observe.js"
-import { run } from "../run/Run.js"
 import { clusterFlags, clusterObserveFlags, clusterShape } from "./ClusterFlags.js"
 
 export const runCommand = Cli.command({
@@ -30,13 +29,19 @@ export const runCommand = Cli.command({
     "cxlog run --bytes 256MiB --kill-broker 1"
   ],
   run: (o) =>
-    run({
-      ...clusterShape(o),
-      output: o.json ? "json" : "human",
-      ...(o.killBroker === undefined ? {} : { killBroker: { index: o.killBroker, atFraction: 0.3 } }),
-      ...(o.killHead ? { killHead: { standbys: o.standby, atFraction: 0.3 } } : {}),
-      metricsPort: o.metricsPort,
-      remoteSubscribers: o.remoteSubscribers,
-      ...(o.report === undefined ? {} : { report: { path: o.report, title: "cxlog run" } })
-    }).pipe(Effect.asVoid, withLogFormat(o.logFormat))
+    Cli.load(() => import("../run/Run.js")).pipe(
+      Effect.flatMap(({ run }) =>
+        run({
+          ...clusterShape(o),
+          output: o.json ? "json" : "human",
+          ...(o.killBroker === undefined ? {} : { killBroker: { index: o.killBroker, atFraction: 0.3 } }),
+          ...(o.killHead ? { killHead: { standbys: o.standby, atFraction: 0.3 } } : {}),
+          metricsPort: o.metricsPort,
+          remoteSubscribers: o.remoteSubscribers,
+          ...(o.report === undefined ? {} : { report: { path: o.report, title: "cxlog run" } })
+        })
+      ),
+      Effect.asVoid,
+      withLogFormat(o.logFormat)
+    )
 })

@@ -1,17 +1,21 @@
 /** `cxlog serve`: a whole local server (a head, N brokers, optionally a standby head) in one command. */
+import { Effect } from "effect"
+import { availableParallelism } from "node:os"
 import { DURABLE_SETTINGS } from "../../services/log/LogSettings.js"
 import type { TopicSpec } from "../../services/log/Topics.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { metricsPortFlag } from "../roles/Observe.js"
-import { defaultBrokerCount, serve, type ServeOptions, topicArg } from "../serve/Serve.js"
-import { detach, stop } from "../serve/ServeDetach.js"
+import type { ServeOptions } from "../serve/Serve.js"
 import { brokerCount, region } from "./SharedFlags.js"
 import { topics } from "./TopicFlags.js"
 
-/** The command line of a serve with `options`, for `--detach` to start it with. */
-const serveArgs = (options: ServeOptions): ReadonlyArray<string> => [
+/** Brokers by default: one per core, at most 4 (what one host's publishers keep busy; more is `--broker-count`). */
+const defaultBrokerCount = (): number => Math.max(1, Math.min(4, availableParallelism()))
+
+/** The command line of a serve with `options`, for `--detach` to start it with (`topicArg`: Serve.ts's). */
+const serveArgs = (options: ServeOptions, topicArg: (topic: TopicSpec) => string): ReadonlyArray<string> => [
   "--region",
   options.region,
   "--host",
@@ -110,7 +114,11 @@ export const serveCommand = Cli.command({
         "cxlog serve: --stop and --detach: give one (--stop stops the serve of --region; --detach starts one)"
       )
     }
-    if (o.stop) return stop(o.region)
-    return o.detach ? detach(serveArgs(options), o.region, o.json) : serve(options)
+    return Effect.gen(function*() {
+      const { serve, topicArg } = yield* Cli.load(() => import("../serve/Serve.js"))
+      const { detach, stop } = yield* Cli.load(() => import("../serve/ServeDetach.js"))
+      if (o.stop) return yield* stop(o.region)
+      return yield* (o.detach ? detach(serveArgs(options, topicArg), o.region, o.json) : serve(options))
+    })
   }
 })

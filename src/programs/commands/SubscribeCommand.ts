@@ -3,15 +3,11 @@
  * as a role of `cxlog run`, the auditing subscriber (hidden flags).
  */
 import { Effect } from "effect"
-import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
-import { clientSecurity } from "../admin/Users.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
-import { printTopic } from "../roles/PrintTopics.js"
 import { exitWithParent, parentEvent } from "../roles/Report.js"
-import { subscribe } from "../roles/Subscribe.js"
-import { remoteAudit } from "../run/RemoteAudit.js"
 import {
   clientSecurityFlags,
   coherence,
@@ -104,11 +100,13 @@ export const subscribeCommand = Cli.command({
   run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
       // No --topic: the one the settings name (CXLOG_TOPIC, else events).
       const topics = o.topics.length === 0 ? [PUBLISHER_SETTINGS.settings.topic.default] : o.topics
       if (o.auditPublishers === 0) {
         const security = yield* clientSecurity(o)
         const remote = o.brokers === undefined ? undefined : { brokers: parseAddresses(o.brokers), ...security }
+        const { printTopic } = yield* Cli.load(() => import("../roles/PrintTopics.js"))
         yield* printTopic({
           topics,
           from: o.from,
@@ -129,14 +127,16 @@ export const subscribeCommand = Cli.command({
       if (o.brokers !== undefined) {
         // `run --remote-subscribers`: audit over TCP, as the local user (the region's secret file).
         const security = yield* clientSecurity(o)
+        const { remoteAudit } = yield* Cli.load(() =>
+          import("../run/RemoteAudit.js")
+        )
         const audited = yield* remoteAudit({
           remote: { brokers: parseAddresses(o.brokers), ...security },
           topic: topics[0]!,
           publishers: o.auditPublishers,
           perPublisher: o.auditMessages,
           order: orderModeOf(o.auditOrder),
-          publishersDone: publishersDone?.said ?? (() =>
-            false),
+          publishersDone: publishersDone?.said ?? (() => false),
           idleTimeoutMs: o.idleTimeoutMs,
           reportEveryMs: 250,
           ...(o.consumer === undefined ? {} : { consumer: o.consumer })
@@ -144,6 +144,7 @@ export const subscribeCommand = Cli.command({
         if (!audited.passed) return yield* Effect.fail(new Error("audit failed"))
         return
       }
+      const { subscribe } = yield* Cli.load(() => import("../roles/Subscribe.js"))
       const result = yield* subscribe({
         ...(publishersDone === undefined ? {} : { publishersDone: publishersDone.said }),
         region: { name: o.region, coherence: o.coherence },

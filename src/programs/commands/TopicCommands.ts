@@ -1,11 +1,9 @@
 /** The commands that administer a region's topics: `topics` (list, describe, create, delete, trim, purge), `create-topic` and `consumers`. */
 import { Effect, Either } from "effect"
-import { parseAddresses } from "../../layers/net/ClientConnection.js"
+import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import type { TrimTarget } from "../../services/log/Topics.js"
-import { consumersReport, type ResetTarget } from "../admin/Consumers.js"
-import { topics as listTopics } from "../admin/TopicAdmin.js"
-import { createTopics, deleteTopic, type TopicsAt, trimTopic } from "../admin/TopicChanges.js"
-import { clientSecurity } from "../admin/Users.js"
+import type { ResetTarget } from "../admin/Consumers.js"
+import type { TopicsAt } from "../admin/TopicChanges.js"
 import { failUsage, type UsageError } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { clientSecurityFlags, coherence, json, parsePosition, parseTime, region, topic } from "./SharedFlags.js"
@@ -48,6 +46,7 @@ const topicsAt = (o: {
       try: () => parseAddresses(o.brokers!),
       catch: (e) => e as Error
     }).pipe(Effect.catchAll((e) => failUsage(`cxlog: --brokers ${o.brokers}: ${e.message}`)))
+    const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
     return { ...at, remote: { brokers, region: o.region, ...(yield* clientSecurity(o)) } } satisfies TopicsAt
   })
 
@@ -78,7 +77,11 @@ export const createTopicCommand = Cli.command({
   run: (o) =>
     o.topics.length === 0
       ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]")
-      : Effect.flatMap(topicsAt(o), (at) => createTopics(at, withShapeFlags(withDiskRetention(o.topics, o), o)))
+      : Effect.gen(function*() {
+        const at = yield* topicsAt(o)
+        const { createTopics } = yield* Cli.load(() => import("../admin/TopicChanges.js"))
+        return yield* createTopics(at, withShapeFlags(withDiskRetention(o.topics, o), o))
+      })
 })
 
 /** What the words after `topics` ask for. */
@@ -199,6 +202,8 @@ export const topicsCommand = Cli.command({
     Effect.gen(function*() {
       const words = yield* topicsWordsOf(args, trimTargetOf(o))
       const at = yield* topicsAt(o)
+      const { topics: listTopics } = yield* Cli.load(() => import("../admin/TopicAdmin.js"))
+      const { createTopics, deleteTopic, trimTopic } = yield* Cli.load(() => import("../admin/TopicChanges.js"))
       switch (words.kind) {
         case "list":
           return yield* listTopics({
@@ -266,6 +271,7 @@ export const consumersCommand = Cli.command({
   run: (o, args) =>
     Effect.gen(function*() {
       const reset = yield* resetOf(args, o.to)
+      const { consumersReport } = yield* Cli.load(() => import("../admin/Consumers.js"))
       return yield* consumersReport({
         region: { name: o.region, coherence: o.coherence },
         topic: o.topic,

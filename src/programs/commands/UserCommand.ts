@@ -1,6 +1,5 @@
 /** `cxlog user`: adds, removes or lists the users of a region's credential file, with their rights and limits. */
-import { Either } from "effect"
-import { users } from "../admin/Users.js"
+import { Effect, Either } from "effect"
 import * as Cli from "../cli/CliKit.js"
 import { credentials, json, region } from "./SharedFlags.js"
 
@@ -61,5 +60,8 @@ export const userCommand = Cli.command({
     "cxlog user list",
     "cxlog user remove alice"
   ],
-  run: (o, args) => users({ ...o, action: args[0], name: args[1] })
+  run: (o, args) =>
+    Cli.load(() => import("../admin/Users.js")).pipe(
+      Effect.flatMap(({ users }) => users({ ...o, action: args[0], name: args[1] }))
+    )
 })

@@ -55,6 +55,7 @@ import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
 import { inspectRegion } from "../admin/Regions.js"
 import { sampleGroupMetrics } from "./GroupMetrics.js"
+import { DEFAULT_STANDBY_CHECK_MS } from "./HeadDefaults.js"
 import { report } from "./Report.js"
 
 export interface HeadOptions {
@@ -295,9 +296,6 @@ const headGone = (region: CxlMemoryShape, lines: LeaseLineView): boolean => {
   const lease = readHeadLease(lines, Date.now())
   return lease.epoch !== 0 && !lease.held
 }
-
-/** How often a standby looks at the lease by default: a crashed head (its process gone) is replaced well within a second. */
-export const DEFAULT_STANDBY_CHECK_MS = 100
 
 /**
  * Maps the region and waits (a timer, no spinning) until its head is gone. A region that does

@@ -6,7 +6,6 @@ import { Config, Effect, FiberRef, HashSet, Logger } from "effect"
 import { exportSetting, settingConfig } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 import { METRICS_SETTINGS } from "../ProgramSettings.js"
-import { serveMetrics } from "./MetricsServer.js"
 
 export const metricsPortFlag = Cli.integer("metrics-port", {
   default: 0,
@@ -60,6 +59,8 @@ export const observed =
     const withMetrics = settings.metricsPort > 0
       ? Effect.gen(function*() {
         const host = yield* metricsHost
+        // The Prometheus client is loaded only by a role that serves metrics (Cli.load).
+        const { serveMetrics } = yield* Cli.load(() => import("./MetricsServer.js"))
         const served = yield* serveMetrics({ host, port: settings.metricsPort, labels: { role, ...labels } })
         yield* Effect.logInfo(`${role}: metrics on http://${served.host}:${served.port}/metrics`)
         return yield* effect

@@ -15,7 +15,6 @@
  * left. Serve SIGKILLed: each role's IPC channel closes and it stops itself (exitWithParent).
  */
 import { Config, Data, Effect, Option } from "effect"
-import { availableParallelism } from "node:os"
 import { requireDataDir } from "../../layers/log/durable/DurableTier.js"
 import { defaultLogConfig } from "../../layers/log/Layout.js"
 import { defaultCredentialPath, defaultSecretPath } from "../../layers/net/Auth.js"
@@ -47,9 +46,6 @@ export interface ServeOptions {
   readonly metricsPort: number
   readonly json: boolean
 }
-
-/** Brokers by default: one per core, at most 4 (what one host's publishers keep busy; more is `--broker-count`). */
-export const defaultBrokerCount = (): number => Math.max(1, Math.min(4, availableParallelism()))
 
 /** Broker slots kept free beside the brokers' for local publishers (`cxlog publish --local` takes one each). */
 const LOCAL_PUBLISHER_SLOTS = 2

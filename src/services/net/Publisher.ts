@@ -27,7 +27,8 @@
  */
 import { Context, Data, type Duration, type Effect } from "effect"
 import type { HeadersInit } from "../../layers/net/BatchPayload.js"
-import type { BrokerAddress, ClientSecurity } from "../../layers/net/ClientConnection.js"
+import type { BrokerAddress } from "../../layers/net/BrokerAddress.js"
+import type { ClientSecurity } from "../../layers/net/ClientConnection.js"
 import type { WireErrorCode } from "../../layers/net/Control.js"
 import type { AckLevel } from "../log/Topics.js"
 

@@ -10,6 +10,7 @@ import { NATS } from "./NatsCluster.js"
 import { natsLoad, natsReader } from "./NatsLoad.js"
 import { natsPeer } from "./NatsPeer.js"
 import type { PeerClient, PeerReader, PeerStorage, StorageKind } from "./PeerLoad.js"
+import type { BenchPeer } from "./PeerNames.js"
 import type { PeerFailed, PeerUnavailable } from "./PeerServer.js"
 import { redisLoad, redisReader } from "./RedisLoad.js"
 import { REDIS, redisPeer } from "./RedisPeer.js"
@@ -43,8 +44,4 @@ export const PEER_SPECS = {
     roundTrip: natsPeer,
     roundTripLabel: (messageBytes) => `NATS JetStream publish → PubAck, ${messageBytes} B (file storage)`
   }
-} as const satisfies Record<string, PeerSpec>
-
-/** The reference systems `--peers` may name. */
-export const BENCH_PEERS = Object.keys(PEER_SPECS) as ReadonlyArray<keyof typeof PEER_SPECS>
-export type BenchPeer = keyof typeof PEER_SPECS
+} as const satisfies Record<BenchPeer, PeerSpec>
