@@ -10,7 +10,7 @@
  */
 import { Clock, Effect } from "effect"
 import type { DeadLetterFailed, Delivery } from "../../services/groups/ConsumerGroups.js"
-import type { MessageHeader } from "../../services/net/Subscriber.js"
+import { DeliveryFields } from "./DeliveryFields.js"
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import type { Counter, GroupConfig } from "./GroupLayout.js"
 import type { GroupMembers } from "./GroupMembers.js"
@@ -39,15 +39,7 @@ export interface Held {
   readonly deliveries: number
 }
 
-export class LocalDelivery implements Delivery {
-  readonly group: string
-  readonly topic: string
-  readonly offset: number
-  readonly timestamp: number
-  readonly key: Uint8Array | undefined
-  readonly headers: ReadonlyArray<MessageHeader> | undefined
-  readonly value: Uint8Array
-  readonly deliveryCount: number
+export class LocalDelivery extends DeliveryFields implements Delivery {
   /** The entry's control word as this member last wrote it: what settling swaps against. */
   private control: bigint
   private finished = false
@@ -60,14 +52,7 @@ export class LocalDelivery implements Delivery {
     deliveries: number,
     private readonly message: GroupMessage
   ) {
-    this.group = s.group
-    this.topic = s.config.topic
-    this.offset = message.offset
-    this.timestamp = message.timestamp
-    this.key = message.key
-    this.headers = message.headers
-    this.value = message.value
-    this.deliveryCount = deliveries
+    super(s.group, s.config.topic, message, deliveries)
     this.control = control
   }
 

@@ -11,7 +11,7 @@
  */
 import { Effect } from "effect"
 import type { DeadLetterFailed, Delivery } from "../../services/groups/ConsumerGroups.js"
-import type { MessageHeader } from "../../services/net/Subscriber.js"
+import { DeliveryFields } from "./DeliveryFields.js"
 import type { AckedTogether, AcksTogether } from "./GroupDelivery.js"
 import type { DeliveredMessage } from "./GroupDeliveryFrame.js"
 import type { GroupLink } from "./GroupLink.js"
@@ -52,30 +52,14 @@ export class RemoteSettling implements AcksTogether {
     Effect.orDie(this.settle(deliveries.map((d) => (d as RemoteDelivery).id), "ack", {}))
 }
 
-export class RemoteDelivery implements Delivery, AckedTogether {
-  readonly group: string
-  readonly topic: string
-  readonly offset: number
-  readonly timestamp: number
-  readonly key: Uint8Array | undefined
-  readonly headers: ReadonlyArray<MessageHeader> | undefined
-  readonly value: Uint8Array
-  readonly deliveryCount: number
-
+export class RemoteDelivery extends DeliveryFields implements Delivery, AckedTogether {
   constructor(
     readonly acks: RemoteSettling,
     /** The delivery's id on its connection. */
     readonly id: number,
     message: DeliveredMessage
   ) {
-    this.group = acks.group
-    this.topic = acks.topic
-    this.offset = message.offset
-    this.timestamp = message.timestamp
-    this.key = message.key
-    this.headers = message.headers
-    this.value = message.value
-    this.deliveryCount = message.deliveryCount
+    super(acks.group, acks.topic, message, message.deliveryCount)
   }
 
   private one(action: Action, extra: Extra): Effect.Effect<boolean, DeadLetterFailed> {
