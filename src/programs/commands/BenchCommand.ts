@@ -151,60 +151,48 @@ export const benchCommand = Cli.command({
       : type === "group"
       ? benchGroupOf(o)
       : type === "mirror"
-      ? Cli.load(() => import("../bench/MirrorBench.js")).pipe(
-        Effect.flatMap((m) =>
-          m.benchMirror({
-            messages: o.mirrorMessages,
-            messageBytes: o.messageBytes,
-            rateMBps: o.mirrorRateMbps,
-            json: o.json
-          })
-        ),
-        Effect.asVoid
-      )
+      ? benchWith(() => import("../bench/MirrorBench.js"), (m) =>
+        m.benchMirror({
+          messages: o.mirrorMessages,
+          messageBytes: o.messageBytes,
+          rateMBps: o.mirrorRateMbps,
+          json: o.json
+        }))
       : type === "channel"
-      ? Cli.load(() => import("../bench/ChannelBench.js")).pipe(
-        Effect.flatMap((m) => m.channelBench({ samples: o.samples, values: o.channelValues, json: o.json })),
-        Effect.asVoid
+      ? benchWith(
+        () => import("../bench/ChannelBench.js"),
+        (m) => m.channelBench({ samples: o.samples, values: o.channelValues, json: o.json })
       )
       : type === "topics"
-      ? Cli.load(() => import("../bench/TopicsBench.js")).pipe(
-        Effect.flatMap((m) =>
-          m.benchTopics({
-            topics: o.topics,
-            ratioTopics: o.ratioTopics,
-            ratioBytes: o.bytes,
-            rounds: 3,
-            json: o.json
-          })
-        ),
-        Effect.asVoid
-      )
+      ? benchWith(() => import("../bench/TopicsBench.js"), (m) =>
+        m.benchTopics({
+          topics: o.topics,
+          ratioTopics: o.ratioTopics,
+          ratioBytes: o.bytes,
+          rounds: 3,
+          json: o.json
+        }))
       : type === "supervisor"
-      ? Cli.load(() => import("../bench/SupervisorBench.js")).pipe(
-        Effect.flatMap((m) => m.benchSupervisor({ kills: o.kills, json: o.json })),
-        Effect.asVoid
+      ? benchWith(
+        () => import("../bench/SupervisorBench.js"),
+        (m) => m.benchSupervisor({ kills: o.kills, json: o.json })
       )
       : type === "service"
-      ? Cli.load(() => import("../bench/ServiceBench.js")).pipe(
-        Effect.flatMap((m) => m.benchService({ samples: o.samples, messageBytes: o.messageBytes, json: o.json })),
-        Effect.asVoid
+      ? benchWith(
+        () => import("../bench/ServiceBench.js"),
+        (m) => m.benchService({ samples: o.samples, messageBytes: o.messageBytes, json: o.json })
       )
       : type === "rtt"
-      ? Cli.load(() => import("../bench/Rtt.js")).pipe(
-        Effect.flatMap((m) =>
-          m.rtt({
-            brokers: o.brokerCount,
-            messageBytes: o.messageBytes,
-            order: clusterShape(o).order,
-            samples: o.samples,
-            json: o.json,
-            peers: o.peers,
-            local: o.local
-          })
-        ),
-        Effect.asVoid
-      )
+      ? benchWith(() => import("../bench/Rtt.js"), (m) =>
+        m.rtt({
+          brokers: o.brokerCount,
+          messageBytes: o.messageBytes,
+          order: clusterShape(o).order,
+          samples: o.samples,
+          json: o.json,
+          peers: o.peers,
+          local: o.local
+        }))
       : Effect.gen(function*() {
         const { bench } = yield* Cli.load(() => import("../bench/Bench.js"))
         const { withLogFormat } = yield* Cli.load(() => import("../roles/Observe.js"))
@@ -223,6 +211,10 @@ export const benchCommand = Cli.command({
   }
 })
 
+/** Runs `go` over the bench module that `module` loads, when its type is the one asked for. */
+const benchWith = <M, E, R>(module: () => Promise<M>, go: (m: M) => Effect.Effect<unknown, E, R>) =>
+  Effect.asVoid(Effect.flatMap(Cli.load(module), go))
+
 /** `--type group`: members local (`--local`, mapping the region) or through a broker; kills are cxlog's alone, and local. */
 const benchGroupOf = (o: {
   readonly local: boolean
@@ -239,7 +231,7 @@ const benchGroupOf = (o: {
     ? failUsage("--kill-member kills local members: add --local")
     : o.killMember && o.peers.length > 0
     ? failUsage("--kill-member measures cxlog's group alone: drop --peers")
-    : Cli.load(() => import("../bench/groups/GroupBench.js")).pipe(Effect.flatMap((m) =>
+    : benchWith(() => import("../bench/groups/GroupBench.js"), (m) =>
       m.benchGroup({
         members: o.members,
         messages: o.messages,
@@ -250,8 +242,7 @@ const benchGroupOf = (o: {
         peers: o.peers,
         kills: o.killMember ? o.kills : 0,
         json: o.json
-      })
-    ))
+      }))
 
 export const benchGroupMemberCommand = Cli.command({
   name: "bench-group-member",
